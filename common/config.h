@@ -1,0 +1,122 @@
+/*
+ * common/config.h: imgstored's configuration file, parsed and validated by one declarative
+ * table (ims_config_keys) that also drives `imgstored --help-config` and docs/CONFIG.md.
+ *
+ * The file is INI-like:
+ *
+ *     # comment
+ *     [site]                  this site: the Ceph cluster this daemon serves
+ *     name = a
+ *     ceph_conf = /etc/ceph/ceph.conf
+ *     [peer b]                another site, one section each
+ *     ceph_conf = /etc/ceph/site-b.conf
+ *     [server]                RPC listeners, TLS, tokens
+ *     [s3 cold]               an S3 target for tiering, one section each
+ *     [defaults]              replication and transfer defaults
+ *
+ * Every bad line is reported as "FILE:LINE: message"; loading fails if there is any.
+ */
+#ifndef IMS_COMMON_CONFIG_H
+#define IMS_COMMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/** A Ceph cluster: this site ([site]) or a peer ([peer NAME]). */
+typedef struct {
+	char *name;
+	char *ceph_conf;
+	char *client_id;
+	char *keyring;
+	char *pool;
+	uint64_t mon_timeout;
+	uint64_t osd_timeout;
+	unsigned line; /* where the section starts, for messages */
+} ims_config_cluster;
+
+/** [server]: how the RPC API is served. */
+typedef struct {
+	char *listen;
+	char *unix_socket;
+	char *tls_cert;
+	char *tls_key;
+	char *tls_client_ca;
+	char *token_file;
+	bool allow_plain_http;
+	uint64_t max_request_bytes;
+	uint64_t read_timeout;
+	uint64_t threads;
+	char *audit_log;
+	unsigned line;
+} ims_config_server;
+
+/** [s3 NAME]: an S3-compatible tiering target. */
+typedef struct {
+	char *name;
+	char *endpoint;
+	char *region;
+	char *bucket;
+	char *credentials_file;
+	char *key_file;
+	char *ca_file;
+	char *addressing; /* "path" or "virtual" */
+	uint64_t timeout;
+	uint64_t retries;
+	unsigned line;
+} ims_config_s3;
+
+/** [defaults]: what applies where a request or policy says nothing. */
+typedef struct {
+	uint64_t rpo;
+	uint64_t concurrency;
+	uint64_t inflight_bytes;
+	uint64_t bandwidth_limit;
+	uint64_t retention;
+	uint64_t op_workers;
+	char *log_level;
+	char *alert_webhook;
+	unsigned line;
+} ims_config_defaults;
+
+typedef struct ims_config {
+	char *path;
+	ims_config_cluster site;
+	ims_config_cluster *peers;
+	size_t npeers;
+	ims_config_server server;
+	ims_config_s3 *s3;
+	size_t ns3;
+	ims_config_defaults defaults;
+} ims_config;
+
+/** Called once for every problem found, with "FILE:LINE: message". */
+typedef void (*ims_config_error_fn)(void *ctx, const char *line);
+
+/**
+ * Read and validate the configuration file at @p path.
+ *
+ * @param[out] out the configuration; free with ims_config_free(). Written only on success.
+ * @param on_error called for each problem (may be NULL); ims_error_last() holds the first.
+ * @returns -ENOENT or -EACCES if the file cannot be read,
+ *          -EINVAL if any line is bad or a required key is missing.
+ */
+int ims_config_load(ims_config **out, const char *path, ims_config_error_fn on_error, void *ctx);
+
+/** As ims_config_load(), from text in memory; @p name stands for the file name in messages. */
+int ims_config_parse(ims_config **out, const char *name, const char *text, size_t len,
+		     ims_config_error_fn on_error, void *ctx);
+
+void ims_config_free(ims_config *cfg);
+
+/** The peer named @p name, or NULL. Borrowed from @p cfg. */
+const ims_config_cluster *ims_config_peer(const ims_config *cfg, const char *name);
+
+/** The S3 target named @p name, or NULL. Borrowed from @p cfg. */
+const ims_config_s3 *ims_config_s3_target(const ims_config *cfg, const char *name);
+
+/** Write the reference of every key (Markdown) to @p f: the source of docs/CONFIG.md. */
+void ims_config_write_reference(FILE *f);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * common/error.h: the error convention of imgstore.
+ *
+ * Functions return 0 or a negative errno. Where an error starts, the code that detects it
+ * sets a one-line human message in thread-local storage with ims_error_set(); callers up the
+ * stack return the errno unchanged and never overwrite the message. The daemon and the CLI
+ * read it once, where the error is handled, with ims_error_last().
+ */
+#ifndef IMS_COMMON_ERROR_H
+#define IMS_COMMON_ERROR_H
+
+#include <stdarg.h>
+
+#define IMS_ERROR_MSG_MAX 512
+
+/**
+ * Set the thread's error message and return @p err, so that a site reads
+ * `return ims_error_set(-ENOENT, "no image '%s'", name);`.
+ *
+ * @param err a negative errno; a positive value is negated.
+ * @returns the negative errno.
+ */
+int ims_error_set(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/** ims_error_set() with a va_list. */
+int ims_error_setv(int err, const char *fmt, va_list ap);
+
+/**
+ * Set a message only when the thread has none since the last ims_error_clear(), so that
+ * a generic fallback never replaces the precise message set deeper down.
+ *
+ * @returns the negative errno.
+ */
+int ims_error_set_default(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/**
+ * The thread's last message. When none was set it falls back to strerror() of the last errno
+ * passed to ims_error_set(), or to "unknown error".
+ *
+ * @returns a borrowed string, valid until the next ims_error_* call on this thread.
+ */
+const char *ims_error_last(void);
+
+/** The errno that went with the last message, 0 when none. */
+int ims_error_last_code(void);
+
+/** Forget the thread's message, before an operation whose error will be reported. */
+void ims_error_clear(void);
+
+/**
+ * A message for any negative errno, for callers that did not get one from ims_error_last():
+ * strerror() of it, thread-safe.
+ *
+ * @returns a borrowed string in thread-local storage.
+ */
+const char *ims_strerror(int err);
+
+#endif

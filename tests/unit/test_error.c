@@ -1,0 +1,94 @@
+/* Unit tests of common/error.h: the thread-local one-line message. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/error.h"
+
+static void test_set_returns_negative(void **state)
+{
+	(void)state;
+	ims_error_clear();
+	assert_int_equal(ims_error_set(-ENOENT, "no image '%s'", "rbd/vm1"), -ENOENT);
+	assert_string_equal(ims_error_last(), "no image 'rbd/vm1'");
+	assert_int_equal(ims_error_last_code(), -ENOENT);
+	/* a positive errno is negated */
+	assert_int_equal(ims_error_set(EIO, "x"), -EIO);
+}
+
+static void test_one_line(void **state)
+{
+	(void)state;
+	ims_error_set(-EINVAL, "bad\nvalue\r'%s'", "a\nb");
+	assert_null(strchr(ims_error_last(), '\n'));
+	assert_null(strchr(ims_error_last(), '\r'));
+	assert_string_equal(ims_error_last(), "bad value 'a b'");
+}
+
+static void test_default_keeps_precise_message(void **state)
+{
+	(void)state;
+	ims_error_clear();
+	ims_error_set(-ETIMEDOUT, "site 'b' did not answer in 10s");
+	assert_int_equal(ims_error_set_default(-EIO, "sync failed"), -EIO);
+	assert_string_equal(ims_error_last(), "site 'b' did not answer in 10s");
+	ims_error_clear();
+	ims_error_set_default(-EIO, "sync failed");
+	assert_string_equal(ims_error_last(), "sync failed");
+}
+
+static void test_cleared_falls_back(void **state)
+{
+	(void)state;
+	ims_error_clear();
+	assert_string_equal(ims_error_last(), "unknown error");
+	assert_int_equal(ims_error_last_code(), 0);
+	assert_string_equal(ims_strerror(-ENOENT), "No such file or directory");
+}
+
+static void test_truncates_long_message(void **state)
+{
+	(void)state;
+	char big[IMS_ERROR_MSG_MAX * 2];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	ims_error_set(-EINVAL, "%s", big);
+	assert_int_equal(strlen(ims_error_last()), IMS_ERROR_MSG_MAX - 1);
+}
+
+static void *other_thread(void *arg)
+{
+	(void)arg;
+	ims_error_set(-EACCES, "from the other thread");
+	return NULL;
+}
+
+static void test_thread_local(void **state)
+{
+	(void)state;
+	pthread_t t;
+	ims_error_set(-ENOENT, "from this thread");
+	assert_int_equal(pthread_create(&t, NULL, other_thread, NULL), 0);
+	pthread_join(t, NULL);
+	assert_string_equal(ims_error_last(), "from this thread");
+	assert_int_equal(ims_error_last_code(), -ENOENT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_set_returns_negative),
+		cmocka_unit_test(test_one_line),
+		cmocka_unit_test(test_default_keeps_precise_message),
+		cmocka_unit_test(test_cleared_falls_back),
+		cmocka_unit_test(test_truncates_long_message),
+		cmocka_unit_test(test_thread_local),
+	};
+	return cmocka_run_group_tests_name("error", tests, NULL, NULL);
+}
