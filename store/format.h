@@ -1,0 +1,132 @@
+/*
+ * store/format.h: disk image formats (raw, qcow2, vmdk) read from untrusted bytes, and the
+ * qcow2 writer used by export.
+ *
+ * Pure logic: no Ceph here, so unit tests and fuzzers link it alone (library ims_format).
+ * A reader sees the file only through an ims_source, never trusts a size or offset in it, and
+ * bounds its memory whatever the file says. The format is detected from the bytes, never from
+ * a file name.
+ */
+#ifndef IMS_STORE_FORMAT_H
+#define IMS_STORE_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/** Where a reader's bytes come from. */
+typedef struct ims_source {
+	/**
+	 * Read up to @p len bytes at @p off into @p buf. Returns the bytes read (short only at
+	 * the end of the source) or a negative errno.
+	 */
+	ssize_t (*pread)(void *ctx, void *buf, size_t len, uint64_t off);
+	uint64_t size; /* bytes in the source */
+	void *ctx;
+} ims_source;
+
+/** An ims_source over a file descriptor (pread(2)); @p size from fstat. */
+void ims_source_fd(ims_source *out, int *fd, uint64_t size); /* ctx = fd, which must outlive it */
+
+/** An ims_source over memory (fuzzers, tests). @p mem must outlive the source. */
+typedef struct {
+	const uint8_t *data;
+	size_t len;
+} ims_source_mem_ctx;
+void ims_source_mem(ims_source *out, ims_source_mem_ctx *ctx, const void *data, size_t len);
+
+typedef enum {
+	IMS_FORMAT_AUTO = 0, /* as declared: detect from the bytes */
+	IMS_FORMAT_RAW = 1,
+	IMS_FORMAT_QCOW2 = 2,
+	IMS_FORMAT_VMDK = 3,
+} ims_format_kind;
+
+/** "auto", "raw", "qcow2", "vmdk". */
+const char *ims_format_name(ims_format_kind kind);
+
+/** @returns -EINVAL if @p s names no format. */
+int ims_format_parse(ims_format_kind *out, const char *s);
+
+/**
+ * The format of the bytes: qcow2 or vmdk by their magic, raw otherwise.
+ *
+ * @returns a negative errno if the source cannot be read.
+ */
+int ims_format_detect(ims_format_kind *out, const ims_source *src);
+
+typedef struct ims_format_reader ims_format_reader;
+
+/**
+ * Open a reader on @p src. With @p declared other than IMS_FORMAT_AUTO, the detected format
+ * must match it.
+ *
+ * @returns -EINVAL if the bytes are not a valid image of the format, or the format declared
+ *          disagrees with the bytes (message names both);
+ *          -ENOTSUP if the image uses a feature imgstore refuses (backing file, external
+ *          data file, encryption, unknown incompatible features, an unsupported vmdk variant);
+ *          -ENOMEM.
+ */
+int ims_format_open(ims_format_reader **out, const ims_source *src, ims_format_kind declared);
+
+ims_format_kind ims_format_kind_of(const ims_format_reader *r);
+
+/** The size of the disk the image holds (the guest's view), in bytes. */
+uint64_t ims_format_virtual_size(const ims_format_reader *r);
+
+typedef enum {
+	IMS_EXTENT_DATA = 0, /* bytes to read (they may still be zeros) */
+	IMS_EXTENT_ZERO = 1, /* reads as zeros: nothing to write on a fresh image */
+} ims_extent_type;
+
+typedef struct {
+	uint64_t offset;
+	uint64_t length;
+	ims_extent_type type;
+} ims_extent;
+
+/**
+ * Describe the guest range that starts at @p offset: its type and how far it extends with
+ * that type (at least 1 byte, at most to the virtual size; a reader may cut it shorter).
+ * Walking offset += length from 0 to the virtual size visits the whole disk.
+ *
+ * @returns -EINVAL if @p offset >= virtual size or the image is found corrupt on the way.
+ */
+int ims_format_map(ims_format_reader *r, uint64_t offset, ims_extent *out);
+
+/**
+ * Read the guest bytes [@p offset, @p offset + @p len) into @p buf, decompressing as needed;
+ * zero areas read as zeros.
+ *
+ * @returns -EINVAL if the range passes the virtual size or the image is found corrupt (the
+ *          message says where), -EIO if the source fails.
+ */
+int ims_format_read(ims_format_reader *r, uint64_t offset, void *buf, size_t len);
+
+void ims_format_close(ims_format_reader *r);
+
+/*
+ * The qcow2 writer: a version 3 image with 64 KiB clusters written front to back on a file
+ * descriptor, from data given in ascending guest order. Only clusters that hold a non-zero
+ * byte are allocated; the result passes `qemu-img check`.
+ */
+typedef struct ims_qcow2_writer ims_qcow2_writer;
+
+/** @returns -EINVAL if @p virtual_size is 0 or beyond what qcow2 addresses. */
+int ims_qcow2_writer_open(ims_qcow2_writer **out, int fd, uint64_t virtual_size);
+
+/**
+ * Write guest bytes at @p offset. Calls must come in ascending, non-overlapping order;
+ * ranges not written read as zeros.
+ *
+ * @returns -EINVAL on an out-of-order or out-of-range call, -EIO on a write error.
+ */
+int ims_qcow2_writer_write(ims_qcow2_writer *w, uint64_t offset, const void *buf, size_t len);
+
+/** Write the tables and the header; the file is a valid image only after this returns 0. */
+int ims_qcow2_writer_finish(ims_qcow2_writer *w);
+
+/** Free the writer (after finish, or to abandon the file). Does not close the fd. */
+void ims_qcow2_writer_free(ims_qcow2_writer *w);
+
+#endif

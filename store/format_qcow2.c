@@ -1,0 +1,721 @@
+/*
+ * store/format_qcow2.c: a reader of qcow2 images (versions 2 and 3), written from the qcow2
+ * specification (docs/interop/qcow2.txt in QEMU).
+ *
+ * Only the active layer is read: no snapshots, no refcounts (a reader does not need them),
+ * and no backing file, external data file or encryption (refused at open). Every offset taken
+ * from the file is checked before it is used: tables lie inside the file and not in the
+ * header cluster, the L1 table or the refcount table, and data clusters are not L2 tables.
+ * The L1 table is loaded whole (at most 32 MiB, as QEMU caps it, and never larger than the
+ * file); L2 tables go through a small cache.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+#include <zstd.h>
+
+#include "common/error.h"
+#include "store/format_internal.h"
+
+#define QCOW2_MAGIC 0x514649fbu
+#define V2_HEADER_BYTES 72u
+#define V3_HEADER_BYTES 104u
+#define HEADER_READ_BYTES 112u
+
+#define INCOMPAT_DIRTY (UINT64_C(1) << 0)
+#define INCOMPAT_CORRUPT (UINT64_C(1) << 1)
+#define INCOMPAT_DATA_FILE (UINT64_C(1) << 2)
+#define INCOMPAT_COMPRESSION (UINT64_C(1) << 3)
+#define INCOMPAT_EXTENDED_L2 (UINT64_C(1) << 4)
+#define INCOMPAT_KNOWN UINT64_C(0x1f)
+
+#define EXT_END 0u
+#define EXT_DATA_FILE 0x44415441u
+
+#define L1E_OFFSET_MASK UINT64_C(0x00fffffffffffe00)
+#define L2E_OFFSET_MASK UINT64_C(0x00fffffffffffe00)
+#define L2E_COMPRESSED (UINT64_C(1) << 62)
+#define L2E_ZERO UINT64_C(1)
+
+#define MAX_L1_ENTRIES ((uint64_t)IMS_FORMAT__MAX_TABLE_BYTES / 8)
+#define CACHE_BYTES (4u << 20)
+
+#define COMPRESSION_DEFLATE 0
+#define COMPRESSION_ZSTD 1
+
+typedef struct {
+	ims_format_reader base;
+	unsigned cluster_bits;
+	uint64_t cluster_size;
+	unsigned l2_bits;     /* log2 of the entries of an L2 table */
+	unsigned entry_bytes; /* 8, or 16 with extended L2 entries */
+	bool extended_l2;
+	unsigned compression;
+
+	uint64_t *l1; /* host offsets of the L2 tables, 0 where none */
+	uint64_t l1_entries;
+	uint64_t l1_off, l1_bytes; /* the whole table in the file */
+	uint64_t rt_off, rt_bytes; /* the refcount table */
+	ims_format__offsets l2s;   /* the L2 tables, sorted */
+	ims_format__cache cache;
+
+	/* compressed clusters: descriptor fields, and the last one decompressed */
+	unsigned csize_shift;
+	uint64_t coffset_mask, csize_mask;
+	uint8_t *cbuf; /* compressed bytes, up to 2 clusters */
+	uint8_t *dbuf; /* the decompressed cluster */
+	uint64_t dentry; /* the L2 entry dbuf holds, 0 for none */
+	z_stream z;
+	bool z_ready;
+	ZSTD_DCtx *zstd;
+} qcow2;
+
+typedef enum {
+	Q_ZERO,
+	Q_DATA,
+	Q_COMPRESSED,
+} qtype;
+
+/* Where a guest offset lies: the unit it is in (subcluster, cluster or L2 range) from there. */
+typedef struct {
+	qtype type;
+	uint64_t len;   /* bytes from the guest offset to the end of the unit */
+	uint64_t host;  /* Q_DATA: the host offset of the guest offset */
+	uint64_t entry; /* Q_COMPRESSED: the L2 entry */
+	bool no_l2;     /* Q_ZERO for want of an L2 table: len runs to the end of its range */
+} qloc;
+
+static const char *unit_name(const qcow2 *q, uint64_t off, uint64_t len)
+{
+	if (ims_format__overlap(off, len, 0, q->cluster_size))
+		return "the header";
+	if (ims_format__overlap(off, len, q->l1_off, q->l1_bytes))
+		return "the L1 table";
+	if (ims_format__overlap(off, len, q->rt_off, q->rt_bytes))
+		return "the refcount table";
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* lookup */
+
+static int check_data(const qcow2 *q, uint64_t guest, uint64_t host)
+{
+	const char *what;
+
+	if (host & (q->cluster_size - 1))
+		return ims_error_set(-EINVAL, "qcow2: guest offset %" PRIu64 " maps to unaligned host "
+				     "offset 0x%" PRIx64, guest, host);
+	if (host >= q->base.src.size)
+		return ims_error_set(-EINVAL, "qcow2: guest offset %" PRIu64 " maps to host offset "
+				     "0x%" PRIx64 ", past the end of the file (%" PRIu64 " bytes)",
+				     guest, host, q->base.src.size);
+	what = unit_name(q, host, q->cluster_size);
+	if (!what && ims_format__offsets_any_in(&q->l2s, host, host))
+		what = "an L2 table";
+	if (what)
+		return ims_error_set(-EINVAL, "qcow2: guest offset %" PRIu64 " maps to host offset "
+				     "0x%" PRIx64 ", into %s", guest, host, what);
+	return 0;
+}
+
+static void compressed_range(const qcow2 *q, uint64_t entry, uint64_t *off, uint64_t *len,
+			     uint64_t *sectors)
+{
+	uint64_t n = ((entry >> q->csize_shift) & q->csize_mask) + 1;
+
+	*off = entry & q->coffset_mask;
+	*sectors = n;
+	*len = n * 512 - (*off & 511);
+}
+
+static int check_compressed(const qcow2 *q, uint64_t guest, uint64_t entry)
+{
+	uint64_t off, len, sectors, size = q->base.src.size;
+	const char *what;
+
+	compressed_range(q, entry, &off, &len, &sectors);
+	/*
+	 * The length is known to the sector: the last sector may run past the end of the file
+	 * (QEMU does not pad it), but it must start inside.
+	 */
+	if (off >= size || (off & ~511ull) + (sectors - 1) * 512 >= size)
+		return ims_error_set(-EINVAL, "qcow2: compressed cluster at guest offset %" PRIu64
+				     " (host offset 0x%" PRIx64 ", %" PRIu64 " bytes) passes the "
+				     "end of the file (%" PRIu64 " bytes)", guest, off, len, size);
+	what = unit_name(q, off, len);
+	if (!what && ims_format__offsets_any_in(&q->l2s, off & ~(q->cluster_size - 1),
+						 off + len - 1))
+		what = "an L2 table";
+	if (what)
+		return ims_error_set(-EINVAL, "qcow2: compressed cluster at guest offset %" PRIu64
+				     " (host offset 0x%" PRIx64 ") lies in %s", guest, off, what);
+	return 0;
+}
+
+static int locate(qcow2 *q, uint64_t off, qloc *out)
+{
+	uint64_t cs = q->cluster_size, cidx = off >> q->cluster_bits;
+	uint64_t l1i = cidx >> q->l2_bits, in_cluster = off & (cs - 1);
+	size_t l2i = (size_t)(cidx & ((1ull << q->l2_bits) - 1));
+	uint64_t entry, bitmap = 0, host;
+	const uint8_t *t;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if (!q->l1[l1i]) {
+		out->type = Q_ZERO;
+		out->len = ((l1i + 1) << (q->cluster_bits + q->l2_bits)) - off;
+		out->no_l2 = true;
+		return 0;
+	}
+	r = ims_format__cache_get(&q->cache, &q->base.src, q->l1[l1i], "qcow2: L2 table", &t);
+	if (r < 0)
+		return r;
+	entry = ims_format__be64(t + l2i * q->entry_bytes);
+	if (q->extended_l2)
+		bitmap = ims_format__be64(t + l2i * q->entry_bytes + 8);
+	out->len = cs - in_cluster;
+
+	if (entry & L2E_COMPRESSED) {
+		r = check_compressed(q, off, entry);
+		if (r < 0)
+			return r;
+		out->type = Q_COMPRESSED;
+		out->entry = entry;
+		return 0;
+	}
+	host = entry & L2E_OFFSET_MASK;
+	if (!q->extended_l2) {
+		if ((entry & L2E_ZERO) || !host) {
+			out->type = Q_ZERO;
+			return 0;
+		}
+	} else {
+		uint32_t alloc = (uint32_t)bitmap, zero = (uint32_t)(bitmap >> 32);
+		unsigned sc_bits = q->cluster_bits - 5;
+		unsigned sc = (unsigned)(in_cluster >> sc_bits);
+
+		if (alloc & zero)
+			return ims_error_set(-EINVAL, "qcow2: the L2 entry of guest offset %" PRIu64
+					     " marks subclusters both allocated and zero (bitmap "
+					     "0x%016" PRIx64 ")", off, bitmap);
+		if (!host && alloc)
+			return ims_error_set(-EINVAL, "qcow2: the L2 entry of guest offset %" PRIu64
+					     " allocates subclusters of no cluster (bitmap 0x%016"
+					     PRIx64 ")", off, bitmap);
+		out->len = (1ull << sc_bits) - (in_cluster & ((1ull << sc_bits) - 1));
+		/* Neither allocated nor zero reads from the backing file: there is none. */
+		if ((zero >> sc & 1) || !(alloc >> sc & 1)) {
+			out->type = Q_ZERO;
+			return 0;
+		}
+	}
+	r = check_data(q, off, host);
+	if (r < 0)
+		return r;
+	out->type = Q_DATA;
+	out->host = host + in_cluster;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* compressed clusters */
+
+static int inflate_deflate(qcow2 *q, size_t in_len)
+{
+	int ret;
+
+	if (!q->z_ready) {
+		memset(&q->z, 0, sizeof(q->z));
+		if (inflateInit2(&q->z, -15) != Z_OK)
+			return ims_error_set(-ENOMEM, "qcow2: cannot set up zlib");
+		q->z_ready = true;
+	} else if (inflateReset(&q->z) != Z_OK) {
+		return ims_error_set(-EIO, "qcow2: cannot reset zlib");
+	}
+	q->z.next_in = q->cbuf;
+	q->z.avail_in = (uInt)in_len;
+	q->z.next_out = q->dbuf;
+	q->z.avail_out = (uInt)q->cluster_size;
+	ret = inflate(&q->z, Z_FINISH);
+	/* The input ends at a sector boundary, past the stream: a full output is what counts. */
+	if ((ret == Z_STREAM_END || ret == Z_BUF_ERROR) && q->z.avail_out == 0)
+		return 0;
+	return -EINVAL;
+}
+
+static int inflate_zstd(qcow2 *q, size_t in_len)
+{
+	ZSTD_inBuffer in = { q->cbuf, in_len, 0 };
+	ZSTD_outBuffer out = { q->dbuf, (size_t)q->cluster_size, 0 };
+
+	if (!q->zstd) {
+		q->zstd = ZSTD_createDCtx();
+		if (!q->zstd)
+			return ims_error_set(-ENOMEM, "qcow2: cannot set up zstd");
+		/* A cluster is at most 2 MiB: refuse frames that ask for a larger window. */
+		if (ZSTD_isError(ZSTD_DCtx_setParameter(q->zstd, ZSTD_d_windowLogMax, 22)))
+			return ims_error_set(-EIO, "qcow2: cannot set up zstd");
+	} else {
+		ZSTD_DCtx_reset(q->zstd, ZSTD_reset_session_only);
+	}
+	while (out.pos < out.size) {
+		size_t in_pos = in.pos, out_pos = out.pos;
+		size_t ret = ZSTD_decompressStream(q->zstd, &out, &in);
+		if (ZSTD_isError(ret))
+			return -EINVAL;
+		if (in.pos == in_pos && out.pos == out_pos)
+			return -EINVAL; /* the input ran out */
+	}
+	return 0;
+}
+
+static int decompress(qcow2 *q, uint64_t guest, uint64_t entry)
+{
+	uint64_t off, len, sectors;
+	size_t got;
+	int r;
+
+	if (q->dentry == entry)
+		return 0;
+	q->dentry = 0;
+	if (!q->cbuf) {
+		/* the largest compressed length the descriptor can say */
+		q->cbuf = malloc((size_t)(q->csize_mask + 1) * 512);
+		q->dbuf = malloc((size_t)q->cluster_size);
+		if (!q->cbuf || !q->dbuf)
+			return ims_error_set(-ENOMEM, "qcow2: out of memory for a compressed cluster");
+	}
+	compressed_range(q, entry, &off, &len, &sectors);
+	r = ims_format__pread(&q->base.src, q->cbuf, (size_t)len, off, &got);
+	if (r < 0)
+		return r;
+	r = q->compression == COMPRESSION_ZSTD ? inflate_zstd(q, got) : inflate_deflate(q, got);
+	if (r == -EINVAL)
+		return ims_error_set(-EINVAL, "qcow2: compressed cluster at guest offset %" PRIu64
+				     " (host offset 0x%" PRIx64 ") does not decompress (%s) to %"
+				     PRIu64 " bytes", guest, off,
+				     q->compression == COMPRESSION_ZSTD ? "zstd" : "deflate",
+				     q->cluster_size);
+	if (r < 0)
+		return r;
+	q->dentry = entry;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* ops */
+
+static int qcow2_map(ims_format_reader *base, uint64_t offset, ims_extent *out)
+{
+	qcow2 *q = (qcow2 *)base;
+	uint64_t vsize = base->virtual_size, range = 1ull << (q->cluster_bits + q->l2_bits);
+	uint64_t pos, l2_end;
+	ims_extent_type type;
+	qloc l;
+	int r;
+
+	r = locate(q, offset, &l);
+	if (r < 0)
+		return r;
+	type = l.type == Q_ZERO ? IMS_EXTENT_ZERO : IMS_EXTENT_DATA;
+	pos = offset + l.len;
+	l2_end = (offset / range + 1) * range;
+	/* the rest of this L2 table, which is in the cache */
+	while (!l.no_l2 && pos < vsize && pos < l2_end) {
+		qloc n;
+		r = locate(q, pos, &n);
+		if (r < 0)
+			return r;
+		if ((n.type == Q_ZERO) != (type == IMS_EXTENT_ZERO))
+			break;
+		pos += n.len;
+	}
+	/* zeros go on through the ranges that have no L2 table */
+	if (type == IMS_EXTENT_ZERO)
+		while (pos < vsize && pos % range == 0 && !q->l1[pos / range])
+			pos += range;
+	out->length = (pos < vsize ? pos : vsize) - offset;
+	out->type = type;
+	return 0;
+}
+
+static int qcow2_read(ims_format_reader *base, uint64_t offset, uint8_t *buf, size_t len)
+{
+	qcow2 *q = (qcow2 *)base;
+	qloc l, n;
+	int r = 0;
+
+	while (len) {
+		uint64_t take;
+		size_t got;
+
+		r = locate(q, offset, &l);
+		if (r < 0)
+			return r;
+		take = l.len < len ? l.len : len;
+		switch (l.type) {
+		case Q_ZERO:
+			memset(buf, 0, (size_t)take);
+			break;
+		case Q_COMPRESSED:
+			r = decompress(q, offset, l.entry);
+			if (r < 0)
+				return r;
+			memcpy(buf, q->dbuf + (offset & (q->cluster_size - 1)), (size_t)take);
+			break;
+		case Q_DATA:
+			/* one read for the clusters that follow each other in the file too */
+			while (take < len) {
+				r = locate(q, offset + take, &n);
+				if (r < 0)
+					return r;
+				if (n.type != Q_DATA || n.host != l.host + take)
+					break;
+				take += n.len < len - take ? n.len : len - take;
+			}
+			r = ims_format__pread(&base->src, buf, (size_t)take, l.host, &got);
+			if (r < 0)
+				return r;
+			/* a last cluster that the file ends inside reads as zeros after the end */
+			memset(buf + got, 0, (size_t)take - got);
+			break;
+		}
+		offset += take;
+		buf += take;
+		len -= (size_t)take;
+	}
+	return 0;
+}
+
+static void qcow2_close(ims_format_reader *base)
+{
+	qcow2 *q = (qcow2 *)base;
+
+	ims_format__cache_free(&q->cache);
+	free(q->l1);
+	free(q->l2s.v);
+	free(q->cbuf);
+	free(q->dbuf);
+	if (q->z_ready)
+		inflateEnd(&q->z);
+	ZSTD_freeDCtx(q->zstd);
+	free(q);
+}
+
+static const ims_format__ops qcow2_ops = {
+	.map = qcow2_map,
+	.read = qcow2_read,
+	.close = qcow2_close,
+};
+
+/* ---------------------------------------------------------------------------------------- */
+/* open */
+
+/* Copy at most @p len bytes of a name from the file, printable, for a message. */
+static void printable(char *dst, size_t dst_len, const uint8_t *s, size_t len)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < len && s[i] && n + 1 < dst_len; i++)
+		dst[n++] = s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\'' ? (char)s[i] : '?';
+	dst[n] = '\0';
+}
+
+static void bit_list(char *buf, size_t len, uint64_t bits)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (unsigned i = 0; i < 64 && n < len; i++)
+		if (bits >> i & 1)
+			n += (size_t)snprintf(buf + n, len - n, "%s%u", n ? ", " : "", i);
+}
+
+/* The external data file's name from the header extensions, if they hold a readable one. */
+static void data_file_name(const ims_source *src, uint64_t ext_off, uint64_t end, char *name,
+			   size_t name_len)
+{
+	uint8_t h[8], s[256];
+
+	name[0] = '\0';
+	while (ext_off + 8 <= end) {
+		uint32_t type, len;
+
+		if (ims_format__pread_exact(src, h, 8, ext_off, "qcow2: header extension") < 0)
+			return;
+		type = ims_format__be32(h);
+		len = ims_format__be32(h + 4);
+		if (type == EXT_END || len > end - ext_off - 8)
+			return;
+		if (type == EXT_DATA_FILE) {
+			size_t n = len < sizeof(s) ? len : sizeof(s);
+			if (ims_format__pread_exact(src, s, n, ext_off + 8, "qcow2: data file name") == 0)
+				printable(name, name_len, s, n);
+			return;
+		}
+		ext_off += 8 + (((uint64_t)len + 7) & ~7ull);
+	}
+}
+
+static int check_header(const ims_source *src, const uint8_t *h, size_t got, uint32_t version,
+			uint64_t *incompat_out, unsigned *compression_out)
+{
+	uint64_t size = src->size, cs, incompat = 0, backing_off;
+	uint32_t cluster_bits, header_len = V2_HEADER_BYTES, crypt, backing_len;
+	unsigned compression = COMPRESSION_DEFLATE;
+	char name[1024], bits[200];
+	uint8_t raw[1023];
+
+	cluster_bits = ims_format__be32(h + 20);
+	if (version >= 3) {
+		if (got < V3_HEADER_BYTES)
+			return ims_error_set(-EINVAL, "qcow2: truncated header (%zu bytes, version 3 "
+					     "needs %u)", got, V3_HEADER_BYTES);
+		incompat = ims_format__be64(h + 72);
+		header_len = ims_format__be32(h + 100);
+		if (header_len < V3_HEADER_BYTES)
+			return ims_error_set(-EINVAL, "qcow2: header length %" PRIu32 " is below %u",
+					     header_len, V3_HEADER_BYTES);
+		if (header_len > size)
+			return ims_error_set(-EINVAL, "qcow2: truncated header (%" PRIu64 " bytes, the "
+					     "header says %" PRIu32 ")", size, header_len);
+	}
+	if (cluster_bits < 9 || cluster_bits > 21)
+		return ims_error_set(-EINVAL, "qcow2: cluster_bits %" PRIu32 " is outside 9..21",
+				     cluster_bits);
+	cs = 1ull << cluster_bits;
+	if (header_len > cs)
+		return ims_error_set(-EINVAL, "qcow2: header length %" PRIu32 " exceeds the cluster "
+				     "size %" PRIu64, header_len, cs);
+
+	if (incompat & ~INCOMPAT_KNOWN) {
+		bit_list(bits, sizeof(bits), (uint64_t)(incompat & ~INCOMPAT_KNOWN));
+		return ims_error_set(-ENOTSUP, "qcow2: unknown incompatible feature bits %s "
+				     "(0x%" PRIx64 "); imgstore cannot read this image", bits,
+				     (uint64_t)(incompat & ~INCOMPAT_KNOWN));
+	}
+	if (incompat & INCOMPAT_CORRUPT)
+		return ims_error_set(-EINVAL, "qcow2: the image is marked corrupt; check and "
+				     "repair it with 'qemu-img check -r all' first");
+	if (incompat & INCOMPAT_DATA_FILE) {
+		data_file_name(src, header_len, cs < size ? cs : size, name, sizeof(name));
+		if (name[0])
+			return ims_error_set(-ENOTSUP, "qcow2: the image keeps its data in an external "
+					     "file '%s', which imgstore does not support", name);
+		return ims_error_set(-ENOTSUP, "qcow2: the image keeps its data in an external "
+				     "file, which imgstore does not support");
+	}
+	crypt = ims_format__be32(h + 32);
+	if (crypt)
+		return ims_error_set(-ENOTSUP, "qcow2: encrypted images are not supported "
+				     "(crypt_method %" PRIu32 ", %s)", crypt,
+				     crypt == 1 ? "AES" : crypt == 2 ? "LUKS" : "unknown");
+	backing_off = ims_format__be64(h + 8);
+	backing_len = ims_format__be32(h + 16);
+	if (backing_off && backing_len) {
+		if (backing_len <= sizeof(raw) && ims_format__in_file(backing_off, backing_len, size) &&
+		    ims_format__pread_exact(src, raw, backing_len, backing_off, "qcow2: name") == 0) {
+			printable(name, sizeof(name), raw, backing_len);
+			return ims_error_set(-ENOTSUP, "qcow2: the image has a backing file '%s'; "
+					     "imgstore imports standalone images only (flatten it "
+					     "with qemu-img convert)", name);
+		}
+		return ims_error_set(-ENOTSUP, "qcow2: the image has a backing file (its name is "
+				     "unreadable); imgstore imports standalone images only");
+	}
+	if (version >= 3 && ims_format__be32(h + 96) > 6)
+		return ims_error_set(-EINVAL, "qcow2: refcount_order %" PRIu32 " is above 6",
+				     ims_format__be32(h + 96));
+	if (version >= 3 && header_len > V3_HEADER_BYTES && got > V3_HEADER_BYTES)
+		compression = h[V3_HEADER_BYTES];
+	if (incompat & INCOMPAT_COMPRESSION) {
+		if (header_len <= V3_HEADER_BYTES)
+			return ims_error_set(-EINVAL, "qcow2: the compression type feature is set but "
+					     "the header has no compression type field");
+		if (compression == COMPRESSION_DEFLATE)
+			return ims_error_set(-EINVAL, "qcow2: the compression type feature is set "
+					     "with compression type 0 (deflate)");
+		if (compression != COMPRESSION_ZSTD)
+			return ims_error_set(-ENOTSUP, "qcow2: unknown compression type %u",
+					     compression);
+	} else if (compression != COMPRESSION_DEFLATE) {
+		return ims_error_set(-EINVAL, "qcow2: compression type %u without the compression "
+				     "type feature bit", compression);
+	}
+	*incompat_out = incompat;
+	*compression_out = compression;
+	return 0;
+}
+
+static int load_l1(qcow2 *q)
+{
+	uint64_t i, cs = q->cluster_size, size = q->base.src.size;
+	const char *what;
+	uint8_t *raw;
+	int r;
+
+	/* Validated against the file and capped at 32 MiB before this allocation. */
+	q->l1 = malloc(q->l1_entries ? (size_t)q->l1_entries * 8 : 1);
+	q->l2s.v = malloc(q->l1_entries ? (size_t)q->l1_entries * 8 : 1);
+	if (!q->l1 || !q->l2s.v)
+		return ims_error_set(-ENOMEM, "qcow2: out of memory for an L1 table of %" PRIu64
+				     " entries", q->l1_entries);
+	raw = (uint8_t *)q->l1;
+	r = ims_format__pread_exact(&q->base.src, raw, (size_t)q->l1_entries * 8, q->l1_off,
+				    "qcow2: L1 table");
+	if (r < 0)
+		return r;
+	for (i = 0; i < q->l1_entries; i++) {
+		uint64_t off = ims_format__be64(raw + i * 8) & L1E_OFFSET_MASK;
+
+		q->l1[i] = off;
+		if (!off)
+			continue;
+		if (off & (cs - 1))
+			return ims_error_set(-EINVAL, "qcow2: L1 entry %" PRIu64 " has an unaligned "
+					     "L2 table offset 0x%" PRIx64, i, off);
+		if (!ims_format__in_file(off, cs, size))
+			return ims_error_set(-EINVAL, "qcow2: L1 entry %" PRIu64 " puts an L2 table "
+					     "at 0x%" PRIx64 ", past the end of the file (%" PRIu64
+					     " bytes)", i, off, size);
+		what = unit_name(q, off, cs);
+		if (what)
+			return ims_error_set(-EINVAL, "qcow2: L1 entry %" PRIu64 " puts an L2 table "
+					     "at 0x%" PRIx64 ", into %s", i, off, what);
+		q->l2s.v[q->l2s.n++] = off;
+	}
+	ims_format__offsets_sort(&q->l2s);
+	return 0;
+}
+
+int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src)
+{
+	uint8_t h[HEADER_READ_BYTES];
+	uint64_t size = src->size, vsize, cs, range, incompat = 0, l1_size, rt_clusters;
+	uint32_t version;
+	unsigned compression = COMPRESSION_DEFLATE, shift;
+	size_t got, nslots;
+	qcow2 *q = NULL;
+	const char *what;
+	int r;
+
+	memset(h, 0, sizeof(h));
+	r = ims_format__pread(src, h, sizeof(h), 0, &got);
+	if (r < 0)
+		goto out;
+	if (got < V2_HEADER_BYTES) {
+		r = ims_error_set(-EINVAL, "qcow2: truncated header (%zu bytes, need %u)", got,
+				  V2_HEADER_BYTES);
+		goto out;
+	}
+	if (ims_format__be32(h) != QCOW2_MAGIC) {
+		r = ims_error_set(-EINVAL, "qcow2: bad magic");
+		goto out;
+	}
+	version = ims_format__be32(h + 4);
+	if (version != 2 && version != 3) {
+		r = ims_error_set(-ENOTSUP, "qcow2: version %" PRIu32 " is not supported (2 and 3 "
+				  "are)", version);
+		goto out;
+	}
+	r = check_header(src, h, got, version, &incompat, &compression);
+	if (r < 0)
+		goto out;
+
+	q = calloc(1, sizeof(*q));
+	if (!q) {
+		r = ims_error_set(-ENOMEM, "qcow2: out of memory for a reader");
+		goto out;
+	}
+	q->base.ops = &qcow2_ops;
+	q->base.kind = IMS_FORMAT_QCOW2;
+	q->base.src = *src;
+	q->cluster_bits = ims_format__be32(h + 20);
+	q->cluster_size = cs = 1ull << q->cluster_bits;
+	q->extended_l2 = incompat & INCOMPAT_EXTENDED_L2;
+	q->entry_bytes = q->extended_l2 ? 16 : 8;
+	q->l2_bits = q->cluster_bits - (q->extended_l2 ? 4 : 3);
+	q->compression = compression;
+	q->csize_shift = 62 - (q->cluster_bits - 8);
+	q->csize_mask = (1ull << (q->cluster_bits - 8)) - 1;
+	q->coffset_mask = (1ull << q->csize_shift) - 1;
+
+	/* Sizes: the L1 table must cover the virtual size and stay within 32 MiB. */
+	vsize = ims_format__be64(h + 24);
+	shift = q->cluster_bits + q->l2_bits;
+	range = 1ull << shift;
+	if (vsize > (MAX_L1_ENTRIES << shift)) {
+		r = ims_error_set(-EINVAL, "qcow2: virtual size %" PRIu64 " is too large for %" PRIu64
+				  "-byte clusters (the L1 table would pass 32 MiB)", vsize, cs);
+		goto out;
+	}
+	q->base.virtual_size = vsize;
+	q->l1_entries = vsize / range + (vsize % range != 0);
+	l1_size = ims_format__be32(h + 36);
+	if (l1_size > MAX_L1_ENTRIES) {
+		r = ims_error_set(-EINVAL, "qcow2: L1 table of %" PRIu64 " entries is larger than "
+				  "32 MiB", l1_size);
+		goto out;
+	}
+	if (l1_size < q->l1_entries) {
+		r = ims_error_set(-EINVAL, "qcow2: L1 table of %" PRIu64 " entries is too small for "
+				  "the virtual size %" PRIu64 " (needs %" PRIu64 ")", l1_size, vsize,
+				  q->l1_entries);
+		goto out;
+	}
+	q->l1_off = ims_format__be64(h + 40);
+	q->l1_bytes = l1_size * 8;
+	q->rt_off = ims_format__be64(h + 48);
+	rt_clusters = ims_format__be32(h + 56);
+	q->rt_bytes = rt_clusters * cs;
+	if (q->l1_bytes) {
+		if ((q->l1_off & (cs - 1)) || !ims_format__in_file(q->l1_off, q->l1_bytes, size)) {
+			r = ims_error_set(-EINVAL, "qcow2: L1 table (offset 0x%" PRIx64 ", %" PRIu64
+					  " entries) is unaligned or passes the end of the file (%"
+					  PRIu64 " bytes)", q->l1_off, l1_size, size);
+			goto out;
+		}
+		if (q->l1_off < cs) {
+			r = ims_error_set(-EINVAL, "qcow2: L1 table at offset 0x%" PRIx64 " lies in "
+					  "the header", q->l1_off);
+			goto out;
+		}
+	}
+	if (q->rt_bytes) {
+		if ((q->rt_off & (cs - 1)) || !ims_format__in_file(q->rt_off, q->rt_bytes, size)) {
+			r = ims_error_set(-EINVAL, "qcow2: refcount table (offset 0x%" PRIx64 ", %"
+					  PRIu64 " clusters) is unaligned or passes the end of the "
+					  "file (%" PRIu64 " bytes)", q->rt_off, rt_clusters, size);
+			goto out;
+		}
+		what = q->rt_off < cs ? "the header"
+		       : ims_format__overlap(q->rt_off, q->rt_bytes, q->l1_off, q->l1_bytes)
+		       ? "the L1 table" : NULL;
+		if (what) {
+			r = ims_error_set(-EINVAL, "qcow2: refcount table at offset 0x%" PRIx64
+					  " lies in %s", q->rt_off, what);
+			goto out;
+		}
+	}
+	r = load_l1(q);
+	if (r < 0)
+		goto out;
+
+	nslots = (size_t)(CACHE_BYTES / cs);
+	nslots = nslots < 2 ? 2 : nslots > 16 ? 16 : nslots;
+	r = ims_format__cache_init(&q->cache, nslots, (size_t)cs);
+	if (r < 0)
+		goto out;
+	*out = &q->base;
+	q = NULL;
+out:
+	if (q)
+		qcow2_close(&q->base);
+	return r;
+}

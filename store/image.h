@@ -1,0 +1,175 @@
+/*
+ * store/image.h: images, snapshots, golden-image clones and tags on a site's RBD pools.
+ *
+ * Every name is checked (common/spec.h rules) before anything touches the cluster. Images
+ * imgstore creates are recorded in the pool's catalog (store/catalog.h). Tags live in the
+ * image's metadata under "imgstore.tag." and in the catalog, which makes lists one read.
+ */
+#ifndef IMS_STORE_IMAGE_H
+#define IMS_STORE_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/catalog.h"
+#include "store/site.h"
+
+/** Progress of long work; return non-zero to cancel it (the work then fails -ECANCELED). */
+typedef int (*ims_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+/* RBD feature bits imgstore gives new images unless told otherwise: layering, exclusive-lock,
+ * object-map, fast-diff, deep-flatten. */
+#define IMS_IMAGE_DEFAULT_FEATURES 61ull
+
+#define IMS_IMAGE_CREATE_OPTS_VERSION 1
+typedef struct {
+	unsigned version;
+	uint64_t size;        /* bytes, > 0 */
+	uint64_t features;    /* 0: IMS_IMAGE_DEFAULT_FEATURES */
+	const char *data_pool; /* NULL: data in the image's pool */
+	unsigned order;       /* object size 2^order; 0: 22 (4 MiB) */
+} ims_image_create_opts;
+#define IMS_IMAGE_CREATE_OPTS_INIT { .version = IMS_IMAGE_CREATE_OPTS_VERSION }
+
+/**
+ * Create an image and record it in the catalog.
+ *
+ * @returns -EINVAL for a bad name or size, -EEXIST if the name is taken, -ENOENT if the pool
+ *          (or data pool) does not exist.
+ */
+int ims_image_create(ims_site *site, const char *pool, const char *name,
+		     const ims_image_create_opts *opts);
+
+typedef struct {
+	char *name;
+	uint64_t id;
+	uint64_t size;
+	bool is_protected;
+	int64_t timestamp; /* unix seconds */
+} ims_snap_info;
+
+typedef struct {
+	char *pool;
+	char *name;
+	char *id;
+	uint64_t size;
+	uint64_t used_bytes; /* allocated, counted by whole objects */
+	uint64_t object_size;
+	uint64_t features;
+	char *features_str; /* "layering,exclusive-lock,..." */
+	char *data_pool;    /* NULL when the data is in the image's pool */
+	char *parent;       /* "POOL/IMAGE@SNAP" for a clone, else NULL */
+	ims_snap_info *snaps;
+	size_t nsnaps;
+	ims_catalog_entry *catalog; /* NULL if the image is not in the catalog */
+} ims_image_info;
+
+/**
+ * @param[out] out free with ims_image_info_free().
+ * @returns -ENOENT if there is no such image.
+ */
+int ims_image_info_get(ims_image_info **out, ims_site *site, const char *pool, const char *name);
+void ims_image_info_free(ims_image_info *info);
+
+typedef struct {
+	char *name;
+	bool in_catalog;
+	ims_catalog_entry entry; /* zeroed unless in_catalog */
+} ims_image_list_entry;
+
+/**
+ * The images of a pool (imgstore's own temporary images excluded), sorted by name, with
+ * their catalog entries: two reads, however many images there are.
+ *
+ * @param[out] out an array of *count; free with ims_image_list_free().
+ */
+int ims_image_list(ims_image_list_entry **out, size_t *count, ims_site *site, const char *pool);
+void ims_image_list_free(ims_image_list_entry *list, size_t count);
+
+/**
+ * Grow an image, or shrink it when @p allow_shrink.
+ *
+ * @returns -EINVAL if @p size is smaller and @p allow_shrink is false (nothing changed).
+ */
+int ims_image_resize(ims_site *site, const char *pool, const char *name, uint64_t size,
+		     bool allow_shrink);
+
+/** @returns -ENOENT if @p from does not exist, -EEXIST if @p to does. */
+int ims_image_rename(ims_site *site, const char *pool, const char *from, const char *to);
+
+#define IMS_IMAGE_REMOVE_OPTS_VERSION 1
+typedef struct {
+	unsigned version;
+	bool purge;             /* delete now, snapshots included, instead of the trash */
+	uint64_t trash_delay;   /* seconds the trash keeps it from deletion; 0: 86400 */
+} ims_image_remove_opts;
+#define IMS_IMAGE_REMOVE_OPTS_INIT { .version = IMS_IMAGE_REMOVE_OPTS_VERSION }
+
+/**
+ * Move an image to the RBD trash (default) or purge it, and drop its catalog entry.
+ *
+ * @returns -ENOENT if there is no such image, -EBUSY if it is open by a client (purge) or a
+ *          snapshot has clones.
+ */
+int ims_image_remove(ims_site *site, const char *pool, const char *name,
+		     const ims_image_remove_opts *opts);
+
+/**
+ * Set tag @p key to @p value (keys: 1 to 64 of [A-Za-z0-9._-]; values: up to 1024 printable
+ * bytes).
+ *
+ * @returns -EINVAL for a bad key or value, -ENOENT if there is no such image.
+ */
+int ims_image_tag_set(ims_site *site, const char *pool, const char *name, const char *key,
+		      const char *value);
+
+/** @returns -ENOENT if the image or the tag does not exist. */
+int ims_image_tag_remove(ims_site *site, const char *pool, const char *name, const char *key);
+
+/* Snapshots */
+
+/** @returns -EEXIST if the snapshot exists, -ENOENT if the image does not. */
+int ims_snap_create(ims_site *site, const char *pool, const char *image, const char *snap);
+
+/** @param[out] out free with ims_snap_list_free(). */
+int ims_snap_list(ims_snap_info **out, size_t *count, ims_site *site, const char *pool,
+		  const char *image);
+void ims_snap_list_free(ims_snap_info *list, size_t count);
+
+/**
+ * Roll the image back to @p snap.
+ *
+ * @returns -ENOENT for an unknown snapshot, -EBUSY if another client holds the image's lock.
+ */
+int ims_snap_rollback(ims_site *site, const char *pool, const char *image, const char *snap,
+		      ims_progress_fn progress, void *ctx);
+
+/**
+ * Remove a snapshot, unprotecting it first when it has no clones.
+ *
+ * @returns -ENOENT for an unknown snapshot, -EBUSY if clones depend on it (named in the
+ *          message).
+ */
+int ims_snap_remove(ims_site *site, const char *pool, const char *image, const char *snap);
+
+/* Clones */
+
+/**
+ * Clone @p pool/@p image@@p snap into @p dst_pool/@p dst (clone v2: the snapshot needs no
+ * protection; on a cluster that still requires it, it is protected automatically).
+ *
+ * @returns -ENOENT if the parent or its snapshot does not exist, -EEXIST if @p dst does.
+ */
+int ims_image_clone(ims_site *site, const char *pool, const char *image, const char *snap,
+		    const char *dst_pool, const char *dst, const ims_image_create_opts *opts);
+
+/**
+ * Copy the parent's data into a clone so that it stands alone.
+ *
+ * @returns -EINVAL if the image is no clone, -ECANCELED if @p progress asked to stop.
+ */
+int ims_image_flatten(ims_site *site, const char *pool, const char *name, ims_progress_fn progress,
+		      void *ctx);
+
+#endif

@@ -1,0 +1,829 @@
+#include "store/transfer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rbd/librbd.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/spec.h"
+#include "store/store_internal.h"
+
+#define BLOCK IMS_CONTENT_BLOCK
+#define ZERO_GRAIN (64u << 10) /* runs of zeros this long and aligned are not written */
+
+static bool is_zero(const uint8_t *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+static int check_opts(const ims_transfer_opts *o)
+{
+	if (!o || o->version != IMS_TRANSFER_OPTS_VERSION)
+		return ims_error_set(-EINVAL, "transfer options of an unknown version");
+	return 0;
+}
+
+static unsigned opt_concurrency(const ims_transfer_opts *o)
+{
+	unsigned c = o->concurrency ? o->concurrency : 8;
+	return c > 64 ? 64 : c;
+}
+
+static size_t opt_buffers(const ims_transfer_opts *o, unsigned concurrency)
+{
+	uint64_t bytes = o->inflight_bytes ? o->inflight_bytes : (64u << 20);
+	size_t n = (size_t)(bytes / BLOCK);
+	if (n < 2)
+		n = 2;
+	if (n > 1024)
+		n = 1024;
+	(void)concurrency;
+	return n;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* import */
+
+typedef struct {
+	uint64_t index;
+	uint64_t off;
+	size_t len;
+	uint8_t *buf;
+} job;
+
+typedef struct {
+	uint8_t hash[IMS_SHA256_LEN];
+	bool ready;
+} slot;
+
+typedef struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	rbd_image_t image;
+	const char *target; /* for messages */
+
+	uint8_t **free_bufs;
+	size_t nfree;
+	job *queue; /* ring of at most nbufs jobs */
+	size_t qhead, qlen, qcap;
+	bool reading_done;
+
+	slot *ring; /* block hashes waiting to be fed, in order, into the content hash */
+	size_t nring;
+	uint64_t feed_next;
+	uint64_t fed_bytes;
+	ims_sha256 *content;
+
+	uint64_t bytes_data, bytes_zero;
+	int err;
+	char err_msg[IMS_ERROR_MSG_MAX];
+} pipeline;
+
+/* Record the first error with its message; the thread that hit it may not be the caller's. */
+static void fail_locked(pipeline *p, int r)
+{
+	if (p->err)
+		return;
+	p->err = r;
+	snprintf(p->err_msg, sizeof(p->err_msg), "%s", ims_error_last());
+	pthread_cond_broadcast(&p->cond);
+}
+
+static void complete_block_locked(pipeline *p, uint64_t index, const uint8_t hash[IMS_SHA256_LEN],
+				  size_t len)
+{
+	slot *s = &p->ring[index % p->nring];
+	memcpy(s->hash, hash, IMS_SHA256_LEN);
+	s->ready = true;
+	(void)len;
+	while (p->ring[p->feed_next % p->nring].ready) {
+		slot *f = &p->ring[p->feed_next % p->nring];
+		ims_sha256_update(p->content, f->hash, IMS_SHA256_LEN);
+		f->ready = false;
+		p->feed_next++;
+		p->fed_bytes += BLOCK;
+	}
+	pthread_cond_broadcast(&p->cond);
+}
+
+/* Write the non-zero runs of one block; returns 0 or a negative errno (message set). */
+static int write_block(pipeline *p, const job *j, uint64_t *written)
+{
+	size_t pos = 0;
+	*written = 0;
+	while (pos < j->len) {
+		size_t n = j->len - pos < ZERO_GRAIN ? j->len - pos : ZERO_GRAIN;
+		if (is_zero(j->buf + pos, n)) {
+			pos += n;
+			continue;
+		}
+		size_t start = pos;
+		while (pos < j->len) {
+			n = j->len - pos < ZERO_GRAIN ? j->len - pos : ZERO_GRAIN;
+			if (is_zero(j->buf + pos, n))
+				break;
+			pos += n;
+		}
+		ssize_t w = rbd_write(p->image, j->off + start, pos - start, (const char *)j->buf + start);
+		if (w < 0)
+			return ims_error_set((int)w, "write to '%s' at offset %" PRIu64 " failed: %s", p->target,
+					     j->off + start, ims_strerror((int)w));
+		*written += pos - start;
+	}
+	return 0;
+}
+
+static void *import_worker(void *arg)
+{
+	pipeline *p = arg;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (p->qlen == 0 && !p->reading_done && !p->err)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->qlen == 0 || p->err)
+			break;
+		job j = p->queue[p->qhead];
+		p->qhead = (p->qhead + 1) % p->qcap;
+		p->qlen--;
+		pthread_mutex_unlock(&p->lock);
+
+		uint8_t hash[IMS_SHA256_LEN];
+		uint64_t written = 0;
+		int r = write_block(p, &j, &written);
+		if (r == 0) {
+			if (written)
+				ims_sha256_buf(j.buf, j.len, hash);
+			else
+				r = ims_sha256_zeros(j.len, hash);
+		}
+
+		pthread_mutex_lock(&p->lock);
+		p->free_bufs[p->nfree++] = j.buf;
+		if (r < 0) {
+			fail_locked(p, r);
+			break;
+		}
+		p->bytes_data += written;
+		p->bytes_zero += j.len - written;
+		complete_block_locked(p, j.index, hash, j.len);
+	}
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Whether [off, off+len) is all zero extents, walking the map with a one-extent cache. */
+static int block_is_zero(ims_format_reader *rd, ims_extent *cache, uint64_t off, size_t len,
+			 bool *zero)
+{
+	uint64_t pos = off, end = off + len;
+	while (pos < end) {
+		if (!(cache->length && pos >= cache->offset && pos < cache->offset + cache->length)) {
+			int r = ims_format_map(rd, pos, cache);
+			if (r < 0)
+				return r;
+			if (cache->length == 0 || cache->offset > pos)
+				return ims_error_set(-EIO, "the image map made no progress at offset %" PRIu64, pos);
+		}
+		if (cache->type == IMS_EXTENT_DATA) {
+			*zero = false;
+			return 0;
+		}
+		pos = cache->offset + cache->length;
+	}
+	*zero = true;
+	return 0;
+}
+
+/* Run the copy from the reader into the open image. Returns 0 or the first error. */
+static int run_import(pipeline *p, ims_format_reader *rd, uint64_t vsize, const ims_transfer_opts *o)
+{
+	unsigned nworkers = opt_concurrency(o);
+	size_t nbufs = opt_buffers(o, nworkers);
+	pthread_t *threads = NULL;
+	unsigned started = 0;
+	ims_extent cache = { 0 };
+	int r = 0;
+
+	p->qcap = nbufs;
+	p->nring = 2 * nbufs + 64;
+	p->free_bufs = calloc(nbufs, sizeof(*p->free_bufs));
+	p->queue = calloc(nbufs, sizeof(*p->queue));
+	p->ring = calloc(p->nring, sizeof(*p->ring));
+	threads = calloc(nworkers, sizeof(*threads));
+	if (!p->free_bufs || !p->queue || !p->ring || !threads) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < nbufs; i++) {
+		if (posix_memalign((void **)&p->free_bufs[i], 4096, BLOCK) != 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+		p->nfree++;
+	}
+	for (; started < nworkers; started++) {
+		if (pthread_create(&threads[started], NULL, import_worker, p) != 0) {
+			r = ims_error_set(-EAGAIN, "cannot start import threads");
+			goto out;
+		}
+	}
+
+	uint64_t nblocks = (vsize + BLOCK - 1) / BLOCK;
+	for (uint64_t idx = 0; idx < nblocks; idx++) {
+		uint64_t off = idx * BLOCK;
+		size_t len = (size_t)(vsize - off < BLOCK ? vsize - off : BLOCK);
+		bool zero = false;
+
+		pthread_mutex_lock(&p->lock);
+		while (!p->err && idx >= p->feed_next + p->nring)
+			pthread_cond_wait(&p->cond, &p->lock);
+		uint64_t fed = p->fed_bytes;
+		int err = p->err;
+		pthread_mutex_unlock(&p->lock);
+		if (err)
+			break;
+		if (o->progress && o->progress(o->progress_ctx, fed < vsize ? fed : vsize, vsize) != 0) {
+			r = ims_error_set(-ECANCELED, "import into '%s' cancelled", p->target);
+			break;
+		}
+
+		if ((r = block_is_zero(rd, &cache, off, len, &zero)) < 0)
+			break;
+		if (zero) {
+			uint8_t hash[IMS_SHA256_LEN];
+			if ((r = ims_sha256_zeros(len, hash)) < 0)
+				break;
+			pthread_mutex_lock(&p->lock);
+			p->bytes_zero += len;
+			complete_block_locked(p, idx, hash, len);
+			pthread_mutex_unlock(&p->lock);
+			continue;
+		}
+
+		pthread_mutex_lock(&p->lock);
+		while (!p->err && p->nfree == 0)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->err) {
+			pthread_mutex_unlock(&p->lock);
+			break;
+		}
+		uint8_t *buf = p->free_bufs[--p->nfree];
+		pthread_mutex_unlock(&p->lock);
+
+		r = ims_format_read(rd, off, buf, len);
+		pthread_mutex_lock(&p->lock);
+		if (r < 0) {
+			p->free_bufs[p->nfree++] = buf;
+			pthread_mutex_unlock(&p->lock);
+			break;
+		}
+		p->queue[(p->qhead + p->qlen) % p->qcap] = (job){ idx, off, len, buf };
+		p->qlen++;
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+	}
+
+out:
+	pthread_mutex_lock(&p->lock);
+	if (r < 0)
+		fail_locked(p, r);
+	p->reading_done = true;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+	/* workers stop at the first error: their unfinished jobs' buffers are freed here */
+	for (size_t i = 0; i < p->qlen; i++)
+		p->free_bufs[p->nfree++] = p->queue[(p->qhead + i) % p->qcap].buf;
+	for (size_t i = 0; p->free_bufs && i < p->nfree; i++)
+		free(p->free_bufs[i]);
+	free(p->free_bufs);
+	free(p->queue);
+	free(p->ring);
+	free(threads);
+	if (p->err) {
+		ims_error_set(p->err, "%s", p->err_msg);
+		return p->err;
+	}
+	if (o->progress)
+		o->progress(o->progress_ctx, vsize, vsize);
+	return 0;
+}
+
+static void random_hex(char *out, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	uint8_t b[32];
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	ssize_t got = fd >= 0 ? read(fd, b, sizeof(b)) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (got != (ssize_t)sizeof(b)) { /* no urandom: time and pid still make clashes unlikely */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40);
+		for (size_t i = 0; i < sizeof(b); i++, x = x * 6364136223846793005ull + 1442695040888963407ull)
+			b[i] = (uint8_t)(x >> 56);
+	}
+	for (size_t i = 0; i + 1 < n && i / 2 < sizeof(b); i++)
+		out[i] = digits[(b[i / 2] >> ((i & 1) ? 0 : 4)) & 15];
+	out[n - 1 < 2 * sizeof(b) ? n - 1 : 2 * sizeof(b)] = '\0';
+}
+
+int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool, const char *name,
+		     const ims_source *src, const ims_transfer_opts *o)
+{
+	ims_format_reader *rd = NULL;
+	rados_ioctx_t io = NULL;
+	rbd_image_t image = NULL;
+	rbd_image_options_t copts = NULL;
+	pipeline p;
+	char tmp[64], target[2 * IMS_NAME_MAX + 2], rand[17];
+	bool created = false;
+	uint8_t digest[IMS_SHA256_LEN];
+	int r;
+
+	memset(&p, 0, sizeof(p));
+	pthread_mutex_init(&p.lock, NULL);
+	pthread_cond_init(&p.cond, NULL);
+	if ((r = check_opts(o)) < 0 || (r = ims_store__check_names(pool, name, NULL)) < 0)
+		goto out;
+	snprintf(target, sizeof(target), "%s/%s", pool, name);
+	p.target = target;
+
+	/* Refuse early what cannot succeed: a taken name, a bad file. */
+	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+		goto out;
+	if (rbd_open_read_only(io, name, &image, NULL) == 0) {
+		rbd_close(image);
+		image = NULL;
+		r = ims_error_set(-EEXIST, "image '%s' already exists on site '%s'", target, ims_site_name(site));
+		goto out;
+	}
+	if ((r = ims_format_open(&rd, src, o->format)) < 0)
+		goto out;
+	uint64_t vsize = ims_format_virtual_size(rd);
+	if (vsize == 0) {
+		r = ims_error_set(-EINVAL, "'%s' holds an empty disk: nothing to import",
+				  o->source_name ? o->source_name : "source");
+		goto out;
+	}
+
+	random_hex(rand, sizeof(rand));
+	snprintf(tmp, sizeof(tmp), IMS_TMP_IMAGE_PREFIX "%s", rand);
+	rbd_image_options_create(&copts);
+	uint64_t features = o->create.features ? o->create.features : IMS_IMAGE_DEFAULT_FEATURES;
+	rbd_image_options_set_uint64(copts, RBD_IMAGE_OPTION_FEATURES, features);
+	if (o->create.order)
+		rbd_image_options_set_uint64(copts, RBD_IMAGE_OPTION_ORDER, o->create.order);
+	if (o->create.data_pool)
+		rbd_image_options_set_string(copts, RBD_IMAGE_OPTION_DATA_POOL, o->create.data_pool);
+	r = rbd_create4(io, tmp, vsize, copts);
+	if (r < 0) {
+		ims_error_set(r, "cannot create the temporary image for '%s': %s", target, ims_strerror(r));
+		goto out;
+	}
+	created = true;
+	if ((r = rbd_open(io, tmp, &image, NULL)) < 0) {
+		ims_error_set(r, "cannot open the temporary image for '%s': %s", target, ims_strerror(r));
+		goto out;
+	}
+	/* Who this temporary is for, for an operator who finds it after a crash. */
+	rbd_metadata_set(image, "imgstore.import.target", target);
+
+	p.image = image;
+	if ((r = ims_sha256_new(&p.content)) < 0)
+		goto out;
+	ims_log_debug("importing %s (%s, %" PRIu64 " bytes) into '%s' via '%s'",
+		      o->source_name ? o->source_name : "source", ims_format_name(ims_format_kind_of(rd)), vsize,
+		      target, tmp);
+	if ((r = run_import(&p, rd, vsize, o)) < 0)
+		goto out;
+	ims_sha256_final(p.content, digest);
+
+	rbd_metadata_remove(image, "imgstore.import.target");
+	r = rbd_close(image);
+	image = NULL;
+	if (r < 0) {
+		ims_error_set(r, "cannot flush '%s': %s", target, ims_strerror(r));
+		goto out;
+	}
+	r = rbd_rename(io, tmp, name);
+	if (r == -EEXIST) {
+		ims_error_set(r, "image '%s' was created by someone else during the import; the import is dropped",
+			      target);
+		goto out;
+	}
+	if (r < 0) {
+		ims_error_set(r, "cannot rename the import into '%s': %s", target, ims_strerror(r));
+		goto out;
+	}
+	created = false;
+
+	ims_transfer_result res = { .format = ims_format_kind_of(rd), .virtual_size = vsize,
+				    .bytes_data = p.bytes_data, .bytes_zero = p.bytes_zero };
+	ims_sha256_hex(digest, res.content_sha256);
+	r = ims_store__catalog_add(io, name, vsize, ims_format_name(res.format), NULL, res.content_sha256);
+	if (r < 0) {
+		/* no image without its record */
+		rbd_remove(io, name);
+		goto out;
+	}
+	if (out)
+		*out = res;
+out:
+	if (image)
+		rbd_close(image);
+	if (created) {
+		int rr = rbd_remove(io, tmp);
+		if (rr < 0)
+			ims_log_warning("cannot remove the temporary image '%s/%s' of a failed import: %s; "
+					"the next cleanup will", pool, tmp, ims_strerror(rr));
+	}
+	if (copts)
+		rbd_image_options_destroy(copts);
+	if (io)
+		rados_ioctx_destroy(io);
+	ims_format_close(rd);
+	ims_sha256_free(p.content);
+	pthread_mutex_destroy(&p.lock);
+	pthread_cond_destroy(&p.cond);
+	return r;
+}
+
+int ims_image_import_file(ims_transfer_result *out, ims_site *site, const char *pool,
+			  const char *name, const char *path, const ims_transfer_opts *o)
+{
+	struct stat st;
+	ims_source src;
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ims_error_set(-errno, "cannot open '%s': %s", path, ims_strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		r = ims_error_set(-errno, "cannot stat '%s': %s", path, ims_strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		r = ims_error_set(-EINVAL, "'%s' is not a regular file or block device", path);
+		goto out;
+	}
+	uint64_t size = (uint64_t)st.st_size;
+	if (S_ISBLK(st.st_mode)) {
+		off_t end = lseek(fd, 0, SEEK_END);
+		size = end > 0 ? (uint64_t)end : 0;
+	}
+	ims_source_fd(&src, &fd, size);
+	ims_transfer_opts local = *o;
+	if (!local.source_name)
+		local.source_name = path;
+	r = ims_image_import(out, site, pool, name, &src, &local);
+out:
+	close(fd);
+	return r;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* export */
+
+typedef struct {
+	uint64_t *off, *len;
+	size_t n, cap;
+} extent_list;
+
+static int add_extent(uint64_t off, size_t len, int exists, void *arg)
+{
+	extent_list *l = arg;
+	if (!exists)
+		return 0;
+	if (l->n && l->off[l->n - 1] + l->len[l->n - 1] == off) {
+		l->len[l->n - 1] += len;
+		return 0;
+	}
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		uint64_t *o = realloc(l->off, cap * sizeof(*o));
+		if (!o)
+			return -ENOMEM;
+		l->off = o;
+		uint64_t *ln = realloc(l->len, cap * sizeof(*ln));
+		if (!ln)
+			return -ENOMEM;
+		l->len = ln;
+		l->cap = cap;
+	}
+	l->off[l->n] = off;
+	l->len[l->n] = len;
+	l->n++;
+	return 0;
+}
+
+typedef struct {
+	rbd_completion_t c;
+	uint8_t *buf;
+	uint64_t off;
+	size_t len;
+	bool busy;
+} read_slot;
+
+typedef struct {
+	int fd;
+	ims_format_kind format;
+	ims_qcow2_writer *qw;
+	const char *path;
+	uint64_t bytes_data, bytes_zero;
+} sink;
+
+static int sink_write(sink *s, uint64_t off, const uint8_t *buf, size_t len)
+{
+	if (s->format == IMS_FORMAT_QCOW2) {
+		s->bytes_data += len;
+		return ims_qcow2_writer_write(s->qw, off, buf, len);
+	}
+	size_t pos = 0;
+	while (pos < len) {
+		size_t n = len - pos < ZERO_GRAIN ? len - pos : ZERO_GRAIN;
+		if (is_zero(buf + pos, n)) {
+			s->bytes_zero += n;
+			pos += n;
+			continue;
+		}
+		size_t start = pos;
+		while (pos < len) {
+			n = len - pos < ZERO_GRAIN ? len - pos : ZERO_GRAIN;
+			if (is_zero(buf + pos, n))
+				break;
+			pos += n;
+		}
+		for (size_t done = start; done < pos;) {
+			ssize_t w = pwrite(s->fd, buf + done, pos - done, (off_t)(off + done));
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				return ims_error_set(w < 0 ? -errno : -EIO, "cannot write '%s': %s", s->path,
+						     ims_strerror(w < 0 ? errno : EIO));
+			done += (size_t)w;
+		}
+		s->bytes_data += pos - start;
+	}
+	return 0;
+}
+
+static int finish_slot(read_slot *sl, sink *s, const char *what)
+{
+	rbd_aio_wait_for_complete(sl->c);
+	ssize_t r = rbd_aio_get_return_value(sl->c);
+	rbd_aio_release(sl->c);
+	sl->busy = false;
+	if (r < 0)
+		return ims_error_set((int)r, "cannot read '%s' at offset %" PRIu64 ": %s", what, sl->off,
+				     ims_strerror((int)r));
+	if ((size_t)r < sl->len) /* a short read past the end of an object is zeros */
+		memset(sl->buf + r, 0, sl->len - (size_t)r);
+	return sink_write(s, sl->off, sl->buf, sl->len);
+}
+
+int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *pool,
+			  const char *name, const char *snap, const char *path,
+			  const ims_transfer_opts *o)
+{
+	rados_ioctx_t io = NULL;
+	rbd_image_t image = NULL;
+	extent_list ext = { 0 };
+	read_slot *slots = NULL;
+	size_t nslots = 0;
+	sink s = { .fd = -1, .path = path };
+	char partial[4096], what[3 * IMS_NAME_MAX + 4];
+	struct stat st;
+	uint64_t size = 0;
+	int r;
+
+	if ((r = check_opts(o)) < 0 || (r = ims_store__check_names(pool, name, snap)) < 0)
+		return r;
+	s.format = o->format == IMS_FORMAT_AUTO ? IMS_FORMAT_RAW : o->format;
+	if (s.format != IMS_FORMAT_RAW && s.format != IMS_FORMAT_QCOW2)
+		return ims_error_set(-EINVAL, "export writes raw or qcow2, not %s", ims_format_name(s.format));
+	if (stat(path, &st) == 0)
+		return ims_error_set(-EEXIST, "'%s' exists; export does not overwrite files", path);
+	if (snprintf(partial, sizeof(partial), "%s.partial", path) >= (int)sizeof(partial))
+		return ims_error_set(-ENAMETOOLONG, "path '%s' is too long", path);
+	snprintf(what, sizeof(what), snap ? "%s/%s@%s" : "%s/%s", pool, name, snap);
+
+	if ((r = ims_store__open_image(site, pool, name, snap, true, &io, &image)) < 0)
+		return r;
+	if ((r = rbd_get_size(image, &size)) < 0)
+		goto out;
+	r = rbd_diff_iterate2(image, NULL, 0, size, 1, 1, add_extent, &ext);
+	if (r < 0) {
+		ims_error_set(r, "cannot map the allocated extents of '%s': %s", what, ims_strerror(r));
+		goto out;
+	}
+
+	s.fd = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (s.fd < 0) {
+		r = ims_error_set(-errno, "cannot create '%s': %s", partial, ims_strerror(errno));
+		goto out;
+	}
+	if (s.format == IMS_FORMAT_RAW) {
+		if (ftruncate(s.fd, (off_t)size) < 0) {
+			r = ims_error_set(-errno, "cannot size '%s': %s", partial, ims_strerror(errno));
+			goto out;
+		}
+	} else if ((r = ims_qcow2_writer_open(&s.qw, s.fd, size)) < 0) {
+		goto out;
+	}
+
+	nslots = opt_buffers(o, opt_concurrency(o));
+	if (nslots > 2 * opt_concurrency(o))
+		nslots = 2 * opt_concurrency(o);
+	slots = calloc(nslots, sizeof(*slots));
+	if (!slots) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < nslots; i++) {
+		if (posix_memalign((void **)&slots[i].buf, 4096, BLOCK) != 0) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+
+	/* A ring of asynchronous reads, consumed in order (qcow2 is written front to back). */
+	uint64_t total = 0, done = 0;
+	for (size_t i = 0; i < ext.n; i++)
+		total += ext.len[i];
+	size_t head = 0;
+	for (size_t e = 0; e < ext.n && r == 0; e++) {
+		for (uint64_t pos = ext.off[e]; pos < ext.off[e] + ext.len[e];) {
+			uint64_t end = ext.off[e] + ext.len[e];
+			uint64_t next = (pos / BLOCK + 1) * BLOCK;
+			size_t len = (size_t)((next < end ? next : end) - pos);
+			read_slot *sl = &slots[head];
+			if (sl->busy) {
+				if ((r = finish_slot(sl, &s, what)) < 0)
+					break;
+				done += sl->len;
+				if (o->progress && o->progress(o->progress_ctx, done, total) != 0) {
+					r = ims_error_set(-ECANCELED, "export of '%s' cancelled", what);
+					break;
+				}
+			}
+			sl->off = pos;
+			sl->len = len;
+			if ((r = rbd_aio_create_completion(NULL, NULL, &sl->c)) < 0)
+				break;
+			r = rbd_aio_read(image, pos, len, (char *)sl->buf, sl->c);
+			if (r < 0) {
+				rbd_aio_release(sl->c);
+				ims_error_set(r, "cannot read '%s': %s", what, ims_strerror(r));
+				break;
+			}
+			sl->busy = true;
+			head = (head + 1) % nslots;
+			pos += len;
+		}
+	}
+	/* drain in order, even after an error: the buffers belong to librbd until then */
+	for (size_t k = 0; k < nslots; k++) {
+		read_slot *sl = &slots[(head + k) % nslots];
+		if (!sl->busy)
+			continue;
+		if (r < 0) {
+			rbd_aio_wait_for_complete(sl->c);
+			rbd_aio_release(sl->c);
+			sl->busy = false;
+			continue;
+		}
+		if ((r = finish_slot(sl, &s, what)) == 0)
+			done += sl->len;
+	}
+	if (r < 0)
+		goto out;
+	if (s.qw && (r = ims_qcow2_writer_finish(s.qw)) < 0)
+		goto out;
+	if (fdatasync(s.fd) < 0 || close(s.fd) < 0) {
+		s.fd = -1;
+		r = ims_error_set(-errno, "cannot write '%s': %s", partial, ims_strerror(errno));
+		goto out;
+	}
+	s.fd = -1;
+	if (link(partial, path) < 0) { /* link, not rename: never replace a file made meanwhile */
+		r = ims_error_set(-errno, "cannot create '%s': %s", path, ims_strerror(errno));
+		goto out;
+	}
+	unlink(partial);
+	if (o->progress)
+		o->progress(o->progress_ctx, total, total);
+	if (out) {
+		memset(out, 0, sizeof(*out));
+		out->format = s.format;
+		out->virtual_size = size;
+		out->bytes_data = s.bytes_data;
+		out->bytes_zero = size - s.bytes_data;
+	}
+out:
+	if (r < 0 && s.fd >= 0)
+		unlink(partial);
+	if (s.fd >= 0)
+		close(s.fd);
+	ims_qcow2_writer_free(s.qw);
+	for (size_t i = 0; slots && i < nslots; i++)
+		free(slots[i].buf);
+	free(slots);
+	free(ext.off);
+	free(ext.len);
+	ims_store__close_image(io, image);
+	return r;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* cleanup */
+
+/* Whether a client other than this one watches the image (an import in progress). */
+static int watched_by_others(rados_t rados, rbd_image_t image, bool *watched)
+{
+	rbd_image_watcher_t w[32];
+	size_t n = sizeof(w) / sizeof(w[0]);
+	int r = rbd_watchers_list(image, w, &n);
+	if (r < 0)
+		return r;
+	uint64_t me = rados_get_instance_id(rados);
+	*watched = false;
+	for (size_t i = 0; i < n; i++)
+		if ((uint64_t)w[i].id != me)
+			*watched = true;
+	rbd_watchers_list_cleanup(w, n);
+	return 0;
+}
+
+int ims_store_cleanup_tmp(ims_site *site, const char *pool, unsigned *removed)
+{
+	rados_ioctx_t io = NULL;
+	rbd_image_spec_t *specs = NULL;
+	size_t n = 64;
+	unsigned count = 0;
+	int r;
+
+	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+		return r;
+	for (;;) {
+		specs = calloc(n, sizeof(*specs));
+		if (!specs) {
+			r = -ENOMEM;
+			goto out;
+		}
+		r = rbd_list2(io, specs, &n);
+		if (r != -ERANGE)
+			break;
+		free(specs);
+		specs = NULL;
+	}
+	if (r < 0) {
+		n = 0;
+		ims_error_set(r, "cannot list pool '%s': %s", pool, ims_strerror(r));
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		rbd_image_t image = NULL;
+		bool watched = true;
+		if (strncmp(specs[i].name, IMS_TMP_IMAGE_PREFIX, strlen(IMS_TMP_IMAGE_PREFIX)) != 0)
+			continue;
+		if (rbd_open_read_only(io, specs[i].name, &image, NULL) < 0)
+			continue;
+		int wr = watched_by_others(ims_site_rados(site), image, &watched);
+		rbd_close(image);
+		if (wr < 0 || watched)
+			continue;
+		int rr = rbd_remove(io, specs[i].name);
+		if (rr == 0) {
+			ims_log_info("removed '%s/%s', the temporary image of an interrupted import", pool,
+				     specs[i].name);
+			count++;
+		} else if (rr != -EBUSY && rr != -ENOENT) {
+			ims_log_warning("cannot remove '%s/%s': %s", pool, specs[i].name, ims_strerror(rr));
+		}
+	}
+	r = 0;
+	if (removed)
+		*removed = count;
+out:
+	if (specs) {
+		rbd_image_spec_list_cleanup(specs, n);
+		free(specs);
+	}
+	rados_ioctx_destroy(io);
+	return r;
+}

@@ -1,0 +1,76 @@
+/*
+ * store/transfer.h: import of disk image files into RBD images, and export of images or
+ * snapshots to raw or qcow2 files.
+ *
+ * Import reads with bounded memory (a fixed pool of 4 MiB buffers), writes with parallel
+ * I/O, never writes runs of zeros, and writes into a temporary image that is renamed into
+ * place only when complete: a failed, cancelled or killed import leaves nothing under the
+ * requested name. ims_store_cleanup_tmp() removes the temporaries of killed imports.
+ */
+#ifndef IMS_STORE_TRANSFER_H
+#define IMS_STORE_TRANSFER_H
+
+#include <stdint.h>
+
+#include "common/hash.h"
+#include "store/format.h"
+#include "store/image.h"
+#include "store/site.h"
+
+#define IMS_TRANSFER_OPTS_VERSION 1
+typedef struct {
+	unsigned version;
+	ims_format_kind format;         /* import: as declared (AUTO detects); export: RAW or QCOW2 */
+	ims_image_create_opts create;   /* import: features, data pool, order (size is the image's) */
+	unsigned concurrency;           /* parallel I/Os; 0: 8 */
+	uint64_t inflight_bytes;        /* memory for data in flight; 0: 64 MiB */
+	ims_progress_fn progress;       /* may be NULL; non-zero return cancels */
+	void *progress_ctx;
+	const char *source_name;        /* import: the file's name, for messages */
+} ims_transfer_opts;
+#define IMS_TRANSFER_OPTS_INIT { .version = IMS_TRANSFER_OPTS_VERSION, .create = IMS_IMAGE_CREATE_OPTS_INIT }
+
+typedef struct {
+	ims_format_kind format;
+	uint64_t virtual_size;
+	uint64_t bytes_data;   /* bytes written (import) or read (export) as data */
+	uint64_t bytes_zero;   /* bytes skipped as zeros */
+	char content_sha256[IMS_SHA256_HEX_LEN]; /* import: see common/hash.h */
+} ims_transfer_result;
+
+/**
+ * Import the image in @p src into a new image @p pool/@p name.
+ *
+ * @param[out] out what was imported (may be NULL).
+ * @returns -EEXIST if the name is taken (checked first, and again at the rename),
+ *          -EINVAL or -ENOTSUP if the source is not a valid or supported image (see
+ *          ims_format_open), -ECANCELED if progress asked to stop, an error of the cluster.
+ *          On any error no image carries @p name and the temporary is removed.
+ */
+int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool, const char *name,
+		     const ims_source *src, const ims_transfer_opts *opts);
+
+/** ims_image_import() from a file. @returns -ENOENT or -EACCES if it cannot be opened. */
+int ims_image_import_file(ims_transfer_result *out, ims_site *site, const char *pool,
+			  const char *name, const char *path, const ims_transfer_opts *opts);
+
+/**
+ * Export @p pool/@p name (at @p snap, or the head when NULL) to @p path as a raw sparse file
+ * or a qcow2 image. The data goes to "PATH.partial" first, renamed to PATH when complete.
+ *
+ * @returns -EEXIST if @p path exists, -ENOENT for an unknown image or snapshot,
+ *          -EINVAL for a format other than raw or qcow2, -ECANCELED, -EIO or -ENOSPC.
+ */
+int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *pool,
+			  const char *name, const char *snap, const char *path,
+			  const ims_transfer_opts *opts);
+
+/**
+ * Remove the temporary images of imports that no client has open any more (a killed
+ * daemon's), in @p pool.
+ *
+ * @param[out] removed how many were removed (may be NULL).
+ */
+int ims_store_cleanup_tmp(ims_site *site, const char *pool, unsigned *removed);
+
+#endif

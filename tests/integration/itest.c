@@ -1,0 +1,150 @@
+#include "itest.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <rbd/librbd.h>
+
+#include "common/error.h"
+
+ims_site *itest_site(char letter)
+{
+	char var[32], name[2] = { (char)(letter | 0x20), 0 };
+	snprintf(var, sizeof(var), "CEPH_CONF_%c", letter);
+	const char *conf = getenv(var);
+	if (!conf)
+		fail_msg("%s is not set: run through tests/with-sandbox", var);
+	ims_site_opts o = IMS_SITE_OPTS_INIT;
+	o.name = name;
+	o.ceph_conf = conf;
+	ims_site *s = NULL;
+	int r = ims_site_connect(&s, &o);
+	if (r < 0)
+		fail_msg("cannot connect to site %s: %s", name, ims_error_last());
+	return s;
+}
+
+const char *itest_name(const char *prefix)
+{
+	static char bufs[8][128];
+	static unsigned n;
+	char *b = bufs[n % 8];
+	snprintf(b, sizeof(bufs[0]), "%s-%d-%u", prefix, (int)getpid(), n);
+	n++;
+	return b;
+}
+
+static char dir[256];
+
+const char *itest_dir(void)
+{
+	if (!dir[0]) {
+		snprintf(dir, sizeof(dir), "/tmp/imgstore-itest-XXXXXX");
+		if (!mkdtemp(dir))
+			fail_msg("mkdtemp: %s", strerror(errno));
+	}
+	return dir;
+}
+
+void itest_cleanup(void)
+{
+	if (dir[0]) {
+		itest_sh("rm -rf '%s'", dir);
+		dir[0] = '\0';
+	}
+}
+
+int itest_sh(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	int st = system(cmd);
+	if (st == -1 || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+void itest_assert_image_equals_file(ims_site *site, const char *pool, const char *image,
+				    const char *snap, const char *path)
+{
+	rados_ioctx_t io;
+	rbd_image_t img;
+	uint64_t size;
+	struct stat st;
+	assert_int_equal(ims_site_ioctx(site, pool, &io), 0);
+	assert_int_equal(rbd_open_read_only(io, image, &img, snap), 0);
+	assert_int_equal(rbd_get_size(img, &size), 0);
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(size, (uint64_t)st.st_size);
+	const size_t chunk = 4u << 20;
+	char *a = malloc(chunk), *b = malloc(chunk);
+	assert_non_null(a);
+	assert_non_null(b);
+	for (uint64_t off = 0; off < size; off += chunk) {
+		size_t n = size - off < chunk ? (size_t)(size - off) : chunk;
+		assert_int_equal(rbd_read(img, off, n, a), (ssize_t)n);
+		assert_int_equal(pread(fd, b, n, (off_t)off), (ssize_t)n);
+		if (memcmp(a, b, n) != 0) {
+			size_t i = 0;
+			while (a[i] == b[i])
+				i++;
+			fail_msg("%s/%s%s%s differs from %s at byte %llu", pool, image, snap ? "@" : "",
+				 snap ? snap : "", path, (unsigned long long)(off + i));
+		}
+	}
+	free(a);
+	free(b);
+	close(fd);
+	rbd_close(img);
+	rados_ioctx_destroy(io);
+}
+
+void itest_fill_pattern(const char *path, uint64_t size, unsigned seed)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)size), 0);
+	const size_t mb = 1u << 20;
+	char *buf = malloc(mb);
+	assert_non_null(buf);
+	uint64_t x = seed * 2654435761u + 1;
+	/* every third MiB full of data, every third zeros (a hole), every third sparse writes */
+	for (uint64_t off = 0; off + mb <= size; off += mb) {
+		unsigned kind = (unsigned)((off / mb + seed) % 3);
+		if (kind == 1 || (off >= 8 * mb && off < 16 * mb)) /* and two whole 4 MiB objects empty */
+			continue;
+		if (kind == 0) {
+			for (size_t i = 0; i < mb; i++) {
+				x = x * 6364136223846793005ull + 1442695040888963407ull;
+				buf[i] = (char)(x >> 56);
+			}
+			assert_int_equal(pwrite(fd, buf, mb, (off_t)off), (ssize_t)mb);
+		} else {
+			for (int k = 0; k < 5; k++) {
+				x = x * 6364136223846793005ull + 1442695040888963407ull;
+				uint64_t at = off + (x >> 20) % (mb - 700);
+				snprintf(buf, 700, "record %llu of seed %u at %llu", (unsigned long long)k, seed,
+					 (unsigned long long)at);
+				assert_int_equal(pwrite(fd, buf, 613, (off_t)at), 613);
+			}
+		}
+	}
+	/* the last bytes are data, so a tail shorter than a block is exercised */
+	assert_int_equal(pwrite(fd, "tail", 4, (off_t)(size - 4)), 4);
+	free(buf);
+	close(fd);
+}

@@ -1,0 +1,347 @@
+/*
+ * store/: sites, images, snapshots, clones, tags and the catalog, against a sandbox cluster.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <rbd/librbd.h>
+
+#include "common/error.h"
+#include "itest.h"
+#include "store/catalog.h"
+#include "store/image.h"
+#include "store/site.h"
+
+#define MiB (1ull << 20)
+
+static ims_site *A;
+
+static int setup(void **state)
+{
+	(void)state;
+	A = itest_site('A');
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	ims_site_close(A);
+	itest_cleanup();
+	return 0;
+}
+
+static void test_site_errors(void **state)
+{
+	(void)state;
+	ims_site *s = NULL;
+	ims_site_opts o = IMS_SITE_OPTS_INIT;
+	o.name = "x";
+	o.ceph_conf = "/nonexistent/ceph.conf";
+	assert_int_equal(ims_site_connect(&s, &o), -ENOENT);
+	assert_string_equal(ims_error_last(),
+			    "site 'x': cannot read ceph.conf '/nonexistent/ceph.conf': No such file or directory");
+	assert_null(s);
+
+	/* A site whose monitor is down: a bounded wait, then -ETIMEDOUT. The conf is site a's with
+	 * the monitor moved to a port where nothing listens. */
+	char conf[512];
+	snprintf(conf, sizeof(conf), "%s/dead.conf", itest_dir());
+	assert_int_equal(itest_sh("sed 's/^mon host = .*/mon host = v2:127.0.0.1:9/' '%s' > '%s'",
+				  getenv("CEPH_CONF_A"), conf), 0);
+	o.ceph_conf = conf;
+	o.mon_timeout = 3;
+	time_t t0 = time(NULL);
+	assert_int_equal(ims_site_connect(&s, &o), -ETIMEDOUT);
+	assert_true(time(NULL) - t0 <= 30);
+	assert_non_null(strstr(ims_error_last(), "the monitors did not answer within 3s"));
+
+	char addrs[256], fsid[64];
+	assert_int_equal(ims_site_mon_addrs(A, addrs, sizeof(addrs)), 0);
+	assert_non_null(strstr(addrs, "127.0.0.1:"));
+	assert_int_equal(ims_site_fsid(A, fsid, sizeof(fsid)), 0);
+	assert_int_equal(strlen(fsid), 36);
+}
+
+static void test_image_lifecycle(void **state)
+{
+	(void)state;
+	const char *name = itest_name("img");
+	char renamed[128];
+	snprintf(renamed, sizeof(renamed), "%s-renamed", name);
+	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
+	co.size = 64 * MiB;
+
+	assert_int_equal(ims_image_create(A, "rbd", name, &co), 0);
+	assert_int_equal(ims_image_create(A, "rbd", name, &co), -EEXIST);
+	assert_non_null(strstr(ims_error_last(), "already exists"));
+	assert_int_equal(ims_image_create(A, "nopool", name, &co), -ENOENT);
+	assert_string_equal(ims_error_last(), "no pool 'nopool' on site 'a'");
+
+	ims_image_info *info = NULL;
+	assert_int_equal(ims_image_info_get(&info, A, "rbd", name), 0);
+	assert_int_equal(info->size, 64 * MiB);
+	assert_int_equal(info->object_size, 4 * MiB);
+	assert_int_equal(info->features, IMS_IMAGE_DEFAULT_FEATURES);
+	assert_string_equal(info->features_str, "layering,exclusive-lock,object-map,fast-diff,deep-flatten");
+	assert_int_equal(info->used_bytes, 0);
+	assert_null(info->parent);
+	assert_non_null(info->catalog);
+	assert_string_equal(info->catalog->source, "new");
+	assert_true(info->catalog->created > 0);
+	ims_image_info_free(info);
+
+	/* grow; shrink only when allowed */
+	assert_int_equal(ims_image_resize(A, "rbd", name, 128 * MiB, false), 0);
+	assert_int_equal(ims_image_resize(A, "rbd", name, 32 * MiB, false), -EINVAL);
+	assert_string_equal(ims_error_last() + strlen(ims_error_last()) - strlen("from 128 MiB to 32 MiB discards data; allow it explicitly"),
+			    "from 128 MiB to 32 MiB discards data; allow it explicitly");
+	assert_int_equal(ims_image_info_get(&info, A, "rbd", name), 0);
+	assert_int_equal(info->size, 128 * MiB);
+	assert_int_equal(info->catalog->size, 128 * MiB);
+	ims_image_info_free(info);
+	assert_int_equal(ims_image_resize(A, "rbd", name, 32 * MiB, true), 0);
+
+	/* tags: in the image metadata and the catalog */
+	assert_int_equal(ims_image_tag_set(A, "rbd", name, "os", "debian-12"), 0);
+	assert_int_equal(ims_image_tag_set(A, "rbd", name, "owner", "team-a"), 0);
+	assert_int_equal(ims_image_tag_set(A, "rbd", name, "os", "debian-13"), 0);
+	assert_int_equal(ims_image_tag_set(A, "rbd", name, "bad key", "x"), -EINVAL);
+	assert_int_equal(ims_image_tag_remove(A, "rbd", name, "owner"), 0);
+	assert_int_equal(ims_image_tag_remove(A, "rbd", name, "owner"), -ENOENT);
+	assert_int_equal(ims_image_info_get(&info, A, "rbd", name), 0);
+	assert_int_equal(info->catalog->ntags, 1);
+	assert_string_equal(ims_catalog_tag(info->catalog, "os"), "debian-13");
+	ims_image_info_free(info);
+	assert_int_equal(itest_sh("rbd -c '%s' image-meta get rbd/%s imgstore.tag.os | grep -qx debian-13",
+				  getenv("CEPH_CONF_A"), name), 0);
+
+	/* rename carries the catalog entry */
+	assert_int_equal(ims_image_rename(A, "rbd", name, renamed), 0);
+	assert_int_equal(ims_image_info_get(&info, A, "rbd", name), -ENOENT);
+	assert_int_equal(ims_image_info_get(&info, A, "rbd", renamed), 0);
+	assert_non_null(info->catalog);
+	assert_string_equal(ims_catalog_tag(info->catalog, "os"), "debian-13");
+	ims_image_info_free(info);
+
+	/* list: ours, with tags, sorted */
+	ims_image_list_entry *list = NULL;
+	size_t n = 0;
+	assert_int_equal(ims_image_list(&list, &n, A, "rbd"), 0);
+	bool found = false;
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			assert_true(strcmp(list[i - 1].name, list[i].name) < 0);
+		assert_true(list[i].name[0] != '.');
+		if (strcmp(list[i].name, renamed) == 0) {
+			found = true;
+			assert_true(list[i].in_catalog);
+			assert_string_equal(ims_catalog_tag(&list[i].entry, "os"), "debian-13");
+		}
+	}
+	assert_true(found);
+	ims_image_list_free(list, n);
+
+	/* remove goes to the trash by default and leaves the catalog */
+	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
+	assert_int_equal(ims_image_remove(A, "rbd", renamed, &ro), 0);
+	assert_int_equal(ims_image_info_get(&info, A, "rbd", renamed), -ENOENT);
+	assert_int_equal(itest_sh("rbd -c '%s' trash ls rbd | grep -qw '%s'", getenv("CEPH_CONF_A"), renamed), 0);
+	assert_int_equal(ims_image_remove(A, "rbd", renamed, &ro), -ENOENT);
+	rados_ioctx_t io;
+	ims_catalog_entry *e = NULL;
+	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	assert_int_equal(ims_catalog_get(io, renamed, &e), -ENOENT);
+	rados_ioctx_destroy(io);
+}
+
+static void test_bad_names_touch_nothing(void **state)
+{
+	(void)state;
+	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
+	co.size = MiB;
+	assert_int_equal(ims_image_create(A, "rbd", "bad/name", &co), -EINVAL);
+	assert_string_equal(ims_error_last(), "image name 'bad/name' contains '/'");
+	assert_int_equal(ims_image_create(A, "rbd", ".imgstore-tmp-x", &co), -EINVAL);
+	assert_int_equal(ims_image_create(A, "rbd", "ctl\x07", &co), -EINVAL);
+	assert_int_equal(ims_snap_create(A, "rbd", "whatever", "a@b"), -EINVAL);
+	co.size = 0;
+	assert_int_equal(ims_image_create(A, "rbd", "zero-size", &co), -EINVAL);
+	assert_string_equal(ims_error_last(), "an image needs a size above 0");
+	assert_int_equal(itest_sh("rbd -c '%s' info rbd/zero-size >/dev/null 2>&1", getenv("CEPH_CONF_A")), 2);
+}
+
+static void write_at(const char *pool, const char *image, uint64_t off, const char *data)
+{
+	rados_ioctx_t io;
+	rbd_image_t img;
+	assert_int_equal(ims_site_ioctx(A, pool, &io), 0);
+	assert_int_equal(rbd_open(io, image, &img, NULL), 0);
+	assert_int_equal(rbd_write(img, off, strlen(data), data), (ssize_t)strlen(data));
+	rbd_close(img);
+	rados_ioctx_destroy(io);
+}
+
+static void read_at(const char *pool, const char *image, const char *snap, uint64_t off, char *buf,
+		    size_t len)
+{
+	rados_ioctx_t io;
+	rbd_image_t img;
+	assert_int_equal(ims_site_ioctx(A, pool, &io), 0);
+	assert_int_equal(rbd_open_read_only(io, image, &img, snap), 0);
+	assert_int_equal(rbd_read(img, off, len, buf), (ssize_t)len);
+	rbd_close(img);
+	rados_ioctx_destroy(io);
+}
+
+static void test_snapshots(void **state)
+{
+	(void)state;
+	const char *name = itest_name("snap");
+	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
+	co.size = 16 * MiB;
+	char buf[16];
+
+	assert_int_equal(ims_image_create(A, "rbd", name, &co), 0);
+	write_at("rbd", name, 5 * MiB, "before");
+	assert_int_equal(ims_snap_create(A, "rbd", name, "s1"), 0);
+	assert_int_equal(ims_snap_create(A, "rbd", name, "s1"), -EEXIST);
+	write_at("rbd", name, 5 * MiB, "after!");
+	assert_int_equal(ims_snap_create(A, "rbd", name, "s2"), 0);
+
+	ims_snap_info *snaps = NULL;
+	size_t n = 0;
+	assert_int_equal(ims_snap_list(&snaps, &n, A, "rbd", name), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(snaps[0].name, "s1");
+	assert_string_equal(snaps[1].name, "s2");
+	assert_true(snaps[0].timestamp > 0);
+	assert_false(snaps[0].is_protected);
+	ims_snap_list_free(snaps, n);
+
+	read_at("rbd", name, "s1", 5 * MiB, buf, 6);
+	assert_memory_equal(buf, "before", 6);
+	assert_int_equal(ims_snap_rollback(A, "rbd", name, "s1", NULL, NULL), 0);
+	read_at("rbd", name, NULL, 5 * MiB, buf, 6);
+	assert_memory_equal(buf, "before", 6);
+	assert_int_equal(ims_snap_rollback(A, "rbd", name, "nope", NULL, NULL), -ENOENT);
+
+	assert_int_equal(ims_snap_remove(A, "rbd", name, "s2"), 0);
+	assert_int_equal(ims_snap_remove(A, "rbd", name, "s2"), -ENOENT);
+	char expect[256];
+	snprintf(expect, sizeof(expect), "no snapshot 'rbd/%s@s2'", name);
+	assert_string_equal(ims_error_last(), expect);
+
+	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
+	ro.purge = true; /* with its snapshot s1 */
+	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), 0);
+	assert_int_equal(itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name), 2);
+}
+
+typedef struct {
+	int calls;
+	int cancel_at;
+	uint64_t last_total;
+} progress_count;
+
+static int count_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	progress_count *p = ctx;
+	(void)done;
+	p->calls++;
+	p->last_total = total;
+	return p->cancel_at && p->calls >= p->cancel_at;
+}
+
+static void test_golden_clones(void **state)
+{
+	(void)state;
+	char golden[128], vm1[160], vm2[160], buf[16];
+	snprintf(golden, sizeof(golden), "%s", itest_name("golden"));
+	snprintf(vm1, sizeof(vm1), "%s-vm1", golden);
+	snprintf(vm2, sizeof(vm2), "%s-vm2", golden);
+	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
+	co.size = 32 * MiB;
+
+	assert_int_equal(ims_image_create(A, "rbd", golden, &co), 0);
+	for (int i = 0; i < 8; i++)
+		write_at("rbd", golden, (uint64_t)i * 4 * MiB, "golden-os");
+	assert_int_equal(ims_snap_create(A, "rbd", golden, "base"), 0);
+
+	ims_image_create_opts clone_opts = IMS_IMAGE_CREATE_OPTS_INIT;
+	assert_int_equal(ims_image_clone(A, "rbd", golden, "nosnap", "rbd", vm1, &clone_opts), -ENOENT);
+	assert_int_equal(ims_image_clone(A, "rbd", golden, "base", "rbd", vm1, &clone_opts), 0);
+	assert_int_equal(ims_image_clone(A, "rbd", golden, "base", "rbd", vm2, &clone_opts), 0);
+	assert_int_equal(ims_image_clone(A, "rbd", golden, "base", "rbd", vm2, &clone_opts), -EEXIST);
+
+	/* a clone sees the golden data and writes its own */
+	read_at("rbd", vm1, NULL, 4 * MiB, buf, 9);
+	assert_memory_equal(buf, "golden-os", 9);
+	write_at("rbd", vm1, 4 * MiB, "vm1-data!");
+	read_at("rbd", golden, "base", 4 * MiB, buf, 9);
+	assert_memory_equal(buf, "golden-os", 9);
+
+	ims_image_info *info = NULL;
+	assert_int_equal(ims_image_info_get(&info, A, "rbd", vm1), 0);
+	char parent[256];
+	snprintf(parent, sizeof(parent), "rbd/%s@base", golden);
+	assert_string_equal(info->parent, parent);
+	assert_string_equal(info->catalog->source, "clone");
+	assert_string_equal(info->catalog->parent, parent);
+	ims_image_info_free(info);
+
+	/* the golden snapshot cannot go while clones need it; the message names them */
+	assert_int_equal(ims_snap_remove(A, "rbd", golden, "base"), -EBUSY);
+	assert_non_null(strstr(ims_error_last(), "has 2 clones"));
+	assert_non_null(strstr(ims_error_last(), vm1));
+
+	/* flatten with progress, and a cancelled flatten */
+	progress_count pc = { 0 };
+	assert_int_equal(ims_image_flatten(A, "rbd", golden, count_progress, &pc), -EINVAL);
+	progress_count cancel = { .cancel_at = 1 };
+	int r = ims_image_flatten(A, "rbd", vm2, count_progress, &cancel);
+	assert_true(r == -ECANCELED || r == 0); /* librbd may finish before it asks */
+	if (r == -ECANCELED) {
+		assert_int_equal(ims_image_info_get(&info, A, "rbd", vm2), 0);
+		assert_non_null(info->parent);
+		ims_image_info_free(info);
+	}
+	assert_int_equal(ims_image_flatten(A, "rbd", vm1, count_progress, &pc), 0);
+	assert_true(pc.calls > 0);
+	assert_int_equal(ims_image_info_get(&info, A, "rbd", vm1), 0);
+	assert_null(info->parent);
+	assert_null(info->catalog->parent);
+	ims_image_info_free(info);
+	read_at("rbd", vm1, NULL, 4 * MiB, buf, 9);
+	assert_memory_equal(buf, "vm1-data!", 9);
+	read_at("rbd", vm1, NULL, 8 * MiB, buf, 9);
+	assert_memory_equal(buf, "golden-os", 9);
+
+	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
+	ro.purge = true;
+	assert_int_equal(ims_image_remove(A, "rbd", golden, &ro), -EBUSY); /* vm2 may still need it */
+	assert_int_equal(ims_image_remove(A, "rbd", vm2, &ro), 0);
+	assert_int_equal(ims_image_remove(A, "rbd", vm1, &ro), 0);
+	assert_int_equal(ims_image_remove(A, "rbd", golden, &ro), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_site_errors),
+		cmocka_unit_test(test_image_lifecycle),
+		cmocka_unit_test(test_bad_names_touch_nothing),
+		cmocka_unit_test(test_snapshots),
+		cmocka_unit_test(test_golden_clones),
+	};
+	return cmocka_run_group_tests_name("store", tests, setup, teardown);
+}

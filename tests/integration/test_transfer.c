@@ -1,0 +1,358 @@
+/*
+ * Import and export against a sandbox cluster, checked with qemu-img: every supported
+ * variant imported and compared byte for byte with `qemu-img convert -O raw` of the same
+ * file; exports compared with `qemu-img compare`; failed, cancelled and killed imports leave
+ * nothing under the requested name.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <rbd/librbd.h>
+
+#include "common/error.h"
+#include "common/hash.h"
+#include "itest.h"
+#include "store/catalog.h"
+#include "store/image.h"
+#include "store/transfer.h"
+
+#define MiB (1ull << 20)
+
+static ims_site *A;
+static char raw_src[512]; /* the pattern every variant is made from */
+static const uint64_t SRC_SIZE = 24 * MiB + 3 * 4096; /* not a multiple of 4 MiB */
+
+static int setup(void **state)
+{
+	(void)state;
+	A = itest_site('A');
+	snprintf(raw_src, sizeof(raw_src), "%s/pattern.raw", itest_dir());
+	itest_fill_pattern(raw_src, SRC_SIZE, 7);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	ims_site_close(A);
+	itest_cleanup();
+	return 0;
+}
+
+static bool image_exists(const char *name)
+{
+	return itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name) == 0;
+}
+
+static int count_tmp_images(void)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "rbd -c '%s' ls rbd | grep -c '^\\.imgstore-tmp-'", getenv("CEPH_CONF_A"));
+	FILE *f = popen(cmd, "r");
+	int n = -1;
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%d", &n), 1);
+	pclose(f);
+	return n;
+}
+
+/* The content hash as documented in common/hash.h, computed here from the raw file. */
+static void file_content_hash(const char *path, char hex[IMS_SHA256_HEX_LEN])
+{
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	struct stat st;
+	fstat(fd, &st);
+	ims_sha256 *all = NULL;
+	assert_int_equal(ims_sha256_new(&all), 0);
+	char *buf = malloc(IMS_CONTENT_BLOCK);
+	for (off_t off = 0; off < st.st_size; off += IMS_CONTENT_BLOCK) {
+		size_t n = (size_t)(st.st_size - off < IMS_CONTENT_BLOCK ? st.st_size - off : IMS_CONTENT_BLOCK);
+		uint8_t d[IMS_SHA256_LEN];
+		assert_int_equal(pread(fd, buf, n, off), (ssize_t)n);
+		ims_sha256_buf(buf, n, d);
+		ims_sha256_update(all, d, sizeof(d));
+	}
+	uint8_t d[IMS_SHA256_LEN];
+	ims_sha256_final(all, d);
+	ims_sha256_hex(d, hex);
+	ims_sha256_free(all);
+	free(buf);
+	close(fd);
+}
+
+static void remove_image(const char *name)
+{
+	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
+	ro.purge = true;
+	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), 0);
+}
+
+/* The commands that make each variant are formats with the file names as arguments. */
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+
+/* Make FILE from the pattern with qemu-img, import it, compare with qemu-img's raw view. */
+static void import_variant2(const char *label, const char *make_cmd, const char *post_cmd,
+			    ims_format_kind expect)
+{
+	char file[512], raw[512];
+	snprintf(file, sizeof(file), "%s/%s.img", itest_dir(), label);
+	snprintf(raw, sizeof(raw), "%s/%s.back.raw", itest_dir(), label);
+	if (itest_sh(make_cmd, raw_src, file) != 0)
+		fail_msg("could not make the %s test image with: %s", label, make_cmd);
+	if (post_cmd && itest_sh(post_cmd, file) != 0)
+		fail_msg("could not change the %s test image with: %s", label, post_cmd);
+	assert_int_equal(itest_sh("qemu-img convert -O raw '%s' '%s'", file, raw), 0);
+
+	const char *name = itest_name(label);
+	ims_transfer_opts o = IMS_TRANSFER_OPTS_INIT;
+	ims_transfer_result res;
+	if (ims_image_import_file(&res, A, "rbd", name, file, &o) != 0)
+		fail_msg("import of %s failed: %s", label, ims_error_last());
+	assert_int_equal(res.format, expect);
+	assert_int_equal(res.virtual_size, SRC_SIZE);
+	assert_true(res.bytes_zero > 0); /* the holes were not written */
+	itest_assert_image_equals_file(A, "rbd", name, NULL, raw);
+
+	char hex[IMS_SHA256_HEX_LEN];
+	file_content_hash(raw, hex);
+	assert_string_equal(res.content_sha256, hex);
+	ims_image_info *info = NULL;
+	assert_int_equal(ims_image_info_get(&info, A, "rbd", name), 0);
+	assert_string_equal(info->catalog->content_sha256, hex);
+	assert_string_equal(info->catalog->source, ims_format_name(expect));
+	assert_true(info->used_bytes < SRC_SIZE); /* sparse in RBD too */
+	ims_image_info_free(info);
+	remove_image(name);
+}
+
+static void import_variant(const char *label, const char *make_cmd, ims_format_kind expect)
+{
+	import_variant2(label, make_cmd, NULL, expect);
+}
+
+static void test_import_raw(void **state)
+{
+	(void)state;
+	import_variant("raw", "cp --sparse=always '%s' '%s'", IMS_FORMAT_RAW);
+}
+
+static void test_import_qcow2_variants(void **state)
+{
+	(void)state;
+	import_variant("qcow2-v3", "qemu-img convert -O qcow2 -o compat=1.1 '%s' '%s'", IMS_FORMAT_QCOW2);
+	import_variant("qcow2-v2", "qemu-img convert -O qcow2 -o compat=0.10 '%s' '%s'", IMS_FORMAT_QCOW2);
+	import_variant("qcow2-512", "qemu-img convert -O qcow2 -o cluster_size=512 '%s' '%s'", IMS_FORMAT_QCOW2);
+	import_variant("qcow2-2m", "qemu-img convert -O qcow2 -o cluster_size=2M '%s' '%s'", IMS_FORMAT_QCOW2);
+	import_variant("qcow2-deflate", "qemu-img convert -c -O qcow2 '%s' '%s'", IMS_FORMAT_QCOW2);
+	import_variant("qcow2-zstd", "qemu-img convert -c -O qcow2 -o compression_type=zstd '%s' '%s'",
+		       IMS_FORMAT_QCOW2);
+	import_variant("qcow2-l2ext",
+		       "qemu-img convert -O qcow2 -o extended_l2=on,cluster_size=128k '%s' '%s'",
+		       IMS_FORMAT_QCOW2);
+	/* zero clusters (v3 zero flag) over data, made with qemu-io */
+	import_variant2("qcow2-zeroed", "qemu-img convert -O qcow2 '%s' '%s'",
+			"qemu-io -f qcow2 -c 'write -z 0 2M' -c 'write -z 6M 64k' '%s' >/dev/null",
+			IMS_FORMAT_QCOW2);
+}
+
+static void test_import_vmdk_variants(void **state)
+{
+	(void)state;
+	import_variant("vmdk-sparse", "qemu-img convert -O vmdk -o subformat=monolithicSparse '%s' '%s'",
+		       IMS_FORMAT_VMDK);
+	import_variant("vmdk-stream", "qemu-img convert -O vmdk -o subformat=streamOptimized '%s' '%s'",
+		       IMS_FORMAT_VMDK);
+}
+
+static void test_import_refusals(void **state)
+{
+	(void)state;
+	char q[512], bad[512], overlay[512];
+	snprintf(q, sizeof(q), "%s/refuse.qcow2", itest_dir());
+	snprintf(bad, sizeof(bad), "%s/truncated.qcow2", itest_dir());
+	snprintf(overlay, sizeof(overlay), "%s/overlay.qcow2", itest_dir());
+	assert_int_equal(itest_sh("qemu-img convert -O qcow2 '%s' '%s'", raw_src, q), 0);
+	const char *name = itest_name("refused");
+	ims_transfer_opts o = IMS_TRANSFER_OPTS_INIT;
+
+	/* the declared format disagrees with the bytes */
+	o.format = IMS_FORMAT_VMDK;
+	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, q, &o), -EINVAL);
+	assert_non_null(strstr(ims_error_last(), "qcow2"));
+	assert_non_null(strstr(ims_error_last(), "vmdk"));
+	o.format = IMS_FORMAT_AUTO;
+
+	/* a backing file */
+	assert_int_equal(itest_sh("qemu-img create -q -f qcow2 -F qcow2 -b '%s' '%s'", q, overlay), 0);
+	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, overlay, &o), -ENOTSUP);
+	assert_non_null(strstr(ims_error_last(), "backing"));
+
+	/* cut in the middle of its data: the import fails on the way and leaves nothing */
+	assert_int_equal(itest_sh("head -c 3000000 '%s' > '%s'", q, bad), 0);
+	int r = ims_image_import_file(NULL, A, "rbd", name, bad, &o);
+	assert_true(r == -EINVAL || r == -EIO);
+	assert_false(image_exists(name));
+	assert_int_equal(count_tmp_images(), 0);
+
+	/* a missing file, a taken name */
+	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, "/nonexistent.img", &o), -ENOENT);
+	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, q, &o), 0);
+	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, q, &o), -EEXIST);
+	remove_image(name);
+}
+
+static int cancel_after(void *ctx, uint64_t done, uint64_t total)
+{
+	int *calls = ctx;
+	(void)done;
+	(void)total;
+	return ++*calls >= 3;
+}
+
+static void test_import_cancelled(void **state)
+{
+	(void)state;
+	const char *name = itest_name("cancelled");
+	int calls = 0;
+	ims_transfer_opts o = IMS_TRANSFER_OPTS_INIT;
+	o.progress = cancel_after;
+	o.progress_ctx = &calls;
+	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, raw_src, &o), -ECANCELED);
+	assert_false(image_exists(name));
+	assert_int_equal(count_tmp_images(), 0);
+}
+
+static int signal_and_sleep(void *ctx, uint64_t done, uint64_t total)
+{
+	int *fd = ctx;
+	if (done > 0 && *fd >= 0) {
+		char c = 'x';
+		if (write(*fd, &c, 1) < 0)
+			return 1;
+		close(*fd);
+		*fd = -1;
+	}
+	(void)total;
+	return 0;
+}
+
+/* A process killed with SIGKILL in the middle of an import: no image under the name; its
+ * temporary image is removed by the cleanup once its watch has lapsed. */
+static void test_import_killed(void **state)
+{
+	(void)state;
+	char big[512];
+	snprintf(big, sizeof(big), "%s/big.raw", itest_dir());
+	assert_int_equal(itest_sh("head -c %d /dev/urandom > '%s'", 160 << 20, big), 0);
+	const char *name = itest_name("killed");
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(pfd[0]);
+		ims_site *s = itest_site('A');
+		ims_transfer_opts o = IMS_TRANSFER_OPTS_INIT;
+		o.progress = signal_and_sleep;
+		o.progress_ctx = &pfd[1];
+		o.concurrency = 1;
+		o.inflight_bytes = 8 * MiB;
+		ims_image_import_file(NULL, s, "rbd", name, big, &o);
+		_exit(0);
+	}
+	close(pfd[1]);
+	char c;
+	assert_int_equal(read(pfd[0], &c, 1), 1); /* the import has started writing */
+	close(pfd[0]);
+	kill(pid, SIGKILL);
+	int st;
+	waitpid(pid, &st, 0);
+	assert_true(WIFSIGNALED(st));
+
+	assert_false(image_exists(name));
+	assert_int_equal(count_tmp_images(), 1);
+	/* while its watch lives, the temporary is left alone; then it goes */
+	unsigned removed = 0;
+	time_t t0 = time(NULL);
+	while (time(NULL) - t0 < 90) {
+		assert_int_equal(ims_store_cleanup_tmp(A, "rbd", &removed), 0);
+		if (removed)
+			break;
+		sleep(2);
+	}
+	assert_int_equal(removed, 1);
+	assert_int_equal(count_tmp_images(), 0);
+	assert_false(image_exists(name));
+}
+
+static void test_export(void **state)
+{
+	(void)state;
+	const char *name = itest_name("export");
+	char raw[512], qcow[512], snapraw[512];
+	snprintf(raw, sizeof(raw), "%s/export.raw", itest_dir());
+	snprintf(qcow, sizeof(qcow), "%s/export.qcow2", itest_dir());
+	snprintf(snapraw, sizeof(snapraw), "%s/export-snap.raw", itest_dir());
+	ims_transfer_opts o = IMS_TRANSFER_OPTS_INIT;
+	ims_transfer_result res;
+
+	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, raw_src, &o), 0);
+	assert_int_equal(ims_snap_create(A, "rbd", name, "s1"), 0);
+	/* change the head after the snapshot */
+	assert_int_equal(itest_sh("rbd -c '%s' bench --io-type write --io-size 4096 --io-total 64K "
+				  "--io-pattern rand rbd/%s >/dev/null", getenv("CEPH_CONF_A"), name), 0);
+
+	o.format = IMS_FORMAT_RAW;
+	assert_int_equal(ims_image_export_file(&res, A, "rbd", name, "s1", snapraw, &o), 0);
+	assert_int_equal(itest_sh("cmp -s '%s' '%s'", snapraw, raw_src), 0);
+	struct stat st;
+	assert_int_equal(stat(snapraw, &st), 0);
+	assert_true((uint64_t)st.st_blocks * 512 < SRC_SIZE); /* sparse */
+	assert_int_equal(ims_image_export_file(NULL, A, "rbd", name, "s1", snapraw, &o), -EEXIST);
+
+	o.format = IMS_FORMAT_QCOW2;
+	assert_int_equal(ims_image_export_file(&res, A, "rbd", name, "s1", qcow, &o), 0);
+	assert_int_equal(itest_sh("qemu-img check -q '%s'", qcow), 0);
+	assert_int_equal(itest_sh("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", qcow, raw_src), 0);
+
+	/* the head differs from the snapshot */
+	o.format = IMS_FORMAT_RAW;
+	assert_int_equal(ims_image_export_file(&res, A, "rbd", name, NULL, raw, &o), 0);
+	assert_int_not_equal(itest_sh("cmp -s '%s' '%s'", raw, raw_src), 0);
+	itest_assert_image_equals_file(A, "rbd", name, NULL, raw);
+
+	o.format = IMS_FORMAT_VMDK;
+	assert_int_equal(ims_image_export_file(&res, A, "rbd", name, NULL, "/tmp/x.vmdk", &o), -EINVAL);
+	o.format = IMS_FORMAT_RAW;
+	assert_int_equal(ims_image_export_file(&res, A, "rbd", name, "nosnap", "/tmp/nosnap.raw", &o), -ENOENT);
+	assert_int_equal(access("/tmp/nosnap.raw.partial", F_OK), -1);
+	remove_image(name);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_import_raw),
+		cmocka_unit_test(test_import_qcow2_variants),
+		cmocka_unit_test(test_import_vmdk_variants),
+		cmocka_unit_test(test_import_refusals),
+		cmocka_unit_test(test_import_cancelled),
+		cmocka_unit_test(test_import_killed),
+		cmocka_unit_test(test_export),
+	};
+	return cmocka_run_group_tests_name("transfer", tests, setup, teardown);
+}

@@ -1,0 +1,75 @@
+/*
+ * Helpers of the format tests (test_format*, test_qcow2_writer): a sandbox directory, the
+ * qemu tools, a deterministic disk pattern, and a full read of an image compared with raw.
+ * Include after <cmocka.h>.
+ */
+#ifndef IMS_TESTS_FORMAT_TEST_UTIL_H
+#define IMS_TESTS_FORMAT_TEST_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/format.h"
+
+/* The per-test directory (IMS_TEST_TMP), created and emptied. */
+const char *ft_sandbox(void);
+
+/* Remove the sandbox and what is in it. */
+void ft_sandbox_remove(void);
+
+/* A path in the sandbox, in a static ring of buffers. */
+const char *ft_path(const char *name);
+
+/* Fail the test unless @p tool is on PATH: the format tests need the qemu tools. */
+void ft_need_tool(const char *tool);
+
+/* Run a shell command; fail the test with the command line if it does not exit 0. */
+void ft_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Run a shell command, its exit status and (up to @p len bytes of) its output. */
+int ft_run_output(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/*
+ * Fill @p buf with a deterministic disk of @p len bytes: random and compressible data, zero
+ * areas, and a few small writes at odd offsets inside the zeros.
+ */
+void ft_pattern(uint8_t *buf, size_t len);
+
+/* Write @p len bytes to a new file. */
+void ft_write_file(const char *path, const void *buf, size_t len);
+
+/* Read a whole file; the caller frees it. */
+uint8_t *ft_read_file(const char *path, size_t *len);
+
+typedef struct {
+	unsigned extents;
+	unsigned data_extents;
+	unsigned zero_extents;
+	uint64_t data_bytes;
+	uint64_t zero_bytes;
+} ft_walk;
+
+/*
+ * Open @p image as @p declared, walk the map over the whole disk, read every extent in pieces
+ * of @p piece bytes and compare with @p raw (ZERO extents must be zeros there).
+ */
+void ft_compare(const char *image, ims_format_kind declared, const char *raw, size_t piece,
+		ft_walk *out);
+
+/*
+ * Expect open of @p len bytes at @p data as @p kind to fail with @p err and a message holding
+ * @p msg.
+ */
+#define ft_expect_open_error(data, len, kind, err, msg) \
+	ft_expect_open_error_at(data, len, kind, err, msg, __FILE__, __LINE__)
+void ft_expect_open_error_at(const void *data, size_t len, ims_format_kind kind, int err,
+			     const char *msg, const char *file, int line);
+
+/* Open @p len bytes at @p data as @p kind, which must succeed. */
+ims_format_reader *ft_open_mem(const void *data, size_t len, ims_format_kind kind);
+
+/* Assert the last error: errno @p err, message holding @p msg. */
+#define ft_expect_error(got, err, msg) ft_expect_error_at(got, err, msg, __FILE__, __LINE__)
+void ft_expect_error_at(int got, int err, const char *msg, const char *file, int line);
+
+#endif

@@ -1,0 +1,226 @@
+/* Unit tests of store/format.h: names, detection, sources, the raw reader and the dispatch. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/error.h"
+#include "store/format.h"
+#include "tests/unit/format_test_util.h"
+
+static int setup(void **state)
+{
+	(void)state;
+	ft_sandbox();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	ft_sandbox_remove();
+	return 0;
+}
+
+static void test_names(void **state)
+{
+	(void)state;
+	ims_format_kind k = IMS_FORMAT_RAW;
+
+	assert_string_equal(ims_format_name(IMS_FORMAT_AUTO), "auto");
+	assert_string_equal(ims_format_name(IMS_FORMAT_RAW), "raw");
+	assert_string_equal(ims_format_name(IMS_FORMAT_QCOW2), "qcow2");
+	assert_string_equal(ims_format_name(IMS_FORMAT_VMDK), "vmdk");
+	assert_string_equal(ims_format_name((ims_format_kind)42), "unknown");
+	assert_int_equal(ims_format_parse(&k, "qcow2"), 0);
+	assert_int_equal(k, IMS_FORMAT_QCOW2);
+	assert_int_equal(ims_format_parse(&k, "auto"), 0);
+	assert_int_equal(k, IMS_FORMAT_AUTO);
+	assert_int_equal(ims_format_parse(&k, "vmdk"), 0);
+	assert_int_equal(k, IMS_FORMAT_VMDK);
+	ims_error_clear();
+	ft_expect_error(ims_format_parse(&k, "vhdx"), -EINVAL, "unknown image format 'vhdx'");
+	assert_int_equal(k, IMS_FORMAT_VMDK); /* untouched on error */
+	ft_expect_error(ims_format_parse(&k, "QCOW2"), -EINVAL, "unknown image format 'QCOW2'");
+}
+
+static ims_format_kind detect(const void *data, size_t len)
+{
+	ims_source_mem_ctx ctx;
+	ims_source src;
+	ims_format_kind k = IMS_FORMAT_AUTO;
+
+	ims_source_mem(&src, &ctx, data, len);
+	assert_int_equal(ims_format_detect(&k, &src), 0);
+	return k;
+}
+
+static void test_detect(void **state)
+{
+	(void)state;
+	static const char desc[] = "# Disk DescriptorFile\nversion=1\n";
+
+	assert_int_equal(detect("QFI\xfb\0\0\0\3", 8), IMS_FORMAT_QCOW2);
+	assert_int_equal(detect("QFI\xfb", 4), IMS_FORMAT_QCOW2);
+	assert_int_equal(detect("KDMV\1\0\0\0", 8), IMS_FORMAT_VMDK);
+	assert_int_equal(detect("COWD\1\0\0\0", 8), IMS_FORMAT_VMDK);
+	assert_int_equal(detect(desc, sizeof(desc) - 1), IMS_FORMAT_VMDK);
+	assert_int_equal(detect("# Disk Descriptor", 17), IMS_FORMAT_RAW);
+	assert_int_equal(detect("QFI", 3), IMS_FORMAT_RAW);
+	assert_int_equal(detect("", 0), IMS_FORMAT_RAW);
+	assert_int_equal(detect("\0\0\0\0\0\0\0\0", 8), IMS_FORMAT_RAW);
+}
+
+/* A source whose reads fail, as a disk would. */
+static ssize_t failing_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	(void)ctx, (void)buf, (void)len, (void)off;
+	return -EIO;
+}
+
+static void test_source_errors(void **state)
+{
+	(void)state;
+	ims_source src = { .pread = failing_pread, .size = 4096, .ctx = NULL };
+	ims_format_reader *r = NULL;
+	ims_format_kind k;
+	uint8_t b[16];
+
+	ims_error_clear();
+	ft_expect_error(ims_format_detect(&k, &src), -EIO, "read of 21 bytes at offset 0 failed");
+	ims_error_clear();
+	ft_expect_error(ims_format_open(&r, &src, IMS_FORMAT_AUTO), -EIO, "failed");
+	assert_null(r);
+
+	/* raw opens without reading; the read then fails with the source's errno */
+	src.size = 0;
+	r = NULL;
+	{
+		ims_source_mem_ctx ctx;
+		ims_source ok;
+		ims_source_mem(&ok, &ctx, "abcdefgh", 8);
+		assert_int_equal(ims_format_open(&r, &ok, IMS_FORMAT_RAW), 0);
+		ims_format_close(r);
+	}
+	(void)b;
+	ims_error_clear();
+	ft_expect_error(ims_format_open(&r, NULL, IMS_FORMAT_AUTO), -EINVAL, "no source");
+	ft_expect_error(ims_format_open(&r, &src, (ims_format_kind)9), -EINVAL,
+			"unknown image format 9");
+}
+
+static void test_raw(void **state)
+{
+	(void)state;
+	uint8_t data[3000], got[3000];
+	ims_format_reader *r;
+	ims_extent e;
+
+	ft_pattern(data, sizeof(data));
+	r = ft_open_mem(data, sizeof(data), IMS_FORMAT_AUTO);
+	assert_int_equal(ims_format_kind_of(r), IMS_FORMAT_RAW);
+	assert_int_equal(ims_format_virtual_size(r), sizeof(data));
+
+	/* every byte is data, in one extent from anywhere to the end */
+	assert_int_equal(ims_format_map(r, 0, &e), 0);
+	assert_int_equal(e.offset, 0);
+	assert_int_equal(e.length, 3000);
+	assert_int_equal(e.type, IMS_EXTENT_DATA);
+	assert_int_equal(ims_format_map(r, 2999, &e), 0);
+	assert_int_equal(e.offset, 2999);
+	assert_int_equal(e.length, 1);
+
+	assert_int_equal(ims_format_read(r, 0, got, sizeof(got)), 0);
+	assert_memory_equal(got, data, sizeof(data));
+	assert_int_equal(ims_format_read(r, 1234, got, 17), 0);
+	assert_memory_equal(got, data + 1234, 17);
+	assert_int_equal(ims_format_read(r, 3000, got, 0), 0);
+
+	ims_error_clear();
+	ft_expect_error(ims_format_map(r, 3000, &e), -EINVAL,
+			"offset 3000 is past the virtual size 3000");
+	ft_expect_error(ims_format_read(r, 2990, got, 11), -EINVAL,
+			"read of 11 bytes at offset 2990 passes the virtual size 3000");
+	ft_expect_error(ims_format_read(r, UINT64_MAX, got, 2), -EINVAL, "passes the virtual size");
+	ims_format_close(r);
+	ims_format_close(NULL);
+
+	/* an empty raw disk: opens, has nothing to map */
+	r = ft_open_mem("", 0, IMS_FORMAT_RAW);
+	assert_int_equal(ims_format_virtual_size(r), 0);
+	ft_expect_error(ims_format_map(r, 0, &e), -EINVAL, "past the virtual size");
+	ims_format_close(r);
+}
+
+static void test_declared_mismatch(void **state)
+{
+	(void)state;
+	uint8_t q[512] = "QFI\xfb";
+	uint8_t v[512] = "KDMV";
+	uint8_t raw[512] = { 1, 2, 3 };
+
+	ft_expect_open_error(q, sizeof(q), IMS_FORMAT_VMDK, -EINVAL,
+			     "image declared as vmdk but its bytes are qcow2");
+	ft_expect_open_error(q, sizeof(q), IMS_FORMAT_RAW, -EINVAL,
+			     "image declared as raw but its bytes are qcow2");
+	ft_expect_open_error(v, sizeof(v), IMS_FORMAT_QCOW2, -EINVAL,
+			     "image declared as qcow2 but its bytes are vmdk");
+	ft_expect_open_error(raw, sizeof(raw), IMS_FORMAT_QCOW2, -EINVAL,
+			     "image declared as qcow2 but its bytes are raw");
+	ft_expect_open_error(raw, sizeof(raw), IMS_FORMAT_VMDK, -EINVAL,
+			     "image declared as vmdk but its bytes are raw");
+}
+
+static void test_source_fd(void **state)
+{
+	(void)state;
+	const char *path = ft_path("disk.raw");
+	uint8_t data[70000], got[70000];
+	ims_format_reader *r = NULL;
+	ims_source src;
+	int fd;
+
+	ft_pattern(data, sizeof(data));
+	ft_write_file(path, data, sizeof(data));
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	ims_source_fd(&src, &fd, sizeof(data));
+	assert_int_equal(ims_format_open(&r, &src, IMS_FORMAT_RAW), 0);
+	assert_int_equal(ims_format_read(r, 0, got, sizeof(got)), 0);
+	assert_memory_equal(got, data, sizeof(data));
+
+	/* a source that shrank under the reader */
+	assert_int_equal(truncate(path, 1000), 0);
+	ims_error_clear();
+	ft_expect_error(ims_format_read(r, 500, got, 1000), -EIO, "raw image shrank while read");
+	ims_format_close(r);
+
+	/* a descriptor that fails */
+	close(fd);
+	fd = -1;
+	ims_source_fd(&src, &fd, 100);
+	ims_error_clear();
+	ft_expect_error(ims_format_open(&r, &src, IMS_FORMAT_AUTO), -EBADF,
+			"read of 21 bytes at offset 0 failed");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_detect),
+		cmocka_unit_test(test_source_errors),
+		cmocka_unit_test(test_raw),
+		cmocka_unit_test(test_declared_mismatch),
+		cmocka_unit_test(test_source_fd),
+	};
+	return cmocka_run_group_tests_name("format", tests, setup, teardown);
+}
