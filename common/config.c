@@ -92,6 +92,8 @@ static const config_key keys[] = {
 	  "Threads serving requests." },
 	{ S_SERVER, "audit_log", T_PATH, SV(audit_log), NULL, 0, 0, NULL, 0,
 	  "File for the audit log; when unset, audit lines go to the daemon's log." },
+	{ S_SERVER, "spool_dir", T_PATH, SV(spool_dir), "/var/lib/imgstore/spool", 0, 0, NULL, 0,
+	  "Where uploads for import and exports for download wait; files older than a day are removed." },
 
 	{ S_S3, "endpoint", T_URL, S3(endpoint), NULL, 0, 0, NULL, F_REQUIRED,
 	  "Base URL of the S3 service, http:// or https://." },
@@ -757,6 +759,7 @@ void ims_config_free(ims_config *cfg)
 	free(sv->tls_client_ca);
 	free(sv->token_file);
 	free(sv->audit_log);
+	free(sv->spool_dir);
 	for (size_t i = 0; i < cfg->ns3; i++) {
 		ims_config_s3 *s = &cfg->s3[i];
 		free(s->name);

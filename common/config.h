@@ -49,6 +49,7 @@ typedef struct {
 	uint64_t read_timeout;
 	uint64_t threads;
 	char *audit_log;
+	char *spool_dir;
 	unsigned line;
 } ims_config_server;
 

@@ -26,10 +26,11 @@ static ssize_t fd_pread(void *ctx, void *buf, size_t len, uint64_t off)
 	while (done < len) {
 		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
 		if (n < 0) {
-			if (errno == EINTR)
+			int err = errno;
+			if (err == EINTR)
 				continue;
-			return ims_error_set(-errno, "read of %zu bytes at offset %" PRIu64 " failed: %s",
-					     len - done, off + done, ims_strerror(errno));
+			return ims_error_set(-err, "read of %zu bytes at offset %" PRIu64 " failed: %s",
+					     len - done, off + done, ims_strerror(err));
 		}
 		if (n == 0)
 			break;

@@ -66,6 +66,11 @@ typedef struct ims_format_reader ims_format_reader;
  *          -ENOTSUP if the image uses a feature imgstore refuses (backing file, external
  *          data file, encryption, unknown incompatible features, an unsupported vmdk variant);
  *          -ENOMEM.
+ *
+ * The reader keeps a copy of @p src, whose ctx must outlive it. A reader caches tables and
+ * the last decompressed cluster: use it from one thread at a time. Its memory is bounded
+ * whatever the file says (tables loaded whole are at most 32 MiB and never larger than the
+ * file; a few L2 or grain tables are cached). Free it with ims_format_close().
  */
 int ims_format_open(ims_format_reader **out, const ims_source *src, ims_format_kind declared);
 
@@ -112,14 +117,18 @@ void ims_format_close(ims_format_reader *r);
  */
 typedef struct ims_qcow2_writer ims_qcow2_writer;
 
-/** @returns -EINVAL if @p virtual_size is 0 or beyond what qcow2 addresses. */
+/**
+ * @returns -EINVAL if @p virtual_size is 0, not a multiple of 512 (QEMU would not see the
+ *          tail) or beyond what qcow2 addresses with 64 KiB clusters (2 PiB).
+ */
 int ims_qcow2_writer_open(ims_qcow2_writer **out, int fd, uint64_t virtual_size);
 
 /**
  * Write guest bytes at @p offset. Calls must come in ascending, non-overlapping order;
  * ranges not written read as zeros.
  *
- * @returns -EINVAL on an out-of-order or out-of-range call, -EIO on a write error.
+ * @returns -EINVAL on an out-of-order or out-of-range call, -EIO (or the errno of the
+ *          write, such as -ENOSPC) on a write error; after a write error every call fails.
  */
 int ims_qcow2_writer_write(ims_qcow2_writer *w, uint64_t offset, const void *buf, size_t len);
 

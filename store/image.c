@@ -160,6 +160,28 @@ out:
 	return r;
 }
 
+int ims_image_exists(ims_site *site, const char *pool, const char *name)
+{
+	rados_ioctx_t io = NULL;
+	rbd_image_t image = NULL;
+	int r;
+	if ((r = ims_store__check_names(pool, name, NULL)) < 0)
+		return r;
+	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+		return r;
+	r = rbd_open_read_only(io, name, &image, NULL);
+	if (r == 0) {
+		rbd_close(image);
+		r = 1;
+	} else if (r == -ENOENT) {
+		r = 0;
+	} else {
+		ims_error_set(r, "cannot open image '%s/%s': %s", pool, name, ims_strerror(r));
+	}
+	rados_ioctx_destroy(io);
+	return r;
+}
+
 static int read_snaps(rbd_image_t image, ims_snap_info **out, size_t *count)
 {
 	rbd_snap_info_t *snaps = NULL;

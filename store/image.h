@@ -41,6 +41,13 @@ typedef struct {
 int ims_image_create(ims_site *site, const char *pool, const char *name,
 		     const ims_image_create_opts *opts);
 
+/**
+ * Whether @p pool/@p name exists.
+ *
+ * @returns 1 or 0, -ENOENT if the pool does not exist, an error of the cluster.
+ */
+int ims_image_exists(ims_site *site, const char *pool, const char *name);
+
 typedef struct {
 	char *name;
 	uint64_t id;

@@ -334,8 +334,9 @@ int ims_qcow2_writer_finish(ims_qcow2_writer *w)
 	/* a file that held more before ends where the image does */
 	if (fstat(w->fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > w->next * CS &&
 	    ftruncate(w->fd, (off_t)(w->next * CS)) < 0) {
-		w->failed = ims_error_set(-errno, "qcow2 writer: cannot truncate the file to %"
-					  PRIu64 " bytes: %s", w->next * CS, ims_strerror(errno));
+		int err = errno;
+		w->failed = ims_error_set(-err, "qcow2 writer: cannot truncate the file to %" PRIu64
+					  " bytes: %s", w->next * CS, ims_strerror(err));
 		return w->failed;
 	}
 	w->finished = true;

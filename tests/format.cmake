@@ -2,12 +2,6 @@
 # Pure logic, but the tests build real images with qemu-img and qemu-io (qemu-utils), and
 # fail, not skip, without them. Included from tests/CMakeLists.txt.
 
-# ims_format is declared in store/; until the top level adds that folder (before tests/),
-# bring it in from here.
-if(NOT TARGET ims_format)
-  add_subdirectory(${PROJECT_SOURCE_DIR}/store ${PROJECT_BINARY_DIR}/store)
-endif()
-
 set(IMS_FORMAT_TEST_UTIL unit/format_test_util.c)
 ims_unit_test(test_format SOURCES unit/test_format.c ${IMS_FORMAT_TEST_UTIL} LIBS ims_format)
 ims_unit_test(test_format_qcow2 SOURCES unit/test_format_qcow2.c ${IMS_FORMAT_TEST_UTIL}

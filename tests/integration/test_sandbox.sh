@@ -56,13 +56,13 @@ check "--sites 9 refused" test $rc -ne 0 -a -n "$(echo "$out" | grep -F -- "--si
 tmp=$(mktemp -d /tmp/imgstore-sandbox-test.XXXXXX)
 cleanup() { "$SANDBOX" down "$tmp" >/dev/null 2>&1; rm -rf "$tmp"; }
 trap cleanup EXIT
-if "$SANDBOX" up "$tmp" --sites 1; then
+if "$SANDBOX" up "$tmp" --sites 1 --no-daemons; then
   ok "throwaway sandbox up"
   kill -9 "$(cat "$tmp/site-a/run/mon.a.pid")"
   sleep 1
   "$SANDBOX" status "$tmp" >/dev/null 2>&1
   check "status reports the dead monitor" test $? -ne 0
-  check "up after a crash rebuilds the site" "$SANDBOX" up "$tmp" --sites 1
+  check "up after a crash rebuilds the site" "$SANDBOX" up "$tmp" --sites 1 --no-daemons
   check "and it is healthy" healthy "$tmp/site-a/ceph.conf"
   check "down stops it" "$SANDBOX" down "$tmp"
   left=$(ps -eo args | grep -F -- "$tmp/site-a/ceph.conf" | grep -v grep || true)

@@ -59,6 +59,9 @@ void ft_need_tool(const char *tool)
 }
 
 static int run_v(char *out, size_t len, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+static int run_v(char *out, size_t len, const char *fmt, va_list ap)
 {
 	char cmd[4096];
 	size_t n = 0;

@@ -653,6 +653,12 @@ static void test_qemu_io_writes(void **state)
 	       ft_path("io-v2.qcow2"));
 	qemu_io("io-v2.qcow2", "-c 'write -P 0xab 0 1M' -c 'write -z 512K 8K' -c 'write -P 3 2M 1'");
 	check_image("io-v2.qcow2", 65536, &w);
+
+	/* preallocated metadata: clusters with a host offset that read as zeros */
+	ft_run("qemu-img create -f qcow2 -o preallocation=metadata,cluster_size=4K '%s' 4M "
+	       ">/dev/null", ft_path("prealloc.qcow2"));
+	qemu_io("prealloc.qcow2", "-c 'write -P 0xab 8K 8K' -c 'write -P 3 2M 1'");
+	check_image("prealloc.qcow2", 65536, &w);
 }
 
 static void test_qemu_empty(void **state)
@@ -660,8 +666,8 @@ static void test_qemu_empty(void **state)
 	(void)state;
 	ft_walk w;
 
-	/* an empty disk of 64 GiB in 512-byte clusters: one extent, without reading 2M L2 */
-	ft_run("qemu-img create -f qcow2 -o cluster_size=512 '%s' 64G >/dev/null",
+	/* an empty disk of 8 GiB in 512-byte clusters: one extent, not one per 32 KiB L2 range */
+	ft_run("qemu-img create -f qcow2 -o cluster_size=512 '%s' 8G >/dev/null",
 	       ft_path("empty.qcow2"));
 	{
 		ims_format_reader *r;
@@ -672,9 +678,9 @@ static void test_qemu_empty(void **state)
 		assert_true(fd >= 0);
 		ims_source_fd(&src, &fd, (uint64_t)lseek(fd, 0, SEEK_END));
 		assert_int_equal(ims_format_open(&r, &src, IMS_FORMAT_AUTO), 0);
-		assert_int_equal(ims_format_virtual_size(r), 64ull << 30);
+		assert_int_equal(ims_format_virtual_size(r), 8ull << 30);
 		assert_int_equal(ims_format_map(r, 0, &e), 0);
-		assert_true(e.length == 64ull << 30 && e.type == IMS_EXTENT_ZERO);
+		assert_true(e.length == 8ull << 30 && e.type == IMS_EXTENT_ZERO);
 		ims_format_close(r);
 		close(fd);
 	}
@@ -727,11 +733,11 @@ static void test_qemu_refused(void **state)
 	ft_expect_open_error(b, len, IMS_FORMAT_AUTO, -ENOTSUP, out);
 	free(b);
 
+	/* AES: LUKS is refused alike (crafted above), and its key setup takes seconds */
 	ft_run("qemu-img create -f qcow2 --object secret,id=s0,data=pw -o "
-	       "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 '%s' 1M >/dev/null",
-	       ft_path("luks.qcow2"));
-	b = ft_read_file(ft_path("luks.qcow2"), &len);
-	ft_expect_open_error(b, len, IMS_FORMAT_AUTO, -ENOTSUP, "(crypt_method 2, LUKS)");
+	       "encrypt.format=aes,encrypt.key-secret=s0 '%s' 1M >/dev/null", ft_path("aes.qcow2"));
+	b = ft_read_file(ft_path("aes.qcow2"), &len);
+	ft_expect_open_error(b, len, IMS_FORMAT_AUTO, -ENOTSUP, "(crypt_method 1, AES)");
 	/* and declared as another format */
 	ft_expect_open_error(b, len, IMS_FORMAT_VMDK, -EINVAL,
 			     "image declared as vmdk but its bytes are qcow2");

@@ -1,0 +1,88 @@
+/*
+ * cli/call.c: calls to the server, opening the connection on the first one so that every
+ * usage error is found before anything is sent.
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+
+static int connect_once(ims_cli *cli)
+{
+	ims_cli_conn conn;
+	int r;
+
+	if (cli->connected)
+		return 0;
+	if (!cli->server || !*cli->server)
+		return ims_cli_usage(
+			cli, "no server given: use --server URL|SOCKET or set IMGSTORE_SERVER");
+	if (!ims_cli_server_is_unix(cli->server) && strncmp(cli->server, "https://", 8) &&
+	    strncmp(cli->server, "http://", 7))
+		return ims_cli_usage(
+			cli,
+			"--server: '%s' is neither https://HOST:PORT, http://HOST:PORT, "
+			"a socket path nor unix:/path",
+			cli->server);
+	if (cli->token_file && !cli->token) {
+		ims_error_clear();
+		if (ims_cli_read_token(&cli->token, cli->token_file, cli->err) < 0)
+			return ims_cli_fail(cli, "%s", ims_error_last());
+	}
+	memset(&conn, 0, sizeof(conn));
+	conn.server = cli->server;
+	conn.token = cli->token;
+	conn.ca_file = cli->ca_file;
+	conn.cert_file = cli->cert_file;
+	conn.key_file = cli->key_file;
+	conn.timeout_ms = cli->timeout_s > (uint64_t)LONG_MAX / 1000
+				  ? LONG_MAX
+				  : (long)(cli->timeout_s * 1000);
+	if (!cli->connect)
+		return ims_cli_fail(cli, "this build of imgstore has no client library");
+	ims_error_clear();
+	r = cli->connect(&cli->t, &conn, cli->connect_arg);
+	if (r < 0)
+		return ims_cli_fail(cli, "%s", ims_error_last());
+	cli->connected = true;
+	return 0;
+}
+
+int ims_cli_call(ims_cli *cli, const char *method, const void *req,
+		 const ProtobufCMessageDescriptor *resp_desc, void *resp)
+{
+	ProtobufCMessage *m = NULL;
+	int r;
+
+	if ((r = connect_once(cli)))
+		return r;
+	ims_error_clear();
+	r = cli->t.call(cli->t.ctx, method, req, resp_desc, &m);
+	if (r < 0) {
+		if (cli->t.last_code && cli->t.last_code(cli->t.ctx) == IMS_RPC_UNIMPLEMENTED) {
+			if (cli->verb)
+				return ims_cli_fail(
+					cli,
+					"%s %s is not available on this server yet (unimplemented)",
+					cli->verb->noun, cli->verb->verb);
+			return ims_cli_fail(
+				cli, "%s is not available on this server yet (unimplemented)",
+				method);
+		}
+		return ims_cli_fail(cli, "%s", ims_error_last());
+	}
+	*(ProtobufCMessage **)resp = m;
+	return 0;
+}
+
+void ims_cli_spec_to_msg(Imgstore__V1__ImageSpec *out, ims_spec *spec)
+{
+	imgstore__v1__image_spec__init(out);
+	out->pool = spec->pool;
+	out->image = spec->image;
+	out->snapshot = spec->snap;
+}

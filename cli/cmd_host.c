@@ -1,0 +1,188 @@
+/*
+ * cli/cmd_host.c: imgstore host VERB: register, and the leases hosts hold on images
+ * (lease acquire, renew, release, ls).
+ */
+#include "cli/cli.h"
+
+#include <string.h>
+
+#include "imgstore/v1/host.pb-c.h"
+
+#define HOST_SVC "imgstore.v1.HostService/"
+
+static const ims_cli_opt no_opts[] = {{NULL, NULL, NULL}};
+
+static const ims_cli_opt register_opts[] = {
+	{"address", "ADDR", "how the host is reached (an IP address or a DNS name)"},
+	{NULL, NULL, NULL},
+};
+
+static int host_register(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__RegisterHostRequest req = IMGSTORE__V1__REGISTER_HOST_REQUEST__INIT;
+	Imgstore__V1__Host *host = NULL;
+	const char *addr = ims_cli_opt_value(cli, a, "address");
+	int r;
+
+	if ((r = ims_cli_arg_word(cli, "host name", a->pos[0])))
+		return r;
+	if (addr && (r = ims_cli_arg_word(cli, "--address", addr)))
+		return r;
+	req.name = (char *)a->pos[0];
+	req.address = addr ? (char *)addr : (char *)"";
+	if ((r = ims_cli_call(cli, HOST_SVC "RegisterHost", &req, &imgstore__v1__host__descriptor,
+			      &host)))
+		return r;
+	ims_cli_print_message(cli, &host->base);
+	protobuf_c_message_free_unpacked(&host->base, NULL);
+	return 0;
+}
+
+/* --ttl DURATION: 1s to about 136 years (uint32 seconds); NULL leaves the server's default. */
+static int parse_ttl(ims_cli *cli, const ims_cli_args *a, uint32_t *out)
+{
+	const char *v = ims_cli_opt_value(cli, a, "ttl");
+	uint64_t s;
+	int r;
+
+	*out = 0;
+	if (!v)
+		return 0;
+	if ((r = ims_cli_arg_duration(cli, &s, "ttl", v, UINT32_MAX)))
+		return r;
+	if (s == 0)
+		return ims_cli_usage(cli, "--ttl: must be at least 1s");
+	*out = (uint32_t)s;
+	return 0;
+}
+
+static int print_lease(ims_cli *cli, int r, Imgstore__V1__Lease *lease)
+{
+	if (r)
+		return r;
+	ims_cli_print_message(cli, &lease->base);
+	protobuf_c_message_free_unpacked(&lease->base, NULL);
+	return 0;
+}
+
+static const ims_cli_opt acquire_opts[] = {
+	{"host", "NAME", "the host that takes the lease (required)"},
+	{"ttl", "DURATION", "how long the lease lasts unless renewed (default 60s)"},
+	{NULL, NULL, NULL},
+};
+
+static int lease_acquire(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__AcquireLeaseRequest req = IMGSTORE__V1__ACQUIRE_LEASE_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__Lease *lease = NULL;
+	const char *host = ims_cli_opt_value(cli, a, "host");
+	ims_spec spec;
+	int r;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+		return r;
+	if (!host)
+		return ims_cli_usage(cli, "--host is required");
+	if ((r = ims_cli_arg_word(cli, "--host", host)) ||
+	    (r = parse_ttl(cli, a, &req.ttl_seconds)))
+		return r;
+	ims_cli_spec_to_msg(&ms, &spec);
+	req.image = &ms;
+	req.host = (char *)host;
+	r = ims_cli_call(cli, HOST_SVC "AcquireLease", &req, &imgstore__v1__lease__descriptor,
+			 &lease);
+	return print_lease(cli, r, lease);
+}
+
+static const ims_cli_opt renew_opts[] = {
+	{"ttl", "DURATION", "how long the lease lasts from now (default 60s)"},
+	{NULL, NULL, NULL},
+};
+
+static int lease_renew(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__RenewLeaseRequest req = IMGSTORE__V1__RENEW_LEASE_REQUEST__INIT;
+	Imgstore__V1__Lease *lease = NULL;
+	int r;
+
+	if ((r = ims_cli_arg_word(cli, "lease id", a->pos[0])) ||
+	    (r = parse_ttl(cli, a, &req.ttl_seconds)))
+		return r;
+	req.lease_id = (char *)a->pos[0];
+	r = ims_cli_call(cli, HOST_SVC "RenewLease", &req, &imgstore__v1__lease__descriptor,
+			 &lease);
+	return print_lease(cli, r, lease);
+}
+
+static int lease_release(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__ReleaseLeaseRequest req = IMGSTORE__V1__RELEASE_LEASE_REQUEST__INIT;
+	Imgstore__V1__ReleaseLeaseResponse *resp = NULL;
+	int r;
+
+	if ((r = ims_cli_arg_word(cli, "lease id", a->pos[0])))
+		return r;
+	req.lease_id = (char *)a->pos[0];
+	if ((r = ims_cli_call(cli, HOST_SVC "ReleaseLease", &req,
+			      &imgstore__v1__release_lease_response__descriptor, &resp)))
+		return r;
+	if (cli->format == IMS_CLI_FORMAT_JSON)
+		ims_cli_print_message(cli, &resp->base);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
+}
+
+static const ims_cli_column lease_columns[] = {
+	{"ID", "id", NULL},
+	{"IMAGE", "image", NULL},
+	{"HOST", "host", NULL},
+	{"ACQUIRED", "acquired_unix", NULL},
+	{"EXPIRES", "expires_unix", NULL},
+	{"GENERATION", "generation", NULL},
+	{NULL, NULL, NULL},
+};
+
+static int lease_ls(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__ListLeasesRequest req = IMGSTORE__V1__LIST_LEASES_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__ListLeasesResponse *resp = NULL;
+	ims_spec spec;
+	int r;
+
+	memset(&spec, 0, sizeof(spec));
+	if (a->npos == 1) {
+		/* POOL/IMAGE, or a POOL alone for every lease in it */
+		if (strchr(a->pos[0], '/')) {
+			if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+				return r;
+		} else {
+			if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
+				return r;
+			snprintf(spec.pool, sizeof(spec.pool), "%s", a->pos[0]);
+		}
+	}
+	ims_cli_spec_to_msg(&ms, &spec);
+	req.image = &ms;
+	if ((r = ims_cli_call(cli, HOST_SVC "ListLeases", &req,
+			      &imgstore__v1__list_leases_response__descriptor, &resp)))
+		return r;
+	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->leases, resp->n_leases,
+			   lease_columns);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
+}
+
+const ims_cli_verb ims_cli__host_verbs[] = {
+	{"host", "register", "NAME [--address ADDR]", "Register a hypervisor host (or update it).",
+	 register_opts, 1, 1, host_register},
+	{"host", "lease acquire", "POOL/IMAGE --host NAME [--ttl DURATION]",
+	 "Take the lease that lets a host use an image.", acquire_opts, 1, 1, lease_acquire},
+	{"host", "lease renew", "LEASE_ID [--ttl DURATION]", "Extend a lease before it expires.",
+	 renew_opts, 1, 1, lease_renew},
+	{"host", "lease release", "LEASE_ID", "Give a lease up.", no_opts, 1, 1, lease_release},
+	{"host", "lease ls", "[POOL/IMAGE|POOL]", "List the leases on an image, or in a pool.",
+	 no_opts, 0, 1, lease_ls},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+};

@@ -1,0 +1,904 @@
+/*
+ * cli/cmd_image.c: imgstore image VERB: create, import, export, clone, ls, info, resize,
+ * rename, rm, flatten, tag, untag, attach-info.
+ */
+#include "cli/cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/units.h"
+
+#include "imgstore/v1/host.pb-c.h"
+#include "imgstore/v1/image.pb-c.h"
+
+#define IMAGE_SVC "imgstore.v1.ImageService/"
+
+/* An export is written in runs of this size; runs of zeros are left as holes. */
+#define ZERO_RUN (64u << 10)
+
+static const char *const import_formats[] = {"auto", "raw", "qcow2", "vmdk", NULL};
+static const char *const export_formats[] = {"raw", "qcow2", NULL};
+static const char *const attach_formats[] = {"libvirt", "table", "json", NULL};
+
+/* --features N and --data-pool POOL, shared by create, import and clone */
+static int features_and_pool(ims_cli *cli, const ims_cli_args *a, uint64_t *features,
+			     const char **data_pool)
+{
+	const char *v;
+	int r;
+
+	*features = 0;
+	*data_pool = "";
+	if ((v = ims_cli_opt_value(cli, a, "features")) &&
+	    (r = ims_cli_arg_uint(cli, features, "features", v, UINT64_MAX)))
+		return r;
+	if ((v = ims_cli_opt_value(cli, a, "data-pool"))) {
+		if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "--data-pool", v)))
+			return r;
+		*data_pool = v;
+	}
+	return 0;
+}
+
+static int print_image_reply(ims_cli *cli, int r, Imgstore__V1__Image *img)
+{
+	if (r)
+		return r;
+	ims_cli_print_message(cli, &img->base);
+	protobuf_c_message_free_unpacked(&img->base, NULL);
+	return 0;
+}
+
+/* ---- create ---- */
+
+static const ims_cli_opt create_opts[] = {
+	{"size", "SIZE", "size of the image (required): 10G, 512M, 1T"},
+	{"features", "N",
+	 "RBD feature bits (default: layering, exclusive-lock, object-map, fast-diff, "
+	 "deep-flatten)"},
+	{"data-pool", "POOL", "pool for the data objects (an erasure-coded pool)"},
+	{NULL, NULL, NULL},
+};
+
+static int image_create(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__CreateImageRequest req = IMGSTORE__V1__CREATE_IMAGE_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__Image *img = NULL;
+	const char *size = ims_cli_opt_value(cli, a, "size");
+	ims_spec spec;
+	int r;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+		return r;
+	if (!size)
+		return ims_cli_usage(cli, "--size is required");
+	if ((r = ims_cli_arg_size(cli, &req.size, "size", size)))
+		return r;
+	if ((r = features_and_pool(cli, a, &req.features, (const char **)&req.data_pool)))
+		return r;
+	ims_cli_spec_to_msg(&ms, &spec);
+	req.image = &ms;
+	r = ims_cli_call(cli, IMAGE_SVC "CreateImage", &req, &imgstore__v1__image__descriptor,
+			 &img);
+	return print_image_reply(cli, r, img);
+}
+
+/* ---- import ---- */
+
+static const ims_cli_opt import_opts[] = {
+	{"format", "auto|raw|qcow2|vmdk", "format of FILE (default auto: found from its bytes)"},
+	{"upload", NULL,
+	 "send the bytes even when the daemon could read FILE itself (Unix socket)"},
+	{"no-wait", NULL, "print the operation id and return without waiting"},
+	{"features", "N", "RBD feature bits of the new image"},
+	{"data-pool", "POOL", "pool for the data objects"},
+	{NULL, NULL, NULL},
+};
+
+/* pread() until @p len bytes or the end of the file. @returns bytes read or -errno. */
+static ssize_t read_full(int fd, void *buf, size_t len, off_t off)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = pread(fd, (char *)buf + got, len - got, off + (off_t)got);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+static int upload_file(ims_cli *cli, int fd, uint64_t size, const char *path, const char *label,
+		       char **upload_id)
+{
+	Imgstore__V1__BeginUploadRequest breq = IMGSTORE__V1__BEGIN_UPLOAD_REQUEST__INIT;
+	Imgstore__V1__BeginUploadResponse *bresp = NULL;
+	ims_cli_progress prog;
+	uint64_t off = 0;
+	size_t chunk;
+	char *buf = NULL;
+	int r;
+
+	breq.size = size;
+	if ((r = ims_cli_call(cli, IMAGE_SVC "BeginUpload", &breq,
+			      &imgstore__v1__begin_upload_response__descriptor, &bresp)))
+		return r;
+	chunk = IMS_CLI_CHUNK_MAX;
+	if (bresp->max_chunk_bytes && bresp->max_chunk_bytes < chunk)
+		chunk = (size_t)bresp->max_chunk_bytes;
+	buf = malloc(chunk);
+	if (!buf) {
+		r = ims_cli_fail(cli, "out of memory");
+		goto out;
+	}
+	ims_cli_progress_init(&prog, cli, label);
+	ims_cli_arm_sigint(cli, true);
+	while (off < size) {
+		Imgstore__V1__UploadChunkRequest creq = IMGSTORE__V1__UPLOAD_CHUNK_REQUEST__INIT;
+		Imgstore__V1__UploadChunkResponse *cresp = NULL;
+		size_t want = size - off < chunk ? (size_t)(size - off) : chunk;
+		ssize_t n;
+
+		if (cli->interrupted && *cli->interrupted) {
+			ims_cli_progress_end(&prog);
+			r = ims_cli_fail(cli, "%s cancelled", label);
+			goto out;
+		}
+		n = read_full(fd, buf, want, (off_t)off);
+		if (n < 0 || (size_t)n < want) {
+			ims_cli_progress_end(&prog);
+			r = ims_cli_fail(cli, "cannot read '%s' at byte %llu: %s", path,
+					 (unsigned long long)off,
+					 n < 0 ? strerror((int)-n) : "the file got shorter");
+			goto out;
+		}
+		creq.upload_id = bresp->upload_id;
+		creq.offset = off;
+		creq.data.data = (uint8_t *)buf;
+		creq.data.len = want;
+		if ((r = ims_cli_call(cli, IMAGE_SVC "UploadChunk", &creq,
+				      &imgstore__v1__upload_chunk_response__descriptor, &cresp))) {
+			ims_cli_progress_end(&prog);
+			goto out;
+		}
+		off += want;
+		protobuf_c_message_free_unpacked(&cresp->base, NULL);
+		ims_cli_progress_update(&prog, 0, off, size);
+	}
+	ims_cli_progress_end(&prog);
+	*upload_id = strdup(bresp->upload_id);
+	if (!*upload_id)
+		r = ims_cli_fail(cli, "out of memory");
+out:
+	ims_cli_arm_sigint(cli, false);
+	free(buf);
+	protobuf_c_message_free_unpacked(&bresp->base, NULL);
+	return r;
+}
+
+static int image_import(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__ImportImageRequest req = IMGSTORE__V1__IMPORT_IMAGE_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__Operation *op = NULL;
+	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
+	const char *file = a->pos[0], *format = ims_cli_opt_value(cli, a, "format");
+	char *real = NULL, *upload_id = NULL;
+	char label[820], specbuf[800];
+	struct stat st;
+	uint64_t size;
+	ims_spec spec;
+	bool upload;
+	int fd = -1, r;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[1], false, false)))
+		return r;
+	if (format && (r = ims_cli_arg_choice(cli, "format", format, import_formats)))
+		return r;
+	if ((r = features_and_pool(cli, a, &req.features, (const char **)&req.data_pool)))
+		return r;
+	upload = ims_cli_opt_flag(cli, a, "upload") || !ims_cli_server_is_unix(cli->server);
+
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = ims_cli_fail(cli, "cannot open '%s': %s", file, strerror(errno));
+		goto out;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		r = ims_cli_fail(cli, "'%s' is a directory", file);
+		goto out;
+	}
+	if (S_ISREG(st.st_mode)) {
+		size = (uint64_t)st.st_size;
+	} else {
+		off_t end = lseek(fd, 0, SEEK_END);
+		if (end < 0) {
+			r = ims_cli_fail(cli, "cannot find the size of '%s': %s", file,
+					 strerror(errno));
+			goto out;
+		}
+		size = (uint64_t)end;
+	}
+	ims_spec_format(specbuf, sizeof(specbuf), &spec);
+	ims_cli_spec_to_msg(&ms, &spec);
+	req.image = &ms;
+	req.format = format ? (char *)format : (char *)"";
+	if (upload) {
+		snprintf(label, sizeof(label), "upload %s", specbuf);
+		if ((r = upload_file(cli, fd, size, file, label, &upload_id)))
+			goto out;
+		req.upload_id = upload_id;
+	} else {
+		real = realpath(file, NULL);
+		if (!real) {
+			r = ims_cli_fail(cli, "cannot resolve '%s': %s", file, strerror(errno));
+			goto out;
+		}
+		req.source_path = real;
+	}
+	if ((r = ims_cli_call(cli, IMAGE_SVC "ImportImage", &req,
+			      &imgstore__v1__operation__descriptor, &op)))
+		goto out;
+	r = ims_cli_finish_op(cli, op, &w);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(real);
+	free(upload_id);
+	return r;
+}
+
+/* ---- export ---- */
+
+static const ims_cli_opt export_opts[] = {
+	{"format", "raw|qcow2", "format of FILE (default raw, sparse)"},
+	{"no-wait", NULL,
+	 "print the operation id and return (Unix socket only: the daemon writes FILE)"},
+	{NULL, NULL, NULL},
+};
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/* Write @p len bytes at @p off, leaving runs of zeros as holes. @returns 0 or -errno. */
+static int write_sparse(int fd, const uint8_t *data, size_t len, uint64_t off)
+{
+	for (size_t i = 0; i < len; i += ZERO_RUN) {
+		size_t n = len - i < ZERO_RUN ? len - i : ZERO_RUN;
+		size_t done = 0;
+		if (all_zero(data + i, n))
+			continue;
+		while (done < n) {
+			ssize_t w = pwrite(fd, data + i + done, n - done, (off_t)(off + i + done));
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				return -errno;
+			}
+			done += (size_t)w;
+		}
+	}
+	return 0;
+}
+
+/* Publish @p partial as @p file, never over an existing file. @returns 0 or -errno. */
+static int publish(const char *partial, const char *file)
+{
+	if (renameat2(AT_FDCWD, partial, AT_FDCWD, file, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	/* a file system without RENAME_NOREPLACE: link() refuses an existing name too */
+	if (link(partial, file) < 0)
+		return -errno;
+	unlink(partial);
+	return 0;
+}
+
+static int sync_dir_of(const char *file)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(file, '/');
+	int fd;
+
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == file)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - file), file);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	fsync(fd);
+	close(fd);
+	return 0;
+}
+
+static int download(ims_cli *cli, const char *op_id, const char *file, const char *label,
+		    uint64_t *written)
+{
+	Imgstore__V1__DownloadChunkResponse *resp = NULL;
+	ims_cli_progress prog;
+	char partial[PATH_MAX];
+	uint64_t off = 0, total = 0;
+	bool eof = false;
+	int fd, r = 0, e;
+
+	if ((size_t)snprintf(partial, sizeof(partial), "%s.partial", file) >= sizeof(partial))
+		return ims_cli_fail(cli, "'%s': the name is too long", file);
+	fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return ims_cli_fail(cli, "cannot create '%s': %s", partial, strerror(errno));
+	ims_cli_progress_init(&prog, cli, label);
+	ims_cli_arm_sigint(cli, true);
+	while (!eof) {
+		Imgstore__V1__DownloadChunkRequest req = IMGSTORE__V1__DOWNLOAD_CHUNK_REQUEST__INIT;
+
+		if (cli->interrupted && *cli->interrupted) {
+			r = ims_cli_fail(cli, "%s cancelled", label);
+			goto out;
+		}
+		req.operation_id = (char *)op_id;
+		req.offset = off;
+		req.length = IMS_CLI_CHUNK_MAX;
+		if ((r = ims_cli_call(cli, IMAGE_SVC "DownloadChunk", &req,
+				      &imgstore__v1__download_chunk_response__descriptor, &resp)))
+			goto out;
+		if (resp->data.len > IMS_CLI_CHUNK_MAX ||
+		    (resp->total_bytes && off + resp->data.len > resp->total_bytes)) {
+			r = ims_cli_fail(cli, "the server sent more than asked for at byte %llu",
+					 (unsigned long long)off);
+			goto out;
+		}
+		if (resp->data.len == 0 && !resp->eof) {
+			r = ims_cli_fail(cli, "the server sent no data at byte %llu before the end",
+					 (unsigned long long)off);
+			goto out;
+		}
+		if ((e = write_sparse(fd, resp->data.data, resp->data.len, off)) < 0) {
+			r = ims_cli_fail(cli, "cannot write '%s': %s", partial, strerror(-e));
+			goto out;
+		}
+		off += resp->data.len;
+		total = resp->total_bytes;
+		eof = resp->eof;
+		protobuf_c_message_free_unpacked(&resp->base, NULL);
+		resp = NULL;
+		ims_cli_progress_update(&prog, 0, off, total);
+	}
+	if (total && off != total) {
+		r = ims_cli_fail(cli, "the download ended at byte %llu of %llu",
+				 (unsigned long long)off, (unsigned long long)total);
+		goto out;
+	}
+	/* holes at the end need the length set */
+	if (ftruncate(fd, (off_t)off) < 0 || fsync(fd) < 0) {
+		r = ims_cli_fail(cli, "cannot write '%s': %s", partial, strerror(errno));
+		goto out;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		r = ims_cli_fail(cli, "cannot write '%s': %s", partial, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	if ((e = publish(partial, file)) < 0) {
+		r = ims_cli_fail(cli, "cannot rename '%s' to '%s': %s", partial, file,
+				 strerror(-e));
+		goto out;
+	}
+	sync_dir_of(file);
+	*written = off;
+out:
+	ims_cli_arm_sigint(cli, false);
+	ims_cli_progress_end(&prog);
+	if (resp)
+		protobuf_c_message_free_unpacked(&resp->base, NULL);
+	if (fd >= 0)
+		close(fd);
+	if (r)
+		unlink(partial);
+	return r;
+}
+
+static int image_export(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__ExportImageRequest req = IMGSTORE__V1__EXPORT_IMAGE_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__Operation *op = NULL;
+	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
+	const char *file = a->pos[1], *format = ims_cli_opt_value(cli, a, "format");
+	char dest[PATH_MAX], specbuf[800], label[820], line[PATH_MAX + 900], size[32];
+	struct stat st;
+	uint64_t written = 0;
+	ims_spec spec;
+	bool local = ims_cli_server_is_unix(cli->server);
+	int r;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], true, false)))
+		return r;
+	if (format && (r = ims_cli_arg_choice(cli, "format", format, export_formats)))
+		return r;
+	if (!*file)
+		return ims_cli_usage(cli, "empty FILE");
+	if (w.no_wait && !local)
+		return ims_cli_usage(cli, "--no-wait needs a Unix socket server: over the network "
+					  "the CLI downloads FILE once the export is done");
+	if (lstat(file, &st) == 0)
+		return ims_cli_fail(cli, "'%s' exists; export never writes over a file", file);
+	if (local) {
+		/* the daemon writes the file: it needs the absolute name */
+		if (file[0] == '/') {
+			snprintf(dest, sizeof(dest), "%s", file);
+		} else {
+			char cwd[PATH_MAX];
+			if (!getcwd(cwd, sizeof(cwd)))
+				return ims_cli_fail(cli, "cannot find the current directory: %s",
+						    strerror(errno));
+			if ((size_t)snprintf(dest, sizeof(dest), "%s/%s", cwd, file) >=
+			    sizeof(dest))
+				return ims_cli_fail(cli, "'%s': the name is too long", file);
+		}
+		req.dest_path = dest;
+	}
+	ims_spec_format(specbuf, sizeof(specbuf), &spec);
+	ims_cli_spec_to_msg(&ms, &spec);
+	req.image = &ms;
+	req.format = format ? (char *)format : (char *)"";
+	if ((r = ims_cli_call(cli, IMAGE_SVC "ExportImage", &req,
+			      &imgstore__v1__operation__descriptor, &op)))
+		return r;
+	if (local)
+		return ims_cli_finish_op(cli, op, &w);
+
+	r = ims_cli_wait(cli, &op, 0);
+	if (r == 0) {
+		snprintf(label, sizeof(label), "download %s", specbuf);
+		r = download(cli, op->id, file, label, &written);
+	}
+	if (cli->format == IMS_CLI_FORMAT_JSON) {
+		/* the document says how the operation ended, also when that is a failure */
+		if (r == 0 || op->state == IMGSTORE__V1__OPERATION_STATE__OPERATION_STATE_FAILED ||
+		    op->state == IMGSTORE__V1__OPERATION_STATE__OPERATION_STATE_CANCELLED)
+			ims_cli_print_message(cli, &op->base);
+	} else if (r == 0) {
+		snprintf(line, sizeof(line), "export %s: succeeded, %s written to %s", specbuf,
+			 ims_format_size(size, sizeof(size), written), file);
+		ims_cli_print_line(cli, line);
+	}
+	protobuf_c_message_free_unpacked(&op->base, NULL);
+	return r;
+}
+
+/* ---- clone ---- */
+
+static const ims_cli_opt clone_opts[] = {
+	{"features", "N", "RBD feature bits of the clone"},
+	{"data-pool", "POOL", "pool for the clone's data objects"},
+	{NULL, NULL, NULL},
+};
+
+static int image_clone(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__CloneImageRequest req = IMGSTORE__V1__CLONE_IMAGE_REQUEST__INIT;
+	Imgstore__V1__ImageSpec mp, mc;
+	Imgstore__V1__Image *img = NULL;
+	ims_spec parent, clone;
+	int r;
+
+	if ((r = ims_cli_arg_spec(cli, &parent, a->pos[0], true, true)) ||
+	    (r = ims_cli_arg_spec(cli, &clone, a->pos[1], false, false)))
+		return r;
+	if ((r = features_and_pool(cli, a, &req.features, (const char **)&req.data_pool)))
+		return r;
+	ims_cli_spec_to_msg(&mp, &parent);
+	ims_cli_spec_to_msg(&mc, &clone);
+	req.parent = &mp;
+	req.clone = &mc;
+	r = ims_cli_call(cli, IMAGE_SVC "CloneImage", &req, &imgstore__v1__image__descriptor, &img);
+	return print_image_reply(cli, r, img);
+}
+
+/* ---- ls, info ---- */
+
+static const ims_cli_opt no_opts[] = {{NULL, NULL, NULL}};
+
+static const char *summary_size(char *buf, size_t len, const ProtobufCMessage *m)
+{
+	const Imgstore__V1__ImageSummary *s = (const Imgstore__V1__ImageSummary *)m;
+
+	if (!s->in_catalog && s->size == 0)
+		return "-";
+	return ims_format_size(buf, len, s->size);
+}
+
+static const ims_cli_column image_columns[] = {
+	{"NAME", "name", NULL},	    {"SIZE", NULL, summary_size}, {"SOURCE", "source", NULL},
+	{"PARENT", "parent", NULL}, {"TAGS", "tags", NULL},	  {NULL, NULL, NULL},
+};
+
+static int image_ls(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__ListImagesRequest req = IMGSTORE__V1__LIST_IMAGES_REQUEST__INIT;
+	Imgstore__V1__ListImagesResponse *resp = NULL;
+	int r;
+
+	if (a->npos == 1) {
+		if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
+			return r;
+		req.pool = (char *)a->pos[0];
+	}
+	if ((r = ims_cli_call(cli, IMAGE_SVC "ListImages", &req,
+			      &imgstore__v1__list_images_response__descriptor, &resp)))
+		return r;
+	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->images, resp->n_images,
+			   image_columns);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
+}
+
+static int image_info(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__GetImageRequest req = IMGSTORE__V1__GET_IMAGE_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__Image *img = NULL;
+	ims_spec spec;
+	int r;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+		return r;
+	ims_cli_spec_to_msg(&ms, &spec);
+	req.image = &ms;
+	r = ims_cli_call(cli, IMAGE_SVC "GetImage", &req, &imgstore__v1__image__descriptor, &img);
+	return print_image_reply(cli, r, img);
+}
+
+/* ---- resize, rename, rm, flatten ---- */
+
+static const ims_cli_opt resize_opts[] = {
+	{"size", "SIZE", "the new size (required)"},
+	{"allow-shrink", NULL, "allow a smaller size: the data past it is lost"},
+	{NULL, NULL, NULL},
+};
+
+static int image_resize(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__ResizeImageRequest req = IMGSTORE__V1__RESIZE_IMAGE_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__Image *img = NULL;
+	const char *size = ims_cli_opt_value(cli, a, "size");
+	ims_spec spec;
+	int r;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+		return r;
+	if (!size)
+		return ims_cli_usage(cli, "--size is required");
+	if ((r = ims_cli_arg_size(cli, &req.size, "size", size)))
+		return r;
+	req.allow_shrink = ims_cli_opt_flag(cli, a, "allow-shrink");
+	ims_cli_spec_to_msg(&ms, &spec);
+	req.image = &ms;
+	r = ims_cli_call(cli, IMAGE_SVC "ResizeImage", &req, &imgstore__v1__image__descriptor,
+			 &img);
+	return print_image_reply(cli, r, img);
+}
+
+static int image_rename(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__RenameImageRequest req = IMGSTORE__V1__RENAME_IMAGE_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__Image *img = NULL;
+	const char *newname = a->pos[1];
+	ims_spec spec, dst;
+	int r;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+		return r;
+	if (strchr(newname, '/')) {
+		/* POOL/NEWNAME is accepted when it stays in the pool */
+		if ((r = ims_cli_arg_spec(cli, &dst, newname, false, false)))
+			return r;
+		if (strcmp(dst.pool, spec.pool))
+			return ims_cli_usage(
+				cli, "an image is renamed within its pool ('%s'), not to '%s'",
+				spec.pool, dst.pool);
+		newname = strchr(newname, '/') + 1;
+	}
+	if ((r = ims_cli_arg_name(cli, IMS_NAME_IMAGE, "NEWNAME", newname)))
+		return r;
+	ims_cli_spec_to_msg(&ms, &spec);
+	req.image = &ms;
+	req.new_name = (char *)newname;
+	r = ims_cli_call(cli, IMAGE_SVC "RenameImage", &req, &imgstore__v1__image__descriptor,
+			 &img);
+	return print_image_reply(cli, r, img);
+}
+
+static const ims_cli_opt rm_opts[] = {
+	{"purge", NULL, "delete at once, snapshots included, instead of moving to the trash"},
+	{"trash-delay", "DURATION", "how long the image stays in the trash (default 24h)"},
+	{NULL, NULL, NULL},
+};
+
+/* Print an empty reply: nothing for humans, {} as the JSON document. */
+static int print_empty(ims_cli *cli, int r, ProtobufCMessage *m)
+{
+	if (r)
+		return r;
+	if (cli->format == IMS_CLI_FORMAT_JSON)
+		ims_cli_print_message(cli, m);
+	protobuf_c_message_free_unpacked(m, NULL);
+	return 0;
+}
+
+static int image_rm(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__DeleteImageRequest req = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__DeleteImageResponse *resp = NULL;
+	const char *delay = ims_cli_opt_value(cli, a, "trash-delay");
+	ims_spec spec;
+	int r;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+		return r;
+	req.purge = ims_cli_opt_flag(cli, a, "purge");
+	if (delay) {
+		if (req.purge)
+			return ims_cli_usage(cli, "--purge and --trash-delay exclude each other");
+		if ((r = ims_cli_arg_duration(cli, &req.trash_delay_seconds, "trash-delay", delay,
+					      UINT32_MAX)))
+			return r;
+	}
+	ims_cli_spec_to_msg(&ms, &spec);
+	req.image = &ms;
+	r = ims_cli_call(cli, IMAGE_SVC "DeleteImage", &req,
+			 &imgstore__v1__delete_image_response__descriptor, &resp);
+	return print_empty(cli, r, resp ? &resp->base : NULL);
+}
+
+static const ims_cli_opt wait_opts[] = {
+	{"no-wait", NULL, "print the operation id and return without waiting"},
+	{NULL, NULL, NULL},
+};
+
+static int image_flatten(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__FlattenImageRequest req = IMGSTORE__V1__FLATTEN_IMAGE_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__Operation *op = NULL;
+	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
+	ims_spec spec;
+	int r;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+		return r;
+	ims_cli_spec_to_msg(&ms, &spec);
+	req.image = &ms;
+	if ((r = ims_cli_call(cli, IMAGE_SVC "FlattenImage", &req,
+			      &imgstore__v1__operation__descriptor, &op)))
+		return r;
+	return ims_cli_finish_op(cli, op, &w);
+}
+
+/* ---- tag, untag ---- */
+
+static int check_tag_key(ims_cli *cli, const char *key, size_t n, const char *arg)
+{
+	if (n == 0)
+		return ims_cli_usage(cli, "'%s': empty tag key", arg);
+	if (n > 128)
+		return ims_cli_usage(cli, "'%s': a tag key is at most 128 bytes", arg);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)key[i];
+		if (c <= 0x20 || c == 0x7f)
+			return ims_cli_usage(
+				cli, "'%s': a tag key has no spaces or control characters", arg);
+	}
+	return 0;
+}
+
+static int image_tag(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__Image *img = NULL;
+	char keys[IMS_CLI_MAX_POS][129];
+	ims_spec spec;
+	int r;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+		return r;
+	/* check every pair before the first call: all or nothing on a typo */
+	for (unsigned i = 1; i < a->npos; i++) {
+		const char *eq = strchr(a->pos[i], '=');
+		if (!eq)
+			return ims_cli_usage(cli, "'%s' is not KEY=VALUE", a->pos[i]);
+		if ((r = check_tag_key(cli, a->pos[i], (size_t)(eq - a->pos[i]), a->pos[i])))
+			return r;
+		for (const char *p = eq + 1; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				return ims_cli_usage(cli,
+						     "'%s': a tag value has no control characters",
+						     a->pos[i]);
+		snprintf(keys[i], sizeof(keys[i]), "%.*s", (int)(eq - a->pos[i]), a->pos[i]);
+	}
+	ims_cli_spec_to_msg(&ms, &spec);
+	for (unsigned i = 1; i < a->npos; i++) {
+		Imgstore__V1__SetImageTagRequest req = IMGSTORE__V1__SET_IMAGE_TAG_REQUEST__INIT;
+		req.image = &ms;
+		req.key = keys[i];
+		req.value = strchr(a->pos[i], '=') + 1;
+		if (img)
+			protobuf_c_message_free_unpacked(&img->base, NULL);
+		img = NULL;
+		if ((r = ims_cli_call(cli, IMAGE_SVC "SetImageTag", &req,
+				      &imgstore__v1__image__descriptor, &img)))
+			return r;
+	}
+	return print_image_reply(cli, 0, img);
+}
+
+static int image_untag(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__Image *img = NULL;
+	ims_spec spec;
+	int r;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+		return r;
+	for (unsigned i = 1; i < a->npos; i++)
+		if ((r = check_tag_key(cli, a->pos[i], strlen(a->pos[i]), a->pos[i])))
+			return r;
+	ims_cli_spec_to_msg(&ms, &spec);
+	for (unsigned i = 1; i < a->npos; i++) {
+		Imgstore__V1__RemoveImageTagRequest req =
+			IMGSTORE__V1__REMOVE_IMAGE_TAG_REQUEST__INIT;
+		req.image = &ms;
+		req.key = (char *)a->pos[i];
+		if (img)
+			protobuf_c_message_free_unpacked(&img->base, NULL);
+		img = NULL;
+		if ((r = ims_cli_call(cli, IMAGE_SVC "RemoveImageTag", &req,
+				      &imgstore__v1__image__descriptor, &img)))
+			return r;
+	}
+	return print_image_reply(cli, 0, img);
+}
+
+/* ---- attach-info ---- */
+
+static const ims_cli_opt attach_opts[] = {
+	{"format", "libvirt|table|json", "libvirt: print the <disk> XML for the volume as is"},
+	{"client-id", "ID", "cephx user of the host (default: the daemon's)"},
+	{"secret-uuid", "UUID", "libvirt secret holding that user's key"},
+	{NULL, NULL, NULL},
+};
+
+static bool is_uuid(const char *s)
+{
+	if (strlen(s) != 36)
+		return false;
+	for (int i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return false;
+		} else if (!isxdigit((unsigned char)s[i])) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static int image_attach_info(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__GetAttachInfoRequest req = IMGSTORE__V1__GET_ATTACH_INFO_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__AttachInfo *info = NULL;
+	const char *format = ims_cli_opt_value(cli, a, "format");
+	const char *client_id = ims_cli_opt_value(cli, a, "client-id");
+	const char *uuid = ims_cli_opt_value(cli, a, "secret-uuid");
+	bool libvirt = false;
+	ims_spec spec;
+	int r;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+		return r;
+	if (format) {
+		if ((r = ims_cli_arg_choice(cli, "format", format, attach_formats)))
+			return r;
+		libvirt = !strcmp(format, "libvirt");
+		if (!libvirt)
+			cli->format = !strcmp(format, "json") ? IMS_CLI_FORMAT_JSON
+							      : IMS_CLI_FORMAT_TABLE;
+	}
+	if (client_id) {
+		if ((r = ims_cli_arg_word(cli, "--client-id", client_id)))
+			return r;
+		req.client_id = (char *)client_id;
+	}
+	if (uuid) {
+		if (!is_uuid(uuid))
+			return ims_cli_usage(cli, "--secret-uuid: '%s' is not a UUID", uuid);
+		req.secret_uuid = (char *)uuid;
+	}
+	ims_cli_spec_to_msg(&ms, &spec);
+	req.image = &ms;
+	if ((r = ims_cli_call(cli, "imgstore.v1.HostService/GetAttachInfo", &req,
+			      &imgstore__v1__attach_info__descriptor, &info)))
+		return r;
+	if (libvirt) {
+		const char *xml = info->libvirt_disk_xml ? info->libvirt_disk_xml : "";
+		if (cli->out_tty) {
+			size_t n = strlen(xml) * 6 + 1;
+			char *esc = malloc(n);
+			if (esc)
+				fprintf(cli->out, "%s\n", ims_cli_escape(esc, n, xml, true));
+			free(esc);
+		} else {
+			fprintf(cli->out, "%s\n", xml);
+		}
+	} else {
+		ims_cli_print_message(cli, &info->base);
+	}
+	protobuf_c_message_free_unpacked(&info->base, NULL);
+	return 0;
+}
+
+const ims_cli_verb ims_cli__image_verbs[] = {
+	{"image", "create", "POOL/IMAGE --size SIZE [--features N] [--data-pool POOL]",
+	 "Create an empty image.", create_opts, 1, 1, image_create},
+	{"image", "import", "FILE POOL/IMAGE [--format auto|raw|qcow2|vmdk] [--upload] [--no-wait]",
+	 "Import a raw, qcow2 or vmdk disk image file as a new image.", import_opts, 2, 2,
+	 image_import},
+	{"image", "export", "POOL/IMAGE[@SNAP] FILE [--format raw|qcow2] [--no-wait]",
+	 "Export an image or a snapshot to a new file.", export_opts, 2, 2, image_export},
+	{"image", "clone", "POOL/IMAGE@SNAP POOL/CLONE [--features N] [--data-pool POOL]",
+	 "Clone a snapshot (golden image) into a new copy-on-write image.", clone_opts, 2, 2,
+	 image_clone},
+	{"image", "ls", "[POOL]", "List the images of a pool (default: the site's default pool).",
+	 no_opts, 0, 1, image_ls},
+	{"image", "info", "POOL/IMAGE", "Show an image: size, features, parent, snapshots, tags.",
+	 no_opts, 1, 1, image_info},
+	{"image", "resize", "POOL/IMAGE --size SIZE [--allow-shrink]", "Grow (or shrink) an image.",
+	 resize_opts, 1, 1, image_resize},
+	{"image", "rename", "POOL/IMAGE NEWNAME", "Rename an image within its pool.", no_opts, 2, 2,
+	 image_rename},
+	{"image", "rm", "POOL/IMAGE [--purge] [--trash-delay DURATION]",
+	 "Remove an image: to the RBD trash (24h by default), or at once with --purge.", rm_opts, 1,
+	 1, image_rm},
+	{"image", "flatten", "POOL/IMAGE [--no-wait]",
+	 "Copy a clone's parent data into it so that it stands alone.", wait_opts, 1, 1,
+	 image_flatten},
+	{"image", "tag", "POOL/IMAGE KEY=VALUE...", "Set tags on an image.", no_opts, 2,
+	 IMS_CLI_MAX_POS, image_tag},
+	{"image", "untag", "POOL/IMAGE KEY...", "Remove tags from an image.", no_opts, 2,
+	 IMS_CLI_MAX_POS, image_untag},
+	{"image", "attach-info",
+	 "POOL/IMAGE [--format libvirt|table|json] [--client-id ID] [--secret-uuid UUID]",
+	 "Show what a hypervisor host needs to attach the image (libvirt <disk> XML).", attach_opts,
+	 1, 1, image_attach_info},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+};

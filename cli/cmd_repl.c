@@ -1,0 +1,455 @@
+/*
+ * cli/cmd_repl.c: the nouns whose services are declared before they are implemented:
+ * repl (ReplicationService), site (SiteService), tier (TierService) and group (no service
+ * yet). Their verbs check their arguments and call the RPC, so a server that answers
+ * `unimplemented` gives a clear "not available on this server yet" and exit 1; they work
+ * unchanged once the server implements them.
+ */
+#include "cli/cli.h"
+
+#include <string.h>
+
+#include "imgstore/v1/replication.pb-c.h"
+#include "imgstore/v1/site.pb-c.h"
+#include "imgstore/v1/tier.pb-c.h"
+
+#define REPL_SVC "imgstore.v1.ReplicationService/"
+#define SITE_SVC "imgstore.v1.SiteService/"
+#define TIER_SVC "imgstore.v1.TierService/"
+
+static const char *const modes[] = {"async", "sync", NULL};
+
+static const ims_cli_opt no_opts[] = {{NULL, NULL, NULL}};
+
+static int print_reply(ims_cli *cli, int r, ProtobufCMessage *m)
+{
+	if (r)
+		return r;
+	ims_cli_print_message(cli, m);
+	protobuf_c_message_free_unpacked(m, NULL);
+	return 0;
+}
+
+/* ---- repl ---- */
+
+static const ims_cli_opt enable_opts[] = {
+	{"to", "SITE", "the site that keeps the copy (required)"},
+	{"mode", "async|sync", "async: snapshots every RPO (default); sync: RPO 0 at repl sync"},
+	{"rpo", "DURATION", "most writes the copy may lag behind (async; default: the daemon's)"},
+	{NULL, NULL, NULL},
+};
+
+static int repl_enable(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__EnableReplicationRequest req = IMGSTORE__V1__ENABLE_REPLICATION_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__ReplicationStatus *st = NULL;
+	const char *to = ims_cli_opt_value(cli, a, "to"), *mode = ims_cli_opt_value(cli, a, "mode");
+	const char *rpo = ims_cli_opt_value(cli, a, "rpo");
+	ims_spec spec;
+	uint64_t secs;
+	int r;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+		return r;
+	if (!to)
+		return ims_cli_usage(cli, "--to is required");
+	if ((r = ims_cli_arg_word(cli, "--to", to)))
+		return r;
+	if (mode && (r = ims_cli_arg_choice(cli, "mode", mode, modes)))
+		return r;
+	if (rpo) {
+		if ((r = ims_cli_arg_duration(cli, &secs, "rpo", rpo, UINT32_MAX)))
+			return r;
+		if (secs == 0)
+			return ims_cli_usage(
+				cli, "--rpo: must be at least 1s (for RPO 0 use --mode sync)");
+		if (mode && !strcmp(mode, "sync"))
+			return ims_cli_usage(cli, "--rpo applies to --mode async only");
+		req.rpo_seconds = (uint32_t)secs;
+	}
+	ims_cli_spec_to_msg(&ms, &spec);
+	req.image = &ms;
+	req.target_site = (char *)to;
+	req.mode = mode ? (char *)mode : (char *)"async";
+	r = ims_cli_call(cli, REPL_SVC "EnableReplication", &req,
+			 &imgstore__v1__replication_status__descriptor, &st);
+	return print_reply(cli, r, st ? &st->base : NULL);
+}
+
+static const ims_cli_opt image_to_opts[] = {
+	{"to", "SITE", "the peer site (default: every site the image replicates to)"},
+	{NULL, NULL, NULL},
+};
+static const ims_cli_opt op_to_opts[] = {
+	{"to", "SITE", "the peer site (default: every site the image replicates to)"},
+	{"no-wait", NULL, "print the operation id and return without waiting"},
+	{NULL, NULL, NULL},
+};
+static const ims_cli_opt failover_opts[] = {
+	{"to", "SITE", "the site to promote (required)"},
+	{"force", NULL, "unplanned: promote at the last sealed snapshot without the primary"},
+	{"no-wait", NULL, "print the operation id and return without waiting"},
+	{NULL, NULL, NULL},
+};
+
+/* The request of disable, sync, failover, failback and resync. */
+static int image_request(ims_cli *cli, const ims_cli_args *a, bool to_required, ims_spec *spec,
+			 Imgstore__V1__ImageSpec *ms, Imgstore__V1__ReplicationImageRequest *req)
+{
+	const char *to = ims_cli_opt_value(cli, a, "to");
+	int r;
+
+	imgstore__v1__replication_image_request__init(req);
+	if ((r = ims_cli_arg_spec(cli, spec, a->pos[0], false, false)))
+		return r;
+	if (!to && to_required)
+		return ims_cli_usage(cli, "--to is required");
+	if (to && (r = ims_cli_arg_word(cli, "--to", to)))
+		return r;
+	ims_cli_spec_to_msg(ms, spec);
+	req->image = ms;
+	req->target_site = to ? (char *)to : (char *)"";
+	return 0;
+}
+
+static int repl_disable(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__ReplicationImageRequest req;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__ReplicationStatus *st = NULL;
+	ims_spec spec;
+	int r;
+
+	if ((r = image_request(cli, a, false, &spec, &ms, &req)))
+		return r;
+	r = ims_cli_call(cli, REPL_SVC "DisableReplication", &req,
+			 &imgstore__v1__replication_status__descriptor, &st);
+	return print_reply(cli, r, st ? &st->base : NULL);
+}
+
+static int repl_op(ims_cli *cli, const ims_cli_args *a, const char *method, bool to_required)
+{
+	Imgstore__V1__ReplicationImageRequest req;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__Operation *op = NULL;
+	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
+	ims_spec spec;
+	int r;
+
+	if ((r = image_request(cli, a, to_required, &spec, &ms, &req)))
+		return r;
+	if (cli->verb->opts == failover_opts)
+		req.force = ims_cli_opt_flag(cli, a, "force");
+	if ((r = ims_cli_call(cli, method, &req, &imgstore__v1__operation__descriptor, &op)))
+		return r;
+	return ims_cli_finish_op(cli, op, &w);
+}
+
+static int repl_sync(ims_cli *cli, const ims_cli_args *a)
+{
+	return repl_op(cli, a, REPL_SVC "SyncImage", false);
+}
+
+static int repl_failover(ims_cli *cli, const ims_cli_args *a)
+{
+	return repl_op(cli, a, REPL_SVC "Failover", true);
+}
+
+static int repl_failback(ims_cli *cli, const ims_cli_args *a)
+{
+	return repl_op(cli, a, REPL_SVC "Failback", false);
+}
+
+static int repl_resync(ims_cli *cli, const ims_cli_args *a)
+{
+	return repl_op(cli, a, REPL_SVC "Resync", false);
+}
+
+static const ims_cli_column repl_columns[] = {
+	{"IMAGE", "image", NULL},
+	{"TARGET", "target", NULL},
+	{"ROLE", "role", NULL},
+	{"STATE", "state", NULL},
+	{"RPO", "rpo_seconds", NULL},
+	{"LAG", "lag_seconds", NULL},
+	{"LAST_SEALED", "last_sealed_snapshot", NULL},
+	{"ERROR", "error", NULL},
+	{NULL, NULL, NULL},
+};
+
+static int repl_status(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__ReplicationStatusRequest req = IMGSTORE__V1__REPLICATION_STATUS_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__ReplicationStatusResponse *resp = NULL;
+	ims_spec spec;
+	int r;
+
+	memset(&spec, 0, sizeof(spec));
+	if (a->npos == 1 && (r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+		return r;
+	ims_cli_spec_to_msg(&ms, &spec);
+	req.image = &ms;
+	if ((r = ims_cli_call(cli, REPL_SVC "GetReplicationStatus", &req,
+			      &imgstore__v1__replication_status_response__descriptor, &resp)))
+		return r;
+	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->statuses, resp->n_statuses,
+			   repl_columns);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
+}
+
+const ims_cli_verb ims_cli__repl_verbs[] = {
+	{"repl", "enable", "POOL/IMAGE --to SITE [--mode async|sync] [--rpo DURATION]",
+	 "Replicate an image to another site.", enable_opts, 1, 1, repl_enable},
+	{"repl", "disable", "POOL/IMAGE [--to SITE]", "Stop replicating an image.", image_to_opts,
+	 1, 1, repl_disable},
+	{"repl", "status", "[POOL/IMAGE]", "Show the replication of an image, or of every image.",
+	 no_opts, 0, 1, repl_status},
+	{"repl", "sync", "POOL/IMAGE [--to SITE] [--no-wait]",
+	 "Seal the image's newest state on its targets now.", op_to_opts, 1, 1, repl_sync},
+	{"repl", "failover", "POOL/IMAGE --to SITE [--force] [--no-wait]",
+	 "Make the copy on SITE the primary.", failover_opts, 1, 1, repl_failover},
+	{"repl", "failback", "POOL/IMAGE [--to SITE] [--no-wait]",
+	 "Return the primary role to the original site, shipping only the delta.", op_to_opts, 1, 1,
+	 repl_failback},
+	{"repl", "resync", "POOL/IMAGE [--to SITE] [--no-wait]",
+	 "Bring a diverged copy back in step from the newest common snapshot.", op_to_opts, 1, 1,
+	 repl_resync},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+};
+
+/* ---- site ---- */
+
+static const ims_cli_column site_columns[] = {
+	{"NAME", "name", NULL}, {"LOCAL", "local", NULL}, {"HEALTH", "health", NULL},
+	{"FSID", "fsid", NULL}, {"ERROR", "error", NULL}, {NULL, NULL, NULL},
+};
+
+static int site_ls(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__ListSitesRequest req = IMGSTORE__V1__LIST_SITES_REQUEST__INIT;
+	Imgstore__V1__ListSitesResponse *resp = NULL;
+	int r;
+
+	(void)a;
+	if ((r = ims_cli_call(cli, SITE_SVC "ListSites", &req,
+			      &imgstore__v1__list_sites_response__descriptor, &resp)))
+		return r;
+	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->sites, resp->n_sites,
+			   site_columns);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
+}
+
+static int site_status(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__GetSiteStatusRequest req = IMGSTORE__V1__GET_SITE_STATUS_REQUEST__INIT;
+	Imgstore__V1__Site *site = NULL;
+	int r;
+
+	if ((r = ims_cli_arg_word(cli, "site name", a->pos[0])))
+		return r;
+	req.name = (char *)a->pos[0];
+	r = ims_cli_call(cli, SITE_SVC "GetSiteStatus", &req, &imgstore__v1__site__descriptor,
+			 &site);
+	return print_reply(cli, r, site ? &site->base : NULL);
+}
+
+const ims_cli_verb ims_cli__site_verbs[] = {
+	{"site", "ls", "", "List the sites: this one and its peers.", no_opts, 0, 0, site_ls},
+	{"site", "status", "NAME", "Show a site's health.", no_opts, 1, 1, site_status},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+};
+
+/* ---- tier ---- */
+
+static const ims_cli_opt push_opts[] = {
+	{"to", "TARGET", "the object storage target (required)"},
+	{"no-wait", NULL, "print the operation id and return without waiting"},
+	{NULL, NULL, NULL},
+};
+
+static int tier_push(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__PushRequest req = IMGSTORE__V1__PUSH_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__Operation *op = NULL;
+	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
+	const char *to = ims_cli_opt_value(cli, a, "to");
+	ims_spec spec;
+	int r;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], true, false)))
+		return r;
+	if (!to)
+		return ims_cli_usage(cli, "--to is required");
+	if ((r = ims_cli_arg_word(cli, "--to", to)))
+		return r;
+	ims_cli_spec_to_msg(&ms, &spec);
+	req.image = &ms;
+	req.target = (char *)to;
+	if ((r = ims_cli_call(cli, TIER_SVC "Push", &req, &imgstore__v1__operation__descriptor,
+			      &op)))
+		return r;
+	return ims_cli_finish_op(cli, op, &w);
+}
+
+static const ims_cli_opt restore_opts[] = {
+	{"to", "POOL/IMAGE", "where to restore (default: where it was pushed from)"},
+	{"no-wait", NULL, "print the operation id and return without waiting"},
+	{NULL, NULL, NULL},
+};
+
+static int tier_restore(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__RestoreRequest req = IMGSTORE__V1__RESTORE_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__Operation *op = NULL;
+	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
+	const char *to = ims_cli_opt_value(cli, a, "to");
+	ims_spec spec;
+	int r;
+
+	if ((r = ims_cli_arg_word(cli, "cold image name", a->pos[0])))
+		return r;
+	memset(&spec, 0, sizeof(spec));
+	if (to && (r = ims_cli_arg_spec(cli, &spec, to, false, false)))
+		return r;
+	ims_cli_spec_to_msg(&ms, &spec);
+	req.name = (char *)a->pos[0];
+	req.to = &ms;
+	if ((r = ims_cli_call(cli, TIER_SVC "Restore", &req, &imgstore__v1__operation__descriptor,
+			      &op)))
+		return r;
+	return ims_cli_finish_op(cli, op, &w);
+}
+
+static const ims_cli_opt target_opts[] = {
+	{"target", "TARGET", "only this object storage target"},
+	{NULL, NULL, NULL},
+};
+
+static const ims_cli_column cold_columns[] = {
+	{"NAME", "name", NULL},		 {"TARGET", "target", NULL}, {"SIZE", "size", NULL},
+	{"PUSHED", "pushed_unix", NULL}, {NULL, NULL, NULL},
+};
+
+static int tier_ls(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__ListColdRequest req = IMGSTORE__V1__LIST_COLD_REQUEST__INIT;
+	Imgstore__V1__ListColdResponse *resp = NULL;
+	const char *target = ims_cli_opt_value(cli, a, "target");
+	int r;
+
+	if (target && (r = ims_cli_arg_word(cli, "--target", target)))
+		return r;
+	req.target = target ? (char *)target : (char *)"";
+	if ((r = ims_cli_call(cli, TIER_SVC "ListCold", &req,
+			      &imgstore__v1__list_cold_response__descriptor, &resp)))
+		return r;
+	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->images, resp->n_images,
+			   cold_columns);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
+}
+
+static const ims_cli_opt scrub_opts[] = {
+	{"target", "TARGET", "only this object storage target"},
+	{"deep", NULL, "read and check every chunk, not only that it exists"},
+	{"no-wait", NULL, "print the operation id and return without waiting"},
+	{NULL, NULL, NULL},
+};
+
+static int tier_scrub(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__ScrubRequest req = IMGSTORE__V1__SCRUB_REQUEST__INIT;
+	Imgstore__V1__Operation *op = NULL;
+	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
+	const char *target = ims_cli_opt_value(cli, a, "target");
+	int r;
+
+	if (target && (r = ims_cli_arg_word(cli, "--target", target)))
+		return r;
+	req.target = target ? (char *)target : (char *)"";
+	req.deep = ims_cli_opt_flag(cli, a, "deep");
+	if ((r = ims_cli_call(cli, TIER_SVC "Scrub", &req, &imgstore__v1__operation__descriptor,
+			      &op)))
+		return r;
+	return ims_cli_finish_op(cli, op, &w);
+}
+
+/* A verb the schema has no RPC for yet: check the arguments, then say so. */
+static int not_in_schema(ims_cli *cli)
+{
+	return ims_cli_fail(cli, "%s %s is not available in this version of imgstore yet",
+			    cli->verb->noun, cli->verb->verb);
+}
+
+static int tier_policy(ims_cli *cli, const ims_cli_args *a)
+{
+	int r;
+
+	if (a->npos == 1 && (r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
+		return r;
+	return not_in_schema(cli);
+}
+
+const ims_cli_verb ims_cli__tier_verbs[] = {
+	{"tier", "push", "POOL/IMAGE[@SNAP] --to TARGET [--no-wait]",
+	 "Move an image (or a snapshot) out to object storage.", push_opts, 1, 1, tier_push},
+	{"tier", "restore", "NAME [--to POOL/IMAGE] [--no-wait]",
+	 "Bring a cold image back from object storage.", restore_opts, 1, 1, tier_restore},
+	{"tier", "ls", "[--target TARGET]", "List the cold images.", target_opts, 0, 0, tier_ls},
+	{"tier", "scrub", "[--target TARGET] [--deep] [--no-wait]",
+	 "Check the cold images' chunks on object storage.", scrub_opts, 0, 0, tier_scrub},
+	{"tier", "policy", "[POOL]", "Show when images go cold (not available yet).", no_opts, 0, 1,
+	 tier_policy},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+};
+
+/* ---- group: no service in the schema yet ---- */
+
+static int group_create(ims_cli *cli, const ims_cli_args *a)
+{
+	int r;
+	ims_spec spec;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+		return r;
+	return not_in_schema(cli);
+}
+
+static int group_add(ims_cli *cli, const ims_cli_args *a)
+{
+	int r;
+	ims_spec spec;
+
+	for (unsigned i = 0; i < a->npos; i++)
+		if ((r = ims_cli_arg_spec(cli, &spec, a->pos[i], false, false)))
+			return r;
+	return not_in_schema(cli);
+}
+
+static int group_snap(ims_cli *cli, const ims_cli_args *a)
+{
+	int r;
+	ims_spec spec;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], true, true)))
+		return r;
+	return not_in_schema(cli);
+}
+
+const ims_cli_verb ims_cli__group_verbs[] = {
+	{"group", "create", "POOL/GROUP", "Create a consistency group (not available yet).",
+	 no_opts, 1, 1, group_create},
+	{"group", "add", "POOL/GROUP POOL/IMAGE...",
+	 "Add images to a consistency group (not available yet).", no_opts, 2, IMS_CLI_MAX_POS,
+	 group_add},
+	{"group", "snap", "POOL/GROUP@SNAP",
+	 "Snapshot every image of a group at one point (not available yet).", no_opts, 1, 1,
+	 group_snap},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+};

@@ -1,0 +1,47 @@
+/* daemon/daemon.h: the state of one imgstored, shared by its files (not a public header). */
+#ifndef IMS_DAEMON_DAEMON_H
+#define IMS_DAEMON_DAEMON_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "common/config.h"
+#include "daemon/ops.h"
+#include "proto/server.h"
+#include "store/site.h"
+
+#define IMS_MAX_UPLOADS 64
+#define IMS_CHUNK_MAX (2u << 20) /* upload and download chunks: under the 4 MiB body limit */
+
+typedef struct {
+	char id[40];
+	char path[1024];
+	uint64_t size;
+	uint64_t received;
+	time_t last;
+	bool claimed; /* an import took it */
+} ims_upload;
+
+typedef struct ims_daemon {
+	ims_config *cfg;
+	ims_site *site;
+	ims_ops *ops;
+	ims_rpc_server *server;
+	const char *pool; /* the site's default pool */
+	char owner_host[100];
+	time_t started;
+	pthread_mutex_t lock; /* uploads, audit */
+	ims_upload uploads[IMS_MAX_UPLOADS];
+	FILE *audit;
+} ims_daemon;
+
+/** The method table of every service. */
+const ims_rpc_method *ims_daemon_methods(size_t *count);
+
+/** Spool housekeeping: remove files older than a day. */
+void ims_daemon_clean_spool(ims_daemon *d);
+
+#endif

@@ -1,0 +1,616 @@
+#include "daemon/hosts.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <rados/librados.h>
+#include <rbd/librbd.h>
+
+#include "common/error.h"
+#include "common/spec.h"
+#include "daemon/daemon.h"
+#include "imgstore/v1/host.pb-c.h"
+#include "store/image.h"
+
+#define APP(app) ((ims_daemon *)(app))
+#define ALLOC(call, T) ((T *)ims_rpc_call_alloc((call), sizeof(T)))
+#define DUP(call, s) dup_str((call), (s))
+
+static char *dup_str(ims_rpc_call *call, const char *s)
+{
+	return ims_rpc_call_strdup(call, s ? s : "");
+}
+#define LEASE_TTL_DEFAULT 60
+#define LEASE_TTL_MAX 86400
+
+typedef struct {
+	char id[48];
+	char pool[IMS_NAME_MAX + 1];
+	char image[IMS_NAME_MAX + 1];
+	char host[128];
+	int64_t acquired;
+	int64_t expires;
+	uint64_t generation;
+} lease;
+
+static int64_t now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static bool valid_host(const char *h)
+{
+	size_t n = h ? strlen(h) : 0;
+	if (n == 0 || n > 127)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z') || (h[i] >= '0' && h[i] <= '9') ||
+		      h[i] == '-' || h[i] == '_' || h[i] == '.'))
+			return false;
+	return true;
+}
+
+static int check_host(const char *h)
+{
+	if (!valid_host(h))
+		return ims_error_set(-EINVAL, "bad host name '%s': 1 to 127 letters, digits, '.', '-' or '_'",
+				     h ? h : "");
+	return 0;
+}
+
+static int spec_of(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__ImageSpec *in, ims_spec *out)
+{
+	char text[2 * IMS_NAME_MAX + 2];
+	if (!in || !in->image || !in->image[0])
+		return ims_error_set(-EINVAL, "the request names no image");
+	snprintf(text, sizeof(text), "%s/%s", in->pool && in->pool[0] ? in->pool : d->pool, in->image);
+	ims_rpc_call_set_target(call, text);
+	return ims_spec_parse(out, text, NULL, false, false);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* records */
+
+static char *lease_json(const lease *l)
+{
+	json_object *o = json_object_new_object();
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "id", json_object_new_string(l->id));
+	json_object_object_add(o, "pool", json_object_new_string(l->pool));
+	json_object_object_add(o, "image", json_object_new_string(l->image));
+	json_object_object_add(o, "host", json_object_new_string(l->host));
+	json_object_object_add(o, "acquired", json_object_new_int64(l->acquired));
+	json_object_object_add(o, "expires", json_object_new_int64(l->expires));
+	json_object_object_add(o, "generation", json_object_new_int64((int64_t)l->generation));
+	char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return s;
+}
+
+static void str_of(json_object *o, const char *k, char *dst, size_t len)
+{
+	json_object *v;
+	dst[0] = '\0';
+	if (json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string))
+		snprintf(dst, len, "%s", json_object_get_string(v));
+}
+
+static int64_t int_of(json_object *o, const char *k)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
+}
+
+static bool lease_parse(const char *val, size_t len, lease *l)
+{
+	char *t = strndup(val, len);
+	json_object *o = t ? json_tokener_parse(t) : NULL;
+	free(t);
+	if (!o)
+		return false;
+	memset(l, 0, sizeof(*l));
+	str_of(o, "id", l->id, sizeof(l->id));
+	str_of(o, "pool", l->pool, sizeof(l->pool));
+	str_of(o, "image", l->image, sizeof(l->image));
+	str_of(o, "host", l->host, sizeof(l->host));
+	l->acquired = int_of(o, "acquired");
+	l->expires = int_of(o, "expires");
+	l->generation = (uint64_t)int_of(o, "generation");
+	json_object_put(o);
+	return l->id[0] != '\0';
+}
+
+static int omap_set(rados_ioctx_t io, const char *obj, const char *key, const char *val)
+{
+	const char *keys[] = { key };
+	const char *vals[] = { val };
+	size_t lens[] = { strlen(val) };
+	rados_write_op_t op = rados_create_write_op();
+	if (!op)
+		return -ENOMEM;
+	rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, NULL);
+	rados_write_op_omap_set(op, keys, vals, lens, 1);
+	int r = rados_write_op_operate(op, io, obj, NULL, 0);
+	rados_release_write_op(op);
+	return r < 0 ? ims_error_set(r, "cannot write %s: %s", obj, ims_strerror(r)) : 0;
+}
+
+static int omap_rm(rados_ioctx_t io, const char *obj, const char *key)
+{
+	const char *keys[] = { key };
+	size_t lens[] = { strlen(key) };
+	rados_write_op_t op = rados_create_write_op();
+	if (!op)
+		return -ENOMEM;
+	rados_write_op_omap_rm_keys2(op, keys, lens, 1);
+	int r = rados_write_op_operate(op, io, obj, NULL, 0);
+	rados_release_write_op(op);
+	return r < 0 && r != -ENOENT ? ims_error_set(r, "cannot write %s: %s", obj, ims_strerror(r)) : 0;
+}
+
+/* All leases (expired ones included). *out malloc'ed. */
+static int leases_read(rados_ioctx_t io, lease **out, size_t *count)
+{
+	lease *list = NULL;
+	size_t n = 0, cap = 0;
+	char after[2 * IMS_NAME_MAX + 2] = "";
+	int r = 0;
+	for (;;) {
+		rados_read_op_t op = rados_create_read_op();
+		rados_omap_iter_t it = NULL;
+		unsigned char more = 0;
+		int rval = 0;
+		if (!op)
+			return -ENOMEM;
+		rados_read_op_omap_get_vals2(op, after, "", 500, &it, &more, &rval);
+		r = rados_read_op_operate(op, io, IMS_LEASES_OBJECT, 0);
+		if (r == -ENOENT) {
+			rados_release_read_op(op);
+			r = 0;
+			break;
+		}
+		if (r < 0 || rval < 0) {
+			r = r < 0 ? r : rval;
+			rados_release_read_op(op);
+			ims_error_set(r, "cannot read the leases: %s", ims_strerror(r));
+			break;
+		}
+		char *k, *v;
+		size_t kl, vl;
+		while (rados_omap_get_next2(it, &k, &v, &kl, &vl) == 0 && k) {
+			if (n == cap) {
+				cap = cap ? 2 * cap : 32;
+				lease *nl = realloc(list, cap * sizeof(*nl));
+				if (!nl) {
+					r = -ENOMEM;
+					break;
+				}
+				list = nl;
+			}
+			if (lease_parse(v, vl, &list[n]))
+				n++;
+			snprintf(after, sizeof(after), "%.*s", (int)(kl < sizeof(after) ? kl : sizeof(after) - 1), k);
+		}
+		rados_omap_get_end(it);
+		rados_release_read_op(op);
+		if (r < 0 || !more)
+			break;
+	}
+	if (r < 0) {
+		free(list);
+		return r;
+	}
+	*out = list;
+	*count = n;
+	return 0;
+}
+
+/* The lock that serialises lease changes between the daemons of a site. */
+static int leases_lock(rados_ioctx_t io, char *cookie, size_t len)
+{
+	struct timeval tv = { 10, 0 };
+	snprintf(cookie, len, "%d.%ld", (int)getpid(), (long)pthread_self());
+	for (int i = 0; i < 100; i++) {
+		int r = rados_lock_exclusive(io, IMS_LEASES_OBJECT, "imgstore.leases.lock", cookie, "lease change", &tv, 0);
+		if (r == 0)
+			return 0;
+		if (r != -EBUSY && r != -EEXIST)
+			return ims_error_set(r, "cannot lock the leases: %s", ims_strerror(r));
+		usleep(50000);
+	}
+	return ims_error_set(-ETIMEDOUT, "the leases stayed locked by another daemon for 5 s");
+}
+
+static void leases_unlock(rados_ioctx_t io, const char *cookie)
+{
+	rados_unlock(io, IMS_LEASES_OBJECT, "imgstore.leases.lock", cookie);
+}
+
+static uint64_t image_generation(ims_daemon *d, const char *pool, const char *image)
+{
+	rados_ioctx_t io;
+	rbd_image_t img;
+	char buf[32];
+	size_t len = sizeof(buf);
+	uint64_t g = 0;
+	if (ims_site_ioctx(d->site, pool, &io) < 0)
+		return 0;
+	if (rbd_open_read_only(io, image, &img, NULL) == 0) {
+		if (rbd_metadata_get(img, "imgstore.generation", buf, &len) == 0)
+			g = strtoull(buf, NULL, 10);
+		rbd_close(img);
+	}
+	rados_ioctx_destroy(io);
+	return g;
+}
+
+static Imgstore__V1__Lease *build_lease(ims_rpc_call *call, const lease *l)
+{
+	Imgstore__V1__Lease *m = ALLOC(call, Imgstore__V1__Lease);
+	Imgstore__V1__ImageSpec *s = ALLOC(call, Imgstore__V1__ImageSpec);
+	if (!m || !s)
+		return NULL;
+	imgstore__v1__lease__init(m);
+	imgstore__v1__image_spec__init(s);
+	s->pool = DUP(call, l->pool);
+	s->image = DUP(call, l->image);
+	m->id = DUP(call, l->id);
+	m->image = s;
+	m->host = DUP(call, l->host);
+	m->acquired_unix = l->acquired;
+	m->expires_unix = l->expires;
+	m->generation = l->generation;
+	return m;
+}
+
+static void new_lease_id(char *out, size_t len)
+{
+	static const char digits[] = "0123456789abcdef";
+	uint8_t b[12] = { 0 };
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (read(fd, b, sizeof(b)) != (ssize_t)sizeof(b))
+			memset(b, 0x3c, sizeof(b));
+		close(fd);
+	}
+	char hex[25];
+	for (int i = 0; i < 12; i++) {
+		hex[2 * i] = digits[b[i] >> 4];
+		hex[2 * i + 1] = digits[b[i] & 15];
+	}
+	hex[24] = '\0';
+	snprintf(out, len, "lease-%s", hex);
+}
+
+static unsigned ttl_of(uint32_t ttl)
+{
+	if (!ttl)
+		return LEASE_TTL_DEFAULT;
+	return ttl > LEASE_TTL_MAX ? LEASE_TTL_MAX : ttl;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* handlers */
+
+int ims_h_register_host(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__RegisterHostRequest *q = (const void *)req;
+	rados_ioctx_t io;
+	int r;
+	if ((r = check_host(q->name)) < 0)
+		return r;
+	ims_rpc_call_set_target(call, q->name);
+	if ((r = ims_site_ioctx(d->site, d->pool, &io)) < 0)
+		return r;
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "address", json_object_new_string(q->address ? q->address : ""));
+	json_object_object_add(o, "registered", json_object_new_int64(now()));
+	json_object_object_add(o, "caller", json_object_new_string(ims_rpc_call_caller(call)));
+	r = omap_set(io, IMS_HOSTS_OBJECT, q->name, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	rados_ioctx_destroy(io);
+	if (r < 0)
+		return r;
+	Imgstore__V1__Host *m = ALLOC(call, Imgstore__V1__Host);
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__host__init(m);
+	m->name = DUP(call, q->name);
+	m->address = DUP(call, q->address);
+	m->registered_unix = now();
+	m->last_seen_unix = m->registered_unix;
+	*resp = &m->base;
+	return 0;
+}
+
+int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__AcquireLeaseRequest *q = (const void *)req;
+	ims_spec s;
+	rados_ioctx_t io = NULL;
+	char cookie[64], key[2 * IMS_NAME_MAX + 2];
+	lease *list = NULL, l;
+	size_t n = 0;
+	int r;
+	if ((r = spec_of(d, call, q->image, &s)) < 0 || (r = check_host(q->host)) < 0)
+		return r;
+	if ((r = ims_image_exists(d->site, s.pool, s.image)) < 0)
+		return r;
+	if (r == 0)
+		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", s.pool, s.image, ims_site_name(d->site));
+	if ((r = ims_site_ioctx(d->site, d->pool, &io)) < 0)
+		return r;
+	if ((r = leases_lock(io, cookie, sizeof(cookie))) < 0)
+		goto out_io;
+	if ((r = leases_read(io, &list, &n)) < 0)
+		goto out;
+	int64_t t = now();
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(list[i].pool, s.pool) || strcmp(list[i].image, s.image))
+			continue;
+		if (list[i].expires > t && strcmp(list[i].host, q->host) != 0) {
+			char when[32];
+			time_t e = (time_t)list[i].expires;
+			struct tm tm;
+			gmtime_r(&e, &tm);
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+			r = ims_error_set(-EBUSY, "image '%s/%s' is leased by host '%s' until %s", s.pool, s.image,
+					  list[i].host, when);
+			goto out;
+		}
+	}
+	memset(&l, 0, sizeof(l));
+	new_lease_id(l.id, sizeof(l.id));
+	snprintf(l.pool, sizeof(l.pool), "%s", s.pool);
+	snprintf(l.image, sizeof(l.image), "%s", s.image);
+	snprintf(l.host, sizeof(l.host), "%s", q->host);
+	l.acquired = t;
+	l.expires = t + ttl_of(q->ttl_seconds);
+	l.generation = image_generation(d, s.pool, s.image);
+	char *val = lease_json(&l);
+	if (!val) {
+		r = -ENOMEM;
+		goto out;
+	}
+	snprintf(key, sizeof(key), "%s/%s", s.pool, s.image);
+	r = omap_set(io, IMS_LEASES_OBJECT, key, val);
+	free(val);
+	if (r < 0)
+		goto out;
+	Imgstore__V1__Lease *m = build_lease(call, &l);
+	if (!m) {
+		r = -ENOMEM;
+		goto out;
+	}
+	*resp = &m->base;
+out:
+	free(list);
+	leases_unlock(io, cookie);
+out_io:
+	rados_ioctx_destroy(io);
+	return r;
+}
+
+/* Find a lease by id under the lock; renew (ttl > 0) or release (ttl == 0) it. */
+static int change_lease(ims_daemon *d, ims_rpc_call *call, const char *id, unsigned ttl, lease *out)
+{
+	rados_ioctx_t io = NULL;
+	char cookie[64], key[2 * IMS_NAME_MAX + 2];
+	lease *list = NULL;
+	size_t n = 0;
+	int r;
+	ims_rpc_call_set_target(call, id);
+	if (!id || !id[0])
+		return ims_error_set(-EINVAL, "the request names no lease");
+	if ((r = ims_site_ioctx(d->site, d->pool, &io)) < 0)
+		return r;
+	if ((r = leases_lock(io, cookie, sizeof(cookie))) < 0)
+		goto out_io;
+	if ((r = leases_read(io, &list, &n)) < 0)
+		goto out;
+	r = ims_error_set(-ENOENT, "no lease '%s' (released, or taken over by another host after it expired)", id);
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(list[i].id, id) != 0)
+			continue;
+		snprintf(key, sizeof(key), "%s/%s", list[i].pool, list[i].image);
+		if (ttl == 0) {
+			r = omap_rm(io, IMS_LEASES_OBJECT, key);
+		} else {
+			/* a lease past its expiry is still renewable while nobody took the image */
+			list[i].expires = now() + ttl;
+			char *val = lease_json(&list[i]);
+			r = val ? omap_set(io, IMS_LEASES_OBJECT, key, val) : -ENOMEM;
+			free(val);
+		}
+		*out = list[i];
+		break;
+	}
+out:
+	free(list);
+	leases_unlock(io, cookie);
+out_io:
+	rados_ioctx_destroy(io);
+	return r;
+}
+
+int ims_h_renew_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	const Imgstore__V1__RenewLeaseRequest *q = (const void *)req;
+	lease l;
+	int r = change_lease(APP(app), call, q->lease_id, ttl_of(q->ttl_seconds), &l);
+	if (r < 0)
+		return r;
+	Imgstore__V1__Lease *m = build_lease(call, &l);
+	if (!m)
+		return -ENOMEM;
+	*resp = &m->base;
+	return 0;
+}
+
+int ims_h_release_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	const Imgstore__V1__ReleaseLeaseRequest *q = (const void *)req;
+	lease l;
+	int r = change_lease(APP(app), call, q->lease_id, 0, &l);
+	if (r < 0)
+		return r;
+	Imgstore__V1__ReleaseLeaseResponse *m = ALLOC(call, Imgstore__V1__ReleaseLeaseResponse);
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__release_lease_response__init(m);
+	*resp = &m->base;
+	return 0;
+}
+
+int ims_h_list_leases(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__ListLeasesRequest *q = (const void *)req;
+	rados_ioctx_t io;
+	lease *list = NULL;
+	size_t n = 0;
+	ims_spec s;
+	bool one = q->image && q->image->image && q->image->image[0];
+	int r;
+	if (one && (r = spec_of(d, call, q->image, &s)) < 0)
+		return r;
+	if ((r = ims_site_ioctx(d->site, d->pool, &io)) < 0)
+		return r;
+	r = leases_read(io, &list, &n);
+	rados_ioctx_destroy(io);
+	if (r < 0)
+		return r;
+	Imgstore__V1__ListLeasesResponse *m = ALLOC(call, Imgstore__V1__ListLeasesResponse);
+	r = -ENOMEM;
+	if (!m)
+		goto out;
+	imgstore__v1__list_leases_response__init(m);
+	if (n && !(m->leases = ims_rpc_call_alloc(call, n * sizeof(*m->leases))))
+		goto out;
+	int64_t t = now();
+	for (size_t i = 0; i < n; i++) {
+		if (list[i].expires <= t)
+			continue;
+		if (one && (strcmp(list[i].pool, s.pool) || strcmp(list[i].image, s.image)))
+			continue;
+		if (!(m->leases[m->n_leases] = build_lease(call, &list[i])))
+			goto out;
+		m->n_leases++;
+	}
+	*resp = &m->base;
+	r = 0;
+out:
+	free(list);
+	return r;
+}
+
+static void xml_escape(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		switch (*s) {
+		case '&': fputs("&amp;", f); break;
+		case '<': fputs("&lt;", f); break;
+		case '>': fputs("&gt;", f); break;
+		case '\'': fputs("&apos;", f); break;
+		case '"': fputs("&quot;", f); break;
+		default: fputc(*s, f);
+		}
+	}
+}
+
+char *ims_libvirt_disk_xml(const char *pool, const char *image, const char *client_id,
+			   const char *secret_uuid, const char *const *monitors, size_t nmonitors)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return NULL;
+	fputs("<disk type='network' device='disk'>\n", f);
+	fputs("  <driver name='qemu' type='raw' cache='none' discard='unmap'/>\n", f);
+	fputs("  <auth username='", f);
+	xml_escape(f, client_id);
+	fputs("'>\n    <secret type='ceph' uuid='", f);
+	xml_escape(f, secret_uuid && secret_uuid[0] ? secret_uuid : "SECRET-UUID");
+	fputs("'/>\n  </auth>\n  <source protocol='rbd' name='", f);
+	xml_escape(f, pool);
+	fputc('/', f);
+	xml_escape(f, image);
+	fputs("'>\n", f);
+	for (size_t i = 0; i < nmonitors; i++) {
+		const char *m = monitors[i], *colon = strrchr(m, ':');
+		fputs("    <host name='", f);
+		if (colon) {
+			char host[128];
+			snprintf(host, sizeof(host), "%.*s", (int)(colon - m), m);
+			xml_escape(f, host);
+			fputs("' port='", f);
+			xml_escape(f, colon + 1);
+		} else {
+			xml_escape(f, m);
+		}
+		fputs("'/>\n", f);
+	}
+	fputs("  </source>\n  <target dev='vda' bus='virtio'/>\n</disk>", f);
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__GetAttachInfoRequest *q = (const void *)req;
+	ims_spec s;
+	char addrs[1024], fsid[64];
+	int r;
+	if ((r = spec_of(d, call, q->image, &s)) < 0)
+		return r;
+	if ((r = ims_image_exists(d->site, s.pool, s.image)) < 0)
+		return r;
+	if (r == 0)
+		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", s.pool, s.image, ims_site_name(d->site));
+	if ((r = ims_site_mon_addrs(d->site, addrs, sizeof(addrs))) < 0 ||
+	    (r = ims_site_fsid(d->site, fsid, sizeof(fsid))) < 0)
+		return r;
+	const char *client = q->client_id && q->client_id[0] ? q->client_id : d->cfg->site.client_id;
+	Imgstore__V1__AttachInfo *m = ALLOC(call, Imgstore__V1__AttachInfo);
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__attach_info__init(m);
+	size_t nmon = 1;
+	for (const char *p = addrs; *p; p++)
+		nmon += *p == ',';
+	m->monitors = ims_rpc_call_alloc(call, nmon * sizeof(*m->monitors));
+	if (!m->monitors)
+		return -ENOMEM;
+	char *save = NULL;
+	for (char *tok = strtok_r(addrs, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+		m->monitors[m->n_monitors++] = DUP(call, tok);
+	m->pool = DUP(call, s.pool);
+	m->image = DUP(call, s.image);
+	m->client_id = DUP(call, client);
+	m->cluster_fsid = DUP(call, fsid);
+	m->site = DUP(call, ims_site_name(d->site));
+	char *xml = ims_libvirt_disk_xml(s.pool, s.image, client, q->secret_uuid,
+					 (const char *const *)m->monitors, m->n_monitors);
+	if (!xml)
+		return -ENOMEM;
+	m->libvirt_disk_xml = DUP(call, xml);
+	free(xml);
+	*resp = &m->base;
+	return 0;
+}

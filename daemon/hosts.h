@@ -1,0 +1,31 @@
+/*
+ * daemon/hosts.h: HostService. Hypervisor hosts register; they take leases on the images they
+ * run (one host at a time per image, with a TTL, carrying the image's generation for fencing)
+ * and ask for attach information.
+ *
+ * Records live in RADOS, in the site's default pool: omap of "imgstore.hosts" (one JSON value
+ * per host) and of "imgstore.leases" (one per leased image, key "POOL/IMAGE"). Changes to the
+ * leases take a RADOS exclusive lock on the object, so several daemons of a site agree.
+ */
+#ifndef IMS_DAEMON_HOSTS_H
+#define IMS_DAEMON_HOSTS_H
+
+#include <stddef.h>
+
+#include "proto/server.h"
+
+#define IMS_HOSTS_OBJECT "imgstore.hosts"
+#define IMS_LEASES_OBJECT "imgstore.leases"
+
+int ims_h_register_host(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
+int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
+int ims_h_renew_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
+int ims_h_release_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
+int ims_h_list_leases(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
+int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
+
+/** The libvirt <disk> element for an RBD volume; names are XML-escaped. Returns malloc'ed text. */
+char *ims_libvirt_disk_xml(const char *pool, const char *image, const char *client_id,
+			   const char *secret_uuid, const char *const *monitors, size_t nmonitors);
+
+#endif

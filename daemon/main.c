@@ -1,0 +1,304 @@
+/*
+ * imgstored: the imgstore daemon of one site.
+ *
+ *   imgstored --config FILE [--log-level LEVEL] [--syslog]
+ *   imgstored --config FILE --check-config
+ *   imgstored --help-config
+ *
+ * Runs in the foreground (for systemd). SIGTERM or SIGINT: stop accepting calls, stop the
+ * operations in progress (their records say so) and exit 0. SIGHUP: reload the tokens.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "daemon/daemon.h"
+#include "store/transfer.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: imgstored --config FILE [--log-level error|warning|info|debug] [--syslog]\n"
+		   "       imgstored --config FILE --check-config\n"
+		   "       imgstored --help-config\n"
+		   "       imgstored --list-methods\n"
+		   "\n"
+		   "The imgstore daemon of one site: serves the RPC API (docs/RPC.md) over TLS and a Unix\n"
+		   "socket, runs imports, exports and other long operations. The configuration keys are\n"
+		   "listed by --help-config (docs/CONFIG.md).\n");
+}
+
+static void print_error(void *ctx, const char *line)
+{
+	(void)ctx;
+	fprintf(stderr, "imgstored: %s\n", line);
+}
+
+void ims_daemon_clean_spool(ims_daemon *d)
+{
+	DIR *dir = opendir(d->cfg->server.spool_dir);
+	struct dirent *e;
+	time_t now = time(NULL);
+	if (!dir)
+		return;
+	while ((e = readdir(dir))) {
+		char path[2048];
+		struct stat st;
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", d->cfg->server.spool_dir, e->d_name);
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > 86400) {
+			if (unlink(path) == 0)
+				ims_log_info("removed '%s' from the spool (older than a day)", path);
+		}
+	}
+	closedir(dir);
+}
+
+static void audit_line(void *app, const char *line)
+{
+	ims_daemon *d = app;
+	if (!d->audit) {
+		ims_log_info("%s", line);
+		return;
+	}
+	char when[32];
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	pthread_mutex_lock(&d->lock);
+	fprintf(d->audit, "%s %s\n", when, line);
+	fflush(d->audit);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void metrics(void *app, FILE *out)
+{
+	ims_daemon *d = app;
+	uint64_t counts[6];
+	ims_ops_counts(d->ops, counts);
+	fprintf(out, "# HELP imgstore_operations Operations of this daemon by state (kept in memory).\n"
+		     "# TYPE imgstore_operations gauge\n");
+	for (int s = IMS_OP_QUEUED; s <= IMS_OP_CANCELLED; s++)
+		fprintf(out, "imgstore_operations{state=\"%s\"} %llu\n", ims_op_state_name((ims_op_state)s),
+			(unsigned long long)counts[s]);
+	fprintf(out, "# HELP imgstore_uptime_seconds Seconds since the daemon started.\n"
+		     "# TYPE imgstore_uptime_seconds gauge\nimgstore_uptime_seconds %lld\n",
+		(long long)(time(NULL) - d->started));
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[1024];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* Connect to this site, retrying while it is down, until connected or told to stop. */
+static int connect_site(ims_daemon *d, sigset_t *sigs)
+{
+	ims_site_opts o = IMS_SITE_OPTS_INIT;
+	o.name = d->cfg->site.name;
+	o.ceph_conf = d->cfg->site.ceph_conf;
+	o.client_id = d->cfg->site.client_id;
+	o.keyring = d->cfg->site.keyring;
+	o.mon_timeout = d->cfg->site.mon_timeout;
+	o.osd_timeout = d->cfg->site.osd_timeout;
+	for (unsigned attempt = 1;; attempt++) {
+		int r = ims_site_connect(&d->site, &o);
+		if (r == 0)
+			return 0;
+		if (r != -ETIMEDOUT)
+			return r; /* a wrong conf, keyring or user: retrying will not help */
+		ims_log_warning("%s; retrying in 5 s (attempt %u)", ims_error_last(), attempt);
+		struct timespec ts = { 5, 0 };
+		int sig = sigtimedwait(sigs, NULL, &ts);
+		if (sig == SIGTERM || sig == SIGINT)
+			return -EINTR;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },   { "check-config", no_argument, NULL, 'k' },
+		{ "help-config", no_argument, NULL, 'H' },    { "log-level", required_argument, NULL, 'l' },
+		{ "syslog", no_argument, NULL, 's' },         { "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },        { "list-methods", no_argument, NULL, 'M' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config = NULL, *level = NULL;
+	bool check = false, use_syslog = false;
+	ims_daemon d;
+	int c, r, rc = 1;
+
+	while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config = optarg; break;
+		case 'k': check = true; break;
+		case 'H': ims_config_write_reference(stdout); return 0;
+		case 'l': level = optarg; break;
+		case 's': use_syslog = true; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("imgstored %s\n", IMS_VERSION); return 0;
+		case 'M': {
+			size_t n;
+			const ims_rpc_method *m = ims_daemon_methods(&n);
+			for (size_t i = 0; i < n; i++)
+				printf("%s %s%s\n", m[i].path, ims_role_name(m[i].role),
+				       m[i].fn ? "" : " unimplemented");
+			return 0;
+		}
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!config || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	memset(&d, 0, sizeof(d));
+	pthread_mutex_init(&d.lock, NULL);
+	d.started = time(NULL);
+	if (ims_config_load(&d.cfg, config, print_error, NULL) < 0) {
+		if (ims_error_last_code() != -EINVAL) /* the lines were printed one by one */
+			fprintf(stderr, "imgstored: %s\n", ims_error_last());
+		return 2;
+	}
+	if (check) {
+		printf("%s: ok\n", config);
+		ims_config_free(d.cfg);
+		return 0;
+	}
+	ims_log_level lvl;
+	ims_log_parse_level(&lvl, level ? level : d.cfg->defaults.log_level);
+	if (level && ims_log_parse_level(&lvl, level) < 0) {
+		fprintf(stderr, "imgstored: unknown log level '%s'\n", level);
+		return 2;
+	}
+	ims_log_set_level(lvl);
+	if (use_syslog)
+		ims_log_set_sink(IMS_LOG_SYSLOG, "imgstored");
+	d.pool = d.cfg->site.pool;
+	char host[64] = "host";
+	gethostname(host, sizeof(host));
+	host[sizeof(host) - 1] = '\0';
+	snprintf(d.owner_host, sizeof(d.owner_host), "%s/%s", host, d.cfg->site.name);
+
+	/* Signals go to the main thread only: block them before any thread exists. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (d.cfg->server.audit_log) {
+		d.audit = fopen(d.cfg->server.audit_log, "a");
+		if (!d.audit) {
+			ims_log_error("cannot open audit log '%s': %s", d.cfg->server.audit_log, strerror(errno));
+			goto out;
+		}
+	}
+	if ((r = mkdir_p(d.cfg->server.spool_dir, 0700)) < 0) {
+		ims_log_error("cannot create spool '%s': %s", d.cfg->server.spool_dir, ims_strerror(r));
+		goto out;
+	}
+	ims_daemon_clean_spool(&d);
+
+	if ((r = connect_site(&d, &sigs)) < 0) {
+		if (r != -EINTR)
+			ims_log_error("%s", ims_error_last());
+		rc = r == -EINTR ? 0 : 1;
+		goto out;
+	}
+	unsigned removed = 0;
+	if (ims_store_cleanup_tmp(d.site, d.pool, &removed) < 0)
+		ims_log_warning("cleanup of interrupted imports in pool '%s': %s", d.pool, ims_error_last());
+	if ((r = ims_ops_start(&d.ops, d.site, d.pool, (unsigned)d.cfg->defaults.op_workers, d.owner_host)) < 0) {
+		ims_log_error("cannot start operations: %s", ims_error_last());
+		goto out;
+	}
+
+	ims_rpc_server_opts so = IMS_RPC_SERVER_OPTS_INIT;
+	so.listen = d.cfg->server.listen;
+	so.unix_socket = d.cfg->server.unix_socket;
+	so.tls_cert = d.cfg->server.tls_cert;
+	so.tls_key = d.cfg->server.tls_key;
+	so.tls_client_ca = d.cfg->server.tls_client_ca;
+	so.allow_plain_http = d.cfg->server.allow_plain_http;
+	so.token_file = d.cfg->server.token_file;
+	so.max_request_bytes = d.cfg->server.max_request_bytes;
+	so.read_timeout = (unsigned)d.cfg->server.read_timeout;
+	so.threads = (unsigned)d.cfg->server.threads;
+	so.methods = ims_daemon_methods(&so.nmethods);
+	so.app = &d;
+	so.metrics = metrics;
+	so.audit = audit_line;
+	if ((r = ims_rpc_server_start(&d.server, &so)) < 0) {
+		ims_log_error("cannot serve: %s", ims_error_last());
+		goto out;
+	}
+	ims_log_info("imgstored %s serving site '%s' (%s)%s%s%s%s", IMS_VERSION, d.cfg->site.name,
+		     d.cfg->site.ceph_conf, so.listen ? " on " : "", so.listen ? so.listen : "",
+		     so.unix_socket ? " and " : "", so.unix_socket ? so.unix_socket : "");
+
+	/* The main thread waits for signals and, every 30 s, removes the temporary images of
+	 * interrupted imports (a dead importer's watch lapses only after a while) and, hourly,
+	 * old spool files. */
+	time_t last_spool = time(NULL);
+	for (;;) {
+		struct timespec tick = { 30, 0 };
+		int sig = sigtimedwait(&sigs, NULL, &tick);
+		if (sig < 0) {
+			if (ims_store_cleanup_tmp(d.site, d.pool, &removed) < 0)
+				ims_log_warning("cleanup of interrupted imports: %s", ims_error_last());
+			if (time(NULL) - last_spool > 3600) {
+				ims_daemon_clean_spool(&d);
+				last_spool = time(NULL);
+			}
+			continue;
+		}
+		if (sig == SIGHUP) {
+			if (ims_rpc_server_reload_tokens(d.server) == 0)
+				ims_log_info("tokens reloaded");
+			else
+				ims_log_error("tokens not reloaded, the old ones stay: %s", ims_error_last());
+			continue;
+		}
+		ims_log_info("signal %d: stopping", sig);
+		break;
+	}
+	rc = 0;
+out:
+	ims_rpc_server_stop(d.server);
+	ims_ops_stop(d.ops);
+	ims_site_close(d.site);
+	if (d.audit)
+		fclose(d.audit);
+	ims_config_free(d.cfg);
+	if (rc == 0)
+		ims_log_info("stopped");
+	return rc;
+}

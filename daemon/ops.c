@@ -1,0 +1,748 @@
+#include "daemon/ops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <rados/librados.h>
+
+#include "common/error.h"
+#include "common/log.h"
+
+#define KEEP_IN_MEMORY 256           /* ended operations kept for Wait/Get */
+#define PERSIST_EVERY_SECONDS 2      /* progress writes to RADOS at most this often */
+#define HEARTBEAT_SECONDS 15
+#define PRUNE_AFTER_SECONDS (7 * 86400)
+
+struct ims_op {
+	ims_op_record rec;
+	ims_op_fn fn;
+	void *arg;
+	void (*free_arg)(void *);
+	bool cancel;
+	bool ended;
+	int64_t last_persist;
+	ims_ops *ops;
+	ims_op *next_queued;
+};
+
+struct ims_ops {
+	ims_site *site;
+	rados_ioctx_t io;
+	char owner[128];
+	char owner_host[100];
+	pthread_mutex_t lock;
+	pthread_cond_t work;  /* a job queued, or stopping */
+	pthread_cond_t ended; /* an operation ended */
+	ims_op *queue_head, *queue_tail;
+	ims_op **known; /* every op of this daemon still in memory, oldest first */
+	size_t nknown;
+	pthread_t *workers;
+	unsigned nworkers;
+	pthread_t keeper;
+	bool keeper_started;
+	bool stopping;
+};
+
+const char *ims_op_state_name(ims_op_state s)
+{
+	switch (s) {
+	case IMS_OP_QUEUED: return "queued";
+	case IMS_OP_RUNNING: return "running";
+	case IMS_OP_SUCCEEDED: return "succeeded";
+	case IMS_OP_FAILED: return "failed";
+	case IMS_OP_CANCELLED: return "cancelled";
+	}
+	return "unknown";
+}
+
+static int64_t now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static bool active(ims_op_state s)
+{
+	return s == IMS_OP_QUEUED || s == IMS_OP_RUNNING;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* records */
+
+static char *encode(const ims_op_record *r)
+{
+	json_object *o = json_object_new_object();
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "id", json_object_new_string(r->id));
+	json_object_object_add(o, "kind", json_object_new_string(r->kind));
+	json_object_object_add(o, "target", json_object_new_string(r->target));
+	json_object_object_add(o, "site", json_object_new_string(r->site));
+	json_object_object_add(o, "state", json_object_new_int(r->state));
+	json_object_object_add(o, "bytes_done", json_object_new_int64((int64_t)r->bytes_done));
+	json_object_object_add(o, "bytes_total", json_object_new_int64((int64_t)r->bytes_total));
+	json_object_object_add(o, "error", json_object_new_string(r->error));
+	json_object_object_add(o, "created", json_object_new_int64(r->created));
+	json_object_object_add(o, "started", json_object_new_int64(r->started));
+	json_object_object_add(o, "finished", json_object_new_int64(r->finished));
+	json_object_object_add(o, "owner", json_object_new_string(r->owner));
+	json_object_object_add(o, "heartbeat", json_object_new_int64(r->heartbeat));
+	json_object_object_add(o, "result_path", json_object_new_string(r->result_path));
+	char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return s;
+}
+
+static void get_str(json_object *o, const char *key, char *dst, size_t len)
+{
+	json_object *v;
+	dst[0] = '\0';
+	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+		snprintf(dst, len, "%s", json_object_get_string(v));
+}
+
+static int64_t get_i64(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+}
+
+static bool decode(const char *val, size_t len, ims_op_record *r)
+{
+	char *text = strndup(val, len);
+	if (!text)
+		return false;
+	json_object *o = json_tokener_parse(text);
+	free(text);
+	if (!o)
+		return false;
+	memset(r, 0, sizeof(*r));
+	get_str(o, "id", r->id, sizeof(r->id));
+	get_str(o, "kind", r->kind, sizeof(r->kind));
+	get_str(o, "target", r->target, sizeof(r->target));
+	get_str(o, "site", r->site, sizeof(r->site));
+	r->state = (ims_op_state)get_i64(o, "state");
+	r->bytes_done = (uint64_t)get_i64(o, "bytes_done");
+	r->bytes_total = (uint64_t)get_i64(o, "bytes_total");
+	get_str(o, "error", r->error, sizeof(r->error));
+	r->created = get_i64(o, "created");
+	r->started = get_i64(o, "started");
+	r->finished = get_i64(o, "finished");
+	get_str(o, "owner", r->owner, sizeof(r->owner));
+	r->heartbeat = get_i64(o, "heartbeat");
+	get_str(o, "result_path", r->result_path, sizeof(r->result_path));
+	json_object_put(o);
+	return r->id[0] != '\0';
+}
+
+static int persist(ims_ops *o, const ims_op_record *r)
+{
+	char *val = encode(r);
+	if (!val)
+		return -ENOMEM;
+	const char *keys[] = { r->id };
+	const char *vals[] = { val };
+	size_t lens[] = { strlen(val) };
+	rados_write_op_t op = rados_create_write_op();
+	int ret = -ENOMEM;
+	if (op) {
+		rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, NULL);
+		rados_write_op_omap_set(op, keys, vals, lens, 1);
+		ret = rados_write_op_operate(op, o->io, IMS_OPS_OBJECT, NULL, 0);
+		rados_release_write_op(op);
+	}
+	free(val);
+	if (ret < 0)
+		return ims_error_set(ret, "cannot record operation %s: %s", r->id, ims_strerror(ret));
+	return 0;
+}
+
+static int read_one(ims_ops *o, const char *id, ims_op_record *out)
+{
+	rados_read_op_t op = rados_create_read_op();
+	rados_omap_iter_t it = NULL;
+	const char *keys[] = { id };
+	size_t klens[] = { strlen(id) };
+	int rval = 0, r;
+	if (!op)
+		return -ENOMEM;
+	rados_read_op_omap_get_vals_by_keys2(op, keys, 1, klens, &it, &rval);
+	r = rados_read_op_operate(op, o->io, IMS_OPS_OBJECT, 0);
+	if (r == 0 && rval == 0) {
+		char *k = NULL, *v = NULL;
+		size_t kl = 0, vl = 0;
+		r = -ENOENT;
+		if (rados_omap_get_next2(it, &k, &v, &kl, &vl) == 0 && k && decode(v, vl, out))
+			r = 0;
+	} else if (r == 0) {
+		r = rval;
+	}
+	if (it)
+		rados_omap_get_end(it);
+	rados_release_read_op(op);
+	if (r == -ENOENT)
+		return ims_error_set(-ENOENT, "no operation '%s'", id);
+	if (r < 0)
+		return ims_error_set(r, "cannot read operation '%s': %s", id, ims_strerror(r));
+	return 0;
+}
+
+/* Every record; *out is malloc'ed. */
+static int read_all(ims_ops *o, ims_op_record **out, size_t *count)
+{
+	ims_op_record *list = NULL;
+	size_t n = 0, cap = 0;
+	char after[IMS_OP_ID_LEN] = "";
+	int r = 0;
+	for (;;) {
+		rados_read_op_t op = rados_create_read_op();
+		rados_omap_iter_t it = NULL;
+		unsigned char more = 0;
+		int rval = 0;
+		if (!op) {
+			r = -ENOMEM;
+			break;
+		}
+		rados_read_op_omap_get_vals2(op, after, "", 500, &it, &more, &rval);
+		r = rados_read_op_operate(op, o->io, IMS_OPS_OBJECT, 0);
+		if (r == -ENOENT) {
+			rados_release_read_op(op);
+			r = 0;
+			break;
+		}
+		if (r < 0 || rval < 0) {
+			r = r < 0 ? r : rval;
+			rados_release_read_op(op);
+			ims_error_set(r, "cannot read the operation records: %s", ims_strerror(r));
+			break;
+		}
+		char *k, *v;
+		size_t kl, vl;
+		while (rados_omap_get_next2(it, &k, &v, &kl, &vl) == 0 && k) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				ims_op_record *nl = realloc(list, cap * sizeof(*nl));
+				if (!nl) {
+					r = -ENOMEM;
+					break;
+				}
+				list = nl;
+			}
+			if (decode(v, vl, &list[n]))
+				n++;
+			snprintf(after, sizeof(after), "%.*s", (int)(kl < sizeof(after) ? kl : sizeof(after) - 1), k);
+		}
+		rados_omap_get_end(it);
+		rados_release_read_op(op);
+		if (r < 0 || !more)
+			break;
+	}
+	if (r < 0) {
+		free(list);
+		return r;
+	}
+	*out = list;
+	*count = n;
+	return 0;
+}
+
+static void remove_records(ims_ops *o, const char **ids, size_t n)
+{
+	if (n == 0)
+		return;
+	size_t *lens = calloc(n, sizeof(*lens));
+	rados_write_op_t op = rados_create_write_op();
+	if (lens && op) {
+		for (size_t i = 0; i < n; i++)
+			lens[i] = strlen(ids[i]);
+		rados_write_op_omap_rm_keys2(op, ids, lens, n);
+		rados_write_op_operate(op, o->io, IMS_OPS_OBJECT, NULL, 0);
+	}
+	if (op)
+		rados_release_write_op(op);
+	free(lens);
+}
+
+/* Records of a previous instance of this daemon, or with a dead heartbeat, end as failed;
+ * ended records older than a week are removed. */
+static int sweep(ims_ops *o, bool at_start)
+{
+	ims_op_record *list = NULL;
+	size_t n = 0;
+	char mine[110];
+	int r = read_all(o, &list, &n);
+	if (r < 0)
+		return r;
+	snprintf(mine, sizeof(mine), "%s#", o->owner_host);
+	const char **old = calloc(n + 1, sizeof(*old));
+	size_t nold = 0;
+	int64_t t = now();
+	for (size_t i = 0; i < n; i++) {
+		ims_op_record *rec = &list[i];
+		if (active(rec->state)) {
+			bool ours_before = at_start && strncmp(rec->owner, mine, strlen(mine)) == 0 &&
+					   strcmp(rec->owner, o->owner) != 0;
+			bool stale = strcmp(rec->owner, o->owner) != 0 && t - rec->heartbeat > IMS_OPS_STALE_SECONDS;
+			if (!ours_before && !stale)
+				continue;
+			rec->state = IMS_OP_FAILED;
+			rec->finished = t;
+			snprintf(rec->error, sizeof(rec->error),
+				 "interrupted: the daemon running it (%s) stopped before it finished", rec->owner);
+			if (persist(o, rec) == 0)
+				ims_log_warning("operation %s (%s '%s') was interrupted by a stop of %s; marked failed",
+						rec->id, rec->kind, rec->target, rec->owner);
+		} else if (old && rec->finished && t - rec->finished > PRUNE_AFTER_SECONDS) {
+			old[nold++] = rec->id;
+		}
+	}
+	remove_records(o, old, nold);
+	free(old);
+	free(list);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* workers */
+
+/* Drop the oldest ended operations beyond KEEP_IN_MEMORY. Called with the lock held. */
+static void trim_known(ims_ops *o)
+{
+	while (o->nknown > KEEP_IN_MEMORY) {
+		size_t i;
+		for (i = 0; i < o->nknown && !o->known[i]->ended; i++)
+			;
+		if (i == o->nknown)
+			return;
+		free(o->known[i]);
+		memmove(&o->known[i], &o->known[i + 1], (o->nknown - i - 1) * sizeof(*o->known));
+		o->nknown--;
+	}
+}
+
+static void *worker(void *arg)
+{
+	ims_ops *o = arg;
+	pthread_mutex_lock(&o->lock);
+	for (;;) {
+		while (!o->queue_head && !o->stopping)
+			pthread_cond_wait(&o->work, &o->lock);
+		if (o->stopping)
+			break;
+		ims_op *op = o->queue_head;
+		o->queue_head = op->next_queued;
+		if (!o->queue_head)
+			o->queue_tail = NULL;
+		bool cancelled = op->cancel;
+		op->rec.state = cancelled ? IMS_OP_CANCELLED : IMS_OP_RUNNING;
+		op->rec.started = now();
+		op->rec.heartbeat = op->rec.started;
+		ims_op_record snap = op->rec;
+		pthread_mutex_unlock(&o->lock);
+
+		int r = 0;
+		persist(o, &snap);
+		if (!cancelled) {
+			ims_log_info("operation %s started: %s '%s'", snap.id, snap.kind, snap.target);
+			ims_error_clear();
+			r = op->fn(op, op->arg);
+		}
+
+		pthread_mutex_lock(&o->lock);
+		op->rec.finished = now();
+		if (r < 0 && o->stopping) {
+			op->rec.state = IMS_OP_FAILED;
+			snprintf(op->rec.error, sizeof(op->rec.error),
+				 "interrupted: the daemon stopped before it finished");
+		} else if (cancelled || r == -ECANCELED || (r < 0 && op->cancel)) {
+			op->rec.state = IMS_OP_CANCELLED;
+			snprintf(op->rec.error, sizeof(op->rec.error), "cancelled");
+		} else if (r < 0) {
+			op->rec.state = IMS_OP_FAILED;
+			snprintf(op->rec.error, sizeof(op->rec.error), "%s", ims_error_last());
+		} else {
+			op->rec.state = IMS_OP_SUCCEEDED;
+			if (op->rec.bytes_total)
+				op->rec.bytes_done = op->rec.bytes_total;
+		}
+		snap = op->rec;
+		pthread_mutex_unlock(&o->lock);
+		if (op->free_arg)
+			op->free_arg(op->arg);
+		persist(o, &snap);
+		if (snap.state == IMS_OP_FAILED)
+			ims_log_error("operation %s (%s '%s') failed: %s", snap.id, snap.kind, snap.target, snap.error);
+		else
+			ims_log_info("operation %s (%s '%s') %s", snap.id, snap.kind, snap.target,
+				     ims_op_state_name(snap.state));
+		pthread_mutex_lock(&o->lock);
+		op->ended = true;
+		pthread_cond_broadcast(&o->ended);
+		trim_known(o);
+	}
+	pthread_mutex_unlock(&o->lock);
+	return NULL;
+}
+
+/* Heartbeats of running work, and the sweep of other daemons' dead records. */
+static void *keeper(void *arg)
+{
+	ims_ops *o = arg;
+	int64_t last_sweep = now();
+	pthread_mutex_lock(&o->lock);
+	while (!o->stopping) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += HEARTBEAT_SECONDS;
+		pthread_cond_timedwait(&o->work, &o->lock, &until);
+		if (o->stopping)
+			break;
+		size_t n = 0;
+		ims_op_record *running = calloc(o->nknown + 1, sizeof(*running));
+		for (size_t i = 0; running && i < o->nknown; i++) {
+			if (o->known[i]->rec.state == IMS_OP_RUNNING) {
+				o->known[i]->rec.heartbeat = now();
+				running[n++] = o->known[i]->rec;
+			}
+		}
+		pthread_mutex_unlock(&o->lock);
+		for (size_t i = 0; i < n; i++)
+			persist(o, &running[i]);
+		free(running);
+		if (now() - last_sweep > 2 * HEARTBEAT_SECONDS) {
+			sweep(o, false);
+			last_sweep = now();
+		}
+		pthread_mutex_lock(&o->lock);
+	}
+	pthread_mutex_unlock(&o->lock);
+	return NULL;
+}
+
+static void random_id(char *out, size_t len)
+{
+	static const char digits[] = "0123456789abcdef";
+	uint8_t b[8] = { 0 };
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (read(fd, b, sizeof(b)) != (ssize_t)sizeof(b))
+			memset(b, 0, sizeof(b));
+		close(fd);
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	b[0] ^= (uint8_t)ts.tv_nsec;
+	b[1] ^= (uint8_t)(ts.tv_nsec >> 8);
+	char hex[17];
+	for (int i = 0; i < 8; i++) {
+		hex[2 * i] = digits[b[i] >> 4];
+		hex[2 * i + 1] = digits[b[i] & 15];
+	}
+	hex[16] = '\0';
+	snprintf(out, len, "op-%s", hex);
+}
+
+int ims_ops_start(ims_ops **out, ims_site *site, const char *pool, unsigned workers,
+		  const char *owner_host)
+{
+	ims_ops *o = calloc(1, sizeof(*o));
+	char nonce[IMS_OP_ID_LEN];
+	int r;
+	if (!o)
+		return -ENOMEM;
+	pthread_mutex_init(&o->lock, NULL);
+	pthread_cond_init(&o->work, NULL);
+	pthread_cond_init(&o->ended, NULL);
+	o->site = site;
+	snprintf(o->owner_host, sizeof(o->owner_host), "%s", owner_host);
+	random_id(nonce, sizeof(nonce));
+	snprintf(o->owner, sizeof(o->owner), "%s#%s", owner_host, nonce + 3);
+	if ((r = ims_site_ioctx(site, pool, &o->io)) < 0)
+		goto fail;
+	if ((r = sweep(o, true)) < 0)
+		goto fail;
+	o->nworkers = workers ? workers : 4;
+	o->workers = calloc(o->nworkers, sizeof(*o->workers));
+	if (!o->workers) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < o->nworkers; i++) {
+		if (pthread_create(&o->workers[i], NULL, worker, o) != 0) {
+			o->nworkers = i;
+			r = ims_error_set(-EAGAIN, "cannot start operation workers");
+			goto fail;
+		}
+	}
+	if (pthread_create(&o->keeper, NULL, keeper, o) != 0) {
+		r = ims_error_set(-EAGAIN, "cannot start the operation keeper");
+		goto fail;
+	}
+	o->keeper_started = true;
+	*out = o;
+	return 0;
+fail:
+	ims_ops_stop(o);
+	return r;
+}
+
+int ims_ops_submit(ims_ops *o, const char *kind, const char *target, ims_op_fn fn, void *arg,
+		   void (*free_arg)(void *), ims_op_record *out)
+{
+	ims_op *op = calloc(1, sizeof(*op));
+	int r;
+	if (!op) {
+		if (free_arg)
+			free_arg(arg);
+		return -ENOMEM;
+	}
+	random_id(op->rec.id, sizeof(op->rec.id));
+	snprintf(op->rec.kind, sizeof(op->rec.kind), "%s", kind);
+	snprintf(op->rec.target, sizeof(op->rec.target), "%s", target);
+	snprintf(op->rec.site, sizeof(op->rec.site), "%s", ims_site_name(o->site));
+	snprintf(op->rec.owner, sizeof(op->rec.owner), "%s", o->owner);
+	op->rec.state = IMS_OP_QUEUED;
+	op->rec.created = now();
+	op->rec.heartbeat = op->rec.created;
+	op->fn = fn;
+	op->arg = arg;
+	op->free_arg = free_arg;
+	op->ops = o;
+	if ((r = persist(o, &op->rec)) < 0) {
+		if (free_arg)
+			free_arg(arg);
+		free(op);
+		return r;
+	}
+	pthread_mutex_lock(&o->lock);
+	if (o->stopping) {
+		pthread_mutex_unlock(&o->lock);
+		op->rec.state = IMS_OP_FAILED;
+		snprintf(op->rec.error, sizeof(op->rec.error), "the daemon is stopping");
+		persist(o, &op->rec);
+		if (free_arg)
+			free_arg(arg);
+		free(op);
+		return ims_error_set(-ESHUTDOWN, "the daemon is stopping; try again on another");
+	}
+	ims_op **nk = realloc(o->known, (o->nknown + 1) * sizeof(*nk));
+	if (!nk) {
+		pthread_mutex_unlock(&o->lock);
+		if (free_arg)
+			free_arg(arg);
+		free(op);
+		return -ENOMEM;
+	}
+	o->known = nk;
+	o->known[o->nknown++] = op;
+	if (o->queue_tail)
+		o->queue_tail->next_queued = op;
+	else
+		o->queue_head = op;
+	o->queue_tail = op;
+	*out = op->rec;
+	pthread_cond_broadcast(&o->work);
+	pthread_mutex_unlock(&o->lock);
+	return 0;
+}
+
+static ims_op *find_locked(ims_ops *o, const char *id)
+{
+	for (size_t i = 0; i < o->nknown; i++)
+		if (strcmp(o->known[i]->rec.id, id) == 0)
+			return o->known[i];
+	return NULL;
+}
+
+int ims_ops_get(ims_ops *o, const char *id, ims_op_record *out)
+{
+	pthread_mutex_lock(&o->lock);
+	ims_op *op = find_locked(o, id);
+	if (op)
+		*out = op->rec;
+	pthread_mutex_unlock(&o->lock);
+	return op ? 0 : read_one(o, id, out);
+}
+
+int ims_ops_wait(ims_ops *o, const char *id, unsigned timeout_ms, ims_op_record *out)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&o->lock);
+	ims_op *op = find_locked(o, id);
+	if (op) {
+		while (!op->ended && !o->stopping &&
+		       pthread_cond_timedwait(&o->ended, &o->lock, &until) != ETIMEDOUT)
+			;
+		*out = op->rec;
+		pthread_mutex_unlock(&o->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&o->lock);
+	/* another daemon's (or an old) operation: poll its record */
+	for (;;) {
+		int r = read_one(o, id, out);
+		if (r < 0 || !active(out->state))
+			return r;
+		struct timespec t;
+		clock_gettime(CLOCK_REALTIME, &t);
+		if (t.tv_sec > until.tv_sec || (t.tv_sec == until.tv_sec && t.tv_nsec >= until.tv_nsec))
+			return 0;
+		usleep(250000);
+	}
+}
+
+int ims_ops_cancel(ims_ops *o, const char *id, ims_op_record *out)
+{
+	pthread_mutex_lock(&o->lock);
+	ims_op *op = find_locked(o, id);
+	if (op) {
+		if (!op->ended)
+			op->cancel = true;
+		*out = op->rec;
+		pthread_mutex_unlock(&o->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&o->lock);
+	int r = read_one(o, id, out);
+	if (r < 0)
+		return r;
+	if (active(out->state))
+		return ims_error_set(-EREMOTE, "operation %s runs on another daemon (%s); cancel it there", id,
+				     out->owner);
+	return 0;
+}
+
+static int newest_first(const void *a, const void *b)
+{
+	const ims_op_record *x = a, *y = b;
+	if (x->created != y->created)
+		return x->created > y->created ? -1 : 1;
+	return strcmp(y->id, x->id);
+}
+
+int ims_ops_list(ims_ops *o, unsigned limit, bool active_only, ims_op_record **out, size_t *count)
+{
+	ims_op_record *list = NULL;
+	size_t n = 0;
+	int r = read_all(o, &list, &n);
+	if (r < 0)
+		return r;
+	/* this daemon's memory is fresher than the records for its own work */
+	pthread_mutex_lock(&o->lock);
+	for (size_t i = 0; i < n; i++) {
+		ims_op *op = find_locked(o, list[i].id);
+		if (op)
+			list[i] = op->rec;
+	}
+	pthread_mutex_unlock(&o->lock);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!active_only || active(list[i].state))
+			list[k++] = list[i];
+	qsort(list, k, sizeof(*list), newest_first);
+	if (!limit)
+		limit = 100;
+	*count = k < limit ? k : limit;
+	*out = list;
+	return 0;
+}
+
+void ims_ops_counts(ims_ops *o, uint64_t counts[6])
+{
+	memset(counts, 0, 6 * sizeof(counts[0]));
+	pthread_mutex_lock(&o->lock);
+	for (size_t i = 0; i < o->nknown; i++)
+		if ((unsigned)o->known[i]->rec.state < 6)
+			counts[o->known[i]->rec.state]++;
+	pthread_mutex_unlock(&o->lock);
+}
+
+void ims_ops_stop(ims_ops *o)
+{
+	if (!o)
+		return;
+	pthread_mutex_lock(&o->lock);
+	o->stopping = true;
+	for (size_t i = 0; i < o->nknown; i++)
+		o->known[i]->cancel = true;
+	/* queued work will never run: end it now */
+	for (ims_op *op = o->queue_head; op; op = op->next_queued) {
+		op->rec.state = IMS_OP_FAILED;
+		op->rec.finished = now();
+		snprintf(op->rec.error, sizeof(op->rec.error), "interrupted: the daemon stopped before it started");
+		op->ended = true;
+		if (o->io)
+			persist(o, &op->rec);
+		if (op->free_arg)
+			op->free_arg(op->arg);
+	}
+	o->queue_head = o->queue_tail = NULL;
+	pthread_cond_broadcast(&o->work);
+	pthread_cond_broadcast(&o->ended);
+	pthread_mutex_unlock(&o->lock);
+	/* Running work sees the cancel at its next progress report; ims_op_progress tells it
+	 * apart from a user's cancel, so its record says the daemon stopped. */
+	for (unsigned i = 0; i < o->nworkers; i++)
+		pthread_join(o->workers[i], NULL);
+	if (o->keeper_started)
+		pthread_join(o->keeper, NULL);
+	for (size_t i = 0; i < o->nknown; i++)
+		free(o->known[i]);
+	free(o->known);
+	free(o->workers);
+	if (o->io)
+		rados_ioctx_destroy(o->io);
+	pthread_mutex_destroy(&o->lock);
+	pthread_cond_destroy(&o->work);
+	pthread_cond_destroy(&o->ended);
+	free(o);
+}
+
+int ims_op_progress(ims_op *op, uint64_t done, uint64_t total)
+{
+	ims_ops *o = op->ops;
+	bool write = false;
+	ims_op_record snap;
+	pthread_mutex_lock(&o->lock);
+	op->rec.bytes_done = done;
+	op->rec.bytes_total = total;
+	int64_t t = now();
+	if (t - op->last_persist >= PERSIST_EVERY_SECONDS) {
+		op->last_persist = t;
+		op->rec.heartbeat = t;
+		snap = op->rec;
+		write = true;
+	}
+	int stop = op->cancel;
+	if (stop && o->stopping)
+		ims_error_set(-ESHUTDOWN, "interrupted: the daemon stopped before it finished");
+	pthread_mutex_unlock(&o->lock);
+	if (write)
+		persist(o, &snap);
+	return stop;
+}
+
+void ims_op_set_result_path(ims_op *op, const char *path)
+{
+	pthread_mutex_lock(&op->ops->lock);
+	snprintf(op->rec.result_path, sizeof(op->rec.result_path), "%s", path);
+	pthread_mutex_unlock(&op->ops->lock);
+}
+
+const char *ims_op_id(const ims_op *op)
+{
+	return op->rec.id;
+}

@@ -1,0 +1,521 @@
+/*
+ * proto/dispatch.c: the request pipeline of the RPC server, the same with sockets (server.c)
+ * and without (ims_rpc_server_dispatch): path, HTTP method, content type, size,
+ * authentication, role, decoding, the handler, encoding; then metrics and the audit line.
+ */
+#include "proto/server_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <json-c/json.h>
+
+#include "common/error.h"
+#include "common/log.h"
+
+#define CT_PROTO "application/proto"
+#define CT_JSON "application/json"
+
+/* ---- per-call memory ---------------------------------------------------------------------- */
+
+void *ims_rpc_call_alloc(ims_rpc_call *call, size_t size)
+{
+	ims_rpc__block *b;
+
+	if (!call || size > SIZE_MAX - sizeof(*b))
+		return NULL;
+	b = calloc(1, sizeof(*b) + size);
+	if (!b)
+		return NULL;
+	b->next = call->blocks;
+	call->blocks = b;
+	return b->data;
+}
+
+char *ims_rpc_call_strdup(ims_rpc_call *call, const char *s)
+{
+	if (!s)
+		return NULL;
+	size_t n = strlen(s) + 1;
+	char *p = ims_rpc_call_alloc(call, n);
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
+void ims_rpc_call_set_target(ims_rpc_call *call, const char *target)
+{
+	if (!call)
+		return;
+	free(call->target);
+	call->target = target ? strdup(target) : NULL;
+}
+
+const char *ims_rpc_call_caller(const ims_rpc_call *call)
+{
+	return call->caller;
+}
+
+ims_role ims_rpc_call_role(const ims_rpc_call *call)
+{
+	return call->role;
+}
+
+const char *ims_rpc_call_peer(const ims_rpc_call *call)
+{
+	return call->peer;
+}
+
+const char *ims_rpc_call_cert_cn(const ims_rpc_call *call)
+{
+	return call->cert_cn[0] ? call->cert_cn : NULL;
+}
+
+void ims_rpc__call_end(ims_rpc_call *call)
+{
+	while (call->blocks) {
+		ims_rpc__block *next = call->blocks->next;
+		free(call->blocks);
+		call->blocks = next;
+	}
+	free(call->target);
+	call->target = NULL;
+	if (call->in_flight) {
+		ims_rpc__metrics_in_flight(&call->server->metrics, -1);
+		call->in_flight = false;
+	}
+}
+
+/* ---- answers ------------------------------------------------------------------------------ */
+
+void ims_rpc__response_free(ims_rpc__response *resp)
+{
+	free(resp->body);
+	resp->body = NULL;
+	resp->len = 0;
+}
+
+/* Copy @p s into @p out with every byte that is not part of valid UTF-8 replaced by '?':
+ * protobuf-c does not check strings, and a JSON body must be UTF-8. */
+static void utf8_clean(char *out, size_t cap, const char *s)
+{
+	size_t o = 0;
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p && o + 5 < cap) {
+		size_t n = 0;
+		if (p[0] < 0x80)
+			n = 1;
+		else if (p[0] >= 0xc2 && p[0] <= 0xdf)
+			n = 2;
+		else if (p[0] >= 0xe0 && p[0] <= 0xef)
+			n = 3;
+		else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+			n = 4;
+		bool ok = n > 0;
+		for (size_t i = 1; ok && i < n; i++)
+			ok = (p[i] & 0xc0) == 0x80;
+		/* overlong 3- and 4-byte forms, surrogates, beyond U+10FFFF */
+		if (ok && n == 3)
+			ok = !(p[0] == 0xe0 && p[1] < 0xa0) && !(p[0] == 0xed && p[1] >= 0xa0);
+		if (ok && n == 4)
+			ok = !(p[0] == 0xf0 && p[1] < 0x90) && !(p[0] == 0xf4 && p[1] >= 0x90);
+		if (!ok) {
+			out[o++] = '?';
+			p++;
+			continue;
+		}
+		memcpy(out + o, p, n);
+		o += n;
+		p += n;
+	}
+	out[o] = '\0';
+}
+
+void ims_rpc__error_response(ims_rpc__response *resp, int status, ims_rpc_code code,
+			     const char *msg)
+{
+	char clean[IMS_ERROR_MSG_MAX + 8];
+	json_object *o = json_object_new_object();
+
+	memset(resp, 0, sizeof(*resp));
+	resp->status = status;
+	resp->code = code;
+	resp->content_type = CT_JSON;
+	if (!o)
+		return;
+	utf8_clean(clean, sizeof(clean), msg ? msg : "");
+	json_object_object_add(o, "code", json_object_new_string(ims_rpc_code_name(code)));
+	json_object_object_add(o, "message", json_object_new_string(clean));
+	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+								    JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (text) {
+		size_t n = strlen(text);
+		resp->body = malloc(n + 1);
+		if (resp->body) {
+			memcpy(resp->body, text, n + 1);
+			resp->len = n;
+		}
+	}
+	json_object_put(o);
+}
+
+/* ---- audit -------------------------------------------------------------------------------- */
+
+typedef struct {
+	char b[2048];
+	size_t n;
+} line_buf;
+
+static void put(line_buf *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(line_buf *l, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (l->n >= sizeof(l->b) - 1)
+		return;
+	va_start(ap, fmt);
+	int n = vsnprintf(l->b + l->n, sizeof(l->b) - l->n, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		l->n += (size_t)n;
+	if (l->n > sizeof(l->b) - 1)
+		l->n = sizeof(l->b) - 1;
+}
+
+static bool bare(const char *s)
+{
+	if (!*s)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		unsigned char c = *p;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      strchr("-_./@:+[]", c)))
+			return false;
+	}
+	return true;
+}
+
+/* A value that cannot break the line apart or be mistaken for another key: bare when it is
+ * made of safe characters, else quoted with \" \\ and \xNN escapes; at most @p max bytes. */
+static void put_value(line_buf *l, const char *key, const char *v, bool quote, size_t max)
+{
+	if (!v)
+		v = "-";
+	if (!quote && bare(v) && strlen(v) <= max) {
+		put(l, " %s=%s", key, v);
+		return;
+	}
+	put(l, " %s=\"", key);
+	size_t i = 0;
+	for (const unsigned char *p = (const unsigned char *)v; *p && i < max; p++, i++) {
+		if (*p == '"' || *p == '\\')
+			put(l, "\\%c", *p);
+		else if (*p < 0x20 || *p >= 0x7f)
+			put(l, "\\x%02x", *p);
+		else
+			put(l, "%c", *p);
+	}
+	put(l, "%s\"", *(const unsigned char *)v && i >= max ? "..." : "");
+}
+
+static void audit(ims_rpc_server *s, ims_rpc_call *call, ims_rpc_code code, const char *msg)
+{
+	line_buf l = { .n = 0 };
+
+	put(&l, "audit");
+	put_value(&l, "caller", call->authenticated ? call->caller : "-", false, 64);
+	put_value(&l, "role", call->authenticated ? ims_role_name(call->role) : "-", false, 16);
+	put_value(&l, "peer", call->peer, false, 64);
+	if (call->cert_cn[0])
+		put_value(&l, "cert", call->cert_cn, false, 64);
+	put_value(&l, "method", call->method->label, false, 128);
+	put_value(&l, "target", call->target, false, 256);
+	put(&l, " result=%s", ims_rpc_code_name(code));
+	if (code != IMS_RPC_OK)
+		put_value(&l, "msg", msg, true, 512);
+	l.b[l.n] = '\0';
+	if (s->opts.audit)
+		s->opts.audit(s->opts.app, l.b);
+	else
+		ims_log_info("%s", l.b);
+}
+
+/* ---- the pipeline ------------------------------------------------------------------------- */
+
+static double elapsed(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+/* The end of every call: metrics, audit, in-flight gauge. */
+static void conclude(ims_rpc_call *call, ims_rpc__response *resp, const char *msg)
+{
+	ims_rpc_server *s = call->server;
+
+	ims_rpc__metrics_record(&s->metrics, call->slot, resp->code, elapsed(&call->start));
+	if (call->method && call->method->def->mutating)
+		audit(s, call, resp->code, msg);
+	if (call->in_flight) {
+		ims_rpc__metrics_in_flight(&s->metrics, -1);
+		call->in_flight = false;
+	}
+}
+
+static void fail(ims_rpc_call *call, ims_rpc__response *resp, int status, ims_rpc_code code,
+		 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void fail(ims_rpc_call *call, ims_rpc__response *resp, int status, ims_rpc_code code,
+		 const char *fmt, ...)
+{
+	char msg[IMS_ERROR_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ims_rpc__error_response(resp, status, code, msg);
+	conclude(call, resp, msg);
+}
+
+static const ims_rpc__method *find_method(ims_rpc_server *s, const char *path, size_t *slot)
+{
+	for (size_t i = 0; i < s->nmethods; i++) {
+		if (strcmp(s->methods[i].def->path, path) == 0) {
+			*slot = i;
+			return &s->methods[i];
+		}
+	}
+	return NULL;
+}
+
+static bool is_proto(const char *ct)
+{
+	size_t n;
+
+	if (!ct)
+		return false;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	n = strcspn(ct, "; \t");
+	return n == strlen(CT_PROTO) && strncasecmp(ct, CT_PROTO, n) == 0;
+}
+
+/* A short, printable rendering of a client-supplied string for a message. */
+static const char *shown(const char *s, char *buf, size_t cap)
+{
+	size_t o = 0;
+
+	for (const unsigned char *p = (const unsigned char *)s; *p && o + 4 < cap; p++)
+		buf[o++] = (*p >= 0x20 && *p < 0x7f) ? (char)*p : '?';
+	if (s[o] && o + 4 >= cap) {
+		memcpy(buf + o, "...", 3);
+		o += 3;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+/* @returns true when authenticated (or when no token was given and none is needed). */
+static bool authenticate(ims_rpc_server *s, ims_rpc_call *call, const char *authorization,
+			 ims_rpc__response *resp)
+{
+	const char *tok;
+	size_t len;
+
+	if (!authorization) {
+		if (call->method->def->role == IMS_ROLE_NONE)
+			return true;
+		fail(call, resp, 401, IMS_RPC_UNAUTHENTICATED,
+		     "%s needs a bearer token (Authorization: Bearer TOKEN)", call->method->label);
+		resp->www_authenticate = true;
+		return false;
+	}
+	tok = authorization;
+	while (*tok == ' ')
+		tok++;
+	if (strncasecmp(tok, "Bearer ", 7) != 0) {
+		fail(call, resp, 401, IMS_RPC_UNAUTHENTICATED,
+		     "the Authorization header must be 'Bearer TOKEN'");
+		resp->www_authenticate = true;
+		return false;
+	}
+	tok += 7;
+	while (*tok == ' ')
+		tok++;
+	len = strlen(tok);
+	while (len && (tok[len - 1] == ' ' || tok[len - 1] == '\t'))
+		len--;
+
+	pthread_rwlock_rdlock(&s->tokens_lock);
+	const ims_rpc__token *t = ims_rpc__tokens_find(s->tokens, tok, len);
+	if (t) {
+		call->role = t->role;
+		snprintf(call->caller, sizeof(call->caller), "%s", t->name);
+		call->authenticated = true;
+	}
+	pthread_rwlock_unlock(&s->tokens_lock);
+	if (!t) {
+		fail(call, resp, 401, IMS_RPC_UNAUTHENTICATED, "invalid bearer token");
+		resp->www_authenticate = true;
+		return false;
+	}
+	return true;
+}
+
+bool ims_rpc__begin(ims_rpc_server *s, ims_rpc_call *call, const char *http_method,
+		    const char *path, const char *content_type, bool have_length, uint64_t length,
+		    const char *authorization, const ims_rpc__peer *peer, ims_rpc__response *resp)
+{
+	char buf[160];
+
+	memset(call, 0, sizeof(*call));
+	memset(resp, 0, sizeof(*resp));
+	call->server = s;
+	clock_gettime(CLOCK_MONOTONIC, &call->start);
+	snprintf(call->caller, sizeof(call->caller), "-");
+	snprintf(call->peer, sizeof(call->peer), "%s", peer->addr);
+	if (peer->cert_ok && peer->cert_cn)
+		snprintf(call->cert_cn, sizeof(call->cert_cn), "%s", peer->cert_cn);
+	call->slot = s->nmethods;
+	ims_rpc__metrics_in_flight(&s->metrics, 1);
+	call->in_flight = true;
+
+	call->method = find_method(s, path, &call->slot);
+	if (!call->method) {
+		/* Connect answers an unknown procedure with 404 */
+		fail(call, resp, 404, IMS_RPC_UNIMPLEMENTED, "no method '%s'",
+		     shown(path, buf, 120));
+		return false;
+	}
+	if (strcmp(http_method, "POST") != 0) {
+		fail(call, resp, 405, IMS_RPC_UNIMPLEMENTED, "%s takes POST, not %s",
+		     call->method->label, shown(http_method, buf, 20));
+		resp->allow = "POST";
+		return false;
+	}
+	if (!is_proto(content_type)) {
+		fail(call, resp, 415, IMS_RPC_INVALID_ARGUMENT,
+		     "the request's Content-Type must be " CT_PROTO ", not '%s'",
+		     content_type ? shown(content_type, buf, 60) : "");
+		return false;
+	}
+	if (have_length && length > s->max_request_bytes) {
+		fail(call, resp, 413, IMS_RPC_RESOURCE_EXHAUSTED,
+		     "a request body of %" PRIu64 " bytes exceeds the limit of %" PRIu64 " bytes",
+		     length, s->max_request_bytes);
+		return false;
+	}
+	if (peer->cert_required && !peer->cert_ok) {
+		fail(call, resp, 401, IMS_RPC_UNAUTHENTICATED, "%s",
+		     peer->cert_err ? peer->cert_err : "a client certificate is required");
+		return false;
+	}
+	if (!authenticate(s, call, authorization, resp))
+		return false;
+	if (call->role < call->method->def->role) {
+		fail(call, resp, 403, IMS_RPC_PERMISSION_DENIED,
+		     "'%s' (role %s) may not call %s, which needs role %s", call->caller,
+		     ims_role_name(call->role), call->method->label,
+		     ims_role_name(call->method->def->role));
+		return false;
+	}
+	if (!call->method->def->fn) {
+		fail(call, resp, 501, IMS_RPC_UNIMPLEMENTED, "%s is not implemented",
+		     call->method->label);
+		return false;
+	}
+	return true;
+}
+
+void ims_rpc__too_large(ims_rpc_server *s, ims_rpc_call *call, ims_rpc__response *resp)
+{
+	fail(call, resp, 413, IMS_RPC_RESOURCE_EXHAUSTED,
+	     "the request body exceeds the limit of %" PRIu64 " bytes", s->max_request_bytes);
+}
+
+void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body, size_t len,
+		     ims_rpc__response *resp)
+{
+	static const uint8_t empty[1];
+	const ims_rpc_method *def = call->method->def;
+	ProtobufCMessage *req, *out = NULL;
+	int r;
+
+	memset(resp, 0, sizeof(*resp));
+	if (len > s->max_request_bytes) {
+		ims_rpc__too_large(s, call, resp);
+		return;
+	}
+	req = protobuf_c_message_unpack(def->input, NULL, len, body ? body : empty);
+	if (!req) {
+		fail(call, resp, 400, IMS_RPC_INVALID_ARGUMENT,
+		     "malformed request: %zu bytes that are no valid %s", len, def->input->name);
+		return;
+	}
+
+	ims_error_clear();
+	r = def->fn(s->opts.app, call, req, &out);
+	if (r < 0) {
+		ims_rpc_code code = ims_rpc_code_from_errno(r);
+		/* a handler that set no message still gets a readable one */
+		const char *msg = ims_error_last_code() ? ims_error_last() : ims_strerror(r);
+		ims_rpc__error_response(resp, ims_rpc_code_http_status(code), code, msg);
+		conclude(call, resp, msg);
+		goto out;
+	}
+	if (!out || out->descriptor != def->output) {
+		ims_log_error("the handler of %s returned %s instead of a %s", call->method->label,
+			      out ? out->descriptor->name : "nothing", def->output->name);
+		fail(call, resp, 500, IMS_RPC_INTERNAL, "the server failed to build a response");
+		goto out;
+	}
+
+	size_t n = protobuf_c_message_get_packed_size(out);
+	resp->body = malloc(n ? n : 1);
+	if (!resp->body) {
+		fail(call, resp, 500, IMS_RPC_INTERNAL, "out of memory encoding the response");
+		goto out;
+	}
+	resp->len = protobuf_c_message_pack(out, resp->body);
+	resp->status = 200;
+	resp->content_type = CT_PROTO;
+	resp->code = IMS_RPC_OK;
+	conclude(call, resp, NULL);
+out:
+	protobuf_c_message_free_unpacked(req, NULL);
+}
+
+/* ---- without sockets ---------------------------------------------------------------------- */
+
+int ims_rpc_server_dispatch(ims_rpc_server *s, const char *path, const char *content_type,
+			    const char *authorization, const uint8_t *body, size_t len, int *status,
+			    const char **resp_content_type, uint8_t **resp, size_t *resp_len)
+{
+	ims_rpc__peer peer = { .addr = "dispatch" };
+	ims_rpc__response r;
+	ims_rpc_call call;
+
+	if (!s || !path || !status || !resp_content_type || !resp || !resp_len ||
+	    (!body && len))
+		return -EINVAL;
+	if (ims_rpc__begin(s, &call, "POST", path, content_type, true, len, authorization, &peer,
+			   &r))
+		ims_rpc__finish(s, &call, body, len, &r);
+	ims_rpc__call_end(&call);
+	if (!r.body)
+		return ims_error_set(-ENOMEM, "out of memory answering a call of '%s'", path);
+	*status = r.status;
+	*resp_content_type = r.content_type;
+	*resp = r.body;
+	*resp_len = r.len;
+	return 0;
+}

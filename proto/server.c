@@ -1,0 +1,870 @@
+/*
+ * proto/server.c: the RPC server's listeners on libmicrohttpd: a TCP socket (TLS, optionally
+ * with client certificates) and a Unix socket, each served by its own MHD daemon with a
+ * thread pool. The request pipeline itself is in dispatch.c.
+ */
+#include "proto/server_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <microhttpd.h>
+
+#include "common/error.h"
+#include "common/log.h"
+
+#define DEFAULT_MAX_REQUEST (4u << 20)
+#define DEFAULT_READ_TIMEOUT 30
+#define DEFAULT_THREADS 8
+#define CONNECTION_LIMIT 256
+#define PEM_MAX (1u << 20)
+/* A chunked body past the limit is read and dropped so that the client gets its 413; past
+ * this much more, the connection is cut instead. */
+#define DISCARD_MAX (16u << 20)
+/* ims_rpc_server_stop() lets calls in progress finish for this long. */
+#define STOP_GRACE_MS 10000
+
+struct ims_rpc__listener {
+	ims_rpc_server *s;
+	struct MHD_Daemon *d;
+	int fd;          /* owned here until MHD has it, closed after MHD stops */
+	bool is_unix;
+	bool tls;
+	bool cert_required;
+};
+
+typedef struct {
+	bool rpc;        /* an RPC call was begun: call must be ended */
+	bool plain;      /* /healthz or /metrics */
+	bool early;      /* resp was decided from the headers; the body is dropped */
+	bool too_large;
+	const char *cert_err;
+	ims_rpc_call call;
+	ims_rpc__response resp;
+	uint8_t *body;
+	size_t len, cap;
+	uint64_t discarded;
+} request;
+
+/* ---- files and sockets -------------------------------------------------------------------- */
+
+static int read_pem(const char *what, const char *path, char **out)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	struct stat st;
+	int r = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+	if (fd < 0) {
+		r = -errno;
+		if (r == -ENOENT)
+			return ims_error_set(r, "%s '%s' does not exist", what, path);
+		return ims_error_set(r, "cannot open %s '%s': %s", what, path, ims_strerror(r));
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > PEM_MAX) {
+		r = ims_error_set(-EINVAL, "%s '%s' is not a regular file of at most %u bytes", what,
+				  path, PEM_MAX);
+		goto out;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		r = ims_error_set(-ENOMEM, "out of memory reading %s '%s'", what, path);
+		goto out;
+	}
+	while (len < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			ims_error_set(r, "cannot read %s '%s': %s", what, path, ims_strerror(r));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	*out = buf;
+	buf = NULL;
+out:
+	if (buf) {
+		explicit_bzero(buf, len);
+		free(buf);
+	}
+	close(fd);
+	return r;
+}
+
+static void free_secret(char *s)
+{
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
+
+/* GnuTLS says what is wrong with the files; MHD would only fail to start. */
+static int check_tls_files(const ims_rpc_server_opts *o, const char *cert, const char *key,
+			   const char *ca)
+{
+	gnutls_certificate_credentials_t cred;
+	gnutls_datum_t c = { (unsigned char *)cert, (unsigned)strlen(cert) };
+	gnutls_datum_t k = { (unsigned char *)key, (unsigned)strlen(key) };
+	int r = 0, g;
+
+	if (gnutls_certificate_allocate_credentials(&cred) < 0)
+		return ims_error_set(-ENOMEM, "out of memory checking the TLS files");
+	g = gnutls_certificate_set_x509_key_mem(cred, &c, &k, GNUTLS_X509_FMT_PEM);
+	if (g < 0) {
+		r = ims_error_set(-EINVAL,
+				  "tls_cert '%s' and tls_key '%s' are not a PEM certificate and "
+				  "its key: %s",
+				  o->tls_cert, o->tls_key, gnutls_strerror(g));
+		goto out;
+	}
+	if (ca) {
+		gnutls_datum_t a = { (unsigned char *)ca, (unsigned)strlen(ca) };
+		g = gnutls_certificate_set_x509_trust_mem(cred, &a, GNUTLS_X509_FMT_PEM);
+		if (g <= 0) {
+			r = ims_error_set(-EINVAL, "tls_client_ca '%s' holds no PEM certificate%s%s",
+					  o->tls_client_ca, g < 0 ? ": " : "",
+					  g < 0 ? gnutls_strerror(g) : "");
+			goto out;
+		}
+	}
+out:
+	gnutls_certificate_free_credentials(cred);
+	return r;
+}
+
+static int set_flags(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+static int listen_tcp(const char *address, int *out, uint16_t *port)
+{
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+				  .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res = NULL;
+	char host[256];
+	const char *colon, *h = host, *p;
+	int fd = -1, r, one = 1;
+
+	if (address[0] == '[') {
+		const char *end = strchr(address, ']');
+		if (!end || end[1] != ':' || (size_t)(end - address - 1) >= sizeof(host))
+			return ims_error_set(-EINVAL, "bad listen address '%s' (HOST:PORT)",
+					     address);
+		memcpy(host, address + 1, (size_t)(end - address - 1));
+		host[end - address - 1] = '\0';
+		p = end + 2;
+	} else {
+		colon = strrchr(address, ':');
+		if (!colon || (size_t)(colon - address) >= sizeof(host))
+			return ims_error_set(-EINVAL, "bad listen address '%s' (HOST:PORT)",
+					     address);
+		memcpy(host, address, (size_t)(colon - address));
+		host[colon - address] = '\0';
+		p = colon + 1;
+	}
+	if (!host[0])
+		h = NULL; /* ":PORT": every address */
+	r = getaddrinfo(h, p, &hints, &res);
+	if (r != 0)
+		return ims_error_set(-EINVAL, "cannot resolve listen address '%s': %s", address,
+				     gai_strerror(r));
+
+	fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+	if (fd < 0) {
+		r = -errno;
+		ims_error_set(r, "cannot make a socket for '%s': %s", address, ims_strerror(r));
+		goto out;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0) {
+		r = -errno;
+		if (r == -EADDRINUSE)
+			ims_error_set(r, "listen address '%s' is already in use", address);
+		else
+			ims_error_set(r, "cannot bind to '%s': %s", address, ims_strerror(r));
+		goto out;
+	}
+	if (listen(fd, 128) < 0 || (r = set_flags(fd)) < 0) {
+		r = -errno;
+		ims_error_set(r, "cannot listen on '%s': %s", address, ims_strerror(r));
+		goto out;
+	}
+
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	*port = 0;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET)
+			*port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			*port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
+	*out = fd;
+	fd = -1;
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(res);
+	return r;
+}
+
+/* Bind @p path, replacing a socket file nobody listens on any more. */
+static int listen_unix(const char *path, int *out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = -1, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return ims_error_set(-ENAMETOOLONG, "unix_socket '%s' is longer than %zu bytes",
+				     path, sizeof(sa.sun_path) - 1);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		r = -errno;
+		return ims_error_set(r, "cannot make a socket for '%s': %s", path, ims_strerror(r));
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		struct stat st;
+		r = -errno;
+		if (r != -EADDRINUSE) {
+			ims_error_set(r, "cannot bind unix_socket '%s': %s", path, ims_strerror(r));
+			goto out;
+		}
+		if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+			r = ims_error_set(-EEXIST, "unix_socket '%s' exists and is not a socket",
+					  path);
+			goto out;
+		}
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe < 0) {
+			r = -errno;
+			ims_error_set(r, "cannot make a socket: %s", ims_strerror(r));
+			goto out;
+		}
+		int c = connect(probe, (struct sockaddr *)&sa, sizeof(sa));
+		int e = errno;
+		close(probe);
+		if (c == 0 || e != ECONNREFUSED) {
+			r = ims_error_set(-EADDRINUSE, "something listens on unix_socket '%s'", path);
+			goto out;
+		}
+		/* stale: its server is gone */
+		if (unlink(path) < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			r = -errno;
+			ims_error_set(r, "cannot replace the stale unix_socket '%s': %s", path,
+				      ims_strerror(r));
+			goto out;
+		}
+	}
+	/* Nobody can connect before listen(): set the mode first. */
+	if (chmod(path, 0660) < 0) {
+		r = -errno;
+		ims_error_set(r, "cannot chmod unix_socket '%s': %s", path, ims_strerror(r));
+		unlink(path);
+		goto out;
+	}
+	if (listen(fd, 128) < 0 || set_flags(fd) < 0) {
+		r = -errno;
+		ims_error_set(r, "cannot listen on unix_socket '%s': %s", path, ims_strerror(r));
+		unlink(path);
+		goto out;
+	}
+	*out = fd;
+	fd = -1;
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/* ---- MHD callbacks ------------------------------------------------------------------------ */
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = '\0';
+	ims_log_debug("microhttpd: %s", buf);
+}
+#pragma GCC diagnostic pop
+
+static enum MHD_Result queue(struct MHD_Connection *conn, ims_rpc__response *r)
+{
+	struct MHD_Response *mr;
+	enum MHD_Result ret;
+
+	if (r->body) {
+		mr = MHD_create_response_from_buffer_with_free_callback(r->len, r->body, free);
+		if (!mr)
+			return MHD_NO; /* r->body is freed with the request */
+		r->body = NULL;
+		r->len = 0;
+	} else {
+		mr = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+		if (!mr)
+			return MHD_NO;
+	}
+	if (r->content_type)
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+	if (r->allow)
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, r->allow);
+	if (r->www_authenticate)
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	ret = MHD_queue_response(conn, (unsigned)r->status, mr);
+	MHD_destroy_response(mr);
+	return ret;
+}
+
+static void text_response(ims_rpc__response *r, int status, const char *content_type,
+			  char *body, size_t len)
+{
+	memset(r, 0, sizeof(*r));
+	r->status = status;
+	r->content_type = content_type;
+	r->body = (uint8_t *)body;
+	r->len = len;
+}
+
+static void peer_address(struct ims_rpc__listener *l, struct MHD_Connection *conn, char *buf,
+			 size_t cap)
+{
+	const union MHD_ConnectionInfo *ci;
+	char ip[INET6_ADDRSTRLEN];
+
+	snprintf(buf, cap, "%s", l->is_unix ? "unix" : "-");
+	if (l->is_unix)
+		return;
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (!ci || !ci->client_addr)
+		return;
+	if (ci->client_addr->sa_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ci->client_addr;
+		if (inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip)))
+			snprintf(buf, cap, "%s:%u", ip, ntohs(a->sin_port));
+	} else if (ci->client_addr->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ci->client_addr;
+		if (inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip)))
+			snprintf(buf, cap, "[%s]:%u", ip, ntohs(a->sin6_port));
+	}
+}
+
+/* A certificate signed by tls_client_ca, its CN into @p cn. @returns NULL or why not. */
+static const char *check_client_cert(struct MHD_Connection *conn, char *cn, size_t cap)
+{
+	const union MHD_ConnectionInfo *ci;
+	gnutls_session_t session;
+	const gnutls_datum_t *peers;
+	gnutls_x509_crt_t crt;
+	unsigned status = 0, n = 0;
+	size_t len = cap;
+	int g;
+
+	cn[0] = '\0';
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	if (!ci || !ci->tls_session)
+		return "a client certificate is required";
+	session = (gnutls_session_t)ci->tls_session;
+	g = gnutls_certificate_verify_peers2(session, &status);
+	if (g == GNUTLS_E_NO_CERTIFICATE_FOUND)
+		return "a client certificate signed by the server's tls_client_ca is required";
+	if (g < 0 || status != 0)
+		return "the client certificate is not signed by the server's tls_client_ca, or "
+		       "has expired";
+	peers = gnutls_certificate_get_peers(session, &n);
+	if (!peers || n == 0 || gnutls_x509_crt_init(&crt) < 0)
+		return "cannot read the client certificate";
+	if (gnutls_x509_crt_import(crt, &peers[0], GNUTLS_X509_FMT_DER) < 0 ||
+	    gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &len) < 0)
+		cn[0] = '\0';
+	gnutls_x509_crt_deinit(crt);
+	return NULL;
+}
+
+static enum MHD_Result serve_plain(ims_rpc_server *s, struct MHD_Connection *conn,
+				   request *rq, const char *url, const char *method,
+				   const char *cert_err)
+{
+	ims_rpc__response *r = &rq->resp;
+
+	if (cert_err) {
+		ims_rpc__error_response(r, 401, IMS_RPC_UNAUTHENTICATED, cert_err);
+		return queue(conn, r);
+	}
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+		ims_rpc__error_response(r, 405, IMS_RPC_UNIMPLEMENTED, "use GET");
+		r->allow = "GET, HEAD";
+		return queue(conn, r);
+	}
+	if (strcmp(url, "/healthz") == 0) {
+		const char *h = s->opts.health ? s->opts.health(s->opts.app) : NULL;
+		char *body = NULL;
+		if (!h)
+			h = "ok";
+		int n = asprintf(&body, "%s\n", h);
+		if (n < 0)
+			return MHD_NO;
+		text_response(r, strcmp(h, "ok") == 0 ? 200 : 503, "text/plain; charset=utf-8", body,
+			      (size_t)n);
+		return queue(conn, r);
+	}
+
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return MHD_NO;
+	ims_rpc__metrics_write(&s->metrics, s->labels, f);
+	if (s->opts.metrics)
+		s->opts.metrics(s->opts.app, f);
+	if (fclose(f) != 0) {
+		free(buf);
+		return MHD_NO;
+	}
+	text_response(r, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len);
+	return queue(conn, r);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+				 const char *method, const char *version, const char *upload_data,
+				 size_t *upload_data_size, void **req_cls)
+{
+	struct ims_rpc__listener *l = cls;
+	ims_rpc_server *s = l->s;
+	request *rq = *req_cls;
+
+	if (!rq) {
+		char addr[64], cn[IMS_RPC__NAME_MAX + 1] = "";
+		const char *cert_err = NULL;
+
+		rq = calloc(1, sizeof(*rq));
+		if (!rq)
+			return MHD_NO;
+		*req_cls = rq;
+		peer_address(l, conn, addr, sizeof(addr));
+		if (l->cert_required)
+			cert_err = check_client_cert(conn, cn, sizeof(cn));
+		if (strcmp(url, "/healthz") == 0 || strcmp(url, "/metrics") == 0) {
+			/* answered once the request is read: MHD keeps the connection then */
+			rq->plain = true;
+			rq->cert_err = cert_err;
+			return MHD_YES;
+		}
+
+		const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_TYPE);
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+		const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							       MHD_HTTP_HEADER_AUTHORIZATION);
+		ims_rpc__peer peer = { .addr = addr,
+				       .cert_required = l->cert_required,
+				       .cert_ok = l->cert_required && !cert_err,
+				       .cert_cn = cn[0] ? cn : NULL,
+				       .cert_err = cert_err };
+		uint64_t length = 0;
+		bool have_length = false;
+		if (cl) {
+			char *end;
+			errno = 0;
+			length = strtoull(cl, &end, 10);
+			have_length = errno == 0 && end != cl && !*end;
+			if (!have_length)
+				length = UINT64_MAX; /* MHD refuses it anyway; never a buffer size */
+			have_length = true;
+		}
+		rq->rpc = true;
+		if (!ims_rpc__begin(s, &rq->call, method, url, ct, have_length, length, auth, &peer,
+				    &rq->resp)) {
+			/* A body over the limit is not read at all (MHD closes the connection
+			 * after the answer); a smaller one is read and dropped, so that the
+			 * connection stays usable. */
+			if (have_length && length > s->max_request_bytes)
+				return queue(conn, &rq->resp);
+			rq->early = true;
+			return MHD_YES;
+		}
+		/* Content-Length is within the limit here: the buffer is allocated once */
+		if (have_length && length > 0) {
+			rq->body = malloc((size_t)length);
+			if (!rq->body)
+				return MHD_NO;
+			rq->cap = (size_t)length;
+		}
+		return MHD_YES;
+	}
+
+	if (rq->plain && *upload_data_size == 0)
+		return serve_plain(s, conn, rq, url, method, rq->cert_err);
+	if (!rq->rpc) {
+		rq->discarded += *upload_data_size;
+		*upload_data_size = 0;
+		return rq->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
+	}
+
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+
+		*upload_data_size = 0;
+		if (rq->early || rq->too_large) {
+			rq->discarded += n;
+			return rq->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
+		}
+		if (n > s->max_request_bytes - rq->len) {
+			/* no Content-Length (chunked): refused as soon as it exceeds the limit */
+			rq->too_large = true;
+			rq->discarded = rq->len + n;
+			free(rq->body);
+			rq->body = NULL;
+			rq->len = rq->cap = 0;
+			return MHD_YES;
+		}
+		if (rq->len + n > rq->cap) {
+			size_t ncap = rq->cap ? rq->cap : 16384;
+			while (ncap < rq->len + n)
+				ncap *= 2;
+			if (ncap > s->max_request_bytes)
+				ncap = (size_t)s->max_request_bytes;
+			uint8_t *b = realloc(rq->body, ncap);
+			if (!b)
+				return MHD_NO;
+			rq->body = b;
+			rq->cap = ncap;
+		}
+		memcpy(rq->body + rq->len, upload_data, n);
+		rq->len += n;
+		return MHD_YES;
+	}
+
+	if (rq->too_large && !rq->early)
+		ims_rpc__too_large(s, &rq->call, &rq->resp);
+	else if (!rq->early)
+		ims_rpc__finish(s, &rq->call, rq->body, rq->len, &rq->resp);
+	free(rq->body);
+	rq->body = NULL;
+	return queue(conn, &rq->resp);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	request *rq = *req_cls;
+
+	if (!rq)
+		return;
+	if (rq->rpc)
+		ims_rpc__call_end(&rq->call);
+	ims_rpc__response_free(&rq->resp);
+	free(rq->body);
+	free(rq);
+	*req_cls = NULL;
+}
+
+/* ---- start and stop ----------------------------------------------------------------------- */
+
+static int start_listener(ims_rpc_server *s, struct ims_rpc__listener **out, int fd,
+			  bool is_unix, const char *name)
+{
+	const ims_rpc_server_opts *o = &s->opts;
+	struct ims_rpc__listener *l = calloc(1, sizeof(*l));
+	struct MHD_OptionItem tls[4];
+	size_t nt = 0;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
+			 MHD_USE_ITC;
+
+	if (!l) {
+		close(fd);
+		return ims_error_set(-ENOMEM, "out of memory starting the RPC server");
+	}
+	l->s = s;
+	l->fd = fd;
+	l->is_unix = is_unix;
+	l->tls = !is_unix && s->cert_pem;
+	l->cert_required = l->tls && s->ca_pem;
+	if (l->tls) {
+		flags |= MHD_USE_TLS;
+		tls[nt++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert_pem };
+		tls[nt++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, s->key_pem };
+		if (s->ca_pem)
+			tls[nt++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_TRUST, 0,
+							     s->ca_pem };
+	}
+	tls[nt] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+
+	l->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, l,
+				MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+				MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o->threads ? o->threads : DEFAULT_THREADS),
+				MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
+				MHD_OPTION_CONNECTION_TIMEOUT,
+				(unsigned)(o->read_timeout ? o->read_timeout : DEFAULT_READ_TIMEOUT),
+				MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)l,
+				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)l,
+				MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+	if (!l->d) {
+		close(fd);
+		free(l);
+		return ims_error_set(-EIO, "cannot start serving %s (libmicrohttpd failed)", name);
+	}
+	*out = l;
+	return 0;
+}
+
+static void quiesce(struct ims_rpc__listener *l)
+{
+	if (l && l->d)
+		MHD_quiesce_daemon(l->d); /* the socket is closed after MHD stops */
+}
+
+static void stop_listener(struct ims_rpc__listener *l)
+{
+	if (!l)
+		return;
+	if (l->d)
+		MHD_stop_daemon(l->d);
+	if (l->fd >= 0)
+		close(l->fd);
+	free(l);
+}
+
+static bool valid_path(const char *p)
+{
+	const char *slash;
+
+	if (p[0] != '/')
+		return false;
+	slash = strchr(p + 1, '/');
+	if (!slash || slash == p + 1 || !slash[1] || strchr(slash + 1, '/'))
+		return false;
+	for (const char *c = p + 1; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		      (*c >= '0' && *c <= '9') || *c == '_' || *c == '.' || *c == '/'))
+			return false;
+	return true;
+}
+
+static int setup_methods(ims_rpc_server *s, const ims_rpc_server_opts *o)
+{
+	if (o->nmethods && !o->methods)
+		return ims_error_set(-EINVAL, "nmethods is %zu but methods is NULL", o->nmethods);
+	s->methods = calloc(o->nmethods + 1, sizeof(*s->methods));
+	s->labels = calloc(o->nmethods + 1, sizeof(*s->labels));
+	if (!s->methods || !s->labels)
+		return ims_error_set(-ENOMEM, "out of memory starting the RPC server");
+	for (size_t i = 0; i < o->nmethods; i++) {
+		const ims_rpc_method *m = &o->methods[i];
+		if (!m->path || !valid_path(m->path) || !m->input || !m->output ||
+		    m->input->magic != PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC ||
+		    m->output->magic != PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC ||
+		    (unsigned)m->role > IMS_ROLE_ADMIN)
+			return ims_error_set(-EINVAL, "method %zu ('%s') is not a valid RPC method",
+					     i, m->path ? m->path : "");
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(o->methods[j].path, m->path) == 0)
+				return ims_error_set(-EINVAL, "method '%s' is given twice",
+						     m->path);
+		/* "/imgstore.v1.ImageService/CreateImage" -> "ImageService/CreateImage" */
+		const char *slash = strchr(m->path + 1, '/');
+		const char *svc = m->path + 1;
+		for (const char *c = m->path + 1; c < slash; c++)
+			if (*c == '.')
+				svc = c + 1;
+		s->methods[i].def = m;
+		s->methods[i].label = strdup(svc);
+		if (!s->methods[i].label)
+			return ims_error_set(-ENOMEM, "out of memory starting the RPC server");
+		s->labels[i] = s->methods[i].label;
+	}
+	s->nmethods = o->nmethods;
+	s->labels[o->nmethods] = "unknown";
+	return 0;
+}
+
+int ims_rpc_server_start(ims_rpc_server **out, const ims_rpc_server_opts *opts)
+{
+	ims_rpc_server *s = NULL;
+	int r, fd = -1;
+
+	if (!out || !opts)
+		return ims_error_set(-EINVAL, "no server options");
+	if (opts->version == 0 || opts->version > IMS_RPC_SERVER_OPTS_VERSION)
+		return ims_error_set(-EINVAL, "server options of unknown version %u",
+				     opts->version);
+	if (opts->dispatch_only && (opts->listen || opts->unix_socket))
+		return ims_error_set(-EINVAL, "dispatch_only excludes listen and unix_socket");
+	if (!opts->dispatch_only && !opts->listen && !opts->unix_socket)
+		return ims_error_set(-EINVAL, "neither listen nor unix_socket is set");
+	if (opts->listen && !opts->allow_plain_http && (!opts->tls_cert || !opts->tls_key))
+		return ims_error_set(-EINVAL, "listen '%s' needs tls_cert and tls_key (or "
+					      "allow_plain_http for a test setup)",
+				     opts->listen);
+	if (!opts->tls_cert != !opts->tls_key)
+		return ims_error_set(-EINVAL, "tls_cert and tls_key go together");
+	if (opts->tls_client_ca && !opts->tls_cert)
+		return ims_error_set(-EINVAL, "tls_client_ca needs tls_cert and tls_key");
+	if (opts->threads > 1024)
+		return ims_error_set(-EINVAL, "%u threads is too many", opts->threads);
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return ims_error_set(-ENOMEM, "out of memory starting the RPC server");
+	s->opts = *opts;
+	/* borrowed strings are not kept beyond this call */
+	s->opts.listen = s->opts.unix_socket = NULL;
+	s->opts.tls_cert = s->opts.tls_key = s->opts.tls_client_ca = s->opts.token_file = NULL;
+	s->max_request_bytes = opts->max_request_bytes ? opts->max_request_bytes
+						       : DEFAULT_MAX_REQUEST;
+	if (s->max_request_bytes > SIZE_MAX / 2)
+		s->max_request_bytes = SIZE_MAX / 2;
+	pthread_rwlock_init(&s->tokens_lock, NULL);
+	r = ims_rpc__metrics_init(&s->metrics, opts->nmethods);
+	if (r < 0)
+		goto fail;
+	r = setup_methods(s, opts);
+	if (r < 0)
+		goto fail;
+
+	if (opts->token_file) {
+		s->token_file = strdup(opts->token_file);
+		if (!s->token_file) {
+			r = ims_error_set(-ENOMEM, "out of memory starting the RPC server");
+			goto fail;
+		}
+		r = ims_rpc__tokens_load(&s->tokens, s->token_file);
+		if (r < 0)
+			goto fail;
+	}
+
+	if (opts->listen && opts->tls_cert) {
+		r = read_pem("tls_cert", opts->tls_cert, &s->cert_pem);
+		if (r == 0)
+			r = read_pem("tls_key", opts->tls_key, &s->key_pem);
+		if (r == 0 && opts->tls_client_ca)
+			r = read_pem("tls_client_ca", opts->tls_client_ca, &s->ca_pem);
+		if (r == 0)
+			r = check_tls_files(opts, s->cert_pem, s->key_pem, s->ca_pem);
+		if (r < 0)
+			goto fail;
+	}
+
+	if (opts->listen) {
+		r = listen_tcp(opts->listen, &fd, &s->port);
+		if (r < 0)
+			goto fail;
+		r = start_listener(s, &s->tcp, fd, false, opts->listen);
+		if (r < 0)
+			goto fail;
+	}
+	if (opts->unix_socket) {
+		r = listen_unix(opts->unix_socket, &fd);
+		if (r < 0)
+			goto fail;
+		s->unix_path = strdup(opts->unix_socket);
+		if (!s->unix_path) {
+			close(fd);
+			unlink(opts->unix_socket);
+			r = ims_error_set(-ENOMEM, "out of memory starting the RPC server");
+			goto fail;
+		}
+		struct stat st;
+		if (lstat(s->unix_path, &st) == 0) {
+			s->unix_dev = st.st_dev;
+			s->unix_ino = st.st_ino;
+		}
+		r = start_listener(s, &s->unix_l, fd, true, opts->unix_socket);
+		if (r < 0)
+			goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	ims_rpc_server_stop(s);
+	return r;
+}
+
+uint16_t ims_rpc_server_port(const ims_rpc_server *s)
+{
+	return s && s->tcp ? s->port : 0;
+}
+
+int ims_rpc_server_reload_tokens(ims_rpc_server *s)
+{
+	ims_rpc__tokens *t = NULL, *old;
+	int r;
+
+	if (!s)
+		return -EINVAL;
+	if (!s->token_file)
+		return 0;
+	r = ims_rpc__tokens_load(&t, s->token_file);
+	if (r < 0)
+		return r;
+	pthread_rwlock_wrlock(&s->tokens_lock);
+	old = s->tokens;
+	s->tokens = t;
+	pthread_rwlock_unlock(&s->tokens_lock);
+	ims_rpc__tokens_free(old);
+	return 0;
+}
+
+void ims_rpc_server_stop(ims_rpc_server *s)
+{
+	if (!s)
+		return;
+	quiesce(s->tcp);
+	quiesce(s->unix_l);
+	if (s->metrics.m)
+		for (int ms = 0; ms < STOP_GRACE_MS &&
+				 ims_rpc__metrics_get_in_flight(&s->metrics) > 0;
+		     ms += 10)
+			usleep(10000);
+	stop_listener(s->tcp);
+	stop_listener(s->unix_l);
+	if (s->unix_path) {
+		struct stat st;
+		/* only our own socket: another server may have replaced it since */
+		if (lstat(s->unix_path, &st) == 0 && st.st_dev == s->unix_dev &&
+		    st.st_ino == s->unix_ino)
+			unlink(s->unix_path);
+	}
+	free(s->unix_path);
+	ims_rpc__tokens_free(s->tokens);
+	free(s->token_file);
+	free_secret(s->key_pem);
+	free(s->cert_pem);
+	free(s->ca_pem);
+	if (s->methods)
+		for (size_t i = 0; i < s->opts.nmethods; i++)
+			free(s->methods[i].label);
+	free(s->methods);
+	free(s->labels);
+	ims_rpc__metrics_destroy(&s->metrics);
+	pthread_rwlock_destroy(&s->tokens_lock);
+	free(s);
+}

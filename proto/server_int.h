@@ -1,0 +1,179 @@
+/*
+ * proto/server_int.h: what the files of the RPC server share (server.c: listeners and
+ * libmicrohttpd; dispatch.c: the request pipeline; tokens.c; metrics.c). Not installed.
+ */
+#ifndef IMS_PROTO_SERVER_INT_H
+#define IMS_PROTO_SERVER_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "common/hash.h"
+#include "proto/server.h"
+
+/* ---- tokens.c ---------------------------------------------------------------------------- */
+
+#define IMS_RPC__TOKEN_MIN 16
+#define IMS_RPC__TOKEN_MAX 512
+#define IMS_RPC__NAME_MAX 64
+
+typedef struct {
+	uint8_t digest[IMS_SHA256_LEN]; /* SHA-256 of the token: the token itself is not kept */
+	ims_role role;
+	char name[IMS_RPC__NAME_MAX + 1];
+} ims_rpc__token;
+
+typedef struct {
+	ims_rpc__token *v;
+	size_t n;
+} ims_rpc__tokens;
+
+/**
+ * Read and check a token file (mode, type, syntax).
+ *
+ * @returns -ENOENT if it does not exist, -EACCES if group or others may read or write it or
+ *          it is no regular file, -EINVAL for a bad line (the message names FILE:LINE, never
+ *          the token).
+ */
+int ims_rpc__tokens_load(ims_rpc__tokens **out, const char *path);
+void ims_rpc__tokens_free(ims_rpc__tokens *t);
+
+/**
+ * Find the token in constant time (in the token and in the set).
+ *
+ * @returns the entry or NULL; borrowed from @p t.
+ */
+const ims_rpc__token *ims_rpc__tokens_find(const ims_rpc__tokens *t, const char *token,
+					   size_t len);
+
+/* ---- metrics.c --------------------------------------------------------------------------- */
+
+#define IMS_RPC__NBUCKETS 10 /* the last one is +Inf */
+
+typedef struct {
+	uint64_t requests[IMS_RPC_UNAUTHENTICATED + 1]; /* by code */
+	uint64_t buckets[IMS_RPC__NBUCKETS];            /* not cumulative */
+	double sum;
+	uint64_t count;
+} ims_rpc__method_metrics;
+
+typedef struct {
+	pthread_mutex_t lock;
+	size_t nmethods; /* the methods, then one slot for unknown paths */
+	ims_rpc__method_metrics *m;
+	int64_t in_flight;
+} ims_rpc__metrics;
+
+int ims_rpc__metrics_init(ims_rpc__metrics *mx, size_t nmethods);
+void ims_rpc__metrics_destroy(ims_rpc__metrics *mx);
+void ims_rpc__metrics_in_flight(ims_rpc__metrics *mx, int delta);
+int64_t ims_rpc__metrics_get_in_flight(ims_rpc__metrics *mx);
+void ims_rpc__metrics_record(ims_rpc__metrics *mx, size_t slot, ims_rpc_code code,
+			     double seconds);
+/** Prometheus text; @p names[slot] is the method label of each slot. */
+void ims_rpc__metrics_write(ims_rpc__metrics *mx, const char *const *names, FILE *out);
+
+/* ---- dispatch.c -------------------------------------------------------------------------- */
+
+typedef struct {
+	const ims_rpc_method *def;
+	char *label; /* "ImageService/CreateImage": for metrics and the audit line */
+} ims_rpc__method;
+
+struct ims_rpc_server {
+	ims_rpc_server_opts opts; /* strings not kept: see the copies below */
+	char *token_file;
+	uint64_t max_request_bytes;
+
+	ims_rpc__method *methods;
+	size_t nmethods;
+	const char **labels; /* nmethods + 1: the metrics label of each slot */
+
+	pthread_rwlock_t tokens_lock;
+	ims_rpc__tokens *tokens;
+	ims_rpc__metrics metrics;
+
+	/* server.c */
+	struct ims_rpc__listener *tcp, *unix_l;
+	uint16_t port;
+	char *unix_path;
+	dev_t unix_dev; /* the socket file we made, unlinked at stop if it is still ours */
+	ino_t unix_ino;
+	char *cert_pem, *key_pem, *ca_pem;
+};
+
+/* A block of the per-call arena. */
+typedef struct ims_rpc__block {
+	struct ims_rpc__block *next;
+	max_align_t data[];
+} ims_rpc__block;
+
+/* What the transport knows of the peer before the call. */
+typedef struct {
+	const char *addr;     /* "IP:PORT", "unix", "dispatch" */
+	bool cert_required;   /* TLS listener with tls_client_ca */
+	bool cert_ok;         /* a client certificate signed by tls_client_ca */
+	const char *cert_cn;  /* its CN, or NULL */
+	const char *cert_err; /* why it was refused, when cert_required && !cert_ok */
+} ims_rpc__peer;
+
+struct ims_rpc_call {
+	ims_rpc_server *server;
+	const ims_rpc__method *method; /* NULL for an unknown path */
+	size_t slot;                   /* metrics slot */
+	struct timespec start;
+	bool authenticated;
+	bool in_flight;
+	ims_role role;
+	char caller[IMS_RPC__NAME_MAX + 1];
+	char peer[64];
+	char cert_cn[IMS_RPC__NAME_MAX + 1];
+	char *target;
+	ims_rpc__block *blocks;
+};
+
+/* An answer ready to send. */
+typedef struct {
+	int status;
+	const char *content_type; /* static */
+	uint8_t *body;            /* malloc'ed */
+	size_t len;
+	ims_rpc_code code;
+	const char *allow;        /* for 405, or NULL */
+	bool www_authenticate;    /* for 401 */
+} ims_rpc__response;
+
+/**
+ * The checks that need only the headers: path, method, content type, declared size,
+ * authentication, role.
+ *
+ * @param have_length whether a Content-Length was sent (@p length)
+ * @returns true if the body should be read and ims_rpc__finish() called; false when @p resp
+ *          holds the answer already. Either way ims_rpc__call_end() must follow.
+ */
+bool ims_rpc__begin(ims_rpc_server *s, ims_rpc_call *call, const char *http_method,
+		    const char *path, const char *content_type, bool have_length, uint64_t length,
+		    const char *authorization, const ims_rpc__peer *peer, ims_rpc__response *resp);
+
+/** Decode @p body, call the handler, encode. */
+void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body, size_t len,
+		     ims_rpc__response *resp);
+
+/** The answer to a body that grew past max_request_bytes while it was read. */
+void ims_rpc__too_large(ims_rpc_server *s, ims_rpc_call *call, ims_rpc__response *resp);
+
+/** Free what the call holds (arena, target). */
+void ims_rpc__call_end(ims_rpc_call *call);
+
+/** A JSON error answer outside a call (/healthz...). */
+void ims_rpc__error_response(ims_rpc__response *resp, int status, ims_rpc_code code,
+			     const char *msg);
+
+void ims_rpc__response_free(ims_rpc__response *resp);
+
+#endif

@@ -1,0 +1,51 @@
+#!/bin/sh
+# The fuzzers' seed corpus: tiny qcow2 and vmdk images of the kinds the readers meet, made by
+# qemu-img and qemu-io (qemu-utils) into DIR/qcow2 and DIR/vmdk. Usage: make-corpus.sh DIR
+set -eu
+
+out=${1:?usage: make-corpus.sh DIR}
+for tool in qemu-img qemu-io; do
+	command -v "$tool" >/dev/null 2>&1 || {
+		echo "make-corpus.sh: '$tool' is not installed (apt-get install qemu-utils)" >&2
+		exit 1
+	}
+done
+rm -rf "$out"
+mkdir -p "$out/qcow2" "$out/vmdk" "$out/tmp"
+q=$out/qcow2
+v=$out/vmdk
+t=$out/tmp
+
+# a 64 KiB disk: text, zeros, a few bytes at an odd offset
+yes 'imgstore fuzz seed' | head -c 20000 >"$t/d.raw"
+truncate -s 65536 "$t/d.raw"
+printf 'odd bytes\001\377' | dd of="$t/d.raw" bs=1 seek=40001 conv=notrunc 2>/dev/null
+
+img() { qemu-img "$@" >/dev/null; }
+io() { fmt=$1; file=$2; shift 2; qemu-io -f "$fmt" "$@" "$file" >/dev/null; }
+
+img convert -f raw -O qcow2 -o compat=0.10,cluster_size=512 "$t/d.raw" "$q/v2-512.qcow2"
+img convert -f raw -O qcow2 -o compat=1.1,cluster_size=512 "$t/d.raw" "$q/v3-512.qcow2"
+img convert -f raw -O qcow2 -c -o cluster_size=512 "$t/d.raw" "$q/deflate-512.qcow2"
+img convert -f raw -O qcow2 -c -o cluster_size=4K "$t/d.raw" "$q/deflate-4k.qcow2"
+img convert -f raw -O qcow2 -c -o cluster_size=512,compression_type=zstd "$t/d.raw" \
+	"$q/zstd-512.qcow2"
+img create -f qcow2 -o cluster_size=16K,extended_l2=on "$q/ext-16k.qcow2" 64K
+io qcow2 "$q/ext-16k.qcow2" -c 'write -P 0xab 1024 1536' -c 'write -z 2048 4096' \
+	-c 'write -P 0x11 32K 16K'
+img create -f qcow2 -o cluster_size=512 "$q/zero-512.qcow2" 64K
+io qcow2 "$q/zero-512.qcow2" -c 'write -P 0xab 0 4K' -c 'write -z 1K 1K' -c 'write -P 1 60001 3'
+img create -f qcow2 -o cluster_size=512,lazy_refcounts=on "$q/lazy-512.qcow2" 64K
+io qcow2 "$q/lazy-512.qcow2" -c 'write -P 0x22 8K 2K'
+img create -f qcow2 -o cluster_size=512 -u -F qcow2 -b base.qcow2 "$q/backing-512.qcow2" 64K
+
+img convert -f raw -O vmdk -o subformat=monolithicSparse "$t/d.raw" "$v/sparse.vmdk"
+img convert -f raw -O vmdk -o subformat=streamOptimized "$t/d.raw" "$v/stream.vmdk"
+img create -f vmdk -o zeroed_grain=on "$v/zeroed.vmdk" 64K
+io vmdk "$v/zeroed.vmdk" -c 'write -P 0x33 0 64K' -c 'write -z 0 64K'
+img create -f vmdk -o subformat=monolithicFlat "$v/flat.vmdk" 64K
+rm -f "$v/flat-flat.vmdk"
+img create -f vmdk "$t/base.vmdk" 64K
+img create -f vmdk -F vmdk -b "$t/base.vmdk" "$v/delta.vmdk"
+
+rm -rf "$t"

@@ -1,0 +1,686 @@
+/*
+ * imgstored end to end, through libimgstore against the sandbox's daemon of site a (TLS, and
+ * the Unix socket): every implemented method round-trips, the role matrix, unimplemented
+ * services, uploads and downloads, operations, leases and attach info, and a daemon killed in
+ * the middle of an import.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/error.h"
+#include "imgstore/v1/host.pb-c.h"
+#include "imgstore/v1/image.pb-c.h"
+#include "imgstore/v1/operation.pb-c.h"
+#include "imgstore/v1/replication.pb-c.h"
+#include "imgstore/v1/snapshot.pb-c.h"
+#include "itest.h"
+#include "proto/client.h"
+
+#define MiB (1ull << 20)
+
+static char admin_tok[128], host_tok[128], reader_tok[128];
+
+static void read_token(const char *var, char *out, size_t len)
+{
+	const char *path = getenv(var);
+	if (!path)
+		fail_msg("%s is not set", var);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(out, (int)len, f));
+	out[strcspn(out, "\r\n")] = '\0';
+	fclose(f);
+}
+
+static ims_client *client_as(const char *token, bool unix_socket)
+{
+	ims_client_opts o = IMS_CLIENT_OPTS_INIT;
+	o.server = getenv(unix_socket ? "IMGSTORE_SOCKET_A" : "IMGSTORE_SERVER_A");
+	o.token = token;
+	o.ca_file = getenv("IMGSTORE_CA_FILE");
+	assert_non_null(o.server);
+	ims_client *c = NULL;
+	if (ims_client_open(&c, &o) < 0)
+		fail_msg("client: %s", ims_error_last());
+	return c;
+}
+
+static ims_client *C; /* admin over TLS */
+
+static int setup(void **state)
+{
+	(void)state;
+	read_token("IMGSTORE_TOKEN_FILE", admin_tok, sizeof(admin_tok));
+	read_token("IMGSTORE_HOST_TOKEN_FILE", host_tok, sizeof(host_tok));
+	read_token("IMGSTORE_READER_TOKEN_FILE", reader_tok, sizeof(reader_tok));
+	C = client_as(admin_tok, false);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	ims_client_close(C);
+	itest_cleanup();
+	return 0;
+}
+
+#define CALL(c, svc, method, req, out_type, resp)                                                \
+	ims_client_call((c), "imgstore.v1." svc "/" method, &(req)->base,                         \
+			&imgstore__v1__##out_type##__descriptor, (ProtobufCMessage **)(resp))
+
+static void spec(Imgstore__V1__ImageSpec *s, const char *image, const char *snap)
+{
+	imgstore__v1__image_spec__init(s);
+	s->pool = "rbd";
+	s->image = (char *)image;
+	s->snapshot = (char *)(snap ? snap : "");
+}
+
+static void free_msg(void *m)
+{
+	if (m)
+		protobuf_c_message_free_unpacked(m, NULL);
+}
+
+/* Wait until the operation ends; returns its final state and frees nothing else. */
+static Imgstore__V1__Operation *wait_op(ims_client *c, const char *id)
+{
+	for (int i = 0; i < 300; i++) {
+		Imgstore__V1__WaitOperationRequest w = IMGSTORE__V1__WAIT_OPERATION_REQUEST__INIT;
+		Imgstore__V1__Operation *op = NULL;
+		w.id = (char *)id;
+		w.timeout_ms = 2000;
+		if (CALL(c, "OperationService", "WaitOperation", &w, operation, &op) < 0)
+			fail_msg("wait %s: %s", id, ims_error_last());
+		if (op->state >= IMGSTORE__V1__OPERATION_STATE__OPERATION_STATE_SUCCEEDED)
+			return op;
+		free_msg(op);
+	}
+	fail_msg("operation %s did not end in 10 minutes", id);
+	return NULL;
+}
+
+static void assert_op_ok(Imgstore__V1__Operation *op)
+{
+	if (op->state != IMGSTORE__V1__OPERATION_STATE__OPERATION_STATE_SUCCEEDED)
+		fail_msg("operation %s (%s %s) ended in state %d: %s", op->id, op->kind, op->target, op->state,
+			 op->error);
+}
+
+static Imgstore__V1__Image *get_image(ims_client *c, const char *name)
+{
+	Imgstore__V1__GetImageRequest g = IMGSTORE__V1__GET_IMAGE_REQUEST__INIT;
+	Imgstore__V1__ImageSpec s;
+	Imgstore__V1__Image *img = NULL;
+	spec(&s, name, NULL);
+	g.image = &s;
+	int r = CALL(c, "ImageService", "GetImage", &g, image, &img);
+	return r < 0 ? NULL : img;
+}
+
+static void test_image_methods(void **state)
+{
+	(void)state;
+	const char *name = itest_name("rpc");
+	char renamed[160];
+	snprintf(renamed, sizeof(renamed), "%s-r", name);
+	Imgstore__V1__ImageSpec s;
+	spec(&s, name, NULL);
+
+	Imgstore__V1__CreateImageRequest cr = IMGSTORE__V1__CREATE_IMAGE_REQUEST__INIT;
+	cr.image = &s;
+	cr.size = 64 * MiB;
+	Imgstore__V1__Image *img = NULL;
+	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), 0);
+	assert_string_equal(img->name, name);
+	assert_int_equal(img->size, 64 * MiB);
+	assert_string_equal(img->source, "new");
+	free_msg(img);
+	/* again: already_exists with the store's message */
+	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), -EEXIST);
+	assert_int_equal(ims_client_last_code(C), IMS_RPC_ALREADY_EXISTS);
+	assert_non_null(strstr(ims_error_last(), "already exists"));
+	/* a bad name: invalid_argument, nothing made */
+	Imgstore__V1__ImageSpec bad;
+	spec(&bad, "bad/name", NULL);
+	cr.image = &bad;
+	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), -EINVAL);
+	assert_int_equal(ims_client_last_code(C), IMS_RPC_INVALID_ARGUMENT);
+	cr.image = &s;
+
+	Imgstore__V1__ResizeImageRequest rs = IMGSTORE__V1__RESIZE_IMAGE_REQUEST__INIT;
+	rs.image = &s;
+	rs.size = 32 * MiB;
+	assert_int_equal(CALL(C, "ImageService", "ResizeImage", &rs, image, &img), -EINVAL);
+	rs.allow_shrink = 1;
+	assert_int_equal(CALL(C, "ImageService", "ResizeImage", &rs, image, &img), 0);
+	assert_int_equal(img->size, 32 * MiB);
+	free_msg(img);
+
+	Imgstore__V1__SetImageTagRequest st = IMGSTORE__V1__SET_IMAGE_TAG_REQUEST__INIT;
+	st.image = &s;
+	st.key = "os";
+	st.value = "debian";
+	assert_int_equal(CALL(C, "ImageService", "SetImageTag", &st, image, &img), 0);
+	assert_int_equal(img->n_tags, 1);
+	assert_string_equal(img->tags[0]->value, "debian");
+	free_msg(img);
+
+	Imgstore__V1__ListImagesRequest ls = IMGSTORE__V1__LIST_IMAGES_REQUEST__INIT;
+	Imgstore__V1__ListImagesResponse *list = NULL;
+	assert_int_equal(CALL(C, "ImageService", "ListImages", &ls, list_images_response, &list), 0);
+	assert_string_equal(list->pool, "rbd");
+	bool found = false;
+	for (size_t i = 0; i < list->n_images; i++)
+		if (strcmp(list->images[i]->name, name) == 0 && list->images[i]->n_tags == 1)
+			found = true;
+	assert_true(found);
+	free_msg(list);
+
+	Imgstore__V1__RemoveImageTagRequest rt = IMGSTORE__V1__REMOVE_IMAGE_TAG_REQUEST__INIT;
+	rt.image = &s;
+	rt.key = "os";
+	assert_int_equal(CALL(C, "ImageService", "RemoveImageTag", &rt, image, &img), 0);
+	assert_int_equal(img->n_tags, 0);
+	free_msg(img);
+
+	/* snapshots, clone, flatten, rollback */
+	Imgstore__V1__ImageSpec snap;
+	spec(&snap, name, "s1");
+	Imgstore__V1__CreateSnapshotRequest cs = IMGSTORE__V1__CREATE_SNAPSHOT_REQUEST__INIT;
+	cs.snapshot = &snap;
+	Imgstore__V1__SnapshotInfo *si = NULL;
+	assert_int_equal(CALL(C, "SnapshotService", "CreateSnapshot", &cs, snapshot_info, &si), 0);
+	assert_string_equal(si->name, "s1");
+	free_msg(si);
+	Imgstore__V1__ListSnapshotsRequest lsn = IMGSTORE__V1__LIST_SNAPSHOTS_REQUEST__INIT;
+	lsn.image = &s;
+	Imgstore__V1__ListSnapshotsResponse *snaps = NULL;
+	assert_int_equal(CALL(C, "SnapshotService", "ListSnapshots", &lsn, list_snapshots_response, &snaps), 0);
+	assert_int_equal(snaps->n_snapshots, 1);
+	free_msg(snaps);
+
+	Imgstore__V1__ImageSpec clone;
+	char clone_name[200];
+	snprintf(clone_name, sizeof(clone_name), "%s-clone", name);
+	spec(&clone, clone_name, NULL);
+	Imgstore__V1__CloneImageRequest cl = IMGSTORE__V1__CLONE_IMAGE_REQUEST__INIT;
+	cl.parent = &snap;
+	cl.clone = &clone;
+	assert_int_equal(CALL(C, "ImageService", "CloneImage", &cl, image, &img), 0);
+	assert_non_null(strstr(img->parent, "@s1"));
+	free_msg(img);
+	Imgstore__V1__FlattenImageRequest fl = IMGSTORE__V1__FLATTEN_IMAGE_REQUEST__INIT;
+	fl.image = &clone;
+	Imgstore__V1__Operation *op = NULL;
+	assert_int_equal(CALL(C, "ImageService", "FlattenImage", &fl, operation, &op), 0);
+	assert_string_equal(op->kind, "flatten");
+	Imgstore__V1__Operation *done = wait_op(C, op->id);
+	assert_op_ok(done);
+	free_msg(done);
+	free_msg(op);
+	img = get_image(C, clone_name);
+	assert_non_null(img);
+	assert_string_equal(img->parent, "");
+	free_msg(img);
+
+	Imgstore__V1__RollbackSnapshotRequest rb = IMGSTORE__V1__ROLLBACK_SNAPSHOT_REQUEST__INIT;
+	rb.snapshot = &snap;
+	assert_int_equal(CALL(C, "SnapshotService", "RollbackSnapshot", &rb, operation, &op), 0);
+	done = wait_op(C, op->id);
+	assert_op_ok(done);
+	free_msg(done);
+	free_msg(op);
+	Imgstore__V1__DeleteSnapshotRequest ds = IMGSTORE__V1__DELETE_SNAPSHOT_REQUEST__INIT;
+	ds.snapshot = &snap;
+	Imgstore__V1__DeleteSnapshotResponse *dsr = NULL;
+	assert_int_equal(CALL(C, "SnapshotService", "DeleteSnapshot", &ds, delete_snapshot_response, &dsr), 0);
+	free_msg(dsr);
+
+	Imgstore__V1__RenameImageRequest rn = IMGSTORE__V1__RENAME_IMAGE_REQUEST__INIT;
+	rn.image = &s;
+	rn.new_name = renamed;
+	assert_int_equal(CALL(C, "ImageService", "RenameImage", &rn, image, &img), 0);
+	assert_string_equal(img->name, renamed);
+	free_msg(img);
+	assert_null(get_image(C, name));
+	assert_int_equal(ims_client_last_code(C), IMS_RPC_NOT_FOUND);
+
+	Imgstore__V1__DeleteImageRequest del = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
+	Imgstore__V1__DeleteImageResponse *dr = NULL;
+	Imgstore__V1__ImageSpec rs2;
+	spec(&rs2, renamed, NULL);
+	del.image = &rs2;
+	del.purge = 1;
+	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr), 0);
+	free_msg(dr);
+	del.image = &clone;
+	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr), 0);
+	free_msg(dr);
+	assert_null(get_image(C, renamed));
+}
+
+/* Import from a path on the daemon's host, and from an upload; export to a path and to the
+ * spool for download; every copy must be byte-identical. */
+static void test_import_export(void **state)
+{
+	(void)state;
+	char raw[512], qcow[512], out_path[512], dl[512];
+	snprintf(raw, sizeof(raw), "%s/src.raw", itest_dir());
+	snprintf(qcow, sizeof(qcow), "%s/src.qcow2", itest_dir());
+	snprintf(out_path, sizeof(out_path), "%s/exported.raw", itest_dir());
+	snprintf(dl, sizeof(dl), "%s/downloaded.qcow2", itest_dir());
+	itest_fill_pattern(raw, 20 * MiB + 512, 3);
+	assert_int_equal(itest_sh("qemu-img convert -O qcow2 '%s' '%s'", raw, qcow), 0);
+
+	const char *by_path = itest_name("by-path"), *by_upload = itest_name("by-upload");
+	Imgstore__V1__ImageSpec s1, s2;
+	spec(&s1, by_path, NULL);
+	spec(&s2, by_upload, NULL);
+
+	Imgstore__V1__ImportImageRequest im = IMGSTORE__V1__IMPORT_IMAGE_REQUEST__INIT;
+	im.image = &s1;
+	im.source_path = qcow;
+	Imgstore__V1__Operation *op = NULL, *done;
+	assert_int_equal(CALL(C, "ImageService", "ImportImage", &im, operation, &op), 0);
+	assert_string_equal(op->kind, "import");
+	done = wait_op(C, op->id);
+	assert_op_ok(done);
+	assert_int_equal(done->bytes_done, 20 * MiB + 512);
+	free_msg(done);
+	free_msg(op);
+	/* the name is taken now: refused at once, before any operation */
+	assert_int_equal(CALL(C, "ImageService", "ImportImage", &im, operation, &op), -EEXIST);
+
+	/* upload the qcow2 in chunks, then import it */
+	struct stat st;
+	assert_int_equal(stat(qcow, &st), 0);
+	Imgstore__V1__BeginUploadRequest bu = IMGSTORE__V1__BEGIN_UPLOAD_REQUEST__INIT;
+	bu.size = (uint64_t)st.st_size;
+	Imgstore__V1__BeginUploadResponse *up = NULL;
+	assert_int_equal(CALL(C, "ImageService", "BeginUpload", &bu, begin_upload_response, &up), 0);
+	assert_true(up->max_chunk_bytes > 0);
+	int fd = open(qcow, O_RDONLY);
+	uint8_t *buf = malloc(up->max_chunk_bytes);
+	uint64_t off = 0;
+	while (off < (uint64_t)st.st_size) {
+		ssize_t n = pread(fd, buf, up->max_chunk_bytes, (off_t)off);
+		assert_true(n > 0);
+		Imgstore__V1__UploadChunkRequest ch = IMGSTORE__V1__UPLOAD_CHUNK_REQUEST__INIT;
+		Imgstore__V1__UploadChunkResponse *cr = NULL;
+		ch.upload_id = up->upload_id;
+		ch.offset = off;
+		ch.data.data = buf;
+		ch.data.len = (size_t)n;
+		assert_int_equal(CALL(C, "ImageService", "UploadChunk", &ch, upload_chunk_response, &cr), 0);
+		off += (uint64_t)n;
+		assert_int_equal(cr->received_bytes, off);
+		free_msg(cr);
+	}
+	/* a chunk at the wrong offset is refused */
+	Imgstore__V1__UploadChunkRequest bad = IMGSTORE__V1__UPLOAD_CHUNK_REQUEST__INIT;
+	Imgstore__V1__UploadChunkResponse *cr = NULL;
+	bad.upload_id = up->upload_id;
+	bad.offset = 0;
+	bad.data.data = buf;
+	bad.data.len = 1;
+	assert_int_equal(CALL(C, "ImageService", "UploadChunk", &bad, upload_chunk_response, &cr), -EINVAL);
+	close(fd);
+	free(buf);
+	im.image = &s2;
+	im.source_path = "";
+	im.upload_id = up->upload_id;
+	assert_int_equal(CALL(C, "ImageService", "ImportImage", &im, operation, &op), 0);
+	done = wait_op(C, op->id);
+	assert_op_ok(done);
+	free_msg(done);
+	free_msg(op);
+	free_msg(up);
+
+	Imgstore__V1__Image *a = get_image(C, by_path), *b = get_image(C, by_upload);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(strlen(a->content_sha256), 64);
+	assert_string_equal(a->content_sha256, b->content_sha256);
+	assert_string_equal(a->source, "qcow2");
+	free_msg(a);
+	free_msg(b);
+
+	/* export to a path on the daemon's host */
+	Imgstore__V1__ExportImageRequest ex = IMGSTORE__V1__EXPORT_IMAGE_REQUEST__INIT;
+	ex.image = &s2;
+	ex.dest_path = out_path;
+	assert_int_equal(CALL(C, "ImageService", "ExportImage", &ex, operation, &op), 0);
+	done = wait_op(C, op->id);
+	assert_op_ok(done);
+	free_msg(done);
+	free_msg(op);
+	assert_int_equal(itest_sh("cmp -s '%s' '%s'", out_path, raw), 0);
+	assert_int_equal(CALL(C, "ImageService", "ExportImage", &ex, operation, &op), -EEXIST);
+
+	/* export to the spool as qcow2 and download it */
+	ex.dest_path = "";
+	ex.format = "qcow2";
+	assert_int_equal(CALL(C, "ImageService", "ExportImage", &ex, operation, &op), 0);
+	done = wait_op(C, op->id);
+	assert_op_ok(done);
+	FILE *f = fopen(dl, "w");
+	assert_non_null(f);
+	for (uint64_t pos = 0;;) {
+		Imgstore__V1__DownloadChunkRequest dq = IMGSTORE__V1__DOWNLOAD_CHUNK_REQUEST__INIT;
+		Imgstore__V1__DownloadChunkResponse *dc = NULL;
+		dq.operation_id = done->id;
+		dq.offset = pos;
+		assert_int_equal(CALL(C, "ImageService", "DownloadChunk", &dq, download_chunk_response, &dc), 0);
+		assert_int_equal(fwrite(dc->data.data, 1, dc->data.len, f), dc->data.len);
+		pos += dc->data.len;
+		bool eof = dc->eof;
+		free_msg(dc);
+		if (eof)
+			break;
+	}
+	fclose(f);
+	free_msg(done);
+	free_msg(op);
+	assert_int_equal(itest_sh("qemu-img check -q '%s' && qemu-img compare -q -f qcow2 -F raw '%s' '%s'", dl, dl,
+				  raw), 0);
+
+	/* operations are listed */
+	Imgstore__V1__ListOperationsRequest lo = IMGSTORE__V1__LIST_OPERATIONS_REQUEST__INIT;
+	Imgstore__V1__ListOperationsResponse *ops = NULL;
+	assert_int_equal(CALL(C, "OperationService", "ListOperations", &lo, list_operations_response, &ops), 0);
+	assert_true(ops->n_operations >= 4);
+	assert_true(ops->operations[0]->created_unix >= ops->operations[ops->n_operations - 1]->created_unix);
+	free_msg(ops);
+
+	Imgstore__V1__DeleteImageRequest del = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
+	Imgstore__V1__DeleteImageResponse *dr = NULL;
+	del.purge = 1;
+	del.image = &s1;
+	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr), 0);
+	free_msg(dr);
+	del.image = &s2;
+	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr), 0);
+	free_msg(dr);
+}
+
+static void test_roles(void **state)
+{
+	(void)state;
+	const char *name = itest_name("roles");
+	Imgstore__V1__ImageSpec s;
+	spec(&s, name, NULL);
+	Imgstore__V1__CreateImageRequest cr = IMGSTORE__V1__CREATE_IMAGE_REQUEST__INIT;
+	cr.image = &s;
+	cr.size = MiB;
+	Imgstore__V1__Image *img = NULL;
+	Imgstore__V1__AcquireLeaseRequest al = IMGSTORE__V1__ACQUIRE_LEASE_REQUEST__INIT;
+	al.image = &s;
+	al.host = "hv-roles";
+	Imgstore__V1__Lease *lease = NULL;
+
+	ims_client *none = client_as(NULL, false), *wrong = client_as("not-a-token-at-all-xxxx", false);
+	ims_client *reader = client_as(reader_tok, false), *host = client_as(host_tok, true);
+
+	assert_true(CALL(none, "ImageService", "CreateImage", &cr, image, &img) < 0);
+	assert_int_equal(ims_client_last_code(none), IMS_RPC_UNAUTHENTICATED);
+	assert_true(CALL(wrong, "ImageService", "GetImage", &cr, image, &img) < 0);
+	assert_int_equal(ims_client_last_code(wrong), IMS_RPC_UNAUTHENTICATED);
+
+	assert_true(CALL(reader, "ImageService", "CreateImage", &cr, image, &img) < 0);
+	assert_int_equal(ims_client_last_code(reader), IMS_RPC_PERMISSION_DENIED);
+	assert_true(CALL(host, "ImageService", "CreateImage", &cr, image, &img) < 0);
+	assert_int_equal(ims_client_last_code(host), IMS_RPC_PERMISSION_DENIED);
+	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), 0);
+	free_msg(img);
+
+	img = get_image(reader, name); /* reader may read */
+	assert_non_null(img);
+	free_msg(img);
+	assert_true(CALL(reader, "HostService", "AcquireLease", &al, lease, &lease) < 0);
+	assert_int_equal(ims_client_last_code(reader), IMS_RPC_PERMISSION_DENIED);
+	assert_int_equal(CALL(host, "HostService", "AcquireLease", &al, lease, &lease), 0); /* over the socket */
+	assert_string_equal(lease->host, "hv-roles");
+	Imgstore__V1__ReleaseLeaseRequest rl = IMGSTORE__V1__RELEASE_LEASE_REQUEST__INIT;
+	Imgstore__V1__ReleaseLeaseResponse *rr = NULL;
+	rl.lease_id = lease->id;
+	assert_int_equal(CALL(host, "HostService", "ReleaseLease", &rl, release_lease_response, &rr), 0);
+	free_msg(rr);
+	free_msg(lease);
+
+	/* declared, not implemented yet */
+	Imgstore__V1__EnableReplicationRequest er = IMGSTORE__V1__ENABLE_REPLICATION_REQUEST__INIT;
+	Imgstore__V1__ReplicationStatus *rs = NULL;
+	er.image = &s;
+	er.target_site = "b";
+	assert_true(CALL(C, "ReplicationService", "EnableReplication", &er, replication_status, &rs) < 0);
+	assert_int_equal(ims_client_last_code(C), IMS_RPC_UNIMPLEMENTED);
+
+	Imgstore__V1__DeleteImageRequest del = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
+	Imgstore__V1__DeleteImageResponse *dr = NULL;
+	del.image = &s;
+	del.purge = 1;
+	assert_true(CALL(reader, "ImageService", "DeleteImage", &del, delete_image_response, &dr) < 0);
+	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr), 0);
+	free_msg(dr);
+	ims_client_close(none);
+	ims_client_close(wrong);
+	ims_client_close(reader);
+	ims_client_close(host);
+}
+
+static void test_leases_and_attach(void **state)
+{
+	(void)state;
+	const char *name = itest_name("lease");
+	Imgstore__V1__ImageSpec s;
+	spec(&s, name, NULL);
+	Imgstore__V1__CreateImageRequest cr = IMGSTORE__V1__CREATE_IMAGE_REQUEST__INIT;
+	cr.image = &s;
+	cr.size = MiB;
+	Imgstore__V1__Image *img = NULL;
+	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), 0);
+	free_msg(img);
+	ims_client *h = client_as(host_tok, false);
+
+	Imgstore__V1__RegisterHostRequest rh = IMGSTORE__V1__REGISTER_HOST_REQUEST__INIT;
+	Imgstore__V1__Host *host = NULL;
+	rh.name = "hv1";
+	rh.address = "192.0.2.10";
+	assert_int_equal(CALL(h, "HostService", "RegisterHost", &rh, host, &host), 0);
+	free_msg(host);
+	rh.name = "bad host!";
+	assert_int_equal(CALL(h, "HostService", "RegisterHost", &rh, host, &host), -EINVAL);
+
+	Imgstore__V1__AcquireLeaseRequest al = IMGSTORE__V1__ACQUIRE_LEASE_REQUEST__INIT;
+	Imgstore__V1__Lease *l1 = NULL, *l2 = NULL;
+	al.image = &s;
+	al.host = "hv1";
+	al.ttl_seconds = 30;
+	assert_int_equal(CALL(h, "HostService", "AcquireLease", &al, lease, &l1), 0);
+	assert_true(l1->expires_unix - l1->acquired_unix == 30);
+	al.host = "hv2";
+	assert_true(CALL(h, "HostService", "AcquireLease", &al, lease, &l2) < 0);
+	assert_int_equal(ims_client_last_code(h), IMS_RPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(ims_error_last(), "leased by host 'hv1'"));
+
+	Imgstore__V1__RenewLeaseRequest rn = IMGSTORE__V1__RENEW_LEASE_REQUEST__INIT;
+	rn.lease_id = l1->id;
+	rn.ttl_seconds = 300;
+	assert_int_equal(CALL(h, "HostService", "RenewLease", &rn, lease, &l2), 0);
+	assert_true(l2->expires_unix >= l1->expires_unix + 200);
+	free_msg(l2);
+
+	Imgstore__V1__ListLeasesRequest ll = IMGSTORE__V1__LIST_LEASES_REQUEST__INIT;
+	Imgstore__V1__ListLeasesResponse *leases = NULL;
+	ll.image = &s;
+	assert_int_equal(CALL(h, "HostService", "ListLeases", &ll, list_leases_response, &leases), 0);
+	assert_int_equal(leases->n_leases, 1);
+	assert_string_equal(leases->leases[0]->host, "hv1");
+	free_msg(leases);
+
+	Imgstore__V1__ReleaseLeaseRequest rl = IMGSTORE__V1__RELEASE_LEASE_REQUEST__INIT;
+	Imgstore__V1__ReleaseLeaseResponse *rr = NULL;
+	rl.lease_id = l1->id;
+	assert_int_equal(CALL(h, "HostService", "ReleaseLease", &rl, release_lease_response, &rr), 0);
+	free_msg(rr);
+	assert_true(CALL(h, "HostService", "ReleaseLease", &rl, release_lease_response, &rr) < 0);
+	assert_int_equal(ims_client_last_code(h), IMS_RPC_NOT_FOUND);
+	al.host = "hv2"; /* free now */
+	assert_int_equal(CALL(h, "HostService", "AcquireLease", &al, lease, &l2), 0);
+	rl.lease_id = l2->id;
+	assert_int_equal(CALL(h, "HostService", "ReleaseLease", &rl, release_lease_response, &rr), 0);
+	free_msg(rr);
+	free_msg(l2);
+	free_msg(l1);
+
+	Imgstore__V1__GetAttachInfoRequest ai = IMGSTORE__V1__GET_ATTACH_INFO_REQUEST__INIT;
+	Imgstore__V1__AttachInfo *info = NULL;
+	ai.image = &s;
+	ai.secret_uuid = "5e0f0d4c-0000-4000-8000-000000000001";
+	assert_int_equal(CALL(h, "HostService", "GetAttachInfo", &ai, attach_info, &info), 0);
+	assert_true(info->n_monitors >= 1);
+	assert_non_null(strstr(info->monitors[0], "127.0.0.1:"));
+	assert_string_equal(info->site, "a");
+	assert_int_equal(strlen(info->cluster_fsid), 36);
+	char want[256];
+	snprintf(want, sizeof(want), "<source protocol='rbd' name='rbd/%s'>", name);
+	assert_non_null(strstr(info->libvirt_disk_xml, want));
+	assert_non_null(strstr(info->libvirt_disk_xml, "uuid='5e0f0d4c-0000-4000-8000-000000000001'"));
+	assert_non_null(strstr(info->libvirt_disk_xml, "<host name='127.0.0.1' port='"));
+	free_msg(info);
+	ims_client_close(h);
+}
+
+/* Bytes that are not a request: clear errors, and the daemon keeps serving. */
+static void test_malformed_requests(void **state)
+{
+	(void)state;
+	const char *url = getenv("IMGSTORE_SERVER_A"), *ca = getenv("IMGSTORE_CA_FILE");
+	char big[512];
+	snprintf(big, sizeof(big), "%s/big.bin", itest_dir());
+	assert_int_equal(itest_sh("head -c 5242880 /dev/urandom > '%s'", big), 0);
+#define CURL_STATUS(extra, path)                                                                            \
+	itest_sh("test \"$(curl -s -o /dev/null -w '%%{http_code}' --cacert '%s' -H 'Authorization: Bearer %s' " \
+		 extra " '%s%s')\" = %s", ca, admin_tok, url, path, expect)
+	const char *expect;
+	expect = "400"; /* random bytes */
+	assert_int_equal(CURL_STATUS("-H 'Content-Type: application/proto' --data-binary @/etc/hostname",
+				     "/imgstore.v1.ImageService/GetImage"), 0);
+	expect = "415"; /* wrong content type */
+	assert_int_equal(CURL_STATUS("-H 'Content-Type: application/json' --data-binary '{}'",
+				     "/imgstore.v1.ImageService/GetImage"), 0);
+	expect = "404"; /* unknown method */
+	assert_int_equal(CURL_STATUS("-H 'Content-Type: application/proto' --data-binary ''",
+				     "/imgstore.v1.ImageService/Frobnicate"), 0);
+	char big_arg[600];
+	snprintf(big_arg, sizeof(big_arg), "-H 'Content-Type: application/proto' --data-binary @%s", big);
+	expect = "413"; /* oversized, refused before decoding */
+	int st = itest_sh("test \"$(curl -s -o /dev/null -w '%%{http_code}' --cacert '%s' -H 'Authorization: Bearer %s' "
+			  "%s '%s/imgstore.v1.ImageService/GetImage')\" = 413 || test \"$(curl -s -o /dev/null -w "
+			  "'%%{http_code}' --cacert '%s' -H 'Authorization: Bearer %s' %s "
+			  "'%s/imgstore.v1.ImageService/GetImage')\" = 429",
+			  ca, admin_tok, big_arg, url, ca, admin_tok, big_arg, url);
+	assert_int_equal(st, 0);
+	/* the error body is JSON with a code */
+	assert_int_equal(itest_sh("curl -s --cacert '%s' -H 'Authorization: Bearer %s' -H 'Content-Type: application/proto' "
+				  "--data-binary @/etc/hostname '%s/imgstore.v1.ImageService/GetImage' | "
+				  "jq -e '.code == \"invalid_argument\" and (.message | length > 0)' >/dev/null",
+				  ca, admin_tok, url), 0);
+	/* still serving */
+	Imgstore__V1__ListImagesRequest ls = IMGSTORE__V1__LIST_IMAGES_REQUEST__INIT;
+	Imgstore__V1__ListImagesResponse *list = NULL;
+	assert_int_equal(CALL(C, "ImageService", "ListImages", &ls, list_images_response, &list), 0);
+	free_msg(list);
+	/* health and metrics need no token */
+	assert_int_equal(itest_sh("curl -sf --cacert '%s' '%s/healthz' | grep -q ok", ca, url), 0);
+	assert_int_equal(itest_sh("curl -sf --cacert '%s' '%s/metrics' | grep -q '^imgstore_operations{state=\"running\"}'",
+				  ca, url), 0);
+	/* every mutating call left an audit line, with no token in it */
+	char audit[512];
+	snprintf(audit, sizeof(audit), "%s/site-a/log/audit.log", getenv("IMGSTORE_SANDBOX"));
+	assert_int_equal(itest_sh("grep -q 'method=ImageService/CreateImage' '%s'", audit), 0);
+	assert_int_equal(itest_sh("grep -qF -- '%s' '%s'", admin_tok, audit), 1);
+}
+
+/* SIGKILL in the middle of an import, restart: the operation shows failed, no image carries
+ * the name, and the temporary image is removed once its watch lapses. */
+static void test_daemon_killed_during_import(void **state)
+{
+	(void)state;
+	char big[512];
+	snprintf(big, sizeof(big), "%s/killed.raw", itest_dir());
+	assert_int_equal(itest_sh("head -c %d /dev/urandom > '%s'", 400 << 20, big), 0);
+	const char *name = itest_name("killed");
+	Imgstore__V1__ImageSpec s;
+	spec(&s, name, NULL);
+	Imgstore__V1__ImportImageRequest im = IMGSTORE__V1__IMPORT_IMAGE_REQUEST__INIT;
+	im.image = &s;
+	im.source_path = big;
+	Imgstore__V1__Operation *op = NULL;
+	assert_int_equal(CALL(C, "ImageService", "ImportImage", &im, operation, &op), 0);
+	/* wait until it has written something */
+	for (int i = 0; i < 200; i++) {
+		Imgstore__V1__GetOperationRequest g = IMGSTORE__V1__GET_OPERATION_REQUEST__INIT;
+		Imgstore__V1__Operation *cur = NULL;
+		g.id = op->id;
+		assert_int_equal(CALL(C, "OperationService", "GetOperation", &g, operation, &cur), 0);
+		bool started = cur->bytes_done > 0;
+		assert_true(cur->state <= IMGSTORE__V1__OPERATION_STATE__OPERATION_STATE_RUNNING);
+		free_msg(cur);
+		if (started)
+			break;
+		usleep(20000);
+	}
+	const char *src = getenv("IMS_SOURCE_DIR"), *sb = getenv("IMGSTORE_SANDBOX");
+	assert_int_equal(itest_sh("'%s/scripts/sandbox' stop-daemon '%s' a --kill", src, sb), 0);
+	assert_int_equal(itest_sh("'%s/scripts/sandbox' start-daemon '%s' a", src, sb), 0);
+	ims_client_close(C);
+	C = client_as(admin_tok, false);
+
+	Imgstore__V1__GetOperationRequest g = IMGSTORE__V1__GET_OPERATION_REQUEST__INIT;
+	Imgstore__V1__Operation *after = NULL;
+	g.id = op->id;
+	assert_int_equal(CALL(C, "OperationService", "GetOperation", &g, operation, &after), 0);
+	assert_int_equal(after->state, IMGSTORE__V1__OPERATION_STATE__OPERATION_STATE_FAILED);
+	assert_non_null(strstr(after->error, "interrupted"));
+	free_msg(after);
+	free_msg(op);
+	assert_null(get_image(C, name));
+	assert_int_equal(ims_client_last_code(C), IMS_RPC_NOT_FOUND);
+	/* the daemon removes the temporary within a minute or so (watch lapse + its 30 s tick) */
+	int left = -1;
+	for (int i = 0; i < 60 && left != 0; i++) {
+		left = itest_sh("rbd -c '%s' ls rbd | grep -q '^\\.imgstore-tmp-'", getenv("CEPH_CONF_A")) == 0;
+		if (left)
+			sleep(2);
+	}
+	assert_int_equal(left, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_image_methods),
+		cmocka_unit_test(test_import_export),
+		cmocka_unit_test(test_roles),
+		cmocka_unit_test(test_leases_and_attach),
+		cmocka_unit_test(test_malformed_requests),
+		cmocka_unit_test(test_daemon_killed_during_import),
+	};
+	return cmocka_run_group_tests_name("daemon", tests, setup, teardown);
+}

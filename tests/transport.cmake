@@ -1,0 +1,19 @@
+# The RPC transport (proto/): the code and role tables, the request pipeline without sockets,
+# and real servers and clients over loopback TCP (TLS and plain) and a Unix socket, through
+# libimgstore and the curl command line. No Ceph: labelled "unit". Needs the openssl and curl
+# commands. Included from tests/CMakeLists.txt.
+set(IMS_RPC_TOY ${PROJECT_SOURCE_DIR}/tests/unit/rpc_toy.c)
+
+ims_unit_test(test_rpc SOURCES ${PROJECT_SOURCE_DIR}/tests/unit/test_rpc.c LIBS ims_rpc)
+
+# The client's answer decoding is tested from its source (client_int.h is not exported).
+ims_unit_test(test_rpc_pipeline
+  SOURCES ${PROJECT_SOURCE_DIR}/tests/unit/test_rpc_pipeline.c ${IMS_RPC_TOY}
+          ${PROJECT_SOURCE_DIR}/proto/client.c
+  LIBS ims_rpc_server PkgConfig::CURL PkgConfig::JSONC)
+
+# Against the installed shape: the shared libimgstore next to a statically linked server.
+ims_unit_test(test_transport
+  SOURCES ${PROJECT_SOURCE_DIR}/tests/integration/test_transport.c ${IMS_RPC_TOY}
+  LIBS ims_rpc_server imgstore PkgConfig::JSONC Threads::Threads)
+set_tests_properties(test_transport PROPERTIES TIMEOUT 60)

@@ -1,0 +1,206 @@
+/* tests/unit/rpc_toy.c: the toy service of rpc_toy.h. */
+#include "rpc_toy.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/error.h"
+
+static void count(toy_app *app)
+{
+	pthread_mutex_lock(&app->lock);
+	app->calls++;
+	pthread_mutex_unlock(&app->lock);
+}
+
+static int answer_image(ims_rpc_call *call, const Imgstore__V1__ImageSpec *spec, uint64_t size,
+			ProtobufCMessage **resp)
+{
+	Imgstore__V1__Image *img = ims_rpc_call_alloc(call, sizeof(*img));
+	if (!img)
+		return ims_error_set(-ENOMEM, "out of memory");
+	imgstore__v1__image__init(img);
+	img->pool = ims_rpc_call_strdup(call, spec->pool);
+	img->name = ims_rpc_call_strdup(call, spec->image);
+	img->id = ims_rpc_call_strdup(call, "1234abcd");
+	if (!img->pool || !img->name || !img->id)
+		return ims_error_set(-ENOMEM, "out of memory");
+	img->size = size;
+	img->features_text = "layering,exclusive-lock";
+	img->in_catalog = 1;
+	*resp = &img->base;
+	return 0;
+}
+
+static int get_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
+		     ProtobufCMessage **resp)
+{
+	toy_app *app = a;
+	const Imgstore__V1__GetImageRequest *q = (const Imgstore__V1__GetImageRequest *)m;
+
+	count(app);
+	if (!q->image || !q->image->image[0])
+		return ims_error_set(-EINVAL, "no image given");
+	if (strcmp(q->image->image, "missing") == 0)
+		return ims_error_set(-ENOENT, "no image '%s/%s' on site 'a'", q->image->pool,
+				     q->image->image);
+	if (strcmp(q->image->image, "nomsg") == 0)
+		return -EIO; /* no message set: strerror */
+	if (strcmp(q->image->image, "slow") == 0 && app->sleep_ms) {
+		struct timespec ts = { app->sleep_ms / 1000, (long)(app->sleep_ms % 1000) * 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	return answer_image(call, q->image, 10ull << 30, resp);
+}
+
+static int list_images(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
+		       ProtobufCMessage **resp)
+{
+	const Imgstore__V1__ListImagesRequest *q = (const Imgstore__V1__ListImagesRequest *)m;
+	Imgstore__V1__ListImagesResponse *r = ims_rpc_call_alloc(call, sizeof(*r));
+
+	count(a);
+	if (!r)
+		return ims_error_set(-ENOMEM, "out of memory");
+	imgstore__v1__list_images_response__init(r);
+	r->pool = ims_rpc_call_strdup(call, q->pool[0] ? q->pool : "rbd");
+	*resp = &r->base;
+	return r->pool ? 0 : ims_error_set(-ENOMEM, "out of memory");
+}
+
+static void set_target(ims_rpc_call *call, const Imgstore__V1__ImageSpec *spec)
+{
+	char t[300];
+	if (!spec)
+		return;
+	snprintf(t, sizeof(t), "%s/%s", spec->pool, spec->image);
+	ims_rpc_call_set_target(call, t);
+}
+
+static int resize_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
+			ProtobufCMessage **resp)
+{
+	const Imgstore__V1__ResizeImageRequest *q = (const Imgstore__V1__ResizeImageRequest *)m;
+
+	count(a);
+	if (!q->image)
+		return ims_error_set(-EINVAL, "no image given");
+	set_target(call, q->image);
+	return answer_image(call, q->image, q->size, resp);
+}
+
+static int create_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
+			ProtobufCMessage **resp)
+{
+	const Imgstore__V1__CreateImageRequest *q = (const Imgstore__V1__CreateImageRequest *)m;
+
+	count(a);
+	if (!q->image)
+		return ims_error_set(-EINVAL, "no image given");
+	set_target(call, q->image);
+	if (strcmp(q->image->image, "exists") == 0)
+		return ims_error_set(-EEXIST, "image '%s/%s' already exists", q->image->pool,
+				     q->image->image);
+	if (strcmp(q->image->image, "quote") == 0)
+		return ims_error_set(-EINVAL, "bad name \"x\"\\y\tz\x01 \xc3\xa9 \xff end");
+	return answer_image(call, q->image, q->size, resp);
+}
+
+static int rename_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
+			ProtobufCMessage **resp)
+{
+	static Imgstore__V1__DeleteImageResponse wrong = IMGSTORE__V1__DELETE_IMAGE_RESPONSE__INIT;
+
+	count(a);
+	*resp = &wrong.base; /* a bug: not an Image */
+	return 0;
+}
+
+static int upload_chunk(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
+			ProtobufCMessage **resp)
+{
+	const Imgstore__V1__UploadChunkRequest *q = (const Imgstore__V1__UploadChunkRequest *)m;
+	Imgstore__V1__UploadChunkResponse *r = ims_rpc_call_alloc(call, sizeof(*r));
+
+	count(a);
+	if (!r)
+		return ims_error_set(-ENOMEM, "out of memory");
+	ims_rpc_call_set_target(call, q->upload_id);
+	imgstore__v1__upload_chunk_response__init(r);
+	r->received_bytes = q->data.len;
+	*resp = &r->base;
+	return 0;
+}
+
+const ims_rpc_method toy_methods[] = {
+	{ TOY_GET, &imgstore__v1__get_image_request__descriptor, &imgstore__v1__image__descriptor,
+	  IMS_ROLE_READER, false, get_image },
+	{ TOY_LIST, &imgstore__v1__list_images_request__descriptor,
+	  &imgstore__v1__list_images_response__descriptor, IMS_ROLE_NONE, false, list_images },
+	{ TOY_RESIZE, &imgstore__v1__resize_image_request__descriptor,
+	  &imgstore__v1__image__descriptor, IMS_ROLE_HOST, true, resize_image },
+	{ TOY_CREATE, &imgstore__v1__create_image_request__descriptor,
+	  &imgstore__v1__image__descriptor, IMS_ROLE_ADMIN, true, create_image },
+	{ TOY_DELETE, &imgstore__v1__delete_image_request__descriptor,
+	  &imgstore__v1__delete_image_response__descriptor, IMS_ROLE_ADMIN, true, NULL },
+	{ TOY_RENAME, &imgstore__v1__rename_image_request__descriptor,
+	  &imgstore__v1__image__descriptor, IMS_ROLE_READER, false, rename_image },
+	{ TOY_UPLOAD, &imgstore__v1__upload_chunk_request__descriptor,
+	  &imgstore__v1__upload_chunk_response__descriptor, IMS_ROLE_HOST, true, upload_chunk },
+};
+const size_t toy_nmethods = sizeof(toy_methods) / sizeof(toy_methods[0]);
+
+static const char *toy_health(void *a)
+{
+	toy_app *app = a;
+	return app->health ? app->health : "ok";
+}
+
+static void toy_metrics(void *a, FILE *out)
+{
+	fputs("# TYPE imgstore_toy_images gauge\nimgstore_toy_images 42\n", out);
+}
+
+static void toy_audit(void *a, const char *line)
+{
+	toy_app *app = a;
+	pthread_mutex_lock(&app->lock);
+	snprintf(app->audit[app->naudit % TOY_MAX_AUDIT], sizeof(app->audit[0]), "%s", line);
+	app->naudit++;
+	pthread_mutex_unlock(&app->lock);
+}
+
+void toy_init(toy_app *app)
+{
+	memset(app, 0, sizeof(*app));
+	pthread_mutex_init(&app->lock, NULL);
+}
+
+void toy_opts(ims_rpc_server_opts *o, toy_app *app)
+{
+	o->methods = toy_methods;
+	o->nmethods = toy_nmethods;
+	o->app = app;
+	o->health = toy_health;
+	o->metrics = toy_metrics;
+	o->audit = toy_audit;
+}
+
+unsigned toy_calls(toy_app *app)
+{
+	pthread_mutex_lock(&app->lock);
+	unsigned n = app->calls;
+	pthread_mutex_unlock(&app->lock);
+	return n;
+}
+
+unsigned toy_last_audit(toy_app *app, char *buf, size_t cap)
+{
+	pthread_mutex_lock(&app->lock);
+	unsigned n = app->naudit;
+	snprintf(buf, cap, "%s", n ? app->audit[(n - 1) % TOY_MAX_AUDIT] : "");
+	pthread_mutex_unlock(&app->lock);
+	return n;
+}

@@ -1,0 +1,43 @@
+/*
+ * tests/unit/rpc_toy.h: a toy RPC service over the generated messages, for the transport's
+ * tests and fuzzer: canned answers, an error path, and the calls and audit lines it saw.
+ */
+#ifndef IMS_TESTS_RPC_TOY_H
+#define IMS_TESTS_RPC_TOY_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+#include "imgstore/v1/image.pb-c.h"
+#include "proto/server.h"
+
+#define TOY_GET "/imgstore.v1.ImageService/GetImage"             /* reader */
+#define TOY_LIST "/imgstore.v1.ImageService/ListImages"          /* no role */
+#define TOY_RESIZE "/imgstore.v1.ImageService/ResizeImage"       /* host, mutating */
+#define TOY_CREATE "/imgstore.v1.ImageService/CreateImage"       /* admin, mutating */
+#define TOY_DELETE "/imgstore.v1.ImageService/DeleteImage"       /* admin, no handler */
+#define TOY_RENAME "/imgstore.v1.ImageService/RenameImage"       /* answers the wrong type */
+#define TOY_UPLOAD "/imgstore.v1.ImageService/UploadChunk"       /* host, mutating */
+
+#define TOY_MAX_AUDIT 256
+
+typedef struct {
+	pthread_mutex_t lock;
+	unsigned calls;       /* handler calls */
+	const char *health;   /* what /healthz says; NULL: ok */
+	char audit[TOY_MAX_AUDIT][1024];
+	unsigned naudit;
+	unsigned sleep_ms;    /* GetImage of "slow" sleeps this long */
+} toy_app;
+
+extern const ims_rpc_method toy_methods[];
+extern const size_t toy_nmethods;
+
+void toy_init(toy_app *app);
+/** Options that serve toy_methods with @p app (hooks set; listeners not). */
+void toy_opts(ims_rpc_server_opts *o, toy_app *app);
+unsigned toy_calls(toy_app *app);
+/** Copy the last audit line into @p buf, "" if none; @returns how many there were. */
+unsigned toy_last_audit(toy_app *app, char *buf, size_t cap);
+
+#endif
