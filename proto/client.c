@@ -22,9 +22,9 @@
 
 #include "common/error.h"
 
-#define DEFAULT_TIMEOUT_MS 60000L
+#define DEFAULT_TIMEOUT_MS	   60000L
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000L
-#define METHOD_MAX 256
+#define METHOD_MAX		   256
 
 struct ims_client {
 	CURL *curl;
@@ -88,7 +88,7 @@ static void printable_copy(char *dst, size_t cap, const char *src)
 
 	for (; src[i] && i + 1 < cap; i++)
 		dst[i] = ((unsigned char)src[i] < 0x20 || (unsigned char)src[i] == 0x7f) ? '?'
-											: src[i];
+											 : src[i];
 	dst[i] = '\0';
 }
 
@@ -167,8 +167,9 @@ int ims_client_open(ims_client **out, const ims_client_opts *opts)
 		unix_path = opts->server;
 	if (unix_path) {
 		if (unix_path[0] != '/') {
-			r = ims_error_set(-EINVAL, "bad server address '%s': a Unix socket is an "
-						   "absolute path",
+			r = ims_error_set(-EINVAL,
+					  "bad server address '%s': a Unix socket is an "
+					  "absolute path",
 					  opts->server);
 			goto fail;
 		}
@@ -352,9 +353,8 @@ static bool media_is(const char *ct, const char *type)
 	return n == strlen(type) && strncasecmp(ct, type, n) == 0;
 }
 
-int ims_client__decode(ims_client *c, long status, const char *content_type,
-		       const uint8_t *body, size_t len, const ProtobufCMessageDescriptor *desc,
-		       ProtobufCMessage **resp)
+int ims_client__decode(ims_client *c, long status, const char *content_type, const uint8_t *body,
+		       size_t len, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp)
 {
 	static const uint8_t empty[1];
 
@@ -368,10 +368,12 @@ int ims_client__decode(ims_client *c, long status, const char *content_type,
 					     "not application/proto",
 					     c->display, shown);
 		}
-		ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, body ? body : empty);
+		ProtobufCMessage *m =
+			protobuf_c_message_unpack(desc, NULL, len, body ? body : empty);
 		if (!m) {
 			c->last_code = IMS_RPC_UNKNOWN;
-			return ims_error_set(-EPROTO, "imgstored at '%s' answered with a malformed %s",
+			return ims_error_set(-EPROTO,
+					     "imgstored at '%s' answered with a malformed %s",
 					     c->display, desc->name);
 		}
 		c->last_code = IMS_RPC_OK;
@@ -387,7 +389,8 @@ int ims_client__decode(ims_client *c, long status, const char *content_type,
 		json_tokener *tok = json_tokener_new();
 		json_object *o = NULL, *jc, *jm;
 		if (tok) {
-			o = json_tokener_parse_ex(tok, (const char *)(body ? body : empty), (int)len);
+			o = json_tokener_parse_ex(tok, (const char *)(body ? body : empty),
+						  (int)len);
 			if (json_tokener_get_error(tok) != json_tokener_success) {
 				json_object_put(o);
 				o = NULL;
@@ -422,7 +425,7 @@ int ims_client__decode(ims_client *c, long status, const char *content_type,
 int ims_client_call(ims_client *c, const char *method, const ProtobufCMessage *req,
 		    const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp)
 {
-	answer a = { 0 };
+	answer a = {0};
 	uint8_t *buf = NULL;
 	char *url = NULL;
 	char *ct = NULL;

@@ -17,8 +17,7 @@
  * Turn an HTTP answer into a decoded response or an errno with a message, as
  * ims_client_call() does once the transfer is over; sets ims_client_last_code().
  */
-int ims_client__decode(ims_client *c, long status, const char *content_type,
-		       const uint8_t *body, size_t len, const ProtobufCMessageDescriptor *desc,
-		       ProtobufCMessage **resp);
+int ims_client__decode(ims_client *c, long status, const char *content_type, const uint8_t *body,
+		       size_t len, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **resp);
 
 #endif

@@ -18,7 +18,7 @@
 #include "common/log.h"
 
 #define CT_PROTO "application/proto"
-#define CT_JSON "application/json"
+#define CT_JSON	 "application/json"
 
 /* ---- per-call memory ---------------------------------------------------------------------- */
 
@@ -151,8 +151,8 @@ void ims_rpc__error_response(ims_rpc__response *resp, int status, ims_rpc_code c
 	utf8_clean(clean, sizeof(clean), msg ? msg : "");
 	json_object_object_add(o, "code", json_object_new_string(ims_rpc_code_name(code)));
 	json_object_object_add(o, "message", json_object_new_string(clean));
-	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-								    JSON_C_TO_STRING_NOSLASHESCAPE);
+	const char *text = json_object_to_json_string_ext(
+		o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (text) {
 		size_t n = strlen(text);
 		resp->body = malloc(n + 1);
@@ -226,7 +226,7 @@ static void put_value(line_buf *l, const char *key, const char *v, bool quote, s
 
 static void audit(ims_rpc_server *s, ims_rpc_call *call, ims_rpc_code code, const char *msg)
 {
-	line_buf l = { .n = 0 };
+	line_buf l = {.n = 0};
 
 	put(&l, "audit");
 	put_value(&l, "caller", call->authenticated ? call->caller : "-", false, 64);
@@ -500,12 +500,11 @@ int ims_rpc_server_dispatch(ims_rpc_server *s, const char *path, const char *con
 			    const char *authorization, const uint8_t *body, size_t len, int *status,
 			    const char **resp_content_type, uint8_t **resp, size_t *resp_len)
 {
-	ims_rpc__peer peer = { .addr = "dispatch" };
+	ims_rpc__peer peer = {.addr = "dispatch"};
 	ims_rpc__response r;
 	ims_rpc_call call;
 
-	if (!s || !path || !status || !resp_content_type || !resp || !resp_len ||
-	    (!body && len))
+	if (!s || !path || !status || !resp_content_type || !resp || !resp_len || (!body && len))
 		return -EINVAL;
 	if (ims_rpc__begin(s, &call, "POST", path, content_type, true, len, authorization, &peer,
 			   &r))

@@ -11,10 +11,9 @@
 
 #include "common/error.h"
 
-static const double bounds[IMS_RPC__NBUCKETS - 1] = { .001, .005, .01, .05, .1, .5, 1, 5, 10 };
-static const char *const bound_text[IMS_RPC__NBUCKETS] = { "0.001", "0.005", "0.01", "0.05",
-							   "0.1",   "0.5",   "1",    "5",
-							   "10",    "+Inf" };
+static const double bounds[IMS_RPC__NBUCKETS - 1] = {.001, .005, .01, .05, .1, .5, 1, 5, 10};
+static const char *const bound_text[IMS_RPC__NBUCKETS] = {"0.001", "0.005", "0.01", "0.05", "0.1",
+							  "0.5",   "1",	    "5",    "10",   "+Inf"};
 
 int ims_rpc__metrics_init(ims_rpc__metrics *mx, size_t nmethods)
 {
@@ -51,8 +50,7 @@ int64_t ims_rpc__metrics_get_in_flight(ims_rpc__metrics *mx)
 	return n;
 }
 
-void ims_rpc__metrics_record(ims_rpc__metrics *mx, size_t slot, ims_rpc_code code,
-			     double seconds)
+void ims_rpc__metrics_record(ims_rpc__metrics *mx, size_t slot, ims_rpc_code code, double seconds)
 {
 	size_t b = 0;
 
@@ -106,7 +104,8 @@ void ims_rpc__metrics_write(ims_rpc__metrics *mx, const char *const *names, FILE
 		for (size_t b = 0; b < IMS_RPC__NBUCKETS; b++) {
 			cum += snap[i].buckets[b];
 			fprintf(out,
-				"imgstore_rpc_request_duration_seconds_bucket{method=\"%s\",le=\"%s\"} "
+				"imgstore_rpc_request_duration_seconds_bucket{method=\"%s\",le=\"%"
+				"s\"} "
 				"%" PRIu64 "\n",
 				names[i], bound_text[b], cum);
 		}

@@ -25,11 +25,11 @@
 #include "common/error.h"
 #include "common/log.h"
 
-#define DEFAULT_MAX_REQUEST (4u << 20)
+#define DEFAULT_MAX_REQUEST  (4u << 20)
 #define DEFAULT_READ_TIMEOUT 30
-#define DEFAULT_THREADS 8
-#define CONNECTION_LIMIT 256
-#define PEM_MAX (1u << 20)
+#define DEFAULT_THREADS	     8
+#define CONNECTION_LIMIT     256
+#define PEM_MAX		     (1u << 20)
 /* A chunked body past the limit is read and dropped so that the client gets its 413; past
  * this much more, the connection is cut instead. */
 #define DISCARD_MAX (16u << 20)
@@ -39,16 +39,16 @@
 struct ims_rpc__listener {
 	ims_rpc_server *s;
 	struct MHD_Daemon *d;
-	int fd;          /* owned here until MHD has it, closed after MHD stops */
+	int fd; /* the listening socket once quiesced: MHD leaves it to us then */
 	bool is_unix;
 	bool tls;
 	bool cert_required;
 };
 
 typedef struct {
-	bool rpc;        /* an RPC call was begun: call must be ended */
-	bool plain;      /* /healthz or /metrics */
-	bool early;      /* resp was decided from the headers; the body is dropped */
+	bool rpc;   /* an RPC call was begun: call must be ended */
+	bool plain; /* /healthz or /metrics */
+	bool early; /* resp was decided from the headers; the body is dropped */
 	bool too_large;
 	const char *cert_err;
 	ims_rpc_call call;
@@ -75,8 +75,8 @@ static int read_pem(const char *what, const char *path, char **out)
 		return ims_error_set(r, "cannot open %s '%s': %s", what, path, ims_strerror(r));
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > PEM_MAX) {
-		r = ims_error_set(-EINVAL, "%s '%s' is not a regular file of at most %u bytes", what,
-				  path, PEM_MAX);
+		r = ims_error_set(-EINVAL, "%s '%s' is not a regular file of at most %u bytes",
+				  what, path, PEM_MAX);
 		goto out;
 	}
 	buf = malloc((size_t)st.st_size + 1);
@@ -122,8 +122,8 @@ static int check_tls_files(const ims_rpc_server_opts *o, const char *cert, const
 			   const char *ca)
 {
 	gnutls_certificate_credentials_t cred;
-	gnutls_datum_t c = { (unsigned char *)cert, (unsigned)strlen(cert) };
-	gnutls_datum_t k = { (unsigned char *)key, (unsigned)strlen(key) };
+	gnutls_datum_t c = {(unsigned char *)cert, (unsigned)strlen(cert)};
+	gnutls_datum_t k = {(unsigned char *)key, (unsigned)strlen(key)};
 	int r = 0, g;
 
 	if (gnutls_certificate_allocate_credentials(&cred) < 0)
@@ -137,10 +137,11 @@ static int check_tls_files(const ims_rpc_server_opts *o, const char *cert, const
 		goto out;
 	}
 	if (ca) {
-		gnutls_datum_t a = { (unsigned char *)ca, (unsigned)strlen(ca) };
+		gnutls_datum_t a = {(unsigned char *)ca, (unsigned)strlen(ca)};
 		g = gnutls_certificate_set_x509_trust_mem(cred, &a, GNUTLS_X509_FMT_PEM);
 		if (g <= 0) {
-			r = ims_error_set(-EINVAL, "tls_client_ca '%s' holds no PEM certificate%s%s",
+			r = ims_error_set(-EINVAL,
+					  "tls_client_ca '%s' holds no PEM certificate%s%s",
 					  o->tls_client_ca, g < 0 ? ": " : "",
 					  g < 0 ? gnutls_strerror(g) : "");
 			goto out;
@@ -161,8 +162,8 @@ static int set_flags(int fd)
 
 static int listen_tcp(const char *address, int *out, uint16_t *port)
 {
-	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
-				  .ai_socktype = SOCK_STREAM };
+	struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+				 .ai_socktype = SOCK_STREAM};
 	struct addrinfo *res = NULL;
 	char host[256];
 	const char *colon, *h = host, *p;
@@ -235,7 +236,7 @@ out:
 /* Bind @p path, replacing a socket file nobody listens on any more. */
 static int listen_unix(const char *path, int *out)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd = -1, r;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -269,7 +270,8 @@ static int listen_unix(const char *path, int *out)
 		int e = errno;
 		close(probe);
 		if (c == 0 || e != ECONNREFUSED) {
-			r = ims_error_set(-EADDRINUSE, "something listens on unix_socket '%s'", path);
+			r = ims_error_set(-EADDRINUSE, "something listens on unix_socket '%s'",
+					  path);
 			goto out;
 		}
 		/* stale: its server is gone */
@@ -343,8 +345,8 @@ static enum MHD_Result queue(struct MHD_Connection *conn, ims_rpc__response *r)
 	return ret;
 }
 
-static void text_response(ims_rpc__response *r, int status, const char *content_type,
-			  char *body, size_t len)
+static void text_response(ims_rpc__response *r, int status, const char *content_type, char *body,
+			  size_t len)
 {
 	memset(r, 0, sizeof(*r));
 	r->status = status;
@@ -408,9 +410,8 @@ static const char *check_client_cert(struct MHD_Connection *conn, char *cn, size
 	return NULL;
 }
 
-static enum MHD_Result serve_plain(ims_rpc_server *s, struct MHD_Connection *conn,
-				   request *rq, const char *url, const char *method,
-				   const char *cert_err)
+static enum MHD_Result serve_plain(ims_rpc_server *s, struct MHD_Connection *conn, request *rq,
+				   const char *url, const char *method, const char *cert_err)
 {
 	ims_rpc__response *r = &rq->resp;
 
@@ -431,8 +432,8 @@ static enum MHD_Result serve_plain(ims_rpc_server *s, struct MHD_Connection *con
 		int n = asprintf(&body, "%s\n", h);
 		if (n < 0)
 			return MHD_NO;
-		text_response(r, strcmp(h, "ok") == 0 ? 200 : 503, "text/plain; charset=utf-8", body,
-			      (size_t)n);
+		text_response(r, strcmp(h, "ok") == 0 ? 200 : 503, "text/plain; charset=utf-8",
+			      body, (size_t)n);
 		return queue(conn, r);
 	}
 
@@ -484,11 +485,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
 		const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							       MHD_HTTP_HEADER_AUTHORIZATION);
-		ims_rpc__peer peer = { .addr = addr,
-				       .cert_required = l->cert_required,
-				       .cert_ok = l->cert_required && !cert_err,
-				       .cert_cn = cn[0] ? cn : NULL,
-				       .cert_err = cert_err };
+		ims_rpc__peer peer = {.addr = addr,
+				      .cert_required = l->cert_required,
+				      .cert_ok = l->cert_required && !cert_err,
+				      .cert_cn = cn[0] ? cn : NULL,
+				      .cert_err = cert_err};
 		uint64_t length = 0;
 		bool have_length = false;
 		if (cl) {
@@ -497,7 +498,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 			length = strtoull(cl, &end, 10);
 			have_length = errno == 0 && end != cl && !*end;
 			if (!have_length)
-				length = UINT64_MAX; /* MHD refuses it anyway; never a buffer size */
+				length =
+					UINT64_MAX; /* MHD refuses it anyway; never a buffer size */
 			have_length = true;
 		}
 		rq->rpc = true;
@@ -589,46 +591,45 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 
 /* ---- start and stop ----------------------------------------------------------------------- */
 
-static int start_listener(ims_rpc_server *s, struct ims_rpc__listener **out, int fd,
-			  bool is_unix, const char *name)
+static int start_listener(ims_rpc_server *s, struct ims_rpc__listener **out, int fd, bool is_unix,
+			  const char *name)
 {
 	const ims_rpc_server_opts *o = &s->opts;
 	struct ims_rpc__listener *l = calloc(1, sizeof(*l));
 	struct MHD_OptionItem tls[4];
 	size_t nt = 0;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
-			 MHD_USE_ITC;
+	unsigned flags =
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 
 	if (!l) {
 		close(fd);
 		return ims_error_set(-ENOMEM, "out of memory starting the RPC server");
 	}
 	l->s = s;
-	l->fd = fd;
+	l->fd = -1;
 	l->is_unix = is_unix;
 	l->tls = !is_unix && s->cert_pem;
 	l->cert_required = l->tls && s->ca_pem;
 	if (l->tls) {
 		flags |= MHD_USE_TLS;
-		tls[nt++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert_pem };
-		tls[nt++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, s->key_pem };
+		tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert_pem};
+		tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->key_pem};
 		if (s->ca_pem)
-			tls[nt++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_TRUST, 0,
-							     s->ca_pem };
+			tls[nt++] =
+				(struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, s->ca_pem};
 	}
-	tls[nt] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+	tls[nt] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
-	l->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, l,
-				MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-				MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o->threads ? o->threads : DEFAULT_THREADS),
-				MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
-				MHD_OPTION_CONNECTION_TIMEOUT,
-				(unsigned)(o->read_timeout ? o->read_timeout : DEFAULT_READ_TIMEOUT),
-				MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)l,
-				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)l,
-				MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+	l->d = MHD_start_daemon(
+		flags, 0, NULL, NULL, on_access, l, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o->threads ? o->threads : DEFAULT_THREADS),
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
+		MHD_OPTION_CONNECTION_TIMEOUT,
+		(unsigned)(o->read_timeout ? o->read_timeout : DEFAULT_READ_TIMEOUT),
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)l, MHD_OPTION_EXTERNAL_LOGGER,
+		mhd_log, (void *)l, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
 	if (!l->d) {
-		close(fd);
+		/* MHD has closed fd */
 		free(l);
 		return ims_error_set(-EIO, "cannot start serving %s (libmicrohttpd failed)", name);
 	}
@@ -638,8 +639,9 @@ static int start_listener(ims_rpc_server *s, struct ims_rpc__listener **out, int
 
 static void quiesce(struct ims_rpc__listener *l)
 {
+	/* no new connections; the socket is ours to close, after MHD stops */
 	if (l && l->d)
-		MHD_quiesce_daemon(l->d); /* the socket is closed after MHD stops */
+		l->fd = MHD_quiesce_daemon(l->d);
 }
 
 static void stop_listener(struct ims_rpc__listener *l)
@@ -721,8 +723,9 @@ int ims_rpc_server_start(ims_rpc_server **out, const ims_rpc_server_opts *opts)
 	if (!opts->dispatch_only && !opts->listen && !opts->unix_socket)
 		return ims_error_set(-EINVAL, "neither listen nor unix_socket is set");
 	if (opts->listen && !opts->allow_plain_http && (!opts->tls_cert || !opts->tls_key))
-		return ims_error_set(-EINVAL, "listen '%s' needs tls_cert and tls_key (or "
-					      "allow_plain_http for a test setup)",
+		return ims_error_set(-EINVAL,
+				     "listen '%s' needs tls_cert and tls_key (or "
+				     "allow_plain_http for a test setup)",
 				     opts->listen);
 	if (!opts->tls_cert != !opts->tls_key)
 		return ims_error_set(-EINVAL, "tls_cert and tls_key go together");
@@ -738,8 +741,8 @@ int ims_rpc_server_start(ims_rpc_server **out, const ims_rpc_server_opts *opts)
 	/* borrowed strings are not kept beyond this call */
 	s->opts.listen = s->opts.unix_socket = NULL;
 	s->opts.tls_cert = s->opts.tls_key = s->opts.tls_client_ca = s->opts.token_file = NULL;
-	s->max_request_bytes = opts->max_request_bytes ? opts->max_request_bytes
-						       : DEFAULT_MAX_REQUEST;
+	s->max_request_bytes =
+		opts->max_request_bytes ? opts->max_request_bytes : DEFAULT_MAX_REQUEST;
 	if (s->max_request_bytes > SIZE_MAX / 2)
 		s->max_request_bytes = SIZE_MAX / 2;
 	pthread_rwlock_init(&s->tokens_lock, NULL);
@@ -840,8 +843,8 @@ void ims_rpc_server_stop(ims_rpc_server *s)
 	quiesce(s->tcp);
 	quiesce(s->unix_l);
 	if (s->metrics.m)
-		for (int ms = 0; ms < STOP_GRACE_MS &&
-				 ims_rpc__metrics_get_in_flight(&s->metrics) > 0;
+		for (int ms = 0;
+		     ms < STOP_GRACE_MS && ims_rpc__metrics_get_in_flight(&s->metrics) > 0;
 		     ms += 10)
 			usleep(10000);
 	stop_listener(s->tcp);

@@ -20,7 +20,7 @@
 
 #define IMS_RPC__TOKEN_MIN 16
 #define IMS_RPC__TOKEN_MAX 512
-#define IMS_RPC__NAME_MAX 64
+#define IMS_RPC__NAME_MAX  64
 
 typedef struct {
 	uint8_t digest[IMS_SHA256_LEN]; /* SHA-256 of the token: the token itself is not kept */
@@ -48,8 +48,7 @@ void ims_rpc__tokens_free(ims_rpc__tokens *t);
  *
  * @returns the entry or NULL; borrowed from @p t.
  */
-const ims_rpc__token *ims_rpc__tokens_find(const ims_rpc__tokens *t, const char *token,
-					   size_t len);
+const ims_rpc__token *ims_rpc__tokens_find(const ims_rpc__tokens *t, const char *token, size_t len);
 
 /* ---- metrics.c --------------------------------------------------------------------------- */
 
@@ -57,7 +56,7 @@ const ims_rpc__token *ims_rpc__tokens_find(const ims_rpc__tokens *t, const char 
 
 typedef struct {
 	uint64_t requests[IMS_RPC_UNAUTHENTICATED + 1]; /* by code */
-	uint64_t buckets[IMS_RPC__NBUCKETS];            /* not cumulative */
+	uint64_t buckets[IMS_RPC__NBUCKETS];		/* not cumulative */
 	double sum;
 	uint64_t count;
 } ims_rpc__method_metrics;
@@ -73,8 +72,7 @@ int ims_rpc__metrics_init(ims_rpc__metrics *mx, size_t nmethods);
 void ims_rpc__metrics_destroy(ims_rpc__metrics *mx);
 void ims_rpc__metrics_in_flight(ims_rpc__metrics *mx, int delta);
 int64_t ims_rpc__metrics_get_in_flight(ims_rpc__metrics *mx);
-void ims_rpc__metrics_record(ims_rpc__metrics *mx, size_t slot, ims_rpc_code code,
-			     double seconds);
+void ims_rpc__metrics_record(ims_rpc__metrics *mx, size_t slot, ims_rpc_code code, double seconds);
 /** Prometheus text; @p names[slot] is the method label of each slot. */
 void ims_rpc__metrics_write(ims_rpc__metrics *mx, const char *const *names, FILE *out);
 
@@ -117,7 +115,7 @@ typedef struct ims_rpc__block {
 typedef struct {
 	const char *addr;     /* "IP:PORT", "unix", "dispatch" */
 	bool cert_required;   /* TLS listener with tls_client_ca */
-	bool cert_ok;         /* a client certificate signed by tls_client_ca */
+	bool cert_ok;	      /* a client certificate signed by tls_client_ca */
 	const char *cert_cn;  /* its CN, or NULL */
 	const char *cert_err; /* why it was refused, when cert_required && !cert_ok */
 } ims_rpc__peer;
@@ -125,7 +123,7 @@ typedef struct {
 struct ims_rpc_call {
 	ims_rpc_server *server;
 	const ims_rpc__method *method; /* NULL for an unknown path */
-	size_t slot;                   /* metrics slot */
+	size_t slot;		       /* metrics slot */
 	struct timespec start;
 	bool authenticated;
 	bool in_flight;
@@ -141,11 +139,11 @@ struct ims_rpc_call {
 typedef struct {
 	int status;
 	const char *content_type; /* static */
-	uint8_t *body;            /* malloc'ed */
+	uint8_t *body;		  /* malloc'ed */
 	size_t len;
 	ims_rpc_code code;
-	const char *allow;        /* for 405, or NULL */
-	bool www_authenticate;    /* for 401 */
+	const char *allow;     /* for 405, or NULL */
+	bool www_authenticate; /* for 401 */
 } ims_rpc__response;
 
 /**

@@ -211,9 +211,9 @@ int ims_rpc__tokens_load(ims_rpc__tokens **out, const char *path)
 			snprintf(e->name, sizeof(e->name), "token-%u", lineno);
 		for (size_t i = 0; i < t->n; i++) {
 			if (memcmp(t->v[i].digest, e->digest, IMS_SHA256_LEN) == 0) {
-				r = ims_error_set(-EINVAL,
-						  "%s:%u: the same token as '%s' on an earlier line",
-						  path, lineno, t->v[i].name);
+				r = ims_error_set(
+					-EINVAL, "%s:%u: the same token as '%s' on an earlier line",
+					path, lineno, t->v[i].name);
 				goto out;
 			}
 		}
@@ -240,8 +240,7 @@ void ims_rpc__tokens_free(ims_rpc__tokens *t)
 	free(t);
 }
 
-const ims_rpc__token *ims_rpc__tokens_find(const ims_rpc__tokens *t, const char *token,
-					   size_t len)
+const ims_rpc__token *ims_rpc__tokens_find(const ims_rpc__tokens *t, const char *token, size_t len)
 {
 	uint8_t digest[IMS_SHA256_LEN];
 	size_t found = SIZE_MAX;

@@ -1,12 +1,6 @@
 # The command-line client (cli/): argument parsing, requests, output and operation waits,
 # driven through a fake transport with canned responses (tests/unit/cli_fake.c). Pure logic:
-# no server. Included from tests/CMakeLists.txt.
-
-# ims_cli is declared in cli/; until the top level adds that folder (before tests/), bring it
-# in from here.
-if(NOT TARGET ims_cli)
-  add_subdirectory(${PROJECT_SOURCE_DIR}/cli ${PROJECT_BINARY_DIR}/cli)
-endif()
+# no server, no libimgstore. Included from tests/CMakeLists.txt.
 
 add_library(ims_cli_fake STATIC unit/cli_fake.c)
 target_link_libraries(ims_cli_fake PUBLIC ims_cli PkgConfig::CMOCKA)

@@ -25,7 +25,7 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define ADMIN "admin-fuzz-0123456789abcdef"
+#define ADMIN  "admin-fuzz-0123456789abcdef"
 #define READER "reader-fuzz-0123456789abcdef"
 
 static toy_app app;
@@ -33,7 +33,12 @@ static ims_rpc_server *server;
 static ims_client *client;
 
 static const char *const paths[] = {
-	TOY_GET, TOY_CREATE, TOY_UPLOAD, TOY_RESIZE, TOY_LIST, TOY_DELETE,
+	TOY_GET,
+	TOY_CREATE,
+	TOY_UPLOAD,
+	TOY_RESIZE,
+	TOY_LIST,
+	TOY_DELETE,
 	"/imgstore.v1.ImageService/Unknown",
 };
 #define NPATHS (sizeof(paths) / sizeof(paths[0]))
@@ -116,8 +121,8 @@ static void fuzz_server(const char *path, uint8_t sel, const uint8_t *body, size
 	size_t resp_len = 0;
 	int status = 0;
 
-	if (ims_rpc_server_dispatch(server, path, ct, auths[sel & 3], body, len, &status,
-				    &resp_ct, &resp, &resp_len) < 0)
+	if (ims_rpc_server_dispatch(server, path, ct, auths[sel & 3], body, len, &status, &resp_ct,
+				    &resp, &resp_len) < 0)
 		abort();
 	if (status == 200) {
 		const ProtobufCMessageDescriptor *d = output_of(path);
@@ -137,7 +142,7 @@ static void fuzz_server(const char *path, uint8_t sel, const uint8_t *body, size
 
 static void fuzz_client(uint8_t pick, uint8_t sel, const uint8_t *body, size_t len)
 {
-	static const long statuses[] = { 200, 400, 401, 403, 404, 409, 413, 429, 500, 502, 503 };
+	static const long statuses[] = {200, 400, 401, 403, 404, 409, 413, 429, 500, 502, 503};
 	ProtobufCMessage *m = NULL;
 	long status = statuses[pick % (sizeof(statuses) / sizeof(statuses[0]))];
 	int r = ims_client__decode(client, status, client_types[(sel >> 4) & 3], body, len,

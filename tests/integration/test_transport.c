@@ -32,27 +32,27 @@
 #include "proto/server.h"
 #include "../unit/rpc_toy.h"
 
-#define T_ADMIN "admin-token-0123456789abcdef"
-#define T_HOST "host-token-0123456789abcdef"
+#define T_ADMIN	 "admin-token-0123456789abcdef"
+#define T_HOST	 "host-token-0123456789abcdef"
 #define T_READER "reader-token-0123456789abcdef"
-#define T_BAD "wrong-token-0123456789abcdef"
+#define T_BAD	 "wrong-token-0123456789abcdef"
 
-#define GET_PATH "imgstore.v1.ImageService/GetImage"
+#define GET_PATH    "imgstore.v1.ImageService/GetImage"
 #define CREATE_PATH "imgstore.v1.ImageService/CreateImage"
 #define RESIZE_PATH "imgstore.v1.ImageService/ResizeImage"
 #define UPLOAD_PATH "imgstore.v1.ImageService/UploadChunk"
 
 static struct {
 	char dir[64];
-	char cert[128], key[128];        /* the server's, self-signed, CN=localhost */
-	char ca[128], ca_key[128];       /* signs client certificates */
-	char ccert[128], ckey[128];      /* client certificate CN=hv1 */
+	char cert[128], key[128];   /* the server's, self-signed, CN=localhost */
+	char ca[128], ca_key[128];  /* signs client certificates */
+	char ccert[128], ckey[128]; /* client certificate CN=hv1 */
 	char tokens[128];
 	char sock[128];
 	toy_app app;
-	ims_rpc_server *tls;             /* TLS on 127.0.0.1, and the Unix socket */
-	ims_rpc_server *plain;           /* plain HTTP on 127.0.0.1 */
-	ims_rpc_server *mtls;            /* TLS with tls_client_ca */
+	ims_rpc_server *tls;   /* TLS on 127.0.0.1, and the Unix socket */
+	ims_rpc_server *plain; /* plain HTTP on 127.0.0.1 */
+	ims_rpc_server *mtls;  /* TLS with tls_client_ca */
 	char tls_url[64], plain_url[64], mtls_url[64], unix_url[160];
 	double scale; /* IMS_TEST_TIME_SCALE */
 } W;
@@ -318,8 +318,7 @@ static int group_setup(void **state)
 		fprintf(stderr, "cannot start: %s\n", ims_error_last());
 		return -1;
 	}
-	snprintf(W.tls_url, sizeof(W.tls_url), "https://127.0.0.1:%u",
-		 ims_rpc_server_port(W.tls));
+	snprintf(W.tls_url, sizeof(W.tls_url), "https://127.0.0.1:%u", ims_rpc_server_port(W.tls));
 	snprintf(W.plain_url, sizeof(W.plain_url), "http://127.0.0.1:%u",
 		 ims_rpc_server_port(W.plain));
 	snprintf(W.mtls_url, sizeof(W.mtls_url), "https://localhost:%u",
@@ -341,7 +340,7 @@ static int group_teardown(void **state)
 
 static void test_round_trip(void **state)
 {
-	const char *urls[] = { W.tls_url, W.plain_url, W.unix_url, W.sock };
+	const char *urls[] = {W.tls_url, W.plain_url, W.unix_url, W.sock};
 
 	assert_int_not_equal(ims_rpc_server_port(W.tls), 0);
 	for (size_t i = 0; i < 4; i++) {
@@ -375,8 +374,8 @@ static void test_curl_round_trip(void **state)
 
 	packed_get("get.bin", req, sizeof(req));
 	curl(&a,
-	     "--cacert '%s' -H 'Content-Type: application/proto' -H 'Authorization: Bearer "
-	     T_READER "' --data-binary @'%s' %s/" GET_PATH,
+	     "--cacert '%s' -H 'Content-Type: application/proto' -H 'Authorization: "
+	     "Bearer " T_READER "' --data-binary @'%s' %s/" GET_PATH,
 	     W.cert, req, W.tls_url);
 	assert_int_equal(a.status, 200);
 	assert_string_equal(a.ct, "application/proto");
@@ -389,8 +388,8 @@ static void test_curl_round_trip(void **state)
 
 	/* over the Unix socket */
 	curl(&a,
-	     "--unix-socket '%s' -H 'Content-Type: application/proto' -H 'Authorization: Bearer "
-	     T_READER "' --data-binary @'%s' http://localhost/" GET_PATH,
+	     "--unix-socket '%s' -H 'Content-Type: application/proto' -H 'Authorization: "
+	     "Bearer " T_READER "' --data-binary @'%s' http://localhost/" GET_PATH,
 	     W.sock, req);
 	assert_int_equal(a.status, 200);
 	free(a.body);
@@ -439,19 +438,16 @@ static void test_auth_matrix(void **state)
 		const char *token;
 		ims_role role;
 	} who[] = {
-		{ NULL, IMS_ROLE_NONE },
-		{ T_BAD, IMS_ROLE_NONE },
-		{ T_READER, IMS_ROLE_READER },
-		{ T_HOST, IMS_ROLE_HOST },
-		{ T_ADMIN, IMS_ROLE_ADMIN },
+		{NULL, IMS_ROLE_NONE},	 {T_BAD, IMS_ROLE_NONE},    {T_READER, IMS_ROLE_READER},
+		{T_HOST, IMS_ROLE_HOST}, {T_ADMIN, IMS_ROLE_ADMIN},
 	};
 	static const struct {
 		const char *method;
 		ims_role role;
 	} what[] = {
-		{ GET_PATH, IMS_ROLE_READER },
-		{ RESIZE_PATH, IMS_ROLE_HOST },
-		{ CREATE_PATH, IMS_ROLE_ADMIN },
+		{GET_PATH, IMS_ROLE_READER},
+		{RESIZE_PATH, IMS_ROLE_HOST},
+		{CREATE_PATH, IMS_ROLE_ADMIN},
 	};
 
 	for (size_t t = 0; t < 2; t++) {
@@ -479,11 +475,12 @@ static void test_auth_matrix(void **state)
 
 static void test_malformed(void **state)
 {
-	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+				       0xff, 0xff, 0xff, 0xff, 0xff};
 	char req[160], path[160], big[160];
 	curl_answer a;
-	const char *H = "-H 'Content-Type: application/proto' -H 'Authorization: Bearer " T_ADMIN
-			"'";
+	const char *H =
+		"-H 'Content-Type: application/proto' -H 'Authorization: Bearer " T_ADMIN "'";
 
 	/* random bytes */
 	snprintf(path, sizeof(path), "%s/junk.bin", W.dir);
@@ -624,7 +621,8 @@ static void test_health_metrics(void **state)
 	assert_int_equal(a.status, 405);
 	free(a.body);
 
-	const char *ok = "imgstore_rpc_requests_total{method=\"ImageService/GetImage\",code=\"ok\"}";
+	const char *ok =
+		"imgstore_rpc_requests_total{method=\"ImageService/GetImage\",code=\"ok\"}";
 	const char *nf =
 		"imgstore_rpc_requests_total{method=\"ImageService/GetImage\",code=\"not_found\"}";
 	const char *count = "imgstore_rpc_request_duration_seconds_count{method="
@@ -653,8 +651,8 @@ static void test_health_metrics(void **state)
 	assert_int_equal(metric(a.body, count), c0 + 3);
 	assert_int_equal(metric(a.body, inf), c0 + 3);
 	/* every bucket line is there, cumulative */
-	static const char *les[] = { "0.001", "0.005", "0.01", "0.05", "0.1",
-				     "0.5",   "1",     "5",    "10",   "+Inf" };
+	static const char *les[] = {"0.001", "0.005", "0.01", "0.05", "0.1",
+				    "0.5",   "1",     "5",    "10",   "+Inf"};
 	uint64_t prev = 0;
 	for (size_t i = 0; i < 10; i++) {
 		char series[256];
@@ -709,7 +707,7 @@ static void test_reload(void **state)
 
 static void test_closed_port(void **state)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t sl = sizeof(sa);
 	char url[64], msg[128];
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -755,7 +753,7 @@ static void test_unix_socket(void **state)
 	ims_client_close(c);
 
 	/* a stale one is replaced */
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	snprintf(path, sizeof(path), "%s/stale.sock", W.dir);
 	assert_true(strlen(path) < sizeof(sa.sun_path));
 	memcpy(sa.sun_path, path, strlen(path) + 1);
@@ -900,9 +898,9 @@ static void *fake_serve(void *arg)
 
 static int fake_call(const char *head, size_t stream_bytes)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t sl = sizeof(sa);
-	fake f = { .head = head, .stream_bytes = stream_bytes };
+	fake f = {.head = head, .stream_bytes = stream_bytes};
 	pthread_t th;
 	char url[64];
 
@@ -1016,7 +1014,7 @@ static void test_stop_finishes_calls(void **state)
 	assert_int_equal(start(&s, "127.0.0.1:0", NULL, false, false), 0);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u", ims_rpc_server_port(s));
 	W.app.sleep_ms = 500;
-	slow_call sc = { .url = url, .result = 1 };
+	slow_call sc = {.url = url, .result = 1};
 	assert_int_equal(pthread_create(&th, NULL, call_slow, &sc), 0);
 	usleep(200000);
 	ims_rpc_server_stop(s);

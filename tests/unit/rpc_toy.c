@@ -49,7 +49,7 @@ static int get_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
 	if (strcmp(q->image->image, "nomsg") == 0)
 		return -EIO; /* no message set: strerror */
 	if (strcmp(q->image->image, "slow") == 0 && app->sleep_ms) {
-		struct timespec ts = { app->sleep_ms / 1000, (long)(app->sleep_ms % 1000) * 1000000 };
+		struct timespec ts = {app->sleep_ms / 1000, (long)(app->sleep_ms % 1000) * 1000000};
 		nanosleep(&ts, NULL);
 	}
 	return answer_image(call, q->image, 10ull << 30, resp);
@@ -135,20 +135,20 @@ static int upload_chunk(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
 }
 
 const ims_rpc_method toy_methods[] = {
-	{ TOY_GET, &imgstore__v1__get_image_request__descriptor, &imgstore__v1__image__descriptor,
-	  IMS_ROLE_READER, false, get_image },
-	{ TOY_LIST, &imgstore__v1__list_images_request__descriptor,
-	  &imgstore__v1__list_images_response__descriptor, IMS_ROLE_NONE, false, list_images },
-	{ TOY_RESIZE, &imgstore__v1__resize_image_request__descriptor,
-	  &imgstore__v1__image__descriptor, IMS_ROLE_HOST, true, resize_image },
-	{ TOY_CREATE, &imgstore__v1__create_image_request__descriptor,
-	  &imgstore__v1__image__descriptor, IMS_ROLE_ADMIN, true, create_image },
-	{ TOY_DELETE, &imgstore__v1__delete_image_request__descriptor,
-	  &imgstore__v1__delete_image_response__descriptor, IMS_ROLE_ADMIN, true, NULL },
-	{ TOY_RENAME, &imgstore__v1__rename_image_request__descriptor,
-	  &imgstore__v1__image__descriptor, IMS_ROLE_READER, false, rename_image },
-	{ TOY_UPLOAD, &imgstore__v1__upload_chunk_request__descriptor,
-	  &imgstore__v1__upload_chunk_response__descriptor, IMS_ROLE_HOST, true, upload_chunk },
+	{TOY_GET, &imgstore__v1__get_image_request__descriptor, &imgstore__v1__image__descriptor,
+	 IMS_ROLE_READER, false, get_image},
+	{TOY_LIST, &imgstore__v1__list_images_request__descriptor,
+	 &imgstore__v1__list_images_response__descriptor, IMS_ROLE_NONE, false, list_images},
+	{TOY_RESIZE, &imgstore__v1__resize_image_request__descriptor,
+	 &imgstore__v1__image__descriptor, IMS_ROLE_HOST, true, resize_image},
+	{TOY_CREATE, &imgstore__v1__create_image_request__descriptor,
+	 &imgstore__v1__image__descriptor, IMS_ROLE_ADMIN, true, create_image},
+	{TOY_DELETE, &imgstore__v1__delete_image_request__descriptor,
+	 &imgstore__v1__delete_image_response__descriptor, IMS_ROLE_ADMIN, true, NULL},
+	{TOY_RENAME, &imgstore__v1__rename_image_request__descriptor,
+	 &imgstore__v1__image__descriptor, IMS_ROLE_READER, false, rename_image},
+	{TOY_UPLOAD, &imgstore__v1__upload_chunk_request__descriptor,
+	 &imgstore__v1__upload_chunk_response__descriptor, IMS_ROLE_HOST, true, upload_chunk},
 };
 const size_t toy_nmethods = sizeof(toy_methods) / sizeof(toy_methods[0]);
 

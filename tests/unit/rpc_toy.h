@@ -11,23 +11,23 @@
 #include "imgstore/v1/image.pb-c.h"
 #include "proto/server.h"
 
-#define TOY_GET "/imgstore.v1.ImageService/GetImage"             /* reader */
-#define TOY_LIST "/imgstore.v1.ImageService/ListImages"          /* no role */
-#define TOY_RESIZE "/imgstore.v1.ImageService/ResizeImage"       /* host, mutating */
-#define TOY_CREATE "/imgstore.v1.ImageService/CreateImage"       /* admin, mutating */
-#define TOY_DELETE "/imgstore.v1.ImageService/DeleteImage"       /* admin, no handler */
-#define TOY_RENAME "/imgstore.v1.ImageService/RenameImage"       /* answers the wrong type */
-#define TOY_UPLOAD "/imgstore.v1.ImageService/UploadChunk"       /* host, mutating */
+#define TOY_GET	   "/imgstore.v1.ImageService/GetImage"	   /* reader */
+#define TOY_LIST   "/imgstore.v1.ImageService/ListImages"  /* no role */
+#define TOY_RESIZE "/imgstore.v1.ImageService/ResizeImage" /* host, mutating */
+#define TOY_CREATE "/imgstore.v1.ImageService/CreateImage" /* admin, mutating */
+#define TOY_DELETE "/imgstore.v1.ImageService/DeleteImage" /* admin, no handler */
+#define TOY_RENAME "/imgstore.v1.ImageService/RenameImage" /* answers the wrong type */
+#define TOY_UPLOAD "/imgstore.v1.ImageService/UploadChunk" /* host, mutating */
 
 #define TOY_MAX_AUDIT 256
 
 typedef struct {
 	pthread_mutex_t lock;
-	unsigned calls;       /* handler calls */
-	const char *health;   /* what /healthz says; NULL: ok */
+	unsigned calls;	    /* handler calls */
+	const char *health; /* what /healthz says; NULL: ok */
 	char audit[TOY_MAX_AUDIT][1024];
 	unsigned naudit;
-	unsigned sleep_ms;    /* GetImage of "slow" sleeps this long */
+	unsigned sleep_ms; /* GetImage of "slow" sleeps this long */
 } toy_app;
 
 extern const ims_rpc_method toy_methods[];

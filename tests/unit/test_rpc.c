@@ -16,22 +16,22 @@ static const struct {
 	int status;
 	int err;
 } table[] = {
-	{ IMS_RPC_CANCELED, "canceled", 499, -ECANCELED },
-	{ IMS_RPC_UNKNOWN, "unknown", 500, -EIO },
-	{ IMS_RPC_INVALID_ARGUMENT, "invalid_argument", 400, -EINVAL },
-	{ IMS_RPC_DEADLINE_EXCEEDED, "deadline_exceeded", 504, -ETIMEDOUT },
-	{ IMS_RPC_NOT_FOUND, "not_found", 404, -ENOENT },
-	{ IMS_RPC_ALREADY_EXISTS, "already_exists", 409, -EEXIST },
-	{ IMS_RPC_PERMISSION_DENIED, "permission_denied", 403, -EPERM },
-	{ IMS_RPC_RESOURCE_EXHAUSTED, "resource_exhausted", 429, -ENOSPC },
-	{ IMS_RPC_FAILED_PRECONDITION, "failed_precondition", 400, -EBUSY },
-	{ IMS_RPC_ABORTED, "aborted", 409, -EAGAIN },
-	{ IMS_RPC_OUT_OF_RANGE, "out_of_range", 400, -ERANGE },
-	{ IMS_RPC_UNIMPLEMENTED, "unimplemented", 501, -ENOSYS },
-	{ IMS_RPC_INTERNAL, "internal", 500, -EIO },
-	{ IMS_RPC_UNAVAILABLE, "unavailable", 503, -EAGAIN },
-	{ IMS_RPC_DATA_LOSS, "data_loss", 500, -EIO },
-	{ IMS_RPC_UNAUTHENTICATED, "unauthenticated", 401, -EACCES },
+	{IMS_RPC_CANCELED, "canceled", 499, -ECANCELED},
+	{IMS_RPC_UNKNOWN, "unknown", 500, -EIO},
+	{IMS_RPC_INVALID_ARGUMENT, "invalid_argument", 400, -EINVAL},
+	{IMS_RPC_DEADLINE_EXCEEDED, "deadline_exceeded", 504, -ETIMEDOUT},
+	{IMS_RPC_NOT_FOUND, "not_found", 404, -ENOENT},
+	{IMS_RPC_ALREADY_EXISTS, "already_exists", 409, -EEXIST},
+	{IMS_RPC_PERMISSION_DENIED, "permission_denied", 403, -EPERM},
+	{IMS_RPC_RESOURCE_EXHAUSTED, "resource_exhausted", 429, -ENOSPC},
+	{IMS_RPC_FAILED_PRECONDITION, "failed_precondition", 400, -EBUSY},
+	{IMS_RPC_ABORTED, "aborted", 409, -EAGAIN},
+	{IMS_RPC_OUT_OF_RANGE, "out_of_range", 400, -ERANGE},
+	{IMS_RPC_UNIMPLEMENTED, "unimplemented", 501, -ENOSYS},
+	{IMS_RPC_INTERNAL, "internal", 500, -EIO},
+	{IMS_RPC_UNAVAILABLE, "unavailable", 503, -EAGAIN},
+	{IMS_RPC_DATA_LOSS, "data_loss", 500, -EIO},
+	{IMS_RPC_UNAUTHENTICATED, "unauthenticated", 401, -EACCES},
 };
 
 #define N (sizeof(table) / sizeof(table[0]))
@@ -100,34 +100,34 @@ static void test_code_from_errno(void **state)
 		int err;
 		ims_rpc_code code;
 	} m[] = {
-		{ 0, IMS_RPC_OK },
-		{ -ENOENT, IMS_RPC_NOT_FOUND },
-		{ -EEXIST, IMS_RPC_ALREADY_EXISTS },
-		{ -EINVAL, IMS_RPC_INVALID_ARGUMENT },
-		{ -ENOTSUP, IMS_RPC_INVALID_ARGUMENT },
-		{ -EOPNOTSUPP, IMS_RPC_INVALID_ARGUMENT },
-		{ -ENAMETOOLONG, IMS_RPC_INVALID_ARGUMENT },
-		{ -EACCES, IMS_RPC_PERMISSION_DENIED },
-		{ -EPERM, IMS_RPC_PERMISSION_DENIED },
-		{ -EBUSY, IMS_RPC_FAILED_PRECONDITION },
-		{ -ENOTEMPTY, IMS_RPC_FAILED_PRECONDITION },
-		{ -ECANCELED, IMS_RPC_CANCELED },
-		{ -ETIMEDOUT, IMS_RPC_UNAVAILABLE },
-		{ -ECONNREFUSED, IMS_RPC_UNAVAILABLE },
-		{ -EHOSTUNREACH, IMS_RPC_UNAVAILABLE },
-		{ -ESHUTDOWN, IMS_RPC_UNAVAILABLE },
-		{ -ENOSPC, IMS_RPC_RESOURCE_EXHAUSTED },
-		{ -EDQUOT, IMS_RPC_RESOURCE_EXHAUSTED },
-		{ -EFBIG, IMS_RPC_RESOURCE_EXHAUSTED },
-		{ -EMSGSIZE, IMS_RPC_RESOURCE_EXHAUSTED },
-		{ -EAGAIN, IMS_RPC_RESOURCE_EXHAUSTED },
-		{ -ERANGE, IMS_RPC_OUT_OF_RANGE },
-		{ -ENOSYS, IMS_RPC_UNIMPLEMENTED },
-		{ -EIO, IMS_RPC_INTERNAL },
-		{ -ENOMEM, IMS_RPC_INTERNAL },
-		{ -EPROTO, IMS_RPC_INTERNAL },
-		{ -9999, IMS_RPC_INTERNAL },
-		{ ENOENT, IMS_RPC_NOT_FOUND }, /* positive: the same */
+		{0, IMS_RPC_OK},
+		{-ENOENT, IMS_RPC_NOT_FOUND},
+		{-EEXIST, IMS_RPC_ALREADY_EXISTS},
+		{-EINVAL, IMS_RPC_INVALID_ARGUMENT},
+		{-ENOTSUP, IMS_RPC_INVALID_ARGUMENT},
+		{-EOPNOTSUPP, IMS_RPC_INVALID_ARGUMENT},
+		{-ENAMETOOLONG, IMS_RPC_INVALID_ARGUMENT},
+		{-EACCES, IMS_RPC_PERMISSION_DENIED},
+		{-EPERM, IMS_RPC_PERMISSION_DENIED},
+		{-EBUSY, IMS_RPC_FAILED_PRECONDITION},
+		{-ENOTEMPTY, IMS_RPC_FAILED_PRECONDITION},
+		{-ECANCELED, IMS_RPC_CANCELED},
+		{-ETIMEDOUT, IMS_RPC_UNAVAILABLE},
+		{-ECONNREFUSED, IMS_RPC_UNAVAILABLE},
+		{-EHOSTUNREACH, IMS_RPC_UNAVAILABLE},
+		{-ESHUTDOWN, IMS_RPC_UNAVAILABLE},
+		{-ENOSPC, IMS_RPC_RESOURCE_EXHAUSTED},
+		{-EDQUOT, IMS_RPC_RESOURCE_EXHAUSTED},
+		{-EFBIG, IMS_RPC_RESOURCE_EXHAUSTED},
+		{-EMSGSIZE, IMS_RPC_RESOURCE_EXHAUSTED},
+		{-EAGAIN, IMS_RPC_RESOURCE_EXHAUSTED},
+		{-ERANGE, IMS_RPC_OUT_OF_RANGE},
+		{-ENOSYS, IMS_RPC_UNIMPLEMENTED},
+		{-EIO, IMS_RPC_INTERNAL},
+		{-ENOMEM, IMS_RPC_INTERNAL},
+		{-EPROTO, IMS_RPC_INTERNAL},
+		{-9999, IMS_RPC_INTERNAL},
+		{ENOENT, IMS_RPC_NOT_FOUND}, /* positive: the same */
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
@@ -143,21 +143,16 @@ static void test_errno_maps_back(void **state)
 		ims_rpc_code back = ims_rpc_code_from_errno(ims_rpc_errno_from_code(c));
 		switch (c) {
 		case IMS_RPC_UNKNOWN: /* EIO */
-		case IMS_RPC_DATA_LOSS:
-			assert_int_equal(back, IMS_RPC_INTERNAL);
-			break;
+		case IMS_RPC_DATA_LOSS: assert_int_equal(back, IMS_RPC_INTERNAL); break;
 		case IMS_RPC_ABORTED: /* EAGAIN */
-		case IMS_RPC_UNAVAILABLE:
-			assert_int_equal(back, IMS_RPC_RESOURCE_EXHAUSTED);
-			break;
+		case IMS_RPC_UNAVAILABLE: assert_int_equal(back, IMS_RPC_RESOURCE_EXHAUSTED); break;
 		case IMS_RPC_DEADLINE_EXCEEDED: /* ETIMEDOUT */
 			assert_int_equal(back, IMS_RPC_UNAVAILABLE);
 			break;
 		case IMS_RPC_UNAUTHENTICATED: /* EACCES */
 			assert_int_equal(back, IMS_RPC_PERMISSION_DENIED);
 			break;
-		default:
-			assert_int_equal(back, c);
+		default: assert_int_equal(back, c);
 		}
 	}
 }
@@ -192,8 +187,8 @@ static void test_roles(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_frozen_values),   cmocka_unit_test(test_names_round_trip),
-		cmocka_unit_test(test_parse_refuses),   cmocka_unit_test(test_http_status),
+		cmocka_unit_test(test_frozen_values),	cmocka_unit_test(test_names_round_trip),
+		cmocka_unit_test(test_parse_refuses),	cmocka_unit_test(test_http_status),
 		cmocka_unit_test(test_errno_from_code), cmocka_unit_test(test_code_from_errno),
 		cmocka_unit_test(test_errno_maps_back), cmocka_unit_test(test_roles),
 	};

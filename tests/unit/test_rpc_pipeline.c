@@ -23,9 +23,9 @@
 #include "proto/server.h"
 #include "rpc_toy.h"
 
-#define T_ADMIN "admin-0123456789abcdef"
-#define T_HOST "host-0123456789abcdef"
-#define T_READER "reader-0123456789abcdef"
+#define T_ADMIN	  "admin-0123456789abcdef"
+#define T_HOST	  "host-0123456789abcdef"
+#define T_READER  "reader-0123456789abcdef"
 #define T_UNNAMED "unnamed-0123456789abcdef"
 
 typedef struct {
@@ -184,7 +184,8 @@ static void test_round_trip(void **state)
 static void test_check_order(void **state)
 {
 	fixture *f = *state;
-	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+				       0xff, 0xff, 0xff, 0xff, 0xff};
 	uint8_t big[5000];
 	unsigned calls = toy_calls(&f->app);
 	answer a;
@@ -200,9 +201,8 @@ static void test_check_order(void **state)
 	call(f, TOY_GET, "application/json", NULL, NULL, junk, sizeof(junk), &a);
 	assert_int_equal(a.status, 415);
 	assert_string_equal(a.code, "invalid_argument");
-	assert_string_equal(a.message,
-			    "the request's Content-Type must be application/proto, not "
-			    "'application/json'");
+	assert_string_equal(a.message, "the request's Content-Type must be application/proto, not "
+				       "'application/json'");
 	free(a.body);
 	call(f, TOY_GET, NULL, T_ADMIN, NULL, junk, sizeof(junk), &a);
 	assert_int_equal(a.status, 415);
@@ -222,8 +222,8 @@ static void test_check_order(void **state)
 			    "ImageService/GetImage needs a bearer token (Authorization: Bearer "
 			    "TOKEN)");
 	free(a.body);
-	call(f, TOY_GET, "application/proto", "not-a-valid-token-at-all", NULL, junk,
-	     sizeof(junk), &a);
+	call(f, TOY_GET, "application/proto", "not-a-valid-token-at-all", NULL, junk, sizeof(junk),
+	     &a);
 	assert_int_equal(a.status, 401);
 	assert_string_equal(a.message, "invalid bearer token");
 	free(a.body);
@@ -245,9 +245,8 @@ static void test_check_order(void **state)
 	call(f, TOY_GET, "application/proto", T_READER, NULL, junk, sizeof(junk), &a);
 	assert_int_equal(a.status, 400);
 	assert_string_equal(a.code, "invalid_argument");
-	assert_string_equal(a.message,
-			    "malformed request: 11 bytes that are no valid "
-			    "imgstore.v1.GetImageRequest");
+	assert_string_equal(a.message, "malformed request: 11 bytes that are no valid "
+				       "imgstore.v1.GetImageRequest");
 	free(a.body);
 	/* no handler ran for any of them */
 	assert_int_equal(toy_calls(&f->app), calls);
@@ -322,7 +321,8 @@ static void test_json_escaping(void **state)
 	/* an unknown path with bytes that are no UTF-8 */
 	call(f, "/x\xff\xfe/y\"z", NULL, NULL, NULL, NULL, 0, &a);
 	assert_int_equal(a.status, 404);
-	assert_string_equal(a.message, "no method '/x?" "?/y\"z'");
+	assert_string_equal(a.message, "no method '/x?"
+				       "?/y\"z'");
 	free(a.body);
 }
 
@@ -386,9 +386,10 @@ static void test_audit(void **state)
 	call(f, TOY_CREATE, "application/proto", T_ADMIN, &q.base, NULL, 0, &a);
 	free(a.body);
 	assert_int_equal(toy_last_audit(&f->app, line, sizeof(line)), n + 1);
-	assert_string_equal(line, "audit caller=alice role=admin peer=dispatch "
-				  "method=ImageService/CreateImage target=rbd/exists "
-				  "result=already_exists msg=\"image 'rbd/exists' already exists\"");
+	assert_string_equal(line,
+			    "audit caller=alice role=admin peer=dispatch "
+			    "method=ImageService/CreateImage target=rbd/exists "
+			    "result=already_exists msg=\"image 'rbd/exists' already exists\"");
 
 	/* refused by authentication: no caller, no target, and never the token */
 	call(f, TOY_CREATE, "application/proto", "wrong-token-0123456789abcdef", &q.base, NULL, 0,
@@ -414,10 +415,11 @@ static void test_audit(void **state)
 	call(f, TOY_CREATE, "application/proto", T_ADMIN, &q.base, NULL, 0, &a);
 	free(a.body);
 	toy_last_audit(&f->app, line, sizeof(line));
-	assert_string_equal(line, "audit caller=alice role=admin peer=dispatch "
-				  "method=ImageService/CreateImage target=\"my pool/quote\" "
-				  "result=invalid_argument "
-				  "msg=\"bad name \\\"x\\\"\\\\y\\x09z\\x01 \\xc3\\xa9 \\xff end\"");
+	assert_string_equal(line,
+			    "audit caller=alice role=admin peer=dispatch "
+			    "method=ImageService/CreateImage target=\"my pool/quote\" "
+			    "result=invalid_argument "
+			    "msg=\"bad name \\\"x\\\"\\\\y\\x09z\\x01 \\xc3\\xa9 \\xff end\"");
 
 	/* a token without a name is "token-LINE" */
 	Imgstore__V1__ResizeImageRequest r = IMGSTORE__V1__RESIZE_IMAGE_REQUEST__INIT;
@@ -485,8 +487,7 @@ static void test_token_file(void **state)
 	/* the token first by mistake: still not quoted */
 	assert_int_equal(start_with_tokens(f, "0123456789abcdefgh admin\n", 0600, &s), -EINVAL);
 	assert_null(strstr(ims_error_last(), "0123456789abcdefgh"));
-	assert_int_equal(start_with_tokens(f, "admin 0123456789abcdefgh a b\n", 0600, &s),
-			 -EINVAL);
+	assert_int_equal(start_with_tokens(f, "admin 0123456789abcdefgh a b\n", 0600, &s), -EINVAL);
 	assert_non_null(strstr(ims_error_last(), "t2:1: expected 'ROLE TOKEN [NAME]'"));
 	assert_int_equal(start_with_tokens(f, "admin\n", 0600, &s), -EINVAL);
 	assert_int_equal(start_with_tokens(f, "admin 0123456789abcdefgh bad\"name\n", 0600, &s),
@@ -600,9 +601,8 @@ static void test_options(void **state)
 	const char *ct;
 	uint8_t *body;
 	size_t len;
-	assert_int_equal(ims_rpc_server_dispatch(s, TOY_GET, "application/proto",
-						 "Bearer " T_ADMIN, NULL, 0, &status, &ct, &body,
-						 &len),
+	assert_int_equal(ims_rpc_server_dispatch(s, TOY_GET, "application/proto", "Bearer " T_ADMIN,
+						 NULL, 0, &status, &ct, &body, &len),
 			 0);
 	assert_int_equal(status, 401);
 	free(body);
@@ -668,9 +668,10 @@ static void test_client_decode(void **state)
 			 -EACCES);
 	assert_string_equal(ims_error_last(), "unauthenticated");
 	/* escape sequences from a hostile server do not reach the terminal */
-	assert_int_equal(decode(c, 403, "application/json",
-				"{\"code\":\"permission_denied\",\"message\":\"a\\u001b[2Jb\\nc\"}"),
-			 -EPERM);
+	assert_int_equal(
+		decode(c, 403, "application/json",
+		       "{\"code\":\"permission_denied\",\"message\":\"a\\u001b[2Jb\\nc\"}"),
+		-EPERM);
 	assert_string_equal(ims_error_last(), "a?[2Jb?c");
 
 	/* not a Connect error: the code Connect derives from the status */
@@ -687,8 +688,9 @@ static void test_client_decode(void **state)
 	/* a 200 that is no protobuf answer */
 	assert_int_equal(decode(c, 200, "text/plain", ""), -EPROTO);
 	assert_int_equal(decode(c, 200, NULL, ""), -EPROTO);
-	assert_int_equal(decode(c, 200, "application/proto", "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"),
-			 -EPROTO);
+	assert_int_equal(
+		decode(c, 200, "application/proto", "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"),
+		-EPROTO);
 	assert_string_equal(ims_error_last(), "imgstored at 'http://127.0.0.1:1' answered with a "
 					      "malformed imgstore.v1.Image");
 	assert_int_equal(decode(c, 200, "application/proto", ""), 0);
@@ -726,15 +728,14 @@ static void test_client_options(void **state)
 
 	Imgstore__V1__GetImageRequest q = IMGSTORE__V1__GET_IMAGE_REQUEST__INIT;
 	ProtobufCMessage *m = NULL;
-	assert_int_equal(ims_client_call(c, "no-slash", &q.base, &imgstore__v1__image__descriptor,
-					 &m),
+	assert_int_equal(
+		ims_client_call(c, "no-slash", &q.base, &imgstore__v1__image__descriptor, &m),
+		-EINVAL);
+	assert_int_equal(ims_client_call(c, "a/b/c", &q.base, &imgstore__v1__image__descriptor, &m),
 			 -EINVAL);
-	assert_int_equal(ims_client_call(c, "a/b/c", &q.base, &imgstore__v1__image__descriptor,
-					 &m),
-			 -EINVAL);
-	assert_int_equal(ims_client_call(c, "a/b?x=1", &q.base, &imgstore__v1__image__descriptor,
-					 &m),
-			 -EINVAL);
+	assert_int_equal(
+		ims_client_call(c, "a/b?x=1", &q.base, &imgstore__v1__image__descriptor, &m),
+		-EINVAL);
 	assert_int_equal(ims_client_call(c, "a/b", NULL, &imgstore__v1__image__descriptor, &m),
 			 -EINVAL);
 	ims_client_close(c);

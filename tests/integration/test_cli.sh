@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The imgstore CLI against the sandbox's daemons: every image and snapshot verb, JSON output
+# parsed with jq, imports and exports over TLS (upload/download) and over the Unix socket
+# (paths), usage and error exit statuses.
+set -uo pipefail
+CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+fails=0 passes=0
+ok() { echo "ok - $*"; passes=$((passes + 1)); }
+not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+# expect_rc RC WHAT CMD...: the command exits with RC
+expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/cli-out.$$ 2>/tmp/cli-err.$$; local got=$?
+  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/cli-err.$$)"; fi; }
+
+tmp=$(mktemp -d /tmp/imgstore-cli-test.XXXXXX)
+trap 'rm -rf "$tmp" /tmp/cli-out.$$ /tmp/cli-err.$$' EXIT
+p=cli$$
+
+# a golden image: data, zeros and a tail
+truncate -s 48M "$tmp/golden.raw"
+dd if=/dev/urandom of="$tmp/golden.raw" bs=1M count=8 conv=notrunc status=none
+dd if=/dev/urandom of="$tmp/golden.raw" bs=1M count=2 seek=40 conv=notrunc status=none
+qemu-img convert -O qcow2 "$tmp/golden.raw" "$tmp/golden.qcow2"
+
+# import over TLS (upload), JSON of the finished operation
+expect_rc 0 "import over TLS" "$CLI" --format json image import "$tmp/golden.qcow2" "rbd/$p-golden"
+check "import result is JSON of a succeeded operation" \
+  jq -e '.state == "succeeded" and .kind == "import" and .bytes_total == 50331648' /tmp/cli-out.$$ >/dev/null
+# import over the Unix socket (the daemon reads the path)
+expect_rc 0 "import over the Unix socket" "$CLI" --server "$IMGSTORE_SOCKET_A" image import "$tmp/golden.qcow2" "rbd/$p-golden2"
+# the same content hash either way
+h1=$("$CLI" --format json image info "rbd/$p-golden" | jq -r .content_sha256)
+h2=$("$CLI" --format json image info "rbd/$p-golden2" | jq -r .content_sha256)
+check "same content hash by upload and by path ($h1)" test -n "$h1" -a "$h1" = "$h2"
+# declared format that disagrees with the bytes
+expect_rc 1 "import with a wrong --format" "$CLI" image import "$tmp/golden.qcow2" "rbd/$p-wrong" --format vmdk
+check "the error names both formats" grep -q 'vmdk' /tmp/cli-err.$$
+expect_rc 1 "import into a taken name" "$CLI" image import "$tmp/golden.qcow2" "rbd/$p-golden"
+check "says it exists" grep -q 'already exists' /tmp/cli-err.$$
+
+# snapshots and clones
+expect_rc 0 "snap create" "$CLI" snap create "rbd/$p-golden@base"
+expect_rc 0 "clone vm1" "$CLI" image clone "rbd/$p-golden@base" "rbd/$p-vm1"
+expect_rc 0 "clone vm2" "$CLI" image clone "rbd/$p-golden@base" "rbd/$p-vm2"
+check "snap ls lists base" bash -c "'$CLI' --format json snap ls 'rbd/$p-golden' | jq -e '[.[] | .name] == [\"base\"]' >/dev/null"
+check "clone has its parent" bash -c "'$CLI' --format json image info 'rbd/$p-vm1' | jq -e '.parent == \"rbd/$p-golden@base\"' >/dev/null"
+expect_rc 1 "snap rm with clones" "$CLI" snap rm "rbd/$p-golden@base"
+check "names the clones" grep -q 'clone' /tmp/cli-err.$$
+
+# ls, tags, resize, rename
+expect_rc 0 "tag" "$CLI" image tag "rbd/$p-vm1" os=debian-12 owner=ops
+check "ls json shows tags" bash -c "'$CLI' --format json image ls rbd | jq -e '.[] | select(.name == \"$p-vm1\") | .tags.os == \"debian-12\"' >/dev/null"
+check "ls table shows the clone" bash -c "'$CLI' image ls rbd | grep -q '$p-vm2'"
+expect_rc 0 "resize grow" "$CLI" image resize "rbd/$p-vm2" --size 64M
+expect_rc 1 "resize shrink refused" "$CLI" image resize "rbd/$p-vm2" --size 16M
+expect_rc 0 "resize shrink allowed" "$CLI" image resize "rbd/$p-vm2" --size 56M --allow-shrink
+check "size is 56 MiB" bash -c "'$CLI' --format json image info 'rbd/$p-vm2' | jq -e '.size == 58720256' >/dev/null"
+
+# attach-info for a hypervisor host
+expect_rc 0 "attach-info libvirt" "$CLI" image attach-info "rbd/$p-vm1" --format libvirt --secret-uuid 11111111-2222-3333-4444-555555555555
+check "libvirt disk names the volume" grep -q "name='rbd/$p-vm1'" /tmp/cli-out.$$
+check "and a monitor" grep -q "<host name='127.0.0.1' port=" /tmp/cli-out.$$
+check "and the secret" grep -q "uuid='11111111-2222-3333-4444-555555555555'" /tmp/cli-out.$$
+
+# export: over TLS (download) and over the socket (path); both equal the golden content
+expect_rc 0 "export over TLS as raw" "$CLI" image export "rbd/$p-golden@base" "$tmp/out-tls.raw"
+check "download equals the source" cmp -s "$tmp/out-tls.raw" "$tmp/golden.raw"
+expect_rc 0 "export over the socket as qcow2" "$CLI" --server "$IMGSTORE_SOCKET_A" image export "rbd/$p-golden" "$tmp/out-sock.qcow2" --format qcow2
+check "qcow2 export compares equal" qemu-img compare -q -f qcow2 -F raw "$tmp/out-sock.qcow2" "$tmp/golden.raw"
+expect_rc 1 "export over an existing file" "$CLI" image export "rbd/$p-golden" "$tmp/out-tls.raw"
+
+# rollback and flatten as operations
+expect_rc 0 "flatten" "$CLI" image flatten "rbd/$p-vm1"
+expect_rc 0 "rollback" "$CLI" snap rollback "rbd/$p-golden@base"
+check "op ls shows the flatten" bash -c "'$CLI' --format json op ls --all | jq -e '[.[] | select(.kind == \"flatten\" and .state == \"succeeded\")] | length >= 1' >/dev/null"
+
+# errors and usage
+expect_rc 1 "unknown image" "$CLI" image info "rbd/$p-nope"
+check "one-line message" bash -c "[ \$(wc -l < /tmp/cli-err.$$) -eq 1 ] && grep -q \"no image 'rbd/$p-nope'\" /tmp/cli-err.$$"
+expect_rc 2 "missing --size" "$CLI" image create "rbd/$p-x"
+expect_rc 2 "bad spec" "$CLI" image info "no-pool-here"
+expect_rc 2 "unknown verb" "$CLI" image frobnicate
+expect_rc 0 "verb help" "$CLI" image import --help
+expect_rc 1 "replication not there yet" "$CLI" repl enable "rbd/$p-vm1" --to b
+check "says unimplemented" grep -qi 'unimplemented\|not available' /tmp/cli-err.$$
+expect_rc 1 "a server that is down" "$CLI" --server https://127.0.0.1:9 image ls
+expect_rc 1 "a bad token" env IMGSTORE_TOKEN_FILE="$IMGSTORE_READER_TOKEN_FILE" "$CLI" image rm "rbd/$p-vm2"
+check "the role is refused" grep -q 'may not call ImageService/DeleteImage' /tmp/cli-err.$$
+
+# cleanup
+for img in vm1 vm2 golden golden2; do "$CLI" image rm --purge "rbd/$p-$img" >/dev/null 2>&1; done
+check "purged" bash -c "! '$CLI' image ls rbd | grep -q '$p-'"
+
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
