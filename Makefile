@@ -1,11 +1,13 @@
 # imgstore: the two commands are `make run` and `make test` (see README.md).
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-libfuzzer
+FUZZ_SECONDS ?= 600
 JOBS       ?= $(shell nproc)
 CTEST_JOBS ?= 2
 RUN_DIR    ?= $(CURDIR)/.sandbox
 
-.PHONY: all deps build test test-unit test-asan run sandbox-down install format clean
+.PHONY: all deps build test test-unit test-asan test-fuzz fuzz run sandbox-down install format clean
 
 all: build
 
@@ -23,6 +25,7 @@ build: deps $(BUILD)/Makefile
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(CTEST_JOBS)
 	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory test-fuzz
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit -j$(CTEST_JOBS)
@@ -31,6 +34,20 @@ test-asan: deps
 	cmake -S . -B $(BUILD_ASAN) -DIMS_WERROR=ON -DIMS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 	cmake --build $(BUILD_ASAN) -j$(JOBS)
 	cd $(BUILD_ASAN) && ctest --output-on-failure -L unit -j$(CTEST_JOBS)
+
+# The libFuzzer targets (tests/fuzz), built with clang, a short smoke run each.
+FUZZ_TARGETS = fuzz_qcow2 fuzz_vmdk fuzz_rpc_dispatch
+$(BUILD_FUZZ)/Makefile: CMakeLists.txt
+	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DIMS_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+test-fuzz: deps $(BUILD_FUZZ)/Makefile
+	cmake --build $(BUILD_FUZZ) -j$(JOBS) --target $(FUZZ_TARGETS)
+	cd $(BUILD_FUZZ) && ctest --output-on-failure -L fuzz
+
+# A long fuzz run of every target (FUZZ_SECONDS each, default 600); see docs/TESTING.md.
+fuzz: deps $(BUILD_FUZZ)/Makefile
+	cmake --build $(BUILD_FUZZ) -j$(JOBS) --target $(FUZZ_TARGETS)
+	bash tests/fuzz/run-long.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
 
 # A local two-site sandbox and a walk through the main job; Ctrl-C stops everything.
 run: build
@@ -46,4 +63,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -29,7 +29,8 @@ static ssize_t fd_pread(void *ctx, void *buf, size_t len, uint64_t off)
 			int err = errno;
 			if (err == EINTR)
 				continue;
-			return ims_error_set(-err, "read of %zu bytes at offset %" PRIu64 " failed: %s",
+			return ims_error_set(-err,
+					     "read of %zu bytes at offset %" PRIu64 " failed: %s",
 					     len - done, off + done, ims_strerror(err));
 		}
 		if (n == 0)
@@ -81,9 +82,9 @@ int ims_format__pread(const ims_source *src, void *buf, size_t len, uint64_t off
 	while (done < len) {
 		ssize_t n = src->pread(src->ctx, (uint8_t *)buf + done, len - done, off + done);
 		if (n < 0)
-			return ims_error_set_default((int)n, "read of %zu bytes at offset %" PRIu64
-						     " failed: %s", len - done, off + done,
-						     ims_strerror((int)n));
+			return ims_error_set_default(
+				(int)n, "read of %zu bytes at offset %" PRIu64 " failed: %s",
+				len - done, off + done, ims_strerror((int)n));
 		if (n == 0)
 			break;
 		if ((size_t)n > len - done)
@@ -104,7 +105,8 @@ int ims_format__pread_exact(const ims_source *src, void *buf, size_t len, uint64
 	if (r < 0)
 		return r;
 	if (got != len)
-		return ims_error_set(-EINVAL, "%s at offset %" PRIu64 " is truncated (%zu of %zu bytes)",
+		return ims_error_set(-EINVAL,
+				     "%s at offset %" PRIu64 " is truncated (%zu of %zu bytes)",
 				     what, off, got, len);
 	return 0;
 }
@@ -305,8 +307,9 @@ int ims_format_map(ims_format_reader *r, uint64_t offset, ims_extent *out)
 	if (!r || !out)
 		return ims_error_set(-EINVAL, "no reader or extent to map into");
 	if (offset >= r->virtual_size)
-		return ims_error_set(-EINVAL, "offset %" PRIu64 " is past the virtual size %" PRIu64,
-				     offset, r->virtual_size);
+		return ims_error_set(-EINVAL,
+				     "offset %" PRIu64 " is past the virtual size %" PRIu64, offset,
+				     r->virtual_size);
 	e.offset = offset;
 	err = r->ops->map(r, offset, &e);
 	if (err < 0)
@@ -321,9 +324,10 @@ int ims_format_read(ims_format_reader *r, uint64_t offset, void *buf, size_t len
 	if (!r || (!buf && len))
 		return ims_error_set(-EINVAL, "no reader or buffer to read into");
 	if (offset > r->virtual_size || len > r->virtual_size - offset)
-		return ims_error_set(-EINVAL, "read of %zu bytes at offset %" PRIu64
-				     " passes the virtual size %" PRIu64, len, offset,
-				     r->virtual_size);
+		return ims_error_set(-EINVAL,
+				     "read of %zu bytes at offset %" PRIu64
+				     " passes the virtual size %" PRIu64,
+				     len, offset, r->virtual_size);
 	if (!len)
 		return 0;
 	return r->ops->read(r, offset, buf, len);

@@ -21,31 +21,31 @@
 #include "common/error.h"
 #include "store/format_internal.h"
 
-#define QCOW2_MAGIC 0x514649fbu
-#define V2_HEADER_BYTES 72u
-#define V3_HEADER_BYTES 104u
+#define QCOW2_MAGIC	  0x514649fbu
+#define V2_HEADER_BYTES	  72u
+#define V3_HEADER_BYTES	  104u
 #define HEADER_READ_BYTES 112u
 
-#define INCOMPAT_DIRTY (UINT64_C(1) << 0)
-#define INCOMPAT_CORRUPT (UINT64_C(1) << 1)
-#define INCOMPAT_DATA_FILE (UINT64_C(1) << 2)
+#define INCOMPAT_DIRTY	     (UINT64_C(1) << 0)
+#define INCOMPAT_CORRUPT     (UINT64_C(1) << 1)
+#define INCOMPAT_DATA_FILE   (UINT64_C(1) << 2)
 #define INCOMPAT_COMPRESSION (UINT64_C(1) << 3)
 #define INCOMPAT_EXTENDED_L2 (UINT64_C(1) << 4)
-#define INCOMPAT_KNOWN UINT64_C(0x1f)
+#define INCOMPAT_KNOWN	     UINT64_C(0x1f)
 
-#define EXT_END 0u
+#define EXT_END	      0u
 #define EXT_DATA_FILE 0x44415441u
 
 #define L1E_OFFSET_MASK UINT64_C(0x00fffffffffffe00)
 #define L2E_OFFSET_MASK UINT64_C(0x00fffffffffffe00)
-#define L2E_COMPRESSED (UINT64_C(1) << 62)
-#define L2E_ZERO UINT64_C(1)
+#define L2E_COMPRESSED	(UINT64_C(1) << 62)
+#define L2E_ZERO	UINT64_C(1)
 
 #define MAX_L1_ENTRIES ((uint64_t)IMS_FORMAT__MAX_TABLE_BYTES / 8)
-#define CACHE_BYTES (4u << 20)
+#define CACHE_BYTES    (4u << 20)
 
 #define COMPRESSION_DEFLATE 0
-#define COMPRESSION_ZSTD 1
+#define COMPRESSION_ZSTD    1
 
 typedef struct {
 	ims_format_reader base;
@@ -66,8 +66,8 @@ typedef struct {
 	/* compressed clusters: descriptor fields, and the last one decompressed */
 	unsigned csize_shift;
 	uint64_t coffset_mask, csize_mask;
-	uint8_t *cbuf; /* compressed bytes, up to 2 clusters */
-	uint8_t *dbuf; /* the decompressed cluster */
+	uint8_t *cbuf;	 /* compressed bytes, up to 2 clusters */
+	uint8_t *dbuf;	 /* the decompressed cluster */
 	uint64_t dentry; /* the L2 entry dbuf holds, 0 for none */
 	z_stream z;
 	bool z_ready;
@@ -83,10 +83,10 @@ typedef enum {
 /* Where a guest offset lies: the unit it is in (subcluster, cluster or L2 range) from there. */
 typedef struct {
 	qtype type;
-	uint64_t len;   /* bytes from the guest offset to the end of the unit */
-	uint64_t host;  /* Q_DATA: the host offset of the guest offset */
+	uint64_t len;	/* bytes from the guest offset to the end of the unit */
+	uint64_t host;	/* Q_DATA: the host offset of the guest offset */
 	uint64_t entry; /* Q_COMPRESSED: the L2 entry */
-	bool no_l2;     /* Q_ZERO for want of an L2 table: len runs to the end of its range */
+	bool no_l2;	/* Q_ZERO for want of an L2 table: len runs to the end of its range */
 } qloc;
 
 static const char *unit_name(const qcow2 *q, uint64_t off, uint64_t len)
@@ -108,18 +108,23 @@ static int check_data(const qcow2 *q, uint64_t guest, uint64_t host)
 	const char *what;
 
 	if (host & (q->cluster_size - 1))
-		return ims_error_set(-EINVAL, "qcow2: guest offset %" PRIu64 " maps to unaligned host "
-				     "offset 0x%" PRIx64, guest, host);
+		return ims_error_set(-EINVAL,
+				     "qcow2: guest offset %" PRIu64 " maps to unaligned host "
+				     "offset 0x%" PRIx64,
+				     guest, host);
 	if (host >= q->base.src.size)
-		return ims_error_set(-EINVAL, "qcow2: guest offset %" PRIu64 " maps to host offset "
+		return ims_error_set(-EINVAL,
+				     "qcow2: guest offset %" PRIu64 " maps to host offset "
 				     "0x%" PRIx64 ", past the end of the file (%" PRIu64 " bytes)",
 				     guest, host, q->base.src.size);
 	what = unit_name(q, host, q->cluster_size);
 	if (!what && ims_format__offsets_any_in(&q->l2s, host, host))
 		what = "an L2 table";
 	if (what)
-		return ims_error_set(-EINVAL, "qcow2: guest offset %" PRIu64 " maps to host offset "
-				     "0x%" PRIx64 ", into %s", guest, host, what);
+		return ims_error_set(-EINVAL,
+				     "qcow2: guest offset %" PRIu64 " maps to host offset "
+				     "0x%" PRIx64 ", into %s",
+				     guest, host, what);
 	return 0;
 }
 
@@ -144,16 +149,20 @@ static int check_compressed(const qcow2 *q, uint64_t guest, uint64_t entry)
 	 * (QEMU does not pad it), but it must start inside.
 	 */
 	if (off >= size || (off & ~511ull) + (sectors - 1) * 512 >= size)
-		return ims_error_set(-EINVAL, "qcow2: compressed cluster at guest offset %" PRIu64
+		return ims_error_set(-EINVAL,
+				     "qcow2: compressed cluster at guest offset %" PRIu64
 				     " (host offset 0x%" PRIx64 ", %" PRIu64 " bytes) passes the "
-				     "end of the file (%" PRIu64 " bytes)", guest, off, len, size);
+				     "end of the file (%" PRIu64 " bytes)",
+				     guest, off, len, size);
 	what = unit_name(q, off, len);
-	if (!what && ims_format__offsets_any_in(&q->l2s, off & ~(q->cluster_size - 1),
-						 off + len - 1))
+	if (!what &&
+	    ims_format__offsets_any_in(&q->l2s, off & ~(q->cluster_size - 1), off + len - 1))
 		what = "an L2 table";
 	if (what)
-		return ims_error_set(-EINVAL, "qcow2: compressed cluster at guest offset %" PRIu64
-				     " (host offset 0x%" PRIx64 ") lies in %s", guest, off, what);
+		return ims_error_set(-EINVAL,
+				     "qcow2: compressed cluster at guest offset %" PRIu64
+				     " (host offset 0x%" PRIx64 ") lies in %s",
+				     guest, off, what);
 	return 0;
 }
 
@@ -201,13 +210,17 @@ static int locate(qcow2 *q, uint64_t off, qloc *out)
 		unsigned sc = (unsigned)(in_cluster >> sc_bits);
 
 		if (alloc & zero)
-			return ims_error_set(-EINVAL, "qcow2: the L2 entry of guest offset %" PRIu64
+			return ims_error_set(-EINVAL,
+					     "qcow2: the L2 entry of guest offset %" PRIu64
 					     " marks subclusters both allocated and zero (bitmap "
-					     "0x%016" PRIx64 ")", off, bitmap);
+					     "0x%016" PRIx64 ")",
+					     off, bitmap);
 		if (!host && alloc)
-			return ims_error_set(-EINVAL, "qcow2: the L2 entry of guest offset %" PRIu64
-					     " allocates subclusters of no cluster (bitmap 0x%016"
-					     PRIx64 ")", off, bitmap);
+			return ims_error_set(
+				-EINVAL,
+				"qcow2: the L2 entry of guest offset %" PRIu64
+				" allocates subclusters of no cluster (bitmap 0x%016" PRIx64 ")",
+				off, bitmap);
 		out->len = (1ull << sc_bits) - (in_cluster & ((1ull << sc_bits) - 1));
 		/* Neither allocated nor zero reads from the backing file: there is none. */
 		if ((zero >> sc & 1) || !(alloc >> sc & 1)) {
@@ -251,8 +264,8 @@ static int inflate_deflate(qcow2 *q, size_t in_len)
 
 static int inflate_zstd(qcow2 *q, size_t in_len)
 {
-	ZSTD_inBuffer in = { q->cbuf, in_len, 0 };
-	ZSTD_outBuffer out = { q->dbuf, (size_t)q->cluster_size, 0 };
+	ZSTD_inBuffer in = {q->cbuf, in_len, 0};
+	ZSTD_outBuffer out = {q->dbuf, (size_t)q->cluster_size, 0};
 
 	if (!q->zstd) {
 		q->zstd = ZSTD_createDCtx();
@@ -289,7 +302,8 @@ static int decompress(qcow2 *q, uint64_t guest, uint64_t entry)
 		q->cbuf = malloc((size_t)(q->csize_mask + 1) * 512);
 		q->dbuf = malloc((size_t)q->cluster_size);
 		if (!q->cbuf || !q->dbuf)
-			return ims_error_set(-ENOMEM, "qcow2: out of memory for a compressed cluster");
+			return ims_error_set(-ENOMEM,
+					     "qcow2: out of memory for a compressed cluster");
 	}
 	compressed_range(q, entry, &off, &len, &sectors);
 	r = ims_format__pread(&q->base.src, q->cbuf, (size_t)len, off, &got);
@@ -297,9 +311,11 @@ static int decompress(qcow2 *q, uint64_t guest, uint64_t entry)
 		return r;
 	r = q->compression == COMPRESSION_ZSTD ? inflate_zstd(q, got) : inflate_deflate(q, got);
 	if (r == -EINVAL)
-		return ims_error_set(-EINVAL, "qcow2: compressed cluster at guest offset %" PRIu64
-				     " (host offset 0x%" PRIx64 ") does not decompress (%s) to %"
-				     PRIu64 " bytes", guest, off,
+		return ims_error_set(-EINVAL,
+				     "qcow2: compressed cluster at guest offset %" PRIu64
+				     " (host offset 0x%" PRIx64
+				     ") does not decompress (%s) to %" PRIu64 " bytes",
+				     guest, off,
 				     q->compression == COMPRESSION_ZSTD ? "zstd" : "deflate",
 				     q->cluster_size);
 	if (r < 0)
@@ -360,9 +376,7 @@ static int qcow2_read(ims_format_reader *base, uint64_t offset, uint8_t *buf, si
 			return r;
 		take = l.len < len ? l.len : len;
 		switch (l.type) {
-		case Q_ZERO:
-			memset(buf, 0, (size_t)take);
-			break;
+		case Q_ZERO: memset(buf, 0, (size_t)take); break;
 		case Q_COMPRESSED:
 			r = decompress(q, offset, l.entry);
 			if (r < 0)
@@ -455,7 +469,8 @@ static void data_file_name(const ims_source *src, uint64_t ext_off, uint64_t end
 			return;
 		if (type == EXT_DATA_FILE) {
 			size_t n = len < sizeof(s) ? len : sizeof(s);
-			if (ims_format__pread_exact(src, s, n, ext_off + 8, "qcow2: data file name") == 0)
+			if (ims_format__pread_exact(src, s, n, ext_off + 8,
+						    "qcow2: data file name") == 0)
 				printable(name, name_len, s, n);
 			return;
 		}
@@ -475,58 +490,77 @@ static int check_header(const ims_source *src, const uint8_t *h, size_t got, uin
 	cluster_bits = ims_format__be32(h + 20);
 	if (version >= 3) {
 		if (got < V3_HEADER_BYTES)
-			return ims_error_set(-EINVAL, "qcow2: truncated header (%zu bytes, version 3 "
-					     "needs %u)", got, V3_HEADER_BYTES);
+			return ims_error_set(-EINVAL,
+					     "qcow2: truncated header (%zu bytes, version 3 "
+					     "needs %u)",
+					     got, V3_HEADER_BYTES);
 		incompat = ims_format__be64(h + 72);
 		header_len = ims_format__be32(h + 100);
 		if (header_len < V3_HEADER_BYTES)
-			return ims_error_set(-EINVAL, "qcow2: header length %" PRIu32 " is below %u",
+			return ims_error_set(-EINVAL,
+					     "qcow2: header length %" PRIu32 " is below %u",
 					     header_len, V3_HEADER_BYTES);
 		if (header_len > size)
-			return ims_error_set(-EINVAL, "qcow2: truncated header (%" PRIu64 " bytes, the "
-					     "header says %" PRIu32 ")", size, header_len);
+			return ims_error_set(-EINVAL,
+					     "qcow2: truncated header (%" PRIu64 " bytes, the "
+					     "header says %" PRIu32 ")",
+					     size, header_len);
 	}
 	if (cluster_bits < 9 || cluster_bits > 21)
 		return ims_error_set(-EINVAL, "qcow2: cluster_bits %" PRIu32 " is outside 9..21",
 				     cluster_bits);
 	cs = 1ull << cluster_bits;
 	if (header_len > cs)
-		return ims_error_set(-EINVAL, "qcow2: header length %" PRIu32 " exceeds the cluster "
-				     "size %" PRIu64, header_len, cs);
+		return ims_error_set(-EINVAL,
+				     "qcow2: header length %" PRIu32 " exceeds the cluster "
+				     "size %" PRIu64,
+				     header_len, cs);
 
 	if (incompat & ~INCOMPAT_KNOWN) {
 		bit_list(bits, sizeof(bits), (uint64_t)(incompat & ~INCOMPAT_KNOWN));
-		return ims_error_set(-ENOTSUP, "qcow2: unknown incompatible feature bits %s "
-				     "(0x%" PRIx64 "); imgstore cannot read this image", bits,
-				     (uint64_t)(incompat & ~INCOMPAT_KNOWN));
+		return ims_error_set(-ENOTSUP,
+				     "qcow2: unknown incompatible feature bits %s "
+				     "(0x%" PRIx64 "); imgstore cannot read this image",
+				     bits, (uint64_t)(incompat & ~INCOMPAT_KNOWN));
 	}
 	if (incompat & INCOMPAT_CORRUPT)
 		return ims_error_set(-EINVAL, "qcow2: the image is marked corrupt; check and "
-				     "repair it with 'qemu-img check -r all' first");
+					      "repair it with 'qemu-img check -r all' first");
 	if (incompat & INCOMPAT_DATA_FILE) {
 		data_file_name(src, header_len, cs < size ? cs : size, name, sizeof(name));
 		if (name[0])
-			return ims_error_set(-ENOTSUP, "qcow2: the image keeps its data in an external "
-					     "file '%s', which imgstore does not support", name);
+			return ims_error_set(-ENOTSUP,
+					     "qcow2: the image keeps its data in an external "
+					     "file '%s', which imgstore does not support",
+					     name);
 		return ims_error_set(-ENOTSUP, "qcow2: the image keeps its data in an external "
-				     "file, which imgstore does not support");
+					       "file, which imgstore does not support");
 	}
 	crypt = ims_format__be32(h + 32);
 	if (crypt)
-		return ims_error_set(-ENOTSUP, "qcow2: encrypted images are not supported "
-				     "(crypt_method %" PRIu32 ", %s)", crypt,
-				     crypt == 1 ? "AES" : crypt == 2 ? "LUKS" : "unknown");
+		return ims_error_set(-ENOTSUP,
+				     "qcow2: encrypted images are not supported "
+				     "(crypt_method %" PRIu32 ", %s)",
+				     crypt,
+				     crypt == 1	  ? "AES"
+				     : crypt == 2 ? "LUKS"
+						  : "unknown");
 	backing_off = ims_format__be64(h + 8);
 	backing_len = ims_format__be32(h + 16);
 	if (backing_off && backing_len) {
-		if (backing_len <= sizeof(raw) && ims_format__in_file(backing_off, backing_len, size) &&
-		    ims_format__pread_exact(src, raw, backing_len, backing_off, "qcow2: name") == 0) {
+		if (backing_len <= sizeof(raw) &&
+		    ims_format__in_file(backing_off, backing_len, size) &&
+		    ims_format__pread_exact(src, raw, backing_len, backing_off, "qcow2: name") ==
+			    0) {
 			printable(name, sizeof(name), raw, backing_len);
-			return ims_error_set(-ENOTSUP, "qcow2: the image has a backing file '%s'; "
+			return ims_error_set(-ENOTSUP,
+					     "qcow2: the image has a backing file '%s'; "
 					     "imgstore imports standalone images only (flatten it "
-					     "with qemu-img convert)", name);
+					     "with qemu-img convert)",
+					     name);
 		}
-		return ims_error_set(-ENOTSUP, "qcow2: the image has a backing file (its name is "
+		return ims_error_set(-ENOTSUP,
+				     "qcow2: the image has a backing file (its name is "
 				     "unreadable); imgstore imports standalone images only");
 	}
 	if (version >= 3 && ims_format__be32(h + 96) > 6)
@@ -536,17 +570,20 @@ static int check_header(const ims_source *src, const uint8_t *h, size_t got, uin
 		compression = h[V3_HEADER_BYTES];
 	if (incompat & INCOMPAT_COMPRESSION) {
 		if (header_len <= V3_HEADER_BYTES)
-			return ims_error_set(-EINVAL, "qcow2: the compression type feature is set but "
+			return ims_error_set(-EINVAL,
+					     "qcow2: the compression type feature is set but "
 					     "the header has no compression type field");
 		if (compression == COMPRESSION_DEFLATE)
 			return ims_error_set(-EINVAL, "qcow2: the compression type feature is set "
-					     "with compression type 0 (deflate)");
+						      "with compression type 0 (deflate)");
 		if (compression != COMPRESSION_ZSTD)
 			return ims_error_set(-ENOTSUP, "qcow2: unknown compression type %u",
 					     compression);
 	} else if (compression != COMPRESSION_DEFLATE) {
-		return ims_error_set(-EINVAL, "qcow2: compression type %u without the compression "
-				     "type feature bit", compression);
+		return ims_error_set(-EINVAL,
+				     "qcow2: compression type %u without the compression "
+				     "type feature bit",
+				     compression);
 	}
 	*incompat_out = incompat;
 	*compression_out = compression;
@@ -564,8 +601,9 @@ static int load_l1(qcow2 *q)
 	q->l1 = malloc(q->l1_entries ? (size_t)q->l1_entries * 8 : 1);
 	q->l2s.v = malloc(q->l1_entries ? (size_t)q->l1_entries * 8 : 1);
 	if (!q->l1 || !q->l2s.v)
-		return ims_error_set(-ENOMEM, "qcow2: out of memory for an L1 table of %" PRIu64
-				     " entries", q->l1_entries);
+		return ims_error_set(-ENOMEM,
+				     "qcow2: out of memory for an L1 table of %" PRIu64 " entries",
+				     q->l1_entries);
 	raw = (uint8_t *)q->l1;
 	r = ims_format__pread_exact(&q->base.src, raw, (size_t)q->l1_entries * 8, q->l1_off,
 				    "qcow2: L1 table");
@@ -578,16 +616,22 @@ static int load_l1(qcow2 *q)
 		if (!off)
 			continue;
 		if (off & (cs - 1))
-			return ims_error_set(-EINVAL, "qcow2: L1 entry %" PRIu64 " has an unaligned "
-					     "L2 table offset 0x%" PRIx64, i, off);
+			return ims_error_set(-EINVAL,
+					     "qcow2: L1 entry %" PRIu64 " has an unaligned "
+					     "L2 table offset 0x%" PRIx64,
+					     i, off);
 		if (!ims_format__in_file(off, cs, size))
-			return ims_error_set(-EINVAL, "qcow2: L1 entry %" PRIu64 " puts an L2 table "
+			return ims_error_set(-EINVAL,
+					     "qcow2: L1 entry %" PRIu64 " puts an L2 table "
 					     "at 0x%" PRIx64 ", past the end of the file (%" PRIu64
-					     " bytes)", i, off, size);
+					     " bytes)",
+					     i, off, size);
 		what = unit_name(q, off, cs);
 		if (what)
-			return ims_error_set(-EINVAL, "qcow2: L1 entry %" PRIu64 " puts an L2 table "
-					     "at 0x%" PRIx64 ", into %s", i, off, what);
+			return ims_error_set(-EINVAL,
+					     "qcow2: L1 entry %" PRIu64 " puts an L2 table "
+					     "at 0x%" PRIx64 ", into %s",
+					     i, off, what);
 		q->l2s.v[q->l2s.n++] = off;
 	}
 	ims_format__offsets_sort(&q->l2s);
@@ -620,8 +664,10 @@ int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src)
 	}
 	version = ims_format__be32(h + 4);
 	if (version != 2 && version != 3) {
-		r = ims_error_set(-ENOTSUP, "qcow2: version %" PRIu32 " is not supported (2 and 3 "
-				  "are)", version);
+		r = ims_error_set(-ENOTSUP,
+				  "qcow2: version %" PRIu32 " is not supported (2 and 3 "
+				  "are)",
+				  version);
 		goto out;
 	}
 	r = check_header(src, h, got, version, &incompat, &compression);
@@ -651,22 +697,27 @@ int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src)
 	shift = q->cluster_bits + q->l2_bits;
 	range = 1ull << shift;
 	if (vsize > (MAX_L1_ENTRIES << shift)) {
-		r = ims_error_set(-EINVAL, "qcow2: virtual size %" PRIu64 " is too large for %" PRIu64
-				  "-byte clusters (the L1 table would pass 32 MiB)", vsize, cs);
+		r = ims_error_set(-EINVAL,
+				  "qcow2: virtual size %" PRIu64 " is too large for %" PRIu64
+				  "-byte clusters (the L1 table would pass 32 MiB)",
+				  vsize, cs);
 		goto out;
 	}
 	q->base.virtual_size = vsize;
 	q->l1_entries = vsize / range + (vsize % range != 0);
 	l1_size = ims_format__be32(h + 36);
 	if (l1_size > MAX_L1_ENTRIES) {
-		r = ims_error_set(-EINVAL, "qcow2: L1 table of %" PRIu64 " entries is larger than "
-				  "32 MiB", l1_size);
+		r = ims_error_set(-EINVAL,
+				  "qcow2: L1 table of %" PRIu64 " entries is larger than "
+				  "32 MiB",
+				  l1_size);
 		goto out;
 	}
 	if (l1_size < q->l1_entries) {
-		r = ims_error_set(-EINVAL, "qcow2: L1 table of %" PRIu64 " entries is too small for "
-				  "the virtual size %" PRIu64 " (needs %" PRIu64 ")", l1_size, vsize,
-				  q->l1_entries);
+		r = ims_error_set(-EINVAL,
+				  "qcow2: L1 table of %" PRIu64 " entries is too small for "
+				  "the virtual size %" PRIu64 " (needs %" PRIu64 ")",
+				  l1_size, vsize, q->l1_entries);
 		goto out;
 	}
 	q->l1_off = ims_format__be64(h + 40);
@@ -676,30 +727,39 @@ int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src)
 	q->rt_bytes = rt_clusters * cs;
 	if (q->l1_bytes) {
 		if ((q->l1_off & (cs - 1)) || !ims_format__in_file(q->l1_off, q->l1_bytes, size)) {
-			r = ims_error_set(-EINVAL, "qcow2: L1 table (offset 0x%" PRIx64 ", %" PRIu64
-					  " entries) is unaligned or passes the end of the file (%"
-					  PRIu64 " bytes)", q->l1_off, l1_size, size);
+			r = ims_error_set(
+				-EINVAL,
+				"qcow2: L1 table (offset 0x%" PRIx64 ", %" PRIu64
+				" entries) is unaligned or passes the end of the file (%" PRIu64
+				" bytes)",
+				q->l1_off, l1_size, size);
 			goto out;
 		}
 		if (q->l1_off < cs) {
-			r = ims_error_set(-EINVAL, "qcow2: L1 table at offset 0x%" PRIx64 " lies in "
-					  "the header", q->l1_off);
+			r = ims_error_set(-EINVAL,
+					  "qcow2: L1 table at offset 0x%" PRIx64 " lies in "
+					  "the header",
+					  q->l1_off);
 			goto out;
 		}
 	}
 	if (q->rt_bytes) {
 		if ((q->rt_off & (cs - 1)) || !ims_format__in_file(q->rt_off, q->rt_bytes, size)) {
-			r = ims_error_set(-EINVAL, "qcow2: refcount table (offset 0x%" PRIx64 ", %"
-					  PRIu64 " clusters) is unaligned or passes the end of the "
-					  "file (%" PRIu64 " bytes)", q->rt_off, rt_clusters, size);
+			r = ims_error_set(-EINVAL,
+					  "qcow2: refcount table (offset 0x%" PRIx64 ", %" PRIu64
+					  " clusters) is unaligned or passes the end of the "
+					  "file (%" PRIu64 " bytes)",
+					  q->rt_off, rt_clusters, size);
 			goto out;
 		}
 		what = q->rt_off < cs ? "the header"
 		       : ims_format__overlap(q->rt_off, q->rt_bytes, q->l1_off, q->l1_bytes)
-		       ? "the L1 table" : NULL;
+			       ? "the L1 table"
+			       : NULL;
 		if (what) {
-			r = ims_error_set(-EINVAL, "qcow2: refcount table at offset 0x%" PRIx64
-					  " lies in %s", q->rt_off, what);
+			r = ims_error_set(
+				-EINVAL, "qcow2: refcount table at offset 0x%" PRIx64 " lies in %s",
+				q->rt_off, what);
 			goto out;
 		}
 	}

@@ -25,8 +25,9 @@ static int raw_read(ims_format_reader *r, uint64_t offset, uint8_t *buf, size_t 
 		return err;
 	/* The size was taken at open: a shorter file now means it changed under us. */
 	if (got != len)
-		return ims_error_set(-EIO, "raw image shrank while read: %zu of %zu bytes at offset %"
-				     PRIu64, got, len, offset);
+		return ims_error_set(
+			-EIO, "raw image shrank while read: %zu of %zu bytes at offset %" PRIu64,
+			got, len, offset);
 	return 0;
 }
 

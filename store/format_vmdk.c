@@ -20,34 +20,34 @@
 #include "common/error.h"
 #include "store/format_internal.h"
 
-#define SECTOR UINT64_C(512)
-#define VMDK_MAGIC 0x564d444bu /* "KDMV" little-endian */
-#define GD_AT_END UINT64_MAX
-#define GTES_PER_GT 512u
-#define GT_BYTES (GTES_PER_GT * 4u)
+#define SECTOR		  UINT64_C(512)
+#define VMDK_MAGIC	  0x564d444bu /* "KDMV" little-endian */
+#define GD_AT_END	  UINT64_MAX
+#define GTES_PER_GT	  512u
+#define GT_BYTES	  (GTES_PER_GT * 4u)
 #define MAX_GRAIN_SECTORS 4096u /* 2 MiB */
 
-#define FLAG_NL_DETECT (1u << 0)
+#define FLAG_NL_DETECT	  (1u << 0)
 #define FLAG_REDUNDANT_GT (1u << 1)
-#define FLAG_ZERO_GRAIN (1u << 2)
-#define FLAG_COMPRESSED (1u << 16)
-#define FLAG_MARKERS (1u << 17)
+#define FLAG_ZERO_GRAIN	  (1u << 2)
+#define FLAG_COMPRESSED	  (1u << 16)
+#define FLAG_MARKERS	  (1u << 17)
 
 #define COMPRESS_DEFLATE 1u
 
-#define MARKER_EOS 0u
+#define MARKER_EOS    0u
 #define MARKER_FOOTER 3u
 
-#define GTE_ZERO 1u /* with FLAG_ZERO_GRAIN: a grain that reads as zeros */
+#define GTE_ZERO	   1u /* with FLAG_ZERO_GRAIN: a grain that reads as zeros */
 #define GRAIN_MARKER_BYTES 12u
-#define DESCRIPTOR_MAX (64u << 10)
-#define TEXT_MAX 64
+#define DESCRIPTOR_MAX	   (64u << 10)
+#define TEXT_MAX	   64
 
 typedef struct {
 	uint32_t version;
 	uint32_t flags;
 	uint64_t capacity; /* sectors */
-	uint64_t grain;    /* sectors */
+	uint64_t grain;	   /* sectors */
 	uint64_t desc_sector, desc_sectors;
 	uint32_t gtes_per_gt;
 	uint64_t rgd_sector, gd_sector;
@@ -122,13 +122,17 @@ static int check_grain(const vmdk *v, uint64_t guest, uint64_t host, uint64_t le
 	const char *what;
 
 	if (host >= v->base.src.size)
-		return ims_error_set(-EINVAL, "vmdk: the grain of guest offset %" PRIu64 " at host "
+		return ims_error_set(-EINVAL,
+				     "vmdk: the grain of guest offset %" PRIu64 " at host "
 				     "offset 0x%" PRIx64 " lies past the end of the file (%" PRIu64
-				     " bytes)", guest, host, v->base.src.size);
+				     " bytes)",
+				     guest, host, v->base.src.size);
 	what = metadata_at(v, host, len);
 	if (what)
-		return ims_error_set(-EINVAL, "vmdk: the grain of guest offset %" PRIu64 " at host "
-				     "offset 0x%" PRIx64 " lies in %s", guest, host, what);
+		return ims_error_set(-EINVAL,
+				     "vmdk: the grain of guest offset %" PRIu64 " at host "
+				     "offset 0x%" PRIx64 " lies in %s",
+				     guest, host, what);
 	return 0;
 }
 
@@ -180,7 +184,8 @@ static int inflate_grain(vmdk *v, size_t in_len)
 	/* zlib streams (what VMware and QEMU write) start with a checked header; else raw */
 	int bits = in_len >= 2 && (v->cbuf[0] & 0x0f) == 8 &&
 				   ((unsigned)v->cbuf[0] << 8 | v->cbuf[1]) % 31 == 0
-			   ? 15 : -15;
+			   ? 15
+			   : -15;
 	int ret;
 
 	if (v->z_ready && v->z_bits != bits) {
@@ -234,21 +239,27 @@ static int decompress(vmdk *v, uint64_t guest, uint64_t host)
 		len = ims_format__le32(m + 8);
 		data = host + GRAIN_MARKER_BYTES;
 		if (len == 0 || len > v->cbuf_bytes)
-			return ims_error_set(-EINVAL, "vmdk: compressed grain of guest offset %" PRIu64
-					     " at host offset 0x%" PRIx64 " has a bad size %" PRIu64,
+			return ims_error_set(-EINVAL,
+					     "vmdk: compressed grain of guest offset %" PRIu64
+					     " at host offset 0x%" PRIx64
+					     " has a bad size %" PRIu64,
 					     guest, host, len);
 		if (!ims_format__in_file(data, len, size))
-			return ims_error_set(-EINVAL, "vmdk: compressed grain of guest offset %" PRIu64
-					     " at host offset 0x%" PRIx64 " (%" PRIu64 " bytes) passes "
-					     "the end of the file (%" PRIu64 " bytes)", guest, host, len,
-					     size);
+			return ims_error_set(-EINVAL,
+					     "vmdk: compressed grain of guest offset %" PRIu64
+					     " at host offset 0x%" PRIx64 " (%" PRIu64
+					     " bytes) passes "
+					     "the end of the file (%" PRIu64 " bytes)",
+					     guest, host, len, size);
 		what = metadata_at(v, host, GRAIN_MARKER_BYTES + len);
 		if (what)
-			return ims_error_set(-EINVAL, "vmdk: compressed grain of guest offset %" PRIu64
-					     " at host offset 0x%" PRIx64 " runs into %s", guest, host,
-					     what);
+			return ims_error_set(-EINVAL,
+					     "vmdk: compressed grain of guest offset %" PRIu64
+					     " at host offset 0x%" PRIx64 " runs into %s",
+					     guest, host, what);
 	} else {
-		/* no marker says the length: take what may hold it, the stream says where it ends */
+		/* no marker says the length: take what may hold it, the stream says where it ends
+		 */
 		len = v->cbuf_bytes;
 	}
 	r = ims_format__pread(&v->base.src, v->cbuf, (size_t)len, data, &got);
@@ -256,9 +267,11 @@ static int decompress(vmdk *v, uint64_t guest, uint64_t host)
 		return r;
 	r = inflate_grain(v, got);
 	if (r == -EINVAL)
-		return ims_error_set(-EINVAL, "vmdk: compressed grain of guest offset %" PRIu64
-				     " at host offset 0x%" PRIx64 " does not inflate to at most %"
-				     PRIu64 " bytes", guest, host, v->grain_bytes);
+		return ims_error_set(-EINVAL,
+				     "vmdk: compressed grain of guest offset %" PRIu64
+				     " at host offset 0x%" PRIx64
+				     " does not inflate to at most %" PRIu64 " bytes",
+				     guest, host, v->grain_bytes);
 	if (r < 0)
 		return r;
 	v->dkey = host;
@@ -315,9 +328,7 @@ static int vmdk_read(ims_format_reader *base, uint64_t offset, uint8_t *buf, siz
 			return r;
 		take = l.len < len ? l.len : len;
 		switch (l.type) {
-		case V_ZERO:
-			memset(buf, 0, (size_t)take);
-			break;
+		case V_ZERO: memset(buf, 0, (size_t)take); break;
 		case V_COMPRESSED:
 			r = decompress(v, offset, l.host);
 			if (r < 0)
@@ -404,7 +415,8 @@ static void parse_extent(vmdk_descriptor *d, const char *s, size_t len)
 	while (s < end && (*s == ' ' || *s == '\t'))
 		s++;
 	for (; s < end && *s >= '0' && *s <= '9'; s++)
-		sectors = sectors > (UINT64_MAX - 9) / 10 ? UINT64_MAX : sectors * 10 + (uint64_t)(*s - '0');
+		sectors = sectors > (UINT64_MAX - 9) / 10 ? UINT64_MAX
+							  : sectors * 10 + (uint64_t)(*s - '0');
 	d->extent_sectors = sectors;
 	while (s < end && (*s == ' ' || *s == '\t'))
 		s++;
@@ -453,7 +465,8 @@ static void parse_descriptor(vmdk_descriptor *d, const char *text, size_t len)
 			} else if (strcmp(key, "parentFileNameHint") == 0 && value[0]) {
 				strcpy(d->parent, value);
 				d->has_parent = true;
-			} else if (strcmp(key, "parentCID") == 0 && strcmp(value, "ffffffff") != 0 &&
+			} else if (strcmp(key, "parentCID") == 0 &&
+				   strcmp(value, "ffffffff") != 0 &&
 				   strcmp(value, "FFFFFFFF") != 0) {
 				d->has_parent = true;
 			}
@@ -462,8 +475,7 @@ static void parse_descriptor(vmdk_descriptor *d, const char *text, size_t len)
 	}
 }
 
-static int read_descriptor(const ims_source *src, uint64_t off, uint64_t len,
-			   vmdk_descriptor *d)
+static int read_descriptor(const ims_source *src, uint64_t off, uint64_t len, vmdk_descriptor *d)
 {
 	char *text;
 	size_t got;
@@ -495,8 +507,10 @@ static int check_create_type(const vmdk_descriptor *d)
 	if (!d->has_create_type)
 		return ims_error_set(-EINVAL, "vmdk: the descriptor has no createType");
 	if (!supported_type(d->create_type))
-		return ims_error_set(-ENOTSUP, "vmdk: createType '%s' is not supported (imgstore "
-				     "reads monolithicSparse and streamOptimized)", d->create_type);
+		return ims_error_set(-ENOTSUP,
+				     "vmdk: createType '%s' is not supported (imgstore "
+				     "reads monolithicSparse and streamOptimized)",
+				     d->create_type);
 	return 0;
 }
 
@@ -511,9 +525,10 @@ static int refuse_descriptor_file(const ims_source *src)
 	r = check_create_type(&d);
 	if (r < 0)
 		return r;
-	return ims_error_set(-ENOTSUP, "vmdk: this is a descriptor file (createType '%s') whose "
-			     "data is in '%s'; import that file instead", d.create_type,
-			     d.extent_file);
+	return ims_error_set(-ENOTSUP,
+			     "vmdk: this is a descriptor file (createType '%s') whose "
+			     "data is in '%s'; import that file instead",
+			     d.create_type, d.extent_file);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -536,24 +551,32 @@ static void parse_header(vmdk_header *h, const uint8_t *p)
 static int check_sparse_header(const vmdk_header *h, const uint8_t *raw)
 {
 	if (h->version < 1 || h->version > 3)
-		return ims_error_set(-ENOTSUP, "vmdk: sparse extent version %" PRIu32 " is not "
-				     "supported (1 to 3 are)", h->version);
+		return ims_error_set(-ENOTSUP,
+				     "vmdk: sparse extent version %" PRIu32 " is not "
+				     "supported (1 to 3 are)",
+				     h->version);
 	if ((h->flags & FLAG_NL_DETECT) &&
 	    (raw[73] != '\n' || raw[74] != ' ' || raw[75] != '\r' || raw[76] != '\n'))
 		return ims_error_set(-EINVAL, "vmdk: the header's end-of-line test characters are "
-				     "damaged (was the file transferred as text?)");
+					      "damaged (was the file transferred as text?)");
 	if (h->grain < 1 || h->grain > MAX_GRAIN_SECTORS || (h->grain & (h->grain - 1)))
-		return ims_error_set(-EINVAL, "vmdk: grain size of %" PRIu64 " sectors is not a power "
-				     "of 2 from 1 to %u", h->grain, MAX_GRAIN_SECTORS);
+		return ims_error_set(-EINVAL,
+				     "vmdk: grain size of %" PRIu64 " sectors is not a power "
+				     "of 2 from 1 to %u",
+				     h->grain, MAX_GRAIN_SECTORS);
 	if (h->gtes_per_gt != GTES_PER_GT)
-		return ims_error_set(-EINVAL, "vmdk: %" PRIu32 " entries per grain table (must be "
-				     "%u)", h->gtes_per_gt, GTES_PER_GT);
+		return ims_error_set(-EINVAL,
+				     "vmdk: %" PRIu32 " entries per grain table (must be "
+				     "%u)",
+				     h->gtes_per_gt, GTES_PER_GT);
 	if (h->capacity > UINT64_MAX / SECTOR)
 		return ims_error_set(-EINVAL, "vmdk: capacity of %" PRIu64 " sectors overflows",
 				     h->capacity);
 	if ((h->flags & FLAG_COMPRESSED) && h->compress != COMPRESS_DEFLATE)
-		return ims_error_set(-ENOTSUP, "vmdk: compression algorithm %u is not supported "
-				     "(1, deflate, is)", h->compress);
+		return ims_error_set(-ENOTSUP,
+				     "vmdk: compression algorithm %u is not supported "
+				     "(1, deflate, is)",
+				     h->compress);
 	return 0;
 }
 
@@ -565,7 +588,8 @@ static int read_footer(const ims_source *src, vmdk_header *h)
 	int r;
 
 	if (end < 4 * SECTOR)
-		return ims_error_set(-EINVAL, "vmdk: the grain directory is at the end but the file "
+		return ims_error_set(-EINVAL,
+				     "vmdk: the grain directory is at the end but the file "
 				     "is too short for a footer");
 	r = ims_format__pread_exact(src, f, sizeof(f), end - sizeof(f), "vmdk: footer");
 	if (r < 0)
@@ -574,14 +598,16 @@ static int read_footer(const ims_source *src, vmdk_header *h)
 	    ims_format__le32(f + SECTOR) != VMDK_MAGIC || ims_format__le64(f + 2 * SECTOR) != 0 ||
 	    ims_format__le32(f + 2 * SECTOR + 8) != 0 ||
 	    ims_format__le32(f + 2 * SECTOR + 12) != MARKER_EOS)
-		return ims_error_set(-EINVAL, "vmdk: the grain directory is at the end but the file "
+		return ims_error_set(-EINVAL,
+				     "vmdk: the grain directory is at the end but the file "
 				     "ends without a valid footer");
 	parse_header(h, f + SECTOR);
 	r = check_sparse_header(h, f + SECTOR);
 	if (r < 0)
 		return r;
 	if (h->gd_sector == GD_AT_END)
-		return ims_error_set(-EINVAL, "vmdk: the footer puts the grain directory at the end "
+		return ims_error_set(-EINVAL,
+				     "vmdk: the footer puts the grain directory at the end "
 				     "again");
 	return 0;
 }
@@ -594,23 +620,29 @@ static int check_descriptor(const vmdk_descriptor *d, const vmdk_header *h)
 		return r;
 	if (d->has_parent) {
 		if (d->parent[0])
-			return ims_error_set(-ENOTSUP, "vmdk: the image is a delta of parent '%s'; "
-					     "imgstore imports standalone images only", d->parent);
+			return ims_error_set(-ENOTSUP,
+					     "vmdk: the image is a delta of parent '%s'; "
+					     "imgstore imports standalone images only",
+					     d->parent);
 		return ims_error_set(-ENOTSUP, "vmdk: the image is a delta of a parent; imgstore "
-				     "imports standalone images only");
+					       "imports standalone images only");
 	}
 	if (d->extents == 0)
 		return ims_error_set(-EINVAL, "vmdk: the descriptor lists no extent");
 	if (d->extents > 1)
-		return ims_error_set(-ENOTSUP, "vmdk: the descriptor lists %u extents; imgstore reads "
-				     "single-extent images only", d->extents);
+		return ims_error_set(-ENOTSUP,
+				     "vmdk: the descriptor lists %u extents; imgstore reads "
+				     "single-extent images only",
+				     d->extents);
 	if (strcmp(d->extent_type, "SPARSE") != 0)
-		return ims_error_set(-ENOTSUP, "vmdk: extent type '%s' in a %s image is not supported",
+		return ims_error_set(-ENOTSUP,
+				     "vmdk: extent type '%s' in a %s image is not supported",
 				     d->extent_type, d->create_type);
 	if (d->extent_sectors > h->capacity)
-		return ims_error_set(-EINVAL, "vmdk: the descriptor's extent of %" PRIu64 " sectors "
-				     "exceeds the capacity of %" PRIu64 " sectors", d->extent_sectors,
-				     h->capacity);
+		return ims_error_set(-EINVAL,
+				     "vmdk: the descriptor's extent of %" PRIu64 " sectors "
+				     "exceeds the capacity of %" PRIu64 " sectors",
+				     d->extent_sectors, h->capacity);
 	return 0;
 }
 
@@ -634,8 +666,9 @@ static int load_gd(vmdk *v)
 	v->gd = malloc(v->gd_entries ? (size_t)v->gd_entries * 4 : 1);
 	v->gts.v = malloc(v->gd_entries ? (size_t)v->gd_entries * 8 : 1);
 	if (!v->gd || !v->gts.v)
-		return ims_error_set(-ENOMEM, "vmdk: out of memory for a grain directory of %" PRIu64
-				     " entries", v->gd_entries);
+		return ims_error_set(
+			-ENOMEM, "vmdk: out of memory for a grain directory of %" PRIu64 " entries",
+			v->gd_entries);
 	r = ims_format__pread_exact(&v->base.src, v->gd, (size_t)v->gd_entries * 4, v->gd_off,
 				    "vmdk: grain directory");
 	if (r < 0)
@@ -648,13 +681,17 @@ static int load_gd(vmdk *v)
 			continue;
 		off = v->gd[i] * SECTOR;
 		if (!ims_format__in_file(off, GT_BYTES, size))
-			return ims_error_set(-EINVAL, "vmdk: grain directory entry %" PRIu64 " puts a "
-					     "grain table at 0x%" PRIx64 ", past the end of the file (%"
-					     PRIu64 " bytes)", i, off, size);
+			return ims_error_set(-EINVAL,
+					     "vmdk: grain directory entry %" PRIu64 " puts a "
+					     "grain table at 0x%" PRIx64
+					     ", past the end of the file (%" PRIu64 " bytes)",
+					     i, off, size);
 		what = metadata_at(v, off, GT_BYTES);
 		if (what)
-			return ims_error_set(-EINVAL, "vmdk: grain directory entry %" PRIu64 " puts a "
-					     "grain table at 0x%" PRIx64 ", into %s", i, off, what);
+			return ims_error_set(-EINVAL,
+					     "vmdk: grain directory entry %" PRIu64 " puts a "
+					     "grain table at 0x%" PRIx64 ", into %s",
+					     i, off, what);
 	}
 	/* only now: the tables may share a sector with each other, not with the rest */
 	for (i = 0; i < v->gd_entries; i++)
@@ -712,13 +749,15 @@ int ims_format__vmdk_open(ims_format_reader **out, const ims_source *src)
 
 	/* the embedded descriptor: what kind of disk this says it is */
 	if (!h.desc_sector) {
-		r = ims_error_set(-ENOTSUP, "vmdk: the sparse extent has no embedded descriptor "
+		r = ims_error_set(-ENOTSUP,
+				  "vmdk: the sparse extent has no embedded descriptor "
 				  "(an extent of a multi-file disk?); imgstore reads single-file "
 				  "monolithicSparse and streamOptimized images");
 		goto out;
 	}
 	if (!sectors_in_file(h.desc_sector, h.desc_sectors, size, &v->desc_off, &v->desc_bytes)) {
-		r = ims_error_set(-EINVAL, "vmdk: the descriptor (sector %" PRIu64 ", %" PRIu64
+		r = ims_error_set(-EINVAL,
+				  "vmdk: the descriptor (sector %" PRIu64 ", %" PRIu64
 				  " sectors) passes the end of the file (%" PRIu64 " bytes)",
 				  h.desc_sector, h.desc_sectors, size);
 		goto out;
@@ -736,7 +775,8 @@ int ims_format__vmdk_open(ims_format_reader **out, const ims_source *src)
 		if (r < 0)
 			goto out;
 		if (f.capacity != h.capacity || f.grain != h.grain) {
-			r = ims_error_set(-EINVAL, "vmdk: the footer disagrees with the header on the "
+			r = ims_error_set(-EINVAL,
+					  "vmdk: the footer disagrees with the header on the "
 					  "capacity or the grain size");
 			goto out;
 		}
@@ -750,24 +790,29 @@ int ims_format__vmdk_open(ims_format_reader **out, const ims_source *src)
 	v->markers = h.flags & FLAG_MARKERS;
 	v->zero_grain = h.flags & FLAG_ZERO_GRAIN;
 	/* capacity fits 64 bits in bytes (checked), so this does not overflow */
-	v->gd_entries = h.capacity / (h.grain * GTES_PER_GT) +
-			(h.capacity % (h.grain * GTES_PER_GT) != 0);
+	v->gd_entries =
+		h.capacity / (h.grain * GTES_PER_GT) + (h.capacity % (h.grain * GTES_PER_GT) != 0);
 	if (v->gd_entries * 4 > IMS_FORMAT__MAX_TABLE_BYTES) {
-		r = ims_error_set(-EINVAL, "vmdk: capacity of %" PRIu64 " sectors needs a grain "
-				  "directory larger than 32 MiB", h.capacity);
+		r = ims_error_set(-EINVAL,
+				  "vmdk: capacity of %" PRIu64 " sectors needs a grain "
+				  "directory larger than 32 MiB",
+				  h.capacity);
 		goto out;
 	}
 	if (!h.gd_sector || !sectors_in_file(h.gd_sector, 0, size, &v->gd_off, &v->gd_bytes) ||
 	    !ims_format__in_file(v->gd_off, v->gd_entries * 4, size)) {
-		r = ims_error_set(-EINVAL, "vmdk: the grain directory (sector %" PRIu64 ", %" PRIu64
-				  " entries) lies outside the file (%" PRIu64 " bytes)", h.gd_sector,
-				  v->gd_entries, size);
+		r = ims_error_set(-EINVAL,
+				  "vmdk: the grain directory (sector %" PRIu64 ", %" PRIu64
+				  " entries) lies outside the file (%" PRIu64 " bytes)",
+				  h.gd_sector, v->gd_entries, size);
 		goto out;
 	}
 	v->gd_bytes = v->gd_entries * 4;
 	if (ims_format__overlap(v->gd_off, v->gd_bytes, v->desc_off, v->desc_bytes)) {
-		r = ims_error_set(-EINVAL, "vmdk: the grain directory at sector %" PRIu64 " lies in "
-				  "the descriptor", h.gd_sector);
+		r = ims_error_set(-EINVAL,
+				  "vmdk: the grain directory at sector %" PRIu64 " lies in "
+				  "the descriptor",
+				  h.gd_sector);
 		goto out;
 	}
 	/* the redundant directory only matters as a place grains must not be */

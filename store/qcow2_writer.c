@@ -21,30 +21,30 @@
 #include "common/error.h"
 #include "store/format_internal.h"
 
-#define CLUSTER_BITS 16u
-#define CS (UINT64_C(1) << CLUSTER_BITS)
-#define L2_ENTRIES (CS / 8)
-#define L2_RANGE (CS * L2_ENTRIES)
+#define CLUSTER_BITS   16u
+#define CS	       (UINT64_C(1) << CLUSTER_BITS)
+#define L2_ENTRIES     (CS / 8)
+#define L2_RANGE       (CS * L2_ENTRIES)
 #define MAX_L1_ENTRIES ((uint64_t)IMS_FORMAT__MAX_TABLE_BYTES / 8)
 #define REFS_PER_BLOCK (CS / 2) /* refcount_order 4: 16-bit counts */
-#define RT_ENTRIES (CS / 8)
-#define OFLAG_COPIED (UINT64_C(1) << 63)
-#define HEADER_BYTES 112u
-#define NONE UINT64_MAX
+#define RT_ENTRIES     (CS / 8)
+#define OFLAG_COPIED   (UINT64_C(1) << 63)
+#define HEADER_BYTES   112u
+#define NONE	       UINT64_MAX
 
 struct ims_qcow2_writer {
 	int fd;
 	uint64_t vsize;
 	uint64_t l1_entries;
-	uint64_t *l1;      /* host offsets of the L2 tables written, 0 for none */
-	uint8_t *l2;       /* the current L2 table, big-endian as in the file */
+	uint64_t *l1;	   /* host offsets of the L2 tables written, 0 for none */
+	uint8_t *l2;	   /* the current L2 table, big-endian as in the file */
 	uint64_t l2_index; /* the L1 entry it belongs to, NONE */
 	bool l2_used;
-	uint8_t *cluster;  /* the guest cluster being assembled, or a scratch cluster */
+	uint8_t *cluster;	/* the guest cluster being assembled, or a scratch cluster */
 	uint64_t cluster_index; /* NONE */
-	uint64_t pos;      /* writes start at or after this guest offset */
-	uint64_t next;     /* the next free host cluster */
-	int failed;        /* the error that stopped the writer, 0 */
+	uint64_t pos;		/* writes start at or after this guest offset */
+	uint64_t next;		/* the next free host cluster */
+	int failed;		/* the error that stopped the writer, 0 */
 	bool finished;
 };
 
@@ -53,15 +53,16 @@ static int pwrite_full(ims_qcow2_writer *w, const void *buf, size_t len, uint64_
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n = pwrite(w->fd, (const uint8_t *)buf + done, len - done,
-				   (off_t)(off + done));
+		ssize_t n =
+			pwrite(w->fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			int err = n < 0 ? errno : EIO;
-			w->failed = ims_error_set(-err, "qcow2 writer: write of %zu bytes at offset %"
-						  PRIu64 " failed: %s", len - done, off + done,
-						  ims_strerror(err));
+			w->failed = ims_error_set(
+				-err,
+				"qcow2 writer: write of %zu bytes at offset %" PRIu64 " failed: %s",
+				len - done, off + done, ims_strerror(err));
 			return w->failed;
 		}
 		done += (size_t)n;
@@ -130,10 +131,13 @@ int ims_qcow2_writer_open(ims_qcow2_writer **out, int fd, uint64_t virtual_size)
 	if (!out || fd < 0)
 		return ims_error_set(-EINVAL, "qcow2 writer: no file to write to");
 	if (!virtual_size || virtual_size % 512)
-		return ims_error_set(-EINVAL, "qcow2 writer: virtual size %" PRIu64 " is not a "
-				     "positive multiple of 512", virtual_size);
+		return ims_error_set(-EINVAL,
+				     "qcow2 writer: virtual size %" PRIu64 " is not a "
+				     "positive multiple of 512",
+				     virtual_size);
 	if (virtual_size > MAX_L1_ENTRIES * L2_RANGE)
-		return ims_error_set(-EINVAL, "qcow2 writer: virtual size %" PRIu64 " is beyond the "
+		return ims_error_set(-EINVAL,
+				     "qcow2 writer: virtual size %" PRIu64 " is beyond the "
 				     "%" PRIu64 " bytes an image of 64 KiB clusters addresses",
 				     virtual_size, MAX_L1_ENTRIES * L2_RANGE);
 	w = calloc(1, sizeof(*w));
@@ -146,8 +150,9 @@ int ims_qcow2_writer_open(ims_qcow2_writer **out, int fd, uint64_t virtual_size)
 	w->l2 = malloc(CS);
 	w->cluster = malloc(CS);
 	if (!w->l1 || !w->l2 || !w->cluster) {
-		r = ims_error_set(-ENOMEM, "qcow2 writer: out of memory for the tables of %" PRIu64
-				  " bytes", virtual_size);
+		r = ims_error_set(-ENOMEM,
+				  "qcow2 writer: out of memory for the tables of %" PRIu64 " bytes",
+				  virtual_size);
 		goto out;
 	}
 	w->l2_index = NONE;
@@ -180,11 +185,15 @@ int ims_qcow2_writer_write(ims_qcow2_writer *w, uint64_t offset, const void *buf
 	if (r < 0)
 		return r;
 	if (offset < w->pos)
-		return ims_error_set(-EINVAL, "qcow2 writer: write at offset %" PRIu64 " comes before "
-				     "offset %" PRIu64 ", where the last one ended", offset, w->pos);
+		return ims_error_set(-EINVAL,
+				     "qcow2 writer: write at offset %" PRIu64 " comes before "
+				     "offset %" PRIu64 ", where the last one ended",
+				     offset, w->pos);
 	if (offset > w->vsize || len > w->vsize - offset)
-		return ims_error_set(-EINVAL, "qcow2 writer: write of %zu bytes at offset %" PRIu64
-				     " passes the virtual size %" PRIu64, len, offset, w->vsize);
+		return ims_error_set(-EINVAL,
+				     "qcow2 writer: write of %zu bytes at offset %" PRIu64
+				     " passes the virtual size %" PRIu64,
+				     len, offset, w->vsize);
 	while (len) {
 		uint64_t index = offset / CS;
 		size_t in = (size_t)(offset % CS), n = len < CS - in ? len : (size_t)(CS - in);
@@ -245,7 +254,8 @@ static int write_l1(ims_qcow2_writer *w, uint64_t *l1_off)
 		memset(w->cluster, 0, CS);
 		for (j = 0; j < n; j++)
 			if (w->l1[i + j])
-				ims_format__put_be64(w->cluster + j * 8, w->l1[i + j] | OFLAG_COPIED);
+				ims_format__put_be64(w->cluster + j * 8,
+						     w->l1[i + j] | OFLAG_COPIED);
 		r = pwrite_full(w, w->cluster, CS, w->next * CS);
 		if (r < 0)
 			return r;
@@ -335,8 +345,9 @@ int ims_qcow2_writer_finish(ims_qcow2_writer *w)
 	if (fstat(w->fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > w->next * CS &&
 	    ftruncate(w->fd, (off_t)(w->next * CS)) < 0) {
 		int err = errno;
-		w->failed = ims_error_set(-err, "qcow2 writer: cannot truncate the file to %" PRIu64
-					  " bytes: %s", w->next * CS, ims_strerror(err));
+		w->failed = ims_error_set(
+			-err, "qcow2 writer: cannot truncate the file to %" PRIu64 " bytes: %s",
+			w->next * CS, ims_strerror(err));
 		return w->failed;
 	}
 	w->finished = true;

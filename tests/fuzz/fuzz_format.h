@@ -15,8 +15,8 @@
 #include "store/format.h"
 
 #define FUZZ_MAX_EXTENTS 4096
-#define FUZZ_PIECE (64u << 10)
-#define FUZZ_MAX_READ (8u << 20)
+#define FUZZ_PIECE	 (64u << 10)
+#define FUZZ_MAX_READ	 (8u << 20)
 
 static uint8_t fuzz_buf[FUZZ_PIECE];
 

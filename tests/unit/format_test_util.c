@@ -55,7 +55,8 @@ void ft_need_tool(const char *tool)
 	snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1", tool);
 	if (system(cmd) != 0)
 		fail_msg("'%s' is not installed: the format tests need it (apt-get install "
-			 "qemu-utils)", tool);
+			 "qemu-utils)",
+			 tool);
 }
 
 static int run_v(char *out, size_t len, const char *fmt, va_list ap)
@@ -141,8 +142,7 @@ void ft_pattern(uint8_t *buf, size_t len)
 			if (in < (512u << 10))
 				buf[i] = (uint8_t)("imgstore pattern "[i % 17] + (i >> 12) % 5);
 			break;
-		case 2: /* zeros */
-			break;
+		case 2: /* zeros */ break;
 		case 3: /* random, with a zero hole in the middle */
 			if (in < (256u << 10) || in >= (768u << 10))
 				buf[i] = (uint8_t)(x | 1);
@@ -192,7 +192,7 @@ void ft_compare(const char *image, ims_format_kind declared, const char *raw, si
 {
 	ims_format_reader *r = NULL;
 	ims_source src;
-	ft_walk w = { 0 };
+	ft_walk w = {0};
 	uint64_t raw_len, off = 0;
 	uint8_t *expect, *got;
 	struct stat st;

@@ -27,7 +27,8 @@ void ft_need_tool(const char *tool);
 void ft_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Run a shell command, its exit status and (up to @p len bytes of) its output. */
-int ft_run_output(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int ft_run_output(char *out, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /*
  * Fill @p buf with a deterministic disk of @p len bytes: random and compressible data, zero
@@ -60,7 +61,7 @@ void ft_compare(const char *image, ims_format_kind declared, const char *raw, si
  * Expect open of @p len bytes at @p data as @p kind to fail with @p err and a message holding
  * @p msg.
  */
-#define ft_expect_open_error(data, len, kind, err, msg) \
+#define ft_expect_open_error(data, len, kind, err, msg)                                            \
 	ft_expect_open_error_at(data, len, kind, err, msg, __FILE__, __LINE__)
 void ft_expect_open_error_at(const void *data, size_t len, ims_format_kind kind, int err,
 			     const char *msg, const char *file, int line);

@@ -89,7 +89,7 @@ static ssize_t failing_pread(void *ctx, void *buf, size_t len, uint64_t off)
 static void test_source_errors(void **state)
 {
 	(void)state;
-	ims_source src = { .pread = failing_pread, .size = 4096, .ctx = NULL };
+	ims_source src = {.pread = failing_pread, .size = 4096, .ctx = NULL};
 	ims_format_reader *r = NULL;
 	ims_format_kind k;
 	uint8_t b[16];
@@ -165,7 +165,7 @@ static void test_declared_mismatch(void **state)
 	(void)state;
 	uint8_t q[512] = "QFI\xfb";
 	uint8_t v[512] = "KDMV";
-	uint8_t raw[512] = { 1, 2, 3 };
+	uint8_t raw[512] = {1, 2, 3};
 
 	ft_expect_open_error(q, sizeof(q), IMS_FORMAT_VMDK, -EINVAL,
 			     "image declared as vmdk but its bytes are qcow2");

@@ -21,8 +21,8 @@
 #include "store/format.h"
 #include "tests/unit/format_test_util.h"
 
-#define COPIED (1ull << 63)
-#define COMPRESSED (1ull << 62)
+#define COPIED	      (1ull << 63)
+#define COMPRESSED    (1ull << 62)
 #define PATTERN_BYTES (4u << 20)
 
 /* ---------------------------------------------------------------------------------------- */
@@ -79,8 +79,8 @@ static void q2_build(q2img *q, unsigned cluster_bits, bool extended)
 	put32(q->b + 4, 3);
 	put32(q->b + 20, cluster_bits);
 	put64(q->b + 24, q->vsize);
-	put32(q->b + 36, 2);      /* L1 entries */
-	put64(q->b + 40, cs);     /* L1 table */
+	put32(q->b + 36, 2);	  /* L1 entries */
+	put64(q->b + 40, cs);	  /* L1 table */
 	put64(q->b + 48, 2 * cs); /* refcount table */
 	put32(q->b + 56, 1);
 	put64(q->b + 72, extended ? 1ull << 4 : 0);
@@ -221,10 +221,12 @@ static void test_bad_fields(void **state)
 	q2_build(&q, 9, false);
 	put32(q.b + 100, 112);
 	q.b[104] = 1;
-	expect_bad(&q, -EINVAL, "qcow2: compression type 1 without the compression type feature bit");
+	expect_bad(&q, -EINVAL,
+		   "qcow2: compression type 1 without the compression type feature bit");
 	put64(q.b + 72, 1ull << 3);
 	q.b[104] = 0;
-	expect_bad(&q, -EINVAL, "qcow2: the compression type feature is set with compression type 0");
+	expect_bad(&q, -EINVAL,
+		   "qcow2: the compression type feature is set with compression type 0");
 	q.b[104] = 2;
 	expect_bad(&q, -ENOTSUP, "qcow2: unknown compression type 2");
 	put32(q.b + 100, 104);
@@ -239,10 +241,12 @@ static void test_sizes(void **state)
 	/* virtual sizes that overflow, or that the 32 MiB L1 cap cannot cover */
 	q2_build(&q, 9, false);
 	put64(q.b + 24, UINT64_MAX);
-	expect_bad(&q, -EINVAL, "qcow2: virtual size 18446744073709551615 is too large for "
-				"512-byte clusters");
+	expect_bad(&q, -EINVAL,
+		   "qcow2: virtual size 18446744073709551615 is too large for "
+		   "512-byte clusters");
 	put64(q.b + 24, (4ull << 20) * 32768 + 1);
-	expect_bad(&q, -EINVAL, "is too large for 512-byte clusters (the L1 table would pass 32 MiB)");
+	expect_bad(&q, -EINVAL,
+		   "is too large for 512-byte clusters (the L1 table would pass 32 MiB)");
 
 	/* L1 tables too large, too small for the size, or beyond the file */
 	q2_build(&q, 9, false);
@@ -251,15 +255,18 @@ static void test_sizes(void **state)
 	put32(q.b + 36, (4u << 20) + 1);
 	expect_bad(&q, -EINVAL, "qcow2: L1 table of 4194305 entries is larger than 32 MiB");
 	put32(q.b + 36, 1);
-	expect_bad(&q, -EINVAL, "qcow2: L1 table of 1 entries is too small for the virtual size "
-				"65536 (needs 2)");
+	expect_bad(&q, -EINVAL,
+		   "qcow2: L1 table of 1 entries is too small for the virtual size "
+		   "65536 (needs 2)");
 	put32(q.b + 36, 4u << 20);
-	expect_bad(&q, -EINVAL, "qcow2: L1 table (offset 0x200, 4194304 entries) is unaligned or "
-				"passes the end of the file (3072 bytes)");
+	expect_bad(&q, -EINVAL,
+		   "qcow2: L1 table (offset 0x200, 4194304 entries) is unaligned or "
+		   "passes the end of the file (3072 bytes)");
 	q2_build(&q, 9, false);
 	put64(q.b + 40, 1u << 20);
-	expect_bad(&q, -EINVAL, "qcow2: L1 table (offset 0x100000, 2 entries) is unaligned or "
-				"passes the end of the file");
+	expect_bad(&q, -EINVAL,
+		   "qcow2: L1 table (offset 0x100000, 2 entries) is unaligned or "
+		   "passes the end of the file");
 	put64(q.b + 40, UINT64_MAX - 511);
 	expect_bad(&q, -EINVAL, "passes the end of the file");
 	put64(q.b + 40, 0x201);
@@ -270,8 +277,9 @@ static void test_sizes(void **state)
 	/* the refcount table likewise */
 	q2_build(&q, 9, false);
 	put32(q.b + 56, 0xffffffff);
-	expect_bad(&q, -EINVAL, "qcow2: refcount table (offset 0x400, 4294967295 clusters) is "
-				"unaligned or passes the end of the file");
+	expect_bad(&q, -EINVAL,
+		   "qcow2: refcount table (offset 0x400, 4294967295 clusters) is "
+		   "unaligned or passes the end of the file");
 	q2_build(&q, 9, false);
 	put64(q.b + 48, 0x200);
 	expect_bad(&q, -EINVAL, "qcow2: refcount table at offset 0x200 lies in the L1 table");
@@ -286,15 +294,17 @@ static void test_tables_outside(void **state)
 
 	q2_build(&q, 9, false);
 	q2_l1(&q, 1, 0x100000 | COPIED);
-	expect_bad(&q, -EINVAL, "qcow2: L1 entry 1 puts an L2 table at 0x100000, past the end of "
-				"the file (3072 bytes)");
+	expect_bad(&q, -EINVAL,
+		   "qcow2: L1 entry 1 puts an L2 table at 0x100000, past the end of "
+		   "the file (3072 bytes)");
 	q2_l1(&q, 1, 0x00fffffffffffe00ull);
 	expect_bad(&q, -EINVAL, "qcow2: L1 entry 1 puts an L2 table at 0xfffffffffffe00, past");
 	/* the last cluster of the file, only partly there */
 	q.len -= 1;
 	q2_l1(&q, 1, 5 * q.cs);
-	expect_bad(&q, -EINVAL, "qcow2: L1 entry 1 puts an L2 table at 0xa00, past the end of the "
-				"file (3071 bytes)");
+	expect_bad(&q, -EINVAL,
+		   "qcow2: L1 entry 1 puts an L2 table at 0xa00, past the end of the "
+		   "file (3071 bytes)");
 
 	q2_build(&q, 12, false);
 	q2_l1(&q, 0, 0x3200);
@@ -311,25 +321,29 @@ static void test_reference_loops(void **state)
 	q2_l1(&q, 0, q.cs | COPIED);
 	expect_bad(&q, -EINVAL, "qcow2: L1 entry 0 puts an L2 table at 0x200, into the L1 table");
 	q2_l1(&q, 0, 2 * q.cs);
-	expect_bad(&q, -EINVAL, "qcow2: L1 entry 0 puts an L2 table at 0x400, into the refcount "
-				"table");
+	expect_bad(&q, -EINVAL,
+		   "qcow2: L1 entry 0 puts an L2 table at 0x400, into the refcount "
+		   "table");
 
 	/* data clusters in the L1 table, an L2 table (its own), the refcount table */
 	q2_build(&q, 9, false);
 	q2_l2(&q, 2, q.cs | COPIED, 0);
-	expect_bad_at(&q, 1024, -EINVAL, "qcow2: guest offset 1024 maps to host offset 0x200, "
-					 "into the L1 table");
+	expect_bad_at(&q, 1024, -EINVAL,
+		      "qcow2: guest offset 1024 maps to host offset 0x200, "
+		      "into the L1 table");
 	q2_l2(&q, 2, 3 * q.cs | COPIED, 0);
-	expect_bad_at(&q, 1024, -EINVAL, "qcow2: guest offset 1024 maps to host offset 0x600, "
-					 "into an L2 table");
+	expect_bad_at(&q, 1024, -EINVAL,
+		      "qcow2: guest offset 1024 maps to host offset 0x600, "
+		      "into an L2 table");
 	q2_l2(&q, 2, 2 * q.cs | COPIED, 0);
 	expect_bad_at(&q, 1024, -EINVAL, "into the refcount table");
 	/* another L1 entry's table is an L2 table all the same */
 	q2_build(&q, 9, false);
 	q2_l1(&q, 1, 5 * q.cs);
 	q2_l2(&q, 0, 5 * q.cs | COPIED, 0);
-	expect_bad_at(&q, 0, -EINVAL, "qcow2: guest offset 0 maps to host offset 0xa00, into an L2 "
-				      "table");
+	expect_bad_at(&q, 0, -EINVAL,
+		      "qcow2: guest offset 0 maps to host offset 0xa00, into an L2 "
+		      "table");
 	/* two L1 entries sharing one L2 table is no loop: both read its clusters */
 	q2_build(&q, 9, false);
 	q2_l1(&q, 1, 3 * q.cs);
@@ -344,12 +358,14 @@ static void test_reference_loops(void **state)
 	/* data past the end of the file, and unaligned */
 	q2_build(&q, 9, false);
 	q2_l2(&q, 2, 0x7fe00 | COPIED, 0);
-	expect_bad_at(&q, 1024 + 5, -EINVAL, "qcow2: guest offset 1029 maps to host offset 0x7fe00, "
-					     "past the end of the file (3072 bytes)");
+	expect_bad_at(&q, 1024 + 5, -EINVAL,
+		      "qcow2: guest offset 1029 maps to host offset 0x7fe00, "
+		      "past the end of the file (3072 bytes)");
 	q2_build(&q, 12, false);
 	q2_l2(&q, 1, 0x4200, 0);
-	expect_bad_at(&q, 4096, -EINVAL, "qcow2: guest offset 4096 maps to unaligned host offset "
-					 "0x4200");
+	expect_bad_at(&q, 4096, -EINVAL,
+		      "qcow2: guest offset 4096 maps to unaligned host offset "
+		      "0x4200");
 }
 
 /* Raw deflate, as qcow2 stores compressed clusters. */
@@ -410,15 +426,17 @@ static void test_compressed(void **state)
 
 	/* a second sector that starts past the end of the file */
 	q2_l2(&q, 2, COMPRESSED | 1ull << 61 | at, 0);
-	expect_bad_at(&q, 1024, -EINVAL, "qcow2: compressed cluster at guest offset 1024 (host "
-					 "offset 0xa64, 924 bytes) passes the end of the file");
+	expect_bad_at(&q, 1024, -EINVAL,
+		      "qcow2: compressed cluster at guest offset 1024 (host "
+		      "offset 0xa64, 924 bytes) passes the end of the file");
 	/* cut short: does not inflate to a whole cluster */
 	q2_build(&q, 9, false);
 	memcpy(q.b + at, comp, clen);
 	q.len = (size_t)(at + clen / 2);
 	q2_l2(&q, 2, COMPRESSED | at, 0);
-	expect_bad_read(&q, 1024, -EINVAL, "qcow2: compressed cluster at guest offset 1024 (host "
-					   "offset 0xa64) does not decompress (deflate) to 512 bytes");
+	expect_bad_read(&q, 1024, -EINVAL,
+			"qcow2: compressed cluster at guest offset 1024 (host "
+			"offset 0xa64) does not decompress (deflate) to 512 bytes");
 	/* garbage */
 	q2_build(&q, 9, false);
 	memset(q.b + at, 0xff, 64);
@@ -427,8 +445,9 @@ static void test_compressed(void **state)
 	/* compressed bytes in the header, the L1 table, an L2 table */
 	q2_build(&q, 9, false);
 	q2_l2(&q, 2, COMPRESSED | 100, 0);
-	expect_bad_at(&q, 1024, -EINVAL, "qcow2: compressed cluster at guest offset 1024 (host "
-					 "offset 0x64) lies in the header");
+	expect_bad_at(&q, 1024, -EINVAL,
+		      "qcow2: compressed cluster at guest offset 1024 (host "
+		      "offset 0x64) lies in the header");
 	q2_l2(&q, 2, COMPRESSED | (q.cs + 8), 0);
 	expect_bad_at(&q, 1024, -EINVAL, "(host offset 0x208) lies in the L1 table");
 	q2_l2(&q, 2, COMPRESSED | 1ull << 61 | (2 * q.cs + 500), 0);
@@ -465,11 +484,13 @@ static void test_extended_l2(void **state)
 
 	/* both allocated and zero is corrupt; so are allocated subclusters of no cluster */
 	q2_l2(&q, 0, 4 * q.cs | COPIED, 0x0000000100000001ull);
-	expect_bad_at(&q, 0, -EINVAL, "qcow2: the L2 entry of guest offset 0 marks subclusters both "
-				      "allocated and zero (bitmap 0x0000000100000001)");
+	expect_bad_at(&q, 0, -EINVAL,
+		      "qcow2: the L2 entry of guest offset 0 marks subclusters both "
+		      "allocated and zero (bitmap 0x0000000100000001)");
 	q2_l2(&q, 1, 0, 0x10);
-	expect_bad_at(&q, 4096, -EINVAL, "qcow2: the L2 entry of guest offset 4096 allocates "
-					 "subclusters of no cluster (bitmap 0x0000000000000010)");
+	expect_bad_at(&q, 4096, -EINVAL,
+		      "qcow2: the L2 entry of guest offset 4096 allocates "
+		      "subclusters of no cluster (bitmap 0x0000000000000010)");
 	/* zero bits on no cluster are fine */
 	q2_build(&q, 12, true);
 	q2_l2(&q, 1, 0, 0xffffffff00000000ull);
@@ -489,8 +510,9 @@ static void test_refused_features(void **state)
 	memcpy(q.b + 200, "base.qcow2", 10);
 	put64(q.b + 8, 200);
 	put32(q.b + 16, 10);
-	expect_bad(&q, -ENOTSUP, "qcow2: the image has a backing file 'base.qcow2'; imgstore "
-				 "imports standalone images only");
+	expect_bad(&q, -ENOTSUP,
+		   "qcow2: the image has a backing file 'base.qcow2'; imgstore "
+		   "imports standalone images only");
 	put64(q.b + 8, 1ull << 40);
 	expect_bad(&q, -ENOTSUP, "qcow2: the image has a backing file (its name is unreadable)");
 	put64(q.b + 8, 200);
@@ -503,8 +525,9 @@ static void test_refused_features(void **state)
 	put32(q.b + 104, 0x44415441);
 	put32(q.b + 108, 8);
 	memcpy(q.b + 112, "data.raw", 8);
-	expect_bad(&q, -ENOTSUP, "qcow2: the image keeps its data in an external file 'data.raw', "
-				 "which imgstore does not support");
+	expect_bad(&q, -ENOTSUP,
+		   "qcow2: the image keeps its data in an external file 'data.raw', "
+		   "which imgstore does not support");
 	put32(q.b + 104, 0x12345678);
 	expect_bad(&q, -ENOTSUP, "qcow2: the image keeps its data in an external file, which");
 
@@ -513,13 +536,15 @@ static void test_refused_features(void **state)
 	put32(q.b + 32, 1);
 	expect_bad(&q, -ENOTSUP, "qcow2: encrypted images are not supported (crypt_method 1, AES)");
 	put32(q.b + 32, 2);
-	expect_bad(&q, -ENOTSUP, "qcow2: encrypted images are not supported (crypt_method 2, LUKS)");
+	expect_bad(&q, -ENOTSUP,
+		   "qcow2: encrypted images are not supported (crypt_method 2, LUKS)");
 
 	/* unknown incompatible features, named by bit */
 	q2_build(&q, 9, false);
 	put64(q.b + 72, 1ull << 5 | 1ull << 63 | 1);
-	expect_bad(&q, -ENOTSUP, "qcow2: unknown incompatible feature bits 5, 63 "
-				 "(0x8000000000000020)");
+	expect_bad(&q, -ENOTSUP,
+		   "qcow2: unknown incompatible feature bits 5, 63 "
+		   "(0x8000000000000020)");
 
 	/* the corrupt bit */
 	q2_build(&q, 9, false);
@@ -625,9 +650,10 @@ static void test_qemu_io_writes(void **state)
 
 	/* data, zero clusters on data (v3 zero flag), zeros on nothing, odd small writes */
 	ft_run("qemu-img create -f qcow2 -o compat=1.1 '%s' 4M >/dev/null", ft_path("io.qcow2"));
-	qemu_io("io.qcow2", "-c 'write -P 0xab 0 1M' -c 'write -z 2M 1M' -c 'write -P 0x11 3M 1M' "
-			    "-c 'write -z 3M 128K' -c 'write -z -u 3584K 64K' -c 'write -P 0x5 1027k 3k' "
-			    "-c 'write -P 0x7 4193792 512'");
+	qemu_io("io.qcow2",
+		"-c 'write -P 0xab 0 1M' -c 'write -z 2M 1M' -c 'write -P 0x11 3M 1M' "
+		"-c 'write -z 3M 128K' -c 'write -z -u 3584K 64K' -c 'write -P 0x5 1027k 3k' "
+		"-c 'write -P 0x7 4193792 512'");
 	/* the first MiB and the cluster of the odd write after it are one extent */
 	fd = open(ft_path("io.qcow2"), O_RDONLY);
 	assert_true(fd >= 0);
@@ -644,19 +670,22 @@ static void test_qemu_io_writes(void **state)
 	/* the same on extended L2 entries: subclusters allocated and zeroed one by one */
 	ft_run("qemu-img create -f qcow2 -o extended_l2=on,cluster_size=64K '%s' 4M >/dev/null",
 	       ft_path("io-ext.qcow2"));
-	qemu_io("io-ext.qcow2", "-c 'write -P 0xab 4096 2048' -c 'write -P 0xcd 1M 1M' "
-				"-c 'write -z 1536K 6K' -c 'write -z 3M 512K' -c 'write -P 0x3 70001 1'");
+	qemu_io("io-ext.qcow2",
+		"-c 'write -P 0xab 4096 2048' -c 'write -P 0xcd 1M 1M' "
+		"-c 'write -z 1536K 6K' -c 'write -z 3M 512K' -c 'write -P 0x3 70001 1'");
 	check_image("io-ext.qcow2", 4096, &w);
 
 	/* the same on a version 2 image, which has no zero flag */
 	ft_run("qemu-img create -f qcow2 -o compat=0.10,cluster_size=4K '%s' 4M >/dev/null",
 	       ft_path("io-v2.qcow2"));
-	qemu_io("io-v2.qcow2", "-c 'write -P 0xab 0 1M' -c 'write -z 512K 8K' -c 'write -P 3 2M 1'");
+	qemu_io("io-v2.qcow2",
+		"-c 'write -P 0xab 0 1M' -c 'write -z 512K 8K' -c 'write -P 3 2M 1'");
 	check_image("io-v2.qcow2", 65536, &w);
 
 	/* preallocated metadata: clusters with a host offset that read as zeros */
 	ft_run("qemu-img create -f qcow2 -o preallocation=metadata,cluster_size=4K '%s' 4M "
-	       ">/dev/null", ft_path("prealloc.qcow2"));
+	       ">/dev/null",
+	       ft_path("prealloc.qcow2"));
 	qemu_io("prealloc.qcow2", "-c 'write -P 0xab 8K 8K' -c 'write -P 3 2M 1'");
 	check_image("prealloc.qcow2", 65536, &w);
 }
@@ -726,8 +755,8 @@ static void test_qemu_refused(void **state)
 			     "qcow2: the image has a backing file 'base.qcow2'");
 	free(b);
 
-	ft_run("qemu-img create -f qcow2 -o data_file='%s' '%s' 1M >/dev/null",
-	       ft_path("data.raw"), ft_path("ext.qcow2"));
+	ft_run("qemu-img create -f qcow2 -o data_file='%s' '%s' 1M >/dev/null", ft_path("data.raw"),
+	       ft_path("ext.qcow2"));
 	b = ft_read_file(ft_path("ext.qcow2"), &len);
 	snprintf(out, sizeof(out), "external file '%s'", ft_path("data.raw"));
 	ft_expect_open_error(b, len, IMS_FORMAT_AUTO, -ENOTSUP, out);
@@ -735,7 +764,8 @@ static void test_qemu_refused(void **state)
 
 	/* AES: LUKS is refused alike (crafted above), and its key setup takes seconds */
 	ft_run("qemu-img create -f qcow2 --object secret,id=s0,data=pw -o "
-	       "encrypt.format=aes,encrypt.key-secret=s0 '%s' 1M >/dev/null", ft_path("aes.qcow2"));
+	       "encrypt.format=aes,encrypt.key-secret=s0 '%s' 1M >/dev/null",
+	       ft_path("aes.qcow2"));
 	b = ft_read_file(ft_path("aes.qcow2"), &len);
 	ft_expect_open_error(b, len, IMS_FORMAT_AUTO, -ENOTSUP, "(crypt_method 1, AES)");
 	/* and declared as another format */

@@ -23,7 +23,7 @@
 #include "tests/unit/format_test_util.h"
 
 #define PATTERN_BYTES (4u << 20)
-#define GD_AT_END UINT64_MAX
+#define GD_AT_END     UINT64_MAX
 
 /* ---------------------------------------------------------------------------------------- */
 /* images crafted in memory */
@@ -67,10 +67,10 @@ static void v_build(vimg *v)
 	memset(v, 0, sizeof(*v));
 	memcpy(v->b, "KDMV", 4);
 	put32(v->b + 4, 1);
-	put32(v->b + 8, 1); /* the end-of-line test */
+	put32(v->b + 8, 1);	/* the end-of-line test */
 	put64(v->b + 12, 8192); /* capacity */
-	put64(v->b + 20, 8);    /* grain */
-	put64(v->b + 28, 1);    /* descriptor */
+	put64(v->b + 20, 8);	/* grain */
+	put64(v->b + 28, 1);	/* descriptor */
 	put64(v->b + 36, 2);
 	put32(v->b + 44, 512);
 	put64(v->b + 56, 3); /* grain directory */
@@ -251,8 +251,9 @@ static void test_bad_header(void **state)
 	put64(v.b + 12, 1ull << 56);
 	expect_bad(&v, -EINVAL, "vmdk: capacity of 72057594037927936 sectors overflows");
 	put64(v.b + 12, 1ull << 40);
-	expect_bad(&v, -EINVAL, "vmdk: capacity of 1099511627776 sectors needs a grain directory "
-				"larger than 32 MiB");
+	expect_bad(&v, -EINVAL,
+		   "vmdk: capacity of 1099511627776 sectors needs a grain directory "
+		   "larger than 32 MiB");
 
 	v_build(&v);
 	put32(v.b + 8, 1 | 1u << 16);
@@ -267,12 +268,14 @@ static void test_tables_outside(void **state)
 
 	v_build(&v);
 	put64(v.b + 56, 1000);
-	expect_bad(&v, -EINVAL, "vmdk: the grain directory (sector 1000, 2 entries) lies outside "
-				"the file (12288 bytes)");
+	expect_bad(&v, -EINVAL,
+		   "vmdk: the grain directory (sector 1000, 2 entries) lies outside "
+		   "the file (12288 bytes)");
 	put64(v.b + 56, 0);
 	expect_bad(&v, -EINVAL, "vmdk: the grain directory (sector 0, 2 entries) lies outside");
 	put64(v.b + 56, 1ull << 60);
-	expect_bad(&v, -EINVAL, "vmdk: the grain directory (sector 1152921504606846976, 2 entries)");
+	expect_bad(&v, -EINVAL,
+		   "vmdk: the grain directory (sector 1152921504606846976, 2 entries)");
 	put64(v.b + 56, 24);
 	expect_bad(&v, -EINVAL, "vmdk: the grain directory (sector 24, 2 entries) lies outside");
 	put64(v.b + 56, 2);
@@ -280,8 +283,9 @@ static void test_tables_outside(void **state)
 
 	v_build(&v);
 	put64(v.b + 28, 100);
-	expect_bad(&v, -EINVAL, "vmdk: the descriptor (sector 100, 2 sectors) passes the end of the "
-				"file (12288 bytes)");
+	expect_bad(&v, -EINVAL,
+		   "vmdk: the descriptor (sector 100, 2 sectors) passes the end of the "
+		   "file (12288 bytes)");
 	put64(v.b + 28, 1);
 	put64(v.b + 36, UINT64_MAX);
 	expect_bad(&v, -EINVAL, "vmdk: the descriptor (sector 1, 18446744073709551615 sectors)");
@@ -289,13 +293,15 @@ static void test_tables_outside(void **state)
 	/* grain tables outside the file or in the metadata */
 	v_build(&v);
 	put32(v.b + 3 * 512 + 4, 1000);
-	expect_bad(&v, -EINVAL, "vmdk: grain directory entry 1 puts a grain table at 0x7d000, past "
-				"the end of the file (12288 bytes)");
+	expect_bad(&v, -EINVAL,
+		   "vmdk: grain directory entry 1 puts a grain table at 0x7d000, past "
+		   "the end of the file (12288 bytes)");
 	put32(v.b + 3 * 512 + 4, 21);
 	expect_bad(&v, -EINVAL, "vmdk: grain directory entry 1 puts a grain table at 0x2a00, past");
 	put32(v.b + 3 * 512 + 4, 2);
-	expect_bad(&v, -EINVAL, "vmdk: grain directory entry 1 puts a grain table at 0x400, into "
-				"the descriptor");
+	expect_bad(&v, -EINVAL,
+		   "vmdk: grain directory entry 1 puts a grain table at 0x400, into "
+		   "the descriptor");
 	put32(v.b + 3 * 512 + 4, 3);
 	expect_bad(&v, -EINVAL, "into the grain directory");
 }
@@ -307,11 +313,13 @@ static void test_grains(void **state)
 
 	v_build(&v);
 	put32(v.b + 4 * 512 + 2 * 4, 1000);
-	expect_bad_at(&v, 8192, -EINVAL, "vmdk: the grain of guest offset 8192 at host offset "
-					 "0x7d000 lies past the end of the file (12288 bytes)");
+	expect_bad_at(&v, 8192, -EINVAL,
+		      "vmdk: the grain of guest offset 8192 at host offset "
+		      "0x7d000 lies past the end of the file (12288 bytes)");
 	put32(v.b + 4 * 512 + 2 * 4, 2);
-	expect_bad_at(&v, 8192, -EINVAL, "vmdk: the grain of guest offset 8192 at host offset 0x400 "
-					 "lies in the descriptor");
+	expect_bad_at(&v, 8192, -EINVAL,
+		      "vmdk: the grain of guest offset 8192 at host offset 0x400 "
+		      "lies in the descriptor");
 	/* a grain that reaches into the metadata counts too */
 	put32(v.b + 4 * 512 + 2 * 4, 3);
 	expect_bad_at(&v, 8192 + 9, -EINVAL, "at host offset 0x600 lies in the grain directory");
@@ -323,17 +331,20 @@ static void test_grains(void **state)
 	/* compressed grains: sizes, the end of the file, bad streams */
 	v_build_stream(&v);
 	put32(v.b + 16 * 512 + 8, 0);
-	expect_bad_read(&v, 8192, -EINVAL, "vmdk: compressed grain of guest offset 8192 at host "
-					   "offset 0x2000 has a bad size 0");
+	expect_bad_read(&v, 8192, -EINVAL,
+			"vmdk: compressed grain of guest offset 8192 at host "
+			"offset 0x2000 has a bad size 0");
 	put32(v.b + 16 * 512 + 8, 1u << 30);
 	expect_bad_read(&v, 8192, -EINVAL, "has a bad size 1073741824");
 	put32(v.b + 16 * 512 + 8, 5000);
-	expect_bad_read(&v, 8192, -EINVAL, "vmdk: compressed grain of guest offset 8192 at host offset "
-					   "0x2000 (5000 bytes) passes the end of the file (8704 bytes)");
+	expect_bad_read(&v, 8192, -EINVAL,
+			"vmdk: compressed grain of guest offset 8192 at host offset "
+			"0x2000 (5000 bytes) passes the end of the file (8704 bytes)");
 	put32(v.b + 16 * 512 + 8, 400);
 	memset(v.b + 16 * 512 + 12, 0xee, 400);
-	expect_bad_read(&v, 8192, -EINVAL, "vmdk: compressed grain of guest offset 8192 at host offset "
-					   "0x2000 does not inflate to at most 4096 bytes");
+	expect_bad_read(&v, 8192, -EINVAL,
+			"vmdk: compressed grain of guest offset 8192 at host offset "
+			"0x2000 does not inflate to at most 4096 bytes");
 	v_build_stream(&v);
 	put32(v.b + 4 * 512 + 2 * 4, 7);
 	expect_bad_at(&v, 8192, -EINVAL, "at host offset 0xe00 lies in a grain table");
@@ -348,8 +359,9 @@ static void test_footer(void **state)
 	/* the header puts the directory at the end: the footer's is the one */
 	v_build_stream(&v);
 	put64(v.b + 56, GD_AT_END);
-	expect_bad(&v, -EINVAL, "vmdk: the grain directory is at the end but the file ends without "
-				"a valid footer");
+	expect_bad(&v, -EINVAL,
+		   "vmdk: the grain directory is at the end but the file ends without "
+		   "a valid footer");
 	/* footer marker, footer, end-of-stream marker */
 	memset(v.b + v.len, 0, 3 * 512);
 	put64(v.b + v.len, 1);
@@ -383,8 +395,9 @@ static void test_descriptors(void **state)
 
 	v_build(&v);
 	v_descriptor(&v, "createType=\"monolithicFlat\"\nRW 8192 FLAT \"test-flat.vmdk\" 0\n");
-	expect_bad(&v, -ENOTSUP, "vmdk: createType 'monolithicFlat' is not supported (imgstore reads "
-				 "monolithicSparse and streamOptimized)");
+	expect_bad(&v, -ENOTSUP,
+		   "vmdk: createType 'monolithicFlat' is not supported (imgstore reads "
+		   "monolithicSparse and streamOptimized)");
 	v_descriptor(&v, "createType = \"vmfsSparse\"\nRW 8192 VMFSSPARSE \"t-delta.vmdk\"\n");
 	expect_bad(&v, -ENOTSUP, "vmdk: createType 'vmfsSparse' is not supported");
 	v_descriptor(&v, "createType=\"seSparse\"\nRW 8192 SESPARSE \"t-sesparse.vmdk\"\n");
@@ -397,28 +410,34 @@ static void test_descriptors(void **state)
 	expect_bad(&v, -EINVAL, "vmdk: the descriptor lists no extent");
 	v_descriptor(&v, "createType=\"monolithicSparse\"\nRW 4096 SPARSE \"a.vmdk\"\n"
 			 "RW 4096 SPARSE \"b.vmdk\"\n");
-	expect_bad(&v, -ENOTSUP, "vmdk: the descriptor lists 2 extents; imgstore reads "
-				 "single-extent images only");
+	expect_bad(&v, -ENOTSUP,
+		   "vmdk: the descriptor lists 2 extents; imgstore reads "
+		   "single-extent images only");
 	v_descriptor(&v, "createType=\"monolithicSparse\"\nRW 8192 FLAT \"a.vmdk\" 0\n");
-	expect_bad(&v, -ENOTSUP, "vmdk: extent type 'FLAT' in a monolithicSparse image is not "
-				 "supported");
+	expect_bad(&v, -ENOTSUP,
+		   "vmdk: extent type 'FLAT' in a monolithicSparse image is not "
+		   "supported");
 	v_descriptor(&v, "createType=\"monolithicSparse\"\nRW 8193 SPARSE \"a.vmdk\"\n");
-	expect_bad(&v, -EINVAL, "vmdk: the descriptor's extent of 8193 sectors exceeds the capacity "
-				"of 8192 sectors");
+	expect_bad(&v, -EINVAL,
+		   "vmdk: the descriptor's extent of 8193 sectors exceeds the capacity "
+		   "of 8192 sectors");
 	v_descriptor(&v, "createType=\"monolithicSparse\"\nRW 99999999999999999999999 SPARSE "
 			 "\"a.vmdk\"\n");
 	expect_bad(&v, -EINVAL, "vmdk: the descriptor's extent of 18446744073709551615 sectors");
 
 	/* deltas */
 	memset(v.b + 512, 0, 1024);
-	strcpy((char *)v.b + 512, "# Disk DescriptorFile\nversion=1\nparentCID=0badf00d\n"
-				  "createType=\"monolithicSparse\"\nparentFileNameHint=\"base.vmdk\"\n"
-				  "RW 8192 SPARSE \"test.vmdk\"\n");
-	expect_bad(&v, -ENOTSUP, "vmdk: the image is a delta of parent 'base.vmdk'; imgstore "
-				 "imports standalone images only");
+	strcpy((char *)v.b + 512,
+	       "# Disk DescriptorFile\nversion=1\nparentCID=0badf00d\n"
+	       "createType=\"monolithicSparse\"\nparentFileNameHint=\"base.vmdk\"\n"
+	       "RW 8192 SPARSE \"test.vmdk\"\n");
+	expect_bad(&v, -ENOTSUP,
+		   "vmdk: the image is a delta of parent 'base.vmdk'; imgstore "
+		   "imports standalone images only");
 	memset(v.b + 512, 0, 1024);
-	strcpy((char *)v.b + 512, "# Disk DescriptorFile\nparentCID=0badf00d\n"
-				  "createType=\"monolithicSparse\"\nRW 8192 SPARSE \"test.vmdk\"\n");
+	strcpy((char *)v.b + 512,
+	       "# Disk DescriptorFile\nparentCID=0badf00d\n"
+	       "createType=\"monolithicSparse\"\nRW 8192 SPARSE \"test.vmdk\"\n");
 	expect_bad(&v, -ENOTSUP, "vmdk: the image is a delta of a parent");
 
 	/* no embedded descriptor: an extent of a disk split in files */
@@ -518,7 +537,7 @@ static void test_qemu_images(void **state)
 static void test_qemu_stream_footer(void **state)
 {
 	(void)state;
-	uint8_t *b, *nb, eos[512] = { 0 };
+	uint8_t *b, *nb, eos[512] = {0};
 	size_t len;
 	ft_walk w;
 
@@ -548,10 +567,11 @@ static void test_qemu_zeroed_grains(void **state)
 	(void)state;
 	ft_walk w;
 
-	ft_run("qemu-img create -f vmdk -o zeroed_grain=on '%s' 4M >/dev/null",
+	ft_run("qemu-img create -f vmdk -o zeroed_grain=on '%s' 4M >/dev/null", ft_path("zg.vmdk"));
+	ft_run("qemu-io -f vmdk -c 'write -P 0x33 0 2M' -c 'write -z 64K 128K' -c 'write -P 1 3M "
+	       "1' "
+	       "'%s' >/dev/null",
 	       ft_path("zg.vmdk"));
-	ft_run("qemu-io -f vmdk -c 'write -P 0x33 0 2M' -c 'write -z 64K 128K' -c 'write -P 1 3M 1' "
-	       "'%s' >/dev/null", ft_path("zg.vmdk"));
 	{
 		const char *img = ft_path("zg.vmdk");
 		char raw[1100];

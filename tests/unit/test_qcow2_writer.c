@@ -67,7 +67,7 @@ static void qemu_agrees(const char *image, const char *raw)
 /* Write @p p through the writer in pieces of varying size, skipping some zero runs. */
 static void write_image(const char *name, const uint8_t *p, size_t len, bool skip_zeros)
 {
-	static const size_t sizes[] = { 1000, 65536, 7, 200000, 4096, 131072 + 512, 1 };
+	static const size_t sizes[] = {1000, 65536, 7, 200000, 4096, 131072 + 512, 1};
 	ims_qcow2_writer *w = NULL;
 	size_t off = 0, i = 0;
 	int fd = create(name);
@@ -158,8 +158,12 @@ static void test_empty_and_full_clusters(void **state)
 static void test_large_sparse(void **state)
 {
 	(void)state;
-	static const uint64_t at[] = { 0, 70000, (512ull << 20) - 3, 600ull << 20,
-				       (5ull << 30) + 12345, (6ull << 30) - 100 };
+	static const uint64_t at[] = {0,
+				      70000,
+				      (512ull << 20) - 3,
+				      600ull << 20,
+				      (5ull << 30) + 12345,
+				      (6ull << 30) - 100};
 	ims_qcow2_writer *w = NULL;
 	uint64_t vsize = 6ull << 30;
 	char cmd[256];
@@ -181,7 +185,8 @@ static void test_large_sparse(void **state)
 	assert_int_equal(ftruncate(fd, (off_t)vsize), 0);
 	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
 		snprintf(cmd, sizeof(cmd), "piece %zu", i);
-		assert_int_equal(pwrite(fd, cmd, strlen(cmd) + 1, (off_t)at[i]), (ssize_t)strlen(cmd) + 1);
+		assert_int_equal(pwrite(fd, cmd, strlen(cmd) + 1, (off_t)at[i]),
+				 (ssize_t)strlen(cmd) + 1);
 	}
 	close(fd);
 	qemu_agrees("large.qcow2", "large.raw");
@@ -194,8 +199,9 @@ static void test_large_sparse(void **state)
 static void test_refcount_layout(void **state)
 {
 	(void)state;
-	static const uint64_t ns[] = { 1, 2, 32766, 32767, 32768, 100000, 1ull << 28,
-				       (1ull << 28) * 8192 - 70000, 1ull << 33 };
+	static const uint64_t ns[] = {1,	 2,	 32766,	     32767,
+				      32768,	 100000, 1ull << 28, (1ull << 28) * 8192 - 70000,
+				      1ull << 33};
 	uint64_t b, t;
 
 	ims_format__qcow2_refcount_layout(5, &b, &t);
@@ -219,7 +225,7 @@ static void test_errors(void **state)
 {
 	(void)state;
 	ims_qcow2_writer *w = (ims_qcow2_writer *)(uintptr_t)1;
-	uint8_t buf[512] = { 1 };
+	uint8_t buf[512] = {1};
 	int fd;
 
 	ims_error_clear();
@@ -227,9 +233,10 @@ static void test_errors(void **state)
 			"qcow2 writer: virtual size 0 is not a positive multiple of 512");
 	ft_expect_error(ims_qcow2_writer_open(&w, 3, 1000), -EINVAL,
 			"qcow2 writer: virtual size 1000 is not a positive multiple of 512");
-	ft_expect_error(ims_qcow2_writer_open(&w, 3, (2ull << 50) + 512), -EINVAL,
-			"qcow2 writer: virtual size 2251799813685760 is beyond the 2251799813685248 "
-			"bytes an image of 64 KiB clusters addresses");
+	ft_expect_error(
+		ims_qcow2_writer_open(&w, 3, (2ull << 50) + 512), -EINVAL,
+		"qcow2 writer: virtual size 2251799813685760 is beyond the 2251799813685248 "
+		"bytes an image of 64 KiB clusters addresses");
 	ft_expect_error(ims_qcow2_writer_open(&w, -1, 512), -EINVAL,
 			"qcow2 writer: no file to write to");
 	assert_ptr_equal(w, (ims_qcow2_writer *)(uintptr_t)1);
@@ -237,12 +244,14 @@ static void test_errors(void **state)
 	fd = create("errors.qcow2");
 	assert_int_equal(ims_qcow2_writer_open(&w, fd, 1 << 20), 0);
 	assert_int_equal(ims_qcow2_writer_write(w, 4096, buf, 512), 0);
-	ft_expect_error(ims_qcow2_writer_write(w, 4095, buf, 1), -EINVAL,
-			"qcow2 writer: write at offset 4095 comes before offset 4608, where the last "
-			"one ended");
-	ft_expect_error(ims_qcow2_writer_write(w, (1 << 20) - 511, buf, 512), -EINVAL,
-			"qcow2 writer: write of 512 bytes at offset 1048065 passes the virtual size "
-			"1048576");
+	ft_expect_error(
+		ims_qcow2_writer_write(w, 4095, buf, 1), -EINVAL,
+		"qcow2 writer: write at offset 4095 comes before offset 4608, where the last "
+		"one ended");
+	ft_expect_error(
+		ims_qcow2_writer_write(w, (1 << 20) - 511, buf, 512), -EINVAL,
+		"qcow2 writer: write of 512 bytes at offset 1048065 passes the virtual size "
+		"1048576");
 	ft_expect_error(ims_qcow2_writer_write(w, UINT64_MAX, buf, 2), -EINVAL,
 			"passes the virtual size");
 	assert_int_equal(ims_qcow2_writer_write(w, 4608, buf, 0), 0);
@@ -264,7 +273,8 @@ static void test_errors(void **state)
 	ft_expect_error(ims_qcow2_writer_write(w, 65536, buf, 512), -EBADF,
 			"qcow2 writer: write of 65536 bytes at offset 65536 failed: Bad file "
 			"descriptor");
-	ft_expect_error(ims_qcow2_writer_finish(w), -EBADF, "qcow2 writer: an earlier write failed");
+	ft_expect_error(ims_qcow2_writer_finish(w), -EBADF,
+			"qcow2 writer: an earlier write failed");
 	ims_qcow2_writer_free(w);
 	close(fd);
 }
@@ -272,10 +282,8 @@ static void test_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pattern),
-		cmocka_unit_test(test_empty_and_full_clusters),
-		cmocka_unit_test(test_large_sparse),
-		cmocka_unit_test(test_refcount_layout),
+		cmocka_unit_test(test_pattern),	     cmocka_unit_test(test_empty_and_full_clusters),
+		cmocka_unit_test(test_large_sparse), cmocka_unit_test(test_refcount_layout),
 		cmocka_unit_test(test_errors),
 	};
 	return cmocka_run_group_tests_name("qcow2_writer", tests, setup, teardown);

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# run-long.sh BUILD_DIR SECONDS: run every fuzzer for SECONDS, one after the other, keeping
+# the corpus it grows in BUILD_DIR/tests/fuzz/work-NAME and any crash in artifacts-NAME/.
+# Exits 1 if any fuzzer found a crash. `make fuzz FUZZ_SECONDS=3600` calls it.
+set -euo pipefail
+build=${1:?BUILD_DIR}
+secs=${2:-600}
+dir=$build/tests/fuzz
+bash "$(dirname "$0")/make-corpus.sh" "$dir/corpus" >/dev/null
+rc=0
+for name in qcow2 vmdk rpc_dispatch; do
+  bin=$dir/fuzz_$name
+  [ -x "$bin" ] || { echo "run-long: $bin is not built" >&2; exit 1; }
+  mkdir -p "$dir/work-$name" "$dir/artifacts-$name"
+  seeds=()
+  [ -d "$dir/corpus/$name" ] && seeds=("$dir/corpus/$name")
+  echo "== fuzz_$name for ${secs}s"
+  if ! "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=262144 \
+      -print_final_stats=1 -artifact_prefix="$dir/artifacts-$name/" "$dir/work-$name" "${seeds[@]}"; then
+    echo "run-long: fuzz_$name found a crash: see $dir/artifacts-$name/" >&2
+    rc=1
+  fi
+done
+exit $rc
