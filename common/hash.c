@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 struct ims_sha256 {
 	EVP_MD_CTX *ctx;
@@ -92,4 +93,20 @@ int ims_sha256_zeros(size_t len, uint8_t out[IMS_SHA256_LEN])
 		memcpy(out, zeros_full, IMS_SHA256_LEN);
 	pthread_mutex_unlock(&zeros_lock);
 	return r;
+}
+
+int ims_random_hex(char *out, size_t len)
+{
+	static const char digits[] = "0123456789abcdef";
+	uint8_t b[64];
+	size_t n = len ? len - 1 : 0;
+	if (n > 2 * sizeof(b))
+		n = 2 * sizeof(b);
+	if (RAND_bytes(b, (int)((n + 1) / 2)) != 1)
+		return -EIO;
+	for (size_t i = 0; i < n; i++)
+		out[i] = digits[(b[i / 2] >> ((i & 1) ? 0 : 4)) & 15];
+	if (len)
+		out[n] = '\0';
+	return 0;
 }

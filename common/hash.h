@@ -36,6 +36,14 @@ void ims_sha256_hex(const uint8_t digest[IMS_SHA256_LEN], char hex[IMS_SHA256_HE
  */
 int ims_sha256_zeros(size_t len, uint8_t out[IMS_SHA256_LEN]);
 
+/**
+ * Fill @p out with @p len - 1 random lower-case hex digits and a NUL (ids of operations,
+ * uploads, leases, temporary images), from the system's CSPRNG.
+ *
+ * @returns -EIO if no randomness could be had.
+ */
+int ims_random_hex(char *out, size_t len);
+
 /*
  * The content hash of a disk of size S: SHA-256 over the concatenated SHA-256 digests of its
  * consecutive IMS_CONTENT_BLOCK-byte blocks (the last one possibly shorter). The same disk

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/spec.h"
 #include "common/units.h"
@@ -550,22 +551,6 @@ static int h_flatten_image(void *app, ims_rpc_call *call, const ProtobufCMessage
 	return w ? submit(d, call, "flatten", run_flatten, w, resp) : -ENOMEM;
 }
 
-static void random_hex(char *out, size_t n)
-{
-	static const char digits[] = "0123456789abcdef";
-	uint8_t b[16] = { 0 };
-	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (read(fd, b, sizeof(b)) != (ssize_t)sizeof(b))
-			memset(b, 0x5a, sizeof(b));
-		close(fd);
-	}
-	size_t i;
-	for (i = 0; i + 1 < n && i < 32; i++)
-		out[i] = digits[(b[i / 2] >> ((i & 1) ? 0 : 4)) & 15];
-	out[i] = '\0';
-}
-
 static int h_begin_upload(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
@@ -598,7 +583,10 @@ static int h_begin_upload(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	}
 	memset(u, 0, sizeof(*u));
 	char hex[33];
-	random_hex(hex, sizeof(hex));
+	if ((r = ims_random_hex(hex, sizeof(hex))) < 0) {
+		pthread_mutex_unlock(&d->lock);
+		return ims_error_set(r, "no randomness for an upload id");
+	}
 	snprintf(u->id, sizeof(u->id), "up-%s", hex);
 	snprintf(u->path, sizeof(u->path), "%s/%s", d->cfg->server.spool_dir, u->id);
 	int fd = open(u->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

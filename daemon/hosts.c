@@ -15,10 +15,12 @@
 #include <rbd/librbd.h>
 
 #include "common/error.h"
+#include "common/hash.h"
 #include "common/spec.h"
 #include "daemon/daemon.h"
 #include "imgstore/v1/host.pb-c.h"
 #include "store/image.h"
+#include "store/omap.h"
 
 #define APP(app) ((ims_daemon *)(app))
 #define ALLOC(call, T) ((T *)ims_rpc_call_alloc((call), sizeof(T)))
@@ -131,86 +133,50 @@ static bool lease_parse(const char *val, size_t len, lease *l)
 
 static int omap_set(rados_ioctx_t io, const char *obj, const char *key, const char *val)
 {
-	const char *keys[] = { key };
-	const char *vals[] = { val };
-	size_t lens[] = { strlen(val) };
-	rados_write_op_t op = rados_create_write_op();
-	if (!op)
-		return -ENOMEM;
-	rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, NULL);
-	rados_write_op_omap_set(op, keys, vals, lens, 1);
-	int r = rados_write_op_operate(op, io, obj, NULL, 0);
-	rados_release_write_op(op);
+	int r = ims_omap_set(io, obj, key, val, strlen(val));
 	return r < 0 ? ims_error_set(r, "cannot write %s: %s", obj, ims_strerror(r)) : 0;
 }
 
 static int omap_rm(rados_ioctx_t io, const char *obj, const char *key)
 {
-	const char *keys[] = { key };
-	size_t lens[] = { strlen(key) };
-	rados_write_op_t op = rados_create_write_op();
-	if (!op)
-		return -ENOMEM;
-	rados_write_op_omap_rm_keys2(op, keys, lens, 1);
-	int r = rados_write_op_operate(op, io, obj, NULL, 0);
-	rados_release_write_op(op);
-	return r < 0 && r != -ENOENT ? ims_error_set(r, "cannot write %s: %s", obj, ims_strerror(r)) : 0;
+	int r = ims_omap_rm(io, obj, key);
+	return r < 0 ? ims_error_set(r, "cannot write %s: %s", obj, ims_strerror(r)) : 0;
+}
+
+typedef struct {
+	lease *list;
+	size_t n, cap;
+} collected;
+
+static int collect(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	collected *c = ctx;
+	(void)key;
+	(void)klen;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 32;
+		lease *nl = realloc(c->list, cap * sizeof(*nl));
+		if (!nl)
+			return -ENOMEM;
+		c->list = nl;
+		c->cap = cap;
+	}
+	if (lease_parse(val, vlen, &c->list[c->n]))
+		c->n++;
+	return 0;
 }
 
 /* All leases (expired ones included). *out malloc'ed. */
 static int leases_read(rados_ioctx_t io, lease **out, size_t *count)
 {
-	lease *list = NULL;
-	size_t n = 0, cap = 0;
-	char after[2 * IMS_NAME_MAX + 2] = "";
-	int r = 0;
-	for (;;) {
-		rados_read_op_t op = rados_create_read_op();
-		rados_omap_iter_t it = NULL;
-		unsigned char more = 0;
-		int rval = 0;
-		if (!op)
-			return -ENOMEM;
-		rados_read_op_omap_get_vals2(op, after, "", 500, &it, &more, &rval);
-		r = rados_read_op_operate(op, io, IMS_LEASES_OBJECT, 0);
-		if (r == -ENOENT) {
-			rados_release_read_op(op);
-			r = 0;
-			break;
-		}
-		if (r < 0 || rval < 0) {
-			r = r < 0 ? r : rval;
-			rados_release_read_op(op);
-			ims_error_set(r, "cannot read the leases: %s", ims_strerror(r));
-			break;
-		}
-		char *k, *v;
-		size_t kl, vl;
-		while (rados_omap_get_next2(it, &k, &v, &kl, &vl) == 0 && k) {
-			if (n == cap) {
-				cap = cap ? 2 * cap : 32;
-				lease *nl = realloc(list, cap * sizeof(*nl));
-				if (!nl) {
-					r = -ENOMEM;
-					break;
-				}
-				list = nl;
-			}
-			if (lease_parse(v, vl, &list[n]))
-				n++;
-			snprintf(after, sizeof(after), "%.*s", (int)(kl < sizeof(after) ? kl : sizeof(after) - 1), k);
-		}
-		rados_omap_get_end(it);
-		rados_release_read_op(op);
-		if (r < 0 || !more)
-			break;
-	}
+	collected c = { 0 };
+	int r = ims_omap_foreach(io, IMS_LEASES_OBJECT, collect, &c);
 	if (r < 0) {
-		free(list);
-		return r;
+		free(c.list);
+		return ims_error_set(r, "cannot read the leases: %s", ims_strerror(r));
 	}
-	*out = list;
-	*count = n;
+	*out = c.list;
+	*count = c.n;
 	return 0;
 }
 
@@ -272,23 +238,14 @@ static Imgstore__V1__Lease *build_lease(ims_rpc_call *call, const lease *l)
 	return m;
 }
 
-static void new_lease_id(char *out, size_t len)
+static int new_lease_id(char *out, size_t len)
 {
-	static const char digits[] = "0123456789abcdef";
-	uint8_t b[12] = { 0 };
-	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (read(fd, b, sizeof(b)) != (ssize_t)sizeof(b))
-			memset(b, 0x3c, sizeof(b));
-		close(fd);
-	}
 	char hex[25];
-	for (int i = 0; i < 12; i++) {
-		hex[2 * i] = digits[b[i] >> 4];
-		hex[2 * i + 1] = digits[b[i] & 15];
-	}
-	hex[24] = '\0';
+	int r = ims_random_hex(hex, sizeof(hex));
+	if (r < 0)
+		return ims_error_set(r, "no randomness for a lease id");
 	snprintf(out, len, "lease-%s", hex);
+	return 0;
 }
 
 static unsigned ttl_of(uint32_t ttl)
@@ -371,7 +328,8 @@ int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 		}
 	}
 	memset(&l, 0, sizeof(l));
-	new_lease_id(l.id, sizeof(l.id));
+	if ((r = new_lease_id(l.id, sizeof(l.id))) < 0)
+		goto out;
 	snprintf(l.pool, sizeof(l.pool), "%s", s.pool);
 	snprintf(l.image, sizeof(l.image), "%s", s.image);
 	snprintf(l.host, sizeof(l.host), "%s", q->host);

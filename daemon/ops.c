@@ -13,7 +13,9 @@
 #include <rados/librados.h>
 
 #include "common/error.h"
+#include "common/hash.h"
 #include "common/log.h"
+#include "store/omap.h"
 
 #define KEEP_IN_MEMORY 256           /* ended operations kept for Wait/Get */
 #define PERSIST_EVERY_SECONDS 2      /* progress writes to RADOS at most this often */
@@ -146,17 +148,7 @@ static int persist(ims_ops *o, const ims_op_record *r)
 	char *val = encode(r);
 	if (!val)
 		return -ENOMEM;
-	const char *keys[] = { r->id };
-	const char *vals[] = { val };
-	size_t lens[] = { strlen(val) };
-	rados_write_op_t op = rados_create_write_op();
-	int ret = -ENOMEM;
-	if (op) {
-		rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, NULL);
-		rados_write_op_omap_set(op, keys, vals, lens, 1);
-		ret = rados_write_op_operate(op, o->io, IMS_OPS_OBJECT, NULL, 0);
-		rados_release_write_op(op);
-	}
+	int ret = ims_omap_set(o->io, IMS_OPS_OBJECT, r->id, val, strlen(val));
 	free(val);
 	if (ret < 0)
 		return ims_error_set(ret, "cannot record operation %s: %s", r->id, ims_strerror(ret));
@@ -165,27 +157,12 @@ static int persist(ims_ops *o, const ims_op_record *r)
 
 static int read_one(ims_ops *o, const char *id, ims_op_record *out)
 {
-	rados_read_op_t op = rados_create_read_op();
-	rados_omap_iter_t it = NULL;
-	const char *keys[] = { id };
-	size_t klens[] = { strlen(id) };
-	int rval = 0, r;
-	if (!op)
-		return -ENOMEM;
-	rados_read_op_omap_get_vals_by_keys2(op, keys, 1, klens, &it, &rval);
-	r = rados_read_op_operate(op, o->io, IMS_OPS_OBJECT, 0);
-	if (r == 0 && rval == 0) {
-		char *k = NULL, *v = NULL;
-		size_t kl = 0, vl = 0;
+	char *val = NULL;
+	size_t len = 0;
+	int r = ims_omap_get(o->io, IMS_OPS_OBJECT, id, &val, &len);
+	if (r == 0 && !decode(val, len, out))
 		r = -ENOENT;
-		if (rados_omap_get_next2(it, &k, &v, &kl, &vl) == 0 && k && decode(v, vl, out))
-			r = 0;
-	} else if (r == 0) {
-		r = rval;
-	}
-	if (it)
-		rados_omap_get_end(it);
-	rados_release_read_op(op);
+	free(val);
 	if (r == -ENOENT)
 		return ims_error_set(-ENOENT, "no operation '%s'", id);
 	if (r < 0)
@@ -193,80 +170,46 @@ static int read_one(ims_ops *o, const char *id, ims_op_record *out)
 	return 0;
 }
 
+typedef struct {
+	ims_op_record *list;
+	size_t n, cap;
+} collected;
+
+static int collect(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	collected *c = ctx;
+	(void)key;
+	(void)klen;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		ims_op_record *nl = realloc(c->list, cap * sizeof(*nl));
+		if (!nl)
+			return -ENOMEM;
+		c->list = nl;
+		c->cap = cap;
+	}
+	if (decode(val, vlen, &c->list[c->n]))
+		c->n++;
+	return 0;
+}
+
 /* Every record; *out is malloc'ed. */
 static int read_all(ims_ops *o, ims_op_record **out, size_t *count)
 {
-	ims_op_record *list = NULL;
-	size_t n = 0, cap = 0;
-	char after[IMS_OP_ID_LEN] = "";
-	int r = 0;
-	for (;;) {
-		rados_read_op_t op = rados_create_read_op();
-		rados_omap_iter_t it = NULL;
-		unsigned char more = 0;
-		int rval = 0;
-		if (!op) {
-			r = -ENOMEM;
-			break;
-		}
-		rados_read_op_omap_get_vals2(op, after, "", 500, &it, &more, &rval);
-		r = rados_read_op_operate(op, o->io, IMS_OPS_OBJECT, 0);
-		if (r == -ENOENT) {
-			rados_release_read_op(op);
-			r = 0;
-			break;
-		}
-		if (r < 0 || rval < 0) {
-			r = r < 0 ? r : rval;
-			rados_release_read_op(op);
-			ims_error_set(r, "cannot read the operation records: %s", ims_strerror(r));
-			break;
-		}
-		char *k, *v;
-		size_t kl, vl;
-		while (rados_omap_get_next2(it, &k, &v, &kl, &vl) == 0 && k) {
-			if (n == cap) {
-				cap = cap ? cap * 2 : 64;
-				ims_op_record *nl = realloc(list, cap * sizeof(*nl));
-				if (!nl) {
-					r = -ENOMEM;
-					break;
-				}
-				list = nl;
-			}
-			if (decode(v, vl, &list[n]))
-				n++;
-			snprintf(after, sizeof(after), "%.*s", (int)(kl < sizeof(after) ? kl : sizeof(after) - 1), k);
-		}
-		rados_omap_get_end(it);
-		rados_release_read_op(op);
-		if (r < 0 || !more)
-			break;
-	}
+	collected c = { 0 };
+	int r = ims_omap_foreach(o->io, IMS_OPS_OBJECT, collect, &c);
 	if (r < 0) {
-		free(list);
-		return r;
+		free(c.list);
+		return ims_error_set(r, "cannot read the operation records: %s", ims_strerror(r));
 	}
-	*out = list;
-	*count = n;
+	*out = c.list;
+	*count = c.n;
 	return 0;
 }
 
 static void remove_records(ims_ops *o, const char **ids, size_t n)
 {
-	if (n == 0)
-		return;
-	size_t *lens = calloc(n, sizeof(*lens));
-	rados_write_op_t op = rados_create_write_op();
-	if (lens && op) {
-		for (size_t i = 0; i < n; i++)
-			lens[i] = strlen(ids[i]);
-		rados_write_op_omap_rm_keys2(op, ids, lens, n);
-		rados_write_op_operate(op, o->io, IMS_OPS_OBJECT, NULL, 0);
-	}
-	if (op)
-		rados_release_write_op(op);
-	free(lens);
+	ims_omap_rm_many(o->io, IMS_OPS_OBJECT, ids, n);
 }
 
 /* Records of a previous instance of this daemon, or with a dead heartbeat, end as failed;
@@ -427,24 +370,9 @@ static void *keeper(void *arg)
 
 static void random_id(char *out, size_t len)
 {
-	static const char digits[] = "0123456789abcdef";
-	uint8_t b[8] = { 0 };
-	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (read(fd, b, sizeof(b)) != (ssize_t)sizeof(b))
-			memset(b, 0, sizeof(b));
-		close(fd);
-	}
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	b[0] ^= (uint8_t)ts.tv_nsec;
-	b[1] ^= (uint8_t)(ts.tv_nsec >> 8);
 	char hex[17];
-	for (int i = 0; i < 8; i++) {
-		hex[2 * i] = digits[b[i] >> 4];
-		hex[2 * i + 1] = digits[b[i] & 15];
-	}
-	hex[16] = '\0';
+	if (ims_random_hex(hex, sizeof(hex)) < 0) /* no CSPRNG: an id still unique enough */
+		snprintf(hex, sizeof(hex), "%08lx%08lx", (unsigned long)time(NULL), (unsigned long)getpid());
 	snprintf(out, len, "op-%s", hex);
 }
 

@@ -7,6 +7,7 @@
 #include <json-c/json.h>
 
 #include "common/error.h"
+#include "store/omap.h"
 
 static char *dup_str(json_object *o, const char *key)
 {
@@ -92,18 +93,7 @@ int ims_catalog_put(rados_ioctx_t io, const ims_catalog_entry *e)
 	json_object_object_add(o, "tags", tags);
 
 	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	const char *keys[] = { e->name };
-	const char *vals[] = { text };
-	size_t lens[] = { strlen(text) };
-	rados_write_op_t op = rados_create_write_op();
-	if (!op) {
-		json_object_put(o);
-		return -ENOMEM;
-	}
-	rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, NULL);
-	rados_write_op_omap_set(op, keys, vals, lens, 1);
-	r = rados_write_op_operate(op, io, IMS_CATALOG_OBJECT, NULL, 0);
-	rados_release_write_op(op);
+	r = ims_omap_set(io, IMS_CATALOG_OBJECT, e->name, text, strlen(text));
 	json_object_put(o);
 	if (r < 0)
 		return ims_error_set(r, "cannot record '%s' in the catalog: %s", e->name, ims_strerror(r));
@@ -112,143 +102,74 @@ int ims_catalog_put(rados_ioctx_t io, const ims_catalog_entry *e)
 
 int ims_catalog_get(rados_ioctx_t io, const char *name, ims_catalog_entry **out)
 {
-	rados_read_op_t op = rados_create_read_op();
-	rados_omap_iter_t it = NULL;
-	int rval = 0, r;
-	const char *keys[] = { name };
-	size_t key_lens[] = { strlen(name) };
-
-	if (!op)
-		return -ENOMEM;
-	rados_read_op_omap_get_vals_by_keys2(op, keys, 1, key_lens, &it, &rval);
-	r = rados_read_op_operate(op, io, IMS_CATALOG_OBJECT, 0);
-	if (r == -ENOENT) {
-		r = ims_error_set(-ENOENT, "'%s' is not in the catalog", name);
-		goto out;
-	}
-	if (r < 0 || rval < 0) {
-		r = ims_error_set(r < 0 ? r : rval, "cannot read the catalog: %s", ims_strerror(r < 0 ? r : rval));
-		goto out;
-	}
-	char *k = NULL, *v = NULL;
-	size_t klen = 0, vlen = 0;
-	r = rados_omap_get_next2(it, &k, &v, &klen, &vlen);
-	if (r < 0 || !k) {
-		r = ims_error_set(-ENOENT, "'%s' is not in the catalog", name);
-		goto out;
-	}
+	char *val = NULL;
+	size_t len = 0;
+	int r = ims_omap_get(io, IMS_CATALOG_OBJECT, name, &val, &len);
+	if (r == -ENOENT)
+		return ims_error_set(-ENOENT, "'%s' is not in the catalog", name);
+	if (r < 0)
+		return ims_error_set(r, "cannot read the catalog: %s", ims_strerror(r));
 	ims_catalog_entry *e = malloc(sizeof(*e));
 	if (!e) {
-		r = -ENOMEM;
-		goto out;
+		free(val);
+		return -ENOMEM;
 	}
-	r = decode(e, name, v, vlen);
+	r = decode(e, name, val, len);
+	free(val);
 	if (r < 0) {
 		ims_catalog_entry_free(e);
-		goto out;
+		return r;
 	}
 	*out = e;
-out:
-	if (it)
-		rados_omap_get_end(it);
-	rados_release_read_op(op);
-	return r;
+	return 0;
 }
 
 int ims_catalog_remove(rados_ioctx_t io, const char *name)
 {
-	rados_write_op_t op = rados_create_write_op();
-	const char *keys[] = { name };
-	size_t lens[] = { strlen(name) };
-	int r;
-
-	if (!op)
-		return -ENOMEM;
-	rados_write_op_omap_rm_keys2(op, keys, lens, 1);
-	r = rados_write_op_operate(op, io, IMS_CATALOG_OBJECT, NULL, 0);
-	rados_release_write_op(op);
-	if (r == -ENOENT)
-		return 0;
+	int r = ims_omap_rm(io, IMS_CATALOG_OBJECT, name);
 	if (r < 0)
 		return ims_error_set(r, "cannot remove '%s' from the catalog: %s", name, ims_strerror(r));
 	return 0;
 }
 
+typedef struct {
+	ims_catalog_entry *list;
+	size_t n, cap;
+} collected;
+
+static int collect(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	collected *c = ctx;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		ims_catalog_entry *nl = realloc(c->list, cap * sizeof(*nl));
+		if (!nl)
+			return -ENOMEM;
+		c->list = nl;
+		c->cap = cap;
+	}
+	char *name = strndup(key, klen);
+	if (!name)
+		return -ENOMEM;
+	int r = decode(&c->list[c->n], name, val, vlen);
+	free(name);
+	c->n++; /* a half-decoded entry is freed with the others */
+	return r;
+}
+
 int ims_catalog_list(rados_ioctx_t io, ims_catalog_entry **out, size_t *count)
 {
-	ims_catalog_entry *list = NULL;
-	size_t n = 0, cap = 0;
-	char *after = NULL;
-	int r = 0;
-
-	for (;;) {
-		rados_read_op_t op = rados_create_read_op();
-		rados_omap_iter_t it = NULL;
-		unsigned char more = 0;
-		int rval = 0;
-		if (!op) {
-			r = -ENOMEM;
-			goto out;
-		}
-		rados_read_op_omap_get_vals2(op, after ? after : "", "", 1000, &it, &more, &rval);
-		r = rados_read_op_operate(op, io, IMS_CATALOG_OBJECT, 0);
-		if (r == -ENOENT) {
-			rados_release_read_op(op);
-			r = 0;
-			break;
-		}
-		if (r < 0 || rval < 0) {
-			r = r < 0 ? r : rval;
-			ims_error_set(r, "cannot read the catalog: %s", ims_strerror(r));
-			rados_release_read_op(op);
-			goto out;
-		}
-		for (;;) {
-			char *k = NULL, *v = NULL;
-			size_t klen = 0, vlen = 0;
-			if (rados_omap_get_next2(it, &k, &v, &klen, &vlen) < 0 || !k)
-				break;
-			if (n == cap) {
-				size_t ncap = cap ? cap * 2 : 64;
-				ims_catalog_entry *nl = realloc(list, ncap * sizeof(*nl));
-				if (!nl) {
-					r = -ENOMEM;
-					break;
-				}
-				list = nl;
-				cap = ncap;
-			}
-			char *name = strndup(k, klen);
-			if (!name) {
-				r = -ENOMEM;
-				break;
-			}
-			r = decode(&list[n], name, v, vlen);
-			free(name);
-			n++;
-			if (r < 0)
-				break;
-			free(after);
-			if (!(after = strndup(k, klen))) {
-				r = -ENOMEM;
-				break;
-			}
-		}
-		rados_omap_get_end(it);
-		rados_release_read_op(op);
-		if (r < 0)
-			goto out;
-		if (!more)
-			break;
+	collected c = { 0 };
+	int r = ims_omap_foreach(io, IMS_CATALOG_OBJECT, collect, &c);
+	if (r < 0) {
+		ims_catalog_list_free(c.list, c.n);
+		if (r == -ENOMEM)
+			return r;
+		return ims_error_set(r, "cannot read the catalog: %s", ims_strerror(r));
 	}
-	*out = list;
-	*count = n;
-	list = NULL;
-	n = 0;
-out:
-	ims_catalog_list_free(list, n);
-	free(after);
-	return r;
+	*out = c.list;
+	*count = c.n;
+	return 0;
 }
 
 const char *ims_catalog_tag(const ims_catalog_entry *e, const char *key)

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "store/format.h"
 
@@ -71,7 +72,7 @@ static inline bool ims_format__all_zero(const uint8_t *p, size_t len)
 			return false;
 	for (; len >= 8; len -= 8, p += 8) {
 		uint64_t w;
-		__builtin_memcpy(&w, p, 8);
+		memcpy(&w, p, 8);
 		if (w)
 			return false;
 	}

@@ -322,26 +322,6 @@ out:
 	return 0;
 }
 
-static void random_hex(char *out, size_t n)
-{
-	static const char digits[] = "0123456789abcdef";
-	uint8_t b[32];
-	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	ssize_t got = fd >= 0 ? read(fd, b, sizeof(b)) : -1;
-	if (fd >= 0)
-		close(fd);
-	if (got != (ssize_t)sizeof(b)) { /* no urandom: time and pid still make clashes unlikely */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40);
-		for (size_t i = 0; i < sizeof(b); i++, x = x * 6364136223846793005ull + 1442695040888963407ull)
-			b[i] = (uint8_t)(x >> 56);
-	}
-	for (size_t i = 0; i + 1 < n && i / 2 < sizeof(b); i++)
-		out[i] = digits[(b[i / 2] >> ((i & 1) ? 0 : 4)) & 15];
-	out[n - 1 < 2 * sizeof(b) ? n - 1 : 2 * sizeof(b)] = '\0';
-}
-
 int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool, const char *name,
 		     const ims_source *src, const ims_transfer_opts *o)
 {
@@ -381,7 +361,10 @@ int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool,
 		goto out;
 	}
 
-	random_hex(rand, sizeof(rand));
+	if ((r = ims_random_hex(rand, sizeof(rand))) < 0) {
+		ims_error_set(r, "no randomness for a temporary image name");
+		goto out;
+	}
 	snprintf(tmp, sizeof(tmp), IMS_TMP_IMAGE_PREFIX "%s", rand);
 	rbd_image_options_create(&copts);
 	uint64_t features = o->create.features ? o->create.features : IMS_IMAGE_DEFAULT_FEATURES;
