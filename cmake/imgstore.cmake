@@ -26,10 +26,11 @@ function(ims_unit_test name)
     ENVIRONMENT "IMS_TEST_DATA=${PROJECT_SOURCE_DIR}/tests/data;IMS_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp-${name}")
 endfunction()
 
-# ims_integration_test(NAME COMMAND ...): runs with the sandbox's env sourced, after the
-# sandbox fixture has brought the clusters up; labelled "integration".
+# ims_integration_test(NAME COMMAND ... [LOCK NAME]): runs with the sandbox's env sourced,
+# after the sandbox fixture has brought the clusters up; labelled "integration". Tests that
+# share a LOCK never run at the same time (the daemon test kills and restarts imgstored).
 function(ims_integration_test name)
-  cmake_parse_arguments(T "" "TIMEOUT" "COMMAND" ${ARGN})
+  cmake_parse_arguments(T "" "TIMEOUT;LOCK" "COMMAND" ${ARGN})
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 600)
   endif()
@@ -38,4 +39,7 @@ function(ims_integration_test name)
   set_tests_properties(${name} PROPERTIES LABELS integration FIXTURES_REQUIRED ceph
     TIMEOUT ${T_TIMEOUT}
     ENVIRONMENT "IMS_SOURCE_DIR=${PROJECT_SOURCE_DIR};IMS_BINARY_DIR=${PROJECT_BINARY_DIR};IMGSTORED_BIN=${PROJECT_BINARY_DIR}/daemon/imgstored")
+  if(T_LOCK)
+    set_tests_properties(${name} PROPERTIES RESOURCE_LOCK ${T_LOCK})
+  endif()
 endfunction()
