@@ -107,6 +107,9 @@ void ims_cli_cleanup(ims_cli *cli)
 /* ---- failures ---- */
 
 static void vprint_error(ims_cli *cli, const char *prefix, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+static void vprint_error(ims_cli *cli, const char *prefix, const char *fmt, va_list ap)
 {
 	char msg[1024], esc[2048];
 

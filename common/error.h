@@ -23,7 +23,7 @@
 int ims_error_set(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /** ims_error_set() with a va_list. */
-int ims_error_setv(int err, const char *fmt, va_list ap);
+int ims_error_setv(int err, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /**
  * Set a message only when the thread has none since the last ims_error_clear(), so that
