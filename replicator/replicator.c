@@ -1,0 +1,699 @@
+#include "replicator/replicator.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+#include <rbd/librbd.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "store/omap.h"
+
+#define BLOCK (4u << 20)
+#define ZERO_GRAIN (64u << 10)
+#define SNAP_NAME_MAX 64
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int64_t ims_repl_snap_time(const char *name)
+{
+	size_t n = strlen(IMS_REPL_SNAP_PREFIX);
+	if (strncmp(name, IMS_REPL_SNAP_PREFIX, n) != 0 || !name[n])
+		return -1;
+	char *end;
+	long long v = strtoll(name + n, &end, 10);
+	return *end || v < 0 ? -1 : (int64_t)v;
+}
+
+/* The replication snapshots of an open image, oldest first. */
+typedef struct {
+	char (*names)[SNAP_NAME_MAX];
+	size_t n;
+} repl_snaps;
+
+static int cmp_snap(const void *a, const void *b)
+{
+	int64_t x = ims_repl_snap_time(a), y = ims_repl_snap_time(b);
+	return x < y ? -1 : x > y;
+}
+
+static int list_repl_snaps(rbd_image_t image, repl_snaps *out)
+{
+	rbd_snap_info_t *snaps = NULL;
+	int max = 16, n;
+	memset(out, 0, sizeof(*out));
+	for (;;) {
+		snaps = calloc((size_t)max, sizeof(*snaps));
+		if (!snaps)
+			return -ENOMEM;
+		n = rbd_snap_list(image, snaps, &max);
+		if (n != -ERANGE)
+			break;
+		free(snaps);
+	}
+	if (n < 0) {
+		free(snaps);
+		return n;
+	}
+	out->names = calloc((size_t)n + 1, sizeof(*out->names));
+	if (!out->names) {
+		rbd_snap_list_end(snaps);
+		free(snaps);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < n; i++)
+		if (ims_repl_snap_time(snaps[i].name) >= 0 && strlen(snaps[i].name) < SNAP_NAME_MAX)
+			snprintf(out->names[out->n++], SNAP_NAME_MAX, "%s", snaps[i].name);
+	rbd_snap_list_end(snaps);
+	free(snaps);
+	qsort(out->names, out->n, sizeof(*out->names), cmp_snap);
+	return 0;
+}
+
+static bool has_snap(const repl_snaps *s, const char *name)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->names[i], name) == 0)
+			return true;
+	return false;
+}
+
+int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, char *name, size_t len,
+			 int64_t *unix_ms)
+{
+	rados_ioctx_t io;
+	rbd_image_t img;
+	repl_snaps s;
+	int r = ims_site_ioctx(site, pool, &io);
+	if (r < 0)
+		return r;
+	r = rbd_open_read_only(io, image, &img, NULL);
+	if (r < 0) {
+		rados_ioctx_destroy(io);
+		return r == -ENOENT ? ims_error_set(r, "no image '%s/%s' on site '%s'", pool, image, ims_site_name(site))
+				    : ims_error_set(r, "cannot open '%s/%s': %s", pool, image, ims_strerror(r));
+	}
+	r = list_repl_snaps(img, &s);
+	if (r == 0 && s.n == 0)
+		r = ims_error_set(-ENOENT, "'%s/%s' on site '%s' has no sealed replication snapshot", pool, image,
+				  ims_site_name(site));
+	if (r == 0) {
+		snprintf(name, len, "%s", s.names[s.n - 1]);
+		if (unix_ms)
+			*unix_ms = ims_repl_snap_time(s.names[s.n - 1]);
+	}
+	free(s.names);
+	rbd_close(img);
+	rados_ioctx_destroy(io);
+	return r;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* checkpoints */
+
+typedef struct {
+	char base[SNAP_NAME_MAX];
+	char target[SNAP_NAME_MAX];
+	uint64_t done; /* every extent below this offset is copied */
+	bool full;
+	bool fresh;    /* a full copy into a secondary this cycle created: zeros need no write */
+} checkpoint;
+
+static void checkpoint_key(char *key, size_t len, const char *image, ims_site *dst)
+{
+	snprintf(key, len, "%s@%s", image, ims_site_name(dst));
+}
+
+static int checkpoint_save(rados_ioctx_t io, const char *key, const checkpoint *c)
+{
+	json_object *o = json_object_new_object();
+	if (!o)
+		return -ENOMEM;
+	json_object_object_add(o, "base", json_object_new_string(c->base));
+	json_object_object_add(o, "target", json_object_new_string(c->target));
+	json_object_object_add(o, "done", json_object_new_int64((int64_t)c->done));
+	json_object_object_add(o, "full", json_object_new_boolean(c->full));
+	json_object_object_add(o, "fresh", json_object_new_boolean(c->fresh));
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	int r = ims_omap_set(io, IMS_REPL_CHECKPOINTS, key, s, strlen(s));
+	json_object_put(o);
+	return r;
+}
+
+static bool checkpoint_load(rados_ioctx_t io, const char *key, checkpoint *c)
+{
+	char *val = NULL;
+	size_t len;
+	if (ims_omap_get(io, IMS_REPL_CHECKPOINTS, key, &val, &len) < 0)
+		return false;
+	json_object *o = json_tokener_parse(val), *v;
+	free(val);
+	if (!o)
+		return false;
+	memset(c, 0, sizeof(*c));
+	if (json_object_object_get_ex(o, "base", &v))
+		snprintf(c->base, sizeof(c->base), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "target", &v))
+		snprintf(c->target, sizeof(c->target), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "done", &v))
+		c->done = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "full", &v))
+		c->full = json_object_get_boolean(v);
+	if (json_object_object_get_ex(o, "fresh", &v))
+		c->fresh = json_object_get_boolean(v);
+	json_object_put(o);
+	return c->target[0] != '\0';
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* the copy */
+
+typedef struct {
+	uint64_t off, len;
+	bool data;
+} extent;
+
+typedef struct {
+	extent *v;
+	size_t n, cap;
+} extents;
+
+static int add_extent(uint64_t off, size_t len, int exists, void *arg)
+{
+	extents *e = arg;
+	bool data = exists != 0;
+	if (e->n && e->v[e->n - 1].data == data && e->v[e->n - 1].off + e->v[e->n - 1].len == off) {
+		e->v[e->n - 1].len += len;
+		return 0;
+	}
+	if (e->n == e->cap) {
+		size_t cap = e->cap ? 2 * e->cap : 256;
+		extent *nv = realloc(e->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		e->v = nv;
+		e->cap = cap;
+	}
+	e->v[e->n++] = (extent){ off, len, data };
+	return 0;
+}
+
+typedef struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	rbd_image_t src, dst;
+	const extents *ext;
+	size_t next_ext;    /* cursor: extent index and offset inside it */
+	uint64_t next_off;
+	uint64_t *inflight; /* start offsets of blocks being copied, one slot per worker */
+	unsigned nworkers;
+	bool fresh;         /* zeros need no write */
+	int err;
+	char err_msg[IMS_ERROR_MSG_MAX];
+	bool stop;
+	uint64_t copied, discarded, total, done_bytes;
+	uint64_t low_water; /* everything below is done */
+	const char *what;
+} copier;
+
+/* rbd_write_zeroes returns the length as an int: zero at most 1 GiB a call. */
+static int write_zeroes(rbd_image_t img, uint64_t off, uint64_t len)
+{
+	while (len > 0) {
+		size_t n = len > (1u << 30) ? (1u << 30) : (size_t)len;
+		int r = rbd_write_zeroes(img, off, n, 0, 0);
+		if (r < 0)
+			return r;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static bool is_zero(const uint8_t *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+static void fail_locked(copier *c, int r)
+{
+	if (!c->err) {
+		c->err = r;
+		snprintf(c->err_msg, sizeof(c->err_msg), "%s", ims_error_last());
+	}
+	c->stop = true;
+}
+
+/* The lowest offset still in flight, or the cursor: below it everything is done. */
+static uint64_t low_water_locked(copier *c)
+{
+	uint64_t lw = c->next_ext < c->ext->n ? c->next_off : UINT64_MAX;
+	for (unsigned i = 0; i < c->nworkers; i++)
+		if (c->inflight[i] < lw)
+			lw = c->inflight[i];
+	return lw;
+}
+
+static int copy_block(copier *c, uint8_t *buf, uint64_t off, size_t len, bool data, uint64_t *copied,
+		      uint64_t *zeroed)
+{
+	*copied = *zeroed = 0;
+	if (!data) {
+		int r = write_zeroes(c->dst, off, len);
+		if (r < 0)
+			return ims_error_set(r, "cannot zero %s at %" PRIu64 " on the secondary: %s", c->what, off,
+					     ims_strerror(r));
+		*zeroed = len;
+		return 0;
+	}
+	ssize_t got = rbd_read(c->src, off, len, (char *)buf);
+	if (got < 0)
+		return ims_error_set((int)got, "cannot read %s at %" PRIu64 " on the primary: %s", c->what, off,
+				     ims_strerror((int)got));
+	if ((size_t)got < len)
+		memset(buf + got, 0, len - (size_t)got);
+	for (size_t pos = 0; pos < len;) {
+		size_t n = len - pos < ZERO_GRAIN ? len - pos : ZERO_GRAIN;
+		bool z = is_zero(buf + pos, n);
+		size_t start = pos;
+		while (pos < len) {
+			n = len - pos < ZERO_GRAIN ? len - pos : ZERO_GRAIN;
+			if (is_zero(buf + pos, n) != z)
+				break;
+			pos += n;
+		}
+		int r;
+		if (z) {
+			r = c->fresh ? 0 : write_zeroes(c->dst, off + start, pos - start);
+			*zeroed += pos - start;
+		} else {
+			ssize_t w = rbd_write(c->dst, off + start, pos - start, (const char *)buf + start);
+			r = w < 0 ? (int)w : 0;
+			*copied += pos - start;
+		}
+		if (r < 0)
+			return ims_error_set(r, "cannot write %s at %" PRIu64 " on the secondary: %s", c->what,
+					     off + start, ims_strerror(r));
+	}
+	return 0;
+}
+
+typedef struct {
+	copier *c;
+	unsigned slot;
+} worker_arg;
+
+static void *copy_worker(void *arg)
+{
+	worker_arg *wa = arg;
+	copier *c = wa->c;
+	uint8_t *buf = NULL;
+	if (posix_memalign((void **)&buf, 4096, BLOCK) != 0) {
+		pthread_mutex_lock(&c->lock);
+		fail_locked(c, -ENOMEM);
+		pthread_mutex_unlock(&c->lock);
+		return NULL;
+	}
+	pthread_mutex_lock(&c->lock);
+	while (!c->stop && c->next_ext < c->ext->n) {
+		const extent *e = &c->ext->v[c->next_ext];
+		uint64_t off = c->next_off;
+		uint64_t end = e->off + e->len;
+		/* data in blocks aligned to BLOCK; zero extents in one call */
+		uint64_t stop_at = e->data ? ((off / BLOCK) + 1) * BLOCK : end;
+		if (stop_at > end)
+			stop_at = end;
+		size_t len = (size_t)(stop_at - off);
+		bool data = e->data;
+		c->next_off = stop_at;
+		if (stop_at >= end && ++c->next_ext < c->ext->n)
+			c->next_off = c->ext->v[c->next_ext].off;
+		c->inflight[wa->slot] = off;
+		pthread_mutex_unlock(&c->lock);
+
+		uint64_t copied, zeroed;
+		int r = copy_block(c, buf, off, len, data, &copied, &zeroed);
+
+		pthread_mutex_lock(&c->lock);
+		c->inflight[wa->slot] = UINT64_MAX;
+		if (r < 0) {
+			fail_locked(c, r);
+			break;
+		}
+		c->copied += copied;
+		c->discarded += zeroed;
+		c->done_bytes += len;
+		c->low_water = low_water_locked(c);
+		pthread_cond_broadcast(&c->cond);
+	}
+	c->low_water = low_water_locked(c);
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	free(buf);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+/* librbd calls a progress function unconditionally */
+static int no_progress(uint64_t done, uint64_t total, void *arg)
+{
+	(void)done;
+	(void)total;
+	(void)arg;
+	return 0;
+}
+
+static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t dio, const char *pool,
+				    const char *image, rbd_image_t pimg, rbd_image_t *out, bool *created)
+{
+	char role[32];
+	size_t rlen = sizeof(role);
+	int r = rbd_open(dio, image, out, NULL);
+	*created = false;
+	if (r == -ENOENT) {
+		uint64_t size, features;
+		rbd_image_info_t info;
+		rbd_image_options_t o;
+		if ((r = rbd_stat(pimg, &info, sizeof(info))) < 0 || (r = rbd_get_features(pimg, &features)) < 0)
+			return ims_error_set(r, "cannot read '%s/%s' on site '%s'", pool, image, ims_site_name(src));
+		rbd_image_options_create(&o);
+		rbd_image_options_set_uint64(o, RBD_IMAGE_OPTION_FEATURES, features & ~(uint64_t)RBD_FEATURE_DATA_POOL);
+		rbd_image_options_set_uint64(o, RBD_IMAGE_OPTION_ORDER, (uint64_t)info.order);
+		size = info.size;
+		r = rbd_create4(dio, image, size, o);
+		rbd_image_options_destroy(o);
+		if (r < 0)
+			return ims_error_set(r, "cannot create the secondary '%s/%s' on site '%s': %s", pool, image,
+					     ims_site_name(dst), ims_strerror(r));
+		if ((r = rbd_open(dio, image, out, NULL)) < 0)
+			return ims_error_set(r, "cannot open the new secondary '%s/%s' on site '%s'", pool, image,
+					     ims_site_name(dst));
+		char source[512];
+		snprintf(source, sizeof(source), "%s/%s/%s", ims_site_name(src), pool, image);
+		if ((r = rbd_metadata_set(*out, "imgstore.repl.role", "secondary")) < 0 ||
+		    (r = rbd_metadata_set(*out, "imgstore.repl.source", source)) < 0) {
+			rbd_close(*out);
+			*out = NULL;
+			rbd_remove(dio, image);
+			return ims_error_set(r, "cannot mark '%s/%s' on site '%s' as a secondary", pool, image,
+					     ims_site_name(dst));
+		}
+		*created = true;
+		return 0;
+	}
+	if (r < 0)
+		return ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool, image, ims_site_name(dst),
+				     ims_strerror(r));
+	if (rbd_metadata_get(*out, "imgstore.repl.role", role, &rlen) < 0 || strcmp(role, "secondary") != 0) {
+		rbd_close(*out);
+		*out = NULL;
+		return ims_error_set(-EEXIST, "site '%s' has an image '%s/%s' that is not a replica; nothing changed",
+				     ims_site_name(dst), pool, image);
+	}
+	return 0;
+}
+
+static void apply_retention(rbd_image_t img, const repl_snaps *s, unsigned keep, const char *keep_also)
+{
+	if (s->n <= keep)
+		return;
+	for (size_t i = 0; i + keep < s->n; i++) {
+		if (keep_also && strcmp(s->names[i], keep_also) == 0)
+			continue;
+		int r = rbd_snap_remove(img, s->names[i]);
+		if (r < 0 && r != -ENOENT)
+			ims_log_debug("retention: cannot remove snapshot '%s': %s", s->names[i], ims_strerror(r));
+	}
+}
+
+int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char *pool,
+		  const char *image, const ims_repl_opts *o)
+{
+	rados_ioctx_t sio = NULL, dio = NULL;
+	rbd_image_t pimg = NULL, psnap = NULL, simg = NULL;
+	repl_snaps ps = { 0 }, ss = { 0 };
+	extents ext = { 0 };
+	checkpoint cp;
+	ims_repl_result res;
+	char key[600], what[600], role[32];
+	size_t rlen = sizeof(role);
+	bool created = false, have_cp = false;
+	pthread_t *threads = NULL;
+	worker_arg *args = NULL;
+	unsigned started = 0;
+	copier c;
+	int r;
+
+	memset(&res, 0, sizeof(res));
+	memset(&c, 0, sizeof(c));
+	memset(&cp, 0, sizeof(cp));
+	pthread_mutex_init(&c.lock, NULL);
+	pthread_cond_init(&c.cond, NULL);
+	double t0 = now_s();
+	if (!o || o->version != IMS_REPL_OPTS_VERSION) {
+		r = ims_error_set(-EINVAL, "replication options of an unknown version");
+		goto out;
+	}
+	snprintf(what, sizeof(what), "'%s/%s'", pool, image);
+	checkpoint_key(key, sizeof(key), image, dst);
+
+	if ((r = ims_site_ioctx(src, pool, &sio)) < 0 || (r = ims_site_ioctx(dst, pool, &dio)) < 0)
+		goto out;
+	r = rbd_open(sio, image, &pimg, NULL);
+	if (r < 0) {
+		ims_error_set(r, r == -ENOENT ? "no image '%s/%s' on site '%s'" : "cannot open '%s/%s' on site '%s'",
+			      pool, image, ims_site_name(src));
+		goto out;
+	}
+	if (rbd_metadata_get(pimg, "imgstore.repl.role", role, &rlen) == 0 && strcmp(role, "secondary") == 0) {
+		r = ims_error_set(-EBUSY, "%s on site '%s' is a secondary; replicate from its primary", what,
+				  ims_site_name(src));
+		goto out;
+	}
+	if ((r = open_or_create_secondary(src, dst, dio, pool, image, pimg, &simg, &created)) < 0)
+		goto out;
+	if ((r = list_repl_snaps(pimg, &ps)) < 0 || (r = list_repl_snaps(simg, &ss)) < 0) {
+		ims_error_set(r, "cannot list the snapshots of %s", what);
+		goto out;
+	}
+
+	/* The base: the newest snapshot sealed on the secondary that the primary still has. */
+	char base[SNAP_NAME_MAX] = "";
+	for (size_t i = ss.n; i-- > 0;) {
+		if (has_snap(&ps, ss.names[i])) {
+			snprintf(base, sizeof(base), "%s", ss.names[i]);
+			break;
+		}
+	}
+
+	/* A cut cycle resumes if its target is still there and not sealed, from the same base. */
+	checkpoint old;
+	if (checkpoint_load(sio, key, &old) && has_snap(&ps, old.target) && !has_snap(&ss, old.target) &&
+	    strcmp(old.base, base) == 0 && !created) {
+		cp = old;
+		have_cp = true;
+		res.resumed = true;
+	} else {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+		if (ps.n && ims_repl_snap_time(ps.names[ps.n - 1]) >= ms)
+			ms = ims_repl_snap_time(ps.names[ps.n - 1]) + 1; /* names stay ordered */
+		snprintf(cp.target, sizeof(cp.target), IMS_REPL_SNAP_PREFIX "%013lld", (long long)ms);
+		snprintf(cp.base, sizeof(cp.base), "%s", base);
+		cp.full = base[0] == '\0';
+		cp.fresh = created;
+		cp.done = 0;
+		if ((r = rbd_snap_create(pimg, cp.target)) < 0) {
+			ims_error_set(r, "cannot snapshot %s on site '%s': %s", what, ims_site_name(src), ims_strerror(r));
+			goto out;
+		}
+		if ((r = checkpoint_save(sio, key, &cp)) < 0) {
+			ims_error_set(r, "cannot record the replication checkpoint of %s: %s", what, ims_strerror(r));
+			goto out;
+		}
+	}
+	snprintf(res.base, sizeof(res.base), "%s", cp.base);
+	snprintf(res.sealed, sizeof(res.sealed), "%s", cp.target);
+	res.full = cp.full;
+	res.sealed_unix_ms = ims_repl_snap_time(cp.target);
+
+	/* The delta, read from the primary at the target snapshot. */
+	if ((r = rbd_open_read_only(sio, image, &psnap, cp.target)) < 0) {
+		ims_error_set(r, "cannot open %s at '%s': %s", what, cp.target, ims_strerror(r));
+		goto out;
+	}
+	uint64_t size;
+	if ((r = rbd_get_size(psnap, &size)) < 0)
+		goto out;
+	res.size = size;
+	uint64_t ssize;
+	if ((r = rbd_get_size(simg, &ssize)) < 0)
+		goto out;
+	if (ssize != size && (r = rbd_resize2(simg, size, true, no_progress, NULL)) < 0) {
+		ims_error_set(r, "cannot resize the secondary %s to %" PRIu64 ": %s", what, size, ims_strerror(r));
+		goto out;
+	}
+	if (cp.full && !cp.fresh && cp.done == 0) {
+		/* no common snapshot and an existing secondary: clear it, a full copy follows */
+		if ((r = write_zeroes(simg, 0, size)) < 0) {
+			ims_error_set(r, "cannot clear the secondary %s: %s", what, ims_strerror(r));
+			goto out;
+		}
+	}
+	r = rbd_diff_iterate2(psnap, cp.full ? NULL : cp.base, 0, size, 1, 0, add_extent, &ext);
+	if (r < 0) {
+		ims_error_set(r, "cannot compute the delta of %s from '%s' to '%s': %s", what,
+			      cp.full ? "nothing" : cp.base, cp.target, ims_strerror(r));
+		goto out;
+	}
+	/* skip what a cut cycle already copied */
+	size_t first = 0;
+	while (first < ext.n && ext.v[first].off + ext.v[first].len <= cp.done)
+		first++;
+	if (first < ext.n && ext.v[first].off < cp.done) {
+		ext.v[first].len -= cp.done - ext.v[first].off;
+		ext.v[first].off = cp.done;
+	}
+	extents todo = { ext.v + first, ext.n - first, 0 };
+	for (size_t i = 0; i < todo.n; i++)
+		c.total += todo.v[i].len;
+	res.extents = todo.n;
+
+	c.src = psnap;
+	c.dst = simg;
+	c.ext = &todo;
+	c.next_ext = 0;
+	c.next_off = todo.n ? todo.v[0].off : 0;
+	c.fresh = cp.full && cp.fresh;
+	c.what = what;
+	unsigned nworkers = o->concurrency ? o->concurrency : 8;
+	uint64_t inflight = o->inflight_bytes ? o->inflight_bytes : (64u << 20);
+	if (nworkers > inflight / BLOCK)
+		nworkers = (unsigned)(inflight / BLOCK) ? (unsigned)(inflight / BLOCK) : 1;
+	if (nworkers > 64)
+		nworkers = 64;
+	c.nworkers = nworkers;
+	c.inflight = calloc(nworkers, sizeof(*c.inflight));
+	threads = calloc(nworkers, sizeof(*threads));
+	args = calloc(nworkers, sizeof(*args));
+	if (!c.inflight || !threads || !args) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (unsigned i = 0; i < nworkers; i++)
+		c.inflight[i] = UINT64_MAX;
+	for (; started < nworkers; started++) {
+		args[started] = (worker_arg){ &c, started };
+		if (pthread_create(&threads[started], NULL, copy_worker, &args[started]) != 0)
+			break;
+	}
+
+	/* Watch: progress, cancel, checkpoints. */
+	uint64_t every = o->checkpoint_bytes ? o->checkpoint_bytes : (16u << 20), last_cp = cp.done;
+	pthread_mutex_lock(&c.lock);
+	for (;;) {
+		bool running = false;
+		for (unsigned i = 0; i < nworkers; i++)
+			running |= c.inflight[i] != UINT64_MAX;
+		if (c.stop || (!running && c.next_ext >= todo.n))
+			break;
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 200000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&c.cond, &c.lock, &until);
+		uint64_t done = c.done_bytes, lw = c.low_water;
+		pthread_mutex_unlock(&c.lock);
+		if (o->progress && o->progress(o->progress_ctx, done, c.total) != 0) {
+			pthread_mutex_lock(&c.lock);
+			ims_error_set(-ECANCELED, "replication of %s cut at %" PRIu64 " of %" PRIu64 " bytes; it resumes",
+				      what, done, c.total);
+			fail_locked(&c, -ECANCELED);
+			break;
+		}
+		if (lw != UINT64_MAX && lw > last_cp && lw - last_cp >= every) {
+			cp.done = lw;
+			checkpoint_save(sio, key, &cp);
+			last_cp = lw;
+		}
+		pthread_mutex_lock(&c.lock);
+	}
+	pthread_mutex_unlock(&c.lock);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+	res.bytes_copied = c.copied;
+	res.bytes_discarded = c.discarded;
+	if (c.err || started < nworkers) {
+		/* keep the checkpoint at what is surely done: the next cycle resumes */
+		uint64_t lw = c.low_water;
+		if (lw != UINT64_MAX && lw > cp.done) {
+			cp.done = lw;
+			checkpoint_save(sio, key, &cp);
+		}
+		r = c.err ? ims_error_set(c.err, "%s", c.err_msg) : ims_error_set(-EAGAIN, "cannot start copy threads");
+		goto out;
+	}
+
+	/* Seal: the secondary's snapshot of the same name, only when everything is written. */
+	if ((r = rbd_flush(simg)) < 0 || (r = rbd_snap_create(simg, cp.target)) < 0) {
+		ims_error_set(r, "cannot seal %s on site '%s' at '%s': %s", what, ims_site_name(dst), cp.target,
+			      ims_strerror(r));
+		goto out;
+	}
+	ims_omap_rm(sio, IMS_REPL_CHECKPOINTS, key);
+
+	/* Retention on both sides, never the snapshot just sealed (the next base). */
+	unsigned keep = o->retention ? o->retention : 3;
+	free(ps.names);
+	free(ss.names);
+	memset(&ps, 0, sizeof(ps));
+	memset(&ss, 0, sizeof(ss));
+	if (list_repl_snaps(pimg, &ps) == 0)
+		apply_retention(pimg, &ps, keep, cp.target);
+	if (list_repl_snaps(simg, &ss) == 0)
+		apply_retention(simg, &ss, keep, cp.target);
+	res.seconds = now_s() - t0;
+	ims_log_debug("replicated %s to site '%s': %s -> %s, %" PRIu64 " bytes copied, %" PRIu64 " zeroed", what,
+		      ims_site_name(dst), cp.full ? "(full)" : cp.base, cp.target, res.bytes_copied,
+		      res.bytes_discarded);
+	if (out)
+		*out = res;
+	r = 0;
+out:
+	(void)have_cp;
+	free(threads);
+	free(args);
+	free(c.inflight);
+	free(ext.v);
+	free(ps.names);
+	free(ss.names);
+	if (psnap)
+		rbd_close(psnap);
+	if (simg)
+		rbd_close(simg);
+	if (pimg)
+		rbd_close(pimg);
+	if (dio)
+		rados_ioctx_destroy(dio);
+	if (sio)
+		rados_ioctx_destroy(sio);
+	pthread_mutex_destroy(&c.lock);
+	pthread_cond_destroy(&c.cond);
+	return r;
+}

@@ -1,0 +1,346 @@
+/*
+ * replicator/ between the two sandbox sites: initial and incremental cycles (under a
+ * concurrent writer), zeroed extents, resizes, retention, a cut cycle that resumes from its
+ * checkpoint, and refusals. After every cycle the secondary's sealed snapshot must equal the
+ * primary's snapshot of the same name, byte for byte.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <rbd/librbd.h>
+
+#include "common/error.h"
+#include "itest.h"
+#include "replicator/replicator.h"
+#include "store/image.h"
+
+#define MiB (1ull << 20)
+#define KiB (1ull << 10)
+
+static ims_site *A, *B;
+
+static int setup(void **state)
+{
+	(void)state;
+	A = itest_site('A');
+	B = itest_site('B');
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	ims_site_close(A);
+	ims_site_close(B);
+	itest_cleanup();
+	return 0;
+}
+
+static void create(const char *name, uint64_t size)
+{
+	ims_image_create_opts o = IMS_IMAGE_CREATE_OPTS_INIT;
+	o.size = size;
+	if (ims_image_create(A, "rbd", name, &o) < 0)
+		fail_msg("create %s: %s", name, ims_error_last());
+}
+
+/* Write @p n blocks of @p len random bytes at random offsets below @p limit. */
+static void write_random(const char *name, unsigned n, size_t len, uint64_t limit, unsigned seed)
+{
+	rados_ioctx_t io;
+	rbd_image_t img;
+	char *buf = malloc(len);
+	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
+	for (unsigned i = 0; i < n; i++) {
+		for (size_t k = 0; k < len; k++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			buf[k] = (char)(x >> 56);
+		}
+		uint64_t off = ((x >> 33) % (limit / len)) * len;
+		assert_int_equal(rbd_write(img, off, len, buf), (ssize_t)len);
+	}
+	rbd_close(img);
+	rados_ioctx_destroy(io);
+	free(buf);
+}
+
+static void fill_range(const char *name, uint64_t off, uint64_t len)
+{
+	rados_ioctx_t io;
+	rbd_image_t img;
+	char *buf = malloc(len);
+	memset(buf, 0x5a, len);
+	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
+	assert_int_equal(rbd_write(img, off, len, buf), (ssize_t)len);
+	rbd_close(img);
+	rados_ioctx_destroy(io);
+	free(buf);
+}
+
+static void zero_range(const char *name, uint64_t off, uint64_t len)
+{
+	rados_ioctx_t io;
+	rbd_image_t img;
+	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
+	assert_true(rbd_write_zeroes(img, off, len, 0, 0) >= 0);
+	rbd_close(img);
+	rados_ioctx_destroy(io);
+}
+
+/* The sealed snapshot on B equals the primary's snapshot of the same name. */
+static void assert_sealed_equal(const char *name, const char *snap)
+{
+	rados_ioctx_t ia, ib;
+	rbd_image_t pa, pb;
+	uint64_t sa, sb;
+	assert_int_equal(ims_site_ioctx(A, "rbd", &ia), 0);
+	assert_int_equal(ims_site_ioctx(B, "rbd", &ib), 0);
+	assert_int_equal(rbd_open_read_only(ia, name, &pa, snap), 0);
+	if (rbd_open_read_only(ib, name, &pb, snap) != 0)
+		fail_msg("site b has no snapshot %s@%s", name, snap);
+	assert_int_equal(rbd_get_size(pa, &sa), 0);
+	assert_int_equal(rbd_get_size(pb, &sb), 0);
+	assert_int_equal(sa, sb);
+	const size_t chunk = 4 * MiB;
+	char *x = malloc(chunk), *y = malloc(chunk);
+	for (uint64_t off = 0; off < sa; off += chunk) {
+		size_t n = sa - off < chunk ? (size_t)(sa - off) : chunk;
+		assert_int_equal(rbd_read(pa, off, n, x), (ssize_t)n);
+		assert_int_equal(rbd_read(pb, off, n, y), (ssize_t)n);
+		if (memcmp(x, y, n) != 0) {
+			size_t i = 0;
+			while (x[i] == y[i])
+				i++;
+			fail_msg("%s@%s differs between the sites at byte %llu", name, snap,
+				 (unsigned long long)(off + i));
+		}
+	}
+	free(x);
+	free(y);
+	rbd_close(pa);
+	rbd_close(pb);
+	rados_ioctx_destroy(ia);
+	rados_ioctx_destroy(ib);
+}
+
+static int count_repl_snaps(ims_site *s, const char *name)
+{
+	ims_snap_info *snaps = NULL;
+	size_t n = 0;
+	int k = 0;
+	assert_int_equal(ims_snap_list(&snaps, &n, s, "rbd", name), 0);
+	for (size_t i = 0; i < n; i++)
+		k += strncmp(snaps[i].name, IMS_REPL_SNAP_PREFIX, strlen(IMS_REPL_SNAP_PREFIX)) == 0;
+	ims_snap_list_free(snaps, n);
+	return k;
+}
+
+static void sync_ok(const char *name, ims_repl_result *res)
+{
+	ims_repl_opts o = IMS_REPL_OPTS_INIT;
+	if (ims_repl_sync(res, A, B, "rbd", name, &o) < 0)
+		fail_msg("sync %s: %s", name, ims_error_last());
+	assert_sealed_equal(name, res->sealed);
+}
+
+static void test_initial_and_incremental(void **state)
+{
+	(void)state;
+	const char *name = itest_name("repl");
+	ims_repl_result res, prev;
+	create(name, 64 * MiB);
+	write_random(name, 64, 64 * KiB, 64 * MiB, 1);
+	fill_range(name, 8 * MiB, 8 * MiB);
+
+	sync_ok(name, &res);
+	assert_true(res.full);
+	assert_string_equal(res.base, "");
+	assert_true(res.bytes_copied >= 8 * MiB && res.bytes_copied <= 64 * 64 * KiB + 8 * MiB);
+	char sealed[64];
+	int64_t ms = 0;
+	assert_int_equal(ims_repl_last_sealed(B, "rbd", name, sealed, sizeof(sealed), &ms), 0);
+	assert_string_equal(sealed, res.sealed);
+	assert_true(ms > 0);
+
+	for (unsigned cycle = 0; cycle < 4; cycle++) {
+		prev = res;
+		write_random(name, 16, 64 * KiB, 64 * MiB, 10 + cycle);
+		if (cycle == 2)
+			zero_range(name, 8 * MiB, 8 * MiB); /* becomes zeroes on b, not data */
+		sync_ok(name, &res);
+		assert_false(res.full);
+		assert_string_equal(res.base, prev.sealed);
+		/* cost follows change: at most what was written */
+		assert_true(res.bytes_copied <= 16 * 64 * KiB);
+		if (cycle == 2) /* zeros on b, never data on the wire */
+			assert_true(res.bytes_discarded >= 8 * MiB);
+	}
+	/* nothing written: an empty delta */
+	prev = res;
+	sync_ok(name, &res);
+	assert_int_equal(res.bytes_copied, 0);
+	assert_string_equal(res.base, prev.sealed);
+
+	/* retention: 3 on each side, the newest being the one just sealed */
+	assert_int_equal(count_repl_snaps(A, name), 3);
+	assert_int_equal(count_repl_snaps(B, name), 3);
+}
+
+typedef struct {
+	const char *name;
+	volatile bool stop;
+	unsigned writes;
+} writer_ctx;
+
+static void *writer(void *arg)
+{
+	writer_ctx *w = arg;
+	rados_ioctx_t io;
+	rbd_image_t img;
+	char buf[4096];
+	uint64_t x = 42;
+	if (ims_site_ioctx(A, "rbd", &io) < 0)
+		return NULL;
+	if (rbd_open(io, w->name, &img, NULL) < 0) {
+		rados_ioctx_destroy(io);
+		return NULL;
+	}
+	while (!w->stop) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		memset(buf, (int)(x >> 56), sizeof(buf));
+		snprintf(buf, sizeof(buf), "write %u", w->writes);
+		if (rbd_write(img, ((x >> 20) % (32 * MiB / 4096)) * 4096, sizeof(buf), buf) < 0)
+			break;
+		w->writes++;
+	}
+	rbd_close(img);
+	rados_ioctx_destroy(io);
+	return NULL;
+}
+
+static void test_under_a_concurrent_writer(void **state)
+{
+	(void)state;
+	const char *name = itest_name("repl-busy");
+	create(name, 32 * MiB);
+	writer_ctx w = { .name = name };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, writer, &w), 0);
+	ims_repl_result res;
+	for (int i = 0; i < 6; i++)
+		sync_ok(name, &res); /* asserts equality of each sealed snapshot */
+	w.stop = true;
+	pthread_join(t, NULL);
+	assert_true(w.writes > 100);
+}
+
+static void test_resize(void **state)
+{
+	(void)state;
+	const char *name = itest_name("repl-size");
+	ims_repl_result res;
+	create(name, 16 * MiB);
+	write_random(name, 8, 64 * KiB, 16 * MiB, 3);
+	sync_ok(name, &res);
+	assert_int_equal(ims_image_resize(A, "rbd", name, 40 * MiB, false), 0);
+	write_random(name, 8, 64 * KiB, 40 * MiB, 4);
+	sync_ok(name, &res);
+	assert_int_equal(res.size, 40 * MiB);
+	assert_int_equal(ims_image_resize(A, "rbd", name, 24 * MiB, true), 0);
+	sync_ok(name, &res);
+	assert_int_equal(res.size, 24 * MiB);
+	/* a snapshot of the user's own, made and removed between cycles, changes nothing */
+	assert_int_equal(ims_snap_create(A, "rbd", name, "mine"), 0);
+	write_random(name, 4, 64 * KiB, 24 * MiB, 5);
+	assert_int_equal(ims_snap_remove(A, "rbd", name, "mine"), 0);
+	sync_ok(name, &res);
+	assert_false(res.full);
+}
+
+static int cut_after(void *ctx, uint64_t done, uint64_t total)
+{
+	(void)total;
+	return done >= *(uint64_t *)ctx;
+}
+
+static void test_cut_cycle_resumes(void **state)
+{
+	(void)state;
+	const char *name = itest_name("repl-resume");
+	ims_repl_result res;
+	create(name, 128 * MiB);
+	sync_ok(name, &res);
+	write_random(name, 96, 1 * MiB, 128 * MiB, 7); /* a large delta */
+
+	ims_repl_opts o = IMS_REPL_OPTS_INIT;
+	uint64_t cut = 32 * MiB;
+	o.progress = cut_after;
+	o.progress_ctx = &cut;
+	o.checkpoint_bytes = 4 * MiB;
+	o.concurrency = 2;
+	ims_repl_result first;
+	memset(&first, 0, sizeof(first));
+	assert_int_equal(ims_repl_sync(&first, A, B, "rbd", name, &o), -ECANCELED);
+	char sealed_before[64];
+	assert_int_equal(ims_repl_last_sealed(B, "rbd", name, sealed_before, sizeof(sealed_before), NULL), 0);
+	assert_string_equal(sealed_before, res.sealed); /* nothing new sealed */
+
+	ims_repl_opts o2 = IMS_REPL_OPTS_INIT;
+	ims_repl_result second;
+	if (ims_repl_sync(&second, A, B, "rbd", name, &o2) < 0)
+		fail_msg("resume: %s", ims_error_last());
+	assert_true(second.resumed);
+	assert_string_equal(second.base, res.sealed);
+	/* the resumed cycle shipped less than the whole delta */
+	assert_true(second.bytes_copied < 96 * MiB);
+	assert_true(second.bytes_copied + 16 * MiB >= 96 * MiB - cut);
+	assert_sealed_equal(name, second.sealed);
+}
+
+static void test_refusals(void **state)
+{
+	(void)state;
+	const char *name = itest_name("repl-clash");
+	ims_repl_result res;
+	create(name, 4 * MiB);
+	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
+	co.size = 4 * MiB;
+	assert_int_equal(ims_image_create(B, "rbd", name, &co), 0); /* not a replica */
+	ims_repl_opts o = IMS_REPL_OPTS_INIT;
+	assert_int_equal(ims_repl_sync(&res, A, B, "rbd", name, &o), -EEXIST);
+	assert_non_null(strstr(ims_error_last(), "not a replica"));
+	assert_int_equal(count_repl_snaps(B, name), 0);
+
+	const char *other = itest_name("repl-dir");
+	create(other, 4 * MiB);
+	sync_ok(other, &res);
+	/* the secondary cannot be replicated onwards as if it were a primary */
+	assert_int_equal(ims_repl_sync(&res, B, A, "rbd", other, &o), -EBUSY);
+	assert_int_equal(ims_repl_sync(&res, A, B, "rbd", "no-such-image", &o), -ENOENT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_initial_and_incremental),
+		cmocka_unit_test(test_under_a_concurrent_writer),
+		cmocka_unit_test(test_resize),
+		cmocka_unit_test(test_cut_cycle_resumes),
+		cmocka_unit_test(test_refusals),
+	};
+	return cmocka_run_group_tests_name("replicator", tests, setup, teardown);
+}
