@@ -10,6 +10,7 @@
 
 #include "common/config.h"
 #include "daemon/ops.h"
+#include "replicator/scheduler.h"
 #include "proto/server.h"
 #include "store/site.h"
 
@@ -36,7 +37,13 @@ typedef struct ims_daemon {
 	pthread_mutex_t lock; /* uploads, audit */
 	ims_upload uploads[IMS_MAX_UPLOADS];
 	FILE *audit;
+	ims_site **peers;        /* connected lazily, one per [peer] of the config */
+	pthread_mutex_t peers_lock;
+	ims_repl_sched *repl;
 } ims_daemon;
+
+/** The peer site @p name, connecting on first use (ims_repl_peer_fn). */
+int ims_daemon_peer(void *d, const char *name, ims_site **out);
 
 /** The method table of every service. */
 const ims_rpc_method *ims_daemon_methods(size_t *count);

@@ -882,6 +882,154 @@ out:
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* ReplicationService */
+
+static Imgstore__V1__ReplicationStatus *build_repl_status(ims_rpc_call *call, const ims_repl_status *st)
+{
+	Imgstore__V1__ReplicationStatus *m = ALLOC(call, Imgstore__V1__ReplicationStatus);
+	if (!m)
+		return NULL;
+	imgstore__v1__replication_status__init(m);
+	m->image = DUP(call, st->image);
+	m->target = DUP(call, st->target);
+	m->role = DUP(call, st->role);
+	m->state = DUP(call, st->state);
+	m->rpo_seconds = st->rpo_seconds;
+	m->lag_seconds = st->lag_seconds;
+	m->last_sealed_snapshot = DUP(call, st->last_sealed);
+	m->last_sync_bytes = st->last_sync_bytes;
+	m->last_sync_seconds = st->last_sync_seconds;
+	m->error = DUP(call, st->error);
+	return m;
+}
+
+static int h_enable_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__EnableReplicationRequest *q = (const void *)req;
+	ims_spec s;
+	ims_repl_status st;
+	int r;
+	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0)
+		return r;
+	uint32_t rpo = q->rpo_seconds ? q->rpo_seconds : (uint32_t)d->cfg->defaults.rpo;
+	if ((r = ims_repl_enable(d->repl, s.pool, s.image, q->target_site, q->mode, rpo, &st)) < 0)
+		return r;
+	Imgstore__V1__ReplicationStatus *m = build_repl_status(call, &st);
+	if (!m)
+		return -ENOMEM;
+	*resp = &m->base;
+	return 0;
+}
+
+static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__ReplicationImageRequest *q = (const void *)req;
+	ims_spec s;
+	ims_repl_status st;
+	int r;
+	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0 ||
+	    (r = ims_repl_disable(d->repl, s.pool, s.image, q->target_site, &st)) < 0)
+		return r;
+	snprintf(st.state, sizeof(st.state), "disabled");
+	Imgstore__V1__ReplicationStatus *m = build_repl_status(call, &st);
+	if (!m)
+		return -ENOMEM;
+	*resp = &m->base;
+	return 0;
+}
+
+static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__ReplicationStatusRequest *q = (const void *)req;
+	ims_spec s;
+	bool one = q->image && q->image->image && q->image->image[0];
+	ims_repl_status *list = NULL;
+	size_t n = 0;
+	int r;
+	if (one && (r = get_spec(d, call, q->image, &s, false, false)) < 0)
+		return r;
+	if ((r = ims_repl_sched_status(d->repl, one ? s.pool : NULL, one ? s.image : NULL, &list, &n)) < 0)
+		return r;
+	Imgstore__V1__ReplicationStatusResponse *m = ALLOC(call, Imgstore__V1__ReplicationStatusResponse);
+	r = -ENOMEM;
+	if (!m)
+		goto out;
+	imgstore__v1__replication_status_response__init(m);
+	if (n && !(m->statuses = ims_rpc_call_alloc(call, n * sizeof(*m->statuses))))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (!(m->statuses[i] = build_repl_status(call, &list[i])))
+			goto out;
+		m->n_statuses++;
+	}
+	*resp = &m->base;
+	r = 0;
+out:
+	free(list);
+	return r;
+}
+
+typedef struct {
+	ims_daemon *d;
+	ims_spec spec;
+	char target[64];
+} sync_work;
+
+static int run_sync(ims_op *op, void *arg)
+{
+	sync_work *w = arg;
+	ims_repl_result res;
+	return ims_repl_sync_now(w->d->repl, w->spec.pool, w->spec.image, w->target, op_progress, op, &res);
+}
+
+static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__ReplicationImageRequest *q = (const void *)req;
+	ims_spec s;
+	ims_repl_status *list = NULL;
+	size_t n = 0;
+	int r;
+	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0)
+		return r;
+	if ((r = ims_repl_sched_status(d->repl, s.pool, s.image, &list, &n)) < 0)
+		return r;
+	/* the target: as asked, or the only one the image has */
+	const char *target = q->target_site && q->target_site[0] ? q->target_site : NULL;
+	bool found = false;
+	for (size_t i = 0; i < n; i++)
+		if (!target || strcmp(list[i].target, target) == 0) {
+			found = true;
+			if (!target && n > 1) {
+				free(list);
+				return ims_error_set(-EINVAL, "'%s/%s' replicates to %zu sites: name one", s.pool, s.image, n);
+			}
+		}
+	sync_work *w = calloc(1, sizeof(*w));
+	if (!w) {
+		free(list);
+		return -ENOMEM;
+	}
+	snprintf(w->target, sizeof(w->target), "%s", target ? target : (n ? list[0].target : ""));
+	free(list);
+	if (!found) {
+		free(w);
+		return ims_error_set(-ENOENT, "'%s/%s' is not replicated%s%s; enable it first", s.pool, s.image,
+				     target ? " to site " : "", target ? target : "");
+	}
+	w->d = d;
+	w->spec = s;
+	ims_op_record rec;
+	char text[3 * IMS_NAME_MAX + 4];
+	if ((r = ims_ops_submit(d->ops, "sync", spec_text(&s, text, sizeof(text)), run_sync, w, free, &rec)) < 0)
+		return r;
+	return reply_op(call, &rec, resp);
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* the method table */
 
 #define M(svc, name, in, out, role, mut, fn)                                                     \
@@ -924,11 +1072,13 @@ static const ims_rpc_method methods[] = {
 	M("HostService", "ListLeases", list_leases_request, list_leases_response, READER, false, ims_h_list_leases),
 	M("HostService", "GetAttachInfo", get_attach_info_request, attach_info, HOST, false, ims_h_get_attach_info),
 	/* declared; their issues implement them */
-	M("ReplicationService", "EnableReplication", enable_replication_request, replication_status, ADMIN, true, NULL),
-	M("ReplicationService", "DisableReplication", replication_image_request, replication_status, ADMIN, true, NULL),
+	M("ReplicationService", "EnableReplication", enable_replication_request, replication_status, ADMIN, true,
+	  h_enable_replication),
+	M("ReplicationService", "DisableReplication", replication_image_request, replication_status, ADMIN, true,
+	  h_disable_replication),
 	M("ReplicationService", "GetReplicationStatus", replication_status_request, replication_status_response,
-	  READER, false, NULL),
-	M("ReplicationService", "SyncImage", replication_image_request, operation, ADMIN, true, NULL),
+	  READER, false, h_replication_status),
+	M("ReplicationService", "SyncImage", replication_image_request, operation, ADMIN, true, h_sync_image),
 	M("ReplicationService", "Failover", replication_image_request, operation, ADMIN, true, NULL),
 	M("ReplicationService", "Failback", replication_image_request, operation, ADMIN, true, NULL),
 	M("ReplicationService", "Resync", replication_image_request, operation, ADMIN, true, NULL),

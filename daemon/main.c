@@ -82,9 +82,38 @@ static void audit_line(void *app, const char *line)
 	pthread_mutex_unlock(&d->lock);
 }
 
+int ims_daemon_peer(void *app, const char *name, ims_site **out)
+{
+	ims_daemon *d = app;
+	int r = 0;
+	for (size_t i = 0; i < d->cfg->npeers; i++) {
+		const ims_config_cluster *c = &d->cfg->peers[i];
+		if (strcmp(c->name, name) != 0)
+			continue;
+		pthread_mutex_lock(&d->peers_lock);
+		if (!d->peers[i]) {
+			ims_site_opts o = IMS_SITE_OPTS_INIT;
+			o.name = c->name;
+			o.ceph_conf = c->ceph_conf;
+			o.client_id = c->client_id;
+			o.keyring = c->keyring;
+			o.mon_timeout = c->mon_timeout;
+			o.osd_timeout = c->osd_timeout;
+			r = ims_site_connect(&d->peers[i], &o);
+		}
+		if (r == 0)
+			*out = d->peers[i];
+		pthread_mutex_unlock(&d->peers_lock);
+		return r;
+	}
+	return ims_error_set(-ENOENT, "no peer site '%s' in %s", name, d->cfg->path);
+}
+
 static void metrics(void *app, FILE *out)
 {
 	ims_daemon *d = app;
+	if (d->repl)
+		ims_repl_sched_metrics(d->repl, out);
 	uint64_t counts[6];
 	ims_ops_counts(d->ops, counts);
 	fprintf(out, "# HELP imgstore_operations Operations of this daemon by state (kept in memory).\n"
@@ -179,6 +208,7 @@ int main(int argc, char **argv)
 
 	memset(&d, 0, sizeof(d));
 	pthread_mutex_init(&d.lock, NULL);
+	pthread_mutex_init(&d.peers_lock, NULL);
 	d.started = time(NULL);
 	if (ims_config_load(&d.cfg, config, print_error, NULL) < 0) {
 		if (ims_error_last_code() != -EINVAL) /* the lines were printed one by one */
@@ -241,6 +271,23 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	d.peers = calloc(d.cfg->npeers + 1, sizeof(*d.peers));
+	if (!d.peers)
+		goto out;
+	ims_repl_sched_opts ro = IMS_REPL_SCHED_OPTS_INIT;
+	ro.local = d.site;
+	ro.pool = d.pool;
+	ro.peer = ims_daemon_peer;
+	ro.peer_ctx = &d;
+	ro.owner = d.owner_host;
+	ro.copy.concurrency = (unsigned)d.cfg->defaults.concurrency;
+	ro.copy.inflight_bytes = d.cfg->defaults.inflight_bytes;
+	ro.copy.retention = (unsigned)d.cfg->defaults.retention;
+	if ((r = ims_repl_sched_start(&d.repl, &ro)) < 0) {
+		ims_log_error("cannot start replication: %s", ims_error_last());
+		goto out;
+	}
+
 	ims_rpc_server_opts so = IMS_RPC_SERVER_OPTS_INIT;
 	so.listen = d.cfg->server.listen;
 	so.unix_socket = d.cfg->server.unix_socket;
@@ -293,7 +340,11 @@ int main(int argc, char **argv)
 	rc = 0;
 out:
 	ims_rpc_server_stop(d.server);
+	ims_repl_sched_stop(d.repl);
 	ims_ops_stop(d.ops);
+	for (size_t i = 0; d.peers && i < d.cfg->npeers; i++)
+		ims_site_close(d.peers[i]);
+	free(d.peers);
 	ims_site_close(d.site);
 	if (d.audit)
 		fclose(d.audit);

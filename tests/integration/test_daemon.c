@@ -462,12 +462,12 @@ static void test_roles(void **state)
 	free_msg(rr);
 	free_msg(lease);
 
-	/* declared, not implemented yet */
-	Imgstore__V1__EnableReplicationRequest er = IMGSTORE__V1__ENABLE_REPLICATION_REQUEST__INIT;
-	Imgstore__V1__ReplicationStatus *rs = NULL;
-	er.image = &s;
-	er.target_site = "b";
-	assert_true(CALL(C, "ReplicationService", "EnableReplication", &er, replication_status, &rs) < 0);
+	/* declared, not implemented yet (issue 6) */
+	Imgstore__V1__ReplicationImageRequest fo = IMGSTORE__V1__REPLICATION_IMAGE_REQUEST__INIT;
+	Imgstore__V1__Operation *fop = NULL;
+	fo.image = &s;
+	fo.target_site = "b";
+	assert_true(CALL(C, "ReplicationService", "Failover", &fo, operation, &fop) < 0);
 	assert_int_equal(ims_client_last_code(C), IMS_RPC_UNIMPLEMENTED);
 
 	Imgstore__V1__DeleteImageRequest del = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;

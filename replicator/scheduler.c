@@ -1,0 +1,686 @@
+#include "replicator/scheduler.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <rados/librados.h>
+#include <rbd/librbd.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/spec.h"
+#include "common/units.h"
+#include "store/image.h"
+#include "store/omap.h"
+
+typedef struct pair {
+	char pool[IMS_NAME_MAX + 1];
+	char image[IMS_NAME_MAX + 1];
+	char target[64];
+	char mode[8];
+	uint32_t rpo;
+	bool present;  /* in the policies */
+	bool disabled; /* disabled here: a refresh racing the removal must not bring it back */
+	bool queued, running;
+	int64_t sealed_ms; /* primary-side time of the newest sealed snapshot; -1: none yet */
+	char last_sealed[64];
+	int64_t next_attempt_ms;
+	unsigned backoff;
+	uint64_t last_bytes, bytes_total;
+	double last_secs, secs_total;
+	char error[512];
+	bool violated;
+	uint64_t syncs, failures;
+	struct pair *next;
+} pair;
+
+struct ims_repl_sched {
+	ims_repl_sched_opts o;
+	char owner[128];
+	rados_ioctx_t io;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;  /* work queued, a cycle ended, stopping */
+	pair *pairs;
+	pair **queue;
+	size_t nqueue, capqueue;
+	pthread_t loop;
+	bool loop_started;
+	pthread_t *workers;
+	unsigned nworkers;
+	bool stopping;
+	int64_t last_refresh_ms;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void pair_key(const pair *p, char *key, size_t len)
+{
+	snprintf(key, len, "%s/%s@%s", p->pool, p->image, p->target);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* records */
+
+static int save_policy(ims_repl_sched *s, const pair *p)
+{
+	char key[700];
+	json_object *o = json_object_new_object();
+	if (!o)
+		return -ENOMEM;
+	json_object_object_add(o, "pool", json_object_new_string(p->pool));
+	json_object_object_add(o, "image", json_object_new_string(p->image));
+	json_object_object_add(o, "target", json_object_new_string(p->target));
+	json_object_object_add(o, "mode", json_object_new_string(p->mode));
+	json_object_object_add(o, "rpo", json_object_new_int64(p->rpo));
+	pair_key(p, key, sizeof(key));
+	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	int r = ims_omap_set(s->io, IMS_REPL_POLICIES, key, v, strlen(v));
+	json_object_put(o);
+	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s': %s", key, ims_strerror(r)) : 0;
+}
+
+static void save_status(ims_repl_sched *s, const pair *p)
+{
+	char key[700];
+	json_object *o = json_object_new_object();
+	if (!o)
+		return;
+	json_object_object_add(o, "last_sealed", json_object_new_string(p->last_sealed));
+	json_object_object_add(o, "last_sync_bytes", json_object_new_int64((int64_t)p->last_bytes));
+	json_object_object_add(o, "last_sync_seconds", json_object_new_double(p->last_secs));
+	json_object_object_add(o, "error", json_object_new_string(p->error));
+	json_object_object_add(o, "owner", json_object_new_string(s->owner));
+	pair_key(p, key, sizeof(key));
+	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	ims_omap_set(s->io, IMS_REPL_STATUS, key, v, strlen(v));
+	json_object_put(o);
+}
+
+static void load_status(ims_repl_sched *s, pair *p)
+{
+	char key[700], *val = NULL;
+	size_t len;
+	pair_key(p, key, sizeof(key));
+	if (ims_omap_get(s->io, IMS_REPL_STATUS, key, &val, &len) < 0)
+		return;
+	json_object *o = json_tokener_parse(val), *v;
+	free(val);
+	if (!o)
+		return;
+	if (json_object_object_get_ex(o, "last_sealed", &v)) {
+		snprintf(p->last_sealed, sizeof(p->last_sealed), "%s", json_object_get_string(v));
+		p->sealed_ms = ims_repl_snap_time(p->last_sealed);
+	}
+	if (json_object_object_get_ex(o, "last_sync_bytes", &v))
+		p->last_bytes = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "last_sync_seconds", &v))
+		p->last_secs = json_object_get_double(v);
+	if (json_object_object_get_ex(o, "error", &v))
+		snprintf(p->error, sizeof(p->error), "%s", json_object_get_string(v));
+	json_object_put(o);
+}
+
+static pair *find_locked(ims_repl_sched *s, const char *pool, const char *image, const char *target)
+{
+	for (pair *p = s->pairs; p; p = p->next)
+		if (!strcmp(p->pool, pool) && !strcmp(p->image, image) && !strcmp(p->target, target))
+			return p;
+	return NULL;
+}
+
+typedef struct {
+	ims_repl_sched *s;
+	int64_t now;
+} refresh_ctx;
+
+static int refresh_one(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	refresh_ctx *rc = ctx;
+	ims_repl_sched *s = rc->s;
+	(void)key;
+	(void)klen;
+	char *t = strndup(val, vlen);
+	json_object *o = t ? json_tokener_parse(t) : NULL, *v;
+	free(t);
+	if (!o)
+		return 0;
+	pair tmp;
+	memset(&tmp, 0, sizeof(tmp));
+	if (json_object_object_get_ex(o, "pool", &v))
+		snprintf(tmp.pool, sizeof(tmp.pool), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "image", &v))
+		snprintf(tmp.image, sizeof(tmp.image), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "target", &v))
+		snprintf(tmp.target, sizeof(tmp.target), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "mode", &v))
+		snprintf(tmp.mode, sizeof(tmp.mode), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "rpo", &v))
+		tmp.rpo = (uint32_t)json_object_get_int64(v);
+	json_object_put(o);
+	if (!tmp.pool[0] || !tmp.image[0] || !tmp.target[0] || !tmp.rpo)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	pair *p = find_locked(s, tmp.pool, tmp.image, tmp.target);
+	if (!p) {
+		p = calloc(1, sizeof(*p));
+		if (!p) {
+			pthread_mutex_unlock(&s->lock);
+			return -ENOMEM;
+		}
+		*p = tmp;
+		p->sealed_ms = -1;
+		p->next = s->pairs;
+		s->pairs = p;
+		pthread_mutex_unlock(&s->lock);
+		load_status(s, p); /* only this thread touches a pair before it is present */
+		pthread_mutex_lock(&s->lock);
+	} else {
+		p->rpo = tmp.rpo;
+		memcpy(p->mode, tmp.mode, sizeof(p->mode));
+	}
+	if (!p->disabled)
+		p->present = true;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static void refresh(ims_repl_sched *s)
+{
+	pthread_mutex_lock(&s->lock);
+	for (pair *p = s->pairs; p; p = p->next)
+		p->present = false;
+	pthread_mutex_unlock(&s->lock);
+	refresh_ctx rc = { s, now_ms() };
+	if (ims_omap_foreach(s->io, IMS_REPL_POLICIES, refresh_one, &rc) < 0) {
+		/* the records cannot be read now: keep going with what we know */
+		pthread_mutex_lock(&s->lock);
+		for (pair *p = s->pairs; p; p = p->next)
+			p->present = !p->disabled;
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* cycles */
+
+typedef struct {
+	ims_repl_sched *s;
+	const pair *p;
+	char lock_name[700];
+	int64_t renewed_ms;
+	ims_progress_fn user;
+	void *user_ctx;
+} cycle_ctx;
+
+static int take_lock(ims_repl_sched *s, const char *name, uint8_t flags)
+{
+	struct timeval tv = { (time_t)(s->o.lock_seconds ? s->o.lock_seconds : 60), 0 };
+	return rados_lock_exclusive(s->io, IMS_REPL_LOCK, name, s->owner, "replication cycle", &tv, flags);
+}
+
+static int cycle_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	cycle_ctx *c = ctx;
+	unsigned ls = c->s->o.lock_seconds ? c->s->o.lock_seconds : 60;
+	if (now_ms() - c->renewed_ms > (int64_t)ls * 1000 / 3) {
+		if (take_lock(c->s, c->lock_name, LIBRADOS_LOCK_FLAG_RENEW) < 0)
+			return 1; /* lost the lock: another daemon may go on; stop here */
+		c->renewed_ms = now_ms();
+	}
+	if (c->s->stopping)
+		return 1;
+	return c->user ? c->user(c->user_ctx, done, total) : 0;
+}
+
+/* One cycle of @p p (marked running by the caller). */
+static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void *pctx, ims_repl_result *out)
+{
+	ims_site *peer = NULL;
+	ims_repl_result res;
+	cycle_ctx c = { .s = s, .p = p, .user = progress, .user_ctx = pctx };
+	int r;
+
+	memset(&res, 0, sizeof(res));
+	pair_key(p, c.lock_name, sizeof(c.lock_name));
+	ims_error_clear();
+	r = s->o.peer(s->o.peer_ctx, p->target, &peer);
+	if (r == 0) {
+		r = take_lock(s, c.lock_name, 0);
+		if (r == -EBUSY || r == -EEXIST) {
+			r = ims_error_set(-EBUSY, "another daemon runs a cycle of '%s'", c.lock_name);
+		} else if (r < 0) {
+			r = ims_error_set(r, "cannot lock '%s': %s", c.lock_name, ims_strerror(r));
+		} else {
+			c.renewed_ms = now_ms();
+			ims_repl_opts ro = s->o.copy;
+			ro.progress = cycle_progress;
+			ro.progress_ctx = &c;
+			r = ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
+			rados_unlock(s->io, IMS_REPL_LOCK, c.lock_name, s->owner);
+		}
+	}
+
+	pthread_mutex_lock(&s->lock);
+	if (r == 0) {
+		p->sealed_ms = res.sealed_unix_ms;
+		snprintf(p->last_sealed, sizeof(p->last_sealed), "%s", res.sealed);
+		p->last_bytes = res.bytes_copied;
+		p->last_secs = res.seconds;
+		p->bytes_total += res.bytes_copied;
+		p->secs_total += res.seconds;
+		p->error[0] = '\0';
+		p->backoff = 0;
+		p->syncs++;
+		p->next_attempt_ms = 0;
+	} else if (r == -EBUSY && strstr(ims_error_last(), "another daemon")) {
+		p->next_attempt_ms = now_ms() + 1000;
+	} else {
+		snprintf(p->error, sizeof(p->error), "%s", ims_error_last());
+		p->failures++;
+		p->backoff = p->backoff ? (p->backoff * 2 > 60 ? 60 : p->backoff * 2) : 2;
+		p->next_attempt_ms = now_ms() + (int64_t)p->backoff * 1000;
+		if (!s->stopping)
+			ims_log_warning("replication of '%s' failed (retry in %us): %s", c.lock_name, p->backoff, p->error);
+	}
+	pair copy = *p;
+	pthread_mutex_unlock(&s->lock);
+	save_status(s, &copy);
+	if (out)
+		*out = res;
+	return r;
+}
+
+static void *worker(void *arg)
+{
+	ims_repl_sched *s = arg;
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		while (!s->stopping && s->nqueue == 0)
+			pthread_cond_wait(&s->cond, &s->lock);
+		if (s->stopping)
+			break;
+		pair *p = s->queue[0];
+		memmove(s->queue, s->queue + 1, (s->nqueue - 1) * sizeof(*s->queue));
+		s->nqueue--;
+		p->queued = false;
+		if (p->running || !p->present)
+			continue;
+		p->running = true;
+		pthread_mutex_unlock(&s->lock);
+		run_cycle(s, p, NULL, NULL, NULL);
+		pthread_mutex_lock(&s->lock);
+		p->running = false;
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+static void enqueue_locked(ims_repl_sched *s, pair *p)
+{
+	if (p->queued || p->running)
+		return;
+	if (s->nqueue == s->capqueue) {
+		size_t cap = s->capqueue ? 2 * s->capqueue : 64;
+		pair **q = realloc(s->queue, cap * sizeof(*q));
+		if (!q)
+			return; /* tried again on the next tick */
+		s->queue = q;
+		s->capqueue = cap;
+	}
+	s->queue[s->nqueue++] = p;
+	p->queued = true;
+	pthread_cond_broadcast(&s->cond);
+}
+
+static void *loop(void *arg)
+{
+	ims_repl_sched *s = arg;
+	unsigned tick = s->o.tick_ms ? s->o.tick_ms : 500;
+	for (;;) {
+		int64_t t = now_ms();
+		if (t - s->last_refresh_ms > 5000) {
+			refresh(s);
+			s->last_refresh_ms = t;
+		}
+		pthread_mutex_lock(&s->lock);
+		if (s->stopping) {
+			pthread_mutex_unlock(&s->lock);
+			break;
+		}
+		/* due images, oldest sealed first: the one furthest behind goes first */
+		for (;;) {
+			pair *best = NULL;
+			for (pair *p = s->pairs; p; p = p->next) {
+				if (!p->present || p->queued || p->running || t < p->next_attempt_ms)
+					continue;
+				int64_t lag = p->sealed_ms < 0 ? INT64_MAX : t - p->sealed_ms;
+				/* start at half the RPO, or earlier if a cycle takes long: lag must
+				 * stay under the RPO while the next one runs */
+				int64_t due = (int64_t)p->rpo * 500;
+				int64_t margin = (int64_t)(p->last_secs * 2000.0) + (int64_t)tick;
+				if ((int64_t)p->rpo * 1000 - margin < due)
+					due = (int64_t)p->rpo * 1000 - margin > 0 ? (int64_t)p->rpo * 1000 - margin : 0;
+				if (p->sealed_ms >= 0 && lag < due)
+					continue;
+				if (!best || p->sealed_ms < best->sealed_ms)
+					best = p;
+			}
+			if (!best)
+				break;
+			enqueue_locked(s, best);
+		}
+		for (pair *p = s->pairs; p; p = p->next) {
+			if (!p->present || p->sealed_ms < 0)
+				continue;
+			double lag = (double)(t - p->sealed_ms) / 1000.0;
+			if (!p->violated && lag > p->rpo) {
+				p->violated = true;
+				ims_log_warning("replication of '%s/%s' to site '%s' is %.0fs behind, over its RPO of %us",
+						p->pool, p->image, p->target, lag, p->rpo);
+			} else if (p->violated && lag <= p->rpo) {
+				p->violated = false;
+				ims_log_info("replication of '%s/%s' to site '%s' is back within its RPO", p->pool, p->image,
+					     p->target);
+			}
+		}
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += tick / 1000;
+		until.tv_nsec += (long)(tick % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&s->cond, &s->lock, &until);
+		pthread_mutex_unlock(&s->lock);
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *o)
+{
+	ims_repl_sched *s;
+	int r;
+	if (!o || o->version != IMS_REPL_SCHED_OPTS_VERSION || !o->local || !o->pool || !o->peer)
+		return ims_error_set(-EINVAL, "scheduler options are incomplete");
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->o = *o;
+	snprintf(s->owner, sizeof(s->owner), "%s", o->owner ? o->owner : "imgstored");
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	if ((r = ims_site_ioctx(o->local, o->pool, &s->io)) < 0)
+		goto fail;
+	refresh(s);
+	s->last_refresh_ms = now_ms();
+	s->nworkers = o->workers ? o->workers : 4;
+	s->workers = calloc(s->nworkers, sizeof(*s->workers));
+	if (!s->workers) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		if (pthread_create(&s->workers[i], NULL, worker, s) != 0) {
+			s->nworkers = i;
+			r = ims_error_set(-EAGAIN, "cannot start replication workers");
+			goto fail;
+		}
+	}
+	if (pthread_create(&s->loop, NULL, loop, s) != 0) {
+		r = ims_error_set(-EAGAIN, "cannot start the replication scheduler");
+		goto fail;
+	}
+	s->loop_started = true;
+	*out = s;
+	return 0;
+fail:
+	ims_repl_sched_stop(s);
+	return r;
+}
+
+void ims_repl_sched_stop(ims_repl_sched *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (s->loop_started)
+		pthread_join(s->loop, NULL);
+	for (unsigned i = 0; i < s->nworkers; i++)
+		pthread_join(s->workers[i], NULL);
+	while (s->pairs) {
+		pair *n = s->pairs->next;
+		free(s->pairs);
+		s->pairs = n;
+	}
+	free(s->queue);
+	free(s->workers);
+	if (s->io)
+		rados_ioctx_destroy(s->io);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
+	free(s);
+}
+
+static void fill_status(const pair *p, ims_repl_status *st, int64_t t)
+{
+	memset(st, 0, sizeof(*st));
+	snprintf(st->image, sizeof(st->image), "%s/%s", p->pool, p->image);
+	snprintf(st->target, sizeof(st->target), "%s", p->target);
+	snprintf(st->role, sizeof(st->role), "primary");
+	snprintf(st->mode, sizeof(st->mode), "%s", p->mode);
+	snprintf(st->state, sizeof(st->state), "%s",
+		 p->running ? "syncing" : p->error[0] ? "error" : "idle");
+	st->rpo_seconds = p->rpo;
+	st->lag_seconds = p->sealed_ms < 0 ? -1.0 : (double)(t - p->sealed_ms) / 1000.0;
+	snprintf(st->last_sealed, sizeof(st->last_sealed), "%s", p->last_sealed);
+	st->last_sync_bytes = p->last_bytes;
+	st->last_sync_seconds = p->last_secs;
+	snprintf(st->error, sizeof(st->error), "%s", p->error);
+	st->rpo_violated = p->violated;
+	st->syncs = p->syncs;
+	st->failures = p->failures;
+}
+
+int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+		    const char *mode, uint32_t rpo, ims_repl_status *out)
+{
+	ims_site *peer = NULL;
+	int r;
+	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 || (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0)
+		return r;
+	if (!mode || !mode[0])
+		mode = "async";
+	if (strcmp(mode, "async") != 0 && strcmp(mode, "sync") != 0)
+		return ims_error_set(-EINVAL, "unknown mode '%s': expected async or sync", mode);
+	if (rpo == 0 || rpo > 30 * 86400)
+		return ims_error_set(-EINVAL, "an RPO is 1 second to 30 days, not %u seconds", rpo);
+	if ((r = ims_image_exists(s->o.local, pool, image)) < 0)
+		return r;
+	if (r == 0)
+		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", pool, image, ims_site_name(s->o.local));
+	if (!target || strcmp(target, ims_site_name(s->o.local)) == 0)
+		return ims_error_set(-EINVAL, "replication needs another site than this one ('%s')",
+				     ims_site_name(s->o.local));
+	r = s->o.peer(s->o.peer_ctx, target, &peer);
+	if (r == -ENOENT)
+		return r; /* an unknown peer; a peer that is down is fine: cycles retry */
+	pair tmp;
+	memset(&tmp, 0, sizeof(tmp));
+	snprintf(tmp.pool, sizeof(tmp.pool), "%s", pool);
+	snprintf(tmp.image, sizeof(tmp.image), "%s", image);
+	snprintf(tmp.target, sizeof(tmp.target), "%s", target);
+	snprintf(tmp.mode, sizeof(tmp.mode), "%s", mode);
+	tmp.rpo = rpo;
+	if ((r = save_policy(s, &tmp)) < 0)
+		return r;
+	pthread_mutex_lock(&s->lock);
+	pair *p = find_locked(s, pool, image, target);
+	if (!p) {
+		p = calloc(1, sizeof(*p));
+		if (!p) {
+			pthread_mutex_unlock(&s->lock);
+			return -ENOMEM;
+		}
+		*p = tmp;
+		p->sealed_ms = -1;
+		p->next = s->pairs;
+		s->pairs = p;
+	}
+	p->rpo = rpo;
+	snprintf(p->mode, sizeof(p->mode), "%s", mode);
+	p->present = true;
+	p->disabled = false;
+	p->next_attempt_ms = 0;
+	enqueue_locked(s, p);
+	if (out)
+		fill_status(p, out, now_ms());
+	pthread_mutex_unlock(&s->lock);
+	ims_log_info("replication of '%s/%s' to site '%s' enabled (%s, RPO %us)", pool, image, target, mode, rpo);
+	return 0;
+}
+
+int ims_repl_disable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+		     ims_repl_status *out)
+{
+	char key[700];
+	pthread_mutex_lock(&s->lock);
+	pair *p = find_locked(s, pool, image, target);
+	if (!p || !p->present) {
+		pthread_mutex_unlock(&s->lock);
+		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'", pool, image, target);
+	}
+	pair_key(p, key, sizeof(key));
+	pthread_mutex_unlock(&s->lock);
+	/* the record goes first, so that no daemon starts another cycle */
+	int r = ims_omap_rm(s->io, IMS_REPL_POLICIES, key);
+	if (r < 0)
+		return ims_error_set(r, "cannot remove the replication of '%s': %s", key, ims_strerror(r));
+	pthread_mutex_lock(&s->lock);
+	p->present = false;
+	p->disabled = true;
+	while (p->running) /* let a running cycle end: its snapshot is then sealed or not at all */
+		pthread_cond_wait(&s->cond, &s->lock);
+	if (out)
+		fill_status(p, out, now_ms());
+	pair copy = *p;
+	pthread_mutex_unlock(&s->lock);
+	ims_omap_rm(s->io, IMS_REPL_STATUS, key);
+	/* the primary's replication snapshots go; the secondary keeps its copy */
+	ims_snap_info *snaps = NULL;
+	size_t n = 0;
+	if (ims_snap_list(&snaps, &n, s->o.local, pool, image) == 0) {
+		for (size_t i = 0; i < n; i++)
+			if (ims_repl_snap_time(snaps[i].name) >= 0)
+				ims_snap_remove(s->o.local, pool, image, snaps[i].name);
+		ims_snap_list_free(snaps, n);
+	}
+	ims_log_info("replication of '%s/%s' to site '%s' disabled; the secondary keeps its copy at '%s'", pool,
+		     image, target, copy.last_sealed[0] ? copy.last_sealed : "(none)");
+	return 0;
+}
+
+int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image, ims_repl_status **out,
+			  size_t *count)
+{
+	size_t n = 0, k = 0;
+	int64_t t = now_ms();
+	pthread_mutex_lock(&s->lock);
+	for (pair *p = s->pairs; p; p = p->next)
+		n++;
+	ims_repl_status *list = calloc(n + 1, sizeof(*list));
+	if (!list) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENOMEM;
+	}
+	for (pair *p = s->pairs; p; p = p->next) {
+		if (!p->present)
+			continue;
+		if (pool && image && (strcmp(p->pool, pool) || strcmp(p->image, image)))
+			continue;
+		fill_status(p, &list[k++], t);
+	}
+	pthread_mutex_unlock(&s->lock);
+	*out = list;
+	*count = k;
+	return 0;
+}
+
+int ims_repl_sync_now(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+		      ims_progress_fn progress, void *ctx, ims_repl_result *out)
+{
+	pthread_mutex_lock(&s->lock);
+	pair *p = find_locked(s, pool, image, target);
+	if (!p || !p->present) {
+		pthread_mutex_unlock(&s->lock);
+		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'; enable it first", pool, image,
+				     target);
+	}
+	while (p->running && !s->stopping)
+		pthread_cond_wait(&s->cond, &s->lock);
+	if (s->stopping) {
+		pthread_mutex_unlock(&s->lock);
+		return ims_error_set(-ESHUTDOWN, "the daemon is stopping");
+	}
+	p->running = true;
+	pthread_mutex_unlock(&s->lock);
+	int r = run_cycle(s, p, progress, ctx, out);
+	pthread_mutex_lock(&s->lock);
+	p->running = false;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f)
+{
+	int64_t t = now_ms();
+	fprintf(f, "# HELP imgstore_replication_lag_seconds Now minus the primary-side time of the newest sealed snapshot.\n"
+		   "# TYPE imgstore_replication_lag_seconds gauge\n"
+		   "# HELP imgstore_replication_rpo_seconds The RPO of the pair.\n"
+		   "# TYPE imgstore_replication_rpo_seconds gauge\n"
+		   "# HELP imgstore_rpo_violation 1 while the lag exceeds the RPO.\n"
+		   "# TYPE imgstore_rpo_violation gauge\n"
+		   "# HELP imgstore_replication_bytes_total Bytes copied by replication cycles.\n"
+		   "# TYPE imgstore_replication_bytes_total counter\n"
+		   "# HELP imgstore_replication_sync_seconds_total Time spent in replication cycles.\n"
+		   "# TYPE imgstore_replication_sync_seconds_total counter\n"
+		   "# HELP imgstore_replication_syncs_total Replication cycles that sealed a snapshot.\n"
+		   "# TYPE imgstore_replication_syncs_total counter\n"
+		   "# HELP imgstore_replication_failures_total Replication cycles that failed.\n"
+		   "# TYPE imgstore_replication_failures_total counter\n");
+	pthread_mutex_lock(&s->lock);
+	for (pair *p = s->pairs; p; p = p->next) {
+		if (!p->present)
+			continue;
+		char labels[800];
+		snprintf(labels, sizeof(labels), "image=\"%s/%s\",target=\"%s\"", p->pool, p->image, p->target);
+		if (p->sealed_ms >= 0)
+			fprintf(f, "imgstore_replication_lag_seconds{%s} %.3f\n", labels, (double)(t - p->sealed_ms) / 1000.0);
+		fprintf(f, "imgstore_replication_rpo_seconds{%s} %u\n", labels, p->rpo);
+		fprintf(f, "imgstore_rpo_violation{%s} %d\n", labels, p->violated ? 1 : 0);
+		fprintf(f, "imgstore_replication_bytes_total{%s} %" PRIu64 "\n", labels, p->bytes_total);
+		fprintf(f, "imgstore_replication_sync_seconds_total{%s} %.3f\n", labels, p->secs_total);
+		fprintf(f, "imgstore_replication_syncs_total{%s} %" PRIu64 "\n", labels, p->syncs);
+		fprintf(f, "imgstore_replication_failures_total{%s} %" PRIu64 "\n", labels, p->failures);
+	}
+	pthread_mutex_unlock(&s->lock);
+}

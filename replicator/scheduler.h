@@ -1,0 +1,103 @@
+/*
+ * replicator/scheduler.h: keeps every replicated image of a site within its RPO.
+ *
+ * Policies (image, target site, mode, RPO) live in RADOS in the site's default pool (omap of
+ * "imgstore.repl.policies"), and so does the last status of each (omap "imgstore.repl.status"),
+ * so any daemon of the site sees them and carries on. A cycle of an image starts when its lag
+ * (now minus the primary-side time of its newest sealed snapshot) reaches half its RPO, so
+ * that lag stays under the RPO while a cycle runs. A bounded pool of workers runs the cycles,
+ * oldest due first. One image never has two cycles at once: a cycle holds a RADOS lock with
+ * expiry ("imgstore.repl.lock"), renewed while it runs, so a second daemon of the site skips
+ * it, and takes over when the first dies. Failures retry with backoff (2 s doubling to 60 s).
+ * When lag exceeds the RPO: a warning line, imgstore_rpo_violation set to 1.
+ */
+#ifndef IMS_REPLICATOR_SCHEDULER_H
+#define IMS_REPLICATOR_SCHEDULER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "replicator/replicator.h"
+#include "store/site.h"
+
+#define IMS_REPL_POLICIES "imgstore.repl.policies"
+#define IMS_REPL_STATUS "imgstore.repl.status"
+#define IMS_REPL_LOCK "imgstore.repl.lock"
+
+typedef struct ims_repl_sched ims_repl_sched;
+
+/** Find (connect if needed) the peer site @p name; the scheduler does not close it. */
+typedef int (*ims_repl_peer_fn)(void *ctx, const char *name, ims_site **out);
+
+#define IMS_REPL_SCHED_OPTS_VERSION 1
+typedef struct {
+	unsigned version;
+	ims_site *local;
+	const char *pool;          /* where policies and status live */
+	ims_repl_peer_fn peer;
+	void *peer_ctx;
+	unsigned workers;          /* cycles at once; 0: 4 */
+	unsigned lock_seconds;     /* expiry of the per-image lock; 0: 60 */
+	const char *owner;         /* this daemon, for the lock and messages */
+	ims_repl_opts copy;        /* concurrency, in-flight bytes, retention of each cycle */
+	unsigned tick_ms;          /* how often due images are looked for; 0: 500 */
+} ims_repl_sched_opts;
+#define IMS_REPL_SCHED_OPTS_INIT { .version = IMS_REPL_SCHED_OPTS_VERSION, .copy = IMS_REPL_OPTS_INIT }
+
+typedef struct {
+	char image[600];        /* "POOL/IMAGE" */
+	char target[64];
+	char role[16];          /* "primary" */
+	char state[16];         /* idle, syncing, error, paused */
+	char mode[8];           /* async or sync */
+	uint32_t rpo_seconds;
+	double lag_seconds;     /* -1 before the first sealed snapshot */
+	char last_sealed[64];
+	uint64_t last_sync_bytes;
+	double last_sync_seconds;
+	char error[512];
+	bool rpo_violated;
+	uint64_t syncs, failures;
+} ims_repl_status;
+
+int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *opts);
+
+/** Stop: no new cycles; running ones are cut (they resume from their checkpoints). NULL ok. */
+void ims_repl_sched_stop(ims_repl_sched *s);
+
+/**
+ * Replicate @p pool/@p image to @p target with @p rpo_seconds; the first cycle starts at
+ * once. Enabling an enabled pair updates its mode and RPO.
+ *
+ * @returns -ENOENT if the image or the peer is unknown, -EINVAL for a bad mode or RPO.
+ */
+int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+		    const char *mode, uint32_t rpo_seconds, ims_repl_status *out);
+
+/**
+ * Stop replicating. The secondary image and its sealed snapshots stay on @p target (a
+ * consistent copy); the primary's replication snapshots are removed.
+ *
+ * @returns -ENOENT if the pair is not replicated.
+ */
+int ims_repl_disable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+		     ims_repl_status *out);
+
+/** Statuses of every pair (@p pool/@p image NULL) or of one image. *out malloc'ed. */
+int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image, ims_repl_status **out,
+			  size_t *count);
+
+/**
+ * Run a cycle of one pair now (waiting for a running one to end first) and return what it
+ * sealed: the image's state at the call is then on the target.
+ *
+ * @returns -ENOENT if the pair is not replicated; the cycle's error otherwise.
+ */
+int ims_repl_sync_now(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+		      ims_progress_fn progress, void *ctx, ims_repl_result *out);
+
+/** Prometheus lines: lag, RPO, violation, bytes, durations, failures. */
+void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f);
+
+#endif

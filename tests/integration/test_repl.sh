@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Replication through the daemon and the CLI, site a to site b: enable with an RPO, the
+# scheduler seals snapshots that equal the primary's, `repl sync` seals the state at the call,
+# lag stays under the RPO, metrics, disable keeps the secondary, errors.
+set -uo pipefail
+CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+fails=0 passes=0
+ok() { echo "ok - $*"; passes=$((passes + 1)); }
+not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/repl-out.$$ 2>/tmp/repl-err.$$; local got=$?
+  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/repl-err.$$)"; fi; }
+trap 'rm -f /tmp/repl-out.$$ /tmp/repl-err.$$' EXIT
+
+img=repl$$
+status() { "$CLI" --format json repl status "rbd/$img"; }
+sealed() { status | jq -r '.[0].last_sealed_snapshot // ""'; }
+# same_at SNAP: the snapshot has the same content on both sites
+same_at() {
+  local a b
+  a=$(rbd -c "$CEPH_CONF_A" export --no-progress "rbd/$img@$1" - 2>/dev/null | sha256sum)
+  b=$(rbd -c "$CEPH_CONF_B" export --no-progress "rbd/$img@$1" - 2>/dev/null | sha256sum)
+  [ -n "$a" ] && [ "$a" = "$b" ]
+}
+write_some() { rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 64K --io-total "$1" --io-pattern rand "rbd/$img" >/dev/null 2>&1; }
+
+expect_rc 0 "create" "$CLI" image create "rbd/$img" --size 128M
+write_some 16M
+expect_rc 0 "enable to site b with an 8s RPO" "$CLI" repl enable "rbd/$img" --to b --rpo 8s
+check "status names the pair" bash -c "'$CLI' --format json repl status 'rbd/$img' | jq -e '.[0].target == \"b\" and .[0].role == \"primary\" and .[0].rpo_seconds == 8' >/dev/null"
+
+s1=""
+for i in $(seq 1 60); do s1=$(sealed); [ -n "$s1" ] && break; sleep 0.5; done
+check "the scheduler sealed a first snapshot ($s1)" test -n "$s1"
+check "it equals the primary's" same_at "$s1"
+
+# writes, then an explicit sync: the state at the call is sealed when it returns
+write_some 8M
+expect_rc 0 "repl sync" "$CLI" repl sync "rbd/$img"
+s2=$(sealed)
+check "a newer snapshot is sealed ($s2)" test -n "$s2" -a "$s2" != "$s1"
+check "and equals the primary's" same_at "$s2"
+check "the secondary is marked" bash -c "rbd -c '$CEPH_CONF_B' image-meta get 'rbd/$img' imgstore.repl.role | grep -qx secondary"
+
+# the scheduler keeps lag under the RPO while writes go on
+for i in 1 2 3; do write_some 2M; sleep 2; done
+sleep 3
+lag=$(status | jq -r '.[0].lag_seconds')
+check "lag ${lag}s is within the 8s RPO" bash -c "awk 'BEGIN { exit !($lag >= 0 && $lag <= 8) }'"
+s3=$(sealed)
+check "the newest sealed snapshot equals the primary's" same_at "$s3"
+# 3 kept, plus at most the one sealed a moment before retention removes the oldest
+check "retention: at most 3 (+1 in passing) replication snapshots on b" bash -c "[ \$(rbd -c '$CEPH_CONF_B' snap ls 'rbd/$img' | grep -c imgstore-repl-) -le 4 ]"
+check "lag is a metric" bash -c "curl -sf --cacert '$IMGSTORE_CA_FILE' '$IMGSTORE_SERVER_A/metrics' | grep -q 'imgstore_replication_lag_seconds{image=\"rbd/$img\",target=\"b\"}'"
+check "no RPO violation" bash -c "curl -sf --cacert '$IMGSTORE_CA_FILE' '$IMGSTORE_SERVER_A/metrics' | grep -q 'imgstore_rpo_violation{image=\"rbd/$img\",target=\"b\"} 0'"
+
+# errors change nothing
+expect_rc 1 "enable to an unknown site" "$CLI" repl enable "rbd/$img" --to nowhere
+check "says so" grep -q "no peer site 'nowhere'" /tmp/repl-err.$$
+expect_rc 1 "enable a missing image" "$CLI" repl enable "rbd/$img-none" --to b
+expect_rc 1 "sync a pair that does not exist" "$CLI" repl sync "rbd/$img-none"
+expect_rc 2 "a bad RPO" "$CLI" repl enable "rbd/$img" --to b --rpo soon
+
+# disable: the secondary keeps its consistent copy
+expect_rc 0 "disable" "$CLI" repl disable "rbd/$img" --to b
+check "status is empty" bash -c "[ \"\$('$CLI' --format json repl status 'rbd/$img' | jq length)\" = 0 ]"
+check "site b keeps the image" rbd -c "$CEPH_CONF_B" info "rbd/$img"
+check "and its sealed snapshot" bash -c "rbd -c '$CEPH_CONF_B' snap ls 'rbd/$img' | grep -q imgstore-repl-"
+check "site a has no replication snapshot left" bash -c "! rbd -c '$CEPH_CONF_A' snap ls 'rbd/$img' | grep -q imgstore-repl-"
+
+"$CLI" image rm --purge "rbd/$img" >/dev/null 2>&1
+rbd -c "$CEPH_CONF_B" snap purge "rbd/$img" >/dev/null 2>&1
+rbd -c "$CEPH_CONF_B" rm --no-progress "rbd/$img" >/dev/null 2>&1
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
