@@ -10,7 +10,8 @@ not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
 expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/repl-out.$$ 2>/tmp/repl-err.$$; local got=$?
   if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/repl-err.$$)"; fi; }
-trap 'rm -f /tmp/repl-out.$$ /tmp/repl-err.$$' EXIT
+# never leave site b frozen, whatever happens
+trap 'rm -f /tmp/repl-out.$$ /tmp/repl-err.$$; "${IMS_SOURCE_DIR:?}/scripts/sandbox" thaw-site "$IMGSTORE_SANDBOX" b >/dev/null 2>&1' EXIT
 
 img=repl$$
 status() { "$CLI" --format json repl status "rbd/$img"; }
@@ -67,6 +68,44 @@ check "status is empty" bash -c "[ \"\$('$CLI' --format json repl status 'rbd/$i
 check "site b keeps the image" rbd -c "$CEPH_CONF_B" info "rbd/$img"
 check "and its sealed snapshot" bash -c "rbd -c '$CEPH_CONF_B' snap ls 'rbd/$img' | grep -q imgstore-repl-"
 check "site a has no replication snapshot left" bash -c "! rbd -c '$CEPH_CONF_A' snap ls 'rbd/$img' | grep -q imgstore-repl-"
+
+# the secondary site stops answering: retries, the RPO alert fires; it comes back: converges
+SRC=${IMS_SOURCE_DIR:?}
+down=$img-down
+expect_rc 0 "create another" "$CLI" image create "rbd/$down" --size 64M
+expect_rc 0 "enable it with a 6s RPO" "$CLI" repl enable "rbd/$down" --to b --rpo 6s
+before=""
+for i in $(seq 1 60); do before=$("$CLI" --format json repl status "rbd/$down" | jq -r '.[0].last_sealed_snapshot // ""'); [ -n "$before" ] && break; sleep 0.5; done
+check "first snapshot sealed before the outage" test -n "$before"
+"$SRC/scripts/sandbox" freeze-site "$IMGSTORE_SANDBOX" b
+img_save=$img; img=$down
+write_some 4M
+violation=0 errored=0
+for i in $(seq 1 40); do
+  curl -sf --cacert "$IMGSTORE_CA_FILE" "$IMGSTORE_SERVER_A/metrics" | grep -q "imgstore_rpo_violation{image=\"rbd/$down\",target=\"b\"} 1" && violation=1
+  [ -n "$(status | jq -r '.[0].error')" ] && errored=1
+  [ $violation = 1 ] && [ $errored = 1 ] && break
+  sleep 1
+done
+check "the RPO alert fired while site b was down" test $violation = 1
+check "the status says why ($(status | jq -r '.[0].error' | head -c 120))" test $errored = 1
+check "and the daemon logged it" grep -q "rbd/$down' to site 'b' is .* behind, over its RPO" "$IMGSTORE_SANDBOX/site-a/log/imgstored.log"
+"$SRC/scripts/sandbox" thaw-site "$IMGSTORE_SANDBOX" b
+after=""
+for i in $(seq 1 120); do
+  after=$(sealed)
+  lag=$(status | jq -r '.[0].lag_seconds')
+  [ -n "$after" ] && [ "$after" != "$before" ] && awk "BEGIN { exit !($lag <= 6) }" && break
+  sleep 1
+done
+check "after the outage a newer snapshot is sealed ($after)" test -n "$after" -a "$after" != "$before"
+check "and equals the primary's" same_at "$after"
+check "the alert cleared" bash -c "curl -sf --cacert '$IMGSTORE_CA_FILE' '$IMGSTORE_SERVER_A/metrics' | grep -q 'imgstore_rpo_violation{image=\"rbd/$down\",target=\"b\"} 0'"
+"$CLI" repl disable "rbd/$down" --to b >/dev/null 2>&1
+"$CLI" image rm --purge "rbd/$down" >/dev/null 2>&1
+rbd -c "$CEPH_CONF_B" snap purge "rbd/$down" >/dev/null 2>&1
+rbd -c "$CEPH_CONF_B" rm --no-progress "rbd/$down" >/dev/null 2>&1
+img=$img_save
 
 "$CLI" image rm --purge "rbd/$img" >/dev/null 2>&1
 rbd -c "$CEPH_CONF_B" snap purge "rbd/$img" >/dev/null 2>&1

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Replication benchmark, in one run on the same two sandbox sites, for each case:
+#   imgstore (one replicator cycle, bench/ims-repl: what imgstored's scheduler runs),
+#   rbd export-diff | rbd import-diff,
+#   rbd-mirror in snapshot mode (pool mirroring in image mode on both sites, peer bootstrap,
+#   an rbd-mirror daemon on site b, `rbd mirror image snapshot`, timed until site b reports
+#   the snapshot synced).
+# Cases: initial sync of an image with SIZE written; a delta of DELTA in 64 KiB random writes;
+# a full overwrite of SIZE; and imgstore's peak RSS during the initial sync.
+#
+#   bench/repl.sh [--size 1G] [--delta 128M] [--store memstore|bluestore] [--dir DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE=1G DELTA=128M STORE=memstore DIR=/tmp/imgstore-bench-repl BUILD=${BUILD:-build}
+while [ $# -gt 0 ]; do
+  case $1 in
+    --size) SIZE=$2; shift 2 ;;
+    --delta) DELTA=$2; shift 2 ;;
+    --store) STORE=$2; shift 2 ;;
+    --dir) DIR=$2; shift 2 ;;
+    *) echo "usage: $0 [--size 1G] [--delta 128M] [--store memstore|bluestore] [--dir DIR]" >&2; exit 2 ;;
+  esac
+done
+REPL=$PWD/$BUILD/bench/ims-repl
+[ -x "$REPL" ] || { echo "build first: make build" >&2; exit 1; }
+SB=$DIR/sandbox
+scripts/sandbox up "$SB" --sites 2 --store "$STORE" --no-daemons >/dev/null
+MIRROR_PID=""
+cleanup() {
+  [ -n "$MIRROR_PID" ] && kill "$MIRROR_PID" 2>/dev/null && wait "$MIRROR_PID" 2>/dev/null
+  scripts/sandbox down "$SB" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+. "$SB/env"
+A=$CEPH_CONF_A B=$CEPH_CONF_B
+ra() { rbd -c "$A" "$@" 2>/dev/null; }
+rb() { rbd -c "$B" "$@" 2>/dev/null; }
+now() { date +%s.%N; }
+secs() { echo "$2 - $1" | bc -l; }
+
+# rbd-mirror: image-mode mirroring on both sites, site b pulls from site a.
+ra mirror pool enable rbd image
+rb mirror pool enable rbd image
+ra mirror pool peer bootstrap create --site-name site-a rbd >"$DIR/token"
+rb mirror pool peer bootstrap import --site-name site-b --direction rx-only rbd "$DIR/token"
+CEPH_CONF=$B rbd-mirror -f --id admin --log-file "$DIR/rbd-mirror.log" </dev/null >/dev/null 2>&1 &
+MIRROR_PID=$!
+
+write_seq() { ra bench --io-type write --io-size 4M --io-total "$2" --io-pattern seq "rbd/$1" >/dev/null; }
+write_rand() { ra bench --io-type write --io-size 64K --io-total "$2" --io-pattern rand "rbd/$1" >/dev/null; }
+
+# wait_mirror IMAGE SINCE: until site b reports a mirror snapshot taken at or after SINCE (unix
+# seconds) as synced: replay idle and the local snapshot time equal to the remote one
+wait_mirror() {
+  local img=$1 since=$2 i d
+  for i in $(seq 1 12000); do
+    d=$(rb mirror image status --format json "rbd/$img" | jq -r '.description // ""')
+    case $d in
+      replaying,*)
+        if echo "${d#replaying, }" | jq -e --argjson since "$since" '.replay_state == "idle"
+            and .remote_snapshot_timestamp >= $since
+            and .local_snapshot_timestamp == .remote_snapshot_timestamp' >/dev/null 2>&1; then
+          return 0
+        fi ;;
+    esac
+    sleep 0.05
+  done
+  echo "rbd-mirror did not sync $img" >&2
+  return 1
+}
+
+declare -A T
+for img in ims ed rm; do ra create --size "$SIZE" "rbd/$img"; done
+rb create --size "$SIZE" rbd/ed
+
+# 1. initial sync of SIZE written
+for img in ims ed rm; do write_seq "$img" "$SIZE"; done
+sync
+t0=$(now); /usr/bin/time -f '%M' -o "$DIR/rss" "$REPL" "$A" "$B" rbd/ims >/dev/null; T[init_ims]=$(secs "$t0" "$(now)")
+ra snap create rbd/ed@s1
+t0=$(now); ra export-diff rbd/ed@s1 - | rb import-diff - rbd/ed; T[init_ed]=$(secs "$t0" "$(now)")
+since=$(date +%s); t0=$(now); ra mirror image enable rbd/rm snapshot >/dev/null; wait_mirror rm "$since"; T[init_rm]=$(secs "$t0" "$(now)")
+RSS_KB=$(cat "$DIR/rss")
+
+# 2. a delta of DELTA in 64 KiB random writes
+for img in ims ed rm; do write_rand "$img" "$DELTA"; done
+t0=$(now); "$REPL" "$A" "$B" rbd/ims >/dev/null; T[delta_ims]=$(secs "$t0" "$(now)")
+ra snap create rbd/ed@s2
+t0=$(now); ra export-diff --from-snap s1 rbd/ed@s2 - | rb import-diff - rbd/ed; T[delta_ed]=$(secs "$t0" "$(now)")
+sleep 1.1; since=$(date +%s); t0=$(now); ra mirror image snapshot rbd/rm >/dev/null; wait_mirror rm "$since"; T[delta_rm]=$(secs "$t0" "$(now)")
+
+# 3. a full overwrite of SIZE
+for img in ims ed rm; do write_seq "$img" "$SIZE"; done
+t0=$(now); "$REPL" "$A" "$B" rbd/ims >/dev/null; T[over_ims]=$(secs "$t0" "$(now)")
+ra snap create rbd/ed@s3
+t0=$(now); ra export-diff --from-snap s2 rbd/ed@s3 - | rb import-diff - rbd/ed; T[over_ed]=$(secs "$t0" "$(now)")
+sleep 1.1; since=$(date +%s); t0=$(now); ra mirror image snapshot rbd/rm >/dev/null; wait_mirror rm "$since"; T[over_rm]=$(secs "$t0" "$(now)")
+
+# the copies are right
+for img in ims ed; do
+  snap=$([ $img = ims ] && rb snap ls --format json rbd/ims | jq -r 'last | .name' || echo s3)
+  a=$(ra export --no-progress "rbd/$img@$snap" - | sha256sum) b=$(rb export --no-progress "rbd/$img@$snap" - | sha256sum)
+  [ "$a" = "$b" ] || { echo "bench: $img differs between the sites" >&2; exit 1; }
+done
+
+row() { printf '| %s | %.2f | %.2f | %.2f | %.2fx | %.2fx |\n' "$1" "${T[${2}_ims]}" "${T[${2}_ed]}" "${T[${2}_rm]}" \
+  "$(echo "${T[${2}_ed]} / ${T[${2}_ims]}" | bc -l)" "$(echo "${T[${2}_rm]} / ${T[${2}_ims]}" | bc -l)"; }
+echo "| case ($STORE, $SIZE image) | imgstore s | export-diff pipe s | rbd-mirror s | vs pipe | vs rbd-mirror |"
+echo "|---|---|---|---|---|---|"
+row "initial sync, $SIZE written" init
+row "delta of $DELTA in 64 KiB random writes" delta
+row "full overwrite of $SIZE" over
+echo
+echo "imgstore peak RSS during the initial sync: $((RSS_KB / 1024)) MiB"
