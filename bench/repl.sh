@@ -8,10 +8,11 @@
 # Cases: initial sync of an image with SIZE written; a delta of DELTA in 64 KiB random writes;
 # a full overwrite of SIZE; and imgstore's peak RSS during the initial sync.
 #
-#   bench/repl.sh [--size 1G] [--delta 128M] [--store memstore|bluestore] [--dir DIR]
+#   bench/repl.sh [--size 1G] [--delta 128M] [--store bluestore|memstore] [--dir DIR]
+# BlueStore by default: three images with snapshots outgrow a memstore OSD, which then blocks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SIZE=1G DELTA=128M STORE=memstore DIR=/tmp/imgstore-bench-repl BUILD=${BUILD:-build}
+SIZE=1G DELTA=128M STORE=bluestore DIR=/tmp/imgstore-bench-repl BUILD=${BUILD:-build}
 while [ $# -gt 0 ]; do
   case $1 in
     --size) SIZE=$2; shift 2 ;;
@@ -24,6 +25,10 @@ done
 REPL=$PWD/$BUILD/bench/ims-repl
 [ -x "$REPL" ] || { echo "build first: make build" >&2; exit 1; }
 SB=$DIR/sandbox
+# a fresh pair of sites every run: mirroring setup and image names start clean
+scripts/sandbox down "$SB" >/dev/null 2>&1 || true
+rm -rf "$SB"
+mkdir -p "$DIR"
 scripts/sandbox up "$SB" --sites 2 --store "$STORE" --no-daemons >/dev/null
 MIRROR_PID=""
 cleanup() {
@@ -54,7 +59,7 @@ write_rand() { ra bench --io-type write --io-size 64K --io-total "$2" --io-patte
 wait_mirror() {
   local img=$1 since=$2 i d
   for i in $(seq 1 12000); do
-    d=$(rb mirror image status --format json "rbd/$img" | jq -r '.description // ""')
+    d=$(rb mirror image status --format json "rbd/$img" | jq -r '.description // ""' || true)
     case $d in
       replaying,*)
         if echo "${d#replaying, }" | jq -e --argjson since "$since" '.replay_state == "idle"

@@ -498,9 +498,41 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 		}
 	}
 
-	/* A cut cycle resumes if its target is still there and not sealed, from the same base. */
+	/* Nothing changed since the base (and no cut cycle to finish): the target is current. */
 	checkpoint old;
-	if (checkpoint_load(sio, key, &old) && has_snap(&ps, old.target) && !has_snap(&ss, old.target) &&
+	bool pending = checkpoint_load(sio, key, &old);
+	if (base[0] && !pending) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		int64_t check_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+		extents head = { 0 };
+		uint64_t head_size = 0, base_size = 0;
+		r = rbd_get_size(pimg, &head_size);
+		if (r == 0 && (r = rbd_snap_set(pimg, base)) == 0) {
+			rbd_get_size(pimg, &base_size);
+			rbd_snap_set(pimg, NULL);
+		}
+		if (r == 0 && head_size == base_size)
+			r = rbd_diff_iterate2(pimg, base, 0, head_size, 1, 1, add_extent, &head);
+		bool same = r == 0 && head_size == base_size && head.n == 0;
+		free(head.v);
+		if (same) {
+			res.unchanged = true;
+			snprintf(res.base, sizeof(res.base), "%s", base);
+			snprintf(res.sealed, sizeof(res.sealed), "%s", base);
+			res.sealed_unix_ms = check_ms;
+			res.size = head_size;
+			res.seconds = now_s() - t0;
+			if (out)
+				*out = res;
+			r = 0;
+			goto out;
+		}
+		r = 0;
+	}
+
+	/* A cut cycle resumes if its target is still there and not sealed, from the same base. */
+	if (pending && has_snap(&ps, old.target) && !has_snap(&ss, old.target) &&
 	    strcmp(old.base, base) == 0 && !created) {
 		cp = old;
 		have_cp = true;

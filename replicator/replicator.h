@@ -5,8 +5,10 @@
  * One call of ims_repl_sync() is one cycle:
  *   1. find the base: the newest replication snapshot sealed on the secondary that the
  *      primary still has (none: a full copy);
- *   2. take a new snapshot on the primary, "imgstore-repl-<unix ms>" (its name carries the
- *      primary-side time the lag is measured from), or resume the one a cut cycle left;
+ *   2. if nothing changed since the base (a fast-diff walk of the head), stop: the target
+ *      already holds the primary's state as of now; else take a new snapshot on the
+ *      primary, "imgstore-repl-<unix ms>" (its name carries the primary-side time the lag is
+ *      measured from), or resume the one a cut cycle left;
  *   3. carry the size over, then copy the extents rbd_diff_iterate2 reports between base and
  *      the new snapshot; extents that no longer hold data become discards, never data;
  *   4. seal: create the snapshot of the same name on the secondary, and only then advance;
@@ -46,6 +48,8 @@ typedef struct {
 	char sealed[64];        /* the snapshot this cycle sealed */
 	bool full;
 	bool resumed;           /* continued a cut cycle from its checkpoint */
+	bool unchanged;         /* nothing changed since the base: no snapshot taken; the target
+				 * holds the primary's state as of sealed_unix_ms (the check) */
 	uint64_t size;          /* of the image at the sealed snapshot */
 	uint64_t bytes_copied;  /* data read on the primary and written on the secondary */
 	uint64_t bytes_discarded;

@@ -102,6 +102,7 @@ static void save_status(ims_repl_sched *s, const pair *p)
 	json_object_object_add(o, "last_sync_seconds", json_object_new_double(p->last_secs));
 	json_object_object_add(o, "error", json_object_new_string(p->error));
 	json_object_object_add(o, "owner", json_object_new_string(s->owner));
+	json_object_object_add(o, "sealed_ms", json_object_new_int64(p->sealed_ms));
 	pair_key(p, key, sizeof(key));
 	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	ims_omap_set(s->io, IMS_REPL_STATUS, key, v, strlen(v));
@@ -123,6 +124,8 @@ static void load_status(ims_repl_sched *s, pair *p)
 		snprintf(p->last_sealed, sizeof(p->last_sealed), "%s", json_object_get_string(v));
 		p->sealed_ms = ims_repl_snap_time(p->last_sealed);
 	}
+	if (json_object_object_get_ex(o, "sealed_ms", &v))
+		p->sealed_ms = json_object_get_int64(v);
 	if (json_object_object_get_ex(o, "last_sync_bytes", &v))
 		p->last_bytes = (uint64_t)json_object_get_int64(v);
 	if (json_object_object_get_ex(o, "last_sync_seconds", &v))
@@ -227,7 +230,23 @@ typedef struct {
 static int take_lock(ims_repl_sched *s, const char *name, uint8_t flags)
 {
 	struct timeval tv = { (time_t)(s->o.lock_seconds ? s->o.lock_seconds : 60), 0 };
-	return rados_lock_exclusive(s->io, IMS_REPL_LOCK, name, s->owner, "replication cycle", &tv, flags);
+	int r = rados_lock_exclusive(s->io, IMS_REPL_LOCK, name, s->owner, "replication cycle", &tv, flags);
+	if ((r == -EBUSY || r == -EEXIST) && !(flags & LIBRADOS_LOCK_FLAG_RENEW)) {
+		/* Held under our own cookie (this daemon's host and site) by another client: our
+		 * previous run, killed during a cycle. Break it rather than wait for its expiry. */
+		int exclusive = 0;
+		char tag[64], clients[256], cookies[256], addrs[512];
+		size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies), al = sizeof(addrs);
+		ssize_t n = rados_list_lockers(s->io, IMS_REPL_LOCK, name, &exclusive, tag, &tl, clients, &cl, cookies,
+					       &kl, addrs, &al);
+		if (n == 1 && strcmp(cookies, s->owner) == 0 &&
+		    rados_break_lock(s->io, IMS_REPL_LOCK, name, clients, cookies) == 0) {
+			ims_log_info("broke the replication lock of '%s' left by this daemon's previous run (%s)", name,
+				     clients);
+			r = rados_lock_exclusive(s->io, IMS_REPL_LOCK, name, s->owner, "replication cycle", &tv, 0);
+		}
+	}
+	return r;
 }
 
 static int cycle_progress(void *ctx, uint64_t done, uint64_t total)
@@ -276,8 +295,10 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	if (r == 0) {
 		p->sealed_ms = res.sealed_unix_ms;
 		snprintf(p->last_sealed, sizeof(p->last_sealed), "%s", res.sealed);
-		p->last_bytes = res.bytes_copied;
-		p->last_secs = res.seconds;
+		if (!res.unchanged) {
+			p->last_bytes = res.bytes_copied;
+			p->last_secs = res.seconds;
+		}
 		p->bytes_total += res.bytes_copied;
 		p->secs_total += res.seconds;
 		p->error[0] = '\0';

@@ -189,11 +189,13 @@ static void test_initial_and_incremental(void **state)
 		if (cycle == 2) /* zeros on b, never data on the wire */
 			assert_true(res.bytes_discarded >= 8 * MiB);
 	}
-	/* nothing written: an empty delta */
+	/* nothing written: no new snapshot, the target is current as of the check */
 	prev = res;
 	sync_ok(name, &res);
+	assert_true(res.unchanged);
 	assert_int_equal(res.bytes_copied, 0);
-	assert_string_equal(res.base, prev.sealed);
+	assert_string_equal(res.sealed, prev.sealed);
+	assert_true(res.sealed_unix_ms > prev.sealed_unix_ms);
 
 	/* retention: 3 on each side, the newest being the one just sealed */
 	assert_int_equal(count_repl_snaps(A, name), 3);
