@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CTEST_JOBS ?= 2
 RUN_DIR    ?= $(CURDIR)/.sandbox
 
-.PHONY: all deps build test test-unit test-asan test-fuzz fuzz run sandbox-down install format clean
+.PHONY: all deps build test test-unit test-asan test-fuzz fuzz soak run sandbox-down install format clean
 
 all: build
 
@@ -48,6 +48,10 @@ test-fuzz: deps $(BUILD_FUZZ)/Makefile
 fuzz: deps $(BUILD_FUZZ)/Makefile
 	cmake --build $(BUILD_FUZZ) -j$(JOBS) --target $(FUZZ_TARGETS)
 	bash tests/fuzz/run-long.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+
+# Long runs that do not fit make test: 50 replicated images with a 10 s RPO for 5 minutes.
+soak: build
+	bash tests/soak/repl-many.sh --images 50 --minutes 5
 
 # A local two-site sandbox and a walk through the main job; Ctrl-C stops everything.
 run: build
