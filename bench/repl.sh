@@ -34,6 +34,7 @@ MIRROR_PID=""
 cleanup() {
   [ -n "$MIRROR_PID" ] && kill "$MIRROR_PID" 2>/dev/null && wait "$MIRROR_PID" 2>/dev/null
   scripts/sandbox down "$SB" >/dev/null 2>&1 || true
+  return 0
 }
 trap cleanup EXIT
 . "$SB/env"

@@ -79,6 +79,10 @@ int ims_site_connect(ims_site **out, const ims_site_opts *opts)
 	if ((r = set_conf(site->rados, "log_to_stderr", "false", name)) < 0 ||
 	    (r = set_conf(site->rados, "err_to_stderr", "false", name)) < 0)
 		goto out;
+	/* imgstore copies in bulk with its own bounded buffers: librbd's writeback cache (32 MiB
+	 * per open image) would only add a copy and memory. */
+	if ((r = set_conf(site->rados, "rbd_cache", "false", name)) < 0)
+		goto out;
 	/* Clones are format 2 (no snapshot protection) whatever the cluster's default. */
 	if ((r = set_conf(site->rados, "rbd_default_clone_format", "2", name)) < 0)
 		goto out;
