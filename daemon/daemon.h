@@ -45,6 +45,9 @@ typedef struct ims_daemon {
 /** The peer site @p name, connecting on first use (ims_repl_peer_fn). */
 int ims_daemon_peer(void *d, const char *name, ims_site **out);
 
+/** 0 if @p pool/@p image exists on this site; -ENOENT naming it, or the cluster's error. */
+int ims_daemon_require_image(ims_daemon *d, const char *pool, const char *image);
+
 /** The method table of every service. */
 const ims_rpc_method *ims_daemon_methods(size_t *count);
 

@@ -55,6 +55,16 @@ static int get_spec(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__Image
 	return ims_spec_parse(out, text, NULL, snap_allowed, snap_required);
 }
 
+int ims_daemon_require_image(ims_daemon *d, const char *pool, const char *image)
+{
+	int r = ims_image_exists(d->site, pool, image);
+	if (r < 0)
+		return r;
+	if (r == 0)
+		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", pool, image, ims_site_name(d->site));
+	return 0;
+}
+
 static const char *spec_text(const ims_spec *s, char *buf, size_t len)
 {
 	return ims_spec_format(buf, len, s);
@@ -523,10 +533,8 @@ static int h_export_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 			return ims_error_set(-EEXIST, "'%s' exists on the daemon's host; export does not overwrite",
 					     q->dest_path);
 	}
-	if ((r = ims_image_exists(d->site, s.pool, s.image)) < 0)
+	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
 		return r;
-	if (r == 0)
-		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", s.pool, s.image, ims_site_name(d->site));
 	work *w = new_work(d, &s);
 	if (!w)
 		return -ENOMEM;
@@ -543,10 +551,8 @@ static int h_flatten_image(void *app, ims_rpc_call *call, const ProtobufCMessage
 	int r;
 	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0)
 		return r;
-	if ((r = ims_image_exists(d->site, s.pool, s.image)) < 0)
+	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
 		return r;
-	if (r == 0)
-		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", s.pool, s.image, ims_site_name(d->site));
 	work *w = new_work(d, &s);
 	return w ? submit(d, call, "flatten", run_flatten, w, resp) : -ENOMEM;
 }
@@ -798,10 +804,8 @@ static int h_rollback_snapshot(void *app, ims_rpc_call *call, const ProtobufCMes
 	int r;
 	if ((r = get_spec(d, call, q->snapshot, &s, true, true)) < 0)
 		return r;
-	if ((r = ims_image_exists(d->site, s.pool, s.image)) < 0)
+	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
 		return r;
-	if (r == 0)
-		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", s.pool, s.image, ims_site_name(d->site));
 	work *w = new_work(d, &s);
 	return w ? submit(d, call, "rollback", run_rollback, w, resp) : -ENOMEM;
 }

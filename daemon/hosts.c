@@ -302,10 +302,8 @@ int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	int r;
 	if ((r = spec_of(d, call, q->image, &s)) < 0 || (r = check_host(q->host)) < 0)
 		return r;
-	if ((r = ims_image_exists(d->site, s.pool, s.image)) < 0)
+	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
 		return r;
-	if (r == 0)
-		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", s.pool, s.image, ims_site_name(d->site));
 	if ((r = ims_site_ioctx(d->site, d->pool, &io)) < 0)
 		return r;
 	if ((r = leases_lock(io, cookie, sizeof(cookie))) < 0)
@@ -537,10 +535,8 @@ int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	int r;
 	if ((r = spec_of(d, call, q->image, &s)) < 0)
 		return r;
-	if ((r = ims_image_exists(d->site, s.pool, s.image)) < 0)
+	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
 		return r;
-	if (r == 0)
-		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", s.pool, s.image, ims_site_name(d->site));
 	if ((r = ims_site_mon_addrs(d->site, addrs, sizeof(addrs))) < 0 ||
 	    (r = ims_site_fsid(d->site, fsid, sizeof(fsid))) < 0)
 		return r;
