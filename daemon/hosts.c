@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "common/hash.h"
+#include "common/json.h"
 #include "common/spec.h"
 #include "daemon/daemon.h"
 #include "imgstore/v1/host.pb-c.h"
@@ -98,20 +99,6 @@ static char *lease_json(const lease *l)
 	return s;
 }
 
-static void str_of(json_object *o, const char *k, char *dst, size_t len)
-{
-	json_object *v;
-	dst[0] = '\0';
-	if (json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string))
-		snprintf(dst, len, "%s", json_object_get_string(v));
-}
-
-static int64_t int_of(json_object *o, const char *k)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
-}
-
 static bool lease_parse(const char *val, size_t len, lease *l)
 {
 	char *t = strndup(val, len);
@@ -120,13 +107,13 @@ static bool lease_parse(const char *val, size_t len, lease *l)
 	if (!o)
 		return false;
 	memset(l, 0, sizeof(*l));
-	str_of(o, "id", l->id, sizeof(l->id));
-	str_of(o, "pool", l->pool, sizeof(l->pool));
-	str_of(o, "image", l->image, sizeof(l->image));
-	str_of(o, "host", l->host, sizeof(l->host));
-	l->acquired = int_of(o, "acquired");
-	l->expires = int_of(o, "expires");
-	l->generation = (uint64_t)int_of(o, "generation");
+	ims_json_str(o, "id", l->id, sizeof(l->id));
+	ims_json_str(o, "pool", l->pool, sizeof(l->pool));
+	ims_json_str(o, "image", l->image, sizeof(l->image));
+	ims_json_str(o, "host", l->host, sizeof(l->host));
+	l->acquired = ims_json_i64(o, "acquired");
+	l->expires = ims_json_i64(o, "expires");
+	l->generation = (uint64_t)ims_json_i64(o, "generation");
 	json_object_put(o);
 	return l->id[0] != '\0';
 }

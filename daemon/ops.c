@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/hash.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "store/omap.h"
 
@@ -101,20 +102,6 @@ static char *encode(const ims_op_record *r)
 	return s;
 }
 
-static void get_str(json_object *o, const char *key, char *dst, size_t len)
-{
-	json_object *v;
-	dst[0] = '\0';
-	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
-		snprintf(dst, len, "%s", json_object_get_string(v));
-}
-
-static int64_t get_i64(json_object *o, const char *key)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
-}
-
 static bool decode(const char *val, size_t len, ims_op_record *r)
 {
 	char *text = strndup(val, len);
@@ -125,20 +112,20 @@ static bool decode(const char *val, size_t len, ims_op_record *r)
 	if (!o)
 		return false;
 	memset(r, 0, sizeof(*r));
-	get_str(o, "id", r->id, sizeof(r->id));
-	get_str(o, "kind", r->kind, sizeof(r->kind));
-	get_str(o, "target", r->target, sizeof(r->target));
-	get_str(o, "site", r->site, sizeof(r->site));
-	r->state = (ims_op_state)get_i64(o, "state");
-	r->bytes_done = (uint64_t)get_i64(o, "bytes_done");
-	r->bytes_total = (uint64_t)get_i64(o, "bytes_total");
-	get_str(o, "error", r->error, sizeof(r->error));
-	r->created = get_i64(o, "created");
-	r->started = get_i64(o, "started");
-	r->finished = get_i64(o, "finished");
-	get_str(o, "owner", r->owner, sizeof(r->owner));
-	r->heartbeat = get_i64(o, "heartbeat");
-	get_str(o, "result_path", r->result_path, sizeof(r->result_path));
+	ims_json_str(o, "id", r->id, sizeof(r->id));
+	ims_json_str(o, "kind", r->kind, sizeof(r->kind));
+	ims_json_str(o, "target", r->target, sizeof(r->target));
+	ims_json_str(o, "site", r->site, sizeof(r->site));
+	r->state = (ims_op_state)ims_json_i64(o, "state");
+	r->bytes_done = (uint64_t)ims_json_i64(o, "bytes_done");
+	r->bytes_total = (uint64_t)ims_json_i64(o, "bytes_total");
+	ims_json_str(o, "error", r->error, sizeof(r->error));
+	r->created = ims_json_i64(o, "created");
+	r->started = ims_json_i64(o, "started");
+	r->finished = ims_json_i64(o, "finished");
+	ims_json_str(o, "owner", r->owner, sizeof(r->owner));
+	r->heartbeat = ims_json_i64(o, "heartbeat");
+	ims_json_str(o, "result_path", r->result_path, sizeof(r->result_path));
 	json_object_put(o);
 	return r->id[0] != '\0';
 }

@@ -7,23 +7,8 @@
 #include <json-c/json.h>
 
 #include "common/error.h"
+#include "common/json.h"
 #include "store/omap.h"
-
-static char *dup_str(json_object *o, const char *key)
-{
-	json_object *v;
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return strdup(json_object_get_string(v));
-}
-
-static int64_t get_int(json_object *o, const char *key)
-{
-	json_object *v;
-	if (!json_object_object_get_ex(o, key, &v))
-		return 0;
-	return json_object_get_int64(v);
-}
 
 /* Decode one catalog value. A damaged value yields an entry with its name only, so one bad
  * record never hides the others. */
@@ -39,11 +24,11 @@ static int decode(ims_catalog_entry *e, const char *name, const char *val, size_
 	free(text);
 	if (!o)
 		return 0;
-	e->created = get_int(o, "created");
-	e->size = (uint64_t)get_int(o, "size");
-	e->source = dup_str(o, "source");
-	e->parent = dup_str(o, "parent");
-	e->content_sha256 = dup_str(o, "content_sha256");
+	e->created = ims_json_i64(o, "created");
+	e->size = (uint64_t)ims_json_i64(o, "size");
+	e->source = ims_json_strdup(o, "source");
+	e->parent = ims_json_strdup(o, "parent");
+	e->content_sha256 = ims_json_strdup(o, "content_sha256");
 	if (json_object_object_get_ex(o, "tags", &tags) && json_object_is_type(tags, json_type_object)) {
 		size_t n = (size_t)json_object_object_length(tags), i = 0;
 		e->tags = calloc(n ? n : 1, sizeof(*e->tags));
