@@ -3,10 +3,12 @@
  * image from site a to site b with the replicator library (what imgstored's scheduler runs),
  * printed as one JSON line.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "common/spec.h"
 #include "replicator/replicator.h"
 
@@ -30,6 +32,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: ims-repl CEPH_CONF_A CEPH_CONF_B POOL/IMAGE [CONCURRENCY]\n");
 		return 2;
 	}
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024); /* as imgstored does (daemon/main.c) */
+	if (getenv("IMS_DEBUG"))
+		ims_log_set_level(IMS_LOG_DEBUG); /* the cycle's timings, phase by phase */
 	ims_site *a = connect_site("a", argv[1]), *b = connect_site("b", argv[2]);
 	ims_repl_opts o = IMS_REPL_OPTS_INIT;
 	if (argc == 5)

@@ -116,7 +116,7 @@ static const config_key keys[] = {
 
 	{ S_DEFAULTS, "rpo", T_DURATION, DF(rpo), "60s", 1, 30 * DAY, NULL, 0,
 	  "Recovery point objective of an image whose replication names none." },
-	{ S_DEFAULTS, "concurrency", T_UINT, DF(concurrency), "8", 1, 256, NULL, 0,
+	{ S_DEFAULTS, "concurrency", T_UINT, DF(concurrency), "16", 1, 256, NULL, 0,
 	  "Parallel I/Os of one copy (import, sync, tiering)." },
 	{ S_DEFAULTS, "inflight_bytes", T_SIZE, DF(inflight_bytes), "64M", 1 << 20, 16 * GIB, NULL, 0,
 	  "Bytes one copy may hold in memory at once." },

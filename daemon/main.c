@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,6 +181,12 @@ int main(int argc, char **argv)
 	bool check = false, use_syslog = false;
 	ims_daemon d;
 	int c, r, rc = 1;
+
+	/* Copies hold blocks of up to 4 MiB from many threads. glibc's default raises its mmap
+	 * threshold after the first such block is freed and then keeps every later one in the
+	 * heaps of the threads' arenas; a fixed threshold gives them back (about 50 MiB less
+	 * peak memory during a replication cycle, measured with bench/repl.sh). */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
 	while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (c) {

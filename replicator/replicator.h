@@ -34,8 +34,8 @@
 #define IMS_REPL_OPTS_VERSION 1
 typedef struct {
 	unsigned version;
-	unsigned concurrency;     /* parallel copies; 0: 8 */
-	uint64_t inflight_bytes;  /* data in flight; 0: 64 MiB */
+	unsigned concurrency;     /* parallel I/Os; 0: 16 */
+	uint64_t inflight_bytes;  /* memory the copy holds (its buffers and librbd's copies of writes); 0: 64 MiB */
 	unsigned retention;       /* replication snapshots kept on each side; 0: 3 */
 	uint64_t checkpoint_bytes;/* checkpoint after this much copied; 0: 16 MiB */
 	ims_progress_fn progress; /* may be NULL; non-zero return cuts the cycle (resumable) */
@@ -82,5 +82,60 @@ int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, ch
 
 /** The unix ms encoded in a replication snapshot's name; -1 if it is not one. */
 int64_t ims_repl_snap_time(const char *snap_name);
+
+/* ---------------------------------------------------------------------------------------- */
+/* verify: compare a sealed snapshot on both sites without shipping the data */
+
+#define IMS_REPL_VERIFY_OPTS_VERSION 1
+typedef struct {
+	unsigned version;
+	const char *snap;         /* NULL or "": the newest replication snapshot sealed on the
+				   * secondary that the primary still has */
+	unsigned concurrency;     /* objects compared at once; 0: 8 */
+	uint32_t chunk_size;      /* checksum granularity: a power of two from 4 KiB to the object
+				   * size; mismatches are reported in these units; 0: 64 KiB */
+	ims_progress_fn progress; /* (objects done, objects); may be NULL; non-zero cuts */
+	void *progress_ctx;
+} ims_repl_verify_opts;
+#define IMS_REPL_VERIFY_OPTS_INIT { .version = IMS_REPL_VERIFY_OPTS_VERSION }
+
+typedef struct {
+	uint64_t offset, length;
+} ims_repl_extent;
+
+typedef struct {
+	char snapshot[64];        /* the snapshot compared */
+	bool equal;               /* the verdict: same size and same bytes */
+	uint64_t size_primary, size_secondary; /* of the image at the snapshot */
+	uint64_t object_size;
+	uint32_t chunk_size;
+	uint64_t objects;         /* data objects compared */
+	uint64_t objects_fallback;/* of those, compared by reading their bytes on both sides */
+	uint64_t bytes_covered;   /* image bytes compared */
+	uint64_t bytes_read;      /* read by the fallbacks, both sides together */
+	double seconds;
+	ims_repl_extent *mismatches; /* differing image extents, merged, by offset; owned */
+	size_t nmismatches;
+} ims_repl_verify_result;
+
+/**
+ * Verify the copy of @p pool/@p image on @p dst against the primary on @p src: each cluster
+ * computes xxhash64 checksums of its own data objects at the snapshot (rados checksum op,
+ * one per chunk), and only the checksums cross the network. An object whose existence or
+ * length differs between the sides (absent and short objects read as zeros), of an image
+ * with a parent or a striping layout, or whose checksum op fails, is compared by reading its
+ * extent through librbd on both sides instead (counted in objects_fallback).
+ *
+ * @param[out] out the report, also when the copy differs (then equal is false); free with
+ *             ims_repl_verify_result_free().
+ * @returns -ENOENT if the image or the snapshot is missing on a site, or no replication
+ *          snapshot is sealed on both, -EINVAL for bad options, -ECANCELED if progress asked
+ *          to stop, -ETIMEDOUT if a site does not answer; an error of the cluster otherwise.
+ */
+int ims_repl_verify(ims_repl_verify_result **out, ims_site *src, ims_site *dst, const char *pool,
+		    const char *image, const ims_repl_verify_opts *opts);
+
+/** Free a report of ims_repl_verify(); NULL is fine. */
+void ims_repl_verify_result_free(ims_repl_verify_result *res);
 
 #endif
