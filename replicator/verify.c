@@ -1,0 +1,551 @@
+/*
+ * replicator/verify.c: compares a sealed replication snapshot on two sites without shipping
+ * its data. Each cluster checksums its own data objects at the snapshot (the OSD computes
+ * xxhash64 per chunk) and only the checksums come back; objects whose existence or length
+ * differ (absent and short objects read as zeros, so a hole on one side and written zeros on
+ * the other are equal) are compared by reading their extent on both sides.
+ */
+#include "replicator/replicator.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <rados/librados.h>
+#include <rbd/librbd.h>
+
+#include "common/error.h"
+#include "common/log.h"
+
+#define DEFAULT_CHUNK (64u << 10)
+#define MIN_CHUNK (4u << 10)
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* One site's copy of the image, open at the snapshot. */
+typedef struct {
+	ims_site *site;
+	rados_ioctx_t io;   /* the image's pool */
+	rados_ioctx_t data; /* its data objects' pool, reading at the snapshot */
+	rbd_image_t img;    /* read-only at the snapshot */
+	char prefix[128];   /* "rbd_data.<id>" */
+	uint64_t size, obj_size;
+	bool simple;        /* one object per object-size extent (no fancy striping) */
+	bool parent;        /* absent objects read from a parent, not as zeros */
+} side;
+
+static void side_close(side *s)
+{
+	if (s->img)
+		rbd_close(s->img);
+	if (s->data)
+		rados_ioctx_destroy(s->data);
+	if (s->io)
+		rados_ioctx_destroy(s->io);
+	memset(s, 0, sizeof(*s));
+}
+
+static int side_open(side *s, ims_site *site, const char *pool, const char *image, const char *snap)
+{
+	rbd_image_info_t info;
+	rbd_linked_image_spec_t pimg;
+	rbd_snap_spec_t psnap;
+	uint64_t snap_id, su = 0, sc = 0;
+	const char *sn = ims_site_name(site);
+	char ns[256];
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	s->site = site;
+	if ((r = ims_site_ioctx(site, pool, &s->io)) < 0)
+		return r;
+	if ((r = rbd_open_read_only(s->io, image, &s->img, snap)) < 0) {
+		s->img = NULL;
+		return r == -ENOENT ? ims_error_set(r, "site '%s' has no '%s/%s@%s'", sn, pool, image, snap)
+				    : ims_error_set(r, "cannot open '%s/%s@%s' on site '%s': %s", pool, image, snap, sn,
+						    ims_strerror(r));
+	}
+	if ((r = rbd_stat(s->img, &info, sizeof(info))) < 0 ||
+	    (r = rbd_get_block_name_prefix(s->img, s->prefix, sizeof(s->prefix))) < 0 ||
+	    (r = rbd_snap_get_id(s->img, snap, &snap_id)) < 0 || (r = rbd_get_stripe_unit(s->img, &su)) < 0 ||
+	    (r = rbd_get_stripe_count(s->img, &sc)) < 0)
+		return ims_error_set(r, "cannot read the layout of '%s/%s@%s' on site '%s': %s", pool, image, snap, sn,
+				     ims_strerror(r));
+	s->size = info.size;
+	s->obj_size = info.obj_size;
+	s->simple = su == info.obj_size && sc <= 1;
+	r = rbd_get_parent(s->img, &pimg, &psnap);
+	if (r == 0) {
+		s->parent = true;
+		rbd_linked_image_spec_cleanup(&pimg);
+		rbd_snap_spec_cleanup(&psnap);
+	} else if (r != -ENOENT) {
+		s->parent = true; /* unknown: never take an absent object for zeros */
+	}
+	int64_t data_pool = rbd_get_data_pool_id(s->img);
+	if (data_pool < 0)
+		return ims_error_set((int)data_pool, "cannot find the data pool of '%s/%s' on site '%s'", pool, image, sn);
+	if ((r = rados_ioctx_create2(rados_ioctx_get_cluster(s->io), data_pool, &s->data)) < 0) {
+		s->data = NULL;
+		return ims_error_set(r, "cannot open the data pool of '%s/%s' on site '%s': %s", pool, image, sn,
+				     ims_strerror(r));
+	}
+	r = rados_ioctx_get_namespace(s->io, ns, sizeof(ns));
+	if (r > 0 && (size_t)r < sizeof(ns)) {
+		ns[r] = '\0';
+		rados_ioctx_set_namespace(s->data, ns);
+	}
+	rados_ioctx_snap_set_read(s->data, snap_id);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+typedef struct {
+	ims_repl_extent *v;
+	size_t n, cap;
+} extent_list;
+
+static int extent_add(extent_list *l, uint64_t off, uint64_t len)
+{
+	if (l->n && l->v[l->n - 1].offset + l->v[l->n - 1].length == off) {
+		l->v[l->n - 1].length += len;
+		return 0;
+	}
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		ims_repl_extent *nv = realloc(l->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		l->v = nv;
+		l->cap = cap;
+	}
+	l->v[l->n++] = (ims_repl_extent){ off, len };
+	return 0;
+}
+
+static int cmp_extent(const void *x, const void *y)
+{
+	const ims_repl_extent *a = x, *b = y;
+	return a->offset < b->offset ? -1 : a->offset > b->offset;
+}
+
+typedef struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	side *a, *b;
+	uint64_t size;      /* compared: the smaller of the two sizes */
+	uint64_t obj_size;
+	uint32_t chunk;
+	bool by_object;     /* both layouts map objects 1:1 to extents of the same size */
+	uint64_t next, nobj, done;
+	unsigned running;
+	bool stop;
+	int err;
+	char err_msg[IMS_ERROR_MSG_MAX];
+	extent_list mm;
+	uint64_t fallback, bytes_read;
+} verifier;
+
+typedef struct {
+	char *x, *y;        /* fallback buffers, one object each */
+	uint64_t *sa, *sb;  /* checksums */
+	extent_list mm;     /* this object's mismatches */
+	bool fallback;
+	uint64_t bytes_read;
+} worker_state;
+
+static int read_extent(side *s, const char *which, uint64_t off, size_t len, char *buf)
+{
+	ssize_t got = rbd_read(s->img, off, len, buf);
+	if (got < 0)
+		return ims_error_set((int)got, "cannot read at %" PRIu64 " on the %s site '%s': %s", off, which,
+				     ims_site_name(s->site), ims_strerror((int)got));
+	if ((size_t)got < len)
+		memset(buf + got, 0, len - (size_t)got);
+	return 0;
+}
+
+/* Compare an image extent by reading it on both sides, chunk by chunk. */
+static int compare_bytes(verifier *v, worker_state *w, uint64_t off, size_t len)
+{
+	int r;
+	w->fallback = true;
+	if ((r = read_extent(v->a, "primary", off, len, w->x)) < 0 ||
+	    (r = read_extent(v->b, "secondary", off, len, w->y)) < 0)
+		return r;
+	w->bytes_read += 2 * (uint64_t)len;
+	for (size_t pos = 0; pos < len; pos += v->chunk) {
+		size_t n = len - pos < v->chunk ? len - pos : v->chunk;
+		if (memcmp(w->x + pos, w->y + pos, n) != 0 && (r = extent_add(&w->mm, off + pos, n)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* The object's length at the snapshot; -ENOENT if it does not exist there. */
+static int object_len(side *s, const char *oid, uint64_t *len)
+{
+	time_t mtime;
+	return rados_stat(s->data, oid, len, &mtime);
+}
+
+static uint64_t le64(const unsigned char *p)
+{
+	uint64_t x = 0;
+	for (int i = 7; i >= 0; i--)
+		x = (x << 8) | p[i];
+	return x;
+}
+
+/* xxhash64 of [0, len) of the object, per chunk (the last one may be short), into sums. */
+static int object_checksums(side *s, const char *oid, uint64_t len, uint32_t chunk, uint64_t *sums)
+{
+	uint64_t aligned = len / chunk * chunk, seed = 0;
+	size_t nfull = (size_t)(aligned / chunk);
+	size_t blen = 4 + 8 * (nfull ? nfull : 1);
+	unsigned char *buf = malloc(blen), tail[12];
+	int pv_full = 0, pv_tail = 0, r;
+	if (!buf)
+		return -ENOMEM;
+	rados_read_op_t op = rados_create_read_op();
+	if (!op) {
+		free(buf);
+		return -ENOMEM;
+	}
+	if (nfull)
+		rados_read_op_checksum(op, LIBRADOS_CHECKSUM_TYPE_XXHASH64, (const char *)&seed, sizeof(seed), 0,
+				       aligned, chunk, (char *)buf, blen, &pv_full);
+	if (len > aligned)
+		rados_read_op_checksum(op, LIBRADOS_CHECKSUM_TYPE_XXHASH64, (const char *)&seed, sizeof(seed),
+				       aligned, len - aligned, 0, (char *)tail, sizeof(tail), &pv_tail);
+	r = rados_read_op_operate(op, s->data, oid, 0);
+	rados_release_read_op(op);
+	if (r == 0)
+		r = pv_full < 0 ? pv_full : pv_tail;
+	if (r == 0 && nfull) {
+		uint32_t n = (uint32_t)buf[0] | (uint32_t)buf[1] << 8 | (uint32_t)buf[2] << 16 | (uint32_t)buf[3] << 24;
+		if (n != nfull)
+			r = -EPROTO;
+		for (size_t i = 0; r == 0 && i < nfull; i++)
+			sums[i] = le64(buf + 4 + 8 * i);
+	}
+	if (r == 0 && len > aligned) {
+		if (tail[0] != 1 || tail[1] || tail[2] || tail[3])
+			r = -EPROTO;
+		else
+			sums[nfull] = le64(tail + 4);
+	}
+	free(buf);
+	return r;
+}
+
+/* Compare object @p objno: its checksums if it exists with one length on both sides (or is
+ * absent from both, which reads as zeros); its bytes otherwise. */
+static int compare_object(verifier *v, worker_state *w, uint64_t objno)
+{
+	uint64_t off = objno * v->obj_size;
+	size_t elen = (size_t)(v->size - off < v->obj_size ? v->size - off : v->obj_size);
+	char oa[160], ob[160];
+	uint64_t la = 0, lb = 0;
+	int ra, rb, r;
+
+	w->mm.n = 0;
+	w->fallback = false;
+	if (!v->by_object)
+		return compare_bytes(v, w, off, elen);
+	snprintf(oa, sizeof(oa), "%s.%016" PRIx64, v->a->prefix, objno);
+	snprintf(ob, sizeof(ob), "%s.%016" PRIx64, v->b->prefix, objno);
+	ra = object_len(v->a, oa, &la);
+	rb = object_len(v->b, ob, &lb);
+	if ((ra < 0 && ra != -ENOENT) || (rb < 0 && rb != -ENOENT)) {
+		r = ra < 0 && ra != -ENOENT ? ra : rb;
+		return ims_error_set(r, "cannot stat object %" PRIu64 " of the image on site '%s': %s", objno,
+				     ims_site_name(ra < 0 && ra != -ENOENT ? v->a->site : v->b->site), ims_strerror(r));
+	}
+	if (ra == -ENOENT && rb == -ENOENT && !v->a->parent && !v->b->parent)
+		return 0; /* zeros on both sides */
+	if (ra == -ENOENT || rb == -ENOENT)
+		return compare_bytes(v, w, off, elen);
+	if (la > elen)
+		la = elen;
+	if (lb > elen)
+		lb = elen;
+	if (la != lb)
+		return compare_bytes(v, w, off, elen);
+	if (la == 0)
+		return 0;
+	ra = object_checksums(v->a, oa, la, v->chunk, w->sa);
+	rb = ra < 0 ? ra : object_checksums(v->b, ob, lb, v->chunk, w->sb);
+	if (ra < 0 || rb < 0) {
+		ims_log_debug("checksum of object %" PRIu64 " failed (%s): comparing its bytes", objno,
+			      ims_strerror(ra < 0 ? ra : rb));
+		return compare_bytes(v, w, off, elen);
+	}
+	size_t nchunks = (size_t)((la + v->chunk - 1) / v->chunk);
+	for (size_t i = 0; i < nchunks; i++) {
+		uint64_t pos = (uint64_t)i * v->chunk;
+		uint64_t n = la - pos < v->chunk ? la - pos : v->chunk;
+		if (w->sa[i] != w->sb[i] && (r = extent_add(&w->mm, off + pos, n)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+static void fail_locked(verifier *v, int r)
+{
+	if (!v->err) {
+		v->err = r;
+		snprintf(v->err_msg, sizeof(v->err_msg), "%s", ims_error_last());
+	}
+	v->stop = true;
+}
+
+static void *verify_worker(void *arg)
+{
+	verifier *v = arg;
+	worker_state w;
+	size_t nsums = (size_t)(v->obj_size / v->chunk) + 1;
+	int r = 0;
+
+	memset(&w, 0, sizeof(w));
+	w.x = malloc(v->obj_size);
+	w.y = malloc(v->obj_size);
+	w.sa = calloc(nsums, sizeof(*w.sa));
+	w.sb = calloc(nsums, sizeof(*w.sb));
+	pthread_mutex_lock(&v->lock);
+	if (!w.x || !w.y || !w.sa || !w.sb)
+		fail_locked(v, -ENOMEM);
+	while (!v->stop && v->next < v->nobj) {
+		uint64_t objno = v->next++;
+		pthread_mutex_unlock(&v->lock);
+		ims_error_clear();
+		r = compare_object(v, &w, objno);
+		pthread_mutex_lock(&v->lock);
+		if (r < 0) {
+			fail_locked(v, r);
+			break;
+		}
+		for (size_t i = 0; i < w.mm.n && r == 0; i++)
+			r = extent_add(&v->mm, w.mm.v[i].offset, w.mm.v[i].length);
+		if (r < 0) {
+			fail_locked(v, r);
+			break;
+		}
+		v->fallback += w.fallback;
+		v->done++;
+		pthread_cond_broadcast(&v->cond);
+	}
+	v->bytes_read += w.bytes_read;
+	v->running--;
+	pthread_cond_broadcast(&v->cond);
+	pthread_mutex_unlock(&v->lock);
+	free(w.x);
+	free(w.y);
+	free(w.sa);
+	free(w.sb);
+	free(w.mm.v);
+	return NULL;
+}
+
+/* The newest replication snapshot of the secondary that the primary also has. */
+static int newest_common(ims_site *src, ims_site *dst, const char *pool, const char *image, char *name,
+			 size_t len)
+{
+	ims_snap_info *ps = NULL, *ss = NULL;
+	size_t np = 0, ns = 0;
+	int64_t best = -1;
+	int r;
+	if ((r = ims_snap_list(&ss, &ns, dst, pool, image)) < 0)
+		return r;
+	if ((r = ims_snap_list(&ps, &np, src, pool, image)) < 0)
+		goto out;
+	for (size_t i = 0; i < ns; i++) {
+		int64_t t = ims_repl_snap_time(ss[i].name);
+		if (t <= best)
+			continue;
+		for (size_t k = 0; k < np; k++) {
+			if (strcmp(ps[k].name, ss[i].name) == 0) {
+				best = t;
+				snprintf(name, len, "%s", ss[i].name);
+				break;
+			}
+		}
+	}
+	r = best < 0 ? ims_error_set(-ENOENT, "no replication snapshot of '%s/%s' is sealed on both site '%s' and site '%s'",
+				     pool, image, ims_site_name(src), ims_site_name(dst))
+		     : 0;
+out:
+	ims_snap_list_free(ss, ns);
+	ims_snap_list_free(ps, np);
+	return r;
+}
+
+void ims_repl_verify_result_free(ims_repl_verify_result *res)
+{
+	if (!res)
+		return;
+	free(res->mismatches);
+	free(res);
+}
+
+int ims_repl_verify(ims_repl_verify_result **out, ims_site *src, ims_site *dst, const char *pool,
+		    const char *image, const ims_repl_verify_opts *o)
+{
+	ims_repl_verify_result *res = NULL;
+	side a, b;
+	verifier v;
+	pthread_t *threads = NULL;
+	unsigned started = 0, nworkers;
+	double t0 = now_s();
+	int r;
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	memset(&v, 0, sizeof(v));
+	pthread_mutex_init(&v.lock, NULL);
+	pthread_cond_init(&v.cond, NULL);
+	if (!out || !src || !dst || !pool || !image || !o || o->version != IMS_REPL_VERIFY_OPTS_VERSION) {
+		r = ims_error_set(-EINVAL, "verify: missing arguments or options of an unknown version");
+		goto out;
+	}
+	uint32_t chunk = o->chunk_size ? o->chunk_size : DEFAULT_CHUNK;
+	if (chunk < MIN_CHUNK || (chunk & (chunk - 1)) != 0) {
+		r = ims_error_set(-EINVAL, "verify: a chunk is a power of two of at least 4 KiB, not %" PRIu32, chunk);
+		goto out;
+	}
+	res = calloc(1, sizeof(*res));
+	if (!res) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (o->snap && o->snap[0]) {
+		if (strlen(o->snap) >= sizeof(res->snapshot)) {
+			r = ims_error_set(-EINVAL, "verify: snapshot name too long");
+			goto out;
+		}
+		snprintf(res->snapshot, sizeof(res->snapshot), "%s", o->snap);
+	} else if ((r = newest_common(src, dst, pool, image, res->snapshot, sizeof(res->snapshot))) < 0) {
+		goto out;
+	}
+	if ((r = side_open(&a, src, pool, image, res->snapshot)) < 0 ||
+	    (r = side_open(&b, dst, pool, image, res->snapshot)) < 0)
+		goto out;
+	if (chunk > a.obj_size)
+		chunk = (uint32_t)a.obj_size;
+	res->chunk_size = chunk;
+	res->object_size = a.obj_size;
+	res->size_primary = a.size;
+	res->size_secondary = b.size;
+
+	v.a = &a;
+	v.b = &b;
+	v.size = a.size < b.size ? a.size : b.size;
+	v.obj_size = a.obj_size;
+	v.chunk = chunk;
+	v.by_object = a.simple && b.simple && a.obj_size == b.obj_size;
+	v.nobj = (v.size + v.obj_size - 1) / v.obj_size;
+	nworkers = o->concurrency ? o->concurrency : 8;
+	if (nworkers > 64)
+		nworkers = 64;
+	if (nworkers > v.nobj)
+		nworkers = v.nobj ? (unsigned)v.nobj : 1;
+	threads = calloc(nworkers, sizeof(*threads));
+	if (!threads) {
+		r = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_lock(&v.lock);
+	for (; started < nworkers; started++) {
+		v.running++;
+		if (pthread_create(&threads[started], NULL, verify_worker, &v) != 0) {
+			v.running--;
+			break;
+		}
+	}
+	if (started == 0) {
+		pthread_mutex_unlock(&v.lock);
+		r = ims_error_set(-EAGAIN, "verify: cannot start threads");
+		goto out;
+	}
+	/* Watch: progress and cancel. */
+	while (v.running > 0) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 200000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&v.cond, &v.lock, &until);
+		uint64_t done = v.done;
+		if (o->progress && !v.stop) {
+			pthread_mutex_unlock(&v.lock);
+			int cut = o->progress(o->progress_ctx, done, v.nobj);
+			pthread_mutex_lock(&v.lock);
+			if (cut) {
+				ims_error_set(-ECANCELED, "verify of '%s/%s' cut at object %" PRIu64 " of %" PRIu64, pool,
+					      image, done, v.nobj);
+				fail_locked(&v, -ECANCELED);
+			}
+		}
+	}
+	pthread_mutex_unlock(&v.lock);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+	if (v.err) {
+		r = ims_error_set(v.err, "%s", v.err_msg);
+		goto out;
+	}
+
+	/* Merge what the workers found in any order, then the size difference, if any. */
+	if (v.mm.n)
+		qsort(v.mm.v, v.mm.n, sizeof(*v.mm.v), cmp_extent);
+	extent_list merged = { 0 };
+	for (size_t i = 0; i < v.mm.n; i++) {
+		if ((r = extent_add(&merged, v.mm.v[i].offset, v.mm.v[i].length)) < 0) {
+			free(merged.v);
+			goto out;
+		}
+	}
+	if (a.size != b.size) {
+		uint64_t hi = a.size > b.size ? a.size : b.size;
+		if ((r = extent_add(&merged, v.size, hi - v.size)) < 0) {
+			free(merged.v);
+			goto out;
+		}
+	}
+	res->mismatches = merged.v;
+	res->nmismatches = merged.n;
+	res->objects = v.nobj;
+	res->objects_fallback = v.fallback;
+	res->bytes_covered = v.size;
+	res->bytes_read = v.bytes_read;
+	res->equal = merged.n == 0;
+	res->seconds = now_s() - t0;
+	ims_log_debug("verified '%s/%s@%s' between site '%s' and site '%s': %s, %" PRIu64 " objects (%" PRIu64
+		      " by bytes), %zu mismatching extents",
+		      pool, image, res->snapshot, ims_site_name(src), ims_site_name(dst),
+		      res->equal ? "equal" : "different", res->objects, res->objects_fallback, res->nmismatches);
+	*out = res;
+	res = NULL;
+	r = 0;
+out:
+	free(threads);
+	free(v.mm.v);
+	side_close(&a);
+	side_close(&b);
+	ims_repl_verify_result_free(res);
+	pthread_mutex_destroy(&v.lock);
+	pthread_cond_destroy(&v.cond);
+	return r;
+}
