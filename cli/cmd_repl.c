@@ -7,6 +7,8 @@
  */
 #include "cli/cli.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "imgstore/v1/replication.pb-c.h"
@@ -36,6 +38,7 @@ static const ims_cli_opt enable_opts[] = {
 	{"to", "SITE", "the site that keeps the copy (required)"},
 	{"mode", "async|sync", "async: snapshots every RPO (default); sync: RPO 0 at repl sync"},
 	{"rpo", "DURATION", "most writes the copy may lag behind (async; default: the daemon's)"},
+	{"verify-every", "N", "verify the copy after every N cycles that seal a snapshot (0: never)"},
 	{NULL, NULL, NULL},
 };
 
@@ -46,8 +49,9 @@ static int repl_enable(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__ReplicationStatus *st = NULL;
 	const char *to = ims_cli_opt_value(cli, a, "to"), *mode = ims_cli_opt_value(cli, a, "mode");
 	const char *rpo = ims_cli_opt_value(cli, a, "rpo");
+	const char *every = ims_cli_opt_value(cli, a, "verify-every");
 	ims_spec spec;
-	uint64_t secs;
+	uint64_t secs, n;
 	int r;
 
 	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
@@ -67,6 +71,11 @@ static int repl_enable(ims_cli *cli, const ims_cli_args *a)
 		if (mode && !strcmp(mode, "sync"))
 			return ims_cli_usage(cli, "--rpo applies to --mode async only");
 		req.rpo_seconds = (uint32_t)secs;
+	}
+	if (every) {
+		if ((r = ims_cli_arg_uint(cli, &n, "verify-every", every, 1000000)))
+			return r;
+		req.verify_every = (uint32_t)n;
 	}
 	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
@@ -166,6 +175,55 @@ static int repl_resync(ims_cli *cli, const ims_cli_args *a)
 	return repl_op(cli, a, REPL_SVC "Resync", false);
 }
 
+static const ims_cli_opt verify_opts[] = {
+	{"to", "SITE", "the peer site (default: the only site the image replicates to)"},
+	{"snap", "NAME", "the snapshot to compare (default: the newest sealed on both sites)"},
+	{"chunk", "SIZE", "checksum granularity, a power of two from 4K (default: 64K)"},
+	{NULL, NULL, NULL},
+};
+
+/* Exit 0 when the copy is equal, 1 when it differs (after the report) or on error. */
+static int repl_verify(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__VerifyImageRequest req = IMGSTORE__V1__VERIFY_IMAGE_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__VerifyResponse *v = NULL;
+	const char *to = ims_cli_opt_value(cli, a, "to"), *snap = ims_cli_opt_value(cli, a, "snap");
+	const char *chunk = ims_cli_opt_value(cli, a, "chunk");
+	ims_spec spec;
+	uint64_t bytes;
+	int r;
+
+	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+		return r;
+	if (to && (r = ims_cli_arg_word(cli, "--to", to)))
+		return r;
+	if (snap && (r = ims_cli_arg_name(cli, IMS_NAME_SNAP, "--snap", snap)))
+		return r;
+	if (chunk) {
+		if ((r = ims_cli_arg_size(cli, &bytes, "chunk", chunk)))
+			return r;
+		if (bytes < 4096 || bytes > (1u << 30) || (bytes & (bytes - 1)))
+			return ims_cli_usage(cli, "--chunk: a power of two from 4K to 1G");
+		req.chunk_size = (uint32_t)bytes;
+	}
+	ims_cli_spec_to_msg(&ms, &spec);
+	req.image = &ms;
+	req.target_site = to ? (char *)to : (char *)"";
+	req.snapshot = snap ? (char *)snap : (char *)"";
+	if ((r = ims_cli_call(cli, REPL_SVC "VerifyImage", &req, &imgstore__v1__verify_response__descriptor,
+			      &v)))
+		return r;
+	ims_cli_print_message(cli, &v->base);
+	if (cli->format != IMS_CLI_FORMAT_JSON)
+		for (size_t i = 0; i < v->n_mismatches; i++)
+			fprintf(cli->out, "  differs at offset %" PRIu64 ", %" PRIu64 " bytes\n",
+				v->mismatches[i]->offset, v->mismatches[i]->length);
+	r = v->equal ? 0 : 1;
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+	return r;
+}
+
 static const ims_cli_column repl_columns[] = {
 	{"IMAGE", "image", NULL},
 	{"TARGET", "target", NULL},
@@ -201,7 +259,7 @@ static int repl_status(ims_cli *cli, const ims_cli_args *a)
 }
 
 const ims_cli_verb ims_cli__repl_verbs[] = {
-	{"repl", "enable", "POOL/IMAGE --to SITE [--mode async|sync] [--rpo DURATION]",
+	{"repl", "enable", "POOL/IMAGE --to SITE [--mode async|sync] [--rpo DURATION] [--verify-every N]",
 	 "Replicate an image to another site.", enable_opts, 1, 1, repl_enable},
 	{"repl", "disable", "POOL/IMAGE [--to SITE]", "Stop replicating an image.", image_to_opts,
 	 1, 1, repl_disable},
@@ -209,6 +267,9 @@ const ims_cli_verb ims_cli__repl_verbs[] = {
 	 no_opts, 0, 1, repl_status},
 	{"repl", "sync", "POOL/IMAGE [--to SITE] [--no-wait]",
 	 "Seal the image's newest state on its targets now.", op_to_opts, 1, 1, repl_sync},
+	{"repl", "verify", "POOL/IMAGE [--to SITE] [--snap NAME] [--chunk SIZE]",
+	 "Compare the copy with the primary by checksums; exit 1 if they differ.", verify_opts, 1, 1,
+	 repl_verify},
 	{"repl", "failover", "POOL/IMAGE --to SITE [--force] [--no-wait]",
 	 "Make the copy on SITE the primary.", failover_opts, 1, 1, repl_failover},
 	{"repl", "failback", "POOL/IMAGE [--to SITE] [--no-wait]",

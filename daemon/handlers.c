@@ -904,6 +904,10 @@ static Imgstore__V1__ReplicationStatus *build_repl_status(ims_rpc_call *call, co
 	m->last_sync_bytes = st->last_sync_bytes;
 	m->last_sync_seconds = st->last_sync_seconds;
 	m->error = DUP(call, st->error);
+	m->verify_every = st->verify_every;
+	m->last_verified = DUP(call, st->last_verified);
+	m->last_verify = DUP(call, st->last_verify);
+	m->verify_failures = st->verify_failures;
 	return m;
 }
 
@@ -917,8 +921,10 @@ static int h_enable_replication(void *app, ims_rpc_call *call, const ProtobufCMe
 	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0)
 		return r;
 	uint32_t rpo = q->rpo_seconds ? q->rpo_seconds : (uint32_t)d->cfg->defaults.rpo;
-	if ((r = ims_repl_enable(d->repl, s.pool, s.image, q->target_site, q->mode, rpo, &st)) < 0)
+	if ((r = ims_repl_enable(d->repl, s.pool, s.image, q->target_site, q->mode, rpo, &st)) < 0 ||
+	    (r = ims_repl_set_verify_every(d->repl, s.pool, s.image, q->target_site, q->verify_every)) < 0)
 		return r;
+	st.verify_every = q->verify_every;
 	Imgstore__V1__ReplicationStatus *m = build_repl_status(call, &st);
 	if (!m)
 		return -ENOMEM;
@@ -1033,6 +1039,122 @@ static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	return reply_op(call, &rec, resp);
 }
 
+/* The pair's target: as asked, or the only site the image replicates to. */
+static int repl_target(ims_daemon *d, const ims_spec *s, const char *asked, char *target, size_t len)
+{
+	ims_repl_status *list = NULL;
+	size_t n = 0;
+	int r = ims_repl_sched_status(d->repl, s->pool, s->image, &list, &n);
+	if (r < 0)
+		return r;
+	r = ims_error_set(-ENOENT, "'%s/%s' is not replicated%s%s; enable it first", s->pool, s->image,
+			  asked && asked[0] ? " to site " : "", asked && asked[0] ? asked : "");
+	for (size_t i = 0; i < n; i++) {
+		if (asked && asked[0] && strcmp(list[i].target, asked) != 0)
+			continue;
+		if (!(asked && asked[0]) && n > 1) {
+			r = ims_error_set(-EINVAL, "'%s/%s' replicates to %zu sites: name one", s->pool, s->image, n);
+			break;
+		}
+		snprintf(target, len, "%s", list[i].target);
+		ims_error_clear();
+		r = 0;
+		break;
+	}
+	free(list);
+	return r;
+}
+
+/* A verify answers synchronously; past this it stops, so that a client's default 60 s
+ * timeout sees the answer. The scheduler's verify (--verify-every) has no bound. */
+#define VERIFY_BOUND_S 50
+
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int verify_deadline(void *ctx, uint64_t done, uint64_t total)
+{
+	(void)done;
+	(void)total;
+	return mono_s() > *(const double *)ctx;
+}
+
+static int h_verify_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__VerifyImageRequest *q = (const void *)req;
+	ims_repl_verify_opts o = IMS_REPL_VERIFY_OPTS_INIT;
+	ims_repl_verify_result *v = NULL;
+	ims_spec s;
+	char target[64], verdict[512];
+	int r;
+	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0 ||
+	    (r = repl_target(d, &s, q->target_site, target, sizeof(target))) < 0)
+		return r;
+	double until = mono_s() + VERIFY_BOUND_S;
+	o.snap = q->snapshot;
+	o.chunk_size = q->chunk_size;
+	o.progress = verify_deadline;
+	o.progress_ctx = &until;
+	r = ims_repl_sched_verify(d->repl, s.pool, s.image, target, &o, &v);
+	if (r == -ECANCELED)
+		return ims_error_set(-ETIMEDOUT,
+				     "verify of '%s/%s' did not finish within %d s; let the daemon verify it in the "
+				     "background (repl enable --verify-every N) and read the verdict in repl status",
+				     s.pool, s.image, VERIFY_BOUND_S);
+	if (r < 0)
+		return r;
+	Imgstore__V1__VerifyResponse *m = ALLOC(call, Imgstore__V1__VerifyResponse);
+	r = -ENOMEM;
+	if (!m)
+		goto out;
+	imgstore__v1__verify_response__init(m);
+	char img[2 * IMS_NAME_MAX + 2];
+	snprintf(img, sizeof(img), "%s/%s", s.pool, s.image);
+	if (v->equal)
+		snprintf(verdict, sizeof(verdict), "equal: %" PRIu64 " objects compared, %" PRIu64 " of them by reading",
+			 v->objects, v->objects_fallback);
+	else
+		snprintf(verdict, sizeof(verdict), "DIFFERENT: %zu extents differ, the first %" PRIu64 " bytes at offset %" PRIu64,
+			 v->nmismatches, v->nmismatches ? v->mismatches[0].length : 0,
+			 v->nmismatches ? v->mismatches[0].offset : 0);
+	m->image = DUP(call, img);
+	m->target = DUP(call, target);
+	m->snapshot = DUP(call, v->snapshot);
+	m->equal = v->equal;
+	m->verdict = DUP(call, verdict);
+	m->size_primary = v->size_primary;
+	m->size_secondary = v->size_secondary;
+	m->objects = v->objects;
+	m->objects_fallback = v->objects_fallback;
+	m->bytes_covered = v->bytes_covered;
+	m->bytes_read = v->bytes_read;
+	m->chunk_size = v->chunk_size;
+	m->seconds = v->seconds;
+	m->mismatch_count = v->nmismatches;
+	size_t n = v->nmismatches < 1000 ? v->nmismatches : 1000;
+	if (n && !(m->mismatches = ims_rpc_call_alloc(call, n * sizeof(*m->mismatches))))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		Imgstore__V1__ImageExtent *e = ALLOC(call, Imgstore__V1__ImageExtent);
+		if (!e)
+			goto out;
+		imgstore__v1__image_extent__init(e);
+		e->offset = v->mismatches[i].offset;
+		e->length = v->mismatches[i].length;
+		m->mismatches[m->n_mismatches++] = e;
+	}
+	*resp = &m->base;
+	r = 0;
+out:
+	ims_repl_verify_result_free(v);
+	return r;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* the method table */
 
@@ -1086,6 +1208,7 @@ static const ims_rpc_method methods[] = {
 	M("ReplicationService", "Failover", replication_image_request, operation, ADMIN, true, NULL),
 	M("ReplicationService", "Failback", replication_image_request, operation, ADMIN, true, NULL),
 	M("ReplicationService", "Resync", replication_image_request, operation, ADMIN, true, NULL),
+	M("ReplicationService", "VerifyImage", verify_image_request, verify_response, ADMIN, true, h_verify_image),
 	M("SiteService", "ListSites", list_sites_request, list_sites_response, READER, false, NULL),
 	M("SiteService", "GetSiteStatus", get_site_status_request, site, READER, false, NULL),
 	M("TierService", "Push", push_request, operation, ADMIN, true, NULL),

@@ -38,6 +38,12 @@ typedef struct pair {
 	char error[512];
 	bool violated;
 	uint64_t syncs, failures;
+	uint32_t verify_every;  /* verify after every N cycles that sealed a snapshot; 0: never */
+	uint32_t since_verify;  /* such cycles since the last verify */
+	char last_verified[64];
+	char last_verify[16];   /* "", "equal", "mismatch" */
+	char verify_error[512]; /* a mismatch, until a later verify finds the copy equal */
+	uint64_t verifies, verify_failures;
 	struct pair *next;
 } pair;
 
@@ -84,6 +90,7 @@ static int save_policy(ims_repl_sched *s, const pair *p)
 	json_object_object_add(o, "target", json_object_new_string(p->target));
 	json_object_object_add(o, "mode", json_object_new_string(p->mode));
 	json_object_object_add(o, "rpo", json_object_new_int64(p->rpo));
+	json_object_object_add(o, "verify_every", json_object_new_int64(p->verify_every));
 	pair_key(p, key, sizeof(key));
 	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	int r = ims_omap_set(s->io, IMS_REPL_POLICIES, key, v, strlen(v));
@@ -103,6 +110,9 @@ static void save_status(ims_repl_sched *s, const pair *p)
 	json_object_object_add(o, "error", json_object_new_string(p->error));
 	json_object_object_add(o, "owner", json_object_new_string(s->owner));
 	json_object_object_add(o, "sealed_ms", json_object_new_int64(p->sealed_ms));
+	json_object_object_add(o, "last_verified", json_object_new_string(p->last_verified));
+	json_object_object_add(o, "last_verify", json_object_new_string(p->last_verify));
+	json_object_object_add(o, "verify_error", json_object_new_string(p->verify_error));
 	pair_key(p, key, sizeof(key));
 	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	ims_omap_set(s->io, IMS_REPL_STATUS, key, v, strlen(v));
@@ -132,6 +142,12 @@ static void load_status(ims_repl_sched *s, pair *p)
 		p->last_secs = json_object_get_double(v);
 	if (json_object_object_get_ex(o, "error", &v))
 		snprintf(p->error, sizeof(p->error), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "last_verified", &v))
+		snprintf(p->last_verified, sizeof(p->last_verified), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "last_verify", &v))
+		snprintf(p->last_verify, sizeof(p->last_verify), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "verify_error", &v))
+		snprintf(p->verify_error, sizeof(p->verify_error), "%s", json_object_get_string(v));
 	json_object_put(o);
 }
 
@@ -171,6 +187,8 @@ static int refresh_one(void *ctx, const char *key, size_t klen, const char *val,
 		snprintf(tmp.mode, sizeof(tmp.mode), "%s", json_object_get_string(v));
 	if (json_object_object_get_ex(o, "rpo", &v))
 		tmp.rpo = (uint32_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "verify_every", &v))
+		tmp.verify_every = (uint32_t)json_object_get_int64(v);
 	json_object_put(o);
 	if (!tmp.pool[0] || !tmp.image[0] || !tmp.target[0] || !tmp.rpo)
 		return 0;
@@ -192,6 +210,7 @@ static int refresh_one(void *ctx, const char *key, size_t klen, const char *val,
 	} else {
 		p->rpo = tmp.rpo;
 		memcpy(p->mode, tmp.mode, sizeof(p->mode));
+		p->verify_every = tmp.verify_every;
 	}
 	if (!p->disabled)
 		p->present = true;
@@ -263,6 +282,59 @@ static int cycle_progress(void *ctx, uint64_t done, uint64_t total)
 	return c->user ? c->user(c->user_ctx, done, total) : 0;
 }
 
+static void notify_locked(ims_repl_sched *s, const pair *p, ims_repl_event_kind kind, double lag, const char *detail)
+{
+	if (!s->o.event)
+		return;
+	ims_repl_event ev = { .kind = kind, .pool = p->pool, .image = p->image, .target = p->target,
+			      .rpo_seconds = p->rpo, .lag_seconds = lag, .unix_ms = now_ms(), .detail = detail };
+	s->o.event(s->o.event_ctx, &ev);
+}
+
+/* The verdict of a verify of @p p, under the lock. */
+static void record_verify_locked(ims_repl_sched *s, pair *p, const ims_repl_verify_result *v)
+{
+	snprintf(p->last_verified, sizeof(p->last_verified), "%s", v->snapshot);
+	p->since_verify = 0;
+	p->verifies++;
+	if (v->equal) {
+		snprintf(p->last_verify, sizeof(p->last_verify), "equal");
+		p->verify_error[0] = '\0';
+		return;
+	}
+	snprintf(p->last_verify, sizeof(p->last_verify), "mismatch");
+	p->verify_failures++;
+	snprintf(p->verify_error, sizeof(p->verify_error),
+		 "verify: the copy on site '%s' differs from the primary at '%s' in %zu extents, the first %" PRIu64
+		 " bytes at offset %" PRIu64,
+		 p->target, v->snapshot, v->nmismatches, v->nmismatches ? v->mismatches[0].length : 0,
+		 v->nmismatches ? v->mismatches[0].offset : 0);
+	ims_log_warning("replication of '%s/%s': %s", p->pool, p->image, p->verify_error);
+	notify_locked(s, p, IMS_REPL_EVENT_VERIFY_MISMATCH, -1.0, p->verify_error);
+}
+
+/* Verify @p p against @p peer (the pair is marked running and its RADOS lock held). */
+static int verify_pair(ims_repl_sched *s, pair *p, ims_site *peer, const ims_repl_verify_opts *opts, cycle_ctx *c,
+		       ims_repl_verify_result **out)
+{
+	ims_repl_verify_opts vo = *opts;
+	ims_repl_verify_result *v = NULL;
+	vo.progress = cycle_progress; /* renews the lock; calls the caller's progress */
+	vo.progress_ctx = c;
+	c->user = opts->progress;
+	c->user_ctx = opts->progress_ctx;
+	int r = ims_repl_verify(&v, s->o.local, peer, p->pool, p->image, &vo);
+	pthread_mutex_lock(&s->lock);
+	if (r == 0)
+		record_verify_locked(s, p, v);
+	pthread_mutex_unlock(&s->lock);
+	if (r == 0 && out)
+		*out = v;
+	else
+		ims_repl_verify_result_free(v);
+	return r;
+}
+
 /* One cycle of @p p (marked running by the caller). */
 static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void *pctx, ims_repl_result *out)
 {
@@ -287,6 +359,20 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 			ro.progress = cycle_progress;
 			ro.progress_ctx = &c;
 			r = ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
+			bool verify = false;
+			if (r == 0 && !res.unchanged) {
+				pthread_mutex_lock(&s->lock);
+				verify = p->verify_every && ++p->since_verify >= p->verify_every;
+				pthread_mutex_unlock(&s->lock);
+			}
+			if (verify) { /* its failure to run is not the cycle's: it runs after the next */
+				ims_repl_verify_opts vo = IMS_REPL_VERIFY_OPTS_INIT;
+				vo.snap = res.sealed;
+				if (verify_pair(s, p, peer, &vo, &c, NULL) < 0)
+					ims_log_warning("verify of '%s' at '%s' did not run: %s", c.lock_name, res.sealed,
+							ims_error_last());
+				ims_error_clear();
+			}
 			rados_unlock(s->io, IMS_REPL_LOCK, c.lock_name, s->owner);
 		}
 	}
@@ -411,10 +497,12 @@ static void *loop(void *arg)
 				p->violated = true;
 				ims_log_warning("replication of '%s/%s' to site '%s' is %.0fs behind, over its RPO of %us",
 						p->pool, p->image, p->target, lag, p->rpo);
+				notify_locked(s, p, IMS_REPL_EVENT_RPO_VIOLATION, lag, "lag over the RPO");
 			} else if (p->violated && lag <= p->rpo) {
 				p->violated = false;
 				ims_log_info("replication of '%s/%s' to site '%s' is back within its RPO", p->pool, p->image,
 					     p->target);
+				notify_locked(s, p, IMS_REPL_EVENT_RPO_RECOVERED, lag, "lag back within the RPO");
 			}
 		}
 		struct timespec until;
@@ -509,13 +597,17 @@ static void fill_status(const pair *p, ims_repl_status *st, int64_t t)
 	snprintf(st->role, sizeof(st->role), "primary");
 	snprintf(st->mode, sizeof(st->mode), "%s", p->mode);
 	snprintf(st->state, sizeof(st->state), "%s",
-		 p->running ? "syncing" : p->error[0] ? "error" : "idle");
+		 p->running ? "syncing" : p->error[0] || p->verify_error[0] ? "error" : "idle");
 	st->rpo_seconds = p->rpo;
 	st->lag_seconds = p->sealed_ms < 0 ? -1.0 : (double)(t - p->sealed_ms) / 1000.0;
 	snprintf(st->last_sealed, sizeof(st->last_sealed), "%s", p->last_sealed);
 	st->last_sync_bytes = p->last_bytes;
 	st->last_sync_seconds = p->last_secs;
-	snprintf(st->error, sizeof(st->error), "%s", p->error);
+	snprintf(st->error, sizeof(st->error), "%s", p->error[0] ? p->error : p->verify_error);
+	st->verify_every = p->verify_every;
+	snprintf(st->last_verified, sizeof(st->last_verified), "%s", p->last_verified);
+	snprintf(st->last_verify, sizeof(st->last_verify), "%s", p->last_verify);
+	st->verify_failures = p->verify_failures;
 	st->rpo_violated = p->violated;
 	st->syncs = p->syncs;
 	st->failures = p->failures;
@@ -687,7 +779,11 @@ void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f)
 		   "# HELP imgstore_replication_syncs_total Replication cycles that sealed a snapshot.\n"
 		   "# TYPE imgstore_replication_syncs_total counter\n"
 		   "# HELP imgstore_replication_failures_total Replication cycles that failed.\n"
-		   "# TYPE imgstore_replication_failures_total counter\n");
+		   "# TYPE imgstore_replication_failures_total counter\n"
+		   "# HELP imgstore_replication_verifies_total Verifies of the copy that ran to a verdict.\n"
+		   "# TYPE imgstore_replication_verifies_total counter\n"
+		   "# HELP imgstore_replication_verify_failures_total Verifies that found the copy different.\n"
+		   "# TYPE imgstore_replication_verify_failures_total counter\n");
 	pthread_mutex_lock(&s->lock);
 	for (pair *p = s->pairs; p; p = p->next) {
 		if (!p->present)
@@ -702,6 +798,71 @@ void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f)
 		fprintf(f, "imgstore_replication_sync_seconds_total{%s} %.3f\n", labels, p->secs_total);
 		fprintf(f, "imgstore_replication_syncs_total{%s} %" PRIu64 "\n", labels, p->syncs);
 		fprintf(f, "imgstore_replication_failures_total{%s} %" PRIu64 "\n", labels, p->failures);
+		fprintf(f, "imgstore_replication_verifies_total{%s} %" PRIu64 "\n", labels, p->verifies);
+		fprintf(f, "imgstore_replication_verify_failures_total{%s} %" PRIu64 "\n", labels, p->verify_failures);
 	}
 	pthread_mutex_unlock(&s->lock);
+}
+
+int ims_repl_set_verify_every(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+			      uint32_t every)
+{
+	pthread_mutex_lock(&s->lock);
+	pair *p = find_locked(s, pool, image, target);
+	if (!p || !p->present) {
+		pthread_mutex_unlock(&s->lock);
+		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'", pool, image, target);
+	}
+	p->verify_every = every;
+	pair copy = *p;
+	pthread_mutex_unlock(&s->lock);
+	return save_policy(s, &copy);
+}
+
+int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+			  const ims_repl_verify_opts *opts, ims_repl_verify_result **out)
+{
+	ims_site *peer = NULL;
+	cycle_ctx c = { .s = s };
+	int r;
+	if (!opts || opts->version != IMS_REPL_VERIFY_OPTS_VERSION)
+		return ims_error_set(-EINVAL, "verify options of an unknown version");
+	pthread_mutex_lock(&s->lock);
+	pair *p = find_locked(s, pool, image, target);
+	if (!p || !p->present) {
+		pthread_mutex_unlock(&s->lock);
+		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'; enable it first", pool, image,
+				     target);
+	}
+	while (p->running && !s->stopping)
+		pthread_cond_wait(&s->cond, &s->lock);
+	if (s->stopping) {
+		pthread_mutex_unlock(&s->lock);
+		return ims_error_set(-ESHUTDOWN, "the daemon is stopping");
+	}
+	p->running = true;
+	pthread_mutex_unlock(&s->lock);
+	c.p = p;
+	pair_key(p, c.lock_name, sizeof(c.lock_name));
+	/* the lock keeps another daemon's cycles, and their retention, off the snapshot */
+	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == 0) {
+		r = take_lock(s, c.lock_name, 0);
+		if (r == -EBUSY || r == -EEXIST) {
+			r = ims_error_set(-EBUSY, "another daemon runs a cycle of '%s'", c.lock_name);
+		} else if (r < 0) {
+			r = ims_error_set(r, "cannot lock '%s': %s", c.lock_name, ims_strerror(r));
+		} else {
+			c.renewed_ms = now_ms();
+			r = verify_pair(s, p, peer, opts, &c, out);
+			rados_unlock(s->io, IMS_REPL_LOCK, c.lock_name, s->owner);
+		}
+	}
+	pthread_mutex_lock(&s->lock);
+	pair copy = *p;
+	p->running = false;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (r == 0)
+		save_status(s, &copy);
+	return r;
 }

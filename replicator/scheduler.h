@@ -30,6 +30,28 @@ typedef struct ims_repl_sched ims_repl_sched;
 /** Find (connect if needed) the peer site @p name; the scheduler does not close it. */
 typedef int (*ims_repl_peer_fn)(void *ctx, const char *name, ims_site **out);
 
+/* What the scheduler tells its owner about, once per transition. */
+typedef enum {
+	IMS_REPL_EVENT_RPO_VIOLATION, /* lag went over the RPO */
+	IMS_REPL_EVENT_RPO_RECOVERED, /* back within it */
+	IMS_REPL_EVENT_VERIFY_MISMATCH, /* a verify found the copy different */
+} ims_repl_event_kind;
+
+typedef struct {
+	ims_repl_event_kind kind;
+	const char *pool, *image, *target;
+	uint32_t rpo_seconds;
+	double lag_seconds;
+	int64_t unix_ms;          /* when it was seen */
+	const char *detail;       /* a one-line message */
+} ims_repl_event;
+
+/**
+ * Called from the scheduler's thread, with its lock held: copy what is needed and return at
+ * once (no I/O, no call back into the scheduler). The strings live for the call only.
+ */
+typedef void (*ims_repl_event_fn)(void *ctx, const ims_repl_event *ev);
+
 #define IMS_REPL_SCHED_OPTS_VERSION 1
 typedef struct {
 	unsigned version;
@@ -42,6 +64,8 @@ typedef struct {
 	const char *owner;         /* this daemon, for the lock and messages */
 	ims_repl_opts copy;        /* concurrency, in-flight bytes, retention of each cycle */
 	unsigned tick_ms;          /* how often due images are looked for; 0: 500 */
+	ims_repl_event_fn event;   /* may be NULL */
+	void *event_ctx;
 } ims_repl_sched_opts;
 #define IMS_REPL_SCHED_OPTS_INIT { .version = IMS_REPL_SCHED_OPTS_VERSION, .copy = IMS_REPL_OPTS_INIT }
 
@@ -59,6 +83,10 @@ typedef struct {
 	char error[512];
 	bool rpo_violated;
 	uint64_t syncs, failures;
+	uint32_t verify_every;  /* verify after every N cycles that sealed a snapshot; 0: never */
+	char last_verified[64]; /* the snapshot the last verify compared */
+	char last_verify[16];   /* "", "equal" or "mismatch" */
+	uint64_t verify_failures;
 } ims_repl_status;
 
 int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *opts);
@@ -96,6 +124,25 @@ int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image
  */
 int ims_repl_sync_now(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 		      ims_progress_fn progress, void *ctx, ims_repl_result *out);
+
+/**
+ * Verify after every @p every cycles that seal a snapshot (0: never); kept with the policy.
+ *
+ * @returns -ENOENT if the pair is not replicated.
+ */
+int ims_repl_set_verify_every(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+			      uint32_t every);
+
+/**
+ * Verify the pair now (waiting for a running cycle to end first), see ims_repl_verify(), and
+ * record the verdict in its status: a mismatch puts the pair in state error with the message
+ * until a later verify finds it equal.
+ *
+ * @param[out] out free with ims_repl_verify_result_free().
+ * @returns -ENOENT if the pair is not replicated; the error of ims_repl_verify() otherwise.
+ */
+int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+			  const ims_repl_verify_opts *opts, ims_repl_verify_result **out);
 
 /** Prometheus lines: lag, RPO, violation, bytes, durations, failures. */
 void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f);

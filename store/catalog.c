@@ -29,6 +29,9 @@ static int decode(ims_catalog_entry *e, const char *name, const char *val, size_
 	e->source = ims_json_strdup(o, "source");
 	e->parent = ims_json_strdup(o, "parent");
 	e->content_sha256 = ims_json_strdup(o, "content_sha256");
+	e->cold_target = ims_json_strdup(o, "cold_target");
+	e->cold_name = ims_json_strdup(o, "cold_name");
+	e->cold_since = ims_json_i64(o, "cold_since");
 	if (json_object_object_get_ex(o, "tags", &tags) && json_object_is_type(tags, json_type_object)) {
 		size_t n = (size_t)json_object_object_length(tags), i = 0;
 		e->tags = calloc(n ? n : 1, sizeof(*e->tags));
@@ -73,6 +76,11 @@ int ims_catalog_put(rados_ioctx_t io, const ims_catalog_entry *e)
 		json_object_object_add(o, "parent", json_object_new_string(e->parent));
 	if (e->content_sha256)
 		json_object_object_add(o, "content_sha256", json_object_new_string(e->content_sha256));
+	if (e->cold_target) {
+		json_object_object_add(o, "cold_target", json_object_new_string(e->cold_target));
+		json_object_object_add(o, "cold_name", json_object_new_string(e->cold_name ? e->cold_name : ""));
+		json_object_object_add(o, "cold_since", json_object_new_int64(e->cold_since));
+	}
 	for (size_t i = 0; i < e->ntags; i++)
 		json_object_object_add(tags, e->tags[i].key, json_object_new_string(e->tags[i].value));
 	json_object_object_add(o, "tags", tags);
@@ -173,6 +181,8 @@ void ims_catalog_entry_clear(ims_catalog_entry *e)
 	free(e->source);
 	free(e->parent);
 	free(e->content_sha256);
+	free(e->cold_target);
+	free(e->cold_name);
 	for (size_t i = 0; i < e->ntags; i++) {
 		free(e->tags[i].key);
 		free(e->tags[i].value);

@@ -28,6 +28,10 @@ typedef struct {
 	char *content_sha256;  /* of the imported content (see docs), else NULL */
 	ims_tag *tags;
 	size_t ntags;
+	/* cold tiering: set when the image lives in object storage instead of RBD */
+	char *cold_target;     /* the S3 target's name, else NULL */
+	char *cold_name;       /* the cold image's name there ("POOL/IMAGE") */
+	int64_t cold_since;    /* unix seconds */
 } ims_catalog_entry;
 
 /**

@@ -394,6 +394,26 @@ int ims_image_list(ims_image_list_entry **out, size_t *count, ims_site *site, co
 		}
 		n++;
 	}
+	/* cold images (tier/) have no RBD image, only their catalog entry */
+	for (size_t i = 0; i < ncat; i++) {
+		if (!cat[i].cold_target || !cat[i].name[0])
+			continue;
+		ims_image_list_entry *nl = realloc(list, (n + 1) * sizeof(*nl));
+		if (!nl) {
+			r = -ENOMEM;
+			goto out;
+		}
+		list = nl;
+		memset(&list[n], 0, sizeof(list[n]));
+		if (!(list[n].name = strdup(cat[i].name))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		list[n].in_catalog = true;
+		list[n].entry = cat[i];
+		memset(&cat[i], 0, sizeof(cat[i]));
+		n++;
+	}
 	qsort(list, n, sizeof(*list), cmp_list_entry);
 	*out = list;
 	*count = n;

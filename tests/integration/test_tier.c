@@ -1,0 +1,613 @@
+/*
+ * Cold tiering against the sandbox's radosgw (a real S3 server) and cluster: the S3 client,
+ * push and restore round trips (sparse and full images), dedup across clones, a corrupted
+ * chunk, faults injected by tier_fault_proxy.py, wrong keys and credentials, scrub and GC.
+ * Each test works in a bucket of its own, so object counts are exact.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <rbd/librbd.h>
+
+#include "common/error.h"
+#include "common/hash.h"
+#include "itest.h"
+#include "store/catalog.h"
+#include "store/image.h"
+#include "store/transfer.h"
+#include "tier/tier.h"
+
+#define MiB (1ull << 20)
+
+static ims_site *A;
+static const char *endpoint, *access_key, *secret_key, *region;
+static char key_path[512], key2_path[512];
+static pid_t proxy_pid;
+static int proxy_port;
+
+static void write_key(const char *path, unsigned seed)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	for (int i = 0; i < 32; i++)
+		fprintf(f, "%02x", (unsigned)((i * 37 + seed * 101) & 0xff));
+	fprintf(f, "\n");
+	fclose(f);
+	chmod(path, 0600);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	endpoint = getenv("S3_ENDPOINT");
+	access_key = getenv("S3_ACCESS_KEY");
+	secret_key = getenv("S3_SECRET_KEY");
+	region = getenv("S3_REGION");
+	if (!endpoint || !access_key || !secret_key) {
+		fprintf(stderr, "no S3_ENDPOINT: the sandbox runs without --rgw\n");
+		return -1;
+	}
+	A = itest_site('A');
+	snprintf(key_path, sizeof(key_path), "%s/tier.key", itest_dir());
+	snprintf(key2_path, sizeof(key2_path), "%s/other.key", itest_dir());
+	write_key(key_path, 1);
+	write_key(key2_path, 2);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (proxy_pid > 0) {
+		kill(proxy_pid, SIGTERM);
+		waitpid(proxy_pid, NULL, 0);
+	}
+	ims_site_close(A);
+	itest_cleanup();
+	return 0;
+}
+
+/* A fresh bucket on the sandbox radosgw (through @p via, or directly when NULL). */
+static ims_s3 *new_s3(const char *bucket, const char *via, const char *secret, unsigned retries)
+{
+	ims_s3 *s3 = NULL;
+	ims_s3_opts o = IMS_S3_OPTS_INIT;
+	o.name = "test";
+	o.endpoint = via ? via : endpoint;
+	o.region = region;
+	o.bucket = bucket;
+	o.access_key = access_key;
+	o.secret_key = secret ? secret : secret_key;
+	o.timeout = 10;
+	o.retries = retries;
+	o.backoff_ms = 20;
+	assert_int_equal(ims_s3_new(&s3, &o), 0);
+	return s3;
+}
+
+static const char *bucket_name(const char *what)
+{
+	static char buf[8][64];
+	static unsigned n;
+	char *b = buf[n++ % 8];
+	snprintf(b, 64, "tier-%s-%d-%u", what, (int)getpid(), n);
+	return b;
+}
+
+static ims_tier_target *new_target(const char *bucket, const char *via, const char *key_file, unsigned retries)
+{
+	ims_s3 *s3 = new_s3(bucket, via, NULL, retries);
+	ims_seal_key k;
+	ims_tier_target *t = NULL;
+	assert_int_equal(ims_s3_create_bucket(s3), 0);
+	assert_int_equal(ims_seal_key_load(&k, key_file), 0);
+	assert_int_equal(ims_tier_target_new(&t, s3, &k), 0);
+	return t;
+}
+
+static int count_cb(void *ctx, const char *key, uint64_t size, int64_t mtime)
+{
+	(void)key;
+	(void)size;
+	(void)mtime;
+	(*(size_t *)ctx)++;
+	return 0;
+}
+
+static size_t count_objects(ims_tier_target *t, const char *prefix)
+{
+	size_t n = 0;
+	assert_int_equal(ims_s3_list(ims_tier_target_s3(t), prefix, count_cb, &n), 0);
+	return n;
+}
+
+/* Import a pattern file as pool rbd image @p name. */
+static void import_file(const char *name, const char *path)
+{
+	ims_transfer_opts o = IMS_TRANSFER_OPTS_INIT;
+	o.format = IMS_FORMAT_RAW;
+	int r = ims_image_import_file(NULL, A, "rbd", name, path, &o);
+	if (r < 0)
+		fprintf(stderr, "import: %s\n", ims_error_last());
+	assert_int_equal(r, 0);
+}
+
+static void random_file(const char *path, uint64_t size, unsigned seed)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	uint8_t *buf = malloc(MiB);
+	uint64_t x = seed * 7919u + 3;
+	for (uint64_t off = 0; off < size; off += MiB) {
+		size_t n = size - off < MiB ? (size_t)(size - off) : MiB;
+		for (size_t i = 0; i < n; i++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			buf[i] = (uint8_t)(x >> 56);
+		}
+		assert_int_equal(pwrite(fd, buf, n, (off_t)off), (ssize_t)n);
+	}
+	free(buf);
+	close(fd);
+}
+
+static void in_trash_or_gone(const char *name)
+{
+	assert_int_equal(ims_image_exists(A, "rbd", name), 0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static void test_s3_client(void **state)
+{
+	(void)state;
+	ims_s3 *s3 = new_s3(bucket_name("s3"), NULL, NULL, 2);
+	uint8_t *data = NULL;
+	size_t len = 0;
+	uint64_t size = 0;
+	int64_t mtime = 0;
+	assert_int_equal(ims_s3_create_bucket(s3), 0);
+	assert_int_equal(ims_s3_create_bucket(s3), 0); /* twice is fine */
+	assert_int_equal(ims_s3_put(s3, "a/one", "hello", 5), 0);
+	assert_int_equal(ims_s3_put(s3, "a/odd name@x+y", "x", 1), 0);
+	assert_int_equal(ims_s3_get(s3, "a/one", &data, &len, 100), 0);
+	assert_int_equal(len, 5);
+	assert_memory_equal(data, "hello", 5);
+	free(data);
+	assert_int_equal(ims_s3_get(s3, "a/one", &data, &len, 4), -EFBIG);
+	assert_int_equal(ims_s3_head(s3, "a/one", &size, &mtime), 0);
+	assert_int_equal(size, 5);
+	assert_true(mtime > time(NULL) - 3600 && mtime < time(NULL) + 3600);
+	assert_int_equal(ims_s3_head(s3, "a/none", NULL, NULL), -ENOENT);
+	assert_int_equal(ims_s3_get(s3, "a/none", &data, &len, 100), -ENOENT);
+	assert_int_equal(ims_s3_touch(s3, "a/one"), 0);
+	assert_int_equal(ims_s3_get(s3, "a/one", &data, &len, 100), 0);
+	assert_memory_equal(data, "hello", 5);
+	free(data);
+	size_t n = 0;
+	assert_int_equal(ims_s3_list(s3, "a/", count_cb, &n), 0);
+	assert_int_equal(n, 2);
+	/* more than one page */
+	for (int i = 0; i < 1005; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "p/%04d", i);
+		assert_int_equal(ims_s3_put(s3, k, "", 0), 0);
+	}
+	n = 0;
+	assert_int_equal(ims_s3_list(s3, "p/", count_cb, &n), 0);
+	assert_int_equal(n, 1005);
+	assert_int_equal(ims_s3_delete(s3, "a/one"), 0);
+	assert_int_equal(ims_s3_delete(s3, "a/one"), 0);
+	assert_int_equal(ims_s3_head(s3, "a/one", NULL, NULL), -ENOENT);
+	ims_s3_free(s3);
+
+	/* wrong credentials: a clear error */
+	s3 = new_s3(bucket_name("s3"), NULL, "not-the-secret", 1);
+	assert_int_equal(ims_s3_put(s3, "x", "y", 1), -EACCES);
+	assert_non_null(strstr(ims_error_last(), "refused"));
+	ims_s3_free(s3);
+}
+
+static void roundtrip(const char *what, const char *path, uint64_t size)
+{
+	ims_tier_target *t = new_target(bucket_name(what), NULL, key_path, 2);
+	const char *name = itest_name(what);
+	char cold[300];
+	ims_tier_result res;
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	ims_catalog_entry *e = NULL;
+	rados_ioctx_t io;
+
+	import_file(name, path);
+	assert_int_equal(ims_image_tag_set(A, "rbd", name, "os", "debian"), 0);
+	int r = ims_tier_push(&res, t, A, "rbd", name, NULL, &o);
+	if (r < 0)
+		fprintf(stderr, "push: %s\n", ims_error_last());
+	assert_int_equal(r, 0);
+	snprintf(cold, sizeof(cold), "rbd/%s", name);
+	assert_string_equal(res.name, cold);
+	assert_int_equal(res.size, size);
+	assert_int_equal(res.chunks, count_objects(t, "chunks/"));
+	assert_int_equal(count_objects(t, "manifests/"), 1);
+	in_trash_or_gone(name);
+
+	/* the catalog keeps a cold entry, which the image list shows */
+	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	assert_int_equal(ims_catalog_get(io, name, &e), 0);
+	assert_non_null(e->cold_target);
+	assert_string_equal(e->cold_name, cold);
+	ims_catalog_entry_free(e);
+	ims_image_list_entry *list = NULL;
+	size_t n = 0;
+	bool seen = false;
+	assert_int_equal(ims_image_list(&list, &n, A, "rbd"), 0);
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(list[i].name, name))
+			seen = list[i].in_catalog && list[i].entry.cold_target;
+	ims_image_list_free(list, n);
+	assert_true(seen);
+
+	ims_tier_cold *cl = NULL;
+	assert_int_equal(ims_tier_list(&cl, &n, t), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(cl[0].name, cold);
+	assert_int_equal(cl[0].size, size);
+	ims_tier_cold_list_free(cl, n);
+
+	r = ims_tier_restore(&res, t, A, cold, NULL, NULL, &o);
+	if (r < 0)
+		fprintf(stderr, "restore: %s\n", ims_error_last());
+	assert_int_equal(r, 0);
+	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+	assert_int_equal(ims_catalog_get(io, name, &e), 0);
+	assert_null(e->cold_target);
+	assert_string_equal(ims_catalog_tag(e, "os"), "debian");
+	ims_catalog_entry_free(e);
+	/* again onto an existing name: refused */
+	assert_int_equal(ims_tier_restore(&res, t, A, cold, NULL, NULL, &o), -EEXIST);
+	/* and under another name */
+	char other[300];
+	snprintf(other, sizeof(other), "%s-copy", name);
+	assert_int_equal(ims_tier_restore(&res, t, A, cold, "rbd", other, &o), 0);
+	itest_assert_image_equals_file(A, "rbd", other, NULL, path);
+	rados_ioctx_destroy(io);
+	ims_tier_target_free(t);
+}
+
+static void test_roundtrip_sparse(void **state)
+{
+	(void)state;
+	char path[600];
+	uint64_t size = 40 * MiB + 12345;
+	snprintf(path, sizeof(path), "%s/sparse.raw", itest_dir());
+	itest_fill_pattern(path, size, 3);
+	roundtrip("sparse", path, size);
+}
+
+static void test_roundtrip_full(void **state)
+{
+	(void)state;
+	char path[600];
+	uint64_t size = 20 * MiB + 4096;
+	snprintf(path, sizeof(path), "%s/full.raw", itest_dir());
+	random_file(path, size, 5);
+	roundtrip("full", path, size);
+}
+
+/* Write @p len bytes of @p byte at @p off of rbd/@p name. */
+static void scribble(const char *name, uint64_t off, size_t len, int byte)
+{
+	rados_ioctx_t io;
+	rbd_image_t img;
+	char *buf = malloc(len);
+	memset(buf, byte, len);
+	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
+	assert_int_equal(rbd_write(img, off, len, buf), (ssize_t)len);
+	rbd_close(img);
+	rados_ioctx_destroy(io);
+	free(buf);
+}
+
+static void test_dedup_clones(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("dedup"), NULL, key_path, 2);
+	const char *golden = itest_name("golden");
+	char c1[300], c2[300], path[600];
+	ims_tier_result r1, r2, rg;
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_KEEP;
+
+	snprintf(path, sizeof(path), "%s/golden.raw", itest_dir());
+	random_file(path, 32 * MiB, 9); /* 8 chunks of data */
+	import_file(golden, path);
+	assert_int_equal(ims_snap_create(A, "rbd", golden, "base"), 0);
+	snprintf(c1, sizeof(c1), "%s-c1", golden);
+	snprintf(c2, sizeof(c2), "%s-c2", golden);
+	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
+	assert_int_equal(ims_image_clone(A, "rbd", golden, "base", "rbd", c1, &co), 0);
+	assert_int_equal(ims_image_clone(A, "rbd", golden, "base", "rbd", c2, &co), 0);
+	scribble(c1, 4 * MiB + 100, 5000, 0x11);  /* chunk 1 differs */
+	scribble(c2, 20 * MiB + 7, 3, 0x22);      /* chunk 5 differs */
+	scribble(c2, 28 * MiB, 4 * MiB, 0);       /* chunk 7 zeroed */
+
+	assert_int_equal(ims_tier_push(&rg, t, A, "rbd", golden, "base", &o), 0);
+	assert_int_equal(rg.chunks, 8);
+	assert_int_equal(rg.chunks_new, 8);
+	assert_int_equal(ims_tier_push(&r1, t, A, "rbd", c1, NULL, &o), 0);
+	assert_int_equal(r1.chunks, 8);
+	assert_int_equal(r1.chunks_new, 1);
+	assert_int_equal(ims_tier_push(&r2, t, A, "rbd", c2, NULL, &o), 0);
+	assert_int_equal(r2.chunks, 7);
+	assert_int_equal(r2.chunks_new, 1);
+	assert_int_equal(count_objects(t, "chunks/"), 10);
+	assert_int_equal(count_objects(t, "manifests/"), 3);
+	/* kept: the clones are still there */
+	assert_int_equal(ims_image_exists(A, "rbd", c1), 1);
+	ims_tier_target_free(t);
+}
+
+/* Flip one byte of one stored chunk. */
+static char *corrupt_one_chunk(ims_tier_target *t, const char *cold)
+{
+	ims_manifest *m = NULL;
+	char key[128];
+	uint8_t *data = NULL;
+	size_t len = 0;
+	assert_int_equal(ims_tier_manifest_get(&m, t, cold), 0);
+	assert_true(m->nchunks >= 2);
+	ims_manifest_chunk_key(key, sizeof(key), m->chunks[1].sha256);
+	ims_manifest_free(m);
+	ims_s3 *s3 = ims_tier_target_s3(t);
+	assert_int_equal(ims_s3_get(s3, key, &data, &len, 1u << 30), 0);
+	data[len / 2] ^= 0x40;
+	assert_int_equal(ims_s3_put(s3, key, data, len), 0);
+	free(data);
+	return strdup(key);
+}
+
+static void test_corrupt_chunk(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("corrupt"), NULL, key_path, 2);
+	const char *name = itest_name("corrupt");
+	char path[600], cold[300];
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	ims_tier_result res;
+	ims_tier_scrub_result sr;
+
+	snprintf(path, sizeof(path), "%s/corrupt.raw", itest_dir());
+	random_file(path, 16 * MiB, 11);
+	import_file(name, path);
+	assert_int_equal(ims_tier_push(&res, t, A, "rbd", name, NULL, &o), 0);
+	snprintf(cold, sizeof(cold), "rbd/%s", name);
+
+	assert_int_equal(ims_tier_scrub(&sr, t, true, false, &o), 0);
+	assert_int_equal(sr.chunks_bad, 0);
+	char *bad = corrupt_one_chunk(t, cold);
+
+	ims_error_clear();
+	assert_int_equal(ims_tier_restore(&res, t, A, cold, NULL, NULL, &o), -EBADMSG);
+	assert_non_null(strstr(ims_error_last(), bad));
+	assert_int_equal(ims_image_exists(A, "rbd", name), 0);
+
+	/* a shallow scrub sees it is there; a deep one reads it */
+	assert_int_equal(ims_tier_scrub(&sr, t, false, false, &o), 0);
+	assert_int_equal(sr.manifests, 1);
+	assert_int_equal(sr.chunks, 4);
+	assert_int_equal(sr.chunks_bad, 0);
+	assert_int_equal(ims_tier_scrub(&sr, t, true, false, &o), 0);
+	assert_int_equal(sr.chunks_bad, 1);
+	assert_non_null(strstr(sr.report, bad));
+	/* a missing chunk is found by the shallow scrub */
+	assert_int_equal(ims_s3_delete(ims_tier_target_s3(t), bad), 0);
+	assert_int_equal(ims_tier_scrub(&sr, t, false, false, &o), 0);
+	assert_int_equal(sr.chunks_bad, 1);
+	assert_non_null(strstr(sr.report, "missing"));
+	free(bad);
+	ims_tier_target_free(t);
+}
+
+static void test_wrong_key_and_credentials(void **state)
+{
+	(void)state;
+	const char *bucket = bucket_name("keys");
+	ims_tier_target *t = new_target(bucket, NULL, key_path, 2);
+	ims_tier_target *t2 = new_target(bucket, NULL, key2_path, 2);
+	const char *name = itest_name("keys");
+	char path[600], cold[300];
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	ims_tier_result res;
+
+	snprintf(path, sizeof(path), "%s/keys.raw", itest_dir());
+	random_file(path, 8 * MiB, 13);
+	import_file(name, path);
+
+	/* wrong credentials: the push fails, the image stays, nothing is stored */
+	ims_s3 *bad = new_s3(bucket, NULL, "wrong-secret", 1);
+	ims_seal_key k;
+	ims_tier_target *tb = NULL;
+	assert_int_equal(ims_seal_key_load(&k, key_path), 0);
+	assert_int_equal(ims_tier_target_new(&tb, bad, &k), 0);
+	assert_int_equal(ims_tier_push(&res, tb, A, "rbd", name, NULL, &o), -EACCES);
+	assert_int_equal(ims_image_exists(A, "rbd", name), 1);
+	assert_int_equal(count_objects(t, ""), 0);
+	ims_tier_target_free(tb);
+
+	assert_int_equal(ims_tier_push(&res, t, A, "rbd", name, NULL, &o), 0);
+	snprintf(cold, sizeof(cold), "rbd/%s", name);
+	/* wrong key: the manifest does not open, nothing is created */
+	ims_error_clear();
+	assert_int_equal(ims_tier_restore(&res, t2, A, cold, NULL, NULL, &o), -EBADMSG);
+	assert_non_null(strstr(ims_error_last(), "key"));
+	assert_int_equal(ims_image_exists(A, "rbd", name), 0);
+	assert_int_equal(ims_tier_restore(&res, t, A, cold, NULL, NULL, &o), 0);
+	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+
+	/* a key file others may read is refused */
+	chmod(key2_path, 0644);
+	assert_int_equal(ims_seal_key_load(&k, key2_path), -EPERM);
+	chmod(key2_path, 0600);
+	ims_tier_target_free(t);
+	ims_tier_target_free(t2);
+}
+
+static void start_proxy(void)
+{
+	char port_file[600];
+	snprintf(port_file, sizeof(port_file), "%s/proxy.port", itest_dir());
+	unlink(port_file);
+	proxy_pid = fork();
+	assert_true(proxy_pid >= 0);
+	if (proxy_pid == 0) {
+		char script[600];
+		snprintf(script, sizeof(script), "%s/tests/integration/tier_fault_proxy.py",
+			 getenv("IMS_SOURCE_DIR") ? getenv("IMS_SOURCE_DIR") : ".");
+		execlp("python3", "python3", script, "--upstream", endpoint, "--port-file", port_file, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100; i++) {
+		FILE *f = fopen(port_file, "r");
+		if (f) {
+			assert_int_equal(fscanf(f, "%d", &proxy_port), 1);
+			fclose(f);
+			return;
+		}
+		usleep(100000);
+	}
+	fail_msg("the fault proxy did not start");
+}
+
+static void proxy(const char *what)
+{
+	assert_int_equal(itest_sh("curl -sf 'http://127.0.0.1:%d/__fault__/%s' >/dev/null", proxy_port, what), 0);
+}
+
+static void test_faults(void **state)
+{
+	(void)state;
+	char via[64], path[600], cold[300];
+	const char *name = itest_name("faults");
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	ims_tier_result res;
+
+	start_proxy();
+	snprintf(via, sizeof(via), "http://127.0.0.1:%d", proxy_port);
+	snprintf(path, sizeof(path), "%s/faults.raw", itest_dir());
+	random_file(path, 24 * MiB, 17);
+	import_file(name, path);
+	snprintf(cold, sizeof(cold), "rbd/%s", name);
+
+	ims_tier_target *t = new_target(bucket_name("faults"), via, key_path, 6);
+	ims_s3_stats before, after;
+	ims_s3_get_stats(ims_tier_target_s3(t), &before);
+	o.concurrency = 2;
+	/* 500, 503, a dropped connection, a slow answer: retried, and the push completes */
+	proxy("plan?actions=500,503,drop,slow:1,ok,503,drop,500");
+	int r = ims_tier_push(&res, t, A, "rbd", name, NULL, &o);
+	if (r < 0)
+		fprintf(stderr, "push: %s\n", ims_error_last());
+	assert_int_equal(r, 0);
+	ims_s3_get_stats(ims_tier_target_s3(t), &after);
+	/* the slow answer is not retried, and curl itself may resend a request whose reused
+	 * connection was dropped: at least the 500s and 503s were retried here */
+	assert_true(after.retries - before.retries >= 4);
+	assert_int_equal(itest_sh("curl -sf 'http://127.0.0.1:%d/__fault__/stats' | grep -q 'injected=7'",
+				  proxy_port), 0);
+	/* and the restore */
+	proxy("plan?actions=drop,503,slow:1,500,ok,drop");
+	r = ims_tier_restore(&res, t, A, cold, NULL, NULL, &o);
+	if (r < 0)
+		fprintf(stderr, "restore: %s\n", ims_error_last());
+	assert_int_equal(r, 0);
+	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+
+	/* a push that keeps failing leaves no manifest and the image where it was */
+	const char *name2 = itest_name("faults");
+	import_file(name2, path);
+	ims_tier_target *t2 = new_target(bucket_name("faults"), via, key_path, 2);
+	proxy("always?action=503");
+	ims_error_clear();
+	assert_int_equal(ims_tier_push(&res, t2, A, "rbd", name2, NULL, &o), -EIO);
+	assert_non_null(strstr(ims_error_last(), "503"));
+	proxy("always?action=");
+	assert_int_equal(count_objects(t2, "manifests/"), 0);
+	assert_int_equal(ims_image_exists(A, "rbd", name2), 1);
+	/* dropped connections forever: the same */
+	proxy("always?action=drop");
+	assert_int_equal(ims_tier_push(&res, t2, A, "rbd", name2, NULL, &o), -EIO);
+	proxy("always?action=");
+	assert_int_equal(count_objects(t2, "manifests/"), 0);
+	assert_int_equal(ims_image_exists(A, "rbd", name2), 1);
+	ims_tier_target_free(t);
+	ims_tier_target_free(t2);
+}
+
+static void test_gc(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("gc"), NULL, key_path, 2);
+	const char *a = itest_name("gc"), *b = itest_name("gc");
+	char pa[600], pb[600], cold_a[300];
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	ims_tier_result res;
+	ims_tier_scrub_result sr;
+	o.after = IMS_TIER_KEEP;
+
+	snprintf(pa, sizeof(pa), "%s/gc-a.raw", itest_dir());
+	snprintf(pb, sizeof(pb), "%s/gc-b.raw", itest_dir());
+	random_file(pa, 12 * MiB, 21);
+	random_file(pb, 8 * MiB, 23);
+	import_file(a, pa);
+	import_file(b, pb);
+	assert_int_equal(ims_tier_push(&res, t, A, "rbd", a, NULL, &o), 0);
+	assert_int_equal(ims_tier_push(&res, t, A, "rbd", b, NULL, &o), 0);
+	assert_int_equal(count_objects(t, "chunks/"), 5);
+	snprintf(cold_a, sizeof(cold_a), "rbd/%s", a);
+	assert_int_equal(ims_tier_forget(t, cold_a), 0);
+
+	/* within the grace period nothing goes */
+	o.grace = 3600;
+	assert_int_equal(ims_tier_scrub(&sr, t, false, true, &o), 0);
+	assert_int_equal(sr.garbage, 3);
+	assert_int_equal(sr.garbage_young, 3);
+	assert_int_equal(sr.deleted, 0);
+	assert_int_equal(count_objects(t, "chunks/"), 5);
+	/* after it, the unreferenced chunks go, the referenced stay */
+	sleep(2);
+	o.grace = 1;
+	assert_int_equal(ims_tier_scrub(&sr, t, false, true, &o), 0);
+	assert_int_equal(sr.deleted, 3);
+	assert_int_equal(count_objects(t, "chunks/"), 2);
+	assert_int_equal(ims_tier_scrub(&sr, t, true, false, &o), 0);
+	assert_int_equal(sr.chunks_bad, 0);
+	ims_tier_target_free(t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_s3_client),
+		cmocka_unit_test(test_roundtrip_sparse),
+		cmocka_unit_test(test_roundtrip_full),
+		cmocka_unit_test(test_dedup_clones),
+		cmocka_unit_test(test_corrupt_chunk),
+		cmocka_unit_test(test_wrong_key_and_credentials),
+		cmocka_unit_test(test_faults),
+		cmocka_unit_test(test_gc),
+	};
+	return cmocka_run_group_tests_name("tier", tests, setup, teardown);
+}

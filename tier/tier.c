@@ -1,0 +1,1187 @@
+#include "tier/tier.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <rbd/librbd.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/spec.h"
+#include "store/catalog.h"
+#include "store/transfer.h"
+
+#define MAX_WORKERS 64
+#define KEY_MAX 1024
+
+struct ims_tier_target {
+	ims_s3 *s3;
+	ims_seal_key key;
+};
+
+int ims_tier_target_new(ims_tier_target **out, ims_s3 *s3, const ims_seal_key *key)
+{
+	ims_tier_target *t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->s3 = s3;
+	t->key = *key;
+	*out = t;
+	return 0;
+}
+
+int ims_tier_target_open(ims_tier_target **out, const ims_config_s3 *cfg)
+{
+	ims_seal_key key;
+	ims_s3 *s3 = NULL;
+	int r;
+	if ((r = ims_seal_key_load(&key, cfg->key_file)) < 0)
+		return r;
+	if ((r = ims_s3_from_config(&s3, cfg)) < 0)
+		goto out;
+	if ((r = ims_tier_target_new(out, s3, &key)) < 0)
+		ims_s3_free(s3);
+out:
+	OPENSSL_cleanse(&key, sizeof(key));
+	return r;
+}
+
+void ims_tier_target_free(ims_tier_target *t)
+{
+	if (!t)
+		return;
+	ims_s3_free(t->s3);
+	OPENSSL_cleanse(&t->key, sizeof(t->key));
+	free(t);
+}
+
+ims_s3 *ims_tier_target_s3(ims_tier_target *t)
+{
+	return t->s3;
+}
+
+int ims_tier_after_parse(ims_tier_after *out, const char *s)
+{
+	if (!s || !s[0] || !strcmp(s, "trash"))
+		*out = IMS_TIER_TRASH;
+	else if (!strcmp(s, "keep"))
+		*out = IMS_TIER_KEEP;
+	else if (!strcmp(s, "purge"))
+		*out = IMS_TIER_PURGE;
+	else
+		return ims_error_set(-EINVAL, "'%s' is not keep, trash or purge", s);
+	return 0;
+}
+
+static int check_opts(const ims_tier_opts *o)
+{
+	if (!o || o->version != IMS_TIER_OPTS_VERSION)
+		return ims_error_set(-EINVAL, "tier options of an unknown version");
+	return 0;
+}
+
+static unsigned opt_workers(const ims_tier_opts *o)
+{
+	unsigned n = o->concurrency ? o->concurrency : 8;
+	return n > MAX_WORKERS ? MAX_WORKERS : n;
+}
+
+static uint64_t opt_grace(const ims_tier_opts *o)
+{
+	return o->grace ? o->grace : 86400;
+}
+
+static bool is_zero(const uint8_t *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* manifests */
+
+int ims_tier_manifest_get(ims_manifest **out, ims_tier_target *t, const char *name)
+{
+	char key[KEY_MAX];
+	uint8_t *sealed = NULL, *plain = NULL;
+	size_t slen = 0, plen = 0;
+	ims_manifest *m = NULL;
+	int r;
+
+	if ((r = ims_manifest_key(key, sizeof(key), name)) < 0)
+		return r;
+	r = ims_s3_get(t->s3, key, &sealed, &slen, IMS_MANIFEST_MAX_BYTES + IMS_SEAL_OVERHEAD);
+	if (r == -ENOENT) {
+		r = ims_error_set(-ENOENT, "no cold image '%s' on target '%s'", name, ims_s3_name(t->s3));
+		goto out;
+	}
+	if (r < 0)
+		goto out;
+	if ((r = ims_unseal(&plain, &plen, &t->key, key, sealed, slen, IMS_MANIFEST_MAX_BYTES)) < 0) {
+		ims_error_set(r, "the manifest of cold image '%s' on target '%s' cannot be opened: %s "
+			      "(is the key file the one it was pushed with?)", name, ims_s3_name(t->s3), ims_error_last());
+		goto out;
+	}
+	if ((r = ims_manifest_parse(&m, (const char *)plain, plen)) < 0) {
+		ims_error_set(r, "the manifest of cold image '%s' is bad: %s", name, ims_error_last());
+		goto out;
+	}
+	if (strcmp(m->name, name) != 0) {
+		r = ims_error_set(-EBADMSG, "the manifest stored as '%s' names '%s'", name, m->name);
+		goto out;
+	}
+	*out = m;
+	m = NULL;
+out:
+	ims_manifest_free(m);
+	free(sealed);
+	free(plain);
+	return r;
+}
+
+int ims_tier_forget(ims_tier_target *t, const char *name)
+{
+	char key[KEY_MAX];
+	int r = ims_manifest_key(key, sizeof(key), name);
+	return r < 0 ? r : ims_s3_delete(t->s3, key);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* push */
+
+typedef struct {
+	uint64_t off;
+	uint32_t len;
+	bool data; /* false: all zeros */
+	uint8_t sha256[IMS_SHA256_LEN];
+} cell;
+
+typedef struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	ims_tier_target *t;
+	rbd_image_t image;
+	const char *what;
+	const ims_tier_opts *o;
+	cell *cells;
+	size_t ncells, next, done_cells;
+	uint64_t bytes_done, bytes_total;
+	uint64_t chunks_new, bytes_sealed;
+	int64_t now;
+	bool cancel;
+	int err;
+	char err_msg[IMS_ERROR_MSG_MAX];
+} pusher;
+
+static void push_fail_locked(pusher *p, int r)
+{
+	if (p->err)
+		return;
+	p->err = r;
+	snprintf(p->err_msg, sizeof(p->err_msg), "%s", ims_error_last());
+}
+
+/* Store one chunk unless it is there already; a chunk there but old enough that garbage
+ * collection could take it is refreshed first. */
+static int store_chunk(pusher *p, cell *c, const uint8_t *buf, uint64_t *sealed_bytes, bool *uploaded)
+{
+	char key[128];
+	int64_t mtime = 0;
+	uint8_t *sealed = NULL;
+	size_t slen = 0;
+	int r;
+
+	*uploaded = false;
+	*sealed_bytes = 0;
+	ims_manifest_chunk_key(key, sizeof(key), c->sha256);
+	r = ims_s3_head(p->t->s3, key, NULL, &mtime);
+	if (r == 0) {
+		if (mtime <= 0 || p->now - mtime < (int64_t)(opt_grace(p->o) / 2))
+			return 0;
+		if (ims_s3_touch(p->t->s3, key) == 0)
+			return 0;
+		/* no copy in place on this target: store it again */
+	} else if (r != -ENOENT) {
+		return r;
+	}
+	if ((r = ims_seal(&sealed, &slen, &p->t->key, key, buf, c->len, p->o->zstd_level)) < 0)
+		return r;
+	r = ims_s3_put(p->t->s3, key, sealed, slen);
+	free(sealed);
+	if (r == 0) {
+		*uploaded = true;
+		*sealed_bytes = slen;
+	}
+	return r;
+}
+
+static void *push_worker(void *arg)
+{
+	pusher *p = arg;
+	size_t cap = 0;
+	uint8_t *buf = NULL;
+	for (;;) {
+		pthread_mutex_lock(&p->lock);
+		if (p->err || p->cancel || p->next >= p->ncells) {
+			pthread_mutex_unlock(&p->lock);
+			break;
+		}
+		cell *c = &p->cells[p->next++];
+		pthread_mutex_unlock(&p->lock);
+
+		int r = 0;
+		uint64_t sealed = 0;
+		bool uploaded = false;
+		if (cap < c->len) {
+			free(buf);
+			cap = c->len;
+			if (!(buf = malloc(cap))) {
+				cap = 0;
+				r = -ENOMEM;
+			}
+		}
+		if (r == 0) {
+			ssize_t n = rbd_read(p->image, c->off, c->len, (char *)buf);
+			if (n < 0)
+				r = ims_error_set((int)n, "cannot read '%s' at offset %" PRIu64 ": %s", p->what, c->off,
+						  ims_strerror((int)n));
+			else if ((size_t)n < c->len)
+				memset(buf + n, 0, c->len - (size_t)n);
+		}
+		if (r == 0) {
+			c->data = !is_zero(buf, c->len);
+			if (c->data) {
+				ims_sha256_buf(buf, c->len, c->sha256);
+				r = store_chunk(p, c, buf, &sealed, &uploaded);
+			}
+		}
+		pthread_mutex_lock(&p->lock);
+		if (r < 0) {
+			push_fail_locked(p, r);
+		} else {
+			p->done_cells++;
+			p->bytes_done += c->len;
+			p->bytes_sealed += sealed;
+			p->chunks_new += uploaded;
+		}
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+		if (r < 0)
+			break;
+	}
+	free(buf);
+	return NULL;
+}
+
+typedef struct {
+	uint64_t chunk;
+	cell *cells;
+	size_t n, cap;
+	uint64_t size;
+	int err;
+} grid;
+
+/* The grid cells an allocated extent touches; extents come in ascending order. */
+static int add_cells(uint64_t off, size_t len, int exists, void *arg)
+{
+	grid *g = arg;
+	if (!exists || len == 0)
+		return 0;
+	for (uint64_t idx = off / g->chunk; idx * g->chunk < off + len; idx++) {
+		uint64_t coff = idx * g->chunk;
+		if (g->n && g->cells[g->n - 1].off >= coff)
+			continue;
+		if (g->n == g->cap) {
+			size_t cap = g->cap ? g->cap * 2 : 1024;
+			cell *nc = realloc(g->cells, cap * sizeof(*nc));
+			if (!nc)
+				return g->err = -ENOMEM;
+			g->cells = nc;
+			g->cap = cap;
+		}
+		uint64_t clen = g->size - coff < g->chunk ? g->size - coff : g->chunk;
+		g->cells[g->n++] = (cell){ .off = coff, .len = (uint32_t)clen };
+	}
+	return 0;
+}
+
+/* Whether a client other than this one has the image open. */
+static int in_use(rados_ioctx_t io, rbd_image_t image, unsigned *count)
+{
+	rbd_image_watcher_t w[32];
+	size_t n = sizeof(w) / sizeof(w[0]);
+	int r = rbd_watchers_list(image, w, &n);
+	if (r < 0)
+		return r;
+	uint64_t me = rados_get_instance_id(rados_ioctx_get_cluster(io));
+	*count = 0;
+	for (size_t i = 0; i < n; i++)
+		if ((uint64_t)w[i].id != me)
+			(*count)++;
+	rbd_watchers_list_cleanup(w, n);
+	return 0;
+}
+
+static int seal_and_put_manifest(ims_tier_target *t, const ims_manifest *m)
+{
+	char key[KEY_MAX], *text = NULL;
+	uint8_t *sealed = NULL;
+	size_t tlen = 0, slen = 0;
+	int r;
+	if ((r = ims_manifest_key(key, sizeof(key), m->name)) < 0)
+		return r;
+	if ((r = ims_manifest_encode(&text, &tlen, m)) < 0)
+		return r;
+	if ((r = ims_seal(&sealed, &slen, &t->key, key, text, tlen, 0)) == 0)
+		r = ims_s3_put(t->s3, key, sealed, slen);
+	free(text);
+	free(sealed);
+	return r;
+}
+
+int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, const char *pool,
+		  const char *image, const char *snap, const ims_tier_opts *o)
+{
+	rados_ioctx_t io = NULL;
+	rbd_image_t img = NULL;
+	grid g = { 0 };
+	pusher p;
+	pthread_t threads[MAX_WORKERS];
+	unsigned started = 0;
+	ims_manifest m;
+	ims_catalog_entry *cat = NULL;
+	char name[3 * IMS_NAME_MAX + 4];
+	int r;
+
+	memset(&p, 0, sizeof(p));
+	memset(&m, 0, sizeof(m));
+	pthread_mutex_init(&p.lock, NULL);
+	pthread_cond_init(&p.cond, NULL);
+	if (snap && !snap[0])
+		snap = NULL;
+	if ((r = check_opts(o)) < 0)
+		goto out;
+	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 || (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0 ||
+	    (snap && (r = ims_name_check(IMS_NAME_SNAP, snap)) < 0))
+		goto out;
+	uint64_t chunk = o->chunk_size ? o->chunk_size : IMS_CHUNK_SIZE_DEFAULT;
+	if (chunk < IMS_CHUNK_SIZE_MIN || chunk > IMS_CHUNK_SIZE_MAX || (chunk & (chunk - 1))) {
+		r = ims_error_set(-EINVAL, "chunk size %" PRIu64 " is not a power of two between 64 KiB and 64 MiB",
+				  chunk);
+		goto out;
+	}
+	snprintf(name, sizeof(name), "%s/%s%s%s", pool, image, snap ? "@" : "", snap ? snap : "");
+	p.what = name;
+
+	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+		goto out;
+	r = rbd_open_read_only(io, image, &img, snap);
+	if (r < 0) {
+		ims_error_set(r, "cannot open '%s' on site '%s': %s", name, ims_site_name(site), ims_strerror(r));
+		goto out;
+	}
+	bool remove = !snap && o->after != IMS_TIER_KEEP;
+	if (remove) {
+		unsigned users = 0;
+		if ((r = in_use(io, img, &users)) < 0) {
+			ims_error_set(r, "cannot list the clients of '%s': %s", name, ims_strerror(r));
+			goto out;
+		}
+		if (users) {
+			r = ims_error_set(-EBUSY, "'%s' is open by %u client%s: stop them, or push a snapshot", name,
+					  users, users == 1 ? "" : "s");
+			goto out;
+		}
+	}
+	rbd_image_info_t st;
+	uint64_t features = 0;
+	if ((r = rbd_stat(img, &st, sizeof(st))) < 0 || (r = rbd_get_features(img, &features)) < 0) {
+		ims_error_set(r, "cannot stat '%s': %s", name, ims_strerror(r));
+		goto out;
+	}
+	if (st.size == 0) {
+		r = ims_error_set(-EINVAL, "'%s' is empty: nothing to push", name);
+		goto out;
+	}
+	g.chunk = chunk;
+	g.size = st.size;
+	r = rbd_diff_iterate2(img, NULL, 0, st.size, 1, 1, add_cells, &g);
+	if (g.err)
+		r = g.err;
+	if (r < 0) {
+		ims_error_set(r, "cannot map the allocated extents of '%s': %s", name, ims_strerror(r));
+		goto out;
+	}
+	if (ims_catalog_get(io, image, &cat) < 0)
+		cat = NULL;
+	ims_error_clear();
+
+	p.t = t;
+	p.image = img;
+	p.o = o;
+	p.cells = g.cells;
+	p.ncells = g.n;
+	p.now = (int64_t)time(NULL);
+	for (size_t i = 0; i < g.n; i++)
+		p.bytes_total += g.cells[i].len;
+	ims_log_debug("pushing '%s' (%" PRIu64 " bytes, %zu cells of %" PRIu64 ") to '%s'", name, st.size, g.n,
+		      chunk, ims_s3_name(t->s3));
+
+	unsigned nworkers = opt_workers(o);
+	for (; started < nworkers && started < g.n; started++)
+		if (pthread_create(&threads[started], NULL, push_worker, &p) != 0)
+			break;
+	if (g.n && !started) {
+		r = ims_error_set(-EAGAIN, "cannot start push threads");
+		goto out;
+	}
+	pthread_mutex_lock(&p.lock);
+	while (!p.err && p.done_cells < p.ncells && !p.cancel) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&p.cond, &p.lock, &ts);
+		uint64_t done = p.bytes_done, total = p.bytes_total;
+		pthread_mutex_unlock(&p.lock);
+		bool stop = o->progress && o->progress(o->progress_ctx, done, total) != 0;
+		pthread_mutex_lock(&p.lock);
+		if (stop)
+			p.cancel = true;
+		/* workers that stopped early leave cells undone: only errors and cancel do that */
+		if (p.next >= p.ncells && p.done_cells < p.ncells && started == 0)
+			break;
+	}
+	pthread_mutex_unlock(&p.lock);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+	if (p.err) {
+		r = ims_error_set(p.err, "%s", p.err_msg);
+		goto out;
+	}
+	if (p.cancel) {
+		r = ims_error_set(-ECANCELED, "push of '%s' cancelled; no manifest was written", name);
+		goto out;
+	}
+
+	/* The manifest, written last. */
+	m.name = name;
+	m.pool = (char *)pool;
+	m.image = (char *)image;
+	m.snap = (char *)(snap ? snap : "");
+	m.size = st.size;
+	m.features = features;
+	m.order = (unsigned)st.order;
+	m.chunk_size = chunk;
+	m.pushed = (int64_t)time(NULL);
+	m.source = cat && cat->source ? cat->source : "";
+	m.content_sha256 = cat && cat->content_sha256 ? cat->content_sha256 : "";
+	m.stored_bytes = p.bytes_sealed;
+	if (!(m.chunks = calloc(g.n ? g.n : 1, sizeof(*m.chunks)))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	uint64_t bytes_data = 0;
+	for (size_t i = 0; i < g.n; i++) {
+		if (!g.cells[i].data)
+			continue;
+		ims_manifest_chunk *c = &m.chunks[m.nchunks++];
+		c->off = g.cells[i].off;
+		c->len = g.cells[i].len;
+		memcpy(c->sha256, g.cells[i].sha256, IMS_SHA256_LEN);
+		bytes_data += c->len;
+	}
+	if ((r = ims_manifest_fill_zeros(&m)) < 0)
+		goto out;
+	if (cat && cat->ntags) {
+		if (!(m.tags = calloc(cat->ntags, sizeof(*m.tags)))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < cat->ntags; i++)
+			m.tags[i] = (ims_manifest_tag){ cat->tags[i].key, cat->tags[i].value };
+		m.ntags = cat->ntags;
+	}
+	if ((r = seal_and_put_manifest(t, &m)) < 0)
+		goto out;
+	if (o->progress)
+		o->progress(o->progress_ctx, p.bytes_total, p.bytes_total);
+
+	if (remove) {
+		rbd_close(img);
+		img = NULL;
+		ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
+		ro.purge = o->after == IMS_TIER_PURGE;
+		if ((r = ims_image_remove(site, pool, image, &ro)) < 0) {
+			ims_error_set(r, "'%s' was pushed as cold image '%s' but could not be removed: %s", name, name,
+				      ims_error_last());
+			goto out;
+		}
+		ims_catalog_entry cold = { 0 };
+		if (cat)
+			cold = *cat;
+		cold.name = (char *)image;
+		cold.size = st.size;
+		if (!cold.created)
+			cold.created = m.pushed;
+		cold.cold_target = (char *)ims_s3_name(t->s3);
+		cold.cold_name = name;
+		cold.cold_since = m.pushed;
+		if ((r = ims_catalog_put(io, &cold)) < 0)
+			goto out;
+	}
+	if (out) {
+		memset(out, 0, sizeof(*out));
+		snprintf(out->name, sizeof(out->name), "%s", name);
+		out->size = st.size;
+		out->chunks = m.nchunks;
+		out->chunks_new = p.chunks_new;
+		out->bytes_data = bytes_data;
+		out->bytes_sealed = p.bytes_sealed;
+		out->bytes_zero = st.size - bytes_data;
+	}
+	r = 0;
+out:
+	free(m.chunks);
+	free(m.zeros);
+	free(m.tags);
+	ims_catalog_entry_free(cat);
+	free(g.cells);
+	if (img)
+		rbd_close(img);
+	if (io)
+		rados_ioctx_destroy(io);
+	pthread_mutex_destroy(&p.lock);
+	pthread_cond_destroy(&p.cond);
+	return r;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* restore: an ims_source whose bytes are the cold image, fetched ahead in parallel */
+
+enum { S_EMPTY = 0, S_FETCHING, S_READY };
+
+typedef struct {
+	int state;
+	size_t idx;
+	uint8_t *data;
+} fslot;
+
+typedef struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	ims_tier_target *t;
+	const ims_manifest *m;
+	fslot *slots;
+	size_t window;
+	size_t next;  /* next chunk to fetch */
+	size_t base;  /* chunks below are released */
+	bool stop;
+	int err;
+	char err_msg[IMS_ERROR_MSG_MAX];
+	pthread_t threads[MAX_WORKERS];
+	unsigned nthreads;
+} fetcher;
+
+/* Fetch chunk @p i and check it: authenticated, then its SHA-256 is its name. */
+static int fetch_chunk(ims_tier_target *t, const ims_manifest *m, size_t i, uint8_t **out)
+{
+	const ims_manifest_chunk *c = &m->chunks[i];
+	char key[128];
+	uint8_t *sealed = NULL, *plain = NULL, digest[IMS_SHA256_LEN];
+	size_t slen = 0, plen = 0;
+	int r;
+
+	ims_manifest_chunk_key(key, sizeof(key), c->sha256);
+	r = ims_s3_get(t->s3, key, &sealed, &slen, (size_t)m->chunk_size + (m->chunk_size >> 4) + 65536);
+	if (r < 0) {
+		ims_error_set(r, "chunk '%s' at offset %" PRIu64 " of cold image '%s' cannot be read: %s", key, c->off,
+			      m->name, ims_error_last());
+		goto out;
+	}
+	r = ims_unseal(&plain, &plen, &t->key, key, sealed, slen, c->len);
+	if (r < 0) {
+		ims_error_set(r, "chunk '%s' at offset %" PRIu64 " of cold image '%s' is bad: %s", key, c->off, m->name,
+			      ims_error_last());
+		goto out;
+	}
+	ims_sha256_buf(plain, plen, digest);
+	if (plen != c->len || memcmp(digest, c->sha256, IMS_SHA256_LEN) != 0) {
+		r = ims_error_set(-EBADMSG, "chunk '%s' at offset %" PRIu64 " of cold image '%s' is bad: its bytes "
+				  "do not hash to its name", key, c->off, m->name);
+		goto out;
+	}
+	*out = plain;
+	plain = NULL;
+out:
+	free(sealed);
+	free(plain);
+	return r;
+}
+
+static void *fetch_worker(void *arg)
+{
+	fetcher *f = arg;
+	pthread_mutex_lock(&f->lock);
+	for (;;) {
+		while (!f->stop && !f->err && f->next < f->m->nchunks && f->next >= f->base + f->window)
+			pthread_cond_wait(&f->cond, &f->lock);
+		if (f->stop || f->err || f->next >= f->m->nchunks)
+			break;
+		size_t i = f->next++;
+		fslot *s = &f->slots[i % f->window];
+		s->idx = i;
+		s->state = S_FETCHING;
+		pthread_mutex_unlock(&f->lock);
+		uint8_t *data = NULL;
+		int r = fetch_chunk(f->t, f->m, i, &data);
+		pthread_mutex_lock(&f->lock);
+		if (r < 0) {
+			if (!f->err) {
+				f->err = r;
+				snprintf(f->err_msg, sizeof(f->err_msg), "%s", ims_error_last());
+			}
+			s->state = S_EMPTY;
+		} else {
+			s->data = data;
+			s->state = S_READY;
+		}
+		pthread_cond_broadcast(&f->cond);
+	}
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+	return NULL;
+}
+
+/* Release every chunk below @p upto whose fetch is done. */
+static void release_locked(fetcher *f, size_t upto)
+{
+	while (f->base < upto) {
+		fslot *s = &f->slots[f->base % f->window];
+		if (f->base < f->next) {
+			while (s->state == S_FETCHING)
+				pthread_cond_wait(&f->cond, &f->lock);
+			free(s->data);
+			s->data = NULL;
+			s->state = S_EMPTY;
+		}
+		f->base++;
+	}
+	pthread_cond_broadcast(&f->cond);
+}
+
+static ssize_t fetcher_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	fetcher *f = ctx;
+	const ims_manifest *m = f->m;
+	uint8_t *out = buf;
+	size_t done = 0;
+
+	if (off >= m->size)
+		return 0;
+	if (len > m->size - off)
+		len = (size_t)(m->size - off);
+	while (done < len) {
+		uint64_t pos = off + done;
+		/* the first chunk that ends after pos */
+		size_t lo = 0, hi = m->nchunks;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (m->chunks[mid].off + m->chunks[mid].len <= pos)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo == m->nchunks || m->chunks[lo].off > pos) {
+			uint64_t gap_end = lo == m->nchunks ? m->size : m->chunks[lo].off;
+			size_t n = (size_t)(gap_end - pos < len - done ? gap_end - pos : len - done);
+			memset(out + done, 0, n);
+			done += n;
+			continue;
+		}
+		const ims_manifest_chunk *c = &m->chunks[lo];
+		size_t in = (size_t)(pos - c->off);
+		size_t n = c->len - in < len - done ? c->len - in : len - done;
+		pthread_mutex_lock(&f->lock);
+		if (lo < f->base) {
+			/* read again behind the window (not in the importer's order): fetch it here */
+			pthread_mutex_unlock(&f->lock);
+			uint8_t *data = NULL;
+			int r = fetch_chunk(f->t, m, lo, &data);
+			if (r < 0)
+				return r;
+			memcpy(out + done, data + in, n);
+			free(data);
+			done += n;
+			continue;
+		}
+		release_locked(f, lo);
+		fslot *s = &f->slots[lo % f->window];
+		while (!f->err && !(lo < f->next && s->idx == lo && s->state == S_READY))
+			pthread_cond_wait(&f->cond, &f->lock);
+		if (!(lo < f->next && s->idx == lo && s->state == S_READY)) {
+			int r = f->err;
+			ims_error_set(r, "%s", f->err_msg);
+			pthread_mutex_unlock(&f->lock);
+			return r;
+		}
+		memcpy(out + done, s->data + in, n);
+		if (in + n == c->len)
+			release_locked(f, lo + 1);
+		pthread_mutex_unlock(&f->lock);
+		done += n;
+	}
+	return (ssize_t)len;
+}
+
+static void fetcher_stop(fetcher *f)
+{
+	pthread_mutex_lock(&f->lock);
+	f->stop = true;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+	for (unsigned i = 0; i < f->nthreads; i++)
+		pthread_join(f->threads[i], NULL);
+	for (size_t i = 0; f->slots && i < f->window; i++)
+		free(f->slots[i].data);
+	free(f->slots);
+	pthread_mutex_destroy(&f->lock);
+	pthread_cond_destroy(&f->cond);
+}
+
+/* RBD features a new image may be created with: layering, exclusive-lock, object-map,
+ * fast-diff, deep-flatten, journaling. Others (operations, migrating...) are the cluster's. */
+#define CREATABLE_FEATURES (1ull | 4ull | 8ull | 16ull | 32ull | 64ull)
+
+int ims_tier_restore(ims_tier_result *out, ims_tier_target *t, ims_site *site, const char *name,
+		     const char *pool, const char *image, const ims_tier_opts *o)
+{
+	ims_manifest *m = NULL;
+	fetcher f;
+	bool fetching = false;
+	rados_ioctx_t io = NULL;
+	ims_catalog_entry *cat = NULL;
+	int r;
+
+	memset(&f, 0, sizeof(f));
+	if ((r = check_opts(o)) < 0)
+		return r;
+	if ((r = ims_tier_manifest_get(&m, t, name)) < 0)
+		return r;
+	if (!pool)
+		pool = m->pool;
+	if (!image)
+		image = m->image;
+	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 || (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0)
+		goto out;
+	/* before any download: the name must be free */
+	if ((r = ims_image_exists(site, pool, image)) != 0) {
+		if (r > 0)
+			r = ims_error_set(-EEXIST, "image '%s/%s' already exists on site '%s'", pool, image,
+					  ims_site_name(site));
+		goto out;
+	}
+
+	unsigned nworkers = opt_workers(o);
+	pthread_mutex_init(&f.lock, NULL);
+	pthread_cond_init(&f.cond, NULL);
+	fetching = true;
+	f.t = t;
+	f.m = m;
+	f.window = 2 * (size_t)nworkers;
+	if (!(f.slots = calloc(f.window, sizeof(*f.slots)))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (; f.nthreads < nworkers; f.nthreads++)
+		if (pthread_create(&f.threads[f.nthreads], NULL, fetch_worker, &f) != 0)
+			break;
+	if (!f.nthreads && m->nchunks) {
+		r = ims_error_set(-EAGAIN, "cannot start restore threads");
+		goto out;
+	}
+
+	ims_source src = { .pread = fetcher_pread, .size = m->size, .ctx = &f };
+	char what[1100];
+	snprintf(what, sizeof(what), "cold image '%s'", name);
+	ims_transfer_opts to = IMS_TRANSFER_OPTS_INIT;
+	to.format = IMS_FORMAT_RAW;
+	to.create.features = m->features & CREATABLE_FEATURES;
+	to.create.order = m->order;
+	to.concurrency = nworkers;
+	to.progress = o->progress;
+	to.progress_ctx = o->progress_ctx;
+	to.source_name = what;
+	ims_transfer_result tr;
+	if ((r = ims_image_import(&tr, site, pool, image, &src, &to)) < 0)
+		goto out;
+
+	/* the catalog says where it came from, and the tags come back */
+	if (ims_site_ioctx(site, pool, &io) == 0 && ims_catalog_get(io, image, &cat) == 0 && m->source[0]) {
+		free(cat->source);
+		cat->source = strdup(m->source);
+		ims_catalog_put(io, cat);
+	}
+	for (size_t i = 0; i < m->ntags; i++)
+		if (ims_image_tag_set(site, pool, image, m->tags[i].key, m->tags[i].value) < 0)
+			ims_log_warning("restored '%s/%s' without its tag '%s': %s", pool, image, m->tags[i].key,
+					ims_error_last());
+	ims_error_clear();
+	if (out) {
+		memset(out, 0, sizeof(*out));
+		snprintf(out->name, sizeof(out->name), "%s", name);
+		out->size = m->size;
+		out->chunks = m->nchunks;
+		for (size_t i = 0; i < m->nchunks; i++)
+			out->bytes_data += m->chunks[i].len;
+		out->bytes_zero = m->size - out->bytes_data;
+	}
+	r = 0;
+out:
+	if (fetching)
+		fetcher_stop(&f);
+	ims_catalog_entry_free(cat);
+	if (io)
+		rados_ioctx_destroy(io);
+	ims_manifest_free(m);
+	return r;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* listing */
+
+typedef struct {
+	char **keys;
+	int64_t *mtimes;
+	size_t n, cap;
+} keylist;
+
+static int collect_key(void *ctx, const char *key, uint64_t size, int64_t mtime)
+{
+	keylist *l = ctx;
+	(void)size;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 256;
+		char **nk = realloc(l->keys, cap * sizeof(*nk));
+		if (!nk)
+			return -ENOMEM;
+		l->keys = nk;
+		int64_t *nm = realloc(l->mtimes, cap * sizeof(*nm));
+		if (!nm)
+			return -ENOMEM;
+		l->mtimes = nm;
+		l->cap = cap;
+	}
+	if (!(l->keys[l->n] = strdup(key)))
+		return -ENOMEM;
+	l->mtimes[l->n++] = mtime;
+	return 0;
+}
+
+static void keylist_free(keylist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->keys[i]);
+	free(l->keys);
+	free(l->mtimes);
+}
+
+void ims_tier_cold_list_free(ims_tier_cold *list, size_t count)
+{
+	for (size_t i = 0; list && i < count; i++)
+		free(list[i].name);
+	free(list);
+}
+
+int ims_tier_list(ims_tier_cold **out, size_t *count, ims_tier_target *t)
+{
+	keylist l = { 0 };
+	ims_tier_cold *list = NULL;
+	int r = ims_s3_list(t->s3, "manifests/", collect_key, &l);
+	if (r < 0)
+		goto out;
+	if (!(list = calloc(l.n ? l.n : 1, sizeof(*list)))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		ims_manifest *m = NULL;
+		const char *name = l.keys[i] + strlen("manifests/");
+		if (!(list[i].name = strdup(name))) {
+			ims_tier_cold_list_free(list, i);
+			list = NULL;
+			r = -ENOMEM;
+			goto out;
+		}
+		if (ims_tier_manifest_get(&m, t, name) < 0) {
+			list[i].bad = true;
+			continue;
+		}
+		list[i].size = m->size;
+		list[i].pushed = m->pushed;
+		list[i].chunks = m->nchunks;
+		ims_manifest_free(m);
+	}
+	ims_error_clear();
+	*out = list;
+	*count = l.n;
+	list = NULL;
+out:
+	free(list);
+	keylist_free(&l);
+	return r;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* scrub and garbage collection */
+
+typedef struct {
+	uint8_t sha256[IMS_SHA256_LEN];
+	uint32_t len;
+	const char *owner; /* a cold image that references it (in names[]) */
+} ref;
+
+static int cmp_ref(const void *a, const void *b)
+{
+	return memcmp(((const ref *)a)->sha256, ((const ref *)b)->sha256, IMS_SHA256_LEN);
+}
+
+typedef struct {
+	pthread_mutex_t lock;
+	ims_tier_target *t;
+	ref *refs;
+	size_t n, next, done;
+	bool deep, cancel;
+	uint64_t chunk_max;
+	ims_tier_scrub_result *res;
+	const ims_tier_opts *o;
+} scrubber;
+
+static void report_locked(ims_tier_scrub_result *res, const char *what)
+{
+	size_t used = strlen(res->report);
+	if (used + 8 >= sizeof(res->report))
+		return;
+	snprintf(res->report + used, sizeof(res->report) - used, "%s%s", used ? "; " : "", what);
+}
+
+static void *scrub_worker(void *arg)
+{
+	scrubber *s = arg;
+	for (;;) {
+		pthread_mutex_lock(&s->lock);
+		if (s->cancel || s->next >= s->n) {
+			pthread_mutex_unlock(&s->lock);
+			break;
+		}
+		ref *rf = &s->refs[s->next++];
+		pthread_mutex_unlock(&s->lock);
+
+		char key[128], why[IMS_ERROR_MSG_MAX + 200];
+		int r;
+		ims_manifest_chunk_key(key, sizeof(key), rf->sha256);
+		if (!s->deep) {
+			r = ims_s3_head(s->t->s3, key, NULL, NULL);
+		} else {
+			uint8_t *sealed = NULL, *plain = NULL, digest[IMS_SHA256_LEN];
+			size_t slen = 0, plen = 0;
+			r = ims_s3_get(s->t->s3, key, &sealed, &slen, s->chunk_max + (s->chunk_max >> 4) + 65536);
+			if (r == 0)
+				r = ims_unseal(&plain, &plen, &s->t->key, key, sealed, slen, rf->len);
+			if (r == 0) {
+				ims_sha256_buf(plain, plen, digest);
+				if (plen != rf->len || memcmp(digest, rf->sha256, IMS_SHA256_LEN) != 0)
+					r = ims_error_set(-EBADMSG, "its bytes do not hash to its name");
+			}
+			free(sealed);
+			free(plain);
+		}
+		pthread_mutex_lock(&s->lock);
+		s->done++;
+		if (r < 0) {
+			s->res->chunks_bad++;
+			snprintf(why, sizeof(why), "%s (in '%s'): %s", key, rf->owner,
+				 r == -ENOENT ? "missing" : ims_error_last());
+			report_locked(s->res, why);
+			ims_log_debug("scrub: %s", why);
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	return NULL;
+}
+
+static int gc(ims_tier_target *t, const ref *refs, size_t nrefs, const ims_tier_opts *o,
+	      ims_tier_scrub_result *res)
+{
+	keylist l = { 0 };
+	int64_t now = (int64_t)time(NULL);
+	int64_t grace = (int64_t)opt_grace(o);
+	int r = ims_s3_list(t->s3, "chunks/", collect_key, &l);
+	if (r < 0)
+		goto out;
+	for (size_t i = 0; i < l.n; i++) {
+		const char *hex = l.keys[i] + strlen("chunks/");
+		ref probe;
+		uint8_t dummy[IMS_SHA256_LEN];
+		(void)dummy;
+		if (strlen(hex) != 64)
+			continue; /* not ours */
+		bool ok = true;
+		for (size_t k = 0; k < IMS_SHA256_LEN && ok; k++) {
+			unsigned v;
+			if (sscanf(hex + 2 * k, "%2x", &v) != 1)
+				ok = false;
+			probe.sha256[k] = (uint8_t)v;
+		}
+		if (!ok)
+			continue;
+		if (bsearch(&probe, refs, nrefs, sizeof(*refs), cmp_ref))
+			continue;
+		res->garbage++;
+		/* the listing's time may be old news: a push may have refreshed it since */
+		int64_t mtime = l.mtimes[i];
+		if (now - mtime >= grace && ims_s3_head(t->s3, l.keys[i], NULL, &mtime) < 0)
+			continue;
+		if (now - mtime < grace) {
+			res->garbage_young++;
+			continue;
+		}
+		if ((r = ims_s3_delete(t->s3, l.keys[i])) < 0)
+			goto out;
+		res->deleted++;
+	}
+	r = 0;
+out:
+	keylist_free(&l);
+	return r;
+}
+
+int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bool do_gc,
+		   const ims_tier_opts *o)
+{
+	ims_tier_scrub_result res;
+	keylist l = { 0 };
+	ref *refs = NULL;
+	size_t nrefs = 0, cap = 0;
+	char **owners = NULL;
+	scrubber s;
+	pthread_t threads[MAX_WORKERS];
+	unsigned started = 0;
+	uint64_t chunk_max = IMS_CHUNK_SIZE_MIN;
+	int r;
+
+	memset(&res, 0, sizeof(res));
+	memset(&s, 0, sizeof(s));
+	if ((r = check_opts(o)) < 0)
+		return r;
+	if ((r = ims_s3_list(t->s3, "manifests/", collect_key, &l)) < 0)
+		goto out;
+	if (!(owners = calloc(l.n ? l.n : 1, sizeof(*owners)))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		ims_manifest *m = NULL;
+		const char *name = l.keys[i] + strlen("manifests/");
+		res.manifests++;
+		if (ims_tier_manifest_get(&m, t, name) < 0) {
+			char why[IMS_ERROR_MSG_MAX + 64];
+			res.manifests_bad++;
+			snprintf(why, sizeof(why), "%s: %s", l.keys[i], ims_error_last());
+			report_locked(&res, why);
+			continue;
+		}
+		owners[i] = m->name;
+		m->name = NULL;
+		if (m->chunk_size > chunk_max)
+			chunk_max = m->chunk_size;
+		if (nrefs + m->nchunks > cap) {
+			size_t ncap = cap ? cap : 1024;
+			while (ncap < nrefs + m->nchunks)
+				ncap *= 2;
+			ref *nr = realloc(refs, ncap * sizeof(*nr));
+			if (!nr) {
+				ims_manifest_free(m);
+				r = -ENOMEM;
+				goto out;
+			}
+			refs = nr;
+			cap = ncap;
+		}
+		for (size_t k = 0; k < m->nchunks; k++) {
+			memcpy(refs[nrefs].sha256, m->chunks[k].sha256, IMS_SHA256_LEN);
+			refs[nrefs].len = m->chunks[k].len;
+			refs[nrefs].owner = owners[i];
+			nrefs++;
+		}
+		ims_manifest_free(m);
+	}
+	ims_error_clear();
+	if (nrefs)
+		qsort(refs, nrefs, sizeof(*refs), cmp_ref);
+	size_t uniq = 0;
+	for (size_t i = 0; i < nrefs; i++)
+		if (!uniq || memcmp(refs[uniq - 1].sha256, refs[i].sha256, IMS_SHA256_LEN) != 0)
+			refs[uniq++] = refs[i];
+	nrefs = uniq;
+	res.chunks = nrefs;
+
+	pthread_mutex_init(&s.lock, NULL);
+	s.t = t;
+	s.refs = refs;
+	s.n = nrefs;
+	s.deep = deep;
+	s.chunk_max = chunk_max;
+	s.res = &res;
+	s.o = o;
+	unsigned nworkers = opt_workers(o);
+	for (; started < nworkers && started < nrefs; started++)
+		if (pthread_create(&threads[started], NULL, scrub_worker, &s) != 0)
+			break;
+	for (;;) {
+		pthread_mutex_lock(&s.lock);
+		size_t done = s.done, n = s.n;
+		pthread_mutex_unlock(&s.lock);
+		if (done >= n || !started)
+			break;
+		if (o->progress && o->progress(o->progress_ctx, done, n) != 0) {
+			pthread_mutex_lock(&s.lock);
+			s.cancel = true;
+			pthread_mutex_unlock(&s.lock);
+			break;
+		}
+		struct timespec ts = { 0, 200 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+	pthread_mutex_destroy(&s.lock);
+	if (s.cancel) {
+		r = ims_error_set(-ECANCELED, "scrub cancelled");
+		goto out;
+	}
+	if (do_gc) {
+		if (res.manifests_bad) {
+			r = ims_error_set(-EBADMSG, "garbage collection skipped: %" PRIu64 " manifest%s could not be read "
+					  "(%s)", res.manifests_bad, res.manifests_bad == 1 ? "" : "s", res.report);
+			goto out;
+		}
+		if ((r = gc(t, refs, nrefs, o, &res)) < 0)
+			goto out;
+	}
+	if (o->progress)
+		o->progress(o->progress_ctx, nrefs, nrefs);
+	*out = res;
+	r = 0;
+out:
+	for (size_t i = 0; owners && i < l.n; i++)
+		free(owners[i]);
+	free(owners);
+	free(refs);
+	keylist_free(&l);
+	return r;
+}
