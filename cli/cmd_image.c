@@ -533,8 +533,23 @@ static const char *summary_size(char *buf, size_t len, const ProtobufCMessage *m
 	return ims_format_size(buf, len, s->size);
 }
 
+/* A cold image (pushed to object storage) shows where it went instead of where it came from. */
+static const char *summary_source(char *buf, size_t len, const ProtobufCMessage *m)
+{
+	const Imgstore__V1__ImageSummary *s = (const Imgstore__V1__ImageSummary *)m;
+	bool cold = s->cold_target && s->cold_target[0];
+	const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(
+		m->descriptor, cold ? "cold_target" : "source");
+	char tmp[1024];
+
+	if (!cold)
+		return ims_cli_format_field(buf, len, m, f); /* escaped like every other cell */
+	snprintf(buf, len, "cold:%s", ims_cli_format_field(tmp, sizeof(tmp), m, f));
+	return buf;
+}
+
 static const ims_cli_column image_columns[] = {
-	{"NAME", "name", NULL},	    {"SIZE", NULL, summary_size}, {"SOURCE", "source", NULL},
+	{"NAME", "name", NULL},	    {"SIZE", NULL, summary_size}, {"SOURCE", NULL, summary_source},
 	{"PARENT", "parent", NULL}, {"TAGS", "tags", NULL},	  {NULL, NULL, NULL},
 };
 

@@ -20,6 +20,7 @@
 #include "common/units.h"
 #include "daemon/daemon.h"
 #include "daemon/hosts.h"
+#include "daemon/tier.h"
 #include "imgstore/v1/host.pb-c.h"
 #include "imgstore/v1/image.pb-c.h"
 #include "imgstore/v1/operation.pb-c.h"
@@ -256,6 +257,7 @@ static int h_list_images(void *app, ims_rpc_call *call, const ProtobufCMessage *
 			e->created_unix = list[i].entry.created;
 			e->parent = DUP(call, list[i].entry.parent);
 			e->tags = build_tags(call, &list[i].entry, &e->n_tags);
+			e->cold_target = DUP(call, list[i].entry.cold_target);
 		}
 		m->images[m->n_images++] = e;
 	}
@@ -1211,10 +1213,11 @@ static const ims_rpc_method methods[] = {
 	M("ReplicationService", "VerifyImage", verify_image_request, verify_response, ADMIN, true, h_verify_image),
 	M("SiteService", "ListSites", list_sites_request, list_sites_response, READER, false, NULL),
 	M("SiteService", "GetSiteStatus", get_site_status_request, site, READER, false, NULL),
-	M("TierService", "Push", push_request, operation, ADMIN, true, NULL),
-	M("TierService", "Restore", restore_request, operation, ADMIN, true, NULL),
-	M("TierService", "ListCold", list_cold_request, list_cold_response, READER, false, NULL),
-	M("TierService", "Scrub", scrub_request, operation, ADMIN, true, NULL),
+	M("TierService", "Push", push_request, operation, ADMIN, true, ims_h_tier_push),
+	M("TierService", "Restore", restore_request, operation, ADMIN, true, ims_h_tier_restore),
+	M("TierService", "ListCold", list_cold_request, list_cold_response, READER, false,
+	  ims_h_tier_list_cold),
+	M("TierService", "Scrub", scrub_request, operation, ADMIN, true, ims_h_tier_scrub),
 };
 
 const ims_rpc_method *ims_daemon_methods(size_t *count)

@@ -81,8 +81,8 @@ expect_rc 2 "missing --size" "$CLI" image create "rbd/$p-x"
 expect_rc 2 "bad spec" "$CLI" image info "no-pool-here"
 expect_rc 2 "unknown verb" "$CLI" image frobnicate
 expect_rc 0 "verb help" "$CLI" image import --help
-expect_rc 1 "tiering not there yet" "$CLI" tier push "rbd/$p-vm1" --to rgw
-check "says unimplemented" grep -qi 'unimplemented\|not available' /tmp/cli-err.$$
+expect_rc 1 "tiering to an unknown target" "$CLI" tier push "rbd/$p-vm1" --to no-such-target
+check "names the target" grep -q "no S3 target 'no-such-target'" /tmp/cli-err.$$
 expect_rc 1 "a server that is down" "$CLI" --server https://127.0.0.1:9 image ls
 expect_rc 1 "a bad token" env IMGSTORE_TOKEN_FILE="$IMGSTORE_READER_TOKEN_FILE" "$CLI" image rm "rbd/$p-vm2"
 check "the role is refused" grep -q 'may not call ImageService/DeleteImage' /tmp/cli-err.$$

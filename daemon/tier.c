@@ -1,0 +1,322 @@
+/*
+ * daemon/tier.c: the TierService handlers. Every call opens its target from the configuration
+ * (credentials and key files are read then, so a rotated key file needs no restart).
+ */
+#include "daemon/tier.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/spec.h"
+#include "daemon/daemon.h"
+#include "imgstore/v1/common.pb-c.h"
+#include "imgstore/v1/tier.pb-c.h"
+#include "store/catalog.h"
+#include "tier/tier.h"
+
+#define APP(app) ((ims_daemon *)(app))
+
+typedef struct {
+	ims_daemon *d;
+	char target[IMS_NAME_MAX + 1];
+	char pool[IMS_NAME_MAX + 1];
+	char image[IMS_NAME_MAX + 1];
+	char snap[IMS_NAME_MAX + 1];
+	char name[3 * IMS_NAME_MAX + 4];
+	ims_tier_after after;
+	uint64_t chunk_size;
+	bool deep, gc;
+	uint64_t grace;
+} tier_work;
+
+/* The [s3] section named @p name; with none named, the only one. */
+static int pick_target(ims_daemon *d, const char *name, const ims_config_s3 **out)
+{
+	if (name && name[0]) {
+		const ims_config_s3 *c = ims_config_s3_target(d->cfg, name);
+		if (!c)
+			return ims_error_set(-ENOENT, "no S3 target '%s' in %s", name, d->cfg->path);
+		*out = c;
+		return 0;
+	}
+	if (d->cfg->ns3 == 1) {
+		*out = &d->cfg->s3[0];
+		return 0;
+	}
+	if (d->cfg->ns3 == 0)
+		return ims_error_set(-ENOENT, "no S3 target is configured ([s3 NAME] in %s)", d->cfg->path);
+	return ims_error_set(-EINVAL, "%zu S3 targets are configured: name one", d->cfg->ns3);
+}
+
+static int op_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	return ims_op_progress(ctx, done, total);
+}
+
+static ims_tier_opts work_opts(tier_work *w, ims_op *op)
+{
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.concurrency = (unsigned)w->d->cfg->defaults.concurrency;
+	o.after = w->after;
+	o.chunk_size = w->chunk_size;
+	o.grace = w->grace;
+	o.progress = op_progress;
+	o.progress_ctx = op;
+	return o;
+}
+
+static int open_target(tier_work *w, ims_tier_target **t)
+{
+	const ims_config_s3 *c = NULL;
+	int r = pick_target(w->d, w->target, &c);
+	return r < 0 ? r : ims_tier_target_open(t, c);
+}
+
+static int run_push(ims_op *op, void *arg)
+{
+	tier_work *w = arg;
+	ims_tier_target *t = NULL;
+	ims_tier_result res;
+	int r = open_target(w, &t);
+	if (r < 0)
+		return r;
+	ims_tier_opts o = work_opts(w, op);
+	r = ims_tier_push(&res, t, w->d->site, w->pool, w->image, w->snap[0] ? w->snap : NULL, &o);
+	if (r == 0)
+		ims_log_info("pushed '%s' to '%s': %" PRIu64 " chunks, %" PRIu64 " new, %" PRIu64
+			     " bytes uploaded, %" PRIu64 " bytes of zeros", res.name, w->target, res.chunks,
+			     res.chunks_new, res.bytes_sealed, res.bytes_zero);
+	ims_tier_target_free(t);
+	return r;
+}
+
+static int run_restore(ims_op *op, void *arg)
+{
+	tier_work *w = arg;
+	ims_tier_target *t = NULL;
+	int r = open_target(w, &t);
+	if (r < 0)
+		return r;
+	ims_tier_opts o = work_opts(w, op);
+	r = ims_tier_restore(NULL, t, w->d->site, w->name, w->pool[0] ? w->pool : NULL,
+			     w->image[0] ? w->image : NULL, &o);
+	ims_tier_target_free(t);
+	return r;
+}
+
+static int run_scrub(ims_op *op, void *arg)
+{
+	tier_work *w = arg;
+	ims_tier_target *t = NULL;
+	ims_tier_scrub_result res;
+	int r = open_target(w, &t);
+	if (r < 0)
+		return r;
+	ims_tier_opts o = work_opts(w, op);
+	r = ims_tier_scrub(&res, t, w->deep, w->gc, &o);
+	ims_tier_target_free(t);
+	if (r < 0)
+		return r;
+	ims_log_info("%s scrub of '%s': %" PRIu64 " manifests (%" PRIu64 " bad), %" PRIu64 " chunks (%" PRIu64
+		     " bad)%s", w->deep ? "deep" : "shallow", w->target, res.manifests, res.manifests_bad, res.chunks,
+		     res.chunks_bad, w->gc ? "" : "");
+	if (w->gc)
+		ims_log_info("garbage collection on '%s': %" PRIu64 " unreferenced chunks, %" PRIu64
+			     " kept for the grace period, %" PRIu64 " deleted", w->target, res.garbage,
+			     res.garbage_young, res.deleted);
+	if (res.chunks_bad || res.manifests_bad)
+		return ims_error_set(-EBADMSG, "scrub of '%s' found %" PRIu64 " bad chunk%s and %" PRIu64
+				     " bad manifest%s: %s", w->target, res.chunks_bad, res.chunks_bad == 1 ? "" : "s",
+				     res.manifests_bad, res.manifests_bad == 1 ? "" : "s", res.report);
+	return 0;
+}
+
+static int submit(ims_daemon *d, ims_rpc_call *call, const char *kind, const char *what, ims_op_fn fn,
+		  tier_work *w, ProtobufCMessage **resp)
+{
+	ims_op_record rec;
+	int r = ims_ops_submit(d->ops, kind, what, fn, w, free, &rec);
+	if (r < 0)
+		return r;
+	Imgstore__V1__Operation *o = ims_rpc_call_alloc(call, sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	imgstore__v1__operation__init(o);
+	o->id = ims_rpc_call_strdup(call, rec.id);
+	o->kind = ims_rpc_call_strdup(call, rec.kind);
+	o->target = ims_rpc_call_strdup(call, rec.target);
+	o->state = (Imgstore__V1__OperationState)rec.state;
+	o->bytes_done = rec.bytes_done;
+	o->bytes_total = rec.bytes_total;
+	o->error = ims_rpc_call_strdup(call, rec.error);
+	o->created_unix = rec.created;
+	o->started_unix = rec.started;
+	o->finished_unix = rec.finished;
+	o->site = ims_rpc_call_strdup(call, rec.site);
+	*resp = &o->base;
+	return 0;
+}
+
+int ims_h_tier_push(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__PushRequest *q = (const void *)req;
+	const ims_config_s3 *c = NULL;
+	ims_spec s;
+	char text[3 * IMS_NAME_MAX + 4];
+	int r;
+
+	if (!q->image || !q->image->image || !q->image->image[0])
+		return ims_error_set(-EINVAL, "the request names no image");
+	snprintf(text, sizeof(text), "%s/%s%s%s", q->image->pool && q->image->pool[0] ? q->image->pool : d->pool,
+		 q->image->image, q->image->snapshot && q->image->snapshot[0] ? "@" : "",
+		 q->image->snapshot ? q->image->snapshot : "");
+	ims_rpc_call_set_target(call, text);
+	if ((r = ims_spec_parse(&s, text, NULL, true, false)) < 0)
+		return r;
+	if ((r = pick_target(d, q->target, &c)) < 0)
+		return r;
+	tier_work *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->d = d;
+	if ((r = ims_tier_after_parse(&w->after, q->after)) < 0 ||
+	    (r = ims_daemon_require_image(d, s.pool, s.image)) < 0) {
+		free(w);
+		return r;
+	}
+	snprintf(w->target, sizeof(w->target), "%s", c->name);
+	snprintf(w->pool, sizeof(w->pool), "%s", s.pool);
+	snprintf(w->image, sizeof(w->image), "%s", s.image);
+	snprintf(w->snap, sizeof(w->snap), "%s", s.snap);
+	w->chunk_size = q->chunk_size;
+	return submit(d, call, "tier-push", text, run_push, w, resp);
+}
+
+int ims_h_tier_restore(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__RestoreRequest *q = (const void *)req;
+	const ims_config_s3 *c = NULL;
+	ims_spec from, to;
+	char target[IMS_NAME_MAX + 1] = "", what[4 * IMS_NAME_MAX];
+	int r;
+
+	if (!q->name || !q->name[0])
+		return ims_error_set(-EINVAL, "the request names no cold image");
+	ims_rpc_call_set_target(call, q->name);
+	if ((r = ims_spec_parse(&from, q->name, NULL, true, false)) < 0)
+		return ims_error_set(r, "cold image names are POOL/IMAGE[@SNAP]: %s", ims_error_last());
+	memset(&to, 0, sizeof(to));
+	if (q->to && q->to->image && q->to->image[0]) {
+		snprintf(what, sizeof(what), "%s/%s", q->to->pool && q->to->pool[0] ? q->to->pool : d->pool,
+			 q->to->image);
+		if ((r = ims_spec_parse(&to, what, NULL, false, false)) < 0)
+			return r;
+	}
+	/* which target: as asked, else the one the catalog's cold entry names, else the only one */
+	if (!(q->target && q->target[0]) && !from.snap[0]) {
+		rados_ioctx_t io;
+		ims_catalog_entry *e = NULL;
+		if (ims_site_ioctx(d->site, from.pool, &io) == 0) {
+			if (ims_catalog_get(io, from.image, &e) == 0 && e->cold_target)
+				snprintf(target, sizeof(target), "%s", e->cold_target);
+			ims_catalog_entry_free(e);
+			rados_ioctx_destroy(io);
+		}
+		ims_error_clear();
+	}
+	if ((r = pick_target(d, q->target && q->target[0] ? q->target : target, &c)) < 0)
+		return r;
+	tier_work *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->d = d;
+	snprintf(w->target, sizeof(w->target), "%s", c->name);
+	snprintf(w->name, sizeof(w->name), "%s", q->name);
+	snprintf(w->pool, sizeof(w->pool), "%s", to.pool);
+	snprintf(w->image, sizeof(w->image), "%s", to.image);
+	snprintf(what, sizeof(what), "%s%s%s%s%s", q->name, to.image[0] ? " to " : "", to.pool,
+		 to.image[0] ? "/" : "", to.image);
+	return submit(d, call, "tier-restore", what, run_restore, w, resp);
+}
+
+int ims_h_tier_list_cold(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__ListColdRequest *q = (const void *)req;
+	Imgstore__V1__ListColdResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
+	int r = 0;
+
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__list_cold_response__init(m);
+	if (q->target && q->target[0] && !ims_config_s3_target(d->cfg, q->target))
+		return ims_error_set(-ENOENT, "no S3 target '%s' in %s", q->target, d->cfg->path);
+	for (size_t k = 0; k < d->cfg->ns3; k++) {
+		const ims_config_s3 *c = &d->cfg->s3[k];
+		ims_tier_target *t = NULL;
+		ims_tier_cold *list = NULL;
+		size_t n = 0;
+		if (q->target && q->target[0] && strcmp(q->target, c->name) != 0)
+			continue;
+		if ((r = ims_tier_target_open(&t, c)) < 0)
+			return r;
+		r = ims_tier_list(&list, &n, t);
+		ims_tier_target_free(t);
+		if (r < 0)
+			return r;
+		Imgstore__V1__ColdImage **all = ims_rpc_call_alloc(call, (m->n_images + n + 1) * sizeof(*all));
+		if (!all) {
+			ims_tier_cold_list_free(list, n);
+			return -ENOMEM;
+		}
+		if (m->n_images)
+			memcpy(all, m->images, m->n_images * sizeof(*all));
+		m->images = all;
+		for (size_t i = 0; i < n; i++) {
+			Imgstore__V1__ColdImage *ci = ims_rpc_call_alloc(call, sizeof(*ci));
+			if (!ci) {
+				ims_tier_cold_list_free(list, n);
+				return -ENOMEM;
+			}
+			imgstore__v1__cold_image__init(ci);
+			ci->name = ims_rpc_call_strdup(call, list[i].name);
+			ci->target = ims_rpc_call_strdup(call, c->name);
+			ci->size = list[i].size;
+			ci->pushed_unix = list[i].pushed;
+			ci->chunks = list[i].chunks;
+			ci->unreadable = list[i].bad;
+			m->images[m->n_images++] = ci;
+		}
+		ims_tier_cold_list_free(list, n);
+	}
+	*resp = &m->base;
+	return 0;
+}
+
+int ims_h_tier_scrub(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__ScrubRequest *q = (const void *)req;
+	const ims_config_s3 *c = NULL;
+	int r;
+
+	if ((r = pick_target(d, q->target, &c)) < 0)
+		return r;
+	ims_rpc_call_set_target(call, c->name);
+	tier_work *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->d = d;
+	snprintf(w->target, sizeof(w->target), "%s", c->name);
+	w->deep = q->deep;
+	w->gc = q->collect_garbage;
+	w->grace = q->grace_seconds;
+	return submit(d, call, q->collect_garbage ? "tier-gc" : "tier-scrub", c->name, run_scrub, w, resp);
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Cold tiering end to end through the CLI and the sandbox's daemons, which tier to the S3
+# target 'rgw' (the sandbox radosgw, configured by `scripts/sandbox up --rgw`): push, the
+# cold entry in `image ls`, `tier ls`, restore byte for byte, scrub, gc, and refusals.
+set -uo pipefail
+CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+fails=0 passes=0
+ok() { echo "ok - $*"; passes=$((passes + 1)); }
+not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/tier-out.$$ 2>/tmp/tier-err.$$; local got=$?
+  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/tier-err.$$)"; fi; }
+
+tmp=$(mktemp -d /tmp/imgstore-tier-test.XXXXXX)
+trap 'rm -rf "$tmp" /tmp/tier-out.$$ /tmp/tier-err.$$' EXIT
+p=tiercli$$
+
+truncate -s 40M "$tmp/vm.raw"
+dd if=/dev/urandom of="$tmp/vm.raw" bs=1M count=6 conv=notrunc status=none
+dd if=/dev/urandom of="$tmp/vm.raw" bs=1M count=3 seek=30 conv=notrunc status=none
+expect_rc 0 "import" "$CLI" image import "$tmp/vm.raw" "rbd/$p-vm"
+expect_rc 0 "tag" "$CLI" image tag "rbd/$p-vm" os=debian
+
+expect_rc 0 "push" "$CLI" --format json tier push "rbd/$p-vm" --to rgw
+check "push is a succeeded tier-push operation" \
+  jq -e '.state == "succeeded" and .kind == "tier-push"' /tmp/tier-out.$$ >/dev/null
+expect_rc 1 "the image is gone from RBD" "$CLI" image info "rbd/$p-vm"
+check "image ls shows the cold entry" bash -c "'$CLI' --format json image ls rbd | jq -e '.[] | select(.name == \"$p-vm\")' >/dev/null"
+check "image ls says cold" bash -c "'$CLI' image ls rbd | grep '$p-vm' | grep -q 'cold:rgw'"
+check "tier ls lists it" bash -c "'$CLI' --format json tier ls | jq -e '.[] | select(.name == \"rbd/$p-vm\" and .target == \"rgw\" and .size == 41943040)' >/dev/null"
+
+expect_rc 0 "restore" "$CLI" tier restore "rbd/$p-vm"
+check "the tag came back" bash -c "'$CLI' --format json image info rbd/$p-vm | jq -e '.tags.os == \"debian\"' >/dev/null"
+expect_rc 0 "export the restored image" "$CLI" --server "$IMGSTORE_SOCKET_A" image export "rbd/$p-vm" "$tmp/back.raw"
+check "restored byte for byte" cmp "$tmp/vm.raw" "$tmp/back.raw"
+expect_rc 1 "restore onto an existing image" "$CLI" tier restore "rbd/$p-vm"
+check "says it exists" grep -q 'already exists' /tmp/tier-err.$$
+expect_rc 0 "restore under another name" "$CLI" tier restore "rbd/$p-vm" --to "rbd/$p-copy"
+
+expect_rc 0 "push a snapshot, keeping the image" "$CLI" snap create "rbd/$p-vm@s1"
+expect_rc 0 "push @s1" "$CLI" tier push "rbd/$p-vm@s1" --to rgw
+expect_rc 0 "the image stays" "$CLI" image info "rbd/$p-vm"
+expect_rc 0 "shallow scrub" "$CLI" tier scrub
+expect_rc 0 "deep scrub" "$CLI" tier scrub --deep
+expect_rc 0 "gc" "$CLI" tier gc --grace 1h
+
+expect_rc 1 "an unknown target" "$CLI" tier push "rbd/$p-vm" --to nowhere
+check "names it" grep -q "no S3 target 'nowhere'" /tmp/tier-err.$$
+expect_rc 1 "an unknown cold image" "$CLI" tier restore "rbd/$p-none"
+check "says so" grep -q "no cold image" /tmp/tier-err.$$
+expect_rc 2 "a bad --after" "$CLI" tier push "rbd/$p-vm" --to rgw --after shred
+
+"$CLI" image rm --purge "rbd/$p-copy" >/dev/null 2>&1
+"$CLI" snap rm "rbd/$p-vm@s1" >/dev/null 2>&1
+"$CLI" image rm --purge "rbd/$p-vm" >/dev/null 2>&1
+echo "# $passes passed, $fails failed"
+[ "$fails" -eq 0 ]
