@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "common/config.h"
+#include "daemon/alert.h"
 #include "daemon/ops.h"
 #include "replicator/scheduler.h"
 #include "proto/server.h"
@@ -40,6 +41,7 @@ typedef struct ims_daemon {
 	ims_site **peers;        /* connected lazily, one per [peer] of the config */
 	pthread_mutex_t peers_lock;
 	ims_repl_sched *repl;
+	ims_alert *alert;        /* NULL without [defaults] alert_webhook */
 } ims_daemon;
 
 /** The peer site @p name, connecting on first use (ims_repl_peer_fn). */

@@ -290,6 +290,14 @@ int main(int argc, char **argv)
 	ro.copy.concurrency = (unsigned)d.cfg->defaults.concurrency;
 	ro.copy.inflight_bytes = d.cfg->defaults.inflight_bytes;
 	ro.copy.retention = (unsigned)d.cfg->defaults.retention;
+	if (d.cfg->defaults.alert_webhook) {
+		if ((r = ims_alert_start(&d.alert, d.cfg->defaults.alert_webhook, d.cfg->site.name)) < 0) {
+			ims_log_error("cannot start the alert webhook: %s", ims_error_last());
+			goto out;
+		}
+		ro.event = ims_alert_event;
+		ro.event_ctx = d.alert;
+	}
 	if ((r = ims_repl_sched_start(&d.repl, &ro)) < 0) {
 		ims_log_error("cannot start replication: %s", ims_error_last());
 		goto out;
@@ -348,6 +356,7 @@ int main(int argc, char **argv)
 out:
 	ims_rpc_server_stop(d.server);
 	ims_repl_sched_stop(d.repl);
+	ims_alert_stop(d.alert); /* after the scheduler: nothing calls it any more */
 	ims_ops_stop(d.ops);
 	for (size_t i = 0; d.peers && i < d.cfg->npeers; i++)
 		ims_site_close(d.peers[i]);

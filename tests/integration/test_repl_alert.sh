@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The RPO alert webhook: site a's imgstored runs with [defaults] alert_webhook pointing at a
+# receiver that answers 500 to the first 2 POSTs. Site b stops answering: one rpo_violation
+# arrives after the retries (1 s, then 2 s); it answers again: one rpo_recovered. The
+# original configuration and daemon come back whatever happens.
+set -uo pipefail
+CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+SRC=${IMS_SOURCE_DIR:?}
+SB=${IMGSTORE_SANDBOX:?}
+CONF=$SB/site-a/imgstored.conf
+fails=0 passes=0
+ok() { echo "ok - $*"; passes=$((passes + 1)); }
+not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+
+work=$(mktemp -d)
+rpid=""
+img=alert$$
+restore() {
+  "$SRC/scripts/sandbox" thaw-site "$SB" b >/dev/null 2>&1
+  "$CLI" repl disable "rbd/$img" --to b >/dev/null 2>&1
+  "$CLI" image rm --purge "rbd/$img" >/dev/null 2>&1
+  rbd -c "$CEPH_CONF_B" snap purge "rbd/$img" >/dev/null 2>&1
+  rbd -c "$CEPH_CONF_B" rm --no-progress "rbd/$img" >/dev/null 2>&1
+  if [ -f "$work/imgstored.conf.orig" ]; then
+    "$SRC/scripts/sandbox" stop-daemon "$SB" a >/dev/null 2>&1
+    cp "$work/imgstored.conf.orig" "$CONF"
+    "$SRC/scripts/sandbox" start-daemon "$SB" a >/dev/null 2>&1
+  fi
+  [ -n "$rpid" ] && kill "$rpid" 2>/dev/null
+  rm -rf "$work"
+}
+trap restore EXIT
+
+python3 "$SRC/tests/integration/webhook_receiver.py" "$work/port" "$work/posts" 2 &
+rpid=$!
+for i in $(seq 1 50); do [ -s "$work/port" ] && break; sleep 0.1; done
+check "the receiver listens" test -s "$work/port"
+port=$(cat "$work/port")
+
+cp "$CONF" "$work/imgstored.conf.orig"
+sed -i "/^\[defaults\]/a alert_webhook = http://127.0.0.1:$port/hook" "$CONF"
+"$SRC/scripts/sandbox" stop-daemon "$SB" a >/dev/null 2>&1
+check "site a's imgstored restarts with the webhook" "$SRC/scripts/sandbox" start-daemon "$SB" a
+
+"$CLI" image create "rbd/$img" --size 16M >/dev/null
+check "enable with a 3s RPO" bash -c "'$CLI' repl enable 'rbd/$img' --to b --rpo 3s >/dev/null"
+sealed=""
+for i in $(seq 1 60); do
+  sealed=$("$CLI" --format json repl status "rbd/$img" | jq -r '.[0].last_sealed_snapshot // ""')
+  [ -n "$sealed" ] && break
+  sleep 0.5
+done
+check "a first snapshot is sealed" test -n "$sealed"
+
+posts() { jq -c --arg img "rbd/$img" --arg ev "$1" 'select(.body.image == $img and .body.event == $ev)' "$work/posts" 2>/dev/null; }
+delivered() { posts "$1" | jq -c 'select(.status == 200)'; }
+
+"$SRC/scripts/sandbox" freeze-site "$SB" b
+for i in $(seq 1 40); do [ -n "$(delivered rpo_violation)" ] && break; sleep 1; done
+check "an rpo_violation was delivered while site b was down" test -n "$(delivered rpo_violation)"
+check "after two refused attempts" test "$(posts rpo_violation | jq -s 'map(.status) == [500, 500, 200]')" = true
+check "retried after 1 s, then 2 s" test "$(posts rpo_violation | jq -s '(.[1].at - .[0].at) >= 0.9 and (.[2].at - .[1].at) >= 1.9')" = true
+v=$(delivered rpo_violation | head -1)
+check "the payload says what, where and when ($(echo "$v" | jq -c .body))" test "$(echo "$v" | jq --arg img "rbd/$img" \
+  '.body.image == $img and .body.target == "b" and .body.site == "a" and .body.rpo_seconds == 3 and .body.lag_seconds > 3 and (.body.time | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T.*Z$")) and .content_type == "application/json"')" = true
+check "the daemon still answers while the webhook retried" bash -c "'$CLI' repl status 'rbd/$img' >/dev/null"
+
+"$SRC/scripts/sandbox" thaw-site "$SB" b
+for i in $(seq 1 120); do [ -n "$(delivered rpo_recovered)" ] && break; sleep 1; done
+check "an rpo_recovered was delivered when site b came back" test -n "$(delivered rpo_recovered)"
+r=$(delivered rpo_recovered | head -1)
+check "its lag is within the RPO" test "$(echo "$r" | jq '.body.lag_seconds <= 3 and .body.target == "b"')" = true
+sleep 3
+check "one alert per transition" test "$(posts rpo_violation | jq -s 'map(select(.status == 200)) | length'):$(posts rpo_recovered | jq -s 'length')" = "1:1"
+check "the log says it was sent" grep -q "alert webhook: sent rpo_violation of 'rbd/$img' to site 'b' (attempt 3)" "$SB/site-a/log/imgstored.log"
+
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
