@@ -45,6 +45,7 @@ typedef struct {
 
 #define F_REQUIRED 1u
 #define F_SITE_ONLY 2u /* [site] but not [peer] */
+#define F_PEER_ONLY 4u /* [peer] but not [site] */
 
 #define CL(f) offsetof(ims_config_cluster, f)
 #define SV(f) offsetof(ims_config_server, f)
@@ -69,6 +70,8 @@ static const config_key keys[] = {
 	  "How long a call waits for the monitors before it fails with a timeout." },
 	{ S_CLUSTER, "osd_timeout", T_DURATION, CL(osd_timeout), "30s", 1, DAY, NULL, 0,
 	  "How long a call waits for an OSD before it fails with a timeout." },
+	{ S_CLUSTER, "bandwidth_limit", T_SIZE, CL(bandwidth_limit), "0", 0, UINT64_MAX, NULL, F_PEER_ONLY,
+	  "[peer] only: bytes per second replication may send to this site; 0: [defaults] bandwidth_limit." },
 
 	{ S_SERVER, "listen", T_ADDRESS, SV(listen), NULL, 0, 0, NULL, 0,
 	  "TCP address of the RPC API, HOST:PORT; TLS unless allow_plain_http." },
@@ -121,7 +124,7 @@ static const config_key keys[] = {
 	{ S_DEFAULTS, "inflight_bytes", T_SIZE, DF(inflight_bytes), "64M", 1 << 20, 16 * GIB, NULL, 0,
 	  "Bytes one copy may hold in memory at once." },
 	{ S_DEFAULTS, "bandwidth_limit", T_SIZE, DF(bandwidth_limit), "0", 0, UINT64_MAX, NULL, 0,
-	  "Bytes per second between a pair of sites; 0 is no limit." },
+	  "Bytes per second replication may send to each peer site (a [peer] may set its own); 0 is no limit." },
 	{ S_DEFAULTS, "retention", T_UINT, DF(retention), "3", 1, 1000, NULL, 0,
 	  "Sealed replication snapshots kept on each side." },
 	{ S_DEFAULTS, "op_workers", T_UINT, DF(op_workers), "4", 1, 256, NULL, 0,
@@ -363,6 +366,8 @@ static const config_key *find_key(section_kind kind, bool is_peer, const char *n
 			continue;
 		if (is_peer && (keys[i].flags & F_SITE_ONLY))
 			return NULL;
+		if (!is_peer && (keys[i].flags & F_PEER_ONLY))
+			return NULL;
 		*idx = i;
 		return &keys[i];
 	}
@@ -590,6 +595,8 @@ static int finish_section(parser *p, section_ref *s)
 		if (k->section != s->kind || (s->set & (1ull << i)))
 			continue;
 		if (s->kind == S_CLUSTER && s->peer >= 0 && (k->flags & F_SITE_ONLY))
+			continue;
+		if (s->kind == S_CLUSTER && s->peer < 0 && (k->flags & F_PEER_ONLY))
 			continue;
 		if (k->flags & F_REQUIRED) {
 			report(p, s->line, "%s is missing '%s' (%s)", label, k->name, k->help);

@@ -33,6 +33,7 @@ typedef struct {
 	char *pool;
 	uint64_t mon_timeout;
 	uint64_t osd_timeout;
+	uint64_t bandwidth_limit; /* [peer] only; 0: [defaults] */
 	unsigned line; /* where the section starts, for messages */
 } ims_config_cluster;
 

@@ -110,6 +110,14 @@ int ims_daemon_peer(void *app, const char *name, ims_site **out)
 	return ims_error_set(-ENOENT, "no peer site '%s' in %s", name, d->cfg->path);
 }
 
+/* The bandwidth replication may use towards peer @p name: its own, else [defaults]. */
+static uint64_t peer_bandwidth(void *app, const char *name)
+{
+	ims_daemon *d = app;
+	const ims_config_cluster *c = ims_config_peer(d->cfg, name);
+	return c && c->bandwidth_limit ? c->bandwidth_limit : d->cfg->defaults.bandwidth_limit;
+}
+
 static void metrics(void *app, FILE *out)
 {
 	ims_daemon *d = app;
@@ -298,6 +306,7 @@ int main(int argc, char **argv)
 		ro.event = ims_alert_event;
 		ro.event_ctx = d.alert;
 	}
+	ro.bandwidth = peer_bandwidth;
 	if ((r = ims_repl_sched_start(&d.repl, &ro)) < 0) {
 		ims_log_error("cannot start replication: %s", ims_error_last());
 		goto out;

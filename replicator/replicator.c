@@ -219,6 +219,7 @@ typedef struct {
 	uint64_t *inflight; /* start offsets of blocks being copied, one slot per worker */
 	unsigned nworkers;
 	uint64_t budget;    /* memory the copy may hold: its buffers and librbd's copies */
+	ims_ratelimit *bandwidth;
 	uint64_t held;
 	bool fresh;         /* zeros need no write */
 	int err;
@@ -279,6 +280,8 @@ static int copy_block(copier *c, uint8_t *buf, uint64_t off, size_t len, bool da
 		*zeroed = len;
 		return 0;
 	}
+	if (c->bandwidth)
+		ims_ratelimit_take(c->bandwidth, len);
 	ssize_t got = rbd_read(c->src, off, len, (char *)buf);
 	if (got < 0)
 		return ims_error_set((int)got, "cannot read %s at %" PRIu64 " on the primary: %s", c->what, off,
@@ -652,6 +655,7 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 		nworkers = 256;
 	c.nworkers = nworkers;
 	c.budget = o->inflight_bytes ? o->inflight_bytes : (64u << 20);
+	c.bandwidth = o->bandwidth;
 	c.inflight = calloc(nworkers, sizeof(*c.inflight));
 	threads = calloc(nworkers, sizeof(*threads));
 	args = calloc(nworkers, sizeof(*args));

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/ratelimit.h"
 #include "store/image.h"
 #include "store/site.h"
 
@@ -40,6 +41,7 @@ typedef struct {
 	uint64_t checkpoint_bytes;/* checkpoint after this much copied; 0: 16 MiB */
 	ims_progress_fn progress; /* may be NULL; non-zero return cuts the cycle (resumable) */
 	void *progress_ctx;
+	ims_ratelimit *bandwidth; /* may be NULL; data read for the secondary is taken from it */
 } ims_repl_opts;
 #define IMS_REPL_OPTS_INIT { .version = IMS_REPL_OPTS_VERSION }
 

@@ -47,8 +47,16 @@ typedef struct pair {
 	struct pair *next;
 } pair;
 
+/* The bandwidth of one site pair, shared by every cycle to that target. */
+typedef struct limit {
+	char target[64];
+	ims_ratelimit rl;
+	struct limit *next;
+} limit;
+
 struct ims_repl_sched {
 	ims_repl_sched_opts o;
+	limit *limits;
 	char owner[128];
 	rados_ioctx_t io;
 	pthread_mutex_t lock;
@@ -282,6 +290,24 @@ static int cycle_progress(void *ctx, uint64_t done, uint64_t total)
 	return c->user ? c->user(c->user_ctx, done, total) : 0;
 }
 
+static ims_ratelimit *limit_for(ims_repl_sched *s, const char *target)
+{
+	if (!s->o.bandwidth)
+		return NULL;
+	pthread_mutex_lock(&s->lock);
+	limit *l = s->limits;
+	while (l && strcmp(l->target, target) != 0)
+		l = l->next;
+	if (!l && (l = calloc(1, sizeof(*l)))) {
+		snprintf(l->target, sizeof(l->target), "%s", target);
+		ims_ratelimit_init(&l->rl, s->o.bandwidth(s->o.peer_ctx, target), 0);
+		l->next = s->limits;
+		s->limits = l;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return l && l->rl.rate ? &l->rl : NULL;
+}
+
 static void notify_locked(ims_repl_sched *s, const pair *p, ims_repl_event_kind kind, double lag, const char *detail)
 {
 	if (!s->o.event)
@@ -358,6 +384,7 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 			ims_repl_opts ro = s->o.copy;
 			ro.progress = cycle_progress;
 			ro.progress_ctx = &c;
+			ro.bandwidth = limit_for(s, p->target);
 			r = ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
 			bool verify = false;
 			if (r == 0 && !res.unchanged) {
@@ -377,6 +404,9 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 		}
 	}
 
+	if (r == 0 && res.resumed)
+		ims_log_info("replication of '%s' resumed a cut cycle from its checkpoint and sealed '%s' "
+			     "(%" PRIu64 " bytes copied after the resume)", c.lock_name, res.sealed, res.bytes_copied);
 	pthread_mutex_lock(&s->lock);
 	if (r == 0) {
 		p->sealed_ms = res.sealed_unix_ms;
@@ -579,6 +609,12 @@ void ims_repl_sched_stop(ims_repl_sched *s)
 		pair *n = s->pairs->next;
 		free(s->pairs);
 		s->pairs = n;
+	}
+	while (s->limits) {
+		limit *n = s->limits->next;
+		ims_ratelimit_destroy(&s->limits->rl);
+		free(s->limits);
+		s->limits = n;
 	}
 	free(s->queue);
 	free(s->workers);

@@ -66,6 +66,9 @@ typedef struct {
 	unsigned tick_ms;          /* how often due images are looked for; 0: 500 */
 	ims_repl_event_fn event;   /* may be NULL */
 	void *event_ctx;
+	/* bytes per second the cycles to a target may send, shared by them (0: no limit); may be
+	 * NULL; called with peer_ctx the first time a target is synced */
+	uint64_t (*bandwidth)(void *ctx, const char *target);
 } ims_repl_sched_opts;
 #define IMS_REPL_SCHED_OPTS_INIT { .version = IMS_REPL_SCHED_OPTS_VERSION, .copy = IMS_REPL_OPTS_INIT }
 

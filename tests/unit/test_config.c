@@ -112,7 +112,7 @@ static void test_minimal_file_takes_defaults(void **state)
 	errors e;
 	assert_int_equal(parse("[site]\nname=a\nceph_conf=/c\n[server]\nunix_socket=/s\n", &cfg, &e), 0);
 	assert_int_equal(cfg->defaults.rpo, 60);
-	assert_int_equal(cfg->defaults.concurrency, 8);
+	assert_int_equal(cfg->defaults.concurrency, 16);
 	assert_string_equal(cfg->defaults.log_level, "info");
 	assert_int_equal(cfg->server.max_request_bytes, 4u << 20);
 	assert_int_equal(cfg->npeers, 0);
@@ -143,6 +143,21 @@ static void test_unknown_key_and_section(void **state)
 		      "test.conf:8: unknown key 'rpoo' in [defaults]\n"
 		      "test.conf:9: unknown section [frobs]: expected [site], [peer NAME], [server], [s3 NAME] or [defaults]\n"
 		      "test.conf:11: [defaults] appears twice (first at line 6)\n");
+}
+
+/* A peer may have its own bandwidth limit; this site may not (it sends to peers). */
+static void test_peer_bandwidth(void **state)
+{
+	(void)state;
+	ims_config *cfg = NULL;
+	errors e;
+	assert_int_equal(parse(BASE "[peer b]\nceph_conf = /b\nbandwidth_limit = 50M\n[peer c]\nceph_conf = /c2\n", &cfg, &e), 0);
+	assert_int_equal(ims_config_peer(cfg, "b")->bandwidth_limit, 50u << 20);
+	assert_int_equal(ims_config_peer(cfg, "c")->bandwidth_limit, 0);
+	assert_int_equal(cfg->site.bandwidth_limit, 0);
+	ims_config_free(cfg);
+	expect_errors("[site]\nname = a\nceph_conf = /c\nbandwidth_limit = 1M\n[server]\nunix_socket = /s\n",
+		      "test.conf:4: unknown key 'bandwidth_limit' in [site]\n");
 }
 
 static void test_bad_values(void **state)
@@ -287,6 +302,7 @@ int main(void)
 		cmocka_unit_test(test_good_file),
 		cmocka_unit_test(test_minimal_file_takes_defaults),
 		cmocka_unit_test(test_unknown_key_and_section),
+		cmocka_unit_test(test_peer_bandwidth),
 		cmocka_unit_test(test_bad_values),
 		cmocka_unit_test(test_ranges_in_units),
 		cmocka_unit_test(test_missing_required),
