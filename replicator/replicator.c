@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "replicator/replicator_internal.h"
 #include "store/omap.h"
 
 #define BLOCK (4u << 20)
@@ -36,11 +37,7 @@ int64_t ims_repl_snap_time(const char *name)
 	return *end || v < 0 ? -1 : (int64_t)v;
 }
 
-/* The replication snapshots of an open image, oldest first. */
-typedef struct {
-	char (*names)[SNAP_NAME_MAX];
-	size_t n;
-} repl_snaps;
+typedef ims_repl__snaps repl_snaps;
 
 static int cmp_snap(const void *a, const void *b)
 {
@@ -48,7 +45,7 @@ static int cmp_snap(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int list_repl_snaps(rbd_image_t image, repl_snaps *out)
+int ims_repl__list_snaps(rbd_image_t image, ims_repl__snaps *out)
 {
 	rbd_snap_info_t *snaps = NULL;
 	int max = 16, n;
@@ -81,7 +78,7 @@ static int list_repl_snaps(rbd_image_t image, repl_snaps *out)
 	return 0;
 }
 
-static bool has_snap(const repl_snaps *s, const char *name)
+bool ims_repl__has_snap(const ims_repl__snaps *s, const char *name)
 {
 	for (size_t i = 0; i < s->n; i++)
 		if (strcmp(s->names[i], name) == 0)
@@ -104,7 +101,7 @@ int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, ch
 		return r == -ENOENT ? ims_error_set(r, "no image '%s/%s' on site '%s'", pool, image, ims_site_name(site))
 				    : ims_error_set(r, "cannot open '%s/%s': %s", pool, image, ims_strerror(r));
 	}
-	r = list_repl_snaps(img, &s);
+	r = ims_repl__list_snaps(img, &s);
 	if (r == 0 && s.n == 0)
 		r = ims_error_set(-ENOENT, "'%s/%s' on site '%s' has no sealed replication snapshot", pool, image,
 				  ims_site_name(site));
@@ -117,6 +114,36 @@ int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, ch
 	rbd_close(img);
 	rados_ioctx_destroy(io);
 	return r;
+}
+
+static int count_extent(uint64_t off, size_t len, int exists, void *arg)
+{
+	(void)off;
+	(void)len;
+	(void)exists;
+	++*(uint64_t *)arg;
+	return 0;
+}
+
+int ims_repl__changed_since(rbd_image_t image, const char *snap, bool *changed)
+{
+	uint64_t head_size = 0, snap_size = 0, n = 0;
+	int r = rbd_get_size(image, &head_size);
+	if (r == 0 && (r = rbd_snap_set(image, snap)) == 0) {
+		r = rbd_get_size(image, &snap_size);
+		rbd_snap_set(image, NULL);
+	}
+	if (r < 0)
+		return r;
+	if (head_size != snap_size) {
+		*changed = true;
+		return 0;
+	}
+	r = rbd_diff_iterate2(image, snap, 0, head_size, 1, 1, count_extent, &n);
+	if (r < 0)
+		return r;
+	*changed = n > 0;
+	return 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -390,6 +417,13 @@ static int no_progress(uint64_t done, uint64_t total, void *arg)
 	return 0;
 }
 
+static uint64_t generation_of(rbd_image_t img)
+{
+	char buf[32];
+	size_t len = sizeof(buf);
+	return rbd_metadata_get(img, "imgstore.generation", buf, &len) == 0 ? strtoull(buf, NULL, 10) : 0;
+}
+
 static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t dio, const char *pool,
 				    const char *image, rbd_image_t pimg, rbd_image_t *out, bool *created)
 {
@@ -432,8 +466,21 @@ static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t 
 		return ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool, image, ims_site_name(dst),
 				     ims_strerror(r));
 	if (rbd_metadata_get(*out, "imgstore.repl.role", role, &rlen) < 0 || strcmp(role, "secondary") != 0) {
+		/* a primary there: a failover made it one (it carries a generation), or it is
+		 * another image of the same name */
+		uint64_t sgen = generation_of(pimg), dgen = generation_of(*out);
 		rbd_close(*out);
 		*out = NULL;
+		if (dgen > sgen)
+			return ims_error_set(-ESTALE,
+					     "'%s/%s' on site '%s' is stale: site '%s' was promoted (generation %" PRIu64
+					     " > %" PRIu64 "); this copy must not replicate; resync it from site '%s'",
+					     pool, image, ims_site_name(src), ims_site_name(dst), dgen, sgen, ims_site_name(dst));
+		if (sgen > dgen)
+			return ims_error_set(-EUCLEAN,
+					     "'%s/%s' on site '%s' is an old primary that came back (generation %" PRIu64
+					     " < %" PRIu64 ")",
+					     pool, image, ims_site_name(dst), dgen, sgen);
 		return ims_error_set(-EEXIST, "site '%s' has an image '%s/%s' that is not a replica; nothing changed",
 				     ims_site_name(dst), pool, image);
 	}
@@ -519,7 +566,7 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	}
 	if ((r = open_or_create_secondary(src, dst, dio, pool, image, pimg, &simg, &created)) < 0)
 		goto out;
-	if ((r = list_repl_snaps(pimg, &ps)) < 0 || (r = list_repl_snaps(simg, &ss)) < 0) {
+	if ((r = ims_repl__list_snaps(pimg, &ps)) < 0 || (r = ims_repl__list_snaps(simg, &ss)) < 0) {
 		ims_error_set(r, "cannot list the snapshots of %s", what);
 		goto out;
 	}
@@ -528,7 +575,7 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	/* The base: the newest snapshot sealed on the secondary that the primary still has. */
 	char base[SNAP_NAME_MAX] = "";
 	for (size_t i = ss.n; i-- > 0;) {
-		if (has_snap(&ps, ss.names[i])) {
+		if (ims_repl__has_snap(&ps, ss.names[i])) {
 			snprintf(base, sizeof(base), "%s", ss.names[i]);
 			break;
 		}
@@ -541,17 +588,12 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		int64_t check_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-		extents head = { 0 };
-		uint64_t head_size = 0, base_size = 0;
-		r = rbd_get_size(pimg, &head_size);
-		if (r == 0 && (r = rbd_snap_set(pimg, base)) == 0) {
-			rbd_get_size(pimg, &base_size);
-			rbd_snap_set(pimg, NULL);
-		}
-		if (r == 0 && head_size == base_size)
-			r = rbd_diff_iterate2(pimg, base, 0, head_size, 1, 1, add_extent, &head);
-		bool same = r == 0 && head_size == base_size && head.n == 0;
-		free(head.v);
+		uint64_t head_size = 0;
+		bool changed = true;
+		r = ims_repl__changed_since(pimg, base, &changed);
+		if (r == 0)
+			r = rbd_get_size(pimg, &head_size);
+		bool same = r == 0 && !changed;
 		phase(&ph, "check");
 		if (same) {
 			res.unchanged = true;
@@ -569,7 +611,7 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	}
 
 	/* A cut cycle resumes if its target is still there and not sealed, from the same base. */
-	if (pending && has_snap(&ps, old.target) && !has_snap(&ss, old.target) &&
+	if (pending && ims_repl__has_snap(&ps, old.target) && !ims_repl__has_snap(&ss, old.target) &&
 	    strcmp(old.base, base) == 0 && !created) {
 		cp = old;
 		have_cp = true;
@@ -736,9 +778,9 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	free(ss.names);
 	memset(&ps, 0, sizeof(ps));
 	memset(&ss, 0, sizeof(ss));
-	if (list_repl_snaps(pimg, &ps) == 0)
+	if (ims_repl__list_snaps(pimg, &ps) == 0)
 		apply_retention(pimg, &ps, keep, cp.target);
-	if (list_repl_snaps(simg, &ss) == 0)
+	if (ims_repl__list_snaps(simg, &ss) == 0)
 		apply_retention(simg, &ss, keep, cp.target);
 	phase(&ph, "retention");
 	res.seconds = now_s() - t0;

@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/spec.h"
 #include "common/units.h"
+#include "replicator/failover.h"
 #include "store/image.h"
 #include "store/omap.h"
 
@@ -37,6 +38,8 @@ typedef struct pair {
 	double last_secs, secs_total;
 	char error[512];
 	bool violated;
+	bool split_brain;      /* the target is an old primary that wrote after the common snapshot */
+	int64_t disabled_ms;   /* when disabled or handed over here */
 	uint64_t syncs, failures;
 	uint32_t verify_every;  /* verify after every N cycles that sealed a snapshot; 0: never */
 	uint32_t since_verify;  /* such cycles since the last verify */
@@ -220,6 +223,8 @@ static int refresh_one(void *ctx, const char *key, size_t klen, const char *val,
 		memcpy(p->mode, tmp.mode, sizeof(p->mode));
 		p->verify_every = tmp.verify_every;
 	}
+	if (p->disabled && rc->now - p->disabled_ms > 15000)
+		p->disabled = false; /* enabled again since, here or by another site (a failover) */
 	if (!p->disabled)
 		p->present = true;
 	pthread_mutex_unlock(&s->lock);
@@ -361,6 +366,36 @@ static int verify_pair(ims_repl_sched *s, pair *p, ims_site *peer, const ims_rep
 	return r;
 }
 
+/*
+ * The target holds an old primary that came back after a forced failover made this site the
+ * primary. If it did not write after the newest snapshot both have, it becomes a secondary
+ * again and the cycle goes on; if it did, the pair is in split-brain until `repl resync`.
+ */
+static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, const char *key)
+{
+	ims_repl_divergence d;
+	ims_repl_side me;
+	char why[IMS_ERROR_MSG_MAX];
+	snprintf(why, sizeof(why), "%s", ims_error_last());
+	int r = ims_repl_divergence_check(s->o.local, peer, p->pool, p->image, &d);
+	if (r == 0 && !d.split_brain && (r = ims_repl_side_get(s->o.local, p->pool, p->image, &me)) == 0 &&
+	    (r = ims_repl_rejoin(s->o.local, peer, p->pool, p->image, me.generation, &d)) == 0) {
+		ims_log_info("replication of '%s': %s", key, d.plan);
+		return 0;
+	}
+	pthread_mutex_lock(&s->lock);
+	p->split_brain = r == 0;
+	pthread_mutex_unlock(&s->lock);
+	if (r == 0) {
+		ims_log_warning("replication of '%s' is in split-brain: %s", key, d.plan);
+		return ims_error_set(-EUCLEAN, "split-brain: %s; run `imgstore repl resync %s/%s`", d.plan, p->pool,
+				     p->image);
+	}
+	char cause[IMS_ERROR_MSG_MAX];
+	snprintf(cause, sizeof(cause), "%s", ims_error_last());
+	return ims_error_set(-EUCLEAN, "%s; cannot compare the copies: %s", why, cause);
+}
+
 /* One cycle of @p p (marked running by the caller). */
 static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void *pctx, ims_repl_result *out)
 {
@@ -386,6 +421,8 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 			ro.progress_ctx = &c;
 			ro.bandwidth = limit_for(s, p->target);
 			r = ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
+			if (r == -EUCLEAN && old_primary_returned(s, p, peer, c.lock_name) == 0)
+				r = ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
 			bool verify = false;
 			if (r == 0 && !res.unchanged) {
 				pthread_mutex_lock(&s->lock);
@@ -418,11 +455,27 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 		p->bytes_total += res.bytes_copied;
 		p->secs_total += res.seconds;
 		p->error[0] = '\0';
+		p->split_brain = false;
 		p->backoff = 0;
 		p->syncs++;
 		p->next_attempt_ms = 0;
 	} else if (r == -EBUSY && strstr(ims_error_last(), "another daemon")) {
 		p->next_attempt_ms = now_ms() + 1000;
+	} else if (r == -EBUSY && strstr(ims_error_last(), "is a secondary")) {
+		/* a failover made this copy a secondary: its new primary replicates it now */
+		p->present = false;
+		p->disabled = true;
+		p->disabled_ms = now_ms();
+		pthread_mutex_unlock(&s->lock);
+		char key[700];
+		pair_key(p, key, sizeof(key));
+		ims_omap_rm(s->io, IMS_REPL_POLICIES, key);
+		ims_omap_rm(s->io, IMS_REPL_STATUS, key);
+		ims_log_info("'%s/%s' is a secondary here now: replication from site '%s' stops", p->pool, p->image,
+			     ims_site_name(s->o.local));
+		if (out)
+			*out = res;
+		return r;
 	} else {
 		snprintf(p->error, sizeof(p->error), "%s", ims_error_last());
 		p->failures++;
@@ -633,7 +686,7 @@ static void fill_status(const pair *p, ims_repl_status *st, int64_t t)
 	snprintf(st->role, sizeof(st->role), "primary");
 	snprintf(st->mode, sizeof(st->mode), "%s", p->mode);
 	snprintf(st->state, sizeof(st->state), "%s",
-		 p->running ? "syncing" : p->error[0] || p->verify_error[0] ? "error" : "idle");
+		 p->split_brain ? "split-brain" : p->running ? "syncing" : p->error[0] || p->verify_error[0] ? "error" : "idle");
 	st->rpo_seconds = p->rpo;
 	st->lag_seconds = p->sealed_ms < 0 ? -1.0 : (double)(t - p->sealed_ms) / 1000.0;
 	snprintf(st->last_sealed, sizeof(st->last_sealed), "%s", p->last_sealed);
@@ -707,8 +760,96 @@ int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, cons
 	return 0;
 }
 
+static int remove_pair(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+		       ims_repl_status *out, bool drop_snapshots);
+
 int ims_repl_disable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 		     ims_repl_status *out)
+{
+	return remove_pair(s, pool, image, target, out, true);
+}
+
+int ims_repl_sched_hand_over(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+			     ims_repl_status *out)
+{
+	return remove_pair(s, pool, image, target, out, false);
+}
+
+int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *image,
+			const char *target, const char *mode, uint32_t rpo)
+{
+	rados_ioctx_t io;
+	char key[700];
+	int r = ims_site_ioctx(site, policy_pool, &io);
+	if (r < 0)
+		return r;
+	json_object *o = json_object_new_object();
+	if (!o) {
+		rados_ioctx_destroy(io);
+		return -ENOMEM;
+	}
+	json_object_object_add(o, "pool", json_object_new_string(pool));
+	json_object_object_add(o, "image", json_object_new_string(image));
+	json_object_object_add(o, "target", json_object_new_string(target));
+	json_object_object_add(o, "mode", json_object_new_string(mode));
+	json_object_object_add(o, "rpo", json_object_new_int64(rpo));
+	snprintf(key, sizeof(key), "%s/%s@%s", pool, image, target);
+	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	r = ims_omap_set(io, IMS_REPL_POLICIES, key, v, strlen(v));
+	json_object_put(o);
+	rados_ioctx_destroy(io);
+	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s' on site '%s': %s", key,
+				     ims_site_name(site), ims_strerror(r))
+		     : 0;
+}
+
+int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool, const char *image,
+			   const char *target)
+{
+	rados_ioctx_t io;
+	char key[700];
+	int r = ims_site_ioctx(site, policy_pool, &io);
+	if (r < 0)
+		return r;
+	snprintf(key, sizeof(key), "%s/%s@%s", pool, image, target);
+	r = ims_omap_rm(io, IMS_REPL_POLICIES, key);
+	ims_omap_rm(io, IMS_REPL_STATUS, key);
+	rados_ioctx_destroy(io);
+	return r == -ENOENT ? 0 : r;
+}
+
+int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+		    ims_repl_divergence *out)
+{
+	ims_site *peer = NULL;
+	ims_repl_side me;
+	int r;
+	pthread_mutex_lock(&s->lock);
+	pair *p = find_locked(s, pool, image, target);
+	bool known = p && p->present;
+	pthread_mutex_unlock(&s->lock);
+	if (!known)
+		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'", pool, image, target);
+	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) < 0)
+		return r;
+	if ((r = ims_repl_side_get(s->o.local, pool, image, &me)) < 0)
+		return r;
+	if (me.secondary)
+		return ims_error_set(-EBUSY, "'%s/%s' is a secondary on site '%s'; resync from its primary", pool,
+				     image, ims_site_name(s->o.local));
+	if ((r = ims_repl_rejoin(s->o.local, peer, pool, image, me.generation, out)) < 0)
+		return r;
+	pthread_mutex_lock(&s->lock);
+	p->split_brain = false;
+	p->error[0] = '\0';
+	p->backoff = 0;
+	p->next_attempt_ms = 0;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static int remove_pair(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+		       ims_repl_status *out, bool drop_snapshots)
 {
 	char key[700];
 	pthread_mutex_lock(&s->lock);
@@ -726,6 +867,7 @@ int ims_repl_disable(ims_repl_sched *s, const char *pool, const char *image, con
 	pthread_mutex_lock(&s->lock);
 	p->present = false;
 	p->disabled = true;
+	p->disabled_ms = now_ms();
 	while (p->running) /* let a running cycle end: its snapshot is then sealed or not at all */
 		pthread_cond_wait(&s->cond, &s->lock);
 	if (out)
@@ -733,6 +875,11 @@ int ims_repl_disable(ims_repl_sched *s, const char *pool, const char *image, con
 	pair copy = *p;
 	pthread_mutex_unlock(&s->lock);
 	ims_omap_rm(s->io, IMS_REPL_STATUS, key);
+	if (!drop_snapshots) {
+		ims_log_info("replication of '%s/%s' to site '%s' handed over at '%s'", pool, image, target,
+			     copy.last_sealed[0] ? copy.last_sealed : "(none)");
+		return 0;
+	}
 	/* the primary's replication snapshots go; the secondary keeps its copy */
 	ims_snap_info *snaps = NULL;
 	size_t n = 0;

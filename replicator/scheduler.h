@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "replicator/failover.h"
 #include "replicator/replicator.h"
 #include "store/site.h"
 
@@ -116,6 +117,28 @@ int ims_repl_disable(ims_repl_sched *s, const char *pool, const char *image, con
 		     ims_repl_status *out);
 
 /** Statuses of every pair (@p pool/@p image NULL) or of one image. *out malloc'ed. */
+/**
+ * Stop replicating from this site without touching any snapshot: a failover hands the pair
+ * to the new primary, whose base is the snapshot both sides keep.
+ */
+int ims_repl_sched_hand_over(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+			     ims_repl_status *out);
+
+/** Write (or remove) a replication policy in @p site's records in @p policy_pool: that
+ *  site's daemons pick it up within seconds (the reverse direction after a failover). */
+int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *image,
+			const char *target, const char *mode, uint32_t rpo);
+int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool, const char *image,
+			   const char *target);
+
+/**
+ * Resolve a split-brain: make @p target's copy (an old primary that came back) a secondary of
+ * this site again, keeping what it wrote after the common snapshot as a recovery snapshot
+ * (ims_repl_rejoin()); the next cycle ships the delta since the common snapshot.
+ */
+int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+		    ims_repl_divergence *out);
+
 int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image, ims_repl_status **out,
 			  size_t *count);
 

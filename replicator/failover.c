@@ -1,0 +1,367 @@
+#include "replicator/failover.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <rbd/librbd.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "replicator/replicator.h"
+#include "replicator/replicator_internal.h"
+
+typedef struct {
+	rados_ioctx_t io;
+	rbd_image_t img;
+} opened;
+
+static int open_copy(ims_site *site, const char *pool, const char *image, opened *o)
+{
+	memset(o, 0, sizeof(*o));
+	int r = ims_site_ioctx(site, pool, &o->io);
+	if (r < 0)
+		return r;
+	r = rbd_open(o->io, image, &o->img, NULL);
+	if (r < 0) {
+		rados_ioctx_destroy(o->io);
+		o->io = NULL;
+		return r == -ENOENT ? ims_error_set(r, "no image '%s/%s' on site '%s'", pool, image, ims_site_name(site))
+				    : ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool, image,
+						    ims_site_name(site), ims_strerror(r));
+	}
+	return 0;
+}
+
+static void close_copy(opened *o)
+{
+	if (o->img)
+		rbd_close(o->img);
+	if (o->io)
+		rados_ioctx_destroy(o->io);
+	memset(o, 0, sizeof(*o));
+}
+
+static void meta_get(rbd_image_t img, const char *key, char *buf, size_t len)
+{
+	size_t n = len;
+	if (rbd_metadata_get(img, key, buf, &n) < 0)
+		buf[0] = '\0';
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int read_side(rbd_image_t img, ims_repl_side *out)
+{
+	char buf[64];
+	memset(out, 0, sizeof(*out));
+	meta_get(img, IMS_REPL_META_ROLE, buf, sizeof(buf));
+	out->secondary = strcmp(buf, "secondary") == 0;
+	meta_get(img, IMS_REPL_META_SOURCE, out->source, sizeof(out->source));
+	meta_get(img, IMS_REPL_META_STATE, out->state, sizeof(out->state));
+	meta_get(img, IMS_REPL_META_GENERATION, buf, sizeof(buf));
+	out->generation = strtoull(buf, NULL, 10);
+	int r = rbd_get_size(img, &out->size);
+	if (r < 0)
+		return r;
+	ims_repl__snaps s;
+	if ((r = ims_repl__list_snaps(img, &s)) < 0)
+		return r;
+	if (s.n)
+		snprintf(out->last_sealed, sizeof(out->last_sealed), "%s", s.names[s.n - 1]);
+	free(s.names);
+	return 0;
+}
+
+int ims_repl_side_get(ims_site *site, const char *pool, const char *image, ims_repl_side *out)
+{
+	opened o;
+	int r = open_copy(site, pool, image, &o);
+	if (r < 0)
+		return r;
+	r = read_side(o.img, out);
+	if (r < 0)
+		ims_error_set(r, "cannot read '%s/%s' on site '%s': %s", pool, image, ims_site_name(site), ims_strerror(r));
+	close_copy(&o);
+	return r;
+}
+
+int ims_repl_set_state(ims_site *site, const char *pool, const char *image, const char *state)
+{
+	opened o;
+	int r = open_copy(site, pool, image, &o);
+	if (r < 0)
+		return r;
+	r = state ? rbd_metadata_set(o.img, IMS_REPL_META_STATE, state) : rbd_metadata_remove(o.img, IMS_REPL_META_STATE);
+	if (r == -ENOENT && !state)
+		r = 0;
+	if (r < 0)
+		ims_error_set(r, "cannot mark '%s/%s' on site '%s': %s", pool, image, ims_site_name(site), ims_strerror(r));
+	close_copy(&o);
+	return r;
+}
+
+static int fence_open(rbd_image_t img, const char *what, unsigned *fenced)
+{
+	rbd_lock_mode_t mode;
+	char *owners[16];
+	size_t max = 16;
+	unsigned n = 0;
+	int r = rbd_lock_get_owners(img, &mode, owners, &max);
+	if (r == -ENOENT) /* nobody holds it */
+		r = 0, max = 0;
+	else if (r < 0)
+		return ims_error_set(r, "cannot read who holds the lock of %s: %s", what, ims_strerror(r));
+	for (size_t i = 0; i < max; i++) {
+		int b = rbd_lock_break(img, mode, owners[i]);
+		if (b < 0 && b != -ENOENT) {
+			r = ims_error_set(b, "cannot fence '%s', the writer of %s: %s", owners[i], what, ims_strerror(b));
+			break;
+		}
+		ims_log_info("fenced %s: broke the lock of '%s' and blocklisted it", what, owners[i]);
+		n++;
+	}
+	if (max)
+		rbd_lock_get_owners_cleanup(owners, max);
+	if (fenced)
+		*fenced = n;
+	return r;
+}
+
+int ims_repl_fence(ims_site *site, const char *pool, const char *image, unsigned *fenced)
+{
+	opened o;
+	char what[600];
+	int r = open_copy(site, pool, image, &o);
+	if (r < 0)
+		return r;
+	snprintf(what, sizeof(what), "'%s/%s' on site '%s'", pool, image, ims_site_name(site));
+	r = fence_open(o.img, what, fenced);
+	close_copy(&o);
+	return r;
+}
+
+static int demote_open(rbd_image_t img, const char *source, uint64_t generation)
+{
+	char gen[32];
+	snprintf(gen, sizeof(gen), "%" PRIu64, generation);
+	int r;
+	if ((r = rbd_metadata_set(img, IMS_REPL_META_SOURCE, source)) < 0 ||
+	    (r = rbd_metadata_set(img, IMS_REPL_META_GENERATION, gen)) < 0 ||
+	    (r = rbd_metadata_set(img, IMS_REPL_META_ROLE, "secondary")) < 0)
+		return r;
+	r = rbd_metadata_remove(img, IMS_REPL_META_STATE);
+	return r == -ENOENT ? 0 : r;
+}
+
+int ims_repl_demote(ims_site *site, const char *pool, const char *image, const char *primary_site,
+		    uint64_t generation)
+{
+	opened o;
+	char source[512];
+	int r = open_copy(site, pool, image, &o);
+	if (r < 0)
+		return r;
+	snprintf(source, sizeof(source), "%s/%s/%s", primary_site, pool, image);
+	if ((r = demote_open(o.img, source, generation)) < 0)
+		ims_error_set(r, "cannot demote '%s/%s' on site '%s': %s", pool, image, ims_site_name(site),
+			      ims_strerror(r));
+	else
+		ims_log_info("demoted '%s/%s' on site '%s': secondary of site '%s', generation %" PRIu64, pool, image,
+			     ims_site_name(site), primary_site, generation);
+	close_copy(&o);
+	return r;
+}
+
+/* librbd calls a progress function unconditionally */
+static int no_progress(uint64_t done, uint64_t total, void *arg)
+{
+	(void)done;
+	(void)total;
+	(void)arg;
+	return 0;
+}
+
+/* Roll @p img back to @p snap if its head differs from it. */
+static int rollback_if_changed(rbd_image_t img, const char *snap, const char *what, bool *rolled)
+{
+	bool changed = false;
+	int r = ims_repl__changed_since(img, snap, &changed);
+	*rolled = false;
+	if (r < 0)
+		return ims_error_set(r, "cannot compare %s with '%s': %s", what, snap, ims_strerror(r));
+	if (!changed)
+		return 0;
+	if ((r = rbd_snap_rollback_with_progress(img, snap, no_progress, NULL)) < 0)
+		return ims_error_set(r, "cannot roll %s back to '%s': %s", what, snap, ims_strerror(r));
+	*rolled = true;
+	return 0;
+}
+
+int ims_repl_promote(ims_site *site, const char *pool, const char *image, uint64_t generation, bool rollback,
+		     char *at, size_t len)
+{
+	opened o;
+	ims_repl_side side;
+	char what[600], gen[32];
+	bool rolled = false;
+	int r = open_copy(site, pool, image, &o);
+	if (r < 0)
+		return r;
+	snprintf(what, sizeof(what), "'%s/%s' on site '%s'", pool, image, ims_site_name(site));
+	if ((r = read_side(o.img, &side)) < 0) {
+		ims_error_set(r, "cannot read %s: %s", what, ims_strerror(r));
+		goto out;
+	}
+	if (at)
+		snprintf(at, len, "%s", side.last_sealed);
+	if (rollback && side.last_sealed[0] && (r = rollback_if_changed(o.img, side.last_sealed, what, &rolled)) < 0)
+		goto out;
+	snprintf(gen, sizeof(gen), "%" PRIu64, generation);
+	if ((r = rbd_metadata_set(o.img, IMS_REPL_META_GENERATION, gen)) < 0 ||
+	    (r = rbd_metadata_set(o.img, IMS_REPL_META_ROLE, "primary")) < 0) {
+		ims_error_set(r, "cannot promote %s: %s", what, ims_strerror(r));
+		goto out;
+	}
+	rbd_metadata_remove(o.img, IMS_REPL_META_SOURCE);
+	rbd_metadata_remove(o.img, IMS_REPL_META_STATE);
+	ims_log_info("promoted %s at '%s'%s, generation %" PRIu64, what, side.last_sealed[0] ? side.last_sealed : "its head",
+		     rolled ? " (rolled back a half-applied delta)" : "", generation);
+out:
+	close_copy(&o);
+	return r;
+}
+
+static int divergence_open(rbd_image_t cur, rbd_image_t old, const char *what, ims_site *cur_site,
+			   ims_site *old_site, ims_repl_divergence *out)
+{
+	ims_repl__snaps cs, os;
+	int r;
+	memset(out, 0, sizeof(*out));
+	if ((r = ims_repl__list_snaps(cur, &cs)) < 0)
+		return ims_error_set(r, "cannot list the snapshots of %s on site '%s'", what, ims_site_name(cur_site));
+	if ((r = ims_repl__list_snaps(old, &os)) < 0) {
+		free(cs.names);
+		return ims_error_set(r, "cannot list the snapshots of %s on site '%s'", what, ims_site_name(old_site));
+	}
+	for (size_t i = os.n; i-- > 0;) {
+		if (ims_repl__has_snap(&cs, os.names[i])) {
+			snprintf(out->common, sizeof(out->common), "%s", os.names[i]);
+			break;
+		}
+	}
+	free(cs.names);
+	free(os.names);
+	if (!out->common[0]) {
+		out->old_wrote = out->new_wrote = out->split_brain = true;
+		snprintf(out->plan, sizeof(out->plan),
+			 "no common snapshot: site '%s' keeps its copy as snapshot " IMS_REPL_RECOVERY_PREFIX
+			 "<time>, then site '%s' copies the image in full",
+			 ims_site_name(old_site), ims_site_name(cur_site));
+		return 0;
+	}
+	if ((r = ims_repl__changed_since(old, out->common, &out->old_wrote)) < 0 ||
+	    (r = ims_repl__changed_since(cur, out->common, &out->new_wrote)) < 0)
+		return ims_error_set(r, "cannot compare %s with '%s': %s", what, out->common, ims_strerror(r));
+	out->split_brain = out->old_wrote;
+	if (out->old_wrote)
+		snprintf(out->plan, sizeof(out->plan),
+			 "site '%s' wrote after '%s'%s: resync keeps its head as snapshot " IMS_REPL_RECOVERY_PREFIX
+			 "<time>, rolls it back to '%s' and ships only the delta since from site '%s'",
+			 ims_site_name(old_site), out->common,
+			 out->new_wrote ? " and so did the current primary" : "", out->common, ims_site_name(cur_site));
+	else
+		snprintf(out->plan, sizeof(out->plan),
+			 "site '%s' did not write after '%s': it becomes a secondary and receives the delta since",
+			 ims_site_name(old_site), out->common);
+	return 0;
+}
+
+int ims_repl_divergence_check(ims_site *cur, ims_site *old, const char *pool, const char *image,
+			      ims_repl_divergence *out)
+{
+	opened c, o;
+	char what[600];
+	int r = open_copy(cur, pool, image, &c);
+	if (r < 0)
+		return r;
+	if ((r = open_copy(old, pool, image, &o)) < 0) {
+		close_copy(&c);
+		return r;
+	}
+	snprintf(what, sizeof(what), "'%s/%s'", pool, image);
+	r = divergence_open(c.img, o.img, what, cur, old, out);
+	close_copy(&o);
+	close_copy(&c);
+	return r;
+}
+
+int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *image, uint64_t generation,
+		    ims_repl_divergence *out)
+{
+	opened c, o;
+	ims_repl_divergence d;
+	char what[600], recovery[64] = "", source[512];
+	int r = open_copy(cur, pool, image, &c);
+	if (r < 0)
+		return r;
+	if ((r = open_copy(old, pool, image, &o)) < 0) {
+		close_copy(&c);
+		return r;
+	}
+	snprintf(what, sizeof(what), "'%s/%s' on site '%s'", pool, image, ims_site_name(old));
+	if ((r = divergence_open(c.img, o.img, what, cur, old, &d)) < 0)
+		goto out;
+	/* nobody writes to the old copy while it is rolled back and demoted */
+	if ((r = fence_open(o.img, what, NULL)) < 0)
+		goto out;
+	if (d.old_wrote) {
+		snprintf(recovery, sizeof(recovery), IMS_REPL_RECOVERY_PREFIX "%" PRId64, now_ms());
+		if ((r = rbd_snap_create(o.img, recovery)) < 0) {
+			ims_error_set(r, "cannot keep the diverged head of %s as '%s': %s", what, recovery,
+				      ims_strerror(r));
+			goto out;
+		}
+		ims_log_warning("kept the diverged head of %s as snapshot '%s'", what, recovery);
+	}
+	if (d.common[0]) {
+		bool rolled;
+		if ((r = rollback_if_changed(o.img, d.common, what, &rolled)) < 0)
+			goto out;
+		/* replication snapshots newer than the common one are not on the primary */
+		ims_repl__snaps os;
+		if (ims_repl__list_snaps(o.img, &os) == 0) {
+			for (size_t i = os.n; i-- > 0 && strcmp(os.names[i], d.common) != 0;)
+				rbd_snap_remove(o.img, os.names[i]);
+			free(os.names);
+		}
+	}
+	snprintf(source, sizeof(source), "%s/%s/%s", ims_site_name(cur), pool, image);
+	if ((r = demote_open(o.img, source, generation)) < 0) {
+		ims_error_set(r, "cannot demote %s: %s", what, ims_strerror(r));
+		goto out;
+	}
+	if (recovery[0])
+		snprintf(d.plan, sizeof(d.plan),
+			 "kept site '%s''s diverged head as snapshot '%s', rolled it back to '%s'; site '%s' ships the delta since",
+			 ims_site_name(old), recovery, d.common[0] ? d.common : "(nothing: a full copy follows)",
+			 ims_site_name(cur));
+	else
+		snprintf(d.plan, sizeof(d.plan), "site '%s' is a secondary again from '%s'; site '%s' ships the delta since",
+			 ims_site_name(old), d.common, ims_site_name(cur));
+	ims_log_info("rejoined %s as a secondary of site '%s': %s", what, ims_site_name(cur), d.plan);
+	if (out)
+		*out = d;
+out:
+	close_copy(&o);
+	close_copy(&c);
+	return r;
+}

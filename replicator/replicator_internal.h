@@ -1,0 +1,29 @@
+/*
+ * replicator/replicator_internal.h: helpers shared by the files of replicator/ (not public).
+ */
+#ifndef IMS_REPLICATOR_INTERNAL_H
+#define IMS_REPLICATOR_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <rbd/librbd.h>
+
+#define IMS_REPL__SNAP_NAME_MAX 64
+
+/** The replication snapshots ("imgstore-repl-<ms>") of an open image, oldest first. */
+typedef struct {
+	char (*names)[IMS_REPL__SNAP_NAME_MAX];
+	size_t n;
+} ims_repl__snaps;
+
+/** List them; free out->names. */
+int ims_repl__list_snaps(rbd_image_t image, ims_repl__snaps *out);
+
+bool ims_repl__has_snap(const ims_repl__snaps *s, const char *name);
+
+/** Whether the head of @p image differs from its snapshot @p snap (size, or any extent, by
+ *  fast-diff when the object map is valid). */
+int ims_repl__changed_since(rbd_image_t image, const char *snap, bool *changed);
+
+#endif
