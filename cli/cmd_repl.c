@@ -6,6 +6,7 @@
  * unchanged once the server implements them.
  */
 #include "cli/cli.h"
+#include "common/units.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -96,6 +97,7 @@ static const ims_cli_opt op_to_opts[] = {
 static const ims_cli_opt failover_opts[] = {
 	{"to", "SITE", "the site to promote (required)"},
 	{"force", NULL, "unplanned: promote at the last sealed snapshot without the primary"},
+	{"wait", "DURATION", "planned: how long hosts get to release their leases before they are fenced (default 30s)"},
 	{"no-wait", NULL, "print the operation id and return without waiting"},
 	{NULL, NULL, NULL},
 };
@@ -146,8 +148,14 @@ static int repl_op(ims_cli *cli, const ims_cli_args *a, const char *method, bool
 
 	if ((r = image_request(cli, a, to_required, &spec, &ms, &req)))
 		return r;
-	if (cli->verb->opts == failover_opts)
+	if (cli->verb->opts == failover_opts) {
+		const char *wait = ims_cli_opt_value(cli, a, "wait");
+		uint64_t secs = 0;
 		req.force = ims_cli_opt_flag(cli, a, "force");
+		if (wait && (ims_parse_duration(&secs, wait) < 0 || secs == 0 || secs > 86400))
+			return ims_cli_usage(cli, "--wait takes a duration from 1s to 1d, not '%s'", wait);
+		req.wait_seconds = (uint32_t)secs;
+	}
 	if ((r = ims_cli_call(cli, method, &req, &imgstore__v1__operation__descriptor, &op)))
 		return r;
 	return ims_cli_finish_op(cli, op, &w);
@@ -268,14 +276,17 @@ const ims_cli_verb ims_cli__repl_verbs[] = {
 	{"repl", "verify", "POOL/IMAGE [--to SITE] [--snap NAME] [--chunk SIZE]",
 	 "Compare the copy with the primary by checksums; exit 1 if they differ.", verify_opts, 1, 1,
 	 repl_verify},
-	{"repl", "failover", "POOL/IMAGE --to SITE [--force] [--no-wait]",
-	 "Make the copy on SITE the primary.", failover_opts, 1, 1, repl_failover},
+	{"repl", "failover", "POOL/IMAGE --to SITE [--force] [--wait DURATION] [--no-wait]",
+	 "Make the copy on SITE the primary. Planned: ask the primary's site; hosts are fenced, "
+	 "nothing is lost. --force: ask SITE when the primary's site is lost.",
+	 failover_opts, 1, 1, repl_failover},
 	{"repl", "failback", "POOL/IMAGE [--to SITE] [--no-wait]",
-	 "Return the primary role to the original site, shipping only the delta.", op_to_opts, 1, 1,
-	 repl_failback},
+	 "Planned failover back to the site this primary replicates to; only the delta ships.",
+	 op_to_opts, 1, 1, repl_failback},
 	{"repl", "resync", "POOL/IMAGE [--to SITE] [--no-wait]",
-	 "Bring a diverged copy back in step from the newest common snapshot.", op_to_opts, 1, 1,
-	 repl_resync},
+	 "Make an old primary that came back a secondary again: its writes since the newest common "
+	 "snapshot are kept as a recovery snapshot, then only the delta ships.",
+	 op_to_opts, 1, 1, repl_resync},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
 };
 

@@ -19,6 +19,7 @@
 #include "common/spec.h"
 #include "common/units.h"
 #include "daemon/daemon.h"
+#include "daemon/failover.h"
 #include "daemon/hosts.h"
 #include "daemon/tier.h"
 #include "imgstore/v1/host.pb-c.h"
@@ -88,6 +89,7 @@ static Imgstore__V1__Operation *build_op(ims_rpc_call *call, const ims_op_record
 	o->started_unix = r->started;
 	o->finished_unix = r->finished;
 	o->site = DUP(call, r->site);
+	o->result = DUP(call, r->result);
 	return o;
 }
 
@@ -994,7 +996,13 @@ static int run_sync(ims_op *op, void *arg)
 {
 	sync_work *w = arg;
 	ims_repl_result res;
-	return ims_repl_sync_now(w->d->repl, w->spec.pool, w->spec.image, w->target, op_progress, op, &res);
+	int r = ims_repl_sync_now(w->d->repl, w->spec.pool, w->spec.image, w->target, op_progress, op, &res);
+	if (r == 0 && res.unchanged)
+		ims_op_set_result(op, "'%s' on site '%s' already holds this state (unchanged since)", res.sealed, w->target);
+	else if (r == 0)
+		ims_op_set_result(op, "sealed '%s' on site '%s' (%" PRIu64 " bytes shipped)", res.sealed, w->target,
+				  res.bytes_copied);
+	return r;
 }
 
 static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
@@ -1065,6 +1073,58 @@ static int repl_target(ims_daemon *d, const ims_spec *s, const char *asked, char
 	}
 	free(list);
 	return r;
+}
+
+/* Failover, Failback, Resync: Operations (daemon/failover.c). */
+static int submit_failover(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__ReplicationImageRequest *q,
+			   const char *kind, ims_op_fn fn, bool failback, ProtobufCMessage **resp)
+{
+	ims_spec s;
+	int r;
+	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0)
+		return r;
+	ims_failover_work *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->d = d;
+	w->spec = s;
+	w->force = q->force;
+	w->wait_s = q->wait_seconds;
+	if (fn == ims_failover_run && !failback) {
+		if (!q->target_site || !q->target_site[0]) {
+			free(w);
+			return ims_error_set(-EINVAL, "a failover needs --to SITE: the site that becomes the primary");
+		}
+		snprintf(w->target, sizeof(w->target), "%s", q->target_site);
+	} else if ((r = repl_target(d, &s, q->target_site, w->target, sizeof(w->target))) < 0) {
+		/* failback and resync act on the pair this primary replicates */
+		free(w);
+		return r;
+	}
+	if (failback && q->force) {
+		free(w);
+		return ims_error_set(-EINVAL, "a failback is always planned: use `repl failover --force` on the site to promote");
+	}
+	ims_op_record rec;
+	char text[3 * IMS_NAME_MAX + 4];
+	if ((r = ims_ops_submit(d->ops, kind, spec_text(&s, text, sizeof(text)), fn, w, free, &rec)) < 0)
+		return r;
+	return reply_op(call, &rec, resp);
+}
+
+static int h_failover(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	return submit_failover(APP(app), call, (const void *)req, "failover", ims_failover_run, false, resp);
+}
+
+static int h_failback(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	return submit_failover(APP(app), call, (const void *)req, "failback", ims_failover_run, true, resp);
+}
+
+static int h_resync(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	return submit_failover(APP(app), call, (const void *)req, "resync", ims_resync_run, false, resp);
 }
 
 /* A verify answers synchronously; past this it stops, so that a client's default 60 s
@@ -1207,9 +1267,9 @@ static const ims_rpc_method methods[] = {
 	M("ReplicationService", "GetReplicationStatus", replication_status_request, replication_status_response,
 	  READER, false, h_replication_status),
 	M("ReplicationService", "SyncImage", replication_image_request, operation, ADMIN, true, h_sync_image),
-	M("ReplicationService", "Failover", replication_image_request, operation, ADMIN, true, NULL),
-	M("ReplicationService", "Failback", replication_image_request, operation, ADMIN, true, NULL),
-	M("ReplicationService", "Resync", replication_image_request, operation, ADMIN, true, NULL),
+	M("ReplicationService", "Failover", replication_image_request, operation, ADMIN, true, h_failover),
+	M("ReplicationService", "Failback", replication_image_request, operation, ADMIN, true, h_failback),
+	M("ReplicationService", "Resync", replication_image_request, operation, ADMIN, true, h_resync),
 	M("ReplicationService", "VerifyImage", verify_image_request, verify_response, ADMIN, true, h_verify_image),
 	M("SiteService", "ListSites", list_sites_request, list_sites_response, READER, false, NULL),
 	M("SiteService", "GetSiteStatus", get_site_status_request, site, READER, false, NULL),
@@ -1218,6 +1278,14 @@ static const ims_rpc_method methods[] = {
 	M("TierService", "ListCold", list_cold_request, list_cold_response, READER, false,
 	  ims_h_tier_list_cold),
 	M("TierService", "Scrub", scrub_request, operation, ADMIN, true, ims_h_tier_scrub),
+	M("TierService", "SetPolicy", set_tier_policy_request, tier_policy, ADMIN, true, ims_h_tier_set_policy),
+	M("TierService", "GetPolicy", get_tier_policy_request, tier_policy, READER, false, ims_h_tier_get_policy),
+	M("TierService", "ListPolicies", list_tier_policies_request, list_tier_policies_response, READER, false,
+	  ims_h_tier_list_policies),
+	M("TierService", "RemovePolicy", remove_tier_policy_request, remove_tier_policy_response, ADMIN, true,
+	  ims_h_tier_remove_policy),
+	M("TierService", "ColdCandidates", cold_candidates_request, cold_candidates_response, READER, false,
+	  ims_h_tier_cold_candidates),
 };
 
 const ims_rpc_method *ims_daemon_methods(size_t *count)

@@ -17,9 +17,11 @@
 #include "common/error.h"
 #include "common/hash.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "common/spec.h"
 #include "daemon/daemon.h"
 #include "imgstore/v1/host.pb-c.h"
+#include "replicator/failover.h"
 #include "store/image.h"
 #include "store/omap.h"
 
@@ -188,22 +190,71 @@ static void leases_unlock(rados_ioctx_t io, const char *cookie)
 	rados_unlock(io, IMS_LEASES_OBJECT, "imgstore.leases.lock", cookie);
 }
 
-static uint64_t image_generation(ims_daemon *d, const char *pool, const char *image)
+/* Whether hosts may write to this site's copy: not a secondary, not being failed over. */
+static int writable_copy(ims_daemon *d, const char *pool, const char *image, ims_repl_side *side)
+{
+	int r = ims_repl_side_get(d->site, pool, image, side);
+	if (r < 0)
+		return r;
+	if (side->secondary)
+		return ims_error_set(-EROFS, "'%s/%s' on site '%s' is a secondary (its primary: %s); take the lease "
+				     "on the primary's site",
+				     pool, image, ims_site_name(d->site), side->source[0] ? side->source : "unknown");
+	if (strcmp(side->state, "failing-over") == 0)
+		return ims_error_set(-EAGAIN, "'%s/%s' is being failed over to another site; no new leases here",
+				     pool, image);
+	return 0;
+}
+
+int ims_hosts_image_leased(ims_daemon *d, const char *pool, const char *image, char *host, size_t len)
 {
 	rados_ioctx_t io;
-	rbd_image_t img;
-	char buf[32];
-	size_t len = sizeof(buf);
-	uint64_t g = 0;
-	if (ims_site_ioctx(d->site, pool, &io) < 0)
-		return 0;
-	if (rbd_open_read_only(io, image, &img, NULL) == 0) {
-		if (rbd_metadata_get(img, "imgstore.generation", buf, &len) == 0)
-			g = strtoull(buf, NULL, 10);
-		rbd_close(img);
+	lease *list = NULL;
+	size_t n = 0;
+	int r = ims_site_ioctx(d->site, d->pool, &io);
+	if (r < 0)
+		return r;
+	r = leases_read(io, &list, &n);
+	rados_ioctx_destroy(io);
+	if (r < 0)
+		return r;
+	int64_t t = now();
+	r = 0;
+	for (size_t i = 0; i < n && !r; i++)
+		if (!strcmp(list[i].pool, pool) && !strcmp(list[i].image, image) && list[i].expires > t) {
+			snprintf(host, len, "%s", list[i].host);
+			r = 1;
+		}
+	free(list);
+	return r;
+}
+
+int ims_hosts_break_leases(ims_daemon *d, const char *pool, const char *image, unsigned *broken)
+{
+	rados_ioctx_t io;
+	char cookie[64], key[2 * IMS_NAME_MAX + 2];
+	int r = ims_site_ioctx(d->site, d->pool, &io);
+	*broken = 0;
+	if (r < 0)
+		return r;
+	if ((r = leases_lock(io, cookie, sizeof(cookie))) == 0) {
+		lease *list = NULL;
+		size_t n = 0;
+		snprintf(key, sizeof(key), "%s/%s", pool, image);
+		if ((r = leases_read(io, &list, &n)) == 0) {
+			for (size_t i = 0; i < n; i++)
+				if (!strcmp(list[i].pool, pool) && !strcmp(list[i].image, image)) {
+					ims_log_info("failover of '%s': broke the lease of host '%s'", key, list[i].host);
+					++*broken;
+				}
+			if (*broken && (r = omap_rm(io, IMS_LEASES_OBJECT, key)) == -ENOENT)
+				r = 0;
+		}
+		free(list);
+		leases_unlock(io, cookie);
 	}
 	rados_ioctx_destroy(io);
-	return g;
+	return r;
 }
 
 static Imgstore__V1__Lease *build_lease(ims_rpc_call *call, const lease *l)
@@ -289,7 +340,8 @@ int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	int r;
 	if ((r = spec_of(d, call, q->image, &s)) < 0 || (r = check_host(q->host)) < 0)
 		return r;
-	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
+	ims_repl_side side;
+	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0 || (r = writable_copy(d, s.pool, s.image, &side)) < 0)
 		return r;
 	if ((r = ims_site_ioctx(d->site, d->pool, &io)) < 0)
 		return r;
@@ -320,7 +372,7 @@ int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	snprintf(l.host, sizeof(l.host), "%s", q->host);
 	l.acquired = t;
 	l.expires = t + ttl_of(q->ttl_seconds);
-	l.generation = image_generation(d, s.pool, s.image);
+	l.generation = side.generation;
 	char *val = lease_json(&l);
 	if (!val) {
 		r = -ENOMEM;
@@ -367,6 +419,18 @@ static int change_lease(ims_daemon *d, ims_rpc_call *call, const char *id, unsig
 		if (strcmp(list[i].id, id) != 0)
 			continue;
 		snprintf(key, sizeof(key), "%s/%s", list[i].pool, list[i].image);
+		ims_repl_side side;
+		if (ttl > 0 && ims_repl_side_get(d->site, list[i].pool, list[i].image, &side) == 0 &&
+		    (side.secondary || side.generation != list[i].generation)) {
+			/* fenced: the image failed over since this lease was granted */
+			omap_rm(io, IMS_LEASES_OBJECT, key);
+			r = ims_error_set(-ESTALE,
+					  "lease '%s' is stale: it was granted at generation %" PRIu64 " and '%s' is now at "
+					  "generation %" PRIu64 "%s; stop writing and take a new lease on its primary",
+					  id, list[i].generation, key, side.generation,
+					  side.secondary ? " as a secondary here" : "");
+			break;
+		}
 		if (ttl == 0) {
 			r = omap_rm(io, IMS_LEASES_OBJECT, key);
 		} else {

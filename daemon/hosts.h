@@ -24,6 +24,14 @@ int ims_h_release_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 int ims_h_list_leases(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
 int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
 
+typedef struct ims_daemon ims_daemon;
+
+/** 1 (and the host's name) if a live lease is held on @p pool/@p image, else 0. */
+int ims_hosts_image_leased(ims_daemon *d, const char *pool, const char *image, char *host, size_t len);
+
+/** Remove the lease of @p pool/@p image, live or not (a failover breaks it). */
+int ims_hosts_break_leases(ims_daemon *d, const char *pool, const char *image, unsigned *broken);
+
 /** The libvirt <disk> element for an RBD volume; names are XML-escaped. Returns malloc'ed text. */
 char *ims_libvirt_disk_xml(const char *pool, const char *image, const char *client_id,
 			   const char *secret_uuid, const char *const *monitors, size_t nmonitors);

@@ -1,6 +1,7 @@
 #include "daemon/ops.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -97,6 +98,7 @@ static char *encode(const ims_op_record *r)
 	json_object_object_add(o, "owner", json_object_new_string(r->owner));
 	json_object_object_add(o, "heartbeat", json_object_new_int64(r->heartbeat));
 	json_object_object_add(o, "result_path", json_object_new_string(r->result_path));
+	json_object_object_add(o, "result", json_object_new_string(r->result));
 	char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
 	return s;
@@ -126,6 +128,7 @@ static bool decode(const char *val, size_t len, ims_op_record *r)
 	ims_json_str(o, "owner", r->owner, sizeof(r->owner));
 	r->heartbeat = ims_json_i64(o, "heartbeat");
 	ims_json_str(o, "result_path", r->result_path, sizeof(r->result_path));
+	ims_json_str(o, "result", r->result, sizeof(r->result));
 	json_object_put(o);
 	return r->id[0] != '\0';
 }
@@ -648,6 +651,16 @@ int ims_op_progress(ims_op *op, uint64_t done, uint64_t total)
 	if (write)
 		persist(o, &snap);
 	return stop;
+}
+
+void ims_op_set_result(ims_op *op, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	pthread_mutex_lock(&op->ops->lock);
+	vsnprintf(op->rec.result, sizeof(op->rec.result), fmt, ap);
+	pthread_mutex_unlock(&op->ops->lock);
+	va_end(ap);
 }
 
 void ims_op_set_result_path(ims_op *op, const char *path)

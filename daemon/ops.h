@@ -48,6 +48,7 @@ typedef struct {
 	char owner[128];       /* daemon instance running it */
 	int64_t heartbeat;
 	char result_path[512]; /* a spooled export, for download */
+	char result[512];      /* one line: what it did, when it succeeded */
 } ims_op_record;
 
 typedef struct ims_ops ims_ops;
@@ -105,6 +106,9 @@ void ims_ops_stop(ims_ops *o);
 
 /** Report progress; returns non-zero when the operation was cancelled or the daemon stops. */
 int ims_op_progress(ims_op *op, uint64_t done, uint64_t total);
+
+/** Say in one line what the operation did (shown when it succeeds). */
+void ims_op_set_result(ims_op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /** Set where a spooled result lives (an export for download). */
 void ims_op_set_result_path(ims_op *op, const char *path);

@@ -1,0 +1,39 @@
+/*
+ * daemon/failover.h: planned and forced failover, failback and resync of a replicated image,
+ * run as Operations. The steps on the copies are replicator/failover.h's; here they are put in
+ * order with the daemon's leases, scheduler and peers.
+ */
+#ifndef IMS_DAEMON_FAILOVER_H
+#define IMS_DAEMON_FAILOVER_H
+
+#include <stdbool.h>
+
+#include "common/spec.h"
+#include "daemon/daemon.h"
+
+typedef struct {
+	ims_daemon *d;
+	ims_spec spec;
+	char target[64];   /* the site that becomes the primary (failover), or the peer (resync) */
+	bool force;        /* the primary's site is lost: promote the target at its last sealed state */
+	unsigned wait_s;   /* how long hosts get to release their leases; 0: 30 */
+} ims_failover_work;
+
+/**
+ * Planned failover, run by the primary's daemon: no new leases; wait for hosts to release
+ * theirs, then break them and fence the writers (lock broken, address blocklisted); final sync;
+ * demote this copy, promote the target's, and hand replication over to the target's daemons
+ * in the reverse direction. Nothing written before the fence is lost.
+ *
+ * Forced failover (force), run by the target's daemon when the primary's site is down:
+ * promote this site's copy at its last sealed snapshot (rolling back a half-applied delta) at
+ * a new generation; if the old primary answers, fence it and make it a secondary at once
+ * (keeping what it wrote since as a recovery snapshot), else replication finds it stale when
+ * it returns.
+ */
+int ims_failover_run(ims_op *op, void *arg);
+
+/** Resync (split-brain), run by the primary's daemon: ims_repl_resync(), then one cycle. */
+int ims_resync_run(ims_op *op, void *arg);
+
+#endif

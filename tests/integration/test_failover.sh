@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Planned failover and failback between sites a and b, through the daemons and the CLI:
+# ROUNDS rounds with writes in between, checksums equal after every round, the old primary
+# ends demoted; a writer holding the exclusive lock on the old primary is fenced (its lock
+# broken, its address blocklisted, its writes refused); a host's lease from before the
+# failover is refused; new leases on a secondary are refused; errors change nothing.
+set -uo pipefail
+CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+ROUNDS=${FAILOVER_ROUNDS:-20}
+fails=0 passes=0
+ok() { echo "ok - $*"; passes=$((passes + 1)); }
+not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/fo-out.$$ 2>/tmp/fo-err.$$; local got=$?
+  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/fo-err.$$)"; fi; }
+
+img=fo$$
+WRITER_PID=""
+cleanup() {
+  [ -n "$WRITER_PID" ] && kill "$WRITER_PID" 2>/dev/null && wait "$WRITER_PID" 2>/dev/null
+  rm -f /tmp/fo-out.$$ /tmp/fo-err.$$
+  for s in A B; do
+    conf=CEPH_CONF_$s
+    IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_$s") "$CLI" repl disable "rbd/$img" >/dev/null 2>&1
+    rbd -c "${!conf}" snap purge "rbd/$img" >/dev/null 2>&1
+    rbd -c "${!conf}" rm --no-progress "rbd/$img" >/dev/null 2>&1
+  done
+}
+trap cleanup EXIT
+
+on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
+on_b() { IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" "$@"; }
+conf_of() { [ "$1" = a ] && echo "$CEPH_CONF_A" || echo "$CEPH_CONF_B"; }
+role_of() { # SITE: primary or secondary, from the copy's metadata
+  local r
+  r=$(rbd -c "$(conf_of "$1")" image-meta get "rbd/$img" imgstore.repl.role 2>/dev/null)
+  echo "${r:-primary}"
+}
+gen_of() { rbd -c "$(conf_of "$1")" image-meta get "rbd/$img" imgstore.generation 2>/dev/null || echo 0; }
+head_sum() { rbd -c "$(conf_of "$1")" export --no-progress "rbd/$img" - 2>/dev/null | sha256sum | cut -d' ' -f1; }
+write_on() { rbd -c "$(conf_of "$1")" bench --io-type write --io-size 64K --io-total "$2" --io-pattern rand "rbd/$img" >/dev/null 2>&1; }
+
+expect_rc 0 "create rbd/$img on site a" on_a image create "rbd/$img" --size 64M
+write_on a 8M
+expect_rc 0 "enable replication to site b" on_a repl enable "rbd/$img" --to b --rpo 30s
+expect_rc 0 "first sync" on_a repl sync "rbd/$img"
+
+# refusals that change nothing
+expect_rc 1 "a planned failover asked of the secondary's site is refused" on_b repl failover "rbd/$img" --to b
+check "  and says where to ask" grep -q "run the planned failover on its primary's site 'a'" /tmp/fo-err.$$
+expect_rc 1 "failover to an unknown site is refused" on_a repl failover "rbd/$img" --to nowhere
+expect_rc 2 "failover without --to is a usage error" on_a repl failover "rbd/$img"
+expect_rc 1 "a forced failover asked of the wrong site is refused" on_a repl failover "rbd/$img" --to b --force
+check "  site a is still the primary" test "$(role_of a)" = primary
+check "  site b is still the secondary" test "$(role_of b)" = secondary
+
+# a host's lease, held across the failover
+host=host$$
+on_a host register "$host" --address 127.0.0.2 >/dev/null 2>&1
+lease=$(on_a --format json host lease acquire "rbd/$img" --host "$host" --ttl 5m 2>/dev/null | jq -r '.id // ""')
+check "a host holds a lease on site a ($lease)" test -n "$lease"
+
+# a writer holding the exclusive lock on site a: it is fenced by the failover
+rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 4K --io-threads 1 --io-total 10G --io-pattern rand \
+  "rbd/$img" >/tmp/fo-writer.$$ 2>&1 &
+WRITER_PID=$!
+for i in $(seq 1 50); do
+  rbd -c "$CEPH_CONF_A" lock ls "rbd/$img" 2>/dev/null | grep -q "auto" && break
+  rbd -c "$CEPH_CONF_A" status "rbd/$img" 2>/dev/null | grep -q "watcher=" && break
+  sleep 0.2
+done
+sleep 1
+sum_before=$(head_sum a)
+expect_rc 0 "planned failover to site b (round 0, with a writer and a lease, --wait 2s)" \
+  on_a repl failover "rbd/$img" --to b --wait 2s
+cat /tmp/fo-out.$$
+check "  it reports the fenced writer and the broken lease" grep -q "1 lease(s) broken, 1 writer(s) fenced" /tmp/fo-out.$$
+writer_gone=0
+for i in $(seq 1 100); do kill -0 "$WRITER_PID" 2>/dev/null || { writer_gone=1; break; }; sleep 0.2; done
+check "  the fenced writer stopped (its writes are refused)" test $writer_gone = 1
+wait "$WRITER_PID" 2>/dev/null
+writer_rc=$?
+WRITER_PID=""
+check "  with an error (exit $writer_rc)" test "$writer_rc" != 0
+check "  its address is blocklisted on site a" bash -c "ceph -c '$CEPH_CONF_A' osd blocklist ls 2>/dev/null | grep -q ."
+check "  site b is the primary, site a its secondary" test "$(role_of b)/$(role_of a)" = primary/secondary
+check "  the generation went up on both sites" test "$(gen_of a)" = "$(gen_of b)" -a "$(gen_of b)" -ge 1
+check "  site b's copy equals site a's last state (nothing lost)" test "$(head_sum b)" = "$(head_sum a)"
+expect_rc 1 "the lease from before the failover is refused on renewal" on_a host lease renew "$lease"
+check "  as stale or gone" grep -Eq "stale|no lease" /tmp/fo-err.$$
+expect_rc 1 "a new lease on the secondary (site a) is refused" on_a host lease acquire "rbd/$img" --host "$host"
+check "  and says it is a secondary" grep -q "is a secondary" /tmp/fo-err.$$
+expect_rc 0 "a new lease on the new primary (site b)" on_b host lease acquire "rbd/$img" --host "$host" --ttl 1m
+on_b host lease release "$(on_b --format json host lease ls "rbd/$img" | jq -r '.[0].id')" >/dev/null 2>&1
+
+# replication now runs b -> a
+for i in $(seq 1 40); do on_b --format json repl status "rbd/$img" 2>/dev/null | jq -e '.[0].target == "a"' >/dev/null && break; sleep 0.5; done
+check "site b's daemon replicates to site a now" bash -c "IMGSTORE_SERVER=$IMGSTORE_SERVER_B '$CLI' --format json repl status 'rbd/$img' | jq -e '.[0].target == \"a\"' >/dev/null"
+check "site a's daemon no longer replicates it" bash -c "! IMGSTORE_SERVER=$IMGSTORE_SERVER_A '$CLI' --format json repl status 'rbd/$img' | jq -e 'length > 0' >/dev/null"
+
+# ROUNDS rounds of failback and failover, writes in between
+round_fail=0 primary=b
+for round in $(seq 1 "$ROUNDS"); do
+  write_on "$primary" 2M
+  before=$(head_sum "$primary")
+  other=$([ $primary = a ] && echo b || echo a)
+  # wait until the new primary's daemon took over the pair
+  for i in $(seq 1 40); do
+    IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_${primary^^}") "$CLI" --format json repl status "rbd/$img" 2>/dev/null |
+      jq -e ".[0].target == \"$other\"" >/dev/null && break
+    sleep 0.25
+  done
+  if ! IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_${primary^^}") "$CLI" repl failback "rbd/$img" >/tmp/fo-out.$$ 2>/tmp/fo-err.$$; then
+    not_ok "round $round: failback from $primary to $other: $(head -c 300 /tmp/fo-err.$$)"
+    round_fail=1
+    break
+  fi
+  after_new=$(head_sum "$other") after_old=$(head_sum "$primary")
+  if [ "$after_new" != "$before" ] || [ "$after_old" != "$before" ] ||
+     [ "$(role_of "$other")/$(role_of "$primary")" != primary/secondary ]; then
+    not_ok "round $round: $primary -> $other: checksums $before / $after_new / $after_old, roles $(role_of "$other")/$(role_of "$primary")"
+    round_fail=1
+    break
+  fi
+  primary=$other
+done
+check "$ROUNDS rounds of failover and failback with writes in between: checksums equal, roles swapped each time" test $round_fail = 0
+check "the old primary ends demoted" test "$(role_of "$([ $primary = a ] && echo b || echo a)")" = secondary
+echo "# generation after the rounds: $(gen_of a) / $(gen_of b)"
+check "the generation counted every failover" test "$(gen_of "$primary")" -ge $((ROUNDS + 1))
+
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
