@@ -1278,14 +1278,6 @@ static const ims_rpc_method methods[] = {
 	M("TierService", "ListCold", list_cold_request, list_cold_response, READER, false,
 	  ims_h_tier_list_cold),
 	M("TierService", "Scrub", scrub_request, operation, ADMIN, true, ims_h_tier_scrub),
-	M("TierService", "SetPolicy", set_tier_policy_request, tier_policy, ADMIN, true, ims_h_tier_set_policy),
-	M("TierService", "GetPolicy", get_tier_policy_request, tier_policy, READER, false, ims_h_tier_get_policy),
-	M("TierService", "ListPolicies", list_tier_policies_request, list_tier_policies_response, READER, false,
-	  ims_h_tier_list_policies),
-	M("TierService", "RemovePolicy", remove_tier_policy_request, remove_tier_policy_response, ADMIN, true,
-	  ims_h_tier_remove_policy),
-	M("TierService", "ColdCandidates", cold_candidates_request, cold_candidates_response, READER, false,
-	  ims_h_tier_cold_candidates),
 };
 
 const ims_rpc_method *ims_daemon_methods(size_t *count)
