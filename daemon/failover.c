@@ -240,9 +240,13 @@ int ims_resync_run(ims_op *op, void *arg)
 	ims_daemon *d = w->d;
 	ims_repl_divergence dv;
 	ims_repl_result res;
+	ims_site *peer = NULL;
 	int r = ims_repl_resync(d->repl, w->spec.pool, w->spec.image, w->target, &dv);
 	if (r < 0)
 		return r;
+	/* the old primary's daemons stop replicating their copy: it is a secondary now */
+	if (ims_daemon_peer(d, w->target, &peer) == 0)
+		ims_repl_policy_remove(peer, peer_pool(d, w->target), w->spec.pool, w->spec.image, ims_site_name(d->site));
 	if ((r = ims_repl_sync_now(d->repl, w->spec.pool, w->spec.image, w->target, progress, op, &res)) < 0)
 		return r;
 	ims_op_set_result(op, "%s; sealed '%s' (%" PRIu64 " bytes shipped)", dv.plan, res.sealed, res.bytes_copied);
