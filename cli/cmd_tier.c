@@ -1,5 +1,5 @@
 /*
- * cli/cmd_tier.c: the tier noun (TierService): push, restore, ls, scrub, gc and policy.
+ * cli/cmd_tier.c: the tier noun (TierService): push, restore, ls, scrub, gc and the policies.
  */
 #include "cli/cli.h"
 
@@ -7,18 +7,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/units.h"
 #include "imgstore/v1/tier.pb-c.h"
 
 #define TIER_SVC "imgstore.v1.TierService/"
 
 static const ims_cli_opt no_opts[] = {{NULL, NULL, NULL}};
-
-/* A verb the schema has no RPC for yet: check the arguments, then say so. */
-static int not_in_schema(ims_cli *cli)
-{
-	return ims_cli_fail(cli, "%s %s is not available in this version of imgstore yet",
-			    cli->verb->noun, cli->verb->verb);
-}
+static const char *const afters[] = {"trash", "purge", "keep", NULL};
 
 /* ---- tier ---- */
 
@@ -46,7 +41,6 @@ static int tier_push(ims_cli *cli, const ims_cli_args *a)
 	if ((r = ims_cli_arg_word(cli, "--to", to)))
 		return r;
 	const char *after = ims_cli_opt_value(cli, a, "after");
-	static const char *const afters[] = {"trash", "purge", "keep", NULL};
 	if (after && (r = ims_cli_arg_choice(cli, "--after", after, afters)))
 		return r;
 	ims_cli_spec_to_msg(&ms, &spec);
@@ -178,13 +172,171 @@ static int tier_gc(ims_cli *cli, const ims_cli_args *a)
 	return ims_cli_finish_op(cli, op, &w);
 }
 
-static int tier_policy(ims_cli *cli, const ims_cli_args *a)
+static const char *fmt_cold_after(char *buf, size_t len, const ProtobufCMessage *row)
+{
+	return ims_format_duration(buf, len, ((const Imgstore__V1__TierPolicy *)row)->cold_after_seconds);
+}
+
+static const char *fmt_policy_target(char *buf, size_t len, const ProtobufCMessage *row)
+{
+	const char *t = ((const Imgstore__V1__TierPolicy *)row)->target;
+	snprintf(buf, len, "%s", t && t[0] ? t : "(the only one)");
+	return buf;
+}
+
+static const ims_cli_column policy_columns[] = {
+	{"POOL", "pool", NULL},		   {"COLD AFTER", NULL, fmt_cold_after},
+	{"TARGET", NULL, fmt_policy_target}, {"AFTER", "after", NULL},
+	{"UPDATED", "updated_unix", NULL},   {NULL, NULL, NULL},
+};
+
+static const char *fmt_action(char *buf, size_t len, const ProtobufCMessage *row)
+{
+	snprintf(buf, len, "%s", ((const Imgstore__V1__ColdCandidate *)row)->push ? "push" : "skip");
+	return buf;
+}
+
+static const char *fmt_last_access(char *buf, size_t len, const ProtobufCMessage *row)
+{
+	return ims_cli_format_time(buf, len, ((const Imgstore__V1__ColdCandidate *)row)->last_access_unix);
+}
+
+static const ims_cli_column candidate_columns[] = {
+	{"IMAGE", "image", NULL},
+	{"ACTION", NULL, fmt_action},
+	{"LAST ACCESS", NULL, fmt_last_access},
+	{"REASON", "reason", NULL},
+	{NULL, NULL, NULL},
+};
+
+static int print_candidates(ims_cli *cli, Imgstore__V1__ColdCandidatesResponse *resp)
+{
+	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->images, resp->n_images,
+			   candidate_columns);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
+}
+
+static const ims_cli_opt policy_set_opts[] = {
+	{"cold-after", "DURATION", "push images idle for longer than this (required)"},
+	{"to", "TARGET", "the object storage target (default: the only one configured)"},
+	{"after", "trash|purge|keep", "what happens to a pushed image (default: trash)"},
+	{"dry-run", NULL, "list what the policy would push now, and do not save it"},
+	{NULL, NULL, NULL},
+};
+
+static int tier_policy_set(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__TierPolicy pol = IMGSTORE__V1__TIER_POLICY__INIT;
+	const char *cold = ims_cli_opt_value(cli, a, "cold-after");
+	const char *to = ims_cli_opt_value(cli, a, "to");
+	const char *after = ims_cli_opt_value(cli, a, "after");
+	uint64_t secs = 0;
+	int r;
+
+	if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
+		return r;
+	if (!cold)
+		return ims_cli_usage(cli, "--cold-after is required");
+	if ((r = ims_cli_arg_duration(cli, &secs, "--cold-after", cold, 10ull * 365 * 86400)))
+		return r;
+	if (secs == 0)
+		return ims_cli_usage(cli, "--cold-after must be at least 1s");
+	if (to && (r = ims_cli_arg_word(cli, "--to", to)))
+		return r;
+	if (after && (r = ims_cli_arg_choice(cli, "--after", after, afters)))
+		return r;
+	pol.pool = (char *)a->pos[0];
+	pol.cold_after_seconds = secs;
+	pol.target = to ? (char *)to : (char *)"";
+	pol.after = after ? (char *)after : (char *)"";
+	if (ims_cli_opt_flag(cli, a, "dry-run")) {
+		Imgstore__V1__ColdCandidatesRequest req = IMGSTORE__V1__COLD_CANDIDATES_REQUEST__INIT;
+		Imgstore__V1__ColdCandidatesResponse *resp = NULL;
+		req.pool = (char *)a->pos[0];
+		req.policy = &pol;
+		if ((r = ims_cli_call(cli, TIER_SVC "ColdCandidates", &req,
+				      &imgstore__v1__cold_candidates_response__descriptor, &resp)))
+			return r;
+		return print_candidates(cli, resp);
+	}
+	Imgstore__V1__SetTierPolicyRequest req = IMGSTORE__V1__SET_TIER_POLICY_REQUEST__INIT;
+	Imgstore__V1__TierPolicy *resp = NULL;
+	req.policy = &pol;
+	r = ims_cli_call(cli, TIER_SVC "SetPolicy", &req, &imgstore__v1__tier_policy__descriptor,
+			 &resp);
+	if (r)
+		return r;
+	ims_cli_print_list(cli, (ProtobufCMessage *const *)&resp, 1, policy_columns);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
+}
+
+static int tier_policy_show(ims_cli *cli, const ims_cli_args *a)
 {
 	int r;
 
-	if (a->npos == 1 && (r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
+	if (a->npos == 1) {
+		Imgstore__V1__GetTierPolicyRequest req = IMGSTORE__V1__GET_TIER_POLICY_REQUEST__INIT;
+		Imgstore__V1__TierPolicy *resp = NULL;
+		if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
+			return r;
+		req.pool = (char *)a->pos[0];
+		if ((r = ims_cli_call(cli, TIER_SVC "GetPolicy", &req,
+				      &imgstore__v1__tier_policy__descriptor, &resp)))
+			return r;
+		ims_cli_print_list(cli, (ProtobufCMessage *const *)&resp, 1, policy_columns);
+		protobuf_c_message_free_unpacked(&resp->base, NULL);
+		return 0;
+	}
+	Imgstore__V1__ListTierPoliciesRequest req = IMGSTORE__V1__LIST_TIER_POLICIES_REQUEST__INIT;
+	Imgstore__V1__ListTierPoliciesResponse *resp = NULL;
+	if ((r = ims_cli_call(cli, TIER_SVC "ListPolicies", &req,
+			      &imgstore__v1__list_tier_policies_response__descriptor, &resp)))
 		return r;
-	return not_in_schema(cli);
+	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->policies, resp->n_policies,
+			   policy_columns);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
+}
+
+static int tier_policy_rm(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__RemoveTierPolicyRequest req = IMGSTORE__V1__REMOVE_TIER_POLICY_REQUEST__INIT;
+	Imgstore__V1__RemoveTierPolicyResponse *resp = NULL;
+	int r;
+
+	if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
+		return r;
+	req.pool = (char *)a->pos[0];
+	if ((r = ims_cli_call(cli, TIER_SVC "RemovePolicy", &req,
+			      &imgstore__v1__remove_tier_policy_response__descriptor, &resp)))
+		return r;
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
+}
+
+static const ims_cli_opt policy_run_opts[] = {
+	{"dry-run", NULL, "list what the pool's policy would push now (required)"},
+	{NULL, NULL, NULL},
+};
+
+static int tier_policy_run(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__ColdCandidatesRequest req = IMGSTORE__V1__COLD_CANDIDATES_REQUEST__INIT;
+	Imgstore__V1__ColdCandidatesResponse *resp = NULL;
+	int r;
+
+	if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
+		return r;
+	if (!ims_cli_opt_flag(cli, a, "dry-run"))
+		return ims_cli_usage(cli, "only --dry-run is supported: imgstored applies the policies "
+					  "every [defaults] tier_scan_interval");
+	req.pool = (char *)a->pos[0];
+	if ((r = ims_cli_call(cli, TIER_SVC "ColdCandidates", &req,
+			      &imgstore__v1__cold_candidates_response__descriptor, &resp)))
+		return r;
+	return print_candidates(cli, resp);
 }
 
 const ims_cli_verb ims_cli__tier_verbs[] = {
@@ -197,7 +349,16 @@ const ims_cli_verb ims_cli__tier_verbs[] = {
 	 "Check the cold images' chunks on object storage.", scrub_opts, 0, 0, tier_scrub},
 	{"tier", "gc", "[--target TARGET] [--grace DURATION] [--no-wait]",
 	 "Delete the chunks no cold image references any more.", gc_opts, 0, 0, tier_gc},
-	{"tier", "policy", "[POOL]", "Show when images go cold (not available yet).", no_opts, 0, 1,
-	 tier_policy},
+	{"tier", "policy set",
+	 "POOL --cold-after DURATION [--to TARGET] [--after trash|purge|keep] [--dry-run]",
+	 "Push a pool's images once idle for a while (--dry-run: list which).", policy_set_opts, 1,
+	 1, tier_policy_set},
+	{"tier", "policy show", "[POOL]", "Show the tiering policies.", no_opts, 0, 1,
+	 tier_policy_show},
+	{"tier", "policy rm", "POOL", "Remove a pool's tiering policy.", no_opts, 1, 1,
+	 tier_policy_rm},
+	{"tier", "policy run", "POOL --dry-run",
+	 "List the images the pool's policy would push now, and why the others stay.",
+	 policy_run_opts, 1, 1, tier_policy_run},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
 };

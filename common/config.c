@@ -129,6 +129,8 @@ static const config_key keys[] = {
 	  "Sealed replication snapshots kept on each side." },
 	{ S_DEFAULTS, "op_workers", T_UINT, DF(op_workers), "4", 1, 256, NULL, 0,
 	  "Long-running operations (imports, exports, syncs) run at once." },
+	{ S_DEFAULTS, "tier_scan_interval", T_DURATION, DF(tier_scan_interval), "1h", 0, 30 * DAY, NULL, 0,
+	  "How often the tiering policies are applied (idle images pushed to S3); 0: never." },
 	{ S_DEFAULTS, "log_level", T_ENUM, DF(log_level), "info", 0, 0, "error|warning|info|debug", 0,
 	  "Most verbose log level written." },
 	{ S_DEFAULTS, "alert_webhook", T_URL, DF(alert_webhook), NULL, 0, 0, NULL, 0,

@@ -77,6 +77,7 @@ typedef struct {
 	uint64_t bandwidth_limit;
 	uint64_t retention;
 	uint64_t op_workers;
+	uint64_t tier_scan_interval;
 	char *log_level;
 	char *alert_webhook;
 	unsigned line;

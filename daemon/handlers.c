@@ -1081,8 +1081,20 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1
 {
 	ims_spec s;
 	int r;
-	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0)
+	bool all = fn == ims_failover_run && !failback && q->from_site && q->from_site[0] &&
+		   !(q->image && q->image->image && q->image->image[0]);
+	if (all) {
+		memset(&s, 0, sizeof(s));
+		snprintf(s.pool, sizeof(s.pool), "%s", q->image && q->image->pool && q->image->pool[0] ? q->image->pool : d->pool);
+		if ((r = ims_name_check(IMS_NAME_POOL, s.pool)) < 0)
+			return r;
+		if (strcmp(q->from_site, ims_site_name(d->site)) != 0 && !ims_config_peer(d->cfg, q->from_site))
+			return ims_error_set(-ENOENT, "no site '%s': this is site '%s' and its peers are in %s", q->from_site,
+					     ims_site_name(d->site), d->cfg->path);
+		fn = ims_failover_all_run;
+	} else if ((r = get_spec(d, call, q->image, &s, false, false)) < 0) {
 		return r;
+	}
 	ims_failover_work *w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
@@ -1090,7 +1102,9 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1
 	w->spec = s;
 	w->force = q->force;
 	w->wait_s = q->wait_seconds;
-	if (fn == ims_failover_run && !failback) {
+	if (all)
+		snprintf(w->from, sizeof(w->from), "%s", q->from_site);
+	if ((fn == ims_failover_run || all) && !failback) {
 		if (!q->target_site || !q->target_site[0]) {
 			free(w);
 			return ims_error_set(-EINVAL, "a failover needs --to SITE: the site that becomes the primary");
@@ -1107,7 +1121,9 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1
 	}
 	ims_op_record rec;
 	char text[3 * IMS_NAME_MAX + 4];
-	if ((r = ims_ops_submit(d->ops, kind, spec_text(&s, text, sizeof(text)), fn, w, free, &rec)) < 0)
+	if (all)
+		snprintf(text, sizeof(text), "%s/* of site %s", s.pool, w->from);
+	if ((r = ims_ops_submit(d->ops, kind, all ? text : spec_text(&s, text, sizeof(text)), fn, w, free, &rec)) < 0)
 		return r;
 	return reply_op(call, &rec, resp);
 }
@@ -1278,6 +1294,14 @@ static const ims_rpc_method methods[] = {
 	M("TierService", "ListCold", list_cold_request, list_cold_response, READER, false,
 	  ims_h_tier_list_cold),
 	M("TierService", "Scrub", scrub_request, operation, ADMIN, true, ims_h_tier_scrub),
+	M("TierService", "SetPolicy", set_tier_policy_request, tier_policy, ADMIN, true, ims_h_tier_set_policy),
+	M("TierService", "GetPolicy", get_tier_policy_request, tier_policy, READER, false, ims_h_tier_get_policy),
+	M("TierService", "ListPolicies", list_tier_policies_request, list_tier_policies_response, READER, false,
+	  ims_h_tier_list_policies),
+	M("TierService", "RemovePolicy", remove_tier_policy_request, remove_tier_policy_response, ADMIN, true,
+	  ims_h_tier_remove_policy),
+	M("TierService", "ColdCandidates", cold_candidates_request, cold_candidates_response, READER, false,
+	  ims_h_tier_cold_candidates),
 };
 
 const ims_rpc_method *ims_daemon_methods(size_t *count)

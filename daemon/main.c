@@ -24,6 +24,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "daemon/tier.h"
 #include "store/transfer.h"
 
 static void usage(FILE *f)
@@ -331,6 +332,8 @@ int main(int argc, char **argv)
 		ims_log_error("cannot serve: %s", ims_error_last());
 		goto out;
 	}
+	if ((r = ims_tier_scan_start(&d.tier_scan, &d)) < 0)
+		ims_log_warning("tiering policies will not be applied: %s", ims_error_last());
 	ims_log_info("imgstored %s serving site '%s' (%s)%s%s%s%s", IMS_VERSION, d.cfg->site.name,
 		     d.cfg->site.ceph_conf, so.listen ? " on " : "", so.listen ? so.listen : "",
 		     so.unix_socket ? " and " : "", so.unix_socket ? so.unix_socket : "");
@@ -364,6 +367,7 @@ int main(int argc, char **argv)
 	rc = 0;
 out:
 	ims_rpc_server_stop(d.server);
+	ims_tier_scan_stop(d.tier_scan); /* before the operations it waits on */
 	ims_repl_sched_stop(d.repl);
 	ims_alert_stop(d.alert); /* after the scheduler: nothing calls it any more */
 	ims_ops_stop(d.ops);

@@ -1,22 +1,31 @@
 /*
  * daemon/tier.c: the TierService handlers. Every call opens its target from the configuration
- * (credentials and key files are read then, so a rotated key file needs no restart).
+ * (credentials and key files are read then, so a rotated key file needs no restart). The
+ * tiering policies' scan runs on a thread of its own and pushes through the same Operations.
  */
 #include "daemon/tier.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
 
 #include "common/error.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/spec.h"
 #include "daemon/daemon.h"
+#include "daemon/hosts.h"
 #include "imgstore/v1/common.pb-c.h"
 #include "imgstore/v1/tier.pb-c.h"
 #include "store/catalog.h"
+#include "store/omap.h"
+#include "tier/policy.h"
 #include "tier/tier.h"
 
 #define APP(app) ((ims_daemon *)(app))
@@ -319,4 +328,514 @@ int ims_h_tier_scrub(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 	w->gc = q->collect_garbage;
 	w->grace = q->grace_seconds;
 	return submit(d, call, q->collect_garbage ? "tier-gc" : "tier-scrub", c->name, run_scrub, w, resp);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* policies */
+
+static int64_t lease_time(json_object *o, const char *key)
+{
+	return ims_json_i64(o, key);
+}
+
+typedef struct {
+	const char *prefix;
+	size_t plen;
+	char found[IMS_NAME_MAX + 1];
+} repl_find;
+
+static int find_repl(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	repl_find *f = ctx;
+	(void)val;
+	(void)vlen;
+	if (klen > f->plen && memcmp(key, f->prefix, f->plen) == 0) {
+		size_t n = klen - f->plen < IMS_NAME_MAX ? klen - f->plen : IMS_NAME_MAX;
+		memcpy(f->found, key + f->plen, n);
+		f->found[n] = '\0';
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * What the daemon knows beyond RBD: a host lease (live: the image is in use; expired: when it
+ * was last used at the latest) and a replication policy (keys "POOL/IMAGE@TARGET").
+ */
+static int daemon_hold(void *ctx, const char *pool, const char *image, int64_t now, int64_t *last, char *why,
+		       size_t len)
+{
+	ims_daemon *d = ctx;
+	rados_ioctx_t io = NULL;
+	char key[2 * IMS_NAME_MAX + 3], *val = NULL;
+	size_t vlen = 0;
+	int r;
+
+	if ((r = ims_site_ioctx(d->site, d->pool, &io)) < 0)
+		return r;
+	snprintf(key, sizeof(key), "%s/%s", pool, image);
+	r = ims_omap_get(io, IMS_LEASES_OBJECT, key, &val, &vlen);
+	if (r == 0) {
+		json_object *o = json_tokener_parse(val);
+		free(val);
+		if (o) {
+			int64_t expires = lease_time(o, "expires");
+			char host[128];
+			ims_json_str(o, "host", host, sizeof(host));
+			json_object_put(o);
+			if (expires > now) {
+				char when[32];
+				time_t e = (time_t)expires;
+				struct tm tm;
+				gmtime_r(&e, &tm);
+				strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+				snprintf(why, len, "leased by host '%s' until %s", host, when);
+				r = 1;
+				goto out;
+			}
+			if (expires > *last)
+				*last = expires;
+		}
+	} else if (r != -ENOENT) {
+		ims_error_set(r, "cannot read the lease of '%s': %s", key, ims_strerror(r));
+		goto out;
+	}
+	ims_error_clear();
+	repl_find f = { .prefix = key, .found = "" };
+	snprintf(key, sizeof(key), "%s/%s@", pool, image);
+	f.plen = strlen(key);
+	r = ims_omap_foreach(io, IMS_REPL_POLICIES, find_repl, &f);
+	if (r == 1) {
+		snprintf(why, len, "replicated to site '%s'", f.found);
+		goto out;
+	}
+	if (r < 0)
+		ims_error_set(r, "cannot read the replication policies: %s", ims_strerror(r));
+out:
+	rados_ioctx_destroy(io);
+	return r;
+}
+
+static void policy_to_msg(ims_rpc_call *call, Imgstore__V1__TierPolicy *m, const ims_tier_policy *p)
+{
+	imgstore__v1__tier_policy__init(m);
+	m->pool = ims_rpc_call_strdup(call, p->pool);
+	m->cold_after_seconds = p->cold_after;
+	m->target = ims_rpc_call_strdup(call, p->target);
+	m->after = ims_rpc_call_strdup(call,
+				       p->after == IMS_TIER_KEEP ? "keep" : p->after == IMS_TIER_PURGE ? "purge" : "trash");
+	m->updated_unix = p->updated;
+}
+
+/* A policy from a request: pool and idle time given, target configured, "after" known. */
+static int policy_from_msg(ims_daemon *d, const Imgstore__V1__TierPolicy *m, const char *pool, ims_tier_policy *out)
+{
+	const ims_config_s3 *c = NULL;
+	int r;
+	memset(out, 0, sizeof(*out));
+	if (!m)
+		return ims_error_set(-EINVAL, "the request carries no policy");
+	snprintf(out->pool, sizeof(out->pool), "%s", pool && pool[0] ? pool : m->pool && m->pool[0] ? m->pool : d->pool);
+	if ((r = ims_name_check(IMS_NAME_POOL, out->pool)) < 0)
+		return r;
+	if (m->cold_after_seconds == 0)
+		return ims_error_set(-EINVAL, "a tiering policy needs an idle time (cold_after_seconds)");
+	out->cold_after = m->cold_after_seconds;
+	if ((r = pick_target(d, m->target, &c)) < 0)
+		return r;
+	/* kept as given: with none named, whichever single target exists at push time */
+	snprintf(out->target, sizeof(out->target), "%s", m->target ? m->target : "");
+	return ims_tier_after_parse(&out->after, m->after);
+}
+
+static int default_io(ims_daemon *d, rados_ioctx_t *io)
+{
+	return ims_site_ioctx(d->site, d->pool, io);
+}
+
+int ims_h_tier_set_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__SetTierPolicyRequest *q = (const void *)req;
+	ims_tier_policy p;
+	rados_ioctx_t io = NULL;
+	int r;
+
+	if (q->policy && q->policy->pool)
+		ims_rpc_call_set_target(call, q->policy->pool);
+	if ((r = policy_from_msg(d, q->policy, NULL, &p)) < 0)
+		return r;
+	if ((r = default_io(d, &io)) < 0)
+		return r;
+	r = ims_tier_policy_set(io, &p);
+	if (r == 0)
+		r = ims_tier_policy_get(&p, io, p.pool);
+	rados_ioctx_destroy(io);
+	if (r < 0)
+		return r;
+	Imgstore__V1__TierPolicy *m = ims_rpc_call_alloc(call, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	policy_to_msg(call, m, &p);
+	*resp = &m->base;
+	return 0;
+}
+
+int ims_h_tier_get_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__GetTierPolicyRequest *q = (const void *)req;
+	const char *pool = q->pool && q->pool[0] ? q->pool : d->pool;
+	ims_tier_policy p;
+	rados_ioctx_t io = NULL;
+	int r;
+
+	if ((r = default_io(d, &io)) < 0)
+		return r;
+	r = ims_tier_policy_get(&p, io, pool);
+	rados_ioctx_destroy(io);
+	if (r < 0)
+		return r;
+	Imgstore__V1__TierPolicy *m = ims_rpc_call_alloc(call, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	policy_to_msg(call, m, &p);
+	*resp = &m->base;
+	return 0;
+}
+
+int ims_h_tier_list_policies(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	ims_tier_policy *list = NULL;
+	size_t n = 0;
+	rados_ioctx_t io = NULL;
+	int r;
+	(void)req;
+
+	if ((r = default_io(d, &io)) < 0)
+		return r;
+	r = ims_tier_policy_list(&list, &n, io);
+	rados_ioctx_destroy(io);
+	if (r < 0)
+		return r;
+	Imgstore__V1__ListTierPoliciesResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
+	Imgstore__V1__TierPolicy **all = ims_rpc_call_alloc(call, (n + 1) * sizeof(*all));
+	Imgstore__V1__TierPolicy *ps = ims_rpc_call_alloc(call, (n + 1) * sizeof(*ps));
+	if (!m || !all || !ps) {
+		free(list);
+		return -ENOMEM;
+	}
+	imgstore__v1__list_tier_policies_response__init(m);
+	for (size_t i = 0; i < n; i++) {
+		policy_to_msg(call, &ps[i], &list[i]);
+		all[i] = &ps[i];
+	}
+	m->policies = all;
+	m->n_policies = n;
+	free(list);
+	*resp = &m->base;
+	return 0;
+}
+
+int ims_h_tier_remove_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__RemoveTierPolicyRequest *q = (const void *)req;
+	const char *pool = q->pool && q->pool[0] ? q->pool : d->pool;
+	rados_ioctx_t io = NULL;
+	int r;
+
+	ims_rpc_call_set_target(call, pool);
+	if ((r = default_io(d, &io)) < 0)
+		return r;
+	r = ims_tier_policy_rm(io, pool);
+	rados_ioctx_destroy(io);
+	if (r < 0)
+		return r;
+	Imgstore__V1__RemoveTierPolicyResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__remove_tier_policy_response__init(m);
+	*resp = &m->base;
+	return 0;
+}
+
+int ims_h_tier_cold_candidates(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__ColdCandidatesRequest *q = (const void *)req;
+	const char *pool = q->pool && q->pool[0] ? q->pool : q->policy && q->policy->pool && q->policy->pool[0]
+										? q->policy->pool
+										: d->pool;
+	ims_tier_policy p;
+	ims_tier_candidate *list = NULL;
+	size_t n = 0;
+	int r;
+
+	if (q->policy) {
+		if ((r = policy_from_msg(d, q->policy, pool, &p)) < 0)
+			return r;
+	} else {
+		rados_ioctx_t io = NULL;
+		if ((r = default_io(d, &io)) < 0)
+			return r;
+		r = ims_tier_policy_get(&p, io, pool);
+		rados_ioctx_destroy(io);
+		if (r < 0)
+			return r;
+	}
+	if ((r = ims_tier_policy_candidates(&list, &n, d->site, &p, (int64_t)time(NULL), daemon_hold, d)) < 0)
+		return r;
+	Imgstore__V1__ColdCandidatesResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
+	Imgstore__V1__TierPolicy *pm = ims_rpc_call_alloc(call, sizeof(*pm));
+	Imgstore__V1__ColdCandidate **all = ims_rpc_call_alloc(call, (n + 1) * sizeof(*all));
+	Imgstore__V1__ColdCandidate *cs = ims_rpc_call_alloc(call, (n + 1) * sizeof(*cs));
+	if (!m || !pm || !all || !cs) {
+		free(list);
+		return -ENOMEM;
+	}
+	imgstore__v1__cold_candidates_response__init(m);
+	policy_to_msg(call, pm, &p);
+	m->policy = pm;
+	for (size_t i = 0; i < n; i++) {
+		imgstore__v1__cold_candidate__init(&cs[i]);
+		cs[i].image = ims_rpc_call_strdup(call, list[i].image);
+		cs[i].last_access_unix = list[i].last_access;
+		cs[i].push = list[i].push;
+		cs[i].reason = ims_rpc_call_strdup(call, list[i].reason);
+		all[i] = &cs[i];
+	}
+	m->images = all;
+	m->n_images = n;
+	free(list);
+	*resp = &m->base;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* the scan: every [defaults] tier_scan_interval, push the idle images of every policy, one at
+ * a time, each as an Operation under the image's RADOS push lock */
+
+#define TIER_LOCK_SECONDS 60
+
+struct ims_tier_scan {
+	ims_daemon *d;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stopping;
+};
+
+typedef struct {
+	tier_work w;
+	int64_t renewed;
+} scan_work;
+
+static int scan_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	ims_op *op = ctx;
+	return ims_op_progress(op, done, total);
+}
+
+/* The push of a policy: as run_push, renewing the image's push lock as it goes. */
+typedef struct {
+	ims_op *op;
+	scan_work *sw;
+	rados_ioctx_t io;
+} scan_push_ctx;
+
+static int scan_push_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	scan_push_ctx *c = ctx;
+	int64_t t = (int64_t)time(NULL);
+	if (t - c->sw->renewed >= TIER_LOCK_SECONDS / 3) {
+		if (ims_tier_policy_lock(c->io, c->sw->w.pool, c->sw->w.image, c->sw->w.d->owner_host, TIER_LOCK_SECONDS,
+					 true) < 0)
+			return 1; /* lost the lock: stop */
+		c->sw->renewed = t;
+	}
+	return scan_progress(c->op, done, total);
+}
+
+static int run_policy_push(ims_op *op, void *arg)
+{
+	scan_work *sw = arg;
+	tier_work *w = &sw->w;
+	ims_tier_target *t = NULL;
+	ims_tier_result res;
+	scan_push_ctx c = { .op = op, .sw = sw };
+	int r;
+
+	if ((r = default_io(w->d, &c.io)) < 0)
+		return r;
+	if ((r = open_target(w, &t)) < 0)
+		goto out;
+	ims_tier_opts o = work_opts(w, op);
+	o.progress = scan_push_progress;
+	o.progress_ctx = &c;
+	r = ims_tier_push(&res, t, w->d->site, w->pool, w->image, NULL, &o);
+	if (r == 0)
+		ims_log_info("tiering policy of pool '%s': pushed '%s' to '%s' (%" PRIu64 " chunks, %" PRIu64
+			     " bytes uploaded)", w->pool, res.name, w->target, res.chunks, res.bytes_sealed);
+out:
+	ims_tier_target_free(t);
+	rados_ioctx_destroy(c.io);
+	return r;
+}
+
+static bool scan_stopping(ims_tier_scan *s)
+{
+	pthread_mutex_lock(&s->lock);
+	bool st = s->stopping;
+	pthread_mutex_unlock(&s->lock);
+	return st;
+}
+
+/* Push one candidate: lock, check again, run the operation, wait for it, unlock. */
+static void scan_push_one(ims_tier_scan *s, const ims_tier_policy *p, const ims_config_s3 *c, const char *image)
+{
+	ims_daemon *d = s->d;
+	rados_ioctx_t io = NULL;
+	ims_tier_candidate cand;
+	ims_op_record rec;
+	char what[2 * IMS_NAME_MAX + 2];
+	int r;
+
+	ims_error_clear();
+	snprintf(what, sizeof(what), "%s/%s", p->pool, image);
+	if (default_io(d, &io) < 0) {
+		ims_log_warning("tiering policy: %s", ims_error_last());
+		return;
+	}
+	if ((r = ims_tier_policy_lock(io, p->pool, image, d->owner_host, TIER_LOCK_SECONDS, false)) < 0) {
+		ims_log_debug("tiering policy: %s", ims_error_last());
+		goto out_io;
+	}
+	/* another daemon may have pushed it, or a host leased it, since the listing */
+	r = ims_tier_policy_check(&cand, d->site, p, image, (int64_t)time(NULL), daemon_hold, d);
+	if (r < 0 || !cand.push) {
+		if (r < 0 && r != -ENOENT)
+			ims_log_warning("tiering policy: %s", ims_error_last());
+		goto out;
+	}
+	scan_work *sw = calloc(1, sizeof(*sw));
+	if (!sw)
+		goto out;
+	sw->w.d = d;
+	sw->w.after = p->after;
+	sw->renewed = (int64_t)time(NULL);
+	snprintf(sw->w.target, sizeof(sw->w.target), "%s", c->name);
+	snprintf(sw->w.pool, sizeof(sw->w.pool), "%s", p->pool);
+	snprintf(sw->w.image, sizeof(sw->w.image), "%s", image);
+	ims_log_info("tiering policy of pool '%s': pushing '%s' to '%s': %s", p->pool, what, c->name, cand.reason);
+	if ((r = ims_ops_submit(d->ops, "tier-push", what, run_policy_push, sw, free, &rec)) < 0) {
+		ims_log_warning("tiering policy: cannot push '%s': %s", what, ims_error_last());
+		goto out;
+	}
+	while (!scan_stopping(s)) {
+		if (ims_ops_wait(d->ops, rec.id, 1000, &rec) < 0)
+			break;
+		if (rec.state != IMS_OP_QUEUED && rec.state != IMS_OP_RUNNING)
+			break;
+	}
+	if (rec.state == IMS_OP_FAILED)
+		ims_log_warning("tiering policy: push of '%s' failed: %s", what, rec.error);
+	if (rec.state == IMS_OP_QUEUED || rec.state == IMS_OP_RUNNING)
+		goto out_io; /* stopping: the push still renews the lock; it expires after it */
+out:
+	ims_tier_policy_unlock(io, p->pool, image, d->owner_host);
+out_io:
+	rados_ioctx_destroy(io);
+}
+
+static void scan_once(ims_tier_scan *s)
+{
+	ims_daemon *d = s->d;
+	ims_tier_policy *ps = NULL;
+	size_t np = 0;
+	rados_ioctx_t io = NULL;
+
+	ims_error_clear();
+	if (default_io(d, &io) < 0 || ims_tier_policy_list(&ps, &np, io) < 0) {
+		ims_log_warning("tiering policies not read: %s", ims_error_last());
+		rados_ioctx_destroy(io);
+		return;
+	}
+	rados_ioctx_destroy(io);
+	for (size_t i = 0; i < np && !scan_stopping(s); i++) {
+		const ims_config_s3 *c = NULL;
+		ims_tier_candidate *list = NULL;
+		size_t n = 0;
+		ims_error_clear();
+		if (pick_target(d, ps[i].target, &c) < 0 ||
+		    ims_tier_policy_candidates(&list, &n, d->site, &ps[i], (int64_t)time(NULL), daemon_hold, d) < 0) {
+			ims_log_warning("tiering policy of pool '%s' not applied: %s", ps[i].pool, ims_error_last());
+			continue;
+		}
+		for (size_t k = 0; k < n && !scan_stopping(s); k++)
+			if (list[k].push)
+				scan_push_one(s, &ps[i], c, list[k].image);
+		free(list);
+	}
+	free(ps);
+}
+
+static void *scan_main(void *arg)
+{
+	ims_tier_scan *s = arg;
+	uint64_t interval = s->d->cfg->defaults.tier_scan_interval;
+	/* the first scan soon after the start, so that frequent restarts do not starve it */
+	uint64_t wait = interval < 30 ? interval : 30;
+	pthread_mutex_lock(&s->lock);
+	while (!s->stopping) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += (time_t)wait;
+		while (!s->stopping && pthread_cond_timedwait(&s->cond, &s->lock, &until) == 0)
+			;
+		if (s->stopping)
+			break;
+		pthread_mutex_unlock(&s->lock);
+		scan_once(s);
+		pthread_mutex_lock(&s->lock);
+		wait = interval;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+int ims_tier_scan_start(ims_tier_scan **out, ims_daemon *d)
+{
+	*out = NULL;
+	if (d->cfg->defaults.tier_scan_interval == 0)
+		return 0; /* off */
+	ims_tier_scan *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->d = d;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	if (pthread_create(&s->thread, NULL, scan_main, s) != 0) {
+		pthread_mutex_destroy(&s->lock);
+		pthread_cond_destroy(&s->cond);
+		free(s);
+		return ims_error_set(-EAGAIN, "cannot start the tiering scan");
+	}
+	*out = s;
+	return 0;
+}
+
+void ims_tier_scan_stop(ims_tier_scan *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	pthread_join(s->thread, NULL);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
+	free(s);
 }
