@@ -98,6 +98,8 @@ static const ims_cli_opt failover_opts[] = {
 	{"to", "SITE", "the site to promote (required)"},
 	{"force", NULL, "unplanned: promote at the last sealed snapshot without the primary"},
 	{"wait", "DURATION", "planned: how long hosts get to release their leases before they are fenced (default 30s)"},
+	{"from", "SITE", "instead of an image: every image whose primary is SITE"},
+	{"pool", "POOL", "with --from: the pool (default: the daemon's)"},
 	{"no-wait", NULL, "print the operation id and return without waiting"},
 	{NULL, NULL, NULL},
 };
@@ -166,8 +168,46 @@ static int repl_sync(ims_cli *cli, const ims_cli_args *a)
 	return repl_op(cli, a, REPL_SVC "SyncImage", false);
 }
 
+static int repl_failover_all(ims_cli *cli, const ims_cli_args *a, const char *from)
+{
+	Imgstore__V1__ReplicationImageRequest req;
+	Imgstore__V1__ImageSpec ms;
+	Imgstore__V1__Operation *op = NULL;
+	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
+	const char *to = ims_cli_opt_value(cli, a, "to"), *pool = ims_cli_opt_value(cli, a, "pool");
+	const char *wait = ims_cli_opt_value(cli, a, "wait");
+	uint64_t secs = 0;
+	int r;
+
+	if (!to)
+		return ims_cli_usage(cli, "--to is required");
+	if ((r = ims_cli_arg_word(cli, "--to", to)) || (r = ims_cli_arg_word(cli, "--from", from)) ||
+	    (pool && (r = ims_cli_arg_word(cli, "--pool", pool))))
+		return r;
+	if (wait && (ims_parse_duration(&secs, wait) < 0 || secs == 0 || secs > 86400))
+		return ims_cli_usage(cli, "--wait takes a duration from 1s to 1d, not '%s'", wait);
+	imgstore__v1__replication_image_request__init(&req);
+	imgstore__v1__image_spec__init(&ms);
+	ms.pool = pool ? (char *)pool : (char *)"";
+	req.image = &ms;
+	req.target_site = (char *)to;
+	req.from_site = (char *)from;
+	req.force = ims_cli_opt_flag(cli, a, "force");
+	req.wait_seconds = (uint32_t)secs;
+	if ((r = ims_cli_call(cli, REPL_SVC "Failover", &req, &imgstore__v1__operation__descriptor, &op)))
+		return r;
+	return ims_cli_finish_op(cli, op, &w);
+}
+
 static int repl_failover(ims_cli *cli, const ims_cli_args *a)
 {
+	const char *from = ims_cli_opt_value(cli, a, "from");
+	if (from && a->npos)
+		return ims_cli_usage(cli, "name an image or --from SITE, not both");
+	if (from)
+		return repl_failover_all(cli, a, from);
+	if (!a->npos)
+		return ims_cli_usage(cli, "name an image, or --from SITE for every image whose primary is SITE");
 	return repl_op(cli, a, REPL_SVC "Failover", true);
 }
 
@@ -276,10 +316,11 @@ const ims_cli_verb ims_cli__repl_verbs[] = {
 	{"repl", "verify", "POOL/IMAGE [--to SITE] [--snap NAME] [--chunk SIZE]",
 	 "Compare the copy with the primary by checksums; exit 1 if they differ.", verify_opts, 1, 1,
 	 repl_verify},
-	{"repl", "failover", "POOL/IMAGE --to SITE [--force] [--wait DURATION] [--no-wait]",
+	{"repl", "failover", "POOL/IMAGE|--from SITE [--pool POOL] --to SITE [--force] [--wait DURATION] [--no-wait]",
 	 "Make the copy on SITE the primary. Planned: ask the primary's site; hosts are fenced, "
-	 "nothing is lost. --force: ask SITE when the primary's site is lost.",
-	 failover_opts, 1, 1, repl_failover},
+	 "nothing is lost. --force: ask SITE when the primary's site is lost. --from: every image "
+	 "whose primary is that site.",
+	 failover_opts, 0, 1, repl_failover},
 	{"repl", "failback", "POOL/IMAGE [--to SITE] [--no-wait]",
 	 "Planned failover back to the site this primary replicates to; only the delta ships.",
 	 op_to_opts, 1, 1, repl_failback},

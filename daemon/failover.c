@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "daemon/hosts.h"
 #include "replicator/failover.h"
+#include "store/image.h"
 
 static int progress(void *ctx, uint64_t done, uint64_t total)
 {
@@ -232,6 +233,63 @@ int ims_failover_run(ims_op *op, void *arg)
 				     "if the primary's site is lost",
 				     w->target);
 	return planned(op, w);
+}
+
+int ims_failover_all_run(ims_op *op, void *arg)
+{
+	ims_failover_work *w = arg;
+	ims_daemon *d = w->d;
+	ims_image_list_entry *list = NULL;
+	size_t n = 0, done = 0, failed = 0, todo = 0;
+	char failures[1024] = "", done_names[1024] = "";
+	const char *here = ims_site_name(d->site);
+	int r;
+	if (!w->force && strcmp(w->from, here) != 0)
+		return ims_error_set(-EINVAL, "a planned failover of site '%s''s images runs on site '%s', not '%s'; add "
+				     "--force if site '%s' is lost",
+				     w->from, w->from, here, w->from);
+	if (w->force && strcmp(w->target, here) != 0)
+		return ims_error_set(-EINVAL, "a forced failover runs on the site that becomes the primary: ask site '%s''s "
+				     "daemon (this is site '%s')",
+				     w->target, here);
+	if ((r = ims_image_list(&list, &n, d->site, w->spec.pool)) < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		ims_repl_side side;
+		ims_repl_status pair;
+		ims_failover_work one = *w;
+		snprintf(one.spec.image, sizeof(one.spec.image), "%s", list[i].name);
+		one.spec.snap[0] = '\0';
+		if (ims_repl_side_get(d->site, w->spec.pool, list[i].name, &side) < 0)
+			continue;
+		if (w->force) {
+			char src[64];
+			source_site(side.source, src, sizeof(src));
+			if (!side.secondary || strcmp(src, w->from) != 0)
+				continue;
+		} else if (side.secondary || pair_of(d, &one.spec, w->target, &pair) < 0) {
+			continue;
+		}
+		todo++;
+		ims_error_clear();
+		r = w->force ? forced(op, &one) : planned(op, &one);
+		size_t used = strlen(r < 0 ? failures : done_names);
+		char *buf = r < 0 ? failures : done_names;
+		if (used < 900)
+			snprintf(buf + used, 1024 - used, "%s%s/%s%s%s", used ? "; " : "", w->spec.pool, list[i].name,
+				 r < 0 ? ": " : "", r < 0 ? ims_error_last() : "");
+		if (r < 0)
+			failed++;
+		else
+			done++;
+	}
+	ims_image_list_free(list, n);
+	if (failed)
+		return ims_error_set(-EIO, "%zu of %zu images of site '%s' in pool '%s' did not fail over: %s", failed, todo,
+				     w->from, w->spec.pool, failures);
+	ims_op_set_result(op, "%zu image(s) of site '%s' in pool '%s' failed over to site '%s'%s%s", done, w->from,
+			  w->spec.pool, w->target, done ? ": " : "", done_names);
+	return 0;
 }
 
 int ims_resync_run(ims_op *op, void *arg)

@@ -17,6 +17,7 @@ typedef struct {
 	char target[64];   /* the site that becomes the primary (failover), or the peer (resync) */
 	bool force;        /* the primary's site is lost: promote the target at its last sealed state */
 	unsigned wait_s;   /* how long hosts get to release their leases; 0: 30 */
+	char from[64];     /* non-empty: every image of spec.pool whose primary is this site */
 } ims_failover_work;
 
 /**
@@ -32,6 +33,14 @@ typedef struct {
  * it returns.
  */
 int ims_failover_run(ims_op *op, void *arg);
+
+/**
+ * Fail over every image of a pool whose primary is site w->from: planned (run by that site's
+ * daemon: the images it replicates to w->target) or forced (run by w->target's daemon: its
+ * secondaries of w->from). One after the other; a failure does not stop the others, and the
+ * operation fails naming them.
+ */
+int ims_failover_all_run(ims_op *op, void *arg);
 
 /** Resync (split-brain), run by the primary's daemon: ims_repl_resync(), then one cycle. */
 int ims_resync_run(ims_op *op, void *arg);

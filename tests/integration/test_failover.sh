@@ -129,5 +129,42 @@ check "the old primary ends demoted" test "$(role_of "$([ $primary = a ] && echo
 echo "# generation after the rounds: $(gen_of a) / $(gen_of b)"
 check "the generation counted every failover" test "$(gen_of "$primary")" -ge $((ROUNDS + 1))
 
+# every image whose primary is a site, at once: planned (asked of that site), then forced back
+# (asked of the other site, with the first one answering: it is fenced and rejoined at once)
+bulk1=$img-x bulk2=$img-y
+for b in $bulk1 $bulk2; do
+  on_a image create "rbd/$b" --size 16M >/dev/null 2>&1
+  rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 64K --io-total 2M --io-pattern rand "rbd/$b" >/dev/null 2>&1
+  on_a repl enable "rbd/$b" --to b --rpo 30s >/dev/null
+done
+expect_rc 0 "failover --from a --to b (every image whose primary is site a)" on_a repl failover --from a --to b
+cat /tmp/fo-out.$$
+check "  both images are primary on site b and secondary on site a" bash -c "
+  for b in $bulk1 $bulk2; do
+    [ \"\$(rbd -c '$CEPH_CONF_B' image-meta get rbd/\$b imgstore.repl.role)\" = primary ] || exit 1
+    [ \"\$(rbd -c '$CEPH_CONF_A' image-meta get rbd/\$b imgstore.repl.role)\" = secondary ] || exit 1
+  done"
+check "  with equal data" bash -c "
+  for b in $bulk1 $bulk2; do
+    [ \"\$(rbd -c '$CEPH_CONF_A' export --no-progress rbd/\$b - | sha256sum)\" = \"\$(rbd -c '$CEPH_CONF_B' export --no-progress rbd/\$b - | sha256sum)\" ] || exit 1
+  done"
+expect_rc 1 "failover --from b asked of site b without --force is refused" on_b repl failover --from a --to b
+expect_rc 2 "an image and --from together is a usage error" on_a repl failover "rbd/$bulk1" --from a --to b
+expect_rc 0 "failover --from b --to a --force, asked of site a" on_a repl failover --from b --to a --force
+cat /tmp/fo-out.$$
+check "  both images are primary on site a again, site b rejoined as their secondary" bash -c "
+  for b in $bulk1 $bulk2; do
+    [ \"\$(rbd -c '$CEPH_CONF_A' image-meta get rbd/\$b imgstore.repl.role)\" = primary ] || exit 1
+    [ \"\$(rbd -c '$CEPH_CONF_B' image-meta get rbd/\$b imgstore.repl.role)\" = secondary ] || exit 1
+  done"
+for b in $bulk1 $bulk2; do
+  for s in A B; do
+    conf=CEPH_CONF_$s
+    IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_$s") "$CLI" repl disable "rbd/$b" >/dev/null 2>&1
+    rbd -c "${!conf}" snap purge "rbd/$b" >/dev/null 2>&1
+    rbd -c "${!conf}" rm --no-progress "rbd/$b" >/dev/null 2>&1
+  done
+done
+
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]
