@@ -331,6 +331,34 @@ static int cmp_list_entry(const void *a, const void *b)
 	return strcmp(((const ims_image_list_entry *)a)->name, ((const ims_image_list_entry *)b)->name);
 }
 
+int ims_store__catalog_join(ims_image_list_entry *list, size_t n, ims_catalog_entry *cat, size_t ncat)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t lo = 0, hi = ncat;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			int c = strcmp(cat[mid].name, list[i].name);
+			if (c == 0) {
+				/* the entry moves to the list; its name stays, so that @p cat stays
+				 * sorted for the searches that follow */
+				char *keep = strdup(cat[mid].name);
+				if (!keep)
+					return -ENOMEM;
+				list[i].in_catalog = true;
+				list[i].entry = cat[mid];
+				memset(&cat[mid], 0, sizeof(cat[mid]));
+				cat[mid].name = keep;
+				break;
+			}
+			if (c < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+	}
+	return 0;
+}
+
 int ims_image_list(ims_image_list_entry **out, size_t *count, ims_site *site, const char *pool)
 {
 	rados_ioctx_t io = NULL;
@@ -375,29 +403,14 @@ int ims_image_list(ims_image_list_entry **out, size_t *count, ims_site *site, co
 			r = -ENOMEM;
 			goto out;
 		}
-		/* the catalog comes sorted: binary search it */
-		size_t lo = 0, hi = ncat;
-		while (lo < hi) {
-			size_t mid = (lo + hi) / 2;
-			int c = strcmp(cat[mid].name, specs[i].name);
-			if (c == 0) {
-				list[n].in_catalog = true;
-				list[n].entry = cat[mid];
-				memset(&cat[mid], 0, sizeof(cat[mid]));
-				cat[mid].name = strdup(""); /* keep the array sorted for the next search */
-				break;
-			}
-			if (c < 0)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
 		n++;
 	}
+	if ((r = ims_store__catalog_join(list, n, cat, ncat)) < 0)
+		goto out;
 	/* cold images (tier/) have no RBD image, only their catalog entry */
 	for (size_t i = 0; i < ncat; i++) {
-		if (!cat[i].cold_target || !cat[i].name[0])
-			continue;
+		if (!cat[i].cold_target)
+			continue; /* taken by an RBD image above, or not cold */
 		ims_image_list_entry *nl = realloc(list, (n + 1) * sizeof(*nl));
 		if (!nl) {
 			r = -ENOMEM;

@@ -8,6 +8,8 @@
 #include <rados/librados.h>
 #include <rbd/librbd.h>
 
+#include "store/catalog.h"
+#include "store/image.h"
 #include "store/site.h"
 
 /* Prefix of imgstore's temporary images (imports in progress); users cannot name images so. */
@@ -25,6 +27,13 @@ int ims_store__check_names(const char *pool, const char *image, const char *snap
 /* A catalog entry for a new image; fills created and size; strings are borrowed. */
 int ims_store__catalog_add(rados_ioctx_t io, const char *name, uint64_t size, const char *source,
 			   const char *parent, const char *sha256);
+
+/*
+ * Move into each entry of @p list (names in any order; entries zeroed) its catalog entry from
+ * @p cat (sorted by name, as ims_catalog_list() returns it). A moved entry is left in @p cat
+ * zeroed but for its name, so @p cat stays sorted.
+ */
+int ims_store__catalog_join(ims_image_list_entry *list, size_t n, ims_catalog_entry *cat, size_t ncat);
 
 /* Lower-case comma-separated RBD feature names. */
 void ims_store__features_str(uint64_t features, char *buf, size_t len);

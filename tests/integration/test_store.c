@@ -20,6 +20,7 @@
 #include "store/catalog.h"
 #include "store/image.h"
 #include "store/site.h"
+#include "store/store_internal.h"
 
 #define MiB (1ull << 20)
 
@@ -162,6 +163,68 @@ static void test_image_lifecycle(void **state)
 	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
 	assert_int_equal(ims_catalog_get(io, renamed, &e), -ENOENT);
 	rados_ioctx_destroy(io);
+}
+
+/* Regression: the list found catalog entries by a binary search over an array it altered as
+ * it went (a found name became ""), and missed some when RBD listed names out of order. */
+static void test_list_finds_every_catalog_entry(void **state)
+{
+	(void)state;
+	static const char *const sorted[] = { "a", "b", "c", "d" }, *const order[] = { "d", "a", "c", "b" };
+	ims_catalog_entry cat[4];
+	ims_image_list_entry got[4];
+	memset(cat, 0, sizeof(cat));
+	memset(got, 0, sizeof(got));
+	for (int i = 0; i < 4; i++) {
+		cat[i].name = strdup(sorted[i]);
+		cat[i].source = strdup("new");
+		got[i].name = strdup(order[i]);
+	}
+	assert_int_equal(ims_store__catalog_join(got, 4, cat, 4), 0);
+	for (int i = 0; i < 4; i++) {
+		assert_true(got[i].in_catalog);
+		assert_string_equal(got[i].entry.name, order[i]);
+		assert_string_equal(got[i].entry.source, "new");
+		assert_string_equal(cat[i].name, sorted[i]); /* still sorted */
+		assert_null(cat[i].source);                  /* moved */
+		ims_catalog_entry_clear(&cat[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		free(got[i].name);
+		ims_catalog_entry_clear(&got[i].entry);
+	}
+
+	/* and through RBD: every image made through the store is in the catalog */
+	enum { N = 8 };
+	char names[N][128];
+	const char *base = itest_name("many");
+	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
+	co.size = 1 * MiB;
+	for (int i = 0; i < N; i++) {
+		snprintf(names[i], sizeof(names[i]), "%s-%02d", base, i);
+		assert_int_equal(ims_image_create(A, "rbd", names[i], &co), 0);
+	}
+	ims_image_list_entry *list = NULL;
+	size_t n = 0;
+	assert_int_equal(ims_image_list(&list, &n, A, "rbd"), 0);
+	int found = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			assert_true(strcmp(list[i - 1].name, list[i].name) < 0);
+		if (strncmp(list[i].name, base, strlen(base)) != 0)
+			continue;
+		found++;
+		assert_true(list[i].in_catalog);
+		assert_non_null(list[i].entry.name);
+		assert_string_equal(list[i].entry.name, list[i].name);
+		assert_string_equal(list[i].entry.source, "new");
+	}
+	assert_int_equal(found, N);
+	ims_image_list_free(list, n);
+	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
+	ro.purge = true;
+	for (int i = 0; i < N; i++)
+		assert_int_equal(ims_image_remove(A, "rbd", names[i], &ro), 0);
 }
 
 static void test_bad_names_touch_nothing(void **state)
@@ -339,6 +402,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_site_errors),
 		cmocka_unit_test(test_image_lifecycle),
+		cmocka_unit_test(test_list_finds_every_catalog_entry),
 		cmocka_unit_test(test_bad_names_touch_nothing),
 		cmocka_unit_test(test_snapshots),
 		cmocka_unit_test(test_golden_clones),
