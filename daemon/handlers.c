@@ -737,9 +737,20 @@ static int h_create_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 	ims_snap_info *snaps = NULL;
 	size_t n = 0;
 	int r;
+	char sealed_on[256];
 	if ((r = get_spec(d, call, q->snapshot, &s, true, true)) < 0 ||
-	    (r = ims_snap_create(d->site, s.pool, s.image, s.snap)) < 0 ||
-	    (r = ims_snap_list(&snaps, &n, d->site, s.pool, s.image)) < 0)
+	    (r = ims_snap_create(d->site, s.pool, s.image, s.snap)) < 0)
+		return r;
+	/* sync mode: the snapshot is sealed on the targets before this call succeeds */
+	if ((r = ims_repl_seal_snapshot(d->repl, s.pool, s.image, s.snap, sealed_on, sizeof(sealed_on))) < 0) {
+		char why[IMS_ERROR_MSG_MAX];
+		snprintf(why, sizeof(why), "%s", ims_error_last());
+		return ims_error_set(r, "snapshot '%s' was taken on site '%s' but is not sealed on its sync-mode targets: %s",
+				     s.snap, ims_site_name(d->site), why);
+	}
+	if (sealed_on[0])
+		ims_log_info("snapshot '%s/%s@%s' sealed on site(s) %s (sync mode)", s.pool, s.image, s.snap, sealed_on);
+	if ((r = ims_snap_list(&snaps, &n, d->site, s.pool, s.image)) < 0)
 		return r;
 	r = ims_error_set(-ENOENT, "snapshot '%s' vanished after its creation", s.snap);
 	for (size_t i = 0; i < n; i++) {

@@ -396,6 +396,15 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 	return ims_error_set(-EUCLEAN, "%s; cannot compare the copies: %s", why, cause);
 }
 
+static int count_one(uint64_t off, size_t len, int exists, void *arg)
+{
+	(void)off;
+	(void)len;
+	(void)exists;
+	++*(uint64_t *)arg;
+	return 0;
+}
+
 /* One cycle of @p p (marked running by the caller). */
 static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void *pctx, ims_repl_result *out)
 {
@@ -918,6 +927,99 @@ int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image
 	*out = list;
 	*count = k;
 	return 0;
+}
+
+/* After a cycle sealed @p sealed: give the secondary the user snapshot @p snap too, when the
+ * primary's @p snap and @p sealed hold the same data (nothing was written between them). */
+static int seal_user_snapshot(ims_repl_sched *s, pair *p, ims_site *peer, const char *snap, const char *sealed)
+{
+	rados_ioctx_t pio = NULL, sio = NULL;
+	rbd_image_t at = NULL, sec = NULL;
+	uint64_t n = 0;
+	int r;
+	if ((r = ims_site_ioctx(s->o.local, p->pool, &pio)) < 0 || (r = ims_site_ioctx(peer, p->pool, &sio)) < 0)
+		goto out;
+	/* compare the two snapshots: open at the newer, diff from the older (a cycle that found
+	 * nothing changed sealed nothing new: then its snapshot is the older one) */
+	uint64_t id_snap = 0, id_sealed = 0, size_at = 0, size_snap = 0;
+	if ((r = rbd_open_read_only(pio, p->image, &at, NULL)) < 0) {
+		ims_error_set(r, "cannot open '%s/%s': %s", p->pool, p->image, ims_strerror(r));
+		goto out;
+	}
+	if ((r = rbd_snap_get_id(at, snap, &id_snap)) < 0 || (r = rbd_snap_get_id(at, sealed, &id_sealed)) < 0) {
+		ims_error_set(r, "cannot find '%s' or '%s' on '%s/%s': %s", snap, sealed, p->pool, p->image,
+			      ims_strerror(r));
+		goto out;
+	}
+	const char *newer = id_snap > id_sealed ? snap : sealed, *older = id_snap > id_sealed ? sealed : snap;
+	if ((r = rbd_snap_set(at, older)) == 0 && (r = rbd_get_size(at, &size_snap)) == 0 &&
+	    (r = rbd_snap_set(at, newer)) == 0 && (r = rbd_get_size(at, &size_at)) == 0)
+		r = rbd_diff_iterate2(at, older, 0, size_at, 1, 1, count_one, &n);
+	if (r < 0) {
+		ims_error_set(r, "cannot compare '%s' with '%s' on '%s/%s': %s", snap, sealed, p->pool, p->image,
+			      ims_strerror(r));
+		goto out;
+	}
+	if (n || size_at != size_snap) {
+		r = ims_error_set(-EAGAIN,
+				  "'%s/%s' was written between snapshot '%s' and its replication '%s': '%s' is not "
+				  "sealed on site '%s' (freeze the guest while it is taken)",
+				  p->pool, p->image, snap, sealed, snap, p->target);
+		goto out;
+	}
+	if ((r = rbd_open(sio, p->image, &sec, NULL)) < 0 || (r = rbd_snap_create(sec, snap)) < 0) {
+		ims_error_set(r, "cannot seal '%s' on site '%s': %s", snap, p->target, ims_strerror(r));
+		goto out;
+	}
+out:
+	if (sec)
+		rbd_close(sec);
+	if (at)
+		rbd_close(at);
+	if (sio)
+		rados_ioctx_destroy(sio);
+	if (pio)
+		rados_ioctx_destroy(pio);
+	return r;
+}
+
+int ims_repl_seal_snapshot(ims_repl_sched *s, const char *pool, const char *image, const char *snap,
+			   char *sealed_on, size_t len)
+{
+	char targets[8][64];
+	size_t nt = 0, used = 0;
+	int r = 0;
+	if (sealed_on && len)
+		sealed_on[0] = '\0';
+	pthread_mutex_lock(&s->lock);
+	for (pair *p = s->pairs; p && nt < 8; p = p->next)
+		if (p->present && !strcmp(p->pool, pool) && !strcmp(p->image, image) && !strcmp(p->mode, "sync"))
+			snprintf(targets[nt++], sizeof(targets[0]), "%s", p->target);
+	pthread_mutex_unlock(&s->lock);
+	for (size_t i = 0; i < nt && r == 0; i++) {
+		ims_site *peer = NULL;
+		ims_repl_result res;
+		pthread_mutex_lock(&s->lock);
+		pair *p = find_locked(s, pool, image, targets[i]);
+		while (p && p->running && !s->stopping)
+			pthread_cond_wait(&s->cond, &s->lock);
+		if (!p || s->stopping) {
+			pthread_mutex_unlock(&s->lock);
+			continue;
+		}
+		p->running = true;
+		pthread_mutex_unlock(&s->lock);
+		r = run_cycle(s, p, NULL, NULL, &res);
+		if (r == 0 && (r = s->o.peer(s->o.peer_ctx, p->target, &peer)) == 0)
+			r = seal_user_snapshot(s, p, peer, snap, res.sealed);
+		pthread_mutex_lock(&s->lock);
+		p->running = false;
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		if (r == 0 && sealed_on && used < len)
+			used += (size_t)snprintf(sealed_on + used, len - used, "%s%s", used ? "," : "", targets[i]);
+	}
+	return r;
 }
 
 int ims_repl_sync_now(ims_repl_sched *s, const char *pool, const char *image, const char *target,

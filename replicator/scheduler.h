@@ -118,6 +118,17 @@ int ims_repl_disable(ims_repl_sched *s, const char *pool, const char *image, con
 
 /** Statuses of every pair (@p pool/@p image NULL) or of one image. *out malloc'ed. */
 /**
+ * Sync mode: after a host's snapshot @p snap of @p pool/@p image, seal it on every target the
+ * image replicates to in mode sync, before the caller reports success: one cycle, then the
+ * same snapshot on the target when nothing was written between @p snap and the cycle's.
+ *
+ * @param[out] sealed_on the targets, comma-separated ("" if none is in mode sync).
+ * @returns -EAGAIN if the image was written in between (the snapshot is then only local).
+ */
+int ims_repl_seal_snapshot(ims_repl_sched *s, const char *pool, const char *image, const char *snap,
+			   char *sealed_on, size_t len);
+
+/**
  * Stop replicating from this site without touching any snapshot: a failover hands the pair
  * to the new primary, whose base is the snapshot both sides keep.
  */

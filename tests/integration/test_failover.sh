@@ -129,6 +129,26 @@ check "the old primary ends demoted" test "$(role_of "$([ $primary = a ] && echo
 echo "# generation after the rounds: $(gen_of a) / $(gen_of b)"
 check "the generation counted every failover" test "$(gen_of "$primary")" -ge $((ROUNDS + 1))
 
+# sync mode: a host's snapshot is sealed on the target before the call returns
+sm=$img-sync
+on_a image create "rbd/$sm" --size 32M >/dev/null 2>&1
+expect_rc 0 "enable replication in sync mode" on_a repl enable "rbd/$sm" --to b --mode sync
+rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 64K --io-total 4M --io-pattern rand "rbd/$sm" >/dev/null 2>&1
+expect_rc 0 "a host snapshot of a sync-mode image" on_a snap create "rbd/$sm@host-snap-1"
+check "  is on site b when the call returns" bash -c "rbd -c '$CEPH_CONF_B' snap ls --format json 'rbd/$sm' | jq -e 'any(.[]; .name == \"host-snap-1\")' >/dev/null"
+check "  with the same data as site a's" test "$(rbd -c "$CEPH_CONF_A" export --no-progress "rbd/$sm@host-snap-1" - | sha256sum)" = \
+  "$(rbd -c "$CEPH_CONF_B" export --no-progress "rbd/$sm@host-snap-1" - 2>/dev/null | sha256sum)"
+rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 64K --io-total 2M --io-pattern rand "rbd/$sm" >/dev/null 2>&1
+expect_rc 0 "a second one after more writes" on_a snap create "rbd/$sm@host-snap-2"
+check "  is sealed too, equal" test "$(rbd -c "$CEPH_CONF_A" export --no-progress "rbd/$sm@host-snap-2" - | sha256sum)" = \
+  "$(rbd -c "$CEPH_CONF_B" export --no-progress "rbd/$sm@host-snap-2" - 2>/dev/null | sha256sum)"
+for s in A B; do
+  conf=CEPH_CONF_$s
+  IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_$s") "$CLI" repl disable "rbd/$sm" >/dev/null 2>&1
+  rbd -c "${!conf}" snap purge "rbd/$sm" >/dev/null 2>&1
+  rbd -c "${!conf}" rm --no-progress "rbd/$sm" >/dev/null 2>&1
+done
+
 # every image whose primary is a site, at once: planned (asked of that site), then forced back
 # (asked of the other site, with the first one answering: it is fenced and rejoined at once)
 bulk1=$img-x bulk2=$img-y
