@@ -46,6 +46,7 @@ void ims_source_fd(ims_source *out, int *fd, uint64_t size)
 	out->pread = fd_pread;
 	out->size = size;
 	out->ctx = fd;
+	out->zeros = NULL;
 }
 
 static ssize_t mem_pread(void *ctx, void *buf, size_t len, uint64_t off)
@@ -68,6 +69,7 @@ void ims_source_mem(ims_source *out, ims_source_mem_ctx *ctx, const void *data, 
 	out->pread = mem_pread;
 	out->size = len;
 	out->ctx = ctx;
+	out->zeros = NULL;
 }
 
 int ims_format__pread(const ims_source *src, void *buf, size_t len, uint64_t off, size_t *got)
@@ -285,6 +287,13 @@ int ims_format_open(ims_format_reader **out, const ims_source *src, ims_format_k
 	case IMS_FORMAT_VMDK: return ims_format__vmdk_open(out, src);
 	default: return ims_format__raw_open(out, src);
 	}
+}
+
+int ims_format_open_raw(ims_format_reader **out, const ims_source *src)
+{
+	if (!out || !src || !src->pread)
+		return ims_error_set(-EINVAL, "no source to open an image on");
+	return ims_format__raw_open(out, src);
 }
 
 ims_format_kind ims_format_kind_of(const ims_format_reader *r)

@@ -23,6 +23,13 @@ typedef struct ims_source {
 	ssize_t (*pread)(void *ctx, void *buf, size_t len, uint64_t off);
 	uint64_t size; /* bytes in the source */
 	void *ctx;
+	/**
+	 * May be NULL. A source that knows where its zeros are (a cold image's manifest) says
+	 * how many bytes from @p off are all zeros (*zero true) or may hold data (*zero false),
+	 * at least 1 and at most to the end; a raw reader then maps them as zero extents, so an
+	 * import neither reads nor scans them.
+	 */
+	int (*zeros)(void *ctx, uint64_t off, uint64_t *len, int *zero);
 } ims_source;
 
 /** An ims_source over a file descriptor (pread(2)); @p size from fstat. */
@@ -73,6 +80,13 @@ typedef struct ims_format_reader ims_format_reader;
  * file; a few L2 or grain tables are cached). Free it with ims_format_close().
  */
 int ims_format_open(ims_format_reader **out, const ims_source *src, ims_format_kind declared);
+
+/**
+ * Open @p src as a raw disk whatever its first bytes look like: for a caller that knows the
+ * bytes are a raw disk (a restore of what was pushed as one), which may well begin like a
+ * qcow2 or vmdk file (a disk that holds one). Never use it on bytes from outside.
+ */
+int ims_format_open_raw(ims_format_reader **out, const ims_source *src);
 
 ims_format_kind ims_format_kind_of(const ims_format_reader *r);
 

@@ -1,6 +1,6 @@
 /*
- * store/format_raw.c: a raw image is the disk itself. Every byte is data: the importer finds
- * zero blocks by itself.
+ * store/format_raw.c: a raw image is the disk itself. Every byte is data (the importer finds
+ * zero blocks by itself) unless the source knows its zeros (ims_source.zeros).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -13,6 +13,18 @@ static int raw_map(ims_format_reader *r, uint64_t offset, ims_extent *out)
 {
 	out->length = r->virtual_size - offset;
 	out->type = IMS_EXTENT_DATA;
+	if (r->src.zeros) {
+		uint64_t len = 0;
+		int zero = 0;
+		int err = r->src.zeros(r->src.ctx, offset, &len, &zero);
+		if (err < 0)
+			return err;
+		if (len == 0)
+			return ims_error_set(-EIO, "the source maps no bytes at offset %" PRIu64, offset);
+		if (len < out->length)
+			out->length = len;
+		out->type = zero ? IMS_EXTENT_ZERO : IMS_EXTENT_DATA;
+	}
 	return 0;
 }
 

@@ -352,7 +352,9 @@ int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool,
 		r = ims_error_set(-EEXIST, "image '%s' already exists on site '%s'", target, ims_site_name(site));
 		goto out;
 	}
-	if ((r = ims_format_open(&rd, src, o->format)) < 0)
+	r = o->raw_as_declared && o->format == IMS_FORMAT_RAW ? ims_format_open_raw(&rd, src)
+							       : ims_format_open(&rd, src, o->format);
+	if (r < 0)
 		goto out;
 	uint64_t vsize = ims_format_virtual_size(rd);
 	if (vsize == 0) {

@@ -27,6 +27,9 @@ typedef struct {
 	ims_progress_fn progress;       /* may be NULL; non-zero return cancels */
 	void *progress_ctx;
 	const char *source_name;        /* import: the file's name, for messages */
+	bool raw_as_declared;           /* import with format RAW: a raw disk whatever its first
+					   bytes look like (ims_format_open_raw()); for bytes the
+					   caller made itself, e.g. a restore */
 } ims_transfer_opts;
 #define IMS_TRANSFER_OPTS_INIT { .version = IMS_TRANSFER_OPTS_VERSION, .create = IMS_IMAGE_CREATE_OPTS_INIT }
 

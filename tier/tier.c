@@ -585,6 +585,7 @@ typedef struct {
 	char err_msg[IMS_ERROR_MSG_MAX];
 	pthread_t threads[MAX_WORKERS];
 	unsigned nthreads;
+	uint64_t bytes_read; /* served to the importer */
 } fetcher;
 
 /* Fetch chunk @p i and check it: authenticated, then its SHA-256 is its name. */
@@ -674,6 +675,43 @@ static void release_locked(fetcher *f, size_t upto)
 	pthread_cond_broadcast(&f->cond);
 }
 
+/* The first chunk that ends after @p pos (m->nchunks if none). */
+static size_t chunk_after(const ims_manifest *m, uint64_t pos)
+{
+	size_t lo = 0, hi = m->nchunks;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (m->chunks[mid].off + m->chunks[mid].len <= pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Where the zeros are (ims_source.zeros): outside the chunks. The importer then skips them,
+ * without reading or scanning: a restore costs what the data costs. */
+static int fetcher_zeros(void *ctx, uint64_t off, uint64_t *len, int *zero)
+{
+	fetcher *f = ctx;
+	const ims_manifest *m = f->m;
+	if (off >= m->size)
+		return -EINVAL;
+	size_t i = chunk_after(m, off);
+	if (i == m->nchunks || m->chunks[i].off > off) {
+		*zero = 1;
+		*len = (i == m->nchunks ? m->size : m->chunks[i].off) - off;
+		return 0;
+	}
+	/* data: to the end of this run of adjacent chunks */
+	uint64_t end = m->chunks[i].off + m->chunks[i].len;
+	while (++i < m->nchunks && m->chunks[i].off == end)
+		end += m->chunks[i].len;
+	*zero = 0;
+	*len = end - off;
+	return 0;
+}
+
 static ssize_t fetcher_pread(void *ctx, void *buf, size_t len, uint64_t off)
 {
 	fetcher *f = ctx;
@@ -685,17 +723,12 @@ static ssize_t fetcher_pread(void *ctx, void *buf, size_t len, uint64_t off)
 		return 0;
 	if (len > m->size - off)
 		len = (size_t)(m->size - off);
+	pthread_mutex_lock(&f->lock);
+	f->bytes_read += len;
+	pthread_mutex_unlock(&f->lock);
 	while (done < len) {
 		uint64_t pos = off + done;
-		/* the first chunk that ends after pos */
-		size_t lo = 0, hi = m->nchunks;
-		while (lo < hi) {
-			size_t mid = lo + (hi - lo) / 2;
-			if (m->chunks[mid].off + m->chunks[mid].len <= pos)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
+		size_t lo = chunk_after(m, pos);
 		if (lo == m->nchunks || m->chunks[lo].off > pos) {
 			uint64_t gap_end = lo == m->nchunks ? m->size : m->chunks[lo].off;
 			size_t n = (size_t)(gap_end - pos < len - done ? gap_end - pos : len - done);
@@ -805,11 +838,12 @@ int ims_tier_restore(ims_tier_result *out, ims_tier_target *t, ims_site *site, c
 		goto out;
 	}
 
-	ims_source src = { .pread = fetcher_pread, .size = m->size, .ctx = &f };
+	ims_source src = { .pread = fetcher_pread, .size = m->size, .ctx = &f, .zeros = fetcher_zeros };
 	char what[1100];
 	snprintf(what, sizeof(what), "cold image '%s'", name);
 	ims_transfer_opts to = IMS_TRANSFER_OPTS_INIT;
 	to.format = IMS_FORMAT_RAW;
+	to.raw_as_declared = true; /* pushed as a raw disk: its first bytes may look like a qcow2 */
 	to.create.features = m->features & CREATABLE_FEATURES;
 	to.create.order = m->order;
 	to.concurrency = nworkers;
@@ -839,6 +873,7 @@ int ims_tier_restore(ims_tier_result *out, ims_tier_target *t, ims_site *site, c
 		for (size_t i = 0; i < m->nchunks; i++)
 			out->bytes_data += m->chunks[i].len;
 		out->bytes_zero = m->size - out->bytes_data;
+		out->bytes_read = f.bytes_read;
 	}
 	r = 0;
 out:

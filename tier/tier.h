@@ -80,6 +80,8 @@ typedef struct {
 	uint64_t bytes_data;     /* bytes of data in chunks */
 	uint64_t bytes_sealed;   /* push: sealed bytes uploaded */
 	uint64_t bytes_zero;     /* bytes of zeros, never stored */
+	uint64_t bytes_read;     /* restore: bytes the import read; zero runs outside the chunks
+				    are not read (only where a block holds data too) */
 } ims_tier_result;
 
 /**

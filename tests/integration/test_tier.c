@@ -306,6 +306,63 @@ static void test_roundtrip_full(void **state)
 	roundtrip("full", path, size);
 }
 
+/*
+ * A raw disk whose first bytes are a qcow2 header (a disk that holds a qcow2 file) pushes and
+ * restores as the raw disk it is; and restore reads only the data: the 248 MiB of zeros of
+ * this 256 MiB image are never fetched, read or scanned.
+ */
+static void test_restore_raw_as_pushed_and_only_data(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("rawq"), NULL, key_path, 2);
+	const char *name = itest_name("rawq");
+	const uint64_t size = 256 * MiB, chunk = 4 * MiB, offs[2] = { 0, 100 * MiB };
+	char path[600], cold[300];
+	ims_tier_result res;
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
+	rados_ioctx_t io;
+	rbd_image_t img;
+
+	snprintf(path, sizeof(path), "%s/rawq.raw", itest_dir());
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)size), 0);
+	co.size = size;
+	assert_int_equal(ims_image_create(A, "rbd", name, &co), 0);
+	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
+	uint8_t *buf = malloc(chunk);
+	uint64_t x = 12345;
+	for (int k = 0; k < 2; k++) {
+		for (size_t i = 0; i < chunk; i++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			buf[i] = (uint8_t)(x >> 56);
+		}
+		if (offs[k] == 0) /* qcow2 magic, version 3 */
+			memcpy(buf, "QFI\xfb\0\0\0\3", 8);
+		assert_int_equal(pwrite(fd, buf, chunk, (off_t)offs[k]), (ssize_t)chunk);
+		assert_int_equal(rbd_write(img, offs[k], chunk, (const char *)buf), (ssize_t)chunk);
+	}
+	free(buf);
+	close(fd);
+	rbd_close(img);
+	rados_ioctx_destroy(io);
+
+	o.after = IMS_TIER_PURGE;
+	assert_int_equal(ims_tier_push(&res, t, A, "rbd", name, NULL, &o), 0);
+	assert_int_equal(res.chunks, 2);
+	snprintf(cold, sizeof(cold), "rbd/%s", name);
+	int r = ims_tier_restore(&res, t, A, cold, NULL, NULL, &o);
+	if (r < 0)
+		fprintf(stderr, "restore: %s\n", ims_error_last());
+	assert_int_equal(r, 0);
+	assert_int_equal(res.bytes_data, 2 * chunk);
+	assert_int_equal(res.bytes_read, 2 * chunk);
+	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+	ims_tier_target_free(t);
+}
+
 /* Write @p len bytes of @p byte at @p off of rbd/@p name. */
 static void scribble(const char *name, uint64_t off, size_t len, int byte)
 {
@@ -603,6 +660,7 @@ int main(void)
 		cmocka_unit_test(test_s3_client),
 		cmocka_unit_test(test_roundtrip_sparse),
 		cmocka_unit_test(test_roundtrip_full),
+		cmocka_unit_test(test_restore_raw_as_pushed_and_only_data),
 		cmocka_unit_test(test_dedup_clones),
 		cmocka_unit_test(test_corrupt_chunk),
 		cmocka_unit_test(test_wrong_key_and_credentials),
