@@ -19,13 +19,13 @@ typedef struct {
 	rbd_image_t img;
 } opened;
 
-static int open_copy(ims_site *site, const char *pool, const char *image, opened *o)
+static int open_mode(ims_site *site, const char *pool, const char *image, opened *o, bool read_only)
 {
 	memset(o, 0, sizeof(*o));
 	int r = ims_site_ioctx(site, pool, &o->io);
 	if (r < 0)
 		return r;
-	r = rbd_open(o->io, image, &o->img, NULL);
+	r = read_only ? rbd_open_read_only(o->io, image, &o->img, NULL) : rbd_open(o->io, image, &o->img, NULL);
 	if (r < 0) {
 		rados_ioctx_destroy(o->io);
 		o->io = NULL;
@@ -34,6 +34,11 @@ static int open_copy(ims_site *site, const char *pool, const char *image, opened
 						    ims_site_name(site), ims_strerror(r));
 	}
 	return 0;
+}
+
+static int open_copy(ims_site *site, const char *pool, const char *image, opened *o)
+{
+	return open_mode(site, pool, image, o, false);
 }
 
 static void close_copy(opened *o)
@@ -84,7 +89,7 @@ static int read_side(rbd_image_t img, ims_repl_side *out)
 int ims_repl_side_get(ims_site *site, const char *pool, const char *image, ims_repl_side *out)
 {
 	opened o;
-	int r = open_copy(site, pool, image, &o);
+	int r = open_mode(site, pool, image, &o, true);
 	if (r < 0)
 		return r;
 	r = read_side(o.img, out);
