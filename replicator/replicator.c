@@ -550,6 +550,12 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	}
 	snprintf(what, sizeof(what), "'%s/%s'", pool, image);
 	checkpoint_key(key, sizeof(key), image, dst);
+	/* a member's part of a group's cut: the group's cycle took the snapshots */
+	bool member = o->cut && o->cut[0];
+	if (member && (strlen(o->cut) >= SNAP_NAME_MAX || (o->cut_from && strlen(o->cut_from) >= SNAP_NAME_MAX))) {
+		r = ims_error_set(-EINVAL, "snapshot names of a cut are too long");
+		goto out;
+	}
 
 	if ((r = ims_site_ioctx(src, pool, &sio)) < 0 || (r = ims_site_ioctx(dst, pool, &dio)) < 0)
 		goto out;
@@ -574,7 +580,9 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 
 	/* The base: the newest snapshot sealed on the secondary that the primary still has. */
 	char base[SNAP_NAME_MAX] = "";
-	for (size_t i = ss.n; i-- > 0;) {
+	if (member)
+		snprintf(base, sizeof(base), "%s", o->cut_from ? o->cut_from : "");
+	for (size_t i = ss.n; i-- > 0 && !member;) {
 		if (ims_repl__has_snap(&ps, ss.names[i])) {
 			snprintf(base, sizeof(base), "%s", ss.names[i]);
 			break;
@@ -584,7 +592,7 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	/* Nothing changed since the base (and no cut cycle to finish): the target is current. */
 	checkpoint old;
 	bool pending = checkpoint_load(sio, key, &old);
-	if (base[0] && !pending) {
+	if (base[0] && !pending && !member) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		int64_t check_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -611,8 +619,8 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	}
 
 	/* A cut cycle resumes if its target is still there and not sealed, from the same base. */
-	if (pending && ims_repl__has_snap(&ps, old.target) && !ims_repl__has_snap(&ss, old.target) &&
-	    strcmp(old.base, base) == 0 && !created) {
+	if (pending && (member ? strcmp(old.target, o->cut) == 0 : ims_repl__has_snap(&ps, old.target)) &&
+	    !ims_repl__has_snap(&ss, old.target) && strcmp(old.base, base) == 0 && !created) {
 		cp = old;
 		have_cp = true;
 		res.resumed = true;
@@ -623,11 +631,13 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 		if (ps.n && ims_repl_snap_time(ps.names[ps.n - 1]) >= ms)
 			ms = ims_repl_snap_time(ps.names[ps.n - 1]) + 1; /* names stay ordered */
 		snprintf(cp.target, sizeof(cp.target), IMS_REPL_SNAP_PREFIX "%013lld", (long long)ms);
+		if (member)
+			snprintf(cp.target, sizeof(cp.target), "%s", o->cut);
 		snprintf(cp.base, sizeof(cp.base), "%s", base);
 		cp.full = base[0] == '\0';
 		cp.fresh = created;
 		cp.done = 0;
-		if ((r = rbd_snap_create(pimg, cp.target)) < 0) {
+		if (!member && (r = rbd_snap_create(pimg, cp.target)) < 0) {
 			ims_error_set(r, "cannot snapshot %s on site '%s': %s", what, ims_site_name(src), ims_strerror(r));
 			goto out;
 		}
@@ -643,7 +653,8 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	res.sealed_unix_ms = ims_repl_snap_time(cp.target);
 
 	/* The delta, read from the primary at the target snapshot. */
-	if ((r = rbd_open_read_only(sio, image, &psnap, cp.target)) < 0) {
+	if ((r = rbd_open_read_only(sio, image, &psnap, member ? NULL : cp.target)) < 0 ||
+	    (member && (r = rbd_snap_set_by_id(psnap, o->cut_snap_id)) < 0)) {
 		ims_error_set(r, "cannot open %s at '%s': %s", what, cp.target, ims_strerror(r));
 		goto out;
 	}
@@ -778,9 +789,9 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	free(ss.names);
 	memset(&ps, 0, sizeof(ps));
 	memset(&ss, 0, sizeof(ss));
-	if (ims_repl__list_snaps(pimg, &ps) == 0)
+	if (!member && ims_repl__list_snaps(pimg, &ps) == 0) /* a group keeps its cuts itself */
 		apply_retention(pimg, &ps, keep, cp.target);
-	if (ims_repl__list_snaps(simg, &ss) == 0)
+	if (!member && ims_repl__list_snaps(simg, &ss) == 0)
 		apply_retention(simg, &ss, keep, cp.target);
 	phase(&ph, "retention");
 	res.seconds = now_s() - t0;

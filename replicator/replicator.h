@@ -42,6 +42,16 @@ typedef struct {
 	ims_progress_fn progress; /* may be NULL; non-zero return cuts the cycle (resumable) */
 	void *progress_ctx;
 	ims_ratelimit *bandwidth; /* may be NULL; data read for the secondary is taken from it */
+	/*
+	 * A member's part of a consistency group's cut (replicator/group.h); NULL/0 for a cycle of
+	 * one image. The group's cycle takes the snapshots; this call then takes none, finds no
+	 * base of its own, does no fast-diff check and no retention: it copies the extents of
+	 * diff(cut_from -> the snapshot cut_snap_id), read at cut_snap_id, and seals `cut` on the
+	 * secondary. A cut call resumes from its checkpoint like a cycle.
+	 */
+	const char *cut;          /* the snapshot name to seal on the secondary */
+	uint64_t cut_snap_id;     /* the primary's snapshot to read (a group snapshot's, by id) */
+	const char *cut_from;     /* a user snapshot of the primary to diff from; NULL or "": full */
 } ims_repl_opts;
 #define IMS_REPL_OPTS_INIT { .version = IMS_REPL_OPTS_VERSION }
 

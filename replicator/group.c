@@ -1,0 +1,625 @@
+#include "replicator/group.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <rbd/librbd.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/spec.h"
+#include "replicator/replicator_internal.h"
+#include "store/group.h"
+
+#define NAME_MAX_ IMS_REPL__SNAP_NAME_MAX
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t anchor_time(const char *name)
+{
+	size_t n = strlen(IMS_REPL_ANCHOR_PREFIX);
+	if (strncmp(name, IMS_REPL_ANCHOR_PREFIX, n) != 0 || !name[n])
+		return -1;
+	char *end;
+	long long v = strtoll(name + n, &end, 10);
+	return *end || v < 0 ? -1 : (int64_t)v;
+}
+
+static void cut_name(char *buf, size_t len, int64_t ms)
+{
+	snprintf(buf, len, IMS_REPL_SNAP_PREFIX "%013lld", (long long)ms);
+}
+
+static void anchor_name(char *buf, size_t len, int64_t ms)
+{
+	snprintf(buf, len, IMS_REPL_ANCHOR_PREFIX "%013lld", (long long)ms);
+}
+
+/* A sorted set of times (ms). */
+typedef struct {
+	int64_t *v;
+	size_t n, cap;
+} times;
+
+static int times_add(times *t, int64_t x)
+{
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 16;
+		int64_t *nv = realloc(t->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		t->v = nv;
+		t->cap = cap;
+	}
+	t->v[t->n++] = x;
+	return 0;
+}
+
+static int cmp_time(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static bool times_has(const times *t, int64_t x)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->v[i] == x)
+			return true;
+	return false;
+}
+
+/* The snapshots of an open image: every name, with its id and namespace. */
+typedef struct {
+	rbd_snap_info_t *v;
+	int n;
+} snap_list;
+
+static int snaps_read(rbd_image_t img, snap_list *out)
+{
+	int max = 16, n;
+	rbd_snap_info_t *v = NULL;
+	for (;;) {
+		v = calloc((size_t)max + 1, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		n = rbd_snap_list(img, v, &max);
+		if (n != -ERANGE)
+			break;
+		free(v);
+	}
+	if (n < 0) {
+		free(v);
+		return n;
+	}
+	out->v = v;
+	out->n = n;
+	return 0;
+}
+
+static void snaps_free(snap_list *s)
+{
+	if (s->v) {
+		rbd_snap_list_end(s->v);
+		free(s->v);
+	}
+	memset(s, 0, sizeof(*s));
+}
+
+/* The id of the member's snapshot of group snapshot @p group@@p cut. */
+static int find_cut_id(rbd_image_t img, const snap_list *s, const char *group, const char *cut, uint64_t *id)
+{
+	for (int i = 0; i < s->n; i++) {
+		rbd_snap_namespace_type_t t;
+		if (rbd_snap_get_namespace_type(img, s->v[i].id, &t) < 0 || t != RBD_SNAP_NAMESPACE_TYPE_GROUP)
+			continue;
+		rbd_snap_group_namespace_t g;
+		memset(&g, 0, sizeof(g));
+		if (rbd_snap_get_group_namespace(img, s->v[i].id, &g, sizeof(g)) < 0)
+			continue;
+		bool match = g.group_name && g.group_snap_name && strcmp(g.group_name, group) == 0 &&
+			     strcmp(g.group_snap_name, cut) == 0;
+		rbd_snap_group_namespace_cleanup(&g, sizeof(g));
+		if (match) {
+			*id = s->v[i].id;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/* What a member holds on both sides. */
+typedef struct {
+	const char *pool, *image; /* borrowed from the group info */
+	rados_ioctx_t io;         /* the primary's pool */
+	rbd_image_t img;          /* the primary, at its head */
+	times anchors;            /* the primary's anchors */
+	times sealed;             /* cuts sealed on the secondary */
+	int64_t base;             /* the member's base cut; -1: none (a full copy) */
+	uint64_t size;
+} member;
+
+static void member_close(member *m)
+{
+	if (m->img)
+		rbd_close(m->img);
+	if (m->io)
+		rados_ioctx_destroy(m->io);
+	free(m->anchors.v);
+	free(m->sealed.v);
+}
+
+static int member_load(member *m, ims_site *src, ims_site *dst)
+{
+	char role[32];
+	size_t rlen = sizeof(role);
+	snap_list s = { 0 };
+	int r;
+	m->base = -1;
+	if ((r = ims_site_ioctx(src, m->pool, &m->io)) < 0)
+		return r;
+	if ((r = rbd_open(m->io, m->image, &m->img, NULL)) < 0)
+		return ims_error_set(r, "cannot open member '%s/%s' on site '%s': %s", m->pool, m->image,
+				     ims_site_name(src), ims_strerror(r));
+	if (rbd_metadata_get(m->img, "imgstore.repl.role", role, &rlen) == 0 && strcmp(role, "secondary") == 0)
+		return ims_error_set(-EBUSY, "member '%s/%s' on site '%s' is a secondary; replicate from its primary",
+				     m->pool, m->image, ims_site_name(src));
+	if ((r = rbd_get_size(m->img, &m->size)) < 0 || (r = snaps_read(m->img, &s)) < 0)
+		return ims_error_set(r, "cannot list the snapshots of '%s/%s': %s", m->pool, m->image, ims_strerror(r));
+	for (int i = 0; i < s.n && r == 0; i++) {
+		int64_t t = anchor_time(s.v[i].name);
+		if (t >= 0)
+			r = times_add(&m->anchors, t);
+	}
+	snaps_free(&s);
+	if (r < 0)
+		return r;
+
+	/* the secondary: absent before the first cycle */
+	rados_ioctx_t dio;
+	rbd_image_t simg;
+	if ((r = ims_site_ioctx(dst, m->pool, &dio)) < 0)
+		return r;
+	r = rbd_open_read_only(dio, m->image, &simg, NULL);
+	if (r == 0) {
+		ims_repl__snaps ss = { 0 };
+		r = ims_repl__list_snaps(simg, &ss);
+		for (size_t i = 0; r == 0 && i < ss.n; i++)
+			r = times_add(&m->sealed, ims_repl_snap_time(ss.names[i]));
+		free(ss.names);
+		rbd_close(simg);
+	} else if (r == -ENOENT) {
+		r = 0;
+	}
+	rados_ioctx_destroy(dio);
+	if (r < 0)
+		return ims_error_set(r, "cannot read member '%s/%s' on site '%s': %s", m->pool, m->image,
+				     ims_site_name(dst), ims_strerror(r));
+	qsort(m->anchors.v, m->anchors.n, sizeof(int64_t), cmp_time);
+	qsort(m->sealed.v, m->sealed.n, sizeof(int64_t), cmp_time);
+	for (size_t i = m->sealed.n; i-- > 0;)
+		if (times_has(&m->anchors, m->sealed.v[i])) {
+			m->base = m->sealed.v[i];
+			break;
+		}
+	return 0;
+}
+
+/* The complete group snapshots named like cuts (sorted); incomplete ones are removed. */
+static int list_cuts(rados_ioctx_t io, const char *pool, const char *group, times *out)
+{
+	size_t cap = 16, n;
+	rbd_group_snap_info_t *v;
+	int r;
+	for (;;) {
+		v = calloc(cap, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		n = cap;
+		r = rbd_group_snap_list(io, group, v, sizeof(*v), &n);
+		if (r != -ERANGE)
+			break;
+		free(v);
+		cap = n > cap ? n : 2 * cap;
+	}
+	if (r < 0) {
+		free(v);
+		return ims_error_set(r, "cannot list the snapshots of group '%s/%s': %s", pool, group, ims_strerror(r));
+	}
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		int64_t t = ims_repl_snap_time(v[i].name);
+		if (t < 0)
+			continue;
+		if (v[i].state != RBD_GROUP_SNAP_STATE_COMPLETE) {
+			/* a cut whose creation was cut: not a consistent point */
+			rbd_group_snap_remove(io, group, v[i].name);
+			continue;
+		}
+		r = times_add(out, t);
+	}
+	rbd_group_snap_list_cleanup(v, sizeof(*v), n);
+	free(v);
+	if (r < 0)
+		return r;
+	qsort(out->v, out->n, sizeof(int64_t), cmp_time);
+	return 0;
+}
+
+/* The secondary's group mirrors the primary's: same name, the members, the sealed cut. */
+static void seal_secondary_group(ims_site *dst, const char *pool, const char *group, const ims_group_info *gi,
+				 const char *cut)
+{
+	char in[2 * IMS_NAME_MAX + 2], self[2 * IMS_NAME_MAX + 2];
+	snprintf(self, sizeof(self), "%s/%s", pool, group);
+	int r = ims_group_create(dst, pool, group);
+	if (r < 0 && r != -EEXIST) {
+		ims_log_debug("cannot create the secondary group '%s' on site '%s': %s", self, ims_site_name(dst),
+			      ims_error_last());
+		return;
+	}
+	for (size_t i = 0; i < gi->nmembers; i++) {
+		if (ims_group_of_image(in, sizeof(in), dst, gi->members[i].pool, gi->members[i].image) < 0 ||
+		    strcmp(in, self) == 0)
+			continue;
+		if (ims_group_image_add(dst, pool, group, gi->members[i].pool, gi->members[i].image) < 0)
+			ims_log_debug("cannot add '%s/%s' to the secondary group '%s': %s", gi->members[i].pool,
+				      gi->members[i].image, self, ims_error_last());
+	}
+	r = ims_group_snap_create(dst, pool, group, cut);
+	if (r < 0 && r != -EEXIST)
+		ims_log_debug("cannot snapshot the secondary group '%s' at '%s': %s", self, cut, ims_error_last());
+	ims_error_clear();
+}
+
+/* Keep the newest @p keep cuts of the primary (and their anchors) and @p keep on the
+ * secondary, never @p cut. */
+static void retention(ims_site *src, ims_site *dst, rados_ioctx_t gio, const char *pool, const char *group,
+		      member *m, size_t nm, unsigned keep, int64_t cut)
+{
+	times cuts = { 0 };
+	char name[NAME_MAX_];
+	if (list_cuts(gio, pool, group, &cuts) == 0) {
+		for (size_t i = 0; i + keep < cuts.n; i++) {
+			if (cuts.v[i] == cut)
+				continue;
+			cut_name(name, sizeof(name), cuts.v[i]);
+			int r = rbd_group_snap_remove(gio, group, name);
+			if (r < 0 && r != -ENOENT)
+				ims_log_debug("retention: cannot remove group snapshot '%s/%s@%s': %s", pool, group, name,
+					      ims_strerror(r));
+		}
+		/* anchors go with their cuts; anchors of cuts never made go too */
+		size_t kept_from = cuts.n > keep ? cuts.n - keep : 0;
+		for (size_t k = 0; k < nm; k++) {
+			for (size_t i = 0; i < m[k].anchors.n; i++) {
+				int64_t t = m[k].anchors.v[i];
+				bool kept = t == cut;
+				for (size_t j = kept_from; j < cuts.n && !kept; j++)
+					kept = cuts.v[j] == t;
+				if (kept || t > cut)
+					continue;
+				anchor_name(name, sizeof(name), t);
+				int r = rbd_snap_remove(m[k].img, name);
+				if (r < 0 && r != -ENOENT)
+					ims_log_debug("retention: cannot remove '%s/%s@%s': %s", m[k].pool, m[k].image, name,
+						      ims_strerror(r));
+			}
+		}
+	}
+	free(cuts.v);
+	(void)src;
+
+	/* the secondary: each member's sealed snapshots, and the secondary group's */
+	cut_name(name, sizeof(name), cut);
+	for (size_t k = 0; k < nm; k++) {
+		rados_ioctx_t dio;
+		rbd_image_t simg;
+		ims_repl__snaps ss;
+		if (ims_site_ioctx(dst, m[k].pool, &dio) < 0)
+			continue;
+		if (rbd_open(dio, m[k].image, &simg, NULL) == 0) {
+			if (ims_repl__list_snaps(simg, &ss) == 0) {
+				for (size_t i = 0; i + keep < ss.n; i++)
+					if (strcmp(ss.names[i], name) != 0)
+						rbd_snap_remove(simg, ss.names[i]);
+				free(ss.names);
+			}
+			rbd_close(simg);
+		}
+		rados_ioctx_destroy(dio);
+	}
+	rados_ioctx_t dgio;
+	times dcuts = { 0 };
+	if (ims_site_ioctx(dst, pool, &dgio) == 0) {
+		if (list_cuts(dgio, pool, group, &dcuts) == 0) {
+			for (size_t i = 0; i + keep < dcuts.n; i++) {
+				char old[NAME_MAX_];
+				cut_name(old, sizeof(old), dcuts.v[i]);
+				if (dcuts.v[i] != cut)
+					rbd_group_snap_remove(dgio, group, old);
+			}
+		}
+		rados_ioctx_destroy(dgio);
+	}
+	free(dcuts.v);
+	ims_error_clear();
+}
+
+int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char *pool,
+			const char *group, const ims_repl_opts *o)
+{
+	ims_group_info *gi = NULL;
+	member *m = NULL;
+	size_t nm = 0;
+	rados_ioctx_t gio = NULL;
+	times cuts = { 0 };
+	ims_repl_result res;
+	char cut[NAME_MAX_], from[NAME_MAX_];
+	struct timespec t0;
+	int r;
+
+	memset(&res, 0, sizeof(res));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (!o || o->version != IMS_REPL_OPTS_VERSION)
+		return ims_error_set(-EINVAL, "replication options of an unknown version");
+	if ((r = ims_group_info_get(&gi, src, pool, group)) < 0)
+		return r;
+	if (gi->nmembers == 0) {
+		r = ims_error_set(-EINVAL, "group '%s/%s' has no images to replicate", pool, group);
+		goto out;
+	}
+	if ((r = ims_site_ioctx(src, pool, &gio)) < 0)
+		goto out;
+	if (!(m = calloc(gi->nmembers, sizeof(*m)))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (; nm < gi->nmembers; nm++) {
+		m[nm].pool = gi->members[nm].pool;
+		m[nm].image = gi->members[nm].image;
+		if ((r = member_load(&m[nm], src, dst)) < 0) {
+			nm++;
+			goto out;
+		}
+		res.size += m[nm].size;
+	}
+
+	/* the newest cut sealed on every member */
+	int64_t all = -1;
+	for (size_t i = m[0].sealed.n; i-- > 0 && all < 0;) {
+		bool everywhere = true;
+		for (size_t k = 1; k < nm && everywhere; k++)
+			everywhere = times_has(&m[k].sealed, m[0].sealed.v[i]);
+		if (everywhere)
+			all = m[0].sealed.v[i];
+	}
+
+	/* a cut newer than that, of every current member: finish it first */
+	if ((r = list_cuts(gio, pool, group, &cuts)) < 0)
+		goto out;
+	int64_t pending = -1;
+	for (size_t i = cuts.n; i-- > 0 && pending < 0 && cuts.v[i] > all;) {
+		bool complete = true;
+		cut_name(cut, sizeof(cut), cuts.v[i]);
+		for (size_t k = 0; k < nm && complete; k++) {
+			snap_list s = { 0 };
+			uint64_t id;
+			complete = snaps_read(m[k].img, &s) == 0 && find_cut_id(m[k].img, &s, group, cut, &id) == 0;
+			snaps_free(&s);
+		}
+		if (complete)
+			pending = cuts.v[i];
+	}
+
+	if (pending >= 0) {
+		res.resumed = true;
+	} else {
+		/* nothing written since the anchor of the cut sealed on all: the secondary is current */
+		bool changed = all < 0;
+		for (size_t k = 0; k < nm && !changed; k++) {
+			if (m[k].base != all) {
+				changed = true;
+				break;
+			}
+			anchor_name(from, sizeof(from), all);
+			if (ims_repl__changed_since(m[k].img, from, &changed) < 0)
+				changed = true;
+		}
+		if (!changed) {
+			res.unchanged = true;
+			cut_name(res.base, sizeof(res.base), all);
+			cut_name(res.sealed, sizeof(res.sealed), all);
+			res.sealed_unix_ms = now_ms();
+			goto done;
+		}
+
+		/* a new cut: every member's anchor first, then the group snapshot */
+		int64_t ms = now_ms();
+		if (cuts.n && cuts.v[cuts.n - 1] >= ms)
+			ms = cuts.v[cuts.n - 1] + 1;
+		for (size_t k = 0; k < nm; k++)
+			if (m[k].anchors.n && m[k].anchors.v[m[k].anchors.n - 1] >= ms)
+				ms = m[k].anchors.v[m[k].anchors.n - 1] + 1;
+		anchor_name(from, sizeof(from), ms);
+		cut_name(cut, sizeof(cut), ms);
+		size_t made = 0;
+		for (; made < nm; made++) {
+			if ((r = rbd_snap_create(m[made].img, from)) < 0) {
+				ims_error_set(r, "cannot snapshot member '%s/%s' on site '%s': %s", m[made].pool,
+					      m[made].image, ims_site_name(src), ims_strerror(r));
+				break;
+			}
+		}
+		if (r == 0 && (r = rbd_group_snap_create(gio, group, cut)) < 0)
+			ims_error_set(r, "cannot snapshot group '%s/%s' on site '%s': %s", pool, group, ims_site_name(src),
+				      ims_strerror(r));
+		if (r < 0) {
+			for (size_t k = 0; k < made; k++)
+				rbd_snap_remove(m[k].img, from);
+			goto out;
+		}
+		for (size_t k = 0; k < nm; k++)
+			times_add(&m[k].anchors, ms);
+		pending = ms;
+	}
+	cut_name(cut, sizeof(cut), pending);
+	if (all >= 0)
+		cut_name(res.base, sizeof(res.base), all);
+	snprintf(res.sealed, sizeof(res.sealed), "%s", cut);
+	res.sealed_unix_ms = pending;
+
+	/* every member ships its part of the cut */
+	for (size_t k = 0; k < nm; k++) {
+		if (times_has(&m[k].sealed, pending))
+			continue;
+		snap_list s = { 0 };
+		uint64_t id = 0;
+		if ((r = snaps_read(m[k].img, &s)) == 0)
+			r = find_cut_id(m[k].img, &s, group, cut, &id);
+		snaps_free(&s);
+		if (r < 0) {
+			ims_error_set(r, "member '%s/%s' has no snapshot of the cut '%s/%s@%s'", m[k].pool, m[k].image, pool,
+				      group, cut);
+			goto out;
+		}
+		ims_repl_opts mo = *o;
+		ims_repl_result mr;
+		mo.cut = cut;
+		mo.cut_snap_id = id;
+		if (m[k].base >= 0)
+			anchor_name(from, sizeof(from), m[k].base);
+		mo.cut_from = m[k].base >= 0 ? from : NULL;
+		if ((r = ims_repl_sync(&mr, src, dst, m[k].pool, m[k].image, &mo)) < 0)
+			goto out;
+		res.full |= mr.full;
+		res.resumed |= mr.resumed;
+		res.bytes_copied += mr.bytes_copied;
+		res.bytes_discarded += mr.bytes_discarded;
+		res.extents += mr.extents;
+	}
+	seal_secondary_group(dst, pool, group, gi, cut);
+	retention(src, dst, gio, pool, group, m, nm, o->retention ? o->retention : 3, pending);
+	ims_log_debug("replicated group '%s/%s' to site '%s': %s -> %s, %" PRIu64 " bytes copied", pool, group,
+		      ims_site_name(dst), res.base[0] ? res.base : "(full)", cut, res.bytes_copied);
+done:
+	{
+		struct timespec t1;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		res.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	}
+	if (out)
+		*out = res;
+	r = 0;
+out:
+	for (size_t k = 0; k < nm; k++)
+		member_close(&m[k]);
+	free(m);
+	free(cuts.v);
+	if (gio)
+		rados_ioctx_destroy(gio);
+	ims_group_info_free(gi);
+	return r;
+}
+
+int ims_repl_group_last_sealed(ims_site *site, const char *pool, const char *group, char *name, size_t len,
+			       int64_t *unix_ms)
+{
+	ims_group_info *gi = NULL;
+	times common = { 0 };
+	int r = ims_group_info_get(&gi, site, pool, group);
+	if (r < 0)
+		return r;
+	for (size_t k = 0; k < gi->nmembers && r == 0; k++) {
+		rados_ioctx_t io;
+		rbd_image_t img;
+		ims_repl__snaps ss = { 0 };
+		times mine = { 0 };
+		if ((r = ims_site_ioctx(site, gi->members[k].pool, &io)) < 0)
+			break;
+		if ((r = rbd_open_read_only(io, gi->members[k].image, &img, NULL)) == 0) {
+			r = ims_repl__list_snaps(img, &ss);
+			rbd_close(img);
+		}
+		rados_ioctx_destroy(io);
+		for (size_t i = 0; r == 0 && i < ss.n; i++)
+			r = times_add(&mine, ims_repl_snap_time(ss.names[i]));
+		free(ss.names);
+		if (r == 0 && k == 0) {
+			common = mine;
+			continue;
+		}
+		size_t kept = 0;
+		for (size_t i = 0; i < common.n; i++)
+			if (times_has(&mine, common.v[i]))
+				common.v[kept++] = common.v[i];
+		common.n = kept;
+		free(mine.v);
+	}
+	if (r == 0) {
+		int64_t best = -1;
+		for (size_t i = 0; i < common.n; i++)
+			if (common.v[i] > best)
+				best = common.v[i];
+		if (best < 0) {
+			r = ims_error_set(-ENOENT, "group '%s/%s' on site '%s' has no cut sealed on all its images", pool,
+					  group, ims_site_name(site));
+		} else {
+			cut_name(name, len, best);
+			if (unix_ms)
+				*unix_ms = best;
+		}
+	} else {
+		ims_error_set(r, "cannot read group '%s/%s' on site '%s': %s", pool, group, ims_site_name(site),
+			      ims_strerror(r));
+	}
+	free(common.v);
+	ims_group_info_free(gi);
+	return r;
+}
+
+void ims_repl_group_forget(ims_site *src, const char *pool, const char *group)
+{
+	ims_group_info *gi = NULL;
+	rados_ioctx_t gio = NULL;
+	times cuts = { 0 };
+	char name[NAME_MAX_];
+	if (ims_group_info_get(&gi, src, pool, group) < 0 || ims_site_ioctx(src, pool, &gio) < 0)
+		goto out;
+	if (list_cuts(gio, pool, group, &cuts) == 0)
+		for (size_t i = 0; i < cuts.n; i++) {
+			cut_name(name, sizeof(name), cuts.v[i]);
+			rbd_group_snap_remove(gio, group, name);
+		}
+	for (size_t k = 0; k < gi->nmembers; k++) {
+		rados_ioctx_t io;
+		rbd_image_t img;
+		snap_list s = { 0 };
+		if (ims_site_ioctx(src, gi->members[k].pool, &io) < 0)
+			continue;
+		if (rbd_open(io, gi->members[k].image, &img, NULL) == 0) {
+			if (snaps_read(img, &s) == 0)
+				for (int i = 0; i < s.n; i++)
+					if (anchor_time(s.v[i].name) >= 0)
+						rbd_snap_remove(img, s.v[i].name);
+			snaps_free(&s);
+			rbd_close(img);
+		}
+		rados_ioctx_destroy(io);
+	}
+out:
+	free(cuts.v);
+	if (gio)
+		rados_ioctx_destroy(gio);
+	ims_group_info_free(gi);
+	ims_error_clear();
+}
