@@ -1,7 +1,7 @@
 /*
  * cli/cmd_repl.c: the nouns whose services are declared before they are implemented:
- * repl (ReplicationService), site (SiteService) and group (no service yet); tier is in
- * cmd_tier.c. Their verbs check their arguments and call the RPC, so a server that answers
+ * repl (ReplicationService) and site (SiteService); tier is in cmd_tier.c, group in
+ * cmd_group.c. Their verbs check their arguments and call the RPC, so a server that answers
  * `unimplemented` gives a clear "not available on this server yet" and exit 1; they work
  * unchanged once the server implements them.
  */
@@ -371,57 +371,5 @@ static int site_status(ims_cli *cli, const ims_cli_args *a)
 const ims_cli_verb ims_cli__site_verbs[] = {
 	{"site", "ls", "", "List the sites: this one and its peers.", no_opts, 0, 0, site_ls},
 	{"site", "status", "NAME", "Show a site's health.", no_opts, 1, 1, site_status},
-	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
-};
-
-/* A verb the schema has no RPC for yet: check the arguments, then say so. */
-static int not_in_schema(ims_cli *cli)
-{
-	return ims_cli_fail(cli, "%s %s is not available in this version of imgstore yet",
-			    cli->verb->noun, cli->verb->verb);
-}
-
-/* ---- group: no service in the schema yet ---- */
-
-static int group_create(ims_cli *cli, const ims_cli_args *a)
-{
-	int r;
-	ims_spec spec;
-
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
-		return r;
-	return not_in_schema(cli);
-}
-
-static int group_add(ims_cli *cli, const ims_cli_args *a)
-{
-	int r;
-	ims_spec spec;
-
-	for (unsigned i = 0; i < a->npos; i++)
-		if ((r = ims_cli_arg_spec(cli, &spec, a->pos[i], false, false)))
-			return r;
-	return not_in_schema(cli);
-}
-
-static int group_snap(ims_cli *cli, const ims_cli_args *a)
-{
-	int r;
-	ims_spec spec;
-
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], true, true)))
-		return r;
-	return not_in_schema(cli);
-}
-
-const ims_cli_verb ims_cli__group_verbs[] = {
-	{"group", "create", "POOL/GROUP", "Create a consistency group (not available yet).",
-	 no_opts, 1, 1, group_create},
-	{"group", "add", "POOL/GROUP POOL/IMAGE...",
-	 "Add images to a consistency group (not available yet).", no_opts, 2, IMS_CLI_MAX_POS,
-	 group_add},
-	{"group", "snap", "POOL/GROUP@SNAP",
-	 "Snapshot every image of a group at one point (not available yet).", no_opts, 1, 1,
-	 group_snap},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
 };
