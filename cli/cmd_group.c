@@ -1,61 +1,400 @@
 /*
- * cli/cmd_group.c: consistency groups (no service in the schema yet: the verbs check their
- * arguments and say so).
+ * cli/cmd_group.c: consistency groups (GroupService). A group holds the disks of one VM; a
+ * group snapshot takes all of them at one point, and a replicated group is replicated and
+ * synced as one unit: `group repl enable|disable|sync|status`.
+ *
+ * `group rm POOL/GROUP IMAGE...` takes images out of the group; `group rm POOL/GROUP` alone
+ * removes the group (refused while it has images, unless --force: they stay, outside any
+ * group).
  */
 #include "cli/cli.h"
 
 #include <stdio.h>
+#include <string.h>
+
+#include "imgstore/v1/group.pb-c.h"
+#include "imgstore/v1/replication.pb-c.h"
+
+#define GROUP_SVC "imgstore.v1.GroupService/"
 
 static const ims_cli_opt no_opts[] = {{NULL, NULL, NULL}};
+static const char *const modes[] = {"async", "sync", NULL};
 
-/* A verb the schema has no RPC for yet: check the arguments, then say so. */
-static int not_in_schema(ims_cli *cli)
+/* POOL/GROUP[@SNAP] into a GroupSpec; the strings are borrowed from @p spec. */
+static int group_arg(ims_cli *cli, ims_spec *spec, Imgstore__V1__GroupSpec *out, const char *s,
+		     bool snap_required)
 {
-	return ims_cli_fail(cli, "%s %s is not available in this version of imgstore yet",
-			    cli->verb->noun, cli->verb->verb);
+	int r = ims_cli_arg_spec(cli, spec, s, snap_required, snap_required);
+	if (r)
+		return r;
+	imgstore__v1__group_spec__init(out);
+	out->pool = spec->pool;
+	out->group = spec->image;
+	out->snapshot = spec->snap;
+	return 0;
 }
 
-/* ---- group: no service in the schema yet ---- */
+static const char *members_col(char *buf, size_t len, const ProtobufCMessage *row)
+{
+	const Imgstore__V1__Group *g = (const Imgstore__V1__Group *)row;
+	size_t o = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < g->n_images && o < len; i++)
+		o += (size_t)snprintf(buf + o, len - o, "%s%s/%s", i ? "," : "", g->images[i]->pool,
+				      g->images[i]->image);
+	return g->n_images ? buf : "-";
+}
+
+static const char *snaps_col(char *buf, size_t len, const ProtobufCMessage *row)
+{
+	snprintf(buf, len, "%zu", ((const Imgstore__V1__Group *)row)->n_snapshots);
+	return buf;
+}
+
+static const char *repl_col(char *buf, size_t len, const ProtobufCMessage *row)
+{
+	const Imgstore__V1__Group *g = (const Imgstore__V1__Group *)row;
+	size_t o = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < g->n_replication && o < len; i++)
+		o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? "," : "", g->replication[i]->target);
+	return g->n_replication ? buf : "-";
+}
+
+static const ims_cli_column group_columns[] = {
+	{"POOL", "pool", NULL},	       {"NAME", "name", NULL},
+	{"IMAGES", NULL, members_col}, {"SNAPSHOTS", NULL, snaps_col},
+	{"REPLICATED_TO", NULL, repl_col}, {NULL, NULL, NULL},
+};
+
+static int print_group(ims_cli *cli, int r, Imgstore__V1__Group *g)
+{
+	if (r)
+		return r;
+	if (cli->format == IMS_CLI_FORMAT_JSON) {
+		ims_cli_print_message(cli, &g->base);
+	} else {
+		fprintf(cli->out, "group:     %s/%s\n", g->pool, g->name);
+		fprintf(cli->out, "images:    %zu\n", g->n_images);
+		for (size_t i = 0; i < g->n_images; i++)
+			fprintf(cli->out, "  %s/%s\n", g->images[i]->pool, g->images[i]->image);
+		fprintf(cli->out, "snapshots: %zu\n", g->n_snapshots);
+		for (size_t i = 0; i < g->n_snapshots; i++)
+			fprintf(cli->out, "  %s%s\n", g->snapshots[i]->name,
+				g->snapshots[i]->complete ? "" : " (incomplete)");
+		for (size_t i = 0; i < g->n_replication; i++) {
+			Imgstore__V1__ReplicationStatus *s = g->replication[i];
+			fprintf(cli->out, "replicated to %s: %s, RPO %us, lag %.1fs, last sealed %s%s%s\n", s->target,
+				s->state, s->rpo_seconds, s->lag_seconds,
+				s->last_sealed_snapshot[0] ? s->last_sealed_snapshot : "-", s->error[0] ? ", error: " : "",
+				s->error);
+		}
+	}
+	protobuf_c_message_free_unpacked(&g->base, NULL);
+	return 0;
+}
 
 static int group_create(ims_cli *cli, const ims_cli_args *a)
 {
-	int r;
+	Imgstore__V1__CreateGroupRequest req = IMGSTORE__V1__CREATE_GROUP_REQUEST__INIT;
+	Imgstore__V1__GroupSpec gs;
+	Imgstore__V1__Group *g = NULL;
 	ims_spec spec;
+	int r;
 
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
 		return r;
-	return not_in_schema(cli);
+	req.group = &gs;
+	r = ims_cli_call(cli, GROUP_SVC "CreateGroup", &req, &imgstore__v1__group__descriptor, &g);
+	return print_group(cli, r, g);
+}
+
+/* add and rm IMAGE...: the images after the group, all or none. */
+static int group_images(ims_cli *cli, const ims_cli_args *a, const char *method)
+{
+	Imgstore__V1__GroupImagesRequest req = IMGSTORE__V1__GROUP_IMAGES_REQUEST__INIT;
+	Imgstore__V1__GroupSpec gs;
+	Imgstore__V1__ImageSpec ms[IMS_CLI_MAX_POS], *mp[IMS_CLI_MAX_POS];
+	static ims_spec specs[IMS_CLI_MAX_POS];
+	Imgstore__V1__Group *g = NULL;
+	ims_spec spec;
+	int r;
+
+	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
+		return r;
+	for (unsigned i = 1; i < a->npos; i++) {
+		if ((r = ims_cli_arg_spec(cli, &specs[i], a->pos[i], false, false)))
+			return r;
+		ims_cli_spec_to_msg(&ms[i], &specs[i]);
+		mp[i - 1] = &ms[i];
+	}
+	req.group = &gs;
+	req.images = mp;
+	req.n_images = a->npos - 1;
+	r = ims_cli_call(cli, method, &req, &imgstore__v1__group__descriptor, &g);
+	return print_group(cli, r, g);
 }
 
 static int group_add(ims_cli *cli, const ims_cli_args *a)
 {
-	int r;
-	ims_spec spec;
-
-	for (unsigned i = 0; i < a->npos; i++)
-		if ((r = ims_cli_arg_spec(cli, &spec, a->pos[i], false, false)))
-			return r;
-	return not_in_schema(cli);
+	return group_images(cli, a, GROUP_SVC "AddImages");
 }
+
+static const ims_cli_opt rm_opts[] = {
+	{"force", NULL, "remove a group that still has images (they stay, outside any group)"},
+	{NULL, NULL, NULL},
+};
+
+static int group_rm(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__DeleteGroupRequest req = IMGSTORE__V1__DELETE_GROUP_REQUEST__INIT;
+	Imgstore__V1__DeleteGroupResponse *resp = NULL;
+	Imgstore__V1__GroupSpec gs;
+	ims_spec spec;
+	int r;
+
+	if (a->npos > 1) {
+		if (ims_cli_opt_flag(cli, a, "force"))
+			return ims_cli_usage(cli, "--force applies to removing the group, not its images");
+		return group_images(cli, a, GROUP_SVC "RemoveImages");
+	}
+	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
+		return r;
+	req.group = &gs;
+	req.force = ims_cli_opt_flag(cli, a, "force");
+	if ((r = ims_cli_call(cli, GROUP_SVC "DeleteGroup", &req,
+			      &imgstore__v1__delete_group_response__descriptor, &resp)))
+		return r;
+	if (cli->format == IMS_CLI_FORMAT_JSON)
+		fprintf(cli->out, "{\"removed\": \"%s/%s\"}\n", spec.pool, spec.image);
+	else
+		fprintf(cli->out, "removed group %s/%s\n", spec.pool, spec.image);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
+}
+
+static const ims_cli_opt snap_opts[] = {
+	{"rm", NULL, "remove the group snapshot instead"},
+	{NULL, NULL, NULL},
+};
 
 static int group_snap(ims_cli *cli, const ims_cli_args *a)
 {
-	int r;
+	Imgstore__V1__GroupSnapshotRequest req = IMGSTORE__V1__GROUP_SNAPSHOT_REQUEST__INIT;
+	Imgstore__V1__GroupSpec gs;
 	ims_spec spec;
+	int r;
 
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], true, true)))
+	if ((r = group_arg(cli, &spec, &gs, a->pos[0], true)))
 		return r;
-	return not_in_schema(cli);
+	req.group = &gs;
+	if (ims_cli_opt_flag(cli, a, "rm")) {
+		Imgstore__V1__DeleteGroupResponse *resp = NULL;
+		if ((r = ims_cli_call(cli, GROUP_SVC "DeleteGroupSnapshot", &req,
+				      &imgstore__v1__delete_group_response__descriptor, &resp)))
+			return r;
+		if (cli->format == IMS_CLI_FORMAT_JSON)
+			fprintf(cli->out, "{\"removed\": \"%s/%s@%s\"}\n", spec.pool, spec.image, spec.snap);
+		else
+			fprintf(cli->out, "removed group snapshot %s/%s@%s\n", spec.pool, spec.image, spec.snap);
+		protobuf_c_message_free_unpacked(&resp->base, NULL);
+		return 0;
+	}
+	Imgstore__V1__GroupSnapshot *s = NULL;
+	if ((r = ims_cli_call(cli, GROUP_SVC "CreateGroupSnapshot", &req,
+			      &imgstore__v1__group_snapshot__descriptor, &s)))
+		return r;
+	if (cli->format == IMS_CLI_FORMAT_JSON)
+		ims_cli_print_message(cli, &s->base);
+	else
+		fprintf(cli->out, "%s/%s@%s\n", spec.pool, spec.image, s->name);
+	protobuf_c_message_free_unpacked(&s->base, NULL);
+	return 0;
+}
+
+static int group_ls(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__ListGroupsRequest req = IMGSTORE__V1__LIST_GROUPS_REQUEST__INIT;
+	Imgstore__V1__ListGroupsResponse *resp = NULL;
+	int r;
+
+	if (a->npos == 1) {
+		if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "pool", a->pos[0])))
+			return r;
+		req.pool = (char *)a->pos[0];
+	}
+	if ((r = ims_cli_call(cli, GROUP_SVC "ListGroups", &req, &imgstore__v1__list_groups_response__descriptor,
+			      &resp)))
+		return r;
+	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->groups, resp->n_groups, group_columns);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
+}
+
+static int group_show(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__GetGroupRequest req = IMGSTORE__V1__GET_GROUP_REQUEST__INIT;
+	Imgstore__V1__GroupSpec gs;
+	Imgstore__V1__Group *g = NULL;
+	ims_spec spec;
+	int r;
+
+	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
+		return r;
+	req.group = &gs;
+	r = ims_cli_call(cli, GROUP_SVC "GetGroup", &req, &imgstore__v1__group__descriptor, &g);
+	return print_group(cli, r, g);
+}
+
+/* ---- replication of a group as one unit ---- */
+
+static const ims_cli_opt enable_opts[] = {
+	{"to", "SITE", "the site that keeps the copy (required)"},
+	{"mode", "async|sync", "async: a cut every RPO (default); sync: RPO 0 at group repl sync"},
+	{"rpo", "DURATION", "most writes the copy may lag behind (default: the daemon's)"},
+	{NULL, NULL, NULL},
+};
+
+static int print_status(ims_cli *cli, int r, Imgstore__V1__ReplicationStatus *st)
+{
+	if (r)
+		return r;
+	ims_cli_print_message(cli, &st->base);
+	protobuf_c_message_free_unpacked(&st->base, NULL);
+	return 0;
+}
+
+static int group_repl_enable(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__EnableGroupReplicationRequest req = IMGSTORE__V1__ENABLE_GROUP_REPLICATION_REQUEST__INIT;
+	Imgstore__V1__GroupSpec gs;
+	Imgstore__V1__ReplicationStatus *st = NULL;
+	const char *to = ims_cli_opt_value(cli, a, "to"), *mode = ims_cli_opt_value(cli, a, "mode");
+	const char *rpo = ims_cli_opt_value(cli, a, "rpo");
+	ims_spec spec;
+	uint64_t secs;
+	int r;
+
+	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
+		return r;
+	if (!to)
+		return ims_cli_usage(cli, "--to is required");
+	if ((r = ims_cli_arg_word(cli, "--to", to)))
+		return r;
+	if (mode && (r = ims_cli_arg_choice(cli, "mode", mode, modes)))
+		return r;
+	if (rpo) {
+		if ((r = ims_cli_arg_duration(cli, &secs, "rpo", rpo, UINT32_MAX)))
+			return r;
+		if (secs == 0)
+			return ims_cli_usage(cli, "--rpo: must be at least 1s");
+		req.rpo_seconds = (uint32_t)secs;
+	}
+	req.group = &gs;
+	req.target_site = (char *)to;
+	req.mode = mode ? (char *)mode : (char *)"async";
+	r = ims_cli_call(cli, GROUP_SVC "EnableGroupReplication", &req, &imgstore__v1__replication_status__descriptor,
+			 &st);
+	return print_status(cli, r, st);
+}
+
+static const ims_cli_opt to_opts[] = {
+	{"to", "SITE", "the peer site (default: the only site the group replicates to)"},
+	{NULL, NULL, NULL},
+};
+static const ims_cli_opt sync_opts[] = {
+	{"to", "SITE", "the peer site (default: the only site the group replicates to)"},
+	{"no-wait", NULL, "print the operation id and return without waiting"},
+	{NULL, NULL, NULL},
+};
+
+static int repl_request(ims_cli *cli, const ims_cli_args *a, ims_spec *spec, Imgstore__V1__GroupSpec *gs,
+			Imgstore__V1__GroupReplicationRequest *req)
+{
+	const char *to = ims_cli_opt_value(cli, a, "to");
+	int r;
+	imgstore__v1__group_replication_request__init(req);
+	if ((r = group_arg(cli, spec, gs, a->pos[0], false)))
+		return r;
+	if (to && (r = ims_cli_arg_word(cli, "--to", to)))
+		return r;
+	req->group = gs;
+	req->target_site = to ? (char *)to : (char *)"";
+	return 0;
+}
+
+static int group_repl_disable(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__GroupReplicationRequest req;
+	Imgstore__V1__GroupSpec gs;
+	Imgstore__V1__ReplicationStatus *st = NULL;
+	ims_spec spec;
+	int r;
+	if ((r = repl_request(cli, a, &spec, &gs, &req)))
+		return r;
+	r = ims_cli_call(cli, GROUP_SVC "DisableGroupReplication", &req, &imgstore__v1__replication_status__descriptor,
+			 &st);
+	return print_status(cli, r, st);
+}
+
+static int group_repl_sync(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__GroupReplicationRequest req;
+	Imgstore__V1__GroupSpec gs;
+	Imgstore__V1__Operation *op = NULL;
+	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
+	ims_spec spec;
+	int r;
+	if ((r = repl_request(cli, a, &spec, &gs, &req)))
+		return r;
+	if ((r = ims_cli_call(cli, GROUP_SVC "SyncGroup", &req, &imgstore__v1__operation__descriptor, &op)))
+		return r;
+	return ims_cli_finish_op(cli, op, &w);
+}
+
+static const ims_cli_column status_columns[] = {
+	{"GROUP", "image", NULL},	{"TARGET", "target", NULL},
+	{"STATE", "state", NULL},	{"RPO", "rpo_seconds", NULL},
+	{"LAG", "lag_seconds", NULL},	{"LAST_SEALED", "last_sealed_snapshot", NULL},
+	{"ERROR", "error", NULL},	{NULL, NULL, NULL},
+};
+
+static int group_repl_status(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__GetGroupRequest req = IMGSTORE__V1__GET_GROUP_REQUEST__INIT;
+	Imgstore__V1__GroupSpec gs;
+	Imgstore__V1__ReplicationStatusResponse *resp = NULL;
+	ims_spec spec;
+	int r;
+	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
+		return r;
+	req.group = &gs;
+	if ((r = ims_cli_call(cli, GROUP_SVC "GetGroupReplicationStatus", &req,
+			      &imgstore__v1__replication_status_response__descriptor, &resp)))
+		return r;
+	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->statuses, resp->n_statuses, status_columns);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
 }
 
 const ims_cli_verb ims_cli__group_verbs[] = {
-	{"group", "create", "POOL/GROUP", "Create a consistency group (not available yet).",
-	 no_opts, 1, 1, group_create},
-	{"group", "add", "POOL/GROUP POOL/IMAGE...",
-	 "Add images to a consistency group (not available yet).", no_opts, 2, IMS_CLI_MAX_POS,
-	 group_add},
-	{"group", "snap", "POOL/GROUP@SNAP",
-	 "Snapshot every image of a group at one point (not available yet).", no_opts, 1, 1,
-	 group_snap},
+	{"group", "create", "POOL/GROUP", "Create a consistency group (the disks of one VM).", no_opts, 1, 1,
+	 group_create},
+	{"group", "add", "POOL/GROUP POOL/IMAGE...", "Add images to a group (all or none).", no_opts, 2,
+	 IMS_CLI_MAX_POS, group_add},
+	{"group", "rm", "POOL/GROUP [POOL/IMAGE...] [--force]",
+	 "Take images out of a group; with no image, remove the group.", rm_opts, 1, IMS_CLI_MAX_POS, group_rm},
+	{"group", "snap", "POOL/GROUP@SNAP [--rm]", "Snapshot every image of a group at one point.", snap_opts, 1,
+	 1, group_snap},
+	{"group", "ls", "[POOL]", "List the groups of a pool.", no_opts, 0, 1, group_ls},
+	{"group", "show", "POOL/GROUP", "Show a group: its images, snapshots and replication.", no_opts, 1, 1,
+	 group_show},
+	{"group", "repl enable", "POOL/GROUP --to SITE [--mode async|sync] [--rpo DURATION]",
+	 "Replicate a group as one unit: one cut of every image per cycle.", enable_opts, 1, 1, group_repl_enable},
+	{"group", "repl disable", "POOL/GROUP [--to SITE]", "Stop replicating a group; the copy stays.", to_opts, 1,
+	 1, group_repl_disable},
+	{"group", "repl sync", "POOL/GROUP [--to SITE] [--no-wait]",
+	 "Cut the group now and seal the cut on its target; prints the cut.", sync_opts, 1, 1, group_repl_sync},
+	{"group", "repl status", "POOL/GROUP", "Show the replication of a group.", no_opts, 1, 1, group_repl_status},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
 };

@@ -20,8 +20,10 @@
 #include "common/units.h"
 #include "daemon/daemon.h"
 #include "daemon/failover.h"
+#include "daemon/groups.h"
 #include "daemon/hosts.h"
 #include "daemon/tier.h"
+#include "imgstore/v1/group.pb-c.h"
 #include "imgstore/v1/host.pb-c.h"
 #include "imgstore/v1/image.pb-c.h"
 #include "imgstore/v1/operation.pb-c.h"
@@ -923,6 +925,7 @@ static Imgstore__V1__ReplicationStatus *build_repl_status(ims_rpc_call *call, co
 	m->last_verified = DUP(call, st->last_verified);
 	m->last_verify = DUP(call, st->last_verify);
 	m->verify_failures = st->verify_failures;
+	m->group = st->group;
 	return m;
 }
 
@@ -1313,6 +1316,25 @@ static const ims_rpc_method methods[] = {
 	  ims_h_tier_remove_policy),
 	M("TierService", "ColdCandidates", cold_candidates_request, cold_candidates_response, READER, false,
 	  ims_h_tier_cold_candidates),
+	M("GroupService", "CreateGroup", create_group_request, group, ADMIN, true, ims_h_create_group),
+	M("GroupService", "DeleteGroup", delete_group_request, delete_group_response, ADMIN, true, ims_h_delete_group),
+	M("GroupService", "AddImages", group_images_request, group, ADMIN, true, ims_h_group_add_images),
+	M("GroupService", "RemoveImages", group_images_request, group, ADMIN, true, ims_h_group_remove_images),
+	M("GroupService", "ListGroups", list_groups_request, list_groups_response, READER, false, ims_h_list_groups),
+	M("GroupService", "GetGroup", get_group_request, group, READER, false, ims_h_get_group),
+	M("GroupService", "CreateGroupSnapshot", group_snapshot_request, group_snapshot, ADMIN, true,
+	  ims_h_create_group_snapshot),
+	M("GroupService", "ListGroupSnapshots", get_group_request, list_group_snapshots_response, READER, false,
+	  ims_h_list_group_snapshots),
+	M("GroupService", "DeleteGroupSnapshot", group_snapshot_request, delete_group_response, ADMIN, true,
+	  ims_h_delete_group_snapshot),
+	M("GroupService", "EnableGroupReplication", enable_group_replication_request, replication_status, ADMIN, true,
+	  ims_h_enable_group_replication),
+	M("GroupService", "DisableGroupReplication", group_replication_request, replication_status, ADMIN, true,
+	  ims_h_disable_group_replication),
+	M("GroupService", "SyncGroup", group_replication_request, operation, ADMIN, true, ims_h_sync_group),
+	M("GroupService", "GetGroupReplicationStatus", get_group_request, replication_status_response, READER, false,
+	  ims_h_group_replication_status),
 };
 
 const ims_rpc_method *ims_daemon_methods(size_t *count)

@@ -18,15 +18,18 @@
 #include "common/spec.h"
 #include "common/units.h"
 #include "replicator/failover.h"
+#include "replicator/group.h"
+#include "store/group.h"
 #include "store/image.h"
 #include "store/omap.h"
 
 typedef struct pair {
 	char pool[IMS_NAME_MAX + 1];
-	char image[IMS_NAME_MAX + 1];
+	char image[IMS_NAME_MAX + 1]; /* the group's name for a group */
 	char target[64];
 	char mode[8];
 	uint32_t rpo;
+	bool group;    /* a consistency group, replicated as one unit (replicator/group.h) */
 	bool present;  /* in the policies */
 	bool disabled; /* disabled here: a refresh racing the removal must not bring it back */
 	bool queued, running;
@@ -84,7 +87,8 @@ static int64_t now_ms(void)
 
 static void pair_key(const pair *p, char *key, size_t len)
 {
-	snprintf(key, len, "%s/%s@%s", p->pool, p->image, p->target);
+	/* a group's key, lock and status are apart from an image's of the same name */
+	snprintf(key, len, "%s%s/%s@%s", p->group ? "group:" : "", p->pool, p->image, p->target);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -102,6 +106,8 @@ static int save_policy(ims_repl_sched *s, const pair *p)
 	json_object_object_add(o, "mode", json_object_new_string(p->mode));
 	json_object_object_add(o, "rpo", json_object_new_int64(p->rpo));
 	json_object_object_add(o, "verify_every", json_object_new_int64(p->verify_every));
+	if (p->group)
+		json_object_object_add(o, "group", json_object_new_boolean(true));
 	pair_key(p, key, sizeof(key));
 	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	int r = ims_omap_set(s->io, IMS_REPL_POLICIES, key, v, strlen(v));
@@ -162,12 +168,19 @@ static void load_status(ims_repl_sched *s, pair *p)
 	json_object_put(o);
 }
 
-static pair *find_locked(ims_repl_sched *s, const char *pool, const char *image, const char *target)
+static pair *find_kind_locked(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+			      bool group)
 {
 	for (pair *p = s->pairs; p; p = p->next)
-		if (!strcmp(p->pool, pool) && !strcmp(p->image, image) && !strcmp(p->target, target))
+		if (p->group == group && !strcmp(p->pool, pool) && !strcmp(p->image, image) && !strcmp(p->target, target))
 			return p;
 	return NULL;
+}
+
+/* An image's pair (groups: find_kind_locked). */
+static pair *find_locked(ims_repl_sched *s, const char *pool, const char *image, const char *target)
+{
+	return find_kind_locked(s, pool, image, target, false);
 }
 
 typedef struct {
@@ -200,11 +213,13 @@ static int refresh_one(void *ctx, const char *key, size_t klen, const char *val,
 		tmp.rpo = (uint32_t)json_object_get_int64(v);
 	if (json_object_object_get_ex(o, "verify_every", &v))
 		tmp.verify_every = (uint32_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "group", &v))
+		tmp.group = json_object_get_boolean(v);
 	json_object_put(o);
 	if (!tmp.pool[0] || !tmp.image[0] || !tmp.target[0] || !tmp.rpo)
 		return 0;
 	pthread_mutex_lock(&s->lock);
-	pair *p = find_locked(s, tmp.pool, tmp.image, tmp.target);
+	pair *p = find_kind_locked(s, tmp.pool, tmp.image, tmp.target, tmp.group);
 	if (!p) {
 		p = calloc(1, sizeof(*p));
 		if (!p) {
@@ -429,11 +444,12 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 			ro.progress = cycle_progress;
 			ro.progress_ctx = &c;
 			ro.bandwidth = limit_for(s, p->target);
-			r = ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
-			if (r == -EUCLEAN && old_primary_returned(s, p, peer, c.lock_name) == 0)
+			r = p->group ? ims_repl_group_sync(&res, s->o.local, peer, p->pool, p->image, &ro)
+				     : ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
+			if (r == -EUCLEAN && !p->group && old_primary_returned(s, p, peer, c.lock_name) == 0)
 				r = ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
 			bool verify = false;
-			if (r == 0 && !res.unchanged) {
+			if (r == 0 && !res.unchanged && !p->group) {
 				pthread_mutex_lock(&s->lock);
 				verify = p->verify_every && ++p->since_verify >= p->verify_every;
 				pthread_mutex_unlock(&s->lock);
@@ -691,6 +707,7 @@ static void fill_status(const pair *p, ims_repl_status *st, int64_t t)
 {
 	memset(st, 0, sizeof(*st));
 	snprintf(st->image, sizeof(st->image), "%s/%s", p->pool, p->image);
+	st->group = p->group;
 	snprintf(st->target, sizeof(st->target), "%s", p->target);
 	snprintf(st->role, sizeof(st->role), "primary");
 	snprintf(st->mode, sizeof(st->mode), "%s", p->mode);
@@ -711,6 +728,8 @@ static void fill_status(const pair *p, ims_repl_status *st, int64_t t)
 	st->failures = p->failures;
 }
 
+static int refuse_group_member(ims_repl_sched *s, const char *pool, const char *image);
+
 int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 		    const char *mode, uint32_t rpo, ims_repl_status *out)
 {
@@ -728,6 +747,8 @@ int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, cons
 		return r;
 	if (r == 0)
 		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", pool, image, ims_site_name(s->o.local));
+	if ((r = refuse_group_member(s, pool, image)) < 0)
+		return r;
 	if (!target || strcmp(target, ims_site_name(s->o.local)) == 0)
 		return ims_error_set(-EINVAL, "replication needs another site than this one ('%s')",
 				     ims_site_name(s->o.local));
@@ -771,6 +792,8 @@ int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, cons
 
 static int remove_pair(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 		       ims_repl_status *out, bool drop_snapshots);
+static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *image, const char *target, bool group,
+			    ims_repl_status *out, bool drop_snapshots);
 
 int ims_repl_disable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 		     ims_repl_status *out)
@@ -860,9 +883,15 @@ int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, cons
 static int remove_pair(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 		       ims_repl_status *out, bool drop_snapshots)
 {
+	return remove_kind_pair(s, pool, image, target, false, out, drop_snapshots);
+}
+
+static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *image, const char *target, bool group,
+			    ims_repl_status *out, bool drop_snapshots)
+{
 	char key[700];
 	pthread_mutex_lock(&s->lock);
-	pair *p = find_locked(s, pool, image, target);
+	pair *p = find_kind_locked(s, pool, image, target, group);
 	if (!p || !p->present) {
 		pthread_mutex_unlock(&s->lock);
 		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'", pool, image, target);
@@ -892,7 +921,9 @@ static int remove_pair(ims_repl_sched *s, const char *pool, const char *image, c
 	/* the primary's replication snapshots go; the secondary keeps its copy */
 	ims_snap_info *snaps = NULL;
 	size_t n = 0;
-	if (ims_snap_list(&snaps, &n, s->o.local, pool, image) == 0) {
+	if (copy.group)
+		ims_repl_group_forget(s->o.local, pool, image);
+	else if (ims_snap_list(&snaps, &n, s->o.local, pool, image) == 0) {
 		for (size_t i = 0; i < n; i++)
 			if (ims_repl_snap_time(snaps[i].name) >= 0)
 				ims_snap_remove(s->o.local, pool, image, snaps[i].name);
@@ -919,7 +950,7 @@ int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image
 	for (pair *p = s->pairs; p; p = p->next) {
 		if (!p->present)
 			continue;
-		if (pool && image && (strcmp(p->pool, pool) || strcmp(p->image, image)))
+		if (pool && image && (p->group || strcmp(p->pool, pool) || strcmp(p->image, image)))
 			continue;
 		fill_status(p, &list[k++], t);
 	}
@@ -993,7 +1024,8 @@ int ims_repl_seal_snapshot(ims_repl_sched *s, const char *pool, const char *imag
 		sealed_on[0] = '\0';
 	pthread_mutex_lock(&s->lock);
 	for (pair *p = s->pairs; p && nt < 8; p = p->next)
-		if (p->present && !strcmp(p->pool, pool) && !strcmp(p->image, image) && !strcmp(p->mode, "sync"))
+		if (p->present && !p->group && !strcmp(p->pool, pool) && !strcmp(p->image, image) &&
+		    !strcmp(p->mode, "sync"))
 			snprintf(targets[nt++], sizeof(targets[0]), "%s", p->target);
 	pthread_mutex_unlock(&s->lock);
 	for (size_t i = 0; i < nt && r == 0; i++) {
@@ -1149,5 +1181,156 @@ int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image
 	pthread_mutex_unlock(&s->lock);
 	if (r == 0)
 		save_status(s, &copy);
+	return r;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* consistency groups: one pair per group and target, one lock, one cycle for all members */
+
+bool ims_repl_sched_has(ims_repl_sched *s, const char *pool, const char *name, bool group)
+{
+	bool found = false;
+	pthread_mutex_lock(&s->lock);
+	for (pair *p = s->pairs; p && !found; p = p->next)
+		found = p->present && p->group == group && !strcmp(p->pool, pool) && !strcmp(p->image, name);
+	pthread_mutex_unlock(&s->lock);
+	return found;
+}
+
+/* An image of a replicated group is replicated with its group, never alone. */
+static int refuse_group_member(ims_repl_sched *s, const char *pool, const char *image)
+{
+	char g[2 * IMS_NAME_MAX + 2];
+	int r = ims_group_of_image(g, sizeof(g), s->o.local, pool, image);
+	if (r < 0 || !g[0])
+		return r < 0 ? r : 0;
+	char *slash = strchr(g, '/');
+	*slash = '\0';
+	if (ims_repl_sched_has(s, g, slash + 1, true))
+		return ims_error_set(-EBUSY,
+				     "image '%s/%s' is in group '%s/%s', which is replicated as one unit; replicate the "
+				     "group, or remove the image from it first",
+				     pool, image, g, slash + 1);
+	return 0;
+}
+
+int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group, const char *target,
+			  const char *mode, uint32_t rpo, ims_repl_status *out)
+{
+	ims_group_info *gi = NULL;
+	ims_site *peer = NULL;
+	int r;
+	if (!mode || !mode[0])
+		mode = "async";
+	if (strcmp(mode, "async") != 0 && strcmp(mode, "sync") != 0)
+		return ims_error_set(-EINVAL, "unknown mode '%s': expected async or sync", mode);
+	if (rpo == 0 || rpo > 30 * 86400)
+		return ims_error_set(-EINVAL, "an RPO is 1 second to 30 days, not %u seconds", rpo);
+	if ((r = ims_group_info_get(&gi, s->o.local, pool, group)) < 0)
+		return r;
+	if (gi->nmembers == 0)
+		r = ims_error_set(-EINVAL, "group '%s/%s' has no images to replicate", pool, group);
+	for (size_t i = 0; r == 0 && i < gi->nmembers; i++)
+		if (ims_repl_sched_has(s, gi->members[i].pool, gi->members[i].image, false))
+			r = ims_error_set(-EBUSY,
+					  "image '%s/%s' of group '%s/%s' is replicated on its own; disable that first: "
+					  "a group replicates its images as one unit",
+					  gi->members[i].pool, gi->members[i].image, pool, group);
+	ims_group_info_free(gi);
+	if (r < 0)
+		return r;
+	if (!target || strcmp(target, ims_site_name(s->o.local)) == 0)
+		return ims_error_set(-EINVAL, "replication needs another site than this one ('%s')",
+				     ims_site_name(s->o.local));
+	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == -ENOENT)
+		return r;
+	pair tmp;
+	memset(&tmp, 0, sizeof(tmp));
+	snprintf(tmp.pool, sizeof(tmp.pool), "%s", pool);
+	snprintf(tmp.image, sizeof(tmp.image), "%s", group);
+	snprintf(tmp.target, sizeof(tmp.target), "%s", target);
+	snprintf(tmp.mode, sizeof(tmp.mode), "%s", mode);
+	tmp.rpo = rpo;
+	tmp.group = true;
+	if ((r = save_policy(s, &tmp)) < 0)
+		return r;
+	pthread_mutex_lock(&s->lock);
+	pair *p = find_kind_locked(s, pool, group, target, true);
+	if (!p) {
+		if (!(p = calloc(1, sizeof(*p)))) {
+			pthread_mutex_unlock(&s->lock);
+			return -ENOMEM;
+		}
+		*p = tmp;
+		p->sealed_ms = -1;
+		p->next = s->pairs;
+		s->pairs = p;
+	}
+	p->rpo = rpo;
+	snprintf(p->mode, sizeof(p->mode), "%s", mode);
+	p->present = true;
+	p->disabled = false;
+	p->next_attempt_ms = 0;
+	enqueue_locked(s, p);
+	if (out)
+		fill_status(p, out, now_ms());
+	pthread_mutex_unlock(&s->lock);
+	ims_log_info("replication of group '%s/%s' to site '%s' enabled (%s, RPO %us)", pool, group, target, mode,
+		     rpo);
+	return 0;
+}
+
+int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *group, const char *target,
+			   ims_repl_status *out)
+{
+	int r = remove_kind_pair(s, pool, group, target, true, out, true);
+	return r == -ENOENT ? ims_error_set(r, "group '%s/%s' is not replicated to site '%s'", pool, group, target) : r;
+}
+
+int ims_repl_group_status(ims_repl_sched *s, const char *pool, const char *group, ims_repl_status **out,
+			  size_t *count)
+{
+	size_t n = 0, k = 0;
+	int64_t t = now_ms();
+	pthread_mutex_lock(&s->lock);
+	for (pair *p = s->pairs; p; p = p->next)
+		n++;
+	ims_repl_status *list = calloc(n + 1, sizeof(*list));
+	if (!list) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENOMEM;
+	}
+	for (pair *p = s->pairs; p; p = p->next)
+		if (p->present && p->group && !strcmp(p->pool, pool) && !strcmp(p->image, group))
+			fill_status(p, &list[k++], t);
+	pthread_mutex_unlock(&s->lock);
+	*out = list;
+	*count = k;
+	return 0;
+}
+
+int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *group, const char *target,
+			    ims_progress_fn progress, void *ctx, ims_repl_result *out)
+{
+	pthread_mutex_lock(&s->lock);
+	pair *p = find_kind_locked(s, pool, group, target, true);
+	if (!p || !p->present) {
+		pthread_mutex_unlock(&s->lock);
+		return ims_error_set(-ENOENT, "group '%s/%s' is not replicated to site '%s'; enable it first", pool,
+				     group, target);
+	}
+	while (p->running && !s->stopping)
+		pthread_cond_wait(&s->cond, &s->lock);
+	if (s->stopping) {
+		pthread_mutex_unlock(&s->lock);
+		return ims_error_set(-ESHUTDOWN, "the daemon is stopping");
+	}
+	p->running = true;
+	pthread_mutex_unlock(&s->lock);
+	int r = run_cycle(s, p, progress, ctx, out);
+	pthread_mutex_lock(&s->lock);
+	p->running = false;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
 	return r;
 }

@@ -91,6 +91,7 @@ typedef struct {
 	char last_verified[64]; /* the snapshot the last verify compared */
 	char last_verify[16];   /* "", "equal" or "mismatch" */
 	uint64_t verify_failures;
+	bool group;             /* a consistency group: image is "POOL/GROUP" */
 } ims_repl_status;
 
 int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *opts);
@@ -180,6 +181,43 @@ int ims_repl_set_verify_every(ims_repl_sched *s, const char *pool, const char *i
  */
 int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 			  const ims_repl_verify_opts *opts, ims_repl_verify_result **out);
+
+/* ---- consistency groups (replicator/group.h): one policy, one lock, one RPO per group and
+ * target; a cycle cuts every member at one point. An image of a replicated group is not
+ * replicated alone. ---- */
+
+/**
+ * Replicate group @p pool/@p group to @p target as one unit; the first cycle starts at once.
+ *
+ * @returns -ENOENT for an unknown group or peer, -EINVAL for a group without images or a bad
+ *          mode or RPO, -EBUSY if one of its images is replicated on its own.
+ */
+int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group, const char *target,
+			  const char *mode, uint32_t rpo, ims_repl_status *out);
+
+/**
+ * Stop replicating the group: the secondary keeps its members and cuts; the primary's cuts go.
+ *
+ * @returns -ENOENT if the group is not replicated to @p target.
+ */
+int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *group, const char *target,
+			   ims_repl_status *out);
+
+/** The group's pairs (status.group is true). *out malloc'ed. */
+int ims_repl_group_status(ims_repl_sched *s, const char *pool, const char *group, ims_repl_status **out,
+			  size_t *count);
+
+/**
+ * Cut the group now and ship the cut (waiting for a running cycle to end first): the state of
+ * every member at the call is then on @p target, at out->sealed.
+ *
+ * @returns -ENOENT if the group is not replicated to @p target; the cycle's error otherwise.
+ */
+int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *group, const char *target,
+			    ims_progress_fn progress, void *ctx, ims_repl_result *out);
+
+/** Whether @p pool/@p name, an image or (@p group) a group, is replicated from this site. */
+bool ims_repl_sched_has(ims_repl_sched *s, const char *pool, const char *name, bool group);
 
 /** Prometheus lines: lag, RPO, violation, bytes, durations, failures. */
 void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f);

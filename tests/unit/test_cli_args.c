@@ -22,6 +22,7 @@
 #include "imgstore/v1/host.pb-c.h"
 #include "imgstore/v1/image.pb-c.h"
 #include "imgstore/v1/operation.pb-c.h"
+#include "imgstore/v1/group.pb-c.h"
 #include "imgstore/v1/replication.pb-c.h"
 #include "imgstore/v1/snapshot.pb-c.h"
 #include "imgstore/v1/tier.pb-c.h"
@@ -694,15 +695,24 @@ static void test_repl_tier_group(void **state)
 	assert_string_equal(pr->target, "s3a");
 	protobuf_c_message_free_unpacked(&pr->base, NULL);
 
-	/* no RPC in the schema: checked, then refused without a call */
+	/* group verbs check their arguments, then call GroupService */
+	fake_expect_error(f, "imgstore.v1.GroupService/CreateGroup", -ENOSYS, IMS_RPC_UNIMPLEMENTED, "");
 	assert_int_equal(fake_run(f, "--server", SOCK, "group", "create", "rbd/vm1-disks", NULL),
 			 1);
 	assert_string_equal(
 		f->err,
-		"imgstore: group create is not available in this version of imgstore yet\n");
+		"imgstore: group create is not available on this server yet (unimplemented)\n");
+	Imgstore__V1__CreateGroupRequest *cg =
+		fake_request(f, 3, &imgstore__v1__create_group_request__descriptor);
+	assert_string_equal(cg->group->pool, "rbd");
+	assert_string_equal(cg->group->group, "vm1-disks");
+	protobuf_c_message_free_unpacked(&cg->base, NULL);
 	fake_run(f, "--server", SOCK, "group", "snap", "rbd/g", NULL);
 	assert_int_equal(f->rc, 2);
-	assert_int_equal(f->ncalls, 3);
+	fake_run(f, "--server", SOCK, "group", "repl", "enable", "rbd/g", NULL);
+	assert_int_equal(f->rc, 2);
+	assert_string_equal(f->err, "imgstore: --to is required\nTry 'imgstore group repl enable --help'.\n");
+	assert_int_equal(f->ncalls, 4);
 }
 
 int main(void)

@@ -1,0 +1,572 @@
+/*
+ * daemon/groups.c: GroupService. Names are checked by store/; a group's pool defaults to the
+ * site's. AddImages and RemoveImages take all the images or none. A replicated group cannot
+ * be removed, and an image replicated on its own cannot join a replicated group: a group
+ * replicates its images as one unit (the scheduler refuses the converse).
+ */
+#include "daemon/groups.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/error.h"
+#include "common/spec.h"
+#include "daemon/daemon.h"
+#include "imgstore/v1/group.pb-c.h"
+#include "imgstore/v1/replication.pb-c.h"
+#include "replicator/group.h"
+#include "store/group.h"
+
+#define APP(app) ((ims_daemon *)(app))
+#define ALLOC(call, T) ((T *)ims_rpc_call_alloc((call), sizeof(T)))
+#define DUP(call, s) ims_rpc_call_strdup((call), (s) ? (s) : "")
+
+typedef struct {
+	char pool[IMS_NAME_MAX + 1];
+	char name[IMS_NAME_MAX + 1];
+	char snap[IMS_NAME_MAX + 1];
+} group_spec;
+
+/* The group of a request; the pool defaults to the site's. Sets the audit target. */
+static int get_group(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__GroupSpec *in, group_spec *out,
+		     bool snap_required)
+{
+	char text[3 * IMS_NAME_MAX + 4];
+	int r;
+	if (!in || !in->group || !in->group[0])
+		return ims_error_set(-EINVAL, "the request names no group");
+	const char *pool = in->pool && in->pool[0] ? in->pool : d->pool;
+	const char *snap = in->snapshot ? in->snapshot : "";
+	snprintf(text, sizeof(text), "%s/%s%s%s", pool, in->group, snap[0] ? "@" : "", snap);
+	ims_rpc_call_set_target(call, text);
+	if (strlen(pool) > IMS_NAME_MAX || strlen(in->group) > IMS_NAME_MAX || strlen(snap) > IMS_NAME_MAX)
+		return ims_error_set(-EINVAL, "a name in '%s' is too long", text);
+	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 || (r = ims_name_check(IMS_NAME_IMAGE, in->group)) < 0)
+		return r;
+	if (snap_required && !snap[0])
+		return ims_error_set(-EINVAL, "'%s' names no group snapshot: expected POOL/GROUP@SNAP", text);
+	if (snap[0] && (r = ims_name_check(IMS_NAME_SNAP, snap)) < 0)
+		return r;
+	snprintf(out->pool, sizeof(out->pool), "%s", pool);
+	snprintf(out->name, sizeof(out->name), "%s", in->group);
+	snprintf(out->snap, sizeof(out->snap), "%s", snap);
+	return 0;
+}
+
+static Imgstore__V1__ReplicationStatus *build_status(ims_rpc_call *call, const ims_repl_status *st)
+{
+	Imgstore__V1__ReplicationStatus *m = ALLOC(call, Imgstore__V1__ReplicationStatus);
+	if (!m)
+		return NULL;
+	imgstore__v1__replication_status__init(m);
+	m->image = DUP(call, st->image);
+	m->target = DUP(call, st->target);
+	m->role = DUP(call, st->role);
+	m->state = DUP(call, st->state);
+	m->rpo_seconds = st->rpo_seconds;
+	m->lag_seconds = st->lag_seconds;
+	m->last_sealed_snapshot = DUP(call, st->last_sealed);
+	m->last_sync_bytes = st->last_sync_bytes;
+	m->last_sync_seconds = st->last_sync_seconds;
+	m->error = DUP(call, st->error);
+	m->group = st->group;
+	return m;
+}
+
+static int build_group(ims_daemon *d, ims_rpc_call *call, const ims_group_info *g, Imgstore__V1__Group **out)
+{
+	ims_repl_status *st = NULL;
+	size_t nst = 0;
+	Imgstore__V1__Group *m = ALLOC(call, Imgstore__V1__Group);
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__group__init(m);
+	m->pool = DUP(call, g->pool);
+	m->name = DUP(call, g->name);
+	if (g->nmembers && !(m->images = ims_rpc_call_alloc(call, g->nmembers * sizeof(*m->images))))
+		return -ENOMEM;
+	for (size_t i = 0; i < g->nmembers; i++) {
+		Imgstore__V1__ImageSpec *s = ALLOC(call, Imgstore__V1__ImageSpec);
+		if (!s)
+			return -ENOMEM;
+		imgstore__v1__image_spec__init(s);
+		s->pool = DUP(call, g->members[i].pool);
+		s->image = DUP(call, g->members[i].image);
+		m->images[m->n_images++] = s;
+	}
+	if (g->nsnaps && !(m->snapshots = ims_rpc_call_alloc(call, g->nsnaps * sizeof(*m->snapshots))))
+		return -ENOMEM;
+	for (size_t i = 0; i < g->nsnaps; i++) {
+		Imgstore__V1__GroupSnapshot *s = ALLOC(call, Imgstore__V1__GroupSnapshot);
+		if (!s)
+			return -ENOMEM;
+		imgstore__v1__group_snapshot__init(s);
+		s->name = DUP(call, g->snaps[i].name);
+		s->complete = g->snaps[i].complete;
+		m->snapshots[m->n_snapshots++] = s;
+	}
+	if (ims_repl_group_status(d->repl, g->pool, g->name, &st, &nst) == 0 && nst) {
+		if (!(m->replication = ims_rpc_call_alloc(call, nst * sizeof(*m->replication)))) {
+			free(st);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < nst; i++)
+			if ((m->replication[m->n_replication] = build_status(call, &st[i])))
+				m->n_replication++;
+	}
+	free(st);
+	*out = m;
+	return 0;
+}
+
+static int reply_group(ims_daemon *d, ims_rpc_call *call, const char *pool, const char *name, ProtobufCMessage **resp)
+{
+	ims_group_info *g = NULL;
+	Imgstore__V1__Group *m = NULL;
+	int r = ims_group_info_get(&g, d->site, pool, name);
+	if (r == 0 && (r = build_group(d, call, g, &m)) == 0)
+		*resp = &m->base;
+	ims_group_info_free(g);
+	return r;
+}
+
+int ims_h_create_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__CreateGroupRequest *q = (const void *)req;
+	group_spec g;
+	int r;
+	if ((r = get_group(d, call, q->group, &g, false)) < 0 || (r = ims_group_create(d->site, g.pool, g.name)) < 0)
+		return r;
+	return reply_group(d, call, g.pool, g.name, resp);
+}
+
+int ims_h_delete_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__DeleteGroupRequest *q = (const void *)req;
+	group_spec g;
+	int r;
+	if ((r = get_group(d, call, q->group, &g, false)) < 0)
+		return r;
+	if (ims_repl_sched_has(d->repl, g.pool, g.name, true))
+		return ims_error_set(-EBUSY, "group '%s/%s' is replicated; disable its replication first", g.pool,
+				     g.name);
+	if ((r = ims_group_remove(d->site, g.pool, g.name, q->force)) < 0)
+		return r;
+	Imgstore__V1__DeleteGroupResponse *m = ALLOC(call, Imgstore__V1__DeleteGroupResponse);
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__delete_group_response__init(m);
+	*resp = &m->base;
+	return 0;
+}
+
+/* The images of a request, checked; their pool defaults to the site's. */
+static int get_images(ims_daemon *d, const Imgstore__V1__GroupImagesRequest *q, ims_spec **out)
+{
+	char text[3 * IMS_NAME_MAX + 4];
+	int r;
+	if (q->n_images == 0)
+		return ims_error_set(-EINVAL, "the request names no image");
+	ims_spec *v = calloc(q->n_images, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < q->n_images; i++) {
+		const Imgstore__V1__ImageSpec *in = q->images[i];
+		if (!in || !in->image || !in->image[0]) {
+			free(v);
+			return ims_error_set(-EINVAL, "the request names an empty image");
+		}
+		snprintf(text, sizeof(text), "%s/%s", in->pool && in->pool[0] ? in->pool : d->pool, in->image);
+		if ((r = ims_spec_parse(&v[i], text, NULL, false, false)) < 0) {
+			free(v);
+			return r;
+		}
+	}
+	*out = v;
+	return 0;
+}
+
+int ims_h_group_add_images(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__GroupImagesRequest *q = (const void *)req;
+	ims_group_info *gi = NULL;
+	ims_spec *v = NULL;
+	group_spec g;
+	char in[2 * IMS_NAME_MAX + 2];
+	size_t added = 0;
+	int r;
+	if ((r = get_group(d, call, q->group, &g, false)) < 0 || (r = get_images(d, q, &v)) < 0)
+		return r;
+	if ((r = ims_group_info_get(&gi, d->site, g.pool, g.name)) < 0)
+		goto out;
+	bool replicated = ims_repl_sched_has(d->repl, g.pool, g.name, true);
+	/* all or none: check every image before the first is added */
+	for (size_t i = 0; i < q->n_images; i++) {
+		if ((r = ims_group_of_image(in, sizeof(in), d->site, v[i].pool, v[i].image)) < 0)
+			goto out;
+		if (in[0]) {
+			r = ims_error_set(-EEXIST, "image '%s/%s' is in group '%s' already%s", v[i].pool, v[i].image, in,
+					  strcmp(in + strlen(g.pool) + 1, g.name) == 0 ? "" : "; remove it from there first");
+			goto out;
+		}
+		if (replicated && ims_repl_sched_has(d->repl, v[i].pool, v[i].image, false)) {
+			r = ims_error_set(-EBUSY,
+					  "image '%s/%s' is replicated on its own and group '%s/%s' as one unit: disable "
+					  "the image's replication first",
+					  v[i].pool, v[i].image, g.pool, g.name);
+			goto out;
+		}
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(v[k].pool, v[i].pool) && !strcmp(v[k].image, v[i].image)) {
+				r = ims_error_set(-EINVAL, "image '%s/%s' is named twice", v[i].pool, v[i].image);
+				goto out;
+			}
+	}
+	for (; added < q->n_images; added++)
+		if ((r = ims_group_image_add(d->site, g.pool, g.name, v[added].pool, v[added].image)) < 0)
+			break;
+	if (r < 0) {
+		char msg[IMS_ERROR_MSG_MAX];
+		snprintf(msg, sizeof(msg), "%s", ims_error_last());
+		for (size_t k = 0; k < added; k++)
+			ims_group_image_remove(d->site, g.pool, g.name, v[k].pool, v[k].image);
+		ims_error_set(r, "%s (nothing added)", msg);
+		goto out;
+	}
+	r = reply_group(d, call, g.pool, g.name, resp);
+out:
+	ims_group_info_free(gi);
+	free(v);
+	return r;
+}
+
+int ims_h_group_remove_images(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__GroupImagesRequest *q = (const void *)req;
+	ims_spec *v = NULL;
+	group_spec g;
+	char in[2 * IMS_NAME_MAX + 2], self[2 * IMS_NAME_MAX + 2];
+	size_t removed = 0;
+	int r;
+	if ((r = get_group(d, call, q->group, &g, false)) < 0 || (r = get_images(d, q, &v)) < 0)
+		return r;
+	ims_group_info *gi = NULL;
+	if ((r = ims_group_info_get(&gi, d->site, g.pool, g.name)) < 0)
+		goto out;
+	ims_group_info_free(gi);
+	snprintf(self, sizeof(self), "%s/%s", g.pool, g.name);
+	for (size_t i = 0; i < q->n_images; i++) {
+		if ((r = ims_group_of_image(in, sizeof(in), d->site, v[i].pool, v[i].image)) < 0)
+			goto out;
+		if (strcmp(in, self) != 0) {
+			r = ims_error_set(-ENOENT, "image '%s/%s' is not in group '%s'", v[i].pool, v[i].image, self);
+			goto out;
+		}
+	}
+	for (; removed < q->n_images; removed++)
+		if ((r = ims_group_image_remove(d->site, g.pool, g.name, v[removed].pool, v[removed].image)) < 0)
+			break;
+	if (r < 0) {
+		char msg[IMS_ERROR_MSG_MAX];
+		snprintf(msg, sizeof(msg), "%s", ims_error_last());
+		for (size_t k = 0; k < removed; k++)
+			ims_group_image_add(d->site, g.pool, g.name, v[k].pool, v[k].image);
+		ims_error_set(r, "%s (nothing removed)", msg);
+		goto out;
+	}
+	r = reply_group(d, call, g.pool, g.name, resp);
+out:
+	free(v);
+	return r;
+}
+
+int ims_h_list_groups(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__ListGroupsRequest *q = (const void *)req;
+	const char *pool = q->pool && q->pool[0] ? q->pool : d->pool;
+	char **names = NULL;
+	size_t n = 0;
+	int r;
+	ims_rpc_call_set_target(call, pool);
+	if ((r = ims_group_list(&names, &n, d->site, pool)) < 0)
+		return r;
+	Imgstore__V1__ListGroupsResponse *m = ALLOC(call, Imgstore__V1__ListGroupsResponse);
+	r = -ENOMEM;
+	if (!m)
+		goto out;
+	imgstore__v1__list_groups_response__init(m);
+	if (n && !(m->groups = ims_rpc_call_alloc(call, n * sizeof(*m->groups))))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		ims_group_info *g = NULL;
+		if (ims_group_info_get(&g, d->site, pool, names[i]) < 0)
+			continue; /* removed meanwhile */
+		r = build_group(d, call, g, &m->groups[m->n_groups]);
+		ims_group_info_free(g);
+		if (r < 0)
+			goto out;
+		m->n_groups++;
+	}
+	ims_error_clear();
+	*resp = &m->base;
+	r = 0;
+out:
+	ims_group_list_free(names, n);
+	return r;
+}
+
+int ims_h_get_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__GetGroupRequest *q = (const void *)req;
+	group_spec g;
+	int r;
+	if ((r = get_group(d, call, q->group, &g, false)) < 0)
+		return r;
+	return reply_group(d, call, g.pool, g.name, resp);
+}
+
+int ims_h_create_group_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__GroupSnapshotRequest *q = (const void *)req;
+	group_spec g;
+	int r;
+	if ((r = get_group(d, call, q->group, &g, true)) < 0)
+		return r;
+	if (ims_repl_snap_time(g.snap) >= 0)
+		return ims_error_set(-EINVAL, "snapshot names starting with '" IMS_REPL_SNAP_PREFIX
+					      "' are kept for replication");
+	if ((r = ims_group_snap_create(d->site, g.pool, g.name, g.snap)) < 0)
+		return r;
+	Imgstore__V1__GroupSnapshot *m = ALLOC(call, Imgstore__V1__GroupSnapshot);
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__group_snapshot__init(m);
+	m->name = DUP(call, g.snap);
+	m->complete = true;
+	*resp = &m->base;
+	return 0;
+}
+
+int ims_h_list_group_snapshots(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__GetGroupRequest *q = (const void *)req;
+	ims_group_info *gi = NULL;
+	Imgstore__V1__Group *grp = NULL;
+	group_spec g;
+	int r;
+	if ((r = get_group(d, call, q->group, &g, false)) < 0 || (r = ims_group_info_get(&gi, d->site, g.pool, g.name)) < 0)
+		return r;
+	r = build_group(d, call, gi, &grp);
+	ims_group_info_free(gi);
+	if (r < 0)
+		return r;
+	Imgstore__V1__ListGroupSnapshotsResponse *m = ALLOC(call, Imgstore__V1__ListGroupSnapshotsResponse);
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__list_group_snapshots_response__init(m);
+	m->snapshots = grp->snapshots;
+	m->n_snapshots = grp->n_snapshots;
+	*resp = &m->base;
+	return 0;
+}
+
+int ims_h_delete_group_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__GroupSnapshotRequest *q = (const void *)req;
+	group_spec g;
+	int r;
+	if ((r = get_group(d, call, q->group, &g, true)) < 0 || (r = ims_group_snap_remove(d->site, g.pool, g.name, g.snap)) < 0)
+		return r;
+	Imgstore__V1__DeleteGroupResponse *m = ALLOC(call, Imgstore__V1__DeleteGroupResponse);
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__delete_group_response__init(m);
+	*resp = &m->base;
+	return 0;
+}
+
+/* ---- replication ---- */
+
+int ims_h_enable_group_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				   ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__EnableGroupReplicationRequest *q = (const void *)req;
+	ims_repl_status st;
+	group_spec g;
+	int r;
+	if ((r = get_group(d, call, q->group, &g, false)) < 0)
+		return r;
+	uint32_t rpo = q->rpo_seconds ? q->rpo_seconds : (uint32_t)d->cfg->defaults.rpo;
+	if ((r = ims_repl_group_enable(d->repl, g.pool, g.name, q->target_site, q->mode, rpo, &st)) < 0)
+		return r;
+	Imgstore__V1__ReplicationStatus *m = build_status(call, &st);
+	if (!m)
+		return -ENOMEM;
+	*resp = &m->base;
+	return 0;
+}
+
+/* The group's target: as asked, or the only site it replicates to. */
+static int group_target(ims_daemon *d, const group_spec *g, const char *asked, char *target, size_t len)
+{
+	ims_repl_status *list = NULL;
+	size_t n = 0;
+	int r = ims_repl_group_status(d->repl, g->pool, g->name, &list, &n);
+	if (r < 0)
+		return r;
+	r = ims_error_set(-ENOENT, "group '%s/%s' is not replicated%s%s; enable it first", g->pool, g->name,
+			  asked && asked[0] ? " to site " : "", asked && asked[0] ? asked : "");
+	for (size_t i = 0; i < n; i++) {
+		if (asked && asked[0] && strcmp(list[i].target, asked) != 0)
+			continue;
+		if (!(asked && asked[0]) && n > 1) {
+			r = ims_error_set(-EINVAL, "group '%s/%s' replicates to %zu sites: name one", g->pool, g->name, n);
+			break;
+		}
+		snprintf(target, len, "%s", list[i].target);
+		ims_error_clear();
+		r = 0;
+		break;
+	}
+	free(list);
+	return r;
+}
+
+int ims_h_disable_group_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				    ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__GroupReplicationRequest *q = (const void *)req;
+	ims_repl_status st;
+	group_spec g;
+	char target[64];
+	int r;
+	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
+	    (r = group_target(d, &g, q->target_site, target, sizeof(target))) < 0 ||
+	    (r = ims_repl_group_disable(d->repl, g.pool, g.name, target, &st)) < 0)
+		return r;
+	snprintf(st.state, sizeof(st.state), "disabled");
+	Imgstore__V1__ReplicationStatus *m = build_status(call, &st);
+	if (!m)
+		return -ENOMEM;
+	*resp = &m->base;
+	return 0;
+}
+
+typedef struct {
+	ims_daemon *d;
+	group_spec g;
+	char target[64];
+} sync_work;
+
+static int op_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	return ims_op_progress(ctx, done, total);
+}
+
+static int run_sync_group(ims_op *op, void *arg)
+{
+	sync_work *w = arg;
+	ims_repl_result res;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t called = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	int r;
+	/* a cycle may finish a cut older than the call first: then cut again */
+	for (int i = 0; i < 3; i++) {
+		r = ims_repl_group_sync_now(w->d->repl, w->g.pool, w->g.name, w->target, op_progress, op, &res);
+		if (r < 0 || res.unchanged || res.sealed_unix_ms >= called)
+			break;
+	}
+	if (r == 0 && res.unchanged)
+		ims_op_set_result(op, "'%s' on site '%s' already holds this state of every image (unchanged since)",
+				  res.sealed, w->target);
+	else if (r == 0)
+		ims_op_set_result(op, "sealed '%s' on site '%s' for every image (%" PRIu64 " bytes shipped)", res.sealed,
+				  w->target, res.bytes_copied);
+	return r;
+}
+
+int ims_h_sync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__GroupReplicationRequest *q = (const void *)req;
+	ims_op_record rec;
+	char text[2 * IMS_NAME_MAX + 2];
+	int r;
+	sync_work *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->d = d;
+	if ((r = get_group(d, call, q->group, &w->g, false)) < 0 ||
+	    (r = group_target(d, &w->g, q->target_site, w->target, sizeof(w->target))) < 0) {
+		free(w);
+		return r;
+	}
+	snprintf(text, sizeof(text), "%s/%s", w->g.pool, w->g.name);
+	if ((r = ims_ops_submit(d->ops, "sync", text, run_sync_group, w, free, &rec)) < 0)
+		return r;
+	Imgstore__V1__Operation *o = ALLOC(call, Imgstore__V1__Operation);
+	if (!o)
+		return -ENOMEM;
+	imgstore__v1__operation__init(o);
+	o->id = DUP(call, rec.id);
+	o->kind = DUP(call, rec.kind);
+	o->target = DUP(call, rec.target);
+	o->state = (Imgstore__V1__OperationState)rec.state;
+	o->bytes_done = rec.bytes_done;
+	o->bytes_total = rec.bytes_total;
+	o->error = DUP(call, rec.error);
+	o->created_unix = rec.created;
+	o->started_unix = rec.started;
+	o->finished_unix = rec.finished;
+	o->site = DUP(call, rec.site);
+	o->result = DUP(call, rec.result);
+	*resp = &o->base;
+	return 0;
+}
+
+int ims_h_group_replication_status(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				   ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__GetGroupRequest *q = (const void *)req;
+	ims_repl_status *list = NULL;
+	group_spec g;
+	size_t n = 0;
+	int r;
+	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
+	    (r = ims_repl_group_status(d->repl, g.pool, g.name, &list, &n)) < 0)
+		return r;
+	Imgstore__V1__ReplicationStatusResponse *m = ALLOC(call, Imgstore__V1__ReplicationStatusResponse);
+	r = -ENOMEM;
+	if (!m)
+		goto out;
+	imgstore__v1__replication_status_response__init(m);
+	if (n && !(m->statuses = ims_rpc_call_alloc(call, n * sizeof(*m->statuses))))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (!(m->statuses[i] = build_status(call, &list[i])))
+			goto out;
+		m->n_statuses++;
+	}
+	*resp = &m->base;
+	r = 0;
+out:
+	free(list);
+	return r;
+}
