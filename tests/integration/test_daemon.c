@@ -25,6 +25,7 @@
 #include "imgstore/v1/image.pb-c.h"
 #include "imgstore/v1/operation.pb-c.h"
 #include "imgstore/v1/replication.pb-c.h"
+#include "imgstore/v1/site.pb-c.h"
 #include "imgstore/v1/snapshot.pb-c.h"
 #include "itest.h"
 #include "proto/client.h"
@@ -462,12 +463,18 @@ static void test_roles(void **state)
 	free_msg(rr);
 	free_msg(lease);
 
-	/* declared, not implemented yet (issue 6) */
+	/* a failover is the admin's: a reader is refused before anything runs */
 	Imgstore__V1__ReplicationImageRequest fo = IMGSTORE__V1__REPLICATION_IMAGE_REQUEST__INIT;
 	Imgstore__V1__Operation *fop = NULL;
 	fo.image = &s;
 	fo.target_site = "b";
-	assert_true(CALL(C, "ReplicationService", "Failover", &fo, operation, &fop) < 0);
+	assert_true(CALL(reader, "ReplicationService", "Failover", &fo, operation, &fop) < 0);
+	assert_int_equal(ims_client_last_code(reader), IMS_RPC_PERMISSION_DENIED);
+
+	/* declared, not implemented yet */
+	Imgstore__V1__ListSitesRequest ls = IMGSTORE__V1__LIST_SITES_REQUEST__INIT;
+	Imgstore__V1__ListSitesResponse *lsr = NULL;
+	assert_true(CALL(C, "SiteService", "ListSites", &ls, list_sites_response, &lsr) < 0);
 	assert_int_equal(ims_client_last_code(C), IMS_RPC_UNIMPLEMENTED);
 
 	Imgstore__V1__DeleteImageRequest del = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
