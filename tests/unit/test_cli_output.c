@@ -173,7 +173,8 @@ static void test_json_operation(void **state)
 	assert_int_equal(json_object_get_int64(get(doc, "bytes_total")), 2ll << 30);
 	assert_string_equal(json_object_get_string(get(doc, "error")), "");
 	assert_string_equal(json_object_get_string(get(doc, "site")), "");
-	assert_int_equal(json_object_object_length(doc), 11);
+	assert_string_equal(json_object_get_string(get(doc, "result")), "");
+	assert_int_equal(json_object_object_length(doc), 12);
 	json_object_put(doc);
 }
 
@@ -259,7 +260,8 @@ static void test_key_value_lines(void **state)
 				    "created_unix:  2024-05-01T12:00:00Z\n"
 				    "started_unix:  2024-05-01T12:00:01Z\n"
 				    "finished_unix: -\n"
-				    "site:          -\n");
+				    "site:          -\n"
+				    "result:        -\n");
 }
 
 static void test_op_ls_table(void **state)
