@@ -116,3 +116,4 @@ row "delta of $DELTA in 64 KiB random writes" delta
 row "full overwrite of $SIZE" over
 echo
 echo "imgstore peak RSS during the initial sync: $((RSS_KB / 1024)) MiB"
+exit 0
