@@ -238,8 +238,10 @@ static int refresh_one(void *ctx, const char *key, size_t klen, const char *val,
 		memcpy(p->mode, tmp.mode, sizeof(p->mode));
 		p->verify_every = tmp.verify_every;
 	}
-	if (p->disabled && rc->now - p->disabled_ms > 15000)
-		p->disabled = false; /* enabled again since, here or by another site (a failover) */
+	/* a refresh that began after the pair was disabled here read the records after its
+	 * removal: the record is new (enabled again, here or by another site's failover) */
+	if (p->disabled && rc->now > p->disabled_ms)
+		p->disabled = false;
 	if (!p->disabled)
 		p->present = true;
 	pthread_mutex_unlock(&s->lock);

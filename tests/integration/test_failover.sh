@@ -105,7 +105,7 @@ for round in $(seq 1 "$ROUNDS"); do
   before=$(head_sum "$primary")
   other=$([ $primary = a ] && echo b || echo a)
   # wait until the new primary's daemon took over the pair
-  for i in $(seq 1 40); do
+  for i in $(seq 1 120); do
     IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_${primary^^}") "$CLI" --format json repl status "rbd/$img" 2>/dev/null |
       jq -e ".[0].target == \"$other\"" >/dev/null && break
     sleep 0.25
