@@ -51,6 +51,16 @@ int ims_daemon_peer(void *d, const char *name, ims_site **out);
 /** 0 if @p pool/@p image exists on this site; -ENOENT naming it, or the cluster's error. */
 int ims_daemon_require_image(ims_daemon *d, const char *pool, const char *image);
 
+/**
+ * The target of a replicated pair: @p asked when one of @p list (the pairs of one image or
+ * group) goes there, or the only one when @p asked is empty. @p what names the image or group
+ * in messages ("'rbd/vm1'", "group 'rbd/vm1'").
+ *
+ * @returns -ENOENT if no pair matches, -EINVAL if several do and none was asked for.
+ */
+int ims_daemon_pick_target(const ims_repl_status *list, size_t n, const char *asked, const char *what, char *target,
+			   size_t len);
+
 /** The method table of every service. */
 const ims_rpc_method *ims_daemon_methods(size_t *count);
 

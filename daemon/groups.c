@@ -425,23 +425,12 @@ static int group_target(ims_daemon *d, const group_spec *g, const char *asked, c
 {
 	ims_repl_status *list = NULL;
 	size_t n = 0;
+	char what[3 * IMS_NAME_MAX];
 	int r = ims_repl_group_status(d->repl, g->pool, g->name, &list, &n);
 	if (r < 0)
 		return r;
-	r = ims_error_set(-ENOENT, "group '%s/%s' is not replicated%s%s; enable it first", g->pool, g->name,
-			  asked && asked[0] ? " to site " : "", asked && asked[0] ? asked : "");
-	for (size_t i = 0; i < n; i++) {
-		if (asked && asked[0] && strcmp(list[i].target, asked) != 0)
-			continue;
-		if (!(asked && asked[0]) && n > 1) {
-			r = ims_error_set(-EINVAL, "group '%s/%s' replicates to %zu sites: name one", g->pool, g->name, n);
-			break;
-		}
-		snprintf(target, len, "%s", list[i].target);
-		ims_error_clear();
-		r = 0;
-		break;
-	}
+	snprintf(what, sizeof(what), "group '%s/%s'", g->pool, g->name);
+	r = ims_daemon_pick_target(list, n, asked, what, target, len);
 	free(list);
 	return r;
 }

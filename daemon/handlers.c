@@ -59,6 +59,22 @@ static int get_spec(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__Image
 	return ims_spec_parse(out, text, NULL, snap_allowed, snap_required);
 }
 
+int ims_daemon_pick_target(const ims_repl_status *list, size_t n, const char *asked, const char *what, char *target,
+			   size_t len)
+{
+	bool any = !asked || !asked[0];
+	for (size_t i = 0; i < n; i++) {
+		if (!any && strcmp(list[i].target, asked) != 0)
+			continue;
+		if (any && n > 1)
+			return ims_error_set(-EINVAL, "%s replicates to %zu sites: name one", what, n);
+		snprintf(target, len, "%s", list[i].target);
+		return 0;
+	}
+	return ims_error_set(-ENOENT, "%s is not replicated%s%s; enable it first", what, any ? "" : " to site ",
+			     any ? "" : asked);
+}
+
 int ims_daemon_require_image(ims_daemon *d, const char *pool, const char *image)
 {
 	int r = ims_image_exists(d->site, pool, image);
@@ -1019,40 +1035,22 @@ static int run_sync(ims_op *op, void *arg)
 	return r;
 }
 
+static int repl_target(ims_daemon *d, const ims_spec *s, const char *asked, char *target, size_t len);
+
 static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ReplicationImageRequest *q = (const void *)req;
 	ims_spec s;
-	ims_repl_status *list = NULL;
-	size_t n = 0;
 	int r;
 	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0)
 		return r;
-	if ((r = ims_repl_sched_status(d->repl, s.pool, s.image, &list, &n)) < 0)
-		return r;
-	/* the target: as asked, or the only one the image has */
-	const char *target = q->target_site && q->target_site[0] ? q->target_site : NULL;
-	bool found = false;
-	for (size_t i = 0; i < n; i++)
-		if (!target || strcmp(list[i].target, target) == 0) {
-			found = true;
-			if (!target && n > 1) {
-				free(list);
-				return ims_error_set(-EINVAL, "'%s/%s' replicates to %zu sites: name one", s.pool, s.image, n);
-			}
-		}
 	sync_work *w = calloc(1, sizeof(*w));
-	if (!w) {
-		free(list);
+	if (!w)
 		return -ENOMEM;
-	}
-	snprintf(w->target, sizeof(w->target), "%s", target ? target : (n ? list[0].target : ""));
-	free(list);
-	if (!found) {
+	if ((r = repl_target(d, &s, q->target_site, w->target, sizeof(w->target))) < 0) {
 		free(w);
-		return ims_error_set(-ENOENT, "'%s/%s' is not replicated%s%s; enable it first", s.pool, s.image,
-				     target ? " to site " : "", target ? target : "");
+		return r;
 	}
 	w->d = d;
 	w->spec = s;
@@ -1068,23 +1066,12 @@ static int repl_target(ims_daemon *d, const ims_spec *s, const char *asked, char
 {
 	ims_repl_status *list = NULL;
 	size_t n = 0;
+	char what[3 * IMS_NAME_MAX];
 	int r = ims_repl_sched_status(d->repl, s->pool, s->image, &list, &n);
 	if (r < 0)
 		return r;
-	r = ims_error_set(-ENOENT, "'%s/%s' is not replicated%s%s; enable it first", s->pool, s->image,
-			  asked && asked[0] ? " to site " : "", asked && asked[0] ? asked : "");
-	for (size_t i = 0; i < n; i++) {
-		if (asked && asked[0] && strcmp(list[i].target, asked) != 0)
-			continue;
-		if (!(asked && asked[0]) && n > 1) {
-			r = ims_error_set(-EINVAL, "'%s/%s' replicates to %zu sites: name one", s->pool, s->image, n);
-			break;
-		}
-		snprintf(target, len, "%s", list[i].target);
-		ims_error_clear();
-		r = 0;
-		break;
-	}
+	snprintf(what, sizeof(what), "'%s/%s'", s->pool, s->image);
+	r = ims_daemon_pick_target(list, n, asked, what, target, len);
 	free(list);
 	return r;
 }

@@ -732,6 +732,33 @@ static void fill_status(const pair *p, ims_repl_status *st, int64_t t)
 
 static int refuse_group_member(ims_repl_sched *s, const char *pool, const char *image);
 
+/* Record in memory a pair (image or group) whose policy was just saved, and queue a cycle. */
+static int enable_pair(ims_repl_sched *s, const pair *tmp, ims_repl_status *out)
+{
+	pthread_mutex_lock(&s->lock);
+	pair *p = find_kind_locked(s, tmp->pool, tmp->image, tmp->target, tmp->group);
+	if (!p) {
+		if (!(p = calloc(1, sizeof(*p)))) {
+			pthread_mutex_unlock(&s->lock);
+			return -ENOMEM;
+		}
+		*p = *tmp;
+		p->sealed_ms = -1;
+		p->next = s->pairs;
+		s->pairs = p;
+	}
+	p->rpo = tmp->rpo;
+	memcpy(p->mode, tmp->mode, sizeof(p->mode));
+	p->present = true;
+	p->disabled = false;
+	p->next_attempt_ms = 0;
+	enqueue_locked(s, p);
+	if (out)
+		fill_status(p, out, now_ms());
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
 int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 		    const char *mode, uint32_t rpo, ims_repl_status *out)
 {
@@ -766,28 +793,8 @@ int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, cons
 	tmp.rpo = rpo;
 	if ((r = save_policy(s, &tmp)) < 0)
 		return r;
-	pthread_mutex_lock(&s->lock);
-	pair *p = find_locked(s, pool, image, target);
-	if (!p) {
-		p = calloc(1, sizeof(*p));
-		if (!p) {
-			pthread_mutex_unlock(&s->lock);
-			return -ENOMEM;
-		}
-		*p = tmp;
-		p->sealed_ms = -1;
-		p->next = s->pairs;
-		s->pairs = p;
-	}
-	p->rpo = rpo;
-	snprintf(p->mode, sizeof(p->mode), "%s", mode);
-	p->present = true;
-	p->disabled = false;
-	p->next_attempt_ms = 0;
-	enqueue_locked(s, p);
-	if (out)
-		fill_status(p, out, now_ms());
-	pthread_mutex_unlock(&s->lock);
+	if (enable_pair(s, &tmp, out) < 0)
+		return -ENOMEM;
 	ims_log_info("replication of '%s/%s' to site '%s' enabled (%s, RPO %us)", pool, image, target, mode, rpo);
 	return 0;
 }
@@ -1256,27 +1263,8 @@ int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group
 	tmp.group = true;
 	if ((r = save_policy(s, &tmp)) < 0)
 		return r;
-	pthread_mutex_lock(&s->lock);
-	pair *p = find_kind_locked(s, pool, group, target, true);
-	if (!p) {
-		if (!(p = calloc(1, sizeof(*p)))) {
-			pthread_mutex_unlock(&s->lock);
-			return -ENOMEM;
-		}
-		*p = tmp;
-		p->sealed_ms = -1;
-		p->next = s->pairs;
-		s->pairs = p;
-	}
-	p->rpo = rpo;
-	snprintf(p->mode, sizeof(p->mode), "%s", mode);
-	p->present = true;
-	p->disabled = false;
-	p->next_attempt_ms = 0;
-	enqueue_locked(s, p);
-	if (out)
-		fill_status(p, out, now_ms());
-	pthread_mutex_unlock(&s->lock);
+	if (enable_pair(s, &tmp, out) < 0)
+		return -ENOMEM;
 	ims_log_info("replication of group '%s/%s' to site '%s' enabled (%s, RPO %us)", pool, group, target, mode,
 		     rpo);
 	return 0;
