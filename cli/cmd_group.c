@@ -1,13 +1,14 @@
 /*
  * cli/cmd_group.c: consistency groups (GroupService). A group holds the disks of one VM; a
  * group snapshot takes all of them at one point, and a replicated group is replicated and
- * synced as one unit: `group repl enable|disable|sync|status`.
+ * synced and failed over as one unit: `group repl enable|disable|sync|status|failover|resync`.
  *
  * `group rm POOL/GROUP IMAGE...` takes images out of the group; `group rm POOL/GROUP` alone
  * removes the group (refused while it has images, unless --force: they stay, outside any
  * group).
  */
 #include "cli/cli.h"
+#include "common/units.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -337,7 +338,16 @@ static int group_repl_disable(ims_cli *cli, const ims_cli_args *a)
 	return print_status(cli, r, st);
 }
 
-static int group_repl_sync(ims_cli *cli, const ims_cli_args *a)
+
+static const ims_cli_opt failover_opts[] = {
+	{"to", "SITE", "the site to promote (required)"},
+	{"force", NULL, "unplanned: promote every image at the newest cut sealed on all, without the primary"},
+	{"wait", "DURATION", "planned: how long hosts get to release their leases before they are fenced (default 30s)"},
+	{"no-wait", NULL, "print the operation id and return without waiting"},
+	{NULL, NULL, NULL},
+};
+
+static int group_repl_op(ims_cli *cli, const ims_cli_args *a, const char *method)
 {
 	Imgstore__V1__GroupReplicationRequest req;
 	Imgstore__V1__GroupSpec gs;
@@ -347,9 +357,34 @@ static int group_repl_sync(ims_cli *cli, const ims_cli_args *a)
 	int r;
 	if ((r = repl_request(cli, a, &spec, &gs, &req)))
 		return r;
-	if ((r = ims_cli_call(cli, GROUP_SVC "SyncGroup", &req, &imgstore__v1__operation__descriptor, &op)))
+	if (cli->verb->opts == failover_opts) {
+		const char *wait = ims_cli_opt_value(cli, a, "wait");
+		uint64_t secs = 0;
+		if (!req.target_site[0])
+			return ims_cli_usage(cli, "--to is required");
+		if (wait && (ims_parse_duration(&secs, wait) < 0 || secs == 0 || secs > 86400))
+			return ims_cli_usage(cli, "--wait takes a duration from 1s to 1d, not '%s'", wait);
+		req.force = ims_cli_opt_flag(cli, a, "force");
+		req.wait_seconds = (uint32_t)secs;
+	}
+	if ((r = ims_cli_call(cli, method, &req, &imgstore__v1__operation__descriptor, &op)))
 		return r;
 	return ims_cli_finish_op(cli, op, &w);
+}
+
+static int group_repl_sync(ims_cli *cli, const ims_cli_args *a)
+{
+	return group_repl_op(cli, a, GROUP_SVC "SyncGroup");
+}
+
+static int group_repl_failover(ims_cli *cli, const ims_cli_args *a)
+{
+	return group_repl_op(cli, a, GROUP_SVC "FailoverGroup");
+}
+
+static int group_repl_resync(ims_cli *cli, const ims_cli_args *a)
+{
+	return group_repl_op(cli, a, GROUP_SVC "ResyncGroup");
 }
 
 static const ims_cli_column status_columns[] = {
@@ -396,5 +431,12 @@ const ims_cli_verb ims_cli__group_verbs[] = {
 	{"group", "repl sync", "POOL/GROUP [--to SITE] [--no-wait]",
 	 "Cut the group now and seal the cut on its target; prints the cut.", sync_opts, 1, 1, group_repl_sync},
 	{"group", "repl status", "POOL/GROUP", "Show the replication of a group.", no_opts, 1, 1, group_repl_status},
+	{"group", "repl failover", "POOL/GROUP --to SITE [--force] [--wait DURATION] [--no-wait]",
+	 "Make SITE the primary of every image of the group at one cut (planned: ask the primary's site; "
+	 "--force: ask SITE).",
+	 failover_opts, 1, 1, group_repl_failover},
+	{"group", "repl resync", "POOL/GROUP [--to SITE] [--no-wait]",
+	 "Make an old primary that came back a secondary again: its diverged heads are kept as snapshots.",
+	 sync_opts, 1, 1, group_repl_resync},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
 };

@@ -51,6 +51,9 @@ int ims_daemon_peer(void *d, const char *name, ims_site **out);
 /** 0 if @p pool/@p image exists on this site; -ENOENT naming it, or the cluster's error. */
 int ims_daemon_require_image(ims_daemon *d, const char *pool, const char *image);
 
+/** Reply to an RPC that started an Operation with its record. */
+int ims_daemon_reply_op(ims_rpc_call *call, const ims_op_record *rec, ProtobufCMessage **resp);
+
 /**
  * The target of a replicated pair: @p asked when one of @p list (the pairs of one image or
  * group) goes there, or the only one when @p asked is empty. @p what names the image or group

@@ -12,6 +12,8 @@
 #include "common/log.h"
 #include "daemon/hosts.h"
 #include "replicator/failover.h"
+#include "replicator/group.h"
+#include "store/group.h"
 #include "store/image.h"
 
 static int progress(void *ctx, uint64_t done, uint64_t total)
@@ -25,16 +27,18 @@ static const char *peer_pool(ims_daemon *d, const char *site)
 	return c && c->pool ? c->pool : d->pool;
 }
 
-/* The mode and RPO this site replicates the image to @p target with. */
-static int pair_of(ims_daemon *d, const ims_spec *s, const char *target, ims_repl_status *out)
+/* The mode and RPO this site replicates image (or @p group) @p pool/@p name to @p target with. */
+static int pair_of(ims_daemon *d, const char *pool, const char *name, bool group, const char *target,
+		   ims_repl_status *out)
 {
 	ims_repl_status *list = NULL;
 	size_t n = 0;
-	int r = ims_repl_sched_status(d->repl, s->pool, s->image, &list, &n);
+	int r = group ? ims_repl_group_status(d->repl, pool, name, &list, &n)
+		      : ims_repl_sched_status(d->repl, pool, name, &list, &n);
 	if (r < 0)
 		return r;
-	r = ims_error_set(-ENOENT, "'%s/%s' is not replicated from site '%s' to site '%s'; enable replication first",
-			  s->pool, s->image, ims_site_name(d->site), target);
+	r = ims_error_set(-ENOENT, "%s'%s/%s' is not replicated from site '%s' to site '%s'; enable replication first",
+			  group ? "group " : "", pool, name, ims_site_name(d->site), target);
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(list[i].target, target) == 0) {
 			*out = list[i];
@@ -75,7 +79,7 @@ static int planned(ims_op *op, ims_failover_work *w)
 				     "site '%s', or add --force if site '%s' is lost",
 				     pool, image, here, from, from);
 	}
-	if ((r = pair_of(d, &w->spec, w->target, &pair)) < 0)
+	if ((r = pair_of(d, pool, image, false, w->target, &pair)) < 0)
 		return r;
 	if ((r = ims_daemon_peer(d, w->target, &peer)) < 0)
 		return r;
@@ -130,7 +134,7 @@ static int planned(ims_op *op, ims_failover_work *w)
 				     w->target, why, here);
 	}
 	ims_repl_sched_hand_over(d->repl, pool, image, w->target, NULL);
-	if ((r = ims_repl_policy_put(peer, peer_pool(d, w->target), pool, image, here, pair.mode, pair.rpo_seconds)) < 0)
+	if ((r = ims_repl_policy_put(peer, peer_pool(d, w->target), pool, image, false, here, pair.mode, pair.rpo_seconds)) < 0)
 		ims_log_error("failover of '%s/%s': site '%s' is the primary but replication back to site '%s' is not "
 			      "set: %s; run `imgstore repl enable` there",
 			      pool, image, w->target, here, ims_error_last());
@@ -183,7 +187,7 @@ static int forced(ims_op *op, ims_failover_work *w)
 	if (reachable) {
 		ims_repl_divergence dv;
 		if (ims_repl_rejoin(d->site, peer, pool, image, gen, &dv) == 0) {
-			ims_repl_policy_remove(peer, peer_pool(d, old), pool, image, here);
+			ims_repl_policy_remove(peer, peer_pool(d, old), pool, image, false, here);
 			snprintf(rejoin, sizeof(rejoin), "site '%s' answered: %u writer(s) fenced; %s", old, fenced, dv.plan);
 		} else {
 			snprintf(rejoin, sizeof(rejoin), "site '%s' answered but could not be made a secondary: %s", old,
@@ -267,7 +271,7 @@ int ims_failover_all_run(ims_op *op, void *arg)
 			source_site(side.source, src, sizeof(src));
 			if (!side.secondary || strcmp(src, w->from) != 0)
 				continue;
-		} else if (side.secondary || pair_of(d, &one.spec, w->target, &pair) < 0) {
+		} else if (side.secondary || pair_of(d, w->spec.pool, list[i].name, false, w->target, &pair) < 0) {
 			continue;
 		}
 		todo++;
@@ -304,9 +308,286 @@ int ims_resync_run(ims_op *op, void *arg)
 		return r;
 	/* the old primary's daemons stop replicating their copy: it is a secondary now */
 	if (ims_daemon_peer(d, w->target, &peer) == 0)
-		ims_repl_policy_remove(peer, peer_pool(d, w->target), w->spec.pool, w->spec.image, ims_site_name(d->site));
+		ims_repl_policy_remove(peer, peer_pool(d, w->target), w->spec.pool, w->spec.image, false,
+				       ims_site_name(d->site));
 	if ((r = ims_repl_sync_now(d->repl, w->spec.pool, w->spec.image, w->target, progress, op, &res)) < 0)
 		return r;
 	ims_op_set_result(op, "%s; sealed '%s' (%" PRIu64 " bytes shipped)", dv.plan, res.sealed, res.bytes_copied);
 	return 0;
+}
+
+/* ---- consistency groups: failed over as one unit (replicator/group.h) ---- */
+
+/*
+ * @p site's copy of the group as one side: its members agree on their role (else -EUCLEAN);
+ * the highest generation; the source of a secondary. @p gi gets the members.
+ */
+static int group_side(ims_site *site, const char *pool, const char *group, ims_repl_side *out, ims_group_info **gi)
+{
+	int r = ims_group_info_get(gi, site, pool, group);
+	if (r < 0)
+		return r;
+	if ((*gi)->nmembers == 0)
+		return ims_error_set(-EINVAL, "group '%s/%s' on site '%s' has no images", pool, group, ims_site_name(site));
+	memset(out, 0, sizeof(*out));
+	for (size_t k = 0; k < (*gi)->nmembers; k++) {
+		ims_repl_side m;
+		const char *mp = (*gi)->members[k].pool, *mi = (*gi)->members[k].image;
+		if ((r = ims_repl_side_get(site, mp, mi, &m)) < 0)
+			return r;
+		if (k == 0) {
+			*out = m;
+			continue;
+		}
+		if (m.secondary != out->secondary)
+			return ims_error_set(-EUCLEAN,
+					     "the images of group '%s/%s' on site '%s' disagree on their role: '%s/%s' is "
+					     "a %s, '%s/%s' a %s; nothing changed",
+					     pool, group, ims_site_name(site), (*gi)->members[0].pool,
+					     (*gi)->members[0].image, out->secondary ? "secondary" : "primary", mp, mi,
+					     m.secondary ? "secondary" : "primary");
+		if (m.generation > out->generation)
+			out->generation = m.generation;
+	}
+	return 0;
+}
+
+static void group_set_state(ims_site *site, const ims_group_info *gi, const char *state)
+{
+	for (size_t k = 0; k < gi->nmembers; k++)
+		ims_repl_set_state(site, gi->members[k].pool, gi->members[k].image, state);
+}
+
+static int group_planned(ims_op *op, ims_failover_work *w)
+{
+	ims_daemon *d = w->d;
+	const char *pool = w->spec.pool, *group = w->spec.image, *here = ims_site_name(d->site);
+	ims_group_info *gi = NULL, *pgi = NULL;
+	ims_site *peer = NULL;
+	ims_repl_side me, them;
+	ims_repl_status pair;
+	ims_repl_result res;
+	char host[128], cut[64];
+	unsigned fenced = 0, broken = 0, rolled = 0;
+	int r;
+
+	if ((r = group_side(d->site, pool, group, &me, &gi)) < 0)
+		goto out;
+	if (me.secondary) {
+		char from[64];
+		source_site(me.source, from, sizeof(from));
+		r = ims_error_set(-EROFS,
+				  "group '%s/%s' is a secondary on site '%s': run the planned failover on its primary's site "
+				  "'%s', or add --force if site '%s' is lost",
+				  pool, group, here, from, from);
+		goto out;
+	}
+	if ((r = pair_of(d, pool, group, true, w->target, &pair)) < 0 || (r = ims_daemon_peer(d, w->target, &peer)) < 0 ||
+	    (r = group_side(peer, pool, group, &them, &pgi)) < 0)
+		goto out;
+	if (!them.secondary) {
+		r = ims_error_set(-EEXIST, "group '%s/%s' on site '%s' is not a secondary of this site; nothing changed",
+				  pool, group, w->target);
+		goto out;
+	}
+
+	/* 1. catch up while hosts still write */
+	if ((r = ims_repl_group_sync_now(d->repl, pool, group, w->target, progress, op, &res)) < 0) {
+		r = ims_error_set(r, "sync before the failover failed: %s; nothing changed", ims_error_last());
+		goto out;
+	}
+
+	/* 2. no new leases on any member; hosts release theirs, or they are broken and fenced */
+	group_set_state(d->site, gi, "failing-over");
+	unsigned wait_s = w->wait_s ? w->wait_s : 30;
+	for (unsigned i = 0; i < wait_s * 4; i++) {
+		bool leased = false;
+		for (size_t k = 0; k < gi->nmembers && !leased; k++)
+			leased = ims_hosts_image_leased(d, gi->members[k].pool, gi->members[k].image, host,
+							sizeof(host)) == 1;
+		if (!leased)
+			break;
+		if (ims_op_progress(op, 0, 0) != 0) {
+			group_set_state(d->site, gi, NULL);
+			r = ims_error_set(-ECANCELED, "failover of group '%s/%s' cancelled; nothing changed", pool, group);
+			goto out;
+		}
+		usleep(250000);
+	}
+	for (size_t k = 0; k < gi->nmembers; k++) {
+		unsigned b = 0, f = 0;
+		if ((r = ims_hosts_break_leases(d, gi->members[k].pool, gi->members[k].image, &b)) < 0 ||
+		    (r = ims_repl_fence(d->site, gi->members[k].pool, gi->members[k].image, &f)) < 0) {
+			group_set_state(d->site, gi, NULL);
+			r = ims_error_set(r, "cannot fence the writers of '%s/%s': %s; group '%s/%s' stays the primary here",
+					  gi->members[k].pool, gi->members[k].image, ims_error_last(), pool, group);
+			goto out;
+		}
+		broken += b;
+		fenced += f;
+	}
+
+	/* 3. the final cut: every member as it was at the fence */
+	if ((r = ims_repl_group_sync_now(d->repl, pool, group, w->target, progress, op, &res)) < 0) {
+		char why[IMS_ERROR_MSG_MAX];
+		snprintf(why, sizeof(why), "%s", ims_error_last());
+		group_set_state(d->site, gi, NULL);
+		r = ims_error_set(r, "final sync of group '%s/%s' to site '%s' failed: %s; site '%s' stays the primary "
+				  "(its writers were fenced: hosts take new leases)",
+				  pool, group, w->target, why, here);
+		goto out;
+	}
+	snprintf(cut, sizeof(cut), "%s", res.sealed);
+
+	/* 4. swap the roles of every member at a new generation, then hand replication over */
+	uint64_t gen = (me.generation > them.generation ? me.generation : them.generation) + 1;
+	if ((r = ims_repl_group_demote(d->site, pool, group, cut, w->target, gen)) < 0) {
+		char why[IMS_ERROR_MSG_MAX];
+		snprintf(why, sizeof(why), "%s", ims_error_last());
+		ims_repl_group_promote(d->site, pool, group, cut, me.generation, NULL);
+		group_set_state(d->site, gi, NULL);
+		r = ims_error_set(r, "cannot demote group '%s/%s' on site '%s': %s; it stays the primary", pool, group,
+				  here, why);
+		goto out;
+	}
+	if ((r = ims_repl_group_promote(peer, pool, group, cut, gen, &rolled)) < 0) {
+		char why[IMS_ERROR_MSG_MAX];
+		snprintf(why, sizeof(why), "%s", ims_error_last());
+		ims_repl_group_promote(d->site, pool, group, cut, me.generation, NULL);
+		r = ims_error_set(r, "cannot promote group '%s/%s' on site '%s': %s; site '%s' stays the primary", pool,
+				  group, w->target, why, here);
+		goto out;
+	}
+	ims_repl_group_hand_over(d->repl, pool, group, w->target, NULL);
+	if (ims_repl_policy_put(peer, peer_pool(d, w->target), pool, group, true, here, pair.mode, pair.rpo_seconds) < 0)
+		ims_log_error("failover of group '%s/%s': site '%s' is the primary but replication back to site '%s' is "
+			      "not set: %s; run `imgstore group repl enable` there",
+			      pool, group, w->target, here, ims_error_last());
+	ims_op_set_result(op,
+			  "site '%s' is the primary of group '%s/%s' (%zu images) at '%s', generation %" PRIu64
+			  "; site '%s' is its secondary (%u lease(s) broken, %u writer(s) fenced)",
+			  w->target, pool, group, gi->nmembers, cut, gen, here, broken, fenced);
+	ims_log_info("failed over group '%s/%s' to site '%s' at '%s' (generation %" PRIu64 ")", pool, group, w->target,
+		     cut, gen);
+	r = 0;
+out:
+	ims_group_info_free(gi);
+	ims_group_info_free(pgi);
+	return r;
+}
+
+static int group_forced(ims_op *op, ims_failover_work *w)
+{
+	ims_daemon *d = w->d;
+	const char *pool = w->spec.pool, *group = w->spec.image, *here = ims_site_name(d->site);
+	ims_group_info *gi = NULL, *pgi = NULL;
+	ims_site *peer = NULL;
+	ims_repl_side me, them;
+	char old[64], cut[64], rejoin[1024] = "";
+	unsigned rolled = 0;
+	int r;
+
+	if ((r = group_side(d->site, pool, group, &me, &gi)) < 0)
+		goto out;
+	if (!me.secondary) {
+		r = ims_error_set(-EEXIST, "group '%s/%s' is already the primary on site '%s'; nothing changed", pool,
+				  group, here);
+		goto out;
+	}
+	source_site(me.source, old, sizeof(old));
+	if ((r = ims_repl_group_last_sealed(d->site, pool, group, cut, sizeof(cut), NULL)) < 0) {
+		r = ims_error_set(r, "%s: there is no consistent point to promote group '%s/%s' at; nothing changed",
+				  ims_error_last(), pool, group);
+		goto out;
+	}
+	ims_op_progress(op, 0, 0);
+	bool reachable = ims_daemon_peer(d, old, &peer) == 0 && group_side(peer, pool, group, &them, &pgi) == 0;
+	uint64_t gen = me.generation + 1;
+	if (reachable && them.generation >= gen)
+		gen = them.generation + 1;
+	ims_error_clear();
+
+	/* every member at the newest cut sealed on all of them */
+	if ((r = ims_repl_group_promote(d->site, pool, group, cut, gen, &rolled)) < 0)
+		goto out;
+	if (reachable) {
+		char plan[768];
+		if (ims_repl_group_rejoin(d->site, peer, pool, group, gen, plan, sizeof(plan)) == 0) {
+			ims_repl_policy_remove(peer, peer_pool(d, old), pool, group, true, here);
+			snprintf(rejoin, sizeof(rejoin), "site '%s' answered: its writers were fenced; %s", old, plan);
+		} else {
+			snprintf(rejoin, sizeof(rejoin), "site '%s' answered but could not be made a secondary: %s", old,
+				 ims_error_last());
+		}
+	} else {
+		snprintf(rejoin, sizeof(rejoin),
+			 "site '%s' did not answer: its writers are not fenced; when it returns it is stale (generation "
+			 "%" PRIu64 ") and `imgstore group repl resync` makes it a secondary",
+			 old, gen - 1);
+	}
+	ims_error_clear();
+	if (ims_repl_group_enable(d->repl, pool, group, old, "async", (uint32_t)d->cfg->defaults.rpo, NULL) < 0)
+		ims_log_error("forced failover of group '%s/%s': replication back to site '%s' is not set: %s", pool,
+			      group, old, ims_error_last());
+	ims_op_set_result(op,
+			  "site '%s' is the primary of group '%s/%s' (%zu images) at '%s', generation %" PRIu64
+			  " (%u image(s) rolled back to it); %s",
+			  here, pool, group, gi->nmembers, cut, gen, rolled, rejoin);
+	ims_log_warning("forced failover of group '%s/%s' to site '%s' at '%s' (generation %" PRIu64 "): %s", pool,
+			group, here, cut, gen, rejoin);
+	r = 0;
+out:
+	ims_group_info_free(gi);
+	ims_group_info_free(pgi);
+	return r;
+}
+
+int ims_group_failover_run(ims_op *op, void *arg)
+{
+	ims_failover_work *w = arg;
+	const char *here = ims_site_name(w->d->site);
+	if (w->force) {
+		if (strcmp(w->target, here) != 0)
+			return ims_error_set(-EINVAL,
+					     "a forced failover runs on the site that becomes the primary: ask site '%s''s "
+					     "daemon (this is site '%s')",
+					     w->target, here);
+		return group_forced(op, w);
+	}
+	if (strcmp(w->target, here) == 0)
+		return ims_error_set(-EINVAL,
+				     "a planned failover runs on the current primary's site, not on '%s'; add --force "
+				     "if the primary's site is lost",
+				     w->target);
+	return group_planned(op, w);
+}
+
+int ims_group_resync_run(ims_op *op, void *arg)
+{
+	ims_failover_work *w = arg;
+	ims_daemon *d = w->d;
+	const char *pool = w->spec.pool, *group = w->spec.image;
+	ims_group_info *gi = NULL;
+	ims_site *peer = NULL;
+	ims_repl_side me;
+	ims_repl_result res;
+	char plan[768];
+	int r;
+	if ((r = group_side(d->site, pool, group, &me, &gi)) < 0)
+		goto out;
+	if (me.secondary) {
+		r = ims_error_set(-EBUSY, "group '%s/%s' is a secondary on site '%s'; resync from its primary", pool, group,
+				  ims_site_name(d->site));
+		goto out;
+	}
+	if ((r = ims_daemon_peer(d, w->target, &peer)) < 0 ||
+	    (r = ims_repl_group_rejoin(d->site, peer, pool, group, me.generation, plan, sizeof(plan))) < 0)
+		goto out;
+	ims_repl_policy_remove(peer, peer_pool(d, w->target), pool, group, true, ims_site_name(d->site));
+	if ((r = ims_repl_group_sync_now(d->repl, pool, group, w->target, progress, op, &res)) < 0)
+		goto out;
+	ims_op_set_result(op, "%s; sealed '%s' (%" PRIu64 " bytes shipped)", plan, res.sealed, res.bytes_copied);
+out:
+	ims_group_info_free(gi);
+	return r;
 }

@@ -18,6 +18,7 @@ typedef struct {
 	bool force;        /* the primary's site is lost: promote the target at its last sealed state */
 	unsigned wait_s;   /* how long hosts get to release their leases; 0: 30 */
 	char from[64];     /* non-empty: every image of spec.pool whose primary is this site */
+	bool group;        /* spec.image names a consistency group (ims_group_failover_run) */
 } ims_failover_work;
 
 /**
@@ -44,5 +45,15 @@ int ims_failover_all_run(ims_op *op, void *arg);
 
 /** Resync (split-brain), run by the primary's daemon: ims_repl_resync(), then one cycle. */
 int ims_resync_run(ims_op *op, void *arg);
+
+/**
+ * The same for a consistency group (w->spec.image names it), as one unit: the final cut of
+ * every member after all are fenced; every member demoted and promoted at that cut. Forced: every
+ * member promoted at the newest cut sealed on all of them (each rolled back to it).
+ */
+int ims_group_failover_run(ims_op *op, void *arg);
+
+/** Resync of a group whose old primary came back (replicator/group.h ims_repl_group_rejoin()). */
+int ims_group_resync_run(ims_op *op, void *arg);
 
 #endif

@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/spec.h"
 #include "daemon/daemon.h"
+#include "daemon/failover.h"
 #include "imgstore/v1/group.pb-c.h"
 #include "imgstore/v1/replication.pb-c.h"
 #include "replicator/group.h"
@@ -471,16 +472,7 @@ static int run_sync_group(ims_op *op, void *arg)
 {
 	sync_work *w = arg;
 	ims_repl_result res;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	int64_t called = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	int r;
-	/* a cycle may finish a cut older than the call first: then cut again */
-	for (int i = 0; i < 3; i++) {
-		r = ims_repl_group_sync_now(w->d->repl, w->g.pool, w->g.name, w->target, op_progress, op, &res);
-		if (r < 0 || res.unchanged || res.sealed_unix_ms >= called)
-			break;
-	}
+	int r = ims_repl_group_sync_now(w->d->repl, w->g.pool, w->g.name, w->target, op_progress, op, &res);
 	if (r == 0 && res.unchanged)
 		ims_op_set_result(op, "'%s' on site '%s' already holds this state of every image (unchanged since)",
 				  res.sealed, w->target);
@@ -509,25 +501,54 @@ int ims_h_sync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 	snprintf(text, sizeof(text), "%s/%s", w->g.pool, w->g.name);
 	if ((r = ims_ops_submit(d->ops, "sync", text, run_sync_group, w, free, &rec)) < 0)
 		return r;
-	Imgstore__V1__Operation *o = ALLOC(call, Imgstore__V1__Operation);
-	if (!o)
-		return -ENOMEM;
-	imgstore__v1__operation__init(o);
-	o->id = DUP(call, rec.id);
-	o->kind = DUP(call, rec.kind);
-	o->target = DUP(call, rec.target);
-	o->state = (Imgstore__V1__OperationState)rec.state;
-	o->bytes_done = rec.bytes_done;
-	o->bytes_total = rec.bytes_total;
-	o->error = DUP(call, rec.error);
-	o->created_unix = rec.created;
-	o->started_unix = rec.started;
-	o->finished_unix = rec.finished;
-	o->site = DUP(call, rec.site);
-	o->result = DUP(call, rec.result);
-	*resp = &o->base;
-	return 0;
+	return ims_daemon_reply_op(call, &rec, resp);
 }
+
+/* FailoverGroup and ResyncGroup: Operations (daemon/failover.c). */
+static int submit_group_failover(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__GroupReplicationRequest *q,
+				 const char *kind, ims_op_fn fn, ProtobufCMessage **resp)
+{
+	group_spec g;
+	ims_op_record rec;
+	char text[2 * IMS_NAME_MAX + 2];
+	int r;
+	if ((r = get_group(d, call, q->group, &g, false)) < 0)
+		return r;
+	ims_failover_work *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->d = d;
+	w->group = true;
+	snprintf(w->spec.pool, sizeof(w->spec.pool), "%s", g.pool);
+	snprintf(w->spec.image, sizeof(w->spec.image), "%s", g.name);
+	w->force = q->force;
+	w->wait_s = q->wait_seconds;
+	if (fn == ims_group_failover_run) {
+		if (!q->target_site || !q->target_site[0]) {
+			free(w);
+			return ims_error_set(-EINVAL, "a failover needs --to SITE: the site that becomes the primary");
+		}
+		snprintf(w->target, sizeof(w->target), "%s", q->target_site);
+	} else if ((r = group_target(d, &g, q->target_site, w->target, sizeof(w->target))) < 0) {
+		free(w);
+		return r;
+	}
+	snprintf(text, sizeof(text), "%s/%s", g.pool, g.name);
+	if ((r = ims_ops_submit(d->ops, kind, text, fn, w, free, &rec)) < 0)
+		return r;
+	return ims_daemon_reply_op(call, &rec, resp);
+}
+
+int ims_h_failover_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	return submit_group_failover(APP(app), call, (const void *)req, "failover", ims_group_failover_run, resp);
+}
+
+int ims_h_resync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	return submit_group_failover(APP(app), call, (const void *)req, "resync", ims_group_resync_run, resp);
+}
+
 
 int ims_h_group_replication_status(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 				   ProtobufCMessage **resp)

@@ -28,4 +28,7 @@ int ims_h_sync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 int ims_h_group_replication_status(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 				   ProtobufCMessage **resp);
 
+int ims_h_failover_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
+int ims_h_resync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
+
 #endif

@@ -188,7 +188,7 @@ static int reply_image(ims_daemon *d, ims_rpc_call *call, const char *pool, cons
 	return r;
 }
 
-static int reply_op(ims_rpc_call *call, const ims_op_record *rec, ProtobufCMessage **resp)
+int ims_daemon_reply_op(ims_rpc_call *call, const ims_op_record *rec, ProtobufCMessage **resp)
 {
 	Imgstore__V1__Operation *o = build_op(call, rec);
 	if (!o)
@@ -458,7 +458,7 @@ static int submit(ims_daemon *d, ims_rpc_call *call, const char *kind, ims_op_fn
 	int r = ims_ops_submit(d->ops, kind, spec_text(&w->spec, target, sizeof(target)), fn, w, free_work, &rec);
 	if (r < 0)
 		return r;
-	return reply_op(call, &rec, resp);
+	return ims_daemon_reply_op(call, &rec, resp);
 }
 
 static work *new_work(ims_daemon *d, const ims_spec *s)
@@ -868,7 +868,7 @@ static int h_get_operation(void *app, ims_rpc_call *call, const ProtobufCMessage
 	const Imgstore__V1__GetOperationRequest *q = (const void *)req;
 	ims_op_record rec;
 	int r = ims_ops_get(APP(app)->ops, q->id, &rec);
-	return r < 0 ? r : reply_op(call, &rec, resp);
+	return r < 0 ? r : ims_daemon_reply_op(call, &rec, resp);
 }
 
 static int h_wait_operation(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
@@ -879,7 +879,7 @@ static int h_wait_operation(void *app, ims_rpc_call *call, const ProtobufCMessag
 	if (t > 120000) /* under any sane read timeout of a client or proxy */
 		t = 120000;
 	int r = ims_ops_wait(APP(app)->ops, q->id, t, &rec);
-	return r < 0 ? r : reply_op(call, &rec, resp);
+	return r < 0 ? r : ims_daemon_reply_op(call, &rec, resp);
 }
 
 static int h_cancel_operation(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
@@ -888,7 +888,7 @@ static int h_cancel_operation(void *app, ims_rpc_call *call, const ProtobufCMess
 	ims_op_record rec;
 	ims_rpc_call_set_target(call, q->id);
 	int r = ims_ops_cancel(APP(app)->ops, q->id, &rec);
-	return r < 0 ? r : reply_op(call, &rec, resp);
+	return r < 0 ? r : ims_daemon_reply_op(call, &rec, resp);
 }
 
 static int h_list_operations(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
@@ -1058,7 +1058,7 @@ static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	char text[3 * IMS_NAME_MAX + 4];
 	if ((r = ims_ops_submit(d->ops, "sync", spec_text(&s, text, sizeof(text)), run_sync, w, free, &rec)) < 0)
 		return r;
-	return reply_op(call, &rec, resp);
+	return ims_daemon_reply_op(call, &rec, resp);
 }
 
 /* The pair's target: as asked, or the only site the image replicates to. */
@@ -1126,7 +1126,7 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1
 		snprintf(text, sizeof(text), "%s/* of site %s", s.pool, w->from);
 	if ((r = ims_ops_submit(d->ops, kind, all ? text : spec_text(&s, text, sizeof(text)), fn, w, free, &rec)) < 0)
 		return r;
-	return reply_op(call, &rec, resp);
+	return ims_daemon_reply_op(call, &rec, resp);
 }
 
 static int h_failover(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
@@ -1322,6 +1322,8 @@ static const ims_rpc_method methods[] = {
 	M("GroupService", "SyncGroup", group_replication_request, operation, ADMIN, true, ims_h_sync_group),
 	M("GroupService", "GetGroupReplicationStatus", get_group_request, replication_status_response, READER, false,
 	  ims_h_group_replication_status),
+	M("GroupService", "FailoverGroup", group_replication_request, operation, ADMIN, true, ims_h_failover_group),
+	M("GroupService", "ResyncGroup", group_replication_request, operation, ADMIN, true, ims_h_resync_group),
 };
 
 const ims_rpc_method *ims_daemon_methods(size_t *count)

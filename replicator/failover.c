@@ -195,8 +195,7 @@ static int no_progress(uint64_t done, uint64_t total, void *arg)
 	return 0;
 }
 
-/* Roll @p img back to @p snap if its head differs from it. */
-static int rollback_if_changed(rbd_image_t img, const char *snap, const char *what, bool *rolled)
+int ims_repl__rollback_if_changed(rbd_image_t img, const char *snap, const char *what, bool *rolled)
 {
 	bool changed = false;
 	int r = ims_repl__changed_since(img, snap, &changed);
@@ -228,7 +227,7 @@ int ims_repl_promote(ims_site *site, const char *pool, const char *image, uint64
 	}
 	if (at)
 		snprintf(at, len, "%s", side.last_sealed);
-	if (rollback && side.last_sealed[0] && (r = rollback_if_changed(o.img, side.last_sealed, what, &rolled)) < 0)
+	if (rollback && side.last_sealed[0] && (r = ims_repl__rollback_if_changed(o.img, side.last_sealed, what, &rolled)) < 0)
 		goto out;
 	snprintf(gen, sizeof(gen), "%" PRIu64, generation);
 	if ((r = rbd_metadata_set(o.img, IMS_REPL_META_GENERATION, gen)) < 0 ||
@@ -339,7 +338,7 @@ int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *
 	}
 	if (d.common[0]) {
 		bool rolled;
-		if ((r = rollback_if_changed(o.img, d.common, what, &rolled)) < 0)
+		if ((r = ims_repl__rollback_if_changed(o.img, d.common, what, &rolled)) < 0)
 			goto out;
 		/* replication snapshots newer than the common one are not on the primary */
 		ims_repl__snaps os;

@@ -623,3 +623,258 @@ out:
 	ims_group_info_free(gi);
 	ims_error_clear();
 }
+
+/* ---- failover of a group as one unit ---- */
+
+/* Every member of @p site's copy of the group, open read-write. */
+typedef struct {
+	ims_group_info *gi;
+	member *m;
+	size_t n;
+} members;
+
+static void members_close(members *ms)
+{
+	for (size_t k = 0; k < ms->n; k++)
+		member_close(&ms->m[k]);
+	free(ms->m);
+	ims_group_info_free(ms->gi);
+	memset(ms, 0, sizeof(*ms));
+}
+
+static int members_open(members *ms, ims_site *site, const char *pool, const char *group)
+{
+	int r;
+	memset(ms, 0, sizeof(*ms));
+	if ((r = ims_group_info_get(&ms->gi, site, pool, group)) < 0)
+		return r;
+	if (ms->gi->nmembers == 0)
+		return ims_error_set(-EINVAL, "group '%s/%s' on site '%s' has no images", pool, group, ims_site_name(site));
+	if (!(ms->m = calloc(ms->gi->nmembers, sizeof(*ms->m))))
+		return -ENOMEM;
+	for (; ms->n < ms->gi->nmembers; ms->n++) {
+		member *m = &ms->m[ms->n];
+		m->pool = ms->gi->members[ms->n].pool;
+		m->image = ms->gi->members[ms->n].image;
+		if ((r = ims_site_ioctx(site, m->pool, &m->io)) < 0)
+			return r;
+		if ((r = rbd_open(m->io, m->image, &m->img, NULL)) < 0) {
+			ims_error_set(r, "cannot open member '%s/%s' of group '%s/%s' on site '%s': %s", m->pool,
+				      m->image, pool, group, ims_site_name(site), ims_strerror(r));
+			ms->n++;
+			return r;
+		}
+	}
+	return 0;
+}
+
+/* Remove the member's anchors, and its replication snapshots other than @p keep (NULL: all). */
+static void drop_snaps(member *m, bool anchors, const char *keep)
+{
+	snap_list s = { 0 };
+	if (snaps_read(m->img, &s) < 0)
+		return;
+	for (int i = 0; i < s.n; i++) {
+		bool drop = anchors && anchor_time(s.v[i].name) >= 0;
+		drop |= ims_repl_snap_time(s.v[i].name) >= 0 && (!keep || strcmp(s.v[i].name, keep) != 0);
+		if (drop) {
+			int r = rbd_snap_remove(m->img, s.v[i].name);
+			if (r < 0 && r != -ENOENT)
+				ims_log_warning("cannot remove '%s/%s@%s': %s", m->pool, m->image, s.v[i].name,
+						ims_strerror(r));
+		}
+	}
+	snaps_free(&s);
+}
+
+/* A user snapshot @p name of the member at its head, unless it has one. */
+static int snap_if_missing(member *m, const char *name, ims_site *site)
+{
+	uint64_t id;
+	int r = rbd_snap_get_id(m->img, name, &id);
+	if (r == 0)
+		return 0;
+	if ((r = rbd_snap_create(m->img, name)) < 0)
+		return ims_error_set(r, "cannot snapshot '%s/%s' on site '%s' as '%s': %s", m->pool, m->image,
+				     ims_site_name(site), name, ims_strerror(r));
+	return 0;
+}
+
+int ims_repl_group_demote(ims_site *site, const char *pool, const char *group, const char *cut,
+			  const char *primary_site, uint64_t generation)
+{
+	members ms;
+	int r = members_open(&ms, site, pool, group);
+	for (size_t k = 0; r == 0 && k < ms.n; k++)
+		r = snap_if_missing(&ms.m[k], cut, site);
+	if (r == 0)
+		for (size_t k = 0; k < ms.n; k++)
+			drop_snaps(&ms.m[k], true, cut);
+	for (size_t k = 0; r == 0 && k < ms.n; k++) {
+		rbd_close(ms.m[k].img);
+		ms.m[k].img = NULL;
+		r = ims_repl_demote(site, ms.m[k].pool, ms.m[k].image, primary_site, generation);
+	}
+	members_close(&ms);
+	return r;
+}
+
+/* Remove the group snapshots named like cuts newer than @p cut_ms (cuts never sealed on all). */
+static void drop_newer_cuts(ims_site *site, const char *pool, const char *group, int64_t cut_ms)
+{
+	rados_ioctx_t gio;
+	times cuts = { 0 };
+	char name[NAME_MAX_];
+	if (ims_site_ioctx(site, pool, &gio) < 0)
+		return;
+	if (list_cuts(gio, pool, group, &cuts) == 0)
+		for (size_t i = 0; i < cuts.n; i++)
+			if (cuts.v[i] > cut_ms) {
+				cut_name(name, sizeof(name), cuts.v[i]);
+				rbd_group_snap_remove(gio, group, name);
+			}
+	free(cuts.v);
+	rados_ioctx_destroy(gio);
+	ims_error_clear();
+}
+
+int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, const char *cut,
+			   uint64_t generation, unsigned *rolled_back)
+{
+	members ms;
+	char what[600], anchor[NAME_MAX_];
+	unsigned rolled_n = 0;
+	int64_t ms_cut = ims_repl_snap_time(cut);
+	if (ms_cut < 0)
+		return ims_error_set(-EINVAL, "'%s' is not a replication cut", cut);
+	anchor_name(anchor, sizeof(anchor), ms_cut);
+	int r = members_open(&ms, site, pool, group);
+	/* every member holds the cut, or nothing changes */
+	for (size_t k = 0; r == 0 && k < ms.n; k++) {
+		uint64_t id;
+		if ((r = rbd_snap_get_id(ms.m[k].img, cut, &id)) < 0)
+			ims_error_set(r, "member '%s/%s' of group '%s/%s' on site '%s' has no sealed snapshot '%s'; "
+				      "nothing changed",
+				      ms.m[k].pool, ms.m[k].image, pool, group, ims_site_name(site), cut);
+	}
+	for (size_t k = 0; r == 0 && k < ms.n; k++) {
+		bool rolled = false;
+		snprintf(what, sizeof(what), "'%s/%s' on site '%s'", ms.m[k].pool, ms.m[k].image, ims_site_name(site));
+		if ((r = ims_repl__rollback_if_changed(ms.m[k].img, cut, what, &rolled)) < 0)
+			break;
+		rolled_n += rolled;
+		drop_snaps(&ms.m[k], false, cut);
+		/* the base of replication back: this state, as the new primary's anchor of the cut */
+		r = snap_if_missing(&ms.m[k], anchor, site);
+	}
+	for (size_t k = 0; r == 0 && k < ms.n; k++) {
+		rbd_close(ms.m[k].img);
+		ms.m[k].img = NULL;
+		r = ims_repl_promote(site, ms.m[k].pool, ms.m[k].image, generation, false, NULL, 0);
+	}
+	members_close(&ms);
+	if (r == 0)
+		drop_newer_cuts(site, pool, group, ms_cut);
+	if (rolled_back)
+		*rolled_back = rolled_n;
+	return r;
+}
+
+/* The newest cut sealed on every member of @p cur (user snapshots) that @p old's group holds as a
+ * complete group snapshot; -1 if none. */
+static int64_t common_cut(ims_site *cur, ims_site *old, const char *pool, const char *group)
+{
+	char name[NAME_MAX_];
+	int64_t best = -1, t;
+	rados_ioctx_t gio;
+	times cuts = { 0 };
+	if (ims_repl_group_last_sealed(cur, pool, group, name, sizeof(name), &t) < 0)
+		return -1;
+	if (ims_site_ioctx(old, pool, &gio) < 0)
+		return -1;
+	if (list_cuts(gio, pool, group, &cuts) == 0 && times_has(&cuts, t))
+		best = t;
+	free(cuts.v);
+	rados_ioctx_destroy(gio);
+	ims_error_clear();
+	return best;
+}
+
+int ims_repl_group_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *group, uint64_t generation,
+			  char *plan, size_t len)
+{
+	members ms;
+	char cut[NAME_MAX_] = "", anchor[NAME_MAX_], recovery[64] = "", source[512];
+	size_t kept = 0;
+	int64_t c = common_cut(cur, old, pool, group);
+	int r;
+	if (c >= 0) {
+		cut_name(cut, sizeof(cut), c);
+		anchor_name(anchor, sizeof(anchor), c);
+	}
+	/* nobody writes to the old copies while they are rolled back and demoted */
+	if ((r = members_open(&ms, old, pool, group)) < 0)
+		goto out;
+	for (size_t k = 0; k < ms.n; k++)
+		if ((r = ims_repl_fence(old, ms.m[k].pool, ms.m[k].image, NULL)) < 0)
+			goto out;
+	/* what each wrote after the common cut is kept; the anchor is older than the cut, so a
+	 * member changed since its anchor may only hold the cut's own writes: kept too */
+	snprintf(recovery, sizeof(recovery), IMS_REPL_RECOVERY_PREFIX "%" PRId64, now_ms());
+	for (size_t k = 0; k < ms.n; k++) {
+		bool changed = true;
+		if (c >= 0 && ims_repl__changed_since(ms.m[k].img, anchor, &changed) < 0)
+			changed = true;
+		if (!changed)
+			continue;
+		if ((r = rbd_snap_create(ms.m[k].img, recovery)) < 0) {
+			ims_error_set(r, "cannot keep the head of '%s/%s' on site '%s' as '%s': %s", ms.m[k].pool,
+				      ms.m[k].image, ims_site_name(old), recovery, ims_strerror(r));
+			goto out;
+		}
+		kept++;
+	}
+	if (c >= 0 && kept) {
+		/* every member back to the cut at once: the group snapshot is the consistent point */
+		rados_ioctx_t gio;
+		if ((r = ims_site_ioctx(old, pool, &gio)) < 0)
+			goto out;
+		r = rbd_group_snap_rollback(gio, group, cut);
+		rados_ioctx_destroy(gio);
+		if (r < 0) {
+			ims_error_set(r, "cannot roll group '%s/%s' on site '%s' back to '%s': %s", pool, group,
+				      ims_site_name(old), cut, ims_strerror(r));
+			goto out;
+		}
+	}
+	for (size_t k = 0; c >= 0 && k < ms.n; k++)
+		if ((r = snap_if_missing(&ms.m[k], cut, old)) < 0)
+			goto out;
+	for (size_t k = 0; k < ms.n; k++)
+		drop_snaps(&ms.m[k], true, c >= 0 ? cut : NULL);
+	for (size_t k = 0; k < ms.n; k++) {
+		rbd_close(ms.m[k].img);
+		ms.m[k].img = NULL;
+		if ((r = ims_repl_demote(old, ms.m[k].pool, ms.m[k].image, ims_site_name(cur), generation)) < 0)
+			goto out;
+	}
+	snprintf(source, sizeof(source), "%zu of %zu image(s)", kept, ms.n);
+	if (c < 0)
+		snprintf(plan, len,
+			 "no cut in common: site '%s' kept the head of %s as snapshot '%s'; site '%s' copies the group in "
+			 "full",
+			 ims_site_name(old), source, recovery, ims_site_name(cur));
+	else if (kept)
+		snprintf(plan, len,
+			 "site '%s' kept the head of %s as snapshot '%s' and rolled the group back to '%s'; site '%s' "
+			 "ships the delta since",
+			 ims_site_name(old), source, recovery, cut, ims_site_name(cur));
+	else
+		snprintf(plan, len, "site '%s' is a secondary again from '%s'; site '%s' ships the delta since",
+			 ims_site_name(old), cut, ims_site_name(cur));
+	ims_log_info("rejoined group '%s/%s' on site '%s' as a secondary of site '%s': %s", pool, group,
+		     ims_site_name(old), ims_site_name(cur), plan);
+out:
+	members_close(&ms);
+	return r;
+}

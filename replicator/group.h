@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "replicator/replicator.h"
+#include "replicator/failover.h"
 #include "store/site.h"
 
 #define IMS_REPL_ANCHOR_PREFIX "imgstore-anchor-"
@@ -57,5 +58,41 @@ int ims_repl_group_last_sealed(ims_site *site, const char *pool, const char *gro
  * members' anchors): what disabling its replication leaves behind. Best effort.
  */
 void ims_repl_group_forget(ims_site *src, const char *pool, const char *group);
+
+/*
+ * Failover of a group as one unit. After a planned failover's final cut, every member's head
+ * on the old primary is that cut (its writers were fenced before it):
+ *   ims_repl_group_demote()   on the old primary: every member gets a user snapshot named for
+ *                             the cut (what it holds as a secondary), loses its anchors and is
+ *                             marked a secondary;
+ *   ims_repl_group_promote()  on the target: every member rolled back to the cut if its head
+ *                             holds a half-applied later one, an anchor of the cut made (the
+ *                             base of replication back) and marked the primary;
+ * so that replication in the reverse direction ships only what changes after the cut.
+ * A forced failover promotes at the newest cut sealed on every member; an old primary that
+ * answers (then or later) rejoins with ims_repl_group_rejoin().
+ */
+
+/** @returns -ENOENT for an unknown group; nothing is demoted unless every member got the cut. */
+int ims_repl_group_demote(ims_site *site, const char *pool, const char *group, const char *cut,
+			  const char *primary_site, uint64_t generation);
+
+/**
+ * @param[out] rolled_back how many members were rolled back; may be NULL.
+ * @returns -ENOENT if a member has no sealed snapshot @p cut (then nothing changed).
+ */
+int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, const char *cut,
+			   uint64_t generation, unsigned *rolled_back);
+
+/**
+ * Make @p old's copy of the group (an old primary) a secondary of @p cur again, at the newest
+ * cut both hold: fence every member's writers; keep each member that changed since as snapshot
+ * "imgstore-recovery-<ms>"; roll the group back to that cut (rbd group snapshot rollback);
+ * demote every member at @p generation. With no cut in common the next cycle copies in full.
+ *
+ * @param[out] plan one line: what was found and done.
+ */
+int ims_repl_group_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *group, uint64_t generation,
+			  char *plan, size_t len);
 
 #endif

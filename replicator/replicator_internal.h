@@ -26,4 +26,8 @@ bool ims_repl__has_snap(const ims_repl__snaps *s, const char *name);
  *  fast-diff when the object map is valid). */
 int ims_repl__changed_since(rbd_image_t image, const char *snap, bool *changed);
 
+/** Roll @p image back to its snapshot @p snap if its head differs from it; @p what names the
+ *  copy in errors. */
+int ims_repl__rollback_if_changed(rbd_image_t image, const char *snap, const char *what, bool *rolled);
+
 #endif

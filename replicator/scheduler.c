@@ -85,33 +85,48 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void pair_key(const pair *p, char *key, size_t len)
+/* A pair's key in the records, and the name of its lock. */
+static void policy_key(char *key, size_t len, const char *pool, const char *name, bool group, const char *target)
 {
 	/* a group's key, lock and status are apart from an image's of the same name */
-	snprintf(key, len, "%s%s/%s@%s", p->group ? "group:" : "", p->pool, p->image, p->target);
+	snprintf(key, len, "%s%s/%s@%s", group ? "group:" : "", pool, name, target);
+}
+
+static void pair_key(const pair *p, char *key, size_t len)
+{
+	policy_key(key, len, p->pool, p->image, p->group, p->target);
 }
 
 /* ---------------------------------------------------------------------------------------- */
 /* records */
 
-static int save_policy(ims_repl_sched *s, const pair *p)
+/* Write a policy record (read back by refresh_one()) into @p io's records. */
+static int write_policy(rados_ioctx_t io, const char *pool, const char *name, bool group, const char *target,
+			const char *mode, uint32_t rpo, uint32_t verify_every, char *key, size_t klen)
 {
-	char key[700];
 	json_object *o = json_object_new_object();
 	if (!o)
 		return -ENOMEM;
-	json_object_object_add(o, "pool", json_object_new_string(p->pool));
-	json_object_object_add(o, "image", json_object_new_string(p->image));
-	json_object_object_add(o, "target", json_object_new_string(p->target));
-	json_object_object_add(o, "mode", json_object_new_string(p->mode));
-	json_object_object_add(o, "rpo", json_object_new_int64(p->rpo));
-	json_object_object_add(o, "verify_every", json_object_new_int64(p->verify_every));
-	if (p->group)
+	json_object_object_add(o, "pool", json_object_new_string(pool));
+	json_object_object_add(o, "image", json_object_new_string(name));
+	json_object_object_add(o, "target", json_object_new_string(target));
+	json_object_object_add(o, "mode", json_object_new_string(mode));
+	json_object_object_add(o, "rpo", json_object_new_int64(rpo));
+	json_object_object_add(o, "verify_every", json_object_new_int64(verify_every));
+	if (group)
 		json_object_object_add(o, "group", json_object_new_boolean(true));
-	pair_key(p, key, sizeof(key));
+	policy_key(key, klen, pool, name, group, target);
 	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	int r = ims_omap_set(s->io, IMS_REPL_POLICIES, key, v, strlen(v));
+	int r = ims_omap_set(io, IMS_REPL_POLICIES, key, v, strlen(v));
 	json_object_put(o);
+	return r;
+}
+
+static int save_policy(ims_repl_sched *s, const pair *p)
+{
+	char key[700];
+	int r = write_policy(s->io, p->pool, p->image, p->group, p->target, p->mode, p->rpo, p->verify_every, key,
+			     sizeof(key));
 	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s': %s", key, ims_strerror(r)) : 0;
 }
 
@@ -816,7 +831,13 @@ int ims_repl_sched_hand_over(ims_repl_sched *s, const char *pool, const char *im
 	return remove_pair(s, pool, image, target, out, false);
 }
 
-int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *image,
+int ims_repl_group_hand_over(ims_repl_sched *s, const char *pool, const char *group, const char *target,
+			     ims_repl_status *out)
+{
+	return remove_kind_pair(s, pool, group, target, true, out, false);
+}
+
+int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *name, bool group,
 			const char *target, const char *mode, uint32_t rpo)
 {
 	rados_ioctx_t io;
@@ -824,27 +845,14 @@ int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *poo
 	int r = ims_site_ioctx(site, policy_pool, &io);
 	if (r < 0)
 		return r;
-	json_object *o = json_object_new_object();
-	if (!o) {
-		rados_ioctx_destroy(io);
-		return -ENOMEM;
-	}
-	json_object_object_add(o, "pool", json_object_new_string(pool));
-	json_object_object_add(o, "image", json_object_new_string(image));
-	json_object_object_add(o, "target", json_object_new_string(target));
-	json_object_object_add(o, "mode", json_object_new_string(mode));
-	json_object_object_add(o, "rpo", json_object_new_int64(rpo));
-	snprintf(key, sizeof(key), "%s/%s@%s", pool, image, target);
-	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	r = ims_omap_set(io, IMS_REPL_POLICIES, key, v, strlen(v));
-	json_object_put(o);
+	r = write_policy(io, pool, name, group, target, mode, rpo, 0, key, sizeof(key));
 	rados_ioctx_destroy(io);
 	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s' on site '%s': %s", key,
 				     ims_site_name(site), ims_strerror(r))
 		     : 0;
 }
 
-int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool, const char *image,
+int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool, const char *name, bool group,
 			   const char *target)
 {
 	rados_ioctx_t io;
@@ -852,7 +860,7 @@ int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *
 	int r = ims_site_ioctx(site, policy_pool, &io);
 	if (r < 0)
 		return r;
-	snprintf(key, sizeof(key), "%s/%s@%s", pool, image, target);
+	policy_key(key, sizeof(key), pool, name, group, target);
 	r = ims_omap_rm(io, IMS_REPL_POLICIES, key);
 	ims_omap_rm(io, IMS_REPL_STATUS, key);
 	rados_ioctx_destroy(io);
@@ -1063,15 +1071,16 @@ int ims_repl_seal_snapshot(ims_repl_sched *s, const char *pool, const char *imag
 	return r;
 }
 
-int ims_repl_sync_now(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-		      ims_progress_fn progress, void *ctx, ims_repl_result *out)
+/* One cycle of a pair now, after a running one ends. */
+static int sync_now_kind(ims_repl_sched *s, const char *pool, const char *name, const char *target, bool group,
+			 ims_progress_fn progress, void *ctx, ims_repl_result *out)
 {
 	pthread_mutex_lock(&s->lock);
-	pair *p = find_locked(s, pool, image, target);
+	pair *p = find_kind_locked(s, pool, name, target, group);
 	if (!p || !p->present) {
 		pthread_mutex_unlock(&s->lock);
-		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'; enable it first", pool, image,
-				     target);
+		return ims_error_set(-ENOENT, "%s'%s/%s' is not replicated to site '%s'; enable it first",
+				     group ? "group " : "", pool, name, target);
 	}
 	while (p->running && !s->stopping)
 		pthread_cond_wait(&s->cond, &s->lock);
@@ -1087,6 +1096,12 @@ int ims_repl_sync_now(ims_repl_sched *s, const char *pool, const char *image, co
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	return r;
+}
+
+int ims_repl_sync_now(ims_repl_sched *s, const char *pool, const char *image, const char *target,
+		      ims_progress_fn progress, void *ctx, ims_repl_result *out)
+{
+	return sync_now_kind(s, pool, image, target, false, progress, ctx, out);
 }
 
 void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f)
@@ -1302,25 +1317,16 @@ int ims_repl_group_status(ims_repl_sched *s, const char *pool, const char *group
 int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *group, const char *target,
 			    ims_progress_fn progress, void *ctx, ims_repl_result *out)
 {
-	pthread_mutex_lock(&s->lock);
-	pair *p = find_kind_locked(s, pool, group, target, true);
-	if (!p || !p->present) {
-		pthread_mutex_unlock(&s->lock);
-		return ims_error_set(-ENOENT, "group '%s/%s' is not replicated to site '%s'; enable it first", pool,
-				     group, target);
+	int64_t called = now_ms();
+	ims_repl_result res;
+	int r = 0;
+	/* a cycle may finish a cut older than the call first: then cut again */
+	for (int i = 0; i < 3; i++) {
+		r = sync_now_kind(s, pool, group, target, true, progress, ctx, &res);
+		if (r < 0 || res.unchanged || res.sealed_unix_ms >= called)
+			break;
 	}
-	while (p->running && !s->stopping)
-		pthread_cond_wait(&s->cond, &s->lock);
-	if (s->stopping) {
-		pthread_mutex_unlock(&s->lock);
-		return ims_error_set(-ESHUTDOWN, "the daemon is stopping");
-	}
-	p->running = true;
-	pthread_mutex_unlock(&s->lock);
-	int r = run_cycle(s, p, progress, ctx, out);
-	pthread_mutex_lock(&s->lock);
-	p->running = false;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
+	if (r == 0 && out)
+		*out = res;
 	return r;
 }

@@ -136,11 +136,16 @@ int ims_repl_seal_snapshot(ims_repl_sched *s, const char *pool, const char *imag
 int ims_repl_sched_hand_over(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 			     ims_repl_status *out);
 
-/** Write (or remove) a replication policy in @p site's records in @p policy_pool: that
- *  site's daemons pick it up within seconds (the reverse direction after a failover). */
-int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *image,
+/** The same for a consistency group's pair (ims_repl_group_enable()). */
+int ims_repl_group_hand_over(ims_repl_sched *s, const char *pool, const char *group, const char *target,
+			     ims_repl_status *out);
+
+/** Write (or remove) the replication policy of image (or, with @p group, group) @p pool/@p name
+ *  in @p site's records in @p policy_pool: that site's daemons pick it up within seconds (the
+ *  reverse direction after a failover). */
+int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *name, bool group,
 			const char *target, const char *mode, uint32_t rpo);
-int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool, const char *image,
+int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool, const char *name, bool group,
 			   const char *target);
 
 /**

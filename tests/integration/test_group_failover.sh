@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# A consistency group failed over as one unit between the two sandbox sites:
+#  - planned failover a -> b, asked of site a, with a host lease and a writer holding the
+#    exclusive lock of one disk: the lease is broken, the writer fenced, every disk of site b
+#    equals site a's last state, the roles and generation of every disk swap, and replication
+#    runs b -> a shipping only what changed (no full copy);
+#  - failback b -> a, asked of site b, with writes in between, for a few rounds;
+#  - forced failover to site b asked of site b while site a answers, with late writes on site a
+#    that never reached b: every disk of b is promoted at the newest cut sealed on both, site a
+#    is fenced and rejoined, keeping its late writes as recovery snapshots, and converges;
+#  - the refusals: --to missing, a planned failover asked of the secondary, a forced one of a
+#    primary.
+set -uo pipefail
+CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+fails=0 passes=0
+ok() { echo "ok - $*"; passes=$((passes + 1)); }
+not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+out=/tmp/gfo-out.$$ err=/tmp/gfo-err.$$
+expect_rc() { local rc=$1 what=$2; shift 2; "$@" >$out 2>$err; local got=$?
+  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 400 $err)"; fi; }
+
+g=gfo$$ d1=gfo$$-d1 d2=gfo$$-d2
+WRITER_PID=""
+cleanup() {
+  [ -n "$WRITER_PID" ] && kill "$WRITER_PID" 2>/dev/null
+  for s in A B; do
+    local conf=CEPH_CONF_$s server=IMGSTORE_SERVER_$s
+    IMGSTORE_SERVER=${!server} "$CLI" group repl disable "rbd/$g" >/dev/null 2>&1
+  done
+  for s in A B; do
+    local conf=CEPH_CONF_$s
+    for d in $d1 $d2; do
+      timeout 60 rbd -c "${!conf}" group image rm "rbd/$g" "rbd/$d" >/dev/null 2>&1
+      timeout 60 rbd -c "${!conf}" snap purge "rbd/$d" >/dev/null 2>&1
+      timeout 60 rbd -c "${!conf}" rm --no-progress "rbd/$d" >/dev/null 2>&1
+    done
+    timeout 60 rbd -c "${!conf}" group rm "rbd/$g" >/dev/null 2>&1
+  done
+  rm -f $out $err /tmp/gfo-writer.$$
+}
+trap cleanup EXIT
+
+on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
+on_b() { IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" "$@"; }
+conf_of() { [ "$1" = a ] && echo "$CEPH_CONF_A" || echo "$CEPH_CONF_B"; }
+rbd_on() { local s=$1; shift; timeout 120 rbd -c "$(conf_of "$s")" "$@"; }
+role_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$2" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
+gen_of() { rbd_on "$1" image-meta get "rbd/$2" imgstore.generation 2>/dev/null || echo 0; }
+sum_of() { rbd_on "$1" export --no-progress "rbd/$2${3:+@$3}" - 2>/dev/null | sha256sum | cut -d' ' -f1; }
+group_sum() { echo "$(sum_of "$1" $d1 "${2:-}") $(sum_of "$1" $d2 "${2:-}")"; }
+roles() { echo "$(role_of "$1" $d1),$(role_of "$1" $d2)"; }
+write_on() { rbd_on "$1" bench --io-type write --io-size 64K --io-threads 1 --io-total "$3" --io-pattern rand "rbd/$2" >/dev/null 2>&1; }
+# the site whose daemon replicates the group, and to where
+replicates() { IMGSTORE_SERVER=$1 "$CLI" --format json group repl status "rbd/$g" 2>/dev/null | jq -r '.[0].target // ""'; }
+wait_replicates() { # SERVER TARGET
+  for i in $(seq 1 60); do [ "$(replicates "$1")" = "$2" ] && return 0; sleep 0.5; done
+  return 1
+}
+
+# a group of two 32 MiB disks on site a, replicated to site b
+expect_rc 0 "create disk 1" on_a image create "rbd/$d1" --size 32M
+expect_rc 0 "create disk 2" on_a image create "rbd/$d2" --size 32M
+write_on a $d1 8M
+write_on a $d2 8M
+expect_rc 0 "group create" on_a group create "rbd/$g"
+expect_rc 0 "group add" on_a group add "rbd/$g" "rbd/$d1" "rbd/$d2"
+expect_rc 0 "group repl enable to site b (RPO 1h: cuts only when asked)" on_a group repl enable "rbd/$g" --to b --rpo 1h
+expect_rc 0 "group repl sync" on_a group repl sync "rbd/$g"
+
+# refusals change nothing
+expect_rc 2 "failover without --to" on_a group repl failover "rbd/$g"
+expect_rc 1 "a planned failover asked of the secondary's site" on_b group repl failover "rbd/$g" --to b
+check "  says to ask the primary's site" grep -q "primary's site" $err
+expect_rc 1 "a forced failover asked of the primary's site" on_a group repl failover "rbd/$g" --to a --force
+expect_rc 1 "a failover of an unknown group" on_a group repl failover "rbd/$g-none" --to b
+check "nothing changed: site a holds the primaries" test "$(roles a)/$(roles b)" = "primary,primary/secondary,secondary"
+
+# a host lease on disk 1 and a writer holding disk 2's exclusive lock, on site a
+host=gfo-host-$$
+on_a host register "$host" >/dev/null 2>&1
+lease=$(on_a --format json host lease acquire "rbd/$d1" --host "$host" --ttl 5m 2>/dev/null | jq -r '.id // ""')
+check "a host holds a lease on disk 1 ($lease)" test -n "$lease"
+rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 4K --io-threads 1 --io-total 10G --io-pattern rand \
+  "rbd/$d2" >/tmp/gfo-writer.$$ 2>&1 &
+WRITER_PID=$!
+for i in $(seq 1 50); do
+  rbd -c "$CEPH_CONF_A" lock ls "rbd/$d2" 2>/dev/null | grep -q "auto" && break
+  sleep 0.2
+done
+sleep 1
+expect_rc 0 "planned failover of the group to site b (a lease, a writer, --wait 2s)" \
+  on_a group repl failover "rbd/$g" --to b --wait 2s
+cat $out
+check "  it reports the broken lease and the fenced writer" grep -q "1 lease(s) broken, 1 writer(s) fenced" $out
+gone=0
+for i in $(seq 1 100); do kill -0 "$WRITER_PID" 2>/dev/null || { gone=1; break; }; sleep 0.2; done
+check "  the fenced writer stopped" test $gone = 1
+wait "$WRITER_PID" 2>/dev/null
+check "  with an error" test $? != 0
+WRITER_PID=""
+check "  every disk is primary on site b, secondary on site a" \
+  test "$(roles b)/$(roles a)" = "primary,primary/secondary,secondary"
+check "  every disk is at the same new generation on both sites" \
+  test "$(gen_of a $d1)$(gen_of a $d2)$(gen_of b $d1)$(gen_of b $d2)" = "1111"
+sums_a=$(group_sum a)
+check "  every disk of site b equals site a's last state (nothing lost)" test "$(group_sum b)" = "$sums_a"
+expect_rc 1 "a lease on a secondary disk (site a) is refused" on_a host lease acquire "rbd/$d1" --host "$host"
+check "replication runs b -> a" wait_replicates "$IMGSTORE_SERVER_B" a
+check "  and no longer a -> b" test -z "$(replicates "$IMGSTORE_SERVER_A")"
+
+# writes on the new primary ship as a delta
+write_on b $d1 1M
+expect_rc 0 "group repl sync on site b" on_b group repl sync "rbd/$g"
+shipped=$(on_b --format json group repl status "rbd/$g" | jq -r '.[0].last_sync_bytes')
+check "  shipped only the delta ($shipped bytes), no full copy" test "${shipped:-0}" -gt 0 -a "${shipped:-0}" -lt $((8 * 1048576))
+check "  site a's disks equal site b's" test "$(group_sum a)" = "$(group_sum b)"
+
+# rounds of failback and failover with writes in between
+here=b there=a
+for round in 1 2 3 4; do
+  write_on $here $d1 512K
+  write_on $here $d2 512K
+  sums=$(group_sum $here)
+  srv=IMGSTORE_SERVER_${here^^}
+  expect_rc 0 "round $round: failover $here -> $there" env IMGSTORE_SERVER="${!srv}" "$CLI" group repl failover "rbd/$g" --to $there
+  check "  roles swapped" test "$(roles $there)/$(roles $here)" = "primary,primary/secondary,secondary"
+  check "  data equal and nothing lost" test "$(group_sum $there)" = "$sums"
+  tsrv=IMGSTORE_SERVER_${there^^}
+  check "  replication runs $there -> $here" wait_replicates "${!tsrv}" $here
+  tmp=$here here=$there there=$tmp
+done
+check "after 4 rounds site b is the primary again at generation 5" \
+  test "$(roles b)/$(gen_of b $d1)/$(gen_of a $d2)" = "primary,primary/5/5"
+
+# forced failover asked of site a while site b (the primary) answers, b writing after its last
+# cut: a is promoted at that cut; b is fenced, keeps its late writes and becomes a secondary
+expect_rc 0 "group repl sync on site b" on_b group repl sync "rbd/$g"
+cut_sums=$(group_sum b)
+write_on b $d2 1M
+late=$(sum_of b $d2)
+expect_rc 0 "forced failover to site a, asked of site a" on_a group repl failover "rbd/$g" --to a --force
+cat $out
+check "  site a is the primary of every disk, site b their secondary" \
+  test "$(roles a)/$(roles b)" = "primary,primary/secondary,secondary"
+check "  at the last cut sealed on both disks" test "$(group_sum a)" = "$cut_sums"
+check "  it says site b answered and was rejoined" grep -q "site 'b' answered" $out
+recovery=$(rbd_on b snap ls --format json "rbd/$d2" | jq -r '.[] | select(.name | startswith("imgstore-recovery-")) | .name' | head -1)
+check "site b kept disk 2's late writes as $recovery" test -n "$recovery"
+check "  byte for byte" test "$(sum_of b $d2 "$recovery")" = "$late"
+check "replication runs a -> b" wait_replicates "$IMGSTORE_SERVER_A" b
+write_on a $d1 512K
+expect_rc 0 "group repl sync on site a" on_a group repl sync "rbd/$g"
+shipped=$(on_a --format json group repl status "rbd/$g" | jq -r '.[0].last_sync_bytes')
+check "  ships a delta ($shipped bytes), no full copy" test "${shipped:-0}" -gt 0 -a "${shipped:-0}" -lt $((8 * 1048576))
+check "  the sites converged" test "$(group_sum b)" = "$(group_sum a)"
+expect_rc 1 "a second forced failover to site a is refused (already primary)" on_a group repl failover "rbd/$g" --to a --force
+
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
