@@ -465,6 +465,15 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 				     : ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
 			if (r == -EUCLEAN && !p->group && old_primary_returned(s, p, peer, c.lock_name) == 0)
 				r = ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
+			if (r == -EUCLEAN && p->group) {
+				/* a group's old primary rejoins as one unit, by hand: its late writes are kept */
+				pthread_mutex_lock(&s->lock);
+				p->split_brain = true;
+				pthread_mutex_unlock(&s->lock);
+				r = ims_error_set(-EUCLEAN, "%s; run `imgstore group repl resync %s/%s` to make it a "
+						  "secondary again (what it wrote since is kept as snapshots)",
+						  ims_error_last(), p->pool, p->image);
+			}
 			bool verify = false;
 			if (r == 0 && !res.unchanged && !p->group) {
 				pthread_mutex_lock(&s->lock);
