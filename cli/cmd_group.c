@@ -1,7 +1,7 @@
 /*
  * cli/cmd_group.c: consistency groups (GroupService). A group holds the disks of one VM; a
  * group snapshot takes all of them at one point, and a replicated group is replicated and
- * synced and failed over as one unit: `group repl enable|disable|sync|status|failover|resync`.
+ * synced and failed over as one unit: `group repl enable|disable|sync|status|verify|failover|resync`.
  *
  * `group rm POOL/GROUP IMAGE...` takes images out of the group; `group rm POOL/GROUP` alone
  * removes the group (refused while it has images, unless --force: they stay, outside any
@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "common/units.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -387,6 +388,56 @@ static int group_repl_resync(ims_cli *cli, const ims_cli_args *a)
 	return group_repl_op(cli, a, GROUP_SVC "ResyncGroup");
 }
 
+static const ims_cli_opt verify_opts[] = {
+	{"to", "SITE", "the peer site (default: the only site the group replicates to)"},
+	{"chunk", "SIZE", "checksum granularity, a power of two from 4K (default: 64K)"},
+	{NULL, NULL, NULL},
+};
+
+/* Exit 0 when every image is equal at the cut, 1 when one differs (after the report) or on error. */
+static int group_repl_verify(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__VerifyGroupRequest req = IMGSTORE__V1__VERIFY_GROUP_REQUEST__INIT;
+	Imgstore__V1__GroupSpec gs;
+	Imgstore__V1__VerifyGroupResponse *v = NULL;
+	const char *to = ims_cli_opt_value(cli, a, "to"), *chunk = ims_cli_opt_value(cli, a, "chunk");
+	ims_spec spec;
+	uint64_t bytes;
+	int r;
+	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
+		return r;
+	if (to && (r = ims_cli_arg_word(cli, "--to", to)))
+		return r;
+	if (chunk) {
+		if ((r = ims_cli_arg_size(cli, &bytes, "chunk", chunk)))
+			return r;
+		if (bytes < 4096 || bytes > (1u << 30) || (bytes & (bytes - 1)))
+			return ims_cli_usage(cli, "--chunk: a power of two from 4K to 1G");
+		req.chunk_size = (uint32_t)bytes;
+	}
+	req.group = &gs;
+	req.target_site = to ? (char *)to : (char *)"";
+	if ((r = ims_cli_call(cli, GROUP_SVC "VerifyGroup", &req, &imgstore__v1__verify_group_response__descriptor,
+			      &v)))
+		return r;
+	if (cli->format == IMS_CLI_FORMAT_JSON) {
+		ims_cli_print_message(cli, &v->base);
+	} else {
+		fprintf(cli->out, "group %s at '%s' on site '%s': %s\n", v->group, v->cut, v->target,
+			v->equal ? "equal" : "DIFFERENT");
+		for (size_t i = 0; i < v->n_images; i++) {
+			const Imgstore__V1__VerifyResponse *m = v->images[i];
+			fprintf(cli->out, "  %s: %s\n", m->image, m->verdict);
+			for (size_t k = 0; k < m->n_mismatches; k++)
+				fprintf(cli->out, "    differs at offset %" PRIu64 ", %" PRIu64 " bytes\n",
+					m->mismatches[k]->offset, m->mismatches[k]->length);
+		}
+	}
+	r = v->equal ? 0 : 1;
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+	return r;
+}
+
 static const ims_cli_column status_columns[] = {
 	{"GROUP", "image", NULL},	{"TARGET", "target", NULL},
 	{"STATE", "state", NULL},	{"RPO", "rpo_seconds", NULL},
@@ -435,6 +486,10 @@ const ims_cli_verb ims_cli__group_verbs[] = {
 	 "Make SITE the primary of every image of the group at one cut (planned: ask the primary's site; "
 	 "--force: ask SITE).",
 	 failover_opts, 1, 1, group_repl_failover},
+	{"group", "repl verify", "POOL/GROUP [--to SITE] [--chunk SIZE]",
+	 "Compare every image of the group at the newest cut sealed on the target, by checksums on each "
+	 "site; exit 1 if one differs.",
+	 verify_opts, 1, 1, group_repl_verify},
 	{"group", "repl resync", "POOL/GROUP [--to SITE] [--no-wait]",
 	 "Make an old primary that came back a secondary again: its diverged heads are kept as snapshots.",
 	 sync_opts, 1, 1, group_repl_resync},

@@ -51,6 +51,17 @@ int ims_daemon_peer(void *d, const char *name, ims_site **out);
 /** 0 if @p pool/@p image exists on this site; -ENOENT naming it, or the cluster's error. */
 int ims_daemon_require_image(ims_daemon *d, const char *pool, const char *image);
 
+/* A verify answers synchronously; past this it stops, so that a client's default 60 s
+ * timeout sees the answer. The scheduler's verify (--verify-every) has no bound. */
+#define IMS_DAEMON_VERIFY_BOUND_S 50
+
+/** A verify's progress function: stops it once CLOCK_MONOTONIC passes *(double *)ctx. */
+int ims_daemon_verify_deadline(void *ctx, uint64_t done, uint64_t total);
+
+/** The VerifyResponse of one image's verify, allocated in @p call; NULL if out of memory. */
+struct Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, const char *image,
+							   const char *target, const ims_repl_verify_result *v);
+
 /** Reply to an RPC that started an Operation with its record. */
 int ims_daemon_reply_op(ims_rpc_call *call, const ims_op_record *rec, ProtobufCMessage **resp);
 

@@ -580,3 +580,54 @@ out:
 	free(list);
 	return r;
 }
+
+int ims_h_verify_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__VerifyGroupRequest *q = (const void *)req;
+	ims_repl_verify_opts o = IMS_REPL_VERIFY_OPTS_INIT;
+	ims_repl_group_verify_result v;
+	ims_site *peer = NULL;
+	group_spec g;
+	char target[64], text[2 * IMS_NAME_MAX + 2];
+	int r;
+	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
+	    (r = group_target(d, &g, q->target_site, target, sizeof(target))) < 0 ||
+	    (r = ims_daemon_peer(d, target, &peer)) < 0)
+		return r;
+	double until;
+	{
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		until = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + IMS_DAEMON_VERIFY_BOUND_S;
+	}
+	o.chunk_size = q->chunk_size;
+	o.progress = ims_daemon_verify_deadline;
+	o.progress_ctx = &until;
+	r = ims_repl_group_verify(&v, d->site, peer, g.pool, g.name, &o);
+	if (r == -ECANCELED)
+		return ims_error_set(-ETIMEDOUT, "verify of group '%s/%s' did not finish within %d s", g.pool, g.name,
+				     IMS_DAEMON_VERIFY_BOUND_S);
+	if (r < 0)
+		return r;
+	Imgstore__V1__VerifyGroupResponse *m = ALLOC(call, Imgstore__V1__VerifyGroupResponse);
+	r = -ENOMEM;
+	if (!m)
+		goto out;
+	imgstore__v1__verify_group_response__init(m);
+	if (v.n && !(m->images = ims_rpc_call_alloc(call, v.n * sizeof(*m->images))))
+		goto out;
+	snprintf(text, sizeof(text), "%s/%s", g.pool, g.name);
+	m->group = ims_rpc_call_strdup(call, text);
+	m->target = ims_rpc_call_strdup(call, target);
+	m->cut = ims_rpc_call_strdup(call, v.cut);
+	m->equal = v.equal;
+	for (size_t k = 0; k < v.n; k++)
+		if (!(m->images[m->n_images++] = ims_daemon_verify_msg(call, v.images[k], target, v.members[k])))
+			goto out;
+	*resp = &m->base;
+	r = 0;
+out:
+	ims_repl_group_verify_result_free(&v);
+	return r;
+}

@@ -31,4 +31,6 @@ int ims_h_group_replication_status(void *app, ims_rpc_call *call, const Protobuf
 int ims_h_failover_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
 int ims_h_resync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
 
+int ims_h_verify_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
+
 #endif

@@ -1144,10 +1144,6 @@ static int h_resync(void *app, ims_rpc_call *call, const ProtobufCMessage *req, 
 	return submit_failover(APP(app), call, (const void *)req, "resync", ims_resync_run, false, resp);
 }
 
-/* A verify answers synchronously; past this it stops, so that a client's default 60 s
- * timeout sees the answer. The scheduler's verify (--verify-every) has no bound. */
-#define VERIFY_BOUND_S 50
-
 static double mono_s(void)
 {
 	struct timespec ts;
@@ -1155,45 +1151,21 @@ static double mono_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int verify_deadline(void *ctx, uint64_t done, uint64_t total)
+int ims_daemon_verify_deadline(void *ctx, uint64_t done, uint64_t total)
 {
 	(void)done;
 	(void)total;
 	return mono_s() > *(const double *)ctx;
 }
 
-static int h_verify_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, const char *img, const char *target,
+						   const ims_repl_verify_result *v)
 {
-	ims_daemon *d = APP(app);
-	const Imgstore__V1__VerifyImageRequest *q = (const void *)req;
-	ims_repl_verify_opts o = IMS_REPL_VERIFY_OPTS_INIT;
-	ims_repl_verify_result *v = NULL;
-	ims_spec s;
-	char target[64], verdict[512];
-	int r;
-	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0 ||
-	    (r = repl_target(d, &s, q->target_site, target, sizeof(target))) < 0)
-		return r;
-	double until = mono_s() + VERIFY_BOUND_S;
-	o.snap = q->snapshot;
-	o.chunk_size = q->chunk_size;
-	o.progress = verify_deadline;
-	o.progress_ctx = &until;
-	r = ims_repl_sched_verify(d->repl, s.pool, s.image, target, &o, &v);
-	if (r == -ECANCELED)
-		return ims_error_set(-ETIMEDOUT,
-				     "verify of '%s/%s' did not finish within %d s; let the daemon verify it in the "
-				     "background (repl enable --verify-every N) and read the verdict in repl status",
-				     s.pool, s.image, VERIFY_BOUND_S);
-	if (r < 0)
-		return r;
+	char verdict[512];
 	Imgstore__V1__VerifyResponse *m = ALLOC(call, Imgstore__V1__VerifyResponse);
-	r = -ENOMEM;
 	if (!m)
-		goto out;
+		return NULL;
 	imgstore__v1__verify_response__init(m);
-	char img[2 * IMS_NAME_MAX + 2];
-	snprintf(img, sizeof(img), "%s/%s", s.pool, s.image);
 	if (v->equal)
 		snprintf(verdict, sizeof(verdict), "equal: %" PRIu64 " objects compared, %" PRIu64 " of them by reading",
 			 v->objects, v->objects_fallback);
@@ -1217,16 +1189,50 @@ static int h_verify_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	m->mismatch_count = v->nmismatches;
 	size_t n = v->nmismatches < 1000 ? v->nmismatches : 1000;
 	if (n && !(m->mismatches = ims_rpc_call_alloc(call, n * sizeof(*m->mismatches))))
-		goto out;
+		return NULL;
 	for (size_t i = 0; i < n; i++) {
 		Imgstore__V1__ImageExtent *e = ALLOC(call, Imgstore__V1__ImageExtent);
 		if (!e)
-			goto out;
+			return NULL;
 		imgstore__v1__image_extent__init(e);
 		e->offset = v->mismatches[i].offset;
 		e->length = v->mismatches[i].length;
 		m->mismatches[m->n_mismatches++] = e;
 	}
+	return m;
+}
+
+static int h_verify_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__VerifyImageRequest *q = (const void *)req;
+	ims_repl_verify_opts o = IMS_REPL_VERIFY_OPTS_INIT;
+	ims_repl_verify_result *v = NULL;
+	ims_spec s;
+	char target[64];
+	int r;
+	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0 ||
+	    (r = repl_target(d, &s, q->target_site, target, sizeof(target))) < 0)
+		return r;
+	double until = mono_s() + IMS_DAEMON_VERIFY_BOUND_S;
+	o.snap = q->snapshot;
+	o.chunk_size = q->chunk_size;
+	o.progress = ims_daemon_verify_deadline;
+	o.progress_ctx = &until;
+	r = ims_repl_sched_verify(d->repl, s.pool, s.image, target, &o, &v);
+	if (r == -ECANCELED)
+		return ims_error_set(-ETIMEDOUT,
+				     "verify of '%s/%s' did not finish within %d s; let the daemon verify it in the "
+				     "background (repl enable --verify-every N) and read the verdict in repl status",
+				     s.pool, s.image, IMS_DAEMON_VERIFY_BOUND_S);
+	if (r < 0)
+		return r;
+	char img[2 * IMS_NAME_MAX + 2];
+	snprintf(img, sizeof(img), "%s/%s", s.pool, s.image);
+	Imgstore__V1__VerifyResponse *m = ims_daemon_verify_msg(call, img, target, v);
+	r = -ENOMEM;
+	if (!m)
+		goto out;
 	*resp = &m->base;
 	r = 0;
 out:
@@ -1324,6 +1330,7 @@ static const ims_rpc_method methods[] = {
 	  ims_h_group_replication_status),
 	M("GroupService", "FailoverGroup", group_replication_request, operation, ADMIN, true, ims_h_failover_group),
 	M("GroupService", "ResyncGroup", group_replication_request, operation, ADMIN, true, ims_h_resync_group),
+	M("GroupService", "VerifyGroup", verify_group_request, verify_group_response, ADMIN, true, ims_h_verify_group),
 };
 
 const ims_rpc_method *ims_daemon_methods(size_t *count)

@@ -878,3 +878,76 @@ out:
 	members_close(&ms);
 	return r;
 }
+
+/* ---- verify ---- */
+
+int ims_repl_group_verify(ims_repl_group_verify_result *out, ims_site *src, ims_site *dst, const char *pool,
+			  const char *group, const ims_repl_verify_opts *opts)
+{
+	members ms;
+	char cut[NAME_MAX_];
+	int r;
+	memset(out, 0, sizeof(*out));
+	if (!opts || opts->version != IMS_REPL_VERIFY_OPTS_VERSION)
+		return ims_error_set(-EINVAL, "verify: options of an unknown version");
+	/* the newest cut sealed on every member of the secondary, as the primary's group lists them */
+	if ((r = members_open(&ms, src, pool, group)) < 0)
+		goto out;
+	if ((r = ims_repl_group_last_sealed(dst, pool, group, cut, sizeof(cut), NULL)) < 0)
+		goto out;
+	snprintf(out->cut, sizeof(out->cut), "%s", cut);
+	if (!(out->members = calloc(ms.n, sizeof(*out->members))) || !(out->images = calloc(ms.n, sizeof(char *)))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	out->equal = true;
+	for (size_t k = 0; k < ms.n; k++) {
+		snap_list s = { 0 };
+		uint64_t id = 0;
+		if ((r = snaps_read(ms.m[k].img, &s)) == 0)
+			r = find_cut_id(ms.m[k].img, &s, group, cut, &id);
+		snaps_free(&s);
+		/* a promoted primary holds the cut it was promoted at as a user snapshot */
+		if (r == -ENOENT && rbd_snap_get_id(ms.m[k].img, cut, &id) == 0)
+			r = 0;
+		if (r < 0) {
+			ims_error_set(r, "member '%s/%s' on site '%s' no longer holds the cut '%s'", ms.m[k].pool,
+				      ms.m[k].image, ims_site_name(src), cut);
+			goto out;
+		}
+		ims_repl_verify_opts o = *opts;
+		o.snap = cut;
+		o.src_snap_id = id;
+		if ((r = ims_repl_verify(&out->members[k], src, dst, ms.m[k].pool, ms.m[k].image, &o)) < 0)
+			goto out;
+		out->n++;
+		size_t len = strlen(ms.m[k].pool) + strlen(ms.m[k].image) + 2;
+		if (!(out->images[k] = malloc(len))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		snprintf(out->images[k], len, "%s/%s", ms.m[k].pool, ms.m[k].image);
+		out->equal &= out->members[k]->equal;
+	}
+out:
+	members_close(&ms);
+	if (r < 0)
+		ims_repl_group_verify_result_free(out);
+	return r;
+}
+
+void ims_repl_group_verify_result_free(ims_repl_group_verify_result *res)
+{
+	if (!res)
+		return;
+	for (size_t k = 0; k < res->n; k++) {
+		ims_repl_verify_result_free(res->members[k]);
+		if (res->images)
+			free(res->images[k]);
+	}
+	free(res->members);
+	free(res->images);
+	res->members = NULL;
+	res->images = NULL;
+	res->n = 0;
+}

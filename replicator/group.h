@@ -24,6 +24,7 @@
 #ifndef IMS_REPLICATOR_GROUP_H
 #define IMS_REPLICATOR_GROUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -94,5 +95,25 @@ int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, 
  */
 int ims_repl_group_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *group, uint64_t generation,
 			  char *plan, size_t len);
+
+/** A verify of every member of a group at one cut. */
+typedef struct {
+	char cut[64];                       /* the cut compared */
+	bool equal;                         /* every member equal */
+	ims_repl_verify_result **members;   /* in the order of the primary's group; n of them */
+	char **images;                      /* "POOL/IMAGE" of each */
+	size_t n;
+} ims_repl_group_verify_result;
+
+/**
+ * Verify the group's copy on @p dst against @p src at the newest cut sealed on every member of
+ * @p dst: ims_repl_verify() of each member, the primary read at its snapshot of that cut.
+ *
+ * @returns -ENOENT if the group or a cut sealed on all members is missing; the error of a
+ *          member's verify otherwise. Free @p out with ims_repl_group_verify_result_free().
+ */
+int ims_repl_group_verify(ims_repl_group_verify_result *out, ims_site *src, ims_site *dst, const char *pool,
+			  const char *group, const ims_repl_verify_opts *opts);
+void ims_repl_group_verify_result_free(ims_repl_group_verify_result *res);
 
 #endif

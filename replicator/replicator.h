@@ -108,6 +108,9 @@ typedef struct {
 				   * size; mismatches are reported in these units; 0: 64 KiB */
 	ims_progress_fn progress; /* (objects done, objects); may be NULL; non-zero cuts */
 	void *progress_ctx;
+	uint64_t src_snap_id;     /* non-zero: the primary at this snapshot id (a member's snapshot
+				   * of a group's cut) instead of @c snap, which then names only the
+				   * secondary's (required) */
 } ims_repl_verify_opts;
 #define IMS_REPL_VERIFY_OPTS_INIT { .version = IMS_REPL_VERIFY_OPTS_VERSION }
 

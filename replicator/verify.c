@@ -54,7 +54,9 @@ static void side_close(side *s)
 	memset(s, 0, sizeof(*s));
 }
 
-static int side_open(side *s, ims_site *site, const char *pool, const char *image, const char *snap)
+/* Open @p image at @p snap, or (@p by_id non-zero) at the snapshot of that id named @p snap in
+ * messages. */
+static int side_open(side *s, ims_site *site, const char *pool, const char *image, const char *snap, uint64_t by_id)
 {
 	rbd_image_info_t info;
 	rbd_linked_image_spec_t pimg;
@@ -68,7 +70,10 @@ static int side_open(side *s, ims_site *site, const char *pool, const char *imag
 	s->site = site;
 	if ((r = ims_site_ioctx(site, pool, &s->io)) < 0)
 		return r;
-	if ((r = rbd_open_read_only(s->io, image, &s->img, snap)) < 0) {
+	r = rbd_open_read_only(s->io, image, &s->img, by_id ? NULL : snap);
+	if (r == 0 && by_id && (r = rbd_snap_set_by_id(s->img, by_id)) < 0)
+		rbd_close(s->img);
+	if (r < 0) {
 		s->img = NULL;
 		return r == -ENOENT ? ims_error_set(r, "site '%s' has no '%s/%s@%s'", sn, pool, image, snap)
 				    : ims_error_set(r, "cannot open '%s/%s@%s' on site '%s': %s", pool, image, snap, sn,
@@ -76,7 +81,8 @@ static int side_open(side *s, ims_site *site, const char *pool, const char *imag
 	}
 	if ((r = rbd_stat(s->img, &info, sizeof(info))) < 0 ||
 	    (r = rbd_get_block_name_prefix(s->img, s->prefix, sizeof(s->prefix))) < 0 ||
-	    (r = rbd_snap_get_id(s->img, snap, &snap_id)) < 0 || (r = rbd_get_stripe_unit(s->img, &su)) < 0 ||
+	    (by_id ? (snap_id = by_id, 0) : (r = rbd_snap_get_id(s->img, snap, &snap_id))) < 0 ||
+	    (r = rbd_get_stripe_unit(s->img, &su)) < 0 ||
 	    (r = rbd_get_stripe_count(s->img, &sc)) < 0)
 		return ims_error_set(r, "cannot read the layout of '%s/%s@%s' on site '%s': %s", pool, image, snap, sn,
 				     ims_strerror(r));
@@ -428,6 +434,10 @@ int ims_repl_verify(ims_repl_verify_result **out, ims_site *src, ims_site *dst, 
 		r = -ENOMEM;
 		goto out;
 	}
+	if (o->src_snap_id && !(o->snap && o->snap[0])) {
+		r = ims_error_set(-EINVAL, "verify: a snapshot id of the primary needs the secondary's snapshot name");
+		goto out;
+	}
 	if (o->snap && o->snap[0]) {
 		if (strlen(o->snap) >= sizeof(res->snapshot)) {
 			r = ims_error_set(-EINVAL, "verify: snapshot name too long");
@@ -437,8 +447,8 @@ int ims_repl_verify(ims_repl_verify_result **out, ims_site *src, ims_site *dst, 
 	} else if ((r = newest_common(src, dst, pool, image, res->snapshot, sizeof(res->snapshot))) < 0) {
 		goto out;
 	}
-	if ((r = side_open(&a, src, pool, image, res->snapshot)) < 0 ||
-	    (r = side_open(&b, dst, pool, image, res->snapshot)) < 0)
+	if ((r = side_open(&a, src, pool, image, res->snapshot, o->src_snap_id)) < 0 ||
+	    (r = side_open(&b, dst, pool, image, res->snapshot, 0)) < 0)
 		goto out;
 	if (chunk > a.obj_size)
 		chunk = (uint32_t)a.obj_size;

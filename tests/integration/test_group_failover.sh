@@ -8,6 +8,7 @@
 #  - forced failover to site b asked of site b while site a answers, with late writes on site a
 #    that never reached b: every disk of b is promoted at the newest cut sealed on both, site a
 #    is fenced and rejoined, keeping its late writes as recovery snapshots, and converges;
+#  - group repl verify: equal at the last cut, then a damaged disk on site b named with its extent;
 #  - the refusals: --to missing, a planned failover asked of the secondary, a forced one of a
 #    primary.
 set -uo pipefail
@@ -155,6 +156,26 @@ shipped=$(on_a --format json group repl status "rbd/$g" | jq -r '.[0].last_sync_
 check "  ships a delta ($shipped bytes), no full copy" test "${shipped:-0}" -gt 0 -a "${shipped:-0}" -lt $((8 * 1048576))
 check "  the sites converged" test "$(group_sum b)" = "$(group_sum a)"
 expect_rc 1 "a second forced failover to site a is refused (already primary)" on_a group repl failover "rbd/$g" --to a --force
+
+# verify of the group: every disk compared at one cut by checksums on each site
+qwrite() { qemu-io -f raw -c "write -P $3 $4 $5" "rbd:rbd/$2:conf=$(conf_of "$1")" >/dev/null; }
+qwrite a $d2 0x11 4325376 64k
+expect_rc 0 "group repl sync on site a" on_a group repl sync "rbd/$g"
+sealed=$(on_a --format json group repl status "rbd/$g" | jq -r '.[0].last_sealed_snapshot')
+expect_rc 0 "group repl verify of a faithful copy" on_a --format json group repl verify "rbd/$g"
+check "  every disk equal at the last cut ($(jq -c '{cut, equal}' $out))" \
+  test "$(jq --arg c "$sealed" '.equal and .cut == $c and (.images | length) == 2 and all(.images[]; .equal and .snapshot == $c)' $out)" = true
+expect_rc 0 "  text output" on_a group repl verify "rbd/$g"
+check "  names the cut and says equal" grep -q "at '$sealed' on site 'b': equal" $out
+# damage disk 2 on site b: 64K at 4M+128K of its head, then its sealed cut re-taken over it
+qwrite b $d2 0xab 4325376 64k
+rbd_on b snap rm --no-progress "rbd/$d2@$sealed" >/dev/null 2>&1
+rbd_on b snap create --no-progress "rbd/$d2@$sealed" >/dev/null 2>&1
+expect_rc 1 "group repl verify of a damaged copy" on_a --format json group repl verify "rbd/$g"
+check "  names the damaged disk and extent ($(jq -c '[.images[] | {image, equal, mismatches}]' $out))" \
+  test "$(jq --arg d "rbd/$d2" '(.equal | not) and ([.images[] | select(.equal | not) | .image] == [$d]) and
+    (.images[] | select(.image == $d) | .mismatch_count == 1 and .mismatches[0].offset == 4325376 and .mismatches[0].length == 65536)' $out)" = true
+expect_rc 1 "verify of an unknown group" on_a group repl verify "rbd/$g-none"
 
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]
