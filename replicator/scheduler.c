@@ -1328,13 +1328,20 @@ int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *gro
 {
 	int64_t called = now_ms();
 	ims_repl_result res;
+	uint64_t bytes = 0, discarded = 0;
 	int r = 0;
-	/* a cycle may finish a cut older than the call first: then cut again */
+	/* a cycle may finish a cut older than the call first: then cut again (the bytes of both count) */
 	for (int i = 0; i < 3; i++) {
 		r = sync_now_kind(s, pool, group, target, true, progress, ctx, &res);
+		if (r == 0) {
+			bytes += res.bytes_copied;
+			discarded += res.bytes_discarded;
+		}
 		if (r < 0 || res.unchanged || res.sealed_unix_ms >= called)
 			break;
 	}
+	res.bytes_copied = bytes;
+	res.bytes_discarded = discarded;
 	if (r == 0 && out)
 		*out = res;
 	return r;

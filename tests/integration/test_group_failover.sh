@@ -8,11 +8,14 @@
 #  - forced failover to site b asked of site b while site a answers, with late writes on site a
 #    that never reached b: every disk of b is promoted at the newest cut sealed on both, site a
 #    is fenced and rejoined, keeping its late writes as recovery snapshots, and converges;
+#  - forced failover to site b with site a's cluster frozen; site a back with late writes:
+#    split-brain in status, group repl resync keeps them as a recovery snapshot, converges;
 #  - group repl verify: equal at the last cut, then a damaged disk on site b named with its extent;
 #  - the refusals: --to missing, a planned failover asked of the secondary, a forced one of a
 #    primary.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
 fails=0 passes=0
 ok() { echo "ok - $*"; passes=$((passes + 1)); }
 not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
@@ -22,8 +25,9 @@ expect_rc() { local rc=$1 what=$2; shift 2; "$@" >$out 2>$err; local got=$?
   if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 400 $err)"; fi; }
 
 g=gfo$$ d1=gfo$$-d1 d2=gfo$$-d2
-WRITER_PID=""
+WRITER_PID="" FROZEN=""
 cleanup() {
+  [ -n "$FROZEN" ] && "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" "$FROZEN" >/dev/null 2>&1
   [ -n "$WRITER_PID" ] && kill "$WRITER_PID" 2>/dev/null
   for s in A B; do
     local conf=CEPH_CONF_$s server=IMGSTORE_SERVER_$s
@@ -156,6 +160,46 @@ shipped=$(on_a --format json group repl status "rbd/$g" | jq -r '.[0].last_sync_
 check "  ships a delta ($shipped bytes), no full copy" test "${shipped:-0}" -gt 0 -a "${shipped:-0}" -lt $((8 * 1048576))
 check "  the sites converged" test "$(group_sum b)" = "$(group_sum a)"
 expect_rc 1 "a second forced failover to site a is refused (already primary)" on_a group repl failover "rbd/$g" --to a --force
+
+# forced failover to site b asked of site b while site a's cluster is frozen (unreachable):
+# every disk of b promoted at the newest cut sealed on both disks; site a, back with its own
+# late writes, is split-brain until group repl resync keeps them and makes it a secondary
+expect_rc 0 "group repl sync on site a" on_a group repl sync "rbd/$g"
+check "site a's cluster stops answering" "$SANDBOX" freeze-site "$IMGSTORE_SANDBOX" a
+FROZEN=a
+expect_rc 0 "forced failover to site b while site a is down" on_b group repl failover "rbd/$g" --to b --force
+cat $out
+check "  it says site a did not answer and was not fenced" grep -q "site 'a' did not answer" $out
+cut=$(grep -o "at 'imgstore-repl-[0-9]*'" $out | head -1 | cut -d"'" -f2)
+check "  every disk of site b is primary" test "$(roles b)" = "primary,primary"
+check "  at the cut it names ($cut), on both disks" test -n "$cut" -a "$(group_sum b)" = "$(group_sum b "$cut")"
+write_on b $d2 512K
+b_heads=$(group_sum b)
+check "site a serves I/O again after the thaw" "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" a
+FROZEN=""
+write_on a $d1 1M
+a_late=$(sum_of a $d1)
+state=""
+for i in $(seq 1 90); do
+  state=$(on_b --format json group repl status "rbd/$g" 2>/dev/null | jq -r '.[0].state // ""')
+  [ "$state" = split-brain ] && break
+  sleep 1
+done
+check "site b's group status shows split-brain" test "$state" = split-brain
+b_error=$(on_b --format json group repl status "rbd/$g" 2>/dev/null | jq -r '.[0].error // ""')
+check "  naming group repl resync ($(head -c 160 <<<"$b_error"))" grep -q "group repl resync" <<<"$b_error"
+check "  and site b's disks were not overwritten" test "$(group_sum b)" = "$b_heads"
+expect_rc 0 "group repl resync on site b" on_b group repl resync "rbd/$g"
+cat $out
+recovery=$(rbd_on a snap ls --format json "rbd/$d1" | jq -r '.[] | select(.name | startswith("imgstore-recovery-")) | .name' | tail -1)
+check "site a kept disk 1's late writes as $recovery" test -n "$recovery" -a "$(sum_of a $d1 "$recovery")" = "$a_late"
+check "  every disk of site a is a secondary" test "$(roles a)" = "secondary,secondary"
+check "  and the sites converged to site b's data" test "$(group_sum a)" = "$b_heads" -a "$(group_sum b)" = "$b_heads"
+shipped=$(on_b --format json group repl status "rbd/$g" | jq -r '.[0].last_sync_bytes')
+check "  shipping a delta ($shipped bytes), no full copy" test "${shipped:-0}" -gt 0 -a "${shipped:-0}" -lt $((8 * 1048576))
+expect_rc 0 "planned failover back to site a" on_b group repl failover "rbd/$g" --to a
+check "  site a is the primary again" test "$(roles a)/$(roles b)" = "primary,primary/secondary,secondary"
+check "  replication runs a -> b" wait_replicates "$IMGSTORE_SERVER_A" b
 
 # verify of the group: every disk compared at one cut by checksums on each site
 qwrite() { qemu-io -f raw -c "write -P $3 $4 $5" "rbd:rbd/$2:conf=$(conf_of "$1")" >/dev/null; }
