@@ -189,6 +189,19 @@ int ims_cli_arg_size(ims_cli *cli, uint64_t *out, const char *opt, const char *s
 	return 0;
 }
 
+int ims_cli_arg_chunk(ims_cli *cli, uint32_t *out, const char *s)
+{
+	uint64_t bytes;
+	int r = ims_cli_arg_size(cli, &bytes, "chunk", s);
+
+	if (r)
+		return r;
+	if (bytes < 4096 || bytes > (1u << 30) || (bytes & (bytes - 1)))
+		return ims_cli_usage(cli, "--chunk: a power of two from 4K to 1G");
+	*out = (uint32_t)bytes;
+	return 0;
+}
+
 int ims_cli_arg_duration(ims_cli *cli, uint64_t *out, const char *opt, const char *s, uint64_t max)
 {
 	uint64_t v;

@@ -180,6 +180,8 @@ int ims_cli_arg_spec(ims_cli *cli, ims_spec *out, const char *s, bool snap_allow
 		     bool snap_required);
 int ims_cli_arg_name(ims_cli *cli, ims_name_kind kind, const char *what, const char *s);
 int ims_cli_arg_size(ims_cli *cli, uint64_t *out, const char *opt, const char *s);
+/** A verify's --chunk: a power of two from 4K to 1G. */
+int ims_cli_arg_chunk(ims_cli *cli, uint32_t *out, const char *s);
 int ims_cli_arg_duration(ims_cli *cli, uint64_t *out, const char *opt, const char *s, uint64_t max);
 int ims_cli_arg_uint(ims_cli *cli, uint64_t *out, const char *opt, const char *s, uint64_t max);
 /** A free-form identifier (operation and lease ids, host and site names, targets). */

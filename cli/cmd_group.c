@@ -402,19 +402,13 @@ static int group_repl_verify(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__VerifyGroupResponse *v = NULL;
 	const char *to = ims_cli_opt_value(cli, a, "to"), *chunk = ims_cli_opt_value(cli, a, "chunk");
 	ims_spec spec;
-	uint64_t bytes;
 	int r;
 	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
 		return r;
 	if (to && (r = ims_cli_arg_word(cli, "--to", to)))
 		return r;
-	if (chunk) {
-		if ((r = ims_cli_arg_size(cli, &bytes, "chunk", chunk)))
-			return r;
-		if (bytes < 4096 || bytes > (1u << 30) || (bytes & (bytes - 1)))
-			return ims_cli_usage(cli, "--chunk: a power of two from 4K to 1G");
-		req.chunk_size = (uint32_t)bytes;
-	}
+	if (chunk && (r = ims_cli_arg_chunk(cli, &req.chunk_size, chunk)))
+		return r;
 	req.group = &gs;
 	req.target_site = to ? (char *)to : (char *)"";
 	if ((r = ims_cli_call(cli, GROUP_SVC "VerifyGroup", &req, &imgstore__v1__verify_group_response__descriptor,

@@ -237,7 +237,6 @@ static int repl_verify(ims_cli *cli, const ims_cli_args *a)
 	const char *to = ims_cli_opt_value(cli, a, "to"), *snap = ims_cli_opt_value(cli, a, "snap");
 	const char *chunk = ims_cli_opt_value(cli, a, "chunk");
 	ims_spec spec;
-	uint64_t bytes;
 	int r;
 
 	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
@@ -246,13 +245,8 @@ static int repl_verify(ims_cli *cli, const ims_cli_args *a)
 		return r;
 	if (snap && (r = ims_cli_arg_name(cli, IMS_NAME_SNAP, "--snap", snap)))
 		return r;
-	if (chunk) {
-		if ((r = ims_cli_arg_size(cli, &bytes, "chunk", chunk)))
-			return r;
-		if (bytes < 4096 || bytes > (1u << 30) || (bytes & (bytes - 1)))
-			return ims_cli_usage(cli, "--chunk: a power of two from 4K to 1G");
-		req.chunk_size = (uint32_t)bytes;
-	}
+	if (chunk && (r = ims_cli_arg_chunk(cli, &req.chunk_size, chunk)))
+		return r;
 	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
 	req.target_site = to ? (char *)to : (char *)"";
