@@ -31,7 +31,8 @@ on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
 on_b() { IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" "$@"; }
 conf_of() { [ "$1" = a ] && echo "$CEPH_CONF_A" || echo "$CEPH_CONF_B"; }
 # every rbd call is bounded: a site that does not answer fails the check, not the whole run
-rbd() { timeout 120 command rbd "$@"; }
+RBD_BIN=$(type -P rbd)
+rbd() { timeout 120 "$RBD_BIN" "$@"; }
 role_of() { local r; r=$(rbd -c "$(conf_of "$1")" image-meta get "rbd/$img" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
 sum_at() { rbd -c "$(conf_of "$1")" export --no-progress "rbd/$img${2:+@$2}" - 2>/dev/null | sha256sum | cut -d' ' -f1; }
 write_on() { rbd -c "$(conf_of "$1")" bench --io-type write --io-size 64K --io-total "$2" --io-pattern rand "rbd/$img" >/dev/null 2>&1; }
