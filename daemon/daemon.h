@@ -58,6 +58,10 @@ int ims_daemon_require_image(ims_daemon *d, const char *pool, const char *image)
 /** A verify's progress function: stops it once CLOCK_MONOTONIC passes *(double *)ctx. */
 int ims_daemon_verify_deadline(void *ctx, uint64_t done, uint64_t total);
 
+/** The ReplicationStatus message of a pair (image or group), allocated in @p call; NULL if out
+ *  of memory. */
+struct Imgstore__V1__ReplicationStatus *ims_daemon_status_msg(ims_rpc_call *call, const ims_repl_status *st);
+
 /** The VerifyResponse of one image's verify, allocated in @p call; NULL if out of memory. */
 struct Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, const char *image,
 							   const char *target, const ims_repl_verify_result *v);

@@ -58,26 +58,6 @@ static int get_group(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__Grou
 	return 0;
 }
 
-static Imgstore__V1__ReplicationStatus *build_status(ims_rpc_call *call, const ims_repl_status *st)
-{
-	Imgstore__V1__ReplicationStatus *m = ALLOC(call, Imgstore__V1__ReplicationStatus);
-	if (!m)
-		return NULL;
-	imgstore__v1__replication_status__init(m);
-	m->image = DUP(call, st->image);
-	m->target = DUP(call, st->target);
-	m->role = DUP(call, st->role);
-	m->state = DUP(call, st->state);
-	m->rpo_seconds = st->rpo_seconds;
-	m->lag_seconds = st->lag_seconds;
-	m->last_sealed_snapshot = DUP(call, st->last_sealed);
-	m->last_sync_bytes = st->last_sync_bytes;
-	m->last_sync_seconds = st->last_sync_seconds;
-	m->error = DUP(call, st->error);
-	m->group = st->group;
-	return m;
-}
-
 static int build_group(ims_daemon *d, ims_rpc_call *call, const ims_group_info *g, Imgstore__V1__Group **out)
 {
 	ims_repl_status *st = NULL;
@@ -116,7 +96,7 @@ static int build_group(ims_daemon *d, ims_rpc_call *call, const ims_group_info *
 			return -ENOMEM;
 		}
 		for (size_t i = 0; i < nst; i++)
-			if ((m->replication[m->n_replication] = build_status(call, &st[i])))
+			if ((m->replication[m->n_replication] = ims_daemon_status_msg(call, &st[i])))
 				m->n_replication++;
 	}
 	free(st);
@@ -414,7 +394,7 @@ int ims_h_enable_group_replication(void *app, ims_rpc_call *call, const Protobuf
 	uint32_t rpo = q->rpo_seconds ? q->rpo_seconds : (uint32_t)d->cfg->defaults.rpo;
 	if ((r = ims_repl_group_enable(d->repl, g.pool, g.name, q->target_site, q->mode, rpo, &st)) < 0)
 		return r;
-	Imgstore__V1__ReplicationStatus *m = build_status(call, &st);
+	Imgstore__V1__ReplicationStatus *m = ims_daemon_status_msg(call, &st);
 	if (!m)
 		return -ENOMEM;
 	*resp = &m->base;
@@ -450,7 +430,7 @@ int ims_h_disable_group_replication(void *app, ims_rpc_call *call, const Protobu
 	    (r = ims_repl_group_disable(d->repl, g.pool, g.name, target, &st)) < 0)
 		return r;
 	snprintf(st.state, sizeof(st.state), "disabled");
-	Imgstore__V1__ReplicationStatus *m = build_status(call, &st);
+	Imgstore__V1__ReplicationStatus *m = ims_daemon_status_msg(call, &st);
 	if (!m)
 		return -ENOMEM;
 	*resp = &m->base;
@@ -570,7 +550,7 @@ int ims_h_group_replication_status(void *app, ims_rpc_call *call, const Protobuf
 	if (n && !(m->statuses = ims_rpc_call_alloc(call, n * sizeof(*m->statuses))))
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		if (!(m->statuses[i] = build_status(call, &list[i])))
+		if (!(m->statuses[i] = ims_daemon_status_msg(call, &list[i])))
 			goto out;
 		m->n_statuses++;
 	}

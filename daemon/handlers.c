@@ -921,7 +921,7 @@ out:
 /* ---------------------------------------------------------------------------------------- */
 /* ReplicationService */
 
-static Imgstore__V1__ReplicationStatus *build_repl_status(ims_rpc_call *call, const ims_repl_status *st)
+Imgstore__V1__ReplicationStatus *ims_daemon_status_msg(ims_rpc_call *call, const ims_repl_status *st)
 {
 	Imgstore__V1__ReplicationStatus *m = ALLOC(call, Imgstore__V1__ReplicationStatus);
 	if (!m)
@@ -959,7 +959,7 @@ static int h_enable_replication(void *app, ims_rpc_call *call, const ProtobufCMe
 	    (r = ims_repl_set_verify_every(d->repl, s.pool, s.image, q->target_site, q->verify_every)) < 0)
 		return r;
 	st.verify_every = q->verify_every;
-	Imgstore__V1__ReplicationStatus *m = build_repl_status(call, &st);
+	Imgstore__V1__ReplicationStatus *m = ims_daemon_status_msg(call, &st);
 	if (!m)
 		return -ENOMEM;
 	*resp = &m->base;
@@ -977,7 +977,7 @@ static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCM
 	    (r = ims_repl_disable(d->repl, s.pool, s.image, q->target_site, &st)) < 0)
 		return r;
 	snprintf(st.state, sizeof(st.state), "disabled");
-	Imgstore__V1__ReplicationStatus *m = build_repl_status(call, &st);
+	Imgstore__V1__ReplicationStatus *m = ims_daemon_status_msg(call, &st);
 	if (!m)
 		return -ENOMEM;
 	*resp = &m->base;
@@ -1005,7 +1005,7 @@ static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMe
 	if (n && !(m->statuses = ims_rpc_call_alloc(call, n * sizeof(*m->statuses))))
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		if (!(m->statuses[i] = build_repl_status(call, &list[i])))
+		if (!(m->statuses[i] = ims_daemon_status_msg(call, &list[i])))
 			goto out;
 		m->n_statuses++;
 	}

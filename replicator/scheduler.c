@@ -960,8 +960,9 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 	return 0;
 }
 
-int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image, ims_repl_status **out,
-			  size_t *count)
+/* The statuses of every present pair (@p pool NULL), or of image (@p group: group) pool/name. */
+static int status_kind(ims_repl_sched *s, const char *pool, const char *name, bool group, ims_repl_status **out,
+		       size_t *count)
 {
 	size_t n = 0, k = 0;
 	int64_t t = now_ms();
@@ -976,7 +977,7 @@ int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image
 	for (pair *p = s->pairs; p; p = p->next) {
 		if (!p->present)
 			continue;
-		if (pool && image && (p->group || strcmp(p->pool, pool) || strcmp(p->image, image)))
+		if (pool && name && (p->group != group || strcmp(p->pool, pool) || strcmp(p->image, name)))
 			continue;
 		fill_status(p, &list[k++], t);
 	}
@@ -984,6 +985,12 @@ int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image
 	*out = list;
 	*count = k;
 	return 0;
+}
+
+int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image, ims_repl_status **out,
+			  size_t *count)
+{
+	return status_kind(s, pool, image, false, out, count);
 }
 
 /* After a cycle sealed @p sealed: give the secondary the user snapshot @p snap too, when the
@@ -1304,23 +1311,7 @@ int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *grou
 int ims_repl_group_status(ims_repl_sched *s, const char *pool, const char *group, ims_repl_status **out,
 			  size_t *count)
 {
-	size_t n = 0, k = 0;
-	int64_t t = now_ms();
-	pthread_mutex_lock(&s->lock);
-	for (pair *p = s->pairs; p; p = p->next)
-		n++;
-	ims_repl_status *list = calloc(n + 1, sizeof(*list));
-	if (!list) {
-		pthread_mutex_unlock(&s->lock);
-		return -ENOMEM;
-	}
-	for (pair *p = s->pairs; p; p = p->next)
-		if (p->present && p->group && !strcmp(p->pool, pool) && !strcmp(p->image, group))
-			fill_status(p, &list[k++], t);
-	pthread_mutex_unlock(&s->lock);
-	*out = list;
-	*count = k;
-	return 0;
+	return status_kind(s, pool, group, true, out, count);
 }
 
 int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *group, const char *target,
