@@ -487,12 +487,138 @@ static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t 
 	return 0;
 }
 
-static void apply_retention(rbd_image_t img, const repl_snaps *s, unsigned keep, const char *keep_also)
+/* ---------------------------------------------------------------------------------------- */
+/* retention, per target */
+
+/*
+ * Every pair (image, target) records the base it last sealed in IMS_REPL__BASES, and a running
+ * or cut cycle its base and target in IMS_REPL_CHECKPOINTS, both keyed "image@site" in the
+ * primary's pool. Retention on the primary never removes one of those snapshots of any pair of
+ * the image: a slower second target keeps its base however many cycles the faster one runs.
+ */
+typedef struct {
+	const char *image;
+	size_t ilen;
+	const char *skip_key; /* the pair being forgotten, or NULL */
+	ims_repl__snaps *keep;
+	int err;
+} protect_walk;
+
+static void protect_add(protect_walk *w, const char *name)
+{
+	if (!name[0] || strlen(name) >= SNAP_NAME_MAX || ims_repl__has_snap(w->keep, name))
+		return;
+	void *v = realloc(w->keep->names, (w->keep->n + 1) * sizeof(*w->keep->names));
+	if (!v) {
+		w->err = -ENOMEM;
+		return;
+	}
+	w->keep->names = v;
+	snprintf(w->keep->names[w->keep->n++], SNAP_NAME_MAX, "%s", name);
+}
+
+static bool pair_key_of(const protect_walk *w, const char *key, size_t klen)
+{
+	if (klen <= w->ilen || memcmp(key, w->image, w->ilen) != 0 || key[w->ilen] != '@')
+		return false;
+	return !w->skip_key || strlen(w->skip_key) != klen || memcmp(key, w->skip_key, klen) != 0;
+}
+
+static int protect_base(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	protect_walk *w = ctx;
+	char name[SNAP_NAME_MAX];
+	if (pair_key_of(w, key, klen) && vlen < sizeof(name)) {
+		memcpy(name, val, vlen);
+		name[vlen] = '\0';
+		protect_add(w, name);
+	}
+	return 0;
+}
+
+static int protect_cycle(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	protect_walk *w = ctx;
+	if (!pair_key_of(w, key, klen))
+		return 0;
+	char *text = strndup(val, vlen);
+	if (!text)
+		return w->err = -ENOMEM;
+	json_object *o = json_tokener_parse(text), *v;
+	free(text);
+	if (!o) /* unreadable: keep everything rather than guess */
+		return w->err = -EBADMSG;
+	if (json_object_object_get_ex(o, "base", &v))
+		protect_add(w, json_object_get_string(v));
+	if (json_object_object_get_ex(o, "target", &v))
+		protect_add(w, json_object_get_string(v));
+	json_object_put(o);
+	return 0;
+}
+
+static void apply_retention(rbd_image_t img, const repl_snaps *s, unsigned keep, const repl_snaps *protect);
+
+/* The snapshots of @p image that some pair still needs: every recorded base and every running
+ * cycle's base and target, but those of @p skip_key's pair. */
+static int protected_snaps(rados_ioctx_t io, const char *image, const char *skip_key, ims_repl__snaps *out)
+{
+	protect_walk w = { image, strlen(image), skip_key, out, 0 };
+	memset(out, 0, sizeof(*out));
+	int r = ims_omap_foreach(io, IMS_REPL__BASES, protect_base, &w);
+	if (r == 0)
+		r = ims_omap_foreach(io, IMS_REPL_CHECKPOINTS, protect_cycle, &w);
+	if (r == 0)
+		r = w.err;
+	if (r < 0) {
+		free(out->names);
+		memset(out, 0, sizeof(*out));
+	}
+	return r;
+}
+
+int ims_repl_forget(ims_site *site, const char *pool, const char *image, const char *target, bool drop_snapshots)
+{
+	rados_ioctx_t io;
+	rbd_image_t img = NULL;
+	repl_snaps all = { 0 }, protect = { 0 };
+	char key[600];
+	int r = ims_site_ioctx(site, pool, &io);
+	if (r < 0)
+		return r;
+	snprintf(key, sizeof(key), "%s@%s", image, target);
+	if ((r = ims_omap_rm(io, IMS_REPL__BASES, key)) < 0 && r != -ENOENT)
+		goto out;
+	if ((r = ims_omap_rm(io, IMS_REPL_CHECKPOINTS, key)) < 0 && r != -ENOENT)
+		goto out;
+	r = 0;
+	if (!drop_snapshots)
+		goto out;
+	if ((r = protected_snaps(io, image, key, &protect)) < 0) {
+		ims_error_set(r, "cannot read what the other targets of '%s/%s' need: %s", pool, image, ims_strerror(r));
+		goto out;
+	}
+	if ((r = rbd_open(io, image, &img, NULL)) < 0) {
+		r = r == -ENOENT ? 0 : ims_error_set(r, "cannot open '%s/%s': %s", pool, image, ims_strerror(r));
+		goto out;
+	}
+	if ((r = ims_repl__list_snaps(img, &all)) == 0)
+		apply_retention(img, &all, 0, &protect);
+out:
+	free(all.names);
+	free(protect.names);
+	if (img)
+		rbd_close(img);
+	rados_ioctx_destroy(io);
+	return r;
+}
+
+/* Keep the newest @p keep of @p s and every snapshot in @p protect; remove the rest. */
+static void apply_retention(rbd_image_t img, const repl_snaps *s, unsigned keep, const repl_snaps *protect)
 {
 	if (s->n <= keep)
 		return;
 	for (size_t i = 0; i + keep < s->n; i++) {
-		if (keep_also && strcmp(s->names[i], keep_also) == 0)
+		if (protect && ims_repl__has_snap(protect, s->names[i]))
 			continue;
 		int r = rbd_snap_remove(img, s->names[i]);
 		if (r < 0 && r != -ENOENT)
@@ -781,18 +907,30 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 		goto out;
 	}
 	phase(&ph, "seal");
+	/* the new base of this pair, recorded before the cycle's checkpoint goes: retention of
+	 * another pair always sees one of the two */
+	if (!member && (r = ims_omap_set(sio, IMS_REPL__BASES, key, cp.target, strlen(cp.target))) < 0) {
+		ims_error_set(r, "cannot record the base of %s for site '%s': %s", what, ims_site_name(dst),
+			      ims_strerror(r));
+		goto out;
+	}
 	ims_omap_rm(sio, IMS_REPL_CHECKPOINTS, key);
 
-	/* Retention on both sides, never the snapshot just sealed (the next base). */
+	/* Retention on both sides, never the snapshot just sealed (the next base), and on the
+	 * primary never the base or the running cycle of another target. */
 	unsigned keep = o->retention ? o->retention : 3;
 	free(ps.names);
 	free(ss.names);
 	memset(&ps, 0, sizeof(ps));
 	memset(&ss, 0, sizeof(ss));
-	if (!member && ims_repl__list_snaps(pimg, &ps) == 0) /* a group keeps its cuts itself */
-		apply_retention(pimg, &ps, keep, cp.target);
+	repl_snaps protect = { 0 };
+	if (!member && protected_snaps(sio, image, NULL, &protect) == 0 && /* unreadable: keep all */
+	    ims_repl__list_snaps(pimg, &ps) == 0) /* a group keeps its cuts itself */
+		apply_retention(pimg, &ps, keep, &protect);
+	free(protect.names);
+	repl_snaps sealed = { &cp.target, 1 };
 	if (!member && ims_repl__list_snaps(simg, &ss) == 0)
-		apply_retention(simg, &ss, keep, cp.target);
+		apply_retention(simg, &ss, keep, &sealed);
 	phase(&ph, "retention");
 	res.seconds = now_s() - t0;
 	ims_log_debug("replicated %s to site '%s': %s -> %s, %" PRIu64 " bytes copied, %" PRIu64 " zeroed", what,

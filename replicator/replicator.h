@@ -92,6 +92,15 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, char *name, size_t len,
 			 int64_t *unix_ms);
 
+/**
+ * Forget the pair pool/image -> @p target on the primary @p site: its recorded base and any
+ * cut cycle's checkpoint; with @p drop_snapshots also every replication snapshot of the image
+ * that no other target still needs (their bases and running cycles stay).
+ *
+ * @returns 0, or an error of RADOS or librbd (-ENOENT of the image is not one).
+ */
+int ims_repl_forget(ims_site *site, const char *pool, const char *image, const char *target, bool drop_snapshots);
+
 /** The unix ms encoded in a replication snapshot's name; -1 if it is not one. */
 int64_t ims_repl_snap_time(const char *snap_name);
 

@@ -11,6 +11,9 @@
 
 #define IMS_REPL__SNAP_NAME_MAX 64
 
+/* omap object in the primary's pool: "image@site" -> the base that pair last sealed */
+#define IMS_REPL__BASES "imgstore.repl.bases"
+
 /** The replication snapshots ("imgstore-repl-<ms>") of an open image, oldest first. */
 typedef struct {
 	char (*names)[IMS_REPL__SNAP_NAME_MAX];

@@ -944,17 +944,13 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 			     copy.last_sealed[0] ? copy.last_sealed : "(none)");
 		return 0;
 	}
-	/* the primary's replication snapshots go; the secondary keeps its copy */
-	ims_snap_info *snaps = NULL;
-	size_t n = 0;
+	/* the primary's replication snapshots go, but those another target still needs; the
+	 * secondary keeps its copy */
 	if (copy.group)
 		ims_repl_group_forget(s->o.local, pool, image);
-	else if (ims_snap_list(&snaps, &n, s->o.local, pool, image) == 0) {
-		for (size_t i = 0; i < n; i++)
-			if (ims_repl_snap_time(snaps[i].name) >= 0)
-				ims_snap_remove(s->o.local, pool, image, snaps[i].name);
-		ims_snap_list_free(snaps, n);
-	}
+	else if (ims_repl_forget(s->o.local, pool, image, target, true) < 0)
+		ims_log_warning("replication of '%s/%s' to site '%s' disabled, but its snapshots stay: %s", pool,
+				image, target, ims_error_last());
 	ims_log_info("replication of '%s/%s' to site '%s' disabled; the secondary keeps its copy at '%s'", pool,
 		     image, target, copy.last_sealed[0] ? copy.last_sealed : "(none)");
 	return 0;

@@ -27,13 +27,14 @@
 #define MiB (1ull << 20)
 #define KiB (1ull << 10)
 
-static ims_site *A, *B;
+static ims_site *A, *B, *C;
 
 static int setup(void **state)
 {
 	(void)state;
 	A = itest_site('A');
 	B = itest_site('B');
+	C = itest_site('C');
 	return 0;
 }
 
@@ -42,6 +43,7 @@ static int teardown(void **state)
 	(void)state;
 	ims_site_close(A);
 	ims_site_close(B);
+	ims_site_close(C);
 	itest_cleanup();
 	return 0;
 }
@@ -313,6 +315,115 @@ static void test_cut_cycle_resumes(void **state)
 	assert_sealed_equal(name, second.sealed);
 }
 
+static void newest_repl_snap(ims_site *s, const char *name, char *out, size_t len)
+{
+	ims_snap_info *snaps = NULL;
+	size_t n = 0;
+	assert_int_equal(ims_snap_list(&snaps, &n, s, "rbd", name), 0);
+	for (size_t i = 0; i < n; i++)
+		if (ims_repl_snap_time(snaps[i].name) > ims_repl_snap_time(out))
+			snprintf(out, len, "%s", snaps[i].name);
+	ims_snap_list_free(snaps, n);
+}
+
+/* Whether the primary still has the replication snapshot @p snap. */
+static bool has_snap(ims_site *s, const char *name, const char *snap)
+{
+	ims_snap_info *snaps = NULL;
+	size_t n = 0;
+	bool found = false;
+	assert_int_equal(ims_snap_list(&snaps, &n, s, "rbd", name), 0);
+	for (size_t i = 0; i < n; i++)
+		found |= strcmp(snaps[i].name, snap) == 0;
+	ims_snap_list_free(snaps, n);
+	return found;
+}
+
+static void verify_equal(ims_site *dst, const char *name)
+{
+	ims_repl_verify_opts vo = IMS_REPL_VERIFY_OPTS_INIT;
+	ims_repl_verify_result *v = NULL;
+	if (ims_repl_verify(&v, A, dst, "rbd", name, &vo) < 0)
+		fail_msg("verify %s on site %s: %s", name, ims_site_name(dst), ims_error_last());
+	assert_true(v->equal);
+	ims_repl_verify_result_free(v);
+}
+
+/*
+ * Two targets of one primary, a fast one (b) and a slow one (c): retention on the primary is
+ * per target. Site c's base and its cut cycle survive many cycles to b, c's next cycles are
+ * deltas, and disabling b leaves c's snapshots alone.
+ */
+static void test_two_targets(void **state)
+{
+	(void)state;
+	const char *name = itest_name("repl-two");
+	ims_repl_opts o = IMS_REPL_OPTS_INIT;
+	ims_repl_result rb, rc, first;
+	create(name, 64 * MiB);
+	write_random(name, 32, 64 * KiB, 64 * MiB, 21);
+	sync_ok(name, &rb);
+	if (ims_repl_sync(&rc, A, C, "rbd", name, &o) < 0)
+		fail_msg("sync to c: %s", ims_error_last());
+	assert_true(rc.full);
+
+	/* c's next cycle is cut half-way (site c stops answering): its checkpoint stays */
+	write_random(name, 48, 1 * MiB, 64 * MiB, 22);
+	ims_repl_opts cut_o = IMS_REPL_OPTS_INIT;
+	uint64_t cut = 8 * MiB;
+	cut_o.progress = cut_after;
+	cut_o.progress_ctx = &cut;
+	cut_o.checkpoint_bytes = 4 * MiB;
+	cut_o.concurrency = 2;
+	memset(&first, 0, sizeof(first));
+	assert_int_equal(ims_repl_sync(&first, A, C, "rbd", name, &cut_o), -ECANCELED);
+	char cut_target[64] = "";
+	newest_repl_snap(A, name, cut_target, sizeof(cut_target));
+	assert_true(ims_repl_snap_time(cut_target) > ims_repl_snap_time(rc.sealed));
+
+	/* meanwhile b runs many more cycles than retention keeps */
+	for (unsigned cycle = 0; cycle < 6; cycle++) {
+		write_random(name, 4, 64 * KiB, 64 * MiB, 30 + cycle);
+		sync_ok(name, &rb);
+		assert_false(rb.full);
+	}
+	assert_true(has_snap(A, name, rc.sealed));    /* c's base */
+	assert_true(has_snap(A, name, cut_target)); /* c's running cycle */
+
+	/* c comes back: its cycle resumes from the checkpoint, a delta, not a full copy */
+	ims_repl_result again;
+	if (ims_repl_sync(&again, A, C, "rbd", name, &o) < 0)
+		fail_msg("resume to c: %s", ims_error_last());
+	assert_false(again.full);
+	assert_true(again.resumed);
+	assert_string_equal(again.base, rc.sealed);
+	assert_string_equal(again.sealed, cut_target);
+	assert_true(again.bytes_copied < 48 * MiB);
+	/* and the next one is a delta from there, shipping about what was written */
+	write_random(name, 4, 64 * KiB, 64 * MiB, 40);
+	if (ims_repl_sync(&rc, A, C, "rbd", name, &o) < 0)
+		fail_msg("sync to c: %s", ims_error_last());
+	assert_false(rc.full);
+	assert_string_equal(rc.base, again.sealed);
+	assert_true(rc.bytes_copied <= 6 * 4 * 64 * KiB + 4 * 64 * KiB);
+	verify_equal(B, name);
+	verify_equal(C, name);
+
+	/* b's cycles since then leave c's base; forgetting b drops only what c does not need */
+	write_random(name, 4, 64 * KiB, 64 * MiB, 41);
+	sync_ok(name, &rb);
+	assert_int_equal(ims_repl_forget(A, "rbd", name, ims_site_name(B), true), 0);
+	assert_true(has_snap(A, name, rc.sealed));
+	assert_false(has_snap(A, name, rb.sealed));
+	write_random(name, 4, 64 * KiB, 64 * MiB, 42);
+	if (ims_repl_sync(&again, A, C, "rbd", name, &o) < 0)
+		fail_msg("sync to c: %s", ims_error_last());
+	assert_false(again.full);
+	assert_string_equal(again.base, rc.sealed);
+	assert_int_equal(ims_repl_forget(A, "rbd", name, ims_site_name(C), true), 0);
+	assert_int_equal(count_repl_snaps(A, name), 0);
+}
+
 static void test_refusals(void **state)
 {
 	(void)state;
@@ -342,6 +453,7 @@ int main(void)
 		cmocka_unit_test(test_under_a_concurrent_writer),
 		cmocka_unit_test(test_resize),
 		cmocka_unit_test(test_cut_cycle_resumes),
+		cmocka_unit_test(test_two_targets),
 		cmocka_unit_test(test_refusals),
 	};
 	return cmocka_run_group_tests_name("replicator", tests, setup, teardown);
