@@ -236,7 +236,14 @@ int ims_failover_run(ims_op *op, void *arg)
 				     "a planned failover runs on the current primary's site, not on '%s'; add --force "
 				     "if the primary's site is lost",
 				     w->target);
-	return planned(op, w);
+	/* the image's other pairs (other targets) start no cycle until it is done: a cycle's
+	 * snapshot holds the image's lock, which the fence must not find (store/site.h) */
+	int r = ims_repl_sched_pause(w->d->repl, w->spec.pool, w->spec.image);
+	if (r < 0)
+		return r;
+	r = planned(op, w);
+	ims_repl_sched_resume(w->d->repl, w->spec.pool, w->spec.image);
+	return r;
 }
 
 int ims_failover_all_run(ims_op *op, void *arg)

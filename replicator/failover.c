@@ -114,7 +114,7 @@ int ims_repl_set_state(ims_site *site, const char *pool, const char *image, cons
 	return r;
 }
 
-static int fence_open(rbd_image_t img, const char *what, unsigned *fenced)
+static int fence_open(ims_site *site, rbd_image_t img, const char *what, unsigned *fenced)
 {
 	rbd_lock_mode_t mode;
 	char *owners[16];
@@ -126,6 +126,12 @@ static int fence_open(rbd_image_t img, const char *what, unsigned *fenced)
 	else if (r < 0)
 		return ims_error_set(r, "cannot read who holds the lock of %s: %s", what, ims_strerror(r));
 	for (size_t i = 0; i < max; i++) {
+		if (ims_site_is_me(site, owners[i])) {
+			/* our own cycle (another target's snapshot): it lets go on request, and a fence
+			 * would blocklist this daemon */
+			ims_log_debug("not fencing %s's holder '%s': it is this daemon", what, owners[i]);
+			continue;
+		}
 		int b = rbd_lock_break(img, mode, owners[i]);
 		if (b < 0 && b != -ENOENT) {
 			r = ims_error_set(b, "cannot fence '%s', the writer of %s: %s", owners[i], what, ims_strerror(b));
@@ -149,7 +155,7 @@ int ims_repl_fence(ims_site *site, const char *pool, const char *image, unsigned
 	if (r < 0)
 		return r;
 	snprintf(what, sizeof(what), "'%s/%s' on site '%s'", pool, image, ims_site_name(site));
-	r = fence_open(o.img, what, fenced);
+	r = fence_open(site, o.img, what, fenced);
 	close_copy(&o);
 	return r;
 }
@@ -217,6 +223,11 @@ int ims_repl_promote(ims_site *site, const char *pool, const char *image, uint64
 	ims_repl_side side;
 	char what[600], gen[32];
 	bool rolled = false;
+	unsigned fenced = 0;
+	/* the secondary is held against writers (store/site.h): by this daemon, let go of it; a
+	 * guard of another daemon (or any other holder) is fenced, so that nothing it still had
+	 * in flight lands on the new primary */
+	ims_site_guard_drop(site, pool, image);
 	int r = open_copy(site, pool, image, &o);
 	if (r < 0)
 		return r;
@@ -225,6 +236,8 @@ int ims_repl_promote(ims_site *site, const char *pool, const char *image, uint64
 		ims_error_set(r, "cannot read %s: %s", what, ims_strerror(r));
 		goto out;
 	}
+	if (side.secondary && (r = fence_open(site, o.img, what, &fenced)) < 0)
+		goto out;
 	if (at)
 		snprintf(at, len, "%s", side.last_sealed);
 	if (rollback && side.last_sealed[0] && (r = ims_repl__rollback_if_changed(o.img, side.last_sealed, what, &rolled)) < 0)
@@ -237,8 +250,9 @@ int ims_repl_promote(ims_site *site, const char *pool, const char *image, uint64
 	}
 	rbd_metadata_remove(o.img, IMS_REPL_META_SOURCE);
 	rbd_metadata_remove(o.img, IMS_REPL_META_STATE);
-	ims_log_info("promoted %s at '%s'%s, generation %" PRIu64, what, side.last_sealed[0] ? side.last_sealed : "its head",
-		     rolled ? " (rolled back a half-applied delta)" : "", generation);
+	ims_log_info("promoted %s at '%s'%s, generation %" PRIu64 " (%u holder(s) of its lock fenced)", what,
+		     side.last_sealed[0] ? side.last_sealed : "its head", rolled ? " (rolled back a half-applied delta)" : "",
+		     generation, fenced);
 out:
 	close_copy(&o);
 	return r;
@@ -325,7 +339,7 @@ int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *
 	if ((r = divergence_open(c.img, o.img, what, cur, old, &d)) < 0)
 		goto out;
 	/* nobody writes to the old copy while it is rolled back and demoted */
-	if ((r = fence_open(o.img, what, NULL)) < 0)
+	if ((r = fence_open(old, o.img, what, NULL)) < 0)
 		goto out;
 	if (d.old_wrote) {
 		snprintf(recovery, sizeof(recovery), IMS_REPL_RECOVERY_PREFIX "%" PRId64, now_ms());

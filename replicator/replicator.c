@@ -424,13 +424,27 @@ static uint64_t generation_of(rbd_image_t img)
 	return rbd_metadata_get(img, "imgstore.generation", buf, &len) == 0 ? strtoull(buf, NULL, 10) : 0;
 }
 
-static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t dio, const char *pool,
-				    const char *image, rbd_image_t pimg, rbd_image_t *out, bool *created)
+/* Whether an open copy is marked as a secondary. */
+static bool is_secondary(rbd_image_t img)
 {
 	char role[32];
 	size_t rlen = sizeof(role);
-	int r = rbd_open(dio, image, out, NULL);
+	return rbd_metadata_get(img, "imgstore.repl.role", role, &rlen) == 0 && strcmp(role, "secondary") == 0;
+}
+
+/*
+ * The secondary, created on first use, as the guarded handle of this process (store/site.h):
+ * nobody else writes to it while we hold it. The role is checked before the lock is taken (a
+ * primary's lock belongs to its hypervisors) and again after (a promotion in between).
+ * Returned through ims_site_guard_put().
+ */
+static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t dio, const char *pool,
+				    const char *image, rbd_image_t pimg, rbd_image_t *out, bool *created)
+{
+	rbd_image_t probe = NULL;
+	int r = rbd_open_read_only(dio, image, &probe, NULL);
 	*created = false;
+	*out = NULL;
 	if (r == -ENOENT) {
 		uint64_t size, features;
 		rbd_image_info_t info;
@@ -446,15 +460,16 @@ static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t 
 		if (r < 0)
 			return ims_error_set(r, "cannot create the secondary '%s/%s' on site '%s': %s", pool, image,
 					     ims_site_name(dst), ims_strerror(r));
-		if ((r = rbd_open(dio, image, out, NULL)) < 0)
-			return ims_error_set(r, "cannot open the new secondary '%s/%s' on site '%s'", pool, image,
-					     ims_site_name(dst));
+		if ((r = ims_site_guard_get(dst, pool, image, out)) < 0)
+			return ims_error_set(r, "cannot open the new secondary '%s/%s' on site '%s': %s", pool, image,
+					     ims_site_name(dst), ims_error_last());
 		char source[512];
 		snprintf(source, sizeof(source), "%s/%s/%s", ims_site_name(src), pool, image);
 		if ((r = rbd_metadata_set(*out, "imgstore.repl.role", "secondary")) < 0 ||
 		    (r = rbd_metadata_set(*out, "imgstore.repl.source", source)) < 0) {
-			rbd_close(*out);
+			ims_site_guard_put(dst, pool, image, true);
 			*out = NULL;
+			ims_site_guard_drop(dst, pool, image);
 			rbd_remove(dio, image);
 			return ims_error_set(r, "cannot mark '%s/%s' on site '%s' as a secondary", pool, image,
 					     ims_site_name(dst));
@@ -465,26 +480,38 @@ static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t 
 	if (r < 0)
 		return ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool, image, ims_site_name(dst),
 				     ims_strerror(r));
-	if (rbd_metadata_get(*out, "imgstore.repl.role", role, &rlen) < 0 || strcmp(role, "secondary") != 0) {
-		/* a primary there: a failover made it one (it carries a generation), or it is
-		 * another image of the same name */
-		uint64_t sgen = generation_of(pimg), dgen = generation_of(*out);
-		rbd_close(*out);
+	bool secondary = is_secondary(probe);
+	if (secondary) {
+		rbd_close(probe);
+		probe = NULL;
+		if ((r = ims_site_guard_get(dst, pool, image, out)) < 0)
+			return r;
+		if (is_secondary(*out))
+			return 0;
+		/* promoted since: let go of it at once */
+		ims_site_guard_put(dst, pool, image, true);
 		*out = NULL;
-		if (dgen > sgen)
-			return ims_error_set(-ESTALE,
-					     "'%s/%s' on site '%s' is stale: site '%s' was promoted (generation %" PRIu64
-					     " > %" PRIu64 "); this copy must not replicate; resync it from site '%s'",
-					     pool, image, ims_site_name(src), ims_site_name(dst), dgen, sgen, ims_site_name(dst));
-		if (sgen > dgen)
-			return ims_error_set(-EUCLEAN,
-					     "'%s/%s' on site '%s' is an old primary that came back (generation %" PRIu64
-					     " < %" PRIu64 ")",
-					     pool, image, ims_site_name(dst), dgen, sgen);
-		return ims_error_set(-EEXIST, "site '%s' has an image '%s/%s' that is not a replica; nothing changed",
-				     ims_site_name(dst), pool, image);
+		if ((r = rbd_open_read_only(dio, image, &probe, NULL)) < 0)
+			return ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool, image, ims_site_name(dst),
+					     ims_strerror(r));
 	}
-	return 0;
+	/* a primary there: a failover made it one (it carries a generation), or it is another
+	 * image of the same name; a guard this daemon still has on it goes */
+	ims_site_guard_drop(dst, pool, image);
+	uint64_t sgen = generation_of(pimg), dgen = generation_of(probe);
+	rbd_close(probe);
+	if (dgen > sgen)
+		return ims_error_set(-ESTALE,
+				     "'%s/%s' on site '%s' is stale: site '%s' was promoted (generation %" PRIu64
+				     " > %" PRIu64 "); this copy must not replicate; resync it from site '%s'",
+				     pool, image, ims_site_name(src), ims_site_name(dst), dgen, sgen, ims_site_name(dst));
+	if (sgen > dgen)
+		return ims_error_set(-EUCLEAN,
+				     "'%s/%s' on site '%s' is an old primary that came back (generation %" PRIu64
+				     " < %" PRIu64 ")",
+				     pool, image, ims_site_name(dst), dgen, sgen);
+	return ims_error_set(-EEXIST, "site '%s' has an image '%s/%s' that is not a replica; nothing changed",
+			     ims_site_name(dst), pool, image);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -656,7 +683,7 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	ims_repl_result res;
 	char key[600], what[600], role[32];
 	size_t rlen = sizeof(role);
-	bool created = false, have_cp = false;
+	bool created = false, have_cp = false, member = false;
 	pthread_t *threads = NULL;
 	worker_arg *args = NULL;
 	unsigned started = 0;
@@ -677,7 +704,7 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	snprintf(what, sizeof(what), "'%s/%s'", pool, image);
 	checkpoint_key(key, sizeof(key), image, dst);
 	/* a member's part of a group's cut: the group's cycle took the snapshots */
-	bool member = o->cut && o->cut[0];
+	member = o->cut && o->cut[0];
 	if (member && (strlen(o->cut) >= SNAP_NAME_MAX || (o->cut_from && strlen(o->cut_from) >= SNAP_NAME_MAX))) {
 		r = ims_error_set(-EINVAL, "snapshot names of a cut are too long");
 		goto out;
@@ -951,8 +978,8 @@ out:
 	free(ss.names);
 	if (psnap)
 		rbd_close(psnap);
-	if (simg)
-		rbd_close(simg);
+	if (simg) /* a group's members are not held between cycles: group snapshots need their locks */
+		ims_site_guard_put(dst, pool, image, r < 0 || member);
 	if (pimg)
 		rbd_close(pimg);
 	if (dio)

@@ -53,6 +53,14 @@ typedef struct pair {
 	struct pair *next;
 } pair;
 
+/* An image whose pairs start no scheduled cycle: a failover of it runs. */
+typedef struct paused {
+	char pool[IMS_NAME_MAX + 1];
+	char image[IMS_NAME_MAX + 1];
+	unsigned count;
+	struct paused *next;
+} paused;
+
 /* The bandwidth of one site pair, shared by every cycle to that target. */
 typedef struct limit {
 	char target[64];
@@ -63,6 +71,7 @@ typedef struct limit {
 struct ims_repl_sched {
 	ims_repl_sched_opts o;
 	limit *limits;
+	paused *paused;
 	char owner[128];
 	rados_ioctx_t io;
 	pthread_mutex_t lock;
@@ -543,6 +552,63 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	return r;
 }
 
+static paused *find_paused_locked(ims_repl_sched *s, const char *pool, const char *image)
+{
+	for (paused *x = s->paused; x; x = x->next)
+		if (strcmp(x->pool, pool) == 0 && strcmp(x->image, image) == 0)
+			return x;
+	return NULL;
+}
+
+static bool paused_locked(ims_repl_sched *s, const pair *p)
+{
+	return !p->group && s->paused && find_paused_locked(s, p->pool, p->image);
+}
+
+int ims_repl_sched_pause(ims_repl_sched *s, const char *pool, const char *image)
+{
+	pthread_mutex_lock(&s->lock);
+	paused *x = find_paused_locked(s, pool, image);
+	if (!x) {
+		if (!(x = calloc(1, sizeof(*x)))) {
+			pthread_mutex_unlock(&s->lock);
+			return -ENOMEM;
+		}
+		snprintf(x->pool, sizeof(x->pool), "%s", pool);
+		snprintf(x->image, sizeof(x->image), "%s", image);
+		x->next = s->paused;
+		s->paused = x;
+	}
+	x->count++;
+	/* the cycles already running end first: none holds the image while it fails over */
+	for (bool busy = true; busy && !s->stopping;) {
+		busy = false;
+		for (pair *p = s->pairs; p; p = p->next)
+			busy |= !p->group && p->running && strcmp(p->pool, pool) == 0 && strcmp(p->image, image) == 0;
+		if (busy)
+			pthread_cond_wait(&s->cond, &s->lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+void ims_repl_sched_resume(ims_repl_sched *s, const char *pool, const char *image)
+{
+	pthread_mutex_lock(&s->lock);
+	for (paused **pp = &s->paused; *pp; pp = &(*pp)->next) {
+		paused *x = *pp;
+		if (strcmp(x->pool, pool) != 0 || strcmp(x->image, image) != 0)
+			continue;
+		if (--x->count == 0) {
+			*pp = x->next;
+			free(x);
+		}
+		break;
+	}
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
 static void *worker(void *arg)
 {
 	ims_repl_sched *s = arg;
@@ -556,7 +622,7 @@ static void *worker(void *arg)
 		memmove(s->queue, s->queue + 1, (s->nqueue - 1) * sizeof(*s->queue));
 		s->nqueue--;
 		p->queued = false;
-		if (p->running || !p->present)
+		if (p->running || !p->present || paused_locked(s, p))
 			continue;
 		p->running = true;
 		pthread_mutex_unlock(&s->lock);
@@ -605,7 +671,8 @@ static void *loop(void *arg)
 		for (;;) {
 			pair *best = NULL;
 			for (pair *p = s->pairs; p; p = p->next) {
-				if (!p->present || p->queued || p->running || t < p->next_attempt_ms)
+				if (!p->present || p->queued || p->running || t < p->next_attempt_ms ||
+				    paused_locked(s, p))
 					continue;
 				int64_t lag = p->sealed_ms < 0 ? INT64_MAX : t - p->sealed_ms;
 				/* start at half the RPO, or earlier if a cycle takes long: lag must
@@ -713,6 +780,11 @@ void ims_repl_sched_stop(ims_repl_sched *s)
 		pair *n = s->pairs->next;
 		free(s->pairs);
 		s->pairs = n;
+	}
+	while (s->paused) {
+		paused *n = s->paused->next;
+		free(s->paused);
+		s->paused = n;
 	}
 	while (s->limits) {
 		limit *n = s->limits->next;
@@ -944,8 +1016,11 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 			     copy.last_sealed[0] ? copy.last_sealed : "(none)");
 		return 0;
 	}
-	/* the primary's replication snapshots go, but those another target still needs; the
-	 * secondary keeps its copy */
+	/* the secondary keeps its copy, no longer held against other writers */
+	ims_site *peer = NULL;
+	if (!copy.group && s->o.peer(s->o.peer_ctx, target, &peer) == 0)
+		ims_site_guard_drop(peer, pool, image);
+	/* the primary's replication snapshots go, but those another target still needs */
 	if (copy.group)
 		ims_repl_group_forget(s->o.local, pool, image);
 	else if (ims_repl_forget(s->o.local, pool, image, target, true) < 0)
@@ -1027,13 +1102,19 @@ static int seal_user_snapshot(ims_repl_sched *s, pair *p, ims_site *peer, const 
 				  p->pool, p->image, snap, sealed, snap, p->target);
 		goto out;
 	}
-	if ((r = rbd_open(sio, p->image, &sec, NULL)) < 0 || (r = rbd_snap_create(sec, snap)) < 0) {
+	/* through the guard replication holds on the secondary: nobody else can snapshot it */
+	if ((r = ims_site_guard_get(peer, p->pool, p->image, &sec)) < 0) {
+		sec = NULL;
+		ims_error_set(r, "cannot seal '%s' on site '%s': %s", snap, p->target, ims_error_last());
+		goto out;
+	}
+	if ((r = rbd_snap_create(sec, snap)) < 0) {
 		ims_error_set(r, "cannot seal '%s' on site '%s': %s", snap, p->target, ims_strerror(r));
 		goto out;
 	}
 out:
 	if (sec)
-		rbd_close(sec);
+		ims_site_guard_put(peer, p->pool, p->image, r < 0);
 	if (at)
 		rbd_close(at);
 	if (sio)

@@ -130,6 +130,19 @@ int ims_repl_seal_snapshot(ims_repl_sched *s, const char *pool, const char *imag
 			   char *sealed_on, size_t len);
 
 /**
+ * Start no scheduled cycle of any pair of @p pool/@p image (every target) until
+ * ims_repl_sched_resume(), and wait until the running ones end: a failover of the image runs
+ * alone (its own cycles go through ims_repl_sync_now(), which a pause does not hold). Pauses
+ * nest.
+ *
+ * @returns -ENOMEM.
+ */
+int ims_repl_sched_pause(ims_repl_sched *s, const char *pool, const char *image);
+
+/** Undo one ims_repl_sched_pause(). */
+void ims_repl_sched_resume(ims_repl_sched *s, const char *pool, const char *image);
+
+/**
  * Stop replicating from this site without touching any snapshot: a failover hands the pair
  * to the new primary, whose base is the snapshot both sides keep.
  */

@@ -1,6 +1,8 @@
 #include "store/site.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,9 +13,34 @@
 #include "common/error.h"
 #include "common/log.h"
 
+/* The connection writer guards use: a client of its own, so that the fence of a guard (a
+ * promotion elsewhere blocklists it) leaves the site's main connection alone. Replaced when
+ * found blocklisted; freed when its last guard closes. */
+typedef struct gconn {
+	rados_t rados;
+	unsigned refs; /* its guards, and the site while it is the current one */
+} gconn;
+
+/* A writer guard: an image held open with its exclusive lock acquired explicitly. */
+typedef struct guard {
+	char *pool, *image;
+	gconn *conn;
+	rados_ioctx_t io;
+	rbd_image_t img;
+	unsigned users;
+	bool opening; /* being opened by one caller; the others wait */
+	bool drop;    /* close at the last put */
+	struct guard *next;
+} guard;
+
 struct ims_site {
 	char *name;
 	rados_t rados;
+	ims_site_opts opts; /* its strings owned: for the guard connection */
+	pthread_mutex_t guard_lock;
+	pthread_cond_t guard_cond;
+	guard *guards;
+	gconn *gconn; /* the current guard connection, made on first use */
 };
 
 static int set_conf(rados_t r, const char *key, const char *value, const char *site)
@@ -25,19 +52,85 @@ static int set_conf(rados_t r, const char *key, const char *value, const char *s
 	return 0;
 }
 
+/* A new client of the cluster, configured the way every imgstore connection is. */
+static int cluster_connect(const ims_site_opts *opts, const char *name, rados_t *out)
+{
+	char user[128], num[32];
+	uint64_t mon_timeout = opts->mon_timeout ? opts->mon_timeout : 10;
+	uint64_t osd_timeout = opts->osd_timeout ? opts->osd_timeout : 30;
+	rados_t rados = NULL;
+	int r;
+
+	snprintf(user, sizeof(user), "client.%s", opts->client_id ? opts->client_id : "admin");
+	r = rados_create2(&rados, "ceph", user, 0);
+	if (r < 0)
+		return ims_error_set(r, "site '%s': cannot create a cluster handle for '%s': %s", name, user,
+				     ims_strerror(r));
+	r = rados_conf_read_file(rados, opts->ceph_conf);
+	if (r < 0) {
+		ims_error_set(r, "site '%s': cannot parse ceph.conf '%s': %s", name, opts->ceph_conf, ims_strerror(r));
+		goto out;
+	}
+	if (opts->keyring && (r = set_conf(rados, "keyring", opts->keyring, name)) < 0)
+		goto out;
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)mon_timeout);
+	if ((r = set_conf(rados, "client_mount_timeout", num, name)) < 0 ||
+	    (r = set_conf(rados, "rados_mon_op_timeout", num, name)) < 0)
+		goto out;
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)osd_timeout);
+	if ((r = set_conf(rados, "rados_osd_op_timeout", num, name)) < 0)
+		goto out;
+	/* Our own messages say what failed; librados' stderr chatter would only repeat it. */
+	if ((r = set_conf(rados, "log_to_stderr", "false", name)) < 0 ||
+	    (r = set_conf(rados, "err_to_stderr", "false", name)) < 0)
+		goto out;
+	/* imgstore copies in bulk with its own bounded buffers: librbd's writeback cache (32 MiB
+	 * per open image) would only add a copy and memory. */
+	if ((r = set_conf(rados, "rbd_cache", "false", name)) < 0)
+		goto out;
+	/* Clones are format 2 (no snapshot protection) whatever the cluster's default. */
+	if ((r = set_conf(rados, "rbd_default_clone_format", "2", name)) < 0)
+		goto out;
+
+	r = rados_connect(rados);
+	if (r < 0) {
+		if (r == -ETIMEDOUT || r == -EINTR)
+			ims_error_set(-ETIMEDOUT, "site '%s': the monitors did not answer within %llus (%s)", name,
+				      (unsigned long long)mon_timeout, opts->ceph_conf);
+		else
+			ims_error_set(r, "site '%s': cannot connect as '%s': %s", name, user, ims_strerror(r));
+		if (r == -EINTR)
+			r = -ETIMEDOUT;
+		goto out;
+	}
+	ims_log_debug("connected to site '%s' (%s) as %s", name, opts->ceph_conf, user);
+	*out = rados;
+	rados = NULL;
+	r = 0;
+out:
+	if (rados)
+		rados_shutdown(rados);
+	return r;
+}
+
+static char *dup_or_null(const char *s, bool *ok)
+{
+	char *d = s ? strdup(s) : NULL;
+	if (s && !d)
+		*ok = false;
+	return d;
+}
+
 int ims_site_connect(ims_site **out, const ims_site_opts *opts)
 {
 	ims_site *site = NULL;
-	char user[128], num[32];
 	const char *name;
-	uint64_t mon_timeout, osd_timeout;
+	bool ok = true;
 	int r;
 
 	if (!out || !opts || opts->version != IMS_SITE_OPTS_VERSION || !opts->ceph_conf)
 		return ims_error_set(-EINVAL, "site options are incomplete");
 	name = opts->name ? opts->name : "?";
-	mon_timeout = opts->mon_timeout ? opts->mon_timeout : 10;
-	osd_timeout = opts->osd_timeout ? opts->osd_timeout : 30;
 
 	/* librados reports a missing conf file as -ENOENT from deep inside; say which file. */
 	if (access(opts->ceph_conf, R_OK) < 0)
@@ -52,54 +145,19 @@ int ims_site_connect(ims_site **out, const ims_site_opts *opts)
 		r = -ENOMEM;
 		goto out;
 	}
-	snprintf(user, sizeof(user), "client.%s", opts->client_id ? opts->client_id : "admin");
-	r = rados_create2(&site->rados, "ceph", user, 0);
-	if (r < 0) {
-		site->rados = NULL;
-		ims_error_set(r, "site '%s': cannot create a cluster handle for '%s': %s", name, user,
-			      ims_strerror(r));
+	pthread_mutex_init(&site->guard_lock, NULL);
+	pthread_cond_init(&site->guard_cond, NULL);
+	site->opts = *opts;
+	site->opts.name = site->name;
+	site->opts.ceph_conf = dup_or_null(opts->ceph_conf, &ok);
+	site->opts.client_id = dup_or_null(opts->client_id, &ok);
+	site->opts.keyring = dup_or_null(opts->keyring, &ok);
+	if (!ok) {
+		r = -ENOMEM;
 		goto out;
 	}
-	r = rados_conf_read_file(site->rados, opts->ceph_conf);
-	if (r < 0) {
-		ims_error_set(r, "site '%s': cannot parse ceph.conf '%s': %s", name, opts->ceph_conf,
-			      ims_strerror(r));
+	if ((r = cluster_connect(&site->opts, name, &site->rados)) < 0)
 		goto out;
-	}
-	if (opts->keyring && (r = set_conf(site->rados, "keyring", opts->keyring, name)) < 0)
-		goto out;
-	snprintf(num, sizeof(num), "%llu", (unsigned long long)mon_timeout);
-	if ((r = set_conf(site->rados, "client_mount_timeout", num, name)) < 0 ||
-	    (r = set_conf(site->rados, "rados_mon_op_timeout", num, name)) < 0)
-		goto out;
-	snprintf(num, sizeof(num), "%llu", (unsigned long long)osd_timeout);
-	if ((r = set_conf(site->rados, "rados_osd_op_timeout", num, name)) < 0)
-		goto out;
-	/* Our own messages say what failed; librados' stderr chatter would only repeat it. */
-	if ((r = set_conf(site->rados, "log_to_stderr", "false", name)) < 0 ||
-	    (r = set_conf(site->rados, "err_to_stderr", "false", name)) < 0)
-		goto out;
-	/* imgstore copies in bulk with its own bounded buffers: librbd's writeback cache (32 MiB
-	 * per open image) would only add a copy and memory. */
-	if ((r = set_conf(site->rados, "rbd_cache", "false", name)) < 0)
-		goto out;
-	/* Clones are format 2 (no snapshot protection) whatever the cluster's default. */
-	if ((r = set_conf(site->rados, "rbd_default_clone_format", "2", name)) < 0)
-		goto out;
-
-	r = rados_connect(site->rados);
-	if (r < 0) {
-		if (r == -ETIMEDOUT || r == -EINTR)
-			ims_error_set(-ETIMEDOUT, "site '%s': the monitors did not answer within %llus (%s)",
-				      name, (unsigned long long)mon_timeout, opts->ceph_conf);
-		else
-			ims_error_set(r, "site '%s': cannot connect as '%s': %s", name, user,
-				      ims_strerror(r));
-		if (r == -EINTR)
-			r = -ETIMEDOUT;
-		goto out;
-	}
-	ims_log_debug("connected to site '%s' (%s) as %s", name, opts->ceph_conf, user);
 	*out = site;
 	site = NULL;
 	r = 0;
@@ -108,14 +166,322 @@ out:
 	return r;
 }
 
+/* Under the site's guard lock. */
+static void gconn_unref(gconn *c)
+{
+	if (c && --c->refs == 0) {
+		rados_shutdown(c->rados);
+		free(c);
+	}
+}
+
+/* Close a guard (without the guard lock: it waits for the cluster); its connection's count
+ * is then dropped under the lock by the caller. */
+static void guard_close(guard *g)
+{
+	if (g->img) {
+		rbd_lock_release(g->img);
+		rbd_close(g->img);
+	}
+	if (g->io)
+		rados_ioctx_destroy(g->io);
+	free(g->pool);
+	free(g->image);
+	free(g);
+}
+
+static void guard_close_unref(ims_site *site, guard *g)
+{
+	gconn *c = g->conn;
+	guard_close(g);
+	pthread_mutex_lock(&site->guard_lock);
+	gconn_unref(c);
+	pthread_mutex_unlock(&site->guard_lock);
+}
+
 void ims_site_close(ims_site *site)
 {
 	if (!site)
 		return;
+	if (site->name) { /* set up together with the guard table */
+		while (site->guards) {
+			guard *g = site->guards;
+			gconn *c = g->conn;
+			site->guards = g->next;
+			guard_close(g);
+			gconn_unref(c);
+		}
+		gconn_unref(site->gconn);
+		pthread_mutex_destroy(&site->guard_lock);
+		pthread_cond_destroy(&site->guard_cond);
+	}
 	if (site->rados)
 		rados_shutdown(site->rados);
+	free((char *)site->opts.ceph_conf);
+	free((char *)site->opts.client_id);
+	free((char *)site->opts.keyring);
 	free(site->name);
 	free(site);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* writer guards */
+
+static guard *guard_find(ims_site *site, const char *pool, const char *image, guard ***link)
+{
+	guard **pp = &site->guards;
+	for (; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->pool, pool) == 0 && strcmp((*pp)->image, image) == 0)
+			break;
+	if (link)
+		*link = pp;
+	return *pp;
+}
+
+static void guard_unlink(ims_site *site, guard *g)
+{
+	guard **pp;
+	if (guard_find(site, g->pool, g->image, &pp) == g)
+		*pp = g->next;
+}
+
+/* An entity address without its "v1:"/"v2:"/"any:" prefix. */
+static const char *bare_addr(const char *a, size_t *len)
+{
+	static const char *const pre[] = { "v1:", "v2:", "any:" };
+	for (size_t i = 0; i < sizeof(pre) / sizeof(pre[0]); i++) {
+		size_t n = strlen(pre[i]);
+		if (*len > n && strncmp(a, pre[i], n) == 0) {
+			*len -= n;
+			return a + n;
+		}
+	}
+	return a;
+}
+
+/* Whether @p addr is one of the addresses of @p rados ("127.0.0.1:0/1874625615" or
+ * "[v2:...,v1:...]"); the nonce makes an address unique. */
+static bool addr_of(rados_t rados, const char *addr)
+{
+	char *list = NULL;
+	bool found = false;
+	if (!addr || !addr[0] || rados_getaddrs(rados, &list) < 0 || !list)
+		return false;
+	size_t alen = strlen(addr);
+	const char *a = bare_addr(addr, &alen);
+	for (const char *p = list; *p && !found;) {
+		size_t n = strcspn(p, "[], "), blen = n;
+		const char *b = bare_addr(p, &blen);
+		found = n && blen == alen && strncmp(a, b, alen) == 0;
+		p += n ? n : 1;
+	}
+	free(list);
+	return found;
+}
+
+bool ims_site_is_me(ims_site *site, const char *owner)
+{
+	if (addr_of(site->rados, owner))
+		return true;
+	pthread_mutex_lock(&site->guard_lock);
+	bool me = site->gconn && addr_of(site->gconn->rados, owner);
+	pthread_mutex_unlock(&site->guard_lock);
+	return me;
+}
+
+/* Who holds the exclusive lock of @p img, into @p buf ("" if nobody, or unknown). */
+static void lock_owner(rbd_image_t img, char *buf, size_t len)
+{
+	rbd_lock_mode_t mode;
+	char *owners[4];
+	size_t max = 4;
+	buf[0] = '\0';
+	if (rbd_lock_get_owners(img, &mode, owners, &max) == 0) {
+		if (max)
+			snprintf(buf, len, "%s", owners[0]);
+		rbd_lock_get_owners_cleanup(owners, max);
+	}
+}
+
+/* The current guard connection, made on first use or after the last one was blocklisted;
+ * with one count taken for the caller. */
+static int gconn_get(ims_site *site, gconn *blocklisted, gconn **out)
+{
+	rados_t rados;
+	pthread_mutex_lock(&site->guard_lock);
+	if (site->gconn && site->gconn == blocklisted) {
+		ims_log_warning("site '%s': the connection that guards secondaries was blocklisted (a promotion fenced "
+				"it); connecting again",
+				site->name);
+		gconn_unref(site->gconn);
+		site->gconn = NULL;
+	}
+	if (site->gconn) {
+		site->gconn->refs++;
+		*out = site->gconn;
+		pthread_mutex_unlock(&site->guard_lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&site->guard_lock);
+	int r = cluster_connect(&site->opts, site->name, &rados);
+	if (r < 0)
+		return r;
+	gconn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		rados_shutdown(rados);
+		return -ENOMEM;
+	}
+	c->rados = rados;
+	pthread_mutex_lock(&site->guard_lock);
+	if (site->gconn) { /* another thread was quicker */
+		rados_shutdown(rados);
+		free(c);
+		c = site->gconn;
+	} else {
+		c->refs = 1;
+		site->gconn = c;
+	}
+	c->refs++;
+	*out = c;
+	pthread_mutex_unlock(&site->guard_lock);
+	return 0;
+}
+
+static void guard_release_handles(guard *g)
+{
+	if (g->img)
+		rbd_close(g->img);
+	if (g->io)
+		rados_ioctx_destroy(g->io);
+	g->img = NULL;
+	g->io = NULL;
+}
+
+static int guard_open_on(ims_site *site, guard *g)
+{
+	char owner[128];
+	int r = rados_ioctx_create(g->conn->rados, g->pool, &g->io);
+	if (r < 0) {
+		g->io = NULL;
+		return r == -ENOENT ? ims_error_set(r, "no pool '%s' on site '%s'", g->pool, site->name)
+				    : ims_error_set(r, "cannot open pool '%s' on site '%s': %s", g->pool, site->name,
+						    ims_strerror(r));
+	}
+	if ((r = rbd_open(g->io, g->image, &g->img, NULL)) < 0) {
+		g->img = NULL;
+		return ims_error_set(r, r == -ENOENT ? "no image '%s/%s' on site '%s'" : "cannot open '%s/%s' on site '%s'",
+				     g->pool, g->image, site->name);
+	}
+	r = rbd_lock_acquire(g->img, RBD_LOCK_MODE_EXCLUSIVE);
+	if (r < 0) {
+		lock_owner(g->img, owner, sizeof(owner));
+		return ims_error_set(r == -EROFS ? -EBUSY : r,
+				     "cannot hold '%s/%s' on site '%s' against other writers: %s%s%s%s", g->pool,
+				     g->image, site->name, r == -EROFS ? "another client holds its lock" : ims_strerror(r),
+				     owner[0] ? " (" : "", owner, owner[0] ? ")" : "");
+	}
+	return 0;
+}
+
+/* Open and lock @p g on the guard connection; once more on a new connection if the current
+ * one was blocklisted (-ESHUTDOWN is Ceph's EBLOCKLISTED). */
+static int guard_open(ims_site *site, guard *g)
+{
+	int r = 0;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		gconn *dead = attempt ? g->conn : NULL;
+		if (attempt) {
+			guard_release_handles(g);
+			pthread_mutex_lock(&site->guard_lock);
+			gconn_unref(g->conn);
+			pthread_mutex_unlock(&site->guard_lock);
+			g->conn = NULL;
+		}
+		if ((r = gconn_get(site, dead, &g->conn)) < 0) {
+			g->conn = NULL;
+			return r;
+		}
+		if ((r = guard_open_on(site, g)) != -ESHUTDOWN)
+			break;
+	}
+	return r;
+}
+
+int ims_site_guard_get(ims_site *site, const char *pool, const char *image, rbd_image_t *out)
+{
+	guard *g;
+	int r = 0;
+	pthread_mutex_lock(&site->guard_lock);
+	while ((g = guard_find(site, pool, image, NULL)) && (g->opening || (g->drop && g->users == 0)))
+		pthread_cond_wait(&site->guard_cond, &site->guard_lock);
+	if (g) {
+		g->users++;
+		*out = g->img;
+		pthread_mutex_unlock(&site->guard_lock);
+		return 0;
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g || !(g->pool = strdup(pool)) || !(g->image = strdup(image))) {
+		pthread_mutex_unlock(&site->guard_lock);
+		if (g)
+			guard_close(g);
+		return -ENOMEM;
+	}
+	g->opening = true;
+	g->next = site->guards;
+	site->guards = g;
+	pthread_mutex_unlock(&site->guard_lock);
+
+	r = guard_open(site, g); /* no lock held while the cluster answers */
+
+	pthread_mutex_lock(&site->guard_lock);
+	g->opening = false;
+	if (r < 0)
+		guard_unlink(site, g);
+	else {
+		g->users = 1;
+		*out = g->img;
+	}
+	pthread_cond_broadcast(&site->guard_cond);
+	pthread_mutex_unlock(&site->guard_lock);
+	if (r < 0)
+		guard_close_unref(site, g);
+	return r;
+}
+
+void ims_site_guard_put(ims_site *site, const char *pool, const char *image, bool drop)
+{
+	guard *g, *closing = NULL;
+	pthread_mutex_lock(&site->guard_lock);
+	if ((g = guard_find(site, pool, image, NULL)) && !g->opening && g->users) {
+		g->drop |= drop;
+		if (--g->users == 0 && g->drop) {
+			guard_unlink(site, g);
+			closing = g;
+		}
+	}
+	pthread_cond_broadcast(&site->guard_cond);
+	pthread_mutex_unlock(&site->guard_lock);
+	if (closing)
+		guard_close_unref(site, closing);
+}
+
+bool ims_site_guard_drop(ims_site *site, const char *pool, const char *image)
+{
+	guard *g;
+	pthread_mutex_lock(&site->guard_lock);
+	while ((g = guard_find(site, pool, image, NULL)) && (g->opening || g->users)) {
+		if (!g->opening)
+			g->drop = true;
+		pthread_cond_wait(&site->guard_cond, &site->guard_lock);
+	}
+	if (g)
+		guard_unlink(site, g);
+	pthread_cond_broadcast(&site->guard_cond);
+	pthread_mutex_unlock(&site->guard_lock);
+	if (g)
+		guard_close_unref(site, g);
+	return g != NULL;
 }
 
 const char *ims_site_name(const ims_site *site)

@@ -8,9 +8,11 @@
 #ifndef IMS_STORE_SITE_H
 #define IMS_STORE_SITE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <rados/librados.h>
+#include <rbd/librbd.h>
 
 typedef struct ims_site ims_site;
 
@@ -64,5 +66,38 @@ int ims_site_fsid(ims_site *site, char *buf, unsigned len);
  * @returns -ENOMEM, or an error of the monitor command.
  */
 int ims_site_mon_addrs(ims_site *site, char *buf, unsigned len);
+
+/**
+ * Whether @p owner, a lock owner as librbd names it ("127.0.0.1:0/1874625615"), is this
+ * connection or its guard connection: a fence must never break its own lock.
+ */
+bool ims_site_is_me(ims_site *site, const char *owner);
+
+/*
+ * Writer guards. A secondary copy is held open by the daemon that replicates into it, with its
+ * exclusive lock acquired explicitly: librbd does not hand such a lock over on request, so
+ * every other client's write, snapshot change or resize fails with -EROFS (a hypervisor started
+ * on the wrong site, a script with `rbd bench`). imgstore writes through the guard's own handle.
+ * One guard per image on a site connection, shared by the threads that use it; the lock goes
+ * with ims_site_guard_drop() (a promotion), with a put that asks to drop it, with the
+ * connection, or with the process (its watch lapses).
+ */
+
+/**
+ * The guarded handle of @p pool/@p image, opened and locked on first use. Borrowed until
+ * ims_site_guard_put(); do not close it.
+ *
+ * @returns -ENOENT if the image does not exist, -EBUSY if another client holds its lock
+ *          explicitly (another imgstored's guard: the message names its address).
+ */
+int ims_site_guard_get(ims_site *site, const char *pool, const char *image, rbd_image_t *out);
+
+/** Done with a handle of ims_site_guard_get(); with @p drop (an error, the handle may be
+ *  dead) the guard is closed at its last user and the next get opens it again. */
+void ims_site_guard_put(ims_site *site, const char *pool, const char *image, bool drop);
+
+/** Release the guard of @p pool/@p image now (after its users are done): for a promotion, or
+ *  when replication into it stops. Returns whether there was one. */
+bool ims_site_guard_drop(ims_site *site, const char *pool, const char *image);
 
 #endif

@@ -38,12 +38,15 @@ role_of() { # SITE: primary or secondary, from the copy's metadata
 }
 gen_of() { rbd -c "$(conf_of "$1")" image-meta get "rbd/$img" imgstore.generation 2>/dev/null || echo 0; }
 head_sum() { rbd -c "$(conf_of "$1")" export --no-progress "rbd/$img" - 2>/dev/null | sha256sum | cut -d' ' -f1; }
+refused() { ! "$@"; }
 write_on() { rbd -c "$(conf_of "$1")" bench --io-type write --io-size 64K --io-total "$2" --io-pattern rand "rbd/$img" >/dev/null 2>&1; }
 
 expect_rc 0 "create rbd/$img on site a" on_a image create "rbd/$img" --size 64M
 write_on a 8M
 expect_rc 0 "enable replication to site b" on_a repl enable "rbd/$img" --to b --rpo 30s
 expect_rc 0 "first sync" on_a repl sync "rbd/$img"
+# the secondary refuses every writer but site a's replication (it holds its lock)
+check "a plain rbd write to the secondary on site b is refused" refused write_on b 1M
 
 # refusals that change nothing
 expect_rc 1 "a planned failover asked of the secondary's site is refused" on_b repl failover "rbd/$img" --to b
@@ -96,6 +99,9 @@ on_b host lease release "$(on_b --format json host lease ls "rbd/$img" | jq -r '
 # replication now runs b -> a
 for i in $(seq 1 40); do on_b --format json repl status "rbd/$img" 2>/dev/null | jq -e '.[0].target == "a"' >/dev/null && break; sleep 0.5; done
 check "site b's daemon replicates to site a now" bash -c "IMGSTORE_SERVER=$IMGSTORE_SERVER_B '$CLI' --format json repl status 'rbd/$img' | jq -e '.[0].target == \"a\"' >/dev/null"
+expect_rc 0 "a cycle b -> a" on_b repl sync "rbd/$img"
+check "a plain rbd write to the new secondary (site a) is refused" refused write_on a 1M
+check "a plain rbd write to the new primary (site b) goes through" write_on b 1M
 check "site a's daemon no longer replicates it" bash -c "! IMGSTORE_SERVER=$IMGSTORE_SERVER_A '$CLI' --format json repl status 'rbd/$img' | jq -e 'length > 0' >/dev/null"
 
 # ROUNDS rounds of failback and failover, writes in between

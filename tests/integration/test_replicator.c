@@ -21,6 +21,7 @@
 
 #include "common/error.h"
 #include "itest.h"
+#include "replicator/failover.h"
 #include "replicator/replicator.h"
 #include "store/image.h"
 
@@ -424,6 +425,55 @@ static void test_two_targets(void **state)
 	assert_int_equal(count_repl_snaps(A, name), 0);
 }
 
+#define RBD_WRITE "rbd -c \"$CEPH_CONF_B\" bench --io-type write --io-size 4K --io-total 64K rbd/%s >/dev/null 2>&1"
+
+/*
+ * A secondary refuses every writer but the replication that holds it (store/site.h): a plain
+ * rbd write fails, cycles still write. A promotion by another daemon fences
+ * the guard, after which hosts write to the new primary; the fenced daemon's other secondaries
+ * recover on their next cycle with a new guard connection, the main one untouched.
+ */
+static void test_secondary_refuses_writers(void **state)
+{
+	(void)state;
+	const char *name = itest_name("repl-guard"), *other = itest_name("repl-guard2");
+	ims_repl_result res;
+	ims_repl_opts o = IMS_REPL_OPTS_INIT;
+	create(name, 16 * MiB);
+	create(other, 16 * MiB);
+	write_random(name, 8, 64 * KiB, 16 * MiB, 50);
+	write_random(other, 8, 64 * KiB, 16 * MiB, 52);
+	sync_ok(name, &res);
+	sync_ok(other, &res);
+
+	/* (librbd proxies snapshot and resize requests to the lock's holder, which runs them:
+	 * only data writes are refused; see docs/REPLICATION.md) */
+	assert_int_not_equal(itest_sh(RBD_WRITE, name), 0);
+	assert_int_not_equal(itest_sh(RBD_WRITE, name), 0); /* every time, not only the first */
+	write_random(name, 8, 64 * KiB, 16 * MiB, 51);
+	sync_ok(name, &res);
+	assert_false(res.full);
+
+	/* another daemon of site b promotes it: this process's guard is fenced, hosts write */
+	ims_site *B2 = itest_site('B');
+	assert_int_equal(ims_repl_promote(B2, "rbd", name, 1, true, NULL, 0), 0);
+	ims_site_close(B2);
+	assert_int_equal(itest_sh(RBD_WRITE, name), 0);
+	/* this process still replicates its other image: at most one cycle fails on the fenced
+	 * guard, the next one connects again; the main connection was never cut */
+	write_random(other, 8, 64 * KiB, 16 * MiB, 53);
+	int r = ims_repl_sync(&res, A, B, "rbd", other, &o);
+	if (r < 0)
+		r = ims_repl_sync(&res, A, B, "rbd", other, &o);
+	if (r < 0)
+		fail_msg("sync after the fence: %s", ims_error_last());
+	assert_false(res.full);
+	assert_sealed_equal(other, res.sealed);
+	assert_int_not_equal(itest_sh(RBD_WRITE, other), 0);
+	/* the promoted image is no longer replicated into: it is a primary of a newer generation */
+	assert_int_equal(ims_repl_sync(&res, A, B, "rbd", name, &o), -ESTALE);
+}
+
 static void test_refusals(void **state)
 {
 	(void)state;
@@ -454,6 +504,7 @@ int main(void)
 		cmocka_unit_test(test_resize),
 		cmocka_unit_test(test_cut_cycle_resumes),
 		cmocka_unit_test(test_two_targets),
+		cmocka_unit_test(test_secondary_refuses_writers),
 		cmocka_unit_test(test_refusals),
 	};
 	return cmocka_run_group_tests_name("replicator", tests, setup, teardown);
