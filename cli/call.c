@@ -52,6 +52,27 @@ static int connect_once(ims_cli *cli)
 	return 0;
 }
 
+int ims_cli_call_denied(ims_cli *cli, const char *method, const void *req,
+			const ProtobufCMessageDescriptor *resp_desc, void *resp, bool *denied)
+{
+	ProtobufCMessage *m = NULL;
+	int r;
+
+	*denied = false;
+	if ((r = connect_once(cli)))
+		return r;
+	ims_error_clear();
+	r = cli->t.call(cli->t.ctx, method, req, resp_desc, &m);
+	if (r < 0 && cli->t.last_code && cli->t.last_code(cli->t.ctx) == IMS_RPC_PERMISSION_DENIED) {
+		*denied = true;
+		return 1;
+	}
+	if (r < 0)
+		return ims_cli_fail(cli, "%s", ims_error_last());
+	*(ProtobufCMessage **)resp = m;
+	return 0;
+}
+
 int ims_cli_call(ims_cli *cli, const char *method, const void *req,
 		 const ProtobufCMessageDescriptor *resp_desc, void *resp)
 {

@@ -282,9 +282,13 @@ static void test_import_export(void **state)
 {
 	(void)state;
 	char raw[512], qcow[512], out_path[512], dl[512];
+	const char *in_dir = getenv("IMGSTORE_IMPORT_DIR"), *out_dir = getenv("IMGSTORE_EXPORT_DIR");
+	assert_non_null(in_dir);
+	assert_non_null(out_dir);
+	/* by path only in the daemon's [server] import_dirs and export_dirs */
 	snprintf(raw, sizeof(raw), "%s/src.raw", itest_dir());
-	snprintf(qcow, sizeof(qcow), "%s/src.qcow2", itest_dir());
-	snprintf(out_path, sizeof(out_path), "%s/exported.raw", itest_dir());
+	snprintf(qcow, sizeof(qcow), "%s/%s.qcow2", in_dir, itest_name("src"));
+	snprintf(out_path, sizeof(out_path), "%s/%s.raw", out_dir, itest_name("exported"));
 	snprintf(dl, sizeof(dl), "%s/downloaded.qcow2", itest_dir());
 	itest_fill_pattern(raw, 20 * MiB + 512, 3);
 	assert_int_equal(itest_sh("qemu-img convert -O qcow2 '%s' '%s'", raw, qcow), 0);
@@ -416,6 +420,76 @@ static void test_import_export(void **state)
 	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr), 0);
 	free_msg(dr);
 	del.image = &s2;
+	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr), 0);
+	free_msg(dr);
+	unlink(qcow);
+	unlink(out_path);
+}
+
+/* An import by path reads only files under [server] import_dirs, an export by path writes only
+ * under export_dirs, symbolic links and '..' resolved first; every refusal is
+ * permission_denied and changes nothing. */
+static void test_paths_refused(void **state)
+{
+	(void)state;
+	const char *sb = getenv("IMGSTORE_SANDBOX"), *in_dir = getenv("IMGSTORE_IMPORT_DIR"),
+		   *out_dir = getenv("IMGSTORE_EXPORT_DIR");
+	assert_non_null(sb);
+	assert_non_null(in_dir);
+	assert_non_null(out_dir);
+	const char *name = itest_name("paths");
+	char keyring[512], link[512], dotdot[512], outside[512], link_dir[512], via_link[600];
+	snprintf(keyring, sizeof(keyring), "%s/site-a/keyring", sb);
+	snprintf(link, sizeof(link), "%s/%s.img", in_dir, itest_name("to-keyring"));
+	snprintf(dotdot, sizeof(dotdot), "%s/../admin.token", in_dir);
+	assert_int_equal(access(keyring, R_OK), 0); /* the daemon could read it */
+	assert_int_equal(symlink(keyring, link), 0);
+
+	Imgstore__V1__ImageSpec s;
+	spec(&s, name, NULL);
+	Imgstore__V1__ImportImageRequest im = IMGSTORE__V1__IMPORT_IMAGE_REQUEST__INIT;
+	Imgstore__V1__Operation *op = NULL;
+	im.image = &s;
+	im.format = "raw";
+	const char *refused[] = { "/etc/passwd", keyring, link, dotdot, "/proc/self/environ" };
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		im.source_path = (char *)refused[i];
+		if (CALL(C, "ImageService", "ImportImage", &im, operation, &op) != -EPERM)
+			fail_msg("import of '%s' was not refused: %s", refused[i], ims_error_last());
+		assert_int_equal(ims_client_last_code(C), IMS_RPC_PERMISSION_DENIED);
+		assert_non_null(strstr(ims_error_last(), "import_dirs"));
+		assert_null(get_image(C, name)); /* nothing made */
+	}
+	unlink(link);
+
+	/* export: a file outside export_dirs, directly or through a symbolic link to a directory */
+	Imgstore__V1__CreateImageRequest cr = IMGSTORE__V1__CREATE_IMAGE_REQUEST__INIT;
+	Imgstore__V1__Image *img = NULL;
+	cr.image = &s;
+	cr.size = MiB;
+	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), 0);
+	free_msg(img);
+	snprintf(outside, sizeof(outside), "%s/outside.raw", itest_dir());
+	snprintf(link_dir, sizeof(link_dir), "%s/%s", out_dir, itest_name("to-tmp"));
+	snprintf(via_link, sizeof(via_link), "%s/outside.raw", link_dir);
+	assert_int_equal(symlink(itest_dir(), link_dir), 0);
+	Imgstore__V1__ExportImageRequest ex = IMGSTORE__V1__EXPORT_IMAGE_REQUEST__INIT;
+	ex.image = &s;
+	const char *bad_dest[] = { outside, via_link };
+	for (size_t i = 0; i < 2; i++) {
+		ex.dest_path = (char *)bad_dest[i];
+		if (CALL(C, "ImageService", "ExportImage", &ex, operation, &op) != -EPERM)
+			fail_msg("export to '%s' was not refused: %s", bad_dest[i], ims_error_last());
+		assert_int_equal(ims_client_last_code(C), IMS_RPC_PERMISSION_DENIED);
+		assert_non_null(strstr(ims_error_last(), "export_dirs"));
+	}
+	assert_int_equal(access(outside, F_OK), -1); /* nothing written */
+	unlink(link_dir);
+
+	Imgstore__V1__DeleteImageRequest del = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
+	Imgstore__V1__DeleteImageResponse *dr = NULL;
+	del.image = &s;
+	del.purge = 1;
 	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr), 0);
 	free_msg(dr);
 }
@@ -660,7 +734,8 @@ static void test_daemon_killed_during_import(void **state)
 {
 	(void)state;
 	char big[512];
-	snprintf(big, sizeof(big), "%s/killed.raw", itest_dir());
+	assert_non_null(getenv("IMGSTORE_IMPORT_DIR"));
+	snprintf(big, sizeof(big), "%s/%s.raw", getenv("IMGSTORE_IMPORT_DIR"), itest_name("killed"));
 	assert_int_equal(itest_sh("head -c %d /dev/urandom > '%s'", 400 << 20, big), 0);
 	const char *name = itest_name("killed");
 	Imgstore__V1__ImageSpec s;
@@ -707,6 +782,7 @@ static void test_daemon_killed_during_import(void **state)
 			sleep(2);
 	}
 	assert_int_equal(left, 0);
+	unlink(big);
 }
 
 int main(void)
@@ -714,6 +790,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_image_methods),
 		cmocka_unit_test(test_import_export),
+		cmocka_unit_test(test_paths_refused),
 		cmocka_unit_test(test_roles),
 		cmocka_unit_test(test_leases_and_attach),
 		cmocka_unit_test(test_malformed_requests),
