@@ -740,6 +740,24 @@ static int h_download_chunk(void *app, ims_rpc_call *call, const ProtobufCMessag
 /* ---------------------------------------------------------------------------------------- */
 /* SnapshotService */
 
+/* A host snapshots the copy it writes: not a secondary, which replication alone changes (a
+ * snapshot there would be taken for one the primary sealed). Admins are not held to it. */
+static int host_writable(ims_daemon *d, ims_rpc_call *call, const ims_spec *s)
+{
+	ims_repl_side side;
+	int r;
+	if (ims_rpc_call_role(call) >= IMS_ROLE_ADMIN)
+		return 0;
+	if ((r = ims_repl_side_get(d->site, s->pool, s->image, &side)) < 0)
+		return r;
+	if (side.secondary)
+		return ims_error_set(-EROFS,
+				     "'%s/%s' on site '%s' is a secondary (its primary: %s); hosts snapshot it on the "
+				     "primary's site, and replication brings the snapshot here",
+				     s->pool, s->image, ims_site_name(d->site), side.source[0] ? side.source : "unknown");
+	return 0;
+}
+
 static int h_create_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
@@ -750,6 +768,7 @@ static int h_create_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 	int r;
 	char sealed_on[256];
 	if ((r = get_spec(d, call, q->snapshot, &s, true, true)) < 0 ||
+	    (r = ims_snap_check_user_name(s.snap, "create")) < 0 || (r = host_writable(d, call, &s)) < 0 ||
 	    (r = ims_snap_create(d->site, s.pool, s.image, s.snap)) < 0)
 		return r;
 	/* sync mode: the snapshot is sealed on the targets before this call succeeds */
@@ -828,7 +847,8 @@ static int h_rollback_snapshot(void *app, ims_rpc_call *call, const ProtobufCMes
 	const Imgstore__V1__RollbackSnapshotRequest *q = (const void *)req;
 	ims_spec s;
 	int r;
-	if ((r = get_spec(d, call, q->snapshot, &s, true, true)) < 0)
+	if ((r = get_spec(d, call, q->snapshot, &s, true, true)) < 0 ||
+	    (r = ims_snap_check_user_name(s.snap, "roll back to")) < 0)
 		return r;
 	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
 		return r;
@@ -843,6 +863,7 @@ static int h_delete_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 	ims_spec s;
 	int r;
 	if ((r = get_spec(d, call, q->snapshot, &s, true, true)) < 0 ||
+	    (r = ims_snap_check_user_name(s.snap, "remove")) < 0 ||
 	    (r = ims_snap_remove(d->site, s.pool, s.image, s.snap)) < 0)
 		return r;
 	Imgstore__V1__DeleteSnapshotResponse *m = ALLOC(call, Imgstore__V1__DeleteSnapshotResponse);
