@@ -52,8 +52,9 @@ static int connect_once(ims_cli *cli)
 	return 0;
 }
 
-int ims_cli_call(ims_cli *cli, const char *method, const void *req,
-		 const ProtobufCMessageDescriptor *resp_desc, void *resp)
+/* @p denied NULL: every failure is printed; else a permission_denied answer is not, and sets it. */
+static int call(ims_cli *cli, const char *method, const void *req, const ProtobufCMessageDescriptor *resp_desc,
+		void *resp, bool *denied)
 {
 	ProtobufCMessage *m = NULL;
 	int r;
@@ -63,7 +64,12 @@ int ims_cli_call(ims_cli *cli, const char *method, const void *req,
 	ims_error_clear();
 	r = cli->t.call(cli->t.ctx, method, req, resp_desc, &m);
 	if (r < 0) {
-		if (cli->t.last_code && cli->t.last_code(cli->t.ctx) == IMS_RPC_UNIMPLEMENTED) {
+		ims_rpc_code code = cli->t.last_code ? cli->t.last_code(cli->t.ctx) : IMS_RPC_UNKNOWN;
+		if (denied && code == IMS_RPC_PERMISSION_DENIED) {
+			*denied = true;
+			return 1;
+		}
+		if (code == IMS_RPC_UNIMPLEMENTED) {
 			if (cli->verb)
 				return ims_cli_fail(
 					cli,
@@ -77,6 +83,19 @@ int ims_cli_call(ims_cli *cli, const char *method, const void *req,
 	}
 	*(ProtobufCMessage **)resp = m;
 	return 0;
+}
+
+int ims_cli_call_denied(ims_cli *cli, const char *method, const void *req,
+			const ProtobufCMessageDescriptor *resp_desc, void *resp, bool *denied)
+{
+	*denied = false;
+	return call(cli, method, req, resp_desc, resp, denied);
+}
+
+int ims_cli_call(ims_cli *cli, const char *method, const void *req,
+		 const ProtobufCMessageDescriptor *resp_desc, void *resp)
+{
+	return call(cli, method, req, resp_desc, resp, NULL);
 }
 
 void ims_cli_spec_to_msg(Imgstore__V1__ImageSpec *out, ims_spec *spec)

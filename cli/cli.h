@@ -215,6 +215,14 @@ int ims_cli_read_token(char **out, const char *path, FILE *warn);
 int ims_cli_call(ims_cli *cli, const char *method, const void *req,
 		 const ProtobufCMessageDescriptor *resp_desc, void *resp);
 
+/**
+ * As ims_cli_call(), except that a permission_denied answer is not printed: *@p denied is set
+ * and 1 returned, so that the caller can try another way (an upload instead of a path the
+ * daemon may not read).
+ */
+int ims_cli_call_denied(ims_cli *cli, const char *method, const void *req,
+			const ProtobufCMessageDescriptor *resp_desc, void *resp, bool *denied);
+
 /** Fill a wire ImageSpec from a parsed one; the strings are borrowed from @p spec. */
 void ims_cli_spec_to_msg(Imgstore__V1__ImageSpec *out, ims_spec *spec);
 

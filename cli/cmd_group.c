@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "imgstore/v1/group.pb-c.h"
 #include "imgstore/v1/replication.pb-c.h"
 
@@ -147,6 +149,23 @@ static const ims_cli_opt rm_opts[] = {
 	{NULL, NULL, NULL},
 };
 
+/* What `group rm` and `group snap --rm` removed: {"removed": NAME} built by json-c (a name may
+ * hold quotes or backslashes), or a line for humans. */
+static void print_removed(ims_cli *cli, const char *what, const char *name)
+{
+	if (cli->format == IMS_CLI_FORMAT_JSON) {
+		json_object *o = json_object_new_object();
+		if (o && json_object_object_add(o, "removed", json_object_new_string(name)) == 0)
+			ims_cli_print_json(cli, o);
+		else
+			json_object_put(o);
+		return;
+	}
+	char line[1024];
+	snprintf(line, sizeof(line), "removed %s %s", what, name);
+	ims_cli_print_line(cli, line);
+}
+
 static int group_rm(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__DeleteGroupRequest req = IMGSTORE__V1__DELETE_GROUP_REQUEST__INIT;
@@ -167,10 +186,8 @@ static int group_rm(ims_cli *cli, const ims_cli_args *a)
 	if ((r = ims_cli_call(cli, GROUP_SVC "DeleteGroup", &req,
 			      &imgstore__v1__delete_group_response__descriptor, &resp)))
 		return r;
-	if (cli->format == IMS_CLI_FORMAT_JSON)
-		fprintf(cli->out, "{\"removed\": \"%s/%s\"}\n", spec.pool, spec.image);
-	else
-		fprintf(cli->out, "removed group %s/%s\n", spec.pool, spec.image);
+	char name[800];
+	print_removed(cli, "group", ims_spec_format(name, sizeof(name), &spec));
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
 	return 0;
 }
@@ -195,10 +212,8 @@ static int group_snap(ims_cli *cli, const ims_cli_args *a)
 		if ((r = ims_cli_call(cli, GROUP_SVC "DeleteGroupSnapshot", &req,
 				      &imgstore__v1__delete_group_response__descriptor, &resp)))
 			return r;
-		if (cli->format == IMS_CLI_FORMAT_JSON)
-			fprintf(cli->out, "{\"removed\": \"%s/%s@%s\"}\n", spec.pool, spec.image, spec.snap);
-		else
-			fprintf(cli->out, "removed group snapshot %s/%s@%s\n", spec.pool, spec.image, spec.snap);
+		char name[800];
+		print_removed(cli, "group snapshot", ims_spec_format(name, sizeof(name), &spec));
 		protobuf_c_message_free_unpacked(&resp->base, NULL);
 		return 0;
 	}

@@ -238,22 +238,31 @@ static int image_import(ims_cli *cli, const ims_cli_args *a)
 	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
 	req.format = format ? (char *)format : (char *)"";
-	if (upload) {
-		snprintf(label, sizeof(label), "upload %s", specbuf);
-		if ((r = upload_file(cli, fd, size, file, label, &upload_id)))
-			goto out;
-		req.upload_id = upload_id;
-	} else {
+	if (!upload) {
+		bool denied;
 		real = realpath(file, NULL);
 		if (!real) {
 			r = ims_cli_fail(cli, "cannot resolve '%s': %s", file, strerror(errno));
 			goto out;
 		}
 		req.source_path = real;
+		r = ims_cli_call_denied(cli, IMAGE_SVC "ImportImage", &req,
+					&imgstore__v1__operation__descriptor, &op, &denied);
+		if (r && !denied)
+			goto out;
+		/* not in the daemon's [server] import_dirs: send the bytes instead */
+		upload = denied;
+		req.source_path = (char *)"";
 	}
-	if ((r = ims_cli_call(cli, IMAGE_SVC "ImportImage", &req,
-			      &imgstore__v1__operation__descriptor, &op)))
-		goto out;
+	if (upload) {
+		snprintf(label, sizeof(label), "upload %s", specbuf);
+		if ((r = upload_file(cli, fd, size, file, label, &upload_id)))
+			goto out;
+		req.upload_id = upload_id;
+		if ((r = ims_cli_call(cli, IMAGE_SVC "ImportImage", &req,
+				      &imgstore__v1__operation__descriptor, &op)))
+			goto out;
+	}
 	r = ims_cli_finish_op(cli, op, &w);
 out:
 	if (fd >= 0)
@@ -466,6 +475,18 @@ static int image_export(ims_cli *cli, const ims_cli_args *a)
 	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
 	req.format = format ? (char *)format : (char *)"";
+	if (local && !w.no_wait) {
+		bool denied;
+		r = ims_cli_call_denied(cli, IMAGE_SVC "ExportImage", &req,
+					&imgstore__v1__operation__descriptor, &op, &denied);
+		if (r == 0)
+			return ims_cli_finish_op(cli, op, &w);
+		if (!denied)
+			return r;
+		/* not in the daemon's [server] export_dirs: export to its spool, download */
+		local = false;
+		req.dest_path = (char *)"";
+	}
 	if ((r = ims_cli_call(cli, IMAGE_SVC "ExportImage", &req,
 			      &imgstore__v1__operation__descriptor, &op)))
 		return r;

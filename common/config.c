@@ -2,9 +2,11 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -21,6 +23,7 @@ typedef enum {
 	T_ENUM,
 	T_ADDRESS,
 	T_URL,
+	T_PATHS, /* absolute paths separated by commas */
 } key_type;
 
 /* The kinds of section. [site] and [peer NAME] share the cluster keys. */
@@ -97,6 +100,12 @@ static const config_key keys[] = {
 	  "File for the audit log; when unset, audit lines go to the daemon's log." },
 	{ S_SERVER, "spool_dir", T_PATH, SV(spool_dir), "/var/lib/imgstore/spool", 0, 0, NULL, 0,
 	  "Where uploads for import and exports for download wait; files older than a day are removed." },
+	{ S_SERVER, "import_dirs", T_PATHS, SV(import_dirs), NULL, 0, 0, NULL, 0,
+	  "Directories whose files an import may read by path on the daemon's host (symbolic links "
+	  "resolved first), separated by commas; when unset, imports by path are refused and clients upload." },
+	{ S_SERVER, "export_dirs", T_PATHS, SV(export_dirs), NULL, 0, 0, NULL, 0,
+	  "Directories an export may write files into by path on the daemon's host (symbolic links "
+	  "resolved first), separated by commas; when unset, exports by path are refused and clients download." },
 
 	{ S_S3, "endpoint", T_URL, S3(endpoint), NULL, 0, 0, NULL, F_REQUIRED,
 	  "Base URL of the S3 service, http:// or https://." },
@@ -245,6 +254,20 @@ static bool valid_address(const char *s)
 	return colon[1] && !*endp && errno == 0 && port >= 1 && port <= 65535;
 }
 
+/* "/a, /b/c": every element absolute, none empty. */
+static bool valid_paths(const char *s)
+{
+	for (;;) {
+		s += strspn(s, " \t");
+		if (*s != '/')
+			return false;
+		s += strcspn(s, ",");
+		if (!*s)
+			return true;
+		s++;
+	}
+}
+
 static bool enum_has(const char *choices, const char *v)
 {
 	size_t n = strlen(v);
@@ -274,6 +297,7 @@ static int set_value(void *base, const config_key *k, const char *value, const c
 	case T_ENUM:
 	case T_ADDRESS:
 	case T_URL:
+	case T_PATHS:
 		if (!*value) {
 			*why = "a value, not an empty one";
 			return -EINVAL;
@@ -290,6 +314,10 @@ static int set_value(void *base, const config_key *k, const char *value, const c
 		}
 		if (k->type == T_PATH && value[0] != '/') {
 			*why = "an absolute path";
+			return -EINVAL;
+		}
+		if (k->type == T_PATHS && !valid_paths(value)) {
+			*why = "absolute paths separated by commas";
 			return -EINVAL;
 		}
 		if (k->type == T_ENUM && !enum_has(k->choices, value)) {
@@ -769,6 +797,8 @@ void ims_config_free(ims_config *cfg)
 	free(sv->token_file);
 	free(sv->audit_log);
 	free(sv->spool_dir);
+	free(sv->import_dirs);
+	free(sv->export_dirs);
 	for (size_t i = 0; i < cfg->ns3; i++) {
 		ims_config_s3 *s = &cfg->s3[i];
 		free(s->name);
@@ -816,6 +846,7 @@ static const char *type_name(const config_key *k)
 	case T_ENUM: return k->choices;
 	case T_ADDRESS: return "HOST:PORT";
 	case T_URL: return "URL";
+	case T_PATHS: return "paths";
 	}
 	return "?";
 }
@@ -857,4 +888,100 @@ void ims_config_write_reference(FILE *f)
 				k->help);
 		}
 	}
+}
+
+/* Whether @p path (resolved) is @p dir or below it. */
+static bool under(const char *dir, const char *path)
+{
+	size_t n = strlen(dir);
+	if (n == 1) /* "/" */
+		return true;
+	return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* Whether @p path is in one of @p dirs; @p resolve_dirs: compare with each directory resolved
+ * (a directory that does not exist holds nothing), else as written. */
+static bool in_dirs(const char *dirs, const char *path, bool resolve_dirs)
+{
+	char one[PATH_MAX], real[PATH_MAX];
+	for (const char *p = dirs; p && *p;) {
+		p += strspn(p, " \t");
+		size_t n = strcspn(p, ",");
+		size_t m = n;
+		while (m > 0 && (p[m - 1] == ' ' || p[m - 1] == '\t'))
+			m--;
+		while (m > 1 && p[m - 1] == '/')
+			m--;
+		if (m > 0 && m < sizeof(one)) {
+			memcpy(one, p, m);
+			one[m] = '\0';
+			if (!resolve_dirs ? under(one, path) : realpath(one, real) && under(real, path))
+				return true;
+		}
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return false;
+}
+
+int ims_config_path_in(const char *dirs, const char *key, const char *path, bool exists, char *resolved,
+		       size_t len)
+{
+	char real[PATH_MAX], dir[PATH_MAX];
+	const char *base = NULL;
+	struct stat st;
+
+	if (!path || path[0] != '/')
+		return ims_error_set(-EINVAL, "'%s' is not an absolute path", path ? path : "");
+	if (!dirs || !*dirs)
+		return ims_error_set(-EPERM,
+				     "'%s' is refused: the daemon reads and writes files by path only in the "
+				     "[server] %s of its configuration, and it names none",
+				     path, key);
+	if (exists) {
+		if (!realpath(path, real)) {
+			int e = errno;
+			/* say whether it exists only where the caller may look */
+			if (e == ENOENT && in_dirs(dirs, path, false))
+				return ims_error_set(-ENOENT, "'%s' does not exist on the daemon's host", path);
+			return ims_error_set(-EPERM, "'%s' is not in the [server] %s of the daemon (%s)", path, key,
+					     dirs);
+		}
+	} else {
+		size_t n = strlen(path);
+		if (n >= sizeof(dir))
+			return ims_error_set(-EINVAL, "'%s' is too long", path);
+		memcpy(dir, path, n + 1);
+		char *slash = strrchr(dir, '/');
+		base = slash + 1;
+		if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+			return ims_error_set(-EINVAL, "'%s' names no file", path);
+		*slash = '\0';
+		base = path + (base - dir);
+		if (!realpath(dir[0] ? dir : "/", real)) {
+			int e = errno;
+			if (e == ENOENT && in_dirs(dirs, path, false))
+				return ims_error_set(-ENOENT, "the directory of '%s' does not exist on the daemon's host",
+						     path);
+			return ims_error_set(-EPERM, "'%s' is not in the [server] %s of the daemon (%s)", path, key,
+					     dirs);
+		}
+		size_t rl = strlen(real);
+		if (rl + 1 + strlen(base) >= sizeof(real))
+			return ims_error_set(-EINVAL, "'%s' is too long", path);
+		snprintf(real + rl, sizeof(real) - rl, "%s%s", rl > 1 ? "/" : "", base);
+	}
+	if (!in_dirs(dirs, real, true)) {
+		if (strcmp(real, path) != 0)
+			return ims_error_set(-EPERM, "'%s' (really '%s') is not in the [server] %s of the daemon (%s)",
+					     path, real, key, dirs);
+		return ims_error_set(-EPERM, "'%s' is not in the [server] %s of the daemon (%s)", path, key, dirs);
+	}
+	if (!exists && lstat(real, &st) == 0)
+		return ims_error_set(-EEXIST, "'%s' exists on the daemon's host; export does not overwrite", path);
+	if (strlen(real) >= len)
+		return ims_error_set(-EINVAL, "'%s' is too long", path);
+	memcpy(resolved, real, strlen(real) + 1);
+	return 0;
 }

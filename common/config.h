@@ -51,6 +51,8 @@ typedef struct {
 	uint64_t threads;
 	char *audit_log;
 	char *spool_dir;
+	char *import_dirs; /* "DIR,DIR": see ims_config_path_in(); NULL: none */
+	char *export_dirs;
 	unsigned line;
 } ims_config_server;
 
@@ -118,6 +120,21 @@ const ims_config_cluster *ims_config_peer(const ims_config *cfg, const char *nam
 
 /** The S3 target named @p name, or NULL. Borrowed from @p cfg. */
 const ims_config_s3 *ims_config_s3_target(const ims_config *cfg, const char *name);
+
+/**
+ * Whether @p path lies in one of @p dirs (a comma-separated list of absolute directories, as
+ * [server] import_dirs and export_dirs hold), every symbolic link, "." and ".." resolved in
+ * both first. A file to create (@p exists false) is checked through its directory, which must
+ * exist, and must not exist itself. @p key names the list in messages ("import_dirs").
+ *
+ * @param[out] resolved the path resolved: the one to open, @p len bytes (PATH_MAX is enough).
+ * @returns 0; -EPERM if it lies in none of them (or @p dirs is NULL: nothing is allowed), or
+ *          cannot be resolved outside of them; -ENOENT if it (its directory, for a new file)
+ *          does not exist in one of them; -EEXIST if a file to create exists; -EINVAL if it is
+ *          not absolute or names no file.
+ */
+int ims_config_path_in(const char *dirs, const char *key, const char *path, bool exists, char *resolved,
+		       size_t len);
 
 /** Write the reference of every key (Markdown) to @p f: the source of docs/CONFIG.md. */
 void ims_config_write_reference(FILE *f);

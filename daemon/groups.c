@@ -324,10 +324,8 @@ int ims_h_create_group_snapshot(void *app, ims_rpc_call *call, const ProtobufCMe
 	int r;
 	if ((r = get_group(d, call, q->group, &g, true)) < 0)
 		return r;
-	if (ims_repl_snap_time(g.snap) >= 0)
-		return ims_error_set(-EINVAL, "snapshot names starting with '" IMS_REPL_SNAP_PREFIX
-					      "' are kept for replication");
-	if ((r = ims_group_snap_create(d->site, g.pool, g.name, g.snap)) < 0)
+	if ((r = ims_snap_check_user_name(g.snap, "create")) < 0 ||
+	    (r = ims_group_snap_create(d->site, g.pool, g.name, g.snap)) < 0)
 		return r;
 	Imgstore__V1__GroupSnapshot *m = ALLOC(call, Imgstore__V1__GroupSnapshot);
 	if (!m)
@@ -369,7 +367,8 @@ int ims_h_delete_group_snapshot(void *app, ims_rpc_call *call, const ProtobufCMe
 	const Imgstore__V1__GroupSnapshotRequest *q = (const void *)req;
 	group_spec g;
 	int r;
-	if ((r = get_group(d, call, q->group, &g, true)) < 0 || (r = ims_group_snap_remove(d->site, g.pool, g.name, g.snap)) < 0)
+	if ((r = get_group(d, call, q->group, &g, true)) < 0 || (r = ims_snap_check_user_name(g.snap, "remove")) < 0 ||
+	    (r = ims_group_snap_remove(d->site, g.pool, g.name, g.snap)) < 0)
 		return r;
 	Imgstore__V1__DeleteGroupResponse *m = ALLOC(call, Imgstore__V1__DeleteGroupResponse);
 	if (!m)

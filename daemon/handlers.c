@@ -498,17 +498,12 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	w->features = q->features;
 	snprintf(w->data_pool, sizeof(w->data_pool), "%s", q->data_pool ? q->data_pool : "");
 	if (from_path) {
-		struct stat st;
-		if (q->source_path[0] != '/') {
+		/* only files under [server] import_dirs: not the keyring, the tier key, the tokens */
+		if ((r = ims_config_path_in(d->cfg->server.import_dirs, "import_dirs", q->source_path, true, w->path,
+					    sizeof(w->path))) < 0) {
 			free(w);
-			return ims_error_set(-EINVAL, "source_path '%s' is not absolute", q->source_path);
+			return r;
 		}
-		if (stat(q->source_path, &st) < 0) {
-			free(w);
-			return ims_error_set(-errno, "cannot read '%s' on the daemon's host: %s", q->source_path,
-					     ims_strerror(errno));
-		}
-		snprintf(w->path, sizeof(w->path), "%s", q->source_path);
 	} else {
 		pthread_mutex_lock(&d->lock);
 		ims_upload *u = NULL;
@@ -541,27 +536,25 @@ static int h_export_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	const Imgstore__V1__ExportImageRequest *q = (const void *)req;
 	ims_spec s;
 	ims_format_kind fmt;
-	struct stat st;
+	char dest[sizeof(((work *)0)->path)] = "";
 	int r;
 	if ((r = get_spec(d, call, q->image, &s, true, false)) < 0 ||
 	    (r = parse_format(q->format, IMS_FORMAT_RAW, &fmt)) < 0)
 		return r;
 	if (fmt != IMS_FORMAT_RAW && fmt != IMS_FORMAT_QCOW2)
 		return ims_error_set(-EINVAL, "export writes raw or qcow2, not %s", ims_format_name(fmt));
-	if (q->dest_path && q->dest_path[0]) {
-		if (q->dest_path[0] != '/')
-			return ims_error_set(-EINVAL, "dest_path '%s' is not absolute", q->dest_path);
-		if (stat(q->dest_path, &st) == 0)
-			return ims_error_set(-EEXIST, "'%s' exists on the daemon's host; export does not overwrite",
-					     q->dest_path);
-	}
+	/* only into [server] export_dirs: the daemon may write where no client should */
+	if (q->dest_path && q->dest_path[0] &&
+	    (r = ims_config_path_in(d->cfg->server.export_dirs, "export_dirs", q->dest_path, false, dest,
+				    sizeof(dest))) < 0)
+		return r;
 	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
 		return r;
 	work *w = new_work(d, &s);
 	if (!w)
 		return -ENOMEM;
 	w->format = fmt;
-	snprintf(w->path, sizeof(w->path), "%s", q->dest_path ? q->dest_path : "");
+	snprintf(w->path, sizeof(w->path), "%s", dest);
 	return submit(d, call, "export", run_export, w, resp);
 }
 
@@ -747,6 +740,24 @@ static int h_download_chunk(void *app, ims_rpc_call *call, const ProtobufCMessag
 /* ---------------------------------------------------------------------------------------- */
 /* SnapshotService */
 
+/* A host snapshots the copy it writes: not a secondary, which replication alone changes (a
+ * snapshot there would be taken for one the primary sealed). Admins are not held to it. */
+static int host_writable(ims_daemon *d, ims_rpc_call *call, const ims_spec *s)
+{
+	ims_repl_side side;
+	int r;
+	if (ims_rpc_call_role(call) >= IMS_ROLE_ADMIN)
+		return 0;
+	if ((r = ims_repl_side_get(d->site, s->pool, s->image, &side)) < 0)
+		return r;
+	if (side.secondary)
+		return ims_error_set(-EROFS,
+				     "'%s/%s' on site '%s' is a secondary (its primary: %s); hosts snapshot it on the "
+				     "primary's site, and replication brings the snapshot here",
+				     s->pool, s->image, ims_site_name(d->site), side.source[0] ? side.source : "unknown");
+	return 0;
+}
+
 static int h_create_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
@@ -757,6 +768,7 @@ static int h_create_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 	int r;
 	char sealed_on[256];
 	if ((r = get_spec(d, call, q->snapshot, &s, true, true)) < 0 ||
+	    (r = ims_snap_check_user_name(s.snap, "create")) < 0 || (r = host_writable(d, call, &s)) < 0 ||
 	    (r = ims_snap_create(d->site, s.pool, s.image, s.snap)) < 0)
 		return r;
 	/* sync mode: the snapshot is sealed on the targets before this call succeeds */
@@ -835,7 +847,8 @@ static int h_rollback_snapshot(void *app, ims_rpc_call *call, const ProtobufCMes
 	const Imgstore__V1__RollbackSnapshotRequest *q = (const void *)req;
 	ims_spec s;
 	int r;
-	if ((r = get_spec(d, call, q->snapshot, &s, true, true)) < 0)
+	if ((r = get_spec(d, call, q->snapshot, &s, true, true)) < 0 ||
+	    (r = ims_snap_check_user_name(s.snap, "roll back to")) < 0)
 		return r;
 	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
 		return r;
@@ -850,6 +863,7 @@ static int h_delete_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 	ims_spec s;
 	int r;
 	if ((r = get_spec(d, call, q->snapshot, &s, true, true)) < 0 ||
+	    (r = ims_snap_check_user_name(s.snap, "remove")) < 0 ||
 	    (r = ims_snap_remove(d->site, s.pool, s.image, s.snap)) < 0)
 		return r;
 	Imgstore__V1__DeleteSnapshotResponse *m = ALLOC(call, Imgstore__V1__DeleteSnapshotResponse);

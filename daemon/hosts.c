@@ -71,6 +71,22 @@ static int check_host(const char *h)
 	return 0;
 }
 
+/*
+ * A host acts only for itself: a caller of role host may name, in a request, only the host its
+ * identity is (its token's name, or the CN of its verified client certificate). An admin acts
+ * for any host (an operator releasing a dead host's lease).
+ */
+static int check_caller(ims_rpc_call *call, const char *host, const char *what)
+{
+	const char *name = ims_rpc_call_caller(call), *cn = ims_rpc_call_cert_cn(call);
+	if (ims_rpc_call_role(call) >= IMS_ROLE_ADMIN || !strcmp(name, host) || (cn && !strcmp(cn, host)))
+		return 0;
+	return ims_error_set(-EPERM,
+			     "caller '%s' may not %s for host '%s': a host token acts only for the host it names "
+			     "(its token's name%s%s%s)",
+			     name, what, host, cn ? " or its certificate's CN '" : "", cn ? cn : "", cn ? "'" : "");
+}
+
 static int spec_of(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__ImageSpec *in, ims_spec *out)
 {
 	char text[2 * IMS_NAME_MAX + 2];
@@ -305,6 +321,8 @@ int ims_h_register_host(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	if ((r = check_host(q->name)) < 0)
 		return r;
 	ims_rpc_call_set_target(call, q->name);
+	if ((r = check_caller(call, q->name, "register")) < 0)
+		return r;
 	if ((r = ims_site_ioctx(d->site, d->pool, &io)) < 0)
 		return r;
 	json_object *o = json_object_new_object();
@@ -338,7 +356,8 @@ int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	lease *list = NULL, l;
 	size_t n = 0;
 	int r;
-	if ((r = spec_of(d, call, q->image, &s)) < 0 || (r = check_host(q->host)) < 0)
+	if ((r = spec_of(d, call, q->image, &s)) < 0 || (r = check_host(q->host)) < 0 ||
+	    (r = check_caller(call, q->host, "take a lease")) < 0)
 		return r;
 	ims_repl_side side;
 	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0 || (r = writable_copy(d, s.pool, s.image, &side)) < 0)
@@ -418,6 +437,8 @@ static int change_lease(ims_daemon *d, ims_rpc_call *call, const char *id, unsig
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(list[i].id, id) != 0)
 			continue;
+		if ((r = check_caller(call, list[i].host, ttl ? "renew a lease" : "release a lease")) < 0)
+			break;
 		snprintf(key, sizeof(key), "%s/%s", list[i].pool, list[i].image);
 		ims_repl_side side;
 		if (ttl > 0 && ims_repl_side_get(d->site, list[i].pool, list[i].image, &side) == 0 &&
@@ -513,6 +534,9 @@ int ims_h_list_leases(void *app, ims_rpc_call *call, const ProtobufCMessage *req
 			continue;
 		if (!(m->leases[m->n_leases] = build_lease(call, &list[i])))
 			goto out;
+		/* a lease id is what renews and releases: not for readers */
+		if (ims_rpc_call_role(call) < IMS_ROLE_HOST)
+			m->leases[m->n_leases]->id = DUP(call, "");
 		m->n_leases++;
 	}
 	*resp = &m->base;

@@ -18,13 +18,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/image.h"
 #include "store/site.h"
 
 #define IMS_REPL_META_ROLE "imgstore.repl.role"
 #define IMS_REPL_META_SOURCE "imgstore.repl.source"
 #define IMS_REPL_META_GENERATION "imgstore.generation"
 #define IMS_REPL_META_STATE "imgstore.repl.state"
-#define IMS_REPL_RECOVERY_PREFIX "imgstore-recovery-"
+#define IMS_REPL_RECOVERY_PREFIX IMS_SNAP_RESERVED_PREFIX "recovery-" /* "imgstore-recovery-" */
 
 /** One site's copy of an image, as its metadata and snapshots say. */
 typedef struct {

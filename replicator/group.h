@@ -32,7 +32,7 @@
 #include "replicator/failover.h"
 #include "store/site.h"
 
-#define IMS_REPL_ANCHOR_PREFIX "imgstore-anchor-"
+#define IMS_REPL_ANCHOR_PREFIX IMS_SNAP_RESERVED_PREFIX "anchor-" /* "imgstore-anchor-" */
 
 /**
  * One cycle of group @p pool/@p group from @p src to @p dst (same pool and image names).

@@ -29,7 +29,7 @@
 #include "store/image.h"
 #include "store/site.h"
 
-#define IMS_REPL_SNAP_PREFIX "imgstore-repl-"
+#define IMS_REPL_SNAP_PREFIX IMS_SNAP_RESERVED_PREFIX "repl-" /* "imgstore-repl-" */
 #define IMS_REPL_CHECKPOINTS "imgstore.repl.checkpoints"
 
 #define IMS_REPL_OPTS_VERSION 1

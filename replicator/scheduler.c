@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/prom.h"
 #include "common/spec.h"
 #include "common/units.h"
 #include "replicator/failover.h"
@@ -1222,8 +1223,12 @@ void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f)
 	for (pair *p = s->pairs; p; p = p->next) {
 		if (!p->present)
 			continue;
-		char labels[800];
-		snprintf(labels, sizeof(labels), "image=\"%s/%s\",target=\"%s\"", p->pool, p->image, p->target);
+		/* names come from clients: a quote or a backslash in one must not break the scrape */
+		char name[2 * IMS_NAME_MAX + 2], image[IMS_PROM_ESCAPED_MAX(sizeof(name))],
+			target[IMS_PROM_ESCAPED_MAX(sizeof(p->target))], labels[sizeof(image) + sizeof(target) + 32];
+		snprintf(name, sizeof(name), "%s/%s", p->pool, p->image);
+		snprintf(labels, sizeof(labels), "image=\"%s\",target=\"%s\"", ims_prom_escape(image, sizeof(image), name),
+			 ims_prom_escape(target, sizeof(target), p->target));
 		if (p->sealed_ms >= 0)
 			fprintf(f, "imgstore_replication_lag_seconds{%s} %.3f\n", labels, (double)(t - p->sealed_ms) / 1000.0);
 		fprintf(f, "imgstore_replication_rpo_seconds{%s} %u\n", labels, p->rpo);

@@ -770,6 +770,16 @@ int ims_image_tag_remove(ims_site *site, const char *pool, const char *name, con
 	return tag_change(site, pool, name, key, NULL);
 }
 
+int ims_snap_check_user_name(const char *snap, const char *what)
+{
+	if (snap && strncmp(snap, IMS_SNAP_RESERVED_PREFIX, strlen(IMS_SNAP_RESERVED_PREFIX)) == 0)
+		return ims_error_set(-EINVAL,
+				     "cannot %s snapshot '%s': names starting with '" IMS_SNAP_RESERVED_PREFIX
+				     "' are imgstore's own (replication, group cuts, recovery)",
+				     what, snap);
+	return 0;
+}
+
 int ims_snap_create(ims_site *site, const char *pool, const char *image_name, const char *snap)
 {
 	rados_ioctx_t io = NULL;

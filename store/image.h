@@ -136,6 +136,23 @@ int ims_image_tag_remove(ims_site *site, const char *pool, const char *name, con
 
 /* Snapshots */
 
+/*
+ * Snapshot names starting with this prefix are imgstore's own: replication snapshots
+ * ("imgstore-repl-<ms>", the lag and the base of the next cycle are read from them), group
+ * anchors ("imgstore-anchor-<ms>") and the recovery snapshots of a resync
+ * ("imgstore-recovery-<ms>"). Every prefix imgstore uses for a snapshot starts with it.
+ */
+#define IMS_SNAP_RESERVED_PREFIX "imgstore-"
+
+/**
+ * Whether a client may @p what ("create", "remove", "roll back to") the snapshot @p snap: not
+ * when its name is one of imgstore's own (IMS_SNAP_RESERVED_PREFIX). The snapshot functions
+ * below do not check it: replication and tests use them on any name.
+ *
+ * @returns 0, or -EINVAL naming the prefix.
+ */
+int ims_snap_check_user_name(const char *snap, const char *what);
+
 /** @returns -EEXIST if the snapshot exists, -ENOENT if the image does not. */
 int ims_snap_create(ims_site *site, const char *pool, const char *image, const char *snap);
 

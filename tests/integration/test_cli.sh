@@ -26,12 +26,19 @@ qemu-img convert -O qcow2 "$tmp/golden.raw" "$tmp/golden.qcow2"
 expect_rc 0 "import over TLS" "$CLI" --format json image import "$tmp/golden.qcow2" "rbd/$p-golden"
 check "import result is JSON of a succeeded operation" \
   jq -e '.state == "succeeded" and .kind == "import" and .bytes_total == 50331648' /tmp/cli-out.$$ >/dev/null
-# import over the Unix socket (the daemon reads the path)
-expect_rc 0 "import over the Unix socket" "$CLI" --server "$IMGSTORE_SOCKET_A" image import "$tmp/golden.qcow2" "rbd/$p-golden2"
+# import over the Unix socket: the daemon reads a path in its [server] import_dirs ...
+cp "$tmp/golden.qcow2" "${IMGSTORE_IMPORT_DIR:?}/$p-golden.qcow2"
+expect_rc 0 "import over the Unix socket, by path" "$CLI" --server "$IMGSTORE_SOCKET_A" image import "$IMGSTORE_IMPORT_DIR/$p-golden.qcow2" "rbd/$p-golden2"
+rm -f "$IMGSTORE_IMPORT_DIR/$p-golden.qcow2"
+# ... and the CLI uploads a file outside of them
+expect_rc 0 "import over the Unix socket, outside import_dirs: uploaded" "$CLI" --server "$IMGSTORE_SOCKET_A" image import "$tmp/golden.qcow2" "rbd/$p-golden3"
+audit=$IMGSTORE_SANDBOX/site-a/log/audit.log
+check "  the daemon refused the path, then got the upload" bash -c "grep 'ImportImage target=rbd/$p-golden3 ' '$audit' | grep -q 'result=permission_denied' && grep 'ImportImage target=rbd/$p-golden3 ' '$audit' | grep -q 'result=ok'"
 # the same content hash either way
 h1=$("$CLI" --format json image info "rbd/$p-golden" | jq -r .content_sha256)
 h2=$("$CLI" --format json image info "rbd/$p-golden2" | jq -r .content_sha256)
-check "same content hash by upload and by path ($h1)" test -n "$h1" -a "$h1" = "$h2"
+h3=$("$CLI" --format json image info "rbd/$p-golden3" | jq -r .content_sha256)
+check "same content hash by upload and by path ($h1)" test -n "$h1" -a "$h1" = "$h2" -a "$h1" = "$h3"
 # declared format that disagrees with the bytes
 expect_rc 1 "import with a wrong --format" "$CLI" image import "$tmp/golden.qcow2" "rbd/$p-wrong" --format vmdk
 check "the error names both formats" grep -q 'vmdk' /tmp/cli-err.$$
@@ -65,8 +72,11 @@ check "and the secret" grep -q "uuid='11111111-2222-3333-4444-555555555555'" /tm
 # export: over TLS (download) and over the socket (path); both equal the golden content
 expect_rc 0 "export over TLS as raw" "$CLI" image export "rbd/$p-golden@base" "$tmp/out-tls.raw"
 check "download equals the source" cmp -s "$tmp/out-tls.raw" "$tmp/golden.raw"
-expect_rc 0 "export over the socket as qcow2" "$CLI" --server "$IMGSTORE_SOCKET_A" image export "rbd/$p-golden" "$tmp/out-sock.qcow2" --format qcow2
+expect_rc 0 "export over the socket as qcow2, outside export_dirs: downloaded" "$CLI" --server "$IMGSTORE_SOCKET_A" image export "rbd/$p-golden" "$tmp/out-sock.qcow2" --format qcow2
 check "qcow2 export compares equal" qemu-img compare -q -f qcow2 -F raw "$tmp/out-sock.qcow2" "$tmp/golden.raw"
+expect_rc 0 "export over the socket into export_dirs: the daemon writes it" "$CLI" --server "$IMGSTORE_SOCKET_A" image export "rbd/$p-golden" "${IMGSTORE_EXPORT_DIR:?}/$p-out.raw"
+check "raw export equals the source" cmp -s "$IMGSTORE_EXPORT_DIR/$p-out.raw" "$tmp/golden.raw"
+rm -f "$IMGSTORE_EXPORT_DIR/$p-out.raw"
 expect_rc 1 "export over an existing file" "$CLI" image export "rbd/$p-golden" "$tmp/out-tls.raw"
 
 # rollback and flatten as operations
@@ -88,7 +98,7 @@ expect_rc 1 "a bad token" env IMGSTORE_TOKEN_FILE="$IMGSTORE_READER_TOKEN_FILE" 
 check "the role is refused" grep -q 'may not call ImageService/DeleteImage' /tmp/cli-err.$$
 
 # cleanup
-for img in vm1 vm2 golden golden2; do "$CLI" image rm --purge "rbd/$p-$img" >/dev/null 2>&1; done
+for img in vm1 vm2 golden golden2 golden3; do "$CLI" image rm --purge "rbd/$p-$img" >/dev/null 2>&1; done
 check "purged" bash -c "! '$CLI' image ls rbd | grep -q '$p-'"
 
 echo "$passes passed, $fails failed"

@@ -32,7 +32,7 @@
 
 #define MiB (1ull << 20)
 
-static char admin_tok[128], host_tok[128], reader_tok[128];
+static char admin_tok[128], host_tok[128], host2_tok[128], reader_tok[128];
 
 static void read_token(const char *var, char *out, size_t len)
 {
@@ -66,6 +66,7 @@ static int setup(void **state)
 	(void)state;
 	read_token("IMGSTORE_TOKEN_FILE", admin_tok, sizeof(admin_tok));
 	read_token("IMGSTORE_HOST_TOKEN_FILE", host_tok, sizeof(host_tok));
+	read_token("IMGSTORE_HOST2_TOKEN_FILE", host2_tok, sizeof(host2_tok));
 	read_token("IMGSTORE_READER_TOKEN_FILE", reader_tok, sizeof(reader_tok));
 	C = client_as(admin_tok, false);
 	return 0;
@@ -281,9 +282,13 @@ static void test_import_export(void **state)
 {
 	(void)state;
 	char raw[512], qcow[512], out_path[512], dl[512];
+	const char *in_dir = getenv("IMGSTORE_IMPORT_DIR"), *out_dir = getenv("IMGSTORE_EXPORT_DIR");
+	assert_non_null(in_dir);
+	assert_non_null(out_dir);
+	/* by path only in the daemon's [server] import_dirs and export_dirs */
 	snprintf(raw, sizeof(raw), "%s/src.raw", itest_dir());
-	snprintf(qcow, sizeof(qcow), "%s/src.qcow2", itest_dir());
-	snprintf(out_path, sizeof(out_path), "%s/exported.raw", itest_dir());
+	snprintf(qcow, sizeof(qcow), "%s/%s.qcow2", in_dir, itest_name("src"));
+	snprintf(out_path, sizeof(out_path), "%s/%s.raw", out_dir, itest_name("exported"));
 	snprintf(dl, sizeof(dl), "%s/downloaded.qcow2", itest_dir());
 	itest_fill_pattern(raw, 20 * MiB + 512, 3);
 	assert_int_equal(itest_sh("qemu-img convert -O qcow2 '%s' '%s'", raw, qcow), 0);
@@ -417,6 +422,76 @@ static void test_import_export(void **state)
 	del.image = &s2;
 	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr), 0);
 	free_msg(dr);
+	unlink(qcow);
+	unlink(out_path);
+}
+
+/* An import by path reads only files under [server] import_dirs, an export by path writes only
+ * under export_dirs, symbolic links and '..' resolved first; every refusal is
+ * permission_denied and changes nothing. */
+static void test_paths_refused(void **state)
+{
+	(void)state;
+	const char *sb = getenv("IMGSTORE_SANDBOX"), *in_dir = getenv("IMGSTORE_IMPORT_DIR"),
+		   *out_dir = getenv("IMGSTORE_EXPORT_DIR");
+	assert_non_null(sb);
+	assert_non_null(in_dir);
+	assert_non_null(out_dir);
+	const char *name = itest_name("paths");
+	char keyring[512], link[512], dotdot[512], outside[512], link_dir[512], via_link[600];
+	snprintf(keyring, sizeof(keyring), "%s/site-a/keyring", sb);
+	snprintf(link, sizeof(link), "%s/%s.img", in_dir, itest_name("to-keyring"));
+	snprintf(dotdot, sizeof(dotdot), "%s/../admin.token", in_dir);
+	assert_int_equal(access(keyring, R_OK), 0); /* the daemon could read it */
+	assert_int_equal(symlink(keyring, link), 0);
+
+	Imgstore__V1__ImageSpec s;
+	spec(&s, name, NULL);
+	Imgstore__V1__ImportImageRequest im = IMGSTORE__V1__IMPORT_IMAGE_REQUEST__INIT;
+	Imgstore__V1__Operation *op = NULL;
+	im.image = &s;
+	im.format = "raw";
+	const char *refused[] = { "/etc/passwd", keyring, link, dotdot, "/proc/self/environ" };
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		im.source_path = (char *)refused[i];
+		if (CALL(C, "ImageService", "ImportImage", &im, operation, &op) != -EPERM)
+			fail_msg("import of '%s' was not refused: %s", refused[i], ims_error_last());
+		assert_int_equal(ims_client_last_code(C), IMS_RPC_PERMISSION_DENIED);
+		assert_non_null(strstr(ims_error_last(), "import_dirs"));
+		assert_null(get_image(C, name)); /* nothing made */
+	}
+	unlink(link);
+
+	/* export: a file outside export_dirs, directly or through a symbolic link to a directory */
+	Imgstore__V1__CreateImageRequest cr = IMGSTORE__V1__CREATE_IMAGE_REQUEST__INIT;
+	Imgstore__V1__Image *img = NULL;
+	cr.image = &s;
+	cr.size = MiB;
+	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), 0);
+	free_msg(img);
+	snprintf(outside, sizeof(outside), "%s/outside.raw", itest_dir());
+	snprintf(link_dir, sizeof(link_dir), "%s/%s", out_dir, itest_name("to-tmp"));
+	snprintf(via_link, sizeof(via_link), "%s/outside.raw", link_dir);
+	assert_int_equal(symlink(itest_dir(), link_dir), 0);
+	Imgstore__V1__ExportImageRequest ex = IMGSTORE__V1__EXPORT_IMAGE_REQUEST__INIT;
+	ex.image = &s;
+	const char *bad_dest[] = { outside, via_link };
+	for (size_t i = 0; i < 2; i++) {
+		ex.dest_path = (char *)bad_dest[i];
+		if (CALL(C, "ImageService", "ExportImage", &ex, operation, &op) != -EPERM)
+			fail_msg("export to '%s' was not refused: %s", bad_dest[i], ims_error_last());
+		assert_int_equal(ims_client_last_code(C), IMS_RPC_PERMISSION_DENIED);
+		assert_non_null(strstr(ims_error_last(), "export_dirs"));
+	}
+	assert_int_equal(access(outside, F_OK), -1); /* nothing written */
+	unlink(link_dir);
+
+	Imgstore__V1__DeleteImageRequest del = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
+	Imgstore__V1__DeleteImageResponse *dr = NULL;
+	del.image = &s;
+	del.purge = 1;
+	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr), 0);
+	free_msg(dr);
 }
 
 static void test_roles(void **state)
@@ -431,7 +506,7 @@ static void test_roles(void **state)
 	Imgstore__V1__Image *img = NULL;
 	Imgstore__V1__AcquireLeaseRequest al = IMGSTORE__V1__ACQUIRE_LEASE_REQUEST__INIT;
 	al.image = &s;
-	al.host = "hv-roles";
+	al.host = "sandbox-host"; /* the host token's name: a host takes leases for itself only */
 	Imgstore__V1__Lease *lease = NULL;
 
 	ims_client *none = client_as(NULL, false), *wrong = client_as("not-a-token-at-all-xxxx", false);
@@ -455,7 +530,7 @@ static void test_roles(void **state)
 	assert_true(CALL(reader, "HostService", "AcquireLease", &al, lease, &lease) < 0);
 	assert_int_equal(ims_client_last_code(reader), IMS_RPC_PERMISSION_DENIED);
 	assert_int_equal(CALL(host, "HostService", "AcquireLease", &al, lease, &lease), 0); /* over the socket */
-	assert_string_equal(lease->host, "hv-roles");
+	assert_string_equal(lease->host, "sandbox-host");
 	Imgstore__V1__ReleaseLeaseRequest rl = IMGSTORE__V1__RELEASE_LEASE_REQUEST__INIT;
 	Imgstore__V1__ReleaseLeaseResponse *rr = NULL;
 	rl.lease_id = lease->id;
@@ -502,58 +577,87 @@ static void test_leases_and_attach(void **state)
 	Imgstore__V1__Image *img = NULL;
 	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), 0);
 	free_msg(img);
-	ims_client *h = client_as(host_tok, false);
+	/* two hypervisors, each with its own host token (names sandbox-host, sandbox-host2) */
+	ims_client *h = client_as(host_tok, false), *h2 = client_as(host2_tok, false);
+	ims_client *reader = client_as(reader_tok, false);
 
 	Imgstore__V1__RegisterHostRequest rh = IMGSTORE__V1__REGISTER_HOST_REQUEST__INIT;
 	Imgstore__V1__Host *host = NULL;
-	rh.name = "hv1";
+	rh.name = "sandbox-host";
 	rh.address = "192.0.2.10";
 	assert_int_equal(CALL(h, "HostService", "RegisterHost", &rh, host, &host), 0);
 	free_msg(host);
+	rh.name = "sandbox-host2"; /* another host's record: refused */
+	assert_int_equal(CALL(h, "HostService", "RegisterHost", &rh, host, &host), -EPERM);
+	assert_int_equal(ims_client_last_code(h), IMS_RPC_PERMISSION_DENIED);
 	rh.name = "bad host!";
 	assert_int_equal(CALL(h, "HostService", "RegisterHost", &rh, host, &host), -EINVAL);
 
 	Imgstore__V1__AcquireLeaseRequest al = IMGSTORE__V1__ACQUIRE_LEASE_REQUEST__INIT;
 	Imgstore__V1__Lease *l1 = NULL, *l2 = NULL;
 	al.image = &s;
-	al.host = "hv1";
+	al.host = "sandbox-host2"; /* taking a lease in another host's name */
 	al.ttl_seconds = 30;
+	assert_int_equal(CALL(h, "HostService", "AcquireLease", &al, lease, &l1), -EPERM);
+	assert_int_equal(ims_client_last_code(h), IMS_RPC_PERMISSION_DENIED);
+	assert_non_null(strstr(ims_error_last(), "caller 'sandbox-host' may not take a lease for host 'sandbox-host2'"));
+	al.host = "sandbox-host";
 	assert_int_equal(CALL(h, "HostService", "AcquireLease", &al, lease, &l1), 0);
+	assert_string_equal(l1->host, "sandbox-host");
 	assert_true(l1->expires_unix - l1->acquired_unix == 30);
-	al.host = "hv2";
-	assert_true(CALL(h, "HostService", "AcquireLease", &al, lease, &l2) < 0);
-	assert_int_equal(ims_client_last_code(h), IMS_RPC_FAILED_PRECONDITION);
-	assert_non_null(strstr(ims_error_last(), "leased by host 'hv1'"));
+	al.host = "sandbox-host2"; /* the other host, for itself: the image is taken */
+	assert_true(CALL(h2, "HostService", "AcquireLease", &al, lease, &l2) < 0);
+	assert_int_equal(ims_client_last_code(h2), IMS_RPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(ims_error_last(), "leased by host 'sandbox-host'"));
 
+	/* the other host may neither renew nor release it, even knowing its id */
 	Imgstore__V1__RenewLeaseRequest rn = IMGSTORE__V1__RENEW_LEASE_REQUEST__INIT;
 	rn.lease_id = l1->id;
+	rn.ttl_seconds = 3600;
+	assert_int_equal(CALL(h2, "HostService", "RenewLease", &rn, lease, &l2), -EPERM);
+	assert_int_equal(ims_client_last_code(h2), IMS_RPC_PERMISSION_DENIED);
+	Imgstore__V1__ReleaseLeaseRequest rl = IMGSTORE__V1__RELEASE_LEASE_REQUEST__INIT;
+	Imgstore__V1__ReleaseLeaseResponse *rr = NULL;
+	rl.lease_id = l1->id;
+	assert_int_equal(CALL(h2, "HostService", "ReleaseLease", &rl, release_lease_response, &rr), -EPERM);
+	assert_int_equal(ims_client_last_code(h2), IMS_RPC_PERMISSION_DENIED);
+
+	/* unchanged: still the first host's, same expiry; a reader sees it without its id */
+	Imgstore__V1__ListLeasesRequest ll = IMGSTORE__V1__LIST_LEASES_REQUEST__INIT;
+	Imgstore__V1__ListLeasesResponse *leases = NULL;
+	ll.image = &s;
+	assert_int_equal(CALL(reader, "HostService", "ListLeases", &ll, list_leases_response, &leases), 0);
+	assert_int_equal(leases->n_leases, 1);
+	assert_string_equal(leases->leases[0]->host, "sandbox-host");
+	assert_string_equal(leases->leases[0]->id, "");
+	assert_int_equal(leases->leases[0]->expires_unix, l1->expires_unix);
+	free_msg(leases);
+
 	rn.ttl_seconds = 300;
 	assert_int_equal(CALL(h, "HostService", "RenewLease", &rn, lease, &l2), 0);
 	assert_true(l2->expires_unix >= l1->expires_unix + 200);
 	free_msg(l2);
 
-	Imgstore__V1__ListLeasesRequest ll = IMGSTORE__V1__LIST_LEASES_REQUEST__INIT;
-	Imgstore__V1__ListLeasesResponse *leases = NULL;
-	ll.image = &s;
 	assert_int_equal(CALL(h, "HostService", "ListLeases", &ll, list_leases_response, &leases), 0);
 	assert_int_equal(leases->n_leases, 1);
-	assert_string_equal(leases->leases[0]->host, "hv1");
+	assert_string_equal(leases->leases[0]->host, "sandbox-host");
+	assert_string_equal(leases->leases[0]->id, l1->id); /* a host sees ids */
 	free_msg(leases);
 
-	Imgstore__V1__ReleaseLeaseRequest rl = IMGSTORE__V1__RELEASE_LEASE_REQUEST__INIT;
-	Imgstore__V1__ReleaseLeaseResponse *rr = NULL;
-	rl.lease_id = l1->id;
 	assert_int_equal(CALL(h, "HostService", "ReleaseLease", &rl, release_lease_response, &rr), 0);
 	free_msg(rr);
 	assert_true(CALL(h, "HostService", "ReleaseLease", &rl, release_lease_response, &rr) < 0);
 	assert_int_equal(ims_client_last_code(h), IMS_RPC_NOT_FOUND);
-	al.host = "hv2"; /* free now */
-	assert_int_equal(CALL(h, "HostService", "AcquireLease", &al, lease, &l2), 0);
+	al.host = "sandbox-host2"; /* free now */
+	assert_int_equal(CALL(h2, "HostService", "AcquireLease", &al, lease, &l2), 0);
 	rl.lease_id = l2->id;
-	assert_int_equal(CALL(h, "HostService", "ReleaseLease", &rl, release_lease_response, &rr), 0);
+	/* an admin acts for any host: an operator releasing a dead host's lease */
+	assert_int_equal(CALL(C, "HostService", "ReleaseLease", &rl, release_lease_response, &rr), 0);
 	free_msg(rr);
 	free_msg(l2);
 	free_msg(l1);
+	ims_client_close(h2);
+	ims_client_close(reader);
 
 	Imgstore__V1__GetAttachInfoRequest ai = IMGSTORE__V1__GET_ATTACH_INFO_REQUEST__INIT;
 	Imgstore__V1__AttachInfo *info = NULL;
@@ -630,7 +734,8 @@ static void test_daemon_killed_during_import(void **state)
 {
 	(void)state;
 	char big[512];
-	snprintf(big, sizeof(big), "%s/killed.raw", itest_dir());
+	assert_non_null(getenv("IMGSTORE_IMPORT_DIR"));
+	snprintf(big, sizeof(big), "%s/%s.raw", getenv("IMGSTORE_IMPORT_DIR"), itest_name("killed"));
 	assert_int_equal(itest_sh("head -c %d /dev/urandom > '%s'", 400 << 20, big), 0);
 	const char *name = itest_name("killed");
 	Imgstore__V1__ImageSpec s;
@@ -677,6 +782,7 @@ static void test_daemon_killed_during_import(void **state)
 			sleep(2);
 	}
 	assert_int_equal(left, 0);
+	unlink(big);
 }
 
 int main(void)
@@ -684,6 +790,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_image_methods),
 		cmocka_unit_test(test_import_export),
+		cmocka_unit_test(test_paths_refused),
 		cmocka_unit_test(test_roles),
 		cmocka_unit_test(test_leases_and_attach),
 		cmocka_unit_test(test_malformed_requests),

@@ -341,7 +341,90 @@ static void test_op_wait_timeout(void **state)
 	assert_string_equal(f->err, "");
 }
 
+/* A path the daemon may not read (outside its [server] import_dirs): the CLI uploads; another
+ * refusal is printed as it is. */
+static void test_import_path_refused_uploads(void **state)
+{
+	fake *f = *state;
+	char *file = path_in_tmp("refused.raw");
+	Imgstore__V1__BeginUploadResponse begin = IMGSTORE__V1__BEGIN_UPLOAD_RESPONSE__INIT;
+	Imgstore__V1__UploadChunkResponse chunk = IMGSTORE__V1__UPLOAD_CHUNK_RESPONSE__INIT;
+	Imgstore__V1__Operation done = op_in(SUCCEEDED, 1000, 1000);
+
+	make_file(file, 1000, 5);
+	begin.upload_id = "up-7";
+	begin.max_chunk_bytes = 2u << 20;
+	fake_expect_error(f, "imgstore.v1.ImageService/ImportImage", -EPERM, IMS_RPC_PERMISSION_DENIED,
+			  "'/x' is not in the [server] import_dirs of the daemon (/srv)");
+	fake_expect(f, "imgstore.v1.ImageService/BeginUpload", &begin);
+	fake_expect(f, "imgstore.v1.ImageService/UploadChunk", &chunk);
+	fake_expect(f, "imgstore.v1.ImageService/ImportImage", &done);
+	assert_int_equal(fake_run(f, "--server", SOCK, "image", "import", file, "rbd/vm1", NULL), 0);
+	assert_int_equal(f->ncalls, 4);
+	Imgstore__V1__ImportImageRequest *imp =
+		fake_request(f, 3, &imgstore__v1__import_image_request__descriptor);
+	assert_string_equal(imp->upload_id, "up-7");
+	assert_string_equal(imp->source_path, "");
+	protobuf_c_message_free_unpacked(&imp->base, NULL);
+	assert_string_equal(f->out, "import rbd/vm1: succeeded, 1000 B in 12s\n");
+
+	/* another error: printed, nothing uploaded */
+	fake_free(f);
+	fake_init(f);
+	fake_expect_error(f, "imgstore.v1.ImageService/ImportImage", -EEXIST, IMS_RPC_ALREADY_EXISTS,
+			  "image 'rbd/vm1' already exists on site 'a'");
+	assert_int_equal(fake_run(f, "--server", SOCK, "image", "import", file, "rbd/vm1", NULL), 1);
+	assert_int_equal(f->ncalls, 1);
+	assert_string_equal(f->err, "imgstore: image 'rbd/vm1' already exists on site 'a'\n");
+	unlink(file);
+	free(file);
+}
+
 /* ---- export ---- */
+
+/* A path the daemon may not write (outside its [server] export_dirs): the CLI downloads. */
+static void test_export_path_refused_downloads(void **state)
+{
+	fake *f = *state;
+	char *file = path_in_tmp("refused-out.raw");
+	Imgstore__V1__Operation done = op_in(SUCCEEDED, 4096, 4096);
+	Imgstore__V1__DownloadChunkResponse c = IMGSTORE__V1__DOWNLOAD_CHUNK_RESPONSE__INIT;
+	uint8_t data[4096];
+	struct stat st;
+
+	memset(data, 0x5a, sizeof(data));
+	c.data.data = data;
+	c.data.len = sizeof(data);
+	c.total_bytes = sizeof(data);
+	c.eof = 1;
+	done.kind = "export";
+	fake_expect_error(f, "imgstore.v1.ImageService/ExportImage", -EPERM, IMS_RPC_PERMISSION_DENIED,
+			  "'/x' is not in the [server] export_dirs of the daemon (/srv)");
+	fake_expect(f, "imgstore.v1.ImageService/ExportImage", &done);
+	fake_expect(f, "imgstore.v1.ImageService/DownloadChunk", &c);
+	assert_int_equal(fake_run(f, "--server", SOCK, "image", "export", "rbd/vm1", file, NULL), 0);
+	Imgstore__V1__ExportImageRequest *req =
+		fake_request(f, 0, &imgstore__v1__export_image_request__descriptor);
+	assert_string_equal(req->dest_path, file);
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+	req = fake_request(f, 1, &imgstore__v1__export_image_request__descriptor);
+	assert_string_equal(req->dest_path, "");
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+	assert_int_equal(stat(file, &st), 0);
+	assert_int_equal(st.st_size, 4096);
+	unlink(file);
+
+	/* --no-wait needs the daemon to write the file: the refusal is the answer */
+	fake_free(f);
+	fake_init(f);
+	fake_expect_error(f, "imgstore.v1.ImageService/ExportImage", -EPERM, IMS_RPC_PERMISSION_DENIED,
+			  "'/x' is not in the [server] export_dirs of the daemon (/srv)");
+	assert_int_equal(fake_run(f, "--server", SOCK, "image", "export", "rbd/vm1", file, "--no-wait", NULL),
+			 1);
+	assert_int_equal(f->ncalls, 1);
+	assert_non_null(strstr(f->err, "export_dirs"));
+	free(file);
+}
 
 static void test_export_local(void **state)
 {
@@ -496,6 +579,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wait_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctrl_c_cancels, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_op_wait_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_import_path_refused_uploads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_export_path_refused_downloads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_export_local, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_export_download_sparse, setup, teardown),
 	};

@@ -15,6 +15,7 @@
 
 #include "cli_fake.h"
 
+#include "imgstore/v1/group.pb-c.h"
 #include "imgstore/v1/image.pb-c.h"
 #include "imgstore/v1/operation.pb-c.h"
 
@@ -234,6 +235,35 @@ static void test_image_ls_table_and_json(void **state)
 	json_object_put(doc);
 }
 
+/* Names with quotes and backslashes: the JSON of `group rm` and `group snap --rm` stays valid
+ * (built by json-c), the text line says it plainly. */
+static void test_group_removed_names(void **state)
+{
+	fake *f = *state;
+	Imgstore__V1__DeleteGroupResponse resp = IMGSTORE__V1__DELETE_GROUP_RESPONSE__INIT;
+	json_object *doc;
+
+	fake_expect(f, "imgstore.v1.GroupService/DeleteGroup", &resp);
+	assert_int_equal(fake_run(f, "--server", SOCK, "--format", "json", "group", "rm", "rbd/a\"b\\c", NULL), 0);
+	doc = json_tokener_parse(f->out);
+	assert_non_null(doc);
+	assert_string_equal(json_object_get_string(get(doc, "removed")), "rbd/a\"b\\c");
+	json_object_put(doc);
+
+	fake_expect(f, "imgstore.v1.GroupService/DeleteGroupSnapshot", &resp);
+	assert_int_equal(fake_run(f, "--server", SOCK, "--format", "json", "group", "snap", "rbd/g\"1@s\"}", "--rm",
+				  NULL),
+			 0);
+	doc = json_tokener_parse(f->out);
+	assert_non_null(doc);
+	assert_string_equal(json_object_get_string(get(doc, "removed")), "rbd/g\"1@s\"}");
+	json_object_put(doc);
+
+	fake_expect(f, "imgstore.v1.GroupService/DeleteGroup", &resp);
+	assert_int_equal(fake_run(f, "--server", SOCK, "group", "rm", "rbd/a\"b", NULL), 0);
+	assert_string_equal(f->out, "removed group rbd/a\"b\n");
+}
+
 static void test_key_value_lines(void **state)
 {
 	fake *f = *state;
@@ -411,6 +441,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_key_value_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_op_ls_table, setup, teardown),
 		cmocka_unit_test(test_progress_formats),
+		cmocka_unit_test_setup_teardown(test_group_removed_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_progress_plain_throttle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_progress_bar_redraw, setup, teardown),
 	};

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -282,6 +283,88 @@ static void test_load_from_file(void **state)
 	unlink(path);
 }
 
+static void test_import_export_dirs(void **state)
+{
+	(void)state;
+	ims_config *cfg = NULL;
+	errors e;
+	assert_int_equal(parse(BASE "import_dirs = /srv/in, /data/in\n", &cfg, &e), 0);
+	assert_string_equal(cfg->server.import_dirs, "/srv/in, /data/in");
+	assert_null(cfg->server.export_dirs); /* none by default */
+	ims_config_free(cfg);
+	expect_errors(BASE "import_dirs = /srv/in,relative\nexport_dirs = /a,,/b\n",
+		      "test.conf:6: bad value '/srv/in,relative' for 'import_dirs': expected absolute paths separated by commas\n"
+		      "test.conf:7: bad value '/a,,/b' for 'export_dirs': expected absolute paths separated by commas\n");
+}
+
+/* Paths on the daemon's host: only under the named directories, links and '..' resolved. */
+static void test_path_in(void **state)
+{
+	(void)state;
+	char root[256], in[300], out[300], dirs[700], p[600], got[4096];
+	snprintf(root, sizeof(root), "/tmp/test_config_paths_%d", (int)getpid());
+	snprintf(in, sizeof(in), "%s/in", root);
+	snprintf(out, sizeof(out), "%s/in-not", root); /* a sibling sharing the prefix */
+	snprintf(dirs, sizeof(dirs), "%s/, %s/nonexistent", in, root);
+	assert_int_equal(mkdir(root, 0700), 0);
+	assert_int_equal(mkdir(in, 0700), 0);
+	assert_int_equal(mkdir(out, 0700), 0);
+	snprintf(p, sizeof(p), "%s/disk.raw", in);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fclose(f);
+	snprintf(p, sizeof(p), "%s/secret", out);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fclose(f);
+
+	/* a file in the directory, also through '.' */
+	snprintf(p, sizeof(p), "%s/./disk.raw", in);
+	assert_int_equal(ims_config_path_in(dirs, "import_dirs", p, true, got, sizeof(got)), 0);
+	snprintf(p, sizeof(p), "%s/disk.raw", in);
+	assert_string_equal(got, p);
+	/* none configured: everything refused */
+	assert_int_equal(ims_config_path_in(NULL, "import_dirs", p, true, got, sizeof(got)), -EPERM);
+	assert_non_null(strstr(ims_error_last(), "[server] import_dirs"));
+	/* outside: a sibling with the same prefix, '..', a link out, a system file */
+	snprintf(p, sizeof(p), "%s/secret", out);
+	assert_int_equal(ims_config_path_in(dirs, "import_dirs", p, true, got, sizeof(got)), -EPERM);
+	snprintf(p, sizeof(p), "%s/../in-not/secret", in);
+	assert_int_equal(ims_config_path_in(dirs, "import_dirs", p, true, got, sizeof(got)), -EPERM);
+	char link[600], target[600];
+	snprintf(link, sizeof(link), "%s/link", in);
+	snprintf(target, sizeof(target), "%s/secret", out);
+	assert_int_equal(symlink(target, link), 0);
+	assert_int_equal(ims_config_path_in(dirs, "import_dirs", link, true, got, sizeof(got)), -EPERM);
+	assert_non_null(strstr(ims_error_last(), "(really '"));
+	assert_int_equal(ims_config_path_in(dirs, "import_dirs", "/etc/passwd", true, got, sizeof(got)), -EPERM);
+	/* a missing file: not found inside, refused outside (no probing of other directories) */
+	snprintf(p, sizeof(p), "%s/missing", in);
+	assert_int_equal(ims_config_path_in(dirs, "import_dirs", p, true, got, sizeof(got)), -ENOENT);
+	assert_int_equal(ims_config_path_in(dirs, "import_dirs", "/etc/missing-file", true, got, sizeof(got)),
+			 -EPERM);
+	assert_int_equal(ims_config_path_in(dirs, "import_dirs", "relative", true, got, sizeof(got)), -EINVAL);
+
+	/* a file to create: its directory decides, it must not exist */
+	snprintf(p, sizeof(p), "%s/new.raw", in);
+	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)), 0);
+	assert_string_equal(got, p);
+	snprintf(p, sizeof(p), "%s/disk.raw", in);
+	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)), -EEXIST);
+	snprintf(p, sizeof(p), "%s/new.raw", out);
+	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)), -EPERM);
+	snprintf(p, sizeof(p), "%s/link-dir", in);
+	assert_int_equal(symlink(out, p), 0);
+	snprintf(p, sizeof(p), "%s/link-dir/new.raw", in);
+	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)), -EPERM);
+	snprintf(p, sizeof(p), "%s/", in);
+	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)), -EINVAL);
+
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void test_reference(void **state)
 {
 	(void)state;
@@ -311,6 +394,8 @@ int main(void)
 		cmocka_unit_test(test_whole_file_checks),
 		cmocka_unit_test(test_binary_garbage),
 		cmocka_unit_test(test_load_from_file),
+		cmocka_unit_test(test_import_export_dirs),
+		cmocka_unit_test(test_path_in),
 		cmocka_unit_test(test_reference),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
