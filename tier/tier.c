@@ -327,19 +327,66 @@ static int in_use(rados_ioctx_t io, rbd_image_t image, unsigned *count)
 	return 0;
 }
 
-static int seal_and_put_manifest(ims_tier_target *t, const ims_manifest *m)
+/* Bytes a manifest entry takes at most: a chunk "[OFF,LEN,"HEX"]," and a zero range. */
+#define MANIFEST_CHUNK_BYTES (2 * 20 + IMS_SHA256_HEX_LEN + 8)
+#define MANIFEST_ZERO_BYTES (2 * 20 + 4)
+
+/* Refuse, before anything is uploaded, a push whose manifest restore would not accept. */
+static int check_manifest_bound(const char *name, size_t ncells, const ims_catalog_entry *cat, uint64_t chunk)
 {
-	char key[KEY_MAX], *text = NULL;
+	if (cat && cat->ntags > IMS_MANIFEST_TAGS_MAX)
+		return ims_error_set(-EMSGSIZE, "'%s' has %zu tags; a cold image keeps at most %u: remove some", name,
+				     cat->ntags, IMS_MANIFEST_TAGS_MAX);
+	uint64_t bytes = 65536 + (uint64_t)ncells * MANIFEST_CHUNK_BYTES + ((uint64_t)ncells + 1) * MANIFEST_ZERO_BYTES;
+	for (size_t i = 0; cat && i < cat->ntags; i++)
+		bytes += 2 * (strlen(cat->tags[i].key) + strlen(cat->tags[i].value)) + 8;
+	if (bytes > IMS_MANIFEST_MAX_BYTES)
+		return ims_error_set(-EMSGSIZE, "the manifest of '%s' would hold %zu chunks of %" PRIu64 " bytes, more than "
+				     "restore accepts: push it with a larger chunk size", name, ncells, chunk);
+	return 0;
+}
+
+/*
+ * Store the manifest, then read it back as restore will: only a manifest that reads back and
+ * says what was written lets the image go. One that does not is deleted.
+ */
+static int store_manifest(ims_tier_target *t, const ims_manifest *m)
+{
+	char key[KEY_MAX], *text = NULL, *again = NULL;
 	uint8_t *sealed = NULL;
-	size_t tlen = 0, slen = 0;
+	size_t tlen = 0, alen = 0, slen = 0;
+	ims_manifest *check = NULL, *back = NULL;
+	bool put = false;
 	int r;
 	if ((r = ims_manifest_key(key, sizeof(key), m->name)) < 0)
 		return r;
 	if ((r = ims_manifest_encode(&text, &tlen, m)) < 0)
-		return r;
-	if ((r = ims_seal(&sealed, &slen, &t->key, key, text, tlen, 0)) == 0)
-		r = ims_s3_put(t->s3, key, sealed, slen);
+		goto out;
+	if (tlen > IMS_MANIFEST_MAX_BYTES || ims_manifest_parse(&check, text, tlen) < 0) {
+		r = ims_error_set(-EMSGSIZE, "the manifest of '%s' would not be accepted by restore (%s): nothing "
+				  "stored", m->name, tlen > IMS_MANIFEST_MAX_BYTES ? "too large" : ims_error_last());
+		goto out;
+	}
+	if ((r = ims_seal(&sealed, &slen, &t->key, key, text, tlen, 0)) < 0 ||
+	    (r = ims_s3_put(t->s3, key, sealed, slen)) < 0)
+		goto out;
+	put = true;
+	if ((r = ims_tier_manifest_get(&back, t, m->name)) == 0 && (r = ims_manifest_encode(&again, &alen, back)) == 0 &&
+	    (alen != tlen || memcmp(again, text, tlen) != 0))
+		r = ims_error_set(-EIO, "it reads back different");
+	if (r < 0) {
+		char why[IMS_ERROR_MSG_MAX];
+		snprintf(why, sizeof(why), "%s", ims_error_last());
+		ims_s3_delete(t->s3, key);
+		r = ims_error_set(-EIO, "the manifest of '%s' did not read back (%s): deleted it, and kept the image",
+				  m->name, why);
+	}
+out:
+	(void)put;
+	ims_manifest_free(check);
+	ims_manifest_free(back);
 	free(text);
+	free(again);
 	free(sealed);
 	return r;
 }
@@ -420,6 +467,8 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 	if (ims_catalog_get(io, image, &cat) < 0)
 		cat = NULL;
 	ims_error_clear();
+	if ((r = check_manifest_bound(name, g.n, cat, chunk)) < 0)
+		goto out;
 
 	p.t = t;
 	p.image = img;
@@ -506,7 +555,7 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 			m.tags[i] = (ims_manifest_tag){ cat->tags[i].key, cat->tags[i].value };
 		m.ntags = cat->ntags;
 	}
-	if ((r = seal_and_put_manifest(t, &m)) < 0)
+	if ((r = store_manifest(t, &m)) < 0)
 		goto out;
 	if (o->progress)
 		o->progress(o->progress_ctx, p.bytes_total, p.bytes_total);

@@ -5,8 +5,8 @@
  * fixed grid (4 MiB by default, aligned to the RBD objects), names each chunk by the SHA-256 of
  * its bytes so identical chunks of all images are stored once, seals them (zstd, AES-256-GCM,
  * tier/manifest.h) and uploads them in parallel with bounded memory; all-zero chunks are not
- * stored. The sealed manifest is written last: without it nothing was pushed. Only then is
- * the image marked cold in its pool's catalog and, as asked, moved to the trash or purged.
+ * stored. The sealed manifest is written last: without it nothing was pushed. It is read back
+ * and parsed as restore will, and only then is the image marked cold in its pool's catalog and, as asked, moved to the trash or purged.
  *
  * Restore fetches the manifest, downloads and checks every chunk (authentication, then the
  * SHA-256 of the decompressed bytes) in parallel ahead of the writer, and writes through the
@@ -89,7 +89,10 @@ typedef struct {
  * "POOL/IMAGE[@SNAP]", replacing a manifest of that name.
  *
  * @returns -ENOENT for an unknown image or snapshot, -EBUSY if the head is to be removed but a
- *          client has the image open, -ECANCELED, -EACCES/-EIO/-ETIMEDOUT from the target.
+ *          client has the image open, -EMSGSIZE if the manifest would be larger than restore
+ *          accepts or hold more than IMS_MANIFEST_TAGS_MAX tags (nothing is uploaded), -EIO if
+ *          the stored manifest does not read back (it is deleted, the image kept), -ECANCELED,
+ *          -EACCES/-EIO/-ETIMEDOUT from the target.
  *          On any error before the manifest is stored, no manifest was written and the image
  *          was not changed.
  */

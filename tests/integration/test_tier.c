@@ -654,6 +654,62 @@ static void test_gc(void **state)
 	ims_tier_target_free(t);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* issue 11: nothing lost */
+
+static size_t count_snaps(const char *name)
+{
+	ims_snap_info *snaps = NULL;
+	size_t n = 0;
+	assert_int_equal(ims_snap_list(&snaps, &n, A, "rbd", name), 0);
+	ims_snap_list_free(snaps, n);
+	return n;
+}
+
+/*
+ * An image with more tags than a manifest may hold: the push refuses before uploading
+ * anything and keeps the image (it used to store a manifest restore rejects, and remove it).
+ */
+static void test_push_manifest_too_many_tags(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("tags"), NULL, key_path, 2);
+	const char *name = itest_name("tags");
+	char path[600];
+	rados_ioctx_t io = NULL;
+	ims_catalog_entry *e = NULL;
+	snprintf(path, sizeof(path), "%s/tags.raw", itest_dir());
+	random_file(path, 4 * MiB, 37);
+	import_file(name, path);
+	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	assert_int_equal(ims_catalog_get(io, name, &e), 0);
+	size_t n = IMS_MANIFEST_TAGS_MAX + 1;
+	ims_tag *tags = realloc(e->tags, n * sizeof(*tags));
+	assert_non_null(tags);
+	e->tags = tags;
+	for (size_t i = e->ntags; i < n; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "k%zu", i);
+		e->tags[i].key = strdup(k);
+		e->tags[i].value = strdup("v");
+	}
+	e->ntags = n;
+	assert_int_equal(ims_catalog_put(io, e), 0);
+	ims_catalog_entry_free(e);
+	rados_ioctx_destroy(io);
+
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_TRASH;
+	int r = ims_tier_push(NULL, t, A, "rbd", name, NULL, &o);
+	assert_int_equal(r, -EMSGSIZE);
+	assert_non_null(strstr(ims_error_last(), "tags"));
+	assert_int_equal(ims_image_exists(A, "rbd", name), 1);
+	assert_int_equal(count_objects(t, "manifests/"), 0);
+	assert_int_equal(count_objects(t, "chunks/"), 0);
+	assert_int_equal(count_snaps(name), 0);
+	ims_tier_target_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -666,6 +722,10 @@ int main(void)
 		cmocka_unit_test(test_wrong_key_and_credentials),
 		cmocka_unit_test(test_faults),
 		cmocka_unit_test(test_gc),
+		cmocka_unit_test(test_push_manifest_too_many_tags),
 	};
+	/* TIER_TESTS=PATTERN runs only the tests it matches (cmocka's filter: '*' wildcards) */
+	if (getenv("TIER_TESTS"))
+		cmocka_set_test_filter(getenv("TIER_TESTS"));
 	return cmocka_run_group_tests_name("tier", tests, setup, teardown);
 }
