@@ -7,11 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <rbd/librbd.h>
 
 #include "common/error.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/spec.h"
 #include "store/catalog.h"
@@ -102,6 +104,155 @@ static bool is_zero(const uint8_t *p, size_t n)
 	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
+typedef struct {
+	char **keys;
+	int64_t *mtimes;
+	size_t n, cap;
+} keylist;
+
+static int collect_key(void *ctx, const char *key, uint64_t size, int64_t mtime)
+{
+	keylist *l = ctx;
+	(void)size;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 256;
+		char **nk = realloc(l->keys, cap * sizeof(*nk));
+		if (!nk)
+			return -ENOMEM;
+		l->keys = nk;
+		int64_t *nm = realloc(l->mtimes, cap * sizeof(*nm));
+		if (!nm)
+			return -ENOMEM;
+		l->mtimes = nm;
+		l->cap = cap;
+	}
+	if (!(l->keys[l->n] = strdup(key)))
+		return -ENOMEM;
+	l->mtimes[l->n++] = mtime;
+	return 0;
+}
+
+static void keylist_free(keylist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->keys[i]);
+	free(l->keys);
+	free(l->mtimes);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* locks between pushes and garbage collection */
+
+#define GC_LOCK_PREFIX "locks/gc/"
+#define PUSH_LOCK_PREFIX "locks/push/"
+
+static bool lock_fresh(int64_t mtime, int64_t now)
+{
+	return mtime > now - IMS_TIER_LOCK_STALE;
+}
+
+/* Write (or renew) lock object @p key: who holds it, for the operator who finds it. */
+static int lock_put(ims_tier_target *t, const char *key, const char *what)
+{
+	char host[256] = "", body[600];
+	gethostname(host, sizeof(host) - 1);
+	int n = snprintf(body, sizeof(body), "{\"host\":\"%s\",\"pid\":%d,\"what\":\"%s\",\"time\":%lld}\n", host,
+			 (int)getpid(), what, (long long)time(NULL));
+	return ims_s3_put(t->s3, key, body, n < (int)sizeof(body) ? (size_t)n : sizeof(body) - 1);
+}
+
+/* A new lock key under @p prefix. */
+static int lock_key(char *key, size_t len, const char *prefix)
+{
+	char id[17];
+	int r = ims_random_hex(id, sizeof(id));
+	if (r < 0)
+		return r;
+	snprintf(key, len, "%s%s", prefix, id);
+	return 0;
+}
+
+/* How many live locks there are under @p prefix, but @p mine. */
+static int locks_live(ims_tier_target *t, const char *prefix, const char *mine, size_t *live)
+{
+	keylist l = { 0 };
+	int64_t now = (int64_t)time(NULL);
+	int r = ims_s3_list(t->s3, prefix, collect_key, &l);
+	*live = 0;
+	for (size_t i = 0; r == 0 && i < l.n; i++)
+		if (strcmp(l.keys[i], mine) != 0 && lock_fresh(l.mtimes[i], now))
+			(*live)++;
+	keylist_free(&l);
+	return r;
+}
+
+/*
+ * Take a push's lock: write it, then look for garbage collection's. A collection that is
+ * running (it wrote its lock first, or at the same time) is waited for, without our lock.
+ * Either this push sees the collection's lock or the collection sees this push's.
+ */
+static int push_lock(ims_tier_target *t, char *key, size_t len, const char *what, const ims_tier_opts *o)
+{
+	size_t live = 0;
+	bool told = false;
+	int r;
+	if ((r = lock_key(key, len, PUSH_LOCK_PREFIX)) < 0)
+		return r;
+	for (;;) {
+		if ((r = lock_put(t, key, what)) < 0)
+			break;
+		if ((r = locks_live(t, GC_LOCK_PREFIX, "", &live)) < 0 || !live)
+			break;
+		ims_s3_delete(t->s3, key);
+		if (!told)
+			ims_log_debug("push of '%s' waits for the garbage collection on '%s'", what, ims_s3_name(t->s3));
+		told = true;
+		if (o->progress && o->progress(o->progress_ctx, 0, 0) != 0) {
+			r = ims_error_set(-ECANCELED, "push of '%s' cancelled while waiting for garbage collection", what);
+			break;
+		}
+		struct timespec ts = { 1, 0 };
+		nanosleep(&ts, NULL);
+	}
+	if (r < 0) {
+		ims_s3_delete(t->s3, key);
+		key[0] = '\0';
+	}
+	return r;
+}
+
+/* Take garbage collection's lock: write it, then refuse while a push holds one. */
+static int gc_lock(ims_tier_target *t, char *key, size_t len)
+{
+	size_t live = 0;
+	int r;
+	if ((r = lock_key(key, len, GC_LOCK_PREFIX)) < 0)
+		return r;
+	if ((r = lock_put(t, key, "gc")) < 0)
+		goto out;
+	if ((r = locks_live(t, PUSH_LOCK_PREFIX, "", &live)) < 0)
+		goto out;
+	if (live)
+		r = ims_error_set(-EBUSY, "garbage collection on target '%s' deferred: %zu push%s running; nothing "
+				  "deleted", ims_s3_name(t->s3), live, live == 1 ? " is" : "es are");
+out:
+	if (r < 0) {
+		ims_s3_delete(t->s3, key);
+		key[0] = '\0';
+	}
+	return r;
+}
+
+/* Renew a lock every IMS_TIER_LOCK_RENEW seconds. */
+static int lock_renew(ims_tier_target *t, const char *key, const char *what, int64_t *renewed)
+{
+	int64_t now = (int64_t)time(NULL);
+	if (!key[0] || now - *renewed < IMS_TIER_LOCK_RENEW)
+		return 0;
+	*renewed = now;
+	return lock_put(t, key, what);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* manifests */
 
@@ -172,7 +323,6 @@ typedef struct {
 	size_t ncells, next, done_cells;
 	uint64_t bytes_done, bytes_total;
 	uint64_t chunks_new, bytes_sealed;
-	int64_t now;
 	bool cancel;
 	int err;
 	char err_msg[IMS_ERROR_MSG_MAX];
@@ -201,7 +351,9 @@ static int store_chunk(pusher *p, cell *c, const uint8_t *buf, uint64_t *sealed_
 	ims_manifest_chunk_key(key, sizeof(key), c->sha256);
 	r = ims_s3_head(p->t->s3, key, NULL, &mtime);
 	if (r == 0) {
-		if (mtime <= 0 || p->now - mtime < (int64_t)(opt_grace(p->o) / 2))
+		/* garbage collection cannot run before the manifest is stored (push_lock()); the
+		 * refresh keeps the chunk should this push's lock go stale */
+		if (mtime <= 0 || (int64_t)time(NULL) - mtime < (int64_t)(opt_grace(p->o) / 2))
 			return 0;
 		if (ims_s3_touch(p->t->s3, key) == 0)
 			return 0;
@@ -402,7 +554,7 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 	unsigned started = 0;
 	ims_manifest m;
 	ims_catalog_entry *cat = NULL;
-	char name[3 * IMS_NAME_MAX + 4];
+	char name[3 * IMS_NAME_MAX + 4], lock[64] = "";
 	int r;
 
 	memset(&p, 0, sizeof(p));
@@ -469,13 +621,16 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 	ims_error_clear();
 	if ((r = check_manifest_bound(name, g.n, cat, chunk)) < 0)
 		goto out;
+	/* from here until the manifest is stored, garbage collection waits */
+	if ((r = push_lock(t, lock, sizeof(lock), name, o)) < 0)
+		goto out;
+	int64_t renewed = (int64_t)time(NULL);
 
 	p.t = t;
 	p.image = img;
 	p.o = o;
 	p.cells = g.cells;
 	p.ncells = g.n;
-	p.now = (int64_t)time(NULL);
 	for (size_t i = 0; i < g.n; i++)
 		p.bytes_total += g.cells[i].len;
 	ims_log_debug("pushing '%s' (%" PRIu64 " bytes, %zu cells of %" PRIu64 ") to '%s'", name, st.size, g.n,
@@ -498,7 +653,10 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 		uint64_t done = p.bytes_done, total = p.bytes_total;
 		pthread_mutex_unlock(&p.lock);
 		bool stop = o->progress && o->progress(o->progress_ctx, done, total) != 0;
+		int lr = lock_renew(t, lock, name, &renewed);
 		pthread_mutex_lock(&p.lock);
+		if (lr < 0)
+			push_fail_locked(&p, lr);
 		if (stop)
 			p.cancel = true;
 		/* workers that stopped early leave cells undone: only errors and cancel do that */
@@ -557,6 +715,8 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 	}
 	if ((r = store_manifest(t, &m)) < 0)
 		goto out;
+	ims_s3_delete(t->s3, lock);
+	lock[0] = '\0';
 	if (o->progress)
 		o->progress(o->progress_ctx, p.bytes_total, p.bytes_total);
 
@@ -595,6 +755,8 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 	}
 	r = 0;
 out:
+	if (lock[0])
+		ims_s3_delete(t->s3, lock);
 	free(m.chunks);
 	free(m.zeros);
 	free(m.tags);
@@ -938,42 +1100,6 @@ out:
 /* ------------------------------------------------------------------------------------------ */
 /* listing */
 
-typedef struct {
-	char **keys;
-	int64_t *mtimes;
-	size_t n, cap;
-} keylist;
-
-static int collect_key(void *ctx, const char *key, uint64_t size, int64_t mtime)
-{
-	keylist *l = ctx;
-	(void)size;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 256;
-		char **nk = realloc(l->keys, cap * sizeof(*nk));
-		if (!nk)
-			return -ENOMEM;
-		l->keys = nk;
-		int64_t *nm = realloc(l->mtimes, cap * sizeof(*nm));
-		if (!nm)
-			return -ENOMEM;
-		l->mtimes = nm;
-		l->cap = cap;
-	}
-	if (!(l->keys[l->n] = strdup(key)))
-		return -ENOMEM;
-	l->mtimes[l->n++] = mtime;
-	return 0;
-}
-
-static void keylist_free(keylist *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->keys[i]);
-	free(l->keys);
-	free(l->mtimes);
-}
-
 void ims_tier_cold_list_free(ims_tier_cold *list, size_t count)
 {
 	for (size_t i = 0; list && i < count; i++)
@@ -1099,7 +1225,7 @@ static void *scrub_worker(void *arg)
 }
 
 static int gc(ims_tier_target *t, const ref *refs, size_t nrefs, const ims_tier_opts *o,
-	      ims_tier_scrub_result *res)
+	      ims_tier_scrub_result *res, const char *lock, int64_t *renewed)
 {
 	keylist l = { 0 };
 	int64_t now = (int64_t)time(NULL);
@@ -1134,7 +1260,7 @@ static int gc(ims_tier_target *t, const ref *refs, size_t nrefs, const ims_tier_
 			res->garbage_young++;
 			continue;
 		}
-		if ((r = ims_s3_delete(t->s3, l.keys[i])) < 0)
+		if ((r = lock_renew(t, lock, "gc", renewed)) < 0 || (r = ims_s3_delete(t->s3, l.keys[i])) < 0)
 			goto out;
 		res->deleted++;
 	}
@@ -1156,11 +1282,17 @@ int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bo
 	pthread_t threads[MAX_WORKERS];
 	unsigned started = 0;
 	uint64_t chunk_max = IMS_CHUNK_SIZE_MIN;
+	char lock[64] = "";
+	int64_t renewed = (int64_t)time(NULL);
 	int r;
 
 	memset(&res, 0, sizeof(res));
 	memset(&s, 0, sizeof(s));
 	if ((r = check_opts(o)) < 0)
+		return r;
+	/* before the manifests are read: a push that stores its manifest after that is running
+	 * now, and then garbage collection does not start */
+	if (do_gc && (r = gc_lock(t, lock, sizeof(lock))) < 0)
 		return r;
 	if ((r = ims_s3_list(t->s3, "manifests/", collect_key, &l)) < 0)
 		goto out;
@@ -1232,6 +1364,13 @@ int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bo
 		pthread_mutex_unlock(&s.lock);
 		if (done >= n || !started)
 			break;
+		if (lock_renew(t, lock, "gc", &renewed) < 0) {
+			ims_log_debug("cannot renew the garbage collection lock '%s': %s", lock, ims_error_last());
+			pthread_mutex_lock(&s.lock);
+			s.cancel = true;
+			pthread_mutex_unlock(&s.lock);
+			break;
+		}
 		if (o->progress && o->progress(o->progress_ctx, done, n) != 0) {
 			pthread_mutex_lock(&s.lock);
 			s.cancel = true;
@@ -1254,7 +1393,7 @@ int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bo
 					  "(%s)", res.manifests_bad, res.manifests_bad == 1 ? "" : "s", res.report);
 			goto out;
 		}
-		if ((r = gc(t, refs, nrefs, o, &res)) < 0)
+		if ((r = gc(t, refs, nrefs, o, &res, lock, &renewed)) < 0)
 			goto out;
 	}
 	if (o->progress)
@@ -1262,6 +1401,8 @@ int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bo
 	*out = res;
 	r = 0;
 out:
+	if (lock[0])
+		ims_s3_delete(t->s3, lock);
 	for (size_t i = 0; owners && i < l.n; i++)
 		free(owners[i]);
 	free(owners);

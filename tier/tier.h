@@ -14,7 +14,12 @@
  * runs never written. A bad chunk fails the restore with its name and leaves nothing under the
  * requested name.
  *
- * Bucket layout: "chunks/<sha256 hex>" and "manifests/<POOL>/<IMAGE>[@SNAP]".
+ * Pushes and garbage collection exclude each other through lock objects in the bucket: a
+ * push holds "locks/push/<random>", garbage collection "locks/gc/<random>"; each writes its
+ * own, then looks for the other's. A lock not renewed for IMS_TIER_LOCK_STALE seconds is
+ * ignored (its holder died).
+ *
+ * Bucket layout: "chunks/<sha256 hex>", "manifests/<POOL>/<IMAGE>[@SNAP]", "locks/...".
  */
 #ifndef IMS_TIER_TIER_H
 #define IMS_TIER_TIER_H
@@ -71,6 +76,11 @@ typedef struct {
 	void *progress_ctx;
 } ims_tier_opts;
 #define IMS_TIER_OPTS_INIT { .version = IMS_TIER_OPTS_VERSION, .after = IMS_TIER_TRASH }
+
+/* Seconds after which a push's or garbage collection's lock object that was not renewed is
+ * ignored; the holders renew theirs every IMS_TIER_LOCK_RENEW seconds. */
+#define IMS_TIER_LOCK_STALE 900
+#define IMS_TIER_LOCK_RENEW 60
 
 typedef struct {
 	char name[3 * 256 + 4];  /* the cold image's name */
@@ -147,8 +157,10 @@ typedef struct {
  * Check every chunk that a manifest references: that it exists (HEAD), or with @p deep that it
  * reads back, authenticates and hashes to its name. With @p gc, then delete the chunks no
  * manifest references that are older than the grace period (none if a manifest is unreadable).
+ * Garbage collection holds the target's GC lock from before it reads the manifests.
  *
- * @returns 0 (problems are counted in @p out), -ECANCELED, an error of the target.
+ * @returns 0 (problems are counted in @p out), -EBUSY with @p gc while a push is running on
+ *          the target (nothing deleted), -ECANCELED, an error of the target.
  */
 int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bool gc,
 		   const ims_tier_opts *opts);

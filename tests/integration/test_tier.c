@@ -666,6 +666,108 @@ static size_t count_snaps(const char *name)
 	return n;
 }
 
+typedef struct {
+	char key[128];
+	int64_t mtime;
+	size_t n;
+} one_key;
+
+static int one_key_cb(void *ctx, const char *key, uint64_t size, int64_t mtime)
+{
+	one_key *k = ctx;
+	(void)size;
+	snprintf(k->key, sizeof(k->key), "%s", key);
+	k->mtime = mtime;
+	k->n++;
+	return 0;
+}
+
+typedef struct {
+	ims_tier_target *t;
+	const char *chunk;
+	uint64_t grace;
+	bool ran;
+	int gc_r;
+	uint64_t deleted;
+} gc_in_push;
+
+/* Once the push decided to reuse the chunk: wait until it is older than the grace period,
+ * then run a garbage collection. */
+static int gc_when_read(void *ctx, uint64_t done, uint64_t total)
+{
+	gc_in_push *g = ctx;
+	if (g->ran || !total || done != total)
+		return 0;
+	g->ran = true;
+	for (;;) {
+		int64_t mtime = 0;
+		assert_int_equal(ims_s3_head(ims_tier_target_s3(g->t), g->chunk, NULL, &mtime), 0);
+		if ((int64_t)time(NULL) - mtime > (int64_t)g->grace)
+			break;
+		sleep(1);
+	}
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	ims_tier_scrub_result sr;
+	memset(&sr, 0, sizeof(sr));
+	o.grace = g->grace;
+	g->gc_r = ims_tier_scrub(&sr, g->t, false, true, &o);
+	g->deleted = sr.deleted;
+	return 0;
+}
+
+/*
+ * A garbage collection forced into a push, after the push decided to reuse an unreferenced
+ * chunk (young enough not to be refreshed) and before its manifest is stored: the collection
+ * must not take that chunk.
+ */
+static void test_gc_during_push(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("gcpush"), NULL, key_path, 2);
+	const char *a = itest_name("gcpush"), *b = itest_name("gcpush");
+	char path[600], cold_a[300], cold_b[300], back[300];
+	const uint64_t grace = 6;
+	snprintf(path, sizeof(path), "%s/gcpush.raw", itest_dir());
+	random_file(path, 4 * MiB, 35);
+	import_file(a, path);
+	import_file(b, path);
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_KEEP;
+	o.grace = grace;
+	assert_int_equal(ims_tier_push(NULL, t, A, "rbd", a, NULL, &o), 0);
+	snprintf(cold_a, sizeof(cold_a), "rbd/%s", a);
+	assert_int_equal(ims_tier_forget(t, cold_a), 0);
+	one_key k = { 0 };
+	assert_int_equal(ims_s3_list(ims_tier_target_s3(t), "chunks/", one_key_cb, &k), 0);
+	assert_int_equal(k.n, 1);
+
+	/* b has the same bytes: its push reuses the chunk a left unreferenced */
+	gc_in_push g = { .t = t, .chunk = k.key, .grace = grace };
+	o.progress = gc_when_read;
+	o.progress_ctx = &g;
+	ims_tier_result res;
+	assert_int_equal(ims_tier_push(&res, t, A, "rbd", b, NULL, &o), 0);
+	assert_true(g.ran);
+	assert_int_equal(res.chunks_new, 0);
+	assert_int_equal(g.deleted, 0);
+	assert_int_equal(g.gc_r, -EBUSY);
+	assert_int_equal(ims_s3_head(ims_tier_target_s3(t), k.key, NULL, NULL), 0);
+
+	/* b's cold image is whole, and a collection now keeps its chunk */
+	ims_tier_scrub_result sr;
+	o.progress = NULL;
+	assert_int_equal(ims_tier_scrub(&sr, t, false, true, &o), 0);
+	assert_int_equal(sr.chunks_bad, 0);
+	assert_int_equal(sr.deleted, 0);
+	snprintf(cold_b, sizeof(cold_b), "rbd/%s", b);
+	snprintf(back, sizeof(back), "%s-back", b);
+	assert_int_equal(ims_tier_restore(NULL, t, A, cold_b, "rbd", back, &o), 0);
+	itest_assert_image_equals_file(A, "rbd", back, NULL, path);
+	/* and no lock object is left behind */
+	assert_int_equal(count_objects(t, "locks/"), 0);
+	ims_tier_target_free(t);
+}
+
 /*
  * An image with more tags than a manifest may hold: the push refuses before uploading
  * anything and keeps the image (it used to store a manifest restore rejects, and remove it).
@@ -723,6 +825,7 @@ int main(void)
 		cmocka_unit_test(test_faults),
 		cmocka_unit_test(test_gc),
 		cmocka_unit_test(test_push_manifest_too_many_tags),
+		cmocka_unit_test(test_gc_during_push),
 	};
 	/* TIER_TESTS=PATTERN runs only the tests it matches (cmocka's filter: '*' wildcards) */
 	if (getenv("TIER_TESTS"))
