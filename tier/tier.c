@@ -479,6 +479,79 @@ static int in_use(rados_ioctx_t io, rbd_image_t image, unsigned *count)
 	return 0;
 }
 
+static int check_leases(const ims_tier_opts *o, const char *pool, const char *image, const char *name)
+{
+	char why[256] = "";
+	if (!o->leased)
+		return 0;
+	int r = o->leased(o->leased_ctx, pool, image, why, sizeof(why));
+	if (r > 0)
+		return ims_error_set(-EBUSY, "'%s' is in use (%s): release it, or push a snapshot", name,
+				     why[0] ? why : "leased by a host");
+	return r;
+}
+
+/*
+ * Before a push that removes the image: nobody else may have it open or leased, and this push
+ * holds its exclusive lock until the removal (then other clients' writes fail).
+ */
+static int claim_head(rados_ioctx_t io, rbd_image_t head, const char *pool, const char *image, const char *name,
+		      const ims_tier_opts *o, bool *locked)
+{
+	unsigned users = 0;
+	uint64_t features = 0;
+	int r;
+	if ((r = in_use(io, head, &users)) < 0)
+		return ims_error_set(r, "cannot list the clients of '%s': %s", name, ims_strerror(r));
+	if (users)
+		return ims_error_set(-EBUSY, "'%s' is open by %u client%s: stop them, or push a snapshot", name, users,
+				     users == 1 ? "" : "s");
+	if ((r = check_leases(o, pool, image, name)) < 0)
+		return r;
+	if ((r = rbd_get_features(head, &features)) < 0)
+		return ims_error_set(r, "cannot stat '%s': %s", name, ims_strerror(r));
+	if (!(features & RBD_FEATURE_EXCLUSIVE_LOCK))
+		return 0; /* the diff before the removal is the only guard */
+	r = rbd_lock_acquire(head, RBD_LOCK_MODE_EXCLUSIVE);
+	if (r == -EROFS || r == -EBUSY)
+		return ims_error_set(-EBUSY, "another client holds the lock of '%s': stop it, or push a snapshot", name);
+	if (r < 0)
+		return ims_error_set(r, "cannot take the lock of '%s': %s", name, ims_strerror(r));
+	*locked = true;
+	return 0;
+}
+
+static int note_change(uint64_t off, size_t len, int exists, void *arg)
+{
+	(void)off;
+	(void)len;
+	(void)exists;
+	*(bool *)arg = true;
+	return 0;
+}
+
+/* Before removing the image: nothing written since the push snapshot, and no host lease. */
+static int check_unchanged(rbd_image_t head, const char *psnap, uint64_t size, const char *pool, const char *image,
+			   const char *name, const ims_tier_opts *o)
+{
+	rbd_image_info_t st;
+	bool changed = false;
+	int r = rbd_stat(head, &st, sizeof(st));
+	if (r == 0 && st.size != size)
+		changed = true;
+	else if (r == 0)
+		r = rbd_diff_iterate2(head, psnap, 0, size, 0, 0, note_change, &changed);
+	if (r < 0)
+		return ims_error_set(r, "'%s' was pushed but cannot be compared with its push snapshot, so it was kept: "
+				     "%s", name, ims_strerror(r));
+	if (changed)
+		return ims_error_set(-EBUSY, "'%s' was written to during the push: cold image '%s' holds it as it was "
+				     "when the push started, and the image was kept", name, name);
+	if ((r = check_leases(o, pool, image, name)) < 0)
+		return ims_error_set(r, "'%s' was pushed but kept: %s", name, ims_error_last());
+	return 0;
+}
+
 /* Bytes a manifest entry takes at most: a chunk "[OFF,LEN,"HEX"]," and a zero range. */
 #define MANIFEST_CHUNK_BYTES (2 * 20 + IMS_SHA256_HEX_LEN + 8)
 #define MANIFEST_ZERO_BYTES (2 * 20 + 4)
@@ -543,18 +616,23 @@ out:
 	return r;
 }
 
+#define PUSH_SNAP_PREFIX "imgstore-tier-"
+
 int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, const char *pool,
 		  const char *image, const char *snap, const ims_tier_opts *o)
 {
 	rados_ioctx_t io = NULL;
-	rbd_image_t img = NULL;
+	rbd_image_t head = NULL; /* a head's push: the push snapshot's and the lock's handle */
+	rbd_image_t img = NULL;  /* what is read: @p snap or the push snapshot */
+	char psnap[64] = "", lock[64] = "";
+	bool snapped = false, locked = false;
 	grid g = { 0 };
 	pusher p;
 	pthread_t threads[MAX_WORKERS];
 	unsigned started = 0;
 	ims_manifest m;
 	ims_catalog_entry *cat = NULL;
-	char name[3 * IMS_NAME_MAX + 4], lock[64] = "";
+	char name[3 * IMS_NAME_MAX + 4];
 	int r;
 
 	memset(&p, 0, sizeof(p));
@@ -579,23 +657,29 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 
 	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
 		goto out;
-	r = rbd_open_read_only(io, image, &img, snap);
+	bool remove = !snap && o->after != IMS_TIER_KEEP;
+	if (!snap) {
+		/* a head is pushed from a snapshot of its own: writes during the push do not tear it */
+		if ((r = rbd_open(io, image, &head, NULL)) < 0) {
+			ims_error_set(r, "cannot open '%s' on site '%s': %s", name, ims_site_name(site), ims_strerror(r));
+			goto out;
+		}
+		if (remove && (r = claim_head(io, head, pool, image, name, o, &locked)) < 0)
+			goto out;
+		char id[17];
+		if ((r = ims_random_hex(id, sizeof(id))) < 0)
+			goto out;
+		snprintf(psnap, sizeof(psnap), PUSH_SNAP_PREFIX "%lld-%s", (long long)time(NULL), id);
+		if ((r = rbd_snap_create(head, psnap)) < 0) {
+			ims_error_set(r, "cannot take a snapshot of '%s' to push: %s", name, ims_strerror(r));
+			goto out;
+		}
+		snapped = true;
+	}
+	r = rbd_open_read_only(io, image, &img, snap ? snap : psnap);
 	if (r < 0) {
 		ims_error_set(r, "cannot open '%s' on site '%s': %s", name, ims_site_name(site), ims_strerror(r));
 		goto out;
-	}
-	bool remove = !snap && o->after != IMS_TIER_KEEP;
-	if (remove) {
-		unsigned users = 0;
-		if ((r = in_use(io, img, &users)) < 0) {
-			ims_error_set(r, "cannot list the clients of '%s': %s", name, ims_strerror(r));
-			goto out;
-		}
-		if (users) {
-			r = ims_error_set(-EBUSY, "'%s' is open by %u client%s: stop them, or push a snapshot", name,
-					  users, users == 1 ? "" : "s");
-			goto out;
-		}
 	}
 	rbd_image_info_t st;
 	uint64_t features = 0;
@@ -721,8 +805,22 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 		o->progress(o->progress_ctx, p.bytes_total, p.bytes_total);
 
 	if (remove) {
+		if ((r = check_unchanged(head, psnap, st.size, pool, image, name, o)) < 0)
+			goto out;
 		rbd_close(img);
 		img = NULL;
+		if ((r = rbd_snap_remove(head, psnap)) < 0) {
+			ims_error_set(r, "'%s' was pushed but its push snapshot '%s' cannot be removed, so it was kept: %s",
+				      name, psnap, ims_strerror(r));
+			goto out;
+		}
+		snapped = false;
+		/* the lock goes with the handle, just before the removal (which takes it itself) */
+		if (locked)
+			rbd_lock_release(head);
+		locked = false;
+		rbd_close(head);
+		head = NULL;
 		ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
 		ro.purge = o->after == IMS_TIER_PURGE;
 		if ((r = ims_image_remove(site, pool, image, &ro)) < 0) {
@@ -764,6 +862,12 @@ out:
 	free(g.cells);
 	if (img)
 		rbd_close(img);
+	if (snapped && rbd_snap_remove(head, psnap) < 0)
+		ims_log_debug("cannot remove the push snapshot '%s@%s'", name, psnap);
+	if (locked)
+		rbd_lock_release(head);
+	if (head)
+		rbd_close(head);
 	if (io)
 		rados_ioctx_destroy(io);
 	pthread_mutex_destroy(&p.lock);

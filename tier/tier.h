@@ -14,6 +14,11 @@
  * runs never written. A bad chunk fails the restore with its name and leaves nothing under the
  * requested name.
  *
+ * A push of an image head reads a snapshot taken for the push ("imgstore-tier-..."), removed
+ * when the push ends. When the image is then to be removed, the push first holds the image's
+ * exclusive lock (other clients' writes fail) and refuses an image leased by a host; before
+ * removing it, it checks with a diff against that snapshot that nothing was written since.
+ *
  * Pushes and garbage collection exclude each other through lock objects in the bucket: a
  * push holds "locks/push/<random>", garbage collection "locks/gc/<random>"; each writes its
  * own, then looks for the other's. A lock not renewed for IMS_TIER_LOCK_STALE seconds is
@@ -74,6 +79,11 @@ typedef struct {
 				    than half of it; 0: 86400 */
 	ims_progress_fn progress; /* may be NULL; non-zero return cancels */
 	void *progress_ctx;
+	/* push of an image head to be removed: whether a host holds a lease on the image (1, with
+	 * who in @p why; 0: no; < 0: error). Asked before the push and again before the removal.
+	 * NULL: no host leases to honour. */
+	int (*leased)(void *ctx, const char *pool, const char *image, char *why, size_t len);
+	void *leased_ctx;
 } ims_tier_opts;
 #define IMS_TIER_OPTS_INIT { .version = IMS_TIER_OPTS_VERSION, .after = IMS_TIER_TRASH }
 
@@ -99,12 +109,14 @@ typedef struct {
  * "POOL/IMAGE[@SNAP]", replacing a manifest of that name.
  *
  * @returns -ENOENT for an unknown image or snapshot, -EBUSY if the head is to be removed but a
- *          client has the image open, -EMSGSIZE if the manifest would be larger than restore
+ *          client has the image open, holds its lock or a host leases it, or if it was written
+ *          to during the push (then the manifest holds the image as it was when the push
+ *          started, and the image is kept), -EMSGSIZE if the manifest would be larger than restore
  *          accepts or hold more than IMS_MANIFEST_TAGS_MAX tags (nothing is uploaded), -EIO if
  *          the stored manifest does not read back (it is deleted, the image kept), -ECANCELED,
  *          -EACCES/-EIO/-ETIMEDOUT from the target.
  *          On any error before the manifest is stored, no manifest was written and the image
- *          was not changed.
+ *          was not changed; on any error the image is not removed.
  */
 int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, const char *pool,
 		  const char *image, const char *snap, const ims_tier_opts *opts);

@@ -657,6 +657,45 @@ static void test_gc(void **state)
 /* ------------------------------------------------------------------------------------------ */
 /* issue 11: nothing lost */
 
+/* Write @p len bytes of @p byte at @p off of rbd/@p name through a handle of its own. */
+static int write_image(const char *name, uint64_t off, size_t len, int byte)
+{
+	rados_ioctx_t io = NULL;
+	rbd_image_t img = NULL;
+	char *buf = malloc(len);
+	assert_non_null(buf);
+	memset(buf, byte, len);
+	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	int r = rbd_open(io, name, &img, NULL);
+	if (r == 0) {
+		ssize_t n = rbd_write(img, off, len, buf);
+		r = n < 0 ? (int)n : 0;
+		if (r == 0)
+			r = rbd_flush(img);
+		rbd_close(img);
+	}
+	rados_ioctx_destroy(io);
+	free(buf);
+	return r;
+}
+
+typedef struct {
+	const char *image;
+	bool done;
+	int write_r;
+} live_write;
+
+/* Once every chunk was read: another client writes to the image. */
+static int write_when_read(void *ctx, uint64_t done, uint64_t total)
+{
+	live_write *w = ctx;
+	if (!w->done && total && done == total) {
+		w->done = true;
+		w->write_r = write_image(w->image, 4096, 4096, 0xab);
+	}
+	return 0;
+}
+
 static size_t count_snaps(const char *name)
 {
 	ims_snap_info *snaps = NULL;
@@ -664,6 +703,113 @@ static size_t count_snaps(const char *name)
 	assert_int_equal(ims_snap_list(&snaps, &n, A, "rbd", name), 0);
 	ims_snap_list_free(snaps, n);
 	return n;
+}
+
+/*
+ * A write to an image without the exclusive-lock feature while it is pushed (after its data
+ * was read): the push notices it against its snapshot and keeps the image, with the write.
+ */
+static void test_push_live_write_keeps_image(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("live"), NULL, key_path, 2);
+	const char *name = itest_name("live");
+	char path[600];
+	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
+	co.size = 8 * MiB;
+	co.features = 1; /* layering: no exclusive lock to hold */
+	assert_int_equal(ims_image_create(A, "rbd", name, &co), 0);
+	assert_int_equal(write_image(name, 0, 8 * MiB, 0x5a), 0);
+
+	live_write w = { .image = name };
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_TRASH;
+	o.progress = write_when_read;
+	o.progress_ctx = &w;
+	ims_tier_result res;
+	int r = ims_tier_push(&res, t, A, "rbd", name, NULL, &o);
+	assert_true(w.done);
+	assert_int_equal(w.write_r, 0);
+	assert_int_equal(r, -EBUSY);
+	assert_non_null(strstr(ims_error_last(), "written to during the push"));
+	/* the image is there, with the write, and no push snapshot is left on it */
+	assert_int_equal(ims_image_exists(A, "rbd", name), 1);
+	snprintf(path, sizeof(path), "%s/live.raw", itest_dir());
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	for (uint64_t i = 0; i < 8 * MiB; i++)
+		fputc(i >= 4096 && i < 8192 ? 0xab : 0x5a, f);
+	fclose(f);
+	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+	assert_int_equal(count_snaps(name), 0);
+	ims_tier_target_free(t);
+}
+
+/*
+ * With the exclusive-lock feature, the push holds the lock: the other client's write fails
+ * rather than being lost, and the cold image restores exactly what was pushed.
+ */
+static void test_push_live_write_locked_out(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("lock"), NULL, key_path, 2);
+	const char *name = itest_name("lock");
+	char path[600], cold[300], back[300];
+	snprintf(path, sizeof(path), "%s/lock.raw", itest_dir());
+	random_file(path, 8 * MiB, 31);
+	import_file(name, path);
+
+	live_write w = { .image = name };
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_TRASH;
+	o.progress = write_when_read;
+	o.progress_ctx = &w;
+	ims_tier_result res;
+	assert_int_equal(ims_tier_push(&res, t, A, "rbd", name, NULL, &o), 0);
+	assert_true(w.done);
+	assert_true(w.write_r < 0);
+	in_trash_or_gone(name);
+	snprintf(cold, sizeof(cold), "rbd/%s", name);
+	snprintf(back, sizeof(back), "%s-back", name);
+	o.progress = NULL;
+	assert_int_equal(ims_tier_restore(&res, t, A, cold, "rbd", back, &o), 0);
+	itest_assert_image_equals_file(A, "rbd", back, NULL, path);
+	assert_int_equal(count_snaps(back), 0);
+	ims_tier_target_free(t);
+}
+
+static int lease_held(void *ctx, const char *pool, const char *image, char *why, size_t len)
+{
+	(void)pool;
+	(void)image;
+	snprintf(why, len, "leased by host '%s'", (const char *)ctx);
+	return 1;
+}
+
+/* An image a host leases is not pushed away; nothing is uploaded. */
+static void test_push_honours_leases(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("lease"), NULL, key_path, 2);
+	const char *name = itest_name("lease");
+	char path[600];
+	snprintf(path, sizeof(path), "%s/lease.raw", itest_dir());
+	random_file(path, 4 * MiB, 33);
+	import_file(name, path);
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_TRASH;
+	o.leased = lease_held;
+	o.leased_ctx = "hv7";
+	assert_int_equal(ims_tier_push(NULL, t, A, "rbd", name, NULL, &o), -EBUSY);
+	assert_non_null(strstr(ims_error_last(), "hv7"));
+	assert_int_equal(ims_image_exists(A, "rbd", name), 1);
+	assert_int_equal(count_objects(t, "chunks/"), 0);
+	assert_int_equal(count_objects(t, "manifests/"), 0);
+	assert_int_equal(count_snaps(name), 0);
+	/* keeping the image, a lease does not matter */
+	o.after = IMS_TIER_KEEP;
+	assert_int_equal(ims_tier_push(NULL, t, A, "rbd", name, NULL, &o), 0);
+	ims_tier_target_free(t);
 }
 
 typedef struct {
@@ -824,8 +970,11 @@ int main(void)
 		cmocka_unit_test(test_wrong_key_and_credentials),
 		cmocka_unit_test(test_faults),
 		cmocka_unit_test(test_gc),
-		cmocka_unit_test(test_push_manifest_too_many_tags),
+		cmocka_unit_test(test_push_live_write_keeps_image),
+		cmocka_unit_test(test_push_live_write_locked_out),
+		cmocka_unit_test(test_push_honours_leases),
 		cmocka_unit_test(test_gc_during_push),
+		cmocka_unit_test(test_push_manifest_too_many_tags),
 	};
 	/* TIER_TESTS=PATTERN runs only the tests it matches (cmocka's filter: '*' wildcards) */
 	if (getenv("TIER_TESTS"))
