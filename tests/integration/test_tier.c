@@ -363,19 +363,32 @@ static void test_restore_raw_as_pushed_and_only_data(void **state)
 	ims_tier_target_free(t);
 }
 
-/* Write @p len bytes of @p byte at @p off of rbd/@p name. */
-static void scribble(const char *name, uint64_t off, size_t len, int byte)
+/* Write @p len bytes of @p byte at @p off of rbd/@p name through a handle of its own. */
+static int write_image(const char *name, uint64_t off, size_t len, int byte)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
+	rados_ioctx_t io = NULL;
+	rbd_image_t img = NULL;
 	char *buf = malloc(len);
+	assert_non_null(buf);
 	memset(buf, byte, len);
 	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
-	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
-	assert_int_equal(rbd_write(img, off, len, buf), (ssize_t)len);
-	rbd_close(img);
+	int r = rbd_open(io, name, &img, NULL);
+	if (r == 0) {
+		ssize_t n = rbd_write(img, off, len, buf);
+		r = n < 0 ? (int)n : 0;
+		if (r == 0)
+			r = rbd_flush(img);
+		rbd_close(img);
+	}
 	rados_ioctx_destroy(io);
 	free(buf);
+	return r;
+}
+
+/* The same, which must succeed. */
+static void scribble(const char *name, uint64_t off, size_t len, int byte)
+{
+	assert_int_equal(write_image(name, off, len, byte), 0);
 }
 
 static void test_dedup_clones(void **state)
@@ -656,28 +669,6 @@ static void test_gc(void **state)
 
 /* ------------------------------------------------------------------------------------------ */
 /* issue 11: nothing lost */
-
-/* Write @p len bytes of @p byte at @p off of rbd/@p name through a handle of its own. */
-static int write_image(const char *name, uint64_t off, size_t len, int byte)
-{
-	rados_ioctx_t io = NULL;
-	rbd_image_t img = NULL;
-	char *buf = malloc(len);
-	assert_non_null(buf);
-	memset(buf, byte, len);
-	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
-	int r = rbd_open(io, name, &img, NULL);
-	if (r == 0) {
-		ssize_t n = rbd_write(img, off, len, buf);
-		r = n < 0 ? (int)n : 0;
-		if (r == 0)
-			r = rbd_flush(img);
-		rbd_close(img);
-	}
-	rados_ioctx_destroy(io);
-	free(buf);
-	return r;
-}
 
 typedef struct {
 	const char *image;
