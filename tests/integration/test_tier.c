@@ -949,6 +949,41 @@ static void test_push_manifest_too_many_tags(void **state)
 	ims_tier_target_free(t);
 }
 
+/*
+ * A manifest that does not read back (the proxy corrupts what radosgw answers to its GET):
+ * the push deletes it, fails and keeps the image; once it reads back, the same push works.
+ */
+static void test_push_manifest_read_back(void **state)
+{
+	(void)state;
+	char via[64], cold[300];
+	const char *name = itest_name("readback");
+	char path[600];
+	if (proxy_pid <= 0)
+		start_proxy();
+	snprintf(via, sizeof(via), "http://127.0.0.1:%d", proxy_port);
+	ims_tier_target *t = new_target(bucket_name("readback"), via, key_path, 1);
+	snprintf(path, sizeof(path), "%s/readback.raw", itest_dir());
+	random_file(path, 4 * MiB, 39);
+	import_file(name, path);
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_TRASH;
+	proxy("corrupt?path=manifests");
+	int r = ims_tier_push(NULL, t, A, "rbd", name, NULL, &o);
+	proxy("corrupt?path=");
+	assert_int_equal(r, -EIO);
+	assert_non_null(strstr(ims_error_last(), "did not read back"));
+	assert_int_equal(ims_image_exists(A, "rbd", name), 1);
+	assert_int_equal(count_objects(t, "manifests/"), 0);
+	assert_int_equal(count_snaps(name), 0);
+	assert_int_equal(ims_tier_push(NULL, t, A, "rbd", name, NULL, &o), 0);
+	in_trash_or_gone(name);
+	snprintf(cold, sizeof(cold), "rbd/%s", name);
+	assert_int_equal(ims_tier_restore(NULL, t, A, cold, NULL, NULL, &o), 0);
+	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+	ims_tier_target_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -966,6 +1001,7 @@ int main(void)
 		cmocka_unit_test(test_push_honours_leases),
 		cmocka_unit_test(test_gc_during_push),
 		cmocka_unit_test(test_push_manifest_too_many_tags),
+		cmocka_unit_test(test_push_manifest_read_back),
 	};
 	/* TIER_TESTS=PATTERN runs only the tests it matches (cmocka's filter: '*' wildcards) */
 	if (getenv("TIER_TESTS"))
