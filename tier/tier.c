@@ -1374,92 +1374,144 @@ out:
 	return r;
 }
 
+/* What the manifests reference: chunks sorted by name, unique, with a cold image using each. */
+typedef struct {
+	keylist l;
+	ref *refs;
+	size_t n;
+	char **owners; /* one per manifest key of l; NULL for a bad one */
+	uint64_t chunk_max;
+} refset;
+
+static void refset_free(refset *rs)
+{
+	for (size_t i = 0; rs->owners && i < rs->l.n; i++)
+		free(rs->owners[i]);
+	free(rs->owners);
+	free(rs->refs);
+	keylist_free(&rs->l);
+	memset(rs, 0, sizeof(*rs));
+}
+
+/* Read every manifest; count them (and the bad ones, reported) in @p res. */
+static int read_refs(refset *rs, ims_tier_target *t, ims_tier_scrub_result *res)
+{
+	size_t cap = 0;
+	int r;
+	memset(rs, 0, sizeof(*rs));
+	rs->chunk_max = IMS_CHUNK_SIZE_MIN;
+	if ((r = ims_s3_list(t->s3, "manifests/", collect_key, &rs->l)) < 0)
+		return r;
+	if (!(rs->owners = calloc(rs->l.n ? rs->l.n : 1, sizeof(*rs->owners))))
+		return -ENOMEM;
+	for (size_t i = 0; i < rs->l.n; i++) {
+		ims_manifest *m = NULL;
+		const char *name = rs->l.keys[i] + strlen("manifests/");
+		res->manifests++;
+		if (ims_tier_manifest_get(&m, t, name) < 0) {
+			char why[IMS_ERROR_MSG_MAX + 64];
+			res->manifests_bad++;
+			snprintf(why, sizeof(why), "%s: %s", rs->l.keys[i], ims_error_last());
+			report_locked(res, why);
+			continue;
+		}
+		rs->owners[i] = m->name;
+		m->name = NULL;
+		if (m->chunk_size > rs->chunk_max)
+			rs->chunk_max = m->chunk_size;
+		if (rs->n + m->nchunks > cap) {
+			size_t ncap = cap ? cap : 1024;
+			while (ncap < rs->n + m->nchunks)
+				ncap *= 2;
+			ref *nr = realloc(rs->refs, ncap * sizeof(*nr));
+			if (!nr) {
+				ims_manifest_free(m);
+				return -ENOMEM;
+			}
+			rs->refs = nr;
+			cap = ncap;
+		}
+		for (size_t k = 0; k < m->nchunks; k++) {
+			memcpy(rs->refs[rs->n].sha256, m->chunks[k].sha256, IMS_SHA256_LEN);
+			rs->refs[rs->n].len = m->chunks[k].len;
+			rs->refs[rs->n].owner = rs->owners[i];
+			rs->n++;
+		}
+		ims_manifest_free(m);
+	}
+	ims_error_clear();
+	if (rs->n)
+		qsort(rs->refs, rs->n, sizeof(*rs->refs), cmp_ref);
+	size_t uniq = 0;
+	for (size_t i = 0; i < rs->n; i++)
+		if (!uniq || memcmp(rs->refs[uniq - 1].sha256, rs->refs[i].sha256, IMS_SHA256_LEN) != 0)
+			rs->refs[uniq++] = rs->refs[i];
+	rs->n = uniq;
+	return 0;
+}
+
+static int gc_skipped(const ims_tier_scrub_result *res)
+{
+	return ims_error_set(-EBADMSG, "garbage collection skipped: %" PRIu64 " manifest%s could not be read (%s)",
+			     res->manifests_bad, res->manifests_bad == 1 ? "" : "s", res->report);
+}
+
+/*
+ * Garbage collection under its lock. The manifests are read again once the lock is held: a
+ * push that stores its manifest after that read holds its own lock now, and then nothing is
+ * deleted; the scrub before ran without the lock, so pushes wait only for this part.
+ */
+static int gc_locked(ims_tier_target *t, const ims_tier_opts *o, ims_tier_scrub_result *res)
+{
+	char lock[64] = "";
+	int64_t renewed = (int64_t)time(NULL);
+	ims_tier_scrub_result again;
+	refset rs = { 0 };
+	int r;
+	memset(&again, 0, sizeof(again));
+	if ((r = gc_lock(t, lock, sizeof(lock))) < 0)
+		return r;
+	if ((r = read_refs(&rs, t, &again)) < 0)
+		goto out;
+	if (again.manifests_bad) {
+		r = gc_skipped(&again);
+		goto out;
+	}
+	r = gc(t, rs.refs, rs.n, o, res, lock, &renewed);
+out:
+	refset_free(&rs);
+	ims_s3_delete(t->s3, lock);
+	return r;
+}
+
 int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bool do_gc,
 		   const ims_tier_opts *o)
 {
 	ims_tier_scrub_result res;
-	keylist l = { 0 };
-	ref *refs = NULL;
-	size_t nrefs = 0, cap = 0;
-	char **owners = NULL;
+	refset rs = { 0 };
 	scrubber s;
 	pthread_t threads[MAX_WORKERS];
 	unsigned started = 0;
-	uint64_t chunk_max = IMS_CHUNK_SIZE_MIN;
-	char lock[64] = "";
-	int64_t renewed = (int64_t)time(NULL);
 	int r;
 
 	memset(&res, 0, sizeof(res));
 	memset(&s, 0, sizeof(s));
 	if ((r = check_opts(o)) < 0)
 		return r;
-	/* before the manifests are read: a push that stores its manifest after that is running
-	 * now, and then garbage collection does not start */
-	if (do_gc && (r = gc_lock(t, lock, sizeof(lock))) < 0)
-		return r;
-	if ((r = ims_s3_list(t->s3, "manifests/", collect_key, &l)) < 0)
+	if ((r = read_refs(&rs, t, &res)) < 0)
 		goto out;
-	if (!(owners = calloc(l.n ? l.n : 1, sizeof(*owners)))) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < l.n; i++) {
-		ims_manifest *m = NULL;
-		const char *name = l.keys[i] + strlen("manifests/");
-		res.manifests++;
-		if (ims_tier_manifest_get(&m, t, name) < 0) {
-			char why[IMS_ERROR_MSG_MAX + 64];
-			res.manifests_bad++;
-			snprintf(why, sizeof(why), "%s: %s", l.keys[i], ims_error_last());
-			report_locked(&res, why);
-			continue;
-		}
-		owners[i] = m->name;
-		m->name = NULL;
-		if (m->chunk_size > chunk_max)
-			chunk_max = m->chunk_size;
-		if (nrefs + m->nchunks > cap) {
-			size_t ncap = cap ? cap : 1024;
-			while (ncap < nrefs + m->nchunks)
-				ncap *= 2;
-			ref *nr = realloc(refs, ncap * sizeof(*nr));
-			if (!nr) {
-				ims_manifest_free(m);
-				r = -ENOMEM;
-				goto out;
-			}
-			refs = nr;
-			cap = ncap;
-		}
-		for (size_t k = 0; k < m->nchunks; k++) {
-			memcpy(refs[nrefs].sha256, m->chunks[k].sha256, IMS_SHA256_LEN);
-			refs[nrefs].len = m->chunks[k].len;
-			refs[nrefs].owner = owners[i];
-			nrefs++;
-		}
-		ims_manifest_free(m);
-	}
-	ims_error_clear();
-	if (nrefs)
-		qsort(refs, nrefs, sizeof(*refs), cmp_ref);
-	size_t uniq = 0;
-	for (size_t i = 0; i < nrefs; i++)
-		if (!uniq || memcmp(refs[uniq - 1].sha256, refs[i].sha256, IMS_SHA256_LEN) != 0)
-			refs[uniq++] = refs[i];
-	nrefs = uniq;
-	res.chunks = nrefs;
+	res.chunks = rs.n;
 
 	pthread_mutex_init(&s.lock, NULL);
 	s.t = t;
-	s.refs = refs;
-	s.n = nrefs;
+	s.refs = rs.refs;
+	s.n = rs.n;
 	s.deep = deep;
-	s.chunk_max = chunk_max;
+	s.chunk_max = rs.chunk_max;
 	s.res = &res;
 	s.o = o;
 	unsigned nworkers = opt_workers(o);
-	for (; started < nworkers && started < nrefs; started++)
+	for (; started < nworkers && started < rs.n; started++)
 		if (pthread_create(&threads[started], NULL, scrub_worker, &s) != 0)
 			break;
 	for (;;) {
@@ -1468,13 +1520,6 @@ int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bo
 		pthread_mutex_unlock(&s.lock);
 		if (done >= n || !started)
 			break;
-		if (lock_renew(t, lock, "gc", &renewed) < 0) {
-			ims_log_debug("cannot renew the garbage collection lock '%s': %s", lock, ims_error_last());
-			pthread_mutex_lock(&s.lock);
-			s.cancel = true;
-			pthread_mutex_unlock(&s.lock);
-			break;
-		}
 		if (o->progress && o->progress(o->progress_ctx, done, n) != 0) {
 			pthread_mutex_lock(&s.lock);
 			s.cancel = true;
@@ -1493,24 +1538,17 @@ int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bo
 	}
 	if (do_gc) {
 		if (res.manifests_bad) {
-			r = ims_error_set(-EBADMSG, "garbage collection skipped: %" PRIu64 " manifest%s could not be read "
-					  "(%s)", res.manifests_bad, res.manifests_bad == 1 ? "" : "s", res.report);
+			r = gc_skipped(&res);
 			goto out;
 		}
-		if ((r = gc(t, refs, nrefs, o, &res, lock, &renewed)) < 0)
+		if ((r = gc_locked(t, o, &res)) < 0)
 			goto out;
 	}
 	if (o->progress)
-		o->progress(o->progress_ctx, nrefs, nrefs);
+		o->progress(o->progress_ctx, rs.n, rs.n);
 	*out = res;
 	r = 0;
 out:
-	if (lock[0])
-		ims_s3_delete(t->s3, lock);
-	for (size_t i = 0; owners && i < l.n; i++)
-		free(owners[i]);
-	free(owners);
-	free(refs);
-	keylist_free(&l);
+	refset_free(&rs);
 	return r;
 }

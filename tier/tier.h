@@ -169,7 +169,8 @@ typedef struct {
  * Check every chunk that a manifest references: that it exists (HEAD), or with @p deep that it
  * reads back, authenticates and hashes to its name. With @p gc, then delete the chunks no
  * manifest references that are older than the grace period (none if a manifest is unreadable).
- * Garbage collection holds the target's GC lock from before it reads the manifests.
+ * Garbage collection then takes the target's GC lock and reads the manifests again, so a push
+ * that stored its manifest after the first read is seen.
  *
  * @returns 0 (problems are counted in @p out), -EBUSY with @p gc while a push is running on
  *          the target (nothing deleted), -ECANCELED, an error of the target.

@@ -905,6 +905,44 @@ static void test_gc_during_push(void **state)
 	ims_tier_target_free(t);
 }
 
+typedef struct {
+	ims_tier_target *t;
+	unsigned waits;
+} gc_wait;
+
+/* Called while the push waits for garbage collection: that collection then ends. */
+static int end_gc_when_waited(void *ctx, uint64_t done, uint64_t total)
+{
+	gc_wait *w = ctx;
+	(void)done;
+	if (total == 0 && ++w->waits == 2)
+		assert_int_equal(ims_s3_delete(ims_tier_target_s3(w->t), "locks/gc/test"), 0);
+	return 0;
+}
+
+/* A push that finds garbage collection running waits until it is done, then pushes. */
+static void test_push_waits_for_gc(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("gcwait"), NULL, key_path, 2);
+	const char *name = itest_name("gcwait");
+	char path[600];
+	snprintf(path, sizeof(path), "%s/gcwait.raw", itest_dir());
+	random_file(path, 4 * MiB, 41);
+	import_file(name, path);
+	assert_int_equal(ims_s3_put(ims_tier_target_s3(t), "locks/gc/test", "{}", 2), 0);
+	gc_wait w = { .t = t };
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_KEEP;
+	o.progress = end_gc_when_waited;
+	o.progress_ctx = &w;
+	assert_int_equal(ims_tier_push(NULL, t, A, "rbd", name, NULL, &o), 0);
+	assert_int_equal(w.waits, 2);
+	assert_int_equal(count_objects(t, "manifests/"), 1);
+	assert_int_equal(count_objects(t, "locks/"), 0);
+	ims_tier_target_free(t);
+}
+
 /*
  * An image with more tags than a manifest may hold: the push refuses before uploading
  * anything and keeps the image (it used to store a manifest restore rejects, and remove it).
@@ -1000,6 +1038,7 @@ int main(void)
 		cmocka_unit_test(test_push_live_write_locked_out),
 		cmocka_unit_test(test_push_honours_leases),
 		cmocka_unit_test(test_gc_during_push),
+		cmocka_unit_test(test_push_waits_for_gc),
 		cmocka_unit_test(test_push_manifest_too_many_tags),
 		cmocka_unit_test(test_push_manifest_read_back),
 	};
