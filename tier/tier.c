@@ -172,15 +172,28 @@ static int lock_key(char *key, size_t len, const char *prefix)
 	return 0;
 }
 
-/* How many live locks there are under @p prefix, but @p mine. */
-static int locks_live(ims_tier_target *t, const char *prefix, const char *mine, size_t *live)
+/* Delete lock object @p key (if any), keeping the thread's error message: this is cleanup. */
+static void lock_drop(ims_tier_target *t, char *key)
+{
+	char msg[IMS_ERROR_MSG_MAX];
+	int code = ims_error_last_code();
+	if (!key[0])
+		return;
+	snprintf(msg, sizeof(msg), "%s", ims_error_last());
+	if (ims_s3_delete(t->s3, key) < 0 && code)
+		ims_error_set(code, "%s", msg);
+	key[0] = '\0';
+}
+
+/* How many live locks there are under @p prefix. */
+static int locks_live(ims_tier_target *t, const char *prefix, size_t *live)
 {
 	keylist l = { 0 };
 	int64_t now = (int64_t)time(NULL);
 	int r = ims_s3_list(t->s3, prefix, collect_key, &l);
 	*live = 0;
 	for (size_t i = 0; r == 0 && i < l.n; i++)
-		if (strcmp(l.keys[i], mine) != 0 && lock_fresh(l.mtimes[i], now))
+		if (lock_fresh(l.mtimes[i], now))
 			(*live)++;
 	keylist_free(&l);
 	return r;
@@ -201,9 +214,10 @@ static int push_lock(ims_tier_target *t, char *key, size_t len, const char *what
 	for (;;) {
 		if ((r = lock_put(t, key, what)) < 0)
 			break;
-		if ((r = locks_live(t, GC_LOCK_PREFIX, "", &live)) < 0 || !live)
+		if ((r = locks_live(t, GC_LOCK_PREFIX, &live)) < 0 || !live)
 			break;
-		ims_s3_delete(t->s3, key);
+		if ((r = ims_s3_delete(t->s3, key)) < 0)
+			break;
 		if (!told)
 			ims_log_debug("push of '%s' waits for the garbage collection on '%s'", what, ims_s3_name(t->s3));
 		told = true;
@@ -214,10 +228,8 @@ static int push_lock(ims_tier_target *t, char *key, size_t len, const char *what
 		struct timespec ts = { 1, 0 };
 		nanosleep(&ts, NULL);
 	}
-	if (r < 0) {
-		ims_s3_delete(t->s3, key);
-		key[0] = '\0';
-	}
+	if (r < 0)
+		lock_drop(t, key);
 	return r;
 }
 
@@ -230,16 +242,14 @@ static int gc_lock(ims_tier_target *t, char *key, size_t len)
 		return r;
 	if ((r = lock_put(t, key, "gc")) < 0)
 		goto out;
-	if ((r = locks_live(t, PUSH_LOCK_PREFIX, "", &live)) < 0)
+	if ((r = locks_live(t, PUSH_LOCK_PREFIX, &live)) < 0)
 		goto out;
 	if (live)
 		r = ims_error_set(-EBUSY, "garbage collection on target '%s' deferred: %zu push%s running; nothing "
 				  "deleted", ims_s3_name(t->s3), live, live == 1 ? " is" : "es are");
 out:
-	if (r < 0) {
-		ims_s3_delete(t->s3, key);
-		key[0] = '\0';
-	}
+	if (r < 0)
+		lock_drop(t, key);
 	return r;
 }
 
@@ -581,21 +591,19 @@ static int store_manifest(ims_tier_target *t, const ims_manifest *m)
 	uint8_t *sealed = NULL;
 	size_t tlen = 0, alen = 0, slen = 0;
 	ims_manifest *check = NULL, *back = NULL;
-	bool put = false;
 	int r;
 	if ((r = ims_manifest_key(key, sizeof(key), m->name)) < 0)
 		return r;
 	if ((r = ims_manifest_encode(&text, &tlen, m)) < 0)
 		goto out;
 	if (tlen > IMS_MANIFEST_MAX_BYTES || ims_manifest_parse(&check, text, tlen) < 0) {
-		r = ims_error_set(-EMSGSIZE, "the manifest of '%s' would not be accepted by restore (%s): nothing "
-				  "stored", m->name, tlen > IMS_MANIFEST_MAX_BYTES ? "too large" : ims_error_last());
+		r = ims_error_set(-EMSGSIZE, "the manifest of '%s' would not be accepted by restore (%s): not "
+				  "stored, the image kept", m->name, tlen > IMS_MANIFEST_MAX_BYTES ? "too large" : ims_error_last());
 		goto out;
 	}
 	if ((r = ims_seal(&sealed, &slen, &t->key, key, text, tlen, 0)) < 0 ||
 	    (r = ims_s3_put(t->s3, key, sealed, slen)) < 0)
 		goto out;
-	put = true;
 	if ((r = ims_tier_manifest_get(&back, t, m->name)) == 0 && (r = ims_manifest_encode(&again, &alen, back)) == 0 &&
 	    (alen != tlen || memcmp(again, text, tlen) != 0))
 		r = ims_error_set(-EIO, "it reads back different");
@@ -607,7 +615,6 @@ static int store_manifest(ims_tier_target *t, const ims_manifest *m)
 				  m->name, why);
 	}
 out:
-	(void)put;
 	ims_manifest_free(check);
 	ims_manifest_free(back);
 	free(text);
@@ -799,8 +806,7 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 	}
 	if ((r = store_manifest(t, &m)) < 0)
 		goto out;
-	ims_s3_delete(t->s3, lock);
-	lock[0] = '\0';
+	lock_drop(t, lock);
 	if (o->progress)
 		o->progress(o->progress_ctx, p.bytes_total, p.bytes_total);
 
@@ -853,8 +859,7 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 	}
 	r = 0;
 out:
-	if (lock[0])
-		ims_s3_delete(t->s3, lock);
+	lock_drop(t, lock);
 	free(m.chunks);
 	free(m.zeros);
 	free(m.tags);
@@ -1480,7 +1485,7 @@ static int gc_locked(ims_tier_target *t, const ims_tier_opts *o, ims_tier_scrub_
 	r = gc(t, rs.refs, rs.n, o, res, lock, &renewed);
 out:
 	refset_free(&rs);
-	ims_s3_delete(t->s3, lock);
+	lock_drop(t, lock);
 	return r;
 }
 
