@@ -540,12 +540,14 @@ static int note_change(uint64_t off, size_t len, int exists, void *arg)
 	return 0;
 }
 
-/* Before removing the image: nothing written since the push snapshot, and no host lease. */
-static int check_unchanged(rbd_image_t head, const char *psnap, uint64_t size, const char *pool, const char *image,
-			   const char *name, const ims_tier_opts *o)
+/* Before removing the image: nothing written since the push snapshot, no client that opened
+ * it meanwhile, and no host lease. */
+static int check_unchanged(rados_ioctx_t io, rbd_image_t head, const char *psnap, uint64_t size, const char *pool,
+			   const char *image, const char *name, const ims_tier_opts *o)
 {
 	rbd_image_info_t st;
 	bool changed = false;
+	unsigned users = 0;
 	int r = rbd_stat(head, &st, sizeof(st));
 	if (r == 0 && st.size != size)
 		changed = true;
@@ -557,6 +559,11 @@ static int check_unchanged(rbd_image_t head, const char *psnap, uint64_t size, c
 	if (changed)
 		return ims_error_set(-EBUSY, "'%s' was written to during the push: cold image '%s' holds it as it was "
 				     "when the push started, and the image was kept", name, name);
+	if ((r = in_use(io, head, &users)) < 0)
+		return ims_error_set(r, "'%s' was pushed but kept: cannot list its clients: %s", name, ims_strerror(r));
+	if (users)
+		return ims_error_set(-EBUSY, "'%s' was pushed but kept: %u client%s opened it during the push", name, users,
+				     users == 1 ? "" : "s");
 	if ((r = check_leases(o, pool, image, name)) < 0)
 		return ims_error_set(r, "'%s' was pushed but kept: %s", name, ims_error_last());
 	return 0;
@@ -811,7 +818,7 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 		o->progress(o->progress_ctx, p.bytes_total, p.bytes_total);
 
 	if (remove) {
-		if ((r = check_unchanged(head, psnap, st.size, pool, image, name, o)) < 0)
+		if ((r = check_unchanged(io, head, psnap, st.size, pool, image, name, o)) < 0)
 			goto out;
 		rbd_close(img);
 		img = NULL;

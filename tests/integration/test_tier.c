@@ -769,6 +769,54 @@ static void test_push_live_write_locked_out(void **state)
 	ims_tier_target_free(t);
 }
 
+typedef struct {
+	const char *image;
+	ims_site *other; /* another client of the cluster */
+	rados_ioctx_t io;
+	rbd_image_t img;
+	int open_r;
+} live_open;
+
+/* Once every chunk was read: another client opens the image, and keeps it open. */
+static int open_when_read(void *ctx, uint64_t done, uint64_t total)
+{
+	live_open *w = ctx;
+	if (!w->io && total && done == total) {
+		assert_int_equal(ims_site_ioctx(w->other, "rbd", &w->io), 0);
+		w->open_r = rbd_open(w->io, w->image, &w->img, NULL);
+	}
+	return 0;
+}
+
+/* A client that opened the image during the push (it cannot write while the push holds the
+ * lock) keeps it in RBD. (A read-only open registers no watch: nobody can see it.) */
+static void test_push_live_open_keeps_image(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("open"), NULL, key_path, 2);
+	const char *name = itest_name("open");
+	char path[600];
+	snprintf(path, sizeof(path), "%s/open.raw", itest_dir());
+	random_file(path, 4 * MiB, 43);
+	import_file(name, path);
+	live_open w = { .image = name, .other = itest_site('A') };
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_TRASH;
+	o.progress = open_when_read;
+	o.progress_ctx = &w;
+	int r = ims_tier_push(NULL, t, A, "rbd", name, NULL, &o);
+	assert_non_null(w.io);
+	assert_int_equal(w.open_r, 0);
+	assert_int_equal(r, -EBUSY);
+	assert_non_null(strstr(ims_error_last(), "opened it during the push"));
+	rbd_close(w.img);
+	rados_ioctx_destroy(w.io);
+	ims_site_close(w.other);
+	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+	assert_int_equal(count_snaps(name), 0);
+	ims_tier_target_free(t);
+}
+
 static int lease_held(void *ctx, const char *pool, const char *image, char *why, size_t len)
 {
 	(void)pool;
@@ -1036,6 +1084,7 @@ int main(void)
 		cmocka_unit_test(test_gc),
 		cmocka_unit_test(test_push_live_write_keeps_image),
 		cmocka_unit_test(test_push_live_write_locked_out),
+		cmocka_unit_test(test_push_live_open_keeps_image),
 		cmocka_unit_test(test_push_honours_leases),
 		cmocka_unit_test(test_gc_during_push),
 		cmocka_unit_test(test_push_waits_for_gc),
