@@ -151,13 +151,14 @@ static bool lock_fresh(int64_t mtime, int64_t now)
 	return mtime > now - IMS_TIER_LOCK_STALE;
 }
 
-/* Write (or renew) lock object @p key: who holds it, for the operator who finds it. */
-static int lock_put(ims_tier_target *t, const char *key, const char *what)
+/* Write (or renew) lock object @p key: which process holds it, for the operator who finds it
+ * (no image name: the target learns no more than the manifests' keys tell). */
+static int lock_put(ims_tier_target *t, const char *key)
 {
-	char host[256] = "", body[600];
+	char host[256] = "", body[400];
 	gethostname(host, sizeof(host) - 1);
-	int n = snprintf(body, sizeof(body), "{\"host\":\"%s\",\"pid\":%d,\"what\":\"%s\",\"time\":%lld}\n", host,
-			 (int)getpid(), what, (long long)time(NULL));
+	int n = snprintf(body, sizeof(body), "{\"host\":\"%s\",\"pid\":%d,\"time\":%lld}\n", host, (int)getpid(),
+			 (long long)time(NULL));
 	return ims_s3_put(t->s3, key, body, n < (int)sizeof(body) ? (size_t)n : sizeof(body) - 1);
 }
 
@@ -212,7 +213,7 @@ static int push_lock(ims_tier_target *t, char *key, size_t len, const char *what
 	if ((r = lock_key(key, len, PUSH_LOCK_PREFIX)) < 0)
 		return r;
 	for (;;) {
-		if ((r = lock_put(t, key, what)) < 0)
+		if ((r = lock_put(t, key)) < 0)
 			break;
 		if ((r = locks_live(t, GC_LOCK_PREFIX, &live)) < 0 || !live)
 			break;
@@ -240,7 +241,7 @@ static int gc_lock(ims_tier_target *t, char *key, size_t len)
 	int r;
 	if ((r = lock_key(key, len, GC_LOCK_PREFIX)) < 0)
 		return r;
-	if ((r = lock_put(t, key, "gc")) < 0)
+	if ((r = lock_put(t, key)) < 0)
 		goto out;
 	if ((r = locks_live(t, PUSH_LOCK_PREFIX, &live)) < 0)
 		goto out;
@@ -254,13 +255,13 @@ out:
 }
 
 /* Renew a lock every IMS_TIER_LOCK_RENEW seconds. */
-static int lock_renew(ims_tier_target *t, const char *key, const char *what, int64_t *renewed)
+static int lock_renew(ims_tier_target *t, const char *key, int64_t *renewed)
 {
 	int64_t now = (int64_t)time(NULL);
 	if (!key[0] || now - *renewed < IMS_TIER_LOCK_RENEW)
 		return 0;
 	*renewed = now;
-	return lock_put(t, key, what);
+	return lock_put(t, key);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -751,7 +752,7 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 		uint64_t done = p.bytes_done, total = p.bytes_total;
 		pthread_mutex_unlock(&p.lock);
 		bool stop = o->progress && o->progress(o->progress_ctx, done, total) != 0;
-		int lr = lock_renew(t, lock, name, &renewed);
+		int lr = lock_renew(t, lock, &renewed);
 		pthread_mutex_lock(&p.lock);
 		if (lr < 0)
 			push_fail_locked(&p, lr);
@@ -1376,7 +1377,7 @@ static int gc(ims_tier_target *t, const ref *refs, size_t nrefs, const ims_tier_
 			res->garbage_young++;
 			continue;
 		}
-		if ((r = lock_renew(t, lock, "gc", renewed)) < 0 || (r = ims_s3_delete(t->s3, l.keys[i])) < 0)
+		if ((r = lock_renew(t, lock, renewed)) < 0 || (r = ims_s3_delete(t->s3, l.keys[i])) < 0)
 			goto out;
 		res->deleted++;
 	}
