@@ -67,6 +67,16 @@ static int op_progress(void *ctx, uint64_t done, uint64_t total)
 	return ims_op_progress(ctx, done, total);
 }
 
+/* A push that removes the image honours host leases (the tier module reads no daemon records). */
+static int image_leased(void *ctx, const char *pool, const char *image, char *why, size_t len)
+{
+	char host[128] = "";
+	int r = ims_hosts_image_leased(ctx, pool, image, host, sizeof(host));
+	if (r > 0)
+		snprintf(why, len, "leased by host '%s'", host);
+	return r;
+}
+
 static ims_tier_opts work_opts(tier_work *w, ims_op *op)
 {
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
@@ -76,6 +86,8 @@ static ims_tier_opts work_opts(tier_work *w, ims_op *op)
 	o.grace = w->grace;
 	o.progress = op_progress;
 	o.progress_ctx = op;
+	o.leased = image_leased;
+	o.leased_ctx = w->d;
 	return o;
 }
 

@@ -513,7 +513,7 @@ int ims_manifest_parse(ims_manifest **out, const char *text, size_t len)
 	}
 
 	if (json_object_object_get_ex(o, "tags", &a)) {
-		if (!json_object_is_type(a, json_type_object) || json_object_object_length(a) > 1024) {
+		if (!json_object_is_type(a, json_type_object) || json_object_object_length(a) > IMS_MANIFEST_TAGS_MAX) {
 			r = ims_error_set(-EBADMSG, "manifest: 'tags' is not an object of strings");
 			goto out;
 		}

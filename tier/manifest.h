@@ -40,6 +40,7 @@
 #define IMS_CHUNK_SIZE_MAX (64u << 20)
 #define IMS_CHUNK_SIZE_DEFAULT (4u << 20)
 #define IMS_MANIFEST_SIZE_MAX (1ull << 50)   /* 1 PiB */
+#define IMS_MANIFEST_TAGS_MAX 1024           /* a manifest with more tags is refused */
 
 /** The 32-byte key of a target. */
 typedef struct {

@@ -7,11 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <rbd/librbd.h>
 
 #include "common/error.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/spec.h"
 #include "store/catalog.h"
@@ -102,6 +104,166 @@ static bool is_zero(const uint8_t *p, size_t n)
 	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
+typedef struct {
+	char **keys;
+	int64_t *mtimes;
+	size_t n, cap;
+} keylist;
+
+static int collect_key(void *ctx, const char *key, uint64_t size, int64_t mtime)
+{
+	keylist *l = ctx;
+	(void)size;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 256;
+		char **nk = realloc(l->keys, cap * sizeof(*nk));
+		if (!nk)
+			return -ENOMEM;
+		l->keys = nk;
+		int64_t *nm = realloc(l->mtimes, cap * sizeof(*nm));
+		if (!nm)
+			return -ENOMEM;
+		l->mtimes = nm;
+		l->cap = cap;
+	}
+	if (!(l->keys[l->n] = strdup(key)))
+		return -ENOMEM;
+	l->mtimes[l->n++] = mtime;
+	return 0;
+}
+
+static void keylist_free(keylist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->keys[i]);
+	free(l->keys);
+	free(l->mtimes);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* locks between pushes and garbage collection */
+
+#define GC_LOCK_PREFIX "locks/gc/"
+#define PUSH_LOCK_PREFIX "locks/push/"
+
+static bool lock_fresh(int64_t mtime, int64_t now)
+{
+	return mtime > now - IMS_TIER_LOCK_STALE;
+}
+
+/* Write (or renew) lock object @p key: which process holds it, for the operator who finds it
+ * (no image name: the target learns no more than the manifests' keys tell). */
+static int lock_put(ims_tier_target *t, const char *key)
+{
+	char host[256] = "", body[400];
+	gethostname(host, sizeof(host) - 1);
+	int n = snprintf(body, sizeof(body), "{\"host\":\"%s\",\"pid\":%d,\"time\":%lld}\n", host, (int)getpid(),
+			 (long long)time(NULL));
+	return ims_s3_put(t->s3, key, body, n < (int)sizeof(body) ? (size_t)n : sizeof(body) - 1);
+}
+
+/* A new lock key under @p prefix. */
+static int lock_key(char *key, size_t len, const char *prefix)
+{
+	char id[17];
+	int r = ims_random_hex(id, sizeof(id));
+	if (r < 0)
+		return r;
+	snprintf(key, len, "%s%s", prefix, id);
+	return 0;
+}
+
+/* Delete lock object @p key (if any), keeping the thread's error message: this is cleanup. */
+static void lock_drop(ims_tier_target *t, char *key)
+{
+	char msg[IMS_ERROR_MSG_MAX];
+	int code = ims_error_last_code();
+	if (!key[0])
+		return;
+	snprintf(msg, sizeof(msg), "%s", ims_error_last());
+	if (ims_s3_delete(t->s3, key) < 0 && code)
+		ims_error_set(code, "%s", msg);
+	key[0] = '\0';
+}
+
+/* How many live locks there are under @p prefix. */
+static int locks_live(ims_tier_target *t, const char *prefix, size_t *live)
+{
+	keylist l = { 0 };
+	int64_t now = (int64_t)time(NULL);
+	int r = ims_s3_list(t->s3, prefix, collect_key, &l);
+	*live = 0;
+	for (size_t i = 0; r == 0 && i < l.n; i++)
+		if (lock_fresh(l.mtimes[i], now))
+			(*live)++;
+	keylist_free(&l);
+	return r;
+}
+
+/*
+ * Take a push's lock: write it, then look for garbage collection's. A collection that is
+ * running (it wrote its lock first, or at the same time) is waited for, without our lock.
+ * Either this push sees the collection's lock or the collection sees this push's.
+ */
+static int push_lock(ims_tier_target *t, char *key, size_t len, const char *what, const ims_tier_opts *o)
+{
+	size_t live = 0;
+	bool told = false;
+	int r;
+	if ((r = lock_key(key, len, PUSH_LOCK_PREFIX)) < 0)
+		return r;
+	for (;;) {
+		if ((r = lock_put(t, key)) < 0)
+			break;
+		if ((r = locks_live(t, GC_LOCK_PREFIX, &live)) < 0 || !live)
+			break;
+		if ((r = ims_s3_delete(t->s3, key)) < 0)
+			break;
+		if (!told)
+			ims_log_debug("push of '%s' waits for the garbage collection on '%s'", what, ims_s3_name(t->s3));
+		told = true;
+		if (o->progress && o->progress(o->progress_ctx, 0, 0) != 0) {
+			r = ims_error_set(-ECANCELED, "push of '%s' cancelled while waiting for garbage collection", what);
+			break;
+		}
+		struct timespec ts = { 1, 0 };
+		nanosleep(&ts, NULL);
+	}
+	if (r < 0)
+		lock_drop(t, key);
+	return r;
+}
+
+/* Take garbage collection's lock: write it, then refuse while a push holds one. */
+static int gc_lock(ims_tier_target *t, char *key, size_t len)
+{
+	size_t live = 0;
+	int r;
+	if ((r = lock_key(key, len, GC_LOCK_PREFIX)) < 0)
+		return r;
+	if ((r = lock_put(t, key)) < 0)
+		goto out;
+	if ((r = locks_live(t, PUSH_LOCK_PREFIX, &live)) < 0)
+		goto out;
+	if (live)
+		r = ims_error_set(-EBUSY, "garbage collection on target '%s' deferred: %zu push%s running; nothing "
+				  "deleted", ims_s3_name(t->s3), live, live == 1 ? " is" : "es are");
+out:
+	if (r < 0)
+		lock_drop(t, key);
+	return r;
+}
+
+/* Renew a lock every IMS_TIER_LOCK_RENEW seconds. */
+static int lock_renew(ims_tier_target *t, const char *key, int64_t *renewed)
+{
+	int64_t now = (int64_t)time(NULL);
+	if (!key[0] || now - *renewed < IMS_TIER_LOCK_RENEW)
+		return 0;
+	*renewed = now;
+	return lock_put(t, key);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* manifests */
 
@@ -172,7 +334,6 @@ typedef struct {
 	size_t ncells, next, done_cells;
 	uint64_t bytes_done, bytes_total;
 	uint64_t chunks_new, bytes_sealed;
-	int64_t now;
 	bool cancel;
 	int err;
 	char err_msg[IMS_ERROR_MSG_MAX];
@@ -201,7 +362,9 @@ static int store_chunk(pusher *p, cell *c, const uint8_t *buf, uint64_t *sealed_
 	ims_manifest_chunk_key(key, sizeof(key), c->sha256);
 	r = ims_s3_head(p->t->s3, key, NULL, &mtime);
 	if (r == 0) {
-		if (mtime <= 0 || p->now - mtime < (int64_t)(opt_grace(p->o) / 2))
+		/* garbage collection cannot run before the manifest is stored (push_lock()); the
+		 * refresh keeps the chunk should this push's lock go stale */
+		if (mtime <= 0 || (int64_t)time(NULL) - mtime < (int64_t)(opt_grace(p->o) / 2))
 			return 0;
 		if (ims_s3_touch(p->t->s3, key) == 0)
 			return 0;
@@ -327,28 +490,157 @@ static int in_use(rados_ioctx_t io, rbd_image_t image, unsigned *count)
 	return 0;
 }
 
-static int seal_and_put_manifest(ims_tier_target *t, const ims_manifest *m)
+static int check_leases(const ims_tier_opts *o, const char *pool, const char *image, const char *name)
 {
-	char key[KEY_MAX], *text = NULL;
+	char why[256] = "";
+	if (!o->leased)
+		return 0;
+	int r = o->leased(o->leased_ctx, pool, image, why, sizeof(why));
+	if (r > 0)
+		return ims_error_set(-EBUSY, "'%s' is in use (%s): release it, or push a snapshot", name,
+				     why[0] ? why : "leased by a host");
+	return r;
+}
+
+/*
+ * Before a push that removes the image: nobody else may have it open or leased, and this push
+ * holds its exclusive lock until the removal (then other clients' writes fail).
+ */
+static int claim_head(rados_ioctx_t io, rbd_image_t head, const char *pool, const char *image, const char *name,
+		      const ims_tier_opts *o, bool *locked)
+{
+	unsigned users = 0;
+	uint64_t features = 0;
+	int r;
+	if ((r = in_use(io, head, &users)) < 0)
+		return ims_error_set(r, "cannot list the clients of '%s': %s", name, ims_strerror(r));
+	if (users)
+		return ims_error_set(-EBUSY, "'%s' is open by %u client%s: stop them, or push a snapshot", name, users,
+				     users == 1 ? "" : "s");
+	if ((r = check_leases(o, pool, image, name)) < 0)
+		return r;
+	if ((r = rbd_get_features(head, &features)) < 0)
+		return ims_error_set(r, "cannot stat '%s': %s", name, ims_strerror(r));
+	if (!(features & RBD_FEATURE_EXCLUSIVE_LOCK))
+		return 0; /* the diff before the removal is the only guard */
+	r = rbd_lock_acquire(head, RBD_LOCK_MODE_EXCLUSIVE);
+	if (r == -EROFS || r == -EBUSY)
+		return ims_error_set(-EBUSY, "another client holds the lock of '%s': stop it, or push a snapshot", name);
+	if (r < 0)
+		return ims_error_set(r, "cannot take the lock of '%s': %s", name, ims_strerror(r));
+	*locked = true;
+	return 0;
+}
+
+static int note_change(uint64_t off, size_t len, int exists, void *arg)
+{
+	(void)off;
+	(void)len;
+	(void)exists;
+	*(bool *)arg = true;
+	return 0;
+}
+
+/* Before removing the image: nothing written since the push snapshot, no client that opened
+ * it meanwhile, and no host lease. */
+static int check_unchanged(rados_ioctx_t io, rbd_image_t head, const char *psnap, uint64_t size, const char *pool,
+			   const char *image, const char *name, const ims_tier_opts *o)
+{
+	rbd_image_info_t st;
+	bool changed = false;
+	unsigned users = 0;
+	int r = rbd_stat(head, &st, sizeof(st));
+	if (r == 0 && st.size != size)
+		changed = true;
+	else if (r == 0)
+		r = rbd_diff_iterate2(head, psnap, 0, size, 0, 0, note_change, &changed);
+	if (r < 0)
+		return ims_error_set(r, "'%s' was pushed but cannot be compared with its push snapshot, so it was kept: "
+				     "%s", name, ims_strerror(r));
+	if (changed)
+		return ims_error_set(-EBUSY, "'%s' was written to during the push: cold image '%s' holds it as it was "
+				     "when the push started, and the image was kept", name, name);
+	if ((r = in_use(io, head, &users)) < 0)
+		return ims_error_set(r, "'%s' was pushed but kept: cannot list its clients: %s", name, ims_strerror(r));
+	if (users)
+		return ims_error_set(-EBUSY, "'%s' was pushed but kept: %u client%s opened it during the push", name, users,
+				     users == 1 ? "" : "s");
+	if ((r = check_leases(o, pool, image, name)) < 0)
+		return ims_error_set(r, "'%s' was pushed but kept: %s", name, ims_error_last());
+	return 0;
+}
+
+/* Bytes a manifest entry takes at most: a chunk "[OFF,LEN,"HEX"]," and a zero range. */
+#define MANIFEST_CHUNK_BYTES (2 * 20 + IMS_SHA256_HEX_LEN + 8)
+#define MANIFEST_ZERO_BYTES (2 * 20 + 4)
+
+/* Refuse, before anything is uploaded, a push whose manifest restore would not accept. */
+static int check_manifest_bound(const char *name, size_t ncells, const ims_catalog_entry *cat, uint64_t chunk)
+{
+	if (cat && cat->ntags > IMS_MANIFEST_TAGS_MAX)
+		return ims_error_set(-EMSGSIZE, "'%s' has %zu tags; a cold image keeps at most %u: remove some", name,
+				     cat->ntags, IMS_MANIFEST_TAGS_MAX);
+	uint64_t bytes = 65536 + (uint64_t)ncells * MANIFEST_CHUNK_BYTES + ((uint64_t)ncells + 1) * MANIFEST_ZERO_BYTES;
+	for (size_t i = 0; cat && i < cat->ntags; i++)
+		bytes += 2 * (strlen(cat->tags[i].key) + strlen(cat->tags[i].value)) + 8;
+	if (bytes > IMS_MANIFEST_MAX_BYTES)
+		return ims_error_set(-EMSGSIZE, "the manifest of '%s' would hold %zu chunks of %" PRIu64 " bytes, more than "
+				     "restore accepts: push it with a larger chunk size", name, ncells, chunk);
+	return 0;
+}
+
+/*
+ * Store the manifest, then read it back as restore will: only a manifest that reads back and
+ * says what was written lets the image go. One that does not is deleted.
+ */
+static int store_manifest(ims_tier_target *t, const ims_manifest *m)
+{
+	char key[KEY_MAX], *text = NULL, *again = NULL;
 	uint8_t *sealed = NULL;
-	size_t tlen = 0, slen = 0;
+	size_t tlen = 0, alen = 0, slen = 0;
+	ims_manifest *check = NULL, *back = NULL;
 	int r;
 	if ((r = ims_manifest_key(key, sizeof(key), m->name)) < 0)
 		return r;
 	if ((r = ims_manifest_encode(&text, &tlen, m)) < 0)
-		return r;
-	if ((r = ims_seal(&sealed, &slen, &t->key, key, text, tlen, 0)) == 0)
-		r = ims_s3_put(t->s3, key, sealed, slen);
+		goto out;
+	if (tlen > IMS_MANIFEST_MAX_BYTES || ims_manifest_parse(&check, text, tlen) < 0) {
+		r = ims_error_set(-EMSGSIZE, "the manifest of '%s' would not be accepted by restore (%s): not "
+				  "stored, the image kept", m->name, tlen > IMS_MANIFEST_MAX_BYTES ? "too large" : ims_error_last());
+		goto out;
+	}
+	if ((r = ims_seal(&sealed, &slen, &t->key, key, text, tlen, 0)) < 0 ||
+	    (r = ims_s3_put(t->s3, key, sealed, slen)) < 0)
+		goto out;
+	if ((r = ims_tier_manifest_get(&back, t, m->name)) == 0 && (r = ims_manifest_encode(&again, &alen, back)) == 0 &&
+	    (alen != tlen || memcmp(again, text, tlen) != 0))
+		r = ims_error_set(-EIO, "it reads back different");
+	if (r < 0) {
+		char why[IMS_ERROR_MSG_MAX];
+		snprintf(why, sizeof(why), "%s", ims_error_last());
+		ims_s3_delete(t->s3, key);
+		r = ims_error_set(-EIO, "the manifest of '%s' did not read back (%s): deleted it, and kept the image",
+				  m->name, why);
+	}
+out:
+	ims_manifest_free(check);
+	ims_manifest_free(back);
 	free(text);
+	free(again);
 	free(sealed);
 	return r;
 }
+
+#define PUSH_SNAP_PREFIX "imgstore-tier-"
 
 int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, const char *pool,
 		  const char *image, const char *snap, const ims_tier_opts *o)
 {
 	rados_ioctx_t io = NULL;
-	rbd_image_t img = NULL;
+	rbd_image_t head = NULL; /* a head's push: the push snapshot's and the lock's handle */
+	rbd_image_t img = NULL;  /* what is read: @p snap or the push snapshot */
+	char psnap[64] = "", lock[64] = "";
+	bool snapped = false, locked = false;
 	grid g = { 0 };
 	pusher p;
 	pthread_t threads[MAX_WORKERS];
@@ -380,23 +672,29 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 
 	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
 		goto out;
-	r = rbd_open_read_only(io, image, &img, snap);
+	bool remove = !snap && o->after != IMS_TIER_KEEP;
+	if (!snap) {
+		/* a head is pushed from a snapshot of its own: writes during the push do not tear it */
+		if ((r = rbd_open(io, image, &head, NULL)) < 0) {
+			ims_error_set(r, "cannot open '%s' on site '%s': %s", name, ims_site_name(site), ims_strerror(r));
+			goto out;
+		}
+		if (remove && (r = claim_head(io, head, pool, image, name, o, &locked)) < 0)
+			goto out;
+		char id[17];
+		if ((r = ims_random_hex(id, sizeof(id))) < 0)
+			goto out;
+		snprintf(psnap, sizeof(psnap), PUSH_SNAP_PREFIX "%lld-%s", (long long)time(NULL), id);
+		if ((r = rbd_snap_create(head, psnap)) < 0) {
+			ims_error_set(r, "cannot take a snapshot of '%s' to push: %s", name, ims_strerror(r));
+			goto out;
+		}
+		snapped = true;
+	}
+	r = rbd_open_read_only(io, image, &img, snap ? snap : psnap);
 	if (r < 0) {
 		ims_error_set(r, "cannot open '%s' on site '%s': %s", name, ims_site_name(site), ims_strerror(r));
 		goto out;
-	}
-	bool remove = !snap && o->after != IMS_TIER_KEEP;
-	if (remove) {
-		unsigned users = 0;
-		if ((r = in_use(io, img, &users)) < 0) {
-			ims_error_set(r, "cannot list the clients of '%s': %s", name, ims_strerror(r));
-			goto out;
-		}
-		if (users) {
-			r = ims_error_set(-EBUSY, "'%s' is open by %u client%s: stop them, or push a snapshot", name,
-					  users, users == 1 ? "" : "s");
-			goto out;
-		}
 	}
 	rbd_image_info_t st;
 	uint64_t features = 0;
@@ -420,13 +718,18 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 	if (ims_catalog_get(io, image, &cat) < 0)
 		cat = NULL;
 	ims_error_clear();
+	if ((r = check_manifest_bound(name, g.n, cat, chunk)) < 0)
+		goto out;
+	/* from here until the manifest is stored, garbage collection waits */
+	if ((r = push_lock(t, lock, sizeof(lock), name, o)) < 0)
+		goto out;
+	int64_t renewed = (int64_t)time(NULL);
 
 	p.t = t;
 	p.image = img;
 	p.o = o;
 	p.cells = g.cells;
 	p.ncells = g.n;
-	p.now = (int64_t)time(NULL);
 	for (size_t i = 0; i < g.n; i++)
 		p.bytes_total += g.cells[i].len;
 	ims_log_debug("pushing '%s' (%" PRIu64 " bytes, %zu cells of %" PRIu64 ") to '%s'", name, st.size, g.n,
@@ -449,7 +752,10 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 		uint64_t done = p.bytes_done, total = p.bytes_total;
 		pthread_mutex_unlock(&p.lock);
 		bool stop = o->progress && o->progress(o->progress_ctx, done, total) != 0;
+		int lr = lock_renew(t, lock, &renewed);
 		pthread_mutex_lock(&p.lock);
+		if (lr < 0)
+			push_fail_locked(&p, lr);
 		if (stop)
 			p.cancel = true;
 		/* workers that stopped early leave cells undone: only errors and cancel do that */
@@ -506,14 +812,29 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 			m.tags[i] = (ims_manifest_tag){ cat->tags[i].key, cat->tags[i].value };
 		m.ntags = cat->ntags;
 	}
-	if ((r = seal_and_put_manifest(t, &m)) < 0)
+	if ((r = store_manifest(t, &m)) < 0)
 		goto out;
+	lock_drop(t, lock);
 	if (o->progress)
 		o->progress(o->progress_ctx, p.bytes_total, p.bytes_total);
 
 	if (remove) {
+		if ((r = check_unchanged(io, head, psnap, st.size, pool, image, name, o)) < 0)
+			goto out;
 		rbd_close(img);
 		img = NULL;
+		if ((r = rbd_snap_remove(head, psnap)) < 0) {
+			ims_error_set(r, "'%s' was pushed but its push snapshot '%s' cannot be removed, so it was kept: %s",
+				      name, psnap, ims_strerror(r));
+			goto out;
+		}
+		snapped = false;
+		/* the lock goes with the handle, just before the removal (which takes it itself) */
+		if (locked)
+			rbd_lock_release(head);
+		locked = false;
+		rbd_close(head);
+		head = NULL;
 		ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
 		ro.purge = o->after == IMS_TIER_PURGE;
 		if ((r = ims_image_remove(site, pool, image, &ro)) < 0) {
@@ -546,6 +867,7 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 	}
 	r = 0;
 out:
+	lock_drop(t, lock);
 	free(m.chunks);
 	free(m.zeros);
 	free(m.tags);
@@ -553,6 +875,12 @@ out:
 	free(g.cells);
 	if (img)
 		rbd_close(img);
+	if (snapped && rbd_snap_remove(head, psnap) < 0)
+		ims_log_debug("cannot remove the push snapshot '%s@%s'", name, psnap);
+	if (locked)
+		rbd_lock_release(head);
+	if (head)
+		rbd_close(head);
 	if (io)
 		rados_ioctx_destroy(io);
 	pthread_mutex_destroy(&p.lock);
@@ -889,42 +1217,6 @@ out:
 /* ------------------------------------------------------------------------------------------ */
 /* listing */
 
-typedef struct {
-	char **keys;
-	int64_t *mtimes;
-	size_t n, cap;
-} keylist;
-
-static int collect_key(void *ctx, const char *key, uint64_t size, int64_t mtime)
-{
-	keylist *l = ctx;
-	(void)size;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 256;
-		char **nk = realloc(l->keys, cap * sizeof(*nk));
-		if (!nk)
-			return -ENOMEM;
-		l->keys = nk;
-		int64_t *nm = realloc(l->mtimes, cap * sizeof(*nm));
-		if (!nm)
-			return -ENOMEM;
-		l->mtimes = nm;
-		l->cap = cap;
-	}
-	if (!(l->keys[l->n] = strdup(key)))
-		return -ENOMEM;
-	l->mtimes[l->n++] = mtime;
-	return 0;
-}
-
-static void keylist_free(keylist *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->keys[i]);
-	free(l->keys);
-	free(l->mtimes);
-}
-
 void ims_tier_cold_list_free(ims_tier_cold *list, size_t count)
 {
 	for (size_t i = 0; list && i < count; i++)
@@ -1050,7 +1342,7 @@ static void *scrub_worker(void *arg)
 }
 
 static int gc(ims_tier_target *t, const ref *refs, size_t nrefs, const ims_tier_opts *o,
-	      ims_tier_scrub_result *res)
+	      ims_tier_scrub_result *res, const char *lock, int64_t *renewed)
 {
 	keylist l = { 0 };
 	int64_t now = (int64_t)time(NULL);
@@ -1085,7 +1377,7 @@ static int gc(ims_tier_target *t, const ref *refs, size_t nrefs, const ims_tier_
 			res->garbage_young++;
 			continue;
 		}
-		if ((r = ims_s3_delete(t->s3, l.keys[i])) < 0)
+		if ((r = lock_renew(t, lock, renewed)) < 0 || (r = ims_s3_delete(t->s3, l.keys[i])) < 0)
 			goto out;
 		res->deleted++;
 	}
@@ -1095,86 +1387,144 @@ out:
 	return r;
 }
 
+/* What the manifests reference: chunks sorted by name, unique, with a cold image using each. */
+typedef struct {
+	keylist l;
+	ref *refs;
+	size_t n;
+	char **owners; /* one per manifest key of l; NULL for a bad one */
+	uint64_t chunk_max;
+} refset;
+
+static void refset_free(refset *rs)
+{
+	for (size_t i = 0; rs->owners && i < rs->l.n; i++)
+		free(rs->owners[i]);
+	free(rs->owners);
+	free(rs->refs);
+	keylist_free(&rs->l);
+	memset(rs, 0, sizeof(*rs));
+}
+
+/* Read every manifest; count them (and the bad ones, reported) in @p res. */
+static int read_refs(refset *rs, ims_tier_target *t, ims_tier_scrub_result *res)
+{
+	size_t cap = 0;
+	int r;
+	memset(rs, 0, sizeof(*rs));
+	rs->chunk_max = IMS_CHUNK_SIZE_MIN;
+	if ((r = ims_s3_list(t->s3, "manifests/", collect_key, &rs->l)) < 0)
+		return r;
+	if (!(rs->owners = calloc(rs->l.n ? rs->l.n : 1, sizeof(*rs->owners))))
+		return -ENOMEM;
+	for (size_t i = 0; i < rs->l.n; i++) {
+		ims_manifest *m = NULL;
+		const char *name = rs->l.keys[i] + strlen("manifests/");
+		res->manifests++;
+		if (ims_tier_manifest_get(&m, t, name) < 0) {
+			char why[IMS_ERROR_MSG_MAX + 64];
+			res->manifests_bad++;
+			snprintf(why, sizeof(why), "%s: %s", rs->l.keys[i], ims_error_last());
+			report_locked(res, why);
+			continue;
+		}
+		rs->owners[i] = m->name;
+		m->name = NULL;
+		if (m->chunk_size > rs->chunk_max)
+			rs->chunk_max = m->chunk_size;
+		if (rs->n + m->nchunks > cap) {
+			size_t ncap = cap ? cap : 1024;
+			while (ncap < rs->n + m->nchunks)
+				ncap *= 2;
+			ref *nr = realloc(rs->refs, ncap * sizeof(*nr));
+			if (!nr) {
+				ims_manifest_free(m);
+				return -ENOMEM;
+			}
+			rs->refs = nr;
+			cap = ncap;
+		}
+		for (size_t k = 0; k < m->nchunks; k++) {
+			memcpy(rs->refs[rs->n].sha256, m->chunks[k].sha256, IMS_SHA256_LEN);
+			rs->refs[rs->n].len = m->chunks[k].len;
+			rs->refs[rs->n].owner = rs->owners[i];
+			rs->n++;
+		}
+		ims_manifest_free(m);
+	}
+	ims_error_clear();
+	if (rs->n)
+		qsort(rs->refs, rs->n, sizeof(*rs->refs), cmp_ref);
+	size_t uniq = 0;
+	for (size_t i = 0; i < rs->n; i++)
+		if (!uniq || memcmp(rs->refs[uniq - 1].sha256, rs->refs[i].sha256, IMS_SHA256_LEN) != 0)
+			rs->refs[uniq++] = rs->refs[i];
+	rs->n = uniq;
+	return 0;
+}
+
+static int gc_skipped(const ims_tier_scrub_result *res)
+{
+	return ims_error_set(-EBADMSG, "garbage collection skipped: %" PRIu64 " manifest%s could not be read (%s)",
+			     res->manifests_bad, res->manifests_bad == 1 ? "" : "s", res->report);
+}
+
+/*
+ * Garbage collection under its lock. The manifests are read again once the lock is held: a
+ * push that stores its manifest after that read holds its own lock now, and then nothing is
+ * deleted; the scrub before ran without the lock, so pushes wait only for this part.
+ */
+static int gc_locked(ims_tier_target *t, const ims_tier_opts *o, ims_tier_scrub_result *res)
+{
+	char lock[64] = "";
+	int64_t renewed = (int64_t)time(NULL);
+	ims_tier_scrub_result again;
+	refset rs = { 0 };
+	int r;
+	memset(&again, 0, sizeof(again));
+	if ((r = gc_lock(t, lock, sizeof(lock))) < 0)
+		return r;
+	if ((r = read_refs(&rs, t, &again)) < 0)
+		goto out;
+	if (again.manifests_bad) {
+		r = gc_skipped(&again);
+		goto out;
+	}
+	r = gc(t, rs.refs, rs.n, o, res, lock, &renewed);
+out:
+	refset_free(&rs);
+	lock_drop(t, lock);
+	return r;
+}
+
 int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bool do_gc,
 		   const ims_tier_opts *o)
 {
 	ims_tier_scrub_result res;
-	keylist l = { 0 };
-	ref *refs = NULL;
-	size_t nrefs = 0, cap = 0;
-	char **owners = NULL;
+	refset rs = { 0 };
 	scrubber s;
 	pthread_t threads[MAX_WORKERS];
 	unsigned started = 0;
-	uint64_t chunk_max = IMS_CHUNK_SIZE_MIN;
 	int r;
 
 	memset(&res, 0, sizeof(res));
 	memset(&s, 0, sizeof(s));
 	if ((r = check_opts(o)) < 0)
 		return r;
-	if ((r = ims_s3_list(t->s3, "manifests/", collect_key, &l)) < 0)
+	if ((r = read_refs(&rs, t, &res)) < 0)
 		goto out;
-	if (!(owners = calloc(l.n ? l.n : 1, sizeof(*owners)))) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < l.n; i++) {
-		ims_manifest *m = NULL;
-		const char *name = l.keys[i] + strlen("manifests/");
-		res.manifests++;
-		if (ims_tier_manifest_get(&m, t, name) < 0) {
-			char why[IMS_ERROR_MSG_MAX + 64];
-			res.manifests_bad++;
-			snprintf(why, sizeof(why), "%s: %s", l.keys[i], ims_error_last());
-			report_locked(&res, why);
-			continue;
-		}
-		owners[i] = m->name;
-		m->name = NULL;
-		if (m->chunk_size > chunk_max)
-			chunk_max = m->chunk_size;
-		if (nrefs + m->nchunks > cap) {
-			size_t ncap = cap ? cap : 1024;
-			while (ncap < nrefs + m->nchunks)
-				ncap *= 2;
-			ref *nr = realloc(refs, ncap * sizeof(*nr));
-			if (!nr) {
-				ims_manifest_free(m);
-				r = -ENOMEM;
-				goto out;
-			}
-			refs = nr;
-			cap = ncap;
-		}
-		for (size_t k = 0; k < m->nchunks; k++) {
-			memcpy(refs[nrefs].sha256, m->chunks[k].sha256, IMS_SHA256_LEN);
-			refs[nrefs].len = m->chunks[k].len;
-			refs[nrefs].owner = owners[i];
-			nrefs++;
-		}
-		ims_manifest_free(m);
-	}
-	ims_error_clear();
-	if (nrefs)
-		qsort(refs, nrefs, sizeof(*refs), cmp_ref);
-	size_t uniq = 0;
-	for (size_t i = 0; i < nrefs; i++)
-		if (!uniq || memcmp(refs[uniq - 1].sha256, refs[i].sha256, IMS_SHA256_LEN) != 0)
-			refs[uniq++] = refs[i];
-	nrefs = uniq;
-	res.chunks = nrefs;
+	res.chunks = rs.n;
 
 	pthread_mutex_init(&s.lock, NULL);
 	s.t = t;
-	s.refs = refs;
-	s.n = nrefs;
+	s.refs = rs.refs;
+	s.n = rs.n;
 	s.deep = deep;
-	s.chunk_max = chunk_max;
+	s.chunk_max = rs.chunk_max;
 	s.res = &res;
 	s.o = o;
 	unsigned nworkers = opt_workers(o);
-	for (; started < nworkers && started < nrefs; started++)
+	for (; started < nworkers && started < rs.n; started++)
 		if (pthread_create(&threads[started], NULL, scrub_worker, &s) != 0)
 			break;
 	for (;;) {
@@ -1201,22 +1551,17 @@ int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bo
 	}
 	if (do_gc) {
 		if (res.manifests_bad) {
-			r = ims_error_set(-EBADMSG, "garbage collection skipped: %" PRIu64 " manifest%s could not be read "
-					  "(%s)", res.manifests_bad, res.manifests_bad == 1 ? "" : "s", res.report);
+			r = gc_skipped(&res);
 			goto out;
 		}
-		if ((r = gc(t, refs, nrefs, o, &res)) < 0)
+		if ((r = gc_locked(t, o, &res)) < 0)
 			goto out;
 	}
 	if (o->progress)
-		o->progress(o->progress_ctx, nrefs, nrefs);
+		o->progress(o->progress_ctx, rs.n, rs.n);
 	*out = res;
 	r = 0;
 out:
-	for (size_t i = 0; owners && i < l.n; i++)
-		free(owners[i]);
-	free(owners);
-	free(refs);
-	keylist_free(&l);
+	refset_free(&rs);
 	return r;
 }

@@ -5,8 +5,8 @@
  * fixed grid (4 MiB by default, aligned to the RBD objects), names each chunk by the SHA-256 of
  * its bytes so identical chunks of all images are stored once, seals them (zstd, AES-256-GCM,
  * tier/manifest.h) and uploads them in parallel with bounded memory; all-zero chunks are not
- * stored. The sealed manifest is written last: without it nothing was pushed. Only then is
- * the image marked cold in its pool's catalog and, as asked, moved to the trash or purged.
+ * stored. The sealed manifest is written last: without it nothing was pushed. It is read back
+ * and parsed as restore will, and only then is the image marked cold in its pool's catalog and, as asked, moved to the trash or purged.
  *
  * Restore fetches the manifest, downloads and checks every chunk (authentication, then the
  * SHA-256 of the decompressed bytes) in parallel ahead of the writer, and writes through the
@@ -14,7 +14,17 @@
  * runs never written. A bad chunk fails the restore with its name and leaves nothing under the
  * requested name.
  *
- * Bucket layout: "chunks/<sha256 hex>" and "manifests/<POOL>/<IMAGE>[@SNAP]".
+ * A push of an image head reads a snapshot taken for the push ("imgstore-tier-..."), removed
+ * when the push ends. When the image is then to be removed, the push first holds the image's
+ * exclusive lock (other clients' writes fail) and refuses an image leased by a host; before
+ * removing it, it checks with a diff against that snapshot that nothing was written since.
+ *
+ * Pushes and garbage collection exclude each other through lock objects in the bucket: a
+ * push holds "locks/push/<random>", garbage collection "locks/gc/<random>"; each writes its
+ * own, then looks for the other's. A lock not renewed for IMS_TIER_LOCK_STALE seconds is
+ * ignored (its holder died).
+ *
+ * Bucket layout: "chunks/<sha256 hex>", "manifests/<POOL>/<IMAGE>[@SNAP]", "locks/...".
  */
 #ifndef IMS_TIER_TIER_H
 #define IMS_TIER_TIER_H
@@ -69,8 +79,18 @@ typedef struct {
 				    than half of it; 0: 86400 */
 	ims_progress_fn progress; /* may be NULL; non-zero return cancels */
 	void *progress_ctx;
+	/* push of an image head to be removed: whether a host holds a lease on the image (1, with
+	 * who in @p why; 0: no; < 0: error). Asked before the push and again before the removal.
+	 * NULL: no host leases to honour. */
+	int (*leased)(void *ctx, const char *pool, const char *image, char *why, size_t len);
+	void *leased_ctx;
 } ims_tier_opts;
 #define IMS_TIER_OPTS_INIT { .version = IMS_TIER_OPTS_VERSION, .after = IMS_TIER_TRASH }
+
+/* Seconds after which a push's or garbage collection's lock object that was not renewed is
+ * ignored; the holders renew theirs every IMS_TIER_LOCK_RENEW seconds. */
+#define IMS_TIER_LOCK_STALE 900
+#define IMS_TIER_LOCK_RENEW 60
 
 typedef struct {
 	char name[3 * 256 + 4];  /* the cold image's name */
@@ -89,9 +109,14 @@ typedef struct {
  * "POOL/IMAGE[@SNAP]", replacing a manifest of that name.
  *
  * @returns -ENOENT for an unknown image or snapshot, -EBUSY if the head is to be removed but a
- *          client has the image open, -ECANCELED, -EACCES/-EIO/-ETIMEDOUT from the target.
+ *          client has the image open, holds its lock or a host leases it, or if it was written
+ *          to during the push (then the manifest holds the image as it was when the push
+ *          started, and the image is kept), -EMSGSIZE if the manifest would be larger than restore
+ *          accepts or hold more than IMS_MANIFEST_TAGS_MAX tags (nothing is uploaded), -EIO if
+ *          the stored manifest does not read back (it is deleted, the image kept), -ECANCELED,
+ *          -EACCES/-EIO/-ETIMEDOUT from the target.
  *          On any error before the manifest is stored, no manifest was written and the image
- *          was not changed.
+ *          was not changed; on any error the image is not removed.
  */
 int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, const char *pool,
 		  const char *image, const char *snap, const ims_tier_opts *opts);
@@ -144,8 +169,11 @@ typedef struct {
  * Check every chunk that a manifest references: that it exists (HEAD), or with @p deep that it
  * reads back, authenticates and hashes to its name. With @p gc, then delete the chunks no
  * manifest references that are older than the grace period (none if a manifest is unreadable).
+ * Garbage collection then takes the target's GC lock and reads the manifests again, so a push
+ * that stored its manifest after the first read is seen.
  *
- * @returns 0 (problems are counted in @p out), -ECANCELED, an error of the target.
+ * @returns 0 (problems are counted in @p out), -EBUSY with @p gc while a push is running on
+ *          the target (nothing deleted), -ECANCELED, an error of the target.
  */
 int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bool gc,
 		   const ims_tier_opts *opts);

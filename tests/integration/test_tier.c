@@ -363,19 +363,32 @@ static void test_restore_raw_as_pushed_and_only_data(void **state)
 	ims_tier_target_free(t);
 }
 
-/* Write @p len bytes of @p byte at @p off of rbd/@p name. */
-static void scribble(const char *name, uint64_t off, size_t len, int byte)
+/* Write @p len bytes of @p byte at @p off of rbd/@p name through a handle of its own. */
+static int write_image(const char *name, uint64_t off, size_t len, int byte)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
+	rados_ioctx_t io = NULL;
+	rbd_image_t img = NULL;
 	char *buf = malloc(len);
+	assert_non_null(buf);
 	memset(buf, byte, len);
 	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
-	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
-	assert_int_equal(rbd_write(img, off, len, buf), (ssize_t)len);
-	rbd_close(img);
+	int r = rbd_open(io, name, &img, NULL);
+	if (r == 0) {
+		ssize_t n = rbd_write(img, off, len, buf);
+		r = n < 0 ? (int)n : 0;
+		if (r == 0)
+			r = rbd_flush(img);
+		rbd_close(img);
+	}
 	rados_ioctx_destroy(io);
 	free(buf);
+	return r;
+}
+
+/* The same, which must succeed. */
+static void scribble(const char *name, uint64_t off, size_t len, int byte)
+{
+	assert_int_equal(write_image(name, off, len, byte), 0);
 }
 
 static void test_dedup_clones(void **state)
@@ -654,6 +667,409 @@ static void test_gc(void **state)
 	ims_tier_target_free(t);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* issue 11: nothing lost */
+
+typedef struct {
+	const char *image;
+	bool done;
+	int write_r;
+} live_write;
+
+/* Once every chunk was read: another client writes to the image. */
+static int write_when_read(void *ctx, uint64_t done, uint64_t total)
+{
+	live_write *w = ctx;
+	if (!w->done && total && done == total) {
+		w->done = true;
+		w->write_r = write_image(w->image, 4096, 4096, 0xab);
+	}
+	return 0;
+}
+
+static size_t count_snaps(const char *name)
+{
+	ims_snap_info *snaps = NULL;
+	size_t n = 0;
+	assert_int_equal(ims_snap_list(&snaps, &n, A, "rbd", name), 0);
+	ims_snap_list_free(snaps, n);
+	return n;
+}
+
+/*
+ * A write to an image without the exclusive-lock feature while it is pushed (after its data
+ * was read): the push notices it against its snapshot and keeps the image, with the write.
+ */
+static void test_push_live_write_keeps_image(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("live"), NULL, key_path, 2);
+	const char *name = itest_name("live");
+	char path[600];
+	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
+	co.size = 8 * MiB;
+	co.features = 1; /* layering: no exclusive lock to hold */
+	assert_int_equal(ims_image_create(A, "rbd", name, &co), 0);
+	assert_int_equal(write_image(name, 0, 8 * MiB, 0x5a), 0);
+
+	live_write w = { .image = name };
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_TRASH;
+	o.progress = write_when_read;
+	o.progress_ctx = &w;
+	ims_tier_result res;
+	int r = ims_tier_push(&res, t, A, "rbd", name, NULL, &o);
+	assert_true(w.done);
+	assert_int_equal(w.write_r, 0);
+	assert_int_equal(r, -EBUSY);
+	assert_non_null(strstr(ims_error_last(), "written to during the push"));
+	/* the image is there, with the write, and no push snapshot is left on it */
+	assert_int_equal(ims_image_exists(A, "rbd", name), 1);
+	snprintf(path, sizeof(path), "%s/live.raw", itest_dir());
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	for (uint64_t i = 0; i < 8 * MiB; i++)
+		fputc(i >= 4096 && i < 8192 ? 0xab : 0x5a, f);
+	fclose(f);
+	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+	assert_int_equal(count_snaps(name), 0);
+	ims_tier_target_free(t);
+}
+
+/*
+ * With the exclusive-lock feature, the push holds the lock: the other client's write fails
+ * rather than being lost, and the cold image restores exactly what was pushed.
+ */
+static void test_push_live_write_locked_out(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("lock"), NULL, key_path, 2);
+	const char *name = itest_name("lock");
+	char path[600], cold[300], back[300];
+	snprintf(path, sizeof(path), "%s/lock.raw", itest_dir());
+	random_file(path, 8 * MiB, 31);
+	import_file(name, path);
+
+	live_write w = { .image = name };
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_TRASH;
+	o.progress = write_when_read;
+	o.progress_ctx = &w;
+	ims_tier_result res;
+	assert_int_equal(ims_tier_push(&res, t, A, "rbd", name, NULL, &o), 0);
+	assert_true(w.done);
+	assert_true(w.write_r < 0);
+	in_trash_or_gone(name);
+	snprintf(cold, sizeof(cold), "rbd/%s", name);
+	snprintf(back, sizeof(back), "%s-back", name);
+	o.progress = NULL;
+	assert_int_equal(ims_tier_restore(&res, t, A, cold, "rbd", back, &o), 0);
+	itest_assert_image_equals_file(A, "rbd", back, NULL, path);
+	assert_int_equal(count_snaps(back), 0);
+	ims_tier_target_free(t);
+}
+
+typedef struct {
+	const char *image;
+	ims_site *other; /* another client of the cluster */
+	rados_ioctx_t io;
+	rbd_image_t img;
+	int open_r;
+} live_open;
+
+/* Once every chunk was read: another client opens the image, and keeps it open. */
+static int open_when_read(void *ctx, uint64_t done, uint64_t total)
+{
+	live_open *w = ctx;
+	if (!w->io && total && done == total) {
+		assert_int_equal(ims_site_ioctx(w->other, "rbd", &w->io), 0);
+		w->open_r = rbd_open(w->io, w->image, &w->img, NULL);
+	}
+	return 0;
+}
+
+/* A client that opened the image during the push (it cannot write while the push holds the
+ * lock) keeps it in RBD. (A read-only open registers no watch: nobody can see it.) */
+static void test_push_live_open_keeps_image(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("open"), NULL, key_path, 2);
+	const char *name = itest_name("open");
+	char path[600];
+	snprintf(path, sizeof(path), "%s/open.raw", itest_dir());
+	random_file(path, 4 * MiB, 43);
+	import_file(name, path);
+	live_open w = { .image = name, .other = itest_site('A') };
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_TRASH;
+	o.progress = open_when_read;
+	o.progress_ctx = &w;
+	int r = ims_tier_push(NULL, t, A, "rbd", name, NULL, &o);
+	assert_non_null(w.io);
+	assert_int_equal(w.open_r, 0);
+	assert_int_equal(r, -EBUSY);
+	assert_non_null(strstr(ims_error_last(), "opened it during the push"));
+	rbd_close(w.img);
+	rados_ioctx_destroy(w.io);
+	ims_site_close(w.other);
+	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+	assert_int_equal(count_snaps(name), 0);
+	ims_tier_target_free(t);
+}
+
+static int lease_held(void *ctx, const char *pool, const char *image, char *why, size_t len)
+{
+	(void)pool;
+	(void)image;
+	snprintf(why, len, "leased by host '%s'", (const char *)ctx);
+	return 1;
+}
+
+/* An image a host leases is not pushed away; nothing is uploaded. */
+static void test_push_honours_leases(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("lease"), NULL, key_path, 2);
+	const char *name = itest_name("lease");
+	char path[600];
+	snprintf(path, sizeof(path), "%s/lease.raw", itest_dir());
+	random_file(path, 4 * MiB, 33);
+	import_file(name, path);
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_TRASH;
+	o.leased = lease_held;
+	o.leased_ctx = "hv7";
+	assert_int_equal(ims_tier_push(NULL, t, A, "rbd", name, NULL, &o), -EBUSY);
+	assert_non_null(strstr(ims_error_last(), "hv7"));
+	assert_int_equal(ims_image_exists(A, "rbd", name), 1);
+	assert_int_equal(count_objects(t, "chunks/"), 0);
+	assert_int_equal(count_objects(t, "manifests/"), 0);
+	assert_int_equal(count_snaps(name), 0);
+	/* keeping the image, a lease does not matter */
+	o.after = IMS_TIER_KEEP;
+	assert_int_equal(ims_tier_push(NULL, t, A, "rbd", name, NULL, &o), 0);
+	ims_tier_target_free(t);
+}
+
+typedef struct {
+	char key[128];
+	int64_t mtime;
+	size_t n;
+} one_key;
+
+static int one_key_cb(void *ctx, const char *key, uint64_t size, int64_t mtime)
+{
+	one_key *k = ctx;
+	(void)size;
+	snprintf(k->key, sizeof(k->key), "%s", key);
+	k->mtime = mtime;
+	k->n++;
+	return 0;
+}
+
+typedef struct {
+	ims_tier_target *t;
+	const char *chunk;
+	uint64_t grace;
+	bool ran;
+	int gc_r;
+	uint64_t deleted;
+} gc_in_push;
+
+/* Once the push decided to reuse the chunk: wait until it is older than the grace period,
+ * then run a garbage collection. */
+static int gc_when_read(void *ctx, uint64_t done, uint64_t total)
+{
+	gc_in_push *g = ctx;
+	if (g->ran || !total || done != total)
+		return 0;
+	g->ran = true;
+	for (;;) {
+		int64_t mtime = 0;
+		assert_int_equal(ims_s3_head(ims_tier_target_s3(g->t), g->chunk, NULL, &mtime), 0);
+		if ((int64_t)time(NULL) - mtime > (int64_t)g->grace)
+			break;
+		sleep(1);
+	}
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	ims_tier_scrub_result sr;
+	memset(&sr, 0, sizeof(sr));
+	o.grace = g->grace;
+	g->gc_r = ims_tier_scrub(&sr, g->t, false, true, &o);
+	g->deleted = sr.deleted;
+	return 0;
+}
+
+/*
+ * A garbage collection forced into a push, after the push decided to reuse an unreferenced
+ * chunk (young enough not to be refreshed) and before its manifest is stored: the collection
+ * must not take that chunk.
+ */
+static void test_gc_during_push(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("gcpush"), NULL, key_path, 2);
+	const char *a = itest_name("gcpush"), *b = itest_name("gcpush");
+	char path[600], cold_a[300], cold_b[300], back[300];
+	const uint64_t grace = 6;
+	snprintf(path, sizeof(path), "%s/gcpush.raw", itest_dir());
+	random_file(path, 4 * MiB, 35);
+	import_file(a, path);
+	import_file(b, path);
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_KEEP;
+	o.grace = grace;
+	assert_int_equal(ims_tier_push(NULL, t, A, "rbd", a, NULL, &o), 0);
+	snprintf(cold_a, sizeof(cold_a), "rbd/%s", a);
+	assert_int_equal(ims_tier_forget(t, cold_a), 0);
+	one_key k = { 0 };
+	assert_int_equal(ims_s3_list(ims_tier_target_s3(t), "chunks/", one_key_cb, &k), 0);
+	assert_int_equal(k.n, 1);
+
+	/* b has the same bytes: its push reuses the chunk a left unreferenced */
+	gc_in_push g = { .t = t, .chunk = k.key, .grace = grace };
+	o.progress = gc_when_read;
+	o.progress_ctx = &g;
+	ims_tier_result res;
+	assert_int_equal(ims_tier_push(&res, t, A, "rbd", b, NULL, &o), 0);
+	assert_true(g.ran);
+	assert_int_equal(res.chunks_new, 0);
+	assert_int_equal(g.deleted, 0);
+	assert_int_equal(g.gc_r, -EBUSY);
+	assert_int_equal(ims_s3_head(ims_tier_target_s3(t), k.key, NULL, NULL), 0);
+
+	/* b's cold image is whole, and a collection now keeps its chunk */
+	ims_tier_scrub_result sr;
+	o.progress = NULL;
+	assert_int_equal(ims_tier_scrub(&sr, t, false, true, &o), 0);
+	assert_int_equal(sr.chunks_bad, 0);
+	assert_int_equal(sr.deleted, 0);
+	snprintf(cold_b, sizeof(cold_b), "rbd/%s", b);
+	snprintf(back, sizeof(back), "%s-back", b);
+	assert_int_equal(ims_tier_restore(NULL, t, A, cold_b, "rbd", back, &o), 0);
+	itest_assert_image_equals_file(A, "rbd", back, NULL, path);
+	/* and no lock object is left behind */
+	assert_int_equal(count_objects(t, "locks/"), 0);
+	ims_tier_target_free(t);
+}
+
+typedef struct {
+	ims_tier_target *t;
+	unsigned waits;
+} gc_wait;
+
+/* Called while the push waits for garbage collection: that collection then ends. */
+static int end_gc_when_waited(void *ctx, uint64_t done, uint64_t total)
+{
+	gc_wait *w = ctx;
+	(void)done;
+	if (total == 0 && ++w->waits == 2)
+		assert_int_equal(ims_s3_delete(ims_tier_target_s3(w->t), "locks/gc/test"), 0);
+	return 0;
+}
+
+/* A push that finds garbage collection running waits until it is done, then pushes. */
+static void test_push_waits_for_gc(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("gcwait"), NULL, key_path, 2);
+	const char *name = itest_name("gcwait");
+	char path[600];
+	snprintf(path, sizeof(path), "%s/gcwait.raw", itest_dir());
+	random_file(path, 4 * MiB, 41);
+	import_file(name, path);
+	assert_int_equal(ims_s3_put(ims_tier_target_s3(t), "locks/gc/test", "{}", 2), 0);
+	gc_wait w = { .t = t };
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_KEEP;
+	o.progress = end_gc_when_waited;
+	o.progress_ctx = &w;
+	assert_int_equal(ims_tier_push(NULL, t, A, "rbd", name, NULL, &o), 0);
+	assert_int_equal(w.waits, 2);
+	assert_int_equal(count_objects(t, "manifests/"), 1);
+	assert_int_equal(count_objects(t, "locks/"), 0);
+	ims_tier_target_free(t);
+}
+
+/*
+ * An image with more tags than a manifest may hold: the push refuses before uploading
+ * anything and keeps the image (it used to store a manifest restore rejects, and remove it).
+ */
+static void test_push_manifest_too_many_tags(void **state)
+{
+	(void)state;
+	ims_tier_target *t = new_target(bucket_name("tags"), NULL, key_path, 2);
+	const char *name = itest_name("tags");
+	char path[600];
+	rados_ioctx_t io = NULL;
+	ims_catalog_entry *e = NULL;
+	snprintf(path, sizeof(path), "%s/tags.raw", itest_dir());
+	random_file(path, 4 * MiB, 37);
+	import_file(name, path);
+	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	assert_int_equal(ims_catalog_get(io, name, &e), 0);
+	size_t n = IMS_MANIFEST_TAGS_MAX + 1;
+	ims_tag *tags = realloc(e->tags, n * sizeof(*tags));
+	assert_non_null(tags);
+	e->tags = tags;
+	for (size_t i = e->ntags; i < n; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "k%zu", i);
+		e->tags[i].key = strdup(k);
+		e->tags[i].value = strdup("v");
+	}
+	e->ntags = n;
+	assert_int_equal(ims_catalog_put(io, e), 0);
+	ims_catalog_entry_free(e);
+	rados_ioctx_destroy(io);
+
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_TRASH;
+	int r = ims_tier_push(NULL, t, A, "rbd", name, NULL, &o);
+	assert_int_equal(r, -EMSGSIZE);
+	assert_non_null(strstr(ims_error_last(), "tags"));
+	assert_int_equal(ims_image_exists(A, "rbd", name), 1);
+	assert_int_equal(count_objects(t, "manifests/"), 0);
+	assert_int_equal(count_objects(t, "chunks/"), 0);
+	assert_int_equal(count_snaps(name), 0);
+	ims_tier_target_free(t);
+}
+
+/*
+ * A manifest that does not read back (the proxy corrupts what radosgw answers to its GET):
+ * the push deletes it, fails and keeps the image; once it reads back, the same push works.
+ */
+static void test_push_manifest_read_back(void **state)
+{
+	(void)state;
+	char via[64], cold[300];
+	const char *name = itest_name("readback");
+	char path[600];
+	if (proxy_pid <= 0)
+		start_proxy();
+	snprintf(via, sizeof(via), "http://127.0.0.1:%d", proxy_port);
+	ims_tier_target *t = new_target(bucket_name("readback"), via, key_path, 1);
+	snprintf(path, sizeof(path), "%s/readback.raw", itest_dir());
+	random_file(path, 4 * MiB, 39);
+	import_file(name, path);
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_TRASH;
+	proxy("corrupt?path=manifests");
+	int r = ims_tier_push(NULL, t, A, "rbd", name, NULL, &o);
+	proxy("corrupt?path=");
+	assert_int_equal(r, -EIO);
+	assert_non_null(strstr(ims_error_last(), "did not read back"));
+	assert_int_equal(ims_image_exists(A, "rbd", name), 1);
+	assert_int_equal(count_objects(t, "manifests/"), 0);
+	assert_int_equal(count_snaps(name), 0);
+	assert_int_equal(ims_tier_push(NULL, t, A, "rbd", name, NULL, &o), 0);
+	in_trash_or_gone(name);
+	snprintf(cold, sizeof(cold), "rbd/%s", name);
+	assert_int_equal(ims_tier_restore(NULL, t, A, cold, NULL, NULL, &o), 0);
+	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+	ims_tier_target_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -666,6 +1082,17 @@ int main(void)
 		cmocka_unit_test(test_wrong_key_and_credentials),
 		cmocka_unit_test(test_faults),
 		cmocka_unit_test(test_gc),
+		cmocka_unit_test(test_push_live_write_keeps_image),
+		cmocka_unit_test(test_push_live_write_locked_out),
+		cmocka_unit_test(test_push_live_open_keeps_image),
+		cmocka_unit_test(test_push_honours_leases),
+		cmocka_unit_test(test_gc_during_push),
+		cmocka_unit_test(test_push_waits_for_gc),
+		cmocka_unit_test(test_push_manifest_too_many_tags),
+		cmocka_unit_test(test_push_manifest_read_back),
 	};
+	/* TIER_TESTS=PATTERN runs only the tests it matches (cmocka's filter: '*' wildcards) */
+	if (getenv("TIER_TESTS"))
+		cmocka_set_test_filter(getenv("TIER_TESTS"));
 	return cmocka_run_group_tests_name("tier", tests, setup, teardown);
 }

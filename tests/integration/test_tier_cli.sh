@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cold tiering end to end through the CLI and the sandbox's daemons, which tier to the S3
 # target 'rgw' (the sandbox radosgw, configured by `scripts/sandbox up --rgw`): push, the
-# cold entry in `image ls`, `tier ls`, restore byte for byte, scrub, gc, and refusals.
+# cold entry in `image ls`, `tier ls`, restore byte for byte, scrub, gc, and refusals (a
+# leased image among them).
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 fails=0 passes=0
@@ -44,6 +45,20 @@ expect_rc 0 "shallow scrub" "$CLI" tier scrub
 expect_rc 0 "deep scrub" "$CLI" tier scrub --deep
 expect_rc 0 "gc" "$CLI" tier gc --grace 1h
 
+# an image a host leases (not open by anyone) is not pushed away: the daemon's leases count
+truncate -s 8M "$tmp/small.raw"
+dd if=/dev/urandom of="$tmp/small.raw" bs=1M count=4 conv=notrunc status=none
+expect_rc 0 "import an image to lease" "$CLI" image import "$tmp/small.raw" "rbd/$p-leased"
+"$CLI" host register "$p-hv" >/dev/null 2>&1
+lease=$("$CLI" --format json host lease acquire "rbd/$p-leased" --host "$p-hv" --ttl 5m 2>/dev/null | jq -r '.id // ""')
+check "lease acquired" test -n "$lease"
+expect_rc 1 "push of a leased image" "$CLI" tier push "rbd/$p-leased" --to rgw
+check "names the host" grep -q "leased by host '$p-hv'" /tmp/tier-err.$$
+expect_rc 0 "the leased image stays" "$CLI" image info "rbd/$p-leased"
+check "and is not cold" bash -c "! '$CLI' --format json tier ls | jq -e '.[] | select(.name == \"rbd/$p-leased\")' >/dev/null"
+expect_rc 0 "keeping it, a leased image is pushed" "$CLI" tier push "rbd/$p-leased" --to rgw --after keep
+[ -n "$lease" ] && "$CLI" host lease release "$lease" >/dev/null 2>&1
+
 expect_rc 1 "an unknown target" "$CLI" tier push "rbd/$p-vm" --to nowhere
 check "names it" grep -q "no S3 target 'nowhere'" /tmp/tier-err.$$
 expect_rc 1 "an unknown cold image" "$CLI" tier restore "rbd/$p-none"
@@ -51,6 +66,7 @@ check "says so" grep -q "no cold image" /tmp/tier-err.$$
 expect_rc 2 "a bad --after" "$CLI" tier push "rbd/$p-vm" --to rgw --after shred
 
 "$CLI" image rm --purge "rbd/$p-copy" >/dev/null 2>&1
+"$CLI" image rm --purge "rbd/$p-leased" >/dev/null 2>&1
 "$CLI" snap rm "rbd/$p-vm@s1" >/dev/null 2>&1
 "$CLI" image rm --purge "rbd/$p-vm" >/dev/null 2>&1
 echo "# $passes passed, $fails failed"

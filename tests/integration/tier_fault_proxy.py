@@ -10,6 +10,8 @@ never forwarded:
     GET /__fault__/plan?actions=500,503,drop,slow:2,ok   queue actions for the next requests
     GET /__fault__/always?action=503                     every request gets it ("" to stop)
     GET /__fault__/stats                                 "requests=N injected=M"
+    GET /__fault__/corrupt?path=manifests/              flip a byte of the body of every GET
+                                                         answer whose path holds it ("" to stop)
 
 Actions: 500, 503 (an S3 error answer), drop (close the connection without an answer), slow:N
 (wait N seconds, then forward), ok (forward).
@@ -24,7 +26,7 @@ import time
 import urllib.parse
 
 LOCK = threading.Lock()
-STATE = {"plan": [], "always": "", "requests": 0, "injected": 0}
+STATE = {"plan": [], "always": "", "corrupt": "", "requests": 0, "injected": 0}
 HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"}
 
 
@@ -44,10 +46,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 STATE["plan"] = [a for a in q.get("actions", [""])[0].split(",") if a]
             elif u.path == "/__fault__/always":
                 STATE["always"] = q.get("action", [""])[0]
+            elif u.path == "/__fault__/corrupt":
+                STATE["corrupt"] = q.get("path", [""])[0]
             elif u.path == "/__fault__/stats":
                 body = ("requests=%d injected=%d\n" % (STATE["requests"], STATE["injected"])).encode()
             elif u.path == "/__fault__/reset":
-                STATE.update(plan=[], always="", requests=0, injected=0)
+                STATE.update(plan=[], always="", corrupt="", requests=0, injected=0)
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -89,6 +93,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                      headers=headers)
         resp = conn.getresponse()
         data = resp.read()
+        with LOCK:
+            corrupt = STATE["corrupt"]
+        if corrupt and self.command == "GET" and corrupt in self.path and resp.status == 200 and data:
+            data = data[:-1] + bytes([data[-1] ^ 0x01])
+            with LOCK:
+                STATE["injected"] += 1
         self.send_response_only(resp.status, resp.reason)
         for k, v in resp.getheaders():
             if k.lower() not in HOP and k.lower() != "content-length":

@@ -110,6 +110,37 @@ static void test_manifest_roundtrip(void **state)
 	ims_manifest_free(m2);
 }
 
+/* IMS_MANIFEST_TAGS_MAX tags encode and parse back; one more is refused (push checks that
+ * before uploading anything). */
+static void test_manifest_tags_max(void **state)
+{
+	(void)state;
+	char text[4096], *enc, k[32];
+	size_t len;
+	ims_manifest *m = NULL, *m2 = NULL;
+	snprintf(text, sizeof(text), good, H1, H2);
+	assert_int_equal(ims_manifest_parse(&m, text, strlen(text)), 0);
+	ims_manifest_tag *tags = realloc(m->tags, (IMS_MANIFEST_TAGS_MAX + 1) * sizeof(*tags));
+	assert_non_null(tags);
+	m->tags = tags;
+	for (size_t i = m->ntags; i < IMS_MANIFEST_TAGS_MAX + 1; i++) {
+		snprintf(k, sizeof(k), "k%zu", i);
+		m->tags[i].key = strdup(k);
+		m->tags[i].value = strdup("v");
+	}
+	m->ntags = IMS_MANIFEST_TAGS_MAX;
+	assert_int_equal(ims_manifest_encode(&enc, &len, m), 0);
+	assert_int_equal(ims_manifest_parse(&m2, enc, len), 0);
+	assert_int_equal(m2->ntags, IMS_MANIFEST_TAGS_MAX);
+	ims_manifest_free(m2);
+	free(enc);
+	m->ntags = IMS_MANIFEST_TAGS_MAX + 1;
+	assert_int_equal(ims_manifest_encode(&enc, &len, m), 0);
+	assert_int_equal(ims_manifest_parse(&m2, enc, len), -EBADMSG);
+	free(enc);
+	ims_manifest_free(m);
+}
+
 static void test_manifest_hostile(void **state)
 {
 	(void)state;
@@ -162,6 +193,7 @@ int main(void)
 		cmocka_unit_test(test_seal_roundtrip),
 		cmocka_unit_test(test_manifest_roundtrip),
 		cmocka_unit_test(test_manifest_hostile),
+		cmocka_unit_test(test_manifest_tags_max),
 	};
 	return cmocka_run_group_tests_name("tier_manifest", tests, NULL, NULL);
 }
