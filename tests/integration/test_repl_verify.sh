@@ -5,6 +5,7 @@
 # metric) and by `repl verify` (exit 1, the damaged extent); usage errors.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
 fails=0 passes=0
 ok() { echo "ok - $*"; passes=$((passes + 1)); }
 not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
@@ -13,6 +14,7 @@ expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/verify-out.$$ 2>/tmp/veri
   if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/verify-err.$$)"; fi; }
 img=verify$$
 cleanup() {
+  "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1 # if the test stopped half-way
   "$CLI" repl disable "rbd/$img" --to b >/dev/null 2>&1
   "$CLI" image rm --purge "rbd/$img" >/dev/null 2>&1
   rbd -c "$CEPH_CONF_B" snap purge "rbd/$img" >/dev/null 2>&1
@@ -40,9 +42,14 @@ check "with a verdict line" grep -q "^verdict: *equal" /tmp/verify-out.$$
 
 # damage b: 64K at 4M+128K of its head, then re-take its sealed snapshot over it
 sealed=$(status | jq -r .last_sealed_snapshot)
+# (site a's daemon holds the secondary against every other writer: the damage is done while
+# it is stopped, as a tamperer would have to)
+check "while site a's daemon holds the secondary, a write to it is refused" bash -c "! qemu-io -f raw -c 'write -P 0xab 0 4k' 'rbd:rbd/$img:conf=$CEPH_CONF_B' >/dev/null 2>&1"
+"$SANDBOX" stop-daemon "$IMGSTORE_SANDBOX" a >/dev/null
 qwrite b "$CEPH_CONF_B" 0xab 4325376 64k
 rbd -c "$CEPH_CONF_B" snap rm --no-progress "rbd/$img@$sealed" >/dev/null 2>&1
 rbd -c "$CEPH_CONF_B" snap create --no-progress "rbd/$img@$sealed" >/dev/null 2>&1
+"$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null
 
 expect_rc 1 "repl verify of the damaged copy" "$CLI" --format json repl verify "rbd/$img" --snap "$sealed"
 check "reports the damaged extent: $(jq -c '{equal, mismatches, mismatch_count}' /tmp/verify-out.$$)" \
