@@ -92,7 +92,11 @@ static const config_key keys[] = {
 	{ S_SERVER, "read_timeout", T_DURATION, SV(read_timeout), "30s", 1, 3600, NULL, 0,
 	  "A connection idle for this long is closed." },
 	{ S_SERVER, "threads", T_UINT, SV(threads), "8", 1, 256, NULL, 0,
-	  "Threads serving requests." },
+	  "Threads serving requests (quick calls; slow ones run beside them, see slow_calls)." },
+	{ S_SERVER, "slow_calls", T_UINT, SV(slow_calls), "64", 1, 4096, NULL, 0,
+	  "Calls that may block for long (WaitOperation, VerifyImage, VerifyGroup, CreateSnapshot) "
+	  "served at once, each on a thread of its own beside the request threads; one more is "
+	  "refused with resource_exhausted." },
 	{ S_SERVER, "audit_log", T_PATH, SV(audit_log), NULL, 0, 0, NULL, 0,
 	  "File for the audit log; when unset, audit lines go to the daemon's log." },
 	{ S_SERVER, "spool_dir", T_PATH, SV(spool_dir), "/var/lib/imgstore/spool", 0, 0, NULL, 0,

@@ -49,6 +49,7 @@ typedef struct {
 	uint64_t max_request_bytes;
 	uint64_t read_timeout;
 	uint64_t threads;
+	uint64_t slow_calls;
 	char *audit_log;
 	char *spool_dir;
 	unsigned line;

@@ -324,6 +324,7 @@ int main(int argc, char **argv)
 	so.max_request_bytes = d.cfg->server.max_request_bytes;
 	so.read_timeout = (unsigned)d.cfg->server.read_timeout;
 	so.threads = (unsigned)d.cfg->server.threads;
+	so.slow_calls = (unsigned)d.cfg->server.slow_calls;
 	so.methods = ims_daemon_methods(&so.nmethods);
 	so.app = &d;
 	so.metrics = metrics;

@@ -26,6 +26,7 @@
  *   client certificate, token    401 unauthenticated
  *   role                         403 permission_denied
  *   method without handler       501 unimplemented
+ *   slow method, slow_calls busy 429 resource_exhausted (see ims_rpc_method.slow)
  *   undecodable body             400 invalid_argument "malformed request: ..."
  *   the handler's errno          ims_rpc_code_from_errno(), with ims_error_last() as message
  *
@@ -93,6 +94,13 @@ typedef struct {
 	ims_role role;    /* the least role that may call it */
 	bool mutating;    /* gets an audit line */
 	ims_rpc_handler fn; /* NULL: answers unimplemented */
+	/*
+	 * The handler may block for long (a wait, a verify, a synchronous seal): it runs on a
+	 * thread of its own while its connection is suspended, so that the request threads stay
+	 * free for quick calls. At most slow_calls of them run at once; one more is refused
+	 * with 429 resource_exhausted.
+	 */
+	bool slow;
 } ims_rpc_method;
 
 #define IMS_RPC_SERVER_OPTS_VERSION 1
@@ -108,6 +116,7 @@ typedef struct {
 	uint64_t max_request_bytes;/* 0: 4 MiB */
 	unsigned read_timeout;     /* seconds; 0: 30 */
 	unsigned threads;          /* 0: 8; each listener has this many */
+	unsigned slow_calls;       /* 0: 64; calls of slow methods running at once (all listeners) */
 	const ims_rpc_method *methods; /* borrowed: must outlive the server */
 	size_t nmethods;
 	void *app;                 /* passed to handlers and hooks */
@@ -146,8 +155,8 @@ uint16_t ims_rpc_server_port(const ims_rpc_server *s);
 int ims_rpc_server_reload_tokens(ims_rpc_server *s);
 
 /**
- * Stop accepting, let the calls in progress finish (for at most 10 s), free; the Unix socket
- * file is removed. Accepts NULL.
+ * Stop accepting, let the calls in progress finish (quick ones for at most 10 s, slow ones
+ * until their handlers return), free; the Unix socket file is removed. Accepts NULL.
  */
 void ims_rpc_server_stop(ims_rpc_server *s);
 
