@@ -83,6 +83,10 @@ static const config_key keys[] = {
 	  "PEM private key of tls_cert." },
 	{ S_SERVER, "tls_client_ca", T_PATH, SV(tls_client_ca), NULL, 0, 0, NULL, 0,
 	  "When set, clients must present a certificate signed by this CA." },
+	{ S_SERVER, "tls_priorities", T_STRING, SV(tls_priorities), "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2",
+	  0, 0, NULL, 0,
+	  "GnuTLS priority string of the TCP listener: protocol versions and ciphers. It may enable TLS 1.2 "
+	  "and 1.3 only; the daemon refuses to start on one that enables an older version." },
 	{ S_SERVER, "token_file", T_PATH, SV(token_file), NULL, 0, 0, NULL, 0,
 	  "Bearer tokens and their roles, one 'ROLE TOKEN [NAME]' a line; must not be readable by others." },
 	{ S_SERVER, "allow_plain_http", T_BOOL, SV(allow_plain_http), "false", 0, 0, NULL, 0,
@@ -770,6 +774,7 @@ void ims_config_free(ims_config *cfg)
 	free(sv->tls_cert);
 	free(sv->tls_key);
 	free(sv->tls_client_ca);
+	free(sv->tls_priorities);
 	free(sv->token_file);
 	free(sv->audit_log);
 	free(sv->spool_dir);

@@ -44,6 +44,7 @@ typedef struct {
 	char *tls_cert;
 	char *tls_key;
 	char *tls_client_ca;
+	char *tls_priorities;
 	char *token_file;
 	bool allow_plain_http;
 	uint64_t max_request_bytes;

@@ -155,6 +155,42 @@ out:
 	return r;
 }
 
+/* A priority string that GnuTLS takes and that enables TLS 1.2 or 1.3, and nothing older. */
+static int check_priorities(const char *prio)
+{
+	gnutls_priority_t p;
+	const char *at = NULL;
+	const unsigned *v = NULL;
+	bool modern = false;
+	int g = gnutls_priority_init(&p, prio, &at);
+	int r = 0;
+
+	if (g < 0) {
+		bool where = at && at > prio && at < prio + strlen(prio);
+		return ims_error_set(-EINVAL, "tls_priorities '%s' is refused by GnuTLS%s%s%s: %s",
+				     prio, where ? " (at '" : "", where ? at : "",
+				     where ? "')" : "", gnutls_strerror(g));
+	}
+	g = gnutls_priority_protocol_list(p, &v);
+	for (int i = 0; i < g; i++) {
+		if (v[i] == GNUTLS_SSL3 || v[i] == GNUTLS_TLS1_0 || v[i] == GNUTLS_TLS1_1) {
+			r = ims_error_set(-EINVAL,
+					  "tls_priorities '%s' enables %s: TLS 1.2 is the oldest "
+					  "version allowed",
+					  prio, gnutls_protocol_get_name((gnutls_protocol_t)v[i]));
+			goto out;
+		}
+		if (v[i] == GNUTLS_TLS1_2 || v[i] == GNUTLS_TLS1_3)
+			modern = true;
+	}
+	if (!modern)
+		r = ims_error_set(-EINVAL,
+				  "tls_priorities '%s' enables neither TLS 1.2 nor TLS 1.3", prio);
+out:
+	gnutls_priority_deinit(p);
+	return r;
+}
+
 static int set_flags(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
@@ -688,7 +724,7 @@ static int start_listener(ims_rpc_server *s, struct ims_rpc__listener **out, int
 {
 	const ims_rpc_server_opts *o = &s->opts;
 	struct ims_rpc__listener *l = calloc(1, sizeof(*l));
-	struct MHD_OptionItem tls[4];
+	struct MHD_OptionItem tls[5];
 	size_t nt = 0;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
 			 MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
@@ -706,6 +742,8 @@ static int start_listener(ims_rpc_server *s, struct ims_rpc__listener **out, int
 		flags |= MHD_USE_TLS;
 		tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert_pem};
 		tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->key_pem};
+		tls[nt++] =
+			(struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, s->tls_priorities};
 		if (s->ca_pem)
 			tls[nt++] =
 				(struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, s->ca_pem};
@@ -835,6 +873,7 @@ int ims_rpc_server_start(ims_rpc_server **out, const ims_rpc_server_opts *opts)
 	/* borrowed strings are not kept beyond this call */
 	s->opts.listen = s->opts.unix_socket = NULL;
 	s->opts.tls_cert = s->opts.tls_key = s->opts.tls_client_ca = s->opts.token_file = NULL;
+	s->opts.tls_priorities = NULL;
 	s->max_request_bytes =
 		opts->max_request_bytes ? opts->max_request_bytes : DEFAULT_MAX_REQUEST;
 	if (s->max_request_bytes > SIZE_MAX / 2)
@@ -869,6 +908,15 @@ int ims_rpc_server_start(ims_rpc_server **out, const ims_rpc_server_opts *opts)
 			r = read_pem("tls_client_ca", opts->tls_client_ca, &s->ca_pem);
 		if (r == 0)
 			r = check_tls_files(opts, s->cert_pem, s->key_pem, s->ca_pem);
+		if (r == 0) {
+			const char *prio = opts->tls_priorities ? opts->tls_priorities
+								: IMS_RPC_TLS_PRIORITIES;
+			s->tls_priorities = strdup(prio);
+			if (!s->tls_priorities)
+				r = ims_error_set(-ENOMEM, "out of memory starting the RPC server");
+			else
+				r = check_priorities(s->tls_priorities);
+		}
 		if (r < 0)
 			goto fail;
 	}
@@ -965,6 +1013,7 @@ void ims_rpc_server_stop(ims_rpc_server *s)
 	free_secret(s->key_pem);
 	free(s->cert_pem);
 	free(s->ca_pem);
+	free(s->tls_priorities);
 	if (s->methods)
 		for (size_t i = 0; i < s->opts.nmethods; i++)
 			free(s->methods[i].label);

@@ -103,6 +103,9 @@ typedef struct {
 	bool slow;
 } ims_rpc_method;
 
+/* TLS 1.2 at least: a client offering only TLS 1.1 or older fails its handshake. */
+#define IMS_RPC_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
 #define IMS_RPC_SERVER_OPTS_VERSION 1
 typedef struct {
 	unsigned version;
@@ -111,6 +114,9 @@ typedef struct {
 	const char *tls_cert;      /* PEM; required with listen unless allow_plain_http */
 	const char *tls_key;
 	const char *tls_client_ca; /* when set, TCP clients must present a certificate it signed */
+	/* GnuTLS priority string of the TLS listener; NULL: IMS_RPC_TLS_PRIORITIES. It may enable
+	 * TLS 1.2 and 1.3 only: older versions are refused at start. */
+	const char *tls_priorities;
 	bool allow_plain_http;
 	const char *token_file;    /* "ROLE TOKEN [NAME]" lines; must not be readable by others */
 	uint64_t max_request_bytes;/* 0: 4 MiB */
@@ -141,7 +147,9 @@ typedef struct {
  *
  * @returns -EINVAL for bad options (TLS files missing, a TCP listener without TLS and without
  *          allow_plain_http, no listener without dispatch_only, a bad method table, a
- *          certificate that does not match its key, a bad token file line), -EACCES if the
+ *          certificate that does not match its key, a tls_priorities that GnuTLS does not
+ *          parse or that enables a version older than TLS 1.2 or no TLS version at all, a
+ *          bad token file line), -EACCES if the
  *          token file is readable or writable by group or others or is not a regular file,
  *          -EADDRINUSE if the address is taken or a server listens on unix_socket already,
  *          -EEXIST if unix_socket exists and is no socket, -ENOENT if a file does not exist.

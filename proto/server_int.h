@@ -103,6 +103,7 @@ struct ims_rpc_server {
 	dev_t unix_dev; /* the socket file we made, unlinked at stop if it is still ours */
 	ino_t unix_ino;
 	char *cert_pem, *key_pem, *ca_pem;
+	char *tls_priorities;
 	/* calls of slow methods, each on a thread of its own */
 	pthread_mutex_t slow_lock;
 	pthread_cond_t slow_ended;

@@ -811,6 +811,96 @@ static void test_tls_failures(void **state)
 	still_serving();
 }
 
+/* The version `openssl s_client` negotiates with 127.0.0.1:PORT offering TLS version V only
+ * ("1_1", "1_2", "1_3"), into @p out: "TLSv1.2", or "" when the handshake fails. */
+static void s_client(unsigned port, const char *v, char *out, size_t cap)
+{
+	char path[160];
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/s_client.out", W.dir);
+	/* SECLEVEL=0: Debian's default would refuse TLS 1.1 on the client side already */
+	sh("echo | timeout 20 openssl s_client -brief -connect 127.0.0.1:%u -tls%s "
+	   "-cipher DEFAULT@SECLEVEL=0 >'%s' 2>&1",
+	   port, v, path);
+	char *text = read_file(path, &n);
+	const char *p = strstr(text, "Protocol version: ");
+	out[0] = '\0';
+	if (p && strstr(text, "CONNECTION ESTABLISHED"))
+		snprintf(out, cap, "%.*s", (int)strcspn(p + 18, "\r\n"), p + 18);
+	free(text);
+}
+
+/* TLS 1.2 is the oldest version served: a TLS 1.1 handshake fails, though the same client
+ * completes one with a server that speaks TLS 1.1, and TLS 1.2 and 1.3 with ours. */
+static void test_tls_versions(void **state)
+{
+	ims_rpc_server_opts o = IMS_RPC_SERVER_OPTS_INIT;
+	ims_rpc_server *s = NULL;
+	char v[32], out[160];
+	unsigned port = 0;
+
+	/* the client can speak TLS 1.1: an openssl server that speaks only that answers it */
+	snprintf(out, sizeof(out), "%s/s_server.out", W.dir);
+	assert_int_equal(
+		sh("(sleep 20 | timeout 25 openssl s_server -accept 127.0.0.1:0 -cert '%s' "
+		   "-key '%s' -tls1_1 -cipher DEFAULT@SECLEVEL=0 -naccept 1 >'%s' 2>&1 &)",
+		   W.cert, W.key, out),
+		0);
+	for (int i = 0; i < 500 && !port; i++) {
+		size_t n;
+		usleep(20000);
+		char *text = read_file(out, &n);
+		const char *p = strstr(text, "ACCEPT 127.0.0.1:");
+		if (p)
+			port = (unsigned)atoi(p + 17);
+		free(text);
+	}
+	assert_true(port > 0);
+	s_client(port, "1_1", v, sizeof(v));
+	assert_string_equal(v, "TLSv1.1");
+
+	port = ims_rpc_server_port(W.tls);
+	s_client(port, "1_1", v, sizeof(v));
+	assert_string_equal(v, "");
+	s_client(port, "1_2", v, sizeof(v));
+	assert_string_equal(v, "TLSv1.2");
+	s_client(port, "1_3", v, sizeof(v));
+	assert_string_equal(v, "TLSv1.3");
+	still_serving();
+
+	/* tls_priorities is what the listener offers */
+	toy_opts(&o, &W.app);
+	o.listen = "127.0.0.1:0";
+	o.tls_cert = W.cert;
+	o.tls_key = W.key;
+	o.tls_priorities = "NORMAL:-VERS-ALL:+VERS-TLS1.3";
+	assert_int_equal(ims_rpc_server_start(&s, &o), 0);
+	s_client(ims_rpc_server_port(s), "1_2", v, sizeof(v));
+	assert_string_equal(v, "");
+	s_client(ims_rpc_server_port(s), "1_3", v, sizeof(v));
+	assert_string_equal(v, "TLSv1.3");
+	ims_rpc_server_stop(s);
+
+	/* and refused when it enables less than TLS 1.2, or nothing, or is no priority string */
+	s = NULL;
+	o.tls_priorities = "NORMAL:+VERS-TLS1.1";
+	assert_int_equal(ims_rpc_server_start(&s, &o), -EINVAL);
+	assert_string_equal(ims_error_last(),
+			    "tls_priorities 'NORMAL:+VERS-TLS1.1' enables TLS1.1: "
+			    "TLS 1.2 is the oldest version allowed");
+	o.tls_priorities = "NORMAL:-VERS-ALL:+VERS-DTLS1.2";
+	assert_int_equal(ims_rpc_server_start(&s, &o), -EINVAL);
+	assert_string_equal(ims_error_last(), "tls_priorities 'NORMAL:-VERS-ALL:+VERS-DTLS1.2' "
+					      "enables neither TLS 1.2 nor TLS 1.3");
+	o.tls_priorities = "NORMAL:+NO-SUCH-THING";
+	assert_int_equal(ims_rpc_server_start(&s, &o), -EINVAL);
+	assert_non_null(strstr(ims_error_last(),
+			       "tls_priorities 'NORMAL:+NO-SUCH-THING' is refused "
+			       "by GnuTLS (at '+NO-SUCH-THING'): "));
+	assert_null(s);
+}
+
 static void test_client_certificates(void **state)
 {
 	char line[1024];
@@ -1193,6 +1283,7 @@ int main(void)
 		cmocka_unit_test(test_closed_port),
 		cmocka_unit_test(test_unix_socket),
 		cmocka_unit_test(test_tls_failures),
+		cmocka_unit_test(test_tls_versions),
 		cmocka_unit_test(test_client_certificates),
 		cmocka_unit_test(test_address_in_use),
 		cmocka_unit_test(test_hostile_server),
