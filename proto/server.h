@@ -1,5 +1,6 @@
 /*
- * proto/server.h: the RPC server on libmicrohttpd (thread pool).
+ * proto/server.h: the RPC server on libmicrohttpd (thread pool; slow methods on threads of
+ * their own, see ims_rpc_method.slow).
  *
  * The server owns transport concerns: listeners (TCP with TLS, a Unix socket), the body size
  * limit (checked before anything is decoded), timeouts, keep-alive, authentication (bearer
