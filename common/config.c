@@ -86,6 +86,10 @@ static const config_key keys[] = {
 	  "PEM private key of tls_cert." },
 	{ S_SERVER, "tls_client_ca", T_PATH, SV(tls_client_ca), NULL, 0, 0, NULL, 0,
 	  "When set, clients must present a certificate signed by this CA." },
+	{ S_SERVER, "tls_priorities", T_STRING, SV(tls_priorities), "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2",
+	  0, 0, NULL, 0,
+	  "GnuTLS priority string of the TCP listener: protocol versions and ciphers. It may enable TLS 1.2 "
+	  "and 1.3 only; the daemon refuses to start on one that enables an older version." },
 	{ S_SERVER, "token_file", T_PATH, SV(token_file), NULL, 0, 0, NULL, 0,
 	  "Bearer tokens and their roles, one 'ROLE TOKEN [NAME]' a line; must not be readable by others." },
 	{ S_SERVER, "allow_plain_http", T_BOOL, SV(allow_plain_http), "false", 0, 0, NULL, 0,
@@ -95,7 +99,11 @@ static const config_key keys[] = {
 	{ S_SERVER, "read_timeout", T_DURATION, SV(read_timeout), "30s", 1, 3600, NULL, 0,
 	  "A connection idle for this long is closed." },
 	{ S_SERVER, "threads", T_UINT, SV(threads), "8", 1, 256, NULL, 0,
-	  "Threads serving requests." },
+	  "Threads serving requests (quick calls; slow ones run beside them, see slow_calls)." },
+	{ S_SERVER, "slow_calls", T_UINT, SV(slow_calls), "64", 1, 4096, NULL, 0,
+	  "Calls that may block for long (WaitOperation, VerifyImage, VerifyGroup, CreateSnapshot) "
+	  "served at once, each on a thread of its own beside the request threads; one more is "
+	  "refused with resource_exhausted." },
 	{ S_SERVER, "audit_log", T_PATH, SV(audit_log), NULL, 0, 0, NULL, 0,
 	  "File for the audit log; when unset, audit lines go to the daemon's log." },
 	{ S_SERVER, "spool_dir", T_PATH, SV(spool_dir), "/var/lib/imgstore/spool", 0, 0, NULL, 0,
@@ -794,6 +802,7 @@ void ims_config_free(ims_config *cfg)
 	free(sv->tls_cert);
 	free(sv->tls_key);
 	free(sv->tls_client_ca);
+	free(sv->tls_priorities);
 	free(sv->token_file);
 	free(sv->audit_log);
 	free(sv->spool_dir);

@@ -44,11 +44,13 @@ typedef struct {
 	char *tls_cert;
 	char *tls_key;
 	char *tls_client_ca;
+	char *tls_priorities;
 	char *token_file;
 	bool allow_plain_http;
 	uint64_t max_request_bytes;
 	uint64_t read_timeout;
 	uint64_t threads;
+	uint64_t slow_calls;
 	char *audit_log;
 	char *spool_dir;
 	char *import_dirs; /* "DIR,DIR": see ims_config_path_in(); NULL: none */

@@ -1257,9 +1257,13 @@ out:
 /* ---------------------------------------------------------------------------------------- */
 /* the method table */
 
-#define M(svc, name, in, out, role, mut, fn)                                                     \
-	{ "/imgstore.v1." svc "/" name, &imgstore__v1__##in##__descriptor,                        \
-	  &imgstore__v1__##out##__descriptor, IMS_ROLE_##role, mut, fn }
+/* A last argument SLOW marks a handler that may block for long: it runs off the request
+ * threads (ims_rpc_method.slow). */
+#define M(svc, name, in, out, role_, mut_, fn_, ...)                                             \
+	{ .path = "/imgstore.v1." svc "/" name, .input = &imgstore__v1__##in##__descriptor,       \
+	  .output = &imgstore__v1__##out##__descriptor, .role = IMS_ROLE_##role_,                 \
+	  .mutating = mut_, .fn = fn_, __VA_ARGS__ }
+#define SLOW .slow = true
 
 static const ims_rpc_method methods[] = {
 	M("ImageService", "CreateImage", create_image_request, image, ADMIN, true, h_create_image),
@@ -1278,7 +1282,8 @@ static const ims_rpc_method methods[] = {
 	M("ImageService", "UploadChunk", upload_chunk_request, upload_chunk_response, ADMIN, false, h_upload_chunk),
 	M("ImageService", "DownloadChunk", download_chunk_request, download_chunk_response, ADMIN, false,
 	  h_download_chunk),
-	M("SnapshotService", "CreateSnapshot", create_snapshot_request, snapshot_info, HOST, true, h_create_snapshot),
+	M("SnapshotService", "CreateSnapshot", create_snapshot_request, snapshot_info, HOST, true, h_create_snapshot,
+	  SLOW),
 	M("SnapshotService", "ListSnapshots", list_snapshots_request, list_snapshots_response, READER, false,
 	  h_list_snapshots),
 	M("SnapshotService", "RollbackSnapshot", rollback_snapshot_request, operation, ADMIN, true, h_rollback_snapshot),
@@ -1287,7 +1292,7 @@ static const ims_rpc_method methods[] = {
 	M("OperationService", "GetOperation", get_operation_request, operation, READER, false, h_get_operation),
 	M("OperationService", "ListOperations", list_operations_request, list_operations_response, READER, false,
 	  h_list_operations),
-	M("OperationService", "WaitOperation", wait_operation_request, operation, READER, false, h_wait_operation),
+	M("OperationService", "WaitOperation", wait_operation_request, operation, READER, false, h_wait_operation, SLOW),
 	M("OperationService", "CancelOperation", cancel_operation_request, operation, ADMIN, true, h_cancel_operation),
 	M("HostService", "RegisterHost", register_host_request, host, HOST, true, ims_h_register_host),
 	M("HostService", "AcquireLease", acquire_lease_request, lease, HOST, true, ims_h_acquire_lease),
@@ -1307,7 +1312,7 @@ static const ims_rpc_method methods[] = {
 	M("ReplicationService", "Failover", replication_image_request, operation, ADMIN, true, h_failover),
 	M("ReplicationService", "Failback", replication_image_request, operation, ADMIN, true, h_failback),
 	M("ReplicationService", "Resync", replication_image_request, operation, ADMIN, true, h_resync),
-	M("ReplicationService", "VerifyImage", verify_image_request, verify_response, ADMIN, true, h_verify_image),
+	M("ReplicationService", "VerifyImage", verify_image_request, verify_response, ADMIN, true, h_verify_image, SLOW),
 	M("SiteService", "ListSites", list_sites_request, list_sites_response, READER, false, NULL),
 	M("SiteService", "GetSiteStatus", get_site_status_request, site, READER, false, NULL),
 	M("TierService", "Push", push_request, operation, ADMIN, true, ims_h_tier_push),
@@ -1344,7 +1349,7 @@ static const ims_rpc_method methods[] = {
 	  ims_h_group_replication_status),
 	M("GroupService", "FailoverGroup", group_replication_request, operation, ADMIN, true, ims_h_failover_group),
 	M("GroupService", "ResyncGroup", group_replication_request, operation, ADMIN, true, ims_h_resync_group),
-	M("GroupService", "VerifyGroup", verify_group_request, verify_group_response, ADMIN, true, ims_h_verify_group),
+	M("GroupService", "VerifyGroup", verify_group_request, verify_group_response, ADMIN, true, ims_h_verify_group, SLOW),
 };
 
 const ims_rpc_method *ims_daemon_methods(size_t *count)

@@ -319,11 +319,13 @@ int main(int argc, char **argv)
 	so.tls_cert = d.cfg->server.tls_cert;
 	so.tls_key = d.cfg->server.tls_key;
 	so.tls_client_ca = d.cfg->server.tls_client_ca;
+	so.tls_priorities = d.cfg->server.tls_priorities;
 	so.allow_plain_http = d.cfg->server.allow_plain_http;
 	so.token_file = d.cfg->server.token_file;
 	so.max_request_bytes = d.cfg->server.max_request_bytes;
 	so.read_timeout = (unsigned)d.cfg->server.read_timeout;
 	so.threads = (unsigned)d.cfg->server.threads;
+	so.slow_calls = (unsigned)d.cfg->server.slow_calls;
 	so.methods = ims_daemon_methods(&so.nmethods);
 	so.app = &d;
 	so.metrics = metrics;

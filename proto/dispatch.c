@@ -442,6 +442,14 @@ void ims_rpc__too_large(ims_rpc_server *s, ims_rpc_call *call, ims_rpc__response
 	     "the request body exceeds the limit of %" PRIu64 " bytes", s->max_request_bytes);
 }
 
+void ims_rpc__busy(ims_rpc_server *s, ims_rpc_call *call, ims_rpc__response *resp)
+{
+	fail(call, resp, 429, IMS_RPC_RESOURCE_EXHAUSTED,
+	     "%s refused: %u slow calls (waits, verifies, synchronous seals) are in progress, "
+	     "the server's limit (slow_calls); try again later",
+	     call->method->label, s->slow_max);
+}
+
 void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body, size_t len,
 		     ims_rpc__response *resp)
 {

@@ -28,6 +28,7 @@
 #define DEFAULT_MAX_REQUEST  (4u << 20)
 #define DEFAULT_READ_TIMEOUT 30
 #define DEFAULT_THREADS	     8
+#define DEFAULT_SLOW_CALLS   64
 #define CONNECTION_LIMIT     256
 #define PEM_MAX		     (1u << 20)
 /* A chunked body past the limit is read and dropped so that the client gets its 413; past
@@ -50,7 +51,9 @@ typedef struct {
 	bool plain; /* /healthz or /metrics */
 	bool early; /* resp was decided from the headers; the body is dropped */
 	bool too_large;
+	bool handed_off; /* a slow call: its thread answers into resp, then resumes conn */
 	const char *cert_err;
+	struct MHD_Connection *conn;
 	ims_rpc_call call;
 	ims_rpc__response resp;
 	uint8_t *body;
@@ -149,6 +152,42 @@ static int check_tls_files(const ims_rpc_server_opts *o, const char *cert, const
 	}
 out:
 	gnutls_certificate_free_credentials(cred);
+	return r;
+}
+
+/* A priority string that GnuTLS takes and that enables TLS 1.2 or 1.3, and nothing older. */
+static int check_priorities(const char *prio)
+{
+	gnutls_priority_t p;
+	const char *at = NULL;
+	const unsigned *v = NULL;
+	bool modern = false;
+	int g = gnutls_priority_init(&p, prio, &at);
+	int r = 0;
+
+	if (g < 0) {
+		bool where = at && at > prio && at < prio + strlen(prio);
+		return ims_error_set(-EINVAL, "tls_priorities '%s' is refused by GnuTLS%s%s%s: %s",
+				     prio, where ? " (at '" : "", where ? at : "",
+				     where ? "')" : "", gnutls_strerror(g));
+	}
+	g = gnutls_priority_protocol_list(p, &v);
+	for (int i = 0; i < g; i++) {
+		if (v[i] == GNUTLS_SSL3 || v[i] == GNUTLS_TLS1_0 || v[i] == GNUTLS_TLS1_1) {
+			r = ims_error_set(-EINVAL,
+					  "tls_priorities '%s' enables %s: TLS 1.2 is the oldest "
+					  "version allowed",
+					  prio, gnutls_protocol_get_name((gnutls_protocol_t)v[i]));
+			goto out;
+		}
+		if (v[i] == GNUTLS_TLS1_2 || v[i] == GNUTLS_TLS1_3)
+			modern = true;
+	}
+	if (!modern)
+		r = ims_error_set(-EINVAL,
+				  "tls_priorities '%s' enables neither TLS 1.2 nor TLS 1.3", prio);
+out:
+	gnutls_priority_deinit(p);
 	return r;
 }
 
@@ -443,6 +482,19 @@ static enum MHD_Result serve_plain(ims_rpc_server *s, struct MHD_Connection *con
 	if (!f)
 		return MHD_NO;
 	ims_rpc__metrics_write(&s->metrics, s->labels, f);
+	pthread_mutex_lock(&s->slow_lock);
+	unsigned slow = s->slow_running;
+	pthread_mutex_unlock(&s->slow_lock);
+	fprintf(f,
+		"# HELP imgstore_rpc_slow_calls Calls of slow methods (waits, verifies) in "
+		"progress, beside the request threads.\n"
+		"# TYPE imgstore_rpc_slow_calls gauge\n"
+		"imgstore_rpc_slow_calls %u\n"
+		"# HELP imgstore_rpc_slow_calls_limit The most slow calls served at once "
+		"(slow_calls).\n"
+		"# TYPE imgstore_rpc_slow_calls_limit gauge\n"
+		"imgstore_rpc_slow_calls_limit %u\n",
+		slow, s->slow_max);
 	if (s->opts.metrics)
 		s->opts.metrics(s->opts.app, f);
 	if (fclose(f) != 0) {
@@ -451,6 +503,74 @@ static enum MHD_Result serve_plain(ims_rpc_server *s, struct MHD_Connection *con
 	}
 	text_response(r, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len);
 	return queue(conn, r);
+}
+
+/* ---- slow calls ---------------------------------------------------------------------------- */
+
+/* One of the counts of slow calls drops: @p calls when MHD is done with one (answer sent or
+ * connection closed), @p threads when its thread no longer touches MHD. */
+static void slow_end(ims_rpc_server *s, unsigned calls, unsigned threads)
+{
+	pthread_mutex_lock(&s->slow_lock);
+	s->slow_running -= calls;
+	s->slow_threads -= threads;
+	pthread_cond_broadcast(&s->slow_ended);
+	pthread_mutex_unlock(&s->slow_lock);
+}
+
+static void *slow_main(void *arg)
+{
+	request *rq = arg;
+	ims_rpc_server *s = rq->call.server;
+
+	ims_rpc__finish(s, &rq->call, rq->body, rq->len, &rq->resp);
+	free(rq->body);
+	rq->body = NULL;
+	/* MHD calls on_access again, which queues resp; rq is not ours from here on */
+	MHD_resume_connection(rq->conn);
+	slow_end(s, 0, 1);
+	return NULL;
+}
+
+/*
+ * Run a slow call on a thread of its own with its connection suspended, so that it holds no
+ * request thread. @returns false when it was not handed off: rq->resp holds the answer.
+ */
+static bool run_slow(ims_rpc_server *s, struct MHD_Connection *conn, request *rq)
+{
+	pthread_attr_t attr;
+	pthread_t th;
+	int e;
+
+	pthread_mutex_lock(&s->slow_lock);
+	bool busy = s->slow_running >= s->slow_max;
+	if (!busy) {
+		s->slow_running++;
+		s->slow_threads++;
+	}
+	pthread_mutex_unlock(&s->slow_lock);
+	if (busy) {
+		ims_rpc__busy(s, &rq->call, &rq->resp);
+		return false;
+	}
+	rq->conn = conn;
+	rq->handed_off = true;
+	/* suspended before the thread can resume it */
+	MHD_suspend_connection(conn);
+	e = pthread_attr_init(&attr);
+	if (e == 0) {
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		e = pthread_create(&th, &attr, slow_main, rq);
+		pthread_attr_destroy(&attr);
+	}
+	if (e != 0) {
+		ims_log_error("cannot start a thread for a call of %s: %s", rq->call.method->label,
+			      ims_strerror(-e));
+		ims_rpc__busy(s, &rq->call, &rq->resp);
+		MHD_resume_connection(conn);
+		slow_end(s, 0, 1);
+	}
+	return true;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
@@ -565,9 +685,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		return MHD_YES;
 	}
 
+	if (rq->handed_off) /* resumed: the slow call's answer is in rq->resp */
+		return queue(conn, &rq->resp);
 	if (rq->too_large && !rq->early)
 		ims_rpc__too_large(s, &rq->call, &rq->resp);
-	else if (!rq->early)
+	else if (!rq->early && rq->call.method->def->slow) {
+		if (run_slow(s, conn, rq))
+			return MHD_YES;
+	} else if (!rq->early)
 		ims_rpc__finish(s, &rq->call, rq->body, rq->len, &rq->resp);
 	free(rq->body);
 	rq->body = NULL;
@@ -577,10 +702,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
+	struct ims_rpc__listener *l = cls;
 	request *rq = *req_cls;
 
 	if (!rq)
 		return;
+	if (rq->handed_off)
+		slow_end(l->s, 1, 0);
 	if (rq->rpc)
 		ims_rpc__call_end(&rq->call);
 	ims_rpc__response_free(&rq->resp);
@@ -596,10 +724,10 @@ static int start_listener(ims_rpc_server *s, struct ims_rpc__listener **out, int
 {
 	const ims_rpc_server_opts *o = &s->opts;
 	struct ims_rpc__listener *l = calloc(1, sizeof(*l));
-	struct MHD_OptionItem tls[4];
+	struct MHD_OptionItem tls[5];
 	size_t nt = 0;
-	unsigned flags =
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
+			 MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
 
 	if (!l) {
 		close(fd);
@@ -614,6 +742,8 @@ static int start_listener(ims_rpc_server *s, struct ims_rpc__listener **out, int
 		flags |= MHD_USE_TLS;
 		tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert_pem};
 		tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->key_pem};
+		tls[nt++] =
+			(struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, s->tls_priorities};
 		if (s->ca_pem)
 			tls[nt++] =
 				(struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, s->ca_pem};
@@ -733,6 +863,8 @@ int ims_rpc_server_start(ims_rpc_server **out, const ims_rpc_server_opts *opts)
 		return ims_error_set(-EINVAL, "tls_client_ca needs tls_cert and tls_key");
 	if (opts->threads > 1024)
 		return ims_error_set(-EINVAL, "%u threads is too many", opts->threads);
+	if (opts->slow_calls > 4096)
+		return ims_error_set(-EINVAL, "%u slow calls is too many", opts->slow_calls);
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -741,11 +873,15 @@ int ims_rpc_server_start(ims_rpc_server **out, const ims_rpc_server_opts *opts)
 	/* borrowed strings are not kept beyond this call */
 	s->opts.listen = s->opts.unix_socket = NULL;
 	s->opts.tls_cert = s->opts.tls_key = s->opts.tls_client_ca = s->opts.token_file = NULL;
+	s->opts.tls_priorities = NULL;
 	s->max_request_bytes =
 		opts->max_request_bytes ? opts->max_request_bytes : DEFAULT_MAX_REQUEST;
 	if (s->max_request_bytes > SIZE_MAX / 2)
 		s->max_request_bytes = SIZE_MAX / 2;
 	pthread_rwlock_init(&s->tokens_lock, NULL);
+	pthread_mutex_init(&s->slow_lock, NULL);
+	pthread_cond_init(&s->slow_ended, NULL);
+	s->slow_max = opts->slow_calls ? opts->slow_calls : DEFAULT_SLOW_CALLS;
 	r = ims_rpc__metrics_init(&s->metrics, opts->nmethods);
 	if (r < 0)
 		goto fail;
@@ -772,6 +908,15 @@ int ims_rpc_server_start(ims_rpc_server **out, const ims_rpc_server_opts *opts)
 			r = read_pem("tls_client_ca", opts->tls_client_ca, &s->ca_pem);
 		if (r == 0)
 			r = check_tls_files(opts, s->cert_pem, s->key_pem, s->ca_pem);
+		if (r == 0) {
+			const char *prio = opts->tls_priorities ? opts->tls_priorities
+								: IMS_RPC_TLS_PRIORITIES;
+			s->tls_priorities = strdup(prio);
+			if (!s->tls_priorities)
+				r = ims_error_set(-ENOMEM, "out of memory starting the RPC server");
+			else
+				r = check_priorities(s->tls_priorities);
+		}
 		if (r < 0)
 			goto fail;
 	}
@@ -847,6 +992,12 @@ void ims_rpc_server_stop(ims_rpc_server *s)
 		     ms < STOP_GRACE_MS && ims_rpc__metrics_get_in_flight(&s->metrics) > 0;
 		     ms += 10)
 			usleep(10000);
+	/* MHD must not stop with a connection suspended: the slow calls end first (and are
+	 * answered, or their connections time out) */
+	pthread_mutex_lock(&s->slow_lock);
+	while (s->slow_running > 0 || s->slow_threads > 0)
+		pthread_cond_wait(&s->slow_ended, &s->slow_lock);
+	pthread_mutex_unlock(&s->slow_lock);
 	stop_listener(s->tcp);
 	stop_listener(s->unix_l);
 	if (s->unix_path) {
@@ -862,6 +1013,7 @@ void ims_rpc_server_stop(ims_rpc_server *s)
 	free_secret(s->key_pem);
 	free(s->cert_pem);
 	free(s->ca_pem);
+	free(s->tls_priorities);
 	if (s->methods)
 		for (size_t i = 0; i < s->opts.nmethods; i++)
 			free(s->methods[i].label);
@@ -869,5 +1021,7 @@ void ims_rpc_server_stop(ims_rpc_server *s)
 	free(s->labels);
 	ims_rpc__metrics_destroy(&s->metrics);
 	pthread_rwlock_destroy(&s->tokens_lock);
+	pthread_mutex_destroy(&s->slow_lock);
+	pthread_cond_destroy(&s->slow_ended);
 	free(s);
 }

@@ -1,5 +1,6 @@
 /*
- * proto/server.h: the RPC server on libmicrohttpd (thread pool).
+ * proto/server.h: the RPC server on libmicrohttpd (thread pool; slow methods on threads of
+ * their own, see ims_rpc_method.slow).
  *
  * The server owns transport concerns: listeners (TCP with TLS, a Unix socket), the body size
  * limit (checked before anything is decoded), timeouts, keep-alive, authentication (bearer
@@ -26,6 +27,7 @@
  *   client certificate, token    401 unauthenticated
  *   role                         403 permission_denied
  *   method without handler       501 unimplemented
+ *   slow method, slow_calls busy 429 resource_exhausted (see ims_rpc_method.slow)
  *   undecodable body             400 invalid_argument "malformed request: ..."
  *   the handler's errno          ims_rpc_code_from_errno(), with ims_error_last() as message
  *
@@ -93,7 +95,17 @@ typedef struct {
 	ims_role role;    /* the least role that may call it */
 	bool mutating;    /* gets an audit line */
 	ims_rpc_handler fn; /* NULL: answers unimplemented */
+	/*
+	 * The handler may block for long (a wait, a verify, a synchronous seal): it runs on a
+	 * thread of its own while its connection is suspended, so that the request threads stay
+	 * free for quick calls. At most slow_calls of them run at once; one more is refused
+	 * with 429 resource_exhausted.
+	 */
+	bool slow;
 } ims_rpc_method;
+
+/* TLS 1.2 at least: a client offering only TLS 1.1 or older fails its handshake. */
+#define IMS_RPC_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 #define IMS_RPC_SERVER_OPTS_VERSION 1
 typedef struct {
@@ -103,11 +115,15 @@ typedef struct {
 	const char *tls_cert;      /* PEM; required with listen unless allow_plain_http */
 	const char *tls_key;
 	const char *tls_client_ca; /* when set, TCP clients must present a certificate it signed */
+	/* GnuTLS priority string of the TLS listener; NULL: IMS_RPC_TLS_PRIORITIES. It may enable
+	 * TLS 1.2 and 1.3 only: older versions are refused at start. */
+	const char *tls_priorities;
 	bool allow_plain_http;
 	const char *token_file;    /* "ROLE TOKEN [NAME]" lines; must not be readable by others */
 	uint64_t max_request_bytes;/* 0: 4 MiB */
 	unsigned read_timeout;     /* seconds; 0: 30 */
 	unsigned threads;          /* 0: 8; each listener has this many */
+	unsigned slow_calls;       /* 0: 64; calls of slow methods running at once (all listeners) */
 	const ims_rpc_method *methods; /* borrowed: must outlive the server */
 	size_t nmethods;
 	void *app;                 /* passed to handlers and hooks */
@@ -132,7 +148,9 @@ typedef struct {
  *
  * @returns -EINVAL for bad options (TLS files missing, a TCP listener without TLS and without
  *          allow_plain_http, no listener without dispatch_only, a bad method table, a
- *          certificate that does not match its key, a bad token file line), -EACCES if the
+ *          certificate that does not match its key, a tls_priorities that GnuTLS does not
+ *          parse or that enables a version older than TLS 1.2 or no TLS version at all, a
+ *          bad token file line), -EACCES if the
  *          token file is readable or writable by group or others or is not a regular file,
  *          -EADDRINUSE if the address is taken or a server listens on unix_socket already,
  *          -EEXIST if unix_socket exists and is no socket, -ENOENT if a file does not exist.
@@ -146,8 +164,8 @@ uint16_t ims_rpc_server_port(const ims_rpc_server *s);
 int ims_rpc_server_reload_tokens(ims_rpc_server *s);
 
 /**
- * Stop accepting, let the calls in progress finish (for at most 10 s), free; the Unix socket
- * file is removed. Accepts NULL.
+ * Stop accepting, let the calls in progress finish (quick ones for at most 10 s, slow ones
+ * until their handlers return), free; the Unix socket file is removed. Accepts NULL.
  */
 void ims_rpc_server_stop(ims_rpc_server *s);
 

@@ -103,6 +103,13 @@ struct ims_rpc_server {
 	dev_t unix_dev; /* the socket file we made, unlinked at stop if it is still ours */
 	ino_t unix_ino;
 	char *cert_pem, *key_pem, *ca_pem;
+	char *tls_priorities;
+	/* calls of slow methods, each on a thread of its own */
+	pthread_mutex_t slow_lock;
+	pthread_cond_t slow_ended;
+	unsigned slow_running; /* from the hand-off to MHD's end of the request */
+	unsigned slow_threads; /* threads still running */
+	unsigned slow_max;
 };
 
 /* A block of the per-call arena. */
@@ -164,6 +171,9 @@ void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body,
 
 /** The answer to a body that grew past max_request_bytes while it was read. */
 void ims_rpc__too_large(ims_rpc_server *s, ims_rpc_call *call, ims_rpc__response *resp);
+
+/** The answer to a slow call when slow_calls of them are running already. */
+void ims_rpc__busy(ims_rpc_server *s, ims_rpc_call *call, ims_rpc__response *resp);
 
 /** Free what the call holds (arena, target). */
 void ims_rpc__call_end(ims_rpc_call *call);

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdarg.h>
@@ -785,6 +786,172 @@ static void test_daemon_killed_during_import(void **state)
 	unlink(big);
 }
 
+/* ---- slow calls hold no request thread ---------------------------------------------------- */
+
+#define NWAIT 32
+
+typedef struct {
+	const char *id;
+	int result;
+	int state;
+} op_waiter;
+
+static unsigned waits_returned;
+static pthread_mutex_t waits_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *wait_long(void *arg)
+{
+	op_waiter *w = arg;
+	ims_client_opts o = IMS_CLIENT_OPTS_INIT;
+	ims_client *c = NULL;
+
+	o.server = getenv("IMGSTORE_SERVER_A");
+	o.token = reader_tok;
+	o.ca_file = getenv("IMGSTORE_CA_FILE");
+	o.timeout_ms = 90000;
+	w->result = ims_client_open(&c, &o);
+	if (w->result == 0) {
+		Imgstore__V1__WaitOperationRequest q = IMGSTORE__V1__WAIT_OPERATION_REQUEST__INIT;
+		Imgstore__V1__Operation *op = NULL;
+		q.id = (char *)w->id;
+		q.timeout_ms = 60000;
+		w->result = CALL(c, "OperationService", "WaitOperation", &q, operation, &op);
+		if (w->result == 0)
+			w->state = op->state;
+		free_msg(op);
+	}
+	ims_client_close(c);
+	pthread_mutex_lock(&waits_lock);
+	waits_returned++;
+	pthread_mutex_unlock(&waits_lock);
+	return NULL;
+}
+
+static unsigned returned_waits(void)
+{
+	pthread_mutex_lock(&waits_lock);
+	unsigned n = waits_returned;
+	pthread_mutex_unlock(&waits_lock);
+	return n;
+}
+
+/* The record of an operation of another daemon, written straight into RADOS: waits on it poll
+ * it until it ends, which is when the test says so. */
+static void put_foreign_op(const char *id, int state)
+{
+	long t = (long)time(NULL);
+	assert_int_equal(itest_sh("rados -c '%s' -p rbd setomapval imgstore.operations %s "
+				  "'{\"id\":\"%s\",\"kind\":\"import\",\"target\":\"rbd/elsewhere\","
+				  "\"site\":\"a\",\"state\":%d,\"bytes_done\":0,\"bytes_total\":0,"
+				  "\"error\":\"\",\"created\":%ld,\"started\":%ld,\"finished\":%ld,"
+				  "\"owner\":\"elsewhere#1\",\"heartbeat\":%ld,\"result_path\":\"\","
+				  "\"result\":\"\"}'",
+				  getenv("CEPH_CONF_A"), id, id, state, t, t, state > 2 ? t : 0, t),
+			 0);
+}
+
+/* A gauge of site a's /metrics, -1 if it cannot be read */
+static long gauge(const char *metric)
+{
+	char cmd[512], line[128];
+	long v = -1;
+	snprintf(cmd, sizeof(cmd),
+		 "curl -sf --max-time 5 --unix-socket '%s' http://localhost/metrics | "
+		 "sed -n 's/^%s //p'",
+		 getenv("IMGSTORE_SOCKET_A"), metric);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	if (fgets(line, sizeof(line), p))
+		v = strtol(line, NULL, 10);
+	pclose(p);
+	return v;
+}
+
+/*
+ * 32 WaitOperation calls of a reader (60 s timeout) on an operation that ends only when the
+ * test ends it hold no request thread (the daemon has 8): RenewLease is answered while every
+ * one of them is still outstanding, and they all return once it ends.
+ */
+static void test_waits_leave_renew_lease(void **state)
+{
+	(void)state;
+	const char *name = itest_name("slowcalls");
+	char id[40];
+	pthread_t th[NWAIT];
+	op_waiter w[NWAIT];
+
+	snprintf(id, sizeof(id), "op-%08lx%08x", (unsigned long)time(NULL), (unsigned)getpid());
+	Imgstore__V1__ImageSpec s;
+	spec(&s, name, NULL);
+	Imgstore__V1__CreateImageRequest cr = IMGSTORE__V1__CREATE_IMAGE_REQUEST__INIT;
+	cr.image = &s;
+	cr.size = MiB;
+	Imgstore__V1__Image *img = NULL;
+	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), 0);
+	free_msg(img);
+	ims_client *h = client_as(host_tok, false);
+	Imgstore__V1__RegisterHostRequest rh = IMGSTORE__V1__REGISTER_HOST_REQUEST__INIT;
+	Imgstore__V1__Host *host = NULL;
+	rh.name = "hv-slow";
+	rh.address = "192.0.2.11";
+	assert_int_equal(CALL(h, "HostService", "RegisterHost", &rh, host, &host), 0);
+	free_msg(host);
+	Imgstore__V1__AcquireLeaseRequest al = IMGSTORE__V1__ACQUIRE_LEASE_REQUEST__INIT;
+	Imgstore__V1__Lease *lease = NULL, *renewed = NULL;
+	al.image = &s;
+	al.host = "hv-slow";
+	al.ttl_seconds = 30;
+	assert_int_equal(CALL(h, "HostService", "AcquireLease", &al, lease, &lease), 0);
+
+	put_foreign_op(id, 2 /* running */);
+	waits_returned = 0;
+	for (int i = 0; i < NWAIT; i++) {
+		w[i] = (op_waiter){.id = id, .result = 1};
+		assert_int_equal(pthread_create(&th[i], NULL, wait_long, &w[i]), 0);
+	}
+	/* every wait in the daemon at once (the bound only guards against a hang) */
+	long n = -1;
+	for (int i = 0; i < 150 && n != NWAIT; i++) {
+		usleep(200000);
+		n = gauge("imgstore_rpc_in_flight");
+	}
+	assert_int_equal(n, NWAIT);
+	assert_int_equal(gauge("imgstore_rpc_slow_calls"), NWAIT);
+
+	Imgstore__V1__RenewLeaseRequest rn = IMGSTORE__V1__RENEW_LEASE_REQUEST__INIT;
+	rn.lease_id = lease->id;
+	rn.ttl_seconds = 60;
+	assert_int_equal(CALL(h, "HostService", "RenewLease", &rn, lease, &renewed), 0);
+	assert_true(renewed->expires_unix >= lease->expires_unix);
+	/* answered while all the waits were still outstanding */
+	assert_int_equal(returned_waits(), 0);
+	assert_int_equal(gauge("imgstore_rpc_in_flight"), NWAIT);
+
+	put_foreign_op(id, 3 /* succeeded */);
+	for (int i = 0; i < NWAIT; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].result, 0);
+		assert_int_equal(w[i].state, IMGSTORE__V1__OPERATION_STATE__OPERATION_STATE_SUCCEEDED);
+	}
+	assert_int_equal(itest_sh("rados -c '%s' -p rbd rmomapkey imgstore.operations %s",
+				  getenv("CEPH_CONF_A"), id),
+			 0);
+
+	Imgstore__V1__ReleaseLeaseRequest rl = IMGSTORE__V1__RELEASE_LEASE_REQUEST__INIT;
+	Imgstore__V1__ReleaseLeaseResponse *rr = NULL;
+	rl.lease_id = lease->id;
+	assert_int_equal(CALL(h, "HostService", "ReleaseLease", &rl, release_lease_response, &rr), 0);
+	free_msg(rr);
+	free_msg(renewed);
+	free_msg(lease);
+	ims_client_close(h);
+	Imgstore__V1__DeleteImageRequest dr = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
+	Imgstore__V1__DeleteImageResponse *dresp = NULL;
+	dr.image = &s;
+	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &dr, delete_image_response, &dresp), 0);
+	free_msg(dresp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -794,6 +961,7 @@ int main(void)
 		cmocka_unit_test(test_roles),
 		cmocka_unit_test(test_leases_and_attach),
 		cmocka_unit_test(test_malformed_requests),
+		cmocka_unit_test(test_waits_leave_renew_lease),
 		cmocka_unit_test(test_daemon_killed_during_import),
 	};
 	return cmocka_run_group_tests_name("daemon", tests, setup, teardown);

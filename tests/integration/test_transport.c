@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -810,6 +811,96 @@ static void test_tls_failures(void **state)
 	still_serving();
 }
 
+/* The version `openssl s_client` negotiates with 127.0.0.1:PORT offering TLS version V only
+ * ("1_1", "1_2", "1_3"), into @p out: "TLSv1.2", or "" when the handshake fails. */
+static void s_client(unsigned port, const char *v, char *out, size_t cap)
+{
+	char path[160];
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/s_client.out", W.dir);
+	/* SECLEVEL=0: Debian's default would refuse TLS 1.1 on the client side already */
+	sh("echo | timeout 20 openssl s_client -brief -connect 127.0.0.1:%u -tls%s "
+	   "-cipher DEFAULT@SECLEVEL=0 >'%s' 2>&1",
+	   port, v, path);
+	char *text = read_file(path, &n);
+	const char *p = strstr(text, "Protocol version: ");
+	out[0] = '\0';
+	if (p && strstr(text, "CONNECTION ESTABLISHED"))
+		snprintf(out, cap, "%.*s", (int)strcspn(p + 18, "\r\n"), p + 18);
+	free(text);
+}
+
+/* TLS 1.2 is the oldest version served: a TLS 1.1 handshake fails, though the same client
+ * completes one with a server that speaks TLS 1.1, and TLS 1.2 and 1.3 with ours. */
+static void test_tls_versions(void **state)
+{
+	ims_rpc_server_opts o = IMS_RPC_SERVER_OPTS_INIT;
+	ims_rpc_server *s = NULL;
+	char v[32], out[160];
+	unsigned port = 0;
+
+	/* the client can speak TLS 1.1: an openssl server that speaks only that answers it */
+	snprintf(out, sizeof(out), "%s/s_server.out", W.dir);
+	assert_int_equal(sh("(timeout 25 openssl s_server -www -accept 127.0.0.1:0 -cert '%s' "
+			    "-key '%s' -tls1_1 -cipher DEFAULT@SECLEVEL=0 -naccept 1 </dev/null "
+			    ">'%s' 2>&1 &)",
+			    W.cert, W.key, out),
+			 0);
+	for (int i = 0; i < 500 && !port; i++) {
+		size_t n;
+		usleep(20000);
+		char *text = read_file(out, &n);
+		const char *p = strstr(text, "ACCEPT 127.0.0.1:");
+		if (p)
+			port = (unsigned)atoi(p + 17);
+		free(text);
+	}
+	assert_true(port > 0);
+	s_client(port, "1_1", v, sizeof(v));
+	assert_string_equal(v, "TLSv1.1");
+
+	port = ims_rpc_server_port(W.tls);
+	s_client(port, "1_1", v, sizeof(v));
+	assert_string_equal(v, "");
+	s_client(port, "1_2", v, sizeof(v));
+	assert_string_equal(v, "TLSv1.2");
+	s_client(port, "1_3", v, sizeof(v));
+	assert_string_equal(v, "TLSv1.3");
+	still_serving();
+
+	/* tls_priorities is what the listener offers */
+	toy_opts(&o, &W.app);
+	o.listen = "127.0.0.1:0";
+	o.tls_cert = W.cert;
+	o.tls_key = W.key;
+	o.tls_priorities = "NORMAL:-VERS-ALL:+VERS-TLS1.3";
+	assert_int_equal(ims_rpc_server_start(&s, &o), 0);
+	s_client(ims_rpc_server_port(s), "1_2", v, sizeof(v));
+	assert_string_equal(v, "");
+	s_client(ims_rpc_server_port(s), "1_3", v, sizeof(v));
+	assert_string_equal(v, "TLSv1.3");
+	ims_rpc_server_stop(s);
+
+	/* and refused when it enables less than TLS 1.2, or nothing, or is no priority string */
+	s = NULL;
+	o.tls_priorities = "NORMAL:+VERS-TLS1.1";
+	assert_int_equal(ims_rpc_server_start(&s, &o), -EINVAL);
+	assert_string_equal(ims_error_last(),
+			    "tls_priorities 'NORMAL:+VERS-TLS1.1' enables TLS1.1: "
+			    "TLS 1.2 is the oldest version allowed");
+	o.tls_priorities = "NORMAL:-VERS-ALL:+VERS-DTLS1.2";
+	assert_int_equal(ims_rpc_server_start(&s, &o), -EINVAL);
+	assert_string_equal(ims_error_last(), "tls_priorities 'NORMAL:-VERS-ALL:+VERS-DTLS1.2' "
+					      "enables neither TLS 1.2 nor TLS 1.3");
+	o.tls_priorities = "NORMAL:+NO-SUCH-THING";
+	assert_int_equal(ims_rpc_server_start(&s, &o), -EINVAL);
+	assert_non_null(strstr(ims_error_last(),
+			       "tls_priorities 'NORMAL:+NO-SUCH-THING' is refused "
+			       "by GnuTLS (at '+NO-SUCH-THING'): "));
+	assert_null(s);
+}
+
 static void test_client_certificates(void **state)
 {
 	char line[1024];
@@ -1027,6 +1118,158 @@ static void test_stop_finishes_calls(void **state)
 	ims_client_close(c);
 }
 
+#define NSLOW 32
+
+typedef struct {
+	const char *url;
+	int result;
+	bool returned;
+} waiter;
+
+static unsigned slow_returned;
+static pthread_mutex_t slow_returned_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int wait_image(ims_client *c)
+{
+	Imgstore__V1__GetImageRequest q = IMGSTORE__V1__GET_IMAGE_REQUEST__INIT;
+	Imgstore__V1__ImageSpec spec = IMGSTORE__V1__IMAGE_SPEC__INIT;
+	ProtobufCMessage *m = NULL;
+
+	spec.pool = "rbd";
+	spec.image = "vm1";
+	q.image = &spec;
+	int r = ims_client_call(c, TOY_WAIT, &q.base, &imgstore__v1__image__descriptor, &m);
+	if (r == 0)
+		protobuf_c_message_free_unpacked(m, NULL);
+	return r;
+}
+
+static void *call_wait(void *arg)
+{
+	waiter *w = arg;
+	ims_client_opts o = IMS_CLIENT_OPTS_INIT;
+	ims_client *c = NULL;
+
+	o.server = w->url;
+	o.token = T_READER;
+	o.timeout_ms = (long)(90000 * W.scale);
+	w->result = ims_client_open(&c, &o);
+	if (w->result == 0)
+		w->result = wait_image(c);
+	ims_client_close(c);
+	pthread_mutex_lock(&slow_returned_lock);
+	slow_returned++;
+	pthread_mutex_unlock(&slow_returned_lock);
+	return NULL;
+}
+
+static unsigned returned_waits(void)
+{
+	pthread_mutex_lock(&slow_returned_lock);
+	unsigned n = slow_returned;
+	pthread_mutex_unlock(&slow_returned_lock);
+	return n;
+}
+
+/*
+ * Slow calls hold no request thread: with 2 request threads and 32 calls of a slow method
+ * blocked in their handler (they return only when the test releases them), a quick call is
+ * answered, a 33rd slow call is refused with resource_exhausted, and the 32 are answered once
+ * released.
+ */
+static void test_slow_calls(void **state)
+{
+	ims_rpc_server_opts o = IMS_RPC_SERVER_OPTS_INIT;
+	ims_rpc_server *s = NULL;
+	pthread_t th[NSLOW];
+	waiter w[NSLOW];
+	char url[64];
+	curl_answer a;
+
+	toy_opts(&o, &W.app);
+	o.listen = "127.0.0.1:0";
+	o.allow_plain_http = true;
+	o.token_file = W.tokens;
+	o.threads = 2;
+	o.slow_calls = NSLOW;
+	assert_int_equal(ims_rpc_server_start(&s, &o), 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", ims_rpc_server_port(s));
+	toy_slow_release(&W.app, false);
+	slow_returned = 0;
+	for (int i = 0; i < NSLOW; i++) {
+		w[i] = (waiter){.url = url, .result = 1};
+		assert_int_equal(pthread_create(&th[i], NULL, call_wait, &w[i]), 0);
+	}
+	/* all of them in their handler at once (a bound against a hang, not a timing check) */
+	double until = now() + 20 * W.scale;
+	while (toy_slow_waiting(&W.app) < NSLOW && now() < until)
+		usleep(20000);
+	assert_int_equal(toy_slow_waiting(&W.app), NSLOW);
+
+	ims_client *c = client(url, T_READER, NULL, NULL, NULL);
+	assert_int_equal(get_image(c, "vm1", NULL), 0);
+	assert_int_equal(get_image(c, "vm1", NULL), 0);
+	/* answered while every slow call was still blocked */
+	assert_int_equal(toy_slow_waiting(&W.app), NSLOW);
+	assert_int_equal(returned_waits(), 0);
+
+	/* one more is refused at once, without reaching its handler */
+	unsigned calls = toy_calls(&W.app);
+	assert_int_equal(wait_image(c), -ENOSPC);
+	assert_int_equal(ims_client_last_code(c), IMS_RPC_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(ims_error_last(), "slow_calls"));
+	assert_int_equal(toy_calls(&W.app), calls);
+	ims_client_close(c);
+
+	curl(&a, "%s/metrics", url);
+	assert_int_equal(metric(a.body, "\nimgstore_rpc_slow_calls"), NSLOW);
+	assert_int_equal(metric(a.body, "\nimgstore_rpc_slow_calls_limit"), NSLOW);
+	free(a.body);
+
+	toy_slow_release(&W.app, true);
+	for (int i = 0; i < NSLOW; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].result, 0);
+	}
+	curl(&a, "%s/metrics", url);
+	assert_int_equal(metric(a.body, "\nimgstore_rpc_slow_calls"), 0);
+	assert_non_null(strstr(a.body, "imgstore_rpc_in_flight 0\n"));
+	free(a.body);
+	ims_rpc_server_stop(s);
+	toy_slow_release(&W.app, false);
+}
+
+/* Stopping the server waits for a slow call, which is answered. */
+static void *release_later(void *arg)
+{
+	usleep(300000);
+	toy_slow_release(&W.app, true);
+	return NULL;
+}
+
+static void test_stop_finishes_slow_calls(void **state)
+{
+	ims_rpc_server *s = NULL;
+	pthread_t th, rel;
+	char url[64];
+
+	assert_int_equal(start(&s, "127.0.0.1:0", NULL, false, false), 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", ims_rpc_server_port(s));
+	toy_slow_release(&W.app, false);
+	waiter wt = {.url = url, .result = 1};
+	assert_int_equal(pthread_create(&th, NULL, call_wait, &wt), 0);
+	double until = now() + 10 * W.scale;
+	while (toy_slow_waiting(&W.app) < 1 && now() < until)
+		usleep(10000);
+	assert_int_equal(toy_slow_waiting(&W.app), 1);
+	assert_int_equal(pthread_create(&rel, NULL, release_later, NULL), 0);
+	ims_rpc_server_stop(s);
+	pthread_join(rel, NULL);
+	pthread_join(th, NULL);
+	assert_int_equal(wt.result, 0);
+	toy_slow_release(&W.app, false);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1040,11 +1283,14 @@ int main(void)
 		cmocka_unit_test(test_closed_port),
 		cmocka_unit_test(test_unix_socket),
 		cmocka_unit_test(test_tls_failures),
+		cmocka_unit_test(test_tls_versions),
 		cmocka_unit_test(test_client_certificates),
 		cmocka_unit_test(test_address_in_use),
 		cmocka_unit_test(test_hostile_server),
 		cmocka_unit_test(test_concurrent_clients),
 		cmocka_unit_test(test_stop_finishes_calls),
+		cmocka_unit_test(test_slow_calls),
+		cmocka_unit_test(test_stop_finishes_slow_calls),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

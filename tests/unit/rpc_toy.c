@@ -55,6 +55,30 @@ static int get_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
 	return answer_image(call, q->image, 10ull << 30, resp);
 }
 
+static int wait_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
+		      ProtobufCMessage **resp)
+{
+	toy_app *app = a;
+	const Imgstore__V1__GetImageRequest *q = (const Imgstore__V1__GetImageRequest *)m;
+	struct timespec until;
+	int e = 0;
+
+	count(app);
+	if (!q->image)
+		return ims_error_set(-EINVAL, "no image given");
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 60;
+	pthread_mutex_lock(&app->lock);
+	app->slow_waiting++;
+	while (!app->slow_release && e != ETIMEDOUT)
+		e = pthread_cond_timedwait(&app->slow_cond, &app->lock, &until);
+	app->slow_waiting--;
+	pthread_mutex_unlock(&app->lock);
+	if (e == ETIMEDOUT)
+		return ims_error_set(-ETIMEDOUT, "not released within 60 s");
+	return answer_image(call, q->image, 1ull << 30, resp);
+}
+
 static int list_images(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
 		       ProtobufCMessage **resp)
 {
@@ -136,19 +160,22 @@ static int upload_chunk(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
 
 const ims_rpc_method toy_methods[] = {
 	{TOY_GET, &imgstore__v1__get_image_request__descriptor, &imgstore__v1__image__descriptor,
-	 IMS_ROLE_READER, false, get_image},
+	 IMS_ROLE_READER, false, get_image, false},
 	{TOY_LIST, &imgstore__v1__list_images_request__descriptor,
-	 &imgstore__v1__list_images_response__descriptor, IMS_ROLE_NONE, false, list_images},
+	 &imgstore__v1__list_images_response__descriptor, IMS_ROLE_NONE, false, list_images, false},
 	{TOY_RESIZE, &imgstore__v1__resize_image_request__descriptor,
-	 &imgstore__v1__image__descriptor, IMS_ROLE_HOST, true, resize_image},
+	 &imgstore__v1__image__descriptor, IMS_ROLE_HOST, true, resize_image, false},
 	{TOY_CREATE, &imgstore__v1__create_image_request__descriptor,
-	 &imgstore__v1__image__descriptor, IMS_ROLE_ADMIN, true, create_image},
+	 &imgstore__v1__image__descriptor, IMS_ROLE_ADMIN, true, create_image, false},
 	{TOY_DELETE, &imgstore__v1__delete_image_request__descriptor,
-	 &imgstore__v1__delete_image_response__descriptor, IMS_ROLE_ADMIN, true, NULL},
+	 &imgstore__v1__delete_image_response__descriptor, IMS_ROLE_ADMIN, true, NULL, false},
 	{TOY_RENAME, &imgstore__v1__rename_image_request__descriptor,
-	 &imgstore__v1__image__descriptor, IMS_ROLE_READER, false, rename_image},
+	 &imgstore__v1__image__descriptor, IMS_ROLE_READER, false, rename_image, false},
 	{TOY_UPLOAD, &imgstore__v1__upload_chunk_request__descriptor,
-	 &imgstore__v1__upload_chunk_response__descriptor, IMS_ROLE_HOST, true, upload_chunk},
+	 &imgstore__v1__upload_chunk_response__descriptor, IMS_ROLE_HOST, true, upload_chunk,
+	 false},
+	{TOY_WAIT, &imgstore__v1__get_image_request__descriptor, &imgstore__v1__image__descriptor,
+	 IMS_ROLE_READER, false, wait_image, true},
 };
 const size_t toy_nmethods = sizeof(toy_methods) / sizeof(toy_methods[0]);
 
@@ -176,6 +203,7 @@ void toy_init(toy_app *app)
 {
 	memset(app, 0, sizeof(*app));
 	pthread_mutex_init(&app->lock, NULL);
+	pthread_cond_init(&app->slow_cond, NULL);
 }
 
 void toy_opts(ims_rpc_server_opts *o, toy_app *app)
@@ -203,4 +231,20 @@ unsigned toy_last_audit(toy_app *app, char *buf, size_t cap)
 	snprintf(buf, cap, "%s", n ? app->audit[(n - 1) % TOY_MAX_AUDIT] : "");
 	pthread_mutex_unlock(&app->lock);
 	return n;
+}
+
+unsigned toy_slow_waiting(toy_app *app)
+{
+	pthread_mutex_lock(&app->lock);
+	unsigned n = app->slow_waiting;
+	pthread_mutex_unlock(&app->lock);
+	return n;
+}
+
+void toy_slow_release(toy_app *app, bool release)
+{
+	pthread_mutex_lock(&app->lock);
+	app->slow_release = release;
+	pthread_cond_broadcast(&app->slow_cond);
+	pthread_mutex_unlock(&app->lock);
 }

@@ -6,6 +6,7 @@
 #define IMS_TESTS_RPC_TOY_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "imgstore/v1/image.pb-c.h"
@@ -18,6 +19,7 @@
 #define TOY_DELETE "/imgstore.v1.ImageService/DeleteImage" /* admin, no handler */
 #define TOY_RENAME "/imgstore.v1.ImageService/RenameImage" /* answers the wrong type */
 #define TOY_UPLOAD "/imgstore.v1.ImageService/UploadChunk" /* host, mutating */
+#define TOY_WAIT   "/imgstore.v1.ImageService/WaitImage"   /* reader, slow: see slow_waiting */
 
 #define TOY_MAX_AUDIT 256
 
@@ -28,6 +30,10 @@ typedef struct {
 	char audit[TOY_MAX_AUDIT][1024];
 	unsigned naudit;
 	unsigned sleep_ms; /* GetImage of "slow" sleeps this long */
+	/* WaitImage (a GetImage that blocks) waits until slow_release, for at most 60 s */
+	pthread_cond_t slow_cond;
+	unsigned slow_waiting; /* WaitImage calls blocked now */
+	bool slow_release;
 } toy_app;
 
 extern const ims_rpc_method toy_methods[];
@@ -37,6 +43,10 @@ void toy_init(toy_app *app);
 /** Options that serve toy_methods with @p app (hooks set; listeners not). */
 void toy_opts(ims_rpc_server_opts *o, toy_app *app);
 unsigned toy_calls(toy_app *app);
+/** How many WaitImage calls are blocked now. */
+unsigned toy_slow_waiting(toy_app *app);
+/** Let the blocked WaitImage calls return (@p release), or make the next ones block. */
+void toy_slow_release(toy_app *app, bool release);
 /** Copy the last audit line into @p buf, "" if none; @returns how many there were. */
 unsigned toy_last_audit(toy_app *app, char *buf, size_t cap);
 
