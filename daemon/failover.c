@@ -57,7 +57,21 @@ static void source_site(const char *source, char *out, size_t len)
 	snprintf(out, len, "%.*s", (int)n, source);
 }
 
+static int planned_paused(ims_op *op, ims_failover_work *w);
+
+/* The image's other pairs (other targets) start no cycle until its failover is done: a cycle's
+ * snapshot holds the image's lock, which the fence must not find. */
 static int planned(ims_op *op, ims_failover_work *w)
+{
+	int r = ims_repl_sched_pause(w->d->repl, w->spec.pool, w->spec.image);
+	if (r < 0)
+		return r;
+	r = planned_paused(op, w);
+	ims_repl_sched_resume(w->d->repl, w->spec.pool, w->spec.image);
+	return r;
+}
+
+static int planned_paused(ims_op *op, ims_failover_work *w)
 {
 	ims_daemon *d = w->d;
 	const char *pool = w->spec.pool, *image = w->spec.image, *here = ims_site_name(d->site);
@@ -236,14 +250,7 @@ int ims_failover_run(ims_op *op, void *arg)
 				     "a planned failover runs on the current primary's site, not on '%s'; add --force "
 				     "if the primary's site is lost",
 				     w->target);
-	/* the image's other pairs (other targets) start no cycle until it is done: a cycle's
-	 * snapshot holds the image's lock, which the fence must not find (store/site.h) */
-	int r = ims_repl_sched_pause(w->d->repl, w->spec.pool, w->spec.image);
-	if (r < 0)
-		return r;
-	r = planned(op, w);
-	ims_repl_sched_resume(w->d->repl, w->spec.pool, w->spec.image);
-	return r;
+	return planned(op, w);
 }
 
 int ims_failover_all_run(ims_op *op, void *arg)

@@ -32,6 +32,7 @@ typedef struct pair {
 	uint32_t rpo;
 	bool group;    /* a consistency group, replicated as one unit (replicator/group.h) */
 	bool present;  /* in the policies */
+	uint64_t seen; /* the last refresh that read its record */
 	bool disabled; /* disabled here: a refresh racing the removal must not bring it back */
 	bool queued, running;
 	int64_t sealed_ms; /* primary-side time of the newest sealed snapshot; -1: none yet */
@@ -86,6 +87,7 @@ struct ims_repl_sched {
 	unsigned nworkers;
 	bool stopping;
 	int64_t last_refresh_ms;
+	uint64_t refresh_gen;
 };
 
 static int64_t now_ms(void)
@@ -211,6 +213,7 @@ static pair *find_locked(ims_repl_sched *s, const char *pool, const char *image,
 typedef struct {
 	ims_repl_sched *s;
 	int64_t now;
+	uint64_t gen; /* this walk: the pairs it saw carry it */
 } refresh_ctx;
 
 static int refresh_one(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
@@ -269,24 +272,25 @@ static int refresh_one(void *ctx, const char *key, size_t klen, const char *val,
 		p->disabled = false;
 	if (!p->disabled)
 		p->present = true;
+	p->seen = rc->gen;
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
 
 static void refresh(ims_repl_sched *s)
 {
+	/* mark and sweep: a pair stays present while its record is read again, so that a call
+	 * racing the refresh never finds it missing */
+	pthread_mutex_lock(&s->lock);
+	refresh_ctx rc = { s, now_ms(), ++s->refresh_gen };
+	pthread_mutex_unlock(&s->lock);
+	if (ims_omap_foreach(s->io, IMS_REPL_POLICIES, refresh_one, &rc) < 0)
+		return; /* the records cannot be read now: keep going with what we know */
 	pthread_mutex_lock(&s->lock);
 	for (pair *p = s->pairs; p; p = p->next)
-		p->present = false;
+		if (p->seen != rc.gen)
+			p->present = false;
 	pthread_mutex_unlock(&s->lock);
-	refresh_ctx rc = { s, now_ms() };
-	if (ims_omap_foreach(s->io, IMS_REPL_POLICIES, refresh_one, &rc) < 0) {
-		/* the records cannot be read now: keep going with what we know */
-		pthread_mutex_lock(&s->lock);
-		for (pair *p = s->pairs; p; p = p->next)
-			p->present = !p->disabled;
-		pthread_mutex_unlock(&s->lock);
-	}
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -847,6 +851,7 @@ static int enable_pair(ims_repl_sched *s, const pair *tmp, ims_repl_status *out)
 	p->rpo = tmp->rpo;
 	memcpy(p->mode, tmp->mode, sizeof(p->mode));
 	p->present = true;
+	p->seen = s->refresh_gen; /* a refresh walking now may have read the records before this one */
 	p->disabled = false;
 	p->next_attempt_ms = 0;
 	enqueue_locked(s, p);
