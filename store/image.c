@@ -593,8 +593,9 @@ out:
 	return r;
 }
 
-static int remove_snap_open(rbd_image_t image, const char *pool, const char *name, const char *snap,
-			    uint64_t snap_id, bool is_protected)
+/* -EBUSY naming the clones if snapshot @p snap has any; @p tail ends the message. */
+static int check_no_clones(rbd_image_t image, const char *pool, const char *name, const char *snap,
+			   uint64_t snap_id, const char *tail)
 {
 	char kids[1024];
 	int r = list_children(image, snap_id, kids, sizeof(kids));
@@ -602,14 +603,68 @@ static int remove_snap_open(rbd_image_t image, const char *pool, const char *nam
 		return ims_error_set(r, "cannot list the clones of '%s/%s@%s': %s", pool, name, snap,
 				     ims_strerror(r));
 	if (r > 0)
-		return ims_error_set(-EBUSY, "snapshot '%s/%s@%s' has %d clone%s (%s): flatten or remove them first",
-				     pool, name, snap, r, r == 1 ? "" : "s", kids);
+		return ims_error_set(-EBUSY, "snapshot '%s/%s@%s' has %d clone%s (%s): flatten or remove them first%s",
+				     pool, name, snap, r, r == 1 ? "" : "s", kids, tail);
+	return 0;
+}
+
+static int remove_snap_open(rbd_image_t image, const char *pool, const char *name, const char *snap,
+			    uint64_t snap_id, bool is_protected)
+{
+	int r = check_no_clones(image, pool, name, snap, snap_id, "");
+	if (r < 0)
+		return r;
 	if (is_protected && (r = rbd_snap_unprotect(image, snap)) < 0)
 		return ims_error_set(r, "cannot unprotect '%s/%s@%s': %s", pool, name, snap, ims_strerror(r));
 	r = rbd_snap_remove(image, snap);
 	if (r < 0)
 		return ims_error_set(r, "cannot remove snapshot '%s/%s@%s': %s", pool, name, snap,
 				     ims_strerror(r));
+	return 0;
+}
+
+int ims_store__count_watchers(rbd_image_t image, size_t *out)
+{
+	rbd_image_watcher_t *w = NULL;
+	size_t n = 8;
+	int r;
+
+	for (;;) {
+		w = calloc(n, sizeof(*w));
+		if (!w)
+			return -ENOMEM;
+		r = rbd_watchers_list(image, w, &n);
+		if (r != -ERANGE)
+			break;
+		free(w);
+	}
+	if (r >= 0) {
+		rbd_watchers_list_cleanup(w, n);
+		*out = n;
+		r = 0;
+	}
+	free(w);
+	return r;
+}
+
+/*
+ * Whether a purge can remove the image, checked on a read-only handle (which does not watch
+ * the image) before anything is removed: rbd_remove() refuses an image that a client has open,
+ * and a snapshot with clones cannot go.
+ */
+static int check_purge(rbd_image_t image, const char *pool, const char *name, const ims_snap_info *snaps,
+		       size_t nsnaps)
+{
+	size_t watchers = 0;
+	int r = ims_store__count_watchers(image, &watchers);
+	if (r < 0)
+		return ims_error_set(r, "cannot list the clients of '%s/%s': %s", pool, name, ims_strerror(r));
+	if (watchers > 0)
+		return ims_error_set(-EBUSY, "image '%s/%s' is open by %zu client%s; nothing removed", pool,
+				     name, watchers, watchers == 1 ? "" : "s");
+	for (size_t i = 0; i < nsnaps; i++)
+		if ((r = check_no_clones(image, pool, name, snaps[i].name, snaps[i].id, "; nothing removed")) < 0)
+			return r;
 	return 0;
 }
 
@@ -626,7 +681,7 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 		return r;
 	if (!opts || opts->version != IMS_IMAGE_REMOVE_OPTS_VERSION)
 		return ims_error_set(-EINVAL, "remove options of an unknown version");
-	if ((r = ims_store__open_image(site, pool, name, NULL, false, &io, &image)) < 0)
+	if ((r = ims_store__open_image(site, pool, name, NULL, true, &io, &image)) < 0)
 		return r;
 	if (!opts->purge) {
 		rbd_close(image);
@@ -638,19 +693,30 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 			goto out;
 		}
 	} else {
-		if ((r = read_snaps(image, &snaps, &nsnaps)) < 0)
+		if ((r = read_snaps(image, &snaps, &nsnaps)) < 0 ||
+		    (r = check_purge(image, pool, name, snaps, nsnaps)) < 0)
 			goto out;
-		for (size_t i = 0; i < nsnaps; i++) {
-			r = remove_snap_open(image, pool, name, snaps[i].name, snaps[i].id, snaps[i].is_protected);
-			if (r < 0)
-				goto out;
-		}
 		rbd_close(image);
 		image = NULL;
+		if (nsnaps > 0) {
+			if ((r = rbd_open(io, name, &image, NULL)) < 0) {
+				ims_error_set(r, "cannot open image '%s/%s': %s", pool, name, ims_strerror(r));
+				goto out;
+			}
+			for (size_t i = 0; i < nsnaps; i++) {
+				r = remove_snap_open(image, pool, name, snaps[i].name, snaps[i].id,
+						     snaps[i].is_protected);
+				if (r < 0)
+					goto out;
+			}
+			rbd_close(image);
+			image = NULL;
+		}
 		r = rbd_remove(io, name);
 		if (r == -EBUSY || r == -ENOTEMPTY) {
-			ims_error_set(-EBUSY, "image '%s/%s' is open by a client or has clones; nothing removed",
-				      pool, name);
+			/* opened or cloned since the check: the snapshots are gone already */
+			ims_error_set(-EBUSY, "image '%s/%s' was opened by a client or cloned during the purge; "
+				      "its snapshots are removed, the image is not", pool, name);
 			r = -EBUSY;
 		} else if (r < 0) {
 			ims_error_set(r, "cannot remove '%s/%s': %s", pool, name, ims_strerror(r));

@@ -21,6 +21,9 @@ int ims_store__open_image(ims_site *site, const char *pool, const char *name, co
 			  bool read_only, rados_ioctx_t *io, rbd_image_t *image);
 void ims_store__close_image(rados_ioctx_t io, rbd_image_t image);
 
+/* How many clients watch the image (have it open read-write; a read-only handle does not). */
+int ims_store__count_watchers(rbd_image_t image, size_t *out);
+
 /* Check the pool and image names (common/spec.h) with one message. */
 int ims_store__check_names(const char *pool, const char *image, const char *snap);
 
