@@ -215,6 +215,31 @@ static void test_import_refusals(void **state)
 	remove_image(name);
 }
 
+/* A VDI, VHDX or VHD holding a disk is refused with a message naming its format, never
+ * imported as its raw container bytes; nothing is created. */
+static void test_import_unreadable_formats(void **state)
+{
+	(void)state;
+	static const char *const fmts[] = { "vdi", "vhdx", "vpc" };
+	const char *name = itest_name("container");
+	ims_transfer_opts o = IMS_TRANSFER_OPTS_INIT;
+	char file[512], expect[64];
+
+	for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
+		snprintf(file, sizeof(file), "%s/disk.%s", itest_dir(), fmts[i]);
+		assert_int_equal(itest_sh("qemu-img convert -O %s '%s' '%s'", fmts[i], raw_src, file), 0);
+		snprintf(expect, sizeof(expect), "the image is in format '%s' (", fmts[i]);
+		o.format = IMS_FORMAT_AUTO;
+		assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, file, &o), -ENOTSUP);
+		assert_non_null(strstr(ims_error_last(), expect));
+		o.format = IMS_FORMAT_RAW;
+		assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, file, &o), -ENOTSUP);
+		assert_non_null(strstr(ims_error_last(), expect));
+		assert_false(image_exists(name));
+		assert_int_equal(count_tmp_images(), 0);
+	}
+}
+
 static int cancel_after(void *ctx, uint64_t done, uint64_t total)
 {
 	int *calls = ctx;
@@ -350,6 +375,7 @@ int main(void)
 		cmocka_unit_test(test_import_qcow2_variants),
 		cmocka_unit_test(test_import_vmdk_variants),
 		cmocka_unit_test(test_import_refusals),
+		cmocka_unit_test(test_import_unreadable_formats),
 		cmocka_unit_test(test_import_cancelled),
 		cmocka_unit_test(test_import_killed),
 		cmocka_unit_test(test_export),
