@@ -902,7 +902,8 @@ out:
 	return r;
 }
 
-/* Whether @p pool has the rbd application enabled. */
+/* Whether @p pool may hold RBD images: the rbd application enabled, or no application at all
+ * (a pool used with `rbd create` but never `rbd pool init`); not rgw's, cephfs' or the mgr's. */
 static bool is_rbd_pool(ims_site *site, const char *pool)
 {
 	rados_ioctx_t io = NULL;
@@ -912,10 +913,12 @@ static bool is_rbd_pool(ims_site *site, const char *pool)
 
 	if (rados_ioctx_create(ims_site_rados(site), pool, &io) < 0)
 		return false;
-	if (rados_application_list(io, apps, &len) == 0)
+	if (rados_application_list(io, apps, &len) == 0) {
+		rbd = len == 0 || apps[0] == '\0';
 		for (size_t i = 0; i < len && apps[i]; i += strlen(apps + i) + 1)
 			if (strcmp(apps + i, "rbd") == 0)
 				rbd = true;
+	}
 	rados_ioctx_destroy(io);
 	return rbd;
 }

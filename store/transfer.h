@@ -71,7 +71,8 @@ int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *
 
 /**
  * Remove the temporary images of imports and restores that were interrupted (a killed
- * daemon's), in @p pool, or in every pool with the rbd application when @p pool is NULL.
+ * daemon's), in @p pool, or when @p pool is NULL in every pool with the rbd application or
+ * none (not rgw's, cephfs' or the manager's).
  * A temporary is left alone while a live operation of any process owns it (its owner object
  * is watched, see store_internal.h) or a client has it open, this process included.
  *
