@@ -647,14 +647,36 @@ int ims_store__count_watchers(rbd_image_t image, size_t *out)
 	return r;
 }
 
+/* -EBUSY if snapshot @p id is a member's part of a group snapshot (only the group removes it). */
+static int check_not_group_snap(rbd_image_t image, const char *pool, const char *name, uint64_t id)
+{
+	rbd_snap_namespace_type_t type = RBD_SNAP_NAMESPACE_TYPE_USER;
+	rbd_snap_group_namespace_t g = { 0 };
+	int r = rbd_snap_get_namespace_type(image, id, &type);
+
+	if (r < 0)
+		return ims_error_set(r, "cannot read the snapshots of '%s/%s': %s", pool, name, ims_strerror(r));
+	if (type == RBD_SNAP_NAMESPACE_TYPE_USER || type == RBD_SNAP_NAMESPACE_TYPE_TRASH)
+		return 0; /* removed here; a trashed one by rbd_remove() once it has no clones */
+	if (type == RBD_SNAP_NAMESPACE_TYPE_GROUP && rbd_snap_get_group_namespace(image, id, &g, sizeof(g)) == 0) {
+		r = ims_error_set(-EBUSY, "image '%s/%s' has a snapshot of group '%s' ('%s'): remove the group "
+				  "snapshot first; nothing removed", pool, name, g.group_name, g.group_snap_name);
+		rbd_snap_group_namespace_cleanup(&g, sizeof(g));
+		return r;
+	}
+	return ims_error_set(-EBUSY, "image '%s/%s' has a %s snapshot that imgstore does not remove; nothing removed",
+			     pool, name, type == RBD_SNAP_NAMESPACE_TYPE_GROUP ? "group" : "mirror");
+}
+
 /*
  * Whether a purge can remove the image, checked on a read-only handle (which does not watch
- * the image) before anything is removed: rbd_remove() refuses an image that a client has open,
- * and a snapshot with clones cannot go.
+ * the image) before anything is removed: rbd_remove() refuses an image that a client has open
+ * or that is in a group, and a snapshot with clones or of a group cannot go.
  */
 static int check_purge(rbd_image_t image, const char *pool, const char *name, const ims_snap_info *snaps,
 		       size_t nsnaps)
 {
+	rbd_group_info_t group = { 0 };
 	size_t watchers = 0;
 	int r = ims_store__count_watchers(image, &watchers);
 	if (r < 0)
@@ -662,10 +684,25 @@ static int check_purge(rbd_image_t image, const char *pool, const char *name, co
 	if (watchers > 0)
 		return ims_error_set(-EBUSY, "image '%s/%s' is open by %zu client%s; nothing removed", pool,
 				     name, watchers, watchers == 1 ? "" : "s");
+	if ((r = rbd_get_group(image, &group, sizeof(group))) < 0)
+		return ims_error_set(r, "cannot read the group of '%s/%s': %s", pool, name, ims_strerror(r));
+	if (group.name && group.name[0])
+		r = ims_error_set(-EBUSY, "image '%s/%s' is in group '%s': remove it from the group first; "
+				  "nothing removed", pool, name, group.name);
+	rbd_group_info_cleanup(&group, sizeof(group));
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < nsnaps; i++)
-		if ((r = check_no_clones(image, pool, name, snaps[i].name, snaps[i].id, "; nothing removed")) < 0)
+		if ((r = check_not_group_snap(image, pool, name, snaps[i].id)) < 0 ||
+		    (r = check_no_clones(image, pool, name, snaps[i].name, snaps[i].id, "; nothing removed")) < 0)
 			return r;
 	return 0;
+}
+
+static bool is_user_snap(rbd_image_t image, uint64_t id)
+{
+	rbd_snap_namespace_type_t type = RBD_SNAP_NAMESPACE_TYPE_USER;
+	return rbd_snap_get_namespace_type(image, id, &type) == 0 && type == RBD_SNAP_NAMESPACE_TYPE_USER;
 }
 
 int ims_image_remove(ims_site *site, const char *pool, const char *name,
@@ -704,6 +741,8 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 				goto out;
 			}
 			for (size_t i = 0; i < nsnaps; i++) {
+				if (!is_user_snap(image, snaps[i].id))
+					continue; /* trashed: rbd_remove() removes it */
 				r = remove_snap_open(image, pool, name, snaps[i].name, snaps[i].id,
 						     snaps[i].is_protected);
 				if (r < 0)

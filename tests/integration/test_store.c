@@ -455,6 +455,31 @@ static void test_purge_refused_changes_nothing(void **state)
 
 	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), 0);
 	assert_int_equal(itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name), 2);
+
+	/* in a group, with a group snapshot: s1 stays, and so does the group's snapshot */
+	const char *conf = getenv("CEPH_CONF_A");
+	char group[160];
+	snprintf(group, sizeof(group), "%s-g", name);
+	assert_int_equal(ims_image_create(A, "rbd", name, &co), 0);
+	assert_int_equal(ims_snap_create(A, "rbd", name, "s1"), 0);
+	assert_int_equal(itest_sh("rbd -c '%s' group create rbd/%s && rbd -c '%s' group image add rbd/%s rbd/%s && "
+				  "rbd -c '%s' group snap create rbd/%s@gs >/dev/null",
+				  conf, group, conf, group, name, conf, group), 0);
+	assert_int_equal(snap_count("rbd", name), 2);
+	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), -EBUSY);
+	snprintf(expect, sizeof(expect),
+		 "image 'rbd/%s' is in group '%s': remove it from the group first; nothing removed", name, group);
+	assert_string_equal(ims_error_last(), expect);
+	assert_int_equal(snap_count("rbd", name), 2);
+	/* out of the group, its group snapshot may stay on the image: still nothing removed then */
+	assert_int_equal(itest_sh("rbd -c '%s' group image remove rbd/%s rbd/%s", conf, group, name), 0);
+	if (snap_count("rbd", name) == 2) {
+		assert_int_equal(ims_image_remove(A, "rbd", name, &ro), -EBUSY);
+		assert_non_null(strstr(ims_error_last(), "has a snapshot of group"));
+		assert_int_equal(snap_count("rbd", name), 2);
+	}
+	assert_int_equal(itest_sh("rbd -c '%s' group rm rbd/%s", conf, group), 0);
+	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), 0);
 }
 
 int main(void)
