@@ -74,7 +74,8 @@ typedef struct ims_format_reader ims_format_reader;
  * @returns -EINVAL if the bytes are not a valid image of the format, or the format declared
  *          disagrees with the bytes (message names both);
  *          -ENOTSUP if the image is of a format imgstore cannot read (see
- *          ims_format_detect(); also when declared raw) or uses a feature imgstore refuses
+ *          ims_format_detect(); also when declared raw, but for luks: declared raw, a whole
+ *          disk encrypted inside its guest opens as raw) or uses a feature imgstore refuses
  *          (backing file, external data file, encryption, unknown incompatible features, an
  *          unsupported vmdk variant);
  *          -ENOMEM.

@@ -125,6 +125,17 @@ static void test_detect_unreadable(void **state)
 	ft_run("qemu-img create -q --object secret,id=s0,data=x -f luks -o key-secret=s0,iter-time=10 '%s' 1M",
 	       path);
 	expect_unreadable(path, IMS_FORMAT_AUTO, "luks");
+	{
+		/* a whole disk encrypted inside its guest starts so too: declared raw, it is raw */
+		size_t len;
+		uint8_t *l = ft_read_file(path, &len);
+		ims_format_reader *r = ft_open_mem(l, len, IMS_FORMAT_RAW);
+		assert_int_equal(ims_format_kind_of(r), IMS_FORMAT_RAW);
+		assert_int_equal(ims_format_virtual_size(r), len);
+		ims_format_close(r);
+		ft_expect_open_error(l, len, IMS_FORMAT_AUTO, -ENOTSUP, "or declare it raw if its guest encrypted");
+		free(l);
+	}
 
 	/* what qemu-img cannot create: the magic as QEMU's probes (and a dmg's trailer) have it */
 	static const char cloop[] =
