@@ -809,7 +809,9 @@ static int tmp_owned(rados_ioctx_t io, const char *tmp)
 	int r;
 
 	owner_oid(oid, sizeof(oid), tmp);
-	r = rados_notify2(io, oid, "", 0, 5000, &reply, &len);
+	/* short: the daemon's main thread waits on it, and an owner too slow to answer counts as
+	 * alive anyway */
+	r = rados_notify2(io, oid, "", 0, 3000, &reply, &len);
 	if (r == -ETIMEDOUT) {
 		r = 1;
 	} else if (r == 0) {
