@@ -280,8 +280,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	unsigned removed = 0;
-	if (ims_store_cleanup_tmp(d.site, d.pool, &removed) < 0)
-		ims_log_warning("cleanup of interrupted imports in pool '%s': %s", d.pool, ims_error_last());
+	if (ims_store_cleanup_tmp(d.site, NULL, &removed) < 0)
+		ims_log_warning("cleanup of interrupted imports: %s", ims_error_last());
 	if ((r = ims_ops_start(&d.ops, d.site, d.pool, (unsigned)d.cfg->defaults.op_workers, d.owner_host)) < 0) {
 		ims_log_error("cannot start operations: %s", ims_error_last());
 		goto out;
@@ -341,14 +341,15 @@ int main(int argc, char **argv)
 		     so.unix_socket ? " and " : "", so.unix_socket ? so.unix_socket : "");
 
 	/* The main thread waits for signals and, every 30 s, removes the temporary images of
-	 * interrupted imports (a dead importer's watch lapses only after a while) and, hourly,
+	 * interrupted imports and restores in every RBD pool (a dead importer's watch lapses only
+	 * after a while) and, hourly,
 	 * old spool files. */
 	time_t last_spool = time(NULL);
 	for (;;) {
 		struct timespec tick = { 30, 0 };
 		int sig = sigtimedwait(&sigs, NULL, &tick);
 		if (sig < 0) {
-			if (ims_store_cleanup_tmp(d.site, d.pool, &removed) < 0)
+			if (ims_store_cleanup_tmp(d.site, NULL, &removed) < 0)
 				ims_log_warning("cleanup of interrupted imports: %s", ims_error_last());
 			if (time(NULL) - last_spool > 3600) {
 				ims_daemon_clean_spool(&d);

@@ -244,41 +244,119 @@ int ims_format_parse(ims_format_kind *out, const char *s)
 	return ims_error_set(-EINVAL, "unknown image format '%s' (auto, raw, qcow2 or vmdk)", s);
 }
 
-int ims_format_detect(ims_format_kind *out, const ims_source *src)
+/*
+ * The formats QEMU knows that imgstore cannot read: found by their magic so that their
+ * container is never imported as a raw disk. Where QEMU's probes look (block/vdi.c,
+ * vhdx.c, vpc.c, qed.c, parallels.c, bochs.c, cloop.c, crypto.c); a dmg and a fixed VHD
+ * carry their mark in the last 512 bytes instead.
+ */
+#define TAIL_AT_END UINT64_MAX
+#define MAGIC(s) s, sizeof(s) - 1
+static const struct {
+	const char *name;  /* QEMU's name of the format */
+	const char *what;  /* for the message */
+	uint64_t off;      /* where the magic is in the head, or TAIL_AT_END: the last 512 bytes */
+	const char *magic;
+	size_t len;
+	/* Declared raw, imported as the raw bytes: a LUKS header is also what a whole disk
+	 * encrypted inside its guest starts with, and its guest reads it so. */
+	bool raw_ok;
+} unreadable[] = {
+	{ "vdi", "VirtualBox VDI", 64, MAGIC("\x7f\x10\xda\xbe"), false },
+	{ "vhdx", "Hyper-V VHDX", 0, MAGIC("vhdxfile"), false },
+	{ "vpc", "Virtual PC VHD", 0, MAGIC("conectix"), false },
+	{ "vpc", "fixed-size Virtual PC VHD", TAIL_AT_END, MAGIC("conectix"), false },
+	{ "qed", "QEMU enhanced disk", 0, MAGIC("QED\0"), false },
+	{ "parallels", "Parallels", 0, MAGIC("WithoutFreeSpace"), false },
+	{ "parallels", "Parallels", 0, MAGIC("WithouFreSpacExt"), false },
+	{ "dmg", "Apple disk image", TAIL_AT_END, MAGIC("koly\0\0\0\4\0\0\2\0"), false },
+	{ "bochs", "Bochs", 0, MAGIC("Bochs Virtual HD Image\0"), false },
+	{ "cloop", "compressed loop", 0,
+	  MAGIC("#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n"), false },
+	{ "luks", "LUKS encrypted", 0, MAGIC("LUKS\xba\xbe"), true },
+};
+
+#define HEAD_BYTES 128
+
+/* The format of the bytes; *unread the index in unreadable[] of a format imgstore cannot
+ * read (*out is then RAW), or -1. */
+static int detect(ims_format_kind *out, int *unread, const ims_source *src)
 {
 	static const char desc[] = IMS_FORMAT__VMDK_DESCRIPTOR_MAGIC;
-	uint8_t head[sizeof(desc) - 1];
-	size_t got;
+	uint8_t head[HEAD_BYTES], tail[16];
+	size_t got, tail_got = 0;
 	int r;
 
-	if (!out || !src || !src->pread)
-		return ims_error_set(-EINVAL, "no source to detect the format of");
+	*unread = -1;
 	r = ims_format__pread(src, head, sizeof(head), 0, &got);
 	if (r < 0)
 		return r;
-	if (got >= 4 && memcmp(head, "QFI\xfb", 4) == 0)
+	if (got >= 4 && memcmp(head, "QFI\xfb", 4) == 0) {
 		*out = IMS_FORMAT_QCOW2;
-	else if (got >= 4 && (memcmp(head, "KDMV", 4) == 0 || memcmp(head, "COWD", 4) == 0))
+		return 0;
+	}
+	if (got >= 4 && (memcmp(head, "KDMV", 4) == 0 || memcmp(head, "COWD", 4) == 0)) {
 		*out = IMS_FORMAT_VMDK;
-	else if (got == sizeof(head) && memcmp(head, desc, sizeof(head)) == 0)
+		return 0;
+	}
+	if (got >= sizeof(desc) - 1 && memcmp(head, desc, sizeof(desc) - 1) == 0) {
 		*out = IMS_FORMAT_VMDK; /* descriptor-only: open refuses it by its createType */
-	else
-		*out = IMS_FORMAT_RAW;
+		return 0;
+	}
+	if (src->size >= 1024 && (r = ims_format__pread(src, tail, sizeof(tail), src->size - 512, &tail_got)) < 0)
+		return r;
+	*out = IMS_FORMAT_RAW;
+	for (size_t i = 0; i < sizeof(unreadable) / sizeof(unreadable[0]); i++) {
+		const uint8_t *at = unreadable[i].off == TAIL_AT_END ? tail : head + unreadable[i].off;
+		size_t have = unreadable[i].off == TAIL_AT_END ? tail_got
+				: got > unreadable[i].off ? got - (size_t)unreadable[i].off : 0;
+		assert(unreadable[i].len <= sizeof(tail) || unreadable[i].off != TAIL_AT_END);
+		assert(unreadable[i].off == TAIL_AT_END || unreadable[i].off + unreadable[i].len <= sizeof(head));
+		if (have >= unreadable[i].len && memcmp(at, unreadable[i].magic, unreadable[i].len) == 0) {
+			*unread = (int)i;
+			break;
+		}
+	}
+	return 0;
+}
+
+static int refuse_unreadable(int i)
+{
+	return ims_error_set(-ENOTSUP,
+			     "the image is in format '%s' (%s), which imgstore cannot read: "
+			     "convert it first (qemu-img convert -O qcow2)%s",
+			     unreadable[i].name, unreadable[i].what,
+			     unreadable[i].raw_ok ? ", or declare it raw if its guest encrypted the disk itself" : "");
+}
+
+int ims_format_detect(ims_format_kind *out, const ims_source *src)
+{
+	ims_format_kind kind;
+	int unread, r;
+
+	if (!out || !src || !src->pread)
+		return ims_error_set(-EINVAL, "no source to detect the format of");
+	if ((r = detect(&kind, &unread, src)) < 0)
+		return r;
+	if (unread >= 0)
+		return refuse_unreadable(unread);
+	*out = kind;
 	return 0;
 }
 
 int ims_format_open(ims_format_reader **out, const ims_source *src, ims_format_kind declared)
 {
 	ims_format_kind kind;
-	int r;
+	int unread, r;
 
 	if (!out || !src || !src->pread)
 		return ims_error_set(-EINVAL, "no source to open an image on");
 	if ((unsigned)declared > IMS_FORMAT_VMDK)
 		return ims_error_set(-EINVAL, "unknown image format %d", (int)declared);
-	r = ims_format_detect(&kind, src);
-	if (r < 0)
+	if ((r = detect(&kind, &unread, src)) < 0)
 		return r;
+	if (unread >= 0 && !(declared == IMS_FORMAT_RAW && unreadable[unread].raw_ok))
+		return refuse_unreadable(unread);
 	if (declared != IMS_FORMAT_AUTO && declared != kind)
 		return ims_error_set(-EINVAL, "image declared as %s but its bytes are %s",
 				     ims_format_name(declared), ims_format_name(kind));

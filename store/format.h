@@ -56,9 +56,12 @@ const char *ims_format_name(ims_format_kind kind);
 int ims_format_parse(ims_format_kind *out, const char *s);
 
 /**
- * The format of the bytes: qcow2 or vmdk by their magic, raw otherwise.
+ * The format of the bytes: qcow2 or vmdk by their magic; raw only when they match no format
+ * QEMU knows.
  *
- * @returns a negative errno if the source cannot be read.
+ * @returns -ENOTSUP if the bytes are an image of a format imgstore cannot read (vdi, vhdx,
+ *          vpc, qed, parallels, dmg, bochs, cloop, luks): the one-line message names it;
+ *          a negative errno if the source cannot be read.
  */
 int ims_format_detect(ims_format_kind *out, const ims_source *src);
 
@@ -70,8 +73,11 @@ typedef struct ims_format_reader ims_format_reader;
  *
  * @returns -EINVAL if the bytes are not a valid image of the format, or the format declared
  *          disagrees with the bytes (message names both);
- *          -ENOTSUP if the image uses a feature imgstore refuses (backing file, external
- *          data file, encryption, unknown incompatible features, an unsupported vmdk variant);
+ *          -ENOTSUP if the image is of a format imgstore cannot read (see
+ *          ims_format_detect(); also when declared raw, but for luks: declared raw, a whole
+ *          disk encrypted inside its guest opens as raw) or uses a feature imgstore refuses
+ *          (backing file, external data file, encryption, unknown incompatible features, an
+ *          unsupported vmdk variant);
  *          -ENOMEM.
  *
  * The reader keeps a copy of @p src, whose ctx must outlive it. A reader caches tables and

@@ -593,8 +593,9 @@ out:
 	return r;
 }
 
-static int remove_snap_open(rbd_image_t image, const char *pool, const char *name, const char *snap,
-			    uint64_t snap_id, bool is_protected)
+/* -EBUSY naming the clones if snapshot @p snap has any; @p tail ends the message. */
+static int check_no_clones(rbd_image_t image, const char *pool, const char *name, const char *snap,
+			   uint64_t snap_id, const char *tail)
 {
 	char kids[1024];
 	int r = list_children(image, snap_id, kids, sizeof(kids));
@@ -602,8 +603,17 @@ static int remove_snap_open(rbd_image_t image, const char *pool, const char *nam
 		return ims_error_set(r, "cannot list the clones of '%s/%s@%s': %s", pool, name, snap,
 				     ims_strerror(r));
 	if (r > 0)
-		return ims_error_set(-EBUSY, "snapshot '%s/%s@%s' has %d clone%s (%s): flatten or remove them first",
-				     pool, name, snap, r, r == 1 ? "" : "s", kids);
+		return ims_error_set(-EBUSY, "snapshot '%s/%s@%s' has %d clone%s (%s): flatten or remove them first%s",
+				     pool, name, snap, r, r == 1 ? "" : "s", kids, tail);
+	return 0;
+}
+
+static int remove_snap_open(rbd_image_t image, const char *pool, const char *name, const char *snap,
+			    uint64_t snap_id, bool is_protected)
+{
+	int r = check_no_clones(image, pool, name, snap, snap_id, "");
+	if (r < 0)
+		return r;
 	if (is_protected && (r = rbd_snap_unprotect(image, snap)) < 0)
 		return ims_error_set(r, "cannot unprotect '%s/%s@%s': %s", pool, name, snap, ims_strerror(r));
 	r = rbd_snap_remove(image, snap);
@@ -611,6 +621,88 @@ static int remove_snap_open(rbd_image_t image, const char *pool, const char *nam
 		return ims_error_set(r, "cannot remove snapshot '%s/%s@%s': %s", pool, name, snap,
 				     ims_strerror(r));
 	return 0;
+}
+
+int ims_store__count_watchers(rbd_image_t image, size_t *out)
+{
+	rbd_image_watcher_t *w = NULL;
+	size_t n = 8;
+	int r;
+
+	for (;;) {
+		w = calloc(n, sizeof(*w));
+		if (!w)
+			return -ENOMEM;
+		r = rbd_watchers_list(image, w, &n);
+		if (r != -ERANGE)
+			break;
+		free(w);
+	}
+	if (r >= 0) {
+		rbd_watchers_list_cleanup(w, n);
+		*out = n;
+		r = 0;
+	}
+	free(w);
+	return r;
+}
+
+/* -EBUSY if snapshot @p id is a member's part of a group snapshot (only the group removes it). */
+static int check_not_group_snap(rbd_image_t image, const char *pool, const char *name, uint64_t id)
+{
+	rbd_snap_namespace_type_t type = RBD_SNAP_NAMESPACE_TYPE_USER;
+	rbd_snap_group_namespace_t g = { 0 };
+	int r = rbd_snap_get_namespace_type(image, id, &type);
+
+	if (r < 0)
+		return ims_error_set(r, "cannot read the snapshots of '%s/%s': %s", pool, name, ims_strerror(r));
+	if (type == RBD_SNAP_NAMESPACE_TYPE_USER || type == RBD_SNAP_NAMESPACE_TYPE_TRASH)
+		return 0; /* removed here; a trashed one by rbd_remove() once it has no clones */
+	if (type == RBD_SNAP_NAMESPACE_TYPE_GROUP && rbd_snap_get_group_namespace(image, id, &g, sizeof(g)) == 0) {
+		r = ims_error_set(-EBUSY, "image '%s/%s' has a snapshot of group '%s' ('%s'): remove the group "
+				  "snapshot first; nothing removed", pool, name, g.group_name, g.group_snap_name);
+		rbd_snap_group_namespace_cleanup(&g, sizeof(g));
+		return r;
+	}
+	return ims_error_set(-EBUSY, "image '%s/%s' has a %s snapshot that imgstore does not remove; nothing removed",
+			     pool, name, type == RBD_SNAP_NAMESPACE_TYPE_GROUP ? "group" : "mirror");
+}
+
+/*
+ * Whether a purge can remove the image, checked on a read-only handle (which does not watch
+ * the image) before anything is removed: rbd_remove() refuses an image that a client has open
+ * or that is in a group, and a snapshot with clones or of a group cannot go.
+ */
+static int check_purge(rbd_image_t image, const char *pool, const char *name, const ims_snap_info *snaps,
+		       size_t nsnaps)
+{
+	rbd_group_info_t group = { 0 };
+	size_t watchers = 0;
+	int r = ims_store__count_watchers(image, &watchers);
+	if (r < 0)
+		return ims_error_set(r, "cannot list the clients of '%s/%s': %s", pool, name, ims_strerror(r));
+	if (watchers > 0)
+		return ims_error_set(-EBUSY, "image '%s/%s' is open by %zu client%s; nothing removed", pool,
+				     name, watchers, watchers == 1 ? "" : "s");
+	if ((r = rbd_get_group(image, &group, sizeof(group))) < 0)
+		return ims_error_set(r, "cannot read the group of '%s/%s': %s", pool, name, ims_strerror(r));
+	if (group.name && group.name[0])
+		r = ims_error_set(-EBUSY, "image '%s/%s' is in group '%s': remove it from the group first; "
+				  "nothing removed", pool, name, group.name);
+	rbd_group_info_cleanup(&group, sizeof(group));
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < nsnaps; i++)
+		if ((r = check_not_group_snap(image, pool, name, snaps[i].id)) < 0 ||
+		    (r = check_no_clones(image, pool, name, snaps[i].name, snaps[i].id, "; nothing removed")) < 0)
+			return r;
+	return 0;
+}
+
+static bool is_user_snap(rbd_image_t image, uint64_t id)
+{
+	rbd_snap_namespace_type_t type = RBD_SNAP_NAMESPACE_TYPE_USER;
+	return rbd_snap_get_namespace_type(image, id, &type) == 0 && type == RBD_SNAP_NAMESPACE_TYPE_USER;
 }
 
 int ims_image_remove(ims_site *site, const char *pool, const char *name,
@@ -626,7 +718,7 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 		return r;
 	if (!opts || opts->version != IMS_IMAGE_REMOVE_OPTS_VERSION)
 		return ims_error_set(-EINVAL, "remove options of an unknown version");
-	if ((r = ims_store__open_image(site, pool, name, NULL, false, &io, &image)) < 0)
+	if ((r = ims_store__open_image(site, pool, name, NULL, true, &io, &image)) < 0)
 		return r;
 	if (!opts->purge) {
 		rbd_close(image);
@@ -638,19 +730,32 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 			goto out;
 		}
 	} else {
-		if ((r = read_snaps(image, &snaps, &nsnaps)) < 0)
+		if ((r = read_snaps(image, &snaps, &nsnaps)) < 0 ||
+		    (r = check_purge(image, pool, name, snaps, nsnaps)) < 0)
 			goto out;
-		for (size_t i = 0; i < nsnaps; i++) {
-			r = remove_snap_open(image, pool, name, snaps[i].name, snaps[i].id, snaps[i].is_protected);
-			if (r < 0)
-				goto out;
-		}
 		rbd_close(image);
 		image = NULL;
+		if (nsnaps > 0) {
+			if ((r = rbd_open(io, name, &image, NULL)) < 0) {
+				ims_error_set(r, "cannot open image '%s/%s': %s", pool, name, ims_strerror(r));
+				goto out;
+			}
+			for (size_t i = 0; i < nsnaps; i++) {
+				if (!is_user_snap(image, snaps[i].id))
+					continue; /* trashed: rbd_remove() removes it */
+				r = remove_snap_open(image, pool, name, snaps[i].name, snaps[i].id,
+						     snaps[i].is_protected);
+				if (r < 0)
+					goto out;
+			}
+			rbd_close(image);
+			image = NULL;
+		}
 		r = rbd_remove(io, name);
 		if (r == -EBUSY || r == -ENOTEMPTY) {
-			ims_error_set(-EBUSY, "image '%s/%s' is open by a client or has clones; nothing removed",
-				      pool, name);
+			/* opened or cloned since the check: the snapshots are gone already */
+			ims_error_set(-EBUSY, "image '%s/%s' was opened by a client or cloned during the purge; "
+				      "its snapshots are removed, the image is not", pool, name);
 			r = -EBUSY;
 		} else if (r < 0) {
 			ims_error_set(r, "cannot remove '%s/%s': %s", pool, name, ims_strerror(r));

@@ -116,8 +116,9 @@ typedef struct {
 /**
  * Move an image to the RBD trash (default) or purge it, and drop its catalog entry.
  *
- * @returns -ENOENT if there is no such image, -EBUSY if it is open by a client (purge) or a
- *          snapshot has clones.
+ * @returns -ENOENT if there is no such image; -EBUSY if it is open by a client, in a group,
+ *          keeps a group's snapshot or a snapshot has clones (purge: all checked before
+ *          anything is removed, so nothing is).
  */
 int ims_image_remove(ims_site *site, const char *pool, const char *name,
 		     const ims_image_remove_opts *opts);

@@ -15,11 +15,37 @@
 /* Prefix of imgstore's temporary images (imports in progress); users cannot name images so. */
 #define IMS_TMP_IMAGE_PREFIX ".imgstore-tmp-"
 #define IMS_TAG_META_PREFIX "imgstore.tag."
+/* The RADOS object, in the temporary image's pool, whose watch says a live operation owns it:
+ * this prefix and the temporary's name after IMS_TMP_IMAGE_PREFIX. */
+#define IMS_TMP_OWNER_PREFIX "imgstore.tmp-owner."
 
 /* Open pool and image; on error nothing stays open and the message names pool/image@snap. */
 int ims_store__open_image(ims_site *site, const char *pool, const char *name, const char *snap,
 			  bool read_only, rados_ioctx_t *io, rbd_image_t *image);
 void ims_store__close_image(rados_ioctx_t io, rbd_image_t image);
+
+/* How many clients watch the image (have it open read-write; a read-only handle does not). */
+int ims_store__count_watchers(rbd_image_t image, size_t *out);
+
+/*
+ * Who owns a temporary image: an object with a watch on it, made before the image is created
+ * and dropped once the image is gone (renamed into place or removed). While the process
+ * lives, librados keeps the watch; when it dies the watch lapses (osd_client_watch_timeout),
+ * and ims_store_cleanup_tmp() of any daemon of the site may remove the temporary.
+ */
+typedef struct {
+	rados_ioctx_t io; /* borrowed: must outlive the record */
+	uint64_t cookie;
+	bool watching;
+	char oid[96];
+} ims_store__tmp_owner;
+
+/* Record that this process owns temporary image @p tmp of @p io's pool (the object holds
+ * @p target, for an operator). @returns a cluster error, with the message set. */
+int ims_store__tmp_own(ims_store__tmp_owner *o, rados_ioctx_t io, const char *tmp, const char *target);
+
+/* Drop the record (unwatch, remove the object); accepts a record never made. */
+void ims_store__tmp_disown(ims_store__tmp_owner *o);
 
 /* Check the pool and image names (common/spec.h) with one message. */
 int ims_store__check_names(const char *pool, const char *image, const char *snap);

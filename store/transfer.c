@@ -329,6 +329,7 @@ int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool,
 	rados_ioctx_t io = NULL;
 	rbd_image_t image = NULL;
 	rbd_image_options_t copts = NULL;
+	ims_store__tmp_owner owner = { .oid = "" };
 	pipeline p;
 	char tmp[64], target[2 * IMS_NAME_MAX + 2], rand[17];
 	bool created = false;
@@ -368,6 +369,9 @@ int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool,
 		goto out;
 	}
 	snprintf(tmp, sizeof(tmp), IMS_TMP_IMAGE_PREFIX "%s", rand);
+	/* owned before it exists: no cleanup may take it for an abandoned one at any moment */
+	if ((r = ims_store__tmp_own(&owner, io, tmp, target)) < 0)
+		goto out;
 	rbd_image_options_create(&copts);
 	uint64_t features = o->create.features ? o->create.features : IMS_IMAGE_DEFAULT_FEATURES;
 	rbd_image_options_set_uint64(copts, RBD_IMAGE_OPTION_FEATURES, features);
@@ -437,6 +441,7 @@ out:
 			ims_log_warning("cannot remove the temporary image '%s/%s' of a failed import: %s; "
 					"the next cleanup will", pool, tmp, ims_strerror(rr));
 	}
+	ims_store__tmp_disown(&owner);
 	if (copts)
 		rbd_image_options_destroy(copts);
 	if (io)
@@ -737,29 +742,117 @@ out:
 /* ------------------------------------------------------------------------------------------ */
 /* cleanup */
 
-/* Whether a client other than this one watches the image (an import in progress). */
-static int watched_by_others(rados_t rados, rbd_image_t image, bool *watched)
+static void owner_oid(char *buf, size_t len, const char *tmp)
 {
-	rbd_image_watcher_t w[32];
-	size_t n = sizeof(w) / sizeof(w[0]);
-	int r = rbd_watchers_list(image, w, &n);
-	if (r < 0)
-		return r;
-	uint64_t me = rados_get_instance_id(rados);
-	*watched = false;
-	for (size_t i = 0; i < n; i++)
-		if ((uint64_t)w[i].id != me)
-			*watched = true;
-	rbd_watchers_list_cleanup(w, n);
+	snprintf(buf, len, IMS_TMP_OWNER_PREFIX "%s", tmp + strlen(IMS_TMP_IMAGE_PREFIX));
+}
+
+/* The owner's watch answers every notify: that is how a cleanup sees it alive. */
+static void owner_notified(void *arg, uint64_t notify_id, uint64_t cookie, uint64_t notifier, void *data,
+			   size_t len)
+{
+	ims_store__tmp_owner *o = arg;
+	(void)notifier, (void)data, (void)len;
+	rados_notify_ack(o->io, o->oid, notify_id, cookie, NULL, 0);
+}
+
+static void owner_watch_error(void *arg, uint64_t cookie, int err)
+{
+	ims_store__tmp_owner *o = arg;
+	(void)cookie;
+	/* the temporary's own watch (librbd re-registers it) still keeps the cleanup away */
+	ims_log_debug("lost the watch on '%s': %s", o->oid, ims_strerror(err));
+}
+
+int ims_store__tmp_own(ims_store__tmp_owner *o, rados_ioctx_t io, const char *tmp, const char *target)
+{
+	int r;
+
+	memset(o, 0, sizeof(*o));
+	o->io = io;
+	owner_oid(o->oid, sizeof(o->oid), tmp);
+	r = rados_write_full(io, o->oid, target, strlen(target));
+	if (r == 0 && (r = rados_watch2(io, o->oid, &o->cookie, owner_notified, owner_watch_error, o)) < 0)
+		rados_remove(io, o->oid);
+	if (r < 0) {
+		o->oid[0] = '\0';
+		return ims_error_set(r, "cannot record the owner of the temporary image for '%s': %s", target,
+				     ims_strerror(r));
+	}
+	o->watching = true;
 	return 0;
 }
 
-int ims_store_cleanup_tmp(ims_site *site, const char *pool, unsigned *removed)
+void ims_store__tmp_disown(ims_store__tmp_owner *o)
+{
+	if (!o->oid[0])
+		return;
+	if (o->watching) {
+		rados_unwatch2(o->io, o->cookie);
+		rados_watch_flush(rados_ioctx_get_cluster(o->io)); /* no callback runs on o after this */
+		o->watching = false;
+	}
+	rados_remove(o->io, o->oid);
+	o->oid[0] = '\0';
+}
+
+/*
+ * Whether a live operation owns temporary image @p tmp: 1 if its owner object is watched
+ * (a watcher answers a notify, or does not answer yet: a dead client's watch lapses only
+ * after a while), 0 if the object has no watcher, -ENOENT if there is no owner object (a
+ * temporary made before owners were recorded), another errno if the cluster fails.
+ */
+static int tmp_owned(rados_ioctx_t io, const char *tmp)
+{
+	char oid[96], *reply = NULL;
+	size_t len = 0;
+	int r;
+
+	owner_oid(oid, sizeof(oid), tmp);
+	/* short: the daemon's main thread waits on it, and an owner too slow to answer counts as
+	 * alive anyway */
+	r = rados_notify2(io, oid, "", 0, 3000, &reply, &len);
+	if (r == -ETIMEDOUT) {
+		r = 1;
+	} else if (r == 0) {
+		/* the reply starts with the number of acks, a little-endian u32 */
+		const uint8_t *b = (const uint8_t *)reply;
+		uint32_t acks = len >= 4 ? (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+						   (uint32_t)b[3] << 24
+					 : 0;
+		r = acks > 0;
+	}
+	if (reply)
+		rados_buffer_free(reply);
+	return r;
+}
+
+/* Whether a temporary image can go: no live owner, and no client has it open (this process
+ * included: the cleanup's own handle is read-only and does not watch). */
+static bool tmp_abandoned(rados_ioctx_t io, const char *pool, const char *tmp, bool *has_owner)
+{
+	rbd_image_t image = NULL;
+	size_t watchers = 1;
+	int r = tmp_owned(io, tmp);
+
+	*has_owner = r != -ENOENT;
+	if (r != 0 && r != -ENOENT) {
+		if (r < 0)
+			ims_log_debug("cannot tell who owns '%s/%s': %s", pool, tmp, ims_strerror(r));
+		return false;
+	}
+	if (rbd_open_read_only(io, tmp, &image, NULL) < 0)
+		return false;
+	r = ims_store__count_watchers(image, &watchers);
+	rbd_close(image);
+	return r == 0 && watchers == 0;
+}
+
+static int cleanup_pool(ims_site *site, const char *pool, unsigned *count)
 {
 	rados_ioctx_t io = NULL;
 	rbd_image_spec_t *specs = NULL;
 	size_t n = 64;
-	unsigned count = 0;
 	int r;
 
 	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
@@ -782,33 +875,102 @@ int ims_store_cleanup_tmp(ims_site *site, const char *pool, unsigned *removed)
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		rbd_image_t image = NULL;
-		bool watched = true;
-		if (strncmp(specs[i].name, IMS_TMP_IMAGE_PREFIX, strlen(IMS_TMP_IMAGE_PREFIX)) != 0)
+		const char *tmp = specs[i].name;
+		bool has_owner = false;
+		if (strncmp(tmp, IMS_TMP_IMAGE_PREFIX, strlen(IMS_TMP_IMAGE_PREFIX)) != 0 ||
+		    !tmp_abandoned(io, pool, tmp, &has_owner))
 			continue;
-		if (rbd_open_read_only(io, specs[i].name, &image, NULL) < 0)
-			continue;
-		int wr = watched_by_others(ims_site_rados(site), image, &watched);
-		rbd_close(image);
-		if (wr < 0 || watched)
-			continue;
-		int rr = rbd_remove(io, specs[i].name);
+		int rr = rbd_remove(io, tmp);
 		if (rr == 0) {
-			ims_log_info("removed '%s/%s', the temporary image of an interrupted import", pool,
-				     specs[i].name);
-			count++;
+			ims_log_info("removed '%s/%s', the temporary image of an interrupted import or restore",
+				     pool, tmp);
+			(*count)++;
 		} else if (rr != -EBUSY && rr != -ENOENT) {
-			ims_log_warning("cannot remove '%s/%s': %s", pool, specs[i].name, ims_strerror(rr));
+			ims_log_warning("cannot remove '%s/%s': %s", pool, tmp, ims_strerror(rr));
+		}
+		if ((rr == 0 || rr == -ENOENT) && has_owner) {
+			char oid[96];
+			owner_oid(oid, sizeof(oid), tmp);
+			rados_remove(io, oid);
 		}
 	}
 	r = 0;
-	if (removed)
-		*removed = count;
 out:
 	if (specs) {
 		rbd_image_spec_list_cleanup(specs, n);
 		free(specs);
 	}
 	rados_ioctx_destroy(io);
+	return r;
+}
+
+/* Whether @p pool may hold RBD images: the rbd application enabled, or no application at all
+ * (a pool used with `rbd create` but never `rbd pool init`); not rgw's, cephfs' or the mgr's. */
+static bool is_rbd_pool(ims_site *site, const char *pool)
+{
+	rados_ioctx_t io = NULL;
+	char apps[256];
+	size_t len = sizeof(apps);
+	bool rbd = false;
+
+	if (rados_ioctx_create(ims_site_rados(site), pool, &io) < 0)
+		return false;
+	if (rados_application_list(io, apps, &len) == 0) {
+		rbd = len == 0 || apps[0] == '\0';
+		for (size_t i = 0; i < len && apps[i]; i += strlen(apps + i) + 1)
+			if (strcmp(apps + i, "rbd") == 0)
+				rbd = true;
+	}
+	rados_ioctx_destroy(io);
+	return rbd;
+}
+
+int ims_store_cleanup_tmp(ims_site *site, const char *pool, unsigned *removed)
+{
+	char *pools = NULL;
+	size_t len = 1024;
+	unsigned count = 0;
+	char first_msg[512] = "";
+	int r, first = 0;
+
+	if (pool) {
+		r = cleanup_pool(site, pool, &count);
+		goto out;
+	}
+	for (;;) {
+		char *nb = realloc(pools, len);
+		if (!nb) {
+			r = -ENOMEM;
+			goto out;
+		}
+		pools = nb;
+		r = rados_pool_list(ims_site_rados(site), pools, len);
+		if (r < 0) {
+			ims_error_set(r, "cannot list the pools of site '%s': %s", ims_site_name(site),
+				      ims_strerror(r));
+			goto out;
+		}
+		if ((size_t)r <= len)
+			break;
+		len = (size_t)r;
+	}
+	/* every pool imgstore may have written an image to; one failing does not stop the others */
+	for (const char *p = pools; *p; p += strlen(p) + 1) {
+		if (!is_rbd_pool(site, p))
+			continue;
+		if ((r = cleanup_pool(site, p, &count)) < 0 && first == 0) {
+			first = r;
+			snprintf(first_msg, sizeof(first_msg), "%s", ims_error_last());
+		} else if (r < 0) {
+			ims_log_debug("cleanup of pool '%s': %s", p, ims_error_last());
+		}
+	}
+	r = first;
+	if (r < 0)
+		ims_error_set(r, "%s", first_msg);
+out:
+	if (r == 0 && removed)
+		*removed = count;
+	free(pools);
 	return r;
 }

@@ -6,6 +6,7 @@
  * I/O, never writes runs of zeros, and writes into a temporary image that is renamed into
  * place only when complete: a failed, cancelled or killed import leaves nothing under the
  * requested name. ims_store_cleanup_tmp() removes the temporaries of killed imports.
+ * A temporary is owned (store_internal.h) from before it is created until it is gone.
  */
 #ifndef IMS_STORE_TRANSFER_H
 #define IMS_STORE_TRANSFER_H
@@ -69,10 +70,14 @@ int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *
 			  const ims_transfer_opts *opts);
 
 /**
- * Remove the temporary images of imports that no client has open any more (a killed
- * daemon's), in @p pool.
+ * Remove the temporary images of imports and restores that were interrupted (a killed
+ * daemon's), in @p pool, or when @p pool is NULL in every pool with the rbd application or
+ * none (not rgw's, cephfs' or the manager's).
+ * A temporary is left alone while a live operation of any process owns it (its owner object
+ * is watched, see store_internal.h) or a client has it open, this process included.
  *
- * @param[out] removed how many were removed (may be NULL).
+ * @param[out] removed how many were removed (may be NULL; written only on success).
+ * @returns -ENOENT for an unknown @p pool; a cluster error (with every pool still tried).
  */
 int ims_store_cleanup_tmp(ims_site *site, const char *pool, unsigned *removed);
 

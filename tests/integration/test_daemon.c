@@ -952,6 +952,28 @@ static void test_waits_leave_renew_lease(void **state)
 	free_msg(dresp);
 }
 
+/* The daemon removes the temporaries of interrupted imports in every RBD pool, not only its
+ * default one: an orphan in another pool is gone once a restarted daemon has started. */
+static void test_daemon_cleans_tmp_in_every_pool(void **state)
+{
+	(void)state;
+	const char *conf = getenv("CEPH_CONF_A");
+	char pool[64];
+	snprintf(pool, sizeof(pool), "tmpclean-%d", (int)getpid());
+	assert_int_equal(itest_sh("timeout 60 ceph -c '%s' osd pool create '%s' 8 >/dev/null 2>&1 && "
+				  "rbd -c '%s' pool init '%s'", conf, pool, conf, pool), 0);
+	assert_int_equal(itest_sh("rbd -c '%s' create --size 4M '%s/.imgstore-tmp-orphan'", conf, pool), 0);
+	const char *src = getenv("IMS_SOURCE_DIR"), *sb = getenv("IMGSTORE_SANDBOX");
+	assert_int_equal(itest_sh("'%s/scripts/sandbox' stop-daemon '%s' a", src, sb), 0);
+	assert_int_equal(itest_sh("'%s/scripts/sandbox' start-daemon '%s' a", src, sb), 0);
+	ims_client_close(C);
+	C = client_as(admin_tok, false);
+	int left = itest_sh("rbd -c '%s' ls '%s' | grep -q '^\\.imgstore-tmp-orphan$'", conf, pool) == 0;
+	itest_sh("timeout 60 ceph -c '%s' osd pool rm '%s' '%s' --yes-i-really-really-mean-it >/dev/null 2>&1",
+		 conf, pool, pool);
+	assert_int_equal(left, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -963,6 +985,7 @@ int main(void)
 		cmocka_unit_test(test_malformed_requests),
 		cmocka_unit_test(test_waits_leave_renew_lease),
 		cmocka_unit_test(test_daemon_killed_during_import),
+		cmocka_unit_test(test_daemon_cleans_tmp_in_every_pool),
 	};
 	return cmocka_run_group_tests_name("daemon", tests, setup, teardown);
 }

@@ -397,6 +397,91 @@ static void test_golden_clones(void **state)
 	assert_int_equal(ims_image_remove(A, "rbd", golden, &ro), 0);
 }
 
+static size_t snap_count(const char *pool, const char *name)
+{
+	ims_snap_info *snaps = NULL;
+	size_t n = 0;
+	assert_int_equal(ims_snap_list(&snaps, &n, A, pool, name), 0);
+	ims_snap_list_free(snaps, n);
+	return n;
+}
+
+/* A purge that cannot remove the image removes nothing: not even the snapshots it would have
+ * removed first (the image open by a VM, or clones of a later snapshot). */
+static void test_purge_refused_changes_nothing(void **state)
+{
+	(void)state;
+	char name[128], kid[160];
+	snprintf(name, sizeof(name), "%s", itest_name("purge"));
+	snprintf(kid, sizeof(kid), "%s-kid", name);
+	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
+	co.size = 16 * MiB;
+	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
+	ro.purge = true;
+
+	assert_int_equal(ims_image_create(A, "rbd", name, &co), 0);
+	assert_int_equal(ims_snap_create(A, "rbd", name, "s1"), 0);
+	assert_int_equal(ims_snap_create(A, "rbd", name, "s2"), 0);
+
+	/* clones of the later snapshot s2: s1 stays too */
+	ims_image_create_opts clone_opts = IMS_IMAGE_CREATE_OPTS_INIT;
+	assert_int_equal(ims_image_clone(A, "rbd", name, "s2", "rbd", kid, &clone_opts), 0);
+	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), -EBUSY);
+	char expect[512];
+	snprintf(expect, sizeof(expect),
+		 "snapshot 'rbd/%s@s2' has 1 clone (rbd/%s): flatten or remove them first; nothing removed",
+		 name, kid);
+	assert_string_equal(ims_error_last(), expect);
+	assert_int_equal(snap_count("rbd", name), 2);
+	assert_int_equal(ims_image_remove(A, "rbd", kid, &ro), 0);
+
+	/* open by a client (another connection, as a VM would be): nothing removed either */
+	ims_site *vm = itest_site('A');
+	rados_ioctx_t io;
+	rbd_image_t img;
+	assert_int_equal(ims_site_ioctx(vm, "rbd", &io), 0);
+	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
+	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), -EBUSY);
+	snprintf(expect, sizeof(expect), "image 'rbd/%s' is open by 1 client; nothing removed", name);
+	assert_string_equal(ims_error_last(), expect);
+	assert_int_equal(snap_count("rbd", name), 2);
+	ims_image_info *info = NULL;
+	assert_int_equal(ims_image_info_get(&info, A, "rbd", name), 0);
+	assert_non_null(info->catalog);
+	ims_image_info_free(info);
+	rbd_close(img);
+	rados_ioctx_destroy(io);
+	ims_site_close(vm);
+
+	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), 0);
+	assert_int_equal(itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name), 2);
+
+	/* in a group, with a group snapshot: s1 stays, and so does the group's snapshot */
+	const char *conf = getenv("CEPH_CONF_A");
+	char group[160];
+	snprintf(group, sizeof(group), "%s-g", name);
+	assert_int_equal(ims_image_create(A, "rbd", name, &co), 0);
+	assert_int_equal(ims_snap_create(A, "rbd", name, "s1"), 0);
+	assert_int_equal(itest_sh("rbd -c '%s' group create rbd/%s && rbd -c '%s' group image add rbd/%s rbd/%s && "
+				  "rbd -c '%s' group snap create rbd/%s@gs >/dev/null",
+				  conf, group, conf, group, name, conf, group), 0);
+	assert_int_equal(snap_count("rbd", name), 2);
+	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), -EBUSY);
+	snprintf(expect, sizeof(expect),
+		 "image 'rbd/%s' is in group '%s': remove it from the group first; nothing removed", name, group);
+	assert_string_equal(ims_error_last(), expect);
+	assert_int_equal(snap_count("rbd", name), 2);
+	/* out of the group, its group snapshot may stay on the image: still nothing removed then */
+	assert_int_equal(itest_sh("rbd -c '%s' group image remove rbd/%s rbd/%s", conf, group, name), 0);
+	if (snap_count("rbd", name) == 2) {
+		assert_int_equal(ims_image_remove(A, "rbd", name, &ro), -EBUSY);
+		assert_non_null(strstr(ims_error_last(), "has a snapshot of group"));
+		assert_int_equal(snap_count("rbd", name), 2);
+	}
+	assert_int_equal(itest_sh("rbd -c '%s' group rm rbd/%s", conf, group), 0);
+	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -406,6 +491,7 @@ int main(void)
 		cmocka_unit_test(test_bad_names_touch_nothing),
 		cmocka_unit_test(test_snapshots),
 		cmocka_unit_test(test_golden_clones),
+		cmocka_unit_test(test_purge_refused_changes_nothing),
 	};
 	return cmocka_run_group_tests_name("store", tests, setup, teardown);
 }

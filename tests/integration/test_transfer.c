@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -27,6 +28,7 @@
 #include "itest.h"
 #include "store/catalog.h"
 #include "store/image.h"
+#include "store/store_internal.h"
 #include "store/transfer.h"
 
 #define MiB (1ull << 20)
@@ -215,6 +217,30 @@ static void test_import_refusals(void **state)
 	remove_image(name);
 }
 
+/* A VDI, VHDX or VHD holding a disk is refused with a message naming its format, never
+ * imported as its raw container bytes; nothing is created. */
+static void test_import_unreadable_formats(void **state)
+{
+	(void)state;
+	static const char *const fmts[] = { "vdi", "vhdx", "vpc" };
+	const char *name = itest_name("container");
+	ims_transfer_opts o = IMS_TRANSFER_OPTS_INIT;
+	char file[512], expect[64];
+
+	for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
+		snprintf(file, sizeof(file), "%s/disk.%s", itest_dir(), fmts[i]);
+		assert_int_equal(itest_sh("qemu-img convert -O %s '%s' '%s'", fmts[i], raw_src, file), 0);
+		snprintf(expect, sizeof(expect), "the image is in format '%s' (", fmts[i]);
+		o.format = IMS_FORMAT_AUTO;
+		assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, file, &o), -ENOTSUP);
+		assert_non_null(strstr(ims_error_last(), expect));
+		o.format = IMS_FORMAT_RAW;
+		assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, file, &o), -ENOTSUP);
+		assert_non_null(strstr(ims_error_last(), expect));
+		assert_false(image_exists(name));
+	}
+}
+
 static int cancel_after(void *ctx, uint64_t done, uint64_t total)
 {
 	int *calls = ctx;
@@ -343,6 +369,109 @@ static void test_export(void **state)
 	remove_image(name);
 }
 
+/* The temporary image of a running import into rbd/@p name (by its import.target metadata). */
+static void tmp_of(const char *name, char *out, size_t len)
+{
+	const char *conf = getenv("CEPH_CONF_A");
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+		 "for t in $(rbd -c '%s' ls rbd | grep '^\\.imgstore-tmp-'); do "
+		 "[ \"$(rbd -c '%s' image-meta get rbd/$t imgstore.import.target 2>/dev/null)\" = 'rbd/%s' ] && echo $t; "
+		 "done",
+		 conf, conf, name);
+	FILE *f = popen(cmd, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(out, (int)len, f));
+	pclose(f);
+	out[strcspn(out, "\n")] = '\0';
+	assert_int_equal(strncmp(out, IMS_TMP_IMAGE_PREFIX, strlen(IMS_TMP_IMAGE_PREFIX)), 0);
+}
+
+/* An import held in its progress callback until the test lets it go. */
+typedef struct {
+	const char *name;
+	const char *path;
+	int started[2]; /* the import writes a byte here once it has written data */
+	int go[2];      /* ... and waits for one here */
+	int result;
+} held_import;
+
+static int hold(void *ctx, uint64_t done, uint64_t total)
+{
+	held_import *h = ctx;
+	char c = 'x';
+	(void)total;
+	if (done > 0 && h->started[1] >= 0) {
+		if (write(h->started[1], &c, 1) != 1 || read(h->go[0], &c, 1) != 1)
+			return 1;
+		close(h->started[1]);
+		h->started[1] = -1;
+	}
+	return 0;
+}
+
+static void *run_held_import(void *arg)
+{
+	held_import *h = arg;
+	ims_transfer_opts o = IMS_TRANSFER_OPTS_INIT;
+	o.progress = hold;
+	o.progress_ctx = h;
+	o.concurrency = 1;
+	o.inflight_bytes = 8 * MiB;
+	h->result = ims_image_import_file(NULL, A, "rbd", h->name, h->path, &o);
+	return NULL;
+}
+
+/* The cleanup never removes a temporary that a running operation owns: an import of this
+ * very process (same cluster connection as the cleanup), and one of another daemon at the
+ * moments it does not have the image open (between create and open, close and rename). */
+static void test_cleanup_spares_owned_tmp(void **state)
+{
+	(void)state;
+	held_import h = { .name = itest_name("held"), .path = raw_src };
+	pthread_t t;
+	char c;
+	unsigned removed = 99;
+
+	assert_int_equal(pipe(h.started), 0);
+	assert_int_equal(pipe(h.go), 0);
+	assert_int_equal(pthread_create(&t, NULL, run_held_import, &h), 0);
+	assert_int_equal(read(h.started[0], &c, 1), 1);
+	char held_tmp[128];
+	tmp_of(h.name, held_tmp, sizeof(held_tmp));
+	assert_int_equal(ims_store_cleanup_tmp(A, NULL, &removed), 0);
+	assert_true(image_exists(held_tmp));
+	assert_int_equal(write(h.go[1], "x", 1), 1);
+	pthread_join(t, NULL);
+	assert_int_equal(h.result, 0);
+	assert_true(image_exists(h.name));
+	assert_false(image_exists(held_tmp));
+	remove_image(h.name);
+	close(h.started[0]);
+	close(h.go[0]);
+	close(h.go[1]);
+
+	/* another daemon's temporary, created but not open: its owner record keeps it */
+	ims_site *other = itest_site('A');
+	rados_ioctx_t io;
+	ims_store__tmp_owner owner;
+	char tmp[64];
+	snprintf(tmp, sizeof(tmp), IMS_TMP_IMAGE_PREFIX "owned%d", (int)getpid());
+	assert_int_equal(ims_site_ioctx(other, "rbd", &io), 0);
+	assert_int_equal(ims_store__tmp_own(&owner, io, tmp, "rbd/owned"), 0);
+	int order = 22;
+	assert_int_equal(rbd_create(io, tmp, 4 * MiB, &order), 0);
+	assert_int_equal(ims_store_cleanup_tmp(A, NULL, &removed), 0);
+	assert_int_equal(ims_store_cleanup_tmp(A, "rbd", &removed), 0);
+	assert_true(image_exists(tmp));
+	/* the owner is gone (as when its process dies and the watch lapses): it is removed */
+	ims_store__tmp_disown(&owner);
+	assert_int_equal(ims_store_cleanup_tmp(A, NULL, &removed), 0);
+	assert_false(image_exists(tmp));
+	rados_ioctx_destroy(io);
+	ims_site_close(other);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -350,7 +479,11 @@ int main(void)
 		cmocka_unit_test(test_import_qcow2_variants),
 		cmocka_unit_test(test_import_vmdk_variants),
 		cmocka_unit_test(test_import_refusals),
+		cmocka_unit_test(test_import_unreadable_formats),
 		cmocka_unit_test(test_import_cancelled),
+		/* before test_import_killed: a connection made after its fork may get the address
+		 * of the killed child (same random state), which the cleanup blocklists */
+		cmocka_unit_test(test_cleanup_spares_owned_tmp),
 		cmocka_unit_test(test_import_killed),
 		cmocka_unit_test(test_export),
 	};

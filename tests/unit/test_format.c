@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -79,6 +80,94 @@ static void test_detect(void **state)
 	assert_int_equal(detect("\0\0\0\0\0\0\0\0", 8), IMS_FORMAT_RAW);
 }
 
+/* Open the file at @p path as @p declared and expect -ENOTSUP naming format @p name. */
+static void expect_unreadable(const char *path, ims_format_kind declared, const char *name)
+{
+	size_t len;
+	uint8_t *b = ft_read_file(path, &len);
+	char msg[128];
+	ims_source_mem_ctx ctx;
+	ims_source src;
+	ims_format_kind k = IMS_FORMAT_QCOW2;
+
+	snprintf(msg, sizeof(msg), "the image is in format '%s' (", name);
+	ft_expect_open_error(b, len, declared, -ENOTSUP, msg);
+	ft_expect_open_error(b, len, declared, -ENOTSUP, "which imgstore cannot read");
+	ims_source_mem(&src, &ctx, b, len);
+	ims_error_clear();
+	ft_expect_error(ims_format_detect(&k, &src), -ENOTSUP, msg);
+	assert_int_equal(k, IMS_FORMAT_QCOW2); /* untouched */
+	free(b);
+}
+
+/*
+ * Every format qemu-img knows is recognised; those imgstore cannot read are refused with a
+ * message naming them, never imported as raw (a 96 MiB disk in a VDI is not a 1 KiB raw disk).
+ */
+static void test_detect_unreadable(void **state)
+{
+	(void)state;
+	static const char *const made[][2] = {
+		{ "vdi", "" }, { "vhdx", "" }, { "vpc", "" }, { "vpc", "-o subformat=fixed" },
+		{ "qed", "" }, { "parallels", "" },
+	};
+	char path[256];
+
+	ft_need_tool("qemu-img");
+	for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) {
+		snprintf(path, sizeof(path), "%s", ft_path("disk.img"));
+		unlink(path);
+		ft_run("qemu-img create -q -f %s %s '%s' 96M", made[i][0], made[i][1], path);
+		expect_unreadable(path, IMS_FORMAT_AUTO, made[i][0]);
+		expect_unreadable(path, IMS_FORMAT_RAW, made[i][0]);
+	}
+	unlink(path);
+	ft_run("qemu-img create -q --object secret,id=s0,data=x -f luks -o key-secret=s0,iter-time=10 '%s' 1M",
+	       path);
+	expect_unreadable(path, IMS_FORMAT_AUTO, "luks");
+	{
+		/* a whole disk encrypted inside its guest starts so too: declared raw, it is raw */
+		size_t len;
+		uint8_t *l = ft_read_file(path, &len);
+		ims_format_reader *r = ft_open_mem(l, len, IMS_FORMAT_RAW);
+		assert_int_equal(ims_format_kind_of(r), IMS_FORMAT_RAW);
+		assert_int_equal(ims_format_virtual_size(r), len);
+		ims_format_close(r);
+		ft_expect_open_error(l, len, IMS_FORMAT_AUTO, -ENOTSUP, "or declare it raw if its guest encrypted");
+		free(l);
+	}
+
+	/* what qemu-img cannot create: the magic as QEMU's probes (and a dmg's trailer) have it */
+	static const char cloop[] =
+		"#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n";
+	uint8_t b[4096];
+	memset(b, 0, sizeof(b));
+	memcpy(b, "Bochs Virtual HD Image", 23);
+	memcpy(b + 32, "Redolog", 8);
+	ft_write_file(path, b, sizeof(b));
+	expect_unreadable(path, IMS_FORMAT_AUTO, "bochs");
+	memset(b, 0, sizeof(b));
+	memcpy(b, cloop, sizeof(cloop) - 1);
+	ft_write_file(path, b, sizeof(b));
+	expect_unreadable(path, IMS_FORMAT_AUTO, "cloop");
+	memset(b, 0, sizeof(b));
+	memcpy(b + sizeof(b) - 512, "koly\0\0\0\4\0\0\2\0", 12);
+	ft_write_file(path, b, sizeof(b));
+	expect_unreadable(path, IMS_FORMAT_AUTO, "dmg");
+
+	/* near misses stay raw: a magic elsewhere, or cut short */
+	memset(b, 0, sizeof(b));
+	memcpy(b + 512, "conectix", 8);
+	memcpy(b + sizeof(b) - 500, "koly", 4);
+	assert_int_equal(detect(b, sizeof(b)), IMS_FORMAT_RAW);
+	assert_int_equal(detect("vhdxfil", 7), IMS_FORMAT_RAW);
+	assert_int_equal(detect("Bochs Virtual HD Image!", 23), IMS_FORMAT_RAW);
+	assert_int_equal(detect("LUKS\xba", 5), IMS_FORMAT_RAW);
+	memcpy(b, "QED", 4); /* with its NUL: a qed header */
+	ims_error_clear();
+	ft_expect_open_error(b, sizeof(b), IMS_FORMAT_AUTO, -ENOTSUP, "format 'qed' (QEMU enhanced disk)");
+}
+
 /* A source whose reads fail, as a disk would. */
 static ssize_t failing_pread(void *ctx, void *buf, size_t len, uint64_t off)
 {
@@ -95,7 +184,7 @@ static void test_source_errors(void **state)
 	uint8_t b[16];
 
 	ims_error_clear();
-	ft_expect_error(ims_format_detect(&k, &src), -EIO, "read of 21 bytes at offset 0 failed");
+	ft_expect_error(ims_format_detect(&k, &src), -EIO, "read of 128 bytes at offset 0 failed");
 	ims_error_clear();
 	ft_expect_error(ims_format_open(&r, &src, IMS_FORMAT_AUTO), -EIO, "failed");
 	assert_null(r);
@@ -209,7 +298,7 @@ static void test_source_fd(void **state)
 	ims_source_fd(&src, &fd, 100);
 	ims_error_clear();
 	ft_expect_error(ims_format_open(&r, &src, IMS_FORMAT_AUTO), -EBADF,
-			"read of 21 bytes at offset 0 failed");
+			"read of 100 bytes at offset 0 failed");
 }
 
 int main(void)
@@ -217,6 +306,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_detect),
+		cmocka_unit_test(test_detect_unreadable),
 		cmocka_unit_test(test_source_errors),
 		cmocka_unit_test(test_raw),
 		cmocka_unit_test(test_declared_mismatch),
