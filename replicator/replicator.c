@@ -928,7 +928,9 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	}
 
 	/* Seal: the secondary's snapshot of the same name, only when everything is written. */
-	if ((r = rbd_flush(simg)) < 0 || (r = rbd_snap_create(simg, cp.target)) < 0) {
+	/* (the guard refuses every other client's snapshot through a quiesce watch: skip it) */
+	if ((r = rbd_flush(simg)) < 0 ||
+	    (r = rbd_snap_create2(simg, cp.target, RBD_SNAP_CREATE_SKIP_QUIESCE, no_progress, NULL)) < 0) {
 		ims_error_set(r, "cannot seal %s on site '%s' at '%s': %s", what, ims_site_name(dst), cp.target,
 			      ims_strerror(r));
 		goto out;

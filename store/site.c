@@ -27,6 +27,8 @@ typedef struct guard {
 	gconn *conn;
 	rados_ioctx_t io;
 	rbd_image_t img;
+	uint64_t quiesce;   /* the quiesce watch that refuses other clients' snapshots */
+	bool quiesce_watch;
 	unsigned users;
 	bool opening; /* being opened by one caller; the others wait */
 	bool drop;    /* close at the last put */
@@ -179,6 +181,8 @@ static void gconn_unref(gconn *c)
  * is then dropped under the lock by the caller. */
 static void guard_close(guard *g)
 {
+	if (g->img && g->quiesce_watch)
+		rbd_quiesce_unwatch(g->img, g->quiesce);
 	if (g->img) {
 		rbd_lock_release(g->img);
 		rbd_close(g->img);
@@ -349,12 +353,28 @@ static int gconn_get(ims_site *site, gconn *blocklisted, gconn **out)
 
 static void guard_release_handles(guard *g)
 {
+	if (g->img && g->quiesce_watch)
+		rbd_quiesce_unwatch(g->img, g->quiesce);
+	g->quiesce_watch = false;
 	if (g->img)
 		rbd_close(g->img);
 	if (g->io)
 		rados_ioctx_destroy(g->io);
 	g->img = NULL;
 	g->io = NULL;
+}
+
+/* Another client snapshots the guarded copy: librbd asks every watcher to quiesce first, and
+ * a guard says no (imgstore seals its own snapshots with RBD_SNAP_CREATE_SKIP_QUIESCE). */
+static void guard_quiesce(void *arg)
+{
+	guard *g = arg;
+	rbd_quiesce_complete(g->img, g->quiesce, -EROFS);
+}
+
+static void guard_unquiesce(void *arg)
+{
+	(void)arg;
 }
 
 static int guard_open_on(ims_site *site, guard *g)
@@ -380,6 +400,10 @@ static int guard_open_on(ims_site *site, guard *g)
 				     g->image, site->name, r == -EROFS ? "another client holds its lock" : ims_strerror(r),
 				     owner[0] ? " (" : "", owner, owner[0] ? ")" : "");
 	}
+	if ((r = rbd_quiesce_watch(g->img, guard_quiesce, guard_unquiesce, g, &g->quiesce)) < 0)
+		return ims_error_set(r, "cannot watch '%s/%s' on site '%s' for snapshots: %s", g->pool, g->image,
+				     site->name, ims_strerror(r));
+	g->quiesce_watch = true;
 	return 0;
 }
 

@@ -76,8 +76,10 @@ bool ims_site_is_me(ims_site *site, const char *owner);
 /*
  * Writer guards. A secondary copy is held open by the daemon that replicates into it, with its
  * exclusive lock acquired explicitly: librbd does not hand such a lock over on request, so
- * every other client's write, snapshot change or resize fails with -EROFS (a hypervisor started
- * on the wrong site, a script with `rbd bench`). imgstore writes through the guard's own handle.
+ * every other client's write fails with -EROFS (a hypervisor started on the wrong site, a
+ * script with `rbd bench`), and a quiesce watch refuses their snapshots (librbd would run a
+ * snapshot request on the lock holder's behalf). imgstore writes through the guard's own handle
+ * and creates its snapshots with RBD_SNAP_CREATE_SKIP_QUIESCE.
  * One guard per image on a site connection, shared by the threads that use it; the lock goes
  * with ims_site_guard_drop() (a promotion), with a put that asks to drop it, with the
  * connection, or with the process (its watch lapses).

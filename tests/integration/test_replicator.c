@@ -429,7 +429,7 @@ static void test_two_targets(void **state)
 
 /*
  * A secondary refuses every writer but the replication that holds it (store/site.h): a plain
- * rbd write fails, cycles still write. A promotion by another daemon fences
+ * rbd write or snapshot fails, cycles still write and seal. A promotion by another daemon fences
  * the guard, after which hosts write to the new primary; the fenced daemon's other secondaries
  * recover on their next cycle with a new guard connection, the main one untouched.
  */
@@ -446,10 +446,11 @@ static void test_secondary_refuses_writers(void **state)
 	sync_ok(name, &res);
 	sync_ok(other, &res);
 
-	/* (librbd proxies snapshot and resize requests to the lock's holder, which runs them:
-	 * only data writes are refused; see docs/REPLICATION.md) */
 	assert_int_not_equal(itest_sh(RBD_WRITE, name), 0);
 	assert_int_not_equal(itest_sh(RBD_WRITE, name), 0); /* every time, not only the first */
+	/* a snapshot by another client is refused too (the guard's quiesce watch says no) */
+	assert_int_not_equal(itest_sh("rbd -c \"$CEPH_CONF_B\" snap create rbd/%s@rogue >/dev/null 2>&1", name), 0);
+	assert_int_equal(itest_sh("rbd -c \"$CEPH_CONF_B\" snap ls rbd/%s | grep -q rogue", name), 1);
 	write_random(name, 8, 64 * KiB, 16 * MiB, 51);
 	sync_ok(name, &res);
 	assert_false(res.full);
@@ -472,6 +473,33 @@ static void test_secondary_refuses_writers(void **state)
 	assert_int_not_equal(itest_sh(RBD_WRITE, other), 0);
 	/* the promoted image is no longer replicated into: it is a primary of a newer generation */
 	assert_int_equal(ims_repl_sync(&res, A, B, "rbd", name, &o), -ESTALE);
+}
+
+/* A fence never breaks this connection's own lock: a cycle of the image to another target holds
+ * it while the image fails over, and fencing it would blocklist the daemon itself. */
+static void test_fence_spares_itself(void **state)
+{
+	(void)state;
+	const char *name = itest_name("repl-fence");
+	rados_ioctx_t io;
+	rbd_image_t img;
+	char buf[4096];
+	unsigned fenced = 99;
+	memset(buf, 0x3c, sizeof(buf));
+	create(name, 4 * MiB);
+	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
+	assert_int_equal(rbd_write(img, 0, sizeof(buf), buf), (ssize_t)sizeof(buf)); /* takes the lock */
+	int owner = 0;
+	assert_int_equal(rbd_is_exclusive_lock_owner(img, &owner), 0);
+	assert_true(owner);
+	assert_int_equal(ims_repl_fence(A, "rbd", name, &fenced), 0);
+	assert_int_equal(fenced, 0);
+	/* not blocklisted: this connection still writes */
+	assert_int_equal(rbd_write(img, 8192, sizeof(buf), buf), (ssize_t)sizeof(buf));
+	assert_int_equal(rbd_flush(img), 0);
+	rbd_close(img);
+	rados_ioctx_destroy(io);
 }
 
 static void test_refusals(void **state)
@@ -506,6 +534,7 @@ int main(void)
 		cmocka_unit_test(test_two_targets),
 		cmocka_unit_test(test_secondary_refuses_writers),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_fence_spares_itself),
 	};
 	return cmocka_run_group_tests_name("replicator", tests, setup, teardown);
 }
