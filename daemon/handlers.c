@@ -417,6 +417,7 @@ static int run_import(ims_op *op, void *arg)
 	o.progress = op_progress;
 	o.progress_ctx = op;
 	o.source_name = w->upload_id[0] ? "the upload" : w->path;
+	o.no_follow = true; /* w->path was resolved and checked against import_dirs */
 	return ims_image_import_file(NULL, w->d->site, w->spec.pool, w->spec.image, w->path, &o);
 }
 

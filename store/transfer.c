@@ -460,7 +460,10 @@ int ims_image_import_file(ims_transfer_result *out, ims_site *site, const char *
 	ims_source src;
 	int fd, r;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC | (o && o->no_follow ? O_NOFOLLOW : 0));
+	if (fd < 0 && errno == ELOOP && o && o->no_follow)
+		return ims_error_set(-ELOOP, "'%s' became a symbolic link after its path was checked; nothing imported",
+				     path);
 	if (fd < 0)
 		return ims_error_set(-errno, "cannot open '%s': %s", path, ims_strerror(errno));
 	if (fstat(fd, &st) < 0) {

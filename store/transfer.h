@@ -31,6 +31,10 @@ typedef struct {
 	bool raw_as_declared;           /* import with format RAW: a raw disk whatever its first
 					   bytes look like (ims_format_open_raw()); for bytes the
 					   caller made itself, e.g. a restore */
+	bool no_follow;                 /* ims_image_import_file(): refuse a path whose last part
+					   is a symbolic link (-ELOOP): the caller checked the
+					   resolved path, and a link swapped in since must not
+					   lead elsewhere (the daemon's import_dirs) */
 } ims_transfer_opts;
 #define IMS_TRANSFER_OPTS_INIT { .version = IMS_TRANSFER_OPTS_VERSION, .create = IMS_IMAGE_CREATE_OPTS_INIT }
 
@@ -54,7 +58,8 @@ typedef struct {
 int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool, const char *name,
 		     const ims_source *src, const ims_transfer_opts *opts);
 
-/** ims_image_import() from a file. @returns -ENOENT or -EACCES if it cannot be opened. */
+/** ims_image_import() from a file. @returns -ENOENT or -EACCES if it cannot be opened, -ELOOP
+ *  if it is a symbolic link and opts->no_follow is set. */
 int ims_image_import_file(ims_transfer_result *out, ims_site *site, const char *pool,
 			  const char *name, const char *path, const ims_transfer_opts *opts);
 

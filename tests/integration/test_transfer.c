@@ -210,6 +210,16 @@ static void test_import_refusals(void **state)
 	assert_false(image_exists(name));
 	assert_int_equal(count_tmp_images(), 0);
 
+	/* a path checked resolved, then swapped for a symbolic link: refused with no_follow */
+	char link[600];
+	snprintf(link, sizeof(link), "%s/swapped.qcow2", itest_dir());
+	assert_int_equal(symlink(q, link), 0);
+	o.no_follow = true;
+	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, link, &o), -ELOOP);
+	assert_non_null(strstr(ims_error_last(), "symbolic link"));
+	assert_false(image_exists(name));
+	o.no_follow = false;
+
 	/* a missing file, a taken name */
 	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, "/nonexistent.img", &o), -ENOENT);
 	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, q, &o), 0);
