@@ -192,15 +192,6 @@ int ims_repl_demote(ims_site *site, const char *pool, const char *image, const c
 	return r;
 }
 
-/* librbd calls a progress function unconditionally */
-static int no_progress(uint64_t done, uint64_t total, void *arg)
-{
-	(void)done;
-	(void)total;
-	(void)arg;
-	return 0;
-}
-
 int ims_repl__rollback_if_changed(rbd_image_t img, const char *snap, const char *what, bool *rolled)
 {
 	bool changed = false;
@@ -210,7 +201,7 @@ int ims_repl__rollback_if_changed(rbd_image_t img, const char *snap, const char 
 		return ims_error_set(r, "cannot compare %s with '%s': %s", what, snap, ims_strerror(r));
 	if (!changed)
 		return 0;
-	if ((r = rbd_snap_rollback_with_progress(img, snap, no_progress, NULL)) < 0)
+	if ((r = rbd_snap_rollback_with_progress(img, snap, ims_repl__no_progress, NULL)) < 0)
 		return ims_error_set(r, "cannot roll %s back to '%s': %s", what, snap, ims_strerror(r));
 	*rolled = true;
 	return 0;

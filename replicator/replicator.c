@@ -409,7 +409,7 @@ static void *copy_worker(void *arg)
 /* ---------------------------------------------------------------------------------------- */
 
 /* librbd calls a progress function unconditionally */
-static int no_progress(uint64_t done, uint64_t total, void *arg)
+int ims_repl__no_progress(uint64_t done, uint64_t total, void *arg)
 {
 	(void)done;
 	(void)total;
@@ -818,7 +818,7 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	uint64_t ssize;
 	if ((r = rbd_get_size(simg, &ssize)) < 0)
 		goto out;
-	if (ssize != size && (r = rbd_resize2(simg, size, true, no_progress, NULL)) < 0) {
+	if (ssize != size && (r = rbd_resize2(simg, size, true, ims_repl__no_progress, NULL)) < 0) {
 		ims_error_set(r, "cannot resize the secondary %s to %" PRIu64 ": %s", what, size, ims_strerror(r));
 		goto out;
 	}
@@ -930,7 +930,7 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	/* Seal: the secondary's snapshot of the same name, only when everything is written. */
 	/* (the guard refuses every other client's snapshot through a quiesce watch: skip it) */
 	if ((r = rbd_flush(simg)) < 0 ||
-	    (r = rbd_snap_create2(simg, cp.target, RBD_SNAP_CREATE_SKIP_QUIESCE, no_progress, NULL)) < 0) {
+	    (r = rbd_snap_create2(simg, cp.target, RBD_SNAP_CREATE_SKIP_QUIESCE, ims_repl__no_progress, NULL)) < 0) {
 		ims_error_set(r, "cannot seal %s on site '%s' at '%s': %s", what, ims_site_name(dst), cp.target,
 			      ims_strerror(r));
 		goto out;

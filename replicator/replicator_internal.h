@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <rbd/librbd.h>
 
@@ -22,6 +23,9 @@ typedef struct {
 
 /** List them; free out->names. */
 int ims_repl__list_snaps(rbd_image_t image, ims_repl__snaps *out);
+
+/** A progress function that asks nothing: librbd calls one unconditionally. */
+int ims_repl__no_progress(uint64_t done, uint64_t total, void *arg);
 
 bool ims_repl__has_snap(const ims_repl__snaps *s, const char *name);
 

@@ -20,6 +20,7 @@
 #include "common/units.h"
 #include "replicator/failover.h"
 #include "replicator/group.h"
+#include "replicator/replicator_internal.h"
 #include "store/group.h"
 #include "store/image.h"
 #include "store/omap.h"
@@ -1070,15 +1071,6 @@ int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image
 	return status_kind(s, pool, image, false, out, count);
 }
 
-/* librbd calls a progress function unconditionally */
-static int no_progress(uint64_t done, uint64_t total, void *arg)
-{
-	(void)done;
-	(void)total;
-	(void)arg;
-	return 0;
-}
-
 /* After a cycle sealed @p sealed: give the secondary the user snapshot @p snap too, when the
  * primary's @p snap and @p sealed hold the same data (nothing was written between them). */
 static int seal_user_snapshot(ims_repl_sched *s, pair *p, ims_site *peer, const char *snap, const char *sealed)
@@ -1123,7 +1115,7 @@ static int seal_user_snapshot(ims_repl_sched *s, pair *p, ims_site *peer, const 
 		ims_error_set(r, "cannot seal '%s' on site '%s': %s", snap, p->target, ims_error_last());
 		goto out;
 	}
-	if ((r = rbd_snap_create2(sec, snap, RBD_SNAP_CREATE_SKIP_QUIESCE, no_progress, NULL)) < 0) {
+	if ((r = rbd_snap_create2(sec, snap, RBD_SNAP_CREATE_SKIP_QUIESCE, ims_repl__no_progress, NULL)) < 0) {
 		ims_error_set(r, "cannot seal '%s' on site '%s': %s", snap, p->target, ims_strerror(r));
 		goto out;
 	}
