@@ -148,6 +148,9 @@ static const config_key keys[] = {
 	  "Long-running operations (imports, exports, syncs) run at once." },
 	{ S_DEFAULTS, "tier_scan_interval", T_DURATION, DF(tier_scan_interval), "1h", 0, 30 * DAY, NULL, 0,
 	  "How often the tiering policies are applied (idle images pushed to S3); 0: never." },
+	{ S_DEFAULTS, "probe_interval", T_DURATION, DF(probe_interval), "5s", 1, 3600, NULL, 0,
+	  "How often each site is asked a question (an OSD read): /readyz, imgstore_site_up, and a new client when the "
+	  "cluster blocklisted this one." },
 	{ S_DEFAULTS, "log_level", T_ENUM, DF(log_level), "info", 0, 0, "error|warning|info|debug", 0,
 	  "Most verbose log level written." },
 	{ S_DEFAULTS, "alert_webhook", T_URL, DF(alert_webhook), NULL, 0, 0, NULL, 0,

@@ -82,6 +82,7 @@ typedef struct {
 	uint64_t retention;
 	uint64_t op_workers;
 	uint64_t tier_scan_interval;
+	uint64_t probe_interval;
 	char *log_level;
 	char *alert_webhook;
 	unsigned line;

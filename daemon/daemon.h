@@ -43,6 +43,7 @@ typedef struct ims_daemon {
 	ims_repl_sched *repl;
 	ims_alert *alert;        /* NULL without [defaults] alert_webhook */
 	struct ims_tier_scan *tier_scan; /* NULL with [defaults] tier_scan_interval = 0 */
+	struct ims_health *health;       /* the site probes (daemon/health.h) */
 } ims_daemon;
 
 /** The peer site @p name, connecting on first use (ims_repl_peer_fn). */

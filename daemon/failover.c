@@ -324,8 +324,17 @@ int ims_resync_run(ims_op *op, void *arg)
 	if (ims_daemon_peer(d, w->target, &peer) == 0)
 		ims_repl_policy_remove(peer, peer_pool(d, w->target), w->spec.pool, w->spec.image, false,
 				       ims_site_name(d->site));
-	if ((r = ims_repl_sync_now(d->repl, w->spec.pool, w->spec.image, w->target, progress, op, &res)) < 0)
-		return r;
+	/* the old site has just come back and may not serve every request yet: a few tries */
+	for (int attempt = 1;; attempt++) {
+		if ((r = ims_repl_sync_now(d->repl, w->spec.pool, w->spec.image, w->target, progress, op, &res)) == 0)
+			break;
+		if (attempt == 3 || r == -EBUSY || r == -ENOENT || r == -EUCLEAN || r == -ECANCELED)
+			return ims_error_set(r, "%s; but its first cycle failed (replication tries again): %s", dv.plan,
+					     ims_error_last());
+		ims_log_warning("resync of '%s/%s': cycle %d failed, trying again: %s", w->spec.pool, w->spec.image,
+				attempt, ims_error_last());
+		sleep(2);
+	}
 	ims_op_set_result(op, "%s; sealed '%s' (%" PRIu64 " bytes shipped)", dv.plan, res.sealed, res.bytes_copied);
 	return 0;
 }

@@ -231,7 +231,7 @@ int ims_hosts_image_leased(ims_daemon *d, const char *pool, const char *image, c
 	if (r < 0)
 		return r;
 	r = leases_read(io, &list, &n);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	if (r < 0)
 		return r;
 	int64_t t = now();
@@ -269,7 +269,7 @@ int ims_hosts_break_leases(ims_daemon *d, const char *pool, const char *image, u
 		free(list);
 		leases_unlock(io, cookie);
 	}
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -331,7 +331,7 @@ int ims_h_register_host(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	json_object_object_add(o, "caller", json_object_new_string(ims_rpc_call_caller(call)));
 	r = omap_set(io, IMS_HOSTS_OBJECT, q->name, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	if (r < 0)
 		return r;
 	Imgstore__V1__Host *m = ALLOC(call, Imgstore__V1__Host);
@@ -412,7 +412,7 @@ out:
 	free(list);
 	leases_unlock(io, cookie);
 out_io:
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -468,7 +468,7 @@ out:
 	free(list);
 	leases_unlock(io, cookie);
 out_io:
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -516,7 +516,7 @@ int ims_h_list_leases(void *app, ims_rpc_call *call, const ProtobufCMessage *req
 	if ((r = ims_site_ioctx(d->site, d->pool, &io)) < 0)
 		return r;
 	r = leases_read(io, &list, &n);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	if (r < 0)
 		return r;
 	Imgstore__V1__ListLeasesResponse *m = ALLOC(call, Imgstore__V1__ListLeasesResponse);

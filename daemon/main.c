@@ -24,6 +24,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "daemon/health.h"
 #include "daemon/tier.h"
 #include "store/transfer.h"
 
@@ -93,20 +94,34 @@ int ims_daemon_peer(void *app, const char *name, ims_site **out)
 		if (strcmp(c->name, name) != 0)
 			continue;
 		pthread_mutex_lock(&d->peers_lock);
-		if (!d->peers[i]) {
-			ims_site_opts o = IMS_SITE_OPTS_INIT;
-			o.name = c->name;
-			o.ceph_conf = c->ceph_conf;
-			o.client_id = c->client_id;
-			o.keyring = c->keyring;
-			o.mon_timeout = c->mon_timeout;
-			o.osd_timeout = c->osd_timeout;
-			r = ims_site_connect(&d->peers[i], &o);
-		}
-		if (r == 0)
-			*out = d->peers[i];
+		ims_site *have = d->peers[i];
 		pthread_mutex_unlock(&d->peers_lock);
-		return r;
+		if (have) {
+			*out = have;
+			return 0;
+		}
+		/* connected without the lock: a peer that does not answer holds up only its callers */
+		ims_site_opts o = IMS_SITE_OPTS_INIT;
+		ims_site *site = NULL;
+		o.name = c->name;
+		o.ceph_conf = c->ceph_conf;
+		o.client_id = c->client_id;
+		o.keyring = c->keyring;
+		o.mon_timeout = c->mon_timeout;
+		o.osd_timeout = c->osd_timeout;
+		if ((r = ims_site_connect(&site, &o)) < 0)
+			return r;
+		pthread_mutex_lock(&d->peers_lock);
+		if (d->peers[i]) { /* another caller was quicker */
+			have = site;
+			site = d->peers[i];
+		} else {
+			d->peers[i] = site;
+		}
+		pthread_mutex_unlock(&d->peers_lock);
+		ims_site_close(have);
+		*out = site;
+		return 0;
 	}
 	return ims_error_set(-ENOENT, "no peer site '%s' in %s", name, d->cfg->path);
 }
@@ -119,9 +134,16 @@ static uint64_t peer_bandwidth(void *app, const char *name)
 	return c && c->bandwidth_limit ? c->bandwidth_limit : d->cfg->defaults.bandwidth_limit;
 }
 
+static int ready(void *app, char *why, size_t len)
+{
+	ims_daemon *d = app;
+	return ims_health_ready(d->health, why, len);
+}
+
 static void metrics(void *app, FILE *out)
 {
 	ims_daemon *d = app;
+	ims_health_metrics(d->health, out);
 	if (d->repl)
 		ims_repl_sched_metrics(d->repl, out);
 	uint64_t counts[6];
@@ -329,7 +351,12 @@ int main(int argc, char **argv)
 	so.methods = ims_daemon_methods(&so.nmethods);
 	so.app = &d;
 	so.metrics = metrics;
+	so.ready = ready;
 	so.audit = audit_line;
+	if ((r = ims_health_start(&d.health, &d)) < 0) {
+		ims_log_error("cannot start the site probes: %s", ims_error_last());
+		goto out;
+	}
 	if ((r = ims_rpc_server_start(&d.server, &so)) < 0) {
 		ims_log_error("cannot serve: %s", ims_error_last());
 		goto out;
@@ -370,6 +397,7 @@ int main(int argc, char **argv)
 	rc = 0;
 out:
 	ims_rpc_server_stop(d.server);
+	ims_health_stop(d.health);
 	ims_tier_scan_stop(d.tier_scan); /* before the operations it waits on */
 	ims_repl_sched_stop(d.repl);
 	ims_alert_stop(d.alert); /* after the scheduler: nothing calls it any more */

@@ -38,7 +38,7 @@ struct ims_op {
 
 struct ims_ops {
 	ims_site *site;
-	rados_ioctx_t io;
+	char pool[128]; /* of the records; an ioctx per use (the site's client may be replaced) */
 	char owner[128];
 	char owner_host[100];
 	pthread_mutex_t lock;
@@ -138,7 +138,12 @@ static int persist(ims_ops *o, const ims_op_record *r)
 	char *val = encode(r);
 	if (!val)
 		return -ENOMEM;
-	int ret = ims_omap_set(o->io, IMS_OPS_OBJECT, r->id, val, strlen(val));
+	rados_ioctx_t io;
+	int ret = ims_site_ioctx(o->site, o->pool, &io);
+	if (ret == 0) {
+		ret = ims_omap_set(io, IMS_OPS_OBJECT, r->id, val, strlen(val));
+		ims_site_ioctx_close(io);
+	}
 	free(val);
 	if (ret < 0)
 		return ims_error_set(ret, "cannot record operation %s: %s", r->id, ims_strerror(ret));
@@ -149,7 +154,12 @@ static int read_one(ims_ops *o, const char *id, ims_op_record *out)
 {
 	char *val = NULL;
 	size_t len = 0;
-	int r = ims_omap_get(o->io, IMS_OPS_OBJECT, id, &val, &len);
+	rados_ioctx_t io;
+	int r = ims_site_ioctx(o->site, o->pool, &io);
+	if (r == 0) {
+		r = ims_omap_get(io, IMS_OPS_OBJECT, id, &val, &len);
+		ims_site_ioctx_close(io);
+	}
 	if (r == 0 && !decode(val, len, out))
 		r = -ENOENT;
 	free(val);
@@ -187,7 +197,12 @@ static int collect(void *ctx, const char *key, size_t klen, const char *val, siz
 static int read_all(ims_ops *o, ims_op_record **out, size_t *count)
 {
 	collected c = { 0 };
-	int r = ims_omap_foreach(o->io, IMS_OPS_OBJECT, collect, &c);
+	rados_ioctx_t io;
+	int r = ims_site_ioctx(o->site, o->pool, &io);
+	if (r == 0) {
+		r = ims_omap_foreach(io, IMS_OPS_OBJECT, collect, &c);
+		ims_site_ioctx_close(io);
+	}
 	if (r < 0) {
 		free(c.list);
 		return ims_error_set(r, "cannot read the operation records: %s", ims_strerror(r));
@@ -199,7 +214,11 @@ static int read_all(ims_ops *o, ims_op_record **out, size_t *count)
 
 static void remove_records(ims_ops *o, const char **ids, size_t n)
 {
-	ims_omap_rm_many(o->io, IMS_OPS_OBJECT, ids, n);
+	rados_ioctx_t io;
+	if (ims_site_ioctx(o->site, o->pool, &io) == 0) {
+		ims_omap_rm_many(io, IMS_OPS_OBJECT, ids, n);
+		ims_site_ioctx_close(io);
+	}
 }
 
 /* Records of a previous instance of this daemon, or with a dead heartbeat, end as failed;
@@ -381,8 +400,15 @@ int ims_ops_start(ims_ops **out, ims_site *site, const char *pool, unsigned work
 	snprintf(o->owner_host, sizeof(o->owner_host), "%s", owner_host);
 	random_id(nonce, sizeof(nonce));
 	snprintf(o->owner, sizeof(o->owner), "%s#%s", owner_host, nonce + 3);
-	if ((r = ims_site_ioctx(site, pool, &o->io)) < 0)
+	rados_ioctx_t io;
+	if (strlen(pool) >= sizeof(o->pool)) {
+		r = ims_error_set(-ENAMETOOLONG, "pool name '%s' is too long", pool);
 		goto fail;
+	}
+	if ((r = ims_site_ioctx(site, pool, &io)) < 0) /* the pool of the records exists */
+		goto fail;
+	ims_site_ioctx_close(io);
+	snprintf(o->pool, sizeof(o->pool), "%s", pool);
 	if ((r = sweep(o, true)) < 0)
 		goto fail;
 	o->nworkers = workers ? workers : 4;
@@ -602,7 +628,7 @@ void ims_ops_stop(ims_ops *o)
 		op->rec.finished = now();
 		snprintf(op->rec.error, sizeof(op->rec.error), "interrupted: the daemon stopped before it started");
 		op->ended = true;
-		if (o->io)
+		if (o->pool[0])
 			persist(o, &op->rec);
 		if (op->free_arg)
 			op->free_arg(op->arg);
@@ -621,8 +647,6 @@ void ims_ops_stop(ims_ops *o)
 		free(o->known[i]);
 	free(o->known);
 	free(o->workers);
-	if (o->io)
-		rados_ioctx_destroy(o->io);
 	pthread_mutex_destroy(&o->lock);
 	pthread_cond_destroy(&o->work);
 	pthread_cond_destroy(&o->ended);

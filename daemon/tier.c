@@ -248,7 +248,7 @@ int ims_h_tier_restore(void *app, ims_rpc_call *call, const ProtobufCMessage *re
 			if (ims_catalog_get(io, from.image, &e) == 0 && e->cold_target)
 				snprintf(target, sizeof(target), "%s", e->cold_target);
 			ims_catalog_entry_free(e);
-			rados_ioctx_destroy(io);
+			ims_site_ioctx_close(io);
 		}
 		ims_error_clear();
 	}
@@ -424,7 +424,7 @@ static int daemon_hold(void *ctx, const char *pool, const char *image, int64_t n
 	if (r < 0)
 		ims_error_set(r, "cannot read the replication policies: %s", ims_strerror(r));
 out:
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -482,7 +482,7 @@ int ims_h_tier_set_policy(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	r = ims_tier_policy_set(io, &p);
 	if (r == 0)
 		r = ims_tier_policy_get(&p, io, p.pool);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	if (r < 0)
 		return r;
 	Imgstore__V1__TierPolicy *m = ims_rpc_call_alloc(call, sizeof(*m));
@@ -505,7 +505,7 @@ int ims_h_tier_get_policy(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	if ((r = default_io(d, &io)) < 0)
 		return r;
 	r = ims_tier_policy_get(&p, io, pool);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	if (r < 0)
 		return r;
 	Imgstore__V1__TierPolicy *m = ims_rpc_call_alloc(call, sizeof(*m));
@@ -528,7 +528,7 @@ int ims_h_tier_list_policies(void *app, ims_rpc_call *call, const ProtobufCMessa
 	if ((r = default_io(d, &io)) < 0)
 		return r;
 	r = ims_tier_policy_list(&list, &n, io);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	if (r < 0)
 		return r;
 	Imgstore__V1__ListTierPoliciesResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
@@ -562,7 +562,7 @@ int ims_h_tier_remove_policy(void *app, ims_rpc_call *call, const ProtobufCMessa
 	if ((r = default_io(d, &io)) < 0)
 		return r;
 	r = ims_tier_policy_rm(io, pool);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	if (r < 0)
 		return r;
 	Imgstore__V1__RemoveTierPolicyResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
@@ -593,7 +593,7 @@ int ims_h_tier_cold_candidates(void *app, ims_rpc_call *call, const ProtobufCMes
 		if ((r = default_io(d, &io)) < 0)
 			return r;
 		r = ims_tier_policy_get(&p, io, pool);
-		rados_ioctx_destroy(io);
+		ims_site_ioctx_close(io);
 		if (r < 0)
 			return r;
 	}
@@ -692,7 +692,7 @@ static int run_policy_push(ims_op *op, void *arg)
 			     " bytes uploaded)", w->pool, res.name, w->target, res.chunks, res.bytes_sealed);
 out:
 	ims_tier_target_free(t);
-	rados_ioctx_destroy(c.io);
+	ims_site_ioctx_close(c.io);
 	return r;
 }
 
@@ -758,7 +758,7 @@ static void scan_push_one(ims_tier_scan *s, const ims_tier_policy *p, const ims_
 out:
 	ims_tier_policy_unlock(io, p->pool, image, d->owner_host);
 out_io:
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 }
 
 static void scan_once(ims_tier_scan *s)
@@ -771,10 +771,10 @@ static void scan_once(ims_tier_scan *s)
 	ims_error_clear();
 	if (default_io(d, &io) < 0 || ims_tier_policy_list(&ps, &np, io) < 0) {
 		ims_log_warning("tiering policies not read: %s", ims_error_last());
-		rados_ioctx_destroy(io);
+		ims_site_ioctx_close(io);
 		return;
 	}
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	for (size_t i = 0; i < np && !scan_stopping(s); i++) {
 		const ims_config_s3 *c = NULL;
 		ims_tier_candidate *list = NULL;

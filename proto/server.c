@@ -48,7 +48,7 @@ struct ims_rpc__listener {
 
 typedef struct {
 	bool rpc;   /* an RPC call was begun: call must be ended */
-	bool plain; /* /healthz or /metrics */
+	bool plain; /* /healthz, /readyz or /metrics */
 	bool early; /* resp was decided from the headers; the body is dropped */
 	bool too_large;
 	bool handed_off; /* a slow call: its thread answers into resp, then resumes conn */
@@ -463,6 +463,16 @@ static enum MHD_Result serve_plain(ims_rpc_server *s, struct MHD_Connection *con
 		r->allow = "GET, HEAD";
 		return queue(conn, r);
 	}
+	if (strcmp(url, "/readyz") == 0) {
+		char why[512] = "";
+		bool ready = !s->opts.ready || s->opts.ready(s->opts.app, why, sizeof(why)) == 0;
+		char *body = NULL;
+		int n = asprintf(&body, "%s\n", ready ? "ok" : why[0] ? why : "not ready");
+		if (n < 0)
+			return MHD_NO;
+		text_response(r, ready ? 200 : 503, "text/plain; charset=utf-8", body, (size_t)n);
+		return queue(conn, r);
+	}
 	if (strcmp(url, "/healthz") == 0) {
 		const char *h = s->opts.health ? s->opts.health(s->opts.app) : NULL;
 		char *body = NULL;
@@ -592,7 +602,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		peer_address(l, conn, addr, sizeof(addr));
 		if (l->cert_required)
 			cert_err = check_client_cert(conn, cn, sizeof(cn));
-		if (strcmp(url, "/healthz") == 0 || strcmp(url, "/metrics") == 0) {
+		if (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 || strcmp(url, "/metrics") == 0) {
 			/* answered once the request is read: MHD keeps the connection then */
 			rq->plain = true;
 			rq->cert_err = cert_err;

@@ -127,8 +127,12 @@ typedef struct {
 	const ims_rpc_method *methods; /* borrowed: must outlive the server */
 	size_t nmethods;
 	void *app;                 /* passed to handlers and hooks */
-	/* "ok" or a one-line reason the daemon is unhealthy (503); NULL: always ok */
+	/* /healthz, the process lives: "ok" or a one-line reason it is unhealthy (503); NULL:
+	 * always ok */
 	const char *(*health)(void *app);
+	/* /readyz, the daemon can do its job (its site answers): 0, or nonzero with a one-line
+	 * reason in @p why (503); NULL: ready while it serves. Must not wait for a cluster. */
+	int (*ready)(void *app, char *why, size_t len);
 	/* extra Prometheus text appended to /metrics; may be NULL */
 	void (*metrics)(void *app, FILE *out);
 	/* one audit line per mutating call; NULL: ims_log_info */

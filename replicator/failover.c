@@ -27,7 +27,7 @@ static int open_mode(ims_site *site, const char *pool, const char *image, opened
 		return r;
 	r = read_only ? rbd_open_read_only(o->io, image, &o->img, NULL) : rbd_open(o->io, image, &o->img, NULL);
 	if (r < 0) {
-		rados_ioctx_destroy(o->io);
+		ims_site_ioctx_close(o->io);
 		o->io = NULL;
 		return r == -ENOENT ? ims_error_set(r, "no image '%s/%s' on site '%s'", pool, image, ims_site_name(site))
 				    : ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool, image,
@@ -46,7 +46,7 @@ static void close_copy(opened *o)
 	if (o->img)
 		rbd_close(o->img);
 	if (o->io)
-		rados_ioctx_destroy(o->io);
+		ims_site_ioctx_close(o->io);
 	memset(o, 0, sizeof(*o));
 }
 

@@ -154,7 +154,7 @@ static void member_close(member *m)
 	if (m->img)
 		rbd_close(m->img);
 	if (m->io)
-		rados_ioctx_destroy(m->io);
+		ims_site_ioctx_close(m->io);
 	free(m->anchors.v);
 	free(m->sealed.v);
 }
@@ -201,7 +201,7 @@ static int member_load(member *m, ims_site *src, ims_site *dst)
 	} else if (r == -ENOENT) {
 		r = 0;
 	}
-	rados_ioctx_destroy(dio);
+	ims_site_ioctx_close(dio);
 	if (r < 0)
 		return ims_error_set(r, "cannot read member '%s/%s' on site '%s': %s", m->pool, m->image,
 				     ims_site_name(dst), ims_strerror(r));
@@ -336,7 +336,7 @@ static void retention(ims_site *src, ims_site *dst, rados_ioctx_t gio, const cha
 			}
 			rbd_close(simg);
 		}
-		rados_ioctx_destroy(dio);
+		ims_site_ioctx_close(dio);
 	}
 	rados_ioctx_t dgio;
 	times dcuts = { 0 };
@@ -349,7 +349,7 @@ static void retention(ims_site *src, ims_site *dst, rados_ioctx_t gio, const cha
 					rbd_group_snap_remove(dgio, group, old);
 			}
 		}
-		rados_ioctx_destroy(dgio);
+		ims_site_ioctx_close(dgio);
 	}
 	free(dcuts.v);
 	ims_error_clear();
@@ -526,7 +526,7 @@ out:
 	free(m);
 	free(cuts.v);
 	if (gio)
-		rados_ioctx_destroy(gio);
+		ims_site_ioctx_close(gio);
 	ims_group_info_free(gi);
 	return r;
 }
@@ -550,7 +550,7 @@ int ims_repl_group_last_sealed(ims_site *site, const char *pool, const char *gro
 			r = ims_repl__list_snaps(img, &ss);
 			rbd_close(img);
 		}
-		rados_ioctx_destroy(io);
+		ims_site_ioctx_close(io);
 		for (size_t i = 0; r == 0 && i < ss.n; i++)
 			r = times_add(&mine, ims_repl_snap_time(ss.names[i]));
 		free(ss.names);
@@ -614,12 +614,12 @@ void ims_repl_group_forget(ims_site *src, const char *pool, const char *group)
 			snaps_free(&s);
 			rbd_close(img);
 		}
-		rados_ioctx_destroy(io);
+		ims_site_ioctx_close(io);
 	}
 out:
 	free(cuts.v);
 	if (gio)
-		rados_ioctx_destroy(gio);
+		ims_site_ioctx_close(gio);
 	ims_group_info_free(gi);
 	ims_error_clear();
 }
@@ -734,7 +734,7 @@ static void drop_newer_cuts(ims_site *site, const char *pool, const char *group,
 				rbd_group_snap_remove(gio, group, name);
 			}
 	free(cuts.v);
-	rados_ioctx_destroy(gio);
+	ims_site_ioctx_close(gio);
 	ims_error_clear();
 }
 
@@ -795,7 +795,7 @@ static int64_t common_cut(ims_site *cur, ims_site *old, const char *pool, const 
 	if (list_cuts(gio, pool, group, &cuts) == 0 && times_has(&cuts, t))
 		best = t;
 	free(cuts.v);
-	rados_ioctx_destroy(gio);
+	ims_site_ioctx_close(gio);
 	ims_error_clear();
 	return best;
 }
@@ -840,7 +840,7 @@ int ims_repl_group_rejoin(ims_site *cur, ims_site *old, const char *pool, const 
 		if ((r = ims_site_ioctx(old, pool, &gio)) < 0)
 			goto out;
 		r = rbd_group_snap_rollback(gio, group, cut);
-		rados_ioctx_destroy(gio);
+		ims_site_ioctx_close(gio);
 		if (r < 0) {
 			ims_error_set(r, "cannot roll group '%s/%s' on site '%s' back to '%s': %s", pool, group,
 				      ims_site_name(old), cut, ims_strerror(r));

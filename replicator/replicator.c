@@ -97,7 +97,7 @@ int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, ch
 		return r;
 	r = rbd_open_read_only(io, image, &img, NULL);
 	if (r < 0) {
-		rados_ioctx_destroy(io);
+		ims_site_ioctx_close(io);
 		return r == -ENOENT ? ims_error_set(r, "no image '%s/%s' on site '%s'", pool, image, ims_site_name(site))
 				    : ims_error_set(r, "cannot open '%s/%s': %s", pool, image, ims_strerror(r));
 	}
@@ -112,7 +112,7 @@ int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, ch
 	}
 	free(s.names);
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -417,19 +417,26 @@ int ims_repl__no_progress(uint64_t done, uint64_t total, void *arg)
 	return 0;
 }
 
-static uint64_t generation_of(rbd_image_t img)
+/* The failover generation of an open copy (0 if it never took part in one), or the cluster's
+ * error if it cannot tell. */
+static int generation_of(rbd_image_t img, uint64_t *out)
 {
 	char buf[32];
 	size_t len = sizeof(buf);
-	return rbd_metadata_get(img, "imgstore.generation", buf, &len) == 0 ? strtoull(buf, NULL, 10) : 0;
+	int r = rbd_metadata_get(img, "imgstore.generation", buf, &len);
+	*out = r == 0 ? strtoull(buf, NULL, 10) : 0;
+	return r == -ENOENT || r == -ERANGE ? 0 : r;
 }
 
-/* Whether an open copy is marked as a secondary. */
-static bool is_secondary(rbd_image_t img)
+/* Whether an open copy is marked as a secondary, into @p out; the cluster's error if it cannot
+ * tell (a blocklisted client, a site that does not answer): never a guess. */
+static int is_secondary(rbd_image_t img, bool *out)
 {
 	char role[32];
 	size_t rlen = sizeof(role);
-	return rbd_metadata_get(img, "imgstore.repl.role", role, &rlen) == 0 && strcmp(role, "secondary") == 0;
+	int r = rbd_metadata_get(img, "imgstore.repl.role", role, &rlen);
+	*out = r == 0 && strcmp(role, "secondary") == 0;
+	return r == -ENOENT || r == -ERANGE ? 0 : r;
 }
 
 /*
@@ -480,13 +487,24 @@ static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t 
 	if (r < 0)
 		return ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool, image, ims_site_name(dst),
 				     ims_strerror(r));
-	bool secondary = is_secondary(probe);
+	bool secondary;
+	if ((r = is_secondary(probe, &secondary)) < 0) {
+		rbd_close(probe);
+		return ims_error_set(r, "cannot read the role of '%s/%s' on site '%s': %s", pool, image,
+				     ims_site_name(dst), ims_strerror(r));
+	}
 	if (secondary) {
 		rbd_close(probe);
 		probe = NULL;
 		if ((r = ims_site_guard_get(dst, pool, image, out)) < 0)
 			return r;
-		if (is_secondary(*out))
+		if ((r = is_secondary(*out, &secondary)) < 0) {
+			ims_site_guard_put(dst, pool, image, true);
+			*out = NULL;
+			return ims_error_set(r, "cannot read the role of '%s/%s' on site '%s': %s", pool, image,
+					     ims_site_name(dst), ims_strerror(r));
+		}
+		if (secondary)
 			return 0;
 		/* promoted since: let go of it at once */
 		ims_site_guard_put(dst, pool, image, true);
@@ -498,7 +516,12 @@ static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t 
 	/* a primary there: a failover made it one (it carries a generation), or it is another
 	 * image of the same name; a guard this daemon still has on it goes */
 	ims_site_guard_drop(dst, pool, image);
-	uint64_t sgen = generation_of(pimg), dgen = generation_of(probe);
+	uint64_t sgen, dgen;
+	if ((r = generation_of(pimg, &sgen)) < 0 || (r = generation_of(probe, &dgen)) < 0) {
+		rbd_close(probe);
+		return ims_error_set(r, "cannot read the failover generations of '%s/%s': %s", pool, image,
+				     ims_strerror(r));
+	}
 	rbd_close(probe);
 	if (dgen > sgen)
 		return ims_error_set(-ESTALE,
@@ -635,7 +658,7 @@ out:
 	free(protect.names);
 	if (img)
 		rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -714,8 +737,11 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 		goto out;
 	r = rbd_open(sio, image, &pimg, NULL);
 	if (r < 0) {
-		ims_error_set(r, r == -ENOENT ? "no image '%s/%s' on site '%s'" : "cannot open '%s/%s' on site '%s'",
-			      pool, image, ims_site_name(src));
+		if (r == -ENOENT)
+			ims_error_set(r, "no image '%s/%s' on site '%s'", pool, image, ims_site_name(src));
+		else
+			ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool, image, ims_site_name(src),
+				      ims_strerror(r));
 		goto out;
 	}
 	if (rbd_metadata_get(pimg, "imgstore.repl.role", role, &rlen) == 0 && strcmp(role, "secondary") == 0) {
@@ -985,9 +1011,9 @@ out:
 	if (pimg)
 		rbd_close(pimg);
 	if (dio)
-		rados_ioctx_destroy(dio);
+		ims_site_ioctx_close(dio);
 	if (sio)
-		rados_ioctx_destroy(sio);
+		ims_site_ioctx_close(sio);
 	pthread_mutex_destroy(&c.lock);
 	pthread_cond_destroy(&c.cond);
 	return r;

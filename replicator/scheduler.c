@@ -76,7 +76,6 @@ struct ims_repl_sched {
 	limit *limits;
 	paused *paused;
 	char owner[128];
-	rados_ioctx_t io;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;  /* work queued, a cycle ended, stopping */
 	pair *pairs;
@@ -135,11 +134,23 @@ static int write_policy(rados_ioctx_t io, const char *pool, const char *name, bo
 	return r;
 }
 
+/* The records' pool on the site's current client: an ioctx per use, since the client is
+ * replaced when the cluster blocklists it. Close with ims_site_ioctx_close(). */
+static int sched_io(ims_repl_sched *s, rados_ioctx_t *io)
+{
+	return ims_site_ioctx(s->o.local, s->o.pool, io);
+}
+
 static int save_policy(ims_repl_sched *s, const pair *p)
 {
 	char key[700];
-	int r = write_policy(s->io, p->pool, p->image, p->group, p->target, p->mode, p->rpo, p->verify_every, key,
-			     sizeof(key));
+	rados_ioctx_t io;
+	int r = sched_io(s, &io);
+	if (r < 0)
+		return r;
+	r = write_policy(io, p->pool, p->image, p->group, p->target, p->mode, p->rpo, p->verify_every, key,
+			 sizeof(key));
+	ims_site_ioctx_close(io);
 	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s': %s", key, ims_strerror(r)) : 0;
 }
 
@@ -160,7 +171,11 @@ static void save_status(ims_repl_sched *s, const pair *p)
 	json_object_object_add(o, "verify_error", json_object_new_string(p->verify_error));
 	pair_key(p, key, sizeof(key));
 	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	ims_omap_set(s->io, IMS_REPL_STATUS, key, v, strlen(v));
+	rados_ioctx_t io;
+	if (sched_io(s, &io) == 0) {
+		ims_omap_set(io, IMS_REPL_STATUS, key, v, strlen(v));
+		ims_site_ioctx_close(io);
+	}
 	json_object_put(o);
 }
 
@@ -168,8 +183,13 @@ static void load_status(ims_repl_sched *s, pair *p)
 {
 	char key[700], *val = NULL;
 	size_t len;
+	rados_ioctx_t io;
 	pair_key(p, key, sizeof(key));
-	if (ims_omap_get(s->io, IMS_REPL_STATUS, key, &val, &len) < 0)
+	if (sched_io(s, &io) < 0)
+		return;
+	int r = ims_omap_get(io, IMS_REPL_STATUS, key, &val, &len);
+	ims_site_ioctx_close(io);
+	if (r < 0)
 		return;
 	json_object *o = json_tokener_parse(val), *v;
 	free(val);
@@ -285,7 +305,12 @@ static void refresh(ims_repl_sched *s)
 	pthread_mutex_lock(&s->lock);
 	refresh_ctx rc = { s, now_ms(), ++s->refresh_gen };
 	pthread_mutex_unlock(&s->lock);
-	if (ims_omap_foreach(s->io, IMS_REPL_POLICIES, refresh_one, &rc) < 0)
+	rados_ioctx_t io;
+	if (sched_io(s, &io) < 0)
+		return;
+	int r = ims_omap_foreach(io, IMS_REPL_POLICIES, refresh_one, &rc);
+	ims_site_ioctx_close(io);
+	if (r < 0)
 		return; /* the records cannot be read now: keep going with what we know */
 	pthread_mutex_lock(&s->lock);
 	for (pair *p = s->pairs; p; p = p->next)
@@ -300,29 +325,30 @@ static void refresh(ims_repl_sched *s)
 typedef struct {
 	ims_repl_sched *s;
 	const pair *p;
+	rados_ioctx_t io; /* the lock's client, from take to unlock */
 	char lock_name[700];
 	int64_t renewed_ms;
 	ims_progress_fn user;
 	void *user_ctx;
 } cycle_ctx;
 
-static int take_lock(ims_repl_sched *s, const char *name, uint8_t flags)
+static int take_lock(ims_repl_sched *s, rados_ioctx_t io, const char *name, uint8_t flags)
 {
 	struct timeval tv = { (time_t)(s->o.lock_seconds ? s->o.lock_seconds : 60), 0 };
-	int r = rados_lock_exclusive(s->io, IMS_REPL_LOCK, name, s->owner, "replication cycle", &tv, flags);
+	int r = rados_lock_exclusive(io, IMS_REPL_LOCK, name, s->owner, "replication cycle", &tv, flags);
 	if ((r == -EBUSY || r == -EEXIST) && !(flags & LIBRADOS_LOCK_FLAG_RENEW)) {
 		/* Held under our own cookie (this daemon's host and site) by another client: our
 		 * previous run, killed during a cycle. Break it rather than wait for its expiry. */
 		int exclusive = 0;
 		char tag[64], clients[256], cookies[256], addrs[512];
 		size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies), al = sizeof(addrs);
-		ssize_t n = rados_list_lockers(s->io, IMS_REPL_LOCK, name, &exclusive, tag, &tl, clients, &cl, cookies,
+		ssize_t n = rados_list_lockers(io, IMS_REPL_LOCK, name, &exclusive, tag, &tl, clients, &cl, cookies,
 					       &kl, addrs, &al);
 		if (n == 1 && strcmp(cookies, s->owner) == 0 &&
-		    rados_break_lock(s->io, IMS_REPL_LOCK, name, clients, cookies) == 0) {
+		    rados_break_lock(io, IMS_REPL_LOCK, name, clients, cookies) == 0) {
 			ims_log_info("broke the replication lock of '%s' left by this daemon's previous run (%s)", name,
 				     clients);
-			r = rados_lock_exclusive(s->io, IMS_REPL_LOCK, name, s->owner, "replication cycle", &tv, 0);
+			r = rados_lock_exclusive(io, IMS_REPL_LOCK, name, s->owner, "replication cycle", &tv, 0);
 		}
 	}
 	return r;
@@ -333,7 +359,7 @@ static int cycle_progress(void *ctx, uint64_t done, uint64_t total)
 	cycle_ctx *c = ctx;
 	unsigned ls = c->s->o.lock_seconds ? c->s->o.lock_seconds : 60;
 	if (now_ms() - c->renewed_ms > (int64_t)ls * 1000 / 3) {
-		if (take_lock(c->s, c->lock_name, LIBRADOS_LOCK_FLAG_RENEW) < 0)
+		if (take_lock(c->s, c->io, c->lock_name, LIBRADOS_LOCK_FLAG_RENEW) < 0)
 			return 1; /* lost the lock: another daemon may go on; stop here */
 		c->renewed_ms = now_ms();
 	}
@@ -464,8 +490,10 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	pair_key(p, c.lock_name, sizeof(c.lock_name));
 	ims_error_clear();
 	r = s->o.peer(s->o.peer_ctx, p->target, &peer);
+	if (r == 0)
+		r = sched_io(s, &c.io);
 	if (r == 0) {
-		r = take_lock(s, c.lock_name, 0);
+		r = take_lock(s, c.io, c.lock_name, 0);
 		if (r == -EBUSY || r == -EEXIST) {
 			r = ims_error_set(-EBUSY, "another daemon runs a cycle of '%s'", c.lock_name);
 		} else if (r < 0) {
@@ -503,9 +531,10 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 							ims_error_last());
 				ims_error_clear();
 			}
-			rados_unlock(s->io, IMS_REPL_LOCK, c.lock_name, s->owner);
+			rados_unlock(c.io, IMS_REPL_LOCK, c.lock_name, s->owner);
 		}
 	}
+	ims_site_ioctx_close(c.io);
 
 	if (r == 0 && res.resumed)
 		ims_log_info("replication of '%s' resumed a cut cycle from its checkpoint and sealed '%s' "
@@ -535,8 +564,12 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 		pthread_mutex_unlock(&s->lock);
 		char key[700];
 		pair_key(p, key, sizeof(key));
-		ims_omap_rm(s->io, IMS_REPL_POLICIES, key);
-		ims_omap_rm(s->io, IMS_REPL_STATUS, key);
+		rados_ioctx_t io;
+		if (sched_io(s, &io) == 0) {
+			ims_omap_rm(io, IMS_REPL_POLICIES, key);
+			ims_omap_rm(io, IMS_REPL_STATUS, key);
+			ims_site_ioctx_close(io);
+		}
 		ims_log_info("'%s/%s' is a secondary here now: replication from site '%s' stops", p->pool, p->image,
 			     ims_site_name(s->o.local));
 		if (out)
@@ -741,8 +774,10 @@ int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *o)
 	snprintf(s->owner, sizeof(s->owner), "%s", o->owner ? o->owner : "imgstored");
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
-	if ((r = ims_site_ioctx(o->local, o->pool, &s->io)) < 0)
+	rados_ioctx_t io;
+	if ((r = ims_site_ioctx(o->local, o->pool, &io)) < 0) /* the pool of the records exists */
 		goto fail;
+	ims_site_ioctx_close(io);
 	refresh(s);
 	s->last_refresh_ms = now_ms();
 	s->nworkers = o->workers ? o->workers : 4;
@@ -800,8 +835,6 @@ void ims_repl_sched_stop(ims_repl_sched *s)
 	}
 	free(s->queue);
 	free(s->workers);
-	if (s->io)
-		rados_ioctx_destroy(s->io);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	free(s);
@@ -934,7 +967,7 @@ int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *poo
 	if (r < 0)
 		return r;
 	r = write_policy(io, pool, name, group, target, mode, rpo, 0, key, sizeof(key));
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s' on site '%s': %s", key,
 				     ims_site_name(site), ims_strerror(r))
 		     : 0;
@@ -951,7 +984,7 @@ int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *
 	policy_key(key, sizeof(key), pool, name, group, target);
 	r = ims_omap_rm(io, IMS_REPL_POLICIES, key);
 	ims_omap_rm(io, IMS_REPL_STATUS, key);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r == -ENOENT ? 0 : r;
 }
 
@@ -1004,9 +1037,14 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 	pair_key(p, key, sizeof(key));
 	pthread_mutex_unlock(&s->lock);
 	/* the record goes first, so that no daemon starts another cycle */
-	int r = ims_omap_rm(s->io, IMS_REPL_POLICIES, key);
+	rados_ioctx_t io;
+	int r = sched_io(s, &io);
 	if (r < 0)
+		return r;
+	if ((r = ims_omap_rm(io, IMS_REPL_POLICIES, key)) < 0) {
+		ims_site_ioctx_close(io);
 		return ims_error_set(r, "cannot remove the replication of '%s': %s", key, ims_strerror(r));
+	}
 	pthread_mutex_lock(&s->lock);
 	p->present = false;
 	p->disabled = true;
@@ -1017,7 +1055,8 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 		fill_status(p, out, now_ms());
 	pair copy = *p;
 	pthread_mutex_unlock(&s->lock);
-	ims_omap_rm(s->io, IMS_REPL_STATUS, key);
+	ims_omap_rm(io, IMS_REPL_STATUS, key);
+	ims_site_ioctx_close(io);
 	if (!drop_snapshots) {
 		ims_log_info("replication of '%s/%s' to site '%s' handed over at '%s'", pool, image, target,
 			     copy.last_sealed[0] ? copy.last_sealed : "(none)");
@@ -1125,9 +1164,9 @@ out:
 	if (at)
 		rbd_close(at);
 	if (sio)
-		rados_ioctx_destroy(sio);
+		ims_site_ioctx_close(sio);
 	if (pio)
-		rados_ioctx_destroy(pio);
+		ims_site_ioctx_close(pio);
 	return r;
 }
 
@@ -1290,8 +1329,8 @@ int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image
 	c.p = p;
 	pair_key(p, c.lock_name, sizeof(c.lock_name));
 	/* the lock keeps another daemon's cycles, and their retention, off the snapshot */
-	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == 0) {
-		r = take_lock(s, c.lock_name, 0);
+	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == 0 && (r = sched_io(s, &c.io)) == 0) {
+		r = take_lock(s, c.io, c.lock_name, 0);
 		if (r == -EBUSY || r == -EEXIST) {
 			r = ims_error_set(-EBUSY, "another daemon runs a cycle of '%s'", c.lock_name);
 		} else if (r < 0) {
@@ -1299,9 +1338,10 @@ int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image
 		} else {
 			c.renewed_ms = now_ms();
 			r = verify_pair(s, p, peer, opts, &c, out);
-			rados_unlock(s->io, IMS_REPL_LOCK, c.lock_name, s->owner);
+			rados_unlock(c.io, IMS_REPL_LOCK, c.lock_name, s->owner);
 		}
 	}
+	ims_site_ioctx_close(c.io);
 	pthread_mutex_lock(&s->lock);
 	pair copy = *p;
 	p->running = false;

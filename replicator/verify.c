@@ -48,9 +48,9 @@ static void side_close(side *s)
 	if (s->img)
 		rbd_close(s->img);
 	if (s->data)
-		rados_ioctx_destroy(s->data);
+		ims_site_ioctx_close(s->data);
 	if (s->io)
-		rados_ioctx_destroy(s->io);
+		ims_site_ioctx_close(s->io);
 	memset(s, 0, sizeof(*s));
 }
 

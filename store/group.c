@@ -109,7 +109,7 @@ int ims_group_create(ims_site *site, const char *pool, const char *name)
 		ims_error_set(r, "group '%s/%s' already exists", pool, name);
 	else if (r < 0)
 		ims_error_set(r, "cannot create group '%s/%s': %s", pool, name, ims_strerror(r));
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -135,15 +135,14 @@ int ims_group_remove(ims_site *site, const char *pool, const char *name, bool fo
 		ims_error_set(r, "cannot remove group '%s/%s': %s", pool, name, ims_strerror(r));
 out:
 	free_members(v, n);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
 /* The pool name of a pool id, into @p buf. */
 static int pool_name(ims_site *site, int64_t id, char *buf, size_t len)
 {
-	int r = rados_pool_reverse_lookup(ims_site_rados(site), id, buf, len);
-	return r < 0 ? r : 0;
+	return ims_site_pool_name(site, id, buf, len);
 }
 
 int ims_group_of_image(char *buf, size_t len, ims_site *site, const char *pool, const char *image)
@@ -208,8 +207,8 @@ int ims_group_image_add(ims_site *site, const char *pool, const char *name, cons
 			      ims_strerror(r));
 out:
 	if (iio)
-		rados_ioctx_destroy(iio);
-	rados_ioctx_destroy(io);
+		ims_site_ioctx_close(iio);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -240,8 +239,8 @@ int ims_group_image_remove(ims_site *site, const char *pool, const char *name, c
 			      ims_strerror(r));
 out:
 	if (iio)
-		rados_ioctx_destroy(iio);
-	rados_ioctx_destroy(io);
+		ims_site_ioctx_close(iio);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -302,7 +301,7 @@ int ims_group_list(char ***out, size_t *count, ims_site *site, const char *pool)
 	r = 0;
 out:
 	free(buf);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -393,7 +392,7 @@ out:
 		free(sv);
 	}
 	free_members(v, n);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -435,7 +434,7 @@ int ims_group_snap_create(ims_site *site, const char *pool, const char *name, co
 		ims_error_set(r, "cannot snapshot group '%s/%s': %s", pool, name, ims_strerror(r));
 out:
 	free_members(v, n);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -453,6 +452,6 @@ int ims_group_snap_remove(ims_site *site, const char *pool, const char *name, co
 	else if (r < 0)
 		ims_error_set(r, "cannot remove group snapshot '%s/%s@%s': %s", pool, name, snap, ims_strerror(r));
 out:
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r;
 }

@@ -33,7 +33,7 @@ int ims_store__open_image(ims_site *site, const char *pool, const char *name, co
 		return r;
 	r = read_only ? rbd_open_read_only(*io, name, image, snap) : rbd_open(*io, name, image, snap);
 	if (r < 0) {
-		rados_ioctx_destroy(*io);
+		ims_site_ioctx_close(*io);
 		if (r == -ENOENT && snap)
 			return ims_error_set(r, "no image '%s/%s' or no snapshot '%s' of it on site '%s'", pool,
 					     name, snap, ims_site_name(site));
@@ -49,7 +49,7 @@ void ims_store__close_image(rados_ioctx_t io, rbd_image_t image)
 	if (image)
 		rbd_close(image);
 	if (io)
-		rados_ioctx_destroy(io);
+		ims_site_ioctx_close(io);
 }
 
 int ims_store__catalog_add(rados_ioctx_t io, const char *name, uint64_t size, const char *source,
@@ -156,7 +156,7 @@ out:
 	if (o)
 		rbd_image_options_destroy(o);
 	if (io)
-		rados_ioctx_destroy(io);
+		ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -178,7 +178,7 @@ int ims_image_exists(ims_site *site, const char *pool, const char *name)
 	} else {
 		ims_error_set(r, "cannot open image '%s/%s': %s", pool, name, ims_strerror(r));
 	}
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -277,7 +277,7 @@ int ims_image_info_get(ims_image_info **out, ims_site *site, const char *pool, c
 	}
 	if (info->features & RBD_FEATURE_DATA_POOL) {
 		int64_t dp = rbd_get_data_pool_id(image);
-		if (dp >= 0 && rados_pool_reverse_lookup(ims_site_rados(site), dp, buf, sizeof(buf)) >= 0)
+		if (dp >= 0 && ims_site_pool_name(site, dp, buf, sizeof(buf)) == 0)
 			info->data_pool = strdup(buf);
 	}
 	rbd_linked_image_spec_t parent;
@@ -439,7 +439,7 @@ out:
 		rbd_image_spec_list_cleanup(specs, nspecs);
 		free(specs);
 	}
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -545,7 +545,7 @@ int ims_image_rename(ims_site *site, const char *pool, const char *from, const c
 		r = ims_catalog_remove(io, from);
 out:
 	ims_catalog_entry_free(e);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -1048,9 +1048,9 @@ out:
 	if (o)
 		rbd_image_options_destroy(o);
 	if (cio)
-		rados_ioctx_destroy(cio);
+		ims_site_ioctx_close(cio);
 	if (pio)
-		rados_ioctx_destroy(pio);
+		ims_site_ioctx_close(pio);
 	return r;
 }
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -13,12 +14,14 @@
 #include "common/error.h"
 #include "common/log.h"
 
-/* The connection writer guards use: a client of its own, so that the fence of a guard (a
- * promotion elsewhere blocklists it) leaves the site's main connection alone. Replaced when
- * found blocklisted; freed when its last guard closes. */
+/* A client of the cluster, counted: the site's main connection (every ioctx of
+ * ims_site_ioctx() holds a count) and the connection writer guards use (a client of its own,
+ * so that the fence of a guard, a promotion elsewhere blocklists it, leaves the main one
+ * alone). Either is replaced by a new client when found blocklisted; the old one is shut down
+ * when its last user lets go. */
 typedef struct gconn {
 	rados_t rados;
-	unsigned refs; /* its guards, and the site while it is the current one */
+	unsigned refs; /* its users, and the site while it is the current one */
 } gconn;
 
 /* A writer guard: an image held open with its exclusive lock acquired explicitly. */
@@ -37,13 +40,45 @@ typedef struct guard {
 
 struct ims_site {
 	char *name;
-	rados_t rados;
-	ims_site_opts opts; /* its strings owned: for the guard connection */
-	pthread_mutex_t guard_lock;
+	ims_site_opts opts; /* its strings owned: for new connections */
+	pthread_mutex_t guard_lock; /* the connections, their counts, the guards, the health */
 	pthread_cond_t guard_cond;
+	gconn *main;  /* the current main connection */
 	guard *guards;
 	gconn *gconn; /* the current guard connection, made on first use */
+	bool reconnecting;
+	uint64_t reconnects;
+	int last_error;        /* of the last probe; 0: it answered */
+	bool probed;           /* a probe has ended */
+	int64_t last_ok_ms;    /* when a probe last succeeded */
+	int64_t probe_since_ms; /* when the probe in flight began; 0: none */
 };
+
+/* Which connection each ioctx of ims_site_ioctx() counts against: the ioctx is closed with
+ * ims_site_ioctx_close(), which lets go of that count. Process-wide, by address. */
+typedef struct ioref {
+	rados_ioctx_t io;
+	ims_site *site;
+	gconn *conn;
+	struct ioref *next;
+} ioref;
+
+#define IOREF_BUCKETS 64
+static pthread_mutex_t ioref_lock = PTHREAD_MUTEX_INITIALIZER;
+static ioref *ioref_tab[IOREF_BUCKETS];
+
+static size_t ioref_bucket(rados_ioctx_t io)
+{
+	uintptr_t v = (uintptr_t)io;
+	return (size_t)((v >> 4) ^ (v >> 12)) % IOREF_BUCKETS;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static int set_conf(rados_t r, const char *key, const char *value, const char *site)
 {
@@ -54,8 +89,10 @@ static int set_conf(rados_t r, const char *key, const char *value, const char *s
 	return 0;
 }
 
-/* A new client of the cluster, configured the way every imgstore connection is. */
-static int cluster_connect(const ims_site_opts *opts, const char *name, rados_t *out)
+/* A new client of the cluster, configured the way every imgstore connection is; @p role says
+ * which of the site's connections it is, for the log line that names its address (what
+ * `ceph osd blocklist ls` shows when it is fenced). */
+static int cluster_connect(const ims_site_opts *opts, const char *name, const char *role, rados_t *out)
 {
 	char user[128], num[32];
 	uint64_t mon_timeout = opts->mon_timeout ? opts->mon_timeout : 10;
@@ -105,7 +142,12 @@ static int cluster_connect(const ims_site_opts *opts, const char *name, rados_t 
 			r = -ETIMEDOUT;
 		goto out;
 	}
-	ims_log_debug("connected to site '%s' (%s) as %s", name, opts->ceph_conf, user);
+	char *addrs = NULL;
+	if (rados_getaddrs(rados, &addrs) < 0)
+		addrs = NULL;
+	ims_log_info("site '%s': connected as %s (client.%llu at %s) for the %s connection", name, user,
+		     (unsigned long long)rados_get_instance_id(rados), addrs ? addrs : "?", role);
+	free(addrs);
 	*out = rados;
 	rados = NULL;
 	r = 0;
@@ -158,8 +200,18 @@ int ims_site_connect(ims_site **out, const ims_site_opts *opts)
 		r = -ENOMEM;
 		goto out;
 	}
-	if ((r = cluster_connect(&site->opts, name, &site->rados)) < 0)
+	rados_t rados;
+	if ((r = cluster_connect(&site->opts, name, "main", &rados)) < 0)
 		goto out;
+	if (!(site->main = calloc(1, sizeof(*site->main)))) {
+		rados_shutdown(rados);
+		r = -ENOMEM;
+		goto out;
+	}
+	site->main->rados = rados;
+	site->main->refs = 1;
+	site->probed = true; /* it just answered */
+	site->last_ok_ms = mono_ms();
 	*out = site;
 	site = NULL;
 	r = 0;
@@ -216,11 +268,10 @@ void ims_site_close(ims_site *site)
 			gconn_unref(c);
 		}
 		gconn_unref(site->gconn);
+		gconn_unref(site->main);
 		pthread_mutex_destroy(&site->guard_lock);
 		pthread_cond_destroy(&site->guard_cond);
 	}
-	if (site->rados)
-		rados_shutdown(site->rados);
 	free((char *)site->opts.ceph_conf);
 	free((char *)site->opts.client_id);
 	free((char *)site->opts.keyring);
@@ -283,12 +334,32 @@ static bool addr_of(rados_t rados, const char *addr)
 	return found;
 }
 
+/* The current main connection, with a count taken for the caller (main_put()). */
+static gconn *main_get(ims_site *site)
+{
+	pthread_mutex_lock(&site->guard_lock);
+	gconn *c = site->main;
+	c->refs++;
+	pthread_mutex_unlock(&site->guard_lock);
+	return c;
+}
+
+static void main_put(ims_site *site, gconn *c)
+{
+	pthread_mutex_lock(&site->guard_lock);
+	gconn_unref(c);
+	pthread_mutex_unlock(&site->guard_lock);
+}
+
 bool ims_site_is_me(ims_site *site, const char *owner)
 {
-	if (addr_of(site->rados, owner))
+	gconn *c = main_get(site);
+	bool me = addr_of(c->rados, owner);
+	main_put(site, c);
+	if (me)
 		return true;
 	pthread_mutex_lock(&site->guard_lock);
-	bool me = site->gconn && addr_of(site->gconn->rados, owner);
+	me = site->gconn && addr_of(site->gconn->rados, owner);
 	pthread_mutex_unlock(&site->guard_lock);
 	return me;
 }
@@ -327,7 +398,7 @@ static int gconn_get(ims_site *site, gconn *blocklisted, gconn **out)
 		return 0;
 	}
 	pthread_mutex_unlock(&site->guard_lock);
-	int r = cluster_connect(&site->opts, site->name, &rados);
+	int r = cluster_connect(&site->opts, site->name, "writer guards", &rados);
 	if (r < 0)
 		return r;
 	gconn *c = calloc(1, sizeof(*c));
@@ -389,8 +460,9 @@ static int guard_open_on(ims_site *site, guard *g)
 	}
 	if ((r = rbd_open(g->io, g->image, &g->img, NULL)) < 0) {
 		g->img = NULL;
-		return ims_error_set(r, r == -ENOENT ? "no image '%s/%s' on site '%s'" : "cannot open '%s/%s' on site '%s'",
-				     g->pool, g->image, site->name);
+		return r == -ENOENT ? ims_error_set(r, "no image '%s/%s' on site '%s'", g->pool, g->image, site->name)
+				    : ims_error_set(r, "cannot open '%s/%s' on site '%s' to hold it: %s", g->pool,
+						    g->image, site->name, ims_strerror(r));
 	}
 	r = rbd_lock_acquire(g->img, RBD_LOCK_MODE_EXCLUSIVE);
 	if (r < 0) {
@@ -513,26 +585,175 @@ const char *ims_site_name(const ims_site *site)
 	return site->name;
 }
 
-rados_t ims_site_rados(ims_site *site)
-{
-	return site->rados;
-}
-
 int ims_site_ioctx(ims_site *site, const char *pool, rados_ioctx_t *out)
 {
-	int r = rados_ioctx_create(site->rados, pool, out);
-	if (r == -ENOENT)
-		return ims_error_set(r, "no pool '%s' on site '%s'", pool, site->name);
-	if (r < 0)
-		return ims_error_set(r, "cannot open pool '%s' on site '%s': %s", pool, site->name,
-				     ims_strerror(r));
+	ioref *ref = calloc(1, sizeof(*ref));
+	if (!ref)
+		return -ENOMEM;
+	gconn *c = main_get(site);
+	int r = rados_ioctx_create(c->rados, pool, out);
+	if (r < 0) {
+		main_put(site, c);
+		free(ref);
+		if (r == -ENOENT)
+			return ims_error_set(r, "no pool '%s' on site '%s'", pool, site->name);
+		return ims_error_set(r, "cannot open pool '%s' on site '%s': %s", pool, site->name, ims_strerror(r));
+	}
+	ref->io = *out;
+	ref->site = site;
+	ref->conn = c;
+	size_t b = ioref_bucket(*out);
+	pthread_mutex_lock(&ioref_lock);
+	ref->next = ioref_tab[b];
+	ioref_tab[b] = ref;
+	pthread_mutex_unlock(&ioref_lock);
 	return 0;
+}
+
+void ims_site_ioctx_close(rados_ioctx_t io)
+{
+	if (!io)
+		return;
+	ioref *found = NULL;
+	pthread_mutex_lock(&ioref_lock);
+	for (ioref **pp = &ioref_tab[ioref_bucket(io)]; *pp; pp = &(*pp)->next) {
+		if ((*pp)->io == io) {
+			found = *pp;
+			*pp = found->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ioref_lock);
+	rados_ioctx_destroy(io);
+	if (found) {
+		main_put(found->site, found->conn);
+		free(found);
+	}
+}
+
+int ims_site_pool_name(ims_site *site, int64_t id, char *buf, size_t len)
+{
+	gconn *c = main_get(site);
+	int r = rados_pool_reverse_lookup(c->rados, id, buf, len);
+	main_put(site, c);
+	return r < 0 ? r : 0;
+}
+
+int ims_site_pool_list(ims_site *site, char *buf, size_t len)
+{
+	gconn *c = main_get(site);
+	int r = rados_pool_list(c->rados, buf, len);
+	main_put(site, c);
+	return r;
 }
 
 int ims_site_fsid(ims_site *site, char *buf, unsigned len)
 {
-	int r = rados_cluster_fsid(site->rados, buf, len);
+	gconn *c = main_get(site);
+	int r = rados_cluster_fsid(c->rados, buf, len);
+	main_put(site, c);
 	return r < 0 ? ims_error_set(r, "site '%s': cannot read the fsid", site->name) : 0;
+}
+
+/* Replace the main connection @p dead (found blocklisted) with a new client; nothing if
+ * another thread replaced it already. Users of the old one keep it until they let go. */
+static int reconnect(ims_site *site, gconn *dead)
+{
+	pthread_mutex_lock(&site->guard_lock);
+	while (site->reconnecting)
+		pthread_cond_wait(&site->guard_cond, &site->guard_lock);
+	if (site->main != dead) {
+		pthread_mutex_unlock(&site->guard_lock);
+		return 0;
+	}
+	site->reconnecting = true;
+	pthread_mutex_unlock(&site->guard_lock);
+
+	rados_t rados = NULL;
+	gconn *c = calloc(1, sizeof(*c));
+	int r = c ? cluster_connect(&site->opts, site->name, "main (after a blocklisting)", &rados) : -ENOMEM;
+
+	pthread_mutex_lock(&site->guard_lock);
+	if (r == 0) {
+		c->rados = rados;
+		c->refs = 1;
+		site->main = c;
+		site->reconnects++;
+		gconn_unref(dead);
+	}
+	site->reconnecting = false;
+	pthread_cond_broadcast(&site->guard_cond);
+	pthread_mutex_unlock(&site->guard_lock);
+	if (r == 0)
+		ims_log_warning("site '%s': this daemon's client was blocklisted; connected again as a new client",
+				site->name);
+	else
+		free(c);
+	return r;
+}
+
+/* One probe of @p c: an OSD read in @p pool (a missing object is an answer). */
+static int probe_on(gconn *c, const char *pool)
+{
+	rados_ioctx_t io;
+	int r = rados_ioctx_create(c->rados, pool, &io);
+	if (r < 0)
+		return r;
+	uint64_t size;
+	time_t mtime;
+	r = rados_stat(io, "imgstore.probe", &size, &mtime);
+	rados_ioctx_destroy(io);
+	return r == -ENOENT ? 0 : r;
+}
+
+int ims_site_probe(ims_site *site, const char *pool)
+{
+	int64_t t0 = mono_ms();
+	pthread_mutex_lock(&site->guard_lock);
+	site->probe_since_ms = t0;
+	pthread_mutex_unlock(&site->guard_lock);
+
+	gconn *c = main_get(site);
+	int r = probe_on(c, pool);
+	if (r == -ESHUTDOWN) { /* blocklisted: a new client, and ask again */
+		int rr = reconnect(site, c);
+		main_put(site, c);
+		if (rr < 0)
+			r = rr;
+		else {
+			c = main_get(site);
+			r = probe_on(c, pool);
+		}
+		if (rr < 0)
+			c = NULL;
+	}
+	if (c)
+		main_put(site, c);
+
+	pthread_mutex_lock(&site->guard_lock);
+	site->probe_since_ms = 0;
+	site->probed = true;
+	site->last_error = r;
+	if (r == 0)
+		site->last_ok_ms = mono_ms();
+	pthread_mutex_unlock(&site->guard_lock);
+	if (r < 0)
+		return ims_error_set(r, "site '%s' did not answer a read in pool '%s': %s", site->name, pool,
+				     ims_strerror(r));
+	return 0;
+}
+
+void ims_site_health_get(ims_site *site, ims_site_health *out)
+{
+	int64_t now = mono_ms();
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&site->guard_lock);
+	out->up = site->probed && site->last_error == 0;
+	out->error = site->last_error;
+	out->reconnects = site->reconnects;
+	out->since_ok_ms = site->last_ok_ms ? now - site->last_ok_ms : -1;
+	out->probing_ms = site->probe_since_ms ? now - site->probe_since_ms : 0;
+	pthread_mutex_unlock(&site->guard_lock);
 }
 
 int ims_site_mon_addrs(ims_site *site, char *buf, unsigned len)
@@ -542,7 +763,9 @@ int ims_site_mon_addrs(ims_site *site, char *buf, unsigned len)
 	size_t outlen = 0, outslen = 0;
 	int r;
 
-	r = rados_mon_command(site->rados, cmd, 1, "", 0, &outbuf, &outlen, &outs, &outslen);
+	gconn *c = main_get(site);
+	r = rados_mon_command(c->rados, cmd, 1, "", 0, &outbuf, &outlen, &outs, &outslen);
+	main_put(site, c);
 	if (r < 0) {
 		ims_error_set(r, "site '%s': 'mon dump' failed: %s", site->name, ims_strerror(r));
 		goto out;

@@ -1,14 +1,21 @@
 /*
  * store/site.h: a connection to one site's Ceph cluster.
  *
- * One ims_site holds one librados handle, shared by every call and thread that works on the
+ * One ims_site holds one librados client, shared by every call and thread that works on the
  * site. Monitor and OSD operation timeouts are always set, so a dead cluster yields
  * -ETIMEDOUT after a bounded wait instead of a hang.
+ *
+ * A client the cluster has blocklisted (a fence, a lock broken after a network blip) gets
+ * -ESHUTDOWN for every operation for as long as the entry lasts (an hour by default).
+ * ims_site_probe() notices it and connects again as a new client; the old client stays alive
+ * until the last ioctx opened on it is closed with ims_site_ioctx_close(), so threads that
+ * share the site never see a handle go away under them.
  */
 #ifndef IMS_STORE_SITE_H
 #define IMS_STORE_SITE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <rados/librados.h>
@@ -47,15 +54,43 @@ void ims_site_close(ims_site *site);
 /** The site's name. Borrowed. */
 const char *ims_site_name(const ims_site *site);
 
-/** The librados handle, for modules of store/ and above. Borrowed. */
-rados_t ims_site_rados(ims_site *site);
-
 /**
- * Open an I/O context on @p pool. The caller destroys it with rados_ioctx_destroy().
+ * Open an I/O context on @p pool, on the current client. Close it with
+ * ims_site_ioctx_close() (rados_ioctx_destroy() would keep a replaced client alive).
  *
  * @returns -ENOENT if the pool does not exist (message names pool and site).
  */
 int ims_site_ioctx(ims_site *site, const char *pool, rados_ioctx_t *out);
+
+/** Close an ioctx of ims_site_ioctx(). Accepts NULL, and destroys other ioctxs as they are. */
+void ims_site_ioctx_close(rados_ioctx_t io);
+
+/** The name of pool @p id into @p buf. @returns 0, -ENOENT or -ERANGE. */
+int ims_site_pool_name(ims_site *site, int64_t id, char *buf, size_t len);
+
+/** rados_pool_list() on the current client: the length needed, or a negative errno. */
+int ims_site_pool_list(ims_site *site, char *buf, size_t len);
+
+/**
+ * Ask the site a question that needs its OSDs (a stat in @p pool), and remember the answer
+ * for ims_site_health_get(). A blocklisted client is replaced by a new one (logged once,
+ * counted) and the question asked again. Blocks up to the OSD timeout when the site is down:
+ * call it from a thread of its own.
+ *
+ * @returns 0 if the site answered, else the error (-ETIMEDOUT, -ESHUTDOWN...).
+ */
+int ims_site_probe(ims_site *site, const char *pool);
+
+typedef struct {
+	bool up;             /* the last probe was answered */
+	int error;           /* its error, 0 if it was answered */
+	uint64_t reconnects; /* clients replaced because they were blocklisted */
+	int64_t since_ok_ms; /* since a probe (or the connect) last succeeded; -1: never */
+	int64_t probing_ms;  /* how long the probe in flight has waited; 0: none in flight */
+} ims_site_health;
+
+/** What the probes of @p site found; never waits for the cluster. */
+void ims_site_health_get(ims_site *site, ims_site_health *out);
 
 /** The cluster's fsid into @p buf (37 bytes at least). */
 int ims_site_fsid(ims_site *site, char *buf, unsigned len);

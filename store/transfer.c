@@ -445,7 +445,7 @@ out:
 	if (copts)
 		rbd_image_options_destroy(copts);
 	if (io)
-		rados_ioctx_destroy(io);
+		ims_site_ioctx_close(io);
 	ims_format_close(rd);
 	ims_sha256_free(p.content);
 	pthread_mutex_destroy(&p.lock);
@@ -903,7 +903,7 @@ out:
 		rbd_image_spec_list_cleanup(specs, n);
 		free(specs);
 	}
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return r;
 }
 
@@ -916,7 +916,7 @@ static bool is_rbd_pool(ims_site *site, const char *pool)
 	size_t len = sizeof(apps);
 	bool rbd = false;
 
-	if (rados_ioctx_create(ims_site_rados(site), pool, &io) < 0)
+	if (ims_site_ioctx(site, pool, &io) < 0)
 		return false;
 	if (rados_application_list(io, apps, &len) == 0) {
 		rbd = len == 0 || apps[0] == '\0';
@@ -924,7 +924,7 @@ static bool is_rbd_pool(ims_site *site, const char *pool)
 			if (strcmp(apps + i, "rbd") == 0)
 				rbd = true;
 	}
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return rbd;
 }
 
@@ -947,7 +947,7 @@ int ims_store_cleanup_tmp(ims_site *site, const char *pool, unsigned *removed)
 			goto out;
 		}
 		pools = nb;
-		r = rados_pool_list(ims_site_rados(site), pools, len);
+		r = ims_site_pool_list(site, pools, len);
 		if (r < 0) {
 			ims_error_set(r, "cannot list the pools of site '%s': %s", ims_site_name(site),
 				      ims_strerror(r));

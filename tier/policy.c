@@ -260,7 +260,7 @@ int ims_tier_policy_check(ims_tier_candidate *out, ims_site *site, const ims_tie
 	if ((r = ims_site_ioctx(site, p->pool, &io)) < 0)
 		return r;
 	r = check_open(&c, io, p, image, now, hold, ctx);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	if (r == 0)
 		*out = c;
 	return r;

@@ -882,7 +882,7 @@ out:
 	if (head)
 		rbd_close(head);
 	if (io)
-		rados_ioctx_destroy(io);
+		ims_site_ioctx_close(io);
 	pthread_mutex_destroy(&p.lock);
 	pthread_cond_destroy(&p.cond);
 	return r;
@@ -1209,7 +1209,7 @@ out:
 		fetcher_stop(&f);
 	ims_catalog_entry_free(cat);
 	if (io)
-		rados_ioctx_destroy(io);
+		ims_site_ioctx_close(io);
 	ims_manifest_free(m);
 	return r;
 }

@@ -110,7 +110,7 @@ void itest_assert_image_equals_file(ims_site *site, const char *pool, const char
 	free(b);
 	close(fd);
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 }
 
 void itest_fill_pattern(const char *path, uint64_t size, unsigned seed)

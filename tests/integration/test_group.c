@@ -221,8 +221,8 @@ static void assert_cut_equal(const char *group, const char *image, const char *c
 	free(y);
 	rbd_close(pa);
 	rbd_close(pb);
-	rados_ioctx_destroy(ia);
-	rados_ioctx_destroy(ib);
+	ims_site_ioctx_close(ia);
+	ims_site_ioctx_close(ib);
 }
 
 /* The sequence number at offset 0 of site b's @p image at @p snap. */
@@ -238,7 +238,7 @@ static uint64_t seq_at(const char *image, const char *snap)
 	for (int i = 7; i >= 0; i--)
 		v = v << 8 | b[i];
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return v;
 }
 
@@ -259,7 +259,7 @@ static size_t sealed_on_b(const char *image, char names[][64])
 			snprintf(names[k++], 64, "%s", snaps[i].name);
 	rbd_snap_list_end(snaps);
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return k;
 }
 
@@ -400,7 +400,7 @@ static void test_replication_consistent_cuts(void **state)
 	assert_int_equal(rbd_open(io, d2, &img, NULL), 0);
 	assert_int_equal(rbd_write(img, 4u << 20, 4096, buf), 4096);
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	free(buf);
 	int calls = 0;
 	ims_repl_opts cut = o;
@@ -423,7 +423,7 @@ static void test_replication_consistent_cuts(void **state)
 	assert_int_equal(rbd_open(io, d2, &img, NULL), 0);
 	assert_int_equal(rbd_write(img, 0, 8, "retained"), 8);
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	o.retention = 2;
 	assert_int_equal(ims_repl_group_sync(&res, A, B, "rbd", g, &o), 0);
 	assert_int_equal(sealed_on_b(d1, n1), 2);

@@ -72,7 +72,7 @@ static void write_at(ims_site *site, const char *name, uint64_t off, size_t len,
 	assert_int_equal(rbd_write(img, off, len, buf), (ssize_t)len);
 	assert_int_equal(rbd_flush(img), 0);
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	free(buf);
 }
 
@@ -87,7 +87,7 @@ static void reseal_on_b(const char *name, const char *snap)
 	assert_int_equal(rbd_snap_remove(img, snap), 0);
 	assert_int_equal(rbd_snap_create(img, snap), 0);
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 }
 
 /* Whether data object @p objno of the image's head exists on @p site. */
@@ -104,7 +104,7 @@ static bool object_exists(ims_site *site, const char *name, uint64_t objno)
 	snprintf(oid, sizeof(oid), "%s.%016" PRIx64, prefix, objno);
 	int r = rados_stat(io, oid, &size, &mtime);
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	assert_true(r == 0 || r == -ENOENT);
 	return r == 0;
 }
@@ -256,7 +256,7 @@ static void test_sizes_and_refusals(void **state)
 	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
 	assert_int_equal(rbd_resize(img, 12 * MiB), 0);
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	reseal_on_b(name, res.sealed);
 	v = verify_ok(name, NULL);
 	assert_false(v->equal);

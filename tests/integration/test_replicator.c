@@ -75,7 +75,7 @@ static void write_random(const char *name, unsigned n, size_t len, uint64_t limi
 		assert_int_equal(rbd_write(img, off, len, buf), (ssize_t)len);
 	}
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	free(buf);
 }
 
@@ -89,7 +89,7 @@ static void fill_range(const char *name, uint64_t off, uint64_t len)
 	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
 	assert_int_equal(rbd_write(img, off, len, buf), (ssize_t)len);
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	free(buf);
 }
 
@@ -101,7 +101,7 @@ static void zero_range(const char *name, uint64_t off, uint64_t len)
 	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
 	assert_true(rbd_write_zeroes(img, off, len, 0, 0) >= 0);
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 }
 
 /* The sealed snapshot on B equals the primary's snapshot of the same name. */
@@ -136,8 +136,8 @@ static void assert_sealed_equal(const char *name, const char *snap)
 	free(y);
 	rbd_close(pa);
 	rbd_close(pb);
-	rados_ioctx_destroy(ia);
-	rados_ioctx_destroy(ib);
+	ims_site_ioctx_close(ia);
+	ims_site_ioctx_close(ib);
 }
 
 static int count_repl_snaps(ims_site *s, const char *name)
@@ -221,7 +221,7 @@ static void *writer(void *arg)
 	if (ims_site_ioctx(A, "rbd", &io) < 0)
 		return NULL;
 	if (rbd_open(io, w->name, &img, NULL) < 0) {
-		rados_ioctx_destroy(io);
+		ims_site_ioctx_close(io);
 		return NULL;
 	}
 	while (!w->stop) {
@@ -233,7 +233,7 @@ static void *writer(void *arg)
 		w->writes++;
 	}
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	return NULL;
 }
 
@@ -499,7 +499,7 @@ static void test_fence_spares_itself(void **state)
 	assert_int_equal(rbd_write(img, 8192, sizeof(buf), buf), (ssize_t)sizeof(buf));
 	assert_int_equal(rbd_flush(img), 0);
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 }
 
 static void test_refusals(void **state)

@@ -162,7 +162,7 @@ static void test_image_lifecycle(void **state)
 	ims_catalog_entry *e = NULL;
 	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
 	assert_int_equal(ims_catalog_get(io, renamed, &e), -ENOENT);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 }
 
 /* Regression: the list found catalog entries by a binary search over an array it altered as
@@ -251,7 +251,7 @@ static void write_at(const char *pool, const char *image, uint64_t off, const ch
 	assert_int_equal(rbd_open(io, image, &img, NULL), 0);
 	assert_int_equal(rbd_write(img, off, strlen(data), data), (ssize_t)strlen(data));
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 }
 
 static void read_at(const char *pool, const char *image, const char *snap, uint64_t off, char *buf,
@@ -263,7 +263,7 @@ static void read_at(const char *pool, const char *image, const char *snap, uint6
 	assert_int_equal(rbd_open_read_only(io, image, &img, snap), 0);
 	assert_int_equal(rbd_read(img, off, len, buf), (ssize_t)len);
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 }
 
 static void test_snapshots(void **state)
@@ -450,7 +450,7 @@ static void test_purge_refused_changes_nothing(void **state)
 	assert_non_null(info->catalog);
 	ims_image_info_free(info);
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	ims_site_close(vm);
 
 	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), 0);

@@ -282,7 +282,7 @@ static void roundtrip(const char *what, const char *path, uint64_t size)
 	snprintf(other, sizeof(other), "%s-copy", name);
 	assert_int_equal(ims_tier_restore(&res, t, A, cold, "rbd", other, &o), 0);
 	itest_assert_image_equals_file(A, "rbd", other, NULL, path);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	ims_tier_target_free(t);
 }
 
@@ -347,7 +347,7 @@ static void test_restore_raw_as_pushed_and_only_data(void **state)
 	free(buf);
 	close(fd);
 	rbd_close(img);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 
 	o.after = IMS_TIER_PURGE;
 	assert_int_equal(ims_tier_push(&res, t, A, "rbd", name, NULL, &o), 0);
@@ -380,7 +380,7 @@ static int write_image(const char *name, uint64_t off, size_t len, int byte)
 			r = rbd_flush(img);
 		rbd_close(img);
 	}
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	free(buf);
 	return r;
 }
@@ -810,7 +810,7 @@ static void test_push_live_open_keeps_image(void **state)
 	assert_int_equal(r, -EBUSY);
 	assert_non_null(strstr(ims_error_last(), "opened it during the push"));
 	rbd_close(w.img);
-	rados_ioctx_destroy(w.io);
+	ims_site_ioctx_close(w.io);
 	ims_site_close(w.other);
 	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
 	assert_int_equal(count_snaps(name), 0);
@@ -1021,7 +1021,7 @@ static void test_push_manifest_too_many_tags(void **state)
 	e->ntags = n;
 	assert_int_equal(ims_catalog_put(io, e), 0);
 	ims_catalog_entry_free(e);
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_TRASH;

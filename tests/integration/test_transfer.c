@@ -478,7 +478,7 @@ static void test_cleanup_spares_owned_tmp(void **state)
 	ims_store__tmp_disown(&owner);
 	assert_int_equal(ims_store_cleanup_tmp(A, NULL, &removed), 0);
 	assert_false(image_exists(tmp));
-	rados_ioctx_destroy(io);
+	ims_site_ioctx_close(io);
 	ims_site_close(other);
 }
 

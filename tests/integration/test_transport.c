@@ -622,6 +622,21 @@ static void test_health_metrics(void **state)
 	assert_int_equal(a.status, 405);
 	free(a.body);
 
+	/* /readyz: the daemon can do its job, or why not; /healthz stays ok meanwhile */
+	curl(&a, "%s/readyz", W.plain_url);
+	assert_int_equal(a.status, 200);
+	assert_string_equal(a.body, "ok\n");
+	free(a.body);
+	W.app.not_ready = "site 'a' did not answer for 12 s";
+	curl(&a, "--cacert '%s' %s/readyz", W.cert, W.tls_url);
+	assert_int_equal(a.status, 503);
+	assert_string_equal(a.body, "site 'a' did not answer for 12 s\n");
+	free(a.body);
+	curl(&a, "%s/healthz", W.plain_url);
+	assert_int_equal(a.status, 200);
+	free(a.body);
+	W.app.not_ready = NULL;
+
 	const char *ok =
 		"imgstore_rpc_requests_total{method=\"ImageService/GetImage\",code=\"ok\"}";
 	const char *nf =

@@ -185,6 +185,15 @@ static const char *toy_health(void *a)
 	return app->health ? app->health : "ok";
 }
 
+static int toy_ready(void *a, char *why, size_t len)
+{
+	toy_app *app = a;
+	if (!app->not_ready)
+		return 0;
+	snprintf(why, len, "%s", app->not_ready);
+	return 1;
+}
+
 static void toy_metrics(void *a, FILE *out)
 {
 	fputs("# TYPE imgstore_toy_images gauge\nimgstore_toy_images 42\n", out);
@@ -212,6 +221,7 @@ void toy_opts(ims_rpc_server_opts *o, toy_app *app)
 	o->nmethods = toy_nmethods;
 	o->app = app;
 	o->health = toy_health;
+	o->ready = toy_ready;
 	o->metrics = toy_metrics;
 	o->audit = toy_audit;
 }

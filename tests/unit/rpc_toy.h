@@ -27,6 +27,7 @@ typedef struct {
 	pthread_mutex_t lock;
 	unsigned calls;	    /* handler calls */
 	const char *health; /* what /healthz says; NULL: ok */
+	const char *not_ready; /* why /readyz says 503; NULL: ready */
 	char audit[TOY_MAX_AUDIT][1024];
 	unsigned naudit;
 	unsigned sleep_ms; /* GetImage of "slow" sleeps this long */

@@ -1,0 +1,219 @@
+#include "daemon/health.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/prom.h"
+#include "daemon/daemon.h"
+
+typedef struct {
+	struct ims_health *h;
+	const char *name; /* borrowed from the config */
+	const char *pool;
+	bool own;
+	pthread_t thread;
+	bool started;
+	/* under h->lock */
+	ims_site *site;     /* NULL until a peer is connected */
+	int connect_error;  /* the last connect's, while site is NULL */
+	bool tried;         /* a probe (or connect) has ended */
+} probe;
+
+struct ims_health {
+	struct ims_daemon *d;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* stopping */
+	bool stopping;
+	unsigned interval_s;
+	size_t n;
+	probe *probes;
+};
+
+static void *prober(void *arg)
+{
+	probe *p = arg;
+	ims_health *h = p->h;
+	bool was_up = true;
+	for (;;) {
+		pthread_mutex_lock(&h->lock);
+		bool stop = h->stopping;
+		ims_site *site = p->site;
+		pthread_mutex_unlock(&h->lock);
+		if (stop)
+			break;
+		int r = 0;
+		if (!site)
+			r = ims_daemon_peer(h->d, p->name, &site);
+		if (r == 0)
+			r = ims_site_probe(site, p->pool);
+		if ((r == 0) != was_up) { /* log the changes, not every probe */
+			if (r == 0)
+				ims_log_info("site '%s' answers again", p->name);
+			else
+				ims_log_warning("site '%s' does not answer: %s", p->name, ims_error_last());
+			was_up = r == 0;
+		}
+		ims_error_clear();
+
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += h->interval_s;
+		pthread_mutex_lock(&h->lock);
+		if (!p->site && site)
+			p->site = site;
+		p->connect_error = p->site ? 0 : r;
+		p->tried = true;
+		while (!h->stopping && pthread_cond_timedwait(&h->cond, &h->lock, &until) != ETIMEDOUT)
+			;
+		pthread_mutex_unlock(&h->lock);
+	}
+	return NULL;
+}
+
+int ims_health_start(ims_health **out, struct ims_daemon *d)
+{
+	ims_health *h = calloc(1, sizeof(*h));
+	if (!h || !(h->probes = calloc(d->cfg->npeers + 1, sizeof(*h->probes)))) {
+		free(h);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->cond, NULL);
+	h->d = d;
+	h->interval_s = d->cfg->defaults.probe_interval ? (unsigned)d->cfg->defaults.probe_interval : 5;
+	h->n = d->cfg->npeers + 1;
+	h->probes[0] = (probe){ .h = h, .name = d->cfg->site.name, .pool = d->pool, .own = true, .site = d->site };
+	for (size_t i = 0; i < d->cfg->npeers; i++) {
+		const ims_config_cluster *c = &d->cfg->peers[i];
+		h->probes[i + 1] = (probe){ .h = h, .name = c->name, .pool = c->pool ? c->pool : d->pool };
+	}
+	for (size_t i = 0; i < h->n; i++) {
+		if (pthread_create(&h->probes[i].thread, NULL, prober, &h->probes[i]) != 0) {
+			ims_health_stop(h);
+			return ims_error_set(-EAGAIN, "cannot start the site probes");
+		}
+		h->probes[i].started = true;
+	}
+	*out = h;
+	return 0;
+}
+
+void ims_health_stop(ims_health *h)
+{
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->lock);
+	h->stopping = true;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	for (size_t i = 0; i < h->n; i++)
+		if (h->probes[i].started)
+			pthread_join(h->probes[i].thread, NULL);
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->cond);
+	free(h->probes);
+	free(h);
+}
+
+typedef struct {
+	bool known; /* connected, or a connect has failed */
+	bool up;
+	int error;
+	uint64_t reconnects;
+	int64_t since_ok_ms;
+	int64_t probing_ms;
+} view;
+
+static view look(ims_health *h, probe *p)
+{
+	view v = { 0 };
+	pthread_mutex_lock(&h->lock);
+	ims_site *site = p->site;
+	int cerr = p->connect_error;
+	bool tried = p->tried;
+	pthread_mutex_unlock(&h->lock);
+	if (!site) {
+		v.known = tried;
+		v.up = !tried; /* not reached yet: callers find out by asking */
+		v.error = cerr;
+		v.since_ok_ms = -1;
+		return v;
+	}
+	ims_site_health sh;
+	ims_site_health_get(site, &sh);
+	v.known = true;
+	v.up = sh.up && sh.probing_ms < IMS_HEALTH_STALL_MS;
+	v.error = sh.up && !v.up ? -ETIMEDOUT : sh.error;
+	v.reconnects = sh.reconnects;
+	v.since_ok_ms = sh.since_ok_ms;
+	v.probing_ms = sh.probing_ms;
+	return v;
+}
+
+static probe *find(ims_health *h, const char *name)
+{
+	for (size_t i = 0; h && i < h->n; i++)
+		if (strcmp(h->probes[i].name, name) == 0)
+			return &h->probes[i];
+	return NULL;
+}
+
+int ims_health_ready(ims_health *h, char *why, size_t len)
+{
+	if (!h) {
+		snprintf(why, len, "starting");
+		return 1;
+	}
+	probe *own = &h->probes[0];
+	view v = look(h, own);
+	if (v.up)
+		return 0;
+	if (v.probing_ms)
+		snprintf(why, len, "site '%s' has not answered a read in pool '%s' for %lld s", own->name, own->pool,
+			 (long long)(v.probing_ms / 1000));
+	else
+		snprintf(why, len, "site '%s' did not answer a read in pool '%s': %s", own->name, own->pool,
+			 ims_strerror(v.error));
+	return 1;
+}
+
+bool ims_health_site_up(ims_health *h, const char *name)
+{
+	probe *p = find(h, name);
+	return p ? look(h, p).up : false;
+}
+
+void ims_health_metrics(ims_health *h, FILE *out)
+{
+	char name[IMS_PROM_ESCAPED_MAX(64)];
+	if (!h)
+		return;
+	view *vs = calloc(h->n, sizeof(*vs));
+	if (!vs)
+		return;
+	for (size_t i = 0; i < h->n; i++)
+		vs[i] = look(h, &h->probes[i]);
+	fprintf(out, "# HELP imgstore_site_up Whether the site answered its last probe (an OSD read) in time.\n"
+		     "# TYPE imgstore_site_up gauge\n");
+	for (size_t i = 0; i < h->n; i++)
+		fprintf(out, "imgstore_site_up{site=\"%s\"} %d\n",
+			ims_prom_escape(name, sizeof(name), h->probes[i].name), vs[i].known && vs[i].up);
+	fprintf(out, "# HELP imgstore_site_reconnects_total Clients replaced because the site blocklisted them.\n"
+		     "# TYPE imgstore_site_reconnects_total counter\n");
+	for (size_t i = 0; i < h->n; i++)
+		fprintf(out, "imgstore_site_reconnects_total{site=\"%s\"} %llu\n",
+			ims_prom_escape(name, sizeof(name), h->probes[i].name), (unsigned long long)vs[i].reconnects);
+	fprintf(out, "# HELP imgstore_site_last_answer_seconds Seconds since the site last answered a probe "
+		     "(-1: never).\n"
+		     "# TYPE imgstore_site_last_answer_seconds gauge\n");
+	for (size_t i = 0; i < h->n; i++)
+		fprintf(out, "imgstore_site_last_answer_seconds{site=\"%s\"} %.1f\n",
+			ims_prom_escape(name, sizeof(name), h->probes[i].name),
+			vs[i].since_ok_ms < 0 ? -1.0 : (double)vs[i].since_ok_ms / 1000.0);
+	free(vs);
+}

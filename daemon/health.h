@@ -1,0 +1,49 @@
+/*
+ * daemon/health.h: what this daemon knows of the sites it works with, from probes.
+ *
+ * One thread per site (this daemon's own and every [peer]) asks its site a question that
+ * needs the OSDs every [defaults] probe_interval (ims_site_probe(): a client the cluster has
+ * blocklisted is replaced by a new one there, logged and counted). Nothing here ever waits
+ * for a cluster: a probe unanswered for IMS_HEALTH_STALL_MS counts as a site down while it
+ * still waits for its timeout, so /readyz and a failover learn of a dead site at once.
+ *
+ * /readyz is ready while this daemon's own site answers; a peer that is down does not make a
+ * daemon unready (it is what a failover to this site is for). /metrics gets per site
+ * imgstore_site_up, imgstore_site_reconnects_total and imgstore_site_last_answer_seconds.
+ */
+#ifndef IMS_DAEMON_HEALTH_H
+#define IMS_DAEMON_HEALTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+struct ims_daemon;
+typedef struct ims_health ims_health;
+
+/* A probe that has waited this long makes its site count as down. */
+#define IMS_HEALTH_STALL_MS 3000
+
+/**
+ * Start probing the site of @p d and its peers (the peers are connected on the way).
+ *
+ * @returns -ENOMEM, -EAGAIN if a thread cannot start.
+ */
+int ims_health_start(ims_health **out, struct ims_daemon *d);
+
+/** Stop the probes (waits for probes in flight, at most the OSD timeout). NULL is fine. */
+void ims_health_stop(ims_health *h);
+
+/** 0 if this daemon's own site answers, else nonzero with the reason in @p why. */
+int ims_health_ready(ims_health *h, char *why, size_t len);
+
+/**
+ * Whether site @p name answered its last probe, in time. A site no probe has reached yet
+ * (just started) counts as up: callers then find out by asking it. Unknown names are down.
+ */
+bool ims_health_site_up(ims_health *h, const char *name);
+
+/** The per-site metrics, in Prometheus text. */
+void ims_health_metrics(ims_health *h, FILE *out);
+
+#endif

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# A daemon whose clients the cluster blocklisted recovers without a restart (ims_site_probe()
+# replaces the client), on the peer site and on its own; /readyz tells the truth about its own
+# site while /healthz stays ok; imgstore_site_up and imgstore_site_reconnects_total say what
+# happened. The daemons' client addresses come from their logs ("connected as ... at ADDR"),
+# so that only their clients are blocklisted, not the other tests'.
+set -uo pipefail
+CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
+fails=0 passes=0
+ok() { echo "ok - $*"; passes=$((passes + 1)); }
+not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/rc-out.$$ 2>/tmp/rc-err.$$; local got=$?
+  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/rc-err.$$)"; fi; }
+
+img=rc$$
+LOG_A=$IMGSTORE_SANDBOX/site-a/log/imgstored.log
+LOG_B=$IMGSTORE_SANDBOX/site-b/log/imgstored.log
+RBD_BIN=$(type -P rbd)
+rbd() { timeout 120 "$RBD_BIN" "$@"; }
+ceph_on() { local conf=$1; shift; timeout 30 ceph -c "$conf" --connect-timeout 10 "$@"; }
+blocked_a=() blocked_b=()
+cleanup() {
+  "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
+  for x in "${blocked_a[@]}"; do ceph_on "$CEPH_CONF_A" osd blocklist rm "$x" >/dev/null 2>&1; done
+  for x in "${blocked_b[@]}"; do ceph_on "$CEPH_CONF_B" osd blocklist rm "$x" >/dev/null 2>&1; done
+  rm -f /tmp/rc-out.$$ /tmp/rc-err.$$
+  IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" repl disable "rbd/$img" >/dev/null 2>&1
+  IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" image rm --purge "rbd/$img" >/dev/null 2>&1
+  rbd -c "$CEPH_CONF_B" snap purge "rbd/$img" >/dev/null 2>&1
+  rbd -c "$CEPH_CONF_B" rm --no-progress "rbd/$img" >/dev/null 2>&1
+}
+trap cleanup EXIT
+
+on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
+# the addresses daemon LOG's clients of SITE have had since it started
+addrs_of() { grep -o "site '$2': connected as [^ ]* (client\.[0-9]* at [^)]*)" "$1" | sed 's/.* at \(.*\))$/\1/' | sort -u; }
+metric() { curl -sf --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
+http_code() { curl -s --max-time 10 -o /dev/null -w '%{http_code}' --cacert "$IMGSTORE_CA_FILE" "$1"; }
+status() { on_a --format json repl status "rbd/$img" 2>/dev/null | jq -r ".[0].$1 // \"\""; }
+write_a() { rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 64K --io-total "$1" --io-pattern rand "rbd/$img" >/dev/null 2>&1; }
+sum_at() { rbd -c "$1" export --no-progress "rbd/$img@$2" - 2>/dev/null | sha256sum | cut -d' ' -f1; }
+pid_b() { cat "$IMGSTORE_SANDBOX/site-b/run/imgstored.pid"; }
+pid_a() { cat "$IMGSTORE_SANDBOX/site-a/run/imgstored.pid"; }
+# SEALED SECS: wait until a cycle newer than SEALED was sealed without an error
+wait_new_seal() {
+  local old=$1 end=$((SECONDS + $2)) s
+  while [ $SECONDS -lt $end ]; do
+    s=$(status last_sealed_snapshot)
+    if [ -n "$s" ] && [ "$s" != "$old" ] && [ -z "$(status error)" ]; then echo "$s"; return 0; fi
+    sleep 2
+  done
+  return 1
+}
+
+expect_rc 0 "create rbd/$img on site a" on_a image create "rbd/$img" --size 64M
+write_a 16M
+expect_rc 0 "enable replication to site b (RPO 5s)" on_a repl enable "rbd/$img" --to b --rpo 5s
+expect_rc 0 "first sync" on_a repl sync "rbd/$img"
+sealed0=$(status last_sealed_snapshot)
+check "a snapshot is sealed ($sealed0)" test -n "$sealed0"
+
+# ---- every client of both daemons on site b blocklisted for an hour
+rec_a0=$(metric "$IMGSTORE_SERVER_A" 'imgstore_site_reconnects_total{site="b"}')
+rec_b0=$(metric "$IMGSTORE_SERVER_B" 'imgstore_site_reconnects_total{site="b"}')
+lines_a0=$(grep -c "site 'b': this daemon's client was blocklisted" "$LOG_A")
+pb=$(pid_b) pa=$(pid_a)
+mapfile -t blocked_b < <({ addrs_of "$LOG_A" b; addrs_of "$LOG_B" b; } | sort -u)
+check "both daemons' clients of site b are known from their logs (${#blocked_b[@]})" test "${#blocked_b[@]}" -ge 3
+for x in "${blocked_b[@]}"; do ceph_on "$CEPH_CONF_B" osd blocklist add "$x" 3600 >/dev/null 2>&1 || not_ok "blocklist $x"; done
+write_a 4M
+sealed1=$(wait_new_seal "$sealed0" 120)
+check "replication a->b sealed a new cycle without a restart ($sealed1)" test -n "$sealed1"
+check "  both copies equal at it" test -n "$sealed1" -a "$(sum_at "$CEPH_CONF_A" "$sealed1")" = "$(sum_at "$CEPH_CONF_B" "$sealed1")"
+check "  daemon a was not restarted" test "$(pid_a)" = "$pa"
+check "  daemon b was not restarted" test "$(pid_b)" = "$pb"
+rec_a1=$(metric "$IMGSTORE_SERVER_A" 'imgstore_site_reconnects_total{site="b"}')
+check "daemon a counted its reconnect to site b ($rec_a0 -> $rec_a1)" test "${rec_a1:-0}" -gt "${rec_a0:-0}"
+rec_b1=
+for _ in $(seq 1 15); do # daemon b finds out at its next probe
+  rec_b1=$(metric "$IMGSTORE_SERVER_B" 'imgstore_site_reconnects_total{site="b"}')
+  [ "${rec_b1:-0}" -gt "${rec_b0:-0}" ] && break
+  sleep 1
+done
+check "daemon b counted its reconnect to its own site ($rec_b0 -> $rec_b1)" test "${rec_b1:-0}" -gt "${rec_b0:-0}"
+lines_a1=$(grep -c "site 'b': this daemon's client was blocklisted" "$LOG_A")
+check "  daemon a logged it once ($((lines_a1 - lines_a0)) line)" test $((lines_a1 - lines_a0)) = 1
+check "daemon b is ready" test "$(http_code "$IMGSTORE_SERVER_B/readyz")" = 200
+expect_rc 0 "daemon b serves calls on its site" env IMGSTORE_SERVER="$IMGSTORE_SERVER_B" "$CLI" image info "rbd/$img"
+
+# ---- daemon a's own site: its clients of site a blocklisted
+mapfile -t blocked_a < <(addrs_of "$LOG_A" a)
+check "daemon a's clients of site a are known (${#blocked_a[@]})" test "${#blocked_a[@]}" -ge 1
+for x in "${blocked_a[@]}"; do ceph_on "$CEPH_CONF_A" osd blocklist add "$x" 3600 >/dev/null 2>&1 || not_ok "blocklist $x"; done
+write_a 4M
+sealed2=$(wait_new_seal "$sealed1" 120)
+check "replication from a blocklisted own site resumed ($sealed2)" test -n "$sealed2"
+check "  both copies equal at it" test -n "$sealed2" -a "$(sum_at "$CEPH_CONF_A" "$sealed2")" = "$(sum_at "$CEPH_CONF_B" "$sealed2")"
+expect_rc 0 "daemon a serves calls on its site" on_a image info "rbd/$img"
+check "  and was not restarted" test "$(pid_a)" = "$pa"
+check "daemon a is ready" test "$(http_code "$IMGSTORE_SERVER_A/readyz")" = 200
+
+# ---- /readyz and imgstore_site_up with site a not answering
+"$SANDBOX" freeze-site "$IMGSTORE_SANDBOX" a >/dev/null
+code=
+for _ in $(seq 1 30); do code=$(http_code "$IMGSTORE_SERVER_A/readyz"); [ "$code" = 503 ] && break; sleep 1; done
+check "daemon a is not ready while its site does not answer (/readyz $code)" test "$code" = 503
+curl -s --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$IMGSTORE_SERVER_A/readyz" | sed 's/^/# readyz: /'
+check "  but alive (/healthz 200)" test "$(http_code "$IMGSTORE_SERVER_A/healthz")" = 200
+check "  imgstore_site_up{site=\"a\"} is 0 on daemon a" test "$(metric "$IMGSTORE_SERVER_A" 'imgstore_site_up{site="a"}')" = 0
+up=
+for _ in $(seq 1 30); do up=$(metric "$IMGSTORE_SERVER_B" 'imgstore_site_up{site="a"}'); [ "$up" = 0 ] && break; sleep 1; done
+check "  and on daemon b, whose peer it is" test "$up" = 0
+check "daemon b stays ready: a dead peer is what failover is for" test "$(http_code "$IMGSTORE_SERVER_B/readyz")" = 200
+"$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" a >/dev/null
+code=
+for _ in $(seq 1 60); do code=$(http_code "$IMGSTORE_SERVER_A/readyz"); [ "$code" = 200 ] && break; sleep 1; done
+check "daemon a is ready again after the thaw" test "$code" = 200
+check "  imgstore_site_up{site=\"a\"} is 1 again" test "$(metric "$IMGSTORE_SERVER_A" 'imgstore_site_up{site="a"}')" = 1
+
+echo "$passes passed, $fails failed"
+[ "$passes" -gt 0 ] && [ "$fails" -eq 0 ]
