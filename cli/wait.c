@@ -292,8 +292,15 @@ int ims_cli_finish_op(ims_cli *cli, Imgstore__V1__Operation *op, const ims_cli_w
 		/* the document says how it ended, also when that is a failure */
 		if (terminal(op->state))
 			ims_cli_print_message(cli, &op->base);
-	} else if (r == 0) {
-		print_summary(cli, op);
+	} else {
+		if (r == 0)
+			print_summary(cli, op);
+		/* a batch's parts, one line each (a site failover's images), also when it failed */
+		for (size_t i = 0; i < op->n_details; i++) {
+			char line[1100];
+			snprintf(line, sizeof(line), "  %s", op->details[i]);
+			ims_cli_print_line(cli, line);
+		}
 	}
 out:
 	protobuf_c_message_free_unpacked(&op->base, NULL);

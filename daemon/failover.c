@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "daemon/health.h"
 #include "daemon/hosts.h"
 #include "replicator/failover.h"
 #include "replicator/group.h"
@@ -19,6 +22,28 @@
 static int progress(void *ctx, uint64_t done, uint64_t total)
 {
 	return ims_op_progress(ctx, done, total);
+}
+
+/* What one failover did: into the line of a site failover for it, else the operation's result. */
+static void say(ims_op *op, ims_failover_work *w, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(ims_op *op, ims_failover_work *w, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (w->said)
+		snprintf(w->said, w->said_len, "%s", buf);
+	else
+		ims_op_set_result(op, "%s", buf);
+}
+
+/* Whether the old primary's site @p name may be asked: not when the probes say it is down
+ * (a forced failover must not wait for a dead site, once per image). */
+static bool may_ask(ims_daemon *d, ims_failover_work *w, const char *name)
+{
+	return !w->old_down && ims_health_site_up(d->health, name);
 }
 
 static const char *peer_pool(ims_daemon *d, const char *site)
@@ -152,7 +177,7 @@ static int planned_paused(ims_op *op, ims_failover_work *w)
 		ims_log_error("failover of '%s/%s': site '%s' is the primary but replication back to site '%s' is not "
 			      "set: %s; run `imgstore repl enable` there",
 			      pool, image, w->target, here, ims_error_last());
-	ims_op_set_result(op,
+	say(op, w,
 			  "site '%s' is the primary of '%s/%s' at '%s', generation %" PRIu64
 			  "; site '%s' is its secondary (%u lease(s) broken, %u writer(s) fenced)",
 			  w->target, pool, image, at[0] ? at : res.sealed, gen, here, broken, fenced);
@@ -182,7 +207,8 @@ static int forced(ims_op *op, ims_failover_work *w)
 	ims_op_progress(op, 0, 0);
 
 	/* the old primary, if it answers: its generation counts, and its writers are fenced */
-	bool reachable = ims_daemon_peer(d, old, &peer) == 0 && ims_repl_side_get(peer, pool, image, &them) == 0;
+	bool reachable = may_ask(d, w, old) && ims_daemon_peer(d, old, &peer) == 0 &&
+			 ims_repl_side_get(peer, pool, image, &them) == 0;
 	uint64_t gen = me.generation + 1;
 	if (reachable && them.generation >= gen)
 		gen = them.generation + 1;
@@ -217,7 +243,7 @@ static int forced(ims_op *op, ims_failover_work *w)
 	if ((r = ims_repl_enable(d->repl, pool, image, old, "async", (uint32_t)d->cfg->defaults.rpo, NULL)) < 0)
 		ims_log_error("forced failover of '%s/%s': replication back to site '%s' is not set: %s", pool, image, old,
 			      ims_error_last());
-	ims_op_set_result(op, "site '%s' is the primary of '%s/%s' at '%s', generation %" PRIu64 "; %s", here, pool, image,
+	say(op, w, "site '%s' is the primary of '%s/%s' at '%s', generation %" PRIu64 "; %s", here, pool, image,
 			  at[0] ? at : "its head", gen, rejoin);
 	ims_log_warning("forced failover of '%s/%s' to site '%s' at '%s' (generation %" PRIu64 "): %s", pool, image,
 			here, at, gen, rejoin);
@@ -253,14 +279,112 @@ int ims_failover_run(ims_op *op, void *arg)
 	return planned(op, w);
 }
 
+static int group_planned(ims_op *op, ims_failover_work *w);
+static int group_forced(ims_op *op, ims_failover_work *w);
+static int group_side(ims_site *site, const char *pool, const char *group, ims_repl_side *out, ims_group_info **gi);
+
+/* One image or group of a site failover, and what became of it. */
+typedef struct {
+	char name[IMS_NAME_MAX + 1];
+	bool group;
+	bool skipped; /* not a pair of this failover */
+	int r;
+	double secs;
+	char said[1024]; /* what it did, or why it failed */
+} unit;
+
+typedef struct {
+	ims_op *op;
+	ims_failover_work *w;
+	unit *units;
+	size_t n, next;
+	pthread_mutex_t lock;
+} fanout;
+
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Whether unit @p u is part of failover @p w; an image in a group goes with its group. */
+static bool selected(ims_failover_work *w, const unit *u)
+{
+	ims_daemon *d = w->d;
+	ims_repl_side side;
+	ims_repl_status pair;
+	char src[64], grp[2 * IMS_NAME_MAX + 2];
+	if (u->group) {
+		ims_group_info *gi = NULL;
+		int r = group_side(d->site, w->spec.pool, u->name, &side, &gi);
+		ims_group_info_free(gi);
+		if (r < 0)
+			return false;
+	} else {
+		if (ims_repl_side_get(d->site, w->spec.pool, u->name, &side) < 0)
+			return false;
+		if (ims_group_of_image(grp, sizeof(grp), d->site, w->spec.pool, u->name) == 0 && grp[0])
+			return false;
+	}
+	if (w->force) {
+		source_site(side.source, src, sizeof(src));
+		return side.secondary && strcmp(src, w->from) == 0;
+	}
+	return !side.secondary && pair_of(d, w->spec.pool, u->name, u->group, w->target, &pair) == 0;
+}
+
+static void *fan_worker(void *arg)
+{
+	fanout *f = arg;
+	for (;;) {
+		pthread_mutex_lock(&f->lock);
+		size_t i = f->next < f->n ? f->next++ : f->n;
+		pthread_mutex_unlock(&f->lock);
+		if (i == f->n)
+			break;
+		unit *u = &f->units[i];
+		ims_failover_work one = *f->w;
+		snprintf(one.spec.image, sizeof(one.spec.image), "%s", u->name);
+		one.spec.snap[0] = '\0';
+		one.from[0] = '\0';
+		one.group = u->group;
+		one.said = u->said;
+		one.said_len = sizeof(u->said);
+		ims_error_clear();
+		if (!selected(f->w, u)) {
+			u->skipped = true;
+			continue;
+		}
+		double t0 = mono_s();
+		if (u->group)
+			u->r = one.force ? group_forced(f->op, &one) : group_planned(f->op, &one);
+		else
+			u->r = one.force ? forced(f->op, &one) : planned(f->op, &one);
+		u->secs = mono_s() - t0;
+		if (u->r < 0)
+			snprintf(u->said, sizeof(u->said), "%s", ims_error_last());
+		ims_log_info("%s failover of %s '%s/%s' to site '%s' %s in %.2fs: %s", one.force ? "forced" : "planned",
+			     u->group ? "group" : "image", one.spec.pool, u->name, one.target,
+			     u->r < 0 ? "failed" : "done", u->secs, u->said);
+	}
+	return NULL;
+}
+
+/* Forced failovers only touch this site (the old one is asked once, and not at all when it is
+ * down); planned ones sync and fence on both, so fewer run at once. */
+#define FAILOVER_FORCED_WORKERS 16
+#define FAILOVER_PLANNED_WORKERS 4
+
 int ims_failover_all_run(ims_op *op, void *arg)
 {
 	ims_failover_work *w = arg;
 	ims_daemon *d = w->d;
 	ims_image_list_entry *list = NULL;
-	size_t n = 0, done = 0, failed = 0, todo = 0;
-	char failures[1024] = "", done_names[1024] = "";
+	char **groups = NULL;
+	size_t n = 0, ng = 0, done = 0, failed = 0, todo = 0;
 	const char *here = ims_site_name(d->site);
+	double t0 = mono_s();
 	int r;
 	if (!w->force && strcmp(w->from, here) != 0)
 		return ims_error_set(-EINVAL, "a planned failover of site '%s''s images runs on site '%s', not '%s'; add "
@@ -272,42 +396,93 @@ int ims_failover_all_run(ims_op *op, void *arg)
 				     w->target, here);
 	if ((r = ims_image_list(&list, &n, d->site, w->spec.pool)) < 0)
 		return r;
-	for (size_t i = 0; i < n; i++) {
-		ims_repl_side side;
-		ims_repl_status pair;
-		ims_failover_work one = *w;
-		snprintf(one.spec.image, sizeof(one.spec.image), "%s", list[i].name);
-		one.spec.snap[0] = '\0';
-		if (ims_repl_side_get(d->site, w->spec.pool, list[i].name, &side) < 0)
+	if ((r = ims_group_list(&groups, &ng, d->site, w->spec.pool)) < 0) {
+		ims_image_list_free(list, n);
+		return r;
+	}
+	fanout f = { .op = op, .w = w, .n = n + ng };
+	pthread_mutex_init(&f.lock, NULL);
+	f.units = calloc(f.n + 1, sizeof(*f.units));
+	if (!f.units) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < ng; i++) { /* groups first: their cut is what matters most */
+		snprintf(f.units[i].name, sizeof(f.units[i].name), "%s", groups[i]);
+		f.units[i].group = true;
+	}
+	for (size_t i = 0; i < n; i++)
+		snprintf(f.units[ng + i].name, sizeof(f.units[ng + i].name), "%s", list[i].name);
+
+	/* the old site is asked once, now: when it does not answer, no image waits for it */
+	ims_failover_work all = *w;
+	all.old_down = w->force && !ims_health_site_up(d->health, w->from);
+	if (all.old_down)
+		ims_log_warning("forced failover of site '%s': it does not answer its probes; its images are promoted "
+				"without waiting for it, and fenced when it returns",
+				w->from);
+	f.w = &all;
+
+	unsigned nw = w->force ? FAILOVER_FORCED_WORKERS : FAILOVER_PLANNED_WORKERS;
+	if (nw > f.n)
+		nw = f.n ? (unsigned)f.n : 1;
+	pthread_t th[FAILOVER_FORCED_WORKERS];
+	unsigned started = 0;
+	for (; started < nw; started++)
+		if (pthread_create(&th[started], NULL, fan_worker, &f) != 0)
+			break;
+	if (started == 0)
+		fan_worker(&f);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+
+	char failures[400] = "";
+	double slowest = 0;
+	for (size_t i = 0; i < f.n; i++) {
+		unit *u = &f.units[i];
+		if (u->skipped)
 			continue;
-		if (w->force) {
-			char src[64];
-			source_site(side.source, src, sizeof(src));
-			if (!side.secondary || strcmp(src, w->from) != 0)
-				continue;
-		} else if (side.secondary || pair_of(d, w->spec.pool, list[i].name, false, w->target, &pair) < 0) {
+		todo++;
+		if (u->secs > slowest)
+			slowest = u->secs;
+		if (u->r == 0) {
+			done++;
 			continue;
 		}
-		todo++;
-		ims_error_clear();
-		r = w->force ? forced(op, &one) : planned(op, &one);
-		size_t used = strlen(r < 0 ? failures : done_names);
-		char *buf = r < 0 ? failures : done_names;
-		if (used < 900)
-			snprintf(buf + used, 1024 - used, "%s%s/%s%s%s", used ? "; " : "", w->spec.pool, list[i].name,
-				 r < 0 ? ": " : "", r < 0 ? ims_error_last() : "");
-		if (r < 0)
-			failed++;
-		else
-			done++;
+		failed++;
+		/* the first ones, cut to fit; every one is in the details */
+		char one[1024];
+		snprintf(one, sizeof(one), "%s%s/%s: %.200s", failures[0] ? "; " : "", w->spec.pool, u->name, u->said);
+		size_t used = strlen(failures), room = sizeof(failures) - 1 - used, len = strlen(one);
+		memcpy(failures + used, one, len < room ? len : room);
+		failures[used + (len < room ? len : room)] = '\0';
 	}
-	ims_image_list_free(list, n);
+	double total = mono_s() - t0;
+	ims_log_info("%s failover of site '%s' to site '%s' in pool '%s': %zu of %zu done in %.2fs (slowest %.2fs)",
+		     w->force ? "forced" : "planned", w->from, w->target, w->spec.pool, done, todo, total, slowest);
 	if (failed)
-		return ims_error_set(-EIO, "%zu of %zu images of site '%s' in pool '%s' did not fail over: %s", failed, todo,
-				     w->from, w->spec.pool, failures);
-	ims_op_set_result(op, "%zu image(s) of site '%s' in pool '%s' failed over to site '%s'%s%s", done, w->from,
-			  w->spec.pool, w->target, done ? ": " : "", done_names);
-	return 0;
+		r = ims_error_set(-EIO, "%zu of %zu images and groups of site '%s' in pool '%s' did not fail over (%.1fs): %s",
+				  failed, todo, w->from, w->spec.pool, total, failures);
+	else {
+		char tail[200] = "";
+		if (all.old_down)
+			snprintf(tail, sizeof(tail), "; site '%s' did not answer: its writers are fenced when it returns", w->from);
+		ims_op_set_result(op, "%zu image(s) and group(s) of site '%s' in pool '%s' failed over to site '%s' in "
+				      "%.1fs (slowest %.1fs)%s",
+				  done, w->from, w->spec.pool, w->target, total, slowest, tail);
+		r = 0;
+	}
+	for (size_t i = 0; i < f.n; i++) /* one line each, for `repl failover --from` to print */
+		if (!f.units[i].skipped)
+			ims_op_add_detail(op, "%s %s/%s %s %.2fs: %s", f.units[i].group ? "group" : "image", w->spec.pool,
+					  f.units[i].name, f.units[i].r < 0 ? "FAILED" : "ok", f.units[i].secs,
+					  f.units[i].said);
+out:
+	free(f.units);
+	pthread_mutex_destroy(&f.lock);
+	ims_group_list_free(groups, ng);
+	ims_image_list_free(list, n);
+	return r;
 }
 
 int ims_resync_run(ims_op *op, void *arg)
@@ -486,7 +661,7 @@ static int group_planned(ims_op *op, ims_failover_work *w)
 		ims_log_error("failover of group '%s/%s': site '%s' is the primary but replication back to site '%s' is "
 			      "not set: %s; run `imgstore group repl enable` there",
 			      pool, group, w->target, here, ims_error_last());
-	ims_op_set_result(op,
+	say(op, w,
 			  "site '%s' is the primary of group '%s/%s' (%zu images) at '%s', generation %" PRIu64
 			  "; site '%s' is its secondary (%u lease(s) broken, %u writer(s) fenced)",
 			  w->target, pool, group, gi->nmembers, cut, gen, here, broken, fenced);
@@ -524,7 +699,8 @@ static int group_forced(ims_op *op, ims_failover_work *w)
 		goto out;
 	}
 	ims_op_progress(op, 0, 0);
-	bool reachable = ims_daemon_peer(d, old, &peer) == 0 && group_side(peer, pool, group, &them, &pgi) == 0;
+	bool reachable = may_ask(d, w, old) && ims_daemon_peer(d, old, &peer) == 0 &&
+			 group_side(peer, pool, group, &them, &pgi) == 0;
 	uint64_t gen = me.generation + 1;
 	if (reachable && them.generation >= gen)
 		gen = them.generation + 1;
@@ -552,7 +728,7 @@ static int group_forced(ims_op *op, ims_failover_work *w)
 	if (ims_repl_group_enable(d->repl, pool, group, old, "async", (uint32_t)d->cfg->defaults.rpo, NULL) < 0)
 		ims_log_error("forced failover of group '%s/%s': replication back to site '%s' is not set: %s", pool,
 			      group, old, ims_error_last());
-	ims_op_set_result(op,
+	say(op, w,
 			  "site '%s' is the primary of group '%s/%s' (%zu images) at '%s', generation %" PRIu64
 			  " (%u image(s) rolled back to it); %s",
 			  here, pool, group, gi->nmembers, cut, gen, rolled, rejoin);

@@ -878,12 +878,39 @@ static int h_delete_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 /* ---------------------------------------------------------------------------------------- */
 /* OperationService */
 
+/* The Operation of @p rec with its detail lines, when this daemon keeps them. */
+static int reply_op_details(ims_daemon *d, ims_rpc_call *call, const ims_op_record *rec, ProtobufCMessage **resp)
+{
+	char *text = NULL;
+	int r = ims_daemon_reply_op(call, rec, resp);
+	if (r < 0 || ims_ops_details(d->ops, rec->id, &text) < 0 || !text)
+		return r;
+	Imgstore__V1__Operation *o = (Imgstore__V1__Operation *)*resp;
+	size_t n = 0;
+	for (const char *p = text; *p; p++)
+		n += *p == '\n';
+	o->details = ims_rpc_call_alloc(call, (n + 1) * sizeof(*o->details));
+	if (!o->details) {
+		free(text);
+		return -ENOMEM;
+	}
+	for (char *line = text, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+		*nl = '\0';
+		if (!(o->details[o->n_details++] = DUP(call, line))) {
+			free(text);
+			return -ENOMEM;
+		}
+	}
+	free(text);
+	return 0;
+}
+
 static int h_get_operation(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	const Imgstore__V1__GetOperationRequest *q = (const void *)req;
 	ims_op_record rec;
 	int r = ims_ops_get(APP(app)->ops, q->id, &rec);
-	return r < 0 ? r : ims_daemon_reply_op(call, &rec, resp);
+	return r < 0 ? r : reply_op_details(APP(app), call, &rec, resp);
 }
 
 static int h_wait_operation(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
@@ -894,7 +921,7 @@ static int h_wait_operation(void *app, ims_rpc_call *call, const ProtobufCMessag
 	if (t > 120000) /* under any sane read timeout of a client or proxy */
 		t = 120000;
 	int r = ims_ops_wait(APP(app)->ops, q->id, t, &rec);
-	return r < 0 ? r : ims_daemon_reply_op(call, &rec, resp);
+	return r < 0 ? r : reply_op_details(APP(app), call, &rec, resp);
 }
 
 static int h_cancel_operation(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)

@@ -184,6 +184,8 @@ int ims_health_ready(ims_health *h, char *why, size_t len)
 
 bool ims_health_site_up(ims_health *h, const char *name)
 {
+	if (!h)
+		return true; /* not started yet: callers find out by asking */
 	probe *p = find(h, name);
 	return p ? look(h, p).up : false;
 }

@@ -39,7 +39,8 @@ int ims_health_ready(ims_health *h, char *why, size_t len);
 
 /**
  * Whether site @p name answered its last probe, in time. A site no probe has reached yet
- * (just started) counts as up: callers then find out by asking it. Unknown names are down.
+ * (just started, or @p h NULL) counts as up: callers then find out by asking it. Unknown
+ * names are down.
  */
 bool ims_health_site_up(ims_health *h, const char *name);
 

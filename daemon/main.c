@@ -134,6 +134,12 @@ static uint64_t peer_bandwidth(void *app, const char *name)
 	return c && c->bandwidth_limit ? c->bandwidth_limit : d->cfg->defaults.bandwidth_limit;
 }
 
+static bool site_up(void *app, const char *name)
+{
+	ims_daemon *d = app;
+	return ims_health_site_up(d->health, name);
+}
+
 static int ready(void *app, char *why, size_t len)
 {
 	ims_daemon *d = app;
@@ -312,6 +318,10 @@ int main(int argc, char **argv)
 	d.peers = calloc(d.cfg->npeers + 1, sizeof(*d.peers));
 	if (!d.peers)
 		goto out;
+	if ((r = ims_health_start(&d.health, &d)) < 0) {
+		ims_log_error("cannot start the site probes: %s", ims_error_last());
+		goto out;
+	}
 	ims_repl_sched_opts ro = IMS_REPL_SCHED_OPTS_INIT;
 	ro.local = d.site;
 	ro.pool = d.pool;
@@ -330,6 +340,7 @@ int main(int argc, char **argv)
 		ro.event_ctx = d.alert;
 	}
 	ro.bandwidth = peer_bandwidth;
+	ro.site_up = site_up;
 	if ((r = ims_repl_sched_start(&d.repl, &ro)) < 0) {
 		ims_log_error("cannot start replication: %s", ims_error_last());
 		goto out;
@@ -353,10 +364,6 @@ int main(int argc, char **argv)
 	so.metrics = metrics;
 	so.ready = ready;
 	so.audit = audit_line;
-	if ((r = ims_health_start(&d.health, &d)) < 0) {
-		ims_log_error("cannot start the site probes: %s", ims_error_last());
-		goto out;
-	}
 	if ((r = ims_rpc_server_start(&d.server, &so)) < 0) {
 		ims_log_error("cannot serve: %s", ims_error_last());
 		goto out;
@@ -397,11 +404,11 @@ int main(int argc, char **argv)
 	rc = 0;
 out:
 	ims_rpc_server_stop(d.server);
-	ims_health_stop(d.health);
 	ims_tier_scan_stop(d.tier_scan); /* before the operations it waits on */
 	ims_repl_sched_stop(d.repl);
 	ims_alert_stop(d.alert); /* after the scheduler: nothing calls it any more */
 	ims_ops_stop(d.ops);
+	ims_health_stop(d.health); /* after everything that asks it */
 	for (size_t i = 0; d.peers && i < d.cfg->npeers; i++)
 		ims_site_close(d.peers[i]);
 	free(d.peers);

@@ -34,6 +34,8 @@ struct ims_op {
 	int64_t last_persist;
 	ims_ops *ops;
 	ims_op *next_queued;
+	char *details; /* lines, under the ops' lock */
+	size_t details_len;
 };
 
 struct ims_ops {
@@ -272,6 +274,7 @@ static void trim_known(ims_ops *o)
 			;
 		if (i == o->nknown)
 			return;
+		free(o->known[i]->details);
 		free(o->known[i]);
 		memmove(&o->known[i], &o->known[i + 1], (o->nknown - i - 1) * sizeof(*o->known));
 		o->nknown--;
@@ -643,8 +646,10 @@ void ims_ops_stop(ims_ops *o)
 		pthread_join(o->workers[i], NULL);
 	if (o->keeper_started)
 		pthread_join(o->keeper, NULL);
-	for (size_t i = 0; i < o->nknown; i++)
+	for (size_t i = 0; i < o->nknown; i++) {
+		free(o->known[i]->details);
 		free(o->known[i]);
+	}
 	free(o->known);
 	free(o->workers);
 	pthread_mutex_destroy(&o->lock);
@@ -685,6 +690,43 @@ void ims_op_set_result(ims_op *op, const char *fmt, ...)
 	vsnprintf(op->rec.result, sizeof(op->rec.result), fmt, ap);
 	pthread_mutex_unlock(&op->ops->lock);
 	va_end(ap);
+}
+
+void ims_op_add_detail(ims_op *op, const char *fmt, ...)
+{
+	char line[1200];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	size_t len = strlen(line);
+	pthread_mutex_lock(&op->ops->lock);
+	if (op->details_len + len + 2 <= IMS_OP_DETAILS_MAX) {
+		char *nd = realloc(op->details, op->details_len + len + 2);
+		if (nd) {
+			memcpy(nd + op->details_len, line, len);
+			nd[op->details_len + len] = '\n';
+			nd[op->details_len + len + 1] = '\0';
+			op->details = nd;
+			op->details_len += len + 1;
+		}
+	}
+	pthread_mutex_unlock(&op->ops->lock);
+}
+
+int ims_ops_details(ims_ops *o, const char *id, char **out)
+{
+	*out = NULL;
+	pthread_mutex_lock(&o->lock);
+	ims_op *op = find_locked(o, id);
+	if (op && op->details && !(*out = strdup(op->details))) {
+		pthread_mutex_unlock(&o->lock);
+		return -ENOMEM;
+	}
+	pthread_mutex_unlock(&o->lock);
+	return 0;
 }
 
 void ims_op_set_result_path(ims_op *op, const char *path)

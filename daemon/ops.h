@@ -110,6 +110,15 @@ int ims_op_progress(ims_op *op, uint64_t done, uint64_t total);
 /** Say in one line what the operation did (shown when it succeeds). */
 void ims_op_set_result(ims_op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/** Add one line to the operation's details: one per part of a batch (a site failover: one per
+ *  image and group). Kept in memory by this daemon, at most IMS_OP_DETAILS_MAX bytes. */
+void ims_op_add_detail(ims_op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define IMS_OP_DETAILS_MAX (256 * 1024)
+
+/** The details of operation @p id, lines separated by '\n', into *@p out (malloc'ed; NULL if
+ *  it has none or this daemon no longer keeps it). */
+int ims_ops_details(ims_ops *o, const char *id, char **out);
+
 /** Set where a spooled result lives (an export for download). */
 void ims_op_set_result_path(ims_op *op, const char *path);
 

@@ -648,6 +648,19 @@ void ims_repl_sched_resume(ims_repl_sched *s, const char *pool, const char *imag
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* Whether @p p's target does not answer its probes: then no cycle starts (it would only hold a
+ * worker until the cluster's timeout, the workers stay free for targets that answer, a site
+ * failover's among them), and the pair is looked at again soon. */
+static bool target_down_locked(ims_repl_sched *s, pair *p, int64_t t)
+{
+	if (!s->o.site_up || s->o.site_up(s->o.peer_ctx, p->target))
+		return false;
+	p->next_attempt_ms = t + 2000;
+	if (!p->error[0])
+		snprintf(p->error, sizeof(p->error), "site '%s' does not answer; the next cycle waits for it", p->target);
+	return true;
+}
+
 static void *worker(void *arg)
 {
 	ims_repl_sched *s = arg;
@@ -661,7 +674,7 @@ static void *worker(void *arg)
 		memmove(s->queue, s->queue + 1, (s->nqueue - 1) * sizeof(*s->queue));
 		s->nqueue--;
 		p->queued = false;
-		if (p->running || !p->present || paused_locked(s, p))
+		if (p->running || !p->present || paused_locked(s, p) || target_down_locked(s, p, now_ms()))
 			continue;
 		p->running = true;
 		pthread_mutex_unlock(&s->lock);
@@ -721,6 +734,8 @@ static void *loop(void *arg)
 				if ((int64_t)p->rpo * 1000 - margin < due)
 					due = (int64_t)p->rpo * 1000 - margin > 0 ? (int64_t)p->rpo * 1000 - margin : 0;
 				if (p->sealed_ms >= 0 && lag < due)
+					continue;
+				if (target_down_locked(s, p, t))
 					continue;
 				if (!best || p->sealed_ms < best->sealed_ms)
 					best = p;

@@ -70,6 +70,10 @@ typedef struct {
 	/* bytes per second the cycles to a target may send, shared by them (0: no limit); may be
 	 * NULL; called with peer_ctx the first time a target is synced */
 	uint64_t (*bandwidth)(void *ctx, const char *target);
+	/* whether site @p name answers, without waiting for it (the daemon's probes); may be
+	 * NULL. A due cycle to a site that does not answer is not started: it would only hold a
+	 * worker until the cluster's timeout. Called with peer_ctx. */
+	bool (*site_up)(void *ctx, const char *name);
 } ims_repl_sched_opts;
 #define IMS_REPL_SCHED_OPTS_INIT { .version = IMS_REPL_SCHED_OPTS_VERSION, .copy = IMS_REPL_OPTS_INIT }
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# A lost site, failed over as a whole: site a frozen (its Ceph daemons stopped), then
+# `repl failover --from a --to b --force` asked of site b. Every image and the consistency
+# group are promoted in one call (the group at its cut, its members never one by one), the
+# dead site is not waited for, the CLI prints one line per image and group and the total time;
+# the reverse pairs to the dead site do not run cycles while it is down; when it returns, its
+# stale copies become secondaries of site b (the fence deferred until then).
+set -uo pipefail
+CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
+fails=0 passes=0
+ok() { echo "ok - $*"; passes=$((passes + 1)); }
+not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+out=/tmp/sfo-out.$$ err=/tmp/sfo-err.$$
+expect_rc() { local rc=$1 what=$2; shift 2; "$@" >$out 2>$err; local got=$?
+  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 400 $err)"; fi; }
+
+N=6
+p=sfo$$ g=sfo$$-g d1=sfo$$-d1 d2=sfo$$-d2
+imgs=()
+for i in $(seq 1 $N); do imgs+=("$p-$i"); done
+FROZEN=""
+cleanup() {
+  [ -n "$FROZEN" ] && "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
+  for s in A B; do
+    local conf=CEPH_CONF_$s server=IMGSTORE_SERVER_$s
+    IMGSTORE_SERVER=${!server} "$CLI" group repl disable "rbd/$g" >/dev/null 2>&1
+    for i in "${imgs[@]}"; do IMGSTORE_SERVER=${!server} "$CLI" repl disable "rbd/$i" >/dev/null 2>&1; done
+  done
+  for s in A B; do
+    local conf=CEPH_CONF_$s
+    for d in $d1 $d2; do timeout 60 rbd -c "${!conf}" group image rm "rbd/$g" "rbd/$d" >/dev/null 2>&1; done
+    timeout 60 rbd -c "${!conf}" group rm "rbd/$g" >/dev/null 2>&1
+    for i in "${imgs[@]}" $d1 $d2; do
+      timeout 60 rbd -c "${!conf}" snap purge "rbd/$i" >/dev/null 2>&1
+      timeout 60 rbd -c "${!conf}" rm --no-progress "rbd/$i" >/dev/null 2>&1
+    done
+  done
+  rm -f $out $err
+}
+trap cleanup EXIT
+
+on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
+on_b() { IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" "$@"; }
+conf_of() { [ "$1" = a ] && echo "$CEPH_CONF_A" || echo "$CEPH_CONF_B"; }
+rbd_on() { local s=$1; shift; timeout 120 rbd -c "$(conf_of "$s")" "$@"; }
+role_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$2" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
+metric() { curl -sf --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
+last_repl_snap() { rbd_on "$1" snap ls --format json "rbd/$2" 2>/dev/null | jq -r '[.[] | select(.name | startswith("imgstore-repl-"))] | last | .name // ""'; }
+
+for i in "${imgs[@]}" $d1 $d2; do
+  on_a image create "rbd/$i" --size 16M >/dev/null 2>&1 || not_ok "create rbd/$i"
+  rbd_on a bench --io-type write --io-size 64K --io-total 1M --io-pattern rand "rbd/$i" >/dev/null 2>&1
+done
+for i in "${imgs[@]}"; do
+  on_a repl enable "rbd/$i" --to b --rpo 1h >/dev/null 2>&1 || not_ok "enable rbd/$i"
+  on_a repl sync "rbd/$i" >/dev/null 2>&1 || not_ok "sync rbd/$i"
+done
+expect_rc 0 "group create and add" bash -c "IMGSTORE_SERVER=$IMGSTORE_SERVER_A '$CLI' group create rbd/$g && IMGSTORE_SERVER=$IMGSTORE_SERVER_A '$CLI' group add rbd/$g rbd/$d1 rbd/$d2"
+expect_rc 0 "group repl enable and sync" bash -c "IMGSTORE_SERVER=$IMGSTORE_SERVER_A '$CLI' group repl enable rbd/$g --to b --rpo 1h && IMGSTORE_SERVER=$IMGSTORE_SERVER_A '$CLI' group repl sync rbd/$g"
+sealed=()
+for i in "${imgs[@]}"; do sealed+=("$(last_repl_snap b "$i")"); done
+check "every image has a sealed snapshot on site b" bash -c "for s in ${sealed[*]}; do [ -n \"\$s\" ] || exit 1; done; [ ${#sealed[@]} = $N ]"
+
+# site a is lost; site b's daemon sees it down before it is asked
+"$SANDBOX" freeze-site "$IMGSTORE_SANDBOX" a >/dev/null
+FROZEN=a
+up=
+for _ in $(seq 1 30); do up=$(metric "$IMGSTORE_SERVER_B" 'imgstore_site_up{site="a"}'); [ "$up" = 0 ] && break; sleep 1; done
+check "site b's daemon sees site a down (imgstore_site_up 0)" test "$up" = 0
+t0=$SECONDS
+expect_rc 0 "repl failover --from a --to b --force, asked of site b" on_b repl failover --from a --to b --force
+took=$((SECONDS - t0))
+cat $out
+check "  it took ${took}s: the dead site was not waited for per image (< 5 s monitor timeout each)" test "$took" -lt 30
+check "  the summary says how long it took" grep -qE "failed over to site 'b' in [0-9.]+s" $out
+check "  and that site a did not answer" grep -q "site 'a' did not answer" $out
+check "  one ok line per image ($N)" test "$(grep -cE "^  image rbd/$p-[0-9]+ ok " $out)" = $N
+check "  one ok line for the group, none for its members" bash -c "grep -qE '^  group rbd/$g ok ' $out && ! grep -qE '^  image rbd/($d1|$d2) ' $out"
+all_primary=1
+for k in "${!imgs[@]}"; do
+  i=${imgs[$k]}
+  [ "$(role_of b "$i")" = primary ] || { all_primary=0; echo "# rbd/$i is $(role_of b "$i") on site b"; }
+done
+check "every image is the primary on site b" test $all_primary = 1
+check "the group's members are primary on site b" test "$(role_of b $d1),$(role_of b $d2)" = "primary,primary"
+write_b() { rbd_on b bench --io-type write --io-size 64K --io-total 256K "rbd/$1" >/dev/null 2>&1; }
+check "an image takes writes on site b" write_b "${imgs[0]}"
+st=$(on_b --format json repl status "rbd/${imgs[1]}" 2>/dev/null | jq -r '.[0].error // ""')
+for _ in $(seq 1 10); do
+  case $st in *"does not answer"*) break ;; esac
+  sleep 1
+  st=$(on_b --format json repl status "rbd/${imgs[1]}" 2>/dev/null | jq -r '.[0].error // ""')
+done
+check "the reverse pair to site a waits for it instead of running cycles ($st)" grep -q "does not answer" <<<"$st"
+
+# site a returns: its stale copies (nothing written there since) become secondaries of site b
+"$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" a >/dev/null
+FROZEN=""
+role=
+for _ in $(seq 1 120); do role=$(role_of a "${imgs[0]}"); [ "$role" = secondary ] && break; sleep 1; done
+check "after the thaw, site a's copy rejoined as a secondary (fenced then)" test "$role" = secondary
+
+echo "$passes passed, $fails failed"
+[ "$passes" -gt 0 ] && [ "$fails" -eq 0 ]
