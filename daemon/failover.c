@@ -372,8 +372,10 @@ static void *fan_worker(void *arg)
 }
 
 /* Forced failovers only touch this site (the old one is asked once, and not at all when it is
- * down); planned ones sync and fence on both, so fewer run at once. */
-#define FAILOVER_FORCED_WORKERS 16
+ * down); their cost is the fence of the old replicating daemon's guard on each image, a
+ * blocklist entry the monitors commit in batches (one proposal a second): the more run at
+ * once, the fewer batches. Planned ones sync and fence on both sites, so fewer run at once. */
+#define FAILOVER_FORCED_WORKERS 64
 #define FAILOVER_PLANNED_WORKERS 4
 
 int ims_failover_all_run(ims_op *op, void *arg)
