@@ -88,6 +88,13 @@ struct ims_repl_sched {
 	bool stopping;
 	int64_t last_refresh_ms;
 	uint64_t refresh_gen;
+	pthread_mutex_t refresh_lock; /* one refresh at a time: the sweep trusts its own marks */
+	/* the watch on the policy records: a daemon that writes one notifies, and this one reads
+	 * them again before it answers, so a pair is known here when its writer's call returns */
+	rados_ioctx_t watch_io;
+	uint64_t watch_cookie;
+	bool watch_broken;     /* under lock: its client was replaced, or the watch lapsed */
+	int64_t watch_tried_ms;
 };
 
 static int64_t now_ms(void)
@@ -134,6 +141,19 @@ static int write_policy(rados_ioctx_t io, const char *pool, const char *name, bo
 	return r;
 }
 
+/* Tell every daemon that watches @p io's policy records (this site's) to read them again, and
+ * wait for their answers (a daemon that does not answer within 3 s is not waited for: it reads
+ * them at its next refresh). */
+static void notify_policies(rados_ioctx_t io)
+{
+	char *reply = NULL;
+	size_t len = 0;
+	int r = rados_notify2(io, IMS_REPL_POLICIES, "", 0, 3000, &reply, &len);
+	if (r < 0)
+		ims_log_debug("not every daemon confirmed it read the replication records: %s", ims_strerror(r));
+	rados_buffer_free(reply);
+}
+
 /* The records' pool on the site's current client: an ioctx per use, since the client is
  * replaced when the cluster blocklists it. Close with ims_site_ioctx_close(). */
 static int sched_io(ims_repl_sched *s, rados_ioctx_t *io)
@@ -150,6 +170,8 @@ static int save_policy(ims_repl_sched *s, const pair *p)
 		return r;
 	r = write_policy(io, p->pool, p->image, p->group, p->target, p->mode, p->rpo, p->verify_every, key,
 			 sizeof(key));
+	if (r == 0)
+		notify_policies(io);
 	ims_site_ioctx_close(io);
 	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s': %s", key, ims_strerror(r)) : 0;
 }
@@ -302,21 +324,97 @@ static void refresh(ims_repl_sched *s)
 {
 	/* mark and sweep: a pair stays present while its record is read again, so that a call
 	 * racing the refresh never finds it missing */
+	pthread_mutex_lock(&s->refresh_lock);
 	pthread_mutex_lock(&s->lock);
 	refresh_ctx rc = { s, now_ms(), ++s->refresh_gen };
 	pthread_mutex_unlock(&s->lock);
 	rados_ioctx_t io;
-	if (sched_io(s, &io) < 0)
+	if (sched_io(s, &io) < 0) {
+		pthread_mutex_unlock(&s->refresh_lock);
 		return;
+	}
 	int r = ims_omap_foreach(io, IMS_REPL_POLICIES, refresh_one, &rc);
 	ims_site_ioctx_close(io);
-	if (r < 0)
+	if (r < 0) {
+		pthread_mutex_unlock(&s->refresh_lock);
 		return; /* the records cannot be read now: keep going with what we know */
+	}
 	pthread_mutex_lock(&s->lock);
 	for (pair *p = s->pairs; p; p = p->next)
 		if (p->seen != rc.gen)
 			p->present = false;
 	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->refresh_lock);
+}
+
+
+static void watch_notified(void *arg, uint64_t notify_id, uint64_t handle, uint64_t notifier_id, void *data,
+			   size_t len)
+{
+	ims_repl_sched *s = arg;
+	(void)notifier_id;
+	(void)data;
+	(void)len;
+	refresh(s); /* before the answer: the notifier's call returns once the pair is known here */
+	rados_notify_ack(s->watch_io, IMS_REPL_POLICIES, notify_id, handle, NULL, 0);
+}
+
+static void watch_lost(void *arg, uint64_t cookie, int err)
+{
+	ims_repl_sched *s = arg;
+	(void)cookie;
+	pthread_mutex_lock(&s->lock);
+	s->watch_broken = true;
+	pthread_mutex_unlock(&s->lock);
+	ims_log_debug("the watch on the replication records lapsed (%s); watching again", ims_strerror(err));
+}
+
+static void unwatch(ims_repl_sched *s)
+{
+	if (!s->watch_io)
+		return;
+	rados_unwatch2(s->watch_io, s->watch_cookie);
+	rados_watch_flush(rados_ioctx_get_cluster(s->watch_io)); /* no callback runs after this */
+	ims_site_ioctx_close(s->watch_io);
+	s->watch_io = NULL;
+}
+
+/* (Re)establish the watch, on the site's current client; called by the scheduler's thread. */
+static void watch_policies(ims_repl_sched *s)
+{
+	rados_ioctx_t io;
+	rados_write_op_t op;
+	s->watch_tried_ms = now_ms();
+	unwatch(s);
+	if (sched_io(s, &io) < 0)
+		return;
+	/* the object exists before anything is enabled: a watch needs it */
+	if ((op = rados_create_write_op())) {
+		rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, NULL);
+		rados_write_op_operate(op, io, IMS_REPL_POLICIES, NULL, 0);
+		rados_release_write_op(op);
+	}
+	pthread_mutex_lock(&s->lock);
+	s->watch_broken = false;
+	pthread_mutex_unlock(&s->lock);
+	s->watch_io = io;
+	int r = rados_watch2(io, IMS_REPL_POLICIES, &s->watch_cookie, watch_notified, watch_lost, s);
+	if (r < 0) {
+		ims_log_debug("cannot watch the replication records: %s", ims_strerror(r));
+		ims_site_ioctx_close(io);
+		s->watch_io = NULL;
+	}
+}
+
+/* Whether the watch needs to be made again: none, lapsed, or on a replaced client. */
+static bool watch_needed(ims_repl_sched *s, int64_t t)
+{
+	if (t - s->watch_tried_ms < 2000)
+		return false;
+	pthread_mutex_lock(&s->lock);
+	bool broken = s->watch_broken;
+	pthread_mutex_unlock(&s->lock);
+	return !s->watch_io || broken || rados_watch_check(s->watch_io, s->watch_cookie) < 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -714,6 +812,8 @@ static void *loop(void *arg)
 			refresh(s);
 			s->last_refresh_ms = t;
 		}
+		if (watch_needed(s, t))
+			watch_policies(s);
 		pthread_mutex_lock(&s->lock);
 		if (s->stopping) {
 			pthread_mutex_unlock(&s->lock);
@@ -789,12 +889,14 @@ int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *o)
 	snprintf(s->owner, sizeof(s->owner), "%s", o->owner ? o->owner : "imgstored");
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
+	pthread_mutex_init(&s->refresh_lock, NULL);
 	rados_ioctx_t io;
 	if ((r = ims_site_ioctx(o->local, o->pool, &io)) < 0) /* the pool of the records exists */
 		goto fail;
 	ims_site_ioctx_close(io);
 	refresh(s);
 	s->last_refresh_ms = now_ms();
+	watch_policies(s);
 	s->nworkers = o->workers ? o->workers : 4;
 	s->workers = calloc(s->nworkers, sizeof(*s->workers));
 	if (!s->workers) {
@@ -832,6 +934,7 @@ void ims_repl_sched_stop(ims_repl_sched *s)
 		pthread_join(s->loop, NULL);
 	for (unsigned i = 0; i < s->nworkers; i++)
 		pthread_join(s->workers[i], NULL);
+	unwatch(s); /* no refresh from a notify after this */
 	while (s->pairs) {
 		pair *n = s->pairs->next;
 		free(s->pairs);
@@ -851,6 +954,7 @@ void ims_repl_sched_stop(ims_repl_sched *s)
 	free(s->queue);
 	free(s->workers);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->refresh_lock);
 	pthread_cond_destroy(&s->cond);
 	free(s);
 }
@@ -982,6 +1086,8 @@ int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *poo
 	if (r < 0)
 		return r;
 	r = write_policy(io, pool, name, group, target, mode, rpo, 0, key, sizeof(key));
+	if (r == 0) /* its daemons know the pair when this returns */
+		notify_policies(io);
 	ims_site_ioctx_close(io);
 	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s' on site '%s': %s", key,
 				     ims_site_name(site), ims_strerror(r))
@@ -999,6 +1105,8 @@ int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *
 	policy_key(key, sizeof(key), pool, name, group, target);
 	r = ims_omap_rm(io, IMS_REPL_POLICIES, key);
 	ims_omap_rm(io, IMS_REPL_STATUS, key);
+	if (r == 0)
+		notify_policies(io);
 	ims_site_ioctx_close(io);
 	return r == -ENOENT ? 0 : r;
 }
@@ -1071,6 +1179,7 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 	pair copy = *p;
 	pthread_mutex_unlock(&s->lock);
 	ims_omap_rm(io, IMS_REPL_STATUS, key);
+	notify_policies(io);
 	ims_site_ioctx_close(io);
 	if (!drop_snapshots) {
 		ims_log_info("replication of '%s/%s' to site '%s' handed over at '%s'", pool, image, target,
