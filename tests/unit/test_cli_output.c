@@ -175,7 +175,8 @@ static void test_json_operation(void **state)
 	assert_string_equal(json_object_get_string(get(doc, "error")), "");
 	assert_string_equal(json_object_get_string(get(doc, "site")), "");
 	assert_string_equal(json_object_get_string(get(doc, "result")), "");
-	assert_int_equal(json_object_object_length(doc), 12);
+	assert_int_equal(json_object_array_length(get(doc, "details")), 0);
+	assert_int_equal(json_object_object_length(doc), 13);
 	json_object_put(doc);
 }
 
@@ -291,7 +292,8 @@ static void test_key_value_lines(void **state)
 				    "started_unix:  2024-05-01T12:00:01Z\n"
 				    "finished_unix: -\n"
 				    "site:          -\n"
-				    "result:        -\n");
+				    "result:        -\n"
+				    "details:       -\n");
 }
 
 static void test_op_ls_table(void **state)
