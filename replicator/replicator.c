@@ -953,7 +953,15 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 		goto out;
 	}
 
-	/* Seal: the secondary's snapshot of the same name, only when everything is written. */
+	/* Seal: the secondary's snapshot of the same name, only when everything is written, and
+	 * only by the owner of the pair (a daemon whose lock lapsed must not seal what another
+	 * daemon may be cycling now) */
+	if (o->may_seal && o->may_seal(o->progress_ctx) != 0) {
+		r = ims_error_set(-ECANCELED, "%s: this daemon's lock on the pair was lost before the seal; the cycle stops "
+				  "unsealed (its owner now goes on)",
+				  what);
+		goto out;
+	}
 	/* (the guard refuses every other client's snapshot through a quiesce watch: skip it) */
 	if ((r = rbd_flush(simg)) < 0 ||
 	    (r = rbd_snap_create2(simg, cp.target, RBD_SNAP_CREATE_SKIP_QUIESCE, ims_repl__no_progress, NULL)) < 0) {

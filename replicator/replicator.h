@@ -42,6 +42,9 @@ typedef struct {
 	ims_progress_fn progress; /* may be NULL; non-zero return cuts the cycle (resumable) */
 	void *progress_ctx;
 	ims_ratelimit *bandwidth; /* may be NULL; data read for the secondary is taken from it */
+	/* may be NULL; asked with progress_ctx right before the secondary's snapshot is sealed:
+	 * non-zero (the caller's lock on the pair is lost) stops the cycle unsealed, resumable */
+	int (*may_seal)(void *ctx);
 	/*
 	 * A member's part of a consistency group's cut (replicator/group.h); NULL/0 for a cycle of
 	 * one image. The group's cycle takes the snapshots; this call then takes none, finds no

@@ -95,6 +95,12 @@ struct ims_repl_sched {
 	uint64_t watch_cookie;
 	bool watch_broken;     /* under lock: its client was replaced, or the watch lapsed */
 	int64_t watch_tried_ms;
+	/* the locks of running cycles, renewed by a thread of their own every third of their
+	 * expiry: long phases without progress (zeroing, a diff) do not outlive them */
+	pthread_mutex_t held_lock;
+	struct cycle_ctx *held;
+	pthread_t renewer;
+	bool renewer_started;
 };
 
 static int64_t now_ms(void)
@@ -420,7 +426,7 @@ static bool watch_needed(ims_repl_sched *s, int64_t t)
 /* ---------------------------------------------------------------------------------------- */
 /* cycles */
 
-typedef struct {
+typedef struct cycle_ctx {
 	ims_repl_sched *s;
 	const pair *p;
 	rados_ioctx_t io; /* the lock's client, from take to unlock */
@@ -428,6 +434,8 @@ typedef struct {
 	int64_t renewed_ms;
 	ims_progress_fn user;
 	void *user_ctx;
+	bool lost;                   /* under held_lock: a renewal failed */
+	struct cycle_ctx *next_held; /* the running cycles whose locks the renewer keeps */
 } cycle_ctx;
 
 static int take_lock(ims_repl_sched *s, rados_ioctx_t io, const char *name, uint8_t flags)
@@ -452,18 +460,95 @@ static int take_lock(ims_repl_sched *s, rados_ioctx_t io, const char *name, uint
 	return r;
 }
 
+static unsigned lock_seconds(const ims_repl_sched *s)
+{
+	return s->o.lock_seconds ? s->o.lock_seconds : 60;
+}
+
+/* The renewer keeps @p c's lock from now until release_lock(). */
+static void hold_lock(ims_repl_sched *s, cycle_ctx *c)
+{
+	pthread_mutex_lock(&s->held_lock);
+	c->lost = false;
+	c->renewed_ms = now_ms();
+	c->next_held = s->held;
+	s->held = c;
+	pthread_mutex_unlock(&s->held_lock);
+}
+
+static void release_lock(ims_repl_sched *s, cycle_ctx *c)
+{
+	pthread_mutex_lock(&s->held_lock);
+	for (cycle_ctx **pp = &s->held; *pp; pp = &(*pp)->next_held) {
+		if (*pp == c) {
+			*pp = c->next_held;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->held_lock);
+}
+
+/* Under held_lock: renew @p c's lock now; a failure loses it for good (another daemon may
+ * have taken the pair since). */
+static bool renew_locked(ims_repl_sched *s, cycle_ctx *c)
+{
+	if (c->lost)
+		return false;
+	int r = take_lock(s, c->io, c->lock_name, LIBRADOS_LOCK_FLAG_RENEW);
+	if (r < 0) {
+		c->lost = true;
+		ims_log_warning("the replication lock of '%s' could not be renewed: %s; the cycle stops before it seals",
+				c->lock_name, ims_strerror(r));
+		return false;
+	}
+	c->renewed_ms = now_ms();
+	return true;
+}
+
+static void *renewer(void *arg)
+{
+	ims_repl_sched *s = arg;
+	pthread_mutex_lock(&s->lock);
+	while (!s->stopping) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += lock_seconds(s) / 3 ? lock_seconds(s) / 3 : 1;
+		while (!s->stopping && pthread_cond_timedwait(&s->cond, &s->lock, &until) != ETIMEDOUT)
+			;
+		if (s->stopping)
+			break;
+		pthread_mutex_unlock(&s->lock);
+		int64_t due = now_ms() - (int64_t)lock_seconds(s) * 1000 / 3 + 1000;
+		pthread_mutex_lock(&s->held_lock);
+		for (cycle_ctx *c = s->held; c; c = c->next_held)
+			if (c->renewed_ms < due)
+				renew_locked(s, c);
+		pthread_mutex_unlock(&s->held_lock);
+		pthread_mutex_lock(&s->lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
 static int cycle_progress(void *ctx, uint64_t done, uint64_t total)
 {
 	cycle_ctx *c = ctx;
-	unsigned ls = c->s->o.lock_seconds ? c->s->o.lock_seconds : 60;
-	if (now_ms() - c->renewed_ms > (int64_t)ls * 1000 / 3) {
-		if (take_lock(c->s, c->io, c->lock_name, LIBRADOS_LOCK_FLAG_RENEW) < 0)
-			return 1; /* lost the lock: another daemon may go on; stop here */
-		c->renewed_ms = now_ms();
-	}
-	if (c->s->stopping)
-		return 1;
+	pthread_mutex_lock(&c->s->held_lock);
+	bool lost = c->lost;
+	pthread_mutex_unlock(&c->s->held_lock);
+	if (lost || c->s->stopping)
+		return 1; /* lost the lock: another daemon may go on; stop here */
 	return c->user ? c->user(c->user_ctx, done, total) : 0;
+}
+
+/* Right before a seal: still the owner? Renewed now, so that it holds for the seal. */
+static int cycle_may_seal(void *ctx)
+{
+	cycle_ctx *c = ctx;
+	pthread_mutex_lock(&c->s->held_lock);
+	bool ok = renew_locked(c->s, c);
+	pthread_mutex_unlock(&c->s->held_lock);
+	return ok ? 0 : 1;
 }
 
 static ims_ratelimit *limit_for(ims_repl_sched *s, const char *target)
@@ -597,10 +682,11 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 		} else if (r < 0) {
 			r = ims_error_set(r, "cannot lock '%s': %s", c.lock_name, ims_strerror(r));
 		} else {
-			c.renewed_ms = now_ms();
+			hold_lock(s, &c);
 			ims_repl_opts ro = s->o.copy;
 			ro.progress = cycle_progress;
 			ro.progress_ctx = &c;
+			ro.may_seal = cycle_may_seal;
 			ro.bandwidth = limit_for(s, p->target);
 			r = p->group ? ims_repl_group_sync(&res, s->o.local, peer, p->pool, p->image, &ro)
 				     : ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
@@ -629,6 +715,7 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 							ims_error_last());
 				ims_error_clear();
 			}
+			release_lock(s, &c);
 			rados_unlock(c.io, IMS_REPL_LOCK, c.lock_name, s->owner);
 		}
 	}
@@ -890,6 +977,7 @@ int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *o)
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	pthread_mutex_init(&s->refresh_lock, NULL);
+	pthread_mutex_init(&s->held_lock, NULL);
 	rados_ioctx_t io;
 	if ((r = ims_site_ioctx(o->local, o->pool, &io)) < 0) /* the pool of the records exists */
 		goto fail;
@@ -910,6 +998,11 @@ int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *o)
 			goto fail;
 		}
 	}
+	if (pthread_create(&s->renewer, NULL, renewer, s) != 0) {
+		r = ims_error_set(-EAGAIN, "cannot start the replication lock renewer");
+		goto fail;
+	}
+	s->renewer_started = true;
 	if (pthread_create(&s->loop, NULL, loop, s) != 0) {
 		r = ims_error_set(-EAGAIN, "cannot start the replication scheduler");
 		goto fail;
@@ -932,6 +1025,8 @@ void ims_repl_sched_stop(ims_repl_sched *s)
 	pthread_mutex_unlock(&s->lock);
 	if (s->loop_started)
 		pthread_join(s->loop, NULL);
+	if (s->renewer_started)
+		pthread_join(s->renewer, NULL);
 	for (unsigned i = 0; i < s->nworkers; i++)
 		pthread_join(s->workers[i], NULL);
 	unwatch(s); /* no refresh from a notify after this */
@@ -955,6 +1050,7 @@ void ims_repl_sched_stop(ims_repl_sched *s)
 	free(s->workers);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->refresh_lock);
+	pthread_mutex_destroy(&s->held_lock);
 	pthread_cond_destroy(&s->cond);
 	free(s);
 }
@@ -1460,8 +1556,9 @@ int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image
 		} else if (r < 0) {
 			r = ims_error_set(r, "cannot lock '%s': %s", c.lock_name, ims_strerror(r));
 		} else {
-			c.renewed_ms = now_ms();
+			hold_lock(s, &c);
 			r = verify_pair(s, p, peer, opts, &c, out);
+			release_lock(s, &c);
 			rados_unlock(c.io, IMS_REPL_LOCK, c.lock_name, s->owner);
 		}
 	}

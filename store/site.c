@@ -390,6 +390,7 @@ static int gconn_get(ims_site *site, gconn *blocklisted, gconn **out)
 				site->name);
 		gconn_unref(site->gconn);
 		site->gconn = NULL;
+		site->reconnects++;
 	}
 	if (site->gconn) {
 		site->gconn->refs++;

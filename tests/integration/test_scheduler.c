@@ -1,0 +1,173 @@
+/*
+ * replicator/scheduler.h between the sandbox sites a and b: one writer per pair. The lock of a
+ * running cycle is renewed by a timer, not by the cycle's progress: a phase that reports
+ * nothing for longer than the lock's expiry (here a progress callback that sleeps through
+ * three expiries) keeps the lock, and a second scheduler of the same site is refused the pair
+ * all along. The schedulers keep their records in a pool of their own, so that the sandbox's
+ * imgstored never sees the pair.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <rados/librados.h>
+
+#include "common/error.h"
+#include "itest.h"
+#include "replicator/scheduler.h"
+#include "store/image.h"
+
+#define RECORDS "imstest-sched"
+#define LOCK_SECONDS 2
+
+static ims_site *A, *B;
+
+static int peer(void *ctx, const char *name, ims_site **out)
+{
+	(void)ctx;
+	if (strcmp(name, "b") != 0)
+		return ims_error_set(-ENOENT, "no peer site '%s'", name);
+	*out = B;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	A = itest_site('A');
+	B = itest_site('B');
+	if (itest_sh("ceph -c \"$CEPH_CONF_A\" osd pool create " RECORDS " 8 >/dev/null 2>&1 && "
+		     "ceph -c \"$CEPH_CONF_A\" osd pool application enable " RECORDS " rbd >/dev/null 2>&1") != 0)
+		fail_msg("cannot create the records pool " RECORDS " on site a");
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	ims_site_close(A);
+	ims_site_close(B);
+	itest_cleanup();
+	return 0;
+}
+
+static ims_repl_sched *start(const char *owner)
+{
+	ims_repl_sched *s = NULL;
+	ims_repl_sched_opts o = IMS_REPL_SCHED_OPTS_INIT;
+	o.local = A;
+	o.pool = RECORDS;
+	o.peer = peer;
+	o.owner = owner;
+	o.lock_seconds = LOCK_SECONDS;
+	o.workers = 1;
+	if (ims_repl_sched_start(&s, &o) < 0)
+		fail_msg("start scheduler %s: %s", owner, ims_error_last());
+	return s;
+}
+
+/* Who holds the pair's lock: the cookie, "" if nobody (an expired lock is nobody's). */
+static void lock_holder(const char *lock_name, char *cookie, size_t len)
+{
+	rados_ioctx_t io;
+	int exclusive = 0;
+	char tag[64], clients[256], cookies[256], addrs[512];
+	size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies), al = sizeof(addrs);
+	cookie[0] = '\0';
+	assert_int_equal(ims_site_ioctx(A, RECORDS, &io), 0);
+	ssize_t n = rados_list_lockers(io, IMS_REPL_LOCK, lock_name, &exclusive, tag, &tl, clients, &cl, cookies, &kl,
+				       addrs, &al);
+	if (n > 0)
+		snprintf(cookie, len, "%s", cookies);
+	ims_site_ioctx_close(io);
+}
+
+typedef struct {
+	const char *image;
+	ims_repl_sched *other;
+	bool checked;
+	char holder[3][256];
+	int other_rc;
+} quiet_ctx;
+
+/* The first progress report sleeps through three lock expiries, looking at the lock after each,
+ * and has the other scheduler ask for the pair meanwhile. */
+static int quiet_phase(void *arg, uint64_t done, uint64_t total)
+{
+	quiet_ctx *q = arg;
+	(void)done;
+	(void)total;
+	if (q->checked)
+		return 0;
+	q->checked = true;
+	char lock_name[700];
+	snprintf(lock_name, sizeof(lock_name), "rbd/%s@b", q->image);
+	for (int i = 0; i < 3; i++) {
+		sleep(LOCK_SECONDS + 1);
+		lock_holder(lock_name, q->holder[i], sizeof(q->holder[i]));
+	}
+	ims_repl_result res;
+	q->other_rc = ims_repl_sync_now(q->other, "rbd", q->image, "b", NULL, NULL, &res);
+	return 0;
+}
+
+static void test_lock_outlives_quiet_phase(void **state)
+{
+	(void)state;
+	const char *img = itest_name("sched");
+	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
+	co.size = 8ull << 20;
+	assert_int_equal(ims_image_create(A, "rbd", img, &co), 0);
+	assert_int_equal(itest_sh("rbd -c \"$CEPH_CONF_A\" bench --io-type write --io-size 1M --io-total 4M rbd/%s "
+				  ">/dev/null 2>&1",
+				  img),
+			 0);
+
+	ims_repl_sched *one = start("sched-test-one");
+	if (ims_repl_enable(one, "rbd", img, "b", "async", 3600, NULL) < 0)
+		fail_msg("enable: %s", ims_error_last());
+	ims_repl_result res;
+	if (ims_repl_sync_now(one, "rbd", img, "b", NULL, NULL, &res) < 0)
+		fail_msg("first sync: %s", ims_error_last());
+	/* a second scheduler of the site, which finds the pair current (RPO 1h): it runs no
+	 * cycle of its own, and asks for one while the first one's cycle is quiet */
+	ims_repl_sched *two = start("sched-test-two");
+	assert_int_equal(itest_sh("rbd -c \"$CEPH_CONF_A\" bench --io-type write --io-size 1M --io-total 4M "
+				  "--io-pattern rand rbd/%s >/dev/null 2>&1",
+				  img),
+			 0);
+	quiet_ctx q = { .image = img, .other = two };
+	int r = ims_repl_sync_now(one, "rbd", img, "b", quiet_phase, &q, &res);
+	if (r < 0)
+		fail_msg("sync with a quiet phase: %s", ims_error_last());
+	assert_true(q.checked);
+	for (int i = 0; i < 3; i++) {
+		print_message("lock holder after %d s: '%s'\n", (i + 1) * (LOCK_SECONDS + 1), q.holder[i]);
+		assert_string_equal(q.holder[i], "sched-test-one");
+	}
+	assert_int_equal(q.other_rc, -EBUSY);
+	assert_true(res.sealed[0] != '\0');
+
+	ims_repl_disable(one, "rbd", img, "b", NULL);
+	ims_repl_sched_stop(two);
+	ims_repl_sched_stop(one);
+	itest_sh("rbd -c \"$CEPH_CONF_B\" snap purge rbd/%s >/dev/null 2>&1; rbd -c \"$CEPH_CONF_B\" rm --no-progress "
+		 "rbd/%s >/dev/null 2>&1; rbd -c \"$CEPH_CONF_A\" snap purge rbd/%s >/dev/null 2>&1; "
+		 "rbd -c \"$CEPH_CONF_A\" rm --no-progress rbd/%s >/dev/null 2>&1",
+		 img, img, img, img);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lock_outlives_quiet_phase),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
