@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +85,96 @@ static void source_site(const char *source, char *out, size_t len)
 
 static int planned_paused(ims_op *op, ims_failover_work *w);
 
+/* For the fault tests: IMGSTORE_CRASH_AT=failover:STEP kills this daemon (SIGKILL) right after
+ * the journal recorded STEP and before the step is done, as a kill -9 at that moment would. */
+static void crash_point(ims_repl_step step)
+{
+	const char *at = getenv("IMGSTORE_CRASH_AT");
+	if (at && strncmp(at, "failover:", 9) == 0 && strcmp(at + 9, ims_repl_step_name(step)) == 0) {
+		ims_log_warning("IMGSTORE_CRASH_AT=%s: killing this daemon now", at);
+		raise(SIGKILL);
+	}
+}
+
+/* Record the failover's next step, then (in tests) maybe die there. */
+static int journal_step(ims_daemon *d, const char *pool, const char *image, ims_repl_journal *j, ims_repl_step step)
+{
+	j->step = step;
+	int r = ims_repl_journal_put(d->site, pool, image, j);
+	if (r == 0)
+		crash_point(step);
+	return r;
+}
+
+/* The end of a failover: this site's pair handed over, the target's daemons replicating back
+ * here (they know the pair when this returns), the journal gone. */
+static void reverse(ims_daemon *d, ims_failover_work *w, ims_site *peer)
+{
+	const char *pool = w->spec.pool, *image = w->spec.image, *here = ims_site_name(d->site);
+	ims_repl_status pair;
+	const char *mode = "async";
+	uint32_t rpo = (uint32_t)d->cfg->defaults.rpo;
+	if (pair_of(d, pool, image, false, w->target, &pair) == 0) {
+		mode = pair.mode[0] ? pair.mode : mode;
+		rpo = pair.rpo_seconds ? pair.rpo_seconds : rpo;
+	}
+	ims_repl_sched_hand_over(d->repl, pool, image, w->target, NULL);
+	if (ims_repl_policy_put(peer, peer_pool(d, w->target), pool, image, false, here, mode, rpo) < 0)
+		ims_log_error("failover of '%s/%s': site '%s' is the primary but replication back to site '%s' is not "
+			      "set: %s; run `imgstore repl enable` there",
+			      pool, image, w->target, here, ims_error_last());
+	ims_repl_journal_clear(d->site, pool, image);
+}
+
+/* A planned failover that a killed daemon left at step j->step (demote or later): finish it, or
+ * when the target cannot be promoted, roll back to this site. */
+static int planned_resume(ims_op *op, ims_failover_work *w, ims_repl_journal *j)
+{
+	ims_daemon *d = w->d;
+	const char *pool = w->spec.pool, *image = w->spec.image, *here = ims_site_name(d->site);
+	ims_repl_step from = j->step;
+	ims_site *peer = NULL;
+	ims_repl_side me, them;
+	char at[64] = "";
+	int r;
+	ims_log_warning("failover of '%s/%s' to site '%s' was interrupted at step '%s'; finishing it", pool, image,
+			w->target, ims_repl_step_name(from));
+	if ((r = ims_daemon_peer(d, w->target, &peer)) < 0 || (r = ims_repl_side_get(peer, pool, image, &them)) < 0 ||
+	    (r = ims_repl_side_get(d->site, pool, image, &me)) < 0)
+		return ims_error_set(r, "an interrupted failover of '%s/%s' to site '%s' (at step '%s') cannot go on: %s; run "
+				     "the command again when both sites answer",
+				     pool, image, w->target, ims_repl_step_name(from), ims_error_last());
+	if (j->step == IMS_REPL_STEP_DEMOTE) {
+		if (!me.secondary && (r = ims_repl_demote(d->site, pool, image, w->target, j->generation)) < 0)
+			return r;
+		if ((r = journal_step(d, pool, image, j, IMS_REPL_STEP_PROMOTE)) < 0)
+			return r;
+	}
+	if (j->step == IMS_REPL_STEP_PROMOTE) {
+		if ((them.secondary || them.generation < j->generation) &&
+		    (r = ims_repl_promote(peer, pool, image, j->generation, true, at, sizeof(at))) < 0) {
+			char why[IMS_ERROR_MSG_MAX];
+			snprintf(why, sizeof(why), "%s", ims_error_last());
+			ims_repl_promote(d->site, pool, image, j->old_generation, false, NULL, 0);
+			ims_repl_journal_clear(d->site, pool, image);
+			return ims_error_set(r, "an interrupted failover of '%s/%s' could not promote site '%s': %s; rolled "
+					     "back: site '%s' is the primary again",
+					     pool, image, w->target, why, here);
+		}
+		if ((r = journal_step(d, pool, image, j, IMS_REPL_STEP_REVERSE)) < 0)
+			return r;
+	}
+	reverse(d, w, peer);
+	ims_op_progress(op, 0, 0);
+	say(op, w,
+	    "finished the failover interrupted at step '%s': site '%s' is the primary of '%s/%s', generation %" PRIu64
+	    "; site '%s' is its secondary",
+	    ims_repl_step_name(from), w->target, pool, image, j->generation, here);
+	ims_log_info("finished the interrupted failover of '%s/%s' to site '%s' (generation %" PRIu64 ")", pool, image,
+		     w->target, j->generation);
+	return 0;
+}
+
 /* The image's other pairs (other targets) start no cycle until its failover is done: a cycle's
  * snapshot holds the image's lock, which the fence must not find. */
 static int planned(ims_op *op, ims_failover_work *w)
@@ -106,8 +197,22 @@ static int planned_paused(ims_op *op, ims_failover_work *w)
 	ims_repl_result res;
 	char host[128], at[64];
 	unsigned fenced = 0, broken = 0;
+	ims_repl_journal j;
 	int r;
 
+	/* a failover this site's daemon began and did not finish: finish it (from the demote on),
+	 * or begin again (before it, this copy is the primary and every step may be done again) */
+	if ((r = ims_repl_journal_get(d->site, pool, image, &j)) == 0) {
+		if (strcmp(j.target, w->target) != 0)
+			return ims_error_set(-EBUSY,
+					     "a failover of '%s/%s' to site '%s' was interrupted at step '%s': run `imgstore "
+					     "repl failover %s/%s --to %s` to finish it first",
+					     pool, image, j.target, ims_repl_step_name(j.step), pool, image, j.target);
+		if (j.step >= IMS_REPL_STEP_DEMOTE)
+			return planned_resume(op, w, &j);
+	} else if (r != -ENOENT) {
+		return r;
+	}
 	if ((r = ims_repl_side_get(d->site, pool, image, &me)) < 0)
 		return r;
 	if (me.secondary) {
@@ -128,17 +233,32 @@ static int planned_paused(ims_op *op, ims_failover_work *w)
 		return ims_error_set(-EEXIST, "'%s/%s' on site '%s' is not a secondary of this site; nothing changed", pool,
 				     image, w->target);
 
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	memset(&j, 0, sizeof(j));
+	snprintf(j.target, sizeof(j.target), "%s", w->target);
+	j.old_generation = me.generation;
+	j.generation = (me.generation > them.generation ? me.generation : them.generation) + 1;
+	j.started_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	if ((r = journal_step(d, pool, image, &j, IMS_REPL_STEP_SYNC)) < 0)
+		return r;
+
 	/* 1. catch up while hosts still write: the final delta is then small */
-	if ((r = ims_repl_sync_now(d->repl, pool, image, w->target, progress, op, &res)) < 0)
+	if ((r = ims_repl_sync_now(d->repl, pool, image, w->target, progress, op, &res)) < 0) {
+		ims_repl_journal_clear(d->site, pool, image);
 		return ims_error_set(r, "sync before the failover failed: %s; nothing changed", ims_error_last());
+	}
 
 	/* 2. no new leases; the hosts release theirs, or they are broken and the writers fenced */
-	if ((r = ims_repl_set_state(d->site, pool, image, "failing-over")) < 0)
+	if ((r = ims_repl_set_state(d->site, pool, image, "failing-over")) < 0) {
+		ims_repl_journal_clear(d->site, pool, image);
 		return r;
+	}
 	unsigned wait_s = w->wait_s ? w->wait_s : 30;
 	for (unsigned i = 0; i < wait_s * 4 && ims_hosts_image_leased(d, pool, image, host, sizeof(host)) == 1; i++) {
 		if (ims_op_progress(op, 0, 0) != 0) {
 			ims_repl_set_state(d->site, pool, image, NULL);
+			ims_repl_journal_clear(d->site, pool, image);
 			return ims_error_set(-ECANCELED, "failover of '%s/%s' cancelled; nothing changed", pool, image);
 		}
 		usleep(250000);
@@ -146,6 +266,7 @@ static int planned_paused(ims_op *op, ims_failover_work *w)
 	if ((r = ims_hosts_break_leases(d, pool, image, &broken)) < 0 ||
 	    (r = ims_repl_fence(d->site, pool, image, &fenced)) < 0) {
 		ims_repl_set_state(d->site, pool, image, NULL);
+		ims_repl_journal_clear(d->site, pool, image);
 		return ims_error_set(r, "cannot fence the writers of '%s/%s': %s; it stays the primary here", pool,
 				     image, ims_error_last());
 	}
@@ -155,28 +276,31 @@ static int planned_paused(ims_op *op, ims_failover_work *w)
 		char why[IMS_ERROR_MSG_MAX];
 		snprintf(why, sizeof(why), "%s", ims_error_last());
 		ims_repl_set_state(d->site, pool, image, NULL);
+		ims_repl_journal_clear(d->site, pool, image);
 		return ims_error_set(r, "final sync to site '%s' failed: %s; site '%s' stays the primary (its writers were "
 				     "fenced: hosts take new leases)", w->target, why, here);
 	}
 
 	/* 4. swap the roles at a new generation, then hand replication to the new primary */
-	uint64_t gen = (me.generation > them.generation ? me.generation : them.generation) + 1;
-	if ((r = ims_repl_demote(d->site, pool, image, w->target, gen)) < 0) {
+	uint64_t gen = j.generation;
+	if ((r = journal_step(d, pool, image, &j, IMS_REPL_STEP_DEMOTE)) < 0 ||
+	    (r = ims_repl_demote(d->site, pool, image, w->target, gen)) < 0) {
 		ims_repl_set_state(d->site, pool, image, NULL);
+		ims_repl_journal_clear(d->site, pool, image);
 		return r;
 	}
-	if ((r = ims_repl_promote(peer, pool, image, gen, true, at, sizeof(at))) < 0) {
+	if ((r = journal_step(d, pool, image, &j, IMS_REPL_STEP_PROMOTE)) < 0 ||
+	    (r = ims_repl_promote(peer, pool, image, gen, true, at, sizeof(at))) < 0) {
 		char why[IMS_ERROR_MSG_MAX];
 		snprintf(why, sizeof(why), "%s", ims_error_last());
 		ims_repl_promote(d->site, pool, image, me.generation, false, NULL, 0);
+		ims_repl_journal_clear(d->site, pool, image);
 		return ims_error_set(r, "cannot promote '%s/%s' on site '%s': %s; site '%s' stays the primary", pool, image,
 				     w->target, why, here);
 	}
-	ims_repl_sched_hand_over(d->repl, pool, image, w->target, NULL);
-	if ((r = ims_repl_policy_put(peer, peer_pool(d, w->target), pool, image, false, here, pair.mode, pair.rpo_seconds)) < 0)
-		ims_log_error("failover of '%s/%s': site '%s' is the primary but replication back to site '%s' is not "
-			      "set: %s; run `imgstore repl enable` there",
-			      pool, image, w->target, here, ims_error_last());
+	if ((r = journal_step(d, pool, image, &j, IMS_REPL_STEP_REVERSE)) < 0)
+		ims_log_warning("failover of '%s/%s': %s", pool, image, ims_error_last());
+	reverse(d, w, peer);
 	say(op, w,
 			  "site '%s' is the primary of '%s/%s' at '%s', generation %" PRIu64
 			  "; site '%s' is its secondary (%u lease(s) broken, %u writer(s) fenced)",

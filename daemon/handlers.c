@@ -1039,6 +1039,37 @@ static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMe
 		return r;
 	if ((r = ims_repl_sched_status(d->repl, one ? s.pool : NULL, one ? s.image : NULL, &list, &n)) < 0)
 		return r;
+	ims_repl_journal j;
+	if (one && ims_repl_journal_get(d->site, s.pool, s.image, &j) == 0) {
+		/* a failover this daemon began and did not finish (it was killed half-way) */
+		size_t k = 0;
+		while (k < n && strcmp(list[k].target, j.target) != 0)
+			k++;
+		if (k == n) { /* its pair was handed over already */
+			ims_repl_status *nl = realloc(list, (n + 1) * sizeof(*nl));
+			if (!nl) {
+				free(list);
+				return -ENOMEM;
+			}
+			list = nl;
+			memset(&list[n], 0, sizeof(list[n]));
+			snprintf(list[n].image, sizeof(list[n].image), "%s/%s", s.pool, s.image);
+			snprintf(list[n].target, sizeof(list[n].target), "%s", j.target);
+			snprintf(list[n].role, sizeof(list[n].role), "%s", "primary");
+			list[n].lag_seconds = -1;
+			n++;
+		}
+		snprintf(list[k].state, sizeof(list[k].state), "%s", "failing-over");
+		char why[1024];
+		int len = snprintf(why, sizeof(why),
+				   "a failover to site '%s' is at step '%s' (generation %llu); if it is not running any "
+				   "more, run `imgstore repl failover %s/%s --to %s` again to finish it",
+				   j.target, ims_repl_step_name(j.step), (unsigned long long)j.generation, s.pool, s.image,
+				   j.target);
+		size_t cut = len < 0 ? 0 : (size_t)len < sizeof(list[k].error) ? (size_t)len : sizeof(list[k].error) - 1;
+		memcpy(list[k].error, why, cut);
+		list[k].error[cut] = '\0';
+	}
 	Imgstore__V1__ReplicationStatusResponse *m = ALLOC(call, Imgstore__V1__ReplicationStatusResponse);
 	r = -ENOMEM;
 	if (!m)

@@ -7,12 +7,14 @@
 #include <string.h>
 #include <time.h>
 
+#include <json-c/json.h>
 #include <rbd/librbd.h>
 
 #include "common/error.h"
 #include "common/log.h"
 #include "replicator/replicator.h"
 #include "replicator/replicator_internal.h"
+#include "store/omap.h"
 
 typedef struct {
 	rados_ioctx_t io;
@@ -373,4 +375,92 @@ out:
 	close_copy(&o);
 	close_copy(&c);
 	return r;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* the journal of planned failovers */
+
+static const char *const step_names[] = { "", "sync", "demote", "promote", "reverse" };
+
+const char *ims_repl_step_name(ims_repl_step step)
+{
+	return step >= IMS_REPL_STEP_SYNC && step <= IMS_REPL_STEP_REVERSE ? step_names[step] : "?";
+}
+
+int ims_repl_journal_put(ims_site *site, const char *pool, const char *image, const ims_repl_journal *j)
+{
+	rados_ioctx_t io;
+	char key[600];
+	int r = ims_site_ioctx(site, pool, &io);
+	if (r < 0)
+		return r;
+	json_object *o = json_object_new_object();
+	if (!o) {
+		ims_site_ioctx_close(io);
+		return -ENOMEM;
+	}
+	json_object_object_add(o, "target", json_object_new_string(j->target));
+	json_object_object_add(o, "step", json_object_new_string(ims_repl_step_name(j->step)));
+	json_object_object_add(o, "generation", json_object_new_int64((int64_t)j->generation));
+	json_object_object_add(o, "old_generation", json_object_new_int64((int64_t)j->old_generation));
+	json_object_object_add(o, "started_ms", json_object_new_int64(j->started_ms));
+	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	snprintf(key, sizeof(key), "%s/%s", pool, image);
+	r = ims_omap_set(io, IMS_REPL_FAILOVERS, key, v, strlen(v));
+	json_object_put(o);
+	ims_site_ioctx_close(io);
+	return r < 0 ? ims_error_set(r, "cannot record the failover of '%s' at step '%s' on site '%s': %s", key,
+				     ims_repl_step_name(j->step), ims_site_name(site), ims_strerror(r))
+		     : 0;
+}
+
+int ims_repl_journal_get(ims_site *site, const char *pool, const char *image, ims_repl_journal *out)
+{
+	rados_ioctx_t io;
+	char key[600], *val = NULL;
+	size_t len = 0;
+	int r = ims_site_ioctx(site, pool, &io);
+	if (r < 0)
+		return r;
+	snprintf(key, sizeof(key), "%s/%s", pool, image);
+	r = ims_omap_get(io, IMS_REPL_FAILOVERS, key, &val, &len);
+	ims_site_ioctx_close(io);
+	if (r < 0)
+		return r;
+	memset(out, 0, sizeof(*out));
+	json_object *o = json_tokener_parse(val), *v;
+	free(val);
+	if (!o)
+		return ims_error_set(-EBADMSG, "the failover record of '%s' on site '%s' is not JSON", key,
+				     ims_site_name(site));
+	if (json_object_object_get_ex(o, "target", &v))
+		snprintf(out->target, sizeof(out->target), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "step", &v))
+		for (int s = IMS_REPL_STEP_SYNC; s <= IMS_REPL_STEP_REVERSE; s++)
+			if (strcmp(json_object_get_string(v), step_names[s]) == 0)
+				out->step = (ims_repl_step)s;
+	if (json_object_object_get_ex(o, "generation", &v))
+		out->generation = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "old_generation", &v))
+		out->old_generation = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "started_ms", &v))
+		out->started_ms = json_object_get_int64(v);
+	json_object_put(o);
+	if (!out->target[0] || !out->step)
+		return ims_error_set(-EBADMSG, "the failover record of '%s' on site '%s' is incomplete", key,
+				     ims_site_name(site));
+	return 0;
+}
+
+int ims_repl_journal_clear(ims_site *site, const char *pool, const char *image)
+{
+	rados_ioctx_t io;
+	char key[600];
+	int r = ims_site_ioctx(site, pool, &io);
+	if (r < 0)
+		return r;
+	snprintf(key, sizeof(key), "%s/%s", pool, image);
+	r = ims_omap_rm(io, IMS_REPL_FAILOVERS, key);
+	ims_site_ioctx_close(io);
+	return r == -ENOENT ? 0 : r;
 }

@@ -43,6 +43,41 @@ int ims_repl_side_get(ims_site *site, const char *pool, const char *image, ims_r
 /** Set (or, with NULL, clear) imgstore.repl.state on @p site's copy. */
 int ims_repl_set_state(ims_site *site, const char *pool, const char *image, const char *state);
 
+/*
+ * The journal of a planned failover: its step, written in RADOS (an omap record per image in
+ * the pool, on the site that runs it) before the step is done, and removed when it is over. A
+ * daemon killed half-way leaves it behind; the same command run again reads it and finishes
+ * the job from there (or rolls it back when it cannot), and `repl status` shows it.
+ */
+#define IMS_REPL_FAILOVERS "imgstore.repl.failovers"
+
+typedef enum {
+	IMS_REPL_STEP_SYNC = 1, /* catching up, then leases closed and writers fenced, final sync */
+	IMS_REPL_STEP_DEMOTE,   /* this copy is being made a secondary of the target */
+	IMS_REPL_STEP_PROMOTE,  /* the target's copy is being promoted */
+	IMS_REPL_STEP_REVERSE,  /* replication is being handed to the target, back to this site */
+} ims_repl_step;
+
+typedef struct {
+	char target[64];
+	ims_repl_step step;
+	uint64_t generation;     /* the new primary's */
+	uint64_t old_generation; /* this copy's before it, for a rollback */
+	int64_t started_ms;
+} ims_repl_journal;
+
+/** The step's name ("sync", "demote", "promote", "reverse"). */
+const char *ims_repl_step_name(ims_repl_step step);
+
+/** Record @p j for @p pool/@p image on @p site (before the step it names is done). */
+int ims_repl_journal_put(ims_site *site, const char *pool, const char *image, const ims_repl_journal *j);
+
+/** @returns -ENOENT if no failover of @p pool/@p image is recorded on @p site. */
+int ims_repl_journal_get(ims_site *site, const char *pool, const char *image, ims_repl_journal *out);
+
+/** Remove the record: the failover is over (done or rolled back). */
+int ims_repl_journal_clear(ims_site *site, const char *pool, const char *image);
+
 /**
  * Fence the writers of @p site's copy: break every holder of its exclusive lock, which
  * blocklists the holder's address in that cluster, so its in-flight and later writes fail.

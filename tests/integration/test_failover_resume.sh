@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# A planned failover whose daemon is killed half-way (SIGKILL at a recorded step, through
+# IMGSTORE_CRASH_AT) is finished by running the same command again: every step is recorded in
+# RADOS before it is done. Killed after the demote, before the promote, both copies are
+# secondaries; `repl status` says a failover is in progress and at which step; the second run
+# promotes site b, hands replication back to site a, and the data is equal on both sites.
+# Killed before the demote, the second run does the whole failover; killed at the first step,
+# the image stays primary on site a and the second run starts over.
+set -uo pipefail
+CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
+fails=0 passes=0
+ok() { echo "ok - $*"; passes=$((passes + 1)); }
+not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+out=/tmp/fr-out.$$ err=/tmp/fr-err.$$
+expect_rc() { local rc=$1 what=$2; shift 2; "$@" >$out 2>$err; local got=$?
+  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 400 $err)"; fi; }
+
+img=fr$$
+cleanup() {
+  # whatever happened, site a's daemon runs again without the crash point
+  if ! "$SANDBOX" status "$IMGSTORE_SANDBOX" 2>/dev/null | grep -A3 "^site a" | grep -q "imgstored running"; then
+    "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
+  fi
+  for s in A B; do
+    local conf=CEPH_CONF_$s server=IMGSTORE_SERVER_$s
+    IMGSTORE_SERVER=${!server} "$CLI" repl disable "rbd/$img" >/dev/null 2>&1
+  done
+  for s in A B; do
+    local conf=CEPH_CONF_$s
+    timeout 60 rbd -c "${!conf}" snap purge "rbd/$img" >/dev/null 2>&1
+    timeout 60 rbd -c "${!conf}" rm --no-progress "rbd/$img" >/dev/null 2>&1
+  done
+  rm -f $out $err
+}
+trap cleanup EXIT
+
+on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
+on_b() { IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" "$@"; }
+conf_of() { [ "$1" = a ] && echo "$CEPH_CONF_A" || echo "$CEPH_CONF_B"; }
+rbd_on() { local s=$1; shift; timeout 120 rbd -c "$(conf_of "$s")" "$@"; }
+role_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$img" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
+gen_of() { rbd_on "$1" image-meta get "rbd/$img" imgstore.generation 2>/dev/null || echo 0; }
+sum_of() { rbd_on "$1" export --no-progress "rbd/$img" - 2>/dev/null | sha256sum | cut -d' ' -f1; }
+write_on() { rbd_on "$1" bench --io-type write --io-size 64K --io-total "$2" --io-pattern rand "rbd/$img" >/dev/null 2>&1; }
+daemon_pid() { cat "$IMGSTORE_SANDBOX/site-$1/run/imgstored.pid" 2>/dev/null; }
+# STEP: restart site a's daemon so that it kills itself at STEP of a failover
+arm() {
+  "$SANDBOX" stop-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
+  IMGSTORE_CRASH_AT="failover:$1" "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
+}
+restart_a() { "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1; }
+dead() { local p=$1; for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.2; done; return 1; }
+# SITE: the primary site replicates to the other one, and the data is equal
+converged() {
+  local primary=$1 other=$([ "$1" = a ] && echo b || echo a)
+  [ "$(role_of "$primary")/$(role_of "$other")" = primary/secondary ] &&
+    IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_${primary^^}") "$CLI" repl sync "rbd/$img" >/dev/null 2>&1 &&
+    [ "$(sum_of a)" = "$(sum_of b)" ]
+}
+
+expect_rc 0 "create rbd/$img on site a" on_a image create "rbd/$img" --size 32M
+write_on a 8M
+expect_rc 0 "enable replication to site b" on_a repl enable "rbd/$img" --to b --rpo 1h
+expect_rc 0 "sync" on_a repl sync "rbd/$img"
+
+# ---- killed after the demote, before the promote: both copies are secondaries
+arm promote
+pid=$(daemon_pid a)
+gen0=$(gen_of a)
+write_on a 2M
+on_a repl failover "rbd/$img" --to b >$out 2>$err
+check "the failover's daemon died at the promote step" dead "$pid"
+check "  site a's copy was demoted, site b's not promoted yet: both secondaries" \
+  test "$(role_of a)/$(role_of b)" = secondary/secondary
+restart_a
+st=$(on_a --format json repl status "rbd/$img" 2>/dev/null | jq -r '.[0] | "\(.state) \(.error)"')
+echo "# status: $st"
+check "repl status on site a shows the failover in progress at step 'promote'" \
+  bash -c "grep -q '^failing-over .*step .promote.' <<<\"\$1\"" _ "$st"
+expect_rc 0 "the same command again finishes it" on_a repl failover "rbd/$img" --to b
+cat $out
+check "  it says it finished an interrupted failover" grep -q "finished the failover interrupted at step 'promote'" $out
+check "  site b is the primary at the recorded generation ($(gen_of b) = $gen0 + 1)" \
+  test "$(role_of b)/$(gen_of b)" = "primary/$((gen0 + 1))"
+check "  site b's daemon replicates back to site a, and the data is equal" converged b
+check "  site a's status no longer shows a failover" \
+  bash -c "! IMGSTORE_SERVER=$IMGSTORE_SERVER_A '$CLI' --format json repl status rbd/$img | grep -q failing-over"
+
+# ---- back to site a (a failback asked of site b), then killed at the demote step
+expect_rc 0 "failback to site a" on_b repl failback "rbd/$img"
+check "  site a is the primary again" converged a
+arm demote
+pid=$(daemon_pid a)
+before=$(sum_of a)
+on_a repl failover "rbd/$img" --to b >$out 2>$err
+check "the failover's daemon died at the demote step" dead "$pid"
+restart_a
+expect_rc 0 "the same command again finishes it" on_a repl failover "rbd/$img" --to b
+check "  site b is the primary" test "$(role_of b)" = primary
+check "  and the data is what site a held" test "$(sum_of b)" = "$before"
+check "  site b replicates back to site a" converged b
+
+# ---- killed at the first step: nothing changed, and the command runs again from the start
+expect_rc 0 "failback to site a" on_b repl failback "rbd/$img"
+arm sync
+pid=$(daemon_pid a)
+on_a repl failover "rbd/$img" --to b >$out 2>$err
+check "the failover's daemon died at the sync step" dead "$pid"
+check "  site a is still the primary" test "$(role_of a)/$(role_of b)" = primary/secondary
+restart_a
+expect_rc 0 "the same command again does the whole failover" on_a repl failover "rbd/$img" --to b
+check "  site b is the primary" converged b
+
+echo "$passes passed, $fails failed"
+[ "$passes" -gt 0 ] && [ "$fails" -eq 0 ]
