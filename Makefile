@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CTEST_JOBS ?= 2
 RUN_DIR    ?= $(CURDIR)/.sandbox
 
-.PHONY: all deps build test test-unit test-asan test-fuzz fuzz soak run sandbox-down install format clean
+.PHONY: all deps build test test-unit test-asan test-fuzz fuzz soak chaos run sandbox-down install format clean
 
 all: build
 
@@ -52,6 +52,12 @@ fuzz: deps $(BUILD_FUZZ)/Makefile
 # Long runs that do not fit make test: 50 replicated images with a 10 s RPO for 5 minutes.
 soak: build
 	bash tests/soak/repl-many.sh --images 50 --minutes 5
+
+# The fault campaign: CHAOS_ROUNDS rounds (default 50) of kill -9, blocklisting, frozen sites,
+# killed failovers and imports, with the invariants checked after each (docs/RELIABILITY.md).
+CHAOS_ROUNDS ?= 50
+chaos: build
+	bash tests/chaos/chaos.sh --rounds $(CHAOS_ROUNDS)
 
 # A local two-site sandbox and a walk through the main job; Ctrl-C stops everything.
 run: build

@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# The fault campaign (make chaos; a short version runs in make test): rounds of real faults
+# against two sandbox sites with replication a -> b running under writes, each followed by
+# the check of the invariants:
+#   - no operation of either daemon still `running` once the system settled,
+#   - no image primary on both sites, none secondary on both,
+#   - replication converges (a new cycle sealed, without a restart beyond the fault's own) and
+#     every image's newest sealed snapshot is equal on both sites (checksums),
+#   - no temporary image of an interrupted import left behind.
+# Faults, in turn:
+#   kill        kill -9 of site a's imgstored at a random moment of a sync, then restarted
+#   blocklist   every client of both daemons on site b blocklisted for an hour
+#   freeze      site b's Ceph daemons stopped (SIGSTOP) for 5 to 20 s
+#   failover    kill -9 of site a's imgstored at a random step of a planned failover
+#               (IMGSTORE_CRASH_AT), then the same command again, then a failback
+#   import      kill -9 of site a's imgstored at a random moment of an import
+# Each round prints one line; the end prints per fault: rounds, invariant violations, recovery
+# time (median and worst), the figures docs/RELIABILITY.md records.
+#
+#   tests/chaos/chaos.sh [--rounds N] [--faults kill,blocklist,...] [--dir DIR]
+#     without --dir: its own sandbox (two sites) under /tmp, removed at the end;
+#     with IMGSTORE_SANDBOX set (the ctest fixture): that sandbox.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=10 FAULTS=kill,blocklist,freeze,failover,import DIR="" BUILD=${BUILD:-build}
+while [ $# -gt 0 ]; do
+  case $1 in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --faults) FAULTS=$2; shift 2 ;;
+    --dir) DIR=$2; shift 2 ;;
+    *) echo "usage: $0 [--rounds N] [--faults kill,blocklist,freeze,failover,import] [--dir DIR]" >&2; exit 2 ;;
+  esac
+done
+SANDBOX=$PWD/scripts/sandbox
+CLI=${IMS_BINARY_DIR:-$PWD/$BUILD}/cli/imgstore
+OWN=0
+if [ -z "${IMGSTORE_SANDBOX:-}" ]; then
+  DIR=${DIR:-/tmp/imgstore-chaos.$$}
+  "$SANDBOX" up "$DIR" --sites 2 --imgstored "${IMS_BINARY_DIR:-$PWD/$BUILD}/daemon/imgstored" >/dev/null || exit 1
+  OWN=1
+  . "$DIR/env"
+fi
+IFS=, read -r -a faults <<<"$FAULTS"
+N=3
+p=chaos$$
+imgs=()
+for i in $(seq 1 $N); do imgs+=("$p-$i"); done
+blocked=() WORK=/tmp/chaos.$$
+mkdir -p "$WORK"
+cleanup() {
+  "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+  for x in "${blocked[@]}"; do timeout 30 ceph -c "$CEPH_CONF_B" osd blocklist rm "$x" >/dev/null 2>&1; done
+  daemon_up a || "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
+  for i in "${imgs[@]}" "$p-imp"; do
+    for s in A B; do
+      local server=IMGSTORE_SERVER_$s
+      IMGSTORE_SERVER=${!server} "$CLI" repl disable "rbd/$i" >/dev/null 2>&1
+    done
+    for s in A B; do
+      local conf=CEPH_CONF_$s
+      timeout 60 rbd -c "${!conf}" snap purge "rbd/$i" >/dev/null 2>&1
+      timeout 60 rbd -c "${!conf}" rm --no-progress "rbd/$i" >/dev/null 2>&1
+    done
+  done
+  rm -rf "$WORK"
+  [ $OWN = 1 ] && "$SANDBOX" down "$DIR" >/dev/null 2>&1
+}
+trap cleanup EXIT
+
+on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
+on_b() { IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" "$@"; }
+conf_of() { [ "$1" = a ] && echo "$CEPH_CONF_A" || echo "$CEPH_CONF_B"; }
+rbd_on() { local s=$1; shift; timeout 60 rbd -c "$(conf_of "$s")" "$@"; }
+role_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$2" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
+daemon_pid() { cat "$IMGSTORE_SANDBOX/site-$1/run/imgstored.pid" 2>/dev/null; }
+daemon_up() { local p; p=$(daemon_pid "$1") && [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+# IMAGE BYTES [SITE]: random writes to the image on SITE (default a)
+write_some() { rbd_on "${3:-a}" bench --io-type write --io-size 64K --io-total "$2" --io-pattern rand "rbd/$1" >/dev/null 2>&1; }
+kill_a() { local pid; pid=$(daemon_pid a); [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; }
+start_a() { "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1; }
+addrs_of() { grep -o "site '$2': connected as [^ ]* (client\.[0-9]* at [^)]*)" "$1" | sed 's/.* at \(.*\))$/\1/' | sort -u; }
+ms_now() { date +%s%3N; }
+
+# The invariants, checked after each round; prints what broke, returns the count.
+violations() {
+  local v=0 i ra rb sealed
+  for i in "${imgs[@]}"; do
+    ra=$(role_of a "$i") rb=$(role_of b "$i")
+    [ "$ra" != "$rb" ] || { echo "  violation: rbd/$i is $ra on both sites"; v=$((v + 1)); }
+    sealed=$(rbd_on b snap ls --format json "rbd/$i" 2>/dev/null | jq -r '[.[] | select(.name | startswith("imgstore-repl-"))] | last | .name // ""')
+    if [ -z "$sealed" ]; then
+      echo "  violation: rbd/$i has no sealed snapshot on site b"; v=$((v + 1))
+    elif [ "$(rbd_on a export --no-progress "rbd/$i@$sealed" - 2>/dev/null | sha256sum)" != \
+           "$(rbd_on b export --no-progress "rbd/$i@$sealed" - 2>/dev/null | sha256sum)" ]; then
+      echo "  violation: rbd/$i@$sealed differs between the sites"; v=$((v + 1))
+    fi
+  done
+  for s in a b; do
+    local n
+    n=$(IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_${s^^}") "$CLI" --format json op ls 2>/dev/null |
+      jq '[.[] | select(.state == "running" and (.finished_unix // 0) == 0 and (now - .started_unix) > 120)] | length')
+    [ "${n:-0}" = 0 ] || { echo "  violation: $n operation(s) of site $s running for over 2 minutes"; v=$((v + 1)); }
+  done
+  if rbd_on a ls 2>/dev/null | grep -q '^\.imgstore-tmp-'; then
+    echo "  violation: temporary images left on site a: $(rbd_on a ls | grep '^\.imgstore-tmp-' | tr '\n' ' ')"
+    v=$((v + 1))
+  fi
+  return $v
+}
+
+# Wait until every image sealed a cycle newer than the one it had (the primary replicating to
+# the other site), at most SECS; prints the milliseconds it took, or fails.
+converge() {
+  local secs=$1 t0 i primary s before
+  t0=$(ms_now)
+  declare -A old=()
+  for i in "${imgs[@]}"; do
+    primary=$([ "$(role_of a "$i")" = primary ] && echo A || echo B)
+    old[$i]=$(IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_$primary") "$CLI" --format json repl status "rbd/$i" 2>/dev/null | jq -r '.[0].last_sealed_snapshot // ""')
+    write_some "$i" 256K "${primary,,}"
+  done
+  local end=$((SECONDS + secs)) done_all
+  while [ $SECONDS -lt $end ]; do
+    done_all=1
+    for i in "${imgs[@]}"; do
+      primary=$([ "$(role_of a "$i")" = primary ] && echo A || echo B)
+      IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_$primary") "$CLI" repl sync "rbd/$i" >/dev/null 2>&1 || { done_all=0; continue; }
+      s=$(IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_$primary") "$CLI" --format json repl status "rbd/$i" 2>/dev/null | jq -r '.[0].last_sealed_snapshot // ""')
+      [ -n "$s" ] && [ "$s" != "${old[$i]}" ] || done_all=0
+    done
+    [ $done_all = 1 ] && { echo $(($(ms_now) - t0)); return 0; }
+    sleep 2
+  done
+  return 1
+}
+
+fault_kill() {
+  local i=${imgs[$((RANDOM % N))]}
+  write_some "$i" 8M
+  on_a repl sync "rbd/$i" >/dev/null 2>&1 &
+  local cli=$!
+  sleep "0.$((RANDOM % 10))$((RANDOM % 10))"
+  kill_a
+  wait $cli 2>/dev/null
+  start_a
+}
+
+fault_blocklist() {
+  local x
+  mapfile -t new < <({ addrs_of "$IMGSTORE_SANDBOX/site-a/log/imgstored.log" b; addrs_of "$IMGSTORE_SANDBOX/site-b/log/imgstored.log" b; } | sort -u)
+  for x in "${new[@]}"; do timeout 30 ceph -c "$CEPH_CONF_B" osd blocklist add "$x" 3600 >/dev/null 2>&1 && blocked+=("$x"); done
+}
+
+fault_freeze() {
+  "$SANDBOX" freeze-site "$IMGSTORE_SANDBOX" b >/dev/null
+  sleep $((5 + RANDOM % 16))
+  "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" b >/dev/null
+}
+
+fault_failover() {
+  local steps=(sync demote promote reverse) i=${imgs[$((RANDOM % N))]}
+  local step=${steps[$((RANDOM % 4))]}
+  [ "$(role_of a "$i")" = primary ] || return 0
+  "$SANDBOX" stop-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
+  IMGSTORE_CRASH_AT="failover:$step" "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
+  on_a repl failover "rbd/$i" --to b >/dev/null 2>&1
+  kill_a # it died at the step; if it did not get there, it dies now
+  start_a
+  on_a repl failover "rbd/$i" --to b >"$WORK/fo" 2>&1 || echo "  failover of rbd/$i after a kill at '$step': $(tail -1 "$WORK/fo")"
+  on_b repl failback "rbd/$i" >"$WORK/fb" 2>&1 || echo "  failback of rbd/$i: $(tail -1 "$WORK/fb")"
+}
+
+fault_import() {
+  head -c $((64 << 20)) /dev/urandom >"$WORK/imp.raw"
+  on_a image import "$WORK/imp.raw" "rbd/$p-imp" --format raw >/dev/null 2>&1 &
+  local cli=$!
+  sleep "0.$((RANDOM % 10))"
+  kill_a
+  wait $cli 2>/dev/null
+  start_a
+  # the temporary image goes once the dead importer's watch lapses (about 30 s) and the
+  # daemon's cleanup runs (every 30 s)
+  for _ in $(seq 1 45); do rbd_on a ls 2>/dev/null | grep -q '^\.imgstore-tmp-' || break; sleep 2; done
+  on_a image rm "rbd/$p-imp" >/dev/null 2>&1
+}
+
+for i in "${imgs[@]}"; do
+  on_a image create "rbd/$i" --size 32M >/dev/null 2>&1 || { echo "chaos: cannot create rbd/$i"; exit 1; }
+  write_some "$i" 4M
+  on_a repl enable "rbd/$i" --to b --rpo 30s >/dev/null 2>&1 || { echo "chaos: cannot enable rbd/$i"; exit 1; }
+  on_a repl sync "rbd/$i" >/dev/null 2>&1 || { echo "chaos: first sync of rbd/$i failed"; exit 1; }
+done
+
+declare -A rounds=() bad=() times=()
+total_bad=0 total=0
+for r in $(seq 1 "$ROUNDS"); do
+  f=${faults[$(((r - 1) % ${#faults[@]}))]}
+  "fault_$f"
+  if ms=$(converge 180); then
+    out=$(violations); v=$?
+  else
+    ms=-1
+    out=$(violations); v=$(($? + 1))
+    out="$out
+  violation: replication did not converge within 180 s"
+  fi
+  [ -n "$out" ] && echo "$out"
+  echo "chaos: round $r $f: $v violation(s), converged in $([ "$ms" -ge 0 ] && echo "$((ms / 1000)).$(((ms % 1000) / 100))s" || echo never)"
+  rounds[$f]=$((${rounds[$f]:-0} + 1))
+  bad[$f]=$((${bad[$f]:-0} + v))
+  times[$f]="${times[$f]:-} $ms"
+  total_bad=$((total_bad + v))
+  total=$((total + 1))
+done
+
+echo
+echo "| fault | rounds | invariant violations | recovery median s | recovery worst s |"
+echo "|---|---|---|---|---|"
+for f in "${faults[@]}"; do
+  [ -n "${rounds[$f]:-}" ] || continue
+  read -r med worst < <(tr ' ' '\n' <<<"${times[$f]}" | grep -v '^$' | sort -n |
+    awk '{ a[NR] = $1 } END { m = a[int((NR + 1) / 2)]; printf "%.1f %.1f\n", m / 1000, a[NR] / 1000 }')
+  echo "| $f | ${rounds[$f]} | ${bad[$f]} | $med | $worst |"
+done
+echo
+if [ "$total_bad" = 0 ] && [ "$total" -gt 0 ]; then
+  echo "$total passed, 0 failed"
+  exit 0
+fi
+echo "$((total - total_bad > 0 ? total - total_bad : 0)) passed, $total_bad failed"
+exit 1
