@@ -3,6 +3,7 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-libfuzzer
 FUZZ_SECONDS ?= 600
+FUZZ_RUNS  ?= 0
 JOBS       ?= $(shell nproc)
 CTEST_JOBS ?= 2
 RUN_DIR    ?= $(CURDIR)/.sandbox
@@ -47,7 +48,7 @@ test-fuzz: deps $(BUILD_FUZZ)/Makefile
 # A long fuzz run of every target (FUZZ_SECONDS each, default 600); see docs/TESTING.md.
 fuzz: deps $(BUILD_FUZZ)/Makefile
 	cmake --build $(BUILD_FUZZ) -j$(JOBS) --target $(FUZZ_TARGETS)
-	bash tests/fuzz/run-long.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+	bash tests/fuzz/run-long.sh $(BUILD_FUZZ) $(FUZZ_SECONDS) $(FUZZ_RUNS)
 
 # Long runs that do not fit make test: 50 replicated images with a 10 s RPO for 5 minutes.
 soak: build

@@ -59,8 +59,8 @@ teardown() {
   # under set -e a failing last command of an && list would end the trap before the sandbox
   # is down: every step here ignores its status
   stop_mirror
-  if [ "$FROZEN" = 1 ]; then scripts/sandbox thaw-site "$SB" a >/dev/null 2>&1 || true; FROZEN=0; fi
-  scripts/sandbox down "$SB" >/dev/null 2>&1 || true
+  if [ "$FROZEN" = 1 ]; then scripts/sandbox thaw-site "$SB" a >>"$R/teardown.log" 2>&1 || true; FROZEN=0; fi
+  scripts/sandbox down "$SB" >>"$R/teardown.log" 2>&1 || true
   return 0
 }
 cleanup() {

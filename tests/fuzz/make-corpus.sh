@@ -12,6 +12,8 @@ for tool in qemu-img qemu-io; do
 done
 rm -rf "$out"
 mkdir -p "$out/qcow2" "$out/vmdk" "$out/tmp"
+# absolute: qemu-img resolves a backing file's name against its image's folder
+out=$(cd "$out" && pwd)
 q=$out/qcow2
 v=$out/vmdk
 t=$out/tmp
