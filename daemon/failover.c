@@ -87,10 +87,10 @@ static int planned_paused(ims_op *op, ims_failover_work *w);
 
 /* For the fault tests: IMGSTORE_CRASH_AT=failover:STEP kills this daemon (SIGKILL) right after
  * the journal recorded STEP and before the step is done, as a kill -9 at that moment would. */
-static void crash_point(ims_repl_step step)
+static void crash_point(const char *point)
 {
 	const char *at = getenv("IMGSTORE_CRASH_AT");
-	if (at && strncmp(at, "failover:", 9) == 0 && strcmp(at + 9, ims_repl_step_name(step)) == 0) {
+	if (at && strncmp(at, "failover:", 9) == 0 && strcmp(at + 9, point) == 0) {
 		ims_log_warning("IMGSTORE_CRASH_AT=%s: killing this daemon now", at);
 		raise(SIGKILL);
 	}
@@ -102,7 +102,7 @@ static int journal_step(ims_daemon *d, const char *pool, const char *image, ims_
 	j->step = step;
 	int r = ims_repl_journal_put(d->site, pool, image, j);
 	if (r == 0)
-		crash_point(step);
+		crash_point(ims_repl_step_name(step));
 	return r;
 }
 
@@ -203,6 +203,11 @@ static int planned_paused(ims_op *op, ims_failover_work *w)
 	/* a failover this site's daemon began and did not finish: finish it (from the demote on),
 	 * or begin again (before it, this copy is the primary and every step may be done again) */
 	if ((r = ims_repl_journal_get(d->site, pool, image, &j)) == 0) {
+		if (j.forced)
+			return ims_error_set(-EBUSY,
+					     "a forced failover of '%s/%s' from site '%s' to this site was interrupted: run "
+					     "`imgstore repl failover %s/%s --to %s --force` here to finish it first",
+					     pool, image, j.target, pool, image, ims_site_name(d->site));
 		if (strcmp(j.target, w->target) != 0)
 			return ims_error_set(-EBUSY,
 					     "a failover of '%s/%s' to site '%s' was interrupted at step '%s': run `imgstore "
@@ -321,6 +326,17 @@ static int forced(ims_op *op, ims_failover_work *w)
 
 	if ((r = ims_repl_side_get(d->site, pool, image, &me)) < 0)
 		return r;
+	ims_repl_journal j;
+	if (!me.secondary && ims_repl_journal_get(d->site, pool, image, &j) == 0 && j.forced) {
+		/* promoted by a forced failover whose daemon was killed before it set the way back */
+		if ((r = ims_repl_enable(d->repl, pool, image, j.target, "async", (uint32_t)d->cfg->defaults.rpo, NULL)) < 0)
+			return r;
+		ims_repl_journal_clear(d->site, pool, image);
+		say(op, w, "finished the forced failover interrupted after the promotion: site '%s' is the primary of "
+			   "'%s/%s', generation %" PRIu64 "; replication back to site '%s' is set",
+		    here, pool, image, me.generation, j.target);
+		return 0;
+	}
 	if (!me.secondary)
 		return ims_error_set(-EEXIST, "'%s/%s' is already the primary on site '%s'; nothing changed", pool, image,
 				     here);
@@ -344,8 +360,19 @@ static int forced(ims_op *op, ims_failover_work *w)
 	}
 	ims_error_clear();
 
-	if ((r = ims_repl_promote(d->site, pool, image, gen, true, at, sizeof(at))) < 0)
+	/* recorded first: a daemon killed after the promotion finishes the job when asked again */
+	memset(&j, 0, sizeof(j));
+	snprintf(j.target, sizeof(j.target), "%s", old);
+	j.generation = gen;
+	j.old_generation = me.generation;
+	j.forced = true;
+	if ((r = journal_step(d, pool, image, &j, IMS_REPL_STEP_REVERSE)) < 0)
 		return r;
+	if ((r = ims_repl_promote(d->site, pool, image, gen, true, at, sizeof(at))) < 0) {
+		ims_repl_journal_clear(d->site, pool, image);
+		return r;
+	}
+	crash_point("promoted");
 
 	char rejoin[1024] = "";
 	if (reachable) {
@@ -367,6 +394,8 @@ static int forced(ims_op *op, ims_failover_work *w)
 	if ((r = ims_repl_enable(d->repl, pool, image, old, "async", (uint32_t)d->cfg->defaults.rpo, NULL)) < 0)
 		ims_log_error("forced failover of '%s/%s': replication back to site '%s' is not set: %s", pool, image, old,
 			      ims_error_last());
+	else
+		ims_repl_journal_clear(d->site, pool, image);
 	say(op, w, "site '%s' is the primary of '%s/%s' at '%s', generation %" PRIu64 "; %s", here, pool, image,
 			  at[0] ? at : "its head", gen, rejoin);
 	ims_log_warning("forced failover of '%s/%s' to site '%s' at '%s' (generation %" PRIu64 "): %s", pool, image,
@@ -452,6 +481,10 @@ static bool selected(ims_failover_work *w, const unit *u)
 			return false;
 	}
 	if (w->force) {
+		ims_repl_journal j;
+		if (!side.secondary && !u->group)
+			return ims_repl_journal_get(d->site, w->spec.pool, u->name, &j) == 0 && j.forced &&
+			       strcmp(j.target, w->from) == 0;
 		source_site(side.source, src, sizeof(src));
 		return side.secondary && strcmp(src, w->from) == 0;
 	}

@@ -1061,11 +1061,18 @@ static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMe
 		}
 		snprintf(list[k].state, sizeof(list[k].state), "%s", "failing-over");
 		char why[1024];
-		int len = snprintf(why, sizeof(why),
-				   "a failover to site '%s' is at step '%s' (generation %llu); if it is not running any "
-				   "more, run `imgstore repl failover %s/%s --to %s` again to finish it",
-				   j.target, ims_repl_step_name(j.step), (unsigned long long)j.generation, s.pool, s.image,
-				   j.target);
+		int len = j.forced ? snprintf(why, sizeof(why),
+					      "a forced failover from site '%s' is at step '%s' (generation %llu); if it "
+					      "is not running any more, run `imgstore repl failover %s/%s --to %s --force` "
+					      "again to finish it",
+					      j.target, ims_repl_step_name(j.step), (unsigned long long)j.generation,
+					      s.pool, s.image, ims_site_name(d->site))
+				   : snprintf(why, sizeof(why),
+					      "a failover to site '%s' is at step '%s' (generation %llu); if it is not "
+					      "running any more, run `imgstore repl failover %s/%s --to %s` again to "
+					      "finish it",
+					      j.target, ims_repl_step_name(j.step), (unsigned long long)j.generation,
+					      s.pool, s.image, j.target);
 		size_t cut = len < 0 ? 0 : (size_t)len < sizeof(list[k].error) ? (size_t)len : sizeof(list[k].error) - 1;
 		memcpy(list[k].error, why, cut);
 		list[k].error[cut] = '\0';

@@ -404,6 +404,7 @@ int ims_repl_journal_put(ims_site *site, const char *pool, const char *image, co
 	json_object_object_add(o, "generation", json_object_new_int64((int64_t)j->generation));
 	json_object_object_add(o, "old_generation", json_object_new_int64((int64_t)j->old_generation));
 	json_object_object_add(o, "started_ms", json_object_new_int64(j->started_ms));
+	json_object_object_add(o, "forced", json_object_new_boolean(j->forced));
 	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	snprintf(key, sizeof(key), "%s/%s", pool, image);
 	r = ims_omap_set(io, IMS_REPL_FAILOVERS, key, v, strlen(v));
@@ -445,6 +446,8 @@ int ims_repl_journal_get(ims_site *site, const char *pool, const char *image, im
 		out->old_generation = (uint64_t)json_object_get_int64(v);
 	if (json_object_object_get_ex(o, "started_ms", &v))
 		out->started_ms = json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "forced", &v))
+		out->forced = json_object_get_boolean(v);
 	json_object_put(o);
 	if (!out->target[0] || !out->step)
 		return ims_error_set(-EBADMSG, "the failover record of '%s' on site '%s' is incomplete", key,

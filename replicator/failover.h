@@ -64,6 +64,7 @@ typedef struct {
 	uint64_t generation;     /* the new primary's */
 	uint64_t old_generation; /* this copy's before it, for a rollback */
 	int64_t started_ms;
+	bool forced;             /* a forced failover, run on the new primary's site (target: the old) */
 } ims_repl_journal;
 
 /** The step's name ("sync", "demote", "promote", "reverse"). */

@@ -23,6 +23,9 @@ cleanup() {
   if ! "$SANDBOX" status "$IMGSTORE_SANDBOX" 2>/dev/null | grep -A3 "^site a" | grep -q "imgstored running"; then
     "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
   fi
+  if ! "$SANDBOX" status "$IMGSTORE_SANDBOX" 2>/dev/null | grep -A3 "^site b" | grep -q "imgstored running"; then
+    "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+  fi
   for s in A B; do
     local conf=CEPH_CONF_$s server=IMGSTORE_SERVER_$s
     IMGSTORE_SERVER=${!server} "$CLI" repl disable "rbd/$img" >/dev/null 2>&1
@@ -112,6 +115,24 @@ check "  site a is still the primary" test "$(role_of a)/$(role_of b)" = primary
 restart_a
 expect_rc 0 "the same command again does the whole failover" on_a repl failover "rbd/$img" --to b
 check "  site b is the primary" converged b
+
+# ---- a forced failover (asked of site b) killed right after the promotion, before the way back
+expect_rc 0 "failback to site a" on_b repl failback "rbd/$img"
+"$SANDBOX" stop-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+IMGSTORE_CRASH_AT=failover:promoted "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+pid=$(daemon_pid b)
+on_b repl failover "rbd/$img" --to b --force >$out 2>$err
+check "the forced failover's daemon died right after the promotion" dead "$pid"
+"$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+check "  site b is the primary" test "$(role_of b)" = primary
+st=$(on_b --format json repl status "rbd/$img" 2>/dev/null | jq -r '.[0] | "\(.state) \(.error)"')
+echo "# status: $st"
+check "  repl status on site b shows the forced failover unfinished" bash -c "grep -q '^failing-over a forced failover' <<<\"\$1\"" _ "$st"
+expect_rc 0 "the same command again finishes it" on_b repl failover "rbd/$img" --to b --force
+cat $out
+check "  it says so" grep -q "finished the forced failover interrupted after the promotion" $out
+check "  site b's daemon replicates to site a again" \
+  bash -c "IMGSTORE_SERVER=$IMGSTORE_SERVER_B '$CLI' --format json repl status rbd/$img | jq -e '.[0].target == \"a\" and .[0].state != \"failing-over\"' >/dev/null"
 
 echo "$passes passed, $fails failed"
 [ "$passes" -gt 0 ] && [ "$fails" -eq 0 ]
