@@ -11,6 +11,9 @@
 #   kill        kill -9 of site a's imgstored at a random moment of a sync, then restarted
 #   blocklist   every client of both daemons on site b blocklisted for an hour
 #   freeze      site b's Ceph daemons stopped (SIGSTOP) for 5 to 20 s
+#   partition   site b's network cut (every packet to its address dropped) for PART_MIN to
+#               PART_MAX s (default 30 to 120): the RPO alert must fire meanwhile, and
+#               replication converge after the heal without a restart
 #   failover    kill -9 of site a's imgstored at a random step of a planned failover
 #               (IMGSTORE_CRASH_AT), then the same command again, then a failback
 #   import      kill -9 of site a's imgstored at a random moment of an import
@@ -22,13 +25,14 @@
 #     with IMGSTORE_SANDBOX set (the ctest fixture): that sandbox.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-ROUNDS=10 FAULTS=kill,blocklist,freeze,failover,import DIR="" BUILD=${BUILD:-build}
+ROUNDS=10 FAULTS=kill,blocklist,freeze,partition,failover,import DIR="" BUILD=${BUILD:-build}
+PART_MIN=${PART_MIN:-30} PART_MAX=${PART_MAX:-120}
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) ROUNDS=$2; shift 2 ;;
     --faults) FAULTS=$2; shift 2 ;;
     --dir) DIR=$2; shift 2 ;;
-    *) echo "usage: $0 [--rounds N] [--faults kill,blocklist,freeze,failover,import] [--dir DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--rounds N] [--faults kill,blocklist,freeze,partition,failover,import] [--dir DIR]" >&2; exit 2 ;;
   esac
 done
 SANDBOX=$PWD/scripts/sandbox
@@ -48,6 +52,7 @@ for i in $(seq 1 $N); do imgs+=("$p-$i"); done
 blocked=() WORK=/tmp/chaos.$$
 mkdir -p "$WORK"
 cleanup() {
+  "$SANDBOX" heal-site "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
   "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
   for x in "${blocked[@]}"; do timeout 30 ceph -c "$CEPH_CONF_B" osd blocklist rm "$x" >/dev/null 2>&1; done
   daemon_up a || "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
@@ -157,6 +162,25 @@ fault_freeze() {
   "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" b >/dev/null
 }
 
+# a violation the fault itself saw (the alert that did not fire), added to the round's
+FAULT_VIOLATIONS=0
+fault_partition() {
+  local secs=$((PART_MIN + RANDOM % (PART_MAX - PART_MIN + 1))) fired=0 end i
+  "$SANDBOX" partition-site "$IMGSTORE_SANDBOX" b >/dev/null || { FAULT_VIOLATIONS=1; return; }
+  end=$((SECONDS + secs))
+  while [ $SECONDS -lt $end ]; do
+    for i in "${imgs[@]}"; do write_some "$i" 64K; done
+    curl -sf --max-time 5 --cacert "$IMGSTORE_CA_FILE" "$IMGSTORE_SERVER_A/metrics" |
+      grep -q '^imgstore_rpo_violation{.*} 1$' && fired=1
+    sleep 3
+  done
+  "$SANDBOX" heal-site "$IMGSTORE_SANDBOX" b >/dev/null
+  if [ $fired = 0 ]; then
+    echo "  violation: no RPO alert (imgstore_rpo_violation) during a ${secs}s partition of site b"
+    FAULT_VIOLATIONS=1
+  fi
+}
+
 fault_failover() {
   local steps=(sync demote promote reverse) i=${imgs[$((RANDOM % N))]}
   local step=${steps[$((RANDOM % 4))]}
@@ -187,7 +211,7 @@ fault_import() {
 for i in "${imgs[@]}"; do
   on_a image create "rbd/$i" --size 32M >/dev/null 2>&1 || { echo "chaos: cannot create rbd/$i"; exit 1; }
   write_some "$i" 4M
-  on_a repl enable "rbd/$i" --to b --rpo 30s >/dev/null 2>&1 || { echo "chaos: cannot enable rbd/$i"; exit 1; }
+  on_a repl enable "rbd/$i" --to b --rpo 15s >/dev/null 2>&1 || { echo "chaos: cannot enable rbd/$i"; exit 1; }
   on_a repl sync "rbd/$i" >/dev/null 2>&1 || { echo "chaos: first sync of rbd/$i failed"; exit 1; }
 done
 
@@ -195,12 +219,13 @@ declare -A rounds=() bad=() times=()
 total_bad=0 total=0
 for r in $(seq 1 "$ROUNDS"); do
   f=${faults[$(((r - 1) % ${#faults[@]}))]}
+  FAULT_VIOLATIONS=0
   "fault_$f"
   if ms=$(converge 180); then
-    out=$(violations); v=$?
+    out=$(violations); v=$(($? + FAULT_VIOLATIONS))
   else
     ms=-1
-    out=$(violations); v=$(($? + 1))
+    out=$(violations); v=$(($? + 1 + FAULT_VIOLATIONS))
     out="$out
   violation: replication did not converge within 180 s"
   fi
