@@ -123,7 +123,7 @@ static void reverse(ims_daemon *d, ims_failover_work *w, ims_site *peer)
 		ims_log_error("failover of '%s/%s': site '%s' is the primary but replication back to site '%s' is not "
 			      "set: %s; run `imgstore repl enable` there",
 			      pool, image, w->target, here, ims_error_last());
-	ims_repl_journal_clear(d->site, pool, image);
+	ims_repl_journal_clear(d->site, pool, image, false);
 }
 
 /* A planned failover that a killed daemon left at step j->step (demote or later): finish it, or
@@ -156,7 +156,7 @@ static int planned_resume(ims_op *op, ims_failover_work *w, ims_repl_journal *j)
 			char why[IMS_ERROR_MSG_MAX];
 			snprintf(why, sizeof(why), "%s", ims_error_last());
 			ims_repl_promote(d->site, pool, image, j->old_generation, false, NULL, 0);
-			ims_repl_journal_clear(d->site, pool, image);
+			ims_repl_journal_clear(d->site, pool, image, false);
 			return ims_error_set(r, "an interrupted failover of '%s/%s' could not promote site '%s': %s; rolled "
 					     "back: site '%s' is the primary again",
 					     pool, image, w->target, why, here);
@@ -202,7 +202,7 @@ static int planned_paused(ims_op *op, ims_failover_work *w)
 
 	/* a failover this site's daemon began and did not finish: finish it (from the demote on),
 	 * or begin again (before it, this copy is the primary and every step may be done again) */
-	if ((r = ims_repl_journal_get(d->site, pool, image, &j)) == 0) {
+	if ((r = ims_repl_journal_get(d->site, pool, image, false, &j)) == 0) {
 		if (j.forced)
 			return ims_error_set(-EBUSY,
 					     "a forced failover of '%s/%s' from site '%s' to this site was interrupted: run "
@@ -250,20 +250,20 @@ static int planned_paused(ims_op *op, ims_failover_work *w)
 
 	/* 1. catch up while hosts still write: the final delta is then small */
 	if ((r = ims_repl_sync_now(d->repl, pool, image, w->target, progress, op, &res)) < 0) {
-		ims_repl_journal_clear(d->site, pool, image);
+		ims_repl_journal_clear(d->site, pool, image, false);
 		return ims_error_set(r, "sync before the failover failed: %s; nothing changed", ims_error_last());
 	}
 
 	/* 2. no new leases; the hosts release theirs, or they are broken and the writers fenced */
 	if ((r = ims_repl_set_state(d->site, pool, image, "failing-over")) < 0) {
-		ims_repl_journal_clear(d->site, pool, image);
+		ims_repl_journal_clear(d->site, pool, image, false);
 		return r;
 	}
 	unsigned wait_s = w->wait_s ? w->wait_s : 30;
 	for (unsigned i = 0; i < wait_s * 4 && ims_hosts_image_leased(d, pool, image, host, sizeof(host)) == 1; i++) {
 		if (ims_op_progress(op, 0, 0) != 0) {
 			ims_repl_set_state(d->site, pool, image, NULL);
-			ims_repl_journal_clear(d->site, pool, image);
+			ims_repl_journal_clear(d->site, pool, image, false);
 			return ims_error_set(-ECANCELED, "failover of '%s/%s' cancelled; nothing changed", pool, image);
 		}
 		usleep(250000);
@@ -271,7 +271,7 @@ static int planned_paused(ims_op *op, ims_failover_work *w)
 	if ((r = ims_hosts_break_leases(d, pool, image, &broken)) < 0 ||
 	    (r = ims_repl_fence(d->site, pool, image, &fenced)) < 0) {
 		ims_repl_set_state(d->site, pool, image, NULL);
-		ims_repl_journal_clear(d->site, pool, image);
+		ims_repl_journal_clear(d->site, pool, image, false);
 		return ims_error_set(r, "cannot fence the writers of '%s/%s': %s; it stays the primary here", pool,
 				     image, ims_error_last());
 	}
@@ -281,7 +281,7 @@ static int planned_paused(ims_op *op, ims_failover_work *w)
 		char why[IMS_ERROR_MSG_MAX];
 		snprintf(why, sizeof(why), "%s", ims_error_last());
 		ims_repl_set_state(d->site, pool, image, NULL);
-		ims_repl_journal_clear(d->site, pool, image);
+		ims_repl_journal_clear(d->site, pool, image, false);
 		return ims_error_set(r, "final sync to site '%s' failed: %s; site '%s' stays the primary (its writers were "
 				     "fenced: hosts take new leases)", w->target, why, here);
 	}
@@ -291,7 +291,7 @@ static int planned_paused(ims_op *op, ims_failover_work *w)
 	if ((r = journal_step(d, pool, image, &j, IMS_REPL_STEP_DEMOTE)) < 0 ||
 	    (r = ims_repl_demote(d->site, pool, image, w->target, gen)) < 0) {
 		ims_repl_set_state(d->site, pool, image, NULL);
-		ims_repl_journal_clear(d->site, pool, image);
+		ims_repl_journal_clear(d->site, pool, image, false);
 		return r;
 	}
 	if ((r = journal_step(d, pool, image, &j, IMS_REPL_STEP_PROMOTE)) < 0 ||
@@ -299,7 +299,7 @@ static int planned_paused(ims_op *op, ims_failover_work *w)
 		char why[IMS_ERROR_MSG_MAX];
 		snprintf(why, sizeof(why), "%s", ims_error_last());
 		ims_repl_promote(d->site, pool, image, me.generation, false, NULL, 0);
-		ims_repl_journal_clear(d->site, pool, image);
+		ims_repl_journal_clear(d->site, pool, image, false);
 		return ims_error_set(r, "cannot promote '%s/%s' on site '%s': %s; site '%s' stays the primary", pool, image,
 				     w->target, why, here);
 	}
@@ -327,11 +327,11 @@ static int forced(ims_op *op, ims_failover_work *w)
 	if ((r = ims_repl_side_get(d->site, pool, image, &me)) < 0)
 		return r;
 	ims_repl_journal j;
-	if (!me.secondary && ims_repl_journal_get(d->site, pool, image, &j) == 0 && j.forced) {
+	if (!me.secondary && ims_repl_journal_get(d->site, pool, image, false, &j) == 0 && j.forced) {
 		/* promoted by a forced failover whose daemon was killed before it set the way back */
 		if ((r = ims_repl_enable(d->repl, pool, image, j.target, "async", (uint32_t)d->cfg->defaults.rpo, NULL)) < 0)
 			return r;
-		ims_repl_journal_clear(d->site, pool, image);
+		ims_repl_journal_clear(d->site, pool, image, false);
 		say(op, w, "finished the forced failover interrupted after the promotion: site '%s' is the primary of "
 			   "'%s/%s', generation %" PRIu64 "; replication back to site '%s' is set",
 		    here, pool, image, me.generation, j.target);
@@ -369,7 +369,7 @@ static int forced(ims_op *op, ims_failover_work *w)
 	if ((r = journal_step(d, pool, image, &j, IMS_REPL_STEP_REVERSE)) < 0)
 		return r;
 	if ((r = ims_repl_promote(d->site, pool, image, gen, true, at, sizeof(at))) < 0) {
-		ims_repl_journal_clear(d->site, pool, image);
+		ims_repl_journal_clear(d->site, pool, image, false);
 		return r;
 	}
 	crash_point("promoted");
@@ -395,7 +395,7 @@ static int forced(ims_op *op, ims_failover_work *w)
 		ims_log_error("forced failover of '%s/%s': replication back to site '%s' is not set: %s", pool, image, old,
 			      ims_error_last());
 	else
-		ims_repl_journal_clear(d->site, pool, image);
+		ims_repl_journal_clear(d->site, pool, image, false);
 	say(op, w, "site '%s' is the primary of '%s/%s' at '%s', generation %" PRIu64 "; %s", here, pool, image,
 			  at[0] ? at : "its head", gen, rejoin);
 	ims_log_warning("forced failover of '%s/%s' to site '%s' at '%s' (generation %" PRIu64 "): %s", pool, image,
@@ -483,7 +483,7 @@ static bool selected(ims_failover_work *w, const unit *u)
 	if (w->force) {
 		ims_repl_journal j;
 		if (!side.secondary && !u->group)
-			return ims_repl_journal_get(d->site, w->spec.pool, u->name, &j) == 0 && j.forced &&
+			return ims_repl_journal_get(d->site, w->spec.pool, u->name, false, &j) == 0 && j.forced &&
 			       strcmp(j.target, w->from) == 0;
 		source_site(side.source, src, sizeof(src));
 		return side.secondary && strcmp(src, w->from) == 0;
@@ -715,6 +715,82 @@ static void group_set_state(ims_site *site, const ims_group_info *gi, const char
 		ims_repl_set_state(site, gi->members[k].pool, gi->members[k].image, state);
 }
 
+/* The end of a group's failover: this site's pair handed over, the target's daemons replicating
+ * the group back here, the record gone. */
+static void group_reverse(ims_daemon *d, ims_failover_work *w, ims_site *peer)
+{
+	const char *pool = w->spec.pool, *group = w->spec.image, *here = ims_site_name(d->site);
+	ims_repl_status pair;
+	const char *mode = "async";
+	uint32_t rpo = (uint32_t)d->cfg->defaults.rpo;
+	if (pair_of(d, pool, group, true, w->target, &pair) == 0) {
+		mode = pair.mode[0] ? pair.mode : mode;
+		rpo = pair.rpo_seconds ? pair.rpo_seconds : rpo;
+	}
+	ims_repl_group_hand_over(d->repl, pool, group, w->target, NULL);
+	if (ims_repl_policy_put(peer, peer_pool(d, w->target), pool, group, true, here, mode, rpo) < 0)
+		ims_log_error("failover of group '%s/%s': site '%s' is the primary but replication back to site '%s' is "
+			      "not set: %s; run `imgstore group repl enable` there",
+			      pool, group, w->target, here, ims_error_last());
+	ims_repl_journal_clear(d->site, pool, group, true);
+}
+
+/* A group's planned failover that a killed daemon left at the demote or later: finish it at
+ * its recorded cut, or roll back when the target cannot be promoted. Members that disagree on
+ * their role (killed in the middle of a step) are taken as not done with it. */
+static int group_resume(ims_op *op, ims_failover_work *w, ims_repl_journal *j)
+{
+	ims_daemon *d = w->d;
+	const char *pool = w->spec.pool, *group = w->spec.image, *here = ims_site_name(d->site);
+	ims_repl_step from = j->step;
+	ims_group_info *gi = NULL, *pgi = NULL;
+	ims_site *peer = NULL;
+	ims_repl_side me, them;
+	unsigned rolled = 0;
+	int r, rm, rt;
+	ims_log_warning("failover of group '%s/%s' to site '%s' was interrupted at step '%s'; finishing it", pool,
+			group, w->target, ims_repl_step_name(from));
+	if ((r = ims_daemon_peer(d, w->target, &peer)) < 0)
+		return r;
+	rm = group_side(d->site, pool, group, &me, &gi);
+	rt = group_side(peer, pool, group, &them, &pgi);
+	ims_group_info_free(gi);
+	ims_group_info_free(pgi);
+	if ((rm < 0 && rm != -EUCLEAN) || (rt < 0 && rt != -EUCLEAN))
+		return ims_error_set(rm < 0 ? rm : rt,
+				     "an interrupted failover of group '%s/%s' (at step '%s') cannot go on: %s; run the "
+				     "command again when both sites answer",
+				     pool, group, ims_repl_step_name(from), ims_error_last());
+	if (j->step == IMS_REPL_STEP_DEMOTE) {
+		if ((rm == -EUCLEAN || !me.secondary) &&
+		    (r = ims_repl_group_demote(d->site, pool, group, j->cut, w->target, j->generation)) < 0)
+			return r;
+		if ((r = journal_step(d, pool, group, j, IMS_REPL_STEP_PROMOTE)) < 0)
+			return r;
+	}
+	if (j->step == IMS_REPL_STEP_PROMOTE) {
+		if ((rt == -EUCLEAN || them.secondary || them.generation < j->generation) &&
+		    (r = ims_repl_group_promote(peer, pool, group, j->cut, j->generation, &rolled)) < 0) {
+			char why[IMS_ERROR_MSG_MAX];
+			snprintf(why, sizeof(why), "%s", ims_error_last());
+			ims_repl_group_promote(d->site, pool, group, j->cut, j->old_generation, NULL);
+			ims_repl_journal_clear(d->site, pool, group, true);
+			return ims_error_set(r, "an interrupted failover of group '%s/%s' could not promote site '%s': %s; "
+					     "rolled back: site '%s' is the primary again",
+					     pool, group, w->target, why, here);
+		}
+		if ((r = journal_step(d, pool, group, j, IMS_REPL_STEP_REVERSE)) < 0)
+			return r;
+	}
+	group_reverse(d, w, peer);
+	ims_op_progress(op, 0, 0);
+	say(op, w,
+	    "finished the failover interrupted at step '%s': site '%s' is the primary of group '%s/%s' at '%s', "
+	    "generation %" PRIu64 "; site '%s' is its secondary",
+	    ims_repl_step_name(from), w->target, pool, group, j->cut, j->generation, here);
+	return 0;
+}
+
 static int group_planned(ims_op *op, ims_failover_work *w)
 {
 	ims_daemon *d = w->d;
@@ -726,8 +802,21 @@ static int group_planned(ims_op *op, ims_failover_work *w)
 	ims_repl_result res;
 	char host[128], cut[64];
 	unsigned fenced = 0, broken = 0, rolled = 0;
+	ims_repl_journal j;
 	int r;
 
+	/* a failover this daemon began and did not finish: from the demote on, finish it */
+	if ((r = ims_repl_journal_get(d->site, pool, group, true, &j)) == 0) {
+		if (strcmp(j.target, w->target) != 0)
+			return ims_error_set(-EBUSY,
+					     "a failover of group '%s/%s' to site '%s' was interrupted at step '%s': run "
+					     "`imgstore group repl failover %s/%s --to %s` to finish it first",
+					     pool, group, j.target, ims_repl_step_name(j.step), pool, group, j.target);
+		if (j.step >= IMS_REPL_STEP_DEMOTE)
+			return group_resume(op, w, &j);
+	} else if (r != -ENOENT) {
+		return r;
+	}
 	if ((r = group_side(d->site, pool, group, &me, &gi)) < 0)
 		goto out;
 	if (me.secondary) {
@@ -796,30 +885,42 @@ static int group_planned(ims_op *op, ims_failover_work *w)
 	}
 	snprintf(cut, sizeof(cut), "%s", res.sealed);
 
-	/* 4. swap the roles of every member at a new generation, then hand replication over */
+	/* 4. swap the roles of every member at a new generation, then hand replication over; each
+	 * step recorded before it is done */
 	uint64_t gen = (me.generation > them.generation ? me.generation : them.generation) + 1;
+	memset(&j, 0, sizeof(j));
+	snprintf(j.target, sizeof(j.target), "%s", w->target);
+	snprintf(j.cut, sizeof(j.cut), "%s", cut);
+	j.group = true;
+	j.generation = gen;
+	j.old_generation = me.generation;
+	if ((r = journal_step(d, pool, group, &j, IMS_REPL_STEP_DEMOTE)) < 0) {
+		group_set_state(d->site, gi, NULL);
+		goto out;
+	}
 	if ((r = ims_repl_group_demote(d->site, pool, group, cut, w->target, gen)) < 0) {
 		char why[IMS_ERROR_MSG_MAX];
 		snprintf(why, sizeof(why), "%s", ims_error_last());
 		ims_repl_group_promote(d->site, pool, group, cut, me.generation, NULL);
 		group_set_state(d->site, gi, NULL);
+		ims_repl_journal_clear(d->site, pool, group, true);
 		r = ims_error_set(r, "cannot demote group '%s/%s' on site '%s': %s; it stays the primary", pool, group,
 				  here, why);
 		goto out;
 	}
-	if ((r = ims_repl_group_promote(peer, pool, group, cut, gen, &rolled)) < 0) {
+	if ((r = journal_step(d, pool, group, &j, IMS_REPL_STEP_PROMOTE)) < 0 ||
+	    (r = ims_repl_group_promote(peer, pool, group, cut, gen, &rolled)) < 0) {
 		char why[IMS_ERROR_MSG_MAX];
 		snprintf(why, sizeof(why), "%s", ims_error_last());
 		ims_repl_group_promote(d->site, pool, group, cut, me.generation, NULL);
+		ims_repl_journal_clear(d->site, pool, group, true);
 		r = ims_error_set(r, "cannot promote group '%s/%s' on site '%s': %s; site '%s' stays the primary", pool,
 				  group, w->target, why, here);
 		goto out;
 	}
-	ims_repl_group_hand_over(d->repl, pool, group, w->target, NULL);
-	if (ims_repl_policy_put(peer, peer_pool(d, w->target), pool, group, true, here, pair.mode, pair.rpo_seconds) < 0)
-		ims_log_error("failover of group '%s/%s': site '%s' is the primary but replication back to site '%s' is "
-			      "not set: %s; run `imgstore group repl enable` there",
-			      pool, group, w->target, here, ims_error_last());
+	if (journal_step(d, pool, group, &j, IMS_REPL_STEP_REVERSE) < 0)
+		ims_log_warning("failover of group '%s/%s': %s", pool, group, ims_error_last());
+	group_reverse(d, w, peer);
 	say(op, w,
 			  "site '%s' is the primary of group '%s/%s' (%zu images) at '%s', generation %" PRIu64
 			  "; site '%s' is its secondary (%u lease(s) broken, %u writer(s) fenced)",

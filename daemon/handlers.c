@@ -1040,7 +1040,7 @@ static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMe
 	if ((r = ims_repl_sched_status(d->repl, one ? s.pool : NULL, one ? s.image : NULL, &list, &n)) < 0)
 		return r;
 	ims_repl_journal j;
-	if (one && ims_repl_journal_get(d->site, s.pool, s.image, &j) == 0) {
+	if (one && ims_repl_journal_get(d->site, s.pool, s.image, false, &j) == 0) {
 		/* a failover this daemon began and did not finish (it was killed half-way) */
 		size_t k = 0;
 		while (k < n && strcmp(list[k].target, j.target) != 0)

@@ -387,7 +387,13 @@ const char *ims_repl_step_name(ims_repl_step step)
 	return step >= IMS_REPL_STEP_SYNC && step <= IMS_REPL_STEP_REVERSE ? step_names[step] : "?";
 }
 
-int ims_repl_journal_put(ims_site *site, const char *pool, const char *image, const ims_repl_journal *j)
+/* A record's key: a group's apart from an image's of the same name. */
+static void journal_key(char *key, size_t len, const char *pool, const char *name, bool group)
+{
+	snprintf(key, len, "%s%s/%s", group ? "group:" : "", pool, name);
+}
+
+int ims_repl_journal_put(ims_site *site, const char *pool, const char *name, const ims_repl_journal *j)
 {
 	rados_ioctx_t io;
 	char key[600];
@@ -405,8 +411,10 @@ int ims_repl_journal_put(ims_site *site, const char *pool, const char *image, co
 	json_object_object_add(o, "old_generation", json_object_new_int64((int64_t)j->old_generation));
 	json_object_object_add(o, "started_ms", json_object_new_int64(j->started_ms));
 	json_object_object_add(o, "forced", json_object_new_boolean(j->forced));
+	json_object_object_add(o, "group", json_object_new_boolean(j->group));
+	json_object_object_add(o, "cut", json_object_new_string(j->cut));
 	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	snprintf(key, sizeof(key), "%s/%s", pool, image);
+	journal_key(key, sizeof(key), pool, name, j->group);
 	r = ims_omap_set(io, IMS_REPL_FAILOVERS, key, v, strlen(v));
 	json_object_put(o);
 	ims_site_ioctx_close(io);
@@ -415,7 +423,7 @@ int ims_repl_journal_put(ims_site *site, const char *pool, const char *image, co
 		     : 0;
 }
 
-int ims_repl_journal_get(ims_site *site, const char *pool, const char *image, ims_repl_journal *out)
+int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, bool group, ims_repl_journal *out)
 {
 	rados_ioctx_t io;
 	char key[600], *val = NULL;
@@ -423,7 +431,7 @@ int ims_repl_journal_get(ims_site *site, const char *pool, const char *image, im
 	int r = ims_site_ioctx(site, pool, &io);
 	if (r < 0)
 		return r;
-	snprintf(key, sizeof(key), "%s/%s", pool, image);
+	journal_key(key, sizeof(key), pool, name, group);
 	r = ims_omap_get(io, IMS_REPL_FAILOVERS, key, &val, &len);
 	ims_site_ioctx_close(io);
 	if (r < 0)
@@ -448,6 +456,9 @@ int ims_repl_journal_get(ims_site *site, const char *pool, const char *image, im
 		out->started_ms = json_object_get_int64(v);
 	if (json_object_object_get_ex(o, "forced", &v))
 		out->forced = json_object_get_boolean(v);
+	out->group = group;
+	if (json_object_object_get_ex(o, "cut", &v))
+		snprintf(out->cut, sizeof(out->cut), "%s", json_object_get_string(v));
 	json_object_put(o);
 	if (!out->target[0] || !out->step)
 		return ims_error_set(-EBADMSG, "the failover record of '%s' on site '%s' is incomplete", key,
@@ -455,14 +466,14 @@ int ims_repl_journal_get(ims_site *site, const char *pool, const char *image, im
 	return 0;
 }
 
-int ims_repl_journal_clear(ims_site *site, const char *pool, const char *image)
+int ims_repl_journal_clear(ims_site *site, const char *pool, const char *name, bool group)
 {
 	rados_ioctx_t io;
 	char key[600];
 	int r = ims_site_ioctx(site, pool, &io);
 	if (r < 0)
 		return r;
-	snprintf(key, sizeof(key), "%s/%s", pool, image);
+	journal_key(key, sizeof(key), pool, name, group);
 	r = ims_omap_rm(io, IMS_REPL_FAILOVERS, key);
 	ims_site_ioctx_close(io);
 	return r == -ENOENT ? 0 : r;

@@ -65,19 +65,22 @@ typedef struct {
 	uint64_t old_generation; /* this copy's before it, for a rollback */
 	int64_t started_ms;
 	bool forced;             /* a forced failover, run on the new primary's site (target: the old) */
+	bool group;              /* of a consistency group (a record apart from an image's) */
+	char cut[64];            /* a group's: the cut its members fail over at */
 } ims_repl_journal;
 
 /** The step's name ("sync", "demote", "promote", "reverse"). */
 const char *ims_repl_step_name(ims_repl_step step);
 
-/** Record @p j for @p pool/@p image on @p site (before the step it names is done). */
-int ims_repl_journal_put(ims_site *site, const char *pool, const char *image, const ims_repl_journal *j);
+/** Record @p j for @p pool/@p name (an image, or a group with j->group) on @p site, before the
+ *  step it names is done. */
+int ims_repl_journal_put(ims_site *site, const char *pool, const char *name, const ims_repl_journal *j);
 
-/** @returns -ENOENT if no failover of @p pool/@p image is recorded on @p site. */
-int ims_repl_journal_get(ims_site *site, const char *pool, const char *image, ims_repl_journal *out);
+/** @returns -ENOENT if no failover of image (@p group: group) @p pool/@p name is recorded. */
+int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, bool group, ims_repl_journal *out);
 
 /** Remove the record: the failover is over (done or rolled back). */
-int ims_repl_journal_clear(ims_site *site, const char *pool, const char *image);
+int ims_repl_journal_clear(ims_site *site, const char *pool, const char *name, bool group);
 
 /**
  * Fence the writers of @p site's copy: break every holder of its exclusive lock, which

@@ -134,5 +134,47 @@ check "  it says so" grep -q "finished the forced failover interrupted after the
 check "  site b's daemon replicates to site a again" \
   bash -c "IMGSTORE_SERVER=$IMGSTORE_SERVER_B '$CLI' --format json repl status rbd/$img | jq -e '.[0].target == \"a\" and .[0].state != \"failing-over\"' >/dev/null"
 
+# ---- a consistency group's planned failover killed after the demote: finished at its cut
+g=$img-g d1=$img-d1 d2=$img-d2
+gcleanup() {
+  for s in A B; do
+    local conf=CEPH_CONF_$s server=IMGSTORE_SERVER_$s
+    IMGSTORE_SERVER=${!server} "$CLI" group repl disable "rbd/$g" >/dev/null 2>&1
+  done
+  for s in A B; do
+    local conf=CEPH_CONF_$s
+    for d in $d1 $d2; do timeout 60 rbd -c "${!conf}" group image rm "rbd/$g" "rbd/$d" >/dev/null 2>&1; done
+    timeout 60 rbd -c "${!conf}" group rm "rbd/$g" >/dev/null 2>&1
+    for d in $d1 $d2; do
+      timeout 60 rbd -c "${!conf}" snap purge "rbd/$d" >/dev/null 2>&1
+      timeout 60 rbd -c "${!conf}" rm --no-progress "rbd/$d" >/dev/null 2>&1
+    done
+  done
+}
+trap 'gcleanup; cleanup' EXIT
+grole() { local r; r=$(rbd_on "$1" image-meta get "rbd/$2" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
+for d in $d1 $d2; do
+  on_a image create "rbd/$d" --size 16M >/dev/null 2>&1
+  rbd_on a bench --io-type write --io-size 64K --io-total 1M --io-pattern rand "rbd/$d" >/dev/null 2>&1
+done
+expect_rc 0 "group create, add, enable and sync" bash -c "IMGSTORE_SERVER=$IMGSTORE_SERVER_A '$CLI' group create rbd/$g &&
+  IMGSTORE_SERVER=$IMGSTORE_SERVER_A '$CLI' group add rbd/$g rbd/$d1 rbd/$d2 &&
+  IMGSTORE_SERVER=$IMGSTORE_SERVER_A '$CLI' group repl enable rbd/$g --to b --rpo 1h &&
+  IMGSTORE_SERVER=$IMGSTORE_SERVER_A '$CLI' group repl sync rbd/$g"
+arm promote
+pid=$(daemon_pid a)
+on_a group repl failover "rbd/$g" --to b >$out 2>$err
+check "the group failover's daemon died at the promote step" dead "$pid"
+check "  both members demoted on site a, not yet promoted on site b" \
+  test "$(grole a $d1),$(grole a $d2),$(grole b $d1),$(grole b $d2)" = "secondary,secondary,secondary,secondary"
+restart_a
+expect_rc 0 "the same group command again finishes it" on_a group repl failover "rbd/$g" --to b
+cat $out
+check "  it says it finished an interrupted failover" grep -q "finished the failover interrupted at step 'promote'" $out
+check "  both members are primary on site b, secondary on site a" \
+  test "$(grole b $d1),$(grole b $d2),$(grole a $d1),$(grole a $d2)" = "primary,primary,secondary,secondary"
+check "  site b's daemon replicates the group back to site a" \
+  bash -c "IMGSTORE_SERVER=$IMGSTORE_SERVER_B '$CLI' --format json group repl status rbd/$g | jq -e '.[0].target == \"a\"' >/dev/null"
+
 echo "$passes passed, $fails failed"
 [ "$passes" -gt 0 ] && [ "$fails" -eq 0 ]
