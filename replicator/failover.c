@@ -321,6 +321,9 @@ int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *
 	opened c, o;
 	ims_repl_divergence d;
 	char what[600], recovery[64] = "", source[512];
+	/* a split-brain's stale copy was held against its writers by this daemon: let go, the
+	 * rollback and demote below work through this connection */
+	ims_site_guard_drop(old, pool, image);
 	int r = open_copy(cur, pool, image, &c);
 	if (r < 0)
 		return r;

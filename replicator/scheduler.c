@@ -640,10 +640,25 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 		return 0;
 	}
 	pthread_mutex_lock(&s->lock);
+	bool first = r == 0 && !p->split_brain;
 	p->split_brain = r == 0;
 	pthread_mutex_unlock(&s->lock);
 	if (r == 0) {
-		ims_log_warning("replication of '%s' is in split-brain: %s", key, d.plan);
+		/* the old primary came back from a forced failover with writes of its own: its writers
+		 * are stale and are fenced now (the fence the failover could not do), and the copy is
+		 * held against new ones, so that it stops diverging; what they wrote stays for resync */
+		unsigned fenced = 0;
+		rbd_image_t held;
+		if (ims_repl_fence(peer, p->pool, p->image, &fenced) < 0)
+			ims_log_warning("replication of '%s': cannot fence the writers of the stale copy on site '%s': %s",
+					key, ims_site_name(peer), ims_error_last());
+		else if (fenced)
+			ims_log_warning("replication of '%s': fenced %u writer(s) of the stale copy on site '%s'", key,
+					fenced, ims_site_name(peer));
+		if (ims_site_guard_get(peer, p->pool, p->image, &held) == 0)
+			ims_site_guard_put(peer, p->pool, p->image, false); /* held until resync */
+		if (first)
+			ims_log_warning("replication of '%s' is in split-brain: %s", key, d.plan);
 		return ims_error_set(-EUCLEAN, "split-brain: %s; run `imgstore repl resync %s/%s`", d.plan, p->pool,
 				     p->image);
 	}

@@ -76,6 +76,11 @@ plan=$(b_status error)
 echo "# $plan"
 check "  and says what resync will do" bash -c "grep -q 'resync keeps its head as snapshot imgstore-recovery-' <<<\"\$1\"" _ "$plan"
 check "site a's copy is untouched meanwhile" test "$(sum_at a)" = "$a_diverged"
+# its writers were fenced when the split-brain was found, and the stale copy is held: a new
+# writer on site a is refused, so it diverges no further
+refused() { ! "$@"; }
+check "  and a new writer on site a is refused" refused write_on a 1M
+check "  which left it as it was" test "$(sum_at a)" = "$a_diverged"
 stale=""
 for i in $(seq 1 90); do
   stale=$(on_a --format json repl status "rbd/$img" 2>/dev/null | jq -r '.[0].error // ""')
