@@ -67,6 +67,11 @@ struct Imgstore__V1__ReplicationStatus *ims_daemon_status_msg(ims_rpc_call *call
 struct Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, const char *image,
 							   const char *target, const ims_repl_verify_result *v);
 
+/** Add to the statuses of image (@p group: group) @p pool/@p name a failover this daemon began
+ *  and did not finish (state failing-over, its step, the command that finishes it). */
+int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name, bool group, ims_repl_status **list,
+			      size_t *n);
+
 /** Reply to an RPC that started an Operation with its record. */
 int ims_daemon_reply_op(ims_rpc_call *call, const ims_op_record *rec, ProtobufCMessage **resp);
 

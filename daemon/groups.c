@@ -541,6 +541,10 @@ int ims_h_group_replication_status(void *app, ims_rpc_call *call, const Protobuf
 	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
 	    (r = ims_repl_group_status(d->repl, g.pool, g.name, &list, &n)) < 0)
 		return r;
+	if ((r = ims_daemon_status_journal(d, g.pool, g.name, true, &list, &n)) < 0) {
+		free(list);
+		return r;
+	}
 	Imgstore__V1__ReplicationStatusResponse *m = ALLOC(call, Imgstore__V1__ReplicationStatusResponse);
 	r = -ENOMEM;
 	if (!m)

@@ -1026,6 +1026,52 @@ static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCM
 	return 0;
 }
 
+/* The statuses @p list of image (@p group: group) pool/name, with a failover this daemon began
+ * and did not finish (it was killed half-way) shown as state failing-over, its step and the
+ * command that finishes it. */
+int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name, bool group, ims_repl_status **list,
+			      size_t *n)
+{
+	ims_repl_journal j;
+	if (ims_repl_journal_get(d->site, pool, name, group, &j) == 0) {
+		/* a failover this daemon began and did not finish (it was killed half-way) */
+		size_t k = 0;
+		while (k < *n && strcmp((*list)[k].target, j.target) != 0)
+			k++;
+		if (k == *n) { /* its pair was handed over already */
+			ims_repl_status *nl = realloc(*list, (*n + 1) * sizeof(*nl));
+			if (!nl)
+				return -ENOMEM;
+			*list = nl;
+			memset(&nl[*n], 0, sizeof(nl[*n]));
+			snprintf(nl[*n].image, sizeof(nl[*n].image), "%s/%s", pool, name);
+			snprintf(nl[*n].target, sizeof(nl[*n].target), "%s", j.target);
+			snprintf(nl[*n].role, sizeof(nl[*n].role), "%s", "primary");
+			nl[*n].lag_seconds = -1;
+			nl[*n].group = group;
+			(*n)++;
+		}
+		snprintf((*list)[k].state, sizeof((*list)[k].state), "%s", "failing-over");
+		char why[1024];
+		int len = j.forced ? snprintf(why, sizeof(why),
+					      "a forced failover from site '%s' is at step '%s' (generation %llu); if it "
+					      "is not running any more, run `imgstore %srepl failover %s/%s --to %s --force` "
+					      "again to finish it",
+					      j.target, ims_repl_step_name(j.step), (unsigned long long)j.generation,
+					      group ? "group " : "", pool, name, ims_site_name(d->site))
+				   : snprintf(why, sizeof(why),
+					      "a failover to site '%s' is at step '%s' (generation %llu); if it is not "
+					      "running any more, run `imgstore %srepl failover %s/%s --to %s` again to "
+					      "finish it",
+					      j.target, ims_repl_step_name(j.step), (unsigned long long)j.generation,
+					      group ? "group " : "", pool, name, j.target);
+		size_t cut = len < 0 ? 0 : (size_t)len < sizeof((*list)[k].error) ? (size_t)len : sizeof((*list)[k].error) - 1;
+		memcpy((*list)[k].error, why, cut);
+		(*list)[k].error[cut] = '\0';
+	}
+	return 0;
+}
+
 static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
@@ -1039,43 +1085,9 @@ static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMe
 		return r;
 	if ((r = ims_repl_sched_status(d->repl, one ? s.pool : NULL, one ? s.image : NULL, &list, &n)) < 0)
 		return r;
-	ims_repl_journal j;
-	if (one && ims_repl_journal_get(d->site, s.pool, s.image, false, &j) == 0) {
-		/* a failover this daemon began and did not finish (it was killed half-way) */
-		size_t k = 0;
-		while (k < n && strcmp(list[k].target, j.target) != 0)
-			k++;
-		if (k == n) { /* its pair was handed over already */
-			ims_repl_status *nl = realloc(list, (n + 1) * sizeof(*nl));
-			if (!nl) {
-				free(list);
-				return -ENOMEM;
-			}
-			list = nl;
-			memset(&list[n], 0, sizeof(list[n]));
-			snprintf(list[n].image, sizeof(list[n].image), "%s/%s", s.pool, s.image);
-			snprintf(list[n].target, sizeof(list[n].target), "%s", j.target);
-			snprintf(list[n].role, sizeof(list[n].role), "%s", "primary");
-			list[n].lag_seconds = -1;
-			n++;
-		}
-		snprintf(list[k].state, sizeof(list[k].state), "%s", "failing-over");
-		char why[1024];
-		int len = j.forced ? snprintf(why, sizeof(why),
-					      "a forced failover from site '%s' is at step '%s' (generation %llu); if it "
-					      "is not running any more, run `imgstore repl failover %s/%s --to %s --force` "
-					      "again to finish it",
-					      j.target, ims_repl_step_name(j.step), (unsigned long long)j.generation,
-					      s.pool, s.image, ims_site_name(d->site))
-				   : snprintf(why, sizeof(why),
-					      "a failover to site '%s' is at step '%s' (generation %llu); if it is not "
-					      "running any more, run `imgstore repl failover %s/%s --to %s` again to "
-					      "finish it",
-					      j.target, ims_repl_step_name(j.step), (unsigned long long)j.generation,
-					      s.pool, s.image, j.target);
-		size_t cut = len < 0 ? 0 : (size_t)len < sizeof(list[k].error) ? (size_t)len : sizeof(list[k].error) - 1;
-		memcpy(list[k].error, why, cut);
-		list[k].error[cut] = '\0';
+	if (one && (r = ims_daemon_status_journal(d, s.pool, s.image, false, &list, &n)) < 0) {
+		free(list);
+		return r;
 	}
 	Imgstore__V1__ReplicationStatusResponse *m = ALLOC(call, Imgstore__V1__ReplicationStatusResponse);
 	r = -ENOMEM;

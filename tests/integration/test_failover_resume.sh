@@ -168,6 +168,9 @@ check "the group failover's daemon died at the promote step" dead "$pid"
 check "  both members demoted on site a, not yet promoted on site b" \
   test "$(grole a $d1),$(grole a $d2),$(grole b $d1),$(grole b $d2)" = "secondary,secondary,secondary,secondary"
 restart_a
+st=$(on_a --format json group repl status "rbd/$g" 2>/dev/null | jq -r '.[0] | "\(.state) \(.error)"')
+echo "# group status: $st"
+check "group repl status shows the failover in progress" bash -c "grep -q '^failing-over .*imgstore group repl failover' <<<\"\$1\"" _ "$st"
 expect_rc 0 "the same group command again finishes it" on_a group repl failover "rbd/$g" --to b
 cat $out
 check "  it says it finished an interrupted failover" grep -q "finished the failover interrupted at step 'promote'" $out
