@@ -17,6 +17,8 @@
 #   failover    kill -9 of site a's imgstored at a random step of a planned failover
 #               (IMGSTORE_CRASH_AT), then the same command again, then a failback
 #   import      kill -9 of site a's imgstored at a random moment of an import
+# Then (--writer-rounds, default 20) planned failover/failback rounds with a writer running
+# (tests/integration/test_failover_writer.sh): no acknowledged write may be lost.
 # Each round prints one line; the end prints per fault: rounds, invariant violations, recovery
 # time (median and worst), the figures docs/RELIABILITY.md records.
 #
@@ -25,13 +27,14 @@
 #     with IMGSTORE_SANDBOX set (the ctest fixture): that sandbox.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-ROUNDS=10 FAULTS=kill,blocklist,freeze,partition,failover,import DIR="" BUILD=${BUILD:-build}
+ROUNDS=10 FAULTS=kill,blocklist,freeze,partition,failover,import DIR="" BUILD=${BUILD:-build} WRITER_ROUNDS=20
 PART_MIN=${PART_MIN:-30} PART_MAX=${PART_MAX:-120}
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) ROUNDS=$2; shift 2 ;;
     --faults) FAULTS=$2; shift 2 ;;
     --dir) DIR=$2; shift 2 ;;
+    --writer-rounds) WRITER_ROUNDS=$2; shift 2 ;;
     *) echo "usage: $0 [--rounds N] [--faults kill,blocklist,freeze,partition,failover,import] [--dir DIR]" >&2; exit 2 ;;
   esac
 done
@@ -238,6 +241,22 @@ for r in $(seq 1 "$ROUNDS"); do
   total=$((total + 1))
 done
 
+writer_line=""
+if [ "$WRITER_ROUNDS" -gt 0 ]; then
+  t0=$(ms_now)
+  if ROUNDS=$WRITER_ROUNDS IMS_BINARY_DIR=${IMS_BINARY_DIR:-$PWD/$BUILD} bash tests/integration/test_failover_writer.sh \
+      >"$WORK/writer.log" 2>&1; then
+    wv=0
+  else
+    wv=1
+    grep '^not ok' "$WORK/writer.log" | sed 's/^/  /'
+  fi
+  echo "chaos: $WRITER_ROUNDS failover/failback rounds with a writer: $wv violation(s) ($(( ($(ms_now) - t0) / 1000 ))s)"
+  writer_line="| failover/failback with a writer running (acknowledged writes lost) | $WRITER_ROUNDS | $wv | - | - |"
+  total_bad=$((total_bad + wv))
+  total=$((total + 1))
+fi
+
 echo
 echo "| fault | rounds | invariant violations | recovery median s | recovery worst s |"
 echo "|---|---|---|---|---|"
@@ -247,6 +266,7 @@ for f in "${faults[@]}"; do
     awk '{ a[NR] = $1 } END { m = a[int((NR + 1) / 2)]; printf "%.1f %.1f\n", m / 1000, a[NR] / 1000 }')
   echo "| $f | ${rounds[$f]} | ${bad[$f]} | $med | $worst |"
 done
+[ -z "$writer_line" ] || echo "$writer_line"
 echo
 if [ "$total_bad" = 0 ] && [ "$total" -gt 0 ]; then
   echo "$total passed, 0 failed"
