@@ -33,6 +33,24 @@ ims_site *itest_site(char letter)
 	return s;
 }
 
+const char *itest_site_addr(char letter)
+{
+	static char addr[64];
+	char path[1024];
+	const char *dir = getenv("IMGSTORE_SANDBOX");
+	snprintf(addr, sizeof(addr), "127.0.0.1");
+	if (!dir)
+		return addr;
+	snprintf(path, sizeof(path), "%s/site-%c/addr", dir, (char)(letter | 0x20));
+	FILE *f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%63s", addr) != 1)
+			snprintf(addr, sizeof(addr), "127.0.0.1");
+		fclose(f);
+	}
+	return addr;
+}
+
 const char *itest_name(const char *prefix)
 {
 	static char bufs[8][128];

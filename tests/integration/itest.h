@@ -10,6 +10,10 @@
 /* Connect to sandbox site 'A', 'B', ... (CEPH_CONF_<L>); fails the test if it cannot. */
 ims_site *itest_site(char letter);
 
+/* The loopback address site 'A', 'B'... listens on (DIR/site-x/addr of the sandbox; 127.0.0.1
+ * for a sandbox older than per-site addresses). A static buffer. */
+const char *itest_site_addr(char letter);
+
 /* A unique name with a prefix: "PREFIX-<pid>-<n>". Returns a static buffer rotated 8 ways. */
 const char *itest_name(const char *prefix);
 

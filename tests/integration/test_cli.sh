@@ -66,7 +66,8 @@ check "size is 56 MiB" bash -c "'$CLI' --format json image info 'rbd/$p-vm2' | j
 # attach-info for a hypervisor host
 expect_rc 0 "attach-info libvirt" "$CLI" image attach-info "rbd/$p-vm1" --format libvirt --secret-uuid 11111111-2222-3333-4444-555555555555
 check "libvirt disk names the volume" grep -q "name='rbd/$p-vm1'" /tmp/cli-out.$$
-check "and a monitor" grep -q "<host name='127.0.0.1' port=" /tmp/cli-out.$$
+site_addr=$(cat "$IMGSTORE_SANDBOX/site-a/addr" 2>/dev/null || echo 127.0.0.1)
+check "and a monitor ($site_addr)" grep -qF "<host name='$site_addr' port=" /tmp/cli-out.$$
 check "and the secret" grep -q "uuid='11111111-2222-3333-4444-555555555555'" /tmp/cli-out.$$
 
 # export: over TLS (download) and over the socket (path); both equal the golden content

@@ -666,14 +666,17 @@ static void test_leases_and_attach(void **state)
 	ai.secret_uuid = "5e0f0d4c-0000-4000-8000-000000000001";
 	assert_int_equal(CALL(h, "HostService", "GetAttachInfo", &ai, attach_info, &info), 0);
 	assert_true(info->n_monitors >= 1);
-	assert_non_null(strstr(info->monitors[0], "127.0.0.1:"));
+	char mon[80];
+	snprintf(mon, sizeof(mon), "%s:", itest_site_addr('A'));
+	assert_non_null(strstr(info->monitors[0], mon));
 	assert_string_equal(info->site, "a");
 	assert_int_equal(strlen(info->cluster_fsid), 36);
 	char want[256];
 	snprintf(want, sizeof(want), "<source protocol='rbd' name='rbd/%s'>", name);
 	assert_non_null(strstr(info->libvirt_disk_xml, want));
 	assert_non_null(strstr(info->libvirt_disk_xml, "uuid='5e0f0d4c-0000-4000-8000-000000000001'"));
-	assert_non_null(strstr(info->libvirt_disk_xml, "<host name='127.0.0.1' port='"));
+	snprintf(want, sizeof(want), "<host name='%s' port='", itest_site_addr('A'));
+	assert_non_null(strstr(info->libvirt_disk_xml, want));
 	free_msg(info);
 	ims_client_close(h);
 }
