@@ -49,6 +49,7 @@ struct ims_site {
 	bool reconnecting;
 	uint64_t reconnects;
 	int last_error;        /* of the last probe; 0: it answered */
+	unsigned timeouts;     /* probes timed out in a row */
 	bool probed;           /* a probe has ended */
 	int64_t last_ok_ms;    /* when a probe last succeeded */
 	int64_t probe_since_ms; /* when the probe in flight began; 0: none */
@@ -707,6 +708,51 @@ static int probe_on(gconn *c, const char *pool)
 	return r == -ENOENT ? 0 : r;
 }
 
+/*
+ * After IMS_SITE_STUCK_PROBES probes in a row that timed out: does a new client get an answer?
+ * If it does, the site is up and this daemon's clients are what is stuck (seen after an OSD
+ * crash and restart: the old client's requests never reach the new OSD): the new client
+ * replaces the main one, and the writer guards' client is made again at its next use.
+ * Returns whether the site answered the new client.
+ */
+#define IMS_SITE_STUCK_PROBES 4
+static bool stuck_client(ims_site *site, const char *pool)
+{
+	pthread_mutex_lock(&site->guard_lock);
+	bool due = ++site->timeouts >= IMS_SITE_STUCK_PROBES && !site->reconnecting;
+	if (due)
+		site->timeouts = 0;
+	pthread_mutex_unlock(&site->guard_lock);
+	if (!due)
+		return false;
+	rados_t rados = NULL;
+	gconn *c = calloc(1, sizeof(*c));
+	if (!c || cluster_connect(&site->opts, site->name, "main (the old one got no answers)", &rados) < 0) {
+		free(c);
+		ims_error_clear();
+		return false;
+	}
+	c->rados = rados;
+	c->refs = 1;
+	if (probe_on(c, pool) != 0) { /* the site itself does not answer */
+		rados_shutdown(rados);
+		free(c);
+		return false;
+	}
+	pthread_mutex_lock(&site->guard_lock);
+	gconn *old = site->main;
+	site->main = c;
+	site->reconnects++;
+	gconn_unref(old);
+	if (site->gconn) { /* the guards' client was made alike: the next guard opens on a new one */
+		gconn_unref(site->gconn);
+		site->gconn = NULL;
+	}
+	pthread_mutex_unlock(&site->guard_lock);
+	ims_log_warning("site '%s': this daemon's client got no answers while a new one does; replaced it", site->name);
+	return true;
+}
+
 int ims_site_probe(ims_site *site, const char *pool)
 {
 	int64_t t0 = mono_ms();
@@ -730,11 +776,15 @@ int ims_site_probe(ims_site *site, const char *pool)
 	}
 	if (c)
 		main_put(site, c);
+	if (r == -ETIMEDOUT && stuck_client(site, pool))
+		r = 0;
 
 	pthread_mutex_lock(&site->guard_lock);
 	site->probe_since_ms = 0;
 	site->probed = true;
 	site->last_error = r;
+	if (r != -ETIMEDOUT)
+		site->timeouts = 0;
 	if (r == 0)
 		site->last_ok_ms = mono_ms();
 	pthread_mutex_unlock(&site->guard_lock);

@@ -17,6 +17,8 @@
 #   failover    kill -9 of site a's imgstored at a random step of a planned failover
 #               (IMGSTORE_CRASH_AT), then the same command again, then a failback
 #   import      kill -9 of site a's imgstored at a random moment of an import
+#   osd         kill -9 of site b's OSD 0 to 1 s into a sync to it, then started again
+#               (needs --store bluestore: a memstore OSD's data dies with it)
 # Then (--writer-rounds, default 20) planned failover/failback rounds with a writer running
 # (tests/integration/test_failover_writer.sh): no acknowledged write may be lost.
 # Each round prints one line; the end prints per fault: rounds, invariant violations, recovery
@@ -28,6 +30,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=10 FAULTS=kill,blocklist,freeze,partition,failover,import DIR="" BUILD=${BUILD:-build} WRITER_ROUNDS=20
+STORE=memstore
 PART_MIN=${PART_MIN:-30} PART_MAX=${PART_MAX:-120}
 while [ $# -gt 0 ]; do
   case $1 in
@@ -35,7 +38,8 @@ while [ $# -gt 0 ]; do
     --faults) FAULTS=$2; shift 2 ;;
     --dir) DIR=$2; shift 2 ;;
     --writer-rounds) WRITER_ROUNDS=$2; shift 2 ;;
-    *) echo "usage: $0 [--rounds N] [--faults kill,blocklist,freeze,partition,failover,import] [--dir DIR]" >&2; exit 2 ;;
+    --store) STORE=$2; shift 2 ;;
+    *) echo "usage: $0 [--rounds N] [--faults kill,blocklist,freeze,partition,failover,import,osd] [--store memstore|bluestore] [--writer-rounds N] [--dir DIR]" >&2; exit 2 ;;
   esac
 done
 SANDBOX=$PWD/scripts/sandbox
@@ -43,7 +47,8 @@ CLI=${IMS_BINARY_DIR:-$PWD/$BUILD}/cli/imgstore
 OWN=0
 if [ -z "${IMGSTORE_SANDBOX:-}" ]; then
   DIR=${DIR:-/tmp/imgstore-chaos.$$}
-  "$SANDBOX" up "$DIR" --sites 2 --imgstored "${IMS_BINARY_DIR:-$PWD/$BUILD}/daemon/imgstored" >/dev/null || exit 1
+  "$SANDBOX" up "$DIR" --sites 2 --store "$STORE" --imgstored "${IMS_BINARY_DIR:-$PWD/$BUILD}/daemon/imgstored" >/dev/null ||
+    exit 1
   OWN=1
   . "$DIR/env"
 fi
@@ -195,6 +200,16 @@ fault_failover() {
   start_a
   on_a repl failover "rbd/$i" --to b >"$WORK/fo" 2>&1 || echo "  failover of rbd/$i after a kill at '$step': $(tail -1 "$WORK/fo")"
   on_b repl failback "rbd/$i" >"$WORK/fb" 2>&1 || echo "  failback of rbd/$i: $(tail -1 "$WORK/fb")"
+}
+
+fault_osd() {
+  local i=${imgs[$((RANDOM % N))]}
+  write_some "$i" 8M
+  on_a repl sync "rbd/$i" >/dev/null 2>&1 &
+  local cli=$!
+  sleep "0.$((RANDOM % 10))$((RANDOM % 10))"
+  "$SANDBOX" restart-osd "$IMGSTORE_SANDBOX" b >/dev/null || FAULT_VIOLATIONS=1
+  wait $cli 2>/dev/null
 }
 
 fault_import() {
