@@ -641,7 +641,8 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 	}
 	pthread_mutex_lock(&s->lock);
 	bool first = r == 0 && !p->split_brain;
-	p->split_brain = r == 0;
+	if (r != 0)
+		p->split_brain = false;
 	pthread_mutex_unlock(&s->lock);
 	if (r == 0) {
 		/* the old primary came back from a forced failover with writes of its own: its writers
@@ -657,6 +658,9 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 					fenced, ims_site_name(peer));
 		if (ims_site_guard_get(peer, p->pool, p->image, &held) == 0)
 			ims_site_guard_put(peer, p->pool, p->image, false); /* held until resync */
+		pthread_mutex_lock(&s->lock);
+		p->split_brain = true; /* shown once the copy is fenced and held */
+		pthread_mutex_unlock(&s->lock);
 		if (first)
 			ims_log_warning("replication of '%s' is in split-brain: %s", key, d.plan);
 		return ims_error_set(-EUCLEAN, "split-brain: %s; run `imgstore repl resync %s/%s`", d.plan, p->pool,
