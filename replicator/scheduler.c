@@ -1245,9 +1245,24 @@ int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, cons
 	if (me.secondary)
 		return ims_error_set(-EBUSY, "'%s/%s' is a secondary on site '%s'; resync from its primary", pool,
 				     image, ims_site_name(s->o.local));
-	if ((r = ims_repl_rejoin(s->o.local, peer, pool, image, me.generation, out)) < 0)
-		return r;
+	/* no cycle of the pair meanwhile: a split-brain cycle would hold the stale copy again */
 	pthread_mutex_lock(&s->lock);
+	while (p->running && !s->stopping)
+		pthread_cond_wait(&s->cond, &s->lock);
+	if (s->stopping) {
+		pthread_mutex_unlock(&s->lock);
+		return ims_error_set(-ESHUTDOWN, "the daemon is stopping");
+	}
+	p->running = true;
+	pthread_mutex_unlock(&s->lock);
+	r = ims_repl_rejoin(s->o.local, peer, pool, image, me.generation, out);
+	pthread_mutex_lock(&s->lock);
+	p->running = false;
+	pthread_cond_broadcast(&s->cond);
+	if (r < 0) {
+		pthread_mutex_unlock(&s->lock);
+		return r;
+	}
 	p->split_brain = false;
 	p->error[0] = '\0';
 	p->backoff = 0;
