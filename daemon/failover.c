@@ -468,6 +468,13 @@ static bool selected(ims_failover_work *w, const unit *u)
 	ims_repl_side side;
 	ims_repl_status pair;
 	char src[64], grp[2 * IMS_NAME_MAX + 2];
+	ims_repl_journal j;
+	/* a forced failover from that site interrupted here: finished by this one (a group's members
+	 * may disagree on their role then) */
+	if (w->force && ims_repl_journal_get(d->site, w->spec.pool, u->name, u->group, &j) == 0 && j.forced &&
+	    strcmp(j.target, w->from) == 0)
+		return true;
+	ims_error_clear();
 	if (u->group) {
 		ims_group_info *gi = NULL;
 		int r = group_side(d->site, w->spec.pool, u->name, &side, &gi);
@@ -481,10 +488,6 @@ static bool selected(ims_failover_work *w, const unit *u)
 			return false;
 	}
 	if (w->force) {
-		ims_repl_journal j;
-		if (!side.secondary && !u->group)
-			return ims_repl_journal_get(d->site, w->spec.pool, u->name, false, &j) == 0 && j.forced &&
-			       strcmp(j.target, w->from) == 0;
 		source_site(side.source, src, sizeof(src));
 		return side.secondary && strcmp(src, w->from) == 0;
 	}
@@ -941,34 +944,65 @@ static int group_forced(ims_op *op, ims_failover_work *w)
 	ims_group_info *gi = NULL, *pgi = NULL;
 	ims_site *peer = NULL;
 	ims_repl_side me, them;
+	ims_repl_journal j;
 	char old[64], cut[64], rejoin[1024] = "";
 	unsigned rolled = 0;
+	uint64_t gen;
 	int r;
 
-	if ((r = group_side(d->site, pool, group, &me, &gi)) < 0)
-		goto out;
-	if (!me.secondary) {
-		r = ims_error_set(-EEXIST, "group '%s/%s' is already the primary on site '%s'; nothing changed", pool,
-				  group, here);
-		goto out;
-	}
-	source_site(me.source, old, sizeof(old));
-	if ((r = ims_repl_group_last_sealed(d->site, pool, group, cut, sizeof(cut), NULL)) < 0) {
-		r = ims_error_set(r, "%s: there is no consistent point to promote group '%s/%s' at; nothing changed",
-				  ims_error_last(), pool, group);
-		goto out;
+	/* a forced failover whose daemon was killed after it recorded the promotion (during it, or
+	 * before the way back was set): again from the promotion, at the recorded cut and generation;
+	 * the members it already promoted are left as they are */
+	bool resumed = ims_repl_journal_get(d->site, pool, group, true, &j) == 0 && j.forced;
+	ims_error_clear();
+	if (resumed) {
+		if ((r = ims_group_info_get(&gi, d->site, pool, group)) < 0)
+			goto out;
+		snprintf(old, sizeof(old), "%s", j.target);
+		snprintf(cut, sizeof(cut), "%s", j.cut);
+		gen = j.generation;
+	} else {
+		if ((r = group_side(d->site, pool, group, &me, &gi)) < 0)
+			goto out;
+		if (!me.secondary) {
+			r = ims_error_set(-EEXIST, "group '%s/%s' is already the primary on site '%s'; nothing changed",
+					  pool, group, here);
+			goto out;
+		}
+		source_site(me.source, old, sizeof(old));
+		if ((r = ims_repl_group_last_sealed(d->site, pool, group, cut, sizeof(cut), NULL)) < 0) {
+			r = ims_error_set(r, "%s: there is no consistent point to promote group '%s/%s' at; nothing changed",
+					  ims_error_last(), pool, group);
+			goto out;
+		}
+		gen = me.generation + 1;
 	}
 	ims_op_progress(op, 0, 0);
 	bool reachable = may_ask(d, w, old) && ims_daemon_peer(d, old, &peer) == 0 &&
 			 group_side(peer, pool, group, &them, &pgi) == 0;
-	uint64_t gen = me.generation + 1;
-	if (reachable && them.generation >= gen)
+	if (!resumed && reachable && them.generation >= gen)
 		gen = them.generation + 1;
 	ims_error_clear();
 
+	if (!resumed) {
+		/* recorded first: a daemon killed during or after the promotion finishes it when asked again */
+		memset(&j, 0, sizeof(j));
+		snprintf(j.target, sizeof(j.target), "%s", old);
+		snprintf(j.cut, sizeof(j.cut), "%s", cut);
+		j.generation = gen;
+		j.old_generation = me.generation;
+		j.forced = true;
+		j.group = true;
+		if ((r = journal_step(d, pool, group, &j, IMS_REPL_STEP_REVERSE)) < 0)
+			goto out;
+	}
 	/* every member at the newest cut sealed on all of them */
-	if ((r = ims_repl_group_promote(d->site, pool, group, cut, gen, &rolled)) < 0)
+	if ((r = ims_repl_group_promote(d->site, pool, group, cut, gen, &rolled)) < 0) {
+		if (!resumed)
+			ims_repl_journal_clear(d->site, pool, group, true);
 		goto out;
+	}
+	crash_point("promoted");
 	if (reachable) {
 		char plan[768];
 		if (ims_repl_group_rejoin(d->site, peer, pool, group, gen, plan, sizeof(plan)) == 0) {
@@ -988,10 +1022,13 @@ static int group_forced(ims_op *op, ims_failover_work *w)
 	if (ims_repl_group_enable(d->repl, pool, group, old, "async", (uint32_t)d->cfg->defaults.rpo, NULL) < 0)
 		ims_log_error("forced failover of group '%s/%s': replication back to site '%s' is not set: %s", pool,
 			      group, old, ims_error_last());
+	else
+		ims_repl_journal_clear(d->site, pool, group, true);
 	say(op, w,
-			  "site '%s' is the primary of group '%s/%s' (%zu images) at '%s', generation %" PRIu64
-			  " (%u image(s) rolled back to it); %s",
-			  here, pool, group, gi->nmembers, cut, gen, rolled, rejoin);
+	    "%ssite '%s' is the primary of group '%s/%s' (%zu images) at '%s', generation %" PRIu64
+	    " (%u image(s) rolled back to it); %s",
+	    resumed ? "finished the forced failover interrupted after its record: " : "", here, pool, group,
+	    gi->nmembers, cut, gen, rolled, rejoin);
 	ims_log_warning("forced failover of group '%s/%s' to site '%s' at '%s' (generation %" PRIu64 "): %s", pool,
 			group, here, cut, gen, rejoin);
 	r = 0;

@@ -426,6 +426,17 @@ int ims_repl_journal_put(ims_site *site, const char *pool, const char *name, con
 		     : 0;
 }
 
+/* A record that cannot be read: nothing is done on its account, and the operator is told how
+ * to drop it once both sites' roles are checked. */
+static int journal_bad(ims_site *site, const char *pool, const char *key, const char *what)
+{
+	return ims_error_set(-EBADMSG,
+			     "the failover record of '%s' on site '%s' %s: check the roles on both sites "
+			     "(`imgstore repl status`), then remove it with `rados -p %s rmomapkey %s '%s'` "
+			     "and run the failover again",
+			     key, ims_site_name(site), what, pool, IMS_REPL_FAILOVERS, key);
+}
+
 int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, bool group, ims_repl_journal *out)
 {
 	rados_ioctx_t io;
@@ -443,8 +454,7 @@ int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, boo
 	json_object *o = json_tokener_parse(val), *v;
 	free(val);
 	if (!o)
-		return ims_error_set(-EBADMSG, "the failover record of '%s' on site '%s' is not JSON", key,
-				     ims_site_name(site));
+		return journal_bad(site, pool, key, "is not JSON");
 	if (json_object_object_get_ex(o, "target", &v))
 		snprintf(out->target, sizeof(out->target), "%s", json_object_get_string(v));
 	if (json_object_object_get_ex(o, "step", &v))
@@ -464,8 +474,7 @@ int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, boo
 		snprintf(out->cut, sizeof(out->cut), "%s", json_object_get_string(v));
 	json_object_put(o);
 	if (!out->target[0] || !out->step)
-		return ims_error_set(-EBADMSG, "the failover record of '%s' on site '%s' is incomplete", key,
-				     ims_site_name(site));
+		return journal_bad(site, pool, key, "is incomplete");
 	return 0;
 }
 

@@ -147,6 +147,7 @@ typedef struct {
 	times sealed;             /* cuts sealed on the secondary */
 	int64_t base;             /* the member's base cut; -1: none (a full copy) */
 	uint64_t size;
+	bool promoted; /* already the primary at the promotion's generation (a promotion resumed) */
 } member;
 
 static void member_close(member *m)
@@ -757,8 +758,17 @@ int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, 
 				      "nothing changed",
 				      ms.m[k].pool, ms.m[k].image, pool, group, ims_site_name(site), cut);
 	}
+	/* a member this promotion already made the primary (its daemon killed half-way) keeps what
+	 * has been written to it since: it is neither rolled back nor promoted again */
+	for (size_t k = 0; r == 0 && k < ms.n; k++) {
+		ims_repl_side side;
+		if ((r = ims_repl_side_get(site, ms.m[k].pool, ms.m[k].image, &side)) == 0)
+			ms.m[k].promoted = !side.secondary && side.generation >= generation;
+	}
 	for (size_t k = 0; r == 0 && k < ms.n; k++) {
 		bool rolled = false;
+		if (ms.m[k].promoted)
+			continue;
 		snprintf(what, sizeof(what), "'%s/%s' on site '%s'", ms.m[k].pool, ms.m[k].image, ims_site_name(site));
 		if ((r = ims_repl__rollback_if_changed(ms.m[k].img, cut, what, &rolled)) < 0)
 			break;
@@ -770,7 +780,8 @@ int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, 
 	for (size_t k = 0; r == 0 && k < ms.n; k++) {
 		rbd_close(ms.m[k].img);
 		ms.m[k].img = NULL;
-		r = ims_repl_promote(site, ms.m[k].pool, ms.m[k].image, generation, false, NULL, 0);
+		if (!ms.m[k].promoted)
+			r = ims_repl_promote(site, ms.m[k].pool, ms.m[k].image, generation, false, NULL, 0);
 	}
 	members_close(&ms);
 	if (r == 0)

@@ -79,6 +79,8 @@ int ims_repl_group_demote(ims_site *site, const char *pool, const char *group, c
 			  const char *primary_site, uint64_t generation);
 
 /**
+ * A member already the primary at @p generation or later (a promotion interrupted half-way and
+ * asked again) is left as it is, with what was written to it since.
  * @param[out] rolled_back how many members were rolled back; may be NULL.
  * @returns -ENOENT if a member has no sealed snapshot @p cut (then nothing changed).
  */

@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/spec.h"
 #include "store/catalog.h"
+#include "store/image.h"
 #include "store/transfer.h"
 
 #define MAX_WORKERS 64
@@ -633,6 +634,30 @@ out:
 
 #define PUSH_SNAP_PREFIX "imgstore-tier-"
 
+/* Remove the push snapshots an interrupted push (its daemon killed) left on @p head. Called when
+ * no other client has the image open: none of them belongs to a live push, which would. */
+static void drop_stale_push_snaps(ims_site *site, const char *pool, const char *image, rbd_image_t head,
+				  const char *name)
+{
+	ims_snap_info *v = NULL;
+	size_t n = 0;
+	if (ims_snap_list(&v, &n, site, pool, image) < 0) {
+		ims_error_clear();
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(v[i].name, PUSH_SNAP_PREFIX, strlen(PUSH_SNAP_PREFIX)) != 0)
+			continue;
+		int r = rbd_snap_remove(head, v[i].name);
+		if (r == 0)
+			ims_log_info("removed '%s@%s', the snapshot of an interrupted push", name, v[i].name);
+		else
+			ims_log_warning("cannot remove '%s@%s', the snapshot of an interrupted push: %s", name,
+					v[i].name, ims_strerror(r));
+	}
+	ims_snap_list_free(v, n);
+}
+
 int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, const char *pool,
 		  const char *image, const char *snap, const ims_tier_opts *o)
 {
@@ -681,6 +706,9 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 		}
 		if (remove && (r = claim_head(io, head, pool, image, name, o, &locked)) < 0)
 			goto out;
+		unsigned users = 1;
+		if (in_use(io, head, &users) == 0 && users == 0)
+			drop_stale_push_snaps(site, pool, image, head, name);
 		char id[17];
 		if ((r = ims_random_hex(id, sizeof(id))) < 0)
 			goto out;

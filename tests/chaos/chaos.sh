@@ -19,6 +19,13 @@
 #   import      kill -9 of site a's imgstored at a random moment of an import
 #   osd         kill -9 of site b's OSD 0 to 1 s into a sync to it, then started again
 #               (needs --store bluestore: a memstore OSD's data dies with it)
+#   tierpush    kill -9 of site a's imgstored at a random moment of a tier push (--after
+#               purge) of a 64 MiB image: afterwards the image is either still in the pool or
+#               cold and restored, byte for byte the same, never neither
+#   forced      site a frozen, then kill -9 of site b's imgstored at a random step of a
+#               forced site failover (`repl failover --from a --to b --force`), before or
+#               after the promotion, then the same command again: every image primary on
+#               site b; after the thaw site a's copies rejoin as secondaries; then a failback
 # Then (--writer-rounds, default 20) planned failover/failback rounds with a writer running
 # (tests/integration/test_failover_writer.sh): no acknowledged write may be lost.
 # Each round prints one line; the end prints per fault: rounds, invariant violations, recovery
@@ -29,7 +36,7 @@
 #     with IMGSTORE_SANDBOX set (the ctest fixture): that sandbox.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-ROUNDS=10 FAULTS=kill,blocklist,freeze,partition,failover,import DIR="" BUILD=${BUILD:-build} WRITER_ROUNDS=20
+ROUNDS=10 FAULTS=kill,blocklist,freeze,partition,failover,import,tierpush,forced DIR="" BUILD=${BUILD:-build} WRITER_ROUNDS=20
 STORE=memstore
 PART_MIN=${PART_MIN:-30} PART_MAX=${PART_MAX:-120}
 while [ $# -gt 0 ]; do
@@ -39,7 +46,7 @@ while [ $# -gt 0 ]; do
     --dir) DIR=$2; shift 2 ;;
     --writer-rounds) WRITER_ROUNDS=$2; shift 2 ;;
     --store) STORE=$2; shift 2 ;;
-    *) echo "usage: $0 [--rounds N] [--faults kill,blocklist,freeze,partition,failover,import,osd] [--store memstore|bluestore] [--writer-rounds N] [--dir DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--rounds N] [--faults kill,blocklist,freeze,partition,failover,import,osd,tierpush,forced] [--store memstore|bluestore] [--writer-rounds N] [--dir DIR]" >&2; exit 2 ;;
   esac
 done
 SANDBOX=$PWD/scripts/sandbox
@@ -47,7 +54,9 @@ CLI=${IMS_BINARY_DIR:-$PWD/$BUILD}/cli/imgstore
 OWN=0
 if [ -z "${IMGSTORE_SANDBOX:-}" ]; then
   DIR=${DIR:-/tmp/imgstore-chaos.$$}
-  "$SANDBOX" up "$DIR" --sites 2 --store "$STORE" --imgstored "${IMS_BINARY_DIR:-$PWD/$BUILD}/daemon/imgstored" >/dev/null ||
+  rgw=()
+  case ",$FAULTS," in *,tierpush,*) rgw=(--rgw) ;; esac
+  "$SANDBOX" up "$DIR" --sites 2 "${rgw[@]}" --store "$STORE" --imgstored "${IMS_BINARY_DIR:-$PWD/$BUILD}/daemon/imgstored" >/dev/null ||
     exit 1
   OWN=1
   . "$DIR/env"
@@ -57,11 +66,17 @@ N=3
 p=chaos$$
 imgs=()
 for i in $(seq 1 $N); do imgs+=("$p-$i"); done
-blocked=() WORK=/tmp/chaos.$$
+blocked=() cold=() FROZEN_A="" WORK=/tmp/chaos.$$
 mkdir -p "$WORK"
 cleanup() {
   "$SANDBOX" heal-site "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
   "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+  [ -z "$FROZEN_A" ] || "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
+  daemon_up b || "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+  for i in "${cold[@]}"; do
+    timeout 60 rbd -c "$CEPH_CONF_A" snap purge "rbd/$i" >/dev/null 2>&1
+    timeout 60 rbd -c "$CEPH_CONF_A" rm --no-progress "rbd/$i" >/dev/null 2>&1
+  done
   for x in "${blocked[@]}"; do timeout 30 ceph -c "$CEPH_CONF_B" osd blocklist rm "$x" >/dev/null 2>&1; done
   daemon_up a || "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
   for i in "${imgs[@]}" "$p-imp"; do
@@ -91,6 +106,9 @@ daemon_up() { local p; p=$(daemon_pid "$1") && [ -n "$p" ] && kill -0 "$p" 2>/de
 write_some() { rbd_on "${3:-a}" bench --io-type write --io-size 64K --io-total "$2" --io-pattern rand "rbd/$1" >/dev/null 2>&1; }
 kill_a() { local pid; pid=$(daemon_pid a); [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; }
 start_a() { "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1; }
+kill_b() { local pid; pid=$(daemon_pid b); [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; }
+metric() { curl -sf --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
+sha_of() { rbd_on "$1" export --no-progress "rbd/$2" - 2>/dev/null | sha256sum | cut -d' ' -f1; }
 addrs_of() { grep -o "site '$2': connected as [^ ]* (client\.[0-9]* at [^)]*)" "$1" | sed 's/.* at \(.*\))$/\1/' | sort -u; }
 ms_now() { date +%s%3N; }
 
@@ -212,6 +230,77 @@ fault_osd() {
   wait $cli 2>/dev/null
 }
 
+# kill -9 during a tier push that removes the source (--after purge): the image must survive
+# in the pool or as a cold image that restores byte for byte; an image in neither is lost
+fault_tierpush() {
+  local i=$p-cold-$1 before exists=0 iscold=0 after
+  cold+=("$i")
+  on_a image create "rbd/$i" --size 64M >/dev/null 2>&1 || { echo "  cannot create rbd/$i"; FAULT_VIOLATIONS=1; return; }
+  rbd_on a bench --io-type write --io-size 4M --io-total 64M --io-pattern seq "rbd/$i" >/dev/null 2>&1
+  write_some "$i" 4M
+  before=$(sha_of a "$i")
+  on_a tier push "rbd/$i" --to rgw --after purge >"$WORK/push" 2>&1 &
+  local cli=$!
+  sleep "$((RANDOM % 2)).$((RANDOM % 10))"
+  kill_a
+  wait $cli 2>/dev/null
+  start_a
+  rbd_on a info "rbd/$i" >/dev/null 2>&1 && exists=1
+  on_a --format json tier ls 2>/dev/null | jq -e --arg n "rbd/$i" '.[] | select(.name == $n)' >/dev/null && iscold=1
+  if [ $exists = 1 ]; then
+    after=$(sha_of a "$i")
+    [ "$after" = "$before" ] || { echo "  violation: rbd/$i changed by an interrupted push"; FAULT_VIOLATIONS=1; }
+    local left
+    left=$(rbd_on a snap ls --format json "rbd/$i" 2>/dev/null | jq -r '[.[].name] | join(" ")')
+    [ -z "$left" ] || echo "  note: rbd/$i kept snapshot(s) after the interrupted push: $left"
+  elif [ $iscold = 1 ]; then
+    if on_a tier restore "rbd/$i" >"$WORK/restore" 2>&1; then
+      after=$(sha_of a "$i")
+      [ "$after" = "$before" ] || { echo "  violation: rbd/$i restored from the tier differs from what was pushed"; FAULT_VIOLATIONS=1; }
+    else
+      echo "  violation: rbd/$i is cold but does not restore: $(tail -1 "$WORK/restore")"; FAULT_VIOLATIONS=1
+    fi
+  else
+    echo "  violation: rbd/$i is neither in the pool nor cold: lost by a push killed at $(tail -1 "$WORK/push")"
+    FAULT_VIOLATIONS=1
+  fi
+  rbd_on a snap purge "rbd/$i" >/dev/null 2>&1
+  rbd_on a rm --no-progress "rbd/$i" >/dev/null 2>&1
+}
+
+# site a lost, and site b's daemon killed at a random step of the forced site failover
+fault_forced() {
+  local steps=(reverse promoted) step up i all=1 role
+  step=${steps[$((RANDOM % 2))]}
+  for i in "${imgs[@]}"; do
+    [ "$(role_of a "$i")" = primary ] || return 0
+    on_a repl sync "rbd/$i" >/dev/null 2>&1 # nothing written on a that b lacks: no split-brain
+  done
+  "$SANDBOX" freeze-site "$IMGSTORE_SANDBOX" a >/dev/null || { FAULT_VIOLATIONS=1; return; }
+  FROZEN_A=a
+  for _ in $(seq 1 30); do up=$(metric "$IMGSTORE_SERVER_B" 'imgstore_site_up{site="a"}'); [ "$up" = 0 ] && break; sleep 1; done
+  "$SANDBOX" stop-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+  IMGSTORE_CRASH_AT="failover:$step" "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+  on_b repl failover --from a --to b --force >"$WORK/forced1" 2>&1
+  kill_b # it died at the step; if it did not get there, it dies now
+  "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+  if ! on_b repl failover --from a --to b --force >"$WORK/forced" 2>&1; then
+    echo "  violation: the forced failover again after a kill at '$step' failed: $(tail -1 "$WORK/forced")"
+    FAULT_VIOLATIONS=1
+  fi
+  for i in "${imgs[@]}"; do
+    [ "$(role_of b "$i")" = primary ] || { all=0; echo "  violation: rbd/$i is $(role_of b "$i") on site b after the forced failover"; }
+  done
+  [ $all = 1 ] || FAULT_VIOLATIONS=1
+  "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" a >/dev/null
+  FROZEN_A=""
+  for i in "${imgs[@]}"; do
+    for _ in $(seq 1 120); do role=$(role_of a "$i"); [ "$role" = secondary ] && break; sleep 1; done
+    [ "$role" = secondary ] || { echo "  violation: rbd/$i did not rejoin site a as a secondary ($role)"; FAULT_VIOLATIONS=1; continue; }
+    on_b repl failback "rbd/$i" >"$WORK/fb" 2>&1 || echo "  failback of rbd/$i: $(tail -1 "$WORK/fb")"
+  done
+}
+
 fault_import() {
   head -c $((64 << 20)) /dev/urandom >"$WORK/imp.raw"
   on_a image import "$WORK/imp.raw" "rbd/$p-imp" --format raw >/dev/null 2>&1 &
@@ -238,7 +327,7 @@ total_bad=0 total=0
 for r in $(seq 1 "$ROUNDS"); do
   f=${faults[$(((r - 1) % ${#faults[@]}))]}
   FAULT_VIOLATIONS=0
-  "fault_$f"
+  "fault_$f" "$r"
   if ms=$(converge 180); then
     out=$(violations); v=$(($? + FAULT_VIOLATIONS))
   else

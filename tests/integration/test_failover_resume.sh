@@ -134,6 +134,21 @@ check "  it says so" grep -q "finished the forced failover interrupted after the
 check "  site b's daemon replicates to site a again" \
   bash -c "IMGSTORE_SERVER=$IMGSTORE_SERVER_B '$CLI' --format json repl status rbd/$img | jq -e '.[0].target == \"a\" and .[0].state != \"failing-over\"' >/dev/null"
 
+# ---- a failover record that cannot be read (corrupted, or written by hand): the failover is
+# refused with a one-line error that names the record and how to drop it, and changes nothing
+rados_b() { timeout 60 rados -c "$CEPH_CONF_B" -p rbd "$@"; }
+for bad in 'not json{' '{"target":"a"}'; do
+  rados_b setomapval imgstore.repl.failovers "rbd/$img" "$bad"
+  expect_rc 1 "a failover over a bad record ($bad) is refused" on_b repl failover "rbd/$img" --to a
+  check "  one line naming the record and the command that drops it" \
+    bash -c "grep \"failover record of 'rbd/$img' on site 'b'\" $err | grep -q \"rmomapkey imgstore.repl.failovers 'rbd/$img'\""
+  check "  nothing changed: primary on site b, secondary on site a" test "$(role_of b),$(role_of a)" = "primary,secondary"
+done
+expect_rc 0 "  repl status still answers" on_b repl status "rbd/$img"
+rados_b rmomapkey imgstore.repl.failovers "rbd/$img"
+expect_rc 0 "once it is removed as the error says, the failover runs" on_b repl failover "rbd/$img" --to a
+check "  site a is the primary again" test "$(role_of a),$(role_of b)" = "primary,secondary"
+
 # ---- a consistency group's planned failover killed after the demote: finished at its cut
 g=$img-g d1=$img-d1 d2=$img-d2
 gcleanup() {
@@ -178,6 +193,36 @@ check "  both members are primary on site b, secondary on site a" \
   test "$(grole b $d1),$(grole b $d2),$(grole a $d1),$(grole a $d2)" = "primary,primary,secondary,secondary"
 check "  site b's daemon replicates the group back to site a" \
   bash -c "IMGSTORE_SERVER=$IMGSTORE_SERVER_B '$CLI' --format json group repl status rbd/$g | jq -e '.[0].target == \"a\"' >/dev/null"
+
+# ---- a forced group failover (asked of site b) killed after it promoted the members: the same
+# command again finishes it; a member the kill left a secondary is promoted, one already the
+# primary keeps what was written to it since
+expect_rc 0 "the group back to site a" on_b group repl failover "rbd/$g" --to a
+expect_rc 0 "  and synced" on_a group repl sync "rbd/$g"
+"$SANDBOX" stop-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+IMGSTORE_CRASH_AT=failover:promoted "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+pid=$(daemon_pid b)
+on_b group repl failover "rbd/$g" --to b --force >$out 2>$err
+check "the forced group failover's daemon died right after the promotion" dead "$pid"
+"$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+check "  both members are primary on site b" test "$(grole b $d1),$(grole b $d2)" = "primary,primary"
+# as a kill between the two members' promotions leaves it: the second one still a secondary
+rbd_on b image-meta set "rbd/$d2" imgstore.repl.role secondary >/dev/null
+rbd_on b bench --io-type write --io-size 64K --io-total 512K --io-pattern rand "rbd/$d1" >/dev/null 2>&1
+written=$(rbd_on b export --no-progress "rbd/$d1" - 2>/dev/null | sha256sum | cut -d' ' -f1)
+st=$(on_b --format json group repl status "rbd/$g" 2>/dev/null | jq -r '.[0] | "\(.state) \(.error)"')
+echo "# group status: $st"
+check "  group repl status on site b shows the forced failover unfinished" \
+  bash -c "grep -q '^failing-over a forced failover from site .a.' <<<\"\$1\"" _ "$st"
+expect_rc 0 "the same command again finishes it" on_b group repl failover "rbd/$g" --to b --force
+cat $out
+check "  it says so" grep -q "finished the forced failover interrupted after its record" $out
+check "  both members are primary on site b" test "$(grole b $d1),$(grole b $d2)" = "primary,primary"
+check "  the member already promoted kept what was written to it" \
+  test "$(rbd_on b export --no-progress "rbd/$d1" - 2>/dev/null | sha256sum | cut -d' ' -f1)" = "$written"
+check "  site b's daemon replicates the group back to site a" \
+  bash -c "IMGSTORE_SERVER=$IMGSTORE_SERVER_B '$CLI' --format json group repl status rbd/$g | jq -e '.[0].target == \"a\" and .[0].state != \"failing-over\"' >/dev/null"
+check "  the record is gone" bash -c "! timeout 60 rados -c '$CEPH_CONF_B' -p rbd listomapkeys imgstore.repl.failovers | grep -q 'group:rbd/$g'"
 
 echo "$passes passed, $fails failed"
 [ "$passes" -gt 0 ] && [ "$fails" -eq 0 ]

@@ -59,6 +59,14 @@ check "and is not cold" bash -c "! '$CLI' --format json tier ls | jq -e '.[] | s
 expect_rc 0 "keeping it, a leased image is pushed" "$CLI" tier push "rbd/$p-leased" --to rgw --after keep
 [ -n "$lease" ] && "$CLI" host lease release "$lease" >/dev/null 2>&1
 
+# the push snapshot of an interrupted push (its daemon killed) goes with the next push of the image
+expect_rc 0 "import an image" "$CLI" image import "$tmp/small.raw" "rbd/$p-left"
+check "a push snapshot is left on it, as a killed push leaves it" \
+  timeout 60 rbd -c "$CEPH_CONF_A" snap create "rbd/$p-left@imgstore-tier-1-0123456789abcdef"
+expect_rc 0 "push it, keeping it" "$CLI" tier push "rbd/$p-left" --to rgw --after keep
+check "no push snapshot is left on it" \
+  bash -c "s=\$(timeout 60 rbd -c '$CEPH_CONF_A' snap ls 'rbd/$p-left') && ! grep -q imgstore-tier- <<<\"\$s\""
+
 expect_rc 1 "an unknown target" "$CLI" tier push "rbd/$p-vm" --to nowhere
 check "names it" grep -q "no S3 target 'nowhere'" /tmp/tier-err.$$
 expect_rc 1 "an unknown cold image" "$CLI" tier restore "rbd/$p-none"
@@ -67,6 +75,7 @@ expect_rc 2 "a bad --after" "$CLI" tier push "rbd/$p-vm" --to rgw --after shred
 
 "$CLI" image rm --purge "rbd/$p-copy" >/dev/null 2>&1
 "$CLI" image rm --purge "rbd/$p-leased" >/dev/null 2>&1
+"$CLI" image rm --purge "rbd/$p-left" >/dev/null 2>&1
 "$CLI" snap rm "rbd/$p-vm@s1" >/dev/null 2>&1
 "$CLI" image rm --purge "rbd/$p-vm" >/dev/null 2>&1
 echo "# $passes passed, $fails failed"
