@@ -179,7 +179,7 @@ static int planned_resume(ims_op *op, ims_failover_work *w, ims_repl_journal *j)
  * snapshot holds the image's lock, which the fence must not find. */
 static int planned(ims_op *op, ims_failover_work *w)
 {
-	int r = ims_repl_sched_pause(w->d->repl, w->spec.pool, w->spec.image);
+	int r = ims_repl_sched_pause(w->d->repl, w->spec.pool, w->spec.image, w->target);
 	if (r < 0)
 		return r;
 	r = planned_paused(op, w);

@@ -56,10 +56,11 @@ typedef struct pair {
 	struct pair *next;
 } pair;
 
-/* An image whose pairs start no scheduled cycle: a failover of it runs. */
+/* An image whose pairs start no cycle: a failover of it to target @c own runs. */
 typedef struct paused {
 	char pool[IMS_NAME_MAX + 1];
 	char image[IMS_NAME_MAX + 1];
+	char own[IMS_NAME_MAX + 1]; /* the failover's own target ("": none) */
 	unsigned count;
 	struct paused *next;
 } paused;
@@ -803,12 +804,17 @@ static paused *find_paused_locked(ims_repl_sched *s, const char *pool, const cha
 	return NULL;
 }
 
-static bool paused_locked(ims_repl_sched *s, const pair *p)
+/* Whether a cycle of @p p waits for a failover: its scheduled cycles do (@p any), a sync asked
+ * now only if it is to another target than the failover's. */
+static bool paused_locked(ims_repl_sched *s, const pair *p, bool any)
 {
-	return !p->group && s->paused && find_paused_locked(s, p->pool, p->image);
+	if (p->group || !s->paused)
+		return false;
+	paused *x = find_paused_locked(s, p->pool, p->image);
+	return x && (any || strcmp(x->own, p->target) != 0);
 }
 
-int ims_repl_sched_pause(ims_repl_sched *s, const char *pool, const char *image)
+int ims_repl_sched_pause(ims_repl_sched *s, const char *pool, const char *image, const char *own)
 {
 	pthread_mutex_lock(&s->lock);
 	paused *x = find_paused_locked(s, pool, image);
@@ -819,6 +825,7 @@ int ims_repl_sched_pause(ims_repl_sched *s, const char *pool, const char *image)
 		}
 		snprintf(x->pool, sizeof(x->pool), "%s", pool);
 		snprintf(x->image, sizeof(x->image), "%s", image);
+		snprintf(x->own, sizeof(x->own), "%s", own ? own : "");
 		x->next = s->paused;
 		s->paused = x;
 	}
@@ -878,7 +885,7 @@ static void *worker(void *arg)
 		memmove(s->queue, s->queue + 1, (s->nqueue - 1) * sizeof(*s->queue));
 		s->nqueue--;
 		p->queued = false;
-		if (p->running || !p->present || paused_locked(s, p) || target_down_locked(s, p, now_ms()))
+		if (p->running || !p->present || paused_locked(s, p, true) || target_down_locked(s, p, now_ms()))
 			continue;
 		p->running = true;
 		pthread_mutex_unlock(&s->lock);
@@ -930,7 +937,7 @@ static void *loop(void *arg)
 			pair *best = NULL;
 			for (pair *p = s->pairs; p; p = p->next) {
 				if (!p->present || p->queued || p->running || t < p->next_attempt_ms ||
-				    paused_locked(s, p))
+				    paused_locked(s, p, true))
 					continue;
 				int64_t lag = p->sealed_ms < 0 ? INT64_MAX : t - p->sealed_ms;
 				/* start at half the RPO, or earlier if a cycle takes long: lag must
@@ -1475,7 +1482,8 @@ static int sync_now_kind(ims_repl_sched *s, const char *pool, const char *name, 
 		return ims_error_set(-ENOENT, "%s'%s/%s' is not replicated to site '%s'; enable it first",
 				     group ? "group " : "", pool, name, target);
 	}
-	while (p->running && !s->stopping)
+	/* after the running cycle, and after a failover of the image to another target */
+	while ((p->running || paused_locked(s, p, false)) && !s->stopping)
 		pthread_cond_wait(&s->cond, &s->lock);
 	if (s->stopping) {
 		pthread_mutex_unlock(&s->lock);

@@ -134,14 +134,14 @@ int ims_repl_seal_snapshot(ims_repl_sched *s, const char *pool, const char *imag
 			   char *sealed_on, size_t len);
 
 /**
- * Start no scheduled cycle of any pair of @p pool/@p image (every target) until
- * ims_repl_sched_resume(), and wait until the running ones end: a failover of the image runs
- * alone (its own cycles go through ims_repl_sync_now(), which a pause does not hold). Pauses
- * nest.
+ * Start no cycle of a pair of @p pool/@p image to a target other than @p own (NULL: every
+ * target) until ims_repl_sched_resume(), and wait until the running ones end: a failover of
+ * the image to @p own runs alone. Its own cycles (ims_repl_sync_now() to @p own) go on; a
+ * ims_repl_sync_now() to another target waits for the resume. Pauses nest.
  *
  * @returns -ENOMEM.
  */
-int ims_repl_sched_pause(ims_repl_sched *s, const char *pool, const char *image);
+int ims_repl_sched_pause(ims_repl_sched *s, const char *pool, const char *image, const char *own);
 
 /** Undo one ims_repl_sched_pause(). */
 void ims_repl_sched_resume(ims_repl_sched *s, const char *pool, const char *image);

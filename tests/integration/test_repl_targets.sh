@@ -14,8 +14,15 @@ expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/tg-out.$$ 2>/tmp/tg-err.$
   if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/tg-err.$$)"; fi; }
 
 [ -n "${CEPH_CONF_C:-}" ] || { echo "not ok - the sandbox has no site c (sandbox up --sites 3)"; exit 1; }
-img=tg$$
+img=tg$$ img2=tg$$-fo
 cleanup() {
+  for srv in "$IMGSTORE_SERVER_A" "$IMGSTORE_SERVER_B"; do
+    for t in a b c; do IMGSTORE_SERVER=$srv "$CLI" repl disable "rbd/$img2" --to $t >/dev/null 2>&1; done
+  done
+  for conf in "$CEPH_CONF_A" "$CEPH_CONF_B" "$CEPH_CONF_C"; do
+    timeout 60 rbd -c "$conf" snap purge "rbd/$img2" >/dev/null 2>&1
+    timeout 60 rbd -c "$conf" rm --no-progress "rbd/$img2" >/dev/null 2>&1
+  done
   "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" c >/dev/null 2>&1
   rm -f /tmp/tg-out.$$ /tmp/tg-err.$$
   "$CLI" repl disable "rbd/$img" --to b >/dev/null 2>&1
@@ -72,6 +79,37 @@ expect_rc 0 "a cycle to c" "$CLI" repl sync "rbd/$img" --to c
 bytes=$(status_of c last_sync_bytes)
 check "still a delta ($bytes bytes)" test -n "$bytes" -a "${bytes:-0}" -gt 0 -a "${bytes:-0}" -le $((2 * 1024 * 1024))
 expect_rc 0 "site c's copy verifies equal" "$CLI" repl verify "rbd/$img" --to c
+
+# a planned failover to b while a cycle to c runs: the image's other pairs are paused (the
+# running cycle ends first), and the fence spares this daemon's own clients
+expect_rc 0 "a second image, 256 MiB with 192 MiB written" "$CLI" image create "rbd/$img2" --size 256M
+rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 4M --io-total 192M --io-pattern seq "rbd/$img2" >/dev/null 2>&1
+expect_rc 0 "replicated to b" bash -c "'$CLI' repl enable rbd/$img2 --to b --rpo 1h && '$CLI' repl sync rbd/$img2 --to b"
+expect_rc 0 "and to c" "$CLI" repl enable "rbd/$img2" --to c --rpo 1h
+"$CLI" repl sync "rbd/$img2" --to c >/tmp/tg-sync.$$ 2>&1 &
+sync_pid=$!
+# the failover starts once that cycle runs (or is over already)
+for _ in $(seq 1 100); do
+  kill -0 $sync_pid 2>/dev/null || break
+  [ "$("$CLI" --format json repl status "rbd/$img2" 2>/dev/null | jq -r '.[] | select(.target == "c") | .state')" = syncing ] && break
+  sleep 0.1
+done
+expect_rc 0 "a planned failover to b while the first cycle to c runs" "$CLI" repl failover "rbd/$img2" --to b
+wait $sync_pid
+sync_rc=$?
+# it ran before the failover (the failover waited for it), or it waited for the failover and
+# then found site a's copy a secondary: never at the same time
+echo "# the sync to c: exit $sync_rc: $(tail -1 /tmp/tg-sync.$$)"
+check "the sync to c ran before the failover or after it, with a clear answer" \
+  bash -c "[ $sync_rc = 0 ] || grep -q \"'rbd/$img2' on site 'a' is a secondary\" /tmp/tg-sync.$$"
+rm -f /tmp/tg-sync.$$
+check "site b is the primary" test "$(rbd -c "$CEPH_CONF_B" image-meta get "rbd/$img2" imgstore.repl.role 2>/dev/null || echo primary)" = primary
+mine=$(grep -o "site 'a': connected as [^ ]* (client\.[0-9]* at [^)]*)" "$IMGSTORE_SANDBOX/site-a/log/imgstored.log" | sed 's/.* at \(.*\))$/\1/' | sort -u)
+bl=$(timeout 60 ceph -c "$CEPH_CONF_A" osd blocklist ls 2>/dev/null)
+fenced_self=0
+for x in $mine; do grep -q "^$x" <<<"$bl" && fenced_self=1; done
+check "site a's daemon did not blocklist its own clients ($(wc -w <<<"$mine") address(es) checked)" test -n "$mine" -a $fenced_self = 0
+expect_rc 0 "site a's daemon still answers for site a" "$CLI" image info "rbd/$img"
 
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ] && [ "$passes" -gt 0 ]
