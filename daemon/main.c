@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "daemon/daemon.h"
 #include "daemon/health.h"
+#include "daemon/notify.h"
 #include "daemon/tier.h"
 #include "store/transfer.h"
 
@@ -198,6 +199,10 @@ static int connect_site(ims_daemon *d, sigset_t *sigs)
 		if (r != -ETIMEDOUT)
 			return r; /* a wrong conf, keyring or user: retrying will not help */
 		ims_log_warning("%s; retrying in 5 s (attempt %u)", ims_error_last(), attempt);
+		char line[600];
+		snprintf(line, sizeof(line), "not ready: %s; retrying (attempt %u)", ims_error_last(), attempt);
+		ims_notify_status(line);
+		ims_notify_watchdog();
 		struct timespec ts = { 5, 0 };
 		int sig = sigtimedwait(sigs, NULL, &ts);
 		if (sig == SIGTERM || sig == SIGINT)
@@ -376,15 +381,40 @@ int main(int argc, char **argv)
 
 	/* The main thread waits for signals and, every 30 s, removes the temporary images of
 	 * interrupted imports and restores in every RBD pool (a dead importer's watch lapses only
-	 * after a while) and, hourly,
-	 * old spool files. */
-	time_t last_spool = time(NULL);
+	 * after a while) and, hourly, old spool files. Under systemd it says READY=1 once its own
+	 * site answers (the listeners are up by now), and feeds the watchdog. */
+	time_t last_spool = time(NULL), last_cleanup = time(NULL);
+	unsigned wd_ms = ims_notify_watchdog_ms();
+	unsigned tick_ms = wd_ms && wd_ms / 2 < 5000 ? wd_ms / 2 : 5000;
+	bool notified = false;
+	char waiting[512] = "", status[640];
+	snprintf(status, sizeof(status), "serving site '%s'%s%s%s%s", d.cfg->site.name, so.listen ? " on " : "",
+		 so.listen ? so.listen : "", so.unix_socket ? " and " : "", so.unix_socket ? so.unix_socket : "");
 	for (;;) {
-		struct timespec tick = { 30, 0 };
+		char why[512] = "";
+		bool site_ok = ims_health_ready(d.health, why, sizeof(why)) == 0;
+		if (site_ok) {
+			if (!notified)
+				ims_notify_ready(status);
+			notified = true;
+		} else if (!notified && strcmp(why, waiting) != 0) {
+			char line[600];
+			snprintf(waiting, sizeof(waiting), "%s", why);
+			snprintf(line, sizeof(line), "not ready: %s", why);
+			ims_notify_status(line);
+		}
+		if (wd_ms)
+			ims_notify_watchdog();
+		struct timespec tick = { (time_t)(tick_ms / 1000), (long)(tick_ms % 1000) * 1000000L };
 		int sig = sigtimedwait(&sigs, NULL, &tick);
 		if (sig < 0) {
-			if (ims_store_cleanup_tmp(d.site, NULL, &removed) < 0)
-				ims_log_warning("cleanup of interrupted imports: %s", ims_error_last());
+			/* not while the site does not answer: the main thread would wait on it, and
+			 * the watchdog with it */
+			if (site_ok && time(NULL) - last_cleanup >= 30) {
+				if (ims_store_cleanup_tmp(d.site, NULL, &removed) < 0)
+					ims_log_warning("cleanup of interrupted imports: %s", ims_error_last());
+				last_cleanup = time(NULL);
+			}
 			if (time(NULL) - last_spool > 3600) {
 				ims_daemon_clean_spool(&d);
 				last_spool = time(NULL);
@@ -392,12 +422,15 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if (sig == SIGHUP) {
+			ims_notify_reloading();
 			if (ims_rpc_server_reload_tokens(d.server) == 0)
 				ims_log_info("tokens reloaded");
 			else
 				ims_log_error("tokens not reloaded, the old ones stay: %s", ims_error_last());
+			ims_notify_ready(status);
 			continue;
 		}
+		ims_notify_stopping();
 		ims_log_info("signal %d: stopping", sig);
 		break;
 	}
