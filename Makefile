@@ -67,7 +67,14 @@ run: build
 sandbox-down:
 	bash scripts/sandbox down $(RUN_DIR)
 
-install: build
+# Installs imgstore only (the CLI, the daemon, its unit, sysusers.d, tmpfiles.d and logrotate
+# files, libimgstore and its headers) under PREFIX (default /usr/local), below DESTDIR if set;
+# never the build and test dependencies (`make deps` installs those, on a build machine).
+PREFIX ?= /usr/local
+install:
+	@test -f $(BUILD)/Makefile || { echo "make install: nothing built in $(BUILD): run make first" >&2; exit 1; }
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
 	cmake --install $(BUILD)
 
 format:

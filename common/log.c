@@ -1,12 +1,16 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 static ims_log_level log_level = IMS_LOG_INFO;
 static ims_log_sink log_sink = IMS_LOG_STDERR;
@@ -30,6 +34,16 @@ void ims_log_set_sink(ims_log_sink sink, const char *ident)
 	if (sink == IMS_LOG_SYSLOG)
 		openlog(ident ? ident : "imgstore", LOG_PID, LOG_DAEMON);
 	log_sink = sink;
+}
+
+bool ims_log_stderr_is_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	uintmax_t dev, ino;
+	struct stat st;
+	if (!e || sscanf(e, "%" SCNuMAX ":%" SCNuMAX, &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return (uintmax_t)st.st_dev == dev && (uintmax_t)st.st_ino == ino;
 }
 
 int ims_log_parse_level(ims_log_level *out, const char *s)
@@ -76,6 +90,10 @@ void ims_log(ims_log_level level, const char *fmt, ...)
 
 	if (log_sink == IMS_LOG_SYSLOG) {
 		syslog(prio[level], "%s", msg);
+		return;
+	}
+	if (log_sink == IMS_LOG_JOURNAL) {
+		fprintf(stderr, "<%d>%-7s %s\n", prio[level], level_names[level], msg);
 		return;
 	}
 

@@ -19,6 +19,7 @@ typedef enum {
 typedef enum {
 	IMS_LOG_STDERR = 0,
 	IMS_LOG_SYSLOG = 1,
+	IMS_LOG_JOURNAL = 2, /* stderr read by journald: "<N>" priority prefixes, no time */
 } ims_log_sink;
 
 /** Set the most verbose level written; the default is IMS_LOG_INFO. */
@@ -26,10 +27,17 @@ void ims_log_set_level(ims_log_level level);
 ims_log_level ims_log_get_level(void);
 
 /**
- * Send records to stderr (the default, one line each with time and level, fit for journald)
- * or to syslog under @p ident.
+ * Send records to stderr (the default, one line each with time and level), to stderr for
+ * journald (each line prefixed with its syslog priority, "<3>" for an error, which journald
+ * strips and records as the entry's PRIORITY) or to syslog under @p ident.
  */
 void ims_log_set_sink(ims_log_sink sink, const char *ident);
+
+/**
+ * Whether stderr is a stream to journald (systemd says so in $JOURNAL_STREAM, the device and
+ * inode of that stream): then IMS_LOG_JOURNAL makes each line keep its priority.
+ */
+bool ims_log_stderr_is_journal(void);
 
 /**
  * Parse "error", "warning", "info" or "debug".

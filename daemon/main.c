@@ -71,7 +71,7 @@ void ims_daemon_clean_spool(ims_daemon *d)
 static void audit_line(void *app, const char *line)
 {
 	ims_daemon *d = app;
-	if (!d->audit) {
+	if (!d->cfg->server.audit_log) {
 		ims_log_info("%s", line);
 		return;
 	}
@@ -84,6 +84,27 @@ static void audit_line(void *app, const char *line)
 	fprintf(d->audit, "%s %s\n", when, line);
 	fflush(d->audit);
 	pthread_mutex_unlock(&d->lock);
+}
+
+/* SIGHUP: the audit log opened again under its name (logrotate moved the old file away);
+ * if it cannot be, the old stream stays. */
+static void reopen_audit(ims_daemon *d)
+{
+	if (!d->cfg->server.audit_log)
+		return;
+	FILE *f = fopen(d->cfg->server.audit_log, "a");
+	if (!f) {
+		ims_log_error("cannot open audit log '%s' again, still writing to the old file: %s",
+			      d->cfg->server.audit_log, strerror(errno));
+		return;
+	}
+	pthread_mutex_lock(&d->lock);
+	FILE *old = d->audit;
+	d->audit = f;
+	pthread_mutex_unlock(&d->lock);
+	if (old)
+		fclose(old);
+	ims_log_info("audit log '%s' opened again", d->cfg->server.audit_log);
 }
 
 int ims_daemon_peer(void *app, const char *name, ims_site **out)
@@ -278,6 +299,8 @@ int main(int argc, char **argv)
 	ims_log_set_level(lvl);
 	if (use_syslog)
 		ims_log_set_sink(IMS_LOG_SYSLOG, "imgstored");
+	else if (ims_log_stderr_is_journal())
+		ims_log_set_sink(IMS_LOG_JOURNAL, NULL); /* journalctl -p warning shows warnings and errors */
 	d.pool = d.cfg->site.pool;
 	char host[64] = "host";
 	gethostname(host, sizeof(host));
@@ -423,6 +446,7 @@ int main(int argc, char **argv)
 		}
 		if (sig == SIGHUP) {
 			ims_notify_reloading();
+			reopen_audit(&d);
 			if (ims_rpc_server_reload_tokens(d.server) == 0)
 				ims_log_info("tokens reloaded");
 			else

@@ -31,7 +31,7 @@ void ims_notify_status(const char *status)
 
 void ims_notify_reloading(void)
 {
-	send_state("RELOADING=1\nSTATUS=reloading the tokens");
+	send_state("RELOADING=1\nSTATUS=reloading the tokens and opening the audit log again");
 }
 
 void ims_notify_stopping(void)

@@ -3,8 +3,8 @@
 # test's own standing in for systemd's (NOTIFY_SOCKET) and a 2 s watchdog (WATCHDOG_USEC):
 #   - a daemon whose site does not answer says why in STATUS= and never READY=1;
 #   - a daemon of site a says READY=1 with its listeners in STATUS=, feeds the watchdog at
-#     least twice a period, says RELOADING=1 then READY=1 on SIGHUP, STOPPING=1 on SIGTERM,
-#     and exits 0.
+#     least twice a period, says RELOADING=1 then READY=1 on SIGHUP (and opens its audit log
+#     again, as logrotate needs), STOPPING=1 on SIGTERM, and exits 0.
 # The daemon is a second one of site a, on ports and paths of its own.
 set -uo pipefail
 IMGSTORED=${IMS_BINARY_DIR:?}/daemon/imgstored
@@ -76,8 +76,20 @@ check "  and the Unix socket answers then" curl -sf --max-time 5 --unix-socket "
 sleep 3
 n=$(grep -c "WATCHDOG=1" "$W/got")
 check "the watchdog (2 s) is fed at least twice a period ($n in about 3 s)" test "$n" -ge 3
+# logrotate's way: the audit log moved away, then SIGHUP; the next call is audited in a new file
+CLI=${IMS_BINARY_DIR}/cli/imgstore
+# (a call that changes something is audited, refused or not: removing an image that is not there)
+audited() { IMGSTORE_SERVER=unix:$W/up.sock "$CLI" image rm "rbd/notify-none-$$" >/dev/null 2>&1; true; }
+audited
+check "a call is audited" grep -q "notify-none-$$" "$W/audit-up.log"
+mv "$W/audit-up.log" "$W/audit-up.log.1"
 kill -HUP "$daemon"
 check "SIGHUP: RELOADING=1" got "RELOADING=1" 10
+check "  the audit log is opened again under its name" bash -c "for _ in \$(seq 1 50); do [ -f '$W/audit-up.log' ] && exit 0; sleep 0.1; done; exit 1"
+n1=$(wc -l <"$W/audit-up.log.1")
+audited
+check "  the next call goes to the new file, none to the old one" \
+  bash -c "grep -q 'notify-none-$$' '$W/audit-up.log' && [ \$(wc -l <'$W/audit-up.log.1') = $n1 ]"
 check "  then READY=1 again" bash -c "for _ in \$(seq 1 50); do [ \$(grep -c 'READY=1' '$W/got') -ge 2 ] && exit 0; sleep 0.2; done; exit 1"
 kill -TERM "$daemon"
 check "SIGTERM: STOPPING=1" got "STOPPING=1" 10

@@ -3,9 +3,12 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -90,12 +93,47 @@ static void test_parse_level(void **state)
 	assert_string_equal(ims_log_level_name(IMS_LOG_INFO), "info");
 }
 
+/* Under journald: a priority prefix per line, which journald turns into the entry's PRIORITY */
+static void test_journal_priorities(void **state)
+{
+	(void)state;
+	ims_log_set_level(IMS_LOG_INFO);
+	ims_log_set_sink(IMS_LOG_JOURNAL, NULL);
+	const char *out = capture(write_some);
+	ims_log_set_sink(IMS_LOG_STDERR, NULL);
+	assert_string_equal(out, "<3>error   failed to open image 'rbd/vm1'\n"
+				 "<4>warning lag of 'rbd/vm2' is 75 s\n"
+				 "<6>info    multi line\n");
+}
+
+/* $JOURNAL_STREAM names stderr's device and inode when systemd connected it to journald */
+static void test_journal_detected(void **state)
+{
+	(void)state;
+	struct stat st;
+	char v[64];
+	assert_int_equal(fstat(STDERR_FILENO, &st), 0);
+	unsetenv("JOURNAL_STREAM");
+	assert_false(ims_log_stderr_is_journal());
+	snprintf(v, sizeof(v), "%ju:%ju", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino);
+	setenv("JOURNAL_STREAM", v, 1);
+	assert_true(ims_log_stderr_is_journal());
+	snprintf(v, sizeof(v), "%ju:%ju", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino + 1);
+	setenv("JOURNAL_STREAM", v, 1); /* another stream: stderr was redirected since */
+	assert_false(ims_log_stderr_is_journal());
+	setenv("JOURNAL_STREAM", "garbage", 1);
+	assert_false(ims_log_stderr_is_journal());
+	unsetenv("JOURNAL_STREAM");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_levels_filter),
 		cmocka_unit_test(test_one_record_per_line),
 		cmocka_unit_test(test_parse_level),
+		cmocka_unit_test(test_journal_priorities),
+		cmocka_unit_test(test_journal_detected),
 	};
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }
