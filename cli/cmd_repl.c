@@ -86,11 +86,12 @@ static int repl_enable(ims_cli *cli, const ims_cli_args *a)
 }
 
 static const ims_cli_opt image_to_opts[] = {
-	{"to", "SITE", "the peer site (default: every site the image replicates to)"},
+	{"to", "SITE", "the peer site (default: the only site the image replicates to; name one if it has several)"},
 	{NULL, NULL, NULL},
 };
 static const ims_cli_opt op_to_opts[] = {
-	{"to", "SITE", "the peer site (default: every site the image replicates to)"},
+	{"to", "SITE",
+	 "the peer site (default: the only site the image replicates to; name one if it has several)"},
 	{"no-wait", NULL, "print the operation id and return without waiting"},
 	{NULL, NULL, NULL},
 };
@@ -306,7 +307,8 @@ const ims_cli_verb ims_cli__repl_verbs[] = {
 	{"repl", "status", "[POOL/IMAGE]", "Show the replication of an image, or of every image.",
 	 no_opts, 0, 1, repl_status},
 	{"repl", "sync", "POOL/IMAGE [--to SITE] [--no-wait]",
-	 "Seal the image's newest state on its targets now.", op_to_opts, 1, 1, repl_sync},
+	 "Seal the image's state now on the site it replicates to (--to: which one, if several).",
+	 op_to_opts, 1, 1, repl_sync},
 	{"repl", "verify", "POOL/IMAGE [--to SITE] [--snap NAME] [--chunk SIZE]",
 	 "Compare the copy with the primary by checksums; exit 1 if they differ.", verify_opts, 1, 1,
 	 repl_verify},

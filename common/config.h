@@ -14,6 +14,10 @@
  *     [s3 cold]               an S3 target for tiering, one section each
  *     [defaults]              replication and transfer defaults
  *
+ * A '#' or ';' that begins a line, follows a section header, begins a value or follows a blank
+ * in a value starts a comment ("rpo = 30s  # half a minute" is 30s); one with no blank before
+ * it is part of the value; a value in "double quotes" keeps what is between them.
+ *
  * Every bad line is reported as "FILE:LINE: message"; loading fails if there is any.
  */
 #ifndef IMS_COMMON_CONFIG_H

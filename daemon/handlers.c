@@ -1008,15 +1008,20 @@ static int h_enable_replication(void *app, ims_rpc_call *call, const ProtobufCMe
 	return 0;
 }
 
+static int repl_target(ims_daemon *d, const ims_spec *s, const char *asked, char *target, size_t len);
+
 static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ReplicationImageRequest *q = (const void *)req;
 	ims_spec s;
 	ims_repl_status st;
+	char target[IMS_NAME_MAX + 1];
 	int r;
+	/* without a target: the only site the image replicates to (several: name one) */
 	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0 ||
-	    (r = ims_repl_disable(d->repl, s.pool, s.image, q->target_site, &st)) < 0)
+	    (r = repl_target(d, &s, q->target_site, target, sizeof(target))) < 0 ||
+	    (r = ims_repl_disable(d->repl, s.pool, s.image, target, &st)) < 0)
 		return r;
 	snprintf(st.state, sizeof(st.state), "disabled");
 	Imgstore__V1__ReplicationStatus *m = ims_daemon_status_msg(call, &st);
@@ -1127,7 +1132,6 @@ static int run_sync(ims_op *op, void *arg)
 	return r;
 }
 
-static int repl_target(ims_daemon *d, const ims_spec *s, const char *asked, char *target, size_t len);
 
 static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {

@@ -814,6 +814,27 @@ static bool paused_locked(ims_repl_sched *s, const pair *p, bool any)
 	return x && (any || strcmp(x->own, p->target) != 0);
 }
 
+/* Wait until no cycle of @p p runs and no failover of its image to another target holds it,
+ * then mark it running: the caller works on the pair alone until release_pair(). Called and
+ * returns with s->lock held; -ESHUTDOWN (with the error set) when the daemon stops. */
+static int claim_pair_locked(ims_repl_sched *s, pair *p)
+{
+	while ((p->running || paused_locked(s, p, false)) && !s->stopping)
+		pthread_cond_wait(&s->cond, &s->lock);
+	if (s->stopping)
+		return ims_error_set(-ESHUTDOWN, "the daemon is stopping");
+	p->running = true;
+	return 0;
+}
+
+static void release_pair(ims_repl_sched *s, pair *p)
+{
+	pthread_mutex_lock(&s->lock);
+	p->running = false;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
 int ims_repl_sched_pause(ims_repl_sched *s, const char *pool, const char *image, const char *own)
 {
 	pthread_mutex_lock(&s->lock);
@@ -1254,28 +1275,24 @@ int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, cons
 				     image, ims_site_name(s->o.local));
 	/* no cycle of the pair meanwhile: a split-brain cycle would hold the stale copy again */
 	pthread_mutex_lock(&s->lock);
-	while (p->running && !s->stopping)
-		pthread_cond_wait(&s->cond, &s->lock);
-	if (s->stopping) {
-		pthread_mutex_unlock(&s->lock);
-		return ims_error_set(-ESHUTDOWN, "the daemon is stopping");
-	}
-	p->running = true;
+	r = claim_pair_locked(s, p);
 	pthread_mutex_unlock(&s->lock);
+	if (r < 0)
+		return r;
 	r = ims_repl_rejoin(s->o.local, peer, pool, image, me.generation, out);
+	/* the pair's state cleared in the same hold as the claim is released: no cycle starts
+	 * in between and sees the split-brain still */
 	pthread_mutex_lock(&s->lock);
+	if (r == 0) {
+		p->split_brain = false;
+		p->error[0] = '\0';
+		p->backoff = 0;
+		p->next_attempt_ms = 0;
+	}
 	p->running = false;
 	pthread_cond_broadcast(&s->cond);
-	if (r < 0) {
-		pthread_mutex_unlock(&s->lock);
-		return r;
-	}
-	p->split_brain = false;
-	p->error[0] = '\0';
-	p->backoff = 0;
-	p->next_attempt_ms = 0;
 	pthread_mutex_unlock(&s->lock);
-	return 0;
+	return r;
 }
 
 static int remove_pair(ims_repl_sched *s, const char *pool, const char *image, const char *target,
@@ -1450,21 +1467,16 @@ int ims_repl_seal_snapshot(ims_repl_sched *s, const char *pool, const char *imag
 		ims_repl_result res;
 		pthread_mutex_lock(&s->lock);
 		pair *p = find_locked(s, pool, image, targets[i]);
-		while (p && p->running && !s->stopping)
-			pthread_cond_wait(&s->cond, &s->lock);
-		if (!p || s->stopping) {
+		if (!p || claim_pair_locked(s, p) < 0) {
+			ims_error_clear();
 			pthread_mutex_unlock(&s->lock);
 			continue;
 		}
-		p->running = true;
 		pthread_mutex_unlock(&s->lock);
 		r = run_cycle(s, p, NULL, NULL, &res);
 		if (r == 0 && (r = s->o.peer(s->o.peer_ctx, p->target, &peer)) == 0)
 			r = seal_user_snapshot(s, p, peer, snap, res.sealed);
-		pthread_mutex_lock(&s->lock);
-		p->running = false;
-		pthread_cond_broadcast(&s->cond);
-		pthread_mutex_unlock(&s->lock);
+		release_pair(s, p);
 		if (r == 0 && sealed_on && used < len)
 			used += (size_t)snprintf(sealed_on + used, len - used, "%s%s", used ? "," : "", targets[i]);
 	}
@@ -1483,19 +1495,12 @@ static int sync_now_kind(ims_repl_sched *s, const char *pool, const char *name, 
 				     group ? "group " : "", pool, name, target);
 	}
 	/* after the running cycle, and after a failover of the image to another target */
-	while ((p->running || paused_locked(s, p, false)) && !s->stopping)
-		pthread_cond_wait(&s->cond, &s->lock);
-	if (s->stopping) {
-		pthread_mutex_unlock(&s->lock);
-		return ims_error_set(-ESHUTDOWN, "the daemon is stopping");
-	}
-	p->running = true;
+	int r = claim_pair_locked(s, p);
 	pthread_mutex_unlock(&s->lock);
-	int r = run_cycle(s, p, progress, ctx, out);
-	pthread_mutex_lock(&s->lock);
-	p->running = false;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
+	if (r < 0)
+		return r;
+	r = run_cycle(s, p, progress, ctx, out);
+	release_pair(s, p);
 	return r;
 }
 
@@ -1580,13 +1585,10 @@ int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image
 		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'; enable it first", pool, image,
 				     target);
 	}
-	while (p->running && !s->stopping)
-		pthread_cond_wait(&s->cond, &s->lock);
-	if (s->stopping) {
+	if ((r = claim_pair_locked(s, p)) < 0) {
 		pthread_mutex_unlock(&s->lock);
-		return ims_error_set(-ESHUTDOWN, "the daemon is stopping");
+		return r;
 	}
-	p->running = true;
 	pthread_mutex_unlock(&s->lock);
 	c.p = p;
 	pair_key(p, c.lock_name, sizeof(c.lock_name));

@@ -72,6 +72,10 @@ check "it shipped the delta ($bytes bytes), not the image (32 MiB and more)" \
 expect_rc 0 "site b's copy verifies equal" "$CLI" repl verify "rbd/$img" --to b
 expect_rc 0 "site c's copy verifies equal" "$CLI" repl verify "rbd/$img" --to c
 
+# disabling without naming the target: refused while there are two
+expect_rc 1 "repl disable without --to, two targets: refused" "$CLI" repl disable "rbd/$img"
+check "  it says to name one" grep -q "replicates to 2 sites: name one" /tmp/tg-err.$$
+check "  both pairs are still there" test "$(status_of b target),$(status_of c target)" = "b,c"
 # disabling b drops only what c does not need: c's next cycle is still a delta
 expect_rc 0 "disable replication to b" "$CLI" repl disable "rbd/$img" --to b
 write_a 1M
@@ -79,6 +83,9 @@ expect_rc 0 "a cycle to c" "$CLI" repl sync "rbd/$img" --to c
 bytes=$(status_of c last_sync_bytes)
 check "still a delta ($bytes bytes)" test -n "$bytes" -a "${bytes:-0}" -gt 0 -a "${bytes:-0}" -le $((2 * 1024 * 1024))
 expect_rc 0 "site c's copy verifies equal" "$CLI" repl verify "rbd/$img" --to c
+
+expect_rc 0 "repl disable without --to: the only target, c" "$CLI" repl disable "rbd/$img"
+check "  nothing is replicated any more" test -z "$(status_of c target)"
 
 # a planned failover to b while a cycle to c runs: the image's other pairs are paused (the
 # running cycle ends first), and the fence spares this daemon's own clients

@@ -210,7 +210,7 @@ static void test_syntax(void **state)
 		      "test.conf:7: expected 'key = value', got 'just words'\n"
 		      "test.conf:8: [peer] needs a name: [peer NAME]\n"
 		      "test.conf:9: bad peer name 'b c': 1 to 32 letters, digits, '-' or '_'\n"
-		      "test.conf:10: bad section header '[site': expected [NAME] alone on the line\n");
+		      "test.conf:10: bad section header '[site': expected [NAME] alone on the line or before a comment\n");
 }
 
 static void test_names_and_paths(void **state)
@@ -242,6 +242,96 @@ static void test_whole_file_checks(void **state)
 			       &cfg, &e), 0);
 	assert_true(cfg->server.allow_plain_http);
 	ims_config_free(cfg);
+}
+
+/* A '#' or ';' after a blank (or where the value would start) begins a comment that runs to the
+ * end of the line, for every kind of value and after a section header; one with no blank
+ * before it is part of the value (issue 13: the example of docs/TIERING.md kept "# ..." in its
+ * values). A quoted value keeps what is between its quotes. */
+static void test_trailing_comments(void **state)
+{
+	(void)state;
+	ims_config *cfg = NULL;
+	errors e;
+	const char *text =
+		"[site]   # this site\n"
+		"name = a            # name\n"
+		"ceph_conf = /etc/ceph/a.conf  # path\n"
+		"keyring = /etc/ceph/a.keyring;not-a-comment\n"
+		"client_id = imgstore ; string, ';' comment\n"
+		"pool = rbd\t# after a tab\n"
+		"mon_timeout = 5s    # duration\n"
+		"[peer b]; a peer\n"
+		"ceph_conf = /etc/ceph/b.conf\n"
+		"bandwidth_limit = 50M  # size\n"
+		"[server]\n"
+		"listen = 127.0.0.1:7443   # address\n"
+		"allow_plain_http = yes    # bool\n"
+		"threads = 4               # number\n"
+		"max_request_bytes = 8M    # size\n"
+		"unix_socket = \"/run/imgstore/a #1.sock\"  # quoted: its '#' stays\n"
+		"import_dirs = /srv/in, /data/in   # paths\n"
+		"tls_priorities = NORMAL:-VERS-ALL:+VERS-TLS1.3 ; TLS 1.3 only\n"
+		"[s3 cold]\n"
+		"endpoint = https://s3.example.net       # http:// only for a lab\n"
+		"region = eu#1\n"
+		"bucket = imgstore-cold                  # must exist\n"
+		"credentials_file = /etc/imgstore/s3.cred   # \"ACCESS_KEY SECRET_KEY\"\n"
+		"key_file = /etc/imgstore/s3-cold.key\n"
+		"addressing = virtual                    # or path\n"
+		"[defaults]\n"
+		"rpo = 30s # duration\n"
+		"log_level = debug # enum\n"
+		"alert_webhook = https://hook.example.net/x?a=1;b=2#f   # '#', ';' inside stay\n";
+	assert_int_equal(parse(text, &cfg, &e), 0);
+	assert_int_equal(e.count, 0);
+	assert_string_equal(cfg->site.name, "a");
+	assert_string_equal(cfg->site.ceph_conf, "/etc/ceph/a.conf");
+	assert_string_equal(cfg->site.keyring, "/etc/ceph/a.keyring;not-a-comment");
+	assert_string_equal(cfg->site.client_id, "imgstore");
+	assert_string_equal(cfg->site.pool, "rbd");
+	assert_int_equal(cfg->site.mon_timeout, 5);
+	assert_int_equal(cfg->npeers, 1);
+	assert_string_equal(cfg->peers[0].name, "b");
+	assert_string_equal(cfg->peers[0].ceph_conf, "/etc/ceph/b.conf");
+	assert_int_equal(cfg->peers[0].bandwidth_limit, 50u << 20);
+	assert_string_equal(cfg->server.listen, "127.0.0.1:7443");
+	assert_true(cfg->server.allow_plain_http);
+	assert_int_equal(cfg->server.threads, 4);
+	assert_int_equal(cfg->server.max_request_bytes, 8u << 20);
+	assert_string_equal(cfg->server.unix_socket, "/run/imgstore/a #1.sock");
+	assert_string_equal(cfg->server.import_dirs, "/srv/in, /data/in");
+	assert_string_equal(cfg->server.tls_priorities, "NORMAL:-VERS-ALL:+VERS-TLS1.3");
+	const ims_config_s3 *s3 = ims_config_s3_target(cfg, "cold");
+	assert_non_null(s3);
+	assert_string_equal(s3->endpoint, "https://s3.example.net");
+	assert_string_equal(s3->region, "eu#1");
+	assert_string_equal(s3->bucket, "imgstore-cold");
+	assert_string_equal(s3->credentials_file, "/etc/imgstore/s3.cred");
+	assert_string_equal(s3->addressing, "virtual");
+	assert_int_equal(cfg->defaults.rpo, 30);
+	assert_string_equal(cfg->defaults.log_level, "debug");
+	assert_string_equal(cfg->defaults.alert_webhook, "https://hook.example.net/x?a=1;b=2#f");
+	ims_config_free(cfg);
+}
+
+/* What is refused around comments and quotes, each with its line. */
+static void test_comments_refused(void **state)
+{
+	(void)state;
+	expect_errors(BASE "[peer b] trailing words\n"
+			   "[peer c]\n"
+			   "ceph_conf = /c2\n"
+			   "pool = \"rbd   # no closing quote\n"
+			   "client_id = \"x\" y\n"
+			   "keyring = # only a comment\n"
+			   "mon_timeout = 30s#5s\n"
+			   "osd_timeout = \"10s\"   # quoted, then a comment: fine\n",
+		      "test.conf:6: bad section header '[peer b] trailing words': expected [NAME] alone on the line or before a comment\n"
+		      "test.conf:9: bad value '\"rbd   # no closing quote' for 'pool': expected a closing '\"'\n"
+		      "test.conf:10: bad value '\"x\" y' for 'client_id': expected nothing but a comment after the closing '\"'\n"
+		      "test.conf:11: bad value '' for 'keyring': expected a value, not an empty one\n"
+		      "test.conf:12: bad value '30s#5s' for 'mon_timeout': expected a duration like 30s, 5m, 1h30m, 2d\n");
 }
 
 static void test_binary_garbage(void **state)
@@ -376,6 +466,7 @@ static void test_reference(void **state)
 	assert_non_null(strstr(buf, "| `rpo` | duration | 60s | from 1s to 30d | "));
 	assert_non_null(strstr(buf, "| `ceph_conf` | path | **required** |"));
 	assert_non_null(strstr(buf, "## [s3 NAME]"));
+	assert_non_null(strstr(buf, "starts a comment")); /* the comment rule is stated */
 	free(buf);
 }
 
@@ -392,6 +483,8 @@ int main(void)
 		cmocka_unit_test(test_syntax),
 		cmocka_unit_test(test_names_and_paths),
 		cmocka_unit_test(test_whole_file_checks),
+		cmocka_unit_test(test_trailing_comments),
+		cmocka_unit_test(test_comments_refused),
 		cmocka_unit_test(test_binary_garbage),
 		cmocka_unit_test(test_load_from_file),
 		cmocka_unit_test(test_import_export_dirs),
