@@ -364,8 +364,10 @@ fi
 echo
 echo "| fault | rounds | invariant violations | recovery median s | recovery worst s |"
 echo "|---|---|---|---|---|"
+declare -A shown=()
 for f in "${faults[@]}"; do
-  [ -n "${rounds[$f]:-}" ] || continue
+  [ -n "${rounds[$f]:-}" ] && [ -z "${shown[$f]:-}" ] || continue
+  shown[$f]=1
   read -r med worst < <(tr ' ' '\n' <<<"${times[$f]}" | grep -v '^$' | sort -n |
     awk '{ a[NR] = $1 } END { m = a[int((NR + 1) / 2)]; printf "%.1f %.1f\n", m / 1000, a[NR] / 1000 }')
   echo "| $f | ${rounds[$f]} | ${bad[$f]} | $med | $worst |"
