@@ -330,8 +330,15 @@ const ims_cli_verb ims_cli__repl_verbs[] = {
 /* ---- site ---- */
 
 static const ims_cli_column site_columns[] = {
-	{"NAME", "name", NULL}, {"LOCAL", "local", NULL}, {"HEALTH", "health", NULL},
-	{"FSID", "fsid", NULL}, {"ERROR", "error", NULL}, {NULL, NULL, NULL},
+	{"NAME", "name", NULL},
+	{"LOCAL", "local", NULL},
+	{"HEALTH", "health", NULL},
+	{"LAST_ANSWER", "last_answer_seconds", NULL},
+	{"PAIRS", "pairs", NULL},
+	{"OVER_RPO", "pairs_over_rpo", NULL},
+	{"MAX_LAG", "max_lag_seconds", NULL},
+	{"ERROR", "error", NULL},
+	{NULL, NULL, NULL},
 };
 
 static int site_ls(ims_cli *cli, const ims_cli_args *a)
@@ -365,7 +372,9 @@ static int site_status(ims_cli *cli, const ims_cli_args *a)
 }
 
 const ims_cli_verb ims_cli__site_verbs[] = {
-	{"site", "ls", "", "List the sites: this one and its peers.", no_opts, 0, 0, site_ls},
-	{"site", "status", "NAME", "Show a site's health.", no_opts, 1, 1, site_status},
+	{"site", "ls", "", "List the sites: this one and its peers, whether they answer, and the lag of the "
+	 "replication to them.", no_opts, 0, 0, site_ls},
+	{"site", "status", "NAME", "Show one site: health, last answer, fsid, replication pairs and lag.", no_opts, 1,
+	 1, site_status},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
 };

@@ -190,6 +190,46 @@ bool ims_health_site_up(ims_health *h, const char *name)
 	return p ? look(h, p).up : false;
 }
 
+int ims_health_sites(ims_health *h, ims_health_site **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (!h)
+		return 0;
+	ims_health_site *list = calloc(h->n, sizeof(*list));
+	if (!list)
+		return -ENOMEM;
+	for (size_t i = 0; i < h->n; i++) {
+		probe *p = &h->probes[i];
+		ims_health_site *o = &list[i];
+		view v = look(h, p);
+		snprintf(o->name, sizeof(o->name), "%s", p->name);
+		o->local = p->own;
+		o->known = v.known;
+		o->up = v.known && v.up;
+		o->since_ok_ms = v.since_ok_ms;
+		o->reconnects = v.reconnects;
+		if (!v.known)
+			snprintf(o->error, sizeof(o->error), "not reached yet");
+		else if (!o->up && v.probing_ms)
+			snprintf(o->error, sizeof(o->error), "has not answered a read in pool '%s' for %lld s", p->pool,
+				 (long long)(v.probing_ms / 1000));
+		else if (!o->up)
+			snprintf(o->error, sizeof(o->error), "%s", ims_strerror(v.error));
+		pthread_mutex_lock(&h->lock);
+		ims_site *site = p->site;
+		pthread_mutex_unlock(&h->lock);
+		if (site && ims_site_fsid(site, o->fsid, sizeof(o->fsid)) < 0)
+			o->fsid[0] = '\0';
+		ims_error_clear();
+		const char *conf = p->own ? h->d->cfg->site.ceph_conf : h->d->cfg->peers[i - 1].ceph_conf;
+		snprintf(o->ceph_conf, sizeof(o->ceph_conf), "%s", conf ? conf : "");
+	}
+	*out = list;
+	*n = h->n;
+	return 0;
+}
+
 void ims_health_metrics(ims_health *h, FILE *out)
 {
 	char name[IMS_PROM_ESCAPED_MAX(64)];

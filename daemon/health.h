@@ -15,6 +15,7 @@
 #define IMS_DAEMON_HEALTH_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -43,6 +44,28 @@ int ims_health_ready(ims_health *h, char *why, size_t len);
  * names are down.
  */
 bool ims_health_site_up(ims_health *h, const char *name);
+
+/** What this daemon knows of one site, for SiteService. */
+typedef struct {
+	char name[64];
+	bool local;          /* the daemon's own site */
+	bool known;          /* reached, or a connect has failed */
+	bool up;             /* answered its last probe in time */
+	char error[256];     /* why not, when down or not reached */
+	int64_t since_ok_ms; /* since it last answered; -1: never */
+	uint64_t reconnects; /* clients replaced because they were blocklisted */
+	char ceph_conf[512];
+	char fsid[40];       /* "" until connected */
+} ims_health_site;
+
+/**
+ * Every site, the daemon's own first, then the peers in the config's order; never waits for a
+ * cluster.
+ *
+ * @param[out] out free() it.
+ * @returns -ENOMEM.
+ */
+int ims_health_sites(ims_health *h, ims_health_site **out, size_t *n);
 
 /** The per-site metrics, in Prometheus text. */
 void ims_health_metrics(ims_health *h, FILE *out);

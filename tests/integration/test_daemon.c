@@ -547,11 +547,29 @@ static void test_roles(void **state)
 	assert_true(CALL(reader, "ReplicationService", "Failover", &fo, operation, &fop) < 0);
 	assert_int_equal(ims_client_last_code(reader), IMS_RPC_PERMISSION_DENIED);
 
-	/* declared, not implemented yet */
+	/* the sites: this daemon's own first, answering; an unknown one is named as such */
 	Imgstore__V1__ListSitesRequest ls = IMGSTORE__V1__LIST_SITES_REQUEST__INIT;
 	Imgstore__V1__ListSitesResponse *lsr = NULL;
-	assert_true(CALL(C, "SiteService", "ListSites", &ls, list_sites_response, &lsr) < 0);
-	assert_int_equal(ims_client_last_code(C), IMS_RPC_UNIMPLEMENTED);
+	assert_int_equal(CALL(reader, "SiteService", "ListSites", &ls, list_sites_response, &lsr), 0);
+	assert_true(lsr->n_sites >= 1);
+	assert_true(lsr->sites[0]->local);
+	assert_string_equal(lsr->sites[0]->health, "up");
+	assert_true(lsr->sites[0]->fsid[0] != '\0');
+	for (size_t i = 1; i < lsr->n_sites; i++)
+		assert_false(lsr->sites[i]->local);
+	Imgstore__V1__GetSiteStatusRequest gs = IMGSTORE__V1__GET_SITE_STATUS_REQUEST__INIT;
+	Imgstore__V1__Site *site = NULL;
+	gs.name = lsr->sites[0]->name;
+	assert_int_equal(CALL(reader, "SiteService", "GetSiteStatus", &gs, site, &site), 0);
+	assert_string_equal(site->name, lsr->sites[0]->name);
+	assert_true(site->local);
+	free_msg(site);
+	site = NULL;
+	free_msg(lsr);
+	gs.name = "nowhere";
+	assert_true(CALL(reader, "SiteService", "GetSiteStatus", &gs, site, &site) < 0);
+	assert_int_equal(ims_client_last_code(reader), IMS_RPC_NOT_FOUND);
+	assert_non_null(strstr(ims_error_last(), "no site 'nowhere'"));
 
 	Imgstore__V1__DeleteImageRequest del = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
 	Imgstore__V1__DeleteImageResponse *dr = NULL;

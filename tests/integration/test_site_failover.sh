@@ -63,12 +63,24 @@ sealed=()
 for i in "${imgs[@]}"; do sealed+=("$(last_repl_snap b "$i")"); done
 check "every image has a sealed snapshot on site b" bash -c "for s in ${sealed[*]}; do [ -n \"\$s\" ] || exit 1; done; [ ${#sealed[@]} = $N ]"
 
+# site ls on site a: its own site and site b answer, and b gets the pairs of every image and the group
+sites=$(on_a --format json site ls 2>/dev/null)
+echo "# site ls on a: $(jq -c '[.[] | {name, local, health, pairs}]' <<<"$sites")"
+check "site ls: site a local and up, site b up" \
+  jq -e '([.[] | select(.name == "a" and .local == true and .health == "up")] | length == 1) and ([.[] | select(.name == "b" and .health == "up")] | length == 1)' <<<"$sites"
+check "  with the pairs replicated to b ($N images and the group at least)" \
+  jq -e --argjson n $((N + 1)) '.[] | select(.name == "b") | (.pairs // 0) >= $n' <<<"$sites"
+
 # site a is lost; site b's daemon sees it down before it is asked
 "$SANDBOX" freeze-site "$IMGSTORE_SANDBOX" a >/dev/null
 FROZEN=a
 up=
 for _ in $(seq 1 30); do up=$(metric "$IMGSTORE_SERVER_B" 'imgstore_site_up{site="a"}'); [ "$up" = 0 ] && break; sleep 1; done
 check "site b's daemon sees site a down (imgstore_site_up 0)" test "$up" = 0
+st=$(on_b --format json site status a 2>/dev/null)
+echo "# site status a on b: $(jq -c '{health, error, last_answer_seconds}' <<<"$st")"
+check "  site status a on site b says down, and why" jq -e '.health == "down" and (.error | length > 0)' <<<"$st"
+expect_rc 1 "  site status of a site nobody knows" on_b site status nowhere
 t0=$SECONDS
 expect_rc 0 "repl failover --from a --to b --force, asked of site b" on_b repl failover --from a --to b --force
 took=$((SECONDS - t0))
