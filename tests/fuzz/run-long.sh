@@ -16,6 +16,8 @@ for name in qcow2 vmdk rpc_dispatch manifest; do
   mkdir -p "$dir/work-$name" "$dir/artifacts-$name"
   seeds=()
   [ -d "$dir/corpus/$name" ] && seeds=("$dir/corpus/$name")
+  # seeds kept in the source tree (manifests: json-c is not instrumented, the fuzzer needs them)
+  [ -d "$(dirname "$0")/seeds/$name" ] && seeds+=("$(dirname "$0")/seeds/$name")
   echo "== fuzz_$name for ${secs}s"
   if ! "$bin" -max_total_time="$secs" -runs="$((runs > 0 ? runs : -1))" -timeout=10 -rss_limit_mb=2048 -max_len=262144 \
       -print_final_stats=1 -artifact_prefix="$dir/artifacts-$name/" "$dir/work-$name" "${seeds[@]}"; then
