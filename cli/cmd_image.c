@@ -828,25 +828,12 @@ static int image_untag(ims_cli *cli, const ims_cli_args *a)
 
 static const ims_cli_opt attach_opts[] = {
 	{"format", "libvirt|table|json", "libvirt: print the <disk> XML for the volume as is"},
-	{"client-id", "ID", "cephx user of the host (default: the daemon's)"},
-	{"secret-uuid", "UUID", "libvirt secret holding that user's key"},
+	{"host", "NAME", "the hypervisor host whose [host NAME] of the daemon's configuration names the "
+			 "cephx user and libvirt secret (default: the caller's own host token)"},
+	{"client-id", "ID", "cephx user of the host (default: cephx_user of its [host NAME])"},
+	{"secret-uuid", "UUID", "libvirt secret holding that user's key (default: libvirt_secret of its [host NAME])"},
 	{NULL, NULL, NULL},
 };
-
-static bool is_uuid(const char *s)
-{
-	if (strlen(s) != 36)
-		return false;
-	for (int i = 0; i < 36; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return false;
-		} else if (!isxdigit((unsigned char)s[i])) {
-			return false;
-		}
-	}
-	return true;
-}
 
 static int image_attach_info(ims_cli *cli, const ims_cli_args *a)
 {
@@ -856,6 +843,7 @@ static int image_attach_info(ims_cli *cli, const ims_cli_args *a)
 	const char *format = ims_cli_opt_value(cli, a, "format");
 	const char *client_id = ims_cli_opt_value(cli, a, "client-id");
 	const char *uuid = ims_cli_opt_value(cli, a, "secret-uuid");
+	const char *host = ims_cli_opt_value(cli, a, "host");
 	bool libvirt = false;
 	ims_spec spec;
 	int r;
@@ -875,8 +863,13 @@ static int image_attach_info(ims_cli *cli, const ims_cli_args *a)
 			return r;
 		req.client_id = (char *)client_id;
 	}
+	if (host) {
+		if ((r = ims_cli_arg_word(cli, "--host", host)))
+			return r;
+		req.host = (char *)host;
+	}
 	if (uuid) {
-		if (!is_uuid(uuid))
+		if (!ims_uuid_valid(uuid))
 			return ims_cli_usage(cli, "--secret-uuid: '%s' is not a UUID", uuid);
 		req.secret_uuid = (char *)uuid;
 	}
@@ -933,7 +926,7 @@ const ims_cli_verb ims_cli__image_verbs[] = {
 	{"image", "untag", "POOL/IMAGE KEY...", "Remove tags from an image.", no_opts, 2,
 	 IMS_CLI_MAX_POS, image_untag},
 	{"image", "attach-info",
-	 "POOL/IMAGE [--format libvirt|table|json] [--client-id ID] [--secret-uuid UUID]",
+	 "POOL/IMAGE [--format libvirt|table|json] [--host NAME] [--client-id ID] [--secret-uuid UUID]",
 	 "Show what a hypervisor host needs to attach the image (libvirt <disk> XML).", attach_opts,
 	 1, 1, image_attach_info},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},

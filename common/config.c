@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/spec.h"
 #include "common/units.h"
 
 typedef enum {
@@ -24,6 +25,7 @@ typedef enum {
 	T_ADDRESS,
 	T_URL,
 	T_PATHS, /* absolute paths separated by commas */
+	T_UUID,
 } key_type;
 
 /* The kinds of section. [site] and [peer NAME] share the cluster keys. */
@@ -32,6 +34,7 @@ typedef enum {
 	S_SERVER,
 	S_S3,
 	S_DEFAULTS,
+	S_HOST,
 } section_kind;
 
 typedef struct {
@@ -54,6 +57,7 @@ typedef struct {
 #define SV(f) offsetof(ims_config_server, f)
 #define S3(f) offsetof(ims_config_s3, f)
 #define DF(f) offsetof(ims_config_defaults, f)
+#define HO(f) offsetof(ims_config_host, f)
 #define DAY (86400ull)
 #define GIB (1ull << 30)
 
@@ -155,6 +159,13 @@ static const config_key keys[] = {
 	  "Most verbose log level written." },
 	{ S_DEFAULTS, "alert_webhook", T_URL, DF(alert_webhook), NULL, 0, 0, NULL, 0,
 	  "URL that receives a JSON POST when an image's lag exceeds its RPO." },
+
+	{ S_HOST, "cephx_user", T_STRING, HO(cephx_user), NULL, 0, 0, NULL, F_REQUIRED,
+	  "The host's own cephx user, without 'client.' (profile rbd on the pools its VMs use); "
+	  "attach-info names it in the libvirt disk XML." },
+	{ S_HOST, "libvirt_secret", T_UUID, HO(libvirt_secret), NULL, 0, 0, NULL, F_REQUIRED,
+	  "UUID of the libvirt secret on the host that holds cephx_user's key "
+	  "(virsh secret-define, secret-set-value)." },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -167,6 +178,7 @@ static const char *section_title(section_kind s)
 	case S_SERVER: return "server";
 	case S_S3: return "s3";
 	case S_DEFAULTS: return "defaults";
+	case S_HOST: return "host";
 	}
 	return "?";
 }
@@ -177,7 +189,7 @@ static const char *section_title(section_kind s)
 typedef struct {
 	section_kind kind;
 	int peer;      /* S_CLUSTER: -1 for [site], else the index in cfg->peers */
-	size_t index;  /* S_S3: the index in cfg->s3 */
+	size_t index;  /* S_S3, S_HOST: the index in cfg->s3, cfg->hosts */
 	unsigned line;
 	uint64_t set;  /* bit i: keys[i] was given */
 } section_ref;
@@ -220,6 +232,7 @@ static void *section_base(parser *p, const section_ref *s)
 	case S_SERVER: return &p->cfg->server;
 	case S_S3: return &p->cfg->s3[s->index];
 	case S_DEFAULTS: return &p->cfg->defaults;
+	case S_HOST: return &p->cfg->hosts[s->index];
 	}
 	return NULL;
 }
@@ -230,6 +243,8 @@ static const char *section_label(parser *p, const section_ref *s, char *buf, siz
 		snprintf(buf, len, "[peer %s]", p->cfg->peers[s->peer].name);
 	else if (s->kind == S_S3)
 		snprintf(buf, len, "[s3 %s]", p->cfg->s3[s->index].name);
+	else if (s->kind == S_HOST)
+		snprintf(buf, len, "[host %s]", p->cfg->hosts[s->index].name);
 	else
 		snprintf(buf, len, "[%s]", section_title(s->kind));
 	return buf;
@@ -279,6 +294,18 @@ static bool valid_paths(const char *s)
 	}
 }
 
+/* A host's name, as the token file and lease records write it. */
+static bool valid_host_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 127 || !isalnum((unsigned char)s[0]))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
+			return false;
+	return true;
+}
+
 static bool enum_has(const char *choices, const char *v)
 {
 	size_t n = strlen(v);
@@ -309,6 +336,7 @@ static int set_value(void *base, const config_key *k, const char *value, const c
 	case T_ADDRESS:
 	case T_URL:
 	case T_PATHS:
+	case T_UUID:
 		if (!*value) {
 			*why = "a value, not an empty one";
 			return -EINVAL;
@@ -337,6 +365,10 @@ static int set_value(void *base, const config_key *k, const char *value, const c
 		}
 		if (k->type == T_ADDRESS && !valid_address(value)) {
 			*why = "HOST:PORT with a port from 1 to 65535";
+			return -EINVAL;
+		}
+		if (k->type == T_UUID && !ims_uuid_valid(value)) {
+			*why = "a UUID like 2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f60";
 			return -EINVAL;
 		}
 		if (k->type == T_URL && strncmp(value, "http://", 7) != 0 &&
@@ -516,6 +548,34 @@ static section_ref *open_section(parser *p, char *head, unsigned line, int *oom)
 	ims_config *cfg = p->cfg;
 	section_ref *s;
 
+	if (!strcmp(kind, "host")) {
+		if (!name || !*name) {
+			report(p, line, "[host] needs a name: [host NAME], NAME as in the host's token line");
+			return NULL;
+		}
+		if (!valid_host_name(name)) {
+			report(p, line, "bad host name '%s': 1 to 127 letters, digits, '.', '-' or '_'", name);
+			return NULL;
+		}
+		if (ims_config_host_entry(cfg, name)) {
+			report(p, line, "[host %s] appears twice", name);
+			return NULL;
+		}
+		char *copy = strdup(name);
+		ims_config_host *n = copy ? realloc(cfg->hosts, (cfg->nhosts + 1) * sizeof(*n)) : NULL;
+		if (!n) {
+			free(copy);
+			goto nomem;
+		}
+		cfg->hosts = n;
+		memset(&n[cfg->nhosts], 0, sizeof(*n));
+		n[cfg->nhosts].name = copy;
+		n[cfg->nhosts].line = line;
+		if (!(s = add_section(p, S_HOST, line)))
+			goto nomem;
+		s->index = cfg->nhosts++;
+		return s;
+	}
 	if (!strcmp(kind, "peer") || !strcmp(kind, "s3")) {
 		bool peer = kind[0] == 'p';
 		if (!name || !*name) {
@@ -573,7 +633,8 @@ static section_ref *open_section(parser *p, char *head, unsigned line, int *oom)
 	} else if (!strcmp(kind, "defaults")) {
 		k = S_DEFAULTS, seen = &p->have_defaults, where = &cfg->defaults.line;
 	} else {
-		report(p, line, "unknown section [%s]: expected [site], [peer NAME], [server], [s3 NAME] or [defaults]",
+		report(p, line,
+		       "unknown section [%s]: expected [site], [peer NAME], [server], [s3 NAME], [defaults] or [host NAME]",
 		       kind);
 		return NULL;
 	}
@@ -872,6 +933,12 @@ void ims_config_free(ims_config *cfg)
 		free(s->addressing);
 	}
 	free(cfg->s3);
+	for (size_t i = 0; i < cfg->nhosts; i++) {
+		free(cfg->hosts[i].name);
+		free(cfg->hosts[i].cephx_user);
+		free(cfg->hosts[i].libvirt_secret);
+	}
+	free(cfg->hosts);
 	free(cfg->defaults.log_level);
 	free(cfg->defaults.alert_webhook);
 	free(cfg->path);
@@ -884,6 +951,85 @@ const ims_config_cluster *ims_config_peer(const ims_config *cfg, const char *nam
 		if (strcmp(cfg->peers[i].name, name) == 0)
 			return &cfg->peers[i];
 	return NULL;
+}
+
+const ims_config_host *ims_config_host_entry(const ims_config *cfg, const char *name)
+{
+	for (size_t i = 0; cfg && name && i < cfg->nhosts; i++)
+		if (strcmp(cfg->hosts[i].name, name) == 0)
+			return &cfg->hosts[i];
+	return NULL;
+}
+
+/* Whether the field of @p k differs between two sections of the same kind. */
+static bool key_differs(const config_key *k, const void *a, const void *b)
+{
+	const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
+	switch (k->type) {
+	case T_BOOL:
+		return *(const bool *)fa != *(const bool *)fb;
+	case T_UINT:
+	case T_SIZE:
+	case T_DURATION:
+		return *(const uint64_t *)fa != *(const uint64_t *)fb;
+	default: {
+		const char *x = *(char *const *)fa, *y = *(char *const *)fb;
+		return (!x != !y) || (x && strcmp(x, y) != 0);
+	}
+	}
+}
+
+static size_t diff_section(section_kind kind, const char *label, const void *a, const void *b,
+			   ims_config_diff_fn fn, void *ctx)
+{
+	size_t n = 0;
+	if (!a || !b) {
+		fn(ctx, label, "*");
+		return 1;
+	}
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (keys[i].section == kind && key_differs(&keys[i], a, b)) {
+			fn(ctx, label, keys[i].name);
+			n++;
+		}
+	}
+	return n;
+}
+
+size_t ims_config_diff(const ims_config *a, const ims_config *b, ims_config_diff_fn fn, void *ctx)
+{
+	char label[192];
+	size_t n = 0;
+
+	n += diff_section(S_CLUSTER, "[site]", &a->site, &b->site, fn, ctx);
+	n += diff_section(S_SERVER, "[server]", &a->server, &b->server, fn, ctx);
+	n += diff_section(S_DEFAULTS, "[defaults]", &a->defaults, &b->defaults, fn, ctx);
+	/* named sections: each of either side, matched by name */
+	for (int side = 0; side < 2; side++) {
+		const ims_config *x = side ? b : a, *y = side ? a : b;
+		for (size_t i = 0; i < x->npeers; i++) {
+			const ims_config_cluster *o = ims_config_peer(y, x->peers[i].name);
+			if (side && o)
+				continue; /* compared from the first side */
+			snprintf(label, sizeof(label), "[peer %s]", x->peers[i].name);
+			n += diff_section(S_CLUSTER, label, &x->peers[i], o, fn, ctx);
+		}
+		for (size_t i = 0; i < x->ns3; i++) {
+			const ims_config_s3 *o = ims_config_s3_target(y, x->s3[i].name);
+			if (side && o)
+				continue;
+			snprintf(label, sizeof(label), "[s3 %s]", x->s3[i].name);
+			n += diff_section(S_S3, label, &x->s3[i], o, fn, ctx);
+		}
+		for (size_t i = 0; i < x->nhosts; i++) {
+			const ims_config_host *o = ims_config_host_entry(y, x->hosts[i].name);
+			if (side && o)
+				continue;
+			snprintf(label, sizeof(label), "[host %s]", x->hosts[i].name);
+			n += diff_section(S_HOST, label, &x->hosts[i], o, fn, ctx);
+		}
+	}
+	return n;
 }
 
 const ims_config_s3 *ims_config_s3_target(const ims_config *cfg, const char *name)
@@ -908,6 +1054,7 @@ static const char *type_name(const config_key *k)
 	case T_ADDRESS: return "HOST:PORT";
 	case T_URL: return "URL";
 	case T_PATHS: return "paths";
+	case T_UUID: return "UUID";
 	}
 	return "?";
 }
@@ -925,6 +1072,12 @@ void ims_config_write_reference(FILE *f)
 		{ S_SERVER, "[server]", "How the RPC API is served." },
 		{ S_S3, "[s3 NAME]", "An S3-compatible target for cold tiering, one section each." },
 		{ S_DEFAULTS, "[defaults]", "What applies where a request or policy says nothing." },
+		{ S_HOST, "[host NAME]",
+		  "A hypervisor host's identity toward Ceph, one section each, NAME as in the host's "
+		  "token line (or the CN of its client certificate). `imgstore image attach-info` "
+		  "names this cephx user and libvirt secret in the libvirt disk XML; a host without a "
+		  "section gets a clear refusal instead of the daemon's own user. SIGHUP reloads "
+		  "these sections, the tokens and `log_level` without a restart." },
 	};
 	char range[96];
 

@@ -13,6 +13,7 @@
  *     [server]                RPC listeners, TLS, tokens
  *     [s3 cold]               an S3 target for tiering, one section each
  *     [defaults]              replication and transfer defaults
+ *     [host hv1]              a hypervisor host's cephx user and libvirt secret
  *
  * A '#' or ';' that begins a line, follows a section header, begins a value or follows a blank
  * in a value starts a comment ("rpo = 30s  # half a minute" is 30s); one with no blank before
@@ -92,6 +93,14 @@ typedef struct {
 	unsigned line;
 } ims_config_defaults;
 
+/** [host NAME]: a hypervisor host's identity toward Ceph, for attach-info. */
+typedef struct {
+	char *name;           /* as in the host's token line (or its certificate's CN) */
+	char *cephx_user;     /* without 'client.' */
+	char *libvirt_secret; /* UUID of the libvirt secret holding cephx_user's key */
+	unsigned line;
+} ims_config_host;
+
 typedef struct ims_config {
 	char *path;
 	ims_config_cluster site;
@@ -101,6 +110,8 @@ typedef struct ims_config {
 	ims_config_s3 *s3;
 	size_t ns3;
 	ims_config_defaults defaults;
+	ims_config_host *hosts;
+	size_t nhosts;
 } ims_config;
 
 /** Called once for every problem found, with "FILE:LINE: message". */
@@ -124,6 +135,19 @@ void ims_config_free(ims_config *cfg);
 
 /** The peer named @p name, or NULL. Borrowed from @p cfg. */
 const ims_config_cluster *ims_config_peer(const ims_config *cfg, const char *name);
+
+/** The [host NAME] section of host @p name, or NULL. Borrowed from @p cfg. */
+const ims_config_host *ims_config_host_entry(const ims_config *cfg, const char *name);
+
+/** Called by ims_config_diff() once for each key whose value differs ("[server]", "listen"). */
+typedef void (*ims_config_diff_fn)(void *ctx, const char *section, const char *key);
+
+/**
+ * Compare two configurations key by key (every key of the table, every section; a section
+ * present in one only is reported with key "*").
+ * @returns the number of differences reported.
+ */
+size_t ims_config_diff(const ims_config *a, const ims_config *b, ims_config_diff_fn fn, void *ctx);
 
 /** The S3 target named @p name, or NULL. Borrowed from @p cfg. */
 const ims_config_s3 *ims_config_s3_target(const ims_config *cfg, const char *name);

@@ -1,5 +1,6 @@
 #include "common/spec.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -105,4 +106,16 @@ char *ims_spec_format(char *buf, unsigned long len, const ims_spec *spec)
 	else
 		snprintf(buf, len, "%s/%s", spec->pool, spec->image);
 	return buf;
+}
+
+bool ims_uuid_valid(const char *s)
+{
+	if (!s || strlen(s) != 36)
+		return false;
+	for (int i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+		if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+			return false;
+	}
+	return true;
 }

@@ -40,6 +40,9 @@ int ims_spec_parse(ims_spec *out, const char *s, const char *default_pool, bool 
 		   bool snap_required);
 
 /** Write "POOL/IMAGE[@SNAP]" into @p buf; returns @p buf. */
+/** Whether @p s is a UUID written as 8-4-4-4-12 hexadecimal digits (a libvirt secret's). */
+bool ims_uuid_valid(const char *s);
+
 char *ims_spec_format(char *buf, unsigned long len, const ims_spec *spec);
 
 #endif

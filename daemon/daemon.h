@@ -28,7 +28,8 @@ typedef struct {
 } ims_upload;
 
 typedef struct ims_daemon {
-	ims_config *cfg;
+	ims_config *cfg;         /* as read at start: what needs a restart to change */
+	ims_config *live;        /* the newest read by SIGHUP (NULL: cfg): its [host] sections; under lock */
 	ims_site *site;
 	ims_ops *ops;
 	ims_rpc_server *server;
@@ -45,6 +46,14 @@ typedef struct ims_daemon {
 	struct ims_tier_scan *tier_scan; /* NULL with [defaults] tier_scan_interval = 0 */
 	struct ims_health *health;       /* the site probes (daemon/health.h) */
 } ims_daemon;
+
+/**
+ * Host @p host's cephx user and libvirt secret, from the [host NAME] section of the newest
+ * configuration read (copied: SIGHUP may replace it meanwhile).
+ * @returns 0, or -ENOENT if the configuration has no [host @p host].
+ */
+int ims_daemon_host_identity(ims_daemon *d, const char *host, char *user, size_t user_len, char *secret,
+			     size_t secret_len);
 
 /** The peer site @p name, connecting on first use (ims_repl_peer_fn). */
 int ims_daemon_peer(void *d, const char *name, ims_site **out);

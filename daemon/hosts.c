@@ -601,21 +601,85 @@ char *ims_libvirt_disk_xml(const char *pool, const char *image, const char *clie
 	return buf;
 }
 
+int ims_daemon_host_identity(ims_daemon *d, const char *host, char *user, size_t user_len, char *secret,
+			     size_t secret_len)
+{
+	int r = -ENOENT;
+	pthread_mutex_lock(&d->lock);
+	const ims_config_host *h = ims_config_host_entry(d->live ? d->live : d->cfg, host);
+	if (h) {
+		snprintf(user, user_len, "%s", h->cephx_user);
+		snprintf(secret, secret_len, "%s", h->libvirt_secret);
+		r = 0;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+/*
+ * The cephx user and libvirt secret a host attaches with: what the request gives, else the
+ * [host NAME] section of the host it names (or of the caller's own identity). Never the
+ * daemon's own cephx user: a hypervisor must not get the keys of the service.
+ */
+static int attach_identity(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__GetAttachInfoRequest *q,
+			   const char **host_out, char *user, size_t ulen, char *secret, size_t slen)
+{
+	const char *host = NULL;
+	int r;
+	*host_out = NULL;
+	if (q->host && q->host[0]) {
+		if ((r = check_host(q->host)) < 0 || (r = check_caller(call, q->host, "ask attach-info")) < 0)
+			return r;
+		host = q->host;
+	} else if (ims_rpc_call_role(call) == IMS_ROLE_HOST) {
+		/* a host asks for itself: its certificate's CN when it has one configured */
+		const char *cn = ims_rpc_call_cert_cn(call), *name = ims_rpc_call_caller(call);
+		char u[8], sct[8];
+		host = cn && ims_daemon_host_identity(d, cn, u, sizeof(u), sct, sizeof(sct)) == 0 ? cn : name;
+	}
+	bool have_user = q->client_id && q->client_id[0], have_secret = q->secret_uuid && q->secret_uuid[0];
+	if (have_user && !valid_host(q->client_id))
+		return ims_error_set(-EINVAL, "bad cephx user '%s'", q->client_id);
+	if (have_secret && !ims_uuid_valid(q->secret_uuid))
+		return ims_error_set(-EINVAL, "bad libvirt secret '%s': expected a UUID", q->secret_uuid);
+	if (!have_user || !have_secret) {
+		if (!host)
+			return ims_error_set(-EBUSY,
+					     "attach-info needs a host: name it (--host NAME, a [host NAME] of the "
+					     "daemon's configuration) or give --client-id and --secret-uuid");
+		if (ims_daemon_host_identity(d, host, user, ulen, secret, slen) < 0)
+			return ims_error_set(-EBUSY,
+					     "no cephx user and libvirt secret are known for host '%s': add a [host %s] "
+					     "section with cephx_user and libvirt_secret to the daemon's configuration "
+					     "(then SIGHUP), or give --client-id and --secret-uuid",
+					     host, host);
+		*host_out = host;
+	}
+	if (have_user)
+		snprintf(user, ulen, "%s", q->client_id);
+	if (have_secret)
+		snprintf(secret, slen, "%s", q->secret_uuid);
+	return 0;
+}
+
 int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GetAttachInfoRequest *q = (const void *)req;
 	ims_spec s;
-	char addrs[1024], fsid[64];
+	char addrs[1024], fsid[64], user[128] = "", secret[64] = "";
 	int r;
 	if ((r = spec_of(d, call, q->image, &s)) < 0)
+		return r;
+	const char *host;
+	if ((r = attach_identity(d, call, q, &host, user, sizeof(user), secret, sizeof(secret))) < 0)
 		return r;
 	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
 		return r;
 	if ((r = ims_site_mon_addrs(d->site, addrs, sizeof(addrs))) < 0 ||
 	    (r = ims_site_fsid(d->site, fsid, sizeof(fsid))) < 0)
 		return r;
-	const char *client = q->client_id && q->client_id[0] ? q->client_id : d->cfg->site.client_id;
+	const char *client = user;
 	Imgstore__V1__AttachInfo *m = ALLOC(call, Imgstore__V1__AttachInfo);
 	if (!m)
 		return -ENOMEM;
@@ -634,7 +698,9 @@ int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	m->client_id = DUP(call, client);
 	m->cluster_fsid = DUP(call, fsid);
 	m->site = DUP(call, ims_site_name(d->site));
-	char *xml = ims_libvirt_disk_xml(s.pool, s.image, client, q->secret_uuid,
+	m->secret_uuid = DUP(call, secret);
+	m->host = DUP(call, host ? host : "");
+	char *xml = ims_libvirt_disk_xml(s.pool, s.image, client, secret,
 					 (const char *const *)m->monitors, m->n_monitors);
 	if (!xml)
 		return -ENOMEM;

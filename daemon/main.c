@@ -6,7 +6,9 @@
  *   imgstored --help-config
  *
  * Runs in the foreground (for systemd). SIGTERM or SIGINT: stop accepting calls, stop the
- * operations in progress (their records say so) and exit 0. SIGHUP: reload the tokens.
+ * operations in progress (their records say so) and exit 0. SIGHUP: read the configuration
+ * again (its [host] sections and log_level apply; other changes wait for a restart), reload
+ * the tokens and reopen the audit log.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -105,6 +107,59 @@ static void reopen_audit(ims_daemon *d)
 	if (old)
 		fclose(old);
 	ims_log_info("audit log '%s' opened again", d->cfg->server.audit_log);
+}
+
+static void print_reload_error(void *ctx, const char *line)
+{
+	(void)ctx;
+	ims_log_error("configuration not reloaded: %s", line);
+}
+
+/* What a reload applies: the [host] sections and the log level; anything else is logged as
+ * needing a restart (the threads that use it hold it). */
+static void note_change(void *ctx, const char *section, const char *key)
+{
+	bool *log_level = ctx;
+	if (!strncmp(section, "[host ", 6))
+		ims_log_info("configuration: %s %s: applied", section, !strcmp(key, "*") ? "added or removed" : key);
+	else if (!strcmp(section, "[defaults]") && !strcmp(key, "log_level"))
+		*log_level = true;
+	else if (!strcmp(key, "*"))
+		ims_log_warning("configuration: %s added or removed: takes effect at the next restart", section);
+	else
+		ims_log_warning("configuration: %s %s changed: takes effect at the next restart", section, key);
+}
+
+/*
+ * SIGHUP: read the configuration file again. A file with a bad line changes nothing (each bad
+ * line is logged); otherwise the [host] sections and log_level (unless --log-level was given)
+ * apply at once, and every other change is named as waiting for a restart.
+ * @returns 0, or -EINVAL if the file was refused.
+ */
+static int reload_config(ims_daemon *d, const char *path, bool level_fixed)
+{
+	ims_config *fresh = NULL;
+	if (ims_config_load(&fresh, path, print_reload_error, NULL) < 0) {
+		if (ims_error_last_code() != -EINVAL)
+			ims_log_error("configuration not reloaded, the old one stays: %s", ims_error_last());
+		else
+			ims_log_error("configuration '%s' not reloaded: it has bad lines (above); the old one stays", path);
+		return -EINVAL;
+	}
+	bool log_level = false;
+	pthread_mutex_lock(&d->lock);
+	ims_config *old = d->live;
+	size_t n = ims_config_diff(old ? old : d->cfg, fresh, note_change, &log_level);
+	d->live = fresh;
+	pthread_mutex_unlock(&d->lock);
+	ims_config_free(old);
+	ims_log_level lvl;
+	if (log_level && !level_fixed && ims_log_parse_level(&lvl, fresh->defaults.log_level) == 0) {
+		ims_log_set_level(lvl);
+		ims_log_info("configuration: log_level is now %s", fresh->defaults.log_level);
+	}
+	ims_log_info("configuration '%s' reloaded (%zu change%s)", path, n, n == 1 ? "" : "s");
+	return 0;
 }
 
 int ims_daemon_peer(void *app, const char *name, ims_site **out)
@@ -446,6 +501,7 @@ int main(int argc, char **argv)
 		}
 		if (sig == SIGHUP) {
 			ims_notify_reloading();
+			reload_config(&d, config, level != NULL);
 			reopen_audit(&d);
 			if (ims_rpc_server_reload_tokens(d.server) == 0)
 				ims_log_info("tokens reloaded");
@@ -472,6 +528,7 @@ out:
 	ims_site_close(d.site);
 	if (d.audit)
 		fclose(d.audit);
+	ims_config_free(d.live);
 	ims_config_free(d.cfg);
 	if (rc == 0)
 		ims_log_info("stopped");

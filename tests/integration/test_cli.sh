@@ -64,11 +64,15 @@ expect_rc 0 "resize shrink allowed" "$CLI" image resize "rbd/$p-vm2" --size 56M 
 check "size is 56 MiB" bash -c "'$CLI' --format json image info 'rbd/$p-vm2' | jq -e '.size == 58720256' >/dev/null"
 
 # attach-info for a hypervisor host
-expect_rc 0 "attach-info libvirt" "$CLI" image attach-info "rbd/$p-vm1" --format libvirt --secret-uuid 11111111-2222-3333-4444-555555555555
+expect_rc 1 "attach-info without a host: refused" "$CLI" image attach-info "rbd/$p-vm1" --format libvirt
+check "  saying how to name one" grep -q "attach-info needs a host" /tmp/cli-err.$$
+expect_rc 0 "attach-info libvirt" "$CLI" image attach-info "rbd/$p-vm1" --format libvirt --client-id hv1 --secret-uuid 11111111-2222-3333-4444-555555555555
 check "libvirt disk names the volume" grep -q "name='rbd/$p-vm1'" /tmp/cli-out.$$
 site_addr=$(cat "$IMGSTORE_SANDBOX/site-a/addr" 2>/dev/null || echo 127.0.0.1)
 check "and a monitor ($site_addr)" grep -qF "<host name='$site_addr' port=" /tmp/cli-out.$$
 check "and the secret" grep -q "uuid='11111111-2222-3333-4444-555555555555'" /tmp/cli-out.$$
+expect_rc 0 "attach-info --host: that host's [host] section" "$CLI" image attach-info "rbd/$p-vm1" --host sandbox-host --format libvirt
+check "  its cephx user and secret" bash -c "grep -q \"<auth username='sandbox-host'>\" /tmp/cli-out.$$ && grep -q \"uuid='$IMGSTORE_HOST_SECRET_UUID'\" /tmp/cli-out.$$"
 
 # export: over TLS (download) and over the socket (path); both equal the golden content
 expect_rc 0 "export over TLS as raw" "$CLI" image export "rbd/$p-golden@base" "$tmp/out-tls.raw"

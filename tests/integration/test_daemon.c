@@ -675,21 +675,59 @@ static void test_leases_and_attach(void **state)
 	free_msg(rr);
 	free_msg(l2);
 	free_msg(l1);
-	ims_client_close(h2);
 	ims_client_close(reader);
 
 	Imgstore__V1__GetAttachInfoRequest ai = IMGSTORE__V1__GET_ATTACH_INFO_REQUEST__INIT;
 	Imgstore__V1__AttachInfo *info = NULL;
 	ai.image = &s;
-	ai.secret_uuid = "5e0f0d4c-0000-4000-8000-000000000001";
+	/* sandbox-host has a [host] section: its own cephx user and libvirt secret */
+	const char *secret = getenv("IMGSTORE_HOST_SECRET_UUID");
+	assert_non_null(secret);
 	assert_int_equal(CALL(h, "HostService", "GetAttachInfo", &ai, attach_info, &info), 0);
+	assert_string_equal(info->host, "sandbox-host");
+	assert_string_equal(info->client_id, "sandbox-host");
+	assert_string_equal(info->secret_uuid, secret);
+	assert_non_null(strstr(info->libvirt_disk_xml, "<auth username='sandbox-host'>"));
+	char want[256];
+	snprintf(want, sizeof(want), "uuid='%s'", secret);
+	assert_non_null(strstr(info->libvirt_disk_xml, want));
+	free_msg(info);
+	/* sandbox-host2 has none: refused, never the daemon's own cephx user */
+	assert_true(CALL(h2, "HostService", "GetAttachInfo", &ai, attach_info, &info) < 0);
+	assert_int_equal(ims_client_last_code(h2), IMS_RPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(ims_error_last(), "no cephx user and libvirt secret are known for host 'sandbox-host2'"));
+	/* a host may not ask with another host's identity */
+	ai.host = "sandbox-host2";
+	assert_int_equal(CALL(h, "HostService", "GetAttachInfo", &ai, attach_info, &info), -EPERM);
+	assert_int_equal(ims_client_last_code(h), IMS_RPC_PERMISSION_DENIED);
+	/* an admin names the host, or gets a clear refusal */
+	ai.host = NULL;
+	assert_true(CALL(C, "HostService", "GetAttachInfo", &ai, attach_info, &info) < 0);
+	assert_int_equal(ims_client_last_code(C), IMS_RPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(ims_error_last(), "attach-info needs a host"));
+	ai.host = "sandbox-host";
+	assert_int_equal(CALL(C, "HostService", "GetAttachInfo", &ai, attach_info, &info), 0);
+	assert_string_equal(info->client_id, "sandbox-host");
+	free_msg(info);
+	ai.host = "bad host!";
+	assert_int_equal(CALL(C, "HostService", "GetAttachInfo", &ai, attach_info, &info), -EINVAL);
+	ai.host = NULL;
+	ai.client_id = "bad user!";
+	ai.secret_uuid = "5e0f0d4c-0000-4000-8000-000000000001";
+	assert_int_equal(CALL(C, "HostService", "GetAttachInfo", &ai, attach_info, &info), -EINVAL);
+	/* both given: used as they are, whoever asks */
+	ai.client_id = "hv9";
+	ai.secret_uuid = "5e0f0d4c-0000-4000-8000-000000000001";
+	assert_int_equal(CALL(h2, "HostService", "GetAttachInfo", &ai, attach_info, &info), 0);
+	ims_client_close(h2);
+	assert_string_equal(info->host, "");
+	assert_string_equal(info->client_id, "hv9");
 	assert_true(info->n_monitors >= 1);
 	char mon[80];
 	snprintf(mon, sizeof(mon), "%s:", itest_site_addr('A'));
 	assert_non_null(strstr(info->monitors[0], mon));
 	assert_string_equal(info->site, "a");
 	assert_int_equal(strlen(info->cluster_fsid), 36);
-	char want[256];
 	snprintf(want, sizeof(want), "<source protocol='rbd' name='rbd/%s'>", name);
 	assert_non_null(strstr(info->libvirt_disk_xml, want));
 	assert_non_null(strstr(info->libvirt_disk_xml, "uuid='5e0f0d4c-0000-4000-8000-000000000001'"));

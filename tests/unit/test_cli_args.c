@@ -543,6 +543,19 @@ static void test_attach_info(void **state)
 	assert_non_null(strstr(
 		f->out, "libvirt_disk_xml: <disk type='network' device='disk'>\\n  <source"));
 
+	/* --host: the daemon looks up that host's [host NAME] */
+	fake_expect(f, "imgstore.v1.HostService/GetAttachInfo", &info);
+	assert_int_equal(fake_run(f, "--server", SOCK, "image", "attach-info", "rbd/vm1", "--host",
+				  "hv1.dc1", "--format", "json", NULL),
+			 0);
+	req = fake_request(f, 2, &imgstore__v1__get_attach_info_request__descriptor);
+	assert_string_equal(req->host, "hv1.dc1");
+	assert_string_equal(req->client_id, "");
+	assert_string_equal(req->secret_uuid, "");
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+	fake_run(f, "--server", SOCK, "image", "attach-info", "rbd/vm1", "--host", "", NULL);
+	assert_int_equal(f->rc, 2);
+
 	fake_run(f, "--server", SOCK, "image", "attach-info", "rbd/vm1", "--secret-uuid", "nope",
 		 NULL);
 	assert_int_equal(f->rc, 2);

@@ -142,7 +142,7 @@ static void test_unknown_key_and_section(void **state)
 	(void)state;
 	expect_errors(BASE "[defaults]\nrpo = 30s\nrpoo = 30s\n[frobs]\nx = 1\n[defaults]\n",
 		      "test.conf:8: unknown key 'rpoo' in [defaults]\n"
-		      "test.conf:9: unknown section [frobs]: expected [site], [peer NAME], [server], [s3 NAME] or [defaults]\n"
+		      "test.conf:9: unknown section [frobs]: expected [site], [peer NAME], [server], [s3 NAME], [defaults] or [host NAME]\n"
 		      "test.conf:11: [defaults] appears twice (first at line 6)\n");
 }
 
@@ -455,6 +455,89 @@ static void test_path_in(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* [host NAME]: a hypervisor's cephx user and libvirt secret, both required. */
+static void test_hosts(void **state)
+{
+	(void)state;
+	ims_config *cfg = NULL;
+	errors e;
+	assert_int_equal(parse(BASE "[host hv1.dc1]\ncephx_user = hv1\n"
+				    "libvirt_secret = 2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f60   # virsh secret-list\n"
+				    "[host hv2]\ncephx_user = hv2\nlibvirt_secret = 2A5F4C1E-8D3B-4C6A-9F0E-1B2C3D4E5F61\n",
+			       &cfg, &e),
+			 0);
+	assert_int_equal(cfg->nhosts, 2);
+	const ims_config_host *h = ims_config_host_entry(cfg, "hv1.dc1");
+	assert_non_null(h);
+	assert_string_equal(h->cephx_user, "hv1");
+	assert_string_equal(h->libvirt_secret, "2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f60");
+	assert_null(ims_config_host_entry(cfg, "hv3"));
+	assert_null(ims_config_host_entry(cfg, NULL));
+	ims_config_free(cfg);
+	expect_errors(BASE "[host]\n[host bad/name]\n[host hv1]\ncephx_user = hv1\nlibvirt_secret = SECRET-UUID\n"
+			   "[host hv1]\n[host hv2]\nlibvirt_secret = 2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f6\nrpo = 1s\n",
+		      "test.conf:6: [host] needs a name: [host NAME], NAME as in the host's token line\n"
+		      "test.conf:7: bad host name 'bad/name': 1 to 127 letters, digits, '.', '-' or '_'\n"
+		      "test.conf:10: bad value 'SECRET-UUID' for 'libvirt_secret': expected a UUID like 2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f60\n"
+		      "test.conf:11: [host hv1] appears twice\n"
+		      "test.conf:13: bad value '2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f6' for 'libvirt_secret': expected a UUID like 2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f60\n"
+		      "test.conf:14: unknown key 'rpo' in [host hv2]\n"
+		      "test.conf:12: [host hv2] is missing 'cephx_user' (The host's own cephx user, without 'client.' (profile rbd on the pools its VMs use); attach-info names it in the libvirt disk XML.)\n");
+}
+
+typedef struct {
+	char text[1024];
+} diffs;
+
+static void collect_diff(void *ctx, const char *section, const char *key)
+{
+	diffs *d = ctx;
+	size_t n = strlen(d->text);
+	snprintf(d->text + n, sizeof(d->text) - n, "%s %s\n", section, key);
+}
+
+/* ims_config_diff: what a SIGHUP reload compares, key by key and section by section. */
+static void test_diff(void **state)
+{
+	(void)state;
+	ims_config *a = NULL, *b = NULL;
+	errors e;
+	diffs d = { "" };
+	assert_int_equal(parse(good, &a, &e), 0);
+	assert_int_equal(parse(good, &b, &e), 0);
+	assert_int_equal(ims_config_diff(a, b, collect_diff, &d), 0);
+	assert_string_equal(d.text, "");
+	ims_config_free(b);
+	/* a changed listen, a dropped peer, a new peer, a changed log level, a host added */
+	char *text = strdup(good);
+	char *p = strstr(text, "7443");
+	memcpy(p, "7444", 4);
+	p = strstr(text, "[peer b]");
+	memcpy(p, "[peer c]", 8);
+	p = strstr(text, "log_level = debug");
+	memcpy(p, "log_level = error", 17);
+	char *full = malloc(strlen(text) + 200);
+	sprintf(full, "%s[host hv1]\ncephx_user = hv1\nlibvirt_secret = 2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f60\n", text);
+	assert_int_equal(parse(full, &b, &e), 0);
+	assert_int_equal(ims_config_diff(a, b, collect_diff, &d), 5);
+	assert_string_equal(d.text, "[server] listen\n"
+				    "[defaults] log_level\n"
+				    "[peer b] *\n"
+				    "[peer c] *\n"
+				    "[host hv1] *\n");
+	ims_config_free(a);
+	/* the same host with another secret: one key */
+	sprintf(full, "%s[host hv1]\ncephx_user = hv1\nlibvirt_secret = 2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f61\n", text);
+	assert_int_equal(parse(full, &a, &e), 0);
+	d.text[0] = '\0';
+	assert_int_equal(ims_config_diff(a, b, collect_diff, &d), 1);
+	assert_string_equal(d.text, "[host hv1] libvirt_secret\n");
+	ims_config_free(a);
+	ims_config_free(b);
+	free(full);
+	free(text);
+}
+
 static void test_reference(void **state)
 {
 	(void)state;
@@ -489,6 +572,8 @@ int main(void)
 		cmocka_unit_test(test_load_from_file),
 		cmocka_unit_test(test_import_export_dirs),
 		cmocka_unit_test(test_path_in),
+		cmocka_unit_test(test_hosts),
+		cmocka_unit_test(test_diff),
 		cmocka_unit_test(test_reference),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
