@@ -246,13 +246,19 @@ static int image_import(ims_cli *cli, const ims_cli_args *a)
 			goto out;
 		}
 		req.source_path = real;
+		/* the file this CLI opened: a daemon that sees another one there (a private /tmp)
+		 * refuses, and the bytes are sent instead */
+		req.source_dev = (uint64_t)st.st_dev;
+		req.source_ino = (uint64_t)st.st_ino;
 		r = ims_cli_call_denied(cli, IMAGE_SVC "ImportImage", &req,
 					&imgstore__v1__operation__descriptor, &op, &denied);
 		if (r && !denied)
 			goto out;
-		/* not in the daemon's [server] import_dirs: send the bytes instead */
+		/* not in the daemon's [server] import_dirs, or not the same file as the daemon sees
+		 * it: send the bytes instead */
 		upload = denied;
 		req.source_path = (char *)"";
+		req.source_dev = req.source_ino = 0;
 	}
 	if (upload) {
 		snprintf(label, sizeof(label), "upload %s", specbuf);
@@ -470,6 +476,16 @@ static int image_export(ims_cli *cli, const ims_cli_args *a)
 				return ims_cli_fail(cli, "'%s': the name is too long", file);
 		}
 		req.dest_path = dest;
+		/* the directory this CLI sees: a daemon that sees another one there (a private
+		 * /tmp) refuses, and the export is downloaded instead */
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s", dest);
+		char *slash = strrchr(dir, '/');
+		slash[slash == dir ? 1 : 0] = '\0';
+		if (stat(dir, &st) == 0) {
+			req.dest_dir_dev = (uint64_t)st.st_dev;
+			req.dest_dir_ino = (uint64_t)st.st_ino;
+		}
 	}
 	ims_spec_format(specbuf, sizeof(specbuf), &spec);
 	ims_cli_spec_to_msg(&ms, &spec);
@@ -483,9 +499,11 @@ static int image_export(ims_cli *cli, const ims_cli_args *a)
 			return ims_cli_finish_op(cli, op, &w);
 		if (!denied)
 			return r;
-		/* not in the daemon's [server] export_dirs: export to its spool, download */
+		/* not in the daemon's [server] export_dirs, or another directory as the daemon sees
+		 * it: export to its spool, download */
 		local = false;
 		req.dest_path = (char *)"";
+		req.dest_dir_dev = req.dest_dir_ino = 0;
 	}
 	if ((r = ims_cli_call(cli, IMAGE_SVC "ExportImage", &req,
 			      &imgstore__v1__operation__descriptor, &op)))

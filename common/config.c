@@ -114,10 +114,13 @@ static const config_key keys[] = {
 	  "Where uploads for import and exports for download wait; files older than a day are removed." },
 	{ S_SERVER, "import_dirs", T_PATHS, SV(import_dirs), NULL, 0, 0, NULL, 0,
 	  "Directories whose files an import may read by path on the daemon's host (symbolic links "
-	  "resolved first), separated by commas; when unset, imports by path are refused and clients upload." },
+	  "resolved first), separated by commas; when unset, imports by path are refused and clients upload. "
+	  "A file the daemon sees otherwise than the client (its unit's PrivateTmp or ProtectHome) is "
+	  "refused too, and the client uploads." },
 	{ S_SERVER, "export_dirs", T_PATHS, SV(export_dirs), NULL, 0, 0, NULL, 0,
 	  "Directories an export may write files into by path on the daemon's host (symbolic links "
-	  "resolved first), separated by commas; when unset, exports by path are refused and clients download." },
+	  "resolved first), separated by commas; when unset, exports by path are refused and clients download. "
+	  "A directory the daemon sees otherwise than the client is refused too, and the client downloads." },
 
 	{ S_S3, "endpoint", T_URL, S3(endpoint), NULL, 0, 0, NULL, F_REQUIRED,
 	  "Base URL of the S3 service, http:// or https://." },

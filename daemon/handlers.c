@@ -473,6 +473,38 @@ static work *new_work(ims_daemon *d, const ims_spec *s)
 	return w;
 }
 
+/*
+ * Whether @p resolved (what the daemon resolved @p asked to) is the file the client sees, by
+ * the client's st_dev and st_ino (0: not given, not checked). A daemon in another mount
+ * namespace (systemd's PrivateTmp, ProtectHome) may see another file under the same name, or
+ * none: -EPERM then, saying what the client does @p instead (uploads, downloads). @p r is the result of
+ * resolving the path: a path the daemon cannot see (-ENOENT) is -EPERM too when the client
+ * sees it.
+ */
+static int same_file_as_client(const char *asked, const char *resolved, uint64_t dev, uint64_t ino, int r,
+			       const char *instead)
+{
+	if (!dev && !ino)
+		return r;
+	if (r == -ENOENT)
+		return ims_error_set(-EPERM,
+				     "'%s' is not there as imgstored sees the filesystem (its unit's PrivateTmp or "
+				     "ProtectHome, or another mount namespace): %s",
+				     asked, instead);
+	if (r < 0)
+		return r;
+	struct stat st;
+	if (stat(resolved, &st) < 0)
+		return ims_error_set(-EPERM, "'%s' is not there as imgstored sees the filesystem (%s): %s", asked,
+				     strerror(errno), instead);
+	if ((uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino)
+		return ims_error_set(-EPERM,
+				     "'%s' is another file as imgstored sees the filesystem (its unit's PrivateTmp or "
+				     "ProtectHome, or another mount namespace): %s",
+				     asked, instead);
+	return 0;
+}
+
 static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
@@ -502,7 +534,9 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	if (from_path) {
 		/* only files under [server] import_dirs: not the keyring, the tier key, the tokens */
 		if ((r = ims_config_path_in(d->cfg->server.import_dirs, "import_dirs", q->source_path, true, w->path,
-					    sizeof(w->path))) < 0) {
+					    sizeof(w->path))) < 0 ||
+		    (r = same_file_as_client(q->source_path, w->path, q->source_dev, q->source_ino, r,
+						"the client uploads the file instead")) < 0) {
 			free(w);
 			return r;
 		}
@@ -546,10 +580,18 @@ static int h_export_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	if (fmt != IMS_FORMAT_RAW && fmt != IMS_FORMAT_QCOW2)
 		return ims_error_set(-EINVAL, "export writes raw or qcow2, not %s", ims_format_name(fmt));
 	/* only into [server] export_dirs: the daemon may write where no client should */
-	if (q->dest_path && q->dest_path[0] &&
-	    (r = ims_config_path_in(d->cfg->server.export_dirs, "export_dirs", q->dest_path, false, dest,
-				    sizeof(dest))) < 0)
-		return r;
+	if (q->dest_path && q->dest_path[0]) {
+		r = ims_config_path_in(d->cfg->server.export_dirs, "export_dirs", q->dest_path, false, dest,
+				       sizeof(dest));
+		char dir[sizeof(dest)];
+		snprintf(dir, sizeof(dir), "%s", dest);
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			slash[slash == dir ? 1 : 0] = '\0';
+		if ((r = same_file_as_client(q->dest_path, dir, q->dest_dir_dev, q->dest_dir_ino, r,
+					      "the client downloads the export instead")) < 0)
+			return r;
+	}
 	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
 		return r;
 	work *w = new_work(d, &s);
