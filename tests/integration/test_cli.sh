@@ -4,13 +4,8 @@
 # (paths), usage and error exit statuses.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
-# expect_rc RC WHAT CMD...: the command exits with RC
-expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/cli-out.$$ 2>/tmp/cli-err.$$; local got=$?
-  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/cli-err.$$)"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+T_OUT=/tmp/cli-out.$$ T_ERR=/tmp/cli-err.$$
 
 tmp=$(mktemp -d /tmp/imgstore-cli-test.XXXXXX)
 trap 'rm -rf "$tmp" /tmp/cli-out.$$ /tmp/cli-err.$$' EXIT
@@ -106,5 +101,4 @@ check "the role is refused" grep -q 'may not call ImageService/DeleteImage' /tmp
 for img in vm1 vm2 golden golden2 golden3; do "$CLI" image rm --purge "rbd/$p-$img" >/dev/null 2>&1; done
 check "purged" bash -c "! '$CLI' image ls rbd | grep -q '$p-'"
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

@@ -7,12 +7,8 @@
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 ROUNDS=${FAILOVER_ROUNDS:-20}
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
-expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/fo-out.$$ 2>/tmp/fo-err.$$; local got=$?
-  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/fo-err.$$)"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+T_OUT=/tmp/fo-out.$$ T_ERR=/tmp/fo-err.$$
 
 img=fo$$
 WRITER_PID=""
@@ -186,5 +182,4 @@ for b in $bulk1 $bulk2; do
   done
 done
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

@@ -9,13 +9,9 @@
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 out=/tmp/fr-out.$$ err=/tmp/fr-err.$$
-expect_rc() { local rc=$1 what=$2; shift 2; "$@" >$out 2>$err; local got=$?
-  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 400 $err)"; fi; }
+T_OUT=$out T_ERR=$err
 
 img=fr$$
 cleanup() {
@@ -224,5 +220,4 @@ check "  site b's daemon replicates the group back to site a" \
   bash -c "IMGSTORE_SERVER=$IMGSTORE_SERVER_B '$CLI' --format json group repl status rbd/$g | jq -e '.[0].target == \"a\" and .[0].state != \"failing-over\"' >/dev/null"
 check "  the record is gone" bash -c "! timeout 60 rados -c '$CEPH_CONF_B' -p rbd listomapkeys imgstore.repl.failovers | grep -q 'group:rbd/$g'"
 
-echo "$passes passed, $fails failed"
-[ "$passes" -gt 0 ] && [ "$fails" -eq 0 ]
+finish

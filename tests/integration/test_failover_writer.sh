@@ -8,13 +8,9 @@ set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 WRITER=${IMS_BINARY_DIR:?}/tests/group_seq_writer
 ROUNDS=${ROUNDS:-5}
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 out=/tmp/fw-out.$$ err=/tmp/fw-err.$$ wout=/tmp/fw-writer.$$
-expect_rc() { local rc=$1 what=$2; shift 2; "$@" >$out 2>$err; local got=$?
-  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 400 $err)"; fi; }
+T_OUT=$out T_ERR=$err
 
 img=fw$$
 WPID=""
@@ -83,5 +79,4 @@ done
 check "$ROUNDS rounds of failover and failback with a writer running: no acknowledged write lost" \
   test "$rounds_ok" = "$ROUNDS" -a "$lost" = 0
 
-echo "$passes passed, $fails failed"
-[ "$passes" -gt 0 ] && [ "$fails" -eq 0 ]
+finish

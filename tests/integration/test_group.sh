@@ -4,14 +4,10 @@
 # refused alone), group repl sync seals a cut of every image on site b and prints it.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 out=/tmp/group-out.$$ err=/tmp/group-err.$$
 trap 'rm -f $out $err' EXIT
-expect_rc() { local rc=$1 what=$2; shift 2; "$@" >$out 2>$err; local got=$?
-  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 $err)"; fi; }
+T_OUT=$out T_ERR=$err
 
 g=grp$$ d1=grp$$-d1 d2=grp$$-d2 other=grp$$-other
 members() { "$CLI" --format json group show "rbd/$g" | jq -r '[.images[].image] | join(",")'; }
@@ -85,5 +81,4 @@ for d in "$d1" "$d2"; do
   rbd -c "$CEPH_CONF_B" snap purge "rbd/$d" >/dev/null 2>&1
   rbd -c "$CEPH_CONF_B" rm --no-progress "rbd/$d" >/dev/null 2>&1
 done
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

@@ -16,13 +16,9 @@
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 out=/tmp/gfo-out.$$ err=/tmp/gfo-err.$$
-expect_rc() { local rc=$1 what=$2; shift 2; "$@" >$out 2>$err; local got=$?
-  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 400 $err)"; fi; }
+T_OUT=$out T_ERR=$err
 
 g=gfo$$ d1=gfo$$-d1 d2=gfo$$-d2
 WRITER_PID="" FROZEN=""
@@ -221,5 +217,4 @@ check "  names the damaged disk and extent ($(jq -c '[.images[] | {image, equal,
     (.images[] | select(.image == $d) | .mismatch_count == 1 and .mismatches[0].offset == 4325376 and .mismatches[0].length == 65536)' $out)" = true
 expect_rc 1 "verify of an unknown group" on_a group repl verify "rbd/$g-none"
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

@@ -4,10 +4,7 @@
 # the audit log's rotation; the unit passes `systemd-analyze verify`.
 set -uo pipefail
 BUILD=${IMS_BINARY_DIR:?}
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 W=$(mktemp -d /tmp/imgstore-install.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 
@@ -33,5 +30,4 @@ sed "s|^ExecStart=$prefix|ExecStart=$root|" "$unit" >"$W/imgstored.service"
 check "systemd-analyze verify finds nothing wrong in the unit" bash -c "systemd-analyze verify '$W/imgstored.service' 2>&1 | tee '$W/verify.log' | grep . && exit 1 || exit 0"
 sed 's/^/# /' "$W/verify.log"
 
-echo "$passes passed, $fails failed"
-[ "$passes" -gt 0 ] && [ "$fails" -eq 0 ]
+finish

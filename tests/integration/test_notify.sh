@@ -8,10 +8,7 @@
 # The daemon is a second one of site a, on ports and paths of its own.
 set -uo pipefail
 IMGSTORED=${IMS_BINARY_DIR:?}/daemon/imgstored
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 
 W=$(mktemp -d /tmp/imgstore-notify.XXXXXX)
 listener="" daemon=""
@@ -97,5 +94,4 @@ wait "$daemon"; rc=$?; daemon=""
 check "  and it exits 0 (exit $rc)" test $rc = 0
 grep -v WATCHDOG "$W/got" | sed 's/^/# /'
 
-echo "$passes passed, $fails failed"
-[ "$passes" -gt 0 ] && [ "$fails" -eq 0 ]
+finish

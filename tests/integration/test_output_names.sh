@@ -4,12 +4,8 @@
 # `group rm` and `group snap --rm` print valid JSON for such names.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
-expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/on-out.$$ 2>/tmp/on-err.$$; local got=$?
-  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/on-err.$$)"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+T_OUT=/tmp/on-out.$$ T_ERR=/tmp/on-err.$$
 
 img="on$$\"x\\y" g="ong$$\"q" member=ongi$$
 cleanup() {
@@ -50,5 +46,4 @@ check "  is valid JSON naming it" test "$(jq -r .removed /tmp/on-out.$$ 2>/dev/n
 expect_rc 0 "group rm, JSON" "$CLI" --format json group rm "rbd/$g" --force
 check "  is valid JSON naming it" test "$(jq -r .removed /tmp/on-out.$$ 2>/dev/null)" = "rbd/$g"
 
-echo "# $passes passed, $fails failed"
-[ "$fails" = 0 ]
+finish

@@ -11,10 +11,7 @@
 set -uo pipefail
 IMGSTORED=${IMS_BINARY_DIR:?}/daemon/imgstored
 CLI=${IMS_BINARY_DIR}/cli/imgstore
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 
 W=$(mktemp -d /tmp/imgstore-private.XXXXXX)
 daemon="" img=priv$$
@@ -87,5 +84,4 @@ check "  written by the daemon (no refusal), same bytes" bash -c \
 check "the daemon stopped (exit 0)" stop
 
 if [ $fails -ne 0 ]; then sed 's/^/# /' "$W/d.log" | tail -30; sed 's/^/# audit: /' "$W/audit.log" | tail -20; fi
-echo "# $passes passed, $fails failed"
-[ $passes -gt 0 ] && [ $fails -eq 0 ]
+finish

@@ -7,12 +7,8 @@
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
-expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/rc-out.$$ 2>/tmp/rc-err.$$; local got=$?
-  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/rc-err.$$)"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+T_OUT=/tmp/rc-out.$$ T_ERR=/tmp/rc-err.$$
 
 img=rc$$
 LOG_A=$IMGSTORE_SANDBOX/site-a/log/imgstored.log
@@ -119,5 +115,4 @@ for _ in $(seq 1 60); do code=$(http_code "$IMGSTORE_SERVER_A/readyz"); [ "$code
 check "daemon a is ready again after the thaw" test "$code" = 200
 check "  imgstore_site_up{site=\"a\"} is 1 again" test "$(metric "$IMGSTORE_SERVER_A" 'imgstore_site_up{site="a"}')" = 1
 
-echo "$passes passed, $fails failed"
-[ "$passes" -gt 0 ] && [ "$fails" -eq 0 ]
+finish

@@ -10,11 +10,7 @@
 set -uo pipefail
 IMGSTORED=${IMS_BINARY_DIR:?}/daemon/imgstored
 CLI=${IMS_BINARY_DIR}/cli/imgstore
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
-quiet() { "$@" >/dev/null; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 
 W=$(mktemp -d /tmp/imgstore-reload.XXXXXX)
 daemon=""
@@ -118,5 +114,4 @@ check "  the new token is accepted (exit $rc)" test $rc = 0
 kill -TERM "$daemon"; wait "$daemon"; rc=$?; daemon=""
 check "SIGTERM ends it (exit $rc)" test $rc = 0
 if [ $fails -ne 0 ]; then sed 's/^/# /' "$W/d.log" | tail -40; fi
-echo "# $passes passed, $fails failed"
-[ $passes -gt 0 ] && [ $fails -eq 0 ]
+finish

@@ -4,12 +4,8 @@
 # lag stays under the RPO, metrics, disable keeps the secondary, errors.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
-expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/repl-out.$$ 2>/tmp/repl-err.$$; local got=$?
-  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/repl-err.$$)"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+T_OUT=/tmp/repl-out.$$ T_ERR=/tmp/repl-err.$$
 # never leave site b frozen, whatever happens
 trap 'rm -f /tmp/repl-out.$$ /tmp/repl-err.$$; "${IMS_SOURCE_DIR:?}/scripts/sandbox" thaw-site "$IMGSTORE_SANDBOX" b >/dev/null 2>&1' EXIT
 
@@ -110,5 +106,4 @@ img=$img_save
 "$CLI" image rm --purge "rbd/$img" >/dev/null 2>&1
 rbd -c "$CEPH_CONF_B" snap purge "rbd/$img" >/dev/null 2>&1
 rbd -c "$CEPH_CONF_B" rm --no-progress "rbd/$img" >/dev/null 2>&1
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

@@ -8,10 +8,7 @@ CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SRC=${IMS_SOURCE_DIR:?}
 SB=${IMGSTORE_SANDBOX:?}
 CONF=$SB/site-a/imgstored.conf
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 
 work=$(mktemp -d)
 rpid=""
@@ -75,5 +72,4 @@ sleep 3
 check "one alert per transition" test "$(posts rpo_violation | jq -s 'map(select(.status == 200)) | length'):$(posts rpo_recovered | jq -s 'length')" = "1:1"
 check "the log says it was sent" grep -q "alert webhook: sent rpo_violation of 'rbd/$img' to site 'b' (attempt 3)" "$SB/site-a/log/imgstored.log"
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

@@ -9,10 +9,7 @@ CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SB=${IMGSTORE_SANDBOX:?}
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
 CONF=$SB/site-a/imgstored.conf
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 
 img=kill$$
 DELTA_MB=160
@@ -116,5 +113,4 @@ check "the checkpoint is gone once sealed" test "$(checkpoint_done)" = 0
 check "the sealed snapshot equals the primary's" same_at "$after"
 check "no sealed snapshot on site b differs from its primary" all_sealed_equal
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

@@ -6,12 +6,8 @@
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
-expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/tg-out.$$ 2>/tmp/tg-err.$$; local got=$?
-  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/tg-err.$$)"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+T_OUT=/tmp/tg-out.$$ T_ERR=/tmp/tg-err.$$
 
 [ -n "${CEPH_CONF_C:-}" ] || { echo "not ok - the sandbox has no site c (sandbox up --sites 3)"; exit 1; }
 img=tg$$ img2=tg$$-fo
@@ -122,5 +118,4 @@ for x in $mine; do grep -qF "$x" <<<"$added" && fenced_self=1; done
 check "site a's daemon did not blocklist its own clients ($(wc -w <<<"$mine") address(es) checked)" test -n "$mine" -a $fenced_self = 0
 expect_rc 0 "site a's daemon still answers for site a" "$CLI" image info "rbd/$img"
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ] && [ "$passes" -gt 0 ]
+finish

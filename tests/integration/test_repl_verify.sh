@@ -6,12 +6,8 @@
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
-expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/verify-out.$$ 2>/tmp/verify-err.$$; local got=$?
-  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/verify-err.$$)"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+T_OUT=/tmp/verify-out.$$ T_ERR=/tmp/verify-err.$$
 img=verify$$
 cleanup() {
   "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1 # if the test stopped half-way
@@ -71,5 +67,4 @@ expect_rc 2 "a chunk that is not a power of two" "$CLI" repl verify "rbd/$img" -
 expect_rc 2 "a bad --verify-every" "$CLI" repl enable "rbd/$img" --to b --verify-every many
 expect_rc 1 "verify of an image that is not replicated" "$CLI" repl verify "rbd/$img-none"
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

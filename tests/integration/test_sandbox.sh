@@ -5,10 +5,7 @@
 set -uo pipefail
 SRC=${IMS_SOURCE_DIR:?}
 SANDBOX=$SRC/scripts/sandbox
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 
 healthy() { # HEALTH_OK, or a warning only about redundancy
   local h
@@ -73,5 +70,4 @@ else
   not_ok "throwaway sandbox up"
 fi
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

@@ -8,13 +8,9 @@
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 out=/tmp/sfo-out.$$ err=/tmp/sfo-err.$$
-expect_rc() { local rc=$1 what=$2; shift 2; "$@" >$out 2>$err; local got=$?
-  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 400 $err)"; fi; }
+T_OUT=$out T_ERR=$err
 
 N=6
 p=sfo$$ g=sfo$$-g d1=sfo$$-d1 d2=sfo$$-d2
@@ -114,5 +110,4 @@ role=
 for _ in $(seq 1 120); do role=$(role_of a "${imgs[0]}"); [ "$role" = secondary ] && break; sleep 1; done
 check "after the thaw, site a's copy rejoined as a secondary (fenced then)" test "$role" = secondary
 
-echo "$passes passed, $fails failed"
-[ "$passes" -gt 0 ] && [ "$fails" -eq 0 ]
+finish

@@ -5,12 +5,8 @@
 # changes nothing.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
-expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/sn-out.$$ 2>/tmp/sn-err.$$; local got=$?
-  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/sn-err.$$)"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+T_OUT=/tmp/sn-out.$$ T_ERR=/tmp/sn-err.$$
 
 img=sn$$ rep=snr$$ g=sng$$
 cleanup() {
@@ -69,5 +65,4 @@ check "  says it is a secondary" grep -q "is a secondary" /tmp/sn-err.$$
 check "  its snapshots are unchanged ($before)" test "$(snaps "$CEPH_CONF_B" "$rep")" = "$before"
 expect_rc 0 "the host snapshots the primary on site a" host_on a snap create "rbd/$rep@host-on-a"
 
-echo "# $passes passed, $fails failed"
-[ "$fails" = 0 ]
+finish

@@ -6,12 +6,8 @@
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
-expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/sb-out.$$ 2>/tmp/sb-err.$$; local got=$?
-  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/sb-err.$$)"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+T_OUT=/tmp/sb-out.$$ T_ERR=/tmp/sb-err.$$
 
 img=sb$$
 SIZE_MB=256
@@ -110,5 +106,4 @@ for i in $(seq 1 60); do
 done
 check "site a's daemon stopped replicating its old copy" test $gone = 1
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

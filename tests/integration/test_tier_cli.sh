@@ -5,12 +5,8 @@
 # leased image among them).
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
-expect_rc() { local rc=$1 what=$2; shift 2; "$@" >/tmp/tier-out.$$ 2>/tmp/tier-err.$$; local got=$?
-  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 /tmp/tier-err.$$)"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+T_OUT=/tmp/tier-out.$$ T_ERR=/tmp/tier-err.$$
 
 tmp=$(mktemp -d /tmp/imgstore-tier-test.XXXXXX)
 trap 'rm -rf "$tmp" /tmp/tier-out.$$ /tmp/tier-err.$$' EXIT
@@ -78,5 +74,4 @@ expect_rc 2 "a bad --after" "$CLI" tier push "rbd/$p-vm" --to rgw --after shred
 "$CLI" image rm --purge "rbd/$p-left" >/dev/null 2>&1
 "$CLI" snap rm "rbd/$p-vm@s1" >/dev/null 2>&1
 "$CLI" image rm --purge "rbd/$p-vm" >/dev/null 2>&1
-echo "# $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

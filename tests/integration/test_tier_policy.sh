@@ -10,13 +10,9 @@ CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SB=${IMGSTORE_SANDBOX:?}
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
 CONF=$SB/site-a/imgstored.conf
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 out=/tmp/tierpol-out.$$ err=/tmp/tierpol-err.$$
-expect_rc() { local rc=$1 what=$2; shift 2; "$@" >$out 2>$err; local got=$?
-  if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 300 $err)"; fi; }
+T_OUT=$out T_ERR=$err
 rbd_a() { timeout 120 rbd -c "$CEPH_CONF_A" "$@"; }
 
 P=tierpol$$
@@ -122,5 +118,4 @@ expect_rc 0 "restore idle" "$CLI" tier restore "$P/idle"
 rbd_a export --no-progress "$P/idle" "$tmp/idle.after" >/dev/null
 check "restored byte for byte" cmp "$tmp/idle.before" "$tmp/idle.after"
 
-echo "# $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

@@ -27,9 +27,8 @@ set -uo pipefail
 SRC=${IMS_SOURCE_DIR:?}
 BUILD=${IMS_BINARY_DIR:?}
 IMGSTORED=${IMGSTORED_BIN:-$BUILD/daemon/imgstored}
-fails=0 passes=0 whole=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+whole=0
 
 if [ ! -x "$IMGSTORED" ]; then
   echo "not ok - no imgstored at $IMGSTORED: build it first"
@@ -104,5 +103,4 @@ if [ "$whole" -ge 1 ]; then
 else
   not_ok "no whole example file (an \`\`\`ini block with [site]) found in docs/*.md: is the extraction broken?"
 fi
-echo "# $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish
