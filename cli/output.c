@@ -128,12 +128,7 @@ static char *json_clean(const char *s, bool tty)
 
 char *ims_cli_format_time(char *buf, size_t len, int64_t t)
 {
-	struct tm tm;
-	time_t tt = (time_t)t;
-
-	if (t == 0 || !gmtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(buf, len, "-");
-	return buf;
+	return ims_format_utc(buf, len, t);
 }
 
 const char *ims_cli_op_state_name(int state)

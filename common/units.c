@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 
 static int suffix_shift(const char *s, unsigned *shift)
@@ -158,5 +159,15 @@ char *ims_format_duration(char *buf, size_t len, uint64_t s)
 			 (unsigned long long)sec);
 	else
 		snprintf(buf, len, "%llus", (unsigned long long)sec);
+	return buf;
+}
+
+char *ims_format_utc(char *buf, size_t len, int64_t t)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (t == 0 || !gmtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(buf, len, "-");
 	return buf;
 }

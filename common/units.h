@@ -27,6 +27,9 @@ int ims_parse_duration(uint64_t *out, const char *s);
 /** Write @p bytes the short way ("512 B", "1.5 GiB") into @p buf; returns @p buf. */
 char *ims_format_size(char *buf, size_t len, uint64_t bytes);
 
+/** Unix time @p t as UTC in ISO 8601 ("2026-12-03T07:04:01Z"); "-" for 0. Returns @p buf. */
+char *ims_format_utc(char *buf, size_t len, int64_t t);
+
 /** Write @p seconds the short way ("45s", "5m", "1h30m", "2d3h") into @p buf; returns @p buf. */
 char *ims_format_duration(char *buf, size_t len, uint64_t seconds);
 

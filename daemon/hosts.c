@@ -23,7 +23,7 @@
 #include "imgstore/v1/host.pb-c.h"
 #include "replicator/failover.h"
 #include "store/image.h"
-#include "store/omap.h"
+#include "store/lease.h"
 
 #define APP(app) ((ims_daemon *)(app))
 #define ALLOC(call, T) ((T *)ims_rpc_call_alloc((call), sizeof(T)))
@@ -33,39 +33,14 @@ static char *dup_str(ims_rpc_call *call, const char *s)
 {
 	return ims_rpc_call_strdup(call, s ? s : "");
 }
-#define LEASE_TTL_DEFAULT 60
-#define LEASE_TTL_MAX 86400
-
-typedef struct {
-	char id[48];
-	char pool[IMS_NAME_MAX + 1];
-	char image[IMS_NAME_MAX + 1];
-	char host[128];
-	int64_t acquired;
-	int64_t expires;
-	uint64_t generation;
-} lease;
-
 static int64_t now(void)
 {
 	return (int64_t)time(NULL);
 }
 
-static bool valid_host(const char *h)
-{
-	size_t n = h ? strlen(h) : 0;
-	if (n == 0 || n > 127)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z') || (h[i] >= '0' && h[i] <= '9') ||
-		      h[i] == '-' || h[i] == '_' || h[i] == '.'))
-			return false;
-	return true;
-}
-
 static int check_host(const char *h)
 {
-	if (!valid_host(h))
+	if (!ims_host_name_valid(h))
 		return ims_error_set(-EINVAL, "bad host name '%s': 1 to 127 letters, digits, '.', '-' or '_'",
 				     h ? h : "");
 	return 0;
@@ -97,115 +72,6 @@ static int spec_of(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__ImageS
 	return ims_spec_parse(out, text, NULL, false, false);
 }
 
-/* ---------------------------------------------------------------------------------------- */
-/* records */
-
-static char *lease_json(const lease *l)
-{
-	json_object *o = json_object_new_object();
-	if (!o)
-		return NULL;
-	json_object_object_add(o, "id", json_object_new_string(l->id));
-	json_object_object_add(o, "pool", json_object_new_string(l->pool));
-	json_object_object_add(o, "image", json_object_new_string(l->image));
-	json_object_object_add(o, "host", json_object_new_string(l->host));
-	json_object_object_add(o, "acquired", json_object_new_int64(l->acquired));
-	json_object_object_add(o, "expires", json_object_new_int64(l->expires));
-	json_object_object_add(o, "generation", json_object_new_int64((int64_t)l->generation));
-	char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-	json_object_put(o);
-	return s;
-}
-
-static bool lease_parse(const char *val, size_t len, lease *l)
-{
-	char *t = strndup(val, len);
-	json_object *o = t ? json_tokener_parse(t) : NULL;
-	free(t);
-	if (!o)
-		return false;
-	memset(l, 0, sizeof(*l));
-	ims_json_str(o, "id", l->id, sizeof(l->id));
-	ims_json_str(o, "pool", l->pool, sizeof(l->pool));
-	ims_json_str(o, "image", l->image, sizeof(l->image));
-	ims_json_str(o, "host", l->host, sizeof(l->host));
-	l->acquired = ims_json_i64(o, "acquired");
-	l->expires = ims_json_i64(o, "expires");
-	l->generation = (uint64_t)ims_json_i64(o, "generation");
-	json_object_put(o);
-	return l->id[0] != '\0';
-}
-
-static int omap_set(rados_ioctx_t io, const char *obj, const char *key, const char *val)
-{
-	int r = ims_omap_set(io, obj, key, val, strlen(val));
-	return r < 0 ? ims_error_set(r, "cannot write %s: %s", obj, ims_strerror(r)) : 0;
-}
-
-static int omap_rm(rados_ioctx_t io, const char *obj, const char *key)
-{
-	int r = ims_omap_rm(io, obj, key);
-	return r < 0 ? ims_error_set(r, "cannot write %s: %s", obj, ims_strerror(r)) : 0;
-}
-
-typedef struct {
-	lease *list;
-	size_t n, cap;
-} collected;
-
-static int collect(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
-{
-	collected *c = ctx;
-	(void)key;
-	(void)klen;
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? 2 * c->cap : 32;
-		lease *nl = realloc(c->list, cap * sizeof(*nl));
-		if (!nl)
-			return -ENOMEM;
-		c->list = nl;
-		c->cap = cap;
-	}
-	if (lease_parse(val, vlen, &c->list[c->n]))
-		c->n++;
-	return 0;
-}
-
-/* All leases (expired ones included). *out malloc'ed. */
-static int leases_read(rados_ioctx_t io, lease **out, size_t *count)
-{
-	collected c = { 0 };
-	int r = ims_omap_foreach(io, IMS_LEASES_OBJECT, collect, &c);
-	if (r < 0) {
-		free(c.list);
-		return ims_error_set(r, "cannot read the leases: %s", ims_strerror(r));
-	}
-	*out = c.list;
-	*count = c.n;
-	return 0;
-}
-
-/* The lock that serialises lease changes between the daemons of a site. */
-static int leases_lock(rados_ioctx_t io, char *cookie, size_t len)
-{
-	struct timeval tv = { 10, 0 };
-	snprintf(cookie, len, "%d.%ld", (int)getpid(), (long)pthread_self());
-	for (int i = 0; i < 100; i++) {
-		int r = rados_lock_exclusive(io, IMS_LEASES_OBJECT, "imgstore.leases.lock", cookie, "lease change", &tv, 0);
-		if (r == 0)
-			return 0;
-		if (r != -EBUSY && r != -EEXIST)
-			return ims_error_set(r, "cannot lock the leases: %s", ims_strerror(r));
-		usleep(50000);
-	}
-	return ims_error_set(-ETIMEDOUT, "the leases stayed locked by another daemon for 5 s");
-}
-
-static void leases_unlock(rados_ioctx_t io, const char *cookie)
-{
-	rados_unlock(io, IMS_LEASES_OBJECT, "imgstore.leases.lock", cookie);
-}
-
 /* Whether hosts may write to this site's copy: not a secondary, not being failed over. */
 static int writable_copy(ims_daemon *d, const char *pool, const char *image, ims_repl_side *side)
 {
@@ -224,56 +90,15 @@ static int writable_copy(ims_daemon *d, const char *pool, const char *image, ims
 
 int ims_hosts_image_leased(ims_daemon *d, const char *pool, const char *image, char *host, size_t len)
 {
-	rados_ioctx_t io;
-	lease *list = NULL;
-	size_t n = 0;
-	int r = ims_site_ioctx(d->site, d->pool, &io);
-	if (r < 0)
-		return r;
-	r = leases_read(io, &list, &n);
-	ims_site_ioctx_close(io);
-	if (r < 0)
-		return r;
-	int64_t t = now();
-	r = 0;
-	for (size_t i = 0; i < n && !r; i++)
-		if (!strcmp(list[i].pool, pool) && !strcmp(list[i].image, image) && list[i].expires > t) {
-			snprintf(host, len, "%s", list[i].host);
-			r = 1;
-		}
-	free(list);
-	return r;
+	return ims_lease_held(d->site, d->pool, pool, image, host, len);
 }
 
 int ims_hosts_break_leases(ims_daemon *d, const char *pool, const char *image, unsigned *broken)
 {
-	rados_ioctx_t io;
-	char cookie[64], key[2 * IMS_NAME_MAX + 2];
-	int r = ims_site_ioctx(d->site, d->pool, &io);
-	*broken = 0;
-	if (r < 0)
-		return r;
-	if ((r = leases_lock(io, cookie, sizeof(cookie))) == 0) {
-		lease *list = NULL;
-		size_t n = 0;
-		snprintf(key, sizeof(key), "%s/%s", pool, image);
-		if ((r = leases_read(io, &list, &n)) == 0) {
-			for (size_t i = 0; i < n; i++)
-				if (!strcmp(list[i].pool, pool) && !strcmp(list[i].image, image)) {
-					ims_log_info("failover of '%s': broke the lease of host '%s'", key, list[i].host);
-					++*broken;
-				}
-			if (*broken && (r = omap_rm(io, IMS_LEASES_OBJECT, key)) == -ENOENT)
-				r = 0;
-		}
-		free(list);
-		leases_unlock(io, cookie);
-	}
-	ims_site_ioctx_close(io);
-	return r;
+	return ims_lease_break(d->site, d->pool, pool, image, broken);
 }
 
-static Imgstore__V1__Lease *build_lease(ims_rpc_call *call, const lease *l)
+static Imgstore__V1__Lease *build_lease(ims_rpc_call *call, const ims_lease *l)
 {
 	Imgstore__V1__Lease *m = ALLOC(call, Imgstore__V1__Lease);
 	Imgstore__V1__ImageSpec *s = ALLOC(call, Imgstore__V1__ImageSpec);
@@ -292,23 +117,6 @@ static Imgstore__V1__Lease *build_lease(ims_rpc_call *call, const lease *l)
 	return m;
 }
 
-static int new_lease_id(char *out, size_t len)
-{
-	char hex[25];
-	int r = ims_random_hex(hex, sizeof(hex));
-	if (r < 0)
-		return ims_error_set(r, "no randomness for a lease id");
-	snprintf(out, len, "lease-%s", hex);
-	return 0;
-}
-
-static unsigned ttl_of(uint32_t ttl)
-{
-	if (!ttl)
-		return LEASE_TTL_DEFAULT;
-	return ttl > LEASE_TTL_MAX ? LEASE_TTL_MAX : ttl;
-}
-
 /* ---------------------------------------------------------------------------------------- */
 /* handlers */
 
@@ -316,23 +124,12 @@ int ims_h_register_host(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__RegisterHostRequest *q = (const void *)req;
-	rados_ioctx_t io;
 	int r;
 	if ((r = check_host(q->name)) < 0)
 		return r;
 	ims_rpc_call_set_target(call, q->name);
-	if ((r = check_caller(call, q->name, "register")) < 0)
-		return r;
-	if ((r = ims_site_ioctx(d->site, d->pool, &io)) < 0)
-		return r;
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "address", json_object_new_string(q->address ? q->address : ""));
-	json_object_object_add(o, "registered", json_object_new_int64(now()));
-	json_object_object_add(o, "caller", json_object_new_string(ims_rpc_call_caller(call)));
-	r = omap_set(io, IMS_HOSTS_OBJECT, q->name, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-	json_object_put(o);
-	ims_site_ioctx_close(io);
-	if (r < 0)
+	if ((r = check_caller(call, q->name, "register")) < 0 ||
+	    (r = ims_host_register(d->site, d->pool, q->name, q->address, ims_rpc_call_caller(call))) < 0)
 		return r;
 	Imgstore__V1__Host *m = ALLOC(call, Imgstore__V1__Host);
 	if (!m)
@@ -351,132 +148,60 @@ int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__AcquireLeaseRequest *q = (const void *)req;
 	ims_spec s;
-	rados_ioctx_t io = NULL;
-	char cookie[64], key[2 * IMS_NAME_MAX + 2];
-	lease *list = NULL, l;
-	size_t n = 0;
+	ims_repl_side side;
+	ims_lease l;
 	int r;
 	if ((r = spec_of(d, call, q->image, &s)) < 0 || (r = check_host(q->host)) < 0 ||
 	    (r = check_caller(call, q->host, "take a lease")) < 0)
 		return r;
-	ims_repl_side side;
-	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0 || (r = writable_copy(d, s.pool, s.image, &side)) < 0)
+	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0 || (r = writable_copy(d, s.pool, s.image, &side)) < 0 ||
+	    (r = ims_lease_acquire(d->site, d->pool, s.pool, s.image, q->host, ims_lease_ttl(q->ttl_seconds),
+				   side.generation, &l)) < 0)
 		return r;
-	if ((r = ims_site_ioctx(d->site, d->pool, &io)) < 0)
-		return r;
-	if ((r = leases_lock(io, cookie, sizeof(cookie))) < 0)
-		goto out_io;
-	if ((r = leases_read(io, &list, &n)) < 0)
-		goto out;
-	int64_t t = now();
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(list[i].pool, s.pool) || strcmp(list[i].image, s.image))
-			continue;
-		if (list[i].expires > t && strcmp(list[i].host, q->host) != 0) {
-			char when[32];
-			time_t e = (time_t)list[i].expires;
-			struct tm tm;
-			gmtime_r(&e, &tm);
-			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-			r = ims_error_set(-EBUSY, "image '%s/%s' is leased by host '%s' until %s", s.pool, s.image,
-					  list[i].host, when);
-			goto out;
-		}
-	}
-	memset(&l, 0, sizeof(l));
-	if ((r = new_lease_id(l.id, sizeof(l.id))) < 0)
-		goto out;
-	snprintf(l.pool, sizeof(l.pool), "%s", s.pool);
-	snprintf(l.image, sizeof(l.image), "%s", s.image);
-	snprintf(l.host, sizeof(l.host), "%s", q->host);
-	l.acquired = t;
-	l.expires = t + ttl_of(q->ttl_seconds);
-	l.generation = side.generation;
-	char *val = lease_json(&l);
-	if (!val) {
-		r = -ENOMEM;
-		goto out;
-	}
-	snprintf(key, sizeof(key), "%s/%s", s.pool, s.image);
-	r = omap_set(io, IMS_LEASES_OBJECT, key, val);
-	free(val);
-	if (r < 0)
-		goto out;
 	Imgstore__V1__Lease *m = build_lease(call, &l);
-	if (!m) {
-		r = -ENOMEM;
-		goto out;
-	}
+	if (!m)
+		return -ENOMEM;
 	*resp = &m->base;
-out:
-	free(list);
-	leases_unlock(io, cookie);
-out_io:
-	ims_site_ioctx_close(io);
-	return r;
+	return 0;
 }
 
-/* Find a lease by id under the lock; renew (ttl > 0) or release (ttl == 0) it. */
-static int change_lease(ims_daemon *d, ims_rpc_call *call, const char *id, unsigned ttl, lease *out)
+typedef struct {
+	ims_daemon *d;
+	ims_rpc_call *call;
+} change_ctx;
+
+/* Under the leases' lock: the caller acts for the lease's host; a renewal of a lease whose
+ * image failed over since it was granted is fenced (-ESTALE: the record goes). */
+static int may_change(void *ctx, const ims_lease *l, bool renew)
 {
-	rados_ioctx_t io = NULL;
-	char cookie[64], key[2 * IMS_NAME_MAX + 2];
-	lease *list = NULL;
-	size_t n = 0;
-	int r;
-	ims_rpc_call_set_target(call, id);
-	if (!id || !id[0])
-		return ims_error_set(-EINVAL, "the request names no lease");
-	if ((r = ims_site_ioctx(d->site, d->pool, &io)) < 0)
+	change_ctx *c = ctx;
+	int r = check_caller(c->call, l->host, renew ? "renew a lease" : "release a lease");
+	if (r < 0 || !renew)
 		return r;
-	if ((r = leases_lock(io, cookie, sizeof(cookie))) < 0)
-		goto out_io;
-	if ((r = leases_read(io, &list, &n)) < 0)
-		goto out;
-	r = ims_error_set(-ENOENT, "no lease '%s' (released, or taken over by another host after it expired)", id);
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(list[i].id, id) != 0)
-			continue;
-		if ((r = check_caller(call, list[i].host, ttl ? "renew a lease" : "release a lease")) < 0)
-			break;
-		snprintf(key, sizeof(key), "%s/%s", list[i].pool, list[i].image);
-		ims_repl_side side;
-		if (ttl > 0 && ims_repl_side_get(d->site, list[i].pool, list[i].image, &side) == 0 &&
-		    (side.secondary || side.generation != list[i].generation)) {
-			/* fenced: the image failed over since this lease was granted */
-			omap_rm(io, IMS_LEASES_OBJECT, key);
-			r = ims_error_set(-ESTALE,
-					  "lease '%s' is stale: it was granted at generation %" PRIu64 " and '%s' is now at "
-					  "generation %" PRIu64 "%s; stop writing and take a new lease on its primary",
-					  id, list[i].generation, key, side.generation,
-					  side.secondary ? " as a secondary here" : "");
-			break;
-		}
-		if (ttl == 0) {
-			r = omap_rm(io, IMS_LEASES_OBJECT, key);
-		} else {
-			/* a lease past its expiry is still renewable while nobody took the image */
-			list[i].expires = now() + ttl;
-			char *val = lease_json(&list[i]);
-			r = val ? omap_set(io, IMS_LEASES_OBJECT, key, val) : -ENOMEM;
-			free(val);
-		}
-		*out = list[i];
-		break;
-	}
-out:
-	free(list);
-	leases_unlock(io, cookie);
-out_io:
-	ims_site_ioctx_close(io);
-	return r;
+	ims_repl_side side;
+	if (ims_repl_side_get(c->d->site, l->pool, l->image, &side) == 0 &&
+	    (side.secondary || side.generation != l->generation))
+		return ims_error_set(-ESTALE,
+				     "lease '%s' is stale: it was granted at generation %" PRIu64 " and '%s/%s' is now at "
+				     "generation %" PRIu64 "%s; stop writing and take a new lease on its primary",
+				     l->id, l->generation, l->pool, l->image, side.generation,
+				     side.secondary ? " as a secondary here" : "");
+	return 0;
+}
+
+/* Renew (ttl > 0) or release (ttl == 0) the lease @p id. */
+static int change_lease(ims_daemon *d, ims_rpc_call *call, const char *id, unsigned ttl, ims_lease *out)
+{
+	change_ctx c = { d, call };
+	ims_rpc_call_set_target(call, id);
+	return ims_lease_change(d->site, d->pool, id, ttl, may_change, &c, out);
 }
 
 int ims_h_renew_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	const Imgstore__V1__RenewLeaseRequest *q = (const void *)req;
-	lease l;
-	int r = change_lease(APP(app), call, q->lease_id, ttl_of(q->ttl_seconds), &l);
+	ims_lease l;
+	int r = change_lease(APP(app), call, q->lease_id, ims_lease_ttl(q->ttl_seconds), &l);
 	if (r < 0)
 		return r;
 	Imgstore__V1__Lease *m = build_lease(call, &l);
@@ -489,7 +214,7 @@ int ims_h_renew_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req
 int ims_h_release_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	const Imgstore__V1__ReleaseLeaseRequest *q = (const void *)req;
-	lease l;
+	ims_lease l;
 	int r = change_lease(APP(app), call, q->lease_id, 0, &l);
 	if (r < 0)
 		return r;
@@ -505,19 +230,12 @@ int ims_h_list_leases(void *app, ims_rpc_call *call, const ProtobufCMessage *req
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ListLeasesRequest *q = (const void *)req;
-	rados_ioctx_t io;
-	lease *list = NULL;
+	ims_lease *list = NULL;
 	size_t n = 0;
 	ims_spec s;
 	bool one = q->image && q->image->image && q->image->image[0];
 	int r;
-	if (one && (r = spec_of(d, call, q->image, &s)) < 0)
-		return r;
-	if ((r = ims_site_ioctx(d->site, d->pool, &io)) < 0)
-		return r;
-	r = leases_read(io, &list, &n);
-	ims_site_ioctx_close(io);
-	if (r < 0)
+	if ((one && (r = spec_of(d, call, q->image, &s)) < 0) || (r = ims_lease_list(d->site, d->pool, &list, &n)) < 0)
 		return r;
 	Imgstore__V1__ListLeasesResponse *m = ALLOC(call, Imgstore__V1__ListLeasesResponse);
 	r = -ENOMEM;
@@ -638,7 +356,7 @@ static int attach_identity(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1
 		host = cn && ims_daemon_host_identity(d, cn, u, sizeof(u), sct, sizeof(sct)) == 0 ? cn : name;
 	}
 	bool have_user = q->client_id && q->client_id[0], have_secret = q->secret_uuid && q->secret_uuid[0];
-	if (have_user && !valid_host(q->client_id))
+	if (have_user && !ims_host_name_valid(q->client_id))
 		return ims_error_set(-EINVAL, "bad cephx user '%s'", q->client_id);
 	if (have_secret && !ims_uuid_valid(q->secret_uuid))
 		return ims_error_set(-EINVAL, "bad libvirt secret '%s': expected a UUID", q->secret_uuid);

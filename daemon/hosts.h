@@ -1,11 +1,8 @@
 /*
  * daemon/hosts.h: HostService. Hypervisor hosts register; they take leases on the images they
  * run (one host at a time per image, with a TTL, carrying the image's generation for fencing)
- * and ask for attach information.
- *
- * Records live in RADOS, in the site's default pool: omap of "imgstore.hosts" (one JSON value
- * per host) and of "imgstore.leases" (one per leased image, key "POOL/IMAGE"). Changes to the
- * leases take a RADOS exclusive lock on the object, so several daemons of a site agree.
+ * and ask for attach information. The records and their lock are store/lease.h's; this module
+ * decides who may act for which host, and fences a lease whose image failed over.
  */
 #ifndef IMS_DAEMON_HOSTS_H
 #define IMS_DAEMON_HOSTS_H
@@ -13,9 +10,6 @@
 #include <stddef.h>
 
 #include "proto/server.h"
-
-#define IMS_HOSTS_OBJECT "imgstore.hosts"
-#define IMS_LEASES_OBJECT "imgstore.leases"
 
 int ims_h_register_host(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
 int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);

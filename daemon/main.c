@@ -25,6 +25,7 @@
 #include "common/config.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/units.h"
 #include "daemon/daemon.h"
 #include "daemon/health.h"
 #include "daemon/notify.h"
@@ -78,10 +79,7 @@ static void audit_line(void *app, const char *line)
 		return;
 	}
 	char when[32];
-	time_t t = time(NULL);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	ims_format_utc(when, sizeof(when), (int64_t)time(NULL));
 	pthread_mutex_lock(&d->lock);
 	fprintf(d->audit, "%s %s\n", when, line);
 	fflush(d->audit);

@@ -18,12 +18,14 @@
 #include "common/error.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/units.h"
 #include "common/spec.h"
 #include "daemon/daemon.h"
 #include "daemon/hosts.h"
 #include "imgstore/v1/common.pb-c.h"
 #include "imgstore/v1/tier.pb-c.h"
 #include "store/catalog.h"
+#include "store/lease.h"
 #include "store/omap.h"
 #include "tier/policy.h"
 #include "tier/tier.h"
@@ -345,11 +347,6 @@ int ims_h_tier_scrub(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 /* ---------------------------------------------------------------------------------------- */
 /* policies */
 
-static int64_t lease_time(json_object *o, const char *key)
-{
-	return ims_json_i64(o, key);
-}
-
 typedef struct {
 	const char *prefix;
 	size_t plen;
@@ -379,39 +376,22 @@ static int daemon_hold(void *ctx, const char *pool, const char *image, int64_t n
 {
 	ims_daemon *d = ctx;
 	rados_ioctx_t io = NULL;
-	char key[2 * IMS_NAME_MAX + 3], *val = NULL;
-	size_t vlen = 0;
+	char key[2 * IMS_NAME_MAX + 3];
+	ims_lease l;
 	int r;
 
+	if ((r = ims_lease_get(d->site, d->pool, pool, image, &l)) < 0)
+		return r;
+	if (r == 1 && l.expires > now) {
+		char when[32];
+		ims_format_utc(when, sizeof(when), l.expires);
+		snprintf(why, len, "leased by host '%s' until %s", l.host, when);
+		return 1;
+	}
+	if (r == 1 && l.expires > *last)
+		*last = l.expires;
 	if ((r = ims_site_ioctx(d->site, d->pool, &io)) < 0)
 		return r;
-	snprintf(key, sizeof(key), "%s/%s", pool, image);
-	r = ims_omap_get(io, IMS_LEASES_OBJECT, key, &val, &vlen);
-	if (r == 0) {
-		json_object *o = json_tokener_parse(val);
-		free(val);
-		if (o) {
-			int64_t expires = lease_time(o, "expires");
-			char host[128];
-			ims_json_str(o, "host", host, sizeof(host));
-			json_object_put(o);
-			if (expires > now) {
-				char when[32];
-				time_t e = (time_t)expires;
-				struct tm tm;
-				gmtime_r(&e, &tm);
-				strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-				snprintf(why, len, "leased by host '%s' until %s", host, when);
-				r = 1;
-				goto out;
-			}
-			if (expires > *last)
-				*last = expires;
-		}
-	} else if (r != -ENOENT) {
-		ims_error_set(r, "cannot read the lease of '%s': %s", key, ims_strerror(r));
-		goto out;
-	}
 	ims_error_clear();
 	repl_find f = { .prefix = key, .found = "" };
 	snprintf(key, sizeof(key), "%s/%s@", pool, image);

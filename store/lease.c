@@ -1,0 +1,379 @@
+#include "store/lease.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <rados/librados.h>
+
+#include "common/error.h"
+#include "common/hash.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/units.h"
+#include "store/omap.h"
+
+#define LEASES_OBJECT "imgstore.leases"
+#define HOSTS_OBJECT "imgstore.hosts"
+#define LEASES_LOCK "imgstore.leases.lock"
+
+static int64_t now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+bool ims_host_name_valid(const char *h)
+{
+	size_t n = h ? strlen(h) : 0;
+	if (n == 0 || n > IMS_HOST_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z') || (h[i] >= '0' && h[i] <= '9') ||
+		      h[i] == '-' || h[i] == '_' || h[i] == '.'))
+			return false;
+	return true;
+}
+
+unsigned ims_lease_ttl(uint32_t asked)
+{
+	if (!asked)
+		return IMS_LEASE_TTL_DEFAULT;
+	return asked > IMS_LEASE_TTL_MAX ? IMS_LEASE_TTL_MAX : asked;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* records */
+
+static char *lease_json(const ims_lease *l)
+{
+	json_object *o = json_object_new_object();
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "id", json_object_new_string(l->id));
+	json_object_object_add(o, "pool", json_object_new_string(l->pool));
+	json_object_object_add(o, "image", json_object_new_string(l->image));
+	json_object_object_add(o, "host", json_object_new_string(l->host));
+	json_object_object_add(o, "acquired", json_object_new_int64(l->acquired));
+	json_object_object_add(o, "expires", json_object_new_int64(l->expires));
+	json_object_object_add(o, "generation", json_object_new_int64((int64_t)l->generation));
+	char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return s;
+}
+
+static bool lease_parse(const char *val, size_t len, ims_lease *l)
+{
+	char *t = strndup(val, len);
+	json_object *o = t ? json_tokener_parse(t) : NULL;
+	free(t);
+	if (!o)
+		return false;
+	memset(l, 0, sizeof(*l));
+	ims_json_str(o, "id", l->id, sizeof(l->id));
+	ims_json_str(o, "pool", l->pool, sizeof(l->pool));
+	ims_json_str(o, "image", l->image, sizeof(l->image));
+	ims_json_str(o, "host", l->host, sizeof(l->host));
+	l->acquired = ims_json_i64(o, "acquired");
+	l->expires = ims_json_i64(o, "expires");
+	l->generation = (uint64_t)ims_json_i64(o, "generation");
+	json_object_put(o);
+	return l->id[0] != '\0';
+}
+
+static int omap_set(rados_ioctx_t io, const char *obj, const char *key, const char *val)
+{
+	int r = ims_omap_set(io, obj, key, val, strlen(val));
+	return r < 0 ? ims_error_set(r, "cannot write %s: %s", obj, ims_strerror(r)) : 0;
+}
+
+static int omap_rm(rados_ioctx_t io, const char *obj, const char *key)
+{
+	int r = ims_omap_rm(io, obj, key);
+	return r < 0 ? ims_error_set(r, "cannot write %s: %s", obj, ims_strerror(r)) : 0;
+}
+
+typedef struct {
+	ims_lease *list;
+	size_t n, cap;
+} collected;
+
+static int collect(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	collected *c = ctx;
+	(void)key;
+	(void)klen;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 32;
+		ims_lease *nl = realloc(c->list, cap * sizeof(*nl));
+		if (!nl)
+			return -ENOMEM;
+		c->list = nl;
+		c->cap = cap;
+	}
+	if (lease_parse(val, vlen, &c->list[c->n]))
+		c->n++;
+	return 0;
+}
+
+static int leases_read(rados_ioctx_t io, ims_lease **out, size_t *count)
+{
+	collected c = { 0 };
+	int r = ims_omap_foreach(io, LEASES_OBJECT, collect, &c);
+	if (r < 0) {
+		free(c.list);
+		return ims_error_set(r, "cannot read the leases: %s", ims_strerror(r));
+	}
+	*out = c.list;
+	*count = c.n;
+	return 0;
+}
+
+/* The lock that serialises lease changes between the daemons of a site. */
+static int leases_lock(rados_ioctx_t io, char *cookie, size_t len)
+{
+	struct timeval tv = { 10, 0 };
+	snprintf(cookie, len, "%d.%lu", (int)getpid(), (unsigned long)pthread_self());
+	for (int i = 0; i < 100; i++) {
+		int r = rados_lock_exclusive(io, LEASES_OBJECT, LEASES_LOCK, cookie, "lease change", &tv, 0);
+		if (r == 0)
+			return 0;
+		if (r != -EBUSY && r != -EEXIST)
+			return ims_error_set(r, "cannot lock the leases: %s", ims_strerror(r));
+		usleep(50000);
+	}
+	return ims_error_set(-ETIMEDOUT, "the leases stayed locked by another daemon for 5 s");
+}
+
+static void leases_unlock(rados_ioctx_t io, const char *cookie)
+{
+	rados_unlock(io, LEASES_OBJECT, LEASES_LOCK, cookie);
+}
+
+/* The records' I/O context and, when @p locked, the leases' lock. */
+static int open_records(ims_site *site, const char *records_pool, bool locked, rados_ioctx_t *io, char *cookie,
+			size_t clen)
+{
+	int r = ims_site_ioctx(site, records_pool, io);
+	if (r < 0)
+		return r;
+	if (locked && (r = leases_lock(*io, cookie, clen)) < 0) {
+		ims_site_ioctx_close(*io);
+		return r;
+	}
+	return 0;
+}
+
+static void close_records(rados_ioctx_t io, bool locked, const char *cookie)
+{
+	if (locked)
+		leases_unlock(io, cookie);
+	ims_site_ioctx_close(io);
+}
+
+static void key_of(char *key, size_t len, const char *pool, const char *image)
+{
+	snprintf(key, len, "%s/%s", pool, image);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+int ims_lease_list(ims_site *site, const char *records_pool, ims_lease **out, size_t *n)
+{
+	rados_ioctx_t io;
+	int r = open_records(site, records_pool, false, &io, NULL, 0);
+	if (r < 0)
+		return r;
+	r = leases_read(io, out, n);
+	close_records(io, false, NULL);
+	return r;
+}
+
+int ims_lease_get(ims_site *site, const char *records_pool, const char *pool, const char *image, ims_lease *out)
+{
+	rados_ioctx_t io;
+	char key[2 * IMS_NAME_MAX + 2], *val = NULL;
+	size_t vlen = 0;
+	int r = open_records(site, records_pool, false, &io, NULL, 0);
+	if (r < 0)
+		return r;
+	key_of(key, sizeof(key), pool, image);
+	r = ims_omap_get(io, LEASES_OBJECT, key, &val, &vlen);
+	close_records(io, false, NULL);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return ims_error_set(r, "cannot read the lease of '%s': %s", key, ims_strerror(r));
+	r = lease_parse(val, vlen, out) ? 1 : 0;
+	free(val);
+	return r;
+}
+
+int ims_lease_held(ims_site *site, const char *records_pool, const char *pool, const char *image, char *host,
+		   size_t len)
+{
+	ims_lease l;
+	int r = ims_lease_get(site, records_pool, pool, image, &l);
+	if (r <= 0)
+		return r;
+	if (l.expires <= now())
+		return 0;
+	snprintf(host, len, "%s", l.host);
+	return 1;
+}
+
+int ims_lease_acquire(ims_site *site, const char *records_pool, const char *pool, const char *image,
+		      const char *host, unsigned ttl, uint64_t generation, ims_lease *out)
+{
+	rados_ioctx_t io;
+	char cookie[64], key[2 * IMS_NAME_MAX + 2];
+	ims_lease *list = NULL, l;
+	size_t n = 0;
+	int r;
+
+	if (!ims_host_name_valid(host))
+		return ims_error_set(-EINVAL, "bad host name '%s': 1 to 127 letters, digits, '.', '-' or '_'",
+				     host ? host : "");
+	if ((r = open_records(site, records_pool, true, &io, cookie, sizeof(cookie))) < 0)
+		return r;
+	if ((r = leases_read(io, &list, &n)) < 0)
+		goto out;
+	int64_t t = now();
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(list[i].pool, pool) || strcmp(list[i].image, image))
+			continue;
+		if (list[i].expires > t && strcmp(list[i].host, host) != 0) {
+			char when[32];
+			ims_format_utc(when, sizeof(when), list[i].expires);
+			r = ims_error_set(-EBUSY, "image '%s/%s' is leased by host '%s' until %s", pool, image,
+					  list[i].host, when);
+			goto out;
+		}
+	}
+	memset(&l, 0, sizeof(l));
+	char hex[25];
+	if ((r = ims_random_hex(hex, sizeof(hex))) < 0) {
+		r = ims_error_set(r, "no randomness for a lease id");
+		goto out;
+	}
+	snprintf(l.id, sizeof(l.id), "lease-%s", hex);
+	snprintf(l.pool, sizeof(l.pool), "%s", pool);
+	snprintf(l.image, sizeof(l.image), "%s", image);
+	snprintf(l.host, sizeof(l.host), "%s", host);
+	l.acquired = t;
+	l.expires = t + ttl;
+	l.generation = generation;
+	char *val = lease_json(&l);
+	if (!val) {
+		r = -ENOMEM;
+		goto out;
+	}
+	key_of(key, sizeof(key), pool, image);
+	r = omap_set(io, LEASES_OBJECT, key, val);
+	free(val);
+	if (r == 0)
+		*out = l;
+out:
+	free(list);
+	close_records(io, true, cookie);
+	return r;
+}
+
+int ims_lease_change(ims_site *site, const char *records_pool, const char *id, unsigned ttl,
+		     ims_lease_check_fn check, void *ctx, ims_lease *out)
+{
+	rados_ioctx_t io;
+	char cookie[64], key[2 * IMS_NAME_MAX + 2];
+	ims_lease *list = NULL;
+	size_t n = 0;
+	int r;
+
+	if (!id || !id[0])
+		return ims_error_set(-EINVAL, "the request names no lease");
+	if ((r = open_records(site, records_pool, true, &io, cookie, sizeof(cookie))) < 0)
+		return r;
+	if ((r = leases_read(io, &list, &n)) < 0)
+		goto out;
+	r = ims_error_set(-ENOENT, "no lease '%s' (released, or taken over by another host after it expired)", id);
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(list[i].id, id) != 0)
+			continue;
+		key_of(key, sizeof(key), list[i].pool, list[i].image);
+		if (check && (r = check(ctx, &list[i], ttl > 0)) < 0) {
+			if (r == -ESTALE && ttl > 0) /* fenced: the image failed over since */
+				omap_rm(io, LEASES_OBJECT, key);
+			break;
+		}
+		if (ttl == 0) {
+			r = omap_rm(io, LEASES_OBJECT, key);
+		} else {
+			/* a lease past its expiry is still renewable while nobody took the image */
+			list[i].expires = now() + ttl;
+			char *val = lease_json(&list[i]);
+			r = val ? omap_set(io, LEASES_OBJECT, key, val) : -ENOMEM;
+			free(val);
+		}
+		*out = list[i];
+		break;
+	}
+out:
+	free(list);
+	close_records(io, true, cookie);
+	return r;
+}
+
+int ims_lease_break(ims_site *site, const char *records_pool, const char *pool, const char *image,
+		    unsigned *broken)
+{
+	rados_ioctx_t io;
+	char cookie[64], key[2 * IMS_NAME_MAX + 2];
+	ims_lease *list = NULL;
+	size_t n = 0;
+	int r;
+
+	*broken = 0;
+	if ((r = open_records(site, records_pool, true, &io, cookie, sizeof(cookie))) < 0)
+		return r;
+	key_of(key, sizeof(key), pool, image);
+	if ((r = leases_read(io, &list, &n)) == 0) {
+		for (size_t i = 0; i < n; i++)
+			if (!strcmp(list[i].pool, pool) && !strcmp(list[i].image, image)) {
+				ims_log_info("failover of '%s': broke the lease of host '%s'", key, list[i].host);
+				++*broken;
+			}
+		if (*broken && (r = omap_rm(io, LEASES_OBJECT, key)) == -ENOENT)
+			r = 0;
+	}
+	free(list);
+	close_records(io, true, cookie);
+	return r;
+}
+
+int ims_host_register(ims_site *site, const char *records_pool, const char *name, const char *address,
+		      const char *caller)
+{
+	rados_ioctx_t io;
+	int r;
+	if (!ims_host_name_valid(name))
+		return ims_error_set(-EINVAL, "bad host name '%s': 1 to 127 letters, digits, '.', '-' or '_'",
+				     name ? name : "");
+	if ((r = open_records(site, records_pool, false, &io, NULL, 0)) < 0)
+		return r;
+	json_object *o = json_object_new_object();
+	if (!o) {
+		close_records(io, false, NULL);
+		return -ENOMEM;
+	}
+	json_object_object_add(o, "address", json_object_new_string(address ? address : ""));
+	json_object_object_add(o, "registered", json_object_new_int64(now()));
+	json_object_object_add(o, "caller", json_object_new_string(caller ? caller : ""));
+	r = omap_set(io, HOSTS_OBJECT, name, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	close_records(io, false, NULL);
+	return r;
+}
