@@ -9,10 +9,7 @@
 # Not root, or imgstore's packages already installed here: the installation part is skipped.
 set -uo pipefail
 SRC=${IMS_SOURCE_DIR:?}
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 PKGS=(libimgstore0 libimgstore-dev imgstore imgstored)
 W=$(mktemp -d /tmp/imgstore-deb.XXXXXX)
 OUT=$W/out
@@ -161,6 +158,4 @@ EOF
              for f in ${gone[*]}; do [ -e \$f ] || [ -L \$f ] && { echo \"# \$f is left\"; exit 1; }; done; exit 0"
 fi
 echo "# $(($(date +%s) - start)) s in all"
-
-echo "$passes passed, $fails failed"
-[ "$passes" -gt 0 ] && [ "$fails" -eq 0 ]
+finish
