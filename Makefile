@@ -8,7 +8,7 @@ JOBS       ?= $(shell nproc)
 CTEST_JOBS ?= 2
 RUN_DIR    ?= $(CURDIR)/.sandbox
 
-.PHONY: all deps build test test-unit test-asan test-fuzz fuzz soak chaos run sandbox-down install format clean
+.PHONY: all deps build test test-unit test-asan test-fuzz fuzz soak chaos run sandbox-down install deb format clean
 
 all: build
 
@@ -77,8 +77,17 @@ install:
 	cmake --build $(BUILD) -j$(JOBS)
 	cmake --install $(BUILD)
 
+# The Debian packages (debian/; docs/OPERATIONS.md, "Debian packages"): imgstore (the CLI),
+# imgstored (the daemon, its unit, sysusers.d, tmpfiles.d, logrotate, an example config),
+# libimgstore0 and libimgstore-dev, built by dpkg-buildpackage from a copy of this checkout's
+# files into DEB_DIR, then checked by lintian (an error fails). Needs the build dependencies
+# only (`make deps` installs them), not a build tree.
+DEB_DIR ?= build-deb
+deb:
+	bash scripts/make-deb $(DEB_DIR) $(JOBS)
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ) $(DEB_DIR)
