@@ -3,6 +3,7 @@
 #define IMS_DAEMON_DAEMON_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,6 +46,9 @@ typedef struct ims_daemon {
 	ims_alert *alert;        /* NULL without [defaults] alert_webhook */
 	struct ims_tier_scan *tier_scan; /* NULL with [defaults] tier_scan_interval = 0 */
 	struct ims_health *health;       /* the site probes (daemon/health.h) */
+	/* failovers recorded on this site and not finished (the main loop counts them every 10 s
+	 * while the site answers): imgstore_failovers_in_progress; -1 before the first count */
+	atomic_int failovers;
 } ims_daemon;
 
 /**

@@ -30,6 +30,7 @@
 #include "daemon/health.h"
 #include "daemon/notify.h"
 #include "daemon/tier.h"
+#include "replicator/failover.h"
 #include "store/transfer.h"
 
 static void usage(FILE *f)
@@ -234,6 +235,13 @@ static void metrics(void *app, FILE *out)
 	for (int s = IMS_OP_QUEUED; s <= IMS_OP_CANCELLED; s++)
 		fprintf(out, "imgstore_operations{state=\"%s\"} %llu\n", ims_op_state_name((ims_op_state)s),
 			(unsigned long long)counts[s]);
+	int failovers = atomic_load(&d->failovers);
+	if (failovers >= 0)
+		fprintf(out, "# HELP imgstore_failovers_in_progress Failovers recorded on this site and not finished: "
+			     "running, or interrupted (repl status POOL/IMAGE says failing-over).\n"
+			     "# TYPE imgstore_failovers_in_progress gauge\n"
+			     "imgstore_failovers_in_progress{site=\"%s\"} %d\n",
+			d->cfg->site.name, failovers);
 	fprintf(out, "# HELP imgstore_uptime_seconds Seconds since the daemon started.\n"
 		     "# TYPE imgstore_uptime_seconds gauge\nimgstore_uptime_seconds %lld\n",
 		(long long)(time(NULL) - d->started));
@@ -333,6 +341,7 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&d.lock, NULL);
 	pthread_mutex_init(&d.peers_lock, NULL);
 	d.started = time(NULL);
+	atomic_init(&d.failovers, -1);
 	if (ims_config_load(&d.cfg, config, print_error, NULL) < 0) {
 		if (ims_error_last_code() != -EINVAL) /* the lines were printed one by one */
 			fprintf(stderr, "imgstored: %s\n", ims_error_last());
@@ -459,7 +468,7 @@ int main(int argc, char **argv)
 	 * interrupted imports and restores in every RBD pool (a dead importer's watch lapses only
 	 * after a while) and, hourly, old spool files. Under systemd it says READY=1 once its own
 	 * site answers (the listeners are up by now), and feeds the watchdog. */
-	time_t last_spool = time(NULL), last_cleanup = time(NULL);
+	time_t last_spool = time(NULL), last_cleanup = time(NULL), last_failovers = 0;
 	unsigned wd_ms = ims_notify_watchdog_ms();
 	unsigned tick_ms = wd_ms && wd_ms / 2 < 5000 ? wd_ms / 2 : 5000;
 	bool notified = false;
@@ -490,6 +499,14 @@ int main(int argc, char **argv)
 				if (ims_store_cleanup_tmp(d.site, NULL, &removed) < 0)
 					ims_log_warning("cleanup of interrupted imports: %s", ims_error_last());
 				last_cleanup = time(NULL);
+			}
+			if (site_ok && time(NULL) - last_failovers >= 10) {
+				unsigned n;
+				if (ims_repl_journal_count(d.site, &n) == 0)
+					atomic_store(&d.failovers, (int)n);
+				else
+					ims_log_debug("failovers in progress not counted: %s", ims_error_last());
+				last_failovers = time(NULL);
 			}
 			if (time(NULL) - last_spool > 3600) {
 				ims_daemon_clean_spool(&d);

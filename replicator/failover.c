@@ -490,3 +490,55 @@ int ims_repl_journal_clear(ims_site *site, const char *pool, const char *name, b
 	ims_site_ioctx_close(io);
 	return r == -ENOENT ? 0 : r;
 }
+
+static int count_record(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	(void)key, (void)klen, (void)val, (void)vlen;
+	(*(unsigned *)ctx)++;
+	return 0;
+}
+
+int ims_repl_journal_count(ims_site *site, unsigned *count)
+{
+	size_t len = 1024;
+	char *pools = NULL;
+	unsigned n = 0;
+	int r;
+	for (;;) {
+		char *nb = realloc(pools, len);
+		if (!nb) {
+			free(pools);
+			return -ENOMEM;
+		}
+		pools = nb;
+		r = ims_site_pool_list(site, pools, len);
+		if (r < 0) {
+			free(pools);
+			return ims_error_set(r, "cannot list the pools of site '%s': %s", ims_site_name(site),
+					     ims_strerror(r));
+		}
+		if ((size_t)r <= len)
+			break;
+		len = (size_t)r;
+	}
+	/* a record is in the pool of its image or group: every pool, as the tmp cleanup */
+	for (const char *p = pools; *p && r >= 0; p += strlen(p) + 1) {
+		rados_ioctx_t io;
+		if ((r = ims_site_ioctx(site, p, &io)) < 0) {
+			r = r == -ENOENT ? 0 : r; /* removed since the listing */
+			continue;
+		}
+		r = ims_omap_foreach(io, IMS_REPL_FAILOVERS, count_record, &n);
+		ims_site_ioctx_close(io);
+		if (r == -EOPNOTSUPP) /* an erasure-coded pool keeps no omap, so no record */
+			r = 0;
+		if (r < 0)
+			ims_error_set(r, "cannot read the failover records in pool '%s' of site '%s': %s", p,
+				      ims_site_name(site), ims_strerror(r));
+	}
+	free(pools);
+	if (r < 0)
+		return r;
+	*count = n;
+	return 0;
+}

@@ -83,6 +83,15 @@ int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, boo
 int ims_repl_journal_clear(ims_site *site, const char *pool, const char *name, bool group);
 
 /**
+ * How many failovers (of images and groups) are recorded on @p site, in every pool: begun
+ * there and not finished, whether they are running or were interrupted. The daemon exports it
+ * as imgstore_failovers_in_progress.
+ *
+ * @returns 0, or the cluster's error (a pool listing, or a record object that cannot be read).
+ */
+int ims_repl_journal_count(ims_site *site, unsigned *count);
+
+/**
  * Fence the writers of @p site's copy: break every holder of its exclusive lock, which
  * blocklists the holder's address in that cluster, so its in-flight and later writes fail.
  *

@@ -6,6 +6,8 @@
 # promotes site b, hands replication back to site a, and the data is equal on both sites.
 # Killed before the demote, the second run does the whole failover; killed at the first step,
 # the image stays primary on site a and the second run starts over.
+# While a failover is recorded and unfinished, imgstore_failovers_in_progress of the site that
+# recorded it counts it; once finished, it does not.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
@@ -64,6 +66,28 @@ write_on a 8M
 expect_rc 0 "enable replication to site b" on_a repl enable "rbd/$img" --to b --rpo 1h
 expect_rc 0 "sync" on_a repl sync "rbd/$img"
 
+# imgstore_failovers_in_progress{site}: the failovers recorded on a site and not finished (the
+# daemon counts them every 10 s). Other tests may have left records behind: compare with the
+# value before.
+failovers_of() { # SITE: the gauge of that site's daemon, empty while it is not exported
+  local url=$([ "$1" = a ] && echo "$IMGSTORE_SERVER_A" || echo "$IMGSTORE_SERVER_B")
+  curl -sf --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$url/metrics" |
+    awk -v k="imgstore_failovers_in_progress{site=\"$1\"}" '$1 == k { print $2 }'
+}
+failovers_become() { # SITE N: wait up to 40 s for the gauge to read N
+  local v
+  for _ in $(seq 1 40); do v=$(failovers_of "$1"); [ "$v" = "$2" ] && return 0; sleep 1; done
+  echo "# imgstore_failovers_in_progress{site=\"$1\"} is '$v', wanted $2"; return 1
+}
+base_a="" base_b=""
+for _ in $(seq 1 40); do
+  base_a=$(failovers_of a) base_b=$(failovers_of b)
+  [ -n "$base_a" ] && [ -n "$base_b" ] && break
+  sleep 1
+done
+check "imgstore_failovers_in_progress is exported by both daemons (a: '$base_a', b: '$base_b')" \
+  test -n "$base_a" -a -n "$base_b"
+
 # ---- killed after the demote, before the promote: both copies are secondaries
 arm promote
 pid=$(daemon_pid a)
@@ -78,6 +102,7 @@ st=$(on_a --format json repl status "rbd/$img" 2>/dev/null | jq -r '.[0] | "\(.s
 echo "# status: $st"
 check "repl status on site a shows the failover in progress at step 'promote'" \
   bash -c "grep -q '^failing-over .*step .promote.' <<<\"\$1\"" _ "$st"
+check "  imgstore_failovers_in_progress on site a counts it ($base_a + 1)" failovers_become a $((base_a + 1))
 expect_rc 0 "the same command again finishes it" on_a repl failover "rbd/$img" --to b
 cat $out
 check "  it says it finished an interrupted failover" grep -q "finished the failover interrupted at step 'promote'" $out
@@ -86,6 +111,7 @@ check "  site b is the primary at the recorded generation ($(gen_of b) = $gen0 +
 check "  site b's daemon replicates back to site a, and the data is equal" converged b
 check "  site a's status no longer shows a failover" \
   bash -c "! IMGSTORE_SERVER=$IMGSTORE_SERVER_A '$CLI' --format json repl status rbd/$img | grep -q failing-over"
+check "  imgstore_failovers_in_progress on site a is back to $base_a" failovers_become a "$base_a"
 
 # ---- back to site a (a failback asked of site b), then killed at the demote step
 expect_rc 0 "failback to site a" on_b repl failback "rbd/$img"
@@ -124,11 +150,13 @@ check "  site b is the primary" test "$(role_of b)" = primary
 st=$(on_b --format json repl status "rbd/$img" 2>/dev/null | jq -r '.[0] | "\(.state) \(.error)"')
 echo "# status: $st"
 check "  repl status on site b shows the forced failover unfinished" bash -c "grep -q '^failing-over a forced failover' <<<\"\$1\"" _ "$st"
+check "  imgstore_failovers_in_progress on site b counts it ($base_b + 1)" failovers_become b $((base_b + 1))
 expect_rc 0 "the same command again finishes it" on_b repl failover "rbd/$img" --to b --force
 cat $out
 check "  it says so" grep -q "finished the forced failover interrupted after the promotion" $out
 check "  site b's daemon replicates to site a again" \
   bash -c "IMGSTORE_SERVER=$IMGSTORE_SERVER_B '$CLI' --format json repl status rbd/$img | jq -e '.[0].target == \"a\" and .[0].state != \"failing-over\"' >/dev/null"
+check "  imgstore_failovers_in_progress on site b is back to $base_b" failovers_become b "$base_b"
 
 # ---- a failover record that cannot be read (corrupted, or written by hand): the failover is
 # refused with a one-line error that names the record and how to drop it, and changes nothing

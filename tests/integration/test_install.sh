@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `make install` puts down (cmake --install of this build, below a DESTDIR): imgstore's
 # own files only, the unit naming the installed binary, the service user, its directories and
-# the audit log's rotation; the unit passes `systemd-analyze verify`.
+# the audit log's rotation, the alert rules and the dashboard; the unit passes
+# `systemd-analyze verify`.
 set -uo pipefail
 BUILD=${IMS_BINARY_DIR:?}
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
@@ -23,8 +24,10 @@ check "its directories (tmpfiles.d)" grep -q '^d /var/log/imgstore ' "$root/lib/
 logrotate_file=$(find "$D" -path '*/logrotate.d/imgstored' | head -1)
 check "the audit log's rotation, which tells the daemon to open it again" \
   bash -c "[ -n '$logrotate_file' ] && grep -q 'kill --signal=HUP' '$logrotate_file'"
+check "the alert rules and the dashboard (share/imgstore)" \
+  test -f "$root/share/imgstore/prometheus/imgstore-alerts.yml" -a -f "$root/share/imgstore/grafana/imgstore-dashboard.json"
 check "nothing but imgstore's files (no Ceph, no test tools)" \
-  bash -c "! find '$D' -type f | grep -Ev '/(imgstore|imgstored|libimgstore[^/]*|imgstore\.(pc|conf)|imgstored\.service|[^/]*\.h)$' | grep ."
+  bash -c "! find '$D' -type f | grep -Ev '/(imgstore|imgstored|libimgstore[^/]*|imgstore\.(pc|conf)|imgstored\.service|[^/]*\.h)$|/share/imgstore/(prometheus|grafana)/imgstore-[a-z]+\.(yml|json)$' | grep ."
 # systemd-analyze checks the unit as installed (its binary at the path it names)
 sed "s|^ExecStart=$prefix|ExecStart=$root|" "$unit" >"$W/imgstored.service"
 check "systemd-analyze verify finds nothing wrong in the unit" bash -c "systemd-analyze verify '$W/imgstored.service' 2>&1 | tee '$W/verify.log' | grep . && exit 1 || exit 0"
