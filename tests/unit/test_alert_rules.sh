@@ -15,9 +15,7 @@ SRC=${IMS_SOURCE_DIR:?}
 RULES=$SRC/dist/prometheus/imgstore-alerts.yml
 RULES_TEST=$SRC/tests/unit/alerts_test.yml
 DASH=$SRC/dist/grafana/imgstore-dashboard.json
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 for tool in promtool jq python3; do
   command -v $tool >/dev/null || { echo "not ok - '$tool' is missing: run scripts/install-deps"; exit 1; }
 done
@@ -135,5 +133,4 @@ while IFS=$'\t' read -r name query; do
   fi
 done < <(jq -r '.templating.list[] | select(.type == "query") | [.name, (.query | if type == "object" then .query else . end)] | @tsv' "$DASH")
 
-echo "# $passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

@@ -2,7 +2,7 @@
 # Every example configuration in docs/*.md goes through `imgstored --check-config` (issue 13).
 #
 # Which blocks: every fenced block of docs/*.md whose info string is `ini` and that holds one of
-# imgstored's sections ([site], [peer NAME], [server], [s3 NAME], [defaults]). A block with
+# imgstored's sections ([site], [peer NAME], [server], [s3 NAME], [defaults], [host NAME]). A block with
 # [site] is a whole file and is checked as it is. A block without it is a fragment (one section
 # to add to a file): it is checked inside the smallest file that completes it, a [site] section
 # after it and, when it names no listener, a [server] unix_socket (after the block, so the
@@ -37,7 +37,7 @@ fi
 W=$(mktemp -d /tmp/imgstore-doc-configs.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 
-section_re='^[[:space:]]*\[(site|server|defaults|peer [^]]*|s3 [^]]*)\]'
+section_re='^[[:space:]]*\[(site|server|defaults|peer [^]]*|s3 [^]]*|host [^]]*)\]'
 n=0
 for doc in "$SRC"/docs/*.md; do
   rel=docs/${doc##*/}
