@@ -347,26 +347,6 @@ int ims_h_tier_scrub(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 /* ---------------------------------------------------------------------------------------- */
 /* policies */
 
-typedef struct {
-	const char *prefix;
-	size_t plen;
-	char found[IMS_NAME_MAX + 1];
-} repl_find;
-
-static int find_repl(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
-{
-	repl_find *f = ctx;
-	(void)val;
-	(void)vlen;
-	if (klen > f->plen && memcmp(key, f->prefix, f->plen) == 0) {
-		size_t n = klen - f->plen < IMS_NAME_MAX ? klen - f->plen : IMS_NAME_MAX;
-		memcpy(f->found, key + f->plen, n);
-		f->found[n] = '\0';
-		return 1;
-	}
-	return 0;
-}
-
 /*
  * What the daemon knows beyond RBD: a host lease (live: the image is in use; expired: when it
  * was last used at the latest) and a replication policy (keys "POOL/IMAGE@TARGET").
@@ -375,8 +355,6 @@ static int daemon_hold(void *ctx, const char *pool, const char *image, int64_t n
 		       size_t len)
 {
 	ims_daemon *d = ctx;
-	rados_ioctx_t io = NULL;
-	char key[2 * IMS_NAME_MAX + 3];
 	ims_lease l;
 	int r;
 
@@ -390,21 +368,9 @@ static int daemon_hold(void *ctx, const char *pool, const char *image, int64_t n
 	}
 	if (r == 1 && l.expires > *last)
 		*last = l.expires;
-	if ((r = ims_site_ioctx(d->site, d->pool, &io)) < 0)
-		return r;
-	ims_error_clear();
-	repl_find f = { .prefix = key, .found = "" };
-	snprintf(key, sizeof(key), "%s/%s@", pool, image);
-	f.plen = strlen(key);
-	r = ims_omap_foreach(io, IMS_REPL_POLICIES, find_repl, &f);
-	if (r == 1) {
-		snprintf(why, len, "replicated to site '%s'", f.found);
-		goto out;
-	}
-	if (r < 0)
-		ims_error_set(r, "cannot read the replication policies: %s", ims_strerror(r));
-out:
-	ims_site_ioctx_close(io);
+	char target[IMS_NAME_MAX + 1];
+	if ((r = ims_repl_policy_find(d->site, d->pool, pool, image, target, sizeof(target))) == 1)
+		snprintf(why, len, "replicated to site '%s'", target);
 	return r;
 }
 

@@ -112,6 +112,9 @@ static int64_t now_ms(void)
 }
 
 /* A pair's key in the records, and the name of its lock. */
+#define IMS_REPL_POLICIES "imgstore.repl.policies" /* omap: "POOL/IMAGE@TARGET" -> policy */
+#define IMS_REPL_STATUS "imgstore.repl.status"     /* omap: the same keys -> last status */
+
 static void policy_key(char *key, size_t len, const char *pool, const char *name, bool group, const char *target)
 {
 	/* a group's key, lock and status are apart from an image's of the same name */
@@ -1728,5 +1731,41 @@ int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *gro
 	res.bytes_discarded = discarded;
 	if (r == 0 && out)
 		*out = res;
+	return r;
+}
+
+typedef struct {
+	const char *prefix;
+	size_t plen;
+	char *found;
+	size_t len;
+} policy_find;
+
+static int find_policy(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	policy_find *f = ctx;
+	(void)val;
+	(void)vlen;
+	if (klen > f->plen && memcmp(key, f->prefix, f->plen) == 0) {
+		snprintf(f->found, f->len, "%.*s", (int)(klen - f->plen), key + f->plen);
+		return 1;
+	}
+	return 0;
+}
+
+int ims_repl_policy_find(ims_site *site, const char *policy_pool, const char *pool, const char *image, char *target,
+			 size_t len)
+{
+	rados_ioctx_t io;
+	char prefix[700];
+	int r = ims_site_ioctx(site, policy_pool, &io);
+	if (r < 0)
+		return r;
+	snprintf(prefix, sizeof(prefix), "%s/%s@", pool, image);
+	policy_find f = { prefix, strlen(prefix), target, len };
+	r = ims_omap_foreach(io, IMS_REPL_POLICIES, find_policy, &f);
+	ims_site_ioctx_close(io);
+	if (r < 0)
+		return ims_error_set(r, "cannot read the replication policies: %s", ims_strerror(r));
 	return r;
 }

@@ -22,8 +22,7 @@
 #include "replicator/replicator.h"
 #include "store/site.h"
 
-#define IMS_REPL_POLICIES "imgstore.repl.policies"
-#define IMS_REPL_STATUS "imgstore.repl.status"
+/* The RADOS lock a pair's owner holds on its object (rados lock info shows the holder). */
 #define IMS_REPL_LOCK "imgstore.repl.lock"
 
 typedef struct ims_repl_sched ims_repl_sched;
@@ -164,6 +163,13 @@ int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *poo
 			const char *target, const char *mode, uint32_t rpo);
 int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool, const char *name, bool group,
 			   const char *target);
+
+/**
+ * Whether image @p pool/@p image is replicated from @p site (a policy in @p policy_pool names
+ * it): 1 and the first target site's name in @p target; 0 if not.
+ */
+int ims_repl_policy_find(ims_site *site, const char *policy_pool, const char *pool, const char *image, char *target,
+			 size_t len);
 
 /**
  * Resolve a split-brain: make @p target's copy (an old primary that came back) a secondary of
