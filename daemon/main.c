@@ -30,6 +30,7 @@
 #include "daemon/health.h"
 #include "daemon/notify.h"
 #include "daemon/tier.h"
+#include "tier/scan.h"
 #include "replicator/failover.h"
 #include "store/transfer.h"
 
@@ -458,7 +459,7 @@ int main(int argc, char **argv)
 		ims_log_error("cannot serve: %s", ims_error_last());
 		goto out;
 	}
-	if ((r = ims_tier_scan_start(&d.tier_scan, &d)) < 0)
+	if ((r = ims_daemon_tier_scan_start(&d.tier_scan, &d)) < 0)
 		ims_log_warning("tiering policies will not be applied: %s", ims_error_last());
 	ims_log_info("imgstored %s serving site '%s' (%s)%s%s%s%s", IMS_VERSION, d.cfg->site.name,
 		     d.cfg->site.ceph_conf, so.listen ? " on " : "", so.listen ? so.listen : "",

@@ -7,27 +7,22 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <json-c/json.h>
 
 #include "common/error.h"
-#include "common/json.h"
 #include "common/log.h"
 #include "common/units.h"
 #include "common/spec.h"
 #include "daemon/daemon.h"
-#include "daemon/hosts.h"
 #include "imgstore/v1/common.pb-c.h"
 #include "imgstore/v1/tier.pb-c.h"
-#include "store/catalog.h"
 #include "store/lease.h"
-#include "store/omap.h"
 #include "tier/policy.h"
+#include "tier/scan.h"
 #include "tier/tier.h"
 
 #define APP(app) ((ims_daemon *)(app))
@@ -72,8 +67,9 @@ static int op_progress(void *ctx, uint64_t done, uint64_t total)
 /* A push that removes the image honours host leases (the tier module reads no daemon records). */
 static int image_leased(void *ctx, const char *pool, const char *image, char *why, size_t len)
 {
-	char host[128] = "";
-	int r = ims_hosts_image_leased(ctx, pool, image, host, sizeof(host));
+	ims_daemon *d = ctx;
+	char host[IMS_HOST_NAME_MAX + 1] = "";
+	int r = ims_lease_held(d->site, d->pool, pool, image, host, sizeof(host));
 	if (r > 0)
 		snprintf(why, len, "leased by host '%s'", host);
 	return r;
@@ -244,14 +240,7 @@ int ims_h_tier_restore(void *app, ims_rpc_call *call, const ProtobufCMessage *re
 	}
 	/* which target: as asked, else the one the catalog's cold entry names, else the only one */
 	if (!(q->target && q->target[0]) && !from.snap[0]) {
-		rados_ioctx_t io;
-		ims_catalog_entry *e = NULL;
-		if (ims_site_ioctx(d->site, from.pool, &io) == 0) {
-			if (ims_catalog_get(io, from.image, &e) == 0 && e->cold_target)
-				snprintf(target, sizeof(target), "%s", e->cold_target);
-			ims_catalog_entry_free(e);
-			ims_site_ioctx_close(io);
-		}
+		ims_tier_cold_target(d->site, from.pool, from.image, target, sizeof(target));
 		ims_error_clear();
 	}
 	if ((r = pick_target(d, q->target && q->target[0] ? q->target : target, &c)) < 0)
@@ -406,30 +395,17 @@ static int policy_from_msg(ims_daemon *d, const Imgstore__V1__TierPolicy *m, con
 	return ims_tier_after_parse(&out->after, m->after);
 }
 
-static int default_io(ims_daemon *d, rados_ioctx_t *io)
-{
-	return ims_site_ioctx(d->site, d->pool, io);
-}
-
 int ims_h_tier_set_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__SetTierPolicyRequest *q = (const void *)req;
 	ims_tier_policy p;
-	rados_ioctx_t io = NULL;
 	int r;
 
 	if (q->policy && q->policy->pool)
 		ims_rpc_call_set_target(call, q->policy->pool);
-	if ((r = policy_from_msg(d, q->policy, NULL, &p)) < 0)
-		return r;
-	if ((r = default_io(d, &io)) < 0)
-		return r;
-	r = ims_tier_policy_set(io, &p);
-	if (r == 0)
-		r = ims_tier_policy_get(&p, io, p.pool);
-	ims_site_ioctx_close(io);
-	if (r < 0)
+	if ((r = policy_from_msg(d, q->policy, NULL, &p)) < 0 || (r = ims_tier_policy_set(d->site, d->pool, &p)) < 0 ||
+	    (r = ims_tier_policy_get(&p, d->site, d->pool, p.pool)) < 0)
 		return r;
 	Imgstore__V1__TierPolicy *m = ims_rpc_call_alloc(call, sizeof(*m));
 	if (!m)
@@ -445,14 +421,9 @@ int ims_h_tier_get_policy(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	const Imgstore__V1__GetTierPolicyRequest *q = (const void *)req;
 	const char *pool = q->pool && q->pool[0] ? q->pool : d->pool;
 	ims_tier_policy p;
-	rados_ioctx_t io = NULL;
 	int r;
 
-	if ((r = default_io(d, &io)) < 0)
-		return r;
-	r = ims_tier_policy_get(&p, io, pool);
-	ims_site_ioctx_close(io);
-	if (r < 0)
+	if ((r = ims_tier_policy_get(&p, d->site, d->pool, pool)) < 0)
 		return r;
 	Imgstore__V1__TierPolicy *m = ims_rpc_call_alloc(call, sizeof(*m));
 	if (!m)
@@ -467,15 +438,10 @@ int ims_h_tier_list_policies(void *app, ims_rpc_call *call, const ProtobufCMessa
 	ims_daemon *d = APP(app);
 	ims_tier_policy *list = NULL;
 	size_t n = 0;
-	rados_ioctx_t io = NULL;
 	int r;
 	(void)req;
 
-	if ((r = default_io(d, &io)) < 0)
-		return r;
-	r = ims_tier_policy_list(&list, &n, io);
-	ims_site_ioctx_close(io);
-	if (r < 0)
+	if ((r = ims_tier_policy_list(&list, &n, d->site, d->pool)) < 0)
 		return r;
 	Imgstore__V1__ListTierPoliciesResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
 	Imgstore__V1__TierPolicy **all = ims_rpc_call_alloc(call, (n + 1) * sizeof(*all));
@@ -501,15 +467,10 @@ int ims_h_tier_remove_policy(void *app, ims_rpc_call *call, const ProtobufCMessa
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__RemoveTierPolicyRequest *q = (const void *)req;
 	const char *pool = q->pool && q->pool[0] ? q->pool : d->pool;
-	rados_ioctx_t io = NULL;
 	int r;
 
 	ims_rpc_call_set_target(call, pool);
-	if ((r = default_io(d, &io)) < 0)
-		return r;
-	r = ims_tier_policy_rm(io, pool);
-	ims_site_ioctx_close(io);
-	if (r < 0)
+	if ((r = ims_tier_policy_rm(d->site, d->pool, pool)) < 0)
 		return r;
 	Imgstore__V1__RemoveTierPolicyResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
 	if (!m)
@@ -534,14 +495,8 @@ int ims_h_tier_cold_candidates(void *app, ims_rpc_call *call, const ProtobufCMes
 	if (q->policy) {
 		if ((r = policy_from_msg(d, q->policy, pool, &p)) < 0)
 			return r;
-	} else {
-		rados_ioctx_t io = NULL;
-		if ((r = default_io(d, &io)) < 0)
-			return r;
-		r = ims_tier_policy_get(&p, io, pool);
-		ims_site_ioctx_close(io);
-		if (r < 0)
-			return r;
+	} else if ((r = ims_tier_policy_get(&p, d->site, d->pool, pool)) < 0) {
+		return r;
 	}
 	if ((r = ims_tier_policy_candidates(&list, &n, d->site, &p, (int64_t)time(NULL), daemon_hold, d)) < 0)
 		return r;
@@ -572,48 +527,21 @@ int ims_h_tier_cold_candidates(void *app, ims_rpc_call *call, const ProtobufCMes
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* the scan: every [defaults] tier_scan_interval, push the idle images of every policy, one at
- * a time, each as an Operation under the image's RADOS push lock */
-
-#define TIER_LOCK_SECONDS 60
-
-struct ims_tier_scan {
-	ims_daemon *d;
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool stopping;
-};
+/* the scan (tier/scan.h): its pushes run as Operations */
 
 typedef struct {
 	tier_work w;
-	int64_t renewed;
+	ims_tier_push_job job;
+	ims_op *op;
 } scan_work;
 
-static int scan_progress(void *ctx, uint64_t done, uint64_t total)
-{
-	ims_op *op = ctx;
-	return ims_op_progress(op, done, total);
-}
-
 /* The push of a policy: as run_push, renewing the image's push lock as it goes. */
-typedef struct {
-	ims_op *op;
-	scan_work *sw;
-	rados_ioctx_t io;
-} scan_push_ctx;
-
 static int scan_push_progress(void *ctx, uint64_t done, uint64_t total)
 {
-	scan_push_ctx *c = ctx;
-	int64_t t = (int64_t)time(NULL);
-	if (t - c->sw->renewed >= TIER_LOCK_SECONDS / 3) {
-		if (ims_tier_policy_lock(c->io, c->sw->w.pool, c->sw->w.image, c->sw->w.d->owner_host, TIER_LOCK_SECONDS,
-					 true) < 0)
-			return 1; /* lost the lock: stop */
-		c->sw->renewed = t;
-	}
-	return scan_progress(c->op, done, total);
+	scan_work *sw = ctx;
+	if (ims_tier_push_job_renew(&sw->job) < 0)
+		return 1; /* lost the lock: stop */
+	return ims_op_progress(sw->op, done, total);
 }
 
 static int run_policy_push(ims_op *op, void *arg)
@@ -622,76 +550,53 @@ static int run_policy_push(ims_op *op, void *arg)
 	tier_work *w = &sw->w;
 	ims_tier_target *t = NULL;
 	ims_tier_result res;
-	scan_push_ctx c = { .op = op, .sw = sw };
 	int r;
 
-	if ((r = default_io(w->d, &c.io)) < 0)
-		return r;
+	sw->op = op;
 	if ((r = open_target(w, &t)) < 0)
-		goto out;
+		return r;
 	ims_tier_opts o = work_opts(w, op);
 	o.progress = scan_push_progress;
-	o.progress_ctx = &c;
+	o.progress_ctx = sw;
 	r = ims_tier_push(&res, t, w->d->site, w->pool, w->image, NULL, &o);
 	if (r == 0)
 		ims_log_info("tiering policy of pool '%s': pushed '%s' to '%s' (%" PRIu64 " chunks, %" PRIu64
 			     " bytes uploaded)", w->pool, res.name, w->target, res.chunks, res.bytes_sealed);
-out:
 	ims_tier_target_free(t);
-	ims_site_ioctx_close(c.io);
 	return r;
 }
 
-static bool scan_stopping(ims_tier_scan *s)
+static int scan_target(void *ctx, const char *asked, char *name, size_t len)
 {
-	pthread_mutex_lock(&s->lock);
-	bool st = s->stopping;
-	pthread_mutex_unlock(&s->lock);
-	return st;
+	const ims_config_s3 *c = NULL;
+	int r = pick_target(ctx, asked, &c);
+	if (r == 0)
+		snprintf(name, len, "%s", c->name);
+	return r;
 }
 
-/* Push one candidate: lock, check again, run the operation, wait for it, unlock. */
-static void scan_push_one(ims_tier_scan *s, const ims_tier_policy *p, const ims_config_s3 *c, const char *image)
+/* Run a push the scan asks for as a "tier-push" Operation, and wait for it. */
+static int scan_push(void *ctx, ims_tier_scan *scan, const ims_tier_push_job *job)
 {
-	ims_daemon *d = s->d;
-	rados_ioctx_t io = NULL;
-	ims_tier_candidate cand;
+	ims_daemon *d = ctx;
 	ims_op_record rec;
 	char what[2 * IMS_NAME_MAX + 2];
-	int r;
-
-	ims_error_clear();
-	snprintf(what, sizeof(what), "%s/%s", p->pool, image);
-	if (default_io(d, &io) < 0) {
-		ims_log_warning("tiering policy: %s", ims_error_last());
-		return;
-	}
-	if ((r = ims_tier_policy_lock(io, p->pool, image, d->owner_host, TIER_LOCK_SECONDS, false)) < 0) {
-		ims_log_debug("tiering policy: %s", ims_error_last());
-		goto out_io;
-	}
-	/* another daemon may have pushed it, or a host leased it, since the listing */
-	r = ims_tier_policy_check(&cand, d->site, p, image, (int64_t)time(NULL), daemon_hold, d);
-	if (r < 0 || !cand.push) {
-		if (r < 0 && r != -ENOENT)
-			ims_log_warning("tiering policy: %s", ims_error_last());
-		goto out;
-	}
 	scan_work *sw = calloc(1, sizeof(*sw));
 	if (!sw)
-		goto out;
+		return -ENOMEM;
+	sw->job = *job;
 	sw->w.d = d;
-	sw->w.after = p->after;
-	sw->renewed = (int64_t)time(NULL);
-	snprintf(sw->w.target, sizeof(sw->w.target), "%s", c->name);
-	snprintf(sw->w.pool, sizeof(sw->w.pool), "%s", p->pool);
-	snprintf(sw->w.image, sizeof(sw->w.image), "%s", image);
-	ims_log_info("tiering policy of pool '%s': pushing '%s' to '%s': %s", p->pool, what, c->name, cand.reason);
-	if ((r = ims_ops_submit(d->ops, "tier-push", what, run_policy_push, sw, free, &rec)) < 0) {
+	sw->w.after = job->after;
+	snprintf(sw->w.target, sizeof(sw->w.target), "%s", job->target);
+	snprintf(sw->w.pool, sizeof(sw->w.pool), "%s", job->pool);
+	snprintf(sw->w.image, sizeof(sw->w.image), "%s", job->image);
+	snprintf(what, sizeof(what), "%s/%s", job->pool, job->image);
+	int r = ims_ops_submit(d->ops, "tier-push", what, run_policy_push, sw, free, &rec);
+	if (r < 0) {
 		ims_log_warning("tiering policy: cannot push '%s': %s", what, ims_error_last());
-		goto out;
+		return r;
 	}
-	while (!scan_stopping(s)) {
+	while (!ims_tier_scan_stopping(scan)) {
 		if (ims_ops_wait(d->ops, rec.id, 1000, &rec) < 0)
 			break;
 		if (rec.state != IMS_OP_QUEUED && rec.state != IMS_OP_RUNNING)
@@ -699,101 +604,20 @@ static void scan_push_one(ims_tier_scan *s, const ims_tier_policy *p, const ims_
 	}
 	if (rec.state == IMS_OP_FAILED)
 		ims_log_warning("tiering policy: push of '%s' failed: %s", what, rec.error);
-	if (rec.state == IMS_OP_QUEUED || rec.state == IMS_OP_RUNNING)
-		goto out_io; /* stopping: the push still renews the lock; it expires after it */
-out:
-	ims_tier_policy_unlock(io, p->pool, image, d->owner_host);
-out_io:
-	ims_site_ioctx_close(io);
+	return rec.state == IMS_OP_QUEUED || rec.state == IMS_OP_RUNNING ? 1 : 0;
 }
 
-static void scan_once(ims_tier_scan *s)
+int ims_daemon_tier_scan_start(ims_tier_scan **out, ims_daemon *d)
 {
-	ims_daemon *d = s->d;
-	ims_tier_policy *ps = NULL;
-	size_t np = 0;
-	rados_ioctx_t io = NULL;
-
-	ims_error_clear();
-	if (default_io(d, &io) < 0 || ims_tier_policy_list(&ps, &np, io) < 0) {
-		ims_log_warning("tiering policies not read: %s", ims_error_last());
-		ims_site_ioctx_close(io);
-		return;
-	}
-	ims_site_ioctx_close(io);
-	for (size_t i = 0; i < np && !scan_stopping(s); i++) {
-		const ims_config_s3 *c = NULL;
-		ims_tier_candidate *list = NULL;
-		size_t n = 0;
-		ims_error_clear();
-		if (pick_target(d, ps[i].target, &c) < 0 ||
-		    ims_tier_policy_candidates(&list, &n, d->site, &ps[i], (int64_t)time(NULL), daemon_hold, d) < 0) {
-			ims_log_warning("tiering policy of pool '%s' not applied: %s", ps[i].pool, ims_error_last());
-			continue;
-		}
-		for (size_t k = 0; k < n && !scan_stopping(s); k++)
-			if (list[k].push)
-				scan_push_one(s, &ps[i], c, list[k].image);
-		free(list);
-	}
-	free(ps);
-}
-
-static void *scan_main(void *arg)
-{
-	ims_tier_scan *s = arg;
-	uint64_t interval = s->d->cfg->defaults.tier_scan_interval;
-	/* the first scan soon after the start, so that frequent restarts do not starve it */
-	uint64_t wait = interval < 30 ? interval : 30;
-	pthread_mutex_lock(&s->lock);
-	while (!s->stopping) {
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += (time_t)wait;
-		while (!s->stopping && pthread_cond_timedwait(&s->cond, &s->lock, &until) == 0)
-			;
-		if (s->stopping)
-			break;
-		pthread_mutex_unlock(&s->lock);
-		scan_once(s);
-		pthread_mutex_lock(&s->lock);
-		wait = interval;
-	}
-	pthread_mutex_unlock(&s->lock);
-	return NULL;
-}
-
-int ims_tier_scan_start(ims_tier_scan **out, ims_daemon *d)
-{
-	*out = NULL;
-	if (d->cfg->defaults.tier_scan_interval == 0)
-		return 0; /* off */
-	ims_tier_scan *s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	s->d = d;
-	pthread_mutex_init(&s->lock, NULL);
-	pthread_cond_init(&s->cond, NULL);
-	if (pthread_create(&s->thread, NULL, scan_main, s) != 0) {
-		pthread_mutex_destroy(&s->lock);
-		pthread_cond_destroy(&s->cond);
-		free(s);
-		return ims_error_set(-EAGAIN, "cannot start the tiering scan");
-	}
-	*out = s;
-	return 0;
-}
-
-void ims_tier_scan_stop(ims_tier_scan *s)
-{
-	if (!s)
-		return;
-	pthread_mutex_lock(&s->lock);
-	s->stopping = true;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-	pthread_join(s->thread, NULL);
-	pthread_mutex_destroy(&s->lock);
-	pthread_cond_destroy(&s->cond);
-	free(s);
+	ims_tier_scan_opts o = {
+		.site = d->site,
+		.records_pool = d->pool,
+		.owner = d->owner_host,
+		.interval = d->cfg->defaults.tier_scan_interval,
+		.hold = daemon_hold,
+		.target = scan_target,
+		.push = scan_push,
+		.ctx = d,
+	};
+	return ims_tier_scan_start(out, &o);
 }

@@ -1,8 +1,8 @@
 /*
  * daemon/tier.h: TierService. Push, restore and scrub run as Operations (daemon/ops.h) on the
  * S3 targets of the configuration ([s3 NAME] sections, tier/tier.h); ListCold reads the
- * targets' manifests. Policies per pool (tier/policy.h) are kept and judged here, and a scan
- * thread applies them.
+ * targets' manifests. Policies per pool (tier/policy.h) are set and judged through it; the
+ * scan that applies them is tier/scan.h's, with the daemon's holds and Operations.
  */
 #ifndef IMS_DAEMON_TIER_H
 #define IMS_DAEMON_TIER_H
@@ -21,16 +21,13 @@ int ims_h_tier_cold_candidates(void *app, ims_rpc_call *call, const ProtobufCMes
 			       ProtobufCMessage **resp);
 
 struct ims_daemon;
-typedef struct ims_tier_scan ims_tier_scan;
+struct ims_tier_scan;
 
 /**
- * Start the scan of the tiering policies (tier/policy.h): every [defaults] tier_scan_interval
- * (the first after at most 30 s; 0: never, *out is then NULL), the idle images of every
- * policy are pushed, one at a time, each as a "tier-push" Operation under its push lock.
+ * Start the scan of the tiering policies (tier/scan.h) with [defaults] tier_scan_interval
+ * (0: none, *out NULL): its pushes run as "tier-push" Operations; leases and replication hold
+ * an image. Stop it with ims_tier_scan_stop() before the operations stop.
  */
-int ims_tier_scan_start(ims_tier_scan **out, struct ims_daemon *d);
-
-/** Stop the scan; call before the operations stop. NULL ok. */
-void ims_tier_scan_stop(ims_tier_scan *s);
+int ims_daemon_tier_scan_start(struct ims_tier_scan **out, struct ims_daemon *d);
 
 #endif

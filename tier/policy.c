@@ -25,7 +25,7 @@ static const char *after_name(ims_tier_after a)
 	return a == IMS_TIER_KEEP ? "keep" : a == IMS_TIER_PURGE ? "purge" : "trash";
 }
 
-int ims_tier_policy_set(rados_ioctx_t io, const ims_tier_policy *p)
+static int policy_set(rados_ioctx_t io, const ims_tier_policy *p)
 {
 	int r;
 	if (!p)
@@ -78,7 +78,7 @@ static int parse(ims_tier_policy *out, const char *key, const char *val, size_t 
 	return 0;
 }
 
-int ims_tier_policy_get(ims_tier_policy *out, rados_ioctx_t io, const char *pool)
+static int policy_get(ims_tier_policy *out, rados_ioctx_t io, const char *pool)
 {
 	char *val = NULL;
 	size_t len = 0;
@@ -98,10 +98,10 @@ int ims_tier_policy_get(ims_tier_policy *out, rados_ioctx_t io, const char *pool
 	return r;
 }
 
-int ims_tier_policy_rm(rados_ioctx_t io, const char *pool)
+static int policy_rm(rados_ioctx_t io, const char *pool)
 {
 	ims_tier_policy p;
-	int r = ims_tier_policy_get(&p, io, pool);
+	int r = policy_get(&p, io, pool);
 	if (r < 0)
 		return r;
 	r = ims_omap_rm(io, IMS_TIER_POLICIES, pool);
@@ -137,7 +137,7 @@ static int collect(void *ctx, const char *key, size_t klen, const char *val, siz
 	return 0;
 }
 
-int ims_tier_policy_list(ims_tier_policy **out, size_t *count, rados_ioctx_t io)
+static int policy_list(ims_tier_policy **out, size_t *count, rados_ioctx_t io)
 {
 	collect_ctx c = { 0 };
 	int r = ims_omap_foreach(io, IMS_TIER_POLICIES, collect, &c);
@@ -148,6 +148,50 @@ int ims_tier_policy_list(ims_tier_policy **out, size_t *count, rados_ioctx_t io)
 	*out = c.list;
 	*count = c.n;
 	return 0;
+}
+
+int ims_tier_policy_set(ims_site *site, const char *records_pool, const ims_tier_policy *p)
+{
+	rados_ioctx_t io;
+	int r = ims_site_ioctx(site, records_pool, &io);
+	if (r < 0)
+		return r;
+	r = policy_set(io, p);
+	ims_site_ioctx_close(io);
+	return r;
+}
+
+int ims_tier_policy_get(ims_tier_policy *out, ims_site *site, const char *records_pool, const char *pool)
+{
+	rados_ioctx_t io;
+	int r = ims_site_ioctx(site, records_pool, &io);
+	if (r < 0)
+		return r;
+	r = policy_get(out, io, pool);
+	ims_site_ioctx_close(io);
+	return r;
+}
+
+int ims_tier_policy_rm(ims_site *site, const char *records_pool, const char *pool)
+{
+	rados_ioctx_t io;
+	int r = ims_site_ioctx(site, records_pool, &io);
+	if (r < 0)
+		return r;
+	r = policy_rm(io, pool);
+	ims_site_ioctx_close(io);
+	return r;
+}
+
+int ims_tier_policy_list(ims_tier_policy **out, size_t *count, ims_site *site, const char *records_pool)
+{
+	rados_ioctx_t io;
+	int r = ims_site_ioctx(site, records_pool, &io);
+	if (r < 0)
+		return r;
+	r = policy_list(out, count, io);
+	ims_site_ioctx_close(io);
+	return r;
 }
 
 /* Clients other than this one that have the image open. */

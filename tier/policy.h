@@ -38,20 +38,21 @@ typedef struct {
 } ims_tier_policy;
 
 /**
- * Save @p p (replacing the pool's policy) in the omap of @p io (the site's default pool).
+ * Save @p p (replacing the pool's policy) in the records of @p site in @p records_pool (the
+ * site's default pool), as the functions below read them.
  *
  * @returns -EINVAL for a bad pool name, target name or an idle time of 0.
  */
-int ims_tier_policy_set(rados_ioctx_t io, const ims_tier_policy *p);
+int ims_tier_policy_set(ims_site *site, const char *records_pool, const ims_tier_policy *p);
 
 /** @returns -ENOENT if @p pool has no policy. */
-int ims_tier_policy_get(ims_tier_policy *out, rados_ioctx_t io, const char *pool);
+int ims_tier_policy_get(ims_tier_policy *out, ims_site *site, const char *records_pool, const char *pool);
 
 /** @returns -ENOENT if @p pool has no policy. */
-int ims_tier_policy_rm(rados_ioctx_t io, const char *pool);
+int ims_tier_policy_rm(ims_site *site, const char *records_pool, const char *pool);
 
 /** Every policy, sorted by pool. *out malloc'ed (free()); NULL with *count 0 if none. */
-int ims_tier_policy_list(ims_tier_policy **out, size_t *count, rados_ioctx_t io);
+int ims_tier_policy_list(ims_tier_policy **out, size_t *count, ims_site *site, const char *records_pool);
 
 /**
  * What the caller knows about @p pool/@p image beyond RBD: raise *last_access (unix seconds)

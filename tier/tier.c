@@ -1593,3 +1593,23 @@ out:
 	refset_free(&rs);
 	return r;
 }
+
+int ims_tier_cold_target(ims_site *site, const char *pool, const char *image, char *target, size_t len)
+{
+	rados_ioctx_t io;
+	ims_catalog_entry *e = NULL;
+	int r = ims_site_ioctx(site, pool, &io);
+	if (r < 0)
+		return r;
+	r = ims_catalog_get(io, image, &e);
+	ims_site_ioctx_close(io);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	r = e->cold_target && e->cold_target[0];
+	if (r)
+		snprintf(target, len, "%s", e->cold_target);
+	ims_catalog_entry_free(e);
+	return r;
+}

@@ -68,6 +68,12 @@ typedef enum {
 /** "keep", "trash", "purge". @returns -EINVAL for another word. */
 int ims_tier_after_parse(ims_tier_after *out, const char *s);
 
+/**
+ * The S3 target that holds image @p pool/@p image cold, as its pool's catalog records it.
+ * @returns 1 and its name in @p target; 0 if the catalog names none; < 0 on error.
+ */
+int ims_tier_cold_target(ims_site *site, const char *pool, const char *image, char *target, size_t len);
+
 #define IMS_TIER_OPTS_VERSION 1
 typedef struct {
 	unsigned version;
