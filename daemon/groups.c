@@ -173,57 +173,36 @@ static int get_images(ims_daemon *d, const Imgstore__V1__GroupImagesRequest *q, 
 	return 0;
 }
 
+typedef struct {
+	ims_daemon *d;
+	const group_spec *g;
+	bool replicated;
+} add_check;
+
+/* An image replicated on its own cannot join a replicated group: the group is one unit. */
+static int may_join(void *ctx, const ims_spec *image)
+{
+	add_check *c = ctx;
+	if (c->replicated && ims_repl_sched_has(c->d->repl, image->pool, image->image, false))
+		return ims_error_set(-EBUSY,
+				     "image '%s/%s' is replicated on its own and group '%s/%s' as one unit: disable "
+				     "the image's replication first",
+				     image->pool, image->image, c->g->pool, c->g->name);
+	return 0;
+}
+
 int ims_h_group_add_images(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GroupImagesRequest *q = (const void *)req;
-	ims_group_info *gi = NULL;
 	ims_spec *v = NULL;
 	group_spec g;
-	char in[2 * IMS_NAME_MAX + 2];
-	size_t added = 0;
 	int r;
 	if ((r = get_group(d, call, q->group, &g, false)) < 0 || (r = get_images(d, q, &v)) < 0)
 		return r;
-	if ((r = ims_group_info_get(&gi, d->site, g.pool, g.name)) < 0)
-		goto out;
-	bool replicated = ims_repl_sched_has(d->repl, g.pool, g.name, true);
-	/* all or none: check every image before the first is added */
-	for (size_t i = 0; i < q->n_images; i++) {
-		if ((r = ims_group_of_image(in, sizeof(in), d->site, v[i].pool, v[i].image)) < 0)
-			goto out;
-		if (in[0]) {
-			r = ims_error_set(-EEXIST, "image '%s/%s' is in group '%s' already%s", v[i].pool, v[i].image, in,
-					  strcmp(in + strlen(g.pool) + 1, g.name) == 0 ? "" : "; remove it from there first");
-			goto out;
-		}
-		if (replicated && ims_repl_sched_has(d->repl, v[i].pool, v[i].image, false)) {
-			r = ims_error_set(-EBUSY,
-					  "image '%s/%s' is replicated on its own and group '%s/%s' as one unit: disable "
-					  "the image's replication first",
-					  v[i].pool, v[i].image, g.pool, g.name);
-			goto out;
-		}
-		for (size_t k = 0; k < i; k++)
-			if (!strcmp(v[k].pool, v[i].pool) && !strcmp(v[k].image, v[i].image)) {
-				r = ims_error_set(-EINVAL, "image '%s/%s' is named twice", v[i].pool, v[i].image);
-				goto out;
-			}
-	}
-	for (; added < q->n_images; added++)
-		if ((r = ims_group_image_add(d->site, g.pool, g.name, v[added].pool, v[added].image)) < 0)
-			break;
-	if (r < 0) {
-		char msg[IMS_ERROR_MSG_MAX];
-		snprintf(msg, sizeof(msg), "%s", ims_error_last());
-		for (size_t k = 0; k < added; k++)
-			ims_group_image_remove(d->site, g.pool, g.name, v[k].pool, v[k].image);
-		ims_error_set(r, "%s (nothing added)", msg);
-		goto out;
-	}
-	r = reply_group(d, call, g.pool, g.name, resp);
-out:
-	ims_group_info_free(gi);
+	add_check c = { d, &g, ims_repl_sched_has(d->repl, g.pool, g.name, true) };
+	if ((r = ims_group_images_add(d->site, g.pool, g.name, v, q->n_images, may_join, &c)) == 0)
+		r = reply_group(d, call, g.pool, g.name, resp);
 	free(v);
 	return r;
 }
@@ -234,37 +213,11 @@ int ims_h_group_remove_images(void *app, ims_rpc_call *call, const ProtobufCMess
 	const Imgstore__V1__GroupImagesRequest *q = (const void *)req;
 	ims_spec *v = NULL;
 	group_spec g;
-	char in[2 * IMS_NAME_MAX + 2], self[2 * IMS_NAME_MAX + 2];
-	size_t removed = 0;
 	int r;
 	if ((r = get_group(d, call, q->group, &g, false)) < 0 || (r = get_images(d, q, &v)) < 0)
 		return r;
-	ims_group_info *gi = NULL;
-	if ((r = ims_group_info_get(&gi, d->site, g.pool, g.name)) < 0)
-		goto out;
-	ims_group_info_free(gi);
-	snprintf(self, sizeof(self), "%s/%s", g.pool, g.name);
-	for (size_t i = 0; i < q->n_images; i++) {
-		if ((r = ims_group_of_image(in, sizeof(in), d->site, v[i].pool, v[i].image)) < 0)
-			goto out;
-		if (strcmp(in, self) != 0) {
-			r = ims_error_set(-ENOENT, "image '%s/%s' is not in group '%s'", v[i].pool, v[i].image, self);
-			goto out;
-		}
-	}
-	for (; removed < q->n_images; removed++)
-		if ((r = ims_group_image_remove(d->site, g.pool, g.name, v[removed].pool, v[removed].image)) < 0)
-			break;
-	if (r < 0) {
-		char msg[IMS_ERROR_MSG_MAX];
-		snprintf(msg, sizeof(msg), "%s", ims_error_last());
-		for (size_t k = 0; k < removed; k++)
-			ims_group_image_add(d->site, g.pool, g.name, v[k].pool, v[k].image);
-		ims_error_set(r, "%s (nothing removed)", msg);
-		goto out;
-	}
-	r = reply_group(d, call, g.pool, g.name, resp);
-out:
+	if ((r = ims_group_images_remove(d->site, g.pool, g.name, v, q->n_images)) == 0)
+		r = reply_group(d, call, g.pool, g.name, resp);
 	free(v);
 	return r;
 }

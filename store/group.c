@@ -455,3 +455,70 @@ out:
 	ims_site_ioctx_close(io);
 	return r;
 }
+
+int ims_group_images_add(ims_site *site, const char *pool, const char *name, const ims_spec *v, size_t n,
+			 ims_group_image_check_fn check, void *ctx)
+{
+	ims_group_info *gi = NULL;
+	char in[2 * IMS_NAME_MAX + 2];
+	size_t added = 0;
+	int r;
+
+	if ((r = ims_group_info_get(&gi, site, pool, name)) < 0)
+		return r;
+	ims_group_info_free(gi);
+	/* all or none: check every image before the first is added */
+	for (size_t i = 0; i < n; i++) {
+		if ((r = ims_group_of_image(in, sizeof(in), site, v[i].pool, v[i].image)) < 0)
+			return r;
+		if (in[0])
+			return ims_error_set(-EEXIST, "image '%s/%s' is in group '%s' already%s", v[i].pool, v[i].image,
+					     in, strcmp(in + strlen(pool) + 1, name) == 0 ? "" : "; remove it from there first");
+		if (check && (r = check(ctx, &v[i])) < 0)
+			return r;
+		for (size_t k = 0; k < i; k++)
+			if (!strcmp(v[k].pool, v[i].pool) && !strcmp(v[k].image, v[i].image))
+				return ims_error_set(-EINVAL, "image '%s/%s' is named twice", v[i].pool, v[i].image);
+	}
+	for (; added < n; added++)
+		if ((r = ims_group_image_add(site, pool, name, v[added].pool, v[added].image)) < 0)
+			break;
+	if (r < 0) {
+		char msg[IMS_ERROR_MSG_MAX];
+		snprintf(msg, sizeof(msg), "%s", ims_error_last());
+		for (size_t k = 0; k < added; k++)
+			ims_group_image_remove(site, pool, name, v[k].pool, v[k].image);
+		return ims_error_set(r, "%s (nothing added)", msg);
+	}
+	return 0;
+}
+
+int ims_group_images_remove(ims_site *site, const char *pool, const char *name, const ims_spec *v, size_t n)
+{
+	ims_group_info *gi = NULL;
+	char in[2 * IMS_NAME_MAX + 2], self[2 * IMS_NAME_MAX + 2];
+	size_t removed = 0;
+	int r;
+
+	if ((r = ims_group_info_get(&gi, site, pool, name)) < 0)
+		return r;
+	ims_group_info_free(gi);
+	snprintf(self, sizeof(self), "%s/%s", pool, name);
+	for (size_t i = 0; i < n; i++) {
+		if ((r = ims_group_of_image(in, sizeof(in), site, v[i].pool, v[i].image)) < 0)
+			return r;
+		if (strcmp(in, self) != 0)
+			return ims_error_set(-ENOENT, "image '%s/%s' is not in group '%s'", v[i].pool, v[i].image, self);
+	}
+	for (; removed < n; removed++)
+		if ((r = ims_group_image_remove(site, pool, name, v[removed].pool, v[removed].image)) < 0)
+			break;
+	if (r < 0) {
+		char msg[IMS_ERROR_MSG_MAX];
+		snprintf(msg, sizeof(msg), "%s", ims_error_last());
+		for (size_t k = 0; k < removed; k++)
+			ims_group_image_add(site, pool, name, v[k].pool, v[k].image);
+		return ims_error_set(r, "%s (nothing removed)", msg);
+	}
+	return 0;
+}

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/spec.h"
 #include "store/site.h"
 
 typedef struct {
@@ -69,6 +70,26 @@ int ims_group_image_add(ims_site *site, const char *pool, const char *name, cons
  */
 int ims_group_image_remove(ims_site *site, const char *pool, const char *name, const char *image_pool,
 			   const char *image);
+
+/** Called for each image before any is added; a negative errno (with ims_error_set()) refuses. */
+typedef int (*ims_group_image_check_fn)(void *ctx, const ims_spec *image);
+
+/**
+ * Add @p n images to the group, all or none: each is checked first (in no group yet, named
+ * once, and what @p check says; @p check may be NULL), then added; if one add fails, the ones
+ * added are taken out again and the error says "(nothing added)".
+ *
+ * @returns -ENOENT for an unknown group or image, -EEXIST naming the group an image is in,
+ *          -EINVAL for an image named twice, what @p check refused with.
+ */
+int ims_group_images_add(ims_site *site, const char *pool, const char *name, const ims_spec *images, size_t n,
+			 ims_group_image_check_fn check, void *ctx);
+
+/**
+ * Take @p n images out of the group, all or none: each must be in it; if one removal fails,
+ * the ones removed are added back and the error says "(nothing removed)".
+ */
+int ims_group_images_remove(ims_site *site, const char *pool, const char *name, const ims_spec *images, size_t n);
 
 /**
  * The names of the groups of @p pool, sorted.

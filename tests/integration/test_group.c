@@ -263,6 +263,75 @@ static size_t sealed_on_b(const char *image, char names[][64])
 	return k;
 }
 
+static int refuse_second(void *ctx, const ims_spec *image)
+{
+	const char *refused = ctx;
+	if (strcmp(image->image, refused) == 0)
+		return ims_error_set(-EBUSY, "refused by the check: %s", image->image);
+	return 0;
+}
+
+static ims_spec spec_of(const char *image)
+{
+	ims_spec s;
+	memset(&s, 0, sizeof(s));
+	snprintf(s.pool, sizeof(s.pool), "rbd");
+	snprintf(s.image, sizeof(s.image), "%s", image);
+	return s;
+}
+
+/* ims_group_images_add/remove: all or none, whatever refuses. */
+static void test_membership_all_or_none(void **state)
+{
+	(void)state;
+	char g[64], g2[64], d1[64], d2[64], d3[64];
+	snprintf(g, sizeof(g), "%s", itest_name("agrp"));
+	snprintf(g2, sizeof(g2), "%s", itest_name("agrp2"));
+	snprintf(d1, sizeof(d1), "%s", itest_name("ad1"));
+	snprintf(d2, sizeof(d2), "%s", itest_name("ad2"));
+	snprintf(d3, sizeof(d3), "%s", itest_name("ad3"));
+	create(d1);
+	create(d2);
+	create(d3);
+	assert_int_equal(ims_group_create(A, "rbd", g), 0);
+	assert_int_equal(ims_group_create(A, "rbd", g2), 0);
+	ims_spec v[3] = { spec_of(d1), spec_of(d2), spec_of(d1) };
+
+	/* named twice, refused by the check, in another group: nothing added each time */
+	assert_int_equal(ims_group_images_add(A, "rbd", g, v, 3, NULL, NULL), -EINVAL);
+	assert_non_null(strstr(ims_error_last(), "is named twice"));
+	assert_members(g, 0, NULL);
+	assert_int_equal(ims_group_images_add(A, "rbd", g, v, 2, refuse_second, d2), -EBUSY);
+	assert_non_null(strstr(ims_error_last(), "refused by the check"));
+	assert_members(g, 0, NULL);
+	ims_spec other = spec_of(d3);
+	assert_int_equal(ims_group_images_add(A, "rbd", g2, &other, 1, NULL, NULL), 0);
+	ims_spec w[2] = { spec_of(d1), spec_of(d3) };
+	assert_int_equal(ims_group_images_add(A, "rbd", g, w, 2, NULL, NULL), -EEXIST);
+	assert_non_null(strstr(ims_error_last(), "remove it from there first"));
+	assert_members(g, 0, NULL);
+	ims_spec missing = spec_of("no-such-image-xyz");
+	ims_spec x[2] = { spec_of(d1), missing };
+	assert_true(ims_group_images_add(A, "rbd", g, x, 2, NULL, NULL) < 0);
+	assert_members(g, 0, NULL);
+
+	/* both at once; then a removal naming one outside the group removes nothing */
+	assert_int_equal(ims_group_images_add(A, "rbd", g, v, 2, refuse_second, "none"), 0);
+	assert_members(g, 2, NULL);
+	assert_int_equal(ims_group_images_remove(A, "rbd", g, w, 2), -ENOENT);
+	assert_non_null(strstr(ims_error_last(), "is not in group"));
+	assert_members(g, 2, NULL);
+	assert_int_equal(ims_group_images_remove(A, "rbd", g, v, 2), 0);
+	assert_members(g, 0, NULL);
+	assert_int_equal(ims_group_images_remove(A, "rbd", g2, &other, 1), 0);
+
+	assert_int_equal(ims_group_remove(A, "rbd", g, false), 0);
+	assert_int_equal(ims_group_remove(A, "rbd", g2, false), 0);
+	itest_sh("rbd -c \"$CEPH_CONF_A\" rm --no-progress 'rbd/%s' >/dev/null 2>&1", d1);
+	itest_sh("rbd -c \"$CEPH_CONF_A\" rm --no-progress 'rbd/%s' >/dev/null 2>&1", d2);
+	itest_sh("rbd -c \"$CEPH_CONF_A\" rm --no-progress 'rbd/%s' >/dev/null 2>&1", d3);
+}
+
 static int cut_after(void *ctx, uint64_t done, uint64_t total)
 {
 	(void)done;
@@ -460,6 +529,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lifecycle),
+		cmocka_unit_test(test_membership_all_or_none),
 		cmocka_unit_test(test_replication_refusals),
 		cmocka_unit_test(test_replication_consistent_cuts),
 	};
