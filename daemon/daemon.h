@@ -85,9 +85,6 @@ struct Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, c
 int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name, bool group, ims_repl_status **list,
 			      size_t *n);
 
-/** Reply to an RPC that started an Operation with its record. */
-int ims_daemon_reply_op(ims_rpc_call *call, const ims_op_record *rec, ProtobufCMessage **resp);
-
 /**
  * The target of a replicated pair: @p asked when one of @p list (the pairs of one image or
  * group) goes there, or the only one when @p asked is empty. @p what names the image or group

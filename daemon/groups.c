@@ -16,15 +16,13 @@
 #include "common/error.h"
 #include "common/spec.h"
 #include "daemon/daemon.h"
+#include "daemon/kit.h"
 #include "daemon/failover.h"
 #include "imgstore/v1/group.pb-c.h"
 #include "imgstore/v1/replication.pb-c.h"
 #include "replicator/group.h"
 #include "store/group.h"
 
-#define APP(app) ((ims_daemon *)(app))
-#define ALLOC(call, T) ((T *)ims_rpc_call_alloc((call), sizeof(T)))
-#define DUP(call, s) ims_rpc_call_strdup((call), (s) ? (s) : "")
 
 typedef struct {
 	char pool[IMS_NAME_MAX + 1];
@@ -395,16 +393,12 @@ typedef struct {
 	char target[64];
 } sync_work;
 
-static int op_progress(void *ctx, uint64_t done, uint64_t total)
-{
-	return ims_op_progress(ctx, done, total);
-}
 
 static int run_sync_group(ims_op *op, void *arg)
 {
 	sync_work *w = arg;
 	ims_repl_result res;
-	int r = ims_repl_group_sync_now(w->d->repl, w->g.pool, w->g.name, w->target, op_progress, op, &res);
+	int r = ims_repl_group_sync_now(w->d->repl, w->g.pool, w->g.name, w->target, ims_kit_op_progress, op, &res);
 	if (r == 0 && res.unchanged)
 		ims_op_set_result(op, "'%s' on site '%s' already holds this state of every image (unchanged since)",
 				  res.sealed, w->target);
@@ -418,7 +412,6 @@ int ims_h_sync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GroupReplicationRequest *q = (const void *)req;
-	ims_op_record rec;
 	char text[2 * IMS_NAME_MAX + 2];
 	int r;
 	sync_work *w = calloc(1, sizeof(*w));
@@ -431,9 +424,7 @@ int ims_h_sync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 		return r;
 	}
 	snprintf(text, sizeof(text), "%s/%s", w->g.pool, w->g.name);
-	if ((r = ims_ops_submit(d->ops, "sync", text, run_sync_group, w, free, &rec)) < 0)
-		return r;
-	return ims_daemon_reply_op(call, &rec, resp);
+	return ims_kit_submit(d, call, "sync", text, run_sync_group, w, free, resp);
 }
 
 /* FailoverGroup and ResyncGroup: Operations (daemon/failover.c). */
@@ -441,7 +432,6 @@ static int submit_group_failover(ims_daemon *d, ims_rpc_call *call, const Imgsto
 				 const char *kind, ims_op_fn fn, ProtobufCMessage **resp)
 {
 	group_spec g;
-	ims_op_record rec;
 	char text[2 * IMS_NAME_MAX + 2];
 	int r;
 	if ((r = get_group(d, call, q->group, &g, false)) < 0)
@@ -466,9 +456,7 @@ static int submit_group_failover(ims_daemon *d, ims_rpc_call *call, const Imgsto
 		return r;
 	}
 	snprintf(text, sizeof(text), "%s/%s", g.pool, g.name);
-	if ((r = ims_ops_submit(d->ops, kind, text, fn, w, free, &rec)) < 0)
-		return r;
-	return ims_daemon_reply_op(call, &rec, resp);
+	return ims_kit_submit(d, call, kind, text, fn, w, free, resp);
 }
 
 int ims_h_failover_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)

@@ -19,6 +19,7 @@
 #include "common/spec.h"
 #include "common/units.h"
 #include "daemon/daemon.h"
+#include "daemon/kit.h"
 #include "daemon/failover.h"
 #include "daemon/groups.h"
 #include "daemon/health.h"
@@ -35,30 +36,9 @@
 #include "store/image.h"
 #include "store/transfer.h"
 
-#define APP(app) ((ims_daemon *)(app))
-#define ALLOC(call, T) ((T *)ims_rpc_call_alloc((call), sizeof(T)))
-#define DUP(call, s) dup_str((call), (s))
-
-static char *dup_str(ims_rpc_call *call, const char *s)
-{
-	return ims_rpc_call_strdup(call, s ? s : "");
-}
 
 /* ---------------------------------------------------------------------------------------- */
 /* helpers */
-
-/* A spec from the request; the pool defaults to the site's. Sets the audit target. */
-static int get_spec(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__ImageSpec *in, ims_spec *out,
-		    bool snap_allowed, bool snap_required)
-{
-	char text[3 * IMS_NAME_MAX + 4];
-	if (!in || !in->image || !in->image[0])
-		return ims_error_set(-EINVAL, "the request names no image");
-	snprintf(text, sizeof(text), "%s/%s%s%s", in->pool && in->pool[0] ? in->pool : d->pool, in->image,
-		 in->snapshot && in->snapshot[0] ? "@" : "", in->snapshot ? in->snapshot : "");
-	ims_rpc_call_set_target(call, text);
-	return ims_spec_parse(out, text, NULL, snap_allowed, snap_required);
-}
 
 int ims_daemon_pick_target(const ims_repl_status *list, size_t n, const char *asked, const char *what, char *target,
 			   size_t len)
@@ -89,27 +69,6 @@ int ims_daemon_require_image(ims_daemon *d, const char *pool, const char *image)
 static const char *spec_text(const ims_spec *s, char *buf, size_t len)
 {
 	return ims_spec_format(buf, len, s);
-}
-
-static Imgstore__V1__Operation *build_op(ims_rpc_call *call, const ims_op_record *r)
-{
-	Imgstore__V1__Operation *o = ALLOC(call, Imgstore__V1__Operation);
-	if (!o)
-		return NULL;
-	imgstore__v1__operation__init(o);
-	o->id = DUP(call, r->id);
-	o->kind = DUP(call, r->kind);
-	o->target = DUP(call, r->target);
-	o->state = (Imgstore__V1__OperationState)r->state;
-	o->bytes_done = r->bytes_done;
-	o->bytes_total = r->bytes_total;
-	o->error = DUP(call, r->error);
-	o->created_unix = r->created;
-	o->started_unix = r->started;
-	o->finished_unix = r->finished;
-	o->site = DUP(call, r->site);
-	o->result = DUP(call, r->result);
-	return o;
 }
 
 static Imgstore__V1__Tag **build_tags(ims_rpc_call *call, const ims_catalog_entry *e, size_t *n)
@@ -189,15 +148,6 @@ static int reply_image(ims_daemon *d, ims_rpc_call *call, const char *pool, cons
 	return r;
 }
 
-int ims_daemon_reply_op(ims_rpc_call *call, const ims_op_record *rec, ProtobufCMessage **resp)
-{
-	Imgstore__V1__Operation *o = build_op(call, rec);
-	if (!o)
-		return -ENOMEM;
-	*resp = &o->base;
-	return 0;
-}
-
 static int parse_format(const char *s, ims_format_kind def, ims_format_kind *out)
 {
 	if (!s || !s[0]) {
@@ -218,7 +168,7 @@ static int h_create_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	const Imgstore__V1__CreateImageRequest *q = (const void *)req;
 	ims_spec s;
 	int r;
-	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0)
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
 		return r;
 	ims_image_create_opts o = IMS_IMAGE_CREATE_OPTS_INIT;
 	o.size = q->size;
@@ -235,7 +185,7 @@ static int h_get_image(void *app, ims_rpc_call *call, const ProtobufCMessage *re
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GetImageRequest *q = (const void *)req;
 	ims_spec s;
-	int r = get_spec(d, call, q->image, &s, false, false);
+	int r = ims_kit_spec(&s, d, call, q->image, false, false);
 	return r < 0 ? r : reply_image(d, call, s.pool, s.image, resp);
 }
 
@@ -294,7 +244,7 @@ static int h_resize_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	const Imgstore__V1__ResizeImageRequest *q = (const void *)req;
 	ims_spec s;
 	int r;
-	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0 ||
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
 	    (r = ims_image_resize(d->site, s.pool, s.image, q->size, q->allow_shrink)) < 0)
 		return r;
 	return reply_image(d, call, s.pool, s.image, resp);
@@ -306,7 +256,7 @@ static int h_rename_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	const Imgstore__V1__RenameImageRequest *q = (const void *)req;
 	ims_spec s;
 	int r;
-	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0 ||
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
 	    (r = ims_image_rename(d->site, s.pool, s.image, q->new_name)) < 0)
 		return r;
 	return reply_image(d, call, s.pool, q->new_name, resp);
@@ -318,7 +268,7 @@ static int h_delete_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	const Imgstore__V1__DeleteImageRequest *q = (const void *)req;
 	ims_spec s;
 	int r;
-	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0)
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
 		return r;
 	ims_image_remove_opts o = IMS_IMAGE_REMOVE_OPTS_INIT;
 	o.purge = q->purge;
@@ -339,7 +289,7 @@ static int h_set_tag(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 	const Imgstore__V1__SetImageTagRequest *q = (const void *)req;
 	ims_spec s;
 	int r;
-	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0 ||
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
 	    (r = ims_image_tag_set(d->site, s.pool, s.image, q->key, q->value)) < 0)
 		return r;
 	return reply_image(d, call, s.pool, s.image, resp);
@@ -351,7 +301,7 @@ static int h_remove_tag(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	const Imgstore__V1__RemoveImageTagRequest *q = (const void *)req;
 	ims_spec s;
 	int r;
-	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0 ||
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
 	    (r = ims_image_tag_remove(d->site, s.pool, s.image, q->key)) < 0)
 		return r;
 	return reply_image(d, call, s.pool, s.image, resp);
@@ -363,8 +313,8 @@ static int h_clone_image(void *app, ims_rpc_call *call, const ProtobufCMessage *
 	const Imgstore__V1__CloneImageRequest *q = (const void *)req;
 	ims_spec p, c;
 	int r;
-	if ((r = get_spec(d, call, q->clone, &c, false, false)) < 0 ||
-	    (r = get_spec(d, call, q->parent, &p, true, true)) < 0)
+	if ((r = ims_kit_spec(&c, d, call, q->clone, false, false)) < 0 ||
+	    (r = ims_kit_spec(&p, d, call, q->parent, true, true)) < 0)
 		return r;
 	ims_image_create_opts o = IMS_IMAGE_CREATE_OPTS_INIT;
 	o.features = q->features;
@@ -401,10 +351,6 @@ static void free_work(void *arg)
 	free(w);
 }
 
-static int op_progress(void *ctx, uint64_t done, uint64_t total)
-{
-	return ims_op_progress(ctx, done, total);
-}
 
 static int run_import(ims_op *op, void *arg)
 {
@@ -415,7 +361,7 @@ static int run_import(ims_op *op, void *arg)
 	o.create.data_pool = w->data_pool[0] ? w->data_pool : NULL;
 	o.concurrency = (unsigned)w->d->cfg->defaults.concurrency;
 	o.inflight_bytes = w->d->cfg->defaults.inflight_bytes;
-	o.progress = op_progress;
+	o.progress = ims_kit_op_progress;
 	o.progress_ctx = op;
 	o.source_name = w->upload_id[0] ? "the upload" : w->path;
 	o.no_follow = true; /* w->path was resolved and checked against import_dirs */
@@ -429,7 +375,7 @@ static int run_export(ims_op *op, void *arg)
 	o.format = w->format;
 	o.concurrency = (unsigned)w->d->cfg->defaults.concurrency;
 	o.inflight_bytes = w->d->cfg->defaults.inflight_bytes;
-	o.progress = op_progress;
+	o.progress = ims_kit_op_progress;
 	o.progress_ctx = op;
 	if (!w->path[0]) { /* to the spool, for download */
 		snprintf(w->path, sizeof(w->path), "%s/%s.%s", w->d->cfg->server.spool_dir, ims_op_id(op),
@@ -443,24 +389,20 @@ static int run_export(ims_op *op, void *arg)
 static int run_flatten(ims_op *op, void *arg)
 {
 	work *w = arg;
-	return ims_image_flatten(w->d->site, w->spec.pool, w->spec.image, op_progress, op);
+	return ims_image_flatten(w->d->site, w->spec.pool, w->spec.image, ims_kit_op_progress, op);
 }
 
 static int run_rollback(ims_op *op, void *arg)
 {
 	work *w = arg;
-	return ims_snap_rollback(w->d->site, w->spec.pool, w->spec.image, w->spec.snap, op_progress, op);
+	return ims_snap_rollback(w->d->site, w->spec.pool, w->spec.image, w->spec.snap, ims_kit_op_progress, op);
 }
 
 static int submit(ims_daemon *d, ims_rpc_call *call, const char *kind, ims_op_fn fn, work *w,
 		  ProtobufCMessage **resp)
 {
-	ims_op_record rec;
 	char target[3 * IMS_NAME_MAX + 4];
-	int r = ims_ops_submit(d->ops, kind, spec_text(&w->spec, target, sizeof(target)), fn, w, free_work, &rec);
-	if (r < 0)
-		return r;
-	return ims_daemon_reply_op(call, &rec, resp);
+	return ims_kit_submit(d, call, kind, spec_text(&w->spec, target, sizeof(target)), fn, w, free_work, resp);
 }
 
 static work *new_work(ims_daemon *d, const ims_spec *s)
@@ -512,7 +454,7 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	ims_spec s;
 	ims_format_kind fmt;
 	int r;
-	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0 ||
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
 	    (r = parse_format(q->format, IMS_FORMAT_AUTO, &fmt)) < 0)
 		return r;
 	bool from_path = q->source_path && q->source_path[0];
@@ -574,7 +516,7 @@ static int h_export_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	ims_format_kind fmt;
 	char dest[sizeof(((work *)0)->path)] = "";
 	int r;
-	if ((r = get_spec(d, call, q->image, &s, true, false)) < 0 ||
+	if ((r = ims_kit_spec(&s, d, call, q->image, true, false)) < 0 ||
 	    (r = parse_format(q->format, IMS_FORMAT_RAW, &fmt)) < 0)
 		return r;
 	if (fmt != IMS_FORMAT_RAW && fmt != IMS_FORMAT_QCOW2)
@@ -608,7 +550,7 @@ static int h_flatten_image(void *app, ims_rpc_call *call, const ProtobufCMessage
 	const Imgstore__V1__FlattenImageRequest *q = (const void *)req;
 	ims_spec s;
 	int r;
-	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0)
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
 		return r;
 	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
 		return r;
@@ -811,7 +753,7 @@ static int h_create_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 	size_t n = 0;
 	int r;
 	char sealed_on[256];
-	if ((r = get_spec(d, call, q->snapshot, &s, true, true)) < 0 ||
+	if ((r = ims_kit_spec(&s, d, call, q->snapshot, true, true)) < 0 ||
 	    (r = ims_snap_check_user_name(s.snap, "create")) < 0 || (r = host_writable(d, call, &s)) < 0 ||
 	    (r = ims_snap_create(d->site, s.pool, s.image, s.snap)) < 0)
 		return r;
@@ -856,7 +798,7 @@ static int h_list_snapshots(void *app, ims_rpc_call *call, const ProtobufCMessag
 	ims_snap_info *snaps = NULL;
 	size_t n = 0;
 	int r;
-	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0 ||
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
 	    (r = ims_snap_list(&snaps, &n, d->site, s.pool, s.image)) < 0)
 		return r;
 	Imgstore__V1__ListSnapshotsResponse *m = ALLOC(call, Imgstore__V1__ListSnapshotsResponse);
@@ -891,7 +833,7 @@ static int h_rollback_snapshot(void *app, ims_rpc_call *call, const ProtobufCMes
 	const Imgstore__V1__RollbackSnapshotRequest *q = (const void *)req;
 	ims_spec s;
 	int r;
-	if ((r = get_spec(d, call, q->snapshot, &s, true, true)) < 0 ||
+	if ((r = ims_kit_spec(&s, d, call, q->snapshot, true, true)) < 0 ||
 	    (r = ims_snap_check_user_name(s.snap, "roll back to")) < 0)
 		return r;
 	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
@@ -906,7 +848,7 @@ static int h_delete_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 	const Imgstore__V1__DeleteSnapshotRequest *q = (const void *)req;
 	ims_spec s;
 	int r;
-	if ((r = get_spec(d, call, q->snapshot, &s, true, true)) < 0 ||
+	if ((r = ims_kit_spec(&s, d, call, q->snapshot, true, true)) < 0 ||
 	    (r = ims_snap_check_user_name(s.snap, "remove")) < 0 ||
 	    (r = ims_snap_remove(d->site, s.pool, s.image, s.snap)) < 0)
 		return r;
@@ -925,7 +867,7 @@ static int h_delete_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 static int reply_op_details(ims_daemon *d, ims_rpc_call *call, const ims_op_record *rec, ProtobufCMessage **resp)
 {
 	char *text = NULL;
-	int r = ims_daemon_reply_op(call, rec, resp);
+	int r = ims_kit_reply_op(call, rec, resp);
 	if (r < 0 || ims_ops_details(d->ops, rec->id, &text) < 0 || !text)
 		return r;
 	Imgstore__V1__Operation *o = (Imgstore__V1__Operation *)*resp;
@@ -973,7 +915,7 @@ static int h_cancel_operation(void *app, ims_rpc_call *call, const ProtobufCMess
 	ims_op_record rec;
 	ims_rpc_call_set_target(call, q->id);
 	int r = ims_ops_cancel(APP(app)->ops, q->id, &rec);
-	return r < 0 ? r : ims_daemon_reply_op(call, &rec, resp);
+	return r < 0 ? r : ims_kit_reply_op(call, &rec, resp);
 }
 
 static int h_list_operations(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
@@ -992,7 +934,7 @@ static int h_list_operations(void *app, ims_rpc_call *call, const ProtobufCMessa
 	if (n && !(m->operations = ims_rpc_call_alloc(call, n * sizeof(*m->operations))))
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		if (!(m->operations[i] = build_op(call, &list[i])))
+		if (!(m->operations[i] = ims_kit_op_msg(call, &list[i])))
 			goto out;
 		m->n_operations++;
 	}
@@ -1037,7 +979,7 @@ static int h_enable_replication(void *app, ims_rpc_call *call, const ProtobufCMe
 	ims_spec s;
 	ims_repl_status st;
 	int r;
-	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0)
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
 		return r;
 	uint32_t rpo = q->rpo_seconds ? q->rpo_seconds : (uint32_t)d->cfg->defaults.rpo;
 	if ((r = ims_repl_enable(d->repl, s.pool, s.image, q->target_site, q->mode, rpo, &st)) < 0 ||
@@ -1062,7 +1004,7 @@ static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCM
 	char target[IMS_NAME_MAX + 1];
 	int r;
 	/* without a target: the only site the image replicates to (several: name one) */
-	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0 ||
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
 	    (r = repl_target(d, &s, q->target_site, target, sizeof(target))) < 0 ||
 	    (r = ims_repl_disable(d->repl, s.pool, s.image, target, &st)) < 0)
 		return r;
@@ -1129,7 +1071,7 @@ static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMe
 	ims_repl_status *list = NULL;
 	size_t n = 0;
 	int r;
-	if (one && (r = get_spec(d, call, q->image, &s, false, false)) < 0)
+	if (one && (r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
 		return r;
 	if ((r = ims_repl_sched_status(d->repl, one ? s.pool : NULL, one ? s.image : NULL, &list, &n)) < 0)
 		return r;
@@ -1166,7 +1108,7 @@ static int run_sync(ims_op *op, void *arg)
 {
 	sync_work *w = arg;
 	ims_repl_result res;
-	int r = ims_repl_sync_now(w->d->repl, w->spec.pool, w->spec.image, w->target, op_progress, op, &res);
+	int r = ims_repl_sync_now(w->d->repl, w->spec.pool, w->spec.image, w->target, ims_kit_op_progress, op, &res);
 	if (r == 0 && res.unchanged)
 		ims_op_set_result(op, "'%s' on site '%s' already holds this state (unchanged since)", res.sealed, w->target);
 	else if (r == 0)
@@ -1182,7 +1124,7 @@ static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	const Imgstore__V1__ReplicationImageRequest *q = (const void *)req;
 	ims_spec s;
 	int r;
-	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0)
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
 		return r;
 	sync_work *w = calloc(1, sizeof(*w));
 	if (!w)
@@ -1193,11 +1135,8 @@ static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	}
 	w->d = d;
 	w->spec = s;
-	ims_op_record rec;
 	char text[3 * IMS_NAME_MAX + 4];
-	if ((r = ims_ops_submit(d->ops, "sync", spec_text(&s, text, sizeof(text)), run_sync, w, free, &rec)) < 0)
-		return r;
-	return ims_daemon_reply_op(call, &rec, resp);
+	return ims_kit_submit(d, call, "sync", spec_text(&s, text, sizeof(text)), run_sync, w, free, resp);
 }
 
 /* The pair's target: as asked, or the only site the image replicates to. */
@@ -1232,7 +1171,7 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1
 			return ims_error_set(-ENOENT, "no site '%s': this is site '%s' and its peers are in %s", q->from_site,
 					     ims_site_name(d->site), d->cfg->path);
 		fn = ims_failover_all_run;
-	} else if ((r = get_spec(d, call, q->image, &s, false, false)) < 0) {
+	} else if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0) {
 		return r;
 	}
 	ims_failover_work *w = calloc(1, sizeof(*w));
@@ -1259,13 +1198,10 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1
 		free(w);
 		return ims_error_set(-EINVAL, "a failback is always planned: use `repl failover --force` on the site to promote");
 	}
-	ims_op_record rec;
 	char text[3 * IMS_NAME_MAX + 4];
 	if (all)
 		snprintf(text, sizeof(text), "%s/* of site %s", s.pool, w->from);
-	if ((r = ims_ops_submit(d->ops, kind, all ? text : spec_text(&s, text, sizeof(text)), fn, w, free, &rec)) < 0)
-		return r;
-	return ims_daemon_reply_op(call, &rec, resp);
+	return ims_kit_submit(d, call, kind, all ? text : spec_text(&s, text, sizeof(text)), fn, w, free, resp);
 }
 
 static int h_failover(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
@@ -1350,7 +1286,7 @@ static int h_verify_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	ims_spec s;
 	char target[64];
 	int r;
-	if ((r = get_spec(d, call, q->image, &s, false, false)) < 0 ||
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
 	    (r = repl_target(d, &s, q->target_site, target, sizeof(target))) < 0)
 		return r;
 	double until = mono_s() + IMS_DAEMON_VERIFY_BOUND_S;

@@ -20,19 +20,12 @@
 #include "common/log.h"
 #include "common/spec.h"
 #include "daemon/daemon.h"
+#include "daemon/kit.h"
 #include "imgstore/v1/host.pb-c.h"
 #include "replicator/failover.h"
 #include "store/image.h"
 #include "store/lease.h"
 
-#define APP(app) ((ims_daemon *)(app))
-#define ALLOC(call, T) ((T *)ims_rpc_call_alloc((call), sizeof(T)))
-#define DUP(call, s) dup_str((call), (s))
-
-static char *dup_str(ims_rpc_call *call, const char *s)
-{
-	return ims_rpc_call_strdup(call, s ? s : "");
-}
 static int64_t now(void)
 {
 	return (int64_t)time(NULL);
@@ -60,16 +53,6 @@ static int check_caller(ims_rpc_call *call, const char *host, const char *what)
 			     "caller '%s' may not %s for host '%s': a host token acts only for the host it names "
 			     "(its token's name%s%s%s)",
 			     name, what, host, cn ? " or its certificate's CN '" : "", cn ? cn : "", cn ? "'" : "");
-}
-
-static int spec_of(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__ImageSpec *in, ims_spec *out)
-{
-	char text[2 * IMS_NAME_MAX + 2];
-	if (!in || !in->image || !in->image[0])
-		return ims_error_set(-EINVAL, "the request names no image");
-	snprintf(text, sizeof(text), "%s/%s", in->pool && in->pool[0] ? in->pool : d->pool, in->image);
-	ims_rpc_call_set_target(call, text);
-	return ims_spec_parse(out, text, NULL, false, false);
 }
 
 /* Whether hosts may write to this site's copy: not a secondary, not being failed over. */
@@ -151,7 +134,7 @@ int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	ims_repl_side side;
 	ims_lease l;
 	int r;
-	if ((r = spec_of(d, call, q->image, &s)) < 0 || (r = check_host(q->host)) < 0 ||
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 || (r = check_host(q->host)) < 0 ||
 	    (r = check_caller(call, q->host, "take a lease")) < 0)
 		return r;
 	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0 || (r = writable_copy(d, s.pool, s.image, &side)) < 0 ||
@@ -235,7 +218,7 @@ int ims_h_list_leases(void *app, ims_rpc_call *call, const ProtobufCMessage *req
 	ims_spec s;
 	bool one = q->image && q->image->image && q->image->image[0];
 	int r;
-	if ((one && (r = spec_of(d, call, q->image, &s)) < 0) || (r = ims_lease_list(d->site, d->pool, &list, &n)) < 0)
+	if ((one && (r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0) || (r = ims_lease_list(d->site, d->pool, &list, &n)) < 0)
 		return r;
 	Imgstore__V1__ListLeasesResponse *m = ALLOC(call, Imgstore__V1__ListLeasesResponse);
 	r = -ENOMEM;
@@ -387,7 +370,7 @@ int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	ims_spec s;
 	char addrs[1024], fsid[64], user[128] = "", secret[64] = "";
 	int r;
-	if ((r = spec_of(d, call, q->image, &s)) < 0)
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
 		return r;
 	const char *host;
 	if ((r = attach_identity(d, call, q, &host, user, sizeof(user), secret, sizeof(secret))) < 0)

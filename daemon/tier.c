@@ -18,6 +18,7 @@
 #include "common/units.h"
 #include "common/spec.h"
 #include "daemon/daemon.h"
+#include "daemon/kit.h"
 #include "imgstore/v1/common.pb-c.h"
 #include "imgstore/v1/tier.pb-c.h"
 #include "store/lease.h"
@@ -25,7 +26,6 @@
 #include "tier/scan.h"
 #include "tier/tier.h"
 
-#define APP(app) ((ims_daemon *)(app))
 
 typedef struct {
 	ims_daemon *d;
@@ -59,10 +59,6 @@ static int pick_target(ims_daemon *d, const char *name, const ims_config_s3 **ou
 	return ims_error_set(-EINVAL, "%zu S3 targets are configured: name one", d->cfg->ns3);
 }
 
-static int op_progress(void *ctx, uint64_t done, uint64_t total)
-{
-	return ims_op_progress(ctx, done, total);
-}
 
 /* A push that removes the image honours host leases (the tier module reads no daemon records). */
 static int image_leased(void *ctx, const char *pool, const char *image, char *why, size_t len)
@@ -82,7 +78,7 @@ static ims_tier_opts work_opts(tier_work *w, ims_op *op)
 	o.after = w->after;
 	o.chunk_size = w->chunk_size;
 	o.grace = w->grace;
-	o.progress = op_progress;
+	o.progress = ims_kit_op_progress;
 	o.progress_ctx = op;
 	o.leased = image_leased;
 	o.leased_ctx = w->d;
@@ -158,27 +154,7 @@ static int run_scrub(ims_op *op, void *arg)
 static int submit(ims_daemon *d, ims_rpc_call *call, const char *kind, const char *what, ims_op_fn fn,
 		  tier_work *w, ProtobufCMessage **resp)
 {
-	ims_op_record rec;
-	int r = ims_ops_submit(d->ops, kind, what, fn, w, free, &rec);
-	if (r < 0)
-		return r;
-	Imgstore__V1__Operation *o = ims_rpc_call_alloc(call, sizeof(*o));
-	if (!o)
-		return -ENOMEM;
-	imgstore__v1__operation__init(o);
-	o->id = ims_rpc_call_strdup(call, rec.id);
-	o->kind = ims_rpc_call_strdup(call, rec.kind);
-	o->target = ims_rpc_call_strdup(call, rec.target);
-	o->state = (Imgstore__V1__OperationState)rec.state;
-	o->bytes_done = rec.bytes_done;
-	o->bytes_total = rec.bytes_total;
-	o->error = ims_rpc_call_strdup(call, rec.error);
-	o->created_unix = rec.created;
-	o->started_unix = rec.started;
-	o->finished_unix = rec.finished;
-	o->site = ims_rpc_call_strdup(call, rec.site);
-	*resp = &o->base;
-	return 0;
+	return ims_kit_submit(d, call, kind, what, fn, w, free, resp);
 }
 
 int ims_h_tier_push(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)

@@ -1,0 +1,58 @@
+/*
+ * daemon/kit.h: what every RPC handler of daemon/ shares.
+ *
+ * A handler answers from the call's arena (ALLOC, DUP: freed once the response is sent),
+ * reads the image a request names with the site's default pool and records it as the call's
+ * audit target (ims_kit_spec), and runs a long job as an Operation (daemon/ops.h), answering
+ * at once with the Operation's record (ims_kit_submit).
+ */
+#ifndef IMS_DAEMON_KIT_H
+#define IMS_DAEMON_KIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/spec.h"
+#include "daemon/ops.h"
+#include "imgstore/v1/common.pb-c.h"
+#include "imgstore/v1/operation.pb-c.h"
+#include "proto/server.h"
+
+struct ims_daemon;
+
+#define APP(app) ((struct ims_daemon *)(app))
+#define ALLOC(call, T) ((T *)ims_rpc_call_alloc((call), sizeof(T)))
+#define DUP(call, s) ims_kit_dup((call), (s))
+
+/** @p s (NULL: "") copied into the call's arena. */
+static inline char *ims_kit_dup(ims_rpc_call *call, const char *s)
+{
+	return ims_rpc_call_strdup(call, s ? s : "");
+}
+
+/**
+ * The image (and snapshot) @p in names, its pool defaulting to the site's; the call's audit
+ * target becomes "POOL/IMAGE[@SNAP]".
+ * @returns -EINVAL for no image, a bad name, a snapshot where none is allowed or none where one
+ *          is required.
+ */
+int ims_kit_spec(ims_spec *out, struct ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__ImageSpec *in,
+		 bool snap_allowed, bool snap_required);
+
+/** An ims_progress_fn that reports to the Operation @p op (an ims_op *). */
+int ims_kit_op_progress(void *op, uint64_t done, uint64_t total);
+
+/** The Operation message of @p rec, in the call's arena; NULL if out of memory. */
+Imgstore__V1__Operation *ims_kit_op_msg(ims_rpc_call *call, const ims_op_record *rec);
+
+/** Answer with the Operation message of @p rec. */
+int ims_kit_reply_op(ims_rpc_call *call, const ims_op_record *rec, ProtobufCMessage **resp);
+
+/**
+ * Run @p fn(@p arg) as an Operation of @p kind on @p what, and answer with its record.
+ * @p free_arg frees @p arg once the Operation ends, or now if it could not be submitted.
+ */
+int ims_kit_submit(struct ims_daemon *d, ims_rpc_call *call, const char *kind, const char *what, ims_op_fn fn,
+		   void *arg, void (*free_arg)(void *), ProtobufCMessage **resp);
+
+#endif
