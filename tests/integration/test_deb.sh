@@ -83,9 +83,10 @@ has() { # PACKAGE PATH...: the package holds every PATH
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 check "imgstore holds /usr/bin/imgstore and the operator's guide" \
   has imgstore /usr/bin/imgstore /usr/share/doc/imgstore/OPERATIONS.md /usr/share/doc/imgstore/CONFIG.md
-check "imgstored holds the daemon, its unit, sysusers.d, tmpfiles.d, logrotate and the example config" \
+check "imgstored holds the daemon, its unit, sysusers.d, tmpfiles.d, logrotate, the example config, the alert rules and the dashboard" \
   has imgstored /usr/sbin/imgstored /lib/systemd/system/imgstored.service /usr/lib/sysusers.d/imgstore.conf \
-  /usr/lib/tmpfiles.d/imgstore.conf /etc/logrotate.d/imgstored /usr/share/doc/imgstored/examples/imgstored.conf.example
+  /usr/lib/tmpfiles.d/imgstore.conf /etc/logrotate.d/imgstored /usr/share/doc/imgstored/examples/imgstored.conf.example \
+  /usr/share/imgstore/prometheus/imgstore-alerts.yml /usr/share/imgstore/grafana/imgstore-dashboard.json
 check "libimgstore0 holds the shared library" has libimgstore0 "/usr/lib/$multiarch/libimgstore.so.0"
 check "libimgstore-dev holds the headers, the .pc file and the link" \
   has libimgstore-dev /usr/include/imgstore/proto/client.h /usr/include/imgstore/imgstore/v1/image.pb-c.h \
