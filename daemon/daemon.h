@@ -95,8 +95,6 @@ int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name,
 int ims_daemon_pick_target(const ims_repl_status *list, size_t n, const char *asked, const char *what, char *target,
 			   size_t len);
 
-/** The method table of every service. */
-const ims_rpc_method *ims_daemon_methods(size_t *count);
 
 /** Spool housekeeping: remove files older than a day. */
 void ims_daemon_clean_spool(ims_daemon *d);

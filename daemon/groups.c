@@ -4,7 +4,6 @@
  * be removed, and an image replicated on its own cannot join a replicated group: a group
  * replicates its images as one unit (the scheduler refuses the converse).
  */
-#include "daemon/groups.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -113,7 +112,7 @@ static int reply_group(ims_daemon *d, ims_rpc_call *call, const char *pool, cons
 	return r;
 }
 
-int ims_h_create_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_create_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__CreateGroupRequest *q = (const void *)req;
@@ -124,7 +123,7 @@ int ims_h_create_group(void *app, ims_rpc_call *call, const ProtobufCMessage *re
 	return reply_group(d, call, g.pool, g.name, resp);
 }
 
-int ims_h_delete_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_delete_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__DeleteGroupRequest *q = (const void *)req;
@@ -189,7 +188,7 @@ static int may_join(void *ctx, const ims_spec *image)
 	return 0;
 }
 
-int ims_h_group_add_images(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_group_add_images(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GroupImagesRequest *q = (const void *)req;
@@ -205,7 +204,7 @@ int ims_h_group_add_images(void *app, ims_rpc_call *call, const ProtobufCMessage
 	return r;
 }
 
-int ims_h_group_remove_images(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_group_remove_images(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GroupImagesRequest *q = (const void *)req;
@@ -220,7 +219,7 @@ int ims_h_group_remove_images(void *app, ims_rpc_call *call, const ProtobufCMess
 	return r;
 }
 
-int ims_h_list_groups(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_list_groups(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ListGroupsRequest *q = (const void *)req;
@@ -256,7 +255,7 @@ out:
 	return r;
 }
 
-int ims_h_get_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_get_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GetGroupRequest *q = (const void *)req;
@@ -267,7 +266,7 @@ int ims_h_get_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, 
 	return reply_group(d, call, g.pool, g.name, resp);
 }
 
-int ims_h_create_group_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_create_group_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GroupSnapshotRequest *q = (const void *)req;
@@ -288,7 +287,7 @@ int ims_h_create_group_snapshot(void *app, ims_rpc_call *call, const ProtobufCMe
 	return 0;
 }
 
-int ims_h_list_group_snapshots(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_list_group_snapshots(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GetGroupRequest *q = (const void *)req;
@@ -312,7 +311,7 @@ int ims_h_list_group_snapshots(void *app, ims_rpc_call *call, const ProtobufCMes
 	return 0;
 }
 
-int ims_h_delete_group_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_delete_group_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GroupSnapshotRequest *q = (const void *)req;
@@ -331,7 +330,7 @@ int ims_h_delete_group_snapshot(void *app, ims_rpc_call *call, const ProtobufCMe
 
 /* ---- replication ---- */
 
-int ims_h_enable_group_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+static int ims_h_enable_group_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 				   ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
@@ -366,7 +365,7 @@ static int group_target(ims_daemon *d, const group_spec *g, const char *asked, c
 	return r;
 }
 
-int ims_h_disable_group_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+static int ims_h_disable_group_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 				    ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
@@ -408,7 +407,7 @@ static int run_sync_group(ims_op *op, void *arg)
 	return r;
 }
 
-int ims_h_sync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_sync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GroupReplicationRequest *q = (const void *)req;
@@ -459,18 +458,18 @@ static int submit_group_failover(ims_daemon *d, ims_rpc_call *call, const Imgsto
 	return ims_kit_submit(d, call, kind, text, fn, w, free, resp);
 }
 
-int ims_h_failover_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_failover_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	return submit_group_failover(APP(app), call, (const void *)req, "failover", ims_group_failover_run, resp);
 }
 
-int ims_h_resync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_resync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	return submit_group_failover(APP(app), call, (const void *)req, "resync", ims_group_resync_run, resp);
 }
 
 
-int ims_h_group_replication_status(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+static int ims_h_group_replication_status(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 				   ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
@@ -505,7 +504,7 @@ out:
 	return r;
 }
 
-int ims_h_verify_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_verify_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__VerifyGroupRequest *q = (const void *)req;
@@ -555,3 +554,32 @@ out:
 	ims_repl_group_verify_result_free(&v);
 	return r;
 }
+
+/* ---------------------------------------------------------------------------------------- */
+
+static const ims_rpc_method methods[] = {
+	M("GroupService", "CreateGroup", create_group_request, group, ADMIN, true, ims_h_create_group),
+	M("GroupService", "DeleteGroup", delete_group_request, delete_group_response, ADMIN, true, ims_h_delete_group),
+	M("GroupService", "AddImages", group_images_request, group, ADMIN, true, ims_h_group_add_images),
+	M("GroupService", "RemoveImages", group_images_request, group, ADMIN, true, ims_h_group_remove_images),
+	M("GroupService", "ListGroups", list_groups_request, list_groups_response, READER, false, ims_h_list_groups),
+	M("GroupService", "GetGroup", get_group_request, group, READER, false, ims_h_get_group),
+	M("GroupService", "CreateGroupSnapshot", group_snapshot_request, group_snapshot, ADMIN, true,
+	  ims_h_create_group_snapshot),
+	M("GroupService", "ListGroupSnapshots", get_group_request, list_group_snapshots_response, READER, false,
+	  ims_h_list_group_snapshots),
+	M("GroupService", "DeleteGroupSnapshot", group_snapshot_request, delete_group_response, ADMIN, true,
+	  ims_h_delete_group_snapshot),
+	M("GroupService", "EnableGroupReplication", enable_group_replication_request, replication_status, ADMIN, true,
+	  ims_h_enable_group_replication),
+	M("GroupService", "DisableGroupReplication", group_replication_request, replication_status, ADMIN, true,
+	  ims_h_disable_group_replication),
+	M("GroupService", "SyncGroup", group_replication_request, operation, ADMIN, true, ims_h_sync_group),
+	M("GroupService", "GetGroupReplicationStatus", get_group_request, replication_status_response, READER, false,
+	  ims_h_group_replication_status),
+	M("GroupService", "FailoverGroup", group_replication_request, operation, ADMIN, true, ims_h_failover_group),
+	M("GroupService", "ResyncGroup", group_replication_request, operation, ADMIN, true, ims_h_resync_group),
+	M("GroupService", "VerifyGroup", verify_group_request, verify_group_response, ADMIN, true, ims_h_verify_group, SLOW),
+};
+
+IMS_DAEMON_SERVICE(ims_group_service, methods);

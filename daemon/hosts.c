@@ -103,7 +103,7 @@ static Imgstore__V1__Lease *build_lease(ims_rpc_call *call, const ims_lease *l)
 /* ---------------------------------------------------------------------------------------- */
 /* handlers */
 
-int ims_h_register_host(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_register_host(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__RegisterHostRequest *q = (const void *)req;
@@ -126,7 +126,7 @@ int ims_h_register_host(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	return 0;
 }
 
-int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__AcquireLeaseRequest *q = (const void *)req;
@@ -180,7 +180,7 @@ static int change_lease(ims_daemon *d, ims_rpc_call *call, const char *id, unsig
 	return ims_lease_change(d->site, d->pool, id, ttl, may_change, &c, out);
 }
 
-int ims_h_renew_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_renew_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	const Imgstore__V1__RenewLeaseRequest *q = (const void *)req;
 	ims_lease l;
@@ -194,7 +194,7 @@ int ims_h_renew_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req
 	return 0;
 }
 
-int ims_h_release_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_release_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	const Imgstore__V1__ReleaseLeaseRequest *q = (const void *)req;
 	ims_lease l;
@@ -209,7 +209,7 @@ int ims_h_release_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	return 0;
 }
 
-int ims_h_list_leases(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_list_leases(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ListLeasesRequest *q = (const void *)req;
@@ -363,7 +363,7 @@ static int attach_identity(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1
 	return 0;
 }
 
-int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GetAttachInfoRequest *q = (const void *)req;
@@ -410,3 +410,17 @@ int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	*resp = &m->base;
 	return 0;
 }
+
+/* ---------------------------------------------------------------------------------------- */
+
+static const ims_rpc_method methods[] = {
+	M("HostService", "RegisterHost", register_host_request, host, HOST, true, ims_h_register_host),
+	M("HostService", "AcquireLease", acquire_lease_request, lease, HOST, true, ims_h_acquire_lease),
+	M("HostService", "RenewLease", renew_lease_request, lease, HOST, false, ims_h_renew_lease),
+	M("HostService", "ReleaseLease", release_lease_request, release_lease_response, HOST, true,
+	  ims_h_release_lease),
+	M("HostService", "ListLeases", list_leases_request, list_leases_response, READER, false, ims_h_list_leases),
+	M("HostService", "GetAttachInfo", get_attach_info_request, attach_info, HOST, false, ims_h_get_attach_info),
+};
+
+IMS_DAEMON_SERVICE(ims_host_service, methods);

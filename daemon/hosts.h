@@ -11,12 +11,6 @@
 
 #include "proto/server.h"
 
-int ims_h_register_host(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
-int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
-int ims_h_renew_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
-int ims_h_release_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
-int ims_h_list_leases(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
-int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
 
 typedef struct ims_daemon ims_daemon;
 

@@ -1,10 +1,15 @@
 #include "daemon/kit.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "common/error.h"
 #include "daemon/daemon.h"
+#include "store/image.h"
 
 int ims_kit_spec(ims_spec *out, ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__ImageSpec *in,
 		 bool snap_allowed, bool snap_required)
@@ -61,4 +66,58 @@ int ims_kit_submit(ims_daemon *d, ims_rpc_call *call, const char *kind, const ch
 	if (r < 0)
 		return r;
 	return ims_kit_reply_op(call, &rec, resp);
+}
+
+int ims_daemon_pick_target(const ims_repl_status *list, size_t n, const char *asked, const char *what, char *target,
+			   size_t len)
+{
+	bool any = !asked || !asked[0];
+	for (size_t i = 0; i < n; i++) {
+		if (!any && strcmp(list[i].target, asked) != 0)
+			continue;
+		if (any && n > 1)
+			return ims_error_set(-EINVAL, "%s replicates to %zu sites: name one", what, n);
+		snprintf(target, len, "%s", list[i].target);
+		return 0;
+	}
+	return ims_error_set(-ENOENT, "%s is not replicated%s%s; enable it first", what, any ? "" : " to site ",
+			     any ? "" : asked);
+}
+
+int ims_daemon_require_image(ims_daemon *d, const char *pool, const char *image)
+{
+	int r = ims_image_exists(d->site, pool, image);
+	if (r < 0)
+		return r;
+	if (r == 0)
+		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", pool, image, ims_site_name(d->site));
+	return 0;
+}
+
+static const ims_daemon_service *const services[] = {
+	&ims_image_service,       &ims_snapshot_service, &ims_operation_service, &ims_host_service,
+	&ims_replication_service, &ims_site_service,     &ims_tier_service,      &ims_group_service,
+};
+static ims_rpc_method *all_methods;
+static size_t nall_methods;
+static pthread_once_t methods_once = PTHREAD_ONCE_INIT;
+
+static void gather_methods(void)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++)
+		n += services[i]->n;
+	all_methods = calloc(n, sizeof(*all_methods));
+	if (!all_methods)
+		return;
+	for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++)
+		for (size_t k = 0; k < services[i]->n; k++)
+			all_methods[nall_methods++] = services[i]->methods[k];
+}
+
+const ims_rpc_method *ims_daemon_methods(size_t *count)
+{
+	pthread_once(&methods_once, gather_methods);
+	*count = nall_methods;
+	return all_methods;
 }

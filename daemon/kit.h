@@ -10,6 +10,7 @@
 #define IMS_DAEMON_KIT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/spec.h"
@@ -54,5 +55,38 @@ int ims_kit_reply_op(ims_rpc_call *call, const ims_op_record *rec, ProtobufCMess
  */
 int ims_kit_submit(struct ims_daemon *d, ims_rpc_call *call, const char *kind, const char *what, ims_op_fn fn,
 		   void *arg, void (*free_arg)(void *), ProtobufCMessage **resp);
+
+/* ---------------------------------------------------------------------------------------- */
+/* services: each file of daemon/ declares the methods it serves in a table of its own */
+
+/* A method: M("ImageService", "CreateImage", create_image_request, image, ADMIN, true, fn);
+ * a last argument SLOW marks a handler that may block for long: it runs off the request
+ * threads (ims_rpc_method.slow). */
+#define M(svc, name, in, out, role_, mut_, fn_, ...)                                             \
+	{ .path = "/imgstore.v1." svc "/" name, .input = &imgstore__v1__##in##__descriptor,       \
+	  .output = &imgstore__v1__##out##__descriptor, .role = IMS_ROLE_##role_,                 \
+	  .mutating = mut_, .fn = fn_, __VA_ARGS__ }
+#define SLOW .slow = true
+
+/** The methods one service serves. */
+typedef struct {
+	const ims_rpc_method *methods;
+	size_t n;
+} ims_daemon_service;
+
+#define IMS_DAEMON_SERVICE(name, table) \
+	const ims_daemon_service name = { table, sizeof(table) / sizeof(table[0]) }
+
+extern const ims_daemon_service ims_image_service;       /* daemon/images.c */
+extern const ims_daemon_service ims_snapshot_service;    /* daemon/snaps.c */
+extern const ims_daemon_service ims_operation_service;   /* daemon/operations.c */
+extern const ims_daemon_service ims_host_service;        /* daemon/hosts.c */
+extern const ims_daemon_service ims_replication_service; /* daemon/replication.c */
+extern const ims_daemon_service ims_site_service;        /* daemon/sites.c */
+extern const ims_daemon_service ims_tier_service;        /* daemon/tier.c */
+extern const ims_daemon_service ims_group_service;       /* daemon/groups.c */
+
+/** Every method of every service above, in one table for the RPC server (built once). */
+const ims_rpc_method *ims_daemon_methods(size_t *count);
 
 #endif

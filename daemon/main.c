@@ -29,6 +29,7 @@
 #include "daemon/daemon.h"
 #include "daemon/health.h"
 #include "daemon/notify.h"
+#include "daemon/kit.h"
 #include "daemon/tier.h"
 #include "tier/scan.h"
 #include "replicator/failover.h"

@@ -157,7 +157,7 @@ static int submit(ims_daemon *d, ims_rpc_call *call, const char *kind, const cha
 	return ims_kit_submit(d, call, kind, what, fn, w, free, resp);
 }
 
-int ims_h_tier_push(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_push(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__PushRequest *q = (const void *)req;
@@ -193,7 +193,7 @@ int ims_h_tier_push(void *app, ims_rpc_call *call, const ProtobufCMessage *req, 
 	return submit(d, call, "tier-push", text, run_push, w, resp);
 }
 
-int ims_h_tier_restore(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_restore(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__RestoreRequest *q = (const void *)req;
@@ -234,7 +234,7 @@ int ims_h_tier_restore(void *app, ims_rpc_call *call, const ProtobufCMessage *re
 	return submit(d, call, "tier-restore", what, run_restore, w, resp);
 }
 
-int ims_h_tier_list_cold(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_list_cold(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ListColdRequest *q = (const void *)req;
@@ -288,7 +288,7 @@ int ims_h_tier_list_cold(void *app, ims_rpc_call *call, const ProtobufCMessage *
 	return 0;
 }
 
-int ims_h_tier_scrub(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_scrub(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ScrubRequest *q = (const void *)req;
@@ -371,7 +371,7 @@ static int policy_from_msg(ims_daemon *d, const Imgstore__V1__TierPolicy *m, con
 	return ims_tier_after_parse(&out->after, m->after);
 }
 
-int ims_h_tier_set_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_set_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__SetTierPolicyRequest *q = (const void *)req;
@@ -391,7 +391,7 @@ int ims_h_tier_set_policy(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	return 0;
 }
 
-int ims_h_tier_get_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_get_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GetTierPolicyRequest *q = (const void *)req;
@@ -409,7 +409,7 @@ int ims_h_tier_get_policy(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	return 0;
 }
 
-int ims_h_tier_list_policies(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_list_policies(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	ims_tier_policy *list = NULL;
@@ -438,7 +438,7 @@ int ims_h_tier_list_policies(void *app, ims_rpc_call *call, const ProtobufCMessa
 	return 0;
 }
 
-int ims_h_tier_remove_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_remove_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__RemoveTierPolicyRequest *q = (const void *)req;
@@ -456,7 +456,7 @@ int ims_h_tier_remove_policy(void *app, ims_rpc_call *call, const ProtobufCMessa
 	return 0;
 }
 
-int ims_h_tier_cold_candidates(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_cold_candidates(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ColdCandidatesRequest *q = (const void *)req;
@@ -597,3 +597,23 @@ int ims_daemon_tier_scan_start(ims_tier_scan **out, ims_daemon *d)
 	};
 	return ims_tier_scan_start(out, &o);
 }
+
+/* ---------------------------------------------------------------------------------------- */
+
+static const ims_rpc_method methods[] = {
+	M("TierService", "Push", push_request, operation, ADMIN, true, ims_h_tier_push),
+	M("TierService", "Restore", restore_request, operation, ADMIN, true, ims_h_tier_restore),
+	M("TierService", "ListCold", list_cold_request, list_cold_response, READER, false,
+	  ims_h_tier_list_cold),
+	M("TierService", "Scrub", scrub_request, operation, ADMIN, true, ims_h_tier_scrub),
+	M("TierService", "SetPolicy", set_tier_policy_request, tier_policy, ADMIN, true, ims_h_tier_set_policy),
+	M("TierService", "GetPolicy", get_tier_policy_request, tier_policy, READER, false, ims_h_tier_get_policy),
+	M("TierService", "ListPolicies", list_tier_policies_request, list_tier_policies_response, READER, false,
+	  ims_h_tier_list_policies),
+	M("TierService", "RemovePolicy", remove_tier_policy_request, remove_tier_policy_response, ADMIN, true,
+	  ims_h_tier_remove_policy),
+	M("TierService", "ColdCandidates", cold_candidates_request, cold_candidates_response, READER, false,
+	  ims_h_tier_cold_candidates),
+};
+
+IMS_DAEMON_SERVICE(ims_tier_service, methods);

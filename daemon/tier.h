@@ -7,19 +7,6 @@
 #ifndef IMS_DAEMON_TIER_H
 #define IMS_DAEMON_TIER_H
 
-#include "proto/server.h"
-
-int ims_h_tier_push(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
-int ims_h_tier_restore(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
-int ims_h_tier_list_cold(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
-int ims_h_tier_scrub(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
-int ims_h_tier_set_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
-int ims_h_tier_get_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
-int ims_h_tier_list_policies(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
-int ims_h_tier_remove_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp);
-int ims_h_tier_cold_candidates(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
-			       ProtobufCMessage **resp);
-
 struct ims_daemon;
 struct ims_tier_scan;
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <json-c/json.h>
@@ -162,10 +163,8 @@ int ims_repl_fence(ims_site *site, const char *pool, const char *image, unsigned
 	return r;
 }
 
-static int demote_open(rbd_image_t img, const char *source, uint64_t generation)
+static int demote_once(rbd_image_t img, const char *source, const char *gen)
 {
-	char gen[32];
-	snprintf(gen, sizeof(gen), "%" PRIu64, generation);
 	int r;
 	if ((r = rbd_metadata_set(img, IMS_REPL_META_SOURCE, source)) < 0 ||
 	    (r = rbd_metadata_set(img, IMS_REPL_META_GENERATION, gen)) < 0 ||
@@ -173,6 +172,23 @@ static int demote_open(rbd_image_t img, const char *source, uint64_t generation)
 		return r;
 	r = rbd_metadata_remove(img, IMS_REPL_META_STATE);
 	return r == -ENOENT ? 0 : r;
+}
+
+/*
+ * The metadata writes need the image's exclusive lock. Its holder (a guard of the site's
+ * daemon, a client whose cluster was just frozen and thawed) may refuse to hand it over for a
+ * moment (-EBUSY): try again for up to about 10 s before giving up.
+ */
+static int demote_open(rbd_image_t img, const char *source, uint64_t generation)
+{
+	char gen[32];
+	snprintf(gen, sizeof(gen), "%" PRIu64, generation);
+	int r = demote_once(img, source, gen);
+	for (int i = 0; r == -EBUSY && i < 20; i++) {
+		usleep(500000);
+		r = demote_once(img, source, gen);
+	}
+	return r;
 }
 
 int ims_repl_demote(ims_site *site, const char *pool, const char *image, const char *primary_site,

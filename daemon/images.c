@@ -1,0 +1,700 @@
+/*
+ * daemon/images.c: ImageService: images, clones, tags, import and export (as Operations),
+ * and the uploads and downloads of their bytes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include "common/error.h"
+#include "common/hash.h"
+#include "common/log.h"
+#include "common/spec.h"
+#include "common/units.h"
+#include "imgstore/v1/group.pb-c.h"
+#include "imgstore/v1/host.pb-c.h"
+#include "imgstore/v1/image.pb-c.h"
+#include "imgstore/v1/operation.pb-c.h"
+#include "imgstore/v1/replication.pb-c.h"
+#include "imgstore/v1/site.pb-c.h"
+#include "imgstore/v1/snapshot.pb-c.h"
+#include "imgstore/v1/tier.pb-c.h"
+#include "store/image.h"
+#include "store/transfer.h"
+#include "daemon/daemon.h"
+#include "daemon/kit.h"
+#include "daemon/health.h"
+
+static Imgstore__V1__Tag **build_tags(ims_rpc_call *call, const ims_catalog_entry *e, size_t *n)
+{
+	*n = 0;
+	if (!e || !e->ntags)
+		return NULL;
+	Imgstore__V1__Tag **tags = ims_rpc_call_alloc(call, e->ntags * sizeof(*tags));
+	if (!tags)
+		return NULL;
+	for (size_t i = 0; i < e->ntags; i++) {
+		Imgstore__V1__Tag *t = ALLOC(call, Imgstore__V1__Tag);
+		if (!t)
+			return NULL;
+		imgstore__v1__tag__init(t);
+		t->key = DUP(call, e->tags[i].key);
+		t->value = DUP(call, e->tags[i].value);
+		tags[(*n)++] = t;
+	}
+	return tags;
+}
+
+static int build_image(ims_rpc_call *call, const ims_image_info *info, ProtobufCMessage **resp)
+{
+	Imgstore__V1__Image *m = ALLOC(call, Imgstore__V1__Image);
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__image__init(m);
+	m->pool = DUP(call, info->pool);
+	m->name = DUP(call, info->name);
+	m->id = DUP(call, info->id);
+	m->size = info->size;
+	m->used_bytes = info->used_bytes;
+	m->object_size = info->object_size;
+	m->features = info->features;
+	m->features_text = DUP(call, info->features_str);
+	m->data_pool = DUP(call, info->data_pool);
+	m->parent = DUP(call, info->parent);
+	if (info->nsnaps) {
+		m->snapshots = ims_rpc_call_alloc(call, info->nsnaps * sizeof(*m->snapshots));
+		if (!m->snapshots)
+			return -ENOMEM;
+		for (size_t i = 0; i < info->nsnaps; i++) {
+			Imgstore__V1__SnapshotInfo *s = ALLOC(call, Imgstore__V1__SnapshotInfo);
+			if (!s)
+				return -ENOMEM;
+			imgstore__v1__snapshot_info__init(s);
+			s->name = DUP(call, info->snaps[i].name);
+			s->id = info->snaps[i].id;
+			s->size = info->snaps[i].size;
+			s->protected_ = info->snaps[i].is_protected;
+			s->created_unix = info->snaps[i].timestamp;
+			m->snapshots[m->n_snapshots++] = s;
+		}
+	}
+	if (info->catalog) {
+		m->in_catalog = 1;
+		m->source = DUP(call, info->catalog->source);
+		m->content_sha256 = DUP(call, info->catalog->content_sha256);
+		m->created_unix = info->catalog->created;
+		m->tags = build_tags(call, info->catalog, &m->n_tags);
+	}
+	*resp = &m->base;
+	return 0;
+}
+
+/* Answer with the image's current state. */
+static int reply_image(ims_daemon *d, ims_rpc_call *call, const char *pool, const char *name,
+		       ProtobufCMessage **resp)
+{
+	ims_image_info *info = NULL;
+	int r = ims_image_info_get(&info, d->site, pool, name);
+	if (r < 0)
+		return r;
+	r = build_image(call, info, resp);
+	ims_image_info_free(info);
+	return r;
+}
+
+static int parse_format(const char *s, ims_format_kind def, ims_format_kind *out)
+{
+	if (!s || !s[0]) {
+		*out = def;
+		return 0;
+	}
+	if (ims_format_parse(out, s) < 0)
+		return ims_error_set(-EINVAL, "unknown format '%s': expected auto, raw, qcow2 or vmdk", s);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* ImageService */
+
+static int h_create_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__CreateImageRequest *q = (const void *)req;
+	ims_spec s;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
+		return r;
+	ims_image_create_opts o = IMS_IMAGE_CREATE_OPTS_INIT;
+	o.size = q->size;
+	o.features = q->features;
+	o.data_pool = q->data_pool && q->data_pool[0] ? q->data_pool : NULL;
+	o.order = q->order;
+	if ((r = ims_image_create(d->site, s.pool, s.image, &o)) < 0)
+		return r;
+	return reply_image(d, call, s.pool, s.image, resp);
+}
+
+static int h_get_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__GetImageRequest *q = (const void *)req;
+	ims_spec s;
+	int r = ims_kit_spec(&s, d, call, q->image, false, false);
+	return r < 0 ? r : reply_image(d, call, s.pool, s.image, resp);
+}
+
+static int h_list_images(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__ListImagesRequest *q = (const void *)req;
+	const char *pool = q->pool && q->pool[0] ? q->pool : d->pool;
+	ims_image_list_entry *list = NULL;
+	size_t n = 0;
+	int r = ims_image_list(&list, &n, d->site, pool);
+	if (r < 0)
+		return r;
+	Imgstore__V1__ListImagesResponse *m = ALLOC(call, Imgstore__V1__ListImagesResponse);
+	if (!m) {
+		r = -ENOMEM;
+		goto out;
+	}
+	imgstore__v1__list_images_response__init(m);
+	m->pool = DUP(call, pool);
+	if (n) {
+		m->images = ims_rpc_call_alloc(call, n * sizeof(*m->images));
+		if (!m->images) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		Imgstore__V1__ImageSummary *e = ALLOC(call, Imgstore__V1__ImageSummary);
+		if (!e) {
+			r = -ENOMEM;
+			goto out;
+		}
+		imgstore__v1__image_summary__init(e);
+		e->name = DUP(call, list[i].name);
+		e->in_catalog = list[i].in_catalog;
+		if (list[i].in_catalog) {
+			e->size = list[i].entry.size;
+			e->source = DUP(call, list[i].entry.source);
+			e->created_unix = list[i].entry.created;
+			e->parent = DUP(call, list[i].entry.parent);
+			e->tags = build_tags(call, &list[i].entry, &e->n_tags);
+			e->cold_target = DUP(call, list[i].entry.cold_target);
+		}
+		m->images[m->n_images++] = e;
+	}
+	*resp = &m->base;
+out:
+	ims_image_list_free(list, n);
+	return r;
+}
+
+static int h_resize_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__ResizeImageRequest *q = (const void *)req;
+	ims_spec s;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
+	    (r = ims_image_resize(d->site, s.pool, s.image, q->size, q->allow_shrink)) < 0)
+		return r;
+	return reply_image(d, call, s.pool, s.image, resp);
+}
+
+static int h_rename_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__RenameImageRequest *q = (const void *)req;
+	ims_spec s;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
+	    (r = ims_image_rename(d->site, s.pool, s.image, q->new_name)) < 0)
+		return r;
+	return reply_image(d, call, s.pool, q->new_name, resp);
+}
+
+static int h_delete_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__DeleteImageRequest *q = (const void *)req;
+	ims_spec s;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
+		return r;
+	ims_image_remove_opts o = IMS_IMAGE_REMOVE_OPTS_INIT;
+	o.purge = q->purge;
+	o.trash_delay = q->trash_delay_seconds;
+	if ((r = ims_image_remove(d->site, s.pool, s.image, &o)) < 0)
+		return r;
+	Imgstore__V1__DeleteImageResponse *m = ALLOC(call, Imgstore__V1__DeleteImageResponse);
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__delete_image_response__init(m);
+	*resp = &m->base;
+	return 0;
+}
+
+static int h_set_tag(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__SetImageTagRequest *q = (const void *)req;
+	ims_spec s;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
+	    (r = ims_image_tag_set(d->site, s.pool, s.image, q->key, q->value)) < 0)
+		return r;
+	return reply_image(d, call, s.pool, s.image, resp);
+}
+
+static int h_remove_tag(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__RemoveImageTagRequest *q = (const void *)req;
+	ims_spec s;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
+	    (r = ims_image_tag_remove(d->site, s.pool, s.image, q->key)) < 0)
+		return r;
+	return reply_image(d, call, s.pool, s.image, resp);
+}
+
+static int h_clone_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__CloneImageRequest *q = (const void *)req;
+	ims_spec p, c;
+	int r;
+	if ((r = ims_kit_spec(&c, d, call, q->clone, false, false)) < 0 ||
+	    (r = ims_kit_spec(&p, d, call, q->parent, true, true)) < 0)
+		return r;
+	ims_image_create_opts o = IMS_IMAGE_CREATE_OPTS_INIT;
+	o.features = q->features;
+	o.data_pool = q->data_pool && q->data_pool[0] ? q->data_pool : NULL;
+	if ((r = ims_image_clone(d->site, p.pool, p.image, p.snap, c.pool, c.image, &o)) < 0)
+		return r;
+	return reply_image(d, call, c.pool, c.image, resp);
+}
+
+/* Work of the long operations. */
+typedef struct {
+	ims_daemon *d;
+	ims_spec spec;
+	ims_format_kind format;
+	uint64_t features;
+	char data_pool[IMS_NAME_MAX + 1];
+	char path[1024];
+	char upload_id[40]; /* import from an upload: removed after */
+} work;
+
+static void free_work(void *arg)
+{
+	work *w = arg;
+	if (w->upload_id[0]) {
+		pthread_mutex_lock(&w->d->lock);
+		for (int i = 0; i < IMS_MAX_UPLOADS; i++) {
+			if (strcmp(w->d->uploads[i].id, w->upload_id) == 0) {
+				unlink(w->d->uploads[i].path);
+				memset(&w->d->uploads[i], 0, sizeof(w->d->uploads[i]));
+			}
+		}
+		pthread_mutex_unlock(&w->d->lock);
+	}
+	free(w);
+}
+
+
+static int run_import(ims_op *op, void *arg)
+{
+	work *w = arg;
+	ims_transfer_opts o = IMS_TRANSFER_OPTS_INIT;
+	o.format = w->format;
+	o.create.features = w->features;
+	o.create.data_pool = w->data_pool[0] ? w->data_pool : NULL;
+	o.concurrency = (unsigned)w->d->cfg->defaults.concurrency;
+	o.inflight_bytes = w->d->cfg->defaults.inflight_bytes;
+	o.progress = ims_kit_op_progress;
+	o.progress_ctx = op;
+	o.source_name = w->upload_id[0] ? "the upload" : w->path;
+	o.no_follow = true; /* w->path was resolved and checked against import_dirs */
+	return ims_image_import_file(NULL, w->d->site, w->spec.pool, w->spec.image, w->path, &o);
+}
+
+static int run_export(ims_op *op, void *arg)
+{
+	work *w = arg;
+	ims_transfer_opts o = IMS_TRANSFER_OPTS_INIT;
+	o.format = w->format;
+	o.concurrency = (unsigned)w->d->cfg->defaults.concurrency;
+	o.inflight_bytes = w->d->cfg->defaults.inflight_bytes;
+	o.progress = ims_kit_op_progress;
+	o.progress_ctx = op;
+	if (!w->path[0]) { /* to the spool, for download */
+		snprintf(w->path, sizeof(w->path), "%s/%s.%s", w->d->cfg->server.spool_dir, ims_op_id(op),
+			 ims_format_name(w->format));
+		ims_op_set_result_path(op, w->path);
+	}
+	return ims_image_export_file(NULL, w->d->site, w->spec.pool, w->spec.image,
+				     w->spec.snap[0] ? w->spec.snap : NULL, w->path, &o);
+}
+
+static int run_flatten(ims_op *op, void *arg)
+{
+	work *w = arg;
+	return ims_image_flatten(w->d->site, w->spec.pool, w->spec.image, ims_kit_op_progress, op);
+}
+
+static int submit(ims_daemon *d, ims_rpc_call *call, const char *kind, ims_op_fn fn, work *w,
+		  ProtobufCMessage **resp)
+{
+	char target[3 * IMS_NAME_MAX + 4];
+	return ims_kit_submit(d, call, kind, ims_spec_format(target, sizeof(target), &w->spec), fn, w, free_work, resp);
+}
+
+static work *new_work(ims_daemon *d, const ims_spec *s)
+{
+	work *w = calloc(1, sizeof(*w));
+	if (w) {
+		w->d = d;
+		w->spec = *s;
+	}
+	return w;
+}
+
+/*
+ * Whether @p resolved (what the daemon resolved @p asked to) is the file the client sees, by
+ * the client's st_dev and st_ino (0: not given, not checked). A daemon in another mount
+ * namespace (systemd's PrivateTmp, ProtectHome) may see another file under the same name, or
+ * none: -EPERM then, saying what the client does @p instead (uploads, downloads). @p r is the result of
+ * resolving the path: a path the daemon cannot see (-ENOENT) is -EPERM too when the client
+ * sees it.
+ */
+static int same_file_as_client(const char *asked, const char *resolved, uint64_t dev, uint64_t ino, int r,
+			       const char *instead)
+{
+	if (!dev && !ino)
+		return r;
+	if (r == -ENOENT)
+		return ims_error_set(-EPERM,
+				     "'%s' is not there as imgstored sees the filesystem (its unit's PrivateTmp or "
+				     "ProtectHome, or another mount namespace): %s",
+				     asked, instead);
+	if (r < 0)
+		return r;
+	struct stat st;
+	if (stat(resolved, &st) < 0)
+		return ims_error_set(-EPERM, "'%s' is not there as imgstored sees the filesystem (%s): %s", asked,
+				     strerror(errno), instead);
+	if ((uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino)
+		return ims_error_set(-EPERM,
+				     "'%s' is another file as imgstored sees the filesystem (its unit's PrivateTmp or "
+				     "ProtectHome, or another mount namespace): %s",
+				     asked, instead);
+	return 0;
+}
+
+static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__ImportImageRequest *q = (const void *)req;
+	ims_spec s;
+	ims_format_kind fmt;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
+	    (r = parse_format(q->format, IMS_FORMAT_AUTO, &fmt)) < 0)
+		return r;
+	bool from_path = q->source_path && q->source_path[0];
+	bool from_upload = q->upload_id && q->upload_id[0];
+	if (from_path == from_upload)
+		return ims_error_set(-EINVAL, "an import needs either source_path or upload_id");
+	/* fail fast on what the operation would find at once */
+	if ((r = ims_image_exists(d->site, s.pool, s.image)) < 0)
+		return r;
+	if (r == 1)
+		return ims_error_set(-EEXIST, "image '%s/%s' already exists on site '%s'", s.pool, s.image,
+				     ims_site_name(d->site));
+	work *w = new_work(d, &s);
+	if (!w)
+		return -ENOMEM;
+	w->format = fmt;
+	w->features = q->features;
+	snprintf(w->data_pool, sizeof(w->data_pool), "%s", q->data_pool ? q->data_pool : "");
+	if (from_path) {
+		/* only files under [server] import_dirs: not the keyring, the tier key, the tokens */
+		if ((r = ims_config_path_in(d->cfg->server.import_dirs, "import_dirs", q->source_path, true, w->path,
+					    sizeof(w->path))) < 0 ||
+		    (r = same_file_as_client(q->source_path, w->path, q->source_dev, q->source_ino, r,
+						"the client uploads the file instead")) < 0) {
+			free(w);
+			return r;
+		}
+	} else {
+		pthread_mutex_lock(&d->lock);
+		ims_upload *u = NULL;
+		for (int i = 0; i < IMS_MAX_UPLOADS; i++)
+			if (d->uploads[i].id[0] && strcmp(d->uploads[i].id, q->upload_id) == 0)
+				u = &d->uploads[i];
+		if (!u || u->claimed || u->received != u->size) {
+			if (!u)
+				r = ims_error_set(-ENOENT, "no upload '%s'", q->upload_id);
+			else if (u->claimed)
+				r = ims_error_set(-EBUSY, "upload '%s' is already being imported", q->upload_id);
+			else
+				r = ims_error_set(-EINVAL, "upload '%s' holds %" PRIu64 " of %" PRIu64 " bytes",
+						  q->upload_id, u->received, u->size);
+			pthread_mutex_unlock(&d->lock);
+			free(w);
+			return r;
+		}
+		u->claimed = true;
+		snprintf(w->path, sizeof(w->path), "%s", u->path);
+		snprintf(w->upload_id, sizeof(w->upload_id), "%s", u->id);
+		pthread_mutex_unlock(&d->lock);
+	}
+	return submit(d, call, "import", run_import, w, resp);
+}
+
+static int h_export_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__ExportImageRequest *q = (const void *)req;
+	ims_spec s;
+	ims_format_kind fmt;
+	char dest[sizeof(((work *)0)->path)] = "";
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->image, true, false)) < 0 ||
+	    (r = parse_format(q->format, IMS_FORMAT_RAW, &fmt)) < 0)
+		return r;
+	if (fmt != IMS_FORMAT_RAW && fmt != IMS_FORMAT_QCOW2)
+		return ims_error_set(-EINVAL, "export writes raw or qcow2, not %s", ims_format_name(fmt));
+	/* only into [server] export_dirs: the daemon may write where no client should */
+	if (q->dest_path && q->dest_path[0]) {
+		r = ims_config_path_in(d->cfg->server.export_dirs, "export_dirs", q->dest_path, false, dest,
+				       sizeof(dest));
+		char dir[sizeof(dest)];
+		snprintf(dir, sizeof(dir), "%s", dest);
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			slash[slash == dir ? 1 : 0] = '\0';
+		if ((r = same_file_as_client(q->dest_path, dir, q->dest_dir_dev, q->dest_dir_ino, r,
+					      "the client downloads the export instead")) < 0)
+			return r;
+	}
+	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
+		return r;
+	work *w = new_work(d, &s);
+	if (!w)
+		return -ENOMEM;
+	w->format = fmt;
+	snprintf(w->path, sizeof(w->path), "%s", dest);
+	return submit(d, call, "export", run_export, w, resp);
+}
+
+static int h_flatten_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__FlattenImageRequest *q = (const void *)req;
+	ims_spec s;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
+		return r;
+	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
+		return r;
+	work *w = new_work(d, &s);
+	return w ? submit(d, call, "flatten", run_flatten, w, resp) : -ENOMEM;
+}
+
+static int h_begin_upload(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__BeginUploadRequest *q = (const void *)req;
+	struct statvfs vfs;
+	char a[32], b[32];
+	int r;
+	if (q->size == 0 || q->size > (64ull << 40))
+		return ims_error_set(-EINVAL, "an upload holds 1 byte to 64 TiB");
+	if (statvfs(d->cfg->server.spool_dir, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < q->size)
+		return ims_error_set(-ENOSPC, "the spool '%s' has %s free; the upload needs %s",
+				     d->cfg->server.spool_dir,
+				     ims_format_size(a, sizeof(a), (uint64_t)vfs.f_bavail * vfs.f_frsize),
+				     ims_format_size(b, sizeof(b), q->size));
+	pthread_mutex_lock(&d->lock);
+	ims_upload *u = NULL;
+	time_t now = time(NULL);
+	for (int i = 0; i < IMS_MAX_UPLOADS; i++) {
+		/* an upload idle for an hour and not claimed is abandoned */
+		if (d->uploads[i].id[0] && !d->uploads[i].claimed && now - d->uploads[i].last > 3600) {
+			unlink(d->uploads[i].path);
+			memset(&d->uploads[i], 0, sizeof(d->uploads[i]));
+		}
+		if (!u && !d->uploads[i].id[0])
+			u = &d->uploads[i];
+	}
+	if (!u) {
+		pthread_mutex_unlock(&d->lock);
+		return ims_error_set(-EAGAIN, "too many uploads in progress (%d); try again later", IMS_MAX_UPLOADS);
+	}
+	memset(u, 0, sizeof(*u));
+	char hex[33];
+	if ((r = ims_random_hex(hex, sizeof(hex))) < 0) {
+		pthread_mutex_unlock(&d->lock);
+		return ims_error_set(r, "no randomness for an upload id");
+	}
+	snprintf(u->id, sizeof(u->id), "up-%s", hex);
+	snprintf(u->path, sizeof(u->path), "%s/%s", d->cfg->server.spool_dir, u->id);
+	int fd = open(u->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = ims_error_set(-errno, "cannot create '%s': %s", u->path, ims_strerror(errno));
+		memset(u, 0, sizeof(*u));
+		pthread_mutex_unlock(&d->lock);
+		return r;
+	}
+	close(fd);
+	u->size = q->size;
+	u->last = now;
+	Imgstore__V1__BeginUploadResponse *m = ALLOC(call, Imgstore__V1__BeginUploadResponse);
+	if (!m) {
+		pthread_mutex_unlock(&d->lock);
+		return -ENOMEM;
+	}
+	imgstore__v1__begin_upload_response__init(m);
+	m->upload_id = DUP(call, u->id);
+	m->max_chunk_bytes = IMS_CHUNK_MAX;
+	ims_rpc_call_set_target(call, u->id);
+	pthread_mutex_unlock(&d->lock);
+	*resp = &m->base;
+	return 0;
+}
+
+static int h_upload_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__UploadChunkRequest *q = (const void *)req;
+	int r = 0;
+	ims_rpc_call_set_target(call, q->upload_id);
+	pthread_mutex_lock(&d->lock);
+	ims_upload *u = NULL;
+	for (int i = 0; i < IMS_MAX_UPLOADS; i++)
+		if (d->uploads[i].id[0] && strcmp(d->uploads[i].id, q->upload_id) == 0)
+			u = &d->uploads[i];
+	if (!u) {
+		r = ims_error_set(-ENOENT, "no upload '%s'", q->upload_id);
+	} else if (u->claimed) {
+		r = ims_error_set(-EBUSY, "upload '%s' is complete and being imported", q->upload_id);
+	} else if (q->offset != u->received) {
+		r = ims_error_set(-EINVAL, "upload '%s' expects offset %" PRIu64 ", not %" PRIu64, q->upload_id,
+				  u->received, q->offset);
+	} else if (q->data.len > IMS_CHUNK_MAX || u->received + q->data.len > u->size) {
+		r = ims_error_set(-EINVAL, "chunk of %zu bytes at %" PRIu64 " passes the upload's size %" PRIu64
+				  " or the chunk limit", q->data.len, q->offset, u->size);
+	} else {
+		int fd = open(u->path, O_WRONLY | O_CLOEXEC);
+		size_t done = 0;
+		while (fd >= 0 && done < q->data.len) {
+			ssize_t w = pwrite(fd, q->data.data + done, q->data.len - done, (off_t)(q->offset + done));
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				break;
+			done += (size_t)w;
+		}
+		if (fd < 0 || done < q->data.len)
+			r = ims_error_set(errno == ENOSPC ? -ENOSPC : -EIO, "cannot write upload '%s': %s",
+					  q->upload_id, ims_strerror(errno ? errno : EIO));
+		if (fd >= 0)
+			close(fd);
+		if (r == 0) {
+			u->received += q->data.len;
+			u->last = time(NULL);
+		}
+	}
+	uint64_t received = u ? u->received : 0;
+	pthread_mutex_unlock(&d->lock);
+	if (r < 0)
+		return r;
+	Imgstore__V1__UploadChunkResponse *m = ALLOC(call, Imgstore__V1__UploadChunkResponse);
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__upload_chunk_response__init(m);
+	m->received_bytes = received;
+	*resp = &m->base;
+	return 0;
+}
+
+static int h_download_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__DownloadChunkRequest *q = (const void *)req;
+	ims_op_record rec;
+	struct stat st;
+	int r, fd;
+	if ((r = ims_ops_get(d->ops, q->operation_id, &rec)) < 0)
+		return r;
+	if (strcmp(rec.kind, "export") != 0 || !rec.result_path[0])
+		return ims_error_set(-EINVAL, "operation %s is no export to the spool", rec.id);
+	if (rec.state != IMS_OP_SUCCEEDED)
+		return ims_error_set(-EBUSY, "export %s is %s, not succeeded", rec.id, ims_op_state_name(rec.state));
+	fd = open(rec.result_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = ims_error_set(errno == ENOENT ? -ENOENT : -EIO, "the export of %s is no longer in the spool", rec.id);
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	uint64_t size = (uint64_t)st.st_size, len = q->length ? q->length : IMS_CHUNK_MAX;
+	if (len > IMS_CHUNK_MAX)
+		len = IMS_CHUNK_MAX;
+	if (q->offset > size) {
+		close(fd);
+		return ims_error_set(-ERANGE, "offset %" PRIu64 " is past the end (%" PRIu64 ")", q->offset, size);
+	}
+	if (q->offset + len > size)
+		len = size - q->offset;
+	Imgstore__V1__DownloadChunkResponse *m = ALLOC(call, Imgstore__V1__DownloadChunkResponse);
+	uint8_t *buf = len ? ims_rpc_call_alloc(call, len) : NULL;
+	if (!m || (len && !buf)) {
+		close(fd);
+		return -ENOMEM;
+	}
+	imgstore__v1__download_chunk_response__init(m);
+	ssize_t got = len ? pread(fd, buf, len, (off_t)q->offset) : 0;
+	close(fd);
+	if (got < 0 || (uint64_t)got != len)
+		return ims_error_set(-EIO, "cannot read the export of %s", rec.id);
+	m->data.data = buf;
+	m->data.len = len;
+	m->total_bytes = size;
+	m->eof = q->offset + len >= size;
+	*resp = &m->base;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static const ims_rpc_method methods[] = {
+	M("ImageService", "CreateImage", create_image_request, image, ADMIN, true, h_create_image),
+	M("ImageService", "GetImage", get_image_request, image, READER, false, h_get_image),
+	M("ImageService", "ListImages", list_images_request, list_images_response, READER, false, h_list_images),
+	M("ImageService", "ResizeImage", resize_image_request, image, ADMIN, true, h_resize_image),
+	M("ImageService", "RenameImage", rename_image_request, image, ADMIN, true, h_rename_image),
+	M("ImageService", "DeleteImage", delete_image_request, delete_image_response, ADMIN, true, h_delete_image),
+	M("ImageService", "SetImageTag", set_image_tag_request, image, ADMIN, true, h_set_tag),
+	M("ImageService", "RemoveImageTag", remove_image_tag_request, image, ADMIN, true, h_remove_tag),
+	M("ImageService", "CloneImage", clone_image_request, image, ADMIN, true, h_clone_image),
+	M("ImageService", "FlattenImage", flatten_image_request, operation, ADMIN, true, h_flatten_image),
+	M("ImageService", "ImportImage", import_image_request, operation, ADMIN, true, h_import_image),
+	M("ImageService", "ExportImage", export_image_request, operation, ADMIN, true, h_export_image),
+	M("ImageService", "BeginUpload", begin_upload_request, begin_upload_response, ADMIN, true, h_begin_upload),
+	M("ImageService", "UploadChunk", upload_chunk_request, upload_chunk_response, ADMIN, false, h_upload_chunk),
+	M("ImageService", "DownloadChunk", download_chunk_request, download_chunk_response, ADMIN, false,
+	  h_download_chunk),
+};
+
+IMS_DAEMON_SERVICE(ims_image_service, methods);

@@ -1,0 +1,195 @@
+/* daemon/snaps.c: SnapshotService: snapshots of an image, sealed on sync-mode targets. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include "common/error.h"
+#include "common/hash.h"
+#include "common/log.h"
+#include "common/spec.h"
+#include "common/units.h"
+#include "imgstore/v1/group.pb-c.h"
+#include "imgstore/v1/host.pb-c.h"
+#include "imgstore/v1/image.pb-c.h"
+#include "imgstore/v1/operation.pb-c.h"
+#include "imgstore/v1/replication.pb-c.h"
+#include "imgstore/v1/site.pb-c.h"
+#include "imgstore/v1/snapshot.pb-c.h"
+#include "imgstore/v1/tier.pb-c.h"
+#include "store/image.h"
+#include "store/transfer.h"
+#include "daemon/daemon.h"
+#include "daemon/kit.h"
+
+/* ---------------------------------------------------------------------------------------- */
+/* SnapshotService */
+
+typedef struct {
+	ims_daemon *d;
+	ims_spec spec;
+} rollback_work;
+
+static int run_rollback(ims_op *op, void *arg)
+{
+	rollback_work *w = arg;
+	return ims_snap_rollback(w->d->site, w->spec.pool, w->spec.image, w->spec.snap, ims_kit_op_progress, op);
+}
+
+/* A host snapshots the copy it writes: not a secondary, which replication alone changes (a
+ * snapshot there would be taken for one the primary sealed). Admins are not held to it. */
+static int host_writable(ims_daemon *d, ims_rpc_call *call, const ims_spec *s)
+{
+	ims_repl_side side;
+	int r;
+	if (ims_rpc_call_role(call) >= IMS_ROLE_ADMIN)
+		return 0;
+	if ((r = ims_repl_side_get(d->site, s->pool, s->image, &side)) < 0)
+		return r;
+	if (side.secondary)
+		return ims_error_set(-EROFS,
+				     "'%s/%s' on site '%s' is a secondary (its primary: %s); hosts snapshot it on the "
+				     "primary's site, and replication brings the snapshot here",
+				     s->pool, s->image, ims_site_name(d->site), side.source[0] ? side.source : "unknown");
+	return 0;
+}
+
+static int h_create_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__CreateSnapshotRequest *q = (const void *)req;
+	ims_spec s;
+	ims_snap_info *snaps = NULL;
+	size_t n = 0;
+	int r;
+	char sealed_on[256];
+	if ((r = ims_kit_spec(&s, d, call, q->snapshot, true, true)) < 0 ||
+	    (r = ims_snap_check_user_name(s.snap, "create")) < 0 || (r = host_writable(d, call, &s)) < 0 ||
+	    (r = ims_snap_create(d->site, s.pool, s.image, s.snap)) < 0)
+		return r;
+	/* sync mode: the snapshot is sealed on the targets before this call succeeds */
+	if ((r = ims_repl_seal_snapshot(d->repl, s.pool, s.image, s.snap, sealed_on, sizeof(sealed_on))) < 0) {
+		char why[IMS_ERROR_MSG_MAX];
+		snprintf(why, sizeof(why), "%s", ims_error_last());
+		return ims_error_set(r, "snapshot '%s' was taken on site '%s' but is not sealed on its sync-mode targets: %s",
+				     s.snap, ims_site_name(d->site), why);
+	}
+	if (sealed_on[0])
+		ims_log_info("snapshot '%s/%s@%s' sealed on site(s) %s (sync mode)", s.pool, s.image, s.snap, sealed_on);
+	if ((r = ims_snap_list(&snaps, &n, d->site, s.pool, s.image)) < 0)
+		return r;
+	r = ims_error_set(-ENOENT, "snapshot '%s' vanished after its creation", s.snap);
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(snaps[i].name, s.snap) != 0)
+			continue;
+		Imgstore__V1__SnapshotInfo *m = ALLOC(call, Imgstore__V1__SnapshotInfo);
+		if (!m) {
+			r = -ENOMEM;
+			break;
+		}
+		imgstore__v1__snapshot_info__init(m);
+		m->name = DUP(call, snaps[i].name);
+		m->id = snaps[i].id;
+		m->size = snaps[i].size;
+		m->protected_ = snaps[i].is_protected;
+		m->created_unix = snaps[i].timestamp;
+		*resp = &m->base;
+		r = 0;
+	}
+	ims_snap_list_free(snaps, n);
+	return r;
+}
+
+static int h_list_snapshots(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__ListSnapshotsRequest *q = (const void *)req;
+	ims_spec s;
+	ims_snap_info *snaps = NULL;
+	size_t n = 0;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
+	    (r = ims_snap_list(&snaps, &n, d->site, s.pool, s.image)) < 0)
+		return r;
+	Imgstore__V1__ListSnapshotsResponse *m = ALLOC(call, Imgstore__V1__ListSnapshotsResponse);
+	r = -ENOMEM;
+	if (!m)
+		goto out;
+	imgstore__v1__list_snapshots_response__init(m);
+	if (n && !(m->snapshots = ims_rpc_call_alloc(call, n * sizeof(*m->snapshots))))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		Imgstore__V1__SnapshotInfo *e = ALLOC(call, Imgstore__V1__SnapshotInfo);
+		if (!e)
+			goto out;
+		imgstore__v1__snapshot_info__init(e);
+		e->name = DUP(call, snaps[i].name);
+		e->id = snaps[i].id;
+		e->size = snaps[i].size;
+		e->protected_ = snaps[i].is_protected;
+		e->created_unix = snaps[i].timestamp;
+		m->snapshots[m->n_snapshots++] = e;
+	}
+	*resp = &m->base;
+	r = 0;
+out:
+	ims_snap_list_free(snaps, n);
+	return r;
+}
+
+static int h_rollback_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__RollbackSnapshotRequest *q = (const void *)req;
+	ims_spec s;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->snapshot, true, true)) < 0 ||
+	    (r = ims_snap_check_user_name(s.snap, "roll back to")) < 0)
+		return r;
+	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
+		return r;
+	rollback_work *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->d = d;
+	w->spec = s;
+	char what[3 * IMS_NAME_MAX + 4];
+	return ims_kit_submit(d, call, "rollback", ims_spec_format(what, sizeof(what), &s), run_rollback, w, free,
+			      resp);
+}
+
+static int h_delete_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__DeleteSnapshotRequest *q = (const void *)req;
+	ims_spec s;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->snapshot, true, true)) < 0 ||
+	    (r = ims_snap_check_user_name(s.snap, "remove")) < 0 ||
+	    (r = ims_snap_remove(d->site, s.pool, s.image, s.snap)) < 0)
+		return r;
+	Imgstore__V1__DeleteSnapshotResponse *m = ALLOC(call, Imgstore__V1__DeleteSnapshotResponse);
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__delete_snapshot_response__init(m);
+	*resp = &m->base;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static const ims_rpc_method methods[] = {
+	M("SnapshotService", "CreateSnapshot", create_snapshot_request, snapshot_info, HOST, true, h_create_snapshot,
+	  SLOW),
+	M("SnapshotService", "ListSnapshots", list_snapshots_request, list_snapshots_response, READER, false,
+	  h_list_snapshots),
+	M("SnapshotService", "RollbackSnapshot", rollback_snapshot_request, operation, ADMIN, true, h_rollback_snapshot),
+	M("SnapshotService", "DeleteSnapshot", delete_snapshot_request, delete_snapshot_response, ADMIN, true,
+	  h_delete_snapshot),
+};
+
+IMS_DAEMON_SERVICE(ims_snapshot_service, methods);
