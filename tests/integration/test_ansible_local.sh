@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# The Ansible roles run for real (ansible/site.yml, connection local) against the sandbox's
+# sites a and b, with every file in a temporary root instead of /etc and /var:
+#   - imgstore_cephx makes the cephx users on both clusters with `profile rbd pool=rbd` and
+#     nothing more (a user made beforehand with other caps gets exactly these);
+#   - imgstored writes each site's config, ceph.conf and keyrings, TLS material, tokens and S3
+#     files with their modes, and the daemons it configures (started here, from the build) serve:
+#     an admin over the Unix socket creates an image, a hypervisor with the client.env and host
+#     token the role wrote registers itself over TLS, and site a sees site b answer;
+#   - imgstore_hypervisor defines the libvirt secret (libvirt's embedded secret driver, in the
+#     temporary root) holding the host's cephx key;
+#   - a second run changes nothing (changed=0 on every host).
+# No package is installed and no service managed (imgstore_install_package=false,
+# imgstore_manage_service=false).
+set -uo pipefail
+SRC=${IMS_SOURCE_DIR:?}
+IMGSTORED=${IMGSTORED_BIN:-${IMS_BINARY_DIR:?}/daemon/imgstored}
+CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+: "${IMGSTORE_SANDBOX:?run with the sandbox env (tests/with-sandbox)}" "${CEPH_CONF_A:?}" "${CEPH_CONF_B:?}"
+fails=0 passes=0
+ok() { echo "ok - $*"; passes=$((passes + 1)); }
+not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+quiet() { "$@" >/dev/null; }
+t0=$SECONDS
+
+R=$(mktemp -d /tmp/imgstore-ansible.XXXXXX)
+chmod 755 "$R"
+USERS_A="imgstore-a imgstore-b imgstore-host-hv-a1"
+USERS_B="imgstore-a imgstore-b"
+pid_a="" pid_b=""
+cleanup() {
+  local p
+  for p in $pid_a $pid_b; do kill -TERM "$p" 2>/dev/null; done
+  for p in $pid_a $pid_b; do
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null
+  done
+  for u in $USERS_A; do ceph -c "$CEPH_CONF_A" auth rm "client.$u" >/dev/null 2>&1; done
+  for u in $USERS_B; do ceph -c "$CEPH_CONF_B" auth rm "client.$u" >/dev/null 2>&1; done
+  rm -rf "$R"
+}
+trap cleanup EXIT
+for u in $USERS_A; do ceph -c "$CEPH_CONF_A" auth rm "client.$u" >/dev/null 2>&1; done
+for u in $USERS_B; do ceph -c "$CEPH_CONF_B" auth rm "client.$u" >/dev/null 2>&1; done
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+token() { head -c 24 /dev/urandom | base64 | tr -d '/+='; }
+PORT_A=$(free_port) PORT_B=$(free_port)
+ADMIN_TOKEN=$(token) HV_TOKEN=$(token)
+TIER_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+(umask 077; echo "$ADMIN_TOKEN" >"$R/admin.token")
+
+# a user that exists already with other caps: the role sets them to profile rbd
+ceph -c "$CEPH_CONF_A" auth get-or-create client.imgstore-b mon 'allow r' osd 'allow rwx' >/dev/null
+
+site_host() { # NAME LETTER PORT: an imgstored host of site LETTER, its files under $R/NAME
+  cat <<YML
+        $1:
+          imgstore_site: $2
+          imgstore_etc_dir: $R/$1/etc/imgstore
+          imgstored_state_dir: $R/$1/var/lib/imgstore
+          imgstored_log_dir: $R/$1/var/log/imgstore
+          imgstored_unix_socket: $R/$1/run/imgstore/imgstored.sock
+          imgstored_listen: 127.0.0.1:$3
+YML
+}
+{
+  cat <<YML
+all:
+  vars:
+    ansible_connection: local
+    ansible_python_interpreter: /usr/bin/python3
+    imgstore_install_package: false
+    imgstore_manage_service: false
+    imgstore_user: root
+    imgstore_group: root
+    imgstored_bin: $IMGSTORED
+    imgstore_sites:
+      a: {pools: [rbd], api_url: "https://127.0.0.1:$PORT_A"}
+      b: {pools: [rbd], api_url: "https://127.0.0.1:$PORT_B"}
+    imgstore_tls_ca: "{{ lookup('ansible.builtin.file', '$IMGSTORE_SANDBOX/tls/cert.pem') }}"
+    imgstored_tls_cert: "{{ lookup('ansible.builtin.file', '$IMGSTORE_SANDBOX/tls/cert.pem') }}"
+    imgstored_tls_key: "{{ lookup('ansible.builtin.file', '$IMGSTORE_SANDBOX/tls/key.pem') }}"
+    imgstored_tokens:
+      - {role: admin, name: ansible-admin, token: "$ADMIN_TOKEN"}
+    imgstored_s3_targets:
+      - name: rgw
+        endpoint: "${S3_ENDPOINT:-http://127.0.0.1:1}"
+        bucket: imgstore-cold
+        region: "${S3_REGION:-default}"
+        access_key: "${S3_ACCESS_KEY:-none}"
+        secret_key: "${S3_SECRET_KEY:-none}"
+        tier_key: "$TIER_KEY"
+        timeout: 30s
+    imgstored_peer_options: {mon_timeout: 5s, osd_timeout: 5s}
+    imgstored_defaults: {probe_interval: 1s, log_level: info}
+  children:
+    imgstore_ceph_admin:
+      hosts:
+        admin-a: {imgstore_site: a, imgstore_cephx_ceph_conf: "$CEPH_CONF_A"}
+        admin-b: {imgstore_site: b, imgstore_cephx_ceph_conf: "$CEPH_CONF_B"}
+    imgstored:
+      hosts:
+YML
+  site_host imgstored-a a "$PORT_A"
+  site_host imgstored-b b "$PORT_B"
+  cat <<YML
+    imgstore_hypervisors:
+      hosts:
+        hv-a1:
+          imgstore_site: a
+          imgstore_etc_dir: $R/hv-a1/etc/imgstore
+          imgstore_host_token: "$HV_TOKEN"
+          imgstore_libvirt_uri: "secret:///embed?root=$R/hv-a1/libvirt"
+YML
+} >"$R/hosts.yml"
+# Until the daemon knows [host NAME] (the hypervisors' cephx users and libvirt secrets), its
+# --check-config refuses the section: leave it out then.
+EXTRA=()
+if ! "$IMGSTORED" --help-config | grep -q '\[host '; then
+  EXTRA=(-e imgstored_host_sections=false)
+  echo "# this imgstored does not know [host NAME]: the run leaves the sections out"
+fi
+
+play() { # LOG: run the playbook, output in LOG
+  ANSIBLE_CONFIG=$SRC/ansible/ansible.cfg ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 \
+    ANSIBLE_LOCAL_TEMP="$R/ansible-tmp" ANSIBLE_REMOTE_TEMP="$R/ansible-tmp" \
+    ansible-playbook -i "$R/hosts.yml" "$SRC/ansible/site.yml" "${EXTRA[@]}" >"$1" 2>&1
+}
+t1=$SECONDS
+play "$R/run1.log"; rc=$?
+check "the first run succeeds (exit $rc, $((SECONDS - t1)) s)" test $rc = 0
+[ $rc = 0 ] || sed -n "/PLAY RECAP/q;p" "$R/run1.log" | tail -30 | sed "s/^/# /"
+recap() { sed -n '/PLAY RECAP/,$p' "$1" | sed 's/^/# /'; }
+recap "$R/run1.log"
+check "  and changes something" grep -Eq 'changed=[1-9]' "$R/run1.log"
+check "  no secret in its output" bash -c "! grep -qF -e '$ADMIN_TOKEN' -e '$HV_TOKEN' -e '$TIER_KEY' '$R/run1.log'"
+
+# ---- cephx: exactly profile rbd on the pool, on both clusters
+want='{"mgr": "profile rbd pool=rbd", "mon": "profile rbd", "osd": "profile rbd pool=rbd"}'
+caps() { ceph -c "$1" auth get "client.$2" -f json 2>/dev/null |
+  python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)[0]["caps"], sort_keys=True))'; }
+for u in $USERS_A; do
+  got=$(caps "$CEPH_CONF_A" "$u")
+  check "site a: client.$u has exactly $want (got: $got)" test "$got" = "$want"
+done
+for u in $USERS_B; do
+  got=$(caps "$CEPH_CONF_B" "$u")
+  check "site b: client.$u has exactly $want (got: $got)" test "$got" = "$want"
+done
+check "site b: no user for site a's hypervisor" bash -c "! ceph -c '$CEPH_CONF_B' auth get client.imgstore-host-hv-a1 >/dev/null 2>&1"
+
+# ---- files and their modes
+A=$R/imgstored-a/etc/imgstore HV=$R/hv-a1/etc/imgstore
+mode() { stat -c %a "$1" 2>/dev/null; }
+for f in imgstored.conf:640 tokens:600 ceph/a.keyring:640 ceph/b.keyring:640 ceph/a.conf:640 ceph/b.conf:640 \
+  tls/key.pem:640 tls/cert.pem:644 s3/rgw.credentials:600 s3/rgw.key:600; do
+  check "imgstored-a: ${f%:*} has mode ${f#*:}" test "$(mode "$A/${f%:*}")" = "${f#*:}"
+done
+for f in host.token:600 client.env:640 ca.pem:644; do
+  check "hv-a1: ${f%:*} has mode ${f#*:}" test "$(mode "$HV/${f%:*}")" = "${f#*:}"
+done
+check "imgstored-a: its keyring on site b is client.imgstore-a's key there" \
+  grep -qF "key = $(ceph -c "$CEPH_CONF_B" auth print-key client.imgstore-a)" "$A/ceph/b.keyring"
+check "imgstored-a: [peer b] uses client_id imgstore-a" \
+  bash -c "sed -n '/^\[peer b\]/,/^\[/p' '$A/imgstored.conf' | grep -qx 'client_id = imgstore-a'"
+check "imgstored-a: the token file names the hypervisor: host TOKEN hv-a1" grep -qx "host $HV_TOKEN hv-a1" "$A/tokens"
+check "imgstored-b: no token of site a's hypervisor" bash -c "! grep -q hv-a1 '$R/imgstored-b/etc/imgstore/tokens'"
+check "imgstored-a: the config passes --check-config" quiet "$IMGSTORED" --config "$A/imgstored.conf" --check-config
+uuid=$(python3 -c 'import re, sys; print(re.search(r"<uuid>(.*)</uuid>", open(sys.argv[1]).read()).group(1))' "$HV/libvirt-secret.xml")
+if [ ${#EXTRA[@]} = 0 ]; then
+  check "imgstored-a: [host hv-a1] with its cephx user and libvirt secret" \
+    bash -c "sed -n '/^\[host hv-a1\]/,/^\[/p' '$A/imgstored.conf' | tr '\n' ' ' | grep -q 'cephx_user = imgstore-host-hv-a1 libvirt_secret = $uuid'"
+fi
+
+# ---- the libvirt secret
+virsh_() { virsh --quiet --connect "secret:///embed?root=$R/hv-a1/libvirt" "$@"; }
+check "hv-a1: a libvirt secret $uuid of usage ceph for client.imgstore-host-hv-a1" \
+  bash -c "virsh --quiet --connect 'secret:///embed?root=$R/hv-a1/libvirt' secret-list | grep -Eq '$uuid +ceph client.imgstore-host-hv-a1 secret'"
+check "  private, holding the host's cephx key" bash -c \
+  "grep -q \"private='yes'\" '$R/hv-a1/libvirt/etc/secrets/$uuid.xml' &&
+   [ \"\$(cat '$R/hv-a1/libvirt/etc/secrets/$uuid.base64')\" = \"\$(ceph -c '$CEPH_CONF_A' auth print-key client.imgstore-host-hv-a1)\" ]"
+
+# ---- the daemons it configured serve
+start() { # NAME: start that host's imgstored from the build, with the config the role wrote
+  setsid "$IMGSTORED" --config "$R/$1/etc/imgstore/imgstored.conf" </dev/null >>"$R/$1.log" 2>&1 &
+  echo $!
+}
+pid_a=$(start imgstored-a)
+pid_b=$(start imgstored-b)
+SOCK_A=$R/imgstored-a/run/imgstore/imgstored.sock
+ready() { curl -sf --max-time 3 --unix-socket "$1" http://localhost/readyz >/dev/null; }
+t1=$SECONDS
+for _ in $(seq 1 60); do ready "$SOCK_A" && break; sleep 0.5; done
+check "site a's imgstored is ready ($((SECONDS - t1)) s)" ready "$SOCK_A"
+check "site b's imgstored is ready" bash -c "for _ in \$(seq 1 60); do curl -sf --max-time 3 --unix-socket '$R/imgstored-b/run/imgstore/imgstored.sock' http://localhost/readyz >/dev/null && exit 0; sleep 0.5; done; exit 1"
+[ "$fails" = 0 ] || { tail -20 "$R/imgstored-a.log" | sed 's/^/# /'; }
+admin() { "$CLI" --server "unix:$SOCK_A" --token-file "$R/admin.token" "$@"; }
+img=rbd/ansible-$$
+check "an admin creates an image through it (the daemon's cephx user writes the pool)" quiet admin image create "$img" --size 4M
+check "  and sees it" bash -c "'$CLI' --server 'unix:$SOCK_A' --token-file '$R/admin.token' image ls rbd | grep -q 'ansible-$$'"
+admin image rm "$img" >/dev/null 2>&1
+# the CLI as the hypervisor: only what client.env sets (not the sandbox's IMGSTORE_* variables)
+hv() { env -u IMGSTORE_SERVER -u IMGSTORE_TOKEN_FILE -u IMGSTORE_CA_FILE -u IMGSTORE_CERT_FILE -u IMGSTORE_KEY_FILE \
+  bash -c 'set -e; set -a; . "$0"; set +a; exec "$@"' "$HV/client.env" "$CLI" "$@"; }
+check "hv-a1, with the client.env and host token the role wrote, registers itself over TLS" quiet hv host register hv-a1
+out=$(hv host register hv-other 2>&1); rc=$?
+refused() { [ "$1" != 0 ] && case $2 in *"may not register for host 'hv-other'"*) true ;; *) false ;; esac; }
+check "  and may not register another host (exit $rc: $out)" refused "$rc" "$out"
+peer_up() { admin site ls --format json 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+sites = d if isinstance(d, list) else next(v for v in d.values() if isinstance(v, list))
+sys.exit(0 if any(s.get("name") == "b" and s.get("health") == "up" for s in sites) else 1)'; }
+check "site a's daemon reaches site b with its peer keyring (site b up)" \
+  bash -c "$(declare -f admin peer_up); CLI='$CLI' SOCK_A='$SOCK_A' R='$R'; for _ in \$(seq 1 30); do peer_up && exit 0; sleep 1; done; exit 1"
+
+# ---- a second run changes nothing
+t1=$SECONDS
+play "$R/run2.log"; rc=$?
+check "the second run succeeds (exit $rc, $((SECONDS - t1)) s)" test $rc = 0
+recap "$R/run2.log"
+nhosts=$(grep -Ec '^[a-z0-9-]+ +: ok=' "$R/run2.log")
+check "  on all 5 hosts ($nhosts in the recap)" test "$nhosts" = 5
+check "  and changes nothing (changed=0 on every host)" bash -c "! grep -E '^[a-z0-9-]+ +: ok=' '$R/run2.log' | grep -vq 'changed=0 '"
+grep -E '^(changed|TASK)' "$R/run2.log" | grep -B1 '^changed' | sed 's/^/# /'
+check "the daemons still run" kill -0 "$pid_a" "$pid_b"
+
+echo "# $((SECONDS - t0)) s"
+echo "$passes passed, $fails failed"
+[ "$passes" -gt 0 ] && [ "$fails" -eq 0 ]
