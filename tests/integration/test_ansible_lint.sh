@@ -4,10 +4,7 @@
 # configuration bites: a copy of the roles with a task that breaks rules of that profile fails.
 set -uo pipefail
 SRC=${IMS_SOURCE_DIR:?}
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 W=$(mktemp -d /tmp/imgstore-ansible-lint.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 export ANSIBLE_NOCOLOR=1 NO_COLOR=1 ANSIBLE_LOCAL_TEMP=$W/tmp
@@ -51,5 +48,4 @@ for rule in 'name\[missing\]' 'fqcn\[action-core\]' no-changed-when risky-file-p
   check "  by $rule" grep -q "$rule" <<<"$out"
 done
 
-echo "$passes passed, $fails failed"
-[ "$passes" -gt 0 ] && [ "$fails" -eq 0 ]
+finish

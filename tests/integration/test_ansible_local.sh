@@ -9,7 +9,9 @@
 #     token the role wrote registers itself over TLS, and site a sees site b answer;
 #   - imgstore_hypervisor defines the libvirt secret (libvirt's embedded secret driver, in the
 #     temporary root) holding the host's cephx key;
-#   - a second run changes nothing (changed=0 on every host).
+#   - a second run changes nothing (changed=0 on every host);
+#   - a third run with a second hypervisor changes the config but not its part that needs a
+#     restart (the digest of it stays), and after SIGHUP the new host gets its attach-info.
 # No package is installed and no service managed (imgstore_install_package=false,
 # imgstore_manage_service=false).
 set -uo pipefail
@@ -17,16 +19,13 @@ SRC=${IMS_SOURCE_DIR:?}
 IMGSTORED=${IMGSTORED_BIN:-${IMS_BINARY_DIR:?}/daemon/imgstored}
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 : "${IMGSTORE_SANDBOX:?run with the sandbox env (tests/with-sandbox)}" "${CEPH_CONF_A:?}" "${CEPH_CONF_B:?}"
-fails=0 passes=0
-ok() { echo "ok - $*"; passes=$((passes + 1)); }
-not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
-quiet() { "$@" >/dev/null; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 t0=$SECONDS
 
 R=$(mktemp -d /tmp/imgstore-ansible.XXXXXX)
 chmod 755 "$R"
 USERS_A="imgstore-a imgstore-b imgstore-host-hv-a1"
+USERS_A_ALL="$USERS_A imgstore-host-hv-a2" # with the hypervisor the third run adds
 USERS_B="imgstore-a imgstore-b"
 pid_a="" pid_b=""
 cleanup() {
@@ -36,18 +35,18 @@ cleanup() {
     for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$p" 2>/dev/null
   done
-  for u in $USERS_A; do ceph -c "$CEPH_CONF_A" auth rm "client.$u" >/dev/null 2>&1; done
+  for u in $USERS_A_ALL; do ceph -c "$CEPH_CONF_A" auth rm "client.$u" >/dev/null 2>&1; done
   for u in $USERS_B; do ceph -c "$CEPH_CONF_B" auth rm "client.$u" >/dev/null 2>&1; done
   rm -rf "$R"
 }
 trap cleanup EXIT
-for u in $USERS_A; do ceph -c "$CEPH_CONF_A" auth rm "client.$u" >/dev/null 2>&1; done
+for u in $USERS_A_ALL; do ceph -c "$CEPH_CONF_A" auth rm "client.$u" >/dev/null 2>&1; done
 for u in $USERS_B; do ceph -c "$CEPH_CONF_B" auth rm "client.$u" >/dev/null 2>&1; done
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 token() { head -c 24 /dev/urandom | base64 | tr -d '/+='; }
 PORT_A=$(free_port) PORT_B=$(free_port)
-ADMIN_TOKEN=$(token) HV_TOKEN=$(token)
+ADMIN_TOKEN=$(token) HV_TOKEN=$(token) HV2_TOKEN=$(token)
 TIER_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 (umask 077; echo "$ADMIN_TOKEN" >"$R/admin.token")
 
@@ -65,6 +64,16 @@ site_host() { # NAME LETTER PORT: an imgstored host of site LETTER, its files un
           imgstored_listen: 127.0.0.1:$3
 YML
 }
+hv_host() { # NAME TOKEN: a hypervisor of site a, its files under $R/NAME
+  cat <<YML
+        $1:
+          imgstore_site: a
+          imgstore_etc_dir: $R/$1/etc/imgstore
+          imgstore_host_token: "$2"
+          imgstore_libvirt_uri: "secret:///embed?root=$R/$1/libvirt"
+YML
+}
+inventory() {
 {
   cat <<YML
 all:
@@ -105,28 +114,18 @@ all:
 YML
   site_host imgstored-a a "$PORT_A"
   site_host imgstored-b b "$PORT_B"
-  cat <<YML
-    imgstore_hypervisors:
-      hosts:
-        hv-a1:
-          imgstore_site: a
-          imgstore_etc_dir: $R/hv-a1/etc/imgstore
-          imgstore_host_token: "$HV_TOKEN"
-          imgstore_libvirt_uri: "secret:///embed?root=$R/hv-a1/libvirt"
-YML
+  echo "    imgstore_hypervisors:"
+  echo "      hosts:"
+  hv_host hv-a1 "$HV_TOKEN"
+  [ -z "${HV2:-}" ] || hv_host hv-a2 "$HV2_TOKEN"
 } >"$R/hosts.yml"
-# Until the daemon knows [host NAME] (the hypervisors' cephx users and libvirt secrets), its
-# --check-config refuses the section: leave it out then.
-EXTRA=()
-if ! "$IMGSTORED" --help-config | grep -q '\[host '; then
-  EXTRA=(-e imgstored_host_sections=false)
-  echo "# this imgstored does not know [host NAME]: the run leaves the sections out"
-fi
+}
+inventory
 
-play() { # LOG: run the playbook, output in LOG
+play() { # LOG [ARG...]: run the playbook, output in LOG
   ANSIBLE_CONFIG=$SRC/ansible/ansible.cfg ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 \
     ANSIBLE_LOCAL_TEMP="$R/ansible-tmp" ANSIBLE_REMOTE_TEMP="$R/ansible-tmp" \
-    ansible-playbook -i "$R/hosts.yml" "$SRC/ansible/site.yml" "${EXTRA[@]}" >"$1" 2>&1
+    ansible-playbook -i "$R/hosts.yml" "$SRC/ansible/site.yml" "${@:2}" >"$1" 2>&1
 }
 t1=$SECONDS
 play "$R/run1.log"; rc=$?
@@ -169,10 +168,9 @@ check "imgstored-a: the token file names the hypervisor: host TOKEN hv-a1" grep 
 check "imgstored-b: no token of site a's hypervisor" bash -c "! grep -q hv-a1 '$R/imgstored-b/etc/imgstore/tokens'"
 check "imgstored-a: the config passes --check-config" quiet "$IMGSTORED" --config "$A/imgstored.conf" --check-config
 uuid=$(python3 -c 'import re, sys; print(re.search(r"<uuid>(.*)</uuid>", open(sys.argv[1]).read()).group(1))' "$HV/libvirt-secret.xml")
-if [ ${#EXTRA[@]} = 0 ]; then
-  check "imgstored-a: [host hv-a1] with its cephx user and libvirt secret" \
-    bash -c "sed -n '/^\[host hv-a1\]/,/^\[/p' '$A/imgstored.conf' | tr '\n' ' ' | grep -q 'cephx_user = imgstore-host-hv-a1 libvirt_secret = $uuid'"
-fi
+check "imgstored-a: [host hv-a1] with its cephx user and libvirt secret" \
+  bash -c "sed -n '/^\[host hv-a1\]/,/^\[/p' '$A/imgstored.conf' | tr '\n' ' ' | grep -q 'cephx_user = imgstore-host-hv-a1 libvirt_secret = $uuid'"
+check "imgstored-b: no [host] section (site b has no hypervisor)" bash -c "! grep -q '^\[host ' '$R/imgstored-b/etc/imgstore/imgstored.conf'"
 
 # ---- the libvirt secret
 virsh_() { virsh --quiet --connect "secret:///embed?root=$R/hv-a1/libvirt" "$@"; }
@@ -200,7 +198,6 @@ admin() { "$CLI" --server "unix:$SOCK_A" --token-file "$R/admin.token" "$@"; }
 img=rbd/ansible-$$
 check "an admin creates an image through it (the daemon's cephx user writes the pool)" quiet admin image create "$img" --size 4M
 check "  and sees it" bash -c "'$CLI' --server 'unix:$SOCK_A' --token-file '$R/admin.token' image ls rbd | grep -q 'ansible-$$'"
-admin image rm "$img" >/dev/null 2>&1
 # the CLI as the hypervisor: only what client.env sets (not the sandbox's IMGSTORE_* variables)
 hv() { env -u IMGSTORE_SERVER -u IMGSTORE_TOKEN_FILE -u IMGSTORE_CA_FILE -u IMGSTORE_CERT_FILE -u IMGSTORE_KEY_FILE \
   bash -c 'set -e; set -a; . "$0"; set +a; exec "$@"' "$HV/client.env" "$CLI" "$@"; }
@@ -215,6 +212,17 @@ sites = d if isinstance(d, list) else next(v for v in d.values() if isinstance(v
 sys.exit(0 if any(s.get("name") == "b" and s.get("health") == "up" for s in sites) else 1)'; }
 check "site a's daemon reaches site b with its peer keyring (site b up)" \
   bash -c "$(declare -f admin peer_up); CLI='$CLI' SOCK_A='$SOCK_A' R='$R'; for _ in \$(seq 1 30); do peer_up && exit 0; sleep 1; done; exit 1"
+attach() { hv image attach-info "$img" --format libvirt >"$R/disk.xml" 2>"$R/attach.err"; }
+check "hv-a1 gets attach-info for the image ($(head -c 200 "$R/attach.err" 2>/dev/null))" attach
+check "  naming its own cephx user" grep -q "<auth username='imgstore-host-hv-a1'>" "$R/disk.xml"
+check "  and the libvirt secret the role defined" grep -q "<secret type='ceph' uuid='$uuid'/>" "$R/disk.xml"
+{
+  echo "<domain type='kvm'><name>ansible-test</name><memory unit='MiB'>128</memory>"
+  echo "<os><type arch='x86_64'>hvm</type></os><devices>"
+  cat "$R/disk.xml"
+  echo "</devices></domain>"
+} >"$R/domain.xml"
+check "  valid for libvirt (virt-xml-validate)" quiet virt-xml-validate "$R/domain.xml" domain
 
 # ---- a second run changes nothing
 t1=$SECONDS
@@ -227,6 +235,26 @@ check "  and changes nothing (changed=0 on every host)" bash -c "! grep -E '^[a-
 grep -E '^(changed|TASK)' "$R/run2.log" | grep -B1 '^changed' | sed 's/^/# /'
 check "the daemons still run" kill -0 "$pid_a" "$pid_b"
 
+# ---- a hypervisor added: the config changes, not what needs a restart; SIGHUP applies it
+HV2=1 inventory
+digest=$(cat "$A/imgstored.conf.restart-sha256")
+t1=$SECONDS
+play "$R/run3.log" --limit admin-a,admin-b,imgstored-a,hv-a2; rc=$?
+check "a third run with hypervisor hv-a2 added succeeds (exit $rc, $((SECONDS - t1)) s)" test $rc = 0
+[ $rc = 0 ] || sed -n "/PLAY RECAP/q;p" "$R/run3.log" | tail -30 | sed "s/^/# /"
+changed_tasks() { awk '/^TASK \[/ { t = $0; sub(/^TASK \[/, "", t); sub(/\] \**$/, "", t) } /^changed: \[/ { h = $2; gsub(/[][]/, "", h); print h ": " t }' "$1"; }
+changed_tasks "$R/run3.log" | sed 's/^/# changed: /'
+check "  imgstored-a's config changes (a reload)" grep -qx "imgstored-a: imgstored : Write imgstored.conf" <(changed_tasks "$R/run3.log")
+check "  its token file too" grep -qx "imgstored-a: imgstored : Write the token file" <(changed_tasks "$R/run3.log")
+check "  not the digest of what needs a restart" test "$(cat "$A/imgstored.conf.restart-sha256")" = "$digest"
+check "  so nothing of the daemon's notifies a restart" bash -c "! grep -q 'RUNNING HANDLER \[imgstored : Restart imgstored\]' '$R/run3.log'"
+check "  the config has [host hv-a2]" grep -qx '\[host hv-a2\]' "$A/imgstored.conf"
+kill -HUP "$pid_a"
+HV=$R/hv-a2/etc/imgstore
+check "after SIGHUP, hv-a2 (its own client.env and token) gets attach-info naming its cephx user" bash -c \
+  "$(declare -f hv attach); CLI='$CLI' HV='$HV' R='$R' img='$img';
+   for _ in \$(seq 1 20); do attach && grep -q \"<auth username='imgstore-host-hv-a2'>\" '$R/disk.xml' && exit 0; sleep 0.5; done; exit 1"
+admin image rm "$img" >/dev/null 2>&1
+
 echo "# $((SECONDS - t0)) s"
-echo "$passes passed, $fails failed"
-[ "$passes" -gt 0 ] && [ "$fails" -eq 0 ]
+finish
