@@ -62,6 +62,8 @@ site_host() { # NAME LETTER PORT: an imgstored host of site LETTER, its files un
           imgstored_log_dir: $R/$1/var/log/imgstore
           imgstored_unix_socket: $R/$1/run/imgstore/imgstored.sock
           imgstored_listen: 127.0.0.1:$3
+          imgstored_ceph_client_options:
+            admin socket: "$R/$1/run/imgstore/\$cluster-\$name.\$pid.\$cctid.asok"
 YML
 }
 hv_host() { # NAME TOKEN: a hypervisor of site a, its files under $R/NAME
@@ -194,6 +196,9 @@ for _ in $(seq 1 60); do ready "$SOCK_A" && break; sleep 0.5; done
 check "site a's imgstored is ready ($((SECONDS - t1)) s)" ready "$SOCK_A"
 check "site b's imgstored is ready" bash -c "for _ in \$(seq 1 60); do curl -sf --max-time 3 --unix-socket '$R/imgstored-b/run/imgstore/imgstored.sock' http://localhost/readyz >/dev/null && exit 0; sleep 0.5; done; exit 1"
 [ "$fails" = 0 ] || { tail -20 "$R/imgstored-a.log" | sed 's/^/# /'; }
+asok=$(ls "$R"/imgstored-a/run/imgstore/*.asok 2>/dev/null | head -1)
+check "the daemon's Ceph clients have admin sockets where the ceph.conf's [client] says ($asok)" \
+  quiet ceph --admin-daemon "$asok" version
 admin() { "$CLI" --server "unix:$SOCK_A" --token-file "$R/admin.token" "$@"; }
 img=rbd/ansible-$$
 check "an admin creates an image through it (the daemon's cephx user writes the pool)" quiet admin image create "$img" --size 4M
