@@ -31,6 +31,37 @@ out=$(cd "$SRC/ansible" && ANSIBLE_CONFIG=$SRC/ansible/ansible.cfg \
 check "the example inventory has two sites with a Ceph admin host, daemons and hypervisors each" \
   bash -c "[ $rc = 0 ] && grep -q '@site_a' <<<'$out' && grep -q '@site_b' <<<'$out' && grep -q '@imgstore_ceph_admin' <<<'$out'"
 
+# the inventory's checks stop a bad inventory before anything is changed (connection local;
+# the first tasks of the first play are the checks, so no Ceph is needed)
+bad_run() { # EXTRA_YAML_FOR_ALL_VARS HOSTS_YAML: run site.yml on such an inventory
+  cat >"$W/bad.yml" <<YML
+all:
+  vars:
+    ansible_connection: local
+    ansible_python_interpreter: /usr/bin/python3
+    imgstore_sites: {a: {pools: [rbd], api_url: "https://127.0.0.1:1"}}
+$1
+  children:
+    imgstore_ceph_admin: {hosts: {admin-a: {imgstore_site: a}}}
+    imgstore_hypervisors:
+      hosts:
+$2
+YML
+  (cd "$SRC/ansible" && ANSIBLE_CONFIG=$SRC/ansible/ansible.cfg ansible-playbook -i "$W/bad.yml" site.yml 2>&1)
+}
+out=$(bad_run "" "        hv1: {imgstore_site: a, imgstore_host_name: hv}
+        hv2: {imgstore_site: a, imgstore_host_name: hv}"); rc=$?
+check "two hypervisors with one name are refused (exit $rc)" \
+  bash -c "[ $rc != 0 ] && grep -q 'two hypervisors share a name' <<<\"\$1\" && ! grep -q 'Read the cephx users' <<<\"\$1\"" _ "$out"
+out=$(bad_run "" "        hv1: {imgstore_site: c}"); rc=$?
+check "a host of a site that imgstore_sites does not name is refused in the first play (exit $rc)" \
+  bash -c "[ $rc != 0 ] && grep -q 'fatal: \[admin-a\].*it does not on hv1' <<<\"\$1\"" _ "$out"
+out=$(bad_run "    imgstore_cephx_ceph_conf: $W/none.conf" "        hv1: {imgstore_site: a}"); rc=$?
+check "a ceph CLI that cannot reach the cluster is refused, with its error (exit $rc)" \
+  bash -c "[ $rc != 0 ] && grep -q 'could not read cephx users with ceph --conf $W/none.conf --name client.admin: Error initializing cluster client' <<<\"\$1\"" _ "$out"
+out=$(bad_run "    imgstore_package_source: pip" "        hv1: {imgstore_site: a}"); rc=$?
+check "an unknown package source is refused (exit $rc)" bash -c "[ $rc != 0 ] && grep -q 'imgstore_package_source' <<<\"\$1\"" _ "$out"
+
 # a task breaking rules of the profile: no name, a bare module name, a command without
 # changed_when, a file without a mode
 cp -a "$SRC/ansible" "$W/ansible"
