@@ -5,8 +5,9 @@
 #     nothing more (a user made beforehand with other caps gets exactly these);
 #   - imgstored writes each site's config, ceph.conf and keyrings, TLS material, tokens and S3
 #     files with their modes, and the daemons it configures (started here, from the build) serve:
-#     an admin over the Unix socket creates an image, a hypervisor with the client.env and host
-#     token the role wrote registers itself over TLS, and site a sees site b answer;
+#     an admin over the Unix socket creates an image and replicates it to site b (the peer
+#     user's caps), a hypervisor with the client.env and host token the role wrote registers
+#     itself over TLS and gets its attach-info, and site a sees site b answer;
 #   - imgstore_hypervisor defines the libvirt secret (libvirt's embedded secret driver, in the
 #     temporary root) holding the host's cephx key;
 #   - a second run changes nothing (changed=0 on every host);
@@ -34,6 +35,10 @@ cleanup() {
   for p in $pid_a $pid_b; do
     for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$p" 2>/dev/null
+  done
+  for c in "$CEPH_CONF_A" "$CEPH_CONF_B"; do
+    rbd -c "$c" snap purge "rbd/ansible-$$" >/dev/null 2>&1
+    rbd -c "$c" rm "rbd/ansible-$$" >/dev/null 2>&1
   done
   for u in $USERS_A_ALL; do ceph -c "$CEPH_CONF_A" auth rm "client.$u" >/dev/null 2>&1; done
   for u in $USERS_B; do ceph -c "$CEPH_CONF_B" auth rm "client.$u" >/dev/null 2>&1; done
@@ -217,6 +222,12 @@ sites = d if isinstance(d, list) else next(v for v in d.values() if isinstance(v
 sys.exit(0 if any(s.get("name") == "b" and s.get("health") == "up" for s in sites) else 1)'; }
 check "site a's daemon reaches site b with its peer keyring (site b up)" \
   bash -c "$(declare -f admin peer_up); CLI='$CLI' SOCK_A='$SOCK_A' R='$R'; for _ in \$(seq 1 30); do peer_up && exit 0; sleep 1; done; exit 1"
+# replication with the peer user: daemon a writes the copy on site b as client.imgstore-a
+check "the image replicates to site b (repl enable)" quiet admin repl enable "$img" --to b --rpo 1h
+check "  a sync seals it there, through the peer keyring and its profile rbd caps" quiet admin repl sync "$img" --to b
+check "  and the copy equals the primary (repl verify)" quiet admin repl verify "$img" --to b
+check "  the copy is on site b" quiet rbd -c "$CEPH_CONF_B" info "$img"
+admin repl disable "$img" --to b >/dev/null 2>&1
 attach() { hv image attach-info "$img" --format libvirt >"$R/disk.xml" 2>"$R/attach.err"; }
 check "hv-a1 gets attach-info for the image ($(head -c 200 "$R/attach.err" 2>/dev/null))" attach
 check "  naming its own cephx user" grep -q "<auth username='imgstore-host-hv-a1'>" "$R/disk.xml"
