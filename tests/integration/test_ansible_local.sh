@@ -8,8 +8,9 @@
 #     an admin over the Unix socket creates an image and replicates it to site b (the peer
 #     user's caps), a hypervisor with the client.env and host token the role wrote registers
 #     itself over TLS and gets its attach-info, and site a sees site b answer;
-#   - imgstore_hypervisor defines the libvirt secret (libvirt's embedded secret driver, in the
-#     temporary root) holding the host's cephx key;
+#   - imgstore_hypervisor defines a libvirt secret per site (libvirt's embedded secret driver,
+#     in the temporary root) holding the host's cephx key there, and both sites' daemons get
+#     its token and a [host] section with their site's secret;
 #   - a second run changes nothing (changed=0 on every host);
 #   - a third run with a second hypervisor changes the config but not its part that needs a
 #     restart (the digest of it stays), and after SIGHUP the new host gets its attach-info.
@@ -25,9 +26,10 @@ t0=$SECONDS
 
 R=$(mktemp -d /tmp/imgstore-ansible.XXXXXX)
 chmod 755 "$R"
+# hv-a1 attaches disks of both sites (the default); hv-a2, which the third run adds, of a only
 USERS_A="imgstore-a imgstore-b imgstore-host-hv-a1"
-USERS_A_ALL="$USERS_A imgstore-host-hv-a2" # with the hypervisor the third run adds
-USERS_B="imgstore-a imgstore-b"
+USERS_A_ALL="$USERS_A imgstore-host-hv-a2"
+USERS_B="imgstore-a imgstore-b imgstore-host-hv-a1"
 pid_a="" pid_b=""
 cleanup() {
   local p
@@ -37,8 +39,10 @@ cleanup() {
     kill -KILL "$p" 2>/dev/null
   done
   for c in "$CEPH_CONF_A" "$CEPH_CONF_B"; do
-    rbd -c "$c" snap purge "rbd/ansible-$$" >/dev/null 2>&1
-    rbd -c "$c" rm "rbd/ansible-$$" >/dev/null 2>&1
+    for i in "rbd/ansible-$$" "rbd/ansible-$$-b"; do
+      rbd -c "$c" snap purge "$i" >/dev/null 2>&1
+      rbd -c "$c" rm "$i" >/dev/null 2>&1
+    done
   done
   for u in $USERS_A_ALL; do ceph -c "$CEPH_CONF_A" auth rm "client.$u" >/dev/null 2>&1; done
   for u in $USERS_B; do ceph -c "$CEPH_CONF_B" auth rm "client.$u" >/dev/null 2>&1; done
@@ -71,7 +75,7 @@ site_host() { # NAME LETTER PORT: an imgstored host of site LETTER, its files un
             admin socket: "$R/$1/run/imgstore/\$cluster-\$name.\$pid.\$cctid.asok"
 YML
 }
-hv_host() { # NAME TOKEN: a hypervisor of site a, its files under $R/NAME
+hv_host() { # NAME TOKEN [SITES]: a hypervisor of home site a, its files under $R/NAME
   cat <<YML
         $1:
           imgstore_site: a
@@ -79,6 +83,7 @@ hv_host() { # NAME TOKEN: a hypervisor of site a, its files under $R/NAME
           imgstore_host_token: "$2"
           imgstore_libvirt_uri: "secret:///embed?root=$R/$1/libvirt"
 YML
+  [ -z "${3:-}" ] || echo "          imgstore_host_sites: $3"
 }
 inventory() {
 {
@@ -124,7 +129,7 @@ YML
   echo "    imgstore_hypervisors:"
   echo "      hosts:"
   hv_host hv-a1 "$HV_TOKEN"
-  [ -z "${HV2:-}" ] || hv_host hv-a2 "$HV2_TOKEN"
+  [ -z "${HV2:-}" ] || hv_host hv-a2 "$HV2_TOKEN" "[a]"
 } >"$R/hosts.yml"
 }
 inventory
@@ -155,7 +160,6 @@ for u in $USERS_B; do
   got=$(caps "$CEPH_CONF_B" "$u")
   check "site b: client.$u has exactly $want (got: $got)" test "$got" = "$want"
 done
-check "site b: no user for site a's hypervisor" bash -c "! ceph -c '$CEPH_CONF_B' auth get client.imgstore-host-hv-a1 >/dev/null 2>&1"
 
 # ---- files and their modes
 A=$R/imgstored-a/etc/imgstore HV=$R/hv-a1/etc/imgstore
@@ -164,28 +168,34 @@ for f in imgstored.conf:640 tokens:600 ceph/a.keyring:640 ceph/b.keyring:640 cep
   tls/key.pem:640 tls/cert.pem:644 s3/rgw.credentials:600 s3/rgw.key:600; do
   check "imgstored-a: ${f%:*} has mode ${f#*:}" test "$(mode "$A/${f%:*}")" = "${f#*:}"
 done
-for f in host.token:600 client.env:640 ca.pem:644; do
+for f in host.token:600 client.env:640 client.a.env:640 client.b.env:640 ca.pem:644; do
   check "hv-a1: ${f%:*} has mode ${f#*:}" test "$(mode "$HV/${f%:*}")" = "${f#*:}"
 done
 check "imgstored-a: its keyring on site b is client.imgstore-a's key there" \
   grep -qF "key = $(ceph -c "$CEPH_CONF_B" auth print-key client.imgstore-a)" "$A/ceph/b.keyring"
 check "imgstored-a: [peer b] uses client_id imgstore-a" \
   bash -c "sed -n '/^\[peer b\]/,/^\[/p' '$A/imgstored.conf' | grep -qx 'client_id = imgstore-a'"
-check "imgstored-a: the token file names the hypervisor: host TOKEN hv-a1" grep -qx "host $HV_TOKEN hv-a1" "$A/tokens"
-check "imgstored-b: no token of site a's hypervisor" bash -c "! grep -q hv-a1 '$R/imgstored-b/etc/imgstore/tokens'"
+B=$R/imgstored-b/etc/imgstore
 check "imgstored-a: the config passes --check-config" quiet "$IMGSTORED" --config "$A/imgstored.conf" --check-config
-uuid=$(python3 -c 'import re, sys; print(re.search(r"<uuid>(.*)</uuid>", open(sys.argv[1]).read()).group(1))' "$HV/libvirt-secret.xml")
-check "imgstored-a: [host hv-a1] with its cephx user and libvirt secret" \
-  bash -c "sed -n '/^\[host hv-a1\]/,/^\[/p' '$A/imgstored.conf' | tr '\n' ' ' | grep -q 'cephx_user = imgstore-host-hv-a1 libvirt_secret = $uuid'"
-check "imgstored-b: no [host] section (site b has no hypervisor)" bash -c "! grep -q '^\[host ' '$R/imgstored-b/etc/imgstore/imgstored.conf'"
+check "imgstored-b: the config passes --check-config" quiet "$IMGSTORED" --config "$B/imgstored.conf" --check-config
 
-# ---- the libvirt secret
-virsh_() { virsh --quiet --connect "secret:///embed?root=$R/hv-a1/libvirt" "$@"; }
-check "hv-a1: a libvirt secret $uuid of usage ceph for client.imgstore-host-hv-a1" \
-  bash -c "virsh --quiet --connect 'secret:///embed?root=$R/hv-a1/libvirt' secret-list | grep -Eq '$uuid +ceph client.imgstore-host-hv-a1 secret'"
-check "  private, holding the host's cephx key" bash -c \
-  "grep -q \"private='yes'\" '$R/hv-a1/libvirt/etc/secrets/$uuid.xml' &&
-   [ \"\$(cat '$R/hv-a1/libvirt/etc/secrets/$uuid.base64')\" = \"\$(ceph -c '$CEPH_CONF_A' auth print-key client.imgstore-host-hv-a1)\" ]"
+# ---- the libvirt secrets: one per site, each holding the host's key on that site's cluster
+secrets=$(virsh --quiet --connect "secret:///embed?root=$R/hv-a1/libvirt" secret-list 2>&1)
+echo "$secrets" | sed 's/^/# /'
+uuid_a=$(awk '$2 == "ceph" && $3 == "client.imgstore-host-hv-a1" && $4 == "a" { print $1 }' <<<"$secrets")
+uuid_b=$(awk '$2 == "ceph" && $3 == "client.imgstore-host-hv-a1" && $4 == "b" { print $1 }' <<<"$secrets")
+for site in a b; do
+  u=uuid_$site; u=${!u}; conf=CEPH_CONF_${site^^}
+  check "hv-a1: a libvirt secret of usage 'ceph client.imgstore-host-hv-a1 $site' ($u)" test -n "$u"
+  check "  private, holding the host's key on site $site" bash -c \
+    "grep -q \"private='yes'\" '$R/hv-a1/libvirt/etc/secrets/$u.xml' &&
+     [ \"\$(cat '$R/hv-a1/libvirt/etc/secrets/$u.base64')\" = \"\$(ceph -c '${!conf}' auth print-key client.imgstore-host-hv-a1)\" ]"
+  D=$R/imgstored-$site/etc/imgstore
+  check "imgstored-$site: the token file names the hypervisor: host TOKEN hv-a1" grep -qx "host $HV_TOKEN hv-a1" "$D/tokens"
+  check "imgstored-$site: [host hv-a1] with its cephx user and its secret for site $site" \
+    bash -c "sed -n '/^\[host hv-a1\]/,/^\[/p' '$D/imgstored.conf' | tr '\n' ' ' | grep -q 'cephx_user = imgstore-host-hv-a1 libvirt_secret = $u'"
+done
+check "hv-a1: client.b.env names site b's daemon" grep -qx "IMGSTORE_SERVER=https://127.0.0.1:$PORT_B" "$HV/client.b.env"
 
 # ---- the daemons it configured serve
 start() { # NAME: start that host's imgstored from the build, with the config the role wrote
@@ -208,9 +218,10 @@ admin() { "$CLI" --server "unix:$SOCK_A" --token-file "$R/admin.token" "$@"; }
 img=rbd/ansible-$$
 check "an admin creates an image through it (the daemon's cephx user writes the pool)" quiet admin image create "$img" --size 4M
 check "  and sees it" bash -c "'$CLI' --server 'unix:$SOCK_A' --token-file '$R/admin.token' image ls rbd | grep -q 'ansible-$$'"
-# the CLI as the hypervisor: only what client.env sets (not the sandbox's IMGSTORE_* variables)
-hv() { env -u IMGSTORE_SERVER -u IMGSTORE_TOKEN_FILE -u IMGSTORE_CA_FILE -u IMGSTORE_CERT_FILE -u IMGSTORE_KEY_FILE \
-  bash -c 'set -e; set -a; . "$0"; set +a; exec "$@"' "$HV/client.env" "$CLI" "$@"; }
+# the CLI as the hypervisor: only what its env file sets (not the sandbox's IMGSTORE_* variables)
+hv_env() { env -u IMGSTORE_SERVER -u IMGSTORE_TOKEN_FILE -u IMGSTORE_CA_FILE -u IMGSTORE_CERT_FILE -u IMGSTORE_KEY_FILE \
+  bash -c 'set -e; set -a; . "$0"; set +a; exec "$@"' "$HV/$1" "$CLI" "${@:2}"; }
+hv() { hv_env client.env "$@"; }
 check "hv-a1, with the client.env and host token the role wrote, registers itself over TLS" quiet hv host register hv-a1
 out=$(hv host register hv-other 2>&1); rc=$?
 refused() { [ "$1" != 0 ] && case $2 in *"may not register for host 'hv-other'"*) true ;; *) false ;; esac; }
@@ -231,7 +242,7 @@ admin repl disable "$img" --to b >/dev/null 2>&1
 attach() { hv image attach-info "$img" --format libvirt >"$R/disk.xml" 2>"$R/attach.err"; }
 check "hv-a1 gets attach-info for the image ($(head -c 200 "$R/attach.err" 2>/dev/null))" attach
 check "  naming its own cephx user" grep -q "<auth username='imgstore-host-hv-a1'>" "$R/disk.xml"
-check "  and the libvirt secret the role defined" grep -q "<secret type='ceph' uuid='$uuid'/>" "$R/disk.xml"
+check "  and the libvirt secret the role defined for site a" grep -q "<secret type='ceph' uuid='$uuid_a'/>" "$R/disk.xml"
 {
   echo "<domain type='kvm'><name>ansible-test</name><memory unit='MiB'>128</memory>"
   echo "<os><type arch='x86_64'>hvm</type></os><devices>"
@@ -239,6 +250,13 @@ check "  and the libvirt secret the role defined" grep -q "<secret type='ceph' u
   echo "</devices></domain>"
 } >"$R/domain.xml"
 check "  valid for libvirt (virt-xml-validate)" quiet virt-xml-validate "$R/domain.xml" domain
+# site b's daemon, with client.b.env: the same host, its secret for site b
+"$CLI" --server "unix:$R/imgstored-b/run/imgstore/imgstored.sock" --token-file "$R/admin.token" \
+  image create "$img-b" --size 4M >/dev/null 2>&1
+hv_env client.b.env image attach-info "$img-b" --format libvirt >"$R/disk-b.xml" 2>"$R/attach.err"; rc=$?
+check "hv-a1 gets attach-info from site b's daemon with client.b.env (exit $rc $(head -c 200 "$R/attach.err"))" test $rc = 0
+check "  naming its cephx user and its secret for site b" \
+  bash -c "grep -q \"<auth username='imgstore-host-hv-a1'>\" '$R/disk-b.xml' && grep -q \"<secret type='ceph' uuid='$uuid_b'/>\" '$R/disk-b.xml'"
 
 # ---- a second run changes nothing
 t1=$SECONDS
@@ -265,10 +283,12 @@ check "  its token file too" grep -qx "imgstored-a: imgstored : Write the token 
 check "  not the digest of what needs a restart" test "$(cat "$A/imgstored.conf.restart-sha256")" = "$digest"
 check "  so nothing of the daemon's notifies a restart" bash -c "! grep -q 'RUNNING HANDLER \[imgstored : Restart imgstored\]' '$R/run3.log'"
 check "  the config has [host hv-a2]" grep -qx '\[host hv-a2\]' "$A/imgstored.conf"
+check "  hv-a2 (imgstore_host_sites: [a]) has no user on site b" bash -c "! ceph -c '$CEPH_CONF_B' auth get client.imgstore-host-hv-a2 >/dev/null 2>&1"
+check "  and no client.b.env" test ! -e "$R/hv-a2/etc/imgstore/client.b.env"
 kill -HUP "$pid_a"
 HV=$R/hv-a2/etc/imgstore
 check "after SIGHUP, hv-a2 (its own client.env and token) gets attach-info naming its cephx user" bash -c \
-  "$(declare -f hv attach); CLI='$CLI' HV='$HV' R='$R' img='$img';
+  "$(declare -f hv_env hv attach); CLI='$CLI' HV='$HV' R='$R' img='$img';
    for _ in \$(seq 1 20); do attach && grep -q \"<auth username='imgstore-host-hv-a2'>\" '$R/disk.xml' && exit 0; sleep 0.5; done; exit 1"
 admin image rm "$img" >/dev/null 2>&1
 
