@@ -23,13 +23,7 @@
 #define IMS_VERSION "0.0.0"
 #endif
 
-typedef struct {
-	const char *name;
-	const char *summary;
-	const ims_cli_verb *verbs;
-} noun_entry;
-
-static const noun_entry nouns[] = {
+const ims_cli_noun ims_cli__nouns[] = {
 	{"image", "images: create, import, export, clone, list, inspect, resize, remove, tag",
 	 ims_cli__image_verbs},
 	{"snap", "snapshots of an image: create, list, roll back, remove", ims_cli__snap_verbs},
@@ -39,8 +33,9 @@ static const noun_entry nouns[] = {
 	{"site", "the sites the daemon knows", ims_cli__site_verbs},
 	{"tier", "cold tiering of images to object storage", ims_cli__tier_verbs},
 	{"group", "consistency groups: the disks of one VM together", ims_cli__group_verbs},
+	{NULL, NULL, NULL},
 };
-#define N_NOUNS (sizeof(nouns) / sizeof(nouns[0]))
+#define N_NOUNS (sizeof(ims_cli__nouns) / sizeof(ims_cli__nouns[0]) - 1)
 
 /* Global options: before NOUN, or after the verb when the verb has no option of that name. */
 enum {
@@ -54,7 +49,7 @@ enum {
 	G_TIMEOUT,
 	G_COUNT
 };
-static const ims_cli_opt global_opts[] = {
+const ims_cli_opt ims_cli__global_opts[] = {
 	[G_SERVER] = {"server", "URL|SOCKET",
 		      "the daemon: https://HOST:PORT, http://HOST:PORT, /path or unix:/path "
 		      "(IMGSTORE_SERVER)"},
@@ -342,20 +337,20 @@ out:
 const ims_cli_verb *ims_cli_find_verb(const char *noun, const char *verb)
 {
 	for (size_t i = 0; i < N_NOUNS; i++) {
-		if (strcmp(nouns[i].name, noun))
+		if (strcmp(ims_cli__nouns[i].name, noun))
 			continue;
-		for (const ims_cli_verb *v = nouns[i].verbs; v->verb; v++)
+		for (const ims_cli_verb *v = ims_cli__nouns[i].verbs; v->verb; v++)
 			if (!strcmp(v->verb, verb))
 				return v;
 	}
 	return NULL;
 }
 
-static const noun_entry *find_noun(const char *name)
+static const ims_cli_noun *find_noun(const char *name)
 {
 	for (size_t i = 0; i < N_NOUNS; i++)
-		if (!strcmp(nouns[i].name, name))
-			return &nouns[i];
+		if (!strcmp(ims_cli__nouns[i].name, name))
+			return &ims_cli__nouns[i];
 	return NULL;
 }
 
@@ -469,10 +464,10 @@ static int parse_option(ims_cli *cli, const ims_cli_verb *v, ims_cli_args *a, in
 	if (idx >= 0) {
 		opt = &v->opts[idx];
 	} else {
-		idx = opt_index(global_opts, name, namelen);
+		idx = opt_index(ims_cli__global_opts, name, namelen);
 		if (idx < 0)
 			return ims_cli_usage(cli, "unknown option '--%.*s'", (int)namelen, name);
-		opt = &global_opts[idx];
+		opt = &ims_cli__global_opts[idx];
 		global = true;
 	}
 	if (!opt->metavar) {
@@ -509,7 +504,7 @@ static bool verb_matches(const ims_cli_verb *v, int argc, char **argv, int at)
 	       !strncmp(argv[at], v->verb, (size_t)(sp - v->verb)) && !strcmp(argv[at + 1], sp + 1);
 }
 
-static bool is_verb_prefix(const noun_entry *n, const char *word)
+static bool is_verb_prefix(const ims_cli_noun *n, const char *word)
 {
 	for (const ims_cli_verb *v = n->verbs; v->verb; v++) {
 		const char *sp = strchr(v->verb, ' ');
@@ -558,7 +553,7 @@ static int run_verb(ims_cli *cli, const ims_cli_verb *v, int argc, char **argv, 
 
 int ims_cli_main(ims_cli *cli, int argc, char **argv)
 {
-	const noun_entry *n;
+	const ims_cli_noun *n;
 	int i, r;
 
 	if ((r = read_env(cli)))
@@ -626,6 +621,26 @@ static void print_opts(FILE *f, const ims_cli_opt *opts)
 	}
 }
 
+/* "Examples:", then each example: "  # what" and its command lines, indented by two. */
+static void print_examples(FILE *f, const ims_cli_verb *v)
+{
+	bool any = false;
+
+	for (const ims_cli_example *e = ims_cli__examples; e->noun; e++) {
+		if (strcmp(e->noun, v->noun) || strcmp(e->verb, v->verb))
+			continue;
+		fprintf(f, "%s  # %s\n", any ? "" : "\nExamples:\n", e->what);
+		for (const char *c = e->commands; *c;) {
+			size_t n = strcspn(c, "\n");
+			fprintf(f, "  %.*s\n", (int)n, c);
+			c += n;
+			if (*c)
+				c++;
+		}
+		any = true;
+	}
+}
+
 void ims_cli_help_main(ims_cli *cli, FILE *f)
 {
 	(void)cli;
@@ -633,10 +648,10 @@ void ims_cli_help_main(ims_cli *cli, FILE *f)
 		   "The command-line client of imgstored: KVM disk images on Ceph RBD.\n\n"
 		   "Nouns:\n");
 	for (size_t i = 0; i < N_NOUNS; i++)
-		fprintf(f, "  %-7s %s\n", nouns[i].name, nouns[i].summary);
+		fprintf(f, "  %-7s %s\n", ims_cli__nouns[i].name, ims_cli__nouns[i].summary);
 	fprintf(f, "\nGlobal options (before NOUN, or after the verb unless the verb has an "
 		   "option of that name):\n");
-	print_opts(f, global_opts);
+	print_opts(f, ims_cli__global_opts);
 	fprintf(f, "  %-24s  %s\n  %-24s  %s\n  %-24s  %s\n", "-o table|json", "short for --output",
 		"--help", "show help: 'imgstore NOUN --help', 'imgstore NOUN VERB --help'",
 		"--version", "print the version");
@@ -645,12 +660,13 @@ void ims_cli_help_main(ims_cli *cli, FILE *f)
 		"IMGSTORE_CERT_FILE, IMGSTORE_KEY_FILE, IMGSTORE_FORMAT give the defaults of the\n"
 		"options above.\n\n"
 		"Exit status: 0 success, 1 error, 2 usage error.\n"
-		"Sizes are written 10G, 512M, 4096; durations 30s, 5m, 1h30m.\n");
+		"Sizes are written 10G, 512M, 4096; durations 30s, 5m, 1h30m.\n"
+		"Every verb, with examples: 'man imgstore'.\n");
 }
 
 void ims_cli_help_noun(ims_cli *cli, FILE *f, const char *noun)
 {
-	const noun_entry *n = find_noun(noun);
+	const ims_cli_noun *n = find_noun(noun);
 
 	(void)cli;
 	if (!n)
@@ -660,8 +676,8 @@ void ims_cli_help_noun(ims_cli *cli, FILE *f, const char *noun)
 	for (const ims_cli_verb *v = n->verbs; v->verb; v++)
 		fprintf(f, "  %s %s\n      %s\n", v->verb, v->synopsis, v->summary);
 	fprintf(f,
-		"\nRun 'imgstore %s VERB --help' for the options of a verb, 'imgstore --help' "
-		"for the global ones.\n",
+		"\nRun 'imgstore %s VERB --help' for the options and examples of a verb,\n"
+		"'imgstore --help' for the global ones.\n",
 		n->name);
 }
 
@@ -672,6 +688,7 @@ void ims_cli_help_verb(ims_cli *cli, FILE *f, const ims_cli_verb *v)
 	fprintf(f, "\nOptions:\n");
 	print_opts(f, v->opts);
 	fprintf(f, "  %-24s  %s\n", "--help", "show this help");
+	print_examples(f, v);
 	fprintf(f, "\nGlobal options (--server, --token-file, --format, --timeout...): see "
 		   "'imgstore --help'.\n");
 }

@@ -159,6 +159,34 @@ extern const ims_cli_verb ims_cli__site_verbs[];
 extern const ims_cli_verb ims_cli__tier_verbs[];
 extern const ims_cli_verb ims_cli__group_verbs[];
 
+/** A noun: its name, a one-line summary, its verbs. */
+typedef struct {
+	const char *name;
+	const char *summary;
+	const ims_cli_verb *verbs;
+} ims_cli_noun;
+
+/* Every noun, in the order of `imgstore --help`, ending with a zeroed entry (args.c). */
+extern const ims_cli_noun ims_cli__nouns[];
+/* The global options (args.c), ending with { NULL }: --server, --token-file... */
+extern const ims_cli_opt ims_cli__global_opts[];
+
+/**
+ * An example of a verb, shown by `imgstore NOUN VERB --help` and in imgstore(1) (examples.c).
+ * @p commands holds one command line or several ('\n' between them), each a complete
+ * `imgstore ...` command that runs as written against a site (tests/integration/
+ * test_cli_help_examples.sh runs every one, in the order --help shows them).
+ */
+typedef struct {
+	const char *noun;
+	const char *verb;
+	const char *what;     /* one line: what it does */
+	const char *commands; /* "imgstore ...", '\n'-separated */
+} ims_cli_example;
+
+/* Every example, grouped by verb in the order of the verbs' tables; ends with a zeroed entry. */
+extern const ims_cli_example ims_cli__examples[];
+
 /** The verb NOUN VERB ("host", "lease acquire"), or NULL. */
 const ims_cli_verb *ims_cli_find_verb(const char *noun, const char *verb);
 
@@ -335,5 +363,12 @@ void ims_cli_print_line(ims_cli *cli, const char *s);
 void ims_cli_help_main(ims_cli *cli, FILE *f);
 void ims_cli_help_noun(ims_cli *cli, FILE *f, const char *noun);
 void ims_cli_help_verb(ims_cli *cli, FILE *f, const ims_cli_verb *v);
+
+/* ---- reference (ref.c): imgstore(1) and the bash completion, from the tables above ---- */
+
+/** Write the manual page imgstore(1) (roff, man macros) to @p f. */
+void ims_cli_write_man(FILE *f, const char *version);
+/** Write the bash completion of `imgstore` to @p f. */
+void ims_cli_write_bash_completion(FILE *f);
 
 #endif

@@ -52,6 +52,7 @@ typedef struct {
 #define F_REQUIRED 1u
 #define F_SITE_ONLY 2u /* [site] but not [peer] */
 #define F_PEER_ONLY 4u /* [peer] but not [site] */
+#define F_RELOAD 8u    /* applied on SIGHUP (daemon/main.c note_change); the reference says so */
 
 #define CL(f) offsetof(ims_config_cluster, f)
 #define SV(f) offsetof(ims_config_server, f)
@@ -158,15 +159,15 @@ static const config_key keys[] = {
 	{ S_DEFAULTS, "probe_interval", T_DURATION, DF(probe_interval), "5s", 1, 3600, NULL, 0,
 	  "How often each site is asked a question (an OSD read): /readyz, imgstore_site_up, and a new client when the "
 	  "cluster blocklisted this one." },
-	{ S_DEFAULTS, "log_level", T_ENUM, DF(log_level), "info", 0, 0, "error|warning|info|debug", 0,
+	{ S_DEFAULTS, "log_level", T_ENUM, DF(log_level), "info", 0, 0, "error|warning|info|debug", F_RELOAD,
 	  "Most verbose log level written." },
 	{ S_DEFAULTS, "alert_webhook", T_URL, DF(alert_webhook), NULL, 0, 0, NULL, 0,
 	  "URL that receives a JSON POST when an image's lag exceeds its RPO." },
 
-	{ S_HOST, "cephx_user", T_STRING, HO(cephx_user), NULL, 0, 0, NULL, F_REQUIRED,
+	{ S_HOST, "cephx_user", T_STRING, HO(cephx_user), NULL, 0, 0, NULL, F_REQUIRED | F_RELOAD,
 	  "The host's own cephx user, without 'client.' (profile rbd on the pools its VMs use); "
 	  "attach-info names it in the libvirt disk XML." },
-	{ S_HOST, "libvirt_secret", T_UUID, HO(libvirt_secret), NULL, 0, 0, NULL, F_REQUIRED,
+	{ S_HOST, "libvirt_secret", T_UUID, HO(libvirt_secret), NULL, 0, 0, NULL, F_REQUIRED | F_RELOAD,
 	  "UUID of the libvirt secret on the host that holds cephx_user's key "
 	  "(virsh secret-define, secret-set-value)." },
 };
@@ -1062,13 +1063,94 @@ static const char *type_name(const config_key *k)
 	return "?";
 }
 
-void ims_config_write_reference(FILE *f)
+/* Write @p s as roff text: backslashes, hyphens and quotes escaped, a '.' that would begin a
+ * line kept as text, Markdown's `code` spans in bold. */
+static void roff_text(FILE *f, const char *s)
 {
-	static const struct {
-		section_kind kind;
-		const char *head;
-		const char *what;
-	} sections[] = {
+	bool code = false;
+
+	if (*s == '.')
+		fputs("\\&", f);
+	for (; *s; s++) {
+		switch (*s) {
+		case '`':
+			fputs(code ? "\\fR" : "\\fB", f);
+			code = !code;
+			break;
+		case '\\': fputs("\\e", f); break;
+		case '-': fputs("\\-", f); break;
+		case '\'': fputs("\\(aq", f); break;
+		case '"': fputs("\\(dq", f); break;
+		case '\n':
+			fputs(s[1] == '.' ? "\n\\&" : "\n", f);
+			break;
+		default: fputc(*s, f);
+		}
+	}
+	if (code)
+		fputs("\\fR", f);
+}
+
+/* A part of the reference: the keys of one kind of section. */
+typedef struct {
+	section_kind kind;
+	const char *head;
+	const char *what;
+} ref_section;
+
+/*
+ * What SIGHUP changes, the same words in docs/CONFIG.md and imgstored.conf(5): a section whose
+ * keys all apply on SIGHUP (F_RELOAD) is named as a whole, other such keys one by one.
+ */
+static void write_reload(FILE *f, bool roff, const ref_section *sections, size_t nsections)
+{
+	char items[16][160], what[sizeof(items) + 16 * 8] = "", text[sizeof(what) + 1024];
+	size_t n = 0, off = 0;
+
+	for (size_t s = 0; s < nsections; s++) {
+		size_t all = 0, reload = 0;
+		for (size_t i = 0; i < NKEYS; i++) {
+			if (keys[i].section != sections[s].kind)
+				continue;
+			all++;
+			reload += (keys[i].flags & F_RELOAD) != 0;
+		}
+		if (reload && reload == all && n < 16) {
+			snprintf(items[n++], sizeof(items[0]), "the %s sections (added, removed or changed)",
+				 sections[s].head);
+			continue;
+		}
+		for (size_t i = 0; reload && i < NKEYS && n < 16; i++)
+			if (keys[i].section == sections[s].kind && (keys[i].flags & F_RELOAD))
+				snprintf(items[n++], sizeof(items[0]), "%s `%s`%s", sections[s].head,
+					 keys[i].name,
+					 !strcmp(keys[i].name, "log_level")
+						 ? " (unless the daemon was started with `--log-level`)"
+						 : "");
+	}
+	for (size_t i = 0; i < n && off < sizeof(what); i++)
+		off += (size_t)snprintf(what + off, sizeof(what) - off, "%s%s",
+					i == 0 ? "" : i + 1 == n ? " and " : ", ", items[i]);
+	snprintf(text, sizeof(text),
+		 "`SIGHUP` (`systemctl reload imgstored`) makes the daemon open `audit_log` again under "
+		 "its name (logrotate moved the old file away), read `token_file` again (a token file "
+		 "it cannot use leaves the old tokens in place) and read this file again. A file with a "
+		 "bad line leaves the configuration as it was (each bad line is logged); otherwise %s "
+		 "%s, and every other change is logged as taking effect at the next restart.",
+		 n ? what : "none of its changes", n ? "apply at once" : "applies before a restart");
+	if (roff) {
+		fputs(".SH RELOADING\n", f);
+		roff_text(f, text);
+		fputc('\n', f);
+	} else {
+		fprintf(f, "\n## Reloading\n\n%s\n", text);
+	}
+}
+
+/* The reference: Markdown (docs/CONFIG.md), or imgstored.conf(5) when @p version is set. */
+static void write_reference(FILE *f, const char *version)
+{
+	static const ref_section sections[] = {
 		{ S_CLUSTER, "[site] and [peer NAME]",
 		  "This site's Ceph cluster, and one [peer NAME] section for each other site. "
 		  "`name` is given in [site] only; a peer's name is in its header." },
@@ -1082,35 +1164,93 @@ void ims_config_write_reference(FILE *f)
 		  "section gets a clear refusal instead of the daemon's own user. SIGHUP reloads "
 		  "these sections, the tokens and `log_level` without a restart." },
 	};
+	static const char intro[] =
+		"`imgstored --config FILE` reads an INI-like file: `[section]` headers and "
+		"`key = value` lines. A `#` or `;` starts a comment that runs to the end of the "
+		"line when it begins the line, follows a section header, begins a value, or "
+		"follows a space or tab in a value, for every type of value: "
+		"`rpo = 30s   # half a minute` sets `30s`. A `#` or `;` with no space or tab "
+		"before it is part of the value (`https://hooks.example.net/x#frag`). A value "
+		"in double quotes keeps everything between them (`\"/srv/a #1\"`), and only a "
+		"comment may follow the closing quote. Every bad line is reported as "
+		"`FILE:LINE: message` and the daemon does not start. Sizes are written like "
+		"`64M` or `10G`, durations like `30s`, `5m`, `1h30m`.";
+	const bool roff = version != NULL;
 	char range[96];
 
-	fprintf(f, "<!-- Generated by `imgstore-config-ref` from common/config.c; do not edit. -->\n");
-	fprintf(f, "# imgstored configuration reference\n\n");
-	fprintf(f, "`imgstored --config FILE` reads an INI-like file: `[section]` headers and "
-		   "`key = value` lines. A `#` or `;` starts a comment that runs to the end of the "
-		   "line when it begins the line, follows a section header, begins a value, or "
-		   "follows a space or tab in a value, for every type of value: "
-		   "`rpo = 30s   # half a minute` sets `30s`. A `#` or `;` with no space or tab "
-		   "before it is part of the value (`https://hooks.example.net/x#frag`). A value "
-		   "in double quotes keeps everything between them (`\"/srv/a #1\"`), and only a "
-		   "comment may follow the closing quote. Every bad line is reported as "
-		   "`FILE:LINE: message` and the daemon does not start. Sizes are written like "
-		   "`64M` or `10G`, durations like `30s`, `5m`, `1h30m`.\n");
+	if (roff) {
+		fprintf(f, ".\\\" Generated by imgstore-config-ref --man from common/config.c; do not edit.\n"
+			   ".TH IMGSTORED.CONF 5 \"\" \"imgstore %s\" \"imgstore Manual\"\n"
+			   ".ad l\n.nh\n.nr HY 0\n"
+			   ".SH NAME\nimgstored.conf \\- configuration of imgstored, the imgstore daemon\n"
+			   ".SH SYNOPSIS\n.I /etc/imgstore/imgstored.conf\n.SH DESCRIPTION\n",
+			version);
+		roff_text(f, intro);
+		fputs("\n.PP\nEach key below is given with its type, its default (or\n.BR required )\n"
+		      "and its range.\n",
+		      f);
+	} else {
+		fprintf(f, "<!-- Generated by `imgstore-config-ref` from common/config.c; do not edit. -->\n");
+		fprintf(f, "# imgstored configuration reference\n\n%s\n", intro);
+	}
 	for (size_t s = 0; s < sizeof(sections) / sizeof(sections[0]); s++) {
-		fprintf(f, "\n## %s\n\n%s\n\n", sections[s].head, sections[s].what);
-		fprintf(f, "| key | type | default | range | meaning |\n|---|---|---|---|---|\n");
+		if (roff) {
+			fprintf(f, "%s.SS \"%s\"\n", s ? "" : ".SH SECTIONS\n", sections[s].head);
+			roff_text(f, sections[s].what);
+			fputc('\n', f);
+		} else {
+			fprintf(f, "\n## %s\n\n%s\n\n", sections[s].head, sections[s].what);
+			fprintf(f, "| key | type | default | range | meaning |\n|---|---|---|---|---|\n");
+		}
 		for (size_t i = 0; i < NKEYS; i++) {
 			const config_key *k = &keys[i];
+			const char *def = (k->flags & F_REQUIRED) ? NULL : k->def ? k->def : "(unset)";
 			if (k->section != sections[s].kind)
 				continue;
 			range[0] = '\0';
 			if (k->min || k->max)
 				describe_range(k, range, sizeof(range));
-			fprintf(f, "| `%s` | %s | %s | %s | %s |\n", k->name, type_name(k),
-				(k->flags & F_REQUIRED) ? "**required**" : k->def ? k->def : "(unset)", range,
-				k->help);
+			if (!roff) {
+				fprintf(f, "| `%s` | %s | %s | %s | %s |\n", k->name, type_name(k),
+					def ? def : "**required**", range, k->help);
+				continue;
+			}
+			fprintf(f, ".TP\n.B %s\n\\fI", k->name);
+			roff_text(f, type_name(k));
+			fputs("\\fR; ", f);
+			if (def && !k->def) {
+				fputs("unset by default", f);
+			} else if (def) {
+				fputs("default ", f);
+				roff_text(f, def);
+			} else {
+				fputs("\\fBrequired\\fR", f);
+			}
+			if (range[0]) {
+				fputs("; ", f);
+				roff_text(f, range);
+			}
+			fputs("\n.br\n", f);
+			roff_text(f, k->help);
+			fputc('\n', f);
 		}
 	}
+	write_reload(f, roff, sections, sizeof(sections) / sizeof(sections[0]));
+	if (roff)
+		fputs(".SH FILES\n.TP\n.I /etc/imgstore/imgstored.conf\n"
+		      "The file the systemd unit of imgstored gives to \\fB\\-\\-config\\fR.\n"
+		      ".SH SEE ALSO\n.BR imgstored (8),\n.BR imgstore (1)\n",
+		      f);
+}
+
+void ims_config_write_reference(FILE *f)
+{
+	write_reference(f, NULL);
+}
+
+void ims_config_write_man(FILE *f, const char *version)
+{
+	write_reference(f, version);
 }
 
 /* Whether @p path (resolved) is @p dir or below it. */

@@ -170,4 +170,7 @@ int ims_config_path_in(const char *dirs, const char *key, const char *path, bool
 /** Write the reference of every key (Markdown) to @p f: the source of docs/CONFIG.md. */
 void ims_config_write_reference(FILE *f);
 
+/** Write the same reference as the manual page imgstored.conf(5) (roff, man macros). */
+void ims_config_write_man(FILE *f, const char *version);
+
 #endif

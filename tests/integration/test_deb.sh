@@ -81,12 +81,14 @@ has() { # PACKAGE PATH...: the package holds every PATH
   for f in "$@"; do grep -qx "$f" "$W/contents" || { echo "# $p lacks $f"; return 1; }; done
 }
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
-check "imgstore holds /usr/bin/imgstore and the operator's guide" \
-  has imgstore /usr/bin/imgstore /usr/share/doc/imgstore/OPERATIONS.md /usr/share/doc/imgstore/CONFIG.md
-check "imgstored holds the daemon, its unit, sysusers.d, tmpfiles.d, logrotate, the example config, the alert rules and the dashboard" \
+check "imgstore holds /usr/bin/imgstore, the operator's guide, imgstore(1) and the bash completion" \
+  has imgstore /usr/bin/imgstore /usr/share/doc/imgstore/OPERATIONS.md /usr/share/doc/imgstore/CONFIG.md \
+  /usr/share/man/man1/imgstore.1.gz /usr/share/bash-completion/completions/imgstore
+check "imgstored holds the daemon, its unit, sysusers.d, tmpfiles.d, logrotate, the example config, the alert rules, the dashboard and its man pages" \
   has imgstored /usr/sbin/imgstored /lib/systemd/system/imgstored.service /usr/lib/sysusers.d/imgstore.conf \
   /usr/lib/tmpfiles.d/imgstore.conf /etc/logrotate.d/imgstored /usr/share/doc/imgstored/examples/imgstored.conf.example \
-  /usr/share/imgstore/prometheus/imgstore-alerts.yml /usr/share/imgstore/grafana/imgstore-dashboard.json
+  /usr/share/imgstore/prometheus/imgstore-alerts.yml /usr/share/imgstore/grafana/imgstore-dashboard.json \
+  /usr/share/man/man8/imgstored.8.gz /usr/share/man/man5/imgstored.conf.5.gz
 check "libimgstore0 holds the shared library" has libimgstore0 "/usr/lib/$multiarch/libimgstore.so.0"
 check "libimgstore-dev holds the headers, the .pc file and the link" \
   has libimgstore-dev /usr/include/imgstore/proto/client.h /usr/include/imgstore/imgstore/v1/image.pb-c.h \

@@ -68,6 +68,10 @@ check "it shipped the delta ($bytes bytes), not the image (32 MiB and more)" \
 expect_rc 0 "site b's copy verifies equal" "$CLI" repl verify "rbd/$img" --to b
 expect_rc 0 "site c's copy verifies equal" "$CLI" repl verify "rbd/$img" --to c
 
+# syncing without naming the target: refused while there are two, as `repl sync --help` says
+expect_rc 1 "repl sync without --to, two targets: refused" "$CLI" repl sync "rbd/$img"
+check "  it says to name one" grep -q "replicates to 2 sites: name one" /tmp/tg-err.$$
+check "  and repl sync --help says so" bash -c "'$CLI' repl sync --help | grep -q 'name one if it has several'"
 # disabling without naming the target: refused while there are two
 expect_rc 1 "repl disable without --to, two targets: refused" "$CLI" repl disable "rbd/$img"
 check "  it says to name one" grep -q "replicates to 2 sites: name one" /tmp/tg-err.$$
