@@ -52,7 +52,7 @@ typedef struct {
 #define F_REQUIRED 1u
 #define F_SITE_ONLY 2u /* [site] but not [peer] */
 #define F_PEER_ONLY 4u /* [peer] but not [site] */
-#define F_RELOAD 8u    /* applied on SIGHUP (daemon/main.c note_change); the reference says so */
+#define F_RELOAD 8u    /* applied on SIGHUP (ims_config_diff tells daemon/main.c); the reference says so */
 
 #define CL(f) offsetof(ims_config_cluster, f)
 #define SV(f) offsetof(ims_config_server, f)
@@ -988,12 +988,16 @@ static size_t diff_section(section_kind kind, const char *label, const void *a, 
 {
 	size_t n = 0;
 	if (!a || !b) {
-		fn(ctx, label, "*");
+		bool all = true;
+		for (size_t i = 0; i < NKEYS; i++)
+			if (keys[i].section == kind && !(keys[i].flags & F_RELOAD))
+				all = false;
+		fn(ctx, label, "*", all);
 		return 1;
 	}
 	for (size_t i = 0; i < NKEYS; i++) {
 		if (keys[i].section == kind && key_differs(&keys[i], a, b)) {
-			fn(ctx, label, keys[i].name);
+			fn(ctx, label, keys[i].name, (keys[i].flags & F_RELOAD) != 0);
 			n++;
 		}
 	}

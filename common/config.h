@@ -139,8 +139,12 @@ const ims_config_cluster *ims_config_peer(const ims_config *cfg, const char *nam
 /** The [host NAME] section of host @p name, or NULL. Borrowed from @p cfg. */
 const ims_config_host *ims_config_host_entry(const ims_config *cfg, const char *name);
 
-/** Called by ims_config_diff() once for each key whose value differs ("[server]", "listen"). */
-typedef void (*ims_config_diff_fn)(void *ctx, const char *section, const char *key);
+/**
+ * Called by ims_config_diff() once for each key whose value differs ("[server]", "listen"), or
+ * with key "*" for a section present on one side only; @p reloads: whether SIGHUP applies the
+ * change (the key, or every key of the section, is marked so in the table).
+ */
+typedef void (*ims_config_diff_fn)(void *ctx, const char *section, const char *key, bool reloads);
 
 /**
  * Compare two configurations key by key (every key of the table, every section; a section

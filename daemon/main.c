@@ -116,19 +116,21 @@ static void print_reload_error(void *ctx, const char *line)
 	ims_log_error("configuration not reloaded: %s", line);
 }
 
-/* What a reload applies: the [host] sections and the log level; anything else is logged as
- * needing a restart (the threads that use it hold it). */
-static void note_change(void *ctx, const char *section, const char *key)
+/* What a reload applies is marked in the configuration table (ims_config_diff() says so):
+ * the [host] sections and the log level; anything else is logged as needing a restart (the
+ * threads that use it hold it). */
+static void note_change(void *ctx, const char *section, const char *key, bool reloads)
 {
 	bool *log_level = ctx;
-	if (!strncmp(section, "[host ", 6))
-		ims_log_info("configuration: %s %s: applied", section, !strcmp(key, "*") ? "added or removed" : key);
+	bool whole = !strcmp(key, "*");
+	if (!reloads && whole)
+		ims_log_warning("configuration: %s added or removed: takes effect at the next restart", section);
+	else if (!reloads)
+		ims_log_warning("configuration: %s %s changed: takes effect at the next restart", section, key);
 	else if (!strcmp(section, "[defaults]") && !strcmp(key, "log_level"))
 		*log_level = true;
-	else if (!strcmp(key, "*"))
-		ims_log_warning("configuration: %s added or removed: takes effect at the next restart", section);
 	else
-		ims_log_warning("configuration: %s %s changed: takes effect at the next restart", section, key);
+		ims_log_info("configuration: %s %s: applied", section, whole ? "added or removed" : key);
 }
 
 /*

@@ -489,11 +489,11 @@ typedef struct {
 	char text[1024];
 } diffs;
 
-static void collect_diff(void *ctx, const char *section, const char *key)
+static void collect_diff(void *ctx, const char *section, const char *key, bool reloads)
 {
 	diffs *d = ctx;
 	size_t n = strlen(d->text);
-	snprintf(d->text + n, sizeof(d->text) - n, "%s %s\n", section, key);
+	snprintf(d->text + n, sizeof(d->text) - n, "%s %s%s\n", section, key, reloads ? " (reload)" : "");
 }
 
 /* ims_config_diff: what a SIGHUP reload compares, key by key and section by section. */
@@ -521,17 +521,17 @@ static void test_diff(void **state)
 	assert_int_equal(parse(full, &b, &e), 0);
 	assert_int_equal(ims_config_diff(a, b, collect_diff, &d), 5);
 	assert_string_equal(d.text, "[server] listen\n"
-				    "[defaults] log_level\n"
+				    "[defaults] log_level (reload)\n"
 				    "[peer b] *\n"
 				    "[peer c] *\n"
-				    "[host hv1] *\n");
+				    "[host hv1] * (reload)\n");
 	ims_config_free(a);
 	/* the same host with another secret: one key */
 	sprintf(full, "%s[host hv1]\ncephx_user = hv1\nlibvirt_secret = 2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f61\n", text);
 	assert_int_equal(parse(full, &a, &e), 0);
 	d.text[0] = '\0';
 	assert_int_equal(ims_config_diff(a, b, collect_diff, &d), 1);
-	assert_string_equal(d.text, "[host hv1] libvirt_secret\n");
+	assert_string_equal(d.text, "[host hv1] libvirt_secret (reload)\n");
 	ims_config_free(a);
 	ims_config_free(b);
 	free(full);
