@@ -45,7 +45,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ims-import: %s\n", ims_error_last());
 		return 1;
 	}
-	printf("{\"seconds\": %.3f, \"virtual_size\": %llu, \"bytes_data\": %llu, \"bytes_zero\": %llu}\n",
+	printf("{\"seconds\": %.3f, \"virtual_size\": %llu, \"bytes_data\": %llu, \"bytes_zero\": "
+	       "%llu}\n",
 	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
 	       (unsigned long long)res.virtual_size, (unsigned long long)res.bytes_data,
 	       (unsigned long long)res.bytes_zero);

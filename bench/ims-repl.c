@@ -29,7 +29,8 @@ int main(int argc, char **argv)
 {
 	ims_spec spec;
 	if (argc < 4 || argc > 5 || ims_spec_parse(&spec, argv[3], NULL, false, false) < 0) {
-		fprintf(stderr, "usage: ims-repl CEPH_CONF_A CEPH_CONF_B POOL/IMAGE [CONCURRENCY]\n");
+		fprintf(stderr,
+			"usage: ims-repl CEPH_CONF_A CEPH_CONF_B POOL/IMAGE [CONCURRENCY]\n");
 		return 2;
 	}
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024); /* as imgstored does (daemon/main.c) */
@@ -47,7 +48,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ims-repl: %s\n", ims_error_last());
 		return 1;
 	}
-	printf("{\"seconds\": %.3f, \"full\": %s, \"bytes_copied\": %llu, \"bytes_zeroed\": %llu, \"sealed\": \"%s\"}\n",
+	printf("{\"seconds\": %.3f, \"full\": %s, \"bytes_copied\": %llu, \"bytes_zeroed\": %llu, "
+	       "\"sealed\": \"%s\"}\n",
 	       res.seconds, res.full ? "true" : "false", (unsigned long long)res.bytes_copied,
 	       (unsigned long long)res.bytes_discarded, res.sealed);
 	return 0;

@@ -74,7 +74,8 @@ static void *run(void *arg)
 		if (c) {
 			Imgstore__V1__Image *img = NULL;
 			r = ims_client_call(c, "imgstore.v1.ImageService/GetImage", &req.base,
-					    &imgstore__v1__image__descriptor, (ProtobufCMessage **)&img);
+					    &imgstore__v1__image__descriptor,
+					    (ProtobufCMessage **)&img);
 			if (img)
 				protobuf_c_message_free_unpacked(&img->base, NULL);
 		} else {
@@ -135,11 +136,14 @@ int main(int argc, char **argv)
 		nclients = atoi(argv[5]);
 		base.seconds = atof(argv[6]);
 	} else {
-		fprintf(stderr, "usage: ims-rpc-bench SERVER TOKEN_FILE CA_FILE POOL/IMAGE CLIENTS SECONDS\n"
-				"       ims-rpc-bench --direct CEPH_CONF POOL/IMAGE CLIENTS SECONDS\n");
+		fprintf(stderr,
+			"usage: ims-rpc-bench SERVER TOKEN_FILE CA_FILE POOL/IMAGE CLIENTS "
+			"SECONDS\n"
+			"       ims-rpc-bench --direct CEPH_CONF POOL/IMAGE CLIENTS SECONDS\n");
 		return 2;
 	}
-	if (ims_spec_parse(&base.spec, spec, NULL, false, false) < 0 || nclients < 1 || base.seconds <= 0) {
+	if (ims_spec_parse(&base.spec, spec, NULL, false, false) < 0 || nclients < 1 ||
+	    base.seconds <= 0) {
 		fprintf(stderr, "ims-rpc-bench: bad arguments\n");
 		return 2;
 	}

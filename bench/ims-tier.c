@@ -36,7 +36,8 @@ int main(int argc, char **argv)
 	if (argc < 5 || argc > 6 || (strcmp(argv[3], "push") && strcmp(argv[3], "restore")) ||
 	    ims_spec_parse(&spec, argv[4], NULL, false, false) < 0 ||
 	    (argc == 6 && ims_spec_parse(&to, argv[5], NULL, false, false) < 0)) {
-		fprintf(stderr, "usage: ims-tier IMGSTORED_CONF TARGET push|restore POOL/IMAGE [POOL/NEWNAME]\n");
+		fprintf(stderr, "usage: ims-tier IMGSTORED_CONF TARGET push|restore POOL/IMAGE "
+				"[POOL/NEWNAME]\n");
 		return 2;
 	}
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024); /* as imgstored does (daemon/main.c) */
@@ -62,7 +63,8 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[3], "push"))
 		r = ims_tier_push(&res, t, site, spec.pool, spec.image, NULL, &o);
 	else
-		r = ims_tier_restore(&res, t, site, argv[4], argc == 6 ? to.pool : NULL, argc == 6 ? to.image : NULL, &o);
+		r = ims_tier_restore(&res, t, site, argv[4], argc == 6 ? to.pool : NULL,
+				     argc == 6 ? to.image : NULL, &o);
 	if (r < 0)
 		goto fail;
 	printf("{\"seconds\": %.3f, \"chunks\": %llu, \"chunks_new\": %llu, \"bytes_data\": %llu, "

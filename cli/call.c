@@ -53,8 +53,8 @@ static int connect_once(ims_cli *cli)
 }
 
 /* @p denied NULL: every failure is printed; else a permission_denied answer is not, and sets it. */
-static int call(ims_cli *cli, const char *method, const void *req, const ProtobufCMessageDescriptor *resp_desc,
-		void *resp, bool *denied)
+static int call(ims_cli *cli, const char *method, const void *req,
+		const ProtobufCMessageDescriptor *resp_desc, void *resp, bool *denied)
 {
 	ProtobufCMessage *m = NULL;
 	int r;
@@ -64,7 +64,8 @@ static int call(ims_cli *cli, const char *method, const void *req, const Protobu
 	ims_error_clear();
 	r = cli->t.call(cli->t.ctx, method, req, resp_desc, &m);
 	if (r < 0) {
-		ims_rpc_code code = cli->t.last_code ? cli->t.last_code(cli->t.ctx) : IMS_RPC_UNKNOWN;
+		ims_rpc_code code =
+			cli->t.last_code ? cli->t.last_code(cli->t.ctx) : IMS_RPC_UNKNOWN;
 		if (denied && code == IMS_RPC_PERMISSION_DENIED) {
 			*denied = true;
 			return 1;

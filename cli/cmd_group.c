@@ -1,7 +1,8 @@
 /*
  * cli/cmd_group.c: consistency groups (GroupService). A group holds the disks of one VM; a
  * group snapshot takes all of them at one point, and a replicated group is replicated and
- * synced and failed over as one unit: `group repl enable|disable|sync|status|verify|failover|resync`.
+ * synced and failed over as one unit: `group repl
+ * enable|disable|sync|status|verify|failover|resync`.
  *
  * `group rm POOL/GROUP IMAGE...` takes images out of the group; `group rm POOL/GROUP` alone
  * removes the group (refused while it has images, unless --force: they stay, outside any
@@ -61,14 +62,18 @@ static const char *repl_col(char *buf, size_t len, const ProtobufCMessage *row)
 	size_t o = 0;
 	buf[0] = '\0';
 	for (size_t i = 0; i < g->n_replication && o < len; i++)
-		o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? "," : "", g->replication[i]->target);
+		o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? "," : "",
+				      g->replication[i]->target);
 	return g->n_replication ? buf : "-";
 }
 
 static const ims_cli_column group_columns[] = {
-	{"POOL", "pool", NULL},	       {"NAME", "name", NULL},
-	{"IMAGES", NULL, members_col}, {"SNAPSHOTS", NULL, snaps_col},
-	{"REPLICATED_TO", NULL, repl_col}, {NULL, NULL, NULL},
+	{"POOL", "pool", NULL},
+	{"NAME", "name", NULL},
+	{"IMAGES", NULL, members_col},
+	{"SNAPSHOTS", NULL, snaps_col},
+	{"REPLICATED_TO", NULL, repl_col},
+	{NULL, NULL, NULL},
 };
 
 static int print_group(ims_cli *cli, int r, Imgstore__V1__Group *g)
@@ -88,10 +93,11 @@ static int print_group(ims_cli *cli, int r, Imgstore__V1__Group *g)
 				g->snapshots[i]->complete ? "" : " (incomplete)");
 		for (size_t i = 0; i < g->n_replication; i++) {
 			Imgstore__V1__ReplicationStatus *s = g->replication[i];
-			fprintf(cli->out, "replicated to %s: %s, RPO %us, lag %.1fs, last sealed %s%s%s\n", s->target,
-				s->state, s->rpo_seconds, s->lag_seconds,
-				s->last_sealed_snapshot[0] ? s->last_sealed_snapshot : "-", s->error[0] ? ", error: " : "",
-				s->error);
+			fprintf(cli->out,
+				"replicated to %s: %s, RPO %us, lag %.1fs, last sealed %s%s%s\n",
+				s->target, s->state, s->rpo_seconds, s->lag_seconds,
+				s->last_sealed_snapshot[0] ? s->last_sealed_snapshot : "-",
+				s->error[0] ? ", error: " : "", s->error);
 		}
 	}
 	protobuf_c_message_free_unpacked(&g->base, NULL);
@@ -176,7 +182,8 @@ static int group_rm(ims_cli *cli, const ims_cli_args *a)
 
 	if (a->npos > 1) {
 		if (ims_cli_opt_flag(cli, a, "force"))
-			return ims_cli_usage(cli, "--force applies to removing the group, not its images");
+			return ims_cli_usage(
+				cli, "--force applies to removing the group, not its images");
 		return group_images(cli, a, GROUP_SVC "RemoveImages");
 	}
 	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
@@ -240,10 +247,11 @@ static int group_ls(ims_cli *cli, const ims_cli_args *a)
 			return r;
 		req.pool = (char *)a->pos[0];
 	}
-	if ((r = ims_cli_call(cli, GROUP_SVC "ListGroups", &req, &imgstore__v1__list_groups_response__descriptor,
-			      &resp)))
+	if ((r = ims_cli_call(cli, GROUP_SVC "ListGroups", &req,
+			      &imgstore__v1__list_groups_response__descriptor, &resp)))
 		return r;
-	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->groups, resp->n_groups, group_columns);
+	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->groups, resp->n_groups,
+			   group_columns);
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
 	return 0;
 }
@@ -283,7 +291,8 @@ static int print_status(ims_cli *cli, int r, Imgstore__V1__ReplicationStatus *st
 
 static int group_repl_enable(ims_cli *cli, const ims_cli_args *a)
 {
-	Imgstore__V1__EnableGroupReplicationRequest req = IMGSTORE__V1__ENABLE_GROUP_REPLICATION_REQUEST__INIT;
+	Imgstore__V1__EnableGroupReplicationRequest req =
+		IMGSTORE__V1__ENABLE_GROUP_REPLICATION_REQUEST__INIT;
 	Imgstore__V1__GroupSpec gs;
 	Imgstore__V1__ReplicationStatus *st = NULL;
 	const char *to = ims_cli_opt_value(cli, a, "to"), *mode = ims_cli_opt_value(cli, a, "mode");
@@ -310,8 +319,8 @@ static int group_repl_enable(ims_cli *cli, const ims_cli_args *a)
 	req.group = &gs;
 	req.target_site = (char *)to;
 	req.mode = mode ? (char *)mode : (char *)"async";
-	r = ims_cli_call(cli, GROUP_SVC "EnableGroupReplication", &req, &imgstore__v1__replication_status__descriptor,
-			 &st);
+	r = ims_cli_call(cli, GROUP_SVC "EnableGroupReplication", &req,
+			 &imgstore__v1__replication_status__descriptor, &st);
 	return print_status(cli, r, st);
 }
 
@@ -325,8 +334,8 @@ static const ims_cli_opt sync_opts[] = {
 	{NULL, NULL, NULL},
 };
 
-static int repl_request(ims_cli *cli, const ims_cli_args *a, ims_spec *spec, Imgstore__V1__GroupSpec *gs,
-			Imgstore__V1__GroupReplicationRequest *req)
+static int repl_request(ims_cli *cli, const ims_cli_args *a, ims_spec *spec,
+			Imgstore__V1__GroupSpec *gs, Imgstore__V1__GroupReplicationRequest *req)
 {
 	const char *to = ims_cli_opt_value(cli, a, "to");
 	int r;
@@ -349,16 +358,18 @@ static int group_repl_disable(ims_cli *cli, const ims_cli_args *a)
 	int r;
 	if ((r = repl_request(cli, a, &spec, &gs, &req)))
 		return r;
-	r = ims_cli_call(cli, GROUP_SVC "DisableGroupReplication", &req, &imgstore__v1__replication_status__descriptor,
-			 &st);
+	r = ims_cli_call(cli, GROUP_SVC "DisableGroupReplication", &req,
+			 &imgstore__v1__replication_status__descriptor, &st);
 	return print_status(cli, r, st);
 }
 
-
 static const ims_cli_opt failover_opts[] = {
 	{"to", "SITE", "the site to promote (required)"},
-	{"force", NULL, "unplanned: promote every image at the newest cut sealed on all, without the primary"},
-	{"wait", "DURATION", "planned: how long hosts get to release their leases before they are fenced (default 30s)"},
+	{"force", NULL,
+	 "unplanned: promote every image at the newest cut sealed on all, without the primary"},
+	{"wait", "DURATION",
+	 "planned: how long hosts get to release their leases before they are fenced (default "
+	 "30s)"},
 	{"no-wait", NULL, "print the operation id and return without waiting"},
 	{NULL, NULL, NULL},
 };
@@ -379,7 +390,8 @@ static int group_repl_op(ims_cli *cli, const ims_cli_args *a, const char *method
 		if (!req.target_site[0])
 			return ims_cli_usage(cli, "--to is required");
 		if (wait && (ims_parse_duration(&secs, wait) < 0 || secs == 0 || secs > 86400))
-			return ims_cli_usage(cli, "--wait takes a duration from 1s to 1d, not '%s'", wait);
+			return ims_cli_usage(cli, "--wait takes a duration from 1s to 1d, not '%s'",
+					     wait);
 		req.force = ims_cli_opt_flag(cli, a, "force");
 		req.wait_seconds = (uint32_t)secs;
 	}
@@ -409,13 +421,15 @@ static const ims_cli_opt verify_opts[] = {
 	{NULL, NULL, NULL},
 };
 
-/* Exit 0 when every image is equal at the cut, 1 when one differs (after the report) or on error. */
+/* Exit 0 when every image is equal at the cut, 1 when one differs (after the report) or on error.
+ */
 static int group_repl_verify(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__VerifyGroupRequest req = IMGSTORE__V1__VERIFY_GROUP_REQUEST__INIT;
 	Imgstore__V1__GroupSpec gs;
 	Imgstore__V1__VerifyGroupResponse *v = NULL;
-	const char *to = ims_cli_opt_value(cli, a, "to"), *chunk = ims_cli_opt_value(cli, a, "chunk");
+	const char *to = ims_cli_opt_value(cli, a, "to"),
+		   *chunk = ims_cli_opt_value(cli, a, "chunk");
 	ims_spec spec;
 	int r;
 	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
@@ -426,19 +440,20 @@ static int group_repl_verify(ims_cli *cli, const ims_cli_args *a)
 		return r;
 	req.group = &gs;
 	req.target_site = to ? (char *)to : (char *)"";
-	if ((r = ims_cli_call(cli, GROUP_SVC "VerifyGroup", &req, &imgstore__v1__verify_group_response__descriptor,
-			      &v)))
+	if ((r = ims_cli_call(cli, GROUP_SVC "VerifyGroup", &req,
+			      &imgstore__v1__verify_group_response__descriptor, &v)))
 		return r;
 	if (cli->format == IMS_CLI_FORMAT_JSON) {
 		ims_cli_print_message(cli, &v->base);
 	} else {
-		fprintf(cli->out, "group %s at '%s' on site '%s': %s\n", v->group, v->cut, v->target,
-			v->equal ? "equal" : "DIFFERENT");
+		fprintf(cli->out, "group %s at '%s' on site '%s': %s\n", v->group, v->cut,
+			v->target, v->equal ? "equal" : "DIFFERENT");
 		for (size_t i = 0; i < v->n_images; i++) {
 			const Imgstore__V1__VerifyResponse *m = v->images[i];
 			fprintf(cli->out, "  %s: %s\n", m->image, m->verdict);
 			for (size_t k = 0; k < m->n_mismatches; k++)
-				fprintf(cli->out, "    differs at offset %" PRIu64 ", %" PRIu64 " bytes\n",
+				fprintf(cli->out,
+					"    differs at offset %" PRIu64 ", %" PRIu64 " bytes\n",
 					m->mismatches[k]->offset, m->mismatches[k]->length);
 		}
 	}
@@ -448,10 +463,10 @@ static int group_repl_verify(ims_cli *cli, const ims_cli_args *a)
 }
 
 static const ims_cli_column status_columns[] = {
-	{"GROUP", "image", NULL},	{"TARGET", "target", NULL},
-	{"STATE", "state", NULL},	{"RPO", "rpo_seconds", NULL},
-	{"LAG", "lag_seconds", NULL},	{"LAST_SEALED", "last_sealed_snapshot", NULL},
-	{"ERROR", "error", NULL},	{NULL, NULL, NULL},
+	{"GROUP", "image", NULL},     {"TARGET", "target", NULL},
+	{"STATE", "state", NULL},     {"RPO", "rpo_seconds", NULL},
+	{"LAG", "lag_seconds", NULL}, {"LAST_SEALED", "last_sealed_snapshot", NULL},
+	{"ERROR", "error", NULL},     {NULL, NULL, NULL},
 };
 
 static int group_repl_status(ims_cli *cli, const ims_cli_args *a)
@@ -467,40 +482,48 @@ static int group_repl_status(ims_cli *cli, const ims_cli_args *a)
 	if ((r = ims_cli_call(cli, GROUP_SVC "GetGroupReplicationStatus", &req,
 			      &imgstore__v1__replication_status_response__descriptor, &resp)))
 		return r;
-	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->statuses, resp->n_statuses, status_columns);
+	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->statuses, resp->n_statuses,
+			   status_columns);
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
 	return 0;
 }
 
 const ims_cli_verb ims_cli__group_verbs[] = {
-	{"group", "create", "POOL/GROUP", "Create a consistency group (the disks of one VM).", no_opts, 1, 1,
-	 group_create},
-	{"group", "add", "POOL/GROUP POOL/IMAGE...", "Add images to a group (all or none).", no_opts, 2,
-	 IMS_CLI_MAX_POS, group_add},
+	{"group", "create", "POOL/GROUP", "Create a consistency group (the disks of one VM).",
+	 no_opts, 1, 1, group_create},
+	{"group", "add", "POOL/GROUP POOL/IMAGE...", "Add images to a group (all or none).",
+	 no_opts, 2, IMS_CLI_MAX_POS, group_add},
 	{"group", "rm", "POOL/GROUP [POOL/IMAGE...] [--force]",
-	 "Take images out of a group; with no image, remove the group.", rm_opts, 1, IMS_CLI_MAX_POS, group_rm},
-	{"group", "snap", "POOL/GROUP@SNAP [--rm]", "Snapshot every image of a group at one point.", snap_opts, 1,
-	 1, group_snap},
+	 "Take images out of a group; with no image, remove the group.", rm_opts, 1,
+	 IMS_CLI_MAX_POS, group_rm},
+	{"group", "snap", "POOL/GROUP@SNAP [--rm]", "Snapshot every image of a group at one point.",
+	 snap_opts, 1, 1, group_snap},
 	{"group", "ls", "[POOL]", "List the groups of a pool.", no_opts, 0, 1, group_ls},
-	{"group", "show", "POOL/GROUP", "Show a group: its images, snapshots and replication.", no_opts, 1, 1,
-	 group_show},
+	{"group", "show", "POOL/GROUP", "Show a group: its images, snapshots and replication.",
+	 no_opts, 1, 1, group_show},
 	{"group", "repl enable", "POOL/GROUP --to SITE [--mode async|sync] [--rpo DURATION]",
-	 "Replicate a group as one unit: one cut of every image per cycle.", enable_opts, 1, 1, group_repl_enable},
-	{"group", "repl disable", "POOL/GROUP [--to SITE]", "Stop replicating a group; the copy stays.", to_opts, 1,
-	 1, group_repl_disable},
+	 "Replicate a group as one unit: one cut of every image per cycle.", enable_opts, 1, 1,
+	 group_repl_enable},
+	{"group", "repl disable", "POOL/GROUP [--to SITE]",
+	 "Stop replicating a group; the copy stays.", to_opts, 1, 1, group_repl_disable},
 	{"group", "repl sync", "POOL/GROUP [--to SITE] [--no-wait]",
-	 "Cut the group now and seal the cut on its target; prints the cut.", sync_opts, 1, 1, group_repl_sync},
-	{"group", "repl status", "POOL/GROUP", "Show the replication of a group.", no_opts, 1, 1, group_repl_status},
+	 "Cut the group now and seal the cut on its target; prints the cut.", sync_opts, 1, 1,
+	 group_repl_sync},
+	{"group", "repl status", "POOL/GROUP", "Show the replication of a group.", no_opts, 1, 1,
+	 group_repl_status},
 	{"group", "repl failover", "POOL/GROUP --to SITE [--force] [--wait DURATION] [--no-wait]",
-	 "Make SITE the primary of every image of the group at one cut (planned: ask the primary's site; "
+	 "Make SITE the primary of every image of the group at one cut (planned: ask the primary's "
+	 "site; "
 	 "--force: ask SITE).",
 	 failover_opts, 1, 1, group_repl_failover},
 	{"group", "repl verify", "POOL/GROUP [--to SITE] [--chunk SIZE]",
-	 "Compare every image of the group at the newest cut sealed on the target, by checksums on each "
+	 "Compare every image of the group at the newest cut sealed on the target, by checksums on "
+	 "each "
 	 "site; exit 1 if one differs.",
 	 verify_opts, 1, 1, group_repl_verify},
 	{"group", "repl resync", "POOL/GROUP [--to SITE] [--no-wait]",
-	 "Make an old primary that came back a secondary again: its diverged heads are kept as snapshots.",
+	 "Make an old primary that came back a secondary again: its diverged heads are kept as "
+	 "snapshots.",
 	 sync_opts, 1, 1, group_repl_resync},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
 };

@@ -846,10 +846,12 @@ static int image_untag(ims_cli *cli, const ims_cli_args *a)
 
 static const ims_cli_opt attach_opts[] = {
 	{"format", "libvirt|table|json", "libvirt: print the <disk> XML for the volume as is"},
-	{"host", "NAME", "the hypervisor host whose [host NAME] of the daemon's configuration names the "
-			 "cephx user and libvirt secret (default: the caller's own host token)"},
+	{"host", "NAME",
+	 "the hypervisor host whose [host NAME] of the daemon's configuration names the "
+	 "cephx user and libvirt secret (default: the caller's own host token)"},
 	{"client-id", "ID", "cephx user of the host (default: cephx_user of its [host NAME])"},
-	{"secret-uuid", "UUID", "libvirt secret holding that user's key (default: libvirt_secret of its [host NAME])"},
+	{"secret-uuid", "UUID",
+	 "libvirt secret holding that user's key (default: libvirt_secret of its [host NAME])"},
 	{NULL, NULL, NULL},
 };
 
@@ -944,7 +946,8 @@ const ims_cli_verb ims_cli__image_verbs[] = {
 	{"image", "untag", "POOL/IMAGE KEY...", "Remove tags from an image.", no_opts, 2,
 	 IMS_CLI_MAX_POS, image_untag},
 	{"image", "attach-info",
-	 "POOL/IMAGE [--format libvirt|table|json] [--host NAME] [--client-id ID] [--secret-uuid UUID]",
+	 "POOL/IMAGE [--format libvirt|table|json] [--host NAME] [--client-id ID] [--secret-uuid "
+	 "UUID]",
 	 "Show what a hypervisor host needs to attach the image (libvirt <disk> XML).", attach_opts,
 	 1, 1, image_attach_info},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},

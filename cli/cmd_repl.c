@@ -37,7 +37,8 @@ static const ims_cli_opt enable_opts[] = {
 	{"to", "SITE", "the site that keeps the copy (required)"},
 	{"mode", "async|sync", "async: snapshots every RPO (default); sync: RPO 0 at repl sync"},
 	{"rpo", "DURATION", "most writes the copy may lag behind (async; default: the daemon's)"},
-	{"verify-every", "N", "verify the copy after every N cycles that seal a snapshot (0: never)"},
+	{"verify-every", "N",
+	 "verify the copy after every N cycles that seal a snapshot (0: never)"},
 	{NULL, NULL, NULL},
 };
 
@@ -86,19 +87,24 @@ static int repl_enable(ims_cli *cli, const ims_cli_args *a)
 }
 
 static const ims_cli_opt image_to_opts[] = {
-	{"to", "SITE", "the peer site (default: the only site the image replicates to; name one if it has several)"},
+	{"to", "SITE",
+	 "the peer site (default: the only site the image replicates to; name one if it has "
+	 "several)"},
 	{NULL, NULL, NULL},
 };
 static const ims_cli_opt op_to_opts[] = {
 	{"to", "SITE",
-	 "the peer site (default: the only site the image replicates to; name one if it has several)"},
+	 "the peer site (default: the only site the image replicates to; name one if it has "
+	 "several)"},
 	{"no-wait", NULL, "print the operation id and return without waiting"},
 	{NULL, NULL, NULL},
 };
 static const ims_cli_opt failover_opts[] = {
 	{"to", "SITE", "the site to promote (required)"},
 	{"force", NULL, "unplanned: promote at the last sealed snapshot without the primary"},
-	{"wait", "DURATION", "planned: how long hosts get to release their leases before they are fenced (default 30s)"},
+	{"wait", "DURATION",
+	 "planned: how long hosts get to release their leases before they are fenced (default "
+	 "30s)"},
 	{"from", "SITE", "instead of an image: every image whose primary is SITE"},
 	{"pool", "POOL", "with --from: the pool (default: the daemon's)"},
 	{"no-wait", NULL, "print the operation id and return without waiting"},
@@ -156,7 +162,8 @@ static int repl_op(ims_cli *cli, const ims_cli_args *a, const char *method, bool
 		uint64_t secs = 0;
 		req.force = ims_cli_opt_flag(cli, a, "force");
 		if (wait && (ims_parse_duration(&secs, wait) < 0 || secs == 0 || secs > 86400))
-			return ims_cli_usage(cli, "--wait takes a duration from 1s to 1d, not '%s'", wait);
+			return ims_cli_usage(cli, "--wait takes a duration from 1s to 1d, not '%s'",
+					     wait);
 		req.wait_seconds = (uint32_t)secs;
 	}
 	if ((r = ims_cli_call(cli, method, &req, &imgstore__v1__operation__descriptor, &op)))
@@ -182,7 +189,8 @@ static int repl_failover_all(ims_cli *cli, const ims_cli_args *a, const char *fr
 
 	if (!to)
 		return ims_cli_usage(cli, "--to is required");
-	if ((r = ims_cli_arg_word(cli, "--to", to)) || (r = ims_cli_arg_word(cli, "--from", from)) ||
+	if ((r = ims_cli_arg_word(cli, "--to", to)) ||
+	    (r = ims_cli_arg_word(cli, "--from", from)) ||
 	    (pool && (r = ims_cli_arg_word(cli, "--pool", pool))))
 		return r;
 	if (wait && (ims_parse_duration(&secs, wait) < 0 || secs == 0 || secs > 86400))
@@ -195,7 +203,8 @@ static int repl_failover_all(ims_cli *cli, const ims_cli_args *a, const char *fr
 	req.from_site = (char *)from;
 	req.force = ims_cli_opt_flag(cli, a, "force");
 	req.wait_seconds = (uint32_t)secs;
-	if ((r = ims_cli_call(cli, REPL_SVC "Failover", &req, &imgstore__v1__operation__descriptor, &op)))
+	if ((r = ims_cli_call(cli, REPL_SVC "Failover", &req, &imgstore__v1__operation__descriptor,
+			      &op)))
 		return r;
 	return ims_cli_finish_op(cli, op, &w);
 }
@@ -208,7 +217,8 @@ static int repl_failover(ims_cli *cli, const ims_cli_args *a)
 	if (from)
 		return repl_failover_all(cli, a, from);
 	if (!a->npos)
-		return ims_cli_usage(cli, "name an image, or --from SITE for every image whose primary is SITE");
+		return ims_cli_usage(
+			cli, "name an image, or --from SITE for every image whose primary is SITE");
 	return repl_op(cli, a, REPL_SVC "Failover", true);
 }
 
@@ -252,8 +262,8 @@ static int repl_verify(ims_cli *cli, const ims_cli_args *a)
 	req.image = &ms;
 	req.target_site = to ? (char *)to : (char *)"";
 	req.snapshot = snap ? (char *)snap : (char *)"";
-	if ((r = ims_cli_call(cli, REPL_SVC "VerifyImage", &req, &imgstore__v1__verify_response__descriptor,
-			      &v)))
+	if ((r = ims_cli_call(cli, REPL_SVC "VerifyImage", &req,
+			      &imgstore__v1__verify_response__descriptor, &v)))
 		return r;
 	ims_cli_print_message(cli, &v->base);
 	if (cli->format != IMS_CLI_FORMAT_JSON)
@@ -300,7 +310,8 @@ static int repl_status(ims_cli *cli, const ims_cli_args *a)
 }
 
 const ims_cli_verb ims_cli__repl_verbs[] = {
-	{"repl", "enable", "POOL/IMAGE --to SITE [--mode async|sync] [--rpo DURATION] [--verify-every N]",
+	{"repl", "enable",
+	 "POOL/IMAGE --to SITE [--mode async|sync] [--rpo DURATION] [--verify-every N]",
 	 "Replicate an image to another site.", enable_opts, 1, 1, repl_enable},
 	{"repl", "disable", "POOL/IMAGE [--to SITE]", "Stop replicating an image.", image_to_opts,
 	 1, 1, repl_disable},
@@ -310,9 +321,10 @@ const ims_cli_verb ims_cli__repl_verbs[] = {
 	 "Seal the image's state now on the site it replicates to (--to: which one, if several).",
 	 op_to_opts, 1, 1, repl_sync},
 	{"repl", "verify", "POOL/IMAGE [--to SITE] [--snap NAME] [--chunk SIZE]",
-	 "Compare the copy with the primary by checksums; exit 1 if they differ.", verify_opts, 1, 1,
-	 repl_verify},
-	{"repl", "failover", "POOL/IMAGE|--from SITE [--pool POOL] --to SITE [--force] [--wait DURATION] [--no-wait]",
+	 "Compare the copy with the primary by checksums; exit 1 if they differ.", verify_opts, 1,
+	 1, repl_verify},
+	{"repl", "failover",
+	 "POOL/IMAGE|--from SITE [--pool POOL] --to SITE [--force] [--wait DURATION] [--no-wait]",
 	 "Make the copy on SITE the primary. Planned: ask the primary's site; hosts are fenced, "
 	 "nothing is lost. --force: ask SITE when the primary's site is lost. --from: every image "
 	 "whose primary is that site.",
@@ -372,9 +384,12 @@ static int site_status(ims_cli *cli, const ims_cli_args *a)
 }
 
 const ims_cli_verb ims_cli__site_verbs[] = {
-	{"site", "ls", "", "List the sites: this one and its peers, whether they answer, and the lag of the "
-	 "replication to them.", no_opts, 0, 0, site_ls},
-	{"site", "status", "NAME", "Show one site: health, last answer, fsid, replication pairs and lag.", no_opts, 1,
-	 1, site_status},
+	{"site", "ls", "",
+	 "List the sites: this one and its peers, whether they answer, and the lag of the "
+	 "replication to them.",
+	 no_opts, 0, 0, site_ls},
+	{"site", "status", "NAME",
+	 "Show one site: health, last answer, fsid, replication pairs and lag.", no_opts, 1, 1,
+	 site_status},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
 };

@@ -174,7 +174,8 @@ static int tier_gc(ims_cli *cli, const ims_cli_args *a)
 
 static const char *fmt_cold_after(char *buf, size_t len, const ProtobufCMessage *row)
 {
-	return ims_format_duration(buf, len, ((const Imgstore__V1__TierPolicy *)row)->cold_after_seconds);
+	return ims_format_duration(buf, len,
+				   ((const Imgstore__V1__TierPolicy *)row)->cold_after_seconds);
 }
 
 static const char *fmt_policy_target(char *buf, size_t len, const ProtobufCMessage *row)
@@ -185,20 +186,25 @@ static const char *fmt_policy_target(char *buf, size_t len, const ProtobufCMessa
 }
 
 static const ims_cli_column policy_columns[] = {
-	{"POOL", "pool", NULL},		   {"COLD AFTER", NULL, fmt_cold_after},
-	{"TARGET", NULL, fmt_policy_target}, {"AFTER", "after", NULL},
-	{"UPDATED", "updated_unix", NULL},   {NULL, NULL, NULL},
+	{"POOL", "pool", NULL},
+	{"COLD AFTER", NULL, fmt_cold_after},
+	{"TARGET", NULL, fmt_policy_target},
+	{"AFTER", "after", NULL},
+	{"UPDATED", "updated_unix", NULL},
+	{NULL, NULL, NULL},
 };
 
 static const char *fmt_action(char *buf, size_t len, const ProtobufCMessage *row)
 {
-	snprintf(buf, len, "%s", ((const Imgstore__V1__ColdCandidate *)row)->push ? "push" : "skip");
+	snprintf(buf, len, "%s",
+		 ((const Imgstore__V1__ColdCandidate *)row)->push ? "push" : "skip");
 	return buf;
 }
 
 static const char *fmt_last_access(char *buf, size_t len, const ProtobufCMessage *row)
 {
-	return ims_cli_format_time(buf, len, ((const Imgstore__V1__ColdCandidate *)row)->last_access_unix);
+	return ims_cli_format_time(buf, len,
+				   ((const Imgstore__V1__ColdCandidate *)row)->last_access_unix);
 }
 
 static const ims_cli_column candidate_columns[] = {
@@ -251,7 +257,8 @@ static int tier_policy_set(ims_cli *cli, const ims_cli_args *a)
 	pol.target = to ? (char *)to : (char *)"";
 	pol.after = after ? (char *)after : (char *)"";
 	if (ims_cli_opt_flag(cli, a, "dry-run")) {
-		Imgstore__V1__ColdCandidatesRequest req = IMGSTORE__V1__COLD_CANDIDATES_REQUEST__INIT;
+		Imgstore__V1__ColdCandidatesRequest req =
+			IMGSTORE__V1__COLD_CANDIDATES_REQUEST__INIT;
 		Imgstore__V1__ColdCandidatesResponse *resp = NULL;
 		req.pool = (char *)a->pos[0];
 		req.policy = &pol;
@@ -277,7 +284,8 @@ static int tier_policy_show(ims_cli *cli, const ims_cli_args *a)
 	int r;
 
 	if (a->npos == 1) {
-		Imgstore__V1__GetTierPolicyRequest req = IMGSTORE__V1__GET_TIER_POLICY_REQUEST__INIT;
+		Imgstore__V1__GetTierPolicyRequest req =
+			IMGSTORE__V1__GET_TIER_POLICY_REQUEST__INIT;
 		Imgstore__V1__TierPolicy *resp = NULL;
 		if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
 			return r;
@@ -330,8 +338,9 @@ static int tier_policy_run(ims_cli *cli, const ims_cli_args *a)
 	if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
 		return r;
 	if (!ims_cli_opt_flag(cli, a, "dry-run"))
-		return ims_cli_usage(cli, "only --dry-run is supported: imgstored applies the policies "
-					  "every [defaults] tier_scan_interval");
+		return ims_cli_usage(cli,
+				     "only --dry-run is supported: imgstored applies the policies "
+				     "every [defaults] tier_scan_interval");
 	req.pool = (char *)a->pos[0];
 	if ((r = ims_cli_call(cli, TIER_SVC "ColdCandidates", &req,
 			      &imgstore__v1__cold_candidates_response__descriptor, &resp)))

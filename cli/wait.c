@@ -268,9 +268,10 @@ static void print_summary(ims_cli *cli, const Imgstore__V1__Operation *op)
 		o += (size_t)snprintf(line + o, sizeof(line) - o, ", %s",
 				      ims_format_size(size, sizeof(size), op->bytes_total));
 	if (op->started_unix && op->finished_unix >= op->started_unix && o < sizeof(line))
-		o += (size_t)snprintf(line + o, sizeof(line) - o, " in %s",
-				      ims_format_duration(dur, sizeof(dur),
-							  (uint64_t)(op->finished_unix - op->started_unix)));
+		o += (size_t)snprintf(
+			line + o, sizeof(line) - o, " in %s",
+			ims_format_duration(dur, sizeof(dur),
+					    (uint64_t)(op->finished_unix - op->started_unix)));
 	if (op->result && op->result[0] && o < sizeof(line))
 		snprintf(line + o, sizeof(line) - o, ": %s", op->result);
 	ims_cli_print_line(cli, line);

@@ -49,127 +49,141 @@ typedef struct {
 	const char *help;
 } config_key;
 
-#define F_REQUIRED 1u
+#define F_REQUIRED  1u
 #define F_SITE_ONLY 2u /* [site] but not [peer] */
 #define F_PEER_ONLY 4u /* [peer] but not [site] */
-#define F_RELOAD 8u    /* applied on SIGHUP (ims_config_diff tells daemon/main.c); the reference says so */
+#define F_RELOAD                                                                                   \
+	8u /* applied on SIGHUP (ims_config_diff tells daemon/main.c); the reference says so */
 
 #define CL(f) offsetof(ims_config_cluster, f)
 #define SV(f) offsetof(ims_config_server, f)
 #define S3(f) offsetof(ims_config_s3, f)
 #define DF(f) offsetof(ims_config_defaults, f)
 #define HO(f) offsetof(ims_config_host, f)
-#define DAY (86400ull)
-#define GIB (1ull << 30)
+#define DAY   (86400ull)
+#define GIB   (1ull << 30)
 
 /* The one table. Order is the order of the reference in docs/CONFIG.md. */
 static const config_key keys[] = {
-	{ S_CLUSTER, "name", T_NAME, CL(name), NULL, 0, 0, NULL, F_REQUIRED | F_SITE_ONLY,
-	  "This site's name, as peers and the CLI name it (letters, digits, '-', '_')." },
-	{ S_CLUSTER, "ceph_conf", T_PATH, CL(ceph_conf), NULL, 0, 0, NULL, F_REQUIRED,
-	  "The cluster's ceph.conf." },
-	{ S_CLUSTER, "client_id", T_STRING, CL(client_id), "admin", 0, 0, NULL, 0,
-	  "The cephx user, without 'client.'." },
-	{ S_CLUSTER, "keyring", T_PATH, CL(keyring), NULL, 0, 0, NULL, 0,
-	  "The keyring of client_id; when unset, the one ceph_conf names." },
-	{ S_CLUSTER, "pool", T_STRING, CL(pool), "rbd", 0, 0, NULL, 0,
-	  "The pool used where a request names none." },
-	{ S_CLUSTER, "mon_timeout", T_DURATION, CL(mon_timeout), "10s", 1, DAY, NULL, 0,
-	  "How long a call waits for the monitors before it fails with a timeout." },
-	{ S_CLUSTER, "osd_timeout", T_DURATION, CL(osd_timeout), "30s", 1, DAY, NULL, 0,
-	  "How long a call waits for an OSD before it fails with a timeout." },
-	{ S_CLUSTER, "bandwidth_limit", T_SIZE, CL(bandwidth_limit), "0", 0, UINT64_MAX, NULL, F_PEER_ONLY,
-	  "[peer] only: bytes per second replication may send to this site; 0: [defaults] bandwidth_limit." },
+	{S_CLUSTER, "name", T_NAME, CL(name), NULL, 0, 0, NULL, F_REQUIRED | F_SITE_ONLY,
+	 "This site's name, as peers and the CLI name it (letters, digits, '-', '_')."},
+	{S_CLUSTER, "ceph_conf", T_PATH, CL(ceph_conf), NULL, 0, 0, NULL, F_REQUIRED,
+	 "The cluster's ceph.conf."},
+	{S_CLUSTER, "client_id", T_STRING, CL(client_id), "admin", 0, 0, NULL, 0,
+	 "The cephx user, without 'client.'."},
+	{S_CLUSTER, "keyring", T_PATH, CL(keyring), NULL, 0, 0, NULL, 0,
+	 "The keyring of client_id; when unset, the one ceph_conf names."},
+	{S_CLUSTER, "pool", T_STRING, CL(pool), "rbd", 0, 0, NULL, 0,
+	 "The pool used where a request names none."},
+	{S_CLUSTER, "mon_timeout", T_DURATION, CL(mon_timeout), "10s", 1, DAY, NULL, 0,
+	 "How long a call waits for the monitors before it fails with a timeout."},
+	{S_CLUSTER, "osd_timeout", T_DURATION, CL(osd_timeout), "30s", 1, DAY, NULL, 0,
+	 "How long a call waits for an OSD before it fails with a timeout."},
+	{S_CLUSTER, "bandwidth_limit", T_SIZE, CL(bandwidth_limit), "0", 0, UINT64_MAX, NULL,
+	 F_PEER_ONLY,
+	 "[peer] only: bytes per second replication may send to this site; 0: [defaults] "
+	 "bandwidth_limit."},
 
-	{ S_SERVER, "listen", T_ADDRESS, SV(listen), NULL, 0, 0, NULL, 0,
-	  "TCP address of the RPC API, HOST:PORT; TLS unless allow_plain_http." },
-	{ S_SERVER, "unix_socket", T_PATH, SV(unix_socket), NULL, 0, 0, NULL, 0,
-	  "Unix socket of the RPC API, for local clients." },
-	{ S_SERVER, "tls_cert", T_PATH, SV(tls_cert), NULL, 0, 0, NULL, 0,
-	  "PEM certificate (chain) of the TCP listener." },
-	{ S_SERVER, "tls_key", T_PATH, SV(tls_key), NULL, 0, 0, NULL, 0,
-	  "PEM private key of tls_cert." },
-	{ S_SERVER, "tls_client_ca", T_PATH, SV(tls_client_ca), NULL, 0, 0, NULL, 0,
-	  "When set, clients must present a certificate signed by this CA." },
-	{ S_SERVER, "tls_priorities", T_STRING, SV(tls_priorities), "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2",
-	  0, 0, NULL, 0,
-	  "GnuTLS priority string of the TCP listener: protocol versions and ciphers. It may enable TLS 1.2 "
-	  "and 1.3 only; the daemon refuses to start on one that enables an older version." },
-	{ S_SERVER, "token_file", T_PATH, SV(token_file), NULL, 0, 0, NULL, 0,
-	  "Bearer tokens and their roles, one 'ROLE TOKEN [NAME]' a line; must not be readable by others." },
-	{ S_SERVER, "allow_plain_http", T_BOOL, SV(allow_plain_http), "false", 0, 0, NULL, 0,
-	  "Serve the TCP listener without TLS (loopback test setups only)." },
-	{ S_SERVER, "max_request_bytes", T_SIZE, SV(max_request_bytes), "4M", 1024, GIB, NULL, 0,
-	  "Largest request body accepted; larger ones are refused before decoding." },
-	{ S_SERVER, "read_timeout", T_DURATION, SV(read_timeout), "30s", 1, 3600, NULL, 0,
-	  "A connection idle for this long is closed." },
-	{ S_SERVER, "threads", T_UINT, SV(threads), "8", 1, 256, NULL, 0,
-	  "Threads serving requests (quick calls; slow ones run beside them, see slow_calls)." },
-	{ S_SERVER, "slow_calls", T_UINT, SV(slow_calls), "64", 1, 4096, NULL, 0,
-	  "Calls that may block for long (WaitOperation, VerifyImage, VerifyGroup, CreateSnapshot) "
-	  "served at once, each on a thread of its own beside the request threads; one more is "
-	  "refused with resource_exhausted." },
-	{ S_SERVER, "audit_log", T_PATH, SV(audit_log), NULL, 0, 0, NULL, 0,
-	  "File for the audit log; when unset, audit lines go to the daemon's log." },
-	{ S_SERVER, "spool_dir", T_PATH, SV(spool_dir), "/var/lib/imgstore/spool", 0, 0, NULL, 0,
-	  "Where uploads for import and exports for download wait; files older than a day are removed." },
-	{ S_SERVER, "import_dirs", T_PATHS, SV(import_dirs), NULL, 0, 0, NULL, 0,
-	  "Directories whose files an import may read by path on the daemon's host (symbolic links "
-	  "resolved first), separated by commas; when unset, imports by path are refused and clients upload. "
-	  "A file the daemon sees otherwise than the client (its unit's PrivateTmp or ProtectHome) is "
-	  "refused too, and the client uploads." },
-	{ S_SERVER, "export_dirs", T_PATHS, SV(export_dirs), NULL, 0, 0, NULL, 0,
-	  "Directories an export may write files into by path on the daemon's host (symbolic links "
-	  "resolved first), separated by commas; when unset, exports by path are refused and clients download. "
-	  "A directory the daemon sees otherwise than the client is refused too, and the client downloads." },
+	{S_SERVER, "listen", T_ADDRESS, SV(listen), NULL, 0, 0, NULL, 0,
+	 "TCP address of the RPC API, HOST:PORT; TLS unless allow_plain_http."},
+	{S_SERVER, "unix_socket", T_PATH, SV(unix_socket), NULL, 0, 0, NULL, 0,
+	 "Unix socket of the RPC API, for local clients."},
+	{S_SERVER, "tls_cert", T_PATH, SV(tls_cert), NULL, 0, 0, NULL, 0,
+	 "PEM certificate (chain) of the TCP listener."},
+	{S_SERVER, "tls_key", T_PATH, SV(tls_key), NULL, 0, 0, NULL, 0,
+	 "PEM private key of tls_cert."},
+	{S_SERVER, "tls_client_ca", T_PATH, SV(tls_client_ca), NULL, 0, 0, NULL, 0,
+	 "When set, clients must present a certificate signed by this CA."},
+	{S_SERVER, "tls_priorities", T_STRING, SV(tls_priorities),
+	 "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", 0, 0, NULL, 0,
+	 "GnuTLS priority string of the TCP listener: protocol versions and ciphers. It may enable "
+	 "TLS 1.2 "
+	 "and 1.3 only; the daemon refuses to start on one that enables an older version."},
+	{S_SERVER, "token_file", T_PATH, SV(token_file), NULL, 0, 0, NULL, 0,
+	 "Bearer tokens and their roles, one 'ROLE TOKEN [NAME]' a line; must not be readable by "
+	 "others."},
+	{S_SERVER, "allow_plain_http", T_BOOL, SV(allow_plain_http), "false", 0, 0, NULL, 0,
+	 "Serve the TCP listener without TLS (loopback test setups only)."},
+	{S_SERVER, "max_request_bytes", T_SIZE, SV(max_request_bytes), "4M", 1024, GIB, NULL, 0,
+	 "Largest request body accepted; larger ones are refused before decoding."},
+	{S_SERVER, "read_timeout", T_DURATION, SV(read_timeout), "30s", 1, 3600, NULL, 0,
+	 "A connection idle for this long is closed."},
+	{S_SERVER, "threads", T_UINT, SV(threads), "8", 1, 256, NULL, 0,
+	 "Threads serving requests (quick calls; slow ones run beside them, see slow_calls)."},
+	{S_SERVER, "slow_calls", T_UINT, SV(slow_calls), "64", 1, 4096, NULL, 0,
+	 "Calls that may block for long (WaitOperation, VerifyImage, VerifyGroup, CreateSnapshot) "
+	 "served at once, each on a thread of its own beside the request threads; one more is "
+	 "refused with resource_exhausted."},
+	{S_SERVER, "audit_log", T_PATH, SV(audit_log), NULL, 0, 0, NULL, 0,
+	 "File for the audit log; when unset, audit lines go to the daemon's log."},
+	{S_SERVER, "spool_dir", T_PATH, SV(spool_dir), "/var/lib/imgstore/spool", 0, 0, NULL, 0,
+	 "Where uploads for import and exports for download wait; files older than a day are "
+	 "removed."},
+	{S_SERVER, "import_dirs", T_PATHS, SV(import_dirs), NULL, 0, 0, NULL, 0,
+	 "Directories whose files an import may read by path on the daemon's host (symbolic links "
+	 "resolved first), separated by commas; when unset, imports by path are refused and "
+	 "clients upload. "
+	 "A file the daemon sees otherwise than the client (its unit's PrivateTmp or ProtectHome) "
+	 "is "
+	 "refused too, and the client uploads."},
+	{S_SERVER, "export_dirs", T_PATHS, SV(export_dirs), NULL, 0, 0, NULL, 0,
+	 "Directories an export may write files into by path on the daemon's host (symbolic links "
+	 "resolved first), separated by commas; when unset, exports by path are refused and "
+	 "clients download. "
+	 "A directory the daemon sees otherwise than the client is refused too, and the client "
+	 "downloads."},
 
-	{ S_S3, "endpoint", T_URL, S3(endpoint), NULL, 0, 0, NULL, F_REQUIRED,
-	  "Base URL of the S3 service, http:// or https://." },
-	{ S_S3, "bucket", T_STRING, S3(bucket), NULL, 0, 0, NULL, F_REQUIRED,
-	  "Bucket holding chunks and manifests." },
-	{ S_S3, "region", T_STRING, S3(region), "us-east-1", 0, 0, NULL, 0,
-	  "Region used in request signatures." },
-	{ S_S3, "credentials_file", T_PATH, S3(credentials_file), NULL, 0, 0, NULL, F_REQUIRED,
-	  "File with 'ACCESS_KEY SECRET_KEY'; must not be readable by others." },
-	{ S_S3, "key_file", T_PATH, S3(key_file), NULL, 0, 0, NULL, F_REQUIRED,
-	  "File with the 32-byte AES-256-GCM key (64 hex digits); must not be readable by others." },
-	{ S_S3, "ca_file", T_PATH, S3(ca_file), NULL, 0, 0, NULL, 0,
-	  "CA bundle for an https endpoint; when unset, the system's." },
-	{ S_S3, "addressing", T_ENUM, S3(addressing), "path", 0, 0, "path|virtual", 0,
-	  "Bucket in the path (path) or in the host name (virtual)." },
-	{ S_S3, "timeout", T_DURATION, S3(timeout), "60s", 1, 3600, NULL, 0,
-	  "Time allowed for one request." },
-	{ S_S3, "retries", T_UINT, S3(retries), "5", 0, 100, NULL, 0,
-	  "Retries of a failed request (5xx, throttling, dropped connection), with backoff." },
+	{S_S3, "endpoint", T_URL, S3(endpoint), NULL, 0, 0, NULL, F_REQUIRED,
+	 "Base URL of the S3 service, http:// or https://."},
+	{S_S3, "bucket", T_STRING, S3(bucket), NULL, 0, 0, NULL, F_REQUIRED,
+	 "Bucket holding chunks and manifests."},
+	{S_S3, "region", T_STRING, S3(region), "us-east-1", 0, 0, NULL, 0,
+	 "Region used in request signatures."},
+	{S_S3, "credentials_file", T_PATH, S3(credentials_file), NULL, 0, 0, NULL, F_REQUIRED,
+	 "File with 'ACCESS_KEY SECRET_KEY'; must not be readable by others."},
+	{S_S3, "key_file", T_PATH, S3(key_file), NULL, 0, 0, NULL, F_REQUIRED,
+	 "File with the 32-byte AES-256-GCM key (64 hex digits); must not be readable by others."},
+	{S_S3, "ca_file", T_PATH, S3(ca_file), NULL, 0, 0, NULL, 0,
+	 "CA bundle for an https endpoint; when unset, the system's."},
+	{S_S3, "addressing", T_ENUM, S3(addressing), "path", 0, 0, "path|virtual", 0,
+	 "Bucket in the path (path) or in the host name (virtual)."},
+	{S_S3, "timeout", T_DURATION, S3(timeout), "60s", 1, 3600, NULL, 0,
+	 "Time allowed for one request."},
+	{S_S3, "retries", T_UINT, S3(retries), "5", 0, 100, NULL, 0,
+	 "Retries of a failed request (5xx, throttling, dropped connection), with backoff."},
 
-	{ S_DEFAULTS, "rpo", T_DURATION, DF(rpo), "60s", 1, 30 * DAY, NULL, 0,
-	  "Recovery point objective of an image whose replication names none." },
-	{ S_DEFAULTS, "concurrency", T_UINT, DF(concurrency), "16", 1, 256, NULL, 0,
-	  "Parallel I/Os of one copy (import, sync, tiering)." },
-	{ S_DEFAULTS, "inflight_bytes", T_SIZE, DF(inflight_bytes), "64M", 1 << 20, 16 * GIB, NULL, 0,
-	  "Bytes one copy may hold in memory at once." },
-	{ S_DEFAULTS, "bandwidth_limit", T_SIZE, DF(bandwidth_limit), "0", 0, UINT64_MAX, NULL, 0,
-	  "Bytes per second replication may send to each peer site (a [peer] may set its own); 0 is no limit." },
-	{ S_DEFAULTS, "retention", T_UINT, DF(retention), "3", 1, 1000, NULL, 0,
-	  "Sealed replication snapshots kept on each side." },
-	{ S_DEFAULTS, "op_workers", T_UINT, DF(op_workers), "4", 1, 256, NULL, 0,
-	  "Long-running operations (imports, exports, syncs) run at once." },
-	{ S_DEFAULTS, "tier_scan_interval", T_DURATION, DF(tier_scan_interval), "1h", 0, 30 * DAY, NULL, 0,
-	  "How often the tiering policies are applied (idle images pushed to S3); 0: never." },
-	{ S_DEFAULTS, "probe_interval", T_DURATION, DF(probe_interval), "5s", 1, 3600, NULL, 0,
-	  "How often each site is asked a question (an OSD read): /readyz, imgstore_site_up, and a new client when the "
-	  "cluster blocklisted this one." },
-	{ S_DEFAULTS, "log_level", T_ENUM, DF(log_level), "info", 0, 0, "error|warning|info|debug", F_RELOAD,
-	  "Most verbose log level written." },
-	{ S_DEFAULTS, "alert_webhook", T_URL, DF(alert_webhook), NULL, 0, 0, NULL, 0,
-	  "URL that receives a JSON POST when an image's lag exceeds its RPO." },
+	{S_DEFAULTS, "rpo", T_DURATION, DF(rpo), "60s", 1, 30 * DAY, NULL, 0,
+	 "Recovery point objective of an image whose replication names none."},
+	{S_DEFAULTS, "concurrency", T_UINT, DF(concurrency), "16", 1, 256, NULL, 0,
+	 "Parallel I/Os of one copy (import, sync, tiering)."},
+	{S_DEFAULTS, "inflight_bytes", T_SIZE, DF(inflight_bytes), "64M", 1 << 20, 16 * GIB, NULL,
+	 0, "Bytes one copy may hold in memory at once."},
+	{S_DEFAULTS, "bandwidth_limit", T_SIZE, DF(bandwidth_limit), "0", 0, UINT64_MAX, NULL, 0,
+	 "Bytes per second replication may send to each peer site (a [peer] may set its own); 0 is "
+	 "no limit."},
+	{S_DEFAULTS, "retention", T_UINT, DF(retention), "3", 1, 1000, NULL, 0,
+	 "Sealed replication snapshots kept on each side."},
+	{S_DEFAULTS, "op_workers", T_UINT, DF(op_workers), "4", 1, 256, NULL, 0,
+	 "Long-running operations (imports, exports, syncs) run at once."},
+	{S_DEFAULTS, "tier_scan_interval", T_DURATION, DF(tier_scan_interval), "1h", 0, 30 * DAY,
+	 NULL, 0,
+	 "How often the tiering policies are applied (idle images pushed to S3); 0: never."},
+	{S_DEFAULTS, "probe_interval", T_DURATION, DF(probe_interval), "5s", 1, 3600, NULL, 0,
+	 "How often each site is asked a question (an OSD read): /readyz, imgstore_site_up, and a "
+	 "new client when the "
+	 "cluster blocklisted this one."},
+	{S_DEFAULTS, "log_level", T_ENUM, DF(log_level), "info", 0, 0, "error|warning|info|debug",
+	 F_RELOAD, "Most verbose log level written."},
+	{S_DEFAULTS, "alert_webhook", T_URL, DF(alert_webhook), NULL, 0, 0, NULL, 0,
+	 "URL that receives a JSON POST when an image's lag exceeds its RPO."},
 
-	{ S_HOST, "cephx_user", T_STRING, HO(cephx_user), NULL, 0, 0, NULL, F_REQUIRED | F_RELOAD,
-	  "The host's own cephx user, without 'client.' (profile rbd on the pools its VMs use); "
-	  "attach-info names it in the libvirt disk XML." },
-	{ S_HOST, "libvirt_secret", T_UUID, HO(libvirt_secret), NULL, 0, 0, NULL, F_REQUIRED | F_RELOAD,
-	  "UUID of the libvirt secret on the host that holds cephx_user's key "
-	  "(virsh secret-define, secret-set-value)." },
+	{S_HOST, "cephx_user", T_STRING, HO(cephx_user), NULL, 0, 0, NULL, F_REQUIRED | F_RELOAD,
+	 "The host's own cephx user, without 'client.' (profile rbd on the pools its VMs use); "
+	 "attach-info names it in the libvirt disk XML."},
+	{S_HOST, "libvirt_secret", T_UUID, HO(libvirt_secret), NULL, 0, 0, NULL,
+	 F_REQUIRED | F_RELOAD,
+	 "UUID of the libvirt secret on the host that holds cephx_user's key "
+	 "(virsh secret-define, secret-set-value)."},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -192,10 +206,10 @@ static const char *section_title(section_kind s)
 
 typedef struct {
 	section_kind kind;
-	int peer;      /* S_CLUSTER: -1 for [site], else the index in cfg->peers */
-	size_t index;  /* S_S3, S_HOST: the index in cfg->s3, cfg->hosts */
+	int peer;     /* S_CLUSTER: -1 for [site], else the index in cfg->peers */
+	size_t index; /* S_S3, S_HOST: the index in cfg->s3, cfg->hosts */
 	unsigned line;
-	uint64_t set;  /* bit i: keys[i] was given */
+	uint64_t set; /* bit i: keys[i] was given */
 } section_ref;
 
 typedef struct {
@@ -209,7 +223,8 @@ typedef struct {
 	bool have_site, have_server, have_defaults;
 } parser;
 
-static void report(parser *p, unsigned line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void report(parser *p, unsigned line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static void report(parser *p, unsigned line, const char *fmt, ...)
 {
@@ -352,7 +367,8 @@ static int set_value(void *base, const config_key *k, const char *value, const c
 			}
 		}
 		if (k->type == T_NAME && !valid_name(value)) {
-			*why = "a name: 1 to 32 letters, digits, '-' or '_', starting with a letter or digit";
+			*why = "a name: 1 to 32 letters, digits, '-' or '_', starting with a "
+			       "letter or digit";
 			return -EINVAL;
 		}
 		if (k->type == T_PATH && value[0] != '/') {
@@ -554,11 +570,15 @@ static section_ref *open_section(parser *p, char *head, unsigned line, int *oom)
 
 	if (!strcmp(kind, "host")) {
 		if (!name || !*name) {
-			report(p, line, "[host] needs a name: [host NAME], NAME as in the host's token line");
+			report(p, line,
+			       "[host] needs a name: [host NAME], NAME as in the host's token "
+			       "line");
 			return NULL;
 		}
 		if (!valid_host_name(name)) {
-			report(p, line, "bad host name '%s': 1 to 127 letters, digits, '.', '-' or '_'", name);
+			report(p, line,
+			       "bad host name '%s': 1 to 127 letters, digits, '.', '-' or '_'",
+			       name);
 			return NULL;
 		}
 		if (ims_config_host_entry(cfg, name)) {
@@ -566,7 +586,8 @@ static section_ref *open_section(parser *p, char *head, unsigned line, int *oom)
 			return NULL;
 		}
 		char *copy = strdup(name);
-		ims_config_host *n = copy ? realloc(cfg->hosts, (cfg->nhosts + 1) * sizeof(*n)) : NULL;
+		ims_config_host *n =
+			copy ? realloc(cfg->hosts, (cfg->nhosts + 1) * sizeof(*n)) : NULL;
 		if (!n) {
 			free(copy);
 			goto nomem;
@@ -587,10 +608,12 @@ static section_ref *open_section(parser *p, char *head, unsigned line, int *oom)
 			return NULL;
 		}
 		if (!valid_name(name)) {
-			report(p, line, "bad %s name '%s': 1 to 32 letters, digits, '-' or '_'", kind, name);
+			report(p, line, "bad %s name '%s': 1 to 32 letters, digits, '-' or '_'",
+			       kind, name);
 			return NULL;
 		}
-		if (peer ? ims_config_peer(cfg, name) != NULL : ims_config_s3_target(cfg, name) != NULL) {
+		if (peer ? ims_config_peer(cfg, name) != NULL
+			 : ims_config_s3_target(cfg, name) != NULL) {
 			report(p, line, "[%s %s] appears twice", kind, name);
 			return NULL;
 		}
@@ -638,7 +661,8 @@ static section_ref *open_section(parser *p, char *head, unsigned line, int *oom)
 		k = S_DEFAULTS, seen = &p->have_defaults, where = &cfg->defaults.line;
 	} else {
 		report(p, line,
-		       "unknown section [%s]: expected [site], [peer NAME], [server], [s3 NAME], [defaults] or [host NAME]",
+		       "unknown section [%s]: expected [site], [peer NAME], [server], [s3 NAME], "
+		       "[defaults] or [host NAME]",
 		       kind);
 		return NULL;
 	}
@@ -704,11 +728,14 @@ static int parse_lines(parser *p, char *text)
 		if (skipping)
 			continue;
 		if (!cur) {
-			report(p, lineno, "'%s' is outside any section: put it under [site], [server], ...", key);
+			report(p, lineno,
+			       "'%s' is outside any section: put it under [site], [server], ...",
+			       key);
 			continue;
 		}
 		size_t idx;
-		const config_key *k = find_key(cur->kind, cur->kind == S_CLUSTER && cur->peer >= 0, key, &idx);
+		const config_key *k =
+			find_key(cur->kind, cur->kind == S_CLUSTER && cur->peer >= 0, key, &idx);
 		section_label(p, cur, label, sizeof(label));
 		if (!k) {
 			report(p, lineno, "unknown key '%s' in %s", key, label);
@@ -763,7 +790,8 @@ static int finish_section(parser *p, section_ref *s)
 			if (r == -ENOMEM)
 				return r;
 			if (r < 0) /* a bad default in the table is a programming error */
-				return ims_error_set(-EINVAL, "bad built-in default for '%s'", k->name);
+				return ims_error_set(-EINVAL, "bad built-in default for '%s'",
+						     k->name);
 		}
 	}
 	return 0;
@@ -778,30 +806,35 @@ static void check_whole(parser *p)
 		report(p, 0, "missing [site] section: name this site and its ceph_conf");
 	for (size_t i = 0; i < cfg->npeers; i++) {
 		if (cfg->site.name && strcmp(cfg->peers[i].name, cfg->site.name) == 0)
-			report(p, cfg->peers[i].line, "[peer %s] has this site's own name", cfg->peers[i].name);
+			report(p, cfg->peers[i].line, "[peer %s] has this site's own name",
+			       cfg->peers[i].name);
 	}
 	if (!sv->listen && !sv->unix_socket)
-		report(p, sv->line, "[server] needs 'listen' or 'unix_socket': the daemon would serve nothing");
+		report(p, sv->line,
+		       "[server] needs 'listen' or 'unix_socket': the daemon would serve nothing");
 	if (!!sv->tls_cert != !!sv->tls_key)
 		report(p, sv->line, "[server] needs both 'tls_cert' and 'tls_key', or neither");
 	if (sv->listen && !sv->tls_cert && !sv->allow_plain_http)
 		report(p, sv->line,
-		       "[server] 'listen' needs 'tls_cert' and 'tls_key' (or 'allow_plain_http = true' on a trusted loopback)");
+		       "[server] 'listen' needs 'tls_cert' and 'tls_key' (or 'allow_plain_http = "
+		       "true' on a trusted loopback)");
 	if (sv->tls_client_ca && !sv->tls_cert)
-		report(p, sv->line, "[server] 'tls_client_ca' needs TLS: set 'tls_cert' and 'tls_key'");
+		report(p, sv->line,
+		       "[server] 'tls_client_ca' needs TLS: set 'tls_cert' and 'tls_key'");
 }
 
 int ims_config_parse(ims_config **out, const char *name, const char *text, size_t len,
 		     ims_config_error_fn on_error, void *ctx)
 {
-	parser p = { .file = name, .on_error = on_error, .ctx = ctx };
+	parser p = {.file = name, .on_error = on_error, .ctx = ctx};
 	char *copy = NULL;
 	int r;
 
 	if (!out || !name || (!text && len))
 		return -EINVAL;
 	if (memchr(text, '\0', len))
-		return ims_error_set(-EINVAL, "%s: contains a NUL byte: not a configuration file", name);
+		return ims_error_set(-EINVAL, "%s: contains a NUL byte: not a configuration file",
+				     name);
 	p.cfg = calloc(1, sizeof(*p.cfg));
 	copy = malloc(len + 1);
 	if (!p.cfg || !copy) {
@@ -869,7 +902,9 @@ int ims_config_load(ims_config **out, const char *path, ims_config_error_fn on_e
 	for (;;) {
 		if (len == cap) {
 			if (cap >= (16u << 20)) {
-				r = ims_error_set(-EFBIG, "%s: larger than 16 MiB: not a configuration file", path);
+				r = ims_error_set(
+					-EFBIG, "%s: larger than 16 MiB: not a configuration file",
+					path);
 				goto out;
 			}
 			cap = cap ? cap * 2 : 8192;
@@ -970,12 +1005,10 @@ static bool key_differs(const config_key *k, const void *a, const void *b)
 {
 	const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
 	switch (k->type) {
-	case T_BOOL:
-		return *(const bool *)fa != *(const bool *)fb;
+	case T_BOOL: return *(const bool *)fa != *(const bool *)fb;
 	case T_UINT:
 	case T_SIZE:
-	case T_DURATION:
-		return *(const uint64_t *)fa != *(const uint64_t *)fb;
+	case T_DURATION: return *(const uint64_t *)fa != *(const uint64_t *)fb;
 	default: {
 		const char *x = *(char *const *)fa, *y = *(char *const *)fb;
 		return (!x != !y) || (x && strcmp(x, y) != 0);
@@ -1085,9 +1118,7 @@ static void roff_text(FILE *f, const char *s)
 		case '-': fputs("\\-", f); break;
 		case '\'': fputs("\\(aq", f); break;
 		case '"': fputs("\\(dq", f); break;
-		case '\n':
-			fputs(s[1] == '.' ? "\n\\&" : "\n", f);
-			break;
+		case '\n': fputs(s[1] == '.' ? "\n\\&" : "\n", f); break;
 		default: fputc(*s, f);
 		}
 	}
@@ -1120,28 +1151,37 @@ static void write_reload(FILE *f, bool roff, const ref_section *sections, size_t
 			reload += (keys[i].flags & F_RELOAD) != 0;
 		}
 		if (reload && reload == all && n < 16) {
-			snprintf(items[n++], sizeof(items[0]), "the %s sections (added, removed or changed)",
-				 sections[s].head);
+			snprintf(items[n++], sizeof(items[0]),
+				 "the %s sections (added, removed or changed)", sections[s].head);
 			continue;
 		}
 		for (size_t i = 0; reload && i < NKEYS && n < 16; i++)
 			if (keys[i].section == sections[s].kind && (keys[i].flags & F_RELOAD))
-				snprintf(items[n++], sizeof(items[0]), "%s `%s`%s", sections[s].head,
-					 keys[i].name,
+				snprintf(items[n++], sizeof(items[0]), "%s `%s`%s",
+					 sections[s].head, keys[i].name,
 					 !strcmp(keys[i].name, "log_level")
-						 ? " (unless the daemon was started with `--log-level`)"
+						 ? " (unless the daemon was started with "
+						   "`--log-level`)"
 						 : "");
 	}
 	for (size_t i = 0; i < n && off < sizeof(what); i++)
 		off += (size_t)snprintf(what + off, sizeof(what) - off, "%s%s",
-					i == 0 ? "" : i + 1 == n ? " and " : ", ", items[i]);
+					i == 0	     ? ""
+					: i + 1 == n ? " and "
+						     : ", ",
+					items[i]);
 	snprintf(text, sizeof(text),
-		 "`SIGHUP` (`systemctl reload imgstored`) makes the daemon open `audit_log` again under "
-		 "its name (logrotate moved the old file away), read `token_file` again (a token file "
-		 "it cannot use leaves the old tokens in place) and read this file again. A file with a "
-		 "bad line leaves the configuration as it was (each bad line is logged); otherwise %s "
+		 "`SIGHUP` (`systemctl reload imgstored`) makes the daemon open `audit_log` again "
+		 "under "
+		 "its name (logrotate moved the old file away), read `token_file` again (a token "
+		 "file "
+		 "it cannot use leaves the old tokens in place) and read this file again. A file "
+		 "with a "
+		 "bad line leaves the configuration as it was (each bad line is logged); otherwise "
+		 "%s "
 		 "%s, and every other change is logged as taking effect at the next restart.",
-		 n ? what : "none of its changes", n ? "apply at once" : "applies before a restart");
+		 n ? what : "none of its changes",
+		 n ? "apply at once" : "applies before a restart");
 	if (roff) {
 		fputs(".SH RELOADING\n", f);
 		roff_text(f, text);
@@ -1155,18 +1195,20 @@ static void write_reload(FILE *f, bool roff, const ref_section *sections, size_t
 static void write_reference(FILE *f, const char *version)
 {
 	static const ref_section sections[] = {
-		{ S_CLUSTER, "[site] and [peer NAME]",
-		  "This site's Ceph cluster, and one [peer NAME] section for each other site. "
-		  "`name` is given in [site] only; a peer's name is in its header." },
-		{ S_SERVER, "[server]", "How the RPC API is served." },
-		{ S_S3, "[s3 NAME]", "An S3-compatible target for cold tiering, one section each." },
-		{ S_DEFAULTS, "[defaults]", "What applies where a request or policy says nothing." },
-		{ S_HOST, "[host NAME]",
-		  "A hypervisor host's identity toward Ceph, one section each, NAME as in the host's "
-		  "token line (or the CN of its client certificate). `imgstore image attach-info` "
-		  "names this cephx user and libvirt secret in the libvirt disk XML; a host without a "
-		  "section gets a clear refusal instead of the daemon's own user. SIGHUP reloads "
-		  "these sections, the tokens and `log_level` without a restart." },
+		{S_CLUSTER, "[site] and [peer NAME]",
+		 "This site's Ceph cluster, and one [peer NAME] section for each other site. "
+		 "`name` is given in [site] only; a peer's name is in its header."},
+		{S_SERVER, "[server]", "How the RPC API is served."},
+		{S_S3, "[s3 NAME]", "An S3-compatible target for cold tiering, one section each."},
+		{S_DEFAULTS, "[defaults]", "What applies where a request or policy says nothing."},
+		{S_HOST, "[host NAME]",
+		 "A hypervisor host's identity toward Ceph, one section each, NAME as in the "
+		 "host's "
+		 "token line (or the CN of its client certificate). `imgstore image attach-info` "
+		 "names this cephx user and libvirt secret in the libvirt disk XML; a host without "
+		 "a "
+		 "section gets a clear refusal instead of the daemon's own user. SIGHUP reloads "
+		 "these sections, the tokens and `log_level` without a restart."},
 	};
 	static const char intro[] =
 		"`imgstored --config FILE` reads an INI-like file: `[section]` headers and "
@@ -1183,18 +1225,23 @@ static void write_reference(FILE *f, const char *version)
 	char range[96];
 
 	if (roff) {
-		fprintf(f, ".\\\" Generated by imgstore-config-ref --man from common/config.c; do not edit.\n"
-			   ".TH IMGSTORED.CONF 5 \"\" \"imgstore %s\" \"imgstore Manual\"\n"
-			   ".ad l\n.nh\n.nr HY 0\n"
-			   ".SH NAME\nimgstored.conf \\- configuration of imgstored, the imgstore daemon\n"
-			   ".SH SYNOPSIS\n.I /etc/imgstore/imgstored.conf\n.SH DESCRIPTION\n",
+		fprintf(f,
+			".\\\" Generated by imgstore-config-ref --man from common/config.c; do not "
+			"edit.\n"
+			".TH IMGSTORED.CONF 5 \"\" \"imgstore %s\" \"imgstore Manual\"\n"
+			".ad l\n.nh\n.nr HY 0\n"
+			".SH NAME\nimgstored.conf \\- configuration of imgstored, the imgstore "
+			"daemon\n"
+			".SH SYNOPSIS\n.I /etc/imgstore/imgstored.conf\n.SH DESCRIPTION\n",
 			version);
 		roff_text(f, intro);
-		fputs("\n.PP\nEach key below is given with its type, its default (or\n.BR required )\n"
+		fputs("\n.PP\nEach key below is given with its type, its default (or\n.BR required "
+		      ")\n"
 		      "and its range.\n",
 		      f);
 	} else {
-		fprintf(f, "<!-- Generated by `imgstore-config-ref` from common/config.c; do not edit. -->\n");
+		fprintf(f, "<!-- Generated by `imgstore-config-ref` from common/config.c; do not "
+			   "edit. -->\n");
 		fprintf(f, "# imgstored configuration reference\n\n%s\n", intro);
 	}
 	for (size_t s = 0; s < sizeof(sections) / sizeof(sections[0]); s++) {
@@ -1204,11 +1251,14 @@ static void write_reference(FILE *f, const char *version)
 			fputc('\n', f);
 		} else {
 			fprintf(f, "\n## %s\n\n%s\n\n", sections[s].head, sections[s].what);
-			fprintf(f, "| key | type | default | range | meaning |\n|---|---|---|---|---|\n");
+			fprintf(f, "| key | type | default | range | meaning "
+				   "|\n|---|---|---|---|---|\n");
 		}
 		for (size_t i = 0; i < NKEYS; i++) {
 			const config_key *k = &keys[i];
-			const char *def = (k->flags & F_REQUIRED) ? NULL : k->def ? k->def : "(unset)";
+			const char *def = (k->flags & F_REQUIRED) ? NULL
+					  : k->def		  ? k->def
+								  : "(unset)";
 			if (k->section != sections[s].kind)
 				continue;
 			range[0] = '\0';
@@ -1282,7 +1332,8 @@ static bool in_dirs(const char *dirs, const char *path, bool resolve_dirs)
 		if (m > 0 && m < sizeof(one)) {
 			memcpy(one, p, m);
 			one[m] = '\0';
-			if (!resolve_dirs ? under(one, path) : realpath(one, real) && under(real, path))
+			if (!resolve_dirs ? under(one, path)
+					  : realpath(one, real) && under(real, path))
 				return true;
 		}
 		p += n;
@@ -1292,8 +1343,8 @@ static bool in_dirs(const char *dirs, const char *path, bool resolve_dirs)
 	return false;
 }
 
-int ims_config_path_in(const char *dirs, const char *key, const char *path, bool exists, char *resolved,
-		       size_t len)
+int ims_config_path_in(const char *dirs, const char *key, const char *path, bool exists,
+		       char *resolved, size_t len)
 {
 	char real[PATH_MAX], dir[PATH_MAX];
 	const char *base = NULL;
@@ -1302,18 +1353,21 @@ int ims_config_path_in(const char *dirs, const char *key, const char *path, bool
 	if (!path || path[0] != '/')
 		return ims_error_set(-EINVAL, "'%s' is not an absolute path", path ? path : "");
 	if (!dirs || !*dirs)
-		return ims_error_set(-EPERM,
-				     "'%s' is refused: the daemon reads and writes files by path only in the "
-				     "[server] %s of its configuration, and it names none",
-				     path, key);
+		return ims_error_set(
+			-EPERM,
+			"'%s' is refused: the daemon reads and writes files by path only in the "
+			"[server] %s of its configuration, and it names none",
+			path, key);
 	if (exists) {
 		if (!realpath(path, real)) {
 			int e = errno;
 			/* say whether it exists only where the caller may look */
 			if (e == ENOENT && in_dirs(dirs, path, false))
-				return ims_error_set(-ENOENT, "'%s' does not exist on the daemon's host", path);
-			return ims_error_set(-EPERM, "'%s' is not in the [server] %s of the daemon (%s)", path, key,
-					     dirs);
+				return ims_error_set(
+					-ENOENT, "'%s' does not exist on the daemon's host", path);
+			return ims_error_set(-EPERM,
+					     "'%s' is not in the [server] %s of the daemon (%s)",
+					     path, key, dirs);
 		}
 	} else {
 		size_t n = strlen(path);
@@ -1329,10 +1383,13 @@ int ims_config_path_in(const char *dirs, const char *key, const char *path, bool
 		if (!realpath(dir[0] ? dir : "/", real)) {
 			int e = errno;
 			if (e == ENOENT && in_dirs(dirs, path, false))
-				return ims_error_set(-ENOENT, "the directory of '%s' does not exist on the daemon's host",
-						     path);
-			return ims_error_set(-EPERM, "'%s' is not in the [server] %s of the daemon (%s)", path, key,
-					     dirs);
+				return ims_error_set(
+					-ENOENT,
+					"the directory of '%s' does not exist on the daemon's host",
+					path);
+			return ims_error_set(-EPERM,
+					     "'%s' is not in the [server] %s of the daemon (%s)",
+					     path, key, dirs);
 		}
 		size_t rl = strlen(real);
 		if (rl + 1 + strlen(base) >= sizeof(real))
@@ -1341,12 +1398,17 @@ int ims_config_path_in(const char *dirs, const char *key, const char *path, bool
 	}
 	if (!in_dirs(dirs, real, true)) {
 		if (strcmp(real, path) != 0)
-			return ims_error_set(-EPERM, "'%s' (really '%s') is not in the [server] %s of the daemon (%s)",
-					     path, real, key, dirs);
-		return ims_error_set(-EPERM, "'%s' is not in the [server] %s of the daemon (%s)", path, key, dirs);
+			return ims_error_set(
+				-EPERM,
+				"'%s' (really '%s') is not in the [server] %s of the daemon (%s)",
+				path, real, key, dirs);
+		return ims_error_set(-EPERM, "'%s' is not in the [server] %s of the daemon (%s)",
+				     path, key, dirs);
 	}
 	if (!exists && lstat(real, &st) == 0)
-		return ims_error_set(-EEXIST, "'%s' exists on the daemon's host; export does not overwrite", path);
+		return ims_error_set(-EEXIST,
+				     "'%s' exists on the daemon's host; export does not overwrite",
+				     path);
 	if (strlen(real) >= len)
 		return ims_error_set(-EINVAL, "'%s' is too long", path);
 	memcpy(resolved, real, strlen(real) + 1);

@@ -39,7 +39,7 @@ typedef struct {
 	uint64_t mon_timeout;
 	uint64_t osd_timeout;
 	uint64_t bandwidth_limit; /* [peer] only; 0: [defaults] */
-	unsigned line; /* where the section starts, for messages */
+	unsigned line;		  /* where the section starts, for messages */
 } ims_config_cluster;
 
 /** [server]: how the RPC API is served. */
@@ -95,7 +95,7 @@ typedef struct {
 
 /** [host NAME]: a hypervisor host's identity toward Ceph, for attach-info. */
 typedef struct {
-	char *name;           /* as in the host's token line (or its certificate's CN) */
+	char *name;	      /* as in the host's token line (or its certificate's CN) */
 	char *cephx_user;     /* without 'client.' */
 	char *libvirt_secret; /* UUID of the libvirt secret holding cephx_user's key */
 	unsigned line;
@@ -168,8 +168,8 @@ const ims_config_s3 *ims_config_s3_target(const ims_config *cfg, const char *nam
  *          does not exist in one of them; -EEXIST if a file to create exists; -EINVAL if it is
  *          not absolute or names no file.
  */
-int ims_config_path_in(const char *dirs, const char *key, const char *path, bool exists, char *resolved,
-		       size_t len);
+int ims_config_path_in(const char *dirs, const char *key, const char *path, bool exists,
+		       char *resolved, size_t len);
 
 /** Write the reference of every key (Markdown) to @p f: the source of docs/CONFIG.md. */
 void ims_config_write_reference(FILE *f);

@@ -16,7 +16,8 @@ struct ims_sha256 {
 int ims_sha256_new(ims_sha256 **out)
 {
 	ims_sha256 *h = calloc(1, sizeof(*h));
-	if (!h || !(h->ctx = EVP_MD_CTX_new()) || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
+	if (!h || !(h->ctx = EVP_MD_CTX_new()) ||
+	    EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
 		ims_sha256_free(h);
 		return -ENOMEM;
 	}

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IMS_SHA256_LEN 32
+#define IMS_SHA256_LEN	   32
 #define IMS_SHA256_HEX_LEN 65 /* 64 digits and a NUL */
 
 /* The block size of a content hash: fixed forever, or hashes stop matching. */

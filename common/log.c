@@ -15,7 +15,7 @@
 static ims_log_level log_level = IMS_LOG_INFO;
 static ims_log_sink log_sink = IMS_LOG_STDERR;
 
-static const char *const level_names[] = { "error", "warning", "info", "debug" };
+static const char *const level_names[] = {"error", "warning", "info", "debug"};
 
 void ims_log_set_level(ims_log_level level)
 {
@@ -41,7 +41,8 @@ bool ims_log_stderr_is_journal(void)
 	const char *e = getenv("JOURNAL_STREAM");
 	uintmax_t dev, ino;
 	struct stat st;
-	if (!e || sscanf(e, "%" SCNuMAX ":%" SCNuMAX, &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+	if (!e || sscanf(e, "%" SCNuMAX ":%" SCNuMAX, &dev, &ino) != 2 ||
+	    fstat(STDERR_FILENO, &st) < 0)
 		return false;
 	return (uintmax_t)st.st_dev == dev && (uintmax_t)st.st_ino == ino;
 }
@@ -75,7 +76,7 @@ bool ims_log_enabled(ims_log_level level)
 
 void ims_log(ims_log_level level, const char *fmt, ...)
 {
-	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 	char msg[2048];
 	va_list ap;
 
@@ -104,5 +105,6 @@ void ims_log(ims_log_level level, const char *fmt, ...)
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	/* One fprintf per record: stdio locks the stream, so lines from threads do not mix. */
-	fprintf(stderr, "%s.%03ldZ %-7s %s\n", when, ts.tv_nsec / 1000000L, level_names[level], msg);
+	fprintf(stderr, "%s.%03ldZ %-7s %s\n", when, ts.tv_nsec / 1000000L, level_names[level],
+		msg);
 }

@@ -53,13 +53,13 @@ bool ims_log_enabled(ims_log_level level);
 
 void ims_log(ims_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define ims_log_error(...) ims_log(IMS_LOG_ERROR, __VA_ARGS__)
+#define ims_log_error(...)   ims_log(IMS_LOG_ERROR, __VA_ARGS__)
 #define ims_log_warning(...) ims_log(IMS_LOG_WARNING, __VA_ARGS__)
-#define ims_log_info(...) ims_log(IMS_LOG_INFO, __VA_ARGS__)
-#define ims_log_debug(...)                                  \
-	do {                                                \
-		if (ims_log_enabled(IMS_LOG_DEBUG))         \
-			ims_log(IMS_LOG_DEBUG, __VA_ARGS__); \
+#define ims_log_info(...)    ims_log(IMS_LOG_INFO, __VA_ARGS__)
+#define ims_log_debug(...)                                                                         \
+	do {                                                                                       \
+		if (ims_log_enabled(IMS_LOG_DEBUG))                                                \
+			ims_log(IMS_LOG_DEBUG, __VA_ARGS__);                                       \
 	} while (0)
 
 #endif

@@ -7,7 +7,10 @@ char *ims_prom_escape(char *buf, size_t len, const char *value)
 	if (!len)
 		return buf;
 	for (const char *p = value ? value : ""; *p; p++) {
-		const char *esc = *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : *p == '\n' ? "\\n" : NULL;
+		const char *esc = *p == '\\'   ? "\\\\"
+				  : *p == '"'  ? "\\\""
+				  : *p == '\n' ? "\\n"
+					       : NULL;
 		size_t n = esc ? 2 : 1;
 		if (o + n >= len)
 			break;

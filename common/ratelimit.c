@@ -38,7 +38,8 @@ void ims_ratelimit_take(ims_ratelimit *rl, uint64_t bytes)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	int64_t wait = ims_ratelimit_reserve(rl, bytes, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+	int64_t wait =
+		ims_ratelimit_reserve(rl, bytes, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
 	if (wait <= 0)
 		return;
 	ts.tv_sec = wait / 1000000000;

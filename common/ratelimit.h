@@ -16,9 +16,9 @@
 
 typedef struct {
 	pthread_mutex_t lock;
-	uint64_t rate;   /* bytes per second; 0: no limit */
+	uint64_t rate; /* bytes per second; 0: no limit */
 	uint64_t burst;
-	double tokens;   /* may be negative: reserved by callers that are waiting */
+	double tokens;	 /* may be negative: reserved by callers that are waiting */
 	int64_t last_ns; /* when tokens were last brought up to date */
 } ims_ratelimit;
 

@@ -31,25 +31,29 @@ int ims_name_check(ims_name_kind kind, const char *name)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)name[i];
 		if (c < 0x20 || c == 0x7f)
-			return ims_error_set(-EINVAL, "%s name has a control character (byte %zu)", what, i);
+			return ims_error_set(-EINVAL, "%s name has a control character (byte %zu)",
+					     what, i);
 		if (c == '/' || c == '@')
 			return ims_error_set(-EINVAL, "%s name '%s' contains '%c'", what, name, c);
 	}
 	if (name[0] == ' ' || name[n - 1] == ' ')
-		return ims_error_set(-EINVAL, "%s name '%s' starts or ends with a space", what, name);
+		return ims_error_set(-EINVAL, "%s name '%s' starts or ends with a space", what,
+				     name);
 	if (!strcmp(name, ".") || !strcmp(name, ".."))
 		return ims_error_set(-EINVAL, "'%s' is not a %s name", name, what);
 	if (kind == IMS_NAME_IMAGE && name[0] == '.')
-		return ims_error_set(-EINVAL, "image name '%s' starts with '.', which imgstore keeps for its own images",
-				     name);
+		return ims_error_set(
+			-EINVAL,
+			"image name '%s' starts with '.', which imgstore keeps for its own images",
+			name);
 	return 0;
 }
 
 static int copy_part(char *dst, const char *src, size_t len, ims_name_kind kind)
 {
 	if (len > IMS_NAME_MAX)
-		return ims_error_set(-EINVAL, "%s name is %zu bytes long; the limit is %d", kind_name(kind),
-				     len, IMS_NAME_MAX);
+		return ims_error_set(-EINVAL, "%s name is %zu bytes long; the limit is %d",
+				     kind_name(kind), len, IMS_NAME_MAX);
 	memcpy(dst, src, len);
 	dst[len] = '\0';
 	return ims_name_check(kind, dst);
@@ -69,29 +73,32 @@ int ims_spec_parse(ims_spec *out, const char *s, const char *default_pool, bool 
 	slash = strchr(s, '/');
 	if (slash) {
 		if (strchr(slash + 1, '/'))
-			return ims_error_set(-EINVAL, "bad image spec '%s': expected POOL/IMAGE%s", s,
-					     snap_allowed ? "[@SNAP]" : "");
+			return ims_error_set(-EINVAL, "bad image spec '%s': expected POOL/IMAGE%s",
+					     s, snap_allowed ? "[@SNAP]" : "");
 		if ((r = copy_part(spec.pool, s, (size_t)(slash - s), IMS_NAME_POOL)) < 0)
 			return r;
 		img = slash + 1;
 	} else {
 		if (!default_pool)
-			return ims_error_set(-EINVAL, "bad image spec '%s': expected POOL/IMAGE%s", s,
-					     snap_allowed ? "[@SNAP]" : "");
+			return ims_error_set(-EINVAL, "bad image spec '%s': expected POOL/IMAGE%s",
+					     s, snap_allowed ? "[@SNAP]" : "");
 		snprintf(spec.pool, sizeof(spec.pool), "%s", default_pool);
 		img = s;
 	}
 	at = strchr(img, '@');
 	if (at) {
 		if (!snap_allowed)
-			return ims_error_set(-EINVAL, "'%s' names a snapshot; this takes an image: POOL/IMAGE", s);
+			return ims_error_set(
+				-EINVAL, "'%s' names a snapshot; this takes an image: POOL/IMAGE",
+				s);
 		if ((r = copy_part(spec.image, img, (size_t)(at - img), IMS_NAME_IMAGE)) < 0)
 			return r;
 		if ((r = copy_part(spec.snap, at + 1, strlen(at + 1), IMS_NAME_SNAP)) < 0)
 			return r;
 	} else {
 		if (snap_required)
-			return ims_error_set(-EINVAL, "'%s' names no snapshot: expected POOL/IMAGE@SNAP", s);
+			return ims_error_set(-EINVAL,
+					     "'%s' names no snapshot: expected POOL/IMAGE@SNAP", s);
 		if ((r = copy_part(spec.image, img, strlen(img), IMS_NAME_IMAGE)) < 0)
 			return r;
 	}

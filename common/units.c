@@ -13,10 +13,9 @@ static int suffix_shift(const char *s, unsigned *shift)
 		const char *name;
 		unsigned shift;
 	} suffixes[] = {
-		{ "", 0 },    { "b", 0 },   { "k", 10 },  { "kb", 10 },  { "kib", 10 },
-		{ "m", 20 },  { "mb", 20 }, { "mib", 20 }, { "g", 30 },  { "gb", 30 },
-		{ "gib", 30 }, { "t", 40 }, { "tb", 40 },  { "tib", 40 }, { "p", 50 },
-		{ "pb", 50 }, { "pib", 50 },
+		{"", 0},    {"b", 0},	 {"k", 10}, {"kb", 10}, {"kib", 10}, {"m", 20},
+		{"mb", 20}, {"mib", 20}, {"g", 30}, {"gb", 30}, {"gib", 30}, {"t", 40},
+		{"tb", 40}, {"tib", 40}, {"p", 50}, {"pb", 50}, {"pib", 50},
 	};
 	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
 		if (strcasecmp(s, suffixes[i].name) == 0) {
@@ -102,11 +101,26 @@ int ims_parse_duration(uint64_t *out, const char *s)
 			n = n * 10 + (uint64_t)(*p - '0');
 		}
 		switch (*p) {
-		case 's': mult = 1; p++; break;
-		case 'm': mult = 60; p++; break;
-		case 'h': mult = 3600; p++; break;
-		case 'd': mult = 86400; p++; break;
-		case 'w': mult = 604800; p++; break;
+		case 's':
+			mult = 1;
+			p++;
+			break;
+		case 'm':
+			mult = 60;
+			p++;
+			break;
+		case 'h':
+			mult = 3600;
+			p++;
+			break;
+		case 'd':
+			mult = 86400;
+			p++;
+			break;
+		case 'w':
+			mult = 604800;
+			p++;
+			break;
 		case '\0':
 			if (pairs > 0)
 				return -EINVAL; /* "1h30": the unit of 30 is a guess */
@@ -129,7 +143,7 @@ int ims_parse_duration(uint64_t *out, const char *s)
 
 char *ims_format_size(char *buf, size_t len, uint64_t bytes)
 {
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
 	unsigned u = 0;
 	double v = (double)bytes;
 
@@ -151,9 +165,11 @@ char *ims_format_duration(char *buf, size_t len, uint64_t s)
 	uint64_t d = s / 86400, h = s % 86400 / 3600, m = s % 3600 / 60, sec = s % 60;
 
 	if (d)
-		snprintf(buf, len, h ? "%llud%lluh" : "%llud", (unsigned long long)d, (unsigned long long)h);
+		snprintf(buf, len, h ? "%llud%lluh" : "%llud", (unsigned long long)d,
+			 (unsigned long long)h);
 	else if (h)
-		snprintf(buf, len, m ? "%lluh%llum" : "%lluh", (unsigned long long)h, (unsigned long long)m);
+		snprintf(buf, len, m ? "%lluh%llum" : "%lluh", (unsigned long long)h,
+			 (unsigned long long)m);
 	else if (m)
 		snprintf(buf, len, sec ? "%llum%llus" : "%llum", (unsigned long long)m,
 			 (unsigned long long)sec);

@@ -14,9 +14,9 @@
 #include "common/error.h"
 #include "common/log.h"
 
-#define ATTEMPTS 5
+#define ATTEMPTS       5
 #define FIRST_DELAY_MS 1000
-#define QUEUE_MAX 1000 /* beyond, the oldest alert goes: a receiver down for long gets the news */
+#define QUEUE_MAX      1000 /* beyond, the oldest alert goes: a receiver down for long gets the news */
 
 typedef struct item {
 	char *body;
@@ -132,8 +132,9 @@ static void *sender(void *arg)
 			pthread_mutex_lock(&a->lock);
 			if (sent || attempt == ATTEMPTS)
 				break;
-			ims_log_debug("alert webhook: %s: attempt %u failed (%s); retrying in %u ms", it->what, attempt,
-				      why, delay);
+			ims_log_debug(
+				"alert webhook: %s: attempt %u failed (%s); retrying in %u ms",
+				it->what, attempt, why, delay);
 			if (wait_locked(a, delay))
 				break;
 			delay *= 2;
@@ -141,8 +142,9 @@ static void *sender(void *arg)
 		if (sent)
 			ims_log_info("alert webhook: sent %s (attempt %u)", it->what, attempt);
 		else
-			ims_log_error("alert webhook: %s not delivered to '%s' after %u attempts: %s", it->what, a->url,
-				      attempt > ATTEMPTS ? ATTEMPTS : attempt, why);
+			ims_log_error(
+				"alert webhook: %s not delivered to '%s' after %u attempts: %s",
+				it->what, a->url, attempt > ATTEMPTS ? ATTEMPTS : attempt, why);
 		free(it->body);
 		free(it);
 	}
@@ -158,7 +160,8 @@ void ims_alert_event(void *ctx, const ims_repl_event *ev)
 	struct tm tm;
 	gmtime_r(&secs, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(when + strlen(when), sizeof(when) - strlen(when), ".%03dZ", (int)(ev->unix_ms % 1000));
+	snprintf(when + strlen(when), sizeof(when) - strlen(when), ".%03dZ",
+		 (int)(ev->unix_ms % 1000));
 	snprintf(image, sizeof(image), "%s/%s", ev->pool, ev->image);
 
 	json_object *o = json_object_new_object();
@@ -181,7 +184,8 @@ void ims_alert_event(void *ctx, const ims_repl_event *ev)
 		free(it);
 		return;
 	}
-	snprintf(it->what, sizeof(it->what), "%s of '%s' to site '%s'", event_name(ev->kind), image, ev->target);
+	snprintf(it->what, sizeof(it->what), "%s of '%s' to site '%s'", event_name(ev->kind), image,
+		 ev->target);
 
 	pthread_mutex_lock(&a->lock);
 	if (a->n >= QUEUE_MAX) {

@@ -17,7 +17,7 @@
 #include "store/site.h"
 
 #define IMS_MAX_UPLOADS 64
-#define IMS_CHUNK_MAX (2u << 20) /* upload and download chunks: under the 4 MiB body limit */
+#define IMS_CHUNK_MAX	(2u << 20) /* upload and download chunks: under the 4 MiB body limit */
 
 typedef struct {
 	char id[40];
@@ -29,8 +29,9 @@ typedef struct {
 } ims_upload;
 
 typedef struct ims_daemon {
-	ims_config *cfg;         /* as read at start: what needs a restart to change */
-	ims_config *live;        /* the newest read by SIGHUP (NULL: cfg): its [host] sections; under lock */
+	ims_config *cfg; /* as read at start: what needs a restart to change */
+	ims_config
+		*live; /* the newest read by SIGHUP (NULL: cfg): its [host] sections; under lock */
 	ims_site *site;
 	ims_ops *ops;
 	ims_rpc_server *server;
@@ -40,12 +41,12 @@ typedef struct ims_daemon {
 	pthread_mutex_t lock; /* uploads, audit */
 	ims_upload uploads[IMS_MAX_UPLOADS];
 	FILE *audit;
-	ims_site **peers;        /* connected lazily, one per [peer] of the config */
+	ims_site **peers; /* connected lazily, one per [peer] of the config */
 	pthread_mutex_t peers_lock;
 	ims_repl_sched *repl;
-	ims_alert *alert;        /* NULL without [defaults] alert_webhook */
+	ims_alert *alert;		 /* NULL without [defaults] alert_webhook */
 	struct ims_tier_scan *tier_scan; /* NULL with [defaults] tier_scan_interval = 0 */
-	struct ims_health *health;       /* the site probes (daemon/health.h) */
+	struct ims_health *health;	 /* the site probes (daemon/health.h) */
 	/* failovers recorded on this site and not finished (the main loop counts them every 10 s
 	 * while the site answers): imgstore_failovers_in_progress; -1 before the first count */
 	atomic_int failovers;
@@ -56,8 +57,8 @@ typedef struct ims_daemon {
  * configuration read (copied: SIGHUP may replace it meanwhile).
  * @returns 0, or -ENOENT if the configuration has no [host @p host].
  */
-int ims_daemon_host_identity(ims_daemon *d, const char *host, char *user, size_t user_len, char *secret,
-			     size_t secret_len);
+int ims_daemon_host_identity(ims_daemon *d, const char *host, char *user, size_t user_len,
+			     char *secret, size_t secret_len);
 
 /** The peer site @p name, connecting on first use (ims_repl_peer_fn). */
 int ims_daemon_peer(void *d, const char *name, ims_site **out);
@@ -74,16 +75,18 @@ int ims_daemon_verify_deadline(void *ctx, uint64_t done, uint64_t total);
 
 /** The ReplicationStatus message of a pair (image or group), allocated in @p call; NULL if out
  *  of memory. */
-struct Imgstore__V1__ReplicationStatus *ims_daemon_status_msg(ims_rpc_call *call, const ims_repl_status *st);
+struct Imgstore__V1__ReplicationStatus *ims_daemon_status_msg(ims_rpc_call *call,
+							      const ims_repl_status *st);
 
 /** The VerifyResponse of one image's verify, allocated in @p call; NULL if out of memory. */
 struct Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, const char *image,
-							   const char *target, const ims_repl_verify_result *v);
+							   const char *target,
+							   const ims_repl_verify_result *v);
 
 /** Add to the statuses of image (@p group: group) @p pool/@p name a failover this daemon began
  *  and did not finish (state failing-over, its step, the command that finishes it). */
-int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name, bool group, ims_repl_status **list,
-			      size_t *n);
+int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name, bool group,
+			      ims_repl_status **list, size_t *n);
 
 /**
  * The target of a replicated pair: @p asked when one of @p list (the pairs of one image or
@@ -92,9 +95,8 @@ int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name,
  *
  * @returns -ENOENT if no pair matches, -EINVAL if several do and none was asked for.
  */
-int ims_daemon_pick_target(const ims_repl_status *list, size_t n, const char *asked, const char *what, char *target,
-			   size_t len);
-
+int ims_daemon_pick_target(const ims_repl_status *list, size_t n, const char *asked,
+			   const char *what, char *target, size_t len);
 
 /** Spool housekeeping: remove files older than a day. */
 void ims_daemon_clean_spool(ims_daemon *d);

@@ -14,13 +14,13 @@
 typedef struct {
 	ims_daemon *d;
 	ims_spec spec;
-	char target[64];   /* the site that becomes the primary (failover), or the peer (resync) */
-	bool force;        /* the primary's site is lost: promote the target at its last sealed state */
-	unsigned wait_s;   /* how long hosts get to release their leases; 0: 30 */
-	char from[64];     /* non-empty: every image of spec.pool whose primary is this site */
-	bool group;        /* spec.image names a consistency group (ims_group_failover_run) */
-	bool old_down;     /* a site failover found the old primary's site down: do not ask it */
-	char *said;        /* non-NULL: what one failover did goes here, not to the operation */
+	char target[64]; /* the site that becomes the primary (failover), or the peer (resync) */
+	bool force; /* the primary's site is lost: promote the target at its last sealed state */
+	unsigned wait_s; /* how long hosts get to release their leases; 0: 30 */
+	char from[64];	 /* non-empty: every image of spec.pool whose primary is this site */
+	bool group;	 /* spec.image names a consistency group (ims_group_failover_run) */
+	bool old_down;	 /* a site failover found the old primary's site down: do not ask it */
+	char *said;	 /* non-NULL: what one failover did goes here, not to the operation */
 	size_t said_len;
 } ims_failover_work;
 

@@ -22,7 +22,6 @@
 #include "replicator/group.h"
 #include "store/group.h"
 
-
 typedef struct {
 	char pool[IMS_NAME_MAX + 1];
 	char name[IMS_NAME_MAX + 1];
@@ -30,8 +29,8 @@ typedef struct {
 } group_spec;
 
 /* The group of a request; the pool defaults to the site's. Sets the audit target. */
-static int get_group(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__GroupSpec *in, group_spec *out,
-		     bool snap_required)
+static int get_group(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__GroupSpec *in,
+		     group_spec *out, bool snap_required)
 {
 	char text[3 * IMS_NAME_MAX + 4];
 	int r;
@@ -41,12 +40,15 @@ static int get_group(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__Grou
 	const char *snap = in->snapshot ? in->snapshot : "";
 	snprintf(text, sizeof(text), "%s/%s%s%s", pool, in->group, snap[0] ? "@" : "", snap);
 	ims_rpc_call_set_target(call, text);
-	if (strlen(pool) > IMS_NAME_MAX || strlen(in->group) > IMS_NAME_MAX || strlen(snap) > IMS_NAME_MAX)
+	if (strlen(pool) > IMS_NAME_MAX || strlen(in->group) > IMS_NAME_MAX ||
+	    strlen(snap) > IMS_NAME_MAX)
 		return ims_error_set(-EINVAL, "a name in '%s' is too long", text);
-	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 || (r = ims_name_check(IMS_NAME_IMAGE, in->group)) < 0)
+	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
+	    (r = ims_name_check(IMS_NAME_IMAGE, in->group)) < 0)
 		return r;
 	if (snap_required && !snap[0])
-		return ims_error_set(-EINVAL, "'%s' names no group snapshot: expected POOL/GROUP@SNAP", text);
+		return ims_error_set(
+			-EINVAL, "'%s' names no group snapshot: expected POOL/GROUP@SNAP", text);
 	if (snap[0] && (r = ims_name_check(IMS_NAME_SNAP, snap)) < 0)
 		return r;
 	snprintf(out->pool, sizeof(out->pool), "%s", pool);
@@ -55,7 +57,8 @@ static int get_group(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__Grou
 	return 0;
 }
 
-static int build_group(ims_daemon *d, ims_rpc_call *call, const ims_group_info *g, Imgstore__V1__Group **out)
+static int build_group(ims_daemon *d, ims_rpc_call *call, const ims_group_info *g,
+		       Imgstore__V1__Group **out)
 {
 	ims_repl_status *st = NULL;
 	size_t nst = 0;
@@ -65,7 +68,8 @@ static int build_group(ims_daemon *d, ims_rpc_call *call, const ims_group_info *
 	imgstore__v1__group__init(m);
 	m->pool = DUP(call, g->pool);
 	m->name = DUP(call, g->name);
-	if (g->nmembers && !(m->images = ims_rpc_call_alloc(call, g->nmembers * sizeof(*m->images))))
+	if (g->nmembers &&
+	    !(m->images = ims_rpc_call_alloc(call, g->nmembers * sizeof(*m->images))))
 		return -ENOMEM;
 	for (size_t i = 0; i < g->nmembers; i++) {
 		Imgstore__V1__ImageSpec *s = ALLOC(call, Imgstore__V1__ImageSpec);
@@ -76,7 +80,8 @@ static int build_group(ims_daemon *d, ims_rpc_call *call, const ims_group_info *
 		s->image = DUP(call, g->members[i].image);
 		m->images[m->n_images++] = s;
 	}
-	if (g->nsnaps && !(m->snapshots = ims_rpc_call_alloc(call, g->nsnaps * sizeof(*m->snapshots))))
+	if (g->nsnaps &&
+	    !(m->snapshots = ims_rpc_call_alloc(call, g->nsnaps * sizeof(*m->snapshots))))
 		return -ENOMEM;
 	for (size_t i = 0; i < g->nsnaps; i++) {
 		Imgstore__V1__GroupSnapshot *s = ALLOC(call, Imgstore__V1__GroupSnapshot);
@@ -93,7 +98,8 @@ static int build_group(ims_daemon *d, ims_rpc_call *call, const ims_group_info *
 			return -ENOMEM;
 		}
 		for (size_t i = 0; i < nst; i++)
-			if ((m->replication[m->n_replication] = ims_daemon_status_msg(call, &st[i])))
+			if ((m->replication[m->n_replication] =
+				     ims_daemon_status_msg(call, &st[i])))
 				m->n_replication++;
 	}
 	free(st);
@@ -101,7 +107,8 @@ static int build_group(ims_daemon *d, ims_rpc_call *call, const ims_group_info *
 	return 0;
 }
 
-static int reply_group(ims_daemon *d, ims_rpc_call *call, const char *pool, const char *name, ProtobufCMessage **resp)
+static int reply_group(ims_daemon *d, ims_rpc_call *call, const char *pool, const char *name,
+		       ProtobufCMessage **resp)
 {
 	ims_group_info *g = NULL;
 	Imgstore__V1__Group *m = NULL;
@@ -112,18 +119,21 @@ static int reply_group(ims_daemon *d, ims_rpc_call *call, const char *pool, cons
 	return r;
 }
 
-static int ims_h_create_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_create_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			      ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__CreateGroupRequest *q = (const void *)req;
 	group_spec g;
 	int r;
-	if ((r = get_group(d, call, q->group, &g, false)) < 0 || (r = ims_group_create(d->site, g.pool, g.name)) < 0)
+	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
+	    (r = ims_group_create(d->site, g.pool, g.name)) < 0)
 		return r;
 	return reply_group(d, call, g.pool, g.name, resp);
 }
 
-static int ims_h_delete_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_delete_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			      ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__DeleteGroupRequest *q = (const void *)req;
@@ -132,8 +142,9 @@ static int ims_h_delete_group(void *app, ims_rpc_call *call, const ProtobufCMess
 	if ((r = get_group(d, call, q->group, &g, false)) < 0)
 		return r;
 	if (ims_repl_sched_has(d->repl, g.pool, g.name, true))
-		return ims_error_set(-EBUSY, "group '%s/%s' is replicated; disable its replication first", g.pool,
-				     g.name);
+		return ims_error_set(-EBUSY,
+				     "group '%s/%s' is replicated; disable its replication first",
+				     g.pool, g.name);
 	if ((r = ims_group_remove(d->site, g.pool, g.name, q->force)) < 0)
 		return r;
 	Imgstore__V1__DeleteGroupResponse *m = ALLOC(call, Imgstore__V1__DeleteGroupResponse);
@@ -160,7 +171,8 @@ static int get_images(ims_daemon *d, const Imgstore__V1__GroupImagesRequest *q, 
 			free(v);
 			return ims_error_set(-EINVAL, "the request names an empty image");
 		}
-		snprintf(text, sizeof(text), "%s/%s", in->pool && in->pool[0] ? in->pool : d->pool, in->image);
+		snprintf(text, sizeof(text), "%s/%s", in->pool && in->pool[0] ? in->pool : d->pool,
+			 in->image);
 		if ((r = ims_spec_parse(&v[i], text, NULL, false, false)) < 0) {
 			free(v);
 			return r;
@@ -182,13 +194,15 @@ static int may_join(void *ctx, const ims_spec *image)
 	add_check *c = ctx;
 	if (c->replicated && ims_repl_sched_has(c->d->repl, image->pool, image->image, false))
 		return ims_error_set(-EBUSY,
-				     "image '%s/%s' is replicated on its own and group '%s/%s' as one unit: disable "
+				     "image '%s/%s' is replicated on its own and group '%s/%s' as "
+				     "one unit: disable "
 				     "the image's replication first",
 				     image->pool, image->image, c->g->pool, c->g->name);
 	return 0;
 }
 
-static int ims_h_group_add_images(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_group_add_images(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				  ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GroupImagesRequest *q = (const void *)req;
@@ -197,14 +211,15 @@ static int ims_h_group_add_images(void *app, ims_rpc_call *call, const ProtobufC
 	int r;
 	if ((r = get_group(d, call, q->group, &g, false)) < 0 || (r = get_images(d, q, &v)) < 0)
 		return r;
-	add_check c = { d, &g, ims_repl_sched_has(d->repl, g.pool, g.name, true) };
+	add_check c = {d, &g, ims_repl_sched_has(d->repl, g.pool, g.name, true)};
 	if ((r = ims_group_images_add(d->site, g.pool, g.name, v, q->n_images, may_join, &c)) == 0)
 		r = reply_group(d, call, g.pool, g.name, resp);
 	free(v);
 	return r;
 }
 
-static int ims_h_group_remove_images(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_group_remove_images(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				     ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GroupImagesRequest *q = (const void *)req;
@@ -219,7 +234,8 @@ static int ims_h_group_remove_images(void *app, ims_rpc_call *call, const Protob
 	return r;
 }
 
-static int ims_h_list_groups(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_list_groups(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			     ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ListGroupsRequest *q = (const void *)req;
@@ -255,7 +271,8 @@ out:
 	return r;
 }
 
-static int ims_h_get_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_get_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			   ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GetGroupRequest *q = (const void *)req;
@@ -266,7 +283,8 @@ static int ims_h_get_group(void *app, ims_rpc_call *call, const ProtobufCMessage
 	return reply_group(d, call, g.pool, g.name, resp);
 }
 
-static int ims_h_create_group_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_create_group_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				       ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GroupSnapshotRequest *q = (const void *)req;
@@ -287,7 +305,8 @@ static int ims_h_create_group_snapshot(void *app, ims_rpc_call *call, const Prot
 	return 0;
 }
 
-static int ims_h_list_group_snapshots(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_list_group_snapshots(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				      ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GetGroupRequest *q = (const void *)req;
@@ -295,13 +314,15 @@ static int ims_h_list_group_snapshots(void *app, ims_rpc_call *call, const Proto
 	Imgstore__V1__Group *grp = NULL;
 	group_spec g;
 	int r;
-	if ((r = get_group(d, call, q->group, &g, false)) < 0 || (r = ims_group_info_get(&gi, d->site, g.pool, g.name)) < 0)
+	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
+	    (r = ims_group_info_get(&gi, d->site, g.pool, g.name)) < 0)
 		return r;
 	r = build_group(d, call, gi, &grp);
 	ims_group_info_free(gi);
 	if (r < 0)
 		return r;
-	Imgstore__V1__ListGroupSnapshotsResponse *m = ALLOC(call, Imgstore__V1__ListGroupSnapshotsResponse);
+	Imgstore__V1__ListGroupSnapshotsResponse *m =
+		ALLOC(call, Imgstore__V1__ListGroupSnapshotsResponse);
 	if (!m)
 		return -ENOMEM;
 	imgstore__v1__list_group_snapshots_response__init(m);
@@ -311,13 +332,15 @@ static int ims_h_list_group_snapshots(void *app, ims_rpc_call *call, const Proto
 	return 0;
 }
 
-static int ims_h_delete_group_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_delete_group_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				       ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GroupSnapshotRequest *q = (const void *)req;
 	group_spec g;
 	int r;
-	if ((r = get_group(d, call, q->group, &g, true)) < 0 || (r = ims_snap_check_user_name(g.snap, "remove")) < 0 ||
+	if ((r = get_group(d, call, q->group, &g, true)) < 0 ||
+	    (r = ims_snap_check_user_name(g.snap, "remove")) < 0 ||
 	    (r = ims_group_snap_remove(d->site, g.pool, g.name, g.snap)) < 0)
 		return r;
 	Imgstore__V1__DeleteGroupResponse *m = ALLOC(call, Imgstore__V1__DeleteGroupResponse);
@@ -330,8 +353,8 @@ static int ims_h_delete_group_snapshot(void *app, ims_rpc_call *call, const Prot
 
 /* ---- replication ---- */
 
-static int ims_h_enable_group_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
-				   ProtobufCMessage **resp)
+static int ims_h_enable_group_replication(void *app, ims_rpc_call *call,
+					  const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__EnableGroupReplicationRequest *q = (const void *)req;
@@ -341,7 +364,8 @@ static int ims_h_enable_group_replication(void *app, ims_rpc_call *call, const P
 	if ((r = get_group(d, call, q->group, &g, false)) < 0)
 		return r;
 	uint32_t rpo = q->rpo_seconds ? q->rpo_seconds : (uint32_t)d->cfg->defaults.rpo;
-	if ((r = ims_repl_group_enable(d->repl, g.pool, g.name, q->target_site, q->mode, rpo, &st)) < 0)
+	if ((r = ims_repl_group_enable(d->repl, g.pool, g.name, q->target_site, q->mode, rpo,
+				       &st)) < 0)
 		return r;
 	Imgstore__V1__ReplicationStatus *m = ims_daemon_status_msg(call, &st);
 	if (!m)
@@ -351,7 +375,8 @@ static int ims_h_enable_group_replication(void *app, ims_rpc_call *call, const P
 }
 
 /* The group's target: as asked, or the only site it replicates to. */
-static int group_target(ims_daemon *d, const group_spec *g, const char *asked, char *target, size_t len)
+static int group_target(ims_daemon *d, const group_spec *g, const char *asked, char *target,
+			size_t len)
 {
 	ims_repl_status *list = NULL;
 	size_t n = 0;
@@ -365,8 +390,8 @@ static int group_target(ims_daemon *d, const group_spec *g, const char *asked, c
 	return r;
 }
 
-static int ims_h_disable_group_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
-				    ProtobufCMessage **resp)
+static int ims_h_disable_group_replication(void *app, ims_rpc_call *call,
+					   const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GroupReplicationRequest *q = (const void *)req;
@@ -392,22 +417,26 @@ typedef struct {
 	char target[64];
 } sync_work;
 
-
 static int run_sync_group(ims_op *op, void *arg)
 {
 	sync_work *w = arg;
 	ims_repl_result res;
-	int r = ims_repl_group_sync_now(w->d->repl, w->g.pool, w->g.name, w->target, ims_kit_op_progress, op, &res);
+	int r = ims_repl_group_sync_now(w->d->repl, w->g.pool, w->g.name, w->target,
+					ims_kit_op_progress, op, &res);
 	if (r == 0 && res.unchanged)
-		ims_op_set_result(op, "'%s' on site '%s' already holds this state of every image (unchanged since)",
+		ims_op_set_result(op,
+				  "'%s' on site '%s' already holds this state of every image "
+				  "(unchanged since)",
 				  res.sealed, w->target);
 	else if (r == 0)
-		ims_op_set_result(op, "sealed '%s' on site '%s' for every image (%" PRIu64 " bytes shipped)", res.sealed,
-				  w->target, res.bytes_copied);
+		ims_op_set_result(
+			op, "sealed '%s' on site '%s' for every image (%" PRIu64 " bytes shipped)",
+			res.sealed, w->target, res.bytes_copied);
 	return r;
 }
 
-static int ims_h_sync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_sync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			    ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GroupReplicationRequest *q = (const void *)req;
@@ -427,8 +456,9 @@ static int ims_h_sync_group(void *app, ims_rpc_call *call, const ProtobufCMessag
 }
 
 /* FailoverGroup and ResyncGroup: Operations (daemon/failover.c). */
-static int submit_group_failover(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__GroupReplicationRequest *q,
-				 const char *kind, ims_op_fn fn, ProtobufCMessage **resp)
+static int submit_group_failover(ims_daemon *d, ims_rpc_call *call,
+				 const Imgstore__V1__GroupReplicationRequest *q, const char *kind,
+				 ims_op_fn fn, ProtobufCMessage **resp)
 {
 	group_spec g;
 	char text[2 * IMS_NAME_MAX + 2];
@@ -447,7 +477,9 @@ static int submit_group_failover(ims_daemon *d, ims_rpc_call *call, const Imgsto
 	if (fn == ims_group_failover_run) {
 		if (!q->target_site || !q->target_site[0]) {
 			free(w);
-			return ims_error_set(-EINVAL, "a failover needs --to SITE: the site that becomes the primary");
+			return ims_error_set(
+				-EINVAL,
+				"a failover needs --to SITE: the site that becomes the primary");
 		}
 		snprintf(w->target, sizeof(w->target), "%s", q->target_site);
 	} else if ((r = group_target(d, &g, q->target_site, w->target, sizeof(w->target))) < 0) {
@@ -458,19 +490,22 @@ static int submit_group_failover(ims_daemon *d, ims_rpc_call *call, const Imgsto
 	return ims_kit_submit(d, call, kind, text, fn, w, free, resp);
 }
 
-static int ims_h_failover_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_failover_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				ProtobufCMessage **resp)
 {
-	return submit_group_failover(APP(app), call, (const void *)req, "failover", ims_group_failover_run, resp);
+	return submit_group_failover(APP(app), call, (const void *)req, "failover",
+				     ims_group_failover_run, resp);
 }
 
-static int ims_h_resync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_resync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			      ProtobufCMessage **resp)
 {
-	return submit_group_failover(APP(app), call, (const void *)req, "resync", ims_group_resync_run, resp);
+	return submit_group_failover(APP(app), call, (const void *)req, "resync",
+				     ims_group_resync_run, resp);
 }
 
-
-static int ims_h_group_replication_status(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
-				   ProtobufCMessage **resp)
+static int ims_h_group_replication_status(void *app, ims_rpc_call *call,
+					  const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GetGroupRequest *q = (const void *)req;
@@ -485,7 +520,8 @@ static int ims_h_group_replication_status(void *app, ims_rpc_call *call, const P
 		free(list);
 		return r;
 	}
-	Imgstore__V1__ReplicationStatusResponse *m = ALLOC(call, Imgstore__V1__ReplicationStatusResponse);
+	Imgstore__V1__ReplicationStatusResponse *m =
+		ALLOC(call, Imgstore__V1__ReplicationStatusResponse);
 	r = -ENOMEM;
 	if (!m)
 		goto out;
@@ -504,7 +540,8 @@ out:
 	return r;
 }
 
-static int ims_h_verify_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_verify_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			      ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__VerifyGroupRequest *q = (const void *)req;
@@ -529,8 +566,9 @@ static int ims_h_verify_group(void *app, ims_rpc_call *call, const ProtobufCMess
 	o.progress_ctx = &until;
 	r = ims_repl_group_verify(&v, d->site, peer, g.pool, g.name, &o);
 	if (r == -ECANCELED)
-		return ims_error_set(-ETIMEDOUT, "verify of group '%s/%s' did not finish within %d s", g.pool, g.name,
-				     IMS_DAEMON_VERIFY_BOUND_S);
+		return ims_error_set(-ETIMEDOUT,
+				     "verify of group '%s/%s' did not finish within %d s", g.pool,
+				     g.name, IMS_DAEMON_VERIFY_BOUND_S);
 	if (r < 0)
 		return r;
 	Imgstore__V1__VerifyGroupResponse *m = ALLOC(call, Imgstore__V1__VerifyGroupResponse);
@@ -546,7 +584,8 @@ static int ims_h_verify_group(void *app, ims_rpc_call *call, const ProtobufCMess
 	m->cut = ims_rpc_call_strdup(call, v.cut);
 	m->equal = v.equal;
 	for (size_t k = 0; k < v.n; k++)
-		if (!(m->images[m->n_images++] = ims_daemon_verify_msg(call, v.images[k], target, v.members[k])))
+		if (!(m->images[m->n_images++] =
+			      ims_daemon_verify_msg(call, v.images[k], target, v.members[k])))
 			goto out;
 	*resp = &m->base;
 	r = 0;
@@ -558,28 +597,37 @@ out:
 /* ---------------------------------------------------------------------------------------- */
 
 static const ims_rpc_method methods[] = {
-	M("GroupService", "CreateGroup", create_group_request, group, ADMIN, true, ims_h_create_group),
-	M("GroupService", "DeleteGroup", delete_group_request, delete_group_response, ADMIN, true, ims_h_delete_group),
-	M("GroupService", "AddImages", group_images_request, group, ADMIN, true, ims_h_group_add_images),
-	M("GroupService", "RemoveImages", group_images_request, group, ADMIN, true, ims_h_group_remove_images),
-	M("GroupService", "ListGroups", list_groups_request, list_groups_response, READER, false, ims_h_list_groups),
+	M("GroupService", "CreateGroup", create_group_request, group, ADMIN, true,
+	  ims_h_create_group),
+	M("GroupService", "DeleteGroup", delete_group_request, delete_group_response, ADMIN, true,
+	  ims_h_delete_group),
+	M("GroupService", "AddImages", group_images_request, group, ADMIN, true,
+	  ims_h_group_add_images),
+	M("GroupService", "RemoveImages", group_images_request, group, ADMIN, true,
+	  ims_h_group_remove_images),
+	M("GroupService", "ListGroups", list_groups_request, list_groups_response, READER, false,
+	  ims_h_list_groups),
 	M("GroupService", "GetGroup", get_group_request, group, READER, false, ims_h_get_group),
-	M("GroupService", "CreateGroupSnapshot", group_snapshot_request, group_snapshot, ADMIN, true,
-	  ims_h_create_group_snapshot),
-	M("GroupService", "ListGroupSnapshots", get_group_request, list_group_snapshots_response, READER, false,
-	  ims_h_list_group_snapshots),
-	M("GroupService", "DeleteGroupSnapshot", group_snapshot_request, delete_group_response, ADMIN, true,
-	  ims_h_delete_group_snapshot),
-	M("GroupService", "EnableGroupReplication", enable_group_replication_request, replication_status, ADMIN, true,
-	  ims_h_enable_group_replication),
-	M("GroupService", "DisableGroupReplication", group_replication_request, replication_status, ADMIN, true,
-	  ims_h_disable_group_replication),
-	M("GroupService", "SyncGroup", group_replication_request, operation, ADMIN, true, ims_h_sync_group),
-	M("GroupService", "GetGroupReplicationStatus", get_group_request, replication_status_response, READER, false,
-	  ims_h_group_replication_status),
-	M("GroupService", "FailoverGroup", group_replication_request, operation, ADMIN, true, ims_h_failover_group),
-	M("GroupService", "ResyncGroup", group_replication_request, operation, ADMIN, true, ims_h_resync_group),
-	M("GroupService", "VerifyGroup", verify_group_request, verify_group_response, ADMIN, true, ims_h_verify_group, SLOW),
+	M("GroupService", "CreateGroupSnapshot", group_snapshot_request, group_snapshot, ADMIN,
+	  true, ims_h_create_group_snapshot),
+	M("GroupService", "ListGroupSnapshots", get_group_request, list_group_snapshots_response,
+	  READER, false, ims_h_list_group_snapshots),
+	M("GroupService", "DeleteGroupSnapshot", group_snapshot_request, delete_group_response,
+	  ADMIN, true, ims_h_delete_group_snapshot),
+	M("GroupService", "EnableGroupReplication", enable_group_replication_request,
+	  replication_status, ADMIN, true, ims_h_enable_group_replication),
+	M("GroupService", "DisableGroupReplication", group_replication_request, replication_status,
+	  ADMIN, true, ims_h_disable_group_replication),
+	M("GroupService", "SyncGroup", group_replication_request, operation, ADMIN, true,
+	  ims_h_sync_group),
+	M("GroupService", "GetGroupReplicationStatus", get_group_request,
+	  replication_status_response, READER, false, ims_h_group_replication_status),
+	M("GroupService", "FailoverGroup", group_replication_request, operation, ADMIN, true,
+	  ims_h_failover_group),
+	M("GroupService", "ResyncGroup", group_replication_request, operation, ADMIN, true,
+	  ims_h_resync_group),
+	M("GroupService", "VerifyGroup", verify_group_request, verify_group_response, ADMIN, true,
+	  ims_h_verify_group, SLOW),
 };
 
 IMS_DAEMON_SERVICE(ims_group_service, methods);

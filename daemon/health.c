@@ -19,9 +19,9 @@ typedef struct {
 	pthread_t thread;
 	bool started;
 	/* under h->lock */
-	ims_site *site;     /* NULL until a peer is connected */
-	int connect_error;  /* the last connect's, while site is NULL */
-	bool tried;         /* a probe (or connect) has ended */
+	ims_site *site;	   /* NULL until a peer is connected */
+	int connect_error; /* the last connect's, while site is NULL */
+	bool tried;	   /* a probe (or connect) has ended */
 } probe;
 
 struct ims_health {
@@ -55,7 +55,8 @@ static void *prober(void *arg)
 			if (r == 0)
 				ims_log_info("site '%s' answers again", p->name);
 			else
-				ims_log_warning("site '%s' does not answer: %s", p->name, ims_error_last());
+				ims_log_warning("site '%s' does not answer: %s", p->name,
+						ims_error_last());
 			was_up = r == 0;
 		}
 		ims_error_clear();
@@ -68,7 +69,8 @@ static void *prober(void *arg)
 			p->site = site;
 		p->connect_error = p->site ? 0 : r;
 		p->tried = true;
-		while (!h->stopping && pthread_cond_timedwait(&h->cond, &h->lock, &until) != ETIMEDOUT)
+		while (!h->stopping &&
+		       pthread_cond_timedwait(&h->cond, &h->lock, &until) != ETIMEDOUT)
 			;
 		pthread_mutex_unlock(&h->lock);
 	}
@@ -85,12 +87,15 @@ int ims_health_start(ims_health **out, struct ims_daemon *d)
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->cond, NULL);
 	h->d = d;
-	h->interval_s = d->cfg->defaults.probe_interval ? (unsigned)d->cfg->defaults.probe_interval : 5;
+	h->interval_s =
+		d->cfg->defaults.probe_interval ? (unsigned)d->cfg->defaults.probe_interval : 5;
 	h->n = d->cfg->npeers + 1;
-	h->probes[0] = (probe){ .h = h, .name = d->cfg->site.name, .pool = d->pool, .own = true, .site = d->site };
+	h->probes[0] = (probe){
+		.h = h, .name = d->cfg->site.name, .pool = d->pool, .own = true, .site = d->site};
 	for (size_t i = 0; i < d->cfg->npeers; i++) {
 		const ims_config_cluster *c = &d->cfg->peers[i];
-		h->probes[i + 1] = (probe){ .h = h, .name = c->name, .pool = c->pool ? c->pool : d->pool };
+		h->probes[i + 1] =
+			(probe){.h = h, .name = c->name, .pool = c->pool ? c->pool : d->pool};
 	}
 	for (size_t i = 0; i < h->n; i++) {
 		if (pthread_create(&h->probes[i].thread, NULL, prober, &h->probes[i]) != 0) {
@@ -131,7 +136,7 @@ typedef struct {
 
 static view look(ims_health *h, probe *p)
 {
-	view v = { 0 };
+	view v = {0};
 	pthread_mutex_lock(&h->lock);
 	ims_site *site = p->site;
 	int cerr = p->connect_error;
@@ -174,11 +179,11 @@ int ims_health_ready(ims_health *h, char *why, size_t len)
 	if (v.up)
 		return 0;
 	if (v.probing_ms)
-		snprintf(why, len, "site '%s' has not answered a read in pool '%s' for %lld s", own->name, own->pool,
-			 (long long)(v.probing_ms / 1000));
+		snprintf(why, len, "site '%s' has not answered a read in pool '%s' for %lld s",
+			 own->name, own->pool, (long long)(v.probing_ms / 1000));
 	else
-		snprintf(why, len, "site '%s' did not answer a read in pool '%s': %s", own->name, own->pool,
-			 ims_strerror(v.error));
+		snprintf(why, len, "site '%s' did not answer a read in pool '%s': %s", own->name,
+			 own->pool, ims_strerror(v.error));
 	return 1;
 }
 
@@ -212,7 +217,8 @@ int ims_health_sites(ims_health *h, ims_health_site **out, size_t *n)
 		if (!v.known)
 			snprintf(o->error, sizeof(o->error), "not reached yet");
 		else if (!o->up && v.probing_ms)
-			snprintf(o->error, sizeof(o->error), "has not answered a read in pool '%s' for %lld s", p->pool,
+			snprintf(o->error, sizeof(o->error),
+				 "has not answered a read in pool '%s' for %lld s", p->pool,
 				 (long long)(v.probing_ms / 1000));
 		else if (!o->up)
 			snprintf(o->error, sizeof(o->error), "%s", ims_strerror(v.error));
@@ -222,7 +228,8 @@ int ims_health_sites(ims_health *h, ims_health_site **out, size_t *n)
 		if (site && ims_site_fsid(site, o->fsid, sizeof(o->fsid)) < 0)
 			o->fsid[0] = '\0';
 		ims_error_clear();
-		const char *conf = p->own ? h->d->cfg->site.ceph_conf : h->d->cfg->peers[i - 1].ceph_conf;
+		const char *conf =
+			p->own ? h->d->cfg->site.ceph_conf : h->d->cfg->peers[i - 1].ceph_conf;
 		snprintf(o->ceph_conf, sizeof(o->ceph_conf), "%s", conf ? conf : "");
 	}
 	*out = list;
@@ -240,17 +247,22 @@ void ims_health_metrics(ims_health *h, FILE *out)
 		return;
 	for (size_t i = 0; i < h->n; i++)
 		vs[i] = look(h, &h->probes[i]);
-	fprintf(out, "# HELP imgstore_site_up Whether the site answered its last probe (an OSD read) in time.\n"
+	fprintf(out, "# HELP imgstore_site_up Whether the site answered its last probe (an OSD "
+		     "read) in time.\n"
 		     "# TYPE imgstore_site_up gauge\n");
 	for (size_t i = 0; i < h->n; i++)
 		fprintf(out, "imgstore_site_up{site=\"%s\"} %d\n",
-			ims_prom_escape(name, sizeof(name), h->probes[i].name), vs[i].known && vs[i].up);
-	fprintf(out, "# HELP imgstore_site_reconnects_total Clients replaced because the site blocklisted them.\n"
+			ims_prom_escape(name, sizeof(name), h->probes[i].name),
+			vs[i].known && vs[i].up);
+	fprintf(out, "# HELP imgstore_site_reconnects_total Clients replaced because the site "
+		     "blocklisted them.\n"
 		     "# TYPE imgstore_site_reconnects_total counter\n");
 	for (size_t i = 0; i < h->n; i++)
 		fprintf(out, "imgstore_site_reconnects_total{site=\"%s\"} %llu\n",
-			ims_prom_escape(name, sizeof(name), h->probes[i].name), (unsigned long long)vs[i].reconnects);
-	fprintf(out, "# HELP imgstore_site_last_answer_seconds Seconds since the site last answered a probe "
+			ims_prom_escape(name, sizeof(name), h->probes[i].name),
+			(unsigned long long)vs[i].reconnects);
+	fprintf(out, "# HELP imgstore_site_last_answer_seconds Seconds since the site last "
+		     "answered a probe "
 		     "(-1: never).\n"
 		     "# TYPE imgstore_site_last_answer_seconds gauge\n");
 	for (size_t i = 0; i < h->n; i++)

@@ -48,14 +48,14 @@ bool ims_health_site_up(ims_health *h, const char *name);
 /** What this daemon knows of one site, for SiteService. */
 typedef struct {
 	char name[64];
-	bool local;          /* the daemon's own site */
-	bool known;          /* reached, or a connect has failed */
-	bool up;             /* answered its last probe in time */
+	bool local;	     /* the daemon's own site */
+	bool known;	     /* reached, or a connect has failed */
+	bool up;	     /* answered its last probe in time */
 	char error[256];     /* why not, when down or not reached */
 	int64_t since_ok_ms; /* since it last answered; -1: never */
 	uint64_t reconnects; /* clients replaced because they were blocklisted */
 	char ceph_conf[512];
-	char fsid[40];       /* "" until connected */
+	char fsid[40]; /* "" until connected */
 } ims_health_site;
 
 /**

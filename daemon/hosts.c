@@ -34,8 +34,9 @@ static int64_t now(void)
 static int check_host(const char *h)
 {
 	if (!ims_host_name_valid(h))
-		return ims_error_set(-EINVAL, "bad host name '%s': 1 to 127 letters, digits, '.', '-' or '_'",
-				     h ? h : "");
+		return ims_error_set(
+			-EINVAL, "bad host name '%s': 1 to 127 letters, digits, '.', '-' or '_'",
+			h ? h : "");
 	return 0;
 }
 
@@ -47,12 +48,15 @@ static int check_host(const char *h)
 static int check_caller(ims_rpc_call *call, const char *host, const char *what)
 {
 	const char *name = ims_rpc_call_caller(call), *cn = ims_rpc_call_cert_cn(call);
-	if (ims_rpc_call_role(call) >= IMS_ROLE_ADMIN || !strcmp(name, host) || (cn && !strcmp(cn, host)))
+	if (ims_rpc_call_role(call) >= IMS_ROLE_ADMIN || !strcmp(name, host) ||
+	    (cn && !strcmp(cn, host)))
 		return 0;
 	return ims_error_set(-EPERM,
-			     "caller '%s' may not %s for host '%s': a host token acts only for the host it names "
+			     "caller '%s' may not %s for host '%s': a host token acts only for the "
+			     "host it names "
 			     "(its token's name%s%s%s)",
-			     name, what, host, cn ? " or its certificate's CN '" : "", cn ? cn : "", cn ? "'" : "");
+			     name, what, host, cn ? " or its certificate's CN '" : "", cn ? cn : "",
+			     cn ? "'" : "");
 }
 
 /* Whether hosts may write to this site's copy: not a secondary, not being failed over. */
@@ -62,16 +66,21 @@ static int writable_copy(ims_daemon *d, const char *pool, const char *image, ims
 	if (r < 0)
 		return r;
 	if (side->secondary)
-		return ims_error_set(-EROFS, "'%s/%s' on site '%s' is a secondary (its primary: %s); take the lease "
-				     "on the primary's site",
-				     pool, image, ims_site_name(d->site), side->source[0] ? side->source : "unknown");
+		return ims_error_set(
+			-EROFS,
+			"'%s/%s' on site '%s' is a secondary (its primary: %s); take the lease "
+			"on the primary's site",
+			pool, image, ims_site_name(d->site),
+			side->source[0] ? side->source : "unknown");
 	if (strcmp(side->state, "failing-over") == 0)
-		return ims_error_set(-EAGAIN, "'%s/%s' is being failed over to another site; no new leases here",
-				     pool, image);
+		return ims_error_set(
+			-EAGAIN, "'%s/%s' is being failed over to another site; no new leases here",
+			pool, image);
 	return 0;
 }
 
-int ims_hosts_image_leased(ims_daemon *d, const char *pool, const char *image, char *host, size_t len)
+int ims_hosts_image_leased(ims_daemon *d, const char *pool, const char *image, char *host,
+			   size_t len)
 {
 	return ims_lease_held(d->site, d->pool, pool, image, host, len);
 }
@@ -103,7 +112,8 @@ static Imgstore__V1__Lease *build_lease(ims_rpc_call *call, const ims_lease *l)
 /* ---------------------------------------------------------------------------------------- */
 /* handlers */
 
-static int ims_h_register_host(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_register_host(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			       ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__RegisterHostRequest *q = (const void *)req;
@@ -112,7 +122,8 @@ static int ims_h_register_host(void *app, ims_rpc_call *call, const ProtobufCMes
 		return r;
 	ims_rpc_call_set_target(call, q->name);
 	if ((r = check_caller(call, q->name, "register")) < 0 ||
-	    (r = ims_host_register(d->site, d->pool, q->name, q->address, ims_rpc_call_caller(call))) < 0)
+	    (r = ims_host_register(d->site, d->pool, q->name, q->address,
+				   ims_rpc_call_caller(call))) < 0)
 		return r;
 	Imgstore__V1__Host *m = ALLOC(call, Imgstore__V1__Host);
 	if (!m)
@@ -126,7 +137,8 @@ static int ims_h_register_host(void *app, ims_rpc_call *call, const ProtobufCMes
 	return 0;
 }
 
-static int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			       ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__AcquireLeaseRequest *q = (const void *)req;
@@ -134,12 +146,13 @@ static int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMes
 	ims_repl_side side;
 	ims_lease l;
 	int r;
-	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 || (r = check_host(q->host)) < 0 ||
-	    (r = check_caller(call, q->host, "take a lease")) < 0)
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
+	    (r = check_host(q->host)) < 0 || (r = check_caller(call, q->host, "take a lease")) < 0)
 		return r;
-	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0 || (r = writable_copy(d, s.pool, s.image, &side)) < 0 ||
-	    (r = ims_lease_acquire(d->site, d->pool, s.pool, s.image, q->host, ims_lease_ttl(q->ttl_seconds),
-				   side.generation, &l)) < 0)
+	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0 ||
+	    (r = writable_copy(d, s.pool, s.image, &side)) < 0 ||
+	    (r = ims_lease_acquire(d->site, d->pool, s.pool, s.image, q->host,
+				   ims_lease_ttl(q->ttl_seconds), side.generation, &l)) < 0)
 		return r;
 	Imgstore__V1__Lease *m = build_lease(call, &l);
 	if (!m)
@@ -165,22 +178,26 @@ static int may_change(void *ctx, const ims_lease *l, bool renew)
 	if (ims_repl_side_get(c->d->site, l->pool, l->image, &side) == 0 &&
 	    (side.secondary || side.generation != l->generation))
 		return ims_error_set(-ESTALE,
-				     "lease '%s' is stale: it was granted at generation %" PRIu64 " and '%s/%s' is now at "
-				     "generation %" PRIu64 "%s; stop writing and take a new lease on its primary",
+				     "lease '%s' is stale: it was granted at generation %" PRIu64
+				     " and '%s/%s' is now at "
+				     "generation %" PRIu64
+				     "%s; stop writing and take a new lease on its primary",
 				     l->id, l->generation, l->pool, l->image, side.generation,
 				     side.secondary ? " as a secondary here" : "");
 	return 0;
 }
 
 /* Renew (ttl > 0) or release (ttl == 0) the lease @p id. */
-static int change_lease(ims_daemon *d, ims_rpc_call *call, const char *id, unsigned ttl, ims_lease *out)
+static int change_lease(ims_daemon *d, ims_rpc_call *call, const char *id, unsigned ttl,
+			ims_lease *out)
 {
-	change_ctx c = { d, call };
+	change_ctx c = {d, call};
 	ims_rpc_call_set_target(call, id);
 	return ims_lease_change(d->site, d->pool, id, ttl, may_change, &c, out);
 }
 
-static int ims_h_renew_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_renew_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			     ProtobufCMessage **resp)
 {
 	const Imgstore__V1__RenewLeaseRequest *q = (const void *)req;
 	ims_lease l;
@@ -194,7 +211,8 @@ static int ims_h_renew_lease(void *app, ims_rpc_call *call, const ProtobufCMessa
 	return 0;
 }
 
-static int ims_h_release_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_release_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			       ProtobufCMessage **resp)
 {
 	const Imgstore__V1__ReleaseLeaseRequest *q = (const void *)req;
 	ims_lease l;
@@ -209,7 +227,8 @@ static int ims_h_release_lease(void *app, ims_rpc_call *call, const ProtobufCMes
 	return 0;
 }
 
-static int ims_h_list_leases(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_list_leases(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			     ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ListLeasesRequest *q = (const void *)req;
@@ -218,7 +237,8 @@ static int ims_h_list_leases(void *app, ims_rpc_call *call, const ProtobufCMessa
 	ims_spec s;
 	bool one = q->image && q->image->image && q->image->image[0];
 	int r;
-	if ((one && (r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0) || (r = ims_lease_list(d->site, d->pool, &list, &n)) < 0)
+	if ((one && (r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0) ||
+	    (r = ims_lease_list(d->site, d->pool, &list, &n)) < 0)
 		return r;
 	Imgstore__V1__ListLeasesResponse *m = ALLOC(call, Imgstore__V1__ListLeasesResponse);
 	r = -ENOMEM;
@@ -302,8 +322,8 @@ char *ims_libvirt_disk_xml(const char *pool, const char *image, const char *clie
 	return buf;
 }
 
-int ims_daemon_host_identity(ims_daemon *d, const char *host, char *user, size_t user_len, char *secret,
-			     size_t secret_len)
+int ims_daemon_host_identity(ims_daemon *d, const char *host, char *user, size_t user_len,
+			     char *secret, size_t secret_len)
 {
 	int r = -ENOENT;
 	pthread_mutex_lock(&d->lock);
@@ -322,36 +342,46 @@ int ims_daemon_host_identity(ims_daemon *d, const char *host, char *user, size_t
  * [host NAME] section of the host it names (or of the caller's own identity). Never the
  * daemon's own cephx user: a hypervisor must not get the keys of the service.
  */
-static int attach_identity(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__GetAttachInfoRequest *q,
-			   const char **host_out, char *user, size_t ulen, char *secret, size_t slen)
+static int attach_identity(ims_daemon *d, ims_rpc_call *call,
+			   const Imgstore__V1__GetAttachInfoRequest *q, const char **host_out,
+			   char *user, size_t ulen, char *secret, size_t slen)
 {
 	const char *host = NULL;
 	int r;
 	*host_out = NULL;
 	if (q->host && q->host[0]) {
-		if ((r = check_host(q->host)) < 0 || (r = check_caller(call, q->host, "ask attach-info")) < 0)
+		if ((r = check_host(q->host)) < 0 ||
+		    (r = check_caller(call, q->host, "ask attach-info")) < 0)
 			return r;
 		host = q->host;
 	} else if (ims_rpc_call_role(call) == IMS_ROLE_HOST) {
 		/* a host asks for itself: its certificate's CN when it has one configured */
 		const char *cn = ims_rpc_call_cert_cn(call), *name = ims_rpc_call_caller(call);
 		char u[8], sct[8];
-		host = cn && ims_daemon_host_identity(d, cn, u, sizeof(u), sct, sizeof(sct)) == 0 ? cn : name;
+		host = cn && ims_daemon_host_identity(d, cn, u, sizeof(u), sct, sizeof(sct)) == 0
+			       ? cn
+			       : name;
 	}
-	bool have_user = q->client_id && q->client_id[0], have_secret = q->secret_uuid && q->secret_uuid[0];
+	bool have_user = q->client_id && q->client_id[0],
+	     have_secret = q->secret_uuid && q->secret_uuid[0];
 	if (have_user && !ims_host_name_valid(q->client_id))
 		return ims_error_set(-EINVAL, "bad cephx user '%s'", q->client_id);
 	if (have_secret && !ims_uuid_valid(q->secret_uuid))
-		return ims_error_set(-EINVAL, "bad libvirt secret '%s': expected a UUID", q->secret_uuid);
+		return ims_error_set(-EINVAL, "bad libvirt secret '%s': expected a UUID",
+				     q->secret_uuid);
 	if (!have_user || !have_secret) {
 		if (!host)
-			return ims_error_set(-EBUSY,
-					     "attach-info needs a host: name it (--host NAME, a [host NAME] of the "
-					     "daemon's configuration) or give --client-id and --secret-uuid");
+			return ims_error_set(
+				-EBUSY,
+				"attach-info needs a host: name it (--host NAME, a [host NAME] of "
+				"the "
+				"daemon's configuration) or give --client-id and --secret-uuid");
 		if (ims_daemon_host_identity(d, host, user, ulen, secret, slen) < 0)
 			return ims_error_set(-EBUSY,
-					     "no cephx user and libvirt secret are known for host '%s': add a [host %s] "
-					     "section with cephx_user and libvirt_secret to the daemon's configuration "
+					     "no cephx user and libvirt secret are known for host "
+					     "'%s': add a [host %s] "
+					     "section with cephx_user and libvirt_secret to the "
+					     "daemon's configuration "
 					     "(then SIGHUP), or give --client-id and --secret-uuid",
 					     host, host);
 		*host_out = host;
@@ -363,7 +393,8 @@ static int attach_identity(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1
 	return 0;
 }
 
-static int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				 ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GetAttachInfoRequest *q = (const void *)req;
@@ -373,7 +404,8 @@ static int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCM
 	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
 		return r;
 	const char *host;
-	if ((r = attach_identity(d, call, q, &host, user, sizeof(user), secret, sizeof(secret))) < 0)
+	if ((r = attach_identity(d, call, q, &host, user, sizeof(user), secret, sizeof(secret))) <
+	    0)
 		return r;
 	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
 		return r;
@@ -414,13 +446,17 @@ static int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCM
 /* ---------------------------------------------------------------------------------------- */
 
 static const ims_rpc_method methods[] = {
-	M("HostService", "RegisterHost", register_host_request, host, HOST, true, ims_h_register_host),
-	M("HostService", "AcquireLease", acquire_lease_request, lease, HOST, true, ims_h_acquire_lease),
+	M("HostService", "RegisterHost", register_host_request, host, HOST, true,
+	  ims_h_register_host),
+	M("HostService", "AcquireLease", acquire_lease_request, lease, HOST, true,
+	  ims_h_acquire_lease),
 	M("HostService", "RenewLease", renew_lease_request, lease, HOST, false, ims_h_renew_lease),
 	M("HostService", "ReleaseLease", release_lease_request, release_lease_response, HOST, true,
 	  ims_h_release_lease),
-	M("HostService", "ListLeases", list_leases_request, list_leases_response, READER, false, ims_h_list_leases),
-	M("HostService", "GetAttachInfo", get_attach_info_request, attach_info, HOST, false, ims_h_get_attach_info),
+	M("HostService", "ListLeases", list_leases_request, list_leases_response, READER, false,
+	  ims_h_list_leases),
+	M("HostService", "GetAttachInfo", get_attach_info_request, attach_info, HOST, false,
+	  ims_h_get_attach_info),
 };
 
 IMS_DAEMON_SERVICE(ims_host_service, methods);

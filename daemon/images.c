@@ -114,14 +114,16 @@ static int parse_format(const char *s, ims_format_kind def, ims_format_kind *out
 		return 0;
 	}
 	if (ims_format_parse(out, s) < 0)
-		return ims_error_set(-EINVAL, "unknown format '%s': expected auto, raw, qcow2 or vmdk", s);
+		return ims_error_set(-EINVAL,
+				     "unknown format '%s': expected auto, raw, qcow2 or vmdk", s);
 	return 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
 /* ImageService */
 
-static int h_create_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_create_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			  ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__CreateImageRequest *q = (const void *)req;
@@ -139,7 +141,8 @@ static int h_create_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	return reply_image(d, call, s.pool, s.image, resp);
 }
 
-static int h_get_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_get_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+		       ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GetImageRequest *q = (const void *)req;
@@ -148,7 +151,8 @@ static int h_get_image(void *app, ims_rpc_call *call, const ProtobufCMessage *re
 	return r < 0 ? r : reply_image(d, call, s.pool, s.image, resp);
 }
 
-static int h_list_images(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_list_images(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			 ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ListImagesRequest *q = (const void *)req;
@@ -197,7 +201,8 @@ out:
 	return r;
 }
 
-static int h_resize_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_resize_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			  ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ResizeImageRequest *q = (const void *)req;
@@ -209,7 +214,8 @@ static int h_resize_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	return reply_image(d, call, s.pool, s.image, resp);
 }
 
-static int h_rename_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_rename_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			  ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__RenameImageRequest *q = (const void *)req;
@@ -221,7 +227,8 @@ static int h_rename_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	return reply_image(d, call, s.pool, q->new_name, resp);
 }
 
-static int h_delete_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_delete_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			  ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__DeleteImageRequest *q = (const void *)req;
@@ -242,7 +249,8 @@ static int h_delete_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	return 0;
 }
 
-static int h_set_tag(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_set_tag(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+		     ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__SetImageTagRequest *q = (const void *)req;
@@ -254,7 +262,8 @@ static int h_set_tag(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 	return reply_image(d, call, s.pool, s.image, resp);
 }
 
-static int h_remove_tag(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_remove_tag(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__RemoveImageTagRequest *q = (const void *)req;
@@ -266,7 +275,8 @@ static int h_remove_tag(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	return reply_image(d, call, s.pool, s.image, resp);
 }
 
-static int h_clone_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_clone_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			 ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__CloneImageRequest *q = (const void *)req;
@@ -310,7 +320,6 @@ static void free_work(void *arg)
 	free(w);
 }
 
-
 static int run_import(ims_op *op, void *arg)
 {
 	work *w = arg;
@@ -337,8 +346,8 @@ static int run_export(ims_op *op, void *arg)
 	o.progress = ims_kit_op_progress;
 	o.progress_ctx = op;
 	if (!w->path[0]) { /* to the spool, for download */
-		snprintf(w->path, sizeof(w->path), "%s/%s.%s", w->d->cfg->server.spool_dir, ims_op_id(op),
-			 ims_format_name(w->format));
+		snprintf(w->path, sizeof(w->path), "%s/%s.%s", w->d->cfg->server.spool_dir,
+			 ims_op_id(op), ims_format_name(w->format));
 		ims_op_set_result_path(op, w->path);
 	}
 	return ims_image_export_file(NULL, w->d->site, w->spec.pool, w->spec.image,
@@ -355,7 +364,8 @@ static int submit(ims_daemon *d, ims_rpc_call *call, const char *kind, ims_op_fn
 		  ProtobufCMessage **resp)
 {
 	char target[3 * IMS_NAME_MAX + 4];
-	return ims_kit_submit(d, call, kind, ims_spec_format(target, sizeof(target), &w->spec), fn, w, free_work, resp);
+	return ims_kit_submit(d, call, kind, ims_spec_format(target, sizeof(target), &w->spec), fn,
+			      w, free_work, resp);
 }
 
 static work *new_work(ims_daemon *d, const ims_spec *s)
@@ -372,35 +382,39 @@ static work *new_work(ims_daemon *d, const ims_spec *s)
  * Whether @p resolved (what the daemon resolved @p asked to) is the file the client sees, by
  * the client's st_dev and st_ino (0: not given, not checked). A daemon in another mount
  * namespace (systemd's PrivateTmp, ProtectHome) may see another file under the same name, or
- * none: -EPERM then, saying what the client does @p instead (uploads, downloads). @p r is the result of
- * resolving the path: a path the daemon cannot see (-ENOENT) is -EPERM too when the client
- * sees it.
+ * none: -EPERM then, saying what the client does @p instead (uploads, downloads). @p r is the
+ * result of resolving the path: a path the daemon cannot see (-ENOENT) is -EPERM too when the
+ * client sees it.
  */
-static int same_file_as_client(const char *asked, const char *resolved, uint64_t dev, uint64_t ino, int r,
-			       const char *instead)
+static int same_file_as_client(const char *asked, const char *resolved, uint64_t dev, uint64_t ino,
+			       int r, const char *instead)
 {
 	if (!dev && !ino)
 		return r;
 	if (r == -ENOENT)
 		return ims_error_set(-EPERM,
-				     "'%s' is not there as imgstored sees the filesystem (its unit's PrivateTmp or "
+				     "'%s' is not there as imgstored sees the filesystem (its "
+				     "unit's PrivateTmp or "
 				     "ProtectHome, or another mount namespace): %s",
 				     asked, instead);
 	if (r < 0)
 		return r;
 	struct stat st;
 	if (stat(resolved, &st) < 0)
-		return ims_error_set(-EPERM, "'%s' is not there as imgstored sees the filesystem (%s): %s", asked,
-				     strerror(errno), instead);
+		return ims_error_set(-EPERM,
+				     "'%s' is not there as imgstored sees the filesystem (%s): %s",
+				     asked, strerror(errno), instead);
 	if ((uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino)
 		return ims_error_set(-EPERM,
-				     "'%s' is another file as imgstored sees the filesystem (its unit's PrivateTmp or "
+				     "'%s' is another file as imgstored sees the filesystem (its "
+				     "unit's PrivateTmp or "
 				     "ProtectHome, or another mount namespace): %s",
 				     asked, instead);
 	return 0;
 }
 
-static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			  ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ImportImageRequest *q = (const void *)req;
@@ -418,8 +432,8 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	if ((r = ims_image_exists(d->site, s.pool, s.image)) < 0)
 		return r;
 	if (r == 1)
-		return ims_error_set(-EEXIST, "image '%s/%s' already exists on site '%s'", s.pool, s.image,
-				     ims_site_name(d->site));
+		return ims_error_set(-EEXIST, "image '%s/%s' already exists on site '%s'", s.pool,
+				     s.image, ims_site_name(d->site));
 	work *w = new_work(d, &s);
 	if (!w)
 		return -ENOMEM;
@@ -427,11 +441,12 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	w->features = q->features;
 	snprintf(w->data_pool, sizeof(w->data_pool), "%s", q->data_pool ? q->data_pool : "");
 	if (from_path) {
-		/* only files under [server] import_dirs: not the keyring, the tier key, the tokens */
-		if ((r = ims_config_path_in(d->cfg->server.import_dirs, "import_dirs", q->source_path, true, w->path,
-					    sizeof(w->path))) < 0 ||
-		    (r = same_file_as_client(q->source_path, w->path, q->source_dev, q->source_ino, r,
-						"the client uploads the file instead")) < 0) {
+		/* only files under [server] import_dirs: not the keyring, the tier key, the tokens
+		 */
+		if ((r = ims_config_path_in(d->cfg->server.import_dirs, "import_dirs",
+					    q->source_path, true, w->path, sizeof(w->path))) < 0 ||
+		    (r = same_file_as_client(q->source_path, w->path, q->source_dev, q->source_ino,
+					     r, "the client uploads the file instead")) < 0) {
 			free(w);
 			return r;
 		}
@@ -445,9 +460,12 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 			if (!u)
 				r = ims_error_set(-ENOENT, "no upload '%s'", q->upload_id);
 			else if (u->claimed)
-				r = ims_error_set(-EBUSY, "upload '%s' is already being imported", q->upload_id);
+				r = ims_error_set(-EBUSY, "upload '%s' is already being imported",
+						  q->upload_id);
 			else
-				r = ims_error_set(-EINVAL, "upload '%s' holds %" PRIu64 " of %" PRIu64 " bytes",
+				r = ims_error_set(-EINVAL,
+						  "upload '%s' holds %" PRIu64 " of %" PRIu64
+						  " bytes",
 						  q->upload_id, u->received, u->size);
 			pthread_mutex_unlock(&d->lock);
 			free(w);
@@ -461,7 +479,8 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	return submit(d, call, "import", run_import, w, resp);
 }
 
-static int h_export_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_export_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			  ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ExportImageRequest *q = (const void *)req;
@@ -473,18 +492,19 @@ static int h_export_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	    (r = parse_format(q->format, IMS_FORMAT_RAW, &fmt)) < 0)
 		return r;
 	if (fmt != IMS_FORMAT_RAW && fmt != IMS_FORMAT_QCOW2)
-		return ims_error_set(-EINVAL, "export writes raw or qcow2, not %s", ims_format_name(fmt));
+		return ims_error_set(-EINVAL, "export writes raw or qcow2, not %s",
+				     ims_format_name(fmt));
 	/* only into [server] export_dirs: the daemon may write where no client should */
 	if (q->dest_path && q->dest_path[0]) {
-		r = ims_config_path_in(d->cfg->server.export_dirs, "export_dirs", q->dest_path, false, dest,
-				       sizeof(dest));
+		r = ims_config_path_in(d->cfg->server.export_dirs, "export_dirs", q->dest_path,
+				       false, dest, sizeof(dest));
 		char dir[sizeof(dest)];
 		snprintf(dir, sizeof(dir), "%s", dest);
 		char *slash = strrchr(dir, '/');
 		if (slash)
 			slash[slash == dir ? 1 : 0] = '\0';
 		if ((r = same_file_as_client(q->dest_path, dir, q->dest_dir_dev, q->dest_dir_ino, r,
-					      "the client downloads the export instead")) < 0)
+					     "the client downloads the export instead")) < 0)
 			return r;
 	}
 	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
@@ -497,7 +517,8 @@ static int h_export_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	return submit(d, call, "export", run_export, w, resp);
 }
 
-static int h_flatten_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_flatten_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			   ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__FlattenImageRequest *q = (const void *)req;
@@ -511,7 +532,8 @@ static int h_flatten_image(void *app, ims_rpc_call *call, const ProtobufCMessage
 	return w ? submit(d, call, "flatten", run_flatten, w, resp) : -ENOMEM;
 }
 
-static int h_begin_upload(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_begin_upload(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			  ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__BeginUploadRequest *q = (const void *)req;
@@ -520,17 +542,20 @@ static int h_begin_upload(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	int r;
 	if (q->size == 0 || q->size > (64ull << 40))
 		return ims_error_set(-EINVAL, "an upload holds 1 byte to 64 TiB");
-	if (statvfs(d->cfg->server.spool_dir, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < q->size)
-		return ims_error_set(-ENOSPC, "the spool '%s' has %s free; the upload needs %s",
-				     d->cfg->server.spool_dir,
-				     ims_format_size(a, sizeof(a), (uint64_t)vfs.f_bavail * vfs.f_frsize),
-				     ims_format_size(b, sizeof(b), q->size));
+	if (statvfs(d->cfg->server.spool_dir, &vfs) == 0 &&
+	    (uint64_t)vfs.f_bavail * vfs.f_frsize < q->size)
+		return ims_error_set(
+			-ENOSPC, "the spool '%s' has %s free; the upload needs %s",
+			d->cfg->server.spool_dir,
+			ims_format_size(a, sizeof(a), (uint64_t)vfs.f_bavail * vfs.f_frsize),
+			ims_format_size(b, sizeof(b), q->size));
 	pthread_mutex_lock(&d->lock);
 	ims_upload *u = NULL;
 	time_t now = time(NULL);
 	for (int i = 0; i < IMS_MAX_UPLOADS; i++) {
 		/* an upload idle for an hour and not claimed is abandoned */
-		if (d->uploads[i].id[0] && !d->uploads[i].claimed && now - d->uploads[i].last > 3600) {
+		if (d->uploads[i].id[0] && !d->uploads[i].claimed &&
+		    now - d->uploads[i].last > 3600) {
 			unlink(d->uploads[i].path);
 			memset(&d->uploads[i], 0, sizeof(d->uploads[i]));
 		}
@@ -539,7 +564,8 @@ static int h_begin_upload(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	}
 	if (!u) {
 		pthread_mutex_unlock(&d->lock);
-		return ims_error_set(-EAGAIN, "too many uploads in progress (%d); try again later", IMS_MAX_UPLOADS);
+		return ims_error_set(-EAGAIN, "too many uploads in progress (%d); try again later",
+				     IMS_MAX_UPLOADS);
 	}
 	memset(u, 0, sizeof(*u));
 	char hex[33];
@@ -573,7 +599,8 @@ static int h_begin_upload(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	return 0;
 }
 
-static int h_upload_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_upload_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			  ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__UploadChunkRequest *q = (const void *)req;
@@ -587,18 +614,22 @@ static int h_upload_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	if (!u) {
 		r = ims_error_set(-ENOENT, "no upload '%s'", q->upload_id);
 	} else if (u->claimed) {
-		r = ims_error_set(-EBUSY, "upload '%s' is complete and being imported", q->upload_id);
+		r = ims_error_set(-EBUSY, "upload '%s' is complete and being imported",
+				  q->upload_id);
 	} else if (q->offset != u->received) {
-		r = ims_error_set(-EINVAL, "upload '%s' expects offset %" PRIu64 ", not %" PRIu64, q->upload_id,
-				  u->received, q->offset);
+		r = ims_error_set(-EINVAL, "upload '%s' expects offset %" PRIu64 ", not %" PRIu64,
+				  q->upload_id, u->received, q->offset);
 	} else if (q->data.len > IMS_CHUNK_MAX || u->received + q->data.len > u->size) {
-		r = ims_error_set(-EINVAL, "chunk of %zu bytes at %" PRIu64 " passes the upload's size %" PRIu64
-				  " or the chunk limit", q->data.len, q->offset, u->size);
+		r = ims_error_set(-EINVAL,
+				  "chunk of %zu bytes at %" PRIu64
+				  " passes the upload's size %" PRIu64 " or the chunk limit",
+				  q->data.len, q->offset, u->size);
 	} else {
 		int fd = open(u->path, O_WRONLY | O_CLOEXEC);
 		size_t done = 0;
 		while (fd >= 0 && done < q->data.len) {
-			ssize_t w = pwrite(fd, q->data.data + done, q->data.len - done, (off_t)(q->offset + done));
+			ssize_t w = pwrite(fd, q->data.data + done, q->data.len - done,
+					   (off_t)(q->offset + done));
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w <= 0)
@@ -606,8 +637,9 @@ static int h_upload_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage 
 			done += (size_t)w;
 		}
 		if (fd < 0 || done < q->data.len)
-			r = ims_error_set(errno == ENOSPC ? -ENOSPC : -EIO, "cannot write upload '%s': %s",
-					  q->upload_id, ims_strerror(errno ? errno : EIO));
+			r = ims_error_set(errno == ENOSPC ? -ENOSPC : -EIO,
+					  "cannot write upload '%s': %s", q->upload_id,
+					  ims_strerror(errno ? errno : EIO));
 		if (fd >= 0)
 			close(fd);
 		if (r == 0) {
@@ -628,7 +660,8 @@ static int h_upload_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	return 0;
 }
 
-static int h_download_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_download_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			    ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__DownloadChunkRequest *q = (const void *)req;
@@ -640,10 +673,12 @@ static int h_download_chunk(void *app, ims_rpc_call *call, const ProtobufCMessag
 	if (strcmp(rec.kind, "export") != 0 || !rec.result_path[0])
 		return ims_error_set(-EINVAL, "operation %s is no export to the spool", rec.id);
 	if (rec.state != IMS_OP_SUCCEEDED)
-		return ims_error_set(-EBUSY, "export %s is %s, not succeeded", rec.id, ims_op_state_name(rec.state));
+		return ims_error_set(-EBUSY, "export %s is %s, not succeeded", rec.id,
+				     ims_op_state_name(rec.state));
 	fd = open(rec.result_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		r = ims_error_set(errno == ENOENT ? -ENOENT : -EIO, "the export of %s is no longer in the spool", rec.id);
+		r = ims_error_set(errno == ENOENT ? -ENOENT : -EIO,
+				  "the export of %s is no longer in the spool", rec.id);
 		if (fd >= 0)
 			close(fd);
 		return r;
@@ -653,7 +688,8 @@ static int h_download_chunk(void *app, ims_rpc_call *call, const ProtobufCMessag
 		len = IMS_CHUNK_MAX;
 	if (q->offset > size) {
 		close(fd);
-		return ims_error_set(-ERANGE, "offset %" PRIu64 " is past the end (%" PRIu64 ")", q->offset, size);
+		return ims_error_set(-ERANGE, "offset %" PRIu64 " is past the end (%" PRIu64 ")",
+				     q->offset, size);
 	}
 	if (q->offset + len > size)
 		len = size - q->offset;
@@ -681,20 +717,28 @@ static int h_download_chunk(void *app, ims_rpc_call *call, const ProtobufCMessag
 static const ims_rpc_method methods[] = {
 	M("ImageService", "CreateImage", create_image_request, image, ADMIN, true, h_create_image),
 	M("ImageService", "GetImage", get_image_request, image, READER, false, h_get_image),
-	M("ImageService", "ListImages", list_images_request, list_images_response, READER, false, h_list_images),
+	M("ImageService", "ListImages", list_images_request, list_images_response, READER, false,
+	  h_list_images),
 	M("ImageService", "ResizeImage", resize_image_request, image, ADMIN, true, h_resize_image),
 	M("ImageService", "RenameImage", rename_image_request, image, ADMIN, true, h_rename_image),
-	M("ImageService", "DeleteImage", delete_image_request, delete_image_response, ADMIN, true, h_delete_image),
+	M("ImageService", "DeleteImage", delete_image_request, delete_image_response, ADMIN, true,
+	  h_delete_image),
 	M("ImageService", "SetImageTag", set_image_tag_request, image, ADMIN, true, h_set_tag),
-	M("ImageService", "RemoveImageTag", remove_image_tag_request, image, ADMIN, true, h_remove_tag),
+	M("ImageService", "RemoveImageTag", remove_image_tag_request, image, ADMIN, true,
+	  h_remove_tag),
 	M("ImageService", "CloneImage", clone_image_request, image, ADMIN, true, h_clone_image),
-	M("ImageService", "FlattenImage", flatten_image_request, operation, ADMIN, true, h_flatten_image),
-	M("ImageService", "ImportImage", import_image_request, operation, ADMIN, true, h_import_image),
-	M("ImageService", "ExportImage", export_image_request, operation, ADMIN, true, h_export_image),
-	M("ImageService", "BeginUpload", begin_upload_request, begin_upload_response, ADMIN, true, h_begin_upload),
-	M("ImageService", "UploadChunk", upload_chunk_request, upload_chunk_response, ADMIN, false, h_upload_chunk),
-	M("ImageService", "DownloadChunk", download_chunk_request, download_chunk_response, ADMIN, false,
-	  h_download_chunk),
+	M("ImageService", "FlattenImage", flatten_image_request, operation, ADMIN, true,
+	  h_flatten_image),
+	M("ImageService", "ImportImage", import_image_request, operation, ADMIN, true,
+	  h_import_image),
+	M("ImageService", "ExportImage", export_image_request, operation, ADMIN, true,
+	  h_export_image),
+	M("ImageService", "BeginUpload", begin_upload_request, begin_upload_response, ADMIN, true,
+	  h_begin_upload),
+	M("ImageService", "UploadChunk", upload_chunk_request, upload_chunk_response, ADMIN, false,
+	  h_upload_chunk),
+	M("ImageService", "DownloadChunk", download_chunk_request, download_chunk_response, ADMIN,
+	  false, h_download_chunk),
 };
 
 IMS_DAEMON_SERVICE(ims_image_service, methods);

@@ -11,14 +11,15 @@
 #include "daemon/daemon.h"
 #include "store/image.h"
 
-int ims_kit_spec(ims_spec *out, ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__ImageSpec *in,
-		 bool snap_allowed, bool snap_required)
+int ims_kit_spec(ims_spec *out, ims_daemon *d, ims_rpc_call *call,
+		 const Imgstore__V1__ImageSpec *in, bool snap_allowed, bool snap_required)
 {
 	char text[3 * IMS_NAME_MAX + 4];
 	if (!in || !in->image || !in->image[0])
 		return ims_error_set(-EINVAL, "the request names no image");
-	snprintf(text, sizeof(text), "%s/%s%s%s", in->pool && in->pool[0] ? in->pool : d->pool, in->image,
-		 in->snapshot && in->snapshot[0] ? "@" : "", in->snapshot ? in->snapshot : "");
+	snprintf(text, sizeof(text), "%s/%s%s%s", in->pool && in->pool[0] ? in->pool : d->pool,
+		 in->image, in->snapshot && in->snapshot[0] ? "@" : "",
+		 in->snapshot ? in->snapshot : "");
 	ims_rpc_call_set_target(call, text);
 	return ims_spec_parse(out, text, NULL, snap_allowed, snap_required);
 }
@@ -58,8 +59,8 @@ int ims_kit_reply_op(ims_rpc_call *call, const ims_op_record *rec, ProtobufCMess
 	return 0;
 }
 
-int ims_kit_submit(ims_daemon *d, ims_rpc_call *call, const char *kind, const char *what, ims_op_fn fn, void *arg,
-		   void (*free_arg)(void *), ProtobufCMessage **resp)
+int ims_kit_submit(ims_daemon *d, ims_rpc_call *call, const char *kind, const char *what,
+		   ims_op_fn fn, void *arg, void (*free_arg)(void *), ProtobufCMessage **resp)
 {
 	ims_op_record rec;
 	int r = ims_ops_submit(d->ops, kind, what, fn, arg, free_arg, &rec);
@@ -68,20 +69,21 @@ int ims_kit_submit(ims_daemon *d, ims_rpc_call *call, const char *kind, const ch
 	return ims_kit_reply_op(call, &rec, resp);
 }
 
-int ims_daemon_pick_target(const ims_repl_status *list, size_t n, const char *asked, const char *what, char *target,
-			   size_t len)
+int ims_daemon_pick_target(const ims_repl_status *list, size_t n, const char *asked,
+			   const char *what, char *target, size_t len)
 {
 	bool any = !asked || !asked[0];
 	for (size_t i = 0; i < n; i++) {
 		if (!any && strcmp(list[i].target, asked) != 0)
 			continue;
 		if (any && n > 1)
-			return ims_error_set(-EINVAL, "%s replicates to %zu sites: name one", what, n);
+			return ims_error_set(-EINVAL, "%s replicates to %zu sites: name one", what,
+					     n);
 		snprintf(target, len, "%s", list[i].target);
 		return 0;
 	}
-	return ims_error_set(-ENOENT, "%s is not replicated%s%s; enable it first", what, any ? "" : " to site ",
-			     any ? "" : asked);
+	return ims_error_set(-ENOENT, "%s is not replicated%s%s; enable it first", what,
+			     any ? "" : " to site ", any ? "" : asked);
 }
 
 int ims_daemon_require_image(ims_daemon *d, const char *pool, const char *image)
@@ -90,13 +92,14 @@ int ims_daemon_require_image(ims_daemon *d, const char *pool, const char *image)
 	if (r < 0)
 		return r;
 	if (r == 0)
-		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", pool, image, ims_site_name(d->site));
+		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", pool, image,
+				     ims_site_name(d->site));
 	return 0;
 }
 
 static const ims_daemon_service *const services[] = {
-	&ims_image_service,       &ims_snapshot_service, &ims_operation_service, &ims_host_service,
-	&ims_replication_service, &ims_site_service,     &ims_tier_service,      &ims_group_service,
+	&ims_image_service,	  &ims_snapshot_service, &ims_operation_service, &ims_host_service,
+	&ims_replication_service, &ims_site_service,	 &ims_tier_service,	 &ims_group_service,
 };
 static ims_rpc_method *all_methods;
 static size_t nall_methods;

@@ -21,9 +21,9 @@
 
 struct ims_daemon;
 
-#define APP(app) ((struct ims_daemon *)(app))
+#define APP(app)       ((struct ims_daemon *)(app))
 #define ALLOC(call, T) ((T *)ims_rpc_call_alloc((call), sizeof(T)))
-#define DUP(call, s) ims_kit_dup((call), (s))
+#define DUP(call, s)   ims_kit_dup((call), (s))
 
 /** @p s (NULL: "") copied into the call's arena. */
 static inline char *ims_kit_dup(ims_rpc_call *call, const char *s)
@@ -37,8 +37,8 @@ static inline char *ims_kit_dup(ims_rpc_call *call, const char *s)
  * @returns -EINVAL for no image, a bad name, a snapshot where none is allowed or none where one
  *          is required.
  */
-int ims_kit_spec(ims_spec *out, struct ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__ImageSpec *in,
-		 bool snap_allowed, bool snap_required);
+int ims_kit_spec(ims_spec *out, struct ims_daemon *d, ims_rpc_call *call,
+		 const Imgstore__V1__ImageSpec *in, bool snap_allowed, bool snap_required);
 
 /** An ims_progress_fn that reports to the Operation @p op (an ims_op *). */
 int ims_kit_op_progress(void *op, uint64_t done, uint64_t total);
@@ -53,8 +53,8 @@ int ims_kit_reply_op(ims_rpc_call *call, const ims_op_record *rec, ProtobufCMess
  * Run @p fn(@p arg) as an Operation of @p kind on @p what, and answer with its record.
  * @p free_arg frees @p arg once the Operation ends, or now if it could not be submitted.
  */
-int ims_kit_submit(struct ims_daemon *d, ims_rpc_call *call, const char *kind, const char *what, ims_op_fn fn,
-		   void *arg, void (*free_arg)(void *), ProtobufCMessage **resp);
+int ims_kit_submit(struct ims_daemon *d, ims_rpc_call *call, const char *kind, const char *what,
+		   ims_op_fn fn, void *arg, void (*free_arg)(void *), ProtobufCMessage **resp);
 
 /* ---------------------------------------------------------------------------------------- */
 /* services: each file of daemon/ declares the methods it serves in a table of its own */
@@ -62,10 +62,12 @@ int ims_kit_submit(struct ims_daemon *d, ims_rpc_call *call, const char *kind, c
 /* A method: M("ImageService", "CreateImage", create_image_request, image, ADMIN, true, fn);
  * a last argument SLOW marks a handler that may block for long: it runs off the request
  * threads (ims_rpc_method.slow). */
-#define M(svc, name, in, out, role_, mut_, fn_, ...)                                             \
-	{ .path = "/imgstore.v1." svc "/" name, .input = &imgstore__v1__##in##__descriptor,       \
-	  .output = &imgstore__v1__##out##__descriptor, .role = IMS_ROLE_##role_,                 \
-	  .mutating = mut_, .fn = fn_, __VA_ARGS__ }
+#define M(svc, name, in, out, role_, mut_, fn_, ...)                                               \
+	{                                                                                          \
+		.path = "/imgstore.v1." svc "/" name, .input = &imgstore__v1__##in##__descriptor,  \
+		.output = &imgstore__v1__##out##__descriptor, .role = IMS_ROLE_##role_,            \
+		.mutating = mut_, .fn = fn_, __VA_ARGS__                                           \
+	}
 #define SLOW .slow = true
 
 /** The methods one service serves. */
@@ -74,17 +76,17 @@ typedef struct {
 	size_t n;
 } ims_daemon_service;
 
-#define IMS_DAEMON_SERVICE(name, table) \
-	const ims_daemon_service name = { table, sizeof(table) / sizeof(table[0]) }
+#define IMS_DAEMON_SERVICE(name, table)                                                            \
+	const ims_daemon_service name = {table, sizeof(table) / sizeof(table[0])}
 
-extern const ims_daemon_service ims_image_service;       /* daemon/images.c */
-extern const ims_daemon_service ims_snapshot_service;    /* daemon/snaps.c */
-extern const ims_daemon_service ims_operation_service;   /* daemon/operations.c */
-extern const ims_daemon_service ims_host_service;        /* daemon/hosts.c */
+extern const ims_daemon_service ims_image_service;	 /* daemon/images.c */
+extern const ims_daemon_service ims_snapshot_service;	 /* daemon/snaps.c */
+extern const ims_daemon_service ims_operation_service;	 /* daemon/operations.c */
+extern const ims_daemon_service ims_host_service;	 /* daemon/hosts.c */
 extern const ims_daemon_service ims_replication_service; /* daemon/replication.c */
-extern const ims_daemon_service ims_site_service;        /* daemon/sites.c */
-extern const ims_daemon_service ims_tier_service;        /* daemon/tier.c */
-extern const ims_daemon_service ims_group_service;       /* daemon/groups.c */
+extern const ims_daemon_service ims_site_service;	 /* daemon/sites.c */
+extern const ims_daemon_service ims_tier_service;	 /* daemon/tier.c */
+extern const ims_daemon_service ims_group_service;	 /* daemon/groups.c */
 
 /** Every method of every service above, in one table for the RPC server (built once). */
 const ims_rpc_method *ims_daemon_methods(size_t *count);

@@ -37,14 +37,17 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: imgstored --config FILE [--log-level error|warning|info|debug] [--syslog]\n"
-		   "       imgstored --config FILE --check-config\n"
-		   "       imgstored --help-config\n"
-		   "       imgstored --list-methods\n"
-		   "\n"
-		   "The imgstore daemon of one site: serves the RPC API (docs/RPC.md) over TLS and a Unix\n"
-		   "socket, runs imports, exports and other long operations. The configuration keys are\n"
-		   "listed by --help-config (docs/CONFIG.md).\n");
+	fprintf(f,
+		"usage: imgstored --config FILE [--log-level error|warning|info|debug] [--syslog]\n"
+		"       imgstored --config FILE --check-config\n"
+		"       imgstored --help-config\n"
+		"       imgstored --list-methods\n"
+		"\n"
+		"The imgstore daemon of one site: serves the RPC API (docs/RPC.md) over TLS and a "
+		"Unix\n"
+		"socket, runs imports, exports and other long operations. The configuration keys "
+		"are\n"
+		"listed by --help-config (docs/CONFIG.md).\n");
 }
 
 static void print_error(void *ctx, const char *line)
@@ -68,7 +71,8 @@ void ims_daemon_clean_spool(ims_daemon *d)
 		snprintf(path, sizeof(path), "%s/%s", d->cfg->server.spool_dir, e->d_name);
 		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime > 86400) {
 			if (unlink(path) == 0)
-				ims_log_info("removed '%s' from the spool (older than a day)", path);
+				ims_log_info("removed '%s' from the spool (older than a day)",
+					     path);
 		}
 	}
 	closedir(dir);
@@ -124,13 +128,17 @@ static void note_change(void *ctx, const char *section, const char *key, bool re
 	bool *log_level = ctx;
 	bool whole = !strcmp(key, "*");
 	if (!reloads && whole)
-		ims_log_warning("configuration: %s added or removed: takes effect at the next restart", section);
+		ims_log_warning(
+			"configuration: %s added or removed: takes effect at the next restart",
+			section);
 	else if (!reloads)
-		ims_log_warning("configuration: %s %s changed: takes effect at the next restart", section, key);
+		ims_log_warning("configuration: %s %s changed: takes effect at the next restart",
+				section, key);
 	else if (!strcmp(section, "[defaults]") && !strcmp(key, "log_level"))
 		*log_level = true;
 	else
-		ims_log_info("configuration: %s %s: applied", section, whole ? "added or removed" : key);
+		ims_log_info("configuration: %s %s: applied", section,
+			     whole ? "added or removed" : key);
 }
 
 /*
@@ -144,9 +152,12 @@ static int reload_config(ims_daemon *d, const char *path, bool level_fixed)
 	ims_config *fresh = NULL;
 	if (ims_config_load(&fresh, path, print_reload_error, NULL) < 0) {
 		if (ims_error_last_code() != -EINVAL)
-			ims_log_error("configuration not reloaded, the old one stays: %s", ims_error_last());
+			ims_log_error("configuration not reloaded, the old one stays: %s",
+				      ims_error_last());
 		else
-			ims_log_error("configuration '%s' not reloaded: it has bad lines (above); the old one stays", path);
+			ims_log_error("configuration '%s' not reloaded: it has bad lines (above); "
+				      "the old one stays",
+				      path);
 		return -EINVAL;
 	}
 	bool log_level = false;
@@ -157,7 +168,8 @@ static int reload_config(ims_daemon *d, const char *path, bool level_fixed)
 	pthread_mutex_unlock(&d->lock);
 	ims_config_free(old);
 	ims_log_level lvl;
-	if (log_level && !level_fixed && ims_log_parse_level(&lvl, fresh->defaults.log_level) == 0) {
+	if (log_level && !level_fixed &&
+	    ims_log_parse_level(&lvl, fresh->defaults.log_level) == 0) {
 		ims_log_set_level(lvl);
 		ims_log_info("configuration: log_level is now %s", fresh->defaults.log_level);
 	}
@@ -180,7 +192,8 @@ int ims_daemon_peer(void *app, const char *name, ims_site **out)
 			*out = have;
 			return 0;
 		}
-		/* connected without the lock: a peer that does not answer holds up only its callers */
+		/* connected without the lock: a peer that does not answer holds up only its callers
+		 */
 		ims_site_opts o = IMS_SITE_OPTS_INIT;
 		ims_site *site = NULL;
 		o.name = c->name;
@@ -234,20 +247,24 @@ static void metrics(void *app, FILE *out)
 		ims_repl_sched_metrics(d->repl, out);
 	uint64_t counts[6];
 	ims_ops_counts(d->ops, counts);
-	fprintf(out, "# HELP imgstore_operations Operations of this daemon by state (kept in memory).\n"
-		     "# TYPE imgstore_operations gauge\n");
+	fprintf(out,
+		"# HELP imgstore_operations Operations of this daemon by state (kept in memory).\n"
+		"# TYPE imgstore_operations gauge\n");
 	for (int s = IMS_OP_QUEUED; s <= IMS_OP_CANCELLED; s++)
-		fprintf(out, "imgstore_operations{state=\"%s\"} %llu\n", ims_op_state_name((ims_op_state)s),
-			(unsigned long long)counts[s]);
+		fprintf(out, "imgstore_operations{state=\"%s\"} %llu\n",
+			ims_op_state_name((ims_op_state)s), (unsigned long long)counts[s]);
 	int failovers = atomic_load(&d->failovers);
 	if (failovers >= 0)
-		fprintf(out, "# HELP imgstore_failovers_in_progress Failovers recorded on this site and not finished: "
-			     "running, or interrupted (repl status POOL/IMAGE says failing-over).\n"
-			     "# TYPE imgstore_failovers_in_progress gauge\n"
-			     "imgstore_failovers_in_progress{site=\"%s\"} %d\n",
+		fprintf(out,
+			"# HELP imgstore_failovers_in_progress Failovers recorded on this site and "
+			"not finished: "
+			"running, or interrupted (repl status POOL/IMAGE says failing-over).\n"
+			"# TYPE imgstore_failovers_in_progress gauge\n"
+			"imgstore_failovers_in_progress{site=\"%s\"} %d\n",
 			d->cfg->site.name, failovers);
-	fprintf(out, "# HELP imgstore_uptime_seconds Seconds since the daemon started.\n"
-		     "# TYPE imgstore_uptime_seconds gauge\nimgstore_uptime_seconds %lld\n",
+	fprintf(out,
+		"# HELP imgstore_uptime_seconds Seconds since the daemon started.\n"
+		"# TYPE imgstore_uptime_seconds gauge\nimgstore_uptime_seconds %lld\n",
 		(long long)(time(NULL) - d->started));
 }
 
@@ -286,10 +303,11 @@ static int connect_site(ims_daemon *d, sigset_t *sigs)
 			return r; /* a wrong conf, keyring or user: retrying will not help */
 		ims_log_warning("%s; retrying in 5 s (attempt %u)", ims_error_last(), attempt);
 		char line[600];
-		snprintf(line, sizeof(line), "not ready: %s; retrying (attempt %u)", ims_error_last(), attempt);
+		snprintf(line, sizeof(line), "not ready: %s; retrying (attempt %u)",
+			 ims_error_last(), attempt);
 		ims_notify_status(line);
 		ims_notify_watchdog();
-		struct timespec ts = { 5, 0 };
+		struct timespec ts = {5, 0};
 		int sig = sigtimedwait(sigs, NULL, &ts);
 		if (sig == SIGTERM || sig == SIGINT)
 			return -EINTR;
@@ -299,11 +317,15 @@ static int connect_site(ims_daemon *d, sigset_t *sigs)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },   { "check-config", no_argument, NULL, 'k' },
-		{ "help-config", no_argument, NULL, 'H' },    { "log-level", required_argument, NULL, 'l' },
-		{ "syslog", no_argument, NULL, 's' },         { "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },        { "list-methods", no_argument, NULL, 'M' },
-		{ NULL, 0, NULL, 0 },
+		{"config", required_argument, NULL, 'c'},
+		{"check-config", no_argument, NULL, 'k'},
+		{"help-config", no_argument, NULL, 'H'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"syslog", no_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{"list-methods", no_argument, NULL, 'M'},
+		{NULL, 0, NULL, 0},
 	};
 	const char *config = NULL, *level = NULL;
 	bool check = false, use_syslog = false;
@@ -366,7 +388,8 @@ int main(int argc, char **argv)
 	if (use_syslog)
 		ims_log_set_sink(IMS_LOG_SYSLOG, "imgstored");
 	else if (ims_log_stderr_is_journal())
-		ims_log_set_sink(IMS_LOG_JOURNAL, NULL); /* journalctl -p warning shows warnings and errors */
+		ims_log_set_sink(IMS_LOG_JOURNAL,
+				 NULL); /* journalctl -p warning shows warnings and errors */
 	d.pool = d.cfg->site.pool;
 	char host[64] = "host";
 	gethostname(host, sizeof(host));
@@ -385,12 +408,14 @@ int main(int argc, char **argv)
 	if (d.cfg->server.audit_log) {
 		d.audit = fopen(d.cfg->server.audit_log, "a");
 		if (!d.audit) {
-			ims_log_error("cannot open audit log '%s': %s", d.cfg->server.audit_log, strerror(errno));
+			ims_log_error("cannot open audit log '%s': %s", d.cfg->server.audit_log,
+				      strerror(errno));
 			goto out;
 		}
 	}
 	if ((r = mkdir_p(d.cfg->server.spool_dir, 0700)) < 0) {
-		ims_log_error("cannot create spool '%s': %s", d.cfg->server.spool_dir, ims_strerror(r));
+		ims_log_error("cannot create spool '%s': %s", d.cfg->server.spool_dir,
+			      ims_strerror(r));
 		goto out;
 	}
 	ims_daemon_clean_spool(&d);
@@ -404,7 +429,8 @@ int main(int argc, char **argv)
 	unsigned removed = 0;
 	if (ims_store_cleanup_tmp(d.site, NULL, &removed) < 0)
 		ims_log_warning("cleanup of interrupted imports: %s", ims_error_last());
-	if ((r = ims_ops_start(&d.ops, d.site, d.pool, (unsigned)d.cfg->defaults.op_workers, d.owner_host)) < 0) {
+	if ((r = ims_ops_start(&d.ops, d.site, d.pool, (unsigned)d.cfg->defaults.op_workers,
+			       d.owner_host)) < 0) {
 		ims_log_error("cannot start operations: %s", ims_error_last());
 		goto out;
 	}
@@ -426,7 +452,8 @@ int main(int argc, char **argv)
 	ro.copy.inflight_bytes = d.cfg->defaults.inflight_bytes;
 	ro.copy.retention = (unsigned)d.cfg->defaults.retention;
 	if (d.cfg->defaults.alert_webhook) {
-		if ((r = ims_alert_start(&d.alert, d.cfg->defaults.alert_webhook, d.cfg->site.name)) < 0) {
+		if ((r = ims_alert_start(&d.alert, d.cfg->defaults.alert_webhook,
+					 d.cfg->site.name)) < 0) {
 			ims_log_error("cannot start the alert webhook: %s", ims_error_last());
 			goto out;
 		}
@@ -477,8 +504,9 @@ int main(int argc, char **argv)
 	unsigned tick_ms = wd_ms && wd_ms / 2 < 5000 ? wd_ms / 2 : 5000;
 	bool notified = false;
 	char waiting[512] = "", status[640];
-	snprintf(status, sizeof(status), "serving site '%s'%s%s%s%s", d.cfg->site.name, so.listen ? " on " : "",
-		 so.listen ? so.listen : "", so.unix_socket ? " and " : "", so.unix_socket ? so.unix_socket : "");
+	snprintf(status, sizeof(status), "serving site '%s'%s%s%s%s", d.cfg->site.name,
+		 so.listen ? " on " : "", so.listen ? so.listen : "", so.unix_socket ? " and " : "",
+		 so.unix_socket ? so.unix_socket : "");
 	for (;;) {
 		char why[512] = "";
 		bool site_ok = ims_health_ready(d.health, why, sizeof(why)) == 0;
@@ -494,14 +522,16 @@ int main(int argc, char **argv)
 		}
 		if (wd_ms)
 			ims_notify_watchdog();
-		struct timespec tick = { (time_t)(tick_ms / 1000), (long)(tick_ms % 1000) * 1000000L };
+		struct timespec tick = {(time_t)(tick_ms / 1000),
+					(long)(tick_ms % 1000) * 1000000L};
 		int sig = sigtimedwait(&sigs, NULL, &tick);
 		if (sig < 0) {
 			/* not while the site does not answer: the main thread would wait on it, and
 			 * the watchdog with it */
 			if (site_ok && time(NULL) - last_cleanup >= 30) {
 				if (ims_store_cleanup_tmp(d.site, NULL, &removed) < 0)
-					ims_log_warning("cleanup of interrupted imports: %s", ims_error_last());
+					ims_log_warning("cleanup of interrupted imports: %s",
+							ims_error_last());
 				last_cleanup = time(NULL);
 			}
 			if (site_ok && time(NULL) - last_failovers >= 10) {
@@ -509,7 +539,8 @@ int main(int argc, char **argv)
 				if (ims_repl_journal_count(d.site, &n) == 0)
 					atomic_store(&d.failovers, (int)n);
 				else
-					ims_log_debug("failovers in progress not counted: %s", ims_error_last());
+					ims_log_debug("failovers in progress not counted: %s",
+						      ims_error_last());
 				last_failovers = time(NULL);
 			}
 			if (time(NULL) - last_spool > 3600) {
@@ -525,7 +556,8 @@ int main(int argc, char **argv)
 			if (ims_rpc_server_reload_tokens(d.server) == 0)
 				ims_log_info("tokens reloaded");
 			else
-				ims_log_error("tokens not reloaded, the old ones stay: %s", ims_error_last());
+				ims_log_error("tokens not reloaded, the old ones stay: %s",
+					      ims_error_last());
 			ims_notify_ready(status);
 			continue;
 		}

@@ -30,7 +30,8 @@
 /* OperationService */
 
 /* The Operation of @p rec with its detail lines, when this daemon keeps them. */
-static int reply_op_details(ims_daemon *d, ims_rpc_call *call, const ims_op_record *rec, ProtobufCMessage **resp)
+static int reply_op_details(ims_daemon *d, ims_rpc_call *call, const ims_op_record *rec,
+			    ProtobufCMessage **resp)
 {
 	char *text = NULL;
 	int r = ims_kit_reply_op(call, rec, resp);
@@ -56,7 +57,8 @@ static int reply_op_details(ims_daemon *d, ims_rpc_call *call, const ims_op_reco
 	return 0;
 }
 
-static int h_get_operation(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_get_operation(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			   ProtobufCMessage **resp)
 {
 	const Imgstore__V1__GetOperationRequest *q = (const void *)req;
 	ims_op_record rec;
@@ -64,7 +66,8 @@ static int h_get_operation(void *app, ims_rpc_call *call, const ProtobufCMessage
 	return r < 0 ? r : reply_op_details(APP(app), call, &rec, resp);
 }
 
-static int h_wait_operation(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_wait_operation(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			    ProtobufCMessage **resp)
 {
 	const Imgstore__V1__WaitOperationRequest *q = (const void *)req;
 	ims_op_record rec;
@@ -75,7 +78,8 @@ static int h_wait_operation(void *app, ims_rpc_call *call, const ProtobufCMessag
 	return r < 0 ? r : reply_op_details(APP(app), call, &rec, resp);
 }
 
-static int h_cancel_operation(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_cancel_operation(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			      ProtobufCMessage **resp)
 {
 	const Imgstore__V1__CancelOperationRequest *q = (const void *)req;
 	ims_op_record rec;
@@ -84,7 +88,8 @@ static int h_cancel_operation(void *app, ims_rpc_call *call, const ProtobufCMess
 	return r < 0 ? r : ims_kit_reply_op(call, &rec, resp);
 }
 
-static int h_list_operations(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_list_operations(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			     ProtobufCMessage **resp)
 {
 	const Imgstore__V1__ListOperationsRequest *q = (const void *)req;
 	ims_op_record *list = NULL;
@@ -114,11 +119,14 @@ out:
 /* ---------------------------------------------------------------------------------------- */
 
 static const ims_rpc_method methods[] = {
-	M("OperationService", "GetOperation", get_operation_request, operation, READER, false, h_get_operation),
-	M("OperationService", "ListOperations", list_operations_request, list_operations_response, READER, false,
-	  h_list_operations),
-	M("OperationService", "WaitOperation", wait_operation_request, operation, READER, false, h_wait_operation, SLOW),
-	M("OperationService", "CancelOperation", cancel_operation_request, operation, ADMIN, true, h_cancel_operation),
+	M("OperationService", "GetOperation", get_operation_request, operation, READER, false,
+	  h_get_operation),
+	M("OperationService", "ListOperations", list_operations_request, list_operations_response,
+	  READER, false, h_list_operations),
+	M("OperationService", "WaitOperation", wait_operation_request, operation, READER, false,
+	  h_wait_operation, SLOW),
+	M("OperationService", "CancelOperation", cancel_operation_request, operation, ADMIN, true,
+	  h_cancel_operation),
 };
 
 IMS_DAEMON_SERVICE(ims_operation_service, methods);

@@ -19,10 +19,10 @@
 #include "common/log.h"
 #include "store/omap.h"
 
-#define KEEP_IN_MEMORY 256           /* ended operations kept for Wait/Get */
-#define PERSIST_EVERY_SECONDS 2      /* progress writes to RADOS at most this often */
-#define HEARTBEAT_SECONDS 15
-#define PRUNE_AFTER_SECONDS (7 * 86400)
+#define KEEP_IN_MEMORY	      256 /* ended operations kept for Wait/Get */
+#define PERSIST_EVERY_SECONDS 2	  /* progress writes to RADOS at most this often */
+#define HEARTBEAT_SECONDS     15
+#define PRUNE_AFTER_SECONDS   (7 * 86400)
 
 struct ims_op {
 	ims_op_record rec;
@@ -148,7 +148,8 @@ static int persist(ims_ops *o, const ims_op_record *r)
 	}
 	free(val);
 	if (ret < 0)
-		return ims_error_set(ret, "cannot record operation %s: %s", r->id, ims_strerror(ret));
+		return ims_error_set(ret, "cannot record operation %s: %s", r->id,
+				     ims_strerror(ret));
 	return 0;
 }
 
@@ -198,7 +199,7 @@ static int collect(void *ctx, const char *key, size_t klen, const char *val, siz
 /* Every record; *out is malloc'ed. */
 static int read_all(ims_ops *o, ims_op_record **out, size_t *count)
 {
-	collected c = { 0 };
+	collected c = {0};
 	rados_ioctx_t io;
 	int r = ims_site_ioctx(o->site, o->pool, &io);
 	if (r == 0) {
@@ -240,17 +241,22 @@ static int sweep(ims_ops *o, bool at_start)
 	for (size_t i = 0; i < n; i++) {
 		ims_op_record *rec = &list[i];
 		if (active(rec->state)) {
-			bool ours_before = at_start && strncmp(rec->owner, mine, strlen(mine)) == 0 &&
+			bool ours_before = at_start &&
+					   strncmp(rec->owner, mine, strlen(mine)) == 0 &&
 					   strcmp(rec->owner, o->owner) != 0;
-			bool stale = strcmp(rec->owner, o->owner) != 0 && t - rec->heartbeat > IMS_OPS_STALE_SECONDS;
+			bool stale = strcmp(rec->owner, o->owner) != 0 &&
+				     t - rec->heartbeat > IMS_OPS_STALE_SECONDS;
 			if (!ours_before && !stale)
 				continue;
 			rec->state = IMS_OP_FAILED;
 			rec->finished = t;
 			snprintf(rec->error, sizeof(rec->error),
-				 "interrupted: the daemon running it (%s) stopped before it finished", rec->owner);
+				 "interrupted: the daemon running it (%s) stopped before it "
+				 "finished",
+				 rec->owner);
 			if (persist(o, rec) == 0)
-				ims_log_warning("operation %s (%s '%s') was interrupted by a stop of %s; marked failed",
+				ims_log_warning("operation %s (%s '%s') was interrupted by a stop "
+						"of %s; marked failed",
 						rec->id, rec->kind, rec->target, rec->owner);
 		} else if (old && rec->finished && t - rec->finished > PRUNE_AFTER_SECONDS) {
 			old[nold++] = rec->id;
@@ -304,7 +310,8 @@ static void *worker(void *arg)
 		int r = 0;
 		persist(o, &snap);
 		if (!cancelled) {
-			ims_log_info("operation %s started: %s '%s'", snap.id, snap.kind, snap.target);
+			ims_log_info("operation %s started: %s '%s'", snap.id, snap.kind,
+				     snap.target);
 			ims_error_clear();
 			r = op->fn(op, op->arg);
 		}
@@ -332,7 +339,8 @@ static void *worker(void *arg)
 			op->free_arg(op->arg);
 		persist(o, &snap);
 		if (snap.state == IMS_OP_FAILED)
-			ims_log_error("operation %s (%s '%s') failed: %s", snap.id, snap.kind, snap.target, snap.error);
+			ims_log_error("operation %s (%s '%s') failed: %s", snap.id, snap.kind,
+				      snap.target, snap.error);
 		else
 			ims_log_info("operation %s (%s '%s') %s", snap.id, snap.kind, snap.target,
 				     ims_op_state_name(snap.state));
@@ -384,7 +392,8 @@ static void random_id(char *out, size_t len)
 {
 	char hex[17];
 	if (ims_random_hex(hex, sizeof(hex)) < 0) /* no CSPRNG: an id still unique enough */
-		snprintf(hex, sizeof(hex), "%08lx%08lx", (unsigned long)time(NULL), (unsigned long)getpid());
+		snprintf(hex, sizeof(hex), "%08lx%08lx", (unsigned long)time(NULL),
+			 (unsigned long)getpid());
 	snprintf(out, len, "op-%s", hex);
 }
 
@@ -545,7 +554,8 @@ int ims_ops_wait(ims_ops *o, const char *id, unsigned timeout_ms, ims_op_record 
 			return r;
 		struct timespec t;
 		clock_gettime(CLOCK_REALTIME, &t);
-		if (t.tv_sec > until.tv_sec || (t.tv_sec == until.tv_sec && t.tv_nsec >= until.tv_nsec))
+		if (t.tv_sec > until.tv_sec ||
+		    (t.tv_sec == until.tv_sec && t.tv_nsec >= until.tv_nsec))
 			return 0;
 		usleep(250000);
 	}
@@ -567,8 +577,9 @@ int ims_ops_cancel(ims_ops *o, const char *id, ims_op_record *out)
 	if (r < 0)
 		return r;
 	if (active(out->state))
-		return ims_error_set(-EREMOTE, "operation %s runs on another daemon (%s); cancel it there", id,
-				     out->owner);
+		return ims_error_set(-EREMOTE,
+				     "operation %s runs on another daemon (%s); cancel it there",
+				     id, out->owner);
 	return 0;
 }
 
@@ -629,7 +640,8 @@ void ims_ops_stop(ims_ops *o)
 	for (ims_op *op = o->queue_head; op; op = op->next_queued) {
 		op->rec.state = IMS_OP_FAILED;
 		op->rec.finished = now();
-		snprintf(op->rec.error, sizeof(op->rec.error), "interrupted: the daemon stopped before it started");
+		snprintf(op->rec.error, sizeof(op->rec.error),
+			 "interrupted: the daemon stopped before it started");
 		op->ended = true;
 		if (o->pool[0])
 			persist(o, &op->rec);

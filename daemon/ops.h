@@ -18,9 +18,9 @@
 
 #include "store/site.h"
 
-#define IMS_OPS_OBJECT "imgstore.operations"
+#define IMS_OPS_OBJECT	      "imgstore.operations"
 #define IMS_OPS_STALE_SECONDS 60
-#define IMS_OP_ID_LEN 24
+#define IMS_OP_ID_LEN	      24
 
 typedef enum {
 	IMS_OP_QUEUED = 1,
@@ -45,7 +45,7 @@ typedef struct {
 	int64_t created;
 	int64_t started;
 	int64_t finished;
-	char owner[128];       /* daemon instance running it */
+	char owner[128]; /* daemon instance running it */
 	int64_t heartbeat;
 	char result_path[512]; /* a spooled export, for download */
 	char result[512];      /* one line: what it did, when it succeeded */

@@ -34,7 +34,8 @@
 /* ---------------------------------------------------------------------------------------- */
 /* ReplicationService */
 
-Imgstore__V1__ReplicationStatus *ims_daemon_status_msg(ims_rpc_call *call, const ims_repl_status *st)
+Imgstore__V1__ReplicationStatus *ims_daemon_status_msg(ims_rpc_call *call,
+						       const ims_repl_status *st)
 {
 	Imgstore__V1__ReplicationStatus *m = ALLOC(call, Imgstore__V1__ReplicationStatus);
 	if (!m)
@@ -58,7 +59,8 @@ Imgstore__V1__ReplicationStatus *ims_daemon_status_msg(ims_rpc_call *call, const
 	return m;
 }
 
-static int h_enable_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_enable_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__EnableReplicationRequest *q = (const void *)req;
@@ -68,8 +70,10 @@ static int h_enable_replication(void *app, ims_rpc_call *call, const ProtobufCMe
 	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
 		return r;
 	uint32_t rpo = q->rpo_seconds ? q->rpo_seconds : (uint32_t)d->cfg->defaults.rpo;
-	if ((r = ims_repl_enable(d->repl, s.pool, s.image, q->target_site, q->mode, rpo, &st)) < 0 ||
-	    (r = ims_repl_set_verify_every(d->repl, s.pool, s.image, q->target_site, q->verify_every)) < 0)
+	if ((r = ims_repl_enable(d->repl, s.pool, s.image, q->target_site, q->mode, rpo, &st)) <
+		    0 ||
+	    (r = ims_repl_set_verify_every(d->repl, s.pool, s.image, q->target_site,
+					   q->verify_every)) < 0)
 		return r;
 	st.verify_every = q->verify_every;
 	Imgstore__V1__ReplicationStatus *m = ims_daemon_status_msg(call, &st);
@@ -79,9 +83,11 @@ static int h_enable_replication(void *app, ims_rpc_call *call, const ProtobufCMe
 	return 0;
 }
 
-static int repl_target(ims_daemon *d, const ims_spec *s, const char *asked, char *target, size_t len);
+static int repl_target(ims_daemon *d, const ims_spec *s, const char *asked, char *target,
+		       size_t len);
 
-static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				 ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ReplicationImageRequest *q = (const void *)req;
@@ -105,8 +111,8 @@ static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCM
 /* The statuses @p list of image (@p group: group) pool/name, with a failover this daemon began
  * and did not finish (it was killed half-way) shown as state failing-over, its step and the
  * command that finishes it. */
-int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name, bool group, ims_repl_status **list,
-			      size_t *n)
+int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name, bool group,
+			      ims_repl_status **list, size_t *n)
 {
 	ims_repl_journal j;
 	if (ims_repl_journal_get(d->site, pool, name, group, &j) == 0) {
@@ -129,26 +135,37 @@ int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name,
 		}
 		snprintf((*list)[k].state, sizeof((*list)[k].state), "%s", "failing-over");
 		char why[1024];
-		int len = j.forced ? snprintf(why, sizeof(why),
-					      "a forced failover from site '%s' is at step '%s' (generation %llu); if it "
-					      "is not running any more, run `imgstore %srepl failover %s/%s --to %s --force` "
-					      "again to finish it",
-					      j.target, ims_repl_step_name(j.step), (unsigned long long)j.generation,
-					      group ? "group " : "", pool, name, ims_site_name(d->site))
-				   : snprintf(why, sizeof(why),
-					      "a failover to site '%s' is at step '%s' (generation %llu); if it is not "
-					      "running any more, run `imgstore %srepl failover %s/%s --to %s` again to "
-					      "finish it",
-					      j.target, ims_repl_step_name(j.step), (unsigned long long)j.generation,
-					      group ? "group " : "", pool, name, j.target);
-		size_t cut = len < 0 ? 0 : (size_t)len < sizeof((*list)[k].error) ? (size_t)len : sizeof((*list)[k].error) - 1;
+		int len =
+			j.forced ? snprintf(why, sizeof(why),
+					    "a forced failover from site '%s' is at step '%s' "
+					    "(generation %llu); if it "
+					    "is not running any more, run `imgstore %srepl "
+					    "failover %s/%s --to %s --force` "
+					    "again to finish it",
+					    j.target, ims_repl_step_name(j.step),
+					    (unsigned long long)j.generation, group ? "group " : "",
+					    pool, name, ims_site_name(d->site))
+				 : snprintf(why, sizeof(why),
+					    "a failover to site '%s' is at step '%s' (generation "
+					    "%llu); if it is not "
+					    "running any more, run `imgstore %srepl failover %s/%s "
+					    "--to %s` again to "
+					    "finish it",
+					    j.target, ims_repl_step_name(j.step),
+					    (unsigned long long)j.generation, group ? "group " : "",
+					    pool, name, j.target);
+		size_t cut = len < 0 ? 0
+			     : (size_t)len < sizeof((*list)[k].error)
+				     ? (size_t)len
+				     : sizeof((*list)[k].error) - 1;
 		memcpy((*list)[k].error, why, cut);
 		(*list)[k].error[cut] = '\0';
 	}
 	return 0;
 }
 
-static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ReplicationStatusRequest *q = (const void *)req;
@@ -159,13 +176,15 @@ static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMe
 	int r;
 	if (one && (r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
 		return r;
-	if ((r = ims_repl_sched_status(d->repl, one ? s.pool : NULL, one ? s.image : NULL, &list, &n)) < 0)
+	if ((r = ims_repl_sched_status(d->repl, one ? s.pool : NULL, one ? s.image : NULL, &list,
+				       &n)) < 0)
 		return r;
 	if (one && (r = ims_daemon_status_journal(d, s.pool, s.image, false, &list, &n)) < 0) {
 		free(list);
 		return r;
 	}
-	Imgstore__V1__ReplicationStatusResponse *m = ALLOC(call, Imgstore__V1__ReplicationStatusResponse);
+	Imgstore__V1__ReplicationStatusResponse *m =
+		ALLOC(call, Imgstore__V1__ReplicationStatusResponse);
 	r = -ENOMEM;
 	if (!m)
 		goto out;
@@ -194,17 +213,20 @@ static int run_sync(ims_op *op, void *arg)
 {
 	sync_work *w = arg;
 	ims_repl_result res;
-	int r = ims_repl_sync_now(w->d->repl, w->spec.pool, w->spec.image, w->target, ims_kit_op_progress, op, &res);
+	int r = ims_repl_sync_now(w->d->repl, w->spec.pool, w->spec.image, w->target,
+				  ims_kit_op_progress, op, &res);
 	if (r == 0 && res.unchanged)
-		ims_op_set_result(op, "'%s' on site '%s' already holds this state (unchanged since)", res.sealed, w->target);
+		ims_op_set_result(op,
+				  "'%s' on site '%s' already holds this state (unchanged since)",
+				  res.sealed, w->target);
 	else if (r == 0)
-		ims_op_set_result(op, "sealed '%s' on site '%s' (%" PRIu64 " bytes shipped)", res.sealed, w->target,
-				  res.bytes_copied);
+		ims_op_set_result(op, "sealed '%s' on site '%s' (%" PRIu64 " bytes shipped)",
+				  res.sealed, w->target, res.bytes_copied);
 	return r;
 }
 
-
-static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ReplicationImageRequest *q = (const void *)req;
@@ -222,11 +244,13 @@ static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	w->d = d;
 	w->spec = s;
 	char text[3 * IMS_NAME_MAX + 4];
-	return ims_kit_submit(d, call, "sync", ims_spec_format(text, sizeof(text), &s), run_sync, w, free, resp);
+	return ims_kit_submit(d, call, "sync", ims_spec_format(text, sizeof(text), &s), run_sync, w,
+			      free, resp);
 }
 
 /* The pair's target: as asked, or the only site the image replicates to. */
-static int repl_target(ims_daemon *d, const ims_spec *s, const char *asked, char *target, size_t len)
+static int repl_target(ims_daemon *d, const ims_spec *s, const char *asked, char *target,
+		       size_t len)
 {
 	ims_repl_status *list = NULL;
 	size_t n = 0;
@@ -241,8 +265,9 @@ static int repl_target(ims_daemon *d, const ims_spec *s, const char *asked, char
 }
 
 /* Failover, Failback, Resync: Operations (daemon/failover.c). */
-static int submit_failover(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__ReplicationImageRequest *q,
-			   const char *kind, ims_op_fn fn, bool failback, ProtobufCMessage **resp)
+static int submit_failover(ims_daemon *d, ims_rpc_call *call,
+			   const Imgstore__V1__ReplicationImageRequest *q, const char *kind,
+			   ims_op_fn fn, bool failback, ProtobufCMessage **resp)
 {
 	ims_spec s;
 	int r;
@@ -250,12 +275,16 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1
 		   !(q->image && q->image->image && q->image->image[0]);
 	if (all) {
 		memset(&s, 0, sizeof(s));
-		snprintf(s.pool, sizeof(s.pool), "%s", q->image && q->image->pool && q->image->pool[0] ? q->image->pool : d->pool);
+		snprintf(s.pool, sizeof(s.pool), "%s",
+			 q->image && q->image->pool && q->image->pool[0] ? q->image->pool
+									 : d->pool);
 		if ((r = ims_name_check(IMS_NAME_POOL, s.pool)) < 0)
 			return r;
-		if (strcmp(q->from_site, ims_site_name(d->site)) != 0 && !ims_config_peer(d->cfg, q->from_site))
-			return ims_error_set(-ENOENT, "no site '%s': this is site '%s' and its peers are in %s", q->from_site,
-					     ims_site_name(d->site), d->cfg->path);
+		if (strcmp(q->from_site, ims_site_name(d->site)) != 0 &&
+		    !ims_config_peer(d->cfg, q->from_site))
+			return ims_error_set(
+				-ENOENT, "no site '%s': this is site '%s' and its peers are in %s",
+				q->from_site, ims_site_name(d->site), d->cfg->path);
 		fn = ims_failover_all_run;
 	} else if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0) {
 		return r;
@@ -272,7 +301,9 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1
 	if ((fn == ims_failover_run || all) && !failback) {
 		if (!q->target_site || !q->target_site[0]) {
 			free(w);
-			return ims_error_set(-EINVAL, "a failover needs --to SITE: the site that becomes the primary");
+			return ims_error_set(
+				-EINVAL,
+				"a failover needs --to SITE: the site that becomes the primary");
 		}
 		snprintf(w->target, sizeof(w->target), "%s", q->target_site);
 	} else if ((r = repl_target(d, &s, q->target_site, w->target, sizeof(w->target))) < 0) {
@@ -282,27 +313,35 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1
 	}
 	if (failback && q->force) {
 		free(w);
-		return ims_error_set(-EINVAL, "a failback is always planned: use `repl failover --force` on the site to promote");
+		return ims_error_set(-EINVAL, "a failback is always planned: use `repl failover "
+					      "--force` on the site to promote");
 	}
 	char text[3 * IMS_NAME_MAX + 4];
 	if (all)
 		snprintf(text, sizeof(text), "%s/* of site %s", s.pool, w->from);
-	return ims_kit_submit(d, call, kind, all ? text : ims_spec_format(text, sizeof(text), &s), fn, w, free, resp);
+	return ims_kit_submit(d, call, kind, all ? text : ims_spec_format(text, sizeof(text), &s),
+			      fn, w, free, resp);
 }
 
-static int h_failover(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_failover(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+		      ProtobufCMessage **resp)
 {
-	return submit_failover(APP(app), call, (const void *)req, "failover", ims_failover_run, false, resp);
+	return submit_failover(APP(app), call, (const void *)req, "failover", ims_failover_run,
+			       false, resp);
 }
 
-static int h_failback(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_failback(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+		      ProtobufCMessage **resp)
 {
-	return submit_failover(APP(app), call, (const void *)req, "failback", ims_failover_run, true, resp);
+	return submit_failover(APP(app), call, (const void *)req, "failback", ims_failover_run,
+			       true, resp);
 }
 
-static int h_resync(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_resync(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+		    ProtobufCMessage **resp)
 {
-	return submit_failover(APP(app), call, (const void *)req, "resync", ims_resync_run, false, resp);
+	return submit_failover(APP(app), call, (const void *)req, "resync", ims_resync_run, false,
+			       resp);
 }
 
 static double mono_s(void)
@@ -319,8 +358,9 @@ int ims_daemon_verify_deadline(void *ctx, uint64_t done, uint64_t total)
 	return mono_s() > *(const double *)ctx;
 }
 
-Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, const char *img, const char *target,
-						   const ims_repl_verify_result *v)
+Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, const char *img,
+						    const char *target,
+						    const ims_repl_verify_result *v)
 {
 	char verdict[512];
 	Imgstore__V1__VerifyResponse *m = ALLOC(call, Imgstore__V1__VerifyResponse);
@@ -328,10 +368,13 @@ Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, const ch
 		return NULL;
 	imgstore__v1__verify_response__init(m);
 	if (v->equal)
-		snprintf(verdict, sizeof(verdict), "equal: %" PRIu64 " objects compared, %" PRIu64 " of them by reading",
+		snprintf(verdict, sizeof(verdict),
+			 "equal: %" PRIu64 " objects compared, %" PRIu64 " of them by reading",
 			 v->objects, v->objects_fallback);
 	else
-		snprintf(verdict, sizeof(verdict), "DIFFERENT: %zu extents differ, the first %" PRIu64 " bytes at offset %" PRIu64,
+		snprintf(verdict, sizeof(verdict),
+			 "DIFFERENT: %zu extents differ, the first %" PRIu64
+			 " bytes at offset %" PRIu64,
 			 v->nmismatches, v->nmismatches ? v->mismatches[0].length : 0,
 			 v->nmismatches ? v->mismatches[0].offset : 0);
 	m->image = DUP(call, img);
@@ -363,7 +406,8 @@ Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, const ch
 	return m;
 }
 
-static int h_verify_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_verify_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			  ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__VerifyImageRequest *q = (const void *)req;
@@ -383,8 +427,10 @@ static int h_verify_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	r = ims_repl_sched_verify(d->repl, s.pool, s.image, target, &o, &v);
 	if (r == -ECANCELED)
 		return ims_error_set(-ETIMEDOUT,
-				     "verify of '%s/%s' did not finish within %d s; let the daemon verify it in the "
-				     "background (repl enable --verify-every N) and read the verdict in repl status",
+				     "verify of '%s/%s' did not finish within %d s; let the daemon "
+				     "verify it in the "
+				     "background (repl enable --verify-every N) and read the "
+				     "verdict in repl status",
 				     s.pool, s.image, IMS_DAEMON_VERIFY_BOUND_S);
 	if (r < 0)
 		return r;
@@ -404,17 +450,22 @@ out:
 /* ---------------------------------------------------------------------------------------- */
 
 static const ims_rpc_method methods[] = {
-	M("ReplicationService", "EnableReplication", enable_replication_request, replication_status, ADMIN, true,
-	  h_enable_replication),
-	M("ReplicationService", "DisableReplication", replication_image_request, replication_status, ADMIN, true,
-	  h_disable_replication),
-	M("ReplicationService", "GetReplicationStatus", replication_status_request, replication_status_response,
-	  READER, false, h_replication_status),
-	M("ReplicationService", "SyncImage", replication_image_request, operation, ADMIN, true, h_sync_image),
-	M("ReplicationService", "Failover", replication_image_request, operation, ADMIN, true, h_failover),
-	M("ReplicationService", "Failback", replication_image_request, operation, ADMIN, true, h_failback),
-	M("ReplicationService", "Resync", replication_image_request, operation, ADMIN, true, h_resync),
-	M("ReplicationService", "VerifyImage", verify_image_request, verify_response, ADMIN, true, h_verify_image, SLOW),
+	M("ReplicationService", "EnableReplication", enable_replication_request, replication_status,
+	  ADMIN, true, h_enable_replication),
+	M("ReplicationService", "DisableReplication", replication_image_request, replication_status,
+	  ADMIN, true, h_disable_replication),
+	M("ReplicationService", "GetReplicationStatus", replication_status_request,
+	  replication_status_response, READER, false, h_replication_status),
+	M("ReplicationService", "SyncImage", replication_image_request, operation, ADMIN, true,
+	  h_sync_image),
+	M("ReplicationService", "Failover", replication_image_request, operation, ADMIN, true,
+	  h_failover),
+	M("ReplicationService", "Failback", replication_image_request, operation, ADMIN, true,
+	  h_failback),
+	M("ReplicationService", "Resync", replication_image_request, operation, ADMIN, true,
+	  h_resync),
+	M("ReplicationService", "VerifyImage", verify_image_request, verify_response, ADMIN, true,
+	  h_verify_image, SLOW),
 };
 
 IMS_DAEMON_SERVICE(ims_replication_service, methods);

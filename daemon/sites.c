@@ -1,4 +1,5 @@
-/* daemon/sites.c: SiteService: each site as the probes (daemon/health.h) and the scheduler see it. */
+/* daemon/sites.c: SiteService: each site as the probes (daemon/health.h) and the scheduler see it.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -30,8 +31,8 @@
 /* ---------------------------------------------------------------------------------------- */
 /* SiteService: what the probes (daemon/health.h) and the scheduler know of each site */
 
-static Imgstore__V1__Site *site_msg(ims_rpc_call *call, const ims_health_site *h, const ims_repl_status *pairs,
-				    size_t npairs)
+static Imgstore__V1__Site *site_msg(ims_rpc_call *call, const ims_health_site *h,
+				    const ims_repl_status *pairs, size_t npairs)
 {
 	Imgstore__V1__Site *m = ALLOC(call, Imgstore__V1__Site);
 	if (!m)
@@ -60,8 +61,8 @@ static Imgstore__V1__Site *site_msg(ims_rpc_call *call, const ims_health_site *h
 }
 
 /* The sites and the daemon's pairs; @p name: that site only (-ENOENT if unknown). */
-static int sites_get(ims_daemon *d, const char *name, ims_health_site **sites, size_t *n, ims_repl_status **pairs,
-		     size_t *npairs)
+static int sites_get(ims_daemon *d, const char *name, ims_health_site **sites, size_t *n,
+		     ims_repl_status **pairs, size_t *npairs)
 {
 	int r = ims_health_sites(d->health, sites, n);
 	if (r < 0)
@@ -74,11 +75,12 @@ static int sites_get(ims_daemon *d, const char *name, ims_health_site **sites, s
 			char known[512] = "";
 			size_t used = 0;
 			for (size_t i = 0; i < *n && used < sizeof(known); i++)
-				used += (size_t)snprintf(known + used, sizeof(known) - used, "%s'%s'", i ? ", " : "",
-							 (*sites)[i].name);
+				used += (size_t)snprintf(known + used, sizeof(known) - used,
+							 "%s'%s'", i ? ", " : "", (*sites)[i].name);
 			free(*sites);
 			*sites = NULL;
-			return ims_error_set(-ENOENT, "no site '%s': this daemon knows %s", name, known);
+			return ims_error_set(-ENOENT, "no site '%s': this daemon knows %s", name,
+					     known);
 		}
 		if (k)
 			(*sites)[0] = (*sites)[k];
@@ -91,7 +93,8 @@ static int sites_get(ims_daemon *d, const char *name, ims_health_site **sites, s
 	return r;
 }
 
-static int h_list_sites(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_list_sites(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	ims_health_site *sites = NULL;
@@ -121,7 +124,8 @@ out:
 	return r;
 }
 
-static int h_get_site_status(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_get_site_status(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			     ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GetSiteStatusRequest *q = (const void *)req;
@@ -145,8 +149,10 @@ static int h_get_site_status(void *app, ims_rpc_call *call, const ProtobufCMessa
 /* ---------------------------------------------------------------------------------------- */
 
 static const ims_rpc_method methods[] = {
-	M("SiteService", "ListSites", list_sites_request, list_sites_response, READER, false, h_list_sites),
-	M("SiteService", "GetSiteStatus", get_site_status_request, site, READER, false, h_get_site_status),
+	M("SiteService", "ListSites", list_sites_request, list_sites_response, READER, false,
+	  h_list_sites),
+	M("SiteService", "GetSiteStatus", get_site_status_request, site, READER, false,
+	  h_get_site_status),
 };
 
 IMS_DAEMON_SERVICE(ims_site_service, methods);

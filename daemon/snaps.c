@@ -37,7 +37,8 @@ typedef struct {
 static int run_rollback(ims_op *op, void *arg)
 {
 	rollback_work *w = arg;
-	return ims_snap_rollback(w->d->site, w->spec.pool, w->spec.image, w->spec.snap, ims_kit_op_progress, op);
+	return ims_snap_rollback(w->d->site, w->spec.pool, w->spec.image, w->spec.snap,
+				 ims_kit_op_progress, op);
 }
 
 /* A host snapshots the copy it writes: not a secondary, which replication alone changes (a
@@ -52,13 +53,16 @@ static int host_writable(ims_daemon *d, ims_rpc_call *call, const ims_spec *s)
 		return r;
 	if (side.secondary)
 		return ims_error_set(-EROFS,
-				     "'%s/%s' on site '%s' is a secondary (its primary: %s); hosts snapshot it on the "
+				     "'%s/%s' on site '%s' is a secondary (its primary: %s); hosts "
+				     "snapshot it on the "
 				     "primary's site, and replication brings the snapshot here",
-				     s->pool, s->image, ims_site_name(d->site), side.source[0] ? side.source : "unknown");
+				     s->pool, s->image, ims_site_name(d->site),
+				     side.source[0] ? side.source : "unknown");
 	return 0;
 }
 
-static int h_create_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_create_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			     ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__CreateSnapshotRequest *q = (const void *)req;
@@ -68,18 +72,23 @@ static int h_create_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 	int r;
 	char sealed_on[256];
 	if ((r = ims_kit_spec(&s, d, call, q->snapshot, true, true)) < 0 ||
-	    (r = ims_snap_check_user_name(s.snap, "create")) < 0 || (r = host_writable(d, call, &s)) < 0 ||
+	    (r = ims_snap_check_user_name(s.snap, "create")) < 0 ||
+	    (r = host_writable(d, call, &s)) < 0 ||
 	    (r = ims_snap_create(d->site, s.pool, s.image, s.snap)) < 0)
 		return r;
 	/* sync mode: the snapshot is sealed on the targets before this call succeeds */
-	if ((r = ims_repl_seal_snapshot(d->repl, s.pool, s.image, s.snap, sealed_on, sizeof(sealed_on))) < 0) {
+	if ((r = ims_repl_seal_snapshot(d->repl, s.pool, s.image, s.snap, sealed_on,
+					sizeof(sealed_on))) < 0) {
 		char why[IMS_ERROR_MSG_MAX];
 		snprintf(why, sizeof(why), "%s", ims_error_last());
-		return ims_error_set(r, "snapshot '%s' was taken on site '%s' but is not sealed on its sync-mode targets: %s",
+		return ims_error_set(r,
+				     "snapshot '%s' was taken on site '%s' but is not sealed on "
+				     "its sync-mode targets: %s",
 				     s.snap, ims_site_name(d->site), why);
 	}
 	if (sealed_on[0])
-		ims_log_info("snapshot '%s/%s@%s' sealed on site(s) %s (sync mode)", s.pool, s.image, s.snap, sealed_on);
+		ims_log_info("snapshot '%s/%s@%s' sealed on site(s) %s (sync mode)", s.pool,
+			     s.image, s.snap, sealed_on);
 	if ((r = ims_snap_list(&snaps, &n, d->site, s.pool, s.image)) < 0)
 		return r;
 	r = ims_error_set(-ENOENT, "snapshot '%s' vanished after its creation", s.snap);
@@ -104,7 +113,8 @@ static int h_create_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 	return r;
 }
 
-static int h_list_snapshots(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_list_snapshots(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			    ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ListSnapshotsRequest *q = (const void *)req;
@@ -141,7 +151,8 @@ out:
 	return r;
 }
 
-static int h_rollback_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_rollback_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			       ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__RollbackSnapshotRequest *q = (const void *)req;
@@ -158,11 +169,12 @@ static int h_rollback_snapshot(void *app, ims_rpc_call *call, const ProtobufCMes
 	w->d = d;
 	w->spec = s;
 	char what[3 * IMS_NAME_MAX + 4];
-	return ims_kit_submit(d, call, "rollback", ims_spec_format(what, sizeof(what), &s), run_rollback, w, free,
-			      resp);
+	return ims_kit_submit(d, call, "rollback", ims_spec_format(what, sizeof(what), &s),
+			      run_rollback, w, free, resp);
 }
 
-static int h_delete_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int h_delete_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			     ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__DeleteSnapshotRequest *q = (const void *)req;
@@ -183,13 +195,14 @@ static int h_delete_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 /* ---------------------------------------------------------------------------------------- */
 
 static const ims_rpc_method methods[] = {
-	M("SnapshotService", "CreateSnapshot", create_snapshot_request, snapshot_info, HOST, true, h_create_snapshot,
-	  SLOW),
-	M("SnapshotService", "ListSnapshots", list_snapshots_request, list_snapshots_response, READER, false,
-	  h_list_snapshots),
-	M("SnapshotService", "RollbackSnapshot", rollback_snapshot_request, operation, ADMIN, true, h_rollback_snapshot),
-	M("SnapshotService", "DeleteSnapshot", delete_snapshot_request, delete_snapshot_response, ADMIN, true,
-	  h_delete_snapshot),
+	M("SnapshotService", "CreateSnapshot", create_snapshot_request, snapshot_info, HOST, true,
+	  h_create_snapshot, SLOW),
+	M("SnapshotService", "ListSnapshots", list_snapshots_request, list_snapshots_response,
+	  READER, false, h_list_snapshots),
+	M("SnapshotService", "RollbackSnapshot", rollback_snapshot_request, operation, ADMIN, true,
+	  h_rollback_snapshot),
+	M("SnapshotService", "DeleteSnapshot", delete_snapshot_request, delete_snapshot_response,
+	  ADMIN, true, h_delete_snapshot),
 };
 
 IMS_DAEMON_SERVICE(ims_snapshot_service, methods);

@@ -12,7 +12,6 @@
 #include <string.h>
 #include <time.h>
 
-
 #include "common/error.h"
 #include "common/log.h"
 #include "common/units.h"
@@ -25,7 +24,6 @@
 #include "tier/policy.h"
 #include "tier/scan.h"
 #include "tier/tier.h"
-
 
 typedef struct {
 	ims_daemon *d;
@@ -46,7 +44,8 @@ static int pick_target(ims_daemon *d, const char *name, const ims_config_s3 **ou
 	if (name && name[0]) {
 		const ims_config_s3 *c = ims_config_s3_target(d->cfg, name);
 		if (!c)
-			return ims_error_set(-ENOENT, "no S3 target '%s' in %s", name, d->cfg->path);
+			return ims_error_set(-ENOENT, "no S3 target '%s' in %s", name,
+					     d->cfg->path);
 		*out = c;
 		return 0;
 	}
@@ -55,10 +54,10 @@ static int pick_target(ims_daemon *d, const char *name, const ims_config_s3 **ou
 		return 0;
 	}
 	if (d->cfg->ns3 == 0)
-		return ims_error_set(-ENOENT, "no S3 target is configured ([s3 NAME] in %s)", d->cfg->path);
+		return ims_error_set(-ENOENT, "no S3 target is configured ([s3 NAME] in %s)",
+				     d->cfg->path);
 	return ims_error_set(-EINVAL, "%zu S3 targets are configured: name one", d->cfg->ns3);
 }
-
 
 /* A push that removes the image honours host leases (the tier module reads no daemon records). */
 static int image_leased(void *ctx, const char *pool, const char *image, char *why, size_t len)
@@ -104,8 +103,9 @@ static int run_push(ims_op *op, void *arg)
 	r = ims_tier_push(&res, t, w->d->site, w->pool, w->image, w->snap[0] ? w->snap : NULL, &o);
 	if (r == 0)
 		ims_log_info("pushed '%s' to '%s': %" PRIu64 " chunks, %" PRIu64 " new, %" PRIu64
-			     " bytes uploaded, %" PRIu64 " bytes of zeros", res.name, w->target, res.chunks,
-			     res.chunks_new, res.bytes_sealed, res.bytes_zero);
+			     " bytes uploaded, %" PRIu64 " bytes of zeros",
+			     res.name, w->target, res.chunks, res.chunks_new, res.bytes_sealed,
+			     res.bytes_zero);
 	ims_tier_target_free(t);
 	return r;
 }
@@ -137,27 +137,32 @@ static int run_scrub(ims_op *op, void *arg)
 	ims_tier_target_free(t);
 	if (r < 0)
 		return r;
-	ims_log_info("%s scrub of '%s': %" PRIu64 " manifests (%" PRIu64 " bad), %" PRIu64 " chunks (%" PRIu64
-		     " bad)%s", w->deep ? "deep" : "shallow", w->target, res.manifests, res.manifests_bad, res.chunks,
-		     res.chunks_bad, w->gc ? "" : "");
+	ims_log_info("%s scrub of '%s': %" PRIu64 " manifests (%" PRIu64 " bad), %" PRIu64
+		     " chunks (%" PRIu64 " bad)%s",
+		     w->deep ? "deep" : "shallow", w->target, res.manifests, res.manifests_bad,
+		     res.chunks, res.chunks_bad, w->gc ? "" : "");
 	if (w->gc)
 		ims_log_info("garbage collection on '%s': %" PRIu64 " unreferenced chunks, %" PRIu64
-			     " kept for the grace period, %" PRIu64 " deleted", w->target, res.garbage,
-			     res.garbage_young, res.deleted);
+			     " kept for the grace period, %" PRIu64 " deleted",
+			     w->target, res.garbage, res.garbage_young, res.deleted);
 	if (res.chunks_bad || res.manifests_bad)
-		return ims_error_set(-EBADMSG, "scrub of '%s' found %" PRIu64 " bad chunk%s and %" PRIu64
-				     " bad manifest%s: %s", w->target, res.chunks_bad, res.chunks_bad == 1 ? "" : "s",
-				     res.manifests_bad, res.manifests_bad == 1 ? "" : "s", res.report);
+		return ims_error_set(-EBADMSG,
+				     "scrub of '%s' found %" PRIu64 " bad chunk%s and %" PRIu64
+				     " bad manifest%s: %s",
+				     w->target, res.chunks_bad, res.chunks_bad == 1 ? "" : "s",
+				     res.manifests_bad, res.manifests_bad == 1 ? "" : "s",
+				     res.report);
 	return 0;
 }
 
-static int submit(ims_daemon *d, ims_rpc_call *call, const char *kind, const char *what, ims_op_fn fn,
-		  tier_work *w, ProtobufCMessage **resp)
+static int submit(ims_daemon *d, ims_rpc_call *call, const char *kind, const char *what,
+		  ims_op_fn fn, tier_work *w, ProtobufCMessage **resp)
 {
 	return ims_kit_submit(d, call, kind, what, fn, w, free, resp);
 }
 
-static int ims_h_tier_push(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_push(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			   ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__PushRequest *q = (const void *)req;
@@ -168,8 +173,9 @@ static int ims_h_tier_push(void *app, ims_rpc_call *call, const ProtobufCMessage
 
 	if (!q->image || !q->image->image || !q->image->image[0])
 		return ims_error_set(-EINVAL, "the request names no image");
-	snprintf(text, sizeof(text), "%s/%s%s%s", q->image->pool && q->image->pool[0] ? q->image->pool : d->pool,
-		 q->image->image, q->image->snapshot && q->image->snapshot[0] ? "@" : "",
+	snprintf(text, sizeof(text), "%s/%s%s%s",
+		 q->image->pool && q->image->pool[0] ? q->image->pool : d->pool, q->image->image,
+		 q->image->snapshot && q->image->snapshot[0] ? "@" : "",
 		 q->image->snapshot ? q->image->snapshot : "");
 	ims_rpc_call_set_target(call, text);
 	if ((r = ims_spec_parse(&s, text, NULL, true, false)) < 0)
@@ -193,7 +199,8 @@ static int ims_h_tier_push(void *app, ims_rpc_call *call, const ProtobufCMessage
 	return submit(d, call, "tier-push", text, run_push, w, resp);
 }
 
-static int ims_h_tier_restore(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_restore(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			      ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__RestoreRequest *q = (const void *)req;
@@ -206,11 +213,12 @@ static int ims_h_tier_restore(void *app, ims_rpc_call *call, const ProtobufCMess
 		return ims_error_set(-EINVAL, "the request names no cold image");
 	ims_rpc_call_set_target(call, q->name);
 	if ((r = ims_spec_parse(&from, q->name, NULL, true, false)) < 0)
-		return ims_error_set(r, "cold image names are POOL/IMAGE[@SNAP]: %s", ims_error_last());
+		return ims_error_set(r, "cold image names are POOL/IMAGE[@SNAP]: %s",
+				     ims_error_last());
 	memset(&to, 0, sizeof(to));
 	if (q->to && q->to->image && q->to->image[0]) {
-		snprintf(what, sizeof(what), "%s/%s", q->to->pool && q->to->pool[0] ? q->to->pool : d->pool,
-			 q->to->image);
+		snprintf(what, sizeof(what), "%s/%s",
+			 q->to->pool && q->to->pool[0] ? q->to->pool : d->pool, q->to->image);
 		if ((r = ims_spec_parse(&to, what, NULL, false, false)) < 0)
 			return r;
 	}
@@ -234,7 +242,8 @@ static int ims_h_tier_restore(void *app, ims_rpc_call *call, const ProtobufCMess
 	return submit(d, call, "tier-restore", what, run_restore, w, resp);
 }
 
-static int ims_h_tier_list_cold(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_list_cold(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ListColdRequest *q = (const void *)req;
@@ -259,7 +268,8 @@ static int ims_h_tier_list_cold(void *app, ims_rpc_call *call, const ProtobufCMe
 		ims_tier_target_free(t);
 		if (r < 0)
 			return r;
-		Imgstore__V1__ColdImage **all = ims_rpc_call_alloc(call, (m->n_images + n + 1) * sizeof(*all));
+		Imgstore__V1__ColdImage **all =
+			ims_rpc_call_alloc(call, (m->n_images + n + 1) * sizeof(*all));
 		if (!all) {
 			ims_tier_cold_list_free(list, n);
 			return -ENOMEM;
@@ -288,7 +298,8 @@ static int ims_h_tier_list_cold(void *app, ims_rpc_call *call, const ProtobufCMe
 	return 0;
 }
 
-static int ims_h_tier_scrub(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_scrub(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			    ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ScrubRequest *q = (const void *)req;
@@ -306,7 +317,8 @@ static int ims_h_tier_scrub(void *app, ims_rpc_call *call, const ProtobufCMessag
 	w->deep = q->deep;
 	w->gc = q->collect_garbage;
 	w->grace = q->grace_seconds;
-	return submit(d, call, q->collect_garbage ? "tier-gc" : "tier-scrub", c->name, run_scrub, w, resp);
+	return submit(d, call, q->collect_garbage ? "tier-gc" : "tier-scrub", c->name, run_scrub, w,
+		      resp);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -316,8 +328,8 @@ static int ims_h_tier_scrub(void *app, ims_rpc_call *call, const ProtobufCMessag
  * What the daemon knows beyond RBD: a host lease (live: the image is in use; expired: when it
  * was last used at the latest) and a replication policy (keys "POOL/IMAGE@TARGET").
  */
-static int daemon_hold(void *ctx, const char *pool, const char *image, int64_t now, int64_t *last, char *why,
-		       size_t len)
+static int daemon_hold(void *ctx, const char *pool, const char *image, int64_t now, int64_t *last,
+		       char *why, size_t len)
 {
 	ims_daemon *d = ctx;
 	ims_lease l;
@@ -345,24 +357,30 @@ static void policy_to_msg(ims_rpc_call *call, Imgstore__V1__TierPolicy *m, const
 	m->pool = ims_rpc_call_strdup(call, p->pool);
 	m->cold_after_seconds = p->cold_after;
 	m->target = ims_rpc_call_strdup(call, p->target);
-	m->after = ims_rpc_call_strdup(call,
-				       p->after == IMS_TIER_KEEP ? "keep" : p->after == IMS_TIER_PURGE ? "purge" : "trash");
+	m->after = ims_rpc_call_strdup(call, p->after == IMS_TIER_KEEP	  ? "keep"
+					     : p->after == IMS_TIER_PURGE ? "purge"
+									  : "trash");
 	m->updated_unix = p->updated;
 }
 
 /* A policy from a request: pool and idle time given, target configured, "after" known. */
-static int policy_from_msg(ims_daemon *d, const Imgstore__V1__TierPolicy *m, const char *pool, ims_tier_policy *out)
+static int policy_from_msg(ims_daemon *d, const Imgstore__V1__TierPolicy *m, const char *pool,
+			   ims_tier_policy *out)
 {
 	const ims_config_s3 *c = NULL;
 	int r;
 	memset(out, 0, sizeof(*out));
 	if (!m)
 		return ims_error_set(-EINVAL, "the request carries no policy");
-	snprintf(out->pool, sizeof(out->pool), "%s", pool && pool[0] ? pool : m->pool && m->pool[0] ? m->pool : d->pool);
+	snprintf(out->pool, sizeof(out->pool), "%s",
+		 pool && pool[0]	 ? pool
+		 : m->pool && m->pool[0] ? m->pool
+					 : d->pool);
 	if ((r = ims_name_check(IMS_NAME_POOL, out->pool)) < 0)
 		return r;
 	if (m->cold_after_seconds == 0)
-		return ims_error_set(-EINVAL, "a tiering policy needs an idle time (cold_after_seconds)");
+		return ims_error_set(-EINVAL,
+				     "a tiering policy needs an idle time (cold_after_seconds)");
 	out->cold_after = m->cold_after_seconds;
 	if ((r = pick_target(d, m->target, &c)) < 0)
 		return r;
@@ -371,7 +389,8 @@ static int policy_from_msg(ims_daemon *d, const Imgstore__V1__TierPolicy *m, con
 	return ims_tier_after_parse(&out->after, m->after);
 }
 
-static int ims_h_tier_set_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_set_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				 ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__SetTierPolicyRequest *q = (const void *)req;
@@ -380,7 +399,8 @@ static int ims_h_tier_set_policy(void *app, ims_rpc_call *call, const ProtobufCM
 
 	if (q->policy && q->policy->pool)
 		ims_rpc_call_set_target(call, q->policy->pool);
-	if ((r = policy_from_msg(d, q->policy, NULL, &p)) < 0 || (r = ims_tier_policy_set(d->site, d->pool, &p)) < 0 ||
+	if ((r = policy_from_msg(d, q->policy, NULL, &p)) < 0 ||
+	    (r = ims_tier_policy_set(d->site, d->pool, &p)) < 0 ||
 	    (r = ims_tier_policy_get(&p, d->site, d->pool, p.pool)) < 0)
 		return r;
 	Imgstore__V1__TierPolicy *m = ims_rpc_call_alloc(call, sizeof(*m));
@@ -391,7 +411,8 @@ static int ims_h_tier_set_policy(void *app, ims_rpc_call *call, const ProtobufCM
 	return 0;
 }
 
-static int ims_h_tier_get_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_get_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				 ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GetTierPolicyRequest *q = (const void *)req;
@@ -409,7 +430,8 @@ static int ims_h_tier_get_policy(void *app, ims_rpc_call *call, const ProtobufCM
 	return 0;
 }
 
-static int ims_h_tier_list_policies(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_list_policies(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				    ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	ims_tier_policy *list = NULL;
@@ -438,7 +460,8 @@ static int ims_h_tier_list_policies(void *app, ims_rpc_call *call, const Protobu
 	return 0;
 }
 
-static int ims_h_tier_remove_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_remove_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				    ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__RemoveTierPolicyRequest *q = (const void *)req;
@@ -456,12 +479,13 @@ static int ims_h_tier_remove_policy(void *app, ims_rpc_call *call, const Protobu
 	return 0;
 }
 
-static int ims_h_tier_cold_candidates(void *app, ims_rpc_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp)
+static int ims_h_tier_cold_candidates(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+				      ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__ColdCandidatesRequest *q = (const void *)req;
-	const char *pool = q->pool && q->pool[0] ? q->pool : q->policy && q->policy->pool && q->policy->pool[0]
-										? q->policy->pool
+	const char *pool = q->pool && q->pool[0]				? q->pool
+			   : q->policy && q->policy->pool && q->policy->pool[0] ? q->policy->pool
 										: d->pool;
 	ims_tier_policy p;
 	ims_tier_candidate *list = NULL;
@@ -474,7 +498,8 @@ static int ims_h_tier_cold_candidates(void *app, ims_rpc_call *call, const Proto
 	} else if ((r = ims_tier_policy_get(&p, d->site, d->pool, pool)) < 0) {
 		return r;
 	}
-	if ((r = ims_tier_policy_candidates(&list, &n, d->site, &p, (int64_t)time(NULL), daemon_hold, d)) < 0)
+	if ((r = ims_tier_policy_candidates(&list, &n, d->site, &p, (int64_t)time(NULL),
+					    daemon_hold, d)) < 0)
 		return r;
 	Imgstore__V1__ColdCandidatesResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
 	Imgstore__V1__TierPolicy *pm = ims_rpc_call_alloc(call, sizeof(*pm));
@@ -536,8 +561,9 @@ static int run_policy_push(ims_op *op, void *arg)
 	o.progress_ctx = sw;
 	r = ims_tier_push(&res, t, w->d->site, w->pool, w->image, NULL, &o);
 	if (r == 0)
-		ims_log_info("tiering policy of pool '%s': pushed '%s' to '%s' (%" PRIu64 " chunks, %" PRIu64
-			     " bytes uploaded)", w->pool, res.name, w->target, res.chunks, res.bytes_sealed);
+		ims_log_info("tiering policy of pool '%s': pushed '%s' to '%s' (%" PRIu64
+			     " chunks, %" PRIu64 " bytes uploaded)",
+			     w->pool, res.name, w->target, res.chunks, res.bytes_sealed);
 	ims_tier_target_free(t);
 	return r;
 }
@@ -606,14 +632,16 @@ static const ims_rpc_method methods[] = {
 	M("TierService", "ListCold", list_cold_request, list_cold_response, READER, false,
 	  ims_h_tier_list_cold),
 	M("TierService", "Scrub", scrub_request, operation, ADMIN, true, ims_h_tier_scrub),
-	M("TierService", "SetPolicy", set_tier_policy_request, tier_policy, ADMIN, true, ims_h_tier_set_policy),
-	M("TierService", "GetPolicy", get_tier_policy_request, tier_policy, READER, false, ims_h_tier_get_policy),
-	M("TierService", "ListPolicies", list_tier_policies_request, list_tier_policies_response, READER, false,
-	  ims_h_tier_list_policies),
-	M("TierService", "RemovePolicy", remove_tier_policy_request, remove_tier_policy_response, ADMIN, true,
-	  ims_h_tier_remove_policy),
-	M("TierService", "ColdCandidates", cold_candidates_request, cold_candidates_response, READER, false,
-	  ims_h_tier_cold_candidates),
+	M("TierService", "SetPolicy", set_tier_policy_request, tier_policy, ADMIN, true,
+	  ims_h_tier_set_policy),
+	M("TierService", "GetPolicy", get_tier_policy_request, tier_policy, READER, false,
+	  ims_h_tier_get_policy),
+	M("TierService", "ListPolicies", list_tier_policies_request, list_tier_policies_response,
+	  READER, false, ims_h_tier_list_policies),
+	M("TierService", "RemovePolicy", remove_tier_policy_request, remove_tier_policy_response,
+	  ADMIN, true, ims_h_tier_remove_policy),
+	M("TierService", "ColdCandidates", cold_candidates_request, cold_candidates_response,
+	  READER, false, ims_h_tier_cold_candidates),
 };
 
 IMS_DAEMON_SERVICE(ims_tier_service, methods);

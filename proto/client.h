@@ -2,8 +2,8 @@
  * proto/client.h: libimgstore, the C client of imgstored's RPC API (libcurl underneath).
  *
  * Requests and responses are the protobuf-c messages generated from the .proto files in
- * proto/imgstore/v1/ (include "imgstore/v1/image.pb-c.h" and friends). One ims_client is used by one thread at a
- * time; it keeps its connection alive between calls.
+ * proto/imgstore/v1/ (include "imgstore/v1/image.pb-c.h" and friends). One ims_client is used by
+ * one thread at a time; it keeps its connection alive between calls.
  */
 #ifndef IMS_PROTO_CLIENT_H
 #define IMS_PROTO_CLIENT_H
@@ -19,14 +19,17 @@ typedef struct {
 	unsigned version;
 	/* "https://HOST:PORT", "http://HOST:PORT", or a Unix socket: "/path" or "unix:/path" */
 	const char *server;
-	const char *token;      /* bearer token, or NULL */
-	const char *ca_file;    /* CA that signed the server's certificate; NULL: the system's */
-	const char *cert_file;  /* client certificate (PEM), when the server asks for one */
+	const char *token;     /* bearer token, or NULL */
+	const char *ca_file;   /* CA that signed the server's certificate; NULL: the system's */
+	const char *cert_file; /* client certificate (PEM), when the server asks for one */
 	const char *key_file;
-	long timeout_ms;        /* a whole call; 0: 60000 */
-	long connect_timeout_ms;/* 0: 5000 */
+	long timeout_ms;	 /* a whole call; 0: 60000 */
+	long connect_timeout_ms; /* 0: 5000 */
 } ims_client_opts;
-#define IMS_CLIENT_OPTS_INIT { .version = IMS_CLIENT_OPTS_VERSION }
+#define IMS_CLIENT_OPTS_INIT                                                                       \
+	{                                                                                          \
+		.version = IMS_CLIENT_OPTS_VERSION                                                 \
+	}
 
 /**
  * Make a client; nothing is sent before the first call. The strings of @p opts are copied.

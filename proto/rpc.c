@@ -78,10 +78,9 @@ ims_rpc_code ims_rpc_code_from_errno(int err)
 	case EPERM: return IMS_RPC_PERMISSION_DENIED;
 	case EBUSY:
 	case ENOTEMPTY:
-	case ESTALE:  /* a stale lease or copy after a failover */
-	case EROFS:   /* a secondary copy */
-	case EUCLEAN: /* split-brain */
-		return IMS_RPC_FAILED_PRECONDITION;
+	case ESTALE: /* a stale lease or copy after a failover */
+	case EROFS:  /* a secondary copy */
+	case EUCLEAN: /* split-brain */ return IMS_RPC_FAILED_PRECONDITION;
 	case ECANCELED: return IMS_RPC_CANCELED;
 	case ETIMEDOUT:
 	case ECONNREFUSED:

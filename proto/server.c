@@ -602,7 +602,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 		peer_address(l, conn, addr, sizeof(addr));
 		if (l->cert_required)
 			cert_err = check_client_cert(conn, cn, sizeof(cn));
-		if (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 || strcmp(url, "/metrics") == 0) {
+		if (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
+		    strcmp(url, "/metrics") == 0) {
 			/* answered once the request is read: MHD keeps the connection then */
 			rq->plain = true;
 			rq->cert_err = cert_err;

@@ -92,8 +92,8 @@ typedef struct {
 	const char *path; /* "/imgstore.v1.ImageService/CreateImage" */
 	const ProtobufCMessageDescriptor *input;
 	const ProtobufCMessageDescriptor *output;
-	ims_role role;    /* the least role that may call it */
-	bool mutating;    /* gets an audit line */
+	ims_role role;	    /* the least role that may call it */
+	bool mutating;	    /* gets an audit line */
 	ims_rpc_handler fn; /* NULL: answers unimplemented */
 	/*
 	 * The handler may block for long (a wait, a verify, a synchronous seal): it runs on a
@@ -110,23 +110,23 @@ typedef struct {
 #define IMS_RPC_SERVER_OPTS_VERSION 1
 typedef struct {
 	unsigned version;
-	const char *listen;        /* "HOST:PORT" or NULL */
-	const char *unix_socket;   /* path or NULL; made with mode 0660, a stale socket replaced */
-	const char *tls_cert;      /* PEM; required with listen unless allow_plain_http */
+	const char *listen;	 /* "HOST:PORT" or NULL */
+	const char *unix_socket; /* path or NULL; made with mode 0660, a stale socket replaced */
+	const char *tls_cert;	 /* PEM; required with listen unless allow_plain_http */
 	const char *tls_key;
 	const char *tls_client_ca; /* when set, TCP clients must present a certificate it signed */
 	/* GnuTLS priority string of the TLS listener; NULL: IMS_RPC_TLS_PRIORITIES. It may enable
 	 * TLS 1.2 and 1.3 only: older versions are refused at start. */
 	const char *tls_priorities;
 	bool allow_plain_http;
-	const char *token_file;    /* "ROLE TOKEN [NAME]" lines; must not be readable by others */
-	uint64_t max_request_bytes;/* 0: 4 MiB */
-	unsigned read_timeout;     /* seconds; 0: 30 */
-	unsigned threads;          /* 0: 8; each listener has this many */
-	unsigned slow_calls;       /* 0: 64; calls of slow methods running at once (all listeners) */
+	const char *token_file;	    /* "ROLE TOKEN [NAME]" lines; must not be readable by others */
+	uint64_t max_request_bytes; /* 0: 4 MiB */
+	unsigned read_timeout;	    /* seconds; 0: 30 */
+	unsigned threads;	    /* 0: 8; each listener has this many */
+	unsigned slow_calls; /* 0: 64; calls of slow methods running at once (all listeners) */
 	const ims_rpc_method *methods; /* borrowed: must outlive the server */
 	size_t nmethods;
-	void *app;                 /* passed to handlers and hooks */
+	void *app; /* passed to handlers and hooks */
 	/* /healthz, the process lives: "ok" or a one-line reason it is unhealthy (503); NULL:
 	 * always ok */
 	const char *(*health)(void *app);
@@ -144,7 +144,10 @@ typedef struct {
 	 */
 	bool dispatch_only;
 } ims_rpc_server_opts;
-#define IMS_RPC_SERVER_OPTS_INIT { .version = IMS_RPC_SERVER_OPTS_VERSION }
+#define IMS_RPC_SERVER_OPTS_INIT                                                                   \
+	{                                                                                          \
+		.version = IMS_RPC_SERVER_OPTS_VERSION                                             \
+	}
 
 /**
  * Start serving. The strings of @p opts are copied; the methods table and app are borrowed.

@@ -28,13 +28,15 @@ static int open_mode(ims_site *site, const char *pool, const char *image, opened
 	int r = ims_site_ioctx(site, pool, &o->io);
 	if (r < 0)
 		return r;
-	r = read_only ? rbd_open_read_only(o->io, image, &o->img, NULL) : rbd_open(o->io, image, &o->img, NULL);
+	r = read_only ? rbd_open_read_only(o->io, image, &o->img, NULL)
+		      : rbd_open(o->io, image, &o->img, NULL);
 	if (r < 0) {
 		ims_site_ioctx_close(o->io);
 		o->io = NULL;
-		return r == -ENOENT ? ims_error_set(r, "no image '%s/%s' on site '%s'", pool, image, ims_site_name(site))
-				    : ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool, image,
-						    ims_site_name(site), ims_strerror(r));
+		return r == -ENOENT ? ims_error_set(r, "no image '%s/%s' on site '%s'", pool, image,
+						    ims_site_name(site))
+				    : ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool,
+						    image, ims_site_name(site), ims_strerror(r));
 	}
 	return 0;
 }
@@ -97,7 +99,8 @@ int ims_repl_side_get(ims_site *site, const char *pool, const char *image, ims_r
 		return r;
 	r = read_side(o.img, out);
 	if (r < 0)
-		ims_error_set(r, "cannot read '%s/%s' on site '%s': %s", pool, image, ims_site_name(site), ims_strerror(r));
+		ims_error_set(r, "cannot read '%s/%s' on site '%s': %s", pool, image,
+			      ims_site_name(site), ims_strerror(r));
 	close_copy(&o);
 	return r;
 }
@@ -108,11 +111,13 @@ int ims_repl_set_state(ims_site *site, const char *pool, const char *image, cons
 	int r = open_copy(site, pool, image, &o);
 	if (r < 0)
 		return r;
-	r = state ? rbd_metadata_set(o.img, IMS_REPL_META_STATE, state) : rbd_metadata_remove(o.img, IMS_REPL_META_STATE);
+	r = state ? rbd_metadata_set(o.img, IMS_REPL_META_STATE, state)
+		  : rbd_metadata_remove(o.img, IMS_REPL_META_STATE);
 	if (r == -ENOENT && !state)
 		r = 0;
 	if (r < 0)
-		ims_error_set(r, "cannot mark '%s/%s' on site '%s': %s", pool, image, ims_site_name(site), ims_strerror(r));
+		ims_error_set(r, "cannot mark '%s/%s' on site '%s': %s", pool, image,
+			      ims_site_name(site), ims_strerror(r));
 	close_copy(&o);
 	return r;
 }
@@ -127,20 +132,24 @@ static int fence_open(ims_site *site, rbd_image_t img, const char *what, unsigne
 	if (r == -ENOENT) /* nobody holds it */
 		r = 0, max = 0;
 	else if (r < 0)
-		return ims_error_set(r, "cannot read who holds the lock of %s: %s", what, ims_strerror(r));
+		return ims_error_set(r, "cannot read who holds the lock of %s: %s", what,
+				     ims_strerror(r));
 	for (size_t i = 0; i < max; i++) {
 		if (ims_site_is_me(site, owners[i])) {
-			/* our own cycle (another target's snapshot): it lets go on request, and a fence
-			 * would blocklist this daemon */
-			ims_log_debug("not fencing %s's holder '%s': it is this daemon", what, owners[i]);
+			/* our own cycle (another target's snapshot): it lets go on request, and a
+			 * fence would blocklist this daemon */
+			ims_log_debug("not fencing %s's holder '%s': it is this daemon", what,
+				      owners[i]);
 			continue;
 		}
 		int b = rbd_lock_break(img, mode, owners[i]);
 		if (b < 0 && b != -ENOENT) {
-			r = ims_error_set(b, "cannot fence '%s', the writer of %s: %s", owners[i], what, ims_strerror(b));
+			r = ims_error_set(b, "cannot fence '%s', the writer of %s: %s", owners[i],
+					  what, ims_strerror(b));
 			break;
 		}
-		ims_log_info("fenced %s: broke the lock of '%s' and blocklisted it", what, owners[i]);
+		ims_log_info("fenced %s: broke the lock of '%s' and blocklisted it", what,
+			     owners[i]);
 		n++;
 	}
 	if (max)
@@ -201,11 +210,12 @@ int ims_repl_demote(ims_site *site, const char *pool, const char *image, const c
 		return r;
 	snprintf(source, sizeof(source), "%s/%s/%s", primary_site, pool, image);
 	if ((r = demote_open(o.img, source, generation)) < 0)
-		ims_error_set(r, "cannot demote '%s/%s' on site '%s': %s", pool, image, ims_site_name(site),
-			      ims_strerror(r));
+		ims_error_set(r, "cannot demote '%s/%s' on site '%s': %s", pool, image,
+			      ims_site_name(site), ims_strerror(r));
 	else
-		ims_log_info("demoted '%s/%s' on site '%s': secondary of site '%s', generation %" PRIu64, pool, image,
-			     ims_site_name(site), primary_site, generation);
+		ims_log_info(
+			"demoted '%s/%s' on site '%s': secondary of site '%s', generation %" PRIu64,
+			pool, image, ims_site_name(site), primary_site, generation);
 	close_copy(&o);
 	return r;
 }
@@ -216,17 +226,19 @@ int ims_repl__rollback_if_changed(rbd_image_t img, const char *snap, const char 
 	int r = ims_repl__changed_since(img, snap, &changed);
 	*rolled = false;
 	if (r < 0)
-		return ims_error_set(r, "cannot compare %s with '%s': %s", what, snap, ims_strerror(r));
+		return ims_error_set(r, "cannot compare %s with '%s': %s", what, snap,
+				     ims_strerror(r));
 	if (!changed)
 		return 0;
 	if ((r = rbd_snap_rollback_with_progress(img, snap, ims_repl__no_progress, NULL)) < 0)
-		return ims_error_set(r, "cannot roll %s back to '%s': %s", what, snap, ims_strerror(r));
+		return ims_error_set(r, "cannot roll %s back to '%s': %s", what, snap,
+				     ims_strerror(r));
 	*rolled = true;
 	return 0;
 }
 
-int ims_repl_promote(ims_site *site, const char *pool, const char *image, uint64_t generation, bool rollback,
-		     char *at, size_t len)
+int ims_repl_promote(ims_site *site, const char *pool, const char *image, uint64_t generation,
+		     bool rollback, char *at, size_t len)
 {
 	opened o;
 	ims_repl_side side;
@@ -249,7 +261,8 @@ int ims_repl_promote(ims_site *site, const char *pool, const char *image, uint64
 		goto out;
 	if (at)
 		snprintf(at, len, "%s", side.last_sealed);
-	if (rollback && side.last_sealed[0] && (r = ims_repl__rollback_if_changed(o.img, side.last_sealed, what, &rolled)) < 0)
+	if (rollback && side.last_sealed[0] &&
+	    (r = ims_repl__rollback_if_changed(o.img, side.last_sealed, what, &rolled)) < 0)
 		goto out;
 	snprintf(gen, sizeof(gen), "%" PRIu64, generation);
 	if ((r = rbd_metadata_set(o.img, IMS_REPL_META_GENERATION, gen)) < 0 ||
@@ -259,9 +272,10 @@ int ims_repl_promote(ims_site *site, const char *pool, const char *image, uint64
 	}
 	rbd_metadata_remove(o.img, IMS_REPL_META_SOURCE);
 	rbd_metadata_remove(o.img, IMS_REPL_META_STATE);
-	ims_log_info("promoted %s at '%s'%s, generation %" PRIu64 " (%u holder(s) of its lock fenced)", what,
-		     side.last_sealed[0] ? side.last_sealed : "its head", rolled ? " (rolled back a half-applied delta)" : "",
-		     generation, fenced);
+	ims_log_info("promoted %s at '%s'%s, generation %" PRIu64
+		     " (%u holder(s) of its lock fenced)",
+		     what, side.last_sealed[0] ? side.last_sealed : "its head",
+		     rolled ? " (rolled back a half-applied delta)" : "", generation, fenced);
 out:
 	close_copy(&o);
 	return r;
@@ -274,10 +288,12 @@ static int divergence_open(rbd_image_t cur, rbd_image_t old, const char *what, i
 	int r;
 	memset(out, 0, sizeof(*out));
 	if ((r = ims_repl__list_snaps(cur, &cs)) < 0)
-		return ims_error_set(r, "cannot list the snapshots of %s on site '%s'", what, ims_site_name(cur_site));
+		return ims_error_set(r, "cannot list the snapshots of %s on site '%s'", what,
+				     ims_site_name(cur_site));
 	if ((r = ims_repl__list_snaps(old, &os)) < 0) {
 		free(cs.names);
-		return ims_error_set(r, "cannot list the snapshots of %s on site '%s'", what, ims_site_name(old_site));
+		return ims_error_set(r, "cannot list the snapshots of %s on site '%s'", what,
+				     ims_site_name(old_site));
 	}
 	for (size_t i = os.n; i-- > 0;) {
 		if (ims_repl__has_snap(&cs, os.names[i])) {
@@ -290,24 +306,30 @@ static int divergence_open(rbd_image_t cur, rbd_image_t old, const char *what, i
 	if (!out->common[0]) {
 		out->old_wrote = out->new_wrote = out->split_brain = true;
 		snprintf(out->plan, sizeof(out->plan),
-			 "no common snapshot: site '%s' keeps its copy as snapshot " IMS_REPL_RECOVERY_PREFIX
+			 "no common snapshot: site '%s' keeps its copy as "
+			 "snapshot " IMS_REPL_RECOVERY_PREFIX
 			 "<time>, then site '%s' copies the image in full",
 			 ims_site_name(old_site), ims_site_name(cur_site));
 		return 0;
 	}
 	if ((r = ims_repl__changed_since(old, out->common, &out->old_wrote)) < 0 ||
 	    (r = ims_repl__changed_since(cur, out->common, &out->new_wrote)) < 0)
-		return ims_error_set(r, "cannot compare %s with '%s': %s", what, out->common, ims_strerror(r));
+		return ims_error_set(r, "cannot compare %s with '%s': %s", what, out->common,
+				     ims_strerror(r));
 	out->split_brain = out->old_wrote;
 	if (out->old_wrote)
 		snprintf(out->plan, sizeof(out->plan),
-			 "site '%s' wrote after '%s'%s: resync keeps its head as snapshot " IMS_REPL_RECOVERY_PREFIX
-			 "<time>, rolls it back to '%s' and ships only the delta since from site '%s'",
+			 "site '%s' wrote after '%s'%s: resync keeps its head as "
+			 "snapshot " IMS_REPL_RECOVERY_PREFIX
+			 "<time>, rolls it back to '%s' and ships only the delta since from site "
+			 "'%s'",
 			 ims_site_name(old_site), out->common,
-			 out->new_wrote ? " and so did the current primary" : "", out->common, ims_site_name(cur_site));
+			 out->new_wrote ? " and so did the current primary" : "", out->common,
+			 ims_site_name(cur_site));
 	else
 		snprintf(out->plan, sizeof(out->plan),
-			 "site '%s' did not write after '%s': it becomes a secondary and receives the delta since",
+			 "site '%s' did not write after '%s': it becomes a secondary and receives "
+			 "the delta since",
 			 ims_site_name(old_site), out->common);
 	return 0;
 }
@@ -331,8 +353,8 @@ int ims_repl_divergence_check(ims_site *cur, ims_site *old, const char *pool, co
 	return r;
 }
 
-int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *image, uint64_t generation,
-		    ims_repl_divergence *out)
+int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *image,
+		    uint64_t generation, ims_repl_divergence *out)
 {
 	opened c, o;
 	ims_repl_divergence d;
@@ -356,8 +378,8 @@ int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *
 	if (d.old_wrote) {
 		snprintf(recovery, sizeof(recovery), IMS_REPL_RECOVERY_PREFIX "%" PRId64, now_ms());
 		if ((r = rbd_snap_create(o.img, recovery)) < 0) {
-			ims_error_set(r, "cannot keep the diverged head of %s as '%s': %s", what, recovery,
-				      ims_strerror(r));
+			ims_error_set(r, "cannot keep the diverged head of %s as '%s': %s", what,
+				      recovery, ims_strerror(r));
 			goto out;
 		}
 		ims_log_warning("kept the diverged head of %s as snapshot '%s'", what, recovery);
@@ -381,13 +403,18 @@ int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *
 	}
 	if (recovery[0])
 		snprintf(d.plan, sizeof(d.plan),
-			 "kept site '%s''s diverged head as snapshot '%s', rolled it back to '%s'; site '%s' ships the delta since",
-			 ims_site_name(old), recovery, d.common[0] ? d.common : "(nothing: a full copy follows)",
+			 "kept site '%s''s diverged head as snapshot '%s', rolled it back to '%s'; "
+			 "site '%s' ships the delta since",
+			 ims_site_name(old), recovery,
+			 d.common[0] ? d.common : "(nothing: a full copy follows)",
 			 ims_site_name(cur));
 	else
-		snprintf(d.plan, sizeof(d.plan), "site '%s' is a secondary again from '%s'; site '%s' ships the delta since",
-			 ims_site_name(old), d.common, ims_site_name(cur));
-	ims_log_info("rejoined %s as a secondary of site '%s': %s", what, ims_site_name(cur), d.plan);
+		snprintf(
+			d.plan, sizeof(d.plan),
+			"site '%s' is a secondary again from '%s'; site '%s' ships the delta since",
+			ims_site_name(old), d.common, ims_site_name(cur));
+	ims_log_info("rejoined %s as a secondary of site '%s': %s", what, ims_site_name(cur),
+		     d.plan);
 	if (out)
 		*out = d;
 out:
@@ -399,7 +426,7 @@ out:
 /* ---------------------------------------------------------------------------------------- */
 /* the journal of planned failovers */
 
-static const char *const step_names[] = { "", "sync", "demote", "promote", "reverse" };
+static const char *const step_names[] = {"", "sync", "demote", "promote", "reverse"};
 
 const char *ims_repl_step_name(ims_repl_step step)
 {
@@ -412,7 +439,8 @@ static void journal_key(char *key, size_t len, const char *pool, const char *nam
 	snprintf(key, len, "%s%s/%s", group ? "group:" : "", pool, name);
 }
 
-int ims_repl_journal_put(ims_site *site, const char *pool, const char *name, const ims_repl_journal *j)
+int ims_repl_journal_put(ims_site *site, const char *pool, const char *name,
+			 const ims_repl_journal *j)
 {
 	rados_ioctx_t io;
 	char key[600];
@@ -427,7 +455,8 @@ int ims_repl_journal_put(ims_site *site, const char *pool, const char *name, con
 	json_object_object_add(o, "target", json_object_new_string(j->target));
 	json_object_object_add(o, "step", json_object_new_string(ims_repl_step_name(j->step)));
 	json_object_object_add(o, "generation", json_object_new_int64((int64_t)j->generation));
-	json_object_object_add(o, "old_generation", json_object_new_int64((int64_t)j->old_generation));
+	json_object_object_add(o, "old_generation",
+			       json_object_new_int64((int64_t)j->old_generation));
 	json_object_object_add(o, "started_ms", json_object_new_int64(j->started_ms));
 	json_object_object_add(o, "forced", json_object_new_boolean(j->forced));
 	json_object_object_add(o, "group", json_object_new_boolean(j->group));
@@ -437,8 +466,11 @@ int ims_repl_journal_put(ims_site *site, const char *pool, const char *name, con
 	r = ims_omap_set(io, IMS_REPL_FAILOVERS, key, v, strlen(v));
 	json_object_put(o);
 	ims_site_ioctx_close(io);
-	return r < 0 ? ims_error_set(r, "cannot record the failover of '%s' at step '%s' on site '%s': %s", key,
-				     ims_repl_step_name(j->step), ims_site_name(site), ims_strerror(r))
+	return r < 0 ? ims_error_set(
+			       r,
+			       "cannot record the failover of '%s' at step '%s' on site '%s': %s",
+			       key, ims_repl_step_name(j->step), ims_site_name(site),
+			       ims_strerror(r))
 		     : 0;
 }
 
@@ -446,14 +478,16 @@ int ims_repl_journal_put(ims_site *site, const char *pool, const char *name, con
  * to drop it once both sites' roles are checked. */
 static int journal_bad(ims_site *site, const char *pool, const char *key, const char *what)
 {
-	return ims_error_set(-EBADMSG,
-			     "the failover record of '%s' on site '%s' %s: check the roles on both sites "
-			     "(`imgstore repl status`), then remove it with `rados -p %s rmomapkey %s '%s'` "
-			     "and run the failover again",
-			     key, ims_site_name(site), what, pool, IMS_REPL_FAILOVERS, key);
+	return ims_error_set(
+		-EBADMSG,
+		"the failover record of '%s' on site '%s' %s: check the roles on both sites "
+		"(`imgstore repl status`), then remove it with `rados -p %s rmomapkey %s '%s'` "
+		"and run the failover again",
+		key, ims_site_name(site), what, pool, IMS_REPL_FAILOVERS, key);
 }
 
-int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, bool group, ims_repl_journal *out)
+int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, bool group,
+			 ims_repl_journal *out)
 {
 	rados_ioctx_t io;
 	char key[600], *val = NULL;
@@ -530,8 +564,8 @@ int ims_repl_journal_count(ims_site *site, unsigned *count)
 		r = ims_site_pool_list(site, pools, len);
 		if (r < 0) {
 			free(pools);
-			return ims_error_set(r, "cannot list the pools of site '%s': %s", ims_site_name(site),
-					     ims_strerror(r));
+			return ims_error_set(r, "cannot list the pools of site '%s': %s",
+					     ims_site_name(site), ims_strerror(r));
 		}
 		if ((size_t)r <= len)
 			break;
@@ -549,8 +583,9 @@ int ims_repl_journal_count(ims_site *site, unsigned *count)
 		if (r == -EOPNOTSUPP) /* an erasure-coded pool keeps no omap, so no record */
 			r = 0;
 		if (r < 0)
-			ims_error_set(r, "cannot read the failover records in pool '%s' of site '%s': %s", p,
-				      ims_site_name(site), ims_strerror(r));
+			ims_error_set(
+				r, "cannot read the failover records in pool '%s' of site '%s': %s",
+				p, ims_site_name(site), ims_strerror(r));
 	}
 	free(pools);
 	if (r < 0)

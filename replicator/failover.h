@@ -21,17 +21,17 @@
 #include "store/image.h"
 #include "store/site.h"
 
-#define IMS_REPL_META_ROLE "imgstore.repl.role"
-#define IMS_REPL_META_SOURCE "imgstore.repl.source"
+#define IMS_REPL_META_ROLE	 "imgstore.repl.role"
+#define IMS_REPL_META_SOURCE	 "imgstore.repl.source"
 #define IMS_REPL_META_GENERATION "imgstore.generation"
-#define IMS_REPL_META_STATE "imgstore.repl.state"
+#define IMS_REPL_META_STATE	 "imgstore.repl.state"
 #define IMS_REPL_RECOVERY_PREFIX IMS_SNAP_RESERVED_PREFIX "recovery-" /* "imgstore-recovery-" */
 
 /** One site's copy of an image, as its metadata and snapshots say. */
 typedef struct {
 	bool secondary;
 	char source[512];     /* secondary: "SITE/POOL/IMAGE" of its primary */
-	char state[32];       /* "" or "failing-over" */
+	char state[32];	      /* "" or "failing-over" */
 	uint64_t generation;  /* 0 before any promotion */
 	char last_sealed[64]; /* newest replication snapshot; "" if none */
 	uint64_t size;
@@ -53,20 +53,20 @@ int ims_repl_set_state(ims_site *site, const char *pool, const char *image, cons
 
 typedef enum {
 	IMS_REPL_STEP_SYNC = 1, /* catching up, then leases closed and writers fenced, final sync */
-	IMS_REPL_STEP_DEMOTE,   /* this copy is being made a secondary of the target */
-	IMS_REPL_STEP_PROMOTE,  /* the target's copy is being promoted */
-	IMS_REPL_STEP_REVERSE,  /* replication is being handed to the target, back to this site */
+	IMS_REPL_STEP_DEMOTE,	/* this copy is being made a secondary of the target */
+	IMS_REPL_STEP_PROMOTE,	/* the target's copy is being promoted */
+	IMS_REPL_STEP_REVERSE,	/* replication is being handed to the target, back to this site */
 } ims_repl_step;
 
 typedef struct {
 	char target[64];
 	ims_repl_step step;
-	uint64_t generation;     /* the new primary's */
+	uint64_t generation;	 /* the new primary's */
 	uint64_t old_generation; /* this copy's before it, for a rollback */
 	int64_t started_ms;
-	bool forced;             /* a forced failover, run on the new primary's site (target: the old) */
-	bool group;              /* of a consistency group (a record apart from an image's) */
-	char cut[64];            /* a group's: the cut its members fail over at */
+	bool forced;  /* a forced failover, run on the new primary's site (target: the old) */
+	bool group;   /* of a consistency group (a record apart from an image's) */
+	char cut[64]; /* a group's: the cut its members fail over at */
 } ims_repl_journal;
 
 /** The step's name ("sync", "demote", "promote", "reverse"). */
@@ -74,10 +74,12 @@ const char *ims_repl_step_name(ims_repl_step step);
 
 /** Record @p j for @p pool/@p name (an image, or a group with j->group) on @p site, before the
  *  step it names is done. */
-int ims_repl_journal_put(ims_site *site, const char *pool, const char *name, const ims_repl_journal *j);
+int ims_repl_journal_put(ims_site *site, const char *pool, const char *name,
+			 const ims_repl_journal *j);
 
 /** @returns -ENOENT if no failover of image (@p group: group) @p pool/@p name is recorded. */
-int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, bool group, ims_repl_journal *out);
+int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, bool group,
+			 ims_repl_journal *out);
 
 /** Remove the record: the failover is over (done or rolled back). */
 int ims_repl_journal_clear(ims_site *site, const char *pool, const char *name, bool group);
@@ -110,16 +112,16 @@ int ims_repl_demote(ims_site *site, const char *pool, const char *image, const c
  * @param[out] at the snapshot whose state the promoted copy starts from ("" if none).
  * @returns -ENOENT if the copy does not exist.
  */
-int ims_repl_promote(ims_site *site, const char *pool, const char *image, uint64_t generation, bool rollback,
-		     char *at, size_t len);
+int ims_repl_promote(ims_site *site, const char *pool, const char *image, uint64_t generation,
+		     bool rollback, char *at, size_t len);
 
 /** What an old primary holds compared with the current primary. */
 typedef struct {
-	char common[64];     /* newest replication snapshot both copies have; "" if none */
-	bool old_wrote;      /* the old primary changed after common (its late writes) */
-	bool new_wrote;      /* the current primary changed after common */
-	bool split_brain;    /* old_wrote: rejoining loses those writes unless kept */
-	char plan[512];      /* one line: what ims_repl_rejoin() will do */
+	char common[64];  /* newest replication snapshot both copies have; "" if none */
+	bool old_wrote;	  /* the old primary changed after common (its late writes) */
+	bool new_wrote;	  /* the current primary changed after common */
+	bool split_brain; /* old_wrote: rejoining loses those writes unless kept */
+	char plan[512];	  /* one line: what ims_repl_rejoin() will do */
 } ims_repl_divergence;
 
 /**
@@ -139,7 +141,7 @@ int ims_repl_divergence_check(ims_site *cur, ims_site *old, const char *pool, co
  *
  * @param[out] out what was found and done; may be NULL. out->plan names the recovery snapshot.
  */
-int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *image, uint64_t generation,
-		    ims_repl_divergence *out);
+int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *image,
+		    uint64_t generation, ims_repl_divergence *out);
 
 #endif

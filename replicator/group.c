@@ -117,17 +117,20 @@ static void snaps_free(snap_list *s)
 }
 
 /* The id of the member's snapshot of group snapshot @p group@@p cut. */
-static int find_cut_id(rbd_image_t img, const snap_list *s, const char *group, const char *cut, uint64_t *id)
+static int find_cut_id(rbd_image_t img, const snap_list *s, const char *group, const char *cut,
+		       uint64_t *id)
 {
 	for (int i = 0; i < s->n; i++) {
 		rbd_snap_namespace_type_t t;
-		if (rbd_snap_get_namespace_type(img, s->v[i].id, &t) < 0 || t != RBD_SNAP_NAMESPACE_TYPE_GROUP)
+		if (rbd_snap_get_namespace_type(img, s->v[i].id, &t) < 0 ||
+		    t != RBD_SNAP_NAMESPACE_TYPE_GROUP)
 			continue;
 		rbd_snap_group_namespace_t g;
 		memset(&g, 0, sizeof(g));
 		if (rbd_snap_get_group_namespace(img, s->v[i].id, &g, sizeof(g)) < 0)
 			continue;
-		bool match = g.group_name && g.group_snap_name && strcmp(g.group_name, group) == 0 &&
+		bool match = g.group_name && g.group_snap_name &&
+			     strcmp(g.group_name, group) == 0 &&
 			     strcmp(g.group_snap_name, cut) == 0;
 		rbd_snap_group_namespace_cleanup(&g, sizeof(g));
 		if (match) {
@@ -141,11 +144,11 @@ static int find_cut_id(rbd_image_t img, const snap_list *s, const char *group, c
 /* What a member holds on both sides. */
 typedef struct {
 	const char *pool, *image; /* borrowed from the group info */
-	rados_ioctx_t io;         /* the primary's pool */
-	rbd_image_t img;          /* the primary, at its head */
-	times anchors;            /* the primary's anchors */
-	times sealed;             /* cuts sealed on the secondary */
-	int64_t base;             /* the member's base cut; -1: none (a full copy) */
+	rados_ioctx_t io;	  /* the primary's pool */
+	rbd_image_t img;	  /* the primary, at its head */
+	times anchors;		  /* the primary's anchors */
+	times sealed;		  /* cuts sealed on the secondary */
+	int64_t base;		  /* the member's base cut; -1: none (a full copy) */
 	uint64_t size;
 	bool promoted; /* already the primary at the promotion's generation (a promotion resumed) */
 } member;
@@ -164,19 +167,23 @@ static int member_load(member *m, ims_site *src, ims_site *dst)
 {
 	char role[32];
 	size_t rlen = sizeof(role);
-	snap_list s = { 0 };
+	snap_list s = {0};
 	int r;
 	m->base = -1;
 	if ((r = ims_site_ioctx(src, m->pool, &m->io)) < 0)
 		return r;
 	if ((r = rbd_open(m->io, m->image, &m->img, NULL)) < 0)
-		return ims_error_set(r, "cannot open member '%s/%s' on site '%s': %s", m->pool, m->image,
-				     ims_site_name(src), ims_strerror(r));
-	if (rbd_metadata_get(m->img, "imgstore.repl.role", role, &rlen) == 0 && strcmp(role, "secondary") == 0)
-		return ims_error_set(-EBUSY, "member '%s/%s' on site '%s' is a secondary; replicate from its primary",
-				     m->pool, m->image, ims_site_name(src));
+		return ims_error_set(r, "cannot open member '%s/%s' on site '%s': %s", m->pool,
+				     m->image, ims_site_name(src), ims_strerror(r));
+	if (rbd_metadata_get(m->img, "imgstore.repl.role", role, &rlen) == 0 &&
+	    strcmp(role, "secondary") == 0)
+		return ims_error_set(
+			-EBUSY,
+			"member '%s/%s' on site '%s' is a secondary; replicate from its primary",
+			m->pool, m->image, ims_site_name(src));
 	if ((r = rbd_get_size(m->img, &m->size)) < 0 || (r = snaps_read(m->img, &s)) < 0)
-		return ims_error_set(r, "cannot list the snapshots of '%s/%s': %s", m->pool, m->image, ims_strerror(r));
+		return ims_error_set(r, "cannot list the snapshots of '%s/%s': %s", m->pool,
+				     m->image, ims_strerror(r));
 	for (int i = 0; i < s.n && r == 0; i++) {
 		int64_t t = anchor_time(s.v[i].name);
 		if (t >= 0)
@@ -193,7 +200,7 @@ static int member_load(member *m, ims_site *src, ims_site *dst)
 		return r;
 	r = rbd_open_read_only(dio, m->image, &simg, NULL);
 	if (r == 0) {
-		ims_repl__snaps ss = { 0 };
+		ims_repl__snaps ss = {0};
 		r = ims_repl__list_snaps(simg, &ss);
 		for (size_t i = 0; r == 0 && i < ss.n; i++)
 			r = times_add(&m->sealed, ims_repl_snap_time(ss.names[i]));
@@ -204,8 +211,8 @@ static int member_load(member *m, ims_site *src, ims_site *dst)
 	}
 	ims_site_ioctx_close(dio);
 	if (r < 0)
-		return ims_error_set(r, "cannot read member '%s/%s' on site '%s': %s", m->pool, m->image,
-				     ims_site_name(dst), ims_strerror(r));
+		return ims_error_set(r, "cannot read member '%s/%s' on site '%s': %s", m->pool,
+				     m->image, ims_site_name(dst), ims_strerror(r));
 	qsort(m->anchors.v, m->anchors.n, sizeof(int64_t), cmp_time);
 	qsort(m->sealed.v, m->sealed.n, sizeof(int64_t), cmp_time);
 	for (size_t i = m->sealed.n; i-- > 0;)
@@ -235,7 +242,8 @@ static int list_cuts(rados_ioctx_t io, const char *pool, const char *group, time
 	}
 	if (r < 0) {
 		free(v);
-		return ims_error_set(r, "cannot list the snapshots of group '%s/%s': %s", pool, group, ims_strerror(r));
+		return ims_error_set(r, "cannot list the snapshots of group '%s/%s': %s", pool,
+				     group, ims_strerror(r));
 	}
 	for (size_t i = 0; i < n && r >= 0; i++) {
 		int64_t t = ims_repl_snap_time(v[i].name);
@@ -257,37 +265,41 @@ static int list_cuts(rados_ioctx_t io, const char *pool, const char *group, time
 }
 
 /* The secondary's group mirrors the primary's: same name, the members, the sealed cut. */
-static void seal_secondary_group(ims_site *dst, const char *pool, const char *group, const ims_group_info *gi,
-				 const char *cut)
+static void seal_secondary_group(ims_site *dst, const char *pool, const char *group,
+				 const ims_group_info *gi, const char *cut)
 {
 	char in[2 * IMS_NAME_MAX + 2], self[2 * IMS_NAME_MAX + 2];
 	snprintf(self, sizeof(self), "%s/%s", pool, group);
 	int r = ims_group_create(dst, pool, group);
 	if (r < 0 && r != -EEXIST) {
-		ims_log_debug("cannot create the secondary group '%s' on site '%s': %s", self, ims_site_name(dst),
-			      ims_error_last());
+		ims_log_debug("cannot create the secondary group '%s' on site '%s': %s", self,
+			      ims_site_name(dst), ims_error_last());
 		return;
 	}
 	for (size_t i = 0; i < gi->nmembers; i++) {
-		if (ims_group_of_image(in, sizeof(in), dst, gi->members[i].pool, gi->members[i].image) < 0 ||
+		if (ims_group_of_image(in, sizeof(in), dst, gi->members[i].pool,
+				       gi->members[i].image) < 0 ||
 		    strcmp(in, self) == 0)
 			continue;
-		if (ims_group_image_add(dst, pool, group, gi->members[i].pool, gi->members[i].image) < 0)
-			ims_log_debug("cannot add '%s/%s' to the secondary group '%s': %s", gi->members[i].pool,
-				      gi->members[i].image, self, ims_error_last());
+		if (ims_group_image_add(dst, pool, group, gi->members[i].pool,
+					gi->members[i].image) < 0)
+			ims_log_debug("cannot add '%s/%s' to the secondary group '%s': %s",
+				      gi->members[i].pool, gi->members[i].image, self,
+				      ims_error_last());
 	}
 	r = ims_group_snap_create(dst, pool, group, cut);
 	if (r < 0 && r != -EEXIST)
-		ims_log_debug("cannot snapshot the secondary group '%s' at '%s': %s", self, cut, ims_error_last());
+		ims_log_debug("cannot snapshot the secondary group '%s' at '%s': %s", self, cut,
+			      ims_error_last());
 	ims_error_clear();
 }
 
 /* Keep the newest @p keep cuts of the primary (and their anchors) and @p keep on the
  * secondary, never @p cut. */
-static void retention(ims_site *src, ims_site *dst, rados_ioctx_t gio, const char *pool, const char *group,
-		      member *m, size_t nm, unsigned keep, int64_t cut)
+static void retention(ims_site *src, ims_site *dst, rados_ioctx_t gio, const char *pool,
+		      const char *group, member *m, size_t nm, unsigned keep, int64_t cut)
 {
-	times cuts = { 0 };
+	times cuts = {0};
 	char name[NAME_MAX_];
 	if (list_cuts(gio, pool, group, &cuts) == 0) {
 		for (size_t i = 0; i + keep < cuts.n; i++) {
@@ -296,8 +308,9 @@ static void retention(ims_site *src, ims_site *dst, rados_ioctx_t gio, const cha
 			cut_name(name, sizeof(name), cuts.v[i]);
 			int r = rbd_group_snap_remove(gio, group, name);
 			if (r < 0 && r != -ENOENT)
-				ims_log_debug("retention: cannot remove group snapshot '%s/%s@%s': %s", pool, group, name,
-					      ims_strerror(r));
+				ims_log_debug(
+					"retention: cannot remove group snapshot '%s/%s@%s': %s",
+					pool, group, name, ims_strerror(r));
 		}
 		/* anchors go with their cuts; anchors of cuts never made go too */
 		size_t kept_from = cuts.n > keep ? cuts.n - keep : 0;
@@ -312,8 +325,8 @@ static void retention(ims_site *src, ims_site *dst, rados_ioctx_t gio, const cha
 				anchor_name(name, sizeof(name), t);
 				int r = rbd_snap_remove(m[k].img, name);
 				if (r < 0 && r != -ENOENT)
-					ims_log_debug("retention: cannot remove '%s/%s@%s': %s", m[k].pool, m[k].image, name,
-						      ims_strerror(r));
+					ims_log_debug("retention: cannot remove '%s/%s@%s': %s",
+						      m[k].pool, m[k].image, name, ims_strerror(r));
 			}
 		}
 	}
@@ -340,7 +353,7 @@ static void retention(ims_site *src, ims_site *dst, rados_ioctx_t gio, const cha
 		ims_site_ioctx_close(dio);
 	}
 	rados_ioctx_t dgio;
-	times dcuts = { 0 };
+	times dcuts = {0};
 	if (ims_site_ioctx(dst, pool, &dgio) == 0) {
 		if (list_cuts(dgio, pool, group, &dcuts) == 0) {
 			for (size_t i = 0; i + keep < dcuts.n; i++) {
@@ -363,7 +376,7 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 	member *m = NULL;
 	size_t nm = 0;
 	rados_ioctx_t gio = NULL;
-	times cuts = { 0 };
+	times cuts = {0};
 	ims_repl_result res;
 	char cut[NAME_MAX_], from[NAME_MAX_];
 	struct timespec t0;
@@ -413,9 +426,10 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 		bool complete = true;
 		cut_name(cut, sizeof(cut), cuts.v[i]);
 		for (size_t k = 0; k < nm && complete; k++) {
-			snap_list s = { 0 };
+			snap_list s = {0};
 			uint64_t id;
-			complete = snaps_read(m[k].img, &s) == 0 && find_cut_id(m[k].img, &s, group, cut, &id) == 0;
+			complete = snaps_read(m[k].img, &s) == 0 &&
+				   find_cut_id(m[k].img, &s, group, cut, &id) == 0;
 			snaps_free(&s);
 		}
 		if (complete)
@@ -425,7 +439,8 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 	if (pending >= 0) {
 		res.resumed = true;
 	} else {
-		/* nothing written since the anchor of the cut sealed on all: the secondary is current */
+		/* nothing written since the anchor of the cut sealed on all: the secondary is
+		 * current */
 		bool changed = all < 0;
 		for (size_t k = 0; k < nm && !changed; k++) {
 			if (m[k].base != all) {
@@ -456,14 +471,15 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 		size_t made = 0;
 		for (; made < nm; made++) {
 			if ((r = rbd_snap_create(m[made].img, from)) < 0) {
-				ims_error_set(r, "cannot snapshot member '%s/%s' on site '%s': %s", m[made].pool,
-					      m[made].image, ims_site_name(src), ims_strerror(r));
+				ims_error_set(r, "cannot snapshot member '%s/%s' on site '%s': %s",
+					      m[made].pool, m[made].image, ims_site_name(src),
+					      ims_strerror(r));
 				break;
 			}
 		}
 		if (r == 0 && (r = rbd_group_snap_create(gio, group, cut)) < 0)
-			ims_error_set(r, "cannot snapshot group '%s/%s' on site '%s': %s", pool, group, ims_site_name(src),
-				      ims_strerror(r));
+			ims_error_set(r, "cannot snapshot group '%s/%s' on site '%s': %s", pool,
+				      group, ims_site_name(src), ims_strerror(r));
 		if (r < 0) {
 			for (size_t k = 0; k < made; k++)
 				rbd_snap_remove(m[k].img, from);
@@ -483,14 +499,14 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 	for (size_t k = 0; k < nm; k++) {
 		if (times_has(&m[k].sealed, pending))
 			continue;
-		snap_list s = { 0 };
+		snap_list s = {0};
 		uint64_t id = 0;
 		if ((r = snaps_read(m[k].img, &s)) == 0)
 			r = find_cut_id(m[k].img, &s, group, cut, &id);
 		snaps_free(&s);
 		if (r < 0) {
-			ims_error_set(r, "member '%s/%s' has no snapshot of the cut '%s/%s@%s'", m[k].pool, m[k].image, pool,
-				      group, cut);
+			ims_error_set(r, "member '%s/%s' has no snapshot of the cut '%s/%s@%s'",
+				      m[k].pool, m[k].image, pool, group, cut);
 			goto out;
 		}
 		ims_repl_opts mo = *o;
@@ -510,14 +526,14 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 	}
 	seal_secondary_group(dst, pool, group, gi, cut);
 	retention(src, dst, gio, pool, group, m, nm, o->retention ? o->retention : 3, pending);
-	ims_log_debug("replicated group '%s/%s' to site '%s': %s -> %s, %" PRIu64 " bytes copied", pool, group,
-		      ims_site_name(dst), res.base[0] ? res.base : "(full)", cut, res.bytes_copied);
-done:
-	{
-		struct timespec t1;
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		res.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	}
+	ims_log_debug("replicated group '%s/%s' to site '%s': %s -> %s, %" PRIu64 " bytes copied",
+		      pool, group, ims_site_name(dst), res.base[0] ? res.base : "(full)", cut,
+		      res.bytes_copied);
+done : {
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	res.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+}
 	if (out)
 		*out = res;
 	r = 0;
@@ -532,19 +548,19 @@ out:
 	return r;
 }
 
-int ims_repl_group_last_sealed(ims_site *site, const char *pool, const char *group, char *name, size_t len,
-			       int64_t *unix_ms)
+int ims_repl_group_last_sealed(ims_site *site, const char *pool, const char *group, char *name,
+			       size_t len, int64_t *unix_ms)
 {
 	ims_group_info *gi = NULL;
-	times common = { 0 };
+	times common = {0};
 	int r = ims_group_info_get(&gi, site, pool, group);
 	if (r < 0)
 		return r;
 	for (size_t k = 0; k < gi->nmembers && r == 0; k++) {
 		rados_ioctx_t io;
 		rbd_image_t img;
-		ims_repl__snaps ss = { 0 };
-		times mine = { 0 };
+		ims_repl__snaps ss = {0};
+		times mine = {0};
 		if ((r = ims_site_ioctx(site, gi->members[k].pool, &io)) < 0)
 			break;
 		if ((r = rbd_open_read_only(io, gi->members[k].image, &img, NULL)) == 0) {
@@ -572,16 +588,18 @@ int ims_repl_group_last_sealed(ims_site *site, const char *pool, const char *gro
 			if (common.v[i] > best)
 				best = common.v[i];
 		if (best < 0) {
-			r = ims_error_set(-ENOENT, "group '%s/%s' on site '%s' has no cut sealed on all its images", pool,
-					  group, ims_site_name(site));
+			r = ims_error_set(
+				-ENOENT,
+				"group '%s/%s' on site '%s' has no cut sealed on all its images",
+				pool, group, ims_site_name(site));
 		} else {
 			cut_name(name, len, best);
 			if (unix_ms)
 				*unix_ms = best;
 		}
 	} else {
-		ims_error_set(r, "cannot read group '%s/%s' on site '%s': %s", pool, group, ims_site_name(site),
-			      ims_strerror(r));
+		ims_error_set(r, "cannot read group '%s/%s' on site '%s': %s", pool, group,
+			      ims_site_name(site), ims_strerror(r));
 	}
 	free(common.v);
 	ims_group_info_free(gi);
@@ -592,7 +610,7 @@ void ims_repl_group_forget(ims_site *src, const char *pool, const char *group)
 {
 	ims_group_info *gi = NULL;
 	rados_ioctx_t gio = NULL;
-	times cuts = { 0 };
+	times cuts = {0};
 	char name[NAME_MAX_];
 	if (ims_group_info_get(&gi, src, pool, group) < 0 || ims_site_ioctx(src, pool, &gio) < 0)
 		goto out;
@@ -604,7 +622,7 @@ void ims_repl_group_forget(ims_site *src, const char *pool, const char *group)
 	for (size_t k = 0; k < gi->nmembers; k++) {
 		rados_ioctx_t io;
 		rbd_image_t img;
-		snap_list s = { 0 };
+		snap_list s = {0};
 		if (ims_site_ioctx(src, gi->members[k].pool, &io) < 0)
 			continue;
 		if (rbd_open(io, gi->members[k].image, &img, NULL) == 0) {
@@ -650,7 +668,8 @@ static int members_open(members *ms, ims_site *site, const char *pool, const cha
 	if ((r = ims_group_info_get(&ms->gi, site, pool, group)) < 0)
 		return r;
 	if (ms->gi->nmembers == 0)
-		return ims_error_set(-EINVAL, "group '%s/%s' on site '%s' has no images", pool, group, ims_site_name(site));
+		return ims_error_set(-EINVAL, "group '%s/%s' on site '%s' has no images", pool,
+				     group, ims_site_name(site));
 	if (!(ms->m = calloc(ms->gi->nmembers, sizeof(*ms->m))))
 		return -ENOMEM;
 	for (; ms->n < ms->gi->nmembers; ms->n++) {
@@ -660,8 +679,10 @@ static int members_open(members *ms, ims_site *site, const char *pool, const cha
 		if ((r = ims_site_ioctx(site, m->pool, &m->io)) < 0)
 			return r;
 		if ((r = rbd_open(m->io, m->image, &m->img, NULL)) < 0) {
-			ims_error_set(r, "cannot open member '%s/%s' of group '%s/%s' on site '%s': %s", m->pool,
-				      m->image, pool, group, ims_site_name(site), ims_strerror(r));
+			ims_error_set(
+				r, "cannot open member '%s/%s' of group '%s/%s' on site '%s': %s",
+				m->pool, m->image, pool, group, ims_site_name(site),
+				ims_strerror(r));
 			ms->n++;
 			return r;
 		}
@@ -672,17 +693,18 @@ static int members_open(members *ms, ims_site *site, const char *pool, const cha
 /* Remove the member's anchors, and its replication snapshots other than @p keep (NULL: all). */
 static void drop_snaps(member *m, bool anchors, const char *keep)
 {
-	snap_list s = { 0 };
+	snap_list s = {0};
 	if (snaps_read(m->img, &s) < 0)
 		return;
 	for (int i = 0; i < s.n; i++) {
 		bool drop = anchors && anchor_time(s.v[i].name) >= 0;
-		drop |= ims_repl_snap_time(s.v[i].name) >= 0 && (!keep || strcmp(s.v[i].name, keep) != 0);
+		drop |= ims_repl_snap_time(s.v[i].name) >= 0 &&
+			(!keep || strcmp(s.v[i].name, keep) != 0);
 		if (drop) {
 			int r = rbd_snap_remove(m->img, s.v[i].name);
 			if (r < 0 && r != -ENOENT)
-				ims_log_warning("cannot remove '%s/%s@%s': %s", m->pool, m->image, s.v[i].name,
-						ims_strerror(r));
+				ims_log_warning("cannot remove '%s/%s@%s': %s", m->pool, m->image,
+						s.v[i].name, ims_strerror(r));
 		}
 	}
 	snaps_free(&s);
@@ -696,8 +718,8 @@ static int snap_if_missing(member *m, const char *name, ims_site *site)
 	if (r == 0)
 		return 0;
 	if ((r = rbd_snap_create(m->img, name)) < 0)
-		return ims_error_set(r, "cannot snapshot '%s/%s' on site '%s' as '%s': %s", m->pool, m->image,
-				     ims_site_name(site), name, ims_strerror(r));
+		return ims_error_set(r, "cannot snapshot '%s/%s' on site '%s' as '%s': %s", m->pool,
+				     m->image, ims_site_name(site), name, ims_strerror(r));
 	return 0;
 }
 
@@ -724,7 +746,7 @@ int ims_repl_group_demote(ims_site *site, const char *pool, const char *group, c
 static void drop_newer_cuts(ims_site *site, const char *pool, const char *group, int64_t cut_ms)
 {
 	rados_ioctx_t gio;
-	times cuts = { 0 };
+	times cuts = {0};
 	char name[NAME_MAX_];
 	if (ims_site_ioctx(site, pool, &gio) < 0)
 		return;
@@ -754,9 +776,12 @@ int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, 
 	for (size_t k = 0; r == 0 && k < ms.n; k++) {
 		uint64_t id;
 		if ((r = rbd_snap_get_id(ms.m[k].img, cut, &id)) < 0)
-			ims_error_set(r, "member '%s/%s' of group '%s/%s' on site '%s' has no sealed snapshot '%s'; "
+			ims_error_set(r,
+				      "member '%s/%s' of group '%s/%s' on site '%s' has no sealed "
+				      "snapshot '%s'; "
 				      "nothing changed",
-				      ms.m[k].pool, ms.m[k].image, pool, group, ims_site_name(site), cut);
+				      ms.m[k].pool, ms.m[k].image, pool, group, ims_site_name(site),
+				      cut);
 	}
 	/* a member this promotion already made the primary (its daemon killed half-way) keeps what
 	 * has been written to it since: it is neither rolled back nor promoted again */
@@ -769,19 +794,22 @@ int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, 
 		bool rolled = false;
 		if (ms.m[k].promoted)
 			continue;
-		snprintf(what, sizeof(what), "'%s/%s' on site '%s'", ms.m[k].pool, ms.m[k].image, ims_site_name(site));
+		snprintf(what, sizeof(what), "'%s/%s' on site '%s'", ms.m[k].pool, ms.m[k].image,
+			 ims_site_name(site));
 		if ((r = ims_repl__rollback_if_changed(ms.m[k].img, cut, what, &rolled)) < 0)
 			break;
 		rolled_n += rolled;
 		drop_snaps(&ms.m[k], false, cut);
-		/* the base of replication back: this state, as the new primary's anchor of the cut */
+		/* the base of replication back: this state, as the new primary's anchor of the cut
+		 */
 		r = snap_if_missing(&ms.m[k], anchor, site);
 	}
 	for (size_t k = 0; r == 0 && k < ms.n; k++) {
 		rbd_close(ms.m[k].img);
 		ms.m[k].img = NULL;
 		if (!ms.m[k].promoted)
-			r = ims_repl_promote(site, ms.m[k].pool, ms.m[k].image, generation, false, NULL, 0);
+			r = ims_repl_promote(site, ms.m[k].pool, ms.m[k].image, generation, false,
+					     NULL, 0);
 	}
 	members_close(&ms);
 	if (r == 0)
@@ -798,7 +826,7 @@ static int64_t common_cut(ims_site *cur, ims_site *old, const char *pool, const 
 	char name[NAME_MAX_];
 	int64_t best = -1, t;
 	rados_ioctx_t gio;
-	times cuts = { 0 };
+	times cuts = {0};
 	if (ims_repl_group_last_sealed(cur, pool, group, name, sizeof(name), &t) < 0)
 		return -1;
 	if (ims_site_ioctx(old, pool, &gio) < 0)
@@ -811,8 +839,8 @@ static int64_t common_cut(ims_site *cur, ims_site *old, const char *pool, const 
 	return best;
 }
 
-int ims_repl_group_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *group, uint64_t generation,
-			  char *plan, size_t len)
+int ims_repl_group_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *group,
+			  uint64_t generation, char *plan, size_t len)
 {
 	members ms;
 	char cut[NAME_MAX_] = "", anchor[NAME_MAX_], recovery[64] = "", source[512];
@@ -839,22 +867,24 @@ int ims_repl_group_rejoin(ims_site *cur, ims_site *old, const char *pool, const 
 		if (!changed)
 			continue;
 		if ((r = rbd_snap_create(ms.m[k].img, recovery)) < 0) {
-			ims_error_set(r, "cannot keep the head of '%s/%s' on site '%s' as '%s': %s", ms.m[k].pool,
-				      ms.m[k].image, ims_site_name(old), recovery, ims_strerror(r));
+			ims_error_set(r, "cannot keep the head of '%s/%s' on site '%s' as '%s': %s",
+				      ms.m[k].pool, ms.m[k].image, ims_site_name(old), recovery,
+				      ims_strerror(r));
 			goto out;
 		}
 		kept++;
 	}
 	if (c >= 0 && kept) {
-		/* every member back to the cut at once: the group snapshot is the consistent point */
+		/* every member back to the cut at once: the group snapshot is the consistent point
+		 */
 		rados_ioctx_t gio;
 		if ((r = ims_site_ioctx(old, pool, &gio)) < 0)
 			goto out;
 		r = rbd_group_snap_rollback(gio, group, cut);
 		ims_site_ioctx_close(gio);
 		if (r < 0) {
-			ims_error_set(r, "cannot roll group '%s/%s' on site '%s' back to '%s': %s", pool, group,
-				      ims_site_name(old), cut, ims_strerror(r));
+			ims_error_set(r, "cannot roll group '%s/%s' on site '%s' back to '%s': %s",
+				      pool, group, ims_site_name(old), cut, ims_strerror(r));
 			goto out;
 		}
 	}
@@ -866,25 +896,30 @@ int ims_repl_group_rejoin(ims_site *cur, ims_site *old, const char *pool, const 
 	for (size_t k = 0; k < ms.n; k++) {
 		rbd_close(ms.m[k].img);
 		ms.m[k].img = NULL;
-		if ((r = ims_repl_demote(old, ms.m[k].pool, ms.m[k].image, ims_site_name(cur), generation)) < 0)
+		if ((r = ims_repl_demote(old, ms.m[k].pool, ms.m[k].image, ims_site_name(cur),
+					 generation)) < 0)
 			goto out;
 	}
 	snprintf(source, sizeof(source), "%zu of %zu image(s)", kept, ms.n);
 	if (c < 0)
 		snprintf(plan, len,
-			 "no cut in common: site '%s' kept the head of %s as snapshot '%s'; site '%s' copies the group in "
+			 "no cut in common: site '%s' kept the head of %s as snapshot '%s'; site "
+			 "'%s' copies the group in "
 			 "full",
 			 ims_site_name(old), source, recovery, ims_site_name(cur));
 	else if (kept)
 		snprintf(plan, len,
-			 "site '%s' kept the head of %s as snapshot '%s' and rolled the group back to '%s'; site '%s' "
+			 "site '%s' kept the head of %s as snapshot '%s' and rolled the group back "
+			 "to '%s'; site '%s' "
 			 "ships the delta since",
 			 ims_site_name(old), source, recovery, cut, ims_site_name(cur));
 	else
-		snprintf(plan, len, "site '%s' is a secondary again from '%s'; site '%s' ships the delta since",
-			 ims_site_name(old), cut, ims_site_name(cur));
-	ims_log_info("rejoined group '%s/%s' on site '%s' as a secondary of site '%s': %s", pool, group,
-		     ims_site_name(old), ims_site_name(cur), plan);
+		snprintf(
+			plan, len,
+			"site '%s' is a secondary again from '%s'; site '%s' ships the delta since",
+			ims_site_name(old), cut, ims_site_name(cur));
+	ims_log_info("rejoined group '%s/%s' on site '%s' as a secondary of site '%s': %s", pool,
+		     group, ims_site_name(old), ims_site_name(cur), plan);
 out:
 	members_close(&ms);
 	return r;
@@ -892,8 +927,8 @@ out:
 
 /* ---- verify ---- */
 
-int ims_repl_group_verify(ims_repl_group_verify_result *out, ims_site *src, ims_site *dst, const char *pool,
-			  const char *group, const ims_repl_verify_opts *opts)
+int ims_repl_group_verify(ims_repl_group_verify_result *out, ims_site *src, ims_site *dst,
+			  const char *pool, const char *group, const ims_repl_verify_opts *opts)
 {
 	members ms;
 	char cut[NAME_MAX_];
@@ -901,19 +936,21 @@ int ims_repl_group_verify(ims_repl_group_verify_result *out, ims_site *src, ims_
 	memset(out, 0, sizeof(*out));
 	if (!opts || opts->version != IMS_REPL_VERIFY_OPTS_VERSION)
 		return ims_error_set(-EINVAL, "verify: options of an unknown version");
-	/* the newest cut sealed on every member of the secondary, as the primary's group lists them */
+	/* the newest cut sealed on every member of the secondary, as the primary's group lists them
+	 */
 	if ((r = members_open(&ms, src, pool, group)) < 0)
 		goto out;
 	if ((r = ims_repl_group_last_sealed(dst, pool, group, cut, sizeof(cut), NULL)) < 0)
 		goto out;
 	snprintf(out->cut, sizeof(out->cut), "%s", cut);
-	if (!(out->members = calloc(ms.n, sizeof(*out->members))) || !(out->images = calloc(ms.n, sizeof(char *)))) {
+	if (!(out->members = calloc(ms.n, sizeof(*out->members))) ||
+	    !(out->images = calloc(ms.n, sizeof(char *)))) {
 		r = -ENOMEM;
 		goto out;
 	}
 	out->equal = true;
 	for (size_t k = 0; k < ms.n; k++) {
-		snap_list s = { 0 };
+		snap_list s = {0};
 		uint64_t id = 0;
 		if ((r = snaps_read(ms.m[k].img, &s)) == 0)
 			r = find_cut_id(ms.m[k].img, &s, group, cut, &id);
@@ -922,14 +959,15 @@ int ims_repl_group_verify(ims_repl_group_verify_result *out, ims_site *src, ims_
 		if (r == -ENOENT && rbd_snap_get_id(ms.m[k].img, cut, &id) == 0)
 			r = 0;
 		if (r < 0) {
-			ims_error_set(r, "member '%s/%s' on site '%s' no longer holds the cut '%s'", ms.m[k].pool,
-				      ms.m[k].image, ims_site_name(src), cut);
+			ims_error_set(r, "member '%s/%s' on site '%s' no longer holds the cut '%s'",
+				      ms.m[k].pool, ms.m[k].image, ims_site_name(src), cut);
 			goto out;
 		}
 		ims_repl_verify_opts o = *opts;
 		o.snap = cut;
 		o.src_snap_id = id;
-		if ((r = ims_repl_verify(&out->members[k], src, dst, ms.m[k].pool, ms.m[k].image, &o)) < 0)
+		if ((r = ims_repl_verify(&out->members[k], src, dst, ms.m[k].pool, ms.m[k].image,
+					 &o)) < 0)
 			goto out;
 		out->n++;
 		size_t len = strlen(ms.m[k].pool) + strlen(ms.m[k].image) + 2;

@@ -51,8 +51,8 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
  *
  * @returns -ENOENT if the group is unknown on @p site or no cut is sealed on all members.
  */
-int ims_repl_group_last_sealed(ims_site *site, const char *pool, const char *group, char *name, size_t len,
-			       int64_t *unix_ms);
+int ims_repl_group_last_sealed(ims_site *site, const char *pool, const char *group, char *name,
+			       size_t len, int64_t *unix_ms);
 
 /**
  * Remove the primary's cuts of the group (its group snapshots "imgstore-repl-*" and the
@@ -95,15 +95,15 @@ int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, 
  *
  * @param[out] plan one line: what was found and done.
  */
-int ims_repl_group_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *group, uint64_t generation,
-			  char *plan, size_t len);
+int ims_repl_group_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *group,
+			  uint64_t generation, char *plan, size_t len);
 
 /** A verify of every member of a group at one cut. */
 typedef struct {
-	char cut[64];                       /* the cut compared */
-	bool equal;                         /* every member equal */
-	ims_repl_verify_result **members;   /* in the order of the primary's group; n of them */
-	char **images;                      /* "POOL/IMAGE" of each */
+	char cut[64];			  /* the cut compared */
+	bool equal;			  /* every member equal */
+	ims_repl_verify_result **members; /* in the order of the primary's group; n of them */
+	char **images;			  /* "POOL/IMAGE" of each */
 	size_t n;
 } ims_repl_group_verify_result;
 
@@ -114,8 +114,8 @@ typedef struct {
  * @returns -ENOENT if the group or a cut sealed on all members is missing; the error of a
  *          member's verify otherwise. Free @p out with ims_repl_group_verify_result_free().
  */
-int ims_repl_group_verify(ims_repl_group_verify_result *out, ims_site *src, ims_site *dst, const char *pool,
-			  const char *group, const ims_repl_verify_opts *opts);
+int ims_repl_group_verify(ims_repl_group_verify_result *out, ims_site *src, ims_site *dst,
+			  const char *pool, const char *group, const ims_repl_verify_opts *opts);
 void ims_repl_group_verify_result_free(ims_repl_group_verify_result *res);
 
 #endif

@@ -16,8 +16,8 @@
 #include "replicator/replicator_internal.h"
 #include "store/omap.h"
 
-#define BLOCK (4u << 20)
-#define ZERO_GRAIN (64u << 10)
+#define BLOCK	      (4u << 20)
+#define ZERO_GRAIN    (64u << 10)
 #define SNAP_NAME_MAX 64
 
 static double now_s(void)
@@ -86,8 +86,8 @@ bool ims_repl__has_snap(const ims_repl__snaps *s, const char *name)
 	return false;
 }
 
-int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, char *name, size_t len,
-			 int64_t *unix_ms)
+int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, char *name,
+			 size_t len, int64_t *unix_ms)
 {
 	rados_ioctx_t io;
 	rbd_image_t img;
@@ -98,13 +98,16 @@ int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, ch
 	r = rbd_open_read_only(io, image, &img, NULL);
 	if (r < 0) {
 		ims_site_ioctx_close(io);
-		return r == -ENOENT ? ims_error_set(r, "no image '%s/%s' on site '%s'", pool, image, ims_site_name(site))
-				    : ims_error_set(r, "cannot open '%s/%s': %s", pool, image, ims_strerror(r));
+		return r == -ENOENT ? ims_error_set(r, "no image '%s/%s' on site '%s'", pool, image,
+						    ims_site_name(site))
+				    : ims_error_set(r, "cannot open '%s/%s': %s", pool, image,
+						    ims_strerror(r));
 	}
 	r = ims_repl__list_snaps(img, &s);
 	if (r == 0 && s.n == 0)
-		r = ims_error_set(-ENOENT, "'%s/%s' on site '%s' has no sealed replication snapshot", pool, image,
-				  ims_site_name(site));
+		r = ims_error_set(-ENOENT,
+				  "'%s/%s' on site '%s' has no sealed replication snapshot", pool,
+				  image, ims_site_name(site));
 	if (r == 0) {
 		snprintf(name, len, "%s", s.names[s.n - 1]);
 		if (unix_ms)
@@ -154,7 +157,7 @@ typedef struct {
 	char target[SNAP_NAME_MAX];
 	uint64_t done; /* every extent below this offset is copied */
 	bool full;
-	bool fresh;    /* a full copy into a secondary this cycle created: zeros need no write */
+	bool fresh; /* a full copy into a secondary this cycle created: zeros need no write */
 } checkpoint;
 
 static void checkpoint_key(char *key, size_t len, const char *image, ims_site *dst)
@@ -232,7 +235,7 @@ static int add_extent(uint64_t off, size_t len, int exists, void *arg)
 		e->v = nv;
 		e->cap = cap;
 	}
-	e->v[e->n++] = (extent){ off, len, data };
+	e->v[e->n++] = (extent){off, len, data};
 	return 0;
 }
 
@@ -241,14 +244,14 @@ typedef struct {
 	pthread_cond_t cond;
 	rbd_image_t src, dst;
 	const extents *ext;
-	size_t next_ext;    /* cursor: extent index and offset inside it */
+	size_t next_ext; /* cursor: extent index and offset inside it */
 	uint64_t next_off;
 	uint64_t *inflight; /* start offsets of blocks being copied, one slot per worker */
 	unsigned nworkers;
-	uint64_t budget;    /* memory the copy may hold: its buffers and librbd's copies */
+	uint64_t budget; /* memory the copy may hold: its buffers and librbd's copies */
 	ims_ratelimit *bandwidth;
 	uint64_t held;
-	bool fresh;         /* zeros need no write */
+	bool fresh; /* zeros need no write */
 	int err;
 	char err_msg[IMS_ERROR_MSG_MAX];
 	bool stop;
@@ -295,15 +298,16 @@ static uint64_t low_water_locked(copier *c)
 	return lw;
 }
 
-static int copy_block(copier *c, uint8_t *buf, uint64_t off, size_t len, bool data, uint64_t *copied,
-		      uint64_t *zeroed)
+static int copy_block(copier *c, uint8_t *buf, uint64_t off, size_t len, bool data,
+		      uint64_t *copied, uint64_t *zeroed)
 {
 	*copied = *zeroed = 0;
 	if (!data) {
 		int r = write_zeroes(c->dst, off, len);
 		if (r < 0)
-			return ims_error_set(r, "cannot zero %s at %" PRIu64 " on the secondary: %s", c->what, off,
-					     ims_strerror(r));
+			return ims_error_set(r,
+					     "cannot zero %s at %" PRIu64 " on the secondary: %s",
+					     c->what, off, ims_strerror(r));
 		*zeroed = len;
 		return 0;
 	}
@@ -311,8 +315,8 @@ static int copy_block(copier *c, uint8_t *buf, uint64_t off, size_t len, bool da
 		ims_ratelimit_take(c->bandwidth, len);
 	ssize_t got = rbd_read(c->src, off, len, (char *)buf);
 	if (got < 0)
-		return ims_error_set((int)got, "cannot read %s at %" PRIu64 " on the primary: %s", c->what, off,
-				     ims_strerror((int)got));
+		return ims_error_set((int)got, "cannot read %s at %" PRIu64 " on the primary: %s",
+				     c->what, off, ims_strerror((int)got));
 	if ((size_t)got < len)
 		memset(buf + got, 0, len - (size_t)got);
 	for (size_t pos = 0; pos < len;) {
@@ -330,13 +334,15 @@ static int copy_block(copier *c, uint8_t *buf, uint64_t off, size_t len, bool da
 			r = c->fresh ? 0 : write_zeroes(c->dst, off + start, pos - start);
 			*zeroed += pos - start;
 		} else {
-			ssize_t w = rbd_write(c->dst, off + start, pos - start, (const char *)buf + start);
+			ssize_t w = rbd_write(c->dst, off + start, pos - start,
+					      (const char *)buf + start);
 			r = w < 0 ? (int)w : 0;
 			*copied += pos - start;
 		}
 		if (r < 0)
-			return ims_error_set(r, "cannot write %s at %" PRIu64 " on the secondary: %s", c->what,
-					     off + start, ims_strerror(r));
+			return ims_error_set(r,
+					     "cannot write %s at %" PRIu64 " on the secondary: %s",
+					     c->what, off + start, ims_strerror(r));
 	}
 	return 0;
 }
@@ -445,8 +451,9 @@ static int is_secondary(rbd_image_t img, bool *out)
  * primary's lock belongs to its hypervisors) and again after (a promotion in between).
  * Returned through ims_site_guard_put().
  */
-static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t dio, const char *pool,
-				    const char *image, rbd_image_t pimg, rbd_image_t *out, bool *created)
+static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t dio,
+				    const char *pool, const char *image, rbd_image_t pimg,
+				    rbd_image_t *out, bool *created)
 {
 	rbd_image_t probe = NULL;
 	int r = rbd_open_read_only(dio, image, &probe, NULL);
@@ -456,20 +463,25 @@ static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t 
 		uint64_t size, features;
 		rbd_image_info_t info;
 		rbd_image_options_t o;
-		if ((r = rbd_stat(pimg, &info, sizeof(info))) < 0 || (r = rbd_get_features(pimg, &features)) < 0)
-			return ims_error_set(r, "cannot read '%s/%s' on site '%s'", pool, image, ims_site_name(src));
+		if ((r = rbd_stat(pimg, &info, sizeof(info))) < 0 ||
+		    (r = rbd_get_features(pimg, &features)) < 0)
+			return ims_error_set(r, "cannot read '%s/%s' on site '%s'", pool, image,
+					     ims_site_name(src));
 		rbd_image_options_create(&o);
-		rbd_image_options_set_uint64(o, RBD_IMAGE_OPTION_FEATURES, features & ~(uint64_t)RBD_FEATURE_DATA_POOL);
+		rbd_image_options_set_uint64(o, RBD_IMAGE_OPTION_FEATURES,
+					     features & ~(uint64_t)RBD_FEATURE_DATA_POOL);
 		rbd_image_options_set_uint64(o, RBD_IMAGE_OPTION_ORDER, (uint64_t)info.order);
 		size = info.size;
 		r = rbd_create4(dio, image, size, o);
 		rbd_image_options_destroy(o);
 		if (r < 0)
-			return ims_error_set(r, "cannot create the secondary '%s/%s' on site '%s': %s", pool, image,
-					     ims_site_name(dst), ims_strerror(r));
+			return ims_error_set(r,
+					     "cannot create the secondary '%s/%s' on site '%s': %s",
+					     pool, image, ims_site_name(dst), ims_strerror(r));
 		if ((r = ims_site_guard_get(dst, pool, image, out)) < 0)
-			return ims_error_set(r, "cannot open the new secondary '%s/%s' on site '%s': %s", pool, image,
-					     ims_site_name(dst), ims_error_last());
+			return ims_error_set(
+				r, "cannot open the new secondary '%s/%s' on site '%s': %s", pool,
+				image, ims_site_name(dst), ims_error_last());
 		char source[512];
 		snprintf(source, sizeof(source), "%s/%s/%s", ims_site_name(src), pool, image);
 		if ((r = rbd_metadata_set(*out, "imgstore.repl.role", "secondary")) < 0 ||
@@ -478,20 +490,20 @@ static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t 
 			*out = NULL;
 			ims_site_guard_drop(dst, pool, image);
 			rbd_remove(dio, image);
-			return ims_error_set(r, "cannot mark '%s/%s' on site '%s' as a secondary", pool, image,
-					     ims_site_name(dst));
+			return ims_error_set(r, "cannot mark '%s/%s' on site '%s' as a secondary",
+					     pool, image, ims_site_name(dst));
 		}
 		*created = true;
 		return 0;
 	}
 	if (r < 0)
-		return ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool, image, ims_site_name(dst),
-				     ims_strerror(r));
+		return ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool, image,
+				     ims_site_name(dst), ims_strerror(r));
 	bool secondary;
 	if ((r = is_secondary(probe, &secondary)) < 0) {
 		rbd_close(probe);
-		return ims_error_set(r, "cannot read the role of '%s/%s' on site '%s': %s", pool, image,
-				     ims_site_name(dst), ims_strerror(r));
+		return ims_error_set(r, "cannot read the role of '%s/%s' on site '%s': %s", pool,
+				     image, ims_site_name(dst), ims_strerror(r));
 	}
 	if (secondary) {
 		rbd_close(probe);
@@ -501,8 +513,8 @@ static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t 
 		if ((r = is_secondary(*out, &secondary)) < 0) {
 			ims_site_guard_put(dst, pool, image, true);
 			*out = NULL;
-			return ims_error_set(r, "cannot read the role of '%s/%s' on site '%s': %s", pool, image,
-					     ims_site_name(dst), ims_strerror(r));
+			return ims_error_set(r, "cannot read the role of '%s/%s' on site '%s': %s",
+					     pool, image, ims_site_name(dst), ims_strerror(r));
 		}
 		if (secondary)
 			return 0;
@@ -510,8 +522,8 @@ static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t 
 		ims_site_guard_put(dst, pool, image, true);
 		*out = NULL;
 		if ((r = rbd_open_read_only(dio, image, &probe, NULL)) < 0)
-			return ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool, image, ims_site_name(dst),
-					     ims_strerror(r));
+			return ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool, image,
+					     ims_site_name(dst), ims_strerror(r));
 	}
 	/* a primary there: a failover made it one (it carries a generation), or it is another
 	 * image of the same name; a guard this daemon still has on it goes */
@@ -519,22 +531,26 @@ static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t 
 	uint64_t sgen, dgen;
 	if ((r = generation_of(pimg, &sgen)) < 0 || (r = generation_of(probe, &dgen)) < 0) {
 		rbd_close(probe);
-		return ims_error_set(r, "cannot read the failover generations of '%s/%s': %s", pool, image,
-				     ims_strerror(r));
+		return ims_error_set(r, "cannot read the failover generations of '%s/%s': %s", pool,
+				     image, ims_strerror(r));
 	}
 	rbd_close(probe);
 	if (dgen > sgen)
-		return ims_error_set(-ESTALE,
-				     "'%s/%s' on site '%s' is stale: site '%s' was promoted (generation %" PRIu64
-				     " > %" PRIu64 "); this copy must not replicate; resync it from site '%s'",
-				     pool, image, ims_site_name(src), ims_site_name(dst), dgen, sgen, ims_site_name(dst));
+		return ims_error_set(
+			-ESTALE,
+			"'%s/%s' on site '%s' is stale: site '%s' was promoted (generation %" PRIu64
+			" > %" PRIu64 "); this copy must not replicate; resync it from site '%s'",
+			pool, image, ims_site_name(src), ims_site_name(dst), dgen, sgen,
+			ims_site_name(dst));
 	if (sgen > dgen)
-		return ims_error_set(-EUCLEAN,
-				     "'%s/%s' on site '%s' is an old primary that came back (generation %" PRIu64
-				     " < %" PRIu64 ")",
-				     pool, image, ims_site_name(dst), dgen, sgen);
-	return ims_error_set(-EEXIST, "site '%s' has an image '%s/%s' that is not a replica; nothing changed",
-			     ims_site_name(dst), pool, image);
+		return ims_error_set(
+			-EUCLEAN,
+			"'%s/%s' on site '%s' is an old primary that came back (generation %" PRIu64
+			" < %" PRIu64 ")",
+			pool, image, ims_site_name(dst), dgen, sgen);
+	return ims_error_set(
+		-EEXIST, "site '%s' has an image '%s/%s' that is not a replica; nothing changed",
+		ims_site_name(dst), pool, image);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -606,13 +622,15 @@ static int protect_cycle(void *ctx, const char *key, size_t klen, const char *va
 	return 0;
 }
 
-static void apply_retention(rbd_image_t img, const repl_snaps *s, unsigned keep, const repl_snaps *protect);
+static void apply_retention(rbd_image_t img, const repl_snaps *s, unsigned keep,
+			    const repl_snaps *protect);
 
 /* The snapshots of @p image that some pair still needs: every recorded base and every running
  * cycle's base and target, but those of @p skip_key's pair. */
-static int protected_snaps(rados_ioctx_t io, const char *image, const char *skip_key, ims_repl__snaps *out)
+static int protected_snaps(rados_ioctx_t io, const char *image, const char *skip_key,
+			   ims_repl__snaps *out)
 {
-	protect_walk w = { image, strlen(image), skip_key, out, 0 };
+	protect_walk w = {image, strlen(image), skip_key, out, 0};
 	memset(out, 0, sizeof(*out));
 	int r = ims_omap_foreach(io, IMS_REPL__BASES, protect_base, &w);
 	if (r == 0)
@@ -626,11 +644,12 @@ static int protected_snaps(rados_ioctx_t io, const char *image, const char *skip
 	return r;
 }
 
-int ims_repl_forget(ims_site *site, const char *pool, const char *image, const char *target, bool drop_snapshots)
+int ims_repl_forget(ims_site *site, const char *pool, const char *image, const char *target,
+		    bool drop_snapshots)
 {
 	rados_ioctx_t io;
 	rbd_image_t img = NULL;
-	repl_snaps all = { 0 }, protect = { 0 };
+	repl_snaps all = {0}, protect = {0};
 	char key[600];
 	int r = ims_site_ioctx(site, pool, &io);
 	if (r < 0)
@@ -644,11 +663,14 @@ int ims_repl_forget(ims_site *site, const char *pool, const char *image, const c
 	if (!drop_snapshots)
 		goto out;
 	if ((r = protected_snaps(io, image, key, &protect)) < 0) {
-		ims_error_set(r, "cannot read what the other targets of '%s/%s' need: %s", pool, image, ims_strerror(r));
+		ims_error_set(r, "cannot read what the other targets of '%s/%s' need: %s", pool,
+			      image, ims_strerror(r));
 		goto out;
 	}
 	if ((r = rbd_open(io, image, &img, NULL)) < 0) {
-		r = r == -ENOENT ? 0 : ims_error_set(r, "cannot open '%s/%s': %s", pool, image, ims_strerror(r));
+		r = r == -ENOENT ? 0
+				 : ims_error_set(r, "cannot open '%s/%s': %s", pool, image,
+						 ims_strerror(r));
 		goto out;
 	}
 	if ((r = ims_repl__list_snaps(img, &all)) == 0)
@@ -663,7 +685,8 @@ out:
 }
 
 /* Keep the newest @p keep of @p s and every snapshot in @p protect; remove the rest. */
-static void apply_retention(rbd_image_t img, const repl_snaps *s, unsigned keep, const repl_snaps *protect)
+static void apply_retention(rbd_image_t img, const repl_snaps *s, unsigned keep,
+			    const repl_snaps *protect)
 {
 	if (s->n <= keep)
 		return;
@@ -672,7 +695,8 @@ static void apply_retention(rbd_image_t img, const repl_snaps *s, unsigned keep,
 			continue;
 		int r = rbd_snap_remove(img, s->names[i]);
 		if (r < 0 && r != -ENOENT)
-			ims_log_debug("retention: cannot remove snapshot '%s': %s", s->names[i], ims_strerror(r));
+			ims_log_debug("retention: cannot remove snapshot '%s': %s", s->names[i],
+				      ims_strerror(r));
 	}
 }
 
@@ -687,8 +711,8 @@ static void phase(phases *p, const char *name)
 {
 	double t = now_s();
 	if (p->len < sizeof(p->text)) {
-		int n = snprintf(p->text + p->len, sizeof(p->text) - p->len, "%s%s %.3f", p->len ? " " : "", name,
-				 t - p->last);
+		int n = snprintf(p->text + p->len, sizeof(p->text) - p->len, "%s%s %.3f",
+				 p->len ? " " : "", name, t - p->last);
 		if (n > 0)
 			p->len += (size_t)n;
 	}
@@ -700,8 +724,8 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 {
 	rados_ioctx_t sio = NULL, dio = NULL;
 	rbd_image_t pimg = NULL, psnap = NULL, simg = NULL;
-	repl_snaps ps = { 0 }, ss = { 0 };
-	extents ext = { 0 };
+	repl_snaps ps = {0}, ss = {0};
+	extents ext = {0};
 	checkpoint cp;
 	ims_repl_result res;
 	char key[600], what[600], role[32];
@@ -719,7 +743,7 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	pthread_mutex_init(&c.lock, NULL);
 	pthread_cond_init(&c.cond, NULL);
 	double t0 = now_s();
-	phases ph = { .last = t0 };
+	phases ph = {.last = t0};
 	if (!o || o->version != IMS_REPL_OPTS_VERSION) {
 		r = ims_error_set(-EINVAL, "replication options of an unknown version");
 		goto out;
@@ -728,7 +752,8 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	checkpoint_key(key, sizeof(key), image, dst);
 	/* a member's part of a group's cut: the group's cycle took the snapshots */
 	member = o->cut && o->cut[0];
-	if (member && (strlen(o->cut) >= SNAP_NAME_MAX || (o->cut_from && strlen(o->cut_from) >= SNAP_NAME_MAX))) {
+	if (member && (strlen(o->cut) >= SNAP_NAME_MAX ||
+		       (o->cut_from && strlen(o->cut_from) >= SNAP_NAME_MAX))) {
 		r = ims_error_set(-EINVAL, "snapshot names of a cut are too long");
 		goto out;
 	}
@@ -738,20 +763,24 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	r = rbd_open(sio, image, &pimg, NULL);
 	if (r < 0) {
 		if (r == -ENOENT)
-			ims_error_set(r, "no image '%s/%s' on site '%s'", pool, image, ims_site_name(src));
+			ims_error_set(r, "no image '%s/%s' on site '%s'", pool, image,
+				      ims_site_name(src));
 		else
-			ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool, image, ims_site_name(src),
-				      ims_strerror(r));
+			ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool, image,
+				      ims_site_name(src), ims_strerror(r));
 		goto out;
 	}
-	if (rbd_metadata_get(pimg, "imgstore.repl.role", role, &rlen) == 0 && strcmp(role, "secondary") == 0) {
-		r = ims_error_set(-EBUSY, "%s on site '%s' is a secondary; replicate from its primary", what,
-				  ims_site_name(src));
+	if (rbd_metadata_get(pimg, "imgstore.repl.role", role, &rlen) == 0 &&
+	    strcmp(role, "secondary") == 0) {
+		r = ims_error_set(-EBUSY,
+				  "%s on site '%s' is a secondary; replicate from its primary",
+				  what, ims_site_name(src));
 		goto out;
 	}
 	if ((r = open_or_create_secondary(src, dst, dio, pool, image, pimg, &simg, &created)) < 0)
 		goto out;
-	if ((r = ims_repl__list_snaps(pimg, &ps)) < 0 || (r = ims_repl__list_snaps(simg, &ss)) < 0) {
+	if ((r = ims_repl__list_snaps(pimg, &ps)) < 0 ||
+	    (r = ims_repl__list_snaps(simg, &ss)) < 0) {
 		ims_error_set(r, "cannot list the snapshots of %s", what);
 		goto out;
 	}
@@ -798,7 +827,8 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	}
 
 	/* A cut cycle resumes if its target is still there and not sealed, from the same base. */
-	if (pending && (member ? strcmp(old.target, o->cut) == 0 : ims_repl__has_snap(&ps, old.target)) &&
+	if (pending &&
+	    (member ? strcmp(old.target, o->cut) == 0 : ims_repl__has_snap(&ps, old.target)) &&
 	    !ims_repl__has_snap(&ss, old.target) && strcmp(old.base, base) == 0 && !created) {
 		cp = old;
 		have_cp = true;
@@ -809,7 +839,8 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 		int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 		if (ps.n && ims_repl_snap_time(ps.names[ps.n - 1]) >= ms)
 			ms = ims_repl_snap_time(ps.names[ps.n - 1]) + 1; /* names stay ordered */
-		snprintf(cp.target, sizeof(cp.target), IMS_REPL_SNAP_PREFIX "%013lld", (long long)ms);
+		snprintf(cp.target, sizeof(cp.target), IMS_REPL_SNAP_PREFIX "%013lld",
+			 (long long)ms);
 		if (member)
 			snprintf(cp.target, sizeof(cp.target), "%s", o->cut);
 		snprintf(cp.base, sizeof(cp.base), "%s", base);
@@ -817,11 +848,13 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 		cp.fresh = created;
 		cp.done = 0;
 		if (!member && (r = rbd_snap_create(pimg, cp.target)) < 0) {
-			ims_error_set(r, "cannot snapshot %s on site '%s': %s", what, ims_site_name(src), ims_strerror(r));
+			ims_error_set(r, "cannot snapshot %s on site '%s': %s", what,
+				      ims_site_name(src), ims_strerror(r));
 			goto out;
 		}
 		if ((r = checkpoint_save(sio, key, &cp)) < 0) {
-			ims_error_set(r, "cannot record the replication checkpoint of %s: %s", what, ims_strerror(r));
+			ims_error_set(r, "cannot record the replication checkpoint of %s: %s", what,
+				      ims_strerror(r));
 			goto out;
 		}
 		phase(&ph, "snap");
@@ -845,13 +878,15 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	if ((r = rbd_get_size(simg, &ssize)) < 0)
 		goto out;
 	if (ssize != size && (r = rbd_resize2(simg, size, true, ims_repl__no_progress, NULL)) < 0) {
-		ims_error_set(r, "cannot resize the secondary %s to %" PRIu64 ": %s", what, size, ims_strerror(r));
+		ims_error_set(r, "cannot resize the secondary %s to %" PRIu64 ": %s", what, size,
+			      ims_strerror(r));
 		goto out;
 	}
 	if (cp.full && !cp.fresh && cp.done == 0) {
 		/* no common snapshot and an existing secondary: clear it, a full copy follows */
 		if ((r = write_zeroes(simg, 0, size)) < 0) {
-			ims_error_set(r, "cannot clear the secondary %s: %s", what, ims_strerror(r));
+			ims_error_set(r, "cannot clear the secondary %s: %s", what,
+				      ims_strerror(r));
 			goto out;
 		}
 	}
@@ -870,7 +905,7 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 		ext.v[first].len -= cp.done - ext.v[first].off;
 		ext.v[first].off = cp.done;
 	}
-	extents todo = { ext.v + first, ext.n - first, 0 };
+	extents todo = {ext.v + first, ext.n - first, 0};
 	for (size_t i = 0; i < todo.n; i++)
 		c.total += todo.v[i].len;
 	res.extents = todo.n;
@@ -898,7 +933,7 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	for (unsigned i = 0; i < nworkers; i++)
 		c.inflight[i] = UINT64_MAX;
 	for (; started < nworkers; started++) {
-		args[started] = (worker_arg){ &c, started };
+		args[started] = (worker_arg){&c, started};
 		if (pthread_create(&threads[started], NULL, copy_worker, &args[started]) != 0)
 			break;
 	}
@@ -924,7 +959,9 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 		pthread_mutex_unlock(&c.lock);
 		if (o->progress && o->progress(o->progress_ctx, done, c.total) != 0) {
 			pthread_mutex_lock(&c.lock);
-			ims_error_set(-ECANCELED, "replication of %s cut at %" PRIu64 " of %" PRIu64 " bytes; it resumes",
+			ims_error_set(-ECANCELED,
+				      "replication of %s cut at %" PRIu64 " of %" PRIu64
+				      " bytes; it resumes",
 				      what, done, c.total);
 			fail_locked(&c, -ECANCELED);
 			break;
@@ -949,7 +986,8 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 			cp.done = lw;
 			checkpoint_save(sio, key, &cp);
 		}
-		r = c.err ? ims_error_set(c.err, "%s", c.err_msg) : ims_error_set(-EAGAIN, "cannot start copy threads");
+		r = c.err ? ims_error_set(c.err, "%s", c.err_msg)
+			  : ims_error_set(-EAGAIN, "cannot start copy threads");
 		goto out;
 	}
 
@@ -957,24 +995,28 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	 * only by the owner of the pair (a daemon whose lock lapsed must not seal what another
 	 * daemon may be cycling now) */
 	if (o->may_seal && o->may_seal(o->progress_ctx) != 0) {
-		r = ims_error_set(-ECANCELED, "%s: this daemon's lock on the pair was lost before the seal; the cycle stops "
+		r = ims_error_set(-ECANCELED,
+				  "%s: this daemon's lock on the pair was lost before the seal; "
+				  "the cycle stops "
 				  "unsealed (its owner now goes on)",
 				  what);
 		goto out;
 	}
 	/* (the guard refuses every other client's snapshot through a quiesce watch: skip it) */
 	if ((r = rbd_flush(simg)) < 0 ||
-	    (r = rbd_snap_create2(simg, cp.target, RBD_SNAP_CREATE_SKIP_QUIESCE, ims_repl__no_progress, NULL)) < 0) {
-		ims_error_set(r, "cannot seal %s on site '%s' at '%s': %s", what, ims_site_name(dst), cp.target,
-			      ims_strerror(r));
+	    (r = rbd_snap_create2(simg, cp.target, RBD_SNAP_CREATE_SKIP_QUIESCE,
+				  ims_repl__no_progress, NULL)) < 0) {
+		ims_error_set(r, "cannot seal %s on site '%s' at '%s': %s", what,
+			      ims_site_name(dst), cp.target, ims_strerror(r));
 		goto out;
 	}
 	phase(&ph, "seal");
 	/* the new base of this pair, recorded before the cycle's checkpoint goes: retention of
 	 * another pair always sees one of the two */
-	if (!member && (r = ims_omap_set(sio, IMS_REPL__BASES, key, cp.target, strlen(cp.target))) < 0) {
-		ims_error_set(r, "cannot record the base of %s for site '%s': %s", what, ims_site_name(dst),
-			      ims_strerror(r));
+	if (!member &&
+	    (r = ims_omap_set(sio, IMS_REPL__BASES, key, cp.target, strlen(cp.target))) < 0) {
+		ims_error_set(r, "cannot record the base of %s for site '%s': %s", what,
+			      ims_site_name(dst), ims_strerror(r));
 		goto out;
 	}
 	ims_omap_rm(sio, IMS_REPL_CHECKPOINTS, key);
@@ -986,19 +1028,21 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	free(ss.names);
 	memset(&ps, 0, sizeof(ps));
 	memset(&ss, 0, sizeof(ss));
-	repl_snaps protect = { 0 };
-	if (!member && protected_snaps(sio, image, NULL, &protect) == 0 && /* unreadable: keep all */
-	    ims_repl__list_snaps(pimg, &ps) == 0) /* a group keeps its cuts itself */
+	repl_snaps protect = {0};
+	if (!member &&
+	    protected_snaps(sio, image, NULL, &protect) == 0 && /* unreadable: keep all */
+	    ims_repl__list_snaps(pimg, &ps) == 0)		/* a group keeps its cuts itself */
 		apply_retention(pimg, &ps, keep, &protect);
 	free(protect.names);
-	repl_snaps sealed = { &cp.target, 1 };
+	repl_snaps sealed = {&cp.target, 1};
 	if (!member && ims_repl__list_snaps(simg, &ss) == 0)
 		apply_retention(simg, &ss, keep, &sealed);
 	phase(&ph, "retention");
 	res.seconds = now_s() - t0;
-	ims_log_debug("replicated %s to site '%s': %s -> %s, %" PRIu64 " bytes copied, %" PRIu64 " zeroed", what,
-		      ims_site_name(dst), cp.full ? "(full)" : cp.base, cp.target, res.bytes_copied,
-		      res.bytes_discarded);
+	ims_log_debug("replicated %s to site '%s': %s -> %s, %" PRIu64 " bytes copied, %" PRIu64
+		      " zeroed",
+		      what, ims_site_name(dst), cp.full ? "(full)" : cp.base, cp.target,
+		      res.bytes_copied, res.bytes_discarded);
 	if (out)
 		*out = res;
 	r = 0;
@@ -1014,7 +1058,8 @@ out:
 	free(ss.names);
 	if (psnap)
 		rbd_close(psnap);
-	if (simg) /* a group's members are not held between cycles: group snapshots need their locks */
+	if (simg) /* a group's members are not held between cycles: group snapshots need their locks
+		   */
 		ims_site_guard_put(dst, pool, image, r < 0 || member);
 	if (pimg)
 		rbd_close(pimg);

@@ -35,11 +35,12 @@
 #define IMS_REPL_OPTS_VERSION 1
 typedef struct {
 	unsigned version;
-	unsigned concurrency;     /* parallel I/Os; 0: 16 */
-	uint64_t inflight_bytes;  /* memory the copy holds (its buffers and librbd's copies of writes); 0: 64 MiB */
-	unsigned retention;       /* replication snapshots kept on each side; 0: 3 */
-	uint64_t checkpoint_bytes;/* checkpoint after this much copied; 0: 16 MiB */
-	ims_progress_fn progress; /* may be NULL; non-zero return cuts the cycle (resumable) */
+	unsigned concurrency;	   /* parallel I/Os; 0: 16 */
+	uint64_t inflight_bytes;   /* memory the copy holds (its buffers and librbd's copies of
+				      writes); 0: 64 MiB */
+	unsigned retention;	   /* replication snapshots kept on each side; 0: 3 */
+	uint64_t checkpoint_bytes; /* checkpoint after this much copied; 0: 16 MiB */
+	ims_progress_fn progress;  /* may be NULL; non-zero return cuts the cycle (resumable) */
 	void *progress_ctx;
 	ims_ratelimit *bandwidth; /* may be NULL; data read for the secondary is taken from it */
 	/* may be NULL; asked with progress_ctx right before the secondary's snapshot is sealed:
@@ -52,21 +53,24 @@ typedef struct {
 	 * diff(cut_from -> the snapshot cut_snap_id), read at cut_snap_id, and seals `cut` on the
 	 * secondary. A cut call resumes from its checkpoint like a cycle.
 	 */
-	const char *cut;          /* the snapshot name to seal on the secondary */
-	uint64_t cut_snap_id;     /* the primary's snapshot to read (a group snapshot's, by id) */
-	const char *cut_from;     /* a user snapshot of the primary to diff from; NULL or "": full */
+	const char *cut;      /* the snapshot name to seal on the secondary */
+	uint64_t cut_snap_id; /* the primary's snapshot to read (a group snapshot's, by id) */
+	const char *cut_from; /* a user snapshot of the primary to diff from; NULL or "": full */
 } ims_repl_opts;
-#define IMS_REPL_OPTS_INIT { .version = IMS_REPL_OPTS_VERSION }
+#define IMS_REPL_OPTS_INIT                                                                         \
+	{                                                                                          \
+		.version = IMS_REPL_OPTS_VERSION                                                   \
+	}
 
 typedef struct {
-	char base[64];          /* "" for a full copy */
-	char sealed[64];        /* the snapshot this cycle sealed */
+	char base[64];	 /* "" for a full copy */
+	char sealed[64]; /* the snapshot this cycle sealed */
 	bool full;
-	bool resumed;           /* continued a cut cycle from its checkpoint */
-	bool unchanged;         /* nothing changed since the base: no snapshot taken; the target
-				 * holds the primary's state as of sealed_unix_ms (the check) */
-	uint64_t size;          /* of the image at the sealed snapshot */
-	uint64_t bytes_copied;  /* data read on the primary and written on the secondary */
+	bool resumed;	       /* continued a cut cycle from its checkpoint */
+	bool unchanged;	       /* nothing changed since the base: no snapshot taken; the target
+				* holds the primary's state as of sealed_unix_ms (the check) */
+	uint64_t size;	       /* of the image at the sealed snapshot */
+	uint64_t bytes_copied; /* data read on the primary and written on the secondary */
 	uint64_t bytes_discarded;
 	uint64_t extents;
 	double seconds;
@@ -92,8 +96,8 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
  *
  * @returns -ENOENT if the image has none (or does not exist).
  */
-int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, char *name, size_t len,
-			 int64_t *unix_ms);
+int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, char *name,
+			 size_t len, int64_t *unix_ms);
 
 /**
  * Forget the pair pool/image -> @p target on the primary @p site: its recorded base and any
@@ -102,7 +106,8 @@ int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, ch
  *
  * @returns 0, or an error of RADOS or librbd (-ENOENT of the image is not one).
  */
-int ims_repl_forget(ims_site *site, const char *pool, const char *image, const char *target, bool drop_snapshots);
+int ims_repl_forget(ims_site *site, const char *pool, const char *image, const char *target,
+		    bool drop_snapshots);
 
 /** The unix ms encoded in a replication snapshot's name; -1 if it is not one. */
 int64_t ims_repl_snap_time(const char *snap_name);
@@ -113,33 +118,36 @@ int64_t ims_repl_snap_time(const char *snap_name);
 #define IMS_REPL_VERIFY_OPTS_VERSION 1
 typedef struct {
 	unsigned version;
-	const char *snap;         /* NULL or "": the newest replication snapshot sealed on the
+	const char *snap;	  /* NULL or "": the newest replication snapshot sealed on the
 				   * secondary that the primary still has */
-	unsigned concurrency;     /* objects compared at once; 0: 8 */
-	uint32_t chunk_size;      /* checksum granularity: a power of two from 4 KiB to the object
+	unsigned concurrency;	  /* objects compared at once; 0: 8 */
+	uint32_t chunk_size;	  /* checksum granularity: a power of two from 4 KiB to the object
 				   * size; mismatches are reported in these units; 0: 64 KiB */
 	ims_progress_fn progress; /* (objects done, objects); may be NULL; non-zero cuts */
 	void *progress_ctx;
-	uint64_t src_snap_id;     /* non-zero: the primary at this snapshot id (a member's snapshot
-				   * of a group's cut) instead of @c snap, which then names only the
-				   * secondary's (required) */
+	uint64_t src_snap_id; /* non-zero: the primary at this snapshot id (a member's snapshot
+			       * of a group's cut) instead of @c snap, which then names only the
+			       * secondary's (required) */
 } ims_repl_verify_opts;
-#define IMS_REPL_VERIFY_OPTS_INIT { .version = IMS_REPL_VERIFY_OPTS_VERSION }
+#define IMS_REPL_VERIFY_OPTS_INIT                                                                  \
+	{                                                                                          \
+		.version = IMS_REPL_VERIFY_OPTS_VERSION                                            \
+	}
 
 typedef struct {
 	uint64_t offset, length;
 } ims_repl_extent;
 
 typedef struct {
-	char snapshot[64];        /* the snapshot compared */
-	bool equal;               /* the verdict: same size and same bytes */
+	char snapshot[64];		       /* the snapshot compared */
+	bool equal;			       /* the verdict: same size and same bytes */
 	uint64_t size_primary, size_secondary; /* of the image at the snapshot */
 	uint64_t object_size;
 	uint32_t chunk_size;
-	uint64_t objects;         /* data objects compared */
-	uint64_t objects_fallback;/* of those, compared by reading their bytes on both sides */
-	uint64_t bytes_covered;   /* image bytes compared */
-	uint64_t bytes_read;      /* read by the fallbacks, both sides together */
+	uint64_t objects;	   /* data objects compared */
+	uint64_t objects_fallback; /* of those, compared by reading their bytes on both sides */
+	uint64_t bytes_covered;	   /* image bytes compared */
+	uint64_t bytes_read;	   /* read by the fallbacks, both sides together */
 	double seconds;
 	ims_repl_extent *mismatches; /* differing image extents, merged, by offset; owned */
 	size_t nmismatches;

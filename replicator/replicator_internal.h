@@ -35,6 +35,7 @@ int ims_repl__changed_since(rbd_image_t image, const char *snap, bool *changed);
 
 /** Roll @p image back to its snapshot @p snap if its head differs from it; @p what names the
  *  copy in errors. */
-int ims_repl__rollback_if_changed(rbd_image_t image, const char *snap, const char *what, bool *rolled);
+int ims_repl__rollback_if_changed(rbd_image_t image, const char *snap, const char *what,
+				  bool *rolled);
 
 #endif

@@ -44,13 +44,13 @@ typedef struct pair {
 	double last_secs, secs_total;
 	char error[512];
 	bool violated;
-	bool split_brain;      /* the target is an old primary that wrote after the common snapshot */
-	int64_t disabled_ms;   /* when disabled or handed over here */
+	bool split_brain;    /* the target is an old primary that wrote after the common snapshot */
+	int64_t disabled_ms; /* when disabled or handed over here */
 	uint64_t syncs, failures;
-	uint32_t verify_every;  /* verify after every N cycles that sealed a snapshot; 0: never */
-	uint32_t since_verify;  /* such cycles since the last verify */
+	uint32_t verify_every; /* verify after every N cycles that sealed a snapshot; 0: never */
+	uint32_t since_verify; /* such cycles since the last verify */
 	char last_verified[64];
-	char last_verify[16];   /* "", "equal", "mismatch" */
+	char last_verify[16];	/* "", "equal", "mismatch" */
 	char verify_error[512]; /* a mismatch, until a later verify finds the copy equal */
 	uint64_t verifies, verify_failures;
 	struct pair *next;
@@ -78,7 +78,7 @@ struct ims_repl_sched {
 	paused *paused;
 	char owner[128];
 	pthread_mutex_t lock;
-	pthread_cond_t cond;  /* work queued, a cycle ended, stopping */
+	pthread_cond_t cond; /* work queued, a cycle ended, stopping */
 	pair *pairs;
 	pair **queue;
 	size_t nqueue, capqueue;
@@ -94,7 +94,7 @@ struct ims_repl_sched {
 	 * them again before it answers, so a pair is known here when its writer's call returns */
 	rados_ioctx_t watch_io;
 	uint64_t watch_cookie;
-	bool watch_broken;     /* under lock: its client was replaced, or the watch lapsed */
+	bool watch_broken; /* under lock: its client was replaced, or the watch lapsed */
 	int64_t watch_tried_ms;
 	/* the locks of running cycles, renewed by a thread of their own every third of their
 	 * expiry: long phases without progress (zeroing, a diff) do not outlive them */
@@ -113,9 +113,10 @@ static int64_t now_ms(void)
 
 /* A pair's key in the records, and the name of its lock. */
 #define IMS_REPL_POLICIES "imgstore.repl.policies" /* omap: "POOL/IMAGE@TARGET" -> policy */
-#define IMS_REPL_STATUS "imgstore.repl.status"     /* omap: the same keys -> last status */
+#define IMS_REPL_STATUS	  "imgstore.repl.status"   /* omap: the same keys -> last status */
 
-static void policy_key(char *key, size_t len, const char *pool, const char *name, bool group, const char *target)
+static void policy_key(char *key, size_t len, const char *pool, const char *name, bool group,
+		       const char *target)
 {
 	/* a group's key, lock and status are apart from an image's of the same name */
 	snprintf(key, len, "%s%s/%s@%s", group ? "group:" : "", pool, name, target);
@@ -130,8 +131,9 @@ static void pair_key(const pair *p, char *key, size_t len)
 /* records */
 
 /* Write a policy record (read back by refresh_one()) into @p io's records. */
-static int write_policy(rados_ioctx_t io, const char *pool, const char *name, bool group, const char *target,
-			const char *mode, uint32_t rpo, uint32_t verify_every, char *key, size_t klen)
+static int write_policy(rados_ioctx_t io, const char *pool, const char *name, bool group,
+			const char *target, const char *mode, uint32_t rpo, uint32_t verify_every,
+			char *key, size_t klen)
 {
 	json_object *o = json_object_new_object();
 	if (!o)
@@ -160,7 +162,8 @@ static void notify_policies(rados_ioctx_t io)
 	size_t len = 0;
 	int r = rados_notify2(io, IMS_REPL_POLICIES, "", 0, 3000, &reply, &len);
 	if (r < 0)
-		ims_log_debug("not every daemon confirmed it read the replication records: %s", ims_strerror(r));
+		ims_log_debug("not every daemon confirmed it read the replication records: %s",
+			      ims_strerror(r));
 	rados_buffer_free(reply);
 }
 
@@ -178,12 +181,14 @@ static int save_policy(ims_repl_sched *s, const pair *p)
 	int r = sched_io(s, &io);
 	if (r < 0)
 		return r;
-	r = write_policy(io, p->pool, p->image, p->group, p->target, p->mode, p->rpo, p->verify_every, key,
-			 sizeof(key));
+	r = write_policy(io, p->pool, p->image, p->group, p->target, p->mode, p->rpo,
+			 p->verify_every, key, sizeof(key));
 	if (r == 0)
 		notify_policies(io);
 	ims_site_ioctx_close(io);
-	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s': %s", key, ims_strerror(r)) : 0;
+	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s': %s", key,
+				     ims_strerror(r))
+		     : 0;
 }
 
 static void save_status(ims_repl_sched *s, const pair *p)
@@ -240,7 +245,8 @@ static void load_status(ims_repl_sched *s, pair *p)
 	if (json_object_object_get_ex(o, "error", &v))
 		snprintf(p->error, sizeof(p->error), "%s", json_object_get_string(v));
 	if (json_object_object_get_ex(o, "last_verified", &v))
-		snprintf(p->last_verified, sizeof(p->last_verified), "%s", json_object_get_string(v));
+		snprintf(p->last_verified, sizeof(p->last_verified), "%s",
+			 json_object_get_string(v));
 	if (json_object_object_get_ex(o, "last_verify", &v))
 		snprintf(p->last_verify, sizeof(p->last_verify), "%s", json_object_get_string(v));
 	if (json_object_object_get_ex(o, "verify_error", &v))
@@ -248,11 +254,12 @@ static void load_status(ims_repl_sched *s, pair *p)
 	json_object_put(o);
 }
 
-static pair *find_kind_locked(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-			      bool group)
+static pair *find_kind_locked(ims_repl_sched *s, const char *pool, const char *image,
+			      const char *target, bool group)
 {
 	for (pair *p = s->pairs; p; p = p->next)
-		if (p->group == group && !strcmp(p->pool, pool) && !strcmp(p->image, image) && !strcmp(p->target, target))
+		if (p->group == group && !strcmp(p->pool, pool) && !strcmp(p->image, image) &&
+		    !strcmp(p->target, target))
 			return p;
 	return NULL;
 }
@@ -336,7 +343,7 @@ static void refresh(ims_repl_sched *s)
 	 * racing the refresh never finds it missing */
 	pthread_mutex_lock(&s->refresh_lock);
 	pthread_mutex_lock(&s->lock);
-	refresh_ctx rc = { s, now_ms(), ++s->refresh_gen };
+	refresh_ctx rc = {s, now_ms(), ++s->refresh_gen};
 	pthread_mutex_unlock(&s->lock);
 	rados_ioctx_t io;
 	if (sched_io(s, &io) < 0) {
@@ -357,9 +364,8 @@ static void refresh(ims_repl_sched *s)
 	pthread_mutex_unlock(&s->refresh_lock);
 }
 
-
-static void watch_notified(void *arg, uint64_t notify_id, uint64_t handle, uint64_t notifier_id, void *data,
-			   size_t len)
+static void watch_notified(void *arg, uint64_t notify_id, uint64_t handle, uint64_t notifier_id,
+			   void *data, size_t len)
 {
 	ims_repl_sched *s = arg;
 	(void)notifier_id;
@@ -376,7 +382,8 @@ static void watch_lost(void *arg, uint64_t cookie, int err)
 	pthread_mutex_lock(&s->lock);
 	s->watch_broken = true;
 	pthread_mutex_unlock(&s->lock);
-	ims_log_debug("the watch on the replication records lapsed (%s); watching again", ims_strerror(err));
+	ims_log_debug("the watch on the replication records lapsed (%s); watching again",
+		      ims_strerror(err));
 }
 
 static void unwatch(ims_repl_sched *s)
@@ -408,7 +415,8 @@ static void watch_policies(ims_repl_sched *s)
 	s->watch_broken = false;
 	pthread_mutex_unlock(&s->lock);
 	s->watch_io = io;
-	int r = rados_watch2(io, IMS_REPL_POLICIES, &s->watch_cookie, watch_notified, watch_lost, s);
+	int r = rados_watch2(io, IMS_REPL_POLICIES, &s->watch_cookie, watch_notified, watch_lost,
+			     s);
 	if (r < 0) {
 		ims_log_debug("cannot watch the replication records: %s", ims_strerror(r));
 		ims_site_ioctx_close(io);
@@ -438,27 +446,31 @@ typedef struct cycle_ctx {
 	int64_t renewed_ms;
 	ims_progress_fn user;
 	void *user_ctx;
-	bool lost;                   /* under held_lock: a renewal failed */
+	bool lost;		     /* under held_lock: a renewal failed */
 	struct cycle_ctx *next_held; /* the running cycles whose locks the renewer keeps */
 } cycle_ctx;
 
 static int take_lock(ims_repl_sched *s, rados_ioctx_t io, const char *name, uint8_t flags)
 {
-	struct timeval tv = { (time_t)(s->o.lock_seconds ? s->o.lock_seconds : 60), 0 };
-	int r = rados_lock_exclusive(io, IMS_REPL_LOCK, name, s->owner, "replication cycle", &tv, flags);
+	struct timeval tv = {(time_t)(s->o.lock_seconds ? s->o.lock_seconds : 60), 0};
+	int r = rados_lock_exclusive(io, IMS_REPL_LOCK, name, s->owner, "replication cycle", &tv,
+				     flags);
 	if ((r == -EBUSY || r == -EEXIST) && !(flags & LIBRADOS_LOCK_FLAG_RENEW)) {
 		/* Held under our own cookie (this daemon's host and site) by another client: our
 		 * previous run, killed during a cycle. Break it rather than wait for its expiry. */
 		int exclusive = 0;
 		char tag[64], clients[256], cookies[256], addrs[512];
-		size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies), al = sizeof(addrs);
-		ssize_t n = rados_list_lockers(io, IMS_REPL_LOCK, name, &exclusive, tag, &tl, clients, &cl, cookies,
-					       &kl, addrs, &al);
+		size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies),
+		       al = sizeof(addrs);
+		ssize_t n = rados_list_lockers(io, IMS_REPL_LOCK, name, &exclusive, tag, &tl,
+					       clients, &cl, cookies, &kl, addrs, &al);
 		if (n == 1 && strcmp(cookies, s->owner) == 0 &&
 		    rados_break_lock(io, IMS_REPL_LOCK, name, clients, cookies) == 0) {
-			ims_log_info("broke the replication lock of '%s' left by this daemon's previous run (%s)", name,
-				     clients);
-			r = rados_lock_exclusive(io, IMS_REPL_LOCK, name, s->owner, "replication cycle", &tv, 0);
+			ims_log_info("broke the replication lock of '%s' left by this daemon's "
+				     "previous run (%s)",
+				     name, clients);
+			r = rados_lock_exclusive(io, IMS_REPL_LOCK, name, s->owner,
+						 "replication cycle", &tv, 0);
 		}
 	}
 	return r;
@@ -501,7 +513,8 @@ static bool renew_locked(ims_repl_sched *s, cycle_ctx *c)
 	int r = take_lock(s, c->io, c->lock_name, LIBRADOS_LOCK_FLAG_RENEW);
 	if (r < 0) {
 		c->lost = true;
-		ims_log_warning("the replication lock of '%s' could not be renewed: %s; the cycle stops before it seals",
+		ims_log_warning("the replication lock of '%s' could not be renewed: %s; the cycle "
+				"stops before it seals",
 				c->lock_name, ims_strerror(r));
 		return false;
 	}
@@ -517,7 +530,8 @@ static void *renewer(void *arg)
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += lock_seconds(s) / 3 ? lock_seconds(s) / 3 : 1;
-		while (!s->stopping && pthread_cond_timedwait(&s->cond, &s->lock, &until) != ETIMEDOUT)
+		while (!s->stopping &&
+		       pthread_cond_timedwait(&s->cond, &s->lock, &until) != ETIMEDOUT)
 			;
 		if (s->stopping)
 			break;
@@ -573,12 +587,19 @@ static ims_ratelimit *limit_for(ims_repl_sched *s, const char *target)
 	return l && l->rl.rate ? &l->rl : NULL;
 }
 
-static void notify_locked(ims_repl_sched *s, const pair *p, ims_repl_event_kind kind, double lag, const char *detail)
+static void notify_locked(ims_repl_sched *s, const pair *p, ims_repl_event_kind kind, double lag,
+			  const char *detail)
 {
 	if (!s->o.event)
 		return;
-	ims_repl_event ev = { .kind = kind, .pool = p->pool, .image = p->image, .target = p->target,
-			      .rpo_seconds = p->rpo, .lag_seconds = lag, .unix_ms = now_ms(), .detail = detail };
+	ims_repl_event ev = {.kind = kind,
+			     .pool = p->pool,
+			     .image = p->image,
+			     .target = p->target,
+			     .rpo_seconds = p->rpo,
+			     .lag_seconds = lag,
+			     .unix_ms = now_ms(),
+			     .detail = detail};
 	s->o.event(s->o.event_ctx, &ev);
 }
 
@@ -596,17 +617,18 @@ static void record_verify_locked(ims_repl_sched *s, pair *p, const ims_repl_veri
 	snprintf(p->last_verify, sizeof(p->last_verify), "mismatch");
 	p->verify_failures++;
 	snprintf(p->verify_error, sizeof(p->verify_error),
-		 "verify: the copy on site '%s' differs from the primary at '%s' in %zu extents, the first %" PRIu64
-		 " bytes at offset %" PRIu64,
-		 p->target, v->snapshot, v->nmismatches, v->nmismatches ? v->mismatches[0].length : 0,
+		 "verify: the copy on site '%s' differs from the primary at '%s' in %zu extents, "
+		 "the first %" PRIu64 " bytes at offset %" PRIu64,
+		 p->target, v->snapshot, v->nmismatches,
+		 v->nmismatches ? v->mismatches[0].length : 0,
 		 v->nmismatches ? v->mismatches[0].offset : 0);
 	ims_log_warning("replication of '%s/%s': %s", p->pool, p->image, p->verify_error);
 	notify_locked(s, p, IMS_REPL_EVENT_VERIFY_MISMATCH, -1.0, p->verify_error);
 }
 
 /* Verify @p p against @p peer (the pair is marked running and its RADOS lock held). */
-static int verify_pair(ims_repl_sched *s, pair *p, ims_site *peer, const ims_repl_verify_opts *opts, cycle_ctx *c,
-		       ims_repl_verify_result **out)
+static int verify_pair(ims_repl_sched *s, pair *p, ims_site *peer, const ims_repl_verify_opts *opts,
+		       cycle_ctx *c, ims_repl_verify_result **out)
 {
 	ims_repl_verify_opts vo = *opts;
 	ims_repl_verify_result *v = NULL;
@@ -638,7 +660,8 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 	char why[IMS_ERROR_MSG_MAX];
 	snprintf(why, sizeof(why), "%s", ims_error_last());
 	int r = ims_repl_divergence_check(s->o.local, peer, p->pool, p->image, &d);
-	if (r == 0 && !d.split_brain && (r = ims_repl_side_get(s->o.local, p->pool, p->image, &me)) == 0 &&
+	if (r == 0 && !d.split_brain &&
+	    (r = ims_repl_side_get(s->o.local, p->pool, p->image, &me)) == 0 &&
 	    (r = ims_repl_rejoin(s->o.local, peer, p->pool, p->image, me.generation, &d)) == 0) {
 		ims_log_info("replication of '%s': %s", key, d.plan);
 		return 0;
@@ -649,17 +672,20 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 		p->split_brain = false;
 	pthread_mutex_unlock(&s->lock);
 	if (r == 0) {
-		/* the old primary came back from a forced failover with writes of its own: its writers
-		 * are stale and are fenced now (the fence the failover could not do), and the copy is
-		 * held against new ones, so that it stops diverging; what they wrote stays for resync */
+		/* the old primary came back from a forced failover with writes of its own: its
+		 * writers are stale and are fenced now (the fence the failover could not do), and
+		 * the copy is held against new ones, so that it stops diverging; what they wrote
+		 * stays for resync */
 		unsigned fenced = 0;
 		rbd_image_t held;
 		if (ims_repl_fence(peer, p->pool, p->image, &fenced) < 0)
-			ims_log_warning("replication of '%s': cannot fence the writers of the stale copy on site '%s': %s",
+			ims_log_warning("replication of '%s': cannot fence the writers of the "
+					"stale copy on site '%s': %s",
 					key, ims_site_name(peer), ims_error_last());
 		else if (fenced)
-			ims_log_warning("replication of '%s': fenced %u writer(s) of the stale copy on site '%s'", key,
-					fenced, ims_site_name(peer));
+			ims_log_warning("replication of '%s': fenced %u writer(s) of the stale "
+					"copy on site '%s'",
+					key, fenced, ims_site_name(peer));
 		if (ims_site_guard_get(peer, p->pool, p->image, &held) == 0)
 			ims_site_guard_put(peer, p->pool, p->image, false); /* held until resync */
 		pthread_mutex_lock(&s->lock);
@@ -667,8 +693,8 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 		pthread_mutex_unlock(&s->lock);
 		if (first)
 			ims_log_warning("replication of '%s' is in split-brain: %s", key, d.plan);
-		return ims_error_set(-EUCLEAN, "split-brain: %s; run `imgstore repl resync %s/%s`", d.plan, p->pool,
-				     p->image);
+		return ims_error_set(-EUCLEAN, "split-brain: %s; run `imgstore repl resync %s/%s`",
+				     d.plan, p->pool, p->image);
 	}
 	char cause[IMS_ERROR_MSG_MAX];
 	snprintf(cause, sizeof(cause), "%s", ims_error_last());
@@ -685,11 +711,12 @@ static int count_one(uint64_t off, size_t len, int exists, void *arg)
 }
 
 /* One cycle of @p p (marked running by the caller). */
-static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void *pctx, ims_repl_result *out)
+static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void *pctx,
+		     ims_repl_result *out)
 {
 	ims_site *peer = NULL;
 	ims_repl_result res;
-	cycle_ctx c = { .s = s, .p = p, .user = progress, .user_ctx = pctx };
+	cycle_ctx c = {.s = s, .p = p, .user = progress, .user_ctx = pctx};
 	int r;
 
 	memset(&res, 0, sizeof(res));
@@ -701,7 +728,8 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	if (r == 0) {
 		r = take_lock(s, c.io, c.lock_name, 0);
 		if (r == -EBUSY || r == -EEXIST) {
-			r = ims_error_set(-EBUSY, "another daemon runs a cycle of '%s'", c.lock_name);
+			r = ims_error_set(-EBUSY, "another daemon runs a cycle of '%s'",
+					  c.lock_name);
 		} else if (r < 0) {
 			r = ims_error_set(r, "cannot lock '%s': %s", c.lock_name, ims_strerror(r));
 		} else {
@@ -711,18 +739,25 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 			ro.progress_ctx = &c;
 			ro.may_seal = cycle_may_seal;
 			ro.bandwidth = limit_for(s, p->target);
-			r = p->group ? ims_repl_group_sync(&res, s->o.local, peer, p->pool, p->image, &ro)
-				     : ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
-			if (r == -EUCLEAN && !p->group && old_primary_returned(s, p, peer, c.lock_name) == 0)
+			r = p->group
+				    ? ims_repl_group_sync(&res, s->o.local, peer, p->pool, p->image,
+							  &ro)
+				    : ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
+			if (r == -EUCLEAN && !p->group &&
+			    old_primary_returned(s, p, peer, c.lock_name) == 0)
 				r = ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
 			if (r == -EUCLEAN && p->group) {
-				/* a group's old primary rejoins as one unit, by hand: its late writes are kept */
+				/* a group's old primary rejoins as one unit, by hand: its late
+				 * writes are kept */
 				pthread_mutex_lock(&s->lock);
 				p->split_brain = true;
 				pthread_mutex_unlock(&s->lock);
-				r = ims_error_set(-EUCLEAN, "%s; run `imgstore group repl resync %s/%s` to make it a "
-						  "secondary again (what it wrote since is kept as snapshots)",
-						  ims_error_last(), p->pool, p->image);
+				r = ims_error_set(
+					-EUCLEAN,
+					"%s; run `imgstore group repl resync %s/%s` to make it a "
+					"secondary again (what it wrote since is kept as "
+					"snapshots)",
+					ims_error_last(), p->pool, p->image);
 			}
 			bool verify = false;
 			if (r == 0 && !res.unchanged && !p->group) {
@@ -730,12 +765,13 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 				verify = p->verify_every && ++p->since_verify >= p->verify_every;
 				pthread_mutex_unlock(&s->lock);
 			}
-			if (verify) { /* its failure to run is not the cycle's: it runs after the next */
+			if (verify) { /* its failure to run is not the cycle's: it runs after the
+					 next */
 				ims_repl_verify_opts vo = IMS_REPL_VERIFY_OPTS_INIT;
 				vo.snap = res.sealed;
 				if (verify_pair(s, p, peer, &vo, &c, NULL) < 0)
-					ims_log_warning("verify of '%s' at '%s' did not run: %s", c.lock_name, res.sealed,
-							ims_error_last());
+					ims_log_warning("verify of '%s' at '%s' did not run: %s",
+							c.lock_name, res.sealed, ims_error_last());
 				ims_error_clear();
 			}
 			release_lock(s, &c);
@@ -745,8 +781,10 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	ims_site_ioctx_close(c.io);
 
 	if (r == 0 && res.resumed)
-		ims_log_info("replication of '%s' resumed a cut cycle from its checkpoint and sealed '%s' "
-			     "(%" PRIu64 " bytes copied after the resume)", c.lock_name, res.sealed, res.bytes_copied);
+		ims_log_info("replication of '%s' resumed a cut cycle from its checkpoint and "
+			     "sealed '%s' "
+			     "(%" PRIu64 " bytes copied after the resume)",
+			     c.lock_name, res.sealed, res.bytes_copied);
 	pthread_mutex_lock(&s->lock);
 	if (r == 0) {
 		p->sealed_ms = res.sealed_unix_ms;
@@ -778,8 +816,8 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 			ims_omap_rm(io, IMS_REPL_STATUS, key);
 			ims_site_ioctx_close(io);
 		}
-		ims_log_info("'%s/%s' is a secondary here now: replication from site '%s' stops", p->pool, p->image,
-			     ims_site_name(s->o.local));
+		ims_log_info("'%s/%s' is a secondary here now: replication from site '%s' stops",
+			     p->pool, p->image, ims_site_name(s->o.local));
 		if (out)
 			*out = res;
 		return r;
@@ -789,7 +827,8 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 		p->backoff = p->backoff ? (p->backoff * 2 > 60 ? 60 : p->backoff * 2) : 2;
 		p->next_attempt_ms = now_ms() + (int64_t)p->backoff * 1000;
 		if (!s->stopping)
-			ims_log_warning("replication of '%s' failed (retry in %us): %s", c.lock_name, p->backoff, p->error);
+			ims_log_warning("replication of '%s' failed (retry in %us): %s",
+					c.lock_name, p->backoff, p->error);
 	}
 	pair copy = *p;
 	pthread_mutex_unlock(&s->lock);
@@ -858,7 +897,8 @@ int ims_repl_sched_pause(ims_repl_sched *s, const char *pool, const char *image,
 	for (bool busy = true; busy && !s->stopping;) {
 		busy = false;
 		for (pair *p = s->pairs; p; p = p->next)
-			busy |= !p->group && p->running && strcmp(p->pool, pool) == 0 && strcmp(p->image, image) == 0;
+			busy |= !p->group && p->running && strcmp(p->pool, pool) == 0 &&
+				strcmp(p->image, image) == 0;
 		if (busy)
 			pthread_cond_wait(&s->cond, &s->lock);
 	}
@@ -892,7 +932,8 @@ static bool target_down_locked(ims_repl_sched *s, pair *p, int64_t t)
 		return false;
 	p->next_attempt_ms = t + 2000;
 	if (!p->error[0])
-		snprintf(p->error, sizeof(p->error), "site '%s' does not answer; the next cycle waits for it", p->target);
+		snprintf(p->error, sizeof(p->error),
+			 "site '%s' does not answer; the next cycle waits for it", p->target);
 	return true;
 }
 
@@ -909,7 +950,8 @@ static void *worker(void *arg)
 		memmove(s->queue, s->queue + 1, (s->nqueue - 1) * sizeof(*s->queue));
 		s->nqueue--;
 		p->queued = false;
-		if (p->running || !p->present || paused_locked(s, p, true) || target_down_locked(s, p, now_ms()))
+		if (p->running || !p->present || paused_locked(s, p, true) ||
+		    target_down_locked(s, p, now_ms()))
 			continue;
 		p->running = true;
 		pthread_mutex_unlock(&s->lock);
@@ -960,8 +1002,8 @@ static void *loop(void *arg)
 		for (;;) {
 			pair *best = NULL;
 			for (pair *p = s->pairs; p; p = p->next) {
-				if (!p->present || p->queued || p->running || t < p->next_attempt_ms ||
-				    paused_locked(s, p, true))
+				if (!p->present || p->queued || p->running ||
+				    t < p->next_attempt_ms || paused_locked(s, p, true))
 					continue;
 				int64_t lag = p->sealed_ms < 0 ? INT64_MAX : t - p->sealed_ms;
 				/* start at half the RPO, or earlier if a cycle takes long: lag must
@@ -969,7 +1011,9 @@ static void *loop(void *arg)
 				int64_t due = (int64_t)p->rpo * 500;
 				int64_t margin = (int64_t)(p->last_secs * 2000.0) + (int64_t)tick;
 				if ((int64_t)p->rpo * 1000 - margin < due)
-					due = (int64_t)p->rpo * 1000 - margin > 0 ? (int64_t)p->rpo * 1000 - margin : 0;
+					due = (int64_t)p->rpo * 1000 - margin > 0
+						      ? (int64_t)p->rpo * 1000 - margin
+						      : 0;
 				if (p->sealed_ms >= 0 && lag < due)
 					continue;
 				if (target_down_locked(s, p, t))
@@ -987,14 +1031,18 @@ static void *loop(void *arg)
 			double lag = (double)(t - p->sealed_ms) / 1000.0;
 			if (!p->violated && lag > p->rpo) {
 				p->violated = true;
-				ims_log_warning("replication of '%s/%s' to site '%s' is %.0fs behind, over its RPO of %us",
+				ims_log_warning("replication of '%s/%s' to site '%s' is %.0fs "
+						"behind, over its RPO of %us",
 						p->pool, p->image, p->target, lag, p->rpo);
-				notify_locked(s, p, IMS_REPL_EVENT_RPO_VIOLATION, lag, "lag over the RPO");
+				notify_locked(s, p, IMS_REPL_EVENT_RPO_VIOLATION, lag,
+					      "lag over the RPO");
 			} else if (p->violated && lag <= p->rpo) {
 				p->violated = false;
-				ims_log_info("replication of '%s/%s' to site '%s' is back within its RPO", p->pool, p->image,
-					     p->target);
-				notify_locked(s, p, IMS_REPL_EVENT_RPO_RECOVERED, lag, "lag back within the RPO");
+				ims_log_info("replication of '%s/%s' to site '%s' is back within "
+					     "its RPO",
+					     p->pool, p->image, p->target);
+				notify_locked(s, p, IMS_REPL_EVENT_RPO_RECOVERED, lag,
+					      "lag back within the RPO");
 			}
 		}
 		struct timespec until;
@@ -1114,7 +1162,10 @@ static void fill_status(const pair *p, ims_repl_status *st, int64_t t)
 	snprintf(st->role, sizeof(st->role), "primary");
 	snprintf(st->mode, sizeof(st->mode), "%s", p->mode);
 	snprintf(st->state, sizeof(st->state), "%s",
-		 p->split_brain ? "split-brain" : p->running ? "syncing" : p->error[0] || p->verify_error[0] ? "error" : "idle");
+		 p->split_brain			     ? "split-brain"
+		 : p->running			     ? "syncing"
+		 : p->error[0] || p->verify_error[0] ? "error"
+						     : "idle");
 	st->rpo_seconds = p->rpo;
 	st->lag_seconds = p->sealed_ms < 0 ? -1.0 : (double)(t - p->sealed_ms) / 1000.0;
 	snprintf(st->last_sealed, sizeof(st->last_sealed), "%s", p->last_sealed);
@@ -1150,7 +1201,8 @@ static int enable_pair(ims_repl_sched *s, const pair *tmp, ims_repl_status *out)
 	p->rpo = tmp->rpo;
 	memcpy(p->mode, tmp->mode, sizeof(p->mode));
 	p->present = true;
-	p->seen = s->refresh_gen; /* a refresh walking now may have read the records before this one */
+	p->seen = s->refresh_gen; /* a refresh walking now may have read the records before this one
+				   */
 	p->disabled = false;
 	p->next_attempt_ms = 0;
 	enqueue_locked(s, p);
@@ -1165,7 +1217,8 @@ int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, cons
 {
 	ims_site *peer = NULL;
 	int r;
-	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 || (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0)
+	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
+	    (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0)
 		return r;
 	if (!mode || !mode[0])
 		mode = "async";
@@ -1176,7 +1229,8 @@ int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, cons
 	if ((r = ims_image_exists(s->o.local, pool, image)) < 0)
 		return r;
 	if (r == 0)
-		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", pool, image, ims_site_name(s->o.local));
+		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", pool, image,
+				     ims_site_name(s->o.local));
 	if ((r = refuse_group_member(s, pool, image)) < 0)
 		return r;
 	if (!target || strcmp(target, ims_site_name(s->o.local)) == 0)
@@ -1196,14 +1250,16 @@ int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, cons
 		return r;
 	if (enable_pair(s, &tmp, out) < 0)
 		return -ENOMEM;
-	ims_log_info("replication of '%s/%s' to site '%s' enabled (%s, RPO %us)", pool, image, target, mode, rpo);
+	ims_log_info("replication of '%s/%s' to site '%s' enabled (%s, RPO %us)", pool, image,
+		     target, mode, rpo);
 	return 0;
 }
 
 static int remove_pair(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 		       ims_repl_status *out, bool drop_snapshots);
-static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *image, const char *target, bool group,
-			    ims_repl_status *out, bool drop_snapshots);
+static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *image,
+			    const char *target, bool group, ims_repl_status *out,
+			    bool drop_snapshots);
 
 int ims_repl_disable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 		     ims_repl_status *out)
@@ -1211,20 +1267,20 @@ int ims_repl_disable(ims_repl_sched *s, const char *pool, const char *image, con
 	return remove_pair(s, pool, image, target, out, true);
 }
 
-int ims_repl_sched_hand_over(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-			     ims_repl_status *out)
+int ims_repl_sched_hand_over(ims_repl_sched *s, const char *pool, const char *image,
+			     const char *target, ims_repl_status *out)
 {
 	return remove_pair(s, pool, image, target, out, false);
 }
 
-int ims_repl_group_hand_over(ims_repl_sched *s, const char *pool, const char *group, const char *target,
-			     ims_repl_status *out)
+int ims_repl_group_hand_over(ims_repl_sched *s, const char *pool, const char *group,
+			     const char *target, ims_repl_status *out)
 {
 	return remove_kind_pair(s, pool, group, target, true, out, false);
 }
 
-int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *name, bool group,
-			const char *target, const char *mode, uint32_t rpo)
+int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *name,
+			bool group, const char *target, const char *mode, uint32_t rpo)
 {
 	rados_ioctx_t io;
 	char key[700];
@@ -1235,13 +1291,13 @@ int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *poo
 	if (r == 0) /* its daemons know the pair when this returns */
 		notify_policies(io);
 	ims_site_ioctx_close(io);
-	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s' on site '%s': %s", key,
-				     ims_site_name(site), ims_strerror(r))
+	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s' on site '%s': %s",
+				     key, ims_site_name(site), ims_strerror(r))
 		     : 0;
 }
 
-int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool, const char *name, bool group,
-			   const char *target)
+int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool,
+			   const char *name, bool group, const char *target)
 {
 	rados_ioctx_t io;
 	char key[700];
@@ -1268,14 +1324,16 @@ int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, cons
 	bool known = p && p->present;
 	pthread_mutex_unlock(&s->lock);
 	if (!known)
-		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'", pool, image, target);
+		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'", pool, image,
+				     target);
 	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) < 0)
 		return r;
 	if ((r = ims_repl_side_get(s->o.local, pool, image, &me)) < 0)
 		return r;
 	if (me.secondary)
-		return ims_error_set(-EBUSY, "'%s/%s' is a secondary on site '%s'; resync from its primary", pool,
-				     image, ims_site_name(s->o.local));
+		return ims_error_set(-EBUSY,
+				     "'%s/%s' is a secondary on site '%s'; resync from its primary",
+				     pool, image, ims_site_name(s->o.local));
 	/* no cycle of the pair meanwhile: a split-brain cycle would hold the stale copy again */
 	pthread_mutex_lock(&s->lock);
 	r = claim_pair_locked(s, p);
@@ -1304,15 +1362,17 @@ static int remove_pair(ims_repl_sched *s, const char *pool, const char *image, c
 	return remove_kind_pair(s, pool, image, target, false, out, drop_snapshots);
 }
 
-static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *image, const char *target, bool group,
-			    ims_repl_status *out, bool drop_snapshots)
+static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *image,
+			    const char *target, bool group, ims_repl_status *out,
+			    bool drop_snapshots)
 {
 	char key[700];
 	pthread_mutex_lock(&s->lock);
 	pair *p = find_kind_locked(s, pool, image, target, group);
 	if (!p || !p->present) {
 		pthread_mutex_unlock(&s->lock);
-		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'", pool, image, target);
+		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'", pool, image,
+				     target);
 	}
 	pair_key(p, key, sizeof(key));
 	pthread_mutex_unlock(&s->lock);
@@ -1323,7 +1383,8 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 		return r;
 	if ((r = ims_omap_rm(io, IMS_REPL_POLICIES, key)) < 0) {
 		ims_site_ioctx_close(io);
-		return ims_error_set(r, "cannot remove the replication of '%s': %s", key, ims_strerror(r));
+		return ims_error_set(r, "cannot remove the replication of '%s': %s", key,
+				     ims_strerror(r));
 	}
 	pthread_mutex_lock(&s->lock);
 	p->present = false;
@@ -1339,8 +1400,8 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 	notify_policies(io);
 	ims_site_ioctx_close(io);
 	if (!drop_snapshots) {
-		ims_log_info("replication of '%s/%s' to site '%s' handed over at '%s'", pool, image, target,
-			     copy.last_sealed[0] ? copy.last_sealed : "(none)");
+		ims_log_info("replication of '%s/%s' to site '%s' handed over at '%s'", pool, image,
+			     target, copy.last_sealed[0] ? copy.last_sealed : "(none)");
 		return 0;
 	}
 	/* the secondary keeps its copy, no longer held against other writers */
@@ -1351,16 +1412,18 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 	if (copy.group)
 		ims_repl_group_forget(s->o.local, pool, image);
 	else if (ims_repl_forget(s->o.local, pool, image, target, true) < 0)
-		ims_log_warning("replication of '%s/%s' to site '%s' disabled, but its snapshots stay: %s", pool,
-				image, target, ims_error_last());
-	ims_log_info("replication of '%s/%s' to site '%s' disabled; the secondary keeps its copy at '%s'", pool,
-		     image, target, copy.last_sealed[0] ? copy.last_sealed : "(none)");
+		ims_log_warning(
+			"replication of '%s/%s' to site '%s' disabled, but its snapshots stay: %s",
+			pool, image, target, ims_error_last());
+	ims_log_info("replication of '%s/%s' to site '%s' disabled; the secondary keeps its copy "
+		     "at '%s'",
+		     pool, image, target, copy.last_sealed[0] ? copy.last_sealed : "(none)");
 	return 0;
 }
 
 /* The statuses of every present pair (@p pool NULL), or of image (@p group: group) pool/name. */
-static int status_kind(ims_repl_sched *s, const char *pool, const char *name, bool group, ims_repl_status **out,
-		       size_t *count)
+static int status_kind(ims_repl_sched *s, const char *pool, const char *name, bool group,
+		       ims_repl_status **out, size_t *count)
 {
 	size_t n = 0, k = 0;
 	int64_t t = now_ms();
@@ -1375,7 +1438,8 @@ static int status_kind(ims_repl_sched *s, const char *pool, const char *name, bo
 	for (pair *p = s->pairs; p; p = p->next) {
 		if (!p->present)
 			continue;
-		if (pool && name && (p->group != group || strcmp(p->pool, pool) || strcmp(p->image, name)))
+		if (pool && name &&
+		    (p->group != group || strcmp(p->pool, pool) || strcmp(p->image, name)))
 			continue;
 		fill_status(p, &list[k++], t);
 	}
@@ -1385,21 +1449,23 @@ static int status_kind(ims_repl_sched *s, const char *pool, const char *name, bo
 	return 0;
 }
 
-int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image, ims_repl_status **out,
-			  size_t *count)
+int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image,
+			  ims_repl_status **out, size_t *count)
 {
 	return status_kind(s, pool, image, false, out, count);
 }
 
 /* After a cycle sealed @p sealed: give the secondary the user snapshot @p snap too, when the
  * primary's @p snap and @p sealed hold the same data (nothing was written between them). */
-static int seal_user_snapshot(ims_repl_sched *s, pair *p, ims_site *peer, const char *snap, const char *sealed)
+static int seal_user_snapshot(ims_repl_sched *s, pair *p, ims_site *peer, const char *snap,
+			      const char *sealed)
 {
 	rados_ioctx_t pio = NULL, sio = NULL;
 	rbd_image_t at = NULL, sec = NULL;
 	uint64_t n = 0;
 	int r;
-	if ((r = ims_site_ioctx(s->o.local, p->pool, &pio)) < 0 || (r = ims_site_ioctx(peer, p->pool, &sio)) < 0)
+	if ((r = ims_site_ioctx(s->o.local, p->pool, &pio)) < 0 ||
+	    (r = ims_site_ioctx(peer, p->pool, &sio)) < 0)
 		goto out;
 	/* compare the two snapshots: open at the newer, diff from the older (a cycle that found
 	 * nothing changed sealed nothing new: then its snapshot is the older one) */
@@ -1408,23 +1474,26 @@ static int seal_user_snapshot(ims_repl_sched *s, pair *p, ims_site *peer, const 
 		ims_error_set(r, "cannot open '%s/%s': %s", p->pool, p->image, ims_strerror(r));
 		goto out;
 	}
-	if ((r = rbd_snap_get_id(at, snap, &id_snap)) < 0 || (r = rbd_snap_get_id(at, sealed, &id_sealed)) < 0) {
-		ims_error_set(r, "cannot find '%s' or '%s' on '%s/%s': %s", snap, sealed, p->pool, p->image,
-			      ims_strerror(r));
+	if ((r = rbd_snap_get_id(at, snap, &id_snap)) < 0 ||
+	    (r = rbd_snap_get_id(at, sealed, &id_sealed)) < 0) {
+		ims_error_set(r, "cannot find '%s' or '%s' on '%s/%s': %s", snap, sealed, p->pool,
+			      p->image, ims_strerror(r));
 		goto out;
 	}
-	const char *newer = id_snap > id_sealed ? snap : sealed, *older = id_snap > id_sealed ? sealed : snap;
+	const char *newer = id_snap > id_sealed ? snap : sealed,
+		   *older = id_snap > id_sealed ? sealed : snap;
 	if ((r = rbd_snap_set(at, older)) == 0 && (r = rbd_get_size(at, &size_snap)) == 0 &&
 	    (r = rbd_snap_set(at, newer)) == 0 && (r = rbd_get_size(at, &size_at)) == 0)
 		r = rbd_diff_iterate2(at, older, 0, size_at, 1, 1, count_one, &n);
 	if (r < 0) {
-		ims_error_set(r, "cannot compare '%s' with '%s' on '%s/%s': %s", snap, sealed, p->pool, p->image,
-			      ims_strerror(r));
+		ims_error_set(r, "cannot compare '%s' with '%s' on '%s/%s': %s", snap, sealed,
+			      p->pool, p->image, ims_strerror(r));
 		goto out;
 	}
 	if (n || size_at != size_snap) {
 		r = ims_error_set(-EAGAIN,
-				  "'%s/%s' was written between snapshot '%s' and its replication '%s': '%s' is not "
+				  "'%s/%s' was written between snapshot '%s' and its replication "
+				  "'%s': '%s' is not "
 				  "sealed on site '%s' (freeze the guest while it is taken)",
 				  p->pool, p->image, snap, sealed, snap, p->target);
 		goto out;
@@ -1432,11 +1501,14 @@ static int seal_user_snapshot(ims_repl_sched *s, pair *p, ims_site *peer, const 
 	/* through the guard replication holds on the secondary: nobody else can snapshot it */
 	if ((r = ims_site_guard_get(peer, p->pool, p->image, &sec)) < 0) {
 		sec = NULL;
-		ims_error_set(r, "cannot seal '%s' on site '%s': %s", snap, p->target, ims_error_last());
+		ims_error_set(r, "cannot seal '%s' on site '%s': %s", snap, p->target,
+			      ims_error_last());
 		goto out;
 	}
-	if ((r = rbd_snap_create2(sec, snap, RBD_SNAP_CREATE_SKIP_QUIESCE, ims_repl__no_progress, NULL)) < 0) {
-		ims_error_set(r, "cannot seal '%s' on site '%s': %s", snap, p->target, ims_strerror(r));
+	if ((r = rbd_snap_create2(sec, snap, RBD_SNAP_CREATE_SKIP_QUIESCE, ims_repl__no_progress,
+				  NULL)) < 0) {
+		ims_error_set(r, "cannot seal '%s' on site '%s': %s", snap, p->target,
+			      ims_strerror(r));
 		goto out;
 	}
 out:
@@ -1481,20 +1553,22 @@ int ims_repl_seal_snapshot(ims_repl_sched *s, const char *pool, const char *imag
 			r = seal_user_snapshot(s, p, peer, snap, res.sealed);
 		release_pair(s, p);
 		if (r == 0 && sealed_on && used < len)
-			used += (size_t)snprintf(sealed_on + used, len - used, "%s%s", used ? "," : "", targets[i]);
+			used += (size_t)snprintf(sealed_on + used, len - used, "%s%s",
+						 used ? "," : "", targets[i]);
 	}
 	return r;
 }
 
 /* One cycle of a pair now, after a running one ends. */
-static int sync_now_kind(ims_repl_sched *s, const char *pool, const char *name, const char *target, bool group,
-			 ims_progress_fn progress, void *ctx, ims_repl_result *out)
+static int sync_now_kind(ims_repl_sched *s, const char *pool, const char *name, const char *target,
+			 bool group, ims_progress_fn progress, void *ctx, ims_repl_result *out)
 {
 	pthread_mutex_lock(&s->lock);
 	pair *p = find_kind_locked(s, pool, name, target, group);
 	if (!p || !p->present) {
 		pthread_mutex_unlock(&s->lock);
-		return ims_error_set(-ENOENT, "%s'%s/%s' is not replicated to site '%s'; enable it first",
+		return ims_error_set(-ENOENT,
+				     "%s'%s/%s' is not replicated to site '%s'; enable it first",
 				     group ? "group " : "", pool, name, target);
 	}
 	/* after the running cycle, and after a failover of the image to another target */
@@ -1516,56 +1590,71 @@ int ims_repl_sync_now(ims_repl_sched *s, const char *pool, const char *image, co
 void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f)
 {
 	int64_t t = now_ms();
-	fprintf(f, "# HELP imgstore_replication_lag_seconds Now minus the primary-side time of the newest sealed snapshot.\n"
-		   "# TYPE imgstore_replication_lag_seconds gauge\n"
-		   "# HELP imgstore_replication_rpo_seconds The RPO of the pair.\n"
-		   "# TYPE imgstore_replication_rpo_seconds gauge\n"
-		   "# HELP imgstore_rpo_violation 1 while the lag exceeds the RPO.\n"
-		   "# TYPE imgstore_rpo_violation gauge\n"
-		   "# HELP imgstore_replication_bytes_total Bytes copied by replication cycles.\n"
-		   "# TYPE imgstore_replication_bytes_total counter\n"
-		   "# HELP imgstore_replication_sync_seconds_total Time spent in replication cycles.\n"
-		   "# TYPE imgstore_replication_sync_seconds_total counter\n"
-		   "# HELP imgstore_replication_syncs_total Replication cycles that sealed a snapshot.\n"
-		   "# TYPE imgstore_replication_syncs_total counter\n"
-		   "# HELP imgstore_replication_failures_total Replication cycles that failed.\n"
-		   "# TYPE imgstore_replication_failures_total counter\n"
-		   "# HELP imgstore_replication_verifies_total Verifies of the copy that ran to a verdict.\n"
-		   "# TYPE imgstore_replication_verifies_total counter\n"
-		   "# HELP imgstore_replication_verify_failures_total Verifies that found the copy different.\n"
-		   "# TYPE imgstore_replication_verify_failures_total counter\n");
+	fprintf(f,
+		"# HELP imgstore_replication_lag_seconds Now minus the primary-side time of the "
+		"newest sealed snapshot.\n"
+		"# TYPE imgstore_replication_lag_seconds gauge\n"
+		"# HELP imgstore_replication_rpo_seconds The RPO of the pair.\n"
+		"# TYPE imgstore_replication_rpo_seconds gauge\n"
+		"# HELP imgstore_rpo_violation 1 while the lag exceeds the RPO.\n"
+		"# TYPE imgstore_rpo_violation gauge\n"
+		"# HELP imgstore_replication_bytes_total Bytes copied by replication cycles.\n"
+		"# TYPE imgstore_replication_bytes_total counter\n"
+		"# HELP imgstore_replication_sync_seconds_total Time spent in replication cycles.\n"
+		"# TYPE imgstore_replication_sync_seconds_total counter\n"
+		"# HELP imgstore_replication_syncs_total Replication cycles that sealed a "
+		"snapshot.\n"
+		"# TYPE imgstore_replication_syncs_total counter\n"
+		"# HELP imgstore_replication_failures_total Replication cycles that failed.\n"
+		"# TYPE imgstore_replication_failures_total counter\n"
+		"# HELP imgstore_replication_verifies_total Verifies of the copy that ran to a "
+		"verdict.\n"
+		"# TYPE imgstore_replication_verifies_total counter\n"
+		"# HELP imgstore_replication_verify_failures_total Verifies that found the copy "
+		"different.\n"
+		"# TYPE imgstore_replication_verify_failures_total counter\n");
 	pthread_mutex_lock(&s->lock);
 	for (pair *p = s->pairs; p; p = p->next) {
 		if (!p->present)
 			continue;
-		/* names come from clients: a quote or a backslash in one must not break the scrape */
+		/* names come from clients: a quote or a backslash in one must not break the scrape
+		 */
 		char name[2 * IMS_NAME_MAX + 2], image[IMS_PROM_ESCAPED_MAX(sizeof(name))],
-			target[IMS_PROM_ESCAPED_MAX(sizeof(p->target))], labels[sizeof(image) + sizeof(target) + 32];
+			target[IMS_PROM_ESCAPED_MAX(sizeof(p->target))],
+			labels[sizeof(image) + sizeof(target) + 32];
 		snprintf(name, sizeof(name), "%s/%s", p->pool, p->image);
-		snprintf(labels, sizeof(labels), "image=\"%s\",target=\"%s\"", ims_prom_escape(image, sizeof(image), name),
+		snprintf(labels, sizeof(labels), "image=\"%s\",target=\"%s\"",
+			 ims_prom_escape(image, sizeof(image), name),
 			 ims_prom_escape(target, sizeof(target), p->target));
 		if (p->sealed_ms >= 0)
-			fprintf(f, "imgstore_replication_lag_seconds{%s} %.3f\n", labels, (double)(t - p->sealed_ms) / 1000.0);
+			fprintf(f, "imgstore_replication_lag_seconds{%s} %.3f\n", labels,
+				(double)(t - p->sealed_ms) / 1000.0);
 		fprintf(f, "imgstore_replication_rpo_seconds{%s} %u\n", labels, p->rpo);
 		fprintf(f, "imgstore_rpo_violation{%s} %d\n", labels, p->violated ? 1 : 0);
-		fprintf(f, "imgstore_replication_bytes_total{%s} %" PRIu64 "\n", labels, p->bytes_total);
-		fprintf(f, "imgstore_replication_sync_seconds_total{%s} %.3f\n", labels, p->secs_total);
+		fprintf(f, "imgstore_replication_bytes_total{%s} %" PRIu64 "\n", labels,
+			p->bytes_total);
+		fprintf(f, "imgstore_replication_sync_seconds_total{%s} %.3f\n", labels,
+			p->secs_total);
 		fprintf(f, "imgstore_replication_syncs_total{%s} %" PRIu64 "\n", labels, p->syncs);
-		fprintf(f, "imgstore_replication_failures_total{%s} %" PRIu64 "\n", labels, p->failures);
-		fprintf(f, "imgstore_replication_verifies_total{%s} %" PRIu64 "\n", labels, p->verifies);
-		fprintf(f, "imgstore_replication_verify_failures_total{%s} %" PRIu64 "\n", labels, p->verify_failures);
+		fprintf(f, "imgstore_replication_failures_total{%s} %" PRIu64 "\n", labels,
+			p->failures);
+		fprintf(f, "imgstore_replication_verifies_total{%s} %" PRIu64 "\n", labels,
+			p->verifies);
+		fprintf(f, "imgstore_replication_verify_failures_total{%s} %" PRIu64 "\n", labels,
+			p->verify_failures);
 	}
 	pthread_mutex_unlock(&s->lock);
 }
 
-int ims_repl_set_verify_every(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-			      uint32_t every)
+int ims_repl_set_verify_every(ims_repl_sched *s, const char *pool, const char *image,
+			      const char *target, uint32_t every)
 {
 	pthread_mutex_lock(&s->lock);
 	pair *p = find_locked(s, pool, image, target);
 	if (!p || !p->present) {
 		pthread_mutex_unlock(&s->lock);
-		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'", pool, image, target);
+		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'", pool, image,
+				     target);
 	}
 	p->verify_every = every;
 	pair copy = *p;
@@ -1573,11 +1662,12 @@ int ims_repl_set_verify_every(ims_repl_sched *s, const char *pool, const char *i
 	return save_policy(s, &copy);
 }
 
-int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-			  const ims_repl_verify_opts *opts, ims_repl_verify_result **out)
+int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image,
+			  const char *target, const ims_repl_verify_opts *opts,
+			  ims_repl_verify_result **out)
 {
 	ims_site *peer = NULL;
-	cycle_ctx c = { .s = s };
+	cycle_ctx c = {.s = s};
 	int r;
 	if (!opts || opts->version != IMS_REPL_VERIFY_OPTS_VERSION)
 		return ims_error_set(-EINVAL, "verify options of an unknown version");
@@ -1585,8 +1675,9 @@ int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image
 	pair *p = find_locked(s, pool, image, target);
 	if (!p || !p->present) {
 		pthread_mutex_unlock(&s->lock);
-		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'; enable it first", pool, image,
-				     target);
+		return ims_error_set(-ENOENT,
+				     "'%s/%s' is not replicated to site '%s'; enable it first",
+				     pool, image, target);
 	}
 	if ((r = claim_pair_locked(s, p)) < 0) {
 		pthread_mutex_unlock(&s->lock);
@@ -1599,7 +1690,8 @@ int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image
 	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == 0 && (r = sched_io(s, &c.io)) == 0) {
 		r = take_lock(s, c.io, c.lock_name, 0);
 		if (r == -EBUSY || r == -EEXIST) {
-			r = ims_error_set(-EBUSY, "another daemon runs a cycle of '%s'", c.lock_name);
+			r = ims_error_set(-EBUSY, "another daemon runs a cycle of '%s'",
+					  c.lock_name);
 		} else if (r < 0) {
 			r = ims_error_set(r, "cannot lock '%s': %s", c.lock_name, ims_strerror(r));
 		} else {
@@ -1628,7 +1720,8 @@ bool ims_repl_sched_has(ims_repl_sched *s, const char *pool, const char *name, b
 	bool found = false;
 	pthread_mutex_lock(&s->lock);
 	for (pair *p = s->pairs; p && !found; p = p->next)
-		found = p->present && p->group == group && !strcmp(p->pool, pool) && !strcmp(p->image, name);
+		found = p->present && p->group == group && !strcmp(p->pool, pool) &&
+			!strcmp(p->image, name);
 	pthread_mutex_unlock(&s->lock);
 	return found;
 }
@@ -1644,14 +1737,15 @@ static int refuse_group_member(ims_repl_sched *s, const char *pool, const char *
 	*slash = '\0';
 	if (ims_repl_sched_has(s, g, slash + 1, true))
 		return ims_error_set(-EBUSY,
-				     "image '%s/%s' is in group '%s/%s', which is replicated as one unit; replicate the "
+				     "image '%s/%s' is in group '%s/%s', which is replicated as "
+				     "one unit; replicate the "
 				     "group, or remove the image from it first",
 				     pool, image, g, slash + 1);
 	return 0;
 }
 
-int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group, const char *target,
-			  const char *mode, uint32_t rpo, ims_repl_status *out)
+int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group,
+			  const char *target, const char *mode, uint32_t rpo, ims_repl_status *out)
 {
 	ims_group_info *gi = NULL;
 	ims_site *peer = NULL;
@@ -1669,7 +1763,8 @@ int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group
 	for (size_t i = 0; r == 0 && i < gi->nmembers; i++)
 		if (ims_repl_sched_has(s, gi->members[i].pool, gi->members[i].image, false))
 			r = ims_error_set(-EBUSY,
-					  "image '%s/%s' of group '%s/%s' is replicated on its own; disable that first: "
+					  "image '%s/%s' of group '%s/%s' is replicated on its "
+					  "own; disable that first: "
 					  "a group replicates its images as one unit",
 					  gi->members[i].pool, gi->members[i].image, pool, group);
 	ims_group_info_free(gi);
@@ -1692,32 +1787,36 @@ int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group
 		return r;
 	if (enable_pair(s, &tmp, out) < 0)
 		return -ENOMEM;
-	ims_log_info("replication of group '%s/%s' to site '%s' enabled (%s, RPO %us)", pool, group, target, mode,
-		     rpo);
+	ims_log_info("replication of group '%s/%s' to site '%s' enabled (%s, RPO %us)", pool, group,
+		     target, mode, rpo);
 	return 0;
 }
 
-int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *group, const char *target,
-			   ims_repl_status *out)
+int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *group,
+			   const char *target, ims_repl_status *out)
 {
 	int r = remove_kind_pair(s, pool, group, target, true, out, true);
-	return r == -ENOENT ? ims_error_set(r, "group '%s/%s' is not replicated to site '%s'", pool, group, target) : r;
+	return r == -ENOENT ? ims_error_set(r, "group '%s/%s' is not replicated to site '%s'", pool,
+					    group, target)
+			    : r;
 }
 
-int ims_repl_group_status(ims_repl_sched *s, const char *pool, const char *group, ims_repl_status **out,
-			  size_t *count)
+int ims_repl_group_status(ims_repl_sched *s, const char *pool, const char *group,
+			  ims_repl_status **out, size_t *count)
 {
 	return status_kind(s, pool, group, true, out, count);
 }
 
-int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *group, const char *target,
-			    ims_progress_fn progress, void *ctx, ims_repl_result *out)
+int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *group,
+			    const char *target, ims_progress_fn progress, void *ctx,
+			    ims_repl_result *out)
 {
 	int64_t called = now_ms();
 	ims_repl_result res;
 	uint64_t bytes = 0, discarded = 0;
 	int r = 0;
-	/* a cycle may finish a cut older than the call first: then cut again (the bytes of both count) */
+	/* a cycle may finish a cut older than the call first: then cut again (the bytes of both
+	 * count) */
 	for (int i = 0; i < 3; i++) {
 		r = sync_now_kind(s, pool, group, target, true, progress, ctx, &res);
 		if (r == 0) {
@@ -1753,8 +1852,8 @@ static int find_policy(void *ctx, const char *key, size_t klen, const char *val,
 	return 0;
 }
 
-int ims_repl_policy_find(ims_site *site, const char *policy_pool, const char *pool, const char *image, char *target,
-			 size_t len)
+int ims_repl_policy_find(ims_site *site, const char *policy_pool, const char *pool,
+			 const char *image, char *target, size_t len)
 {
 	rados_ioctx_t io;
 	char prefix[700];
@@ -1762,10 +1861,11 @@ int ims_repl_policy_find(ims_site *site, const char *policy_pool, const char *po
 	if (r < 0)
 		return r;
 	snprintf(prefix, sizeof(prefix), "%s/%s@", pool, image);
-	policy_find f = { prefix, strlen(prefix), target, len };
+	policy_find f = {prefix, strlen(prefix), target, len};
 	r = ims_omap_foreach(io, IMS_REPL_POLICIES, find_policy, &f);
 	ims_site_ioctx_close(io);
 	if (r < 0)
-		return ims_error_set(r, "cannot read the replication policies: %s", ims_strerror(r));
+		return ims_error_set(r, "cannot read the replication policies: %s",
+				     ims_strerror(r));
 	return r;
 }

@@ -32,8 +32,8 @@ typedef int (*ims_repl_peer_fn)(void *ctx, const char *name, ims_site **out);
 
 /* What the scheduler tells its owner about, once per transition. */
 typedef enum {
-	IMS_REPL_EVENT_RPO_VIOLATION, /* lag went over the RPO */
-	IMS_REPL_EVENT_RPO_RECOVERED, /* back within it */
+	IMS_REPL_EVENT_RPO_VIOLATION,	/* lag went over the RPO */
+	IMS_REPL_EVENT_RPO_RECOVERED,	/* back within it */
 	IMS_REPL_EVENT_VERIFY_MISMATCH, /* a verify found the copy different */
 } ims_repl_event_kind;
 
@@ -42,8 +42,8 @@ typedef struct {
 	const char *pool, *image, *target;
 	uint32_t rpo_seconds;
 	double lag_seconds;
-	int64_t unix_ms;          /* when it was seen */
-	const char *detail;       /* a one-line message */
+	int64_t unix_ms;    /* when it was seen */
+	const char *detail; /* a one-line message */
 } ims_repl_event;
 
 /**
@@ -56,15 +56,15 @@ typedef void (*ims_repl_event_fn)(void *ctx, const ims_repl_event *ev);
 typedef struct {
 	unsigned version;
 	ims_site *local;
-	const char *pool;          /* where policies and status live */
+	const char *pool; /* where policies and status live */
 	ims_repl_peer_fn peer;
 	void *peer_ctx;
-	unsigned workers;          /* cycles at once; 0: 4 */
-	unsigned lock_seconds;     /* expiry of the per-image lock; 0: 60 */
-	const char *owner;         /* this daemon, for the lock and messages */
-	ims_repl_opts copy;        /* concurrency, in-flight bytes, retention of each cycle */
-	unsigned tick_ms;          /* how often due images are looked for; 0: 500 */
-	ims_repl_event_fn event;   /* may be NULL */
+	unsigned workers;	 /* cycles at once; 0: 4 */
+	unsigned lock_seconds;	 /* expiry of the per-image lock; 0: 60 */
+	const char *owner;	 /* this daemon, for the lock and messages */
+	ims_repl_opts copy;	 /* concurrency, in-flight bytes, retention of each cycle */
+	unsigned tick_ms;	 /* how often due images are looked for; 0: 500 */
+	ims_repl_event_fn event; /* may be NULL */
 	void *event_ctx;
 	/* bytes per second the cycles to a target may send, shared by them (0: no limit); may be
 	 * NULL; called with peer_ctx the first time a target is synced */
@@ -74,27 +74,30 @@ typedef struct {
 	 * worker until the cluster's timeout. Called with peer_ctx. */
 	bool (*site_up)(void *ctx, const char *name);
 } ims_repl_sched_opts;
-#define IMS_REPL_SCHED_OPTS_INIT { .version = IMS_REPL_SCHED_OPTS_VERSION, .copy = IMS_REPL_OPTS_INIT }
+#define IMS_REPL_SCHED_OPTS_INIT                                                                   \
+	{                                                                                          \
+		.version = IMS_REPL_SCHED_OPTS_VERSION, .copy = IMS_REPL_OPTS_INIT                 \
+	}
 
 typedef struct {
-	char image[600];        /* "POOL/IMAGE" */
+	char image[600]; /* "POOL/IMAGE" */
 	char target[64];
-	char role[16];          /* "primary" */
-	char state[16];         /* idle, syncing, error, paused */
-	char mode[8];           /* async or sync */
+	char role[16];	/* "primary" */
+	char state[16]; /* idle, syncing, error, paused */
+	char mode[8];	/* async or sync */
 	uint32_t rpo_seconds;
-	double lag_seconds;     /* -1 before the first sealed snapshot */
+	double lag_seconds; /* -1 before the first sealed snapshot */
 	char last_sealed[64];
 	uint64_t last_sync_bytes;
 	double last_sync_seconds;
 	char error[512];
 	bool rpo_violated;
 	uint64_t syncs, failures;
-	uint32_t verify_every;  /* verify after every N cycles that sealed a snapshot; 0: never */
+	uint32_t verify_every;	/* verify after every N cycles that sealed a snapshot; 0: never */
 	char last_verified[64]; /* the snapshot the last verify compared */
-	char last_verify[16];   /* "", "equal" or "mismatch" */
+	char last_verify[16];	/* "", "equal" or "mismatch" */
 	uint64_t verify_failures;
-	bool group;             /* a consistency group: image is "POOL/GROUP" */
+	bool group; /* a consistency group: image is "POOL/GROUP" */
 } ims_repl_status;
 
 int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *opts);
@@ -149,27 +152,27 @@ void ims_repl_sched_resume(ims_repl_sched *s, const char *pool, const char *imag
  * Stop replicating from this site without touching any snapshot: a failover hands the pair
  * to the new primary, whose base is the snapshot both sides keep.
  */
-int ims_repl_sched_hand_over(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-			     ims_repl_status *out);
+int ims_repl_sched_hand_over(ims_repl_sched *s, const char *pool, const char *image,
+			     const char *target, ims_repl_status *out);
 
 /** The same for a consistency group's pair (ims_repl_group_enable()). */
-int ims_repl_group_hand_over(ims_repl_sched *s, const char *pool, const char *group, const char *target,
-			     ims_repl_status *out);
+int ims_repl_group_hand_over(ims_repl_sched *s, const char *pool, const char *group,
+			     const char *target, ims_repl_status *out);
 
 /** Write (or remove) the replication policy of image (or, with @p group, group) @p pool/@p name
  *  in @p site's records in @p policy_pool: that site's daemons pick it up within seconds (the
  *  reverse direction after a failover). */
-int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *name, bool group,
-			const char *target, const char *mode, uint32_t rpo);
-int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool, const char *name, bool group,
-			   const char *target);
+int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *name,
+			bool group, const char *target, const char *mode, uint32_t rpo);
+int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool,
+			   const char *name, bool group, const char *target);
 
 /**
  * Whether image @p pool/@p image is replicated from @p site (a policy in @p policy_pool names
  * it): 1 and the first target site's name in @p target; 0 if not.
  */
-int ims_repl_policy_find(ims_site *site, const char *policy_pool, const char *pool, const char *image, char *target,
-			 size_t len);
+int ims_repl_policy_find(ims_site *site, const char *policy_pool, const char *pool,
+			 const char *image, char *target, size_t len);
 
 /**
  * Resolve a split-brain: make @p target's copy (an old primary that came back) a secondary of
@@ -179,8 +182,8 @@ int ims_repl_policy_find(ims_site *site, const char *policy_pool, const char *po
 int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 		    ims_repl_divergence *out);
 
-int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image, ims_repl_status **out,
-			  size_t *count);
+int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image,
+			  ims_repl_status **out, size_t *count);
 
 /**
  * Run a cycle of one pair now (waiting for a running one to end first) and return what it
@@ -196,8 +199,8 @@ int ims_repl_sync_now(ims_repl_sched *s, const char *pool, const char *image, co
  *
  * @returns -ENOENT if the pair is not replicated.
  */
-int ims_repl_set_verify_every(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-			      uint32_t every);
+int ims_repl_set_verify_every(ims_repl_sched *s, const char *pool, const char *image,
+			      const char *target, uint32_t every);
 
 /**
  * Verify the pair now (waiting for a running cycle to end first), see ims_repl_verify(), and
@@ -207,8 +210,9 @@ int ims_repl_set_verify_every(ims_repl_sched *s, const char *pool, const char *i
  * @param[out] out free with ims_repl_verify_result_free().
  * @returns -ENOENT if the pair is not replicated; the error of ims_repl_verify() otherwise.
  */
-int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-			  const ims_repl_verify_opts *opts, ims_repl_verify_result **out);
+int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image,
+			  const char *target, const ims_repl_verify_opts *opts,
+			  ims_repl_verify_result **out);
 
 /* ---- consistency groups (replicator/group.h): one policy, one lock, one RPO per group and
  * target; a cycle cuts every member at one point. An image of a replicated group is not
@@ -220,20 +224,20 @@ int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image
  * @returns -ENOENT for an unknown group or peer, -EINVAL for a group without images or a bad
  *          mode or RPO, -EBUSY if one of its images is replicated on its own.
  */
-int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group, const char *target,
-			  const char *mode, uint32_t rpo, ims_repl_status *out);
+int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group,
+			  const char *target, const char *mode, uint32_t rpo, ims_repl_status *out);
 
 /**
  * Stop replicating the group: the secondary keeps its members and cuts; the primary's cuts go.
  *
  * @returns -ENOENT if the group is not replicated to @p target.
  */
-int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *group, const char *target,
-			   ims_repl_status *out);
+int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *group,
+			   const char *target, ims_repl_status *out);
 
 /** The group's pairs (status.group is true). *out malloc'ed. */
-int ims_repl_group_status(ims_repl_sched *s, const char *pool, const char *group, ims_repl_status **out,
-			  size_t *count);
+int ims_repl_group_status(ims_repl_sched *s, const char *pool, const char *group,
+			  ims_repl_status **out, size_t *count);
 
 /**
  * Cut the group now and ship the cut (waiting for a running cycle to end first): the state of
@@ -241,8 +245,9 @@ int ims_repl_group_status(ims_repl_sched *s, const char *pool, const char *group
  *
  * @returns -ENOENT if the group is not replicated to @p target; the cycle's error otherwise.
  */
-int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *group, const char *target,
-			    ims_progress_fn progress, void *ctx, ims_repl_result *out);
+int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *group,
+			    const char *target, ims_progress_fn progress, void *ctx,
+			    ims_repl_result *out);
 
 /** Whether @p pool/@p name, an image or (@p group) a group, is replicated from this site. */
 bool ims_repl_sched_has(ims_repl_sched *s, const char *pool, const char *name, bool group);

@@ -22,7 +22,7 @@
 #include "common/log.h"
 
 #define DEFAULT_CHUNK (64u << 10)
-#define MIN_CHUNK (4u << 10)
+#define MIN_CHUNK     (4u << 10)
 
 static double now_s(void)
 {
@@ -39,8 +39,8 @@ typedef struct {
 	rbd_image_t img;    /* read-only at the snapshot */
 	char prefix[128];   /* "rbd_data.<id>" */
 	uint64_t size, obj_size;
-	bool simple;        /* one object per object-size extent (no fancy striping) */
-	bool parent;        /* absent objects read from a parent, not as zeros */
+	bool simple; /* one object per object-size extent (no fancy striping) */
+	bool parent; /* absent objects read from a parent, not as zeros */
 } side;
 
 static void side_close(side *s)
@@ -56,7 +56,8 @@ static void side_close(side *s)
 
 /* Open @p image at @p snap, or (@p by_id non-zero) at the snapshot of that id named @p snap in
  * messages. */
-static int side_open(side *s, ims_site *site, const char *pool, const char *image, const char *snap, uint64_t by_id)
+static int side_open(side *s, ims_site *site, const char *pool, const char *image, const char *snap,
+		     uint64_t by_id)
 {
 	rbd_image_info_t info;
 	rbd_linked_image_spec_t pimg;
@@ -75,17 +76,18 @@ static int side_open(side *s, ims_site *site, const char *pool, const char *imag
 		rbd_close(s->img);
 	if (r < 0) {
 		s->img = NULL;
-		return r == -ENOENT ? ims_error_set(r, "site '%s' has no '%s/%s@%s'", sn, pool, image, snap)
-				    : ims_error_set(r, "cannot open '%s/%s@%s' on site '%s': %s", pool, image, snap, sn,
-						    ims_strerror(r));
+		return r == -ENOENT ? ims_error_set(r, "site '%s' has no '%s/%s@%s'", sn, pool,
+						    image, snap)
+				    : ims_error_set(r, "cannot open '%s/%s@%s' on site '%s': %s",
+						    pool, image, snap, sn, ims_strerror(r));
 	}
 	if ((r = rbd_stat(s->img, &info, sizeof(info))) < 0 ||
 	    (r = rbd_get_block_name_prefix(s->img, s->prefix, sizeof(s->prefix))) < 0 ||
 	    (by_id ? (snap_id = by_id, 0) : (r = rbd_snap_get_id(s->img, snap, &snap_id))) < 0 ||
 	    (r = rbd_get_stripe_unit(s->img, &su)) < 0 ||
 	    (r = rbd_get_stripe_count(s->img, &sc)) < 0)
-		return ims_error_set(r, "cannot read the layout of '%s/%s@%s' on site '%s': %s", pool, image, snap, sn,
-				     ims_strerror(r));
+		return ims_error_set(r, "cannot read the layout of '%s/%s@%s' on site '%s': %s",
+				     pool, image, snap, sn, ims_strerror(r));
 	s->size = info.size;
 	s->obj_size = info.obj_size;
 	s->simple = su == info.obj_size && sc <= 1;
@@ -99,11 +101,13 @@ static int side_open(side *s, ims_site *site, const char *pool, const char *imag
 	}
 	int64_t data_pool = rbd_get_data_pool_id(s->img);
 	if (data_pool < 0)
-		return ims_error_set((int)data_pool, "cannot find the data pool of '%s/%s' on site '%s'", pool, image, sn);
+		return ims_error_set((int)data_pool,
+				     "cannot find the data pool of '%s/%s' on site '%s'", pool,
+				     image, sn);
 	if ((r = rados_ioctx_create2(rados_ioctx_get_cluster(s->io), data_pool, &s->data)) < 0) {
 		s->data = NULL;
-		return ims_error_set(r, "cannot open the data pool of '%s/%s' on site '%s': %s", pool, image, sn,
-				     ims_strerror(r));
+		return ims_error_set(r, "cannot open the data pool of '%s/%s' on site '%s': %s",
+				     pool, image, sn, ims_strerror(r));
 	}
 	r = rados_ioctx_get_namespace(s->io, ns, sizeof(ns));
 	if (r > 0 && (size_t)r < sizeof(ns)) {
@@ -135,7 +139,7 @@ static int extent_add(extent_list *l, uint64_t off, uint64_t len)
 		l->v = nv;
 		l->cap = cap;
 	}
-	l->v[l->n++] = (ims_repl_extent){ off, len };
+	l->v[l->n++] = (ims_repl_extent){off, len};
 	return 0;
 }
 
@@ -149,10 +153,10 @@ typedef struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	side *a, *b;
-	uint64_t size;      /* compared: the smaller of the two sizes */
+	uint64_t size; /* compared: the smaller of the two sizes */
 	uint64_t obj_size;
 	uint32_t chunk;
-	bool by_object;     /* both layouts map objects 1:1 to extents of the same size */
+	bool by_object; /* both layouts map objects 1:1 to extents of the same size */
 	uint64_t next, nobj, done;
 	unsigned running;
 	bool stop;
@@ -163,9 +167,9 @@ typedef struct {
 } verifier;
 
 typedef struct {
-	char *x, *y;        /* fallback buffers, one object each */
-	uint64_t *sa, *sb;  /* checksums */
-	extent_list mm;     /* this object's mismatches */
+	char *x, *y;	   /* fallback buffers, one object each */
+	uint64_t *sa, *sb; /* checksums */
+	extent_list mm;	   /* this object's mismatches */
 	bool fallback;
 	uint64_t bytes_read;
 } worker_state;
@@ -174,8 +178,8 @@ static int read_extent(side *s, const char *which, uint64_t off, size_t len, cha
 {
 	ssize_t got = rbd_read(s->img, off, len, buf);
 	if (got < 0)
-		return ims_error_set((int)got, "cannot read at %" PRIu64 " on the %s site '%s': %s", off, which,
-				     ims_site_name(s->site), ims_strerror((int)got));
+		return ims_error_set((int)got, "cannot read at %" PRIu64 " on the %s site '%s': %s",
+				     off, which, ims_site_name(s->site), ims_strerror((int)got));
 	if ((size_t)got < len)
 		memset(buf + got, 0, len - (size_t)got);
 	return 0;
@@ -192,7 +196,8 @@ static int compare_bytes(verifier *v, worker_state *w, uint64_t off, size_t len)
 	w->bytes_read += 2 * (uint64_t)len;
 	for (size_t pos = 0; pos < len; pos += v->chunk) {
 		size_t n = len - pos < v->chunk ? len - pos : v->chunk;
-		if (memcmp(w->x + pos, w->y + pos, n) != 0 && (r = extent_add(&w->mm, off + pos, n)) < 0)
+		if (memcmp(w->x + pos, w->y + pos, n) != 0 &&
+		    (r = extent_add(&w->mm, off + pos, n)) < 0)
 			return r;
 	}
 	return 0;
@@ -229,17 +234,20 @@ static int object_checksums(side *s, const char *oid, uint64_t len, uint32_t chu
 		return -ENOMEM;
 	}
 	if (nfull)
-		rados_read_op_checksum(op, LIBRADOS_CHECKSUM_TYPE_XXHASH64, (const char *)&seed, sizeof(seed), 0,
-				       aligned, chunk, (char *)buf, blen, &pv_full);
+		rados_read_op_checksum(op, LIBRADOS_CHECKSUM_TYPE_XXHASH64, (const char *)&seed,
+				       sizeof(seed), 0, aligned, chunk, (char *)buf, blen,
+				       &pv_full);
 	if (len > aligned)
-		rados_read_op_checksum(op, LIBRADOS_CHECKSUM_TYPE_XXHASH64, (const char *)&seed, sizeof(seed),
-				       aligned, len - aligned, 0, (char *)tail, sizeof(tail), &pv_tail);
+		rados_read_op_checksum(op, LIBRADOS_CHECKSUM_TYPE_XXHASH64, (const char *)&seed,
+				       sizeof(seed), aligned, len - aligned, 0, (char *)tail,
+				       sizeof(tail), &pv_tail);
 	r = rados_read_op_operate(op, s->data, oid, 0);
 	rados_release_read_op(op);
 	if (r == 0)
 		r = pv_full < 0 ? pv_full : pv_tail;
 	if (r == 0 && nfull) {
-		uint32_t n = (uint32_t)buf[0] | (uint32_t)buf[1] << 8 | (uint32_t)buf[2] << 16 | (uint32_t)buf[3] << 24;
+		uint32_t n = (uint32_t)buf[0] | (uint32_t)buf[1] << 8 | (uint32_t)buf[2] << 16 |
+			     (uint32_t)buf[3] << 24;
 		if (n != nfull)
 			r = -EPROTO;
 		for (size_t i = 0; r == 0 && i < nfull; i++)
@@ -275,8 +283,10 @@ static int compare_object(verifier *v, worker_state *w, uint64_t objno)
 	rb = object_len(v->b, ob, &lb);
 	if ((ra < 0 && ra != -ENOENT) || (rb < 0 && rb != -ENOENT)) {
 		r = ra < 0 && ra != -ENOENT ? ra : rb;
-		return ims_error_set(r, "cannot stat object %" PRIu64 " of the image on site '%s': %s", objno,
-				     ims_site_name(ra < 0 && ra != -ENOENT ? v->a->site : v->b->site), ims_strerror(r));
+		return ims_error_set(
+			r, "cannot stat object %" PRIu64 " of the image on site '%s': %s", objno,
+			ims_site_name(ra < 0 && ra != -ENOENT ? v->a->site : v->b->site),
+			ims_strerror(r));
 	}
 	if (ra == -ENOENT && rb == -ENOENT && !v->a->parent && !v->b->parent)
 		return 0; /* zeros on both sides */
@@ -293,8 +303,8 @@ static int compare_object(verifier *v, worker_state *w, uint64_t objno)
 	ra = object_checksums(v->a, oa, la, v->chunk, w->sa);
 	rb = ra < 0 ? ra : object_checksums(v->b, ob, lb, v->chunk, w->sb);
 	if (ra < 0 || rb < 0) {
-		ims_log_debug("checksum of object %" PRIu64 " failed (%s): comparing its bytes", objno,
-			      ims_strerror(ra < 0 ? ra : rb));
+		ims_log_debug("checksum of object %" PRIu64 " failed (%s): comparing its bytes",
+			      objno, ims_strerror(ra < 0 ? ra : rb));
 		return compare_bytes(v, w, off, elen);
 	}
 	size_t nchunks = (size_t)((la + v->chunk - 1) / v->chunk);
@@ -364,8 +374,8 @@ static void *verify_worker(void *arg)
 }
 
 /* The newest replication snapshot of the secondary that the primary also has. */
-static int newest_common(ims_site *src, ims_site *dst, const char *pool, const char *image, char *name,
-			 size_t len)
+static int newest_common(ims_site *src, ims_site *dst, const char *pool, const char *image,
+			 char *name, size_t len)
 {
 	ims_snap_info *ps = NULL, *ss = NULL;
 	size_t np = 0, ns = 0;
@@ -387,7 +397,9 @@ static int newest_common(ims_site *src, ims_site *dst, const char *pool, const c
 			}
 		}
 	}
-	r = best < 0 ? ims_error_set(-ENOENT, "no replication snapshot of '%s/%s' is sealed on both site '%s' and site '%s'",
+	r = best < 0 ? ims_error_set(-ENOENT,
+				     "no replication snapshot of '%s/%s' is sealed on both site "
+				     "'%s' and site '%s'",
 				     pool, image, ims_site_name(src), ims_site_name(dst))
 		     : 0;
 out:
@@ -420,13 +432,17 @@ int ims_repl_verify(ims_repl_verify_result **out, ims_site *src, ims_site *dst, 
 	memset(&v, 0, sizeof(v));
 	pthread_mutex_init(&v.lock, NULL);
 	pthread_cond_init(&v.cond, NULL);
-	if (!out || !src || !dst || !pool || !image || !o || o->version != IMS_REPL_VERIFY_OPTS_VERSION) {
-		r = ims_error_set(-EINVAL, "verify: missing arguments or options of an unknown version");
+	if (!out || !src || !dst || !pool || !image || !o ||
+	    o->version != IMS_REPL_VERIFY_OPTS_VERSION) {
+		r = ims_error_set(-EINVAL,
+				  "verify: missing arguments or options of an unknown version");
 		goto out;
 	}
 	uint32_t chunk = o->chunk_size ? o->chunk_size : DEFAULT_CHUNK;
 	if (chunk < MIN_CHUNK || (chunk & (chunk - 1)) != 0) {
-		r = ims_error_set(-EINVAL, "verify: a chunk is a power of two of at least 4 KiB, not %" PRIu32, chunk);
+		r = ims_error_set(
+			-EINVAL,
+			"verify: a chunk is a power of two of at least 4 KiB, not %" PRIu32, chunk);
 		goto out;
 	}
 	res = calloc(1, sizeof(*res));
@@ -435,7 +451,9 @@ int ims_repl_verify(ims_repl_verify_result **out, ims_site *src, ims_site *dst, 
 		goto out;
 	}
 	if (o->src_snap_id && !(o->snap && o->snap[0])) {
-		r = ims_error_set(-EINVAL, "verify: a snapshot id of the primary needs the secondary's snapshot name");
+		r = ims_error_set(
+			-EINVAL,
+			"verify: a snapshot id of the primary needs the secondary's snapshot name");
 		goto out;
 	}
 	if (o->snap && o->snap[0]) {
@@ -444,7 +462,8 @@ int ims_repl_verify(ims_repl_verify_result **out, ims_site *src, ims_site *dst, 
 			goto out;
 		}
 		snprintf(res->snapshot, sizeof(res->snapshot), "%s", o->snap);
-	} else if ((r = newest_common(src, dst, pool, image, res->snapshot, sizeof(res->snapshot))) < 0) {
+	} else if ((r = newest_common(src, dst, pool, image, res->snapshot,
+				      sizeof(res->snapshot))) < 0) {
 		goto out;
 	}
 	if ((r = side_open(&a, src, pool, image, res->snapshot, o->src_snap_id)) < 0 ||
@@ -503,8 +522,10 @@ int ims_repl_verify(ims_repl_verify_result **out, ims_site *src, ims_site *dst, 
 			int cut = o->progress(o->progress_ctx, done, v.nobj);
 			pthread_mutex_lock(&v.lock);
 			if (cut) {
-				ims_error_set(-ECANCELED, "verify of '%s/%s' cut at object %" PRIu64 " of %" PRIu64, pool,
-					      image, done, v.nobj);
+				ims_error_set(-ECANCELED,
+					      "verify of '%s/%s' cut at object %" PRIu64
+					      " of %" PRIu64,
+					      pool, image, done, v.nobj);
 				fail_locked(&v, -ECANCELED);
 			}
 		}
@@ -520,7 +541,7 @@ int ims_repl_verify(ims_repl_verify_result **out, ims_site *src, ims_site *dst, 
 	/* Merge what the workers found in any order, then the size difference, if any. */
 	if (v.mm.n)
 		qsort(v.mm.v, v.mm.n, sizeof(*v.mm.v), cmp_extent);
-	extent_list merged = { 0 };
+	extent_list merged = {0};
 	for (size_t i = 0; i < v.mm.n; i++) {
 		if ((r = extent_add(&merged, v.mm.v[i].offset, v.mm.v[i].length)) < 0) {
 			free(merged.v);
@@ -542,10 +563,11 @@ int ims_repl_verify(ims_repl_verify_result **out, ims_site *src, ims_site *dst, 
 	res->bytes_read = v.bytes_read;
 	res->equal = merged.n == 0;
 	res->seconds = now_s() - t0;
-	ims_log_debug("verified '%s/%s@%s' between site '%s' and site '%s': %s, %" PRIu64 " objects (%" PRIu64
-		      " by bytes), %zu mismatching extents",
+	ims_log_debug("verified '%s/%s@%s' between site '%s' and site '%s': %s, %" PRIu64
+		      " objects (%" PRIu64 " by bytes), %zu mismatching extents",
 		      pool, image, res->snapshot, ims_site_name(src), ims_site_name(dst),
-		      res->equal ? "equal" : "different", res->objects, res->objects_fallback, res->nmismatches);
+		      res->equal ? "equal" : "different", res->objects, res->objects_fallback,
+		      res->nmismatches);
 	*out = res;
 	res = NULL;
 	r = 0;

@@ -32,7 +32,8 @@ static int decode(ims_catalog_entry *e, const char *name, const char *val, size_
 	e->cold_target = ims_json_strdup(o, "cold_target");
 	e->cold_name = ims_json_strdup(o, "cold_name");
 	e->cold_since = ims_json_i64(o, "cold_since");
-	if (json_object_object_get_ex(o, "tags", &tags) && json_object_is_type(tags, json_type_object)) {
+	if (json_object_object_get_ex(o, "tags", &tags) &&
+	    json_object_is_type(tags, json_type_object)) {
 		size_t n = (size_t)json_object_object_length(tags), i = 0;
 		e->tags = calloc(n ? n : 1, sizeof(*e->tags));
 		if (!e->tags) {
@@ -75,21 +76,25 @@ int ims_catalog_put(rados_ioctx_t io, const ims_catalog_entry *e)
 	if (e->parent)
 		json_object_object_add(o, "parent", json_object_new_string(e->parent));
 	if (e->content_sha256)
-		json_object_object_add(o, "content_sha256", json_object_new_string(e->content_sha256));
+		json_object_object_add(o, "content_sha256",
+				       json_object_new_string(e->content_sha256));
 	if (e->cold_target) {
 		json_object_object_add(o, "cold_target", json_object_new_string(e->cold_target));
-		json_object_object_add(o, "cold_name", json_object_new_string(e->cold_name ? e->cold_name : ""));
+		json_object_object_add(o, "cold_name",
+				       json_object_new_string(e->cold_name ? e->cold_name : ""));
 		json_object_object_add(o, "cold_since", json_object_new_int64(e->cold_since));
 	}
 	for (size_t i = 0; i < e->ntags; i++)
-		json_object_object_add(tags, e->tags[i].key, json_object_new_string(e->tags[i].value));
+		json_object_object_add(tags, e->tags[i].key,
+				       json_object_new_string(e->tags[i].value));
 	json_object_object_add(o, "tags", tags);
 
 	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	r = ims_omap_set(io, IMS_CATALOG_OBJECT, e->name, text, strlen(text));
 	json_object_put(o);
 	if (r < 0)
-		return ims_error_set(r, "cannot record '%s' in the catalog: %s", e->name, ims_strerror(r));
+		return ims_error_set(r, "cannot record '%s' in the catalog: %s", e->name,
+				     ims_strerror(r));
 	return 0;
 }
 
@@ -121,7 +126,8 @@ int ims_catalog_remove(rados_ioctx_t io, const char *name)
 {
 	int r = ims_omap_rm(io, IMS_CATALOG_OBJECT, name);
 	if (r < 0)
-		return ims_error_set(r, "cannot remove '%s' from the catalog: %s", name, ims_strerror(r));
+		return ims_error_set(r, "cannot remove '%s' from the catalog: %s", name,
+				     ims_strerror(r));
 	return 0;
 }
 
@@ -152,7 +158,7 @@ static int collect(void *ctx, const char *key, size_t klen, const char *val, siz
 
 int ims_catalog_list(rados_ioctx_t io, ims_catalog_entry **out, size_t *count)
 {
-	collected c = { 0 };
+	collected c = {0};
 	int r = ims_omap_foreach(io, IMS_CATALOG_OBJECT, collect, &c);
 	if (r < 0) {
 		ims_catalog_list_free(c.list, c.n);

@@ -21,17 +21,17 @@ typedef struct {
 
 typedef struct {
 	char *name;
-	int64_t created;       /* unix seconds */
-	uint64_t size;         /* bytes, as of the last change through imgstore */
-	char *source;          /* "new", "raw", "qcow2", "vmdk", "clone" */
-	char *parent;          /* "POOL/IMAGE@SNAP" for clones, else NULL */
-	char *content_sha256;  /* of the imported content (see docs), else NULL */
+	int64_t created;      /* unix seconds */
+	uint64_t size;	      /* bytes, as of the last change through imgstore */
+	char *source;	      /* "new", "raw", "qcow2", "vmdk", "clone" */
+	char *parent;	      /* "POOL/IMAGE@SNAP" for clones, else NULL */
+	char *content_sha256; /* of the imported content (see docs), else NULL */
 	ims_tag *tags;
 	size_t ntags;
 	/* cold tiering: set when the image lives in object storage instead of RBD */
-	char *cold_target;     /* the S3 target's name, else NULL */
-	char *cold_name;       /* the cold image's name there ("POOL/IMAGE") */
-	int64_t cold_since;    /* unix seconds */
+	char *cold_target;  /* the S3 target's name, else NULL */
+	char *cold_name;    /* the cold image's name there ("POOL/IMAGE") */
+	int64_t cold_since; /* unix seconds */
 } ims_catalog_entry;
 
 /**

@@ -251,29 +251,31 @@ int ims_format_parse(ims_format_kind *out, const char *s)
  * carry their mark in the last 512 bytes instead.
  */
 #define TAIL_AT_END UINT64_MAX
-#define MAGIC(s) s, sizeof(s) - 1
+#define MAGIC(s)    s, sizeof(s) - 1
 static const struct {
-	const char *name;  /* QEMU's name of the format */
-	const char *what;  /* for the message */
-	uint64_t off;      /* where the magic is in the head, or TAIL_AT_END: the last 512 bytes */
+	const char *name; /* QEMU's name of the format */
+	const char *what; /* for the message */
+	uint64_t off;	  /* where the magic is in the head, or TAIL_AT_END: the last 512 bytes */
 	const char *magic;
 	size_t len;
 	/* Declared raw, imported as the raw bytes: a LUKS header is also what a whole disk
 	 * encrypted inside its guest starts with, and its guest reads it so. */
 	bool raw_ok;
 } unreadable[] = {
-	{ "vdi", "VirtualBox VDI", 64, MAGIC("\x7f\x10\xda\xbe"), false },
-	{ "vhdx", "Hyper-V VHDX", 0, MAGIC("vhdxfile"), false },
-	{ "vpc", "Virtual PC VHD", 0, MAGIC("conectix"), false },
-	{ "vpc", "fixed-size Virtual PC VHD", TAIL_AT_END, MAGIC("conectix"), false },
-	{ "qed", "QEMU enhanced disk", 0, MAGIC("QED\0"), false },
-	{ "parallels", "Parallels", 0, MAGIC("WithoutFreeSpace"), false },
-	{ "parallels", "Parallels", 0, MAGIC("WithouFreSpacExt"), false },
-	{ "dmg", "Apple disk image", TAIL_AT_END, MAGIC("koly\0\0\0\4\0\0\2\0"), false },
-	{ "bochs", "Bochs", 0, MAGIC("Bochs Virtual HD Image\0"), false },
-	{ "cloop", "compressed loop", 0,
-	  MAGIC("#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n"), false },
-	{ "luks", "LUKS encrypted", 0, MAGIC("LUKS\xba\xbe"), true },
+	{"vdi", "VirtualBox VDI", 64, MAGIC("\x7f\x10\xda\xbe"), false},
+	{"vhdx", "Hyper-V VHDX", 0, MAGIC("vhdxfile"), false},
+	{"vpc", "Virtual PC VHD", 0, MAGIC("conectix"), false},
+	{"vpc", "fixed-size Virtual PC VHD", TAIL_AT_END, MAGIC("conectix"), false},
+	{"qed", "QEMU enhanced disk", 0, MAGIC("QED\0"), false},
+	{"parallels", "Parallels", 0, MAGIC("WithoutFreeSpace"), false},
+	{"parallels", "Parallels", 0, MAGIC("WithouFreSpacExt"), false},
+	{"dmg", "Apple disk image", TAIL_AT_END, MAGIC("koly\0\0\0\4\0\0\2\0"), false},
+	{"bochs", "Bochs", 0, MAGIC("Bochs Virtual HD Image\0"), false},
+	{"cloop", "compressed loop", 0,
+	 MAGIC("#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop "
+	       "$1\n"),
+	 false},
+	{"luks", "LUKS encrypted", 0, MAGIC("LUKS\xba\xbe"), true},
 };
 
 #define HEAD_BYTES 128
@@ -303,16 +305,21 @@ static int detect(ims_format_kind *out, int *unread, const ims_source *src)
 		*out = IMS_FORMAT_VMDK; /* descriptor-only: open refuses it by its createType */
 		return 0;
 	}
-	if (src->size >= 1024 && (r = ims_format__pread(src, tail, sizeof(tail), src->size - 512, &tail_got)) < 0)
+	if (src->size >= 1024 &&
+	    (r = ims_format__pread(src, tail, sizeof(tail), src->size - 512, &tail_got)) < 0)
 		return r;
 	*out = IMS_FORMAT_RAW;
 	for (size_t i = 0; i < sizeof(unreadable) / sizeof(unreadable[0]); i++) {
-		const uint8_t *at = unreadable[i].off == TAIL_AT_END ? tail : head + unreadable[i].off;
+		const uint8_t *at =
+			unreadable[i].off == TAIL_AT_END ? tail : head + unreadable[i].off;
 		size_t have = unreadable[i].off == TAIL_AT_END ? tail_got
-				: got > unreadable[i].off ? got - (size_t)unreadable[i].off : 0;
+			      : got > unreadable[i].off	       ? got - (size_t)unreadable[i].off
+							       : 0;
 		assert(unreadable[i].len <= sizeof(tail) || unreadable[i].off != TAIL_AT_END);
-		assert(unreadable[i].off == TAIL_AT_END || unreadable[i].off + unreadable[i].len <= sizeof(head));
-		if (have >= unreadable[i].len && memcmp(at, unreadable[i].magic, unreadable[i].len) == 0) {
+		assert(unreadable[i].off == TAIL_AT_END ||
+		       unreadable[i].off + unreadable[i].len <= sizeof(head));
+		if (have >= unreadable[i].len &&
+		    memcmp(at, unreadable[i].magic, unreadable[i].len) == 0) {
 			*unread = (int)i;
 			break;
 		}
@@ -326,7 +333,9 @@ static int refuse_unreadable(int i)
 			     "the image is in format '%s' (%s), which imgstore cannot read: "
 			     "convert it first (qemu-img convert -O qcow2)%s",
 			     unreadable[i].name, unreadable[i].what,
-			     unreadable[i].raw_ok ? ", or declare it raw if its guest encrypted the disk itself" : "");
+			     unreadable[i].raw_ok
+				     ? ", or declare it raw if its guest encrypted the disk itself"
+				     : "");
 }
 
 int ims_format_detect(ims_format_kind *out, const ims_source *src)

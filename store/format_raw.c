@@ -20,7 +20,8 @@ static int raw_map(ims_format_reader *r, uint64_t offset, ims_extent *out)
 		if (err < 0)
 			return err;
 		if (len == 0)
-			return ims_error_set(-EIO, "the source maps no bytes at offset %" PRIu64, offset);
+			return ims_error_set(-EIO, "the source maps no bytes at offset %" PRIu64,
+					     offset);
 		if (len < out->length)
 			out->length = len;
 		out->type = zero ? IMS_EXTENT_ZERO : IMS_EXTENT_DATA;

@@ -15,7 +15,8 @@
 static int check_group(const char *pool, const char *name, const char *snap)
 {
 	int r;
-	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 || (r = ims_name_check(IMS_NAME_IMAGE, name)) < 0)
+	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
+	    (r = ims_name_check(IMS_NAME_IMAGE, name)) < 0)
 		return r;
 	if (snap && (r = ims_name_check(IMS_NAME_SNAP, snap)) < 0)
 		return r;
@@ -56,9 +57,11 @@ static int list_members(rados_ioctx_t io, ims_site *site, const char *pool, cons
 	rbd_group_image_info_t *v = NULL;
 	int r = find_group(io, name);
 	if (r == -ENOENT)
-		return ims_error_set(r, "no group '%s/%s' on site '%s'", pool, name, ims_site_name(site));
+		return ims_error_set(r, "no group '%s/%s' on site '%s'", pool, name,
+				     ims_site_name(site));
 	if (r < 0)
-		return ims_error_set(r, "cannot list the groups of pool '%s': %s", pool, ims_strerror(r));
+		return ims_error_set(r, "cannot list the groups of pool '%s': %s", pool,
+				     ims_strerror(r));
 	for (;;) {
 		v = calloc(cap, sizeof(*v));
 		if (!v)
@@ -73,8 +76,10 @@ static int list_members(rados_ioctx_t io, ims_site *site, const char *pool, cons
 	if (r < 0) {
 		free(v);
 		if (r == -ENOENT)
-			return ims_error_set(r, "no group '%s/%s' on site '%s'", pool, name, ims_site_name(site));
-		return ims_error_set(r, "cannot list the images of group '%s/%s': %s", pool, name, ims_strerror(r));
+			return ims_error_set(r, "no group '%s/%s' on site '%s'", pool, name,
+					     ims_site_name(site));
+		return ims_error_set(r, "cannot list the images of group '%s/%s': %s", pool, name,
+				     ims_strerror(r));
 	}
 	*out = v;
 	*n = got;
@@ -125,7 +130,8 @@ int ims_group_remove(ims_site *site, const char *pool, const char *name, bool fo
 		goto out;
 	if (n && !force) {
 		r = ims_error_set(-ENOTEMPTY,
-				  "group '%s/%s' has %zu images: remove them first, or remove the group with force "
+				  "group '%s/%s' has %zu images: remove them first, or remove the "
+				  "group with force "
 				  "(its images stay)",
 				  pool, name, n);
 		goto out;
@@ -159,13 +165,15 @@ int ims_group_of_image(char *buf, size_t len, ims_site *site, const char *pool, 
 	memset(&gi, 0, sizeof(gi));
 	r = rbd_get_group(img, &gi, sizeof(gi));
 	if (r < 0) {
-		ims_error_set(r, "cannot read the group of '%s/%s': %s", pool, image, ims_strerror(r));
+		ims_error_set(r, "cannot read the group of '%s/%s': %s", pool, image,
+			      ims_strerror(r));
 		goto out;
 	}
 	if (!gi.name || !gi.name[0] || gi.pool < 0) {
 		snprintf(buf, len, "%s", "");
 	} else if ((r = pool_name(site, gi.pool, gpool, sizeof(gpool))) < 0) {
-		ims_error_set(r, "cannot find the pool of the group of '%s/%s': %s", pool, image, ims_strerror(r));
+		ims_error_set(r, "cannot find the pool of the group of '%s/%s': %s", pool, image,
+			      ims_strerror(r));
 	} else {
 		snprintf(buf, len, "%s/%s", gpool, gi.name);
 	}
@@ -181,7 +189,8 @@ int ims_group_image_add(ims_site *site, const char *pool, const char *name, cons
 	rados_ioctx_t io = NULL, iio = NULL;
 	char other[2 * IMS_NAME_MAX + 2];
 	int r;
-	if ((r = check_group(pool, name, NULL)) < 0 || (r = ims_store__check_names(image_pool, image, NULL)) < 0)
+	if ((r = check_group(pool, name, NULL)) < 0 ||
+	    (r = ims_store__check_names(image_pool, image, NULL)) < 0)
 		return r;
 	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
 		return r;
@@ -194,8 +203,11 @@ int ims_group_image_add(ims_site *site, const char *pool, const char *name, cons
 		char self[2 * IMS_NAME_MAX + 2];
 		snprintf(self, sizeof(self), "%s/%s", pool, name);
 		r = strcmp(other, self) == 0
-			    ? ims_error_set(-EEXIST, "image '%s/%s' is in group '%s' already", image_pool, image, other)
-			    : ims_error_set(-EEXIST, "image '%s/%s' is in another group, '%s'; remove it from there first",
+			    ? ims_error_set(-EEXIST, "image '%s/%s' is in group '%s' already",
+					    image_pool, image, other)
+			    : ims_error_set(-EEXIST,
+					    "image '%s/%s' is in another group, '%s'; remove it "
+					    "from there first",
 					    image_pool, image, other);
 		goto out;
 	}
@@ -203,8 +215,8 @@ int ims_group_image_add(ims_site *site, const char *pool, const char *name, cons
 		goto out;
 	r = rbd_group_image_add(io, name, iio, image);
 	if (r < 0)
-		ims_error_set(r, "cannot add image '%s/%s' to group '%s/%s': %s", image_pool, image, pool, name,
-			      ims_strerror(r));
+		ims_error_set(r, "cannot add image '%s/%s' to group '%s/%s': %s", image_pool, image,
+			      pool, name, ims_strerror(r));
 out:
 	if (iio)
 		ims_site_ioctx_close(iio);
@@ -212,13 +224,14 @@ out:
 	return r;
 }
 
-int ims_group_image_remove(ims_site *site, const char *pool, const char *name, const char *image_pool,
-			   const char *image)
+int ims_group_image_remove(ims_site *site, const char *pool, const char *name,
+			   const char *image_pool, const char *image)
 {
 	rados_ioctx_t io = NULL, iio = NULL;
 	char other[2 * IMS_NAME_MAX + 2], self[2 * IMS_NAME_MAX + 2];
 	int r;
-	if ((r = check_group(pool, name, NULL)) < 0 || (r = ims_store__check_names(image_pool, image, NULL)) < 0)
+	if ((r = check_group(pool, name, NULL)) < 0 ||
+	    (r = ims_store__check_names(image_pool, image, NULL)) < 0)
 		return r;
 	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
 		return r;
@@ -228,15 +241,16 @@ int ims_group_image_remove(ims_site *site, const char *pool, const char *name, c
 		goto out;
 	snprintf(self, sizeof(self), "%s/%s", pool, name);
 	if (strcmp(other, self) != 0) {
-		r = ims_error_set(-ENOENT, "image '%s/%s' is not in group '%s'", image_pool, image, self);
+		r = ims_error_set(-ENOENT, "image '%s/%s' is not in group '%s'", image_pool, image,
+				  self);
 		goto out;
 	}
 	if ((r = ims_site_ioctx(site, image_pool, &iio)) < 0)
 		goto out;
 	r = rbd_group_image_remove(io, name, iio, image);
 	if (r < 0)
-		ims_error_set(r, "cannot remove image '%s/%s' from group '%s': %s", image_pool, image, self,
-			      ims_strerror(r));
+		ims_error_set(r, "cannot remove image '%s/%s' from group '%s': %s", image_pool,
+			      image, self, ims_strerror(r));
 out:
 	if (iio)
 		ims_site_ioctx_close(iio);
@@ -255,7 +269,8 @@ int ims_group_list(char ***out, size_t *count, ims_site *site, const char *pool)
 	char *buf = NULL, **names = NULL;
 	size_t len = 1024, n = 0;
 	int r;
-	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 || (r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
+	    (r = ims_site_ioctx(site, pool, &io)) < 0)
 		return r;
 	for (;;) {
 		buf = calloc(1, len);
@@ -354,12 +369,14 @@ int ims_group_info_get(ims_group_info **out, ims_site *site, const char *pool, c
 	}
 	if (r < 0) {
 		ns = 0;
-		ims_error_set(r, "cannot list the snapshots of group '%s/%s': %s", pool, name, ims_strerror(r));
+		ims_error_set(r, "cannot list the snapshots of group '%s/%s': %s", pool, name,
+			      ims_strerror(r));
 		goto out;
 	}
 	r = -ENOMEM;
-	if (!(g = calloc(1, sizeof(*g))) || !(g->pool = strdup(pool)) || !(g->name = strdup(name)) ||
-	    !(g->members = calloc(n + 1, sizeof(*g->members))) || !(g->snaps = calloc(ns + 1, sizeof(*g->snaps))))
+	if (!(g = calloc(1, sizeof(*g))) || !(g->pool = strdup(pool)) ||
+	    !(g->name = strdup(name)) || !(g->members = calloc(n + 1, sizeof(*g->members))) ||
+	    !(g->snaps = calloc(ns + 1, sizeof(*g->snaps))))
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		char pn[IMS_NAME_MAX + 1];
@@ -448,16 +465,18 @@ int ims_group_snap_remove(ims_site *site, const char *pool, const char *name, co
 		goto out;
 	r = rbd_group_snap_remove(io, name, snap);
 	if (r == -ENOENT)
-		ims_error_set(r, "no group snapshot '%s/%s@%s' on site '%s'", pool, name, snap, ims_site_name(site));
+		ims_error_set(r, "no group snapshot '%s/%s@%s' on site '%s'", pool, name, snap,
+			      ims_site_name(site));
 	else if (r < 0)
-		ims_error_set(r, "cannot remove group snapshot '%s/%s@%s': %s", pool, name, snap, ims_strerror(r));
+		ims_error_set(r, "cannot remove group snapshot '%s/%s@%s': %s", pool, name, snap,
+			      ims_strerror(r));
 out:
 	ims_site_ioctx_close(io);
 	return r;
 }
 
-int ims_group_images_add(ims_site *site, const char *pool, const char *name, const ims_spec *v, size_t n,
-			 ims_group_image_check_fn check, void *ctx)
+int ims_group_images_add(ims_site *site, const char *pool, const char *name, const ims_spec *v,
+			 size_t n, ims_group_image_check_fn check, void *ctx)
 {
 	ims_group_info *gi = NULL;
 	char in[2 * IMS_NAME_MAX + 2];
@@ -472,13 +491,17 @@ int ims_group_images_add(ims_site *site, const char *pool, const char *name, con
 		if ((r = ims_group_of_image(in, sizeof(in), site, v[i].pool, v[i].image)) < 0)
 			return r;
 		if (in[0])
-			return ims_error_set(-EEXIST, "image '%s/%s' is in group '%s' already%s", v[i].pool, v[i].image,
-					     in, strcmp(in + strlen(pool) + 1, name) == 0 ? "" : "; remove it from there first");
+			return ims_error_set(-EEXIST, "image '%s/%s' is in group '%s' already%s",
+					     v[i].pool, v[i].image, in,
+					     strcmp(in + strlen(pool) + 1, name) == 0
+						     ? ""
+						     : "; remove it from there first");
 		if (check && (r = check(ctx, &v[i])) < 0)
 			return r;
 		for (size_t k = 0; k < i; k++)
 			if (!strcmp(v[k].pool, v[i].pool) && !strcmp(v[k].image, v[i].image))
-				return ims_error_set(-EINVAL, "image '%s/%s' is named twice", v[i].pool, v[i].image);
+				return ims_error_set(-EINVAL, "image '%s/%s' is named twice",
+						     v[i].pool, v[i].image);
 	}
 	for (; added < n; added++)
 		if ((r = ims_group_image_add(site, pool, name, v[added].pool, v[added].image)) < 0)
@@ -493,7 +516,8 @@ int ims_group_images_add(ims_site *site, const char *pool, const char *name, con
 	return 0;
 }
 
-int ims_group_images_remove(ims_site *site, const char *pool, const char *name, const ims_spec *v, size_t n)
+int ims_group_images_remove(ims_site *site, const char *pool, const char *name, const ims_spec *v,
+			    size_t n)
 {
 	ims_group_info *gi = NULL;
 	char in[2 * IMS_NAME_MAX + 2], self[2 * IMS_NAME_MAX + 2];
@@ -508,10 +532,12 @@ int ims_group_images_remove(ims_site *site, const char *pool, const char *name, 
 		if ((r = ims_group_of_image(in, sizeof(in), site, v[i].pool, v[i].image)) < 0)
 			return r;
 		if (strcmp(in, self) != 0)
-			return ims_error_set(-ENOENT, "image '%s/%s' is not in group '%s'", v[i].pool, v[i].image, self);
+			return ims_error_set(-ENOENT, "image '%s/%s' is not in group '%s'",
+					     v[i].pool, v[i].image, self);
 	}
 	for (; removed < n; removed++)
-		if ((r = ims_group_image_remove(site, pool, name, v[removed].pool, v[removed].image)) < 0)
+		if ((r = ims_group_image_remove(site, pool, name, v[removed].pool,
+						v[removed].image)) < 0)
 			break;
 	if (r < 0) {
 		char msg[IMS_ERROR_MSG_MAX];

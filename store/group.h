@@ -34,7 +34,7 @@ typedef struct {
 	char *name;
 	ims_group_member *members; /* by pool, then image name */
 	size_t nmembers;
-	ims_group_snap *snaps;     /* by name (librbd keeps no creation order) */
+	ims_group_snap *snaps; /* by name (librbd keeps no creation order) */
 	size_t nsnaps;
 } ims_group_info;
 
@@ -68,8 +68,8 @@ int ims_group_image_add(ims_site *site, const char *pool, const char *name, cons
  *
  * @returns -ENOENT for an unknown group or image, or an image that is not in this group.
  */
-int ims_group_image_remove(ims_site *site, const char *pool, const char *name, const char *image_pool,
-			   const char *image);
+int ims_group_image_remove(ims_site *site, const char *pool, const char *name,
+			   const char *image_pool, const char *image);
 
 /** Called for each image before any is added; a negative errno (with ims_error_set()) refuses. */
 typedef int (*ims_group_image_check_fn)(void *ctx, const ims_spec *image);
@@ -82,14 +82,15 @@ typedef int (*ims_group_image_check_fn)(void *ctx, const ims_spec *image);
  * @returns -ENOENT for an unknown group or image, -EEXIST naming the group an image is in,
  *          -EINVAL for an image named twice, what @p check refused with.
  */
-int ims_group_images_add(ims_site *site, const char *pool, const char *name, const ims_spec *images, size_t n,
-			 ims_group_image_check_fn check, void *ctx);
+int ims_group_images_add(ims_site *site, const char *pool, const char *name, const ims_spec *images,
+			 size_t n, ims_group_image_check_fn check, void *ctx);
 
 /**
  * Take @p n images out of the group, all or none: each must be in it; if one removal fails,
  * the ones removed are added back and the error says "(nothing removed)".
  */
-int ims_group_images_remove(ims_site *site, const char *pool, const char *name, const ims_spec *images, size_t n);
+int ims_group_images_remove(ims_site *site, const char *pool, const char *name,
+			    const ims_spec *images, size_t n);
 
 /**
  * The names of the groups of @p pool, sorted.

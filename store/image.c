@@ -31,15 +31,19 @@ int ims_store__open_image(ims_site *site, const char *pool, const char *name, co
 	int r = ims_site_ioctx(site, pool, io);
 	if (r < 0)
 		return r;
-	r = read_only ? rbd_open_read_only(*io, name, image, snap) : rbd_open(*io, name, image, snap);
+	r = read_only ? rbd_open_read_only(*io, name, image, snap)
+		      : rbd_open(*io, name, image, snap);
 	if (r < 0) {
 		ims_site_ioctx_close(*io);
 		if (r == -ENOENT && snap)
-			return ims_error_set(r, "no image '%s/%s' or no snapshot '%s' of it on site '%s'", pool,
-					     name, snap, ims_site_name(site));
+			return ims_error_set(
+				r, "no image '%s/%s' or no snapshot '%s' of it on site '%s'", pool,
+				name, snap, ims_site_name(site));
 		if (r == -ENOENT)
-			return ims_error_set(r, "no image '%s/%s' on site '%s'", pool, name, ims_site_name(site));
-		return ims_error_set(r, "cannot open image '%s/%s': %s", pool, name, ims_strerror(r));
+			return ims_error_set(r, "no image '%s/%s' on site '%s'", pool, name,
+					     ims_site_name(site));
+		return ims_error_set(r, "cannot open image '%s/%s': %s", pool, name,
+				     ims_strerror(r));
 	}
 	return 0;
 }
@@ -72,17 +76,17 @@ void ims_store__features_str(uint64_t f, char *buf, size_t len)
 		uint64_t bit;
 		const char *name;
 	} names[] = {
-		{ RBD_FEATURE_LAYERING, "layering" },
-		{ RBD_FEATURE_STRIPINGV2, "striping" },
-		{ RBD_FEATURE_EXCLUSIVE_LOCK, "exclusive-lock" },
-		{ RBD_FEATURE_OBJECT_MAP, "object-map" },
-		{ RBD_FEATURE_FAST_DIFF, "fast-diff" },
-		{ RBD_FEATURE_DEEP_FLATTEN, "deep-flatten" },
-		{ RBD_FEATURE_JOURNALING, "journaling" },
-		{ RBD_FEATURE_DATA_POOL, "data-pool" },
-		{ RBD_FEATURE_OPERATIONS, "operations" },
-		{ RBD_FEATURE_MIGRATING, "migrating" },
-		{ RBD_FEATURE_NON_PRIMARY, "non-primary" },
+		{RBD_FEATURE_LAYERING, "layering"},
+		{RBD_FEATURE_STRIPINGV2, "striping"},
+		{RBD_FEATURE_EXCLUSIVE_LOCK, "exclusive-lock"},
+		{RBD_FEATURE_OBJECT_MAP, "object-map"},
+		{RBD_FEATURE_FAST_DIFF, "fast-diff"},
+		{RBD_FEATURE_DEEP_FLATTEN, "deep-flatten"},
+		{RBD_FEATURE_JOURNALING, "journaling"},
+		{RBD_FEATURE_DATA_POOL, "data-pool"},
+		{RBD_FEATURE_OPERATIONS, "operations"},
+		{RBD_FEATURE_MIGRATING, "migrating"},
+		{RBD_FEATURE_NON_PRIMARY, "non-primary"},
 	};
 	size_t used = 0;
 	buf[0] = '\0';
@@ -114,7 +118,8 @@ static int check_create_opts(const ims_image_create_opts *opts, bool need_size)
 	if (need_size && opts->size == 0)
 		return ims_error_set(-EINVAL, "an image needs a size above 0");
 	if (opts->order && (opts->order < 12 || opts->order > 25))
-		return ims_error_set(-EINVAL, "object size 2^%u is outside 4 KiB to 32 MiB", opts->order);
+		return ims_error_set(-EINVAL, "object size 2^%u is outside 4 KiB to 32 MiB",
+				     opts->order);
 	if (opts->data_pool && ims_name_check(IMS_NAME_POOL, opts->data_pool) < 0)
 		return -EINVAL;
 	return 0;
@@ -127,7 +132,8 @@ int ims_image_create(ims_site *site, const char *pool, const char *name,
 	rbd_image_options_t o = NULL;
 	int r;
 
-	if ((r = ims_store__check_names(pool, name, NULL)) < 0 || (r = check_create_opts(opts, true)) < 0)
+	if ((r = ims_store__check_names(pool, name, NULL)) < 0 ||
+	    (r = check_create_opts(opts, true)) < 0)
 		return r;
 	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
 		return r;
@@ -138,11 +144,13 @@ int ims_image_create(ims_site *site, const char *pool, const char *name,
 	}
 	r = rbd_create4(io, name, opts->size, o);
 	if (r == -EEXIST) {
-		ims_error_set(r, "image '%s/%s' already exists on site '%s'", pool, name, ims_site_name(site));
+		ims_error_set(r, "image '%s/%s' already exists on site '%s'", pool, name,
+			      ims_site_name(site));
 		goto out;
 	}
 	if (r == -ENOENT && opts->data_pool) {
-		ims_error_set(r, "no data pool '%s' on site '%s'", opts->data_pool, ims_site_name(site));
+		ims_error_set(r, "no data pool '%s' on site '%s'", opts->data_pool,
+			      ims_site_name(site));
 		goto out;
 	}
 	if (r < 0) {
@@ -208,7 +216,7 @@ static int read_snaps(rbd_image_t image, ims_snap_info **out, size_t *count)
 	}
 	for (int i = 0; i < n; i++) {
 		int prot = 0;
-		struct timespec ts = { 0 };
+		struct timespec ts = {0};
 		list[i].name = strdup(snaps[i].name);
 		if (!list[i].name) {
 			ims_snap_list_free(list, (size_t)i);
@@ -283,7 +291,8 @@ int ims_image_info_get(ims_image_info **out, ims_site *site, const char *pool, c
 	rbd_linked_image_spec_t parent;
 	rbd_snap_spec_t psnap;
 	if (rbd_get_parent(image, &parent, &psnap) == 0) {
-		snprintf(buf, sizeof(buf), "%s/%s@%s", parent.pool_name, parent.image_name, psnap.name);
+		snprintf(buf, sizeof(buf), "%s/%s@%s", parent.pool_name, parent.image_name,
+			 psnap.name);
 		info->parent = strdup(buf);
 		rbd_linked_image_spec_cleanup(&parent);
 		rbd_snap_spec_cleanup(&psnap);
@@ -293,7 +302,8 @@ int ims_image_info_get(ims_image_info **out, ims_site *site, const char *pool, c
 	/* With fast-diff this reads the object map only; without it, it asks every object. */
 	r = rbd_diff_iterate2(image, NULL, 0, info->size, 0, 1, count_used, &info->used_bytes);
 	if (r < 0) {
-		ims_error_set(r, "cannot count the used bytes of '%s/%s': %s", pool, name, ims_strerror(r));
+		ims_error_set(r, "cannot count the used bytes of '%s/%s': %s", pool, name,
+			      ims_strerror(r));
 		goto out;
 	}
 	r = ims_catalog_get(io, name, &info->catalog);
@@ -328,10 +338,12 @@ void ims_image_info_free(ims_image_info *info)
 
 static int cmp_list_entry(const void *a, const void *b)
 {
-	return strcmp(((const ims_image_list_entry *)a)->name, ((const ims_image_list_entry *)b)->name);
+	return strcmp(((const ims_image_list_entry *)a)->name,
+		      ((const ims_image_list_entry *)b)->name);
 }
 
-int ims_store__catalog_join(ims_image_list_entry *list, size_t n, ims_catalog_entry *cat, size_t ncat)
+int ims_store__catalog_join(ims_image_list_entry *list, size_t n, ims_catalog_entry *cat,
+			    size_t ncat)
 {
 	for (size_t i = 0; i < n; i++) {
 		size_t lo = 0, hi = ncat;
@@ -492,8 +504,11 @@ int ims_image_resize(ims_site *site, const char *pool, const char *name, uint64_
 	if ((r = rbd_get_size(image, &cur)) < 0)
 		goto out;
 	if (size < cur && !allow_shrink) {
-		r = ims_error_set(-EINVAL, "shrinking '%s/%s' from %s to %s discards data; allow it explicitly",
-				  pool, name, ims_format_size(a, sizeof(a), cur), ims_format_size(b, sizeof(b), size));
+		r = ims_error_set(
+			-EINVAL,
+			"shrinking '%s/%s' from %s to %s discards data; allow it explicitly", pool,
+			name, ims_format_size(a, sizeof(a), cur),
+			ims_format_size(b, sizeof(b), size));
 		goto out;
 	}
 	if (size != cur) {
@@ -516,7 +531,8 @@ int ims_image_rename(ims_site *site, const char *pool, const char *from, const c
 	ims_catalog_entry *e = NULL;
 	int r;
 
-	if ((r = ims_store__check_names(pool, from, NULL)) < 0 || (r = ims_name_check(IMS_NAME_IMAGE, to)) < 0)
+	if ((r = ims_store__check_names(pool, from, NULL)) < 0 ||
+	    (r = ims_name_check(IMS_NAME_IMAGE, to)) < 0)
 		return r;
 	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
 		return r;
@@ -524,9 +540,11 @@ int ims_image_rename(ims_site *site, const char *pool, const char *from, const c
 	if (r == -ENOENT)
 		ims_error_set(r, "no image '%s/%s' on site '%s'", pool, from, ims_site_name(site));
 	else if (r == -EEXIST)
-		ims_error_set(r, "image '%s/%s' already exists on site '%s'", pool, to, ims_site_name(site));
+		ims_error_set(r, "image '%s/%s' already exists on site '%s'", pool, to,
+			      ims_site_name(site));
 	else if (r < 0)
-		ims_error_set(r, "cannot rename '%s/%s' to '%s': %s", pool, from, to, ims_strerror(r));
+		ims_error_set(r, "cannot rename '%s/%s' to '%s': %s", pool, from, to,
+			      ims_strerror(r));
 	if (r < 0)
 		goto out;
 	r = ims_catalog_get(io, from, &e);
@@ -577,8 +595,8 @@ static int list_children(rbd_image_t image, uint64_t snap_id, char *buf, size_t 
 	size_t used = 0;
 	buf[0] = '\0';
 	for (size_t i = 0; i < n; i++) {
-		int w = snprintf(buf + used, len - used, "%s%s/%s", used ? ", " : "", kids[i].pool_name,
-				 kids[i].image_name);
+		int w = snprintf(buf + used, len - used, "%s%s/%s", used ? ", " : "",
+				 kids[i].pool_name, kids[i].image_name);
 		if (w < 0 || (size_t)w >= len - used)
 			break;
 		used += (size_t)w;
@@ -600,11 +618,13 @@ static int check_no_clones(rbd_image_t image, const char *pool, const char *name
 	char kids[1024];
 	int r = list_children(image, snap_id, kids, sizeof(kids));
 	if (r < 0)
-		return ims_error_set(r, "cannot list the clones of '%s/%s@%s': %s", pool, name, snap,
-				     ims_strerror(r));
+		return ims_error_set(r, "cannot list the clones of '%s/%s@%s': %s", pool, name,
+				     snap, ims_strerror(r));
 	if (r > 0)
-		return ims_error_set(-EBUSY, "snapshot '%s/%s@%s' has %d clone%s (%s): flatten or remove them first%s",
-				     pool, name, snap, r, r == 1 ? "" : "s", kids, tail);
+		return ims_error_set(
+			-EBUSY,
+			"snapshot '%s/%s@%s' has %d clone%s (%s): flatten or remove them first%s",
+			pool, name, snap, r, r == 1 ? "" : "s", kids, tail);
 	return 0;
 }
 
@@ -615,7 +635,8 @@ static int remove_snap_open(rbd_image_t image, const char *pool, const char *nam
 	if (r < 0)
 		return r;
 	if (is_protected && (r = rbd_snap_unprotect(image, snap)) < 0)
-		return ims_error_set(r, "cannot unprotect '%s/%s@%s': %s", pool, name, snap, ims_strerror(r));
+		return ims_error_set(r, "cannot unprotect '%s/%s@%s': %s", pool, name, snap,
+				     ims_strerror(r));
 	r = rbd_snap_remove(image, snap);
 	if (r < 0)
 		return ims_error_set(r, "cannot remove snapshot '%s/%s@%s': %s", pool, name, snap,
@@ -651,21 +672,28 @@ int ims_store__count_watchers(rbd_image_t image, size_t *out)
 static int check_not_group_snap(rbd_image_t image, const char *pool, const char *name, uint64_t id)
 {
 	rbd_snap_namespace_type_t type = RBD_SNAP_NAMESPACE_TYPE_USER;
-	rbd_snap_group_namespace_t g = { 0 };
+	rbd_snap_group_namespace_t g = {0};
 	int r = rbd_snap_get_namespace_type(image, id, &type);
 
 	if (r < 0)
-		return ims_error_set(r, "cannot read the snapshots of '%s/%s': %s", pool, name, ims_strerror(r));
+		return ims_error_set(r, "cannot read the snapshots of '%s/%s': %s", pool, name,
+				     ims_strerror(r));
 	if (type == RBD_SNAP_NAMESPACE_TYPE_USER || type == RBD_SNAP_NAMESPACE_TYPE_TRASH)
 		return 0; /* removed here; a trashed one by rbd_remove() once it has no clones */
-	if (type == RBD_SNAP_NAMESPACE_TYPE_GROUP && rbd_snap_get_group_namespace(image, id, &g, sizeof(g)) == 0) {
-		r = ims_error_set(-EBUSY, "image '%s/%s' has a snapshot of group '%s' ('%s'): remove the group "
-				  "snapshot first; nothing removed", pool, name, g.group_name, g.group_snap_name);
+	if (type == RBD_SNAP_NAMESPACE_TYPE_GROUP &&
+	    rbd_snap_get_group_namespace(image, id, &g, sizeof(g)) == 0) {
+		r = ims_error_set(
+			-EBUSY,
+			"image '%s/%s' has a snapshot of group '%s' ('%s'): remove the group "
+			"snapshot first; nothing removed",
+			pool, name, g.group_name, g.group_snap_name);
 		rbd_snap_group_namespace_cleanup(&g, sizeof(g));
 		return r;
 	}
-	return ims_error_set(-EBUSY, "image '%s/%s' has a %s snapshot that imgstore does not remove; nothing removed",
-			     pool, name, type == RBD_SNAP_NAMESPACE_TYPE_GROUP ? "group" : "mirror");
+	return ims_error_set(
+		-EBUSY,
+		"image '%s/%s' has a %s snapshot that imgstore does not remove; nothing removed",
+		pool, name, type == RBD_SNAP_NAMESPACE_TYPE_GROUP ? "group" : "mirror");
 }
 
 /*
@@ -673,28 +701,34 @@ static int check_not_group_snap(rbd_image_t image, const char *pool, const char 
  * the image) before anything is removed: rbd_remove() refuses an image that a client has open
  * or that is in a group, and a snapshot with clones or of a group cannot go.
  */
-static int check_purge(rbd_image_t image, const char *pool, const char *name, const ims_snap_info *snaps,
-		       size_t nsnaps)
+static int check_purge(rbd_image_t image, const char *pool, const char *name,
+		       const ims_snap_info *snaps, size_t nsnaps)
 {
-	rbd_group_info_t group = { 0 };
+	rbd_group_info_t group = {0};
 	size_t watchers = 0;
 	int r = ims_store__count_watchers(image, &watchers);
 	if (r < 0)
-		return ims_error_set(r, "cannot list the clients of '%s/%s': %s", pool, name, ims_strerror(r));
+		return ims_error_set(r, "cannot list the clients of '%s/%s': %s", pool, name,
+				     ims_strerror(r));
 	if (watchers > 0)
-		return ims_error_set(-EBUSY, "image '%s/%s' is open by %zu client%s; nothing removed", pool,
+		return ims_error_set(-EBUSY,
+				     "image '%s/%s' is open by %zu client%s; nothing removed", pool,
 				     name, watchers, watchers == 1 ? "" : "s");
 	if ((r = rbd_get_group(image, &group, sizeof(group))) < 0)
-		return ims_error_set(r, "cannot read the group of '%s/%s': %s", pool, name, ims_strerror(r));
+		return ims_error_set(r, "cannot read the group of '%s/%s': %s", pool, name,
+				     ims_strerror(r));
 	if (group.name && group.name[0])
-		r = ims_error_set(-EBUSY, "image '%s/%s' is in group '%s': remove it from the group first; "
-				  "nothing removed", pool, name, group.name);
+		r = ims_error_set(-EBUSY,
+				  "image '%s/%s' is in group '%s': remove it from the group first; "
+				  "nothing removed",
+				  pool, name, group.name);
 	rbd_group_info_cleanup(&group, sizeof(group));
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < nsnaps; i++)
 		if ((r = check_not_group_snap(image, pool, name, snaps[i].id)) < 0 ||
-		    (r = check_no_clones(image, pool, name, snaps[i].name, snaps[i].id, "; nothing removed")) < 0)
+		    (r = check_no_clones(image, pool, name, snaps[i].name, snaps[i].id,
+					 "; nothing removed")) < 0)
 			return r;
 	return 0;
 }
@@ -702,7 +736,8 @@ static int check_purge(rbd_image_t image, const char *pool, const char *name, co
 static bool is_user_snap(rbd_image_t image, uint64_t id)
 {
 	rbd_snap_namespace_type_t type = RBD_SNAP_NAMESPACE_TYPE_USER;
-	return rbd_snap_get_namespace_type(image, id, &type) == 0 && type == RBD_SNAP_NAMESPACE_TYPE_USER;
+	return rbd_snap_get_namespace_type(image, id, &type) == 0 &&
+	       type == RBD_SNAP_NAMESPACE_TYPE_USER;
 }
 
 int ims_image_remove(ims_site *site, const char *pool, const char *name,
@@ -726,7 +761,8 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 		uint64_t delay = opts->trash_delay ? opts->trash_delay : 86400;
 		r = rbd_trash_move(io, name, delay);
 		if (r < 0) {
-			ims_error_set(r, "cannot move '%s/%s' to the trash: %s", pool, name, ims_strerror(r));
+			ims_error_set(r, "cannot move '%s/%s' to the trash: %s", pool, name,
+				      ims_strerror(r));
 			goto out;
 		}
 	} else {
@@ -737,7 +773,8 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 		image = NULL;
 		if (nsnaps > 0) {
 			if ((r = rbd_open(io, name, &image, NULL)) < 0) {
-				ims_error_set(r, "cannot open image '%s/%s': %s", pool, name, ims_strerror(r));
+				ims_error_set(r, "cannot open image '%s/%s': %s", pool, name,
+					      ims_strerror(r));
 				goto out;
 			}
 			for (size_t i = 0; i < nsnaps; i++) {
@@ -754,8 +791,11 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 		r = rbd_remove(io, name);
 		if (r == -EBUSY || r == -ENOTEMPTY) {
 			/* opened or cloned since the check: the snapshots are gone already */
-			ims_error_set(-EBUSY, "image '%s/%s' was opened by a client or cloned during the purge; "
-				      "its snapshots are removed, the image is not", pool, name);
+			ims_error_set(
+				-EBUSY,
+				"image '%s/%s' was opened by a client or cloned during the purge; "
+				"its snapshots are removed, the image is not",
+				pool, name);
 			r = -EBUSY;
 		} else if (r < 0) {
 			ims_error_set(r, "cannot remove '%s/%s': %s", pool, name, ims_strerror(r));
@@ -776,15 +816,21 @@ static int check_tag(const char *key, const char *value)
 	if (n == 0 || n > 64)
 		return ims_error_set(-EINVAL, "a tag key has 1 to 64 characters");
 	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)key[i]) && key[i] != '.' && key[i] != '_' && key[i] != '-')
-			return ims_error_set(-EINVAL, "bad tag key '%s': letters, digits, '.', '_' and '-' only", key);
+		if (!isalnum((unsigned char)key[i]) && key[i] != '.' && key[i] != '_' &&
+		    key[i] != '-')
+			return ims_error_set(
+				-EINVAL, "bad tag key '%s': letters, digits, '.', '_' and '-' only",
+				key);
 	if (value) {
 		size_t vn = strlen(value);
 		if (vn > 1024)
-			return ims_error_set(-EINVAL, "the value of tag '%s' is longer than 1024 bytes", key);
+			return ims_error_set(
+				-EINVAL, "the value of tag '%s' is longer than 1024 bytes", key);
 		for (size_t i = 0; i < vn; i++)
 			if ((unsigned char)value[i] < 0x20 || value[i] == 0x7f)
-				return ims_error_set(-EINVAL, "the value of tag '%s' has a control character", key);
+				return ims_error_set(
+					-EINVAL, "the value of tag '%s' has a control character",
+					key);
 	}
 	return 0;
 }
@@ -852,7 +898,8 @@ static int tag_change(ims_site *site, const char *pool, const char *name, const 
 		goto out;
 	}
 	if (r < 0) {
-		ims_error_set(r, "cannot change tag '%s' of '%s/%s': %s", key, pool, name, ims_strerror(r));
+		ims_error_set(r, "cannot change tag '%s' of '%s/%s': %s", key, pool, name,
+			      ims_strerror(r));
 		goto out;
 	}
 	rbd_get_size(image, &size);
@@ -878,10 +925,11 @@ int ims_image_tag_remove(ims_site *site, const char *pool, const char *name, con
 int ims_snap_check_user_name(const char *snap, const char *what)
 {
 	if (snap && strncmp(snap, IMS_SNAP_RESERVED_PREFIX, strlen(IMS_SNAP_RESERVED_PREFIX)) == 0)
-		return ims_error_set(-EINVAL,
-				     "cannot %s snapshot '%s': names starting with '" IMS_SNAP_RESERVED_PREFIX
-				     "' are imgstore's own (replication, group cuts, recovery)",
-				     what, snap);
+		return ims_error_set(
+			-EINVAL,
+			"cannot %s snapshot '%s': names starting with '" IMS_SNAP_RESERVED_PREFIX
+			"' are imgstore's own (replication, group cuts, recovery)",
+			what, snap);
 	return 0;
 }
 
@@ -899,7 +947,8 @@ int ims_snap_create(ims_site *site, const char *pool, const char *image_name, co
 	if (r == -EEXIST)
 		ims_error_set(r, "snapshot '%s/%s@%s' already exists", pool, image_name, snap);
 	else if (r < 0)
-		ims_error_set(r, "cannot create snapshot '%s/%s@%s': %s", pool, image_name, snap, ims_strerror(r));
+		ims_error_set(r, "cannot create snapshot '%s/%s@%s': %s", pool, image_name, snap,
+			      ims_strerror(r));
 	ims_store__close_image(io, image);
 	return r;
 }
@@ -946,7 +995,7 @@ int ims_snap_rollback(ims_site *site, const char *pool, const char *image_name, 
 {
 	rados_ioctx_t io = NULL;
 	rbd_image_t image = NULL;
-	progress_bridge b = { progress, ctx };
+	progress_bridge b = {progress, ctx};
 	int r;
 
 	if ((r = ims_store__check_names(pool, image_name, snap)) < 0)
@@ -957,10 +1006,12 @@ int ims_snap_rollback(ims_site *site, const char *pool, const char *image_name, 
 	if (r == -ENOENT)
 		ims_error_set(r, "no snapshot '%s/%s@%s'", pool, image_name, snap);
 	else if (r == -EBUSY || r == -EROFS)
-		ims_error_set(-EBUSY, "'%s/%s' is in use by another client; stop it before a rollback", pool,
-			      image_name);
+		ims_error_set(-EBUSY,
+			      "'%s/%s' is in use by another client; stop it before a rollback",
+			      pool, image_name);
 	else if (r < 0)
-		ims_error_set(r, "cannot roll '%s/%s' back to '%s': %s", pool, image_name, snap, ims_strerror(r));
+		ims_error_set(r, "cannot roll '%s/%s' back to '%s': %s", pool, image_name, snap,
+			      ims_strerror(r));
 	if (r == -EROFS)
 		r = -EBUSY;
 	ims_store__close_image(io, image);
@@ -1006,7 +1057,8 @@ int ims_image_clone(ims_site *site, const char *pool, const char *image_name, co
 	int r;
 
 	if ((r = ims_store__check_names(pool, image_name, snap)) < 0 ||
-	    (r = ims_store__check_names(dst_pool, dst, NULL)) < 0 || (r = check_create_opts(opts, false)) < 0)
+	    (r = ims_store__check_names(dst_pool, dst, NULL)) < 0 ||
+	    (r = check_create_opts(opts, false)) < 0)
 		return r;
 	/* The parent snapshot must exist: open it read-only at the snapshot. */
 	if ((r = ims_store__open_image(site, pool, image_name, snap, true, &pio, &parent)) < 0)
@@ -1032,12 +1084,13 @@ int ims_image_clone(ims_site *site, const char *pool, const char *image_name, co
 		}
 	}
 	if (r == -EEXIST) {
-		ims_error_set(r, "image '%s/%s' already exists on site '%s'", dst_pool, dst, ims_site_name(site));
+		ims_error_set(r, "image '%s/%s' already exists on site '%s'", dst_pool, dst,
+			      ims_site_name(site));
 		goto out;
 	}
 	if (r < 0) {
-		ims_error_set(r, "cannot clone '%s/%s@%s' to '%s/%s': %s", pool, image_name, snap, dst_pool, dst,
-			      ims_strerror(r));
+		ims_error_set(r, "cannot clone '%s/%s@%s' to '%s/%s': %s", pool, image_name, snap,
+			      dst_pool, dst, ims_strerror(r));
 		goto out;
 	}
 	snprintf(spec, sizeof(spec), "%s/%s@%s", pool, image_name, snap);
@@ -1059,7 +1112,7 @@ int ims_image_flatten(ims_site *site, const char *pool, const char *name, ims_pr
 {
 	rados_ioctx_t io = NULL;
 	rbd_image_t image = NULL;
-	progress_bridge b = { progress, ctx };
+	progress_bridge b = {progress, ctx};
 	rbd_linked_image_spec_t parent;
 	rbd_snap_spec_t psnap;
 	int r;
@@ -1070,7 +1123,8 @@ int ims_image_flatten(ims_site *site, const char *pool, const char *name, ims_pr
 		return r;
 	r = rbd_get_parent(image, &parent, &psnap);
 	if (r == -ENOENT) {
-		r = ims_error_set(-EINVAL, "'%s/%s' is not a clone: nothing to flatten", pool, name);
+		r = ims_error_set(-EINVAL, "'%s/%s' is not a clone: nothing to flatten", pool,
+				  name);
 		goto out;
 	}
 	if (r == 0) {

@@ -25,12 +25,15 @@ typedef int (*ims_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 #define IMS_IMAGE_CREATE_OPTS_VERSION 1
 typedef struct {
 	unsigned version;
-	uint64_t size;        /* bytes, > 0 */
-	uint64_t features;    /* 0: IMS_IMAGE_DEFAULT_FEATURES */
+	uint64_t size;	       /* bytes, > 0 */
+	uint64_t features;     /* 0: IMS_IMAGE_DEFAULT_FEATURES */
 	const char *data_pool; /* NULL: data in the image's pool */
-	unsigned order;       /* object size 2^order; 0: 22 (4 MiB) */
+	unsigned order;	       /* object size 2^order; 0: 22 (4 MiB) */
 } ims_image_create_opts;
-#define IMS_IMAGE_CREATE_OPTS_INIT { .version = IMS_IMAGE_CREATE_OPTS_VERSION }
+#define IMS_IMAGE_CREATE_OPTS_INIT                                                                 \
+	{                                                                                          \
+		.version = IMS_IMAGE_CREATE_OPTS_VERSION                                           \
+	}
 
 /**
  * Create an image and record it in the catalog.
@@ -66,7 +69,7 @@ typedef struct {
 	uint64_t features;
 	char *features_str; /* "layering,exclusive-lock,..." */
 	char *data_pool;    /* NULL when the data is in the image's pool */
-	char *parent;       /* "POOL/IMAGE@SNAP" for a clone, else NULL */
+	char *parent;	    /* "POOL/IMAGE@SNAP" for a clone, else NULL */
 	ims_snap_info *snaps;
 	size_t nsnaps;
 	ims_catalog_entry *catalog; /* NULL if the image is not in the catalog */
@@ -108,10 +111,13 @@ int ims_image_rename(ims_site *site, const char *pool, const char *from, const c
 #define IMS_IMAGE_REMOVE_OPTS_VERSION 1
 typedef struct {
 	unsigned version;
-	bool purge;             /* delete now, snapshots included, instead of the trash */
-	uint64_t trash_delay;   /* seconds the trash keeps it from deletion; 0: 86400 */
+	bool purge;	      /* delete now, snapshots included, instead of the trash */
+	uint64_t trash_delay; /* seconds the trash keeps it from deletion; 0: 86400 */
 } ims_image_remove_opts;
-#define IMS_IMAGE_REMOVE_OPTS_INIT { .version = IMS_IMAGE_REMOVE_OPTS_VERSION }
+#define IMS_IMAGE_REMOVE_OPTS_INIT                                                                 \
+	{                                                                                          \
+		.version = IMS_IMAGE_REMOVE_OPTS_VERSION                                           \
+	}
 
 /**
  * Move an image to the RBD trash (default) or purge it, and drop its catalog entry.

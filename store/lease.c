@@ -20,8 +20,8 @@
 #include "store/omap.h"
 
 #define LEASES_OBJECT "imgstore.leases"
-#define HOSTS_OBJECT "imgstore.hosts"
-#define LEASES_LOCK "imgstore.leases.lock"
+#define HOSTS_OBJECT  "imgstore.hosts"
+#define LEASES_LOCK   "imgstore.leases.lock"
 
 static int64_t now(void)
 {
@@ -34,8 +34,8 @@ bool ims_host_name_valid(const char *h)
 	if (n == 0 || n > IMS_HOST_NAME_MAX)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (!((h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z') || (h[i] >= '0' && h[i] <= '9') ||
-		      h[i] == '-' || h[i] == '_' || h[i] == '.'))
+		if (!((h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z') ||
+		      (h[i] >= '0' && h[i] <= '9') || h[i] == '-' || h[i] == '_' || h[i] == '.'))
 			return false;
 	return true;
 }
@@ -123,7 +123,7 @@ static int collect(void *ctx, const char *key, size_t klen, const char *val, siz
 
 static int leases_read(rados_ioctx_t io, ims_lease **out, size_t *count)
 {
-	collected c = { 0 };
+	collected c = {0};
 	int r = ims_omap_foreach(io, LEASES_OBJECT, collect, &c);
 	if (r < 0) {
 		free(c.list);
@@ -137,10 +137,11 @@ static int leases_read(rados_ioctx_t io, ims_lease **out, size_t *count)
 /* The lock that serialises lease changes between the daemons of a site. */
 static int leases_lock(rados_ioctx_t io, char *cookie, size_t len)
 {
-	struct timeval tv = { 10, 0 };
+	struct timeval tv = {10, 0};
 	snprintf(cookie, len, "%d.%lu", (int)getpid(), (unsigned long)pthread_self());
 	for (int i = 0; i < 100; i++) {
-		int r = rados_lock_exclusive(io, LEASES_OBJECT, LEASES_LOCK, cookie, "lease change", &tv, 0);
+		int r = rados_lock_exclusive(io, LEASES_OBJECT, LEASES_LOCK, cookie, "lease change",
+					     &tv, 0);
 		if (r == 0)
 			return 0;
 		if (r != -EBUSY && r != -EEXIST)
@@ -156,8 +157,8 @@ static void leases_unlock(rados_ioctx_t io, const char *cookie)
 }
 
 /* The records' I/O context and, when @p locked, the leases' lock. */
-static int open_records(ims_site *site, const char *records_pool, bool locked, rados_ioctx_t *io, char *cookie,
-			size_t clen)
+static int open_records(ims_site *site, const char *records_pool, bool locked, rados_ioctx_t *io,
+			char *cookie, size_t clen)
 {
 	int r = ims_site_ioctx(site, records_pool, io);
 	if (r < 0)
@@ -194,7 +195,8 @@ int ims_lease_list(ims_site *site, const char *records_pool, ims_lease **out, si
 	return r;
 }
 
-int ims_lease_get(ims_site *site, const char *records_pool, const char *pool, const char *image, ims_lease *out)
+int ims_lease_get(ims_site *site, const char *records_pool, const char *pool, const char *image,
+		  ims_lease *out)
 {
 	rados_ioctx_t io;
 	char key[2 * IMS_NAME_MAX + 2], *val = NULL;
@@ -214,8 +216,8 @@ int ims_lease_get(ims_site *site, const char *records_pool, const char *pool, co
 	return r;
 }
 
-int ims_lease_held(ims_site *site, const char *records_pool, const char *pool, const char *image, char *host,
-		   size_t len)
+int ims_lease_held(ims_site *site, const char *records_pool, const char *pool, const char *image,
+		   char *host, size_t len)
 {
 	ims_lease l;
 	int r = ims_lease_get(site, records_pool, pool, image, &l);
@@ -237,8 +239,9 @@ int ims_lease_acquire(ims_site *site, const char *records_pool, const char *pool
 	int r;
 
 	if (!ims_host_name_valid(host))
-		return ims_error_set(-EINVAL, "bad host name '%s': 1 to 127 letters, digits, '.', '-' or '_'",
-				     host ? host : "");
+		return ims_error_set(
+			-EINVAL, "bad host name '%s': 1 to 127 letters, digits, '.', '-' or '_'",
+			host ? host : "");
 	if ((r = open_records(site, records_pool, true, &io, cookie, sizeof(cookie))) < 0)
 		return r;
 	if ((r = leases_read(io, &list, &n)) < 0)
@@ -250,8 +253,8 @@ int ims_lease_acquire(ims_site *site, const char *records_pool, const char *pool
 		if (list[i].expires > t && strcmp(list[i].host, host) != 0) {
 			char when[32];
 			ims_format_utc(when, sizeof(when), list[i].expires);
-			r = ims_error_set(-EBUSY, "image '%s/%s' is leased by host '%s' until %s", pool, image,
-					  list[i].host, when);
+			r = ims_error_set(-EBUSY, "image '%s/%s' is leased by host '%s' until %s",
+					  pool, image, list[i].host, when);
 			goto out;
 		}
 	}
@@ -299,7 +302,9 @@ int ims_lease_change(ims_site *site, const char *records_pool, const char *id, u
 		return r;
 	if ((r = leases_read(io, &list, &n)) < 0)
 		goto out;
-	r = ims_error_set(-ENOENT, "no lease '%s' (released, or taken over by another host after it expired)", id);
+	r = ims_error_set(
+		-ENOENT, "no lease '%s' (released, or taken over by another host after it expired)",
+		id);
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(list[i].id, id) != 0)
 			continue;
@@ -343,7 +348,8 @@ int ims_lease_break(ims_site *site, const char *records_pool, const char *pool, 
 	if ((r = leases_read(io, &list, &n)) == 0) {
 		for (size_t i = 0; i < n; i++)
 			if (!strcmp(list[i].pool, pool) && !strcmp(list[i].image, image)) {
-				ims_log_info("failover of '%s': broke the lease of host '%s'", key, list[i].host);
+				ims_log_info("failover of '%s': broke the lease of host '%s'", key,
+					     list[i].host);
 				++*broken;
 			}
 		if (*broken && (r = omap_rm(io, LEASES_OBJECT, key)) == -ENOENT)
@@ -354,14 +360,15 @@ int ims_lease_break(ims_site *site, const char *records_pool, const char *pool, 
 	return r;
 }
 
-int ims_host_register(ims_site *site, const char *records_pool, const char *name, const char *address,
-		      const char *caller)
+int ims_host_register(ims_site *site, const char *records_pool, const char *name,
+		      const char *address, const char *caller)
 {
 	rados_ioctx_t io;
 	int r;
 	if (!ims_host_name_valid(name))
-		return ims_error_set(-EINVAL, "bad host name '%s': 1 to 127 letters, digits, '.', '-' or '_'",
-				     name ? name : "");
+		return ims_error_set(
+			-EINVAL, "bad host name '%s': 1 to 127 letters, digits, '.', '-' or '_'",
+			name ? name : "");
 	if ((r = open_records(site, records_pool, false, &io, NULL, 0)) < 0)
 		return r;
 	json_object *o = json_object_new_object();
@@ -372,7 +379,8 @@ int ims_host_register(ims_site *site, const char *records_pool, const char *name
 	json_object_object_add(o, "address", json_object_new_string(address ? address : ""));
 	json_object_object_add(o, "registered", json_object_new_int64(now()));
 	json_object_object_add(o, "caller", json_object_new_string(caller ? caller : ""));
-	r = omap_set(io, HOSTS_OBJECT, name, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	r = omap_set(io, HOSTS_OBJECT, name,
+		     json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
 	close_records(io, false, NULL);
 	return r;

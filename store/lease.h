@@ -23,8 +23,8 @@
 #include "store/site.h"
 
 #define IMS_LEASE_TTL_DEFAULT 60
-#define IMS_LEASE_TTL_MAX 86400
-#define IMS_HOST_NAME_MAX 127
+#define IMS_LEASE_TTL_MAX     86400
+#define IMS_HOST_NAME_MAX     127
 
 typedef struct {
 	char id[48]; /* "lease-" and 24 hex digits */
@@ -53,7 +53,8 @@ int ims_lease_list(ims_site *site, const char *records_pool, ims_lease **out, si
  * The lease of @p pool/@p image, live or expired.
  * @returns 1 and *out; 0 if there is none; < 0 on error.
  */
-int ims_lease_get(ims_site *site, const char *records_pool, const char *pool, const char *image, ims_lease *out);
+int ims_lease_get(ims_site *site, const char *records_pool, const char *pool, const char *image,
+		  ims_lease *out);
 
 /**
  * A lease on @p pool/@p image for @p host, for @p ttl seconds, at the image's @p generation.
@@ -81,15 +82,15 @@ int ims_lease_change(ims_site *site, const char *records_pool, const char *id, u
 /**
  * 1 (and the host's name) if a live lease is held on @p pool/@p image, else 0.
  */
-int ims_lease_held(ims_site *site, const char *records_pool, const char *pool, const char *image, char *host,
-		   size_t len);
+int ims_lease_held(ims_site *site, const char *records_pool, const char *pool, const char *image,
+		   char *host, size_t len);
 
 /** Remove the lease of @p pool/@p image, live or not (a failover breaks it); *broken: 0 or 1. */
 int ims_lease_break(ims_site *site, const char *records_pool, const char *pool, const char *image,
 		    unsigned *broken);
 
 /** Record host @p name at @p address, registered by @p caller, now. */
-int ims_host_register(ims_site *site, const char *records_pool, const char *name, const char *address,
-		      const char *caller);
+int ims_host_register(ims_site *site, const char *records_pool, const char *name,
+		      const char *address, const char *caller);
 
 #endif

@@ -7,9 +7,9 @@
 
 int ims_omap_set(rados_ioctx_t io, const char *obj, const char *key, const char *val, size_t vlen)
 {
-	const char *keys[] = { key };
-	const char *vals[] = { val };
-	size_t lens[] = { vlen };
+	const char *keys[] = {key};
+	const char *vals[] = {val};
+	size_t lens[] = {vlen};
 	rados_write_op_t op = rados_create_write_op();
 	if (!op)
 		return -ENOMEM;
@@ -24,8 +24,8 @@ int ims_omap_get(rados_ioctx_t io, const char *obj, const char *key, char **out,
 {
 	rados_read_op_t op = rados_create_read_op();
 	rados_omap_iter_t it = NULL;
-	const char *keys[] = { key };
-	size_t klens[] = { strlen(key) };
+	const char *keys[] = {key};
+	size_t klens[] = {strlen(key)};
 	int rval = 0, r;
 	if (!op)
 		return -ENOMEM;

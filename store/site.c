@@ -30,7 +30,7 @@ typedef struct guard {
 	gconn *conn;
 	rados_ioctx_t io;
 	rbd_image_t img;
-	uint64_t quiesce;   /* the quiesce watch that refuses other clients' snapshots */
+	uint64_t quiesce; /* the quiesce watch that refuses other clients' snapshots */
 	bool quiesce_watch;
 	unsigned users;
 	bool opening; /* being opened by one caller; the others wait */
@@ -40,18 +40,18 @@ typedef struct guard {
 
 struct ims_site {
 	char *name;
-	ims_site_opts opts; /* its strings owned: for new connections */
+	ims_site_opts opts;	    /* its strings owned: for new connections */
 	pthread_mutex_t guard_lock; /* the connections, their counts, the guards, the health */
 	pthread_cond_t guard_cond;
-	gconn *main;  /* the current main connection */
+	gconn *main; /* the current main connection */
 	guard *guards;
 	gconn *gconn; /* the current guard connection, made on first use */
 	bool reconnecting;
 	uint64_t reconnects;
-	int last_error;        /* of the last probe; 0: it answered */
-	unsigned timeouts;     /* probes timed out in a row */
-	bool probed;           /* a probe has ended */
-	int64_t last_ok_ms;    /* when a probe last succeeded */
+	int last_error;		/* of the last probe; 0: it answered */
+	unsigned timeouts;	/* probes timed out in a row */
+	bool probed;		/* a probe has ended */
+	int64_t last_ok_ms;	/* when a probe last succeeded */
 	int64_t probe_since_ms; /* when the probe in flight began; 0: none */
 };
 
@@ -85,15 +85,16 @@ static int set_conf(rados_t r, const char *key, const char *value, const char *s
 {
 	int ret = rados_conf_set(r, key, value);
 	if (ret < 0)
-		return ims_error_set(ret, "site '%s': cannot set '%s' to '%s': %s", site, key, value,
-				     ims_strerror(ret));
+		return ims_error_set(ret, "site '%s': cannot set '%s' to '%s': %s", site, key,
+				     value, ims_strerror(ret));
 	return 0;
 }
 
 /* A new client of the cluster, configured the way every imgstore connection is; @p role says
  * which of the site's connections it is, for the log line that names its address (what
  * `ceph osd blocklist ls` shows when it is fenced). */
-static int cluster_connect(const ims_site_opts *opts, const char *name, const char *role, rados_t *out)
+static int cluster_connect(const ims_site_opts *opts, const char *name, const char *role,
+			   rados_t *out)
 {
 	char user[128], num[32];
 	uint64_t mon_timeout = opts->mon_timeout ? opts->mon_timeout : 10;
@@ -104,11 +105,12 @@ static int cluster_connect(const ims_site_opts *opts, const char *name, const ch
 	snprintf(user, sizeof(user), "client.%s", opts->client_id ? opts->client_id : "admin");
 	r = rados_create2(&rados, "ceph", user, 0);
 	if (r < 0)
-		return ims_error_set(r, "site '%s': cannot create a cluster handle for '%s': %s", name, user,
-				     ims_strerror(r));
+		return ims_error_set(r, "site '%s': cannot create a cluster handle for '%s': %s",
+				     name, user, ims_strerror(r));
 	r = rados_conf_read_file(rados, opts->ceph_conf);
 	if (r < 0) {
-		ims_error_set(r, "site '%s': cannot parse ceph.conf '%s': %s", name, opts->ceph_conf, ims_strerror(r));
+		ims_error_set(r, "site '%s': cannot parse ceph.conf '%s': %s", name,
+			      opts->ceph_conf, ims_strerror(r));
 		goto out;
 	}
 	if (opts->keyring && (r = set_conf(rados, "keyring", opts->keyring, name)) < 0)
@@ -135,10 +137,12 @@ static int cluster_connect(const ims_site_opts *opts, const char *name, const ch
 	r = rados_connect(rados);
 	if (r < 0) {
 		if (r == -ETIMEDOUT || r == -EINTR)
-			ims_error_set(-ETIMEDOUT, "site '%s': the monitors did not answer within %llus (%s)", name,
-				      (unsigned long long)mon_timeout, opts->ceph_conf);
+			ims_error_set(-ETIMEDOUT,
+				      "site '%s': the monitors did not answer within %llus (%s)",
+				      name, (unsigned long long)mon_timeout, opts->ceph_conf);
 		else
-			ims_error_set(r, "site '%s': cannot connect as '%s': %s", name, user, ims_strerror(r));
+			ims_error_set(r, "site '%s': cannot connect as '%s': %s", name, user,
+				      ims_strerror(r));
 		if (r == -EINTR)
 			r = -ETIMEDOUT;
 		goto out;
@@ -146,8 +150,9 @@ static int cluster_connect(const ims_site_opts *opts, const char *name, const ch
 	char *addrs = NULL;
 	if (rados_getaddrs(rados, &addrs) < 0)
 		addrs = NULL;
-	ims_log_info("site '%s': connected as %s (client.%llu at %s) for the %s connection", name, user,
-		     (unsigned long long)rados_get_instance_id(rados), addrs ? addrs : "?", role);
+	ims_log_info("site '%s': connected as %s (client.%llu at %s) for the %s connection", name,
+		     user, (unsigned long long)rados_get_instance_id(rados), addrs ? addrs : "?",
+		     role);
 	free(addrs);
 	*out = rados;
 	rados = NULL;
@@ -304,7 +309,7 @@ static void guard_unlink(ims_site *site, guard *g)
 /* An entity address without its "v1:"/"v2:"/"any:" prefix. */
 static const char *bare_addr(const char *a, size_t *len)
 {
-	static const char *const pre[] = { "v1:", "v2:", "any:" };
+	static const char *const pre[] = {"v1:", "v2:", "any:"};
 	for (size_t i = 0; i < sizeof(pre) / sizeof(pre[0]); i++) {
 		size_t n = strlen(pre[i]);
 		if (*len > n && strncmp(a, pre[i], n) == 0) {
@@ -386,7 +391,8 @@ static int gconn_get(ims_site *site, gconn *blocklisted, gconn **out)
 	rados_t rados;
 	pthread_mutex_lock(&site->guard_lock);
 	if (site->gconn && site->gconn == blocklisted) {
-		ims_log_warning("site '%s': the connection that guards secondaries was blocklisted (a promotion fenced "
+		ims_log_warning("site '%s': the connection that guards secondaries was blocklisted "
+				"(a promotion fenced "
 				"it); connecting again",
 				site->name);
 		gconn_unref(site->gconn);
@@ -456,27 +462,32 @@ static int guard_open_on(ims_site *site, guard *g)
 	int r = rados_ioctx_create(g->conn->rados, g->pool, &g->io);
 	if (r < 0) {
 		g->io = NULL;
-		return r == -ENOENT ? ims_error_set(r, "no pool '%s' on site '%s'", g->pool, site->name)
-				    : ims_error_set(r, "cannot open pool '%s' on site '%s': %s", g->pool, site->name,
-						    ims_strerror(r));
+		return r == -ENOENT
+			       ? ims_error_set(r, "no pool '%s' on site '%s'", g->pool, site->name)
+			       : ims_error_set(r, "cannot open pool '%s' on site '%s': %s", g->pool,
+					       site->name, ims_strerror(r));
 	}
 	if ((r = rbd_open(g->io, g->image, &g->img, NULL)) < 0) {
 		g->img = NULL;
-		return r == -ENOENT ? ims_error_set(r, "no image '%s/%s' on site '%s'", g->pool, g->image, site->name)
-				    : ims_error_set(r, "cannot open '%s/%s' on site '%s' to hold it: %s", g->pool,
-						    g->image, site->name, ims_strerror(r));
+		return r == -ENOENT
+			       ? ims_error_set(r, "no image '%s/%s' on site '%s'", g->pool,
+					       g->image, site->name)
+			       : ims_error_set(r, "cannot open '%s/%s' on site '%s' to hold it: %s",
+					       g->pool, g->image, site->name, ims_strerror(r));
 	}
 	r = rbd_lock_acquire(g->img, RBD_LOCK_MODE_EXCLUSIVE);
 	if (r < 0) {
 		lock_owner(g->img, owner, sizeof(owner));
-		return ims_error_set(r == -EROFS ? -EBUSY : r,
-				     "cannot hold '%s/%s' on site '%s' against other writers: %s%s%s%s", g->pool,
-				     g->image, site->name, r == -EROFS ? "another client holds its lock" : ims_strerror(r),
-				     owner[0] ? " (" : "", owner, owner[0] ? ")" : "");
+		return ims_error_set(
+			r == -EROFS ? -EBUSY : r,
+			"cannot hold '%s/%s' on site '%s' against other writers: %s%s%s%s", g->pool,
+			g->image, site->name,
+			r == -EROFS ? "another client holds its lock" : ims_strerror(r),
+			owner[0] ? " (" : "", owner, owner[0] ? ")" : "");
 	}
 	if ((r = rbd_quiesce_watch(g->img, guard_quiesce, guard_unquiesce, g, &g->quiesce)) < 0)
-		return ims_error_set(r, "cannot watch '%s/%s' on site '%s' for snapshots: %s", g->pool, g->image,
-				     site->name, ims_strerror(r));
+		return ims_error_set(r, "cannot watch '%s/%s' on site '%s' for snapshots: %s",
+				     g->pool, g->image, site->name, ims_strerror(r));
 	g->quiesce_watch = true;
 	return 0;
 }
@@ -510,7 +521,8 @@ int ims_site_guard_get(ims_site *site, const char *pool, const char *image, rbd_
 	guard *g;
 	int r = 0;
 	pthread_mutex_lock(&site->guard_lock);
-	while ((g = guard_find(site, pool, image, NULL)) && (g->opening || (g->drop && g->users == 0)))
+	while ((g = guard_find(site, pool, image, NULL)) &&
+	       (g->opening || (g->drop && g->users == 0)))
 		pthread_cond_wait(&site->guard_cond, &site->guard_lock);
 	if (g) {
 		g->users++;
@@ -599,7 +611,8 @@ int ims_site_ioctx(ims_site *site, const char *pool, rados_ioctx_t *out)
 		free(ref);
 		if (r == -ENOENT)
 			return ims_error_set(r, "no pool '%s' on site '%s'", pool, site->name);
-		return ims_error_set(r, "cannot open pool '%s' on site '%s': %s", pool, site->name, ims_strerror(r));
+		return ims_error_set(r, "cannot open pool '%s' on site '%s': %s", pool, site->name,
+				     ims_strerror(r));
 	}
 	ref->io = *out;
 	ref->site = site;
@@ -673,7 +686,8 @@ static int reconnect(ims_site *site, gconn *dead)
 
 	rados_t rados = NULL;
 	gconn *c = calloc(1, sizeof(*c));
-	int r = c ? cluster_connect(&site->opts, site->name, "main (after a blocklisting)", &rados) : -ENOMEM;
+	int r = c ? cluster_connect(&site->opts, site->name, "main (after a blocklisting)", &rados)
+		  : -ENOMEM;
 
 	pthread_mutex_lock(&site->guard_lock);
 	if (r == 0) {
@@ -687,7 +701,8 @@ static int reconnect(ims_site *site, gconn *dead)
 	pthread_cond_broadcast(&site->guard_cond);
 	pthread_mutex_unlock(&site->guard_lock);
 	if (r == 0)
-		ims_log_warning("site '%s': this daemon's client was blocklisted; connected again as a new client",
+		ims_log_warning("site '%s': this daemon's client was blocklisted; connected again "
+				"as a new client",
 				site->name);
 	else
 		free(c);
@@ -727,7 +742,8 @@ static bool stuck_client(ims_site *site, const char *pool)
 		return false;
 	rados_t rados = NULL;
 	gconn *c = calloc(1, sizeof(*c));
-	if (!c || cluster_connect(&site->opts, site->name, "main (the old one got no answers)", &rados) < 0) {
+	if (!c || cluster_connect(&site->opts, site->name, "main (the old one got no answers)",
+				  &rados) < 0) {
 		free(c);
 		ims_error_clear();
 		return false;
@@ -744,12 +760,15 @@ static bool stuck_client(ims_site *site, const char *pool)
 	site->main = c;
 	site->reconnects++;
 	gconn_unref(old);
-	if (site->gconn) { /* the guards' client was made alike: the next guard opens on a new one */
+	if (site->gconn) { /* the guards' client was made alike: the next guard opens on a new one
+			    */
 		gconn_unref(site->gconn);
 		site->gconn = NULL;
 	}
 	pthread_mutex_unlock(&site->guard_lock);
-	ims_log_warning("site '%s': this daemon's client got no answers while a new one does; replaced it", site->name);
+	ims_log_warning(
+		"site '%s': this daemon's client got no answers while a new one does; replaced it",
+		site->name);
 	return true;
 }
 
@@ -789,8 +808,8 @@ int ims_site_probe(ims_site *site, const char *pool)
 		site->last_ok_ms = mono_ms();
 	pthread_mutex_unlock(&site->guard_lock);
 	if (r < 0)
-		return ims_error_set(r, "site '%s' did not answer a read in pool '%s': %s", site->name, pool,
-				     ims_strerror(r));
+		return ims_error_set(r, "site '%s' did not answer a read in pool '%s': %s",
+				     site->name, pool, ims_strerror(r));
 	return 0;
 }
 
@@ -809,7 +828,7 @@ void ims_site_health_get(ims_site *site, ims_site_health *out)
 
 int ims_site_mon_addrs(ims_site *site, char *buf, unsigned len)
 {
-	const char *cmd[] = { "{\"prefix\": \"mon dump\", \"format\": \"json\"}" };
+	const char *cmd[] = {"{\"prefix\": \"mon dump\", \"format\": \"json\"}"};
 	char *outbuf = NULL, *outs = NULL;
 	size_t outlen = 0, outslen = 0;
 	int r;
@@ -848,7 +867,9 @@ int ims_site_mon_addrs(ims_site *site, char *buf, unsigned len)
 						 json_object_get_string(addr));
 				if (n < 0 || (size_t)n >= len - used) {
 					json_object_put(root);
-					r = ims_error_set(-ERANGE, "site '%s': monitor list too long", site->name);
+					r = ims_error_set(-ERANGE,
+							  "site '%s': monitor list too long",
+							  site->name);
 					goto out;
 				}
 				used += (size_t)n;
@@ -856,7 +877,9 @@ int ims_site_mon_addrs(ims_site *site, char *buf, unsigned len)
 		}
 	}
 	json_object_put(root);
-	r = used ? 0 : ims_error_set(-ENOENT, "site '%s': no v2 monitor address in the monmap", site->name);
+	r = used ? 0
+		 : ims_error_set(-ENOENT, "site '%s': no v2 monitor address in the monmap",
+				 site->name);
 out:
 	rados_buffer_free(outbuf);
 	rados_buffer_free(outs);

@@ -35,7 +35,10 @@ typedef struct {
 	uint64_t osd_timeout;  /* seconds; 0: 30 */
 } ims_site_opts;
 
-#define IMS_SITE_OPTS_INIT { .version = IMS_SITE_OPTS_VERSION }
+#define IMS_SITE_OPTS_INIT                                                                         \
+	{                                                                                          \
+		.version = IMS_SITE_OPTS_VERSION                                                   \
+	}
 
 /**
  * Connect to a cluster.
@@ -82,8 +85,8 @@ int ims_site_pool_list(ims_site *site, char *buf, size_t len);
 int ims_site_probe(ims_site *site, const char *pool);
 
 typedef struct {
-	bool up;             /* the last probe was answered */
-	int error;           /* its error, 0 if it was answered */
+	bool up;	     /* the last probe was answered */
+	int error;	     /* its error, 0 if it was answered */
 	uint64_t reconnects; /* clients replaced because they were blocklisted */
 	int64_t since_ok_ms; /* since a probe (or the connect) last succeeded; -1: never */
 	int64_t probing_ms;  /* how long the probe in flight has waited; 0: none in flight */

@@ -14,7 +14,7 @@
 
 /* Prefix of imgstore's temporary images (imports in progress); users cannot name images so. */
 #define IMS_TMP_IMAGE_PREFIX ".imgstore-tmp-"
-#define IMS_TAG_META_PREFIX "imgstore.tag."
+#define IMS_TAG_META_PREFIX  "imgstore.tag."
 /* The RADOS object, in the temporary image's pool, whose watch says a live operation owns it:
  * this prefix and the temporary's name after IMS_TMP_IMAGE_PREFIX. */
 #define IMS_TMP_OWNER_PREFIX "imgstore.tmp-owner."
@@ -42,7 +42,8 @@ typedef struct {
 
 /* Record that this process owns temporary image @p tmp of @p io's pool (the object holds
  * @p target, for an operator). @returns a cluster error, with the message set. */
-int ims_store__tmp_own(ims_store__tmp_owner *o, rados_ioctx_t io, const char *tmp, const char *target);
+int ims_store__tmp_own(ims_store__tmp_owner *o, rados_ioctx_t io, const char *tmp,
+		       const char *target);
 
 /* Drop the record (unwatch, remove the object); accepts a record never made. */
 void ims_store__tmp_disown(ims_store__tmp_owner *o);
@@ -59,7 +60,8 @@ int ims_store__catalog_add(rados_ioctx_t io, const char *name, uint64_t size, co
  * @p cat (sorted by name, as ims_catalog_list() returns it). A moved entry is left in @p cat
  * zeroed but for its name, so @p cat stays sorted.
  */
-int ims_store__catalog_join(ims_image_list_entry *list, size_t n, ims_catalog_entry *cat, size_t ncat);
+int ims_store__catalog_join(ims_image_list_entry *list, size_t n, ims_catalog_entry *cat,
+			    size_t ncat);
 
 /* Lower-case comma-separated RBD feature names. */
 void ims_store__features_str(uint64_t features, char *buf, size_t len);

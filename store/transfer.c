@@ -19,7 +19,7 @@
 #include "common/spec.h"
 #include "store/store_internal.h"
 
-#define BLOCK IMS_CONTENT_BLOCK
+#define BLOCK	   IMS_CONTENT_BLOCK
 #define ZERO_GRAIN (64u << 10) /* runs of zeros this long and aligned are not written */
 
 static bool is_zero(const uint8_t *p, size_t n)
@@ -135,10 +135,12 @@ static int write_block(pipeline *p, const job *j, uint64_t *written)
 				break;
 			pos += n;
 		}
-		ssize_t w = rbd_write(p->image, j->off + start, pos - start, (const char *)j->buf + start);
+		ssize_t w = rbd_write(p->image, j->off + start, pos - start,
+				      (const char *)j->buf + start);
 		if (w < 0)
-			return ims_error_set((int)w, "write to '%s' at offset %" PRIu64 " failed: %s", p->target,
-					     j->off + start, ims_strerror((int)w));
+			return ims_error_set((int)w,
+					     "write to '%s' at offset %" PRIu64 " failed: %s",
+					     p->target, j->off + start, ims_strerror((int)w));
 		*written += pos - start;
 	}
 	return 0;
@@ -189,12 +191,15 @@ static int block_is_zero(ims_format_reader *rd, ims_extent *cache, uint64_t off,
 {
 	uint64_t pos = off, end = off + len;
 	while (pos < end) {
-		if (!(cache->length && pos >= cache->offset && pos < cache->offset + cache->length)) {
+		if (!(cache->length && pos >= cache->offset &&
+		      pos < cache->offset + cache->length)) {
 			int r = ims_format_map(rd, pos, cache);
 			if (r < 0)
 				return r;
 			if (cache->length == 0 || cache->offset > pos)
-				return ims_error_set(-EIO, "the image map made no progress at offset %" PRIu64, pos);
+				return ims_error_set(
+					-EIO, "the image map made no progress at offset %" PRIu64,
+					pos);
 		}
 		if (cache->type == IMS_EXTENT_DATA) {
 			*zero = false;
@@ -207,13 +212,14 @@ static int block_is_zero(ims_format_reader *rd, ims_extent *cache, uint64_t off,
 }
 
 /* Run the copy from the reader into the open image. Returns 0 or the first error. */
-static int run_import(pipeline *p, ims_format_reader *rd, uint64_t vsize, const ims_transfer_opts *o)
+static int run_import(pipeline *p, ims_format_reader *rd, uint64_t vsize,
+		      const ims_transfer_opts *o)
 {
 	unsigned nworkers = opt_concurrency(o);
 	size_t nbufs = opt_buffers(o, nworkers);
 	pthread_t *threads = NULL;
 	unsigned started = 0;
-	ims_extent cache = { 0 };
+	ims_extent cache = {0};
 	int r = 0;
 
 	p->qcap = nbufs;
@@ -254,7 +260,8 @@ static int run_import(pipeline *p, ims_format_reader *rd, uint64_t vsize, const 
 		pthread_mutex_unlock(&p->lock);
 		if (err)
 			break;
-		if (o->progress && o->progress(o->progress_ctx, fed < vsize ? fed : vsize, vsize) != 0) {
+		if (o->progress &&
+		    o->progress(o->progress_ctx, fed < vsize ? fed : vsize, vsize) != 0) {
 			r = ims_error_set(-ECANCELED, "import into '%s' cancelled", p->target);
 			break;
 		}
@@ -289,7 +296,7 @@ static int run_import(pipeline *p, ims_format_reader *rd, uint64_t vsize, const 
 			pthread_mutex_unlock(&p->lock);
 			break;
 		}
-		p->queue[(p->qhead + p->qlen) % p->qcap] = (job){ idx, off, len, buf };
+		p->queue[(p->qhead + p->qlen) % p->qcap] = (job){idx, off, len, buf};
 		p->qlen++;
 		pthread_cond_broadcast(&p->cond);
 		pthread_mutex_unlock(&p->lock);
@@ -329,7 +336,7 @@ int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool,
 	rados_ioctx_t io = NULL;
 	rbd_image_t image = NULL;
 	rbd_image_options_t copts = NULL;
-	ims_store__tmp_owner owner = { .oid = "" };
+	ims_store__tmp_owner owner = {.oid = ""};
 	pipeline p;
 	char tmp[64], target[2 * IMS_NAME_MAX + 2], rand[17];
 	bool created = false;
@@ -350,11 +357,13 @@ int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool,
 	if (rbd_open_read_only(io, name, &image, NULL) == 0) {
 		rbd_close(image);
 		image = NULL;
-		r = ims_error_set(-EEXIST, "image '%s' already exists on site '%s'", target, ims_site_name(site));
+		r = ims_error_set(-EEXIST, "image '%s' already exists on site '%s'", target,
+				  ims_site_name(site));
 		goto out;
 	}
-	r = o->raw_as_declared && o->format == IMS_FORMAT_RAW ? ims_format_open_raw(&rd, src)
-							       : ims_format_open(&rd, src, o->format);
+	r = o->raw_as_declared && o->format == IMS_FORMAT_RAW
+		    ? ims_format_open_raw(&rd, src)
+		    : ims_format_open(&rd, src, o->format);
 	if (r < 0)
 		goto out;
 	uint64_t vsize = ims_format_virtual_size(rd);
@@ -378,15 +387,18 @@ int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool,
 	if (o->create.order)
 		rbd_image_options_set_uint64(copts, RBD_IMAGE_OPTION_ORDER, o->create.order);
 	if (o->create.data_pool)
-		rbd_image_options_set_string(copts, RBD_IMAGE_OPTION_DATA_POOL, o->create.data_pool);
+		rbd_image_options_set_string(copts, RBD_IMAGE_OPTION_DATA_POOL,
+					     o->create.data_pool);
 	r = rbd_create4(io, tmp, vsize, copts);
 	if (r < 0) {
-		ims_error_set(r, "cannot create the temporary image for '%s': %s", target, ims_strerror(r));
+		ims_error_set(r, "cannot create the temporary image for '%s': %s", target,
+			      ims_strerror(r));
 		goto out;
 	}
 	created = true;
 	if ((r = rbd_open(io, tmp, &image, NULL)) < 0) {
-		ims_error_set(r, "cannot open the temporary image for '%s': %s", target, ims_strerror(r));
+		ims_error_set(r, "cannot open the temporary image for '%s': %s", target,
+			      ims_strerror(r));
 		goto out;
 	}
 	/* Who this temporary is for, for an operator who finds it after a crash. */
@@ -396,8 +408,8 @@ int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool,
 	if ((r = ims_sha256_new(&p.content)) < 0)
 		goto out;
 	ims_log_debug("importing %s (%s, %" PRIu64 " bytes) into '%s' via '%s'",
-		      o->source_name ? o->source_name : "source", ims_format_name(ims_format_kind_of(rd)), vsize,
-		      target, tmp);
+		      o->source_name ? o->source_name : "source",
+		      ims_format_name(ims_format_kind_of(rd)), vsize, target, tmp);
 	if ((r = run_import(&p, rd, vsize, o)) < 0)
 		goto out;
 	ims_sha256_final(p.content, digest);
@@ -411,7 +423,9 @@ int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool,
 	}
 	r = rbd_rename(io, tmp, name);
 	if (r == -EEXIST) {
-		ims_error_set(r, "image '%s' was created by someone else during the import; the import is dropped",
+		ims_error_set(r,
+			      "image '%s' was created by someone else during the import; the "
+			      "import is dropped",
 			      target);
 		goto out;
 	}
@@ -421,10 +435,13 @@ int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool,
 	}
 	created = false;
 
-	ims_transfer_result res = { .format = ims_format_kind_of(rd), .virtual_size = vsize,
-				    .bytes_data = p.bytes_data, .bytes_zero = p.bytes_zero };
+	ims_transfer_result res = {.format = ims_format_kind_of(rd),
+				   .virtual_size = vsize,
+				   .bytes_data = p.bytes_data,
+				   .bytes_zero = p.bytes_zero};
 	ims_sha256_hex(digest, res.content_sha256);
-	r = ims_store__catalog_add(io, name, vsize, ims_format_name(res.format), NULL, res.content_sha256);
+	r = ims_store__catalog_add(io, name, vsize, ims_format_name(res.format), NULL,
+				   res.content_sha256);
 	if (r < 0) {
 		/* no image without its record */
 		rbd_remove(io, name);
@@ -438,8 +455,10 @@ out:
 	if (created) {
 		int rr = rbd_remove(io, tmp);
 		if (rr < 0)
-			ims_log_warning("cannot remove the temporary image '%s/%s' of a failed import: %s; "
-					"the next cleanup will", pool, tmp, ims_strerror(rr));
+			ims_log_warning(
+				"cannot remove the temporary image '%s/%s' of a failed import: %s; "
+				"the next cleanup will",
+				pool, tmp, ims_strerror(rr));
 	}
 	ims_store__tmp_disown(&owner);
 	if (copts)
@@ -462,8 +481,10 @@ int ims_image_import_file(ims_transfer_result *out, ims_site *site, const char *
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | (o && o->no_follow ? O_NOFOLLOW : 0));
 	if (fd < 0 && errno == ELOOP && o && o->no_follow)
-		return ims_error_set(-ELOOP, "'%s' became a symbolic link after its path was checked; nothing imported",
-				     path);
+		return ims_error_set(
+			-ELOOP,
+			"'%s' became a symbolic link after its path was checked; nothing imported",
+			path);
 	if (fd < 0)
 		return ims_error_set(-errno, "cannot open '%s': %s", path, ims_strerror(errno));
 	if (fstat(fd, &st) < 0) {
@@ -566,8 +587,8 @@ static int sink_write(sink *s, uint64_t off, const uint8_t *buf, size_t len)
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w <= 0)
-				return ims_error_set(w < 0 ? -errno : -EIO, "cannot write '%s': %s", s->path,
-						     ims_strerror(w < 0 ? errno : EIO));
+				return ims_error_set(w < 0 ? -errno : -EIO, "cannot write '%s': %s",
+						     s->path, ims_strerror(w < 0 ? errno : EIO));
 			done += (size_t)w;
 		}
 		s->bytes_data += pos - start;
@@ -582,8 +603,8 @@ static int finish_slot(read_slot *sl, sink *s, const char *what)
 	rbd_aio_release(sl->c);
 	sl->busy = false;
 	if (r < 0)
-		return ims_error_set((int)r, "cannot read '%s' at offset %" PRIu64 ": %s", what, sl->off,
-				     ims_strerror((int)r));
+		return ims_error_set((int)r, "cannot read '%s' at offset %" PRIu64 ": %s", what,
+				     sl->off, ims_strerror((int)r));
 	if ((size_t)r < sl->len) /* a short read past the end of an object is zeros */
 		memset(sl->buf + r, 0, sl->len - (size_t)r);
 	return sink_write(s, sl->off, sl->buf, sl->len);
@@ -595,10 +616,10 @@ int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *
 {
 	rados_ioctx_t io = NULL;
 	rbd_image_t image = NULL;
-	extent_list ext = { 0 };
+	extent_list ext = {0};
 	read_slot *slots = NULL;
 	size_t nslots = 0;
-	sink s = { .fd = -1, .path = path };
+	sink s = {.fd = -1, .path = path};
 	char partial[4096], what[3 * IMS_NAME_MAX + 4];
 	struct stat st;
 	uint64_t size = 0;
@@ -608,7 +629,8 @@ int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *
 		return r;
 	s.format = o->format == IMS_FORMAT_AUTO ? IMS_FORMAT_RAW : o->format;
 	if (s.format != IMS_FORMAT_RAW && s.format != IMS_FORMAT_QCOW2)
-		return ims_error_set(-EINVAL, "export writes raw or qcow2, not %s", ims_format_name(s.format));
+		return ims_error_set(-EINVAL, "export writes raw or qcow2, not %s",
+				     ims_format_name(s.format));
 	if (stat(path, &st) == 0)
 		return ims_error_set(-EEXIST, "'%s' exists; export does not overwrite files", path);
 	if (snprintf(partial, sizeof(partial), "%s.partial", path) >= (int)sizeof(partial))
@@ -621,7 +643,8 @@ int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *
 		goto out;
 	r = rbd_diff_iterate2(image, NULL, 0, size, 1, 1, add_extent, &ext);
 	if (r < 0) {
-		ims_error_set(r, "cannot map the allocated extents of '%s': %s", what, ims_strerror(r));
+		ims_error_set(r, "cannot map the allocated extents of '%s': %s", what,
+			      ims_strerror(r));
 		goto out;
 	}
 
@@ -632,7 +655,8 @@ int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *
 	}
 	if (s.format == IMS_FORMAT_RAW) {
 		if (ftruncate(s.fd, (off_t)size) < 0) {
-			r = ims_error_set(-errno, "cannot size '%s': %s", partial, ims_strerror(errno));
+			r = ims_error_set(-errno, "cannot size '%s': %s", partial,
+					  ims_strerror(errno));
 			goto out;
 		}
 	} else if ((r = ims_qcow2_writer_open(&s.qw, s.fd, size)) < 0) {
@@ -670,7 +694,8 @@ int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *
 					break;
 				done += sl->len;
 				if (o->progress && o->progress(o->progress_ctx, done, total) != 0) {
-					r = ims_error_set(-ECANCELED, "export of '%s' cancelled", what);
+					r = ims_error_set(-ECANCELED, "export of '%s' cancelled",
+							  what);
 					break;
 				}
 			}
@@ -751,8 +776,8 @@ static void owner_oid(char *buf, size_t len, const char *tmp)
 }
 
 /* The owner's watch answers every notify: that is how a cleanup sees it alive. */
-static void owner_notified(void *arg, uint64_t notify_id, uint64_t cookie, uint64_t notifier, void *data,
-			   size_t len)
+static void owner_notified(void *arg, uint64_t notify_id, uint64_t cookie, uint64_t notifier,
+			   void *data, size_t len)
 {
 	ims_store__tmp_owner *o = arg;
 	(void)notifier, (void)data, (void)len;
@@ -767,7 +792,8 @@ static void owner_watch_error(void *arg, uint64_t cookie, int err)
 	ims_log_debug("lost the watch on '%s': %s", o->oid, ims_strerror(err));
 }
 
-int ims_store__tmp_own(ims_store__tmp_owner *o, rados_ioctx_t io, const char *tmp, const char *target)
+int ims_store__tmp_own(ims_store__tmp_owner *o, rados_ioctx_t io, const char *tmp,
+		       const char *target)
 {
 	int r;
 
@@ -775,12 +801,14 @@ int ims_store__tmp_own(ims_store__tmp_owner *o, rados_ioctx_t io, const char *tm
 	o->io = io;
 	owner_oid(o->oid, sizeof(o->oid), tmp);
 	r = rados_write_full(io, o->oid, target, strlen(target));
-	if (r == 0 && (r = rados_watch2(io, o->oid, &o->cookie, owner_notified, owner_watch_error, o)) < 0)
+	if (r == 0 &&
+	    (r = rados_watch2(io, o->oid, &o->cookie, owner_notified, owner_watch_error, o)) < 0)
 		rados_remove(io, o->oid);
 	if (r < 0) {
 		o->oid[0] = '\0';
-		return ims_error_set(r, "cannot record the owner of the temporary image for '%s': %s", target,
-				     ims_strerror(r));
+		return ims_error_set(r,
+				     "cannot record the owner of the temporary image for '%s': %s",
+				     target, ims_strerror(r));
 	}
 	o->watching = true;
 	return 0;
@@ -792,7 +820,8 @@ void ims_store__tmp_disown(ims_store__tmp_owner *o)
 		return;
 	if (o->watching) {
 		rados_unwatch2(o->io, o->cookie);
-		rados_watch_flush(rados_ioctx_get_cluster(o->io)); /* no callback runs on o after this */
+		rados_watch_flush(
+			rados_ioctx_get_cluster(o->io)); /* no callback runs on o after this */
 		o->watching = false;
 	}
 	rados_remove(o->io, o->oid);
@@ -820,8 +849,8 @@ static int tmp_owned(rados_ioctx_t io, const char *tmp)
 	} else if (r == 0) {
 		/* the reply starts with the number of acks, a little-endian u32 */
 		const uint8_t *b = (const uint8_t *)reply;
-		uint32_t acks = len >= 4 ? (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-						   (uint32_t)b[3] << 24
+		uint32_t acks = len >= 4 ? (uint32_t)b[0] | (uint32_t)b[1] << 8 |
+						   (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24
 					 : 0;
 		r = acks > 0;
 	}
@@ -841,7 +870,8 @@ static bool tmp_abandoned(rados_ioctx_t io, const char *pool, const char *tmp, b
 	*has_owner = r != -ENOENT;
 	if (r != 0 && r != -ENOENT) {
 		if (r < 0)
-			ims_log_debug("cannot tell who owns '%s/%s': %s", pool, tmp, ims_strerror(r));
+			ims_log_debug("cannot tell who owns '%s/%s': %s", pool, tmp,
+				      ims_strerror(r));
 		return false;
 	}
 	if (rbd_open_read_only(io, tmp, &image, NULL) < 0)
@@ -885,7 +915,8 @@ static int cleanup_pool(ims_site *site, const char *pool, unsigned *count)
 			continue;
 		int rr = rbd_remove(io, tmp);
 		if (rr == 0) {
-			ims_log_info("removed '%s/%s', the temporary image of an interrupted import or restore",
+			ims_log_info("removed '%s/%s', the temporary image of an interrupted "
+				     "import or restore",
 				     pool, tmp);
 			(*count)++;
 		} else if (rr != -EBUSY && rr != -ENOENT) {
@@ -949,8 +980,8 @@ int ims_store_cleanup_tmp(ims_site *site, const char *pool, unsigned *removed)
 		pools = nb;
 		r = ims_site_pool_list(site, pools, len);
 		if (r < 0) {
-			ims_error_set(r, "cannot list the pools of site '%s': %s", ims_site_name(site),
-				      ims_strerror(r));
+			ims_error_set(r, "cannot list the pools of site '%s': %s",
+				      ims_site_name(site), ims_strerror(r));
 			goto out;
 		}
 		if ((size_t)r <= len)

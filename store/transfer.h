@@ -21,28 +21,31 @@
 #define IMS_TRANSFER_OPTS_VERSION 1
 typedef struct {
 	unsigned version;
-	ims_format_kind format;         /* import: as declared (AUTO detects); export: RAW or QCOW2 */
-	ims_image_create_opts create;   /* import: features, data pool, order (size is the image's) */
-	unsigned concurrency;           /* parallel I/Os; 0: 8 */
-	uint64_t inflight_bytes;        /* memory for data in flight; 0: 64 MiB */
-	ims_progress_fn progress;       /* may be NULL; non-zero return cancels */
+	ims_format_kind format;	      /* import: as declared (AUTO detects); export: RAW or QCOW2 */
+	ims_image_create_opts create; /* import: features, data pool, order (size is the image's) */
+	unsigned concurrency;	      /* parallel I/Os; 0: 8 */
+	uint64_t inflight_bytes;      /* memory for data in flight; 0: 64 MiB */
+	ims_progress_fn progress;     /* may be NULL; non-zero return cancels */
 	void *progress_ctx;
-	const char *source_name;        /* import: the file's name, for messages */
-	bool raw_as_declared;           /* import with format RAW: a raw disk whatever its first
-					   bytes look like (ims_format_open_raw()); for bytes the
-					   caller made itself, e.g. a restore */
-	bool no_follow;                 /* ims_image_import_file(): refuse a path whose last part
-					   is a symbolic link (-ELOOP): the caller checked the
-					   resolved path, and a link swapped in since must not
-					   lead elsewhere (the daemon's import_dirs) */
+	const char *source_name; /* import: the file's name, for messages */
+	bool raw_as_declared;	 /* import with format RAW: a raw disk whatever its first
+				    bytes look like (ims_format_open_raw()); for bytes the
+				    caller made itself, e.g. a restore */
+	bool no_follow;		 /* ims_image_import_file(): refuse a path whose last part
+				    is a symbolic link (-ELOOP): the caller checked the
+				    resolved path, and a link swapped in since must not
+				    lead elsewhere (the daemon's import_dirs) */
 } ims_transfer_opts;
-#define IMS_TRANSFER_OPTS_INIT { .version = IMS_TRANSFER_OPTS_VERSION, .create = IMS_IMAGE_CREATE_OPTS_INIT }
+#define IMS_TRANSFER_OPTS_INIT                                                                     \
+	{                                                                                          \
+		.version = IMS_TRANSFER_OPTS_VERSION, .create = IMS_IMAGE_CREATE_OPTS_INIT         \
+	}
 
 typedef struct {
 	ims_format_kind format;
 	uint64_t virtual_size;
-	uint64_t bytes_data;   /* bytes written (import) or read (export) as data */
-	uint64_t bytes_zero;   /* bytes skipped as zeros */
+	uint64_t bytes_data; /* bytes written (import) or read (export) as data */
+	uint64_t bytes_zero; /* bytes skipped as zeros */
 	char content_sha256[IMS_SHA256_HEX_LEN]; /* import: see common/hash.h */
 } ims_transfer_result;
 

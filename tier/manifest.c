@@ -18,7 +18,7 @@
 #include "common/error.h"
 #include "common/spec.h"
 
-static const uint8_t magic[4] = { 'I', 'M', 'S', '1' };
+static const uint8_t magic[4] = {'I', 'M', 'S', '1'};
 
 /* ------------------------------------------------------------------------------------------ */
 /* keys */
@@ -41,15 +41,17 @@ int ims_seal_key_load(ims_seal_key *out, const char *path)
 	ims_seal_key k;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return ims_error_set(-errno, "cannot open key file '%s': %s", path, ims_strerror(errno));
+		return ims_error_set(-errno, "cannot open key file '%s': %s", path,
+				     ims_strerror(errno));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
 		return ims_error_set(-EINVAL, "key file '%s' is not a regular file", path);
 	}
 	if (st.st_mode & 077) {
 		close(fd);
-		return ims_error_set(-EPERM, "key file '%s' may be read by others (mode %03o); chmod 600 it", path,
-				     (unsigned)(st.st_mode & 0777));
+		return ims_error_set(
+			-EPERM, "key file '%s' may be read by others (mode %03o); chmod 600 it",
+			path, (unsigned)(st.st_mode & 0777));
 	}
 	ssize_t n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
@@ -61,7 +63,8 @@ int ims_seal_key_load(ims_seal_key *out, const char *path)
 		p++;
 	int r = 0;
 	for (size_t i = 0; i < IMS_SEAL_KEY_LEN; i++) {
-		int hi = hexval((unsigned char)p[2 * i]), lo = hi < 0 ? -1 : hexval((unsigned char)p[2 * i + 1]);
+		int hi = hexval((unsigned char)p[2 * i]),
+		    lo = hi < 0 ? -1 : hexval((unsigned char)p[2 * i + 1]);
 		if (hi < 0 || lo < 0) {
 			r = -EINVAL;
 			break;
@@ -78,7 +81,8 @@ int ims_seal_key_load(ims_seal_key *out, const char *path)
 	OPENSSL_cleanse(buf, sizeof(buf));
 	if (r < 0) {
 		OPENSSL_cleanse(&k, sizeof(k));
-		return ims_error_set(-EINVAL, "key file '%s' must hold a 256-bit key as 64 hex digits", path);
+		return ims_error_set(
+			-EINVAL, "key file '%s' must hold a 256-bit key as 64 hex digits", path);
 	}
 	*out = k;
 	OPENSSL_cleanse(&k, sizeof(k));
@@ -88,8 +92,9 @@ int ims_seal_key_load(ims_seal_key *out, const char *path)
 /* ------------------------------------------------------------------------------------------ */
 /* sealing */
 
-static int gcm(bool enc, const ims_seal_key *key, const uint8_t *nonce, const uint8_t *aad1, size_t aad1_len,
-	       const char *aad2, const uint8_t *in, size_t len, uint8_t *outp, uint8_t *tag)
+static int gcm(bool enc, const ims_seal_key *key, const uint8_t *nonce, const uint8_t *aad1,
+	       size_t aad1_len, const char *aad2, const uint8_t *in, size_t len, uint8_t *outp,
+	       uint8_t *tag)
 {
 	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
 	int n = 0, ok = 0;
@@ -99,7 +104,8 @@ static int gcm(bool enc, const ims_seal_key *key, const uint8_t *nonce, const ui
 	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) != 1 ||
 	    EVP_CipherInit_ex(c, NULL, NULL, key->key, nonce, enc) != 1 ||
 	    EVP_CipherUpdate(c, NULL, &n, aad1, (int)aad1_len) != 1 ||
-	    (aad2 && aad2[0] && EVP_CipherUpdate(c, NULL, &n, (const uint8_t *)aad2, (int)strlen(aad2)) != 1))
+	    (aad2 && aad2[0] &&
+	     EVP_CipherUpdate(c, NULL, &n, (const uint8_t *)aad2, (int)strlen(aad2)) != 1))
 		goto out;
 	/* in chunks: EVP takes an int length */
 	for (size_t done = 0; done < len;) {
@@ -120,8 +126,8 @@ out:
 	return ok ? 0 : -EBADMSG;
 }
 
-int ims_seal(uint8_t **out, size_t *out_len, const ims_seal_key *key, const char *aad, const void *data,
-	     size_t len, int level)
+int ims_seal(uint8_t **out, size_t *out_len, const ims_seal_key *key, const char *aad,
+	     const void *data, size_t len, int level)
 {
 	uint8_t *z = NULL, *o = NULL;
 	const uint8_t *plain = data;
@@ -166,8 +172,8 @@ out:
 	return r;
 }
 
-int ims_unseal(uint8_t **out, size_t *out_len, const ims_seal_key *key, const char *aad, const void *sealed,
-	       size_t len, size_t max)
+int ims_unseal(uint8_t **out, size_t *out_len, const ims_seal_key *key, const char *aad,
+	       const void *sealed, size_t len, size_t max)
 {
 	const uint8_t *s = sealed;
 	uint8_t *p = NULL, *d = NULL;
@@ -183,15 +189,20 @@ int ims_unseal(uint8_t **out, size_t *out_len, const ims_seal_key *key, const ch
 		return -ENOMEM;
 	uint8_t tag[IMS_SEAL_TAG_LEN];
 	memcpy(tag, s + len - IMS_SEAL_TAG_LEN, IMS_SEAL_TAG_LEN);
-	r = gcm(false, key, s + 8, s, IMS_SEAL_HEADER_LEN, aad, s + IMS_SEAL_HEADER_LEN, clen, p, tag);
+	r = gcm(false, key, s + 8, s, IMS_SEAL_HEADER_LEN, aad, s + IMS_SEAL_HEADER_LEN, clen, p,
+		tag);
 	if (r < 0) {
-		r = ims_error_set(-EBADMSG, "'%s' fails authentication: corrupt, sealed with another key, or "
-				  "stored under another name", aad);
+		r = ims_error_set(-EBADMSG,
+				  "'%s' fails authentication: corrupt, sealed with another key, or "
+				  "stored under another name",
+				  aad);
 		goto out;
 	}
 	if (!(s[4] & IMS_SEAL_ZSTD)) {
 		if (clen > max) {
-			r = ims_error_set(-EBADMSG, "'%s' holds %zu bytes, more than the %zu allowed", aad, clen, max);
+			r = ims_error_set(-EBADMSG,
+					  "'%s' holds %zu bytes, more than the %zu allowed", aad,
+					  clen, max);
 			goto out;
 		}
 		*out = p;
@@ -201,7 +212,8 @@ int ims_unseal(uint8_t **out, size_t *out_len, const ims_seal_key *key, const ch
 	}
 	unsigned long long fs = ZSTD_getFrameContentSize(p, clen);
 	if (fs == ZSTD_CONTENTSIZE_ERROR || fs == ZSTD_CONTENTSIZE_UNKNOWN || fs > max) {
-		r = ims_error_set(-EBADMSG, "'%s' does not decompress to at most %zu bytes", aad, max);
+		r = ims_error_set(-EBADMSG, "'%s' does not decompress to at most %zu bytes", aad,
+				  max);
 		goto out;
 	}
 	if (!(d = malloc(fs ? (size_t)fs : 1))) {
@@ -270,11 +282,11 @@ int ims_manifest_fill_zeros(ims_manifest *m)
 		return -ENOMEM;
 	for (size_t i = 0; i < m->nchunks; i++) {
 		if (m->chunks[i].off > pos)
-			z[n++] = (ims_manifest_range){ pos, m->chunks[i].off - pos };
+			z[n++] = (ims_manifest_range){pos, m->chunks[i].off - pos};
 		pos = m->chunks[i].off + m->chunks[i].len;
 	}
 	if (m->size > pos)
-		z[n++] = (ims_manifest_range){ pos, m->size - pos };
+		z[n++] = (ims_manifest_range){pos, m->size - pos};
 	free(m->zeros);
 	m->zeros = z;
 	m->nzeros = n;
@@ -306,8 +318,8 @@ int ims_manifest_encode(char **out, size_t *len, const ims_manifest *m)
 	json_object_object_add(o, "source", jstr(m->source));
 	json_object_object_add(o, "content_sha256", jstr(m->content_sha256));
 	json_object_object_add(o, "stored_bytes", json_object_new_int64((int64_t)m->stored_bytes));
-	if (!(chunks = json_object_new_array_ext((int)m->nchunks)) || !(zeros = json_object_new_array()) ||
-	    !(tags = json_object_new_object()))
+	if (!(chunks = json_object_new_array_ext((int)m->nchunks)) ||
+	    !(zeros = json_object_new_array()) || !(tags = json_object_new_object()))
 		goto out;
 	for (size_t i = 0; i < m->nchunks; i++) {
 		json_object *c = json_object_new_array_ext(3);
@@ -356,7 +368,8 @@ static int get_str(json_object *o, const char *key, char **dst, bool allow_empty
 	const char *s = json_object_get_string(v);
 	size_t n = (size_t)json_object_get_string_len(v);
 	if (strlen(s) != n || n > 4096 || (!allow_empty && n == 0))
-		return ims_error_set(-EBADMSG, "manifest: '%s' is empty, too long or holds a NUL", key);
+		return ims_error_set(-EBADMSG, "manifest: '%s' is empty, too long or holds a NUL",
+				     key);
 	if (!(*dst = strdup(s)))
 		return -ENOMEM;
 	return 0;
@@ -391,10 +404,13 @@ static int parse_sha(const char *s, size_t n, uint8_t out[IMS_SHA256_LEN])
 	if (n != 64)
 		return -EBADMSG;
 	for (size_t i = 0; i < IMS_SHA256_LEN; i++) {
-		int hi = s[2 * i] >= 'a' ? (s[2 * i] <= 'f' ? s[2 * i] - 'a' + 10 : -1)
-			 : (s[2 * i] >= '0' && s[2 * i] <= '9' ? s[2 * i] - '0' : -1);
-		int lo = s[2 * i + 1] >= 'a' ? (s[2 * i + 1] <= 'f' ? s[2 * i + 1] - 'a' + 10 : -1)
-			 : (s[2 * i + 1] >= '0' && s[2 * i + 1] <= '9' ? s[2 * i + 1] - '0' : -1);
+		int hi = s[2 * i] >= 'a'
+				 ? (s[2 * i] <= 'f' ? s[2 * i] - 'a' + 10 : -1)
+				 : (s[2 * i] >= '0' && s[2 * i] <= '9' ? s[2 * i] - '0' : -1);
+		int lo = s[2 * i + 1] >= 'a'
+				 ? (s[2 * i + 1] <= 'f' ? s[2 * i + 1] - 'a' + 10 : -1)
+				 : (s[2 * i + 1] >= '0' && s[2 * i + 1] <= '9' ? s[2 * i + 1] - '0'
+									       : -1);
 		if (hi < 0 || lo < 0)
 			return -EBADMSG;
 		out[i] = (uint8_t)(hi << 4 | lo);
@@ -426,20 +442,25 @@ int ims_manifest_parse(ims_manifest **out, const char *text, size_t len)
 	}
 	if ((r = get_u64(o, "version", IMS_MANIFEST_VERSION, IMS_MANIFEST_VERSION, &x)) < 0)
 		goto out;
-	if ((r = get_str(o, "name", &m->name, false)) < 0 || (r = get_str(o, "pool", &m->pool, false)) < 0 ||
-	    (r = get_str(o, "image", &m->image, false)) < 0 || (r = get_str(o, "snap", &m->snap, true)) < 0 ||
+	if ((r = get_str(o, "name", &m->name, false)) < 0 ||
+	    (r = get_str(o, "pool", &m->pool, false)) < 0 ||
+	    (r = get_str(o, "image", &m->image, false)) < 0 ||
+	    (r = get_str(o, "snap", &m->snap, true)) < 0 ||
 	    (r = get_str(o, "source", &m->source, true)) < 0 ||
 	    (r = get_str(o, "content_sha256", &m->content_sha256, true)) < 0)
 		goto out;
-	if (ims_name_check(IMS_NAME_POOL, m->pool) < 0 || ims_name_check(IMS_NAME_IMAGE, m->image) < 0 ||
+	if (ims_name_check(IMS_NAME_POOL, m->pool) < 0 ||
+	    ims_name_check(IMS_NAME_IMAGE, m->image) < 0 ||
 	    (m->snap[0] && ims_name_check(IMS_NAME_SNAP, m->snap) < 0)) {
 		r = ims_error_set(-EBADMSG, "manifest: bad pool, image or snapshot name");
 		goto out;
 	}
 	char expect[3 * IMS_NAME_MAX + 4];
-	snprintf(expect, sizeof(expect), "%s/%s%s%s", m->pool, m->image, m->snap[0] ? "@" : "", m->snap);
+	snprintf(expect, sizeof(expect), "%s/%s%s%s", m->pool, m->image, m->snap[0] ? "@" : "",
+		 m->snap);
 	if (strcmp(expect, m->name) != 0) {
-		r = ims_error_set(-EBADMSG, "manifest: name '%.300s' is not its pool/image@snap", m->name);
+		r = ims_error_set(-EBADMSG, "manifest: name '%.300s' is not its pool/image@snap",
+				  m->name);
 		goto out;
 	}
 	if ((r = get_u64(o, "size", 1, IMS_MANIFEST_SIZE_MAX, &m->size)) < 0 ||
@@ -447,7 +468,8 @@ int ims_manifest_parse(ims_manifest **out, const char *text, size_t len)
 	    (r = get_u64(o, "order", 12, 26, &x)) < 0)
 		goto out;
 	m->order = (unsigned)x;
-	if ((r = get_u64(o, "chunk_size", IMS_CHUNK_SIZE_MIN, IMS_CHUNK_SIZE_MAX, &m->chunk_size)) < 0)
+	if ((r = get_u64(o, "chunk_size", IMS_CHUNK_SIZE_MIN, IMS_CHUNK_SIZE_MAX, &m->chunk_size)) <
+	    0)
 		goto out;
 	if ((r = get_u64(o, "pushed", 0, INT64_MAX, &x)) < 0)
 		goto out;
@@ -455,7 +477,8 @@ int ims_manifest_parse(ims_manifest **out, const char *text, size_t len)
 	if ((r = get_u64(o, "stored_bytes", 0, INT64_MAX, &m->stored_bytes)) < 0)
 		goto out;
 
-	if (!json_object_object_get_ex(o, "chunks", &a) || !json_object_is_type(a, json_type_array)) {
+	if (!json_object_object_get_ex(o, "chunks", &a) ||
+	    !json_object_is_type(a, json_type_array)) {
 		r = ims_error_set(-EBADMSG, "manifest: 'chunks' is missing or not an array");
 		goto out;
 	}
@@ -472,16 +495,23 @@ int ims_manifest_parse(ims_manifest **out, const char *text, size_t len)
 	for (size_t i = 0; i < n; i++) {
 		json_object *c = json_object_array_get_idx(a, i), *h;
 		uint64_t off, clen;
-		if (!c || !json_object_is_type(c, json_type_array) || json_object_array_length(c) != 3 ||
-		    elem_u64(c, 0, m->size, &off) < 0 || elem_u64(c, 1, m->chunk_size, &clen) < 0 || clen == 0 ||
-		    !(h = json_object_array_get_idx(c, 2)) || !json_object_is_type(h, json_type_string) ||
-		    parse_sha(json_object_get_string(h), (size_t)json_object_get_string_len(h), m->chunks[i].sha256) < 0) {
-			r = ims_error_set(-EBADMSG, "manifest: chunk %zu is not [offset, length, sha256]", i);
+		if (!c || !json_object_is_type(c, json_type_array) ||
+		    json_object_array_length(c) != 3 || elem_u64(c, 0, m->size, &off) < 0 ||
+		    elem_u64(c, 1, m->chunk_size, &clen) < 0 || clen == 0 ||
+		    !(h = json_object_array_get_idx(c, 2)) ||
+		    !json_object_is_type(h, json_type_string) ||
+		    parse_sha(json_object_get_string(h), (size_t)json_object_get_string_len(h),
+			      m->chunks[i].sha256) < 0) {
+			r = ims_error_set(-EBADMSG,
+					  "manifest: chunk %zu is not [offset, length, sha256]", i);
 			goto out;
 		}
 		if (off < end || clen > m->size - off) {
-			r = ims_error_set(-EBADMSG, "manifest: chunk %zu at offset %" PRIu64 " overlaps another or "
-					  "passes the end of the image", i, off);
+			r = ims_error_set(-EBADMSG,
+					  "manifest: chunk %zu at offset %" PRIu64
+					  " overlaps another or "
+					  "passes the end of the image",
+					  i, off);
 			goto out;
 		}
 		m->chunks[i].off = off;
@@ -490,7 +520,8 @@ int ims_manifest_parse(ims_manifest **out, const char *text, size_t len)
 		m->nchunks++;
 	}
 
-	if (!json_object_object_get_ex(o, "zeros", &a) || !json_object_is_type(a, json_type_array)) {
+	if (!json_object_object_get_ex(o, "zeros", &a) ||
+	    !json_object_is_type(a, json_type_array)) {
 		r = ims_error_set(-EBADMSG, "manifest: 'zeros' is missing or not an array");
 		goto out;
 	}
@@ -498,22 +529,27 @@ int ims_manifest_parse(ims_manifest **out, const char *text, size_t len)
 		goto out;
 	n = json_object_array_length(a);
 	if (n != m->nzeros) {
-		r = ims_error_set(-EBADMSG, "manifest: the zero ranges are not the gaps between the chunks");
+		r = ims_error_set(-EBADMSG,
+				  "manifest: the zero ranges are not the gaps between the chunks");
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
 		json_object *z = json_object_array_get_idx(a, i);
 		uint64_t off, zlen;
-		if (!z || !json_object_is_type(z, json_type_array) || json_object_array_length(z) != 2 ||
-		    elem_u64(z, 0, m->size, &off) < 0 || elem_u64(z, 1, m->size, &zlen) < 0 ||
-		    off != m->zeros[i].off || zlen != m->zeros[i].len) {
-			r = ims_error_set(-EBADMSG, "manifest: the zero ranges are not the gaps between the chunks");
+		if (!z || !json_object_is_type(z, json_type_array) ||
+		    json_object_array_length(z) != 2 || elem_u64(z, 0, m->size, &off) < 0 ||
+		    elem_u64(z, 1, m->size, &zlen) < 0 || off != m->zeros[i].off ||
+		    zlen != m->zeros[i].len) {
+			r = ims_error_set(
+				-EBADMSG,
+				"manifest: the zero ranges are not the gaps between the chunks");
 			goto out;
 		}
 	}
 
 	if (json_object_object_get_ex(o, "tags", &a)) {
-		if (!json_object_is_type(a, json_type_object) || json_object_object_length(a) > IMS_MANIFEST_TAGS_MAX) {
+		if (!json_object_is_type(a, json_type_object) ||
+		    json_object_object_length(a) > IMS_MANIFEST_TAGS_MAX) {
 			r = ims_error_set(-EBADMSG, "manifest: 'tags' is not an object of strings");
 			goto out;
 		}
@@ -525,7 +561,8 @@ int ims_manifest_parse(ims_manifest **out, const char *text, size_t len)
 		json_object_object_foreach(a, k, tv)
 		{
 			if (m->ntags >= nt || !json_object_is_type(tv, json_type_string)) {
-				r = ims_error_set(-EBADMSG, "manifest: 'tags' is not an object of strings");
+				r = ims_error_set(-EBADMSG,
+						  "manifest: 'tags' is not an object of strings");
 				goto out;
 			}
 			m->tags[m->ntags].key = strdup(k);

@@ -28,19 +28,19 @@
 
 #include "common/hash.h"
 
-#define IMS_SEAL_KEY_LEN 32
+#define IMS_SEAL_KEY_LEN    32
 #define IMS_SEAL_HEADER_LEN 20
-#define IMS_SEAL_TAG_LEN 16
-#define IMS_SEAL_OVERHEAD (IMS_SEAL_HEADER_LEN + IMS_SEAL_TAG_LEN)
-#define IMS_SEAL_ZSTD 0x01
+#define IMS_SEAL_TAG_LEN    16
+#define IMS_SEAL_OVERHEAD   (IMS_SEAL_HEADER_LEN + IMS_SEAL_TAG_LEN)
+#define IMS_SEAL_ZSTD	    0x01
 
-#define IMS_MANIFEST_VERSION 1
-#define IMS_MANIFEST_MAX_BYTES (256u << 20)  /* a manifest larger than this is refused */
-#define IMS_CHUNK_SIZE_MIN (64u << 10)
-#define IMS_CHUNK_SIZE_MAX (64u << 20)
+#define IMS_MANIFEST_VERSION   1
+#define IMS_MANIFEST_MAX_BYTES (256u << 20) /* a manifest larger than this is refused */
+#define IMS_CHUNK_SIZE_MIN     (64u << 10)
+#define IMS_CHUNK_SIZE_MAX     (64u << 20)
 #define IMS_CHUNK_SIZE_DEFAULT (4u << 20)
-#define IMS_MANIFEST_SIZE_MAX (1ull << 50)   /* 1 PiB */
-#define IMS_MANIFEST_TAGS_MAX 1024           /* a manifest with more tags is refused */
+#define IMS_MANIFEST_SIZE_MAX  (1ull << 50) /* 1 PiB */
+#define IMS_MANIFEST_TAGS_MAX  1024	    /* a manifest with more tags is refused */
 
 /** The 32-byte key of a target. */
 typedef struct {
@@ -100,16 +100,16 @@ typedef struct {
  * ranges are exactly the gaps between them.
  */
 typedef struct {
-	char *name;         /* the cold image's name: "POOL/IMAGE" or "POOL/IMAGE@SNAP" */
+	char *name; /* the cold image's name: "POOL/IMAGE" or "POOL/IMAGE@SNAP" */
 	char *pool;
 	char *image;
-	char *snap;         /* "" for the head */
+	char *snap; /* "" for the head */
 	uint64_t size;
-	uint64_t features;  /* RBD feature bits */
-	unsigned order;     /* RBD object size 2^order */
+	uint64_t features; /* RBD feature bits */
+	unsigned order;	   /* RBD object size 2^order */
 	uint64_t chunk_size;
-	int64_t pushed;     /* unix seconds */
-	char *source;       /* the catalog's source of the image ("raw", "new", ...), may be "" */
+	int64_t pushed;	      /* unix seconds */
+	char *source;	      /* the catalog's source of the image ("raw", "new", ...), may be "" */
 	char *content_sha256; /* the catalog's content hash, may be "" */
 	uint64_t stored_bytes; /* sealed bytes this push uploaded (new chunks only) */
 	ims_manifest_chunk *chunks;

@@ -35,7 +35,8 @@ static int policy_set(rados_ioctx_t io, const ims_tier_policy *p)
 	if (p->target[0] && (r = ims_name_check(IMS_NAME_POOL, p->target)) < 0)
 		return ims_error_set(-EINVAL, "'%s' is not a target name", p->target);
 	if (p->cold_after == 0)
-		return ims_error_set(-EINVAL, "the idle time of a tiering policy must be at least 1 s");
+		return ims_error_set(-EINVAL,
+				     "the idle time of a tiering policy must be at least 1 s");
 	json_object *o = json_object_new_object();
 	if (!o)
 		return -ENOMEM;
@@ -48,7 +49,8 @@ static int policy_set(rados_ioctx_t io, const ims_tier_policy *p)
 	r = ims_omap_set(io, IMS_TIER_POLICIES, p->pool, v, strlen(v));
 	json_object_put(o);
 	if (r < 0)
-		return ims_error_set(r, "cannot record the tiering policy of pool '%s': %s", p->pool, ims_strerror(r));
+		return ims_error_set(r, "cannot record the tiering policy of pool '%s': %s",
+				     p->pool, ims_strerror(r));
 	return 0;
 }
 
@@ -61,7 +63,8 @@ static int parse(ims_tier_policy *out, const char *key, const char *val, size_t 
 	json_tokener_free(tok);
 	if (!o || !json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
-		return ims_error_set(-EBADMSG, "the tiering policy of pool '%s' is not a JSON object", key);
+		return ims_error_set(-EBADMSG,
+				     "the tiering policy of pool '%s' is not a JSON object", key);
 	}
 	memset(out, 0, sizeof(*out));
 	snprintf(out->pool, sizeof(out->pool), "%s", key);
@@ -89,7 +92,8 @@ static int policy_get(ims_tier_policy *out, rados_ioctx_t io, const char *pool)
 	if (r == -ENOENT)
 		return ims_error_set(-ENOENT, "pool '%s' has no tiering policy", pool);
 	if (r < 0)
-		return ims_error_set(r, "cannot read the tiering policy of pool '%s': %s", pool, ims_strerror(r));
+		return ims_error_set(r, "cannot read the tiering policy of pool '%s': %s", pool,
+				     ims_strerror(r));
 	ims_tier_policy p;
 	r = parse(&p, pool, val, len);
 	free(val);
@@ -106,7 +110,8 @@ static int policy_rm(rados_ioctx_t io, const char *pool)
 		return r;
 	r = ims_omap_rm(io, IMS_TIER_POLICIES, pool);
 	if (r < 0)
-		return ims_error_set(r, "cannot remove the tiering policy of pool '%s': %s", pool, ims_strerror(r));
+		return ims_error_set(r, "cannot remove the tiering policy of pool '%s': %s", pool,
+				     ims_strerror(r));
 	return 0;
 }
 
@@ -139,7 +144,7 @@ static int collect(void *ctx, const char *key, size_t klen, const char *val, siz
 
 static int policy_list(ims_tier_policy **out, size_t *count, rados_ioctx_t io)
 {
-	collect_ctx c = { 0 };
+	collect_ctx c = {0};
 	int r = ims_omap_foreach(io, IMS_TIER_POLICIES, collect, &c);
 	if (r < 0) {
 		free(c.list);
@@ -161,7 +166,8 @@ int ims_tier_policy_set(ims_site *site, const char *records_pool, const ims_tier
 	return r;
 }
 
-int ims_tier_policy_get(ims_tier_policy *out, ims_site *site, const char *records_pool, const char *pool)
+int ims_tier_policy_get(ims_tier_policy *out, ims_site *site, const char *records_pool,
+			const char *pool)
 {
 	rados_ioctx_t io;
 	int r = ims_site_ioctx(site, records_pool, &io);
@@ -183,7 +189,8 @@ int ims_tier_policy_rm(ims_site *site, const char *records_pool, const char *poo
 	return r;
 }
 
-int ims_tier_policy_list(ims_tier_policy **out, size_t *count, ims_site *site, const char *records_pool)
+int ims_tier_policy_list(ims_tier_policy **out, size_t *count, ims_site *site,
+			 const char *records_pool)
 {
 	rados_ioctx_t io;
 	int r = ims_site_ioctx(site, records_pool, &io);
@@ -211,8 +218,8 @@ static int other_watchers(rados_ioctx_t io, rbd_image_t image, unsigned *count)
 	return 0;
 }
 
-static int check_open(ims_tier_candidate *c, rados_ioctx_t io, const ims_tier_policy *p, const char *image,
-		      int64_t now, ims_tier_hold_fn hold, void *ctx)
+static int check_open(ims_tier_candidate *c, rados_ioctx_t io, const ims_tier_policy *p,
+		      const char *image, int64_t now, ims_tier_hold_fn hold, void *ctx)
 {
 	rbd_image_t img = NULL;
 	int r = rbd_open_read_only(io, image, &img, NULL);
@@ -221,9 +228,11 @@ static int check_open(ims_tier_candidate *c, rados_ioctx_t io, const ims_tier_po
 	if (r < 0)
 		return ims_error_set(r, "cannot open '%s/%s': %s", p->pool, image, ims_strerror(r));
 
-	struct timespec at = { 0, 0 }, mt = { 0, 0 };
-	if ((r = rbd_get_access_timestamp(img, &at)) < 0 || (r = rbd_get_modify_timestamp(img, &mt)) < 0) {
-		ims_error_set(r, "cannot read the timestamps of '%s/%s': %s", p->pool, image, ims_strerror(r));
+	struct timespec at = {0, 0}, mt = {0, 0};
+	if ((r = rbd_get_access_timestamp(img, &at)) < 0 ||
+	    (r = rbd_get_modify_timestamp(img, &mt)) < 0) {
+		ims_error_set(r, "cannot read the timestamps of '%s/%s': %s", p->pool, image,
+			      ims_strerror(r));
 		goto out;
 	}
 	c->last_access = at.tv_sec > mt.tv_sec ? (int64_t)at.tv_sec : (int64_t)mt.tv_sec;
@@ -231,8 +240,10 @@ static int check_open(ims_tier_candidate *c, rados_ioctx_t io, const ims_tier_po
 	char role[64];
 	size_t rlen = sizeof(role);
 	if (rbd_metadata_get(img, "imgstore.repl.role", role, &rlen) == 0) {
-		snprintf(c->reason, sizeof(c->reason), "replicated (%s): tier the primary's site only once "
-			 "replication is disabled", role);
+		snprintf(c->reason, sizeof(c->reason),
+			 "replicated (%s): tier the primary's site only once "
+			 "replication is disabled",
+			 role);
 		goto out;
 	}
 
@@ -247,7 +258,8 @@ static int check_open(ims_tier_candidate *c, rados_ioctx_t io, const ims_tier_po
 		goto out;
 	}
 	if (r < 0) {
-		ims_error_set(r, "cannot list the clones of '%s/%s': %s", p->pool, image, ims_strerror(r));
+		ims_error_set(r, "cannot list the clones of '%s/%s': %s", p->pool, image,
+			      ims_strerror(r));
 		goto out;
 	}
 
@@ -265,11 +277,13 @@ static int check_open(ims_tier_candidate *c, rados_ioctx_t io, const ims_tier_po
 
 	unsigned users = 0;
 	if ((r = other_watchers(io, img, &users)) < 0) {
-		ims_error_set(r, "cannot list the clients of '%s/%s': %s", p->pool, image, ims_strerror(r));
+		ims_error_set(r, "cannot list the clients of '%s/%s': %s", p->pool, image,
+			      ims_strerror(r));
 		goto out;
 	}
 	if (users) {
-		snprintf(c->reason, sizeof(c->reason), "open by %u client%s", users, users == 1 ? "" : "s");
+		snprintf(c->reason, sizeof(c->reason), "open by %u client%s", users,
+			 users == 1 ? "" : "s");
 		goto out;
 	}
 
@@ -311,7 +325,8 @@ int ims_tier_policy_check(ims_tier_candidate *out, ims_site *site, const ims_tie
 }
 
 int ims_tier_policy_candidates(ims_tier_candidate **out, size_t *count, ims_site *site,
-			       const ims_tier_policy *p, int64_t now, ims_tier_hold_fn hold, void *ctx)
+			       const ims_tier_policy *p, int64_t now, ims_tier_hold_fn hold,
+			       void *ctx)
 {
 	ims_image_list_entry *list = NULL;
 	ims_tier_candidate *all = NULL;
@@ -353,7 +368,7 @@ int ims_tier_policy_lock(rados_ioctx_t io, const char *pool, const char *image, 
 			 unsigned seconds, bool renew)
 {
 	char name[2 * IMS_NAME_MAX + 2];
-	struct timeval tv = { (time_t)(seconds ? seconds : 60), 0 };
+	struct timeval tv = {(time_t)(seconds ? seconds : 60), 0};
 	uint8_t flags = renew ? LIBRADOS_LOCK_FLAG_RENEW : 0;
 	snprintf(name, sizeof(name), "%s/%s", pool, image);
 	int r = rados_lock_exclusive(io, IMS_TIER_LOCK, name, owner, "tier push", &tv, flags);
@@ -362,11 +377,14 @@ int ims_tier_policy_lock(rados_ioctx_t io, const char *pool, const char *image, 
 		 * during a push. Break it rather than wait for its expiry. */
 		int exclusive = 0;
 		char tag[64], clients[256], cookies[256], addrs[512];
-		size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies), al = sizeof(addrs);
-		ssize_t n = rados_list_lockers(io, IMS_TIER_LOCK, name, &exclusive, tag, &tl, clients, &cl, cookies, &kl,
-					       addrs, &al);
-		if (n == 1 && strcmp(cookies, owner) == 0 && rados_break_lock(io, IMS_TIER_LOCK, name, clients, cookies) == 0)
-			r = rados_lock_exclusive(io, IMS_TIER_LOCK, name, owner, "tier push", &tv, 0);
+		size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies),
+		       al = sizeof(addrs);
+		ssize_t n = rados_list_lockers(io, IMS_TIER_LOCK, name, &exclusive, tag, &tl,
+					       clients, &cl, cookies, &kl, addrs, &al);
+		if (n == 1 && strcmp(cookies, owner) == 0 &&
+		    rados_break_lock(io, IMS_TIER_LOCK, name, clients, cookies) == 0)
+			r = rados_lock_exclusive(io, IMS_TIER_LOCK, name, owner, "tier push", &tv,
+						 0);
 	}
 	if (r == -EEXIST && !renew)
 		r = -EBUSY;
@@ -377,7 +395,8 @@ int ims_tier_policy_lock(rados_ioctx_t io, const char *pool, const char *image, 
 	return 0;
 }
 
-void ims_tier_policy_unlock(rados_ioctx_t io, const char *pool, const char *image, const char *owner)
+void ims_tier_policy_unlock(rados_ioctx_t io, const char *pool, const char *image,
+			    const char *owner)
 {
 	char name[2 * IMS_NAME_MAX + 2];
 	snprintf(name, sizeof(name), "%s/%s", pool, image);

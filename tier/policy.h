@@ -27,14 +27,14 @@
 #include "tier/tier.h"
 
 #define IMS_TIER_POLICIES "imgstore.tier.policies"
-#define IMS_TIER_LOCK "imgstore.tier.lock"
+#define IMS_TIER_LOCK	  "imgstore.tier.lock"
 
 typedef struct {
 	char pool[IMS_NAME_MAX + 1];
-	uint64_t cold_after;          /* seconds of idleness, >= 1 */
+	uint64_t cold_after;	       /* seconds of idleness, >= 1 */
 	char target[IMS_NAME_MAX + 1]; /* "" : the only target */
 	ims_tier_after after;
-	int64_t updated;              /* unix seconds; set by ims_tier_policy_set() */
+	int64_t updated; /* unix seconds; set by ims_tier_policy_set() */
 } ims_tier_policy;
 
 /**
@@ -46,13 +46,15 @@ typedef struct {
 int ims_tier_policy_set(ims_site *site, const char *records_pool, const ims_tier_policy *p);
 
 /** @returns -ENOENT if @p pool has no policy. */
-int ims_tier_policy_get(ims_tier_policy *out, ims_site *site, const char *records_pool, const char *pool);
+int ims_tier_policy_get(ims_tier_policy *out, ims_site *site, const char *records_pool,
+			const char *pool);
 
 /** @returns -ENOENT if @p pool has no policy. */
 int ims_tier_policy_rm(ims_site *site, const char *records_pool, const char *pool);
 
 /** Every policy, sorted by pool. *out malloc'ed (free()); NULL with *count 0 if none. */
-int ims_tier_policy_list(ims_tier_policy **out, size_t *count, ims_site *site, const char *records_pool);
+int ims_tier_policy_list(ims_tier_policy **out, size_t *count, ims_site *site,
+			 const char *records_pool);
 
 /**
  * What the caller knows about @p pool/@p image beyond RBD: raise *last_access (unix seconds)
@@ -86,7 +88,8 @@ int ims_tier_policy_check(ims_tier_candidate *out, ims_site *site, const ims_tie
  * @param[out] out malloc'ed (free()).
  */
 int ims_tier_policy_candidates(ims_tier_candidate **out, size_t *count, ims_site *site,
-			       const ims_tier_policy *p, int64_t now, ims_tier_hold_fn hold, void *ctx);
+			       const ims_tier_policy *p, int64_t now, ims_tier_hold_fn hold,
+			       void *ctx);
 
 /**
  * Take (or with @p renew, extend) the push lock of @p pool/@p image for @p seconds under
@@ -98,6 +101,7 @@ int ims_tier_policy_candidates(ims_tier_candidate **out, size_t *count, ims_site
 int ims_tier_policy_lock(rados_ioctx_t io, const char *pool, const char *image, const char *owner,
 			 unsigned seconds, bool renew);
 
-void ims_tier_policy_unlock(rados_ioctx_t io, const char *pool, const char *image, const char *owner);
+void ims_tier_policy_unlock(rados_ioctx_t io, const char *pool, const char *image,
+			    const char *owner);
 
 #endif

@@ -19,16 +19,16 @@
 #include "common/hash.h"
 #include "common/log.h"
 
-#define POOL_MAX 64
+#define POOL_MAX       64
 #define BACKOFF_CAP_MS 20000u
-#define LIST_PAGE_MAX (16u << 20) /* a listing page larger than this is refused */
+#define LIST_PAGE_MAX  (16u << 20) /* a listing page larger than this is refused */
 #define ERROR_BODY_MAX 8192
 
 struct ims_s3 {
 	char *name;
-	char *base;   /* "http://host:port/bucket" or "http://bucket.host:port" */
+	char *base; /* "http://host:port/bucket" or "http://bucket.host:port" */
 	char *bucket;
-	char *sigv4;  /* "aws:amz:REGION:s3" */
+	char *sigv4; /* "aws:amz:REGION:s3" */
 	char *userpwd;
 	char *ca_file;
 	uint64_t timeout;
@@ -58,13 +58,19 @@ int ims_s3_new(ims_s3 **out, const ims_s3_opts *o)
 	if (!o || o->version != IMS_S3_OPTS_VERSION)
 		return ims_error_set(-EINVAL, "S3 options of an unknown version");
 	if (!o->endpoint || !o->bucket || !o->bucket[0] || !o->access_key || !o->secret_key)
-		return ims_error_set(-EINVAL, "an S3 target needs an endpoint, a bucket and credentials");
+		return ims_error_set(-EINVAL,
+				     "an S3 target needs an endpoint, a bucket and credentials");
 	const char *scheme_end = strstr(o->endpoint, "://");
-	if (!scheme_end || (strncmp(o->endpoint, "http://", 7) != 0 && strncmp(o->endpoint, "https://", 8) != 0))
-		return ims_error_set(-EINVAL, "S3 endpoint '%s' is not an http:// or https:// URL", o->endpoint);
+	if (!scheme_end ||
+	    (strncmp(o->endpoint, "http://", 7) != 0 && strncmp(o->endpoint, "https://", 8) != 0))
+		return ims_error_set(-EINVAL, "S3 endpoint '%s' is not an http:// or https:// URL",
+				     o->endpoint);
 	for (const char *p = o->bucket; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
-			return ims_error_set(-EINVAL, "bucket name '%s' is not a valid S3 bucket name", o->bucket);
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+		      *p == '.'))
+			return ims_error_set(-EINVAL,
+					     "bucket name '%s' is not a valid S3 bucket name",
+					     o->bucket);
 	pthread_once(&curl_once, curl_init_once);
 
 	if (!(s = calloc(1, sizeof(*s))))
@@ -85,12 +91,13 @@ int ims_s3_new(ims_s3 **out, const ims_s3_opts *o)
 		goto out;
 	if (o->virtual_host) {
 		size_t slen = (size_t)(scheme_end + 3 - o->endpoint);
-		snprintf(s->base, blen, "%.*s%s.%.*s", (int)slen, o->endpoint, o->bucket, (int)(elen - slen),
-			 o->endpoint + slen);
+		snprintf(s->base, blen, "%.*s%s.%.*s", (int)slen, o->endpoint, o->bucket,
+			 (int)(elen - slen), o->endpoint + slen);
 	} else {
 		snprintf(s->base, blen, "%.*s/%s", (int)elen, o->endpoint, o->bucket);
 	}
-	if (asprintf(&s->sigv4, "aws:amz:%s:s3", o->region && o->region[0] ? o->region : "us-east-1") < 0) {
+	if (asprintf(&s->sigv4, "aws:amz:%s:s3",
+		     o->region && o->region[0] ? o->region : "us-east-1") < 0) {
 		s->sigv4 = NULL;
 		goto out;
 	}
@@ -114,18 +121,22 @@ int ims_s3_from_config(ims_s3 **out, const ims_config_s3 *c)
 
 	fd = open(c->credentials_file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return ims_error_set(-errno, "cannot open the credentials file '%s' of S3 target '%s': %s",
+		return ims_error_set(-errno,
+				     "cannot open the credentials file '%s' of S3 target '%s': %s",
 				     c->credentials_file, c->name, ims_strerror(errno));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return ims_error_set(-EINVAL, "credentials file '%s' of S3 target '%s' is not a regular file",
-				     c->credentials_file, c->name);
+		return ims_error_set(
+			-EINVAL, "credentials file '%s' of S3 target '%s' is not a regular file",
+			c->credentials_file, c->name);
 	}
 	if (st.st_mode & 077) {
 		close(fd);
-		return ims_error_set(-EPERM, "credentials file '%s' of S3 target '%s' may be read by others "
-				     "(mode %03o); chmod 600 it", c->credentials_file, c->name,
-				     (unsigned)(st.st_mode & 0777));
+		return ims_error_set(
+			-EPERM,
+			"credentials file '%s' of S3 target '%s' may be read by others "
+			"(mode %03o); chmod 600 it",
+			c->credentials_file, c->name, (unsigned)(st.st_mode & 0777));
 	}
 	ssize_t n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
@@ -133,8 +144,10 @@ int ims_s3_from_config(ims_s3 **out, const ims_config_s3 *c)
 		return ims_error_set(-EIO, "cannot read '%s'", c->credentials_file);
 	buf[n] = '\0';
 	if (sscanf(buf, "%255s %255s", ak, sk) != 2)
-		return ims_error_set(-EINVAL, "credentials file '%s' of S3 target '%s' must hold 'ACCESS_KEY SECRET_KEY'",
-				     c->credentials_file, c->name);
+		return ims_error_set(
+			-EINVAL,
+			"credentials file '%s' of S3 target '%s' must hold 'ACCESS_KEY SECRET_KEY'",
+			c->credentials_file, c->name);
 	ims_s3_opts o = IMS_S3_OPTS_INIT;
 	o.name = c->name;
 	o.endpoint = c->endpoint;
@@ -216,8 +229,8 @@ typedef struct membuf {
 	uint8_t *data;
 	size_t len, cap, max;
 	bool too_big;
-	CURL *c;             /* to tell an error answer from data */
-	struct membuf *err;  /* where an error answer's body goes */
+	CURL *c;	    /* to tell an error answer from data */
+	struct membuf *err; /* where an error answer's body goes */
 } membuf;
 
 static size_t on_write(char *p, size_t size, size_t n, void *arg)
@@ -225,11 +238,12 @@ static size_t on_write(char *p, size_t size, size_t n, void *arg)
 	membuf *b = arg;
 	size_t len = size * n;
 	long status = 0;
-	if (b->err && b->c && curl_easy_getinfo(b->c, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
-	    status >= 300) {
+	if (b->err && b->c &&
+	    curl_easy_getinfo(b->c, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status >= 300) {
 		b = b->err;
 		if (b->len + len > b->max)
-			return len; /* an error body is only read for its code: the rest is dropped */
+			return len; /* an error body is only read for its code: the rest is dropped
+				     */
 	}
 	if (b->len + len > b->max) {
 		b->too_big = true;
@@ -286,7 +300,7 @@ typedef struct {
 	const char *query; /* already encoded, parameters in sorted order; may be NULL */
 	const uint8_t *body;
 	size_t body_len;
-	membuf *resp;      /* GET: the body goes here */
+	membuf *resp; /* GET: the body goes here */
 	long status;
 	int64_t mtime;
 	uint64_t length;
@@ -299,8 +313,9 @@ static int url_encode(char *dst, size_t dlen, const char *s, bool keep_slash)
 	size_t o = 0;
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
-		bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-			     c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/');
+		bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			     (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+			     c == '~' || (keep_slash && c == '/');
 		if (o + 4 > dlen)
 			return -ENAMETOOLONG;
 		if (plain) {
@@ -355,10 +370,8 @@ static bool retryable_curl(CURLcode c)
 	case CURLE_PARTIAL_FILE:
 	case CURLE_HTTP2:
 	case CURLE_HTTP2_STREAM:
-	case CURLE_SSL_CONNECT_ERROR:
-		return true;
-	default:
-		return false;
+	case CURLE_SSL_CONNECT_ERROR: return true;
+	default: return false;
 	}
 }
 
@@ -370,8 +383,9 @@ static void backoff(const ims_s3 *s, unsigned attempt)
 	uint32_t rnd = 0;
 	if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) != 1)
 		rnd = (uint32_t)time(NULL);
-	uint64_t ms = cap / 2 + rnd % (cap / 2 + 1); /* "equal jitter": never less than half the cap */
-	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+	uint64_t ms =
+		cap / 2 + rnd % (cap / 2 + 1); /* "equal jitter": never less than half the cap */
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
 }
@@ -380,7 +394,7 @@ static int perform(ims_s3 *s, request *q)
 {
 	char ekey[3 * 1024 + 1], url[4096 + 3 * 1024], sha_hex[IMS_SHA256_HEX_LEN];
 	char hdr_sha[128], hdr_md5[64], hdr_copy[3 * 1024 + 64], errbuf[CURL_ERROR_SIZE];
-	membuf scratch = { .max = ERROR_BODY_MAX };
+	membuf scratch = {.max = ERROR_BODY_MAX};
 	uint8_t digest[IMS_SHA256_LEN];
 	CURL *c = NULL;
 	struct curl_slist *hdrs = NULL;
@@ -425,7 +439,7 @@ static int perform(ims_s3 *s, request *q)
 		goto out;
 	}
 	for (unsigned attempt = 0;; attempt++) {
-		reader rd = { q->body, q->body ? q->body_len : 0, 0 };
+		reader rd = {q->body, q->body ? q->body_len : 0, 0};
 		membuf *body = q->resp ? q->resp : &scratch;
 		body->len = 0;
 		body->too_big = false;
@@ -444,7 +458,8 @@ static int perform(ims_s3 *s, request *q)
 		curl_easy_setopt(c, CURLOPT_USERPWD, s->userpwd);
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 		curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)s->timeout);
-		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)(s->timeout < 10 ? s->timeout : 10));
+		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT,
+				 (long)(s->timeout < 10 ? s->timeout : 10));
 		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 		curl_easy_setopt(c, CURLOPT_FILETIME, 1L);
 		curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 200L);
@@ -485,8 +500,9 @@ static int perform(ims_s3 *s, request *q)
 		pthread_mutex_unlock(&s->lock);
 
 		if (cc == CURLE_WRITE_ERROR && body->too_big) {
-			r = ims_error_set(-EFBIG, "S3 object '%s' on target '%s' is larger than %zu bytes", q->key,
-					  s->name, body->max);
+			r = ims_error_set(-EFBIG,
+					  "S3 object '%s' on target '%s' is larger than %zu bytes",
+					  q->key, s->name, body->max);
 			goto out;
 		}
 		bool again = false;
@@ -495,8 +511,10 @@ static int perform(ims_s3 *s, request *q)
 		else
 			again = status >= 500 || status == 429;
 		if (again && attempt < s->retries) {
-			ims_log_debug("S3 %s '%s' on '%s': %s; retry %u of %u", method_name(q->m), q->key ? q->key : "",
-				      s->name, cc != CURLE_OK ? (errbuf[0] ? errbuf : curl_easy_strerror(cc)) : "server error",
+			ims_log_debug("S3 %s '%s' on '%s': %s; retry %u of %u", method_name(q->m),
+				      q->key ? q->key : "", s->name,
+				      cc != CURLE_OK ? (errbuf[0] ? errbuf : curl_easy_strerror(cc))
+						     : "server error",
 				      attempt + 1, s->retries);
 			pthread_mutex_lock(&s->lock);
 			s->stats.retries++;
@@ -506,12 +524,14 @@ static int perform(ims_s3 *s, request *q)
 		}
 		if (cc != CURLE_OK) {
 			int e = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT
-				: cc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED
-				: cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE ? -EACCES
-				: -EIO;
-			r = ims_error_set(e, "S3 %s '%s' on target '%s' failed after %u tries: %s", method_name(q->m),
-					  q->key ? q->key : "", s->name, attempt + 1,
-					  errbuf[0] ? errbuf : curl_easy_strerror(cc));
+				: cc == CURLE_COULDNT_CONNECT  ? -ECONNREFUSED
+				: cc == CURLE_PEER_FAILED_VERIFICATION ||
+						cc == CURLE_SSL_CACERT_BADFILE
+					? -EACCES
+					: -EIO;
+			r = ims_error_set(e, "S3 %s '%s' on target '%s' failed after %u tries: %s",
+					  method_name(q->m), q->key ? q->key : "", s->name,
+					  attempt + 1, errbuf[0] ? errbuf : curl_easy_strerror(cc));
 			goto out;
 		}
 		q->status = status;
@@ -526,20 +546,25 @@ static int perform(ims_s3 *s, request *q)
 		error_code(&scratch, code, sizeof(code));
 		if (status == 404) {
 			if (!strcmp(code, "NoSuchBucket"))
-				r = ims_error_set(-ENOENT, "bucket '%s' of S3 target '%s' does not exist", s->bucket,
-						  s->name);
+				r = ims_error_set(-ENOENT,
+						  "bucket '%s' of S3 target '%s' does not exist",
+						  s->bucket, s->name);
 			else
-				r = ims_error_set(-ENOENT, "no object '%s' on S3 target '%s'", q->key ? q->key : "",
-						  s->name);
+				r = ims_error_set(-ENOENT, "no object '%s' on S3 target '%s'",
+						  q->key ? q->key : "", s->name);
 		} else if (status == 403 || status == 401) {
-			r = ims_error_set(-EACCES, "S3 target '%s' refused %s '%s': %s (check the credentials file)",
-					  s->name, method_name(q->m), q->key ? q->key : "", code[0] ? code : "access denied");
+			r = ims_error_set(
+				-EACCES,
+				"S3 target '%s' refused %s '%s': %s (check the credentials file)",
+				s->name, method_name(q->m), q->key ? q->key : "",
+				code[0] ? code : "access denied");
 		} else if (status == 409 && !strcmp(code, "BucketAlreadyOwnedByYou")) {
 			r = -EEXIST;
 		} else {
 			r = ims_error_set(status >= 500 || status == 429 ? -EIO : -EINVAL,
-					  "S3 %s '%s' on target '%s' answered HTTP %ld %s%s", method_name(q->m),
-					  q->key ? q->key : "", s->name, status, code,
+					  "S3 %s '%s' on target '%s' answered HTTP %ld %s%s",
+					  method_name(q->m), q->key ? q->key : "", s->name, status,
+					  code,
 					  status >= 500 || status == 429 ? " after retries" : "");
 		}
 		goto out;
@@ -561,14 +586,14 @@ out:
 
 int ims_s3_put(ims_s3 *s, const char *key, const void *data, size_t len)
 {
-	request q = { .m = M_PUT, .key = key, .body = data, .body_len = len };
+	request q = {.m = M_PUT, .key = key, .body = data, .body_len = len};
 	return perform(s, &q);
 }
 
 int ims_s3_get(ims_s3 *s, const char *key, uint8_t **out, size_t *len, size_t max)
 {
-	membuf b = { .max = max };
-	request q = { .m = M_GET, .key = key, .resp = &b };
+	membuf b = {.max = max};
+	request q = {.m = M_GET, .key = key, .resp = &b};
 	int r = perform(s, &q);
 	if (r < 0) {
 		free(b.data);
@@ -583,7 +608,7 @@ int ims_s3_get(ims_s3 *s, const char *key, uint8_t **out, size_t *len, size_t ma
 
 int ims_s3_head(ims_s3 *s, const char *key, uint64_t *size, int64_t *mtime)
 {
-	request q = { .m = M_HEAD, .key = key };
+	request q = {.m = M_HEAD, .key = key};
 	int r = perform(s, &q);
 	if (r < 0)
 		return r;
@@ -596,26 +621,27 @@ int ims_s3_head(ims_s3 *s, const char *key, uint64_t *size, int64_t *mtime)
 
 int ims_s3_delete(ims_s3 *s, const char *key)
 {
-	request q = { .m = M_DELETE, .key = key };
+	request q = {.m = M_DELETE, .key = key};
 	int r = perform(s, &q);
 	return r == -ENOENT ? 0 : r;
 }
 
 int ims_s3_touch(ims_s3 *s, const char *key)
 {
-	request q = { .m = M_COPY, .key = key };
+	request q = {.m = M_COPY, .key = key};
 	return perform(s, &q);
 }
 
 int ims_s3_create_bucket(ims_s3 *s)
 {
-	request q = { .m = M_PUT, .key = NULL };
+	request q = {.m = M_PUT, .key = NULL};
 	int r = perform(s, &q);
 	return r == -EEXIST ? 0 : r;
 }
 
 /* The text of the first <tag>...</tag> in [p, end), XML entities decoded, into @p dst. */
-static const char *xml_field(const char *p, const char *end, const char *tag, char *dst, size_t dlen)
+static const char *xml_field(const char *p, const char *end, const char *tag, char *dst,
+			     size_t dlen)
 {
 	char open[64], close[64];
 	snprintf(open, sizeof(open), "<%s>", tag);
@@ -629,8 +655,12 @@ static const char *xml_field(const char *p, const char *end, const char *tag, ch
 		return NULL;
 	size_t o = 0;
 	for (const char *q = s; q < e && o + 1 < dlen;) {
-		static const struct { const char *ent; char c; } ents[] = {
-			{ "&amp;", '&' }, { "&lt;", '<' }, { "&gt;", '>' }, { "&quot;", '"' }, { "&apos;", '\'' },
+		static const struct {
+			const char *ent;
+			char c;
+		} ents[] = {
+			{"&amp;", '&'},	 {"&lt;", '<'},	   {"&gt;", '>'},
+			{"&quot;", '"'}, {"&apos;", '\''},
 		};
 		bool done = false;
 		for (size_t i = 0; i < sizeof(ents) / sizeof(ents[0]) && *q == '&'; i++) {
@@ -653,8 +683,8 @@ static int64_t parse_iso8601(const char *s)
 {
 	struct tm tm;
 	memset(&tm, 0, sizeof(tm));
-	if (sscanf(s, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-		   &tm.tm_sec) != 6)
+	if (sscanf(s, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+		   &tm.tm_min, &tm.tm_sec) != 6)
 		return 0;
 	tm.tm_year -= 1900;
 	tm.tm_mon -= 1;
@@ -669,16 +699,18 @@ int ims_s3_list(ims_s3 *s, const char *prefix, ims_s3_list_fn fn, void *ctx)
 	if (url_encode(eprefix, sizeof(eprefix), prefix ? prefix : "", false) < 0)
 		return ims_error_set(-ENAMETOOLONG, "S3 prefix too long");
 	for (;;) {
-		membuf b = { .max = LIST_PAGE_MAX };
+		membuf b = {.max = LIST_PAGE_MAX};
 		if (token[0]) {
 			if (url_encode(etoken, sizeof(etoken), token, false) < 0)
 				return ims_error_set(-EIO, "S3 continuation token too long");
-			snprintf(query, sizeof(query), "continuation-token=%s&list-type=2&max-keys=1000&prefix=%s",
+			snprintf(query, sizeof(query),
+				 "continuation-token=%s&list-type=2&max-keys=1000&prefix=%s",
 				 etoken, eprefix);
 		} else {
-			snprintf(query, sizeof(query), "list-type=2&max-keys=1000&prefix=%s", eprefix);
+			snprintf(query, sizeof(query), "list-type=2&max-keys=1000&prefix=%s",
+				 eprefix);
 		}
-		request q = { .m = M_GET, .query = query, .resp = &b };
+		request q = {.m = M_GET, .query = query, .resp = &b};
 		if ((r = perform(s, &q)) < 0) {
 			free(b.data);
 			return r;
@@ -706,7 +738,8 @@ int ims_s3_list(ims_s3 *s, const char *prefix, ims_s3_list_fn fn, void *ctx)
 			end = (const char *)b.data + b.len;
 			xml_field((const char *)b.data, end, "IsTruncated", trunc, sizeof(trunc));
 			if (!strcmp(trunc, "true"))
-				xml_field((const char *)b.data, end, "NextContinuationToken", token, sizeof(token));
+				xml_field((const char *)b.data, end, "NextContinuationToken", token,
+					  sizeof(token));
 		}
 		free(b.data);
 		if (r != 0)

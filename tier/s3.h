@@ -23,19 +23,22 @@ typedef struct ims_s3 ims_s3;
 #define IMS_S3_OPTS_VERSION 1
 typedef struct {
 	unsigned version;
-	const char *name;       /* the target's name, for messages ("rgw") */
-	const char *endpoint;   /* "http://host:port" or "https://host" (required) */
-	const char *region;     /* NULL: "us-east-1" */
-	const char *bucket;     /* required */
+	const char *name;	/* the target's name, for messages ("rgw") */
+	const char *endpoint;	/* "http://host:port" or "https://host" (required) */
+	const char *region;	/* NULL: "us-east-1" */
+	const char *bucket;	/* required */
 	const char *access_key; /* required */
 	const char *secret_key; /* required */
-	const char *ca_file;    /* NULL: the system's CA bundle */
-	bool virtual_host;      /* bucket in the host name instead of the path */
-	uint64_t timeout;       /* seconds per request; 0: 60 */
-	unsigned retries;       /* retries after the first try */
-	unsigned backoff_ms;    /* first backoff; doubles each retry, capped at 20 s; 0: 200 */
+	const char *ca_file;	/* NULL: the system's CA bundle */
+	bool virtual_host;	/* bucket in the host name instead of the path */
+	uint64_t timeout;	/* seconds per request; 0: 60 */
+	unsigned retries;	/* retries after the first try */
+	unsigned backoff_ms;	/* first backoff; doubles each retry, capped at 20 s; 0: 200 */
 } ims_s3_opts;
-#define IMS_S3_OPTS_INIT { .version = IMS_S3_OPTS_VERSION }
+#define IMS_S3_OPTS_INIT                                                                           \
+	{                                                                                          \
+		.version = IMS_S3_OPTS_VERSION                                                     \
+	}
 
 /**
  * A client for one bucket. Copies what it needs from @p opts.

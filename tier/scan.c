@@ -28,8 +28,8 @@ bool ims_tier_scan_stopping(ims_tier_scan *s)
 	return st;
 }
 
-static int lock_job(ims_site *site, const char *records_pool, const char *pool, const char *image, const char *owner,
-		    bool renew, bool release)
+static int lock_job(ims_site *site, const char *records_pool, const char *pool, const char *image,
+		    const char *owner, bool renew, bool release)
 {
 	rados_ioctx_t io;
 	int r = ims_site_ioctx(site, records_pool, &io);
@@ -48,24 +48,28 @@ int ims_tier_push_job_renew(ims_tier_push_job *job)
 	int64_t t = (int64_t)time(NULL);
 	if (t - job->renewed < IMS_TIER_PUSH_LOCK_SECONDS / 3)
 		return 0;
-	int r = lock_job(job->site, job->records_pool, job->pool, job->image, job->owner, true, false);
+	int r = lock_job(job->site, job->records_pool, job->pool, job->image, job->owner, true,
+			 false);
 	if (r == 0)
 		job->renewed = t;
 	return r;
 }
 
 /* Push one candidate: lock, judge again, push and wait, unlock. */
-static void push_one(ims_tier_scan *s, const ims_tier_policy *p, const char *target, const char *image)
+static void push_one(ims_tier_scan *s, const ims_tier_policy *p, const char *target,
+		     const char *image)
 {
 	ims_tier_candidate cand;
 	int r;
 
 	ims_error_clear();
-	if ((r = lock_job(s->o.site, s->records_pool, p->pool, image, s->owner, false, false)) < 0) {
+	if ((r = lock_job(s->o.site, s->records_pool, p->pool, image, s->owner, false, false)) <
+	    0) {
 		ims_log_debug("tiering policy: %s", ims_error_last());
 		return;
 	}
-	r = ims_tier_policy_check(&cand, s->o.site, p, image, (int64_t)time(NULL), s->o.hold, s->o.ctx);
+	r = ims_tier_policy_check(&cand, s->o.site, p, image, (int64_t)time(NULL), s->o.hold,
+				  s->o.ctx);
 	if (r == 0 && cand.push) {
 		ims_tier_push_job job;
 		memset(&job, 0, sizeof(job));
@@ -78,8 +82,8 @@ static void push_one(ims_tier_scan *s, const ims_tier_policy *p, const char *tar
 		job.after = p->after;
 		job.site = s->o.site;
 		job.renewed = (int64_t)time(NULL);
-		ims_log_info("tiering policy of pool '%s': pushing '%s/%s' to '%s': %s", p->pool, p->pool, image, target,
-			     cand.reason);
+		ims_log_info("tiering policy of pool '%s': pushing '%s/%s' to '%s': %s", p->pool,
+			     p->pool, image, target, cand.reason);
 		if (s->o.push(s->o.ctx, s, &job) == 1)
 			return; /* stopping while it runs: it keeps the lock until it ends */
 	} else if (r < 0 && r != -ENOENT) {
@@ -104,9 +108,10 @@ static void scan_once(ims_tier_scan *s)
 		size_t n = 0;
 		ims_error_clear();
 		if (s->o.target(s->o.ctx, ps[i].target, target, sizeof(target)) < 0 ||
-		    ims_tier_policy_candidates(&list, &n, s->o.site, &ps[i], (int64_t)time(NULL), s->o.hold, s->o.ctx) <
-			    0) {
-			ims_log_warning("tiering policy of pool '%s' not applied: %s", ps[i].pool, ims_error_last());
+		    ims_tier_policy_candidates(&list, &n, s->o.site, &ps[i], (int64_t)time(NULL),
+					       s->o.hold, s->o.ctx) < 0) {
+			ims_log_warning("tiering policy of pool '%s' not applied: %s", ps[i].pool,
+					ims_error_last());
 			continue;
 		}
 		for (size_t k = 0; k < n && !ims_tier_scan_stopping(s); k++)
@@ -145,7 +150,9 @@ int ims_tier_scan_start(ims_tier_scan **out, const ims_tier_scan_opts *o)
 	if (o->interval == 0)
 		return 0; /* off */
 	if (!o->site || !o->records_pool || !o->owner || !o->target || !o->push)
-		return ims_error_set(-EINVAL, "a tiering scan needs a site, a records pool, an owner and callbacks");
+		return ims_error_set(
+			-EINVAL,
+			"a tiering scan needs a site, a records pool, an owner and callbacks");
 	ims_tier_scan *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;

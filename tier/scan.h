@@ -41,9 +41,9 @@ typedef struct {
 typedef struct {
 	ims_site *site;
 	const char *records_pool; /* the policies and the push locks (the site's default pool) */
-	const char *owner;        /* this daemon, in the push locks ("host/site") */
-	uint64_t interval;        /* seconds between two scans; 0: no scan at all */
-	ims_tier_hold_fn hold;    /* may be NULL */
+	const char *owner;	  /* this daemon, in the push locks ("host/site") */
+	uint64_t interval;	  /* seconds between two scans; 0: no scan at all */
+	ims_tier_hold_fn hold;	  /* may be NULL */
 	/** The S3 target a policy names ("": the only one) into @p name; < 0 skips the policy. */
 	int (*target)(void *ctx, const char *asked, char *name, size_t len);
 	/**

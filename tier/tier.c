@@ -21,7 +21,7 @@
 #include "store/transfer.h"
 
 #define MAX_WORKERS 64
-#define KEY_MAX 1024
+#define KEY_MAX	    1024
 
 struct ims_tier_target {
 	ims_s3 *s3;
@@ -144,7 +144,7 @@ static void keylist_free(keylist *l)
 /* ------------------------------------------------------------------------------------------ */
 /* locks between pushes and garbage collection */
 
-#define GC_LOCK_PREFIX "locks/gc/"
+#define GC_LOCK_PREFIX	 "locks/gc/"
 #define PUSH_LOCK_PREFIX "locks/push/"
 
 static bool lock_fresh(int64_t mtime, int64_t now)
@@ -158,8 +158,8 @@ static int lock_put(ims_tier_target *t, const char *key)
 {
 	char host[256] = "", body[400];
 	gethostname(host, sizeof(host) - 1);
-	int n = snprintf(body, sizeof(body), "{\"host\":\"%s\",\"pid\":%d,\"time\":%lld}\n", host, (int)getpid(),
-			 (long long)time(NULL));
+	int n = snprintf(body, sizeof(body), "{\"host\":\"%s\",\"pid\":%d,\"time\":%lld}\n", host,
+			 (int)getpid(), (long long)time(NULL));
 	return ims_s3_put(t->s3, key, body, n < (int)sizeof(body) ? (size_t)n : sizeof(body) - 1);
 }
 
@@ -190,7 +190,7 @@ static void lock_drop(ims_tier_target *t, char *key)
 /* How many live locks there are under @p prefix. */
 static int locks_live(ims_tier_target *t, const char *prefix, size_t *live)
 {
-	keylist l = { 0 };
+	keylist l = {0};
 	int64_t now = (int64_t)time(NULL);
 	int r = ims_s3_list(t->s3, prefix, collect_key, &l);
 	*live = 0;
@@ -206,7 +206,8 @@ static int locks_live(ims_tier_target *t, const char *prefix, size_t *live)
  * running (it wrote its lock first, or at the same time) is waited for, without our lock.
  * Either this push sees the collection's lock or the collection sees this push's.
  */
-static int push_lock(ims_tier_target *t, char *key, size_t len, const char *what, const ims_tier_opts *o)
+static int push_lock(ims_tier_target *t, char *key, size_t len, const char *what,
+		     const ims_tier_opts *o)
 {
 	size_t live = 0;
 	bool told = false;
@@ -221,13 +222,17 @@ static int push_lock(ims_tier_target *t, char *key, size_t len, const char *what
 		if ((r = ims_s3_delete(t->s3, key)) < 0)
 			break;
 		if (!told)
-			ims_log_debug("push of '%s' waits for the garbage collection on '%s'", what, ims_s3_name(t->s3));
+			ims_log_debug("push of '%s' waits for the garbage collection on '%s'", what,
+				      ims_s3_name(t->s3));
 		told = true;
 		if (o->progress && o->progress(o->progress_ctx, 0, 0) != 0) {
-			r = ims_error_set(-ECANCELED, "push of '%s' cancelled while waiting for garbage collection", what);
+			r = ims_error_set(
+				-ECANCELED,
+				"push of '%s' cancelled while waiting for garbage collection",
+				what);
 			break;
 		}
-		struct timespec ts = { 1, 0 };
+		struct timespec ts = {1, 0};
 		nanosleep(&ts, NULL);
 	}
 	if (r < 0)
@@ -247,8 +252,11 @@ static int gc_lock(ims_tier_target *t, char *key, size_t len)
 	if ((r = locks_live(t, PUSH_LOCK_PREFIX, &live)) < 0)
 		goto out;
 	if (live)
-		r = ims_error_set(-EBUSY, "garbage collection on target '%s' deferred: %zu push%s running; nothing "
-				  "deleted", ims_s3_name(t->s3), live, live == 1 ? " is" : "es are");
+		r = ims_error_set(
+			-EBUSY,
+			"garbage collection on target '%s' deferred: %zu push%s running; nothing "
+			"deleted",
+			ims_s3_name(t->s3), live, live == 1 ? " is" : "es are");
 out:
 	if (r < 0)
 		lock_drop(t, key);
@@ -280,22 +288,28 @@ int ims_tier_manifest_get(ims_manifest **out, ims_tier_target *t, const char *na
 		return r;
 	r = ims_s3_get(t->s3, key, &sealed, &slen, IMS_MANIFEST_MAX_BYTES + IMS_SEAL_OVERHEAD);
 	if (r == -ENOENT) {
-		r = ims_error_set(-ENOENT, "no cold image '%s' on target '%s'", name, ims_s3_name(t->s3));
+		r = ims_error_set(-ENOENT, "no cold image '%s' on target '%s'", name,
+				  ims_s3_name(t->s3));
 		goto out;
 	}
 	if (r < 0)
 		goto out;
-	if ((r = ims_unseal(&plain, &plen, &t->key, key, sealed, slen, IMS_MANIFEST_MAX_BYTES)) < 0) {
-		ims_error_set(r, "the manifest of cold image '%s' on target '%s' cannot be opened: %s "
-			      "(is the key file the one it was pushed with?)", name, ims_s3_name(t->s3), ims_error_last());
+	if ((r = ims_unseal(&plain, &plen, &t->key, key, sealed, slen, IMS_MANIFEST_MAX_BYTES)) <
+	    0) {
+		ims_error_set(r,
+			      "the manifest of cold image '%s' on target '%s' cannot be opened: %s "
+			      "(is the key file the one it was pushed with?)",
+			      name, ims_s3_name(t->s3), ims_error_last());
 		goto out;
 	}
 	if ((r = ims_manifest_parse(&m, (const char *)plain, plen)) < 0) {
-		ims_error_set(r, "the manifest of cold image '%s' is bad: %s", name, ims_error_last());
+		ims_error_set(r, "the manifest of cold image '%s' is bad: %s", name,
+			      ims_error_last());
 		goto out;
 	}
 	if (strcmp(m->name, name) != 0) {
-		r = ims_error_set(-EBADMSG, "the manifest stored as '%s' names '%s'", name, m->name);
+		r = ims_error_set(-EBADMSG, "the manifest stored as '%s' names '%s'", name,
+				  m->name);
 		goto out;
 	}
 	*out = m;
@@ -350,7 +364,8 @@ static void push_fail_locked(pusher *p, int r)
 
 /* Store one chunk unless it is there already; a chunk there but old enough that garbage
  * collection could take it is refreshed first. */
-static int store_chunk(pusher *p, cell *c, const uint8_t *buf, uint64_t *sealed_bytes, bool *uploaded)
+static int store_chunk(pusher *p, cell *c, const uint8_t *buf, uint64_t *sealed_bytes,
+		       bool *uploaded)
 {
 	char key[128];
 	int64_t mtime = 0;
@@ -412,8 +427,9 @@ static void *push_worker(void *arg)
 		if (r == 0) {
 			ssize_t n = rbd_read(p->image, c->off, c->len, (char *)buf);
 			if (n < 0)
-				r = ims_error_set((int)n, "cannot read '%s' at offset %" PRIu64 ": %s", p->what, c->off,
-						  ims_strerror((int)n));
+				r = ims_error_set((int)n,
+						  "cannot read '%s' at offset %" PRIu64 ": %s",
+						  p->what, c->off, ims_strerror((int)n));
 			else if ((size_t)n < c->len)
 				memset(buf + n, 0, c->len - (size_t)n);
 		}
@@ -469,7 +485,7 @@ static int add_cells(uint64_t off, size_t len, int exists, void *arg)
 			g->cap = cap;
 		}
 		uint64_t clen = g->size - coff < g->chunk ? g->size - coff : g->chunk;
-		g->cells[g->n++] = (cell){ .off = coff, .len = (uint32_t)clen };
+		g->cells[g->n++] = (cell){.off = coff, .len = (uint32_t)clen};
 	}
 	return 0;
 }
@@ -491,15 +507,16 @@ static int in_use(rados_ioctx_t io, rbd_image_t image, unsigned *count)
 	return 0;
 }
 
-static int check_leases(const ims_tier_opts *o, const char *pool, const char *image, const char *name)
+static int check_leases(const ims_tier_opts *o, const char *pool, const char *image,
+			const char *name)
 {
 	char why[256] = "";
 	if (!o->leased)
 		return 0;
 	int r = o->leased(o->leased_ctx, pool, image, why, sizeof(why));
 	if (r > 0)
-		return ims_error_set(-EBUSY, "'%s' is in use (%s): release it, or push a snapshot", name,
-				     why[0] ? why : "leased by a host");
+		return ims_error_set(-EBUSY, "'%s' is in use (%s): release it, or push a snapshot",
+				     name, why[0] ? why : "leased by a host");
 	return r;
 }
 
@@ -507,17 +524,19 @@ static int check_leases(const ims_tier_opts *o, const char *pool, const char *im
  * Before a push that removes the image: nobody else may have it open or leased, and this push
  * holds its exclusive lock until the removal (then other clients' writes fail).
  */
-static int claim_head(rados_ioctx_t io, rbd_image_t head, const char *pool, const char *image, const char *name,
-		      const ims_tier_opts *o, bool *locked)
+static int claim_head(rados_ioctx_t io, rbd_image_t head, const char *pool, const char *image,
+		      const char *name, const ims_tier_opts *o, bool *locked)
 {
 	unsigned users = 0;
 	uint64_t features = 0;
 	int r;
 	if ((r = in_use(io, head, &users)) < 0)
-		return ims_error_set(r, "cannot list the clients of '%s': %s", name, ims_strerror(r));
+		return ims_error_set(r, "cannot list the clients of '%s': %s", name,
+				     ims_strerror(r));
 	if (users)
-		return ims_error_set(-EBUSY, "'%s' is open by %u client%s: stop them, or push a snapshot", name, users,
-				     users == 1 ? "" : "s");
+		return ims_error_set(-EBUSY,
+				     "'%s' is open by %u client%s: stop them, or push a snapshot",
+				     name, users, users == 1 ? "" : "s");
 	if ((r = check_leases(o, pool, image, name)) < 0)
 		return r;
 	if ((r = rbd_get_features(head, &features)) < 0)
@@ -526,7 +545,9 @@ static int claim_head(rados_ioctx_t io, rbd_image_t head, const char *pool, cons
 		return 0; /* the diff before the removal is the only guard */
 	r = rbd_lock_acquire(head, RBD_LOCK_MODE_EXCLUSIVE);
 	if (r == -EROFS || r == -EBUSY)
-		return ims_error_set(-EBUSY, "another client holds the lock of '%s': stop it, or push a snapshot", name);
+		return ims_error_set(
+			-EBUSY,
+			"another client holds the lock of '%s': stop it, or push a snapshot", name);
 	if (r < 0)
 		return ims_error_set(r, "cannot take the lock of '%s': %s", name, ims_strerror(r));
 	*locked = true;
@@ -544,8 +565,9 @@ static int note_change(uint64_t off, size_t len, int exists, void *arg)
 
 /* Before removing the image: nothing written since the push snapshot, no client that opened
  * it meanwhile, and no host lease. */
-static int check_unchanged(rados_ioctx_t io, rbd_image_t head, const char *psnap, uint64_t size, const char *pool,
-			   const char *image, const char *name, const ims_tier_opts *o)
+static int check_unchanged(rados_ioctx_t io, rbd_image_t head, const char *psnap, uint64_t size,
+			   const char *pool, const char *image, const char *name,
+			   const ims_tier_opts *o)
 {
 	rbd_image_info_t st;
 	bool changed = false;
@@ -556,16 +578,24 @@ static int check_unchanged(rados_ioctx_t io, rbd_image_t head, const char *psnap
 	else if (r == 0)
 		r = rbd_diff_iterate2(head, psnap, 0, size, 0, 0, note_change, &changed);
 	if (r < 0)
-		return ims_error_set(r, "'%s' was pushed but cannot be compared with its push snapshot, so it was kept: "
-				     "%s", name, ims_strerror(r));
+		return ims_error_set(r,
+				     "'%s' was pushed but cannot be compared with its push "
+				     "snapshot, so it was kept: "
+				     "%s",
+				     name, ims_strerror(r));
 	if (changed)
-		return ims_error_set(-EBUSY, "'%s' was written to during the push: cold image '%s' holds it as it was "
-				     "when the push started, and the image was kept", name, name);
+		return ims_error_set(
+			-EBUSY,
+			"'%s' was written to during the push: cold image '%s' holds it as it was "
+			"when the push started, and the image was kept",
+			name, name);
 	if ((r = in_use(io, head, &users)) < 0)
-		return ims_error_set(r, "'%s' was pushed but kept: cannot list its clients: %s", name, ims_strerror(r));
+		return ims_error_set(r, "'%s' was pushed but kept: cannot list its clients: %s",
+				     name, ims_strerror(r));
 	if (users)
-		return ims_error_set(-EBUSY, "'%s' was pushed but kept: %u client%s opened it during the push", name, users,
-				     users == 1 ? "" : "s");
+		return ims_error_set(
+			-EBUSY, "'%s' was pushed but kept: %u client%s opened it during the push",
+			name, users, users == 1 ? "" : "s");
 	if ((r = check_leases(o, pool, image, name)) < 0)
 		return ims_error_set(r, "'%s' was pushed but kept: %s", name, ims_error_last());
 	return 0;
@@ -573,20 +603,26 @@ static int check_unchanged(rados_ioctx_t io, rbd_image_t head, const char *psnap
 
 /* Bytes a manifest entry takes at most: a chunk "[OFF,LEN,"HEX"]," and a zero range. */
 #define MANIFEST_CHUNK_BYTES (2 * 20 + IMS_SHA256_HEX_LEN + 8)
-#define MANIFEST_ZERO_BYTES (2 * 20 + 4)
+#define MANIFEST_ZERO_BYTES  (2 * 20 + 4)
 
 /* Refuse, before anything is uploaded, a push whose manifest restore would not accept. */
-static int check_manifest_bound(const char *name, size_t ncells, const ims_catalog_entry *cat, uint64_t chunk)
+static int check_manifest_bound(const char *name, size_t ncells, const ims_catalog_entry *cat,
+				uint64_t chunk)
 {
 	if (cat && cat->ntags > IMS_MANIFEST_TAGS_MAX)
-		return ims_error_set(-EMSGSIZE, "'%s' has %zu tags; a cold image keeps at most %u: remove some", name,
-				     cat->ntags, IMS_MANIFEST_TAGS_MAX);
-	uint64_t bytes = 65536 + (uint64_t)ncells * MANIFEST_CHUNK_BYTES + ((uint64_t)ncells + 1) * MANIFEST_ZERO_BYTES;
+		return ims_error_set(
+			-EMSGSIZE, "'%s' has %zu tags; a cold image keeps at most %u: remove some",
+			name, cat->ntags, IMS_MANIFEST_TAGS_MAX);
+	uint64_t bytes = 65536 + (uint64_t)ncells * MANIFEST_CHUNK_BYTES +
+			 ((uint64_t)ncells + 1) * MANIFEST_ZERO_BYTES;
 	for (size_t i = 0; cat && i < cat->ntags; i++)
 		bytes += 2 * (strlen(cat->tags[i].key) + strlen(cat->tags[i].value)) + 8;
 	if (bytes > IMS_MANIFEST_MAX_BYTES)
-		return ims_error_set(-EMSGSIZE, "the manifest of '%s' would hold %zu chunks of %" PRIu64 " bytes, more than "
-				     "restore accepts: push it with a larger chunk size", name, ncells, chunk);
+		return ims_error_set(-EMSGSIZE,
+				     "the manifest of '%s' would hold %zu chunks of %" PRIu64
+				     " bytes, more than "
+				     "restore accepts: push it with a larger chunk size",
+				     name, ncells, chunk);
 	return 0;
 }
 
@@ -606,21 +642,27 @@ static int store_manifest(ims_tier_target *t, const ims_manifest *m)
 	if ((r = ims_manifest_encode(&text, &tlen, m)) < 0)
 		goto out;
 	if (tlen > IMS_MANIFEST_MAX_BYTES || ims_manifest_parse(&check, text, tlen) < 0) {
-		r = ims_error_set(-EMSGSIZE, "the manifest of '%s' would not be accepted by restore (%s): not "
-				  "stored, the image kept", m->name, tlen > IMS_MANIFEST_MAX_BYTES ? "too large" : ims_error_last());
+		r = ims_error_set(-EMSGSIZE,
+				  "the manifest of '%s' would not be accepted by restore (%s): not "
+				  "stored, the image kept",
+				  m->name,
+				  tlen > IMS_MANIFEST_MAX_BYTES ? "too large" : ims_error_last());
 		goto out;
 	}
 	if ((r = ims_seal(&sealed, &slen, &t->key, key, text, tlen, 0)) < 0 ||
 	    (r = ims_s3_put(t->s3, key, sealed, slen)) < 0)
 		goto out;
-	if ((r = ims_tier_manifest_get(&back, t, m->name)) == 0 && (r = ims_manifest_encode(&again, &alen, back)) == 0 &&
+	if ((r = ims_tier_manifest_get(&back, t, m->name)) == 0 &&
+	    (r = ims_manifest_encode(&again, &alen, back)) == 0 &&
 	    (alen != tlen || memcmp(again, text, tlen) != 0))
 		r = ims_error_set(-EIO, "it reads back different");
 	if (r < 0) {
 		char why[IMS_ERROR_MSG_MAX];
 		snprintf(why, sizeof(why), "%s", ims_error_last());
 		ims_s3_delete(t->s3, key);
-		r = ims_error_set(-EIO, "the manifest of '%s' did not read back (%s): deleted it, and kept the image",
+		r = ims_error_set(-EIO,
+				  "the manifest of '%s' did not read back (%s): deleted it, and "
+				  "kept the image",
 				  m->name, why);
 	}
 out:
@@ -636,8 +678,8 @@ out:
 
 /* Remove the push snapshots an interrupted push (its daemon killed) left on @p head. Called when
  * no other client has the image open: none of them belongs to a live push, which would. */
-static void drop_stale_push_snaps(ims_site *site, const char *pool, const char *image, rbd_image_t head,
-				  const char *name)
+static void drop_stale_push_snaps(ims_site *site, const char *pool, const char *image,
+				  rbd_image_t head, const char *name)
 {
 	ims_snap_info *v = NULL;
 	size_t n = 0;
@@ -650,10 +692,12 @@ static void drop_stale_push_snaps(ims_site *site, const char *pool, const char *
 			continue;
 		int r = rbd_snap_remove(head, v[i].name);
 		if (r == 0)
-			ims_log_info("removed '%s@%s', the snapshot of an interrupted push", name, v[i].name);
+			ims_log_info("removed '%s@%s', the snapshot of an interrupted push", name,
+				     v[i].name);
 		else
-			ims_log_warning("cannot remove '%s@%s', the snapshot of an interrupted push: %s", name,
-					v[i].name, ims_strerror(r));
+			ims_log_warning(
+				"cannot remove '%s@%s', the snapshot of an interrupted push: %s",
+				name, v[i].name, ims_strerror(r));
 	}
 	ims_snap_list_free(v, n);
 }
@@ -663,10 +707,10 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 {
 	rados_ioctx_t io = NULL;
 	rbd_image_t head = NULL; /* a head's push: the push snapshot's and the lock's handle */
-	rbd_image_t img = NULL;  /* what is read: @p snap or the push snapshot */
+	rbd_image_t img = NULL;	 /* what is read: @p snap or the push snapshot */
 	char psnap[64] = "", lock[64] = "";
 	bool snapped = false, locked = false;
-	grid g = { 0 };
+	grid g = {0};
 	pusher p;
 	pthread_t threads[MAX_WORKERS];
 	unsigned started = 0;
@@ -683,12 +727,15 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 		snap = NULL;
 	if ((r = check_opts(o)) < 0)
 		goto out;
-	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 || (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0 ||
+	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
+	    (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0 ||
 	    (snap && (r = ims_name_check(IMS_NAME_SNAP, snap)) < 0))
 		goto out;
 	uint64_t chunk = o->chunk_size ? o->chunk_size : IMS_CHUNK_SIZE_DEFAULT;
 	if (chunk < IMS_CHUNK_SIZE_MIN || chunk > IMS_CHUNK_SIZE_MAX || (chunk & (chunk - 1))) {
-		r = ims_error_set(-EINVAL, "chunk size %" PRIu64 " is not a power of two between 64 KiB and 64 MiB",
+		r = ims_error_set(-EINVAL,
+				  "chunk size %" PRIu64
+				  " is not a power of two between 64 KiB and 64 MiB",
 				  chunk);
 		goto out;
 	}
@@ -699,9 +746,11 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 		goto out;
 	bool remove = !snap && o->after != IMS_TIER_KEEP;
 	if (!snap) {
-		/* a head is pushed from a snapshot of its own: writes during the push do not tear it */
+		/* a head is pushed from a snapshot of its own: writes during the push do not tear
+		 * it */
 		if ((r = rbd_open(io, image, &head, NULL)) < 0) {
-			ims_error_set(r, "cannot open '%s' on site '%s': %s", name, ims_site_name(site), ims_strerror(r));
+			ims_error_set(r, "cannot open '%s' on site '%s': %s", name,
+				      ims_site_name(site), ims_strerror(r));
 			goto out;
 		}
 		if (remove && (r = claim_head(io, head, pool, image, name, o, &locked)) < 0)
@@ -712,21 +761,25 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 		char id[17];
 		if ((r = ims_random_hex(id, sizeof(id))) < 0)
 			goto out;
-		snprintf(psnap, sizeof(psnap), PUSH_SNAP_PREFIX "%lld-%s", (long long)time(NULL), id);
+		snprintf(psnap, sizeof(psnap), PUSH_SNAP_PREFIX "%lld-%s", (long long)time(NULL),
+			 id);
 		if ((r = rbd_snap_create(head, psnap)) < 0) {
-			ims_error_set(r, "cannot take a snapshot of '%s' to push: %s", name, ims_strerror(r));
+			ims_error_set(r, "cannot take a snapshot of '%s' to push: %s", name,
+				      ims_strerror(r));
 			goto out;
 		}
 		snapped = true;
 	}
 	r = rbd_open_read_only(io, image, &img, snap ? snap : psnap);
 	if (r < 0) {
-		ims_error_set(r, "cannot open '%s' on site '%s': %s", name, ims_site_name(site), ims_strerror(r));
+		ims_error_set(r, "cannot open '%s' on site '%s': %s", name, ims_site_name(site),
+			      ims_strerror(r));
 		goto out;
 	}
 	rbd_image_info_t st;
 	uint64_t features = 0;
-	if ((r = rbd_stat(img, &st, sizeof(st))) < 0 || (r = rbd_get_features(img, &features)) < 0) {
+	if ((r = rbd_stat(img, &st, sizeof(st))) < 0 ||
+	    (r = rbd_get_features(img, &features)) < 0) {
 		ims_error_set(r, "cannot stat '%s': %s", name, ims_strerror(r));
 		goto out;
 	}
@@ -740,7 +793,8 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 	if (g.err)
 		r = g.err;
 	if (r < 0) {
-		ims_error_set(r, "cannot map the allocated extents of '%s': %s", name, ims_strerror(r));
+		ims_error_set(r, "cannot map the allocated extents of '%s': %s", name,
+			      ims_strerror(r));
 		goto out;
 	}
 	if (ims_catalog_get(io, image, &cat) < 0)
@@ -760,8 +814,8 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 	p.ncells = g.n;
 	for (size_t i = 0; i < g.n; i++)
 		p.bytes_total += g.cells[i].len;
-	ims_log_debug("pushing '%s' (%" PRIu64 " bytes, %zu cells of %" PRIu64 ") to '%s'", name, st.size, g.n,
-		      chunk, ims_s3_name(t->s3));
+	ims_log_debug("pushing '%s' (%" PRIu64 " bytes, %zu cells of %" PRIu64 ") to '%s'", name,
+		      st.size, g.n, chunk, ims_s3_name(t->s3));
 
 	unsigned nworkers = opt_workers(o);
 	for (; started < nworkers && started < g.n; started++)
@@ -798,7 +852,8 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 		goto out;
 	}
 	if (p.cancel) {
-		r = ims_error_set(-ECANCELED, "push of '%s' cancelled; no manifest was written", name);
+		r = ims_error_set(-ECANCELED, "push of '%s' cancelled; no manifest was written",
+				  name);
 		goto out;
 	}
 
@@ -837,7 +892,7 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 			goto out;
 		}
 		for (size_t i = 0; i < cat->ntags; i++)
-			m.tags[i] = (ims_manifest_tag){ cat->tags[i].key, cat->tags[i].value };
+			m.tags[i] = (ims_manifest_tag){cat->tags[i].key, cat->tags[i].value};
 		m.ntags = cat->ntags;
 	}
 	if ((r = store_manifest(t, &m)) < 0)
@@ -852,7 +907,9 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 		rbd_close(img);
 		img = NULL;
 		if ((r = rbd_snap_remove(head, psnap)) < 0) {
-			ims_error_set(r, "'%s' was pushed but its push snapshot '%s' cannot be removed, so it was kept: %s",
+			ims_error_set(r,
+				      "'%s' was pushed but its push snapshot '%s' cannot be "
+				      "removed, so it was kept: %s",
 				      name, psnap, ims_strerror(r));
 			goto out;
 		}
@@ -866,11 +923,13 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 		ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
 		ro.purge = o->after == IMS_TIER_PURGE;
 		if ((r = ims_image_remove(site, pool, image, &ro)) < 0) {
-			ims_error_set(r, "'%s' was pushed as cold image '%s' but could not be removed: %s", name, name,
-				      ims_error_last());
+			ims_error_set(
+				r,
+				"'%s' was pushed as cold image '%s' but could not be removed: %s",
+				name, name, ims_error_last());
 			goto out;
 		}
-		ims_catalog_entry cold = { 0 };
+		ims_catalog_entry cold = {0};
 		if (cat)
 			cold = *cat;
 		cold.name = (char *)image;
@@ -934,8 +993,8 @@ typedef struct {
 	const ims_manifest *m;
 	fslot *slots;
 	size_t window;
-	size_t next;  /* next chunk to fetch */
-	size_t base;  /* chunks below are released */
+	size_t next; /* next chunk to fetch */
+	size_t base; /* chunks below are released */
 	bool stop;
 	int err;
 	char err_msg[IMS_ERROR_MSG_MAX];
@@ -954,22 +1013,27 @@ static int fetch_chunk(ims_tier_target *t, const ims_manifest *m, size_t i, uint
 	int r;
 
 	ims_manifest_chunk_key(key, sizeof(key), c->sha256);
-	r = ims_s3_get(t->s3, key, &sealed, &slen, (size_t)m->chunk_size + (m->chunk_size >> 4) + 65536);
+	r = ims_s3_get(t->s3, key, &sealed, &slen,
+		       (size_t)m->chunk_size + (m->chunk_size >> 4) + 65536);
 	if (r < 0) {
-		ims_error_set(r, "chunk '%s' at offset %" PRIu64 " of cold image '%s' cannot be read: %s", key, c->off,
-			      m->name, ims_error_last());
+		ims_error_set(
+			r, "chunk '%s' at offset %" PRIu64 " of cold image '%s' cannot be read: %s",
+			key, c->off, m->name, ims_error_last());
 		goto out;
 	}
 	r = ims_unseal(&plain, &plen, &t->key, key, sealed, slen, c->len);
 	if (r < 0) {
-		ims_error_set(r, "chunk '%s' at offset %" PRIu64 " of cold image '%s' is bad: %s", key, c->off, m->name,
-			      ims_error_last());
+		ims_error_set(r, "chunk '%s' at offset %" PRIu64 " of cold image '%s' is bad: %s",
+			      key, c->off, m->name, ims_error_last());
 		goto out;
 	}
 	ims_sha256_buf(plain, plen, digest);
 	if (plen != c->len || memcmp(digest, c->sha256, IMS_SHA256_LEN) != 0) {
-		r = ims_error_set(-EBADMSG, "chunk '%s' at offset %" PRIu64 " of cold image '%s' is bad: its bytes "
-				  "do not hash to its name", key, c->off, m->name);
+		r = ims_error_set(-EBADMSG,
+				  "chunk '%s' at offset %" PRIu64
+				  " of cold image '%s' is bad: its bytes "
+				  "do not hash to its name",
+				  key, c->off, m->name);
 		goto out;
 	}
 	*out = plain;
@@ -985,7 +1049,8 @@ static void *fetch_worker(void *arg)
 	fetcher *f = arg;
 	pthread_mutex_lock(&f->lock);
 	for (;;) {
-		while (!f->stop && !f->err && f->next < f->m->nchunks && f->next >= f->base + f->window)
+		while (!f->stop && !f->err && f->next < f->m->nchunks &&
+		       f->next >= f->base + f->window)
 			pthread_cond_wait(&f->cond, &f->lock);
 		if (f->stop || f->err || f->next >= f->m->nchunks)
 			break;
@@ -1087,7 +1152,8 @@ static ssize_t fetcher_pread(void *ctx, void *buf, size_t len, uint64_t off)
 		size_t lo = chunk_after(m, pos);
 		if (lo == m->nchunks || m->chunks[lo].off > pos) {
 			uint64_t gap_end = lo == m->nchunks ? m->size : m->chunks[lo].off;
-			size_t n = (size_t)(gap_end - pos < len - done ? gap_end - pos : len - done);
+			size_t n =
+				(size_t)(gap_end - pos < len - done ? gap_end - pos : len - done);
 			memset(out + done, 0, n);
 			done += n;
 			continue;
@@ -1097,7 +1163,8 @@ static ssize_t fetcher_pread(void *ctx, void *buf, size_t len, uint64_t off)
 		size_t n = c->len - in < len - done ? c->len - in : len - done;
 		pthread_mutex_lock(&f->lock);
 		if (lo < f->base) {
-			/* read again behind the window (not in the importer's order): fetch it here */
+			/* read again behind the window (not in the importer's order): fetch it here
+			 */
 			pthread_mutex_unlock(&f->lock);
 			uint8_t *data = NULL;
 			int r = fetch_chunk(f->t, m, lo, &data);
@@ -1165,13 +1232,14 @@ int ims_tier_restore(ims_tier_result *out, ims_tier_target *t, ims_site *site, c
 		pool = m->pool;
 	if (!image)
 		image = m->image;
-	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 || (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0)
+	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
+	    (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0)
 		goto out;
 	/* before any download: the name must be free */
 	if ((r = ims_image_exists(site, pool, image)) != 0) {
 		if (r > 0)
-			r = ims_error_set(-EEXIST, "image '%s/%s' already exists on site '%s'", pool, image,
-					  ims_site_name(site));
+			r = ims_error_set(-EEXIST, "image '%s/%s' already exists on site '%s'",
+					  pool, image, ims_site_name(site));
 		goto out;
 	}
 
@@ -1194,7 +1262,8 @@ int ims_tier_restore(ims_tier_result *out, ims_tier_target *t, ims_site *site, c
 		goto out;
 	}
 
-	ims_source src = { .pread = fetcher_pread, .size = m->size, .ctx = &f, .zeros = fetcher_zeros };
+	ims_source src = {
+		.pread = fetcher_pread, .size = m->size, .ctx = &f, .zeros = fetcher_zeros};
 	char what[1100];
 	snprintf(what, sizeof(what), "cold image '%s'", name);
 	ims_transfer_opts to = IMS_TRANSFER_OPTS_INIT;
@@ -1211,15 +1280,16 @@ int ims_tier_restore(ims_tier_result *out, ims_tier_target *t, ims_site *site, c
 		goto out;
 
 	/* the catalog says where it came from, and the tags come back */
-	if (ims_site_ioctx(site, pool, &io) == 0 && ims_catalog_get(io, image, &cat) == 0 && m->source[0]) {
+	if (ims_site_ioctx(site, pool, &io) == 0 && ims_catalog_get(io, image, &cat) == 0 &&
+	    m->source[0]) {
 		free(cat->source);
 		cat->source = strdup(m->source);
 		ims_catalog_put(io, cat);
 	}
 	for (size_t i = 0; i < m->ntags; i++)
 		if (ims_image_tag_set(site, pool, image, m->tags[i].key, m->tags[i].value) < 0)
-			ims_log_warning("restored '%s/%s' without its tag '%s': %s", pool, image, m->tags[i].key,
-					ims_error_last());
+			ims_log_warning("restored '%s/%s' without its tag '%s': %s", pool, image,
+					m->tags[i].key, ims_error_last());
 	ims_error_clear();
 	if (out) {
 		memset(out, 0, sizeof(*out));
@@ -1254,7 +1324,7 @@ void ims_tier_cold_list_free(ims_tier_cold *list, size_t count)
 
 int ims_tier_list(ims_tier_cold **out, size_t *count, ims_tier_target *t)
 {
-	keylist l = { 0 };
+	keylist l = {0};
 	ims_tier_cold *list = NULL;
 	int r = ims_s3_list(t->s3, "manifests/", collect_key, &l);
 	if (r < 0)
@@ -1344,13 +1414,17 @@ static void *scrub_worker(void *arg)
 		} else {
 			uint8_t *sealed = NULL, *plain = NULL, digest[IMS_SHA256_LEN];
 			size_t slen = 0, plen = 0;
-			r = ims_s3_get(s->t->s3, key, &sealed, &slen, s->chunk_max + (s->chunk_max >> 4) + 65536);
+			r = ims_s3_get(s->t->s3, key, &sealed, &slen,
+				       s->chunk_max + (s->chunk_max >> 4) + 65536);
 			if (r == 0)
-				r = ims_unseal(&plain, &plen, &s->t->key, key, sealed, slen, rf->len);
+				r = ims_unseal(&plain, &plen, &s->t->key, key, sealed, slen,
+					       rf->len);
 			if (r == 0) {
 				ims_sha256_buf(plain, plen, digest);
-				if (plen != rf->len || memcmp(digest, rf->sha256, IMS_SHA256_LEN) != 0)
-					r = ims_error_set(-EBADMSG, "its bytes do not hash to its name");
+				if (plen != rf->len ||
+				    memcmp(digest, rf->sha256, IMS_SHA256_LEN) != 0)
+					r = ims_error_set(-EBADMSG,
+							  "its bytes do not hash to its name");
 			}
 			free(sealed);
 			free(plain);
@@ -1372,7 +1446,7 @@ static void *scrub_worker(void *arg)
 static int gc(ims_tier_target *t, const ref *refs, size_t nrefs, const ims_tier_opts *o,
 	      ims_tier_scrub_result *res, const char *lock, int64_t *renewed)
 {
-	keylist l = { 0 };
+	keylist l = {0};
 	int64_t now = (int64_t)time(NULL);
 	int64_t grace = (int64_t)opt_grace(o);
 	int r = ims_s3_list(t->s3, "chunks/", collect_key, &l);
@@ -1405,7 +1479,8 @@ static int gc(ims_tier_target *t, const ref *refs, size_t nrefs, const ims_tier_
 			res->garbage_young++;
 			continue;
 		}
-		if ((r = lock_renew(t, lock, renewed)) < 0 || (r = ims_s3_delete(t->s3, l.keys[i])) < 0)
+		if ((r = lock_renew(t, lock, renewed)) < 0 ||
+		    (r = ims_s3_delete(t->s3, l.keys[i])) < 0)
 			goto out;
 		res->deleted++;
 	}
@@ -1485,7 +1560,8 @@ static int read_refs(refset *rs, ims_tier_target *t, ims_tier_scrub_result *res)
 		qsort(rs->refs, rs->n, sizeof(*rs->refs), cmp_ref);
 	size_t uniq = 0;
 	for (size_t i = 0; i < rs->n; i++)
-		if (!uniq || memcmp(rs->refs[uniq - 1].sha256, rs->refs[i].sha256, IMS_SHA256_LEN) != 0)
+		if (!uniq ||
+		    memcmp(rs->refs[uniq - 1].sha256, rs->refs[i].sha256, IMS_SHA256_LEN) != 0)
 			rs->refs[uniq++] = rs->refs[i];
 	rs->n = uniq;
 	return 0;
@@ -1493,7 +1569,9 @@ static int read_refs(refset *rs, ims_tier_target *t, ims_tier_scrub_result *res)
 
 static int gc_skipped(const ims_tier_scrub_result *res)
 {
-	return ims_error_set(-EBADMSG, "garbage collection skipped: %" PRIu64 " manifest%s could not be read (%s)",
+	return ims_error_set(-EBADMSG,
+			     "garbage collection skipped: %" PRIu64
+			     " manifest%s could not be read (%s)",
 			     res->manifests_bad, res->manifests_bad == 1 ? "" : "s", res->report);
 }
 
@@ -1507,7 +1585,7 @@ static int gc_locked(ims_tier_target *t, const ims_tier_opts *o, ims_tier_scrub_
 	char lock[64] = "";
 	int64_t renewed = (int64_t)time(NULL);
 	ims_tier_scrub_result again;
-	refset rs = { 0 };
+	refset rs = {0};
 	int r;
 	memset(&again, 0, sizeof(again));
 	if ((r = gc_lock(t, lock, sizeof(lock))) < 0)
@@ -1529,7 +1607,7 @@ int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bo
 		   const ims_tier_opts *o)
 {
 	ims_tier_scrub_result res;
-	refset rs = { 0 };
+	refset rs = {0};
 	scrubber s;
 	pthread_t threads[MAX_WORKERS];
 	unsigned started = 0;
@@ -1567,7 +1645,7 @@ int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bo
 			pthread_mutex_unlock(&s.lock);
 			break;
 		}
-		struct timespec ts = { 0, 200 * 1000000L };
+		struct timespec ts = {0, 200 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
 	for (unsigned i = 0; i < started; i++)
@@ -1594,7 +1672,8 @@ out:
 	return r;
 }
 
-int ims_tier_cold_target(ims_site *site, const char *pool, const char *image, char *target, size_t len)
+int ims_tier_cold_target(ims_site *site, const char *pool, const char *image, char *target,
+			 size_t len)
 {
 	rados_ioctx_t io;
 	ims_catalog_entry *e = NULL;

@@ -6,7 +6,8 @@
  * its bytes so identical chunks of all images are stored once, seals them (zstd, AES-256-GCM,
  * tier/manifest.h) and uploads them in parallel with bounded memory; all-zero chunks are not
  * stored. The sealed manifest is written last: without it nothing was pushed. It is read back
- * and parsed as restore will, and only then is the image marked cold in its pool's catalog and, as asked, moved to the trash or purged.
+ * and parsed as restore will, and only then is the image marked cold in its pool's catalog and, as
+ * asked, moved to the trash or purged.
  *
  * Restore fetches the manifest, downloads and checks every chunk (authentication, then the
  * SHA-256 of the decompressed bytes) in parallel ahead of the writer, and writes through the
@@ -72,17 +73,18 @@ int ims_tier_after_parse(ims_tier_after *out, const char *s);
  * The S3 target that holds image @p pool/@p image cold, as its pool's catalog records it.
  * @returns 1 and its name in @p target; 0 if the catalog names none; < 0 on error.
  */
-int ims_tier_cold_target(ims_site *site, const char *pool, const char *image, char *target, size_t len);
+int ims_tier_cold_target(ims_site *site, const char *pool, const char *image, char *target,
+			 size_t len);
 
 #define IMS_TIER_OPTS_VERSION 1
 typedef struct {
 	unsigned version;
-	uint64_t chunk_size;     /* push: bytes, a power of two in [64 KiB, 64 MiB]; 0: 4 MiB */
-	unsigned concurrency;    /* parallel requests; 0: 8 */
-	int zstd_level;          /* 0: 3 */
-	ims_tier_after after;    /* push of an image head: what happens to the image */
-	uint64_t grace;          /* seconds; GC keeps younger chunks, push refreshes chunks older
-				    than half of it; 0: 86400 */
+	uint64_t chunk_size;	  /* push: bytes, a power of two in [64 KiB, 64 MiB]; 0: 4 MiB */
+	unsigned concurrency;	  /* parallel requests; 0: 8 */
+	int zstd_level;		  /* 0: 3 */
+	ims_tier_after after;	  /* push of an image head: what happens to the image */
+	uint64_t grace;		  /* seconds; GC keeps younger chunks, push refreshes chunks older
+				     than half of it; 0: 86400 */
 	ims_progress_fn progress; /* may be NULL; non-zero return cancels */
 	void *progress_ctx;
 	/* push of an image head to be removed: whether a host holds a lease on the image (1, with
@@ -91,7 +93,10 @@ typedef struct {
 	int (*leased)(void *ctx, const char *pool, const char *image, char *why, size_t len);
 	void *leased_ctx;
 } ims_tier_opts;
-#define IMS_TIER_OPTS_INIT { .version = IMS_TIER_OPTS_VERSION, .after = IMS_TIER_TRASH }
+#define IMS_TIER_OPTS_INIT                                                                         \
+	{                                                                                          \
+		.version = IMS_TIER_OPTS_VERSION, .after = IMS_TIER_TRASH                          \
+	}
 
 /* Seconds after which a push's or garbage collection's lock object that was not renewed is
  * ignored; the holders renew theirs every IMS_TIER_LOCK_RENEW seconds. */
@@ -99,15 +104,15 @@ typedef struct {
 #define IMS_TIER_LOCK_RENEW 60
 
 typedef struct {
-	char name[3 * 256 + 4];  /* the cold image's name */
+	char name[3 * 256 + 4]; /* the cold image's name */
 	uint64_t size;
-	uint64_t chunks;         /* chunks in the manifest */
-	uint64_t chunks_new;     /* push: uploaded; the others were stored already */
-	uint64_t bytes_data;     /* bytes of data in chunks */
-	uint64_t bytes_sealed;   /* push: sealed bytes uploaded */
-	uint64_t bytes_zero;     /* bytes of zeros, never stored */
-	uint64_t bytes_read;     /* restore: bytes the import read; zero runs outside the chunks
-				    are not read (only where a block holds data too) */
+	uint64_t chunks;       /* chunks in the manifest */
+	uint64_t chunks_new;   /* push: uploaded; the others were stored already */
+	uint64_t bytes_data;   /* bytes of data in chunks */
+	uint64_t bytes_sealed; /* push: sealed bytes uploaded */
+	uint64_t bytes_zero;   /* bytes of zeros, never stored */
+	uint64_t bytes_read;   /* restore: bytes the import read; zero runs outside the chunks
+				  are not read (only where a block holds data too) */
 } ims_tier_result;
 
 /**
@@ -152,7 +157,7 @@ typedef struct {
 	uint64_t size;
 	int64_t pushed;
 	uint64_t chunks;
-	bool bad;       /* the manifest could not be read */
+	bool bad; /* the manifest could not be read */
 } ims_tier_cold;
 
 /** The cold images of @p t, sorted by name. Free with ims_tier_cold_list_free(). */
@@ -162,12 +167,12 @@ void ims_tier_cold_list_free(ims_tier_cold *list, size_t count);
 typedef struct {
 	uint64_t manifests;
 	uint64_t manifests_bad;
-	uint64_t chunks;         /* distinct chunks referenced */
-	uint64_t chunks_bad;     /* missing, or (deep) failing their checks */
-	char report[2048];       /* the first problems, one "KEY (in NAME): why" each, "; " between */
+	uint64_t chunks;     /* distinct chunks referenced */
+	uint64_t chunks_bad; /* missing, or (deep) failing their checks */
+	char report[2048];   /* the first problems, one "KEY (in NAME): why" each, "; " between */
 	/* garbage collection */
-	uint64_t garbage;        /* unreferenced chunks found */
-	uint64_t garbage_young;  /* of which kept for the grace period */
+	uint64_t garbage;	/* unreferenced chunks found */
+	uint64_t garbage_young; /* of which kept for the grace period */
 	uint64_t deleted;
 } ims_tier_scrub_result;
 

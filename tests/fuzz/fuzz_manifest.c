@@ -7,7 +7,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const ims_seal_key key = { { 1 } };
+	static const ims_seal_key key = {{1}};
 	ims_manifest *m = NULL;
 	uint8_t *plain = NULL;
 	size_t plen = 0;

@@ -1,8 +1,8 @@
 /*
  * group_seq_writer CEPH_CONF POOL DISK1 [DISK2]: writes like a VM with two disks (or one), for
- * the consistency group and failover tests. It keeps both images open and, for N = 1, 2, ...: writes N
- * (8 bytes, little endian, at the start of a 4 KiB block) at offset 0 of DISK1, waits for the
- * write to complete, then the same at offset 0 of DISK2; every 8th N it also writes 64 KiB of
+ * the consistency group and failover tests. It keeps both images open and, for N = 1, 2, ...:
+ * writes N (8 bytes, little endian, at the start of a 4 KiB block) at offset 0 of DISK1, waits for
+ * the write to complete, then the same at offset 0 of DISK2; every 8th N it also writes 64 KiB of
  * noise at a pseudo-random offset of each disk, so the cuts carry more than the counters.
  * At any instant DISK1 holds N or N+1 when DISK2 holds N: a crash-consistent cut of both must
  * show seq1 - seq2 in {0, 1}.
@@ -58,20 +58,24 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	if ((r = rados_create(&cluster, NULL)) < 0 || (r = rados_conf_read_file(cluster, argv[1])) < 0 ||
-	    (r = rados_connect(cluster)) < 0 || (r = rados_ioctx_create(cluster, argv[2], &io)) < 0) {
+	if ((r = rados_create(&cluster, NULL)) < 0 ||
+	    (r = rados_conf_read_file(cluster, argv[1])) < 0 || (r = rados_connect(cluster)) < 0 ||
+	    (r = rados_ioctx_create(cluster, argv[2], &io)) < 0) {
 		fprintf(stderr, "group_seq_writer: cannot connect: %s\n", strerror(-r));
 		return 1;
 	}
-	if ((r = rbd_open(io, argv[3], &d1, NULL)) < 0 || (two && (r = rbd_open(io, argv[4], &d2, NULL)) < 0)) {
+	if ((r = rbd_open(io, argv[3], &d1, NULL)) < 0 ||
+	    (two && (r = rbd_open(io, argv[4], &d2, NULL)) < 0)) {
 		fprintf(stderr, "group_seq_writer: cannot open the disks: %s\n", strerror(-r));
 		return 1;
 	}
 	rbd_get_size(d1, &size);
 	while (!stop) {
 		n++;
-		if ((r = write_seq(d1, n, block)) < 0 || (two && (r = write_seq(d2, n, block)) < 0)) {
-			fprintf(stderr, "group_seq_writer: write %llu failed: %s\n", (unsigned long long)n, strerror(-r));
+		if ((r = write_seq(d1, n, block)) < 0 ||
+		    (two && (r = write_seq(d2, n, block)) < 0)) {
+			fprintf(stderr, "group_seq_writer: write %llu failed: %s\n",
+				(unsigned long long)n, strerror(-r));
 			printf("%llu\n", (unsigned long long)n);
 			return 1;
 		}
@@ -82,15 +86,17 @@ int main(int argc, char **argv)
 				x ^= x << 17;
 				memcpy(noise + i, &x, 8);
 			}
-			uint64_t off = (1u << 20) + (x % ((size - (1u << 20)) / sizeof(noise))) * sizeof(noise);
+			uint64_t off = (1u << 20) +
+				       (x % ((size - (1u << 20)) / sizeof(noise))) * sizeof(noise);
 			if (rbd_write(d1, off, sizeof(noise), noise) != (ssize_t)sizeof(noise) ||
-			    (two && rbd_write(d2, off, sizeof(noise), noise) != (ssize_t)sizeof(noise))) {
+			    (two &&
+			     rbd_write(d2, off, sizeof(noise), noise) != (ssize_t)sizeof(noise))) {
 				fprintf(stderr, "group_seq_writer: a noise write failed\n");
 				return 1;
 			}
 		}
 		if (n % 64 == 0) {
-			struct timespec ts = { 0, 2000000 }; /* a VM's pace, not a benchmark's */
+			struct timespec ts = {0, 2000000}; /* a VM's pace, not a benchmark's */
 			nanosleep(&ts, NULL);
 		}
 	}

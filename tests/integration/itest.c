@@ -18,7 +18,7 @@
 
 ims_site *itest_site(char letter)
 {
-	char var[32], name[2] = { (char)(letter | 0x20), 0 };
+	char var[32], name[2] = {(char)(letter | 0x20), 0};
 	snprintf(var, sizeof(var), "CEPH_CONF_%c", letter);
 	const char *conf = getenv(var);
 	if (!conf)
@@ -120,8 +120,9 @@ void itest_assert_image_equals_file(ims_site *site, const char *pool, const char
 			size_t i = 0;
 			while (a[i] == b[i])
 				i++;
-			fail_msg("%s/%s%s%s differs from %s at byte %llu", pool, image, snap ? "@" : "",
-				 snap ? snap : "", path, (unsigned long long)(off + i));
+			fail_msg("%s/%s%s%s differs from %s at byte %llu", pool, image,
+				 snap ? "@" : "", snap ? snap : "", path,
+				 (unsigned long long)(off + i));
 		}
 	}
 	free(a);
@@ -143,7 +144,8 @@ void itest_fill_pattern(const char *path, uint64_t size, unsigned seed)
 	/* every third MiB full of data, every third zeros (a hole), every third sparse writes */
 	for (uint64_t off = 0; off + mb <= size; off += mb) {
 		unsigned kind = (unsigned)((off / mb + seed) % 3);
-		if (kind == 1 || (off >= 8 * mb && off < 16 * mb)) /* and two whole 4 MiB objects empty */
+		if (kind == 1 ||
+		    (off >= 8 * mb && off < 16 * mb)) /* and two whole 4 MiB objects empty */
 			continue;
 		if (kind == 0) {
 			for (size_t i = 0; i < mb; i++) {
@@ -155,8 +157,8 @@ void itest_fill_pattern(const char *path, uint64_t size, unsigned seed)
 			for (int k = 0; k < 5; k++) {
 				x = x * 6364136223846793005ull + 1442695040888963407ull;
 				uint64_t at = off + (x >> 20) % (mb - 700);
-				snprintf(buf, 700, "record %llu of seed %u at %llu", (unsigned long long)k, seed,
-					 (unsigned long long)at);
+				snprintf(buf, 700, "record %llu of seed %u at %llu",
+					 (unsigned long long)k, seed, (unsigned long long)at);
 				assert_int_equal(pwrite(fd, buf, 613, (off_t)at), 613);
 			}
 		}

@@ -81,8 +81,8 @@ static int teardown(void **state)
 	return 0;
 }
 
-#define CALL(c, svc, method, req, out_type, resp)                                                \
-	ims_client_call((c), "imgstore.v1." svc "/" method, &(req)->base,                         \
+#define CALL(c, svc, method, req, out_type, resp)                                                  \
+	ims_client_call((c), "imgstore.v1." svc "/" method, &(req)->base,                          \
 			&imgstore__v1__##out_type##__descriptor, (ProtobufCMessage **)(resp))
 
 static void spec(Imgstore__V1__ImageSpec *s, const char *image, const char *snap)
@@ -120,8 +120,8 @@ static Imgstore__V1__Operation *wait_op(ims_client *c, const char *id)
 static void assert_op_ok(Imgstore__V1__Operation *op)
 {
 	if (op->state != IMGSTORE__V1__OPERATION_STATE__OPERATION_STATE_SUCCEEDED)
-		fail_msg("operation %s (%s %s) ended in state %d: %s", op->id, op->kind, op->target, op->state,
-			 op->error);
+		fail_msg("operation %s (%s %s) ended in state %d: %s", op->id, op->kind, op->target,
+			 op->state, op->error);
 }
 
 static Imgstore__V1__Image *get_image(ims_client *c, const char *name)
@@ -185,7 +185,8 @@ static void test_image_methods(void **state)
 
 	Imgstore__V1__ListImagesRequest ls = IMGSTORE__V1__LIST_IMAGES_REQUEST__INIT;
 	Imgstore__V1__ListImagesResponse *list = NULL;
-	assert_int_equal(CALL(C, "ImageService", "ListImages", &ls, list_images_response, &list), 0);
+	assert_int_equal(CALL(C, "ImageService", "ListImages", &ls, list_images_response, &list),
+			 0);
 	assert_string_equal(list->pool, "rbd");
 	bool found = false;
 	for (size_t i = 0; i < list->n_images; i++)
@@ -213,7 +214,9 @@ static void test_image_methods(void **state)
 	Imgstore__V1__ListSnapshotsRequest lsn = IMGSTORE__V1__LIST_SNAPSHOTS_REQUEST__INIT;
 	lsn.image = &s;
 	Imgstore__V1__ListSnapshotsResponse *snaps = NULL;
-	assert_int_equal(CALL(C, "SnapshotService", "ListSnapshots", &lsn, list_snapshots_response, &snaps), 0);
+	assert_int_equal(
+		CALL(C, "SnapshotService", "ListSnapshots", &lsn, list_snapshots_response, &snaps),
+		0);
 	assert_int_equal(snaps->n_snapshots, 1);
 	free_msg(snaps);
 
@@ -251,7 +254,9 @@ static void test_image_methods(void **state)
 	Imgstore__V1__DeleteSnapshotRequest ds = IMGSTORE__V1__DELETE_SNAPSHOT_REQUEST__INIT;
 	ds.snapshot = &snap;
 	Imgstore__V1__DeleteSnapshotResponse *dsr = NULL;
-	assert_int_equal(CALL(C, "SnapshotService", "DeleteSnapshot", &ds, delete_snapshot_response, &dsr), 0);
+	assert_int_equal(
+		CALL(C, "SnapshotService", "DeleteSnapshot", &ds, delete_snapshot_response, &dsr),
+		0);
 	free_msg(dsr);
 
 	Imgstore__V1__RenameImageRequest rn = IMGSTORE__V1__RENAME_IMAGE_REQUEST__INIT;
@@ -269,10 +274,12 @@ static void test_image_methods(void **state)
 	spec(&rs2, renamed, NULL);
 	del.image = &rs2;
 	del.purge = 1;
-	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr), 0);
+	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr),
+			 0);
 	free_msg(dr);
 	del.image = &clone;
-	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr), 0);
+	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr),
+			 0);
 	free_msg(dr);
 	assert_null(get_image(C, renamed));
 }
@@ -283,7 +290,8 @@ static void test_import_export(void **state)
 {
 	(void)state;
 	char raw[512], qcow[512], out_path[512], dl[512];
-	const char *in_dir = getenv("IMGSTORE_IMPORT_DIR"), *out_dir = getenv("IMGSTORE_EXPORT_DIR");
+	const char *in_dir = getenv("IMGSTORE_IMPORT_DIR"),
+		   *out_dir = getenv("IMGSTORE_EXPORT_DIR");
 	assert_non_null(in_dir);
 	assert_non_null(out_dir);
 	/* by path only in the daemon's [server] import_dirs and export_dirs */
@@ -319,7 +327,8 @@ static void test_import_export(void **state)
 	Imgstore__V1__BeginUploadRequest bu = IMGSTORE__V1__BEGIN_UPLOAD_REQUEST__INIT;
 	bu.size = (uint64_t)st.st_size;
 	Imgstore__V1__BeginUploadResponse *up = NULL;
-	assert_int_equal(CALL(C, "ImageService", "BeginUpload", &bu, begin_upload_response, &up), 0);
+	assert_int_equal(CALL(C, "ImageService", "BeginUpload", &bu, begin_upload_response, &up),
+			 0);
 	assert_true(up->max_chunk_bytes > 0);
 	int fd = open(qcow, O_RDONLY);
 	uint8_t *buf = malloc(up->max_chunk_bytes);
@@ -333,7 +342,8 @@ static void test_import_export(void **state)
 		ch.offset = off;
 		ch.data.data = buf;
 		ch.data.len = (size_t)n;
-		assert_int_equal(CALL(C, "ImageService", "UploadChunk", &ch, upload_chunk_response, &cr), 0);
+		assert_int_equal(
+			CALL(C, "ImageService", "UploadChunk", &ch, upload_chunk_response, &cr), 0);
 		off += (uint64_t)n;
 		assert_int_equal(cr->received_bytes, off);
 		free_msg(cr);
@@ -345,7 +355,8 @@ static void test_import_export(void **state)
 	bad.offset = 0;
 	bad.data.data = buf;
 	bad.data.len = 1;
-	assert_int_equal(CALL(C, "ImageService", "UploadChunk", &bad, upload_chunk_response, &cr), -EINVAL);
+	assert_int_equal(CALL(C, "ImageService", "UploadChunk", &bad, upload_chunk_response, &cr),
+			 -EINVAL);
 	close(fd);
 	free(buf);
 	im.image = &s2;
@@ -392,7 +403,9 @@ static void test_import_export(void **state)
 		Imgstore__V1__DownloadChunkResponse *dc = NULL;
 		dq.operation_id = done->id;
 		dq.offset = pos;
-		assert_int_equal(CALL(C, "ImageService", "DownloadChunk", &dq, download_chunk_response, &dc), 0);
+		assert_int_equal(
+			CALL(C, "ImageService", "DownloadChunk", &dq, download_chunk_response, &dc),
+			0);
 		assert_int_equal(fwrite(dc->data.data, 1, dc->data.len, f), dc->data.len);
 		pos += dc->data.len;
 		bool eof = dc->eof;
@@ -403,25 +416,32 @@ static void test_import_export(void **state)
 	fclose(f);
 	free_msg(done);
 	free_msg(op);
-	assert_int_equal(itest_sh("qemu-img check -q '%s' && qemu-img compare -q -f qcow2 -F raw '%s' '%s'", dl, dl,
-				  raw), 0);
+	assert_int_equal(
+		itest_sh("qemu-img check -q '%s' && qemu-img compare -q -f qcow2 -F raw '%s' '%s'",
+			 dl, dl, raw),
+		0);
 
 	/* operations are listed */
 	Imgstore__V1__ListOperationsRequest lo = IMGSTORE__V1__LIST_OPERATIONS_REQUEST__INIT;
 	Imgstore__V1__ListOperationsResponse *ops = NULL;
-	assert_int_equal(CALL(C, "OperationService", "ListOperations", &lo, list_operations_response, &ops), 0);
+	assert_int_equal(
+		CALL(C, "OperationService", "ListOperations", &lo, list_operations_response, &ops),
+		0);
 	assert_true(ops->n_operations >= 4);
-	assert_true(ops->operations[0]->created_unix >= ops->operations[ops->n_operations - 1]->created_unix);
+	assert_true(ops->operations[0]->created_unix >=
+		    ops->operations[ops->n_operations - 1]->created_unix);
 	free_msg(ops);
 
 	Imgstore__V1__DeleteImageRequest del = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
 	Imgstore__V1__DeleteImageResponse *dr = NULL;
 	del.purge = 1;
 	del.image = &s1;
-	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr), 0);
+	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr),
+			 0);
 	free_msg(dr);
 	del.image = &s2;
-	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr), 0);
+	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr),
+			 0);
 	free_msg(dr);
 	unlink(qcow);
 	unlink(out_path);
@@ -452,11 +472,12 @@ static void test_paths_refused(void **state)
 	Imgstore__V1__Operation *op = NULL;
 	im.image = &s;
 	im.format = "raw";
-	const char *refused[] = { "/etc/passwd", keyring, link, dotdot, "/proc/self/environ" };
+	const char *refused[] = {"/etc/passwd", keyring, link, dotdot, "/proc/self/environ"};
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
 		im.source_path = (char *)refused[i];
 		if (CALL(C, "ImageService", "ImportImage", &im, operation, &op) != -EPERM)
-			fail_msg("import of '%s' was not refused: %s", refused[i], ims_error_last());
+			fail_msg("import of '%s' was not refused: %s", refused[i],
+				 ims_error_last());
 		assert_int_equal(ims_client_last_code(C), IMS_RPC_PERMISSION_DENIED);
 		assert_non_null(strstr(ims_error_last(), "import_dirs"));
 		assert_null(get_image(C, name)); /* nothing made */
@@ -476,11 +497,12 @@ static void test_paths_refused(void **state)
 	assert_int_equal(symlink(itest_dir(), link_dir), 0);
 	Imgstore__V1__ExportImageRequest ex = IMGSTORE__V1__EXPORT_IMAGE_REQUEST__INIT;
 	ex.image = &s;
-	const char *bad_dest[] = { outside, via_link };
+	const char *bad_dest[] = {outside, via_link};
 	for (size_t i = 0; i < 2; i++) {
 		ex.dest_path = (char *)bad_dest[i];
 		if (CALL(C, "ImageService", "ExportImage", &ex, operation, &op) != -EPERM)
-			fail_msg("export to '%s' was not refused: %s", bad_dest[i], ims_error_last());
+			fail_msg("export to '%s' was not refused: %s", bad_dest[i],
+				 ims_error_last());
 		assert_int_equal(ims_client_last_code(C), IMS_RPC_PERMISSION_DENIED);
 		assert_non_null(strstr(ims_error_last(), "export_dirs"));
 	}
@@ -491,7 +513,8 @@ static void test_paths_refused(void **state)
 	Imgstore__V1__DeleteImageResponse *dr = NULL;
 	del.image = &s;
 	del.purge = 1;
-	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr), 0);
+	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr),
+			 0);
 	free_msg(dr);
 }
 
@@ -510,7 +533,8 @@ static void test_roles(void **state)
 	al.host = "sandbox-host"; /* the host token's name: a host takes leases for itself only */
 	Imgstore__V1__Lease *lease = NULL;
 
-	ims_client *none = client_as(NULL, false), *wrong = client_as("not-a-token-at-all-xxxx", false);
+	ims_client *none = client_as(NULL, false),
+		   *wrong = client_as("not-a-token-at-all-xxxx", false);
 	ims_client *reader = client_as(reader_tok, false), *host = client_as(host_tok, true);
 
 	assert_true(CALL(none, "ImageService", "CreateImage", &cr, image, &img) < 0);
@@ -530,12 +554,14 @@ static void test_roles(void **state)
 	free_msg(img);
 	assert_true(CALL(reader, "HostService", "AcquireLease", &al, lease, &lease) < 0);
 	assert_int_equal(ims_client_last_code(reader), IMS_RPC_PERMISSION_DENIED);
-	assert_int_equal(CALL(host, "HostService", "AcquireLease", &al, lease, &lease), 0); /* over the socket */
+	assert_int_equal(CALL(host, "HostService", "AcquireLease", &al, lease, &lease),
+			 0); /* over the socket */
 	assert_string_equal(lease->host, "sandbox-host");
 	Imgstore__V1__ReleaseLeaseRequest rl = IMGSTORE__V1__RELEASE_LEASE_REQUEST__INIT;
 	Imgstore__V1__ReleaseLeaseResponse *rr = NULL;
 	rl.lease_id = lease->id;
-	assert_int_equal(CALL(host, "HostService", "ReleaseLease", &rl, release_lease_response, &rr), 0);
+	assert_int_equal(
+		CALL(host, "HostService", "ReleaseLease", &rl, release_lease_response, &rr), 0);
 	free_msg(rr);
 	free_msg(lease);
 
@@ -550,7 +576,8 @@ static void test_roles(void **state)
 	/* the sites: this daemon's own first, answering; an unknown one is named as such */
 	Imgstore__V1__ListSitesRequest ls = IMGSTORE__V1__LIST_SITES_REQUEST__INIT;
 	Imgstore__V1__ListSitesResponse *lsr = NULL;
-	assert_int_equal(CALL(reader, "SiteService", "ListSites", &ls, list_sites_response, &lsr), 0);
+	assert_int_equal(CALL(reader, "SiteService", "ListSites", &ls, list_sites_response, &lsr),
+			 0);
 	assert_true(lsr->n_sites >= 1);
 	assert_true(lsr->sites[0]->local);
 	assert_string_equal(lsr->sites[0]->health, "up");
@@ -575,8 +602,10 @@ static void test_roles(void **state)
 	Imgstore__V1__DeleteImageResponse *dr = NULL;
 	del.image = &s;
 	del.purge = 1;
-	assert_true(CALL(reader, "ImageService", "DeleteImage", &del, delete_image_response, &dr) < 0);
-	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr), 0);
+	assert_true(CALL(reader, "ImageService", "DeleteImage", &del, delete_image_response, &dr) <
+		    0);
+	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr),
+			 0);
 	free_msg(dr);
 	ims_client_close(none);
 	ims_client_close(wrong);
@@ -619,7 +648,9 @@ static void test_leases_and_attach(void **state)
 	al.ttl_seconds = 30;
 	assert_int_equal(CALL(h, "HostService", "AcquireLease", &al, lease, &l1), -EPERM);
 	assert_int_equal(ims_client_last_code(h), IMS_RPC_PERMISSION_DENIED);
-	assert_non_null(strstr(ims_error_last(), "caller 'sandbox-host' may not take a lease for host 'sandbox-host2'"));
+	assert_non_null(
+		strstr(ims_error_last(),
+		       "caller 'sandbox-host' may not take a lease for host 'sandbox-host2'"));
 	al.host = "sandbox-host";
 	assert_int_equal(CALL(h, "HostService", "AcquireLease", &al, lease, &l1), 0);
 	assert_string_equal(l1->host, "sandbox-host");
@@ -638,14 +669,16 @@ static void test_leases_and_attach(void **state)
 	Imgstore__V1__ReleaseLeaseRequest rl = IMGSTORE__V1__RELEASE_LEASE_REQUEST__INIT;
 	Imgstore__V1__ReleaseLeaseResponse *rr = NULL;
 	rl.lease_id = l1->id;
-	assert_int_equal(CALL(h2, "HostService", "ReleaseLease", &rl, release_lease_response, &rr), -EPERM);
+	assert_int_equal(CALL(h2, "HostService", "ReleaseLease", &rl, release_lease_response, &rr),
+			 -EPERM);
 	assert_int_equal(ims_client_last_code(h2), IMS_RPC_PERMISSION_DENIED);
 
 	/* unchanged: still the first host's, same expiry; a reader sees it without its id */
 	Imgstore__V1__ListLeasesRequest ll = IMGSTORE__V1__LIST_LEASES_REQUEST__INIT;
 	Imgstore__V1__ListLeasesResponse *leases = NULL;
 	ll.image = &s;
-	assert_int_equal(CALL(reader, "HostService", "ListLeases", &ll, list_leases_response, &leases), 0);
+	assert_int_equal(
+		CALL(reader, "HostService", "ListLeases", &ll, list_leases_response, &leases), 0);
 	assert_int_equal(leases->n_leases, 1);
 	assert_string_equal(leases->leases[0]->host, "sandbox-host");
 	assert_string_equal(leases->leases[0]->id, "");
@@ -657,13 +690,15 @@ static void test_leases_and_attach(void **state)
 	assert_true(l2->expires_unix >= l1->expires_unix + 200);
 	free_msg(l2);
 
-	assert_int_equal(CALL(h, "HostService", "ListLeases", &ll, list_leases_response, &leases), 0);
+	assert_int_equal(CALL(h, "HostService", "ListLeases", &ll, list_leases_response, &leases),
+			 0);
 	assert_int_equal(leases->n_leases, 1);
 	assert_string_equal(leases->leases[0]->host, "sandbox-host");
 	assert_string_equal(leases->leases[0]->id, l1->id); /* a host sees ids */
 	free_msg(leases);
 
-	assert_int_equal(CALL(h, "HostService", "ReleaseLease", &rl, release_lease_response, &rr), 0);
+	assert_int_equal(CALL(h, "HostService", "ReleaseLease", &rl, release_lease_response, &rr),
+			 0);
 	free_msg(rr);
 	assert_true(CALL(h, "HostService", "ReleaseLease", &rl, release_lease_response, &rr) < 0);
 	assert_int_equal(ims_client_last_code(h), IMS_RPC_NOT_FOUND);
@@ -671,7 +706,8 @@ static void test_leases_and_attach(void **state)
 	assert_int_equal(CALL(h2, "HostService", "AcquireLease", &al, lease, &l2), 0);
 	rl.lease_id = l2->id;
 	/* an admin acts for any host: an operator releasing a dead host's lease */
-	assert_int_equal(CALL(C, "HostService", "ReleaseLease", &rl, release_lease_response, &rr), 0);
+	assert_int_equal(CALL(C, "HostService", "ReleaseLease", &rl, release_lease_response, &rr),
+			 0);
 	free_msg(rr);
 	free_msg(l2);
 	free_msg(l1);
@@ -695,7 +731,9 @@ static void test_leases_and_attach(void **state)
 	/* sandbox-host2 has none: refused, never the daemon's own cephx user */
 	assert_true(CALL(h2, "HostService", "GetAttachInfo", &ai, attach_info, &info) < 0);
 	assert_int_equal(ims_client_last_code(h2), IMS_RPC_FAILED_PRECONDITION);
-	assert_non_null(strstr(ims_error_last(), "no cephx user and libvirt secret are known for host 'sandbox-host2'"));
+	assert_non_null(
+		strstr(ims_error_last(),
+		       "no cephx user and libvirt secret are known for host 'sandbox-host2'"));
 	/* a host may not ask with another host's identity */
 	ai.host = "sandbox-host2";
 	assert_int_equal(CALL(h, "HostService", "GetAttachInfo", &ai, attach_info, &info), -EPERM);
@@ -730,7 +768,8 @@ static void test_leases_and_attach(void **state)
 	assert_int_equal(strlen(info->cluster_fsid), 36);
 	snprintf(want, sizeof(want), "<source protocol='rbd' name='rbd/%s'>", name);
 	assert_non_null(strstr(info->libvirt_disk_xml, want));
-	assert_non_null(strstr(info->libvirt_disk_xml, "uuid='5e0f0d4c-0000-4000-8000-000000000001'"));
+	assert_non_null(
+		strstr(info->libvirt_disk_xml, "uuid='5e0f0d4c-0000-4000-8000-000000000001'"));
 	snprintf(want, sizeof(want), "<host name='%s' port='", itest_site_addr('A'));
 	assert_non_null(strstr(info->libvirt_disk_xml, want));
 	free_msg(info);
@@ -745,42 +784,57 @@ static void test_malformed_requests(void **state)
 	char big[512];
 	snprintf(big, sizeof(big), "%s/big.bin", itest_dir());
 	assert_int_equal(itest_sh("head -c 5242880 /dev/urandom > '%s'", big), 0);
-#define CURL_STATUS(extra, path)                                                                            \
-	itest_sh("test \"$(curl -s -o /dev/null -w '%%{http_code}' --cacert '%s' -H 'Authorization: Bearer %s' " \
-		 extra " '%s%s')\" = %s", ca, admin_tok, url, path, expect)
+#define CURL_STATUS(extra, path)                                                                   \
+	itest_sh("test \"$(curl -s -o /dev/null -w '%%{http_code}' --cacert '%s' -H "              \
+		 "'Authorization: Bearer %s' " extra " '%s%s')\" = %s",                            \
+		 ca, admin_tok, url, path, expect)
 	const char *expect;
 	expect = "400"; /* random bytes */
-	assert_int_equal(CURL_STATUS("-H 'Content-Type: application/proto' --data-binary @/etc/hostname",
-				     "/imgstore.v1.ImageService/GetImage"), 0);
+	assert_int_equal(
+		CURL_STATUS("-H 'Content-Type: application/proto' --data-binary @/etc/hostname",
+			    "/imgstore.v1.ImageService/GetImage"),
+		0);
 	expect = "415"; /* wrong content type */
 	assert_int_equal(CURL_STATUS("-H 'Content-Type: application/json' --data-binary '{}'",
-				     "/imgstore.v1.ImageService/GetImage"), 0);
+				     "/imgstore.v1.ImageService/GetImage"),
+			 0);
 	expect = "404"; /* unknown method */
 	assert_int_equal(CURL_STATUS("-H 'Content-Type: application/proto' --data-binary ''",
-				     "/imgstore.v1.ImageService/Frobnicate"), 0);
+				     "/imgstore.v1.ImageService/Frobnicate"),
+			 0);
 	char big_arg[600];
-	snprintf(big_arg, sizeof(big_arg), "-H 'Content-Type: application/proto' --data-binary @%s", big);
+	snprintf(big_arg, sizeof(big_arg), "-H 'Content-Type: application/proto' --data-binary @%s",
+		 big);
 	expect = "413"; /* oversized, refused before decoding */
-	int st = itest_sh("test \"$(curl -s -o /dev/null -w '%%{http_code}' --cacert '%s' -H 'Authorization: Bearer %s' "
-			  "%s '%s/imgstore.v1.ImageService/GetImage')\" = 413 || test \"$(curl -s -o /dev/null -w "
+	int st = itest_sh("test \"$(curl -s -o /dev/null -w '%%{http_code}' --cacert '%s' -H "
+			  "'Authorization: Bearer %s' "
+			  "%s '%s/imgstore.v1.ImageService/GetImage')\" = 413 || test \"$(curl -s "
+			  "-o /dev/null -w "
 			  "'%%{http_code}' --cacert '%s' -H 'Authorization: Bearer %s' %s "
 			  "'%s/imgstore.v1.ImageService/GetImage')\" = 429",
 			  ca, admin_tok, big_arg, url, ca, admin_tok, big_arg, url);
 	assert_int_equal(st, 0);
 	/* the error body is JSON with a code */
-	assert_int_equal(itest_sh("curl -s --cacert '%s' -H 'Authorization: Bearer %s' -H 'Content-Type: application/proto' "
-				  "--data-binary @/etc/hostname '%s/imgstore.v1.ImageService/GetImage' | "
-				  "jq -e '.code == \"invalid_argument\" and (.message | length > 0)' >/dev/null",
-				  ca, admin_tok, url), 0);
+	assert_int_equal(
+		itest_sh("curl -s --cacert '%s' -H 'Authorization: Bearer %s' -H 'Content-Type: "
+			 "application/proto' "
+			 "--data-binary @/etc/hostname '%s/imgstore.v1.ImageService/GetImage' | "
+			 "jq -e '.code == \"invalid_argument\" and (.message | length > 0)' "
+			 ">/dev/null",
+			 ca, admin_tok, url),
+		0);
 	/* still serving */
 	Imgstore__V1__ListImagesRequest ls = IMGSTORE__V1__LIST_IMAGES_REQUEST__INIT;
 	Imgstore__V1__ListImagesResponse *list = NULL;
-	assert_int_equal(CALL(C, "ImageService", "ListImages", &ls, list_images_response, &list), 0);
+	assert_int_equal(CALL(C, "ImageService", "ListImages", &ls, list_images_response, &list),
+			 0);
 	free_msg(list);
 	/* health and metrics need no token */
 	assert_int_equal(itest_sh("curl -sf --cacert '%s' '%s/healthz' | grep -q ok", ca, url), 0);
-	assert_int_equal(itest_sh("curl -sf --cacert '%s' '%s/metrics' | grep -q '^imgstore_operations{state=\"running\"}'",
-				  ca, url), 0);
+	assert_int_equal(itest_sh("curl -sf --cacert '%s' '%s/metrics' | grep -q "
+				  "'^imgstore_operations{state=\"running\"}'",
+				  ca, url),
+			 0);
 	/* every mutating call left an audit line, with no token in it */
 	char audit[512];
 	snprintf(audit, sizeof(audit), "%s/site-a/log/audit.log", getenv("IMGSTORE_SANDBOX"));
@@ -795,7 +849,8 @@ static void test_daemon_killed_during_import(void **state)
 	(void)state;
 	char big[512];
 	assert_non_null(getenv("IMGSTORE_IMPORT_DIR"));
-	snprintf(big, sizeof(big), "%s/%s.raw", getenv("IMGSTORE_IMPORT_DIR"), itest_name("killed"));
+	snprintf(big, sizeof(big), "%s/%s.raw", getenv("IMGSTORE_IMPORT_DIR"),
+		 itest_name("killed"));
 	assert_int_equal(itest_sh("head -c %d /dev/urandom > '%s'", 400 << 20, big), 0);
 	const char *name = itest_name("killed");
 	Imgstore__V1__ImageSpec s;
@@ -810,7 +865,8 @@ static void test_daemon_killed_during_import(void **state)
 		Imgstore__V1__GetOperationRequest g = IMGSTORE__V1__GET_OPERATION_REQUEST__INIT;
 		Imgstore__V1__Operation *cur = NULL;
 		g.id = op->id;
-		assert_int_equal(CALL(C, "OperationService", "GetOperation", &g, operation, &cur), 0);
+		assert_int_equal(CALL(C, "OperationService", "GetOperation", &g, operation, &cur),
+				 0);
 		bool started = cur->bytes_done > 0;
 		assert_true(cur->state <= IMGSTORE__V1__OPERATION_STATE__OPERATION_STATE_RUNNING);
 		free_msg(cur);
@@ -837,7 +893,8 @@ static void test_daemon_killed_during_import(void **state)
 	/* the daemon removes the temporary within a minute or so (watch lapse + its 30 s tick) */
 	int left = -1;
 	for (int i = 0; i < 60 && left != 0; i++) {
-		left = itest_sh("rbd -c '%s' ls rbd | grep -q '^\\.imgstore-tmp-'", getenv("CEPH_CONF_A")) == 0;
+		left = itest_sh("rbd -c '%s' ls rbd | grep -q '^\\.imgstore-tmp-'",
+				getenv("CEPH_CONF_A")) == 0;
 		if (left)
 			sleep(2);
 	}
@@ -899,14 +956,15 @@ static unsigned returned_waits(void)
 static void put_foreign_op(const char *id, int state)
 {
 	long t = (long)time(NULL);
-	assert_int_equal(itest_sh("rados -c '%s' -p rbd setomapval imgstore.operations %s "
-				  "'{\"id\":\"%s\",\"kind\":\"import\",\"target\":\"rbd/elsewhere\","
-				  "\"site\":\"a\",\"state\":%d,\"bytes_done\":0,\"bytes_total\":0,"
-				  "\"error\":\"\",\"created\":%ld,\"started\":%ld,\"finished\":%ld,"
-				  "\"owner\":\"elsewhere#1\",\"heartbeat\":%ld,\"result_path\":\"\","
-				  "\"result\":\"\"}'",
-				  getenv("CEPH_CONF_A"), id, id, state, t, t, state > 2 ? t : 0, t),
-			 0);
+	assert_int_equal(
+		itest_sh("rados -c '%s' -p rbd setomapval imgstore.operations %s "
+			 "'{\"id\":\"%s\",\"kind\":\"import\",\"target\":\"rbd/elsewhere\","
+			 "\"site\":\"a\",\"state\":%d,\"bytes_done\":0,\"bytes_total\":0,"
+			 "\"error\":\"\",\"created\":%ld,\"started\":%ld,\"finished\":%ld,"
+			 "\"owner\":\"elsewhere#1\",\"heartbeat\":%ld,\"result_path\":\"\","
+			 "\"result\":\"\"}'",
+			 getenv("CEPH_CONF_A"), id, id, state, t, t, state > 2 ? t : 0, t),
+		0);
 }
 
 /* A gauge of site a's /metrics, -1 if it cannot be read */
@@ -990,7 +1048,8 @@ static void test_waits_leave_renew_lease(void **state)
 	for (int i = 0; i < NWAIT; i++) {
 		pthread_join(th[i], NULL);
 		assert_int_equal(w[i].result, 0);
-		assert_int_equal(w[i].state, IMGSTORE__V1__OPERATION_STATE__OPERATION_STATE_SUCCEEDED);
+		assert_int_equal(w[i].state,
+				 IMGSTORE__V1__OPERATION_STATE__OPERATION_STATE_SUCCEEDED);
 	}
 	assert_int_equal(itest_sh("rados -c '%s' -p rbd rmomapkey imgstore.operations %s",
 				  getenv("CEPH_CONF_A"), id),
@@ -999,7 +1058,8 @@ static void test_waits_leave_renew_lease(void **state)
 	Imgstore__V1__ReleaseLeaseRequest rl = IMGSTORE__V1__RELEASE_LEASE_REQUEST__INIT;
 	Imgstore__V1__ReleaseLeaseResponse *rr = NULL;
 	rl.lease_id = lease->id;
-	assert_int_equal(CALL(h, "HostService", "ReleaseLease", &rl, release_lease_response, &rr), 0);
+	assert_int_equal(CALL(h, "HostService", "ReleaseLease", &rl, release_lease_response, &rr),
+			 0);
 	free_msg(rr);
 	free_msg(renewed);
 	free_msg(lease);
@@ -1007,7 +1067,8 @@ static void test_waits_leave_renew_lease(void **state)
 	Imgstore__V1__DeleteImageRequest dr = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
 	Imgstore__V1__DeleteImageResponse *dresp = NULL;
 	dr.image = &s;
-	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &dr, delete_image_response, &dresp), 0);
+	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &dr, delete_image_response, &dresp),
+			 0);
 	free_msg(dresp);
 }
 
@@ -1019,16 +1080,22 @@ static void test_daemon_cleans_tmp_in_every_pool(void **state)
 	const char *conf = getenv("CEPH_CONF_A");
 	char pool[64];
 	snprintf(pool, sizeof(pool), "tmpclean-%d", (int)getpid());
-	assert_int_equal(itest_sh("timeout 60 ceph -c '%s' osd pool create '%s' 8 >/dev/null 2>&1 && "
-				  "rbd -c '%s' pool init '%s'", conf, pool, conf, pool), 0);
-	assert_int_equal(itest_sh("rbd -c '%s' create --size 4M '%s/.imgstore-tmp-orphan'", conf, pool), 0);
+	assert_int_equal(
+		itest_sh("timeout 60 ceph -c '%s' osd pool create '%s' 8 >/dev/null 2>&1 && "
+			 "rbd -c '%s' pool init '%s'",
+			 conf, pool, conf, pool),
+		0);
+	assert_int_equal(
+		itest_sh("rbd -c '%s' create --size 4M '%s/.imgstore-tmp-orphan'", conf, pool), 0);
 	const char *src = getenv("IMS_SOURCE_DIR"), *sb = getenv("IMGSTORE_SANDBOX");
 	assert_int_equal(itest_sh("'%s/scripts/sandbox' stop-daemon '%s' a", src, sb), 0);
 	assert_int_equal(itest_sh("'%s/scripts/sandbox' start-daemon '%s' a", src, sb), 0);
 	ims_client_close(C);
 	C = client_as(admin_tok, false);
-	int left = itest_sh("rbd -c '%s' ls '%s' | grep -q '^\\.imgstore-tmp-orphan$'", conf, pool) == 0;
-	itest_sh("timeout 60 ceph -c '%s' osd pool rm '%s' '%s' --yes-i-really-really-mean-it >/dev/null 2>&1",
+	int left = itest_sh("rbd -c '%s' ls '%s' | grep -q '^\\.imgstore-tmp-orphan$'", conf,
+			    pool) == 0;
+	itest_sh("timeout 60 ceph -c '%s' osd pool rm '%s' '%s' --yes-i-really-really-mean-it "
+		 ">/dev/null 2>&1",
 		 conf, pool, pool);
 	assert_int_equal(left, 0);
 }

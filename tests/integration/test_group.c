@@ -180,7 +180,8 @@ static uint64_t cut_id(rbd_image_t img, const char *group, const char *cut)
 	for (int i = 0; i < n; i++) {
 		rbd_snap_namespace_type_t t;
 		rbd_snap_group_namespace_t g;
-		if (rbd_snap_get_namespace_type(img, snaps[i].id, &t) < 0 || t != RBD_SNAP_NAMESPACE_TYPE_GROUP)
+		if (rbd_snap_get_namespace_type(img, snaps[i].id, &t) < 0 ||
+		    t != RBD_SNAP_NAMESPACE_TYPE_GROUP)
 			continue;
 		assert_int_equal(rbd_snap_get_group_namespace(img, snaps[i].id, &g, sizeof(g)), 0);
 		if (!strcmp(g.group_name, group) && !strcmp(g.group_snap_name, cut))
@@ -215,7 +216,8 @@ static void assert_cut_equal(const char *group, const char *image, const char *c
 		assert_int_equal(rbd_read(pa, off, n, x), (ssize_t)n);
 		assert_int_equal(rbd_read(pb, off, n, y), (ssize_t)n);
 		if (memcmp(x, y, n) != 0)
-			fail_msg("%s: site b's %s differs from site a's group snapshot", image, cut);
+			fail_msg("%s: site b's %s differs from site a's group snapshot", image,
+				 cut);
 	}
 	free(x);
 	free(y);
@@ -295,7 +297,7 @@ static void test_membership_all_or_none(void **state)
 	create(d3);
 	assert_int_equal(ims_group_create(A, "rbd", g), 0);
 	assert_int_equal(ims_group_create(A, "rbd", g2), 0);
-	ims_spec v[3] = { spec_of(d1), spec_of(d2), spec_of(d1) };
+	ims_spec v[3] = {spec_of(d1), spec_of(d2), spec_of(d1)};
 
 	/* named twice, refused by the check, in another group: nothing added each time */
 	assert_int_equal(ims_group_images_add(A, "rbd", g, v, 3, NULL, NULL), -EINVAL);
@@ -306,12 +308,12 @@ static void test_membership_all_or_none(void **state)
 	assert_members(g, 0, NULL);
 	ims_spec other = spec_of(d3);
 	assert_int_equal(ims_group_images_add(A, "rbd", g2, &other, 1, NULL, NULL), 0);
-	ims_spec w[2] = { spec_of(d1), spec_of(d3) };
+	ims_spec w[2] = {spec_of(d1), spec_of(d3)};
 	assert_int_equal(ims_group_images_add(A, "rbd", g, w, 2, NULL, NULL), -EEXIST);
 	assert_non_null(strstr(ims_error_last(), "remove it from there first"));
 	assert_members(g, 0, NULL);
 	ims_spec missing = spec_of("no-such-image-xyz");
-	ims_spec x[2] = { spec_of(d1), missing };
+	ims_spec x[2] = {spec_of(d1), missing};
 	assert_true(ims_group_images_add(A, "rbd", g, x, 2, NULL, NULL) < 0);
 	assert_members(g, 0, NULL);
 
@@ -345,9 +347,11 @@ static void remove_everywhere(const char *group, const char *d1, const char *d2)
 	itest_sh("rbd -c \"$CEPH_CONF_B\" group rm 'rbd/%s' >/dev/null 2>&1", group);
 	for (int s = 0; s < 2; s++)
 		for (int i = 0; i < 2; i++) {
-			itest_sh("rbd -c \"$CEPH_CONF_%c\" snap purge 'rbd/%s' >/dev/null 2>&1", "AB"[s], i ? d2 : d1);
-			itest_sh("rbd -c \"$CEPH_CONF_%c\" rm --no-progress 'rbd/%s' >/dev/null 2>&1", "AB"[s],
-				 i ? d2 : d1);
+			itest_sh("rbd -c \"$CEPH_CONF_%c\" snap purge 'rbd/%s' >/dev/null 2>&1",
+				 "AB"[s], i ? d2 : d1);
+			itest_sh("rbd -c \"$CEPH_CONF_%c\" rm --no-progress 'rbd/%s' >/dev/null "
+				 "2>&1",
+				 "AB"[s], i ? d2 : d1);
 		}
 }
 
@@ -408,7 +412,9 @@ static void test_replication_consistent_cuts(void **state)
 	int st = 0;
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		fail_msg("the writer failed (status %d): its writes must block during a cut, not fail", st);
+		fail_msg("the writer failed (status %d): its writes must block during a cut, not "
+			 "fail",
+			 st);
 	FILE *f = fopen(out_path, "r");
 	unsigned long long wrote = 0;
 	assert_non_null(f);
@@ -428,15 +434,15 @@ static void test_replication_consistent_cuts(void **state)
 		assert_string_equal(n1[i], n2[i]);
 		uint64_t s1 = seq_at(d1, n1[i]), s2 = seq_at(d2, n1[i]);
 		if (!(s1 >= s2 && s1 - s2 <= 1))
-			fail_msg("cut %s: disk 1 at %llu, disk 2 at %llu: not one point in time", n1[i],
-				 (unsigned long long)s1, (unsigned long long)s2);
+			fail_msg("cut %s: disk 1 at %llu, disk 2 at %llu: not one point in time",
+				 n1[i], (unsigned long long)s1, (unsigned long long)s2);
 		assert_true(s1 >= prev);
 		moving += s1 > prev;
 		prev = s1;
 	}
 	assert_true(moving >= 10); /* the cuts caught the writer at different points */
-	print_message("%zu cuts sealed on b, the writer wrote %llu pairs, the last cut at %llu\n", k1, wrote,
-		      (unsigned long long)prev);
+	print_message("%zu cuts sealed on b, the writer wrote %llu pairs, the last cut at %llu\n",
+		      k1, wrote, (unsigned long long)prev);
 
 	/* the secondary's group carries the cuts as group snapshots */
 	ims_group_info *gb = NULL;
@@ -500,14 +506,20 @@ static void test_replication_consistent_cuts(void **state)
 	assert_int_equal(ims_group_info_get(&ga, A, "rbd", g), 0);
 	assert_int_equal(ga->nsnaps, 2);
 	ims_group_info_free(ga);
-	assert_int_equal(itest_sh("[ $(rbd -c \"$CEPH_CONF_A\" snap ls 'rbd/%s' | grep -c imgstore-anchor-) = 2 ]", d1), 0);
+	assert_int_equal(itest_sh("[ $(rbd -c \"$CEPH_CONF_A\" snap ls 'rbd/%s' | grep -c "
+				  "imgstore-anchor-) = 2 ]",
+				  d1),
+			 0);
 
 	/* disabling leaves no cut on the primary */
 	ims_repl_group_forget(A, "rbd", g);
 	assert_int_equal(ims_group_info_get(&ga, A, "rbd", g), 0);
 	assert_int_equal(ga->nsnaps, 0);
 	ims_group_info_free(ga);
-	assert_int_equal(itest_sh("! rbd -c \"$CEPH_CONF_A\" snap ls 'rbd/%s' | grep -q imgstore-anchor-", d1), 0);
+	assert_int_equal(
+		itest_sh("! rbd -c \"$CEPH_CONF_A\" snap ls 'rbd/%s' | grep -q imgstore-anchor-",
+			 d1),
+		0);
 	remove_everywhere(g, d1, d2);
 }
 

@@ -59,6 +59,6 @@ static void test_sites_answer(void **state)
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = { cmocka_unit_test(test_sites_answer) };
+	const struct CMUnitTest tests[] = {cmocka_unit_test(test_sites_answer)};
 	return cmocka_run_group_tests_name("rados_smoke", tests, NULL, NULL);
 }

@@ -193,7 +193,8 @@ static void test_holes_and_zeros(void **state)
 	create(name, 32 * MiB);
 	write_at(A, name, 0, 1 * MiB, 0x21);
 	write_at(A, name, 16 * MiB, 1 * MiB, 0x22);
-	write_at(A, name, 24 * MiB, 4 * MiB, 0); /* written zeros on a: a hole on b after the copy */
+	write_at(A, name, 24 * MiB, 4 * MiB,
+		 0); /* written zeros on a: a hole on b after the copy */
 	sync_ok(name, &res);
 	assert_true(object_exists(A, name, 6));
 	assert_false(object_exists(B, name, 6));
@@ -209,7 +210,8 @@ static void test_holes_and_zeros(void **state)
 	assert_true(v->equal);
 	assert_int_equal(v->nmismatches, 0);
 	assert_int_equal(v->objects, 8);
-	assert_int_equal(v->objects_fallback, 3); /* objects 0, 2 and 6 differ in length or existence */
+	assert_int_equal(v->objects_fallback,
+			 3); /* objects 0, 2 and 6 differ in length or existence */
 	ims_repl_verify_result_free(v);
 
 	/* data where a has a hole is found by the byte comparison */

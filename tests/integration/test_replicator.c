@@ -147,7 +147,8 @@ static int count_repl_snaps(ims_site *s, const char *name)
 	int k = 0;
 	assert_int_equal(ims_snap_list(&snaps, &n, s, "rbd", name), 0);
 	for (size_t i = 0; i < n; i++)
-		k += strncmp(snaps[i].name, IMS_REPL_SNAP_PREFIX, strlen(IMS_REPL_SNAP_PREFIX)) == 0;
+		k += strncmp(snaps[i].name, IMS_REPL_SNAP_PREFIX, strlen(IMS_REPL_SNAP_PREFIX)) ==
+		     0;
 	ims_snap_list_free(snaps, n);
 	return k;
 }
@@ -242,7 +243,7 @@ static void test_under_a_concurrent_writer(void **state)
 	(void)state;
 	const char *name = itest_name("repl-busy");
 	create(name, 32 * MiB);
-	writer_ctx w = { .name = name };
+	writer_ctx w = {.name = name};
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, writer, &w), 0);
 	ims_repl_result res;
@@ -301,7 +302,9 @@ static void test_cut_cycle_resumes(void **state)
 	memset(&first, 0, sizeof(first));
 	assert_int_equal(ims_repl_sync(&first, A, B, "rbd", name, &o), -ECANCELED);
 	char sealed_before[64];
-	assert_int_equal(ims_repl_last_sealed(B, "rbd", name, sealed_before, sizeof(sealed_before), NULL), 0);
+	assert_int_equal(
+		ims_repl_last_sealed(B, "rbd", name, sealed_before, sizeof(sealed_before), NULL),
+		0);
 	assert_string_equal(sealed_before, res.sealed); /* nothing new sealed */
 
 	ims_repl_opts o2 = IMS_REPL_OPTS_INIT;
@@ -388,7 +391,7 @@ static void test_two_targets(void **state)
 		sync_ok(name, &rb);
 		assert_false(rb.full);
 	}
-	assert_true(has_snap(A, name, rc.sealed));    /* c's base */
+	assert_true(has_snap(A, name, rc.sealed));  /* c's base */
 	assert_true(has_snap(A, name, cut_target)); /* c's running cycle */
 
 	/* c comes back: its cycle resumes from the checkpoint, a delta, not a full copy */
@@ -425,7 +428,9 @@ static void test_two_targets(void **state)
 	assert_int_equal(count_repl_snaps(A, name), 0);
 }
 
-#define RBD_WRITE "rbd -c \"$CEPH_CONF_B\" bench --io-type write --io-size 4K --io-total 64K rbd/%s >/dev/null 2>&1"
+#define RBD_WRITE                                                                                  \
+	"rbd -c \"$CEPH_CONF_B\" bench --io-type write --io-size 4K --io-total 64K rbd/%s "        \
+	">/dev/null 2>&1"
 
 /*
  * A secondary refuses every writer but the replication that holds it (store/site.h): a plain
@@ -449,8 +454,11 @@ static void test_secondary_refuses_writers(void **state)
 	assert_int_not_equal(itest_sh(RBD_WRITE, name), 0);
 	assert_int_not_equal(itest_sh(RBD_WRITE, name), 0); /* every time, not only the first */
 	/* a snapshot by another client is refused too (the guard's quiesce watch says no) */
-	assert_int_not_equal(itest_sh("rbd -c \"$CEPH_CONF_B\" snap create rbd/%s@rogue >/dev/null 2>&1", name), 0);
-	assert_int_equal(itest_sh("rbd -c \"$CEPH_CONF_B\" snap ls rbd/%s | grep -q rogue", name), 1);
+	assert_int_not_equal(
+		itest_sh("rbd -c \"$CEPH_CONF_B\" snap create rbd/%s@rogue >/dev/null 2>&1", name),
+		0);
+	assert_int_equal(itest_sh("rbd -c \"$CEPH_CONF_B\" snap ls rbd/%s | grep -q rogue", name),
+			 1);
 	write_random(name, 8, 64 * KiB, 16 * MiB, 51);
 	sync_ok(name, &res);
 	assert_false(res.full);
@@ -489,7 +497,8 @@ static void test_fence_spares_itself(void **state)
 	create(name, 4 * MiB);
 	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
 	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
-	assert_int_equal(rbd_write(img, 0, sizeof(buf), buf), (ssize_t)sizeof(buf)); /* takes the lock */
+	assert_int_equal(rbd_write(img, 0, sizeof(buf), buf),
+			 (ssize_t)sizeof(buf)); /* takes the lock */
 	int owner = 0;
 	assert_int_equal(rbd_is_exclusive_lock_owner(img, &owner), 0);
 	assert_true(owner);

@@ -24,7 +24,7 @@
 #include "replicator/scheduler.h"
 #include "store/image.h"
 
-#define RECORDS "imstest-sched"
+#define RECORDS	     "imstest-sched"
 #define LOCK_SECONDS 2
 
 static ims_site *A, *B;
@@ -44,7 +44,8 @@ static int setup(void **state)
 	A = itest_site('A');
 	B = itest_site('B');
 	if (itest_sh("ceph -c \"$CEPH_CONF_A\" osd pool create " RECORDS " 8 >/dev/null 2>&1 && "
-		     "ceph -c \"$CEPH_CONF_A\" osd pool application enable " RECORDS " rbd >/dev/null 2>&1") != 0)
+		     "ceph -c \"$CEPH_CONF_A\" osd pool application enable " RECORDS
+		     " rbd >/dev/null 2>&1") != 0)
 		fail_msg("cannot create the records pool " RECORDS " on site a");
 	return 0;
 }
@@ -82,8 +83,8 @@ static void lock_holder(const char *lock_name, char *cookie, size_t len)
 	size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies), al = sizeof(addrs);
 	cookie[0] = '\0';
 	assert_int_equal(ims_site_ioctx(A, RECORDS, &io), 0);
-	ssize_t n = rados_list_lockers(io, IMS_REPL_LOCK, lock_name, &exclusive, tag, &tl, clients, &cl, cookies, &kl,
-				       addrs, &al);
+	ssize_t n = rados_list_lockers(io, IMS_REPL_LOCK, lock_name, &exclusive, tag, &tl, clients,
+				       &cl, cookies, &kl, addrs, &al);
 	if (n > 0)
 		snprintf(cookie, len, "%s", cookies);
 	ims_site_ioctx_close(io);
@@ -125,7 +126,8 @@ static void test_lock_outlives_quiet_phase(void **state)
 	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
 	co.size = 8ull << 20;
 	assert_int_equal(ims_image_create(A, "rbd", img, &co), 0);
-	assert_int_equal(itest_sh("rbd -c \"$CEPH_CONF_A\" bench --io-type write --io-size 1M --io-total 4M rbd/%s "
+	assert_int_equal(itest_sh("rbd -c \"$CEPH_CONF_A\" bench --io-type write --io-size 1M "
+				  "--io-total 4M rbd/%s "
 				  ">/dev/null 2>&1",
 				  img),
 			 0);
@@ -139,17 +141,19 @@ static void test_lock_outlives_quiet_phase(void **state)
 	/* a second scheduler of the site, which finds the pair current (RPO 1h): it runs no
 	 * cycle of its own, and asks for one while the first one's cycle is quiet */
 	ims_repl_sched *two = start("sched-test-two");
-	assert_int_equal(itest_sh("rbd -c \"$CEPH_CONF_A\" bench --io-type write --io-size 1M --io-total 4M "
-				  "--io-pattern rand rbd/%s >/dev/null 2>&1",
-				  img),
-			 0);
-	quiet_ctx q = { .image = img, .other = two };
+	assert_int_equal(
+		itest_sh("rbd -c \"$CEPH_CONF_A\" bench --io-type write --io-size 1M --io-total 4M "
+			 "--io-pattern rand rbd/%s >/dev/null 2>&1",
+			 img),
+		0);
+	quiet_ctx q = {.image = img, .other = two};
 	int r = ims_repl_sync_now(one, "rbd", img, "b", quiet_phase, &q, &res);
 	if (r < 0)
 		fail_msg("sync with a quiet phase: %s", ims_error_last());
 	assert_true(q.checked);
 	for (int i = 0; i < 3; i++) {
-		print_message("lock holder after %d s: '%s'\n", (i + 1) * (LOCK_SECONDS + 1), q.holder[i]);
+		print_message("lock holder after %d s: '%s'\n", (i + 1) * (LOCK_SECONDS + 1),
+			      q.holder[i]);
 		assert_string_equal(q.holder[i], "sched-test-one");
 	}
 	assert_int_equal(q.other_rc, -EBUSY);
@@ -158,8 +162,10 @@ static void test_lock_outlives_quiet_phase(void **state)
 	ims_repl_disable(one, "rbd", img, "b", NULL);
 	ims_repl_sched_stop(two);
 	ims_repl_sched_stop(one);
-	itest_sh("rbd -c \"$CEPH_CONF_B\" snap purge rbd/%s >/dev/null 2>&1; rbd -c \"$CEPH_CONF_B\" rm --no-progress "
-		 "rbd/%s >/dev/null 2>&1; rbd -c \"$CEPH_CONF_A\" snap purge rbd/%s >/dev/null 2>&1; "
+	itest_sh("rbd -c \"$CEPH_CONF_B\" snap purge rbd/%s >/dev/null 2>&1; rbd -c "
+		 "\"$CEPH_CONF_B\" rm --no-progress "
+		 "rbd/%s >/dev/null 2>&1; rbd -c \"$CEPH_CONF_A\" snap purge rbd/%s >/dev/null "
+		 "2>&1; "
 		 "rbd -c \"$CEPH_CONF_A\" rm --no-progress rbd/%s >/dev/null 2>&1",
 		 img, img, img, img);
 }

@@ -50,7 +50,8 @@ static void test_site_errors(void **state)
 	o.ceph_conf = "/nonexistent/ceph.conf";
 	assert_int_equal(ims_site_connect(&s, &o), -ENOENT);
 	assert_string_equal(ims_error_last(),
-			    "site 'x': cannot read ceph.conf '/nonexistent/ceph.conf': No such file or directory");
+			    "site 'x': cannot read ceph.conf '/nonexistent/ceph.conf': No such "
+			    "file or directory");
 	assert_null(s);
 
 	/* A site whose monitor is down: a bounded wait, then -ETIMEDOUT. The conf is site a's with
@@ -58,7 +59,8 @@ static void test_site_errors(void **state)
 	char conf[512];
 	snprintf(conf, sizeof(conf), "%s/dead.conf", itest_dir());
 	assert_int_equal(itest_sh("sed 's/^mon host = .*/mon host = v2:127.0.0.1:9/' '%s' > '%s'",
-				  getenv("CEPH_CONF_A"), conf), 0);
+				  getenv("CEPH_CONF_A"), conf),
+			 0);
 	o.ceph_conf = conf;
 	o.mon_timeout = 3;
 	time_t t0 = time(NULL);
@@ -95,7 +97,8 @@ static void test_image_lifecycle(void **state)
 	assert_int_equal(info->size, 64 * MiB);
 	assert_int_equal(info->object_size, 4 * MiB);
 	assert_int_equal(info->features, IMS_IMAGE_DEFAULT_FEATURES);
-	assert_string_equal(info->features_str, "layering,exclusive-lock,object-map,fast-diff,deep-flatten");
+	assert_string_equal(info->features_str,
+			    "layering,exclusive-lock,object-map,fast-diff,deep-flatten");
 	assert_int_equal(info->used_bytes, 0);
 	assert_null(info->parent);
 	assert_non_null(info->catalog);
@@ -106,8 +109,10 @@ static void test_image_lifecycle(void **state)
 	/* grow; shrink only when allowed */
 	assert_int_equal(ims_image_resize(A, "rbd", name, 128 * MiB, false), 0);
 	assert_int_equal(ims_image_resize(A, "rbd", name, 32 * MiB, false), -EINVAL);
-	assert_string_equal(ims_error_last() + strlen(ims_error_last()) - strlen("from 128 MiB to 32 MiB discards data; allow it explicitly"),
-			    "from 128 MiB to 32 MiB discards data; allow it explicitly");
+	assert_string_equal(
+		ims_error_last() + strlen(ims_error_last()) -
+			strlen("from 128 MiB to 32 MiB discards data; allow it explicitly"),
+		"from 128 MiB to 32 MiB discards data; allow it explicitly");
 	assert_int_equal(ims_image_info_get(&info, A, "rbd", name), 0);
 	assert_int_equal(info->size, 128 * MiB);
 	assert_int_equal(info->catalog->size, 128 * MiB);
@@ -125,8 +130,10 @@ static void test_image_lifecycle(void **state)
 	assert_int_equal(info->catalog->ntags, 1);
 	assert_string_equal(ims_catalog_tag(info->catalog, "os"), "debian-13");
 	ims_image_info_free(info);
-	assert_int_equal(itest_sh("rbd -c '%s' image-meta get rbd/%s imgstore.tag.os | grep -qx debian-13",
-				  getenv("CEPH_CONF_A"), name), 0);
+	assert_int_equal(
+		itest_sh("rbd -c '%s' image-meta get rbd/%s imgstore.tag.os | grep -qx debian-13",
+			 getenv("CEPH_CONF_A"), name),
+		0);
 
 	/* rename carries the catalog entry */
 	assert_int_equal(ims_image_rename(A, "rbd", name, renamed), 0);
@@ -158,7 +165,9 @@ static void test_image_lifecycle(void **state)
 	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
 	assert_int_equal(ims_image_remove(A, "rbd", renamed, &ro), 0);
 	assert_int_equal(ims_image_info_get(&info, A, "rbd", renamed), -ENOENT);
-	assert_int_equal(itest_sh("rbd -c '%s' trash ls rbd | grep -qw '%s'", getenv("CEPH_CONF_A"), renamed), 0);
+	assert_int_equal(itest_sh("rbd -c '%s' trash ls rbd | grep -qw '%s'", getenv("CEPH_CONF_A"),
+				  renamed),
+			 0);
 	assert_int_equal(ims_image_remove(A, "rbd", renamed, &ro), -ENOENT);
 	rados_ioctx_t io;
 	ims_catalog_entry *e = NULL;
@@ -172,7 +181,8 @@ static void test_image_lifecycle(void **state)
 static void test_list_finds_every_catalog_entry(void **state)
 {
 	(void)state;
-	static const char *const sorted[] = { "a", "b", "c", "d" }, *const order[] = { "d", "a", "c", "b" };
+	static const char *const sorted[] = {"a", "b", "c", "d"}, *const order[] = {"d", "a", "c",
+										    "b"};
 	ims_catalog_entry cat[4];
 	ims_image_list_entry got[4];
 	memset(cat, 0, sizeof(cat));
@@ -188,7 +198,7 @@ static void test_list_finds_every_catalog_entry(void **state)
 		assert_string_equal(got[i].entry.name, order[i]);
 		assert_string_equal(got[i].entry.source, "new");
 		assert_string_equal(cat[i].name, sorted[i]); /* still sorted */
-		assert_null(cat[i].source);                  /* moved */
+		assert_null(cat[i].source);		     /* moved */
 		ims_catalog_entry_clear(&cat[i]);
 	}
 	for (int i = 0; i < 4; i++) {
@@ -242,7 +252,9 @@ static void test_bad_names_touch_nothing(void **state)
 	co.size = 0;
 	assert_int_equal(ims_image_create(A, "rbd", "zero-size", &co), -EINVAL);
 	assert_string_equal(ims_error_last(), "an image needs a size above 0");
-	assert_int_equal(itest_sh("rbd -c '%s' info rbd/zero-size >/dev/null 2>&1", getenv("CEPH_CONF_A")), 2);
+	assert_int_equal(
+		itest_sh("rbd -c '%s' info rbd/zero-size >/dev/null 2>&1", getenv("CEPH_CONF_A")),
+		2);
 }
 
 static void write_at(const char *pool, const char *image, uint64_t off, const char *data)
@@ -309,7 +321,9 @@ static void test_snapshots(void **state)
 	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
 	ro.purge = true; /* with its snapshot s1 */
 	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), 0);
-	assert_int_equal(itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name), 2);
+	assert_int_equal(
+		itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name),
+		2);
 }
 
 typedef struct {
@@ -343,10 +357,12 @@ static void test_golden_clones(void **state)
 	assert_int_equal(ims_snap_create(A, "rbd", golden, "base"), 0);
 
 	ims_image_create_opts clone_opts = IMS_IMAGE_CREATE_OPTS_INIT;
-	assert_int_equal(ims_image_clone(A, "rbd", golden, "nosnap", "rbd", vm1, &clone_opts), -ENOENT);
+	assert_int_equal(ims_image_clone(A, "rbd", golden, "nosnap", "rbd", vm1, &clone_opts),
+			 -ENOENT);
 	assert_int_equal(ims_image_clone(A, "rbd", golden, "base", "rbd", vm1, &clone_opts), 0);
 	assert_int_equal(ims_image_clone(A, "rbd", golden, "base", "rbd", vm2, &clone_opts), 0);
-	assert_int_equal(ims_image_clone(A, "rbd", golden, "base", "rbd", vm2, &clone_opts), -EEXIST);
+	assert_int_equal(ims_image_clone(A, "rbd", golden, "base", "rbd", vm2, &clone_opts),
+			 -EEXIST);
 
 	/* a clone sees the golden data and writes its own */
 	read_at("rbd", vm1, NULL, 4 * MiB, buf, 9);
@@ -370,9 +386,9 @@ static void test_golden_clones(void **state)
 	assert_non_null(strstr(ims_error_last(), vm1));
 
 	/* flatten with progress, and a cancelled flatten */
-	progress_count pc = { 0 };
+	progress_count pc = {0};
 	assert_int_equal(ims_image_flatten(A, "rbd", golden, count_progress, &pc), -EINVAL);
-	progress_count cancel = { .cancel_at = 1 };
+	progress_count cancel = {.cancel_at = 1};
 	int r = ims_image_flatten(A, "rbd", vm2, count_progress, &cancel);
 	assert_true(r == -ECANCELED || r == 0); /* librbd may finish before it asks */
 	if (r == -ECANCELED) {
@@ -393,7 +409,8 @@ static void test_golden_clones(void **state)
 
 	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
 	ro.purge = true;
-	assert_int_equal(ims_image_remove(A, "rbd", golden, &ro), -EBUSY); /* vm2 may still need it */
+	assert_int_equal(ims_image_remove(A, "rbd", golden, &ro),
+			 -EBUSY); /* vm2 may still need it */
 	assert_int_equal(ims_image_remove(A, "rbd", vm2, &ro), 0);
 	assert_int_equal(ims_image_remove(A, "rbd", vm1, &ro), 0);
 	assert_int_equal(ims_image_remove(A, "rbd", golden, &ro), 0);
@@ -431,7 +448,8 @@ static void test_purge_refused_changes_nothing(void **state)
 	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), -EBUSY);
 	char expect[512];
 	snprintf(expect, sizeof(expect),
-		 "snapshot 'rbd/%s@s2' has 1 clone (rbd/%s): flatten or remove them first; nothing removed",
+		 "snapshot 'rbd/%s@s2' has 1 clone (rbd/%s): flatten or remove them first; nothing "
+		 "removed",
 		 name, kid);
 	assert_string_equal(ims_error_last(), expect);
 	assert_int_equal(snap_count("rbd", name), 2);
@@ -444,7 +462,8 @@ static void test_purge_refused_changes_nothing(void **state)
 	assert_int_equal(ims_site_ioctx(vm, "rbd", &io), 0);
 	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
 	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), -EBUSY);
-	snprintf(expect, sizeof(expect), "image 'rbd/%s' is open by 1 client; nothing removed", name);
+	snprintf(expect, sizeof(expect), "image 'rbd/%s' is open by 1 client; nothing removed",
+		 name);
 	assert_string_equal(ims_error_last(), expect);
 	assert_int_equal(snap_count("rbd", name), 2);
 	ims_image_info *info = NULL;
@@ -456,7 +475,9 @@ static void test_purge_refused_changes_nothing(void **state)
 	ims_site_close(vm);
 
 	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), 0);
-	assert_int_equal(itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name), 2);
+	assert_int_equal(
+		itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name),
+		2);
 
 	/* in a group, with a group snapshot: s1 stays, and so does the group's snapshot */
 	const char *conf = getenv("CEPH_CONF_A");
@@ -464,17 +485,21 @@ static void test_purge_refused_changes_nothing(void **state)
 	snprintf(group, sizeof(group), "%s-g", name);
 	assert_int_equal(ims_image_create(A, "rbd", name, &co), 0);
 	assert_int_equal(ims_snap_create(A, "rbd", name, "s1"), 0);
-	assert_int_equal(itest_sh("rbd -c '%s' group create rbd/%s && rbd -c '%s' group image add rbd/%s rbd/%s && "
+	assert_int_equal(itest_sh("rbd -c '%s' group create rbd/%s && rbd -c '%s' group image add "
+				  "rbd/%s rbd/%s && "
 				  "rbd -c '%s' group snap create rbd/%s@gs >/dev/null",
-				  conf, group, conf, group, name, conf, group), 0);
+				  conf, group, conf, group, name, conf, group),
+			 0);
 	assert_int_equal(snap_count("rbd", name), 2);
 	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), -EBUSY);
 	snprintf(expect, sizeof(expect),
-		 "image 'rbd/%s' is in group '%s': remove it from the group first; nothing removed", name, group);
+		 "image 'rbd/%s' is in group '%s': remove it from the group first; nothing removed",
+		 name, group);
 	assert_string_equal(ims_error_last(), expect);
 	assert_int_equal(snap_count("rbd", name), 2);
 	/* out of the group, its group snapshot may stay on the image: still nothing removed then */
-	assert_int_equal(itest_sh("rbd -c '%s' group image remove rbd/%s rbd/%s", conf, group, name), 0);
+	assert_int_equal(
+		itest_sh("rbd -c '%s' group image remove rbd/%s rbd/%s", conf, group, name), 0);
 	if (snap_count("rbd", name) == 2) {
 		assert_int_equal(ims_image_remove(A, "rbd", name, &ro), -EBUSY);
 		assert_non_null(strstr(ims_error_last(), "has a snapshot of group"));

@@ -107,7 +107,8 @@ static const char *bucket_name(const char *what)
 	return b;
 }
 
-static ims_tier_target *new_target(const char *bucket, const char *via, const char *key_file, unsigned retries)
+static ims_tier_target *new_target(const char *bucket, const char *via, const char *key_file,
+				   unsigned retries)
 {
 	ims_s3 *s3 = new_s3(bucket, via, NULL, retries);
 	ims_seal_key k;
@@ -316,7 +317,7 @@ static void test_restore_raw_as_pushed_and_only_data(void **state)
 	(void)state;
 	ims_tier_target *t = new_target(bucket_name("rawq"), NULL, key_path, 2);
 	const char *name = itest_name("rawq");
-	const uint64_t size = 256 * MiB, chunk = 4 * MiB, offs[2] = { 0, 100 * MiB };
+	const uint64_t size = 256 * MiB, chunk = 4 * MiB, offs[2] = {0, 100 * MiB};
 	char path[600], cold[300];
 	ims_tier_result res;
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
@@ -410,9 +411,9 @@ static void test_dedup_clones(void **state)
 	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
 	assert_int_equal(ims_image_clone(A, "rbd", golden, "base", "rbd", c1, &co), 0);
 	assert_int_equal(ims_image_clone(A, "rbd", golden, "base", "rbd", c2, &co), 0);
-	scribble(c1, 4 * MiB + 100, 5000, 0x11);  /* chunk 1 differs */
-	scribble(c2, 20 * MiB + 7, 3, 0x22);      /* chunk 5 differs */
-	scribble(c2, 28 * MiB, 4 * MiB, 0);       /* chunk 7 zeroed */
+	scribble(c1, 4 * MiB + 100, 5000, 0x11); /* chunk 1 differs */
+	scribble(c2, 20 * MiB + 7, 3, 0x22);	 /* chunk 5 differs */
+	scribble(c2, 28 * MiB, 4 * MiB, 0);	 /* chunk 7 zeroed */
 
 	assert_int_equal(ims_tier_push(&rg, t, A, "rbd", golden, "base", &o), 0);
 	assert_int_equal(rg.chunks, 8);
@@ -546,7 +547,8 @@ static void start_proxy(void)
 		char script[600];
 		snprintf(script, sizeof(script), "%s/tests/integration/tier_fault_proxy.py",
 			 getenv("IMS_SOURCE_DIR") ? getenv("IMS_SOURCE_DIR") : ".");
-		execlp("python3", "python3", script, "--upstream", endpoint, "--port-file", port_file, (char *)NULL);
+		execlp("python3", "python3", script, "--upstream", endpoint, "--port-file",
+		       port_file, (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 100; i++) {
@@ -563,7 +565,9 @@ static void start_proxy(void)
 
 static void proxy(const char *what)
 {
-	assert_int_equal(itest_sh("curl -sf 'http://127.0.0.1:%d/__fault__/%s' >/dev/null", proxy_port, what), 0);
+	assert_int_equal(itest_sh("curl -sf 'http://127.0.0.1:%d/__fault__/%s' >/dev/null",
+				  proxy_port, what),
+			 0);
 }
 
 static void test_faults(void **state)
@@ -595,8 +599,10 @@ static void test_faults(void **state)
 	/* the slow answer is not retried, and curl itself may resend a request whose reused
 	 * connection was dropped: at least the 500s and 503s were retried here */
 	assert_true(after.retries - before.retries >= 4);
-	assert_int_equal(itest_sh("curl -sf 'http://127.0.0.1:%d/__fault__/stats' | grep -q 'injected=7'",
-				  proxy_port), 0);
+	assert_int_equal(
+		itest_sh("curl -sf 'http://127.0.0.1:%d/__fault__/stats' | grep -q 'injected=7'",
+			 proxy_port),
+		0);
 	/* and the restore */
 	proxy("plan?actions=drop,503,slow:1,500,ok,drop");
 	r = ims_tier_restore(&res, t, A, cold, NULL, NULL, &o);
@@ -712,7 +718,7 @@ static void test_push_live_write_keeps_image(void **state)
 	assert_int_equal(ims_image_create(A, "rbd", name, &co), 0);
 	assert_int_equal(write_image(name, 0, 8 * MiB, 0x5a), 0);
 
-	live_write w = { .image = name };
+	live_write w = {.image = name};
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_TRASH;
 	o.progress = write_when_read;
@@ -750,7 +756,7 @@ static void test_push_live_write_locked_out(void **state)
 	random_file(path, 8 * MiB, 31);
 	import_file(name, path);
 
-	live_write w = { .image = name };
+	live_write w = {.image = name};
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_TRASH;
 	o.progress = write_when_read;
@@ -799,7 +805,7 @@ static void test_push_live_open_keeps_image(void **state)
 	snprintf(path, sizeof(path), "%s/open.raw", itest_dir());
 	random_file(path, 4 * MiB, 43);
 	import_file(name, path);
-	live_open w = { .image = name, .other = itest_site('A') };
+	live_open w = {.image = name, .other = itest_site('A')};
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_TRASH;
 	o.progress = open_when_read;
@@ -922,12 +928,12 @@ static void test_gc_during_push(void **state)
 	assert_int_equal(ims_tier_push(NULL, t, A, "rbd", a, NULL, &o), 0);
 	snprintf(cold_a, sizeof(cold_a), "rbd/%s", a);
 	assert_int_equal(ims_tier_forget(t, cold_a), 0);
-	one_key k = { 0 };
+	one_key k = {0};
 	assert_int_equal(ims_s3_list(ims_tier_target_s3(t), "chunks/", one_key_cb, &k), 0);
 	assert_int_equal(k.n, 1);
 
 	/* b has the same bytes: its push reuses the chunk a left unreferenced */
-	gc_in_push g = { .t = t, .chunk = k.key, .grace = grace };
+	gc_in_push g = {.t = t, .chunk = k.key, .grace = grace};
 	o.progress = gc_when_read;
 	o.progress_ctx = &g;
 	ims_tier_result res;
@@ -979,7 +985,7 @@ static void test_push_waits_for_gc(void **state)
 	random_file(path, 4 * MiB, 41);
 	import_file(name, path);
 	assert_int_equal(ims_s3_put(ims_tier_target_s3(t), "locks/gc/test", "{}", 2), 0);
-	gc_wait w = { .t = t };
+	gc_wait w = {.t = t};
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_KEEP;
 	o.progress = end_gc_when_waited;

@@ -34,7 +34,7 @@
 #define MiB (1ull << 20)
 
 static ims_site *A;
-static char raw_src[512]; /* the pattern every variant is made from */
+static char raw_src[512];			      /* the pattern every variant is made from */
 static const uint64_t SRC_SIZE = 24 * MiB + 3 * 4096; /* not a multiple of 4 MiB */
 
 static int setup(void **state)
@@ -56,13 +56,15 @@ static int teardown(void **state)
 
 static bool image_exists(const char *name)
 {
-	return itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name) == 0;
+	return itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name) ==
+	       0;
 }
 
 static int count_tmp_images(void)
 {
 	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "rbd -c '%s' ls rbd | grep -c '^\\.imgstore-tmp-'", getenv("CEPH_CONF_A"));
+	snprintf(cmd, sizeof(cmd), "rbd -c '%s' ls rbd | grep -c '^\\.imgstore-tmp-'",
+		 getenv("CEPH_CONF_A"));
 	FILE *f = popen(cmd, "r");
 	int n = -1;
 	assert_non_null(f);
@@ -82,7 +84,8 @@ static void file_content_hash(const char *path, char hex[IMS_SHA256_HEX_LEN])
 	assert_int_equal(ims_sha256_new(&all), 0);
 	char *buf = malloc(IMS_CONTENT_BLOCK);
 	for (off_t off = 0; off < st.st_size; off += IMS_CONTENT_BLOCK) {
-		size_t n = (size_t)(st.st_size - off < IMS_CONTENT_BLOCK ? st.st_size - off : IMS_CONTENT_BLOCK);
+		size_t n = (size_t)(st.st_size - off < IMS_CONTENT_BLOCK ? st.st_size - off
+									 : IMS_CONTENT_BLOCK);
 		uint8_t d[IMS_SHA256_LEN];
 		assert_int_equal(pread(fd, buf, n, off), (ssize_t)n);
 		ims_sha256_buf(buf, n, d);
@@ -155,12 +158,17 @@ static void test_import_raw(void **state)
 static void test_import_qcow2_variants(void **state)
 {
 	(void)state;
-	import_variant("qcow2-v3", "qemu-img convert -O qcow2 -o compat=1.1 '%s' '%s'", IMS_FORMAT_QCOW2);
-	import_variant("qcow2-v2", "qemu-img convert -O qcow2 -o compat=0.10 '%s' '%s'", IMS_FORMAT_QCOW2);
-	import_variant("qcow2-512", "qemu-img convert -O qcow2 -o cluster_size=512 '%s' '%s'", IMS_FORMAT_QCOW2);
-	import_variant("qcow2-2m", "qemu-img convert -O qcow2 -o cluster_size=2M '%s' '%s'", IMS_FORMAT_QCOW2);
+	import_variant("qcow2-v3", "qemu-img convert -O qcow2 -o compat=1.1 '%s' '%s'",
+		       IMS_FORMAT_QCOW2);
+	import_variant("qcow2-v2", "qemu-img convert -O qcow2 -o compat=0.10 '%s' '%s'",
+		       IMS_FORMAT_QCOW2);
+	import_variant("qcow2-512", "qemu-img convert -O qcow2 -o cluster_size=512 '%s' '%s'",
+		       IMS_FORMAT_QCOW2);
+	import_variant("qcow2-2m", "qemu-img convert -O qcow2 -o cluster_size=2M '%s' '%s'",
+		       IMS_FORMAT_QCOW2);
 	import_variant("qcow2-deflate", "qemu-img convert -c -O qcow2 '%s' '%s'", IMS_FORMAT_QCOW2);
-	import_variant("qcow2-zstd", "qemu-img convert -c -O qcow2 -o compression_type=zstd '%s' '%s'",
+	import_variant("qcow2-zstd",
+		       "qemu-img convert -c -O qcow2 -o compression_type=zstd '%s' '%s'",
 		       IMS_FORMAT_QCOW2);
 	import_variant("qcow2-l2ext",
 		       "qemu-img convert -O qcow2 -o extended_l2=on,cluster_size=128k '%s' '%s'",
@@ -174,9 +182,11 @@ static void test_import_qcow2_variants(void **state)
 static void test_import_vmdk_variants(void **state)
 {
 	(void)state;
-	import_variant("vmdk-sparse", "qemu-img convert -O vmdk -o subformat=monolithicSparse '%s' '%s'",
+	import_variant("vmdk-sparse",
+		       "qemu-img convert -O vmdk -o subformat=monolithicSparse '%s' '%s'",
 		       IMS_FORMAT_VMDK);
-	import_variant("vmdk-stream", "qemu-img convert -O vmdk -o subformat=streamOptimized '%s' '%s'",
+	import_variant("vmdk-stream",
+		       "qemu-img convert -O vmdk -o subformat=streamOptimized '%s' '%s'",
 		       IMS_FORMAT_VMDK);
 }
 
@@ -199,7 +209,8 @@ static void test_import_refusals(void **state)
 	o.format = IMS_FORMAT_AUTO;
 
 	/* a backing file */
-	assert_int_equal(itest_sh("qemu-img create -q -f qcow2 -F qcow2 -b '%s' '%s'", q, overlay), 0);
+	assert_int_equal(itest_sh("qemu-img create -q -f qcow2 -F qcow2 -b '%s' '%s'", q, overlay),
+			 0);
 	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, overlay, &o), -ENOTSUP);
 	assert_non_null(strstr(ims_error_last(), "backing"));
 
@@ -221,7 +232,8 @@ static void test_import_refusals(void **state)
 	o.no_follow = false;
 
 	/* a missing file, a taken name */
-	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, "/nonexistent.img", &o), -ENOENT);
+	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, "/nonexistent.img", &o),
+			 -ENOENT);
 	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, q, &o), 0);
 	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, q, &o), -EEXIST);
 	remove_image(name);
@@ -232,14 +244,15 @@ static void test_import_refusals(void **state)
 static void test_import_unreadable_formats(void **state)
 {
 	(void)state;
-	static const char *const fmts[] = { "vdi", "vhdx", "vpc" };
+	static const char *const fmts[] = {"vdi", "vhdx", "vpc"};
 	const char *name = itest_name("container");
 	ims_transfer_opts o = IMS_TRANSFER_OPTS_INIT;
 	char file[512], expect[64];
 
 	for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
 		snprintf(file, sizeof(file), "%s/disk.%s", itest_dir(), fmts[i]);
-		assert_int_equal(itest_sh("qemu-img convert -O %s '%s' '%s'", fmts[i], raw_src, file), 0);
+		assert_int_equal(
+			itest_sh("qemu-img convert -O %s '%s' '%s'", fmts[i], raw_src, file), 0);
 		snprintf(expect, sizeof(expect), "the image is in format '%s' (", fmts[i]);
 		o.format = IMS_FORMAT_AUTO;
 		assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, file, &o), -ENOTSUP);
@@ -279,7 +292,8 @@ static void tmp_of(const char *name, char *out, size_t len)
 	char cmd[1024];
 	snprintf(cmd, sizeof(cmd),
 		 "for t in $(rbd -c '%s' ls rbd | grep '^\\.imgstore-tmp-'); do "
-		 "[ \"$(rbd -c '%s' image-meta get rbd/$t imgstore.import.target 2>/dev/null)\" = 'rbd/%s' ] && echo $t; "
+		 "[ \"$(rbd -c '%s' image-meta get rbd/$t imgstore.import.target 2>/dev/null)\" = "
+		 "'rbd/%s' ] && echo $t; "
 		 "done",
 		 conf, conf, name);
 	FILE *f = popen(cmd, "r");
@@ -378,7 +392,9 @@ static void test_export(void **state)
 	assert_int_equal(ims_snap_create(A, "rbd", name, "s1"), 0);
 	/* change the head after the snapshot */
 	assert_int_equal(itest_sh("rbd -c '%s' bench --io-type write --io-size 4096 --io-total 64K "
-				  "--io-pattern rand rbd/%s >/dev/null", getenv("CEPH_CONF_A"), name), 0);
+				  "--io-pattern rand rbd/%s >/dev/null",
+				  getenv("CEPH_CONF_A"), name),
+			 0);
 
 	o.format = IMS_FORMAT_RAW;
 	assert_int_equal(ims_image_export_file(&res, A, "rbd", name, "s1", snapraw, &o), 0);
@@ -391,7 +407,8 @@ static void test_export(void **state)
 	o.format = IMS_FORMAT_QCOW2;
 	assert_int_equal(ims_image_export_file(&res, A, "rbd", name, "s1", qcow, &o), 0);
 	assert_int_equal(itest_sh("qemu-img check -q '%s'", qcow), 0);
-	assert_int_equal(itest_sh("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", qcow, raw_src), 0);
+	assert_int_equal(itest_sh("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", qcow, raw_src),
+			 0);
 
 	/* the head differs from the snapshot */
 	o.format = IMS_FORMAT_RAW;
@@ -400,20 +417,22 @@ static void test_export(void **state)
 	itest_assert_image_equals_file(A, "rbd", name, NULL, raw);
 
 	o.format = IMS_FORMAT_VMDK;
-	assert_int_equal(ims_image_export_file(&res, A, "rbd", name, NULL, "/tmp/x.vmdk", &o), -EINVAL);
+	assert_int_equal(ims_image_export_file(&res, A, "rbd", name, NULL, "/tmp/x.vmdk", &o),
+			 -EINVAL);
 	o.format = IMS_FORMAT_RAW;
-	assert_int_equal(ims_image_export_file(&res, A, "rbd", name, "nosnap", "/tmp/nosnap.raw", &o), -ENOENT);
+	assert_int_equal(
+		ims_image_export_file(&res, A, "rbd", name, "nosnap", "/tmp/nosnap.raw", &o),
+		-ENOENT);
 	assert_int_equal(access("/tmp/nosnap.raw.partial", F_OK), -1);
 	remove_image(name);
 }
-
 
 /* An import held in its progress callback until the test lets it go. */
 typedef struct {
 	const char *name;
 	const char *path;
 	int started[2]; /* the import writes a byte here once it has written data */
-	int go[2];      /* ... and waits for one here */
+	int go[2];	/* ... and waits for one here */
 	int result;
 } held_import;
 
@@ -449,7 +468,7 @@ static void *run_held_import(void *arg)
 static void test_cleanup_spares_owned_tmp(void **state)
 {
 	(void)state;
-	held_import h = { .name = itest_name("held"), .path = raw_src };
+	held_import h = {.name = itest_name("held"), .path = raw_src};
 	pthread_t t;
 	char c;
 	unsigned removed = 99;

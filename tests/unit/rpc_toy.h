@@ -25,8 +25,8 @@
 
 typedef struct {
 	pthread_mutex_t lock;
-	unsigned calls;	    /* handler calls */
-	const char *health; /* what /healthz says; NULL: ok */
+	unsigned calls;	       /* handler calls */
+	const char *health;    /* what /healthz says; NULL: ok */
 	const char *not_ready; /* why /readyz says 503; NULL: ready */
 	char audit[TOY_MAX_AUDIT][1024];
 	unsigned naudit;

@@ -709,7 +709,8 @@ static void test_repl_tier_group(void **state)
 	protobuf_c_message_free_unpacked(&pr->base, NULL);
 
 	/* group verbs check their arguments, then call GroupService */
-	fake_expect_error(f, "imgstore.v1.GroupService/CreateGroup", -ENOSYS, IMS_RPC_UNIMPLEMENTED, "");
+	fake_expect_error(f, "imgstore.v1.GroupService/CreateGroup", -ENOSYS, IMS_RPC_UNIMPLEMENTED,
+			  "");
 	assert_int_equal(fake_run(f, "--server", SOCK, "group", "create", "rbd/vm1-disks", NULL),
 			 1);
 	assert_string_equal(
@@ -724,7 +725,8 @@ static void test_repl_tier_group(void **state)
 	assert_int_equal(f->rc, 2);
 	fake_run(f, "--server", SOCK, "group", "repl", "enable", "rbd/g", NULL);
 	assert_int_equal(f->rc, 2);
-	assert_string_equal(f->err, "imgstore: --to is required\nTry 'imgstore group repl enable --help'.\n");
+	assert_string_equal(
+		f->err, "imgstore: --to is required\nTry 'imgstore group repl enable --help'.\n");
 	assert_int_equal(f->ncalls, 4);
 }
 

@@ -354,12 +354,14 @@ static void test_import_path_refused_uploads(void **state)
 	make_file(file, 1000, 5);
 	begin.upload_id = "up-7";
 	begin.max_chunk_bytes = 2u << 20;
-	fake_expect_error(f, "imgstore.v1.ImageService/ImportImage", -EPERM, IMS_RPC_PERMISSION_DENIED,
+	fake_expect_error(f, "imgstore.v1.ImageService/ImportImage", -EPERM,
+			  IMS_RPC_PERMISSION_DENIED,
 			  "'/x' is not in the [server] import_dirs of the daemon (/srv)");
 	fake_expect(f, "imgstore.v1.ImageService/BeginUpload", &begin);
 	fake_expect(f, "imgstore.v1.ImageService/UploadChunk", &chunk);
 	fake_expect(f, "imgstore.v1.ImageService/ImportImage", &done);
-	assert_int_equal(fake_run(f, "--server", SOCK, "image", "import", file, "rbd/vm1", NULL), 0);
+	assert_int_equal(fake_run(f, "--server", SOCK, "image", "import", file, "rbd/vm1", NULL),
+			 0);
 	assert_int_equal(f->ncalls, 4);
 	Imgstore__V1__ImportImageRequest *imp =
 		fake_request(f, 3, &imgstore__v1__import_image_request__descriptor);
@@ -371,9 +373,10 @@ static void test_import_path_refused_uploads(void **state)
 	/* another error: printed, nothing uploaded */
 	fake_free(f);
 	fake_init(f);
-	fake_expect_error(f, "imgstore.v1.ImageService/ImportImage", -EEXIST, IMS_RPC_ALREADY_EXISTS,
-			  "image 'rbd/vm1' already exists on site 'a'");
-	assert_int_equal(fake_run(f, "--server", SOCK, "image", "import", file, "rbd/vm1", NULL), 1);
+	fake_expect_error(f, "imgstore.v1.ImageService/ImportImage", -EEXIST,
+			  IMS_RPC_ALREADY_EXISTS, "image 'rbd/vm1' already exists on site 'a'");
+	assert_int_equal(fake_run(f, "--server", SOCK, "image", "import", file, "rbd/vm1", NULL),
+			 1);
 	assert_int_equal(f->ncalls, 1);
 	assert_string_equal(f->err, "imgstore: image 'rbd/vm1' already exists on site 'a'\n");
 	unlink(file);
@@ -398,11 +401,13 @@ static void test_export_path_refused_downloads(void **state)
 	c.total_bytes = sizeof(data);
 	c.eof = 1;
 	done.kind = "export";
-	fake_expect_error(f, "imgstore.v1.ImageService/ExportImage", -EPERM, IMS_RPC_PERMISSION_DENIED,
+	fake_expect_error(f, "imgstore.v1.ImageService/ExportImage", -EPERM,
+			  IMS_RPC_PERMISSION_DENIED,
 			  "'/x' is not in the [server] export_dirs of the daemon (/srv)");
 	fake_expect(f, "imgstore.v1.ImageService/ExportImage", &done);
 	fake_expect(f, "imgstore.v1.ImageService/DownloadChunk", &c);
-	assert_int_equal(fake_run(f, "--server", SOCK, "image", "export", "rbd/vm1", file, NULL), 0);
+	assert_int_equal(fake_run(f, "--server", SOCK, "image", "export", "rbd/vm1", file, NULL),
+			 0);
 	Imgstore__V1__ExportImageRequest *req =
 		fake_request(f, 0, &imgstore__v1__export_image_request__descriptor);
 	assert_string_equal(req->dest_path, file);
@@ -417,9 +422,11 @@ static void test_export_path_refused_downloads(void **state)
 	/* --no-wait needs the daemon to write the file: the refusal is the answer */
 	fake_free(f);
 	fake_init(f);
-	fake_expect_error(f, "imgstore.v1.ImageService/ExportImage", -EPERM, IMS_RPC_PERMISSION_DENIED,
+	fake_expect_error(f, "imgstore.v1.ImageService/ExportImage", -EPERM,
+			  IMS_RPC_PERMISSION_DENIED,
 			  "'/x' is not in the [server] export_dirs of the daemon (/srv)");
-	assert_int_equal(fake_run(f, "--server", SOCK, "image", "export", "rbd/vm1", file, "--no-wait", NULL),
+	assert_int_equal(fake_run(f, "--server", SOCK, "image", "export", "rbd/vm1", file,
+				  "--no-wait", NULL),
 			 1);
 	assert_int_equal(f->ncalls, 1);
 	assert_non_null(strstr(f->err, "export_dirs"));
@@ -580,7 +587,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ctrl_c_cancels, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_op_wait_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_import_path_refused_uploads, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_export_path_refused_downloads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_export_path_refused_downloads, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_export_local, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_export_download_sparse, setup, teardown),
 	};

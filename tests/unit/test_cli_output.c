@@ -245,15 +245,17 @@ static void test_group_removed_names(void **state)
 	json_object *doc;
 
 	fake_expect(f, "imgstore.v1.GroupService/DeleteGroup", &resp);
-	assert_int_equal(fake_run(f, "--server", SOCK, "--format", "json", "group", "rm", "rbd/a\"b\\c", NULL), 0);
+	assert_int_equal(fake_run(f, "--server", SOCK, "--format", "json", "group", "rm",
+				  "rbd/a\"b\\c", NULL),
+			 0);
 	doc = json_tokener_parse(f->out);
 	assert_non_null(doc);
 	assert_string_equal(json_object_get_string(get(doc, "removed")), "rbd/a\"b\\c");
 	json_object_put(doc);
 
 	fake_expect(f, "imgstore.v1.GroupService/DeleteGroupSnapshot", &resp);
-	assert_int_equal(fake_run(f, "--server", SOCK, "--format", "json", "group", "snap", "rbd/g\"1@s\"}", "--rm",
-				  NULL),
+	assert_int_equal(fake_run(f, "--server", SOCK, "--format", "json", "group", "snap",
+				  "rbd/g\"1@s\"}", "--rm", NULL),
 			 0);
 	doc = json_tokener_parse(f->out);
 	assert_non_null(doc);

@@ -35,37 +35,36 @@ static int parse(const char *text, ims_config **out, errors *e)
 	return ims_config_parse(out, "test.conf", text, strlen(text), collect, e);
 }
 
-static const char *good =
-	"# imgstored for site a\n"
-	"[site]\n"
-	"name = a\n"
-	"ceph_conf = /etc/ceph/a.conf\n"
-	"client_id = imgstore\n"
-	"keyring = /etc/ceph/a.keyring\n"
-	"\n"
-	"[peer b]\n"
-	"ceph_conf = /etc/ceph/b.conf\n"
-	"mon_timeout = 5s\n"
-	"\n"
-	"[server]\n"
-	"listen = 127.0.0.1:7443\n"
-	"tls_cert = /etc/imgstore/cert.pem\n"
-	"tls_key = /etc/imgstore/key.pem\n"
-	"unix_socket = \"/run/imgstore/imgstored.sock\"\n"
-	"token_file = /etc/imgstore/tokens\n"
-	"max_request_bytes = 8M\n"
-	"\n"
-	"[s3 cold]\n"
-	"endpoint = https://s3.example.net\n"
-	"bucket = images\n"
-	"credentials_file = /etc/imgstore/s3.cred\n"
-	"key_file = /etc/imgstore/s3.key\n"
-	"addressing = virtual\n"
-	"\n"
-	"[defaults]\n"
-	"rpo = 30s\n"
-	"bandwidth_limit = 200M\n"
-	"log_level = debug\n";
+static const char *good = "# imgstored for site a\n"
+			  "[site]\n"
+			  "name = a\n"
+			  "ceph_conf = /etc/ceph/a.conf\n"
+			  "client_id = imgstore\n"
+			  "keyring = /etc/ceph/a.keyring\n"
+			  "\n"
+			  "[peer b]\n"
+			  "ceph_conf = /etc/ceph/b.conf\n"
+			  "mon_timeout = 5s\n"
+			  "\n"
+			  "[server]\n"
+			  "listen = 127.0.0.1:7443\n"
+			  "tls_cert = /etc/imgstore/cert.pem\n"
+			  "tls_key = /etc/imgstore/key.pem\n"
+			  "unix_socket = \"/run/imgstore/imgstored.sock\"\n"
+			  "token_file = /etc/imgstore/tokens\n"
+			  "max_request_bytes = 8M\n"
+			  "\n"
+			  "[s3 cold]\n"
+			  "endpoint = https://s3.example.net\n"
+			  "bucket = images\n"
+			  "credentials_file = /etc/imgstore/s3.cred\n"
+			  "key_file = /etc/imgstore/s3.key\n"
+			  "addressing = virtual\n"
+			  "\n"
+			  "[defaults]\n"
+			  "rpo = 30s\n"
+			  "bandwidth_limit = 200M\n"
+			  "log_level = debug\n";
 
 static void test_good_file(void **state)
 {
@@ -111,7 +110,8 @@ static void test_minimal_file_takes_defaults(void **state)
 	(void)state;
 	ims_config *cfg = NULL;
 	errors e;
-	assert_int_equal(parse("[site]\nname=a\nceph_conf=/c\n[server]\nunix_socket=/s\n", &cfg, &e), 0);
+	assert_int_equal(
+		parse("[site]\nname=a\nceph_conf=/c\n[server]\nunix_socket=/s\n", &cfg, &e), 0);
 	assert_int_equal(cfg->defaults.rpo, 60);
 	assert_int_equal(cfg->defaults.concurrency, 16);
 	assert_string_equal(cfg->defaults.log_level, "info");
@@ -142,7 +142,8 @@ static void test_unknown_key_and_section(void **state)
 	(void)state;
 	expect_errors(BASE "[defaults]\nrpo = 30s\nrpoo = 30s\n[frobs]\nx = 1\n[defaults]\n",
 		      "test.conf:8: unknown key 'rpoo' in [defaults]\n"
-		      "test.conf:9: unknown section [frobs]: expected [site], [peer NAME], [server], [s3 NAME], [defaults] or [host NAME]\n"
+		      "test.conf:9: unknown section [frobs]: expected [site], [peer NAME], "
+		      "[server], [s3 NAME], [defaults] or [host NAME]\n"
 		      "test.conf:11: [defaults] appears twice (first at line 6)\n");
 }
 
@@ -152,12 +153,16 @@ static void test_peer_bandwidth(void **state)
 	(void)state;
 	ims_config *cfg = NULL;
 	errors e;
-	assert_int_equal(parse(BASE "[peer b]\nceph_conf = /b\nbandwidth_limit = 50M\n[peer c]\nceph_conf = /c2\n", &cfg, &e), 0);
+	assert_int_equal(parse(BASE "[peer b]\nceph_conf = /b\nbandwidth_limit = 50M\n[peer "
+				    "c]\nceph_conf = /c2\n",
+			       &cfg, &e),
+			 0);
 	assert_int_equal(ims_config_peer(cfg, "b")->bandwidth_limit, 50u << 20);
 	assert_int_equal(ims_config_peer(cfg, "c")->bandwidth_limit, 0);
 	assert_int_equal(cfg->site.bandwidth_limit, 0);
 	ims_config_free(cfg);
-	expect_errors("[site]\nname = a\nceph_conf = /c\nbandwidth_limit = 1M\n[server]\nunix_socket = /s\n",
+	expect_errors("[site]\nname = a\nceph_conf = /c\nbandwidth_limit = "
+		      "1M\n[server]\nunix_socket = /s\n",
 		      "test.conf:4: unknown key 'bandwidth_limit' in [site]\n");
 }
 
@@ -171,11 +176,15 @@ static void test_bad_values(void **state)
 			   "log_level = loud\n"
 			   "alert_webhook = ftp://x\n"
 			   "retention = -1\n",
-		      "test.conf:7: bad value 'soon' for 'rpo': expected a duration like 30s, 5m, 1h30m, 2d\n"
+		      "test.conf:7: bad value 'soon' for 'rpo': expected a duration like 30s, 5m, "
+		      "1h30m, 2d\n"
 		      "test.conf:8: 'concurrency' = '0' is out of range: from 1 to 256\n"
-		      "test.conf:9: bad value '12Q' for 'inflight_bytes': expected a size like 4096, 64K, 10G\n"
-		      "test.conf:10: bad value 'loud' for 'log_level': expected error|warning|info|debug\n"
-		      "test.conf:11: bad value 'ftp://x' for 'alert_webhook': expected an http:// or https:// URL\n"
+		      "test.conf:9: bad value '12Q' for 'inflight_bytes': expected a size like "
+		      "4096, 64K, 10G\n"
+		      "test.conf:10: bad value 'loud' for 'log_level': expected "
+		      "error|warning|info|debug\n"
+		      "test.conf:11: bad value 'ftp://x' for 'alert_webhook': expected an http:// "
+		      "or https:// URL\n"
 		      "test.conf:12: bad value '-1' for 'retention': expected a whole number\n");
 }
 
@@ -183,21 +192,27 @@ static void test_ranges_in_units(void **state)
 {
 	(void)state;
 	expect_errors(BASE "[server]\n", "test.conf:6: [server] appears twice (first at line 4)\n");
-	expect_errors("[site]\nname = a\nceph_conf = /c\n[server]\nunix_socket = /s\nmax_request_bytes = 2G\n"
-		      "read_timeout = 2h\n",
-		      "test.conf:6: 'max_request_bytes' = '2G' is out of range: from 1 KiB to 1 GiB\n"
-		      "test.conf:7: 'read_timeout' = '2h' is out of range: from 1s to 1h\n");
+	expect_errors(
+		"[site]\nname = a\nceph_conf = /c\n[server]\nunix_socket = /s\nmax_request_bytes = "
+		"2G\n"
+		"read_timeout = 2h\n",
+		"test.conf:6: 'max_request_bytes' = '2G' is out of range: from 1 KiB to 1 GiB\n"
+		"test.conf:7: 'read_timeout' = '2h' is out of range: from 1s to 1h\n");
 }
 
 static void test_missing_required(void **state)
 {
 	(void)state;
-	expect_errors("[site]\nname = a\n[peer b]\nclient_id = x\n[server]\nunix_socket = /s\n[s3 t]\nbucket = b\n",
+	expect_errors("[site]\nname = a\n[peer b]\nclient_id = x\n[server]\nunix_socket = /s\n[s3 "
+		      "t]\nbucket = b\n",
 		      "test.conf:1: [site] is missing 'ceph_conf' (The cluster's ceph.conf.)\n"
 		      "test.conf:3: [peer b] is missing 'ceph_conf' (The cluster's ceph.conf.)\n"
-		      "test.conf:7: [s3 t] is missing 'endpoint' (Base URL of the S3 service, http:// or https://.)\n"
-		      "test.conf:7: [s3 t] is missing 'credentials_file' (File with 'ACCESS_KEY SECRET_KEY'; must not be readable by others.)\n"
-		      "test.conf:7: [s3 t] is missing 'key_file' (File with the 32-byte AES-256-GCM key (64 hex digits); must not be readable by others.)\n");
+		      "test.conf:7: [s3 t] is missing 'endpoint' (Base URL of the S3 service, "
+		      "http:// or https://.)\n"
+		      "test.conf:7: [s3 t] is missing 'credentials_file' (File with 'ACCESS_KEY "
+		      "SECRET_KEY'; must not be readable by others.)\n"
+		      "test.conf:7: [s3 t] is missing 'key_file' (File with the 32-byte "
+		      "AES-256-GCM key (64 hex digits); must not be readable by others.)\n");
 	expect_errors("[server]\nunix_socket = /s\n",
 		      "test.conf: missing [site] section: name this site and its ceph_conf\n");
 }
@@ -205,24 +220,31 @@ static void test_missing_required(void **state)
 static void test_syntax(void **state)
 {
 	(void)state;
-	expect_errors("name = a\n" BASE "just words\n[peer]\n[peer b c]\n[site\nname = b\n",
-		      "test.conf:1: 'name' is outside any section: put it under [site], [server], ...\n"
-		      "test.conf:7: expected 'key = value', got 'just words'\n"
-		      "test.conf:8: [peer] needs a name: [peer NAME]\n"
-		      "test.conf:9: bad peer name 'b c': 1 to 32 letters, digits, '-' or '_'\n"
-		      "test.conf:10: bad section header '[site': expected [NAME] alone on the line or before a comment\n");
+	expect_errors(
+		"name = a\n" BASE "just words\n[peer]\n[peer b c]\n[site\nname = b\n",
+		"test.conf:1: 'name' is outside any section: put it under [site], [server], ...\n"
+		"test.conf:7: expected 'key = value', got 'just words'\n"
+		"test.conf:8: [peer] needs a name: [peer NAME]\n"
+		"test.conf:9: bad peer name 'b c': 1 to 32 letters, digits, '-' or '_'\n"
+		"test.conf:10: bad section header '[site': expected [NAME] alone on the line or "
+		"before a comment\n");
 }
 
 static void test_names_and_paths(void **state)
 {
 	(void)state;
-	expect_errors("[site]\nname = a b\nceph_conf = relative/ceph.conf\n[peer a]\nceph_conf = /b\nname = x\n"
-		      "[peer a]\n[server]\nunix_socket = /s\nlisten = localhost\nthreads = 4\nthreads = 5\n",
-		      "test.conf:2: bad value 'a b' for 'name': expected a name: 1 to 32 letters, digits, '-' or '_', starting with a letter or digit\n"
-		      "test.conf:3: bad value 'relative/ceph.conf' for 'ceph_conf': expected an absolute path\n"
+	expect_errors("[site]\nname = a b\nceph_conf = relative/ceph.conf\n[peer a]\nceph_conf = "
+		      "/b\nname = x\n"
+		      "[peer a]\n[server]\nunix_socket = /s\nlisten = localhost\nthreads = "
+		      "4\nthreads = 5\n",
+		      "test.conf:2: bad value 'a b' for 'name': expected a name: 1 to 32 letters, "
+		      "digits, '-' or '_', starting with a letter or digit\n"
+		      "test.conf:3: bad value 'relative/ceph.conf' for 'ceph_conf': expected an "
+		      "absolute path\n"
 		      "test.conf:6: unknown key 'name' in [peer a]\n"
 		      "test.conf:7: [peer a] appears twice\n"
-		      "test.conf:10: bad value 'localhost' for 'listen': expected HOST:PORT with a port from 1 to 65535\n"
+		      "test.conf:10: bad value 'localhost' for 'listen': expected HOST:PORT with a "
+		      "port from 1 to 65535\n"
 		      "test.conf:12: 'threads' is set twice in [server]\n");
 }
 
@@ -231,15 +253,20 @@ static void test_whole_file_checks(void **state)
 	(void)state;
 	expect_errors("[site]\nname = a\nceph_conf = /c\n[peer a]\nceph_conf = /d\n[server]\n",
 		      "test.conf:4: [peer a] has this site's own name\n"
-		      "test.conf:6: [server] needs 'listen' or 'unix_socket': the daemon would serve nothing\n");
-	expect_errors("[site]\nname = a\nceph_conf = /c\n[server]\nlisten = 0.0.0.0:7443\ntls_key = /k\n",
-		      "test.conf:4: [server] needs both 'tls_cert' and 'tls_key', or neither\n"
-		      "test.conf:4: [server] 'listen' needs 'tls_cert' and 'tls_key' (or 'allow_plain_http = true' on a trusted loopback)\n");
+		      "test.conf:6: [server] needs 'listen' or 'unix_socket': the daemon would "
+		      "serve nothing\n");
+	expect_errors(
+		"[site]\nname = a\nceph_conf = /c\n[server]\nlisten = 0.0.0.0:7443\ntls_key = /k\n",
+		"test.conf:4: [server] needs both 'tls_cert' and 'tls_key', or neither\n"
+		"test.conf:4: [server] 'listen' needs 'tls_cert' and 'tls_key' (or "
+		"'allow_plain_http = true' on a trusted loopback)\n");
 	/* plain HTTP is allowed when asked for */
 	ims_config *cfg = NULL;
 	errors e;
-	assert_int_equal(parse("[site]\nname=a\nceph_conf=/c\n[server]\nlisten=127.0.0.1:1\nallow_plain_http=yes\n",
-			       &cfg, &e), 0);
+	assert_int_equal(parse("[site]\nname=a\nceph_conf=/"
+			       "c\n[server]\nlisten=127.0.0.1:1\nallow_plain_http=yes\n",
+			       &cfg, &e),
+			 0);
 	assert_true(cfg->server.allow_plain_http);
 	ims_config_free(cfg);
 }
@@ -319,19 +346,24 @@ static void test_trailing_comments(void **state)
 static void test_comments_refused(void **state)
 {
 	(void)state;
-	expect_errors(BASE "[peer b] trailing words\n"
-			   "[peer c]\n"
-			   "ceph_conf = /c2\n"
-			   "pool = \"rbd   # no closing quote\n"
-			   "client_id = \"x\" y\n"
-			   "keyring = # only a comment\n"
-			   "mon_timeout = 30s#5s\n"
-			   "osd_timeout = \"10s\"   # quoted, then a comment: fine\n",
-		      "test.conf:6: bad section header '[peer b] trailing words': expected [NAME] alone on the line or before a comment\n"
-		      "test.conf:9: bad value '\"rbd   # no closing quote' for 'pool': expected a closing '\"'\n"
-		      "test.conf:10: bad value '\"x\" y' for 'client_id': expected nothing but a comment after the closing '\"'\n"
-		      "test.conf:11: bad value '' for 'keyring': expected a value, not an empty one\n"
-		      "test.conf:12: bad value '30s#5s' for 'mon_timeout': expected a duration like 30s, 5m, 1h30m, 2d\n");
+	expect_errors(
+		BASE "[peer b] trailing words\n"
+		     "[peer c]\n"
+		     "ceph_conf = /c2\n"
+		     "pool = \"rbd   # no closing quote\n"
+		     "client_id = \"x\" y\n"
+		     "keyring = # only a comment\n"
+		     "mon_timeout = 30s#5s\n"
+		     "osd_timeout = \"10s\"   # quoted, then a comment: fine\n",
+		"test.conf:6: bad section header '[peer b] trailing words': expected [NAME] alone "
+		"on the line or before a comment\n"
+		"test.conf:9: bad value '\"rbd   # no closing quote' for 'pool': expected a "
+		"closing '\"'\n"
+		"test.conf:10: bad value '\"x\" y' for 'client_id': expected nothing but a comment "
+		"after the closing '\"'\n"
+		"test.conf:11: bad value '' for 'keyring': expected a value, not an empty one\n"
+		"test.conf:12: bad value '30s#5s' for 'mon_timeout': expected a duration like 30s, "
+		"5m, 1h30m, 2d\n");
 }
 
 static void test_binary_garbage(void **state)
@@ -341,11 +373,14 @@ static void test_binary_garbage(void **state)
 	errors e;
 	const char bin[] = "[site]\nname=a\0\xff\xfe";
 	memset(&e, 0, sizeof(e));
-	assert_int_equal(ims_config_parse(&cfg, "bin.conf", bin, sizeof(bin), collect, &e), -EINVAL);
+	assert_int_equal(ims_config_parse(&cfg, "bin.conf", bin, sizeof(bin), collect, &e),
+			 -EINVAL);
 	assert_null(cfg);
-	assert_string_equal(ims_error_last(), "bin.conf: contains a NUL byte: not a configuration file");
+	assert_string_equal(ims_error_last(),
+			    "bin.conf: contains a NUL byte: not a configuration file");
 	expect_errors(BASE "[defaults]\nalert_webhook = http://x\x01y\n",
-		      "test.conf:7: bad value 'http://x\x01y' for 'alert_webhook': expected no control characters\n");
+		      "test.conf:7: bad value 'http://x\x01y' for 'alert_webhook': expected no "
+		      "control characters\n");
 }
 
 static void test_load_from_file(void **state)
@@ -356,7 +391,8 @@ static void test_load_from_file(void **state)
 	char path[512];
 	assert_int_equal(ims_config_load(&cfg, "/nonexistent/imgstored.conf", NULL, NULL), -ENOENT);
 	assert_string_equal(ims_error_last(),
-			    "cannot read configuration file '/nonexistent/imgstored.conf': No such file or directory");
+			    "cannot read configuration file '/nonexistent/imgstored.conf': No such "
+			    "file or directory");
 	snprintf(path, sizeof(path), "%s/test_config_%d.conf", tmpdir, (int)getpid());
 	FILE *f = fopen(path, "w");
 	if (!f) { /* the tmp dir of ctest may not exist when run by hand */
@@ -383,8 +419,10 @@ static void test_import_export_dirs(void **state)
 	assert_null(cfg->server.export_dirs); /* none by default */
 	ims_config_free(cfg);
 	expect_errors(BASE "import_dirs = /srv/in,relative\nexport_dirs = /a,,/b\n",
-		      "test.conf:6: bad value '/srv/in,relative' for 'import_dirs': expected absolute paths separated by commas\n"
-		      "test.conf:7: bad value '/a,,/b' for 'export_dirs': expected absolute paths separated by commas\n");
+		      "test.conf:6: bad value '/srv/in,relative' for 'import_dirs': expected "
+		      "absolute paths separated by commas\n"
+		      "test.conf:7: bad value '/a,,/b' for 'export_dirs': expected absolute paths "
+		      "separated by commas\n");
 }
 
 /* Paths on the daemon's host: only under the named directories, links and '..' resolved. */
@@ -414,41 +452,55 @@ static void test_path_in(void **state)
 	snprintf(p, sizeof(p), "%s/disk.raw", in);
 	assert_string_equal(got, p);
 	/* none configured: everything refused */
-	assert_int_equal(ims_config_path_in(NULL, "import_dirs", p, true, got, sizeof(got)), -EPERM);
+	assert_int_equal(ims_config_path_in(NULL, "import_dirs", p, true, got, sizeof(got)),
+			 -EPERM);
 	assert_non_null(strstr(ims_error_last(), "[server] import_dirs"));
 	/* outside: a sibling with the same prefix, '..', a link out, a system file */
 	snprintf(p, sizeof(p), "%s/secret", out);
-	assert_int_equal(ims_config_path_in(dirs, "import_dirs", p, true, got, sizeof(got)), -EPERM);
+	assert_int_equal(ims_config_path_in(dirs, "import_dirs", p, true, got, sizeof(got)),
+			 -EPERM);
 	snprintf(p, sizeof(p), "%s/../in-not/secret", in);
-	assert_int_equal(ims_config_path_in(dirs, "import_dirs", p, true, got, sizeof(got)), -EPERM);
+	assert_int_equal(ims_config_path_in(dirs, "import_dirs", p, true, got, sizeof(got)),
+			 -EPERM);
 	char link[600], target[600];
 	snprintf(link, sizeof(link), "%s/link", in);
 	snprintf(target, sizeof(target), "%s/secret", out);
 	assert_int_equal(symlink(target, link), 0);
-	assert_int_equal(ims_config_path_in(dirs, "import_dirs", link, true, got, sizeof(got)), -EPERM);
+	assert_int_equal(ims_config_path_in(dirs, "import_dirs", link, true, got, sizeof(got)),
+			 -EPERM);
 	assert_non_null(strstr(ims_error_last(), "(really '"));
-	assert_int_equal(ims_config_path_in(dirs, "import_dirs", "/etc/passwd", true, got, sizeof(got)), -EPERM);
+	assert_int_equal(
+		ims_config_path_in(dirs, "import_dirs", "/etc/passwd", true, got, sizeof(got)),
+		-EPERM);
 	/* a missing file: not found inside, refused outside (no probing of other directories) */
 	snprintf(p, sizeof(p), "%s/missing", in);
-	assert_int_equal(ims_config_path_in(dirs, "import_dirs", p, true, got, sizeof(got)), -ENOENT);
-	assert_int_equal(ims_config_path_in(dirs, "import_dirs", "/etc/missing-file", true, got, sizeof(got)),
+	assert_int_equal(ims_config_path_in(dirs, "import_dirs", p, true, got, sizeof(got)),
+			 -ENOENT);
+	assert_int_equal(ims_config_path_in(dirs, "import_dirs", "/etc/missing-file", true, got,
+					    sizeof(got)),
 			 -EPERM);
-	assert_int_equal(ims_config_path_in(dirs, "import_dirs", "relative", true, got, sizeof(got)), -EINVAL);
+	assert_int_equal(
+		ims_config_path_in(dirs, "import_dirs", "relative", true, got, sizeof(got)),
+		-EINVAL);
 
 	/* a file to create: its directory decides, it must not exist */
 	snprintf(p, sizeof(p), "%s/new.raw", in);
 	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)), 0);
 	assert_string_equal(got, p);
 	snprintf(p, sizeof(p), "%s/disk.raw", in);
-	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)), -EEXIST);
+	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)),
+			 -EEXIST);
 	snprintf(p, sizeof(p), "%s/new.raw", out);
-	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)), -EPERM);
+	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)),
+			 -EPERM);
 	snprintf(p, sizeof(p), "%s/link-dir", in);
 	assert_int_equal(symlink(out, p), 0);
 	snprintf(p, sizeof(p), "%s/link-dir/new.raw", in);
-	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)), -EPERM);
+	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)),
+			 -EPERM);
 	snprintf(p, sizeof(p), "%s/", in);
-	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)), -EINVAL);
+	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)),
+			 -EINVAL);
 
 	char cmd[400];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
@@ -462,8 +514,10 @@ static void test_hosts(void **state)
 	ims_config *cfg = NULL;
 	errors e;
 	assert_int_equal(parse(BASE "[host hv1.dc1]\ncephx_user = hv1\n"
-				    "libvirt_secret = 2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f60   # virsh secret-list\n"
-				    "[host hv2]\ncephx_user = hv2\nlibvirt_secret = 2A5F4C1E-8D3B-4C6A-9F0E-1B2C3D4E5F61\n",
+				    "libvirt_secret = 2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f60   # "
+				    "virsh secret-list\n"
+				    "[host hv2]\ncephx_user = hv2\nlibvirt_secret = "
+				    "2A5F4C1E-8D3B-4C6A-9F0E-1B2C3D4E5F61\n",
 			       &cfg, &e),
 			 0);
 	assert_int_equal(cfg->nhosts, 2);
@@ -474,15 +528,22 @@ static void test_hosts(void **state)
 	assert_null(ims_config_host_entry(cfg, "hv3"));
 	assert_null(ims_config_host_entry(cfg, NULL));
 	ims_config_free(cfg);
-	expect_errors(BASE "[host]\n[host bad/name]\n[host hv1]\ncephx_user = hv1\nlibvirt_secret = SECRET-UUID\n"
-			   "[host hv1]\n[host hv2]\nlibvirt_secret = 2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f6\nrpo = 1s\n",
-		      "test.conf:6: [host] needs a name: [host NAME], NAME as in the host's token line\n"
-		      "test.conf:7: bad host name 'bad/name': 1 to 127 letters, digits, '.', '-' or '_'\n"
-		      "test.conf:10: bad value 'SECRET-UUID' for 'libvirt_secret': expected a UUID like 2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f60\n"
-		      "test.conf:11: [host hv1] appears twice\n"
-		      "test.conf:13: bad value '2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f6' for 'libvirt_secret': expected a UUID like 2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f60\n"
-		      "test.conf:14: unknown key 'rpo' in [host hv2]\n"
-		      "test.conf:12: [host hv2] is missing 'cephx_user' (The host's own cephx user, without 'client.' (profile rbd on the pools its VMs use); attach-info names it in the libvirt disk XML.)\n");
+	expect_errors(
+		BASE "[host]\n[host bad/name]\n[host hv1]\ncephx_user = hv1\nlibvirt_secret = "
+		     "SECRET-UUID\n"
+		     "[host hv1]\n[host hv2]\nlibvirt_secret = "
+		     "2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f6\nrpo = 1s\n",
+		"test.conf:6: [host] needs a name: [host NAME], NAME as in the host's token line\n"
+		"test.conf:7: bad host name 'bad/name': 1 to 127 letters, digits, '.', '-' or '_'\n"
+		"test.conf:10: bad value 'SECRET-UUID' for 'libvirt_secret': expected a UUID like "
+		"2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f60\n"
+		"test.conf:11: [host hv1] appears twice\n"
+		"test.conf:13: bad value '2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f6' for "
+		"'libvirt_secret': expected a UUID like 2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f60\n"
+		"test.conf:14: unknown key 'rpo' in [host hv2]\n"
+		"test.conf:12: [host hv2] is missing 'cephx_user' (The host's own cephx user, "
+		"without 'client.' (profile rbd on the pools its VMs use); attach-info names it in "
+		"the libvirt disk XML.)\n");
 }
 
 typedef struct {
@@ -493,7 +554,8 @@ static void collect_diff(void *ctx, const char *section, const char *key, bool r
 {
 	diffs *d = ctx;
 	size_t n = strlen(d->text);
-	snprintf(d->text + n, sizeof(d->text) - n, "%s %s%s\n", section, key, reloads ? " (reload)" : "");
+	snprintf(d->text + n, sizeof(d->text) - n, "%s %s%s\n", section, key,
+		 reloads ? " (reload)" : "");
 }
 
 /* ims_config_diff: what a SIGHUP reload compares, key by key and section by section. */
@@ -502,7 +564,7 @@ static void test_diff(void **state)
 	(void)state;
 	ims_config *a = NULL, *b = NULL;
 	errors e;
-	diffs d = { "" };
+	diffs d = {""};
 	assert_int_equal(parse(good, &a, &e), 0);
 	assert_int_equal(parse(good, &b, &e), 0);
 	assert_int_equal(ims_config_diff(a, b, collect_diff, &d), 0);
@@ -517,7 +579,10 @@ static void test_diff(void **state)
 	p = strstr(text, "log_level = debug");
 	memcpy(p, "log_level = error", 17);
 	char *full = malloc(strlen(text) + 200);
-	sprintf(full, "%s[host hv1]\ncephx_user = hv1\nlibvirt_secret = 2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f60\n", text);
+	sprintf(full,
+		"%s[host hv1]\ncephx_user = hv1\nlibvirt_secret = "
+		"2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f60\n",
+		text);
 	assert_int_equal(parse(full, &b, &e), 0);
 	assert_int_equal(ims_config_diff(a, b, collect_diff, &d), 5);
 	assert_string_equal(d.text, "[server] listen\n"
@@ -527,7 +592,10 @@ static void test_diff(void **state)
 				    "[host hv1] * (reload)\n");
 	ims_config_free(a);
 	/* the same host with another secret: one key */
-	sprintf(full, "%s[host hv1]\ncephx_user = hv1\nlibvirt_secret = 2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f61\n", text);
+	sprintf(full,
+		"%s[host hv1]\ncephx_user = hv1\nlibvirt_secret = "
+		"2a5f4c1e-8d3b-4c6a-9f0e-1b2c3d4e5f61\n",
+		text);
 	assert_int_equal(parse(full, &a, &e), 0);
 	d.text[0] = '\0';
 	assert_int_equal(ims_config_diff(a, b, collect_diff, &d), 1);

@@ -108,8 +108,8 @@ static void test_detect_unreadable(void **state)
 {
 	(void)state;
 	static const char *const made[][2] = {
-		{ "vdi", "" }, { "vhdx", "" }, { "vpc", "" }, { "vpc", "-o subformat=fixed" },
-		{ "qed", "" }, { "parallels", "" },
+		{"vdi", ""}, {"vhdx", ""},	{"vpc", ""}, {"vpc", "-o subformat=fixed"},
+		{"qed", ""}, {"parallels", ""},
 	};
 	char path[256];
 
@@ -140,13 +140,14 @@ static void test_detect_unreadable(void **state)
 		assert_int_equal(ims_format_kind_of(r), IMS_FORMAT_RAW);
 		assert_int_equal(ims_format_virtual_size(r), len);
 		ims_format_close(r);
-		ft_expect_open_error(l, len, IMS_FORMAT_AUTO, -ENOTSUP, "or declare it raw if its guest encrypted");
+		ft_expect_open_error(l, len, IMS_FORMAT_AUTO, -ENOTSUP,
+				     "or declare it raw if its guest encrypted");
 		free(l);
 	}
 
 	/* what qemu-img cannot create: the magic as QEMU's probes (and a dmg's trailer) have it */
-	static const char cloop[] =
-		"#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n";
+	static const char cloop[] = "#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r "
+				    "-t iso9660 /dev/cloop $1\n";
 	uint8_t b[4096];
 	memset(b, 0, sizeof(b));
 	memcpy(b, "Bochs Virtual HD Image", 23);
@@ -172,7 +173,8 @@ static void test_detect_unreadable(void **state)
 	assert_int_equal(detect("LUKS\xba", 5), IMS_FORMAT_RAW);
 	memcpy(b, "QED", 4); /* with its NUL: a qed header */
 	ims_error_clear();
-	ft_expect_open_error(b, sizeof(b), IMS_FORMAT_AUTO, -ENOTSUP, "format 'qed' (QEMU enhanced disk)");
+	ft_expect_open_error(b, sizeof(b), IMS_FORMAT_AUTO, -ENOTSUP,
+			     "format 'qed' (QEMU enhanced disk)");
 }
 
 /* A source whose reads fail, as a disk would. */

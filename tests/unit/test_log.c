@@ -129,10 +129,8 @@ static void test_journal_detected(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_levels_filter),
-		cmocka_unit_test(test_one_record_per_line),
-		cmocka_unit_test(test_parse_level),
-		cmocka_unit_test(test_journal_priorities),
+		cmocka_unit_test(test_levels_filter),	 cmocka_unit_test(test_one_record_per_line),
+		cmocka_unit_test(test_parse_level),	 cmocka_unit_test(test_journal_priorities),
 		cmocka_unit_test(test_journal_detected),
 	};
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);

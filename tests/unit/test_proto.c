@@ -40,6 +40,6 @@ static void test_operation_round_trip(void **state)
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = { cmocka_unit_test(test_operation_round_trip) };
+	const struct CMUnitTest tests[] = {cmocka_unit_test(test_operation_round_trip)};
 	return cmocka_run_group_tests_name("proto", tests, NULL, NULL);
 }

@@ -9,7 +9,7 @@
 #include "common/ratelimit.h"
 
 #define MS 1000000LL
-#define S 1000000000LL
+#define S  1000000000LL
 
 static void unlimited_never_waits(void **state)
 {
@@ -25,8 +25,8 @@ static void burst_first_then_rate(void **state)
 {
 	(void)state;
 	ims_ratelimit rl;
-	ims_ratelimit_init(&rl, 1000, 0); /* 1000 B/s, burst 1000 B */
-	assert_int_equal(ims_ratelimit_reserve(&rl, 1000, 0), 0);  /* the full bucket */
+	ims_ratelimit_init(&rl, 1000, 0);			  /* 1000 B/s, burst 1000 B */
+	assert_int_equal(ims_ratelimit_reserve(&rl, 1000, 0), 0); /* the full bucket */
 	assert_int_equal(ims_ratelimit_reserve(&rl, 500, 0), 500 * MS);
 	/* a second caller queues behind the first */
 	assert_int_equal(ims_ratelimit_reserve(&rl, 500, 0), 1 * S);
@@ -50,7 +50,8 @@ static void long_run_holds_the_rate(void **state)
 	while (now < 60 * S) {
 		now += ims_ratelimit_reserve(&rl, 64 << 10, now);
 		sent += 64 << 10;
-		assert_true(sent <= rate + (uint64_t)((double)now / 1e9 * (double)rate) + (64 << 10));
+		assert_true(sent <=
+			    rate + (uint64_t)((double)now / 1e9 * (double)rate) + (64 << 10));
 	}
 	/* and it is not far below either */
 	assert_true(sent >= (uint64_t)(60 * rate));

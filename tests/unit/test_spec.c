@@ -48,11 +48,13 @@ static void test_parse_bad(void **state)
 	expect_bad("/vm1", false, false, "empty pool name");
 	expect_bad("rbd/", false, false, "empty image name");
 	expect_bad("rbd/vm1@", true, false, "empty snapshot name");
-	expect_bad("rbd/vm1@s", false, false, "'rbd/vm1@s' names a snapshot; this takes an image: POOL/IMAGE");
+	expect_bad("rbd/vm1@s", false, false,
+		   "'rbd/vm1@s' names a snapshot; this takes an image: POOL/IMAGE");
 	expect_bad("rbd/vm1", true, true, "'rbd/vm1' names no snapshot: expected POOL/IMAGE@SNAP");
 	expect_bad("rbd/vm1@a@b", true, false, "snapshot name 'a@b' contains '@'");
 	expect_bad("rbd/.imgstore-import-1", false, false,
-		   "image name '.imgstore-import-1' starts with '.', which imgstore keeps for its own images");
+		   "image name '.imgstore-import-1' starts with '.', which imgstore keeps for its "
+		   "own images");
 	expect_bad("rbd/vm\x1b[31m", false, false, "image name has a control character (byte 2)");
 	expect_bad("rbd/ vm", false, false, "image name ' vm' starts or ends with a space");
 }

@@ -12,7 +12,7 @@
 
 #include "tier/manifest.h"
 
-static ims_seal_key key1 = { { 1, 2, 3 } }, key2 = { { 9, 9, 9 } };
+static ims_seal_key key1 = {{1, 2, 3}}, key2 = {{9, 9, 9}};
 
 static void test_seal_roundtrip(void **state)
 {
@@ -40,7 +40,8 @@ static void test_seal_roundtrip(void **state)
 	assert_int_equal(ims_unseal(&out, &lo, &key1, "chunks/x", s1, l1, sizeof(data)), -EBADMSG);
 	s1[4] = IMS_SEAL_ZSTD;
 	assert_int_equal(ims_unseal(&out, &lo, &key1, "chunks/x", s1, 10, sizeof(data)), -EBADMSG);
-	assert_int_equal(ims_unseal(&out, &lo, &key1, "chunks/x", s1, l1, sizeof(data) - 1), -EBADMSG);
+	assert_int_equal(ims_unseal(&out, &lo, &key1, "chunks/x", s1, l1, sizeof(data) - 1),
+			 -EBADMSG);
 	free(s1);
 	free(s2);
 	/* random bytes stay as they are (no gain from zstd) */
@@ -61,7 +62,8 @@ static void test_seal_roundtrip(void **state)
 
 static const char good[] =
 	"{\"version\":1,\"name\":\"rbd/vm1@s\",\"pool\":\"rbd\",\"image\":\"vm1\",\"snap\":\"s\","
-	"\"size\":10485760,\"features\":61,\"order\":22,\"chunk_size\":4194304,\"pushed\":1700000000,"
+	"\"size\":10485760,\"features\":61,\"order\":22,\"chunk_size\":4194304,\"pushed\":"
+	"1700000000,"
 	"\"source\":\"raw\",\"content_sha256\":\"\",\"stored_bytes\":5,"
 	"\"chunks\":[[0,4194304,\"%s\"],[8388608,2097152,\"%s\"]],"
 	"\"zeros\":[[4194304,4194304]],\"tags\":{\"os\":\"debian\"}}";
@@ -148,7 +150,10 @@ static void test_manifest_hostile(void **state)
 	assert_int_equal(parse_fmt(good, H1, H2), 0);
 	/* bad hashes */
 	assert_int_equal(parse_fmt(good, "xyz", H2), -EBADMSG);
-	assert_int_equal(parse_fmt(good, H1, "ABCDEF0000000000000000000000000000000000000000000000000000000002"), -EBADMSG);
+	assert_int_equal(
+		parse_fmt(good, H1,
+			  "ABCDEF0000000000000000000000000000000000000000000000000000000002"),
+		-EBADMSG);
 	/* not JSON, not an object, trailing bytes, too deep */
 	assert_int_equal(parse_text(""), -EBADMSG);
 	assert_int_equal(parse_text("[1,2]"), -EBADMSG);
@@ -157,31 +162,34 @@ static void test_manifest_hostile(void **state)
 	assert_int_equal(parse_text(text), -EBADMSG);
 	assert_int_equal(parse_text("{\"a\":[[[[[[[[[[[[1]]]]]]]]]]]]}"), -EBADMSG);
 	/* every edit below breaks one rule */
-	static const struct { const char *from, *to; } edits[] = {
-		{ "\"version\":1", "\"version\":2" },
-		{ "\"version\":1", "\"version\":\"1\"" },
-		{ "\"name\":\"rbd/vm1@s\"", "\"name\":\"rbd/vm2@s\"" },
-		{ "\"pool\":\"rbd\"", "\"pool\":\"r/b\"" },
-		{ "\"image\":\"vm1\"", "\"image\":\".tmp\"" },
-		{ "\"size\":10485760", "\"size\":-1" },
-		{ "\"size\":10485760", "\"size\":10485759" },
-		{ "\"size\":10485760", "\"size\":1e9" },
-		{ "\"order\":22", "\"order\":99" },
-		{ "\"chunk_size\":4194304", "\"chunk_size\":1" },
-		{ "[8388608,2097152", "[2097152,2097152" },  /* overlaps chunk 0 */
-		{ "[8388608,2097152", "[8388608,4194305" },  /* longer than chunk_size, past the end */
-		{ "[8388608,2097152", "[8388608,0" },
-		{ "\"zeros\":[[4194304,4194304]]", "\"zeros\":[]" },
-		{ "\"zeros\":[[4194304,4194304]]", "\"zeros\":[[4194304,1]]" },
-		{ "\"tags\":{\"os\":\"debian\"}", "\"tags\":{\"os\":1}" },
-		{ "\"chunks\":[", "\"chunks\":{\"a\":[" },
+	static const struct {
+		const char *from, *to;
+	} edits[] = {
+		{"\"version\":1", "\"version\":2"},
+		{"\"version\":1", "\"version\":\"1\""},
+		{"\"name\":\"rbd/vm1@s\"", "\"name\":\"rbd/vm2@s\""},
+		{"\"pool\":\"rbd\"", "\"pool\":\"r/b\""},
+		{"\"image\":\"vm1\"", "\"image\":\".tmp\""},
+		{"\"size\":10485760", "\"size\":-1"},
+		{"\"size\":10485760", "\"size\":10485759"},
+		{"\"size\":10485760", "\"size\":1e9"},
+		{"\"order\":22", "\"order\":99"},
+		{"\"chunk_size\":4194304", "\"chunk_size\":1"},
+		{"[8388608,2097152", "[2097152,2097152"}, /* overlaps chunk 0 */
+		{"[8388608,2097152", "[8388608,4194305"}, /* longer than chunk_size, past the end */
+		{"[8388608,2097152", "[8388608,0"},
+		{"\"zeros\":[[4194304,4194304]]", "\"zeros\":[]"},
+		{"\"zeros\":[[4194304,4194304]]", "\"zeros\":[[4194304,1]]"},
+		{"\"tags\":{\"os\":\"debian\"}", "\"tags\":{\"os\":1}"},
+		{"\"chunks\":[", "\"chunks\":{\"a\":["},
 	};
 	for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
 		char base[4096], out[4096];
 		snprintf(base, sizeof(base), good, H1, H2);
 		char *at = strstr(base, edits[i].from);
 		assert_non_null(at);
-		snprintf(out, sizeof(out), "%.*s%s%s", (int)(at - base), base, edits[i].to, at + strlen(edits[i].from));
+		snprintf(out, sizeof(out), "%.*s%s%s", (int)(at - base), base, edits[i].to,
+			 at + strlen(edits[i].from));
 		if (parse_text(out) != -EBADMSG)
 			fail_msg("edit %zu accepted: %s", i, out);
 	}
