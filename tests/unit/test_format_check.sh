@@ -3,7 +3,7 @@
 # them); a file that is not is named with the first lines clang-format would change.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-. "$ROOT/tests/lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 cd "$ROOT" || exit 1
 if [ -d .git ] || git rev-parse --git-dir >/dev/null 2>&1; then
   mapfile -t files < <(git ls-files '*.c' '*.h')
