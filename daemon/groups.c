@@ -469,20 +469,21 @@ static int submit_group_failover(ims_daemon *d, ims_rpc_call *call,
 	if (!w)
 		return -ENOMEM;
 	w->d = d;
-	w->group = true;
-	snprintf(w->spec.pool, sizeof(w->spec.pool), "%s", g.pool);
-	snprintf(w->spec.image, sizeof(w->spec.image), "%s", g.name);
-	w->force = q->force;
-	w->wait_s = q->wait_seconds;
-	if (fn == ims_group_failover_run) {
+	w->q.unit = IMS_HANDOVER_GROUP;
+	w->q.mode = q->force ? IMS_HANDOVER_FORCED : IMS_HANDOVER_PLANNED;
+	snprintf(w->q.pool, sizeof(w->q.pool), "%s", g.pool);
+	snprintf(w->q.name, sizeof(w->q.name), "%s", g.name);
+	w->q.wait_s = q->wait_seconds;
+	if (fn == ims_failover_run) {
 		if (!q->target_site || !q->target_site[0]) {
 			free(w);
 			return ims_error_set(
 				-EINVAL,
 				"a failover needs --to SITE: the site that becomes the primary");
 		}
-		snprintf(w->target, sizeof(w->target), "%s", q->target_site);
-	} else if ((r = group_target(d, &g, q->target_site, w->target, sizeof(w->target))) < 0) {
+		snprintf(w->q.target, sizeof(w->q.target), "%s", q->target_site);
+	} else if ((r = group_target(d, &g, q->target_site, w->q.target, sizeof(w->q.target))) <
+		   0) {
 		free(w);
 		return r;
 	}
@@ -494,14 +495,14 @@ static int ims_h_failover_group(void *app, ims_rpc_call *call, const ProtobufCMe
 				ProtobufCMessage **resp)
 {
 	return submit_group_failover(APP(app), call, (const void *)req, "failover",
-				     ims_group_failover_run, resp);
+				     ims_failover_run, resp);
 }
 
 static int ims_h_resync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			      ProtobufCMessage **resp)
 {
-	return submit_group_failover(APP(app), call, (const void *)req, "resync",
-				     ims_group_resync_run, resp);
+	return submit_group_failover(APP(app), call, (const void *)req, "resync", ims_resync_run,
+				     resp);
 }
 
 static int ims_h_group_replication_status(void *app, ims_rpc_call *call,

@@ -293,11 +293,13 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call,
 	if (!w)
 		return -ENOMEM;
 	w->d = d;
-	w->spec = s;
-	w->force = q->force;
-	w->wait_s = q->wait_seconds;
+	w->q.unit = IMS_HANDOVER_IMAGE;
+	w->q.mode = q->force ? IMS_HANDOVER_FORCED : IMS_HANDOVER_PLANNED;
+	snprintf(w->q.pool, sizeof(w->q.pool), "%s", s.pool);
+	snprintf(w->q.name, sizeof(w->q.name), "%s", s.image);
+	w->q.wait_s = q->wait_seconds;
 	if (all)
-		snprintf(w->from, sizeof(w->from), "%s", q->from_site);
+		snprintf(w->q.from, sizeof(w->q.from), "%s", q->from_site);
 	if ((fn == ims_failover_run || all) && !failback) {
 		if (!q->target_site || !q->target_site[0]) {
 			free(w);
@@ -305,8 +307,8 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call,
 				-EINVAL,
 				"a failover needs --to SITE: the site that becomes the primary");
 		}
-		snprintf(w->target, sizeof(w->target), "%s", q->target_site);
-	} else if ((r = repl_target(d, &s, q->target_site, w->target, sizeof(w->target))) < 0) {
+		snprintf(w->q.target, sizeof(w->q.target), "%s", q->target_site);
+	} else if ((r = repl_target(d, &s, q->target_site, w->q.target, sizeof(w->q.target))) < 0) {
 		/* failback and resync act on the pair this primary replicates */
 		free(w);
 		return r;
@@ -318,7 +320,7 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call,
 	}
 	char text[3 * IMS_NAME_MAX + 4];
 	if (all)
-		snprintf(text, sizeof(text), "%s/* of site %s", s.pool, w->from);
+		snprintf(text, sizeof(text), "%s/* of site %s", s.pool, w->q.from);
 	return ims_kit_submit(d, call, kind, all ? text : ims_spec_format(text, sizeof(text), &s),
 			      fn, w, free, resp);
 }

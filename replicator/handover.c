@@ -1,0 +1,781 @@
+/*
+ * replicator/handover.c: the failover protocol for one image, for every image and group of a
+ * site at once, and resync (replicator/handover.h). Consistency groups: handover_group.c.
+ */
+#include "replicator/handover.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "replicator/failover.h"
+#include "replicator/handover_internal.h"
+#include "store/group.h"
+#include "store/image.h"
+
+int ims_handover__progress(const ims_handover_env *e, uint64_t done, uint64_t total)
+{
+	return e->hooks->progress ? e->hooks->progress(e->ctx, done, total) : 0;
+}
+
+int ims_handover__peer(const ims_handover_env *e, const char *name, ims_site **out)
+{
+	return e->hooks->peer(e->ctx, name, out);
+}
+
+const char *ims_handover__peer_pool(const ims_handover_env *e, const char *site)
+{
+	return e->hooks->peer_pool(e->ctx, site);
+}
+
+void ims_handover__say(job *w, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(w->said, w->said_len, fmt, ap);
+	va_end(ap);
+}
+
+static void detail(job *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void detail(job *w, const char *fmt, ...)
+{
+	char buf[1536];
+	va_list ap;
+	if (!w->e->hooks->detail)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	w->e->hooks->detail(w->e->ctx, buf);
+}
+
+bool ims_handover__may_ask(job *w, const char *name)
+{
+	return !w->old_down && w->e->hooks->site_up(w->e->ctx, name);
+}
+
+int ims_handover__pair_of(const ims_handover_env *e, const char *pool, const char *name, bool group,
+			  const char *target, ims_repl_status *out)
+{
+	ims_repl_status *list = NULL;
+	size_t n = 0;
+	int r = group ? ims_repl_group_status(e->repl, pool, name, &list, &n)
+		      : ims_repl_sched_status(e->repl, pool, name, &list, &n);
+	if (r < 0)
+		return r;
+	r = ims_error_set(
+		-ENOENT,
+		"%s'%s/%s' is not replicated from site '%s' to site '%s'; enable replication first",
+		group ? "group " : "", pool, name, ims_site_name(e->site), target);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i].target, target) == 0) {
+			*out = list[i];
+			ims_error_clear();
+			r = 0;
+		}
+	free(list);
+	return r;
+}
+
+void ims_handover__source_site(const char *source, char *out, size_t len)
+{
+	const char *slash = strchr(source, '/');
+	size_t n = slash ? (size_t)(slash - source) : strlen(source);
+	snprintf(out, len, "%.*s", (int)n, source);
+}
+
+void ims_handover__crash_point(const char *point)
+{
+	const char *at = getenv("IMGSTORE_CRASH_AT");
+	if (at && strncmp(at, "failover:", 9) == 0 && strcmp(at + 9, point) == 0) {
+		ims_log_warning("IMGSTORE_CRASH_AT=%s: killing this daemon now", at);
+		raise(SIGKILL);
+	}
+}
+
+int ims_handover__journal_step(const ims_handover_env *e, const char *pool, const char *name,
+			       ims_repl_journal *j, ims_repl_step step)
+{
+	j->step = step;
+	int r = ims_repl_journal_put(e->site, pool, name, j);
+	if (r == 0)
+		ims_handover__crash_point(ims_repl_step_name(step));
+	return r;
+}
+
+static int planned_paused(job *w);
+
+/* The end of a failover: this site's pair handed over, the target's daemons replicating back
+ * here (they know the pair when this returns), the journal gone. */
+static void reverse(job *w, ims_site *peer)
+{
+	const ims_handover_env *e = w->e;
+	const char *pool = w->q.pool, *image = w->q.name, *here = ims_site_name(e->site);
+	ims_repl_status pair;
+	const char *mode = "async";
+	uint32_t rpo = e->rpo;
+	if (ims_handover__pair_of(e, pool, image, false, w->q.target, &pair) == 0) {
+		mode = pair.mode[0] ? pair.mode : mode;
+		rpo = pair.rpo_seconds ? pair.rpo_seconds : rpo;
+	}
+	ims_repl_sched_hand_over(e->repl, pool, image, w->q.target, NULL);
+	if (ims_repl_policy_put(peer, ims_handover__peer_pool(e, w->q.target), pool, image, false,
+				here, mode, rpo) < 0)
+		ims_log_error("failover of '%s/%s': site '%s' is the primary but replication back "
+			      "to site '%s' is not "
+			      "set: %s; run `imgstore repl enable` there",
+			      pool, image, w->q.target, here, ims_error_last());
+	ims_repl_journal_clear(e->site, pool, image, false);
+}
+
+/* A planned failover that a killed daemon left at step j->step (demote or later): finish it, or
+ * when the target cannot be promoted, roll back to this site. */
+static int planned_resume(job *w, ims_repl_journal *j)
+{
+	const ims_handover_env *e = w->e;
+	const char *pool = w->q.pool, *image = w->q.name, *here = ims_site_name(e->site);
+	ims_repl_step from = j->step;
+	ims_site *peer = NULL;
+	ims_repl_side me, them;
+	char at[64] = "";
+	int r;
+	ims_log_warning(
+		"failover of '%s/%s' to site '%s' was interrupted at step '%s'; finishing it", pool,
+		image, w->q.target, ims_repl_step_name(from));
+	if ((r = ims_handover__peer(e, w->q.target, &peer)) < 0 ||
+	    (r = ims_repl_side_get(peer, pool, image, &them)) < 0 ||
+	    (r = ims_repl_side_get(e->site, pool, image, &me)) < 0)
+		return ims_error_set(r,
+				     "an interrupted failover of '%s/%s' to site '%s' (at step "
+				     "'%s') cannot go on: %s; run "
+				     "the command again when both sites answer",
+				     pool, image, w->q.target, ims_repl_step_name(from),
+				     ims_error_last());
+	if (j->step == IMS_REPL_STEP_DEMOTE) {
+		if (!me.secondary &&
+		    (r = ims_repl_demote(e->site, pool, image, w->q.target, j->generation)) < 0)
+			return r;
+		if ((r = ims_handover__journal_step(e, pool, image, j, IMS_REPL_STEP_PROMOTE)) < 0)
+			return r;
+	}
+	if (j->step == IMS_REPL_STEP_PROMOTE) {
+		if ((them.secondary || them.generation < j->generation) &&
+		    (r = ims_repl_promote(peer, pool, image, j->generation, true, at, sizeof(at))) <
+			    0) {
+			char why[IMS_ERROR_MSG_MAX];
+			snprintf(why, sizeof(why), "%s", ims_error_last());
+			ims_repl_promote(e->site, pool, image, j->old_generation, false, NULL, 0);
+			ims_repl_journal_clear(e->site, pool, image, false);
+			return ims_error_set(r,
+					     "an interrupted failover of '%s/%s' could not promote "
+					     "site '%s': %s; rolled "
+					     "back: site '%s' is the primary again",
+					     pool, image, w->q.target, why, here);
+		}
+		if ((r = ims_handover__journal_step(e, pool, image, j, IMS_REPL_STEP_REVERSE)) < 0)
+			return r;
+	}
+	reverse(w, peer);
+	ims_handover__progress(e, 0, 0);
+	ims_handover__say(w,
+			  "finished the failover interrupted at step '%s': site '%s' is the "
+			  "primary of '%s/%s', "
+			  "generation %" PRIu64 "; site '%s' is its secondary",
+			  ims_repl_step_name(from), w->q.target, pool, image, j->generation, here);
+	ims_log_info(
+		"finished the interrupted failover of '%s/%s' to site '%s' (generation %" PRIu64
+		")",
+		pool, image, w->q.target, j->generation);
+	return 0;
+}
+
+/* The image's other pairs (other targets) start no cycle until its failover is done: a cycle's
+ * snapshot holds the image's lock, which the fence must not find. */
+static int planned(job *w)
+{
+	int r = ims_repl_sched_pause(w->e->repl, w->q.pool, w->q.name, w->q.target);
+	if (r < 0)
+		return r;
+	r = planned_paused(w);
+	ims_repl_sched_resume(w->e->repl, w->q.pool, w->q.name);
+	return r;
+}
+
+static int planned_paused(job *w)
+{
+	const ims_handover_env *e = w->e;
+	const char *pool = w->q.pool, *image = w->q.name, *here = ims_site_name(e->site);
+	ims_site *peer = NULL;
+	ims_repl_side me, them;
+	ims_repl_status pair;
+	ims_repl_result res;
+	char host[128], at[64];
+	unsigned fenced = 0, broken = 0;
+	ims_repl_journal j;
+	int r;
+
+	/* a failover this site's daemon began and did not finish: finish it (from the demote on),
+	 * or begin again (before it, this copy is the primary and every step may be done again) */
+	if ((r = ims_repl_journal_get(e->site, pool, image, false, &j)) == 0) {
+		if (j.forced)
+			return ims_error_set(-EBUSY,
+					     "a forced failover of '%s/%s' from site '%s' to this "
+					     "site was interrupted: run "
+					     "`imgstore repl failover %s/%s --to %s --force` here "
+					     "to finish it first",
+					     pool, image, j.target, pool, image,
+					     ims_site_name(e->site));
+		if (strcmp(j.target, w->q.target) != 0)
+			return ims_error_set(-EBUSY,
+					     "a failover of '%s/%s' to site '%s' was interrupted "
+					     "at step '%s': run `imgstore "
+					     "repl failover %s/%s --to %s` to finish it first",
+					     pool, image, j.target, ims_repl_step_name(j.step),
+					     pool, image, j.target);
+		if (j.step >= IMS_REPL_STEP_DEMOTE)
+			return planned_resume(w, &j);
+	} else if (r != -ENOENT) {
+		return r;
+	}
+	if ((r = ims_repl_side_get(e->site, pool, image, &me)) < 0)
+		return r;
+	if (me.secondary) {
+		char from[64];
+		ims_handover__source_site(me.source, from, sizeof(from));
+		return ims_error_set(-EROFS,
+				     "'%s/%s' is a secondary on site '%s': run the planned "
+				     "failover on its primary's "
+				     "site '%s', or add --force if site '%s' is lost",
+				     pool, image, here, from, from);
+	}
+	if ((r = ims_handover__pair_of(e, pool, image, false, w->q.target, &pair)) < 0)
+		return r;
+	if ((r = ims_handover__peer(e, w->q.target, &peer)) < 0)
+		return r;
+	if ((r = ims_repl_side_get(peer, pool, image, &them)) < 0)
+		return r;
+	if (!them.secondary)
+		return ims_error_set(
+			-EEXIST,
+			"'%s/%s' on site '%s' is not a secondary of this site; nothing changed",
+			pool, image, w->q.target);
+
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	memset(&j, 0, sizeof(j));
+	snprintf(j.target, sizeof(j.target), "%s", w->q.target);
+	j.old_generation = me.generation;
+	j.generation = (me.generation > them.generation ? me.generation : them.generation) + 1;
+	j.started_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_SYNC)) < 0)
+		return r;
+
+	/* 1. catch up while hosts still write: the final delta is then small */
+	if ((r = ims_repl_sync_now(e->repl, pool, image, w->q.target, e->hooks->progress, e->ctx,
+				   &res)) < 0) {
+		ims_repl_journal_clear(e->site, pool, image, false);
+		return ims_error_set(r, "sync before the failover failed: %s; nothing changed",
+				     ims_error_last());
+	}
+
+	/* 2. no new leases; the hosts release theirs, or they are broken and the writers fenced */
+	if ((r = ims_repl_set_state(e->site, pool, image, "failing-over")) < 0) {
+		ims_repl_journal_clear(e->site, pool, image, false);
+		return r;
+	}
+	unsigned wait_s = w->q.wait_s ? w->q.wait_s : 30;
+	for (unsigned i = 0;
+	     i < wait_s * 4 && e->hooks->leased(e->ctx, pool, image, host, sizeof(host)) == 1;
+	     i++) {
+		if (ims_handover__progress(e, 0, 0) != 0) {
+			ims_repl_set_state(e->site, pool, image, NULL);
+			ims_repl_journal_clear(e->site, pool, image, false);
+			return ims_error_set(-ECANCELED,
+					     "failover of '%s/%s' cancelled; nothing changed", pool,
+					     image);
+		}
+		usleep(250000);
+	}
+	if ((r = e->hooks->break_leases(e->ctx, pool, image, &broken)) < 0 ||
+	    (r = ims_repl_fence(e->site, pool, image, &fenced)) < 0) {
+		ims_repl_set_state(e->site, pool, image, NULL);
+		ims_repl_journal_clear(e->site, pool, image, false);
+		return ims_error_set(
+			r, "cannot fence the writers of '%s/%s': %s; it stays the primary here",
+			pool, image, ims_error_last());
+	}
+
+	/* 3. the final sync: everything written before the fence */
+	if ((r = ims_repl_sync_now(e->repl, pool, image, w->q.target, e->hooks->progress, e->ctx,
+				   &res)) < 0) {
+		char why[IMS_ERROR_MSG_MAX];
+		snprintf(why, sizeof(why), "%s", ims_error_last());
+		ims_repl_set_state(e->site, pool, image, NULL);
+		ims_repl_journal_clear(e->site, pool, image, false);
+		return ims_error_set(r,
+				     "final sync to site '%s' failed: %s; site '%s' stays the "
+				     "primary (its writers were "
+				     "fenced: hosts take new leases)",
+				     w->q.target, why, here);
+	}
+
+	/* 4. swap the roles at a new generation, then hand replication to the new primary */
+	uint64_t gen = j.generation;
+	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_DEMOTE)) < 0 ||
+	    (r = ims_repl_demote(e->site, pool, image, w->q.target, gen)) < 0) {
+		ims_repl_set_state(e->site, pool, image, NULL);
+		ims_repl_journal_clear(e->site, pool, image, false);
+		return r;
+	}
+	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_PROMOTE)) < 0 ||
+	    (r = ims_repl_promote(peer, pool, image, gen, true, at, sizeof(at))) < 0) {
+		char why[IMS_ERROR_MSG_MAX];
+		snprintf(why, sizeof(why), "%s", ims_error_last());
+		ims_repl_promote(e->site, pool, image, me.generation, false, NULL, 0);
+		ims_repl_journal_clear(e->site, pool, image, false);
+		return ims_error_set(
+			r, "cannot promote '%s/%s' on site '%s': %s; site '%s' stays the primary",
+			pool, image, w->q.target, why, here);
+	}
+	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_REVERSE)) < 0)
+		ims_log_warning("failover of '%s/%s': %s", pool, image, ims_error_last());
+	reverse(w, peer);
+	ims_handover__say(w,
+			  "site '%s' is the primary of '%s/%s' at '%s', generation %" PRIu64
+			  "; site '%s' is its secondary (%u lease(s) broken, %u writer(s) fenced)",
+			  w->q.target, pool, image, at[0] ? at : res.sealed, gen, here, broken,
+			  fenced);
+	ims_log_info("failed over '%s/%s' to site '%s' at '%s' (generation %" PRIu64 ")", pool,
+		     image, w->q.target, at[0] ? at : res.sealed, gen);
+	return 0;
+}
+
+static int forced(job *w)
+{
+	const ims_handover_env *e = w->e;
+	const char *pool = w->q.pool, *image = w->q.name, *here = ims_site_name(e->site);
+	ims_site *peer = NULL;
+	ims_repl_side me, them;
+	char old[64], at[64];
+	int r;
+
+	if ((r = ims_repl_side_get(e->site, pool, image, &me)) < 0)
+		return r;
+	ims_repl_journal j;
+	if (!me.secondary && ims_repl_journal_get(e->site, pool, image, false, &j) == 0 &&
+	    j.forced) {
+		/* promoted by a forced failover whose daemon was killed before it set the way back
+		 */
+		if ((r = ims_repl_enable(e->repl, pool, image, j.target, "async", e->rpo, NULL)) <
+		    0)
+			return r;
+		ims_repl_journal_clear(e->site, pool, image, false);
+		ims_handover__say(w,
+				  "finished the forced failover interrupted after the promotion: "
+				  "site '%s' is "
+				  "the primary of "
+				  "'%s/%s', generation %" PRIu64
+				  "; replication back to site '%s' is set",
+				  here, pool, image, me.generation, j.target);
+		return 0;
+	}
+	if (!me.secondary)
+		return ims_error_set(-EEXIST,
+				     "'%s/%s' is already the primary on site '%s'; nothing changed",
+				     pool, image, here);
+	ims_handover__source_site(me.source, old, sizeof(old));
+	if (!old[0])
+		return ims_error_set(-EINVAL,
+				     "'%s/%s' on site '%s' does not say which site its primary is",
+				     pool, image, here);
+	ims_handover__progress(e, 0, 0);
+
+	/* the old primary, if it answers: its generation counts, and its writers are fenced */
+	bool reachable = ims_handover__may_ask(w, old) && ims_handover__peer(e, old, &peer) == 0 &&
+			 ims_repl_side_get(peer, pool, image, &them) == 0;
+	uint64_t gen = me.generation + 1;
+	if (reachable && them.generation >= gen)
+		gen = them.generation + 1;
+	unsigned fenced = 0;
+	if (reachable && ims_repl_fence(peer, pool, image, &fenced) < 0) {
+		ims_log_warning(
+			"forced failover of '%s/%s': cannot fence its writers on site '%s': %s",
+			pool, image, old, ims_error_last());
+		reachable = false;
+	}
+	ims_error_clear();
+
+	/* recorded first: a daemon killed after the promotion finishes the job when asked again */
+	memset(&j, 0, sizeof(j));
+	snprintf(j.target, sizeof(j.target), "%s", old);
+	j.generation = gen;
+	j.old_generation = me.generation;
+	j.forced = true;
+	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_REVERSE)) < 0)
+		return r;
+	if ((r = ims_repl_promote(e->site, pool, image, gen, true, at, sizeof(at))) < 0) {
+		ims_repl_journal_clear(e->site, pool, image, false);
+		return r;
+	}
+	ims_handover__crash_point("promoted");
+
+	char rejoin[1024] = "";
+	if (reachable) {
+		ims_repl_divergence dv;
+		if (ims_repl_rejoin(e->site, peer, pool, image, gen, &dv) == 0) {
+			ims_repl_policy_remove(peer, ims_handover__peer_pool(e, old), pool, image,
+					       false, here);
+			snprintf(rejoin, sizeof(rejoin),
+				 "site '%s' answered: %u writer(s) fenced; %s", old, fenced,
+				 dv.plan);
+		} else {
+			snprintf(rejoin, sizeof(rejoin),
+				 "site '%s' answered but could not be made a secondary: %s", old,
+				 ims_error_last());
+		}
+	} else {
+		snprintf(rejoin, sizeof(rejoin),
+			 "site '%s' did not answer: its writers are not fenced; when it returns it "
+			 "is stale (generation "
+			 "%" PRIu64 ") and `imgstore repl status` shows what resync will do",
+			 old, gen - 1);
+	}
+	ims_error_clear();
+	if ((r = ims_repl_enable(e->repl, pool, image, old, "async", e->rpo, NULL)) < 0)
+		ims_log_error(
+			"forced failover of '%s/%s': replication back to site '%s' is not set: %s",
+			pool, image, old, ims_error_last());
+	else
+		ims_repl_journal_clear(e->site, pool, image, false);
+	ims_handover__say(w,
+			  "site '%s' is the primary of '%s/%s' at '%s', generation %" PRIu64 "; %s",
+			  here, pool, image, at[0] ? at : "its head", gen, rejoin);
+	ims_log_warning("forced failover of '%s/%s' to site '%s' at '%s' (generation %" PRIu64
+			"): %s",
+			pool, image, here, at, gen, rejoin);
+	return 0;
+}
+
+static int image_failover(job *w)
+{
+	if (is_forced(w)) {
+		if (strcmp(w->q.target, ims_site_name(w->e->site)) != 0)
+			return ims_error_set(-EINVAL,
+					     "a forced failover runs on the site that becomes the "
+					     "primary: ask site '%s''s "
+					     "daemon (this is site '%s')",
+					     w->q.target, ims_site_name(w->e->site));
+		return forced(w);
+	}
+	ims_repl_side me;
+	if (strcmp(w->q.target, ims_site_name(w->e->site)) == 0 &&
+	    ims_repl_side_get(w->e->site, w->q.pool, w->q.name, &me) == 0 && me.secondary) {
+		char from[64];
+		ims_handover__source_site(me.source, from, sizeof(from));
+		return ims_error_set(
+			-EROFS,
+			"'%s/%s' is a secondary here on site '%s': run the planned failover on its "
+			"primary's site '%s', or add --force if site '%s' is lost",
+			w->q.pool, w->q.name, w->q.target, from, from);
+	}
+	if (strcmp(w->q.target, ims_site_name(w->e->site)) == 0)
+		return ims_error_set(-EINVAL,
+				     "a planned failover runs on the current primary's site, not "
+				     "on '%s'; add --force "
+				     "if the primary's site is lost",
+				     w->q.target);
+	return planned(w);
+}
+
+/* One image or group of a site failover, and what became of it. */
+typedef struct {
+	char name[IMS_NAME_MAX + 1];
+	bool group;
+	bool skipped; /* not a pair of this failover */
+	int r;
+	double secs;
+	char said[1024]; /* what it did, or why it failed */
+} unit;
+
+typedef struct {
+	job *w;
+	unit *units;
+	size_t n, next;
+	pthread_mutex_t lock;
+} fanout;
+
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Whether unit @p u is part of failover @p w; an image in a group goes with its group. */
+static bool selected(job *w, const unit *u)
+{
+	const ims_handover_env *e = w->e;
+	ims_repl_side side;
+	ims_repl_status pair;
+	char src[64], grp[2 * IMS_NAME_MAX + 2];
+	ims_repl_journal j;
+	/* a forced failover from that site interrupted here: finished by this one (a group's
+	 * members may disagree on their role then) */
+	if (is_forced(w) && ims_repl_journal_get(e->site, w->q.pool, u->name, u->group, &j) == 0 &&
+	    j.forced && strcmp(j.target, w->q.from) == 0)
+		return true;
+	ims_error_clear();
+	if (u->group) {
+		ims_group_info *gi = NULL;
+		int r = ims_handover__group_side(e->site, w->q.pool, u->name, &side, &gi);
+		ims_group_info_free(gi);
+		if (r < 0)
+			return false;
+	} else {
+		if (ims_repl_side_get(e->site, w->q.pool, u->name, &side) < 0)
+			return false;
+		if (ims_group_of_image(grp, sizeof(grp), e->site, w->q.pool, u->name) == 0 &&
+		    grp[0])
+			return false;
+	}
+	if (is_forced(w)) {
+		ims_handover__source_site(side.source, src, sizeof(src));
+		return side.secondary && strcmp(src, w->q.from) == 0;
+	}
+	return !side.secondary &&
+	       ims_handover__pair_of(e, w->q.pool, u->name, u->group, w->q.target, &pair) == 0;
+}
+
+static void *fan_worker(void *arg)
+{
+	fanout *f = arg;
+	for (;;) {
+		pthread_mutex_lock(&f->lock);
+		size_t i = f->next < f->n ? f->next++ : f->n;
+		pthread_mutex_unlock(&f->lock);
+		if (i == f->n)
+			break;
+		unit *u = &f->units[i];
+		job one = *f->w;
+		snprintf(one.q.name, sizeof(one.q.name), "%s", u->name);
+		one.q.from[0] = '\0';
+		one.q.unit = u->group ? IMS_HANDOVER_GROUP : IMS_HANDOVER_IMAGE;
+		one.said = u->said;
+		one.said_len = sizeof(u->said);
+		ims_error_clear();
+		if (!selected(f->w, u)) {
+			u->skipped = true;
+			continue;
+		}
+		double t0 = mono_s();
+		if (u->group)
+			u->r = is_forced(&one) ? ims_handover__group_forced(&one)
+					       : ims_handover__group_planned(&one);
+		else
+			u->r = is_forced(&one) ? forced(&one) : planned(&one);
+		u->secs = mono_s() - t0;
+		if (u->r < 0)
+			snprintf(u->said, sizeof(u->said), "%s", ims_error_last());
+		ims_log_info("%s failover of %s '%s/%s' to site '%s' %s in %.2fs: %s",
+			     is_forced(&one) ? "forced" : "planned", u->group ? "group" : "image",
+			     one.q.pool, u->name, one.q.target, u->r < 0 ? "failed" : "done",
+			     u->secs, u->said);
+	}
+	return NULL;
+}
+
+/* Forced failovers only touch this site (the old one is asked once, and not at all when it is
+ * down); their cost is the fence of the old replicating daemon's guard on each image, a
+ * blocklist entry the monitors commit in batches (one proposal a second): the more run at
+ * once, the fewer batches. Planned ones sync and fence on both sites, so fewer run at once. */
+#define FAILOVER_FORCED_WORKERS	 64
+#define FAILOVER_PLANNED_WORKERS 4
+
+static int site_failover(job *w)
+{
+	const ims_handover_env *e = w->e;
+	ims_image_list_entry *list = NULL;
+	char **groups = NULL;
+	size_t n = 0, ng = 0, done = 0, failed = 0, todo = 0;
+	const char *here = ims_site_name(e->site);
+	double t0 = mono_s();
+	int r;
+	if (!is_forced(w) && strcmp(w->q.from, here) != 0)
+		return ims_error_set(
+			-EINVAL,
+			"a planned failover of site '%s''s images runs on site '%s', not '%s'; add "
+			"--force if site '%s' is lost",
+			w->q.from, w->q.from, here, w->q.from);
+	if (is_forced(w) && strcmp(w->q.target, here) != 0)
+		return ims_error_set(-EINVAL,
+				     "a forced failover runs on the site that becomes the primary: "
+				     "ask site '%s''s "
+				     "daemon (this is site '%s')",
+				     w->q.target, here);
+	if ((r = ims_image_list(&list, &n, e->site, w->q.pool)) < 0)
+		return r;
+	if ((r = ims_group_list(&groups, &ng, e->site, w->q.pool)) < 0) {
+		ims_image_list_free(list, n);
+		return r;
+	}
+	fanout f = {.w = w, .n = n + ng};
+	pthread_mutex_init(&f.lock, NULL);
+	f.units = calloc(f.n + 1, sizeof(*f.units));
+	if (!f.units) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < ng; i++) { /* groups first: their cut is what matters most */
+		snprintf(f.units[i].name, sizeof(f.units[i].name), "%s", groups[i]);
+		f.units[i].group = true;
+	}
+	for (size_t i = 0; i < n; i++)
+		snprintf(f.units[ng + i].name, sizeof(f.units[ng + i].name), "%s", list[i].name);
+
+	/* the old site is asked once, now: when it does not answer, no image waits for it */
+	job all = *w;
+	all.old_down = is_forced(w) && !e->hooks->site_up(e->ctx, w->q.from);
+	if (all.old_down)
+		ims_log_warning("forced failover of site '%s': it does not answer its probes; its "
+				"images are promoted "
+				"without waiting for it, and fenced when it returns",
+				w->q.from);
+	f.w = &all;
+
+	unsigned nw = is_forced(w) ? FAILOVER_FORCED_WORKERS : FAILOVER_PLANNED_WORKERS;
+	if (nw > f.n)
+		nw = f.n ? (unsigned)f.n : 1;
+	pthread_t th[FAILOVER_FORCED_WORKERS];
+	unsigned started = 0;
+	for (; started < nw; started++)
+		if (pthread_create(&th[started], NULL, fan_worker, &f) != 0)
+			break;
+	if (started == 0)
+		fan_worker(&f);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+
+	char failures[400] = "";
+	double slowest = 0;
+	for (size_t i = 0; i < f.n; i++) {
+		unit *u = &f.units[i];
+		if (u->skipped)
+			continue;
+		todo++;
+		if (u->secs > slowest)
+			slowest = u->secs;
+		if (u->r == 0) {
+			done++;
+			continue;
+		}
+		failed++;
+		/* the first ones, cut to fit; every one is in the details */
+		char one[1024];
+		snprintf(one, sizeof(one), "%s%s/%s: %.200s", failures[0] ? "; " : "", w->q.pool,
+			 u->name, u->said);
+		size_t used = strlen(failures), room = sizeof(failures) - 1 - used,
+		       len = strlen(one);
+		memcpy(failures + used, one, len < room ? len : room);
+		failures[used + (len < room ? len : room)] = '\0';
+	}
+	double total = mono_s() - t0;
+	ims_log_info("%s failover of site '%s' to site '%s' in pool '%s': %zu of %zu done in %.2fs "
+		     "(slowest %.2fs)",
+		     is_forced(w) ? "forced" : "planned", w->q.from, w->q.target, w->q.pool, done,
+		     todo, total, slowest);
+	if (failed)
+		r = ims_error_set(-EIO,
+				  "%zu of %zu images and groups of site '%s' in pool '%s' did not "
+				  "fail over (%.1fs): %s",
+				  failed, todo, w->q.from, w->q.pool, total, failures);
+	else {
+		char tail[200] = "";
+		if (all.old_down)
+			snprintf(tail, sizeof(tail),
+				 "; site '%s' did not answer: its writers are fenced when it "
+				 "returns",
+				 w->q.from);
+		ims_handover__say(w,
+				  "%zu image(s) and group(s) of site '%s' in pool '%s' failed over "
+				  "to site '%s' in "
+				  "%.1fs (slowest %.1fs)%s",
+				  done, w->q.from, w->q.pool, w->q.target, total, slowest, tail);
+		r = 0;
+	}
+	for (size_t i = 0; i < f.n; i++) /* one line each, for `repl failover --from` to print */
+		if (!f.units[i].skipped)
+			detail(w, "%s %s/%s %s %.2fs: %s", f.units[i].group ? "group" : "image",
+			       w->q.pool, f.units[i].name, f.units[i].r < 0 ? "FAILED" : "ok",
+			       f.units[i].secs, f.units[i].said);
+out:
+	free(f.units);
+	pthread_mutex_destroy(&f.lock);
+	ims_group_list_free(groups, ng);
+	ims_image_list_free(list, n);
+	return r;
+}
+
+static int image_resync(job *w)
+{
+	const ims_handover_env *e = w->e;
+	ims_repl_divergence dv;
+	ims_repl_result res;
+	ims_site *peer = NULL;
+	int r = ims_repl_resync(e->repl, w->q.pool, w->q.name, w->q.target, &dv);
+	if (r < 0)
+		return r;
+	/* the old primary's daemons stop replicating their copy: it is a secondary now */
+	if (ims_handover__peer(e, w->q.target, &peer) == 0)
+		ims_repl_policy_remove(peer, ims_handover__peer_pool(e, w->q.target), w->q.pool,
+				       w->q.name, false, ims_site_name(e->site));
+	/* the old site has just come back and may not serve every request yet: a few tries */
+	for (int attempt = 1;; attempt++) {
+		if ((r = ims_repl_sync_now(e->repl, w->q.pool, w->q.name, w->q.target,
+					   e->hooks->progress, e->ctx, &res)) == 0)
+			break;
+		if (attempt == 3 || r == -EBUSY || r == -ENOENT || r == -EUCLEAN || r == -ECANCELED)
+			return ims_error_set(
+				r, "%s; but its first cycle failed (replication tries again): %s",
+				dv.plan, ims_error_last());
+		ims_log_warning("resync of '%s/%s': cycle %d failed, trying again: %s", w->q.pool,
+				w->q.name, attempt, ims_error_last());
+		sleep(2);
+	}
+	ims_handover__say(w, "%s; sealed '%s' (%" PRIu64 " bytes shipped)", dv.plan, res.sealed,
+			  res.bytes_copied);
+	return 0;
+}
+
+int ims_handover_failover(char *said, size_t said_len, const ims_handover_env *e,
+			  const ims_handover_req *q)
+{
+	job w = {.e = e, .q = *q, .said = said, .said_len = said_len};
+	said[0] = '\0';
+	return q->unit == IMS_HANDOVER_GROUP ? ims_handover__group_failover(&w)
+					     : image_failover(&w);
+}
+
+int ims_handover_site(char *said, size_t said_len, const ims_handover_env *e,
+		      const ims_handover_req *q)
+{
+	job w = {.e = e, .q = *q, .said = said, .said_len = said_len};
+	said[0] = '\0';
+	return site_failover(&w);
+}
+
+int ims_handover_resync(char *said, size_t said_len, const ims_handover_env *e,
+			const ims_handover_req *q)
+{
+	job w = {.e = e, .q = *q, .said = said, .said_len = said_len};
+	said[0] = '\0';
+	return q->unit == IMS_HANDOVER_GROUP ? ims_handover__group_resync(&w) : image_resync(&w);
+}

@@ -1,0 +1,484 @@
+/*
+ * replicator/handover_group.c: the failover protocol for a consistency group, failed over as
+ * one unit (replicator/handover.h; the steps on its members are replicator/group.h's).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "replicator/group.h"
+#include "replicator/handover_internal.h"
+
+/*
+ * @p site's copy of the group as one side: its members agree on their role (else -EUCLEAN);
+ * the highest generation; the source of a secondary. @p gi gets the members.
+ */
+int ims_handover__group_side(ims_site *site, const char *pool, const char *group,
+			     ims_repl_side *out, ims_group_info **gi)
+{
+	int r = ims_group_info_get(gi, site, pool, group);
+	if (r < 0)
+		return r;
+	if ((*gi)->nmembers == 0)
+		return ims_error_set(-EINVAL, "group '%s/%s' on site '%s' has no images", pool,
+				     group, ims_site_name(site));
+	memset(out, 0, sizeof(*out));
+	for (size_t k = 0; k < (*gi)->nmembers; k++) {
+		ims_repl_side m;
+		const char *mp = (*gi)->members[k].pool, *mi = (*gi)->members[k].image;
+		if ((r = ims_repl_side_get(site, mp, mi, &m)) < 0)
+			return r;
+		if (k == 0) {
+			*out = m;
+			continue;
+		}
+		if (m.secondary != out->secondary)
+			return ims_error_set(-EUCLEAN,
+					     "the images of group '%s/%s' on site '%s' disagree on "
+					     "their role: '%s/%s' is "
+					     "a %s, '%s/%s' a %s; nothing changed",
+					     pool, group, ims_site_name(site),
+					     (*gi)->members[0].pool, (*gi)->members[0].image,
+					     out->secondary ? "secondary" : "primary", mp, mi,
+					     m.secondary ? "secondary" : "primary");
+		if (m.generation > out->generation)
+			out->generation = m.generation;
+	}
+	return 0;
+}
+
+static void group_set_state(ims_site *site, const ims_group_info *gi, const char *state)
+{
+	for (size_t k = 0; k < gi->nmembers; k++)
+		ims_repl_set_state(site, gi->members[k].pool, gi->members[k].image, state);
+}
+
+/* The end of a group's failover: this site's pair handed over, the target's daemons replicating
+ * the group back here, the record gone. */
+static void group_reverse(job *w, ims_site *peer)
+{
+	const ims_handover_env *e = w->e;
+	const char *pool = w->q.pool, *group = w->q.name, *here = ims_site_name(e->site);
+	ims_repl_status pair;
+	const char *mode = "async";
+	uint32_t rpo = e->rpo;
+	if (ims_handover__pair_of(e, pool, group, true, w->q.target, &pair) == 0) {
+		mode = pair.mode[0] ? pair.mode : mode;
+		rpo = pair.rpo_seconds ? pair.rpo_seconds : rpo;
+	}
+	ims_repl_group_hand_over(e->repl, pool, group, w->q.target, NULL);
+	if (ims_repl_policy_put(peer, ims_handover__peer_pool(e, w->q.target), pool, group, true,
+				here, mode, rpo) < 0)
+		ims_log_error("failover of group '%s/%s': site '%s' is the primary but replication "
+			      "back to site '%s' is "
+			      "not set: %s; run `imgstore group repl enable` there",
+			      pool, group, w->q.target, here, ims_error_last());
+	ims_repl_journal_clear(e->site, pool, group, true);
+}
+
+/* A group's planned failover that a killed daemon left at the demote or later: finish it at
+ * its recorded cut, or roll back when the target cannot be promoted. Members that disagree on
+ * their role (killed in the middle of a step) are taken as not done with it. */
+static int group_resume(job *w, ims_repl_journal *j)
+{
+	const ims_handover_env *e = w->e;
+	const char *pool = w->q.pool, *group = w->q.name, *here = ims_site_name(e->site);
+	ims_repl_step from = j->step;
+	ims_group_info *gi = NULL, *pgi = NULL;
+	ims_site *peer = NULL;
+	ims_repl_side me, them;
+	unsigned rolled = 0;
+	int r, rm, rt;
+	ims_log_warning(
+		"failover of group '%s/%s' to site '%s' was interrupted at step '%s'; finishing it",
+		pool, group, w->q.target, ims_repl_step_name(from));
+	if ((r = ims_handover__peer(e, w->q.target, &peer)) < 0)
+		return r;
+	rm = ims_handover__group_side(e->site, pool, group, &me, &gi);
+	rt = ims_handover__group_side(peer, pool, group, &them, &pgi);
+	ims_group_info_free(gi);
+	ims_group_info_free(pgi);
+	if ((rm < 0 && rm != -EUCLEAN) || (rt < 0 && rt != -EUCLEAN))
+		return ims_error_set(rm < 0 ? rm : rt,
+				     "an interrupted failover of group '%s/%s' (at step '%s') "
+				     "cannot go on: %s; run the "
+				     "command again when both sites answer",
+				     pool, group, ims_repl_step_name(from), ims_error_last());
+	if (j->step == IMS_REPL_STEP_DEMOTE) {
+		if ((rm == -EUCLEAN || !me.secondary) &&
+		    (r = ims_repl_group_demote(e->site, pool, group, j->cut, w->q.target,
+					       j->generation)) < 0)
+			return r;
+		if ((r = ims_handover__journal_step(e, pool, group, j, IMS_REPL_STEP_PROMOTE)) < 0)
+			return r;
+	}
+	if (j->step == IMS_REPL_STEP_PROMOTE) {
+		if ((rt == -EUCLEAN || them.secondary || them.generation < j->generation) &&
+		    (r = ims_repl_group_promote(peer, pool, group, j->cut, j->generation,
+						&rolled)) < 0) {
+			char why[IMS_ERROR_MSG_MAX];
+			snprintf(why, sizeof(why), "%s", ims_error_last());
+			ims_repl_group_promote(e->site, pool, group, j->cut, j->old_generation,
+					       NULL);
+			ims_repl_journal_clear(e->site, pool, group, true);
+			return ims_error_set(r,
+					     "an interrupted failover of group '%s/%s' could not "
+					     "promote site '%s': %s; "
+					     "rolled back: site '%s' is the primary again",
+					     pool, group, w->q.target, why, here);
+		}
+		if ((r = ims_handover__journal_step(e, pool, group, j, IMS_REPL_STEP_REVERSE)) < 0)
+			return r;
+	}
+	group_reverse(w, peer);
+	ims_handover__progress(e, 0, 0);
+	ims_handover__say(
+		w,
+		"finished the failover interrupted at step '%s': site '%s' is the primary of group "
+		"'%s/%s' at '%s', "
+		"generation %" PRIu64 "; site '%s' is its secondary",
+		ims_repl_step_name(from), w->q.target, pool, group, j->cut, j->generation, here);
+	return 0;
+}
+
+int ims_handover__group_planned(job *w)
+{
+	const ims_handover_env *e = w->e;
+	const char *pool = w->q.pool, *group = w->q.name, *here = ims_site_name(e->site);
+	ims_group_info *gi = NULL, *pgi = NULL;
+	ims_site *peer = NULL;
+	ims_repl_side me, them;
+	ims_repl_status pair;
+	ims_repl_result res;
+	char host[128], cut[64];
+	unsigned fenced = 0, broken = 0, rolled = 0;
+	ims_repl_journal j;
+	int r;
+
+	/* a failover this daemon began and did not finish: from the demote on, finish it */
+	if ((r = ims_repl_journal_get(e->site, pool, group, true, &j)) == 0) {
+		if (strcmp(j.target, w->q.target) != 0)
+			return ims_error_set(
+				-EBUSY,
+				"a failover of group '%s/%s' to site '%s' was interrupted at step "
+				"'%s': run "
+				"`imgstore group repl failover %s/%s --to %s` to finish it first",
+				pool, group, j.target, ims_repl_step_name(j.step), pool, group,
+				j.target);
+		if (j.step >= IMS_REPL_STEP_DEMOTE)
+			return group_resume(w, &j);
+	} else if (r != -ENOENT) {
+		return r;
+	}
+	if ((r = ims_handover__group_side(e->site, pool, group, &me, &gi)) < 0)
+		goto out;
+	if (me.secondary) {
+		char from[64];
+		ims_handover__source_site(me.source, from, sizeof(from));
+		r = ims_error_set(-EROFS,
+				  "group '%s/%s' is a secondary on site '%s': run the planned "
+				  "failover on its primary's site "
+				  "'%s', or add --force if site '%s' is lost",
+				  pool, group, here, from, from);
+		goto out;
+	}
+	if ((r = ims_handover__pair_of(e, pool, group, true, w->q.target, &pair)) < 0 ||
+	    (r = ims_handover__peer(e, w->q.target, &peer)) < 0 ||
+	    (r = ims_handover__group_side(peer, pool, group, &them, &pgi)) < 0)
+		goto out;
+	if (!them.secondary) {
+		r = ims_error_set(-EEXIST,
+				  "group '%s/%s' on site '%s' is not a secondary of this site; "
+				  "nothing changed",
+				  pool, group, w->q.target);
+		goto out;
+	}
+
+	/* 1. catch up while hosts still write */
+	if ((r = ims_repl_group_sync_now(e->repl, pool, group, w->q.target, e->hooks->progress,
+					 e->ctx, &res)) < 0) {
+		r = ims_error_set(r, "sync before the failover failed: %s; nothing changed",
+				  ims_error_last());
+		goto out;
+	}
+
+	/* 2. no new leases on any member; hosts release theirs, or they are broken and fenced */
+	group_set_state(e->site, gi, "failing-over");
+	unsigned wait_s = w->q.wait_s ? w->q.wait_s : 30;
+	for (unsigned i = 0; i < wait_s * 4; i++) {
+		bool leased = false;
+		for (size_t k = 0; k < gi->nmembers && !leased; k++)
+			leased = e->hooks->leased(e->ctx, gi->members[k].pool, gi->members[k].image,
+						  host, sizeof(host)) == 1;
+		if (!leased)
+			break;
+		if (ims_handover__progress(e, 0, 0) != 0) {
+			group_set_state(e->site, gi, NULL);
+			r = ims_error_set(-ECANCELED,
+					  "failover of group '%s/%s' cancelled; nothing changed",
+					  pool, group);
+			goto out;
+		}
+		usleep(250000);
+	}
+	for (size_t k = 0; k < gi->nmembers; k++) {
+		unsigned b = 0, f = 0;
+		if ((r = e->hooks->break_leases(e->ctx, gi->members[k].pool, gi->members[k].image,
+						&b)) < 0 ||
+		    (r = ims_repl_fence(e->site, gi->members[k].pool, gi->members[k].image, &f)) <
+			    0) {
+			group_set_state(e->site, gi, NULL);
+			r = ims_error_set(r,
+					  "cannot fence the writers of '%s/%s': %s; group '%s/%s' "
+					  "stays the primary here",
+					  gi->members[k].pool, gi->members[k].image,
+					  ims_error_last(), pool, group);
+			goto out;
+		}
+		broken += b;
+		fenced += f;
+	}
+
+	/* 3. the final cut: every member as it was at the fence */
+	if ((r = ims_repl_group_sync_now(e->repl, pool, group, w->q.target, e->hooks->progress,
+					 e->ctx, &res)) < 0) {
+		char why[IMS_ERROR_MSG_MAX];
+		snprintf(why, sizeof(why), "%s", ims_error_last());
+		group_set_state(e->site, gi, NULL);
+		r = ims_error_set(r,
+				  "final sync of group '%s/%s' to site '%s' failed: %s; site '%s' "
+				  "stays the primary "
+				  "(its writers were fenced: hosts take new leases)",
+				  pool, group, w->q.target, why, here);
+		goto out;
+	}
+	snprintf(cut, sizeof(cut), "%s", res.sealed);
+
+	/* 4. swap the roles of every member at a new generation, then hand replication over; each
+	 * step recorded before it is done */
+	uint64_t gen = (me.generation > them.generation ? me.generation : them.generation) + 1;
+	memset(&j, 0, sizeof(j));
+	snprintf(j.target, sizeof(j.target), "%s", w->q.target);
+	snprintf(j.cut, sizeof(j.cut), "%s", cut);
+	j.group = true;
+	j.generation = gen;
+	j.old_generation = me.generation;
+	if ((r = ims_handover__journal_step(e, pool, group, &j, IMS_REPL_STEP_DEMOTE)) < 0) {
+		group_set_state(e->site, gi, NULL);
+		goto out;
+	}
+	if ((r = ims_repl_group_demote(e->site, pool, group, cut, w->q.target, gen)) < 0) {
+		char why[IMS_ERROR_MSG_MAX];
+		snprintf(why, sizeof(why), "%s", ims_error_last());
+		ims_repl_group_promote(e->site, pool, group, cut, me.generation, NULL);
+		group_set_state(e->site, gi, NULL);
+		ims_repl_journal_clear(e->site, pool, group, true);
+		r = ims_error_set(
+			r, "cannot demote group '%s/%s' on site '%s': %s; it stays the primary",
+			pool, group, here, why);
+		goto out;
+	}
+	if ((r = ims_handover__journal_step(e, pool, group, &j, IMS_REPL_STEP_PROMOTE)) < 0 ||
+	    (r = ims_repl_group_promote(peer, pool, group, cut, gen, &rolled)) < 0) {
+		char why[IMS_ERROR_MSG_MAX];
+		snprintf(why, sizeof(why), "%s", ims_error_last());
+		ims_repl_group_promote(e->site, pool, group, cut, me.generation, NULL);
+		ims_repl_journal_clear(e->site, pool, group, true);
+		r = ims_error_set(r,
+				  "cannot promote group '%s/%s' on site '%s': %s; site '%s' stays "
+				  "the primary",
+				  pool, group, w->q.target, why, here);
+		goto out;
+	}
+	if (ims_handover__journal_step(e, pool, group, &j, IMS_REPL_STEP_REVERSE) < 0)
+		ims_log_warning("failover of group '%s/%s': %s", pool, group, ims_error_last());
+	group_reverse(w, peer);
+	ims_handover__say(w,
+			  "site '%s' is the primary of group '%s/%s' (%zu images) at '%s', "
+			  "generation %" PRIu64
+			  "; site '%s' is its secondary (%u lease(s) broken, %u writer(s) fenced)",
+			  w->q.target, pool, group, gi->nmembers, cut, gen, here, broken, fenced);
+	ims_log_info("failed over group '%s/%s' to site '%s' at '%s' (generation %" PRIu64 ")",
+		     pool, group, w->q.target, cut, gen);
+	r = 0;
+out:
+	ims_group_info_free(gi);
+	ims_group_info_free(pgi);
+	return r;
+}
+
+int ims_handover__group_forced(job *w)
+{
+	const ims_handover_env *e = w->e;
+	const char *pool = w->q.pool, *group = w->q.name, *here = ims_site_name(e->site);
+	ims_group_info *gi = NULL, *pgi = NULL;
+	ims_site *peer = NULL;
+	ims_repl_side me, them;
+	ims_repl_journal j;
+	char old[64], cut[64], rejoin[1024] = "";
+	unsigned rolled = 0;
+	uint64_t gen;
+	int r;
+
+	/* a forced failover whose daemon was killed after it recorded the promotion (during it, or
+	 * before the way back was set): again from the promotion, at the recorded cut and
+	 * generation; the members it already promoted are left as they are */
+	bool resumed = ims_repl_journal_get(e->site, pool, group, true, &j) == 0 && j.forced;
+	ims_error_clear();
+	if (resumed) {
+		if ((r = ims_group_info_get(&gi, e->site, pool, group)) < 0)
+			goto out;
+		snprintf(old, sizeof(old), "%s", j.target);
+		snprintf(cut, sizeof(cut), "%s", j.cut);
+		gen = j.generation;
+	} else {
+		if ((r = ims_handover__group_side(e->site, pool, group, &me, &gi)) < 0)
+			goto out;
+		if (!me.secondary) {
+			r = ims_error_set(-EEXIST,
+					  "group '%s/%s' is already the primary on site '%s'; "
+					  "nothing changed",
+					  pool, group, here);
+			goto out;
+		}
+		ims_handover__source_site(me.source, old, sizeof(old));
+		if ((r = ims_repl_group_last_sealed(e->site, pool, group, cut, sizeof(cut), NULL)) <
+		    0) {
+			r = ims_error_set(r,
+					  "%s: there is no consistent point to promote group "
+					  "'%s/%s' at; nothing changed",
+					  ims_error_last(), pool, group);
+			goto out;
+		}
+		gen = me.generation + 1;
+	}
+	ims_handover__progress(e, 0, 0);
+	bool reachable = ims_handover__may_ask(w, old) && ims_handover__peer(e, old, &peer) == 0 &&
+			 ims_handover__group_side(peer, pool, group, &them, &pgi) == 0;
+	if (!resumed && reachable && them.generation >= gen)
+		gen = them.generation + 1;
+	ims_error_clear();
+
+	if (!resumed) {
+		/* recorded first: a daemon killed during or after the promotion finishes it when
+		 * asked again */
+		memset(&j, 0, sizeof(j));
+		snprintf(j.target, sizeof(j.target), "%s", old);
+		snprintf(j.cut, sizeof(j.cut), "%s", cut);
+		j.generation = gen;
+		j.old_generation = me.generation;
+		j.forced = true;
+		j.group = true;
+		if ((r = ims_handover__journal_step(e, pool, group, &j, IMS_REPL_STEP_REVERSE)) < 0)
+			goto out;
+	}
+	/* every member at the newest cut sealed on all of them */
+	if ((r = ims_repl_group_promote(e->site, pool, group, cut, gen, &rolled)) < 0) {
+		if (!resumed)
+			ims_repl_journal_clear(e->site, pool, group, true);
+		goto out;
+	}
+	ims_handover__crash_point("promoted");
+	if (reachable) {
+		char plan[768];
+		if (ims_repl_group_rejoin(e->site, peer, pool, group, gen, plan, sizeof(plan)) ==
+		    0) {
+			ims_repl_policy_remove(peer, ims_handover__peer_pool(e, old), pool, group,
+					       true, here);
+			snprintf(rejoin, sizeof(rejoin),
+				 "site '%s' answered: its writers were fenced; %s", old, plan);
+		} else {
+			snprintf(rejoin, sizeof(rejoin),
+				 "site '%s' answered but could not be made a secondary: %s", old,
+				 ims_error_last());
+		}
+	} else {
+		snprintf(rejoin, sizeof(rejoin),
+			 "site '%s' did not answer: its writers are not fenced; when it returns it "
+			 "is stale (generation "
+			 "%" PRIu64 ") and `imgstore group repl resync` makes it a secondary",
+			 old, gen - 1);
+	}
+	ims_error_clear();
+	if (ims_repl_group_enable(e->repl, pool, group, old, "async", e->rpo, NULL) < 0)
+		ims_log_error("forced failover of group '%s/%s': replication back to site '%s' is "
+			      "not set: %s",
+			      pool, group, old, ims_error_last());
+	else
+		ims_repl_journal_clear(e->site, pool, group, true);
+	ims_handover__say(w,
+			  "%ssite '%s' is the primary of group '%s/%s' (%zu images) at '%s', "
+			  "generation %" PRIu64 " (%u image(s) rolled back to it); %s",
+			  resumed ? "finished the forced failover interrupted after its record: "
+				  : "",
+			  here, pool, group, gi->nmembers, cut, gen, rolled, rejoin);
+	ims_log_warning("forced failover of group '%s/%s' to site '%s' at '%s' (generation %" PRIu64
+			"): %s",
+			pool, group, here, cut, gen, rejoin);
+	r = 0;
+out:
+	ims_group_info_free(gi);
+	ims_group_info_free(pgi);
+	return r;
+}
+
+int ims_handover__group_failover(job *w)
+{
+	const char *here = ims_site_name(w->e->site);
+	if (is_forced(w)) {
+		if (strcmp(w->q.target, here) != 0)
+			return ims_error_set(-EINVAL,
+					     "a forced failover runs on the site that becomes the "
+					     "primary: ask site '%s''s "
+					     "daemon (this is site '%s')",
+					     w->q.target, here);
+		return ims_handover__group_forced(w);
+	}
+	if (strcmp(w->q.target, here) == 0)
+		return ims_error_set(-EINVAL,
+				     "a planned failover runs on the current primary's site, not "
+				     "on '%s'; add --force "
+				     "if the primary's site is lost",
+				     w->q.target);
+	return ims_handover__group_planned(w);
+}
+
+int ims_handover__group_resync(job *w)
+{
+	const ims_handover_env *e = w->e;
+	const char *pool = w->q.pool, *group = w->q.name;
+	ims_group_info *gi = NULL;
+	ims_site *peer = NULL;
+	ims_repl_side me;
+	ims_repl_result res;
+	char plan[768];
+	int r;
+	if ((r = ims_handover__group_side(e->site, pool, group, &me, &gi)) < 0)
+		goto out;
+	if (me.secondary) {
+		r = ims_error_set(
+			-EBUSY,
+			"group '%s/%s' is a secondary on site '%s'; resync from its primary", pool,
+			group, ims_site_name(e->site));
+		goto out;
+	}
+	if ((r = ims_handover__peer(e, w->q.target, &peer)) < 0 ||
+	    (r = ims_repl_group_rejoin(e->site, peer, pool, group, me.generation, plan,
+				       sizeof(plan))) < 0)
+		goto out;
+	ims_repl_policy_remove(peer, ims_handover__peer_pool(e, w->q.target), pool, group, true,
+			       ims_site_name(e->site));
+	if ((r = ims_repl_group_sync_now(e->repl, pool, group, w->q.target, e->hooks->progress,
+					 e->ctx, &res)) < 0)
+		goto out;
+	ims_handover__say(w, "%s; sealed '%s' (%" PRIu64 " bytes shipped)", plan, res.sealed,
+			  res.bytes_copied);
+out:
+	ims_group_info_free(gi);
+	return r;
+}

@@ -1,0 +1,60 @@
+/*
+ * replicator/handover_internal.h: what handover.c and handover_group.c share (not installed).
+ */
+#ifndef IMS_REPLICATOR_HANDOVER_INTERNAL_H
+#define IMS_REPLICATOR_HANDOVER_INTERNAL_H
+
+#include "replicator/failover.h"
+#include "replicator/handover.h"
+#include "store/group.h"
+
+/* One failover being run: the request, and where what it did is said. */
+typedef struct {
+	const ims_handover_env *e;
+	ims_handover_req q;
+	bool old_down; /* a site failover found the old primary's site down: do not ask it */
+	char *said;    /* one line: what it did */
+	size_t said_len;
+} job;
+
+static inline bool is_forced(const job *w)
+{
+	return w->q.mode == IMS_HANDOVER_FORCED;
+}
+
+/* The hooks, NULL-safe where they may be absent. */
+int ims_handover__progress(const ims_handover_env *e, uint64_t done, uint64_t total);
+int ims_handover__peer(const ims_handover_env *e, const char *name, ims_site **out);
+const char *ims_handover__peer_pool(const ims_handover_env *e, const char *site);
+
+/* What the failover did, into w->said. */
+void ims_handover__say(job *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Whether the old primary's site @p name may be asked: not when the probes say it is down (a
+ * forced failover must not wait for a dead site, once per image). */
+bool ims_handover__may_ask(job *w, const char *name);
+
+/* The mode and RPO this site replicates image (or @p group) @p pool/@p name to @p target with. */
+int ims_handover__pair_of(const ims_handover_env *e, const char *pool, const char *name, bool group,
+			  const char *target, ims_repl_status *out);
+
+/* The site name in a copy's source ("SITE/POOL/IMAGE"). */
+void ims_handover__source_site(const char *source, char *out, size_t len);
+
+/* For the fault tests: IMGSTORE_CRASH_AT=failover:STEP kills this daemon (SIGKILL) right after
+ * the journal recorded STEP and before the step is done, as a kill -9 at that moment would. */
+void ims_handover__crash_point(const char *point);
+
+/* Record the failover's next step, then (in tests) maybe die there. */
+int ims_handover__journal_step(const ims_handover_env *e, const char *pool, const char *name,
+			       ims_repl_journal *j, ims_repl_step step);
+
+/* handover_group.c */
+int ims_handover__group_side(ims_site *site, const char *pool, const char *group,
+			     ims_repl_side *out, ims_group_info **gi);
+int ims_handover__group_planned(job *w);
+int ims_handover__group_forced(job *w);
+int ims_handover__group_failover(job *w);
+int ims_handover__group_resync(job *w);
+
+#endif
