@@ -314,7 +314,14 @@ static int connect_site(ims_daemon *d, sigset_t *sigs)
 	}
 }
 
-int main(int argc, char **argv)
+/* What the command line asked for. */
+typedef struct {
+	const char *config, *level;
+	bool check, use_syslog;
+} args;
+
+/* @returns -1 to go on, else the exit code (the options that answer and exit, or a usage error). */
+static int parse_args(args *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"config", required_argument, NULL, 'c'},
@@ -327,24 +334,15 @@ int main(int argc, char **argv)
 		{"list-methods", no_argument, NULL, 'M'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *config = NULL, *level = NULL;
-	bool check = false, use_syslog = false;
-	ims_daemon d;
-	int c, r, rc = 1;
-
-	/* Copies hold blocks of up to 4 MiB from many threads. glibc's default raises its mmap
-	 * threshold after the first such block is freed and then keeps every later one in the
-	 * heaps of the threads' arenas; a fixed threshold gives them back (about 50 MiB less
-	 * peak memory during a replication cycle, measured with bench/repl.sh). */
-	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-
+	int c;
+	memset(a, 0, sizeof(*a));
 	while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': config = optarg; break;
-		case 'k': check = true; break;
+		case 'c': a->config = optarg; break;
+		case 'k': a->check = true; break;
 		case 'H': ims_config_write_reference(stdout); return 0;
-		case 'l': level = optarg; break;
-		case 's': use_syslog = true; break;
+		case 'l': a->level = optarg; break;
+		case 's': a->use_syslog = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("imgstored %s\n", IMS_VERSION); return 0;
 		case 'M': {
@@ -358,38 +356,265 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (!config || optind != argc) {
+	if (!a->config || optind != argc) {
 		usage(stderr);
 		return 2;
 	}
+	return -1;
+}
 
+/* The log level and sink: --log-level over the config's; syslog, the journal or stderr. */
+static int setup_log(const args *a, const ims_config *cfg)
+{
+	ims_log_level lvl;
+	ims_log_parse_level(&lvl, a->level ? a->level : cfg->defaults.log_level);
+	if (a->level && ims_log_parse_level(&lvl, a->level) < 0) {
+		fprintf(stderr, "imgstored: unknown log level '%s'\n", a->level);
+		return -EINVAL;
+	}
+	ims_log_set_level(lvl);
+	if (a->use_syslog)
+		ims_log_set_sink(IMS_LOG_SYSLOG, "imgstored");
+	else if (ims_log_stderr_is_journal())
+		ims_log_set_sink(IMS_LOG_JOURNAL,
+				 NULL); /* journalctl -p warning shows warnings and errors */
+	return 0;
+}
+
+/* The audit log and the spool directory, cleaned of what a previous run left. */
+static int open_files(ims_daemon *d)
+{
+	int r;
+	if (d->cfg->server.audit_log) {
+		d->audit = fopen(d->cfg->server.audit_log, "a");
+		if (!d->audit) {
+			ims_log_error("cannot open audit log '%s': %s", d->cfg->server.audit_log,
+				      strerror(errno));
+			return -errno;
+		}
+	}
+	if ((r = mkdir_p(d->cfg->server.spool_dir, 0700)) < 0) {
+		ims_log_error("cannot create spool '%s': %s", d->cfg->server.spool_dir,
+			      ims_strerror(r));
+		return r;
+	}
+	ims_daemon_clean_spool(d);
+	return 0;
+}
+
+/* The operations' workers, the site probes, the alert webhook and the replication scheduler. */
+static int start_workers(ims_daemon *d)
+{
+	int r;
+	if ((r = ims_ops_start(&d->ops, d->site, d->pool, (unsigned)d->cfg->defaults.op_workers,
+			       d->owner_host)) < 0) {
+		ims_log_error("cannot start operations: %s", ims_error_last());
+		return r;
+	}
+	d->peers = calloc(d->cfg->npeers + 1, sizeof(*d->peers));
+	if (!d->peers)
+		return -ENOMEM;
+	if ((r = ims_health_start(&d->health, d)) < 0) {
+		ims_log_error("cannot start the site probes: %s", ims_error_last());
+		return r;
+	}
+	ims_repl_sched_opts ro = IMS_REPL_SCHED_OPTS_INIT;
+	ro.local = d->site;
+	ro.pool = d->pool;
+	ro.peer = ims_daemon_peer;
+	ro.peer_ctx = d;
+	ro.owner = d->owner_host;
+	ro.copy.concurrency = (unsigned)d->cfg->defaults.concurrency;
+	ro.copy.inflight_bytes = d->cfg->defaults.inflight_bytes;
+	ro.copy.retention = (unsigned)d->cfg->defaults.retention;
+	if (d->cfg->defaults.alert_webhook) {
+		if ((r = ims_alert_start(&d->alert, d->cfg->defaults.alert_webhook,
+					 d->cfg->site.name)) < 0) {
+			ims_log_error("cannot start the alert webhook: %s", ims_error_last());
+			return r;
+		}
+		ro.event = ims_alert_event;
+		ro.event_ctx = d->alert;
+	}
+	ro.bandwidth = peer_bandwidth;
+	ro.site_up = site_up;
+	if ((r = ims_repl_sched_start(&d->repl, &ro)) < 0) {
+		ims_log_error("cannot start replication: %s", ims_error_last());
+		return r;
+	}
+	return 0;
+}
+
+/* The RPC server on the configured listeners, then the tiering scan. */
+static int start_server(ims_daemon *d, char *status, size_t len)
+{
+	const ims_config *cfg = d->cfg;
+	int r;
+	ims_rpc_server_opts so = IMS_RPC_SERVER_OPTS_INIT;
+	so.listen = cfg->server.listen;
+	so.unix_socket = cfg->server.unix_socket;
+	so.tls_cert = cfg->server.tls_cert;
+	so.tls_key = cfg->server.tls_key;
+	so.tls_client_ca = cfg->server.tls_client_ca;
+	so.tls_priorities = cfg->server.tls_priorities;
+	so.allow_plain_http = cfg->server.allow_plain_http;
+	so.token_file = cfg->server.token_file;
+	so.max_request_bytes = cfg->server.max_request_bytes;
+	so.read_timeout = (unsigned)cfg->server.read_timeout;
+	so.threads = (unsigned)cfg->server.threads;
+	so.slow_calls = (unsigned)cfg->server.slow_calls;
+	so.methods = ims_daemon_methods(&so.nmethods);
+	so.app = d;
+	so.metrics = metrics;
+	so.ready = ready;
+	so.audit = audit_line;
+	if ((r = ims_rpc_server_start(&d->server, &so)) < 0) {
+		ims_log_error("cannot serve: %s", ims_error_last());
+		return r;
+	}
+	if ((r = ims_daemon_tier_scan_start(&d->tier_scan, d)) < 0)
+		ims_log_warning("tiering policies will not be applied: %s", ims_error_last());
+	ims_log_info("imgstored %s serving site '%s' (%s)%s%s%s%s", IMS_VERSION, cfg->site.name,
+		     cfg->site.ceph_conf, so.listen ? " on " : "", so.listen ? so.listen : "",
+		     so.unix_socket ? " and " : "", so.unix_socket ? so.unix_socket : "");
+	snprintf(status, len, "serving site '%s'%s%s%s%s", cfg->site.name, so.listen ? " on " : "",
+		 so.listen ? so.listen : "", so.unix_socket ? " and " : "",
+		 so.unix_socket ? so.unix_socket : "");
+	return 0;
+}
+
+/* When the main loop last did each of its chores. */
+typedef struct {
+	time_t spool, cleanup, failovers;
+} chores;
+
+/* Every 30 s, remove the temporary images of interrupted imports and restores in every RBD
+ * pool (a dead importer's watch lapses only after a while); every 10 s, count the failovers in
+ * progress; hourly, old spool files. Not while the site does not answer: the main thread would
+ * wait on it, and the watchdog with it. */
+static void do_chores(ims_daemon *d, chores *t, bool site_ok)
+{
+	unsigned n;
+	if (site_ok && time(NULL) - t->cleanup >= 30) {
+		if (ims_store_cleanup_tmp(d->site, NULL, &n) < 0)
+			ims_log_warning("cleanup of interrupted imports: %s", ims_error_last());
+		t->cleanup = time(NULL);
+	}
+	if (site_ok && time(NULL) - t->failovers >= 10) {
+		if (ims_repl_journal_count(d->site, &n) == 0)
+			atomic_store(&d->failovers, (int)n);
+		else
+			ims_log_debug("failovers in progress not counted: %s", ims_error_last());
+		t->failovers = time(NULL);
+	}
+	if (time(NULL) - t->spool > 3600) {
+		ims_daemon_clean_spool(d);
+		t->spool = time(NULL);
+	}
+}
+
+/* The main thread waits for signals and does the chores. Under systemd it says READY=1 once
+ * its own site answers (the listeners are up by now), and feeds the watchdog. SIGHUP reloads;
+ * SIGTERM and SIGINT return. */
+static void serve(ims_daemon *d, sigset_t *sigs, const args *a, const char *status)
+{
+	chores t = {.spool = time(NULL), .cleanup = time(NULL), .failovers = 0};
+	unsigned wd_ms = ims_notify_watchdog_ms();
+	unsigned tick_ms = wd_ms && wd_ms / 2 < 5000 ? wd_ms / 2 : 5000;
+	bool notified = false;
+	char waiting[512] = "";
+	for (;;) {
+		char why[512] = "";
+		bool site_ok = ims_health_ready(d->health, why, sizeof(why)) == 0;
+		if (site_ok) {
+			if (!notified)
+				ims_notify_ready(status);
+			notified = true;
+		} else if (!notified && strcmp(why, waiting) != 0) {
+			char line[600];
+			snprintf(waiting, sizeof(waiting), "%s", why);
+			snprintf(line, sizeof(line), "not ready: %s", why);
+			ims_notify_status(line);
+		}
+		if (wd_ms)
+			ims_notify_watchdog();
+		struct timespec tick = {(time_t)(tick_ms / 1000),
+					(long)(tick_ms % 1000) * 1000000L};
+		int sig = sigtimedwait(sigs, NULL, &tick);
+		if (sig < 0) {
+			do_chores(d, &t, site_ok);
+			continue;
+		}
+		if (sig == SIGHUP) {
+			ims_notify_reloading();
+			reload_config(d, a->config, a->level != NULL);
+			reopen_audit(d);
+			if (ims_rpc_server_reload_tokens(d->server) == 0)
+				ims_log_info("tokens reloaded");
+			else
+				ims_log_error("tokens not reloaded, the old ones stay: %s",
+					      ims_error_last());
+			ims_notify_ready(status);
+			continue;
+		}
+		ims_notify_stopping();
+		ims_log_info("signal %d: stopping", sig);
+		return;
+	}
+}
+
+/* Everything started, stopped in the order that leaves nothing calling what is gone. */
+static void stop_all(ims_daemon *d)
+{
+	ims_rpc_server_stop(d->server);
+	ims_tier_scan_stop(d->tier_scan); /* before the operations it waits on */
+	ims_repl_sched_stop(d->repl);
+	ims_alert_stop(d->alert); /* after the scheduler: nothing calls it any more */
+	ims_ops_stop(d->ops);
+	ims_health_stop(d->health); /* after everything that asks it */
+	for (size_t i = 0; d->peers && i < d->cfg->npeers; i++)
+		ims_site_close(d->peers[i]);
+	free(d->peers);
+	ims_site_close(d->site);
+	if (d->audit)
+		fclose(d->audit);
+	ims_config_free(d->live);
+	ims_config_free(d->cfg);
+}
+
+int main(int argc, char **argv)
+{
+	ims_daemon d;
+	args a;
+	int r, rc = 1;
+
+	/* Copies hold blocks of up to 4 MiB from many threads. glibc's default raises its mmap
+	 * threshold after the first such block is freed and then keeps every later one in the
+	 * heaps of the threads' arenas; a fixed threshold gives them back (about 50 MiB less
+	 * peak memory during a replication cycle, measured with bench/repl.sh). */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+
+	if ((r = parse_args(&a, argc, argv)) >= 0)
+		return r;
 	memset(&d, 0, sizeof(d));
 	pthread_mutex_init(&d.lock, NULL);
 	pthread_mutex_init(&d.peers_lock, NULL);
 	d.started = time(NULL);
 	atomic_init(&d.failovers, -1);
-	if (ims_config_load(&d.cfg, config, print_error, NULL) < 0) {
+	if (ims_config_load(&d.cfg, a.config, print_error, NULL) < 0) {
 		if (ims_error_last_code() != -EINVAL) /* the lines were printed one by one */
 			fprintf(stderr, "imgstored: %s\n", ims_error_last());
 		return 2;
 	}
-	if (check) {
-		printf("%s: ok\n", config);
+	if (a.check) {
+		printf("%s: ok\n", a.config);
 		ims_config_free(d.cfg);
 		return 0;
 	}
-	ims_log_level lvl;
-	ims_log_parse_level(&lvl, level ? level : d.cfg->defaults.log_level);
-	if (level && ims_log_parse_level(&lvl, level) < 0) {
-		fprintf(stderr, "imgstored: unknown log level '%s'\n", level);
+	if (setup_log(&a, d.cfg) < 0) {
+		ims_config_free(d.cfg);
 		return 2;
 	}
-	ims_log_set_level(lvl);
-	if (use_syslog)
-		ims_log_set_sink(IMS_LOG_SYSLOG, "imgstored");
-	else if (ims_log_stderr_is_journal())
-		ims_log_set_sink(IMS_LOG_JOURNAL,
-				 NULL); /* journalctl -p warning shows warnings and errors */
 	d.pool = d.cfg->site.pool;
 	char host[64] = "host";
 	gethostname(host, sizeof(host));
@@ -405,21 +630,8 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (d.cfg->server.audit_log) {
-		d.audit = fopen(d.cfg->server.audit_log, "a");
-		if (!d.audit) {
-			ims_log_error("cannot open audit log '%s': %s", d.cfg->server.audit_log,
-				      strerror(errno));
-			goto out;
-		}
-	}
-	if ((r = mkdir_p(d.cfg->server.spool_dir, 0700)) < 0) {
-		ims_log_error("cannot create spool '%s': %s", d.cfg->server.spool_dir,
-			      ims_strerror(r));
+	if (open_files(&d) < 0)
 		goto out;
-	}
-	ims_daemon_clean_spool(&d);
-
 	if ((r = connect_site(&d, &sigs)) < 0) {
 		if (r != -EINTR)
 			ims_log_error("%s", ims_error_last());
@@ -429,158 +641,13 @@ int main(int argc, char **argv)
 	unsigned removed = 0;
 	if (ims_store_cleanup_tmp(d.site, NULL, &removed) < 0)
 		ims_log_warning("cleanup of interrupted imports: %s", ims_error_last());
-	if ((r = ims_ops_start(&d.ops, d.site, d.pool, (unsigned)d.cfg->defaults.op_workers,
-			       d.owner_host)) < 0) {
-		ims_log_error("cannot start operations: %s", ims_error_last());
+	char status[640];
+	if (start_workers(&d) < 0 || start_server(&d, status, sizeof(status)) < 0)
 		goto out;
-	}
-
-	d.peers = calloc(d.cfg->npeers + 1, sizeof(*d.peers));
-	if (!d.peers)
-		goto out;
-	if ((r = ims_health_start(&d.health, &d)) < 0) {
-		ims_log_error("cannot start the site probes: %s", ims_error_last());
-		goto out;
-	}
-	ims_repl_sched_opts ro = IMS_REPL_SCHED_OPTS_INIT;
-	ro.local = d.site;
-	ro.pool = d.pool;
-	ro.peer = ims_daemon_peer;
-	ro.peer_ctx = &d;
-	ro.owner = d.owner_host;
-	ro.copy.concurrency = (unsigned)d.cfg->defaults.concurrency;
-	ro.copy.inflight_bytes = d.cfg->defaults.inflight_bytes;
-	ro.copy.retention = (unsigned)d.cfg->defaults.retention;
-	if (d.cfg->defaults.alert_webhook) {
-		if ((r = ims_alert_start(&d.alert, d.cfg->defaults.alert_webhook,
-					 d.cfg->site.name)) < 0) {
-			ims_log_error("cannot start the alert webhook: %s", ims_error_last());
-			goto out;
-		}
-		ro.event = ims_alert_event;
-		ro.event_ctx = d.alert;
-	}
-	ro.bandwidth = peer_bandwidth;
-	ro.site_up = site_up;
-	if ((r = ims_repl_sched_start(&d.repl, &ro)) < 0) {
-		ims_log_error("cannot start replication: %s", ims_error_last());
-		goto out;
-	}
-
-	ims_rpc_server_opts so = IMS_RPC_SERVER_OPTS_INIT;
-	so.listen = d.cfg->server.listen;
-	so.unix_socket = d.cfg->server.unix_socket;
-	so.tls_cert = d.cfg->server.tls_cert;
-	so.tls_key = d.cfg->server.tls_key;
-	so.tls_client_ca = d.cfg->server.tls_client_ca;
-	so.tls_priorities = d.cfg->server.tls_priorities;
-	so.allow_plain_http = d.cfg->server.allow_plain_http;
-	so.token_file = d.cfg->server.token_file;
-	so.max_request_bytes = d.cfg->server.max_request_bytes;
-	so.read_timeout = (unsigned)d.cfg->server.read_timeout;
-	so.threads = (unsigned)d.cfg->server.threads;
-	so.slow_calls = (unsigned)d.cfg->server.slow_calls;
-	so.methods = ims_daemon_methods(&so.nmethods);
-	so.app = &d;
-	so.metrics = metrics;
-	so.ready = ready;
-	so.audit = audit_line;
-	if ((r = ims_rpc_server_start(&d.server, &so)) < 0) {
-		ims_log_error("cannot serve: %s", ims_error_last());
-		goto out;
-	}
-	if ((r = ims_daemon_tier_scan_start(&d.tier_scan, &d)) < 0)
-		ims_log_warning("tiering policies will not be applied: %s", ims_error_last());
-	ims_log_info("imgstored %s serving site '%s' (%s)%s%s%s%s", IMS_VERSION, d.cfg->site.name,
-		     d.cfg->site.ceph_conf, so.listen ? " on " : "", so.listen ? so.listen : "",
-		     so.unix_socket ? " and " : "", so.unix_socket ? so.unix_socket : "");
-
-	/* The main thread waits for signals and, every 30 s, removes the temporary images of
-	 * interrupted imports and restores in every RBD pool (a dead importer's watch lapses only
-	 * after a while) and, hourly, old spool files. Under systemd it says READY=1 once its own
-	 * site answers (the listeners are up by now), and feeds the watchdog. */
-	time_t last_spool = time(NULL), last_cleanup = time(NULL), last_failovers = 0;
-	unsigned wd_ms = ims_notify_watchdog_ms();
-	unsigned tick_ms = wd_ms && wd_ms / 2 < 5000 ? wd_ms / 2 : 5000;
-	bool notified = false;
-	char waiting[512] = "", status[640];
-	snprintf(status, sizeof(status), "serving site '%s'%s%s%s%s", d.cfg->site.name,
-		 so.listen ? " on " : "", so.listen ? so.listen : "", so.unix_socket ? " and " : "",
-		 so.unix_socket ? so.unix_socket : "");
-	for (;;) {
-		char why[512] = "";
-		bool site_ok = ims_health_ready(d.health, why, sizeof(why)) == 0;
-		if (site_ok) {
-			if (!notified)
-				ims_notify_ready(status);
-			notified = true;
-		} else if (!notified && strcmp(why, waiting) != 0) {
-			char line[600];
-			snprintf(waiting, sizeof(waiting), "%s", why);
-			snprintf(line, sizeof(line), "not ready: %s", why);
-			ims_notify_status(line);
-		}
-		if (wd_ms)
-			ims_notify_watchdog();
-		struct timespec tick = {(time_t)(tick_ms / 1000),
-					(long)(tick_ms % 1000) * 1000000L};
-		int sig = sigtimedwait(&sigs, NULL, &tick);
-		if (sig < 0) {
-			/* not while the site does not answer: the main thread would wait on it, and
-			 * the watchdog with it */
-			if (site_ok && time(NULL) - last_cleanup >= 30) {
-				if (ims_store_cleanup_tmp(d.site, NULL, &removed) < 0)
-					ims_log_warning("cleanup of interrupted imports: %s",
-							ims_error_last());
-				last_cleanup = time(NULL);
-			}
-			if (site_ok && time(NULL) - last_failovers >= 10) {
-				unsigned n;
-				if (ims_repl_journal_count(d.site, &n) == 0)
-					atomic_store(&d.failovers, (int)n);
-				else
-					ims_log_debug("failovers in progress not counted: %s",
-						      ims_error_last());
-				last_failovers = time(NULL);
-			}
-			if (time(NULL) - last_spool > 3600) {
-				ims_daemon_clean_spool(&d);
-				last_spool = time(NULL);
-			}
-			continue;
-		}
-		if (sig == SIGHUP) {
-			ims_notify_reloading();
-			reload_config(&d, config, level != NULL);
-			reopen_audit(&d);
-			if (ims_rpc_server_reload_tokens(d.server) == 0)
-				ims_log_info("tokens reloaded");
-			else
-				ims_log_error("tokens not reloaded, the old ones stay: %s",
-					      ims_error_last());
-			ims_notify_ready(status);
-			continue;
-		}
-		ims_notify_stopping();
-		ims_log_info("signal %d: stopping", sig);
-		break;
-	}
+	serve(&d, &sigs, &a, status);
 	rc = 0;
 out:
-	ims_rpc_server_stop(d.server);
-	ims_tier_scan_stop(d.tier_scan); /* before the operations it waits on */
-	ims_repl_sched_stop(d.repl);
-	ims_alert_stop(d.alert); /* after the scheduler: nothing calls it any more */
-	ims_ops_stop(d.ops);
-	ims_health_stop(d.health); /* after everything that asks it */
-	for (size_t i = 0; d.peers && i < d.cfg->npeers; i++)
-		ims_site_close(d.peers[i]);
-	free(d.peers);
-	ims_site_close(d.site);
-	if (d.audit)
-		fclose(d.audit);
-	ims_config_free(d.live);
-	ims_config_free(d.cfg);
+	stop_all(&d);
 	if (rc == 0)
 		ims_log_info("stopped");
 	return rc;
