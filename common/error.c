@@ -12,13 +12,16 @@ static _Thread_local char strerror_buf[128];
 
 int ims_error_setv(int err, const char *fmt, va_list ap)
 {
+	char msg[IMS_ERROR_MSG_MAX];
 	if (err > 0)
 		err = -err;
-	vsnprintf(last_msg, sizeof(last_msg), fmt, ap);
+	/* Formatted apart first: an argument may be ims_error_last(), this very buffer. */
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	/* The message is one line: a newline would split a log record in two. */
-	for (char *p = last_msg; *p; p++)
+	for (char *p = msg; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
+	memcpy(last_msg, msg, sizeof(last_msg));
 	last_code = err;
 	have_msg = true;
 	return err;
@@ -46,6 +49,30 @@ int ims_error_set_default(int err, const char *fmt, ...)
 	err = ims_error_setv(err, fmt, ap);
 	va_end(ap);
 	return err;
+}
+
+int ims_error_wrap(int err, const char *fmt, ...)
+{
+	char what[IMS_ERROR_MSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	return ims_error_set(err, "%s: %s", what, ims_error_last());
+}
+
+void ims_error_save(ims_error_saved *s)
+{
+	memcpy(s->msg, last_msg, sizeof(s->msg));
+	s->code = last_code;
+	s->have = have_msg;
+}
+
+void ims_error_restore(const ims_error_saved *s)
+{
+	memcpy(last_msg, s->msg, sizeof(last_msg));
+	last_code = s->code;
+	have_msg = s->have;
 }
 
 const char *ims_error_last(void)

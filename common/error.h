@@ -10,6 +10,7 @@
 #define IMS_COMMON_ERROR_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 #define IMS_ERROR_MSG_MAX 512
 
@@ -24,6 +25,28 @@ int ims_error_set(int err, const char *fmt, ...) __attribute__((format(printf, 2
 
 /** ims_error_set() with a va_list. */
 int ims_error_setv(int err, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+/**
+ * Say where an error happened, in front of the message set deeper down:
+ * `return ims_error_wrap(r, "cannot promote '%s/%s' on site '%s'", pool, image, site);`
+ * gives "cannot promote 'rbd/vm1' on site 'b': <what the step said>". ims_error_set() may also
+ * take ims_error_last() as an argument, for a cause in the middle of its sentence.
+ *
+ * @returns the negative errno.
+ */
+int ims_error_wrap(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/** The thread's message, kept across a clean-up that may set its own (ims_error_save()). */
+typedef struct {
+	char msg[IMS_ERROR_MSG_MAX];
+	int code;
+	bool have;
+} ims_error_saved;
+
+/** Keep the thread's message before undoing a failed step, and put it back after with
+ *  ims_error_restore(): the caller reports why the step failed, not how the undo went. */
+void ims_error_save(ims_error_saved *s);
+void ims_error_restore(const ims_error_saved *s);
 
 /**
  * Set a message only when the thread has none since the last ims_error_clear(), so that

@@ -78,6 +78,10 @@ int ims_daemon_verify_deadline(void *ctx, uint64_t done, uint64_t total);
 struct Imgstore__V1__ReplicationStatus *ims_daemon_status_msg(ims_rpc_call *call,
 							      const ims_repl_status *st);
 
+/** Answer with a ReplicationStatusResponse of the @p n pairs of @p list, and free @p list. */
+int ims_daemon_status_reply(ims_rpc_call *call, ims_repl_status *list, size_t n,
+			    ProtobufCMessage **resp);
+
 /** The VerifyResponse of one image's verify, allocated in @p call; NULL if out of memory. */
 struct Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, const char *image,
 							   const char *target,

@@ -164,6 +164,29 @@ int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name,
 	return 0;
 }
 
+int ims_daemon_status_reply(ims_rpc_call *call, ims_repl_status *list, size_t n,
+			    ProtobufCMessage **resp)
+{
+	Imgstore__V1__ReplicationStatusResponse *m =
+		ALLOC(call, Imgstore__V1__ReplicationStatusResponse);
+	int r = -ENOMEM;
+	if (!m)
+		goto out;
+	imgstore__v1__replication_status_response__init(m);
+	if (n && !(m->statuses = ims_rpc_call_alloc(call, n * sizeof(*m->statuses))))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (!(m->statuses[i] = ims_daemon_status_msg(call, &list[i])))
+			goto out;
+		m->n_statuses++;
+	}
+	*resp = &m->base;
+	r = 0;
+out:
+	free(list);
+	return r;
+}
+
 static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 				ProtobufCMessage **resp)
 {
@@ -183,24 +206,7 @@ static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMe
 		free(list);
 		return r;
 	}
-	Imgstore__V1__ReplicationStatusResponse *m =
-		ALLOC(call, Imgstore__V1__ReplicationStatusResponse);
-	r = -ENOMEM;
-	if (!m)
-		goto out;
-	imgstore__v1__replication_status_response__init(m);
-	if (n && !(m->statuses = ims_rpc_call_alloc(call, n * sizeof(*m->statuses))))
-		goto out;
-	for (size_t i = 0; i < n; i++) {
-		if (!(m->statuses[i] = ims_daemon_status_msg(call, &list[i])))
-			goto out;
-		m->n_statuses++;
-	}
-	*resp = &m->base;
-	r = 0;
-out:
-	free(list);
-	return r;
+	return ims_daemon_status_reply(call, list, n, resp);
 }
 
 typedef struct {

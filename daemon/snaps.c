@@ -78,14 +78,11 @@ static int h_create_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 		return r;
 	/* sync mode: the snapshot is sealed on the targets before this call succeeds */
 	if ((r = ims_repl_seal_snapshot(d->repl, s.pool, s.image, s.snap, sealed_on,
-					sizeof(sealed_on))) < 0) {
-		char why[IMS_ERROR_MSG_MAX];
-		snprintf(why, sizeof(why), "%s", ims_error_last());
-		return ims_error_set(r,
-				     "snapshot '%s' was taken on site '%s' but is not sealed on "
-				     "its sync-mode targets: %s",
-				     s.snap, ims_site_name(d->site), why);
-	}
+					sizeof(sealed_on))) < 0)
+		return ims_error_wrap(r,
+				      "snapshot '%s' was taken on site '%s' but is not sealed on "
+				      "its sync-mode targets",
+				      s.snap, ims_site_name(d->site));
 	if (sealed_on[0])
 		ims_log_info("snapshot '%s/%s@%s' sealed on site(s) %s (sync mode)", s.pool,
 			     s.image, s.snap, sealed_on);

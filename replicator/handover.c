@@ -114,6 +114,30 @@ int ims_handover__journal_step(const ims_handover_env *e, const char *pool, cons
 
 static int planned_paused(job *w);
 
+/* What a failed planned failover undoes on this site's copy. */
+enum {
+	UNDO_PROMOTE_BACK = 1, /* this copy is the primary again, at its old generation */
+	UNDO_STATE = 2,	       /* hosts may take leases again */
+	UNDO_JOURNAL = 4,      /* the failover is over */
+};
+
+/* Undo @p what with the thread's message kept (the caller says why the step failed, not how
+ * the undo went); @returns @p r. */
+static int undo(job *w, int r, unsigned what, uint64_t old_generation)
+{
+	const ims_handover_env *e = w->e;
+	ims_error_saved keep;
+	ims_error_save(&keep);
+	if (what & UNDO_PROMOTE_BACK)
+		ims_repl_promote(e->site, w->q.pool, w->q.name, old_generation, false, NULL, 0);
+	if (what & UNDO_STATE)
+		ims_repl_set_state(e->site, w->q.pool, w->q.name, NULL);
+	if (what & UNDO_JOURNAL)
+		ims_repl_journal_clear(e->site, w->q.pool, w->q.name, false);
+	ims_error_restore(&keep);
+	return r;
+}
+
 /* The end of a failover: this site's pair handed over, the target's daemons replicating back
  * here (they know the pair when this returns), the journal gone. */
 static void reverse(job *w, ims_site *peer)
@@ -171,15 +195,13 @@ static int planned_resume(job *w, ims_repl_journal *j)
 		if ((them.secondary || them.generation < j->generation) &&
 		    (r = ims_repl_promote(peer, pool, image, j->generation, true, at, sizeof(at))) <
 			    0) {
-			char why[IMS_ERROR_MSG_MAX];
-			snprintf(why, sizeof(why), "%s", ims_error_last());
-			ims_repl_promote(e->site, pool, image, j->old_generation, false, NULL, 0);
-			ims_repl_journal_clear(e->site, pool, image, false);
-			return ims_error_set(r,
-					     "an interrupted failover of '%s/%s' could not promote "
-					     "site '%s': %s; rolled "
-					     "back: site '%s' is the primary again",
-					     pool, image, w->q.target, why, here);
+			return undo(w,
+				    ims_error_set(r,
+						  "an interrupted failover of '%s/%s' could not "
+						  "promote site '%s': %s; rolled back: site '%s' "
+						  "is the primary again",
+						  pool, image, w->q.target, ims_error_last(), here),
+				    UNDO_PROMOTE_BACK | UNDO_JOURNAL, j->old_generation);
 		}
 		if ((r = ims_handover__journal_step(e, pool, image, j, IMS_REPL_STEP_REVERSE)) < 0)
 			return r;
@@ -210,15 +232,107 @@ static int planned(job *w)
 	return r;
 }
 
+/* A failover of the image recorded on this site: -EBUSY if it is not this one's to finish. */
+static int recorded_is_ours(job *w, const ims_repl_journal *j)
+{
+	const char *pool = w->q.pool, *image = w->q.name;
+	if (j->forced)
+		return ims_error_set(-EBUSY,
+				     "a forced failover of '%s/%s' from site '%s' to this "
+				     "site was interrupted: run "
+				     "`imgstore repl failover %s/%s --to %s --force` here "
+				     "to finish it first",
+				     pool, image, j->target, pool, image,
+				     ims_site_name(w->e->site));
+	if (strcmp(j->target, w->q.target) != 0)
+		return ims_error_set(-EBUSY,
+				     "a failover of '%s/%s' to site '%s' was interrupted "
+				     "at step '%s': run `imgstore "
+				     "repl failover %s/%s --to %s` to finish it first",
+				     pool, image, j->target, ims_repl_step_name(j->step), pool,
+				     image, j->target);
+	return 0;
+}
+
+/* Whether the image may fail over to the target: a primary here, replicated to a secondary
+ * there. @p me, @p them: the two copies; @p peer: the target's site. */
+static int planned_check(job *w, ims_site **peer, ims_repl_side *me, ims_repl_side *them)
+{
+	const ims_handover_env *e = w->e;
+	const char *pool = w->q.pool, *image = w->q.name, *here = ims_site_name(e->site);
+	ims_repl_status pair;
+	int r;
+	if ((r = ims_repl_side_get(e->site, pool, image, me)) < 0)
+		return r;
+	if (me->secondary) {
+		char from[64];
+		ims_handover__source_site(me->source, from, sizeof(from));
+		return ims_error_set(-EROFS,
+				     "'%s/%s' is a secondary on site '%s': run the planned "
+				     "failover on its primary's "
+				     "site '%s', or add --force if site '%s' is lost",
+				     pool, image, here, from, from);
+	}
+	if ((r = ims_handover__pair_of(e, pool, image, false, w->q.target, &pair)) < 0 ||
+	    (r = ims_handover__peer(e, w->q.target, peer)) < 0 ||
+	    (r = ims_repl_side_get(*peer, pool, image, them)) < 0)
+		return r;
+	if (!them->secondary)
+		return ims_error_set(
+			-EEXIST,
+			"'%s/%s' on site '%s' is not a secondary of this site; nothing changed",
+			pool, image, w->q.target);
+	return 0;
+}
+
+/* Steps 1 and 2: catch up while hosts still write (the final delta is then small); then no
+ * new leases: the hosts release theirs, or they are broken and the writers fenced. */
+static int close_writers(job *w, unsigned *broken, unsigned *fenced)
+{
+	const ims_handover_env *e = w->e;
+	const char *pool = w->q.pool, *image = w->q.name;
+	ims_repl_result res;
+	char host[128];
+	int r;
+	if ((r = ims_repl_sync_now(e->repl, pool, image, w->q.target, e->hooks->progress, e->ctx,
+				   &res)) < 0)
+		return undo(w,
+			    ims_error_set(r, "sync before the failover failed: %s; nothing changed",
+					  ims_error_last()),
+			    UNDO_JOURNAL, 0);
+	if ((r = ims_repl_set_state(e->site, pool, image, "failing-over")) < 0)
+		return undo(w, r, UNDO_JOURNAL, 0);
+	unsigned wait_s = w->q.wait_s ? w->q.wait_s : 30;
+	for (unsigned i = 0;
+	     i < wait_s * 4 && e->hooks->leased(e->ctx, pool, image, host, sizeof(host)) == 1;
+	     i++) {
+		if (ims_handover__progress(e, 0, 0) != 0)
+			return undo(w,
+				    ims_error_set(-ECANCELED,
+						  "failover of '%s/%s' cancelled; nothing changed",
+						  pool, image),
+				    UNDO_STATE | UNDO_JOURNAL, 0);
+		usleep(250000);
+	}
+	if ((r = e->hooks->break_leases(e->ctx, pool, image, broken)) < 0 ||
+	    (r = ims_repl_fence(e->site, pool, image, fenced)) < 0)
+		return undo(w,
+			    ims_error_set(r,
+					  "cannot fence the writers of '%s/%s': %s; it stays the "
+					  "primary here",
+					  pool, image, ims_error_last()),
+			    UNDO_STATE | UNDO_JOURNAL, 0);
+	return 0;
+}
+
 static int planned_paused(job *w)
 {
 	const ims_handover_env *e = w->e;
 	const char *pool = w->q.pool, *image = w->q.name, *here = ims_site_name(e->site);
 	ims_site *peer = NULL;
 	ims_repl_side me, them;
-	ims_repl_status pair;
 	ims_repl_result res;
-	char host[128], at[64];
+	char at[64];
 	unsigned fenced = 0, broken = 0;
 	ims_repl_journal j;
 	int r;
@@ -226,48 +340,15 @@ static int planned_paused(job *w)
 	/* a failover this site's daemon began and did not finish: finish it (from the demote on),
 	 * or begin again (before it, this copy is the primary and every step may be done again) */
 	if ((r = ims_repl_journal_get(e->site, pool, image, false, &j)) == 0) {
-		if (j.forced)
-			return ims_error_set(-EBUSY,
-					     "a forced failover of '%s/%s' from site '%s' to this "
-					     "site was interrupted: run "
-					     "`imgstore repl failover %s/%s --to %s --force` here "
-					     "to finish it first",
-					     pool, image, j.target, pool, image,
-					     ims_site_name(e->site));
-		if (strcmp(j.target, w->q.target) != 0)
-			return ims_error_set(-EBUSY,
-					     "a failover of '%s/%s' to site '%s' was interrupted "
-					     "at step '%s': run `imgstore "
-					     "repl failover %s/%s --to %s` to finish it first",
-					     pool, image, j.target, ims_repl_step_name(j.step),
-					     pool, image, j.target);
+		if ((r = recorded_is_ours(w, &j)) < 0)
+			return r;
 		if (j.step >= IMS_REPL_STEP_DEMOTE)
 			return planned_resume(w, &j);
 	} else if (r != -ENOENT) {
 		return r;
 	}
-	if ((r = ims_repl_side_get(e->site, pool, image, &me)) < 0)
+	if ((r = planned_check(w, &peer, &me, &them)) < 0)
 		return r;
-	if (me.secondary) {
-		char from[64];
-		ims_handover__source_site(me.source, from, sizeof(from));
-		return ims_error_set(-EROFS,
-				     "'%s/%s' is a secondary on site '%s': run the planned "
-				     "failover on its primary's "
-				     "site '%s', or add --force if site '%s' is lost",
-				     pool, image, here, from, from);
-	}
-	if ((r = ims_handover__pair_of(e, pool, image, false, w->q.target, &pair)) < 0)
-		return r;
-	if ((r = ims_handover__peer(e, w->q.target, &peer)) < 0)
-		return r;
-	if ((r = ims_repl_side_get(peer, pool, image, &them)) < 0)
-		return r;
-	if (!them.secondary)
-		return ims_error_set(
-			-EEXIST,
-			"'%s/%s' on site '%s' is not a secondary of this site; nothing changed",
-			pool, image, w->q.target);
 
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
@@ -278,74 +359,33 @@ static int planned_paused(job *w)
 	j.started_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_SYNC)) < 0)
 		return r;
-
-	/* 1. catch up while hosts still write: the final delta is then small */
-	if ((r = ims_repl_sync_now(e->repl, pool, image, w->q.target, e->hooks->progress, e->ctx,
-				   &res)) < 0) {
-		ims_repl_journal_clear(e->site, pool, image, false);
-		return ims_error_set(r, "sync before the failover failed: %s; nothing changed",
-				     ims_error_last());
-	}
-
-	/* 2. no new leases; the hosts release theirs, or they are broken and the writers fenced */
-	if ((r = ims_repl_set_state(e->site, pool, image, "failing-over")) < 0) {
-		ims_repl_journal_clear(e->site, pool, image, false);
+	if ((r = close_writers(w, &broken, &fenced)) < 0)
 		return r;
-	}
-	unsigned wait_s = w->q.wait_s ? w->q.wait_s : 30;
-	for (unsigned i = 0;
-	     i < wait_s * 4 && e->hooks->leased(e->ctx, pool, image, host, sizeof(host)) == 1;
-	     i++) {
-		if (ims_handover__progress(e, 0, 0) != 0) {
-			ims_repl_set_state(e->site, pool, image, NULL);
-			ims_repl_journal_clear(e->site, pool, image, false);
-			return ims_error_set(-ECANCELED,
-					     "failover of '%s/%s' cancelled; nothing changed", pool,
-					     image);
-		}
-		usleep(250000);
-	}
-	if ((r = e->hooks->break_leases(e->ctx, pool, image, &broken)) < 0 ||
-	    (r = ims_repl_fence(e->site, pool, image, &fenced)) < 0) {
-		ims_repl_set_state(e->site, pool, image, NULL);
-		ims_repl_journal_clear(e->site, pool, image, false);
-		return ims_error_set(
-			r, "cannot fence the writers of '%s/%s': %s; it stays the primary here",
-			pool, image, ims_error_last());
-	}
 
 	/* 3. the final sync: everything written before the fence */
 	if ((r = ims_repl_sync_now(e->repl, pool, image, w->q.target, e->hooks->progress, e->ctx,
-				   &res)) < 0) {
-		char why[IMS_ERROR_MSG_MAX];
-		snprintf(why, sizeof(why), "%s", ims_error_last());
-		ims_repl_set_state(e->site, pool, image, NULL);
-		ims_repl_journal_clear(e->site, pool, image, false);
-		return ims_error_set(r,
-				     "final sync to site '%s' failed: %s; site '%s' stays the "
-				     "primary (its writers were "
-				     "fenced: hosts take new leases)",
-				     w->q.target, why, here);
-	}
+				   &res)) < 0)
+		return undo(w,
+			    ims_error_set(r,
+					  "final sync to site '%s' failed: %s; site '%s' stays the "
+					  "primary (its writers were fenced: hosts take new "
+					  "leases)",
+					  w->q.target, ims_error_last(), here),
+			    UNDO_STATE | UNDO_JOURNAL, 0);
 
 	/* 4. swap the roles at a new generation, then hand replication to the new primary */
 	uint64_t gen = j.generation;
 	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_DEMOTE)) < 0 ||
-	    (r = ims_repl_demote(e->site, pool, image, w->q.target, gen)) < 0) {
-		ims_repl_set_state(e->site, pool, image, NULL);
-		ims_repl_journal_clear(e->site, pool, image, false);
-		return r;
-	}
+	    (r = ims_repl_demote(e->site, pool, image, w->q.target, gen)) < 0)
+		return undo(w, r, UNDO_STATE | UNDO_JOURNAL, 0);
 	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_PROMOTE)) < 0 ||
-	    (r = ims_repl_promote(peer, pool, image, gen, true, at, sizeof(at))) < 0) {
-		char why[IMS_ERROR_MSG_MAX];
-		snprintf(why, sizeof(why), "%s", ims_error_last());
-		ims_repl_promote(e->site, pool, image, me.generation, false, NULL, 0);
-		ims_repl_journal_clear(e->site, pool, image, false);
-		return ims_error_set(
-			r, "cannot promote '%s/%s' on site '%s': %s; site '%s' stays the primary",
-			pool, image, w->q.target, why, here);
-	}
+	    (r = ims_repl_promote(peer, pool, image, gen, true, at, sizeof(at))) < 0)
+		return undo(w,
+			    ims_error_set(r,
+					  "cannot promote '%s/%s' on site '%s': %s; site '%s' "
+					  "stays the primary",
+					  pool, image, w->q.target, ims_error_last(), here),
+			    UNDO_PROMOTE_BACK | UNDO_JOURNAL, me.generation);
 	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_REVERSE)) < 0)
 		ims_log_warning("failover of '%s/%s': %s", pool, image, ims_error_last());
 	reverse(w, peer);
@@ -600,12 +640,108 @@ static void *fan_worker(void *arg)
 #define FAILOVER_FORCED_WORKERS	 64
 #define FAILOVER_PLANNED_WORKERS 4
 
+/* The images and groups of the pool, groups first (their cut is what matters most). */
+static int list_units(job *w, fanout *f)
+{
+	ims_image_list_entry *list = NULL;
+	char **groups = NULL;
+	size_t n = 0, ng = 0;
+	int r;
+	if ((r = ims_image_list(&list, &n, w->e->site, w->q.pool)) < 0)
+		return r;
+	if ((r = ims_group_list(&groups, &ng, w->e->site, w->q.pool)) < 0) {
+		ims_image_list_free(list, n);
+		return r;
+	}
+	f->n = n + ng;
+	f->units = calloc(f->n + 1, sizeof(*f->units));
+	if (f->units) {
+		for (size_t i = 0; i < ng; i++) {
+			snprintf(f->units[i].name, sizeof(f->units[i].name), "%s", groups[i]);
+			f->units[i].group = true;
+		}
+		for (size_t i = 0; i < n; i++)
+			snprintf(f->units[ng + i].name, sizeof(f->units[ng + i].name), "%s",
+				 list[i].name);
+	}
+	ims_group_list_free(groups, ng);
+	ims_image_list_free(list, n);
+	return f->units ? 0 : -ENOMEM;
+}
+
+/* Run fan_worker on @p nw threads (at least the calling one). */
+static void run_workers(fanout *f, unsigned nw)
+{
+	pthread_t th[FAILOVER_FORCED_WORKERS];
+	unsigned started = 0;
+	if (nw > f->n)
+		nw = f->n ? (unsigned)f->n : 1;
+	for (; started < nw; started++)
+		if (pthread_create(&th[started], NULL, fan_worker, f) != 0)
+			break;
+	if (started == 0)
+		fan_worker(f);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+}
+
+/* The call's result: what was done, or which failed (the first ones, cut to fit; every one is
+ * in the detail lines), then one detail line per unit. */
+static int summarize(job *w, const fanout *f, bool old_down, double total)
+{
+	size_t done = 0, failed = 0, todo = 0;
+	char failures[400] = "";
+	double slowest = 0;
+	int r = 0;
+	for (size_t i = 0; i < f->n; i++) {
+		const unit *u = &f->units[i];
+		if (u->skipped)
+			continue;
+		todo++;
+		if (u->secs > slowest)
+			slowest = u->secs;
+		if (u->r == 0) {
+			done++;
+			continue;
+		}
+		failed++;
+		char one[1024];
+		snprintf(one, sizeof(one), "%s%s/%s: %.200s", failures[0] ? "; " : "", w->q.pool,
+			 u->name, u->said);
+		size_t used = strlen(failures), room = sizeof(failures) - 1 - used,
+		       len = strlen(one);
+		memcpy(failures + used, one, len < room ? len : room);
+		failures[used + (len < room ? len : room)] = '\0';
+	}
+	ims_log_info("%s failover of site '%s' to site '%s' in pool '%s': %zu of %zu done in %.2fs "
+		     "(slowest %.2fs)",
+		     is_forced(w) ? "forced" : "planned", w->q.from, w->q.target, w->q.pool, done,
+		     todo, total, slowest);
+	if (failed)
+		r = ims_error_set(-EIO,
+				  "%zu of %zu images and groups of site '%s' in pool '%s' did not "
+				  "fail over (%.1fs): %s",
+				  failed, todo, w->q.from, w->q.pool, total, failures);
+	else
+		ims_handover__say(w,
+				  "%zu image(s) and group(s) of site '%s' in pool '%s' failed over "
+				  "to site '%s' in %.1fs (slowest %.1fs)%s%s%s",
+				  done, w->q.from, w->q.pool, w->q.target, total, slowest,
+				  old_down ? "; site '" : "", old_down ? w->q.from : "",
+				  old_down ? "' did not answer: its writers are fenced when it "
+					     "returns"
+					   : "");
+	for (size_t i = 0; i < f->n; i++) /* one line each, for `repl failover --from` to print */
+		if (!f->units[i].skipped)
+			detail(w, "%s %s/%s %s %.2fs: %s", f->units[i].group ? "group" : "image",
+			       w->q.pool, f->units[i].name, f->units[i].r < 0 ? "FAILED" : "ok",
+			       f->units[i].secs, f->units[i].said);
+	return r;
+}
+
 static int site_failover(job *w)
 {
 	const ims_handover_env *e = w->e;
-	ims_image_list_entry *list = NULL;
-	char **groups = NULL;
-	size_t n = 0, ng = 0, done = 0, failed = 0, todo = 0;
 	const char *here = ims_site_name(e->site);
 	double t0 = mono_s();
 	int r;
@@ -621,25 +757,10 @@ static int site_failover(job *w)
 				     "ask site '%s''s "
 				     "daemon (this is site '%s')",
 				     w->q.target, here);
-	if ((r = ims_image_list(&list, &n, e->site, w->q.pool)) < 0)
-		return r;
-	if ((r = ims_group_list(&groups, &ng, e->site, w->q.pool)) < 0) {
-		ims_image_list_free(list, n);
-		return r;
-	}
-	fanout f = {.w = w, .n = n + ng};
+	fanout f = {.w = w};
 	pthread_mutex_init(&f.lock, NULL);
-	f.units = calloc(f.n + 1, sizeof(*f.units));
-	if (!f.units) {
-		r = -ENOMEM;
+	if ((r = list_units(w, &f)) < 0)
 		goto out;
-	}
-	for (size_t i = 0; i < ng; i++) { /* groups first: their cut is what matters most */
-		snprintf(f.units[i].name, sizeof(f.units[i].name), "%s", groups[i]);
-		f.units[i].group = true;
-	}
-	for (size_t i = 0; i < n; i++)
-		snprintf(f.units[ng + i].name, sizeof(f.units[ng + i].name), "%s", list[i].name);
 
 	/* the old site is asked once, now: when it does not answer, no image waits for it */
 	job all = *w;
@@ -650,77 +771,11 @@ static int site_failover(job *w)
 				"without waiting for it, and fenced when it returns",
 				w->q.from);
 	f.w = &all;
-
-	unsigned nw = is_forced(w) ? FAILOVER_FORCED_WORKERS : FAILOVER_PLANNED_WORKERS;
-	if (nw > f.n)
-		nw = f.n ? (unsigned)f.n : 1;
-	pthread_t th[FAILOVER_FORCED_WORKERS];
-	unsigned started = 0;
-	for (; started < nw; started++)
-		if (pthread_create(&th[started], NULL, fan_worker, &f) != 0)
-			break;
-	if (started == 0)
-		fan_worker(&f);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(th[i], NULL);
-
-	char failures[400] = "";
-	double slowest = 0;
-	for (size_t i = 0; i < f.n; i++) {
-		unit *u = &f.units[i];
-		if (u->skipped)
-			continue;
-		todo++;
-		if (u->secs > slowest)
-			slowest = u->secs;
-		if (u->r == 0) {
-			done++;
-			continue;
-		}
-		failed++;
-		/* the first ones, cut to fit; every one is in the details */
-		char one[1024];
-		snprintf(one, sizeof(one), "%s%s/%s: %.200s", failures[0] ? "; " : "", w->q.pool,
-			 u->name, u->said);
-		size_t used = strlen(failures), room = sizeof(failures) - 1 - used,
-		       len = strlen(one);
-		memcpy(failures + used, one, len < room ? len : room);
-		failures[used + (len < room ? len : room)] = '\0';
-	}
-	double total = mono_s() - t0;
-	ims_log_info("%s failover of site '%s' to site '%s' in pool '%s': %zu of %zu done in %.2fs "
-		     "(slowest %.2fs)",
-		     is_forced(w) ? "forced" : "planned", w->q.from, w->q.target, w->q.pool, done,
-		     todo, total, slowest);
-	if (failed)
-		r = ims_error_set(-EIO,
-				  "%zu of %zu images and groups of site '%s' in pool '%s' did not "
-				  "fail over (%.1fs): %s",
-				  failed, todo, w->q.from, w->q.pool, total, failures);
-	else {
-		char tail[200] = "";
-		if (all.old_down)
-			snprintf(tail, sizeof(tail),
-				 "; site '%s' did not answer: its writers are fenced when it "
-				 "returns",
-				 w->q.from);
-		ims_handover__say(w,
-				  "%zu image(s) and group(s) of site '%s' in pool '%s' failed over "
-				  "to site '%s' in "
-				  "%.1fs (slowest %.1fs)%s",
-				  done, w->q.from, w->q.pool, w->q.target, total, slowest, tail);
-		r = 0;
-	}
-	for (size_t i = 0; i < f.n; i++) /* one line each, for `repl failover --from` to print */
-		if (!f.units[i].skipped)
-			detail(w, "%s %s/%s %s %.2fs: %s", f.units[i].group ? "group" : "image",
-			       w->q.pool, f.units[i].name, f.units[i].r < 0 ? "FAILED" : "ok",
-			       f.units[i].secs, f.units[i].said);
+	run_workers(&f, is_forced(w) ? FAILOVER_FORCED_WORKERS : FAILOVER_PLANNED_WORKERS);
+	r = summarize(w, &f, all.old_down, mono_s() - t0);
 out:
 	free(f.units);
 	pthread_mutex_destroy(&f.lock);
-	ims_group_list_free(groups, ng);
-	ims_image_list_free(list, n);
 	return r;
 }
 

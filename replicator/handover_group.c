@@ -81,6 +81,30 @@ static void group_reverse(job *w, ims_site *peer)
 	ims_repl_journal_clear(e->site, pool, group, true);
 }
 
+/* What a failed planned failover of a group undoes on this site's members. */
+enum {
+	UNDO_PROMOTE_BACK = 1, /* the primaries again, at @p cut and their old generation */
+	UNDO_STATE = 2,	       /* hosts may take leases again (needs @p gi) */
+	UNDO_JOURNAL = 4,      /* the failover is over */
+};
+
+/* Undo @p what with the thread's message kept; @returns @p r. */
+static int undo(job *w, int r, unsigned what, const ims_group_info *gi, const char *cut,
+		uint64_t old_generation)
+{
+	const ims_handover_env *e = w->e;
+	ims_error_saved keep;
+	ims_error_save(&keep);
+	if (what & UNDO_PROMOTE_BACK)
+		ims_repl_group_promote(e->site, w->q.pool, w->q.name, cut, old_generation, NULL);
+	if (what & UNDO_STATE)
+		group_set_state(e->site, gi, NULL);
+	if (what & UNDO_JOURNAL)
+		ims_repl_journal_clear(e->site, w->q.pool, w->q.name, true);
+	ims_error_restore(&keep);
+	return r;
+}
+
 /* A group's planned failover that a killed daemon left at the demote or later: finish it at
  * its recorded cut, or roll back when the target cannot be promoted. Members that disagree on
  * their role (killed in the middle of a step) are taken as not done with it. */
@@ -121,16 +145,14 @@ static int group_resume(job *w, ims_repl_journal *j)
 		if ((rt == -EUCLEAN || them.secondary || them.generation < j->generation) &&
 		    (r = ims_repl_group_promote(peer, pool, group, j->cut, j->generation,
 						&rolled)) < 0) {
-			char why[IMS_ERROR_MSG_MAX];
-			snprintf(why, sizeof(why), "%s", ims_error_last());
-			ims_repl_group_promote(e->site, pool, group, j->cut, j->old_generation,
-					       NULL);
-			ims_repl_journal_clear(e->site, pool, group, true);
-			return ims_error_set(r,
-					     "an interrupted failover of group '%s/%s' could not "
-					     "promote site '%s': %s; "
-					     "rolled back: site '%s' is the primary again",
-					     pool, group, w->q.target, why, here);
+			return undo(w,
+				    ims_error_set(r,
+						  "an interrupted failover of group '%s/%s' could "
+						  "not promote site '%s': %s; rolled back: site "
+						  "'%s' is the primary again",
+						  pool, group, w->q.target, ims_error_last(), here),
+				    UNDO_PROMOTE_BACK | UNDO_JOURNAL, NULL, j->cut,
+				    j->old_generation);
 		}
 		if ((r = ims_handover__journal_step(e, pool, group, j, IMS_REPL_STEP_REVERSE)) < 0)
 			return r;
@@ -146,17 +168,131 @@ static int group_resume(job *w, ims_repl_journal *j)
 	return 0;
 }
 
+/* Whether the group may fail over to the target: the primary here, replicated to a secondary
+ * there. @p me, @p them: the two sides; @p gi: this site's members; @p peer: the target. */
+static int group_check(job *w, ims_site **peer, ims_repl_side *me, ims_repl_side *them,
+		       ims_group_info **gi)
+{
+	const ims_handover_env *e = w->e;
+	const char *pool = w->q.pool, *group = w->q.name, *here = ims_site_name(e->site);
+	ims_group_info *pgi = NULL;
+	ims_repl_status pair;
+	int r;
+	if ((r = ims_handover__group_side(e->site, pool, group, me, gi)) < 0)
+		return r;
+	if (me->secondary) {
+		char from[64];
+		ims_handover__source_site(me->source, from, sizeof(from));
+		return ims_error_set(-EROFS,
+				     "group '%s/%s' is a secondary on site '%s': run the planned "
+				     "failover on its primary's site "
+				     "'%s', or add --force if site '%s' is lost",
+				     pool, group, here, from, from);
+	}
+	if ((r = ims_handover__pair_of(e, pool, group, true, w->q.target, &pair)) < 0 ||
+	    (r = ims_handover__peer(e, w->q.target, peer)) < 0)
+		return r;
+	r = ims_handover__group_side(*peer, pool, group, them, &pgi);
+	ims_group_info_free(pgi);
+	if (r < 0)
+		return r;
+	if (!them->secondary)
+		return ims_error_set(-EEXIST,
+				     "group '%s/%s' on site '%s' is not a secondary of this site; "
+				     "nothing changed",
+				     pool, group, w->q.target);
+	return 0;
+}
+
+/* Steps 1 and 2: catch up while hosts still write; then no new leases on any member: hosts
+ * release theirs, or they are broken and the writers fenced. */
+static int group_close_writers(job *w, const ims_group_info *gi, unsigned *broken, unsigned *fenced)
+{
+	const ims_handover_env *e = w->e;
+	const char *pool = w->q.pool, *group = w->q.name;
+	ims_repl_result res;
+	char host[128];
+	int r;
+	if ((r = ims_repl_group_sync_now(e->repl, pool, group, w->q.target, e->hooks->progress,
+					 e->ctx, &res)) < 0)
+		return ims_error_set(r, "sync before the failover failed: %s; nothing changed",
+				     ims_error_last());
+	group_set_state(e->site, gi, "failing-over");
+	unsigned wait_s = w->q.wait_s ? w->q.wait_s : 30;
+	for (unsigned i = 0; i < wait_s * 4; i++) {
+		bool leased = false;
+		for (size_t k = 0; k < gi->nmembers && !leased; k++)
+			leased = e->hooks->leased(e->ctx, gi->members[k].pool, gi->members[k].image,
+						  host, sizeof(host)) == 1;
+		if (!leased)
+			break;
+		if (ims_handover__progress(e, 0, 0) != 0)
+			return undo(w,
+				    ims_error_set(-ECANCELED,
+						  "failover of group '%s/%s' cancelled; nothing "
+						  "changed",
+						  pool, group),
+				    UNDO_STATE, gi, NULL, 0);
+		usleep(250000);
+	}
+	for (size_t k = 0; k < gi->nmembers; k++) {
+		const char *mp = gi->members[k].pool, *mi = gi->members[k].image;
+		unsigned b = 0, f = 0;
+		if ((r = e->hooks->break_leases(e->ctx, mp, mi, &b)) < 0 ||
+		    (r = ims_repl_fence(e->site, mp, mi, &f)) < 0)
+			return undo(w,
+				    ims_error_set(r,
+						  "cannot fence the writers of '%s/%s': %s; group "
+						  "'%s/%s' stays the primary here",
+						  mp, mi, ims_error_last(), pool, group),
+				    UNDO_STATE, gi, NULL, 0);
+		*broken += b;
+		*fenced += f;
+	}
+	return 0;
+}
+
+/* Step 4: swap the roles of every member at cut @p j->cut and generation @p j->generation,
+ * each step recorded before it is done. */
+static int group_swap(job *w, ims_repl_journal *j, const ims_group_info *gi, ims_site *peer)
+{
+	const ims_handover_env *e = w->e;
+	const char *pool = w->q.pool, *group = w->q.name, *here = ims_site_name(e->site);
+	unsigned rolled = 0;
+	int r;
+	if ((r = ims_handover__journal_step(e, pool, group, j, IMS_REPL_STEP_DEMOTE)) < 0)
+		return undo(w, r, UNDO_STATE, gi, NULL, 0);
+	if ((r = ims_repl_group_demote(e->site, pool, group, j->cut, w->q.target, j->generation)) <
+	    0)
+		return undo(w,
+			    ims_error_set(r,
+					  "cannot demote group '%s/%s' on site '%s': %s; it stays "
+					  "the primary",
+					  pool, group, here, ims_error_last()),
+			    UNDO_PROMOTE_BACK | UNDO_STATE | UNDO_JOURNAL, gi, j->cut,
+			    j->old_generation);
+	if ((r = ims_handover__journal_step(e, pool, group, j, IMS_REPL_STEP_PROMOTE)) < 0 ||
+	    (r = ims_repl_group_promote(peer, pool, group, j->cut, j->generation, &rolled)) < 0)
+		return undo(w,
+			    ims_error_set(r,
+					  "cannot promote group '%s/%s' on site '%s': %s; site "
+					  "'%s' stays the primary",
+					  pool, group, w->q.target, ims_error_last(), here),
+			    UNDO_PROMOTE_BACK | UNDO_JOURNAL, gi, j->cut, j->old_generation);
+	if (ims_handover__journal_step(e, pool, group, j, IMS_REPL_STEP_REVERSE) < 0)
+		ims_log_warning("failover of group '%s/%s': %s", pool, group, ims_error_last());
+	return 0;
+}
+
 int ims_handover__group_planned(job *w)
 {
 	const ims_handover_env *e = w->e;
 	const char *pool = w->q.pool, *group = w->q.name, *here = ims_site_name(e->site);
-	ims_group_info *gi = NULL, *pgi = NULL;
+	ims_group_info *gi = NULL;
 	ims_site *peer = NULL;
 	ims_repl_side me, them;
-	ims_repl_status pair;
 	ims_repl_result res;
-	char host[128], cut[64];
-	unsigned fenced = 0, broken = 0, rolled = 0;
+	unsigned fenced = 0, broken = 0;
 	ims_repl_journal j;
 	int r;
 
@@ -175,140 +311,44 @@ int ims_handover__group_planned(job *w)
 	} else if (r != -ENOENT) {
 		return r;
 	}
-	if ((r = ims_handover__group_side(e->site, pool, group, &me, &gi)) < 0)
+	if ((r = group_check(w, &peer, &me, &them, &gi)) < 0 ||
+	    (r = group_close_writers(w, gi, &broken, &fenced)) < 0)
 		goto out;
-	if (me.secondary) {
-		char from[64];
-		ims_handover__source_site(me.source, from, sizeof(from));
-		r = ims_error_set(-EROFS,
-				  "group '%s/%s' is a secondary on site '%s': run the planned "
-				  "failover on its primary's site "
-				  "'%s', or add --force if site '%s' is lost",
-				  pool, group, here, from, from);
-		goto out;
-	}
-	if ((r = ims_handover__pair_of(e, pool, group, true, w->q.target, &pair)) < 0 ||
-	    (r = ims_handover__peer(e, w->q.target, &peer)) < 0 ||
-	    (r = ims_handover__group_side(peer, pool, group, &them, &pgi)) < 0)
-		goto out;
-	if (!them.secondary) {
-		r = ims_error_set(-EEXIST,
-				  "group '%s/%s' on site '%s' is not a secondary of this site; "
-				  "nothing changed",
-				  pool, group, w->q.target);
-		goto out;
-	}
-
-	/* 1. catch up while hosts still write */
-	if ((r = ims_repl_group_sync_now(e->repl, pool, group, w->q.target, e->hooks->progress,
-					 e->ctx, &res)) < 0) {
-		r = ims_error_set(r, "sync before the failover failed: %s; nothing changed",
-				  ims_error_last());
-		goto out;
-	}
-
-	/* 2. no new leases on any member; hosts release theirs, or they are broken and fenced */
-	group_set_state(e->site, gi, "failing-over");
-	unsigned wait_s = w->q.wait_s ? w->q.wait_s : 30;
-	for (unsigned i = 0; i < wait_s * 4; i++) {
-		bool leased = false;
-		for (size_t k = 0; k < gi->nmembers && !leased; k++)
-			leased = e->hooks->leased(e->ctx, gi->members[k].pool, gi->members[k].image,
-						  host, sizeof(host)) == 1;
-		if (!leased)
-			break;
-		if (ims_handover__progress(e, 0, 0) != 0) {
-			group_set_state(e->site, gi, NULL);
-			r = ims_error_set(-ECANCELED,
-					  "failover of group '%s/%s' cancelled; nothing changed",
-					  pool, group);
-			goto out;
-		}
-		usleep(250000);
-	}
-	for (size_t k = 0; k < gi->nmembers; k++) {
-		unsigned b = 0, f = 0;
-		if ((r = e->hooks->break_leases(e->ctx, gi->members[k].pool, gi->members[k].image,
-						&b)) < 0 ||
-		    (r = ims_repl_fence(e->site, gi->members[k].pool, gi->members[k].image, &f)) <
-			    0) {
-			group_set_state(e->site, gi, NULL);
-			r = ims_error_set(r,
-					  "cannot fence the writers of '%s/%s': %s; group '%s/%s' "
-					  "stays the primary here",
-					  gi->members[k].pool, gi->members[k].image,
-					  ims_error_last(), pool, group);
-			goto out;
-		}
-		broken += b;
-		fenced += f;
-	}
 
 	/* 3. the final cut: every member as it was at the fence */
 	if ((r = ims_repl_group_sync_now(e->repl, pool, group, w->q.target, e->hooks->progress,
 					 e->ctx, &res)) < 0) {
-		char why[IMS_ERROR_MSG_MAX];
-		snprintf(why, sizeof(why), "%s", ims_error_last());
-		group_set_state(e->site, gi, NULL);
-		r = ims_error_set(r,
-				  "final sync of group '%s/%s' to site '%s' failed: %s; site '%s' "
-				  "stays the primary "
-				  "(its writers were fenced: hosts take new leases)",
-				  pool, group, w->q.target, why, here);
+		r = undo(w,
+			 ims_error_set(r,
+				       "final sync of group '%s/%s' to site '%s' failed: %s; site "
+				       "'%s' stays the primary (its writers were fenced: hosts "
+				       "take new leases)",
+				       pool, group, w->q.target, ims_error_last(), here),
+			 UNDO_STATE, gi, NULL, 0);
 		goto out;
 	}
-	snprintf(cut, sizeof(cut), "%s", res.sealed);
 
-	/* 4. swap the roles of every member at a new generation, then hand replication over; each
-	 * step recorded before it is done */
-	uint64_t gen = (me.generation > them.generation ? me.generation : them.generation) + 1;
+	/* 4. swap the roles of every member at a new generation, then hand replication over */
 	memset(&j, 0, sizeof(j));
 	snprintf(j.target, sizeof(j.target), "%s", w->q.target);
-	snprintf(j.cut, sizeof(j.cut), "%s", cut);
+	snprintf(j.cut, sizeof(j.cut), "%s", res.sealed);
 	j.group = true;
-	j.generation = gen;
+	j.generation = (me.generation > them.generation ? me.generation : them.generation) + 1;
 	j.old_generation = me.generation;
-	if ((r = ims_handover__journal_step(e, pool, group, &j, IMS_REPL_STEP_DEMOTE)) < 0) {
-		group_set_state(e->site, gi, NULL);
+	if ((r = group_swap(w, &j, gi, peer)) < 0)
 		goto out;
-	}
-	if ((r = ims_repl_group_demote(e->site, pool, group, cut, w->q.target, gen)) < 0) {
-		char why[IMS_ERROR_MSG_MAX];
-		snprintf(why, sizeof(why), "%s", ims_error_last());
-		ims_repl_group_promote(e->site, pool, group, cut, me.generation, NULL);
-		group_set_state(e->site, gi, NULL);
-		ims_repl_journal_clear(e->site, pool, group, true);
-		r = ims_error_set(
-			r, "cannot demote group '%s/%s' on site '%s': %s; it stays the primary",
-			pool, group, here, why);
-		goto out;
-	}
-	if ((r = ims_handover__journal_step(e, pool, group, &j, IMS_REPL_STEP_PROMOTE)) < 0 ||
-	    (r = ims_repl_group_promote(peer, pool, group, cut, gen, &rolled)) < 0) {
-		char why[IMS_ERROR_MSG_MAX];
-		snprintf(why, sizeof(why), "%s", ims_error_last());
-		ims_repl_group_promote(e->site, pool, group, cut, me.generation, NULL);
-		ims_repl_journal_clear(e->site, pool, group, true);
-		r = ims_error_set(r,
-				  "cannot promote group '%s/%s' on site '%s': %s; site '%s' stays "
-				  "the primary",
-				  pool, group, w->q.target, why, here);
-		goto out;
-	}
-	if (ims_handover__journal_step(e, pool, group, &j, IMS_REPL_STEP_REVERSE) < 0)
-		ims_log_warning("failover of group '%s/%s': %s", pool, group, ims_error_last());
 	group_reverse(w, peer);
 	ims_handover__say(w,
 			  "site '%s' is the primary of group '%s/%s' (%zu images) at '%s', "
 			  "generation %" PRIu64
 			  "; site '%s' is its secondary (%u lease(s) broken, %u writer(s) fenced)",
-			  w->q.target, pool, group, gi->nmembers, cut, gen, here, broken, fenced);
+			  w->q.target, pool, group, gi->nmembers, j.cut, j.generation, here, broken,
+			  fenced);
 	ims_log_info("failed over group '%s/%s' to site '%s' at '%s' (generation %" PRIu64 ")",
-		     pool, group, w->q.target, cut, gen);
+		     pool, group, w->q.target, j.cut, j.generation);
 	r = 0;
 out:
 	ims_group_info_free(gi);
-	ims_group_info_free(pgi);
 	return r;
 }
 

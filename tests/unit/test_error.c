@@ -80,6 +80,39 @@ static void test_thread_local(void **state)
 	assert_int_equal(ims_error_last_code(), -ENOENT);
 }
 
+/* The cause may be the thread's own message: it was formatted over itself before. */
+static void test_set_with_last_as_argument(void **state)
+{
+	(void)state;
+	ims_error_set(-EIO, "the disk is full");
+	assert_int_equal(ims_error_set(-ENOSPC, "cannot seal 'rbd/vm1': %s; nothing changed",
+				       ims_error_last()),
+			 -ENOSPC);
+	assert_string_equal(ims_error_last(),
+			    "cannot seal 'rbd/vm1': the disk is full; nothing changed");
+}
+
+static void test_wrap(void **state)
+{
+	(void)state;
+	ims_error_set(-EIO, "site 'b' did not answer");
+	assert_int_equal(ims_error_wrap(-EIO, "cannot promote '%s/%s'", "rbd", "vm1"), -EIO);
+	assert_string_equal(ims_error_last(), "cannot promote 'rbd/vm1': site 'b' did not answer");
+	assert_int_equal(ims_error_last_code(), -EIO);
+}
+
+static void test_save_restore(void **state)
+{
+	(void)state;
+	ims_error_saved keep;
+	ims_error_set(-EROFS, "the first failure");
+	ims_error_save(&keep);
+	ims_error_set(-EINVAL, "the undo failed too");
+	ims_error_restore(&keep);
+	assert_string_equal(ims_error_last(), "the first failure");
+	assert_int_equal(ims_error_last_code(), -EROFS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -89,6 +122,9 @@ int main(void)
 		cmocka_unit_test(test_cleared_falls_back),
 		cmocka_unit_test(test_truncates_long_message),
 		cmocka_unit_test(test_thread_local),
+		cmocka_unit_test(test_set_with_last_as_argument),
+		cmocka_unit_test(test_wrap),
+		cmocka_unit_test(test_save_restore),
 	};
 	return cmocka_run_group_tests_name("error", tests, NULL, NULL);
 }
