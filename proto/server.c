@@ -67,14 +67,10 @@ static int read_pem(const char *what, const char *path, char **out)
 {
 	struct stat st;
 	int r = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	int fd = ims_rpc__open_secret(what, path);
 
-	if (fd < 0) {
-		r = -errno;
-		if (r == -ENOENT)
-			return ims_error_set(r, "%s '%s' does not exist", what, path);
-		return ims_error_set(r, "cannot open %s '%s': %s", what, path, ims_strerror(r));
-	}
+	if (fd < 0)
+		return fd;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > PEM_MAX) {
 		r = ims_error_set(-EINVAL, "%s '%s' is not a regular file of at most %u bytes",
 				  what, path, PEM_MAX);

@@ -73,18 +73,27 @@ int ims_rpc__read_secret(char **out, size_t *out_len, int fd, size_t size, const
 	return 0;
 }
 
+int ims_rpc__open_secret(const char *what, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	int r;
+
+	if (fd >= 0)
+		return fd;
+	r = -errno;
+	if (r == -ENOENT)
+		return ims_error_set(r, "%s '%s' does not exist", what, path);
+	return ims_error_set(r, "cannot open %s '%s': %s", what, path, ims_strerror(r));
+}
+
 static int read_file(const char *path, char **out, size_t *out_len)
 {
 	struct stat st;
 	int r = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	int fd = ims_rpc__open_secret("token file", path);
 
-	if (fd < 0) {
-		r = -errno;
-		if (r == -ENOENT)
-			return ims_error_set(r, "token file '%s' does not exist", path);
-		return ims_error_set(r, "cannot open token file '%s': %s", path, ims_strerror(r));
-	}
+	if (fd < 0)
+		return fd;
 	if (fstat(fd, &st) < 0) {
 		r = -errno;
 		ims_error_set(r, "cannot stat token file '%s': %s", path, ims_strerror(r));
