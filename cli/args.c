@@ -194,6 +194,16 @@ int ims_cli_opt_word(ims_cli *cli, char **out, const ims_cli_args *a, const char
 	return 0;
 }
 
+int ims_cli_opt_size(ims_cli *cli, uint64_t *out, const ims_cli_args *a, const char *name,
+		     bool required)
+{
+	const char *v = ims_cli_opt_value(cli, a, name);
+
+	if (!v && required)
+		return ims_cli_usage(cli, "--%s is required", name);
+	return v ? ims_cli_arg_size(cli, out, name, v) : 0;
+}
+
 int ims_cli_opt_seconds(ims_cli *cli, uint32_t *out, const ims_cli_args *a, const char *name,
 			const char *zero_hint)
 {

@@ -108,31 +108,31 @@ void ims_cli_spec_to_msg(Imgstore__V1__ImageSpec *out, ims_spec *spec)
 	out->snapshot = spec->snap;
 }
 
-int ims_cli_call_show(ims_cli *cli, const char *method, const void *req,
-		      const ProtobufCMessageDescriptor *resp_desc)
+/* Call, print the reply as a message (@p json_only: only with --format json), free it. */
+static int call_print(ims_cli *cli, const char *method, const void *req,
+		      const ProtobufCMessageDescriptor *resp_desc, bool json_only)
 {
 	ProtobufCMessage *m = NULL;
 	int r;
 
 	if ((r = ims_cli_call(cli, method, req, resp_desc, &m)))
 		return r;
-	ims_cli_print_message(cli, m);
+	if (!json_only || cli->format == IMS_CLI_FORMAT_JSON)
+		ims_cli_print_message(cli, m);
 	protobuf_c_message_free_unpacked(m, NULL);
 	return 0;
+}
+
+int ims_cli_call_show(ims_cli *cli, const char *method, const void *req,
+		      const ProtobufCMessageDescriptor *resp_desc)
+{
+	return call_print(cli, method, req, resp_desc, false);
 }
 
 int ims_cli_call_empty(ims_cli *cli, const char *method, const void *req,
 		       const ProtobufCMessageDescriptor *resp_desc)
 {
-	ProtobufCMessage *m = NULL;
-	int r;
-
-	if ((r = ims_cli_call(cli, method, req, resp_desc, &m)))
-		return r;
-	if (cli->format == IMS_CLI_FORMAT_JSON)
-		ims_cli_print_message(cli, m);
-	protobuf_c_message_free_unpacked(m, NULL);
-	return 0;
+	return call_print(cli, method, req, resp_desc, true);
 }
 
 int ims_cli_call_list(ims_cli *cli, const char *method, const void *req,

@@ -255,6 +255,11 @@ int ims_cli_opt_seconds(ims_cli *cli, uint32_t *out, const ims_cli_args *a, cons
 /** A failover's --wait: a duration from 1s to 1d; @p out is 0 when it is not given. */
 int ims_cli_opt_fence_wait(ims_cli *cli, uint32_t *out, const ims_cli_args *a);
 
+/** Option --@p name of the current verb, a size (10G, 512M...); @p required: "--NAME is required".
+ */
+int ims_cli_opt_size(ims_cli *cli, uint64_t *out, const ims_cli_args *a, const char *name,
+		     bool required);
+
 /** Whether @p server names a Unix socket ("/path" or "unix:/path"). */
 bool ims_cli_server_is_unix(const char *server);
 

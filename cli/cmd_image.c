@@ -68,15 +68,11 @@ static int image_create(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__CreateImageRequest req = IMGSTORE__V1__CREATE_IMAGE_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	const char *size = ims_cli_opt_value(cli, a, "size");
 	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)))
-		return r;
-	if (!size)
-		return ims_cli_usage(cli, "--size is required");
-	if ((r = ims_cli_arg_size(cli, &req.size, "size", size)) ||
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)) ||
+	    (r = ims_cli_opt_size(cli, &req.size, a, "size", true)) ||
 	    (r = features_and_pool(cli, a, &req.features, (const char **)&req.data_pool)))
 		return r;
 	req.image = &ms;
@@ -616,15 +612,11 @@ static int image_resize(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ResizeImageRequest req = IMGSTORE__V1__RESIZE_IMAGE_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	const char *size = ims_cli_opt_value(cli, a, "size");
 	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)))
-		return r;
-	if (!size)
-		return ims_cli_usage(cli, "--size is required");
-	if ((r = ims_cli_arg_size(cli, &req.size, "size", size)))
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)) ||
+	    (r = ims_cli_opt_size(cli, &req.size, a, "size", true)))
 		return r;
 	req.allow_shrink = ims_cli_opt_flag(cli, a, "allow-shrink");
 	req.image = &ms;
