@@ -70,6 +70,9 @@ const ims_cli_opt ims_cli__global_opts[] = {
 	[G_COUNT] = {NULL, NULL, NULL},
 };
 
+const ims_cli_opt ims_cli__no_opts[] = {IMS_CLI_OPT_END};
+const ims_cli_opt ims_cli__wait_opts[] = {IMS_CLI_OPT_NO_WAIT, IMS_CLI_OPT_END};
+
 static const char *const format_choices[] = {"table", "json", NULL};
 
 void ims_cli_init(ims_cli *cli)
@@ -161,6 +164,72 @@ int ims_cli_arg_spec(ims_cli *cli, ims_spec *out, const char *s, bool snap_allow
 	ims_error_clear();
 	if (ims_spec_parse(out, s, NULL, snap_allowed, snap_required) < 0)
 		return ims_cli_usage(cli, "%s", ims_error_last());
+	return 0;
+}
+
+int ims_cli_arg_image(ims_cli *cli, ims_spec *spec, Imgstore__V1__ImageSpec *out, const char *s,
+		      bool snap_allowed, bool snap_required)
+{
+	int r = ims_cli_arg_spec(cli, spec, s, snap_allowed, snap_required);
+
+	if (r)
+		return r;
+	ims_cli_spec_to_msg(out, spec);
+	return 0;
+}
+
+int ims_cli_opt_word(ims_cli *cli, char **out, const ims_cli_args *a, const char *name,
+		     bool required)
+{
+	const char *v = ims_cli_opt_value(cli, a, name);
+	char what[64];
+	int r;
+
+	snprintf(what, sizeof(what), "--%s", name);
+	if (!v && required)
+		return ims_cli_usage(cli, "%s is required", what);
+	if (v && (r = ims_cli_arg_word(cli, what, v)))
+		return r;
+	*out = v ? (char *)v : (char *)"";
+	return 0;
+}
+
+int ims_cli_opt_size(ims_cli *cli, uint64_t *out, const ims_cli_args *a, const char *name,
+		     bool required)
+{
+	const char *v = ims_cli_opt_value(cli, a, name);
+
+	if (!v && required)
+		return ims_cli_usage(cli, "--%s is required", name);
+	return v ? ims_cli_arg_size(cli, out, name, v) : 0;
+}
+
+int ims_cli_opt_seconds(ims_cli *cli, uint32_t *out, const ims_cli_args *a, const char *name,
+			const char *zero_hint)
+{
+	const char *v = ims_cli_opt_value(cli, a, name);
+	uint64_t secs;
+	int r;
+
+	*out = 0;
+	if (!v)
+		return 0;
+	if ((r = ims_cli_arg_duration(cli, &secs, name, v, UINT32_MAX)))
+		return r;
+	if (secs == 0)
+		return ims_cli_usage(cli, "--%s: must be at least 1s%s", name, zero_hint);
+	*out = (uint32_t)secs;
+	return 0;
+}
+
+int ims_cli_opt_fence_wait(ims_cli *cli, uint32_t *out, const ims_cli_args *a)
+{
+	const char *wait = ims_cli_opt_value(cli, a, "wait");
+	uint64_t secs = 0;
+
+	if (wait && (ims_parse_duration(&secs, wait) < 0 || secs == 0 || secs > 86400))
+		return ims_cli_usage(cli, "--wait takes a duration from 1s to 1d, not '%s'", wait);
+	*out = (uint32_t)secs;
 	return 0;
 }
 

@@ -4,6 +4,7 @@
  */
 #include "cli/cli.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -105,4 +106,66 @@ void ims_cli_spec_to_msg(Imgstore__V1__ImageSpec *out, ims_spec *spec)
 	out->pool = spec->pool;
 	out->image = spec->image;
 	out->snapshot = spec->snap;
+}
+
+/* Call, print the reply as a message (@p json_only: only with --format json), free it. */
+static int call_print(ims_cli *cli, const char *method, const void *req,
+		      const ProtobufCMessageDescriptor *resp_desc, bool json_only)
+{
+	ProtobufCMessage *m = NULL;
+	int r;
+
+	if ((r = ims_cli_call(cli, method, req, resp_desc, &m)))
+		return r;
+	if (!json_only || cli->format == IMS_CLI_FORMAT_JSON)
+		ims_cli_print_message(cli, m);
+	protobuf_c_message_free_unpacked(m, NULL);
+	return 0;
+}
+
+int ims_cli_call_show(ims_cli *cli, const char *method, const void *req,
+		      const ProtobufCMessageDescriptor *resp_desc)
+{
+	return call_print(cli, method, req, resp_desc, false);
+}
+
+int ims_cli_call_empty(ims_cli *cli, const char *method, const void *req,
+		       const ProtobufCMessageDescriptor *resp_desc)
+{
+	return call_print(cli, method, req, resp_desc, true);
+}
+
+int ims_cli_call_list(ims_cli *cli, const char *method, const void *req,
+		      const ProtobufCMessageDescriptor *resp_desc, const char *field,
+		      const ims_cli_column *cols)
+{
+	const ProtobufCFieldDescriptor *f = NULL;
+	ProtobufCMessage *m = NULL;
+	int r;
+
+	if (field) {
+		f = protobuf_c_message_descriptor_get_field_by_name(resp_desc, field);
+		assert(f && f->label == PROTOBUF_C_LABEL_REPEATED &&
+		       f->type == PROTOBUF_C_TYPE_MESSAGE);
+	}
+	if ((r = ims_cli_call(cli, method, req, resp_desc, &m)))
+		return r;
+	if (f)
+		ims_cli_print_list(cli, *(ProtobufCMessage *const **)((char *)m + f->offset),
+				   *(size_t *)((char *)m + f->quantifier_offset), cols);
+	else
+		ims_cli_print_list(cli, &m, 1, cols);
+	protobuf_c_message_free_unpacked(m, NULL);
+	return 0;
+}
+
+int ims_cli_call_op(ims_cli *cli, const ims_cli_args *a, const char *method, const void *req)
+{
+	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
+	Imgstore__V1__Operation *op = NULL;
+	int r;
+
+	if ((r = ims_cli_call(cli, method, req, &imgstore__v1__operation__descriptor, &op)))
+		return r;
+	return ims_cli_finish_op(cli, op, &w);
 }

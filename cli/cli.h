@@ -128,6 +128,20 @@ typedef struct {
 	const char *help;    /* one line */
 } ims_cli_opt;
 
+/* The entries many verbs' option tables share. */
+#define IMS_CLI_OPT_NO_WAIT                                                                        \
+	{                                                                                          \
+		"no-wait", NULL, "print the operation id and return without waiting"               \
+	}
+#define IMS_CLI_OPT_END                                                                            \
+	{                                                                                          \
+		NULL, NULL, NULL                                                                   \
+	}
+
+/* The option tables of verbs that have no option, and of those with --no-wait alone (args.c). */
+extern const ims_cli_opt ims_cli__no_opts[];
+extern const ims_cli_opt ims_cli__wait_opts[];
+
 #define IMS_CLI_MAX_OPTS 16
 #define IMS_CLI_MAX_POS	 64
 
@@ -217,6 +231,35 @@ int ims_cli_arg_word(ims_cli *cli, const char *what, const char *s);
 /** One of @p choices (NULL-terminated). */
 int ims_cli_arg_choice(ims_cli *cli, const char *opt, const char *s, const char *const *choices);
 
+/**
+ * POOL/IMAGE[@SNAP] @p s into @p spec and the wire @p out, which borrows its strings from
+ * @p spec (ims_cli_arg_spec() then ims_cli_spec_to_msg()).
+ */
+int ims_cli_arg_image(ims_cli *cli, ims_spec *spec, Imgstore__V1__ImageSpec *out, const char *s,
+		      bool snap_allowed, bool snap_required);
+
+/**
+ * Option --@p name of the current verb, checked as ims_cli_arg_word("--NAME"): @p out is its
+ * value, or "" when it is not given. @p required: not given is "--NAME is required".
+ */
+int ims_cli_opt_word(ims_cli *cli, char **out, const ims_cli_args *a, const char *name,
+		     bool required);
+
+/**
+ * Option --@p name of the current verb, a duration of 1s to 2^32-1s: @p out is 0 when it is not
+ * given. 0s is refused with "--NAME: must be at least 1s" and @p zero_hint ("" for none).
+ */
+int ims_cli_opt_seconds(ims_cli *cli, uint32_t *out, const ims_cli_args *a, const char *name,
+			const char *zero_hint);
+
+/** A failover's --wait: a duration from 1s to 1d; @p out is 0 when it is not given. */
+int ims_cli_opt_fence_wait(ims_cli *cli, uint32_t *out, const ims_cli_args *a);
+
+/** Option --@p name of the current verb, a size (10G, 512M...); @p required: "--NAME is required".
+ */
+int ims_cli_opt_size(ims_cli *cli, uint64_t *out, const ims_cli_args *a, const char *name,
+		     bool required);
+
 /** Whether @p server names a Unix socket ("/path" or "unix:/path"). */
 bool ims_cli_server_is_unix(const char *server);
 
@@ -231,6 +274,13 @@ bool ims_cli_server_is_unix(const char *server);
 int ims_cli_read_token(char **out, const char *path, FILE *warn);
 
 /* ---- calls (call.c) ---- */
+
+/** A column of a table: a field of the row message, or a function. */
+typedef struct {
+	const char *header;
+	const char *field;
+	const char *(*fn)(char *buf, size_t len, const ProtobufCMessage *row);
+} ims_cli_column;
 
 /**
  * Call @p method, opening the connection first if needed. On failure print the error
@@ -253,6 +303,33 @@ int ims_cli_call_denied(ims_cli *cli, const char *method, const void *req,
 
 /** Fill a wire ImageSpec from a parsed one; the strings are borrowed from @p spec. */
 void ims_cli_spec_to_msg(Imgstore__V1__ImageSpec *out, ims_spec *spec);
+
+/*
+ * What most verbs do once their request is built: call, print the reply in one of the usual
+ * ways, free it. Each @returns 0 or the exit status.
+ */
+
+/** Print the reply with ims_cli_print_message(). */
+int ims_cli_call_show(ims_cli *cli, const char *method, const void *req,
+		      const ProtobufCMessageDescriptor *resp_desc);
+
+/** An empty reply: nothing for humans, the (empty) JSON document with --format json. */
+int ims_cli_call_empty(ims_cli *cli, const char *method, const void *req,
+		       const ProtobufCMessageDescriptor *resp_desc);
+
+/**
+ * Print the repeated message field @p field of the reply with ims_cli_print_list();
+ * @p field NULL: the reply itself is the one row.
+ */
+int ims_cli_call_list(ims_cli *cli, const char *method, const void *req,
+		      const ProtobufCMessageDescriptor *resp_desc, const char *field,
+		      const ims_cli_column *cols);
+
+/**
+ * Call @p method, which starts an operation, and finish it as ims_cli_finish_op() does,
+ * with the verb's --no-wait (every such verb has one).
+ */
+int ims_cli_call_op(ims_cli *cli, const ims_cli_args *a, const char *method, const void *req);
 
 /* ---- operations (wait.c) ---- */
 
@@ -333,13 +410,6 @@ struct json_object *ims_cli_json_message(const ProtobufCMessage *msg);
 
 /** Print @p msg: JSON, or `key: value` lines with sizes and times for humans. */
 void ims_cli_print_message(ims_cli *cli, const ProtobufCMessage *msg);
-
-/** A column of a table: a field of the row message, or a function. */
-typedef struct {
-	const char *header;
-	const char *field;
-	const char *(*fn)(char *buf, size_t len, const ProtobufCMessage *row);
-} ims_cli_column;
 
 /**
  * Print @p rows: a JSON array, or a table with a header and aligned columns (@p cols ends

@@ -22,7 +22,6 @@
 
 #define GROUP_SVC "imgstore.v1.GroupService/"
 
-static const ims_cli_opt no_opts[] = {{NULL, NULL, NULL}};
 static const char *const modes[] = {"async", "sync", NULL};
 
 /* POOL/GROUP[@SNAP] into a GroupSpec; the strings are borrowed from @p spec. */
@@ -76,9 +75,13 @@ static const ims_cli_column group_columns[] = {
 	{NULL, NULL, NULL},
 };
 
-static int print_group(ims_cli *cli, int r, Imgstore__V1__Group *g)
+/* Call @p method, whose reply is a Group, and show it. */
+static int call_group(ims_cli *cli, const char *method, const void *req)
 {
-	if (r)
+	Imgstore__V1__Group *g = NULL;
+	int r;
+
+	if ((r = ims_cli_call(cli, method, req, &imgstore__v1__group__descriptor, &g)))
 		return r;
 	if (cli->format == IMS_CLI_FORMAT_JSON) {
 		ims_cli_print_message(cli, &g->base);
@@ -108,15 +111,13 @@ static int group_create(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__CreateGroupRequest req = IMGSTORE__V1__CREATE_GROUP_REQUEST__INIT;
 	Imgstore__V1__GroupSpec gs;
-	Imgstore__V1__Group *g = NULL;
 	ims_spec spec;
 	int r;
 
 	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
 		return r;
 	req.group = &gs;
-	r = ims_cli_call(cli, GROUP_SVC "CreateGroup", &req, &imgstore__v1__group__descriptor, &g);
-	return print_group(cli, r, g);
+	return call_group(cli, GROUP_SVC "CreateGroup", &req);
 }
 
 /* add and rm IMAGE...: the images after the group, all or none. */
@@ -126,23 +127,20 @@ static int group_images(ims_cli *cli, const ims_cli_args *a, const char *method)
 	Imgstore__V1__GroupSpec gs;
 	Imgstore__V1__ImageSpec ms[IMS_CLI_MAX_POS], *mp[IMS_CLI_MAX_POS];
 	static ims_spec specs[IMS_CLI_MAX_POS];
-	Imgstore__V1__Group *g = NULL;
 	ims_spec spec;
 	int r;
 
 	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
 		return r;
 	for (unsigned i = 1; i < a->npos; i++) {
-		if ((r = ims_cli_arg_spec(cli, &specs[i], a->pos[i], false, false)))
+		if ((r = ims_cli_arg_image(cli, &specs[i], &ms[i], a->pos[i], false, false)))
 			return r;
-		ims_cli_spec_to_msg(&ms[i], &specs[i]);
 		mp[i - 1] = &ms[i];
 	}
 	req.group = &gs;
 	req.images = mp;
 	req.n_images = a->npos - 1;
-	r = ims_cli_call(cli, method, &req, &imgstore__v1__group__descriptor, &g);
-	return print_group(cli, r, g);
+	return call_group(cli, method, &req);
 }
 
 static int group_add(ims_cli *cli, const ims_cli_args *a)
@@ -172,10 +170,25 @@ static void print_removed(ims_cli *cli, const char *what, const char *name)
 	ims_cli_print_line(cli, line);
 }
 
+/* Call @p method, whose reply is empty, and say that @p what @p spec is removed. */
+static int call_removed(ims_cli *cli, const char *method, const void *req, const char *what,
+			const ims_spec *spec)
+{
+	Imgstore__V1__DeleteGroupResponse *resp = NULL;
+	char name[800];
+	int r;
+
+	if ((r = ims_cli_call(cli, method, req, &imgstore__v1__delete_group_response__descriptor,
+			      &resp)))
+		return r;
+	print_removed(cli, what, ims_spec_format(name, sizeof(name), spec));
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
+}
+
 static int group_rm(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__DeleteGroupRequest req = IMGSTORE__V1__DELETE_GROUP_REQUEST__INIT;
-	Imgstore__V1__DeleteGroupResponse *resp = NULL;
 	Imgstore__V1__GroupSpec gs;
 	ims_spec spec;
 	int r;
@@ -190,13 +203,7 @@ static int group_rm(ims_cli *cli, const ims_cli_args *a)
 		return r;
 	req.group = &gs;
 	req.force = ims_cli_opt_flag(cli, a, "force");
-	if ((r = ims_cli_call(cli, GROUP_SVC "DeleteGroup", &req,
-			      &imgstore__v1__delete_group_response__descriptor, &resp)))
-		return r;
-	char name[800];
-	print_removed(cli, "group", ims_spec_format(name, sizeof(name), &spec));
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return 0;
+	return call_removed(cli, GROUP_SVC "DeleteGroup", &req, "group", &spec);
 }
 
 static const ims_cli_opt snap_opts[] = {
@@ -214,16 +221,9 @@ static int group_snap(ims_cli *cli, const ims_cli_args *a)
 	if ((r = group_arg(cli, &spec, &gs, a->pos[0], true)))
 		return r;
 	req.group = &gs;
-	if (ims_cli_opt_flag(cli, a, "rm")) {
-		Imgstore__V1__DeleteGroupResponse *resp = NULL;
-		if ((r = ims_cli_call(cli, GROUP_SVC "DeleteGroupSnapshot", &req,
-				      &imgstore__v1__delete_group_response__descriptor, &resp)))
-			return r;
-		char name[800];
-		print_removed(cli, "group snapshot", ims_spec_format(name, sizeof(name), &spec));
-		protobuf_c_message_free_unpacked(&resp->base, NULL);
-		return 0;
-	}
+	if (ims_cli_opt_flag(cli, a, "rm"))
+		return call_removed(cli, GROUP_SVC "DeleteGroupSnapshot", &req, "group snapshot",
+				    &spec);
 	Imgstore__V1__GroupSnapshot *s = NULL;
 	if ((r = ims_cli_call(cli, GROUP_SVC "CreateGroupSnapshot", &req,
 			      &imgstore__v1__group_snapshot__descriptor, &s)))
@@ -239,7 +239,6 @@ static int group_snap(ims_cli *cli, const ims_cli_args *a)
 static int group_ls(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ListGroupsRequest req = IMGSTORE__V1__LIST_GROUPS_REQUEST__INIT;
-	Imgstore__V1__ListGroupsResponse *resp = NULL;
 	int r;
 
 	if (a->npos == 1) {
@@ -247,28 +246,22 @@ static int group_ls(ims_cli *cli, const ims_cli_args *a)
 			return r;
 		req.pool = (char *)a->pos[0];
 	}
-	if ((r = ims_cli_call(cli, GROUP_SVC "ListGroups", &req,
-			      &imgstore__v1__list_groups_response__descriptor, &resp)))
-		return r;
-	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->groups, resp->n_groups,
-			   group_columns);
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return 0;
+	return ims_cli_call_list(cli, GROUP_SVC "ListGroups", &req,
+				 &imgstore__v1__list_groups_response__descriptor, "groups",
+				 group_columns);
 }
 
 static int group_show(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__GetGroupRequest req = IMGSTORE__V1__GET_GROUP_REQUEST__INIT;
 	Imgstore__V1__GroupSpec gs;
-	Imgstore__V1__Group *g = NULL;
 	ims_spec spec;
 	int r;
 
 	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
 		return r;
 	req.group = &gs;
-	r = ims_cli_call(cli, GROUP_SVC "GetGroup", &req, &imgstore__v1__group__descriptor, &g);
-	return print_group(cli, r, g);
+	return call_group(cli, GROUP_SVC "GetGroup", &req);
 }
 
 /* ---- replication of a group as one unit ---- */
@@ -280,48 +273,26 @@ static const ims_cli_opt enable_opts[] = {
 	{NULL, NULL, NULL},
 };
 
-static int print_status(ims_cli *cli, int r, Imgstore__V1__ReplicationStatus *st)
-{
-	if (r)
-		return r;
-	ims_cli_print_message(cli, &st->base);
-	protobuf_c_message_free_unpacked(&st->base, NULL);
-	return 0;
-}
-
 static int group_repl_enable(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__EnableGroupReplicationRequest req =
 		IMGSTORE__V1__ENABLE_GROUP_REPLICATION_REQUEST__INIT;
 	Imgstore__V1__GroupSpec gs;
-	Imgstore__V1__ReplicationStatus *st = NULL;
-	const char *to = ims_cli_opt_value(cli, a, "to"), *mode = ims_cli_opt_value(cli, a, "mode");
-	const char *rpo = ims_cli_opt_value(cli, a, "rpo");
+	const char *mode = ims_cli_opt_value(cli, a, "mode");
 	ims_spec spec;
-	uint64_t secs;
 	int r;
 
-	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
-		return r;
-	if (!to)
-		return ims_cli_usage(cli, "--to is required");
-	if ((r = ims_cli_arg_word(cli, "--to", to)))
+	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)) ||
+	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", true)))
 		return r;
 	if (mode && (r = ims_cli_arg_choice(cli, "mode", mode, modes)))
 		return r;
-	if (rpo) {
-		if ((r = ims_cli_arg_duration(cli, &secs, "rpo", rpo, UINT32_MAX)))
-			return r;
-		if (secs == 0)
-			return ims_cli_usage(cli, "--rpo: must be at least 1s");
-		req.rpo_seconds = (uint32_t)secs;
-	}
+	if ((r = ims_cli_opt_seconds(cli, &req.rpo_seconds, a, "rpo", "")))
+		return r;
 	req.group = &gs;
-	req.target_site = (char *)to;
 	req.mode = mode ? (char *)mode : (char *)"async";
-	r = ims_cli_call(cli, GROUP_SVC "EnableGroupReplication", &req,
-			 &imgstore__v1__replication_status__descriptor, &st);
-	return print_status(cli, r, st);
+	return ims_cli_call_show(cli, GROUP_SVC "EnableGroupReplication", &req,
+				 &imgstore__v1__replication_status__descriptor);
 }
 
 static const ims_cli_opt to_opts[] = {
@@ -330,22 +301,19 @@ static const ims_cli_opt to_opts[] = {
 };
 static const ims_cli_opt sync_opts[] = {
 	{"to", "SITE", "the peer site (default: the only site the group replicates to)"},
-	{"no-wait", NULL, "print the operation id and return without waiting"},
-	{NULL, NULL, NULL},
+	IMS_CLI_OPT_NO_WAIT,
+	IMS_CLI_OPT_END,
 };
 
 static int repl_request(ims_cli *cli, const ims_cli_args *a, ims_spec *spec,
 			Imgstore__V1__GroupSpec *gs, Imgstore__V1__GroupReplicationRequest *req)
 {
-	const char *to = ims_cli_opt_value(cli, a, "to");
 	int r;
 	imgstore__v1__group_replication_request__init(req);
-	if ((r = group_arg(cli, spec, gs, a->pos[0], false)))
-		return r;
-	if (to && (r = ims_cli_arg_word(cli, "--to", to)))
+	if ((r = group_arg(cli, spec, gs, a->pos[0], false)) ||
+	    (r = ims_cli_opt_word(cli, &req->target_site, a, "to", false)))
 		return r;
 	req->group = gs;
-	req->target_site = to ? (char *)to : (char *)"";
 	return 0;
 }
 
@@ -353,14 +321,12 @@ static int group_repl_disable(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__GroupReplicationRequest req;
 	Imgstore__V1__GroupSpec gs;
-	Imgstore__V1__ReplicationStatus *st = NULL;
 	ims_spec spec;
 	int r;
 	if ((r = repl_request(cli, a, &spec, &gs, &req)))
 		return r;
-	r = ims_cli_call(cli, GROUP_SVC "DisableGroupReplication", &req,
-			 &imgstore__v1__replication_status__descriptor, &st);
-	return print_status(cli, r, st);
+	return ims_cli_call_show(cli, GROUP_SVC "DisableGroupReplication", &req,
+				 &imgstore__v1__replication_status__descriptor);
 }
 
 static const ims_cli_opt failover_opts[] = {
@@ -370,34 +336,26 @@ static const ims_cli_opt failover_opts[] = {
 	{"wait", "DURATION",
 	 "planned: how long hosts get to release their leases before they are fenced (default "
 	 "30s)"},
-	{"no-wait", NULL, "print the operation id and return without waiting"},
-	{NULL, NULL, NULL},
+	IMS_CLI_OPT_NO_WAIT,
+	IMS_CLI_OPT_END,
 };
 
 static int group_repl_op(ims_cli *cli, const ims_cli_args *a, const char *method)
 {
 	Imgstore__V1__GroupReplicationRequest req;
 	Imgstore__V1__GroupSpec gs;
-	Imgstore__V1__Operation *op = NULL;
-	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
 	ims_spec spec;
 	int r;
 	if ((r = repl_request(cli, a, &spec, &gs, &req)))
 		return r;
 	if (cli->verb->opts == failover_opts) {
-		const char *wait = ims_cli_opt_value(cli, a, "wait");
-		uint64_t secs = 0;
 		if (!req.target_site[0])
 			return ims_cli_usage(cli, "--to is required");
-		if (wait && (ims_parse_duration(&secs, wait) < 0 || secs == 0 || secs > 86400))
-			return ims_cli_usage(cli, "--wait takes a duration from 1s to 1d, not '%s'",
-					     wait);
+		if ((r = ims_cli_opt_fence_wait(cli, &req.wait_seconds, a)))
+			return r;
 		req.force = ims_cli_opt_flag(cli, a, "force");
-		req.wait_seconds = (uint32_t)secs;
 	}
-	if ((r = ims_cli_call(cli, method, &req, &imgstore__v1__operation__descriptor, &op)))
-		return r;
-	return ims_cli_finish_op(cli, op, &w);
+	return ims_cli_call_op(cli, a, method, &req);
 }
 
 static int group_repl_sync(ims_cli *cli, const ims_cli_args *a)
@@ -428,18 +386,15 @@ static int group_repl_verify(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__VerifyGroupRequest req = IMGSTORE__V1__VERIFY_GROUP_REQUEST__INIT;
 	Imgstore__V1__GroupSpec gs;
 	Imgstore__V1__VerifyGroupResponse *v = NULL;
-	const char *to = ims_cli_opt_value(cli, a, "to"),
-		   *chunk = ims_cli_opt_value(cli, a, "chunk");
+	const char *chunk = ims_cli_opt_value(cli, a, "chunk");
 	ims_spec spec;
 	int r;
-	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
-		return r;
-	if (to && (r = ims_cli_arg_word(cli, "--to", to)))
+	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)) ||
+	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", false)))
 		return r;
 	if (chunk && (r = ims_cli_arg_chunk(cli, &req.chunk_size, chunk)))
 		return r;
 	req.group = &gs;
-	req.target_site = to ? (char *)to : (char *)"";
 	if ((r = ims_cli_call(cli, GROUP_SVC "VerifyGroup", &req,
 			      &imgstore__v1__verify_group_response__descriptor, &v)))
 		return r;
@@ -473,34 +428,29 @@ static int group_repl_status(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__GetGroupRequest req = IMGSTORE__V1__GET_GROUP_REQUEST__INIT;
 	Imgstore__V1__GroupSpec gs;
-	Imgstore__V1__ReplicationStatusResponse *resp = NULL;
 	ims_spec spec;
 	int r;
 	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
 		return r;
 	req.group = &gs;
-	if ((r = ims_cli_call(cli, GROUP_SVC "GetGroupReplicationStatus", &req,
-			      &imgstore__v1__replication_status_response__descriptor, &resp)))
-		return r;
-	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->statuses, resp->n_statuses,
-			   status_columns);
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return 0;
+	return ims_cli_call_list(cli, GROUP_SVC "GetGroupReplicationStatus", &req,
+				 &imgstore__v1__replication_status_response__descriptor, "statuses",
+				 status_columns);
 }
 
 const ims_cli_verb ims_cli__group_verbs[] = {
 	{"group", "create", "POOL/GROUP", "Create a consistency group (the disks of one VM).",
-	 no_opts, 1, 1, group_create},
+	 ims_cli__no_opts, 1, 1, group_create},
 	{"group", "add", "POOL/GROUP POOL/IMAGE...", "Add images to a group (all or none).",
-	 no_opts, 2, IMS_CLI_MAX_POS, group_add},
+	 ims_cli__no_opts, 2, IMS_CLI_MAX_POS, group_add},
 	{"group", "rm", "POOL/GROUP [POOL/IMAGE...] [--force]",
 	 "Take images out of a group; with no image, remove the group.", rm_opts, 1,
 	 IMS_CLI_MAX_POS, group_rm},
 	{"group", "snap", "POOL/GROUP@SNAP [--rm]", "Snapshot every image of a group at one point.",
 	 snap_opts, 1, 1, group_snap},
-	{"group", "ls", "[POOL]", "List the groups of a pool.", no_opts, 0, 1, group_ls},
+	{"group", "ls", "[POOL]", "List the groups of a pool.", ims_cli__no_opts, 0, 1, group_ls},
 	{"group", "show", "POOL/GROUP", "Show a group: its images, snapshots and replication.",
-	 no_opts, 1, 1, group_show},
+	 ims_cli__no_opts, 1, 1, group_show},
 	{"group", "repl enable", "POOL/GROUP --to SITE [--mode async|sync] [--rpo DURATION]",
 	 "Replicate a group as one unit: one cut of every image per cycle.", enable_opts, 1, 1,
 	 group_repl_enable},
@@ -509,8 +459,8 @@ const ims_cli_verb ims_cli__group_verbs[] = {
 	{"group", "repl sync", "POOL/GROUP [--to SITE] [--no-wait]",
 	 "Cut the group now and seal the cut on its target; prints the cut.", sync_opts, 1, 1,
 	 group_repl_sync},
-	{"group", "repl status", "POOL/GROUP", "Show the replication of a group.", no_opts, 1, 1,
-	 group_repl_status},
+	{"group", "repl status", "POOL/GROUP", "Show the replication of a group.", ims_cli__no_opts,
+	 1, 1, group_repl_status},
 	{"group", "repl failover", "POOL/GROUP --to SITE [--force] [--wait DURATION] [--no-wait]",
 	 "Make SITE the primary of every image of the group at one cut (planned: ask the primary's "
 	 "site; "

@@ -10,8 +10,6 @@
 
 #define HOST_SVC "imgstore.v1.HostService/"
 
-static const ims_cli_opt no_opts[] = {{NULL, NULL, NULL}};
-
 static const ims_cli_opt register_opts[] = {
 	{"address", "ADDR", "how the host is reached (an IP address or a DNS name)"},
 	{NULL, NULL, NULL},
@@ -20,49 +18,14 @@ static const ims_cli_opt register_opts[] = {
 static int host_register(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__RegisterHostRequest req = IMGSTORE__V1__REGISTER_HOST_REQUEST__INIT;
-	Imgstore__V1__Host *host = NULL;
-	const char *addr = ims_cli_opt_value(cli, a, "address");
 	int r;
 
-	if ((r = ims_cli_arg_word(cli, "host name", a->pos[0])))
-		return r;
-	if (addr && (r = ims_cli_arg_word(cli, "--address", addr)))
+	if ((r = ims_cli_arg_word(cli, "host name", a->pos[0])) ||
+	    (r = ims_cli_opt_word(cli, &req.address, a, "address", false)))
 		return r;
 	req.name = (char *)a->pos[0];
-	req.address = addr ? (char *)addr : (char *)"";
-	if ((r = ims_cli_call(cli, HOST_SVC "RegisterHost", &req, &imgstore__v1__host__descriptor,
-			      &host)))
-		return r;
-	ims_cli_print_message(cli, &host->base);
-	protobuf_c_message_free_unpacked(&host->base, NULL);
-	return 0;
-}
-
-/* --ttl DURATION: 1s to about 136 years (uint32 seconds); NULL leaves the server's default. */
-static int parse_ttl(ims_cli *cli, const ims_cli_args *a, uint32_t *out)
-{
-	const char *v = ims_cli_opt_value(cli, a, "ttl");
-	uint64_t s;
-	int r;
-
-	*out = 0;
-	if (!v)
-		return 0;
-	if ((r = ims_cli_arg_duration(cli, &s, "ttl", v, UINT32_MAX)))
-		return r;
-	if (s == 0)
-		return ims_cli_usage(cli, "--ttl: must be at least 1s");
-	*out = (uint32_t)s;
-	return 0;
-}
-
-static int print_lease(ims_cli *cli, int r, Imgstore__V1__Lease *lease)
-{
-	if (r)
-		return r;
-	ims_cli_print_message(cli, &lease->base);
-	protobuf_c_message_free_unpacked(&lease->base, NULL);
-	return 0;
+	return ims_cli_call_show(cli, HOST_SVC "RegisterHost", &req,
+				 &imgstore__v1__host__descriptor);
 }
 
 static const ims_cli_opt acquire_opts[] = {
@@ -75,24 +38,16 @@ static int lease_acquire(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__AcquireLeaseRequest req = IMGSTORE__V1__ACQUIRE_LEASE_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__Lease *lease = NULL;
-	const char *host = ims_cli_opt_value(cli, a, "host");
 	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)) ||
+	    (r = ims_cli_opt_word(cli, &req.host, a, "host", true)) ||
+	    (r = ims_cli_opt_seconds(cli, &req.ttl_seconds, a, "ttl", "")))
 		return r;
-	if (!host)
-		return ims_cli_usage(cli, "--host is required");
-	if ((r = ims_cli_arg_word(cli, "--host", host)) ||
-	    (r = parse_ttl(cli, a, &req.ttl_seconds)))
-		return r;
-	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
-	req.host = (char *)host;
-	r = ims_cli_call(cli, HOST_SVC "AcquireLease", &req, &imgstore__v1__lease__descriptor,
-			 &lease);
-	return print_lease(cli, r, lease);
+	return ims_cli_call_show(cli, HOST_SVC "AcquireLease", &req,
+				 &imgstore__v1__lease__descriptor);
 }
 
 static const ims_cli_opt renew_opts[] = {
@@ -103,34 +58,26 @@ static const ims_cli_opt renew_opts[] = {
 static int lease_renew(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__RenewLeaseRequest req = IMGSTORE__V1__RENEW_LEASE_REQUEST__INIT;
-	Imgstore__V1__Lease *lease = NULL;
 	int r;
 
 	if ((r = ims_cli_arg_word(cli, "lease id", a->pos[0])) ||
-	    (r = parse_ttl(cli, a, &req.ttl_seconds)))
+	    (r = ims_cli_opt_seconds(cli, &req.ttl_seconds, a, "ttl", "")))
 		return r;
 	req.lease_id = (char *)a->pos[0];
-	r = ims_cli_call(cli, HOST_SVC "RenewLease", &req, &imgstore__v1__lease__descriptor,
-			 &lease);
-	return print_lease(cli, r, lease);
+	return ims_cli_call_show(cli, HOST_SVC "RenewLease", &req,
+				 &imgstore__v1__lease__descriptor);
 }
 
 static int lease_release(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ReleaseLeaseRequest req = IMGSTORE__V1__RELEASE_LEASE_REQUEST__INIT;
-	Imgstore__V1__ReleaseLeaseResponse *resp = NULL;
 	int r;
 
 	if ((r = ims_cli_arg_word(cli, "lease id", a->pos[0])))
 		return r;
 	req.lease_id = (char *)a->pos[0];
-	if ((r = ims_cli_call(cli, HOST_SVC "ReleaseLease", &req,
-			      &imgstore__v1__release_lease_response__descriptor, &resp)))
-		return r;
-	if (cli->format == IMS_CLI_FORMAT_JSON)
-		ims_cli_print_message(cli, &resp->base);
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return 0;
+	return ims_cli_call_empty(cli, HOST_SVC "ReleaseLease", &req,
+				  &imgstore__v1__release_lease_response__descriptor);
 }
 
 static const ims_cli_column lease_columns[] = {
@@ -147,7 +94,6 @@ static int lease_ls(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ListLeasesRequest req = IMGSTORE__V1__LIST_LEASES_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__ListLeasesResponse *resp = NULL;
 	ims_spec spec;
 	int r;
 
@@ -165,13 +111,9 @@ static int lease_ls(ims_cli *cli, const ims_cli_args *a)
 	}
 	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
-	if ((r = ims_cli_call(cli, HOST_SVC "ListLeases", &req,
-			      &imgstore__v1__list_leases_response__descriptor, &resp)))
-		return r;
-	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->leases, resp->n_leases,
-			   lease_columns);
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return 0;
+	return ims_cli_call_list(cli, HOST_SVC "ListLeases", &req,
+				 &imgstore__v1__list_leases_response__descriptor, "leases",
+				 lease_columns);
 }
 
 const ims_cli_verb ims_cli__host_verbs[] = {
@@ -181,8 +123,9 @@ const ims_cli_verb ims_cli__host_verbs[] = {
 	 "Take the lease that lets a host use an image.", acquire_opts, 1, 1, lease_acquire},
 	{"host", "lease renew", "LEASE_ID [--ttl DURATION]", "Extend a lease before it expires.",
 	 renew_opts, 1, 1, lease_renew},
-	{"host", "lease release", "LEASE_ID", "Give a lease up.", no_opts, 1, 1, lease_release},
+	{"host", "lease release", "LEASE_ID", "Give a lease up.", ims_cli__no_opts, 1, 1,
+	 lease_release},
 	{"host", "lease ls", "[POOL/IMAGE|POOL]", "List the leases on an image, or in a pool.",
-	 no_opts, 0, 1, lease_ls},
+	 ims_cli__no_opts, 0, 1, lease_ls},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
 };

@@ -48,13 +48,9 @@ static int features_and_pool(ims_cli *cli, const ims_cli_args *a, uint64_t *feat
 	return 0;
 }
 
-static int print_image_reply(ims_cli *cli, int r, Imgstore__V1__Image *img)
+static int call_image(ims_cli *cli, const char *method, const void *req)
 {
-	if (r)
-		return r;
-	ims_cli_print_message(cli, &img->base);
-	protobuf_c_message_free_unpacked(&img->base, NULL);
-	return 0;
+	return ims_cli_call_show(cli, method, req, &imgstore__v1__image__descriptor);
 }
 
 /* ---- create ---- */
@@ -72,24 +68,15 @@ static int image_create(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__CreateImageRequest req = IMGSTORE__V1__CREATE_IMAGE_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__Image *img = NULL;
-	const char *size = ims_cli_opt_value(cli, a, "size");
 	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)) ||
+	    (r = ims_cli_opt_size(cli, &req.size, a, "size", true)) ||
+	    (r = features_and_pool(cli, a, &req.features, (const char **)&req.data_pool)))
 		return r;
-	if (!size)
-		return ims_cli_usage(cli, "--size is required");
-	if ((r = ims_cli_arg_size(cli, &req.size, "size", size)))
-		return r;
-	if ((r = features_and_pool(cli, a, &req.features, (const char **)&req.data_pool)))
-		return r;
-	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
-	r = ims_cli_call(cli, IMAGE_SVC "CreateImage", &req, &imgstore__v1__image__descriptor,
-			 &img);
-	return print_image_reply(cli, r, img);
+	return call_image(cli, IMAGE_SVC "CreateImage", &req);
 }
 
 /* ---- import ---- */
@@ -98,7 +85,7 @@ static const ims_cli_opt import_opts[] = {
 	{"format", "auto|raw|qcow2|vmdk", "format of FILE (default auto: found from its bytes)"},
 	{"upload", NULL,
 	 "send the bytes even when the daemon could read FILE itself (Unix socket)"},
-	{"no-wait", NULL, "print the operation id and return without waiting"},
+	IMS_CLI_OPT_NO_WAIT,
 	{"features", "N", "RBD feature bits of the new image"},
 	{"data-pool", "POOL", "pool for the data objects"},
 	{NULL, NULL, NULL},
@@ -542,26 +529,19 @@ static int image_clone(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__CloneImageRequest req = IMGSTORE__V1__CLONE_IMAGE_REQUEST__INIT;
 	Imgstore__V1__ImageSpec mp, mc;
-	Imgstore__V1__Image *img = NULL;
 	ims_spec parent, clone;
 	int r;
 
-	if ((r = ims_cli_arg_spec(cli, &parent, a->pos[0], true, true)) ||
-	    (r = ims_cli_arg_spec(cli, &clone, a->pos[1], false, false)))
+	if ((r = ims_cli_arg_image(cli, &parent, &mp, a->pos[0], true, true)) ||
+	    (r = ims_cli_arg_image(cli, &clone, &mc, a->pos[1], false, false)) ||
+	    (r = features_and_pool(cli, a, &req.features, (const char **)&req.data_pool)))
 		return r;
-	if ((r = features_and_pool(cli, a, &req.features, (const char **)&req.data_pool)))
-		return r;
-	ims_cli_spec_to_msg(&mp, &parent);
-	ims_cli_spec_to_msg(&mc, &clone);
 	req.parent = &mp;
 	req.clone = &mc;
-	r = ims_cli_call(cli, IMAGE_SVC "CloneImage", &req, &imgstore__v1__image__descriptor, &img);
-	return print_image_reply(cli, r, img);
+	return call_image(cli, IMAGE_SVC "CloneImage", &req);
 }
 
 /* ---- ls, info ---- */
-
-static const ims_cli_opt no_opts[] = {{NULL, NULL, NULL}};
 
 static const char *summary_size(char *buf, size_t len, const ProtobufCMessage *m)
 {
@@ -595,7 +575,6 @@ static const ims_cli_column image_columns[] = {
 static int image_ls(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ListImagesRequest req = IMGSTORE__V1__LIST_IMAGES_REQUEST__INIT;
-	Imgstore__V1__ListImagesResponse *resp = NULL;
 	int r;
 
 	if (a->npos == 1) {
@@ -603,29 +582,22 @@ static int image_ls(ims_cli *cli, const ims_cli_args *a)
 			return r;
 		req.pool = (char *)a->pos[0];
 	}
-	if ((r = ims_cli_call(cli, IMAGE_SVC "ListImages", &req,
-			      &imgstore__v1__list_images_response__descriptor, &resp)))
-		return r;
-	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->images, resp->n_images,
-			   image_columns);
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return 0;
+	return ims_cli_call_list(cli, IMAGE_SVC "ListImages", &req,
+				 &imgstore__v1__list_images_response__descriptor, "images",
+				 image_columns);
 }
 
 static int image_info(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__GetImageRequest req = IMGSTORE__V1__GET_IMAGE_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__Image *img = NULL;
 	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)))
 		return r;
-	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
-	r = ims_cli_call(cli, IMAGE_SVC "GetImage", &req, &imgstore__v1__image__descriptor, &img);
-	return print_image_reply(cli, r, img);
+	return call_image(cli, IMAGE_SVC "GetImage", &req);
 }
 
 /* ---- resize, rename, rm, flatten ---- */
@@ -640,35 +612,26 @@ static int image_resize(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ResizeImageRequest req = IMGSTORE__V1__RESIZE_IMAGE_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__Image *img = NULL;
-	const char *size = ims_cli_opt_value(cli, a, "size");
 	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
-		return r;
-	if (!size)
-		return ims_cli_usage(cli, "--size is required");
-	if ((r = ims_cli_arg_size(cli, &req.size, "size", size)))
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)) ||
+	    (r = ims_cli_opt_size(cli, &req.size, a, "size", true)))
 		return r;
 	req.allow_shrink = ims_cli_opt_flag(cli, a, "allow-shrink");
-	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
-	r = ims_cli_call(cli, IMAGE_SVC "ResizeImage", &req, &imgstore__v1__image__descriptor,
-			 &img);
-	return print_image_reply(cli, r, img);
+	return call_image(cli, IMAGE_SVC "ResizeImage", &req);
 }
 
 static int image_rename(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__RenameImageRequest req = IMGSTORE__V1__RENAME_IMAGE_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__Image *img = NULL;
 	const char *newname = a->pos[1];
 	ims_spec spec, dst;
 	int r;
 
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)))
 		return r;
 	if (strchr(newname, '/')) {
 		/* POOL/NEWNAME is accepted when it stays in the pool */
@@ -682,12 +645,9 @@ static int image_rename(ims_cli *cli, const ims_cli_args *a)
 	}
 	if ((r = ims_cli_arg_name(cli, IMS_NAME_IMAGE, "NEWNAME", newname)))
 		return r;
-	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
 	req.new_name = (char *)newname;
-	r = ims_cli_call(cli, IMAGE_SVC "RenameImage", &req, &imgstore__v1__image__descriptor,
-			 &img);
-	return print_image_reply(cli, r, img);
+	return call_image(cli, IMAGE_SVC "RenameImage", &req);
 }
 
 static const ims_cli_opt rm_opts[] = {
@@ -696,27 +656,15 @@ static const ims_cli_opt rm_opts[] = {
 	{NULL, NULL, NULL},
 };
 
-/* Print an empty reply: nothing for humans, {} as the JSON document. */
-static int print_empty(ims_cli *cli, int r, ProtobufCMessage *m)
-{
-	if (r)
-		return r;
-	if (cli->format == IMS_CLI_FORMAT_JSON)
-		ims_cli_print_message(cli, m);
-	protobuf_c_message_free_unpacked(m, NULL);
-	return 0;
-}
-
 static int image_rm(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__DeleteImageRequest req = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__DeleteImageResponse *resp = NULL;
 	const char *delay = ims_cli_opt_value(cli, a, "trash-delay");
 	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)))
 		return r;
 	req.purge = ims_cli_opt_flag(cli, a, "purge");
 	if (delay) {
@@ -726,35 +674,22 @@ static int image_rm(ims_cli *cli, const ims_cli_args *a)
 					      UINT32_MAX)))
 			return r;
 	}
-	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
-	r = ims_cli_call(cli, IMAGE_SVC "DeleteImage", &req,
-			 &imgstore__v1__delete_image_response__descriptor, &resp);
-	return print_empty(cli, r, resp ? &resp->base : NULL);
+	return ims_cli_call_empty(cli, IMAGE_SVC "DeleteImage", &req,
+				  &imgstore__v1__delete_image_response__descriptor);
 }
-
-static const ims_cli_opt wait_opts[] = {
-	{"no-wait", NULL, "print the operation id and return without waiting"},
-	{NULL, NULL, NULL},
-};
 
 static int image_flatten(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__FlattenImageRequest req = IMGSTORE__V1__FLATTEN_IMAGE_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__Operation *op = NULL;
-	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
 	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)))
 		return r;
-	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
-	if ((r = ims_cli_call(cli, IMAGE_SVC "FlattenImage", &req,
-			      &imgstore__v1__operation__descriptor, &op)))
-		return r;
-	return ims_cli_finish_op(cli, op, &w);
+	return ims_cli_call_op(cli, a, IMAGE_SVC "FlattenImage", &req);
 }
 
 /* ---- tag, untag ---- */
@@ -774,15 +709,45 @@ static int check_tag_key(ims_cli *cli, const char *key, size_t n, const char *ar
 	return 0;
 }
 
+/*
+ * One call for each KEY=VALUE (@p keys: the KEYs) or, @p keys NULL, each KEY after the image;
+ * the image is printed as the last call left it.
+ */
+static int tag_calls(ims_cli *cli, const ims_cli_args *a, Imgstore__V1__ImageSpec *ms,
+		     char (*keys)[129])
+{
+	Imgstore__V1__SetImageTagRequest set = IMGSTORE__V1__SET_IMAGE_TAG_REQUEST__INIT;
+	Imgstore__V1__RemoveImageTagRequest rm = IMGSTORE__V1__REMOVE_IMAGE_TAG_REQUEST__INIT;
+	const char *method = keys ? IMAGE_SVC "SetImageTag" : IMAGE_SVC "RemoveImageTag";
+	const void *req = keys ? (const void *)&set : (const void *)&rm;
+	Imgstore__V1__Image *img = NULL;
+	int r;
+
+	set.image = rm.image = ms;
+	for (unsigned i = 1; i < a->npos; i++) {
+		if (keys) {
+			set.key = keys[i];
+			set.value = strchr(a->pos[i], '=') + 1;
+		} else {
+			rm.key = (char *)a->pos[i];
+		}
+		if (i + 1 == a->npos)
+			return call_image(cli, method, req);
+		if ((r = ims_cli_call(cli, method, req, &imgstore__v1__image__descriptor, &img)))
+			return r;
+		protobuf_c_message_free_unpacked(&img->base, NULL);
+	}
+	return 0;
+}
+
 static int image_tag(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__Image *img = NULL;
 	char keys[IMS_CLI_MAX_POS][129];
 	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)))
 		return r;
 	/* check every pair before the first call: all or nothing on a typo */
 	for (unsigned i = 1; i < a->npos; i++) {
@@ -798,48 +763,21 @@ static int image_tag(ims_cli *cli, const ims_cli_args *a)
 						     a->pos[i]);
 		snprintf(keys[i], sizeof(keys[i]), "%.*s", (int)(eq - a->pos[i]), a->pos[i]);
 	}
-	ims_cli_spec_to_msg(&ms, &spec);
-	for (unsigned i = 1; i < a->npos; i++) {
-		Imgstore__V1__SetImageTagRequest req = IMGSTORE__V1__SET_IMAGE_TAG_REQUEST__INIT;
-		req.image = &ms;
-		req.key = keys[i];
-		req.value = strchr(a->pos[i], '=') + 1;
-		if (img)
-			protobuf_c_message_free_unpacked(&img->base, NULL);
-		img = NULL;
-		if ((r = ims_cli_call(cli, IMAGE_SVC "SetImageTag", &req,
-				      &imgstore__v1__image__descriptor, &img)))
-			return r;
-	}
-	return print_image_reply(cli, 0, img);
+	return tag_calls(cli, a, &ms, keys);
 }
 
 static int image_untag(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__Image *img = NULL;
 	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)))
 		return r;
 	for (unsigned i = 1; i < a->npos; i++)
 		if ((r = check_tag_key(cli, a->pos[i], strlen(a->pos[i]), a->pos[i])))
 			return r;
-	ims_cli_spec_to_msg(&ms, &spec);
-	for (unsigned i = 1; i < a->npos; i++) {
-		Imgstore__V1__RemoveImageTagRequest req =
-			IMGSTORE__V1__REMOVE_IMAGE_TAG_REQUEST__INIT;
-		req.image = &ms;
-		req.key = (char *)a->pos[i];
-		if (img)
-			protobuf_c_message_free_unpacked(&img->base, NULL);
-		img = NULL;
-		if ((r = ims_cli_call(cli, IMAGE_SVC "RemoveImageTag", &req,
-				      &imgstore__v1__image__descriptor, &img)))
-			return r;
-	}
-	return print_image_reply(cli, 0, img);
+	return tag_calls(cli, a, &ms, NULL);
 }
 
 /* ---- attach-info ---- */
@@ -861,14 +799,12 @@ static int image_attach_info(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__ImageSpec ms;
 	Imgstore__V1__AttachInfo *info = NULL;
 	const char *format = ims_cli_opt_value(cli, a, "format");
-	const char *client_id = ims_cli_opt_value(cli, a, "client-id");
 	const char *uuid = ims_cli_opt_value(cli, a, "secret-uuid");
-	const char *host = ims_cli_opt_value(cli, a, "host");
 	bool libvirt = false;
 	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)))
 		return r;
 	if (format) {
 		if ((r = ims_cli_arg_choice(cli, "format", format, attach_formats)))
@@ -878,22 +814,14 @@ static int image_attach_info(ims_cli *cli, const ims_cli_args *a)
 			cli->format = !strcmp(format, "json") ? IMS_CLI_FORMAT_JSON
 							      : IMS_CLI_FORMAT_TABLE;
 	}
-	if (client_id) {
-		if ((r = ims_cli_arg_word(cli, "--client-id", client_id)))
-			return r;
-		req.client_id = (char *)client_id;
-	}
-	if (host) {
-		if ((r = ims_cli_arg_word(cli, "--host", host)))
-			return r;
-		req.host = (char *)host;
-	}
+	if ((r = ims_cli_opt_word(cli, &req.client_id, a, "client-id", false)) ||
+	    (r = ims_cli_opt_word(cli, &req.host, a, "host", false)))
+		return r;
 	if (uuid) {
 		if (!ims_uuid_valid(uuid))
 			return ims_cli_usage(cli, "--secret-uuid: '%s' is not a UUID", uuid);
 		req.secret_uuid = (char *)uuid;
 	}
-	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
 	if ((r = ims_cli_call(cli, "imgstore.v1.HostService/GetAttachInfo", &req,
 			      &imgstore__v1__attach_info__descriptor, &info)))
@@ -928,22 +856,22 @@ const ims_cli_verb ims_cli__image_verbs[] = {
 	 "Clone a snapshot (golden image) into a new copy-on-write image.", clone_opts, 2, 2,
 	 image_clone},
 	{"image", "ls", "[POOL]", "List the images of a pool (default: the site's default pool).",
-	 no_opts, 0, 1, image_ls},
+	 ims_cli__no_opts, 0, 1, image_ls},
 	{"image", "info", "POOL/IMAGE", "Show an image: size, features, parent, snapshots, tags.",
-	 no_opts, 1, 1, image_info},
+	 ims_cli__no_opts, 1, 1, image_info},
 	{"image", "resize", "POOL/IMAGE --size SIZE [--allow-shrink]", "Grow (or shrink) an image.",
 	 resize_opts, 1, 1, image_resize},
-	{"image", "rename", "POOL/IMAGE NEWNAME", "Rename an image within its pool.", no_opts, 2, 2,
-	 image_rename},
+	{"image", "rename", "POOL/IMAGE NEWNAME", "Rename an image within its pool.",
+	 ims_cli__no_opts, 2, 2, image_rename},
 	{"image", "rm", "POOL/IMAGE [--purge] [--trash-delay DURATION]",
 	 "Remove an image: to the RBD trash (24h by default), or at once with --purge.", rm_opts, 1,
 	 1, image_rm},
 	{"image", "flatten", "POOL/IMAGE [--no-wait]",
-	 "Copy a clone's parent data into it so that it stands alone.", wait_opts, 1, 1,
+	 "Copy a clone's parent data into it so that it stands alone.", ims_cli__wait_opts, 1, 1,
 	 image_flatten},
-	{"image", "tag", "POOL/IMAGE KEY=VALUE...", "Set tags on an image.", no_opts, 2,
+	{"image", "tag", "POOL/IMAGE KEY=VALUE...", "Set tags on an image.", ims_cli__no_opts, 2,
 	 IMS_CLI_MAX_POS, image_tag},
-	{"image", "untag", "POOL/IMAGE KEY...", "Remove tags from an image.", no_opts, 2,
+	{"image", "untag", "POOL/IMAGE KEY...", "Remove tags from an image.", ims_cli__no_opts, 2,
 	 IMS_CLI_MAX_POS, image_untag},
 	{"image", "attach-info",
 	 "POOL/IMAGE [--format libvirt|table|json] [--host NAME] [--client-id ID] [--secret-uuid "

@@ -2,12 +2,11 @@
 #include "cli/cli.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "imgstore/v1/operation.pb-c.h"
 
 #define OP_SVC "imgstore.v1.OperationService/"
-
-static const ims_cli_opt no_opts[] = {{NULL, NULL, NULL}};
 
 static const ims_cli_opt ls_opts[] = {
 	{"all", NULL, "also the finished operations (the most recent first)"},
@@ -42,7 +41,6 @@ static const ims_cli_column op_columns[] = {
 static int op_ls(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ListOperationsRequest req = IMGSTORE__V1__LIST_OPERATIONS_REQUEST__INIT;
-	Imgstore__V1__ListOperationsResponse *resp = NULL;
 	const char *limit = ims_cli_opt_value(cli, a, "limit");
 	uint64_t n;
 	int r;
@@ -55,35 +53,29 @@ static int op_ls(ims_cli *cli, const ims_cli_args *a)
 			return ims_cli_usage(cli, "--limit: must be at least 1");
 		req.limit = (uint32_t)n;
 	}
-	if ((r = ims_cli_call(cli, OP_SVC "ListOperations", &req,
-			      &imgstore__v1__list_operations_response__descriptor, &resp)))
-		return r;
-	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->operations, resp->n_operations,
-			   op_columns);
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return 0;
+	return ims_cli_call_list(cli, OP_SVC "ListOperations", &req,
+				 &imgstore__v1__list_operations_response__descriptor, "operations",
+				 op_columns);
 }
 
-static int get_op(ims_cli *cli, const char *id, Imgstore__V1__Operation **op)
+/* GetOperation and CancelOperation of ID: show the operation. */
+static int show_op(ims_cli *cli, const ims_cli_args *a, const char *method)
 {
-	Imgstore__V1__GetOperationRequest req = IMGSTORE__V1__GET_OPERATION_REQUEST__INIT;
+	Imgstore__V1__GetOperationRequest get = IMGSTORE__V1__GET_OPERATION_REQUEST__INIT;
+	Imgstore__V1__CancelOperationRequest cancel = IMGSTORE__V1__CANCEL_OPERATION_REQUEST__INIT;
+	bool is_get = !strcmp(method, OP_SVC "GetOperation");
+	int r;
 
-	req.id = (char *)id;
-	return ims_cli_call(cli, OP_SVC "GetOperation", &req, &imgstore__v1__operation__descriptor,
-			    op);
+	if ((r = ims_cli_arg_word(cli, "operation id", a->pos[0])))
+		return r;
+	get.id = cancel.id = (char *)a->pos[0];
+	return ims_cli_call_show(cli, method, is_get ? (const void *)&get : (const void *)&cancel,
+				 &imgstore__v1__operation__descriptor);
 }
 
 static int op_get(ims_cli *cli, const ims_cli_args *a)
 {
-	Imgstore__V1__Operation *op = NULL;
-	int r;
-
-	if ((r = ims_cli_arg_word(cli, "operation id", a->pos[0])) ||
-	    (r = get_op(cli, a->pos[0], &op)))
-		return r;
-	ims_cli_print_message(cli, &op->base);
-	protobuf_c_message_free_unpacked(&op->base, NULL);
-	return 0;
+	return show_op(cli, a, OP_SVC "GetOperation");
 }
 
 static const ims_cli_opt wait_opts[] = {
@@ -107,35 +99,26 @@ static int op_wait(ims_cli *cli, const ims_cli_args *a)
 		if (w.timeout_s == 0)
 			return ims_cli_usage(cli, "--timeout: must be at least 1s");
 	}
-	if ((r = get_op(cli, a->pos[0], &op)))
+	Imgstore__V1__GetOperationRequest req = IMGSTORE__V1__GET_OPERATION_REQUEST__INIT;
+	req.id = (char *)a->pos[0];
+	if ((r = ims_cli_call(cli, OP_SVC "GetOperation", &req,
+			      &imgstore__v1__operation__descriptor, &op)))
 		return r;
 	return ims_cli_finish_op(cli, op, &w);
 }
 
 static int op_cancel(ims_cli *cli, const ims_cli_args *a)
 {
-	Imgstore__V1__CancelOperationRequest req = IMGSTORE__V1__CANCEL_OPERATION_REQUEST__INIT;
-	Imgstore__V1__Operation *op = NULL;
-	int r;
-
-	if ((r = ims_cli_arg_word(cli, "operation id", a->pos[0])))
-		return r;
-	req.id = (char *)a->pos[0];
-	if ((r = ims_cli_call(cli, OP_SVC "CancelOperation", &req,
-			      &imgstore__v1__operation__descriptor, &op)))
-		return r;
-	ims_cli_print_message(cli, &op->base);
-	protobuf_c_message_free_unpacked(&op->base, NULL);
-	return 0;
+	return show_op(cli, a, OP_SVC "CancelOperation");
 }
 
 const ims_cli_verb ims_cli__op_verbs[] = {
 	{"op", "ls", "[--all] [--limit N]",
 	 "List the operations in progress (--all: recent ones too).", ls_opts, 0, 0, op_ls},
-	{"op", "get", "ID", "Show an operation.", no_opts, 1, 1, op_get},
+	{"op", "get", "ID", "Show an operation.", ims_cli__no_opts, 1, 1, op_get},
 	{"op", "wait", "ID [--timeout DURATION]",
 	 "Wait for an operation to finish; exit 0 only if it succeeded.", wait_opts, 1, 1, op_wait},
-	{"op", "cancel", "ID", "Ask for an operation to stop; it ends as cancelled.", no_opts, 1, 1,
-	 op_cancel},
+	{"op", "cancel", "ID", "Ask for an operation to stop; it ends as cancelled.",
+	 ims_cli__no_opts, 1, 1, op_cancel},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
 };

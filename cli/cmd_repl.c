@@ -20,17 +20,6 @@
 
 static const char *const modes[] = {"async", "sync", NULL};
 
-static const ims_cli_opt no_opts[] = {{NULL, NULL, NULL}};
-
-static int print_reply(ims_cli *cli, int r, ProtobufCMessage *m)
-{
-	if (r)
-		return r;
-	ims_cli_print_message(cli, m);
-	protobuf_c_message_free_unpacked(m, NULL);
-	return 0;
-}
-
 /* ---- repl ---- */
 
 static const ims_cli_opt enable_opts[] = {
@@ -46,44 +35,31 @@ static int repl_enable(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__EnableReplicationRequest req = IMGSTORE__V1__ENABLE_REPLICATION_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__ReplicationStatus *st = NULL;
-	const char *to = ims_cli_opt_value(cli, a, "to"), *mode = ims_cli_opt_value(cli, a, "mode");
-	const char *rpo = ims_cli_opt_value(cli, a, "rpo");
+	const char *mode = ims_cli_opt_value(cli, a, "mode");
 	const char *every = ims_cli_opt_value(cli, a, "verify-every");
 	ims_spec spec;
-	uint64_t secs, n;
+	uint64_t n;
 	int r;
 
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
-		return r;
-	if (!to)
-		return ims_cli_usage(cli, "--to is required");
-	if ((r = ims_cli_arg_word(cli, "--to", to)))
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)) ||
+	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", true)))
 		return r;
 	if (mode && (r = ims_cli_arg_choice(cli, "mode", mode, modes)))
 		return r;
-	if (rpo) {
-		if ((r = ims_cli_arg_duration(cli, &secs, "rpo", rpo, UINT32_MAX)))
-			return r;
-		if (secs == 0)
-			return ims_cli_usage(
-				cli, "--rpo: must be at least 1s (for RPO 0 use --mode sync)");
-		if (mode && !strcmp(mode, "sync"))
-			return ims_cli_usage(cli, "--rpo applies to --mode async only");
-		req.rpo_seconds = (uint32_t)secs;
-	}
+	if ((r = ims_cli_opt_seconds(cli, &req.rpo_seconds, a, "rpo",
+				     " (for RPO 0 use --mode sync)")))
+		return r;
+	if (req.rpo_seconds && mode && !strcmp(mode, "sync"))
+		return ims_cli_usage(cli, "--rpo applies to --mode async only");
 	if (every) {
 		if ((r = ims_cli_arg_uint(cli, &n, "verify-every", every, 1000000)))
 			return r;
 		req.verify_every = (uint32_t)n;
 	}
-	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
-	req.target_site = (char *)to;
 	req.mode = mode ? (char *)mode : (char *)"async";
-	r = ims_cli_call(cli, REPL_SVC "EnableReplication", &req,
-			 &imgstore__v1__replication_status__descriptor, &st);
-	return print_reply(cli, r, st ? &st->base : NULL);
+	return ims_cli_call_show(cli, REPL_SVC "EnableReplication", &req,
+				 &imgstore__v1__replication_status__descriptor);
 }
 
 static const ims_cli_opt image_to_opts[] = {
@@ -96,8 +72,8 @@ static const ims_cli_opt op_to_opts[] = {
 	{"to", "SITE",
 	 "the peer site (default: the only site the image replicates to; name one if it has "
 	 "several)"},
-	{"no-wait", NULL, "print the operation id and return without waiting"},
-	{NULL, NULL, NULL},
+	IMS_CLI_OPT_NO_WAIT,
+	IMS_CLI_OPT_END,
 };
 static const ims_cli_opt failover_opts[] = {
 	{"to", "SITE", "the site to promote (required)"},
@@ -107,27 +83,21 @@ static const ims_cli_opt failover_opts[] = {
 	 "30s)"},
 	{"from", "SITE", "instead of an image: every image whose primary is SITE"},
 	{"pool", "POOL", "with --from: the pool (default: the daemon's)"},
-	{"no-wait", NULL, "print the operation id and return without waiting"},
-	{NULL, NULL, NULL},
+	IMS_CLI_OPT_NO_WAIT,
+	IMS_CLI_OPT_END,
 };
 
 /* The request of disable, sync, failover, failback and resync. */
 static int image_request(ims_cli *cli, const ims_cli_args *a, bool to_required, ims_spec *spec,
 			 Imgstore__V1__ImageSpec *ms, Imgstore__V1__ReplicationImageRequest *req)
 {
-	const char *to = ims_cli_opt_value(cli, a, "to");
 	int r;
 
 	imgstore__v1__replication_image_request__init(req);
-	if ((r = ims_cli_arg_spec(cli, spec, a->pos[0], false, false)))
+	if ((r = ims_cli_arg_image(cli, spec, ms, a->pos[0], false, false)) ||
+	    (r = ims_cli_opt_word(cli, &req->target_site, a, "to", to_required)))
 		return r;
-	if (!to && to_required)
-		return ims_cli_usage(cli, "--to is required");
-	if (to && (r = ims_cli_arg_word(cli, "--to", to)))
-		return r;
-	ims_cli_spec_to_msg(ms, spec);
 	req->image = ms;
-	req->target_site = to ? (char *)to : (char *)"";
 	return 0;
 }
 
@@ -135,40 +105,30 @@ static int repl_disable(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ReplicationImageRequest req;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__ReplicationStatus *st = NULL;
 	ims_spec spec;
 	int r;
 
 	if ((r = image_request(cli, a, false, &spec, &ms, &req)))
 		return r;
-	r = ims_cli_call(cli, REPL_SVC "DisableReplication", &req,
-			 &imgstore__v1__replication_status__descriptor, &st);
-	return print_reply(cli, r, st ? &st->base : NULL);
+	return ims_cli_call_show(cli, REPL_SVC "DisableReplication", &req,
+				 &imgstore__v1__replication_status__descriptor);
 }
 
 static int repl_op(ims_cli *cli, const ims_cli_args *a, const char *method, bool to_required)
 {
 	Imgstore__V1__ReplicationImageRequest req;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__Operation *op = NULL;
-	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
 	ims_spec spec;
 	int r;
 
 	if ((r = image_request(cli, a, to_required, &spec, &ms, &req)))
 		return r;
 	if (cli->verb->opts == failover_opts) {
-		const char *wait = ims_cli_opt_value(cli, a, "wait");
-		uint64_t secs = 0;
 		req.force = ims_cli_opt_flag(cli, a, "force");
-		if (wait && (ims_parse_duration(&secs, wait) < 0 || secs == 0 || secs > 86400))
-			return ims_cli_usage(cli, "--wait takes a duration from 1s to 1d, not '%s'",
-					     wait);
-		req.wait_seconds = (uint32_t)secs;
+		if ((r = ims_cli_opt_fence_wait(cli, &req.wait_seconds, a)))
+			return r;
 	}
-	if ((r = ims_cli_call(cli, method, &req, &imgstore__v1__operation__descriptor, &op)))
-		return r;
-	return ims_cli_finish_op(cli, op, &w);
+	return ims_cli_call_op(cli, a, method, &req);
 }
 
 static int repl_sync(ims_cli *cli, const ims_cli_args *a)
@@ -176,37 +136,23 @@ static int repl_sync(ims_cli *cli, const ims_cli_args *a)
 	return repl_op(cli, a, REPL_SVC "SyncImage", false);
 }
 
-static int repl_failover_all(ims_cli *cli, const ims_cli_args *a, const char *from)
+/* --from SITE instead of an image (given: repl_failover checked that). */
+static int repl_failover_all(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ReplicationImageRequest req;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__Operation *op = NULL;
-	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
-	const char *to = ims_cli_opt_value(cli, a, "to"), *pool = ims_cli_opt_value(cli, a, "pool");
-	const char *wait = ims_cli_opt_value(cli, a, "wait");
-	uint64_t secs = 0;
 	int r;
 
-	if (!to)
-		return ims_cli_usage(cli, "--to is required");
-	if ((r = ims_cli_arg_word(cli, "--to", to)) ||
-	    (r = ims_cli_arg_word(cli, "--from", from)) ||
-	    (pool && (r = ims_cli_arg_word(cli, "--pool", pool))))
-		return r;
-	if (wait && (ims_parse_duration(&secs, wait) < 0 || secs == 0 || secs > 86400))
-		return ims_cli_usage(cli, "--wait takes a duration from 1s to 1d, not '%s'", wait);
 	imgstore__v1__replication_image_request__init(&req);
 	imgstore__v1__image_spec__init(&ms);
-	ms.pool = pool ? (char *)pool : (char *)"";
-	req.image = &ms;
-	req.target_site = (char *)to;
-	req.from_site = (char *)from;
-	req.force = ims_cli_opt_flag(cli, a, "force");
-	req.wait_seconds = (uint32_t)secs;
-	if ((r = ims_cli_call(cli, REPL_SVC "Failover", &req, &imgstore__v1__operation__descriptor,
-			      &op)))
+	if ((r = ims_cli_opt_word(cli, &req.target_site, a, "to", true)) ||
+	    (r = ims_cli_opt_word(cli, &req.from_site, a, "from", true)) ||
+	    (r = ims_cli_opt_word(cli, &ms.pool, a, "pool", false)) ||
+	    (r = ims_cli_opt_fence_wait(cli, &req.wait_seconds, a)))
 		return r;
-	return ims_cli_finish_op(cli, op, &w);
+	req.image = &ms;
+	req.force = ims_cli_opt_flag(cli, a, "force");
+	return ims_cli_call_op(cli, a, REPL_SVC "Failover", &req);
 }
 
 static int repl_failover(ims_cli *cli, const ims_cli_args *a)
@@ -215,7 +161,7 @@ static int repl_failover(ims_cli *cli, const ims_cli_args *a)
 	if (from && a->npos)
 		return ims_cli_usage(cli, "name an image or --from SITE, not both");
 	if (from)
-		return repl_failover_all(cli, a, from);
+		return repl_failover_all(cli, a);
 	if (!a->npos)
 		return ims_cli_usage(
 			cli, "name an image, or --from SITE for every image whose primary is SITE");
@@ -245,22 +191,19 @@ static int repl_verify(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__VerifyImageRequest req = IMGSTORE__V1__VERIFY_IMAGE_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
 	Imgstore__V1__VerifyResponse *v = NULL;
-	const char *to = ims_cli_opt_value(cli, a, "to"), *snap = ims_cli_opt_value(cli, a, "snap");
+	const char *snap = ims_cli_opt_value(cli, a, "snap");
 	const char *chunk = ims_cli_opt_value(cli, a, "chunk");
 	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
-		return r;
-	if (to && (r = ims_cli_arg_word(cli, "--to", to)))
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)) ||
+	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", false)))
 		return r;
 	if (snap && (r = ims_cli_arg_name(cli, IMS_NAME_SNAP, "--snap", snap)))
 		return r;
 	if (chunk && (r = ims_cli_arg_chunk(cli, &req.chunk_size, chunk)))
 		return r;
-	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
-	req.target_site = to ? (char *)to : (char *)"";
 	req.snapshot = snap ? (char *)snap : (char *)"";
 	if ((r = ims_cli_call(cli, REPL_SVC "VerifyImage", &req,
 			      &imgstore__v1__verify_response__descriptor, &v)))
@@ -291,7 +234,6 @@ static int repl_status(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ReplicationStatusRequest req = IMGSTORE__V1__REPLICATION_STATUS_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__ReplicationStatusResponse *resp = NULL;
 	ims_spec spec;
 	int r;
 
@@ -300,13 +242,9 @@ static int repl_status(ims_cli *cli, const ims_cli_args *a)
 		return r;
 	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
-	if ((r = ims_cli_call(cli, REPL_SVC "GetReplicationStatus", &req,
-			      &imgstore__v1__replication_status_response__descriptor, &resp)))
-		return r;
-	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->statuses, resp->n_statuses,
-			   repl_columns);
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return 0;
+	return ims_cli_call_list(cli, REPL_SVC "GetReplicationStatus", &req,
+				 &imgstore__v1__replication_status_response__descriptor, "statuses",
+				 repl_columns);
 }
 
 const ims_cli_verb ims_cli__repl_verbs[] = {
@@ -316,7 +254,7 @@ const ims_cli_verb ims_cli__repl_verbs[] = {
 	{"repl", "disable", "POOL/IMAGE [--to SITE]", "Stop replicating an image.", image_to_opts,
 	 1, 1, repl_disable},
 	{"repl", "status", "[POOL/IMAGE]", "Show the replication of an image, or of every image.",
-	 no_opts, 0, 1, repl_status},
+	 ims_cli__no_opts, 0, 1, repl_status},
 	{"repl", "sync", "POOL/IMAGE [--to SITE] [--no-wait]",
 	 "Seal the image's state now on the site it replicates to (--to: which one, if several).",
 	 op_to_opts, 1, 1, repl_sync},
@@ -356,40 +294,32 @@ static const ims_cli_column site_columns[] = {
 static int site_ls(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ListSitesRequest req = IMGSTORE__V1__LIST_SITES_REQUEST__INIT;
-	Imgstore__V1__ListSitesResponse *resp = NULL;
-	int r;
 
 	(void)a;
-	if ((r = ims_cli_call(cli, SITE_SVC "ListSites", &req,
-			      &imgstore__v1__list_sites_response__descriptor, &resp)))
-		return r;
-	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->sites, resp->n_sites,
-			   site_columns);
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return 0;
+	return ims_cli_call_list(cli, SITE_SVC "ListSites", &req,
+				 &imgstore__v1__list_sites_response__descriptor, "sites",
+				 site_columns);
 }
 
 static int site_status(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__GetSiteStatusRequest req = IMGSTORE__V1__GET_SITE_STATUS_REQUEST__INIT;
-	Imgstore__V1__Site *site = NULL;
 	int r;
 
 	if ((r = ims_cli_arg_word(cli, "site name", a->pos[0])))
 		return r;
 	req.name = (char *)a->pos[0];
-	r = ims_cli_call(cli, SITE_SVC "GetSiteStatus", &req, &imgstore__v1__site__descriptor,
-			 &site);
-	return print_reply(cli, r, site ? &site->base : NULL);
+	return ims_cli_call_show(cli, SITE_SVC "GetSiteStatus", &req,
+				 &imgstore__v1__site__descriptor);
 }
 
 const ims_cli_verb ims_cli__site_verbs[] = {
 	{"site", "ls", "",
 	 "List the sites: this one and its peers, whether they answer, and the lag of the "
 	 "replication to them.",
-	 no_opts, 0, 0, site_ls},
+	 ims_cli__no_opts, 0, 0, site_ls},
 	{"site", "status", "NAME",
-	 "Show one site: health, last answer, fsid, replication pairs and lag.", no_opts, 1, 1,
-	 site_status},
+	 "Show one site: health, last answer, fsid, replication pairs and lag.", ims_cli__no_opts,
+	 1, 1, site_status},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
 };

@@ -12,7 +12,6 @@
 
 #define TIER_SVC "imgstore.v1.TierService/"
 
-static const ims_cli_opt no_opts[] = {{NULL, NULL, NULL}};
 static const char *const afters[] = {"trash", "purge", "keep", NULL};
 
 /* ---- tier ---- */
@@ -20,52 +19,39 @@ static const char *const afters[] = {"trash", "purge", "keep", NULL};
 static const ims_cli_opt push_opts[] = {
 	{"to", "TARGET", "the object storage target (required)"},
 	{"after", "trash|purge|keep", "what happens to the image once pushed (default: trash)"},
-	{"no-wait", NULL, "print the operation id and return without waiting"},
-	{NULL, NULL, NULL},
+	IMS_CLI_OPT_NO_WAIT,
+	IMS_CLI_OPT_END,
 };
 
 static int tier_push(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__PushRequest req = IMGSTORE__V1__PUSH_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__Operation *op = NULL;
-	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
-	const char *to = ims_cli_opt_value(cli, a, "to");
+	const char *after = ims_cli_opt_value(cli, a, "after");
 	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], true, false)))
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], true, false)) ||
+	    (r = ims_cli_opt_word(cli, &req.target, a, "to", true)))
 		return r;
-	if (!to)
-		return ims_cli_usage(cli, "--to is required");
-	if ((r = ims_cli_arg_word(cli, "--to", to)))
-		return r;
-	const char *after = ims_cli_opt_value(cli, a, "after");
 	if (after && (r = ims_cli_arg_choice(cli, "--after", after, afters)))
 		return r;
-	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
-	req.target = (char *)to;
 	req.after = after ? (char *)after : (char *)"";
-	if ((r = ims_cli_call(cli, TIER_SVC "Push", &req, &imgstore__v1__operation__descriptor,
-			      &op)))
-		return r;
-	return ims_cli_finish_op(cli, op, &w);
+	return ims_cli_call_op(cli, a, TIER_SVC "Push", &req);
 }
 
 static const ims_cli_opt restore_opts[] = {
 	{"to", "POOL/IMAGE", "where to restore (default: where it was pushed from)"},
 	{"target", "TARGET", "the object storage target (default: the one the catalog names)"},
-	{"no-wait", NULL, "print the operation id and return without waiting"},
-	{NULL, NULL, NULL},
+	IMS_CLI_OPT_NO_WAIT,
+	IMS_CLI_OPT_END,
 };
 
 static int tier_restore(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__RestoreRequest req = IMGSTORE__V1__RESTORE_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__Operation *op = NULL;
-	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
 	const char *to = ims_cli_opt_value(cli, a, "to");
 	ims_spec spec;
 	int r;
@@ -76,16 +62,11 @@ static int tier_restore(ims_cli *cli, const ims_cli_args *a)
 	if (to && (r = ims_cli_arg_spec(cli, &spec, to, false, false)))
 		return r;
 	ims_cli_spec_to_msg(&ms, &spec);
-	const char *target = ims_cli_opt_value(cli, a, "target");
-	if (target && (r = ims_cli_arg_word(cli, "--target", target)))
+	if ((r = ims_cli_opt_word(cli, &req.target, a, "target", false)))
 		return r;
 	req.name = (char *)a->pos[0];
 	req.to = &ms;
-	req.target = target ? (char *)target : (char *)"";
-	if ((r = ims_cli_call(cli, TIER_SVC "Restore", &req, &imgstore__v1__operation__descriptor,
-			      &op)))
-		return r;
-	return ims_cli_finish_op(cli, op, &w);
+	return ims_cli_call_op(cli, a, TIER_SVC "Restore", &req);
 }
 
 static const ims_cli_opt target_opts[] = {
@@ -101,75 +82,54 @@ static const ims_cli_column cold_columns[] = {
 static int tier_ls(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ListColdRequest req = IMGSTORE__V1__LIST_COLD_REQUEST__INIT;
-	Imgstore__V1__ListColdResponse *resp = NULL;
-	const char *target = ims_cli_opt_value(cli, a, "target");
 	int r;
 
-	if (target && (r = ims_cli_arg_word(cli, "--target", target)))
+	if ((r = ims_cli_opt_word(cli, &req.target, a, "target", false)))
 		return r;
-	req.target = target ? (char *)target : (char *)"";
-	if ((r = ims_cli_call(cli, TIER_SVC "ListCold", &req,
-			      &imgstore__v1__list_cold_response__descriptor, &resp)))
-		return r;
-	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->images, resp->n_images,
-			   cold_columns);
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return 0;
+	return ims_cli_call_list(cli, TIER_SVC "ListCold", &req,
+				 &imgstore__v1__list_cold_response__descriptor, "images",
+				 cold_columns);
 }
 
 static const ims_cli_opt scrub_opts[] = {
 	{"target", "TARGET", "only this object storage target"},
 	{"deep", NULL, "read and check every chunk, not only that it exists"},
-	{"no-wait", NULL, "print the operation id and return without waiting"},
-	{NULL, NULL, NULL},
+	IMS_CLI_OPT_NO_WAIT,
+	IMS_CLI_OPT_END,
 };
 
 static int tier_scrub(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ScrubRequest req = IMGSTORE__V1__SCRUB_REQUEST__INIT;
-	Imgstore__V1__Operation *op = NULL;
-	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
-	const char *target = ims_cli_opt_value(cli, a, "target");
 	int r;
 
-	if (target && (r = ims_cli_arg_word(cli, "--target", target)))
+	if ((r = ims_cli_opt_word(cli, &req.target, a, "target", false)))
 		return r;
-	req.target = target ? (char *)target : (char *)"";
 	req.deep = ims_cli_opt_flag(cli, a, "deep");
-	if ((r = ims_cli_call(cli, TIER_SVC "Scrub", &req, &imgstore__v1__operation__descriptor,
-			      &op)))
-		return r;
-	return ims_cli_finish_op(cli, op, &w);
+	return ims_cli_call_op(cli, a, TIER_SVC "Scrub", &req);
 }
 
 static const ims_cli_opt gc_opts[] = {
 	{"target", "TARGET", "only this object storage target"},
 	{"grace", "DURATION", "keep unreferenced chunks younger than this (default: 1d)"},
-	{"no-wait", NULL, "print the operation id and return without waiting"},
-	{NULL, NULL, NULL},
+	IMS_CLI_OPT_NO_WAIT,
+	IMS_CLI_OPT_END,
 };
 
 static int tier_gc(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ScrubRequest req = IMGSTORE__V1__SCRUB_REQUEST__INIT;
-	Imgstore__V1__Operation *op = NULL;
-	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
-	const char *target = ims_cli_opt_value(cli, a, "target");
 	const char *grace = ims_cli_opt_value(cli, a, "grace");
 	uint64_t secs = 0;
 	int r;
 
-	if (target && (r = ims_cli_arg_word(cli, "--target", target)))
+	if ((r = ims_cli_opt_word(cli, &req.target, a, "target", false)))
 		return r;
 	if (grace && (r = ims_cli_arg_duration(cli, &secs, "--grace", grace, 365ull * 86400)))
 		return r;
-	req.target = target ? (char *)target : (char *)"";
 	req.collect_garbage = 1;
 	req.grace_seconds = secs;
-	if ((r = ims_cli_call(cli, TIER_SVC "Scrub", &req, &imgstore__v1__operation__descriptor,
-			      &op)))
-		return r;
-	return ims_cli_finish_op(cli, op, &w);
+	return ims_cli_call_op(cli, a, TIER_SVC "Scrub", &req);
 }
 
 static const char *fmt_cold_after(char *buf, size_t len, const ProtobufCMessage *row)
@@ -215,12 +175,11 @@ static const ims_cli_column candidate_columns[] = {
 	{NULL, NULL, NULL},
 };
 
-static int print_candidates(ims_cli *cli, Imgstore__V1__ColdCandidatesResponse *resp)
+static int call_candidates(ims_cli *cli, const Imgstore__V1__ColdCandidatesRequest *req)
 {
-	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->images, resp->n_images,
-			   candidate_columns);
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return 0;
+	return ims_cli_call_list(cli, TIER_SVC "ColdCandidates", req,
+				 &imgstore__v1__cold_candidates_response__descriptor, "images",
+				 candidate_columns);
 }
 
 static const ims_cli_opt policy_set_opts[] = {
@@ -235,7 +194,6 @@ static int tier_policy_set(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__TierPolicy pol = IMGSTORE__V1__TIER_POLICY__INIT;
 	const char *cold = ims_cli_opt_value(cli, a, "cold-after");
-	const char *to = ims_cli_opt_value(cli, a, "to");
 	const char *after = ims_cli_opt_value(cli, a, "after");
 	uint64_t secs = 0;
 	int r;
@@ -248,35 +206,24 @@ static int tier_policy_set(ims_cli *cli, const ims_cli_args *a)
 		return r;
 	if (secs == 0)
 		return ims_cli_usage(cli, "--cold-after must be at least 1s");
-	if (to && (r = ims_cli_arg_word(cli, "--to", to)))
+	if ((r = ims_cli_opt_word(cli, &pol.target, a, "to", false)))
 		return r;
 	if (after && (r = ims_cli_arg_choice(cli, "--after", after, afters)))
 		return r;
 	pol.pool = (char *)a->pos[0];
 	pol.cold_after_seconds = secs;
-	pol.target = to ? (char *)to : (char *)"";
 	pol.after = after ? (char *)after : (char *)"";
 	if (ims_cli_opt_flag(cli, a, "dry-run")) {
 		Imgstore__V1__ColdCandidatesRequest req =
 			IMGSTORE__V1__COLD_CANDIDATES_REQUEST__INIT;
-		Imgstore__V1__ColdCandidatesResponse *resp = NULL;
 		req.pool = (char *)a->pos[0];
 		req.policy = &pol;
-		if ((r = ims_cli_call(cli, TIER_SVC "ColdCandidates", &req,
-				      &imgstore__v1__cold_candidates_response__descriptor, &resp)))
-			return r;
-		return print_candidates(cli, resp);
+		return call_candidates(cli, &req);
 	}
 	Imgstore__V1__SetTierPolicyRequest req = IMGSTORE__V1__SET_TIER_POLICY_REQUEST__INIT;
-	Imgstore__V1__TierPolicy *resp = NULL;
 	req.policy = &pol;
-	r = ims_cli_call(cli, TIER_SVC "SetPolicy", &req, &imgstore__v1__tier_policy__descriptor,
-			 &resp);
-	if (r)
-		return r;
-	ims_cli_print_list(cli, (ProtobufCMessage *const *)&resp, 1, policy_columns);
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return 0;
+	return ims_cli_call_list(cli, TIER_SVC "SetPolicy", &req,
+				 &imgstore__v1__tier_policy__descriptor, NULL, policy_columns);
 }
 
 static int tier_policy_show(ims_cli *cli, const ims_cli_args *a)
@@ -286,26 +233,17 @@ static int tier_policy_show(ims_cli *cli, const ims_cli_args *a)
 	if (a->npos == 1) {
 		Imgstore__V1__GetTierPolicyRequest req =
 			IMGSTORE__V1__GET_TIER_POLICY_REQUEST__INIT;
-		Imgstore__V1__TierPolicy *resp = NULL;
 		if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
 			return r;
 		req.pool = (char *)a->pos[0];
-		if ((r = ims_cli_call(cli, TIER_SVC "GetPolicy", &req,
-				      &imgstore__v1__tier_policy__descriptor, &resp)))
-			return r;
-		ims_cli_print_list(cli, (ProtobufCMessage *const *)&resp, 1, policy_columns);
-		protobuf_c_message_free_unpacked(&resp->base, NULL);
-		return 0;
+		return ims_cli_call_list(cli, TIER_SVC "GetPolicy", &req,
+					 &imgstore__v1__tier_policy__descriptor, NULL,
+					 policy_columns);
 	}
 	Imgstore__V1__ListTierPoliciesRequest req = IMGSTORE__V1__LIST_TIER_POLICIES_REQUEST__INIT;
-	Imgstore__V1__ListTierPoliciesResponse *resp = NULL;
-	if ((r = ims_cli_call(cli, TIER_SVC "ListPolicies", &req,
-			      &imgstore__v1__list_tier_policies_response__descriptor, &resp)))
-		return r;
-	ims_cli_print_list(cli, (ProtobufCMessage *const *)resp->policies, resp->n_policies,
-			   policy_columns);
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return 0;
+	return ims_cli_call_list(cli, TIER_SVC "ListPolicies", &req,
+				 &imgstore__v1__list_tier_policies_response__descriptor, "policies",
+				 policy_columns);
 }
 
 static int tier_policy_rm(ims_cli *cli, const ims_cli_args *a)
@@ -332,7 +270,6 @@ static const ims_cli_opt policy_run_opts[] = {
 static int tier_policy_run(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__ColdCandidatesRequest req = IMGSTORE__V1__COLD_CANDIDATES_REQUEST__INIT;
-	Imgstore__V1__ColdCandidatesResponse *resp = NULL;
 	int r;
 
 	if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
@@ -342,10 +279,7 @@ static int tier_policy_run(ims_cli *cli, const ims_cli_args *a)
 				     "only --dry-run is supported: imgstored applies the policies "
 				     "every [defaults] tier_scan_interval");
 	req.pool = (char *)a->pos[0];
-	if ((r = ims_cli_call(cli, TIER_SVC "ColdCandidates", &req,
-			      &imgstore__v1__cold_candidates_response__descriptor, &resp)))
-		return r;
-	return print_candidates(cli, resp);
+	return call_candidates(cli, &req);
 }
 
 const ims_cli_verb ims_cli__tier_verbs[] = {
@@ -362,9 +296,9 @@ const ims_cli_verb ims_cli__tier_verbs[] = {
 	 "POOL --cold-after DURATION [--to TARGET] [--after trash|purge|keep] [--dry-run]",
 	 "Push a pool's images once idle for a while (--dry-run: list which).", policy_set_opts, 1,
 	 1, tier_policy_set},
-	{"tier", "policy show", "[POOL]", "Show the tiering policies.", no_opts, 0, 1,
+	{"tier", "policy show", "[POOL]", "Show the tiering policies.", ims_cli__no_opts, 0, 1,
 	 tier_policy_show},
-	{"tier", "policy rm", "POOL", "Remove a pool's tiering policy.", no_opts, 1, 1,
+	{"tier", "policy rm", "POOL", "Remove a pool's tiering policy.", ims_cli__no_opts, 1, 1,
 	 tier_policy_rm},
 	{"tier", "policy run", "POOL --dry-run",
 	 "List the images the pool's policy would push now, and why the others stay.",

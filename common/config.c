@@ -554,105 +554,113 @@ static section_ref *add_section(parser *p, section_kind kind, unsigned line)
 	return s;
 }
 
-/* Open a section from the text between the brackets. Returns the section or NULL (reported). */
-static section_ref *open_section(parser *p, char *head, unsigned line, int *oom)
+/* [host NAME]: a hypervisor host, NAME as in its token line. */
+static section_ref *open_host(parser *p, const char *name, unsigned line, int *oom)
 {
-	char *kind = trim(head), *name = NULL;
-	char *sp = kind;
-	while (*sp && !isspace((unsigned char)*sp))
-		sp++;
-	if (*sp) {
-		*sp = '\0';
-		name = trim(sp + 1);
-	}
 	ims_config *cfg = p->cfg;
 	section_ref *s;
 
-	if (!strcmp(kind, "host")) {
-		if (!name || !*name) {
-			report(p, line,
-			       "[host] needs a name: [host NAME], NAME as in the host's token "
-			       "line");
-			return NULL;
-		}
-		if (!valid_host_name(name)) {
-			report(p, line,
-			       "bad host name '%s': 1 to 127 letters, digits, '.', '-' or '_'",
-			       name);
-			return NULL;
-		}
-		if (ims_config_host_entry(cfg, name)) {
-			report(p, line, "[host %s] appears twice", name);
-			return NULL;
-		}
-		char *copy = strdup(name);
-		ims_config_host *n =
-			copy ? realloc(cfg->hosts, (cfg->nhosts + 1) * sizeof(*n)) : NULL;
+	if (!name || !*name) {
+		report(p, line,
+		       "[host] needs a name: [host NAME], NAME as in the host's token "
+		       "line");
+		return NULL;
+	}
+	if (!valid_host_name(name)) {
+		report(p, line, "bad host name '%s': 1 to 127 letters, digits, '.', '-' or '_'",
+		       name);
+		return NULL;
+	}
+	if (ims_config_host_entry(cfg, name)) {
+		report(p, line, "[host %s] appears twice", name);
+		return NULL;
+	}
+	char *copy = strdup(name);
+	ims_config_host *n = copy ? realloc(cfg->hosts, (cfg->nhosts + 1) * sizeof(*n)) : NULL;
+	if (!n) {
+		free(copy);
+		goto nomem;
+	}
+	cfg->hosts = n;
+	memset(&n[cfg->nhosts], 0, sizeof(*n));
+	n[cfg->nhosts].name = copy;
+	n[cfg->nhosts].line = line;
+	if (!(s = add_section(p, S_HOST, line)))
+		goto nomem;
+	s->index = cfg->nhosts++;
+	return s;
+nomem:
+	*oom = 1;
+	return NULL;
+}
+
+/* [peer NAME] (another site's cluster) or [s3 NAME] (an object storage target). */
+static section_ref *open_peer_or_s3(parser *p, const char *kind, const char *name, unsigned line,
+				    int *oom)
+{
+	ims_config *cfg = p->cfg;
+	bool peer = kind[0] == 'p';
+	section_ref *s;
+
+	if (!name || !*name) {
+		report(p, line, "[%s] needs a name: [%s NAME]", kind, kind);
+		return NULL;
+	}
+	if (!valid_name(name)) {
+		report(p, line, "bad %s name '%s': 1 to 32 letters, digits, '-' or '_'", kind,
+		       name);
+		return NULL;
+	}
+	if (peer ? ims_config_peer(cfg, name) != NULL : ims_config_s3_target(cfg, name) != NULL) {
+		report(p, line, "[%s %s] appears twice", kind, name);
+		return NULL;
+	}
+	char *copy = strdup(name);
+	if (!copy)
+		goto nomem;
+	if (peer) {
+		ims_config_cluster *n = realloc(cfg->peers, (cfg->npeers + 1) * sizeof(*n));
 		if (!n) {
 			free(copy);
 			goto nomem;
 		}
-		cfg->hosts = n;
-		memset(&n[cfg->nhosts], 0, sizeof(*n));
-		n[cfg->nhosts].name = copy;
-		n[cfg->nhosts].line = line;
-		if (!(s = add_section(p, S_HOST, line)))
+		cfg->peers = n;
+		memset(&n[cfg->npeers], 0, sizeof(*n));
+		n[cfg->npeers].name = copy;
+		n[cfg->npeers].line = line;
+		if (!(s = add_section(p, S_CLUSTER, line)))
 			goto nomem;
-		s->index = cfg->nhosts++;
-		return s;
-	}
-	if (!strcmp(kind, "peer") || !strcmp(kind, "s3")) {
-		bool peer = kind[0] == 'p';
-		if (!name || !*name) {
-			report(p, line, "[%s] needs a name: [%s NAME]", kind, kind);
-			return NULL;
-		}
-		if (!valid_name(name)) {
-			report(p, line, "bad %s name '%s': 1 to 32 letters, digits, '-' or '_'",
-			       kind, name);
-			return NULL;
-		}
-		if (peer ? ims_config_peer(cfg, name) != NULL
-			 : ims_config_s3_target(cfg, name) != NULL) {
-			report(p, line, "[%s %s] appears twice", kind, name);
-			return NULL;
-		}
-		char *copy = strdup(name);
-		if (!copy)
+		s->peer = (int)cfg->npeers++;
+	} else {
+		ims_config_s3 *n = realloc(cfg->s3, (cfg->ns3 + 1) * sizeof(*n));
+		if (!n) {
+			free(copy);
 			goto nomem;
-		if (peer) {
-			ims_config_cluster *n = realloc(cfg->peers, (cfg->npeers + 1) * sizeof(*n));
-			if (!n) {
-				free(copy);
-				goto nomem;
-			}
-			cfg->peers = n;
-			memset(&n[cfg->npeers], 0, sizeof(*n));
-			n[cfg->npeers].name = copy;
-			n[cfg->npeers].line = line;
-			if (!(s = add_section(p, S_CLUSTER, line)))
-				goto nomem;
-			s->peer = (int)cfg->npeers++;
-		} else {
-			ims_config_s3 *n = realloc(cfg->s3, (cfg->ns3 + 1) * sizeof(*n));
-			if (!n) {
-				free(copy);
-				goto nomem;
-			}
-			cfg->s3 = n;
-			memset(&n[cfg->ns3], 0, sizeof(*n));
-			n[cfg->ns3].name = copy;
-			n[cfg->ns3].line = line;
-			if (!(s = add_section(p, S_S3, line)))
-				goto nomem;
-			s->index = cfg->ns3++;
 		}
-		return s;
+		cfg->s3 = n;
+		memset(&n[cfg->ns3], 0, sizeof(*n));
+		n[cfg->ns3].name = copy;
+		n[cfg->ns3].line = line;
+		if (!(s = add_section(p, S_S3, line)))
+			goto nomem;
+		s->index = cfg->ns3++;
 	}
+	return s;
+nomem:
+	*oom = 1;
+	return NULL;
+}
 
+/* [site], [server] or [defaults]: no name, once each. */
+static section_ref *open_single(parser *p, const char *kind, const char *name, unsigned line,
+				int *oom)
+{
+	ims_config *cfg = p->cfg;
+	section_ref *s;
 	section_kind k;
 	bool *seen;
 	unsigned *where;
+
 	if (!strcmp(kind, "site")) {
 		k = S_CLUSTER, seen = &p->have_site, where = &cfg->site.line;
 	} else if (!strcmp(kind, "server")) {
@@ -677,11 +685,26 @@ static section_ref *open_section(parser *p, char *head, unsigned line, int *oom)
 	*seen = true;
 	*where = line;
 	if (!(s = add_section(p, k, line)))
-		goto nomem;
+		*oom = 1;
 	return s;
-nomem:
-	*oom = 1;
-	return NULL;
+}
+
+/* Open a section from the text between the brackets. Returns the section or NULL (reported). */
+static section_ref *open_section(parser *p, char *head, unsigned line, int *oom)
+{
+	char *kind = trim(head), *name = NULL;
+	char *sp = kind;
+	while (*sp && !isspace((unsigned char)*sp))
+		sp++;
+	if (*sp) {
+		*sp = '\0';
+		name = trim(sp + 1);
+	}
+	if (!strcmp(kind, "host"))
+		return open_host(p, name, line, oom);
+	if (!strcmp(kind, "peer") || !strcmp(kind, "s3"))
+		return open_peer_or_s3(p, kind, name, line, oom);
+	return open_single(p, kind, name, line, oom);
 }
 
 static int parse_lines(parser *p, char *text)

@@ -118,15 +118,11 @@ void ims_client_close(ims_client *c)
 	free(c);
 }
 
-int ims_client_open(ims_client **out, const ims_client_opts *opts)
+/* The options as given, before anything is allocated. */
+static int check_opts(const ims_client_opts *opts)
 {
-	ims_client *c = NULL;
-	const char *unix_path = NULL;
-	struct curl_slist *h;
 	int r;
 
-	if (!out || !opts)
-		return ims_error_set(-EINVAL, "no client options");
 	if (opts->version == 0 || opts->version > IMS_CLIENT_OPTS_VERSION)
 		return ims_error_set(-EINVAL, "client options of unknown version %u",
 				     opts->version);
@@ -146,75 +142,74 @@ int ims_client_open(ims_client **out, const ims_client_opts *opts)
 		r = check_file("client certificate", opts->cert_file);
 	if (r == 0)
 		r = check_file("client key", opts->key_file);
-	if (r < 0)
-		return r;
+	return r;
+}
 
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_result != CURLE_OK)
-		return ims_error_set(-ENOMEM, "cannot initialize libcurl: %s",
-				     curl_easy_strerror(curl_init_result));
+static int nomem(void)
+{
+	return ims_error_set(-ENOMEM, "out of memory opening a client");
+}
 
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return ims_error_set(-ENOMEM, "out of memory opening a client");
-	c->display = strdup(opts->server);
-	if (!c->display)
-		goto nomem;
-
-	if (strncmp(opts->server, "unix:", 5) == 0)
-		unix_path = opts->server + 5;
-	else if (opts->server[0] == '/')
-		unix_path = opts->server;
-	if (unix_path) {
-		if (unix_path[0] != '/') {
-			r = ims_error_set(-EINVAL,
-					  "bad server address '%s': a Unix socket is an "
-					  "absolute path",
-					  opts->server);
-			goto fail;
-		}
+/*
+ * The URL every call is sent to, from the server address: "http://localhost" for a Unix
+ * socket (@p unix_path set to its path), else the address without trailing slashes.
+ */
+static int set_base(ims_client *c, const char *server, const char **unix_path)
+{
+	*unix_path = NULL;
+	if (strncmp(server, "unix:", 5) == 0)
+		*unix_path = server + 5;
+	else if (server[0] == '/')
+		*unix_path = server;
+	if (*unix_path) {
+		if ((*unix_path)[0] != '/')
+			return ims_error_set(-EINVAL,
+					     "bad server address '%s': a Unix socket is an "
+					     "absolute path",
+					     server);
 		c->base = strdup("http://localhost");
-	} else if (strncasecmp(opts->server, "http://", 7) == 0 ||
-		   strncasecmp(opts->server, "https://", 8) == 0) {
-		size_t n = strlen(opts->server);
-		const char *host = strstr(opts->server, "://") + 3;
-		while (n && opts->server[n - 1] == '/')
+	} else if (strncasecmp(server, "http://", 7) == 0 ||
+		   strncasecmp(server, "https://", 8) == 0) {
+		size_t n = strlen(server);
+		const char *host = strstr(server, "://") + 3;
+		while (n && server[n - 1] == '/')
 			n--;
-		if (!*host || *host == '/') {
-			r = ims_error_set(-EINVAL, "bad server address '%s': no host",
-					  opts->server);
-			goto fail;
-		}
-		c->base = strndup(opts->server, n);
+		if (!*host || *host == '/')
+			return ims_error_set(-EINVAL, "bad server address '%s': no host", server);
+		c->base = strndup(server, n);
 	} else {
-		r = ims_error_set(-EINVAL,
-				  "bad server address '%s': expected https://HOST:PORT, "
-				  "http://HOST:PORT or a Unix socket path",
-				  opts->server);
-		goto fail;
+		return ims_error_set(-EINVAL,
+				     "bad server address '%s': expected https://HOST:PORT, "
+				     "http://HOST:PORT or a Unix socket path",
+				     server);
 	}
-	if (!c->base)
-		goto nomem;
+	return c->base ? 0 : nomem();
+}
 
-	c->curl = curl_easy_init();
-	if (!c->curl)
-		goto nomem;
+/* The headers of every call; the token's copy is wiped once curl has its own. */
+static int set_headers(ims_client *c, const char *token)
+{
+	struct curl_slist *h;
+	char *auth = NULL;
+
 	c->headers = curl_slist_append(NULL, "Content-Type: application/proto");
 	if (!c->headers || !curl_slist_append(c->headers, "Connect-Protocol-Version: 1"))
-		goto nomem;
-	if (opts->token) {
-		char *auth = NULL;
-		if (asprintf(&auth, "Authorization: Bearer %s", opts->token) < 0)
-			goto nomem;
-		h = curl_slist_append(c->headers, auth);
-		explicit_bzero(auth, strlen(auth));
-		free(auth);
-		if (!h)
-			goto nomem;
-	}
+		return nomem();
+	if (!token)
+		return 0;
+	if (asprintf(&auth, "Authorization: Bearer %s", token) < 0)
+		return nomem();
+	h = curl_slist_append(c->headers, auth);
+	explicit_bzero(auth, strlen(auth));
+	free(auth);
+	return h ? 0 : nomem();
+}
 
+static int set_curl_options(ims_client *c, const ims_client_opts *opts, const char *unix_path)
+{
 	CURL *e = c->curl;
 	bool ok = true;
+
 	ok &= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf) == CURLE_OK;
 	ok &= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write) == CURLE_OK;
@@ -241,15 +236,47 @@ int ims_client_open(ims_client **out, const ims_client_opts *opts)
 		ok &= curl_easy_setopt(e, CURLOPT_SSLCERT, opts->cert_file) == CURLE_OK;
 	if (opts->key_file)
 		ok &= curl_easy_setopt(e, CURLOPT_SSLKEY, opts->key_file) == CURLE_OK;
-	if (!ok) {
-		r = ims_error_set(-EINVAL, "libcurl refused the options for '%s'", opts->server);
+	if (!ok)
+		return ims_error_set(-EINVAL, "libcurl refused the options for '%s'", opts->server);
+	return 0;
+}
+
+int ims_client_open(ims_client **out, const ims_client_opts *opts)
+{
+	ims_client *c = NULL;
+	const char *unix_path = NULL;
+	int r;
+
+	if (!out || !opts)
+		return ims_error_set(-EINVAL, "no client options");
+	if ((r = check_opts(opts)) < 0)
+		return r;
+
+	pthread_once(&curl_once, curl_init);
+	if (curl_init_result != CURLE_OK)
+		return ims_error_set(-ENOMEM, "cannot initialize libcurl: %s",
+				     curl_easy_strerror(curl_init_result));
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return nomem();
+	c->display = strdup(opts->server);
+	if (!c->display) {
+		r = nomem();
 		goto fail;
 	}
+	if ((r = set_base(c, opts->server, &unix_path)) < 0)
+		goto fail;
+	c->curl = curl_easy_init();
+	if (!c->curl) {
+		r = nomem();
+		goto fail;
+	}
+	if ((r = set_headers(c, opts->token)) < 0 || (r = set_curl_options(c, opts, unix_path)) < 0)
+		goto fail;
 	c->last_code = IMS_RPC_OK;
 	*out = c;
 	return 0;
-nomem:
-	r = ims_error_set(-ENOMEM, "out of memory opening a client");
 fail:
 	ims_client_close(c);
 	return r;

@@ -65,49 +65,19 @@ typedef struct {
 
 static int read_pem(const char *what, const char *path, char **out)
 {
-	char *buf = NULL;
-	size_t len = 0;
 	struct stat st;
 	int r = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	int fd = ims_rpc__open_secret(what, path);
 
-	if (fd < 0) {
-		r = -errno;
-		if (r == -ENOENT)
-			return ims_error_set(r, "%s '%s' does not exist", what, path);
-		return ims_error_set(r, "cannot open %s '%s': %s", what, path, ims_strerror(r));
-	}
+	if (fd < 0)
+		return fd;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > PEM_MAX) {
 		r = ims_error_set(-EINVAL, "%s '%s' is not a regular file of at most %u bytes",
 				  what, path, PEM_MAX);
 		goto out;
 	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		r = ims_error_set(-ENOMEM, "out of memory reading %s '%s'", what, path);
-		goto out;
-	}
-	while (len < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			ims_error_set(r, "cannot read %s '%s': %s", what, path, ims_strerror(r));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	*out = buf;
-	buf = NULL;
+	r = ims_rpc__read_secret(out, NULL, fd, (size_t)st.st_size, what, path);
 out:
-	if (buf) {
-		explicit_bzero(buf, len);
-		free(buf);
-	}
 	close(fd);
 	return r;
 }
@@ -583,119 +553,114 @@ static bool run_slow(ims_rpc_server *s, struct MHD_Connection *conn, request *rq
 	return true;
 }
 
-static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
-				 const char *method, const char *version, const char *upload_data,
-				 size_t *upload_data_size, void **req_cls)
+/*
+ * The first call for a request, its headers read: a plain page (/healthz, /readyz, /metrics)
+ * is marked to be served once the request is read; an RPC is checked (ims_rpc__begin) and
+ * its body buffer allocated once when Content-Length gives the size.
+ */
+static enum MHD_Result begin_request(struct ims_rpc__listener *l, struct MHD_Connection *conn,
+				     const char *url, const char *method, void **req_cls)
 {
-	struct ims_rpc__listener *l = cls;
 	ims_rpc_server *s = l->s;
-	request *rq = *req_cls;
+	char addr[64], cn[IMS_RPC__NAME_MAX + 1] = "";
+	const char *cert_err = NULL;
+	request *rq;
 
-	if (!rq) {
-		char addr[64], cn[IMS_RPC__NAME_MAX + 1] = "";
-		const char *cert_err = NULL;
-
-		rq = calloc(1, sizeof(*rq));
-		if (!rq)
-			return MHD_NO;
-		*req_cls = rq;
-		peer_address(l, conn, addr, sizeof(addr));
-		if (l->cert_required)
-			cert_err = check_client_cert(conn, cn, sizeof(cn));
-		if (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
-		    strcmp(url, "/metrics") == 0) {
-			/* answered once the request is read: MHD keeps the connection then */
-			rq->plain = true;
-			rq->cert_err = cert_err;
-			return MHD_YES;
-		}
-
-		const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-							     MHD_HTTP_HEADER_CONTENT_TYPE);
-		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-							     MHD_HTTP_HEADER_CONTENT_LENGTH);
-		const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-							       MHD_HTTP_HEADER_AUTHORIZATION);
-		ims_rpc__peer peer = {.addr = addr,
-				      .cert_required = l->cert_required,
-				      .cert_ok = l->cert_required && !cert_err,
-				      .cert_cn = cn[0] ? cn : NULL,
-				      .cert_err = cert_err};
-		uint64_t length = 0;
-		bool have_length = false;
-		if (cl) {
-			char *end;
-			errno = 0;
-			length = strtoull(cl, &end, 10);
-			have_length = errno == 0 && end != cl && !*end;
-			if (!have_length)
-				length =
-					UINT64_MAX; /* MHD refuses it anyway; never a buffer size */
-			have_length = true;
-		}
-		rq->rpc = true;
-		if (!ims_rpc__begin(s, &rq->call, method, url, ct, have_length, length, auth, &peer,
-				    &rq->resp)) {
-			/* A body over the limit is not read at all (MHD closes the connection
-			 * after the answer); a smaller one is read and dropped, so that the
-			 * connection stays usable. */
-			if (have_length && length > s->max_request_bytes)
-				return queue(conn, &rq->resp);
-			rq->early = true;
-			return MHD_YES;
-		}
-		/* Content-Length is within the limit here: the buffer is allocated once */
-		if (have_length && length > 0) {
-			rq->body = malloc((size_t)length);
-			if (!rq->body)
-				return MHD_NO;
-			rq->cap = (size_t)length;
-		}
+	rq = calloc(1, sizeof(*rq));
+	if (!rq)
+		return MHD_NO;
+	*req_cls = rq;
+	peer_address(l, conn, addr, sizeof(addr));
+	if (l->cert_required)
+		cert_err = check_client_cert(conn, cn, sizeof(cn));
+	if (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
+	    strcmp(url, "/metrics") == 0) {
+		/* answered once the request is read: MHD keeps the connection then */
+		rq->plain = true;
+		rq->cert_err = cert_err;
 		return MHD_YES;
 	}
 
-	if (rq->plain && *upload_data_size == 0)
-		return serve_plain(s, conn, rq, url, method, rq->cert_err);
-	if (!rq->rpc) {
-		rq->discarded += *upload_data_size;
-		*upload_data_size = 0;
+	const char *ct =
+		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	const char *cl =
+		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *auth =
+		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	ims_rpc__peer peer = {.addr = addr,
+			      .cert_required = l->cert_required,
+			      .cert_ok = l->cert_required && !cert_err,
+			      .cert_cn = cn[0] ? cn : NULL,
+			      .cert_err = cert_err};
+	uint64_t length = 0;
+	bool have_length = false;
+	if (cl) {
+		char *end;
+		errno = 0;
+		length = strtoull(cl, &end, 10);
+		have_length = errno == 0 && end != cl && !*end;
+		if (!have_length)
+			length = UINT64_MAX; /* MHD refuses it anyway; never a buffer size */
+		have_length = true;
+	}
+	rq->rpc = true;
+	if (!ims_rpc__begin(s, &rq->call, method, url, ct, have_length, length, auth, &peer,
+			    &rq->resp)) {
+		/* A body over the limit is not read at all (MHD closes the connection
+		 * after the answer); a smaller one is read and dropped, so that the
+		 * connection stays usable. */
+		if (have_length && length > s->max_request_bytes)
+			return queue(conn, &rq->resp);
+		rq->early = true;
+		return MHD_YES;
+	}
+	/* Content-Length is within the limit here: the buffer is allocated once */
+	if (have_length && length > 0) {
+		rq->body = malloc((size_t)length);
+		if (!rq->body)
+			return MHD_NO;
+		rq->cap = (size_t)length;
+	}
+	return MHD_YES;
+}
+
+/* A piece of the body of an RPC: appended, or counted and dropped once the call is refused. */
+static enum MHD_Result receive_body(ims_rpc_server *s, request *rq, const char *upload_data,
+				    size_t n)
+{
+	if (rq->early || rq->too_large) {
+		rq->discarded += n;
 		return rq->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
 	}
-
-	if (*upload_data_size) {
-		size_t n = *upload_data_size;
-
-		*upload_data_size = 0;
-		if (rq->early || rq->too_large) {
-			rq->discarded += n;
-			return rq->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
-		}
-		if (n > s->max_request_bytes - rq->len) {
-			/* no Content-Length (chunked): refused as soon as it exceeds the limit */
-			rq->too_large = true;
-			rq->discarded = rq->len + n;
-			free(rq->body);
-			rq->body = NULL;
-			rq->len = rq->cap = 0;
-			return MHD_YES;
-		}
-		if (rq->len + n > rq->cap) {
-			size_t ncap = rq->cap ? rq->cap : 16384;
-			while (ncap < rq->len + n)
-				ncap *= 2;
-			if (ncap > s->max_request_bytes)
-				ncap = (size_t)s->max_request_bytes;
-			uint8_t *b = realloc(rq->body, ncap);
-			if (!b)
-				return MHD_NO;
-			rq->body = b;
-			rq->cap = ncap;
-		}
-		memcpy(rq->body + rq->len, upload_data, n);
-		rq->len += n;
+	if (n > s->max_request_bytes - rq->len) {
+		/* no Content-Length (chunked): refused as soon as it exceeds the limit */
+		rq->too_large = true;
+		rq->discarded = rq->len + n;
+		free(rq->body);
+		rq->body = NULL;
+		rq->len = rq->cap = 0;
 		return MHD_YES;
 	}
+	if (rq->len + n > rq->cap) {
+		size_t ncap = rq->cap ? rq->cap : 16384;
+		while (ncap < rq->len + n)
+			ncap *= 2;
+		if (ncap > s->max_request_bytes)
+			ncap = (size_t)s->max_request_bytes;
+		uint8_t *b = realloc(rq->body, ncap);
+		if (!b)
+			return MHD_NO;
+		rq->body = b;
+		rq->cap = ncap;
+	}
+	memcpy(rq->body + rq->len, upload_data, n);
+	rq->len += n;
+	return MHD_YES;
+}
 
+/* The whole request is read: answer it, or hand a slow call to a worker. */
+static enum MHD_Result finish_request(ims_rpc_server *s, struct MHD_Connection *conn, request *rq)
+{
 	if (rq->handed_off) /* resumed: the slow call's answer is in rq->resp */
 		return queue(conn, &rq->resp);
 	if (rq->too_large && !rq->early)
@@ -708,6 +673,33 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	free(rq->body);
 	rq->body = NULL;
 	return queue(conn, &rq->resp);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+				 const char *method, const char *version, const char *upload_data,
+				 size_t *upload_data_size, void **req_cls)
+{
+	struct ims_rpc__listener *l = cls;
+	ims_rpc_server *s = l->s;
+	request *rq = *req_cls;
+
+	if (!rq)
+		return begin_request(l, conn, url, method, req_cls);
+	if (rq->plain && *upload_data_size == 0)
+		return serve_plain(s, conn, rq, url, method, rq->cert_err);
+	if (!rq->rpc) {
+		rq->discarded += *upload_data_size;
+		*upload_data_size = 0;
+		return rq->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
+	}
+
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+
+		*upload_data_size = 0;
+		return receive_body(s, rq, upload_data, n);
+	}
+	return finish_request(s, conn, rq);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,

@@ -34,6 +34,27 @@ typedef struct {
 } ims_rpc__tokens;
 
 /**
+ * Open a secret file (a token file, a TLS key) for reading; never a terminal, never blocking
+ * on a FIFO.
+ *
+ * @returns the descriptor, or -ENOENT ("WHAT 'PATH' does not exist"), -EACCES... with the
+ *          message set.
+ */
+int ims_rpc__open_secret(const char *what, const char *path);
+
+/**
+ * Read the @p size bytes of the open regular file @p fd (a secret: a token file, a TLS key)
+ * into a NUL-terminated buffer, wiped and freed on failure. A file that got shorter is read
+ * to its end. @p what and @p path name it in the messages: "cannot read WHAT 'PATH': ...".
+ *
+ * @param[out] out the contents; free with explicit_bzero() and free().
+ * @param[out] out_len their length; may be NULL.
+ * @returns -ENOMEM, or the errno of read().
+ */
+int ims_rpc__read_secret(char **out, size_t *out_len, int fd, size_t size, const char *what,
+			 const char *path);
+
+/**
  * Read and check a token file (mode, type, syntax).
  *
  * @returns -ENOENT if it does not exist, -EACCES if group or others may read or write it or

@@ -42,20 +42,58 @@ static bool valid_name(const char *s, size_t n)
 	return true;
 }
 
+int ims_rpc__read_secret(char **out, size_t *out_len, int fd, size_t size, const char *what,
+			 const char *path)
+{
+	char *buf = malloc(size + 1);
+	size_t len = 0;
+	int r;
+
+	if (!buf)
+		return ims_error_set(-ENOMEM, "out of memory reading %s '%s'", what, path);
+	while (len < size) {
+		ssize_t n = read(fd, buf + len, size - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			ims_error_set(r, "cannot read %s '%s': %s", what, path, ims_strerror(r));
+			explicit_bzero(buf, size + 1);
+			free(buf);
+			return r;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	*out = buf;
+	if (out_len)
+		*out_len = len;
+	return 0;
+}
+
+int ims_rpc__open_secret(const char *what, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	int r;
+
+	if (fd >= 0)
+		return fd;
+	r = -errno;
+	if (r == -ENOENT)
+		return ims_error_set(r, "%s '%s' does not exist", what, path);
+	return ims_error_set(r, "cannot open %s '%s': %s", what, path, ims_strerror(r));
+}
+
 static int read_file(const char *path, char **out, size_t *out_len)
 {
 	struct stat st;
-	char *buf = NULL;
-	size_t len = 0;
 	int r = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	int fd = ims_rpc__open_secret("token file", path);
 
-	if (fd < 0) {
-		r = -errno;
-		if (r == -ENOENT)
-			return ims_error_set(r, "token file '%s' does not exist", path);
-		return ims_error_set(r, "cannot open token file '%s': %s", path, ims_strerror(r));
-	}
+	if (fd < 0)
+		return fd;
 	if (fstat(fd, &st) < 0) {
 		r = -errno;
 		ims_error_set(r, "cannot stat token file '%s': %s", path, ims_strerror(r));
@@ -77,33 +115,8 @@ static int read_file(const char *path, char **out, size_t *out_len)
 				  TOKEN_FILE_MAX);
 		goto out;
 	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		r = ims_error_set(-ENOMEM, "out of memory reading token file '%s'", path);
-		goto out;
-	}
-	while (len < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			ims_error_set(r, "cannot read token file '%s': %s", path, ims_strerror(r));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	*out = buf;
-	*out_len = len;
-	buf = NULL;
+	r = ims_rpc__read_secret(out, out_len, fd, (size_t)st.st_size, "token file", path);
 out:
-	if (buf) {
-		explicit_bzero(buf, (size_t)st.st_size + 1);
-		free(buf);
-	}
 	close(fd);
 	return r;
 }

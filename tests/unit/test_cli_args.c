@@ -730,6 +730,88 @@ static void test_repl_tier_group(void **state)
 	assert_int_equal(f->ncalls, 4);
 }
 
+/*
+ * The shapes the verbs share (cli/call.c, cli/args.c): a reply shown as a one-row table, a
+ * repeated field as a table, an empty reply ({} in JSON only, or nothing at all for tier
+ * policy rm), --WORD options, durations of at least 1s and a failover's --wait.
+ */
+static void test_shared_shapes(void **state)
+{
+	fake *f = *state;
+	Imgstore__V1__TierPolicy pol = IMGSTORE__V1__TIER_POLICY__INIT;
+	Imgstore__V1__ListTierPoliciesResponse pols =
+		IMGSTORE__V1__LIST_TIER_POLICIES_RESPONSE__INIT;
+	Imgstore__V1__TierPolicy *pv[1] = {&pol};
+	Imgstore__V1__RemoveTierPolicyResponse rmp =
+		IMGSTORE__V1__REMOVE_TIER_POLICY_RESPONSE__INIT;
+	Imgstore__V1__DeleteSnapshotResponse rms = IMGSTORE__V1__DELETE_SNAPSHOT_RESPONSE__INIT;
+	Imgstore__V1__Host host = IMGSTORE__V1__HOST__INIT;
+
+	pol.pool = "rbd";
+	pol.cold_after_seconds = 86400;
+	pol.after = "trash";
+	pols.policies = pv;
+	pols.n_policies = 1;
+	fake_expect(f, "imgstore.v1.TierService/GetPolicy", &pol);
+	assert_int_equal(fake_run(f, "--server", SOCK, "tier", "policy", "show", "rbd", NULL), 0);
+	assert_string_equal(f->out, "POOL  COLD AFTER  TARGET          AFTER  UPDATED\n"
+				    "rbd   1d          (the only one)  trash  -\n");
+	fake_expect(f, "imgstore.v1.TierService/ListPolicies", &pols);
+	assert_int_equal(fake_run(f, "--server", SOCK, "tier", "policy", "show", NULL), 0);
+	assert_string_equal(f->out, "POOL  COLD AFTER  TARGET          AFTER  UPDATED\n"
+				    "rbd   1d          (the only one)  trash  -\n");
+	fake_expect(f, "imgstore.v1.TierService/RemovePolicy", &rmp);
+	assert_int_equal(fake_run(f, "--server", SOCK, "--format", "json", "tier", "policy", "rm",
+				  "rbd", NULL),
+			 0);
+	assert_string_equal(f->out, "");
+	fake_expect(f, "imgstore.v1.SnapshotService/DeleteSnapshot", &rms);
+	assert_int_equal(fake_run(f, "--server", SOCK, "snap", "rm", "rbd/vm1@s1", NULL), 0);
+	assert_string_equal(f->out, "");
+	fake_expect(f, "imgstore.v1.SnapshotService/DeleteSnapshot", &rms);
+	assert_int_equal(
+		fake_run(f, "--server", SOCK, "--format", "json", "snap", "rm", "rbd/vm1@s1", NULL),
+		0);
+	assert_string_equal(f->out, "{\n}\n");
+
+	host.name = "hv1";
+	host.address = "10.0.0.1";
+	fake_expect(f, "imgstore.v1.HostService/RegisterHost", &host);
+	assert_int_equal(fake_run(f, "--server", SOCK, "host", "register", "hv1", "--address",
+				  "10.0.0.1", NULL),
+			 0);
+	Imgstore__V1__RegisterHostRequest *rh =
+		fake_request(f, 5, &imgstore__v1__register_host_request__descriptor);
+	assert_string_equal(rh->address, "10.0.0.1");
+	protobuf_c_message_free_unpacked(&rh->base, NULL);
+	assert_int_equal(f->ncalls, 6);
+	fake_free(f);
+	fake_init(f);
+
+	fake_run(f, "--server", SOCK, "host", "register", "hv1", "--address", "a b", NULL);
+	assert_usage(f, "--address 'a b' contains a space or a control character",
+		     "Try 'imgstore host register --help'.");
+	fake_run(f, "--server", SOCK, "tier", "ls", "--target", "", NULL);
+	assert_usage(f, "empty --target", "Try 'imgstore tier ls --help'.");
+	fake_run(f, "--server", SOCK, "group", "repl", "enable", "rbd/g", "--to", "b", "--rpo", "0",
+		 NULL);
+	assert_usage(f, "--rpo: must be at least 1s", "Try 'imgstore group repl enable --help'.");
+	fake_run(f, "--server", SOCK, "repl", "enable", "rbd/vm1", "--to", "b", "--rpo", "0", NULL);
+	assert_usage(f, "--rpo: must be at least 1s (for RPO 0 use --mode sync)",
+		     "Try 'imgstore repl enable --help'.");
+	fake_run(f, "--server", SOCK, "repl", "enable", "rbd/vm1", "--to", "b", "--rpo", "1m",
+		 "--mode", "sync", NULL);
+	assert_usage(f, "--rpo applies to --mode async only", "Try 'imgstore repl enable --help'.");
+	fake_run(f, "--server", SOCK, "repl", "failover", "--from", "a", "--to", "b", "--wait",
+		 "2d", NULL);
+	assert_usage(f, "--wait takes a duration from 1s to 1d, not '2d'",
+		     "Try 'imgstore repl failover --help'.");
+	fake_run(f, "--server", SOCK, "group", "repl", "failover", "rbd/g", NULL);
+	assert_usage(f, "--to is required", "Try 'imgstore group repl failover --help'.");
+	fake_run(f, "--server", SOCK, "image", "resize", "rbd/vm1", NULL);
+	assert_usage(f, "--size is required", "Try 'imgstore image resize --help'.");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -747,6 +829,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snap_verbs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_op_and_host_verbs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_repl_tier_group, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shared_shapes, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
