@@ -34,7 +34,7 @@ static int tier_push(ims_cli *cli, const ims_cli_args *a)
 	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], true, false)) ||
 	    (r = ims_cli_opt_word(cli, &req.target, a, "to", true)))
 		return r;
-	if (after && (r = ims_cli_arg_choice(cli, "--after", after, afters)))
+	if (after && (r = ims_cli_arg_choice(cli, "after", after, afters)))
 		return r;
 	req.image = &ms;
 	req.after = after ? (char *)after : (char *)"";
@@ -125,7 +125,7 @@ static int tier_gc(ims_cli *cli, const ims_cli_args *a)
 
 	if ((r = ims_cli_opt_word(cli, &req.target, a, "target", false)))
 		return r;
-	if (grace && (r = ims_cli_arg_duration(cli, &secs, "--grace", grace, 365ull * 86400)))
+	if (grace && (r = ims_cli_arg_duration(cli, &secs, "grace", grace, 365ull * 86400)))
 		return r;
 	req.collect_garbage = 1;
 	req.grace_seconds = secs;
@@ -202,13 +202,13 @@ static int tier_policy_set(ims_cli *cli, const ims_cli_args *a)
 		return r;
 	if (!cold)
 		return ims_cli_usage(cli, "--cold-after is required");
-	if ((r = ims_cli_arg_duration(cli, &secs, "--cold-after", cold, 10ull * 365 * 86400)))
+	if ((r = ims_cli_arg_duration(cli, &secs, "cold-after", cold, 10ull * 365 * 86400)))
 		return r;
 	if (secs == 0)
 		return ims_cli_usage(cli, "--cold-after must be at least 1s");
 	if ((r = ims_cli_opt_word(cli, &pol.target, a, "to", false)))
 		return r;
-	if (after && (r = ims_cli_arg_choice(cli, "--after", after, afters)))
+	if (after && (r = ims_cli_arg_choice(cli, "after", after, afters)))
 		return r;
 	pol.pool = (char *)a->pos[0];
 	pol.cold_after_seconds = secs;

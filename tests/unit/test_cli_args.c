@@ -671,6 +671,18 @@ static void test_repl_tier_group(void **state)
 	fake_run(f, "--server", SOCK, "tier", "restore", "cold1", "--to", "rbd", NULL);
 	assert_usage(f, "bad image spec 'rbd': expected POOL/IMAGE",
 		     "Try 'imgstore tier restore --help'.");
+	/* the option is named once: "--grace", not "----grace" */
+	fake_run(f, "--server", SOCK, "tier", "gc", "--grace", "soon", NULL);
+	assert_usage(f, "--grace: 'soon' is not a duration (examples: 30s, 5m, 1h30m)",
+		     "Try 'imgstore tier gc --help'.");
+	fake_run(f, "--server", SOCK, "tier", "policy", "set", "rbd", "--cold-after", "later",
+		 NULL);
+	assert_usage(f, "--cold-after: 'later' is not a duration (examples: 30s, 5m, 1h30m)",
+		     "Try 'imgstore tier policy set --help'.");
+	fake_run(f, "--server", SOCK, "tier", "policy", "set", "rbd", "--cold-after", "30d",
+		 "--after", "burn", NULL);
+	assert_usage(f, "--after: 'burn' is not one of trash, purge, keep",
+		     "Try 'imgstore tier policy set --help'.");
 
 	st.image = "rbd/vm1";
 	st.target = "b";
