@@ -21,6 +21,7 @@
 #include "imgstore/v1/replication.pb-c.h"
 #include "replicator/group.h"
 #include "store/group.h"
+#include "store/snap.h"
 
 typedef struct {
 	char pool[IMS_NAME_MAX + 1];

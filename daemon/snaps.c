@@ -22,6 +22,7 @@
 #include "imgstore/v1/snapshot.pb-c.h"
 #include "imgstore/v1/tier.pb-c.h"
 #include "store/image.h"
+#include "store/snap.h"
 #include "store/transfer.h"
 #include "daemon/daemon.h"
 #include "daemon/kit.h"

@@ -190,7 +190,7 @@ int ims_image_exists(ims_site *site, const char *pool, const char *name)
 	return r;
 }
 
-static int read_snaps(rbd_image_t image, ims_snap_info **out, size_t *count)
+int ims_store__read_snaps(rbd_image_t image, ims_snap_info **out, size_t *count)
 {
 	rbd_snap_info_t *snaps = NULL;
 	ims_snap_info *list = NULL;
@@ -297,7 +297,7 @@ int ims_image_info_get(ims_image_info **out, ims_site *site, const char *pool, c
 		rbd_linked_image_spec_cleanup(&parent);
 		rbd_snap_spec_cleanup(&psnap);
 	}
-	if ((r = read_snaps(image, &info->snaps, &info->nsnaps)) < 0)
+	if ((r = ims_store__read_snaps(image, &info->snaps, &info->nsnaps)) < 0)
 		goto out;
 	/* With fast-diff this reads the object map only; without it, it asks every object. */
 	r = rbd_diff_iterate2(image, NULL, 0, info->size, 0, 1, count_used, &info->used_bytes);
@@ -628,8 +628,8 @@ static int check_no_clones(rbd_image_t image, const char *pool, const char *name
 	return 0;
 }
 
-static int remove_snap_open(rbd_image_t image, const char *pool, const char *name, const char *snap,
-			    uint64_t snap_id, bool is_protected)
+int ims_store__remove_snap_open(rbd_image_t image, const char *pool, const char *name,
+				const char *snap, uint64_t snap_id, bool is_protected)
 {
 	int r = check_no_clones(image, pool, name, snap, snap_id, "");
 	if (r < 0)
@@ -766,7 +766,7 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 			goto out;
 		}
 	} else {
-		if ((r = read_snaps(image, &snaps, &nsnaps)) < 0 ||
+		if ((r = ims_store__read_snaps(image, &snaps, &nsnaps)) < 0 ||
 		    (r = check_purge(image, pool, name, snaps, nsnaps)) < 0)
 			goto out;
 		rbd_close(image);
@@ -780,8 +780,8 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 			for (size_t i = 0; i < nsnaps; i++) {
 				if (!is_user_snap(image, snaps[i].id))
 					continue; /* trashed: rbd_remove() removes it */
-				r = remove_snap_open(image, pool, name, snaps[i].name, snaps[i].id,
-						     snaps[i].is_protected);
+				r = ims_store__remove_snap_open(image, pool, name, snaps[i].name,
+								snaps[i].id, snaps[i].is_protected);
 				if (r < 0)
 					goto out;
 			}
@@ -922,130 +922,6 @@ int ims_image_tag_remove(ims_site *site, const char *pool, const char *name, con
 	return tag_change(site, pool, name, key, NULL);
 }
 
-int ims_snap_check_user_name(const char *snap, const char *what)
-{
-	if (snap && strncmp(snap, IMS_SNAP_RESERVED_PREFIX, strlen(IMS_SNAP_RESERVED_PREFIX)) == 0)
-		return ims_error_set(
-			-EINVAL,
-			"cannot %s snapshot '%s': names starting with '" IMS_SNAP_RESERVED_PREFIX
-			"' are imgstore's own (replication, group cuts, recovery)",
-			what, snap);
-	return 0;
-}
-
-int ims_snap_create(ims_site *site, const char *pool, const char *image_name, const char *snap)
-{
-	rados_ioctx_t io = NULL;
-	rbd_image_t image = NULL;
-	int r;
-
-	if ((r = ims_store__check_names(pool, image_name, snap)) < 0)
-		return r;
-	if ((r = ims_store__open_image(site, pool, image_name, NULL, false, &io, &image)) < 0)
-		return r;
-	r = rbd_snap_create(image, snap);
-	if (r == -EEXIST)
-		ims_error_set(r, "snapshot '%s/%s@%s' already exists", pool, image_name, snap);
-	else if (r < 0)
-		ims_error_set(r, "cannot create snapshot '%s/%s@%s': %s", pool, image_name, snap,
-			      ims_strerror(r));
-	ims_store__close_image(io, image);
-	return r;
-}
-
-int ims_snap_list(ims_snap_info **out, size_t *count, ims_site *site, const char *pool,
-		  const char *image_name)
-{
-	rados_ioctx_t io = NULL;
-	rbd_image_t image = NULL;
-	int r;
-
-	if ((r = ims_store__check_names(pool, image_name, NULL)) < 0)
-		return r;
-	if ((r = ims_store__open_image(site, pool, image_name, NULL, true, &io, &image)) < 0)
-		return r;
-	r = read_snaps(image, out, count);
-	ims_store__close_image(io, image);
-	return r;
-}
-
-void ims_snap_list_free(ims_snap_info *list, size_t count)
-{
-	for (size_t i = 0; list && i < count; i++)
-		free(list[i].name);
-	free(list);
-}
-
-typedef struct {
-	ims_progress_fn fn;
-	void *ctx;
-} progress_bridge;
-
-/* librbd's progress callback: a negative return asks librbd to stop. */
-static int bridge_progress(uint64_t done, uint64_t total, void *arg)
-{
-	progress_bridge *b = arg;
-	if (b->fn && b->fn(b->ctx, done, total) != 0)
-		return -ECANCELED;
-	return 0;
-}
-
-int ims_snap_rollback(ims_site *site, const char *pool, const char *image_name, const char *snap,
-		      ims_progress_fn progress, void *ctx)
-{
-	rados_ioctx_t io = NULL;
-	rbd_image_t image = NULL;
-	progress_bridge b = {progress, ctx};
-	int r;
-
-	if ((r = ims_store__check_names(pool, image_name, snap)) < 0)
-		return r;
-	if ((r = ims_store__open_image(site, pool, image_name, NULL, false, &io, &image)) < 0)
-		return r;
-	r = rbd_snap_rollback_with_progress(image, snap, bridge_progress, &b);
-	if (r == -ENOENT)
-		ims_error_set(r, "no snapshot '%s/%s@%s'", pool, image_name, snap);
-	else if (r == -EBUSY || r == -EROFS)
-		ims_error_set(-EBUSY,
-			      "'%s/%s' is in use by another client; stop it before a rollback",
-			      pool, image_name);
-	else if (r < 0)
-		ims_error_set(r, "cannot roll '%s/%s' back to '%s': %s", pool, image_name, snap,
-			      ims_strerror(r));
-	if (r == -EROFS)
-		r = -EBUSY;
-	ims_store__close_image(io, image);
-	return r;
-}
-
-int ims_snap_remove(ims_site *site, const char *pool, const char *image_name, const char *snap)
-{
-	rados_ioctx_t io = NULL;
-	rbd_image_t image = NULL;
-	ims_snap_info *snaps = NULL;
-	size_t n = 0;
-	int r;
-
-	if ((r = ims_store__check_names(pool, image_name, snap)) < 0)
-		return r;
-	if ((r = ims_store__open_image(site, pool, image_name, NULL, false, &io, &image)) < 0)
-		return r;
-	if ((r = read_snaps(image, &snaps, &n)) < 0)
-		goto out;
-	size_t i;
-	for (i = 0; i < n && strcmp(snaps[i].name, snap) != 0; i++)
-		;
-	if (i == n) {
-		r = ims_error_set(-ENOENT, "no snapshot '%s/%s@%s'", pool, image_name, snap);
-		goto out;
-	}
-	r = remove_snap_open(image, pool, image_name, snap, snaps[i].id, snaps[i].is_protected);
-out:
-	ims_snap_list_free(snaps, n);
-	ims_store__close_image(io, image);
-	return r;
-}
-
 int ims_image_clone(ims_site *site, const char *pool, const char *image_name, const char *snap,
 		    const char *dst_pool, const char *dst, const ims_image_create_opts *opts)
 {
@@ -1107,12 +983,20 @@ out:
 	return r;
 }
 
+int ims_store__bridge_progress(uint64_t done, uint64_t total, void *arg)
+{
+	ims_store__progress_bridge *b = arg;
+	if (b->fn && b->fn(b->ctx, done, total) != 0)
+		return -ECANCELED;
+	return 0;
+}
+
 int ims_image_flatten(ims_site *site, const char *pool, const char *name, ims_progress_fn progress,
 		      void *ctx)
 {
 	rados_ioctx_t io = NULL;
 	rbd_image_t image = NULL;
-	progress_bridge b = {progress, ctx};
+	ims_store__progress_bridge b = {progress, ctx};
 	rbd_linked_image_spec_t parent;
 	rbd_snap_spec_t psnap;
 	int r;
@@ -1131,7 +1015,7 @@ int ims_image_flatten(ims_site *site, const char *pool, const char *name, ims_pr
 		rbd_linked_image_spec_cleanup(&parent);
 		rbd_snap_spec_cleanup(&psnap);
 	}
-	r = rbd_flatten_with_progress(image, bridge_progress, &b);
+	r = rbd_flatten_with_progress(image, ims_store__bridge_progress, &b);
 	if (r == -ECANCELED || r == -ERESTART)
 		r = ims_error_set(-ECANCELED, "flatten of '%s/%s' cancelled", pool, name);
 	else if (r < 0)

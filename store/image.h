@@ -1,5 +1,6 @@
 /*
- * store/image.h: images, snapshots, golden-image clones and tags on a site's RBD pools.
+ * store/image.h: images, golden-image clones and tags on a site's RBD pools (their snapshots:
+ * store/snap.h).
  *
  * Every name is checked (common/spec.h rules) before anything touches the cluster. Images
  * imgstore creates are recorded in the pool's catalog (store/catalog.h). Tags live in the
@@ -12,11 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/progress.h"
 #include "store/catalog.h"
 #include "store/site.h"
-
-/** Progress of long work; return non-zero to cancel it (the work then fails -ECANCELED). */
-typedef int (*ims_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+#include "store/snap.h"
 
 /* RBD feature bits imgstore gives new images unless told otherwise: layering, exclusive-lock,
  * object-map, fast-diff, deep-flatten. */
@@ -50,14 +50,6 @@ int ims_image_create(ims_site *site, const char *pool, const char *name,
  * @returns 1 or 0, -ENOENT if the pool does not exist, an error of the cluster.
  */
 int ims_image_exists(ims_site *site, const char *pool, const char *name);
-
-typedef struct {
-	char *name;
-	uint64_t id;
-	uint64_t size;
-	bool is_protected;
-	int64_t timestamp; /* unix seconds */
-} ims_snap_info;
 
 typedef struct {
 	char *pool;
@@ -140,49 +132,6 @@ int ims_image_tag_set(ims_site *site, const char *pool, const char *name, const 
 
 /** @returns -ENOENT if the image or the tag does not exist. */
 int ims_image_tag_remove(ims_site *site, const char *pool, const char *name, const char *key);
-
-/* Snapshots */
-
-/*
- * Snapshot names starting with this prefix are imgstore's own: replication snapshots
- * ("imgstore-repl-<ms>", the lag and the base of the next cycle are read from them), group
- * anchors ("imgstore-anchor-<ms>") and the recovery snapshots of a resync
- * ("imgstore-recovery-<ms>"). Every prefix imgstore uses for a snapshot starts with it.
- */
-#define IMS_SNAP_RESERVED_PREFIX "imgstore-"
-
-/**
- * Whether a client may @p what ("create", "remove", "roll back to") the snapshot @p snap: not
- * when its name is one of imgstore's own (IMS_SNAP_RESERVED_PREFIX). The snapshot functions
- * below do not check it: replication and tests use them on any name.
- *
- * @returns 0, or -EINVAL naming the prefix.
- */
-int ims_snap_check_user_name(const char *snap, const char *what);
-
-/** @returns -EEXIST if the snapshot exists, -ENOENT if the image does not. */
-int ims_snap_create(ims_site *site, const char *pool, const char *image, const char *snap);
-
-/** @param[out] out free with ims_snap_list_free(). */
-int ims_snap_list(ims_snap_info **out, size_t *count, ims_site *site, const char *pool,
-		  const char *image);
-void ims_snap_list_free(ims_snap_info *list, size_t count);
-
-/**
- * Roll the image back to @p snap.
- *
- * @returns -ENOENT for an unknown snapshot, -EBUSY if another client holds the image's lock.
- */
-int ims_snap_rollback(ims_site *site, const char *pool, const char *image, const char *snap,
-		      ims_progress_fn progress, void *ctx);
-
-/**
- * Remove a snapshot, unprotecting it first when it has no clones.
- *
- * @returns -ENOENT for an unknown snapshot, -EBUSY if clones depend on it (named in the
- *          message).
- */
-int ims_snap_remove(ims_site *site, const char *pool, const char *image, const char *snap);
 
 /* Clones */
 
