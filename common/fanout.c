@@ -49,6 +49,13 @@ bool ims_fanout_next(ims_fanout *f, size_t *i)
 	return got;
 }
 
+void ims_fanout_wake(ims_fanout *f)
+{
+	pthread_mutex_lock(&f->lock);
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
 bool ims_fanout_stopped(const ims_fanout *f)
 {
 	return atomic_load(&f->stop);
@@ -62,6 +69,8 @@ static int run_items(ims_fanout *f, void *ctx, unsigned slot)
 		int r = f->o->item(ctx, slot, i);
 		if (r < 0)
 			return r;
+		if (f->o->watch)
+			ims_fanout_wake(f);
 	}
 	return 0;
 }

@@ -42,8 +42,9 @@ typedef struct {
 	 */
 	int (*worker)(ims_fanout *f, void *ctx, unsigned worker);
 	/**
-	 * Optional, in the caller's thread every @c watch_ms while workers run and the run has
-	 * not stopped; a negative errno (with its message set) stops the run.
+	 * Optional, in the caller's thread while workers run and the run has not stopped: every
+	 * @c watch_ms, and soon after an item is done or a worker calls ims_fanout_wake(). A
+	 * negative errno (with its message set) stops the run.
 	 */
 	int (*watch)(void *ctx);
 	/** 0 means 200 */
@@ -72,6 +73,9 @@ int ims_fanout_run(unsigned *started, const ims_fanout_opts *o);
  * @returns false when every item was handed out or the run has stopped.
  */
 bool ims_fanout_next(ims_fanout *f, size_t *i);
+
+/** Wake the watch now: a whole worker has made progress to report. */
+void ims_fanout_wake(ims_fanout *f);
 
 /** Whether the run has stopped on an error: a worker should return soon. */
 bool ims_fanout_stopped(const ims_fanout *f);

@@ -171,6 +171,34 @@ static void the_watch_stops_the_run(void **state)
 	assert_true(atomic_load(&j.total) < NITEMS);
 }
 
+static int watch_counts(void *ctx)
+{
+	job *j = ctx;
+	atomic_fetch_add(&j->watched, 1);
+	return 0;
+}
+
+/* A done item wakes the watch long before its period. */
+static void items_wake_the_watch(void **state)
+{
+	(void)state;
+	static job j;
+	memset(&j, 0, sizeof(j));
+	j.fail_at = NITEMS;
+	j.sleep_us = 2000;
+	j.max_slot = 1;
+	ims_fanout_opts o = IMS_FANOUT_OPTS_INIT;
+	o.workers = 1;
+	o.nitems = 50;
+	o.item = item;
+	o.watch = watch_counts;
+	o.watch_ms = 60000;
+	o.ctx = &j;
+	assert_int_equal(ims_fanout_run(NULL, &o), 0);
+	assert_true(atomic_load(&j.watched) > 0);
+	assert_int_equal(atomic_load(&j.total), 50);
+}
+
 /* Whole workers: one fails, the others see the stop and return. */
 static int loop_worker(ims_fanout *f, void *ctx, unsigned worker)
 {
@@ -222,6 +250,7 @@ int main(void)
 		cmocka_unit_test(nothing_starts_after_an_error),
 		cmocka_unit_test(first_error_wins),
 		cmocka_unit_test(the_watch_stops_the_run),
+		cmocka_unit_test(items_wake_the_watch),
 		cmocka_unit_test(whole_workers_stop),
 		cmocka_unit_test(unknown_options),
 	};
