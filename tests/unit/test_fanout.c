@@ -45,75 +45,60 @@ static int item(void *ctx, unsigned worker, size_t i)
 	return 0;
 }
 
+static job J;
+
+/* A fresh job of @p nitems items on @p workers workers, item @p fail_at failing. */
+static ims_fanout_opts job_opts(unsigned workers, size_t nitems, size_t fail_at, unsigned sleep_us)
+{
+	memset(&J, 0, sizeof(J));
+	J.fail_at = fail_at;
+	J.sleep_us = sleep_us;
+	J.max_slot = workers;
+	ims_fanout_opts o = IMS_FANOUT_OPTS_INIT;
+	o.workers = workers;
+	o.nitems = nitems;
+	o.item = item;
+	o.ctx = &J;
+	return o;
+}
+
 static void every_item_runs_once(void **state)
 {
 	(void)state;
-	static job j;
-	memset(&j, 0, sizeof(j));
-	j.fail_at = NITEMS;
-	j.max_slot = 8;
-	ims_fanout_opts o = IMS_FANOUT_OPTS_INIT;
-	o.workers = 8;
-	o.nitems = NITEMS;
-	o.item = item;
-	o.ctx = &j;
+	ims_fanout_opts o = job_opts(8, NITEMS, NITEMS, 0);
 	unsigned started = 0;
 	assert_int_equal(ims_fanout_run(&started, &o), 0);
 	assert_int_equal(started, 8);
 	for (size_t i = 0; i < NITEMS; i++)
-		assert_int_equal(atomic_load(&j.runs[i]), 1);
+		assert_int_equal(atomic_load(&J.runs[i]), 1);
 }
 
 static void no_more_workers_than_items(void **state)
 {
 	(void)state;
-	static job j;
-	memset(&j, 0, sizeof(j));
-	j.fail_at = NITEMS;
-	j.max_slot = 3;
-	ims_fanout_opts o = IMS_FANOUT_OPTS_INIT;
-	o.workers = 64;
-	o.nitems = 3;
-	o.item = item;
-	o.ctx = &j;
+	ims_fanout_opts o = job_opts(64, 3, NITEMS, 0);
 	unsigned started = 0;
 	assert_int_equal(ims_fanout_run(&started, &o), 0);
 	assert_int_equal(started, 3);
-	assert_int_equal(atomic_load(&j.total), 3);
+	assert_int_equal(atomic_load(&J.total), 3);
 }
 
 static void nothing_to_do(void **state)
 {
 	(void)state;
-	static job j;
-	memset(&j, 0, sizeof(j));
-	j.fail_at = NITEMS;
-	j.max_slot = 4;
-	ims_fanout_opts o = IMS_FANOUT_OPTS_INIT;
-	o.workers = 4;
-	o.nitems = 0;
-	o.item = item;
-	o.ctx = &j;
+	ims_fanout_opts o = job_opts(4, 0, NITEMS, 0);
 	assert_int_equal(ims_fanout_run(NULL, &o), 0);
-	assert_int_equal(atomic_load(&j.total), 0);
+	assert_int_equal(atomic_load(&J.total), 0);
 }
 
 static void nothing_starts_after_an_error(void **state)
 {
 	(void)state;
-	static job j;
-	memset(&j, 0, sizeof(j));
-	j.fail_at = 10;
-	j.max_slot = 1;
-	ims_fanout_opts o = IMS_FANOUT_OPTS_INIT;
-	o.workers = 1;
-	o.nitems = NITEMS;
-	o.item = item;
-	o.ctx = &j;
+	ims_fanout_opts o = job_opts(1, NITEMS, 10, 0);
 	ims_error_clear();
 	assert_int_equal(ims_fanout_run(NULL, &o), -EIO);
 	assert_string_equal(ims_error_last(), "item 10 broke");
-	assert_int_equal(atomic_load(&j.total), 11);
+	assert_int_equal(atomic_load(&J.total), 11);
 }
 
 /* Several fail, one of them first: its code and its message come back together. */
@@ -129,17 +114,12 @@ static int item_all_fail(void *ctx, unsigned worker, size_t i)
 static void first_error_wins(void **state)
 {
 	(void)state;
-	static job j;
-	memset(&j, 0, sizeof(j));
-	ims_fanout_opts o = IMS_FANOUT_OPTS_INIT;
-	o.workers = 8;
-	o.nitems = NITEMS;
+	ims_fanout_opts o = job_opts(8, NITEMS, NITEMS, 0);
 	o.item = item_all_fail;
-	o.ctx = &j;
 	int r = ims_fanout_run(NULL, &o);
 	assert_true(r == -EIO || r == -ENOSPC);
 	assert_non_null(strstr(ims_error_last(), r == -EIO ? ": EIO" : ": ENOSPC"));
-	assert_true(atomic_load(&j.total) <= 8);
+	assert_true(atomic_load(&J.total) <= 8);
 }
 
 static int watch_cancels(void *ctx)
@@ -153,22 +133,13 @@ static int watch_cancels(void *ctx)
 static void the_watch_stops_the_run(void **state)
 {
 	(void)state;
-	static job j;
-	memset(&j, 0, sizeof(j));
-	j.fail_at = NITEMS;
-	j.sleep_us = 5000;
-	j.max_slot = 2;
-	ims_fanout_opts o = IMS_FANOUT_OPTS_INIT;
-	o.workers = 2;
-	o.nitems = NITEMS;
-	o.item = item;
+	ims_fanout_opts o = job_opts(2, NITEMS, NITEMS, 5000);
 	o.watch = watch_cancels;
 	o.watch_ms = 10;
-	o.ctx = &j;
 	assert_int_equal(ims_fanout_run(NULL, &o), -ECANCELED);
 	assert_string_equal(ims_error_last(), "cut by the watch");
-	assert_int_equal(atomic_load(&j.watched), 2);
-	assert_true(atomic_load(&j.total) < NITEMS);
+	assert_int_equal(atomic_load(&J.watched), 2);
+	assert_true(atomic_load(&J.total) < NITEMS);
 }
 
 static int watch_counts(void *ctx)
@@ -182,21 +153,12 @@ static int watch_counts(void *ctx)
 static void items_wake_the_watch(void **state)
 {
 	(void)state;
-	static job j;
-	memset(&j, 0, sizeof(j));
-	j.fail_at = NITEMS;
-	j.sleep_us = 2000;
-	j.max_slot = 1;
-	ims_fanout_opts o = IMS_FANOUT_OPTS_INIT;
-	o.workers = 1;
-	o.nitems = 50;
-	o.item = item;
+	ims_fanout_opts o = job_opts(1, 50, NITEMS, 2000);
 	o.watch = watch_counts;
 	o.watch_ms = 60000;
-	o.ctx = &j;
 	assert_int_equal(ims_fanout_run(NULL, &o), 0);
-	assert_true(atomic_load(&j.watched) > 0);
-	assert_int_equal(atomic_load(&j.total), 50);
+	assert_true(atomic_load(&J.watched) > 0);
+	assert_int_equal(atomic_load(&J.total), 50);
 }
 
 /* Whole workers: one fails, the others see the stop and return. */
@@ -217,17 +179,14 @@ static int loop_worker(ims_fanout *f, void *ctx, unsigned worker)
 static void whole_workers_stop(void **state)
 {
 	(void)state;
-	static job j;
-	memset(&j, 0, sizeof(j));
-	ims_fanout_opts o = IMS_FANOUT_OPTS_INIT;
-	o.workers = 4;
+	ims_fanout_opts o = job_opts(4, 0, NITEMS, 0);
+	o.item = NULL;
 	o.worker = loop_worker;
-	o.ctx = &j;
 	unsigned started = 0;
 	assert_int_equal(ims_fanout_run(&started, &o), -EPIPE);
 	assert_int_equal(started, 4);
 	assert_string_equal(ims_error_last(), "worker 0 gave up");
-	assert_true(atomic_load(&j.total) > 0);
+	assert_true(atomic_load(&J.total) > 0);
 }
 
 static void unknown_options(void **state)
