@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -94,20 +95,24 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* The CLOCK_REALTIME time @p ms from now, for pthread_cond_timedwait(). */
+static struct timespec after_ms(unsigned ms)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	uint64_t ns = (uint64_t)t.tv_nsec + (uint64_t)ms * 1000000u;
+	t.tv_sec += (time_t)(ns / 1000000000u);
+	t.tv_nsec = (long)(ns % 1000000000u);
+	return t;
+}
+
 /* In the caller's thread until every worker has returned. */
 static void watch(ims_fanout *f)
 {
 	unsigned ms = f->o->watch_ms ? f->o->watch_ms : 200;
 	pthread_mutex_lock(&f->lock);
 	while (f->running > 0) {
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += ms / 1000;
-		until.tv_nsec += (long)(ms % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		struct timespec until = after_ms(ms);
 		pthread_cond_timedwait(&f->cond, &f->lock, &until);
 		if (!f->o->watch || atomic_load(&f->stop) || f->running == 0)
 			continue;
