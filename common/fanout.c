@@ -106,7 +106,17 @@ static struct timespec after_ms(unsigned ms)
 	return t;
 }
 
-/* In the caller's thread until every worker has returned. */
+static void watch_once(ims_fanout *f)
+{
+	if (!f->o->watch || atomic_load(&f->stop))
+		return;
+	int r = f->o->watch(f->o->ctx);
+	if (r < 0)
+		fail(f, r);
+}
+
+/* In the caller's thread until every worker has returned, then a last time: the last report
+ * sees all the work done (and may still fail the run, as a cut before a seal does). */
 static void watch(ims_fanout *f)
 {
 	unsigned ms = f->o->watch_ms ? f->o->watch_ms : 200;
@@ -114,15 +124,14 @@ static void watch(ims_fanout *f)
 	while (f->running > 0) {
 		struct timespec until = after_ms(ms);
 		pthread_cond_timedwait(&f->cond, &f->lock, &until);
-		if (!f->o->watch || atomic_load(&f->stop) || f->running == 0)
-			continue;
+		if (f->running == 0)
+			break;
 		pthread_mutex_unlock(&f->lock);
-		int r = f->o->watch(f->o->ctx);
-		if (r < 0)
-			fail(f, r);
+		watch_once(f);
 		pthread_mutex_lock(&f->lock);
 	}
 	pthread_mutex_unlock(&f->lock);
+	watch_once(f);
 }
 
 int ims_fanout_run(unsigned *started, const ims_fanout_opts *o)
@@ -157,10 +166,12 @@ int ims_fanout_run(unsigned *started, const ims_fanout_opts *o)
 		}
 	}
 	pthread_mutex_unlock(&f.lock);
-	if (n == 0)
+	if (n == 0) {
 		run_worker(&f, 0);
-	else
+		watch_once(&f);
+	} else {
 		watch(&f);
+	}
 	for (unsigned i = 0; i < n; i++)
 		pthread_join(threads[i], NULL);
 	pthread_mutex_destroy(&f.lock);

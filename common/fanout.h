@@ -12,7 +12,7 @@
  * thread. Later errors are dropped.
  *
  * When fewer threads start than asked for, the job runs on those; when none starts, worker 0
- * runs in the caller's thread (without the watch).
+ * runs in the caller's thread (the watch then runs only its last time).
  */
 #ifndef IMS_COMMON_FANOUT_H
 #define IMS_COMMON_FANOUT_H
@@ -42,9 +42,10 @@ typedef struct {
 	 */
 	int (*worker)(ims_fanout *f, void *ctx, unsigned worker);
 	/**
-	 * Optional, in the caller's thread while workers run and the run has not stopped: every
-	 * @c watch_ms, and soon after an item is done or a worker calls ims_fanout_wake(). A
-	 * negative errno (with its message set) stops the run.
+	 * Optional, in the caller's thread while the run has not stopped: every @c watch_ms
+	 * while workers run, soon after an item is done or a worker calls ims_fanout_wake(), and
+	 * a last time when every worker has returned. A negative errno (with its message set)
+	 * stops the run, and fails it even from that last call.
 	 */
 	int (*watch)(void *ctx);
 	/** 0 means 200 */

@@ -161,6 +161,33 @@ static void items_wake_the_watch(void **state)
 	assert_int_equal(atomic_load(&J.total), 50);
 }
 
+static int watch_cuts_at_the_end(void *ctx)
+{
+	(void)ctx;
+	return ims_error_set(-ECANCELED, "cut after the last piece");
+}
+
+static int idle_worker(ims_fanout *f, void *ctx, unsigned worker)
+{
+	(void)f;
+	(void)ctx;
+	(void)worker;
+	return 0;
+}
+
+/* The watch has the last word, also when the workers were done before it ever ran. */
+static void the_watch_runs_after_the_last_worker(void **state)
+{
+	(void)state;
+	ims_fanout_opts o = job_opts(3, 0, NITEMS, 0);
+	o.item = NULL;
+	o.worker = idle_worker;
+	o.watch = watch_cuts_at_the_end;
+	o.watch_ms = 60000;
+	assert_int_equal(ims_fanout_run(NULL, &o), -ECANCELED);
+	assert_string_equal(ims_error_last(), "cut after the last piece");
+}
+
 /* Whole workers: one fails, the others see the stop and return. */
 static int loop_worker(ims_fanout *f, void *ctx, unsigned worker)
 {
@@ -210,6 +237,7 @@ int main(void)
 		cmocka_unit_test(first_error_wins),
 		cmocka_unit_test(the_watch_stops_the_run),
 		cmocka_unit_test(items_wake_the_watch),
+		cmocka_unit_test(the_watch_runs_after_the_last_worker),
 		cmocka_unit_test(whole_workers_stop),
 		cmocka_unit_test(unknown_options),
 	};
