@@ -137,6 +137,17 @@ static int find_cut_id(rbd_image_t img, const snap_list *s, const char *group, c
 	return -ENOENT;
 }
 
+/* find_cut_id() on the image's snapshots as they are now. */
+static int cut_id(rbd_image_t img, const char *group, const char *cut, uint64_t *id)
+{
+	snap_list s = {0};
+	int r = snaps_read(img, &s);
+	if (r == 0)
+		r = find_cut_id(img, &s, group, cut, id);
+	snaps_free(&s);
+	return r;
+}
+
 /* What a member holds on both sides. */
 typedef struct {
 	const char *pool, *image; /* borrowed from the group info */
@@ -427,11 +438,8 @@ static int find_cuts(group_cycle *gc)
 		bool complete = true;
 		cut_name(cut, sizeof(cut), gc->cuts.v[i]);
 		for (size_t k = 0; k < gc->nm && complete; k++) {
-			snap_list s = {0};
 			uint64_t id;
-			complete = snaps_read(m[k].img, &s) == 0 &&
-				   find_cut_id(m[k].img, &s, gc->group, cut, &id) == 0;
-			snaps_free(&s);
+			complete = cut_id(m[k].img, gc->group, cut, &id) == 0;
 		}
 		if (complete)
 			gc->pending = gc->cuts.v[i];
@@ -508,12 +516,8 @@ static int ship_members(group_cycle *gc, const char *cut)
 		member *m = &gc->m[k];
 		if (times_has(&m->sealed, gc->pending))
 			continue;
-		snap_list s = {0};
 		uint64_t id = 0;
-		if ((r = snaps_read(m->img, &s)) == 0)
-			r = find_cut_id(m->img, &s, gc->group, cut, &id);
-		snaps_free(&s);
-		if (r < 0)
+		if ((r = cut_id(m->img, gc->group, cut, &id)) < 0)
 			return ims_error_set(r,
 					     "member '%s/%s' has no snapshot of the cut '%s/%s@%s'",
 					     m->pool, m->image, gc->pool, gc->group, cut);
@@ -986,11 +990,8 @@ int ims_repl_group_verify(ims_repl_group_verify_result *out, ims_site *src, ims_
 	}
 	out->equal = true;
 	for (size_t k = 0; k < ms.n; k++) {
-		snap_list s = {0};
 		uint64_t id = 0;
-		if ((r = snaps_read(ms.m[k].img, &s)) == 0)
-			r = find_cut_id(ms.m[k].img, &s, group, cut, &id);
-		snaps_free(&s);
+		r = cut_id(ms.m[k].img, group, cut, &id);
 		/* a promoted primary holds the cut it was promoted at as a user snapshot */
 		if (r == -ENOENT && rbd_snap_get_id(ms.m[k].img, cut, &id) == 0)
 			r = 0;
