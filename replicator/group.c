@@ -10,6 +10,7 @@
 
 #include <rbd/librbd.h>
 
+#include "common/array.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/spec.h"
@@ -53,14 +54,9 @@ typedef struct {
 
 static int times_add(times *t, int64_t x)
 {
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? 2 * t->cap : 16;
-		int64_t *nv = realloc(t->v, cap * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		t->v = nv;
-		t->cap = cap;
-	}
+	int r = ims_array_grow(t->v, t->cap, t->n + 1, 16);
+	if (r < 0)
+		return r;
 	t->v[t->n++] = x;
 	return 0;
 }
@@ -139,6 +135,17 @@ static int find_cut_id(rbd_image_t img, const snap_list *s, const char *group, c
 		}
 	}
 	return -ENOENT;
+}
+
+/* find_cut_id() on the image's snapshots as they are now. */
+static int cut_id(rbd_image_t img, const char *group, const char *cut, uint64_t *id)
+{
+	snap_list s = {0};
+	int r = snaps_read(img, &s);
+	if (r == 0)
+		r = find_cut_id(img, &s, group, cut, id);
+	snaps_free(&s);
+	return r;
 }
 
 /* What a member holds on both sides. */
@@ -369,182 +376,215 @@ static void retention(ims_site *src, ims_site *dst, rados_ioctx_t gio, const cha
 	ims_error_clear();
 }
 
-int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char *pool,
-			const char *group, const ims_repl_opts *o)
-{
-	ims_group_info *gi = NULL;
-	member *m = NULL;
-	size_t nm = 0;
-	rados_ioctx_t gio = NULL;
-	times cuts = {0};
+/* One cycle of a group, through its steps. */
+typedef struct {
+	ims_site *src, *dst;
+	const char *pool, *group;
+	const ims_repl_opts *o;
+	ims_group_info *gi;
+	member *m;
+	size_t nm;
+	rados_ioctx_t gio; /* the group's pool on the primary */
+	times cuts;	   /* the primary's complete cuts */
+	int64_t all;	   /* the newest cut sealed on every member; -1: none */
+	int64_t pending;   /* the cut this cycle ships; -1: none yet */
 	ims_repl_result res;
-	char cut[NAME_MAX_], from[NAME_MAX_];
-	struct timespec t0;
+} group_cycle;
+
+/* The group's pool and every member, loaded on both sides. */
+static int group_open(group_cycle *gc)
+{
 	int r;
-
-	memset(&res, 0, sizeof(res));
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (!o || o->version != IMS_REPL_OPTS_VERSION)
-		return ims_error_set(-EINVAL, "replication options of an unknown version");
-	if ((r = ims_group_info_get(&gi, src, pool, group)) < 0)
+	if ((r = ims_group_info_get(&gc->gi, gc->src, gc->pool, gc->group)) < 0)
 		return r;
-	if (gi->nmembers == 0) {
-		r = ims_error_set(-EINVAL, "group '%s/%s' has no images to replicate", pool, group);
-		goto out;
-	}
-	if ((r = ims_site_ioctx(src, pool, &gio)) < 0)
-		goto out;
-	if (!(m = calloc(gi->nmembers, sizeof(*m)))) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (; nm < gi->nmembers; nm++) {
-		m[nm].pool = gi->members[nm].pool;
-		m[nm].image = gi->members[nm].image;
-		if ((r = member_load(&m[nm], src, dst)) < 0) {
-			nm++;
-			goto out;
+	if (gc->gi->nmembers == 0)
+		return ims_error_set(-EINVAL, "group '%s/%s' has no images to replicate", gc->pool,
+				     gc->group);
+	if ((r = ims_site_ioctx(gc->src, gc->pool, &gc->gio)) < 0)
+		return r;
+	if (!(gc->m = calloc(gc->gi->nmembers, sizeof(*gc->m))))
+		return -ENOMEM;
+	for (; gc->nm < gc->gi->nmembers; gc->nm++) {
+		member *m = &gc->m[gc->nm];
+		m->pool = gc->gi->members[gc->nm].pool;
+		m->image = gc->gi->members[gc->nm].image;
+		if ((r = member_load(m, gc->src, gc->dst)) < 0) {
+			gc->nm++;
+			return r;
 		}
-		res.size += m[nm].size;
+		gc->res.size += m->size;
 	}
+	return 0;
+}
 
-	/* the newest cut sealed on every member */
-	int64_t all = -1;
-	for (size_t i = m[0].sealed.n; i-- > 0 && all < 0;) {
+/* The newest cut sealed on every member, and a complete cut newer than that of every current
+ * member (a cut cycle to finish first). */
+static int find_cuts(group_cycle *gc)
+{
+	member *m = gc->m;
+	char cut[NAME_MAX_];
+	int r;
+	gc->all = gc->pending = -1;
+	for (size_t i = m[0].sealed.n; i-- > 0 && gc->all < 0;) {
 		bool everywhere = true;
-		for (size_t k = 1; k < nm && everywhere; k++)
+		for (size_t k = 1; k < gc->nm && everywhere; k++)
 			everywhere = times_has(&m[k].sealed, m[0].sealed.v[i]);
 		if (everywhere)
-			all = m[0].sealed.v[i];
+			gc->all = m[0].sealed.v[i];
 	}
-
-	/* a cut newer than that, of every current member: finish it first */
-	if ((r = list_cuts(gio, pool, group, &cuts)) < 0)
-		goto out;
-	int64_t pending = -1;
-	for (size_t i = cuts.n; i-- > 0 && pending < 0 && cuts.v[i] > all;) {
+	if ((r = list_cuts(gc->gio, gc->pool, gc->group, &gc->cuts)) < 0)
+		return r;
+	for (size_t i = gc->cuts.n; i-- > 0 && gc->pending < 0 && gc->cuts.v[i] > gc->all;) {
 		bool complete = true;
-		cut_name(cut, sizeof(cut), cuts.v[i]);
-		for (size_t k = 0; k < nm && complete; k++) {
-			snap_list s = {0};
+		cut_name(cut, sizeof(cut), gc->cuts.v[i]);
+		for (size_t k = 0; k < gc->nm && complete; k++) {
 			uint64_t id;
-			complete = snaps_read(m[k].img, &s) == 0 &&
-				   find_cut_id(m[k].img, &s, group, cut, &id) == 0;
-			snaps_free(&s);
+			complete = cut_id(m[k].img, gc->group, cut, &id) == 0;
 		}
 		if (complete)
-			pending = cuts.v[i];
+			gc->pending = gc->cuts.v[i];
 	}
+	return 0;
+}
 
-	if (pending >= 0) {
-		res.resumed = true;
-	} else {
-		/* nothing written since the anchor of the cut sealed on all: the secondary is
-		 * current */
-		bool changed = all < 0;
-		for (size_t k = 0; k < nm && !changed; k++) {
-			if (m[k].base != all) {
-				changed = true;
-				break;
-			}
-			anchor_name(from, sizeof(from), all);
-			if (ims_repl__changed_since(m[k].img, from, &changed) < 0)
-				changed = true;
+/* Nothing written since the anchor of the cut sealed on all: the secondary is current. */
+static bool group_unchanged(group_cycle *gc)
+{
+	char from[NAME_MAX_];
+	bool changed = gc->all < 0;
+	for (size_t k = 0; k < gc->nm && !changed; k++) {
+		if (gc->m[k].base != gc->all) {
+			changed = true;
+			break;
 		}
-		if (!changed) {
-			res.unchanged = true;
-			cut_name(res.base, sizeof(res.base), all);
-			cut_name(res.sealed, sizeof(res.sealed), all);
-			res.sealed_unix_ms = now_ms();
-			goto done;
-		}
-
-		/* a new cut: every member's anchor first, then the group snapshot */
-		int64_t ms = now_ms();
-		if (cuts.n && cuts.v[cuts.n - 1] >= ms)
-			ms = cuts.v[cuts.n - 1] + 1;
-		for (size_t k = 0; k < nm; k++)
-			if (m[k].anchors.n && m[k].anchors.v[m[k].anchors.n - 1] >= ms)
-				ms = m[k].anchors.v[m[k].anchors.n - 1] + 1;
-		anchor_name(from, sizeof(from), ms);
-		cut_name(cut, sizeof(cut), ms);
-		size_t made = 0;
-		for (; made < nm; made++) {
-			if ((r = rbd_snap_create(m[made].img, from)) < 0) {
-				ims_error_set(r, "cannot snapshot member '%s/%s' on site '%s': %s",
-					      m[made].pool, m[made].image, ims_site_name(src),
-					      ims_strerror(r));
-				break;
-			}
-		}
-		if (r == 0 && (r = rbd_group_snap_create(gio, group, cut)) < 0)
-			ims_error_set(r, "cannot snapshot group '%s/%s' on site '%s': %s", pool,
-				      group, ims_site_name(src), ims_strerror(r));
-		if (r < 0) {
-			for (size_t k = 0; k < made; k++)
-				rbd_snap_remove(m[k].img, from);
-			goto out;
-		}
-		for (size_t k = 0; k < nm; k++)
-			times_add(&m[k].anchors, ms);
-		pending = ms;
+		anchor_name(from, sizeof(from), gc->all);
+		if (ims_repl__changed_since(gc->m[k].img, from, &changed) < 0)
+			changed = true;
 	}
-	cut_name(cut, sizeof(cut), pending);
-	if (all >= 0)
-		cut_name(res.base, sizeof(res.base), all);
-	snprintf(res.sealed, sizeof(res.sealed), "%s", cut);
-	res.sealed_unix_ms = pending;
+	if (changed)
+		return false;
+	gc->res.unchanged = true;
+	cut_name(gc->res.base, sizeof(gc->res.base), gc->all);
+	cut_name(gc->res.sealed, sizeof(gc->res.sealed), gc->all);
+	gc->res.sealed_unix_ms = now_ms();
+	return true;
+}
 
-	/* every member ships its part of the cut */
-	for (size_t k = 0; k < nm; k++) {
-		if (times_has(&m[k].sealed, pending))
+/* A new cut: every member's anchor first, then the group snapshot; undone on an error. */
+static int take_cut(group_cycle *gc)
+{
+	member *m = gc->m;
+	char from[NAME_MAX_], cut[NAME_MAX_];
+	size_t made = 0;
+	int r = 0;
+	int64_t ms = now_ms();
+	if (gc->cuts.n && gc->cuts.v[gc->cuts.n - 1] >= ms)
+		ms = gc->cuts.v[gc->cuts.n - 1] + 1;
+	for (size_t k = 0; k < gc->nm; k++)
+		if (m[k].anchors.n && m[k].anchors.v[m[k].anchors.n - 1] >= ms)
+			ms = m[k].anchors.v[m[k].anchors.n - 1] + 1;
+	anchor_name(from, sizeof(from), ms);
+	cut_name(cut, sizeof(cut), ms);
+	for (; made < gc->nm; made++) {
+		if ((r = rbd_snap_create(m[made].img, from)) < 0) {
+			ims_error_set(r, "cannot snapshot member '%s/%s' on site '%s': %s",
+				      m[made].pool, m[made].image, ims_site_name(gc->src),
+				      ims_strerror(r));
+			break;
+		}
+	}
+	if (r == 0 && (r = rbd_group_snap_create(gc->gio, gc->group, cut)) < 0)
+		ims_error_set(r, "cannot snapshot group '%s/%s' on site '%s': %s", gc->pool,
+			      gc->group, ims_site_name(gc->src), ims_strerror(r));
+	if (r < 0) {
+		for (size_t k = 0; k < made; k++)
+			rbd_snap_remove(m[k].img, from);
+		return r;
+	}
+	for (size_t k = 0; k < gc->nm; k++)
+		times_add(&m[k].anchors, ms);
+	gc->pending = ms;
+	return 0;
+}
+
+/* Every member ships its part of the cut: one image's cycle each (ims_repl_sync, cut mode). */
+static int ship_members(group_cycle *gc, const char *cut)
+{
+	char from[NAME_MAX_];
+	int r;
+	for (size_t k = 0; k < gc->nm; k++) {
+		member *m = &gc->m[k];
+		if (times_has(&m->sealed, gc->pending))
 			continue;
-		snap_list s = {0};
 		uint64_t id = 0;
-		if ((r = snaps_read(m[k].img, &s)) == 0)
-			r = find_cut_id(m[k].img, &s, group, cut, &id);
-		snaps_free(&s);
-		if (r < 0) {
-			ims_error_set(r, "member '%s/%s' has no snapshot of the cut '%s/%s@%s'",
-				      m[k].pool, m[k].image, pool, group, cut);
-			goto out;
-		}
-		ims_repl_opts mo = *o;
+		if ((r = cut_id(m->img, gc->group, cut, &id)) < 0)
+			return ims_error_set(r,
+					     "member '%s/%s' has no snapshot of the cut '%s/%s@%s'",
+					     m->pool, m->image, gc->pool, gc->group, cut);
+		ims_repl_opts mo = *gc->o;
 		ims_repl_result mr;
 		mo.cut = cut;
 		mo.cut_snap_id = id;
-		if (m[k].base >= 0)
-			anchor_name(from, sizeof(from), m[k].base);
-		mo.cut_from = m[k].base >= 0 ? from : NULL;
-		if ((r = ims_repl_sync(&mr, src, dst, m[k].pool, m[k].image, &mo)) < 0)
-			goto out;
-		res.full |= mr.full;
-		res.resumed |= mr.resumed;
-		res.bytes_copied += mr.bytes_copied;
-		res.bytes_discarded += mr.bytes_discarded;
-		res.extents += mr.extents;
+		if (m->base >= 0)
+			anchor_name(from, sizeof(from), m->base);
+		mo.cut_from = m->base >= 0 ? from : NULL;
+		if ((r = ims_repl_sync(&mr, gc->src, gc->dst, m->pool, m->image, &mo)) < 0)
+			return r;
+		gc->res.full |= mr.full;
+		gc->res.resumed |= mr.resumed;
+		gc->res.bytes_copied += mr.bytes_copied;
+		gc->res.bytes_discarded += mr.bytes_discarded;
+		gc->res.extents += mr.extents;
 	}
-	seal_secondary_group(dst, pool, group, gi, cut);
-	retention(src, dst, gio, pool, group, m, nm, o->retention ? o->retention : 3, pending);
-	ims_log_debug("replicated group '%s/%s' to site '%s': %s -> %s, %" PRIu64 " bytes copied",
-		      pool, group, ims_site_name(dst), res.base[0] ? res.base : "(full)", cut,
-		      res.bytes_copied);
-done : {
-	struct timespec t1;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	res.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	return 0;
 }
+
+int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char *pool,
+			const char *group, const ims_repl_opts *o)
+{
+	group_cycle gc = {.src = src, .dst = dst, .pool = pool, .group = group, .o = o};
+	char cut[NAME_MAX_];
+	struct timespec t0, t1;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (!o || o->version != IMS_REPL_OPTS_VERSION)
+		return ims_error_set(-EINVAL, "replication options of an unknown version");
+	if ((r = group_open(&gc)) < 0 || (r = find_cuts(&gc)) < 0)
+		goto out;
+	if (gc.pending >= 0)
+		gc.res.resumed = true;
+	else if (group_unchanged(&gc))
+		goto done;
+	else if ((r = take_cut(&gc)) < 0)
+		goto out;
+	cut_name(cut, sizeof(cut), gc.pending);
+	if (gc.all >= 0)
+		cut_name(gc.res.base, sizeof(gc.res.base), gc.all);
+	snprintf(gc.res.sealed, sizeof(gc.res.sealed), "%s", cut);
+	gc.res.sealed_unix_ms = gc.pending;
+	if ((r = ship_members(&gc, cut)) < 0)
+		goto out;
+	seal_secondary_group(dst, pool, group, gc.gi, cut);
+	retention(src, dst, gc.gio, pool, group, gc.m, gc.nm, o->retention ? o->retention : 3,
+		  gc.pending);
+	ims_log_debug("replicated group '%s/%s' to site '%s': %s -> %s, %" PRIu64 " bytes copied",
+		      pool, group, ims_site_name(dst), gc.res.base[0] ? gc.res.base : "(full)", cut,
+		      gc.res.bytes_copied);
+done:
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	gc.res.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	if (out)
-		*out = res;
+		*out = gc.res;
 	r = 0;
 out:
-	for (size_t k = 0; k < nm; k++)
-		member_close(&m[k]);
-	free(m);
-	free(cuts.v);
-	if (gio)
-		ims_site_ioctx_close(gio);
-	ims_group_info_free(gi);
+	for (size_t k = 0; k < gc.nm; k++)
+		member_close(&gc.m[k]);
+	free(gc.m);
+	free(gc.cuts.v);
+	if (gc.gio)
+		ims_site_ioctx_close(gc.gio);
+	ims_group_info_free(gc.gi);
 	return r;
 }
 
@@ -950,11 +990,8 @@ int ims_repl_group_verify(ims_repl_group_verify_result *out, ims_site *src, ims_
 	}
 	out->equal = true;
 	for (size_t k = 0; k < ms.n; k++) {
-		snap_list s = {0};
 		uint64_t id = 0;
-		if ((r = snaps_read(ms.m[k].img, &s)) == 0)
-			r = find_cut_id(ms.m[k].img, &s, group, cut, &id);
-		snaps_free(&s);
+		r = cut_id(ms.m[k].img, group, cut, &id);
 		/* a promoted primary holds the cut it was promoted at as a user snapshot */
 		if (r == -ENOENT && rbd_snap_get_id(ms.m[k].img, cut, &id) == 0)
 			r = 0;

@@ -12,6 +12,8 @@
 #include <rbd/librbd.h>
 
 #include "common/error.h"
+#include "common/extents.h"
+#include "common/fanout.h"
 #include "common/log.h"
 #include "replicator/replicator_internal.h"
 #include "store/omap.h"
@@ -210,40 +212,10 @@ static bool checkpoint_load(rados_ioctx_t io, const char *key, checkpoint *c)
 /* the copy */
 
 typedef struct {
-	uint64_t off, len;
-	bool data;
-} extent;
-
-typedef struct {
-	extent *v;
-	size_t n, cap;
-} extents;
-
-static int add_extent(uint64_t off, size_t len, int exists, void *arg)
-{
-	extents *e = arg;
-	bool data = exists != 0;
-	if (e->n && e->v[e->n - 1].data == data && e->v[e->n - 1].off + e->v[e->n - 1].len == off) {
-		e->v[e->n - 1].len += len;
-		return 0;
-	}
-	if (e->n == e->cap) {
-		size_t cap = e->cap ? 2 * e->cap : 256;
-		extent *nv = realloc(e->v, cap * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		e->v = nv;
-		e->cap = cap;
-	}
-	e->v[e->n++] = (extent){off, len, data};
-	return 0;
-}
-
-typedef struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	rbd_image_t src, dst;
-	const extents *ext;
+	const ims_extents *ext;
 	size_t next_ext; /* cursor: extent index and offset inside it */
 	uint64_t next_off;
 	uint64_t *inflight; /* start offsets of blocks being copied, one slot per worker */
@@ -252,12 +224,16 @@ typedef struct {
 	ims_ratelimit *bandwidth;
 	uint64_t held;
 	bool fresh; /* zeros need no write */
-	int err;
-	char err_msg[IMS_ERROR_MSG_MAX];
-	bool stop;
+	bool stop;  /* a worker failed: the others take no more pieces */
 	uint64_t copied, discarded, total, done_bytes;
 	uint64_t low_water; /* everything below is done */
 	const char *what;
+	/* the watch: progress, cancel and checkpoints, in the cycle's thread */
+	const ims_repl_opts *o;
+	rados_ioctx_t sio;
+	const char *key;
+	checkpoint *cp;
+	uint64_t every, last_cp;
 } copier;
 
 /* rbd_write_zeroes returns the length as an int: zero at most 1 GiB a call. */
@@ -277,15 +253,6 @@ static int write_zeroes(rbd_image_t img, uint64_t off, uint64_t len)
 static bool is_zero(const uint8_t *p, size_t n)
 {
 	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
-static void fail_locked(copier *c, int r)
-{
-	if (!c->err) {
-		c->err = r;
-		snprintf(c->err_msg, sizeof(c->err_msg), "%s", ims_error_last());
-	}
-	c->stop = true;
 }
 
 /* The lowest offset still in flight, or the cursor: below it everything is done. */
@@ -347,24 +314,19 @@ static int copy_block(copier *c, uint8_t *buf, uint64_t off, size_t len, bool da
 	return 0;
 }
 
-typedef struct {
-	copier *c;
-	unsigned slot;
-} worker_arg;
-
 /*
  * A worker takes the next piece (data: up to one block, aligned to blocks; no data: the whole
  * extent) and copies it with synchronous librbd calls. Many small pieces run at once (a delta
  * of scattered writes), but the memory they hold stays within the budget: a data piece of
  * LEN holds 2 x LEN while it runs (our buffer, and librbd's copy of the write).
  */
-static void *copy_worker(void *arg)
+static int copy_worker(ims_fanout *f, void *ctx, unsigned slot)
 {
-	worker_arg *wa = arg;
-	copier *c = wa->c;
+	copier *c = ctx;
+	int r = 0;
 	pthread_mutex_lock(&c->lock);
-	while (!c->stop && c->next_ext < c->ext->n) {
-		const extent *e = &c->ext->v[c->next_ext];
+	while (!c->stop && !ims_fanout_stopped(f) && c->next_ext < c->ext->n) {
+		const ims_extents_item *e = &c->ext->v[c->next_ext];
 		uint64_t off = c->next_off;
 		uint64_t end = e->off + e->len;
 		uint64_t stop_at = e->data ? ((off / BLOCK) + 1) * BLOCK : end;
@@ -381,12 +343,11 @@ static void *copy_worker(void *arg)
 		c->next_off = stop_at;
 		if (stop_at >= end && ++c->next_ext < c->ext->n)
 			c->next_off = c->ext->v[c->next_ext].off;
-		c->inflight[wa->slot] = off;
+		c->inflight[slot] = off;
 		pthread_mutex_unlock(&c->lock);
 
 		uint64_t copied = 0, zeroed = 0;
 		uint8_t *buf = NULL;
-		int r = 0;
 		if (data && posix_memalign((void **)&buf, 4096, len) != 0)
 			r = ims_error_set(-ENOMEM, "out of memory copying %s", c->what);
 		if (r == 0)
@@ -395,9 +356,9 @@ static void *copy_worker(void *arg)
 
 		pthread_mutex_lock(&c->lock);
 		c->held -= cost;
-		c->inflight[wa->slot] = UINT64_MAX;
+		c->inflight[slot] = UINT64_MAX;
 		if (r < 0) {
-			fail_locked(c, r);
+			c->stop = true;
 			break;
 		}
 		c->copied += copied;
@@ -405,11 +366,33 @@ static void *copy_worker(void *arg)
 		c->done_bytes += len;
 		c->low_water = low_water_locked(c);
 		pthread_cond_broadcast(&c->cond);
+		ims_fanout_wake(f);
 	}
 	c->low_water = low_water_locked(c);
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
-	return NULL;
+	return r;
+}
+
+/* Every watch_ms of the copy: progress (which may cut it) and checkpoints of what is surely
+ * done, so that a cut cycle resumes there. */
+static int copy_watch(void *ctx)
+{
+	copier *c = ctx;
+	pthread_mutex_lock(&c->lock);
+	uint64_t done = c->done_bytes, lw = c->low_water;
+	pthread_mutex_unlock(&c->lock);
+	if (c->o->progress && c->o->progress(c->o->progress_ctx, done, c->total) != 0)
+		return ims_error_set(-ECANCELED,
+				     "replication of %s cut at %" PRIu64 " of %" PRIu64
+				     " bytes; it resumes",
+				     c->what, done, c->total);
+	if (lw != UINT64_MAX && lw > c->last_cp && lw - c->last_cp >= c->every) {
+		c->cp->done = lw;
+		checkpoint_save(c->sio, c->key, c->cp);
+		c->last_cp = lw;
+	}
+	return 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -719,355 +702,344 @@ static void phase(phases *p, const char *name)
 	p->last = t;
 }
 
+/* One cycle of one pair, through its steps. */
+typedef struct {
+	ims_site *src, *dst;
+	const char *pool, *image;
+	const ims_repl_opts *o;
+	bool member; /* a member's part of a group's cut: the group's cycle took the snapshots */
+	char key[600], what[600];
+	rados_ioctx_t sio, dio;
+	rbd_image_t pimg, psnap, simg;
+	repl_snaps ps, ss;
+	bool created;
+	char base[SNAP_NAME_MAX];
+	checkpoint cp;
+	ims_repl_result res;
+	phases ph;
+	double t0;
+} cycle;
+
+static int64_t now_unix_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The primary (never a secondary), the secondary (created on first use), their snapshots. */
+static int cycle_open(cycle *cy)
+{
+	char role[32];
+	size_t rlen = sizeof(role);
+	int r;
+	if ((r = ims_site_ioctx(cy->src, cy->pool, &cy->sio)) < 0 ||
+	    (r = ims_site_ioctx(cy->dst, cy->pool, &cy->dio)) < 0)
+		return r;
+	if ((r = rbd_open(cy->sio, cy->image, &cy->pimg, NULL)) < 0) {
+		if (r == -ENOENT)
+			return ims_error_set(r, "no image '%s/%s' on site '%s'", cy->pool,
+					     cy->image, ims_site_name(cy->src));
+		return ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", cy->pool, cy->image,
+				     ims_site_name(cy->src), ims_strerror(r));
+	}
+	if (rbd_metadata_get(cy->pimg, "imgstore.repl.role", role, &rlen) == 0 &&
+	    strcmp(role, "secondary") == 0)
+		return ims_error_set(-EBUSY,
+				     "%s on site '%s' is a secondary; replicate from its primary",
+				     cy->what, ims_site_name(cy->src));
+	if ((r = open_or_create_secondary(cy->src, cy->dst, cy->dio, cy->pool, cy->image, cy->pimg,
+					  &cy->simg, &cy->created)) < 0)
+		return r;
+	if ((r = ims_repl__list_snaps(cy->pimg, &cy->ps)) < 0 ||
+	    (r = ims_repl__list_snaps(cy->simg, &cy->ss)) < 0)
+		return ims_error_set(r, "cannot list the snapshots of %s", cy->what);
+	phase(&cy->ph, "open");
+	return 0;
+}
+
+/* The base: the newest snapshot sealed on the secondary that the primary still has; a member's
+ * is the group's. */
+static void pick_base(cycle *cy)
+{
+	if (cy->member) {
+		snprintf(cy->base, sizeof(cy->base), "%s", cy->o->cut_from ? cy->o->cut_from : "");
+		return;
+	}
+	for (size_t i = cy->ss.n; i-- > 0;) {
+		if (ims_repl__has_snap(&cy->ps, cy->ss.names[i])) {
+			snprintf(cy->base, sizeof(cy->base), "%s", cy->ss.names[i]);
+			return;
+		}
+	}
+}
+
+/* Whether nothing changed since the base: then the target is current as of now (res says so).
+ * An error of the check counts as a change. */
+static bool check_unchanged(cycle *cy)
+{
+	int64_t check_ms = now_unix_ms();
+	uint64_t head_size = 0;
+	bool changed = true;
+	int r = ims_repl__changed_since(cy->pimg, cy->base, &changed);
+	if (r == 0)
+		r = rbd_get_size(cy->pimg, &head_size);
+	phase(&cy->ph, "check");
+	if (r < 0 || changed)
+		return false;
+	cy->res.unchanged = true;
+	snprintf(cy->res.base, sizeof(cy->res.base), "%s", cy->base);
+	snprintf(cy->res.sealed, sizeof(cy->res.sealed), "%s", cy->base);
+	cy->res.sealed_unix_ms = check_ms;
+	cy->res.size = head_size;
+	return true;
+}
+
+/* A cut cycle resumes if its target is still there and not sealed, from the same base; else a
+ * new target (the primary's snapshot, unless the group took it) and its checkpoint. */
+static int checkpoint_begin(cycle *cy, const checkpoint *old)
+{
+	const ims_repl_opts *o = cy->o;
+	int r;
+	if (old &&
+	    (cy->member ? strcmp(old->target, o->cut) == 0
+			: ims_repl__has_snap(&cy->ps, old->target)) &&
+	    !ims_repl__has_snap(&cy->ss, old->target) && strcmp(old->base, cy->base) == 0 &&
+	    !cy->created) {
+		cy->cp = *old;
+		cy->res.resumed = true;
+		return 0;
+	}
+	int64_t ms = now_unix_ms();
+	if (cy->ps.n && ims_repl_snap_time(cy->ps.names[cy->ps.n - 1]) >= ms)
+		ms = ims_repl_snap_time(cy->ps.names[cy->ps.n - 1]) + 1; /* names stay ordered */
+	snprintf(cy->cp.target, sizeof(cy->cp.target), IMS_REPL_SNAP_PREFIX "%013lld",
+		 (long long)ms);
+	if (cy->member)
+		snprintf(cy->cp.target, sizeof(cy->cp.target), "%s", o->cut);
+	snprintf(cy->cp.base, sizeof(cy->cp.base), "%s", cy->base);
+	cy->cp.full = cy->base[0] == '\0';
+	cy->cp.fresh = cy->created;
+	cy->cp.done = 0;
+	if (!cy->member && (r = rbd_snap_create(cy->pimg, cy->cp.target)) < 0)
+		return ims_error_set(r, "cannot snapshot %s on site '%s': %s", cy->what,
+				     ims_site_name(cy->src), ims_strerror(r));
+	if ((r = checkpoint_save(cy->sio, cy->key, &cy->cp)) < 0)
+		return ims_error_set(r, "cannot record the replication checkpoint of %s: %s",
+				     cy->what, ims_strerror(r));
+	phase(&cy->ph, "snap");
+	return 0;
+}
+
+/* The secondary takes the target's size (and is cleared before a full copy into an existing
+ * one); @p todo is the delta from the base to the target, read at the target, but what a cut
+ * cycle already copied (a view into @p ext). */
+static int plan(cycle *cy, ims_extents *ext, ims_extents *todo)
+{
+	const checkpoint *cp = &cy->cp;
+	const char *what = cy->what;
+	uint64_t size, ssize;
+	int r;
+	snprintf(cy->res.base, sizeof(cy->res.base), "%s", cp->base);
+	snprintf(cy->res.sealed, sizeof(cy->res.sealed), "%s", cp->target);
+	cy->res.full = cp->full;
+	cy->res.sealed_unix_ms = ims_repl_snap_time(cp->target);
+	if ((r = rbd_open_read_only(cy->sio, cy->image, &cy->psnap,
+				    cy->member ? NULL : cp->target)) < 0 ||
+	    (cy->member && (r = rbd_snap_set_by_id(cy->psnap, cy->o->cut_snap_id)) < 0))
+		return ims_error_set(r, "cannot open %s at '%s': %s", what, cp->target,
+				     ims_strerror(r));
+	if ((r = rbd_get_size(cy->psnap, &size)) < 0 || (r = rbd_get_size(cy->simg, &ssize)) < 0)
+		return r;
+	cy->res.size = size;
+	if (ssize != size &&
+	    (r = rbd_resize2(cy->simg, size, true, ims_repl__no_progress, NULL)) < 0)
+		return ims_error_set(r, "cannot resize the secondary %s to %" PRIu64 ": %s", what,
+				     size, ims_strerror(r));
+	/* no common snapshot and an existing secondary: clear it, a full copy follows */
+	if (cp->full && !cp->fresh && cp->done == 0 && (r = write_zeroes(cy->simg, 0, size)) < 0)
+		return ims_error_set(r, "cannot clear the secondary %s: %s", what, ims_strerror(r));
+	r = rbd_diff_iterate2(cy->psnap, cp->full ? NULL : cp->base, 0, size, 1, 0,
+			      ims_extents_diff_all, ext);
+	if (r < 0)
+		return ims_error_set(r, "cannot compute the delta of %s from '%s' to '%s': %s",
+				     what, cp->full ? "nothing" : cp->base, cp->target,
+				     ims_strerror(r));
+	phase(&cy->ph, "plan");
+	size_t first = 0;
+	while (first < ext->n && ext->v[first].off + ext->v[first].len <= cp->done)
+		first++;
+	if (first < ext->n && ext->v[first].off < cp->done) {
+		ext->v[first].len -= cp->done - ext->v[first].off;
+		ext->v[first].off = cp->done;
+	}
+	*todo = (ims_extents){ext->v + first, ext->n - first, 0};
+	cy->res.extents = todo->n;
+	return 0;
+}
+
+/* The delta, by a pool of workers; on an error the checkpoint keeps what is surely done. */
+static int copy(cycle *cy, const ims_extents *todo)
+{
+	const ims_repl_opts *o = cy->o;
+	copier c = {.src = cy->psnap, .dst = cy->simg, .ext = todo, .what = cy->what, .o = o};
+	int r;
+	pthread_mutex_init(&c.lock, NULL);
+	pthread_cond_init(&c.cond, NULL);
+	c.total = ims_extents_bytes(todo);
+	c.next_off = todo->n ? todo->v[0].off : 0;
+	c.fresh = cy->cp.full && cy->cp.fresh;
+	c.nworkers = o->concurrency ? o->concurrency : 16;
+	if (c.nworkers > 256)
+		c.nworkers = 256;
+	c.budget = o->inflight_bytes ? o->inflight_bytes : (64u << 20);
+	c.bandwidth = o->bandwidth;
+	c.sio = cy->sio;
+	c.key = cy->key;
+	c.cp = &cy->cp;
+	c.every = o->checkpoint_bytes ? o->checkpoint_bytes : (16u << 20);
+	c.last_cp = cy->cp.done;
+	if (!(c.inflight = calloc(c.nworkers, sizeof(*c.inflight)))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (unsigned i = 0; i < c.nworkers; i++)
+		c.inflight[i] = UINT64_MAX;
+	ims_fanout_opts fo = IMS_FANOUT_OPTS_INIT;
+	fo.workers = c.nworkers;
+	fo.worker = copy_worker;
+	fo.watch = copy_watch;
+	fo.ctx = &c;
+	r = ims_fanout_run(NULL, &fo);
+	phase(&cy->ph, "copy");
+	cy->res.bytes_copied = c.copied;
+	cy->res.bytes_discarded = c.discarded;
+	if (r < 0 && c.low_water != UINT64_MAX && c.low_water > cy->cp.done) {
+		cy->cp.done = c.low_water;
+		checkpoint_save(cy->sio, cy->key, &cy->cp);
+	}
+out:
+	free(c.inflight);
+	pthread_mutex_destroy(&c.lock);
+	pthread_cond_destroy(&c.cond);
+	return r;
+}
+
+/*
+ * Seal: the secondary's snapshot of the same name, only when everything is written, and only by
+ * the owner of the pair (a daemon whose lock lapsed must not seal what another daemon may be
+ * cycling now). Then the pair's new base, recorded before the cycle's checkpoint goes:
+ * retention of another pair always sees one of the two.
+ */
+static int seal(cycle *cy)
+{
+	const ims_repl_opts *o = cy->o;
+	int r;
+	if (o->may_seal && o->may_seal(o->progress_ctx) != 0)
+		return ims_error_set(-ECANCELED,
+				     "%s: this daemon's lock on the pair was lost before the seal; "
+				     "the cycle stops "
+				     "unsealed (its owner now goes on)",
+				     cy->what);
+	/* (the guard refuses every other client's snapshot through a quiesce watch: skip it) */
+	if ((r = rbd_flush(cy->simg)) < 0 ||
+	    (r = rbd_snap_create2(cy->simg, cy->cp.target, RBD_SNAP_CREATE_SKIP_QUIESCE,
+				  ims_repl__no_progress, NULL)) < 0)
+		return ims_error_set(r, "cannot seal %s on site '%s' at '%s': %s", cy->what,
+				     ims_site_name(cy->dst), cy->cp.target, ims_strerror(r));
+	phase(&cy->ph, "seal");
+	if (!cy->member && (r = ims_omap_set(cy->sio, IMS_REPL__BASES, cy->key, cy->cp.target,
+					     strlen(cy->cp.target))) < 0)
+		return ims_error_set(r, "cannot record the base of %s for site '%s': %s", cy->what,
+				     ims_site_name(cy->dst), ims_strerror(r));
+	ims_omap_rm(cy->sio, IMS_REPL_CHECKPOINTS, cy->key);
+	return 0;
+}
+
+/* Retention on both sides, never the snapshot just sealed (the next base), and on the primary
+ * never the base or the running cycle of another target; a group keeps its cuts itself. */
+static void retain(cycle *cy)
+{
+	unsigned keep = cy->o->retention ? cy->o->retention : 3;
+	repl_snaps protect = {0}, sealed = {&cy->cp.target, 1};
+	if (cy->member)
+		return;
+	free(cy->ps.names);
+	free(cy->ss.names);
+	memset(&cy->ps, 0, sizeof(cy->ps));
+	memset(&cy->ss, 0, sizeof(cy->ss));
+	if (protected_snaps(cy->sio, cy->image, NULL, &protect) == 0 && /* unreadable: keep all */
+	    ims_repl__list_snaps(cy->pimg, &cy->ps) == 0)
+		apply_retention(cy->pimg, &cy->ps, keep, &protect);
+	free(protect.names);
+	if (ims_repl__list_snaps(cy->simg, &cy->ss) == 0)
+		apply_retention(cy->simg, &cy->ss, keep, &sealed);
+	phase(&cy->ph, "retention");
+}
+
+static void cycle_close(cycle *cy, int r)
+{
+	if (cy->ph.len)
+		ims_log_debug("cycle of %s: %s s", cy->what, cy->ph.text);
+	free(cy->ps.names);
+	free(cy->ss.names);
+	if (cy->psnap)
+		rbd_close(cy->psnap);
+	if (cy->simg) /* a group's members are not held between cycles: group snapshots need their
+			 locks */
+		ims_site_guard_put(cy->dst, cy->pool, cy->image, r < 0 || cy->member);
+	if (cy->pimg)
+		rbd_close(cy->pimg);
+	if (cy->dio)
+		ims_site_ioctx_close(cy->dio);
+	if (cy->sio)
+		ims_site_ioctx_close(cy->sio);
+}
+
 int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char *pool,
 		  const char *image, const ims_repl_opts *o)
 {
-	rados_ioctx_t sio = NULL, dio = NULL;
-	rbd_image_t pimg = NULL, psnap = NULL, simg = NULL;
-	repl_snaps ps = {0}, ss = {0};
-	extents ext = {0};
-	checkpoint cp;
-	ims_repl_result res;
-	char key[600], what[600], role[32];
-	size_t rlen = sizeof(role);
-	bool created = false, have_cp = false, member = false;
-	pthread_t *threads = NULL;
-	worker_arg *args = NULL;
-	unsigned started = 0;
-	copier c;
+	cycle cy = {.src = src, .dst = dst, .pool = pool, .image = image, .o = o};
+	ims_extents ext = {0}, todo;
+	checkpoint old;
 	int r;
 
-	memset(&res, 0, sizeof(res));
-	memset(&c, 0, sizeof(c));
-	memset(&cp, 0, sizeof(cp));
-	pthread_mutex_init(&c.lock, NULL);
-	pthread_cond_init(&c.cond, NULL);
-	double t0 = now_s();
-	phases ph = {.last = t0};
+	cy.t0 = now_s();
+	cy.ph.last = cy.t0;
 	if (!o || o->version != IMS_REPL_OPTS_VERSION) {
 		r = ims_error_set(-EINVAL, "replication options of an unknown version");
 		goto out;
 	}
-	snprintf(what, sizeof(what), "'%s/%s'", pool, image);
-	checkpoint_key(key, sizeof(key), image, dst);
-	/* a member's part of a group's cut: the group's cycle took the snapshots */
-	member = o->cut && o->cut[0];
-	if (member && (strlen(o->cut) >= SNAP_NAME_MAX ||
-		       (o->cut_from && strlen(o->cut_from) >= SNAP_NAME_MAX))) {
+	snprintf(cy.what, sizeof(cy.what), "'%s/%s'", pool, image);
+	checkpoint_key(cy.key, sizeof(cy.key), image, dst);
+	cy.member = o->cut && o->cut[0];
+	if (cy.member && (strlen(o->cut) >= SNAP_NAME_MAX ||
+			  (o->cut_from && strlen(o->cut_from) >= SNAP_NAME_MAX))) {
 		r = ims_error_set(-EINVAL, "snapshot names of a cut are too long");
 		goto out;
 	}
-
-	if ((r = ims_site_ioctx(src, pool, &sio)) < 0 || (r = ims_site_ioctx(dst, pool, &dio)) < 0)
+	if ((r = cycle_open(&cy)) < 0)
 		goto out;
-	r = rbd_open(sio, image, &pimg, NULL);
-	if (r < 0) {
-		if (r == -ENOENT)
-			ims_error_set(r, "no image '%s/%s' on site '%s'", pool, image,
-				      ims_site_name(src));
-		else
-			ims_error_set(r, "cannot open '%s/%s' on site '%s': %s", pool, image,
-				      ims_site_name(src), ims_strerror(r));
+	pick_base(&cy);
+	bool pending = checkpoint_load(cy.sio, cy.key, &old);
+	/* nothing changed since the base (and no cut cycle to finish): the target is current */
+	if (cy.base[0] && !pending && !cy.member && check_unchanged(&cy))
+		goto done;
+	if ((r = checkpoint_begin(&cy, pending ? &old : NULL)) < 0 ||
+	    (r = plan(&cy, &ext, &todo)) < 0 || (r = copy(&cy, &todo)) < 0 || (r = seal(&cy)) < 0)
 		goto out;
-	}
-	if (rbd_metadata_get(pimg, "imgstore.repl.role", role, &rlen) == 0 &&
-	    strcmp(role, "secondary") == 0) {
-		r = ims_error_set(-EBUSY,
-				  "%s on site '%s' is a secondary; replicate from its primary",
-				  what, ims_site_name(src));
-		goto out;
-	}
-	if ((r = open_or_create_secondary(src, dst, dio, pool, image, pimg, &simg, &created)) < 0)
-		goto out;
-	if ((r = ims_repl__list_snaps(pimg, &ps)) < 0 ||
-	    (r = ims_repl__list_snaps(simg, &ss)) < 0) {
-		ims_error_set(r, "cannot list the snapshots of %s", what);
-		goto out;
-	}
-	phase(&ph, "open");
-
-	/* The base: the newest snapshot sealed on the secondary that the primary still has. */
-	char base[SNAP_NAME_MAX] = "";
-	if (member)
-		snprintf(base, sizeof(base), "%s", o->cut_from ? o->cut_from : "");
-	for (size_t i = ss.n; i-- > 0 && !member;) {
-		if (ims_repl__has_snap(&ps, ss.names[i])) {
-			snprintf(base, sizeof(base), "%s", ss.names[i]);
-			break;
-		}
-	}
-
-	/* Nothing changed since the base (and no cut cycle to finish): the target is current. */
-	checkpoint old;
-	bool pending = checkpoint_load(sio, key, &old);
-	if (base[0] && !pending && !member) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		int64_t check_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-		uint64_t head_size = 0;
-		bool changed = true;
-		r = ims_repl__changed_since(pimg, base, &changed);
-		if (r == 0)
-			r = rbd_get_size(pimg, &head_size);
-		bool same = r == 0 && !changed;
-		phase(&ph, "check");
-		if (same) {
-			res.unchanged = true;
-			snprintf(res.base, sizeof(res.base), "%s", base);
-			snprintf(res.sealed, sizeof(res.sealed), "%s", base);
-			res.sealed_unix_ms = check_ms;
-			res.size = head_size;
-			res.seconds = now_s() - t0;
-			if (out)
-				*out = res;
-			r = 0;
-			goto out;
-		}
-		r = 0;
-	}
-
-	/* A cut cycle resumes if its target is still there and not sealed, from the same base. */
-	if (pending &&
-	    (member ? strcmp(old.target, o->cut) == 0 : ims_repl__has_snap(&ps, old.target)) &&
-	    !ims_repl__has_snap(&ss, old.target) && strcmp(old.base, base) == 0 && !created) {
-		cp = old;
-		have_cp = true;
-		res.resumed = true;
-	} else {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-		if (ps.n && ims_repl_snap_time(ps.names[ps.n - 1]) >= ms)
-			ms = ims_repl_snap_time(ps.names[ps.n - 1]) + 1; /* names stay ordered */
-		snprintf(cp.target, sizeof(cp.target), IMS_REPL_SNAP_PREFIX "%013lld",
-			 (long long)ms);
-		if (member)
-			snprintf(cp.target, sizeof(cp.target), "%s", o->cut);
-		snprintf(cp.base, sizeof(cp.base), "%s", base);
-		cp.full = base[0] == '\0';
-		cp.fresh = created;
-		cp.done = 0;
-		if (!member && (r = rbd_snap_create(pimg, cp.target)) < 0) {
-			ims_error_set(r, "cannot snapshot %s on site '%s': %s", what,
-				      ims_site_name(src), ims_strerror(r));
-			goto out;
-		}
-		if ((r = checkpoint_save(sio, key, &cp)) < 0) {
-			ims_error_set(r, "cannot record the replication checkpoint of %s: %s", what,
-				      ims_strerror(r));
-			goto out;
-		}
-		phase(&ph, "snap");
-	}
-	snprintf(res.base, sizeof(res.base), "%s", cp.base);
-	snprintf(res.sealed, sizeof(res.sealed), "%s", cp.target);
-	res.full = cp.full;
-	res.sealed_unix_ms = ims_repl_snap_time(cp.target);
-
-	/* The delta, read from the primary at the target snapshot. */
-	if ((r = rbd_open_read_only(sio, image, &psnap, member ? NULL : cp.target)) < 0 ||
-	    (member && (r = rbd_snap_set_by_id(psnap, o->cut_snap_id)) < 0)) {
-		ims_error_set(r, "cannot open %s at '%s': %s", what, cp.target, ims_strerror(r));
-		goto out;
-	}
-	uint64_t size;
-	if ((r = rbd_get_size(psnap, &size)) < 0)
-		goto out;
-	res.size = size;
-	uint64_t ssize;
-	if ((r = rbd_get_size(simg, &ssize)) < 0)
-		goto out;
-	if (ssize != size && (r = rbd_resize2(simg, size, true, ims_repl__no_progress, NULL)) < 0) {
-		ims_error_set(r, "cannot resize the secondary %s to %" PRIu64 ": %s", what, size,
-			      ims_strerror(r));
-		goto out;
-	}
-	if (cp.full && !cp.fresh && cp.done == 0) {
-		/* no common snapshot and an existing secondary: clear it, a full copy follows */
-		if ((r = write_zeroes(simg, 0, size)) < 0) {
-			ims_error_set(r, "cannot clear the secondary %s: %s", what,
-				      ims_strerror(r));
-			goto out;
-		}
-	}
-	r = rbd_diff_iterate2(psnap, cp.full ? NULL : cp.base, 0, size, 1, 0, add_extent, &ext);
-	if (r < 0) {
-		ims_error_set(r, "cannot compute the delta of %s from '%s' to '%s': %s", what,
-			      cp.full ? "nothing" : cp.base, cp.target, ims_strerror(r));
-		goto out;
-	}
-	phase(&ph, "plan");
-	/* skip what a cut cycle already copied */
-	size_t first = 0;
-	while (first < ext.n && ext.v[first].off + ext.v[first].len <= cp.done)
-		first++;
-	if (first < ext.n && ext.v[first].off < cp.done) {
-		ext.v[first].len -= cp.done - ext.v[first].off;
-		ext.v[first].off = cp.done;
-	}
-	extents todo = {ext.v + first, ext.n - first, 0};
-	for (size_t i = 0; i < todo.n; i++)
-		c.total += todo.v[i].len;
-	res.extents = todo.n;
-
-	c.src = psnap;
-	c.dst = simg;
-	c.ext = &todo;
-	c.next_ext = 0;
-	c.next_off = todo.n ? todo.v[0].off : 0;
-	c.fresh = cp.full && cp.fresh;
-	c.what = what;
-	unsigned nworkers = o->concurrency ? o->concurrency : 16;
-	if (nworkers > 256)
-		nworkers = 256;
-	c.nworkers = nworkers;
-	c.budget = o->inflight_bytes ? o->inflight_bytes : (64u << 20);
-	c.bandwidth = o->bandwidth;
-	c.inflight = calloc(nworkers, sizeof(*c.inflight));
-	threads = calloc(nworkers, sizeof(*threads));
-	args = calloc(nworkers, sizeof(*args));
-	if (!c.inflight || !threads || !args) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (unsigned i = 0; i < nworkers; i++)
-		c.inflight[i] = UINT64_MAX;
-	for (; started < nworkers; started++) {
-		args[started] = (worker_arg){&c, started};
-		if (pthread_create(&threads[started], NULL, copy_worker, &args[started]) != 0)
-			break;
-	}
-
-	/* Watch: progress, cancel, checkpoints. */
-	uint64_t every = o->checkpoint_bytes ? o->checkpoint_bytes : (16u << 20), last_cp = cp.done;
-	pthread_mutex_lock(&c.lock);
-	for (;;) {
-		bool running = false;
-		for (unsigned i = 0; i < nworkers; i++)
-			running |= c.inflight[i] != UINT64_MAX;
-		if (c.stop || (!running && c.next_ext >= todo.n))
-			break;
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 200000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&c.cond, &c.lock, &until);
-		uint64_t done = c.done_bytes, lw = c.low_water;
-		pthread_mutex_unlock(&c.lock);
-		if (o->progress && o->progress(o->progress_ctx, done, c.total) != 0) {
-			pthread_mutex_lock(&c.lock);
-			ims_error_set(-ECANCELED,
-				      "replication of %s cut at %" PRIu64 " of %" PRIu64
-				      " bytes; it resumes",
-				      what, done, c.total);
-			fail_locked(&c, -ECANCELED);
-			break;
-		}
-		if (lw != UINT64_MAX && lw > last_cp && lw - last_cp >= every) {
-			cp.done = lw;
-			checkpoint_save(sio, key, &cp);
-			last_cp = lw;
-		}
-		pthread_mutex_lock(&c.lock);
-	}
-	pthread_mutex_unlock(&c.lock);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(threads[i], NULL);
-	phase(&ph, "copy");
-	res.bytes_copied = c.copied;
-	res.bytes_discarded = c.discarded;
-	if (c.err || started < nworkers) {
-		/* keep the checkpoint at what is surely done: the next cycle resumes */
-		uint64_t lw = c.low_water;
-		if (lw != UINT64_MAX && lw > cp.done) {
-			cp.done = lw;
-			checkpoint_save(sio, key, &cp);
-		}
-		r = c.err ? ims_error_set(c.err, "%s", c.err_msg)
-			  : ims_error_set(-EAGAIN, "cannot start copy threads");
-		goto out;
-	}
-
-	/* Seal: the secondary's snapshot of the same name, only when everything is written, and
-	 * only by the owner of the pair (a daemon whose lock lapsed must not seal what another
-	 * daemon may be cycling now) */
-	if (o->may_seal && o->may_seal(o->progress_ctx) != 0) {
-		r = ims_error_set(-ECANCELED,
-				  "%s: this daemon's lock on the pair was lost before the seal; "
-				  "the cycle stops "
-				  "unsealed (its owner now goes on)",
-				  what);
-		goto out;
-	}
-	/* (the guard refuses every other client's snapshot through a quiesce watch: skip it) */
-	if ((r = rbd_flush(simg)) < 0 ||
-	    (r = rbd_snap_create2(simg, cp.target, RBD_SNAP_CREATE_SKIP_QUIESCE,
-				  ims_repl__no_progress, NULL)) < 0) {
-		ims_error_set(r, "cannot seal %s on site '%s' at '%s': %s", what,
-			      ims_site_name(dst), cp.target, ims_strerror(r));
-		goto out;
-	}
-	phase(&ph, "seal");
-	/* the new base of this pair, recorded before the cycle's checkpoint goes: retention of
-	 * another pair always sees one of the two */
-	if (!member &&
-	    (r = ims_omap_set(sio, IMS_REPL__BASES, key, cp.target, strlen(cp.target))) < 0) {
-		ims_error_set(r, "cannot record the base of %s for site '%s': %s", what,
-			      ims_site_name(dst), ims_strerror(r));
-		goto out;
-	}
-	ims_omap_rm(sio, IMS_REPL_CHECKPOINTS, key);
-
-	/* Retention on both sides, never the snapshot just sealed (the next base), and on the
-	 * primary never the base or the running cycle of another target. */
-	unsigned keep = o->retention ? o->retention : 3;
-	free(ps.names);
-	free(ss.names);
-	memset(&ps, 0, sizeof(ps));
-	memset(&ss, 0, sizeof(ss));
-	repl_snaps protect = {0};
-	if (!member &&
-	    protected_snaps(sio, image, NULL, &protect) == 0 && /* unreadable: keep all */
-	    ims_repl__list_snaps(pimg, &ps) == 0)		/* a group keeps its cuts itself */
-		apply_retention(pimg, &ps, keep, &protect);
-	free(protect.names);
-	repl_snaps sealed = {&cp.target, 1};
-	if (!member && ims_repl__list_snaps(simg, &ss) == 0)
-		apply_retention(simg, &ss, keep, &sealed);
-	phase(&ph, "retention");
-	res.seconds = now_s() - t0;
+	retain(&cy);
 	ims_log_debug("replicated %s to site '%s': %s -> %s, %" PRIu64 " bytes copied, %" PRIu64
 		      " zeroed",
-		      what, ims_site_name(dst), cp.full ? "(full)" : cp.base, cp.target,
-		      res.bytes_copied, res.bytes_discarded);
+		      cy.what, ims_site_name(dst), cy.cp.full ? "(full)" : cy.cp.base, cy.cp.target,
+		      cy.res.bytes_copied, cy.res.bytes_discarded);
+done:
+	cy.res.seconds = now_s() - cy.t0;
 	if (out)
-		*out = res;
+		*out = cy.res;
 	r = 0;
 out:
-	if (ph.len)
-		ims_log_debug("cycle of %s: %s s", what, ph.text);
-	(void)have_cp;
-	free(threads);
-	free(args);
-	free(c.inflight);
-	free(ext.v);
-	free(ps.names);
-	free(ss.names);
-	if (psnap)
-		rbd_close(psnap);
-	if (simg) /* a group's members are not held between cycles: group snapshots need their locks
-		   */
-		ims_site_guard_put(dst, pool, image, r < 0 || member);
-	if (pimg)
-		rbd_close(pimg);
-	if (dio)
-		ims_site_ioctx_close(dio);
-	if (sio)
-		ims_site_ioctx_close(sio);
-	pthread_mutex_destroy(&c.lock);
-	pthread_cond_destroy(&c.cond);
+	cycle_close(&cy, r);
+	ims_extents_free(&ext);
 	return r;
 }

@@ -19,6 +19,8 @@
 #include <rbd/librbd.h>
 
 #include "common/error.h"
+#include "common/extents.h"
+#include "common/fanout.h"
 #include "common/log.h"
 
 #define DEFAULT_CHUNK (64u << 10)
@@ -120,56 +122,30 @@ static int side_open(side *s, ims_site *site, const char *pool, const char *imag
 
 /* ---------------------------------------------------------------------------------------- */
 
-typedef struct {
-	ims_repl_extent *v;
-	size_t n, cap;
-} extent_list;
-
-static int extent_add(extent_list *l, uint64_t off, uint64_t len)
-{
-	if (l->n && l->v[l->n - 1].offset + l->v[l->n - 1].length == off) {
-		l->v[l->n - 1].length += len;
-		return 0;
-	}
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 16;
-		ims_repl_extent *nv = realloc(l->v, cap * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		l->v = nv;
-		l->cap = cap;
-	}
-	l->v[l->n++] = (ims_repl_extent){off, len};
-	return 0;
-}
-
 static int cmp_extent(const void *x, const void *y)
 {
-	const ims_repl_extent *a = x, *b = y;
-	return a->offset < b->offset ? -1 : a->offset > b->offset;
+	const ims_extents_item *a = x, *b = y;
+	return a->off < b->off ? -1 : a->off > b->off;
 }
 
 typedef struct {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
 	side *a, *b;
 	uint64_t size; /* compared: the smaller of the two sizes */
 	uint64_t obj_size;
 	uint32_t chunk;
 	bool by_object; /* both layouts map objects 1:1 to extents of the same size */
-	uint64_t next, nobj, done;
-	unsigned running;
-	bool stop;
-	int err;
-	char err_msg[IMS_ERROR_MSG_MAX];
-	extent_list mm;
+	uint64_t nobj, done;
+	ims_extents mm;
 	uint64_t fallback, bytes_read;
+	const char *pool, *image;
+	const ims_repl_verify_opts *o;
 } verifier;
 
 typedef struct {
 	char *x, *y;	   /* fallback buffers, one object each */
 	uint64_t *sa, *sb; /* checksums */
-	extent_list mm;	   /* this object's mismatches */
+	ims_extents mm;	   /* this object's mismatches */
 	bool fallback;
 	uint64_t bytes_read;
 } worker_state;
@@ -197,7 +173,7 @@ static int compare_bytes(verifier *v, worker_state *w, uint64_t off, size_t len)
 	for (size_t pos = 0; pos < len; pos += v->chunk) {
 		size_t n = len - pos < v->chunk ? len - pos : v->chunk;
 		if (memcmp(w->x + pos, w->y + pos, n) != 0 &&
-		    (r = extent_add(&w->mm, off + pos, n)) < 0)
+		    (r = ims_extents_add(&w->mm, off + pos, n, true)) < 0)
 			return r;
 	}
 	return 0;
@@ -311,66 +287,61 @@ static int compare_object(verifier *v, worker_state *w, uint64_t objno)
 	for (size_t i = 0; i < nchunks; i++) {
 		uint64_t pos = (uint64_t)i * v->chunk;
 		uint64_t n = la - pos < v->chunk ? la - pos : v->chunk;
-		if (w->sa[i] != w->sb[i] && (r = extent_add(&w->mm, off + pos, n)) < 0)
+		if (w->sa[i] != w->sb[i] && (r = ims_extents_add(&w->mm, off + pos, n, true)) < 0)
 			return r;
 	}
 	return 0;
 }
 
-static void fail_locked(verifier *v, int r)
+static int verify_worker(ims_fanout *f, void *ctx, unsigned slot)
 {
-	if (!v->err) {
-		v->err = r;
-		snprintf(v->err_msg, sizeof(v->err_msg), "%s", ims_error_last());
-	}
-	v->stop = true;
-}
-
-static void *verify_worker(void *arg)
-{
-	verifier *v = arg;
+	verifier *v = ctx;
 	worker_state w;
-	size_t nsums = (size_t)(v->obj_size / v->chunk) + 1;
+	size_t nsums = (size_t)(v->obj_size / v->chunk) + 1, objno;
 	int r = 0;
 
+	(void)slot;
 	memset(&w, 0, sizeof(w));
 	w.x = malloc(v->obj_size);
 	w.y = malloc(v->obj_size);
 	w.sa = calloc(nsums, sizeof(*w.sa));
 	w.sb = calloc(nsums, sizeof(*w.sb));
-	pthread_mutex_lock(&v->lock);
 	if (!w.x || !w.y || !w.sa || !w.sb)
-		fail_locked(v, -ENOMEM);
-	while (!v->stop && v->next < v->nobj) {
-		uint64_t objno = v->next++;
-		pthread_mutex_unlock(&v->lock);
+		r = ims_error_set(-ENOMEM, "verify: out of memory");
+	while (r == 0 && ims_fanout_next(f, &objno)) {
 		ims_error_clear();
-		r = compare_object(v, &w, objno);
+		if ((r = compare_object(v, &w, objno)) < 0)
+			break;
 		pthread_mutex_lock(&v->lock);
-		if (r < 0) {
-			fail_locked(v, r);
-			break;
-		}
 		for (size_t i = 0; i < w.mm.n && r == 0; i++)
-			r = extent_add(&v->mm, w.mm.v[i].offset, w.mm.v[i].length);
-		if (r < 0) {
-			fail_locked(v, r);
-			break;
-		}
+			r = ims_extents_add(&v->mm, w.mm.v[i].off, w.mm.v[i].len, true);
 		v->fallback += w.fallback;
 		v->done++;
-		pthread_cond_broadcast(&v->cond);
+		pthread_mutex_unlock(&v->lock);
+		ims_fanout_wake(f);
 	}
+	pthread_mutex_lock(&v->lock);
 	v->bytes_read += w.bytes_read;
-	v->running--;
-	pthread_cond_broadcast(&v->cond);
 	pthread_mutex_unlock(&v->lock);
 	free(w.x);
 	free(w.y);
 	free(w.sa);
 	free(w.sb);
-	free(w.mm.v);
-	return NULL;
+	ims_extents_free(&w.mm);
+	return r;
+}
+
+static int verify_watch(void *ctx)
+{
+	verifier *v = ctx;
+	pthread_mutex_lock(&v->lock);
+	uint64_t done = v->done;
+	pthread_mutex_unlock(&v->lock);
+	if (v->o->progress && v->o->progress(v->o->progress_ctx, done, v->nobj) != 0)
+		return ims_error_set(-ECANCELED,
+				     "verify of '%s/%s' cut at object %" PRIu64 " of %" PRIu64,
+				     v->pool, v->image, done, v->nobj);
+	return 0;
 }
 
 /* The newest replication snapshot of the secondary that the primary also has. */
@@ -416,14 +387,74 @@ void ims_repl_verify_result_free(ims_repl_verify_result *res)
 	free(res);
 }
 
+/* The options, checked; the chunk size they ask for. */
+static int verify_check(const ims_repl_verify_opts *o, uint32_t *chunk)
+{
+	*chunk = o->chunk_size ? o->chunk_size : DEFAULT_CHUNK;
+	if (*chunk < MIN_CHUNK || (*chunk & (*chunk - 1)) != 0)
+		return ims_error_set(
+			-EINVAL,
+			"verify: a chunk is a power of two of at least 4 KiB, not %" PRIu32,
+			*chunk);
+	if (o->src_snap_id && !(o->snap && o->snap[0]))
+		return ims_error_set(
+			-EINVAL,
+			"verify: a snapshot id of the primary needs the secondary's snapshot name");
+	if (o->snap && o->snap[0] &&
+	    strlen(o->snap) >= sizeof(((ims_repl_verify_result *)0)->snapshot))
+		return ims_error_set(-EINVAL, "verify: snapshot name too long");
+	return 0;
+}
+
+/* Every object compared by a pool of workers; the mismatches they found in v->mm. */
+static int verify_run(verifier *v)
+{
+	unsigned nworkers = v->o->concurrency ? v->o->concurrency : 8;
+	if (nworkers > 64)
+		nworkers = 64;
+	if (nworkers > v->nobj)
+		nworkers = v->nobj ? (unsigned)v->nobj : 1;
+	ims_fanout_opts fo = IMS_FANOUT_OPTS_INIT;
+	fo.workers = nworkers;
+	fo.nitems = (size_t)v->nobj;
+	fo.worker = verify_worker;
+	fo.watch = verify_watch;
+	fo.ctx = v;
+	return ims_fanout_run(NULL, &fo);
+}
+
+/* The report's mismatches: what the workers found in any order, merged by offset, then the
+ * size difference, if any. */
+static int verify_mismatches(ims_repl_verify_result *res, verifier *v)
+{
+	ims_extents merged = {0};
+	int r = 0;
+	if (v->mm.n)
+		qsort(v->mm.v, v->mm.n, sizeof(*v->mm.v), cmp_extent);
+	for (size_t i = 0; i < v->mm.n && r == 0; i++)
+		r = ims_extents_add(&merged, v->mm.v[i].off, v->mm.v[i].len, true);
+	if (r == 0 && res->size_primary != res->size_secondary) {
+		uint64_t hi = res->size_primary > res->size_secondary ? res->size_primary
+								      : res->size_secondary;
+		r = ims_extents_add(&merged, v->size, hi - v->size, true);
+	}
+	if (r == 0 && merged.n && !(res->mismatches = calloc(merged.n, sizeof(*res->mismatches))))
+		r = -ENOMEM;
+	for (size_t i = 0; r == 0 && i < merged.n; i++)
+		res->mismatches[i] = (ims_repl_extent){merged.v[i].off, merged.v[i].len};
+	if (r == 0)
+		res->nmismatches = merged.n;
+	ims_extents_free(&merged);
+	return r;
+}
+
 int ims_repl_verify(ims_repl_verify_result **out, ims_site *src, ims_site *dst, const char *pool,
 		    const char *image, const ims_repl_verify_opts *o)
 {
 	ims_repl_verify_result *res = NULL;
 	side a, b;
 	verifier v;
-	pthread_t *threads = NULL;
-	unsigned started = 0, nworkers;
+	uint32_t chunk;
 	double t0 = now_s();
 	int r;
 
@@ -431,41 +462,23 @@ int ims_repl_verify(ims_repl_verify_result **out, ims_site *src, ims_site *dst, 
 	memset(&b, 0, sizeof(b));
 	memset(&v, 0, sizeof(v));
 	pthread_mutex_init(&v.lock, NULL);
-	pthread_cond_init(&v.cond, NULL);
 	if (!out || !src || !dst || !pool || !image || !o ||
 	    o->version != IMS_REPL_VERIFY_OPTS_VERSION) {
 		r = ims_error_set(-EINVAL,
 				  "verify: missing arguments or options of an unknown version");
 		goto out;
 	}
-	uint32_t chunk = o->chunk_size ? o->chunk_size : DEFAULT_CHUNK;
-	if (chunk < MIN_CHUNK || (chunk & (chunk - 1)) != 0) {
-		r = ims_error_set(
-			-EINVAL,
-			"verify: a chunk is a power of two of at least 4 KiB, not %" PRIu32, chunk);
+	if ((r = verify_check(o, &chunk)) < 0)
 		goto out;
-	}
-	res = calloc(1, sizeof(*res));
-	if (!res) {
+	if (!(res = calloc(1, sizeof(*res)))) {
 		r = -ENOMEM;
 		goto out;
 	}
-	if (o->src_snap_id && !(o->snap && o->snap[0])) {
-		r = ims_error_set(
-			-EINVAL,
-			"verify: a snapshot id of the primary needs the secondary's snapshot name");
-		goto out;
-	}
-	if (o->snap && o->snap[0]) {
-		if (strlen(o->snap) >= sizeof(res->snapshot)) {
-			r = ims_error_set(-EINVAL, "verify: snapshot name too long");
-			goto out;
-		}
+	if (o->snap && o->snap[0])
 		snprintf(res->snapshot, sizeof(res->snapshot), "%s", o->snap);
-	} else if ((r = newest_common(src, dst, pool, image, res->snapshot,
-				      sizeof(res->snapshot))) < 0) {
+	else if ((r = newest_common(src, dst, pool, image, res->snapshot, sizeof(res->snapshot))) <
+		 0)
 		goto out;
-	}
 	if ((r = side_open(&a, src, pool, image, res->snapshot, o->src_snap_id)) < 0 ||
 	    (r = side_open(&b, dst, pool, image, res->snapshot, 0)) < 0)
 		goto out;
@@ -483,85 +496,16 @@ int ims_repl_verify(ims_repl_verify_result **out, ims_site *src, ims_site *dst, 
 	v.chunk = chunk;
 	v.by_object = a.simple && b.simple && a.obj_size == b.obj_size;
 	v.nobj = (v.size + v.obj_size - 1) / v.obj_size;
-	nworkers = o->concurrency ? o->concurrency : 8;
-	if (nworkers > 64)
-		nworkers = 64;
-	if (nworkers > v.nobj)
-		nworkers = v.nobj ? (unsigned)v.nobj : 1;
-	threads = calloc(nworkers, sizeof(*threads));
-	if (!threads) {
-		r = -ENOMEM;
+	v.pool = pool;
+	v.image = image;
+	v.o = o;
+	if ((r = verify_run(&v)) < 0 || (r = verify_mismatches(res, &v)) < 0)
 		goto out;
-	}
-	pthread_mutex_lock(&v.lock);
-	for (; started < nworkers; started++) {
-		v.running++;
-		if (pthread_create(&threads[started], NULL, verify_worker, &v) != 0) {
-			v.running--;
-			break;
-		}
-	}
-	if (started == 0) {
-		pthread_mutex_unlock(&v.lock);
-		r = ims_error_set(-EAGAIN, "verify: cannot start threads");
-		goto out;
-	}
-	/* Watch: progress and cancel. */
-	while (v.running > 0) {
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 200000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&v.cond, &v.lock, &until);
-		uint64_t done = v.done;
-		if (o->progress && !v.stop) {
-			pthread_mutex_unlock(&v.lock);
-			int cut = o->progress(o->progress_ctx, done, v.nobj);
-			pthread_mutex_lock(&v.lock);
-			if (cut) {
-				ims_error_set(-ECANCELED,
-					      "verify of '%s/%s' cut at object %" PRIu64
-					      " of %" PRIu64,
-					      pool, image, done, v.nobj);
-				fail_locked(&v, -ECANCELED);
-			}
-		}
-	}
-	pthread_mutex_unlock(&v.lock);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(threads[i], NULL);
-	if (v.err) {
-		r = ims_error_set(v.err, "%s", v.err_msg);
-		goto out;
-	}
-
-	/* Merge what the workers found in any order, then the size difference, if any. */
-	if (v.mm.n)
-		qsort(v.mm.v, v.mm.n, sizeof(*v.mm.v), cmp_extent);
-	extent_list merged = {0};
-	for (size_t i = 0; i < v.mm.n; i++) {
-		if ((r = extent_add(&merged, v.mm.v[i].offset, v.mm.v[i].length)) < 0) {
-			free(merged.v);
-			goto out;
-		}
-	}
-	if (a.size != b.size) {
-		uint64_t hi = a.size > b.size ? a.size : b.size;
-		if ((r = extent_add(&merged, v.size, hi - v.size)) < 0) {
-			free(merged.v);
-			goto out;
-		}
-	}
-	res->mismatches = merged.v;
-	res->nmismatches = merged.n;
 	res->objects = v.nobj;
 	res->objects_fallback = v.fallback;
 	res->bytes_covered = v.size;
 	res->bytes_read = v.bytes_read;
-	res->equal = merged.n == 0;
+	res->equal = res->nmismatches == 0;
 	res->seconds = now_s() - t0;
 	ims_log_debug("verified '%s/%s@%s' between site '%s' and site '%s': %s, %" PRIu64
 		      " objects (%" PRIu64 " by bytes), %zu mismatching extents",
@@ -572,12 +516,10 @@ int ims_repl_verify(ims_repl_verify_result **out, ims_site *src, ims_site *dst, 
 	res = NULL;
 	r = 0;
 out:
-	free(threads);
-	free(v.mm.v);
+	ims_extents_free(&v.mm);
 	side_close(&a);
 	side_close(&b);
 	ims_repl_verify_result_free(res);
 	pthread_mutex_destroy(&v.lock);
-	pthread_cond_destroy(&v.cond);
 	return r;
 }
