@@ -702,126 +702,136 @@ static void drop_stale_push_snaps(ims_site *site, const char *pool, const char *
 	ims_snap_list_free(v, n);
 }
 
-int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, const char *pool,
-		  const char *image, const char *snap, const ims_tier_opts *o)
+/* One push: what it was asked, and what it holds until it ends. */
+typedef struct {
+	ims_tier_target *t;
+	ims_site *site;
+	const char *pool, *image, *snap; /* snap: NULL for the head */
+	const ims_tier_opts *o;
+	char name[3 * IMS_NAME_MAX + 4];
+	uint64_t chunk;
+	bool remove; /* the head goes to the trash or is purged after the push */
+
+	rados_ioctx_t io;
+	rbd_image_t head; /* a head's push: the push snapshot's and the lock's handle */
+	rbd_image_t img;  /* what is read: @p snap or the push snapshot */
+	char psnap[64], lock[64];
+	bool snapped, locked;
+	rbd_image_info_t st;
+	uint64_t features;
+	grid g;
+	ims_catalog_entry *cat;
+
+	uint64_t bytes_total, bytes_sealed, chunks_new; /* of the uploads */
+	ims_manifest m;
+	uint64_t bytes_data;
+} push;
+
+static int push_check(push *ps)
 {
-	rados_ioctx_t io = NULL;
-	rbd_image_t head = NULL; /* a head's push: the push snapshot's and the lock's handle */
-	rbd_image_t img = NULL;	 /* what is read: @p snap or the push snapshot */
-	char psnap[64] = "", lock[64] = "";
-	bool snapped = false, locked = false;
-	grid g = {0};
+	const ims_tier_opts *o = ps->o;
+	int r;
+	if ((r = check_opts(o)) < 0)
+		return r;
+	if ((r = ims_name_check(IMS_NAME_POOL, ps->pool)) < 0 ||
+	    (r = ims_name_check(IMS_NAME_IMAGE, ps->image)) < 0 ||
+	    (ps->snap && (r = ims_name_check(IMS_NAME_SNAP, ps->snap)) < 0))
+		return r;
+	uint64_t chunk = o->chunk_size ? o->chunk_size : IMS_CHUNK_SIZE_DEFAULT;
+	if (chunk < IMS_CHUNK_SIZE_MIN || chunk > IMS_CHUNK_SIZE_MAX || (chunk & (chunk - 1)))
+		return ims_error_set(-EINVAL,
+				     "chunk size %" PRIu64
+				     " is not a power of two between 64 KiB and 64 MiB",
+				     chunk);
+	ps->chunk = chunk;
+	snprintf(ps->name, sizeof(ps->name), "%s/%s%s%s", ps->pool, ps->image, ps->snap ? "@" : "",
+		 ps->snap ? ps->snap : "");
+	ps->remove = !ps->snap && o->after != IMS_TIER_KEEP;
+	return 0;
+}
+
+/* A head is pushed from a snapshot of its own: writes during the push do not tear it. */
+static int push_snap_head(push *ps)
+{
+	const char *name = ps->name;
+	int r;
+	if ((r = rbd_open(ps->io, ps->image, &ps->head, NULL)) < 0)
+		return ims_error_set(r, "cannot open '%s' on site '%s': %s", name,
+				     ims_site_name(ps->site), ims_strerror(r));
+	if (ps->remove &&
+	    (r = claim_head(ps->io, ps->head, ps->pool, ps->image, name, ps->o, &ps->locked)) < 0)
+		return r;
+	unsigned users = 1;
+	if (in_use(ps->io, ps->head, &users) == 0 && users == 0)
+		drop_stale_push_snaps(ps->site, ps->pool, ps->image, ps->head, name);
+	char id[17];
+	if ((r = ims_random_hex(id, sizeof(id))) < 0)
+		return r;
+	snprintf(ps->psnap, sizeof(ps->psnap), PUSH_SNAP_PREFIX "%lld-%s", (long long)time(NULL),
+		 id);
+	if ((r = rbd_snap_create(ps->head, ps->psnap)) < 0)
+		return ims_error_set(r, "cannot take a snapshot of '%s' to push: %s", name,
+				     ims_strerror(r));
+	ps->snapped = true;
+	return 0;
+}
+
+/* Open what is read and map it onto the grid; refuse a manifest restore would not take. */
+static int push_map(push *ps)
+{
+	const char *name = ps->name;
+	int r = rbd_open_read_only(ps->io, ps->image, &ps->img, ps->snap ? ps->snap : ps->psnap);
+	if (r < 0)
+		return ims_error_set(r, "cannot open '%s' on site '%s': %s", name,
+				     ims_site_name(ps->site), ims_strerror(r));
+	if ((r = rbd_stat(ps->img, &ps->st, sizeof(ps->st))) < 0 ||
+	    (r = rbd_get_features(ps->img, &ps->features)) < 0)
+		return ims_error_set(r, "cannot stat '%s': %s", name, ims_strerror(r));
+	if (ps->st.size == 0)
+		return ims_error_set(-EINVAL, "'%s' is empty: nothing to push", name);
+	ps->g.chunk = ps->chunk;
+	ps->g.size = ps->st.size;
+	r = rbd_diff_iterate2(ps->img, NULL, 0, ps->st.size, 1, 1, add_cells, &ps->g);
+	if (ps->g.err)
+		r = ps->g.err;
+	if (r < 0)
+		return ims_error_set(r, "cannot map the allocated extents of '%s': %s", name,
+				     ims_strerror(r));
+	if (ims_catalog_get(ps->io, ps->image, &ps->cat) < 0)
+		ps->cat = NULL;
+	ims_error_clear();
+	return check_manifest_bound(name, ps->g.n, ps->cat, ps->chunk);
+}
+
+/* Upload the cells in parallel, renewing the push's lock and reporting progress meanwhile. */
+static int push_cells(push *ps)
+{
+	const ims_tier_opts *o = ps->o;
 	pusher p;
 	pthread_t threads[MAX_WORKERS];
 	unsigned started = 0;
-	ims_manifest m;
-	ims_catalog_entry *cat = NULL;
-	char name[3 * IMS_NAME_MAX + 4];
-	int r;
+	int64_t renewed = (int64_t)time(NULL);
+	int r = 0;
 
 	memset(&p, 0, sizeof(p));
-	memset(&m, 0, sizeof(m));
 	pthread_mutex_init(&p.lock, NULL);
 	pthread_cond_init(&p.cond, NULL);
-	if (snap && !snap[0])
-		snap = NULL;
-	if ((r = check_opts(o)) < 0)
-		goto out;
-	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
-	    (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0 ||
-	    (snap && (r = ims_name_check(IMS_NAME_SNAP, snap)) < 0))
-		goto out;
-	uint64_t chunk = o->chunk_size ? o->chunk_size : IMS_CHUNK_SIZE_DEFAULT;
-	if (chunk < IMS_CHUNK_SIZE_MIN || chunk > IMS_CHUNK_SIZE_MAX || (chunk & (chunk - 1))) {
-		r = ims_error_set(-EINVAL,
-				  "chunk size %" PRIu64
-				  " is not a power of two between 64 KiB and 64 MiB",
-				  chunk);
-		goto out;
-	}
-	snprintf(name, sizeof(name), "%s/%s%s%s", pool, image, snap ? "@" : "", snap ? snap : "");
-	p.what = name;
-
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
-		goto out;
-	bool remove = !snap && o->after != IMS_TIER_KEEP;
-	if (!snap) {
-		/* a head is pushed from a snapshot of its own: writes during the push do not tear
-		 * it */
-		if ((r = rbd_open(io, image, &head, NULL)) < 0) {
-			ims_error_set(r, "cannot open '%s' on site '%s': %s", name,
-				      ims_site_name(site), ims_strerror(r));
-			goto out;
-		}
-		if (remove && (r = claim_head(io, head, pool, image, name, o, &locked)) < 0)
-			goto out;
-		unsigned users = 1;
-		if (in_use(io, head, &users) == 0 && users == 0)
-			drop_stale_push_snaps(site, pool, image, head, name);
-		char id[17];
-		if ((r = ims_random_hex(id, sizeof(id))) < 0)
-			goto out;
-		snprintf(psnap, sizeof(psnap), PUSH_SNAP_PREFIX "%lld-%s", (long long)time(NULL),
-			 id);
-		if ((r = rbd_snap_create(head, psnap)) < 0) {
-			ims_error_set(r, "cannot take a snapshot of '%s' to push: %s", name,
-				      ims_strerror(r));
-			goto out;
-		}
-		snapped = true;
-	}
-	r = rbd_open_read_only(io, image, &img, snap ? snap : psnap);
-	if (r < 0) {
-		ims_error_set(r, "cannot open '%s' on site '%s': %s", name, ims_site_name(site),
-			      ims_strerror(r));
-		goto out;
-	}
-	rbd_image_info_t st;
-	uint64_t features = 0;
-	if ((r = rbd_stat(img, &st, sizeof(st))) < 0 ||
-	    (r = rbd_get_features(img, &features)) < 0) {
-		ims_error_set(r, "cannot stat '%s': %s", name, ims_strerror(r));
-		goto out;
-	}
-	if (st.size == 0) {
-		r = ims_error_set(-EINVAL, "'%s' is empty: nothing to push", name);
-		goto out;
-	}
-	g.chunk = chunk;
-	g.size = st.size;
-	r = rbd_diff_iterate2(img, NULL, 0, st.size, 1, 1, add_cells, &g);
-	if (g.err)
-		r = g.err;
-	if (r < 0) {
-		ims_error_set(r, "cannot map the allocated extents of '%s': %s", name,
-			      ims_strerror(r));
-		goto out;
-	}
-	if (ims_catalog_get(io, image, &cat) < 0)
-		cat = NULL;
-	ims_error_clear();
-	if ((r = check_manifest_bound(name, g.n, cat, chunk)) < 0)
-		goto out;
-	/* from here until the manifest is stored, garbage collection waits */
-	if ((r = push_lock(t, lock, sizeof(lock), name, o)) < 0)
-		goto out;
-	int64_t renewed = (int64_t)time(NULL);
-
-	p.t = t;
-	p.image = img;
+	p.what = ps->name;
+	p.t = ps->t;
+	p.image = ps->img;
 	p.o = o;
-	p.cells = g.cells;
-	p.ncells = g.n;
-	for (size_t i = 0; i < g.n; i++)
-		p.bytes_total += g.cells[i].len;
-	ims_log_debug("pushing '%s' (%" PRIu64 " bytes, %zu cells of %" PRIu64 ") to '%s'", name,
-		      st.size, g.n, chunk, ims_s3_name(t->s3));
+	p.cells = ps->g.cells;
+	p.ncells = ps->g.n;
+	for (size_t i = 0; i < ps->g.n; i++)
+		p.bytes_total += ps->g.cells[i].len;
+	ims_log_debug("pushing '%s' (%" PRIu64 " bytes, %zu cells of %" PRIu64 ") to '%s'",
+		      ps->name, ps->st.size, ps->g.n, ps->chunk, ims_s3_name(ps->t->s3));
 
 	unsigned nworkers = opt_workers(o);
-	for (; started < nworkers && started < g.n; started++)
+	for (; started < nworkers && started < ps->g.n; started++)
 		if (pthread_create(&threads[started], NULL, push_worker, &p) != 0)
 			break;
-	if (g.n && !started) {
+	if (ps->g.n && !started) {
 		r = ims_error_set(-EAGAIN, "cannot start push threads");
 		goto out;
 	}
@@ -834,7 +844,7 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 		uint64_t done = p.bytes_done, total = p.bytes_total;
 		pthread_mutex_unlock(&p.lock);
 		bool stop = o->progress && o->progress(o->progress_ctx, done, total) != 0;
-		int lr = lock_renew(t, lock, &renewed);
+		int lr = lock_renew(ps->t, ps->lock, &renewed);
 		pthread_mutex_lock(&p.lock);
 		if (lr < 0)
 			push_fail_locked(&p, lr);
@@ -847,131 +857,159 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 	pthread_mutex_unlock(&p.lock);
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(threads[i], NULL);
-	if (p.err) {
+	if (p.err)
 		r = ims_error_set(p.err, "%s", p.err_msg);
-		goto out;
-	}
-	if (p.cancel) {
+	else if (p.cancel)
 		r = ims_error_set(-ECANCELED, "push of '%s' cancelled; no manifest was written",
-				  name);
-		goto out;
-	}
+				  ps->name);
+	ps->bytes_total = p.bytes_total;
+	ps->bytes_sealed = p.bytes_sealed;
+	ps->chunks_new = p.chunks_new;
+out:
+	pthread_mutex_destroy(&p.lock);
+	pthread_cond_destroy(&p.cond);
+	return r;
+}
 
-	/* The manifest, written last. */
-	m.name = name;
-	m.pool = (char *)pool;
-	m.image = (char *)image;
-	m.snap = (char *)(snap ? snap : "");
-	m.size = st.size;
-	m.features = features;
-	m.order = (unsigned)st.order;
-	m.chunk_size = chunk;
-	m.pushed = (int64_t)time(NULL);
-	m.source = cat && cat->source ? cat->source : "";
-	m.content_sha256 = cat && cat->content_sha256 ? cat->content_sha256 : "";
-	m.stored_bytes = p.bytes_sealed;
-	if (!(m.chunks = calloc(g.n ? g.n : 1, sizeof(*m.chunks)))) {
-		r = -ENOMEM;
-		goto out;
-	}
-	uint64_t bytes_data = 0;
-	for (size_t i = 0; i < g.n; i++) {
-		if (!g.cells[i].data)
+/* The manifest, written last: the cells with data, the zeros between them, the tags. */
+static int push_manifest(push *ps)
+{
+	ims_manifest *m = &ps->m;
+	const ims_catalog_entry *cat = ps->cat;
+	int r;
+	m->name = ps->name;
+	m->pool = (char *)ps->pool;
+	m->image = (char *)ps->image;
+	m->snap = (char *)(ps->snap ? ps->snap : "");
+	m->size = ps->st.size;
+	m->features = ps->features;
+	m->order = (unsigned)ps->st.order;
+	m->chunk_size = ps->chunk;
+	m->pushed = (int64_t)time(NULL);
+	m->source = cat && cat->source ? cat->source : "";
+	m->content_sha256 = cat && cat->content_sha256 ? cat->content_sha256 : "";
+	m->stored_bytes = ps->bytes_sealed;
+	if (!(m->chunks = calloc(ps->g.n ? ps->g.n : 1, sizeof(*m->chunks))))
+		return -ENOMEM;
+	for (size_t i = 0; i < ps->g.n; i++) {
+		const cell *gc = &ps->g.cells[i];
+		if (!gc->data)
 			continue;
-		ims_manifest_chunk *c = &m.chunks[m.nchunks++];
-		c->off = g.cells[i].off;
-		c->len = g.cells[i].len;
-		memcpy(c->sha256, g.cells[i].sha256, IMS_SHA256_LEN);
-		bytes_data += c->len;
+		ims_manifest_chunk *c = &m->chunks[m->nchunks++];
+		c->off = gc->off;
+		c->len = gc->len;
+		memcpy(c->sha256, gc->sha256, IMS_SHA256_LEN);
+		ps->bytes_data += c->len;
 	}
-	if ((r = ims_manifest_fill_zeros(&m)) < 0)
-		goto out;
+	if ((r = ims_manifest_fill_zeros(m)) < 0)
+		return r;
 	if (cat && cat->ntags) {
-		if (!(m.tags = calloc(cat->ntags, sizeof(*m.tags)))) {
-			r = -ENOMEM;
-			goto out;
-		}
+		if (!(m->tags = calloc(cat->ntags, sizeof(*m->tags))))
+			return -ENOMEM;
 		for (size_t i = 0; i < cat->ntags; i++)
-			m.tags[i] = (ims_manifest_tag){cat->tags[i].key, cat->tags[i].value};
-		m.ntags = cat->ntags;
+			m->tags[i] = (ims_manifest_tag){cat->tags[i].key, cat->tags[i].value};
+		m->ntags = cat->ntags;
 	}
-	if ((r = store_manifest(t, &m)) < 0)
-		goto out;
-	lock_drop(t, lock);
-	if (o->progress)
-		o->progress(o->progress_ctx, p.bytes_total, p.bytes_total);
+	return store_manifest(ps->t, m);
+}
 
-	if (remove) {
-		if ((r = check_unchanged(io, head, psnap, st.size, pool, image, name, o)) < 0)
-			goto out;
-		rbd_close(img);
-		img = NULL;
-		if ((r = rbd_snap_remove(head, psnap)) < 0) {
-			ims_error_set(r,
-				      "'%s' was pushed but its push snapshot '%s' cannot be "
-				      "removed, so it was kept: %s",
-				      name, psnap, ims_strerror(r));
-			goto out;
-		}
-		snapped = false;
-		/* the lock goes with the handle, just before the removal (which takes it itself) */
-		if (locked)
-			rbd_lock_release(head);
-		locked = false;
-		rbd_close(head);
-		head = NULL;
-		ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
-		ro.purge = o->after == IMS_TIER_PURGE;
-		if ((r = ims_image_remove(site, pool, image, &ro)) < 0) {
-			ims_error_set(
-				r,
-				"'%s' was pushed as cold image '%s' but could not be removed: %s",
-				name, name, ims_error_last());
-			goto out;
-		}
-		ims_catalog_entry cold = {0};
-		if (cat)
-			cold = *cat;
-		cold.name = (char *)image;
-		cold.size = st.size;
-		if (!cold.created)
-			cold.created = m.pushed;
-		cold.cold_target = (char *)ims_s3_name(t->s3);
-		cold.cold_name = name;
-		cold.cold_since = m.pushed;
-		if ((r = ims_catalog_put(io, &cold)) < 0)
-			goto out;
-	}
+/* After the manifest is stored: remove the head if nothing changed, and mark it cold. */
+static int push_remove_head(push *ps)
+{
+	const char *name = ps->name;
+	int r;
+	if ((r = check_unchanged(ps->io, ps->head, ps->psnap, ps->st.size, ps->pool, ps->image,
+				 name, ps->o)) < 0)
+		return r;
+	rbd_close(ps->img);
+	ps->img = NULL;
+	if ((r = rbd_snap_remove(ps->head, ps->psnap)) < 0)
+		return ims_error_set(r,
+				     "'%s' was pushed but its push snapshot '%s' cannot be "
+				     "removed, so it was kept: %s",
+				     name, ps->psnap, ims_strerror(r));
+	ps->snapped = false;
+	/* the lock goes with the handle, just before the removal (which takes it itself) */
+	if (ps->locked)
+		rbd_lock_release(ps->head);
+	ps->locked = false;
+	rbd_close(ps->head);
+	ps->head = NULL;
+	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
+	ro.purge = ps->o->after == IMS_TIER_PURGE;
+	if ((r = ims_image_remove(ps->site, ps->pool, ps->image, &ro)) < 0)
+		return ims_error_set(
+			r, "'%s' was pushed as cold image '%s' but could not be removed: %s", name,
+			name, ims_error_last());
+	ims_catalog_entry cold = {0};
+	if (ps->cat)
+		cold = *ps->cat;
+	cold.name = (char *)ps->image;
+	cold.size = ps->st.size;
+	if (!cold.created)
+		cold.created = ps->m.pushed;
+	cold.cold_target = (char *)ims_s3_name(ps->t->s3);
+	cold.cold_name = (char *)name;
+	cold.cold_since = ps->m.pushed;
+	return ims_catalog_put(ps->io, &cold);
+}
+
+static void push_close(push *ps)
+{
+	lock_drop(ps->t, ps->lock);
+	free(ps->m.chunks);
+	free(ps->m.zeros);
+	free(ps->m.tags);
+	ims_catalog_entry_free(ps->cat);
+	free(ps->g.cells);
+	if (ps->img)
+		rbd_close(ps->img);
+	if (ps->snapped && rbd_snap_remove(ps->head, ps->psnap) < 0)
+		ims_log_debug("cannot remove the push snapshot '%s@%s'", ps->name, ps->psnap);
+	if (ps->locked)
+		rbd_lock_release(ps->head);
+	if (ps->head)
+		rbd_close(ps->head);
+	if (ps->io)
+		ims_site_ioctx_close(ps->io);
+}
+
+int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, const char *pool,
+		  const char *image, const char *snap, const ims_tier_opts *o)
+{
+	push ps = {.t = t, .site = site, .pool = pool, .image = image, .snap = snap, .o = o};
+	int r;
+
+	if (snap && !snap[0])
+		ps.snap = NULL;
+	if ((r = push_check(&ps)) < 0 || (r = ims_site_ioctx(site, pool, &ps.io)) < 0)
+		goto out;
+	if (!ps.snap && (r = push_snap_head(&ps)) < 0)
+		goto out;
+	if ((r = push_map(&ps)) < 0)
+		goto out;
+	/* from here until the manifest is stored, garbage collection waits */
+	if ((r = push_lock(t, ps.lock, sizeof(ps.lock), ps.name, o)) < 0 ||
+	    (r = push_cells(&ps)) < 0 || (r = push_manifest(&ps)) < 0)
+		goto out;
+	lock_drop(t, ps.lock);
+	if (o->progress)
+		o->progress(o->progress_ctx, ps.bytes_total, ps.bytes_total);
+	if (ps.remove && (r = push_remove_head(&ps)) < 0)
+		goto out;
 	if (out) {
 		memset(out, 0, sizeof(*out));
-		snprintf(out->name, sizeof(out->name), "%s", name);
-		out->size = st.size;
-		out->chunks = m.nchunks;
-		out->chunks_new = p.chunks_new;
-		out->bytes_data = bytes_data;
-		out->bytes_sealed = p.bytes_sealed;
-		out->bytes_zero = st.size - bytes_data;
+		snprintf(out->name, sizeof(out->name), "%s", ps.name);
+		out->size = ps.st.size;
+		out->chunks = ps.m.nchunks;
+		out->chunks_new = ps.chunks_new;
+		out->bytes_data = ps.bytes_data;
+		out->bytes_sealed = ps.bytes_sealed;
+		out->bytes_zero = ps.st.size - ps.bytes_data;
 	}
 	r = 0;
 out:
-	lock_drop(t, lock);
-	free(m.chunks);
-	free(m.zeros);
-	free(m.tags);
-	ims_catalog_entry_free(cat);
-	free(g.cells);
-	if (img)
-		rbd_close(img);
-	if (snapped && rbd_snap_remove(head, psnap) < 0)
-		ims_log_debug("cannot remove the push snapshot '%s@%s'", name, psnap);
-	if (locked)
-		rbd_lock_release(head);
-	if (head)
-		rbd_close(head);
-	if (io)
-		ims_site_ioctx_close(io);
-	pthread_mutex_destroy(&p.lock);
-	pthread_cond_destroy(&p.cond);
+	push_close(&ps);
 	return r;
 }
 
