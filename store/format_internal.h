@@ -175,6 +175,121 @@ static inline void ims_format__put_be64(uint8_t *p, uint64_t v)
 }
 
 /*
+ * What the readers of sparse formats (qcow2, vmdk) share: two levels of tables (qcow2's L1
+ * and L2 tables, vmdk's grain directory and grain tables) put each guest offset in a unit
+ * (cluster, subcluster, grain) that reads as zeros, as data at a host offset, or from a
+ * compressed unit. Each second-level table covers the same number of guest bytes.
+ */
+typedef enum {
+	IMS_FORMAT__ZERO,
+	IMS_FORMAT__DATA,
+	IMS_FORMAT__COMPRESSED,
+} ims_format__unit;
+
+typedef struct {
+	ims_format__unit type;
+	uint64_t len;  /* bytes from the guest offset to the end of the unit */
+	uint64_t host; /* DATA: the host offset of the guest offset */
+	uint64_t key;  /* COMPRESSED: the unit's name for decompress() (qcow2: its L2 entry;
+			  vmdk: its grain's host offset) */
+	bool no_table; /* ZERO for want of a second-level table: len runs to its range's end */
+} ims_format__loc;
+
+typedef struct {
+	int (*locate)(ims_format_reader *r, uint64_t off, ims_format__loc *out);
+	/* The decompressed unit @p key that guest offset @p guest lies in: @p *unit, of
+	 * @p *unit_bytes (a power of two), valid until the next call. */
+	int (*decompress)(ims_format_reader *r, uint64_t guest, uint64_t key, const uint8_t **unit,
+			  uint64_t *unit_bytes);
+	/* Whether second-level table @p i (of the guest range [i * range, (i + 1) * range)) is
+	 * there. */
+	bool (*has_table)(const ims_format_reader *r, uint64_t i);
+} ims_format__sparse_ops;
+
+/* ims_format__ops.map of a sparse reader whose second-level tables cover @p range bytes. */
+static inline int ims_format__sparse_map(ims_format_reader *base, const ims_format__sparse_ops *ops,
+					 uint64_t range, uint64_t offset, ims_extent *out)
+{
+	uint64_t vsize = base->virtual_size, pos, table_end;
+	ims_extent_type type;
+	ims_format__loc l;
+	int r = ops->locate(base, offset, &l);
+
+	if (r < 0)
+		return r;
+	type = l.type == IMS_FORMAT__ZERO ? IMS_EXTENT_ZERO : IMS_EXTENT_DATA;
+	pos = offset + l.len;
+	table_end = (offset / range + 1) * range;
+	/* the rest of this second-level table, which is in the cache */
+	while (!l.no_table && pos < vsize && pos < table_end) {
+		ims_format__loc n;
+		r = ops->locate(base, pos, &n);
+		if (r < 0)
+			return r;
+		if ((n.type == IMS_FORMAT__ZERO) != (type == IMS_EXTENT_ZERO))
+			break;
+		pos += n.len;
+	}
+	/* zeros go on through the ranges that have no second-level table */
+	if (type == IMS_EXTENT_ZERO)
+		while (pos < vsize && pos % range == 0 && !ops->has_table(base, pos / range))
+			pos += range;
+	out->length = (pos < vsize ? pos : vsize) - offset;
+	out->type = type;
+	return 0;
+}
+
+/* ims_format__ops.read of a sparse reader. */
+static inline int ims_format__sparse_read(ims_format_reader *base,
+					  const ims_format__sparse_ops *ops, uint64_t offset,
+					  uint8_t *buf, size_t len)
+{
+	ims_format__loc l, n;
+	const uint8_t *unit;
+	uint64_t unit_bytes;
+	int r;
+
+	while (len) {
+		uint64_t take;
+		size_t got;
+
+		r = ops->locate(base, offset, &l);
+		if (r < 0)
+			return r;
+		take = l.len < len ? l.len : len;
+		switch (l.type) {
+		case IMS_FORMAT__ZERO: memset(buf, 0, (size_t)take); break;
+		case IMS_FORMAT__COMPRESSED:
+			r = ops->decompress(base, offset, l.key, &unit, &unit_bytes);
+			if (r < 0)
+				return r;
+			memcpy(buf, unit + (offset & (unit_bytes - 1)), (size_t)take);
+			break;
+		case IMS_FORMAT__DATA:
+			/* one read for the units that follow each other in the file too */
+			while (take < len) {
+				r = ops->locate(base, offset + take, &n);
+				if (r < 0)
+					return r;
+				if (n.type != IMS_FORMAT__DATA || n.host != l.host + take)
+					break;
+				take += n.len < len - take ? n.len : len - take;
+			}
+			r = ims_format__pread(&base->src, buf, (size_t)take, l.host, &got);
+			if (r < 0)
+				return r;
+			/* a last unit that the file ends inside reads as zeros after the end */
+			memset(buf + got, 0, (size_t)take - got);
+			break;
+		}
+		offset += take;
+		buf += take;
+		len -= (size_t)take;
+	}
+	return 0;
+}
+
+/*
  * The qcow2 writer's refcount layout, exposed for its unit test: for @p data_clusters
  * clusters in use before the refcount structures (header, data, L2 and L1 tables), how many
  * refcount blocks and refcount table clusters cover them and themselves.

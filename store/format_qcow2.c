@@ -74,21 +74,6 @@ typedef struct {
 	ZSTD_DCtx *zstd;
 } qcow2;
 
-typedef enum {
-	Q_ZERO,
-	Q_DATA,
-	Q_COMPRESSED,
-} qtype;
-
-/* Where a guest offset lies: the unit it is in (subcluster, cluster or L2 range) from there. */
-typedef struct {
-	qtype type;
-	uint64_t len;	/* bytes from the guest offset to the end of the unit */
-	uint64_t host;	/* Q_DATA: the host offset of the guest offset */
-	uint64_t entry; /* Q_COMPRESSED: the L2 entry */
-	bool no_l2;	/* Q_ZERO for want of an L2 table: len runs to the end of its range */
-} qloc;
-
 static const char *unit_name(const qcow2 *q, uint64_t off, uint64_t len)
 {
 	if (ims_format__overlap(off, len, 0, q->cluster_size))
@@ -166,8 +151,9 @@ static int check_compressed(const qcow2 *q, uint64_t guest, uint64_t entry)
 	return 0;
 }
 
-static int locate(qcow2 *q, uint64_t off, qloc *out)
+static int locate(ims_format_reader *base, uint64_t off, ims_format__loc *out)
 {
+	qcow2 *q = (qcow2 *)base;
 	uint64_t cs = q->cluster_size, cidx = off >> q->cluster_bits;
 	uint64_t l1i = cidx >> q->l2_bits, in_cluster = off & (cs - 1);
 	size_t l2i = (size_t)(cidx & ((1ull << q->l2_bits) - 1));
@@ -177,9 +163,9 @@ static int locate(qcow2 *q, uint64_t off, qloc *out)
 
 	memset(out, 0, sizeof(*out));
 	if (!q->l1[l1i]) {
-		out->type = Q_ZERO;
+		out->type = IMS_FORMAT__ZERO;
 		out->len = ((l1i + 1) << (q->cluster_bits + q->l2_bits)) - off;
-		out->no_l2 = true;
+		out->no_table = true;
 		return 0;
 	}
 	r = ims_format__cache_get(&q->cache, &q->base.src, q->l1[l1i], "qcow2: L2 table", &t);
@@ -194,14 +180,14 @@ static int locate(qcow2 *q, uint64_t off, qloc *out)
 		r = check_compressed(q, off, entry);
 		if (r < 0)
 			return r;
-		out->type = Q_COMPRESSED;
-		out->entry = entry;
+		out->type = IMS_FORMAT__COMPRESSED;
+		out->key = entry;
 		return 0;
 	}
 	host = entry & L2E_OFFSET_MASK;
 	if (!q->extended_l2) {
 		if ((entry & L2E_ZERO) || !host) {
-			out->type = Q_ZERO;
+			out->type = IMS_FORMAT__ZERO;
 			return 0;
 		}
 	} else {
@@ -224,14 +210,14 @@ static int locate(qcow2 *q, uint64_t off, qloc *out)
 		out->len = (1ull << sc_bits) - (in_cluster & ((1ull << sc_bits) - 1));
 		/* Neither allocated nor zero reads from the backing file: there is none. */
 		if ((zero >> sc & 1) || !(alloc >> sc & 1)) {
-			out->type = Q_ZERO;
+			out->type = IMS_FORMAT__ZERO;
 			return 0;
 		}
 	}
 	r = check_data(q, off, host);
 	if (r < 0)
 		return r;
-	out->type = Q_DATA;
+	out->type = IMS_FORMAT__DATA;
 	out->host = host + in_cluster;
 	return 0;
 }
@@ -327,84 +313,37 @@ static int decompress(qcow2 *q, uint64_t guest, uint64_t entry)
 /* ---------------------------------------------------------------------------------------- */
 /* ops */
 
-static int qcow2_map(ims_format_reader *base, uint64_t offset, ims_extent *out)
+static bool has_l2(const ims_format_reader *base, uint64_t i)
+{
+	return ((const qcow2 *)base)->l1[i] != 0;
+}
+
+static int decompressed(ims_format_reader *base, uint64_t guest, uint64_t entry,
+			const uint8_t **unit, uint64_t *unit_bytes)
 {
 	qcow2 *q = (qcow2 *)base;
-	uint64_t vsize = base->virtual_size, range = 1ull << (q->cluster_bits + q->l2_bits);
-	uint64_t pos, l2_end;
-	ims_extent_type type;
-	qloc l;
-	int r;
+	int r = decompress(q, guest, entry);
+	*unit = q->dbuf;
+	*unit_bytes = q->cluster_size;
+	return r;
+}
 
-	r = locate(q, offset, &l);
-	if (r < 0)
-		return r;
-	type = l.type == Q_ZERO ? IMS_EXTENT_ZERO : IMS_EXTENT_DATA;
-	pos = offset + l.len;
-	l2_end = (offset / range + 1) * range;
-	/* the rest of this L2 table, which is in the cache */
-	while (!l.no_l2 && pos < vsize && pos < l2_end) {
-		qloc n;
-		r = locate(q, pos, &n);
-		if (r < 0)
-			return r;
-		if ((n.type == Q_ZERO) != (type == IMS_EXTENT_ZERO))
-			break;
-		pos += n.len;
-	}
-	/* zeros go on through the ranges that have no L2 table */
-	if (type == IMS_EXTENT_ZERO)
-		while (pos < vsize && pos % range == 0 && !q->l1[pos / range])
-			pos += range;
-	out->length = (pos < vsize ? pos : vsize) - offset;
-	out->type = type;
-	return 0;
+static const ims_format__sparse_ops qcow2_sparse = {
+	.locate = locate,
+	.decompress = decompressed,
+	.has_table = has_l2,
+};
+
+static int qcow2_map(ims_format_reader *base, uint64_t offset, ims_extent *out)
+{
+	const qcow2 *q = (const qcow2 *)base;
+	return ims_format__sparse_map(base, &qcow2_sparse, 1ull << (q->cluster_bits + q->l2_bits),
+				      offset, out);
 }
 
 static int qcow2_read(ims_format_reader *base, uint64_t offset, uint8_t *buf, size_t len)
 {
-	qcow2 *q = (qcow2 *)base;
-	qloc l, n;
-	int r = 0;
-
-	while (len) {
-		uint64_t take;
-		size_t got;
-
-		r = locate(q, offset, &l);
-		if (r < 0)
-			return r;
-		take = l.len < len ? l.len : len;
-		switch (l.type) {
-		case Q_ZERO: memset(buf, 0, (size_t)take); break;
-		case Q_COMPRESSED:
-			r = decompress(q, offset, l.entry);
-			if (r < 0)
-				return r;
-			memcpy(buf, q->dbuf + (offset & (q->cluster_size - 1)), (size_t)take);
-			break;
-		case Q_DATA:
-			/* one read for the clusters that follow each other in the file too */
-			while (take < len) {
-				r = locate(q, offset + take, &n);
-				if (r < 0)
-					return r;
-				if (n.type != Q_DATA || n.host != l.host + take)
-					break;
-				take += n.len < len - take ? n.len : len - take;
-			}
-			r = ims_format__pread(&base->src, buf, (size_t)take, l.host, &got);
-			if (r < 0)
-				return r;
-			/* a last cluster that the file ends inside reads as zeros after the end */
-			memset(buf + got, 0, (size_t)take - got);
-			break;
-		}
-		offset += take;
-		buf += take;
-		len -= (size_t)take;
-	}
-	return 0;
+	return ims_format__sparse_read(base, &qcow2_sparse, offset, buf, len);
 }
 
 static void qcow2_close(ims_format_reader *base)

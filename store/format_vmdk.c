@@ -84,19 +84,6 @@ typedef struct {
 	int z_bits;
 } vmdk;
 
-typedef enum {
-	V_ZERO,
-	V_DATA,
-	V_COMPRESSED,
-} vtype;
-
-typedef struct {
-	vtype type;
-	uint64_t len;  /* bytes to the end of the grain, or of the grain table's range */
-	uint64_t host; /* V_DATA: the host offset of the guest offset; V_COMPRESSED: the grain's */
-	bool no_gt;
-} vloc;
-
 /* ---------------------------------------------------------------------------------------- */
 /* lookup */
 
@@ -136,8 +123,9 @@ static int check_grain(const vmdk *v, uint64_t guest, uint64_t host, uint64_t le
 	return 0;
 }
 
-static int locate(vmdk *v, uint64_t off, vloc *out)
+static int locate(ims_format_reader *base, uint64_t off, ims_format__loc *out)
 {
+	vmdk *v = (vmdk *)base;
 	uint64_t gdi = off / v->gt_range, in_grain = off & (v->grain_bytes - 1), host;
 	size_t gti = (size_t)((off % v->gt_range) / v->grain_bytes);
 	const uint8_t *t;
@@ -146,9 +134,9 @@ static int locate(vmdk *v, uint64_t off, vloc *out)
 
 	memset(out, 0, sizeof(*out));
 	if (!v->gd[gdi]) {
-		out->type = V_ZERO;
+		out->type = IMS_FORMAT__ZERO;
 		out->len = (gdi + 1) * v->gt_range - off;
-		out->no_gt = true;
+		out->no_table = true;
 		return 0;
 	}
 	r = ims_format__cache_get(&v->cache, &v->base.src, v->gd[gdi] * SECTOR, "vmdk: grain table",
@@ -158,7 +146,7 @@ static int locate(vmdk *v, uint64_t off, vloc *out)
 	gte = ims_format__le32(t + gti * 4);
 	out->len = v->grain_bytes - in_grain;
 	if (gte == 0 || (gte == GTE_ZERO && v->zero_grain)) {
-		out->type = V_ZERO;
+		out->type = IMS_FORMAT__ZERO;
 		return 0;
 	}
 	host = gte * SECTOR;
@@ -167,10 +155,10 @@ static int locate(vmdk *v, uint64_t off, vloc *out)
 	if (r < 0)
 		return r;
 	if (v->compressed) {
-		out->type = V_COMPRESSED;
-		out->host = host;
+		out->type = IMS_FORMAT__COMPRESSED;
+		out->key = host;
 	} else {
-		out->type = V_DATA;
+		out->type = IMS_FORMAT__DATA;
 		out->host = host + in_grain;
 	}
 	return 0;
@@ -281,80 +269,36 @@ static int decompress(vmdk *v, uint64_t guest, uint64_t host)
 /* ---------------------------------------------------------------------------------------- */
 /* ops */
 
-static int vmdk_map(ims_format_reader *base, uint64_t offset, ims_extent *out)
+static bool has_gt(const ims_format_reader *base, uint64_t i)
+{
+	return ((const vmdk *)base)->gd[i] != 0;
+}
+
+static int decompressed(ims_format_reader *base, uint64_t guest, uint64_t host,
+			const uint8_t **unit, uint64_t *unit_bytes)
 {
 	vmdk *v = (vmdk *)base;
-	uint64_t vsize = base->virtual_size, range = v->gt_range;
-	uint64_t pos, gt_end;
-	ims_extent_type type;
-	vloc l;
-	int r;
+	int r = decompress(v, guest, host);
+	*unit = v->dbuf;
+	*unit_bytes = v->grain_bytes;
+	return r;
+}
 
-	r = locate(v, offset, &l);
-	if (r < 0)
-		return r;
-	type = l.type == V_ZERO ? IMS_EXTENT_ZERO : IMS_EXTENT_DATA;
-	pos = offset + l.len;
-	gt_end = (offset / range + 1) * range;
-	while (!l.no_gt && pos < vsize && pos < gt_end) {
-		vloc n;
-		r = locate(v, pos, &n);
-		if (r < 0)
-			return r;
-		if ((n.type == V_ZERO) != (type == IMS_EXTENT_ZERO))
-			break;
-		pos += n.len;
-	}
-	if (type == IMS_EXTENT_ZERO)
-		while (pos < vsize && pos % range == 0 && !v->gd[pos / range])
-			pos += range;
-	out->length = (pos < vsize ? pos : vsize) - offset;
-	out->type = type;
-	return 0;
+static const ims_format__sparse_ops vmdk_sparse = {
+	.locate = locate,
+	.decompress = decompressed,
+	.has_table = has_gt,
+};
+
+static int vmdk_map(ims_format_reader *base, uint64_t offset, ims_extent *out)
+{
+	return ims_format__sparse_map(base, &vmdk_sparse, ((const vmdk *)base)->gt_range, offset,
+				      out);
 }
 
 static int vmdk_read(ims_format_reader *base, uint64_t offset, uint8_t *buf, size_t len)
 {
-	vmdk *v = (vmdk *)base;
-	vloc l, n;
-	int r;
-
-	while (len) {
-		uint64_t take;
-		size_t got;
-
-		r = locate(v, offset, &l);
-		if (r < 0)
-			return r;
-		take = l.len < len ? l.len : len;
-		switch (l.type) {
-		case V_ZERO: memset(buf, 0, (size_t)take); break;
-		case V_COMPRESSED:
-			r = decompress(v, offset, l.host);
-			if (r < 0)
-				return r;
-			memcpy(buf, v->dbuf + (offset & (v->grain_bytes - 1)), (size_t)take);
-			break;
-		case V_DATA:
-			while (take < len) {
-				r = locate(v, offset + take, &n);
-				if (r < 0)
-					return r;
-				if (n.type != V_DATA || n.host != l.host + take)
-					break;
-				take += n.len < len - take ? n.len : len - take;
-			}
-			r = ims_format__pread(&base->src, buf, (size_t)take, l.host, &got);
-			if (r < 0)
-				return r;
-			memset(buf + got, 0, (size_t)take - got);
-			break;
-		}
-		offset += take;
-		buf += take;
-		len -= (size_t)take;
-	}
-	return 0;
+	return ims_format__sparse_read(base, &vmdk_sparse, offset, buf, len);
 }
 
 static void vmdk_close(ims_format_reader *base)
