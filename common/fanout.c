@@ -1,0 +1,171 @@
+#include "common/fanout.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "common/error.h"
+
+struct ims_fanout {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const ims_fanout_opts *o;
+	size_t next;	  /* the next item to hand out */
+	unsigned running; /* threads that have not returned */
+	atomic_bool stop;
+	int err;
+	char msg[IMS_ERROR_MSG_MAX];
+};
+
+typedef struct {
+	ims_fanout *f;
+	unsigned slot;
+} worker_arg;
+
+static void fail(ims_fanout *f, int r)
+{
+	pthread_mutex_lock(&f->lock);
+	if (!f->err) {
+		f->err = r;
+		snprintf(f->msg, sizeof(f->msg), "%s", ims_error_last());
+	}
+	atomic_store(&f->stop, true);
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+bool ims_fanout_next(ims_fanout *f, size_t *i)
+{
+	bool got = false;
+	pthread_mutex_lock(&f->lock);
+	if (!atomic_load(&f->stop) && f->next < f->o->nitems) {
+		*i = f->next++;
+		got = true;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return got;
+}
+
+void ims_fanout_wake(ims_fanout *f)
+{
+	pthread_mutex_lock(&f->lock);
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+bool ims_fanout_stopped(const ims_fanout *f)
+{
+	return atomic_load(&f->stop);
+}
+
+static int run_items(ims_fanout *f, void *ctx, unsigned slot)
+{
+	size_t i;
+	while (ims_fanout_next(f, &i)) {
+		ims_error_clear();
+		int r = f->o->item(ctx, slot, i);
+		if (r < 0)
+			return r;
+		if (f->o->watch)
+			ims_fanout_wake(f);
+	}
+	return 0;
+}
+
+static void run_worker(ims_fanout *f, unsigned slot)
+{
+	ims_error_clear();
+	int r = f->o->worker ? f->o->worker(f, f->o->ctx, slot) : run_items(f, f->o->ctx, slot);
+	if (r < 0)
+		fail(f, r);
+}
+
+static void *worker_main(void *arg)
+{
+	worker_arg *a = arg;
+	run_worker(a->f, a->slot);
+	pthread_mutex_lock(&a->f->lock);
+	a->f->running--;
+	pthread_cond_broadcast(&a->f->cond);
+	pthread_mutex_unlock(&a->f->lock);
+	return NULL;
+}
+
+/* In the caller's thread until every worker has returned. */
+static void watch(ims_fanout *f)
+{
+	unsigned ms = f->o->watch_ms ? f->o->watch_ms : 200;
+	pthread_mutex_lock(&f->lock);
+	while (f->running > 0) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += ms / 1000;
+		until.tv_nsec += (long)(ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&f->cond, &f->lock, &until);
+		if (!f->o->watch || atomic_load(&f->stop) || f->running == 0)
+			continue;
+		pthread_mutex_unlock(&f->lock);
+		int r = f->o->watch(f->o->ctx);
+		if (r < 0)
+			fail(f, r);
+		pthread_mutex_lock(&f->lock);
+	}
+	pthread_mutex_unlock(&f->lock);
+}
+
+int ims_fanout_run(unsigned *started, const ims_fanout_opts *o)
+{
+	ims_fanout f = {.o = o};
+	pthread_t *threads = NULL;
+	worker_arg *args = NULL;
+	unsigned n = 0;
+	int r = 0;
+
+	if (!o || o->version != IMS_FANOUT_OPTS_VERSION || !(o->item || o->worker))
+		return ims_error_set(-EINVAL, "fan-out: options of an unknown version or no work");
+	unsigned nworkers = o->workers ? o->workers : 1;
+	if (o->nitems && nworkers > o->nitems)
+		nworkers = (unsigned)o->nitems;
+	threads = calloc(nworkers, sizeof(*threads));
+	args = calloc(nworkers, sizeof(*args));
+	if (!threads || !args) {
+		r = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_init(&f.lock, NULL);
+	pthread_cond_init(&f.cond, NULL);
+	atomic_init(&f.stop, false);
+	pthread_mutex_lock(&f.lock);
+	for (; n < nworkers; n++) {
+		args[n] = (worker_arg){&f, n};
+		f.running++;
+		if (pthread_create(&threads[n], NULL, worker_main, &args[n]) != 0) {
+			f.running--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&f.lock);
+	if (n == 0)
+		run_worker(&f, 0);
+	else
+		watch(&f);
+	for (unsigned i = 0; i < n; i++)
+		pthread_join(threads[i], NULL);
+	pthread_mutex_destroy(&f.lock);
+	pthread_cond_destroy(&f.cond);
+	if (f.err)
+		r = ims_error_set(f.err, "%s", f.msg);
+out:
+	free(threads);
+	free(args);
+	if (started)
+		*started = n;
+	return r;
+}
