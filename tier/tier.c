@@ -13,6 +13,7 @@
 #include <rbd/librbd.h>
 
 #include "common/error.h"
+#include "common/fanout.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/spec.h"
@@ -338,29 +339,23 @@ typedef struct {
 	uint8_t sha256[IMS_SHA256_LEN];
 } cell;
 
+/* The uploads of a push: cells handed out by the fan-out, a read buffer per worker. */
 typedef struct {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	pthread_mutex_t lock; /* the counters */
 	ims_tier_target *t;
 	rbd_image_t image;
 	const char *what;
 	const ims_tier_opts *o;
 	cell *cells;
-	size_t ncells, next, done_cells;
+	struct {
+		uint8_t *buf;
+		size_t cap;
+	} bufs[MAX_WORKERS];
 	uint64_t bytes_done, bytes_total;
 	uint64_t chunks_new, bytes_sealed;
-	bool cancel;
-	int err;
-	char err_msg[IMS_ERROR_MSG_MAX];
+	const char *lock_key; /* the push's lock, renewed by the watch */
+	int64_t renewed;
 } pusher;
-
-static void push_fail_locked(pusher *p, int r)
-{
-	if (p->err)
-		return;
-	p->err = r;
-	snprintf(p->err_msg, sizeof(p->err_msg), "%s", ims_error_last());
-}
 
 /* Store one chunk unless it is there already; a chunk there but old enough that garbage
  * collection could take it is refreshed first. */
@@ -399,63 +394,55 @@ static int store_chunk(pusher *p, cell *c, const uint8_t *buf, uint64_t *sealed_
 	return r;
 }
 
-static void *push_worker(void *arg)
+/* Read one cell, and store it unless it is all zeros (ims_fanout_opts.item). */
+static int push_cell(void *ctx, unsigned worker, size_t i)
 {
-	pusher *p = arg;
-	size_t cap = 0;
-	uint8_t *buf = NULL;
-	for (;;) {
-		pthread_mutex_lock(&p->lock);
-		if (p->err || p->cancel || p->next >= p->ncells) {
-			pthread_mutex_unlock(&p->lock);
-			break;
+	pusher *p = ctx;
+	cell *c = &p->cells[i];
+	uint64_t sealed = 0;
+	bool uploaded = false;
+	int r;
+	if (p->bufs[worker].cap < c->len) {
+		free(p->bufs[worker].buf);
+		p->bufs[worker].cap = c->len;
+		if (!(p->bufs[worker].buf = malloc(c->len))) {
+			p->bufs[worker].cap = 0;
+			return -ENOMEM;
 		}
-		cell *c = &p->cells[p->next++];
-		pthread_mutex_unlock(&p->lock);
-
-		int r = 0;
-		uint64_t sealed = 0;
-		bool uploaded = false;
-		if (cap < c->len) {
-			free(buf);
-			cap = c->len;
-			if (!(buf = malloc(cap))) {
-				cap = 0;
-				r = -ENOMEM;
-			}
-		}
-		if (r == 0) {
-			ssize_t n = rbd_read(p->image, c->off, c->len, (char *)buf);
-			if (n < 0)
-				r = ims_error_set((int)n,
-						  "cannot read '%s' at offset %" PRIu64 ": %s",
-						  p->what, c->off, ims_strerror((int)n));
-			else if ((size_t)n < c->len)
-				memset(buf + n, 0, c->len - (size_t)n);
-		}
-		if (r == 0) {
-			c->data = !is_zero(buf, c->len);
-			if (c->data) {
-				ims_sha256_buf(buf, c->len, c->sha256);
-				r = store_chunk(p, c, buf, &sealed, &uploaded);
-			}
-		}
-		pthread_mutex_lock(&p->lock);
-		if (r < 0) {
-			push_fail_locked(p, r);
-		} else {
-			p->done_cells++;
-			p->bytes_done += c->len;
-			p->bytes_sealed += sealed;
-			p->chunks_new += uploaded;
-		}
-		pthread_cond_broadcast(&p->cond);
-		pthread_mutex_unlock(&p->lock);
-		if (r < 0)
-			break;
 	}
-	free(buf);
-	return NULL;
+	uint8_t *buf = p->bufs[worker].buf;
+	ssize_t n = rbd_read(p->image, c->off, c->len, (char *)buf);
+	if (n < 0)
+		return ims_error_set((int)n, "cannot read '%s' at offset %" PRIu64 ": %s", p->what,
+				     c->off, ims_strerror((int)n));
+	if ((size_t)n < c->len)
+		memset(buf + n, 0, c->len - (size_t)n);
+	c->data = !is_zero(buf, c->len);
+	if (c->data) {
+		ims_sha256_buf(buf, c->len, c->sha256);
+		if ((r = store_chunk(p, c, buf, &sealed, &uploaded)) < 0)
+			return r;
+	}
+	pthread_mutex_lock(&p->lock);
+	p->bytes_done += c->len;
+	p->bytes_sealed += sealed;
+	p->chunks_new += uploaded;
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+/* While the cells upload: progress, cancel, and the push's lock kept fresh. */
+static int push_watch(void *ctx)
+{
+	pusher *p = ctx;
+	const ims_tier_opts *o = p->o;
+	pthread_mutex_lock(&p->lock);
+	uint64_t done = p->bytes_done, total = p->bytes_total;
+	pthread_mutex_unlock(&p->lock);
+	if (o->progress && o->progress(o->progress_ctx, done, total) != 0)
+		return ims_error_set(-ECANCELED, "push of '%s' cancelled; no manifest was written",
+				     p->what);
+	return lock_renew(p->t, p->lock_key, &p->renewed);
 }
 
 typedef struct {
@@ -806,68 +793,35 @@ static int push_map(push *ps)
 /* Upload the cells in parallel, renewing the push's lock and reporting progress meanwhile. */
 static int push_cells(push *ps)
 {
-	const ims_tier_opts *o = ps->o;
-	pusher p;
-	pthread_t threads[MAX_WORKERS];
-	unsigned started = 0;
-	int64_t renewed = (int64_t)time(NULL);
+	pusher p = {.t = ps->t,
+		    .image = ps->img,
+		    .what = ps->name,
+		    .o = ps->o,
+		    .cells = ps->g.cells,
+		    .lock_key = ps->lock,
+		    .renewed = (int64_t)time(NULL)};
 	int r = 0;
 
-	memset(&p, 0, sizeof(p));
 	pthread_mutex_init(&p.lock, NULL);
-	pthread_cond_init(&p.cond, NULL);
-	p.what = ps->name;
-	p.t = ps->t;
-	p.image = ps->img;
-	p.o = o;
-	p.cells = ps->g.cells;
-	p.ncells = ps->g.n;
 	for (size_t i = 0; i < ps->g.n; i++)
 		p.bytes_total += ps->g.cells[i].len;
 	ims_log_debug("pushing '%s' (%" PRIu64 " bytes, %zu cells of %" PRIu64 ") to '%s'",
 		      ps->name, ps->st.size, ps->g.n, ps->chunk, ims_s3_name(ps->t->s3));
-
-	unsigned nworkers = opt_workers(o);
-	for (; started < nworkers && started < ps->g.n; started++)
-		if (pthread_create(&threads[started], NULL, push_worker, &p) != 0)
-			break;
-	if (ps->g.n && !started) {
-		r = ims_error_set(-EAGAIN, "cannot start push threads");
-		goto out;
-	}
-	pthread_mutex_lock(&p.lock);
-	while (!p.err && p.done_cells < p.ncells && !p.cancel) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
-		pthread_cond_timedwait(&p.cond, &p.lock, &ts);
-		uint64_t done = p.bytes_done, total = p.bytes_total;
-		pthread_mutex_unlock(&p.lock);
-		bool stop = o->progress && o->progress(o->progress_ctx, done, total) != 0;
-		int lr = lock_renew(ps->t, ps->lock, &renewed);
-		pthread_mutex_lock(&p.lock);
-		if (lr < 0)
-			push_fail_locked(&p, lr);
-		if (stop)
-			p.cancel = true;
-		/* workers that stopped early leave cells undone: only errors and cancel do that */
-		if (p.next >= p.ncells && p.done_cells < p.ncells && started == 0)
-			break;
-	}
-	pthread_mutex_unlock(&p.lock);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(threads[i], NULL);
-	if (p.err)
-		r = ims_error_set(p.err, "%s", p.err_msg);
-	else if (p.cancel)
-		r = ims_error_set(-ECANCELED, "push of '%s' cancelled; no manifest was written",
-				  ps->name);
+	ims_fanout_opts fo = IMS_FANOUT_OPTS_INIT;
+	fo.workers = opt_workers(ps->o);
+	fo.nitems = ps->g.n;
+	fo.item = push_cell;
+	fo.watch = push_watch;
+	fo.watch_ms = 1000;
+	fo.ctx = &p;
+	if (ps->g.n)
+		r = ims_fanout_run(NULL, &fo);
+	for (size_t i = 0; i < MAX_WORKERS; i++)
+		free(p.bufs[i].buf);
 	ps->bytes_total = p.bytes_total;
 	ps->bytes_sealed = p.bytes_sealed;
 	ps->chunks_new = p.chunks_new;
-out:
 	pthread_mutex_destroy(&p.lock);
-	pthread_cond_destroy(&p.cond);
 	return r;
 }
 
@@ -1413,12 +1367,13 @@ static int cmp_ref(const void *a, const void *b)
 	return memcmp(((const ref *)a)->sha256, ((const ref *)b)->sha256, IMS_SHA256_LEN);
 }
 
+/* A scrub's checks: the references handed out by the fan-out. */
 typedef struct {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock; /* the counters and the result */
 	ims_tier_target *t;
 	ref *refs;
-	size_t n, next, done;
-	bool deep, cancel;
+	size_t n, done;
+	bool deep;
 	uint64_t chunk_max;
 	ims_tier_scrub_result *res;
 	const ims_tier_opts *o;
@@ -1432,53 +1387,54 @@ static void report_locked(ims_tier_scrub_result *res, const char *what)
 	snprintf(res->report + used, sizeof(res->report) - used, "%s%s", used ? "; " : "", what);
 }
 
-static void *scrub_worker(void *arg)
+/* Check one chunk (ims_fanout_opts.item); a bad one goes into the report, not the error. */
+static int scrub_chunk(void *ctx, unsigned worker, size_t i)
 {
-	scrubber *s = arg;
-	for (;;) {
-		pthread_mutex_lock(&s->lock);
-		if (s->cancel || s->next >= s->n) {
-			pthread_mutex_unlock(&s->lock);
-			break;
+	scrubber *s = ctx;
+	ref *rf = &s->refs[i];
+	char key[128], why[IMS_ERROR_MSG_MAX + 200];
+	int r;
+	(void)worker;
+	ims_manifest_chunk_key(key, sizeof(key), rf->sha256);
+	if (!s->deep) {
+		r = ims_s3_head(s->t->s3, key, NULL, NULL);
+	} else {
+		uint8_t *sealed = NULL, *plain = NULL, digest[IMS_SHA256_LEN];
+		size_t slen = 0, plen = 0;
+		r = ims_s3_get(s->t->s3, key, &sealed, &slen,
+			       s->chunk_max + (s->chunk_max >> 4) + 65536);
+		if (r == 0)
+			r = ims_unseal(&plain, &plen, &s->t->key, key, sealed, slen, rf->len);
+		if (r == 0) {
+			ims_sha256_buf(plain, plen, digest);
+			if (plen != rf->len || memcmp(digest, rf->sha256, IMS_SHA256_LEN) != 0)
+				r = ims_error_set(-EBADMSG, "its bytes do not hash to its name");
 		}
-		ref *rf = &s->refs[s->next++];
-		pthread_mutex_unlock(&s->lock);
-
-		char key[128], why[IMS_ERROR_MSG_MAX + 200];
-		int r;
-		ims_manifest_chunk_key(key, sizeof(key), rf->sha256);
-		if (!s->deep) {
-			r = ims_s3_head(s->t->s3, key, NULL, NULL);
-		} else {
-			uint8_t *sealed = NULL, *plain = NULL, digest[IMS_SHA256_LEN];
-			size_t slen = 0, plen = 0;
-			r = ims_s3_get(s->t->s3, key, &sealed, &slen,
-				       s->chunk_max + (s->chunk_max >> 4) + 65536);
-			if (r == 0)
-				r = ims_unseal(&plain, &plen, &s->t->key, key, sealed, slen,
-					       rf->len);
-			if (r == 0) {
-				ims_sha256_buf(plain, plen, digest);
-				if (plen != rf->len ||
-				    memcmp(digest, rf->sha256, IMS_SHA256_LEN) != 0)
-					r = ims_error_set(-EBADMSG,
-							  "its bytes do not hash to its name");
-			}
-			free(sealed);
-			free(plain);
-		}
-		pthread_mutex_lock(&s->lock);
-		s->done++;
-		if (r < 0) {
-			s->res->chunks_bad++;
-			snprintf(why, sizeof(why), "%s (in '%s'): %s", key, rf->owner,
-				 r == -ENOENT ? "missing" : ims_error_last());
-			report_locked(s->res, why);
-			ims_log_debug("scrub: %s", why);
-		}
-		pthread_mutex_unlock(&s->lock);
+		free(sealed);
+		free(plain);
 	}
-	return NULL;
+	pthread_mutex_lock(&s->lock);
+	s->done++;
+	if (r < 0) {
+		s->res->chunks_bad++;
+		snprintf(why, sizeof(why), "%s (in '%s'): %s", key, rf->owner,
+			 r == -ENOENT ? "missing" : ims_error_last());
+		report_locked(s->res, why);
+		ims_log_debug("scrub: %s", why);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static int scrub_watch(void *ctx)
+{
+	scrubber *s = ctx;
+	pthread_mutex_lock(&s->lock);
+	size_t done = s->done, n = s->n;
+	pthread_mutex_unlock(&s->lock);
+	if (done < n && s->o->progress && s->o->progress(s->o->progress_ctx, done, n) != 0)
+		return ims_error_set(-ECANCELED, "scrub cancelled");
+	return 0;
 }
 
 static int gc(ims_tier_target *t, const ref *refs, size_t nrefs, const ims_tier_opts *o,
@@ -1647,8 +1603,6 @@ int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bo
 	ims_tier_scrub_result res;
 	refset rs = {0};
 	scrubber s;
-	pthread_t threads[MAX_WORKERS];
-	unsigned started = 0;
 	int r;
 
 	memset(&res, 0, sizeof(res));
@@ -1667,32 +1621,17 @@ int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bo
 	s.chunk_max = rs.chunk_max;
 	s.res = &res;
 	s.o = o;
-	unsigned nworkers = opt_workers(o);
-	for (; started < nworkers && started < rs.n; started++)
-		if (pthread_create(&threads[started], NULL, scrub_worker, &s) != 0)
-			break;
-	for (;;) {
-		pthread_mutex_lock(&s.lock);
-		size_t done = s.done, n = s.n;
-		pthread_mutex_unlock(&s.lock);
-		if (done >= n || !started)
-			break;
-		if (o->progress && o->progress(o->progress_ctx, done, n) != 0) {
-			pthread_mutex_lock(&s.lock);
-			s.cancel = true;
-			pthread_mutex_unlock(&s.lock);
-			break;
-		}
-		struct timespec ts = {0, 200 * 1000000L};
-		nanosleep(&ts, NULL);
-	}
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(threads[i], NULL);
+	ims_fanout_opts fo = IMS_FANOUT_OPTS_INIT;
+	fo.workers = opt_workers(o);
+	fo.nitems = rs.n;
+	fo.item = scrub_chunk;
+	fo.watch = scrub_watch;
+	fo.ctx = &s;
+	if (rs.n)
+		r = ims_fanout_run(NULL, &fo);
 	pthread_mutex_destroy(&s.lock);
-	if (s.cancel) {
-		r = ims_error_set(-ECANCELED, "scrub cancelled");
+	if (r < 0)
 		goto out;
-	}
 	if (do_gc) {
 		if (res.manifests_bad) {
 			r = gc_skipped(&res);
