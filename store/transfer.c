@@ -15,6 +15,7 @@
 #include <rbd/librbd.h>
 
 #include "common/error.h"
+#include "common/extents.h"
 #include "common/log.h"
 #include "common/spec.h"
 #include "store/store_internal.h"
@@ -551,38 +552,6 @@ out:
 /* export */
 
 typedef struct {
-	uint64_t *off, *len;
-	size_t n, cap;
-} extent_list;
-
-static int add_extent(uint64_t off, size_t len, int exists, void *arg)
-{
-	extent_list *l = arg;
-	if (!exists)
-		return 0;
-	if (l->n && l->off[l->n - 1] + l->len[l->n - 1] == off) {
-		l->len[l->n - 1] += len;
-		return 0;
-	}
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 256;
-		uint64_t *o = realloc(l->off, cap * sizeof(*o));
-		if (!o)
-			return -ENOMEM;
-		l->off = o;
-		uint64_t *ln = realloc(l->len, cap * sizeof(*ln));
-		if (!ln)
-			return -ENOMEM;
-		l->len = ln;
-		l->cap = cap;
-	}
-	l->off[l->n] = off;
-	l->len[l->n] = len;
-	l->n++;
-	return 0;
-}
-
-typedef struct {
 	rbd_completion_t c;
 	uint8_t *buf;
 	uint64_t off;
@@ -659,7 +628,7 @@ static void slots_free(read_slot *slots, size_t nslots)
  * Copy the extents into the sink through a ring of asynchronous reads, consumed in order
  * (qcow2 is written front to back). @p total is the bytes of the extents.
  */
-static int export_copy(rbd_image_t image, const extent_list *ext, uint64_t total, sink *s,
+static int export_copy(rbd_image_t image, const ims_extents *ext, uint64_t total, sink *s,
 		       const char *what, const ims_transfer_opts *o)
 {
 	size_t nslots = opt_buffers(o, opt_concurrency(o)), head = 0;
@@ -677,8 +646,8 @@ static int export_copy(rbd_image_t image, const extent_list *ext, uint64_t total
 		}
 	}
 	for (size_t e = 0; e < ext->n && r == 0; e++) {
-		uint64_t end = ext->off[e] + ext->len[e];
-		for (uint64_t pos = ext->off[e]; pos < end;) {
+		uint64_t end = ext->v[e].off + ext->v[e].len;
+		for (uint64_t pos = ext->v[e].off; pos < end;) {
 			uint64_t next = (pos / BLOCK + 1) * BLOCK;
 			size_t len = (size_t)((next < end ? next : end) - pos);
 			read_slot *sl = &slots[head];
@@ -748,7 +717,7 @@ int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *
 {
 	rados_ioctx_t io = NULL;
 	rbd_image_t image = NULL;
-	extent_list ext = {0};
+	ims_extents ext = {0};
 	sink s = {.fd = -1, .path = path};
 	char partial[4096], what[3 * IMS_NAME_MAX + 4];
 	struct stat st;
@@ -771,14 +740,13 @@ int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *
 		return r;
 	if ((r = rbd_get_size(image, &size)) < 0)
 		goto out;
-	r = rbd_diff_iterate2(image, NULL, 0, size, 1, 1, add_extent, &ext);
+	r = rbd_diff_iterate2(image, NULL, 0, size, 1, 1, ims_extents_diff_data, &ext);
 	if (r < 0) {
 		ims_error_set(r, "cannot map the allocated extents of '%s': %s", what,
 			      ims_strerror(r));
 		goto out;
 	}
-	for (size_t i = 0; i < ext.n; i++)
-		total += ext.len[i];
+	total = ims_extents_bytes(&ext);
 	if ((r = export_open_sink(&s, partial, size)) < 0 ||
 	    (r = export_copy(image, &ext, total, &s, what, o)) < 0 ||
 	    (r = export_finish(&s, partial, path)) < 0)
@@ -798,8 +766,7 @@ out:
 	if (s.fd >= 0)
 		close(s.fd);
 	ims_qcow2_writer_free(s.qw);
-	free(ext.off);
-	free(ext.len);
+	ims_extents_free(&ext);
 	ims_store__close_image(io, image);
 	return r;
 }
