@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 #include <rbd/librbd.h>
 
+#include "common/array.h"
 #include "common/error.h"
 #include "common/fanout.h"
 #include "common/hash.h"
@@ -109,25 +110,16 @@ static bool is_zero(const uint8_t *p, size_t n)
 typedef struct {
 	char **keys;
 	int64_t *mtimes;
-	size_t n, cap;
+	size_t n, cap, mcap;
 } keylist;
 
 static int collect_key(void *ctx, const char *key, uint64_t size, int64_t mtime)
 {
 	keylist *l = ctx;
 	(void)size;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 256;
-		char **nk = realloc(l->keys, cap * sizeof(*nk));
-		if (!nk)
-			return -ENOMEM;
-		l->keys = nk;
-		int64_t *nm = realloc(l->mtimes, cap * sizeof(*nm));
-		if (!nm)
-			return -ENOMEM;
-		l->mtimes = nm;
-		l->cap = cap;
-	}
+	if (ims_array_grow(l->keys, l->cap, l->n + 1, 256) < 0 ||
+	    ims_array_grow(l->mtimes, l->mcap, l->n + 1, 256) < 0)
+		return -ENOMEM;
 	if (!(l->keys[l->n] = strdup(key)))
 		return -ENOMEM;
 	l->mtimes[l->n++] = mtime;
@@ -463,14 +455,8 @@ static int add_cells(uint64_t off, size_t len, int exists, void *arg)
 		uint64_t coff = idx * g->chunk;
 		if (g->n && g->cells[g->n - 1].off >= coff)
 			continue;
-		if (g->n == g->cap) {
-			size_t cap = g->cap ? g->cap * 2 : 1024;
-			cell *nc = realloc(g->cells, cap * sizeof(*nc));
-			if (!nc)
-				return g->err = -ENOMEM;
-			g->cells = nc;
-			g->cap = cap;
-		}
+		if (ims_array_grow(g->cells, g->cap, g->n + 1, 1024) < 0)
+			return g->err = -ENOMEM;
 		uint64_t clen = g->size - coff < g->chunk ? g->size - coff : g->chunk;
 		g->cells[g->n++] = (cell){.off = coff, .len = (uint32_t)clen};
 	}
@@ -1529,17 +1515,9 @@ static int read_refs(refset *rs, ims_tier_target *t, ims_tier_scrub_result *res)
 		m->name = NULL;
 		if (m->chunk_size > rs->chunk_max)
 			rs->chunk_max = m->chunk_size;
-		if (rs->n + m->nchunks > cap) {
-			size_t ncap = cap ? cap : 1024;
-			while (ncap < rs->n + m->nchunks)
-				ncap *= 2;
-			ref *nr = realloc(rs->refs, ncap * sizeof(*nr));
-			if (!nr) {
-				ims_manifest_free(m);
-				return -ENOMEM;
-			}
-			rs->refs = nr;
-			cap = ncap;
+		if (ims_array_grow(rs->refs, cap, rs->n + m->nchunks, 1024) < 0) {
+			ims_manifest_free(m);
+			return -ENOMEM;
 		}
 		for (size_t k = 0; k < m->nchunks; k++) {
 			memcpy(rs->refs[rs->n].sha256, m->chunks[k].sha256, IMS_SHA256_LEN);
