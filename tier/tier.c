@@ -800,8 +800,9 @@ static int push_cells(push *ps)
 	fo.watch = push_watch;
 	fo.watch_ms = 1000;
 	fo.ctx = &p;
-	if (ps->g.n)
-		r = ims_fanout_run(NULL, &fo);
+	/* the last report, of all the cells, comes before the manifest too, under the lock */
+	if (ps->g.n && (r = ims_fanout_run(NULL, &fo)) == 0)
+		r = push_watch(&p);
 	for (size_t i = 0; i < MAX_WORKERS; i++)
 		free(p.bufs[i].buf);
 	ps->bytes_total = p.bytes_total;
