@@ -33,6 +33,15 @@ struct ims_format_reader {
 	uint64_t virtual_size;
 };
 
+/* Set up the base of a new reader: its ops, its kind and a copy of its source. */
+static inline void ims_format__reader_init(ims_format_reader *r, const ims_format__ops *ops,
+					   ims_format_kind kind, const ims_source *src)
+{
+	r->ops = ops;
+	r->kind = kind;
+	r->src = *src;
+}
+
 int ims_format__raw_open(ims_format_reader **out, const ims_source *src);
 int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src);
 int ims_format__vmdk_open(ims_format_reader **out, const ims_source *src);

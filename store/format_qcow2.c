@@ -577,38 +577,114 @@ static int load_l1(qcow2 *q)
 	return 0;
 }
 
+/* The header's first bytes: long enough, the magic, a version this reader knows. */
+static int read_header(const ims_source *src, uint8_t h[HEADER_READ_BYTES], size_t *got,
+		       uint32_t *version)
+{
+	int r;
+
+	memset(h, 0, HEADER_READ_BYTES);
+	r = ims_format__pread(src, h, HEADER_READ_BYTES, 0, got);
+	if (r < 0)
+		return r;
+	if (*got < V2_HEADER_BYTES)
+		return ims_error_set(-EINVAL, "qcow2: truncated header (%zu bytes, need %u)", *got,
+				     V2_HEADER_BYTES);
+	if (ims_format__be32(h) != QCOW2_MAGIC)
+		return ims_error_set(-EINVAL, "qcow2: bad magic");
+	*version = ims_format__be32(h + 4);
+	if (*version != 2 && *version != 3)
+		return ims_error_set(-ENOTSUP,
+				     "qcow2: version %" PRIu32 " is not supported (2 and 3 "
+				     "are)",
+				     *version);
+	return 0;
+}
+
+/* Sizes: the L1 table must cover the virtual size and stay within 32 MiB. */
+static int check_sizes(qcow2 *q, const uint8_t *h)
+{
+	uint64_t vsize = ims_format__be64(h + 24), cs = q->cluster_size, l1_size;
+	unsigned shift = q->cluster_bits + q->l2_bits;
+	uint64_t range = 1ull << shift;
+
+	if (vsize > (MAX_L1_ENTRIES << shift))
+		return ims_error_set(-EINVAL,
+				     "qcow2: virtual size %" PRIu64 " is too large for %" PRIu64
+				     "-byte clusters (the L1 table would pass 32 MiB)",
+				     vsize, cs);
+	q->base.virtual_size = vsize;
+	q->l1_entries = vsize / range + (vsize % range != 0);
+	l1_size = ims_format__be32(h + 36);
+	if (l1_size > MAX_L1_ENTRIES)
+		return ims_error_set(-EINVAL,
+				     "qcow2: L1 table of %" PRIu64 " entries is larger than "
+				     "32 MiB",
+				     l1_size);
+	if (l1_size < q->l1_entries)
+		return ims_error_set(-EINVAL,
+				     "qcow2: L1 table of %" PRIu64 " entries is too small for "
+				     "the virtual size %" PRIu64 " (needs %" PRIu64 ")",
+				     l1_size, vsize, q->l1_entries);
+	q->l1_off = ims_format__be64(h + 40);
+	q->l1_bytes = l1_size * 8;
+	q->rt_off = ims_format__be64(h + 48);
+	q->rt_bytes = (uint64_t)ims_format__be32(h + 56) * cs;
+	return 0;
+}
+
+/* The L1 and refcount tables lie in the file, aligned, and not in the header or each other. */
+static int check_tables(const qcow2 *q)
+{
+	uint64_t cs = q->cluster_size, size = q->base.src.size;
+	const char *what;
+
+	if (q->l1_bytes) {
+		if ((q->l1_off & (cs - 1)) || !ims_format__in_file(q->l1_off, q->l1_bytes, size))
+			return ims_error_set(
+				-EINVAL,
+				"qcow2: L1 table (offset 0x%" PRIx64 ", %" PRIu64
+				" entries) is unaligned or passes the end of the file (%" PRIu64
+				" bytes)",
+				q->l1_off, q->l1_bytes / 8, size);
+		if (q->l1_off < cs)
+			return ims_error_set(-EINVAL,
+					     "qcow2: L1 table at offset 0x%" PRIx64 " lies in "
+					     "the header",
+					     q->l1_off);
+	}
+	if (!q->rt_bytes)
+		return 0;
+	if ((q->rt_off & (cs - 1)) || !ims_format__in_file(q->rt_off, q->rt_bytes, size))
+		return ims_error_set(-EINVAL,
+				     "qcow2: refcount table (offset 0x%" PRIx64 ", %" PRIu64
+				     " clusters) is unaligned or passes the end of the "
+				     "file (%" PRIu64 " bytes)",
+				     q->rt_off, q->rt_bytes / cs, size);
+	what = q->rt_off < cs ? "the header"
+	       : ims_format__overlap(q->rt_off, q->rt_bytes, q->l1_off, q->l1_bytes)
+		       ? "the L1 table"
+		       : NULL;
+	if (what)
+		return ims_error_set(-EINVAL,
+				     "qcow2: refcount table at offset 0x%" PRIx64 " lies in %s",
+				     q->rt_off, what);
+	return 0;
+}
+
 int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src)
 {
 	uint8_t h[HEADER_READ_BYTES];
-	uint64_t size = src->size, vsize, cs, range, incompat = 0, l1_size, rt_clusters;
-	uint32_t version;
-	unsigned compression = COMPRESSION_DEFLATE, shift;
+	uint64_t cs, incompat = 0;
+	uint32_t version = 0;
+	unsigned compression = COMPRESSION_DEFLATE;
 	size_t got, nslots;
 	qcow2 *q = NULL;
-	const char *what;
 	int r;
 
-	memset(h, 0, sizeof(h));
-	r = ims_format__pread(src, h, sizeof(h), 0, &got);
+	r = read_header(src, h, &got, &version);
 	if (r < 0)
 		goto out;
-	if (got < V2_HEADER_BYTES) {
-		r = ims_error_set(-EINVAL, "qcow2: truncated header (%zu bytes, need %u)", got,
-				  V2_HEADER_BYTES);
-		goto out;
-	}
-	if (ims_format__be32(h) != QCOW2_MAGIC) {
-		r = ims_error_set(-EINVAL, "qcow2: bad magic");
-		goto out;
-	}
-	version = ims_format__be32(h + 4);
-	if (version != 2 && version != 3) {
-		r = ims_error_set(-ENOTSUP,
-				  "qcow2: version %" PRIu32 " is not supported (2 and 3 "
-				  "are)",
-				  version);
-		goto out;
-	}
 	r = check_header(src, h, got, version, &incompat, &compression);
 	if (r < 0)
 		goto out;
@@ -618,9 +694,7 @@ int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src)
 		r = ims_error_set(-ENOMEM, "qcow2: out of memory for a reader");
 		goto out;
 	}
-	q->base.ops = &qcow2_ops;
-	q->base.kind = IMS_FORMAT_QCOW2;
-	q->base.src = *src;
+	ims_format__reader_init(&q->base, &qcow2_ops, IMS_FORMAT_QCOW2, src);
 	q->cluster_bits = ims_format__be32(h + 20);
 	q->cluster_size = cs = 1ull << q->cluster_bits;
 	q->extended_l2 = incompat & INCOMPAT_EXTENDED_L2;
@@ -630,80 +704,7 @@ int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src)
 	q->csize_shift = 62 - (q->cluster_bits - 8);
 	q->csize_mask = (1ull << (q->cluster_bits - 8)) - 1;
 	q->coffset_mask = (1ull << q->csize_shift) - 1;
-
-	/* Sizes: the L1 table must cover the virtual size and stay within 32 MiB. */
-	vsize = ims_format__be64(h + 24);
-	shift = q->cluster_bits + q->l2_bits;
-	range = 1ull << shift;
-	if (vsize > (MAX_L1_ENTRIES << shift)) {
-		r = ims_error_set(-EINVAL,
-				  "qcow2: virtual size %" PRIu64 " is too large for %" PRIu64
-				  "-byte clusters (the L1 table would pass 32 MiB)",
-				  vsize, cs);
-		goto out;
-	}
-	q->base.virtual_size = vsize;
-	q->l1_entries = vsize / range + (vsize % range != 0);
-	l1_size = ims_format__be32(h + 36);
-	if (l1_size > MAX_L1_ENTRIES) {
-		r = ims_error_set(-EINVAL,
-				  "qcow2: L1 table of %" PRIu64 " entries is larger than "
-				  "32 MiB",
-				  l1_size);
-		goto out;
-	}
-	if (l1_size < q->l1_entries) {
-		r = ims_error_set(-EINVAL,
-				  "qcow2: L1 table of %" PRIu64 " entries is too small for "
-				  "the virtual size %" PRIu64 " (needs %" PRIu64 ")",
-				  l1_size, vsize, q->l1_entries);
-		goto out;
-	}
-	q->l1_off = ims_format__be64(h + 40);
-	q->l1_bytes = l1_size * 8;
-	q->rt_off = ims_format__be64(h + 48);
-	rt_clusters = ims_format__be32(h + 56);
-	q->rt_bytes = rt_clusters * cs;
-	if (q->l1_bytes) {
-		if ((q->l1_off & (cs - 1)) || !ims_format__in_file(q->l1_off, q->l1_bytes, size)) {
-			r = ims_error_set(
-				-EINVAL,
-				"qcow2: L1 table (offset 0x%" PRIx64 ", %" PRIu64
-				" entries) is unaligned or passes the end of the file (%" PRIu64
-				" bytes)",
-				q->l1_off, l1_size, size);
-			goto out;
-		}
-		if (q->l1_off < cs) {
-			r = ims_error_set(-EINVAL,
-					  "qcow2: L1 table at offset 0x%" PRIx64 " lies in "
-					  "the header",
-					  q->l1_off);
-			goto out;
-		}
-	}
-	if (q->rt_bytes) {
-		if ((q->rt_off & (cs - 1)) || !ims_format__in_file(q->rt_off, q->rt_bytes, size)) {
-			r = ims_error_set(-EINVAL,
-					  "qcow2: refcount table (offset 0x%" PRIx64 ", %" PRIu64
-					  " clusters) is unaligned or passes the end of the "
-					  "file (%" PRIu64 " bytes)",
-					  q->rt_off, rt_clusters, size);
-			goto out;
-		}
-		what = q->rt_off < cs ? "the header"
-		       : ims_format__overlap(q->rt_off, q->rt_bytes, q->l1_off, q->l1_bytes)
-			       ? "the L1 table"
-			       : NULL;
-		if (what) {
-			r = ims_error_set(
-				-EINVAL, "qcow2: refcount table at offset 0x%" PRIx64 " lies in %s",
-				q->rt_off, what);
-			goto out;
-		}
-	}
-	r = load_l1(q);
-	if (r < 0)
+	if ((r = check_sizes(q, h)) < 0 || (r = check_tables(q)) < 0 || (r = load_l1(q)) < 0)
 		goto out;
 
 	nslots = (size_t)(CACHE_BYTES / cs);
