@@ -35,6 +35,28 @@ void ft_sandbox_remove(void)
 		ft_run("rm -rf '%s'", dir);
 }
 
+int ft_setup_qemu(void **state)
+{
+	(void)state;
+	uint8_t *p = malloc(FT_PATTERN_BYTES);
+
+	ft_need_tool("qemu-img");
+	ft_need_tool("qemu-io");
+	ft_sandbox();
+	assert_non_null(p);
+	ft_pattern(p, FT_PATTERN_BYTES);
+	ft_write_file(ft_path("pattern.raw"), p, FT_PATTERN_BYTES);
+	free(p);
+	return 0;
+}
+
+int ft_teardown(void **state)
+{
+	(void)state;
+	ft_sandbox_remove();
+	return 0;
+}
+
 const char *ft_path(const char *name)
 {
 	static char ring[16][1024];

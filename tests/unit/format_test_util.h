@@ -17,6 +17,18 @@ const char *ft_sandbox(void);
 /* Remove the sandbox and what is in it. */
 void ft_sandbox_remove(void);
 
+/* The bytes of "pattern.raw", which ft_setup_qemu() writes. */
+#define FT_PATTERN_BYTES (4u << 20)
+
+/*
+ * The group setup (cmocka) of the tests on images qemu writes: the qemu tools, the sandbox,
+ * and "pattern.raw" in it, ft_pattern() of FT_PATTERN_BYTES.
+ */
+int ft_setup_qemu(void **state);
+
+/* The group teardown (cmocka) of the format tests: ft_sandbox_remove(). */
+int ft_teardown(void **state);
+
 /* A path in the sandbox, in a static ring of buffers. */
 const char *ft_path(const char *name);
 

@@ -23,7 +23,7 @@
 
 #define COPIED	      (1ull << 63)
 #define COMPRESSED    (1ull << 62)
-#define PATTERN_BYTES (4u << 20)
+#define PATTERN_BYTES FT_PATTERN_BYTES
 
 /* ---------------------------------------------------------------------------------------- */
 /* images crafted in memory */
@@ -555,28 +555,6 @@ static void test_refused_features(void **state)
 /* ---------------------------------------------------------------------------------------- */
 /* real images */
 
-static int setup(void **state)
-{
-	(void)state;
-	uint8_t *p = malloc(PATTERN_BYTES);
-
-	ft_need_tool("qemu-img");
-	ft_need_tool("qemu-io");
-	ft_sandbox();
-	assert_non_null(p);
-	ft_pattern(p, PATTERN_BYTES);
-	ft_write_file(ft_path("pattern.raw"), p, PATTERN_BYTES);
-	free(p);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	ft_sandbox_remove();
-	return 0;
-}
-
 /* Compare @p name, read by imgstore, with what qemu-img reads of it. */
 static void check_image(const char *name, size_t piece, ft_walk *w)
 {
@@ -793,5 +771,5 @@ int main(void)
 		cmocka_unit_test(test_qemu_dirty_lazy),
 		cmocka_unit_test(test_qemu_refused),
 	};
-	return cmocka_run_group_tests_name("format_qcow2", tests, setup, teardown);
+	return cmocka_run_group_tests_name("format_qcow2", tests, ft_setup_qemu, ft_teardown);
 }

@@ -22,7 +22,7 @@
 #include "store/format.h"
 #include "tests/unit/format_test_util.h"
 
-#define PATTERN_BYTES (4u << 20)
+#define PATTERN_BYTES FT_PATTERN_BYTES
 #define GD_AT_END     UINT64_MAX
 
 /* ---------------------------------------------------------------------------------------- */
@@ -481,28 +481,6 @@ static void test_descriptor_files(void **state)
 /* ---------------------------------------------------------------------------------------- */
 /* real images */
 
-static int setup(void **state)
-{
-	(void)state;
-	uint8_t *p = malloc(PATTERN_BYTES);
-
-	ft_need_tool("qemu-img");
-	ft_need_tool("qemu-io");
-	ft_sandbox();
-	assert_non_null(p);
-	ft_pattern(p, PATTERN_BYTES);
-	ft_write_file(ft_path("pattern.raw"), p, PATTERN_BYTES);
-	free(p);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	ft_sandbox_remove();
-	return 0;
-}
-
 static void check_image(const char *name, size_t piece, ft_walk *w)
 {
 	const char *img = ft_path(name);
@@ -596,5 +574,5 @@ int main(void)
 		cmocka_unit_test(test_qemu_stream_footer),
 		cmocka_unit_test(test_qemu_zeroed_grains),
 	};
-	return cmocka_run_group_tests_name("format_vmdk", tests, setup, teardown);
+	return cmocka_run_group_tests_name("format_vmdk", tests, ft_setup_qemu, ft_teardown);
 }
