@@ -35,6 +35,21 @@ void ft_sandbox_remove(void)
 		ft_run("rm -rf '%s'", dir);
 }
 
+void ft_expect_bad_at(const void *data, size_t len, ims_format_kind kind, bool map_too, uint64_t at,
+		      int err, const char *msg, const char *file, int line)
+{
+	ims_format_reader *r = ft_open_mem(data, len, kind);
+	ims_extent e;
+	uint8_t buf[16];
+
+	ims_error_clear();
+	if (map_too)
+		ft_expect_error_at(ims_format_map(r, at, &e), err, msg, file, line);
+	ims_error_clear();
+	ft_expect_error_at(ims_format_read(r, at, buf, sizeof(buf)), err, msg, file, line);
+	ims_format_close(r);
+}
+
 int ft_setup_qemu(void **state)
 {
 	(void)state;

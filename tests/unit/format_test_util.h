@@ -6,6 +6,7 @@
 #ifndef IMS_TESTS_FORMAT_TEST_UTIL_H
 #define IMS_TESTS_FORMAT_TEST_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,5 +85,10 @@ ims_format_reader *ft_open_mem(const void *data, size_t len, ims_format_kind kin
 /* Assert the last error: errno @p err, message holding @p msg. */
 #define ft_expect_error(got, err, msg) ft_expect_error_at(got, err, msg, __FILE__, __LINE__)
 void ft_expect_error_at(int got, int err, const char *msg, const char *file, int line);
+
+/* Open @p data (which must work), then expect map (if @p map_too) and read of guest offset
+ * @p at to fail with @p err and @p msg. */
+void ft_expect_bad_at(const void *data, size_t len, ims_format_kind kind, bool map_too, uint64_t at,
+		      int err, const char *msg, const char *file, int line);
 
 #endif
