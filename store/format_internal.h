@@ -26,11 +26,47 @@ typedef struct {
 	void (*close)(ims_format_reader *r);
 } ims_format__ops;
 
+/*
+ * What the readers of sparse formats (qcow2, vmdk) share: two levels of tables (qcow2's L1
+ * and L2 tables, vmdk's grain directory and grain tables) put each guest offset in a unit
+ * (cluster, subcluster, grain) that reads as zeros, as data at a host offset, or from a
+ * compressed unit. Each second-level table covers the same number of guest bytes.
+ */
+typedef enum {
+	IMS_FORMAT__ZERO,
+	IMS_FORMAT__DATA,
+	IMS_FORMAT__COMPRESSED,
+} ims_format__unit;
+
+typedef struct {
+	ims_format__unit type;
+	uint64_t len;  /* bytes from the guest offset to the end of the unit */
+	uint64_t host; /* DATA: the host offset of the guest offset */
+	uint64_t key;  /* COMPRESSED: the unit's name for decompress() (qcow2: its L2 entry;
+			  vmdk: its grain's host offset) */
+	bool no_table; /* ZERO for want of a second-level table: len runs to its range's end */
+} ims_format__loc;
+
+typedef struct ims_format__sparse_ops {
+	int (*locate)(ims_format_reader *r, uint64_t off, ims_format__loc *out);
+	/* The decompressed unit @p key that guest offset @p guest lies in: @p *unit, of
+	 * @p *unit_bytes (a power of two), valid until the next call. */
+	int (*decompress)(ims_format_reader *r, uint64_t guest, uint64_t key, const uint8_t **unit,
+			  uint64_t *unit_bytes);
+	/* Whether second-level table @p i (of the guest range [i * range, (i + 1) * range)) is
+	 * there. */
+	bool (*has_table)(const ims_format_reader *r, uint64_t i);
+} ims_format__sparse_ops;
+
 struct ims_format_reader {
 	const ims_format__ops *ops;
 	ims_format_kind kind;
 	ims_source src; /* a copy; its ctx must outlive the reader */
 	uint64_t virtual_size;
+	/* sparse readers (qcow2, vmdk): their lookups, and the guest bytes that one
+	 * second-level table covers; NULL and 0 for the others */
+	const ims_format__sparse_ops *sparse;
+	uint64_t table_range;
 };
 
 /* Set up the base of a new reader: its ops, its kind and a copy of its source. */
@@ -183,43 +219,11 @@ static inline void ims_format__put_be64(uint8_t *p, uint64_t v)
 	ims_format__put_be32(p + 4, (uint32_t)v);
 }
 
-/*
- * What the readers of sparse formats (qcow2, vmdk) share: two levels of tables (qcow2's L1
- * and L2 tables, vmdk's grain directory and grain tables) put each guest offset in a unit
- * (cluster, subcluster, grain) that reads as zeros, as data at a host offset, or from a
- * compressed unit. Each second-level table covers the same number of guest bytes.
- */
-typedef enum {
-	IMS_FORMAT__ZERO,
-	IMS_FORMAT__DATA,
-	IMS_FORMAT__COMPRESSED,
-} ims_format__unit;
-
-typedef struct {
-	ims_format__unit type;
-	uint64_t len;  /* bytes from the guest offset to the end of the unit */
-	uint64_t host; /* DATA: the host offset of the guest offset */
-	uint64_t key;  /* COMPRESSED: the unit's name for decompress() (qcow2: its L2 entry;
-			  vmdk: its grain's host offset) */
-	bool no_table; /* ZERO for want of a second-level table: len runs to its range's end */
-} ims_format__loc;
-
-typedef struct {
-	int (*locate)(ims_format_reader *r, uint64_t off, ims_format__loc *out);
-	/* The decompressed unit @p key that guest offset @p guest lies in: @p *unit, of
-	 * @p *unit_bytes (a power of two), valid until the next call. */
-	int (*decompress)(ims_format_reader *r, uint64_t guest, uint64_t key, const uint8_t **unit,
-			  uint64_t *unit_bytes);
-	/* Whether second-level table @p i (of the guest range [i * range, (i + 1) * range)) is
-	 * there. */
-	bool (*has_table)(const ims_format_reader *r, uint64_t i);
-} ims_format__sparse_ops;
-
-/* ims_format__ops.map of a sparse reader whose second-level tables cover @p range bytes. */
-static inline int ims_format__sparse_map(ims_format_reader *base, const ims_format__sparse_ops *ops,
-					 uint64_t range, uint64_t offset, ims_extent *out)
+/* ims_format__ops.map of a sparse reader (base->sparse). */
+static inline int ims_format__sparse_map(ims_format_reader *base, uint64_t offset, ims_extent *out)
 {
-	uint64_t vsize = base->virtual_size, pos, table_end;
+	const ims_format__sparse_ops *ops = base->sparse;
+	uint64_t vsize = base->virtual_size, range = base->table_range, pos, table_end;
 	ims_extent_type type;
 	ims_format__loc l;
 	int r = ops->locate(base, offset, &l);
@@ -248,11 +252,11 @@ static inline int ims_format__sparse_map(ims_format_reader *base, const ims_form
 	return 0;
 }
 
-/* ims_format__ops.read of a sparse reader. */
-static inline int ims_format__sparse_read(ims_format_reader *base,
-					  const ims_format__sparse_ops *ops, uint64_t offset,
-					  uint8_t *buf, size_t len)
+/* ims_format__ops.read of a sparse reader (base->sparse). */
+static inline int ims_format__sparse_read(ims_format_reader *base, uint64_t offset, uint8_t *buf,
+					  size_t len)
 {
+	const ims_format__sparse_ops *ops = base->sparse;
 	ims_format__loc l, n;
 	const uint8_t *unit;
 	uint64_t unit_bytes;

@@ -334,18 +334,6 @@ static const ims_format__sparse_ops qcow2_sparse = {
 	.has_table = has_l2,
 };
 
-static int qcow2_map(ims_format_reader *base, uint64_t offset, ims_extent *out)
-{
-	const qcow2 *q = (const qcow2 *)base;
-	return ims_format__sparse_map(base, &qcow2_sparse, 1ull << (q->cluster_bits + q->l2_bits),
-				      offset, out);
-}
-
-static int qcow2_read(ims_format_reader *base, uint64_t offset, uint8_t *buf, size_t len)
-{
-	return ims_format__sparse_read(base, &qcow2_sparse, offset, buf, len);
-}
-
 static void qcow2_close(ims_format_reader *base)
 {
 	qcow2 *q = (qcow2 *)base;
@@ -362,8 +350,8 @@ static void qcow2_close(ims_format_reader *base)
 }
 
 static const ims_format__ops qcow2_ops = {
-	.map = qcow2_map,
-	.read = qcow2_read,
+	.map = ims_format__sparse_map,
+	.read = ims_format__sparse_read,
 	.close = qcow2_close,
 };
 
@@ -700,6 +688,8 @@ int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src)
 	q->extended_l2 = incompat & INCOMPAT_EXTENDED_L2;
 	q->entry_bytes = q->extended_l2 ? 16 : 8;
 	q->l2_bits = q->cluster_bits - (q->extended_l2 ? 4 : 3);
+	q->base.sparse = &qcow2_sparse;
+	q->base.table_range = 1ull << (q->cluster_bits + q->l2_bits);
 	q->compression = compression;
 	q->csize_shift = 62 - (q->cluster_bits - 8);
 	q->csize_mask = (1ull << (q->cluster_bits - 8)) - 1;

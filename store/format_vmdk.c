@@ -290,17 +290,6 @@ static const ims_format__sparse_ops vmdk_sparse = {
 	.has_table = has_gt,
 };
 
-static int vmdk_map(ims_format_reader *base, uint64_t offset, ims_extent *out)
-{
-	return ims_format__sparse_map(base, &vmdk_sparse, ((const vmdk *)base)->gt_range, offset,
-				      out);
-}
-
-static int vmdk_read(ims_format_reader *base, uint64_t offset, uint8_t *buf, size_t len)
-{
-	return ims_format__sparse_read(base, &vmdk_sparse, offset, buf, len);
-}
-
 static void vmdk_close(ims_format_reader *base)
 {
 	vmdk *v = (vmdk *)base;
@@ -316,8 +305,8 @@ static void vmdk_close(ims_format_reader *base)
 }
 
 static const ims_format__ops vmdk_ops = {
-	.map = vmdk_map,
-	.read = vmdk_read,
+	.map = ims_format__sparse_map,
+	.read = ims_format__sparse_read,
 	.close = vmdk_close,
 };
 
@@ -766,6 +755,8 @@ int ims_format__vmdk_open(ims_format_reader **out, const ims_source *src)
 	v->base.virtual_size = d.extent_sectors * SECTOR;
 	v->grain_bytes = h.grain * SECTOR;
 	v->gt_range = v->grain_bytes * GTES_PER_GT;
+	v->base.sparse = &vmdk_sparse;
+	v->base.table_range = v->gt_range;
 	v->compressed = h.flags & FLAG_COMPRESSED;
 	v->markers = h.flags & FLAG_MARKERS;
 	v->zero_grain = h.flags & FLAG_ZERO_GRAIN;
