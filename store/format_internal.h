@@ -26,12 +26,57 @@ typedef struct {
 	void (*close)(ims_format_reader *r);
 } ims_format__ops;
 
+/*
+ * What the readers of sparse formats (qcow2, vmdk) share: two levels of tables (qcow2's L1
+ * and L2 tables, vmdk's grain directory and grain tables) put each guest offset in a unit
+ * (cluster, subcluster, grain) that reads as zeros, as data at a host offset, or from a
+ * compressed unit. Each second-level table covers the same number of guest bytes.
+ */
+typedef enum {
+	IMS_FORMAT__ZERO,
+	IMS_FORMAT__DATA,
+	IMS_FORMAT__COMPRESSED,
+} ims_format__unit;
+
+typedef struct {
+	ims_format__unit type;
+	uint64_t len;  /* bytes from the guest offset to the end of the unit */
+	uint64_t host; /* DATA: the host offset of the guest offset */
+	uint64_t key;  /* COMPRESSED: the unit's name for decompress() (qcow2: its L2 entry;
+			  vmdk: its grain's host offset) */
+	bool no_table; /* ZERO for want of a second-level table: len runs to its range's end */
+} ims_format__loc;
+
+typedef struct ims_format__sparse_ops {
+	int (*locate)(ims_format_reader *r, uint64_t off, ims_format__loc *out);
+	/* The decompressed unit @p key that guest offset @p guest lies in: @p *unit, of
+	 * @p *unit_bytes (a power of two), valid until the next call. */
+	int (*decompress)(ims_format_reader *r, uint64_t guest, uint64_t key, const uint8_t **unit,
+			  uint64_t *unit_bytes);
+	/* Whether second-level table @p i (of the guest range [i * range, (i + 1) * range)) is
+	 * there. */
+	bool (*has_table)(const ims_format_reader *r, uint64_t i);
+} ims_format__sparse_ops;
+
 struct ims_format_reader {
 	const ims_format__ops *ops;
 	ims_format_kind kind;
 	ims_source src; /* a copy; its ctx must outlive the reader */
 	uint64_t virtual_size;
+	/* sparse readers (qcow2, vmdk): their lookups, and the guest bytes that one
+	 * second-level table covers; NULL and 0 for the others */
+	const ims_format__sparse_ops *sparse;
+	uint64_t table_range;
 };
+
+/* Set up the base of a new reader: its ops, its kind and a copy of its source. */
+static inline void ims_format__reader_init(ims_format_reader *r, const ims_format__ops *ops,
+					   ims_format_kind kind, const ims_source *src)
+{
+	r->ops = ops;
+	r->kind = kind;
+	r->src = *src;
+}
 
 int ims_format__raw_open(ims_format_reader **out, const ims_source *src);
 int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src);
@@ -172,6 +217,89 @@ static inline void ims_format__put_be64(uint8_t *p, uint64_t v)
 {
 	ims_format__put_be32(p, (uint32_t)(v >> 32));
 	ims_format__put_be32(p + 4, (uint32_t)v);
+}
+
+/* ims_format__ops.map of a sparse reader (base->sparse). */
+static inline int ims_format__sparse_map(ims_format_reader *base, uint64_t offset, ims_extent *out)
+{
+	const ims_format__sparse_ops *ops = base->sparse;
+	uint64_t vsize = base->virtual_size, range = base->table_range, pos, table_end;
+	ims_extent_type type;
+	ims_format__loc l;
+	int r = ops->locate(base, offset, &l);
+
+	if (r < 0)
+		return r;
+	type = l.type == IMS_FORMAT__ZERO ? IMS_EXTENT_ZERO : IMS_EXTENT_DATA;
+	pos = offset + l.len;
+	table_end = (offset / range + 1) * range;
+	/* the rest of this second-level table, which is in the cache */
+	while (!l.no_table && pos < vsize && pos < table_end) {
+		ims_format__loc n;
+		r = ops->locate(base, pos, &n);
+		if (r < 0)
+			return r;
+		if ((n.type == IMS_FORMAT__ZERO) != (type == IMS_EXTENT_ZERO))
+			break;
+		pos += n.len;
+	}
+	/* zeros go on through the ranges that have no second-level table */
+	if (type == IMS_EXTENT_ZERO)
+		while (pos < vsize && pos % range == 0 && !ops->has_table(base, pos / range))
+			pos += range;
+	out->length = (pos < vsize ? pos : vsize) - offset;
+	out->type = type;
+	return 0;
+}
+
+/* ims_format__ops.read of a sparse reader (base->sparse). */
+static inline int ims_format__sparse_read(ims_format_reader *base, uint64_t offset, uint8_t *buf,
+					  size_t len)
+{
+	const ims_format__sparse_ops *ops = base->sparse;
+	ims_format__loc l, n;
+	const uint8_t *unit;
+	uint64_t unit_bytes;
+	int r;
+
+	while (len) {
+		uint64_t take;
+		size_t got;
+
+		r = ops->locate(base, offset, &l);
+		if (r < 0)
+			return r;
+		take = l.len < len ? l.len : len;
+		switch (l.type) {
+		case IMS_FORMAT__ZERO: memset(buf, 0, (size_t)take); break;
+		case IMS_FORMAT__COMPRESSED:
+			r = ops->decompress(base, offset, l.key, &unit, &unit_bytes);
+			if (r < 0)
+				return r;
+			memcpy(buf, unit + (offset & (unit_bytes - 1)), (size_t)take);
+			break;
+		case IMS_FORMAT__DATA:
+			/* one read for the units that follow each other in the file too */
+			while (take < len) {
+				r = ops->locate(base, offset + take, &n);
+				if (r < 0)
+					return r;
+				if (n.type != IMS_FORMAT__DATA || n.host != l.host + take)
+					break;
+				take += n.len < len - take ? n.len : len - take;
+			}
+			r = ims_format__pread(&base->src, buf, (size_t)take, l.host, &got);
+			if (r < 0)
+				return r;
+			/* a last unit that the file ends inside reads as zeros after the end */
+			memset(buf + got, 0, (size_t)take - got);
+			break;
+		}
+		offset += take;
+		buf += take;
+		len -= (size_t)take;
+	}
+	return 0;
 }
 
 /*

@@ -74,21 +74,6 @@ typedef struct {
 	ZSTD_DCtx *zstd;
 } qcow2;
 
-typedef enum {
-	Q_ZERO,
-	Q_DATA,
-	Q_COMPRESSED,
-} qtype;
-
-/* Where a guest offset lies: the unit it is in (subcluster, cluster or L2 range) from there. */
-typedef struct {
-	qtype type;
-	uint64_t len;	/* bytes from the guest offset to the end of the unit */
-	uint64_t host;	/* Q_DATA: the host offset of the guest offset */
-	uint64_t entry; /* Q_COMPRESSED: the L2 entry */
-	bool no_l2;	/* Q_ZERO for want of an L2 table: len runs to the end of its range */
-} qloc;
-
 static const char *unit_name(const qcow2 *q, uint64_t off, uint64_t len)
 {
 	if (ims_format__overlap(off, len, 0, q->cluster_size))
@@ -166,8 +151,9 @@ static int check_compressed(const qcow2 *q, uint64_t guest, uint64_t entry)
 	return 0;
 }
 
-static int locate(qcow2 *q, uint64_t off, qloc *out)
+static int locate(ims_format_reader *base, uint64_t off, ims_format__loc *out)
 {
+	qcow2 *q = (qcow2 *)base;
 	uint64_t cs = q->cluster_size, cidx = off >> q->cluster_bits;
 	uint64_t l1i = cidx >> q->l2_bits, in_cluster = off & (cs - 1);
 	size_t l2i = (size_t)(cidx & ((1ull << q->l2_bits) - 1));
@@ -177,9 +163,9 @@ static int locate(qcow2 *q, uint64_t off, qloc *out)
 
 	memset(out, 0, sizeof(*out));
 	if (!q->l1[l1i]) {
-		out->type = Q_ZERO;
+		out->type = IMS_FORMAT__ZERO;
 		out->len = ((l1i + 1) << (q->cluster_bits + q->l2_bits)) - off;
-		out->no_l2 = true;
+		out->no_table = true;
 		return 0;
 	}
 	r = ims_format__cache_get(&q->cache, &q->base.src, q->l1[l1i], "qcow2: L2 table", &t);
@@ -194,14 +180,14 @@ static int locate(qcow2 *q, uint64_t off, qloc *out)
 		r = check_compressed(q, off, entry);
 		if (r < 0)
 			return r;
-		out->type = Q_COMPRESSED;
-		out->entry = entry;
+		out->type = IMS_FORMAT__COMPRESSED;
+		out->key = entry;
 		return 0;
 	}
 	host = entry & L2E_OFFSET_MASK;
 	if (!q->extended_l2) {
 		if ((entry & L2E_ZERO) || !host) {
-			out->type = Q_ZERO;
+			out->type = IMS_FORMAT__ZERO;
 			return 0;
 		}
 	} else {
@@ -224,14 +210,14 @@ static int locate(qcow2 *q, uint64_t off, qloc *out)
 		out->len = (1ull << sc_bits) - (in_cluster & ((1ull << sc_bits) - 1));
 		/* Neither allocated nor zero reads from the backing file: there is none. */
 		if ((zero >> sc & 1) || !(alloc >> sc & 1)) {
-			out->type = Q_ZERO;
+			out->type = IMS_FORMAT__ZERO;
 			return 0;
 		}
 	}
 	r = check_data(q, off, host);
 	if (r < 0)
 		return r;
-	out->type = Q_DATA;
+	out->type = IMS_FORMAT__DATA;
 	out->host = host + in_cluster;
 	return 0;
 }
@@ -327,85 +313,26 @@ static int decompress(qcow2 *q, uint64_t guest, uint64_t entry)
 /* ---------------------------------------------------------------------------------------- */
 /* ops */
 
-static int qcow2_map(ims_format_reader *base, uint64_t offset, ims_extent *out)
+static bool has_l2(const ims_format_reader *base, uint64_t i)
 {
-	qcow2 *q = (qcow2 *)base;
-	uint64_t vsize = base->virtual_size, range = 1ull << (q->cluster_bits + q->l2_bits);
-	uint64_t pos, l2_end;
-	ims_extent_type type;
-	qloc l;
-	int r;
-
-	r = locate(q, offset, &l);
-	if (r < 0)
-		return r;
-	type = l.type == Q_ZERO ? IMS_EXTENT_ZERO : IMS_EXTENT_DATA;
-	pos = offset + l.len;
-	l2_end = (offset / range + 1) * range;
-	/* the rest of this L2 table, which is in the cache */
-	while (!l.no_l2 && pos < vsize && pos < l2_end) {
-		qloc n;
-		r = locate(q, pos, &n);
-		if (r < 0)
-			return r;
-		if ((n.type == Q_ZERO) != (type == IMS_EXTENT_ZERO))
-			break;
-		pos += n.len;
-	}
-	/* zeros go on through the ranges that have no L2 table */
-	if (type == IMS_EXTENT_ZERO)
-		while (pos < vsize && pos % range == 0 && !q->l1[pos / range])
-			pos += range;
-	out->length = (pos < vsize ? pos : vsize) - offset;
-	out->type = type;
-	return 0;
+	return ((const qcow2 *)base)->l1[i] != 0;
 }
 
-static int qcow2_read(ims_format_reader *base, uint64_t offset, uint8_t *buf, size_t len)
+static int decompressed(ims_format_reader *base, uint64_t guest, uint64_t entry,
+			const uint8_t **unit, uint64_t *unit_bytes)
 {
 	qcow2 *q = (qcow2 *)base;
-	qloc l, n;
-	int r = 0;
-
-	while (len) {
-		uint64_t take;
-		size_t got;
-
-		r = locate(q, offset, &l);
-		if (r < 0)
-			return r;
-		take = l.len < len ? l.len : len;
-		switch (l.type) {
-		case Q_ZERO: memset(buf, 0, (size_t)take); break;
-		case Q_COMPRESSED:
-			r = decompress(q, offset, l.entry);
-			if (r < 0)
-				return r;
-			memcpy(buf, q->dbuf + (offset & (q->cluster_size - 1)), (size_t)take);
-			break;
-		case Q_DATA:
-			/* one read for the clusters that follow each other in the file too */
-			while (take < len) {
-				r = locate(q, offset + take, &n);
-				if (r < 0)
-					return r;
-				if (n.type != Q_DATA || n.host != l.host + take)
-					break;
-				take += n.len < len - take ? n.len : len - take;
-			}
-			r = ims_format__pread(&base->src, buf, (size_t)take, l.host, &got);
-			if (r < 0)
-				return r;
-			/* a last cluster that the file ends inside reads as zeros after the end */
-			memset(buf + got, 0, (size_t)take - got);
-			break;
-		}
-		offset += take;
-		buf += take;
-		len -= (size_t)take;
-	}
-	return 0;
+	int r = decompress(q, guest, entry);
+	*unit = q->dbuf;
+	*unit_bytes = q->cluster_size;
+	return r;
 }
+
+static const ims_format__sparse_ops qcow2_sparse = {
+	.locate = locate,
+	.decompress = decompressed,
+	.has_table = has_l2,
+};
 
 static void qcow2_close(ims_format_reader *base)
 {
@@ -423,8 +350,8 @@ static void qcow2_close(ims_format_reader *base)
 }
 
 static const ims_format__ops qcow2_ops = {
-	.map = qcow2_map,
-	.read = qcow2_read,
+	.map = ims_format__sparse_map,
+	.read = ims_format__sparse_read,
 	.close = qcow2_close,
 };
 
@@ -638,38 +565,114 @@ static int load_l1(qcow2 *q)
 	return 0;
 }
 
+/* The header's first bytes: long enough, the magic, a version this reader knows. */
+static int read_header(const ims_source *src, uint8_t h[HEADER_READ_BYTES], size_t *got,
+		       uint32_t *version)
+{
+	int r;
+
+	memset(h, 0, HEADER_READ_BYTES);
+	r = ims_format__pread(src, h, HEADER_READ_BYTES, 0, got);
+	if (r < 0)
+		return r;
+	if (*got < V2_HEADER_BYTES)
+		return ims_error_set(-EINVAL, "qcow2: truncated header (%zu bytes, need %u)", *got,
+				     V2_HEADER_BYTES);
+	if (ims_format__be32(h) != QCOW2_MAGIC)
+		return ims_error_set(-EINVAL, "qcow2: bad magic");
+	*version = ims_format__be32(h + 4);
+	if (*version != 2 && *version != 3)
+		return ims_error_set(-ENOTSUP,
+				     "qcow2: version %" PRIu32 " is not supported (2 and 3 "
+				     "are)",
+				     *version);
+	return 0;
+}
+
+/* Sizes: the L1 table must cover the virtual size and stay within 32 MiB. */
+static int check_sizes(qcow2 *q, const uint8_t *h)
+{
+	uint64_t vsize = ims_format__be64(h + 24), cs = q->cluster_size, l1_size;
+	unsigned shift = q->cluster_bits + q->l2_bits;
+	uint64_t range = 1ull << shift;
+
+	if (vsize > (MAX_L1_ENTRIES << shift))
+		return ims_error_set(-EINVAL,
+				     "qcow2: virtual size %" PRIu64 " is too large for %" PRIu64
+				     "-byte clusters (the L1 table would pass 32 MiB)",
+				     vsize, cs);
+	q->base.virtual_size = vsize;
+	q->l1_entries = vsize / range + (vsize % range != 0);
+	l1_size = ims_format__be32(h + 36);
+	if (l1_size > MAX_L1_ENTRIES)
+		return ims_error_set(-EINVAL,
+				     "qcow2: L1 table of %" PRIu64 " entries is larger than "
+				     "32 MiB",
+				     l1_size);
+	if (l1_size < q->l1_entries)
+		return ims_error_set(-EINVAL,
+				     "qcow2: L1 table of %" PRIu64 " entries is too small for "
+				     "the virtual size %" PRIu64 " (needs %" PRIu64 ")",
+				     l1_size, vsize, q->l1_entries);
+	q->l1_off = ims_format__be64(h + 40);
+	q->l1_bytes = l1_size * 8;
+	q->rt_off = ims_format__be64(h + 48);
+	q->rt_bytes = (uint64_t)ims_format__be32(h + 56) * cs;
+	return 0;
+}
+
+/* The L1 and refcount tables lie in the file, aligned, and not in the header or each other. */
+static int check_tables(const qcow2 *q)
+{
+	uint64_t cs = q->cluster_size, size = q->base.src.size;
+	const char *what;
+
+	if (q->l1_bytes) {
+		if ((q->l1_off & (cs - 1)) || !ims_format__in_file(q->l1_off, q->l1_bytes, size))
+			return ims_error_set(
+				-EINVAL,
+				"qcow2: L1 table (offset 0x%" PRIx64 ", %" PRIu64
+				" entries) is unaligned or passes the end of the file (%" PRIu64
+				" bytes)",
+				q->l1_off, q->l1_bytes / 8, size);
+		if (q->l1_off < cs)
+			return ims_error_set(-EINVAL,
+					     "qcow2: L1 table at offset 0x%" PRIx64 " lies in "
+					     "the header",
+					     q->l1_off);
+	}
+	if (!q->rt_bytes)
+		return 0;
+	if ((q->rt_off & (cs - 1)) || !ims_format__in_file(q->rt_off, q->rt_bytes, size))
+		return ims_error_set(-EINVAL,
+				     "qcow2: refcount table (offset 0x%" PRIx64 ", %" PRIu64
+				     " clusters) is unaligned or passes the end of the "
+				     "file (%" PRIu64 " bytes)",
+				     q->rt_off, q->rt_bytes / cs, size);
+	what = q->rt_off < cs ? "the header"
+	       : ims_format__overlap(q->rt_off, q->rt_bytes, q->l1_off, q->l1_bytes)
+		       ? "the L1 table"
+		       : NULL;
+	if (what)
+		return ims_error_set(-EINVAL,
+				     "qcow2: refcount table at offset 0x%" PRIx64 " lies in %s",
+				     q->rt_off, what);
+	return 0;
+}
+
 int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src)
 {
 	uint8_t h[HEADER_READ_BYTES];
-	uint64_t size = src->size, vsize, cs, range, incompat = 0, l1_size, rt_clusters;
-	uint32_t version;
-	unsigned compression = COMPRESSION_DEFLATE, shift;
+	uint64_t cs, incompat = 0;
+	uint32_t version = 0;
+	unsigned compression = COMPRESSION_DEFLATE;
 	size_t got, nslots;
 	qcow2 *q = NULL;
-	const char *what;
 	int r;
 
-	memset(h, 0, sizeof(h));
-	r = ims_format__pread(src, h, sizeof(h), 0, &got);
+	r = read_header(src, h, &got, &version);
 	if (r < 0)
 		goto out;
-	if (got < V2_HEADER_BYTES) {
-		r = ims_error_set(-EINVAL, "qcow2: truncated header (%zu bytes, need %u)", got,
-				  V2_HEADER_BYTES);
-		goto out;
-	}
-	if (ims_format__be32(h) != QCOW2_MAGIC) {
-		r = ims_error_set(-EINVAL, "qcow2: bad magic");
-		goto out;
-	}
-	version = ims_format__be32(h + 4);
-	if (version != 2 && version != 3) {
-		r = ims_error_set(-ENOTSUP,
-				  "qcow2: version %" PRIu32 " is not supported (2 and 3 "
-				  "are)",
-				  version);
-		goto out;
-	}
 	r = check_header(src, h, got, version, &incompat, &compression);
 	if (r < 0)
 		goto out;
@@ -679,92 +682,19 @@ int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src)
 		r = ims_error_set(-ENOMEM, "qcow2: out of memory for a reader");
 		goto out;
 	}
-	q->base.ops = &qcow2_ops;
-	q->base.kind = IMS_FORMAT_QCOW2;
-	q->base.src = *src;
+	ims_format__reader_init(&q->base, &qcow2_ops, IMS_FORMAT_QCOW2, src);
 	q->cluster_bits = ims_format__be32(h + 20);
 	q->cluster_size = cs = 1ull << q->cluster_bits;
 	q->extended_l2 = incompat & INCOMPAT_EXTENDED_L2;
 	q->entry_bytes = q->extended_l2 ? 16 : 8;
 	q->l2_bits = q->cluster_bits - (q->extended_l2 ? 4 : 3);
+	q->base.sparse = &qcow2_sparse;
+	q->base.table_range = 1ull << (q->cluster_bits + q->l2_bits);
 	q->compression = compression;
 	q->csize_shift = 62 - (q->cluster_bits - 8);
 	q->csize_mask = (1ull << (q->cluster_bits - 8)) - 1;
 	q->coffset_mask = (1ull << q->csize_shift) - 1;
-
-	/* Sizes: the L1 table must cover the virtual size and stay within 32 MiB. */
-	vsize = ims_format__be64(h + 24);
-	shift = q->cluster_bits + q->l2_bits;
-	range = 1ull << shift;
-	if (vsize > (MAX_L1_ENTRIES << shift)) {
-		r = ims_error_set(-EINVAL,
-				  "qcow2: virtual size %" PRIu64 " is too large for %" PRIu64
-				  "-byte clusters (the L1 table would pass 32 MiB)",
-				  vsize, cs);
-		goto out;
-	}
-	q->base.virtual_size = vsize;
-	q->l1_entries = vsize / range + (vsize % range != 0);
-	l1_size = ims_format__be32(h + 36);
-	if (l1_size > MAX_L1_ENTRIES) {
-		r = ims_error_set(-EINVAL,
-				  "qcow2: L1 table of %" PRIu64 " entries is larger than "
-				  "32 MiB",
-				  l1_size);
-		goto out;
-	}
-	if (l1_size < q->l1_entries) {
-		r = ims_error_set(-EINVAL,
-				  "qcow2: L1 table of %" PRIu64 " entries is too small for "
-				  "the virtual size %" PRIu64 " (needs %" PRIu64 ")",
-				  l1_size, vsize, q->l1_entries);
-		goto out;
-	}
-	q->l1_off = ims_format__be64(h + 40);
-	q->l1_bytes = l1_size * 8;
-	q->rt_off = ims_format__be64(h + 48);
-	rt_clusters = ims_format__be32(h + 56);
-	q->rt_bytes = rt_clusters * cs;
-	if (q->l1_bytes) {
-		if ((q->l1_off & (cs - 1)) || !ims_format__in_file(q->l1_off, q->l1_bytes, size)) {
-			r = ims_error_set(
-				-EINVAL,
-				"qcow2: L1 table (offset 0x%" PRIx64 ", %" PRIu64
-				" entries) is unaligned or passes the end of the file (%" PRIu64
-				" bytes)",
-				q->l1_off, l1_size, size);
-			goto out;
-		}
-		if (q->l1_off < cs) {
-			r = ims_error_set(-EINVAL,
-					  "qcow2: L1 table at offset 0x%" PRIx64 " lies in "
-					  "the header",
-					  q->l1_off);
-			goto out;
-		}
-	}
-	if (q->rt_bytes) {
-		if ((q->rt_off & (cs - 1)) || !ims_format__in_file(q->rt_off, q->rt_bytes, size)) {
-			r = ims_error_set(-EINVAL,
-					  "qcow2: refcount table (offset 0x%" PRIx64 ", %" PRIu64
-					  " clusters) is unaligned or passes the end of the "
-					  "file (%" PRIu64 " bytes)",
-					  q->rt_off, rt_clusters, size);
-			goto out;
-		}
-		what = q->rt_off < cs ? "the header"
-		       : ims_format__overlap(q->rt_off, q->rt_bytes, q->l1_off, q->l1_bytes)
-			       ? "the L1 table"
-			       : NULL;
-		if (what) {
-			r = ims_error_set(
-				-EINVAL, "qcow2: refcount table at offset 0x%" PRIx64 " lies in %s",
-				q->rt_off, what);
-			goto out;
-		}
-	}
-	r = load_l1(q);
-	if (r < 0)
+	if ((r = check_sizes(q, h)) < 0 || (r = check_tables(q)) < 0 || (r = load_l1(q)) < 0)
 		goto out;
 
 	nslots = (size_t)(CACHE_BYTES / cs);

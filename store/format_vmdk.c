@@ -84,19 +84,6 @@ typedef struct {
 	int z_bits;
 } vmdk;
 
-typedef enum {
-	V_ZERO,
-	V_DATA,
-	V_COMPRESSED,
-} vtype;
-
-typedef struct {
-	vtype type;
-	uint64_t len;  /* bytes to the end of the grain, or of the grain table's range */
-	uint64_t host; /* V_DATA: the host offset of the guest offset; V_COMPRESSED: the grain's */
-	bool no_gt;
-} vloc;
-
 /* ---------------------------------------------------------------------------------------- */
 /* lookup */
 
@@ -136,8 +123,9 @@ static int check_grain(const vmdk *v, uint64_t guest, uint64_t host, uint64_t le
 	return 0;
 }
 
-static int locate(vmdk *v, uint64_t off, vloc *out)
+static int locate(ims_format_reader *base, uint64_t off, ims_format__loc *out)
 {
+	vmdk *v = (vmdk *)base;
 	uint64_t gdi = off / v->gt_range, in_grain = off & (v->grain_bytes - 1), host;
 	size_t gti = (size_t)((off % v->gt_range) / v->grain_bytes);
 	const uint8_t *t;
@@ -146,9 +134,9 @@ static int locate(vmdk *v, uint64_t off, vloc *out)
 
 	memset(out, 0, sizeof(*out));
 	if (!v->gd[gdi]) {
-		out->type = V_ZERO;
+		out->type = IMS_FORMAT__ZERO;
 		out->len = (gdi + 1) * v->gt_range - off;
-		out->no_gt = true;
+		out->no_table = true;
 		return 0;
 	}
 	r = ims_format__cache_get(&v->cache, &v->base.src, v->gd[gdi] * SECTOR, "vmdk: grain table",
@@ -158,7 +146,7 @@ static int locate(vmdk *v, uint64_t off, vloc *out)
 	gte = ims_format__le32(t + gti * 4);
 	out->len = v->grain_bytes - in_grain;
 	if (gte == 0 || (gte == GTE_ZERO && v->zero_grain)) {
-		out->type = V_ZERO;
+		out->type = IMS_FORMAT__ZERO;
 		return 0;
 	}
 	host = gte * SECTOR;
@@ -167,10 +155,10 @@ static int locate(vmdk *v, uint64_t off, vloc *out)
 	if (r < 0)
 		return r;
 	if (v->compressed) {
-		out->type = V_COMPRESSED;
-		out->host = host;
+		out->type = IMS_FORMAT__COMPRESSED;
+		out->key = host;
 	} else {
-		out->type = V_DATA;
+		out->type = IMS_FORMAT__DATA;
 		out->host = host + in_grain;
 	}
 	return 0;
@@ -281,81 +269,26 @@ static int decompress(vmdk *v, uint64_t guest, uint64_t host)
 /* ---------------------------------------------------------------------------------------- */
 /* ops */
 
-static int vmdk_map(ims_format_reader *base, uint64_t offset, ims_extent *out)
+static bool has_gt(const ims_format_reader *base, uint64_t i)
 {
-	vmdk *v = (vmdk *)base;
-	uint64_t vsize = base->virtual_size, range = v->gt_range;
-	uint64_t pos, gt_end;
-	ims_extent_type type;
-	vloc l;
-	int r;
-
-	r = locate(v, offset, &l);
-	if (r < 0)
-		return r;
-	type = l.type == V_ZERO ? IMS_EXTENT_ZERO : IMS_EXTENT_DATA;
-	pos = offset + l.len;
-	gt_end = (offset / range + 1) * range;
-	while (!l.no_gt && pos < vsize && pos < gt_end) {
-		vloc n;
-		r = locate(v, pos, &n);
-		if (r < 0)
-			return r;
-		if ((n.type == V_ZERO) != (type == IMS_EXTENT_ZERO))
-			break;
-		pos += n.len;
-	}
-	if (type == IMS_EXTENT_ZERO)
-		while (pos < vsize && pos % range == 0 && !v->gd[pos / range])
-			pos += range;
-	out->length = (pos < vsize ? pos : vsize) - offset;
-	out->type = type;
-	return 0;
+	return ((const vmdk *)base)->gd[i] != 0;
 }
 
-static int vmdk_read(ims_format_reader *base, uint64_t offset, uint8_t *buf, size_t len)
+static int decompressed(ims_format_reader *base, uint64_t guest, uint64_t host,
+			const uint8_t **unit, uint64_t *unit_bytes)
 {
 	vmdk *v = (vmdk *)base;
-	vloc l, n;
-	int r;
-
-	while (len) {
-		uint64_t take;
-		size_t got;
-
-		r = locate(v, offset, &l);
-		if (r < 0)
-			return r;
-		take = l.len < len ? l.len : len;
-		switch (l.type) {
-		case V_ZERO: memset(buf, 0, (size_t)take); break;
-		case V_COMPRESSED:
-			r = decompress(v, offset, l.host);
-			if (r < 0)
-				return r;
-			memcpy(buf, v->dbuf + (offset & (v->grain_bytes - 1)), (size_t)take);
-			break;
-		case V_DATA:
-			while (take < len) {
-				r = locate(v, offset + take, &n);
-				if (r < 0)
-					return r;
-				if (n.type != V_DATA || n.host != l.host + take)
-					break;
-				take += n.len < len - take ? n.len : len - take;
-			}
-			r = ims_format__pread(&base->src, buf, (size_t)take, l.host, &got);
-			if (r < 0)
-				return r;
-			memset(buf + got, 0, (size_t)take - got);
-			break;
-		}
-		offset += take;
-		buf += take;
-		len -= (size_t)take;
-	}
-	return 0;
+	int r = decompress(v, guest, host);
+	*unit = v->dbuf;
+	*unit_bytes = v->grain_bytes;
+	return r;
 }
+
+static const ims_format__sparse_ops vmdk_sparse = {
+	.locate = locate,
+	.decompress = decompressed,
+	.has_table = has_gt,
+};
 
 static void vmdk_close(ims_format_reader *base)
 {
@@ -372,8 +305,8 @@ static void vmdk_close(ims_format_reader *base)
 }
 
 static const ims_format__ops vmdk_ops = {
-	.map = vmdk_map,
-	.read = vmdk_read,
+	.map = ims_format__sparse_map,
+	.read = ims_format__sparse_read,
 	.close = vmdk_close,
 };
 
@@ -701,129 +634,133 @@ static int load_gd(vmdk *v)
 	return 0;
 }
 
+/* The first sector: a sparse extent's header, or one of the kinds this reader refuses. */
+static int read_header(const ims_source *src, uint8_t raw[SECTOR], vmdk_header *h)
+{
+	size_t got;
+	int r = ims_format__pread(src, raw, SECTOR, 0, &got);
+
+	if (r < 0)
+		return r;
+	if (got >= 4 && memcmp(raw, "COWD", 4) == 0)
+		return ims_error_set(-ENOTSUP, "vmdk: ESX sparse (COWD) extents are not supported");
+	if (got >= sizeof(IMS_FORMAT__VMDK_DESCRIPTOR_MAGIC) - 1 &&
+	    memcmp(raw, IMS_FORMAT__VMDK_DESCRIPTOR_MAGIC,
+		   sizeof(IMS_FORMAT__VMDK_DESCRIPTOR_MAGIC) - 1) == 0)
+		return refuse_descriptor_file(src);
+	if (got < 4 || ims_format__le32(raw) != VMDK_MAGIC)
+		return ims_error_set(-EINVAL, "vmdk: bad magic");
+	if (got < SECTOR)
+		return ims_error_set(-EINVAL,
+				     "vmdk: truncated header (%zu bytes, need %" PRIu64 ")", got,
+				     SECTOR);
+	parse_header(h, raw);
+	return check_sparse_header(h, raw);
+}
+
+/* The embedded descriptor: what kind of disk this says it is. */
+static int load_descriptor(vmdk *v, const vmdk_header *h, vmdk_descriptor *d)
+{
+	uint64_t size = v->base.src.size;
+	int r;
+
+	if (!h->desc_sector)
+		return ims_error_set(
+			-ENOTSUP, "vmdk: the sparse extent has no embedded descriptor "
+				  "(an extent of a multi-file disk?); imgstore reads single-file "
+				  "monolithicSparse and streamOptimized images");
+	if (!sectors_in_file(h->desc_sector, h->desc_sectors, size, &v->desc_off, &v->desc_bytes))
+		return ims_error_set(-EINVAL,
+				     "vmdk: the descriptor (sector %" PRIu64 ", %" PRIu64
+				     " sectors) passes the end of the file (%" PRIu64 " bytes)",
+				     h->desc_sector, h->desc_sectors, size);
+	r = read_descriptor(&v->base.src, v->desc_off, v->desc_bytes, d);
+	if (r < 0)
+		return r;
+	return check_descriptor(d, h);
+}
+
+/* The footer of a stream, when there is one, supersedes the header. */
+static int apply_footer(const ims_source *src, vmdk_header *h)
+{
+	vmdk_header f;
+	int r;
+
+	if (h->gd_sector != GD_AT_END)
+		return 0;
+	r = read_footer(src, &f);
+	if (r < 0)
+		return r;
+	if (f.capacity != h->capacity || f.grain != h->grain)
+		return ims_error_set(-EINVAL, "vmdk: the footer disagrees with the header on the "
+					      "capacity or the grain size");
+	*h = f;
+	return 0;
+}
+
+/* The grain directory (and the redundant one): sized for the capacity, inside the file. */
+static int place_gd(vmdk *v, const vmdk_header *h)
+{
+	uint64_t size = v->base.src.size;
+
+	/* capacity fits 64 bits in bytes (checked), so this does not overflow */
+	v->gd_entries = h->capacity / (h->grain * GTES_PER_GT) +
+			(h->capacity % (h->grain * GTES_PER_GT) != 0);
+	if (v->gd_entries * 4 > IMS_FORMAT__MAX_TABLE_BYTES)
+		return ims_error_set(-EINVAL,
+				     "vmdk: capacity of %" PRIu64 " sectors needs a grain "
+				     "directory larger than 32 MiB",
+				     h->capacity);
+	if (!h->gd_sector || !sectors_in_file(h->gd_sector, 0, size, &v->gd_off, &v->gd_bytes) ||
+	    !ims_format__in_file(v->gd_off, v->gd_entries * 4, size))
+		return ims_error_set(-EINVAL,
+				     "vmdk: the grain directory (sector %" PRIu64 ", %" PRIu64
+				     " entries) lies outside the file (%" PRIu64 " bytes)",
+				     h->gd_sector, v->gd_entries, size);
+	v->gd_bytes = v->gd_entries * 4;
+	if (ims_format__overlap(v->gd_off, v->gd_bytes, v->desc_off, v->desc_bytes))
+		return ims_error_set(-EINVAL,
+				     "vmdk: the grain directory at sector %" PRIu64 " lies in "
+				     "the descriptor",
+				     h->gd_sector);
+	/* the redundant directory only matters as a place grains must not be */
+	if ((h->flags & FLAG_REDUNDANT_GT) && h->rgd_sector &&
+	    sectors_in_file(h->rgd_sector, 0, size, &v->rgd_off, &v->rgd_bytes) &&
+	    ims_format__in_file(v->rgd_off, v->gd_bytes, size))
+		v->rgd_bytes = v->gd_bytes;
+	else
+		v->rgd_off = v->rgd_bytes = 0;
+	return 0;
+}
+
 int ims_format__vmdk_open(ims_format_reader **out, const ims_source *src)
 {
 	uint8_t raw[SECTOR];
-	uint64_t size = src->size, vsize;
-	vmdk_header h, f;
+	vmdk_header h;
 	vmdk_descriptor d;
 	vmdk *v = NULL;
-	size_t got;
 	int r;
 
-	r = ims_format__pread(src, raw, sizeof(raw), 0, &got);
+	r = read_header(src, raw, &h);
 	if (r < 0)
 		goto out;
-	if (got >= 4 && memcmp(raw, "COWD", 4) == 0) {
-		r = ims_error_set(-ENOTSUP, "vmdk: ESX sparse (COWD) extents are not supported");
-		goto out;
-	}
-	if (got >= sizeof(IMS_FORMAT__VMDK_DESCRIPTOR_MAGIC) - 1 &&
-	    memcmp(raw, IMS_FORMAT__VMDK_DESCRIPTOR_MAGIC,
-		   sizeof(IMS_FORMAT__VMDK_DESCRIPTOR_MAGIC) - 1) == 0) {
-		r = refuse_descriptor_file(src);
-		goto out;
-	}
-	if (got < 4 || ims_format__le32(raw) != VMDK_MAGIC) {
-		r = ims_error_set(-EINVAL, "vmdk: bad magic");
-		goto out;
-	}
-	if (got < SECTOR) {
-		r = ims_error_set(-EINVAL, "vmdk: truncated header (%zu bytes, need %" PRIu64 ")",
-				  got, SECTOR);
-		goto out;
-	}
-	parse_header(&h, raw);
-	r = check_sparse_header(&h, raw);
-	if (r < 0)
-		goto out;
-
 	v = calloc(1, sizeof(*v));
 	if (!v) {
 		r = ims_error_set(-ENOMEM, "vmdk: out of memory for a reader");
 		goto out;
 	}
-	v->base.ops = &vmdk_ops;
-	v->base.kind = IMS_FORMAT_VMDK;
-	v->base.src = *src;
-
-	/* the embedded descriptor: what kind of disk this says it is */
-	if (!h.desc_sector) {
-		r = ims_error_set(-ENOTSUP,
-				  "vmdk: the sparse extent has no embedded descriptor "
-				  "(an extent of a multi-file disk?); imgstore reads single-file "
-				  "monolithicSparse and streamOptimized images");
+	ims_format__reader_init(&v->base, &vmdk_ops, IMS_FORMAT_VMDK, src);
+	if ((r = load_descriptor(v, &h, &d)) < 0 || (r = apply_footer(src, &h)) < 0)
 		goto out;
-	}
-	if (!sectors_in_file(h.desc_sector, h.desc_sectors, size, &v->desc_off, &v->desc_bytes)) {
-		r = ims_error_set(-EINVAL,
-				  "vmdk: the descriptor (sector %" PRIu64 ", %" PRIu64
-				  " sectors) passes the end of the file (%" PRIu64 " bytes)",
-				  h.desc_sector, h.desc_sectors, size);
-		goto out;
-	}
-	r = read_descriptor(src, v->desc_off, v->desc_bytes, &d);
-	if (r < 0)
-		goto out;
-	r = check_descriptor(&d, &h);
-	if (r < 0)
-		goto out;
-
-	/* The footer of a stream, when there is one, supersedes the header. */
-	if (h.gd_sector == GD_AT_END) {
-		r = read_footer(src, &f);
-		if (r < 0)
-			goto out;
-		if (f.capacity != h.capacity || f.grain != h.grain) {
-			r = ims_error_set(-EINVAL,
-					  "vmdk: the footer disagrees with the header on the "
-					  "capacity or the grain size");
-			goto out;
-		}
-		h = f;
-	}
-	vsize = d.extent_sectors * SECTOR;
-	v->base.virtual_size = vsize;
+	v->base.virtual_size = d.extent_sectors * SECTOR;
 	v->grain_bytes = h.grain * SECTOR;
 	v->gt_range = v->grain_bytes * GTES_PER_GT;
+	v->base.sparse = &vmdk_sparse;
+	v->base.table_range = v->gt_range;
 	v->compressed = h.flags & FLAG_COMPRESSED;
 	v->markers = h.flags & FLAG_MARKERS;
 	v->zero_grain = h.flags & FLAG_ZERO_GRAIN;
-	/* capacity fits 64 bits in bytes (checked), so this does not overflow */
-	v->gd_entries =
-		h.capacity / (h.grain * GTES_PER_GT) + (h.capacity % (h.grain * GTES_PER_GT) != 0);
-	if (v->gd_entries * 4 > IMS_FORMAT__MAX_TABLE_BYTES) {
-		r = ims_error_set(-EINVAL,
-				  "vmdk: capacity of %" PRIu64 " sectors needs a grain "
-				  "directory larger than 32 MiB",
-				  h.capacity);
-		goto out;
-	}
-	if (!h.gd_sector || !sectors_in_file(h.gd_sector, 0, size, &v->gd_off, &v->gd_bytes) ||
-	    !ims_format__in_file(v->gd_off, v->gd_entries * 4, size)) {
-		r = ims_error_set(-EINVAL,
-				  "vmdk: the grain directory (sector %" PRIu64 ", %" PRIu64
-				  " entries) lies outside the file (%" PRIu64 " bytes)",
-				  h.gd_sector, v->gd_entries, size);
-		goto out;
-	}
-	v->gd_bytes = v->gd_entries * 4;
-	if (ims_format__overlap(v->gd_off, v->gd_bytes, v->desc_off, v->desc_bytes)) {
-		r = ims_error_set(-EINVAL,
-				  "vmdk: the grain directory at sector %" PRIu64 " lies in "
-				  "the descriptor",
-				  h.gd_sector);
-		goto out;
-	}
-	/* the redundant directory only matters as a place grains must not be */
-	if ((h.flags & FLAG_REDUNDANT_GT) && h.rgd_sector &&
-	    sectors_in_file(h.rgd_sector, 0, size, &v->rgd_off, &v->rgd_bytes) &&
-	    ims_format__in_file(v->rgd_off, v->gd_bytes, size))
-		v->rgd_bytes = v->gd_bytes;
-	else
-		v->rgd_off = v->rgd_bytes = 0;
-	r = load_gd(v);
-	if (r < 0)
+	if ((r = place_gd(v, &h)) < 0 || (r = load_gd(v)) < 0)
 		goto out;
 	r = ims_format__cache_init(&v->cache, 16, GT_BYTES);
 	if (r < 0)

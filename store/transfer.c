@@ -15,6 +15,7 @@
 #include <rbd/librbd.h>
 
 #include "common/error.h"
+#include "common/extents.h"
 #include "common/log.h"
 #include "common/spec.h"
 #include "store/store_internal.h"
@@ -25,6 +26,34 @@
 static bool is_zero(const uint8_t *p, size_t n)
 {
 	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/*
+ * The next run of data in @p buf from @p *pos on: grains of ZERO_GRAIN bytes that are not all
+ * zeros, from @p *start to the new @p *pos. The zero grains skipped before it are added to
+ * @p zeros (may be NULL). Returns false when only zeros are left.
+ */
+static bool next_data_run(const uint8_t *buf, size_t len, size_t *pos, size_t *start,
+			  uint64_t *zeros)
+{
+	while (*pos < len) {
+		size_t n = len - *pos < ZERO_GRAIN ? len - *pos : ZERO_GRAIN;
+		if (!is_zero(buf + *pos, n))
+			break;
+		if (zeros)
+			*zeros += n;
+		*pos += n;
+	}
+	if (*pos >= len)
+		return false;
+	*start = *pos;
+	while (*pos < len) {
+		size_t n = len - *pos < ZERO_GRAIN ? len - *pos : ZERO_GRAIN;
+		if (is_zero(buf + *pos, n))
+			break;
+		*pos += n;
+	}
+	return true;
 }
 
 static int check_opts(const ims_transfer_opts *o)
@@ -120,21 +149,9 @@ static void complete_block_locked(pipeline *p, uint64_t index, const uint8_t has
 /* Write the non-zero runs of one block; returns 0 or a negative errno (message set). */
 static int write_block(pipeline *p, const job *j, uint64_t *written)
 {
-	size_t pos = 0;
+	size_t pos = 0, start = 0;
 	*written = 0;
-	while (pos < j->len) {
-		size_t n = j->len - pos < ZERO_GRAIN ? j->len - pos : ZERO_GRAIN;
-		if (is_zero(j->buf + pos, n)) {
-			pos += n;
-			continue;
-		}
-		size_t start = pos;
-		while (pos < j->len) {
-			n = j->len - pos < ZERO_GRAIN ? j->len - pos : ZERO_GRAIN;
-			if (is_zero(j->buf + pos, n))
-				break;
-			pos += n;
-		}
+	while (next_data_run(j->buf, j->len, &pos, &start, NULL)) {
 		ssize_t w = rbd_write(p->image, j->off + start, pos - start,
 				      (const char *)j->buf + start);
 		if (w < 0)
@@ -329,58 +346,57 @@ out:
 	return 0;
 }
 
-int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool, const char *name,
-		     const ims_source *src, const ims_transfer_opts *o)
+/* One import: into a temporary image, renamed to its name when complete. */
+typedef struct {
+	ims_site *site;
+	const char *pool, *name;
+	const ims_transfer_opts *o;
+	char tmp[64], target[2 * IMS_NAME_MAX + 2];
+	rados_ioctx_t io;
+	rbd_image_t image;
+	ims_format_reader *rd;
+	ims_store__tmp_owner owner;
+	bool created; /* the temporary image exists */
+	uint64_t vsize;
+} importer;
+
+/* Refuse early what cannot succeed: a taken name, a bad file. */
+static int import_open_source(importer *im, const ims_source *src)
 {
-	ims_format_reader *rd = NULL;
-	rados_ioctx_t io = NULL;
-	rbd_image_t image = NULL;
-	rbd_image_options_t copts = NULL;
-	ims_store__tmp_owner owner = {.oid = ""};
-	pipeline p;
-	char tmp[64], target[2 * IMS_NAME_MAX + 2], rand[17];
-	bool created = false;
-	uint8_t digest[IMS_SHA256_LEN];
+	const ims_transfer_opts *o = im->o;
 	int r;
-
-	memset(&p, 0, sizeof(p));
-	pthread_mutex_init(&p.lock, NULL);
-	pthread_cond_init(&p.cond, NULL);
-	if ((r = check_opts(o)) < 0 || (r = ims_store__check_names(pool, name, NULL)) < 0)
-		goto out;
-	snprintf(target, sizeof(target), "%s/%s", pool, name);
-	p.target = target;
-
-	/* Refuse early what cannot succeed: a taken name, a bad file. */
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
-		goto out;
-	if (rbd_open_read_only(io, name, &image, NULL) == 0) {
-		rbd_close(image);
-		image = NULL;
-		r = ims_error_set(-EEXIST, "image '%s' already exists on site '%s'", target,
-				  ims_site_name(site));
-		goto out;
+	if ((r = ims_site_ioctx(im->site, im->pool, &im->io)) < 0)
+		return r;
+	if (rbd_open_read_only(im->io, im->name, &im->image, NULL) == 0) {
+		rbd_close(im->image);
+		im->image = NULL;
+		return ims_error_set(-EEXIST, "image '%s' already exists on site '%s'", im->target,
+				     ims_site_name(im->site));
 	}
 	r = o->raw_as_declared && o->format == IMS_FORMAT_RAW
-		    ? ims_format_open_raw(&rd, src)
-		    : ims_format_open(&rd, src, o->format);
+		    ? ims_format_open_raw(&im->rd, src)
+		    : ims_format_open(&im->rd, src, o->format);
 	if (r < 0)
-		goto out;
-	uint64_t vsize = ims_format_virtual_size(rd);
-	if (vsize == 0) {
-		r = ims_error_set(-EINVAL, "'%s' holds an empty disk: nothing to import",
-				  o->source_name ? o->source_name : "source");
-		goto out;
-	}
+		return r;
+	im->vsize = ims_format_virtual_size(im->rd);
+	if (im->vsize == 0)
+		return ims_error_set(-EINVAL, "'%s' holds an empty disk: nothing to import",
+				     o->source_name ? o->source_name : "source");
+	return 0;
+}
 
-	if ((r = ims_random_hex(rand, sizeof(rand))) < 0) {
-		ims_error_set(r, "no randomness for a temporary image name");
-		goto out;
-	}
-	snprintf(tmp, sizeof(tmp), IMS_TMP_IMAGE_PREFIX "%s", rand);
+static int import_create_tmp(importer *im)
+{
+	const ims_transfer_opts *o = im->o;
+	rbd_image_options_t copts = NULL;
+	char rand[17];
+	int r;
+	if ((r = ims_random_hex(rand, sizeof(rand))) < 0)
+		return ims_error_set(r, "no randomness for a temporary image name");
+	snprintf(im->tmp, sizeof(im->tmp), IMS_TMP_IMAGE_PREFIX "%s", rand);
 	/* owned before it exists: no cleanup may take it for an abandoned one at any moment */
-	if ((r = ims_store__tmp_own(&owner, io, tmp, target)) < 0)
-		goto out;
+	if ((r = ims_store__tmp_own(&im->owner, im->io, im->tmp, im->target)) < 0)
+		return r;
 	rbd_image_options_create(&copts);
 	uint64_t features = o->create.features ? o->create.features : IMS_IMAGE_DEFAULT_FEATURES;
 	rbd_image_options_set_uint64(copts, RBD_IMAGE_OPTION_FEATURES, features);
@@ -389,83 +405,105 @@ int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool,
 	if (o->create.data_pool)
 		rbd_image_options_set_string(copts, RBD_IMAGE_OPTION_DATA_POOL,
 					     o->create.data_pool);
-	r = rbd_create4(io, tmp, vsize, copts);
-	if (r < 0) {
-		ims_error_set(r, "cannot create the temporary image for '%s': %s", target,
-			      ims_strerror(r));
-		goto out;
-	}
-	created = true;
-	if ((r = rbd_open(io, tmp, &image, NULL)) < 0) {
-		ims_error_set(r, "cannot open the temporary image for '%s': %s", target,
-			      ims_strerror(r));
-		goto out;
-	}
+	r = rbd_create4(im->io, im->tmp, im->vsize, copts);
+	if (copts)
+		rbd_image_options_destroy(copts);
+	if (r < 0)
+		return ims_error_set(r, "cannot create the temporary image for '%s': %s",
+				     im->target, ims_strerror(r));
+	im->created = true;
+	if ((r = rbd_open(im->io, im->tmp, &im->image, NULL)) < 0)
+		return ims_error_set(r, "cannot open the temporary image for '%s': %s", im->target,
+				     ims_strerror(r));
 	/* Who this temporary is for, for an operator who finds it after a crash. */
-	rbd_metadata_set(image, "imgstore.import.target", target);
+	rbd_metadata_set(im->image, "imgstore.import.target", im->target);
+	return 0;
+}
 
-	p.image = image;
-	if ((r = ims_sha256_new(&p.content)) < 0)
-		goto out;
-	ims_log_debug("importing %s (%s, %" PRIu64 " bytes) into '%s' via '%s'",
-		      o->source_name ? o->source_name : "source",
-		      ims_format_name(ims_format_kind_of(rd)), vsize, target, tmp);
-	if ((r = run_import(&p, rd, vsize, o)) < 0)
-		goto out;
-	ims_sha256_final(p.content, digest);
+/* The copy is complete: flush it, give it its name, record it in the catalog. */
+static int import_publish(importer *im, const pipeline *p, const uint8_t digest[IMS_SHA256_LEN],
+			  ims_transfer_result *out)
+{
+	rbd_metadata_remove(im->image, "imgstore.import.target");
+	int r = rbd_close(im->image);
+	im->image = NULL;
+	if (r < 0)
+		return ims_error_set(r, "cannot flush '%s': %s", im->target, ims_strerror(r));
+	r = rbd_rename(im->io, im->tmp, im->name);
+	if (r == -EEXIST)
+		return ims_error_set(r,
+				     "image '%s' was created by someone else during the import; "
+				     "the import is dropped",
+				     im->target);
+	if (r < 0)
+		return ims_error_set(r, "cannot rename the import into '%s': %s", im->target,
+				     ims_strerror(r));
+	im->created = false;
 
-	rbd_metadata_remove(image, "imgstore.import.target");
-	r = rbd_close(image);
-	image = NULL;
-	if (r < 0) {
-		ims_error_set(r, "cannot flush '%s': %s", target, ims_strerror(r));
-		goto out;
-	}
-	r = rbd_rename(io, tmp, name);
-	if (r == -EEXIST) {
-		ims_error_set(r,
-			      "image '%s' was created by someone else during the import; the "
-			      "import is dropped",
-			      target);
-		goto out;
-	}
-	if (r < 0) {
-		ims_error_set(r, "cannot rename the import into '%s': %s", target, ims_strerror(r));
-		goto out;
-	}
-	created = false;
-
-	ims_transfer_result res = {.format = ims_format_kind_of(rd),
-				   .virtual_size = vsize,
-				   .bytes_data = p.bytes_data,
-				   .bytes_zero = p.bytes_zero};
+	ims_transfer_result res = {.format = ims_format_kind_of(im->rd),
+				   .virtual_size = im->vsize,
+				   .bytes_data = p->bytes_data,
+				   .bytes_zero = p->bytes_zero};
 	ims_sha256_hex(digest, res.content_sha256);
-	r = ims_store__catalog_add(io, name, vsize, ims_format_name(res.format), NULL,
+	r = ims_store__catalog_add(im->io, im->name, im->vsize, ims_format_name(res.format), NULL,
 				   res.content_sha256);
 	if (r < 0) {
 		/* no image without its record */
-		rbd_remove(io, name);
-		goto out;
+		rbd_remove(im->io, im->name);
+		return r;
 	}
 	if (out)
 		*out = res;
-out:
-	if (image)
-		rbd_close(image);
-	if (created) {
-		int rr = rbd_remove(io, tmp);
+	return 0;
+}
+
+static void import_close(importer *im)
+{
+	if (im->image)
+		rbd_close(im->image);
+	if (im->created) {
+		int rr = rbd_remove(im->io, im->tmp);
 		if (rr < 0)
 			ims_log_warning(
 				"cannot remove the temporary image '%s/%s' of a failed import: %s; "
 				"the next cleanup will",
-				pool, tmp, ims_strerror(rr));
+				im->pool, im->tmp, ims_strerror(rr));
 	}
-	ims_store__tmp_disown(&owner);
-	if (copts)
-		rbd_image_options_destroy(copts);
-	if (io)
-		ims_site_ioctx_close(io);
-	ims_format_close(rd);
+	ims_store__tmp_disown(&im->owner);
+	if (im->io)
+		ims_site_ioctx_close(im->io);
+	ims_format_close(im->rd);
+}
+
+int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool, const char *name,
+		     const ims_source *src, const ims_transfer_opts *o)
+{
+	importer im = {.site = site, .pool = pool, .name = name, .o = o, .owner = {.oid = ""}};
+	pipeline p;
+	uint8_t digest[IMS_SHA256_LEN];
+	int r;
+
+	memset(&p, 0, sizeof(p));
+	pthread_mutex_init(&p.lock, NULL);
+	pthread_cond_init(&p.cond, NULL);
+	if ((r = check_opts(o)) < 0 || (r = ims_store__check_names(pool, name, NULL)) < 0)
+		goto out;
+	snprintf(im.target, sizeof(im.target), "%s/%s", pool, name);
+	p.target = im.target;
+	if ((r = import_open_source(&im, src)) < 0 || (r = import_create_tmp(&im)) < 0)
+		goto out;
+	p.image = im.image;
+	if ((r = ims_sha256_new(&p.content)) < 0)
+		goto out;
+	ims_log_debug("importing %s (%s, %" PRIu64 " bytes) into '%s' via '%s'",
+		      o->source_name ? o->source_name : "source",
+		      ims_format_name(ims_format_kind_of(im.rd)), im.vsize, im.target, im.tmp);
+	if ((r = run_import(&p, im.rd, im.vsize, o)) < 0)
+		goto out;
+	ims_sha256_final(p.content, digest);
+	r = import_publish(&im, &p, digest, out);
+out:
+	import_close(&im);
 	ims_sha256_free(p.content);
 	pthread_mutex_destroy(&p.lock);
 	pthread_cond_destroy(&p.cond);
@@ -514,38 +552,6 @@ out:
 /* export */
 
 typedef struct {
-	uint64_t *off, *len;
-	size_t n, cap;
-} extent_list;
-
-static int add_extent(uint64_t off, size_t len, int exists, void *arg)
-{
-	extent_list *l = arg;
-	if (!exists)
-		return 0;
-	if (l->n && l->off[l->n - 1] + l->len[l->n - 1] == off) {
-		l->len[l->n - 1] += len;
-		return 0;
-	}
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 256;
-		uint64_t *o = realloc(l->off, cap * sizeof(*o));
-		if (!o)
-			return -ENOMEM;
-		l->off = o;
-		uint64_t *ln = realloc(l->len, cap * sizeof(*ln));
-		if (!ln)
-			return -ENOMEM;
-		l->len = ln;
-		l->cap = cap;
-	}
-	l->off[l->n] = off;
-	l->len[l->n] = len;
-	l->n++;
-	return 0;
-}
-
-typedef struct {
 	rbd_completion_t c;
 	uint8_t *buf;
 	uint64_t off;
@@ -567,21 +573,8 @@ static int sink_write(sink *s, uint64_t off, const uint8_t *buf, size_t len)
 		s->bytes_data += len;
 		return ims_qcow2_writer_write(s->qw, off, buf, len);
 	}
-	size_t pos = 0;
-	while (pos < len) {
-		size_t n = len - pos < ZERO_GRAIN ? len - pos : ZERO_GRAIN;
-		if (is_zero(buf + pos, n)) {
-			s->bytes_zero += n;
-			pos += n;
-			continue;
-		}
-		size_t start = pos;
-		while (pos < len) {
-			n = len - pos < ZERO_GRAIN ? len - pos : ZERO_GRAIN;
-			if (is_zero(buf + pos, n))
-				break;
-			pos += n;
-		}
+	size_t pos = 0, start = 0;
+	while (next_data_run(buf, len, &pos, &start, &s->bytes_zero)) {
 		for (size_t done = start; done < pos;) {
 			ssize_t w = pwrite(s->fd, buf + done, pos - done, (off_t)(off + done));
 			if (w < 0 && errno == EINTR)
@@ -610,87 +603,56 @@ static int finish_slot(read_slot *sl, sink *s, const char *what)
 	return sink_write(s, sl->off, sl->buf, sl->len);
 }
 
-int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *pool,
-			  const char *name, const char *snap, const char *path,
-			  const ims_transfer_opts *o)
+/* Create the partial file, ready for @p size bytes of its format. */
+static int export_open_sink(sink *s, const char *partial, uint64_t size)
 {
-	rados_ioctx_t io = NULL;
-	rbd_image_t image = NULL;
-	extent_list ext = {0};
-	read_slot *slots = NULL;
-	size_t nslots = 0;
-	sink s = {.fd = -1, .path = path};
-	char partial[4096], what[3 * IMS_NAME_MAX + 4];
-	struct stat st;
-	uint64_t size = 0;
-	int r;
+	s->fd = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (s->fd < 0)
+		return ims_error_set(-errno, "cannot create '%s': %s", partial,
+				     ims_strerror(errno));
+	if (s->format != IMS_FORMAT_RAW)
+		return ims_qcow2_writer_open(&s->qw, s->fd, size);
+	if (ftruncate(s->fd, (off_t)size) < 0)
+		return ims_error_set(-errno, "cannot size '%s': %s", partial, ims_strerror(errno));
+	return 0;
+}
 
-	if ((r = check_opts(o)) < 0 || (r = ims_store__check_names(pool, name, snap)) < 0)
-		return r;
-	s.format = o->format == IMS_FORMAT_AUTO ? IMS_FORMAT_RAW : o->format;
-	if (s.format != IMS_FORMAT_RAW && s.format != IMS_FORMAT_QCOW2)
-		return ims_error_set(-EINVAL, "export writes raw or qcow2, not %s",
-				     ims_format_name(s.format));
-	if (stat(path, &st) == 0)
-		return ims_error_set(-EEXIST, "'%s' exists; export does not overwrite files", path);
-	if (snprintf(partial, sizeof(partial), "%s.partial", path) >= (int)sizeof(partial))
-		return ims_error_set(-ENAMETOOLONG, "path '%s' is too long", path);
-	snprintf(what, sizeof(what), snap ? "%s/%s@%s" : "%s/%s", pool, name, snap);
+static void slots_free(read_slot *slots, size_t nslots)
+{
+	for (size_t i = 0; slots && i < nslots; i++)
+		free(slots[i].buf);
+	free(slots);
+}
 
-	if ((r = ims_store__open_image(site, pool, name, snap, true, &io, &image)) < 0)
-		return r;
-	if ((r = rbd_get_size(image, &size)) < 0)
-		goto out;
-	r = rbd_diff_iterate2(image, NULL, 0, size, 1, 1, add_extent, &ext);
-	if (r < 0) {
-		ims_error_set(r, "cannot map the allocated extents of '%s': %s", what,
-			      ims_strerror(r));
-		goto out;
-	}
-
-	s.fd = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (s.fd < 0) {
-		r = ims_error_set(-errno, "cannot create '%s': %s", partial, ims_strerror(errno));
-		goto out;
-	}
-	if (s.format == IMS_FORMAT_RAW) {
-		if (ftruncate(s.fd, (off_t)size) < 0) {
-			r = ims_error_set(-errno, "cannot size '%s': %s", partial,
-					  ims_strerror(errno));
-			goto out;
-		}
-	} else if ((r = ims_qcow2_writer_open(&s.qw, s.fd, size)) < 0) {
-		goto out;
-	}
-
-	nslots = opt_buffers(o, opt_concurrency(o));
+/*
+ * Copy the extents into the sink through a ring of asynchronous reads, consumed in order
+ * (qcow2 is written front to back). @p total is the bytes of the extents.
+ */
+static int export_copy(rbd_image_t image, const ims_extents *ext, uint64_t total, sink *s,
+		       const char *what, const ims_transfer_opts *o)
+{
+	size_t nslots = opt_buffers(o, opt_concurrency(o)), head = 0;
+	uint64_t done = 0;
+	int r = 0;
 	if (nslots > 2 * opt_concurrency(o))
 		nslots = 2 * opt_concurrency(o);
-	slots = calloc(nslots, sizeof(*slots));
-	if (!slots) {
-		r = -ENOMEM;
-		goto out;
-	}
+	read_slot *slots = calloc(nslots, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
 	for (size_t i = 0; i < nslots; i++) {
 		if (posix_memalign((void **)&slots[i].buf, 4096, BLOCK) != 0) {
-			r = -ENOMEM;
-			goto out;
+			slots_free(slots, nslots);
+			return -ENOMEM;
 		}
 	}
-
-	/* A ring of asynchronous reads, consumed in order (qcow2 is written front to back). */
-	uint64_t total = 0, done = 0;
-	for (size_t i = 0; i < ext.n; i++)
-		total += ext.len[i];
-	size_t head = 0;
-	for (size_t e = 0; e < ext.n && r == 0; e++) {
-		for (uint64_t pos = ext.off[e]; pos < ext.off[e] + ext.len[e];) {
-			uint64_t end = ext.off[e] + ext.len[e];
+	for (size_t e = 0; e < ext->n && r == 0; e++) {
+		uint64_t end = ext->v[e].off + ext->v[e].len;
+		for (uint64_t pos = ext->v[e].off; pos < end;) {
 			uint64_t next = (pos / BLOCK + 1) * BLOCK;
 			size_t len = (size_t)((next < end ? next : end) - pos);
 			read_slot *sl = &slots[head];
 			if (sl->busy) {
-				if ((r = finish_slot(sl, &s, what)) < 0)
+				if ((r = finish_slot(sl, s, what)) < 0)
 					break;
 				done += sl->len;
 				if (o->progress && o->progress(o->progress_ctx, done, total) != 0) {
@@ -725,24 +687,70 @@ int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *
 			sl->busy = false;
 			continue;
 		}
-		if ((r = finish_slot(sl, &s, what)) == 0)
+		if ((r = finish_slot(sl, s, what)) == 0)
 			done += sl->len;
 	}
-	if (r < 0)
-		goto out;
-	if (s.qw && (r = ims_qcow2_writer_finish(s.qw)) < 0)
-		goto out;
-	if (fdatasync(s.fd) < 0 || close(s.fd) < 0) {
-		s.fd = -1;
-		r = ims_error_set(-errno, "cannot write '%s': %s", partial, ims_strerror(errno));
-		goto out;
+	slots_free(slots, nslots);
+	return r;
+}
+
+/* Sync and close the partial file, then give it its name. */
+static int export_finish(sink *s, const char *partial, const char *path)
+{
+	int r;
+	if (s->qw && (r = ims_qcow2_writer_finish(s->qw)) < 0)
+		return r;
+	if (fdatasync(s->fd) < 0 || close(s->fd) < 0) {
+		s->fd = -1;
+		return ims_error_set(-errno, "cannot write '%s': %s", partial, ims_strerror(errno));
 	}
-	s.fd = -1;
-	if (link(partial, path) < 0) { /* link, not rename: never replace a file made meanwhile */
-		r = ims_error_set(-errno, "cannot create '%s': %s", path, ims_strerror(errno));
-		goto out;
-	}
+	s->fd = -1;
+	if (link(partial, path) < 0) /* link, not rename: never replace a file made meanwhile */
+		return ims_error_set(-errno, "cannot create '%s': %s", path, ims_strerror(errno));
 	unlink(partial);
+	return 0;
+}
+
+int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *pool,
+			  const char *name, const char *snap, const char *path,
+			  const ims_transfer_opts *o)
+{
+	rados_ioctx_t io = NULL;
+	rbd_image_t image = NULL;
+	ims_extents ext = {0};
+	sink s = {.fd = -1, .path = path};
+	char partial[4096], what[3 * IMS_NAME_MAX + 4];
+	struct stat st;
+	uint64_t size = 0, total = 0;
+	int r;
+
+	if ((r = check_opts(o)) < 0 || (r = ims_store__check_names(pool, name, snap)) < 0)
+		return r;
+	s.format = o->format == IMS_FORMAT_AUTO ? IMS_FORMAT_RAW : o->format;
+	if (s.format != IMS_FORMAT_RAW && s.format != IMS_FORMAT_QCOW2)
+		return ims_error_set(-EINVAL, "export writes raw or qcow2, not %s",
+				     ims_format_name(s.format));
+	if (stat(path, &st) == 0)
+		return ims_error_set(-EEXIST, "'%s' exists; export does not overwrite files", path);
+	if (snprintf(partial, sizeof(partial), "%s.partial", path) >= (int)sizeof(partial))
+		return ims_error_set(-ENAMETOOLONG, "path '%s' is too long", path);
+	snprintf(what, sizeof(what), snap ? "%s/%s@%s" : "%s/%s", pool, name, snap);
+
+	if ((r = ims_store__open_image(site, pool, name, snap, true, &io, &image)) < 0)
+		return r;
+	if ((r = rbd_get_size(image, &size)) < 0)
+		goto out;
+	r = rbd_diff_iterate2(image, NULL, 0, size, 1, 1, ims_extents_diff_data, &ext);
+	if (r < 0) {
+		ims_error_set(r, "cannot map the allocated extents of '%s': %s", what,
+			      ims_strerror(r));
+		goto out;
+	}
+	total = ims_extents_bytes(&ext);
+	if ((r = export_open_sink(&s, partial, size)) < 0 ||
+	    (r = export_copy(image, &ext, total, &s, what, o)) < 0 ||
+	    (r = export_finish(&s, partial, path)) < 0)
+		goto out;
 	if (o->progress)
 		o->progress(o->progress_ctx, total, total);
 	if (out) {
@@ -758,11 +766,7 @@ out:
 	if (s.fd >= 0)
 		close(s.fd);
 	ims_qcow2_writer_free(s.qw);
-	for (size_t i = 0; slots && i < nslots; i++)
-		free(slots[i].buf);
-	free(slots);
-	free(ext.off);
-	free(ext.len);
+	ims_extents_free(&ext);
 	ims_store__close_image(io, image);
 	return r;
 }

@@ -418,12 +418,140 @@ static int parse_sha(const char *s, size_t n, uint8_t out[IMS_SHA256_LEN])
 	return 0;
 }
 
+/* The fields of the header: names, sizes, times. */
+static int parse_header(ims_manifest *m, json_object *o)
+{
+	uint64_t x;
+	int r;
+	if ((r = get_u64(o, "version", IMS_MANIFEST_VERSION, IMS_MANIFEST_VERSION, &x)) < 0)
+		return r;
+	if ((r = get_str(o, "name", &m->name, false)) < 0 ||
+	    (r = get_str(o, "pool", &m->pool, false)) < 0 ||
+	    (r = get_str(o, "image", &m->image, false)) < 0 ||
+	    (r = get_str(o, "snap", &m->snap, true)) < 0 ||
+	    (r = get_str(o, "source", &m->source, true)) < 0 ||
+	    (r = get_str(o, "content_sha256", &m->content_sha256, true)) < 0)
+		return r;
+	if (ims_name_check(IMS_NAME_POOL, m->pool) < 0 ||
+	    ims_name_check(IMS_NAME_IMAGE, m->image) < 0 ||
+	    (m->snap[0] && ims_name_check(IMS_NAME_SNAP, m->snap) < 0))
+		return ims_error_set(-EBADMSG, "manifest: bad pool, image or snapshot name");
+	char expect[3 * IMS_NAME_MAX + 4];
+	snprintf(expect, sizeof(expect), "%s/%s%s%s", m->pool, m->image, m->snap[0] ? "@" : "",
+		 m->snap);
+	if (strcmp(expect, m->name) != 0)
+		return ims_error_set(-EBADMSG, "manifest: name '%.300s' is not its pool/image@snap",
+				     m->name);
+	if ((r = get_u64(o, "size", 1, IMS_MANIFEST_SIZE_MAX, &m->size)) < 0 ||
+	    (r = get_u64(o, "features", 0, UINT64_C(1) << 40, &m->features)) < 0 ||
+	    (r = get_u64(o, "order", 12, 26, &x)) < 0)
+		return r;
+	m->order = (unsigned)x;
+	if ((r = get_u64(o, "chunk_size", IMS_CHUNK_SIZE_MIN, IMS_CHUNK_SIZE_MAX, &m->chunk_size)) <
+	    0)
+		return r;
+	if ((r = get_u64(o, "pushed", 0, INT64_MAX, &x)) < 0)
+		return r;
+	m->pushed = (int64_t)x;
+	return get_u64(o, "stored_bytes", 0, INT64_MAX, &m->stored_bytes);
+}
+
+/* "chunks": [offset, length, sha256] in ascending order, inside the image. */
+static int parse_chunks(ims_manifest *m, json_object *o)
+{
+	json_object *a;
+	if (!json_object_object_get_ex(o, "chunks", &a) || !json_object_is_type(a, json_type_array))
+		return ims_error_set(-EBADMSG, "manifest: 'chunks' is missing or not an array");
+	size_t n = json_object_array_length(a);
+	if (n > m->size / IMS_CHUNK_SIZE_MIN + 1)
+		return ims_error_set(-EBADMSG, "manifest: more chunks than the image can hold");
+	if (n && !(m->chunks = calloc(n, sizeof(*m->chunks))))
+		return -ENOMEM;
+	uint64_t end = 0;
+	for (size_t i = 0; i < n; i++) {
+		json_object *c = json_object_array_get_idx(a, i), *h;
+		uint64_t off, clen;
+		if (!c || !json_object_is_type(c, json_type_array) ||
+		    json_object_array_length(c) != 3 || elem_u64(c, 0, m->size, &off) < 0 ||
+		    elem_u64(c, 1, m->chunk_size, &clen) < 0 || clen == 0 ||
+		    !(h = json_object_array_get_idx(c, 2)) ||
+		    !json_object_is_type(h, json_type_string) ||
+		    parse_sha(json_object_get_string(h), (size_t)json_object_get_string_len(h),
+			      m->chunks[i].sha256) < 0)
+			return ims_error_set(
+				-EBADMSG, "manifest: chunk %zu is not [offset, length, sha256]", i);
+		if (off < end || clen > m->size - off)
+			return ims_error_set(-EBADMSG,
+					     "manifest: chunk %zu at offset %" PRIu64
+					     " overlaps another or "
+					     "passes the end of the image",
+					     i, off);
+		m->chunks[i].off = off;
+		m->chunks[i].len = (uint32_t)clen;
+		end = off + clen;
+		m->nchunks++;
+	}
+	return 0;
+}
+
+/* "zeros": exactly the gaps between the chunks. */
+static int parse_zeros(ims_manifest *m, json_object *o)
+{
+	json_object *a;
+	int r;
+	if (!json_object_object_get_ex(o, "zeros", &a) || !json_object_is_type(a, json_type_array))
+		return ims_error_set(-EBADMSG, "manifest: 'zeros' is missing or not an array");
+	if ((r = ims_manifest_fill_zeros(m)) < 0)
+		return r;
+	size_t n = json_object_array_length(a);
+	if (n != m->nzeros)
+		return ims_error_set(
+			-EBADMSG, "manifest: the zero ranges are not the gaps between the chunks");
+	for (size_t i = 0; i < n; i++) {
+		json_object *z = json_object_array_get_idx(a, i);
+		uint64_t off, zlen;
+		if (!z || !json_object_is_type(z, json_type_array) ||
+		    json_object_array_length(z) != 2 || elem_u64(z, 0, m->size, &off) < 0 ||
+		    elem_u64(z, 1, m->size, &zlen) < 0 || off != m->zeros[i].off ||
+		    zlen != m->zeros[i].len)
+			return ims_error_set(
+				-EBADMSG,
+				"manifest: the zero ranges are not the gaps between the chunks");
+	}
+	return 0;
+}
+
+/* "tags", optional: an object of strings. */
+static int parse_tags(ims_manifest *m, json_object *o)
+{
+	json_object *a;
+	if (!json_object_object_get_ex(o, "tags", &a))
+		return 0;
+	if (!json_object_is_type(a, json_type_object) ||
+	    json_object_object_length(a) > IMS_MANIFEST_TAGS_MAX)
+		return ims_error_set(-EBADMSG, "manifest: 'tags' is not an object of strings");
+	size_t nt = (size_t)json_object_object_length(a);
+	if (nt && !(m->tags = calloc(nt, sizeof(*m->tags))))
+		return -ENOMEM;
+	json_object_object_foreach(a, k, tv)
+	{
+		if (m->ntags >= nt || !json_object_is_type(tv, json_type_string))
+			return ims_error_set(-EBADMSG,
+					     "manifest: 'tags' is not an object of strings");
+		m->tags[m->ntags].key = strdup(k);
+		m->tags[m->ntags].value = strdup(json_object_get_string(tv));
+		m->ntags++;
+		if (!m->tags[m->ntags - 1].key || !m->tags[m->ntags - 1].value)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 int ims_manifest_parse(ims_manifest **out, const char *text, size_t len)
 {
 	json_tokener *tok = NULL;
-	json_object *o = NULL, *a, *v;
+	json_object *o = NULL;
 	ims_manifest *m = NULL;
-	uint64_t x;
 	int r;
 
 	if (len > IMS_MANIFEST_MAX_BYTES)
@@ -440,144 +568,11 @@ int ims_manifest_parse(ims_manifest **out, const char *text, size_t len)
 		r = -ENOMEM;
 		goto out;
 	}
-	if ((r = get_u64(o, "version", IMS_MANIFEST_VERSION, IMS_MANIFEST_VERSION, &x)) < 0)
+	if ((r = parse_header(m, o)) < 0 || (r = parse_chunks(m, o)) < 0 ||
+	    (r = parse_zeros(m, o)) < 0 || (r = parse_tags(m, o)) < 0)
 		goto out;
-	if ((r = get_str(o, "name", &m->name, false)) < 0 ||
-	    (r = get_str(o, "pool", &m->pool, false)) < 0 ||
-	    (r = get_str(o, "image", &m->image, false)) < 0 ||
-	    (r = get_str(o, "snap", &m->snap, true)) < 0 ||
-	    (r = get_str(o, "source", &m->source, true)) < 0 ||
-	    (r = get_str(o, "content_sha256", &m->content_sha256, true)) < 0)
-		goto out;
-	if (ims_name_check(IMS_NAME_POOL, m->pool) < 0 ||
-	    ims_name_check(IMS_NAME_IMAGE, m->image) < 0 ||
-	    (m->snap[0] && ims_name_check(IMS_NAME_SNAP, m->snap) < 0)) {
-		r = ims_error_set(-EBADMSG, "manifest: bad pool, image or snapshot name");
-		goto out;
-	}
-	char expect[3 * IMS_NAME_MAX + 4];
-	snprintf(expect, sizeof(expect), "%s/%s%s%s", m->pool, m->image, m->snap[0] ? "@" : "",
-		 m->snap);
-	if (strcmp(expect, m->name) != 0) {
-		r = ims_error_set(-EBADMSG, "manifest: name '%.300s' is not its pool/image@snap",
-				  m->name);
-		goto out;
-	}
-	if ((r = get_u64(o, "size", 1, IMS_MANIFEST_SIZE_MAX, &m->size)) < 0 ||
-	    (r = get_u64(o, "features", 0, UINT64_C(1) << 40, &m->features)) < 0 ||
-	    (r = get_u64(o, "order", 12, 26, &x)) < 0)
-		goto out;
-	m->order = (unsigned)x;
-	if ((r = get_u64(o, "chunk_size", IMS_CHUNK_SIZE_MIN, IMS_CHUNK_SIZE_MAX, &m->chunk_size)) <
-	    0)
-		goto out;
-	if ((r = get_u64(o, "pushed", 0, INT64_MAX, &x)) < 0)
-		goto out;
-	m->pushed = (int64_t)x;
-	if ((r = get_u64(o, "stored_bytes", 0, INT64_MAX, &m->stored_bytes)) < 0)
-		goto out;
-
-	if (!json_object_object_get_ex(o, "chunks", &a) ||
-	    !json_object_is_type(a, json_type_array)) {
-		r = ims_error_set(-EBADMSG, "manifest: 'chunks' is missing or not an array");
-		goto out;
-	}
-	size_t n = json_object_array_length(a);
-	if (n > m->size / IMS_CHUNK_SIZE_MIN + 1) {
-		r = ims_error_set(-EBADMSG, "manifest: more chunks than the image can hold");
-		goto out;
-	}
-	if (n && !(m->chunks = calloc(n, sizeof(*m->chunks)))) {
-		r = -ENOMEM;
-		goto out;
-	}
-	uint64_t end = 0;
-	for (size_t i = 0; i < n; i++) {
-		json_object *c = json_object_array_get_idx(a, i), *h;
-		uint64_t off, clen;
-		if (!c || !json_object_is_type(c, json_type_array) ||
-		    json_object_array_length(c) != 3 || elem_u64(c, 0, m->size, &off) < 0 ||
-		    elem_u64(c, 1, m->chunk_size, &clen) < 0 || clen == 0 ||
-		    !(h = json_object_array_get_idx(c, 2)) ||
-		    !json_object_is_type(h, json_type_string) ||
-		    parse_sha(json_object_get_string(h), (size_t)json_object_get_string_len(h),
-			      m->chunks[i].sha256) < 0) {
-			r = ims_error_set(-EBADMSG,
-					  "manifest: chunk %zu is not [offset, length, sha256]", i);
-			goto out;
-		}
-		if (off < end || clen > m->size - off) {
-			r = ims_error_set(-EBADMSG,
-					  "manifest: chunk %zu at offset %" PRIu64
-					  " overlaps another or "
-					  "passes the end of the image",
-					  i, off);
-			goto out;
-		}
-		m->chunks[i].off = off;
-		m->chunks[i].len = (uint32_t)clen;
-		end = off + clen;
-		m->nchunks++;
-	}
-
-	if (!json_object_object_get_ex(o, "zeros", &a) ||
-	    !json_object_is_type(a, json_type_array)) {
-		r = ims_error_set(-EBADMSG, "manifest: 'zeros' is missing or not an array");
-		goto out;
-	}
-	if ((r = ims_manifest_fill_zeros(m)) < 0)
-		goto out;
-	n = json_object_array_length(a);
-	if (n != m->nzeros) {
-		r = ims_error_set(-EBADMSG,
-				  "manifest: the zero ranges are not the gaps between the chunks");
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		json_object *z = json_object_array_get_idx(a, i);
-		uint64_t off, zlen;
-		if (!z || !json_object_is_type(z, json_type_array) ||
-		    json_object_array_length(z) != 2 || elem_u64(z, 0, m->size, &off) < 0 ||
-		    elem_u64(z, 1, m->size, &zlen) < 0 || off != m->zeros[i].off ||
-		    zlen != m->zeros[i].len) {
-			r = ims_error_set(
-				-EBADMSG,
-				"manifest: the zero ranges are not the gaps between the chunks");
-			goto out;
-		}
-	}
-
-	if (json_object_object_get_ex(o, "tags", &a)) {
-		if (!json_object_is_type(a, json_type_object) ||
-		    json_object_object_length(a) > IMS_MANIFEST_TAGS_MAX) {
-			r = ims_error_set(-EBADMSG, "manifest: 'tags' is not an object of strings");
-			goto out;
-		}
-		size_t nt = (size_t)json_object_object_length(a);
-		if (nt && !(m->tags = calloc(nt, sizeof(*m->tags)))) {
-			r = -ENOMEM;
-			goto out;
-		}
-		json_object_object_foreach(a, k, tv)
-		{
-			if (m->ntags >= nt || !json_object_is_type(tv, json_type_string)) {
-				r = ims_error_set(-EBADMSG,
-						  "manifest: 'tags' is not an object of strings");
-				goto out;
-			}
-			m->tags[m->ntags].key = strdup(k);
-			m->tags[m->ntags].value = strdup(json_object_get_string(tv));
-			m->ntags++;
-			if (!m->tags[m->ntags - 1].key || !m->tags[m->ntags - 1].value) {
-				r = -ENOMEM;
-				goto out;
-			}
-		}
-	}
-	(void)v;
 	*out = m;
 	m = NULL;
-	r = 0;
 out:
 	ims_manifest_free(m);
 	json_object_put(o);

@@ -390,12 +390,151 @@ static void backoff(const ims_s3 *s, unsigned attempt)
 		;
 }
 
+/* The headers of a request: the payload's SHA-256, Content-MD5 of a PUT, a copy's source. */
+static int request_headers(struct curl_slist **out, const ims_s3 *s, const request *q,
+			   const char *ekey)
+{
+	char sha_hex[IMS_SHA256_HEX_LEN], hdr_sha[128], hdr_md5[64], hdr_copy[3 * 1024 + 64];
+	uint8_t digest[IMS_SHA256_LEN];
+	struct curl_slist *hdrs = NULL;
+
+	ims_sha256_buf(q->body, q->body ? q->body_len : 0, digest);
+	ims_sha256_hex(digest, sha_hex);
+	snprintf(hdr_sha, sizeof(hdr_sha), "x-amz-content-sha256: %s", sha_hex);
+	/* No "Expect:" to drop 100-continue: curl would sign the empty header it does not send. */
+	if (!(hdrs = curl_slist_append(hdrs, hdr_sha)))
+		return -ENOMEM;
+	*out = hdrs;
+	if (q->m == M_PUT) {
+		unsigned char md5[16];
+		unsigned int mlen = 0;
+		unsigned char b64[32];
+		EVP_Digest(q->body, q->body_len, md5, &mlen, EVP_md5(), NULL);
+		EVP_EncodeBlock(b64, md5, 16);
+		snprintf(hdr_md5, sizeof(hdr_md5), "Content-MD5: %s", b64);
+		if (!(hdrs = curl_slist_append(hdrs, hdr_md5)))
+			return -ENOMEM;
+	}
+	if (q->m == M_COPY) {
+		snprintf(hdr_copy, sizeof(hdr_copy), "x-amz-copy-source: /%s/%s", s->bucket, ekey);
+		if (!(hdrs = curl_slist_append(hdrs, hdr_copy)) ||
+		    !(hdrs = curl_slist_append(hdrs, "x-amz-metadata-directive: REPLACE")))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void setup_handle(CURL *c, const ims_s3 *s, const request *q, const char *url,
+			 struct curl_slist *hdrs, char *errbuf, membuf *body, reader *rd)
+{
+	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_AWS_SIGV4, s->sigv4);
+	curl_easy_setopt(c, CURLOPT_USERPWD, s->userpwd);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)s->timeout);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)(s->timeout < 10 ? s->timeout : 10));
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c, CURLOPT_FILETIME, 1L);
+	curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 200L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (s->ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_file);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+	switch (q->m) {
+	case M_GET: break;
+	case M_HEAD: curl_easy_setopt(c, CURLOPT_NOBODY, 1L); break;
+	case M_DELETE: curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE"); break;
+	case M_PUT:
+	case M_COPY:
+		curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+		curl_easy_setopt(c, CURLOPT_READDATA, rd);
+		curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
+		curl_easy_setopt(c, CURLOPT_SEEKDATA, rd);
+		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rd->len);
+		break;
+	}
+}
+
+static void count_request(ims_s3 *s, const request *q, CURLcode cc, long status, const membuf *body)
+{
+	pthread_mutex_lock(&s->lock);
+	s->stats.requests++;
+	if (cc == CURLE_OK && status < 300) {
+		if (q->m == M_PUT)
+			s->stats.bytes_up += q->body_len;
+		if (q->m == M_GET)
+			s->stats.bytes_down += body->len;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Whether to try again after @p attempt: a transient transport error or a server error. */
+static bool retry(ims_s3 *s, const request *q, CURLcode cc, long status, unsigned attempt,
+		  const char *errbuf)
+{
+	bool again = cc != CURLE_OK ? retryable_curl(cc) : status >= 500 || status == 429;
+	if (!again || attempt >= s->retries)
+		return false;
+	ims_log_debug("S3 %s '%s' on '%s': %s; retry %u of %u", method_name(q->m),
+		      q->key ? q->key : "", s->name,
+		      cc != CURLE_OK ? (errbuf[0] ? errbuf : curl_easy_strerror(cc))
+				     : "server error",
+		      attempt + 1, s->retries);
+	pthread_mutex_lock(&s->lock);
+	s->stats.retries++;
+	pthread_mutex_unlock(&s->lock);
+	backoff(s, attempt);
+	return true;
+}
+
+static int transport_error(const ims_s3 *s, const request *q, CURLcode cc, unsigned attempt,
+			   const char *errbuf)
+{
+	int e = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT
+		: cc == CURLE_COULDNT_CONNECT  ? -ECONNREFUSED
+		: cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE ? -EACCES
+											 : -EIO;
+	return ims_error_set(e, "S3 %s '%s' on target '%s' failed after %u tries: %s",
+			     method_name(q->m), q->key ? q->key : "", s->name, attempt + 1,
+			     errbuf[0] ? errbuf : curl_easy_strerror(cc));
+}
+
+/* The error of an HTTP answer outside 2xx, from its status and the S3 code of its body. */
+static int status_error(const ims_s3 *s, const request *q, long status, const membuf *err_body)
+{
+	char code[64];
+	error_code(err_body, code, sizeof(code));
+	if (status == 404) {
+		if (!strcmp(code, "NoSuchBucket"))
+			return ims_error_set(-ENOENT,
+					     "bucket '%s' of S3 target '%s' does not exist",
+					     s->bucket, s->name);
+		return ims_error_set(-ENOENT, "no object '%s' on S3 target '%s'",
+				     q->key ? q->key : "", s->name);
+	}
+	if (status == 403 || status == 401)
+		return ims_error_set(
+			-EACCES, "S3 target '%s' refused %s '%s': %s (check the credentials file)",
+			s->name, method_name(q->m), q->key ? q->key : "",
+			code[0] ? code : "access denied");
+	if (status == 409 && !strcmp(code, "BucketAlreadyOwnedByYou"))
+		return -EEXIST;
+	return ims_error_set(status >= 500 || status == 429 ? -EIO : -EINVAL,
+			     "S3 %s '%s' on target '%s' answered HTTP %ld %s%s", method_name(q->m),
+			     q->key ? q->key : "", s->name, status, code,
+			     status >= 500 || status == 429 ? " after retries" : "");
+}
+
 static int perform(ims_s3 *s, request *q)
 {
-	char ekey[3 * 1024 + 1], url[4096 + 3 * 1024], sha_hex[IMS_SHA256_HEX_LEN];
-	char hdr_sha[128], hdr_md5[64], hdr_copy[3 * 1024 + 64], errbuf[CURL_ERROR_SIZE];
+	char ekey[3 * 1024 + 1], url[4096 + 3 * 1024], errbuf[CURL_ERROR_SIZE];
 	membuf scratch = {.max = ERROR_BODY_MAX};
-	uint8_t digest[IMS_SHA256_LEN];
 	CURL *c = NULL;
 	struct curl_slist *hdrs = NULL;
 	int r = 0;
@@ -404,36 +543,8 @@ static int perform(ims_s3 *s, request *q)
 		return ims_error_set(-ENAMETOOLONG, "S3 key '%.64s...' is too long", q->key);
 	snprintf(url, sizeof(url), "%s/%s%s%s", s->base, q->key ? ekey : "", q->query ? "?" : "",
 		 q->query ? q->query : "");
-
-	ims_sha256_buf(q->body, q->body ? q->body_len : 0, digest);
-	ims_sha256_hex(digest, sha_hex);
-	snprintf(hdr_sha, sizeof(hdr_sha), "x-amz-content-sha256: %s", sha_hex);
-	/* No "Expect:" to drop 100-continue: curl would sign the empty header it does not send. */
-	if (!(hdrs = curl_slist_append(hdrs, hdr_sha))) {
-		r = -ENOMEM;
+	if ((r = request_headers(&hdrs, s, q, ekey)) < 0)
 		goto out;
-	}
-	if (q->m == M_PUT) {
-		unsigned char md5[16];
-		unsigned int mlen = 0;
-		unsigned char b64[32];
-		EVP_Digest(q->body, q->body_len, md5, &mlen, EVP_md5(), NULL);
-		EVP_EncodeBlock(b64, md5, 16);
-		snprintf(hdr_md5, sizeof(hdr_md5), "Content-MD5: %s", b64);
-		if (!(hdrs = curl_slist_append(hdrs, hdr_md5))) {
-			r = -ENOMEM;
-			goto out;
-		}
-	}
-	if (q->m == M_COPY) {
-		snprintf(hdr_copy, sizeof(hdr_copy), "x-amz-copy-source: /%s/%s", s->bucket, ekey);
-		if (!(hdrs = curl_slist_append(hdrs, hdr_copy)) ||
-		    !(hdrs = curl_slist_append(hdrs, "x-amz-metadata-directive: REPLACE"))) {
-			r = -ENOMEM;
-			goto out;
-		}
-	}
-
 	if (!(c = take_handle(s))) {
 		r = -ENOMEM;
 		goto out;
@@ -450,54 +561,12 @@ static int perform(ims_s3 *s, request *q)
 			q->resp->c = c;
 			q->resp->err = &scratch;
 		}
-
-		curl_easy_reset(c);
-		curl_easy_setopt(c, CURLOPT_URL, url);
-		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(c, CURLOPT_AWS_SIGV4, s->sigv4);
-		curl_easy_setopt(c, CURLOPT_USERPWD, s->userpwd);
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-		curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)s->timeout);
-		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT,
-				 (long)(s->timeout < 10 ? s->timeout : 10));
-		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-		curl_easy_setopt(c, CURLOPT_FILETIME, 1L);
-		curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 200L);
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-		curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-		if (s->ca_file)
-			curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_file);
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
-		curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
-		switch (q->m) {
-		case M_GET: break;
-		case M_HEAD: curl_easy_setopt(c, CURLOPT_NOBODY, 1L); break;
-		case M_DELETE: curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE"); break;
-		case M_PUT:
-		case M_COPY:
-			curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-			curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
-			curl_easy_setopt(c, CURLOPT_READDATA, &rd);
-			curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
-			curl_easy_setopt(c, CURLOPT_SEEKDATA, &rd);
-			curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rd.len);
-			break;
-		}
+		setup_handle(c, s, q, url, hdrs, errbuf, body, &rd);
 		errbuf[0] = '\0';
 		CURLcode cc = curl_easy_perform(c);
 		long status = 0;
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-
-		pthread_mutex_lock(&s->lock);
-		s->stats.requests++;
-		if (cc == CURLE_OK && status < 300) {
-			if (q->m == M_PUT)
-				s->stats.bytes_up += q->body_len;
-			if (q->m == M_GET)
-				s->stats.bytes_down += body->len;
-		}
-		pthread_mutex_unlock(&s->lock);
+		count_request(s, q, cc, status, body);
 
 		if (cc == CURLE_WRITE_ERROR && body->too_big) {
 			r = ims_error_set(-EFBIG,
@@ -505,33 +574,10 @@ static int perform(ims_s3 *s, request *q)
 					  q->key, s->name, body->max);
 			goto out;
 		}
-		bool again = false;
-		if (cc != CURLE_OK)
-			again = retryable_curl(cc);
-		else
-			again = status >= 500 || status == 429;
-		if (again && attempt < s->retries) {
-			ims_log_debug("S3 %s '%s' on '%s': %s; retry %u of %u", method_name(q->m),
-				      q->key ? q->key : "", s->name,
-				      cc != CURLE_OK ? (errbuf[0] ? errbuf : curl_easy_strerror(cc))
-						     : "server error",
-				      attempt + 1, s->retries);
-			pthread_mutex_lock(&s->lock);
-			s->stats.retries++;
-			pthread_mutex_unlock(&s->lock);
-			backoff(s, attempt);
+		if (retry(s, q, cc, status, attempt, errbuf))
 			continue;
-		}
 		if (cc != CURLE_OK) {
-			int e = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT
-				: cc == CURLE_COULDNT_CONNECT  ? -ECONNREFUSED
-				: cc == CURLE_PEER_FAILED_VERIFICATION ||
-						cc == CURLE_SSL_CACERT_BADFILE
-					? -EACCES
-					: -EIO;
-			r = ims_error_set(e, "S3 %s '%s' on target '%s' failed after %u tries: %s",
-					  method_name(q->m), q->key ? q->key : "", s->name,
-					  attempt + 1, errbuf[0] ? errbuf : curl_easy_strerror(cc));
+			r = transport_error(s, q, cc, attempt, errbuf);
 			goto out;
 		}
 		q->status = status;
@@ -540,34 +586,9 @@ static int perform(ims_s3 *s, request *q)
 		curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
 		q->mtime = ft;
 		q->length = cl > 0 ? (uint64_t)cl : 0;
-		if (status >= 200 && status < 300)
-			break;
-		char code[64];
-		error_code(&scratch, code, sizeof(code));
-		if (status == 404) {
-			if (!strcmp(code, "NoSuchBucket"))
-				r = ims_error_set(-ENOENT,
-						  "bucket '%s' of S3 target '%s' does not exist",
-						  s->bucket, s->name);
-			else
-				r = ims_error_set(-ENOENT, "no object '%s' on S3 target '%s'",
-						  q->key ? q->key : "", s->name);
-		} else if (status == 403 || status == 401) {
-			r = ims_error_set(
-				-EACCES,
-				"S3 target '%s' refused %s '%s': %s (check the credentials file)",
-				s->name, method_name(q->m), q->key ? q->key : "",
-				code[0] ? code : "access denied");
-		} else if (status == 409 && !strcmp(code, "BucketAlreadyOwnedByYou")) {
-			r = -EEXIST;
-		} else {
-			r = ims_error_set(status >= 500 || status == 429 ? -EIO : -EINVAL,
-					  "S3 %s '%s' on target '%s' answered HTTP %ld %s%s",
-					  method_name(q->m), q->key ? q->key : "", s->name, status,
-					  code,
-					  status >= 500 || status == 429 ? " after retries" : "");
-		}
-		goto out;
+		if (status < 200 || status >= 300)
+			r = status_error(s, q, status, &scratch);
+		break;
 	}
 out:
 	if (c && r < 0 && r != -ENOENT && r != -EEXIST) {

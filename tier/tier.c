@@ -12,7 +12,9 @@
 #include <openssl/crypto.h>
 #include <rbd/librbd.h>
 
+#include "common/array.h"
 #include "common/error.h"
+#include "common/fanout.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/spec.h"
@@ -108,25 +110,16 @@ static bool is_zero(const uint8_t *p, size_t n)
 typedef struct {
 	char **keys;
 	int64_t *mtimes;
-	size_t n, cap;
+	size_t n, cap, mcap;
 } keylist;
 
 static int collect_key(void *ctx, const char *key, uint64_t size, int64_t mtime)
 {
 	keylist *l = ctx;
 	(void)size;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 256;
-		char **nk = realloc(l->keys, cap * sizeof(*nk));
-		if (!nk)
-			return -ENOMEM;
-		l->keys = nk;
-		int64_t *nm = realloc(l->mtimes, cap * sizeof(*nm));
-		if (!nm)
-			return -ENOMEM;
-		l->mtimes = nm;
-		l->cap = cap;
-	}
+	if (ims_array_grow(l->keys, l->cap, l->n + 1, 256) < 0 ||
+	    ims_array_grow(l->mtimes, l->mcap, l->n + 1, 256) < 0)
+		return -ENOMEM;
 	if (!(l->keys[l->n] = strdup(key)))
 		return -ENOMEM;
 	l->mtimes[l->n++] = mtime;
@@ -338,29 +331,23 @@ typedef struct {
 	uint8_t sha256[IMS_SHA256_LEN];
 } cell;
 
+/* The uploads of a push: cells handed out by the fan-out, a read buffer per worker. */
 typedef struct {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	pthread_mutex_t lock; /* the counters */
 	ims_tier_target *t;
 	rbd_image_t image;
 	const char *what;
 	const ims_tier_opts *o;
 	cell *cells;
-	size_t ncells, next, done_cells;
+	struct {
+		uint8_t *buf;
+		size_t cap;
+	} bufs[MAX_WORKERS];
 	uint64_t bytes_done, bytes_total;
 	uint64_t chunks_new, bytes_sealed;
-	bool cancel;
-	int err;
-	char err_msg[IMS_ERROR_MSG_MAX];
+	const char *lock_key; /* the push's lock, renewed by the watch */
+	int64_t renewed;
 } pusher;
-
-static void push_fail_locked(pusher *p, int r)
-{
-	if (p->err)
-		return;
-	p->err = r;
-	snprintf(p->err_msg, sizeof(p->err_msg), "%s", ims_error_last());
-}
 
 /* Store one chunk unless it is there already; a chunk there but old enough that garbage
  * collection could take it is refreshed first. */
@@ -399,63 +386,55 @@ static int store_chunk(pusher *p, cell *c, const uint8_t *buf, uint64_t *sealed_
 	return r;
 }
 
-static void *push_worker(void *arg)
+/* Read one cell, and store it unless it is all zeros (ims_fanout_opts.item). */
+static int push_cell(void *ctx, unsigned worker, size_t i)
 {
-	pusher *p = arg;
-	size_t cap = 0;
-	uint8_t *buf = NULL;
-	for (;;) {
-		pthread_mutex_lock(&p->lock);
-		if (p->err || p->cancel || p->next >= p->ncells) {
-			pthread_mutex_unlock(&p->lock);
-			break;
+	pusher *p = ctx;
+	cell *c = &p->cells[i];
+	uint64_t sealed = 0;
+	bool uploaded = false;
+	int r;
+	if (p->bufs[worker].cap < c->len) {
+		free(p->bufs[worker].buf);
+		p->bufs[worker].cap = c->len;
+		if (!(p->bufs[worker].buf = malloc(c->len))) {
+			p->bufs[worker].cap = 0;
+			return -ENOMEM;
 		}
-		cell *c = &p->cells[p->next++];
-		pthread_mutex_unlock(&p->lock);
-
-		int r = 0;
-		uint64_t sealed = 0;
-		bool uploaded = false;
-		if (cap < c->len) {
-			free(buf);
-			cap = c->len;
-			if (!(buf = malloc(cap))) {
-				cap = 0;
-				r = -ENOMEM;
-			}
-		}
-		if (r == 0) {
-			ssize_t n = rbd_read(p->image, c->off, c->len, (char *)buf);
-			if (n < 0)
-				r = ims_error_set((int)n,
-						  "cannot read '%s' at offset %" PRIu64 ": %s",
-						  p->what, c->off, ims_strerror((int)n));
-			else if ((size_t)n < c->len)
-				memset(buf + n, 0, c->len - (size_t)n);
-		}
-		if (r == 0) {
-			c->data = !is_zero(buf, c->len);
-			if (c->data) {
-				ims_sha256_buf(buf, c->len, c->sha256);
-				r = store_chunk(p, c, buf, &sealed, &uploaded);
-			}
-		}
-		pthread_mutex_lock(&p->lock);
-		if (r < 0) {
-			push_fail_locked(p, r);
-		} else {
-			p->done_cells++;
-			p->bytes_done += c->len;
-			p->bytes_sealed += sealed;
-			p->chunks_new += uploaded;
-		}
-		pthread_cond_broadcast(&p->cond);
-		pthread_mutex_unlock(&p->lock);
-		if (r < 0)
-			break;
 	}
-	free(buf);
-	return NULL;
+	uint8_t *buf = p->bufs[worker].buf;
+	ssize_t n = rbd_read(p->image, c->off, c->len, (char *)buf);
+	if (n < 0)
+		return ims_error_set((int)n, "cannot read '%s' at offset %" PRIu64 ": %s", p->what,
+				     c->off, ims_strerror((int)n));
+	if ((size_t)n < c->len)
+		memset(buf + n, 0, c->len - (size_t)n);
+	c->data = !is_zero(buf, c->len);
+	if (c->data) {
+		ims_sha256_buf(buf, c->len, c->sha256);
+		if ((r = store_chunk(p, c, buf, &sealed, &uploaded)) < 0)
+			return r;
+	}
+	pthread_mutex_lock(&p->lock);
+	p->bytes_done += c->len;
+	p->bytes_sealed += sealed;
+	p->chunks_new += uploaded;
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+/* While the cells upload: progress, cancel, and the push's lock kept fresh. */
+static int push_watch(void *ctx)
+{
+	pusher *p = ctx;
+	const ims_tier_opts *o = p->o;
+	pthread_mutex_lock(&p->lock);
+	uint64_t done = p->bytes_done, total = p->bytes_total;
+	pthread_mutex_unlock(&p->lock);
+	if (o->progress && o->progress(o->progress_ctx, done, total) != 0)
+		return ims_error_set(-ECANCELED, "push of '%s' cancelled; no manifest was written",
+				     p->what);
+	return lock_renew(p->t, p->lock_key, &p->renewed);
 }
 
 typedef struct {
@@ -476,14 +455,8 @@ static int add_cells(uint64_t off, size_t len, int exists, void *arg)
 		uint64_t coff = idx * g->chunk;
 		if (g->n && g->cells[g->n - 1].off >= coff)
 			continue;
-		if (g->n == g->cap) {
-			size_t cap = g->cap ? g->cap * 2 : 1024;
-			cell *nc = realloc(g->cells, cap * sizeof(*nc));
-			if (!nc)
-				return g->err = -ENOMEM;
-			g->cells = nc;
-			g->cap = cap;
-		}
+		if (ims_array_grow(g->cells, g->cap, g->n + 1, 1024) < 0)
+			return g->err = -ENOMEM;
 		uint64_t clen = g->size - coff < g->chunk ? g->size - coff : g->chunk;
 		g->cells[g->n++] = (cell){.off = coff, .len = (uint32_t)clen};
 	}
@@ -702,276 +675,282 @@ static void drop_stale_push_snaps(ims_site *site, const char *pool, const char *
 	ims_snap_list_free(v, n);
 }
 
+/* One push: what it was asked, and what it holds until it ends. */
+typedef struct {
+	ims_tier_target *t;
+	ims_site *site;
+	const char *pool, *image, *snap; /* snap: NULL for the head */
+	const ims_tier_opts *o;
+	char name[3 * IMS_NAME_MAX + 4];
+	uint64_t chunk;
+	bool remove; /* the head goes to the trash or is purged after the push */
+
+	rados_ioctx_t io;
+	rbd_image_t head; /* a head's push: the push snapshot's and the lock's handle */
+	rbd_image_t img;  /* what is read: @p snap or the push snapshot */
+	char psnap[64], lock[64];
+	bool snapped, locked;
+	rbd_image_info_t st;
+	uint64_t features;
+	grid g;
+	ims_catalog_entry *cat;
+
+	uint64_t bytes_total, bytes_sealed, chunks_new; /* of the uploads */
+	ims_manifest m;
+	uint64_t bytes_data;
+} push;
+
+static int push_check(push *ps)
+{
+	const ims_tier_opts *o = ps->o;
+	int r;
+	if ((r = check_opts(o)) < 0)
+		return r;
+	if ((r = ims_name_check(IMS_NAME_POOL, ps->pool)) < 0 ||
+	    (r = ims_name_check(IMS_NAME_IMAGE, ps->image)) < 0 ||
+	    (ps->snap && (r = ims_name_check(IMS_NAME_SNAP, ps->snap)) < 0))
+		return r;
+	uint64_t chunk = o->chunk_size ? o->chunk_size : IMS_CHUNK_SIZE_DEFAULT;
+	if (chunk < IMS_CHUNK_SIZE_MIN || chunk > IMS_CHUNK_SIZE_MAX || (chunk & (chunk - 1)))
+		return ims_error_set(-EINVAL,
+				     "chunk size %" PRIu64
+				     " is not a power of two between 64 KiB and 64 MiB",
+				     chunk);
+	ps->chunk = chunk;
+	snprintf(ps->name, sizeof(ps->name), "%s/%s%s%s", ps->pool, ps->image, ps->snap ? "@" : "",
+		 ps->snap ? ps->snap : "");
+	ps->remove = !ps->snap && o->after != IMS_TIER_KEEP;
+	return 0;
+}
+
+/* A head is pushed from a snapshot of its own: writes during the push do not tear it. */
+static int push_snap_head(push *ps)
+{
+	const char *name = ps->name;
+	int r;
+	if ((r = rbd_open(ps->io, ps->image, &ps->head, NULL)) < 0)
+		return ims_error_set(r, "cannot open '%s' on site '%s': %s", name,
+				     ims_site_name(ps->site), ims_strerror(r));
+	if (ps->remove &&
+	    (r = claim_head(ps->io, ps->head, ps->pool, ps->image, name, ps->o, &ps->locked)) < 0)
+		return r;
+	unsigned users = 1;
+	if (in_use(ps->io, ps->head, &users) == 0 && users == 0)
+		drop_stale_push_snaps(ps->site, ps->pool, ps->image, ps->head, name);
+	char id[17];
+	if ((r = ims_random_hex(id, sizeof(id))) < 0)
+		return r;
+	snprintf(ps->psnap, sizeof(ps->psnap), PUSH_SNAP_PREFIX "%lld-%s", (long long)time(NULL),
+		 id);
+	if ((r = rbd_snap_create(ps->head, ps->psnap)) < 0)
+		return ims_error_set(r, "cannot take a snapshot of '%s' to push: %s", name,
+				     ims_strerror(r));
+	ps->snapped = true;
+	return 0;
+}
+
+/* Open what is read and map it onto the grid; refuse a manifest restore would not take. */
+static int push_map(push *ps)
+{
+	const char *name = ps->name;
+	int r = rbd_open_read_only(ps->io, ps->image, &ps->img, ps->snap ? ps->snap : ps->psnap);
+	if (r < 0)
+		return ims_error_set(r, "cannot open '%s' on site '%s': %s", name,
+				     ims_site_name(ps->site), ims_strerror(r));
+	if ((r = rbd_stat(ps->img, &ps->st, sizeof(ps->st))) < 0 ||
+	    (r = rbd_get_features(ps->img, &ps->features)) < 0)
+		return ims_error_set(r, "cannot stat '%s': %s", name, ims_strerror(r));
+	if (ps->st.size == 0)
+		return ims_error_set(-EINVAL, "'%s' is empty: nothing to push", name);
+	ps->g.chunk = ps->chunk;
+	ps->g.size = ps->st.size;
+	r = rbd_diff_iterate2(ps->img, NULL, 0, ps->st.size, 1, 1, add_cells, &ps->g);
+	if (ps->g.err)
+		r = ps->g.err;
+	if (r < 0)
+		return ims_error_set(r, "cannot map the allocated extents of '%s': %s", name,
+				     ims_strerror(r));
+	if (ims_catalog_get(ps->io, ps->image, &ps->cat) < 0)
+		ps->cat = NULL;
+	ims_error_clear();
+	return check_manifest_bound(name, ps->g.n, ps->cat, ps->chunk);
+}
+
+/* Upload the cells in parallel, renewing the push's lock and reporting progress meanwhile. */
+static int push_cells(push *ps)
+{
+	pusher p = {.t = ps->t,
+		    .image = ps->img,
+		    .what = ps->name,
+		    .o = ps->o,
+		    .cells = ps->g.cells,
+		    .lock_key = ps->lock,
+		    .renewed = (int64_t)time(NULL)};
+	int r = 0;
+
+	pthread_mutex_init(&p.lock, NULL);
+	for (size_t i = 0; i < ps->g.n; i++)
+		p.bytes_total += ps->g.cells[i].len;
+	ims_log_debug("pushing '%s' (%" PRIu64 " bytes, %zu cells of %" PRIu64 ") to '%s'",
+		      ps->name, ps->st.size, ps->g.n, ps->chunk, ims_s3_name(ps->t->s3));
+	ims_fanout_opts fo = IMS_FANOUT_OPTS_INIT;
+	fo.workers = opt_workers(ps->o);
+	fo.nitems = ps->g.n;
+	fo.item = push_cell;
+	fo.watch = push_watch;
+	fo.watch_ms = 1000;
+	fo.ctx = &p;
+	/* the last report, of all the cells, comes before the manifest too, under the lock */
+	if (ps->g.n && (r = ims_fanout_run(NULL, &fo)) == 0)
+		r = push_watch(&p);
+	for (size_t i = 0; i < MAX_WORKERS; i++)
+		free(p.bufs[i].buf);
+	ps->bytes_total = p.bytes_total;
+	ps->bytes_sealed = p.bytes_sealed;
+	ps->chunks_new = p.chunks_new;
+	pthread_mutex_destroy(&p.lock);
+	return r;
+}
+
+/* The manifest, written last: the cells with data, the zeros between them, the tags. */
+static int push_manifest(push *ps)
+{
+	ims_manifest *m = &ps->m;
+	const ims_catalog_entry *cat = ps->cat;
+	int r;
+	m->name = ps->name;
+	m->pool = (char *)ps->pool;
+	m->image = (char *)ps->image;
+	m->snap = (char *)(ps->snap ? ps->snap : "");
+	m->size = ps->st.size;
+	m->features = ps->features;
+	m->order = (unsigned)ps->st.order;
+	m->chunk_size = ps->chunk;
+	m->pushed = (int64_t)time(NULL);
+	m->source = cat && cat->source ? cat->source : "";
+	m->content_sha256 = cat && cat->content_sha256 ? cat->content_sha256 : "";
+	m->stored_bytes = ps->bytes_sealed;
+	if (!(m->chunks = calloc(ps->g.n ? ps->g.n : 1, sizeof(*m->chunks))))
+		return -ENOMEM;
+	for (size_t i = 0; i < ps->g.n; i++) {
+		const cell *gc = &ps->g.cells[i];
+		if (!gc->data)
+			continue;
+		ims_manifest_chunk *c = &m->chunks[m->nchunks++];
+		c->off = gc->off;
+		c->len = gc->len;
+		memcpy(c->sha256, gc->sha256, IMS_SHA256_LEN);
+		ps->bytes_data += c->len;
+	}
+	if ((r = ims_manifest_fill_zeros(m)) < 0)
+		return r;
+	if (cat && cat->ntags) {
+		if (!(m->tags = calloc(cat->ntags, sizeof(*m->tags))))
+			return -ENOMEM;
+		for (size_t i = 0; i < cat->ntags; i++)
+			m->tags[i] = (ims_manifest_tag){cat->tags[i].key, cat->tags[i].value};
+		m->ntags = cat->ntags;
+	}
+	return store_manifest(ps->t, m);
+}
+
+/* After the manifest is stored: remove the head if nothing changed, and mark it cold. */
+static int push_remove_head(push *ps)
+{
+	const char *name = ps->name;
+	int r;
+	if ((r = check_unchanged(ps->io, ps->head, ps->psnap, ps->st.size, ps->pool, ps->image,
+				 name, ps->o)) < 0)
+		return r;
+	rbd_close(ps->img);
+	ps->img = NULL;
+	if ((r = rbd_snap_remove(ps->head, ps->psnap)) < 0)
+		return ims_error_set(r,
+				     "'%s' was pushed but its push snapshot '%s' cannot be "
+				     "removed, so it was kept: %s",
+				     name, ps->psnap, ims_strerror(r));
+	ps->snapped = false;
+	/* the lock goes with the handle, just before the removal (which takes it itself) */
+	if (ps->locked)
+		rbd_lock_release(ps->head);
+	ps->locked = false;
+	rbd_close(ps->head);
+	ps->head = NULL;
+	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
+	ro.purge = ps->o->after == IMS_TIER_PURGE;
+	if ((r = ims_image_remove(ps->site, ps->pool, ps->image, &ro)) < 0)
+		return ims_error_set(
+			r, "'%s' was pushed as cold image '%s' but could not be removed: %s", name,
+			name, ims_error_last());
+	ims_catalog_entry cold = {0};
+	if (ps->cat)
+		cold = *ps->cat;
+	cold.name = (char *)ps->image;
+	cold.size = ps->st.size;
+	if (!cold.created)
+		cold.created = ps->m.pushed;
+	cold.cold_target = (char *)ims_s3_name(ps->t->s3);
+	cold.cold_name = (char *)name;
+	cold.cold_since = ps->m.pushed;
+	return ims_catalog_put(ps->io, &cold);
+}
+
+static void push_close(push *ps)
+{
+	lock_drop(ps->t, ps->lock);
+	free(ps->m.chunks);
+	free(ps->m.zeros);
+	free(ps->m.tags);
+	ims_catalog_entry_free(ps->cat);
+	free(ps->g.cells);
+	if (ps->img)
+		rbd_close(ps->img);
+	if (ps->snapped && rbd_snap_remove(ps->head, ps->psnap) < 0)
+		ims_log_debug("cannot remove the push snapshot '%s@%s'", ps->name, ps->psnap);
+	if (ps->locked)
+		rbd_lock_release(ps->head);
+	if (ps->head)
+		rbd_close(ps->head);
+	if (ps->io)
+		ims_site_ioctx_close(ps->io);
+}
+
 int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, const char *pool,
 		  const char *image, const char *snap, const ims_tier_opts *o)
 {
-	rados_ioctx_t io = NULL;
-	rbd_image_t head = NULL; /* a head's push: the push snapshot's and the lock's handle */
-	rbd_image_t img = NULL;	 /* what is read: @p snap or the push snapshot */
-	char psnap[64] = "", lock[64] = "";
-	bool snapped = false, locked = false;
-	grid g = {0};
-	pusher p;
-	pthread_t threads[MAX_WORKERS];
-	unsigned started = 0;
-	ims_manifest m;
-	ims_catalog_entry *cat = NULL;
-	char name[3 * IMS_NAME_MAX + 4];
+	push ps = {.t = t, .site = site, .pool = pool, .image = image, .snap = snap, .o = o};
 	int r;
 
-	memset(&p, 0, sizeof(p));
-	memset(&m, 0, sizeof(m));
-	pthread_mutex_init(&p.lock, NULL);
-	pthread_cond_init(&p.cond, NULL);
 	if (snap && !snap[0])
-		snap = NULL;
-	if ((r = check_opts(o)) < 0)
+		ps.snap = NULL;
+	if ((r = push_check(&ps)) < 0 || (r = ims_site_ioctx(site, pool, &ps.io)) < 0)
 		goto out;
-	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
-	    (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0 ||
-	    (snap && (r = ims_name_check(IMS_NAME_SNAP, snap)) < 0))
+	if (!ps.snap && (r = push_snap_head(&ps)) < 0)
 		goto out;
-	uint64_t chunk = o->chunk_size ? o->chunk_size : IMS_CHUNK_SIZE_DEFAULT;
-	if (chunk < IMS_CHUNK_SIZE_MIN || chunk > IMS_CHUNK_SIZE_MAX || (chunk & (chunk - 1))) {
-		r = ims_error_set(-EINVAL,
-				  "chunk size %" PRIu64
-				  " is not a power of two between 64 KiB and 64 MiB",
-				  chunk);
-		goto out;
-	}
-	snprintf(name, sizeof(name), "%s/%s%s%s", pool, image, snap ? "@" : "", snap ? snap : "");
-	p.what = name;
-
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
-		goto out;
-	bool remove = !snap && o->after != IMS_TIER_KEEP;
-	if (!snap) {
-		/* a head is pushed from a snapshot of its own: writes during the push do not tear
-		 * it */
-		if ((r = rbd_open(io, image, &head, NULL)) < 0) {
-			ims_error_set(r, "cannot open '%s' on site '%s': %s", name,
-				      ims_site_name(site), ims_strerror(r));
-			goto out;
-		}
-		if (remove && (r = claim_head(io, head, pool, image, name, o, &locked)) < 0)
-			goto out;
-		unsigned users = 1;
-		if (in_use(io, head, &users) == 0 && users == 0)
-			drop_stale_push_snaps(site, pool, image, head, name);
-		char id[17];
-		if ((r = ims_random_hex(id, sizeof(id))) < 0)
-			goto out;
-		snprintf(psnap, sizeof(psnap), PUSH_SNAP_PREFIX "%lld-%s", (long long)time(NULL),
-			 id);
-		if ((r = rbd_snap_create(head, psnap)) < 0) {
-			ims_error_set(r, "cannot take a snapshot of '%s' to push: %s", name,
-				      ims_strerror(r));
-			goto out;
-		}
-		snapped = true;
-	}
-	r = rbd_open_read_only(io, image, &img, snap ? snap : psnap);
-	if (r < 0) {
-		ims_error_set(r, "cannot open '%s' on site '%s': %s", name, ims_site_name(site),
-			      ims_strerror(r));
-		goto out;
-	}
-	rbd_image_info_t st;
-	uint64_t features = 0;
-	if ((r = rbd_stat(img, &st, sizeof(st))) < 0 ||
-	    (r = rbd_get_features(img, &features)) < 0) {
-		ims_error_set(r, "cannot stat '%s': %s", name, ims_strerror(r));
-		goto out;
-	}
-	if (st.size == 0) {
-		r = ims_error_set(-EINVAL, "'%s' is empty: nothing to push", name);
-		goto out;
-	}
-	g.chunk = chunk;
-	g.size = st.size;
-	r = rbd_diff_iterate2(img, NULL, 0, st.size, 1, 1, add_cells, &g);
-	if (g.err)
-		r = g.err;
-	if (r < 0) {
-		ims_error_set(r, "cannot map the allocated extents of '%s': %s", name,
-			      ims_strerror(r));
-		goto out;
-	}
-	if (ims_catalog_get(io, image, &cat) < 0)
-		cat = NULL;
-	ims_error_clear();
-	if ((r = check_manifest_bound(name, g.n, cat, chunk)) < 0)
+	if ((r = push_map(&ps)) < 0)
 		goto out;
 	/* from here until the manifest is stored, garbage collection waits */
-	if ((r = push_lock(t, lock, sizeof(lock), name, o)) < 0)
+	if ((r = push_lock(t, ps.lock, sizeof(ps.lock), ps.name, o)) < 0 ||
+	    (r = push_cells(&ps)) < 0 || (r = push_manifest(&ps)) < 0)
 		goto out;
-	int64_t renewed = (int64_t)time(NULL);
-
-	p.t = t;
-	p.image = img;
-	p.o = o;
-	p.cells = g.cells;
-	p.ncells = g.n;
-	for (size_t i = 0; i < g.n; i++)
-		p.bytes_total += g.cells[i].len;
-	ims_log_debug("pushing '%s' (%" PRIu64 " bytes, %zu cells of %" PRIu64 ") to '%s'", name,
-		      st.size, g.n, chunk, ims_s3_name(t->s3));
-
-	unsigned nworkers = opt_workers(o);
-	for (; started < nworkers && started < g.n; started++)
-		if (pthread_create(&threads[started], NULL, push_worker, &p) != 0)
-			break;
-	if (g.n && !started) {
-		r = ims_error_set(-EAGAIN, "cannot start push threads");
-		goto out;
-	}
-	pthread_mutex_lock(&p.lock);
-	while (!p.err && p.done_cells < p.ncells && !p.cancel) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
-		pthread_cond_timedwait(&p.cond, &p.lock, &ts);
-		uint64_t done = p.bytes_done, total = p.bytes_total;
-		pthread_mutex_unlock(&p.lock);
-		bool stop = o->progress && o->progress(o->progress_ctx, done, total) != 0;
-		int lr = lock_renew(t, lock, &renewed);
-		pthread_mutex_lock(&p.lock);
-		if (lr < 0)
-			push_fail_locked(&p, lr);
-		if (stop)
-			p.cancel = true;
-		/* workers that stopped early leave cells undone: only errors and cancel do that */
-		if (p.next >= p.ncells && p.done_cells < p.ncells && started == 0)
-			break;
-	}
-	pthread_mutex_unlock(&p.lock);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(threads[i], NULL);
-	if (p.err) {
-		r = ims_error_set(p.err, "%s", p.err_msg);
-		goto out;
-	}
-	if (p.cancel) {
-		r = ims_error_set(-ECANCELED, "push of '%s' cancelled; no manifest was written",
-				  name);
-		goto out;
-	}
-
-	/* The manifest, written last. */
-	m.name = name;
-	m.pool = (char *)pool;
-	m.image = (char *)image;
-	m.snap = (char *)(snap ? snap : "");
-	m.size = st.size;
-	m.features = features;
-	m.order = (unsigned)st.order;
-	m.chunk_size = chunk;
-	m.pushed = (int64_t)time(NULL);
-	m.source = cat && cat->source ? cat->source : "";
-	m.content_sha256 = cat && cat->content_sha256 ? cat->content_sha256 : "";
-	m.stored_bytes = p.bytes_sealed;
-	if (!(m.chunks = calloc(g.n ? g.n : 1, sizeof(*m.chunks)))) {
-		r = -ENOMEM;
-		goto out;
-	}
-	uint64_t bytes_data = 0;
-	for (size_t i = 0; i < g.n; i++) {
-		if (!g.cells[i].data)
-			continue;
-		ims_manifest_chunk *c = &m.chunks[m.nchunks++];
-		c->off = g.cells[i].off;
-		c->len = g.cells[i].len;
-		memcpy(c->sha256, g.cells[i].sha256, IMS_SHA256_LEN);
-		bytes_data += c->len;
-	}
-	if ((r = ims_manifest_fill_zeros(&m)) < 0)
-		goto out;
-	if (cat && cat->ntags) {
-		if (!(m.tags = calloc(cat->ntags, sizeof(*m.tags)))) {
-			r = -ENOMEM;
-			goto out;
-		}
-		for (size_t i = 0; i < cat->ntags; i++)
-			m.tags[i] = (ims_manifest_tag){cat->tags[i].key, cat->tags[i].value};
-		m.ntags = cat->ntags;
-	}
-	if ((r = store_manifest(t, &m)) < 0)
-		goto out;
-	lock_drop(t, lock);
+	lock_drop(t, ps.lock);
 	if (o->progress)
-		o->progress(o->progress_ctx, p.bytes_total, p.bytes_total);
-
-	if (remove) {
-		if ((r = check_unchanged(io, head, psnap, st.size, pool, image, name, o)) < 0)
-			goto out;
-		rbd_close(img);
-		img = NULL;
-		if ((r = rbd_snap_remove(head, psnap)) < 0) {
-			ims_error_set(r,
-				      "'%s' was pushed but its push snapshot '%s' cannot be "
-				      "removed, so it was kept: %s",
-				      name, psnap, ims_strerror(r));
-			goto out;
-		}
-		snapped = false;
-		/* the lock goes with the handle, just before the removal (which takes it itself) */
-		if (locked)
-			rbd_lock_release(head);
-		locked = false;
-		rbd_close(head);
-		head = NULL;
-		ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
-		ro.purge = o->after == IMS_TIER_PURGE;
-		if ((r = ims_image_remove(site, pool, image, &ro)) < 0) {
-			ims_error_set(
-				r,
-				"'%s' was pushed as cold image '%s' but could not be removed: %s",
-				name, name, ims_error_last());
-			goto out;
-		}
-		ims_catalog_entry cold = {0};
-		if (cat)
-			cold = *cat;
-		cold.name = (char *)image;
-		cold.size = st.size;
-		if (!cold.created)
-			cold.created = m.pushed;
-		cold.cold_target = (char *)ims_s3_name(t->s3);
-		cold.cold_name = name;
-		cold.cold_since = m.pushed;
-		if ((r = ims_catalog_put(io, &cold)) < 0)
-			goto out;
-	}
+		o->progress(o->progress_ctx, ps.bytes_total, ps.bytes_total);
+	if (ps.remove && (r = push_remove_head(&ps)) < 0)
+		goto out;
 	if (out) {
 		memset(out, 0, sizeof(*out));
-		snprintf(out->name, sizeof(out->name), "%s", name);
-		out->size = st.size;
-		out->chunks = m.nchunks;
-		out->chunks_new = p.chunks_new;
-		out->bytes_data = bytes_data;
-		out->bytes_sealed = p.bytes_sealed;
-		out->bytes_zero = st.size - bytes_data;
+		snprintf(out->name, sizeof(out->name), "%s", ps.name);
+		out->size = ps.st.size;
+		out->chunks = ps.m.nchunks;
+		out->chunks_new = ps.chunks_new;
+		out->bytes_data = ps.bytes_data;
+		out->bytes_sealed = ps.bytes_sealed;
+		out->bytes_zero = ps.st.size - ps.bytes_data;
 	}
 	r = 0;
 out:
-	lock_drop(t, lock);
-	free(m.chunks);
-	free(m.zeros);
-	free(m.tags);
-	ims_catalog_entry_free(cat);
-	free(g.cells);
-	if (img)
-		rbd_close(img);
-	if (snapped && rbd_snap_remove(head, psnap) < 0)
-		ims_log_debug("cannot remove the push snapshot '%s@%s'", name, psnap);
-	if (locked)
-		rbd_lock_release(head);
-	if (head)
-		rbd_close(head);
-	if (io)
-		ims_site_ioctx_close(io);
-	pthread_mutex_destroy(&p.lock);
-	pthread_cond_destroy(&p.cond);
+	push_close(&ps);
 	return r;
 }
 
@@ -1375,12 +1354,13 @@ static int cmp_ref(const void *a, const void *b)
 	return memcmp(((const ref *)a)->sha256, ((const ref *)b)->sha256, IMS_SHA256_LEN);
 }
 
+/* A scrub's checks: the references handed out by the fan-out. */
 typedef struct {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock; /* the counters and the result */
 	ims_tier_target *t;
 	ref *refs;
-	size_t n, next, done;
-	bool deep, cancel;
+	size_t n, done;
+	bool deep;
 	uint64_t chunk_max;
 	ims_tier_scrub_result *res;
 	const ims_tier_opts *o;
@@ -1394,53 +1374,54 @@ static void report_locked(ims_tier_scrub_result *res, const char *what)
 	snprintf(res->report + used, sizeof(res->report) - used, "%s%s", used ? "; " : "", what);
 }
 
-static void *scrub_worker(void *arg)
+/* Check one chunk (ims_fanout_opts.item); a bad one goes into the report, not the error. */
+static int scrub_chunk(void *ctx, unsigned worker, size_t i)
 {
-	scrubber *s = arg;
-	for (;;) {
-		pthread_mutex_lock(&s->lock);
-		if (s->cancel || s->next >= s->n) {
-			pthread_mutex_unlock(&s->lock);
-			break;
+	scrubber *s = ctx;
+	ref *rf = &s->refs[i];
+	char key[128], why[IMS_ERROR_MSG_MAX + 200];
+	int r;
+	(void)worker;
+	ims_manifest_chunk_key(key, sizeof(key), rf->sha256);
+	if (!s->deep) {
+		r = ims_s3_head(s->t->s3, key, NULL, NULL);
+	} else {
+		uint8_t *sealed = NULL, *plain = NULL, digest[IMS_SHA256_LEN];
+		size_t slen = 0, plen = 0;
+		r = ims_s3_get(s->t->s3, key, &sealed, &slen,
+			       s->chunk_max + (s->chunk_max >> 4) + 65536);
+		if (r == 0)
+			r = ims_unseal(&plain, &plen, &s->t->key, key, sealed, slen, rf->len);
+		if (r == 0) {
+			ims_sha256_buf(plain, plen, digest);
+			if (plen != rf->len || memcmp(digest, rf->sha256, IMS_SHA256_LEN) != 0)
+				r = ims_error_set(-EBADMSG, "its bytes do not hash to its name");
 		}
-		ref *rf = &s->refs[s->next++];
-		pthread_mutex_unlock(&s->lock);
-
-		char key[128], why[IMS_ERROR_MSG_MAX + 200];
-		int r;
-		ims_manifest_chunk_key(key, sizeof(key), rf->sha256);
-		if (!s->deep) {
-			r = ims_s3_head(s->t->s3, key, NULL, NULL);
-		} else {
-			uint8_t *sealed = NULL, *plain = NULL, digest[IMS_SHA256_LEN];
-			size_t slen = 0, plen = 0;
-			r = ims_s3_get(s->t->s3, key, &sealed, &slen,
-				       s->chunk_max + (s->chunk_max >> 4) + 65536);
-			if (r == 0)
-				r = ims_unseal(&plain, &plen, &s->t->key, key, sealed, slen,
-					       rf->len);
-			if (r == 0) {
-				ims_sha256_buf(plain, plen, digest);
-				if (plen != rf->len ||
-				    memcmp(digest, rf->sha256, IMS_SHA256_LEN) != 0)
-					r = ims_error_set(-EBADMSG,
-							  "its bytes do not hash to its name");
-			}
-			free(sealed);
-			free(plain);
-		}
-		pthread_mutex_lock(&s->lock);
-		s->done++;
-		if (r < 0) {
-			s->res->chunks_bad++;
-			snprintf(why, sizeof(why), "%s (in '%s'): %s", key, rf->owner,
-				 r == -ENOENT ? "missing" : ims_error_last());
-			report_locked(s->res, why);
-			ims_log_debug("scrub: %s", why);
-		}
-		pthread_mutex_unlock(&s->lock);
+		free(sealed);
+		free(plain);
 	}
-	return NULL;
+	pthread_mutex_lock(&s->lock);
+	s->done++;
+	if (r < 0) {
+		s->res->chunks_bad++;
+		snprintf(why, sizeof(why), "%s (in '%s'): %s", key, rf->owner,
+			 r == -ENOENT ? "missing" : ims_error_last());
+		report_locked(s->res, why);
+		ims_log_debug("scrub: %s", why);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static int scrub_watch(void *ctx)
+{
+	scrubber *s = ctx;
+	pthread_mutex_lock(&s->lock);
+	size_t done = s->done, n = s->n;
+	pthread_mutex_unlock(&s->lock);
+	if (done < n && s->o->progress && s->o->progress(s->o->progress_ctx, done, n) != 0)
+		return ims_error_set(-ECANCELED, "scrub cancelled");
+	return 0;
 }
 
 static int gc(ims_tier_target *t, const ref *refs, size_t nrefs, const ims_tier_opts *o,
@@ -1535,17 +1516,9 @@ static int read_refs(refset *rs, ims_tier_target *t, ims_tier_scrub_result *res)
 		m->name = NULL;
 		if (m->chunk_size > rs->chunk_max)
 			rs->chunk_max = m->chunk_size;
-		if (rs->n + m->nchunks > cap) {
-			size_t ncap = cap ? cap : 1024;
-			while (ncap < rs->n + m->nchunks)
-				ncap *= 2;
-			ref *nr = realloc(rs->refs, ncap * sizeof(*nr));
-			if (!nr) {
-				ims_manifest_free(m);
-				return -ENOMEM;
-			}
-			rs->refs = nr;
-			cap = ncap;
+		if (ims_array_grow(rs->refs, cap, rs->n + m->nchunks, 1024) < 0) {
+			ims_manifest_free(m);
+			return -ENOMEM;
 		}
 		for (size_t k = 0; k < m->nchunks; k++) {
 			memcpy(rs->refs[rs->n].sha256, m->chunks[k].sha256, IMS_SHA256_LEN);
@@ -1609,8 +1582,6 @@ int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bo
 	ims_tier_scrub_result res;
 	refset rs = {0};
 	scrubber s;
-	pthread_t threads[MAX_WORKERS];
-	unsigned started = 0;
 	int r;
 
 	memset(&res, 0, sizeof(res));
@@ -1629,32 +1600,17 @@ int ims_tier_scrub(ims_tier_scrub_result *out, ims_tier_target *t, bool deep, bo
 	s.chunk_max = rs.chunk_max;
 	s.res = &res;
 	s.o = o;
-	unsigned nworkers = opt_workers(o);
-	for (; started < nworkers && started < rs.n; started++)
-		if (pthread_create(&threads[started], NULL, scrub_worker, &s) != 0)
-			break;
-	for (;;) {
-		pthread_mutex_lock(&s.lock);
-		size_t done = s.done, n = s.n;
-		pthread_mutex_unlock(&s.lock);
-		if (done >= n || !started)
-			break;
-		if (o->progress && o->progress(o->progress_ctx, done, n) != 0) {
-			pthread_mutex_lock(&s.lock);
-			s.cancel = true;
-			pthread_mutex_unlock(&s.lock);
-			break;
-		}
-		struct timespec ts = {0, 200 * 1000000L};
-		nanosleep(&ts, NULL);
-	}
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(threads[i], NULL);
+	ims_fanout_opts fo = IMS_FANOUT_OPTS_INIT;
+	fo.workers = opt_workers(o);
+	fo.nitems = rs.n;
+	fo.item = scrub_chunk;
+	fo.watch = scrub_watch;
+	fo.ctx = &s;
+	if (rs.n)
+		r = ims_fanout_run(NULL, &fo);
 	pthread_mutex_destroy(&s.lock);
-	if (s.cancel) {
-		r = ims_error_set(-ECANCELED, "scrub cancelled");
+	if (r < 0)
 		goto out;
-	}
 	if (do_gc) {
 		if (res.manifests_bad) {
 			r = gc_skipped(&res);

@@ -35,6 +35,43 @@ void ft_sandbox_remove(void)
 		ft_run("rm -rf '%s'", dir);
 }
 
+void ft_expect_bad_at(const void *data, size_t len, ims_format_kind kind, bool map_too, uint64_t at,
+		      int err, const char *msg, const char *file, int line)
+{
+	ims_format_reader *r = ft_open_mem(data, len, kind);
+	ims_extent e;
+	uint8_t buf[16];
+
+	ims_error_clear();
+	if (map_too)
+		ft_expect_error_at(ims_format_map(r, at, &e), err, msg, file, line);
+	ims_error_clear();
+	ft_expect_error_at(ims_format_read(r, at, buf, sizeof(buf)), err, msg, file, line);
+	ims_format_close(r);
+}
+
+int ft_setup_qemu(void **state)
+{
+	(void)state;
+	uint8_t *p = malloc(FT_PATTERN_BYTES);
+
+	ft_need_tool("qemu-img");
+	ft_need_tool("qemu-io");
+	ft_sandbox();
+	assert_non_null(p);
+	ft_pattern(p, FT_PATTERN_BYTES);
+	ft_write_file(ft_path("pattern.raw"), p, FT_PATTERN_BYTES);
+	free(p);
+	return 0;
+}
+
+int ft_teardown(void **state)
+{
+	(void)state;
+	ft_sandbox_remove();
+	return 0;
+}
+
 const char *ft_path(const char *name)
 {
 	static char ring[16][1024];

@@ -6,6 +6,7 @@
 #ifndef IMS_TESTS_FORMAT_TEST_UTIL_H
 #define IMS_TESTS_FORMAT_TEST_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,6 +17,18 @@ const char *ft_sandbox(void);
 
 /* Remove the sandbox and what is in it. */
 void ft_sandbox_remove(void);
+
+/* The bytes of "pattern.raw", which ft_setup_qemu() writes. */
+#define FT_PATTERN_BYTES (4u << 20)
+
+/*
+ * The group setup (cmocka) of the tests on images qemu writes: the qemu tools, the sandbox,
+ * and "pattern.raw" in it, ft_pattern() of FT_PATTERN_BYTES.
+ */
+int ft_setup_qemu(void **state);
+
+/* The group teardown (cmocka) of the format tests: ft_sandbox_remove(). */
+int ft_teardown(void **state);
 
 /* A path in the sandbox, in a static ring of buffers. */
 const char *ft_path(const char *name);
@@ -72,5 +85,10 @@ ims_format_reader *ft_open_mem(const void *data, size_t len, ims_format_kind kin
 /* Assert the last error: errno @p err, message holding @p msg. */
 #define ft_expect_error(got, err, msg) ft_expect_error_at(got, err, msg, __FILE__, __LINE__)
 void ft_expect_error_at(int got, int err, const char *msg, const char *file, int line);
+
+/* Open @p data (which must work), then expect map (if @p map_too) and read of guest offset
+ * @p at to fail with @p err and @p msg. */
+void ft_expect_bad_at(const void *data, size_t len, ims_format_kind kind, bool map_too, uint64_t at,
+		      int err, const char *msg, const char *file, int line);
 
 #endif

@@ -24,13 +24,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	ft_sandbox_remove();
-	return 0;
-}
-
 static void test_names(void **state)
 {
 	(void)state;
@@ -321,5 +314,5 @@ int main(void)
 		cmocka_unit_test(test_declared_mismatch),
 		cmocka_unit_test(test_source_fd),
 	};
-	return cmocka_run_group_tests_name("format", tests, setup, teardown);
+	return cmocka_run_group_tests_name("format", tests, setup, ft_teardown);
 }

@@ -23,7 +23,7 @@
 
 #define COPIED	      (1ull << 63)
 #define COMPRESSED    (1ull << 62)
-#define PATTERN_BYTES (4u << 20)
+#define PATTERN_BYTES FT_PATTERN_BYTES
 
 /* ---------------------------------------------------------------------------------------- */
 /* images crafted in memory */
@@ -98,25 +98,13 @@ static void expect_bad(const q2img *q, int err, const char *msg)
 	ft_expect_open_error(q->b, q->len, IMS_FORMAT_QCOW2, err, msg);
 }
 
-/* Open, which must work, then expect map and read of guest offset @p at to fail. */
-static void expect_bad_at_(int line, bool map_too, const q2img *q, uint64_t at, int err,
-			   const char *msg)
-{
-	ims_format_reader *r = ft_open_mem(q->b, q->len, IMS_FORMAT_QCOW2);
-	ims_extent e;
-	uint8_t buf[16];
-
-	ims_error_clear();
-	if (map_too)
-		ft_expect_error_at(ims_format_map(r, at, &e), err, msg, __FILE__, line);
-	ims_error_clear();
-	ft_expect_error_at(ims_format_read(r, at, buf, sizeof(buf)), err, msg, __FILE__, line);
-	ims_format_close(r);
-}
-
-#define expect_bad_at(...) expect_bad_at_(__LINE__, true, __VA_ARGS__)
+#define expect_bad_at(img, ...)                                                                    \
+	ft_expect_bad_at((img)->b, (img)->len, IMS_FORMAT_QCOW2, true, __VA_ARGS__, __FILE__,      \
+			 __LINE__)
 /* Only a read finds what is wrong in compressed bytes: map does not read them. */
-#define expect_bad_read(...) expect_bad_at_(__LINE__, false, __VA_ARGS__)
+#define expect_bad_read(img, ...)                                                                  \
+	ft_expect_bad_at((img)->b, (img)->len, IMS_FORMAT_QCOW2, false, __VA_ARGS__, __FILE__,     \
+			 __LINE__)
 
 static void test_crafted_good(void **state)
 {
@@ -555,28 +543,6 @@ static void test_refused_features(void **state)
 /* ---------------------------------------------------------------------------------------- */
 /* real images */
 
-static int setup(void **state)
-{
-	(void)state;
-	uint8_t *p = malloc(PATTERN_BYTES);
-
-	ft_need_tool("qemu-img");
-	ft_need_tool("qemu-io");
-	ft_sandbox();
-	assert_non_null(p);
-	ft_pattern(p, PATTERN_BYTES);
-	ft_write_file(ft_path("pattern.raw"), p, PATTERN_BYTES);
-	free(p);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	ft_sandbox_remove();
-	return 0;
-}
-
 /* Compare @p name, read by imgstore, with what qemu-img reads of it. */
 static void check_image(const char *name, size_t piece, ft_walk *w)
 {
@@ -793,5 +759,5 @@ int main(void)
 		cmocka_unit_test(test_qemu_dirty_lazy),
 		cmocka_unit_test(test_qemu_refused),
 	};
-	return cmocka_run_group_tests_name("format_qcow2", tests, setup, teardown);
+	return cmocka_run_group_tests_name("format_qcow2", tests, ft_setup_qemu, ft_teardown);
 }

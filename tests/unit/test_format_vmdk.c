@@ -22,7 +22,7 @@
 #include "store/format.h"
 #include "tests/unit/format_test_util.h"
 
-#define PATTERN_BYTES (4u << 20)
+#define PATTERN_BYTES FT_PATTERN_BYTES
 #define GD_AT_END     UINT64_MAX
 
 /* ---------------------------------------------------------------------------------------- */
@@ -126,24 +126,13 @@ static void expect_bad(const vimg *v, int err, const char *msg)
 	ft_expect_open_error(v->b, v->len, IMS_FORMAT_VMDK, err, msg);
 }
 
-static void expect_bad_at_(int line, bool map_too, const vimg *v, uint64_t at, int err,
-			   const char *msg)
-{
-	ims_format_reader *r = ft_open_mem(v->b, v->len, IMS_FORMAT_VMDK);
-	ims_extent e;
-	uint8_t buf[16];
-
-	ims_error_clear();
-	if (map_too)
-		ft_expect_error_at(ims_format_map(r, at, &e), err, msg, __FILE__, line);
-	ims_error_clear();
-	ft_expect_error_at(ims_format_read(r, at, buf, sizeof(buf)), err, msg, __FILE__, line);
-	ims_format_close(r);
-}
-
-#define expect_bad_at(...) expect_bad_at_(__LINE__, true, __VA_ARGS__)
+#define expect_bad_at(img, ...)                                                                    \
+	ft_expect_bad_at((img)->b, (img)->len, IMS_FORMAT_VMDK, true, __VA_ARGS__, __FILE__,       \
+			 __LINE__)
 /* Only a read finds what is wrong in compressed bytes: map does not read them. */
-#define expect_bad_read(...) expect_bad_at_(__LINE__, false, __VA_ARGS__)
+#define expect_bad_read(img, ...)                                                                  \
+	ft_expect_bad_at((img)->b, (img)->len, IMS_FORMAT_VMDK, false, __VA_ARGS__, __FILE__,      \
+			 __LINE__)
 
 static void check_crafted_content(ims_format_reader *r, uint8_t first)
 {
@@ -481,28 +470,6 @@ static void test_descriptor_files(void **state)
 /* ---------------------------------------------------------------------------------------- */
 /* real images */
 
-static int setup(void **state)
-{
-	(void)state;
-	uint8_t *p = malloc(PATTERN_BYTES);
-
-	ft_need_tool("qemu-img");
-	ft_need_tool("qemu-io");
-	ft_sandbox();
-	assert_non_null(p);
-	ft_pattern(p, PATTERN_BYTES);
-	ft_write_file(ft_path("pattern.raw"), p, PATTERN_BYTES);
-	free(p);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	ft_sandbox_remove();
-	return 0;
-}
-
 static void check_image(const char *name, size_t piece, ft_walk *w)
 {
 	const char *img = ft_path(name);
@@ -596,5 +563,5 @@ int main(void)
 		cmocka_unit_test(test_qemu_stream_footer),
 		cmocka_unit_test(test_qemu_zeroed_grains),
 	};
-	return cmocka_run_group_tests_name("format_vmdk", tests, setup, teardown);
+	return cmocka_run_group_tests_name("format_vmdk", tests, ft_setup_qemu, ft_teardown);
 }

@@ -32,13 +32,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	ft_sandbox_remove();
-	return 0;
-}
-
 static int create(const char *name)
 {
 	int fd = open(ft_path(name), O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -286,5 +279,5 @@ int main(void)
 		cmocka_unit_test(test_large_sparse), cmocka_unit_test(test_refcount_layout),
 		cmocka_unit_test(test_errors),
 	};
-	return cmocka_run_group_tests_name("qcow2_writer", tests, setup, teardown);
+	return cmocka_run_group_tests_name("qcow2_writer", tests, setup, ft_teardown);
 }
