@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/fanout.h"
 #include "common/log.h"
 #include "replicator/failover.h"
 #include "replicator/handover_internal.h"
@@ -549,9 +549,8 @@ typedef struct {
 typedef struct {
 	job *w;
 	unit *units;
-	size_t n, next;
-	pthread_mutex_t lock;
-} fanout;
+	size_t n;
+} site_run;
 
 static double mono_s(void)
 {
@@ -595,42 +594,38 @@ static bool selected(job *w, const unit *u)
 	       ims_handover__pair_of(e, w->q.pool, u->name, u->group, w->q.target, &pair) == 0;
 }
 
-static void *fan_worker(void *arg)
+/* One image or group of a site failover (an item of common/fanout.h): its failure is its
+ * own, the others go on. */
+static int fan_item(void *ctx, unsigned worker, size_t i)
 {
-	fanout *f = arg;
-	for (;;) {
-		pthread_mutex_lock(&f->lock);
-		size_t i = f->next < f->n ? f->next++ : f->n;
-		pthread_mutex_unlock(&f->lock);
-		if (i == f->n)
-			break;
-		unit *u = &f->units[i];
-		job one = *f->w;
-		snprintf(one.q.name, sizeof(one.q.name), "%s", u->name);
-		one.q.from[0] = '\0';
-		one.q.unit = u->group ? IMS_HANDOVER_GROUP : IMS_HANDOVER_IMAGE;
-		one.said = u->said;
-		one.said_len = sizeof(u->said);
-		ims_error_clear();
-		if (!selected(f->w, u)) {
-			u->skipped = true;
-			continue;
-		}
-		double t0 = mono_s();
-		if (u->group)
-			u->r = is_forced(&one) ? ims_handover__group_forced(&one)
-					       : ims_handover__group_planned(&one);
-		else
-			u->r = is_forced(&one) ? forced(&one) : planned(&one);
-		u->secs = mono_s() - t0;
-		if (u->r < 0)
-			snprintf(u->said, sizeof(u->said), "%s", ims_error_last());
-		ims_log_info("%s failover of %s '%s/%s' to site '%s' %s in %.2fs: %s",
-			     is_forced(&one) ? "forced" : "planned", u->group ? "group" : "image",
-			     one.q.pool, u->name, one.q.target, u->r < 0 ? "failed" : "done",
-			     u->secs, u->said);
+	site_run *f = ctx;
+	(void)worker;
+	unit *u = &f->units[i];
+	job one = *f->w;
+	snprintf(one.q.name, sizeof(one.q.name), "%s", u->name);
+	one.q.from[0] = '\0';
+	one.q.unit = u->group ? IMS_HANDOVER_GROUP : IMS_HANDOVER_IMAGE;
+	one.said = u->said;
+	one.said_len = sizeof(u->said);
+	ims_error_clear();
+	if (!selected(f->w, u)) {
+		u->skipped = true;
+		return 0;
 	}
-	return NULL;
+	double t0 = mono_s();
+	if (u->group)
+		u->r = is_forced(&one) ? ims_handover__group_forced(&one)
+				       : ims_handover__group_planned(&one);
+	else
+		u->r = is_forced(&one) ? forced(&one) : planned(&one);
+	u->secs = mono_s() - t0;
+	if (u->r < 0)
+		snprintf(u->said, sizeof(u->said), "%s", ims_error_last());
+	ims_log_info("%s failover of %s '%s/%s' to site '%s' %s in %.2fs: %s",
+		     is_forced(&one) ? "forced" : "planned", u->group ? "group" : "image",
+		     one.q.pool, u->name, one.q.target, u->r < 0 ? "failed" : "done", u->secs,
+		     u->said);
+	return 0;
 }
 
 /* Forced failovers only touch this site (the old one is asked once, and not at all when it is
@@ -641,7 +636,7 @@ static void *fan_worker(void *arg)
 #define FAILOVER_PLANNED_WORKERS 4
 
 /* The images and groups of the pool, groups first (their cut is what matters most). */
-static int list_units(job *w, fanout *f)
+static int list_units(job *w, site_run *f)
 {
 	ims_image_list_entry *list = NULL;
 	char **groups = NULL;
@@ -669,25 +664,20 @@ static int list_units(job *w, fanout *f)
 	return f->units ? 0 : -ENOMEM;
 }
 
-/* Run fan_worker on @p nw threads (at least the calling one). */
-static void run_workers(fanout *f, unsigned nw)
+/* Run every unit on @p nw threads at most. */
+static void run_workers(site_run *f, unsigned nw)
 {
-	pthread_t th[FAILOVER_FORCED_WORKERS];
-	unsigned started = 0;
-	if (nw > f->n)
-		nw = f->n ? (unsigned)f->n : 1;
-	for (; started < nw; started++)
-		if (pthread_create(&th[started], NULL, fan_worker, f) != 0)
-			break;
-	if (started == 0)
-		fan_worker(f);
-	for (unsigned i = 0; i < started; i++)
-		pthread_join(th[i], NULL);
+	ims_fanout_opts o = IMS_FANOUT_OPTS_INIT;
+	o.workers = nw;
+	o.nitems = f->n;
+	o.item = fan_item;
+	o.ctx = f;
+	ims_fanout_run(NULL, &o);
 }
 
 /* The call's result: what was done, or which failed (the first ones, cut to fit; every one is
  * in the detail lines), then one detail line per unit. */
-static int summarize(job *w, const fanout *f, bool old_down, double total)
+static int summarize(job *w, const site_run *f, bool old_down, double total)
 {
 	size_t done = 0, failed = 0, todo = 0;
 	char failures[400] = "";
@@ -757,8 +747,7 @@ static int site_failover(job *w)
 				     "ask site '%s''s "
 				     "daemon (this is site '%s')",
 				     w->q.target, here);
-	fanout f = {.w = w};
-	pthread_mutex_init(&f.lock, NULL);
+	site_run f = {.w = w};
 	if ((r = list_units(w, &f)) < 0)
 		goto out;
 
@@ -775,7 +764,6 @@ static int site_failover(job *w)
 	r = summarize(w, &f, all.old_down, mono_s() - t0);
 out:
 	free(f.units);
-	pthread_mutex_destroy(&f.lock);
 	return r;
 }
 
