@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "common/error.h"
+#include "common/opts.h"
 
 struct ims_fanout {
 	pthread_mutex_t lock;
@@ -140,10 +141,12 @@ int ims_fanout_run(unsigned *started, const ims_fanout_opts *o)
 	pthread_t *threads = NULL;
 	worker_arg *args = NULL;
 	unsigned n = 0;
-	int r = 0;
+	int r = IMS_OPTS_CHECK(o, IMS_FANOUT_OPTS_VERSION, "fan-out");
 
-	if (!o || o->version != IMS_FANOUT_OPTS_VERSION || !(o->item || o->worker))
-		return ims_error_set(-EINVAL, "fan-out: options of an unknown version or no work");
+	if (r < 0)
+		return r;
+	if (!(o->item || o->worker))
+		return ims_error_set(-EINVAL, "fan-out: no work (neither item nor worker)");
 	unsigned nworkers = o->workers ? o->workers : 1;
 	if (o->nitems && nworkers > o->nitems)
 		nworkers = (unsigned)o->nitems;

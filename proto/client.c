@@ -21,6 +21,7 @@
 #include <json-c/json.h>
 
 #include "common/error.h"
+#include "common/opts.h"
 
 #define DEFAULT_TIMEOUT_MS	   60000L
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000L
@@ -121,11 +122,9 @@ void ims_client_close(ims_client *c)
 /* The options as given, before anything is allocated. */
 static int check_opts(const ims_client_opts *opts)
 {
-	int r;
-
-	if (opts->version == 0 || opts->version > IMS_CLIENT_OPTS_VERSION)
-		return ims_error_set(-EINVAL, "client options of unknown version %u",
-				     opts->version);
+	int r = IMS_OPTS_CHECK(opts, IMS_CLIENT_OPTS_VERSION, "client");
+	if (r < 0)
+		return r;
 	if (!opts->server || !opts->server[0])
 		return ims_error_set(-EINVAL, "no server address given");
 	if (!printable(opts->server) || strchr(opts->server, ' '))

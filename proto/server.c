@@ -23,6 +23,7 @@
 #include <microhttpd.h>
 
 #include "common/error.h"
+#include "common/opts.h"
 #include "common/log.h"
 
 #define DEFAULT_MAX_REQUEST  (4u << 20)
@@ -846,11 +847,11 @@ int ims_rpc_server_start(ims_rpc_server **out, const ims_rpc_server_opts *opts)
 	ims_rpc_server *s = NULL;
 	int r, fd = -1;
 
-	if (!out || !opts)
+	if (!out)
 		return ims_error_set(-EINVAL, "no server options");
-	if (opts->version == 0 || opts->version > IMS_RPC_SERVER_OPTS_VERSION)
-		return ims_error_set(-EINVAL, "server options of unknown version %u",
-				     opts->version);
+	r = IMS_OPTS_CHECK(opts, IMS_RPC_SERVER_OPTS_VERSION, "server");
+	if (r < 0)
+		return r;
 	if (opts->dispatch_only && (opts->listen || opts->unix_socket))
 		return ims_error_set(-EINVAL, "dispatch_only excludes listen and unix_socket");
 	if (!opts->dispatch_only && !opts->listen && !opts->unix_socket)

@@ -12,6 +12,7 @@
 
 #include "common/array.h"
 #include "common/error.h"
+#include "common/opts.h"
 #include "common/log.h"
 #include "common/spec.h"
 #include "replicator/replicator_internal.h"
@@ -548,8 +549,8 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 	int r;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (!o || o->version != IMS_REPL_OPTS_VERSION)
-		return ims_error_set(-EINVAL, "replication options of an unknown version");
+	if ((r = IMS_OPTS_CHECK(o, IMS_REPL_OPTS_VERSION, "replication")) < 0)
+		return r;
 	if ((r = group_open(&gc)) < 0 || (r = find_cuts(&gc)) < 0)
 		goto out;
 	if (gc.pending >= 0)
@@ -974,8 +975,8 @@ int ims_repl_group_verify(ims_repl_group_verify_result *out, ims_site *src, ims_
 	char cut[NAME_MAX_];
 	int r;
 	memset(out, 0, sizeof(*out));
-	if (!opts || opts->version != IMS_REPL_VERIFY_OPTS_VERSION)
-		return ims_error_set(-EINVAL, "verify: options of an unknown version");
+	if ((r = IMS_OPTS_CHECK(opts, IMS_REPL_VERIFY_OPTS_VERSION, "verify")) < 0)
+		return r;
 	/* the newest cut sealed on every member of the secondary, as the primary's group lists them
 	 */
 	if ((r = members_open(&ms, src, pool, group)) < 0)

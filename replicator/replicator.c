@@ -12,6 +12,7 @@
 #include <rbd/librbd.h>
 
 #include "common/error.h"
+#include "common/opts.h"
 #include "common/extents.h"
 #include "common/fanout.h"
 #include "common/log.h"
@@ -1006,8 +1007,7 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 
 	cy.t0 = now_s();
 	cy.ph.last = cy.t0;
-	if (!o || o->version != IMS_REPL_OPTS_VERSION) {
-		r = ims_error_set(-EINVAL, "replication options of an unknown version");
+	if ((r = IMS_OPTS_CHECK(o, IMS_REPL_OPTS_VERSION, "replication")) < 0) {
 		goto out;
 	}
 	snprintf(cy.what, sizeof(cy.what), "'%s/%s'", pool, image);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "common/error.h"
+#include "common/opts.h"
 #include "common/spec.h"
 #include "common/units.h"
 #include "store/store_internal.h"
@@ -113,8 +114,9 @@ static int set_create_opts(rbd_image_options_t o, const ims_image_create_opts *o
 
 static int check_create_opts(const ims_image_create_opts *opts, bool need_size)
 {
-	if (!opts || opts->version != IMS_IMAGE_CREATE_OPTS_VERSION)
-		return ims_error_set(-EINVAL, "image options of an unknown version");
+	int r = IMS_OPTS_CHECK(opts, IMS_IMAGE_CREATE_OPTS_VERSION, "image");
+	if (r < 0)
+		return r;
 	if (need_size && opts->size == 0)
 		return ims_error_set(-EINVAL, "an image needs a size above 0");
 	if (opts->order && (opts->order < 12 || opts->order > 25))
@@ -751,8 +753,8 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 
 	if ((r = ims_store__check_names(pool, name, NULL)) < 0)
 		return r;
-	if (!opts || opts->version != IMS_IMAGE_REMOVE_OPTS_VERSION)
-		return ims_error_set(-EINVAL, "remove options of an unknown version");
+	if ((r = IMS_OPTS_CHECK(opts, IMS_IMAGE_REMOVE_OPTS_VERSION, "remove")) < 0)
+		return r;
 	if ((r = ims_store__open_image(site, pool, name, NULL, true, &io, &image)) < 0)
 		return r;
 	if (!opts->purge) {

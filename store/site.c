@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 
 #include "common/error.h"
+#include "common/opts.h"
 #include "common/log.h"
 
 /* A client of the cluster, counted: the site's main connection (every ioctx of
@@ -176,9 +177,11 @@ int ims_site_connect(ims_site **out, const ims_site_opts *opts)
 	ims_site *site = NULL;
 	const char *name;
 	bool ok = true;
-	int r;
+	int r = IMS_OPTS_CHECK(opts, IMS_SITE_OPTS_VERSION, "site");
 
-	if (!out || !opts || opts->version != IMS_SITE_OPTS_VERSION || !opts->ceph_conf)
+	if (r < 0)
+		return r;
+	if (!out || !opts->ceph_conf)
 		return ims_error_set(-EINVAL, "site options are incomplete");
 	name = opts->name ? opts->name : "?";
 

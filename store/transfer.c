@@ -15,6 +15,7 @@
 #include <rbd/librbd.h>
 
 #include "common/error.h"
+#include "common/opts.h"
 #include "common/extents.h"
 #include "common/log.h"
 #include "common/spec.h"
@@ -58,9 +59,7 @@ static bool next_data_run(const uint8_t *buf, size_t len, size_t *pos, size_t *s
 
 static int check_opts(const ims_transfer_opts *o)
 {
-	if (!o || o->version != IMS_TRANSFER_OPTS_VERSION)
-		return ims_error_set(-EINVAL, "transfer options of an unknown version");
-	return 0;
+	return IMS_OPTS_CHECK(o, IMS_TRANSFER_OPTS_VERSION, "transfer");
 }
 
 static unsigned opt_concurrency(const ims_transfer_opts *o)

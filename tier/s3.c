@@ -16,6 +16,7 @@
 #include <openssl/rand.h>
 
 #include "common/error.h"
+#include "common/opts.h"
 #include "common/hash.h"
 #include "common/log.h"
 
@@ -55,8 +56,9 @@ int ims_s3_new(ims_s3 **out, const ims_s3_opts *o)
 	ims_s3 *s = NULL;
 	int r = -ENOMEM;
 
-	if (!o || o->version != IMS_S3_OPTS_VERSION)
-		return ims_error_set(-EINVAL, "S3 options of an unknown version");
+	int bad = IMS_OPTS_CHECK(o, IMS_S3_OPTS_VERSION, "S3");
+	if (bad < 0)
+		return bad;
 	if (!o->endpoint || !o->bucket || !o->bucket[0] || !o->access_key || !o->secret_key)
 		return ims_error_set(-EINVAL,
 				     "an S3 target needs an endpoint, a bucket and credentials");

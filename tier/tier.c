@@ -14,6 +14,7 @@
 
 #include "common/array.h"
 #include "common/error.h"
+#include "common/opts.h"
 #include "common/fanout.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -86,9 +87,7 @@ int ims_tier_after_parse(ims_tier_after *out, const char *s)
 
 static int check_opts(const ims_tier_opts *o)
 {
-	if (!o || o->version != IMS_TIER_OPTS_VERSION)
-		return ims_error_set(-EINVAL, "tier options of an unknown version");
-	return 0;
+	return IMS_OPTS_CHECK(o, IMS_TIER_OPTS_VERSION, "tier");
 }
 
 static unsigned opt_workers(const ims_tier_opts *o)

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
+#include "common/opts.h"
 
 static void test_set_returns_negative(void **state)
 {
@@ -113,6 +114,28 @@ static void test_save_restore(void **state)
 	assert_int_equal(ims_error_last_code(), -EROFS);
 }
 
+typedef struct {
+	unsigned version;
+	int x;
+} toy_opts;
+
+/* One rule for every options struct: 1 up to the version this build knows; NULL and 0 refused. */
+static void test_opts_check(void **state)
+{
+	(void)state;
+	toy_opts o1 = {.version = 1}, o2 = {.version = 2}, o0 = {0};
+	const toy_opts *v1 = &o1, *v2 = &o2, *v0 = &o0, *none = NULL;
+	assert_int_equal(IMS_OPTS_CHECK(v1, 2, "toy"), 0);
+	assert_int_equal(IMS_OPTS_CHECK(v2, 2, "toy"), 0);
+	assert_int_equal(IMS_OPTS_CHECK(v2, 1, "toy"), -EINVAL);
+	assert_string_equal(ims_error_last(),
+			    "toy options of an unknown version 2 (this build "
+			    "knows 1 to 1): initialise them with their _OPTS_INIT");
+	assert_int_equal(IMS_OPTS_CHECK(v0, 1, "toy"), -EINVAL);
+	assert_int_equal(IMS_OPTS_CHECK(none, 1, "toy"), -EINVAL);
+	assert_string_equal(ims_error_last(), "toy: no options given");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -125,6 +148,7 @@ int main(void)
 		cmocka_unit_test(test_set_with_last_as_argument),
 		cmocka_unit_test(test_wrap),
 		cmocka_unit_test(test_save_restore),
+		cmocka_unit_test(test_opts_check),
 	};
 	return cmocka_run_group_tests_name("error", tests, NULL, NULL);
 }
