@@ -58,6 +58,30 @@ static int get_group(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__Grou
 	return 0;
 }
 
+static void *member_item(ims_rpc_call *call, const void *members, size_t i)
+{
+	const ims_group_member *g = &((const ims_group_member *)members)[i];
+	Imgstore__V1__ImageSpec *s = ALLOC(call, Imgstore__V1__ImageSpec);
+	if (!s)
+		return NULL;
+	imgstore__v1__image_spec__init(s);
+	s->pool = DUP(call, g->pool);
+	s->image = DUP(call, g->image);
+	return s;
+}
+
+static void *group_snap_item(ims_rpc_call *call, const void *snaps, size_t i)
+{
+	const ims_group_snap *g = &((const ims_group_snap *)snaps)[i];
+	Imgstore__V1__GroupSnapshot *s = ALLOC(call, Imgstore__V1__GroupSnapshot);
+	if (!s)
+		return NULL;
+	imgstore__v1__group_snapshot__init(s);
+	s->name = DUP(call, g->name);
+	s->complete = g->complete;
+	return s;
+}
+
 static int build_group(ims_daemon *d, ims_rpc_call *call, const ims_group_info *g,
 		       Imgstore__V1__Group **out)
 {
@@ -69,43 +93,15 @@ static int build_group(ims_daemon *d, ims_rpc_call *call, const ims_group_info *
 	imgstore__v1__group__init(m);
 	m->pool = DUP(call, g->pool);
 	m->name = DUP(call, g->name);
-	if (g->nmembers &&
-	    !(m->images = ims_rpc_call_alloc(call, g->nmembers * sizeof(*m->images))))
+	if (IMS_KIT_REPEATED(call, m, images, g->nmembers, member_item, g->members) < 0 ||
+	    IMS_KIT_REPEATED(call, m, snapshots, g->nsnaps, group_snap_item, g->snaps) < 0)
 		return -ENOMEM;
-	for (size_t i = 0; i < g->nmembers; i++) {
-		Imgstore__V1__ImageSpec *s = ALLOC(call, Imgstore__V1__ImageSpec);
-		if (!s)
-			return -ENOMEM;
-		imgstore__v1__image_spec__init(s);
-		s->pool = DUP(call, g->members[i].pool);
-		s->image = DUP(call, g->members[i].image);
-		m->images[m->n_images++] = s;
-	}
-	if (g->nsnaps &&
-	    !(m->snapshots = ims_rpc_call_alloc(call, g->nsnaps * sizeof(*m->snapshots))))
-		return -ENOMEM;
-	for (size_t i = 0; i < g->nsnaps; i++) {
-		Imgstore__V1__GroupSnapshot *s = ALLOC(call, Imgstore__V1__GroupSnapshot);
-		if (!s)
-			return -ENOMEM;
-		imgstore__v1__group_snapshot__init(s);
-		s->name = DUP(call, g->snaps[i].name);
-		s->complete = g->snaps[i].complete;
-		m->snapshots[m->n_snapshots++] = s;
-	}
-	if (ims_repl_group_status(d->repl, g->pool, g->name, &st, &nst) == 0 && nst) {
-		if (!(m->replication = ims_rpc_call_alloc(call, nst * sizeof(*m->replication)))) {
-			free(st);
-			return -ENOMEM;
-		}
-		for (size_t i = 0; i < nst; i++)
-			if ((m->replication[m->n_replication] =
-				     ims_daemon_status_msg(call, &st[i])))
-				m->n_replication++;
-	}
+	int r = 0;
+	if (ims_repl_group_status(d->repl, g->pool, g->name, &st, &nst) == 0)
+		r = IMS_KIT_REPEATED(call, m, replication, nst, ims_daemon_status_item, st);
 	free(st);
 	*out = m;
-	return 0;
+	return r;
 }
 
 static int reply_group(ims_daemon *d, ims_rpc_call *call, const char *pool, const char *name,

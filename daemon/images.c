@@ -66,23 +66,8 @@ static int build_image(ims_rpc_call *call, const ims_image_info *info, ProtobufC
 	m->features_text = DUP(call, info->features_str);
 	m->data_pool = DUP(call, info->data_pool);
 	m->parent = DUP(call, info->parent);
-	if (info->nsnaps) {
-		m->snapshots = ims_rpc_call_alloc(call, info->nsnaps * sizeof(*m->snapshots));
-		if (!m->snapshots)
-			return -ENOMEM;
-		for (size_t i = 0; i < info->nsnaps; i++) {
-			Imgstore__V1__SnapshotInfo *s = ALLOC(call, Imgstore__V1__SnapshotInfo);
-			if (!s)
-				return -ENOMEM;
-			imgstore__v1__snapshot_info__init(s);
-			s->name = DUP(call, info->snaps[i].name);
-			s->id = info->snaps[i].id;
-			s->size = info->snaps[i].size;
-			s->protected_ = info->snaps[i].is_protected;
-			s->created_unix = info->snaps[i].timestamp;
-			m->snapshots[m->n_snapshots++] = s;
-		}
-	}
+	if (IMS_KIT_REPEATED(call, m, snapshots, info->nsnaps, ims_kit_snap_item, info->snaps) < 0)
+		return -ENOMEM;
 	if (info->catalog) {
 		m->in_catalog = 1;
 		m->source = DUP(call, info->catalog->source);
@@ -151,6 +136,26 @@ static int h_get_image(void *app, ims_rpc_call *call, const ProtobufCMessage *re
 	return r < 0 ? r : reply_image(d, call, s.pool, s.image, resp);
 }
 
+static void *summary_item(ims_rpc_call *call, const void *list, size_t i)
+{
+	const ims_image_list_entry *l = &((const ims_image_list_entry *)list)[i];
+	Imgstore__V1__ImageSummary *e = ALLOC(call, Imgstore__V1__ImageSummary);
+	if (!e)
+		return NULL;
+	imgstore__v1__image_summary__init(e);
+	e->name = DUP(call, l->name);
+	e->in_catalog = l->in_catalog;
+	if (l->in_catalog) {
+		e->size = l->entry.size;
+		e->source = DUP(call, l->entry.source);
+		e->created_unix = l->entry.created;
+		e->parent = DUP(call, l->entry.parent);
+		e->tags = build_tags(call, &l->entry, &e->n_tags);
+		e->cold_target = DUP(call, l->entry.cold_target);
+	}
+	return e;
+}
+
 static int h_list_images(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			 ProtobufCMessage **resp)
 {
@@ -169,32 +174,8 @@ static int h_list_images(void *app, ims_rpc_call *call, const ProtobufCMessage *
 	}
 	imgstore__v1__list_images_response__init(m);
 	m->pool = DUP(call, pool);
-	if (n) {
-		m->images = ims_rpc_call_alloc(call, n * sizeof(*m->images));
-		if (!m->images) {
-			r = -ENOMEM;
-			goto out;
-		}
-	}
-	for (size_t i = 0; i < n; i++) {
-		Imgstore__V1__ImageSummary *e = ALLOC(call, Imgstore__V1__ImageSummary);
-		if (!e) {
-			r = -ENOMEM;
-			goto out;
-		}
-		imgstore__v1__image_summary__init(e);
-		e->name = DUP(call, list[i].name);
-		e->in_catalog = list[i].in_catalog;
-		if (list[i].in_catalog) {
-			e->size = list[i].entry.size;
-			e->source = DUP(call, list[i].entry.source);
-			e->created_unix = list[i].entry.created;
-			e->parent = DUP(call, list[i].entry.parent);
-			e->tags = build_tags(call, &list[i].entry, &e->n_tags);
-			e->cold_target = DUP(call, list[i].entry.cold_target);
-		}
-		m->images[m->n_images++] = e;
-	}
+	if ((r = IMS_KIT_REPEATED(call, m, images, n, summary_item, list)) < 0)
+		goto out;
 	*resp = &m->base;
 out:
 	ims_image_list_free(list, n);

@@ -9,7 +9,9 @@
 
 #include "common/error.h"
 #include "daemon/daemon.h"
+#include "imgstore/v1/snapshot.pb-c.h"
 #include "store/image.h"
+#include "store/snap.h"
 
 int ims_kit_spec(ims_spec *out, ims_daemon *d, ims_rpc_call *call,
 		 const Imgstore__V1__ImageSpec *in, bool snap_allowed, bool snap_required)
@@ -123,4 +125,42 @@ const ims_rpc_method *ims_daemon_methods(size_t *count)
 	pthread_once(&methods_once, gather_methods);
 	*count = nall_methods;
 	return all_methods;
+}
+
+int ims_kit_repeated(ims_rpc_call *call, void *field, size_t *count, size_t n, ims_kit_item_fn item,
+		     const void *ctx)
+{
+	void **v = NULL;
+	*count = 0;
+	if (n && !(v = ims_rpc_call_alloc(call, n * sizeof(*v))))
+		return -ENOMEM;
+	/* protobuf-c's repeated fields are arrays of pointers to messages, as its own code reads
+	 * them through void ** */
+	memcpy(field, &v, sizeof(v));
+	for (size_t i = 0; i < n; i++) {
+		if (!(v[i] = item(call, ctx, i)))
+			return -ENOMEM;
+		(*count)++;
+	}
+	return 0;
+}
+
+void *ims_kit_snap_item(ims_rpc_call *call, const void *snaps, size_t i)
+{
+	const ims_snap_info *sn = &((const ims_snap_info *)snaps)[i];
+	Imgstore__V1__SnapshotInfo *s = ALLOC(call, Imgstore__V1__SnapshotInfo);
+	if (!s)
+		return NULL;
+	imgstore__v1__snapshot_info__init(s);
+	s->name = DUP(call, sn->name);
+	s->id = sn->id;
+	s->size = sn->size;
+	s->protected_ = sn->is_protected;
+	s->created_unix = sn->timestamp;
+	return s;
+}
+
+void *ims_kit_op_item(ims_rpc_call *call, const void *records, size_t i)
+{
+	return ims_kit_op_msg(call, &((const ims_op_record *)records)[i]);
 }

@@ -46,6 +46,28 @@ int ims_kit_op_progress(void *op, uint64_t done, uint64_t total);
 /** The Operation message of @p rec, in the call's arena; NULL if out of memory. */
 Imgstore__V1__Operation *ims_kit_op_msg(ims_rpc_call *call, const ims_op_record *rec);
 
+/** Builds element @p i of a repeated message field from @p ctx (an array, a struct of arrays);
+ *  NULL if out of memory. */
+typedef void *(*ims_kit_item_fn)(ims_rpc_call *call, const void *ctx, size_t i);
+
+/**
+ * Fill the repeated message field @p field (a `T **`) and its count @p count with @p n
+ * elements @p item(call, ctx, i), in the call's arena. Use IMS_KIT_REPEATED.
+ * @returns 0, or -ENOMEM (the elements built so far are counted).
+ */
+int ims_kit_repeated(ims_rpc_call *call, void *field, size_t *count, size_t n, ims_kit_item_fn item,
+		     const void *ctx);
+
+/** ims_kit_repeated() of field @p field of message @p m (and its n_@p field). */
+#define IMS_KIT_REPEATED(call, m, field, n, item, ctx)                                             \
+	ims_kit_repeated((call), &(m)->field, &(m)->n_##field, (n), (item), (ctx))
+
+/** An ims_kit_item_fn: the SnapshotInfo of element @p i of an ims_snap_info array. */
+void *ims_kit_snap_item(ims_rpc_call *call, const void *snaps, size_t i);
+
+/** An ims_kit_item_fn: the Operation message of element @p i of an ims_op_record array. */
+void *ims_kit_op_item(ims_rpc_call *call, const void *records, size_t i);
+
 /** Answer with the Operation message of @p rec. */
 int ims_kit_reply_op(ims_rpc_call *call, const ims_op_record *rec, ProtobufCMessage **resp);
 

@@ -102,13 +102,8 @@ static int h_list_operations(void *app, ims_rpc_call *call, const ProtobufCMessa
 	if (!m)
 		goto out;
 	imgstore__v1__list_operations_response__init(m);
-	if (n && !(m->operations = ims_rpc_call_alloc(call, n * sizeof(*m->operations))))
+	if (IMS_KIT_REPEATED(call, m, operations, n, ims_kit_op_item, list) < 0)
 		goto out;
-	for (size_t i = 0; i < n; i++) {
-		if (!(m->operations[i] = ims_kit_op_msg(call, &list[i])))
-			goto out;
-		m->n_operations++;
-	}
 	*resp = &m->base;
 	r = 0;
 out:

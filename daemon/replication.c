@@ -164,6 +164,23 @@ int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name,
 	return 0;
 }
 
+void *ims_daemon_status_item(ims_rpc_call *call, const void *list, size_t i)
+{
+	return ims_daemon_status_msg(call, &((const ims_repl_status *)list)[i]);
+}
+
+static void *extent_item(ims_rpc_call *call, const void *extents, size_t i)
+{
+	const ims_repl_extent *x = &((const ims_repl_extent *)extents)[i];
+	Imgstore__V1__ImageExtent *e = ALLOC(call, Imgstore__V1__ImageExtent);
+	if (!e)
+		return NULL;
+	imgstore__v1__image_extent__init(e);
+	e->offset = x->offset;
+	e->length = x->length;
+	return e;
+}
+
 int ims_daemon_status_reply(ims_rpc_call *call, ims_repl_status *list, size_t n,
 			    ProtobufCMessage **resp)
 {
@@ -173,13 +190,8 @@ int ims_daemon_status_reply(ims_rpc_call *call, ims_repl_status *list, size_t n,
 	if (!m)
 		goto out;
 	imgstore__v1__replication_status_response__init(m);
-	if (n && !(m->statuses = ims_rpc_call_alloc(call, n * sizeof(*m->statuses))))
+	if (IMS_KIT_REPEATED(call, m, statuses, n, ims_daemon_status_item, list) < 0)
 		goto out;
-	for (size_t i = 0; i < n; i++) {
-		if (!(m->statuses[i] = ims_daemon_status_msg(call, &list[i])))
-			goto out;
-		m->n_statuses++;
-	}
 	*resp = &m->base;
 	r = 0;
 out:
@@ -400,17 +412,8 @@ Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, const ch
 	m->seconds = v->seconds;
 	m->mismatch_count = v->nmismatches;
 	size_t n = v->nmismatches < 1000 ? v->nmismatches : 1000;
-	if (n && !(m->mismatches = ims_rpc_call_alloc(call, n * sizeof(*m->mismatches))))
+	if (IMS_KIT_REPEATED(call, m, mismatches, n, extent_item, v->mismatches) < 0)
 		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		Imgstore__V1__ImageExtent *e = ALLOC(call, Imgstore__V1__ImageExtent);
-		if (!e)
-			return NULL;
-		imgstore__v1__image_extent__init(e);
-		e->offset = v->mismatches[i].offset;
-		e->length = v->mismatches[i].length;
-		m->mismatches[m->n_mismatches++] = e;
-	}
 	return m;
 }
 

@@ -93,6 +93,19 @@ static int sites_get(ims_daemon *d, const char *name, ims_health_site **sites, s
 	return r;
 }
 
+/* The sites of a ListSites answer, and the pairs whose status each shows. */
+typedef struct {
+	const ims_health_site *sites;
+	const ims_repl_status *pairs;
+	size_t npairs;
+} site_list;
+
+static void *site_item(ims_rpc_call *call, const void *ctx, size_t i)
+{
+	const site_list *l = ctx;
+	return site_msg(call, &l->sites[i], l->pairs, l->npairs);
+}
+
 static int h_list_sites(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			ProtobufCMessage **resp)
 {
@@ -109,13 +122,9 @@ static int h_list_sites(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	if (!m)
 		goto out;
 	imgstore__v1__list_sites_response__init(m);
-	if (n && !(m->sites = ims_rpc_call_alloc(call, n * sizeof(*m->sites))))
+	site_list l = {sites, pairs, npairs};
+	if (IMS_KIT_REPEATED(call, m, sites, n, site_item, &l) < 0)
 		goto out;
-	for (size_t i = 0; i < n; i++) {
-		if (!(m->sites[i] = site_msg(call, &sites[i], pairs, npairs)))
-			goto out;
-		m->n_sites++;
-	}
 	*resp = &m->base;
 	r = 0;
 out:

@@ -128,20 +128,8 @@ static int h_list_snapshots(void *app, ims_rpc_call *call, const ProtobufCMessag
 	if (!m)
 		goto out;
 	imgstore__v1__list_snapshots_response__init(m);
-	if (n && !(m->snapshots = ims_rpc_call_alloc(call, n * sizeof(*m->snapshots))))
+	if (IMS_KIT_REPEATED(call, m, snapshots, n, ims_kit_snap_item, snaps) < 0)
 		goto out;
-	for (size_t i = 0; i < n; i++) {
-		Imgstore__V1__SnapshotInfo *e = ALLOC(call, Imgstore__V1__SnapshotInfo);
-		if (!e)
-			goto out;
-		imgstore__v1__snapshot_info__init(e);
-		e->name = DUP(call, snaps[i].name);
-		e->id = snaps[i].id;
-		e->size = snaps[i].size;
-		e->protected_ = snaps[i].is_protected;
-		e->created_unix = snaps[i].timestamp;
-		m->snapshots[m->n_snapshots++] = e;
-	}
 	*resp = &m->base;
 	r = 0;
 out:
