@@ -17,7 +17,7 @@
 #include "common/hash.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "store/omap.h"
+#include "store/record.h"
 
 #define KEEP_IN_MEMORY	      256 /* ended operations kept for Wait/Get */
 #define PERSIST_EVERY_SECONDS 2	  /* progress writes to RADOS at most this often */
@@ -41,6 +41,7 @@ struct ims_op {
 struct ims_ops {
 	ims_site *site;
 	char pool[128]; /* of the records; an ioctx per use (the site's client may be replaced) */
+	ims_records records; /* IMS_OPS_OBJECT in pool */
 	char owner[128];
 	char owner_host[100];
 	pthread_mutex_t lock;
@@ -81,7 +82,7 @@ static bool active(ims_op_state s)
 /* ---------------------------------------------------------------------------------------- */
 /* records */
 
-static char *encode(const ims_op_record *r)
+static json_object *encode(const ims_op_record *r)
 {
 	json_object *o = json_object_new_object();
 	if (!o)
@@ -101,20 +102,16 @@ static char *encode(const ims_op_record *r)
 	json_object_object_add(o, "heartbeat", json_object_new_int64(r->heartbeat));
 	json_object_object_add(o, "result_path", json_object_new_string(r->result_path));
 	json_object_object_add(o, "result", json_object_new_string(r->result));
-	char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-	json_object_put(o);
-	return s;
+	return o;
 }
 
-static bool decode(const char *val, size_t len, ims_op_record *r)
+/* 0 and the operation of record @p o; 1 (left out) when it is not one. */
+static int decode(void *elem, const char *key, json_object *o)
 {
-	char *text = strndup(val, len);
-	if (!text)
-		return false;
-	json_object *o = json_tokener_parse(text);
-	free(text);
+	ims_op_record *r = elem;
+	(void)key;
 	if (!o)
-		return false;
+		return 1;
 	memset(r, 0, sizeof(*r));
 	ims_json_str(o, "id", r->id, sizeof(r->id));
 	ims_json_str(o, "kind", r->kind, sizeof(r->kind));
@@ -131,22 +128,16 @@ static bool decode(const char *val, size_t len, ims_op_record *r)
 	r->heartbeat = ims_json_i64(o, "heartbeat");
 	ims_json_str(o, "result_path", r->result_path, sizeof(r->result_path));
 	ims_json_str(o, "result", r->result, sizeof(r->result));
-	json_object_put(o);
-	return r->id[0] != '\0';
+	return r->id[0] != '\0' ? 0 : 1;
 }
 
 static int persist(ims_ops *o, const ims_op_record *r)
 {
-	char *val = encode(r);
+	json_object *val = encode(r);
 	if (!val)
 		return -ENOMEM;
-	rados_ioctx_t io;
-	int ret = ims_site_ioctx(o->site, o->pool, &io);
-	if (ret == 0) {
-		ret = ims_omap_set(io, IMS_OPS_OBJECT, r->id, val, strlen(val));
-		ims_site_ioctx_close(io);
-	}
-	free(val);
+	int ret = ims_record_put(&o->records, r->id, val);
+	json_object_put(val);
 	if (ret < 0)
 		return ims_error_set(ret, "cannot record operation %s: %s", r->id,
 				     ims_strerror(ret));
@@ -155,17 +146,11 @@ static int persist(ims_ops *o, const ims_op_record *r)
 
 static int read_one(ims_ops *o, const char *id, ims_op_record *out)
 {
-	char *val = NULL;
-	size_t len = 0;
-	rados_ioctx_t io;
-	int r = ims_site_ioctx(o->site, o->pool, &io);
-	if (r == 0) {
-		r = ims_omap_get(io, IMS_OPS_OBJECT, id, &val, &len);
-		ims_site_ioctx_close(io);
-	}
-	if (r == 0 && !decode(val, len, out))
+	json_object *val = NULL;
+	int r = ims_record_get(&val, &o->records, id);
+	if (r == -EBADMSG || (r == 0 && decode(out, id, val) != 0))
 		r = -ENOENT;
-	free(val);
+	json_object_put(val);
 	if (r == -ENOENT)
 		return ims_error_set(-ENOENT, "no operation '%s'", id);
 	if (r < 0)
@@ -173,55 +158,20 @@ static int read_one(ims_ops *o, const char *id, ims_op_record *out)
 	return 0;
 }
 
-typedef struct {
-	ims_op_record *list;
-	size_t n, cap;
-} collected;
-
-static int collect(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
-{
-	collected *c = ctx;
-	(void)key;
-	(void)klen;
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 64;
-		ims_op_record *nl = realloc(c->list, cap * sizeof(*nl));
-		if (!nl)
-			return -ENOMEM;
-		c->list = nl;
-		c->cap = cap;
-	}
-	if (decode(val, vlen, &c->list[c->n]))
-		c->n++;
-	return 0;
-}
-
 /* Every record; *out is malloc'ed. */
 static int read_all(ims_ops *o, ims_op_record **out, size_t *count)
 {
-	collected c = {0};
-	rados_ioctx_t io;
-	int r = ims_site_ioctx(o->site, o->pool, &io);
-	if (r == 0) {
-		r = ims_omap_foreach(io, IMS_OPS_OBJECT, collect, &c);
-		ims_site_ioctx_close(io);
-	}
-	if (r < 0) {
-		free(c.list);
+	void *list = NULL;
+	int r = ims_record_list(&list, count, &o->records, sizeof(ims_op_record), decode, NULL);
+	if (r < 0)
 		return ims_error_set(r, "cannot read the operation records: %s", ims_strerror(r));
-	}
-	*out = c.list;
-	*count = c.n;
+	*out = list;
 	return 0;
 }
 
 static void remove_records(ims_ops *o, const char **ids, size_t n)
 {
-	rados_ioctx_t io;
-	if (ims_site_ioctx(o->site, o->pool, &io) == 0) {
-		ims_omap_rm_many(io, IMS_OPS_OBJECT, ids, n);
-		ims_site_ioctx_close(io);
-	}
+	ims_record_del_many(&o->records, ids, n);
 }
 
 /* Records of a previous instance of this daemon, or with a dead heartbeat, end as failed;
@@ -421,6 +371,7 @@ int ims_ops_start(ims_ops **out, ims_site *site, const char *pool, unsigned work
 		goto fail;
 	ims_site_ioctx_close(io);
 	snprintf(o->pool, sizeof(o->pool), "%s", pool);
+	o->records = IMS_RECORDS_SITE(site, o->pool, IMS_OPS_OBJECT);
 	if ((r = sweep(o, true)) < 0)
 		goto fail;
 	o->nworkers = workers ? workers : 4;

@@ -1,0 +1,94 @@
+/*
+ * store/record.h: JSON records in the omap of one RADOS object, the form of every small
+ * record imgstore keeps in a site's cluster (the catalog, operation records, host leases,
+ * tiering and replication policies): one key a record, one plain JSON object its value,
+ * readable with `rados -p POOL listomapvals OBJECT`.
+ *
+ * A set of records is named by an ims_records: its object, and either an open I/O context
+ * or a site and pool, through which each call opens an I/O context of its own (see
+ * docs/ARCHITECTURE.md: a site's client may be replaced, so none is kept). The raw omap
+ * calls under these are store/omap.h's.
+ *
+ * Errors carry a one-line message (ims_error_set()) that names the object and the key;
+ * callers with a better word for what a record is set their own.
+ */
+#ifndef IMS_STORE_RECORD_H
+#define IMS_STORE_RECORD_H
+
+#include <stddef.h>
+
+#include <json-c/json.h>
+#include <rados/librados.h>
+
+#include "store/site.h"
+
+/** Where a set of records lives. */
+typedef struct {
+	const char *object; /* the RADOS object whose omap holds the records */
+	rados_ioctx_t io;   /* an open I/O context of its pool; or NULL and: */
+	ims_site *site;	    /* the site and */
+	const char *pool;   /* the pool, with an I/O context per call */
+} ims_records;
+
+/** The records of @p obj in the pool of the open I/O context @p io. */
+#define IMS_RECORDS_IO(io_, obj) ((ims_records){.object = (obj), .io = (io_)})
+/** The records of @p obj in @p pool of @p site. */
+#define IMS_RECORDS_SITE(site_, pool_, obj)                                                        \
+	((ims_records){.object = (obj), .site = (site_), .pool = (pool_)})
+
+/**
+ * Set record @p key to @p val (written plain, as json_object_to_json_string_ext() with
+ * JSON_C_TO_STRING_PLAIN), creating the object if needed. @p val stays the caller's.
+ *
+ * @returns an error of the RADOS write (-ETIMEDOUT if the OSDs do not answer).
+ */
+int ims_record_put(const ims_records *rs, const char *key, json_object *val);
+
+/**
+ * Record @p key.
+ *
+ * @param[out] out the record, a JSON object; release with json_object_put().
+ * @returns -ENOENT if the object or the key does not exist; -EBADMSG if the value is not a
+ *          JSON object.
+ */
+int ims_record_get(json_object **out, const ims_records *rs, const char *key);
+
+/** Remove the @p n records @p keys; no error for a key or an object that does not exist. */
+int ims_record_del_many(const ims_records *rs, const char *const *keys, size_t n);
+
+/** Remove record @p key; no error if it or the object does not exist. */
+int ims_record_del(const ims_records *rs, const char *key);
+
+/**
+ * Called for each record in key order, with its key (NUL-terminated) and its value, or NULL
+ * when the value is not a JSON object (one damaged record never hides the others). @p val is
+ * borrowed for the call. A non-zero return stops the walk and is returned.
+ */
+typedef int (*ims_record_fn)(void *ctx, const char *key, json_object *val);
+
+/**
+ * Walk every record of the set; a missing object has none.
+ *
+ * @returns 0, an error of RADOS, or what @p fn returned to stop.
+ */
+int ims_record_foreach(const ims_records *rs, ims_record_fn fn, void *ctx);
+
+/**
+ * Decode record @p key (@p val as for ims_record_fn) into @p elem, which is zeroed.
+ * @returns 0 to keep it, > 0 to leave it out of the list, or a negative errno to stop.
+ */
+typedef int (*ims_record_decode_fn)(void *elem, const char *key, json_object *val);
+
+/**
+ * Every record of the set decoded by @p decode into an array of elements of @p size bytes,
+ * in key order.
+ *
+ * @param[out] out malloc'ed array of *count elements (free()); NULL with 0 if none.
+ * @param clear frees what a decoded element holds, or NULL; called on each element,
+ *        the one whose decoding failed included, when the listing fails.
+ * @returns an error of RADOS, -ENOMEM, or what @p decode stopped with.
+ */
+int ims_record_list(void **out, size_t *count, const ims_records *rs, size_t size,
+		    ims_record_decode_fn decode, void (*clear)(void *elem));
+
+#endif
