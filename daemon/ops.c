@@ -171,7 +171,9 @@ static int read_all(ims_ops *o, ims_op_record **out, size_t *count)
 
 static void remove_records(ims_ops *o, const char **ids, size_t n)
 {
-	ims_record_del_many(&o->records, ids, n);
+	ims_records quiet = o->records; /* the prune is tried again at the next sweep */
+	quiet.quiet = true;
+	ims_record_del_many(&quiet, ids, n);
 }
 
 /* Records of a previous instance of this daemon, or with a dead heartbeat, end as failed;

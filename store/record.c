@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,32 @@ static void io_close(const ims_records *rs, rados_ioctx_t io)
 		ims_site_ioctx_close(io);
 }
 
+/* A quiet set's calls give the thread's message back as it was before them. */
+typedef struct {
+	bool on;
+	int code;
+	char msg[IMS_ERROR_MSG_MAX];
+} hush;
+
+static void hush_begin(hush *h, const ims_records *rs)
+{
+	h->on = rs->quiet;
+	h->code = h->on ? ims_error_last_code() : 0;
+	if (h->code)
+		snprintf(h->msg, sizeof(h->msg), "%s", ims_error_last());
+}
+
+static int hush_end(const hush *h, int r)
+{
+	if (h->on && r < 0) {
+		if (h->code)
+			ims_error_set(h->code, "%s", h->msg);
+		else
+			ims_error_clear();
+	}
+	return r;
+}
+
 /* @p val as a JSON object, or NULL when it is not one. */
 static json_object *parse(const char *val, size_t len)
 {
@@ -39,7 +66,7 @@ static json_object *parse(const char *val, size_t len)
 	return o;
 }
 
-int ims_record_put(const ims_records *rs, const char *key, json_object *val)
+static int do_put(const ims_records *rs, const char *key, json_object *val)
 {
 	rados_ioctx_t io;
 	const char *text = json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN);
@@ -56,7 +83,7 @@ int ims_record_put(const ims_records *rs, const char *key, json_object *val)
 	return 0;
 }
 
-int ims_record_get(json_object **out, const ims_records *rs, const char *key)
+static int do_get(json_object **out, const ims_records *rs, const char *key)
 {
 	rados_ioctx_t io;
 	char *val = NULL;
@@ -80,7 +107,7 @@ int ims_record_get(json_object **out, const ims_records *rs, const char *key)
 	return 0;
 }
 
-int ims_record_del_many(const ims_records *rs, const char *const *keys, size_t n)
+static int do_del_many(const ims_records *rs, const char *const *keys, size_t n)
 {
 	rados_ioctx_t io;
 	int r = io_open(rs, &io);
@@ -119,7 +146,7 @@ static int walk_one(void *ctx, const char *key, size_t klen, const char *val, si
 	return r;
 }
 
-int ims_record_foreach(const ims_records *rs, ims_record_fn fn, void *ctx)
+static int do_foreach(const ims_records *rs, ims_record_fn fn, void *ctx)
 {
 	rados_ioctx_t io;
 	walk w = {fn, ctx, false};
@@ -162,14 +189,44 @@ int ims_record_list(void **out, size_t *count, const ims_records *rs, size_t siz
 		    ims_record_decode_fn decode, void (*clear)(void *elem))
 {
 	collected c = {.size = size, .decode = decode};
-	int r = ims_record_foreach(rs, collect, &c);
+	hush h;
+	hush_begin(&h, rs);
+	int r = do_foreach(rs, collect, &c);
 	if (r < 0) {
 		for (size_t i = 0; clear && i < c.n; i++)
 			clear(c.list + i * size);
 		free(c.list);
-		return r;
+		return hush_end(&h, r);
 	}
 	*out = c.list;
 	*count = c.n;
 	return 0;
+}
+
+int ims_record_put(const ims_records *rs, const char *key, json_object *val)
+{
+	hush h;
+	hush_begin(&h, rs);
+	return hush_end(&h, do_put(rs, key, val));
+}
+
+int ims_record_get(json_object **out, const ims_records *rs, const char *key)
+{
+	hush h;
+	hush_begin(&h, rs);
+	return hush_end(&h, do_get(out, rs, key));
+}
+
+int ims_record_del_many(const ims_records *rs, const char *const *keys, size_t n)
+{
+	hush h;
+	hush_begin(&h, rs);
+	return hush_end(&h, do_del_many(rs, keys, n));
+}
+
+int ims_record_foreach(const ims_records *rs, ims_record_fn fn, void *ctx)
+{
+	hush h;
+	hush_begin(&h, rs);
+	return hush_end(&h, do_foreach(rs, fn, ctx));
 }

@@ -10,11 +10,13 @@
  * calls under these are store/omap.h's.
  *
  * Errors carry a one-line message (ims_error_set()) that names the object and the key;
- * callers with a better word for what a record is set their own.
+ * callers with a better word for what a record is set their own. A quiet set leaves the
+ * thread's message as it was.
  */
 #ifndef IMS_STORE_RECORD_H
 #define IMS_STORE_RECORD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <json-c/json.h>
@@ -28,6 +30,7 @@ typedef struct {
 	rados_ioctx_t io;   /* an open I/O context of its pool; or NULL and: */
 	ims_site *site;	    /* the site and */
 	const char *pool;   /* the pool, with an I/O context per call */
+	bool quiet;	    /* set no message: for writes whose failure is not the caller's */
 } ims_records;
 
 /** The records of @p obj in the pool of the open I/O context @p io. */
@@ -35,6 +38,9 @@ typedef struct {
 /** The records of @p obj in @p pool of @p site. */
 #define IMS_RECORDS_SITE(site_, pool_, obj)                                                        \
 	((ims_records){.object = (obj), .site = (site_), .pool = (pool_)})
+/** The same, for best-effort calls that leave the thread's error message as it is. */
+#define IMS_RECORDS_SITE_QUIET(site_, pool_, obj)                                                  \
+	((ims_records){.object = (obj), .site = (site_), .pool = (pool_), .quiet = true})
 
 /**
  * Set record @p key to @p val (written plain, as json_object_to_json_string_ext() with
