@@ -23,7 +23,7 @@
 #include "replicator/replicator_internal.h"
 #include "store/group.h"
 #include "store/image.h"
-#include "store/omap.h"
+#include "store/record.h"
 
 typedef struct pair {
 	char pool[IMS_NAME_MAX + 1];
@@ -147,8 +147,7 @@ static int write_policy(rados_ioctx_t io, const char *pool, const char *name, bo
 	if (group)
 		json_object_object_add(o, "group", json_object_new_boolean(true));
 	policy_key(key, klen, pool, name, group, target);
-	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	int r = ims_omap_set(io, IMS_REPL_POLICIES, key, v, strlen(v));
+	int r = ims_record_put(&IMS_RECORDS_IO(io, IMS_REPL_POLICIES), key, o);
 	json_object_put(o);
 	return r;
 }
@@ -167,11 +166,30 @@ static void notify_policies(rados_ioctx_t io)
 	rados_buffer_free(reply);
 }
 
+/* Remove the policy and the status of pair @p key from @p io's records; @p quiet: leave the
+ * thread's message alone (the status always does: it is only a cache of the last cycle). */
+static int drop_records(rados_ioctx_t io, const char *key, bool quiet)
+{
+	ims_records policies = IMS_RECORDS_IO(io, IMS_REPL_POLICIES),
+		    status = IMS_RECORDS_IO(io, IMS_REPL_STATUS);
+	policies.quiet = quiet;
+	status.quiet = true;
+	int r = ims_record_del(&policies, key);
+	ims_record_del(&status, key);
+	return r;
+}
+
 /* The records' pool on the site's current client: an ioctx per use, since the client is
  * replaced when the cluster blocklists it. Close with ims_site_ioctx_close(). */
 static int sched_io(ims_repl_sched *s, rados_ioctx_t *io)
 {
 	return ims_site_ioctx(s->o.local, s->o.pool, io);
+}
+
+/* The pairs' last statuses: best effort, a failure leaves the thread's message alone. */
+static ims_records status_records(const ims_repl_sched *s)
+{
+	return IMS_RECORDS_SITE_QUIET(s->o.local, s->o.pool, IMS_REPL_STATUS);
 }
 
 static int save_policy(ims_repl_sched *s, const pair *p)
@@ -207,30 +225,18 @@ static void save_status(ims_repl_sched *s, const pair *p)
 	json_object_object_add(o, "last_verify", json_object_new_string(p->last_verify));
 	json_object_object_add(o, "verify_error", json_object_new_string(p->verify_error));
 	pair_key(p, key, sizeof(key));
-	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	rados_ioctx_t io;
-	if (sched_io(s, &io) == 0) {
-		ims_omap_set(io, IMS_REPL_STATUS, key, v, strlen(v));
-		ims_site_ioctx_close(io);
-	}
+	ims_records rs = status_records(s);
+	ims_record_put(&rs, key, o);
 	json_object_put(o);
 }
 
 static void load_status(ims_repl_sched *s, pair *p)
 {
-	char key[700], *val = NULL;
-	size_t len;
-	rados_ioctx_t io;
+	char key[700];
+	json_object *o = NULL, *v;
+	ims_records rs = status_records(s);
 	pair_key(p, key, sizeof(key));
-	if (sched_io(s, &io) < 0)
-		return;
-	int r = ims_omap_get(io, IMS_REPL_STATUS, key, &val, &len);
-	ims_site_ioctx_close(io);
-	if (r < 0)
-		return;
-	json_object *o = json_tokener_parse(val), *v;
-	free(val);
-	if (!o)
+	if (ims_record_get(&o, &rs, key) < 0)
 		return;
 	if (json_object_object_get_ex(o, "last_sealed", &v)) {
 		snprintf(p->last_sealed, sizeof(p->last_sealed), "%s", json_object_get_string(v));
@@ -276,15 +282,12 @@ typedef struct {
 	uint64_t gen; /* this walk: the pairs it saw carry it */
 } refresh_ctx;
 
-static int refresh_one(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+static int refresh_one(void *ctx, const char *key, json_object *o)
 {
 	refresh_ctx *rc = ctx;
 	ims_repl_sched *s = rc->s;
+	json_object *v;
 	(void)key;
-	(void)klen;
-	char *t = strndup(val, vlen);
-	json_object *o = t ? json_tokener_parse(t) : NULL, *v;
-	free(t);
 	if (!o)
 		return 0;
 	pair tmp;
@@ -303,7 +306,6 @@ static int refresh_one(void *ctx, const char *key, size_t klen, const char *val,
 		tmp.verify_every = (uint32_t)json_object_get_int64(v);
 	if (json_object_object_get_ex(o, "group", &v))
 		tmp.group = json_object_get_boolean(v);
-	json_object_put(o);
 	if (!tmp.pool[0] || !tmp.image[0] || !tmp.target[0] || !tmp.rpo)
 		return 0;
 	pthread_mutex_lock(&s->lock);
@@ -345,14 +347,8 @@ static void refresh(ims_repl_sched *s)
 	pthread_mutex_lock(&s->lock);
 	refresh_ctx rc = {s, now_ms(), ++s->refresh_gen};
 	pthread_mutex_unlock(&s->lock);
-	rados_ioctx_t io;
-	if (sched_io(s, &io) < 0) {
-		pthread_mutex_unlock(&s->refresh_lock);
-		return;
-	}
-	int r = ims_omap_foreach(io, IMS_REPL_POLICIES, refresh_one, &rc);
-	ims_site_ioctx_close(io);
-	if (r < 0) {
+	ims_records rs = IMS_RECORDS_SITE_QUIET(s->o.local, s->o.pool, IMS_REPL_POLICIES);
+	if (ims_record_foreach(&rs, refresh_one, &rc) < 0) {
 		pthread_mutex_unlock(&s->refresh_lock);
 		return; /* the records cannot be read now: keep going with what we know */
 	}
@@ -812,8 +808,7 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 		pair_key(p, key, sizeof(key));
 		rados_ioctx_t io;
 		if (sched_io(s, &io) == 0) {
-			ims_omap_rm(io, IMS_REPL_POLICIES, key);
-			ims_omap_rm(io, IMS_REPL_STATUS, key);
+			drop_records(io, key, true);
 			ims_site_ioctx_close(io);
 		}
 		ims_log_info("'%s/%s' is a secondary here now: replication from site '%s' stops",
@@ -1305,8 +1300,7 @@ int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *
 	if (r < 0)
 		return r;
 	policy_key(key, sizeof(key), pool, name, group, target);
-	r = ims_omap_rm(io, IMS_REPL_POLICIES, key);
-	ims_omap_rm(io, IMS_REPL_STATUS, key);
+	r = drop_records(io, key, false);
 	if (r == 0)
 		notify_policies(io);
 	ims_site_ioctx_close(io);
@@ -1381,7 +1375,7 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 	int r = sched_io(s, &io);
 	if (r < 0)
 		return r;
-	if ((r = ims_omap_rm(io, IMS_REPL_POLICIES, key)) < 0) {
+	if ((r = ims_record_del(&IMS_RECORDS_IO(io, IMS_REPL_POLICIES), key)) < 0) {
 		ims_site_ioctx_close(io);
 		return ims_error_set(r, "cannot remove the replication of '%s': %s", key,
 				     ims_strerror(r));
@@ -1396,7 +1390,9 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 		fill_status(p, out, now_ms());
 	pair copy = *p;
 	pthread_mutex_unlock(&s->lock);
-	ims_omap_rm(io, IMS_REPL_STATUS, key);
+	ims_records status = IMS_RECORDS_IO(io, IMS_REPL_STATUS);
+	status.quiet = true;
+	ims_record_del(&status, key);
 	notify_policies(io);
 	ims_site_ioctx_close(io);
 	if (!drop_snapshots) {
@@ -1840,13 +1836,12 @@ typedef struct {
 	size_t len;
 } policy_find;
 
-static int find_policy(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+static int find_policy(void *ctx, const char *key, json_object *val)
 {
 	policy_find *f = ctx;
 	(void)val;
-	(void)vlen;
-	if (klen > f->plen && memcmp(key, f->prefix, f->plen) == 0) {
-		snprintf(f->found, f->len, "%.*s", (int)(klen - f->plen), key + f->plen);
+	if (strlen(key) > f->plen && memcmp(key, f->prefix, f->plen) == 0) {
+		snprintf(f->found, f->len, "%s", key + f->plen);
 		return 1;
 	}
 	return 0;
@@ -1862,7 +1857,7 @@ int ims_repl_policy_find(ims_site *site, const char *policy_pool, const char *po
 		return r;
 	snprintf(prefix, sizeof(prefix), "%s/%s@", pool, image);
 	policy_find f = {prefix, strlen(prefix), target, len};
-	r = ims_omap_foreach(io, IMS_REPL_POLICIES, find_policy, &f);
+	r = ims_record_foreach(&IMS_RECORDS_IO(io, IMS_REPL_POLICIES), find_policy, &f);
 	ims_site_ioctx_close(io);
 	if (r < 0)
 		return ims_error_set(r, "cannot read the replication policies: %s",
