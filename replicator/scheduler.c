@@ -265,6 +265,121 @@ static int count_one(uint64_t off, size_t len, int exists, void *arg)
 	return 0;
 }
 
+/* Take @p c's pair lock on the records' client (c->io, closed by the caller), and have the
+ * renewer keep it until unlock_pair(). */
+static int lock_pair(ims_repl_sched *s, cycle_ctx *c)
+{
+	int r = ims_repl_sched__io(s, &c->io);
+	if (r < 0)
+		return r;
+	r = take_lock(s, c->io, c->lock_name, 0);
+	if (r == -EBUSY || r == -EEXIST)
+		return ims_error_set(-EBUSY, "another daemon runs a cycle of '%s'", c->lock_name);
+	if (r < 0)
+		return ims_error_set(r, "cannot lock '%s': %s", c->lock_name, ims_strerror(r));
+	hold_lock(s, c);
+	return 0;
+}
+
+static void unlock_pair(ims_repl_sched *s, cycle_ctx *c)
+{
+	release_lock(s, c);
+	rados_unlock(c->io, IMS_REPL_LOCK, c->lock_name, s->owner);
+}
+
+/* The cycle proper, under the pair's lock: the sync, a returned old primary, the verify every
+ * so many cycles. */
+static int sync_locked(ims_repl_sched *s, pair *p, ims_site *peer, cycle_ctx *c,
+		       ims_repl_result *res)
+{
+	ims_repl_opts ro = s->o.copy;
+	ro.progress = cycle_progress;
+	ro.progress_ctx = c;
+	ro.may_seal = cycle_may_seal;
+	ro.bandwidth = limit_for(s, p->target);
+	int r = p->group ? ims_repl_group_sync(res, s->o.local, peer, p->pool, p->image, &ro)
+			 : ims_repl_sync(res, s->o.local, peer, p->pool, p->image, &ro);
+	if (r == -EUCLEAN && !p->group && old_primary_returned(s, p, peer, c->lock_name) == 0)
+		r = ims_repl_sync(res, s->o.local, peer, p->pool, p->image, &ro);
+	if (r == -EUCLEAN && p->group) {
+		/* a group's old primary rejoins as one unit, by hand: its late writes are kept */
+		pthread_mutex_lock(&s->lock);
+		p->split_brain = true;
+		pthread_mutex_unlock(&s->lock);
+		r = ims_error_set(-EUCLEAN,
+				  "%s; run `imgstore group repl resync %s/%s` to make it a "
+				  "secondary again (what it wrote since is kept as "
+				  "snapshots)",
+				  ims_error_last(), p->pool, p->image);
+	}
+	bool verify = false;
+	if (r == 0 && !res->unchanged && !p->group) {
+		pthread_mutex_lock(&s->lock);
+		verify = p->verify_every && ++p->since_verify >= p->verify_every;
+		pthread_mutex_unlock(&s->lock);
+	}
+	if (verify) { /* its failure to run is not the cycle's: it runs after the next */
+		ims_repl_verify_opts vo = IMS_REPL_VERIFY_OPTS_INIT;
+		vo.snap = res->sealed;
+		if (verify_pair(s, p, peer, &vo, c, NULL) < 0)
+			ims_log_warning("verify of '%s' at '%s' did not run: %s", c->lock_name,
+					res->sealed, ims_error_last());
+		ims_error_clear();
+	}
+	return r;
+}
+
+/* A failover made this copy a secondary: its new primary replicates it now. Called with the
+ * lock held; returns without it. */
+static void became_secondary(ims_repl_sched *s, pair *p)
+{
+	p->present = false;
+	p->disabled = true;
+	p->disabled_ms = now_ms();
+	pthread_mutex_unlock(&s->lock);
+	char key[700];
+	ims_repl_sched__pair_key(p, key, sizeof(key));
+	rados_ioctx_t io;
+	if (ims_repl_sched__io(s, &io) == 0) {
+		ims_repl_sched__drop_policy(io, key, true);
+		ims_repl_sched__drop_status(io, key);
+		ims_site_ioctx_close(io);
+	}
+	ims_log_info("'%s/%s' is a secondary here now: replication from site '%s' stops", p->pool,
+		     p->image, ims_site_name(s->o.local));
+}
+
+/* What a cycle of @p p (its lock named @p key) ended with, under the lock. */
+static void note_cycle_locked(ims_repl_sched *s, pair *p, int r, const ims_repl_result *res,
+			      const char *key)
+{
+	if (r == 0) {
+		p->sealed_ms = res->sealed_unix_ms;
+		snprintf(p->last_sealed, sizeof(p->last_sealed), "%s", res->sealed);
+		if (!res->unchanged) {
+			p->last_bytes = res->bytes_copied;
+			p->last_secs = res->seconds;
+		}
+		p->bytes_total += res->bytes_copied;
+		p->secs_total += res->seconds;
+		p->error[0] = '\0';
+		p->split_brain = false;
+		p->backoff = 0;
+		p->syncs++;
+		p->next_attempt_ms = 0;
+	} else if (r == -EBUSY && strstr(ims_error_last(), "another daemon")) {
+		p->next_attempt_ms = now_ms() + 1000;
+	} else {
+		snprintf(p->error, sizeof(p->error), "%s", ims_error_last());
+		p->failures++;
+		p->backoff = p->backoff ? (p->backoff * 2 > 60 ? 60 : p->backoff * 2) : 2;
+		p->next_attempt_ms = now_ms() + (int64_t)p->backoff * 1000;
+		if (!s->stopping)
+			ims_log_warning("replication of '%s' failed (retry in %us): %s", key,
+					p->backoff, p->error);
+	}
+}
+
 /* One cycle of @p p (marked running by the caller). */
 static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void *pctx,
 		     ims_repl_result *out)
@@ -277,61 +392,9 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	memset(&res, 0, sizeof(res));
 	ims_repl_sched__pair_key(p, c.lock_name, sizeof(c.lock_name));
 	ims_error_clear();
-	r = s->o.peer(s->o.peer_ctx, p->target, &peer);
-	if (r == 0)
-		r = ims_repl_sched__io(s, &c.io);
-	if (r == 0) {
-		r = take_lock(s, c.io, c.lock_name, 0);
-		if (r == -EBUSY || r == -EEXIST) {
-			r = ims_error_set(-EBUSY, "another daemon runs a cycle of '%s'",
-					  c.lock_name);
-		} else if (r < 0) {
-			r = ims_error_set(r, "cannot lock '%s': %s", c.lock_name, ims_strerror(r));
-		} else {
-			hold_lock(s, &c);
-			ims_repl_opts ro = s->o.copy;
-			ro.progress = cycle_progress;
-			ro.progress_ctx = &c;
-			ro.may_seal = cycle_may_seal;
-			ro.bandwidth = limit_for(s, p->target);
-			r = p->group
-				    ? ims_repl_group_sync(&res, s->o.local, peer, p->pool, p->image,
-							  &ro)
-				    : ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
-			if (r == -EUCLEAN && !p->group &&
-			    old_primary_returned(s, p, peer, c.lock_name) == 0)
-				r = ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
-			if (r == -EUCLEAN && p->group) {
-				/* a group's old primary rejoins as one unit, by hand: its late
-				 * writes are kept */
-				pthread_mutex_lock(&s->lock);
-				p->split_brain = true;
-				pthread_mutex_unlock(&s->lock);
-				r = ims_error_set(
-					-EUCLEAN,
-					"%s; run `imgstore group repl resync %s/%s` to make it a "
-					"secondary again (what it wrote since is kept as "
-					"snapshots)",
-					ims_error_last(), p->pool, p->image);
-			}
-			bool verify = false;
-			if (r == 0 && !res.unchanged && !p->group) {
-				pthread_mutex_lock(&s->lock);
-				verify = p->verify_every && ++p->since_verify >= p->verify_every;
-				pthread_mutex_unlock(&s->lock);
-			}
-			if (verify) { /* its failure to run is not the cycle's: it runs after the
-					 next */
-				ims_repl_verify_opts vo = IMS_REPL_VERIFY_OPTS_INIT;
-				vo.snap = res.sealed;
-				if (verify_pair(s, p, peer, &vo, &c, NULL) < 0)
-					ims_log_warning("verify of '%s' at '%s' did not run: %s",
-							c.lock_name, res.sealed, ims_error_last());
-				ims_error_clear();
-			}
-			release_lock(s, &c);
-			rados_unlock(c.io, IMS_REPL_LOCK, c.lock_name, s->owner);
-		}
+	if ((r = s->o.peer(s->o.peer_ctx, p->target, &peer)) == 0 && (r = lock_pair(s, &c)) == 0) {
+		r = sync_locked(s, p, peer, &c, &res);
+		unlock_pair(s, &c);
 	}
 	ims_site_ioctx_close(c.io);
 
@@ -341,53 +404,15 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 			     "(%" PRIu64 " bytes copied after the resume)",
 			     c.lock_name, res.sealed, res.bytes_copied);
 	pthread_mutex_lock(&s->lock);
-	if (r == 0) {
-		p->sealed_ms = res.sealed_unix_ms;
-		snprintf(p->last_sealed, sizeof(p->last_sealed), "%s", res.sealed);
-		if (!res.unchanged) {
-			p->last_bytes = res.bytes_copied;
-			p->last_secs = res.seconds;
-		}
-		p->bytes_total += res.bytes_copied;
-		p->secs_total += res.seconds;
-		p->error[0] = '\0';
-		p->split_brain = false;
-		p->backoff = 0;
-		p->syncs++;
-		p->next_attempt_ms = 0;
-	} else if (r == -EBUSY && strstr(ims_error_last(), "another daemon")) {
-		p->next_attempt_ms = now_ms() + 1000;
-	} else if (r == -EBUSY && strstr(ims_error_last(), "is a secondary")) {
-		/* a failover made this copy a secondary: its new primary replicates it now */
-		p->present = false;
-		p->disabled = true;
-		p->disabled_ms = now_ms();
-		pthread_mutex_unlock(&s->lock);
-		char key[700];
-		ims_repl_sched__pair_key(p, key, sizeof(key));
-		rados_ioctx_t io;
-		if (ims_repl_sched__io(s, &io) == 0) {
-			ims_repl_sched__drop_policy(io, key, true);
-			ims_repl_sched__drop_status(io, key);
-			ims_site_ioctx_close(io);
-		}
-		ims_log_info("'%s/%s' is a secondary here now: replication from site '%s' stops",
-			     p->pool, p->image, ims_site_name(s->o.local));
-		if (out)
-			*out = res;
-		return r;
+	if (r == -EBUSY && !strstr(ims_error_last(), "another daemon") &&
+	    strstr(ims_error_last(), "is a secondary")) {
+		became_secondary(s, p);
 	} else {
-		snprintf(p->error, sizeof(p->error), "%s", ims_error_last());
-		p->failures++;
-		p->backoff = p->backoff ? (p->backoff * 2 > 60 ? 60 : p->backoff * 2) : 2;
-		p->next_attempt_ms = now_ms() + (int64_t)p->backoff * 1000;
-		if (!s->stopping)
-			ims_log_warning("replication of '%s' failed (retry in %us): %s",
-					c.lock_name, p->backoff, p->error);
+		note_cycle_locked(s, p, r, &res, c.lock_name);
+		pair copy = *p;
+		pthread_mutex_unlock(&s->lock);
+		ims_repl_sched__save_status(s, &copy);
 	}
-	pair copy = *p;
-	pthread_mutex_unlock(&s->lock);
-	ims_repl_sched__save_status(s, &copy);
 	if (out)
 		*out = res;
 	return r;
@@ -720,47 +745,66 @@ static int enable_pair(ims_repl_sched *s, const pair *tmp, ims_repl_status *out)
 	return 0;
 }
 
+/* The mode (NULL or "": async) and the RPO of a policy. */
+static int check_mode_rpo(const char **mode, uint32_t rpo)
+{
+	if (!*mode || !(*mode)[0])
+		*mode = "async";
+	if (strcmp(*mode, "async") != 0 && strcmp(*mode, "sync") != 0)
+		return ims_error_set(-EINVAL, "unknown mode '%s': expected async or sync", *mode);
+	if (rpo == 0 || rpo > 30 * 86400)
+		return ims_error_set(-EINVAL, "an RPO is 1 second to 30 days, not %u seconds", rpo);
+	return 0;
+}
+
+/* A target of a new pair: another site than this one, and one the daemon knows. */
+static int check_target(ims_repl_sched *s, const char *target)
+{
+	ims_site *peer = NULL;
+	if (!target || strcmp(target, ims_site_name(s->o.local)) == 0)
+		return ims_error_set(-EINVAL, "replication needs another site than this one ('%s')",
+				     ims_site_name(s->o.local));
+	int r = s->o.peer(s->o.peer_ctx, target, &peer);
+	return r == -ENOENT ? r : 0; /* a peer that is down is fine: cycles retry */
+}
+
+/* Save the policy of the pair (image or @p group) and know it here: its first cycle starts. */
+static int enable_checked(ims_repl_sched *s, const char *pool, const char *name, const char *target,
+			  const char *mode, uint32_t rpo, bool group, ims_repl_status *out)
+{
+	pair tmp;
+	int r;
+	memset(&tmp, 0, sizeof(tmp));
+	snprintf(tmp.pool, sizeof(tmp.pool), "%s", pool);
+	snprintf(tmp.image, sizeof(tmp.image), "%s", name);
+	snprintf(tmp.target, sizeof(tmp.target), "%s", target);
+	snprintf(tmp.mode, sizeof(tmp.mode), "%s", mode);
+	tmp.rpo = rpo;
+	tmp.group = group;
+	if ((r = ims_repl_sched__save_policy(s, &tmp)) < 0)
+		return r;
+	if (enable_pair(s, &tmp, out) < 0)
+		return -ENOMEM;
+	ims_log_info("replication of %s'%s/%s' to site '%s' enabled (%s, RPO %us)",
+		     group ? "group " : "", pool, name, target, mode, rpo);
+	return 0;
+}
+
 int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 		    const char *mode, uint32_t rpo, ims_repl_status *out)
 {
-	ims_site *peer = NULL;
 	int r;
 	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
-	    (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0)
+	    (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0 || (r = check_mode_rpo(&mode, rpo)) < 0)
 		return r;
-	if (!mode || !mode[0])
-		mode = "async";
-	if (strcmp(mode, "async") != 0 && strcmp(mode, "sync") != 0)
-		return ims_error_set(-EINVAL, "unknown mode '%s': expected async or sync", mode);
-	if (rpo == 0 || rpo > 30 * 86400)
-		return ims_error_set(-EINVAL, "an RPO is 1 second to 30 days, not %u seconds", rpo);
 	if ((r = ims_image_exists(s->o.local, pool, image)) < 0)
 		return r;
 	if (r == 0)
 		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", pool, image,
 				     ims_site_name(s->o.local));
-	if ((r = refuse_group_member(s, pool, image)) < 0)
+	if ((r = refuse_group_member(s, pool, image)) < 0 || (r = check_target(s, target)) < 0)
 		return r;
-	if (!target || strcmp(target, ims_site_name(s->o.local)) == 0)
-		return ims_error_set(-EINVAL, "replication needs another site than this one ('%s')",
-				     ims_site_name(s->o.local));
-	r = s->o.peer(s->o.peer_ctx, target, &peer);
-	if (r == -ENOENT)
-		return r; /* an unknown peer; a peer that is down is fine: cycles retry */
-	pair tmp;
-	memset(&tmp, 0, sizeof(tmp));
-	snprintf(tmp.pool, sizeof(tmp.pool), "%s", pool);
-	snprintf(tmp.image, sizeof(tmp.image), "%s", image);
-	snprintf(tmp.target, sizeof(tmp.target), "%s", target);
-	snprintf(tmp.mode, sizeof(tmp.mode), "%s", mode);
-	tmp.rpo = rpo;
-	if ((r = ims_repl_sched__save_policy(s, &tmp)) < 0)
-		return r;
-	if (enable_pair(s, &tmp, out) < 0)
-		return -ENOMEM;
-	ims_log_info("replication of '%s/%s' to site '%s' enabled (%s, RPO %us)", pool, image,
-		     target, mode, rpo);
-	return 0;
+	return enable_checked(s, pool, image, target, mode, rpo, false, out);
 }
 
 static int remove_pair(ims_repl_sched *s, const char *pool, const char *image, const char *target,
@@ -1068,20 +1112,9 @@ int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image
 	c.p = p;
 	ims_repl_sched__pair_key(p, c.lock_name, sizeof(c.lock_name));
 	/* the lock keeps another daemon's cycles, and their retention, off the snapshot */
-	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == 0 &&
-	    (r = ims_repl_sched__io(s, &c.io)) == 0) {
-		r = take_lock(s, c.io, c.lock_name, 0);
-		if (r == -EBUSY || r == -EEXIST) {
-			r = ims_error_set(-EBUSY, "another daemon runs a cycle of '%s'",
-					  c.lock_name);
-		} else if (r < 0) {
-			r = ims_error_set(r, "cannot lock '%s': %s", c.lock_name, ims_strerror(r));
-		} else {
-			hold_lock(s, &c);
-			r = verify_pair(s, p, peer, opts, &c, out);
-			release_lock(s, &c);
-			rados_unlock(c.io, IMS_REPL_LOCK, c.lock_name, s->owner);
-		}
+	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == 0 && (r = lock_pair(s, &c)) == 0) {
+		r = verify_pair(s, p, peer, opts, &c, out);
+		unlock_pair(s, &c);
 	}
 	ims_site_ioctx_close(c.io);
 	pthread_mutex_lock(&s->lock);
@@ -1130,14 +1163,9 @@ int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group
 			  const char *target, const char *mode, uint32_t rpo, ims_repl_status *out)
 {
 	ims_group_info *gi = NULL;
-	ims_site *peer = NULL;
 	int r;
-	if (!mode || !mode[0])
-		mode = "async";
-	if (strcmp(mode, "async") != 0 && strcmp(mode, "sync") != 0)
-		return ims_error_set(-EINVAL, "unknown mode '%s': expected async or sync", mode);
-	if (rpo == 0 || rpo > 30 * 86400)
-		return ims_error_set(-EINVAL, "an RPO is 1 second to 30 days, not %u seconds", rpo);
+	if ((r = check_mode_rpo(&mode, rpo)) < 0)
+		return r;
 	if ((r = ims_group_info_get(&gi, s->o.local, pool, group)) < 0)
 		return r;
 	if (gi->nmembers == 0)
@@ -1150,28 +1178,9 @@ int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group
 					  "a group replicates its images as one unit",
 					  gi->members[i].pool, gi->members[i].image, pool, group);
 	ims_group_info_free(gi);
-	if (r < 0)
+	if (r < 0 || (r = check_target(s, target)) < 0)
 		return r;
-	if (!target || strcmp(target, ims_site_name(s->o.local)) == 0)
-		return ims_error_set(-EINVAL, "replication needs another site than this one ('%s')",
-				     ims_site_name(s->o.local));
-	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == -ENOENT)
-		return r;
-	pair tmp;
-	memset(&tmp, 0, sizeof(tmp));
-	snprintf(tmp.pool, sizeof(tmp.pool), "%s", pool);
-	snprintf(tmp.image, sizeof(tmp.image), "%s", group);
-	snprintf(tmp.target, sizeof(tmp.target), "%s", target);
-	snprintf(tmp.mode, sizeof(tmp.mode), "%s", mode);
-	tmp.rpo = rpo;
-	tmp.group = true;
-	if ((r = ims_repl_sched__save_policy(s, &tmp)) < 0)
-		return r;
-	if (enable_pair(s, &tmp, out) < 0)
-		return -ENOMEM;
-	ims_log_info("replication of group '%s/%s' to site '%s' enabled (%s, RPO %us)", pool, group,
-		     target, mode, rpo);
-	return 0;
+	return enable_checked(s, pool, group, target, mode, rpo, true, out);
 }
 
 int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *group,
