@@ -15,7 +15,6 @@
 
 #include "common/error.h"
 #include "common/hash.h"
-#include "common/json.h"
 #include "common/log.h"
 #include "store/record.h"
 
@@ -82,27 +81,20 @@ static bool active(ims_op_state s)
 /* ---------------------------------------------------------------------------------------- */
 /* records */
 
+_Static_assert(sizeof(ims_op_state) == sizeof(int), "a state is kept as an IMS_RECORD_INT");
+#define F(member, type) IMS_RECORD_FIELD(ims_op_record, member, IMS_RECORD_##type)
+static const ims_record_field fields[] = {
+	F(id, STR),	   F(kind, STR),	F(target, STR),	     F(site, STR),
+	F(state, INT),	   F(bytes_done, U64),	F(bytes_total, U64), F(error, STR),
+	F(created, I64),   F(started, I64),	F(finished, I64),    F(owner, STR),
+	F(heartbeat, I64), F(result_path, STR), F(result, STR),
+};
+#undef F
+#define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+
 static json_object *encode(const ims_op_record *r)
 {
-	json_object *o = json_object_new_object();
-	if (!o)
-		return NULL;
-	json_object_object_add(o, "id", json_object_new_string(r->id));
-	json_object_object_add(o, "kind", json_object_new_string(r->kind));
-	json_object_object_add(o, "target", json_object_new_string(r->target));
-	json_object_object_add(o, "site", json_object_new_string(r->site));
-	json_object_object_add(o, "state", json_object_new_int(r->state));
-	json_object_object_add(o, "bytes_done", json_object_new_int64((int64_t)r->bytes_done));
-	json_object_object_add(o, "bytes_total", json_object_new_int64((int64_t)r->bytes_total));
-	json_object_object_add(o, "error", json_object_new_string(r->error));
-	json_object_object_add(o, "created", json_object_new_int64(r->created));
-	json_object_object_add(o, "started", json_object_new_int64(r->started));
-	json_object_object_add(o, "finished", json_object_new_int64(r->finished));
-	json_object_object_add(o, "owner", json_object_new_string(r->owner));
-	json_object_object_add(o, "heartbeat", json_object_new_int64(r->heartbeat));
-	json_object_object_add(o, "result_path", json_object_new_string(r->result_path));
-	json_object_object_add(o, "result", json_object_new_string(r->result));
-	return o;
+	return ims_record_encode(r, fields, NFIELDS);
 }
 
 /* 0 and the operation of record @p o; 1 (left out) when it is not one. */
@@ -113,21 +105,7 @@ static int decode(void *elem, const char *key, json_object *o)
 	if (!o)
 		return 1;
 	memset(r, 0, sizeof(*r));
-	ims_json_str(o, "id", r->id, sizeof(r->id));
-	ims_json_str(o, "kind", r->kind, sizeof(r->kind));
-	ims_json_str(o, "target", r->target, sizeof(r->target));
-	ims_json_str(o, "site", r->site, sizeof(r->site));
-	r->state = (ims_op_state)ims_json_i64(o, "state");
-	r->bytes_done = (uint64_t)ims_json_i64(o, "bytes_done");
-	r->bytes_total = (uint64_t)ims_json_i64(o, "bytes_total");
-	ims_json_str(o, "error", r->error, sizeof(r->error));
-	r->created = ims_json_i64(o, "created");
-	r->started = ims_json_i64(o, "started");
-	r->finished = ims_json_i64(o, "finished");
-	ims_json_str(o, "owner", r->owner, sizeof(r->owner));
-	r->heartbeat = ims_json_i64(o, "heartbeat");
-	ims_json_str(o, "result_path", r->result_path, sizeof(r->result_path));
-	ims_json_str(o, "result", r->result, sizeof(r->result));
+	ims_record_decode(r, o, fields, NFIELDS);
 	return r->id[0] != '\0' ? 0 : 1;
 }
 

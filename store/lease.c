@@ -14,7 +14,6 @@
 
 #include "common/error.h"
 #include "common/hash.h"
-#include "common/json.h"
 #include "common/log.h"
 #include "common/units.h"
 #include "store/record.h"
@@ -50,19 +49,17 @@ unsigned ims_lease_ttl(uint32_t asked)
 /* ---------------------------------------------------------------------------------------- */
 /* records */
 
+#define F(member, type) IMS_RECORD_FIELD(ims_lease, member, IMS_RECORD_##type)
+static const ims_record_field fields[] = {
+	F(id, STR),	  F(pool, STR),	   F(image, STR),      F(host, STR),
+	F(acquired, I64), F(expires, I64), F(generation, U64),
+};
+#undef F
+#define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+
 static json_object *lease_json(const ims_lease *l)
 {
-	json_object *o = json_object_new_object();
-	if (!o)
-		return NULL;
-	json_object_object_add(o, "id", json_object_new_string(l->id));
-	json_object_object_add(o, "pool", json_object_new_string(l->pool));
-	json_object_object_add(o, "image", json_object_new_string(l->image));
-	json_object_object_add(o, "host", json_object_new_string(l->host));
-	json_object_object_add(o, "acquired", json_object_new_int64(l->acquired));
-	json_object_object_add(o, "expires", json_object_new_int64(l->expires));
-	json_object_object_add(o, "generation", json_object_new_int64((int64_t)l->generation));
-	return o;
+	return ims_record_encode(l, fields, NFIELDS);
 }
 
 /* 0 and the lease of record @p o; 1 (left out) when it is not one. */
@@ -73,13 +70,7 @@ static int lease_parse(void *elem, const char *key, json_object *o)
 	if (!o)
 		return 1;
 	memset(l, 0, sizeof(*l));
-	ims_json_str(o, "id", l->id, sizeof(l->id));
-	ims_json_str(o, "pool", l->pool, sizeof(l->pool));
-	ims_json_str(o, "image", l->image, sizeof(l->image));
-	ims_json_str(o, "host", l->host, sizeof(l->host));
-	l->acquired = ims_json_i64(o, "acquired");
-	l->expires = ims_json_i64(o, "expires");
-	l->generation = (uint64_t)ims_json_i64(o, "generation");
+	ims_record_decode(l, o, fields, NFIELDS);
 	return l->id[0] != '\0' ? 0 : 1;
 }
 

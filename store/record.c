@@ -2,11 +2,13 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
+#include "common/json.h"
 #include "store/omap.h"
 
 /* The set's I/O context: its own, or one opened for this call (closed by io_close()). */
@@ -229,4 +231,38 @@ int ims_record_foreach(const ims_records *rs, ims_record_fn fn, void *ctx)
 	hush h;
 	hush_begin(&h, rs);
 	return hush_end(&h, do_foreach(rs, fn, ctx));
+}
+
+json_object *ims_record_encode(const void *rec, const ims_record_field *fields, size_t n)
+{
+	json_object *o = json_object_new_object();
+	for (size_t i = 0; o && i < n; i++) {
+		const char *at = (const char *)rec + fields[i].offset;
+		json_object *v = NULL;
+		switch (fields[i].type) {
+		case IMS_RECORD_STR: v = json_object_new_string(at); break;
+		case IMS_RECORD_INT: v = json_object_new_int(*(const int *)at); break;
+		case IMS_RECORD_I64: v = json_object_new_int64(*(const int64_t *)at); break;
+		case IMS_RECORD_U64:
+			v = json_object_new_int64((int64_t) * (const uint64_t *)at);
+			break;
+		}
+		json_object_object_add(o, fields[i].name, v);
+	}
+	return o;
+}
+
+void ims_record_decode(void *rec, json_object *o, const ims_record_field *fields, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char *at = (char *)rec + fields[i].offset;
+		switch (fields[i].type) {
+		case IMS_RECORD_STR: ims_json_str(o, fields[i].name, at, fields[i].size); break;
+		case IMS_RECORD_INT: *(int *)at = (int)ims_json_i64(o, fields[i].name); break;
+		case IMS_RECORD_I64: *(int64_t *)at = ims_json_i64(o, fields[i].name); break;
+		case IMS_RECORD_U64:
+			*(uint64_t *)at = (uint64_t)ims_json_i64(o, fields[i].name);
+			break;
+		}
+	}
 }

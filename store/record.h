@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <json-c/json.h>
 #include <rados/librados.h>
@@ -96,5 +97,42 @@ typedef int (*ims_record_decode_fn)(void *elem, const char *key, json_object *va
  */
 int ims_record_list(void **out, size_t *count, const ims_records *rs, size_t size,
 		    ims_record_decode_fn decode, void (*clear)(void *elem));
+
+/* ---- records as C structs: a table of fields ---- */
+
+/** The C type of a field of a record struct. */
+typedef enum {
+	IMS_RECORD_STR, /* char[size]; "" when absent */
+	IMS_RECORD_INT, /* int, or an enum of int's size */
+	IMS_RECORD_I64, /* int64_t */
+	IMS_RECORD_U64, /* uint64_t, kept as a JSON int64 */
+} ims_record_type;
+
+/** One field of a record struct: its JSON name, its type and where it is. */
+typedef struct {
+	const char *name;
+	ims_record_type type;
+	size_t offset;
+	size_t size;
+} ims_record_field;
+
+/** Field @p member of struct type @p T, named as the member. */
+#define IMS_RECORD_FIELD(T, member, type)                                                          \
+	{                                                                                          \
+#member, type, offsetof(T, member), sizeof(((T *)0)->member)                       \
+	}
+
+/**
+ * A JSON object with the @p n @p fields of struct @p rec, in the table's order.
+ *
+ * @returns a new object (json_object_put()), or NULL without memory.
+ */
+json_object *ims_record_encode(const void *rec, const ims_record_field *fields, size_t n);
+
+/**
+ * Set the @p n @p fields of struct @p rec from @p o; a missing field, or one of another type,
+ * reads as "" or 0 (common/json.h). Other members of @p rec are left as they are.
+ */
+void ims_record_decode(void *rec, json_object *o, const ims_record_field *fields, size_t n);
 
 #endif
