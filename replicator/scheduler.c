@@ -22,6 +22,7 @@
 #include "replicator/replicator_internal.h"
 #include "store/group.h"
 #include "store/image.h"
+#include "store/record.h"
 
 /* An image's pair (groups: ims_repl_sched__find_locked). */
 static pair *find_locked(ims_repl_sched *s, const char *pool, const char *image, const char *target)
@@ -46,27 +47,16 @@ typedef struct cycle_ctx {
 
 static int take_lock(ims_repl_sched *s, rados_ioctx_t io, const char *name, uint8_t flags)
 {
-	struct timeval tv = {(time_t)(s->o.lock_seconds ? s->o.lock_seconds : 60), 0};
-	int r = rados_lock_exclusive(io, IMS_REPL_LOCK, name, s->owner, "replication cycle", &tv,
-				     flags);
-	if ((r == -EBUSY || r == -EEXIST) && !(flags & LIBRADOS_LOCK_FLAG_RENEW)) {
-		/* Held under our own cookie (this daemon's host and site) by another client: our
-		 * previous run, killed during a cycle. Break it rather than wait for its expiry. */
-		int exclusive = 0;
-		char tag[64], clients[256], cookies[256], addrs[512];
-		size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies),
-		       al = sizeof(addrs);
-		ssize_t n = rados_list_lockers(io, IMS_REPL_LOCK, name, &exclusive, tag, &tl,
-					       clients, &cl, cookies, &kl, addrs, &al);
-		if (n == 1 && strcmp(cookies, s->owner) == 0 &&
-		    rados_break_lock(io, IMS_REPL_LOCK, name, clients, cookies) == 0) {
-			ims_log_info("broke the replication lock of '%s' left by this daemon's "
-				     "previous run (%s)",
-				     name, clients);
-			r = rados_lock_exclusive(io, IMS_REPL_LOCK, name, s->owner,
-						 "replication cycle", &tv, 0);
-		}
-	}
+	/* one held under our own cookie (this daemon's host and site) by another client is our
+	 * previous run's, killed during a cycle: broken rather than waited for */
+	char broken[256];
+	int r = ims_record_lock(io, IMS_REPL_LOCK, name, s->owner, "replication cycle",
+				s->o.lock_seconds ? s->o.lock_seconds : 60,
+				flags & LIBRADOS_LOCK_FLAG_RENEW, broken, sizeof(broken));
+	if (broken[0])
+		ims_log_info("broke the replication lock of '%s' left by this daemon's "
+			     "previous run (%s)",
+			     name, broken);
 	return r;
 }
 

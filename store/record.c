@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <time.h>
 
 #include "common/error.h"
 #include "common/json.h"
@@ -265,4 +267,29 @@ void ims_record_decode(void *rec, json_object *o, const ims_record_field *fields
 			break;
 		}
 	}
+}
+
+int ims_record_lock(rados_ioctx_t io, const char *obj, const char *name, const char *owner,
+		    const char *desc, unsigned seconds, bool renew, char *broken, size_t len)
+{
+	struct timeval tv = {(time_t)seconds, 0};
+	if (broken && len)
+		broken[0] = '\0';
+	int r = rados_lock_exclusive(io, obj, name, owner, desc, &tv,
+				     renew ? LIBRADOS_LOCK_FLAG_RENEW : 0);
+	if ((r == -EBUSY || r == -EEXIST) && !renew) {
+		int exclusive = 0;
+		char tag[64], clients[256], cookies[256], addrs[512];
+		size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies),
+		       al = sizeof(addrs);
+		ssize_t n = rados_list_lockers(io, obj, name, &exclusive, tag, &tl, clients, &cl,
+					       cookies, &kl, addrs, &al);
+		if (n == 1 && strcmp(cookies, owner) == 0 &&
+		    rados_break_lock(io, obj, name, clients, cookies) == 0) {
+			if (broken && len)
+				snprintf(broken, len, "%s", clients);
+			r = rados_lock_exclusive(io, obj, name, owner, desc, &tv, 0);
+		}
+	}
+	return r;
 }

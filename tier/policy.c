@@ -339,24 +339,11 @@ int ims_tier_policy_lock(rados_ioctx_t io, const char *pool, const char *image, 
 			 unsigned seconds, bool renew)
 {
 	char name[2 * IMS_NAME_MAX + 2];
-	struct timeval tv = {(time_t)(seconds ? seconds : 60), 0};
-	uint8_t flags = renew ? LIBRADOS_LOCK_FLAG_RENEW : 0;
 	snprintf(name, sizeof(name), "%s/%s", pool, image);
-	int r = rados_lock_exclusive(io, IMS_TIER_LOCK, name, owner, "tier push", &tv, flags);
-	if ((r == -EBUSY || r == -EEXIST) && !renew) {
-		/* Held under our own cookie by another client: this daemon's previous run, killed
-		 * during a push. Break it rather than wait for its expiry. */
-		int exclusive = 0;
-		char tag[64], clients[256], cookies[256], addrs[512];
-		size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies),
-		       al = sizeof(addrs);
-		ssize_t n = rados_list_lockers(io, IMS_TIER_LOCK, name, &exclusive, tag, &tl,
-					       clients, &cl, cookies, &kl, addrs, &al);
-		if (n == 1 && strcmp(cookies, owner) == 0 &&
-		    rados_break_lock(io, IMS_TIER_LOCK, name, clients, cookies) == 0)
-			r = rados_lock_exclusive(io, IMS_TIER_LOCK, name, owner, "tier push", &tv,
-						 0);
-	}
+	/* one held under our own cookie by another client is this daemon's previous run's,
+	 * killed during a push: broken rather than waited for */
+	int r = ims_record_lock(io, IMS_TIER_LOCK, name, owner, "tier push", seconds ? seconds : 60,
+				renew, NULL, 0);
 	if (r == -EEXIST && !renew)
 		r = -EBUSY;
 	if (r == -EBUSY)
