@@ -9,9 +9,14 @@
  * docs/ARCHITECTURE.md: a site's client may be replaced, so none is kept). The raw omap
  * calls under these are store/omap.h's.
  *
+ * A record kept as a C struct of fixed-size fields is described by a table of its fields
+ * (ims_record_field) and converted with ims_record_encode()/ims_record_decode(). Work that
+ * one daemon of a site does at a time is claimed with ims_record_lock().
+ *
  * Errors carry a one-line message (ims_error_set()) that names the object and the key;
  * callers with a better word for what a record is set their own. A quiet set leaves the
- * thread's message as it was.
+ * thread's message as it was. No caller needs a compare-and-set: changes that must not race
+ * (the leases) are made under a lock.
  */
 #ifndef IMS_STORE_RECORD_H
 #define IMS_STORE_RECORD_H
