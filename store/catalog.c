@@ -1,7 +1,6 @@
 #include "store/catalog.h"
 
 #include <errno.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,12 +93,13 @@ int ims_catalog_put(rados_ioctx_t io, const ims_catalog_entry *e)
 int ims_catalog_get(rados_ioctx_t io, const char *name, ims_catalog_entry **out)
 {
 	json_object *o = NULL;
-	int r = ims_record_get(&o, &IMS_RECORDS_IO(io, IMS_CATALOG_OBJECT), name);
+	ims_records rs = IMS_RECORDS_IO(io, IMS_CATALOG_OBJECT);
+	rs.quiet = true; /* the messages are the catalog's, and a damaged entry is no error */
+	int r = ims_record_get(&o, &rs, name);
 	if (r == -ENOENT)
 		return ims_error_set(-ENOENT, "'%s' is not in the catalog", name);
-	if (r < 0 && r != -EBADMSG)
+	if (r < 0 && r != -EBADMSG) /* a damaged entry reads as its name alone */
 		return ims_error_set(r, "cannot read the catalog: %s", ims_strerror(r));
-	bool damaged = r == -EBADMSG; /* reads as its name alone */
 	ims_catalog_entry *e = malloc(sizeof(*e));
 	if (!e) {
 		json_object_put(o);
@@ -111,8 +111,6 @@ int ims_catalog_get(rados_ioctx_t io, const char *name, ims_catalog_entry **out)
 		ims_catalog_entry_free(e);
 		return r;
 	}
-	if (damaged)
-		ims_error_clear();
 	*out = e;
 	return 0;
 }

@@ -169,12 +169,12 @@ int ims_lease_get(ims_site *site, const char *records_pool, const char *pool, co
 	if (r < 0)
 		return r;
 	key_of(key, sizeof(key), pool, image);
-	r = ims_record_get(&o, &IMS_RECORDS_IO(io, LEASES_OBJECT), key);
+	ims_records rs = IMS_RECORDS_IO(io, LEASES_OBJECT);
+	rs.quiet = true; /* no lease, or a damaged one, is no error */
+	r = ims_record_get(&o, &rs, key);
 	close_records(io, false, NULL);
-	if (r == -ENOENT || r == -EBADMSG) {
-		ims_error_clear();
+	if (r == -ENOENT || r == -EBADMSG)
 		return 0;
-	}
 	if (r < 0)
 		return ims_error_set(r, "cannot read the lease of '%s': %s", key, ims_strerror(r));
 	r = lease_parse(out, key, o) == 0 ? 1 : 0;
