@@ -39,6 +39,7 @@ static int write_policy(rados_ioctx_t io, const char *pool, const char *name, bo
 			const char *target, const char *mode, uint32_t rpo, uint32_t verify_every,
 			char *key, size_t klen)
 {
+	policy_key(key, klen, pool, name, group, target); /* named in a message on failure */
 	json_object *o = json_object_new_object();
 	if (!o)
 		return -ENOMEM;
@@ -50,7 +51,6 @@ static int write_policy(rados_ioctx_t io, const char *pool, const char *name, bo
 	json_object_object_add(o, "verify_every", json_object_new_int64(verify_every));
 	if (group)
 		json_object_object_add(o, "group", json_object_new_boolean(true));
-	policy_key(key, klen, pool, name, group, target);
 	int r = ims_record_put(&IMS_RECORDS_IO(io, IMS_REPL_POLICIES), key, o);
 	json_object_put(o);
 	return r;
