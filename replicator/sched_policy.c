@@ -97,21 +97,32 @@ static ims_records status_records(const ims_repl_sched *s)
 	return IMS_RECORDS_SITE_QUIET(s->o.local, s->o.pool, IMS_REPL_STATUS);
 }
 
-int ims_repl_sched__save_policy(ims_repl_sched *s, const pair *p)
+/* Write a policy into @p site's records in @p records_pool, and have that site's daemons read
+ * it before this returns; a message names the site with @p name_site. */
+static int put_policy(ims_site *site, const char *records_pool, const char *pool, const char *name,
+		      bool group, const char *target, const char *mode, uint32_t rpo,
+		      uint32_t verify_every, bool name_site)
 {
-	char key[700];
+	char key[700], where[128] = "";
 	rados_ioctx_t io;
-	int r = ims_repl_sched__io(s, &io);
+	int r = ims_site_ioctx(site, records_pool, &io);
 	if (r < 0)
 		return r;
-	r = write_policy(io, p->pool, p->image, p->group, p->target, p->mode, p->rpo,
-			 p->verify_every, key, sizeof(key));
-	if (r == 0)
+	r = write_policy(io, pool, name, group, target, mode, rpo, verify_every, key, sizeof(key));
+	if (r == 0) /* its daemons know the pair when this returns */
 		ims_repl_sched__notify(io);
 	ims_site_ioctx_close(io);
-	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s': %s", key,
+	if (name_site)
+		snprintf(where, sizeof(where), " on site '%s'", ims_site_name(site));
+	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s'%s: %s", key, where,
 				     ims_strerror(r))
 		     : 0;
+}
+
+int ims_repl_sched__save_policy(ims_repl_sched *s, const pair *p)
+{
+	return put_policy(s->o.local, s->o.pool, p->pool, p->image, p->group, p->target, p->mode,
+			  p->rpo, p->verify_every, false);
 }
 
 void ims_repl_sched__save_status(ims_repl_sched *s, const pair *p)
@@ -334,18 +345,7 @@ bool ims_repl_sched__watch_needed(ims_repl_sched *s, int64_t t)
 int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *name,
 			bool group, const char *target, const char *mode, uint32_t rpo)
 {
-	rados_ioctx_t io;
-	char key[700];
-	int r = ims_site_ioctx(site, policy_pool, &io);
-	if (r < 0)
-		return r;
-	r = write_policy(io, pool, name, group, target, mode, rpo, 0, key, sizeof(key));
-	if (r == 0) /* its daemons know the pair when this returns */
-		ims_repl_sched__notify(io);
-	ims_site_ioctx_close(io);
-	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s' on site '%s': %s",
-				     key, ims_site_name(site), ims_strerror(r))
-		     : 0;
+	return put_policy(site, policy_pool, pool, name, group, target, mode, rpo, 0, true);
 }
 
 int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool,
