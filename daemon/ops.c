@@ -15,9 +15,8 @@
 
 #include "common/error.h"
 #include "common/hash.h"
-#include "common/json.h"
 #include "common/log.h"
-#include "store/omap.h"
+#include "store/record.h"
 
 #define KEEP_IN_MEMORY	      256 /* ended operations kept for Wait/Get */
 #define PERSIST_EVERY_SECONDS 2	  /* progress writes to RADOS at most this often */
@@ -41,6 +40,7 @@ struct ims_op {
 struct ims_ops {
 	ims_site *site;
 	char pool[128]; /* of the records; an ioctx per use (the site's client may be replaced) */
+	ims_records records; /* IMS_OPS_OBJECT in pool */
 	char owner[128];
 	char owner_host[100];
 	pthread_mutex_t lock;
@@ -81,72 +81,41 @@ static bool active(ims_op_state s)
 /* ---------------------------------------------------------------------------------------- */
 /* records */
 
-static char *encode(const ims_op_record *r)
+_Static_assert(sizeof(ims_op_state) == sizeof(int), "a state is kept as an IMS_RECORD_INT");
+#define F(member, type) IMS_RECORD_FIELD(ims_op_record, member, IMS_RECORD_##type)
+static const ims_record_field fields[] = {
+	F(id, STR),	   F(kind, STR),	F(target, STR),	     F(site, STR),
+	F(state, INT),	   F(bytes_done, U64),	F(bytes_total, U64), F(error, STR),
+	F(created, I64),   F(started, I64),	F(finished, I64),    F(owner, STR),
+	F(heartbeat, I64), F(result_path, STR), F(result, STR),
+};
+#undef F
+#define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+
+static json_object *encode(const ims_op_record *r)
 {
-	json_object *o = json_object_new_object();
-	if (!o)
-		return NULL;
-	json_object_object_add(o, "id", json_object_new_string(r->id));
-	json_object_object_add(o, "kind", json_object_new_string(r->kind));
-	json_object_object_add(o, "target", json_object_new_string(r->target));
-	json_object_object_add(o, "site", json_object_new_string(r->site));
-	json_object_object_add(o, "state", json_object_new_int(r->state));
-	json_object_object_add(o, "bytes_done", json_object_new_int64((int64_t)r->bytes_done));
-	json_object_object_add(o, "bytes_total", json_object_new_int64((int64_t)r->bytes_total));
-	json_object_object_add(o, "error", json_object_new_string(r->error));
-	json_object_object_add(o, "created", json_object_new_int64(r->created));
-	json_object_object_add(o, "started", json_object_new_int64(r->started));
-	json_object_object_add(o, "finished", json_object_new_int64(r->finished));
-	json_object_object_add(o, "owner", json_object_new_string(r->owner));
-	json_object_object_add(o, "heartbeat", json_object_new_int64(r->heartbeat));
-	json_object_object_add(o, "result_path", json_object_new_string(r->result_path));
-	json_object_object_add(o, "result", json_object_new_string(r->result));
-	char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-	json_object_put(o);
-	return s;
+	return ims_record_encode(r, fields, NFIELDS);
 }
 
-static bool decode(const char *val, size_t len, ims_op_record *r)
+/* 0 and the operation of record @p o; 1 (left out) when it is not one. */
+static int decode(void *elem, const char *key, json_object *o)
 {
-	char *text = strndup(val, len);
-	if (!text)
-		return false;
-	json_object *o = json_tokener_parse(text);
-	free(text);
+	ims_op_record *r = elem;
+	(void)key;
 	if (!o)
-		return false;
+		return 1;
 	memset(r, 0, sizeof(*r));
-	ims_json_str(o, "id", r->id, sizeof(r->id));
-	ims_json_str(o, "kind", r->kind, sizeof(r->kind));
-	ims_json_str(o, "target", r->target, sizeof(r->target));
-	ims_json_str(o, "site", r->site, sizeof(r->site));
-	r->state = (ims_op_state)ims_json_i64(o, "state");
-	r->bytes_done = (uint64_t)ims_json_i64(o, "bytes_done");
-	r->bytes_total = (uint64_t)ims_json_i64(o, "bytes_total");
-	ims_json_str(o, "error", r->error, sizeof(r->error));
-	r->created = ims_json_i64(o, "created");
-	r->started = ims_json_i64(o, "started");
-	r->finished = ims_json_i64(o, "finished");
-	ims_json_str(o, "owner", r->owner, sizeof(r->owner));
-	r->heartbeat = ims_json_i64(o, "heartbeat");
-	ims_json_str(o, "result_path", r->result_path, sizeof(r->result_path));
-	ims_json_str(o, "result", r->result, sizeof(r->result));
-	json_object_put(o);
-	return r->id[0] != '\0';
+	ims_record_decode(r, o, fields, NFIELDS);
+	return r->id[0] != '\0' ? 0 : 1;
 }
 
 static int persist(ims_ops *o, const ims_op_record *r)
 {
-	char *val = encode(r);
+	json_object *val = encode(r);
 	if (!val)
 		return -ENOMEM;
-	rados_ioctx_t io;
-	int ret = ims_site_ioctx(o->site, o->pool, &io);
-	if (ret == 0) {
-		ret = ims_omap_set(io, IMS_OPS_OBJECT, r->id, val, strlen(val));
-		ims_site_ioctx_close(io);
-	}
-	free(val);
+	int ret = ims_record_put(&o->records, r->id, val);
+	json_object_put(val);
 	if (ret < 0)
 		return ims_error_set(ret, "cannot record operation %s: %s", r->id,
 				     ims_strerror(ret));
@@ -155,17 +124,11 @@ static int persist(ims_ops *o, const ims_op_record *r)
 
 static int read_one(ims_ops *o, const char *id, ims_op_record *out)
 {
-	char *val = NULL;
-	size_t len = 0;
-	rados_ioctx_t io;
-	int r = ims_site_ioctx(o->site, o->pool, &io);
-	if (r == 0) {
-		r = ims_omap_get(io, IMS_OPS_OBJECT, id, &val, &len);
-		ims_site_ioctx_close(io);
-	}
-	if (r == 0 && !decode(val, len, out))
+	json_object *val = NULL;
+	int r = ims_record_get(&val, &o->records, id);
+	if (r == -EBADMSG || (r == 0 && decode(out, id, val) != 0))
 		r = -ENOENT;
-	free(val);
+	json_object_put(val);
 	if (r == -ENOENT)
 		return ims_error_set(-ENOENT, "no operation '%s'", id);
 	if (r < 0)
@@ -173,55 +136,22 @@ static int read_one(ims_ops *o, const char *id, ims_op_record *out)
 	return 0;
 }
 
-typedef struct {
-	ims_op_record *list;
-	size_t n, cap;
-} collected;
-
-static int collect(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
-{
-	collected *c = ctx;
-	(void)key;
-	(void)klen;
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 64;
-		ims_op_record *nl = realloc(c->list, cap * sizeof(*nl));
-		if (!nl)
-			return -ENOMEM;
-		c->list = nl;
-		c->cap = cap;
-	}
-	if (decode(val, vlen, &c->list[c->n]))
-		c->n++;
-	return 0;
-}
-
 /* Every record; *out is malloc'ed. */
 static int read_all(ims_ops *o, ims_op_record **out, size_t *count)
 {
-	collected c = {0};
-	rados_ioctx_t io;
-	int r = ims_site_ioctx(o->site, o->pool, &io);
-	if (r == 0) {
-		r = ims_omap_foreach(io, IMS_OPS_OBJECT, collect, &c);
-		ims_site_ioctx_close(io);
-	}
-	if (r < 0) {
-		free(c.list);
+	void *list = NULL;
+	int r = ims_record_list(&list, count, &o->records, sizeof(ims_op_record), decode, NULL);
+	if (r < 0)
 		return ims_error_set(r, "cannot read the operation records: %s", ims_strerror(r));
-	}
-	*out = c.list;
-	*count = c.n;
+	*out = list;
 	return 0;
 }
 
 static void remove_records(ims_ops *o, const char **ids, size_t n)
 {
-	rados_ioctx_t io;
-	if (ims_site_ioctx(o->site, o->pool, &io) == 0) {
-		ims_omap_rm_many(io, IMS_OPS_OBJECT, ids, n);
-		ims_site_ioctx_close(io);
-	}
+	ims_records quiet = o->records; /* the prune is tried again at the next sweep */
+	quiet.quiet = true;
+	ims_record_del_many(&quiet, ids, n);
 }
 
 /* Records of a previous instance of this daemon, or with a dead heartbeat, end as failed;
@@ -421,6 +351,7 @@ int ims_ops_start(ims_ops **out, ims_site *site, const char *pool, unsigned work
 		goto fail;
 	ims_site_ioctx_close(io);
 	snprintf(o->pool, sizeof(o->pool), "%s", pool);
+	o->records = IMS_RECORDS_SITE(site, o->pool, IMS_OPS_OBJECT);
 	if ((r = sweep(o, true)) < 0)
 		goto fail;
 	o->nworkers = workers ? workers : 4;

@@ -1,4 +1,5 @@
 #include "replicator/scheduler.h"
+#include "replicator/sched_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -9,13 +10,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <json-c/json.h>
 #include <rados/librados.h>
 #include <rbd/librbd.h>
 
 #include "common/error.h"
 #include "common/log.h"
-#include "common/prom.h"
 #include "common/spec.h"
 #include "common/units.h"
 #include "replicator/failover.h"
@@ -23,416 +22,12 @@
 #include "replicator/replicator_internal.h"
 #include "store/group.h"
 #include "store/image.h"
-#include "store/omap.h"
+#include "store/record.h"
 
-typedef struct pair {
-	char pool[IMS_NAME_MAX + 1];
-	char image[IMS_NAME_MAX + 1]; /* the group's name for a group */
-	char target[64];
-	char mode[8];
-	uint32_t rpo;
-	bool group;    /* a consistency group, replicated as one unit (replicator/group.h) */
-	bool present;  /* in the policies */
-	uint64_t seen; /* the last refresh that read its record */
-	bool disabled; /* disabled here: a refresh racing the removal must not bring it back */
-	bool queued, running;
-	int64_t sealed_ms; /* primary-side time of the newest sealed snapshot; -1: none yet */
-	char last_sealed[64];
-	int64_t next_attempt_ms;
-	unsigned backoff;
-	uint64_t last_bytes, bytes_total;
-	double last_secs, secs_total;
-	char error[512];
-	bool violated;
-	bool split_brain;    /* the target is an old primary that wrote after the common snapshot */
-	int64_t disabled_ms; /* when disabled or handed over here */
-	uint64_t syncs, failures;
-	uint32_t verify_every; /* verify after every N cycles that sealed a snapshot; 0: never */
-	uint32_t since_verify; /* such cycles since the last verify */
-	char last_verified[64];
-	char last_verify[16];	/* "", "equal", "mismatch" */
-	char verify_error[512]; /* a mismatch, until a later verify finds the copy equal */
-	uint64_t verifies, verify_failures;
-	struct pair *next;
-} pair;
-
-/* An image whose pairs start no cycle: a failover of it to target @c own runs. */
-typedef struct paused {
-	char pool[IMS_NAME_MAX + 1];
-	char image[IMS_NAME_MAX + 1];
-	char own[IMS_NAME_MAX + 1]; /* the failover's own target ("": none) */
-	unsigned count;
-	struct paused *next;
-} paused;
-
-/* The bandwidth of one site pair, shared by every cycle to that target. */
-typedef struct limit {
-	char target[64];
-	ims_ratelimit rl;
-	struct limit *next;
-} limit;
-
-struct ims_repl_sched {
-	ims_repl_sched_opts o;
-	limit *limits;
-	paused *paused;
-	char owner[128];
-	pthread_mutex_t lock;
-	pthread_cond_t cond; /* work queued, a cycle ended, stopping */
-	pair *pairs;
-	pair **queue;
-	size_t nqueue, capqueue;
-	pthread_t loop;
-	bool loop_started;
-	pthread_t *workers;
-	unsigned nworkers;
-	bool stopping;
-	int64_t last_refresh_ms;
-	uint64_t refresh_gen;
-	pthread_mutex_t refresh_lock; /* one refresh at a time: the sweep trusts its own marks */
-	/* the watch on the policy records: a daemon that writes one notifies, and this one reads
-	 * them again before it answers, so a pair is known here when its writer's call returns */
-	rados_ioctx_t watch_io;
-	uint64_t watch_cookie;
-	bool watch_broken; /* under lock: its client was replaced, or the watch lapsed */
-	int64_t watch_tried_ms;
-	/* the locks of running cycles, renewed by a thread of their own every third of their
-	 * expiry: long phases without progress (zeroing, a diff) do not outlive them */
-	pthread_mutex_t held_lock;
-	struct cycle_ctx *held;
-	pthread_t renewer;
-	bool renewer_started;
-};
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A pair's key in the records, and the name of its lock. */
-#define IMS_REPL_POLICIES "imgstore.repl.policies" /* omap: "POOL/IMAGE@TARGET" -> policy */
-#define IMS_REPL_STATUS	  "imgstore.repl.status"   /* omap: the same keys -> last status */
-
-static void policy_key(char *key, size_t len, const char *pool, const char *name, bool group,
-		       const char *target)
-{
-	/* a group's key, lock and status are apart from an image's of the same name */
-	snprintf(key, len, "%s%s/%s@%s", group ? "group:" : "", pool, name, target);
-}
-
-static void pair_key(const pair *p, char *key, size_t len)
-{
-	policy_key(key, len, p->pool, p->image, p->group, p->target);
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* records */
-
-/* Write a policy record (read back by refresh_one()) into @p io's records. */
-static int write_policy(rados_ioctx_t io, const char *pool, const char *name, bool group,
-			const char *target, const char *mode, uint32_t rpo, uint32_t verify_every,
-			char *key, size_t klen)
-{
-	json_object *o = json_object_new_object();
-	if (!o)
-		return -ENOMEM;
-	json_object_object_add(o, "pool", json_object_new_string(pool));
-	json_object_object_add(o, "image", json_object_new_string(name));
-	json_object_object_add(o, "target", json_object_new_string(target));
-	json_object_object_add(o, "mode", json_object_new_string(mode));
-	json_object_object_add(o, "rpo", json_object_new_int64(rpo));
-	json_object_object_add(o, "verify_every", json_object_new_int64(verify_every));
-	if (group)
-		json_object_object_add(o, "group", json_object_new_boolean(true));
-	policy_key(key, klen, pool, name, group, target);
-	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	int r = ims_omap_set(io, IMS_REPL_POLICIES, key, v, strlen(v));
-	json_object_put(o);
-	return r;
-}
-
-/* Tell every daemon that watches @p io's policy records (this site's) to read them again, and
- * wait for their answers (a daemon that does not answer within 3 s is not waited for: it reads
- * them at its next refresh). */
-static void notify_policies(rados_ioctx_t io)
-{
-	char *reply = NULL;
-	size_t len = 0;
-	int r = rados_notify2(io, IMS_REPL_POLICIES, "", 0, 3000, &reply, &len);
-	if (r < 0)
-		ims_log_debug("not every daemon confirmed it read the replication records: %s",
-			      ims_strerror(r));
-	rados_buffer_free(reply);
-}
-
-/* The records' pool on the site's current client: an ioctx per use, since the client is
- * replaced when the cluster blocklists it. Close with ims_site_ioctx_close(). */
-static int sched_io(ims_repl_sched *s, rados_ioctx_t *io)
-{
-	return ims_site_ioctx(s->o.local, s->o.pool, io);
-}
-
-static int save_policy(ims_repl_sched *s, const pair *p)
-{
-	char key[700];
-	rados_ioctx_t io;
-	int r = sched_io(s, &io);
-	if (r < 0)
-		return r;
-	r = write_policy(io, p->pool, p->image, p->group, p->target, p->mode, p->rpo,
-			 p->verify_every, key, sizeof(key));
-	if (r == 0)
-		notify_policies(io);
-	ims_site_ioctx_close(io);
-	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s': %s", key,
-				     ims_strerror(r))
-		     : 0;
-}
-
-static void save_status(ims_repl_sched *s, const pair *p)
-{
-	char key[700];
-	json_object *o = json_object_new_object();
-	if (!o)
-		return;
-	json_object_object_add(o, "last_sealed", json_object_new_string(p->last_sealed));
-	json_object_object_add(o, "last_sync_bytes", json_object_new_int64((int64_t)p->last_bytes));
-	json_object_object_add(o, "last_sync_seconds", json_object_new_double(p->last_secs));
-	json_object_object_add(o, "error", json_object_new_string(p->error));
-	json_object_object_add(o, "owner", json_object_new_string(s->owner));
-	json_object_object_add(o, "sealed_ms", json_object_new_int64(p->sealed_ms));
-	json_object_object_add(o, "last_verified", json_object_new_string(p->last_verified));
-	json_object_object_add(o, "last_verify", json_object_new_string(p->last_verify));
-	json_object_object_add(o, "verify_error", json_object_new_string(p->verify_error));
-	pair_key(p, key, sizeof(key));
-	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	rados_ioctx_t io;
-	if (sched_io(s, &io) == 0) {
-		ims_omap_set(io, IMS_REPL_STATUS, key, v, strlen(v));
-		ims_site_ioctx_close(io);
-	}
-	json_object_put(o);
-}
-
-static void load_status(ims_repl_sched *s, pair *p)
-{
-	char key[700], *val = NULL;
-	size_t len;
-	rados_ioctx_t io;
-	pair_key(p, key, sizeof(key));
-	if (sched_io(s, &io) < 0)
-		return;
-	int r = ims_omap_get(io, IMS_REPL_STATUS, key, &val, &len);
-	ims_site_ioctx_close(io);
-	if (r < 0)
-		return;
-	json_object *o = json_tokener_parse(val), *v;
-	free(val);
-	if (!o)
-		return;
-	if (json_object_object_get_ex(o, "last_sealed", &v)) {
-		snprintf(p->last_sealed, sizeof(p->last_sealed), "%s", json_object_get_string(v));
-		p->sealed_ms = ims_repl_snap_time(p->last_sealed);
-	}
-	if (json_object_object_get_ex(o, "sealed_ms", &v))
-		p->sealed_ms = json_object_get_int64(v);
-	if (json_object_object_get_ex(o, "last_sync_bytes", &v))
-		p->last_bytes = (uint64_t)json_object_get_int64(v);
-	if (json_object_object_get_ex(o, "last_sync_seconds", &v))
-		p->last_secs = json_object_get_double(v);
-	if (json_object_object_get_ex(o, "error", &v))
-		snprintf(p->error, sizeof(p->error), "%s", json_object_get_string(v));
-	if (json_object_object_get_ex(o, "last_verified", &v))
-		snprintf(p->last_verified, sizeof(p->last_verified), "%s",
-			 json_object_get_string(v));
-	if (json_object_object_get_ex(o, "last_verify", &v))
-		snprintf(p->last_verify, sizeof(p->last_verify), "%s", json_object_get_string(v));
-	if (json_object_object_get_ex(o, "verify_error", &v))
-		snprintf(p->verify_error, sizeof(p->verify_error), "%s", json_object_get_string(v));
-	json_object_put(o);
-}
-
-static pair *find_kind_locked(ims_repl_sched *s, const char *pool, const char *image,
-			      const char *target, bool group)
-{
-	for (pair *p = s->pairs; p; p = p->next)
-		if (p->group == group && !strcmp(p->pool, pool) && !strcmp(p->image, image) &&
-		    !strcmp(p->target, target))
-			return p;
-	return NULL;
-}
-
-/* An image's pair (groups: find_kind_locked). */
+/* An image's pair (groups: ims_repl_sched__find_locked). */
 static pair *find_locked(ims_repl_sched *s, const char *pool, const char *image, const char *target)
 {
-	return find_kind_locked(s, pool, image, target, false);
-}
-
-typedef struct {
-	ims_repl_sched *s;
-	int64_t now;
-	uint64_t gen; /* this walk: the pairs it saw carry it */
-} refresh_ctx;
-
-static int refresh_one(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
-{
-	refresh_ctx *rc = ctx;
-	ims_repl_sched *s = rc->s;
-	(void)key;
-	(void)klen;
-	char *t = strndup(val, vlen);
-	json_object *o = t ? json_tokener_parse(t) : NULL, *v;
-	free(t);
-	if (!o)
-		return 0;
-	pair tmp;
-	memset(&tmp, 0, sizeof(tmp));
-	if (json_object_object_get_ex(o, "pool", &v))
-		snprintf(tmp.pool, sizeof(tmp.pool), "%s", json_object_get_string(v));
-	if (json_object_object_get_ex(o, "image", &v))
-		snprintf(tmp.image, sizeof(tmp.image), "%s", json_object_get_string(v));
-	if (json_object_object_get_ex(o, "target", &v))
-		snprintf(tmp.target, sizeof(tmp.target), "%s", json_object_get_string(v));
-	if (json_object_object_get_ex(o, "mode", &v))
-		snprintf(tmp.mode, sizeof(tmp.mode), "%s", json_object_get_string(v));
-	if (json_object_object_get_ex(o, "rpo", &v))
-		tmp.rpo = (uint32_t)json_object_get_int64(v);
-	if (json_object_object_get_ex(o, "verify_every", &v))
-		tmp.verify_every = (uint32_t)json_object_get_int64(v);
-	if (json_object_object_get_ex(o, "group", &v))
-		tmp.group = json_object_get_boolean(v);
-	json_object_put(o);
-	if (!tmp.pool[0] || !tmp.image[0] || !tmp.target[0] || !tmp.rpo)
-		return 0;
-	pthread_mutex_lock(&s->lock);
-	pair *p = find_kind_locked(s, tmp.pool, tmp.image, tmp.target, tmp.group);
-	if (!p) {
-		p = calloc(1, sizeof(*p));
-		if (!p) {
-			pthread_mutex_unlock(&s->lock);
-			return -ENOMEM;
-		}
-		*p = tmp;
-		p->sealed_ms = -1;
-		p->next = s->pairs;
-		s->pairs = p;
-		pthread_mutex_unlock(&s->lock);
-		load_status(s, p); /* only this thread touches a pair before it is present */
-		pthread_mutex_lock(&s->lock);
-	} else {
-		p->rpo = tmp.rpo;
-		memcpy(p->mode, tmp.mode, sizeof(p->mode));
-		p->verify_every = tmp.verify_every;
-	}
-	/* a refresh that began after the pair was disabled here read the records after its
-	 * removal: the record is new (enabled again, here or by another site's failover) */
-	if (p->disabled && rc->now > p->disabled_ms)
-		p->disabled = false;
-	if (!p->disabled)
-		p->present = true;
-	p->seen = rc->gen;
-	pthread_mutex_unlock(&s->lock);
-	return 0;
-}
-
-static void refresh(ims_repl_sched *s)
-{
-	/* mark and sweep: a pair stays present while its record is read again, so that a call
-	 * racing the refresh never finds it missing */
-	pthread_mutex_lock(&s->refresh_lock);
-	pthread_mutex_lock(&s->lock);
-	refresh_ctx rc = {s, now_ms(), ++s->refresh_gen};
-	pthread_mutex_unlock(&s->lock);
-	rados_ioctx_t io;
-	if (sched_io(s, &io) < 0) {
-		pthread_mutex_unlock(&s->refresh_lock);
-		return;
-	}
-	int r = ims_omap_foreach(io, IMS_REPL_POLICIES, refresh_one, &rc);
-	ims_site_ioctx_close(io);
-	if (r < 0) {
-		pthread_mutex_unlock(&s->refresh_lock);
-		return; /* the records cannot be read now: keep going with what we know */
-	}
-	pthread_mutex_lock(&s->lock);
-	for (pair *p = s->pairs; p; p = p->next)
-		if (p->seen != rc.gen)
-			p->present = false;
-	pthread_mutex_unlock(&s->lock);
-	pthread_mutex_unlock(&s->refresh_lock);
-}
-
-static void watch_notified(void *arg, uint64_t notify_id, uint64_t handle, uint64_t notifier_id,
-			   void *data, size_t len)
-{
-	ims_repl_sched *s = arg;
-	(void)notifier_id;
-	(void)data;
-	(void)len;
-	refresh(s); /* before the answer: the notifier's call returns once the pair is known here */
-	rados_notify_ack(s->watch_io, IMS_REPL_POLICIES, notify_id, handle, NULL, 0);
-}
-
-static void watch_lost(void *arg, uint64_t cookie, int err)
-{
-	ims_repl_sched *s = arg;
-	(void)cookie;
-	pthread_mutex_lock(&s->lock);
-	s->watch_broken = true;
-	pthread_mutex_unlock(&s->lock);
-	ims_log_debug("the watch on the replication records lapsed (%s); watching again",
-		      ims_strerror(err));
-}
-
-static void unwatch(ims_repl_sched *s)
-{
-	if (!s->watch_io)
-		return;
-	rados_unwatch2(s->watch_io, s->watch_cookie);
-	rados_watch_flush(rados_ioctx_get_cluster(s->watch_io)); /* no callback runs after this */
-	ims_site_ioctx_close(s->watch_io);
-	s->watch_io = NULL;
-}
-
-/* (Re)establish the watch, on the site's current client; called by the scheduler's thread. */
-static void watch_policies(ims_repl_sched *s)
-{
-	rados_ioctx_t io;
-	rados_write_op_t op;
-	s->watch_tried_ms = now_ms();
-	unwatch(s);
-	if (sched_io(s, &io) < 0)
-		return;
-	/* the object exists before anything is enabled: a watch needs it */
-	if ((op = rados_create_write_op())) {
-		rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, NULL);
-		rados_write_op_operate(op, io, IMS_REPL_POLICIES, NULL, 0);
-		rados_release_write_op(op);
-	}
-	pthread_mutex_lock(&s->lock);
-	s->watch_broken = false;
-	pthread_mutex_unlock(&s->lock);
-	s->watch_io = io;
-	int r = rados_watch2(io, IMS_REPL_POLICIES, &s->watch_cookie, watch_notified, watch_lost,
-			     s);
-	if (r < 0) {
-		ims_log_debug("cannot watch the replication records: %s", ims_strerror(r));
-		ims_site_ioctx_close(io);
-		s->watch_io = NULL;
-	}
-}
-
-/* Whether the watch needs to be made again: none, lapsed, or on a replaced client. */
-static bool watch_needed(ims_repl_sched *s, int64_t t)
-{
-	if (t - s->watch_tried_ms < 2000)
-		return false;
-	pthread_mutex_lock(&s->lock);
-	bool broken = s->watch_broken;
-	pthread_mutex_unlock(&s->lock);
-	return !s->watch_io || broken || rados_watch_check(s->watch_io, s->watch_cookie) < 0;
+	return ims_repl_sched__find_locked(s, pool, image, target, false);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -452,27 +47,16 @@ typedef struct cycle_ctx {
 
 static int take_lock(ims_repl_sched *s, rados_ioctx_t io, const char *name, uint8_t flags)
 {
-	struct timeval tv = {(time_t)(s->o.lock_seconds ? s->o.lock_seconds : 60), 0};
-	int r = rados_lock_exclusive(io, IMS_REPL_LOCK, name, s->owner, "replication cycle", &tv,
-				     flags);
-	if ((r == -EBUSY || r == -EEXIST) && !(flags & LIBRADOS_LOCK_FLAG_RENEW)) {
-		/* Held under our own cookie (this daemon's host and site) by another client: our
-		 * previous run, killed during a cycle. Break it rather than wait for its expiry. */
-		int exclusive = 0;
-		char tag[64], clients[256], cookies[256], addrs[512];
-		size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies),
-		       al = sizeof(addrs);
-		ssize_t n = rados_list_lockers(io, IMS_REPL_LOCK, name, &exclusive, tag, &tl,
-					       clients, &cl, cookies, &kl, addrs, &al);
-		if (n == 1 && strcmp(cookies, s->owner) == 0 &&
-		    rados_break_lock(io, IMS_REPL_LOCK, name, clients, cookies) == 0) {
-			ims_log_info("broke the replication lock of '%s' left by this daemon's "
-				     "previous run (%s)",
-				     name, clients);
-			r = rados_lock_exclusive(io, IMS_REPL_LOCK, name, s->owner,
-						 "replication cycle", &tv, 0);
-		}
-	}
+	/* one held under our own cookie (this daemon's host and site) by another client is our
+	 * previous run's, killed during a cycle: broken rather than waited for */
+	char broken[256];
+	int r = ims_record_lock(io, IMS_REPL_LOCK, name, s->owner, "replication cycle",
+				s->o.lock_seconds ? s->o.lock_seconds : 60,
+				flags & LIBRADOS_LOCK_FLAG_RENEW, broken, sizeof(broken));
+	if (broken[0])
+		ims_log_info("broke the replication lock of '%s' left by this daemon's "
+			     "previous run (%s)",
+			     name, broken);
 	return r;
 }
 
@@ -587,45 +171,6 @@ static ims_ratelimit *limit_for(ims_repl_sched *s, const char *target)
 	return l && l->rl.rate ? &l->rl : NULL;
 }
 
-static void notify_locked(ims_repl_sched *s, const pair *p, ims_repl_event_kind kind, double lag,
-			  const char *detail)
-{
-	if (!s->o.event)
-		return;
-	ims_repl_event ev = {.kind = kind,
-			     .pool = p->pool,
-			     .image = p->image,
-			     .target = p->target,
-			     .rpo_seconds = p->rpo,
-			     .lag_seconds = lag,
-			     .unix_ms = now_ms(),
-			     .detail = detail};
-	s->o.event(s->o.event_ctx, &ev);
-}
-
-/* The verdict of a verify of @p p, under the lock. */
-static void record_verify_locked(ims_repl_sched *s, pair *p, const ims_repl_verify_result *v)
-{
-	snprintf(p->last_verified, sizeof(p->last_verified), "%s", v->snapshot);
-	p->since_verify = 0;
-	p->verifies++;
-	if (v->equal) {
-		snprintf(p->last_verify, sizeof(p->last_verify), "equal");
-		p->verify_error[0] = '\0';
-		return;
-	}
-	snprintf(p->last_verify, sizeof(p->last_verify), "mismatch");
-	p->verify_failures++;
-	snprintf(p->verify_error, sizeof(p->verify_error),
-		 "verify: the copy on site '%s' differs from the primary at '%s' in %zu extents, "
-		 "the first %" PRIu64 " bytes at offset %" PRIu64,
-		 p->target, v->snapshot, v->nmismatches,
-		 v->nmismatches ? v->mismatches[0].length : 0,
-		 v->nmismatches ? v->mismatches[0].offset : 0);
-	ims_log_warning("replication of '%s/%s': %s", p->pool, p->image, p->verify_error);
-	notify_locked(s, p, IMS_REPL_EVENT_VERIFY_MISMATCH, -1.0, p->verify_error);
-}
-
 /* Verify @p p against @p peer (the pair is marked running and its RADOS lock held). */
 static int verify_pair(ims_repl_sched *s, pair *p, ims_site *peer, const ims_repl_verify_opts *opts,
 		       cycle_ctx *c, ims_repl_verify_result **out)
@@ -639,7 +184,7 @@ static int verify_pair(ims_repl_sched *s, pair *p, ims_site *peer, const ims_rep
 	int r = ims_repl_verify(&v, s->o.local, peer, p->pool, p->image, &vo);
 	pthread_mutex_lock(&s->lock);
 	if (r == 0)
-		record_verify_locked(s, p, v);
+		ims_repl_sched__record_verify_locked(s, p, v);
 	pthread_mutex_unlock(&s->lock);
 	if (r == 0 && out)
 		*out = v;
@@ -710,6 +255,121 @@ static int count_one(uint64_t off, size_t len, int exists, void *arg)
 	return 0;
 }
 
+/* Take @p c's pair lock on the records' client (c->io, closed by the caller), and have the
+ * renewer keep it until unlock_pair(). */
+static int lock_pair(ims_repl_sched *s, cycle_ctx *c)
+{
+	int r = ims_repl_sched__io(s, &c->io);
+	if (r < 0)
+		return r;
+	r = take_lock(s, c->io, c->lock_name, 0);
+	if (r == -EBUSY || r == -EEXIST)
+		return ims_error_set(-EBUSY, "another daemon runs a cycle of '%s'", c->lock_name);
+	if (r < 0)
+		return ims_error_set(r, "cannot lock '%s': %s", c->lock_name, ims_strerror(r));
+	hold_lock(s, c);
+	return 0;
+}
+
+static void unlock_pair(ims_repl_sched *s, cycle_ctx *c)
+{
+	release_lock(s, c);
+	rados_unlock(c->io, IMS_REPL_LOCK, c->lock_name, s->owner);
+}
+
+/* The cycle proper, under the pair's lock: the sync, a returned old primary, the verify every
+ * so many cycles. */
+static int sync_locked(ims_repl_sched *s, pair *p, ims_site *peer, cycle_ctx *c,
+		       ims_repl_result *res)
+{
+	ims_repl_opts ro = s->o.copy;
+	ro.progress = cycle_progress;
+	ro.progress_ctx = c;
+	ro.may_seal = cycle_may_seal;
+	ro.bandwidth = limit_for(s, p->target);
+	int r = p->group ? ims_repl_group_sync(res, s->o.local, peer, p->pool, p->image, &ro)
+			 : ims_repl_sync(res, s->o.local, peer, p->pool, p->image, &ro);
+	if (r == -EUCLEAN && !p->group && old_primary_returned(s, p, peer, c->lock_name) == 0)
+		r = ims_repl_sync(res, s->o.local, peer, p->pool, p->image, &ro);
+	if (r == -EUCLEAN && p->group) {
+		/* a group's old primary rejoins as one unit, by hand: its late writes are kept */
+		pthread_mutex_lock(&s->lock);
+		p->split_brain = true;
+		pthread_mutex_unlock(&s->lock);
+		r = ims_error_set(-EUCLEAN,
+				  "%s; run `imgstore group repl resync %s/%s` to make it a "
+				  "secondary again (what it wrote since is kept as "
+				  "snapshots)",
+				  ims_error_last(), p->pool, p->image);
+	}
+	bool verify = false;
+	if (r == 0 && !res->unchanged && !p->group) {
+		pthread_mutex_lock(&s->lock);
+		verify = p->verify_every && ++p->since_verify >= p->verify_every;
+		pthread_mutex_unlock(&s->lock);
+	}
+	if (verify) { /* its failure to run is not the cycle's: it runs after the next */
+		ims_repl_verify_opts vo = IMS_REPL_VERIFY_OPTS_INIT;
+		vo.snap = res->sealed;
+		if (verify_pair(s, p, peer, &vo, c, NULL) < 0)
+			ims_log_warning("verify of '%s' at '%s' did not run: %s", c->lock_name,
+					res->sealed, ims_error_last());
+		ims_error_clear();
+	}
+	return r;
+}
+
+/* A failover made this copy a secondary: its new primary replicates it now. Called with the
+ * lock held; returns without it. */
+static void became_secondary(ims_repl_sched *s, pair *p)
+{
+	p->present = false;
+	p->disabled = true;
+	p->disabled_ms = now_ms();
+	pthread_mutex_unlock(&s->lock);
+	char key[700];
+	ims_repl_sched__pair_key(p, key, sizeof(key));
+	rados_ioctx_t io;
+	if (ims_repl_sched__io(s, &io) == 0) {
+		ims_repl_sched__drop_policy(io, key, true);
+		ims_repl_sched__drop_status(io, key);
+		ims_site_ioctx_close(io);
+	}
+	ims_log_info("'%s/%s' is a secondary here now: replication from site '%s' stops", p->pool,
+		     p->image, ims_site_name(s->o.local));
+}
+
+/* What a cycle of @p p (its lock named @p key) ended with, under the lock. */
+static void note_cycle_locked(ims_repl_sched *s, pair *p, int r, const ims_repl_result *res,
+			      const char *key)
+{
+	if (r == 0) {
+		p->sealed_ms = res->sealed_unix_ms;
+		snprintf(p->last_sealed, sizeof(p->last_sealed), "%s", res->sealed);
+		if (!res->unchanged) {
+			p->last_bytes = res->bytes_copied;
+			p->last_secs = res->seconds;
+		}
+		p->bytes_total += res->bytes_copied;
+		p->secs_total += res->seconds;
+		p->error[0] = '\0';
+		p->split_brain = false;
+		p->backoff = 0;
+		p->syncs++;
+		p->next_attempt_ms = 0;
+	} else if (r == -EBUSY && strstr(ims_error_last(), "another daemon")) {
+		p->next_attempt_ms = now_ms() + 1000;
+	} else {
+		snprintf(p->error, sizeof(p->error), "%s", ims_error_last());
+		p->failures++;
+		p->backoff = p->backoff ? (p->backoff * 2 > 60 ? 60 : p->backoff * 2) : 2;
+		p->next_attempt_ms = now_ms() + (int64_t)p->backoff * 1000;
+		if (!s->stopping)
+			ims_log_warning("replication of '%s' failed (retry in %us): %s", key,
+					p->backoff, p->error);
+	}
+}
+
 /* One cycle of @p p (marked running by the caller). */
 static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void *pctx,
 		     ims_repl_result *out)
@@ -720,63 +380,11 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	int r;
 
 	memset(&res, 0, sizeof(res));
-	pair_key(p, c.lock_name, sizeof(c.lock_name));
+	ims_repl_sched__pair_key(p, c.lock_name, sizeof(c.lock_name));
 	ims_error_clear();
-	r = s->o.peer(s->o.peer_ctx, p->target, &peer);
-	if (r == 0)
-		r = sched_io(s, &c.io);
-	if (r == 0) {
-		r = take_lock(s, c.io, c.lock_name, 0);
-		if (r == -EBUSY || r == -EEXIST) {
-			r = ims_error_set(-EBUSY, "another daemon runs a cycle of '%s'",
-					  c.lock_name);
-		} else if (r < 0) {
-			r = ims_error_set(r, "cannot lock '%s': %s", c.lock_name, ims_strerror(r));
-		} else {
-			hold_lock(s, &c);
-			ims_repl_opts ro = s->o.copy;
-			ro.progress = cycle_progress;
-			ro.progress_ctx = &c;
-			ro.may_seal = cycle_may_seal;
-			ro.bandwidth = limit_for(s, p->target);
-			r = p->group
-				    ? ims_repl_group_sync(&res, s->o.local, peer, p->pool, p->image,
-							  &ro)
-				    : ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
-			if (r == -EUCLEAN && !p->group &&
-			    old_primary_returned(s, p, peer, c.lock_name) == 0)
-				r = ims_repl_sync(&res, s->o.local, peer, p->pool, p->image, &ro);
-			if (r == -EUCLEAN && p->group) {
-				/* a group's old primary rejoins as one unit, by hand: its late
-				 * writes are kept */
-				pthread_mutex_lock(&s->lock);
-				p->split_brain = true;
-				pthread_mutex_unlock(&s->lock);
-				r = ims_error_set(
-					-EUCLEAN,
-					"%s; run `imgstore group repl resync %s/%s` to make it a "
-					"secondary again (what it wrote since is kept as "
-					"snapshots)",
-					ims_error_last(), p->pool, p->image);
-			}
-			bool verify = false;
-			if (r == 0 && !res.unchanged && !p->group) {
-				pthread_mutex_lock(&s->lock);
-				verify = p->verify_every && ++p->since_verify >= p->verify_every;
-				pthread_mutex_unlock(&s->lock);
-			}
-			if (verify) { /* its failure to run is not the cycle's: it runs after the
-					 next */
-				ims_repl_verify_opts vo = IMS_REPL_VERIFY_OPTS_INIT;
-				vo.snap = res.sealed;
-				if (verify_pair(s, p, peer, &vo, &c, NULL) < 0)
-					ims_log_warning("verify of '%s' at '%s' did not run: %s",
-							c.lock_name, res.sealed, ims_error_last());
-				ims_error_clear();
-			}
-			release_lock(s, &c);
-			rados_unlock(c.io, IMS_REPL_LOCK, c.lock_name, s->owner);
-		}
+	if ((r = s->o.peer(s->o.peer_ctx, p->target, &peer)) == 0 && (r = lock_pair(s, &c)) == 0) {
+		r = sync_locked(s, p, peer, &c, &res);
+		unlock_pair(s, &c);
 	}
 	ims_site_ioctx_close(c.io);
 
@@ -786,53 +394,15 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 			     "(%" PRIu64 " bytes copied after the resume)",
 			     c.lock_name, res.sealed, res.bytes_copied);
 	pthread_mutex_lock(&s->lock);
-	if (r == 0) {
-		p->sealed_ms = res.sealed_unix_ms;
-		snprintf(p->last_sealed, sizeof(p->last_sealed), "%s", res.sealed);
-		if (!res.unchanged) {
-			p->last_bytes = res.bytes_copied;
-			p->last_secs = res.seconds;
-		}
-		p->bytes_total += res.bytes_copied;
-		p->secs_total += res.seconds;
-		p->error[0] = '\0';
-		p->split_brain = false;
-		p->backoff = 0;
-		p->syncs++;
-		p->next_attempt_ms = 0;
-	} else if (r == -EBUSY && strstr(ims_error_last(), "another daemon")) {
-		p->next_attempt_ms = now_ms() + 1000;
-	} else if (r == -EBUSY && strstr(ims_error_last(), "is a secondary")) {
-		/* a failover made this copy a secondary: its new primary replicates it now */
-		p->present = false;
-		p->disabled = true;
-		p->disabled_ms = now_ms();
-		pthread_mutex_unlock(&s->lock);
-		char key[700];
-		pair_key(p, key, sizeof(key));
-		rados_ioctx_t io;
-		if (sched_io(s, &io) == 0) {
-			ims_omap_rm(io, IMS_REPL_POLICIES, key);
-			ims_omap_rm(io, IMS_REPL_STATUS, key);
-			ims_site_ioctx_close(io);
-		}
-		ims_log_info("'%s/%s' is a secondary here now: replication from site '%s' stops",
-			     p->pool, p->image, ims_site_name(s->o.local));
-		if (out)
-			*out = res;
-		return r;
+	if (r == -EBUSY && !strstr(ims_error_last(), "another daemon") &&
+	    strstr(ims_error_last(), "is a secondary")) {
+		became_secondary(s, p);
 	} else {
-		snprintf(p->error, sizeof(p->error), "%s", ims_error_last());
-		p->failures++;
-		p->backoff = p->backoff ? (p->backoff * 2 > 60 ? 60 : p->backoff * 2) : 2;
-		p->next_attempt_ms = now_ms() + (int64_t)p->backoff * 1000;
-		if (!s->stopping)
-			ims_log_warning("replication of '%s' failed (retry in %us): %s",
-					c.lock_name, p->backoff, p->error);
+		note_cycle_locked(s, p, r, &res, c.lock_name);
+		pair copy = *p;
+		pthread_mutex_unlock(&s->lock);
+		ims_repl_sched__save_status(s, &copy);
 	}
-	pair copy = *p;
-	pthread_mutex_unlock(&s->lock);
-	save_status(s, &copy);
 	if (out)
 		*out = res;
 	return r;
@@ -988,11 +558,11 @@ static void *loop(void *arg)
 	for (;;) {
 		int64_t t = now_ms();
 		if (t - s->last_refresh_ms > 5000) {
-			refresh(s);
+			ims_repl_sched__refresh(s);
 			s->last_refresh_ms = t;
 		}
-		if (watch_needed(s, t))
-			watch_policies(s);
+		if (ims_repl_sched__watch_needed(s, t))
+			ims_repl_sched__watch(s);
 		pthread_mutex_lock(&s->lock);
 		if (s->stopping) {
 			pthread_mutex_unlock(&s->lock);
@@ -1025,26 +595,7 @@ static void *loop(void *arg)
 				break;
 			enqueue_locked(s, best);
 		}
-		for (pair *p = s->pairs; p; p = p->next) {
-			if (!p->present || p->sealed_ms < 0)
-				continue;
-			double lag = (double)(t - p->sealed_ms) / 1000.0;
-			if (!p->violated && lag > p->rpo) {
-				p->violated = true;
-				ims_log_warning("replication of '%s/%s' to site '%s' is %.0fs "
-						"behind, over its RPO of %us",
-						p->pool, p->image, p->target, lag, p->rpo);
-				notify_locked(s, p, IMS_REPL_EVENT_RPO_VIOLATION, lag,
-					      "lag over the RPO");
-			} else if (p->violated && lag <= p->rpo) {
-				p->violated = false;
-				ims_log_info("replication of '%s/%s' to site '%s' is back within "
-					     "its RPO",
-					     p->pool, p->image, p->target);
-				notify_locked(s, p, IMS_REPL_EVENT_RPO_RECOVERED, lag,
-					      "lag back within the RPO");
-			}
-		}
+		ims_repl_sched__check_rpo_locked(s, t);
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += tick / 1000;
@@ -1080,9 +631,9 @@ int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *o)
 	if ((r = ims_site_ioctx(o->local, o->pool, &io)) < 0) /* the pool of the records exists */
 		goto fail;
 	ims_site_ioctx_close(io);
-	refresh(s);
+	ims_repl_sched__refresh(s);
 	s->last_refresh_ms = now_ms();
-	watch_policies(s);
+	ims_repl_sched__watch(s);
 	s->nworkers = o->workers ? o->workers : 4;
 	s->workers = calloc(s->nworkers, sizeof(*s->workers));
 	if (!s->workers) {
@@ -1127,7 +678,7 @@ void ims_repl_sched_stop(ims_repl_sched *s)
 		pthread_join(s->renewer, NULL);
 	for (unsigned i = 0; i < s->nworkers; i++)
 		pthread_join(s->workers[i], NULL);
-	unwatch(s); /* no refresh from a notify after this */
+	ims_repl_sched__unwatch(s); /* no refresh from a notify after this */
 	while (s->pairs) {
 		pair *n = s->pairs->next;
 		free(s->pairs);
@@ -1153,41 +704,13 @@ void ims_repl_sched_stop(ims_repl_sched *s)
 	free(s);
 }
 
-static void fill_status(const pair *p, ims_repl_status *st, int64_t t)
-{
-	memset(st, 0, sizeof(*st));
-	snprintf(st->image, sizeof(st->image), "%s/%s", p->pool, p->image);
-	st->group = p->group;
-	snprintf(st->target, sizeof(st->target), "%s", p->target);
-	snprintf(st->role, sizeof(st->role), "primary");
-	snprintf(st->mode, sizeof(st->mode), "%s", p->mode);
-	snprintf(st->state, sizeof(st->state), "%s",
-		 p->split_brain			     ? "split-brain"
-		 : p->running			     ? "syncing"
-		 : p->error[0] || p->verify_error[0] ? "error"
-						     : "idle");
-	st->rpo_seconds = p->rpo;
-	st->lag_seconds = p->sealed_ms < 0 ? -1.0 : (double)(t - p->sealed_ms) / 1000.0;
-	snprintf(st->last_sealed, sizeof(st->last_sealed), "%s", p->last_sealed);
-	st->last_sync_bytes = p->last_bytes;
-	st->last_sync_seconds = p->last_secs;
-	snprintf(st->error, sizeof(st->error), "%s", p->error[0] ? p->error : p->verify_error);
-	st->verify_every = p->verify_every;
-	snprintf(st->last_verified, sizeof(st->last_verified), "%s", p->last_verified);
-	snprintf(st->last_verify, sizeof(st->last_verify), "%s", p->last_verify);
-	st->verify_failures = p->verify_failures;
-	st->rpo_violated = p->violated;
-	st->syncs = p->syncs;
-	st->failures = p->failures;
-}
-
 static int refuse_group_member(ims_repl_sched *s, const char *pool, const char *image);
 
 /* Record in memory a pair (image or group) whose policy was just saved, and queue a cycle. */
 static int enable_pair(ims_repl_sched *s, const pair *tmp, ims_repl_status *out)
 {
 	pthread_mutex_lock(&s->lock);
-	pair *p = find_kind_locked(s, tmp->pool, tmp->image, tmp->target, tmp->group);
+	pair *p = ims_repl_sched__find_locked(s, tmp->pool, tmp->image, tmp->target, tmp->group);
 	if (!p) {
 		if (!(p = calloc(1, sizeof(*p)))) {
 			pthread_mutex_unlock(&s->lock);
@@ -1207,52 +730,71 @@ static int enable_pair(ims_repl_sched *s, const pair *tmp, ims_repl_status *out)
 	p->next_attempt_ms = 0;
 	enqueue_locked(s, p);
 	if (out)
-		fill_status(p, out, now_ms());
+		ims_repl_sched__fill_status(p, out, now_ms());
 	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/* The mode (NULL or "": async) and the RPO of a policy. */
+static int check_mode_rpo(const char **mode, uint32_t rpo)
+{
+	if (!*mode || !(*mode)[0])
+		*mode = "async";
+	if (strcmp(*mode, "async") != 0 && strcmp(*mode, "sync") != 0)
+		return ims_error_set(-EINVAL, "unknown mode '%s': expected async or sync", *mode);
+	if (rpo == 0 || rpo > 30 * 86400)
+		return ims_error_set(-EINVAL, "an RPO is 1 second to 30 days, not %u seconds", rpo);
+	return 0;
+}
+
+/* A target of a new pair: another site than this one, and one the daemon knows. */
+static int check_target(ims_repl_sched *s, const char *target)
+{
+	ims_site *peer = NULL;
+	if (!target || strcmp(target, ims_site_name(s->o.local)) == 0)
+		return ims_error_set(-EINVAL, "replication needs another site than this one ('%s')",
+				     ims_site_name(s->o.local));
+	int r = s->o.peer(s->o.peer_ctx, target, &peer);
+	return r == -ENOENT ? r : 0; /* a peer that is down is fine: cycles retry */
+}
+
+/* Save the policy of the pair (image or @p group) and know it here: its first cycle starts. */
+static int enable_checked(ims_repl_sched *s, const char *pool, const char *name, const char *target,
+			  const char *mode, uint32_t rpo, bool group, ims_repl_status *out)
+{
+	pair tmp;
+	int r;
+	memset(&tmp, 0, sizeof(tmp));
+	snprintf(tmp.pool, sizeof(tmp.pool), "%s", pool);
+	snprintf(tmp.image, sizeof(tmp.image), "%s", name);
+	snprintf(tmp.target, sizeof(tmp.target), "%s", target);
+	snprintf(tmp.mode, sizeof(tmp.mode), "%s", mode);
+	tmp.rpo = rpo;
+	tmp.group = group;
+	if ((r = ims_repl_sched__save_policy(s, &tmp)) < 0)
+		return r;
+	if (enable_pair(s, &tmp, out) < 0)
+		return -ENOMEM;
+	ims_log_info("replication of %s'%s/%s' to site '%s' enabled (%s, RPO %us)",
+		     group ? "group " : "", pool, name, target, mode, rpo);
 	return 0;
 }
 
 int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 		    const char *mode, uint32_t rpo, ims_repl_status *out)
 {
-	ims_site *peer = NULL;
 	int r;
 	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
-	    (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0)
+	    (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0 || (r = check_mode_rpo(&mode, rpo)) < 0)
 		return r;
-	if (!mode || !mode[0])
-		mode = "async";
-	if (strcmp(mode, "async") != 0 && strcmp(mode, "sync") != 0)
-		return ims_error_set(-EINVAL, "unknown mode '%s': expected async or sync", mode);
-	if (rpo == 0 || rpo > 30 * 86400)
-		return ims_error_set(-EINVAL, "an RPO is 1 second to 30 days, not %u seconds", rpo);
 	if ((r = ims_image_exists(s->o.local, pool, image)) < 0)
 		return r;
 	if (r == 0)
 		return ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", pool, image,
 				     ims_site_name(s->o.local));
-	if ((r = refuse_group_member(s, pool, image)) < 0)
+	if ((r = refuse_group_member(s, pool, image)) < 0 || (r = check_target(s, target)) < 0)
 		return r;
-	if (!target || strcmp(target, ims_site_name(s->o.local)) == 0)
-		return ims_error_set(-EINVAL, "replication needs another site than this one ('%s')",
-				     ims_site_name(s->o.local));
-	r = s->o.peer(s->o.peer_ctx, target, &peer);
-	if (r == -ENOENT)
-		return r; /* an unknown peer; a peer that is down is fine: cycles retry */
-	pair tmp;
-	memset(&tmp, 0, sizeof(tmp));
-	snprintf(tmp.pool, sizeof(tmp.pool), "%s", pool);
-	snprintf(tmp.image, sizeof(tmp.image), "%s", image);
-	snprintf(tmp.target, sizeof(tmp.target), "%s", target);
-	snprintf(tmp.mode, sizeof(tmp.mode), "%s", mode);
-	tmp.rpo = rpo;
-	if ((r = save_policy(s, &tmp)) < 0)
-		return r;
-	if (enable_pair(s, &tmp, out) < 0)
-		return -ENOMEM;
-	ims_log_info("replication of '%s/%s' to site '%s' enabled (%s, RPO %us)", pool, image,
-		     target, mode, rpo);
-	return 0;
+	return enable_checked(s, pool, image, target, mode, rpo, false, out);
 }
 
 static int remove_pair(ims_repl_sched *s, const char *pool, const char *image, const char *target,
@@ -1277,40 +819,6 @@ int ims_repl_group_hand_over(ims_repl_sched *s, const char *pool, const char *gr
 			     const char *target, ims_repl_status *out)
 {
 	return remove_kind_pair(s, pool, group, target, true, out, false);
-}
-
-int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *name,
-			bool group, const char *target, const char *mode, uint32_t rpo)
-{
-	rados_ioctx_t io;
-	char key[700];
-	int r = ims_site_ioctx(site, policy_pool, &io);
-	if (r < 0)
-		return r;
-	r = write_policy(io, pool, name, group, target, mode, rpo, 0, key, sizeof(key));
-	if (r == 0) /* its daemons know the pair when this returns */
-		notify_policies(io);
-	ims_site_ioctx_close(io);
-	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s' on site '%s': %s",
-				     key, ims_site_name(site), ims_strerror(r))
-		     : 0;
-}
-
-int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool,
-			   const char *name, bool group, const char *target)
-{
-	rados_ioctx_t io;
-	char key[700];
-	int r = ims_site_ioctx(site, policy_pool, &io);
-	if (r < 0)
-		return r;
-	policy_key(key, sizeof(key), pool, name, group, target);
-	r = ims_omap_rm(io, IMS_REPL_POLICIES, key);
-	ims_omap_rm(io, IMS_REPL_STATUS, key);
-	if (r == 0)
-		notify_policies(io);
-	ims_site_ioctx_close(io);
-	return r == -ENOENT ? 0 : r;
 }
 
 int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, const char *target,
@@ -1368,20 +876,20 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 {
 	char key[700];
 	pthread_mutex_lock(&s->lock);
-	pair *p = find_kind_locked(s, pool, image, target, group);
+	pair *p = ims_repl_sched__find_locked(s, pool, image, target, group);
 	if (!p || !p->present) {
 		pthread_mutex_unlock(&s->lock);
 		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'", pool, image,
 				     target);
 	}
-	pair_key(p, key, sizeof(key));
+	ims_repl_sched__pair_key(p, key, sizeof(key));
 	pthread_mutex_unlock(&s->lock);
 	/* the record goes first, so that no daemon starts another cycle */
 	rados_ioctx_t io;
-	int r = sched_io(s, &io);
+	int r = ims_repl_sched__io(s, &io);
 	if (r < 0)
 		return r;
-	if ((r = ims_omap_rm(io, IMS_REPL_POLICIES, key)) < 0) {
+	if ((r = ims_repl_sched__drop_policy(io, key, false)) < 0) {
 		ims_site_ioctx_close(io);
 		return ims_error_set(r, "cannot remove the replication of '%s': %s", key,
 				     ims_strerror(r));
@@ -1393,11 +901,11 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 	while (p->running) /* let a running cycle end: its snapshot is then sealed or not at all */
 		pthread_cond_wait(&s->cond, &s->lock);
 	if (out)
-		fill_status(p, out, now_ms());
+		ims_repl_sched__fill_status(p, out, now_ms());
 	pair copy = *p;
 	pthread_mutex_unlock(&s->lock);
-	ims_omap_rm(io, IMS_REPL_STATUS, key);
-	notify_policies(io);
+	ims_repl_sched__drop_status(io, key);
+	ims_repl_sched__notify(io);
 	ims_site_ioctx_close(io);
 	if (!drop_snapshots) {
 		ims_log_info("replication of '%s/%s' to site '%s' handed over at '%s'", pool, image,
@@ -1419,40 +927,6 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 		     "at '%s'",
 		     pool, image, target, copy.last_sealed[0] ? copy.last_sealed : "(none)");
 	return 0;
-}
-
-/* The statuses of every present pair (@p pool NULL), or of image (@p group: group) pool/name. */
-static int status_kind(ims_repl_sched *s, const char *pool, const char *name, bool group,
-		       ims_repl_status **out, size_t *count)
-{
-	size_t n = 0, k = 0;
-	int64_t t = now_ms();
-	pthread_mutex_lock(&s->lock);
-	for (pair *p = s->pairs; p; p = p->next)
-		n++;
-	ims_repl_status *list = calloc(n + 1, sizeof(*list));
-	if (!list) {
-		pthread_mutex_unlock(&s->lock);
-		return -ENOMEM;
-	}
-	for (pair *p = s->pairs; p; p = p->next) {
-		if (!p->present)
-			continue;
-		if (pool && name &&
-		    (p->group != group || strcmp(p->pool, pool) || strcmp(p->image, name)))
-			continue;
-		fill_status(p, &list[k++], t);
-	}
-	pthread_mutex_unlock(&s->lock);
-	*out = list;
-	*count = k;
-	return 0;
-}
-
-int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image,
-			  ims_repl_status **out, size_t *count)
-{
-	return status_kind(s, pool, image, false, out, count);
 }
 
 /* After a cycle sealed @p sealed: give the secondary the user snapshot @p snap too, when the
@@ -1564,7 +1038,7 @@ static int sync_now_kind(ims_repl_sched *s, const char *pool, const char *name, 
 			 bool group, ims_progress_fn progress, void *ctx, ims_repl_result *out)
 {
 	pthread_mutex_lock(&s->lock);
-	pair *p = find_kind_locked(s, pool, name, target, group);
+	pair *p = ims_repl_sched__find_locked(s, pool, name, target, group);
 	if (!p || !p->present) {
 		pthread_mutex_unlock(&s->lock);
 		return ims_error_set(-ENOENT,
@@ -1587,65 +1061,6 @@ int ims_repl_sync_now(ims_repl_sched *s, const char *pool, const char *image, co
 	return sync_now_kind(s, pool, image, target, false, progress, ctx, out);
 }
 
-void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f)
-{
-	int64_t t = now_ms();
-	fprintf(f,
-		"# HELP imgstore_replication_lag_seconds Now minus the primary-side time of the "
-		"newest sealed snapshot.\n"
-		"# TYPE imgstore_replication_lag_seconds gauge\n"
-		"# HELP imgstore_replication_rpo_seconds The RPO of the pair.\n"
-		"# TYPE imgstore_replication_rpo_seconds gauge\n"
-		"# HELP imgstore_rpo_violation 1 while the lag exceeds the RPO.\n"
-		"# TYPE imgstore_rpo_violation gauge\n"
-		"# HELP imgstore_replication_bytes_total Bytes copied by replication cycles.\n"
-		"# TYPE imgstore_replication_bytes_total counter\n"
-		"# HELP imgstore_replication_sync_seconds_total Time spent in replication cycles.\n"
-		"# TYPE imgstore_replication_sync_seconds_total counter\n"
-		"# HELP imgstore_replication_syncs_total Replication cycles that sealed a "
-		"snapshot.\n"
-		"# TYPE imgstore_replication_syncs_total counter\n"
-		"# HELP imgstore_replication_failures_total Replication cycles that failed.\n"
-		"# TYPE imgstore_replication_failures_total counter\n"
-		"# HELP imgstore_replication_verifies_total Verifies of the copy that ran to a "
-		"verdict.\n"
-		"# TYPE imgstore_replication_verifies_total counter\n"
-		"# HELP imgstore_replication_verify_failures_total Verifies that found the copy "
-		"different.\n"
-		"# TYPE imgstore_replication_verify_failures_total counter\n");
-	pthread_mutex_lock(&s->lock);
-	for (pair *p = s->pairs; p; p = p->next) {
-		if (!p->present)
-			continue;
-		/* names come from clients: a quote or a backslash in one must not break the scrape
-		 */
-		char name[2 * IMS_NAME_MAX + 2], image[IMS_PROM_ESCAPED_MAX(sizeof(name))],
-			target[IMS_PROM_ESCAPED_MAX(sizeof(p->target))],
-			labels[sizeof(image) + sizeof(target) + 32];
-		snprintf(name, sizeof(name), "%s/%s", p->pool, p->image);
-		snprintf(labels, sizeof(labels), "image=\"%s\",target=\"%s\"",
-			 ims_prom_escape(image, sizeof(image), name),
-			 ims_prom_escape(target, sizeof(target), p->target));
-		if (p->sealed_ms >= 0)
-			fprintf(f, "imgstore_replication_lag_seconds{%s} %.3f\n", labels,
-				(double)(t - p->sealed_ms) / 1000.0);
-		fprintf(f, "imgstore_replication_rpo_seconds{%s} %u\n", labels, p->rpo);
-		fprintf(f, "imgstore_rpo_violation{%s} %d\n", labels, p->violated ? 1 : 0);
-		fprintf(f, "imgstore_replication_bytes_total{%s} %" PRIu64 "\n", labels,
-			p->bytes_total);
-		fprintf(f, "imgstore_replication_sync_seconds_total{%s} %.3f\n", labels,
-			p->secs_total);
-		fprintf(f, "imgstore_replication_syncs_total{%s} %" PRIu64 "\n", labels, p->syncs);
-		fprintf(f, "imgstore_replication_failures_total{%s} %" PRIu64 "\n", labels,
-			p->failures);
-		fprintf(f, "imgstore_replication_verifies_total{%s} %" PRIu64 "\n", labels,
-			p->verifies);
-		fprintf(f, "imgstore_replication_verify_failures_total{%s} %" PRIu64 "\n", labels,
-			p->verify_failures);
-	}
-	pthread_mutex_unlock(&s->lock);
-}
-
 int ims_repl_set_verify_every(ims_repl_sched *s, const char *pool, const char *image,
 			      const char *target, uint32_t every)
 {
@@ -1659,7 +1074,7 @@ int ims_repl_set_verify_every(ims_repl_sched *s, const char *pool, const char *i
 	p->verify_every = every;
 	pair copy = *p;
 	pthread_mutex_unlock(&s->lock);
-	return save_policy(s, &copy);
+	return ims_repl_sched__save_policy(s, &copy);
 }
 
 int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image,
@@ -1685,21 +1100,11 @@ int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image
 	}
 	pthread_mutex_unlock(&s->lock);
 	c.p = p;
-	pair_key(p, c.lock_name, sizeof(c.lock_name));
+	ims_repl_sched__pair_key(p, c.lock_name, sizeof(c.lock_name));
 	/* the lock keeps another daemon's cycles, and their retention, off the snapshot */
-	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == 0 && (r = sched_io(s, &c.io)) == 0) {
-		r = take_lock(s, c.io, c.lock_name, 0);
-		if (r == -EBUSY || r == -EEXIST) {
-			r = ims_error_set(-EBUSY, "another daemon runs a cycle of '%s'",
-					  c.lock_name);
-		} else if (r < 0) {
-			r = ims_error_set(r, "cannot lock '%s': %s", c.lock_name, ims_strerror(r));
-		} else {
-			hold_lock(s, &c);
-			r = verify_pair(s, p, peer, opts, &c, out);
-			release_lock(s, &c);
-			rados_unlock(c.io, IMS_REPL_LOCK, c.lock_name, s->owner);
-		}
+	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == 0 && (r = lock_pair(s, &c)) == 0) {
+		r = verify_pair(s, p, peer, opts, &c, out);
+		unlock_pair(s, &c);
 	}
 	ims_site_ioctx_close(c.io);
 	pthread_mutex_lock(&s->lock);
@@ -1708,7 +1113,7 @@ int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	if (r == 0)
-		save_status(s, &copy);
+		ims_repl_sched__save_status(s, &copy);
 	return r;
 }
 
@@ -1748,14 +1153,9 @@ int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group
 			  const char *target, const char *mode, uint32_t rpo, ims_repl_status *out)
 {
 	ims_group_info *gi = NULL;
-	ims_site *peer = NULL;
 	int r;
-	if (!mode || !mode[0])
-		mode = "async";
-	if (strcmp(mode, "async") != 0 && strcmp(mode, "sync") != 0)
-		return ims_error_set(-EINVAL, "unknown mode '%s': expected async or sync", mode);
-	if (rpo == 0 || rpo > 30 * 86400)
-		return ims_error_set(-EINVAL, "an RPO is 1 second to 30 days, not %u seconds", rpo);
+	if ((r = check_mode_rpo(&mode, rpo)) < 0)
+		return r;
 	if ((r = ims_group_info_get(&gi, s->o.local, pool, group)) < 0)
 		return r;
 	if (gi->nmembers == 0)
@@ -1768,28 +1168,9 @@ int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group
 					  "a group replicates its images as one unit",
 					  gi->members[i].pool, gi->members[i].image, pool, group);
 	ims_group_info_free(gi);
-	if (r < 0)
+	if (r < 0 || (r = check_target(s, target)) < 0)
 		return r;
-	if (!target || strcmp(target, ims_site_name(s->o.local)) == 0)
-		return ims_error_set(-EINVAL, "replication needs another site than this one ('%s')",
-				     ims_site_name(s->o.local));
-	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == -ENOENT)
-		return r;
-	pair tmp;
-	memset(&tmp, 0, sizeof(tmp));
-	snprintf(tmp.pool, sizeof(tmp.pool), "%s", pool);
-	snprintf(tmp.image, sizeof(tmp.image), "%s", group);
-	snprintf(tmp.target, sizeof(tmp.target), "%s", target);
-	snprintf(tmp.mode, sizeof(tmp.mode), "%s", mode);
-	tmp.rpo = rpo;
-	tmp.group = true;
-	if ((r = save_policy(s, &tmp)) < 0)
-		return r;
-	if (enable_pair(s, &tmp, out) < 0)
-		return -ENOMEM;
-	ims_log_info("replication of group '%s/%s' to site '%s' enabled (%s, RPO %us)", pool, group,
-		     target, mode, rpo);
-	return 0;
+	return enable_checked(s, pool, group, target, mode, rpo, true, out);
 }
 
 int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *group,
@@ -1799,12 +1180,6 @@ int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *grou
 	return r == -ENOENT ? ims_error_set(r, "group '%s/%s' is not replicated to site '%s'", pool,
 					    group, target)
 			    : r;
-}
-
-int ims_repl_group_status(ims_repl_sched *s, const char *pool, const char *group,
-			  ims_repl_status **out, size_t *count)
-{
-	return status_kind(s, pool, group, true, out, count);
 }
 
 int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *group,
@@ -1830,42 +1205,5 @@ int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *gro
 	res.bytes_discarded = discarded;
 	if (r == 0 && out)
 		*out = res;
-	return r;
-}
-
-typedef struct {
-	const char *prefix;
-	size_t plen;
-	char *found;
-	size_t len;
-} policy_find;
-
-static int find_policy(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
-{
-	policy_find *f = ctx;
-	(void)val;
-	(void)vlen;
-	if (klen > f->plen && memcmp(key, f->prefix, f->plen) == 0) {
-		snprintf(f->found, f->len, "%.*s", (int)(klen - f->plen), key + f->plen);
-		return 1;
-	}
-	return 0;
-}
-
-int ims_repl_policy_find(ims_site *site, const char *policy_pool, const char *pool,
-			 const char *image, char *target, size_t len)
-{
-	rados_ioctx_t io;
-	char prefix[700];
-	int r = ims_site_ioctx(site, policy_pool, &io);
-	if (r < 0)
-		return r;
-	snprintf(prefix, sizeof(prefix), "%s/%s@", pool, image);
-	policy_find f = {prefix, strlen(prefix), target, len};
-	r = ims_omap_foreach(io, IMS_REPL_POLICIES, find_policy, &f);
-	ims_site_ioctx_close(io);
-	if (r < 0)
-		return ims_error_set(r, "cannot read the replication policies: %s",
-				     ims_strerror(r));
 	return r;
 }

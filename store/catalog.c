@@ -8,20 +8,17 @@
 
 #include "common/error.h"
 #include "common/json.h"
-#include "store/omap.h"
+#include "store/record.h"
 
-/* Decode one catalog value. A damaged value yields an entry with its name only, so one bad
- * record never hides the others. */
-static int decode(ims_catalog_entry *e, const char *name, const char *val, size_t len)
+/* Decode one catalog record (@p o NULL when it is not JSON). A damaged value yields an entry
+ * with its name only, so one bad record never hides the others. */
+static int decode(void *elem, const char *name, json_object *o)
 {
+	ims_catalog_entry *e = elem;
+	json_object *tags;
 	memset(e, 0, sizeof(*e));
 	if (!(e->name = strdup(name)))
 		return -ENOMEM;
-	char *text = strndup(val, len);
-	if (!text)
-		return -ENOMEM;
-	json_object *o = json_tokener_parse(text), *tags;
-	free(text);
 	if (!o)
 		return 0;
 	e->created = ims_json_i64(o, "created");
@@ -36,10 +33,8 @@ static int decode(ims_catalog_entry *e, const char *name, const char *val, size_
 	    json_object_is_type(tags, json_type_object)) {
 		size_t n = (size_t)json_object_object_length(tags), i = 0;
 		e->tags = calloc(n ? n : 1, sizeof(*e->tags));
-		if (!e->tags) {
-			json_object_put(o);
+		if (!e->tags)
 			return -ENOMEM;
-		}
 		json_object_object_foreach(tags, k, v)
 		{
 			if (i >= n)
@@ -48,14 +43,12 @@ static int decode(ims_catalog_entry *e, const char *name, const char *val, size_
 			e->tags[i].value = strdup(json_object_get_string(v));
 			if (!e->tags[i].key || !e->tags[i].value) {
 				e->ntags = i + 1;
-				json_object_put(o);
 				return -ENOMEM;
 			}
 			i++;
 		}
 		e->ntags = i;
 	}
-	json_object_put(o);
 	return 0;
 }
 
@@ -89,8 +82,7 @@ int ims_catalog_put(rados_ioctx_t io, const ims_catalog_entry *e)
 				       json_object_new_string(e->tags[i].value));
 	json_object_object_add(o, "tags", tags);
 
-	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	r = ims_omap_set(io, IMS_CATALOG_OBJECT, e->name, text, strlen(text));
+	r = ims_record_put(&IMS_RECORDS_IO(io, IMS_CATALOG_OBJECT), e->name, o);
 	json_object_put(o);
 	if (r < 0)
 		return ims_error_set(r, "cannot record '%s' in the catalog: %s", e->name,
@@ -100,20 +92,21 @@ int ims_catalog_put(rados_ioctx_t io, const ims_catalog_entry *e)
 
 int ims_catalog_get(rados_ioctx_t io, const char *name, ims_catalog_entry **out)
 {
-	char *val = NULL;
-	size_t len = 0;
-	int r = ims_omap_get(io, IMS_CATALOG_OBJECT, name, &val, &len);
+	json_object *o = NULL;
+	ims_records rs = IMS_RECORDS_IO(io, IMS_CATALOG_OBJECT);
+	rs.quiet = true; /* the messages are the catalog's, and a damaged entry is no error */
+	int r = ims_record_get(&o, &rs, name);
 	if (r == -ENOENT)
 		return ims_error_set(-ENOENT, "'%s' is not in the catalog", name);
-	if (r < 0)
+	if (r < 0 && r != -EBADMSG) /* a damaged entry reads as its name alone */
 		return ims_error_set(r, "cannot read the catalog: %s", ims_strerror(r));
 	ims_catalog_entry *e = malloc(sizeof(*e));
 	if (!e) {
-		free(val);
+		json_object_put(o);
 		return -ENOMEM;
 	}
-	r = decode(e, name, val, len);
-	free(val);
+	r = decode(e, name, o);
+	json_object_put(o);
 	if (r < 0) {
 		ims_catalog_entry_free(e);
 		return r;
@@ -124,50 +117,28 @@ int ims_catalog_get(rados_ioctx_t io, const char *name, ims_catalog_entry **out)
 
 int ims_catalog_remove(rados_ioctx_t io, const char *name)
 {
-	int r = ims_omap_rm(io, IMS_CATALOG_OBJECT, name);
+	int r = ims_record_del(&IMS_RECORDS_IO(io, IMS_CATALOG_OBJECT), name);
 	if (r < 0)
 		return ims_error_set(r, "cannot remove '%s' from the catalog: %s", name,
 				     ims_strerror(r));
 	return 0;
 }
 
-typedef struct {
-	ims_catalog_entry *list;
-	size_t n, cap;
-} collected;
-
-static int collect(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+static void clear(void *elem)
 {
-	collected *c = ctx;
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 64;
-		ims_catalog_entry *nl = realloc(c->list, cap * sizeof(*nl));
-		if (!nl)
-			return -ENOMEM;
-		c->list = nl;
-		c->cap = cap;
-	}
-	char *name = strndup(key, klen);
-	if (!name)
-		return -ENOMEM;
-	int r = decode(&c->list[c->n], name, val, vlen);
-	free(name);
-	c->n++; /* a half-decoded entry is freed with the others */
-	return r;
+	ims_catalog_entry_clear(elem);
 }
 
 int ims_catalog_list(rados_ioctx_t io, ims_catalog_entry **out, size_t *count)
 {
-	collected c = {0};
-	int r = ims_omap_foreach(io, IMS_CATALOG_OBJECT, collect, &c);
-	if (r < 0) {
-		ims_catalog_list_free(c.list, c.n);
-		if (r == -ENOMEM)
-			return r;
+	void *list = NULL;
+	int r = ims_record_list(&list, count, &IMS_RECORDS_IO(io, IMS_CATALOG_OBJECT),
+				sizeof(ims_catalog_entry), decode, clear);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0)
 		return ims_error_set(r, "cannot read the catalog: %s", ims_strerror(r));
-	}
-	*out = c.list;
-	*count = c.n;
+	*out = list;
 	return 0;
 }
 

@@ -14,10 +14,9 @@
 
 #include "common/error.h"
 #include "common/hash.h"
-#include "common/json.h"
 #include "common/log.h"
 #include "common/units.h"
-#include "store/omap.h"
+#include "store/record.h"
 
 #define LEASES_OBJECT "imgstore.leases"
 #define HOSTS_OBJECT  "imgstore.hosts"
@@ -50,87 +49,52 @@ unsigned ims_lease_ttl(uint32_t asked)
 /* ---------------------------------------------------------------------------------------- */
 /* records */
 
-static char *lease_json(const ims_lease *l)
+#define F(member, type) IMS_RECORD_FIELD(ims_lease, member, IMS_RECORD_##type)
+static const ims_record_field fields[] = {
+	F(id, STR),	  F(pool, STR),	   F(image, STR),      F(host, STR),
+	F(acquired, I64), F(expires, I64), F(generation, U64),
+};
+#undef F
+#define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+
+static json_object *lease_json(const ims_lease *l)
 {
-	json_object *o = json_object_new_object();
-	if (!o)
-		return NULL;
-	json_object_object_add(o, "id", json_object_new_string(l->id));
-	json_object_object_add(o, "pool", json_object_new_string(l->pool));
-	json_object_object_add(o, "image", json_object_new_string(l->image));
-	json_object_object_add(o, "host", json_object_new_string(l->host));
-	json_object_object_add(o, "acquired", json_object_new_int64(l->acquired));
-	json_object_object_add(o, "expires", json_object_new_int64(l->expires));
-	json_object_object_add(o, "generation", json_object_new_int64((int64_t)l->generation));
-	char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-	json_object_put(o);
-	return s;
+	return ims_record_encode(l, fields, NFIELDS);
 }
 
-static bool lease_parse(const char *val, size_t len, ims_lease *l)
+/* 0 and the lease of record @p o; 1 (left out) when it is not one. */
+static int lease_parse(void *elem, const char *key, json_object *o)
 {
-	char *t = strndup(val, len);
-	json_object *o = t ? json_tokener_parse(t) : NULL;
-	free(t);
-	if (!o)
-		return false;
-	memset(l, 0, sizeof(*l));
-	ims_json_str(o, "id", l->id, sizeof(l->id));
-	ims_json_str(o, "pool", l->pool, sizeof(l->pool));
-	ims_json_str(o, "image", l->image, sizeof(l->image));
-	ims_json_str(o, "host", l->host, sizeof(l->host));
-	l->acquired = ims_json_i64(o, "acquired");
-	l->expires = ims_json_i64(o, "expires");
-	l->generation = (uint64_t)ims_json_i64(o, "generation");
-	json_object_put(o);
-	return l->id[0] != '\0';
-}
-
-static int omap_set(rados_ioctx_t io, const char *obj, const char *key, const char *val)
-{
-	int r = ims_omap_set(io, obj, key, val, strlen(val));
-	return r < 0 ? ims_error_set(r, "cannot write %s: %s", obj, ims_strerror(r)) : 0;
-}
-
-static int omap_rm(rados_ioctx_t io, const char *obj, const char *key)
-{
-	int r = ims_omap_rm(io, obj, key);
-	return r < 0 ? ims_error_set(r, "cannot write %s: %s", obj, ims_strerror(r)) : 0;
-}
-
-typedef struct {
-	ims_lease *list;
-	size_t n, cap;
-} collected;
-
-static int collect(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
-{
-	collected *c = ctx;
+	ims_lease *l = elem;
 	(void)key;
-	(void)klen;
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? 2 * c->cap : 32;
-		ims_lease *nl = realloc(c->list, cap * sizeof(*nl));
-		if (!nl)
-			return -ENOMEM;
-		c->list = nl;
-		c->cap = cap;
-	}
-	if (lease_parse(val, vlen, &c->list[c->n]))
-		c->n++;
-	return 0;
+	if (!o)
+		return 1;
+	memset(l, 0, sizeof(*l));
+	ims_record_decode(l, o, fields, NFIELDS);
+	return l->id[0] != '\0' ? 0 : 1;
+}
+
+static int record_set(rados_ioctx_t io, const char *obj, const char *key, json_object *val)
+{
+	int r = val ? ims_record_put(&IMS_RECORDS_IO(io, obj), key, val) : -ENOMEM;
+	json_object_put(val);
+	return r < 0 ? ims_error_set(r, "cannot write %s: %s", obj, ims_strerror(r)) : 0;
+}
+
+static int record_rm(rados_ioctx_t io, const char *obj, const char *key)
+{
+	int r = ims_record_del(&IMS_RECORDS_IO(io, obj), key);
+	return r < 0 ? ims_error_set(r, "cannot write %s: %s", obj, ims_strerror(r)) : 0;
 }
 
 static int leases_read(rados_ioctx_t io, ims_lease **out, size_t *count)
 {
-	collected c = {0};
-	int r = ims_omap_foreach(io, LEASES_OBJECT, collect, &c);
-	if (r < 0) {
-		free(c.list);
+	void *list = NULL;
+	int r = ims_record_list(&list, count, &IMS_RECORDS_IO(io, LEASES_OBJECT), sizeof(ims_lease),
+				lease_parse, NULL);
+	if (r < 0)
 		return ims_error_set(r, "cannot read the leases: %s", ims_strerror(r));
-	}
-	*out = c.list;
-	*count = c.n;
+	*out = list;
 	return 0;
 }
 
@@ -199,20 +163,22 @@ int ims_lease_get(ims_site *site, const char *records_pool, const char *pool, co
 		  ims_lease *out)
 {
 	rados_ioctx_t io;
-	char key[2 * IMS_NAME_MAX + 2], *val = NULL;
-	size_t vlen = 0;
+	char key[2 * IMS_NAME_MAX + 2];
+	json_object *o = NULL;
 	int r = open_records(site, records_pool, false, &io, NULL, 0);
 	if (r < 0)
 		return r;
 	key_of(key, sizeof(key), pool, image);
-	r = ims_omap_get(io, LEASES_OBJECT, key, &val, &vlen);
+	ims_records rs = IMS_RECORDS_IO(io, LEASES_OBJECT);
+	rs.quiet = true; /* no lease, or a damaged one, is no error */
+	r = ims_record_get(&o, &rs, key);
 	close_records(io, false, NULL);
-	if (r == -ENOENT)
+	if (r == -ENOENT || r == -EBADMSG)
 		return 0;
 	if (r < 0)
 		return ims_error_set(r, "cannot read the lease of '%s': %s", key, ims_strerror(r));
-	r = lease_parse(val, vlen, out) ? 1 : 0;
-	free(val);
+	r = lease_parse(out, key, o) == 0 ? 1 : 0;
+	json_object_put(o);
 	return r;
 }
 
@@ -271,14 +237,8 @@ int ims_lease_acquire(ims_site *site, const char *records_pool, const char *pool
 	l.acquired = t;
 	l.expires = t + ttl;
 	l.generation = generation;
-	char *val = lease_json(&l);
-	if (!val) {
-		r = -ENOMEM;
-		goto out;
-	}
 	key_of(key, sizeof(key), pool, image);
-	r = omap_set(io, LEASES_OBJECT, key, val);
-	free(val);
+	r = record_set(io, LEASES_OBJECT, key, lease_json(&l));
 	if (r == 0)
 		*out = l;
 out:
@@ -311,17 +271,15 @@ int ims_lease_change(ims_site *site, const char *records_pool, const char *id, u
 		key_of(key, sizeof(key), list[i].pool, list[i].image);
 		if (check && (r = check(ctx, &list[i], ttl > 0)) < 0) {
 			if (r == -ESTALE && ttl > 0) /* fenced: the image failed over since */
-				omap_rm(io, LEASES_OBJECT, key);
+				record_rm(io, LEASES_OBJECT, key);
 			break;
 		}
 		if (ttl == 0) {
-			r = omap_rm(io, LEASES_OBJECT, key);
+			r = record_rm(io, LEASES_OBJECT, key);
 		} else {
 			/* a lease past its expiry is still renewable while nobody took the image */
 			list[i].expires = now() + ttl;
-			char *val = lease_json(&list[i]);
-			r = val ? omap_set(io, LEASES_OBJECT, key, val) : -ENOMEM;
-			free(val);
+			r = record_set(io, LEASES_OBJECT, key, lease_json(&list[i]));
 		}
 		*out = list[i];
 		break;
@@ -352,7 +310,7 @@ int ims_lease_break(ims_site *site, const char *records_pool, const char *pool, 
 					     list[i].host);
 				++*broken;
 			}
-		if (*broken && (r = omap_rm(io, LEASES_OBJECT, key)) == -ENOENT)
+		if (*broken && (r = record_rm(io, LEASES_OBJECT, key)) == -ENOENT)
 			r = 0;
 	}
 	free(list);
@@ -372,16 +330,13 @@ int ims_host_register(ims_site *site, const char *records_pool, const char *name
 	if ((r = open_records(site, records_pool, false, &io, NULL, 0)) < 0)
 		return r;
 	json_object *o = json_object_new_object();
-	if (!o) {
-		close_records(io, false, NULL);
-		return -ENOMEM;
+	if (o) {
+		json_object_object_add(o, "address",
+				       json_object_new_string(address ? address : ""));
+		json_object_object_add(o, "registered", json_object_new_int64(now()));
+		json_object_object_add(o, "caller", json_object_new_string(caller ? caller : ""));
 	}
-	json_object_object_add(o, "address", json_object_new_string(address ? address : ""));
-	json_object_object_add(o, "registered", json_object_new_int64(now()));
-	json_object_object_add(o, "caller", json_object_new_string(caller ? caller : ""));
-	r = omap_set(io, HOSTS_OBJECT, name,
-		     json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-	json_object_put(o);
+	r = record_set(io, HOSTS_OBJECT, name, o);
 	close_records(io, false, NULL);
 	return r;
 }

@@ -18,7 +18,7 @@
 #include "common/json.h"
 #include "common/units.h"
 #include "store/image.h"
-#include "store/omap.h"
+#include "store/record.h"
 
 static const char *after_name(ims_tier_after a)
 {
@@ -45,8 +45,7 @@ static int policy_set(rados_ioctx_t io, const ims_tier_policy *p)
 	json_object_object_add(o, "target", json_object_new_string(p->target));
 	json_object_object_add(o, "after", json_object_new_string(after_name(p->after)));
 	json_object_object_add(o, "updated", json_object_new_int64((int64_t)time(NULL)));
-	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	r = ims_omap_set(io, IMS_TIER_POLICIES, p->pool, v, strlen(v));
+	r = ims_record_put(&IMS_RECORDS_IO(io, IMS_TIER_POLICIES), p->pool, o);
 	json_object_put(o);
 	if (r < 0)
 		return ims_error_set(r, "cannot record the tiering policy of pool '%s': %s",
@@ -54,18 +53,12 @@ static int policy_set(rados_ioctx_t io, const ims_tier_policy *p)
 	return 0;
 }
 
-static int parse(ims_tier_policy *out, const char *key, const char *val, size_t vlen)
+/* A policy record (@p o NULL when it is not JSON), of pool @p key. */
+static int parse(ims_tier_policy *out, const char *key, json_object *o)
 {
-	json_tokener *tok = json_tokener_new();
-	if (!tok)
-		return -ENOMEM;
-	json_object *o = json_tokener_parse_ex(tok, val, (int)vlen);
-	json_tokener_free(tok);
-	if (!o || !json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
+	if (!o)
 		return ims_error_set(-EBADMSG,
 				     "the tiering policy of pool '%s' is not a JSON object", key);
-	}
 	memset(out, 0, sizeof(*out));
 	snprintf(out->pool, sizeof(out->pool), "%s", key);
 	int64_t ca = ims_json_i64(o, "cold_after");
@@ -76,27 +69,25 @@ static int parse(ims_tier_policy *out, const char *key, const char *val, size_t 
 	if (ims_tier_after_parse(&out->after, after) < 0)
 		out->after = IMS_TIER_TRASH;
 	out->updated = ims_json_i64(o, "updated");
-	json_object_put(o);
 	ims_error_clear();
 	return 0;
 }
 
 static int policy_get(ims_tier_policy *out, rados_ioctx_t io, const char *pool)
 {
-	char *val = NULL;
-	size_t len = 0;
+	json_object *o = NULL;
 	int r = ims_name_check(IMS_NAME_POOL, pool);
 	if (r < 0)
 		return r;
-	r = ims_omap_get(io, IMS_TIER_POLICIES, pool, &val, &len);
+	r = ims_record_get(&o, &IMS_RECORDS_IO(io, IMS_TIER_POLICIES), pool);
 	if (r == -ENOENT)
 		return ims_error_set(-ENOENT, "pool '%s' has no tiering policy", pool);
-	if (r < 0)
+	if (r < 0 && r != -EBADMSG)
 		return ims_error_set(r, "cannot read the tiering policy of pool '%s': %s", pool,
 				     ims_strerror(r));
 	ims_tier_policy p;
-	r = parse(&p, pool, val, len);
-	free(val);
+	r = parse(&p, pool, o);
+	json_object_put(o);
 	if (r == 0)
 		*out = p;
 	return r;
@@ -108,50 +99,30 @@ static int policy_rm(rados_ioctx_t io, const char *pool)
 	int r = policy_get(&p, io, pool);
 	if (r < 0)
 		return r;
-	r = ims_omap_rm(io, IMS_TIER_POLICIES, pool);
+	r = ims_record_del(&IMS_RECORDS_IO(io, IMS_TIER_POLICIES), pool);
 	if (r < 0)
 		return ims_error_set(r, "cannot remove the tiering policy of pool '%s': %s", pool,
 				     ims_strerror(r));
 	return 0;
 }
 
-typedef struct {
-	ims_tier_policy *list;
-	size_t n, cap;
-} collect_ctx;
-
-static int collect(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+static int decode(void *elem, const char *key, json_object *o)
 {
-	collect_ctx *c = ctx;
-	char name[IMS_NAME_MAX + 1];
-	if (klen > IMS_NAME_MAX)
-		return 0;
-	memcpy(name, key, klen);
-	name[klen] = '\0';
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 8;
-		ims_tier_policy *nl = realloc(c->list, cap * sizeof(*nl));
-		if (!nl)
-			return -ENOMEM;
-		c->list = nl;
-		c->cap = cap;
-	}
-	if (parse(&c->list[c->n], name, val, vlen) == 0)
-		c->n++;
+	if (strlen(key) > IMS_NAME_MAX)
+		return 1;
+	int r = parse(elem, key, o);
 	ims_error_clear(); /* one damaged record does not stop the listing */
-	return 0;
+	return r < 0 ? 1 : 0;
 }
 
 static int policy_list(ims_tier_policy **out, size_t *count, rados_ioctx_t io)
 {
-	collect_ctx c = {0};
-	int r = ims_omap_foreach(io, IMS_TIER_POLICIES, collect, &c);
-	if (r < 0) {
-		free(c.list);
+	void *list = NULL;
+	int r = ims_record_list(&list, count, &IMS_RECORDS_IO(io, IMS_TIER_POLICIES),
+				sizeof(ims_tier_policy), decode, NULL);
+	if (r < 0)
 		return ims_error_set(r, "cannot list the tiering policies: %s", ims_strerror(r));
-	}
-	*out = c.list;
-	*count = c.n;
+	*out = list;
 	return 0;
 }
 
@@ -368,24 +339,11 @@ int ims_tier_policy_lock(rados_ioctx_t io, const char *pool, const char *image, 
 			 unsigned seconds, bool renew)
 {
 	char name[2 * IMS_NAME_MAX + 2];
-	struct timeval tv = {(time_t)(seconds ? seconds : 60), 0};
-	uint8_t flags = renew ? LIBRADOS_LOCK_FLAG_RENEW : 0;
 	snprintf(name, sizeof(name), "%s/%s", pool, image);
-	int r = rados_lock_exclusive(io, IMS_TIER_LOCK, name, owner, "tier push", &tv, flags);
-	if ((r == -EBUSY || r == -EEXIST) && !renew) {
-		/* Held under our own cookie by another client: this daemon's previous run, killed
-		 * during a push. Break it rather than wait for its expiry. */
-		int exclusive = 0;
-		char tag[64], clients[256], cookies[256], addrs[512];
-		size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies),
-		       al = sizeof(addrs);
-		ssize_t n = rados_list_lockers(io, IMS_TIER_LOCK, name, &exclusive, tag, &tl,
-					       clients, &cl, cookies, &kl, addrs, &al);
-		if (n == 1 && strcmp(cookies, owner) == 0 &&
-		    rados_break_lock(io, IMS_TIER_LOCK, name, clients, cookies) == 0)
-			r = rados_lock_exclusive(io, IMS_TIER_LOCK, name, owner, "tier push", &tv,
-						 0);
-	}
+	/* one held under our own cookie by another client is this daemon's previous run's,
+	 * killed during a push: broken rather than waited for */
+	int r = ims_record_lock(io, IMS_TIER_LOCK, name, owner, "tier push", seconds ? seconds : 60,
+				renew, NULL, 0);
 	if (r == -EEXIST && !renew)
 		r = -EBUSY;
 	if (r == -EBUSY)

@@ -1,5 +1,6 @@
 /*
- * store/: sites, images, snapshots, clones, tags and the catalog, against a sandbox cluster.
+ * store/: sites, images, snapshots, clones, tags, the catalog and the JSON records in omap,
+ * against a sandbox cluster.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -19,6 +20,8 @@
 #include "itest.h"
 #include "store/catalog.h"
 #include "store/image.h"
+#include "store/omap.h"
+#include "store/record.h"
 #include "store/site.h"
 #include "store/store_internal.h"
 
@@ -509,6 +512,87 @@ static void test_purge_refused_changes_nothing(void **state)
 	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), 0);
 }
 
+typedef struct {
+	unsigned seen, damaged;
+} walked;
+
+static int walk_one(void *ctx, const char *key, json_object *val)
+{
+	walked *w = ctx;
+	(void)key;
+	w->seen++;
+	w->damaged += val == NULL;
+	return 0;
+}
+
+/* Keeps the records that have a field "n", leaves out the others. */
+static int decode_n(void *elem, const char *key, json_object *val)
+{
+	json_object *n;
+	(void)key;
+	if (!val || !json_object_object_get_ex(val, "n", &n))
+		return 1;
+	*(int64_t *)elem = json_object_get_int64(n);
+	return 0;
+}
+
+/* store/record.h: JSON records in the omap of one object, damaged ones included. */
+static void test_records(void **state)
+{
+	(void)state;
+	char obj[64], msg[IMS_ERROR_MSG_MAX + 64];
+	snprintf(obj, sizeof(obj), "%s", itest_name("records"));
+	ims_records rs = IMS_RECORDS_SITE(A, "rbd", obj);
+	json_object *o = json_object_new_object(), *got = NULL, *n;
+	json_object_object_add(o, "n", json_object_new_int64(7));
+
+	assert_int_equal(ims_record_get(&got, &rs, "k1"), -ENOENT);
+	snprintf(msg, sizeof(msg), "no record 'k1' in %s", obj);
+	assert_string_equal(ims_error_last(), msg);
+	assert_int_equal(ims_record_del(&rs, "k1"), 0); /* neither key nor object: no error */
+	assert_int_equal(ims_record_put(&rs, "k1", o), 0);
+	assert_int_equal(ims_record_put(&rs, "k2", o), 0);
+	assert_int_equal(ims_record_get(&got, &rs, "k1"), 0);
+	assert_true(json_object_object_get_ex(got, "n", &n));
+	assert_int_equal(json_object_get_int64(n), 7);
+	json_object_put(got);
+
+	/* a value that is not a JSON object: -EBADMSG alone, NULL in a walk, left out of a list */
+	rados_ioctx_t io;
+	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	ims_records on_io = IMS_RECORDS_IO(io, obj);
+	assert_int_equal(ims_omap_set(io, obj, "k3", "not json", 8), 0);
+	got = NULL;
+	assert_int_equal(ims_record_get(&got, &on_io, "k3"), -EBADMSG);
+	assert_null(got);
+	walked w = {0, 0};
+	assert_int_equal(ims_record_foreach(&rs, walk_one, &w), 0);
+	assert_int_equal(w.seen, 3);
+	assert_int_equal(w.damaged, 1);
+	void *list = NULL;
+	size_t count = 0;
+	assert_int_equal(ims_record_list(&list, &count, &rs, sizeof(int64_t), decode_n, NULL), 0);
+	assert_int_equal(count, 2);
+	assert_int_equal(((int64_t *)list)[0], 7);
+	free(list);
+
+	/* a quiet set leaves the thread's message as it was */
+	ims_records quiet = IMS_RECORDS_SITE_QUIET(A, "imgstore-no-such-pool", obj);
+	ims_error_set(-EIO, "an earlier error");
+	assert_true(ims_record_put(&quiet, "k1", o) < 0);
+	assert_string_equal(ims_error_last(), "an earlier error");
+
+	const char *keys[] = {"k1", "k2", "k3"};
+	assert_int_equal(ims_record_del_many(&on_io, keys, 3), 0);
+	assert_int_equal(ims_record_get(&got, &rs, "k2"), -ENOENT);
+	w.seen = 0;
+	assert_int_equal(ims_record_foreach(&rs, walk_one, &w), 0);
+	assert_int_equal(w.seen, 0);
+	rados_remove(io, obj);
+	ims_site_ioctx_close(io);
+	json_object_put(o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -519,6 +603,7 @@ int main(void)
 		cmocka_unit_test(test_snapshots),
 		cmocka_unit_test(test_golden_clones),
 		cmocka_unit_test(test_purge_refused_changes_nothing),
+		cmocka_unit_test(test_records),
 	};
 	return cmocka_run_group_tests_name("store", tests, setup, teardown);
 }

@@ -1,0 +1,162 @@
+/*
+ * replicator/sched_internal.h: what the files of the scheduler share (not public; the
+ * module's face is replicator/scheduler.h). scheduler.c runs the queue, the workers and the
+ * cycles; sched_policy.c keeps the policy and status records in RADOS and the pairs read from
+ * them; sched_metrics.c reports: statuses, events, Prometheus lines.
+ */
+#ifndef IMS_REPLICATOR_SCHED_INTERNAL_H
+#define IMS_REPLICATOR_SCHED_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <rados/librados.h>
+
+#include "common/ratelimit.h"
+#include "common/spec.h"
+#include "replicator/scheduler.h"
+
+typedef struct pair {
+	char pool[IMS_NAME_MAX + 1];
+	char image[IMS_NAME_MAX + 1]; /* the group's name for a group */
+	char target[64];
+	char mode[8];
+	uint32_t rpo;
+	bool group;    /* a consistency group, replicated as one unit (replicator/group.h) */
+	bool present;  /* in the policies */
+	uint64_t seen; /* the last refresh that read its record */
+	bool disabled; /* disabled here: a refresh racing the removal must not bring it back */
+	bool queued, running;
+	int64_t sealed_ms; /* primary-side time of the newest sealed snapshot; -1: none yet */
+	char last_sealed[64];
+	int64_t next_attempt_ms;
+	unsigned backoff;
+	uint64_t last_bytes, bytes_total;
+	double last_secs, secs_total;
+	char error[512];
+	bool violated;
+	bool split_brain;    /* the target is an old primary that wrote after the common snapshot */
+	int64_t disabled_ms; /* when disabled or handed over here */
+	uint64_t syncs, failures;
+	uint32_t verify_every; /* verify after every N cycles that sealed a snapshot; 0: never */
+	uint32_t since_verify; /* such cycles since the last verify */
+	char last_verified[64];
+	char last_verify[16];	/* "", "equal", "mismatch" */
+	char verify_error[512]; /* a mismatch, until a later verify finds the copy equal */
+	uint64_t verifies, verify_failures;
+	struct pair *next;
+} pair;
+
+/* An image whose pairs start no cycle: a failover of it to target @c own runs. */
+typedef struct paused {
+	char pool[IMS_NAME_MAX + 1];
+	char image[IMS_NAME_MAX + 1];
+	char own[IMS_NAME_MAX + 1]; /* the failover's own target ("": none) */
+	unsigned count;
+	struct paused *next;
+} paused;
+
+/* The bandwidth of one site pair, shared by every cycle to that target. */
+typedef struct limit {
+	char target[64];
+	ims_ratelimit rl;
+	struct limit *next;
+} limit;
+
+struct ims_repl_sched {
+	ims_repl_sched_opts o;
+	limit *limits;
+	paused *paused;
+	char owner[128];
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* work queued, a cycle ended, stopping */
+	pair *pairs;
+	pair **queue;
+	size_t nqueue, capqueue;
+	pthread_t loop;
+	bool loop_started;
+	pthread_t *workers;
+	unsigned nworkers;
+	bool stopping;
+	int64_t last_refresh_ms;
+	uint64_t refresh_gen;
+	pthread_mutex_t refresh_lock; /* one refresh at a time: the sweep trusts its own marks */
+	/* the watch on the policy records: a daemon that writes one notifies, and this one reads
+	 * them again before it answers, so a pair is known here when its writer's call returns */
+	rados_ioctx_t watch_io;
+	uint64_t watch_cookie;
+	bool watch_broken; /* under lock: its client was replaced, or the watch lapsed */
+	int64_t watch_tried_ms;
+	/* the locks of running cycles, renewed by a thread of their own every third of their
+	 * expiry: long phases without progress (zeroing, a diff) do not outlive them */
+	pthread_mutex_t held_lock;
+	struct cycle_ctx *held;
+	pthread_t renewer;
+	bool renewer_started;
+};
+
+static inline int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- records and pairs (sched_policy.c) ---- */
+
+/** A pair's key in the records, and the name of its lock. */
+void ims_repl_sched__pair_key(const pair *p, char *key, size_t len);
+
+/** The records' pool on the site's current client (an ioctx per use): close with
+ *  ims_site_ioctx_close(). */
+int ims_repl_sched__io(ims_repl_sched *s, rados_ioctx_t *io);
+
+/** Write @p p's policy and tell the site's daemons. */
+int ims_repl_sched__save_policy(ims_repl_sched *s, const pair *p);
+
+/** Write @p p's last status (best effort). */
+void ims_repl_sched__save_status(ims_repl_sched *s, const pair *p);
+
+/** Remove pair @p key's policy; @p quiet: leave the thread's message alone. */
+int ims_repl_sched__drop_policy(rados_ioctx_t io, const char *key, bool quiet);
+
+/** Remove pair @p key's status (best effort: it is only the last cycle's). */
+void ims_repl_sched__drop_status(rados_ioctx_t io, const char *key);
+
+/** Tell every daemon that watches @p io's policy records to read them again. */
+void ims_repl_sched__notify(rados_ioctx_t io);
+
+/** The pair (image or, with @p group, group) @p pool/@p image to @p target, under s->lock. */
+pair *ims_repl_sched__find_locked(ims_repl_sched *s, const char *pool, const char *image,
+				  const char *target, bool group);
+
+/** Read the policy records again: new pairs appear, removed ones are no longer present. */
+void ims_repl_sched__refresh(ims_repl_sched *s);
+
+/** (Re)establish the watch on the policy records; by the scheduler's thread. */
+void ims_repl_sched__watch(ims_repl_sched *s);
+
+/** Whether the watch needs to be made again. */
+bool ims_repl_sched__watch_needed(ims_repl_sched *s, int64_t t);
+
+void ims_repl_sched__unwatch(ims_repl_sched *s);
+
+/* ---- reports (sched_metrics.c) ---- */
+
+/** Tell the owner about @p p (opts.event), under s->lock. */
+void ims_repl_sched__event_locked(ims_repl_sched *s, const pair *p, ims_repl_event_kind kind,
+				  double lag, const char *detail);
+
+/** Record the verdict of a verify of @p p, under s->lock. */
+void ims_repl_sched__record_verify_locked(ims_repl_sched *s, pair *p,
+					  const ims_repl_verify_result *v);
+
+void ims_repl_sched__fill_status(const pair *p, ims_repl_status *st, int64_t t);
+
+/** Log and tell each pair's passing over its RPO, or back under it, at @p t; under s->lock. */
+void ims_repl_sched__check_rpo_locked(ims_repl_sched *s, int64_t t);
+
+#endif

@@ -1,0 +1,402 @@
+/*
+ * replicator/sched_policy.c: the scheduler's records in RADOS (the policies, which pairs
+ * replicate where, and the last status of each), the pairs read from them, and the watch by
+ * which a daemon that writes a policy has the others read it before its call returns.
+ */
+#include "replicator/sched_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <rados/librados.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "replicator/replicator.h"
+#include "store/record.h"
+
+#define IMS_REPL_POLICIES "imgstore.repl.policies" /* omap: "POOL/IMAGE@TARGET" -> policy */
+#define IMS_REPL_STATUS	  "imgstore.repl.status"   /* omap: the same keys -> last status */
+
+/* A pair's key in the records, and the name of its lock. */
+static void policy_key(char *key, size_t len, const char *pool, const char *name, bool group,
+		       const char *target)
+{
+	/* a group's key, lock and status are apart from an image's of the same name */
+	snprintf(key, len, "%s%s/%s@%s", group ? "group:" : "", pool, name, target);
+}
+
+void ims_repl_sched__pair_key(const pair *p, char *key, size_t len)
+{
+	policy_key(key, len, p->pool, p->image, p->group, p->target);
+}
+
+/* Write a policy record (read back by refresh_one()) into @p io's records. */
+static int write_policy(rados_ioctx_t io, const char *pool, const char *name, bool group,
+			const char *target, const char *mode, uint32_t rpo, uint32_t verify_every,
+			char *key, size_t klen)
+{
+	policy_key(key, klen, pool, name, group, target); /* named in a message on failure */
+	json_object *o = json_object_new_object();
+	if (!o)
+		return -ENOMEM;
+	json_object_object_add(o, "pool", json_object_new_string(pool));
+	json_object_object_add(o, "image", json_object_new_string(name));
+	json_object_object_add(o, "target", json_object_new_string(target));
+	json_object_object_add(o, "mode", json_object_new_string(mode));
+	json_object_object_add(o, "rpo", json_object_new_int64(rpo));
+	json_object_object_add(o, "verify_every", json_object_new_int64(verify_every));
+	if (group)
+		json_object_object_add(o, "group", json_object_new_boolean(true));
+	int r = ims_record_put(&IMS_RECORDS_IO(io, IMS_REPL_POLICIES), key, o);
+	json_object_put(o);
+	return r;
+}
+
+/* Tell every daemon that watches @p io's policy records (this site's) to read them again, and
+ * wait for their answers (a daemon that does not answer within 3 s is not waited for: it reads
+ * them at its next refresh). */
+void ims_repl_sched__notify(rados_ioctx_t io)
+{
+	char *reply = NULL;
+	size_t len = 0;
+	int r = rados_notify2(io, IMS_REPL_POLICIES, "", 0, 3000, &reply, &len);
+	if (r < 0)
+		ims_log_debug("not every daemon confirmed it read the replication records: %s",
+			      ims_strerror(r));
+	rados_buffer_free(reply);
+}
+
+int ims_repl_sched__drop_policy(rados_ioctx_t io, const char *key, bool quiet)
+{
+	ims_records rs = IMS_RECORDS_IO(io, IMS_REPL_POLICIES);
+	rs.quiet = quiet;
+	return ims_record_del(&rs, key);
+}
+
+void ims_repl_sched__drop_status(rados_ioctx_t io, const char *key)
+{
+	ims_records rs = IMS_RECORDS_IO(io, IMS_REPL_STATUS);
+	rs.quiet = true; /* only a cache of the last cycle: its failure is nobody's */
+	ims_record_del(&rs, key);
+}
+
+/* The records' pool on the site's current client: an ioctx per use, since the client is
+ * replaced when the cluster blocklists it. Close with ims_site_ioctx_close(). */
+int ims_repl_sched__io(ims_repl_sched *s, rados_ioctx_t *io)
+{
+	return ims_site_ioctx(s->o.local, s->o.pool, io);
+}
+
+/* The pairs' last statuses: best effort, a failure leaves the thread's message alone. */
+static ims_records status_records(const ims_repl_sched *s)
+{
+	return IMS_RECORDS_SITE_QUIET(s->o.local, s->o.pool, IMS_REPL_STATUS);
+}
+
+/* Write a policy into @p site's records in @p records_pool, and have that site's daemons read
+ * it before this returns; a message names the site with @p name_site. */
+static int put_policy(ims_site *site, const char *records_pool, const char *pool, const char *name,
+		      bool group, const char *target, const char *mode, uint32_t rpo,
+		      uint32_t verify_every, bool name_site)
+{
+	char key[700], where[128] = "";
+	rados_ioctx_t io;
+	int r = ims_site_ioctx(site, records_pool, &io);
+	if (r < 0)
+		return r;
+	r = write_policy(io, pool, name, group, target, mode, rpo, verify_every, key, sizeof(key));
+	if (r == 0) /* its daemons know the pair when this returns */
+		ims_repl_sched__notify(io);
+	ims_site_ioctx_close(io);
+	if (name_site)
+		snprintf(where, sizeof(where), " on site '%s'", ims_site_name(site));
+	return r < 0 ? ims_error_set(r, "cannot record the replication of '%s'%s: %s", key, where,
+				     ims_strerror(r))
+		     : 0;
+}
+
+int ims_repl_sched__save_policy(ims_repl_sched *s, const pair *p)
+{
+	return put_policy(s->o.local, s->o.pool, p->pool, p->image, p->group, p->target, p->mode,
+			  p->rpo, p->verify_every, false);
+}
+
+void ims_repl_sched__save_status(ims_repl_sched *s, const pair *p)
+{
+	char key[700];
+	json_object *o = json_object_new_object();
+	if (!o)
+		return;
+	json_object_object_add(o, "last_sealed", json_object_new_string(p->last_sealed));
+	json_object_object_add(o, "last_sync_bytes", json_object_new_int64((int64_t)p->last_bytes));
+	json_object_object_add(o, "last_sync_seconds", json_object_new_double(p->last_secs));
+	json_object_object_add(o, "error", json_object_new_string(p->error));
+	json_object_object_add(o, "owner", json_object_new_string(s->owner));
+	json_object_object_add(o, "sealed_ms", json_object_new_int64(p->sealed_ms));
+	json_object_object_add(o, "last_verified", json_object_new_string(p->last_verified));
+	json_object_object_add(o, "last_verify", json_object_new_string(p->last_verify));
+	json_object_object_add(o, "verify_error", json_object_new_string(p->verify_error));
+	ims_repl_sched__pair_key(p, key, sizeof(key));
+	ims_records rs = status_records(s);
+	ims_record_put(&rs, key, o);
+	json_object_put(o);
+}
+
+static void load_status(ims_repl_sched *s, pair *p)
+{
+	char key[700];
+	json_object *o = NULL, *v;
+	ims_records rs = status_records(s);
+	ims_repl_sched__pair_key(p, key, sizeof(key));
+	if (ims_record_get(&o, &rs, key) < 0)
+		return;
+	if (json_object_object_get_ex(o, "last_sealed", &v)) {
+		snprintf(p->last_sealed, sizeof(p->last_sealed), "%s", json_object_get_string(v));
+		p->sealed_ms = ims_repl_snap_time(p->last_sealed);
+	}
+	if (json_object_object_get_ex(o, "sealed_ms", &v))
+		p->sealed_ms = json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "last_sync_bytes", &v))
+		p->last_bytes = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "last_sync_seconds", &v))
+		p->last_secs = json_object_get_double(v);
+	if (json_object_object_get_ex(o, "error", &v))
+		snprintf(p->error, sizeof(p->error), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "last_verified", &v))
+		snprintf(p->last_verified, sizeof(p->last_verified), "%s",
+			 json_object_get_string(v));
+	if (json_object_object_get_ex(o, "last_verify", &v))
+		snprintf(p->last_verify, sizeof(p->last_verify), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "verify_error", &v))
+		snprintf(p->verify_error, sizeof(p->verify_error), "%s", json_object_get_string(v));
+	json_object_put(o);
+}
+
+pair *ims_repl_sched__find_locked(ims_repl_sched *s, const char *pool, const char *image,
+				  const char *target, bool group)
+{
+	for (pair *p = s->pairs; p; p = p->next)
+		if (p->group == group && !strcmp(p->pool, pool) && !strcmp(p->image, image) &&
+		    !strcmp(p->target, target))
+			return p;
+	return NULL;
+}
+
+typedef struct {
+	ims_repl_sched *s;
+	int64_t now;
+	uint64_t gen; /* this walk: the pairs it saw carry it */
+} refresh_ctx;
+
+static int refresh_one(void *ctx, const char *key, json_object *o)
+{
+	refresh_ctx *rc = ctx;
+	ims_repl_sched *s = rc->s;
+	json_object *v;
+	(void)key;
+	if (!o)
+		return 0;
+	pair tmp;
+	memset(&tmp, 0, sizeof(tmp));
+	if (json_object_object_get_ex(o, "pool", &v))
+		snprintf(tmp.pool, sizeof(tmp.pool), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "image", &v))
+		snprintf(tmp.image, sizeof(tmp.image), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "target", &v))
+		snprintf(tmp.target, sizeof(tmp.target), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "mode", &v))
+		snprintf(tmp.mode, sizeof(tmp.mode), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "rpo", &v))
+		tmp.rpo = (uint32_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "verify_every", &v))
+		tmp.verify_every = (uint32_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "group", &v))
+		tmp.group = json_object_get_boolean(v);
+	if (!tmp.pool[0] || !tmp.image[0] || !tmp.target[0] || !tmp.rpo)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	pair *p = ims_repl_sched__find_locked(s, tmp.pool, tmp.image, tmp.target, tmp.group);
+	if (!p) {
+		p = calloc(1, sizeof(*p));
+		if (!p) {
+			pthread_mutex_unlock(&s->lock);
+			return -ENOMEM;
+		}
+		*p = tmp;
+		p->sealed_ms = -1;
+		p->next = s->pairs;
+		s->pairs = p;
+		pthread_mutex_unlock(&s->lock);
+		load_status(s, p); /* only this thread touches a pair before it is present */
+		pthread_mutex_lock(&s->lock);
+	} else {
+		p->rpo = tmp.rpo;
+		memcpy(p->mode, tmp.mode, sizeof(p->mode));
+		p->verify_every = tmp.verify_every;
+	}
+	/* a refresh that began after the pair was disabled here read the records after its
+	 * removal: the record is new (enabled again, here or by another site's failover) */
+	if (p->disabled && rc->now > p->disabled_ms)
+		p->disabled = false;
+	if (!p->disabled)
+		p->present = true;
+	p->seen = rc->gen;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+void ims_repl_sched__refresh(ims_repl_sched *s)
+{
+	/* mark and sweep: a pair stays present while its record is read again, so that a call
+	 * racing the refresh never finds it missing */
+	pthread_mutex_lock(&s->refresh_lock);
+	pthread_mutex_lock(&s->lock);
+	refresh_ctx rc = {s, now_ms(), ++s->refresh_gen};
+	pthread_mutex_unlock(&s->lock);
+	ims_records rs = IMS_RECORDS_SITE_QUIET(s->o.local, s->o.pool, IMS_REPL_POLICIES);
+	if (ims_record_foreach(&rs, refresh_one, &rc) < 0) {
+		pthread_mutex_unlock(&s->refresh_lock);
+		return; /* the records cannot be read now: keep going with what we know */
+	}
+	pthread_mutex_lock(&s->lock);
+	for (pair *p = s->pairs; p; p = p->next)
+		if (p->seen != rc.gen)
+			p->present = false;
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->refresh_lock);
+}
+
+static void watch_notified(void *arg, uint64_t notify_id, uint64_t handle, uint64_t notifier_id,
+			   void *data, size_t len)
+{
+	ims_repl_sched *s = arg;
+	(void)notifier_id;
+	(void)data;
+	(void)len;
+	ims_repl_sched__refresh(
+		s); /* before the answer: the notifier's call returns once the pair is known here */
+	rados_notify_ack(s->watch_io, IMS_REPL_POLICIES, notify_id, handle, NULL, 0);
+}
+
+static void watch_lost(void *arg, uint64_t cookie, int err)
+{
+	ims_repl_sched *s = arg;
+	(void)cookie;
+	pthread_mutex_lock(&s->lock);
+	s->watch_broken = true;
+	pthread_mutex_unlock(&s->lock);
+	ims_log_debug("the watch on the replication records lapsed (%s); watching again",
+		      ims_strerror(err));
+}
+
+void ims_repl_sched__unwatch(ims_repl_sched *s)
+{
+	if (!s->watch_io)
+		return;
+	rados_unwatch2(s->watch_io, s->watch_cookie);
+	rados_watch_flush(rados_ioctx_get_cluster(s->watch_io)); /* no callback runs after this */
+	ims_site_ioctx_close(s->watch_io);
+	s->watch_io = NULL;
+}
+
+/* (Re)establish the watch, on the site's current client; called by the scheduler's thread. */
+void ims_repl_sched__watch(ims_repl_sched *s)
+{
+	rados_ioctx_t io;
+	rados_write_op_t op;
+	s->watch_tried_ms = now_ms();
+	ims_repl_sched__unwatch(s);
+	if (ims_repl_sched__io(s, &io) < 0)
+		return;
+	/* the object exists before anything is enabled: a watch needs it */
+	if ((op = rados_create_write_op())) {
+		rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, NULL);
+		rados_write_op_operate(op, io, IMS_REPL_POLICIES, NULL, 0);
+		rados_release_write_op(op);
+	}
+	pthread_mutex_lock(&s->lock);
+	s->watch_broken = false;
+	pthread_mutex_unlock(&s->lock);
+	s->watch_io = io;
+	int r = rados_watch2(io, IMS_REPL_POLICIES, &s->watch_cookie, watch_notified, watch_lost,
+			     s);
+	if (r < 0) {
+		ims_log_debug("cannot watch the replication records: %s", ims_strerror(r));
+		ims_site_ioctx_close(io);
+		s->watch_io = NULL;
+	}
+}
+
+/* Whether the watch needs to be made again: none, lapsed, or on a replaced client. */
+bool ims_repl_sched__watch_needed(ims_repl_sched *s, int64_t t)
+{
+	if (t - s->watch_tried_ms < 2000)
+		return false;
+	pthread_mutex_lock(&s->lock);
+	bool broken = s->watch_broken;
+	pthread_mutex_unlock(&s->lock);
+	return !s->watch_io || broken || rados_watch_check(s->watch_io, s->watch_cookie) < 0;
+}
+
+int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *name,
+			bool group, const char *target, const char *mode, uint32_t rpo)
+{
+	return put_policy(site, policy_pool, pool, name, group, target, mode, rpo, 0, true);
+}
+
+int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool,
+			   const char *name, bool group, const char *target)
+{
+	rados_ioctx_t io;
+	char key[700];
+	int r = ims_site_ioctx(site, policy_pool, &io);
+	if (r < 0)
+		return r;
+	policy_key(key, sizeof(key), pool, name, group, target);
+	r = ims_repl_sched__drop_policy(io, key, false);
+	ims_repl_sched__drop_status(io, key);
+	if (r == 0)
+		ims_repl_sched__notify(io);
+	ims_site_ioctx_close(io);
+	return r == -ENOENT ? 0 : r;
+}
+
+typedef struct {
+	const char *prefix;
+	size_t plen;
+	char *found;
+	size_t len;
+} policy_find;
+
+static int find_policy(void *ctx, const char *key, json_object *val)
+{
+	policy_find *f = ctx;
+	(void)val;
+	if (strlen(key) > f->plen && memcmp(key, f->prefix, f->plen) == 0) {
+		snprintf(f->found, f->len, "%s", key + f->plen);
+		return 1;
+	}
+	return 0;
+}
+
+int ims_repl_policy_find(ims_site *site, const char *policy_pool, const char *pool,
+			 const char *image, char *target, size_t len)
+{
+	rados_ioctx_t io;
+	char prefix[700];
+	int r = ims_site_ioctx(site, policy_pool, &io);
+	if (r < 0)
+		return r;
+	snprintf(prefix, sizeof(prefix), "%s/%s@", pool, image);
+	policy_find f = {prefix, strlen(prefix), target, len};
+	r = ims_record_foreach(&IMS_RECORDS_IO(io, IMS_REPL_POLICIES), find_policy, &f);
+	ims_site_ioctx_close(io);
+	if (r < 0)
+		return ims_error_set(r, "cannot read the replication policies: %s",
+				     ims_strerror(r));
+	return r;
+}
