@@ -14,6 +14,7 @@
 #include <rbd/librbd.h>
 
 #include "common/error.h"
+#include "common/opts.h"
 #include "common/log.h"
 #include "common/spec.h"
 #include "common/units.h"
@@ -616,7 +617,9 @@ int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *o)
 {
 	ims_repl_sched *s;
 	int r;
-	if (!o || o->version != IMS_REPL_SCHED_OPTS_VERSION || !o->local || !o->pool || !o->peer)
+	if ((r = IMS_OPTS_CHECK(o, IMS_REPL_SCHED_OPTS_VERSION, "scheduler")) < 0)
+		return r;
+	if (!o->local || !o->pool || !o->peer)
 		return ims_error_set(-EINVAL, "scheduler options are incomplete");
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -1084,8 +1087,8 @@ int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image
 	ims_site *peer = NULL;
 	cycle_ctx c = {.s = s};
 	int r;
-	if (!opts || opts->version != IMS_REPL_VERIFY_OPTS_VERSION)
-		return ims_error_set(-EINVAL, "verify options of an unknown version");
+	if ((r = IMS_OPTS_CHECK(opts, IMS_REPL_VERIFY_OPTS_VERSION, "verify")) < 0)
+		return r;
 	pthread_mutex_lock(&s->lock);
 	pair *p = find_locked(s, pool, image, target);
 	if (!p || !p->present) {
