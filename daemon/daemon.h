@@ -96,14 +96,13 @@ int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name,
 			      ims_repl_status **list, size_t *n);
 
 /**
- * The target of a replicated pair: @p asked when one of @p list (the pairs of one image or
- * group) goes there, or the only one when @p asked is empty. @p what names the image or group
- * in messages ("'rbd/vm1'", "group 'rbd/vm1'").
+ * The target of a replicated pair of image (@p group: group) @p pool/@p name: @p asked when one
+ * of its pairs goes there, or the only one when @p asked is empty.
  *
  * @returns -ENOENT if no pair matches, -EINVAL if several do and none was asked for.
  */
-int ims_daemon_pick_target(const ims_repl_status *list, size_t n, const char *asked,
-			   const char *what, char *target, size_t len);
+int ims_daemon_pair_target(char *target, size_t len, ims_daemon *d, const char *pool,
+			   const char *name, bool group, const char *asked);
 
 /** Spool housekeeping: remove files older than a day. */
 void ims_daemon_clean_spool(ims_daemon *d);

@@ -371,22 +371,6 @@ static int ims_h_enable_group_replication(void *app, ims_rpc_call *call,
 	return 0;
 }
 
-/* The group's target: as asked, or the only site it replicates to. */
-static int group_target(ims_daemon *d, const group_spec *g, const char *asked, char *target,
-			size_t len)
-{
-	ims_repl_status *list = NULL;
-	size_t n = 0;
-	char what[3 * IMS_NAME_MAX];
-	int r = ims_repl_group_status(d->repl, g->pool, g->name, &list, &n);
-	if (r < 0)
-		return r;
-	snprintf(what, sizeof(what), "group '%s/%s'", g->pool, g->name);
-	r = ims_daemon_pick_target(list, n, asked, what, target, len);
-	free(list);
-	return r;
-}
-
 static int ims_h_disable_group_replication(void *app, ims_rpc_call *call,
 					   const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
@@ -397,7 +381,8 @@ static int ims_h_disable_group_replication(void *app, ims_rpc_call *call,
 	char target[64];
 	int r;
 	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
-	    (r = group_target(d, &g, q->target_site, target, sizeof(target))) < 0 ||
+	    (r = ims_daemon_pair_target(target, sizeof(target), d, g.pool, g.name, true,
+					q->target_site)) < 0 ||
 	    (r = ims_repl_group_disable(d->repl, g.pool, g.name, target, &st)) < 0)
 		return r;
 	snprintf(st.state, sizeof(st.state), "disabled");
@@ -444,7 +429,8 @@ static int ims_h_sync_group(void *app, ims_rpc_call *call, const ProtobufCMessag
 		return -ENOMEM;
 	w->d = d;
 	if ((r = get_group(d, call, q->group, &w->g, false)) < 0 ||
-	    (r = group_target(d, &w->g, q->target_site, w->target, sizeof(w->target))) < 0) {
+	    (r = ims_daemon_pair_target(w->target, sizeof(w->target), d, w->g.pool, w->g.name, true,
+					q->target_site)) < 0) {
 		free(w);
 		return r;
 	}
@@ -479,8 +465,8 @@ static int submit_group_failover(ims_daemon *d, ims_rpc_call *call,
 				"a failover needs --to SITE: the site that becomes the primary");
 		}
 		snprintf(w->q.target, sizeof(w->q.target), "%s", q->target_site);
-	} else if ((r = group_target(d, &g, q->target_site, w->q.target, sizeof(w->q.target))) <
-		   0) {
+	} else if ((r = ims_daemon_pair_target(w->q.target, sizeof(w->q.target), d, g.pool, g.name,
+					       true, q->target_site)) < 0) {
 		free(w);
 		return r;
 	}
@@ -533,7 +519,8 @@ static int ims_h_verify_group(void *app, ims_rpc_call *call, const ProtobufCMess
 	char target[64], text[2 * IMS_NAME_MAX + 2];
 	int r;
 	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
-	    (r = group_target(d, &g, q->target_site, target, sizeof(target))) < 0 ||
+	    (r = ims_daemon_pair_target(target, sizeof(target), d, g.pool, g.name, true,
+					q->target_site)) < 0 ||
 	    (r = ims_daemon_peer(d, target, &peer)) < 0)
 		return r;
 	double until;

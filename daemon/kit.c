@@ -71,8 +71,8 @@ int ims_kit_submit(ims_daemon *d, ims_rpc_call *call, const char *kind, const ch
 	return ims_kit_reply_op(call, &rec, resp);
 }
 
-int ims_daemon_pick_target(const ims_repl_status *list, size_t n, const char *asked,
-			   const char *what, char *target, size_t len)
+static int pick_target(const ims_repl_status *list, size_t n, const char *asked, const char *what,
+		       char *target, size_t len)
 {
 	bool any = !asked || !asked[0];
 	for (size_t i = 0; i < n; i++) {
@@ -86,6 +86,22 @@ int ims_daemon_pick_target(const ims_repl_status *list, size_t n, const char *as
 	}
 	return ims_error_set(-ENOENT, "%s is not replicated%s%s; enable it first", what,
 			     any ? "" : " to site ", any ? "" : asked);
+}
+
+int ims_daemon_pair_target(char *target, size_t len, ims_daemon *d, const char *pool,
+			   const char *name, bool group, const char *asked)
+{
+	ims_repl_status *list = NULL;
+	size_t n = 0;
+	char what[3 * IMS_NAME_MAX];
+	int r = group ? ims_repl_group_status(d->repl, pool, name, &list, &n)
+		      : ims_repl_sched_status(d->repl, pool, name, &list, &n);
+	if (r < 0)
+		return r;
+	snprintf(what, sizeof(what), "%s'%s/%s'", group ? "group " : "", pool, name);
+	r = pick_target(list, n, asked, what, target, len);
+	free(list);
+	return r;
 }
 
 int ims_daemon_require_image(ims_daemon *d, const char *pool, const char *image)

@@ -83,9 +83,6 @@ static int h_enable_replication(void *app, ims_rpc_call *call, const ProtobufCMe
 	return 0;
 }
 
-static int repl_target(ims_daemon *d, const ims_spec *s, const char *asked, char *target,
-		       size_t len);
-
 static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 				 ProtobufCMessage **resp)
 {
@@ -97,7 +94,8 @@ static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCM
 	int r;
 	/* without a target: the only site the image replicates to (several: name one) */
 	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
-	    (r = repl_target(d, &s, q->target_site, target, sizeof(target))) < 0 ||
+	    (r = ims_daemon_pair_target(target, sizeof(target), d, s.pool, s.image, false,
+					q->target_site)) < 0 ||
 	    (r = ims_repl_disable(d->repl, s.pool, s.image, target, &st)) < 0)
 		return r;
 	snprintf(st.state, sizeof(st.state), "disabled");
@@ -255,7 +253,8 @@ static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	sync_work *w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
-	if ((r = repl_target(d, &s, q->target_site, w->target, sizeof(w->target))) < 0) {
+	if ((r = ims_daemon_pair_target(w->target, sizeof(w->target), d, s.pool, s.image, false,
+					q->target_site)) < 0) {
 		free(w);
 		return r;
 	}
@@ -264,22 +263,6 @@ static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	char text[3 * IMS_NAME_MAX + 4];
 	return ims_kit_submit(d, call, "sync", ims_spec_format(text, sizeof(text), &s), run_sync, w,
 			      free, resp);
-}
-
-/* The pair's target: as asked, or the only site the image replicates to. */
-static int repl_target(ims_daemon *d, const ims_spec *s, const char *asked, char *target,
-		       size_t len)
-{
-	ims_repl_status *list = NULL;
-	size_t n = 0;
-	char what[3 * IMS_NAME_MAX];
-	int r = ims_repl_sched_status(d->repl, s->pool, s->image, &list, &n);
-	if (r < 0)
-		return r;
-	snprintf(what, sizeof(what), "'%s/%s'", s->pool, s->image);
-	r = ims_daemon_pick_target(list, n, asked, what, target, len);
-	free(list);
-	return r;
 }
 
 /* Failover, Failback, Resync: Operations (daemon/failover.c). */
@@ -326,7 +309,8 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call,
 				"a failover needs --to SITE: the site that becomes the primary");
 		}
 		snprintf(w->q.target, sizeof(w->q.target), "%s", q->target_site);
-	} else if ((r = repl_target(d, &s, q->target_site, w->q.target, sizeof(w->q.target))) < 0) {
+	} else if ((r = ims_daemon_pair_target(w->q.target, sizeof(w->q.target), d, s.pool, s.image,
+					       false, q->target_site)) < 0) {
 		/* failback and resync act on the pair this primary replicates */
 		free(w);
 		return r;
@@ -428,7 +412,8 @@ static int h_verify_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	char target[64];
 	int r;
 	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
-	    (r = repl_target(d, &s, q->target_site, target, sizeof(target))) < 0)
+	    (r = ims_daemon_pair_target(target, sizeof(target), d, s.pool, s.image, false,
+					q->target_site)) < 0)
 		return r;
 	double until = mono_s() + IMS_DAEMON_VERIFY_BOUND_S;
 	o.snap = q->snapshot;

@@ -138,27 +138,32 @@ static int undo(job *w, int r, unsigned what, uint64_t old_generation)
 	return r;
 }
 
-/* The end of a failover: this site's pair handed over, the target's daemons replicating back
- * here (they know the pair when this returns), the journal gone. */
-static void reverse(job *w, ims_site *peer)
+/* The end of a failover (of an image or a group): this site's pair handed over, the target's
+ * daemons replicating back here (they know the pair when this returns), the journal gone. */
+void ims_handover__reverse(job *w, ims_site *peer)
 {
 	const ims_handover_env *e = w->e;
-	const char *pool = w->q.pool, *image = w->q.name, *here = ims_site_name(e->site);
+	const char *pool = w->q.pool, *name = w->q.name, *here = ims_site_name(e->site);
+	bool group = w->q.unit == IMS_HANDOVER_GROUP;
 	ims_repl_status pair;
 	const char *mode = "async";
 	uint32_t rpo = e->rpo;
-	if (ims_handover__pair_of(e, pool, image, false, w->q.target, &pair) == 0) {
+	if (ims_handover__pair_of(e, pool, name, group, w->q.target, &pair) == 0) {
 		mode = pair.mode[0] ? pair.mode : mode;
 		rpo = pair.rpo_seconds ? pair.rpo_seconds : rpo;
 	}
-	ims_repl_sched_hand_over(e->repl, pool, image, w->q.target, NULL);
-	if (ims_repl_policy_put(peer, ims_handover__peer_pool(e, w->q.target), pool, image, false,
+	if (group)
+		ims_repl_group_hand_over(e->repl, pool, name, w->q.target, NULL);
+	else
+		ims_repl_sched_hand_over(e->repl, pool, name, w->q.target, NULL);
+	if (ims_repl_policy_put(peer, ims_handover__peer_pool(e, w->q.target), pool, name, group,
 				here, mode, rpo) < 0)
-		ims_log_error("failover of '%s/%s': site '%s' is the primary but replication back "
-			      "to site '%s' is not "
-			      "set: %s; run `imgstore repl enable` there",
-			      pool, image, w->q.target, here, ims_error_last());
-	ims_repl_journal_clear(e->site, pool, image, false);
+		ims_log_error(
+			"failover of %s'%s/%s': site '%s' is the primary but replication back "
+			"to site '%s' is not set: %s; run `imgstore %srepl enable` there",
+			group ? "group " : "", pool, name, w->q.target, here, ims_error_last(),
+			group ? "group " : "");
+	ims_repl_journal_clear(e->site, pool, name, group);
 }
 
 /* A planned failover that a killed daemon left at step j->step (demote or later): finish it, or
@@ -206,7 +211,7 @@ static int planned_resume(job *w, ims_repl_journal *j)
 		if ((r = ims_handover__journal_step(e, pool, image, j, IMS_REPL_STEP_REVERSE)) < 0)
 			return r;
 	}
-	reverse(w, peer);
+	ims_handover__reverse(w, peer);
 	ims_handover__progress(e, 0, 0);
 	ims_handover__say(w,
 			  "finished the failover interrupted at step '%s': site '%s' is the "
@@ -388,7 +393,7 @@ static int planned_paused(job *w)
 			    UNDO_PROMOTE_BACK | UNDO_JOURNAL, me.generation);
 	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_REVERSE)) < 0)
 		ims_log_warning("failover of '%s/%s': %s", pool, image, ims_error_last());
-	reverse(w, peer);
+	ims_handover__reverse(w, peer);
 	ims_handover__say(w,
 			  "site '%s' is the primary of '%s/%s' at '%s', generation %" PRIu64
 			  "; site '%s' is its secondary (%u lease(s) broken, %u writer(s) fenced)",

@@ -58,29 +58,6 @@ static void group_set_state(ims_site *site, const ims_group_info *gi, const char
 		ims_repl_set_state(site, gi->members[k].pool, gi->members[k].image, state);
 }
 
-/* The end of a group's failover: this site's pair handed over, the target's daemons replicating
- * the group back here, the record gone. */
-static void group_reverse(job *w, ims_site *peer)
-{
-	const ims_handover_env *e = w->e;
-	const char *pool = w->q.pool, *group = w->q.name, *here = ims_site_name(e->site);
-	ims_repl_status pair;
-	const char *mode = "async";
-	uint32_t rpo = e->rpo;
-	if (ims_handover__pair_of(e, pool, group, true, w->q.target, &pair) == 0) {
-		mode = pair.mode[0] ? pair.mode : mode;
-		rpo = pair.rpo_seconds ? pair.rpo_seconds : rpo;
-	}
-	ims_repl_group_hand_over(e->repl, pool, group, w->q.target, NULL);
-	if (ims_repl_policy_put(peer, ims_handover__peer_pool(e, w->q.target), pool, group, true,
-				here, mode, rpo) < 0)
-		ims_log_error("failover of group '%s/%s': site '%s' is the primary but replication "
-			      "back to site '%s' is "
-			      "not set: %s; run `imgstore group repl enable` there",
-			      pool, group, w->q.target, here, ims_error_last());
-	ims_repl_journal_clear(e->site, pool, group, true);
-}
-
 /* What a failed planned failover of a group undoes on this site's members. */
 enum {
 	UNDO_PROMOTE_BACK = 1, /* the primaries again, at @p cut and their old generation */
@@ -157,7 +134,7 @@ static int group_resume(job *w, ims_repl_journal *j)
 		if ((r = ims_handover__journal_step(e, pool, group, j, IMS_REPL_STEP_REVERSE)) < 0)
 			return r;
 	}
-	group_reverse(w, peer);
+	ims_handover__reverse(w, peer);
 	ims_handover__progress(e, 0, 0);
 	ims_handover__say(
 		w,
@@ -337,7 +314,7 @@ int ims_handover__group_planned(job *w)
 	j.old_generation = me.generation;
 	if ((r = group_swap(w, &j, gi, peer)) < 0)
 		goto out;
-	group_reverse(w, peer);
+	ims_handover__reverse(w, peer);
 	ims_handover__say(w,
 			  "site '%s' is the primary of group '%s/%s' (%zu images) at '%s', "
 			  "generation %" PRIu64

@@ -49,6 +49,10 @@ void ims_handover__crash_point(const char *point);
 int ims_handover__journal_step(const ims_handover_env *e, const char *pool, const char *name,
 			       ims_repl_journal *j, ims_repl_step step);
 
+/* The end of a failover of an image or a group: this site's pair handed over, replication
+ * set back from the target, the journal gone. */
+void ims_handover__reverse(job *w, ims_site *peer);
+
 /* handover_group.c */
 int ims_handover__group_side(ims_site *site, const char *pool, const char *group,
 			     ims_repl_side *out, ims_group_info **gi);
