@@ -389,6 +389,24 @@ static int policy_from_msg(ims_daemon *d, const Imgstore__V1__TierPolicy *m, con
 	return ims_tier_after_parse(&out->after, m->after);
 }
 
+static int reply_policy(ims_rpc_call *call, const ims_tier_policy *p, ProtobufCMessage **resp)
+{
+	Imgstore__V1__TierPolicy *m = ims_rpc_call_alloc(call, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	policy_to_msg(call, m, p);
+	*resp = &m->base;
+	return 0;
+}
+
+static void *policy_item(ims_rpc_call *call, const void *list, size_t i)
+{
+	Imgstore__V1__TierPolicy *m = ims_rpc_call_alloc(call, sizeof(*m));
+	if (m)
+		policy_to_msg(call, m, &((const ims_tier_policy *)list)[i]);
+	return m;
+}
+
 static int ims_h_tier_set_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 				 ProtobufCMessage **resp)
 {
@@ -403,12 +421,7 @@ static int ims_h_tier_set_policy(void *app, ims_rpc_call *call, const ProtobufCM
 	    (r = ims_tier_policy_set(d->site, d->pool, &p)) < 0 ||
 	    (r = ims_tier_policy_get(&p, d->site, d->pool, p.pool)) < 0)
 		return r;
-	Imgstore__V1__TierPolicy *m = ims_rpc_call_alloc(call, sizeof(*m));
-	if (!m)
-		return -ENOMEM;
-	policy_to_msg(call, m, &p);
-	*resp = &m->base;
-	return 0;
+	return reply_policy(call, &p, resp);
 }
 
 static int ims_h_tier_get_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
@@ -422,12 +435,7 @@ static int ims_h_tier_get_policy(void *app, ims_rpc_call *call, const ProtobufCM
 
 	if ((r = ims_tier_policy_get(&p, d->site, d->pool, pool)) < 0)
 		return r;
-	Imgstore__V1__TierPolicy *m = ims_rpc_call_alloc(call, sizeof(*m));
-	if (!m)
-		return -ENOMEM;
-	policy_to_msg(call, m, &p);
-	*resp = &m->base;
-	return 0;
+	return reply_policy(call, &p, resp);
 }
 
 static int ims_h_tier_list_policies(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
@@ -442,22 +450,14 @@ static int ims_h_tier_list_policies(void *app, ims_rpc_call *call, const Protobu
 	if ((r = ims_tier_policy_list(&list, &n, d->site, d->pool)) < 0)
 		return r;
 	Imgstore__V1__ListTierPoliciesResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
-	Imgstore__V1__TierPolicy **all = ims_rpc_call_alloc(call, (n + 1) * sizeof(*all));
-	Imgstore__V1__TierPolicy *ps = ims_rpc_call_alloc(call, (n + 1) * sizeof(*ps));
-	if (!m || !all || !ps) {
-		free(list);
-		return -ENOMEM;
+	r = -ENOMEM;
+	if (m) {
+		imgstore__v1__list_tier_policies_response__init(m);
+		if ((r = IMS_KIT_REPEATED(call, m, policies, n, policy_item, list)) == 0)
+			*resp = &m->base;
 	}
-	imgstore__v1__list_tier_policies_response__init(m);
-	for (size_t i = 0; i < n; i++) {
-		policy_to_msg(call, &ps[i], &list[i]);
-		all[i] = &ps[i];
-	}
-	m->policies = all;
-	m->n_policies = n;
 	free(list);
-	*resp = &m->base;
-	return 0;
+	return r;
 }
 
 static int ims_h_tier_remove_policy(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
