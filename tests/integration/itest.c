@@ -15,14 +15,24 @@
 #include <rbd/librbd.h>
 
 #include "common/error.h"
+#include "store/group.h"
+#include "store/image.h"
+
+itest_sites itest;
+
+const char *itest_env(const char *var)
+{
+	const char *v = getenv(var);
+	if (!v)
+		fail_msg("%s is not set: run through tests/with-sandbox", var);
+	return v;
+}
 
 ims_site *itest_site(char letter)
 {
 	char var[32], name[2] = {(char)(letter | 0x20), 0};
 	snprintf(var, sizeof(var), "CEPH_CONF_%c", letter);
-	const char *conf = getenv(var);
-	if (!conf)
-		fail_msg("%s is not set: run through tests/with-sandbox", var);
+	const char *conf = itest_env(var);
 	ims_site_opts o = IMS_SITE_OPTS_INIT;
 	o.name = name;
 	o.ceph_conf = conf;
@@ -167,4 +177,122 @@ void itest_fill_pattern(const char *path, uint64_t size, unsigned seed)
 	assert_int_equal(pwrite(fd, "tail", 4, (off_t)(size - 4)), 4);
 	free(buf);
 	close(fd);
+}
+
+/* ---- the fixture ---- */
+
+typedef struct {
+	char letter;
+	bool group;
+	char name[128];
+} later;
+
+static later *laters;
+static size_t nlaters, caplaters;
+
+void itest_remove_later(char letter, bool group, const char *name)
+{
+	if (nlaters == caplaters) {
+		size_t cap = caplaters ? 2 * caplaters : 32;
+		later *n = realloc(laters, cap * sizeof(*n));
+		assert_non_null(n);
+		laters = n;
+		caplaters = cap;
+	}
+	later *l = &laters[nlaters++];
+	l->letter = letter;
+	l->group = group;
+	snprintf(l->name, sizeof(l->name), "%s", name);
+}
+
+void itest_create(const char *name, uint64_t size)
+{
+	ims_image_create_opts o = IMS_IMAGE_CREATE_OPTS_INIT;
+	o.size = size;
+	if (ims_image_create(itest.a, "rbd", name, &o) < 0)
+		fail_msg("create %s: %s", name, ims_error_last());
+	itest_remove_later('A', false, name);
+}
+
+int itest_setup_a(void **state)
+{
+	(void)state;
+	itest.a = itest_site('A');
+	return 0;
+}
+
+int itest_setup_ab(void **state)
+{
+	itest_setup_a(state);
+	itest.b = itest_site('B');
+	return 0;
+}
+
+int itest_setup_abc(void **state)
+{
+	itest_setup_ab(state);
+	itest.c = itest_site('C');
+	return 0;
+}
+
+static ims_site *open_site(char letter)
+{
+	return letter == 'A' ? itest.a : letter == 'B' ? itest.b : letter == 'C' ? itest.c : NULL;
+}
+
+/* Remove the groups, then the images, the tests left to the teardown: through the open sites
+ * first; what that leaves (a secondary's image under this process's guard, one with group
+ * snapshots), once the sites are closed, quietly through the rbd command. */
+static void remove_laters_open(void)
+{
+	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
+	ro.purge = true;
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < nlaters; i++) {
+			later *l = &laters[i];
+			ims_site *site = open_site(l->letter);
+			if (l->group != (pass == 0) || !site)
+				continue;
+			int r = l->group ? ims_group_remove(site, "rbd", l->name, true)
+					 : ims_image_remove(site, "rbd", l->name, &ro);
+			if (r == 0 || r == -ENOENT)
+				l->letter = '\0';
+		}
+}
+
+static void remove_laters_closed(void)
+{
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < nlaters; i++) {
+			const later *l = &laters[i];
+			if (l->group != (pass == 0) || !l->letter)
+				continue;
+			if (l->group)
+				itest_sh("rbd -c \"$CEPH_CONF_%c\" group rm 'rbd/%s' >/dev/null "
+					 "2>&1",
+					 l->letter, l->name);
+			else
+				itest_sh("rbd -c \"$CEPH_CONF_%c\" snap purge 'rbd/%s' >/dev/null "
+					 "2>&1; "
+					 "rbd -c \"$CEPH_CONF_%c\" rm --no-progress 'rbd/%s' "
+					 ">/dev/null "
+					 "2>&1",
+					 l->letter, l->name, l->letter, l->name);
+		}
+	free(laters);
+	laters = NULL;
+	nlaters = caplaters = 0;
+}
+
+int itest_teardown(void **state)
+{
+	(void)state;
+	remove_laters_open();
+	ims_site_close(itest.a);
+	ims_site_close(itest.b);
+	ims_site_close(itest.c);
+	itest.a = itest.b = itest.c = NULL;
+	remove_laters_closed();
+	itest_cleanup();
+	return 0;
 }

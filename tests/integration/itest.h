@@ -1,11 +1,42 @@
-/* Helpers of the integration tests: sites from the sandbox env, temp dirs, shell commands. */
+/* Helpers of the integration tests: the fixture of a cmocka group (sites from the sandbox env,
+ * cleanup of what the tests made), unique names, temp dirs, shell commands. */
 #ifndef IMS_TESTS_ITEST_H
 #define IMS_TESTS_ITEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "store/site.h"
+
+/* The fixture of a cmocka test group:
+ *
+ *     cmocka_run_group_tests_name("x", tests, itest_setup_ab, itest_teardown);
+ *
+ * opens the sandbox's sites a and b (CEPH_CONF_A, CEPH_CONF_B) into itest.a and itest.b. The
+ * teardown removes what the tests left to it (itest_create, itest_remove_later), closes the
+ * sites and removes itest_dir(). A group that needs more calls these from its own setup and
+ * teardown. */
+typedef struct itest_sites {
+	ims_site *a, *b, *c; /* NULL unless the setup opened it */
+} itest_sites;
+extern itest_sites itest;
+
+int itest_setup_a(void **state);   /* site a */
+int itest_setup_ab(void **state);  /* sites a and b */
+int itest_setup_abc(void **state); /* sites a, b and c */
+int itest_teardown(void **state);
+
+/* Create image rbd/NAME of SIZE bytes on site a (fails the test if it cannot); the teardown
+ * removes it. */
+void itest_create(const char *name, uint64_t size);
+
+/* Have the teardown remove group rbd/NAME (group true) or image rbd/NAME with its snapshots
+ * from site LETTER ('A', 'B', ...), groups first; best effort, what is gone already is fine. */
+void itest_remove_later(char letter, bool group, const char *name);
+
+/* The value of environment variable VAR; fails the test when it is not set. */
+const char *itest_env(const char *var);
 
 /* Connect to sandbox site 'A', 'B', ... (CEPH_CONF_<L>); fails the test if it cannot. */
 ims_site *itest_site(char letter);
