@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <rbd/librbd.h>
 
 #include "common/error.h"
 #include "store/group.h"
@@ -104,16 +103,65 @@ int itest_sh(const char *fmt, ...)
 	return WEXITSTATUS(st);
 }
 
+void itest_image_open(itest_image *out, ims_site *site, const char *pool, const char *name,
+		      const char *snap, bool read_only)
+{
+	assert_int_equal(ims_site_ioctx(site, pool, &out->io), 0);
+	if (read_only)
+		assert_int_equal(rbd_open_read_only(out->io, name, &out->img, snap), 0);
+	else
+		assert_int_equal(rbd_open(out->io, name, &out->img, snap), 0);
+}
+
+void itest_image_close(itest_image *im)
+{
+	rbd_close(im->img);
+	ims_site_ioctx_close(im->io);
+}
+
+uint64_t itest_image_first_difference(rbd_image_t x, rbd_image_t y)
+{
+	uint64_t sx, sy, at = UINT64_MAX;
+	assert_int_equal(rbd_get_size(x, &sx), 0);
+	assert_int_equal(rbd_get_size(y, &sy), 0);
+	assert_int_equal(sx, sy);
+	const size_t chunk = 4u << 20;
+	char *a = malloc(chunk), *b = malloc(chunk);
+	assert_non_null(a);
+	assert_non_null(b);
+	for (uint64_t off = 0; off < sx && at == UINT64_MAX; off += chunk) {
+		size_t n = sx - off < chunk ? (size_t)(sx - off) : chunk;
+		assert_int_equal(rbd_read(x, off, n, a), (ssize_t)n);
+		assert_int_equal(rbd_read(y, off, n, b), (ssize_t)n);
+		if (memcmp(a, b, n) != 0) {
+			size_t i = 0;
+			while (a[i] == b[i])
+				i++;
+			at = off + i;
+		}
+	}
+	free(a);
+	free(b);
+	return at;
+}
+
+void itest_image_write(ims_site *site, const char *pool, const char *name, uint64_t off,
+		       const void *buf, size_t len)
+{
+	itest_image im;
+	itest_image_open(&im, site, pool, name, NULL, false);
+	assert_int_equal(rbd_write(im.img, off, len, buf), (ssize_t)len);
+	itest_image_close(&im);
+}
+
 void itest_assert_image_equals_file(ims_site *site, const char *pool, const char *image,
 				    const char *snap, const char *path)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
+	itest_image im;
 	uint64_t size;
 	struct stat st;
-	assert_int_equal(ims_site_ioctx(site, pool, &io), 0);
-	assert_int_equal(rbd_open_read_only(io, image, &img, snap), 0);
-	assert_int_equal(rbd_get_size(img, &size), 0);
+	itest_image_open(&im, site, pool, image, snap, true);
+	assert_int_equal(rbd_get_size(im.img, &size), 0);
 	int fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
 	assert_int_equal(fstat(fd, &st), 0);
@@ -124,7 +172,7 @@ void itest_assert_image_equals_file(ims_site *site, const char *pool, const char
 	assert_non_null(b);
 	for (uint64_t off = 0; off < size; off += chunk) {
 		size_t n = size - off < chunk ? (size_t)(size - off) : chunk;
-		assert_int_equal(rbd_read(img, off, n, a), (ssize_t)n);
+		assert_int_equal(rbd_read(im.img, off, n, a), (ssize_t)n);
 		assert_int_equal(pread(fd, b, n, (off_t)off), (ssize_t)n);
 		if (memcmp(a, b, n) != 0) {
 			size_t i = 0;
@@ -138,8 +186,7 @@ void itest_assert_image_equals_file(ims_site *site, const char *pool, const char
 	free(a);
 	free(b);
 	close(fd);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_close(&im);
 }
 
 void itest_fill_pattern(const char *path, uint64_t size, unsigned seed)

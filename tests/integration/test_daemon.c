@@ -288,6 +288,18 @@ static void image_rename_and_delete(Imgstore__V1__ImageSpec *s, const char *name
 	assert_null(get_image(C, renamed));
 }
 
+/* Create image rbd/NAME of SIZE bytes through the API (spec in S). */
+static void rpc_create(Imgstore__V1__ImageSpec *s, const char *name, uint64_t size)
+{
+	spec(s, name, NULL);
+	Imgstore__V1__CreateImageRequest cr = IMGSTORE__V1__CREATE_IMAGE_REQUEST__INIT;
+	cr.image = s;
+	cr.size = size;
+	Imgstore__V1__Image *img = NULL;
+	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), 0);
+	free_msg(img);
+}
+
 static void test_image_methods(void **state)
 {
 	(void)state;
@@ -836,13 +848,7 @@ static void test_leases_and_attach(void **state)
 	(void)state;
 	const char *name = itest_name("lease");
 	Imgstore__V1__ImageSpec s;
-	spec(&s, name, NULL);
-	Imgstore__V1__CreateImageRequest cr = IMGSTORE__V1__CREATE_IMAGE_REQUEST__INIT;
-	cr.image = &s;
-	cr.size = MiB;
-	Imgstore__V1__Image *img = NULL;
-	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), 0);
-	free_msg(img);
+	rpc_create(&s, name, MiB);
 	/* two hypervisors, each with its own host token (names sandbox-host, sandbox-host2) */
 	ims_client *h = client_as(host_tok, false), *h2 = client_as(host2_tok, false);
 	lease_register_host(h);

@@ -170,71 +170,50 @@ static uint64_t cut_id(rbd_image_t img, const char *group, const char *cut)
 /* Site b's sealed cut of @p image equals site a's group snapshot of that name. */
 static void assert_cut_equal(const char *group, const char *image, const char *cut)
 {
-	rados_ioctx_t ia, ib;
-	rbd_image_t pa, pb;
-	uint64_t sa, sb;
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &ia), 0);
+	itest_image pa;
+	rados_ioctx_t ib;
+	rbd_image_t pb;
+	itest_image_open(&pa, itest.a, "rbd", image, NULL, true);
+	assert_int_equal(rbd_snap_set_by_id(pa.img, cut_id(pa.img, group, cut)), 0);
 	assert_int_equal(ims_site_ioctx(itest.b, "rbd", &ib), 0);
-	assert_int_equal(rbd_open_read_only(ia, image, &pa, NULL), 0);
-	assert_int_equal(rbd_snap_set_by_id(pa, cut_id(pa, group, cut)), 0);
 	if (rbd_open_read_only(ib, image, &pb, cut) != 0)
 		fail_msg("site b has no snapshot %s@%s", image, cut);
-	assert_int_equal(rbd_get_size(pa, &sa), 0);
-	assert_int_equal(rbd_get_size(pb, &sb), 0);
-	assert_int_equal(sa, sb);
-	const size_t chunk = 4u << 20;
-	char *x = malloc(chunk), *y = malloc(chunk);
-	for (uint64_t off = 0; off < sa; off += chunk) {
-		size_t n = sa - off < chunk ? (size_t)(sa - off) : chunk;
-		assert_int_equal(rbd_read(pa, off, n, x), (ssize_t)n);
-		assert_int_equal(rbd_read(pb, off, n, y), (ssize_t)n);
-		if (memcmp(x, y, n) != 0)
-			fail_msg("%s: site b's %s differs from site a's group snapshot", image,
-				 cut);
-	}
-	free(x);
-	free(y);
-	rbd_close(pa);
+	if (itest_image_first_difference(pa.img, pb) != UINT64_MAX)
+		fail_msg("%s: site b's %s differs from site a's group snapshot", image, cut);
+	itest_image_close(&pa);
 	rbd_close(pb);
-	ims_site_ioctx_close(ia);
 	ims_site_ioctx_close(ib);
 }
 
 /* The sequence number at offset 0 of site b's @p image at @p snap. */
 static uint64_t seq_at(const char *image, const char *snap)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
+	itest_image im;
 	unsigned char b[8];
 	uint64_t v = 0;
-	assert_int_equal(ims_site_ioctx(itest.b, "rbd", &io), 0);
-	assert_int_equal(rbd_open_read_only(io, image, &img, snap), 0);
-	assert_int_equal(rbd_read(img, 0, 8, (char *)b), 8);
+	itest_image_open(&im, itest.b, "rbd", image, snap, true);
+	assert_int_equal(rbd_read(im.img, 0, 8, (char *)b), 8);
 	for (int i = 7; i >= 0; i--)
 		v = v << 8 | b[i];
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_close(&im);
 	return v;
 }
 
 /* Site b's sealed replication snapshots of @p image, oldest first (at most 256). */
 static size_t sealed_on_b(const char *image, char names[][64])
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
+	itest_image im;
 	rbd_snap_info_t snaps[512];
 	int max = 512;
 	size_t k = 0;
-	assert_int_equal(ims_site_ioctx(itest.b, "rbd", &io), 0);
-	assert_int_equal(rbd_open_read_only(io, image, &img, NULL), 0);
-	int n = rbd_snap_list(img, snaps, &max);
+	itest_image_open(&im, itest.b, "rbd", image, NULL, true);
+	int n = rbd_snap_list(im.img, snaps, &max);
 	assert_true(n >= 0);
 	for (int i = 0; i < n && k < 256; i++)
 		if (ims_repl_snap_time(snaps[i].name) >= 0)
 			snprintf(names[k++], 64, "%s", snaps[i].name);
 	rbd_snap_list_end(snaps);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_close(&im);
 	return k;
 }
 
@@ -448,18 +427,10 @@ static void cuts_unchanged(cuts_run *c)
 /* A cut cycle: cut inside the first member's copy; the next call finishes that cut. */
 static void cuts_resume(cuts_run *c)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
 	char *buf = malloc(8u << 20);
 	memset(buf, 0x77, 8u << 20);
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
-	assert_int_equal(rbd_open(io, c->d1, &img, NULL), 0);
-	assert_int_equal(rbd_write(img, 4u << 20, 8u << 20, buf), 8 << 20);
-	rbd_close(img);
-	assert_int_equal(rbd_open(io, c->d2, &img, NULL), 0);
-	assert_int_equal(rbd_write(img, 4u << 20, 4096, buf), 4096);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_write(itest.a, "rbd", c->d1, 4u << 20, buf, 8u << 20);
+	itest_image_write(itest.a, "rbd", c->d2, 4u << 20, buf, 4096);
 	free(buf);
 	int calls = 0;
 	char name[64];
@@ -485,13 +456,7 @@ static void cuts_resume(cuts_run *c)
 static void cuts_retention(cuts_run *c)
 {
 	static char n1[256][64];
-	rados_ioctx_t io;
-	rbd_image_t img;
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
-	assert_int_equal(rbd_open(io, c->d2, &img, NULL), 0);
-	assert_int_equal(rbd_write(img, 0, 8, "retained"), 8);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_write(itest.a, "rbd", c->d2, 0, "retained", 8);
 	c->o.retention = 2;
 	assert_int_equal(ims_repl_group_sync(&c->res, itest.a, itest.b, "rbd", c->g, &c->o), 0);
 	assert_int_equal(sealed_on_b(c->d1, n1), 2);

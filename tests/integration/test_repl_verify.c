@@ -31,8 +31,7 @@
 /* Write @p len bytes at @p off of the head on @p site: a byte pattern, or zeros (@p byte 0). */
 static void write_at(ims_site *site, const char *name, uint64_t off, size_t len, int byte)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
+	itest_image im;
 	char *buf = malloc(len);
 	assert_non_null(buf);
 	for (size_t i = 0; i < len; i++)
@@ -40,12 +39,10 @@ static void write_at(ims_site *site, const char *name, uint64_t off, size_t len,
 	/* damage behind imgstore's back: only once this process let go of its guard on the
 	 * secondary (store/site.h); while it holds it, nobody else can write there */
 	ims_site_guard_drop(site, "rbd", name);
-	assert_int_equal(ims_site_ioctx(site, "rbd", &io), 0);
-	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
-	assert_int_equal(rbd_write(img, off, len, buf), (ssize_t)len);
-	assert_int_equal(rbd_flush(img), 0);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_open(&im, site, "rbd", name, NULL, false);
+	assert_int_equal(rbd_write(im.img, off, len, buf), (ssize_t)len);
+	assert_int_equal(rbd_flush(im.img), 0);
+	itest_image_close(&im);
 	free(buf);
 }
 
@@ -53,31 +50,25 @@ static void write_at(ims_site *site, const char *name, uint64_t off, size_t len,
  * looks like if its objects were damaged behind imgstore's back. */
 static void reseal_on_b(const char *name, const char *snap)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
-	assert_int_equal(ims_site_ioctx(itest.b, "rbd", &io), 0);
-	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
-	assert_int_equal(rbd_snap_remove(img, snap), 0);
-	assert_int_equal(rbd_snap_create(img, snap), 0);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image im;
+	itest_image_open(&im, itest.b, "rbd", name, NULL, false);
+	assert_int_equal(rbd_snap_remove(im.img, snap), 0);
+	assert_int_equal(rbd_snap_create(im.img, snap), 0);
+	itest_image_close(&im);
 }
 
 /* Whether data object @p objno of the image's head exists on @p site. */
 static bool object_exists(ims_site *site, const char *name, uint64_t objno)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
+	itest_image im;
 	char prefix[128], oid[160];
 	uint64_t size;
 	time_t mtime;
-	assert_int_equal(ims_site_ioctx(site, "rbd", &io), 0);
-	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
-	assert_int_equal(rbd_get_block_name_prefix(img, prefix, sizeof(prefix)), 0);
+	itest_image_open(&im, site, "rbd", name, NULL, false);
+	assert_int_equal(rbd_get_block_name_prefix(im.img, prefix, sizeof(prefix)), 0);
 	snprintf(oid, sizeof(oid), "%s.%016" PRIx64, prefix, objno);
-	int r = rados_stat(io, oid, &size, &mtime);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	int r = rados_stat(im.io, oid, &size, &mtime);
+	itest_image_close(&im);
 	assert_true(r == 0 || r == -ENOENT);
 	return r == 0;
 }
@@ -225,14 +216,11 @@ static void test_sizes_and_refusals(void **state)
 			 -ENOENT);
 
 	/* a secondary whose sealed snapshot has another size differs past the smaller one */
-	rados_ioctx_t io;
-	rbd_image_t img;
+	itest_image im;
 	ims_site_guard_drop(itest.b, "rbd", name);
-	assert_int_equal(ims_site_ioctx(itest.b, "rbd", &io), 0);
-	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
-	assert_int_equal(rbd_resize(img, 12 * MiB), 0);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_open(&im, itest.b, "rbd", name, NULL, false);
+	assert_int_equal(rbd_resize(im.img, 12 * MiB), 0);
+	itest_image_close(&im);
 	reseal_on_b(name, res.sealed);
 	v = verify_ok(name, NULL);
 	assert_false(v->equal);

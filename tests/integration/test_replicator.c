@@ -31,83 +31,54 @@
 /* Write @p n blocks of @p len random bytes at random offsets below @p limit. */
 static void write_random(const char *name, unsigned n, size_t len, uint64_t limit, unsigned seed)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
+	itest_image im;
 	char *buf = malloc(len);
 	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
-	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
+	itest_image_open(&im, itest.a, "rbd", name, NULL, false);
 	for (unsigned i = 0; i < n; i++) {
 		for (size_t k = 0; k < len; k++) {
 			x = x * 6364136223846793005ull + 1442695040888963407ull;
 			buf[k] = (char)(x >> 56);
 		}
 		uint64_t off = ((x >> 33) % (limit / len)) * len;
-		assert_int_equal(rbd_write(img, off, len, buf), (ssize_t)len);
+		assert_int_equal(rbd_write(im.img, off, len, buf), (ssize_t)len);
 	}
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_close(&im);
 	free(buf);
 }
 
 static void fill_range(const char *name, uint64_t off, uint64_t len)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
 	char *buf = malloc(len);
 	memset(buf, 0x5a, len);
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
-	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
-	assert_int_equal(rbd_write(img, off, len, buf), (ssize_t)len);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_write(itest.a, "rbd", name, off, buf, len);
 	free(buf);
 }
 
 static void zero_range(const char *name, uint64_t off, uint64_t len)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
-	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
-	assert_true(rbd_write_zeroes(img, off, len, 0, 0) >= 0);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image im;
+	itest_image_open(&im, itest.a, "rbd", name, NULL, false);
+	assert_true(rbd_write_zeroes(im.img, off, len, 0, 0) >= 0);
+	itest_image_close(&im);
 }
 
 /* The sealed snapshot on B equals the primary's snapshot of the same name. */
 static void assert_sealed_equal(const char *name, const char *snap)
 {
-	rados_ioctx_t ia, ib;
-	rbd_image_t pa, pb;
-	uint64_t sa, sb;
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &ia), 0);
+	itest_image pa;
+	rados_ioctx_t ib;
+	rbd_image_t pb;
+	itest_image_open(&pa, itest.a, "rbd", name, snap, true);
 	assert_int_equal(ims_site_ioctx(itest.b, "rbd", &ib), 0);
-	assert_int_equal(rbd_open_read_only(ia, name, &pa, snap), 0);
 	if (rbd_open_read_only(ib, name, &pb, snap) != 0)
 		fail_msg("site b has no snapshot %s@%s", name, snap);
-	assert_int_equal(rbd_get_size(pa, &sa), 0);
-	assert_int_equal(rbd_get_size(pb, &sb), 0);
-	assert_int_equal(sa, sb);
-	const size_t chunk = 4 * MiB;
-	char *x = malloc(chunk), *y = malloc(chunk);
-	for (uint64_t off = 0; off < sa; off += chunk) {
-		size_t n = sa - off < chunk ? (size_t)(sa - off) : chunk;
-		assert_int_equal(rbd_read(pa, off, n, x), (ssize_t)n);
-		assert_int_equal(rbd_read(pb, off, n, y), (ssize_t)n);
-		if (memcmp(x, y, n) != 0) {
-			size_t i = 0;
-			while (x[i] == y[i])
-				i++;
-			fail_msg("%s@%s differs between the sites at byte %llu", name, snap,
-				 (unsigned long long)(off + i));
-		}
-	}
-	free(x);
-	free(y);
-	rbd_close(pa);
+	uint64_t at = itest_image_first_difference(pa.img, pb);
+	if (at != UINT64_MAX)
+		fail_msg("%s@%s differs between the sites at byte %llu", name, snap,
+			 (unsigned long long)at);
+	itest_image_close(&pa);
 	rbd_close(pb);
-	ims_site_ioctx_close(ia);
 	ims_site_ioctx_close(ib);
 }
 

@@ -242,25 +242,16 @@ static void test_bad_names_touch_nothing(void **state)
 
 static void write_at(const char *pool, const char *image, uint64_t off, const char *data)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
-	assert_int_equal(ims_site_ioctx(itest.a, pool, &io), 0);
-	assert_int_equal(rbd_open(io, image, &img, NULL), 0);
-	assert_int_equal(rbd_write(img, off, strlen(data), data), (ssize_t)strlen(data));
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_write(itest.a, pool, image, off, data, strlen(data));
 }
 
 static void read_at(const char *pool, const char *image, const char *snap, uint64_t off, char *buf,
 		    size_t len)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
-	assert_int_equal(ims_site_ioctx(itest.a, pool, &io), 0);
-	assert_int_equal(rbd_open_read_only(io, image, &img, snap), 0);
-	assert_int_equal(rbd_read(img, off, len, buf), (ssize_t)len);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image im;
+	itest_image_open(&im, itest.a, pool, image, snap, true);
+	assert_int_equal(rbd_read(im.img, off, len, buf), (ssize_t)len);
+	itest_image_close(&im);
 }
 
 static void test_snapshots(void **state)
