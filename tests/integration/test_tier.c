@@ -160,6 +160,16 @@ static void random_file(const char *path, uint64_t size, unsigned seed)
 	close(fd);
 }
 
+/* A file of SIZE random bytes (seed SEED) at itest_dir()/WHAT.raw, its path in PATH, imported
+ * as rbd/NAME. */
+static void import_random(const char *name, const char *what, char *path, size_t len, uint64_t size,
+			  unsigned seed)
+{
+	snprintf(path, len, "%s/%s.raw", itest_dir(), what);
+	random_file(path, size, seed);
+	import_file(name, path);
+}
+
 static void in_trash_or_gone(const char *name)
 {
 	assert_int_equal(ims_image_exists(itest.a, "rbd", name), 0);
@@ -398,9 +408,7 @@ static void test_dedup_clones(void **state)
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_KEEP;
 
-	snprintf(path, sizeof(path), "%s/golden.raw", itest_dir());
-	random_file(path, 32 * MiB, 9); /* 8 chunks of data */
-	import_file(golden, path);
+	import_random(golden, "golden", path, sizeof(path), 32 * MiB, 9); /* 8 chunks of data */
 	assert_int_equal(ims_snap_create(itest.a, "rbd", golden, "base"), 0);
 	snprintf(c1, sizeof(c1), "%s-c1", golden);
 	snprintf(c2, sizeof(c2), "%s-c2", golden);
@@ -456,9 +464,7 @@ static void test_corrupt_chunk(void **state)
 	ims_tier_result res;
 	ims_tier_scrub_result sr;
 
-	snprintf(path, sizeof(path), "%s/corrupt.raw", itest_dir());
-	random_file(path, 16 * MiB, 11);
-	import_file(name, path);
+	import_random(name, "corrupt", path, sizeof(path), 16 * MiB, 11);
 	assert_int_equal(ims_tier_push(&res, t, itest.a, "rbd", name, NULL, &o), 0);
 	snprintf(cold, sizeof(cold), "rbd/%s", name);
 
@@ -499,9 +505,7 @@ static void test_wrong_key_and_credentials(void **state)
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	ims_tier_result res;
 
-	snprintf(path, sizeof(path), "%s/keys.raw", itest_dir());
-	random_file(path, 8 * MiB, 13);
-	import_file(name, path);
+	import_random(name, "keys", path, sizeof(path), 8 * MiB, 13);
 
 	/* wrong credentials: the push fails, the image stays, nothing is stored */
 	ims_s3 *bad = new_s3(bucket, NULL, "wrong-secret", 1);
@@ -576,9 +580,7 @@ static void test_faults(void **state)
 
 	start_proxy();
 	snprintf(via, sizeof(via), "http://127.0.0.1:%d", proxy_port);
-	snprintf(path, sizeof(path), "%s/faults.raw", itest_dir());
-	random_file(path, 24 * MiB, 17);
-	import_file(name, path);
+	import_random(name, "faults", path, sizeof(path), 24 * MiB, 17);
 	snprintf(cold, sizeof(cold), "rbd/%s", name);
 
 	ims_tier_target *t = new_target(bucket_name("faults"), via, key_path, 6);
@@ -748,9 +750,7 @@ static void test_push_live_write_locked_out(void **state)
 	ims_tier_target *t = new_target(bucket_name("lock"), NULL, key_path, 2);
 	const char *name = itest_name("lock");
 	char path[600], cold[300], back[300];
-	snprintf(path, sizeof(path), "%s/lock.raw", itest_dir());
-	random_file(path, 8 * MiB, 31);
-	import_file(name, path);
+	import_random(name, "lock", path, sizeof(path), 8 * MiB, 31);
 
 	live_write w = {.image = name};
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
@@ -798,9 +798,7 @@ static void test_push_live_open_keeps_image(void **state)
 	ims_tier_target *t = new_target(bucket_name("open"), NULL, key_path, 2);
 	const char *name = itest_name("open");
 	char path[600];
-	snprintf(path, sizeof(path), "%s/open.raw", itest_dir());
-	random_file(path, 4 * MiB, 43);
-	import_file(name, path);
+	import_random(name, "open", path, sizeof(path), 4 * MiB, 43);
 	live_open w = {.image = name, .other = itest_site('A')};
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_TRASH;
@@ -834,9 +832,7 @@ static void test_push_honours_leases(void **state)
 	ims_tier_target *t = new_target(bucket_name("lease"), NULL, key_path, 2);
 	const char *name = itest_name("lease");
 	char path[600];
-	snprintf(path, sizeof(path), "%s/lease.raw", itest_dir());
-	random_file(path, 4 * MiB, 33);
-	import_file(name, path);
+	import_random(name, "lease", path, sizeof(path), 4 * MiB, 33);
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_TRASH;
 	o.leased = lease_held;
@@ -914,9 +910,7 @@ static void test_gc_during_push(void **state)
 	const char *a = itest_name("gcpush"), *b = itest_name("gcpush");
 	char path[600], cold_a[300], cold_b[300], back[300];
 	const uint64_t grace = 6;
-	snprintf(path, sizeof(path), "%s/gcpush.raw", itest_dir());
-	random_file(path, 4 * MiB, 35);
-	import_file(a, path);
+	import_random(a, "gcpush", path, sizeof(path), 4 * MiB, 35);
 	import_file(b, path);
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_KEEP;
@@ -977,9 +971,7 @@ static void test_push_waits_for_gc(void **state)
 	ims_tier_target *t = new_target(bucket_name("gcwait"), NULL, key_path, 2);
 	const char *name = itest_name("gcwait");
 	char path[600];
-	snprintf(path, sizeof(path), "%s/gcwait.raw", itest_dir());
-	random_file(path, 4 * MiB, 41);
-	import_file(name, path);
+	import_random(name, "gcwait", path, sizeof(path), 4 * MiB, 41);
 	assert_int_equal(ims_s3_put(ims_tier_target_s3(t), "locks/gc/test", "{}", 2), 0);
 	gc_wait w = {.t = t};
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
@@ -1005,9 +997,7 @@ static void test_push_manifest_too_many_tags(void **state)
 	char path[600];
 	rados_ioctx_t io = NULL;
 	ims_catalog_entry *e = NULL;
-	snprintf(path, sizeof(path), "%s/tags.raw", itest_dir());
-	random_file(path, 4 * MiB, 37);
-	import_file(name, path);
+	import_random(name, "tags", path, sizeof(path), 4 * MiB, 37);
 	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
 	assert_int_equal(ims_catalog_get(io, name, &e), 0);
 	size_t n = IMS_MANIFEST_TAGS_MAX + 1;
@@ -1051,9 +1041,7 @@ static void test_push_manifest_read_back(void **state)
 		start_proxy();
 	snprintf(via, sizeof(via), "http://127.0.0.1:%d", proxy_port);
 	ims_tier_target *t = new_target(bucket_name("readback"), via, key_path, 1);
-	snprintf(path, sizeof(path), "%s/readback.raw", itest_dir());
-	random_file(path, 4 * MiB, 39);
-	import_file(name, path);
+	import_random(name, "readback", path, sizeof(path), 4 * MiB, 39);
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_TRASH;
 	proxy("corrupt?path=manifests");
