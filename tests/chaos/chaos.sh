@@ -51,6 +51,8 @@ while [ $# -gt 0 ]; do
 done
 SANDBOX=$PWD/scripts/sandbox
 CLI=${IMS_BINARY_DIR:-$PWD/$BUILD}/cli/imgstore
+RBD_TIMEOUT=60 SANDBOX_CMD=$SANDBOX
+. tests/lib/sandbox.sh
 OWN=0
 if [ -z "${IMGSTORE_SANDBOX:-}" ]; then
   DIR=${DIR:-/tmp/imgstore-chaos.$$}
@@ -72,41 +74,29 @@ cleanup() {
   "$SANDBOX" heal-site "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
   "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
   [ -z "$FROZEN_A" ] || "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
-  daemon_up b || "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+  daemon_up b || daemon_start b
   for i in "${cold[@]}"; do
     timeout 60 rbd -c "$CEPH_CONF_A" snap purge "rbd/$i" >/dev/null 2>&1
     timeout 60 rbd -c "$CEPH_CONF_A" rm --no-progress "rbd/$i" >/dev/null 2>&1
   done
   for x in "${blocked[@]}"; do timeout 30 ceph -c "$CEPH_CONF_B" osd blocklist rm "$x" >/dev/null 2>&1; done
-  daemon_up a || "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
-  for i in "${imgs[@]}" "$p-imp"; do
-    for s in A B; do
-      local server=IMGSTORE_SERVER_$s
-      IMGSTORE_SERVER=${!server} "$CLI" repl disable "rbd/$i" >/dev/null 2>&1
-    done
-    for s in A B; do
-      local conf=CEPH_CONF_$s
-      timeout 60 rbd -c "${!conf}" snap purge "rbd/$i" >/dev/null 2>&1
-      timeout 60 rbd -c "${!conf}" rm --no-progress "rbd/$i" >/dev/null 2>&1
-    done
-  done
+  daemon_up a || daemon_start a
+  forget_images "${imgs[@]}" "$p-imp"
   rm -rf "$WORK"
   [ $OWN = 1 ] && "$SANDBOX" down "$DIR" >/dev/null 2>&1
 }
 trap cleanup EXIT
 
-on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
-on_b() { IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" "$@"; }
-conf_of() { [ "$1" = a ] && echo "$CEPH_CONF_A" || echo "$CEPH_CONF_B"; }
-rbd_on() { local s=$1; shift; timeout 60 rbd -c "$(conf_of "$s")" "$@"; }
 role_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$2" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
-daemon_pid() { cat "$IMGSTORE_SANDBOX/site-$1/run/imgstored.pid" 2>/dev/null; }
-daemon_up() { local p; p=$(daemon_pid "$1") && [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
 # IMAGE BYTES [SITE]: random writes to the image on SITE (default a)
 write_some() { rbd_on "${3:-a}" bench --io-type write --io-size 64K --io-total "$2" --io-pattern rand "rbd/$1" >/dev/null 2>&1; }
-kill_a() { local pid; pid=$(daemon_pid a); [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; }
-start_a() { "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1; }
-kill_b() { local pid; pid=$(daemon_pid b); [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; }
+kill_a() { daemon_kill a; }
+start_a() { daemon_start a; }
+kill_b() { daemon_kill b; }
+# STEP SITE: restart SITE's daemon so that it kills itself at STEP of a failover
+arm() { daemon_stop "$2"; daemon_start "$2" IMGSTORE_CRASH_AT="failover:$1"; }
+# SITE IMAGE: whether SITE's copy of IMAGE is a secondary (wait_until); its role in $role
+rejoined() { role=$(role_of "$1" "$2"); [ "$role" = secondary ]; }
 metric() { curl -sf --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
 sha_of() { rbd_on "$1" export --no-progress "rbd/$2" - 2>/dev/null | sha256sum | cut -d' ' -f1; }
 addrs_of() { grep -o "site '$2': connected as [^ ]* (client\.[0-9]* at [^)]*)" "$1" | sed 's/.* at \(.*\))$/\1/' | sort -u; }
@@ -165,12 +155,18 @@ converge() {
   return 1
 }
 
-fault_kill() {
-  local i=${imgs[$((RANDOM % N))]}
-  write_some "$i" 8M
-  on_a repl sync "rbd/$i" >/dev/null 2>&1 &
-  local cli=$!
+# IMAGE: 8 MiB written, then a sync of it in the background (its CLI's pid in $cli), caught
+# at a random moment of its first second
+sync_under_way() {
+  write_some "$1" 8M
+  on_a repl sync "rbd/$1" >/dev/null 2>&1 &
+  cli=$!
   sleep "0.$((RANDOM % 10))$((RANDOM % 10))"
+}
+
+fault_kill() {
+  local i=${imgs[$((RANDOM % N))]} cli
+  sync_under_way "$i"
   kill_a
   wait $cli 2>/dev/null
   start_a
@@ -211,8 +207,7 @@ fault_failover() {
   local steps=(sync demote promote reverse) i=${imgs[$((RANDOM % N))]}
   local step=${steps[$((RANDOM % 4))]}
   [ "$(role_of a "$i")" = primary ] || return 0
-  "$SANDBOX" stop-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
-  IMGSTORE_CRASH_AT="failover:$step" "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
+  arm "$step" a
   on_a repl failover "rbd/$i" --to b >/dev/null 2>&1
   kill_a # it died at the step; if it did not get there, it dies now
   start_a
@@ -221,11 +216,8 @@ fault_failover() {
 }
 
 fault_osd() {
-  local i=${imgs[$((RANDOM % N))]}
-  write_some "$i" 8M
-  on_a repl sync "rbd/$i" >/dev/null 2>&1 &
-  local cli=$!
-  sleep "0.$((RANDOM % 10))$((RANDOM % 10))"
+  local i=${imgs[$((RANDOM % N))]} cli
+  sync_under_way "$i"
   "$SANDBOX" restart-osd "$IMGSTORE_SANDBOX" b >/dev/null || FAULT_VIOLATIONS=1
   wait $cli 2>/dev/null
 }
@@ -278,12 +270,12 @@ fault_forced() {
   done
   "$SANDBOX" freeze-site "$IMGSTORE_SANDBOX" a >/dev/null || { FAULT_VIOLATIONS=1; return; }
   FROZEN_A=a
-  for _ in $(seq 1 30); do up=$(metric "$IMGSTORE_SERVER_B" 'imgstore_site_up{site="a"}'); [ "$up" = 0 ] && break; sleep 1; done
-  "$SANDBOX" stop-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
-  IMGSTORE_CRASH_AT="failover:$step" "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+  a_down() { up=$(metric "$IMGSTORE_SERVER_B" 'imgstore_site_up{site="a"}'); [ "$up" = 0 ]; }
+  wait_until 30 1 a_down
+  arm "$step" b
   on_b repl failover --from a --to b --force >"$WORK/forced1" 2>&1
   kill_b # it died at the step; if it did not get there, it dies now
-  "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+  daemon_start b
   if ! on_b repl failover --from a --to b --force >"$WORK/forced" 2>&1; then
     echo "  violation: the forced failover again after a kill at '$step' failed: $(tail -1 "$WORK/forced")"
     FAULT_VIOLATIONS=1
@@ -295,7 +287,7 @@ fault_forced() {
   "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" a >/dev/null
   FROZEN_A=""
   for i in "${imgs[@]}"; do
-    for _ in $(seq 1 120); do role=$(role_of a "$i"); [ "$role" = secondary ] && break; sleep 1; done
+    wait_until 120 1 rejoined a "$i"
     [ "$role" = secondary ] || { echo "  violation: rbd/$i did not rejoin site a as a secondary ($role)"; FAULT_VIOLATIONS=1; continue; }
     on_b repl failback "rbd/$i" >"$WORK/fb" 2>&1 || echo "  failback of rbd/$i: $(tail -1 "$WORK/fb")"
   done

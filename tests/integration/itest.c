@@ -12,17 +12,26 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <rbd/librbd.h>
 
 #include "common/error.h"
+#include "store/group.h"
+#include "store/image.h"
+
+itest_sites itest;
+
+const char *itest_env(const char *var)
+{
+	const char *v = getenv(var);
+	if (!v)
+		fail_msg("%s is not set: run through tests/with-sandbox", var);
+	return v;
+}
 
 ims_site *itest_site(char letter)
 {
 	char var[32], name[2] = {(char)(letter | 0x20), 0};
 	snprintf(var, sizeof(var), "CEPH_CONF_%c", letter);
-	const char *conf = getenv(var);
-	if (!conf)
-		fail_msg("%s is not set: run through tests/with-sandbox", var);
+	const char *conf = itest_env(var);
 	ims_site_opts o = IMS_SITE_OPTS_INIT;
 	o.name = name;
 	o.ceph_conf = conf;
@@ -94,16 +103,65 @@ int itest_sh(const char *fmt, ...)
 	return WEXITSTATUS(st);
 }
 
+void itest_image_open(itest_image *out, ims_site *site, const char *pool, const char *name,
+		      const char *snap, bool read_only)
+{
+	assert_int_equal(ims_site_ioctx(site, pool, &out->io), 0);
+	if (read_only)
+		assert_int_equal(rbd_open_read_only(out->io, name, &out->img, snap), 0);
+	else
+		assert_int_equal(rbd_open(out->io, name, &out->img, snap), 0);
+}
+
+void itest_image_close(itest_image *im)
+{
+	rbd_close(im->img);
+	ims_site_ioctx_close(im->io);
+}
+
+uint64_t itest_image_first_difference(rbd_image_t x, rbd_image_t y)
+{
+	uint64_t sx, sy, at = UINT64_MAX;
+	assert_int_equal(rbd_get_size(x, &sx), 0);
+	assert_int_equal(rbd_get_size(y, &sy), 0);
+	assert_int_equal(sx, sy);
+	const size_t chunk = 4u << 20;
+	char *a = malloc(chunk), *b = malloc(chunk);
+	assert_non_null(a);
+	assert_non_null(b);
+	for (uint64_t off = 0; off < sx && at == UINT64_MAX; off += chunk) {
+		size_t n = sx - off < chunk ? (size_t)(sx - off) : chunk;
+		assert_int_equal(rbd_read(x, off, n, a), (ssize_t)n);
+		assert_int_equal(rbd_read(y, off, n, b), (ssize_t)n);
+		if (memcmp(a, b, n) != 0) {
+			size_t i = 0;
+			while (a[i] == b[i])
+				i++;
+			at = off + i;
+		}
+	}
+	free(a);
+	free(b);
+	return at;
+}
+
+void itest_image_write(ims_site *site, const char *pool, const char *name, uint64_t off,
+		       const void *buf, size_t len)
+{
+	itest_image im;
+	itest_image_open(&im, site, pool, name, NULL, false);
+	assert_int_equal(rbd_write(im.img, off, len, buf), (ssize_t)len);
+	itest_image_close(&im);
+}
+
 void itest_assert_image_equals_file(ims_site *site, const char *pool, const char *image,
 				    const char *snap, const char *path)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
+	itest_image im;
 	uint64_t size;
 	struct stat st;
-	assert_int_equal(ims_site_ioctx(site, pool, &io), 0);
-	assert_int_equal(rbd_open_read_only(io, image, &img, snap), 0);
-	assert_int_equal(rbd_get_size(img, &size), 0);
+	itest_image_open(&im, site, pool, image, snap, true);
+	assert_int_equal(rbd_get_size(im.img, &size), 0);
 	int fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
 	assert_int_equal(fstat(fd, &st), 0);
@@ -114,7 +172,7 @@ void itest_assert_image_equals_file(ims_site *site, const char *pool, const char
 	assert_non_null(b);
 	for (uint64_t off = 0; off < size; off += chunk) {
 		size_t n = size - off < chunk ? (size_t)(size - off) : chunk;
-		assert_int_equal(rbd_read(img, off, n, a), (ssize_t)n);
+		assert_int_equal(rbd_read(im.img, off, n, a), (ssize_t)n);
 		assert_int_equal(pread(fd, b, n, (off_t)off), (ssize_t)n);
 		if (memcmp(a, b, n) != 0) {
 			size_t i = 0;
@@ -128,8 +186,7 @@ void itest_assert_image_equals_file(ims_site *site, const char *pool, const char
 	free(a);
 	free(b);
 	close(fd);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_close(&im);
 }
 
 void itest_fill_pattern(const char *path, uint64_t size, unsigned seed)
@@ -167,4 +224,122 @@ void itest_fill_pattern(const char *path, uint64_t size, unsigned seed)
 	assert_int_equal(pwrite(fd, "tail", 4, (off_t)(size - 4)), 4);
 	free(buf);
 	close(fd);
+}
+
+/* ---- the fixture ---- */
+
+typedef struct {
+	char letter;
+	bool group;
+	char name[128];
+} later;
+
+static later *laters;
+static size_t nlaters, caplaters;
+
+void itest_remove_later(char letter, bool group, const char *name)
+{
+	if (nlaters == caplaters) {
+		size_t cap = caplaters ? 2 * caplaters : 32;
+		later *n = realloc(laters, cap * sizeof(*n));
+		assert_non_null(n);
+		laters = n;
+		caplaters = cap;
+	}
+	later *l = &laters[nlaters++];
+	l->letter = letter;
+	l->group = group;
+	snprintf(l->name, sizeof(l->name), "%s", name);
+}
+
+void itest_create(const char *name, uint64_t size)
+{
+	ims_image_create_opts o = IMS_IMAGE_CREATE_OPTS_INIT;
+	o.size = size;
+	if (ims_image_create(itest.a, "rbd", name, &o) < 0)
+		fail_msg("create %s: %s", name, ims_error_last());
+	itest_remove_later('A', false, name);
+}
+
+int itest_setup_a(void **state)
+{
+	(void)state;
+	itest.a = itest_site('A');
+	return 0;
+}
+
+int itest_setup_ab(void **state)
+{
+	itest_setup_a(state);
+	itest.b = itest_site('B');
+	return 0;
+}
+
+int itest_setup_abc(void **state)
+{
+	itest_setup_ab(state);
+	itest.c = itest_site('C');
+	return 0;
+}
+
+static ims_site *open_site(char letter)
+{
+	return letter == 'A' ? itest.a : letter == 'B' ? itest.b : letter == 'C' ? itest.c : NULL;
+}
+
+/* Remove the groups, then the images, the tests left to the teardown: through the open sites
+ * first; what that leaves (a secondary's image under this process's guard, one with group
+ * snapshots), once the sites are closed, quietly through the rbd command. */
+static void remove_laters_open(void)
+{
+	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
+	ro.purge = true;
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < nlaters; i++) {
+			later *l = &laters[i];
+			ims_site *site = open_site(l->letter);
+			if (l->group != (pass == 0) || !site)
+				continue;
+			int r = l->group ? ims_group_remove(site, "rbd", l->name, true)
+					 : ims_image_remove(site, "rbd", l->name, &ro);
+			if (r == 0 || r == -ENOENT)
+				l->letter = '\0';
+		}
+}
+
+static void remove_laters_closed(void)
+{
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < nlaters; i++) {
+			const later *l = &laters[i];
+			if (l->group != (pass == 0) || !l->letter)
+				continue;
+			if (l->group)
+				itest_sh("rbd -c \"$CEPH_CONF_%c\" group rm 'rbd/%s' >/dev/null "
+					 "2>&1",
+					 l->letter, l->name);
+			else
+				itest_sh("rbd -c \"$CEPH_CONF_%c\" snap purge 'rbd/%s' >/dev/null "
+					 "2>&1; "
+					 "rbd -c \"$CEPH_CONF_%c\" rm --no-progress 'rbd/%s' "
+					 ">/dev/null "
+					 "2>&1",
+					 l->letter, l->name, l->letter, l->name);
+		}
+	free(laters);
+	laters = NULL;
+	nlaters = caplaters = 0;
+}
+
+int itest_teardown(void **state)
+{
+	(void)state;
+	remove_laters_open();
+	ims_site_close(itest.a);
+	ims_site_close(itest.b);
+	ims_site_close(itest.c);
+	itest.a = itest.b = itest.c = NULL;
+	remove_laters_closed();
+	itest_cleanup();
+	return 0;
 }

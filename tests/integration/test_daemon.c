@@ -37,9 +37,7 @@ static char admin_tok[128], host_tok[128], host2_tok[128], reader_tok[128];
 
 static void read_token(const char *var, char *out, size_t len)
 {
-	const char *path = getenv(var);
-	if (!path)
-		fail_msg("%s is not set", var);
+	const char *path = itest_env(var);
 	FILE *f = fopen(path, "r");
 	assert_non_null(f);
 	assert_non_null(fgets(out, (int)len, f));
@@ -75,10 +73,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	(void)state;
 	ims_client_close(C);
-	itest_cleanup();
-	return 0;
+	return itest_teardown(state);
 }
 
 #define CALL(c, svc, method, req, out_type, resp)                                                  \
@@ -135,17 +131,11 @@ static Imgstore__V1__Image *get_image(ims_client *c, const char *name)
 	return r < 0 ? NULL : img;
 }
 
-static void test_image_methods(void **state)
+/* test_image_methods: create; again, already_exists; a bad name. */
+static void image_create(Imgstore__V1__ImageSpec *s, const char *name)
 {
-	(void)state;
-	const char *name = itest_name("rpc");
-	char renamed[160];
-	snprintf(renamed, sizeof(renamed), "%s-r", name);
-	Imgstore__V1__ImageSpec s;
-	spec(&s, name, NULL);
-
 	Imgstore__V1__CreateImageRequest cr = IMGSTORE__V1__CREATE_IMAGE_REQUEST__INIT;
-	cr.image = &s;
+	cr.image = s;
 	cr.size = 64 * MiB;
 	Imgstore__V1__Image *img = NULL;
 	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), 0);
@@ -163,10 +153,14 @@ static void test_image_methods(void **state)
 	cr.image = &bad;
 	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), -EINVAL);
 	assert_int_equal(ims_client_last_code(C), IMS_RPC_INVALID_ARGUMENT);
-	cr.image = &s;
+}
 
+/* test_image_methods: resize (a shrink only when allowed), tags, the list. */
+static void image_resize_and_tags(Imgstore__V1__ImageSpec *s, const char *name)
+{
+	Imgstore__V1__Image *img = NULL;
 	Imgstore__V1__ResizeImageRequest rs = IMGSTORE__V1__RESIZE_IMAGE_REQUEST__INIT;
-	rs.image = &s;
+	rs.image = s;
 	rs.size = 32 * MiB;
 	assert_int_equal(CALL(C, "ImageService", "ResizeImage", &rs, image, &img), -EINVAL);
 	rs.allow_shrink = 1;
@@ -175,7 +169,7 @@ static void test_image_methods(void **state)
 	free_msg(img);
 
 	Imgstore__V1__SetImageTagRequest st = IMGSTORE__V1__SET_IMAGE_TAG_REQUEST__INIT;
-	st.image = &s;
+	st.image = s;
 	st.key = "os";
 	st.value = "debian";
 	assert_int_equal(CALL(C, "ImageService", "SetImageTag", &st, image, &img), 0);
@@ -196,13 +190,17 @@ static void test_image_methods(void **state)
 	free_msg(list);
 
 	Imgstore__V1__RemoveImageTagRequest rt = IMGSTORE__V1__REMOVE_IMAGE_TAG_REQUEST__INIT;
-	rt.image = &s;
+	rt.image = s;
 	rt.key = "os";
 	assert_int_equal(CALL(C, "ImageService", "RemoveImageTag", &rt, image, &img), 0);
 	assert_int_equal(img->n_tags, 0);
 	free_msg(img);
+}
 
-	/* snapshots, clone, flatten, rollback */
+/* test_image_methods: snapshots, clone, flatten, rollback. */
+static void image_snapshots(Imgstore__V1__ImageSpec *s, const char *name, const char *clone_name)
+{
+	Imgstore__V1__Image *img = NULL;
 	Imgstore__V1__ImageSpec snap;
 	spec(&snap, name, "s1");
 	Imgstore__V1__CreateSnapshotRequest cs = IMGSTORE__V1__CREATE_SNAPSHOT_REQUEST__INIT;
@@ -212,7 +210,7 @@ static void test_image_methods(void **state)
 	assert_string_equal(si->name, "s1");
 	free_msg(si);
 	Imgstore__V1__ListSnapshotsRequest lsn = IMGSTORE__V1__LIST_SNAPSHOTS_REQUEST__INIT;
-	lsn.image = &s;
+	lsn.image = s;
 	Imgstore__V1__ListSnapshotsResponse *snaps = NULL;
 	assert_int_equal(
 		CALL(C, "SnapshotService", "ListSnapshots", &lsn, list_snapshots_response, &snaps),
@@ -221,8 +219,6 @@ static void test_image_methods(void **state)
 	free_msg(snaps);
 
 	Imgstore__V1__ImageSpec clone;
-	char clone_name[200];
-	snprintf(clone_name, sizeof(clone_name), "%s-clone", name);
 	spec(&clone, clone_name, NULL);
 	Imgstore__V1__CloneImageRequest cl = IMGSTORE__V1__CLONE_IMAGE_REQUEST__INIT;
 	cl.parent = &snap;
@@ -258,10 +254,18 @@ static void test_image_methods(void **state)
 		CALL(C, "SnapshotService", "DeleteSnapshot", &ds, delete_snapshot_response, &dsr),
 		0);
 	free_msg(dsr);
+}
 
+/* test_image_methods: rename, then delete the image and its clone. */
+static void image_rename_and_delete(Imgstore__V1__ImageSpec *s, const char *name,
+				    const char *renamed, const char *clone_name)
+{
+	Imgstore__V1__Image *img = NULL;
+	Imgstore__V1__ImageSpec clone;
+	spec(&clone, clone_name, NULL);
 	Imgstore__V1__RenameImageRequest rn = IMGSTORE__V1__RENAME_IMAGE_REQUEST__INIT;
-	rn.image = &s;
-	rn.new_name = renamed;
+	rn.image = s;
+	rn.new_name = (char *)renamed;
 	assert_int_equal(CALL(C, "ImageService", "RenameImage", &rn, image, &img), 0);
 	assert_string_equal(img->name, renamed);
 	free_msg(img);
@@ -284,32 +288,63 @@ static void test_image_methods(void **state)
 	assert_null(get_image(C, renamed));
 }
 
-/* Import from a path on the daemon's host, and from an upload; export to a path and to the
- * spool for download; every copy must be byte-identical. */
-static void test_import_export(void **state)
+/* Create image rbd/NAME of SIZE bytes through the API (spec in S). */
+static void rpc_create(Imgstore__V1__ImageSpec *s, const char *name, uint64_t size)
+{
+	spec(s, name, NULL);
+	Imgstore__V1__CreateImageRequest cr = IMGSTORE__V1__CREATE_IMAGE_REQUEST__INIT;
+	cr.image = s;
+	cr.size = size;
+	Imgstore__V1__Image *img = NULL;
+	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), 0);
+	free_msg(img);
+}
+
+static void test_image_methods(void **state)
 {
 	(void)state;
+	const char *name = itest_name("rpc");
+	char renamed[160], clone_name[200];
+	snprintf(renamed, sizeof(renamed), "%s-r", name);
+	snprintf(clone_name, sizeof(clone_name), "%s-clone", name);
+	Imgstore__V1__ImageSpec s;
+	spec(&s, name, NULL);
+	image_create(&s, name);
+	image_resize_and_tags(&s, name);
+	image_snapshots(&s, name, clone_name);
+	image_rename_and_delete(&s, name, renamed, clone_name);
+}
+
+/* What the steps of test_import_export share. */
+typedef struct {
 	char raw[512], qcow[512], out_path[512], dl[512];
+	Imgstore__V1__ImageSpec s1, s2; /* imported by path, by upload */
+	const char *by_path, *by_upload;
+} xfer;
+
+/* test_import_export: a pattern file, its qcow2 copy under import_dirs, an import by path. */
+static void xfer_import_by_path(xfer *x)
+{
 	const char *in_dir = getenv("IMGSTORE_IMPORT_DIR"),
 		   *out_dir = getenv("IMGSTORE_EXPORT_DIR");
 	assert_non_null(in_dir);
 	assert_non_null(out_dir);
 	/* by path only in the daemon's [server] import_dirs and export_dirs */
-	snprintf(raw, sizeof(raw), "%s/src.raw", itest_dir());
-	snprintf(qcow, sizeof(qcow), "%s/%s.qcow2", in_dir, itest_name("src"));
-	snprintf(out_path, sizeof(out_path), "%s/%s.raw", out_dir, itest_name("exported"));
-	snprintf(dl, sizeof(dl), "%s/downloaded.qcow2", itest_dir());
-	itest_fill_pattern(raw, 20 * MiB + 512, 3);
-	assert_int_equal(itest_sh("qemu-img convert -O qcow2 '%s' '%s'", raw, qcow), 0);
+	snprintf(x->raw, sizeof(x->raw), "%s/src.raw", itest_dir());
+	snprintf(x->qcow, sizeof(x->qcow), "%s/%s.qcow2", in_dir, itest_name("src"));
+	snprintf(x->out_path, sizeof(x->out_path), "%s/%s.raw", out_dir, itest_name("exported"));
+	snprintf(x->dl, sizeof(x->dl), "%s/downloaded.qcow2", itest_dir());
+	itest_fill_pattern(x->raw, 20 * MiB + 512, 3);
+	assert_int_equal(itest_sh("qemu-img convert -O qcow2 '%s' '%s'", x->raw, x->qcow), 0);
 
-	const char *by_path = itest_name("by-path"), *by_upload = itest_name("by-upload");
-	Imgstore__V1__ImageSpec s1, s2;
-	spec(&s1, by_path, NULL);
-	spec(&s2, by_upload, NULL);
+	x->by_path = itest_name("by-path");
+	x->by_upload = itest_name("by-upload");
+	spec(&x->s1, x->by_path, NULL);
+	spec(&x->s2, x->by_upload, NULL);
 
 	Imgstore__V1__ImportImageRequest im = IMGSTORE__V1__IMPORT_IMAGE_REQUEST__INIT;
-	im.image = &s1;
-	im.source_path = qcow;
+	im.image = &x->s1;
+	im.source_path = x->qcow;
 	Imgstore__V1__Operation *op = NULL, *done;
 	assert_int_equal(CALL(C, "ImageService", "ImportImage", &im, operation, &op), 0);
 	assert_string_equal(op->kind, "import");
@@ -320,17 +355,20 @@ static void test_import_export(void **state)
 	free_msg(op);
 	/* the name is taken now: refused at once, before any operation */
 	assert_int_equal(CALL(C, "ImageService", "ImportImage", &im, operation, &op), -EEXIST);
+}
 
-	/* upload the qcow2 in chunks, then import it */
+/* test_import_export: upload the qcow2 in chunks, then import it; both imports alike. */
+static void xfer_import_upload(xfer *x)
+{
 	struct stat st;
-	assert_int_equal(stat(qcow, &st), 0);
+	assert_int_equal(stat(x->qcow, &st), 0);
 	Imgstore__V1__BeginUploadRequest bu = IMGSTORE__V1__BEGIN_UPLOAD_REQUEST__INIT;
 	bu.size = (uint64_t)st.st_size;
 	Imgstore__V1__BeginUploadResponse *up = NULL;
 	assert_int_equal(CALL(C, "ImageService", "BeginUpload", &bu, begin_upload_response, &up),
 			 0);
 	assert_true(up->max_chunk_bytes > 0);
-	int fd = open(qcow, O_RDONLY);
+	int fd = open(x->qcow, O_RDONLY);
 	uint8_t *buf = malloc(up->max_chunk_bytes);
 	uint64_t off = 0;
 	while (off < (uint64_t)st.st_size) {
@@ -359,7 +397,9 @@ static void test_import_export(void **state)
 			 -EINVAL);
 	close(fd);
 	free(buf);
-	im.image = &s2;
+	Imgstore__V1__ImportImageRequest im = IMGSTORE__V1__IMPORT_IMAGE_REQUEST__INIT;
+	Imgstore__V1__Operation *op = NULL, *done;
+	im.image = &x->s2;
 	im.source_path = "";
 	im.upload_id = up->upload_id;
 	assert_int_equal(CALL(C, "ImageService", "ImportImage", &im, operation, &op), 0);
@@ -369,7 +409,7 @@ static void test_import_export(void **state)
 	free_msg(op);
 	free_msg(up);
 
-	Imgstore__V1__Image *a = get_image(C, by_path), *b = get_image(C, by_upload);
+	Imgstore__V1__Image *a = get_image(C, x->by_path), *b = get_image(C, x->by_upload);
 	assert_non_null(a);
 	assert_non_null(b);
 	assert_int_equal(strlen(a->content_sha256), 64);
@@ -377,17 +417,22 @@ static void test_import_export(void **state)
 	assert_string_equal(a->source, "qcow2");
 	free_msg(a);
 	free_msg(b);
+}
 
-	/* export to a path on the daemon's host */
+/* test_import_export: export to a path on the daemon's host, then to the spool as qcow2 and
+ * download it. */
+static void xfer_export(xfer *x)
+{
+	Imgstore__V1__Operation *op = NULL, *done;
 	Imgstore__V1__ExportImageRequest ex = IMGSTORE__V1__EXPORT_IMAGE_REQUEST__INIT;
-	ex.image = &s2;
-	ex.dest_path = out_path;
+	ex.image = &x->s2;
+	ex.dest_path = x->out_path;
 	assert_int_equal(CALL(C, "ImageService", "ExportImage", &ex, operation, &op), 0);
 	done = wait_op(C, op->id);
 	assert_op_ok(done);
 	free_msg(done);
 	free_msg(op);
-	assert_int_equal(itest_sh("cmp -s '%s' '%s'", out_path, raw), 0);
+	assert_int_equal(itest_sh("cmp -s '%s' '%s'", x->out_path, x->raw), 0);
 	assert_int_equal(CALL(C, "ImageService", "ExportImage", &ex, operation, &op), -EEXIST);
 
 	/* export to the spool as qcow2 and download it */
@@ -396,7 +441,7 @@ static void test_import_export(void **state)
 	assert_int_equal(CALL(C, "ImageService", "ExportImage", &ex, operation, &op), 0);
 	done = wait_op(C, op->id);
 	assert_op_ok(done);
-	FILE *f = fopen(dl, "w");
+	FILE *f = fopen(x->dl, "w");
 	assert_non_null(f);
 	for (uint64_t pos = 0;;) {
 		Imgstore__V1__DownloadChunkRequest dq = IMGSTORE__V1__DOWNLOAD_CHUNK_REQUEST__INIT;
@@ -418,10 +463,13 @@ static void test_import_export(void **state)
 	free_msg(op);
 	assert_int_equal(
 		itest_sh("qemu-img check -q '%s' && qemu-img compare -q -f qcow2 -F raw '%s' '%s'",
-			 dl, dl, raw),
+			 x->dl, x->dl, x->raw),
 		0);
+}
 
-	/* operations are listed */
+/* test_import_export: the operations are listed, newest first; the images deleted. */
+static void xfer_list_and_delete(xfer *x)
+{
 	Imgstore__V1__ListOperationsRequest lo = IMGSTORE__V1__LIST_OPERATIONS_REQUEST__INIT;
 	Imgstore__V1__ListOperationsResponse *ops = NULL;
 	assert_int_equal(
@@ -435,16 +483,29 @@ static void test_import_export(void **state)
 	Imgstore__V1__DeleteImageRequest del = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
 	Imgstore__V1__DeleteImageResponse *dr = NULL;
 	del.purge = 1;
-	del.image = &s1;
+	del.image = &x->s1;
 	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr),
 			 0);
 	free_msg(dr);
-	del.image = &s2;
+	del.image = &x->s2;
 	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr),
 			 0);
 	free_msg(dr);
-	unlink(qcow);
-	unlink(out_path);
+	unlink(x->qcow);
+	unlink(x->out_path);
+}
+
+/* Import from a path on the daemon's host, and from an upload; export to a path and to the
+ * spool for download; every copy must be byte-identical. */
+static void test_import_export(void **state)
+{
+	(void)state;
+	xfer x;
+	memset(&x, 0, sizeof(x));
+	xfer_import_by_path(&x);
+	xfer_import_upload(&x);
+	xfer_export(&x);
+	xfer_list_and_delete(&x);
 }
 
 /* An import by path reads only files under [server] import_dirs, an export by path writes only
@@ -613,22 +674,9 @@ static void test_roles(void **state)
 	ims_client_close(host);
 }
 
-static void test_leases_and_attach(void **state)
+/* test_leases_and_attach: a host registers itself, never another. */
+static void lease_register_host(ims_client *h)
 {
-	(void)state;
-	const char *name = itest_name("lease");
-	Imgstore__V1__ImageSpec s;
-	spec(&s, name, NULL);
-	Imgstore__V1__CreateImageRequest cr = IMGSTORE__V1__CREATE_IMAGE_REQUEST__INIT;
-	cr.image = &s;
-	cr.size = MiB;
-	Imgstore__V1__Image *img = NULL;
-	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), 0);
-	free_msg(img);
-	/* two hypervisors, each with its own host token (names sandbox-host, sandbox-host2) */
-	ims_client *h = client_as(host_tok, false), *h2 = client_as(host2_tok, false);
-	ims_client *reader = client_as(reader_tok, false);
-
 	Imgstore__V1__RegisterHostRequest rh = IMGSTORE__V1__REGISTER_HOST_REQUEST__INIT;
 	Imgstore__V1__Host *host = NULL;
 	rh.name = "sandbox-host";
@@ -640,10 +688,16 @@ static void test_leases_and_attach(void **state)
 	assert_int_equal(ims_client_last_code(h), IMS_RPC_PERMISSION_DENIED);
 	rh.name = "bad host!";
 	assert_int_equal(CALL(h, "HostService", "RegisterHost", &rh, host, &host), -EINVAL);
+}
 
+/* test_leases_and_attach: a lease is its host's alone to renew and release (an admin's too);
+ * a reader sees it without its id. */
+static void leases_of_two_hosts(Imgstore__V1__ImageSpec *s, ims_client *h, ims_client *h2)
+{
+	ims_client *reader = client_as(reader_tok, false);
 	Imgstore__V1__AcquireLeaseRequest al = IMGSTORE__V1__ACQUIRE_LEASE_REQUEST__INIT;
 	Imgstore__V1__Lease *l1 = NULL, *l2 = NULL;
-	al.image = &s;
+	al.image = s;
 	al.host = "sandbox-host2"; /* taking a lease in another host's name */
 	al.ttl_seconds = 30;
 	assert_int_equal(CALL(h, "HostService", "AcquireLease", &al, lease, &l1), -EPERM);
@@ -676,7 +730,7 @@ static void test_leases_and_attach(void **state)
 	/* unchanged: still the first host's, same expiry; a reader sees it without its id */
 	Imgstore__V1__ListLeasesRequest ll = IMGSTORE__V1__LIST_LEASES_REQUEST__INIT;
 	Imgstore__V1__ListLeasesResponse *leases = NULL;
-	ll.image = &s;
+	ll.image = s;
 	assert_int_equal(
 		CALL(reader, "HostService", "ListLeases", &ll, list_leases_response, &leases), 0);
 	assert_int_equal(leases->n_leases, 1);
@@ -712,10 +766,15 @@ static void test_leases_and_attach(void **state)
 	free_msg(l2);
 	free_msg(l1);
 	ims_client_close(reader);
+}
 
+/* test_leases_and_attach: attach-info for a host from its [host] section; none for a host
+ * without one, nor for a host asking with another's identity. */
+static void attach_info_of_hosts(Imgstore__V1__ImageSpec *s, ims_client *h, ims_client *h2)
+{
 	Imgstore__V1__GetAttachInfoRequest ai = IMGSTORE__V1__GET_ATTACH_INFO_REQUEST__INIT;
 	Imgstore__V1__AttachInfo *info = NULL;
-	ai.image = &s;
+	ai.image = s;
 	/* sandbox-host has a [host] section: its own cephx user and libvirt secret */
 	const char *secret = getenv("IMGSTORE_HOST_SECRET_UUID");
 	assert_non_null(secret);
@@ -738,6 +797,16 @@ static void test_leases_and_attach(void **state)
 	ai.host = "sandbox-host2";
 	assert_int_equal(CALL(h, "HostService", "GetAttachInfo", &ai, attach_info, &info), -EPERM);
 	assert_int_equal(ims_client_last_code(h), IMS_RPC_PERMISSION_DENIED);
+}
+
+/* test_leases_and_attach: an admin names the host, or gets a clear refusal; a cephx user and
+ * secret given are used as they are, whoever asks. */
+static void attach_info_named(Imgstore__V1__ImageSpec *s, const char *name, ims_client *h2)
+{
+	Imgstore__V1__GetAttachInfoRequest ai = IMGSTORE__V1__GET_ATTACH_INFO_REQUEST__INIT;
+	Imgstore__V1__AttachInfo *info = NULL;
+	char want[256];
+	ai.image = s;
 	/* an admin names the host, or gets a clear refusal */
 	ai.host = NULL;
 	assert_true(CALL(C, "HostService", "GetAttachInfo", &ai, attach_info, &info) < 0);
@@ -757,7 +826,6 @@ static void test_leases_and_attach(void **state)
 	ai.client_id = "hv9";
 	ai.secret_uuid = "5e0f0d4c-0000-4000-8000-000000000001";
 	assert_int_equal(CALL(h2, "HostService", "GetAttachInfo", &ai, attach_info, &info), 0);
-	ims_client_close(h2);
 	assert_string_equal(info->host, "");
 	assert_string_equal(info->client_id, "hv9");
 	assert_true(info->n_monitors >= 1);
@@ -773,6 +841,21 @@ static void test_leases_and_attach(void **state)
 	snprintf(want, sizeof(want), "<host name='%s' port='", itest_site_addr('A'));
 	assert_non_null(strstr(info->libvirt_disk_xml, want));
 	free_msg(info);
+}
+
+static void test_leases_and_attach(void **state)
+{
+	(void)state;
+	const char *name = itest_name("lease");
+	Imgstore__V1__ImageSpec s;
+	rpc_create(&s, name, MiB);
+	/* two hypervisors, each with its own host token (names sandbox-host, sandbox-host2) */
+	ims_client *h = client_as(host_tok, false), *h2 = client_as(host2_tok, false);
+	lease_register_host(h);
+	leases_of_two_hosts(&s, h, h2);
+	attach_info_of_hosts(&s, h, h2);
+	attach_info_named(&s, name, h2);
+	ims_client_close(h2);
 	ims_client_close(h);
 }
 

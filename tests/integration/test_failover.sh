@@ -8,6 +8,7 @@ set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 ROUNDS=${FAILOVER_ROUNDS:-20}
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 T_OUT=/tmp/fo-out.$$ T_ERR=/tmp/fo-err.$$
 
 img=fo$$
@@ -15,18 +16,10 @@ WRITER_PID=""
 cleanup() {
   [ -n "$WRITER_PID" ] && kill "$WRITER_PID" 2>/dev/null && wait "$WRITER_PID" 2>/dev/null
   rm -f /tmp/fo-out.$$ /tmp/fo-err.$$
-  for s in A B; do
-    conf=CEPH_CONF_$s
-    IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_$s") "$CLI" repl disable "rbd/$img" >/dev/null 2>&1
-    rbd -c "${!conf}" snap purge "rbd/$img" >/dev/null 2>&1
-    rbd -c "${!conf}" rm --no-progress "rbd/$img" >/dev/null 2>&1
-  done
+  forget_images "$img"
 }
 trap cleanup EXIT
 
-on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
-on_b() { IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" "$@"; }
-conf_of() { [ "$1" = a ] && echo "$CEPH_CONF_A" || echo "$CEPH_CONF_B"; }
 role_of() { # SITE: primary or secondary, from the copy's metadata
   local r
   r=$(rbd -c "$(conf_of "$1")" image-meta get "rbd/$img" imgstore.repl.role 2>/dev/null)
@@ -60,14 +53,7 @@ lease=$(on_a --format json host lease acquire "rbd/$img" --host "$host" --ttl 5m
 check "a host holds a lease on site a ($lease)" test -n "$lease"
 
 # a writer holding the exclusive lock on site a: it is fenced by the failover
-rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 4K --io-threads 1 --io-total 10G --io-pattern rand \
-  "rbd/$img" >/tmp/fo-writer.$$ 2>&1 &
-WRITER_PID=$!
-for i in $(seq 1 50); do
-  rbd -c "$CEPH_CONF_A" lock ls "rbd/$img" 2>/dev/null | grep -q "auto" && break
-  rbd -c "$CEPH_CONF_A" status "rbd/$img" 2>/dev/null | grep -q "watcher=" && break
-  sleep 0.2
-done
+writer_start a "$img" /tmp/fo-writer.$$
 sleep 1
 sum_before=$(head_sum a)
 expect_rc 0 "planned failover to site b (round 0, with a writer and a lease, --wait 2s)" \
@@ -75,7 +61,7 @@ expect_rc 0 "planned failover to site b (round 0, with a writer and a lease, --w
 cat /tmp/fo-out.$$
 check "  it reports the fenced writer and the broken lease" grep -q "1 lease(s) broken, 1 writer(s) fenced" /tmp/fo-out.$$
 writer_gone=0
-for i in $(seq 1 100); do kill -0 "$WRITER_PID" 2>/dev/null || { writer_gone=1; break; }; sleep 0.2; done
+wait_until 100 0.2 pid_gone "$WRITER_PID" && writer_gone=1
 check "  the fenced writer stopped (its writes are refused)" test $writer_gone = 1
 wait "$WRITER_PID" 2>/dev/null
 writer_rc=$?
@@ -138,12 +124,7 @@ rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 64K --io-total 2M --io-pat
 expect_rc 0 "a second one after more writes" on_a snap create "rbd/$sm@host-snap-2"
 check "  is sealed too, equal" test "$(rbd -c "$CEPH_CONF_A" export --no-progress "rbd/$sm@host-snap-2" - | sha256sum)" = \
   "$(rbd -c "$CEPH_CONF_B" export --no-progress "rbd/$sm@host-snap-2" - 2>/dev/null | sha256sum)"
-for s in A B; do
-  conf=CEPH_CONF_$s
-  IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_$s") "$CLI" repl disable "rbd/$sm" >/dev/null 2>&1
-  rbd -c "${!conf}" snap purge "rbd/$sm" >/dev/null 2>&1
-  rbd -c "${!conf}" rm --no-progress "rbd/$sm" >/dev/null 2>&1
-done
+forget_images "$sm"
 
 # every image whose primary is a site, at once: planned (asked of that site), then forced back
 # (asked of the other site, with the first one answering: it is fenced and rejoined at once)
@@ -155,11 +136,15 @@ for b in $bulk1 $bulk2; do
 done
 expect_rc 0 "failover --from a --to b (every image whose primary is site a)" on_a repl failover --from a --to b
 cat /tmp/fo-out.$$
-check "  both images are primary on site b and secondary on site a" bash -c "
-  for b in $bulk1 $bulk2; do
-    [ \"\$(rbd -c '$CEPH_CONF_B' image-meta get rbd/\$b imgstore.repl.role)\" = primary ] || exit 1
-    [ \"\$(rbd -c '$CEPH_CONF_A' image-meta get rbd/\$b imgstore.repl.role)\" = secondary ] || exit 1
-  done"
+# PRIMARY SECONDARY IMAGE...: every image is the primary on site PRIMARY, a secondary on SECONDARY
+roles_are() {
+  local p=$1 s=$2 i; shift 2
+  for i in "$@"; do
+    [ "$(rbd -c "$(conf_of "$p")" image-meta get "rbd/$i" imgstore.repl.role)" = primary ] || return 1
+    [ "$(rbd -c "$(conf_of "$s")" image-meta get "rbd/$i" imgstore.repl.role)" = secondary ] || return 1
+  done
+}
+check "  both images are primary on site b and secondary on site a" roles_are b a $bulk1 $bulk2
 check "  with equal data" bash -c "
   for b in $bulk1 $bulk2; do
     [ \"\$(rbd -c '$CEPH_CONF_A' export --no-progress rbd/\$b - | sha256sum)\" = \"\$(rbd -c '$CEPH_CONF_B' export --no-progress rbd/\$b - | sha256sum)\" ] || exit 1
@@ -168,18 +153,7 @@ expect_rc 1 "failover --from b asked of site b without --force is refused" on_b 
 expect_rc 2 "an image and --from together is a usage error" on_a repl failover "rbd/$bulk1" --from a --to b
 expect_rc 0 "failover --from b --to a --force, asked of site a" on_a repl failover --from b --to a --force
 cat /tmp/fo-out.$$
-check "  both images are primary on site a again, site b rejoined as their secondary" bash -c "
-  for b in $bulk1 $bulk2; do
-    [ \"\$(rbd -c '$CEPH_CONF_A' image-meta get rbd/\$b imgstore.repl.role)\" = primary ] || exit 1
-    [ \"\$(rbd -c '$CEPH_CONF_B' image-meta get rbd/\$b imgstore.repl.role)\" = secondary ] || exit 1
-  done"
-for b in $bulk1 $bulk2; do
-  for s in A B; do
-    conf=CEPH_CONF_$s
-    IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_$s") "$CLI" repl disable "rbd/$b" >/dev/null 2>&1
-    rbd -c "${!conf}" snap purge "rbd/$b" >/dev/null 2>&1
-    rbd -c "${!conf}" rm --no-progress "rbd/$b" >/dev/null 2>&1
-  done
-done
+check "  both images are primary on site a again, site b rejoined as their secondary" roles_are a b $bulk1 $bulk2
+forget_images $bulk1 $bulk2
 
 finish

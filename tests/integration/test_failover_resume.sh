@@ -12,6 +12,7 @@ set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 out=/tmp/fr-out.$$ err=/tmp/fr-err.$$
 T_OUT=$out T_ERR=$err
 
@@ -19,40 +20,24 @@ img=fr$$
 cleanup() {
   # whatever happened, site a's daemon runs again without the crash point
   if ! "$SANDBOX" status "$IMGSTORE_SANDBOX" 2>/dev/null | grep -A3 "^site a" | grep -q "imgstored running"; then
-    "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
+    daemon_start a
   fi
   if ! "$SANDBOX" status "$IMGSTORE_SANDBOX" 2>/dev/null | grep -A3 "^site b" | grep -q "imgstored running"; then
-    "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+    daemon_start b
   fi
-  for s in A B; do
-    local conf=CEPH_CONF_$s server=IMGSTORE_SERVER_$s
-    IMGSTORE_SERVER=${!server} "$CLI" repl disable "rbd/$img" >/dev/null 2>&1
-  done
-  for s in A B; do
-    local conf=CEPH_CONF_$s
-    timeout 60 rbd -c "${!conf}" snap purge "rbd/$img" >/dev/null 2>&1
-    timeout 60 rbd -c "${!conf}" rm --no-progress "rbd/$img" >/dev/null 2>&1
-  done
+  forget_images "$img"
   rm -f $out $err
 }
 trap cleanup EXIT
 
-on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
-on_b() { IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" "$@"; }
-conf_of() { [ "$1" = a ] && echo "$CEPH_CONF_A" || echo "$CEPH_CONF_B"; }
-rbd_on() { local s=$1; shift; timeout 120 rbd -c "$(conf_of "$s")" "$@"; }
 role_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$img" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
 gen_of() { rbd_on "$1" image-meta get "rbd/$img" imgstore.generation 2>/dev/null || echo 0; }
 sum_of() { rbd_on "$1" export --no-progress "rbd/$img" - 2>/dev/null | sha256sum | cut -d' ' -f1; }
 write_on() { rbd_on "$1" bench --io-type write --io-size 64K --io-total "$2" --io-pattern rand "rbd/$img" >/dev/null 2>&1; }
-daemon_pid() { cat "$IMGSTORE_SANDBOX/site-$1/run/imgstored.pid" 2>/dev/null; }
-# STEP: restart site a's daemon so that it kills itself at STEP of a failover
-arm() {
-  "$SANDBOX" stop-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
-  IMGSTORE_CRASH_AT="failover:$1" "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
-}
-restart_a() { "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null 2>&1; }
-dead() { local p=$1; for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.2; done; return 1; }
+# STEP [SITE]: restart site a's (SITE's) daemon so that it kills itself at STEP of a failover
+arm() { daemon_stop "${2:-a}"; daemon_start "${2:-a}" IMGSTORE_CRASH_AT="failover:$1"; }
+restart_a() { daemon_start a; }
+dead() { wait_until 50 0.2 pid_gone "$1"; }
 # SITE: the primary site replicates to the other one, and the data is equal
 converged() {
   local primary=$1 other=$([ "$1" = a ] && echo b || echo a)
@@ -70,7 +55,7 @@ expect_rc 0 "sync" on_a repl sync "rbd/$img"
 # daemon counts them every 10 s). Other tests may have left records behind: compare with the
 # value before.
 failovers_of() { # SITE: the gauge of that site's daemon, empty while it is not exported
-  local url=$([ "$1" = a ] && echo "$IMGSTORE_SERVER_A" || echo "$IMGSTORE_SERVER_B")
+  local url=$(server_of "$1")
   curl -sf --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$url/metrics" |
     awk -v k="imgstore_failovers_in_progress{site=\"$1\"}" '$1 == k { print $2 }'
 }
@@ -140,12 +125,11 @@ check "  site b is the primary" converged b
 
 # ---- a forced failover (asked of site b) killed right after the promotion, before the way back
 expect_rc 0 "failback to site a" on_b repl failback "rbd/$img"
-"$SANDBOX" stop-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
-IMGSTORE_CRASH_AT=failover:promoted "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+arm promoted b
 pid=$(daemon_pid b)
 on_b repl failover "rbd/$img" --to b --force >$out 2>$err
 check "the forced failover's daemon died right after the promotion" dead "$pid"
-"$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+daemon_start b
 check "  site b is the primary" test "$(role_of b)" = primary
 st=$(on_b --format json repl status "rbd/$img" 2>/dev/null | jq -r '.[0] | "\(.state) \(.error)"')
 echo "# status: $st"
@@ -223,12 +207,11 @@ check "  site b's daemon replicates the group back to site a" \
 # primary keeps what was written to it since
 expect_rc 0 "the group back to site a" on_b group repl failover "rbd/$g" --to a
 expect_rc 0 "  and synced" on_a group repl sync "rbd/$g"
-"$SANDBOX" stop-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
-IMGSTORE_CRASH_AT=failover:promoted "$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+arm promoted b
 pid=$(daemon_pid b)
 on_b group repl failover "rbd/$g" --to b --force >$out 2>$err
 check "the forced group failover's daemon died right after the promotion" dead "$pid"
-"$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
+daemon_start b
 check "  both members are primary on site b" test "$(grole b $d1),$(grole b $d2)" = "primary,primary"
 # as a kill between the two members' promotions leaves it: the second one still a secondary
 rbd_on b image-meta set "rbd/$d2" imgstore.repl.role secondary >/dev/null

@@ -9,6 +9,7 @@ CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 WRITER=${IMS_BINARY_DIR:?}/tests/group_seq_writer
 ROUNDS=${ROUNDS:-5}
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 out=/tmp/fw-out.$$ err=/tmp/fw-err.$$ wout=/tmp/fw-writer.$$
 T_OUT=$out T_ERR=$err
 
@@ -16,21 +17,11 @@ img=fw$$
 WPID=""
 cleanup() {
   [ -n "$WPID" ] && kill "$WPID" 2>/dev/null && wait "$WPID" 2>/dev/null
-  for s in A B; do
-    local server=IMGSTORE_SERVER_$s
-    IMGSTORE_SERVER=${!server} "$CLI" repl disable "rbd/$img" >/dev/null 2>&1
-  done
-  for s in A B; do
-    local conf=CEPH_CONF_$s
-    timeout 60 rbd -c "${!conf}" snap purge "rbd/$img" >/dev/null 2>&1
-    timeout 60 rbd -c "${!conf}" rm --no-progress "rbd/$img" >/dev/null 2>&1
-  done
+  forget_images "$img"
   rm -f $out $err $wout
 }
 trap cleanup EXIT
 
-conf_of() { [ "$1" = a ] && echo "$CEPH_CONF_A" || echo "$CEPH_CONF_B"; }
-server_of() { [ "$1" = a ] && echo "$IMGSTORE_SERVER_A" || echo "$IMGSTORE_SERVER_B"; }
 role_of() { local r; r=$(timeout 60 rbd -c "$(conf_of "$1")" image-meta get "rbd/$img" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
 # the counter at offset 0 of the image on SITE (8 bytes, little endian)
 counter_on() { timeout 120 rbd -c "$(conf_of "$1")" export --no-progress "rbd/$img" - 2>/dev/null | head -c 8 | od -An -tu8 | tr -d ' '; }
@@ -56,7 +47,7 @@ for round in $(seq 1 "$ROUNDS"); do
     break
   fi
   # the writer was fenced: its next write failed; give it a moment, then stop it if it did not
-  for _ in $(seq 1 50); do kill -0 "$WPID" 2>/dev/null || break; sleep 0.2; done
+  wait_until 50 0.2 pid_gone "$WPID"
   kill "$WPID" 2>/dev/null
   wait "$WPID" 2>/dev/null
   WPID=""

@@ -32,42 +32,15 @@
 #include "store/group.h"
 #include "store/image.h"
 
-static ims_site *A, *B;
-
-static int setup(void **state)
-{
-	(void)state;
-	A = itest_site('A');
-	B = itest_site('B');
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	ims_site_close(A);
-	ims_site_close(B);
-	itest_cleanup();
-	return 0;
-}
-
-static void create_sized(const char *name, uint64_t size)
-{
-	ims_image_create_opts o = IMS_IMAGE_CREATE_OPTS_INIT;
-	o.size = size;
-	if (ims_image_create(A, "rbd", name, &o) < 0)
-		fail_msg("create %s: %s", name, ims_error_last());
-}
-
 static void create(const char *name)
 {
-	create_sized(name, 8u << 20);
+	itest_create(name, 8u << 20);
 }
 
 static void assert_members(const char *group, size_t n, const char *first)
 {
 	ims_group_info *g = NULL;
-	assert_int_equal(ims_group_info_get(&g, A, "rbd", group), 0);
+	assert_int_equal(ims_group_info_get(&g, itest.a, "rbd", group), 0);
 	assert_int_equal(g->nmembers, n);
 	if (first) {
 		assert_string_equal(g->members[0].pool, "rbd");
@@ -87,17 +60,17 @@ static void test_lifecycle(void **state)
 	create(d1);
 	create(d2);
 
-	assert_int_equal(ims_group_create(A, "rbd", g), 0);
-	assert_int_equal(ims_group_create(A, "rbd", g), -EEXIST);
+	assert_int_equal(ims_group_create(itest.a, "rbd", g), 0);
+	assert_int_equal(ims_group_create(itest.a, "rbd", g), -EEXIST);
 	assert_non_null(strstr(ims_error_last(), "already exists"));
-	assert_int_equal(ims_group_create(A, "rbd", "bad/name"), -EINVAL);
-	assert_int_equal(ims_group_create(A, "nopool", g), -ENOENT);
+	assert_int_equal(ims_group_create(itest.a, "rbd", "bad/name"), -EINVAL);
+	assert_int_equal(ims_group_create(itest.a, "nopool", g), -ENOENT);
 
 	/* listed, sorted */
 	char **names = NULL;
 	size_t n = 0;
-	assert_int_equal(ims_group_create(A, "rbd", g2), 0);
-	assert_int_equal(ims_group_list(&names, &n, A, "rbd"), 0);
+	assert_int_equal(ims_group_create(itest.a, "rbd", g2), 0);
+	assert_int_equal(ims_group_list(&names, &n, itest.a, "rbd"), 0);
 	bool seen = false, seen2 = false;
 	for (size_t i = 0; i < n; i++) {
 		seen |= strcmp(names[i], g) == 0;
@@ -109,63 +82,63 @@ static void test_lifecycle(void **state)
 	ims_group_list_free(names, n);
 
 	/* members */
-	assert_int_equal(ims_group_image_add(A, "rbd", g, "rbd", d1), 0);
-	assert_int_equal(ims_group_image_add(A, "rbd", g, "rbd", d2), 0);
+	assert_int_equal(ims_group_image_add(itest.a, "rbd", g, "rbd", d1), 0);
+	assert_int_equal(ims_group_image_add(itest.a, "rbd", g, "rbd", d2), 0);
 	assert_members(g, 2, d1);
-	assert_int_equal(ims_group_of_image(buf, sizeof(buf), A, "rbd", d1), 0);
+	assert_int_equal(ims_group_of_image(buf, sizeof(buf), itest.a, "rbd", d1), 0);
 	char want[600];
 	snprintf(want, sizeof(want), "rbd/%s", g);
 	assert_string_equal(buf, want);
 
 	/* refusals change nothing */
-	assert_int_equal(ims_group_image_add(A, "rbd", g2, "rbd", d1), -EEXIST);
+	assert_int_equal(ims_group_image_add(itest.a, "rbd", g2, "rbd", d1), -EEXIST);
 	assert_non_null(strstr(ims_error_last(), "in another group"));
 	assert_non_null(strstr(ims_error_last(), g));
 	assert_members(g2, 0, NULL);
-	assert_int_equal(ims_group_image_add(A, "rbd", g, "rbd", d1), -EEXIST);
+	assert_int_equal(ims_group_image_add(itest.a, "rbd", g, "rbd", d1), -EEXIST);
 	assert_non_null(strstr(ims_error_last(), "already"));
-	assert_int_equal(ims_group_image_add(A, "rbd", "no-such-group", "rbd", d1), -ENOENT);
+	assert_int_equal(ims_group_image_add(itest.a, "rbd", "no-such-group", "rbd", d1), -ENOENT);
 	assert_non_null(strstr(ims_error_last(), "no group 'rbd/no-such-group'"));
-	assert_int_equal(ims_group_image_add(A, "rbd", g2, "rbd", "no-such-image"), -ENOENT);
+	assert_int_equal(ims_group_image_add(itest.a, "rbd", g2, "rbd", "no-such-image"), -ENOENT);
 	assert_non_null(strstr(ims_error_last(), "no image 'rbd/no-such-image'"));
 	assert_members(g2, 0, NULL);
-	assert_int_equal(ims_group_image_remove(A, "rbd", g2, "rbd", d1), -ENOENT);
+	assert_int_equal(ims_group_image_remove(itest.a, "rbd", g2, "rbd", d1), -ENOENT);
 	assert_non_null(strstr(ims_error_last(), "is not in group"));
 	assert_members(g, 2, d1);
 
 	/* group snapshots: one snapshot of every member */
-	assert_int_equal(ims_group_snap_create(A, "rbd", g, "s1"), 0);
-	assert_int_equal(ims_group_snap_create(A, "rbd", g, "s1"), -EEXIST);
-	assert_int_equal(ims_group_snap_create(A, "rbd", g2, "s1"), -EINVAL); /* empty */
-	assert_int_equal(ims_group_snap_create(A, "rbd", "no-such-group", "s1"), -ENOENT);
+	assert_int_equal(ims_group_snap_create(itest.a, "rbd", g, "s1"), 0);
+	assert_int_equal(ims_group_snap_create(itest.a, "rbd", g, "s1"), -EEXIST);
+	assert_int_equal(ims_group_snap_create(itest.a, "rbd", g2, "s1"), -EINVAL); /* empty */
+	assert_int_equal(ims_group_snap_create(itest.a, "rbd", "no-such-group", "s1"), -ENOENT);
 	ims_group_info *gi = NULL;
-	assert_int_equal(ims_group_info_get(&gi, A, "rbd", g), 0);
+	assert_int_equal(ims_group_info_get(&gi, itest.a, "rbd", g), 0);
 	assert_int_equal(gi->nsnaps, 1);
 	assert_string_equal(gi->snaps[0].name, "s1");
 	assert_true(gi->snaps[0].complete);
 	ims_group_info_free(gi);
-	assert_int_equal(ims_group_info_get(&gi, A, "rbd", "no-such-group"), -ENOENT);
-	assert_int_equal(ims_group_snap_remove(A, "rbd", g, "nope"), -ENOENT);
-	assert_int_equal(ims_group_snap_remove(A, "rbd", g, "s1"), 0);
+	assert_int_equal(ims_group_info_get(&gi, itest.a, "rbd", "no-such-group"), -ENOENT);
+	assert_int_equal(ims_group_snap_remove(itest.a, "rbd", g, "nope"), -ENOENT);
+	assert_int_equal(ims_group_snap_remove(itest.a, "rbd", g, "s1"), 0);
 
 	/* a group with images is removed only by force; its images stay */
-	assert_int_equal(ims_group_remove(A, "rbd", g, false), -ENOTEMPTY);
+	assert_int_equal(ims_group_remove(itest.a, "rbd", g, false), -ENOTEMPTY);
 	assert_members(g, 2, d1);
-	assert_int_equal(ims_group_image_remove(A, "rbd", g, "rbd", d1), 0);
+	assert_int_equal(ims_group_image_remove(itest.a, "rbd", g, "rbd", d1), 0);
 	assert_members(g, 1, d2);
-	assert_int_equal(ims_group_of_image(buf, sizeof(buf), A, "rbd", d1), 0);
+	assert_int_equal(ims_group_of_image(buf, sizeof(buf), itest.a, "rbd", d1), 0);
 	assert_string_equal(buf, "");
-	assert_int_equal(ims_group_remove(A, "rbd", g, true), 0);
-	assert_int_equal(ims_image_exists(A, "rbd", d2), 1);
-	assert_int_equal(ims_group_of_image(buf, sizeof(buf), A, "rbd", d2), 0);
+	assert_int_equal(ims_group_remove(itest.a, "rbd", g, true), 0);
+	assert_int_equal(ims_image_exists(itest.a, "rbd", d2), 1);
+	assert_int_equal(ims_group_of_image(buf, sizeof(buf), itest.a, "rbd", d2), 0);
 	assert_string_equal(buf, "");
-	assert_int_equal(ims_group_remove(A, "rbd", g, false), -ENOENT);
-	assert_int_equal(ims_group_remove(A, "rbd", g2, false), 0);
+	assert_int_equal(ims_group_remove(itest.a, "rbd", g, false), -ENOENT);
+	assert_int_equal(ims_group_remove(itest.a, "rbd", g2, false), 0);
 
 	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
 	ro.purge = true;
-	assert_int_equal(ims_image_remove(A, "rbd", d1, &ro), 0);
-	assert_int_equal(ims_image_remove(A, "rbd", d2, &ro), 0);
+	assert_int_equal(ims_image_remove(itest.a, "rbd", d1, &ro), 0);
+	assert_int_equal(ims_image_remove(itest.a, "rbd", d2, &ro), 0);
 }
 
 /* ---- replication ---- */
@@ -197,71 +170,50 @@ static uint64_t cut_id(rbd_image_t img, const char *group, const char *cut)
 /* Site b's sealed cut of @p image equals site a's group snapshot of that name. */
 static void assert_cut_equal(const char *group, const char *image, const char *cut)
 {
-	rados_ioctx_t ia, ib;
-	rbd_image_t pa, pb;
-	uint64_t sa, sb;
-	assert_int_equal(ims_site_ioctx(A, "rbd", &ia), 0);
-	assert_int_equal(ims_site_ioctx(B, "rbd", &ib), 0);
-	assert_int_equal(rbd_open_read_only(ia, image, &pa, NULL), 0);
-	assert_int_equal(rbd_snap_set_by_id(pa, cut_id(pa, group, cut)), 0);
+	itest_image pa;
+	rados_ioctx_t ib;
+	rbd_image_t pb;
+	itest_image_open(&pa, itest.a, "rbd", image, NULL, true);
+	assert_int_equal(rbd_snap_set_by_id(pa.img, cut_id(pa.img, group, cut)), 0);
+	assert_int_equal(ims_site_ioctx(itest.b, "rbd", &ib), 0);
 	if (rbd_open_read_only(ib, image, &pb, cut) != 0)
 		fail_msg("site b has no snapshot %s@%s", image, cut);
-	assert_int_equal(rbd_get_size(pa, &sa), 0);
-	assert_int_equal(rbd_get_size(pb, &sb), 0);
-	assert_int_equal(sa, sb);
-	const size_t chunk = 4u << 20;
-	char *x = malloc(chunk), *y = malloc(chunk);
-	for (uint64_t off = 0; off < sa; off += chunk) {
-		size_t n = sa - off < chunk ? (size_t)(sa - off) : chunk;
-		assert_int_equal(rbd_read(pa, off, n, x), (ssize_t)n);
-		assert_int_equal(rbd_read(pb, off, n, y), (ssize_t)n);
-		if (memcmp(x, y, n) != 0)
-			fail_msg("%s: site b's %s differs from site a's group snapshot", image,
-				 cut);
-	}
-	free(x);
-	free(y);
-	rbd_close(pa);
+	if (itest_image_first_difference(pa.img, pb) != UINT64_MAX)
+		fail_msg("%s: site b's %s differs from site a's group snapshot", image, cut);
+	itest_image_close(&pa);
 	rbd_close(pb);
-	ims_site_ioctx_close(ia);
 	ims_site_ioctx_close(ib);
 }
 
 /* The sequence number at offset 0 of site b's @p image at @p snap. */
 static uint64_t seq_at(const char *image, const char *snap)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
+	itest_image im;
 	unsigned char b[8];
 	uint64_t v = 0;
-	assert_int_equal(ims_site_ioctx(B, "rbd", &io), 0);
-	assert_int_equal(rbd_open_read_only(io, image, &img, snap), 0);
-	assert_int_equal(rbd_read(img, 0, 8, (char *)b), 8);
+	itest_image_open(&im, itest.b, "rbd", image, snap, true);
+	assert_int_equal(rbd_read(im.img, 0, 8, (char *)b), 8);
 	for (int i = 7; i >= 0; i--)
 		v = v << 8 | b[i];
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_close(&im);
 	return v;
 }
 
 /* Site b's sealed replication snapshots of @p image, oldest first (at most 256). */
 static size_t sealed_on_b(const char *image, char names[][64])
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
+	itest_image im;
 	rbd_snap_info_t snaps[512];
 	int max = 512;
 	size_t k = 0;
-	assert_int_equal(ims_site_ioctx(B, "rbd", &io), 0);
-	assert_int_equal(rbd_open_read_only(io, image, &img, NULL), 0);
-	int n = rbd_snap_list(img, snaps, &max);
+	itest_image_open(&im, itest.b, "rbd", image, NULL, true);
+	int n = rbd_snap_list(im.img, snaps, &max);
 	assert_true(n >= 0);
 	for (int i = 0; i < n && k < 256; i++)
 		if (ims_repl_snap_time(snaps[i].name) >= 0)
 			snprintf(names[k++], 64, "%s", snaps[i].name);
 	rbd_snap_list_end(snaps);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_close(&im);
 	return k;
 }
 
@@ -295,43 +247,40 @@ static void test_membership_all_or_none(void **state)
 	create(d1);
 	create(d2);
 	create(d3);
-	assert_int_equal(ims_group_create(A, "rbd", g), 0);
-	assert_int_equal(ims_group_create(A, "rbd", g2), 0);
+	assert_int_equal(ims_group_create(itest.a, "rbd", g), 0);
+	assert_int_equal(ims_group_create(itest.a, "rbd", g2), 0);
 	ims_spec v[3] = {spec_of(d1), spec_of(d2), spec_of(d1)};
 
 	/* named twice, refused by the check, in another group: nothing added each time */
-	assert_int_equal(ims_group_images_add(A, "rbd", g, v, 3, NULL, NULL), -EINVAL);
+	assert_int_equal(ims_group_images_add(itest.a, "rbd", g, v, 3, NULL, NULL), -EINVAL);
 	assert_non_null(strstr(ims_error_last(), "is named twice"));
 	assert_members(g, 0, NULL);
-	assert_int_equal(ims_group_images_add(A, "rbd", g, v, 2, refuse_second, d2), -EBUSY);
+	assert_int_equal(ims_group_images_add(itest.a, "rbd", g, v, 2, refuse_second, d2), -EBUSY);
 	assert_non_null(strstr(ims_error_last(), "refused by the check"));
 	assert_members(g, 0, NULL);
 	ims_spec other = spec_of(d3);
-	assert_int_equal(ims_group_images_add(A, "rbd", g2, &other, 1, NULL, NULL), 0);
+	assert_int_equal(ims_group_images_add(itest.a, "rbd", g2, &other, 1, NULL, NULL), 0);
 	ims_spec w[2] = {spec_of(d1), spec_of(d3)};
-	assert_int_equal(ims_group_images_add(A, "rbd", g, w, 2, NULL, NULL), -EEXIST);
+	assert_int_equal(ims_group_images_add(itest.a, "rbd", g, w, 2, NULL, NULL), -EEXIST);
 	assert_non_null(strstr(ims_error_last(), "remove it from there first"));
 	assert_members(g, 0, NULL);
 	ims_spec missing = spec_of("no-such-image-xyz");
 	ims_spec x[2] = {spec_of(d1), missing};
-	assert_true(ims_group_images_add(A, "rbd", g, x, 2, NULL, NULL) < 0);
+	assert_true(ims_group_images_add(itest.a, "rbd", g, x, 2, NULL, NULL) < 0);
 	assert_members(g, 0, NULL);
 
 	/* both at once; then a removal naming one outside the group removes nothing */
-	assert_int_equal(ims_group_images_add(A, "rbd", g, v, 2, refuse_second, "none"), 0);
+	assert_int_equal(ims_group_images_add(itest.a, "rbd", g, v, 2, refuse_second, "none"), 0);
 	assert_members(g, 2, NULL);
-	assert_int_equal(ims_group_images_remove(A, "rbd", g, w, 2), -ENOENT);
+	assert_int_equal(ims_group_images_remove(itest.a, "rbd", g, w, 2), -ENOENT);
 	assert_non_null(strstr(ims_error_last(), "is not in group"));
 	assert_members(g, 2, NULL);
-	assert_int_equal(ims_group_images_remove(A, "rbd", g, v, 2), 0);
+	assert_int_equal(ims_group_images_remove(itest.a, "rbd", g, v, 2), 0);
 	assert_members(g, 0, NULL);
-	assert_int_equal(ims_group_images_remove(A, "rbd", g2, &other, 1), 0);
+	assert_int_equal(ims_group_images_remove(itest.a, "rbd", g2, &other, 1), 0);
 
-	assert_int_equal(ims_group_remove(A, "rbd", g, false), 0);
-	assert_int_equal(ims_group_remove(A, "rbd", g2, false), 0);
-	itest_sh("rbd -c \"$CEPH_CONF_A\" rm --no-progress 'rbd/%s' >/dev/null 2>&1", d1);
-	itest_sh("rbd -c \"$CEPH_CONF_A\" rm --no-progress 'rbd/%s' >/dev/null 2>&1", d2);
-	itest_sh("rbd -c \"$CEPH_CONF_A\" rm --no-progress 'rbd/%s' >/dev/null 2>&1", d3);
+	assert_int_equal(ims_group_remove(itest.a, "rbd", g, false), 0);
+	assert_int_equal(ims_group_remove(itest.a, "rbd", g2, false), 0);
 }
 
 static int cut_after(void *ctx, uint64_t done, uint64_t total)
@@ -341,45 +290,49 @@ static int cut_after(void *ctx, uint64_t done, uint64_t total)
 	return ++*(int *)ctx > 1; /* let the first progress call through, then cut */
 }
 
-static void remove_everywhere(const char *group, const char *d1, const char *d2)
+/* What the steps of test_replication_consistent_cuts share. */
+typedef struct {
+	char g[64], d1[64], d2[64];
+	ims_repl_opts o;
+	ims_repl_result res;
+	char last[64];		  /* the newest cut sealed */
+	unsigned cuts;		  /* cuts taken while the writer ran */
+	unsigned long long wrote; /* pairs the writer wrote */
+} cuts_run;
+
+/* Two 16 MiB members in a new group; the teardown removes them from both sites. */
+static void cuts_make_group(cuts_run *c)
 {
-	itest_sh("rbd -c \"$CEPH_CONF_A\" group rm 'rbd/%s' >/dev/null 2>&1", group);
-	itest_sh("rbd -c \"$CEPH_CONF_B\" group rm 'rbd/%s' >/dev/null 2>&1", group);
-	for (int s = 0; s < 2; s++)
-		for (int i = 0; i < 2; i++) {
-			itest_sh("rbd -c \"$CEPH_CONF_%c\" snap purge 'rbd/%s' >/dev/null 2>&1",
-				 "AB"[s], i ? d2 : d1);
-			itest_sh("rbd -c \"$CEPH_CONF_%c\" rm --no-progress 'rbd/%s' >/dev/null "
-				 "2>&1",
-				 "AB"[s], i ? d2 : d1);
-		}
+	snprintf(c->g, sizeof(c->g), "%s", itest_name("rgrp"));
+	snprintf(c->d1, sizeof(c->d1), "%s", itest_name("rgd1"));
+	snprintf(c->d2, sizeof(c->d2), "%s", itest_name("rgd2"));
+	itest_remove_later('A', true, c->g);
+	itest_remove_later('B', true, c->g);
+	itest_remove_later('B', false, c->d1);
+	itest_remove_later('B', false, c->d2);
+	itest_create(c->d1, 16u << 20);
+	itest_create(c->d2, 16u << 20);
+	assert_int_equal(ims_group_create(itest.a, "rbd", c->g), 0);
+	assert_int_equal(ims_group_image_add(itest.a, "rbd", c->g, "rbd", c->d1), 0);
+	assert_int_equal(ims_group_image_add(itest.a, "rbd", c->g, "rbd", c->d2), 0);
+	c->o = (ims_repl_opts)IMS_REPL_OPTS_INIT;
+	c->o.retention = 100; /* keep every cut, to check them all at the end */
 }
 
-static void test_replication_consistent_cuts(void **state)
+/* A first cut before the writer: full copies of both members. */
+static void cuts_first_full(cuts_run *c)
 {
-	(void)state;
-	char g[64], d1[64], d2[64], writer[1024], out_path[1024];
-	snprintf(g, sizeof(g), "%s", itest_name("rgrp"));
-	snprintf(d1, sizeof(d1), "%s", itest_name("rgd1"));
-	snprintf(d2, sizeof(d2), "%s", itest_name("rgd2"));
-	create_sized(d1, 16u << 20);
-	create_sized(d2, 16u << 20);
-	assert_int_equal(ims_group_create(A, "rbd", g), 0);
-	assert_int_equal(ims_group_image_add(A, "rbd", g, "rbd", d1), 0);
-	assert_int_equal(ims_group_image_add(A, "rbd", g, "rbd", d2), 0);
+	assert_int_equal(ims_repl_group_sync(&c->res, itest.a, itest.b, "rbd", c->g, &c->o), 0);
+	assert_true(c->res.full);
+	assert_false(c->res.unchanged);
+	assert_cut_equal(c->g, c->d1, c->res.sealed);
+	assert_cut_equal(c->g, c->d2, c->res.sealed);
+}
 
-	ims_repl_opts o = IMS_REPL_OPTS_INIT;
-	ims_repl_result res;
-	o.retention = 100; /* keep every cut, to check them all at the end */
-
-	/* a first cut before the writer: full copies of both members */
-	assert_int_equal(ims_repl_group_sync(&res, A, B, "rbd", g, &o), 0);
-	assert_true(res.full);
-	assert_false(res.unchanged);
-	assert_cut_equal(g, d1, res.sealed);
-	assert_cut_equal(g, d2, res.sealed);
-
-	/* the writer runs while cuts are taken and shipped */
+/* The writer runs while cuts are taken and shipped. */
+static void cuts_under_writer(cuts_run *c)
+{
+	char writer[1024], out_path[1024];
 	const char *bin = getenv("IMS_BINARY_DIR");
 	assert_non_null(bin);
 	snprintf(writer, sizeof(writer), "%s/tests/group_seq_writer", bin);
@@ -389,24 +342,22 @@ static void test_replication_consistent_cuts(void **state)
 	if (pid == 0) {
 		if (!freopen(out_path, "w", stdout))
 			_exit(3);
-		execl(writer, writer, getenv("CEPH_CONF_A"), "rbd", d1, d2, (char *)NULL);
+		execl(writer, writer, getenv("CEPH_CONF_A"), "rbd", c->d1, c->d2, (char *)NULL);
 		_exit(4);
 	}
 	sleep(1);
-	unsigned cuts = 0;
-	char last[64] = "";
-	for (int i = 0; i < 40 && cuts < 12; i++) {
+	for (int i = 0; i < 40 && c->cuts < 12; i++) {
 		usleep(700 * 1000);
-		if (ims_repl_group_sync(&res, A, B, "rbd", g, &o) != 0)
+		if (ims_repl_group_sync(&c->res, itest.a, itest.b, "rbd", c->g, &c->o) != 0)
 			fail_msg("group cycle %d: %s", i, ims_error_last());
-		if (res.unchanged)
+		if (c->res.unchanged)
 			continue;
-		assert_false(res.full);
-		assert_string_equal(res.base, last[0] ? last : res.base);
-		snprintf(last, sizeof(last), "%s", res.sealed);
-		assert_cut_equal(g, d1, res.sealed);
-		assert_cut_equal(g, d2, res.sealed);
-		cuts++;
+		assert_false(c->res.full);
+		assert_string_equal(c->res.base, c->last[0] ? c->last : c->res.base);
+		snprintf(c->last, sizeof(c->last), "%s", c->res.sealed);
+		assert_cut_equal(c->g, c->d1, c->res.sealed);
+		assert_cut_equal(c->g, c->d2, c->res.sealed);
+		c->cuts++;
 	}
 	assert_int_equal(kill(pid, SIGTERM), 0);
 	int st = 0;
@@ -416,23 +367,25 @@ static void test_replication_consistent_cuts(void **state)
 			 "fail",
 			 st);
 	FILE *f = fopen(out_path, "r");
-	unsigned long long wrote = 0;
 	assert_non_null(f);
-	assert_int_equal(fscanf(f, "%llu", &wrote), 1);
+	assert_int_equal(fscanf(f, "%llu", &c->wrote), 1);
 	fclose(f);
-	assert_true(cuts >= 10);
-	assert_true(wrote > cuts);
+	assert_true(c->cuts >= 10);
+	assert_true(c->wrote > c->cuts);
+}
 
-	/* every cut sealed on b shows the two disks at most one write apart, disk 1 first */
+/* Every cut sealed on b shows the two disks at most one write apart, disk 1 first. */
+static void cuts_one_point_in_time(cuts_run *c)
+{
 	static char n1[256][64], n2[256][64];
-	size_t k1 = sealed_on_b(d1, n1), k2 = sealed_on_b(d2, n2);
+	size_t k1 = sealed_on_b(c->d1, n1), k2 = sealed_on_b(c->d2, n2);
 	assert_int_equal(k1, k2);
 	assert_true(k1 >= 11);
 	uint64_t prev = 0;
 	unsigned moving = 0;
 	for (size_t i = 0; i < k1; i++) {
 		assert_string_equal(n1[i], n2[i]);
-		uint64_t s1 = seq_at(d1, n1[i]), s2 = seq_at(d2, n1[i]);
+		uint64_t s1 = seq_at(c->d1, n1[i]), s2 = seq_at(c->d2, n1[i]);
 		if (!(s1 >= s2 && s1 - s2 <= 1))
 			fail_msg("cut %s: disk 1 at %llu, disk 2 at %llu: not one point in time",
 				 n1[i], (unsigned long long)s1, (unsigned long long)s2);
@@ -442,85 +395,109 @@ static void test_replication_consistent_cuts(void **state)
 	}
 	assert_true(moving >= 10); /* the cuts caught the writer at different points */
 	print_message("%zu cuts sealed on b, the writer wrote %llu pairs, the last cut at %llu\n",
-		      k1, wrote, (unsigned long long)prev);
+		      k1, c->wrote, (unsigned long long)prev);
+}
 
-	/* the secondary's group carries the cuts as group snapshots */
+/* The secondary's group carries the cuts as group snapshots. */
+static void cuts_secondary_group(cuts_run *c)
+{
 	ims_group_info *gb = NULL;
-	assert_int_equal(ims_group_info_get(&gb, B, "rbd", g), 0);
+	assert_int_equal(ims_group_info_get(&gb, itest.b, "rbd", c->g), 0);
 	assert_int_equal(gb->nmembers, 2);
 	assert_true(gb->nsnaps >= 1);
-	assert_string_equal(gb->snaps[gb->nsnaps - 1].name, last);
+	assert_string_equal(gb->snaps[gb->nsnaps - 1].name, c->last);
 	ims_group_info_free(gb);
 	char name[64];
 	int64_t ms;
-	assert_int_equal(ims_repl_group_last_sealed(B, "rbd", g, name, sizeof(name), &ms), 0);
-	assert_string_equal(name, last);
+	assert_int_equal(ims_repl_group_last_sealed(itest.b, "rbd", c->g, name, sizeof(name), &ms),
+			 0);
+	assert_string_equal(name, c->last);
+}
 
-	/* nothing written since: the next cycles take no cut (one more may, for the writes
-	 * between the last anchor and its cut) */
-	assert_int_equal(ims_repl_group_sync(&res, A, B, "rbd", g, &o), 0);
-	assert_int_equal(ims_repl_group_sync(&res, A, B, "rbd", g, &o), 0);
-	assert_true(res.unchanged);
-	snprintf(last, sizeof(last), "%s", res.sealed);
+/* Nothing written since: the next cycles take no cut (one more may, for the writes between the
+ * last anchor and its cut). */
+static void cuts_unchanged(cuts_run *c)
+{
+	assert_int_equal(ims_repl_group_sync(&c->res, itest.a, itest.b, "rbd", c->g, &c->o), 0);
+	assert_int_equal(ims_repl_group_sync(&c->res, itest.a, itest.b, "rbd", c->g, &c->o), 0);
+	assert_true(c->res.unchanged);
+	snprintf(c->last, sizeof(c->last), "%s", c->res.sealed);
+}
 
-	/* a cut cycle: cut inside the first member's copy; the next call finishes that cut */
-	rados_ioctx_t io;
-	rbd_image_t img;
+/* A cut cycle: cut inside the first member's copy; the next call finishes that cut. */
+static void cuts_resume(cuts_run *c)
+{
 	char *buf = malloc(8u << 20);
 	memset(buf, 0x77, 8u << 20);
-	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
-	assert_int_equal(rbd_open(io, d1, &img, NULL), 0);
-	assert_int_equal(rbd_write(img, 4u << 20, 8u << 20, buf), 8 << 20);
-	rbd_close(img);
-	assert_int_equal(rbd_open(io, d2, &img, NULL), 0);
-	assert_int_equal(rbd_write(img, 4u << 20, 4096, buf), 4096);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_write(itest.a, "rbd", c->d1, 4u << 20, buf, 8u << 20);
+	itest_image_write(itest.a, "rbd", c->d2, 4u << 20, buf, 4096);
 	free(buf);
 	int calls = 0;
-	ims_repl_opts cut = o;
+	char name[64];
+	ims_repl_opts cut = c->o;
 	cut.progress = cut_after;
 	cut.progress_ctx = &calls;
 	cut.concurrency = 1;
 	cut.inflight_bytes = 1u << 20;
 	cut.checkpoint_bytes = 1u << 20;
-	assert_int_equal(ims_repl_group_sync(&res, A, B, "rbd", g, &cut), -ECANCELED);
-	assert_int_equal(ims_repl_group_last_sealed(B, "rbd", g, name, sizeof(name), NULL), 0);
-	assert_string_equal(name, last); /* not sealed on all members */
-	assert_int_equal(ims_repl_group_sync(&res, A, B, "rbd", g, &o), 0);
-	assert_true(res.resumed);
-	assert_true(strcmp(res.sealed, last) > 0);
-	assert_cut_equal(g, d1, res.sealed);
-	assert_cut_equal(g, d2, res.sealed);
+	assert_int_equal(ims_repl_group_sync(&c->res, itest.a, itest.b, "rbd", c->g, &cut),
+			 -ECANCELED);
+	assert_int_equal(ims_repl_group_last_sealed(itest.b, "rbd", c->g, name, sizeof(name), NULL),
+			 0);
+	assert_string_equal(name, c->last); /* not sealed on all members */
+	assert_int_equal(ims_repl_group_sync(&c->res, itest.a, itest.b, "rbd", c->g, &c->o), 0);
+	assert_true(c->res.resumed);
+	assert_true(strcmp(c->res.sealed, c->last) > 0);
+	assert_cut_equal(c->g, c->d1, c->res.sealed);
+	assert_cut_equal(c->g, c->d2, c->res.sealed);
+}
 
-	/* retention: the newest N cuts on each side, anchors with them */
-	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
-	assert_int_equal(rbd_open(io, d2, &img, NULL), 0);
-	assert_int_equal(rbd_write(img, 0, 8, "retained"), 8);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
-	o.retention = 2;
-	assert_int_equal(ims_repl_group_sync(&res, A, B, "rbd", g, &o), 0);
-	assert_int_equal(sealed_on_b(d1, n1), 2);
+/* Retention: the newest N cuts on each side, anchors with them. */
+static void cuts_retention(cuts_run *c)
+{
+	static char n1[256][64];
+	itest_image_write(itest.a, "rbd", c->d2, 0, "retained", 8);
+	c->o.retention = 2;
+	assert_int_equal(ims_repl_group_sync(&c->res, itest.a, itest.b, "rbd", c->g, &c->o), 0);
+	assert_int_equal(sealed_on_b(c->d1, n1), 2);
 	ims_group_info *ga = NULL;
-	assert_int_equal(ims_group_info_get(&ga, A, "rbd", g), 0);
+	assert_int_equal(ims_group_info_get(&ga, itest.a, "rbd", c->g), 0);
 	assert_int_equal(ga->nsnaps, 2);
 	ims_group_info_free(ga);
 	assert_int_equal(itest_sh("[ $(rbd -c \"$CEPH_CONF_A\" snap ls 'rbd/%s' | grep -c "
 				  "imgstore-anchor-) = 2 ]",
-				  d1),
+				  c->d1),
 			 0);
+}
 
-	/* disabling leaves no cut on the primary */
-	ims_repl_group_forget(A, "rbd", g);
-	assert_int_equal(ims_group_info_get(&ga, A, "rbd", g), 0);
+/* Disabling leaves no cut on the primary. */
+static void cuts_forget(cuts_run *c)
+{
+	ims_group_info *ga = NULL;
+	ims_repl_group_forget(itest.a, "rbd", c->g);
+	assert_int_equal(ims_group_info_get(&ga, itest.a, "rbd", c->g), 0);
 	assert_int_equal(ga->nsnaps, 0);
 	ims_group_info_free(ga);
 	assert_int_equal(
 		itest_sh("! rbd -c \"$CEPH_CONF_A\" snap ls 'rbd/%s' | grep -q imgstore-anchor-",
-			 d1),
+			 c->d1),
 		0);
-	remove_everywhere(g, d1, d2);
+}
+
+static void test_replication_consistent_cuts(void **state)
+{
+	(void)state;
+	static cuts_run c;
+	memset(&c, 0, sizeof(c));
+	cuts_make_group(&c);
+	cuts_first_full(&c);
+	cuts_under_writer(&c);
+	cuts_one_point_in_time(&c);
+	cuts_secondary_group(&c);
+	cuts_unchanged(&c);
+	cuts_resume(&c);
+	cuts_retention(&c);
+	cuts_forget(&c);
 }
 
 static void test_replication_refusals(void **state)
@@ -530,11 +507,12 @@ static void test_replication_refusals(void **state)
 	ims_repl_result res;
 	char g[64];
 	snprintf(g, sizeof(g), "%s", itest_name("egrp"));
-	assert_int_equal(ims_repl_group_sync(&res, A, B, "rbd", "no-such-group", &o), -ENOENT);
-	assert_int_equal(ims_group_create(A, "rbd", g), 0);
-	assert_int_equal(ims_repl_group_sync(&res, A, B, "rbd", g, &o), -EINVAL);
+	assert_int_equal(ims_repl_group_sync(&res, itest.a, itest.b, "rbd", "no-such-group", &o),
+			 -ENOENT);
+	assert_int_equal(ims_group_create(itest.a, "rbd", g), 0);
+	assert_int_equal(ims_repl_group_sync(&res, itest.a, itest.b, "rbd", g, &o), -EINVAL);
 	assert_non_null(strstr(ims_error_last(), "no images"));
-	assert_int_equal(ims_group_remove(A, "rbd", g, false), 0);
+	assert_int_equal(ims_group_remove(itest.a, "rbd", g, false), 0);
 }
 
 int main(void)
@@ -545,5 +523,5 @@ int main(void)
 		cmocka_unit_test(test_replication_refusals),
 		cmocka_unit_test(test_replication_consistent_cuts),
 	};
-	return cmocka_run_group_tests_name("group", tests, setup, teardown);
+	return cmocka_run_group_tests_name("group", tests, itest_setup_ab, itest_teardown);
 }

@@ -17,6 +17,7 @@ set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 out=/tmp/gfo-out.$$ err=/tmp/gfo-err.$$
 T_OUT=$out T_ERR=$err
 
@@ -25,27 +26,11 @@ WRITER_PID="" FROZEN=""
 cleanup() {
   [ -n "$FROZEN" ] && "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" "$FROZEN" >/dev/null 2>&1
   [ -n "$WRITER_PID" ] && kill "$WRITER_PID" 2>/dev/null
-  for s in A B; do
-    local conf=CEPH_CONF_$s server=IMGSTORE_SERVER_$s
-    IMGSTORE_SERVER=${!server} "$CLI" group repl disable "rbd/$g" >/dev/null 2>&1
-  done
-  for s in A B; do
-    local conf=CEPH_CONF_$s
-    for d in $d1 $d2; do
-      timeout 60 rbd -c "${!conf}" group image rm "rbd/$g" "rbd/$d" >/dev/null 2>&1
-      timeout 60 rbd -c "${!conf}" snap purge "rbd/$d" >/dev/null 2>&1
-      timeout 60 rbd -c "${!conf}" rm --no-progress "rbd/$d" >/dev/null 2>&1
-    done
-    timeout 60 rbd -c "${!conf}" group rm "rbd/$g" >/dev/null 2>&1
-  done
+  forget_group "$g" $d1 $d2
   rm -f $out $err /tmp/gfo-writer.$$
 }
 trap cleanup EXIT
 
-on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
-on_b() { IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" "$@"; }
-conf_of() { [ "$1" = a ] && echo "$CEPH_CONF_A" || echo "$CEPH_CONF_B"; }
-rbd_on() { local s=$1; shift; timeout 120 rbd -c "$(conf_of "$s")" "$@"; }
 role_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$2" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
 gen_of() { rbd_on "$1" image-meta get "rbd/$2" imgstore.generation 2>/dev/null || echo 0; }
 sum_of() { rbd_on "$1" export --no-progress "rbd/$2${3:+@$3}" - 2>/dev/null | sha256sum | cut -d' ' -f1; }
@@ -54,10 +39,8 @@ roles() { echo "$(role_of "$1" $d1),$(role_of "$1" $d2)"; }
 write_on() { rbd_on "$1" bench --io-type write --io-size 64K --io-threads 1 --io-total "$3" --io-pattern rand "rbd/$2" >/dev/null 2>&1; }
 # the site whose daemon replicates the group, and to where
 replicates() { IMGSTORE_SERVER=$1 "$CLI" --format json group repl status "rbd/$g" 2>/dev/null | jq -r '.[0].target // ""'; }
-wait_replicates() { # SERVER TARGET
-  for i in $(seq 1 60); do [ "$(replicates "$1")" = "$2" ] && return 0; sleep 0.5; done
-  return 1
-}
+replicates_to() { [ "$(replicates "$1")" = "$2" ]; }
+wait_replicates() { wait_until 60 0.5 replicates_to "$@"; } # SERVER TARGET
 
 # a group of two 32 MiB disks on site a, replicated to site b
 expect_rc 0 "create disk 1" on_a image create "rbd/$d1" --size 32M
@@ -82,20 +65,14 @@ host=gfo-host-$$
 on_a host register "$host" >/dev/null 2>&1
 lease=$(on_a --format json host lease acquire "rbd/$d1" --host "$host" --ttl 5m 2>/dev/null | jq -r '.id // ""')
 check "a host holds a lease on disk 1 ($lease)" test -n "$lease"
-rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 4K --io-threads 1 --io-total 10G --io-pattern rand \
-  "rbd/$d2" >/tmp/gfo-writer.$$ 2>&1 &
-WRITER_PID=$!
-for i in $(seq 1 50); do
-  rbd -c "$CEPH_CONF_A" lock ls "rbd/$d2" 2>/dev/null | grep -q "auto" && break
-  sleep 0.2
-done
+writer_start a "$d2" /tmp/gfo-writer.$$
 sleep 1
 expect_rc 0 "planned failover of the group to site b (a lease, a writer, --wait 2s)" \
   on_a group repl failover "rbd/$g" --to b --wait 2s
 cat $out
 check "  it reports the broken lease and the fenced writer" grep -q "1 lease(s) broken, 1 writer(s) fenced" $out
 gone=0
-for i in $(seq 1 100); do kill -0 "$WRITER_PID" 2>/dev/null || { gone=1; break; }; sleep 0.2; done
+wait_until 100 0.2 pid_gone "$WRITER_PID" && gone=1
 check "  the fenced writer stopped" test $gone = 1
 wait "$WRITER_PID" 2>/dev/null
 check "  with an error" test $? != 0
@@ -176,11 +153,8 @@ FROZEN=""
 write_on a $d1 1M
 a_late=$(sum_of a $d1)
 state=""
-for i in $(seq 1 90); do
-  state=$(on_b --format json group repl status "rbd/$g" 2>/dev/null | jq -r '.[0].state // ""')
-  [ "$state" = split-brain ] && break
-  sleep 1
-done
+split_brain() { state=$(on_b --format json group repl status "rbd/$g" 2>/dev/null | jq -r '.[0].state // ""'); [ "$state" = split-brain ]; }
+wait_until 90 1 split_brain
 check "site b's group status shows split-brain" test "$state" = split-brain
 b_error=$(on_b --format json group repl status "rbd/$g" 2>/dev/null | jq -r '.[0].error // ""')
 check "  naming group repl resync ($(head -c 160 <<<"$b_error"))" grep -q "group repl resync" <<<"$b_error"

@@ -8,6 +8,7 @@ set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 T_OUT=/tmp/rc-out.$$ T_ERR=/tmp/rc-err.$$
 
 img=rc$$
@@ -29,7 +30,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
 # the addresses daemon LOG's clients of SITE have had since it started
 addrs_of() { grep -o "site '$2': connected as [^ ]* (client\.[0-9]* at [^)]*)" "$1" | sed 's/.* at \(.*\))$/\1/' | sort -u; }
 metric() { curl -sf --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
@@ -37,8 +37,8 @@ http_code() { curl -s --max-time 10 -o /dev/null -w '%{http_code}' --cacert "$IM
 status() { on_a --format json repl status "rbd/$img" 2>/dev/null | jq -r ".[0].$1 // \"\""; }
 write_a() { rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 64K --io-total "$1" --io-pattern rand "rbd/$img" >/dev/null 2>&1; }
 sum_at() { rbd -c "$1" export --no-progress "rbd/$img@$2" - 2>/dev/null | sha256sum | cut -d' ' -f1; }
-pid_b() { cat "$IMGSTORE_SANDBOX/site-b/run/imgstored.pid"; }
-pid_a() { cat "$IMGSTORE_SANDBOX/site-a/run/imgstored.pid"; }
+pid_b() { daemon_pid b; }
+pid_a() { daemon_pid a; }
 # SEALED SECS: wait until a cycle newer than SEALED was sealed without an error
 wait_new_seal() {
   local old=$1 end=$((SECONDS + $2)) s
@@ -74,11 +74,8 @@ check "  daemon b was not restarted" test "$(pid_b)" = "$pb"
 rec_a1=$(metric "$IMGSTORE_SERVER_A" 'imgstore_site_reconnects_total{site="b"}')
 check "daemon a counted its reconnect to site b ($rec_a0 -> $rec_a1)" test "${rec_a1:-0}" -gt "${rec_a0:-0}"
 rec_b1=
-for _ in $(seq 1 15); do # daemon b finds out at its next probe
-  rec_b1=$(metric "$IMGSTORE_SERVER_B" 'imgstore_site_reconnects_total{site="b"}')
-  [ "${rec_b1:-0}" -gt "${rec_b0:-0}" ] && break
-  sleep 1
-done
+b_reconnected() { rec_b1=$(metric "$IMGSTORE_SERVER_B" 'imgstore_site_reconnects_total{site="b"}'); [ "${rec_b1:-0}" -gt "${rec_b0:-0}" ]; }
+wait_until 15 1 b_reconnected # daemon b finds out at its next probe
 check "daemon b counted its reconnect to its own site ($rec_b0 -> $rec_b1)" test "${rec_b1:-0}" -gt "${rec_b0:-0}"
 lines_a1=$(grep -c "site 'b': this daemon's client was blocklisted" "$LOG_A")
 check "  daemon a logged it once ($((lines_a1 - lines_a0)) line)" test $((lines_a1 - lines_a0)) = 1

@@ -5,6 +5,7 @@
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 T_OUT=/tmp/repl-out.$$ T_ERR=/tmp/repl-err.$$
 # never leave site b frozen, whatever happens
 trap 'rm -f /tmp/repl-out.$$ /tmp/repl-err.$$; "${IMS_SOURCE_DIR:?}/scripts/sandbox" thaw-site "$IMGSTORE_SANDBOX" b >/dev/null 2>&1' EXIT
@@ -13,12 +14,7 @@ img=repl$$
 status() { "$CLI" --format json repl status "rbd/$img"; }
 sealed() { status | jq -r '.[0].last_sealed_snapshot // ""'; }
 # same_at SNAP: the snapshot has the same content on both sites
-same_at() {
-  local a b
-  a=$(rbd -c "$CEPH_CONF_A" export --no-progress "rbd/$img@$1" - 2>/dev/null | sha256sum)
-  b=$(rbd -c "$CEPH_CONF_B" export --no-progress "rbd/$img@$1" - 2>/dev/null | sha256sum)
-  [ -n "$a" ] && [ "$a" = "$b" ]
-}
+same_at() { snap_equal "$img" "$1"; }
 write_some() { rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 64K --io-total "$1" --io-pattern rand "rbd/$img" >/dev/null 2>&1; }
 
 expect_rc 0 "create" "$CLI" image create "rbd/$img" --size 128M

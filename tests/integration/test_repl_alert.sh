@@ -9,6 +9,7 @@ SRC=${IMS_SOURCE_DIR:?}
 SB=${IMGSTORE_SANDBOX:?}
 CONF=$SB/site-a/imgstored.conf
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 
 work=$(mktemp -d)
 rpid=""
@@ -19,11 +20,7 @@ restore() {
   "$CLI" image rm --purge "rbd/$img" >/dev/null 2>&1
   rbd -c "$CEPH_CONF_B" snap purge "rbd/$img" >/dev/null 2>&1
   rbd -c "$CEPH_CONF_B" rm --no-progress "rbd/$img" >/dev/null 2>&1
-  if [ -f "$work/imgstored.conf.orig" ]; then
-    "$SRC/scripts/sandbox" stop-daemon "$SB" a >/dev/null 2>&1
-    cp "$work/imgstored.conf.orig" "$CONF"
-    "$SRC/scripts/sandbox" start-daemon "$SB" a >/dev/null 2>&1
-  fi
+  config_restore a
   [ -n "$rpid" ] && kill "$rpid" 2>/dev/null
   rm -rf "$work"
 }
@@ -31,30 +28,28 @@ trap restore EXIT
 
 python3 "$SRC/tests/integration/webhook_receiver.py" "$work/port" "$work/posts" 2 &
 rpid=$!
-for i in $(seq 1 50); do [ -s "$work/port" ] && break; sleep 0.1; done
+wait_until 50 0.1 test -s "$work/port"
 check "the receiver listens" test -s "$work/port"
 port=$(cat "$work/port")
 
-cp "$CONF" "$work/imgstored.conf.orig"
+config_keep a
 sed -i "/^\[defaults\]/a alert_webhook = http://127.0.0.1:$port/hook" "$CONF"
-"$SRC/scripts/sandbox" stop-daemon "$SB" a >/dev/null 2>&1
+daemon_stop a
 check "site a's imgstored restarts with the webhook" "$SRC/scripts/sandbox" start-daemon "$SB" a
 
 "$CLI" image create "rbd/$img" --size 16M >/dev/null
 check "enable with a 3s RPO" bash -c "'$CLI' repl enable 'rbd/$img' --to b --rpo 3s >/dev/null"
 sealed=""
-for i in $(seq 1 60); do
-  sealed=$("$CLI" --format json repl status "rbd/$img" | jq -r '.[0].last_sealed_snapshot // ""')
-  [ -n "$sealed" ] && break
-  sleep 0.5
-done
+sealed_one() { sealed=$("$CLI" --format json repl status "rbd/$img" | jq -r '.[0].last_sealed_snapshot // ""'); [ -n "$sealed" ]; }
+wait_until 60 0.5 sealed_one
 check "a first snapshot is sealed" test -n "$sealed"
 
 posts() { jq -c --arg img "rbd/$img" --arg ev "$1" 'select(.body.image == $img and .body.event == $ev)' "$work/posts" 2>/dev/null; }
 delivered() { posts "$1" | jq -c 'select(.status == 200)'; }
+was_delivered() { [ -n "$(delivered "$1")" ]; }
 
 "$SRC/scripts/sandbox" freeze-site "$SB" b
-for i in $(seq 1 40); do [ -n "$(delivered rpo_violation)" ] && break; sleep 1; done
+wait_until 40 1 was_delivered rpo_violation
 check "an rpo_violation was delivered while site b was down" test -n "$(delivered rpo_violation)"
 check "after two refused attempts" test "$(posts rpo_violation | jq -s 'map(.status) == [500, 500, 200]')" = true
 check "retried after 1 s, then 2 s" test "$(posts rpo_violation | jq -s '(.[1].at - .[0].at) >= 0.9 and (.[2].at - .[1].at) >= 1.9')" = true
@@ -64,7 +59,7 @@ check "the payload says what, where and when ($(echo "$v" | jq -c .body))" test 
 check "the daemon still answers while the webhook retried" bash -c "'$CLI' repl status 'rbd/$img' >/dev/null"
 
 "$SRC/scripts/sandbox" thaw-site "$SB" b
-for i in $(seq 1 120); do [ -n "$(delivered rpo_recovered)" ] && break; sleep 1; done
+wait_until 120 1 was_delivered rpo_recovered
 check "an rpo_recovered was delivered when site b came back" test -n "$(delivered rpo_recovered)"
 r=$(delivered rpo_recovered | head -1)
 check "its lag is within the RPO" test "$(echo "$r" | jq '.body.lag_seconds <= 3 and .body.target == "b"')" = true

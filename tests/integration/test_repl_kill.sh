@@ -10,20 +10,17 @@ SB=${IMGSTORE_SANDBOX:?}
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
 CONF=$SB/site-a/imgstored.conf
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 
 img=kill$$
 DELTA_MB=160
 RATE_MB=16
 
 # whatever happens: site a's daemon back on its own configuration, the images gone
-cp "$CONF" "$CONF.orig"
+config_keep a
 cleanup() {
-  if ! cmp -s "$CONF" "$CONF.orig"; then
-    mv "$CONF.orig" "$CONF"
-    "$SANDBOX" stop-daemon "$SB" a >/dev/null 2>&1
-    "$SANDBOX" start-daemon "$SB" a >/dev/null 2>&1
-  fi
-  rm -f "$CONF.orig" "/tmp/kill-diff.$$"
+  config_restore a
+  rm -f "/tmp/kill-diff.$$"
   "$CLI" repl disable "rbd/$img" --to b >/dev/null 2>&1
   "$CLI" image rm --purge "rbd/$img" >/dev/null 2>&1
   rbd -c "$CEPH_CONF_B" snap purge "rbd/$img" >/dev/null 2>&1
@@ -33,12 +30,7 @@ trap cleanup EXIT
 
 status() { "$CLI" --format json repl status "rbd/$img"; }
 sealed() { status | jq -r '.[0].last_sealed_snapshot // ""'; }
-same_at() {
-  local a b
-  a=$(rbd -c "$CEPH_CONF_A" export --no-progress "rbd/$img@$1" - 2>/dev/null | sha256sum)
-  b=$(rbd -c "$CEPH_CONF_B" export --no-progress "rbd/$img@$1" - 2>/dev/null | sha256sum)
-  [ -n "$a" ] && [ "$a" = "$b" ]
-}
+same_at() { snap_equal "$img" "$1"; }
 # every replication snapshot sealed on site b that site a still has is equal on both
 all_sealed_equal() {
   local s n=0

@@ -28,115 +28,57 @@
 #define MiB (1ull << 20)
 #define KiB (1ull << 10)
 
-static ims_site *A, *B, *C;
-
-static int setup(void **state)
-{
-	(void)state;
-	A = itest_site('A');
-	B = itest_site('B');
-	C = itest_site('C');
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	ims_site_close(A);
-	ims_site_close(B);
-	ims_site_close(C);
-	itest_cleanup();
-	return 0;
-}
-
-static void create(const char *name, uint64_t size)
-{
-	ims_image_create_opts o = IMS_IMAGE_CREATE_OPTS_INIT;
-	o.size = size;
-	if (ims_image_create(A, "rbd", name, &o) < 0)
-		fail_msg("create %s: %s", name, ims_error_last());
-}
-
 /* Write @p n blocks of @p len random bytes at random offsets below @p limit. */
 static void write_random(const char *name, unsigned n, size_t len, uint64_t limit, unsigned seed)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
+	itest_image im;
 	char *buf = malloc(len);
 	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
-	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
+	itest_image_open(&im, itest.a, "rbd", name, NULL, false);
 	for (unsigned i = 0; i < n; i++) {
 		for (size_t k = 0; k < len; k++) {
 			x = x * 6364136223846793005ull + 1442695040888963407ull;
 			buf[k] = (char)(x >> 56);
 		}
 		uint64_t off = ((x >> 33) % (limit / len)) * len;
-		assert_int_equal(rbd_write(img, off, len, buf), (ssize_t)len);
+		assert_int_equal(rbd_write(im.img, off, len, buf), (ssize_t)len);
 	}
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_close(&im);
 	free(buf);
 }
 
 static void fill_range(const char *name, uint64_t off, uint64_t len)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
 	char *buf = malloc(len);
 	memset(buf, 0x5a, len);
-	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
-	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
-	assert_int_equal(rbd_write(img, off, len, buf), (ssize_t)len);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_write(itest.a, "rbd", name, off, buf, len);
 	free(buf);
 }
 
 static void zero_range(const char *name, uint64_t off, uint64_t len)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
-	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
-	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
-	assert_true(rbd_write_zeroes(img, off, len, 0, 0) >= 0);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image im;
+	itest_image_open(&im, itest.a, "rbd", name, NULL, false);
+	assert_true(rbd_write_zeroes(im.img, off, len, 0, 0) >= 0);
+	itest_image_close(&im);
 }
 
 /* The sealed snapshot on B equals the primary's snapshot of the same name. */
 static void assert_sealed_equal(const char *name, const char *snap)
 {
-	rados_ioctx_t ia, ib;
-	rbd_image_t pa, pb;
-	uint64_t sa, sb;
-	assert_int_equal(ims_site_ioctx(A, "rbd", &ia), 0);
-	assert_int_equal(ims_site_ioctx(B, "rbd", &ib), 0);
-	assert_int_equal(rbd_open_read_only(ia, name, &pa, snap), 0);
+	itest_image pa;
+	rados_ioctx_t ib;
+	rbd_image_t pb;
+	itest_image_open(&pa, itest.a, "rbd", name, snap, true);
+	assert_int_equal(ims_site_ioctx(itest.b, "rbd", &ib), 0);
 	if (rbd_open_read_only(ib, name, &pb, snap) != 0)
 		fail_msg("site b has no snapshot %s@%s", name, snap);
-	assert_int_equal(rbd_get_size(pa, &sa), 0);
-	assert_int_equal(rbd_get_size(pb, &sb), 0);
-	assert_int_equal(sa, sb);
-	const size_t chunk = 4 * MiB;
-	char *x = malloc(chunk), *y = malloc(chunk);
-	for (uint64_t off = 0; off < sa; off += chunk) {
-		size_t n = sa - off < chunk ? (size_t)(sa - off) : chunk;
-		assert_int_equal(rbd_read(pa, off, n, x), (ssize_t)n);
-		assert_int_equal(rbd_read(pb, off, n, y), (ssize_t)n);
-		if (memcmp(x, y, n) != 0) {
-			size_t i = 0;
-			while (x[i] == y[i])
-				i++;
-			fail_msg("%s@%s differs between the sites at byte %llu", name, snap,
-				 (unsigned long long)(off + i));
-		}
-	}
-	free(x);
-	free(y);
-	rbd_close(pa);
+	uint64_t at = itest_image_first_difference(pa.img, pb);
+	if (at != UINT64_MAX)
+		fail_msg("%s@%s differs between the sites at byte %llu", name, snap,
+			 (unsigned long long)at);
+	itest_image_close(&pa);
 	rbd_close(pb);
-	ims_site_ioctx_close(ia);
 	ims_site_ioctx_close(ib);
 }
 
@@ -156,7 +98,7 @@ static int count_repl_snaps(ims_site *s, const char *name)
 static void sync_ok(const char *name, ims_repl_result *res)
 {
 	ims_repl_opts o = IMS_REPL_OPTS_INIT;
-	if (ims_repl_sync(res, A, B, "rbd", name, &o) < 0)
+	if (ims_repl_sync(res, itest.a, itest.b, "rbd", name, &o) < 0)
 		fail_msg("sync %s: %s", name, ims_error_last());
 	assert_sealed_equal(name, res->sealed);
 }
@@ -166,7 +108,7 @@ static void test_initial_and_incremental(void **state)
 	(void)state;
 	const char *name = itest_name("repl");
 	ims_repl_result res, prev;
-	create(name, 64 * MiB);
+	itest_create(name, 64 * MiB);
 	write_random(name, 64, 64 * KiB, 64 * MiB, 1);
 	fill_range(name, 8 * MiB, 8 * MiB);
 
@@ -176,7 +118,8 @@ static void test_initial_and_incremental(void **state)
 	assert_true(res.bytes_copied >= 8 * MiB && res.bytes_copied <= 64 * 64 * KiB + 8 * MiB);
 	char sealed[64];
 	int64_t ms = 0;
-	assert_int_equal(ims_repl_last_sealed(B, "rbd", name, sealed, sizeof(sealed), &ms), 0);
+	assert_int_equal(ims_repl_last_sealed(itest.b, "rbd", name, sealed, sizeof(sealed), &ms),
+			 0);
 	assert_string_equal(sealed, res.sealed);
 	assert_true(ms > 0);
 
@@ -202,8 +145,8 @@ static void test_initial_and_incremental(void **state)
 	assert_true(res.sealed_unix_ms > prev.sealed_unix_ms);
 
 	/* retention: 3 on each side, the newest being the one just sealed */
-	assert_int_equal(count_repl_snaps(A, name), 3);
-	assert_int_equal(count_repl_snaps(B, name), 3);
+	assert_int_equal(count_repl_snaps(itest.a, name), 3);
+	assert_int_equal(count_repl_snaps(itest.b, name), 3);
 }
 
 typedef struct {
@@ -219,7 +162,7 @@ static void *writer(void *arg)
 	rbd_image_t img;
 	char buf[4096];
 	uint64_t x = 42;
-	if (ims_site_ioctx(A, "rbd", &io) < 0)
+	if (ims_site_ioctx(itest.a, "rbd", &io) < 0)
 		return NULL;
 	if (rbd_open(io, w->name, &img, NULL) < 0) {
 		ims_site_ioctx_close(io);
@@ -242,7 +185,7 @@ static void test_under_a_concurrent_writer(void **state)
 {
 	(void)state;
 	const char *name = itest_name("repl-busy");
-	create(name, 32 * MiB);
+	itest_create(name, 32 * MiB);
 	writer_ctx w = {.name = name};
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, writer, &w), 0);
@@ -259,20 +202,20 @@ static void test_resize(void **state)
 	(void)state;
 	const char *name = itest_name("repl-size");
 	ims_repl_result res;
-	create(name, 16 * MiB);
+	itest_create(name, 16 * MiB);
 	write_random(name, 8, 64 * KiB, 16 * MiB, 3);
 	sync_ok(name, &res);
-	assert_int_equal(ims_image_resize(A, "rbd", name, 40 * MiB, false), 0);
+	assert_int_equal(ims_image_resize(itest.a, "rbd", name, 40 * MiB, false), 0);
 	write_random(name, 8, 64 * KiB, 40 * MiB, 4);
 	sync_ok(name, &res);
 	assert_int_equal(res.size, 40 * MiB);
-	assert_int_equal(ims_image_resize(A, "rbd", name, 24 * MiB, true), 0);
+	assert_int_equal(ims_image_resize(itest.a, "rbd", name, 24 * MiB, true), 0);
 	sync_ok(name, &res);
 	assert_int_equal(res.size, 24 * MiB);
 	/* a snapshot of the user's own, made and removed between cycles, changes nothing */
-	assert_int_equal(ims_snap_create(A, "rbd", name, "mine"), 0);
+	assert_int_equal(ims_snap_create(itest.a, "rbd", name, "mine"), 0);
 	write_random(name, 4, 64 * KiB, 24 * MiB, 5);
-	assert_int_equal(ims_snap_remove(A, "rbd", name, "mine"), 0);
+	assert_int_equal(ims_snap_remove(itest.a, "rbd", name, "mine"), 0);
 	sync_ok(name, &res);
 	assert_false(res.full);
 }
@@ -288,7 +231,7 @@ static void test_cut_cycle_resumes(void **state)
 	(void)state;
 	const char *name = itest_name("repl-resume");
 	ims_repl_result res;
-	create(name, 128 * MiB);
+	itest_create(name, 128 * MiB);
 	sync_ok(name, &res);
 	write_random(name, 96, 1 * MiB, 128 * MiB, 7); /* a large delta */
 
@@ -300,16 +243,16 @@ static void test_cut_cycle_resumes(void **state)
 	o.concurrency = 2;
 	ims_repl_result first;
 	memset(&first, 0, sizeof(first));
-	assert_int_equal(ims_repl_sync(&first, A, B, "rbd", name, &o), -ECANCELED);
+	assert_int_equal(ims_repl_sync(&first, itest.a, itest.b, "rbd", name, &o), -ECANCELED);
 	char sealed_before[64];
-	assert_int_equal(
-		ims_repl_last_sealed(B, "rbd", name, sealed_before, sizeof(sealed_before), NULL),
-		0);
+	assert_int_equal(ims_repl_last_sealed(itest.b, "rbd", name, sealed_before,
+					      sizeof(sealed_before), NULL),
+			 0);
 	assert_string_equal(sealed_before, res.sealed); /* nothing new sealed */
 
 	ims_repl_opts o2 = IMS_REPL_OPTS_INIT;
 	ims_repl_result second;
-	if (ims_repl_sync(&second, A, B, "rbd", name, &o2) < 0)
+	if (ims_repl_sync(&second, itest.a, itest.b, "rbd", name, &o2) < 0)
 		fail_msg("resume: %s", ims_error_last());
 	assert_true(second.resumed);
 	assert_string_equal(second.base, res.sealed);
@@ -347,7 +290,7 @@ static void verify_equal(ims_site *dst, const char *name)
 {
 	ims_repl_verify_opts vo = IMS_REPL_VERIFY_OPTS_INIT;
 	ims_repl_verify_result *v = NULL;
-	if (ims_repl_verify(&v, A, dst, "rbd", name, &vo) < 0)
+	if (ims_repl_verify(&v, itest.a, dst, "rbd", name, &vo) < 0)
 		fail_msg("verify %s on site %s: %s", name, ims_site_name(dst), ims_error_last());
 	assert_true(v->equal);
 	ims_repl_verify_result_free(v);
@@ -364,10 +307,10 @@ static void test_two_targets(void **state)
 	const char *name = itest_name("repl-two");
 	ims_repl_opts o = IMS_REPL_OPTS_INIT;
 	ims_repl_result rb, rc, first;
-	create(name, 64 * MiB);
+	itest_create(name, 64 * MiB);
 	write_random(name, 32, 64 * KiB, 64 * MiB, 21);
 	sync_ok(name, &rb);
-	if (ims_repl_sync(&rc, A, C, "rbd", name, &o) < 0)
+	if (ims_repl_sync(&rc, itest.a, itest.c, "rbd", name, &o) < 0)
 		fail_msg("sync to c: %s", ims_error_last());
 	assert_true(rc.full);
 
@@ -380,9 +323,9 @@ static void test_two_targets(void **state)
 	cut_o.checkpoint_bytes = 4 * MiB;
 	cut_o.concurrency = 2;
 	memset(&first, 0, sizeof(first));
-	assert_int_equal(ims_repl_sync(&first, A, C, "rbd", name, &cut_o), -ECANCELED);
+	assert_int_equal(ims_repl_sync(&first, itest.a, itest.c, "rbd", name, &cut_o), -ECANCELED);
 	char cut_target[64] = "";
-	newest_repl_snap(A, name, cut_target, sizeof(cut_target));
+	newest_repl_snap(itest.a, name, cut_target, sizeof(cut_target));
 	assert_true(ims_repl_snap_time(cut_target) > ims_repl_snap_time(rc.sealed));
 
 	/* meanwhile b runs many more cycles than retention keeps */
@@ -391,12 +334,12 @@ static void test_two_targets(void **state)
 		sync_ok(name, &rb);
 		assert_false(rb.full);
 	}
-	assert_true(has_snap(A, name, rc.sealed));  /* c's base */
-	assert_true(has_snap(A, name, cut_target)); /* c's running cycle */
+	assert_true(has_snap(itest.a, name, rc.sealed));  /* c's base */
+	assert_true(has_snap(itest.a, name, cut_target)); /* c's running cycle */
 
 	/* c comes back: its cycle resumes from the checkpoint, a delta, not a full copy */
 	ims_repl_result again;
-	if (ims_repl_sync(&again, A, C, "rbd", name, &o) < 0)
+	if (ims_repl_sync(&again, itest.a, itest.c, "rbd", name, &o) < 0)
 		fail_msg("resume to c: %s", ims_error_last());
 	assert_false(again.full);
 	assert_true(again.resumed);
@@ -405,27 +348,27 @@ static void test_two_targets(void **state)
 	assert_true(again.bytes_copied < 48 * MiB);
 	/* and the next one is a delta from there, shipping about what was written */
 	write_random(name, 4, 64 * KiB, 64 * MiB, 40);
-	if (ims_repl_sync(&rc, A, C, "rbd", name, &o) < 0)
+	if (ims_repl_sync(&rc, itest.a, itest.c, "rbd", name, &o) < 0)
 		fail_msg("sync to c: %s", ims_error_last());
 	assert_false(rc.full);
 	assert_string_equal(rc.base, again.sealed);
 	assert_true(rc.bytes_copied <= 6 * 4 * 64 * KiB + 4 * 64 * KiB);
-	verify_equal(B, name);
-	verify_equal(C, name);
+	verify_equal(itest.b, name);
+	verify_equal(itest.c, name);
 
 	/* b's cycles since then leave c's base; forgetting b drops only what c does not need */
 	write_random(name, 4, 64 * KiB, 64 * MiB, 41);
 	sync_ok(name, &rb);
-	assert_int_equal(ims_repl_forget(A, "rbd", name, ims_site_name(B), true), 0);
-	assert_true(has_snap(A, name, rc.sealed));
-	assert_false(has_snap(A, name, rb.sealed));
+	assert_int_equal(ims_repl_forget(itest.a, "rbd", name, ims_site_name(itest.b), true), 0);
+	assert_true(has_snap(itest.a, name, rc.sealed));
+	assert_false(has_snap(itest.a, name, rb.sealed));
 	write_random(name, 4, 64 * KiB, 64 * MiB, 42);
-	if (ims_repl_sync(&again, A, C, "rbd", name, &o) < 0)
+	if (ims_repl_sync(&again, itest.a, itest.c, "rbd", name, &o) < 0)
 		fail_msg("sync to c: %s", ims_error_last());
 	assert_false(again.full);
 	assert_string_equal(again.base, rc.sealed);
-	assert_int_equal(ims_repl_forget(A, "rbd", name, ims_site_name(C), true), 0);
-	assert_int_equal(count_repl_snaps(A, name), 0);
+	assert_int_equal(ims_repl_forget(itest.a, "rbd", name, ims_site_name(itest.c), true), 0);
+	assert_int_equal(count_repl_snaps(itest.a, name), 0);
 }
 
 #define RBD_WRITE                                                                                  \
@@ -444,8 +387,8 @@ static void test_secondary_refuses_writers(void **state)
 	const char *name = itest_name("repl-guard"), *other = itest_name("repl-guard2");
 	ims_repl_result res;
 	ims_repl_opts o = IMS_REPL_OPTS_INIT;
-	create(name, 16 * MiB);
-	create(other, 16 * MiB);
+	itest_create(name, 16 * MiB);
+	itest_create(other, 16 * MiB);
 	write_random(name, 8, 64 * KiB, 16 * MiB, 50);
 	write_random(other, 8, 64 * KiB, 16 * MiB, 52);
 	sync_ok(name, &res);
@@ -471,16 +414,16 @@ static void test_secondary_refuses_writers(void **state)
 	/* this process still replicates its other image: at most one cycle fails on the fenced
 	 * guard, the next one connects again; the main connection was never cut */
 	write_random(other, 8, 64 * KiB, 16 * MiB, 53);
-	int r = ims_repl_sync(&res, A, B, "rbd", other, &o);
+	int r = ims_repl_sync(&res, itest.a, itest.b, "rbd", other, &o);
 	if (r < 0)
-		r = ims_repl_sync(&res, A, B, "rbd", other, &o);
+		r = ims_repl_sync(&res, itest.a, itest.b, "rbd", other, &o);
 	if (r < 0)
 		fail_msg("sync after the fence: %s", ims_error_last());
 	assert_false(res.full);
 	assert_sealed_equal(other, res.sealed);
 	assert_int_not_equal(itest_sh(RBD_WRITE, other), 0);
 	/* the promoted image is no longer replicated into: it is a primary of a newer generation */
-	assert_int_equal(ims_repl_sync(&res, A, B, "rbd", name, &o), -ESTALE);
+	assert_int_equal(ims_repl_sync(&res, itest.a, itest.b, "rbd", name, &o), -ESTALE);
 }
 
 /* A fence never breaks this connection's own lock: a cycle of the image to another target holds
@@ -494,15 +437,15 @@ static void test_fence_spares_itself(void **state)
 	char buf[4096];
 	unsigned fenced = 99;
 	memset(buf, 0x3c, sizeof(buf));
-	create(name, 4 * MiB);
-	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	itest_create(name, 4 * MiB);
+	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
 	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
 	assert_int_equal(rbd_write(img, 0, sizeof(buf), buf),
 			 (ssize_t)sizeof(buf)); /* takes the lock */
 	int owner = 0;
 	assert_int_equal(rbd_is_exclusive_lock_owner(img, &owner), 0);
 	assert_true(owner);
-	assert_int_equal(ims_repl_fence(A, "rbd", name, &fenced), 0);
+	assert_int_equal(ims_repl_fence(itest.a, "rbd", name, &fenced), 0);
 	assert_int_equal(fenced, 0);
 	/* not blocklisted: this connection still writes */
 	assert_int_equal(rbd_write(img, 8192, sizeof(buf), buf), (ssize_t)sizeof(buf));
@@ -516,21 +459,22 @@ static void test_refusals(void **state)
 	(void)state;
 	const char *name = itest_name("repl-clash");
 	ims_repl_result res;
-	create(name, 4 * MiB);
+	itest_create(name, 4 * MiB);
 	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
 	co.size = 4 * MiB;
-	assert_int_equal(ims_image_create(B, "rbd", name, &co), 0); /* not a replica */
+	assert_int_equal(ims_image_create(itest.b, "rbd", name, &co), 0); /* not a replica */
 	ims_repl_opts o = IMS_REPL_OPTS_INIT;
-	assert_int_equal(ims_repl_sync(&res, A, B, "rbd", name, &o), -EEXIST);
+	assert_int_equal(ims_repl_sync(&res, itest.a, itest.b, "rbd", name, &o), -EEXIST);
 	assert_non_null(strstr(ims_error_last(), "not a replica"));
-	assert_int_equal(count_repl_snaps(B, name), 0);
+	assert_int_equal(count_repl_snaps(itest.b, name), 0);
 
 	const char *other = itest_name("repl-dir");
-	create(other, 4 * MiB);
+	itest_create(other, 4 * MiB);
 	sync_ok(other, &res);
 	/* the secondary cannot be replicated onwards as if it were a primary */
-	assert_int_equal(ims_repl_sync(&res, B, A, "rbd", other, &o), -EBUSY);
-	assert_int_equal(ims_repl_sync(&res, A, B, "rbd", "no-such-image", &o), -ENOENT);
+	assert_int_equal(ims_repl_sync(&res, itest.b, itest.a, "rbd", other, &o), -EBUSY);
+	assert_int_equal(ims_repl_sync(&res, itest.a, itest.b, "rbd", "no-such-image", &o),
+			 -ENOENT);
 }
 
 int main(void)
@@ -545,5 +489,5 @@ int main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_fence_spares_itself),
 	};
-	return cmocka_run_group_tests_name("replicator", tests, setup, teardown);
+	return cmocka_run_group_tests_name("replicator", tests, itest_setup_abc, itest_teardown);
 }

@@ -27,22 +27,18 @@
 #define RECORDS	     "imstest-sched"
 #define LOCK_SECONDS 2
 
-static ims_site *A, *B;
-
 static int peer(void *ctx, const char *name, ims_site **out)
 {
 	(void)ctx;
 	if (strcmp(name, "b") != 0)
 		return ims_error_set(-ENOENT, "no peer site '%s'", name);
-	*out = B;
+	*out = itest.b;
 	return 0;
 }
 
 static int setup(void **state)
 {
-	(void)state;
-	A = itest_site('A');
-	B = itest_site('B');
+	itest_setup_ab(state);
 	if (itest_sh("ceph -c \"$CEPH_CONF_A\" osd pool create " RECORDS " 8 >/dev/null 2>&1 && "
 		     "ceph -c \"$CEPH_CONF_A\" osd pool application enable " RECORDS
 		     " rbd >/dev/null 2>&1") != 0)
@@ -50,20 +46,11 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	ims_site_close(A);
-	ims_site_close(B);
-	itest_cleanup();
-	return 0;
-}
-
 static ims_repl_sched *start(const char *owner)
 {
 	ims_repl_sched *s = NULL;
 	ims_repl_sched_opts o = IMS_REPL_SCHED_OPTS_INIT;
-	o.local = A;
+	o.local = itest.a;
 	o.pool = RECORDS;
 	o.peer = peer;
 	o.owner = owner;
@@ -82,7 +69,7 @@ static void lock_holder(const char *lock_name, char *cookie, size_t len)
 	char tag[64], clients[256], cookies[256], addrs[512];
 	size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies), al = sizeof(addrs);
 	cookie[0] = '\0';
-	assert_int_equal(ims_site_ioctx(A, RECORDS, &io), 0);
+	assert_int_equal(ims_site_ioctx(itest.a, RECORDS, &io), 0);
 	ssize_t n = rados_list_lockers(io, IMS_REPL_LOCK, lock_name, &exclusive, tag, &tl, clients,
 				       &cl, cookies, &kl, addrs, &al);
 	if (n > 0)
@@ -125,7 +112,7 @@ static void test_lock_outlives_quiet_phase(void **state)
 	const char *img = itest_name("sched");
 	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
 	co.size = 8ull << 20;
-	assert_int_equal(ims_image_create(A, "rbd", img, &co), 0);
+	assert_int_equal(ims_image_create(itest.a, "rbd", img, &co), 0);
 	assert_int_equal(itest_sh("rbd -c \"$CEPH_CONF_A\" bench --io-type write --io-size 1M "
 				  "--io-total 4M rbd/%s "
 				  ">/dev/null 2>&1",
@@ -175,5 +162,5 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lock_outlives_quiet_phase),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, itest_teardown);
 }

@@ -9,6 +9,7 @@ set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 out=/tmp/sfo-out.$$ err=/tmp/sfo-err.$$
 T_OUT=$out T_ERR=$err
 
@@ -19,28 +20,12 @@ for i in $(seq 1 $N); do imgs+=("$p-$i"); done
 FROZEN=""
 cleanup() {
   [ -n "$FROZEN" ] && "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
-  for s in A B; do
-    local conf=CEPH_CONF_$s server=IMGSTORE_SERVER_$s
-    IMGSTORE_SERVER=${!server} "$CLI" group repl disable "rbd/$g" >/dev/null 2>&1
-    for i in "${imgs[@]}"; do IMGSTORE_SERVER=${!server} "$CLI" repl disable "rbd/$i" >/dev/null 2>&1; done
-  done
-  for s in A B; do
-    local conf=CEPH_CONF_$s
-    for d in $d1 $d2; do timeout 60 rbd -c "${!conf}" group image rm "rbd/$g" "rbd/$d" >/dev/null 2>&1; done
-    timeout 60 rbd -c "${!conf}" group rm "rbd/$g" >/dev/null 2>&1
-    for i in "${imgs[@]}" $d1 $d2; do
-      timeout 60 rbd -c "${!conf}" snap purge "rbd/$i" >/dev/null 2>&1
-      timeout 60 rbd -c "${!conf}" rm --no-progress "rbd/$i" >/dev/null 2>&1
-    done
-  done
+  forget_group "$g" $d1 $d2
+  forget_images "${imgs[@]}"
   rm -f $out $err
 }
 trap cleanup EXIT
 
-on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
-on_b() { IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" "$@"; }
-conf_of() { [ "$1" = a ] && echo "$CEPH_CONF_A" || echo "$CEPH_CONF_B"; }
-rbd_on() { local s=$1; shift; timeout 120 rbd -c "$(conf_of "$s")" "$@"; }
 role_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$2" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
 metric() { curl -sf --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
 last_repl_snap() { rbd_on "$1" snap ls --format json "rbd/$2" 2>/dev/null | jq -r '[.[] | select(.name | startswith("imgstore-repl-"))] | last | .name // ""'; }
@@ -71,7 +56,8 @@ check "  with the pairs replicated to b ($N images and the group at least)" \
 "$SANDBOX" freeze-site "$IMGSTORE_SANDBOX" a >/dev/null
 FROZEN=a
 up=
-for _ in $(seq 1 30); do up=$(metric "$IMGSTORE_SERVER_B" 'imgstore_site_up{site="a"}'); [ "$up" = 0 ] && break; sleep 1; done
+a_down() { up=$(metric "$IMGSTORE_SERVER_B" 'imgstore_site_up{site="a"}'); [ "$up" = 0 ]; }
+wait_until 30 1 a_down
 check "site b's daemon sees site a down (imgstore_site_up 0)" test "$up" = 0
 st=$(on_b --format json site status a 2>/dev/null)
 echo "# site status a on b: $(jq -c '{health, error, last_answer_seconds}' <<<"$st")"
@@ -107,7 +93,8 @@ check "the reverse pair to site a waits for it instead of running cycles ($st)" 
 "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" a >/dev/null
 FROZEN=""
 role=
-for _ in $(seq 1 120); do role=$(role_of a "${imgs[0]}"); [ "$role" = secondary ] && break; sleep 1; done
+a_rejoined() { role=$(role_of a "${imgs[0]}"); [ "$role" = secondary ]; }
+wait_until 120 1 a_rejoined
 check "after the thaw, site a's copy rejoined as a secondary (fenced then)" test "$role" = secondary
 
 finish

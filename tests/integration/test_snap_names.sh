@@ -6,26 +6,20 @@
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 T_OUT=/tmp/sn-out.$$ T_ERR=/tmp/sn-err.$$
 
 img=sn$$ rep=snr$$ g=sng$$
 cleanup() {
   "$CLI" group rm --force "rbd/$g" >/dev/null 2>&1
-  "$CLI" repl disable "rbd/$rep" >/dev/null 2>&1
-  for conf in "$CEPH_CONF_A" "$CEPH_CONF_B"; do
-    for i in "$img" "$rep"; do
-      rbd -c "$conf" snap purge "rbd/$i" >/dev/null 2>&1
-      rbd -c "$conf" rm --no-progress "rbd/$i" >/dev/null 2>&1
-    done
-  done
+  forget_images "$img" "$rep"
   rm -f /tmp/sn-out.$$ /tmp/sn-err.$$
 }
 trap cleanup EXIT
 
-on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
 host_on() { # SITE CMD...: the CLI with the host token against SITE's daemon
-  local s=${1^^}; shift
-  IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_$s") IMGSTORE_TOKEN_FILE=$IMGSTORE_HOST_TOKEN_FILE "$CLI" "$@"
+  local s=$1; shift
+  IMGSTORE_SERVER=$(server_of "$s") IMGSTORE_TOKEN_FILE=$IMGSTORE_HOST_TOKEN_FILE "$CLI" "$@"
 }
 snaps() { rbd -c "$1" snap ls --format json "rbd/$2" 2>/dev/null | jq -r '[.[].name] | join(",")'; }
 

@@ -7,6 +7,7 @@ set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 T_OUT=/tmp/sb-out.$$ T_ERR=/tmp/sb-err.$$
 
 img=sb$$
@@ -14,18 +15,10 @@ SIZE_MB=256
 cleanup() {
   "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
   rm -f /tmp/sb-out.$$ /tmp/sb-err.$$
-  for s in A B; do
-    conf=CEPH_CONF_$s
-    IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_$s") "$CLI" repl disable "rbd/$img" >/dev/null 2>&1
-    rbd -c "${!conf}" snap purge "rbd/$img" >/dev/null 2>&1
-    rbd -c "${!conf}" rm --no-progress "rbd/$img" >/dev/null 2>&1
-  done
+  forget_images "$img"
 }
 trap cleanup EXIT
 
-on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
-on_b() { IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" "$@"; }
-conf_of() { [ "$1" = a ] && echo "$CEPH_CONF_A" || echo "$CEPH_CONF_B"; }
 # every rbd call is bounded: a site that does not answer fails the check, not the whole run
 RBD_BIN=$(type -P rbd)
 rbd() { timeout 120 "$RBD_BIN" "$@"; }
@@ -62,11 +55,8 @@ write_on a 4M
 a_diverged=$(sum_at a)
 
 state=""
-for i in $(seq 1 120); do
-  state=$(b_status state)
-  [ "$state" = split-brain ] && break
-  sleep 1
-done
+split_brain() { state=$(b_status state); [ "$state" = split-brain ]; }
+wait_until 120 1 split_brain
 check "site b's status reports split-brain" test "$state" = split-brain
 plan=$(b_status error)
 echo "# $plan"
@@ -78,11 +68,8 @@ refused() { ! "$@"; }
 check "  and a new writer on site a is refused" refused write_on a 1M
 check "  which left it as it was" test "$(sum_at a)" = "$a_diverged"
 stale=""
-for i in $(seq 1 90); do
-  stale=$(on_a --format json repl status "rbd/$img" 2>/dev/null | jq -r '.[0].error // ""')
-  case $stale in *stale*) break ;; esac
-  sleep 1
-done
+a_stale() { stale=$(on_a --format json repl status "rbd/$img" 2>/dev/null | jq -r '.[0].error // ""'); [[ $stale == *stale* ]]; }
+wait_until 90 1 a_stale
 check "site a's daemon knows its copy is stale ($(head -c 100 <<<"$stale"))" grep -q stale <<<"$stale"
 check "  and site b's copy was not overwritten by it" test "$(sum_at b)" = "$b_head"
 
@@ -100,10 +87,8 @@ check "the sides converged" test "$(sum_at a)" = "$(sum_at b)"
 check "  to site b's data" test "$(sum_at b)" = "$b_head"
 check "site b's status is no longer split-brain" test "$(b_status state)" != split-brain
 gone=0
-for i in $(seq 1 60); do
-  on_a --format json repl status "rbd/$img" 2>/dev/null | jq -e 'length == 0' >/dev/null && { gone=1; break; }
-  sleep 1
-done
+a_forgot() { on_a --format json repl status "rbd/$img" 2>/dev/null | jq -e 'length == 0' >/dev/null; }
+wait_until 60 1 a_forgot && gone=1
 check "site a's daemon stopped replicating its old copy" test $gone = 1
 
 finish

@@ -27,23 +27,6 @@
 
 #define MiB (1ull << 20)
 
-static ims_site *A;
-
-static int setup(void **state)
-{
-	(void)state;
-	A = itest_site('A');
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	ims_site_close(A);
-	itest_cleanup();
-	return 0;
-}
-
 static void test_site_errors(void **state)
 {
 	(void)state;
@@ -72,11 +55,11 @@ static void test_site_errors(void **state)
 	assert_non_null(strstr(ims_error_last(), "the monitors did not answer within 3s"));
 
 	char addrs[256], fsid[64];
-	assert_int_equal(ims_site_mon_addrs(A, addrs, sizeof(addrs)), 0);
+	assert_int_equal(ims_site_mon_addrs(itest.a, addrs, sizeof(addrs)), 0);
 	char want[80];
 	snprintf(want, sizeof(want), "%s:", itest_site_addr('A'));
 	assert_non_null(strstr(addrs, want));
-	assert_int_equal(ims_site_fsid(A, fsid, sizeof(fsid)), 0);
+	assert_int_equal(ims_site_fsid(itest.a, fsid, sizeof(fsid)), 0);
 	assert_int_equal(strlen(fsid), 36);
 }
 
@@ -89,14 +72,14 @@ static void test_image_lifecycle(void **state)
 	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
 	co.size = 64 * MiB;
 
-	assert_int_equal(ims_image_create(A, "rbd", name, &co), 0);
-	assert_int_equal(ims_image_create(A, "rbd", name, &co), -EEXIST);
+	assert_int_equal(ims_image_create(itest.a, "rbd", name, &co), 0);
+	assert_int_equal(ims_image_create(itest.a, "rbd", name, &co), -EEXIST);
 	assert_non_null(strstr(ims_error_last(), "already exists"));
-	assert_int_equal(ims_image_create(A, "nopool", name, &co), -ENOENT);
+	assert_int_equal(ims_image_create(itest.a, "nopool", name, &co), -ENOENT);
 	assert_string_equal(ims_error_last(), "no pool 'nopool' on site 'a'");
 
 	ims_image_info *info = NULL;
-	assert_int_equal(ims_image_info_get(&info, A, "rbd", name), 0);
+	assert_int_equal(ims_image_info_get(&info, itest.a, "rbd", name), 0);
 	assert_int_equal(info->size, 64 * MiB);
 	assert_int_equal(info->object_size, 4 * MiB);
 	assert_int_equal(info->features, IMS_IMAGE_DEFAULT_FEATURES);
@@ -110,26 +93,26 @@ static void test_image_lifecycle(void **state)
 	ims_image_info_free(info);
 
 	/* grow; shrink only when allowed */
-	assert_int_equal(ims_image_resize(A, "rbd", name, 128 * MiB, false), 0);
-	assert_int_equal(ims_image_resize(A, "rbd", name, 32 * MiB, false), -EINVAL);
+	assert_int_equal(ims_image_resize(itest.a, "rbd", name, 128 * MiB, false), 0);
+	assert_int_equal(ims_image_resize(itest.a, "rbd", name, 32 * MiB, false), -EINVAL);
 	assert_string_equal(
 		ims_error_last() + strlen(ims_error_last()) -
 			strlen("from 128 MiB to 32 MiB discards data; allow it explicitly"),
 		"from 128 MiB to 32 MiB discards data; allow it explicitly");
-	assert_int_equal(ims_image_info_get(&info, A, "rbd", name), 0);
+	assert_int_equal(ims_image_info_get(&info, itest.a, "rbd", name), 0);
 	assert_int_equal(info->size, 128 * MiB);
 	assert_int_equal(info->catalog->size, 128 * MiB);
 	ims_image_info_free(info);
-	assert_int_equal(ims_image_resize(A, "rbd", name, 32 * MiB, true), 0);
+	assert_int_equal(ims_image_resize(itest.a, "rbd", name, 32 * MiB, true), 0);
 
 	/* tags: in the image metadata and the catalog */
-	assert_int_equal(ims_image_tag_set(A, "rbd", name, "os", "debian-12"), 0);
-	assert_int_equal(ims_image_tag_set(A, "rbd", name, "owner", "team-a"), 0);
-	assert_int_equal(ims_image_tag_set(A, "rbd", name, "os", "debian-13"), 0);
-	assert_int_equal(ims_image_tag_set(A, "rbd", name, "bad key", "x"), -EINVAL);
-	assert_int_equal(ims_image_tag_remove(A, "rbd", name, "owner"), 0);
-	assert_int_equal(ims_image_tag_remove(A, "rbd", name, "owner"), -ENOENT);
-	assert_int_equal(ims_image_info_get(&info, A, "rbd", name), 0);
+	assert_int_equal(ims_image_tag_set(itest.a, "rbd", name, "os", "debian-12"), 0);
+	assert_int_equal(ims_image_tag_set(itest.a, "rbd", name, "owner", "team-a"), 0);
+	assert_int_equal(ims_image_tag_set(itest.a, "rbd", name, "os", "debian-13"), 0);
+	assert_int_equal(ims_image_tag_set(itest.a, "rbd", name, "bad key", "x"), -EINVAL);
+	assert_int_equal(ims_image_tag_remove(itest.a, "rbd", name, "owner"), 0);
+	assert_int_equal(ims_image_tag_remove(itest.a, "rbd", name, "owner"), -ENOENT);
+	assert_int_equal(ims_image_info_get(&info, itest.a, "rbd", name), 0);
 	assert_int_equal(info->catalog->ntags, 1);
 	assert_string_equal(ims_catalog_tag(info->catalog, "os"), "debian-13");
 	ims_image_info_free(info);
@@ -139,9 +122,9 @@ static void test_image_lifecycle(void **state)
 		0);
 
 	/* rename carries the catalog entry */
-	assert_int_equal(ims_image_rename(A, "rbd", name, renamed), 0);
-	assert_int_equal(ims_image_info_get(&info, A, "rbd", name), -ENOENT);
-	assert_int_equal(ims_image_info_get(&info, A, "rbd", renamed), 0);
+	assert_int_equal(ims_image_rename(itest.a, "rbd", name, renamed), 0);
+	assert_int_equal(ims_image_info_get(&info, itest.a, "rbd", name), -ENOENT);
+	assert_int_equal(ims_image_info_get(&info, itest.a, "rbd", renamed), 0);
 	assert_non_null(info->catalog);
 	assert_string_equal(ims_catalog_tag(info->catalog, "os"), "debian-13");
 	ims_image_info_free(info);
@@ -149,7 +132,7 @@ static void test_image_lifecycle(void **state)
 	/* list: ours, with tags, sorted */
 	ims_image_list_entry *list = NULL;
 	size_t n = 0;
-	assert_int_equal(ims_image_list(&list, &n, A, "rbd"), 0);
+	assert_int_equal(ims_image_list(&list, &n, itest.a, "rbd"), 0);
 	bool found = false;
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0)
@@ -166,15 +149,15 @@ static void test_image_lifecycle(void **state)
 
 	/* remove goes to the trash by default and leaves the catalog */
 	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
-	assert_int_equal(ims_image_remove(A, "rbd", renamed, &ro), 0);
-	assert_int_equal(ims_image_info_get(&info, A, "rbd", renamed), -ENOENT);
+	assert_int_equal(ims_image_remove(itest.a, "rbd", renamed, &ro), 0);
+	assert_int_equal(ims_image_info_get(&info, itest.a, "rbd", renamed), -ENOENT);
 	assert_int_equal(itest_sh("rbd -c '%s' trash ls rbd | grep -qw '%s'", getenv("CEPH_CONF_A"),
 				  renamed),
 			 0);
-	assert_int_equal(ims_image_remove(A, "rbd", renamed, &ro), -ENOENT);
+	assert_int_equal(ims_image_remove(itest.a, "rbd", renamed, &ro), -ENOENT);
 	rados_ioctx_t io;
 	ims_catalog_entry *e = NULL;
-	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
 	assert_int_equal(ims_catalog_get(io, renamed, &e), -ENOENT);
 	ims_site_ioctx_close(io);
 }
@@ -217,11 +200,11 @@ static void test_list_finds_every_catalog_entry(void **state)
 	co.size = 1 * MiB;
 	for (int i = 0; i < N; i++) {
 		snprintf(names[i], sizeof(names[i]), "%s-%02d", base, i);
-		assert_int_equal(ims_image_create(A, "rbd", names[i], &co), 0);
+		assert_int_equal(ims_image_create(itest.a, "rbd", names[i], &co), 0);
 	}
 	ims_image_list_entry *list = NULL;
 	size_t n = 0;
-	assert_int_equal(ims_image_list(&list, &n, A, "rbd"), 0);
+	assert_int_equal(ims_image_list(&list, &n, itest.a, "rbd"), 0);
 	int found = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0)
@@ -239,7 +222,7 @@ static void test_list_finds_every_catalog_entry(void **state)
 	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
 	ro.purge = true;
 	for (int i = 0; i < N; i++)
-		assert_int_equal(ims_image_remove(A, "rbd", names[i], &ro), 0);
+		assert_int_equal(ims_image_remove(itest.a, "rbd", names[i], &ro), 0);
 }
 
 static void test_bad_names_touch_nothing(void **state)
@@ -247,13 +230,13 @@ static void test_bad_names_touch_nothing(void **state)
 	(void)state;
 	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
 	co.size = MiB;
-	assert_int_equal(ims_image_create(A, "rbd", "bad/name", &co), -EINVAL);
+	assert_int_equal(ims_image_create(itest.a, "rbd", "bad/name", &co), -EINVAL);
 	assert_string_equal(ims_error_last(), "image name 'bad/name' contains '/'");
-	assert_int_equal(ims_image_create(A, "rbd", ".imgstore-tmp-x", &co), -EINVAL);
-	assert_int_equal(ims_image_create(A, "rbd", "ctl\x07", &co), -EINVAL);
-	assert_int_equal(ims_snap_create(A, "rbd", "whatever", "a@b"), -EINVAL);
+	assert_int_equal(ims_image_create(itest.a, "rbd", ".imgstore-tmp-x", &co), -EINVAL);
+	assert_int_equal(ims_image_create(itest.a, "rbd", "ctl\x07", &co), -EINVAL);
+	assert_int_equal(ims_snap_create(itest.a, "rbd", "whatever", "a@b"), -EINVAL);
 	co.size = 0;
-	assert_int_equal(ims_image_create(A, "rbd", "zero-size", &co), -EINVAL);
+	assert_int_equal(ims_image_create(itest.a, "rbd", "zero-size", &co), -EINVAL);
 	assert_string_equal(ims_error_last(), "an image needs a size above 0");
 	assert_int_equal(
 		itest_sh("rbd -c '%s' info rbd/zero-size >/dev/null 2>&1", getenv("CEPH_CONF_A")),
@@ -262,25 +245,16 @@ static void test_bad_names_touch_nothing(void **state)
 
 static void write_at(const char *pool, const char *image, uint64_t off, const char *data)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
-	assert_int_equal(ims_site_ioctx(A, pool, &io), 0);
-	assert_int_equal(rbd_open(io, image, &img, NULL), 0);
-	assert_int_equal(rbd_write(img, off, strlen(data), data), (ssize_t)strlen(data));
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image_write(itest.a, pool, image, off, data, strlen(data));
 }
 
 static void read_at(const char *pool, const char *image, const char *snap, uint64_t off, char *buf,
 		    size_t len)
 {
-	rados_ioctx_t io;
-	rbd_image_t img;
-	assert_int_equal(ims_site_ioctx(A, pool, &io), 0);
-	assert_int_equal(rbd_open_read_only(io, image, &img, snap), 0);
-	assert_int_equal(rbd_read(img, off, len, buf), (ssize_t)len);
-	rbd_close(img);
-	ims_site_ioctx_close(io);
+	itest_image im;
+	itest_image_open(&im, itest.a, pool, image, snap, true);
+	assert_int_equal(rbd_read(im.img, off, len, buf), (ssize_t)len);
+	itest_image_close(&im);
 }
 
 static void test_snapshots(void **state)
@@ -291,16 +265,16 @@ static void test_snapshots(void **state)
 	co.size = 16 * MiB;
 	char buf[16];
 
-	assert_int_equal(ims_image_create(A, "rbd", name, &co), 0);
+	assert_int_equal(ims_image_create(itest.a, "rbd", name, &co), 0);
 	write_at("rbd", name, 5 * MiB, "before");
-	assert_int_equal(ims_snap_create(A, "rbd", name, "s1"), 0);
-	assert_int_equal(ims_snap_create(A, "rbd", name, "s1"), -EEXIST);
+	assert_int_equal(ims_snap_create(itest.a, "rbd", name, "s1"), 0);
+	assert_int_equal(ims_snap_create(itest.a, "rbd", name, "s1"), -EEXIST);
 	write_at("rbd", name, 5 * MiB, "after!");
-	assert_int_equal(ims_snap_create(A, "rbd", name, "s2"), 0);
+	assert_int_equal(ims_snap_create(itest.a, "rbd", name, "s2"), 0);
 
 	ims_snap_info *snaps = NULL;
 	size_t n = 0;
-	assert_int_equal(ims_snap_list(&snaps, &n, A, "rbd", name), 0);
+	assert_int_equal(ims_snap_list(&snaps, &n, itest.a, "rbd", name), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(snaps[0].name, "s1");
 	assert_string_equal(snaps[1].name, "s2");
@@ -310,20 +284,20 @@ static void test_snapshots(void **state)
 
 	read_at("rbd", name, "s1", 5 * MiB, buf, 6);
 	assert_memory_equal(buf, "before", 6);
-	assert_int_equal(ims_snap_rollback(A, "rbd", name, "s1", NULL, NULL), 0);
+	assert_int_equal(ims_snap_rollback(itest.a, "rbd", name, "s1", NULL, NULL), 0);
 	read_at("rbd", name, NULL, 5 * MiB, buf, 6);
 	assert_memory_equal(buf, "before", 6);
-	assert_int_equal(ims_snap_rollback(A, "rbd", name, "nope", NULL, NULL), -ENOENT);
+	assert_int_equal(ims_snap_rollback(itest.a, "rbd", name, "nope", NULL, NULL), -ENOENT);
 
-	assert_int_equal(ims_snap_remove(A, "rbd", name, "s2"), 0);
-	assert_int_equal(ims_snap_remove(A, "rbd", name, "s2"), -ENOENT);
+	assert_int_equal(ims_snap_remove(itest.a, "rbd", name, "s2"), 0);
+	assert_int_equal(ims_snap_remove(itest.a, "rbd", name, "s2"), -ENOENT);
 	char expect[256];
 	snprintf(expect, sizeof(expect), "no snapshot 'rbd/%s@s2'", name);
 	assert_string_equal(ims_error_last(), expect);
 
 	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
 	ro.purge = true; /* with its snapshot s1 */
-	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), 0);
+	assert_int_equal(ims_image_remove(itest.a, "rbd", name, &ro), 0);
 	assert_int_equal(
 		itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name),
 		2);
@@ -354,17 +328,19 @@ static void test_golden_clones(void **state)
 	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
 	co.size = 32 * MiB;
 
-	assert_int_equal(ims_image_create(A, "rbd", golden, &co), 0);
+	assert_int_equal(ims_image_create(itest.a, "rbd", golden, &co), 0);
 	for (int i = 0; i < 8; i++)
 		write_at("rbd", golden, (uint64_t)i * 4 * MiB, "golden-os");
-	assert_int_equal(ims_snap_create(A, "rbd", golden, "base"), 0);
+	assert_int_equal(ims_snap_create(itest.a, "rbd", golden, "base"), 0);
 
 	ims_image_create_opts clone_opts = IMS_IMAGE_CREATE_OPTS_INIT;
-	assert_int_equal(ims_image_clone(A, "rbd", golden, "nosnap", "rbd", vm1, &clone_opts),
+	assert_int_equal(ims_image_clone(itest.a, "rbd", golden, "nosnap", "rbd", vm1, &clone_opts),
 			 -ENOENT);
-	assert_int_equal(ims_image_clone(A, "rbd", golden, "base", "rbd", vm1, &clone_opts), 0);
-	assert_int_equal(ims_image_clone(A, "rbd", golden, "base", "rbd", vm2, &clone_opts), 0);
-	assert_int_equal(ims_image_clone(A, "rbd", golden, "base", "rbd", vm2, &clone_opts),
+	assert_int_equal(ims_image_clone(itest.a, "rbd", golden, "base", "rbd", vm1, &clone_opts),
+			 0);
+	assert_int_equal(ims_image_clone(itest.a, "rbd", golden, "base", "rbd", vm2, &clone_opts),
+			 0);
+	assert_int_equal(ims_image_clone(itest.a, "rbd", golden, "base", "rbd", vm2, &clone_opts),
 			 -EEXIST);
 
 	/* a clone sees the golden data and writes its own */
@@ -375,7 +351,7 @@ static void test_golden_clones(void **state)
 	assert_memory_equal(buf, "golden-os", 9);
 
 	ims_image_info *info = NULL;
-	assert_int_equal(ims_image_info_get(&info, A, "rbd", vm1), 0);
+	assert_int_equal(ims_image_info_get(&info, itest.a, "rbd", vm1), 0);
 	char parent[256];
 	snprintf(parent, sizeof(parent), "rbd/%s@base", golden);
 	assert_string_equal(info->parent, parent);
@@ -384,24 +360,24 @@ static void test_golden_clones(void **state)
 	ims_image_info_free(info);
 
 	/* the golden snapshot cannot go while clones need it; the message names them */
-	assert_int_equal(ims_snap_remove(A, "rbd", golden, "base"), -EBUSY);
+	assert_int_equal(ims_snap_remove(itest.a, "rbd", golden, "base"), -EBUSY);
 	assert_non_null(strstr(ims_error_last(), "has 2 clones"));
 	assert_non_null(strstr(ims_error_last(), vm1));
 
 	/* flatten with progress, and a cancelled flatten */
 	progress_count pc = {0};
-	assert_int_equal(ims_image_flatten(A, "rbd", golden, count_progress, &pc), -EINVAL);
+	assert_int_equal(ims_image_flatten(itest.a, "rbd", golden, count_progress, &pc), -EINVAL);
 	progress_count cancel = {.cancel_at = 1};
-	int r = ims_image_flatten(A, "rbd", vm2, count_progress, &cancel);
+	int r = ims_image_flatten(itest.a, "rbd", vm2, count_progress, &cancel);
 	assert_true(r == -ECANCELED || r == 0); /* librbd may finish before it asks */
 	if (r == -ECANCELED) {
-		assert_int_equal(ims_image_info_get(&info, A, "rbd", vm2), 0);
+		assert_int_equal(ims_image_info_get(&info, itest.a, "rbd", vm2), 0);
 		assert_non_null(info->parent);
 		ims_image_info_free(info);
 	}
-	assert_int_equal(ims_image_flatten(A, "rbd", vm1, count_progress, &pc), 0);
+	assert_int_equal(ims_image_flatten(itest.a, "rbd", vm1, count_progress, &pc), 0);
 	assert_true(pc.calls > 0);
-	assert_int_equal(ims_image_info_get(&info, A, "rbd", vm1), 0);
+	assert_int_equal(ims_image_info_get(&info, itest.a, "rbd", vm1), 0);
 	assert_null(info->parent);
 	assert_null(info->catalog->parent);
 	ims_image_info_free(info);
@@ -412,18 +388,18 @@ static void test_golden_clones(void **state)
 
 	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
 	ro.purge = true;
-	assert_int_equal(ims_image_remove(A, "rbd", golden, &ro),
+	assert_int_equal(ims_image_remove(itest.a, "rbd", golden, &ro),
 			 -EBUSY); /* vm2 may still need it */
-	assert_int_equal(ims_image_remove(A, "rbd", vm2, &ro), 0);
-	assert_int_equal(ims_image_remove(A, "rbd", vm1, &ro), 0);
-	assert_int_equal(ims_image_remove(A, "rbd", golden, &ro), 0);
+	assert_int_equal(ims_image_remove(itest.a, "rbd", vm2, &ro), 0);
+	assert_int_equal(ims_image_remove(itest.a, "rbd", vm1, &ro), 0);
+	assert_int_equal(ims_image_remove(itest.a, "rbd", golden, &ro), 0);
 }
 
 static size_t snap_count(const char *pool, const char *name)
 {
 	ims_snap_info *snaps = NULL;
 	size_t n = 0;
-	assert_int_equal(ims_snap_list(&snaps, &n, A, pool, name), 0);
+	assert_int_equal(ims_snap_list(&snaps, &n, itest.a, pool, name), 0);
 	ims_snap_list_free(snaps, n);
 	return n;
 }
@@ -441,14 +417,14 @@ static void test_purge_refused_changes_nothing(void **state)
 	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
 	ro.purge = true;
 
-	assert_int_equal(ims_image_create(A, "rbd", name, &co), 0);
-	assert_int_equal(ims_snap_create(A, "rbd", name, "s1"), 0);
-	assert_int_equal(ims_snap_create(A, "rbd", name, "s2"), 0);
+	assert_int_equal(ims_image_create(itest.a, "rbd", name, &co), 0);
+	assert_int_equal(ims_snap_create(itest.a, "rbd", name, "s1"), 0);
+	assert_int_equal(ims_snap_create(itest.a, "rbd", name, "s2"), 0);
 
 	/* clones of the later snapshot s2: s1 stays too */
 	ims_image_create_opts clone_opts = IMS_IMAGE_CREATE_OPTS_INIT;
-	assert_int_equal(ims_image_clone(A, "rbd", name, "s2", "rbd", kid, &clone_opts), 0);
-	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), -EBUSY);
+	assert_int_equal(ims_image_clone(itest.a, "rbd", name, "s2", "rbd", kid, &clone_opts), 0);
+	assert_int_equal(ims_image_remove(itest.a, "rbd", name, &ro), -EBUSY);
 	char expect[512];
 	snprintf(expect, sizeof(expect),
 		 "snapshot 'rbd/%s@s2' has 1 clone (rbd/%s): flatten or remove them first; nothing "
@@ -456,7 +432,7 @@ static void test_purge_refused_changes_nothing(void **state)
 		 name, kid);
 	assert_string_equal(ims_error_last(), expect);
 	assert_int_equal(snap_count("rbd", name), 2);
-	assert_int_equal(ims_image_remove(A, "rbd", kid, &ro), 0);
+	assert_int_equal(ims_image_remove(itest.a, "rbd", kid, &ro), 0);
 
 	/* open by a client (another connection, as a VM would be): nothing removed either */
 	ims_site *vm = itest_site('A');
@@ -464,20 +440,20 @@ static void test_purge_refused_changes_nothing(void **state)
 	rbd_image_t img;
 	assert_int_equal(ims_site_ioctx(vm, "rbd", &io), 0);
 	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
-	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), -EBUSY);
+	assert_int_equal(ims_image_remove(itest.a, "rbd", name, &ro), -EBUSY);
 	snprintf(expect, sizeof(expect), "image 'rbd/%s' is open by 1 client; nothing removed",
 		 name);
 	assert_string_equal(ims_error_last(), expect);
 	assert_int_equal(snap_count("rbd", name), 2);
 	ims_image_info *info = NULL;
-	assert_int_equal(ims_image_info_get(&info, A, "rbd", name), 0);
+	assert_int_equal(ims_image_info_get(&info, itest.a, "rbd", name), 0);
 	assert_non_null(info->catalog);
 	ims_image_info_free(info);
 	rbd_close(img);
 	ims_site_ioctx_close(io);
 	ims_site_close(vm);
 
-	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), 0);
+	assert_int_equal(ims_image_remove(itest.a, "rbd", name, &ro), 0);
 	assert_int_equal(
 		itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name),
 		2);
@@ -486,15 +462,15 @@ static void test_purge_refused_changes_nothing(void **state)
 	const char *conf = getenv("CEPH_CONF_A");
 	char group[160];
 	snprintf(group, sizeof(group), "%s-g", name);
-	assert_int_equal(ims_image_create(A, "rbd", name, &co), 0);
-	assert_int_equal(ims_snap_create(A, "rbd", name, "s1"), 0);
+	assert_int_equal(ims_image_create(itest.a, "rbd", name, &co), 0);
+	assert_int_equal(ims_snap_create(itest.a, "rbd", name, "s1"), 0);
 	assert_int_equal(itest_sh("rbd -c '%s' group create rbd/%s && rbd -c '%s' group image add "
 				  "rbd/%s rbd/%s && "
 				  "rbd -c '%s' group snap create rbd/%s@gs >/dev/null",
 				  conf, group, conf, group, name, conf, group),
 			 0);
 	assert_int_equal(snap_count("rbd", name), 2);
-	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), -EBUSY);
+	assert_int_equal(ims_image_remove(itest.a, "rbd", name, &ro), -EBUSY);
 	snprintf(expect, sizeof(expect),
 		 "image 'rbd/%s' is in group '%s': remove it from the group first; nothing removed",
 		 name, group);
@@ -504,12 +480,12 @@ static void test_purge_refused_changes_nothing(void **state)
 	assert_int_equal(
 		itest_sh("rbd -c '%s' group image remove rbd/%s rbd/%s", conf, group, name), 0);
 	if (snap_count("rbd", name) == 2) {
-		assert_int_equal(ims_image_remove(A, "rbd", name, &ro), -EBUSY);
+		assert_int_equal(ims_image_remove(itest.a, "rbd", name, &ro), -EBUSY);
 		assert_non_null(strstr(ims_error_last(), "has a snapshot of group"));
 		assert_int_equal(snap_count("rbd", name), 2);
 	}
 	assert_int_equal(itest_sh("rbd -c '%s' group rm rbd/%s", conf, group), 0);
-	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), 0);
+	assert_int_equal(ims_image_remove(itest.a, "rbd", name, &ro), 0);
 }
 
 typedef struct {
@@ -605,5 +581,5 @@ int main(void)
 		cmocka_unit_test(test_purge_refused_changes_nothing),
 		cmocka_unit_test(test_records),
 	};
-	return cmocka_run_group_tests_name("store", tests, setup, teardown);
+	return cmocka_run_group_tests_name("store", tests, itest_setup_a, itest_teardown);
 }

@@ -32,7 +32,6 @@
 
 #define MiB (1ull << 20)
 
-static ims_site *A;
 static const char *endpoint, *access_key, *secret_key, *region;
 static char key_path[512], key2_path[512];
 static pid_t proxy_pid;
@@ -60,7 +59,7 @@ static int setup(void **state)
 		fprintf(stderr, "no S3_ENDPOINT: the sandbox runs without --rgw\n");
 		return -1;
 	}
-	A = itest_site('A');
+	itest_setup_a(state);
 	snprintf(key_path, sizeof(key_path), "%s/tier.key", itest_dir());
 	snprintf(key2_path, sizeof(key2_path), "%s/other.key", itest_dir());
 	write_key(key_path, 1);
@@ -70,14 +69,11 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	(void)state;
 	if (proxy_pid > 0) {
 		kill(proxy_pid, SIGTERM);
 		waitpid(proxy_pid, NULL, 0);
 	}
-	ims_site_close(A);
-	itest_cleanup();
-	return 0;
+	return itest_teardown(state);
 }
 
 /* A fresh bucket on the sandbox radosgw (through @p via, or directly when NULL). */
@@ -140,7 +136,7 @@ static void import_file(const char *name, const char *path)
 {
 	ims_transfer_opts o = IMS_TRANSFER_OPTS_INIT;
 	o.format = IMS_FORMAT_RAW;
-	int r = ims_image_import_file(NULL, A, "rbd", name, path, &o);
+	int r = ims_image_import_file(NULL, itest.a, "rbd", name, path, &o);
 	if (r < 0)
 		fprintf(stderr, "import: %s\n", ims_error_last());
 	assert_int_equal(r, 0);
@@ -164,9 +160,19 @@ static void random_file(const char *path, uint64_t size, unsigned seed)
 	close(fd);
 }
 
+/* A file of SIZE random bytes (seed SEED) at itest_dir()/WHAT.raw, its path in PATH, imported
+ * as rbd/NAME. */
+static void import_random(const char *name, const char *what, char *path, size_t len, uint64_t size,
+			  unsigned seed)
+{
+	snprintf(path, len, "%s/%s.raw", itest_dir(), what);
+	random_file(path, size, seed);
+	import_file(name, path);
+}
+
 static void in_trash_or_gone(const char *name)
 {
-	assert_int_equal(ims_image_exists(A, "rbd", name), 0);
+	assert_int_equal(ims_image_exists(itest.a, "rbd", name), 0);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -232,8 +238,8 @@ static void roundtrip(const char *what, const char *path, uint64_t size)
 	rados_ioctx_t io;
 
 	import_file(name, path);
-	assert_int_equal(ims_image_tag_set(A, "rbd", name, "os", "debian"), 0);
-	int r = ims_tier_push(&res, t, A, "rbd", name, NULL, &o);
+	assert_int_equal(ims_image_tag_set(itest.a, "rbd", name, "os", "debian"), 0);
+	int r = ims_tier_push(&res, t, itest.a, "rbd", name, NULL, &o);
 	if (r < 0)
 		fprintf(stderr, "push: %s\n", ims_error_last());
 	assert_int_equal(r, 0);
@@ -245,7 +251,7 @@ static void roundtrip(const char *what, const char *path, uint64_t size)
 	in_trash_or_gone(name);
 
 	/* the catalog keeps a cold entry, which the image list shows */
-	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
 	assert_int_equal(ims_catalog_get(io, name, &e), 0);
 	assert_non_null(e->cold_target);
 	assert_string_equal(e->cold_name, cold);
@@ -253,7 +259,7 @@ static void roundtrip(const char *what, const char *path, uint64_t size)
 	ims_image_list_entry *list = NULL;
 	size_t n = 0;
 	bool seen = false;
-	assert_int_equal(ims_image_list(&list, &n, A, "rbd"), 0);
+	assert_int_equal(ims_image_list(&list, &n, itest.a, "rbd"), 0);
 	for (size_t i = 0; i < n; i++)
 		if (!strcmp(list[i].name, name))
 			seen = list[i].in_catalog && list[i].entry.cold_target;
@@ -267,22 +273,22 @@ static void roundtrip(const char *what, const char *path, uint64_t size)
 	assert_int_equal(cl[0].size, size);
 	ims_tier_cold_list_free(cl, n);
 
-	r = ims_tier_restore(&res, t, A, cold, NULL, NULL, &o);
+	r = ims_tier_restore(&res, t, itest.a, cold, NULL, NULL, &o);
 	if (r < 0)
 		fprintf(stderr, "restore: %s\n", ims_error_last());
 	assert_int_equal(r, 0);
-	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+	itest_assert_image_equals_file(itest.a, "rbd", name, NULL, path);
 	assert_int_equal(ims_catalog_get(io, name, &e), 0);
 	assert_null(e->cold_target);
 	assert_string_equal(ims_catalog_tag(e, "os"), "debian");
 	ims_catalog_entry_free(e);
 	/* again onto an existing name: refused */
-	assert_int_equal(ims_tier_restore(&res, t, A, cold, NULL, NULL, &o), -EEXIST);
+	assert_int_equal(ims_tier_restore(&res, t, itest.a, cold, NULL, NULL, &o), -EEXIST);
 	/* and under another name */
 	char other[300];
 	snprintf(other, sizeof(other), "%s-copy", name);
-	assert_int_equal(ims_tier_restore(&res, t, A, cold, "rbd", other, &o), 0);
-	itest_assert_image_equals_file(A, "rbd", other, NULL, path);
+	assert_int_equal(ims_tier_restore(&res, t, itest.a, cold, "rbd", other, &o), 0);
+	itest_assert_image_equals_file(itest.a, "rbd", other, NULL, path);
 	ims_site_ioctx_close(io);
 	ims_tier_target_free(t);
 }
@@ -330,8 +336,8 @@ static void test_restore_raw_as_pushed_and_only_data(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(ftruncate(fd, (off_t)size), 0);
 	co.size = size;
-	assert_int_equal(ims_image_create(A, "rbd", name, &co), 0);
-	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	assert_int_equal(ims_image_create(itest.a, "rbd", name, &co), 0);
+	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
 	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
 	uint8_t *buf = malloc(chunk);
 	uint64_t x = 12345;
@@ -351,16 +357,16 @@ static void test_restore_raw_as_pushed_and_only_data(void **state)
 	ims_site_ioctx_close(io);
 
 	o.after = IMS_TIER_PURGE;
-	assert_int_equal(ims_tier_push(&res, t, A, "rbd", name, NULL, &o), 0);
+	assert_int_equal(ims_tier_push(&res, t, itest.a, "rbd", name, NULL, &o), 0);
 	assert_int_equal(res.chunks, 2);
 	snprintf(cold, sizeof(cold), "rbd/%s", name);
-	int r = ims_tier_restore(&res, t, A, cold, NULL, NULL, &o);
+	int r = ims_tier_restore(&res, t, itest.a, cold, NULL, NULL, &o);
 	if (r < 0)
 		fprintf(stderr, "restore: %s\n", ims_error_last());
 	assert_int_equal(r, 0);
 	assert_int_equal(res.bytes_data, 2 * chunk);
 	assert_int_equal(res.bytes_read, 2 * chunk);
-	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+	itest_assert_image_equals_file(itest.a, "rbd", name, NULL, path);
 	ims_tier_target_free(t);
 }
 
@@ -372,7 +378,7 @@ static int write_image(const char *name, uint64_t off, size_t len, int byte)
 	char *buf = malloc(len);
 	assert_non_null(buf);
 	memset(buf, byte, len);
-	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
 	int r = rbd_open(io, name, &img, NULL);
 	if (r == 0) {
 		ssize_t n = rbd_write(img, off, len, buf);
@@ -402,32 +408,30 @@ static void test_dedup_clones(void **state)
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_KEEP;
 
-	snprintf(path, sizeof(path), "%s/golden.raw", itest_dir());
-	random_file(path, 32 * MiB, 9); /* 8 chunks of data */
-	import_file(golden, path);
-	assert_int_equal(ims_snap_create(A, "rbd", golden, "base"), 0);
+	import_random(golden, "golden", path, sizeof(path), 32 * MiB, 9); /* 8 chunks of data */
+	assert_int_equal(ims_snap_create(itest.a, "rbd", golden, "base"), 0);
 	snprintf(c1, sizeof(c1), "%s-c1", golden);
 	snprintf(c2, sizeof(c2), "%s-c2", golden);
 	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
-	assert_int_equal(ims_image_clone(A, "rbd", golden, "base", "rbd", c1, &co), 0);
-	assert_int_equal(ims_image_clone(A, "rbd", golden, "base", "rbd", c2, &co), 0);
+	assert_int_equal(ims_image_clone(itest.a, "rbd", golden, "base", "rbd", c1, &co), 0);
+	assert_int_equal(ims_image_clone(itest.a, "rbd", golden, "base", "rbd", c2, &co), 0);
 	scribble(c1, 4 * MiB + 100, 5000, 0x11); /* chunk 1 differs */
 	scribble(c2, 20 * MiB + 7, 3, 0x22);	 /* chunk 5 differs */
 	scribble(c2, 28 * MiB, 4 * MiB, 0);	 /* chunk 7 zeroed */
 
-	assert_int_equal(ims_tier_push(&rg, t, A, "rbd", golden, "base", &o), 0);
+	assert_int_equal(ims_tier_push(&rg, t, itest.a, "rbd", golden, "base", &o), 0);
 	assert_int_equal(rg.chunks, 8);
 	assert_int_equal(rg.chunks_new, 8);
-	assert_int_equal(ims_tier_push(&r1, t, A, "rbd", c1, NULL, &o), 0);
+	assert_int_equal(ims_tier_push(&r1, t, itest.a, "rbd", c1, NULL, &o), 0);
 	assert_int_equal(r1.chunks, 8);
 	assert_int_equal(r1.chunks_new, 1);
-	assert_int_equal(ims_tier_push(&r2, t, A, "rbd", c2, NULL, &o), 0);
+	assert_int_equal(ims_tier_push(&r2, t, itest.a, "rbd", c2, NULL, &o), 0);
 	assert_int_equal(r2.chunks, 7);
 	assert_int_equal(r2.chunks_new, 1);
 	assert_int_equal(count_objects(t, "chunks/"), 10);
 	assert_int_equal(count_objects(t, "manifests/"), 3);
 	/* kept: the clones are still there */
-	assert_int_equal(ims_image_exists(A, "rbd", c1), 1);
+	assert_int_equal(ims_image_exists(itest.a, "rbd", c1), 1);
 	ims_tier_target_free(t);
 }
 
@@ -460,10 +464,8 @@ static void test_corrupt_chunk(void **state)
 	ims_tier_result res;
 	ims_tier_scrub_result sr;
 
-	snprintf(path, sizeof(path), "%s/corrupt.raw", itest_dir());
-	random_file(path, 16 * MiB, 11);
-	import_file(name, path);
-	assert_int_equal(ims_tier_push(&res, t, A, "rbd", name, NULL, &o), 0);
+	import_random(name, "corrupt", path, sizeof(path), 16 * MiB, 11);
+	assert_int_equal(ims_tier_push(&res, t, itest.a, "rbd", name, NULL, &o), 0);
 	snprintf(cold, sizeof(cold), "rbd/%s", name);
 
 	assert_int_equal(ims_tier_scrub(&sr, t, true, false, &o), 0);
@@ -471,9 +473,9 @@ static void test_corrupt_chunk(void **state)
 	char *bad = corrupt_one_chunk(t, cold);
 
 	ims_error_clear();
-	assert_int_equal(ims_tier_restore(&res, t, A, cold, NULL, NULL, &o), -EBADMSG);
+	assert_int_equal(ims_tier_restore(&res, t, itest.a, cold, NULL, NULL, &o), -EBADMSG);
 	assert_non_null(strstr(ims_error_last(), bad));
-	assert_int_equal(ims_image_exists(A, "rbd", name), 0);
+	assert_int_equal(ims_image_exists(itest.a, "rbd", name), 0);
 
 	/* a shallow scrub sees it is there; a deep one reads it */
 	assert_int_equal(ims_tier_scrub(&sr, t, false, false, &o), 0);
@@ -503,9 +505,7 @@ static void test_wrong_key_and_credentials(void **state)
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	ims_tier_result res;
 
-	snprintf(path, sizeof(path), "%s/keys.raw", itest_dir());
-	random_file(path, 8 * MiB, 13);
-	import_file(name, path);
+	import_random(name, "keys", path, sizeof(path), 8 * MiB, 13);
 
 	/* wrong credentials: the push fails, the image stays, nothing is stored */
 	ims_s3 *bad = new_s3(bucket, NULL, "wrong-secret", 1);
@@ -513,20 +513,20 @@ static void test_wrong_key_and_credentials(void **state)
 	ims_tier_target *tb = NULL;
 	assert_int_equal(ims_seal_key_load(&k, key_path), 0);
 	assert_int_equal(ims_tier_target_new(&tb, bad, &k), 0);
-	assert_int_equal(ims_tier_push(&res, tb, A, "rbd", name, NULL, &o), -EACCES);
-	assert_int_equal(ims_image_exists(A, "rbd", name), 1);
+	assert_int_equal(ims_tier_push(&res, tb, itest.a, "rbd", name, NULL, &o), -EACCES);
+	assert_int_equal(ims_image_exists(itest.a, "rbd", name), 1);
 	assert_int_equal(count_objects(t, ""), 0);
 	ims_tier_target_free(tb);
 
-	assert_int_equal(ims_tier_push(&res, t, A, "rbd", name, NULL, &o), 0);
+	assert_int_equal(ims_tier_push(&res, t, itest.a, "rbd", name, NULL, &o), 0);
 	snprintf(cold, sizeof(cold), "rbd/%s", name);
 	/* wrong key: the manifest does not open, nothing is created */
 	ims_error_clear();
-	assert_int_equal(ims_tier_restore(&res, t2, A, cold, NULL, NULL, &o), -EBADMSG);
+	assert_int_equal(ims_tier_restore(&res, t2, itest.a, cold, NULL, NULL, &o), -EBADMSG);
 	assert_non_null(strstr(ims_error_last(), "key"));
-	assert_int_equal(ims_image_exists(A, "rbd", name), 0);
-	assert_int_equal(ims_tier_restore(&res, t, A, cold, NULL, NULL, &o), 0);
-	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+	assert_int_equal(ims_image_exists(itest.a, "rbd", name), 0);
+	assert_int_equal(ims_tier_restore(&res, t, itest.a, cold, NULL, NULL, &o), 0);
+	itest_assert_image_equals_file(itest.a, "rbd", name, NULL, path);
 
 	/* a key file others may read is refused */
 	chmod(key2_path, 0644);
@@ -580,9 +580,7 @@ static void test_faults(void **state)
 
 	start_proxy();
 	snprintf(via, sizeof(via), "http://127.0.0.1:%d", proxy_port);
-	snprintf(path, sizeof(path), "%s/faults.raw", itest_dir());
-	random_file(path, 24 * MiB, 17);
-	import_file(name, path);
+	import_random(name, "faults", path, sizeof(path), 24 * MiB, 17);
 	snprintf(cold, sizeof(cold), "rbd/%s", name);
 
 	ims_tier_target *t = new_target(bucket_name("faults"), via, key_path, 6);
@@ -591,7 +589,7 @@ static void test_faults(void **state)
 	o.concurrency = 2;
 	/* 500, 503, a dropped connection, a slow answer: retried, and the push completes */
 	proxy("plan?actions=500,503,drop,slow:1,ok,503,drop,500");
-	int r = ims_tier_push(&res, t, A, "rbd", name, NULL, &o);
+	int r = ims_tier_push(&res, t, itest.a, "rbd", name, NULL, &o);
 	if (r < 0)
 		fprintf(stderr, "push: %s\n", ims_error_last());
 	assert_int_equal(r, 0);
@@ -605,11 +603,11 @@ static void test_faults(void **state)
 		0);
 	/* and the restore */
 	proxy("plan?actions=drop,503,slow:1,500,ok,drop");
-	r = ims_tier_restore(&res, t, A, cold, NULL, NULL, &o);
+	r = ims_tier_restore(&res, t, itest.a, cold, NULL, NULL, &o);
 	if (r < 0)
 		fprintf(stderr, "restore: %s\n", ims_error_last());
 	assert_int_equal(r, 0);
-	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+	itest_assert_image_equals_file(itest.a, "rbd", name, NULL, path);
 
 	/* a push that keeps failing leaves no manifest and the image where it was */
 	const char *name2 = itest_name("faults");
@@ -617,17 +615,17 @@ static void test_faults(void **state)
 	ims_tier_target *t2 = new_target(bucket_name("faults"), via, key_path, 2);
 	proxy("always?action=503");
 	ims_error_clear();
-	assert_int_equal(ims_tier_push(&res, t2, A, "rbd", name2, NULL, &o), -EIO);
+	assert_int_equal(ims_tier_push(&res, t2, itest.a, "rbd", name2, NULL, &o), -EIO);
 	assert_non_null(strstr(ims_error_last(), "503"));
 	proxy("always?action=");
 	assert_int_equal(count_objects(t2, "manifests/"), 0);
-	assert_int_equal(ims_image_exists(A, "rbd", name2), 1);
+	assert_int_equal(ims_image_exists(itest.a, "rbd", name2), 1);
 	/* dropped connections forever: the same */
 	proxy("always?action=drop");
-	assert_int_equal(ims_tier_push(&res, t2, A, "rbd", name2, NULL, &o), -EIO);
+	assert_int_equal(ims_tier_push(&res, t2, itest.a, "rbd", name2, NULL, &o), -EIO);
 	proxy("always?action=");
 	assert_int_equal(count_objects(t2, "manifests/"), 0);
-	assert_int_equal(ims_image_exists(A, "rbd", name2), 1);
+	assert_int_equal(ims_image_exists(itest.a, "rbd", name2), 1);
 	ims_tier_target_free(t);
 	ims_tier_target_free(t2);
 }
@@ -649,8 +647,8 @@ static void test_gc(void **state)
 	random_file(pb, 8 * MiB, 23);
 	import_file(a, pa);
 	import_file(b, pb);
-	assert_int_equal(ims_tier_push(&res, t, A, "rbd", a, NULL, &o), 0);
-	assert_int_equal(ims_tier_push(&res, t, A, "rbd", b, NULL, &o), 0);
+	assert_int_equal(ims_tier_push(&res, t, itest.a, "rbd", a, NULL, &o), 0);
+	assert_int_equal(ims_tier_push(&res, t, itest.a, "rbd", b, NULL, &o), 0);
 	assert_int_equal(count_objects(t, "chunks/"), 5);
 	snprintf(cold_a, sizeof(cold_a), "rbd/%s", a);
 	assert_int_equal(ims_tier_forget(t, cold_a), 0);
@@ -697,7 +695,7 @@ static size_t count_snaps(const char *name)
 {
 	ims_snap_info *snaps = NULL;
 	size_t n = 0;
-	assert_int_equal(ims_snap_list(&snaps, &n, A, "rbd", name), 0);
+	assert_int_equal(ims_snap_list(&snaps, &n, itest.a, "rbd", name), 0);
 	ims_snap_list_free(snaps, n);
 	return n;
 }
@@ -715,7 +713,7 @@ static void test_push_live_write_keeps_image(void **state)
 	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
 	co.size = 8 * MiB;
 	co.features = 1; /* layering: no exclusive lock to hold */
-	assert_int_equal(ims_image_create(A, "rbd", name, &co), 0);
+	assert_int_equal(ims_image_create(itest.a, "rbd", name, &co), 0);
 	assert_int_equal(write_image(name, 0, 8 * MiB, 0x5a), 0);
 
 	live_write w = {.image = name};
@@ -724,20 +722,20 @@ static void test_push_live_write_keeps_image(void **state)
 	o.progress = write_when_read;
 	o.progress_ctx = &w;
 	ims_tier_result res;
-	int r = ims_tier_push(&res, t, A, "rbd", name, NULL, &o);
+	int r = ims_tier_push(&res, t, itest.a, "rbd", name, NULL, &o);
 	assert_true(w.done);
 	assert_int_equal(w.write_r, 0);
 	assert_int_equal(r, -EBUSY);
 	assert_non_null(strstr(ims_error_last(), "written to during the push"));
 	/* the image is there, with the write, and no push snapshot is left on it */
-	assert_int_equal(ims_image_exists(A, "rbd", name), 1);
+	assert_int_equal(ims_image_exists(itest.a, "rbd", name), 1);
 	snprintf(path, sizeof(path), "%s/live.raw", itest_dir());
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
 	for (uint64_t i = 0; i < 8 * MiB; i++)
 		fputc(i >= 4096 && i < 8192 ? 0xab : 0x5a, f);
 	fclose(f);
-	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+	itest_assert_image_equals_file(itest.a, "rbd", name, NULL, path);
 	assert_int_equal(count_snaps(name), 0);
 	ims_tier_target_free(t);
 }
@@ -752,9 +750,7 @@ static void test_push_live_write_locked_out(void **state)
 	ims_tier_target *t = new_target(bucket_name("lock"), NULL, key_path, 2);
 	const char *name = itest_name("lock");
 	char path[600], cold[300], back[300];
-	snprintf(path, sizeof(path), "%s/lock.raw", itest_dir());
-	random_file(path, 8 * MiB, 31);
-	import_file(name, path);
+	import_random(name, "lock", path, sizeof(path), 8 * MiB, 31);
 
 	live_write w = {.image = name};
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
@@ -762,15 +758,15 @@ static void test_push_live_write_locked_out(void **state)
 	o.progress = write_when_read;
 	o.progress_ctx = &w;
 	ims_tier_result res;
-	assert_int_equal(ims_tier_push(&res, t, A, "rbd", name, NULL, &o), 0);
+	assert_int_equal(ims_tier_push(&res, t, itest.a, "rbd", name, NULL, &o), 0);
 	assert_true(w.done);
 	assert_true(w.write_r < 0);
 	in_trash_or_gone(name);
 	snprintf(cold, sizeof(cold), "rbd/%s", name);
 	snprintf(back, sizeof(back), "%s-back", name);
 	o.progress = NULL;
-	assert_int_equal(ims_tier_restore(&res, t, A, cold, "rbd", back, &o), 0);
-	itest_assert_image_equals_file(A, "rbd", back, NULL, path);
+	assert_int_equal(ims_tier_restore(&res, t, itest.a, cold, "rbd", back, &o), 0);
+	itest_assert_image_equals_file(itest.a, "rbd", back, NULL, path);
 	assert_int_equal(count_snaps(back), 0);
 	ims_tier_target_free(t);
 }
@@ -802,15 +798,13 @@ static void test_push_live_open_keeps_image(void **state)
 	ims_tier_target *t = new_target(bucket_name("open"), NULL, key_path, 2);
 	const char *name = itest_name("open");
 	char path[600];
-	snprintf(path, sizeof(path), "%s/open.raw", itest_dir());
-	random_file(path, 4 * MiB, 43);
-	import_file(name, path);
+	import_random(name, "open", path, sizeof(path), 4 * MiB, 43);
 	live_open w = {.image = name, .other = itest_site('A')};
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_TRASH;
 	o.progress = open_when_read;
 	o.progress_ctx = &w;
-	int r = ims_tier_push(NULL, t, A, "rbd", name, NULL, &o);
+	int r = ims_tier_push(NULL, t, itest.a, "rbd", name, NULL, &o);
 	assert_non_null(w.io);
 	assert_int_equal(w.open_r, 0);
 	assert_int_equal(r, -EBUSY);
@@ -818,7 +812,7 @@ static void test_push_live_open_keeps_image(void **state)
 	rbd_close(w.img);
 	ims_site_ioctx_close(w.io);
 	ims_site_close(w.other);
-	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+	itest_assert_image_equals_file(itest.a, "rbd", name, NULL, path);
 	assert_int_equal(count_snaps(name), 0);
 	ims_tier_target_free(t);
 }
@@ -838,22 +832,20 @@ static void test_push_honours_leases(void **state)
 	ims_tier_target *t = new_target(bucket_name("lease"), NULL, key_path, 2);
 	const char *name = itest_name("lease");
 	char path[600];
-	snprintf(path, sizeof(path), "%s/lease.raw", itest_dir());
-	random_file(path, 4 * MiB, 33);
-	import_file(name, path);
+	import_random(name, "lease", path, sizeof(path), 4 * MiB, 33);
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_TRASH;
 	o.leased = lease_held;
 	o.leased_ctx = "hv7";
-	assert_int_equal(ims_tier_push(NULL, t, A, "rbd", name, NULL, &o), -EBUSY);
+	assert_int_equal(ims_tier_push(NULL, t, itest.a, "rbd", name, NULL, &o), -EBUSY);
 	assert_non_null(strstr(ims_error_last(), "hv7"));
-	assert_int_equal(ims_image_exists(A, "rbd", name), 1);
+	assert_int_equal(ims_image_exists(itest.a, "rbd", name), 1);
 	assert_int_equal(count_objects(t, "chunks/"), 0);
 	assert_int_equal(count_objects(t, "manifests/"), 0);
 	assert_int_equal(count_snaps(name), 0);
 	/* keeping the image, a lease does not matter */
 	o.after = IMS_TIER_KEEP;
-	assert_int_equal(ims_tier_push(NULL, t, A, "rbd", name, NULL, &o), 0);
+	assert_int_equal(ims_tier_push(NULL, t, itest.a, "rbd", name, NULL, &o), 0);
 	ims_tier_target_free(t);
 }
 
@@ -918,14 +910,12 @@ static void test_gc_during_push(void **state)
 	const char *a = itest_name("gcpush"), *b = itest_name("gcpush");
 	char path[600], cold_a[300], cold_b[300], back[300];
 	const uint64_t grace = 6;
-	snprintf(path, sizeof(path), "%s/gcpush.raw", itest_dir());
-	random_file(path, 4 * MiB, 35);
-	import_file(a, path);
+	import_random(a, "gcpush", path, sizeof(path), 4 * MiB, 35);
 	import_file(b, path);
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_KEEP;
 	o.grace = grace;
-	assert_int_equal(ims_tier_push(NULL, t, A, "rbd", a, NULL, &o), 0);
+	assert_int_equal(ims_tier_push(NULL, t, itest.a, "rbd", a, NULL, &o), 0);
 	snprintf(cold_a, sizeof(cold_a), "rbd/%s", a);
 	assert_int_equal(ims_tier_forget(t, cold_a), 0);
 	one_key k = {0};
@@ -937,7 +927,7 @@ static void test_gc_during_push(void **state)
 	o.progress = gc_when_read;
 	o.progress_ctx = &g;
 	ims_tier_result res;
-	assert_int_equal(ims_tier_push(&res, t, A, "rbd", b, NULL, &o), 0);
+	assert_int_equal(ims_tier_push(&res, t, itest.a, "rbd", b, NULL, &o), 0);
 	assert_true(g.ran);
 	assert_int_equal(res.chunks_new, 0);
 	assert_int_equal(g.deleted, 0);
@@ -952,8 +942,8 @@ static void test_gc_during_push(void **state)
 	assert_int_equal(sr.deleted, 0);
 	snprintf(cold_b, sizeof(cold_b), "rbd/%s", b);
 	snprintf(back, sizeof(back), "%s-back", b);
-	assert_int_equal(ims_tier_restore(NULL, t, A, cold_b, "rbd", back, &o), 0);
-	itest_assert_image_equals_file(A, "rbd", back, NULL, path);
+	assert_int_equal(ims_tier_restore(NULL, t, itest.a, cold_b, "rbd", back, &o), 0);
+	itest_assert_image_equals_file(itest.a, "rbd", back, NULL, path);
 	/* and no lock object is left behind */
 	assert_int_equal(count_objects(t, "locks/"), 0);
 	ims_tier_target_free(t);
@@ -981,16 +971,14 @@ static void test_push_waits_for_gc(void **state)
 	ims_tier_target *t = new_target(bucket_name("gcwait"), NULL, key_path, 2);
 	const char *name = itest_name("gcwait");
 	char path[600];
-	snprintf(path, sizeof(path), "%s/gcwait.raw", itest_dir());
-	random_file(path, 4 * MiB, 41);
-	import_file(name, path);
+	import_random(name, "gcwait", path, sizeof(path), 4 * MiB, 41);
 	assert_int_equal(ims_s3_put(ims_tier_target_s3(t), "locks/gc/test", "{}", 2), 0);
 	gc_wait w = {.t = t};
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_KEEP;
 	o.progress = end_gc_when_waited;
 	o.progress_ctx = &w;
-	assert_int_equal(ims_tier_push(NULL, t, A, "rbd", name, NULL, &o), 0);
+	assert_int_equal(ims_tier_push(NULL, t, itest.a, "rbd", name, NULL, &o), 0);
 	assert_int_equal(w.waits, 2);
 	assert_int_equal(count_objects(t, "manifests/"), 1);
 	assert_int_equal(count_objects(t, "locks/"), 0);
@@ -1009,10 +997,8 @@ static void test_push_manifest_too_many_tags(void **state)
 	char path[600];
 	rados_ioctx_t io = NULL;
 	ims_catalog_entry *e = NULL;
-	snprintf(path, sizeof(path), "%s/tags.raw", itest_dir());
-	random_file(path, 4 * MiB, 37);
-	import_file(name, path);
-	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	import_random(name, "tags", path, sizeof(path), 4 * MiB, 37);
+	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
 	assert_int_equal(ims_catalog_get(io, name, &e), 0);
 	size_t n = IMS_MANIFEST_TAGS_MAX + 1;
 	ims_tag *tags = realloc(e->tags, n * sizeof(*tags));
@@ -1031,10 +1017,10 @@ static void test_push_manifest_too_many_tags(void **state)
 
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_TRASH;
-	int r = ims_tier_push(NULL, t, A, "rbd", name, NULL, &o);
+	int r = ims_tier_push(NULL, t, itest.a, "rbd", name, NULL, &o);
 	assert_int_equal(r, -EMSGSIZE);
 	assert_non_null(strstr(ims_error_last(), "tags"));
-	assert_int_equal(ims_image_exists(A, "rbd", name), 1);
+	assert_int_equal(ims_image_exists(itest.a, "rbd", name), 1);
 	assert_int_equal(count_objects(t, "manifests/"), 0);
 	assert_int_equal(count_objects(t, "chunks/"), 0);
 	assert_int_equal(count_snaps(name), 0);
@@ -1055,24 +1041,22 @@ static void test_push_manifest_read_back(void **state)
 		start_proxy();
 	snprintf(via, sizeof(via), "http://127.0.0.1:%d", proxy_port);
 	ims_tier_target *t = new_target(bucket_name("readback"), via, key_path, 1);
-	snprintf(path, sizeof(path), "%s/readback.raw", itest_dir());
-	random_file(path, 4 * MiB, 39);
-	import_file(name, path);
+	import_random(name, "readback", path, sizeof(path), 4 * MiB, 39);
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_TRASH;
 	proxy("corrupt?path=manifests");
-	int r = ims_tier_push(NULL, t, A, "rbd", name, NULL, &o);
+	int r = ims_tier_push(NULL, t, itest.a, "rbd", name, NULL, &o);
 	proxy("corrupt?path=");
 	assert_int_equal(r, -EIO);
 	assert_non_null(strstr(ims_error_last(), "did not read back"));
-	assert_int_equal(ims_image_exists(A, "rbd", name), 1);
+	assert_int_equal(ims_image_exists(itest.a, "rbd", name), 1);
 	assert_int_equal(count_objects(t, "manifests/"), 0);
 	assert_int_equal(count_snaps(name), 0);
-	assert_int_equal(ims_tier_push(NULL, t, A, "rbd", name, NULL, &o), 0);
+	assert_int_equal(ims_tier_push(NULL, t, itest.a, "rbd", name, NULL, &o), 0);
 	in_trash_or_gone(name);
 	snprintf(cold, sizeof(cold), "rbd/%s", name);
-	assert_int_equal(ims_tier_restore(NULL, t, A, cold, NULL, NULL, &o), 0);
-	itest_assert_image_equals_file(A, "rbd", name, NULL, path);
+	assert_int_equal(ims_tier_restore(NULL, t, itest.a, cold, NULL, NULL, &o), 0);
+	itest_assert_image_equals_file(itest.a, "rbd", name, NULL, path);
 	ims_tier_target_free(t);
 }
 

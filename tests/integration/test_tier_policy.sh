@@ -11,6 +11,7 @@ SB=${IMGSTORE_SANDBOX:?}
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
 CONF=$SB/site-a/imgstored.conf
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 out=/tmp/tierpol-out.$$ err=/tmp/tierpol-err.$$
 T_OUT=$out T_ERR=$err
 rbd_a() { timeout 120 rbd -c "$CEPH_CONF_A" "$@"; }
@@ -18,14 +19,9 @@ rbd_a() { timeout 120 rbd -c "$CEPH_CONF_A" "$@"; }
 P=tierpol$$
 tmp=$(mktemp -d /tmp/imgstore-tierpol.XXXXXX)
 lease=""
-cp "$CONF" "$CONF.orig"
+config_keep a
 cleanup() {
-  if ! cmp -s "$CONF" "$CONF.orig"; then
-    mv "$CONF.orig" "$CONF"
-    "$SANDBOX" stop-daemon "$SB" a >/dev/null 2>&1
-    "$SANDBOX" start-daemon "$SB" a >/dev/null 2>&1
-  fi
-  rm -f "$CONF.orig"
+  config_restore a
   "$CLI" tier policy rm "$P" >/dev/null 2>&1
   [ -n "$lease" ] && "$CLI" host lease release "$lease" >/dev/null 2>&1
   timeout 60 ceph -c "$CEPH_CONF_A" osd pool rm "$P" "$P" --yes-i-really-really-mean-it >/dev/null 2>&1
@@ -89,8 +85,8 @@ check "same verdict (got '$(pushed_set)')" test "$(pushed_set)" = "child,idle"
 # the scan: site a's daemon with a 2 s interval
 rbd_a export --no-progress "$P/idle" "$tmp/idle.before" >/dev/null
 printf 'tier_scan_interval = 2s\n' >>"$CONF"
-"$SANDBOX" stop-daemon "$SB" a >/dev/null 2>&1
-"$SANDBOX" start-daemon "$SB" a >/dev/null 2>&1 || not_ok "site a's daemon restarted"
+daemon_stop a
+daemon_start a || not_ok "site a's daemon restarted"
 gone() { ! in_rbd "$1"; }
 for _ in $(seq 1 90); do
   gone idle && gone child && break

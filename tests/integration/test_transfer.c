@@ -33,24 +33,14 @@
 
 #define MiB (1ull << 20)
 
-static ims_site *A;
 static char raw_src[512];			      /* the pattern every variant is made from */
 static const uint64_t SRC_SIZE = 24 * MiB + 3 * 4096; /* not a multiple of 4 MiB */
 
 static int setup(void **state)
 {
-	(void)state;
-	A = itest_site('A');
+	itest_setup_a(state);
 	snprintf(raw_src, sizeof(raw_src), "%s/pattern.raw", itest_dir());
 	itest_fill_pattern(raw_src, SRC_SIZE, 7);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	ims_site_close(A);
-	itest_cleanup();
 	return 0;
 }
 
@@ -103,7 +93,7 @@ static void remove_image(const char *name)
 {
 	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
 	ro.purge = true;
-	assert_int_equal(ims_image_remove(A, "rbd", name, &ro), 0);
+	assert_int_equal(ims_image_remove(itest.a, "rbd", name, &ro), 0);
 }
 
 /* The commands that make each variant are formats with the file names as arguments. */
@@ -125,18 +115,18 @@ static void import_variant2(const char *label, const char *make_cmd, const char 
 	const char *name = itest_name(label);
 	ims_transfer_opts o = IMS_TRANSFER_OPTS_INIT;
 	ims_transfer_result res;
-	if (ims_image_import_file(&res, A, "rbd", name, file, &o) != 0)
+	if (ims_image_import_file(&res, itest.a, "rbd", name, file, &o) != 0)
 		fail_msg("import of %s failed: %s", label, ims_error_last());
 	assert_int_equal(res.format, expect);
 	assert_int_equal(res.virtual_size, SRC_SIZE);
 	assert_true(res.bytes_zero > 0); /* the holes were not written */
-	itest_assert_image_equals_file(A, "rbd", name, NULL, raw);
+	itest_assert_image_equals_file(itest.a, "rbd", name, NULL, raw);
 
 	char hex[IMS_SHA256_HEX_LEN];
 	file_content_hash(raw, hex);
 	assert_string_equal(res.content_sha256, hex);
 	ims_image_info *info = NULL;
-	assert_int_equal(ims_image_info_get(&info, A, "rbd", name), 0);
+	assert_int_equal(ims_image_info_get(&info, itest.a, "rbd", name), 0);
 	assert_string_equal(info->catalog->content_sha256, hex);
 	assert_string_equal(info->catalog->source, ims_format_name(expect));
 	assert_true(info->used_bytes < SRC_SIZE); /* sparse in RBD too */
@@ -203,7 +193,7 @@ static void test_import_refusals(void **state)
 
 	/* the declared format disagrees with the bytes */
 	o.format = IMS_FORMAT_VMDK;
-	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, q, &o), -EINVAL);
+	assert_int_equal(ims_image_import_file(NULL, itest.a, "rbd", name, q, &o), -EINVAL);
 	assert_non_null(strstr(ims_error_last(), "qcow2"));
 	assert_non_null(strstr(ims_error_last(), "vmdk"));
 	o.format = IMS_FORMAT_AUTO;
@@ -211,12 +201,12 @@ static void test_import_refusals(void **state)
 	/* a backing file */
 	assert_int_equal(itest_sh("qemu-img create -q -f qcow2 -F qcow2 -b '%s' '%s'", q, overlay),
 			 0);
-	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, overlay, &o), -ENOTSUP);
+	assert_int_equal(ims_image_import_file(NULL, itest.a, "rbd", name, overlay, &o), -ENOTSUP);
 	assert_non_null(strstr(ims_error_last(), "backing"));
 
 	/* cut in the middle of its data: the import fails on the way and leaves nothing */
 	assert_int_equal(itest_sh("head -c 3000000 '%s' > '%s'", q, bad), 0);
-	int r = ims_image_import_file(NULL, A, "rbd", name, bad, &o);
+	int r = ims_image_import_file(NULL, itest.a, "rbd", name, bad, &o);
 	assert_true(r == -EINVAL || r == -EIO);
 	assert_false(image_exists(name));
 	assert_int_equal(count_tmp_images(), 0);
@@ -226,16 +216,16 @@ static void test_import_refusals(void **state)
 	snprintf(link, sizeof(link), "%s/swapped.qcow2", itest_dir());
 	assert_int_equal(symlink(q, link), 0);
 	o.no_follow = true;
-	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, link, &o), -ELOOP);
+	assert_int_equal(ims_image_import_file(NULL, itest.a, "rbd", name, link, &o), -ELOOP);
 	assert_non_null(strstr(ims_error_last(), "symbolic link"));
 	assert_false(image_exists(name));
 	o.no_follow = false;
 
 	/* a missing file, a taken name */
-	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, "/nonexistent.img", &o),
+	assert_int_equal(ims_image_import_file(NULL, itest.a, "rbd", name, "/nonexistent.img", &o),
 			 -ENOENT);
-	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, q, &o), 0);
-	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, q, &o), -EEXIST);
+	assert_int_equal(ims_image_import_file(NULL, itest.a, "rbd", name, q, &o), 0);
+	assert_int_equal(ims_image_import_file(NULL, itest.a, "rbd", name, q, &o), -EEXIST);
 	remove_image(name);
 }
 
@@ -255,10 +245,12 @@ static void test_import_unreadable_formats(void **state)
 			itest_sh("qemu-img convert -O %s '%s' '%s'", fmts[i], raw_src, file), 0);
 		snprintf(expect, sizeof(expect), "the image is in format '%s' (", fmts[i]);
 		o.format = IMS_FORMAT_AUTO;
-		assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, file, &o), -ENOTSUP);
+		assert_int_equal(ims_image_import_file(NULL, itest.a, "rbd", name, file, &o),
+				 -ENOTSUP);
 		assert_non_null(strstr(ims_error_last(), expect));
 		o.format = IMS_FORMAT_RAW;
-		assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, file, &o), -ENOTSUP);
+		assert_int_equal(ims_image_import_file(NULL, itest.a, "rbd", name, file, &o),
+				 -ENOTSUP);
 		assert_non_null(strstr(ims_error_last(), expect));
 		assert_false(image_exists(name));
 	}
@@ -280,7 +272,8 @@ static void test_import_cancelled(void **state)
 	ims_transfer_opts o = IMS_TRANSFER_OPTS_INIT;
 	o.progress = cancel_after;
 	o.progress_ctx = &calls;
-	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, raw_src, &o), -ECANCELED);
+	assert_int_equal(ims_image_import_file(NULL, itest.a, "rbd", name, raw_src, &o),
+			 -ECANCELED);
 	assert_false(image_exists(name));
 	assert_int_equal(count_tmp_images(), 0);
 }
@@ -359,12 +352,12 @@ static void test_import_killed(void **state)
 	tmp_of(name, tmp, sizeof(tmp));
 	/* right after the kill the importer's watch still lives: the cleanup leaves it alone */
 	unsigned removed = 0;
-	assert_int_equal(ims_store_cleanup_tmp(A, "rbd", &removed), 0);
+	assert_int_equal(ims_store_cleanup_tmp(itest.a, "rbd", &removed), 0);
 	assert_true(image_exists(tmp));
 	/* then it goes (the dead client's watch lapses after 10 s in the sandbox) */
 	time_t t0 = time(NULL);
 	while (image_exists(tmp) && time(NULL) - t0 < 90) {
-		assert_int_equal(ims_store_cleanup_tmp(A, "rbd", &removed), 0);
+		assert_int_equal(ims_store_cleanup_tmp(itest.a, "rbd", &removed), 0);
 		if (!image_exists(tmp))
 			break;
 		sleep(2);
@@ -388,8 +381,8 @@ static void test_export(void **state)
 	ims_transfer_opts o = IMS_TRANSFER_OPTS_INIT;
 	ims_transfer_result res;
 
-	assert_int_equal(ims_image_import_file(NULL, A, "rbd", name, raw_src, &o), 0);
-	assert_int_equal(ims_snap_create(A, "rbd", name, "s1"), 0);
+	assert_int_equal(ims_image_import_file(NULL, itest.a, "rbd", name, raw_src, &o), 0);
+	assert_int_equal(ims_snap_create(itest.a, "rbd", name, "s1"), 0);
 	/* change the head after the snapshot */
 	assert_int_equal(itest_sh("rbd -c '%s' bench --io-type write --io-size 4096 --io-total 64K "
 				  "--io-pattern rand rbd/%s >/dev/null",
@@ -397,31 +390,32 @@ static void test_export(void **state)
 			 0);
 
 	o.format = IMS_FORMAT_RAW;
-	assert_int_equal(ims_image_export_file(&res, A, "rbd", name, "s1", snapraw, &o), 0);
+	assert_int_equal(ims_image_export_file(&res, itest.a, "rbd", name, "s1", snapraw, &o), 0);
 	assert_int_equal(itest_sh("cmp -s '%s' '%s'", snapraw, raw_src), 0);
 	struct stat st;
 	assert_int_equal(stat(snapraw, &st), 0);
 	assert_true((uint64_t)st.st_blocks * 512 < SRC_SIZE); /* sparse */
-	assert_int_equal(ims_image_export_file(NULL, A, "rbd", name, "s1", snapraw, &o), -EEXIST);
+	assert_int_equal(ims_image_export_file(NULL, itest.a, "rbd", name, "s1", snapraw, &o),
+			 -EEXIST);
 
 	o.format = IMS_FORMAT_QCOW2;
-	assert_int_equal(ims_image_export_file(&res, A, "rbd", name, "s1", qcow, &o), 0);
+	assert_int_equal(ims_image_export_file(&res, itest.a, "rbd", name, "s1", qcow, &o), 0);
 	assert_int_equal(itest_sh("qemu-img check -q '%s'", qcow), 0);
 	assert_int_equal(itest_sh("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", qcow, raw_src),
 			 0);
 
 	/* the head differs from the snapshot */
 	o.format = IMS_FORMAT_RAW;
-	assert_int_equal(ims_image_export_file(&res, A, "rbd", name, NULL, raw, &o), 0);
+	assert_int_equal(ims_image_export_file(&res, itest.a, "rbd", name, NULL, raw, &o), 0);
 	assert_int_not_equal(itest_sh("cmp -s '%s' '%s'", raw, raw_src), 0);
-	itest_assert_image_equals_file(A, "rbd", name, NULL, raw);
+	itest_assert_image_equals_file(itest.a, "rbd", name, NULL, raw);
 
 	o.format = IMS_FORMAT_VMDK;
-	assert_int_equal(ims_image_export_file(&res, A, "rbd", name, NULL, "/tmp/x.vmdk", &o),
+	assert_int_equal(ims_image_export_file(&res, itest.a, "rbd", name, NULL, "/tmp/x.vmdk", &o),
 			 -EINVAL);
 	o.format = IMS_FORMAT_RAW;
 	assert_int_equal(
-		ims_image_export_file(&res, A, "rbd", name, "nosnap", "/tmp/nosnap.raw", &o),
+		ims_image_export_file(&res, itest.a, "rbd", name, "nosnap", "/tmp/nosnap.raw", &o),
 		-ENOENT);
 	assert_int_equal(access("/tmp/nosnap.raw.partial", F_OK), -1);
 	remove_image(name);
@@ -458,7 +452,7 @@ static void *run_held_import(void *arg)
 	o.progress_ctx = h;
 	o.concurrency = 1;
 	o.inflight_bytes = 8 * MiB;
-	h->result = ims_image_import_file(NULL, A, "rbd", h->name, h->path, &o);
+	h->result = ims_image_import_file(NULL, itest.a, "rbd", h->name, h->path, &o);
 	return NULL;
 }
 
@@ -479,7 +473,7 @@ static void test_cleanup_spares_owned_tmp(void **state)
 	assert_int_equal(read(h.started[0], &c, 1), 1);
 	char held_tmp[128];
 	tmp_of(h.name, held_tmp, sizeof(held_tmp));
-	assert_int_equal(ims_store_cleanup_tmp(A, NULL, &removed), 0);
+	assert_int_equal(ims_store_cleanup_tmp(itest.a, NULL, &removed), 0);
 	assert_true(image_exists(held_tmp));
 	assert_int_equal(write(h.go[1], "x", 1), 1);
 	pthread_join(t, NULL);
@@ -501,12 +495,12 @@ static void test_cleanup_spares_owned_tmp(void **state)
 	assert_int_equal(ims_store__tmp_own(&owner, io, tmp, "rbd/owned"), 0);
 	int order = 22;
 	assert_int_equal(rbd_create(io, tmp, 4 * MiB, &order), 0);
-	assert_int_equal(ims_store_cleanup_tmp(A, NULL, &removed), 0);
-	assert_int_equal(ims_store_cleanup_tmp(A, "rbd", &removed), 0);
+	assert_int_equal(ims_store_cleanup_tmp(itest.a, NULL, &removed), 0);
+	assert_int_equal(ims_store_cleanup_tmp(itest.a, "rbd", &removed), 0);
 	assert_true(image_exists(tmp));
 	/* the owner is gone (as when its process dies and the watch lapses): it is removed */
 	ims_store__tmp_disown(&owner);
-	assert_int_equal(ims_store_cleanup_tmp(A, NULL, &removed), 0);
+	assert_int_equal(ims_store_cleanup_tmp(itest.a, NULL, &removed), 0);
 	assert_false(image_exists(tmp));
 	ims_site_ioctx_close(io);
 	ims_site_close(other);
@@ -527,5 +521,5 @@ int main(void)
 		cmocka_unit_test(test_import_killed),
 		cmocka_unit_test(test_export),
 	};
-	return cmocka_run_group_tests_name("transfer", tests, setup, teardown);
+	return cmocka_run_group_tests_name("transfer", tests, setup, itest_teardown);
 }

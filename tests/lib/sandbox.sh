@@ -1,0 +1,104 @@
+# tests/lib/sandbox.sh: the sandbox's sites and daemons, for the shell tests that run through
+# tests/with-sandbox (its env: CEPH_CONF_A, IMGSTORE_SERVER_A, IMGSTORE_SANDBOX...) and for
+# tests/chaos/chaos.sh. Source it after tap.sh, with CLI set to the imgstore command:
+#
+#     . "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
+#
+#   on_a, on_b, on_c CMD...       the CLI ($CLI) against site a's, b's, c's imgstored
+#   conf_of SITE                  the ceph.conf of site SITE (a, b or c)
+#   server_of SITE                the address of site SITE's imgstored
+#   rbd_on SITE ARGS...           rbd against site SITE, bounded to $RBD_TIMEOUT seconds (120)
+#   wait_until TRIES PAUSE CMD... CMD until it succeeds, PAUSE seconds apart; fails after TRIES
+#   daemon_pid SITE               the pid of site SITE's imgstored, from its pid file
+#   daemon_up SITE                whether site SITE's imgstored runs
+#   daemon_start SITE [VAR=VALUE...]  start it (quiet), with these in its environment
+#   daemon_stop SITE [--kill]     stop it (quiet); --kill: SIGKILL
+#   daemon_kill SITE              kill -9 by its pid, and wait until it is gone (5 s at most)
+#   pid_gone PID                  whether process PID is gone (wait_until 50 0.2 pid_gone "$p")
+#   writer_start SITE IMAGE LOG   a writer (rbd bench, 4K) on the image in the background, its
+#                                 pid in WRITER_PID, its output in LOG; returns once it holds
+#                                 the image's exclusive lock (10 s at most)
+#   snap_equal IMAGE SNAP         whether IMAGE@SNAP has the same content on sites a and b
+#   lock_held SITE IMAGE          whether a client holds the image's exclusive lock
+#   config_keep SITE              keep a copy of site SITE's imgstored.conf, to change it
+#   config_restore SITE           put the copy back; the daemon restarted if it had changed
+#   forget_images IMAGE...        on sites a and b: replication disabled, snapshots purged,
+#                                 the image removed; quiet, for cleanups
+#   forget_group GROUP IMAGE...   the same for a group and its member images: the group's
+#                                 replication disabled, its members taken out, it removed
+SANDBOX_CMD=${SANDBOX_CMD:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/sandbox}
+RBD_TIMEOUT=${RBD_TIMEOUT:-120}
+
+on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
+on_b() { IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" "$@"; }
+on_c() { IMGSTORE_SERVER=$IMGSTORE_SERVER_C "$CLI" "$@"; }
+conf_of() { local v=CEPH_CONF_${1^^}; echo "${!v}"; }
+server_of() { local v=IMGSTORE_SERVER_${1^^}; echo "${!v}"; }
+rbd_on() { local s=$1; shift; timeout "$RBD_TIMEOUT" rbd -c "$(conf_of "$s")" "$@"; }
+
+wait_until() {
+  local tries=$1 pause=$2 i; shift 2
+  for ((i = 0; i < tries; i++)); do
+    "$@" && return 0
+    sleep "$pause"
+  done
+  return 1
+}
+
+daemon_pid() { cat "$IMGSTORE_SANDBOX/site-$1/run/imgstored.pid" 2>/dev/null; }
+daemon_up() { local p; p=$(daemon_pid "$1") && [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+daemon_start() { local s=$1; shift; env "$@" "$SANDBOX_CMD" start-daemon "$IMGSTORE_SANDBOX" "$s" >/dev/null 2>&1; }
+daemon_stop() { "$SANDBOX_CMD" stop-daemon "$IMGSTORE_SANDBOX" "$@" >/dev/null 2>&1; }
+pid_gone() { ! kill -0 "$1" 2>/dev/null; }
+daemon_kill() {
+  local pid; pid=$(daemon_pid "$1")
+  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+  wait_until 50 0.1 pid_gone "$pid"
+}
+
+snap_equal() {
+  local a b
+  a=$(rbd -c "$CEPH_CONF_A" export --no-progress "rbd/$1@$2" - 2>/dev/null | sha256sum)
+  b=$(rbd -c "$CEPH_CONF_B" export --no-progress "rbd/$1@$2" - 2>/dev/null | sha256sum)
+  [ -n "$a" ] && [ "$a" = "$b" ]
+}
+lock_held() { rbd -c "$(conf_of "$1")" lock ls "rbd/$2" 2>/dev/null | grep -q auto; }
+writer_start() {
+  rbd -c "$(conf_of "$1")" bench --io-type write --io-size 4K --io-threads 1 --io-total 10G \
+    --io-pattern rand "rbd/$2" >"$3" 2>&1 &
+  WRITER_PID=$!
+  wait_until 50 0.2 lock_held "$1" "$2"
+}
+
+config_keep() { cp "$IMGSTORE_SANDBOX/site-$1/imgstored.conf" "$IMGSTORE_SANDBOX/site-$1/imgstored.conf.orig"; }
+config_restore() {
+  local conf=$IMGSTORE_SANDBOX/site-$1/imgstored.conf
+  [ -f "$conf.orig" ] || return 0
+  if ! cmp -s "$conf" "$conf.orig"; then
+    mv "$conf.orig" "$conf"
+    daemon_stop "$1"
+    daemon_start "$1"
+  fi
+  rm -f "$conf.orig"
+}
+
+forget_images() {
+  local i s
+  for i in "$@"; do
+    for s in a b; do on_$s repl disable "rbd/$i" >/dev/null 2>&1; done
+    for s in a b; do
+      RBD_TIMEOUT=60 rbd_on $s snap purge "rbd/$i" >/dev/null 2>&1
+      RBD_TIMEOUT=60 rbd_on $s rm --no-progress "rbd/$i" >/dev/null 2>&1
+    done
+  done
+}
+
+forget_group() {
+  local g=$1 d s; shift
+  for s in a b; do on_$s group repl disable "rbd/$g" >/dev/null 2>&1; done
+  for s in a b; do
+    for d in "$@"; do RBD_TIMEOUT=60 rbd_on $s group image rm "rbd/$g" "rbd/$d" >/dev/null 2>&1; done
+    RBD_TIMEOUT=60 rbd_on $s group rm "rbd/$g" >/dev/null 2>&1
+  done
+  forget_images "$@"
+}
