@@ -518,7 +518,7 @@ static void test_records(void **state)
 	(void)state;
 	char obj[64], msg[IMS_ERROR_MSG_MAX + 64];
 	snprintf(obj, sizeof(obj), "%s", itest_name("records"));
-	ims_records rs = IMS_RECORDS_SITE(A, "rbd", obj);
+	ims_records rs = IMS_RECORDS_SITE(itest.a, "rbd", obj);
 	json_object *o = json_object_new_object(), *got = NULL, *n;
 	json_object_object_add(o, "n", json_object_new_int64(7));
 
@@ -535,7 +535,7 @@ static void test_records(void **state)
 
 	/* a value that is not a JSON object: -EBADMSG alone, NULL in a walk, left out of a list */
 	rados_ioctx_t io;
-	assert_int_equal(ims_site_ioctx(A, "rbd", &io), 0);
+	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
 	ims_records on_io = IMS_RECORDS_IO(io, obj);
 	assert_int_equal(ims_omap_set(io, obj, "k3", "not json", 8), 0);
 	got = NULL;
@@ -553,7 +553,7 @@ static void test_records(void **state)
 	free(list);
 
 	/* a quiet set leaves the thread's message as it was */
-	ims_records quiet = IMS_RECORDS_SITE_QUIET(A, "imgstore-no-such-pool", obj);
+	ims_records quiet = IMS_RECORDS_SITE_QUIET(itest.a, "imgstore-no-such-pool", obj);
 	ims_error_set(-EIO, "an earlier error");
 	assert_true(ims_record_put(&quiet, "k1", o) < 0);
 	assert_string_equal(ims_error_last(), "an earlier error");
