@@ -669,15 +669,16 @@ static int list_units(job *w, site_run *f)
 	return f->units ? 0 : -ENOMEM;
 }
 
-/* Run every unit on @p nw threads at most. */
-static void run_workers(site_run *f, unsigned nw)
+/* Run every unit on @p nw threads at most. @returns 0, or the pool's own error (then no unit
+ * ran: they must not be counted as done). */
+static int run_workers(site_run *f, unsigned nw)
 {
 	ims_fanout_opts o = IMS_FANOUT_OPTS_INIT;
 	o.workers = nw;
 	o.nitems = f->n;
 	o.item = fan_item;
 	o.ctx = f;
-	ims_fanout_run(NULL, &o);
+	return ims_fanout_run(NULL, &o);
 }
 
 /* The call's result: what was done, or which failed (the first ones, cut to fit; every one is
@@ -765,7 +766,14 @@ static int site_failover(job *w)
 				"without waiting for it, and fenced when it returns",
 				w->q.from);
 	f.w = &all;
-	run_workers(&f, is_forced(w) ? FAILOVER_FORCED_WORKERS : FAILOVER_PLANNED_WORKERS);
+	if ((r = run_workers(&f, is_forced(w) ? FAILOVER_FORCED_WORKERS
+					      : FAILOVER_PLANNED_WORKERS)) < 0) {
+		r = ims_error_set(r,
+				  "failover of site '%s' in pool '%s' did not start: %s; nothing "
+				  "changed",
+				  w->q.from, w->q.pool, ims_error_last());
+		goto out;
+	}
 	r = summarize(w, &f, all.old_down, mono_s() - t0);
 out:
 	free(f.units);

@@ -270,6 +270,14 @@ static int copy_block(copier *c, uint8_t *buf, uint64_t off, size_t len, bool da
 		      uint64_t *copied, uint64_t *zeroed)
 {
 	*copied = *zeroed = 0;
+	/* For the fault tests: IMGSTORE_FAIL_COPY_FROM=OFFSET fails every piece from there on, as
+	 * a write error on the secondary would. */
+	const char *fail = getenv("IMGSTORE_FAIL_COPY_FROM");
+	if (fail && off >= strtoull(fail, NULL, 10))
+		return ims_error_set(-EIO,
+				     "cannot write %s at %" PRIu64 " on the secondary: "
+				     "IMGSTORE_FAIL_COPY_FROM",
+				     c->what, off);
 	if (!data) {
 		int r = write_zeroes(c->dst, off, len);
 		if (r < 0)
@@ -357,11 +365,13 @@ static int copy_worker(ims_fanout *f, void *ctx, unsigned slot)
 
 		pthread_mutex_lock(&c->lock);
 		c->held -= cost;
-		c->inflight[slot] = UINT64_MAX;
 		if (r < 0) {
+			/* the failed piece stays in flight: the low-water mark, and so the
+			 * checkpoint the next cycle resumes from, must not pass it */
 			c->stop = true;
 			break;
 		}
+		c->inflight[slot] = UINT64_MAX;
 		c->copied += copied;
 		c->discarded += zeroed;
 		c->done_bytes += len;

@@ -262,6 +262,37 @@ static void test_cut_cycle_resumes(void **state)
 	assert_sealed_equal(name, second.sealed);
 }
 
+/* A piece whose copy fails (a write error on the secondary) is not counted as done: the
+ * checkpoint stays below it, the resumed cycle copies it, and what it seals equals the primary.
+ * (The low-water mark used to drop the failed piece, and the resumed cycle sealed a copy that
+ * lacked it.) */
+static void test_failed_piece_copied_again(void **state)
+{
+	(void)state;
+	const char *name = itest_name("repl-failpiece");
+	ims_repl_result res;
+	itest_create(name, 64 * MiB);
+	sync_ok(name, &res);
+	write_random(name, 48, 1 * MiB, 64 * MiB, 11);
+
+	ims_repl_opts o = IMS_REPL_OPTS_INIT;
+	o.concurrency = 1; /* the failed piece is the lowest in flight */
+	o.checkpoint_bytes = 1 * MiB;
+	ims_repl_result first;
+	memset(&first, 0, sizeof(first));
+	setenv("IMGSTORE_FAIL_COPY_FROM", "20971520", 1); /* 20 MiB */
+	int r = ims_repl_sync(&first, itest.a, itest.b, "rbd", name, &o);
+	unsetenv("IMGSTORE_FAIL_COPY_FROM");
+	assert_int_equal(r, -EIO);
+	assert_non_null(strstr(ims_error_last(), "IMGSTORE_FAIL_COPY_FROM"));
+
+	ims_repl_result second;
+	if (ims_repl_sync(&second, itest.a, itest.b, "rbd", name, &o) < 0)
+		fail_msg("resume: %s", ims_error_last());
+	assert_true(second.resumed);
+	assert_sealed_equal(name, second.sealed);
+}
+
 static void newest_repl_snap(ims_site *s, const char *name, char *out, size_t len)
 {
 	ims_snap_info *snaps = NULL;
@@ -484,6 +515,7 @@ int main(void)
 		cmocka_unit_test(test_under_a_concurrent_writer),
 		cmocka_unit_test(test_resize),
 		cmocka_unit_test(test_cut_cycle_resumes),
+		cmocka_unit_test(test_failed_piece_copied_again),
 		cmocka_unit_test(test_two_targets),
 		cmocka_unit_test(test_secondary_refuses_writers),
 		cmocka_unit_test(test_refusals),
