@@ -27,7 +27,7 @@ int ims_handover__progress(const ims_handover_env *e, uint64_t done, uint64_t to
 	return e->hooks->progress ? e->hooks->progress(e->ctx, done, total) : 0;
 }
 
-int ims_handover__peer(const ims_handover_env *e, const char *name, ims_site **out)
+int ims_handover__peer(ims_site **out, const ims_handover_env *e, const char *name)
 {
 	return e->hooks->peer(e->ctx, name, out);
 }
@@ -63,8 +63,8 @@ bool ims_handover__may_ask(job *w, const char *name)
 	return !w->old_down && w->e->hooks->site_up(w->e->ctx, name);
 }
 
-int ims_handover__pair_of(const ims_handover_env *e, const char *pool, const char *name, bool group,
-			  const char *target, ims_repl_status *out)
+int ims_handover__pair_of(ims_repl_status *out, const ims_handover_env *e, const char *pool,
+			  const char *name, bool group, const char *target)
 {
 	ims_repl_status *list = NULL;
 	size_t n = 0;
@@ -86,7 +86,7 @@ int ims_handover__pair_of(const ims_handover_env *e, const char *pool, const cha
 	return r;
 }
 
-void ims_handover__source_site(const char *source, char *out, size_t len)
+void ims_handover__source_site(char *out, size_t len, const char *source)
 {
 	const char *slash = strchr(source, '/');
 	size_t n = slash ? (size_t)(slash - source) : strlen(source);
@@ -148,7 +148,7 @@ void ims_handover__reverse(job *w, ims_site *peer)
 	ims_repl_status pair;
 	const char *mode = "async";
 	uint32_t rpo = e->rpo;
-	if (ims_handover__pair_of(e, pool, name, group, w->q.target, &pair) == 0) {
+	if (ims_handover__pair_of(&pair, e, pool, name, group, w->q.target) == 0) {
 		mode = pair.mode[0] ? pair.mode : mode;
 		rpo = pair.rpo_seconds ? pair.rpo_seconds : rpo;
 	}
@@ -180,7 +180,7 @@ static int planned_resume(job *w, ims_repl_journal *j)
 	ims_log_warning(
 		"failover of '%s/%s' to site '%s' was interrupted at step '%s'; finishing it", pool,
 		image, w->q.target, ims_repl_step_name(from));
-	if ((r = ims_handover__peer(e, w->q.target, &peer)) < 0 ||
+	if ((r = ims_handover__peer(&peer, e, w->q.target)) < 0 ||
 	    (r = ims_repl_side_get(peer, pool, image, &them)) < 0 ||
 	    (r = ims_repl_side_get(e->site, pool, image, &me)) < 0)
 		return ims_error_set(r,
@@ -271,15 +271,15 @@ static int planned_check(job *w, ims_site **peer, ims_repl_side *me, ims_repl_si
 		return r;
 	if (me->secondary) {
 		char from[64];
-		ims_handover__source_site(me->source, from, sizeof(from));
+		ims_handover__source_site(from, sizeof(from), me->source);
 		return ims_error_set(-EROFS,
 				     "'%s/%s' is a secondary on site '%s': run the planned "
 				     "failover on its primary's "
 				     "site '%s', or add --force if site '%s' is lost",
 				     pool, image, here, from, from);
 	}
-	if ((r = ims_handover__pair_of(e, pool, image, false, w->q.target, &pair)) < 0 ||
-	    (r = ims_handover__peer(e, w->q.target, peer)) < 0 ||
+	if ((r = ims_handover__pair_of(&pair, e, pool, image, false, w->q.target)) < 0 ||
+	    (r = ims_handover__peer(peer, e, w->q.target)) < 0 ||
 	    (r = ims_repl_side_get(*peer, pool, image, them)) < 0)
 		return r;
 	if (!them->secondary)
@@ -437,7 +437,7 @@ static int forced(job *w)
 		return ims_error_set(-EEXIST,
 				     "'%s/%s' is already the primary on site '%s'; nothing changed",
 				     pool, image, here);
-	ims_handover__source_site(me.source, old, sizeof(old));
+	ims_handover__source_site(old, sizeof(old), me.source);
 	if (!old[0])
 		return ims_error_set(-EINVAL,
 				     "'%s/%s' on site '%s' does not say which site its primary is",
@@ -445,7 +445,7 @@ static int forced(job *w)
 	ims_handover__progress(e, 0, 0);
 
 	/* the old primary, if it answers: its generation counts, and its writers are fenced */
-	bool reachable = ims_handover__may_ask(w, old) && ims_handover__peer(e, old, &peer) == 0 &&
+	bool reachable = ims_handover__may_ask(w, old) && ims_handover__peer(&peer, e, old) == 0 &&
 			 ims_repl_side_get(peer, pool, image, &them) == 0;
 	uint64_t gen = me.generation + 1;
 	if (reachable && them.generation >= gen)
@@ -525,7 +525,7 @@ static int image_failover(job *w)
 	if (strcmp(w->q.target, ims_site_name(w->e->site)) == 0 &&
 	    ims_repl_side_get(w->e->site, w->q.pool, w->q.name, &me) == 0 && me.secondary) {
 		char from[64];
-		ims_handover__source_site(me.source, from, sizeof(from));
+		ims_handover__source_site(from, sizeof(from), me.source);
 		return ims_error_set(
 			-EROFS,
 			"'%s/%s' is a secondary here on site '%s': run the planned failover on its "
@@ -580,7 +580,7 @@ static bool selected(job *w, const unit *u)
 	ims_error_clear();
 	if (u->group) {
 		ims_group_info *gi = NULL;
-		int r = ims_handover__group_side(e->site, w->q.pool, u->name, &side, &gi);
+		int r = ims_handover__group_side(&side, &gi, e->site, w->q.pool, u->name);
 		ims_group_info_free(gi);
 		if (r < 0)
 			return false;
@@ -592,11 +592,11 @@ static bool selected(job *w, const unit *u)
 			return false;
 	}
 	if (is_forced(w)) {
-		ims_handover__source_site(side.source, src, sizeof(src));
+		ims_handover__source_site(src, sizeof(src), side.source);
 		return side.secondary && strcmp(src, w->q.from) == 0;
 	}
 	return !side.secondary &&
-	       ims_handover__pair_of(e, w->q.pool, u->name, u->group, w->q.target, &pair) == 0;
+	       ims_handover__pair_of(&pair, e, w->q.pool, u->name, u->group, w->q.target) == 0;
 }
 
 /* One image or group of a site failover (an item of common/fanout.h): its failure is its
@@ -790,7 +790,7 @@ static int image_resync(job *w)
 	if (r < 0)
 		return r;
 	/* the old primary's daemons stop replicating their copy: it is a secondary now */
-	if (ims_handover__peer(e, w->q.target, &peer) == 0)
+	if (ims_handover__peer(&peer, e, w->q.target) == 0)
 		ims_repl_policy_remove(peer, ims_handover__peer_pool(e, w->q.target), w->q.pool,
 				       w->q.name, false, ims_site_name(e->site));
 	/* the old site has just come back and may not serve every request yet: a few tries */

@@ -18,8 +18,8 @@
  * @p site's copy of the group as one side: its members agree on their role (else -EUCLEAN);
  * the highest generation; the source of a secondary. @p gi gets the members.
  */
-int ims_handover__group_side(ims_site *site, const char *pool, const char *group,
-			     ims_repl_side *out, ims_group_info **gi)
+int ims_handover__group_side(ims_repl_side *out, ims_group_info **gi, ims_site *site,
+			     const char *pool, const char *group)
 {
 	int r = ims_group_info_get(gi, site, pool, group);
 	if (r < 0)
@@ -98,10 +98,10 @@ static int group_resume(job *w, ims_repl_journal *j)
 	ims_log_warning(
 		"failover of group '%s/%s' to site '%s' was interrupted at step '%s'; finishing it",
 		pool, group, w->q.target, ims_repl_step_name(from));
-	if ((r = ims_handover__peer(e, w->q.target, &peer)) < 0)
+	if ((r = ims_handover__peer(&peer, e, w->q.target)) < 0)
 		return r;
-	rm = ims_handover__group_side(e->site, pool, group, &me, &gi);
-	rt = ims_handover__group_side(peer, pool, group, &them, &pgi);
+	rm = ims_handover__group_side(&me, &gi, e->site, pool, group);
+	rt = ims_handover__group_side(&them, &pgi, peer, pool, group);
 	ims_group_info_free(gi);
 	ims_group_info_free(pgi);
 	if ((rm < 0 && rm != -EUCLEAN) || (rt < 0 && rt != -EUCLEAN))
@@ -155,21 +155,21 @@ static int group_check(job *w, ims_site **peer, ims_repl_side *me, ims_repl_side
 	ims_group_info *pgi = NULL;
 	ims_repl_status pair;
 	int r;
-	if ((r = ims_handover__group_side(e->site, pool, group, me, gi)) < 0)
+	if ((r = ims_handover__group_side(me, gi, e->site, pool, group)) < 0)
 		return r;
 	if (me->secondary) {
 		char from[64];
-		ims_handover__source_site(me->source, from, sizeof(from));
+		ims_handover__source_site(from, sizeof(from), me->source);
 		return ims_error_set(-EROFS,
 				     "group '%s/%s' is a secondary on site '%s': run the planned "
 				     "failover on its primary's site "
 				     "'%s', or add --force if site '%s' is lost",
 				     pool, group, here, from, from);
 	}
-	if ((r = ims_handover__pair_of(e, pool, group, true, w->q.target, &pair)) < 0 ||
-	    (r = ims_handover__peer(e, w->q.target, peer)) < 0)
+	if ((r = ims_handover__pair_of(&pair, e, pool, group, true, w->q.target)) < 0 ||
+	    (r = ims_handover__peer(peer, e, w->q.target)) < 0)
 		return r;
-	r = ims_handover__group_side(*peer, pool, group, them, &pgi);
+	r = ims_handover__group_side(them, &pgi, *peer, pool, group);
 	ims_group_info_free(pgi);
 	if (r < 0)
 		return r;
@@ -354,7 +354,7 @@ int ims_handover__group_forced(job *w)
 		snprintf(cut, sizeof(cut), "%s", j.cut);
 		gen = j.generation;
 	} else {
-		if ((r = ims_handover__group_side(e->site, pool, group, &me, &gi)) < 0)
+		if ((r = ims_handover__group_side(&me, &gi, e->site, pool, group)) < 0)
 			goto out;
 		if (!me.secondary) {
 			r = ims_error_set(-EEXIST,
@@ -363,7 +363,7 @@ int ims_handover__group_forced(job *w)
 					  pool, group, here);
 			goto out;
 		}
-		ims_handover__source_site(me.source, old, sizeof(old));
+		ims_handover__source_site(old, sizeof(old), me.source);
 		if ((r = ims_repl_group_last_sealed(e->site, pool, group, cut, sizeof(cut), NULL)) <
 		    0) {
 			r = ims_error_set(r,
@@ -375,8 +375,8 @@ int ims_handover__group_forced(job *w)
 		gen = me.generation + 1;
 	}
 	ims_handover__progress(e, 0, 0);
-	bool reachable = ims_handover__may_ask(w, old) && ims_handover__peer(e, old, &peer) == 0 &&
-			 ims_handover__group_side(peer, pool, group, &them, &pgi) == 0;
+	bool reachable = ims_handover__may_ask(w, old) && ims_handover__peer(&peer, e, old) == 0 &&
+			 ims_handover__group_side(&them, &pgi, peer, pool, group) == 0;
 	if (!resumed && reachable && them.generation >= gen)
 		gen = them.generation + 1;
 	ims_error_clear();
@@ -475,7 +475,7 @@ int ims_handover__group_resync(job *w)
 	ims_repl_result res;
 	char plan[768];
 	int r;
-	if ((r = ims_handover__group_side(e->site, pool, group, &me, &gi)) < 0)
+	if ((r = ims_handover__group_side(&me, &gi, e->site, pool, group)) < 0)
 		goto out;
 	if (me.secondary) {
 		r = ims_error_set(
@@ -484,7 +484,7 @@ int ims_handover__group_resync(job *w)
 			group, ims_site_name(e->site));
 		goto out;
 	}
-	if ((r = ims_handover__peer(e, w->q.target, &peer)) < 0 ||
+	if ((r = ims_handover__peer(&peer, e, w->q.target)) < 0 ||
 	    (r = ims_repl_group_rejoin(e->site, peer, pool, group, me.generation, plan,
 				       sizeof(plan))) < 0)
 		goto out;

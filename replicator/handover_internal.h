@@ -24,7 +24,7 @@ static inline bool is_forced(const job *w)
 
 /* The hooks, NULL-safe where they may be absent. */
 int ims_handover__progress(const ims_handover_env *e, uint64_t done, uint64_t total);
-int ims_handover__peer(const ims_handover_env *e, const char *name, ims_site **out);
+int ims_handover__peer(ims_site **out, const ims_handover_env *e, const char *name);
 const char *ims_handover__peer_pool(const ims_handover_env *e, const char *site);
 
 /* What the failover did, into w->said. */
@@ -35,11 +35,11 @@ void ims_handover__say(job *w, const char *fmt, ...) __attribute__((format(print
 bool ims_handover__may_ask(job *w, const char *name);
 
 /* The mode and RPO this site replicates image (or @p group) @p pool/@p name to @p target with. */
-int ims_handover__pair_of(const ims_handover_env *e, const char *pool, const char *name, bool group,
-			  const char *target, ims_repl_status *out);
+int ims_handover__pair_of(ims_repl_status *out, const ims_handover_env *e, const char *pool,
+			  const char *name, bool group, const char *target);
 
 /* The site name in a copy's source ("SITE/POOL/IMAGE"). */
-void ims_handover__source_site(const char *source, char *out, size_t len);
+void ims_handover__source_site(char *out, size_t len, const char *source);
 
 /* For the fault tests: IMGSTORE_CRASH_AT=failover:STEP kills this daemon (SIGKILL) right after
  * the journal recorded STEP and before the step is done, as a kill -9 at that moment would. */
@@ -54,8 +54,8 @@ int ims_handover__journal_step(const ims_handover_env *e, const char *pool, cons
 void ims_handover__reverse(job *w, ims_site *peer);
 
 /* handover_group.c */
-int ims_handover__group_side(ims_site *site, const char *pool, const char *group,
-			     ims_repl_side *out, ims_group_info **gi);
+int ims_handover__group_side(ims_repl_side *out, ims_group_info **gi, ims_site *site,
+			     const char *pool, const char *group);
 int ims_handover__group_planned(job *w);
 int ims_handover__group_forced(job *w);
 int ims_handover__group_failover(job *w);
