@@ -82,12 +82,12 @@ static int writable_copy(ims_daemon *d, const char *pool, const char *image, ims
 int ims_hosts_image_leased(ims_daemon *d, const char *pool, const char *image, char *host,
 			   size_t len)
 {
-	return ims_lease_held(d->site, d->pool, pool, image, host, len);
+	return ims_lease_held(host, len, d->site, d->pool, pool, image);
 }
 
 int ims_hosts_break_leases(ims_daemon *d, const char *pool, const char *image, unsigned *broken)
 {
-	return ims_lease_break(d->site, d->pool, pool, image, broken);
+	return ims_lease_break(broken, d->site, d->pool, pool, image);
 }
 
 static Imgstore__V1__Lease *build_lease(ims_rpc_call *call, const ims_lease *l)
@@ -151,8 +151,8 @@ static int ims_h_acquire_lease(void *app, ims_rpc_call *call, const ProtobufCMes
 		return r;
 	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0 ||
 	    (r = writable_copy(d, s.pool, s.image, &side)) < 0 ||
-	    (r = ims_lease_acquire(d->site, d->pool, s.pool, s.image, q->host,
-				   ims_lease_ttl(q->ttl_seconds), side.generation, &l)) < 0)
+	    (r = ims_lease_acquire(&l, d->site, d->pool, s.pool, s.image, q->host,
+				   ims_lease_ttl(q->ttl_seconds), side.generation)) < 0)
 		return r;
 	Imgstore__V1__Lease *m = build_lease(call, &l);
 	if (!m)
@@ -193,7 +193,7 @@ static int change_lease(ims_daemon *d, ims_rpc_call *call, const char *id, unsig
 {
 	change_ctx c = {d, call};
 	ims_rpc_call_set_target(call, id);
-	return ims_lease_change(d->site, d->pool, id, ttl, may_change, &c, out);
+	return ims_lease_change(out, d->site, d->pool, id, ttl, may_change, &c);
 }
 
 static int ims_h_renew_lease(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
@@ -238,7 +238,7 @@ static int ims_h_list_leases(void *app, ims_rpc_call *call, const ProtobufCMessa
 	bool one = q->image && q->image->image && q->image->image[0];
 	int r;
 	if ((one && (r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0) ||
-	    (r = ims_lease_list(d->site, d->pool, &list, &n)) < 0)
+	    (r = ims_lease_list(&list, &n, d->site, d->pool)) < 0)
 		return r;
 	Imgstore__V1__ListLeasesResponse *m = ALLOC(call, Imgstore__V1__ListLeasesResponse);
 	r = -ENOMEM;

@@ -64,7 +64,7 @@ static int image_leased(void *ctx, const char *pool, const char *image, char *wh
 {
 	ims_daemon *d = ctx;
 	char host[IMS_HOST_NAME_MAX + 1] = "";
-	int r = ims_lease_held(d->site, d->pool, pool, image, host, sizeof(host));
+	int r = ims_lease_held(host, sizeof(host), d->site, d->pool, pool, image);
 	if (r > 0)
 		snprintf(why, len, "leased by host '%s'", host);
 	return r;
@@ -335,7 +335,7 @@ static int daemon_hold(void *ctx, const char *pool, const char *image, int64_t n
 	ims_lease l;
 	int r;
 
-	if ((r = ims_lease_get(d->site, d->pool, pool, image, &l)) < 0)
+	if ((r = ims_lease_get(&l, d->site, d->pool, pool, image)) < 0)
 		return r;
 	if (r == 1 && l.expires > now) {
 		char when[32];

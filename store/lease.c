@@ -148,7 +148,7 @@ static void key_of(char *key, size_t len, const char *pool, const char *image)
 
 /* ---------------------------------------------------------------------------------------- */
 
-int ims_lease_list(ims_site *site, const char *records_pool, ims_lease **out, size_t *n)
+int ims_lease_list(ims_lease **out, size_t *n, ims_site *site, const char *records_pool)
 {
 	rados_ioctx_t io;
 	int r = open_records(site, records_pool, false, &io, NULL, 0);
@@ -159,8 +159,8 @@ int ims_lease_list(ims_site *site, const char *records_pool, ims_lease **out, si
 	return r;
 }
 
-int ims_lease_get(ims_site *site, const char *records_pool, const char *pool, const char *image,
-		  ims_lease *out)
+int ims_lease_get(ims_lease *out, ims_site *site, const char *records_pool, const char *pool,
+		  const char *image)
 {
 	rados_ioctx_t io;
 	char key[2 * IMS_NAME_MAX + 2];
@@ -182,11 +182,11 @@ int ims_lease_get(ims_site *site, const char *records_pool, const char *pool, co
 	return r;
 }
 
-int ims_lease_held(ims_site *site, const char *records_pool, const char *pool, const char *image,
-		   char *host, size_t len)
+int ims_lease_held(char *host, size_t len, ims_site *site, const char *records_pool,
+		   const char *pool, const char *image)
 {
 	ims_lease l;
-	int r = ims_lease_get(site, records_pool, pool, image, &l);
+	int r = ims_lease_get(&l, site, records_pool, pool, image);
 	if (r <= 0)
 		return r;
 	if (l.expires <= now())
@@ -195,8 +195,8 @@ int ims_lease_held(ims_site *site, const char *records_pool, const char *pool, c
 	return 1;
 }
 
-int ims_lease_acquire(ims_site *site, const char *records_pool, const char *pool, const char *image,
-		      const char *host, unsigned ttl, uint64_t generation, ims_lease *out)
+int ims_lease_acquire(ims_lease *out, ims_site *site, const char *records_pool, const char *pool,
+		      const char *image, const char *host, unsigned ttl, uint64_t generation)
 {
 	rados_ioctx_t io;
 	char cookie[64], key[2 * IMS_NAME_MAX + 2];
@@ -247,8 +247,8 @@ out:
 	return r;
 }
 
-int ims_lease_change(ims_site *site, const char *records_pool, const char *id, unsigned ttl,
-		     ims_lease_check_fn check, void *ctx, ims_lease *out)
+int ims_lease_change(ims_lease *out, ims_site *site, const char *records_pool, const char *id,
+		     unsigned ttl, ims_lease_check_fn check, void *ctx)
 {
 	rados_ioctx_t io;
 	char cookie[64], key[2 * IMS_NAME_MAX + 2];
@@ -290,8 +290,8 @@ out:
 	return r;
 }
 
-int ims_lease_break(ims_site *site, const char *records_pool, const char *pool, const char *image,
-		    unsigned *broken)
+int ims_lease_break(unsigned *broken, ims_site *site, const char *records_pool, const char *pool,
+		    const char *image)
 {
 	rados_ioctx_t io;
 	char cookie[64], key[2 * IMS_NAME_MAX + 2];

@@ -47,22 +47,22 @@ unsigned ims_lease_ttl(uint32_t asked);
  * nobody took the image). @p records_pool holds the records.
  * @param[out] out malloc'ed array; free() it.
  */
-int ims_lease_list(ims_site *site, const char *records_pool, ims_lease **out, size_t *n);
+int ims_lease_list(ims_lease **out, size_t *n, ims_site *site, const char *records_pool);
 
 /**
  * The lease of @p pool/@p image, live or expired.
  * @returns 1 and *out; 0 if there is none; < 0 on error.
  */
-int ims_lease_get(ims_site *site, const char *records_pool, const char *pool, const char *image,
-		  ims_lease *out);
+int ims_lease_get(ims_lease *out, ims_site *site, const char *records_pool, const char *pool,
+		  const char *image);
 
 /**
  * A lease on @p pool/@p image for @p host, for @p ttl seconds, at the image's @p generation.
  * A live lease of the same host is replaced; one of another host refuses the call.
  * @returns 0 and *out; -EBUSY naming the holder and the expiry.
  */
-int ims_lease_acquire(ims_site *site, const char *records_pool, const char *pool, const char *image,
-		      const char *host, unsigned ttl, uint64_t generation, ims_lease *out);
+int ims_lease_acquire(ims_lease *out, ims_site *site, const char *records_pool, const char *pool,
+		      const char *image, const char *host, unsigned ttl, uint64_t generation);
 
 /**
  * Called under the lock with the lease a renewal or release names, before anything changes:
@@ -76,18 +76,18 @@ typedef int (*ims_lease_check_fn)(void *ctx, const ims_lease *lease, bool renew)
  * @returns 0 and the lease (as renewed, or as it was) in *out; -ENOENT if no lease has that id;
  *          what @p check refused with.
  */
-int ims_lease_change(ims_site *site, const char *records_pool, const char *id, unsigned ttl,
-		     ims_lease_check_fn check, void *ctx, ims_lease *out);
+int ims_lease_change(ims_lease *out, ims_site *site, const char *records_pool, const char *id,
+		     unsigned ttl, ims_lease_check_fn check, void *ctx);
 
 /**
  * 1 (and the host's name) if a live lease is held on @p pool/@p image, else 0.
  */
-int ims_lease_held(ims_site *site, const char *records_pool, const char *pool, const char *image,
-		   char *host, size_t len);
+int ims_lease_held(char *host, size_t len, ims_site *site, const char *records_pool,
+		   const char *pool, const char *image);
 
 /** Remove the lease of @p pool/@p image, live or not (a failover breaks it); *broken: 0 or 1. */
-int ims_lease_break(ims_site *site, const char *records_pool, const char *pool, const char *image,
-		    unsigned *broken);
+int ims_lease_break(unsigned *broken, ims_site *site, const char *records_pool, const char *pool,
+		    const char *image);
 
 /** Record host @p name at @p address, registered by @p caller, now. */
 int ims_host_register(ims_site *site, const char *records_pool, const char *name,
