@@ -356,13 +356,15 @@ static int ims_h_enable_group_replication(void *app, ims_rpc_call *call,
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__EnableGroupReplicationRequest *q = (const void *)req;
 	ims_repl_status st;
+	ims_repl_mode mode;
 	group_spec g;
 	int r;
-	if ((r = get_group(d, call, q->group, &g, false)) < 0)
+	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
+	    (r = ims_repl_mode_parse(&mode, q->mode)) < 0)
 		return r;
 	uint32_t rpo = q->rpo_seconds ? q->rpo_seconds : (uint32_t)d->cfg->defaults.rpo;
-	if ((r = ims_repl_group_enable(d->repl, g.pool, g.name, q->target_site, q->mode, rpo,
-				       &st)) < 0)
+	if ((r = ims_repl_group_enable(d->repl, g.pool, g.name, q->target_site, mode, rpo, &st)) <
+	    0)
 		return r;
 	Imgstore__V1__ReplicationStatus *m = ims_daemon_status_msg(call, &st);
 	if (!m)

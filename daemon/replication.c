@@ -66,12 +66,13 @@ static int h_enable_replication(void *app, ims_rpc_call *call, const ProtobufCMe
 	const Imgstore__V1__EnableReplicationRequest *q = (const void *)req;
 	ims_spec s;
 	ims_repl_status st;
+	ims_repl_mode mode;
 	int r;
-	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
+	    (r = ims_repl_mode_parse(&mode, q->mode)) < 0)
 		return r;
 	uint32_t rpo = q->rpo_seconds ? q->rpo_seconds : (uint32_t)d->cfg->defaults.rpo;
-	if ((r = ims_repl_enable(d->repl, s.pool, s.image, q->target_site, q->mode, rpo, &st)) <
-		    0 ||
+	if ((r = ims_repl_enable(d->repl, s.pool, s.image, q->target_site, mode, rpo, &st)) < 0 ||
 	    (r = ims_repl_set_verify_every(d->repl, s.pool, s.image, q->target_site,
 					   q->verify_every)) < 0)
 		return r;

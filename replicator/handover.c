@@ -146,10 +146,10 @@ void ims_handover__reverse(job *w, ims_site *peer)
 	const char *pool = w->q.pool, *name = w->q.name, *here = ims_site_name(e->site);
 	bool group = w->q.unit == IMS_HANDOVER_GROUP;
 	ims_repl_status pair;
-	const char *mode = "async";
+	ims_repl_mode mode = IMS_REPL_ASYNC;
 	uint32_t rpo = e->rpo;
 	if (ims_handover__pair_of(&pair, e, pool, name, group, w->q.target) == 0) {
-		mode = pair.mode[0] ? pair.mode : mode;
+		mode = pair.mode;
 		rpo = pair.rpo_seconds ? pair.rpo_seconds : rpo;
 	}
 	if (group)
@@ -420,8 +420,8 @@ static int forced(job *w)
 	    j.forced) {
 		/* promoted by a forced failover whose daemon was killed before it set the way back
 		 */
-		if ((r = ims_repl_enable(e->repl, pool, image, j.target, "async", e->rpo, NULL)) <
-		    0)
+		if ((r = ims_repl_enable(e->repl, pool, image, j.target, IMS_REPL_ASYNC, e->rpo,
+					 NULL)) < 0)
 			return r;
 		ims_repl_journal_clear(e->site, pool, image, false);
 		ims_handover__say(w,
@@ -495,7 +495,7 @@ static int forced(job *w)
 			 old, gen - 1);
 	}
 	ims_error_clear();
-	if ((r = ims_repl_enable(e->repl, pool, image, old, "async", e->rpo, NULL)) < 0)
+	if ((r = ims_repl_enable(e->repl, pool, image, old, IMS_REPL_ASYNC, e->rpo, NULL)) < 0)
 		ims_log_error(
 			"forced failover of '%s/%s': replication back to site '%s' is not set: %s",
 			pool, image, old, ims_error_last());

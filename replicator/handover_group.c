@@ -422,7 +422,7 @@ int ims_handover__group_forced(job *w)
 			 old, gen - 1);
 	}
 	ims_error_clear();
-	if (ims_repl_group_enable(e->repl, pool, group, old, "async", e->rpo, NULL) < 0)
+	if (ims_repl_group_enable(e->repl, pool, group, old, IMS_REPL_ASYNC, e->rpo, NULL) < 0)
 		ims_log_error("forced failover of group '%s/%s': replication back to site '%s' is "
 			      "not set: %s",
 			      pool, group, old, ims_error_last());

@@ -23,7 +23,7 @@ typedef struct pair {
 	char pool[IMS_NAME_MAX + 1];
 	char image[IMS_NAME_MAX + 1]; /* the group's name for a group */
 	char target[64];
-	char mode[8];
+	ims_repl_mode mode;
 	uint32_t rpo;
 	bool group;    /* a consistency group, replicated as one unit (replicator/group.h) */
 	bool present;  /* in the policies */

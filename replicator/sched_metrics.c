@@ -60,7 +60,7 @@ void ims_repl_sched__fill_status(const pair *p, ims_repl_status *st, int64_t t)
 	st->group = p->group;
 	snprintf(st->target, sizeof(st->target), "%s", p->target);
 	snprintf(st->role, sizeof(st->role), "primary");
-	snprintf(st->mode, sizeof(st->mode), "%s", p->mode);
+	st->mode = p->mode;
 	snprintf(st->state, sizeof(st->state), "%s",
 		 p->split_brain			     ? "split-brain"
 		 : p->running			     ? "syncing"

@@ -36,7 +36,7 @@ void ims_repl_sched__pair_key(const pair *p, char *key, size_t len)
 
 /* Write a policy record (read back by refresh_one()) into @p io's records. */
 static int write_policy(rados_ioctx_t io, const char *pool, const char *name, bool group,
-			const char *target, const char *mode, uint32_t rpo, uint32_t verify_every,
+			const char *target, ims_repl_mode mode, uint32_t rpo, uint32_t verify_every,
 			char *key, size_t klen)
 {
 	policy_key(key, klen, pool, name, group, target); /* named in a message on failure */
@@ -46,7 +46,7 @@ static int write_policy(rados_ioctx_t io, const char *pool, const char *name, bo
 	json_object_object_add(o, "pool", json_object_new_string(pool));
 	json_object_object_add(o, "image", json_object_new_string(name));
 	json_object_object_add(o, "target", json_object_new_string(target));
-	json_object_object_add(o, "mode", json_object_new_string(mode));
+	json_object_object_add(o, "mode", json_object_new_string(ims_repl_mode_name(mode)));
 	json_object_object_add(o, "rpo", json_object_new_int64(rpo));
 	json_object_object_add(o, "verify_every", json_object_new_int64(verify_every));
 	if (group)
@@ -100,7 +100,7 @@ static ims_records status_records(const ims_repl_sched *s)
 /* Write a policy into @p site's records in @p records_pool, and have that site's daemons read
  * it before this returns; a message names the site with @p name_site. */
 static int put_policy(ims_site *site, const char *records_pool, const char *pool, const char *name,
-		      bool group, const char *target, const char *mode, uint32_t rpo,
+		      bool group, const char *target, ims_repl_mode mode, uint32_t rpo,
 		      uint32_t verify_every, bool name_site)
 {
 	char key[700], where[128] = "";
@@ -208,8 +208,12 @@ static int refresh_one(void *ctx, const char *key, json_object *o)
 		snprintf(tmp.image, sizeof(tmp.image), "%s", json_object_get_string(v));
 	if (json_object_object_get_ex(o, "target", &v))
 		snprintf(tmp.target, sizeof(tmp.target), "%s", json_object_get_string(v));
-	if (json_object_object_get_ex(o, "mode", &v))
-		snprintf(tmp.mode, sizeof(tmp.mode), "%s", json_object_get_string(v));
+	/* a mode this daemon does not know (a newer one's) replicates as async */
+	if (json_object_object_get_ex(o, "mode", &v) &&
+	    ims_repl_mode_parse(&tmp.mode, json_object_get_string(v)) < 0) {
+		tmp.mode = IMS_REPL_ASYNC;
+		ims_error_clear();
+	}
 	if (json_object_object_get_ex(o, "rpo", &v))
 		tmp.rpo = (uint32_t)json_object_get_int64(v);
 	if (json_object_object_get_ex(o, "verify_every", &v))
@@ -235,7 +239,7 @@ static int refresh_one(void *ctx, const char *key, json_object *o)
 		pthread_mutex_lock(&s->lock);
 	} else {
 		p->rpo = tmp.rpo;
-		memcpy(p->mode, tmp.mode, sizeof(p->mode));
+		p->mode = tmp.mode;
 		p->verify_every = tmp.verify_every;
 	}
 	/* a refresh that began after the pair was disabled here read the records after its
@@ -343,7 +347,7 @@ bool ims_repl_sched__watch_needed(ims_repl_sched *s, int64_t t)
 }
 
 int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *name,
-			bool group, const char *target, const char *mode, uint32_t rpo)
+			bool group, const char *target, ims_repl_mode mode, uint32_t rpo)
 {
 	return put_policy(site, policy_pool, pool, name, group, target, mode, rpo, 0, true);
 }

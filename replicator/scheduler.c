@@ -725,7 +725,7 @@ static int enable_pair(ims_repl_sched *s, const pair *tmp, ims_repl_status *out)
 		s->pairs = p;
 	}
 	p->rpo = tmp->rpo;
-	memcpy(p->mode, tmp->mode, sizeof(p->mode));
+	p->mode = tmp->mode;
 	p->present = true;
 	p->seen = s->refresh_gen; /* a refresh walking now may have read the records before this one
 				   */
@@ -738,13 +738,27 @@ static int enable_pair(ims_repl_sched *s, const pair *tmp, ims_repl_status *out)
 	return 0;
 }
 
-/* The mode (NULL or "": async) and the RPO of a policy. */
-static int check_mode_rpo(const char **mode, uint32_t rpo)
+const char *ims_repl_mode_name(ims_repl_mode mode)
 {
-	if (!*mode || !(*mode)[0])
-		*mode = "async";
-	if (strcmp(*mode, "async") != 0 && strcmp(*mode, "sync") != 0)
-		return ims_error_set(-EINVAL, "unknown mode '%s': expected async or sync", *mode);
+	return mode == IMS_REPL_SYNC ? "sync" : "async";
+}
+
+int ims_repl_mode_parse(ims_repl_mode *out, const char *text)
+{
+	if (!text || !text[0] || strcmp(text, "async") == 0)
+		*out = IMS_REPL_ASYNC;
+	else if (strcmp(text, "sync") == 0)
+		*out = IMS_REPL_SYNC;
+	else
+		return ims_error_set(-EINVAL, "unknown mode '%s': expected async or sync", text);
+	return 0;
+}
+
+/* The mode and the RPO of a policy. */
+static int check_mode_rpo(ims_repl_mode mode, uint32_t rpo)
+{
+	if (mode != IMS_REPL_ASYNC && mode != IMS_REPL_SYNC)
+		return ims_error_set(-EINVAL, "unknown mode %d: expected async or sync", (int)mode);
 	if (rpo == 0 || rpo > 30 * 86400)
 		return ims_error_set(-EINVAL, "an RPO is 1 second to 30 days, not %u seconds", rpo);
 	return 0;
@@ -763,7 +777,7 @@ static int check_target(ims_repl_sched *s, const char *target)
 
 /* Save the policy of the pair (image or @p group) and know it here: its first cycle starts. */
 static int enable_checked(ims_repl_sched *s, const char *pool, const char *name, const char *target,
-			  const char *mode, uint32_t rpo, bool group, ims_repl_status *out)
+			  ims_repl_mode mode, uint32_t rpo, bool group, ims_repl_status *out)
 {
 	pair tmp;
 	int r;
@@ -771,7 +785,7 @@ static int enable_checked(ims_repl_sched *s, const char *pool, const char *name,
 	snprintf(tmp.pool, sizeof(tmp.pool), "%s", pool);
 	snprintf(tmp.image, sizeof(tmp.image), "%s", name);
 	snprintf(tmp.target, sizeof(tmp.target), "%s", target);
-	snprintf(tmp.mode, sizeof(tmp.mode), "%s", mode);
+	tmp.mode = mode;
 	tmp.rpo = rpo;
 	tmp.group = group;
 	if ((r = ims_repl_sched__save_policy(s, &tmp)) < 0)
@@ -779,16 +793,16 @@ static int enable_checked(ims_repl_sched *s, const char *pool, const char *name,
 	if (enable_pair(s, &tmp, out) < 0)
 		return -ENOMEM;
 	ims_log_info("replication of %s'%s/%s' to site '%s' enabled (%s, RPO %us)",
-		     group ? "group " : "", pool, name, target, mode, rpo);
+		     group ? "group " : "", pool, name, target, ims_repl_mode_name(mode), rpo);
 	return 0;
 }
 
 int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-		    const char *mode, uint32_t rpo, ims_repl_status *out)
+		    ims_repl_mode mode, uint32_t rpo, ims_repl_status *out)
 {
 	int r;
 	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
-	    (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0 || (r = check_mode_rpo(&mode, rpo)) < 0)
+	    (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0 || (r = check_mode_rpo(mode, rpo)) < 0)
 		return r;
 	if ((r = ims_image_exists(s->o.local, pool, image)) < 0)
 		return r;
@@ -1011,7 +1025,7 @@ int ims_repl_seal_snapshot(ims_repl_sched *s, const char *pool, const char *imag
 	pthread_mutex_lock(&s->lock);
 	for (pair *p = s->pairs; p && nt < 8; p = p->next)
 		if (p->present && !p->group && !strcmp(p->pool, pool) && !strcmp(p->image, image) &&
-		    !strcmp(p->mode, "sync"))
+		    p->mode == IMS_REPL_SYNC)
 			snprintf(targets[nt++], sizeof(targets[0]), "%s", p->target);
 	pthread_mutex_unlock(&s->lock);
 	for (size_t i = 0; i < nt && r == 0; i++) {
@@ -1153,11 +1167,12 @@ static int refuse_group_member(ims_repl_sched *s, const char *pool, const char *
 }
 
 int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group,
-			  const char *target, const char *mode, uint32_t rpo, ims_repl_status *out)
+			  const char *target, ims_repl_mode mode, uint32_t rpo,
+			  ims_repl_status *out)
 {
 	ims_group_info *gi = NULL;
 	int r;
-	if ((r = check_mode_rpo(&mode, rpo)) < 0)
+	if ((r = check_mode_rpo(mode, rpo)) < 0)
 		return r;
 	if ((r = ims_group_info_get(&gi, s->o.local, pool, group)) < 0)
 		return r;

@@ -79,12 +79,25 @@ typedef struct {
 		.version = IMS_REPL_SCHED_OPTS_VERSION, .copy = IMS_REPL_OPTS_INIT                 \
 	}
 
+/** How a pair replicates. */
+typedef enum {
+	IMS_REPL_ASYNC = 0, /* a cycle every RPO */
+	IMS_REPL_SYNC,	    /* also: a snapshot taken through the API is sealed on the target
+			       before the call returns (ims_repl_seal_snapshot()) */
+} ims_repl_mode;
+
+/** "async" or "sync": the word in records, on the wire and in messages. */
+const char *ims_repl_mode_name(ims_repl_mode mode);
+
+/** @p text as a mode; NULL and "" are async. @returns -EINVAL naming @p text otherwise. */
+int ims_repl_mode_parse(ims_repl_mode *out, const char *text);
+
 typedef struct {
 	char image[600]; /* "POOL/IMAGE" */
 	char target[64];
 	char role[16];	/* "primary" */
 	char state[16]; /* idle, syncing, error, paused */
-	char mode[8];	/* async or sync */
+	ims_repl_mode mode;
 	uint32_t rpo_seconds;
 	double lag_seconds; /* -1 before the first sealed snapshot */
 	char last_sealed[64];
@@ -112,7 +125,7 @@ void ims_repl_sched_stop(ims_repl_sched *s);
  * @returns -ENOENT if the image or the peer is unknown, -EINVAL for a bad mode or RPO.
  */
 int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-		    const char *mode, uint32_t rpo_seconds, ims_repl_status *out);
+		    ims_repl_mode mode, uint32_t rpo_seconds, ims_repl_status *out);
 
 /**
  * Stop replicating. The secondary image and its sealed snapshots stay on @p target (a
@@ -163,7 +176,7 @@ int ims_repl_group_hand_over(ims_repl_sched *s, const char *pool, const char *gr
  *  in @p site's records in @p policy_pool: that site's daemons pick it up within seconds (the
  *  reverse direction after a failover). */
 int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *name,
-			bool group, const char *target, const char *mode, uint32_t rpo);
+			bool group, const char *target, ims_repl_mode mode, uint32_t rpo);
 int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool,
 			   const char *name, bool group, const char *target);
 
@@ -225,7 +238,8 @@ int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image
  *          mode or RPO, -EBUSY if one of its images is replicated on its own.
  */
 int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group,
-			  const char *target, const char *mode, uint32_t rpo, ims_repl_status *out);
+			  const char *target, ims_repl_mode mode, uint32_t rpo,
+			  ims_repl_status *out);
 
 /**
  * Stop replicating the group: the secondary keeps its members and cuts; the primary's cuts go.

@@ -120,7 +120,7 @@ static void test_lock_outlives_quiet_phase(void **state)
 			 0);
 
 	ims_repl_sched *one = start("sched-test-one");
-	if (ims_repl_enable(one, "rbd", img, "b", "async", 3600, NULL) < 0)
+	if (ims_repl_enable(one, "rbd", img, "b", IMS_REPL_ASYNC, 3600, NULL) < 0)
 		fail_msg("enable: %s", ims_error_last());
 	ims_repl_result res;
 	if (ims_repl_sync_now(one, "rbd", img, "b", NULL, NULL, &res) < 0)
