@@ -626,6 +626,17 @@ static void test_roles(void **state)
 	free_msg(rr);
 	free_msg(lease);
 
+	/* a replication mode the daemon does not know is refused, naming it */
+	Imgstore__V1__EnableReplicationRequest en = IMGSTORE__V1__ENABLE_REPLICATION_REQUEST__INIT;
+	Imgstore__V1__ReplicationStatus *enr = NULL;
+	en.image = &s;
+	en.target_site = "b";
+	en.mode = "semi";
+	assert_true(CALL(C, "ReplicationService", "EnableReplication", &en, replication_status,
+			 &enr) < 0);
+	assert_int_equal(ims_client_last_code(C), IMS_RPC_INVALID_ARGUMENT);
+	assert_non_null(strstr(ims_error_last(), "unknown mode 'semi': expected async or sync"));
+
 	/* a failover is the admin's: a reader is refused before anything runs */
 	Imgstore__V1__ReplicationImageRequest fo = IMGSTORE__V1__REPLICATION_IMAGE_REQUEST__INIT;
 	Imgstore__V1__Operation *fop = NULL;
