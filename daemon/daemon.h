@@ -81,6 +81,11 @@ struct Imgstore__V1__ReplicationStatus *ims_daemon_status_msg(ims_rpc_call *call
 /** An ims_kit_item_fn: the ReplicationStatus of element @p i of an ims_repl_status array. */
 void *ims_daemon_status_item(ims_rpc_call *call, const void *list, size_t i);
 
+/** SyncImage and SyncGroup: one cycle of the pair of image (@p group: group) @p pool/@p name to
+ *  @p asked (empty: its only target) now, as an Operation, answered with its record. */
+int ims_daemon_submit_sync(ims_daemon *d, ims_rpc_call *call, const char *pool, const char *name,
+			   bool group, const char *asked, ProtobufCMessage **resp);
+
 /** Answer with a ReplicationStatusResponse of the @p n pairs of @p list, and free @p list. */
 int ims_daemon_status_reply(ims_rpc_call *call, ims_repl_status *list, size_t n,
 			    ProtobufCMessage **resp);

@@ -395,49 +395,16 @@ static int ims_h_disable_group_replication(void *app, ims_rpc_call *call,
 	return 0;
 }
 
-typedef struct {
-	ims_daemon *d;
-	group_spec g;
-	char target[64];
-} sync_work;
-
-static int run_sync_group(ims_op *op, void *arg)
-{
-	sync_work *w = arg;
-	ims_repl_result res;
-	int r = ims_repl_group_sync_now(w->d->repl, w->g.pool, w->g.name, w->target,
-					ims_kit_op_progress, op, &res);
-	if (r == 0 && res.unchanged)
-		ims_op_set_result(op,
-				  "'%s' on site '%s' already holds this state of every image "
-				  "(unchanged since)",
-				  res.sealed, w->target);
-	else if (r == 0)
-		ims_op_set_result(
-			op, "sealed '%s' on site '%s' for every image (%" PRIu64 " bytes shipped)",
-			res.sealed, w->target, res.bytes_copied);
-	return r;
-}
-
 static int ims_h_sync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			    ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__GroupReplicationRequest *q = (const void *)req;
-	char text[2 * IMS_NAME_MAX + 2];
+	group_spec g;
 	int r;
-	sync_work *w = calloc(1, sizeof(*w));
-	if (!w)
-		return -ENOMEM;
-	w->d = d;
-	if ((r = get_group(d, call, q->group, &w->g, false)) < 0 ||
-	    (r = ims_daemon_pair_target(w->target, sizeof(w->target), d, w->g.pool, w->g.name, true,
-					q->target_site)) < 0) {
-		free(w);
+	if ((r = get_group(d, call, q->group, &g, false)) < 0)
 		return r;
-	}
-	snprintf(text, sizeof(text), "%s/%s", w->g.pool, w->g.name);
-	return ims_kit_submit(d, call, "sync", text, run_sync_group, w, free, resp);
+	return ims_daemon_submit_sync(d, call, g.pool, g.name, true, q->target_site, resp);
 }
 
 /* FailoverGroup and ResyncGroup: Operations (daemon/failover.c). */

@@ -222,7 +222,8 @@ static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMe
 
 typedef struct {
 	ims_daemon *d;
-	ims_spec spec;
+	char pool[IMS_NAME_MAX + 1], name[IMS_NAME_MAX + 1];
+	bool group;
 	char target[64];
 } sync_work;
 
@@ -230,16 +231,38 @@ static int run_sync(ims_op *op, void *arg)
 {
 	sync_work *w = arg;
 	ims_repl_result res;
-	int r = ims_repl_sync_now(w->d->repl, w->spec.pool, w->spec.image, w->target,
-				  ims_kit_op_progress, op, &res);
+	int r = w->group ? ims_repl_group_sync_now(w->d->repl, w->pool, w->name, w->target,
+						   ims_kit_op_progress, op, &res)
+			 : ims_repl_sync_now(w->d->repl, w->pool, w->name, w->target,
+					     ims_kit_op_progress, op, &res);
 	if (r == 0 && res.unchanged)
 		ims_op_set_result(op,
-				  "'%s' on site '%s' already holds this state (unchanged since)",
-				  res.sealed, w->target);
+				  "'%s' on site '%s' already holds this state%s (unchanged since)",
+				  res.sealed, w->target, w->group ? " of every image" : "");
 	else if (r == 0)
-		ims_op_set_result(op, "sealed '%s' on site '%s' (%" PRIu64 " bytes shipped)",
-				  res.sealed, w->target, res.bytes_copied);
+		ims_op_set_result(op, "sealed '%s' on site '%s'%s (%" PRIu64 " bytes shipped)",
+				  res.sealed, w->target, w->group ? " for every image" : "",
+				  res.bytes_copied);
 	return r;
+}
+
+int ims_daemon_submit_sync(ims_daemon *d, ims_rpc_call *call, const char *pool, const char *name,
+			   bool group, const char *asked, ProtobufCMessage **resp)
+{
+	char target[64], text[2 * IMS_NAME_MAX + 2];
+	int r = ims_daemon_pair_target(target, sizeof(target), d, pool, name, group, asked);
+	if (r < 0)
+		return r;
+	sync_work *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->d = d;
+	snprintf(w->pool, sizeof(w->pool), "%s", pool);
+	snprintf(w->name, sizeof(w->name), "%s", name);
+	w->group = group;
+	snprintf(w->target, sizeof(w->target), "%s", target);
+	snprintf(text, sizeof(text), "%s/%s", pool, name);
+	return ims_kit_submit(d, call, "sync", text, run_sync, w, free, resp);
 }
 
 static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
@@ -251,19 +274,7 @@ static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	int r;
 	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
 		return r;
-	sync_work *w = calloc(1, sizeof(*w));
-	if (!w)
-		return -ENOMEM;
-	if ((r = ims_daemon_pair_target(w->target, sizeof(w->target), d, s.pool, s.image, false,
-					q->target_site)) < 0) {
-		free(w);
-		return r;
-	}
-	w->d = d;
-	w->spec = s;
-	char text[3 * IMS_NAME_MAX + 4];
-	return ims_kit_submit(d, call, "sync", ims_spec_format(text, sizeof(text), &s), run_sync, w,
-			      free, resp);
+	return ims_daemon_submit_sync(d, call, s.pool, s.image, false, q->target_site, resp);
 }
 
 /* Failover, Failback, Resync: Operations (daemon/failover.c). */
