@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/log.h"
 
@@ -97,13 +98,7 @@ static int post(ims_alert *a, const char *body, char *why, size_t len)
 static bool wait_locked(ims_alert *a, unsigned ms)
 {
 	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	ims_clock_after_ms(&until, ms);
 	while (!a->stopping && pthread_cond_timedwait(&a->cond, &a->lock, &until) != ETIMEDOUT)
 		;
 	return a->stopping;

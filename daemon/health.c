@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/prom.h"
@@ -62,8 +63,7 @@ static void *prober(void *arg)
 		ims_error_clear();
 
 		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += h->interval_s;
+		ims_clock_after_ms(&until, (uint64_t)h->interval_s * 1000u);
 		pthread_mutex_lock(&h->lock);
 		if (!p->site && site)
 			p->site = site;

@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 #include <rados/librados.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -291,8 +292,7 @@ static void *keeper(void *arg)
 	pthread_mutex_lock(&o->lock);
 	while (!o->stopping) {
 		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += HEARTBEAT_SECONDS;
+		ims_clock_after_ms(&until, HEARTBEAT_SECONDS * 1000u);
 		pthread_cond_timedwait(&o->work, &o->lock, &until);
 		if (o->stopping)
 			break;
@@ -460,13 +460,7 @@ int ims_ops_get(ims_ops *o, const char *id, ims_op_record *out)
 int ims_ops_wait(ims_ops *o, const char *id, unsigned timeout_ms, ims_op_record *out)
 {
 	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	ims_clock_after_ms(&until, timeout_ms);
 	pthread_mutex_lock(&o->lock);
 	ims_op *op = find_locked(o, id);
 	if (op) {
@@ -483,10 +477,7 @@ int ims_ops_wait(ims_ops *o, const char *id, unsigned timeout_ms, ims_op_record 
 		int r = read_one(o, id, out);
 		if (r < 0 || !active(out->state))
 			return r;
-		struct timespec t;
-		clock_gettime(CLOCK_REALTIME, &t);
-		if (t.tv_sec > until.tv_sec ||
-		    (t.tv_sec == until.tv_sec && t.tv_nsec >= until.tv_nsec))
+		if (ims_clock_passed(&until))
 			return 0;
 		usleep(250000);
 	}

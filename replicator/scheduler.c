@@ -13,6 +13,7 @@
 #include <rados/librados.h>
 #include <rbd/librbd.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/opts.h"
 #include "common/log.h"
@@ -113,8 +114,8 @@ static void *renewer(void *arg)
 	pthread_mutex_lock(&s->lock);
 	while (!s->stopping) {
 		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += lock_seconds(s) / 3 ? lock_seconds(s) / 3 : 1;
+		unsigned every = lock_seconds(s) / 3 ? lock_seconds(s) / 3 : 1;
+		ims_clock_after_ms(&until, (uint64_t)every * 1000u);
 		while (!s->stopping &&
 		       pthread_cond_timedwait(&s->cond, &s->lock, &until) != ETIMEDOUT)
 			;
@@ -598,13 +599,7 @@ static void *loop(void *arg)
 		}
 		ims_repl_sched__check_rpo_locked(s, t);
 		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += tick / 1000;
-		until.tv_nsec += (long)(tick % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		ims_clock_after_ms(&until, tick);
 		pthread_cond_timedwait(&s->cond, &s->lock, &until);
 		pthread_mutex_unlock(&s->lock);
 	}

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/log.h"
 
@@ -129,8 +130,7 @@ static void *scan_main(void *arg)
 	pthread_mutex_lock(&s->lock);
 	while (!s->stopping) {
 		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += (time_t)wait;
+		ims_clock_after_ms(&until, wait * 1000u);
 		while (!s->stopping && pthread_cond_timedwait(&s->cond, &s->lock, &until) == 0)
 			;
 		if (s->stopping)
