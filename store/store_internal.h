@@ -32,9 +32,6 @@ typedef struct {
 } ims_store__progress_bridge;
 int ims_store__bridge_progress(uint64_t done, uint64_t total, void *arg);
 
-/* The snapshots of an open image (store/snap.h's list). */
-int ims_store__read_snaps(rbd_image_t image, ims_snap_info **out, size_t *count);
-
 /* Remove snapshot @p snap (@p snap_id) of an open image, unprotecting it first; -EBUSY naming
  * its clones when it has any. */
 int ims_store__remove_snap_open(rbd_image_t image, const char *pool, const char *name,
