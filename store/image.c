@@ -596,7 +596,7 @@ int ims_store__remove_snap_open(rbd_image_t image, const char *pool, const char 
 	return 0;
 }
 
-int ims_store__count_watchers(rbd_image_t image, size_t *out)
+int ims_image_watchers(size_t *out, rbd_image_t image, rados_ioctx_t mine)
 {
 	rbd_image_watcher_t *w = NULL;
 	size_t n = 8;
@@ -612,12 +612,22 @@ int ims_store__count_watchers(rbd_image_t image, size_t *out)
 		free(w);
 	}
 	if (r >= 0) {
+		uint64_t me = mine ? rados_get_instance_id(rados_ioctx_get_cluster(mine)) : 0;
+		size_t others = 0;
+		for (size_t i = 0; i < n; i++)
+			if (!mine || (uint64_t)w[i].id != me)
+				others++;
 		rbd_watchers_list_cleanup(w, n);
-		*out = n;
+		*out = others;
 		r = 0;
 	}
 	free(w);
 	return r;
+}
+
+int ims_store__count_watchers(rbd_image_t image, size_t *out)
+{
+	return ims_image_watchers(out, image, NULL);
 }
 
 /* -EBUSY if snapshot @p id is a member's part of a group snapshot (only the group removes it). */

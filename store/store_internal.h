@@ -37,7 +37,7 @@ int ims_store__bridge_progress(uint64_t done, uint64_t total, void *arg);
 int ims_store__remove_snap_open(rbd_image_t image, const char *pool, const char *name,
 				const char *snap, uint64_t snap_id, bool is_protected);
 
-/* How many clients watch the image (have it open read-write; a read-only handle does not). */
+/* ims_image_watchers() of every client (store/transfer.c's name for it). */
 int ims_store__count_watchers(rbd_image_t image, size_t *out);
 
 /*
