@@ -18,6 +18,7 @@
 #include "common/opts.h"
 #include "common/log.h"
 #include "common/spec.h"
+#include "common/threads.h"
 #include "common/units.h"
 #include "replicator/failover.h"
 #include "replicator/group.h"
@@ -632,29 +633,12 @@ int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *o)
 	ims_repl_sched__refresh(s);
 	s->last_refresh_ms = now_ms();
 	ims_repl_sched__watch(s);
-	s->nworkers = o->workers ? o->workers : 4;
-	s->workers = calloc(s->nworkers, sizeof(*s->workers));
-	if (!s->workers) {
-		r = -ENOMEM;
+	if ((r = ims_threads_start(&s->threads, o->workers ? o->workers : 4, worker, s,
+				   "replication workers")) < 0 ||
+	    (r = ims_threads_start(&s->threads, 1, renewer, s, "the replication lock renewer")) <
+		    0 ||
+	    (r = ims_threads_start(&s->threads, 1, loop, s, "the replication scheduler")) < 0)
 		goto fail;
-	}
-	for (unsigned i = 0; i < s->nworkers; i++) {
-		if (pthread_create(&s->workers[i], NULL, worker, s) != 0) {
-			s->nworkers = i;
-			r = ims_error_set(-EAGAIN, "cannot start replication workers");
-			goto fail;
-		}
-	}
-	if (pthread_create(&s->renewer, NULL, renewer, s) != 0) {
-		r = ims_error_set(-EAGAIN, "cannot start the replication lock renewer");
-		goto fail;
-	}
-	s->renewer_started = true;
-	if (pthread_create(&s->loop, NULL, loop, s) != 0) {
-		r = ims_error_set(-EAGAIN, "cannot start the replication scheduler");
-		goto fail;
-	}
-	s->loop_started = true;
 	*out = s;
 	return 0;
 fail:
@@ -670,12 +654,7 @@ void ims_repl_sched_stop(ims_repl_sched *s)
 	s->stopping = true;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
-	if (s->loop_started)
-		pthread_join(s->loop, NULL);
-	if (s->renewer_started)
-		pthread_join(s->renewer, NULL);
-	for (unsigned i = 0; i < s->nworkers; i++)
-		pthread_join(s->workers[i], NULL);
+	ims_threads_join(&s->threads);
 	ims_repl_sched__unwatch(s); /* no refresh from a notify after this */
 	while (s->pairs) {
 		pair *n = s->pairs->next;
@@ -694,7 +673,6 @@ void ims_repl_sched_stop(ims_repl_sched *s)
 		s->limits = n;
 	}
 	free(s->queue);
-	free(s->workers);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->refresh_lock);
 	pthread_mutex_destroy(&s->held_lock);
