@@ -25,3 +25,12 @@ void ims_threads_join(ims_threads *t)
 	free(t->v);
 	*t = (ims_threads)IMS_THREADS_INIT;
 }
+
+void ims_threads_stop(ims_threads *t, pthread_mutex_t *lock, pthread_cond_t *cond, bool *stopping)
+{
+	pthread_mutex_lock(lock);
+	*stopping = true;
+	pthread_cond_broadcast(cond);
+	pthread_mutex_unlock(lock);
+	ims_threads_join(t);
+}

@@ -9,12 +9,14 @@
  *	...
  *	ims_threads_join(&threads);
  *
- * The set does not tell its threads to stop: their service does, then joins them.
+ * A service whose threads wait on one condition variable until a flag says stop is stopped
+ * with ims_threads_stop(); another sets its own flags, wakes its threads and joins them.
  */
 #ifndef IMS_COMMON_THREADS_H
 #define IMS_COMMON_THREADS_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct {
@@ -38,5 +40,11 @@ int ims_threads_start(ims_threads *t, unsigned n, void *(*fn)(void *), void *arg
 
 /** Join every thread of @p t, in the order they started, and free the set (empty again). */
 void ims_threads_join(ims_threads *t);
+
+/**
+ * Stop the threads of @p t that wait on @p cond under @p lock until @p *stopping: set it
+ * under the lock, wake them all, then join them (ims_threads_join()).
+ */
+void ims_threads_stop(ims_threads *t, pthread_mutex_t *lock, pthread_cond_t *cond, bool *stopping);
 
 #endif

@@ -225,11 +225,7 @@ void ims_alert_stop(ims_alert *a)
 {
 	if (!a)
 		return;
-	pthread_mutex_lock(&a->lock);
-	a->stopping = true;
-	pthread_cond_broadcast(&a->cond);
-	pthread_mutex_unlock(&a->lock);
-	ims_threads_join(&a->thread);
+	ims_threads_stop(&a->thread, &a->lock, &a->cond, &a->stopping);
 	while (a->head) {
 		item *n = a->head->next;
 		ims_log_warning("alert webhook: stopping; %s not sent", a->head->what);

@@ -112,11 +112,7 @@ void ims_health_stop(ims_health *h)
 {
 	if (!h)
 		return;
-	pthread_mutex_lock(&h->lock);
-	h->stopping = true;
-	pthread_cond_broadcast(&h->cond);
-	pthread_mutex_unlock(&h->lock);
-	ims_threads_join(&h->threads);
+	ims_threads_stop(&h->threads, &h->lock, &h->cond, &h->stopping);
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->cond);
 	free(h->probes);

@@ -650,11 +650,7 @@ void ims_repl_sched_stop(ims_repl_sched *s)
 {
 	if (!s)
 		return;
-	pthread_mutex_lock(&s->lock);
-	s->stopping = true;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-	ims_threads_join(&s->threads);
+	ims_threads_stop(&s->threads, &s->lock, &s->cond, &s->stopping);
 	ims_repl_sched__unwatch(s); /* no refresh from a notify after this */
 	while (s->pairs) {
 		pair *n = s->pairs->next;

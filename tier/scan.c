@@ -180,11 +180,7 @@ void ims_tier_scan_stop(ims_tier_scan *s)
 {
 	if (!s)
 		return;
-	pthread_mutex_lock(&s->lock);
-	s->stopping = true;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-	ims_threads_join(&s->thread);
+	ims_threads_stop(&s->thread, &s->lock, &s->cond, &s->stopping);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	free(s);

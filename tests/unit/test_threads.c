@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 
 #include "common/threads.h"
 
@@ -53,11 +54,42 @@ static void joining_an_empty_set_is_nothing(void **state)
 	assert_int_equal(t.n, 0);
 }
 
+typedef struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stopping;
+	atomic_int waited;
+} service;
+
+static void *wait_for_stop(void *arg)
+{
+	service *s = arg;
+	pthread_mutex_lock(&s->lock);
+	while (!s->stopping)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	atomic_fetch_add(&s->waited, 1);
+	return NULL;
+}
+
+static void stop_wakes_and_joins_the_waiting_threads(void **state)
+{
+	(void)state;
+	service s = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
+	ims_threads t = IMS_THREADS_INIT;
+	assert_int_equal(ims_threads_start(&t, 4, wait_for_stop, &s, "waiters"), 0);
+	ims_threads_stop(&t, &s.lock, &s.cond, &s.stopping);
+	assert_true(s.stopping);
+	assert_int_equal(atomic_load(&s.waited), 4);
+	assert_int_equal(t.n, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(starts_and_joins_every_thread),
 		cmocka_unit_test(joining_an_empty_set_is_nothing),
+		cmocka_unit_test(stop_wakes_and_joins_the_waiting_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
