@@ -11,8 +11,10 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/threads.h"
 
 #define ATTEMPTS       5
 #define FIRST_DELAY_MS 1000
@@ -32,8 +34,7 @@ struct ims_alert {
 	item *head, *tail;
 	size_t n;
 	bool stopping;
-	pthread_t thread;
-	bool started;
+	ims_threads thread; /* the sender */
 };
 
 static const char *event_name(ims_repl_event_kind k)
@@ -97,13 +98,7 @@ static int post(ims_alert *a, const char *body, char *why, size_t len)
 static bool wait_locked(ims_alert *a, unsigned ms)
 {
 	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	ims_clock_after_ms(&until, ms);
 	while (!a->stopping && pthread_cond_timedwait(&a->cond, &a->lock, &until) != ETIMEDOUT)
 		;
 	return a->stopping;
@@ -217,11 +212,11 @@ int ims_alert_start(ims_alert **out, const char *url, const char *site)
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->cond, NULL);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	if (pthread_create(&a->thread, NULL, sender, a) != 0) {
+	int r = ims_threads_start(&a->thread, 1, sender, a, "the alert webhook's thread");
+	if (r < 0) {
 		ims_alert_stop(a);
-		return ims_error_set(-EAGAIN, "cannot start the alert webhook's thread");
+		return r;
 	}
-	a->started = true;
 	*out = a;
 	return 0;
 }
@@ -230,12 +225,7 @@ void ims_alert_stop(ims_alert *a)
 {
 	if (!a)
 		return;
-	pthread_mutex_lock(&a->lock);
-	a->stopping = true;
-	pthread_cond_broadcast(&a->cond);
-	pthread_mutex_unlock(&a->lock);
-	if (a->started)
-		pthread_join(a->thread, NULL);
+	ims_threads_stop(&a->thread, &a->lock, &a->cond, &a->stopping);
 	while (a->head) {
 		item *n = a->head->next;
 		ims_log_warning("alert webhook: stopping; %s not sent", a->head->what);

@@ -6,9 +6,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/prom.h"
+#include "common/threads.h"
 #include "daemon/daemon.h"
 
 typedef struct {
@@ -16,8 +18,6 @@ typedef struct {
 	const char *name; /* borrowed from the config */
 	const char *pool;
 	bool own;
-	pthread_t thread;
-	bool started;
 	/* under h->lock */
 	ims_site *site;	   /* NULL until a peer is connected */
 	int connect_error; /* the last connect's, while site is NULL */
@@ -32,6 +32,7 @@ struct ims_health {
 	unsigned interval_s;
 	size_t n;
 	probe *probes;
+	ims_threads threads; /* a prober a probe */
 };
 
 static void *prober(void *arg)
@@ -62,8 +63,7 @@ static void *prober(void *arg)
 		ims_error_clear();
 
 		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += h->interval_s;
+		ims_clock_after_ms(&until, (uint64_t)h->interval_s * 1000u);
 		pthread_mutex_lock(&h->lock);
 		if (!p->site && site)
 			p->site = site;
@@ -98,11 +98,11 @@ int ims_health_start(ims_health **out, struct ims_daemon *d)
 			(probe){.h = h, .name = c->name, .pool = c->pool ? c->pool : d->pool};
 	}
 	for (size_t i = 0; i < h->n; i++) {
-		if (pthread_create(&h->probes[i].thread, NULL, prober, &h->probes[i]) != 0) {
+		int r = ims_threads_start(&h->threads, 1, prober, &h->probes[i], "the site probes");
+		if (r < 0) {
 			ims_health_stop(h);
-			return ims_error_set(-EAGAIN, "cannot start the site probes");
+			return r;
 		}
-		h->probes[i].started = true;
 	}
 	*out = h;
 	return 0;
@@ -112,13 +112,7 @@ void ims_health_stop(ims_health *h)
 {
 	if (!h)
 		return;
-	pthread_mutex_lock(&h->lock);
-	h->stopping = true;
-	pthread_cond_broadcast(&h->cond);
-	pthread_mutex_unlock(&h->lock);
-	for (size_t i = 0; i < h->n; i++)
-		if (h->probes[i].started)
-			pthread_join(h->probes[i].thread, NULL);
+	ims_threads_stop(&h->threads, &h->lock, &h->cond, &h->stopping);
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->cond);
 	free(h->probes);

@@ -13,9 +13,11 @@
 #include <json-c/json.h>
 #include <rados/librados.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "common/threads.h"
 #include "store/record.h"
 
 #define KEEP_IN_MEMORY	      256 /* ended operations kept for Wait/Get */
@@ -49,10 +51,7 @@ struct ims_ops {
 	ims_op *queue_head, *queue_tail;
 	ims_op **known; /* every op of this daemon still in memory, oldest first */
 	size_t nknown;
-	pthread_t *workers;
-	unsigned nworkers;
-	pthread_t keeper;
-	bool keeper_started;
+	ims_threads threads; /* the workers and the keeper */
 	bool stopping;
 };
 
@@ -291,8 +290,7 @@ static void *keeper(void *arg)
 	pthread_mutex_lock(&o->lock);
 	while (!o->stopping) {
 		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += HEARTBEAT_SECONDS;
+		ims_clock_after_ms(&until, HEARTBEAT_SECONDS * 1000u);
 		pthread_cond_timedwait(&o->work, &o->lock, &until);
 		if (o->stopping)
 			break;
@@ -354,24 +352,10 @@ int ims_ops_start(ims_ops **out, ims_site *site, const char *pool, unsigned work
 	o->records = IMS_RECORDS_SITE(site, o->pool, IMS_OPS_OBJECT);
 	if ((r = sweep(o, true)) < 0)
 		goto fail;
-	o->nworkers = workers ? workers : 4;
-	o->workers = calloc(o->nworkers, sizeof(*o->workers));
-	if (!o->workers) {
-		r = -ENOMEM;
+	if ((r = ims_threads_start(&o->threads, workers ? workers : 4, worker, o,
+				   "operation workers")) < 0 ||
+	    (r = ims_threads_start(&o->threads, 1, keeper, o, "the operation keeper")) < 0)
 		goto fail;
-	}
-	for (unsigned i = 0; i < o->nworkers; i++) {
-		if (pthread_create(&o->workers[i], NULL, worker, o) != 0) {
-			o->nworkers = i;
-			r = ims_error_set(-EAGAIN, "cannot start operation workers");
-			goto fail;
-		}
-	}
-	if (pthread_create(&o->keeper, NULL, keeper, o) != 0) {
-		r = ims_error_set(-EAGAIN, "cannot start the operation keeper");
-		goto fail;
-	}
-	o->keeper_started = true;
 	*out = o;
 	return 0;
 fail:
@@ -460,13 +444,7 @@ int ims_ops_get(ims_ops *o, const char *id, ims_op_record *out)
 int ims_ops_wait(ims_ops *o, const char *id, unsigned timeout_ms, ims_op_record *out)
 {
 	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	ims_clock_after_ms(&until, timeout_ms);
 	pthread_mutex_lock(&o->lock);
 	ims_op *op = find_locked(o, id);
 	if (op) {
@@ -483,10 +461,7 @@ int ims_ops_wait(ims_ops *o, const char *id, unsigned timeout_ms, ims_op_record 
 		int r = read_one(o, id, out);
 		if (r < 0 || !active(out->state))
 			return r;
-		struct timespec t;
-		clock_gettime(CLOCK_REALTIME, &t);
-		if (t.tv_sec > until.tv_sec ||
-		    (t.tv_sec == until.tv_sec && t.tv_nsec >= until.tv_nsec))
+		if (ims_clock_passed(&until))
 			return 0;
 		usleep(250000);
 	}
@@ -585,16 +560,12 @@ void ims_ops_stop(ims_ops *o)
 	pthread_mutex_unlock(&o->lock);
 	/* Running work sees the cancel at its next progress report; ims_op_progress tells it
 	 * apart from a user's cancel, so its record says the daemon stopped. */
-	for (unsigned i = 0; i < o->nworkers; i++)
-		pthread_join(o->workers[i], NULL);
-	if (o->keeper_started)
-		pthread_join(o->keeper, NULL);
+	ims_threads_join(&o->threads);
 	for (size_t i = 0; i < o->nknown; i++) {
 		free(o->known[i]->details);
 		free(o->known[i]);
 	}
 	free(o->known);
-	free(o->workers);
 	pthread_mutex_destroy(&o->lock);
 	pthread_cond_destroy(&o->work);
 	pthread_cond_destroy(&o->ended);

@@ -15,7 +15,7 @@
 #include "common/log.h"
 #include "replicator/replicator.h"
 #include "replicator/replicator_internal.h"
-#include "store/omap.h"
+#include "store/record.h"
 
 typedef struct {
 	rados_ioctx_t io;
@@ -439,6 +439,44 @@ static void journal_key(char *key, size_t len, const char *pool, const char *nam
 	snprintf(key, len, "%s%s/%s", group ? "group:" : "", pool, name);
 }
 
+/* The fields of a record that the table says; "step", "forced" and "group" are added by hand
+ * (a name, and JSON booleans). */
+static const ims_record_field journal_fields[] = {
+	IMS_RECORD_FIELD(ims_repl_journal, target, IMS_RECORD_STR),
+	IMS_RECORD_FIELD(ims_repl_journal, generation, IMS_RECORD_U64),
+	IMS_RECORD_FIELD(ims_repl_journal, old_generation, IMS_RECORD_U64),
+	IMS_RECORD_FIELD(ims_repl_journal, started_ms, IMS_RECORD_I64),
+	IMS_RECORD_FIELD(ims_repl_journal, cut, IMS_RECORD_STR),
+};
+#define NJOURNAL_FIELDS (sizeof(journal_fields) / sizeof(journal_fields[0]))
+
+json_object *ims_repl__journal_encode(const ims_repl_journal *j)
+{
+	json_object *o = ims_record_encode(j, journal_fields, NJOURNAL_FIELDS);
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "step", json_object_new_string(ims_repl_step_name(j->step)));
+	json_object_object_add(o, "forced", json_object_new_boolean(j->forced));
+	json_object_object_add(o, "group", json_object_new_boolean(j->group));
+	return o;
+}
+
+void ims_repl__journal_decode(ims_repl_journal *out, json_object *o)
+{
+	json_object *v;
+	memset(out, 0, sizeof(*out));
+	ims_record_decode(out, o, journal_fields, NJOURNAL_FIELDS);
+	const char *step =
+		json_object_object_get_ex(o, "step", &v) ? json_object_get_string(v) : NULL;
+	for (int s = IMS_REPL_STEP_SYNC; step && s <= IMS_REPL_STEP_REVERSE; s++)
+		if (strcmp(step, step_names[s]) == 0)
+			out->step = (ims_repl_step)s;
+	if (json_object_object_get_ex(o, "forced", &v))
+		out->forced = json_object_get_boolean(v);
+	if (json_object_object_get_ex(o, "group", &v))
+		out->group = json_object_get_boolean(v);
+}
+
 int ims_repl_journal_put(ims_site *site, const char *pool, const char *name,
 			 const ims_repl_journal *j)
 {
@@ -447,23 +485,14 @@ int ims_repl_journal_put(ims_site *site, const char *pool, const char *name,
 	int r = ims_site_ioctx(site, pool, &io);
 	if (r < 0)
 		return r;
-	json_object *o = json_object_new_object();
+	json_object *o = ims_repl__journal_encode(j);
 	if (!o) {
 		ims_site_ioctx_close(io);
 		return -ENOMEM;
 	}
-	json_object_object_add(o, "target", json_object_new_string(j->target));
-	json_object_object_add(o, "step", json_object_new_string(ims_repl_step_name(j->step)));
-	json_object_object_add(o, "generation", json_object_new_int64((int64_t)j->generation));
-	json_object_object_add(o, "old_generation",
-			       json_object_new_int64((int64_t)j->old_generation));
-	json_object_object_add(o, "started_ms", json_object_new_int64(j->started_ms));
-	json_object_object_add(o, "forced", json_object_new_boolean(j->forced));
-	json_object_object_add(o, "group", json_object_new_boolean(j->group));
-	json_object_object_add(o, "cut", json_object_new_string(j->cut));
-	const char *v = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	journal_key(key, sizeof(key), pool, name, j->group);
-	r = ims_omap_set(io, IMS_REPL_FAILOVERS, key, v, strlen(v));
+	ims_records rs = IMS_RECORDS_IO(io, IMS_REPL_FAILOVERS);
+	r = ims_record_put(&rs, key, o);
 	json_object_put(o);
 	ims_site_ioctx_close(io);
 	return r < 0 ? ims_error_set(
@@ -490,38 +519,23 @@ int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, boo
 			 ims_repl_journal *out)
 {
 	rados_ioctx_t io;
-	char key[600], *val = NULL;
-	size_t len = 0;
+	char key[600];
+	json_object *o = NULL;
 	int r = ims_site_ioctx(site, pool, &io);
 	if (r < 0)
 		return r;
 	journal_key(key, sizeof(key), pool, name, group);
-	r = ims_omap_get(io, IMS_REPL_FAILOVERS, key, &val, &len);
+	/* quiet: no record (-ENOENT) is the common answer, not an error to report */
+	ims_records rs = IMS_RECORDS_IO(io, IMS_REPL_FAILOVERS);
+	rs.quiet = true;
+	r = ims_record_get(&o, &rs, key);
 	ims_site_ioctx_close(io);
+	if (r == -EBADMSG)
+		return journal_bad(site, pool, key, "is not JSON");
 	if (r < 0)
 		return r;
-	memset(out, 0, sizeof(*out));
-	json_object *o = json_tokener_parse(val), *v;
-	free(val);
-	if (!o)
-		return journal_bad(site, pool, key, "is not JSON");
-	if (json_object_object_get_ex(o, "target", &v))
-		snprintf(out->target, sizeof(out->target), "%s", json_object_get_string(v));
-	if (json_object_object_get_ex(o, "step", &v))
-		for (int s = IMS_REPL_STEP_SYNC; s <= IMS_REPL_STEP_REVERSE; s++)
-			if (strcmp(json_object_get_string(v), step_names[s]) == 0)
-				out->step = (ims_repl_step)s;
-	if (json_object_object_get_ex(o, "generation", &v))
-		out->generation = (uint64_t)json_object_get_int64(v);
-	if (json_object_object_get_ex(o, "old_generation", &v))
-		out->old_generation = (uint64_t)json_object_get_int64(v);
-	if (json_object_object_get_ex(o, "started_ms", &v))
-		out->started_ms = json_object_get_int64(v);
-	if (json_object_object_get_ex(o, "forced", &v))
-		out->forced = json_object_get_boolean(v);
+	ims_repl__journal_decode(out, o);
 	out->group = group;
-	if (json_object_object_get_ex(o, "cut", &v))
-		snprintf(out->cut, sizeof(out->cut), "%s", json_object_get_string(v));
 	json_object_put(o);
 	if (!out->target[0] || !out->step)
 		return journal_bad(site, pool, key, "is incomplete");
@@ -536,14 +550,16 @@ int ims_repl_journal_clear(ims_site *site, const char *pool, const char *name, b
 	if (r < 0)
 		return r;
 	journal_key(key, sizeof(key), pool, name, group);
-	r = ims_omap_rm(io, IMS_REPL_FAILOVERS, key);
+	ims_records rs = IMS_RECORDS_IO(io, IMS_REPL_FAILOVERS);
+	rs.quiet = true;
+	r = ims_record_del(&rs, key);
 	ims_site_ioctx_close(io);
-	return r == -ENOENT ? 0 : r;
+	return r;
 }
 
-static int count_record(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+static int count_record(void *ctx, const char *key, json_object *val)
 {
-	(void)key, (void)klen, (void)val, (void)vlen;
+	(void)key, (void)val;
 	(*(unsigned *)ctx)++;
 	return 0;
 }
@@ -578,7 +594,9 @@ int ims_repl_journal_count(ims_site *site, unsigned *count)
 			r = r == -ENOENT ? 0 : r; /* removed since the listing */
 			continue;
 		}
-		r = ims_omap_foreach(io, IMS_REPL_FAILOVERS, count_record, &n);
+		ims_records rs = IMS_RECORDS_IO(io, IMS_REPL_FAILOVERS);
+		rs.quiet = true;
+		r = ims_record_foreach(&rs, count_record, &n);
 		ims_site_ioctx_close(io);
 		if (r == -EOPNOTSUPP) /* an erasure-coded pool keeps no omap, so no record */
 			r = 0;

@@ -17,6 +17,7 @@
 #include "common/spec.h"
 #include "replicator/replicator_internal.h"
 #include "store/group.h"
+#include "store/snap.h"
 
 #define NAME_MAX_ IMS_REPL__SNAP_NAME_MAX
 
@@ -76,40 +77,20 @@ static bool times_has(const times *t, int64_t x)
 	return false;
 }
 
-/* The snapshots of an open image: every name, with its id and namespace. */
+/* The snapshots of an open image: every name, with its id (store/snap.h). */
 typedef struct {
-	rbd_snap_info_t *v;
-	int n;
+	ims_snap_info *v;
+	size_t n;
 } snap_list;
 
 static int snaps_read(rbd_image_t img, snap_list *out)
 {
-	int max = 16, n;
-	rbd_snap_info_t *v = NULL;
-	for (;;) {
-		v = calloc((size_t)max + 1, sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		n = rbd_snap_list(img, v, &max);
-		if (n != -ERANGE)
-			break;
-		free(v);
-	}
-	if (n < 0) {
-		free(v);
-		return n;
-	}
-	out->v = v;
-	out->n = n;
-	return 0;
+	return ims_snap_list_image(&out->v, &out->n, img);
 }
 
 static void snaps_free(snap_list *s)
 {
-	if (s->v) {
-		rbd_snap_list_end(s->v);
-		free(s->v);
-	}
+	ims_snap_list_free(s->v, s->n);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -117,7 +98,7 @@ static void snaps_free(snap_list *s)
 static int find_cut_id(rbd_image_t img, const snap_list *s, const char *group, const char *cut,
 		       uint64_t *id)
 {
-	for (int i = 0; i < s->n; i++) {
+	for (size_t i = 0; i < s->n; i++) {
 		rbd_snap_namespace_type_t t;
 		if (rbd_snap_get_namespace_type(img, s->v[i].id, &t) < 0 ||
 		    t != RBD_SNAP_NAMESPACE_TYPE_GROUP)
@@ -192,7 +173,7 @@ static int member_load(member *m, ims_site *src, ims_site *dst)
 	if ((r = rbd_get_size(m->img, &m->size)) < 0 || (r = snaps_read(m->img, &s)) < 0)
 		return ims_error_set(r, "cannot list the snapshots of '%s/%s': %s", m->pool,
 				     m->image, ims_strerror(r));
-	for (int i = 0; i < s.n && r == 0; i++) {
+	for (size_t i = 0; i < s.n && r == 0; i++) {
 		int64_t t = anchor_time(s.v[i].name);
 		if (t >= 0)
 			r = times_add(&m->anchors, t);
@@ -668,7 +649,7 @@ void ims_repl_group_forget(ims_site *src, const char *pool, const char *group)
 			continue;
 		if (rbd_open(io, gi->members[k].image, &img, NULL) == 0) {
 			if (snaps_read(img, &s) == 0)
-				for (int i = 0; i < s.n; i++)
+				for (size_t i = 0; i < s.n; i++)
 					if (anchor_time(s.v[i].name) >= 0)
 						rbd_snap_remove(img, s.v[i].name);
 			snaps_free(&s);
@@ -737,7 +718,7 @@ static void drop_snaps(member *m, bool anchors, const char *keep)
 	snap_list s = {0};
 	if (snaps_read(m->img, &s) < 0)
 		return;
-	for (int i = 0; i < s.n; i++) {
+	for (size_t i = 0; i < s.n; i++) {
 		bool drop = anchors && anchor_time(s.v[i].name) >= 0;
 		drop |= ims_repl_snap_time(s.v[i].name) >= 0 &&
 			(!keep || strcmp(s.v[i].name, keep) != 0);

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "replicator/replicator_internal.h"
 #include "store/omap.h"
+#include "store/snap.h"
 
 #define BLOCK	      (4u << 20)
 #define ZERO_GRAIN    (64u << 10)
@@ -50,33 +51,21 @@ static int cmp_snap(const void *a, const void *b)
 
 int ims_repl__list_snaps(rbd_image_t image, ims_repl__snaps *out)
 {
-	rbd_snap_info_t *snaps = NULL;
-	int max = 16, n;
+	ims_snap_info *all = NULL;
+	size_t n = 0;
 	memset(out, 0, sizeof(*out));
-	for (;;) {
-		snaps = calloc((size_t)max, sizeof(*snaps));
-		if (!snaps)
-			return -ENOMEM;
-		n = rbd_snap_list(image, snaps, &max);
-		if (n != -ERANGE)
-			break;
-		free(snaps);
-	}
-	if (n < 0) {
-		free(snaps);
-		return n;
-	}
-	out->names = calloc((size_t)n + 1, sizeof(*out->names));
+	int r = ims_snap_list_image(&all, &n, image);
+	if (r < 0)
+		return r;
+	out->names = calloc(n + 1, sizeof(*out->names));
 	if (!out->names) {
-		rbd_snap_list_end(snaps);
-		free(snaps);
+		ims_snap_list_free(all, n);
 		return -ENOMEM;
 	}
-	for (int i = 0; i < n; i++)
-		if (ims_repl_snap_time(snaps[i].name) >= 0 && strlen(snaps[i].name) < SNAP_NAME_MAX)
-			snprintf(out->names[out->n++], SNAP_NAME_MAX, "%s", snaps[i].name);
-	rbd_snap_list_end(snaps);
-	free(snaps);
+	for (size_t i = 0; i < n; i++)
+		if (ims_repl_snap_time(all[i].name) >= 0 && strlen(all[i].name) < SNAP_NAME_MAX)
+			snprintf(out->names[out->n++], SNAP_NAME_MAX, "%s", all[i].name);
+	ims_snap_list_free(all, n);
 	qsort(out->names, out->n, sizeof(*out->names), cmp_snap);
 	return 0;
 }

@@ -8,7 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <json-c/json.h>
 #include <rbd/librbd.h>
+
+#include "replicator/failover.h"
 
 #define IMS_REPL__SNAP_NAME_MAX 64
 
@@ -37,5 +40,10 @@ int ims_repl__changed_since(rbd_image_t image, const char *snap, bool *changed);
  *  copy in errors. */
 int ims_repl__rollback_if_changed(rbd_image_t image, const char *snap, const char *what,
 				  bool *rolled);
+
+/* The failover journal's record (replicator/failover.h) as JSON, and back: a record's group
+ * flag is in its key too, which ims_repl_journal_get() trusts. */
+json_object *ims_repl__journal_encode(const ims_repl_journal *j);
+void ims_repl__journal_decode(ims_repl_journal *out, json_object *o);
 
 #endif

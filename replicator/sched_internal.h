@@ -16,6 +16,7 @@
 #include <rados/librados.h>
 
 #include "common/ratelimit.h"
+#include "common/threads.h"
 #include "common/spec.h"
 #include "replicator/scheduler.h"
 
@@ -76,10 +77,7 @@ struct ims_repl_sched {
 	pair *pairs;
 	pair **queue;
 	size_t nqueue, capqueue;
-	pthread_t loop;
-	bool loop_started;
-	pthread_t *workers;
-	unsigned nworkers;
+	ims_threads threads; /* the workers, the renewer and the loop */
 	bool stopping;
 	int64_t last_refresh_ms;
 	uint64_t refresh_gen;
@@ -94,8 +92,6 @@ struct ims_repl_sched {
 	 * expiry: long phases without progress (zeroing, a diff) do not outlive them */
 	pthread_mutex_t held_lock;
 	struct cycle_ctx *held;
-	pthread_t renewer;
-	bool renewer_started;
 };
 
 static inline int64_t now_ms(void)

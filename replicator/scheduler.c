@@ -13,10 +13,12 @@
 #include <rados/librados.h>
 #include <rbd/librbd.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/opts.h"
 #include "common/log.h"
 #include "common/spec.h"
+#include "common/threads.h"
 #include "common/units.h"
 #include "replicator/failover.h"
 #include "replicator/group.h"
@@ -113,8 +115,8 @@ static void *renewer(void *arg)
 	pthread_mutex_lock(&s->lock);
 	while (!s->stopping) {
 		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += lock_seconds(s) / 3 ? lock_seconds(s) / 3 : 1;
+		unsigned every = lock_seconds(s) / 3 ? lock_seconds(s) / 3 : 1;
+		ims_clock_after_ms(&until, (uint64_t)every * 1000u);
 		while (!s->stopping &&
 		       pthread_cond_timedwait(&s->cond, &s->lock, &until) != ETIMEDOUT)
 			;
@@ -598,13 +600,7 @@ static void *loop(void *arg)
 		}
 		ims_repl_sched__check_rpo_locked(s, t);
 		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += tick / 1000;
-		until.tv_nsec += (long)(tick % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		ims_clock_after_ms(&until, tick);
 		pthread_cond_timedwait(&s->cond, &s->lock, &until);
 		pthread_mutex_unlock(&s->lock);
 	}
@@ -637,29 +633,12 @@ int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *o)
 	ims_repl_sched__refresh(s);
 	s->last_refresh_ms = now_ms();
 	ims_repl_sched__watch(s);
-	s->nworkers = o->workers ? o->workers : 4;
-	s->workers = calloc(s->nworkers, sizeof(*s->workers));
-	if (!s->workers) {
-		r = -ENOMEM;
+	if ((r = ims_threads_start(&s->threads, o->workers ? o->workers : 4, worker, s,
+				   "replication workers")) < 0 ||
+	    (r = ims_threads_start(&s->threads, 1, renewer, s, "the replication lock renewer")) <
+		    0 ||
+	    (r = ims_threads_start(&s->threads, 1, loop, s, "the replication scheduler")) < 0)
 		goto fail;
-	}
-	for (unsigned i = 0; i < s->nworkers; i++) {
-		if (pthread_create(&s->workers[i], NULL, worker, s) != 0) {
-			s->nworkers = i;
-			r = ims_error_set(-EAGAIN, "cannot start replication workers");
-			goto fail;
-		}
-	}
-	if (pthread_create(&s->renewer, NULL, renewer, s) != 0) {
-		r = ims_error_set(-EAGAIN, "cannot start the replication lock renewer");
-		goto fail;
-	}
-	s->renewer_started = true;
-	if (pthread_create(&s->loop, NULL, loop, s) != 0) {
-		r = ims_error_set(-EAGAIN, "cannot start the replication scheduler");
-		goto fail;
-	}
-	s->loop_started = true;
 	*out = s;
 	return 0;
 fail:
@@ -671,16 +650,7 @@ void ims_repl_sched_stop(ims_repl_sched *s)
 {
 	if (!s)
 		return;
-	pthread_mutex_lock(&s->lock);
-	s->stopping = true;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-	if (s->loop_started)
-		pthread_join(s->loop, NULL);
-	if (s->renewer_started)
-		pthread_join(s->renewer, NULL);
-	for (unsigned i = 0; i < s->nworkers; i++)
-		pthread_join(s->workers[i], NULL);
+	ims_threads_stop(&s->threads, &s->lock, &s->cond, &s->stopping);
 	ims_repl_sched__unwatch(s); /* no refresh from a notify after this */
 	while (s->pairs) {
 		pair *n = s->pairs->next;
@@ -699,7 +669,6 @@ void ims_repl_sched_stop(ims_repl_sched *s)
 		s->limits = n;
 	}
 	free(s->queue);
-	free(s->workers);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->refresh_lock);
 	pthread_mutex_destroy(&s->held_lock);

@@ -192,56 +192,6 @@ int ims_image_exists(ims_site *site, const char *pool, const char *name)
 	return r;
 }
 
-int ims_store__read_snaps(rbd_image_t image, ims_snap_info **out, size_t *count)
-{
-	rbd_snap_info_t *snaps = NULL;
-	ims_snap_info *list = NULL;
-	int max = 16, n, r;
-
-	for (;;) {
-		snaps = calloc((size_t)max, sizeof(*snaps));
-		if (!snaps)
-			return -ENOMEM;
-		n = rbd_snap_list(image, snaps, &max);
-		if (n != -ERANGE)
-			break;
-		free(snaps);
-	}
-	if (n < 0) {
-		free(snaps);
-		return ims_error_set(n, "cannot list snapshots: %s", ims_strerror(n));
-	}
-	list = calloc((size_t)n + 1, sizeof(*list));
-	if (!list) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (int i = 0; i < n; i++) {
-		int prot = 0;
-		struct timespec ts = {0};
-		list[i].name = strdup(snaps[i].name);
-		if (!list[i].name) {
-			ims_snap_list_free(list, (size_t)i);
-			list = NULL;
-			r = -ENOMEM;
-			goto out;
-		}
-		list[i].id = snaps[i].id;
-		list[i].size = snaps[i].size;
-		if (rbd_snap_is_protected(image, snaps[i].name, &prot) == 0)
-			list[i].is_protected = prot != 0;
-		if (rbd_snap_get_timestamp(image, snaps[i].id, &ts) == 0)
-			list[i].timestamp = ts.tv_sec;
-	}
-	*out = list;
-	*count = (size_t)n;
-	r = 0;
-out:
-	rbd_snap_list_end(snaps);
-	free(snaps);
-	return r;
-}
-
 static int count_used(uint64_t off, size_t len, int exists, void *arg)
 {
 	(void)off;
@@ -299,7 +249,7 @@ int ims_image_info_get(ims_image_info **out, ims_site *site, const char *pool, c
 		rbd_linked_image_spec_cleanup(&parent);
 		rbd_snap_spec_cleanup(&psnap);
 	}
-	if ((r = ims_store__read_snaps(image, &info->snaps, &info->nsnaps)) < 0)
+	if ((r = ims_snap_list_image(&info->snaps, &info->nsnaps, image)) < 0)
 		goto out;
 	/* With fast-diff this reads the object map only; without it, it asks every object. */
 	r = rbd_diff_iterate2(image, NULL, 0, info->size, 0, 1, count_used, &info->used_bytes);
@@ -646,7 +596,7 @@ int ims_store__remove_snap_open(rbd_image_t image, const char *pool, const char 
 	return 0;
 }
 
-int ims_store__count_watchers(rbd_image_t image, size_t *out)
+int ims_image_watchers(size_t *out, rbd_image_t image, rados_ioctx_t mine)
 {
 	rbd_image_watcher_t *w = NULL;
 	size_t n = 8;
@@ -662,12 +612,22 @@ int ims_store__count_watchers(rbd_image_t image, size_t *out)
 		free(w);
 	}
 	if (r >= 0) {
+		uint64_t me = mine ? rados_get_instance_id(rados_ioctx_get_cluster(mine)) : 0;
+		size_t others = 0;
+		for (size_t i = 0; i < n; i++)
+			if (!mine || (uint64_t)w[i].id != me)
+				others++;
 		rbd_watchers_list_cleanup(w, n);
-		*out = n;
+		*out = others;
 		r = 0;
 	}
 	free(w);
 	return r;
+}
+
+int ims_store__count_watchers(rbd_image_t image, size_t *out)
+{
+	return ims_image_watchers(out, image, NULL);
 }
 
 /* -EBUSY if snapshot @p id is a member's part of a group snapshot (only the group removes it). */
@@ -768,7 +728,7 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 			goto out;
 		}
 	} else {
-		if ((r = ims_store__read_snaps(image, &snaps, &nsnaps)) < 0 ||
+		if ((r = ims_snap_list_image(&snaps, &nsnaps, image)) < 0 ||
 		    (r = check_purge(image, pool, name, snaps, nsnaps)) < 0)
 			goto out;
 		rbd_close(image);

@@ -97,6 +97,15 @@ void ims_image_list_free(ims_image_list_entry *list, size_t count);
 int ims_image_resize(ims_site *site, const char *pool, const char *name, uint64_t size,
 		     bool allow_shrink);
 
+/**
+ * How many clients watch the open image @p image, that is have it open read-write (a
+ * read-only handle does not watch); with @p mine, an I/O context of this process, its own
+ * client is not counted (a handle of its own on the image is not another user).
+ *
+ * @returns 0, -ENOMEM, or the error of rbd_watchers_list(); sets no message.
+ */
+int ims_image_watchers(size_t *out, rbd_image_t image, rados_ioctx_t mine);
+
 /** @returns -ENOENT if @p from does not exist, -EEXIST if @p to does. */
 int ims_image_rename(ims_site *site, const char *pool, const char *from, const char *to);
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/error.h"
 #include "store/store_internal.h"
@@ -50,8 +51,58 @@ int ims_snap_list(ims_snap_info **out, size_t *count, ims_site *site, const char
 		return r;
 	if ((r = ims_store__open_image(site, pool, image_name, NULL, true, &io, &image)) < 0)
 		return r;
-	r = ims_store__read_snaps(image, out, count);
+	r = ims_snap_list_image(out, count, image);
 	ims_store__close_image(io, image);
+	return r;
+}
+
+int ims_snap_list_image(ims_snap_info **out, size_t *count, rbd_image_t image)
+{
+	rbd_snap_info_t *snaps = NULL;
+	ims_snap_info *list = NULL;
+	int max = 16, n, r;
+
+	for (;;) {
+		snaps = calloc((size_t)max, sizeof(*snaps));
+		if (!snaps)
+			return -ENOMEM;
+		n = rbd_snap_list(image, snaps, &max);
+		if (n != -ERANGE)
+			break;
+		free(snaps);
+	}
+	if (n < 0) {
+		free(snaps);
+		return ims_error_set(n, "cannot list snapshots: %s", ims_strerror(n));
+	}
+	list = calloc((size_t)n + 1, sizeof(*list));
+	if (!list) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		int prot = 0;
+		struct timespec ts = {0};
+		list[i].name = strdup(snaps[i].name);
+		if (!list[i].name) {
+			ims_snap_list_free(list, (size_t)i);
+			list = NULL;
+			r = -ENOMEM;
+			goto out;
+		}
+		list[i].id = snaps[i].id;
+		list[i].size = snaps[i].size;
+		if (rbd_snap_is_protected(image, snaps[i].name, &prot) == 0)
+			list[i].is_protected = prot != 0;
+		if (rbd_snap_get_timestamp(image, snaps[i].id, &ts) == 0)
+			list[i].timestamp = ts.tv_sec;
+	}
+	*out = list;
+	*count = (size_t)n;
+	r = 0;
+out:
+	rbd_snap_list_end(snaps);
+	free(snaps);
 	return r;
 }
 
@@ -102,7 +153,7 @@ int ims_snap_remove(ims_site *site, const char *pool, const char *image_name, co
 		return r;
 	if ((r = ims_store__open_image(site, pool, image_name, NULL, false, &io, &image)) < 0)
 		return r;
-	if ((r = ims_store__read_snaps(image, &snaps, &n)) < 0)
+	if ((r = ims_snap_list_image(&snaps, &n, image)) < 0)
 		goto out;
 	size_t i;
 	for (i = 0; i < n && strcmp(snaps[i].name, snap) != 0; i++)

@@ -46,6 +46,15 @@ int ims_snap_list(ims_snap_info **out, size_t *count, ims_site *site, const char
 void ims_snap_list_free(ims_snap_info *list, size_t count);
 
 /**
+ * The snapshots of an image the caller has open, as ims_snap_list() lists them (every
+ * snapshot, in librbd's order).
+ *
+ * @param[out] out free with ims_snap_list_free().
+ * @returns -ENOMEM, or the error of rbd_snap_list() with a message.
+ */
+int ims_snap_list_image(ims_snap_info **out, size_t *count, rbd_image_t image);
+
+/**
  * Roll the image back to @p snap.
  *
  * @returns -ENOENT for an unknown snapshot, -EBUSY if another client holds the image's lock.

@@ -32,15 +32,12 @@ typedef struct {
 } ims_store__progress_bridge;
 int ims_store__bridge_progress(uint64_t done, uint64_t total, void *arg);
 
-/* The snapshots of an open image (store/snap.h's list). */
-int ims_store__read_snaps(rbd_image_t image, ims_snap_info **out, size_t *count);
-
 /* Remove snapshot @p snap (@p snap_id) of an open image, unprotecting it first; -EBUSY naming
  * its clones when it has any. */
 int ims_store__remove_snap_open(rbd_image_t image, const char *pool, const char *name,
 				const char *snap, uint64_t snap_id, bool is_protected);
 
-/* How many clients watch the image (have it open read-write; a read-only handle does not). */
+/* ims_image_watchers() of every client (store/transfer.c's name for it). */
 int ims_store__count_watchers(rbd_image_t image, size_t *out);
 
 /*

@@ -172,23 +172,6 @@ int ims_tier_policy_list(ims_tier_policy **out, size_t *count, ims_site *site,
 	return r;
 }
 
-/* Clients other than this one that have the image open. */
-static int other_watchers(rados_ioctx_t io, rbd_image_t image, unsigned *count)
-{
-	rbd_image_watcher_t w[32];
-	size_t n = sizeof(w) / sizeof(w[0]);
-	int r = rbd_watchers_list(image, w, &n);
-	if (r < 0)
-		return r;
-	uint64_t me = rados_get_instance_id(rados_ioctx_get_cluster(io));
-	*count = 0;
-	for (size_t i = 0; i < n; i++)
-		if ((uint64_t)w[i].id != me)
-			(*count)++;
-	rbd_watchers_list_cleanup(w, n);
-	return 0;
-}
-
 static int check_open(ims_tier_candidate *c, rados_ioctx_t io, const ims_tier_policy *p,
 		      const char *image, int64_t now, ims_tier_hold_fn hold, void *ctx)
 {
@@ -246,14 +229,14 @@ static int check_open(ims_tier_candidate *c, rados_ioctx_t io, const ims_tier_po
 		}
 	}
 
-	unsigned users = 0;
-	if ((r = other_watchers(io, img, &users)) < 0) {
+	size_t users = 0;
+	if ((r = ims_image_watchers(&users, img, io)) < 0) {
 		ims_error_set(r, "cannot list the clients of '%s/%s': %s", p->pool, image,
 			      ims_strerror(r));
 		goto out;
 	}
 	if (users) {
-		snprintf(c->reason, sizeof(c->reason), "open by %u client%s", users,
+		snprintf(c->reason, sizeof(c->reason), "open by %zu client%s", users,
 			 users == 1 ? "" : "s");
 		goto out;
 	}

@@ -7,14 +7,16 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/threads.h"
 
 struct ims_tier_scan {
 	ims_tier_scan_opts o;
 	char records_pool[IMS_NAME_MAX + 1];
 	char owner[128];
-	pthread_t thread;
+	ims_threads thread; /* scan_main */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stopping;
@@ -129,8 +131,7 @@ static void *scan_main(void *arg)
 	pthread_mutex_lock(&s->lock);
 	while (!s->stopping) {
 		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += (time_t)wait;
+		ims_clock_after_ms(&until, wait * 1000u);
 		while (!s->stopping && pthread_cond_timedwait(&s->cond, &s->lock, &until) == 0)
 			;
 		if (s->stopping)
@@ -163,11 +164,13 @@ int ims_tier_scan_start(ims_tier_scan **out, const ims_tier_scan_opts *o)
 	s->o.owner = s->owner;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
-	if (pthread_create(&s->thread, NULL, scan_main, s) != 0) {
+	int r = ims_threads_start(&s->thread, 1, scan_main, s, "the tiering scan");
+	if (r < 0) {
+		ims_threads_join(&s->thread);
 		pthread_mutex_destroy(&s->lock);
 		pthread_cond_destroy(&s->cond);
 		free(s);
-		return ims_error_set(-EAGAIN, "cannot start the tiering scan");
+		return r;
 	}
 	*out = s;
 	return 0;
@@ -177,11 +180,7 @@ void ims_tier_scan_stop(ims_tier_scan *s)
 {
 	if (!s)
 		return;
-	pthread_mutex_lock(&s->lock);
-	s->stopping = true;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-	pthread_join(s->thread, NULL);
+	ims_threads_stop(&s->thread, &s->lock, &s->cond, &s->stopping);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	free(s);

@@ -462,23 +462,6 @@ static int add_cells(uint64_t off, size_t len, int exists, void *arg)
 	return 0;
 }
 
-/* Whether a client other than this one has the image open. */
-static int in_use(rados_ioctx_t io, rbd_image_t image, unsigned *count)
-{
-	rbd_image_watcher_t w[32];
-	size_t n = sizeof(w) / sizeof(w[0]);
-	int r = rbd_watchers_list(image, w, &n);
-	if (r < 0)
-		return r;
-	uint64_t me = rados_get_instance_id(rados_ioctx_get_cluster(io));
-	*count = 0;
-	for (size_t i = 0; i < n; i++)
-		if ((uint64_t)w[i].id != me)
-			(*count)++;
-	rbd_watchers_list_cleanup(w, n);
-	return 0;
-}
-
 static int check_leases(const ims_tier_opts *o, const char *pool, const char *image,
 			const char *name)
 {
@@ -499,15 +482,15 @@ static int check_leases(const ims_tier_opts *o, const char *pool, const char *im
 static int claim_head(rados_ioctx_t io, rbd_image_t head, const char *pool, const char *image,
 		      const char *name, const ims_tier_opts *o, bool *locked)
 {
-	unsigned users = 0;
+	size_t users = 0;
 	uint64_t features = 0;
 	int r;
-	if ((r = in_use(io, head, &users)) < 0)
+	if ((r = ims_image_watchers(&users, head, io)) < 0)
 		return ims_error_set(r, "cannot list the clients of '%s': %s", name,
 				     ims_strerror(r));
 	if (users)
 		return ims_error_set(-EBUSY,
-				     "'%s' is open by %u client%s: stop them, or push a snapshot",
+				     "'%s' is open by %zu client%s: stop them, or push a snapshot",
 				     name, users, users == 1 ? "" : "s");
 	if ((r = check_leases(o, pool, image, name)) < 0)
 		return r;
@@ -543,7 +526,7 @@ static int check_unchanged(rados_ioctx_t io, rbd_image_t head, const char *psnap
 {
 	rbd_image_info_t st;
 	bool changed = false;
-	unsigned users = 0;
+	size_t users = 0;
 	int r = rbd_stat(head, &st, sizeof(st));
 	if (r == 0 && st.size != size)
 		changed = true;
@@ -561,12 +544,12 @@ static int check_unchanged(rados_ioctx_t io, rbd_image_t head, const char *psnap
 			"'%s' was written to during the push: cold image '%s' holds it as it was "
 			"when the push started, and the image was kept",
 			name, name);
-	if ((r = in_use(io, head, &users)) < 0)
+	if ((r = ims_image_watchers(&users, head, io)) < 0)
 		return ims_error_set(r, "'%s' was pushed but kept: cannot list its clients: %s",
 				     name, ims_strerror(r));
 	if (users)
 		return ims_error_set(
-			-EBUSY, "'%s' was pushed but kept: %u client%s opened it during the push",
+			-EBUSY, "'%s' was pushed but kept: %zu client%s opened it during the push",
 			name, users, users == 1 ? "" : "s");
 	if ((r = check_leases(o, pool, image, name)) < 0)
 		return ims_error_set(r, "'%s' was pushed but kept: %s", name, ims_error_last());
@@ -733,8 +716,8 @@ static int push_snap_head(push *ps)
 	if (ps->remove &&
 	    (r = claim_head(ps->io, ps->head, ps->pool, ps->image, name, ps->o, &ps->locked)) < 0)
 		return r;
-	unsigned users = 1;
-	if (in_use(ps->io, ps->head, &users) == 0 && users == 0)
+	size_t users = 1;
+	if (ims_image_watchers(&users, ps->head, ps->io) == 0 && users == 0)
 		drop_stale_push_snaps(ps->site, ps->pool, ps->image, ps->head, name);
 	char id[17];
 	if ((r = ims_random_hex(id, sizeof(id))) < 0)

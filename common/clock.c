@@ -1,0 +1,19 @@
+#include "common/clock.h"
+
+void ims_clock_after_ms(struct timespec *out, uint64_t ms)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	uint64_t ns = (uint64_t)t.tv_nsec + (ms % 1000u) * 1000000u;
+	t.tv_sec += (time_t)(ms / 1000u + ns / 1000000000u);
+	t.tv_nsec = (long)(ns % 1000000000u);
+	*out = t;
+}
+
+bool ims_clock_passed(const struct timespec *deadline)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return t.tv_sec > deadline->tv_sec ||
+	       (t.tv_sec == deadline->tv_sec && t.tv_nsec >= deadline->tv_nsec);
+}
