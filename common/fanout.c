@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/opts.h"
 
@@ -96,17 +97,6 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* The CLOCK_REALTIME time @p ms from now, for pthread_cond_timedwait(). */
-static struct timespec after_ms(unsigned ms)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	uint64_t ns = (uint64_t)t.tv_nsec + (uint64_t)ms * 1000000u;
-	t.tv_sec += (time_t)(ns / 1000000000u);
-	t.tv_nsec = (long)(ns % 1000000000u);
-	return t;
-}
-
 static void watch_once(ims_fanout *f)
 {
 	if (!f->o->watch || atomic_load(&f->stop))
@@ -123,7 +113,8 @@ static void watch(ims_fanout *f)
 	unsigned ms = f->o->watch_ms ? f->o->watch_ms : 200;
 	pthread_mutex_lock(&f->lock);
 	while (f->running > 0) {
-		struct timespec until = after_ms(ms);
+		struct timespec until;
+		ims_clock_after_ms(&until, ms);
 		pthread_cond_timedwait(&f->cond, &f->lock, &until);
 		if (f->running == 0)
 			break;

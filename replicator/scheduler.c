@@ -205,7 +205,8 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 {
 	ims_repl_divergence d;
 	ims_repl_side me;
-	char why[IMS_ERROR_MSG_MAX];
+	char why[IMS_ERROR_MSG_MAX]; /* the cycle's error, said again if the copies cannot be
+					compared */
 	snprintf(why, sizeof(why), "%s", ims_error_last());
 	int r = ims_repl_divergence_check(s->o.local, peer, p->pool, p->image, &d);
 	if (r == 0 && !d.split_brain &&
@@ -244,9 +245,7 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 		return ims_error_set(-EUCLEAN, "split-brain: %s; run `imgstore repl resync %s/%s`",
 				     d.plan, p->pool, p->image);
 	}
-	char cause[IMS_ERROR_MSG_MAX];
-	snprintf(cause, sizeof(cause), "%s", ims_error_last());
-	return ims_error_set(-EUCLEAN, "%s; cannot compare the copies: %s", why, cause);
+	return ims_error_set(-EUCLEAN, "%s; cannot compare the copies: %s", why, ims_error_last());
 }
 
 static int count_one(uint64_t off, size_t len, int exists, void *arg)

@@ -612,13 +612,14 @@ static int store_manifest(ims_tier_target *t, const ims_manifest *m)
 	    (alen != tlen || memcmp(again, text, tlen) != 0))
 		r = ims_error_set(-EIO, "it reads back different");
 	if (r < 0) {
-		char why[IMS_ERROR_MSG_MAX];
-		snprintf(why, sizeof(why), "%s", ims_error_last());
-		ims_s3_delete(t->s3, key);
+		ims_error_saved keep;
 		r = ims_error_set(-EIO,
 				  "the manifest of '%s' did not read back (%s): deleted it, and "
 				  "kept the image",
-				  m->name, why);
+				  m->name, ims_error_last());
+		ims_error_save(&keep);
+		ims_s3_delete(t->s3, key);
+		ims_error_restore(&keep);
 	}
 out:
 	ims_manifest_free(check);
