@@ -224,6 +224,10 @@ typedef struct {
 	const char *key;
 	checkpoint *cp;
 	uint64_t every, last_cp;
+	/* buffers of BLOCK bytes that workers give back, reused: a fresh 4 MiB buffer is an
+	 * mmap whose 1024 pages fault in on first touch, which costs the OSDs CPU */
+	uint8_t **spare;
+	unsigned nspare, maxspare;
 } copier;
 
 /* rbd_write_zeroes returns the length as an int: zero at most 1 GiB a call. */
@@ -342,17 +346,22 @@ static int copy_worker(ims_fanout *f, void *ctx, unsigned slot)
 		if (stop_at >= end && ++c->next_ext < c->ext->n)
 			c->next_off = c->ext->v[c->next_ext].off;
 		c->inflight[slot] = off;
+
+		bool whole = data && len == BLOCK; /* whole blocks reuse spare buffers */
+		uint8_t *buf = whole && c->nspare ? c->spare[--c->nspare] : NULL;
 		pthread_mutex_unlock(&c->lock);
 
 		uint64_t copied = 0, zeroed = 0;
-		uint8_t *buf = NULL;
-		if (data && posix_memalign((void **)&buf, 4096, len) != 0)
+		if (data && !buf && posix_memalign((void **)&buf, 4096, len) != 0)
 			r = ims_error_set(-ENOMEM, "out of memory copying %s", c->what);
 		if (r == 0)
 			r = copy_block(c, buf, off, len, data, &copied, &zeroed);
-		free(buf);
 
 		pthread_mutex_lock(&c->lock);
+		if (whole && buf && c->nspare < c->maxspare)
+			c->spare[c->nspare++] = buf;
+		else
+			free(buf);
 		c->held -= cost;
 		if (r < 0) {
 			/* the failed piece stays in flight: the low-water mark, and so the
@@ -905,6 +914,14 @@ static int copy(cycle *cy, const ims_extents *todo)
 	}
 	for (unsigned i = 0; i < c.nworkers; i++)
 		c.inflight[i] = UINT64_MAX;
+	/* the budget lets at most this many whole blocks be in flight */
+	c.maxspare = (unsigned)(c.budget / (2 * (uint64_t)BLOCK)) + 1;
+	if (c.maxspare > c.nworkers)
+		c.maxspare = c.nworkers;
+	if (!(c.spare = calloc(c.maxspare, sizeof(*c.spare)))) {
+		r = -ENOMEM;
+		goto out;
+	}
 	ims_fanout_opts fo = IMS_FANOUT_OPTS_INIT;
 	fo.workers = c.nworkers;
 	fo.worker = copy_worker;
@@ -919,6 +936,9 @@ static int copy(cycle *cy, const ims_extents *todo)
 		checkpoint_save(cy->sio, cy->key, &cy->cp);
 	}
 out:
+	for (unsigned i = 0; i < c.nspare; i++)
+		free(c.spare[i]);
+	free(c.spare);
 	free(c.inflight);
 	pthread_mutex_destroy(&c.lock);
 	pthread_cond_destroy(&c.cond);
