@@ -78,6 +78,9 @@ int ims_daemon_verify_deadline(void *ctx, uint64_t done, uint64_t total);
 struct Imgstore__V1__ReplicationStatus *ims_daemon_status_msg(ims_rpc_call *call,
 							      const ims_repl_status *st);
 
+/** Answer with the ReplicationStatus message of @p st. */
+int ims_daemon_status_one(ims_rpc_call *call, const ims_repl_status *st, ProtobufCMessage **resp);
+
 /** An ims_kit_item_fn: the ReplicationStatus of element @p i of an ims_repl_status array. */
 void *ims_daemon_status_item(ims_rpc_call *call, const void *list, size_t i);
 

@@ -144,12 +144,7 @@ static int ims_h_delete_group(void *app, ims_rpc_call *call, const ProtobufCMess
 				     g.pool, g.name);
 	if ((r = ims_group_remove(d->site, g.pool, g.name, q->force)) < 0)
 		return r;
-	Imgstore__V1__DeleteGroupResponse *m = ALLOC(call, Imgstore__V1__DeleteGroupResponse);
-	if (!m)
-		return -ENOMEM;
-	imgstore__v1__delete_group_response__init(m);
-	*resp = &m->base;
-	return 0;
+	return ims_kit_reply_empty(call, &imgstore__v1__delete_group_response__descriptor, resp);
 }
 
 /* The images of a request, checked; their pool defaults to the site's. */
@@ -340,12 +335,7 @@ static int ims_h_delete_group_snapshot(void *app, ims_rpc_call *call, const Prot
 	    (r = ims_snap_check_user_name(g.snap, "remove")) < 0 ||
 	    (r = ims_group_snap_remove(d->site, g.pool, g.name, g.snap)) < 0)
 		return r;
-	Imgstore__V1__DeleteGroupResponse *m = ALLOC(call, Imgstore__V1__DeleteGroupResponse);
-	if (!m)
-		return -ENOMEM;
-	imgstore__v1__delete_group_response__init(m);
-	*resp = &m->base;
-	return 0;
+	return ims_kit_reply_empty(call, &imgstore__v1__delete_group_response__descriptor, resp);
 }
 
 /* ---- replication ---- */
@@ -366,11 +356,7 @@ static int ims_h_enable_group_replication(void *app, ims_rpc_call *call,
 	if ((r = ims_repl_group_enable(d->repl, g.pool, g.name, q->target_site, mode, rpo, &st)) <
 	    0)
 		return r;
-	Imgstore__V1__ReplicationStatus *m = ims_daemon_status_msg(call, &st);
-	if (!m)
-		return -ENOMEM;
-	*resp = &m->base;
-	return 0;
+	return ims_daemon_status_one(call, &st, resp);
 }
 
 static int ims_h_disable_group_replication(void *app, ims_rpc_call *call,
@@ -388,11 +374,7 @@ static int ims_h_disable_group_replication(void *app, ims_rpc_call *call,
 	    (r = ims_repl_group_disable(d->repl, g.pool, g.name, target, &st)) < 0)
 		return r;
 	snprintf(st.state, sizeof(st.state), "disabled");
-	Imgstore__V1__ReplicationStatus *m = ims_daemon_status_msg(call, &st);
-	if (!m)
-		return -ENOMEM;
-	*resp = &m->base;
-	return 0;
+	return ims_daemon_status_one(call, &st, resp);
 }
 
 static int ims_h_sync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,

@@ -219,12 +219,7 @@ static int ims_h_release_lease(void *app, ims_rpc_call *call, const ProtobufCMes
 	int r = change_lease(APP(app), call, q->lease_id, 0, &l);
 	if (r < 0)
 		return r;
-	Imgstore__V1__ReleaseLeaseResponse *m = ALLOC(call, Imgstore__V1__ReleaseLeaseResponse);
-	if (!m)
-		return -ENOMEM;
-	imgstore__v1__release_lease_response__init(m);
-	*resp = &m->base;
-	return 0;
+	return ims_kit_reply_empty(call, &imgstore__v1__release_lease_response__descriptor, resp);
 }
 
 static int ims_h_list_leases(void *app, ims_rpc_call *call, const ProtobufCMessage *req,

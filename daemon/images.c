@@ -222,12 +222,7 @@ static int h_delete_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	o.trash_delay = q->trash_delay_seconds;
 	if ((r = ims_image_remove(d->site, s.pool, s.image, &o)) < 0)
 		return r;
-	Imgstore__V1__DeleteImageResponse *m = ALLOC(call, Imgstore__V1__DeleteImageResponse);
-	if (!m)
-		return -ENOMEM;
-	imgstore__v1__delete_image_response__init(m);
-	*resp = &m->base;
-	return 0;
+	return ims_kit_reply_empty(call, &imgstore__v1__delete_image_response__descriptor, resp);
 }
 
 static int h_set_tag(void *app, ims_rpc_call *call, const ProtobufCMessage *req,

@@ -52,6 +52,17 @@ Imgstore__V1__Operation *ims_kit_op_msg(ims_rpc_call *call, const ims_op_record 
 	return o;
 }
 
+int ims_kit_reply_empty(ims_rpc_call *call, const ProtobufCMessageDescriptor *desc,
+			ProtobufCMessage **resp)
+{
+	ProtobufCMessage *m = ims_rpc_call_alloc(call, desc->sizeof_message);
+	if (!m)
+		return -ENOMEM;
+	protobuf_c_message_init(desc, m);
+	*resp = m;
+	return 0;
+}
+
 int ims_kit_reply_op(ims_rpc_call *call, const ims_op_record *rec, ProtobufCMessage **resp)
 {
 	Imgstore__V1__Operation *o = ims_kit_op_msg(call, rec);

@@ -68,6 +68,10 @@ void *ims_kit_snap_item(ims_rpc_call *call, const void *snaps, size_t i);
 /** An ims_kit_item_fn: the Operation message of element @p i of an ims_op_record array. */
 void *ims_kit_op_item(ims_rpc_call *call, const void *records, size_t i);
 
+/** Answer with an empty message of type @p desc (a DeleteImageResponse...). */
+int ims_kit_reply_empty(ims_rpc_call *call, const ProtobufCMessageDescriptor *desc,
+			ProtobufCMessage **resp);
+
 /** Answer with the Operation message of @p rec. */
 int ims_kit_reply_op(ims_rpc_call *call, const ims_op_record *rec, ProtobufCMessage **resp);
 

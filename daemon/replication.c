@@ -77,11 +77,7 @@ static int h_enable_replication(void *app, ims_rpc_call *call, const ProtobufCMe
 					   q->verify_every)) < 0)
 		return r;
 	st.verify_every = q->verify_every;
-	Imgstore__V1__ReplicationStatus *m = ims_daemon_status_msg(call, &st);
-	if (!m)
-		return -ENOMEM;
-	*resp = &m->base;
-	return 0;
+	return ims_daemon_status_one(call, &st, resp);
 }
 
 static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
@@ -100,11 +96,7 @@ static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCM
 	    (r = ims_repl_disable(d->repl, s.pool, s.image, target, &st)) < 0)
 		return r;
 	snprintf(st.state, sizeof(st.state), "disabled");
-	Imgstore__V1__ReplicationStatus *m = ims_daemon_status_msg(call, &st);
-	if (!m)
-		return -ENOMEM;
-	*resp = &m->base;
-	return 0;
+	return ims_daemon_status_one(call, &st, resp);
 }
 
 /* The statuses @p list of image (@p group: group) pool/name, with a failover this daemon began
@@ -160,6 +152,15 @@ int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name,
 		memcpy((*list)[k].error, why, cut);
 		(*list)[k].error[cut] = '\0';
 	}
+	return 0;
+}
+
+int ims_daemon_status_one(ims_rpc_call *call, const ims_repl_status *st, ProtobufCMessage **resp)
+{
+	Imgstore__V1__ReplicationStatus *m = ims_daemon_status_msg(call, st);
+	if (!m)
+		return -ENOMEM;
+	*resp = &m->base;
 	return 0;
 }
 

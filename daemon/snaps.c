@@ -170,12 +170,7 @@ static int h_delete_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 	    (r = ims_snap_check_user_name(s.snap, "remove")) < 0 ||
 	    (r = ims_snap_remove(d->site, s.pool, s.image, s.snap)) < 0)
 		return r;
-	Imgstore__V1__DeleteSnapshotResponse *m = ALLOC(call, Imgstore__V1__DeleteSnapshotResponse);
-	if (!m)
-		return -ENOMEM;
-	imgstore__v1__delete_snapshot_response__init(m);
-	*resp = &m->base;
-	return 0;
+	return ims_kit_reply_empty(call, &imgstore__v1__delete_snapshot_response__descriptor, resp);
 }
 
 /* ---------------------------------------------------------------------------------------- */
