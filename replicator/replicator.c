@@ -14,14 +14,11 @@
 #include "common/error.h"
 #include "common/opts.h"
 #include "common/extents.h"
-#include "common/fanout.h"
 #include "common/log.h"
 #include "replicator/replicator_internal.h"
 #include "store/omap.h"
 #include "store/snap.h"
 
-#define BLOCK	      (4u << 20)
-#define ZERO_GRAIN    (64u << 10)
 #define SNAP_NAME_MAX 64
 
 static double now_s(void)
@@ -201,36 +198,6 @@ static bool checkpoint_load(rados_ioctx_t io, const char *key, checkpoint *c)
 /* ---------------------------------------------------------------------------------------- */
 /* the copy */
 
-typedef struct {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	rbd_image_t src, dst;
-	const ims_extents *ext;
-	size_t next_ext; /* cursor: extent index and offset inside it */
-	uint64_t next_off;
-	uint64_t *inflight; /* start offsets of blocks being copied, one slot per worker */
-	unsigned nworkers;
-	uint64_t budget; /* memory the copy may hold: its buffers and librbd's copies */
-	ims_ratelimit *bandwidth;
-	uint64_t held;
-	bool fresh; /* zeros need no write */
-	bool stop;  /* a worker failed: the others take no more pieces */
-	uint64_t copied, discarded, total, done_bytes;
-	uint64_t low_water; /* everything below is done */
-	const char *what;
-	/* the watch: progress, cancel and checkpoints, in the cycle's thread */
-	const ims_repl_opts *o;
-	rados_ioctx_t sio;
-	const char *key;
-	checkpoint *cp;
-	uint64_t every, last_cp;
-	/* buffers of BLOCK bytes that workers give back, reused: a fresh 4 MiB buffer is an
-	 * mmap whose 1024 pages fault in on first touch, which costs the OSDs CPU */
-	uint8_t **spare;
-	unsigned nspare, maxspare;
-} copier;
-
-/* rbd_write_zeroes returns the length as an int: zero at most 1 GiB a call. */
 static int write_zeroes(rbd_image_t img, uint64_t off, uint64_t len)
 {
 	while (len > 0) {
@@ -240,166 +207,6 @@ static int write_zeroes(rbd_image_t img, uint64_t off, uint64_t len)
 			return r;
 		off += n;
 		len -= n;
-	}
-	return 0;
-}
-
-static bool is_zero(const uint8_t *p, size_t n)
-{
-	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
-/* The lowest offset still in flight, or the cursor: below it everything is done. */
-static uint64_t low_water_locked(copier *c)
-{
-	uint64_t lw = c->next_ext < c->ext->n ? c->next_off : UINT64_MAX;
-	for (unsigned i = 0; i < c->nworkers; i++)
-		if (c->inflight[i] < lw)
-			lw = c->inflight[i];
-	return lw;
-}
-
-static int copy_block(copier *c, uint8_t *buf, uint64_t off, size_t len, bool data,
-		      uint64_t *copied, uint64_t *zeroed)
-{
-	*copied = *zeroed = 0;
-	/* For the fault tests: IMGSTORE_FAIL_COPY_FROM=OFFSET fails every piece from there on, as
-	 * a write error on the secondary would. */
-	const char *fail = getenv("IMGSTORE_FAIL_COPY_FROM");
-	if (fail && off >= strtoull(fail, NULL, 10))
-		return ims_error_set(-EIO,
-				     "cannot write %s at %" PRIu64 " on the secondary: "
-				     "IMGSTORE_FAIL_COPY_FROM",
-				     c->what, off);
-	if (!data) {
-		int r = write_zeroes(c->dst, off, len);
-		if (r < 0)
-			return ims_error_set(r,
-					     "cannot zero %s at %" PRIu64 " on the secondary: %s",
-					     c->what, off, ims_strerror(r));
-		*zeroed = len;
-		return 0;
-	}
-	if (c->bandwidth)
-		ims_ratelimit_take(c->bandwidth, len);
-	ssize_t got = rbd_read(c->src, off, len, (char *)buf);
-	if (got < 0)
-		return ims_error_set((int)got, "cannot read %s at %" PRIu64 " on the primary: %s",
-				     c->what, off, ims_strerror((int)got));
-	if ((size_t)got < len)
-		memset(buf + got, 0, len - (size_t)got);
-	for (size_t pos = 0; pos < len;) {
-		size_t n = len - pos < ZERO_GRAIN ? len - pos : ZERO_GRAIN;
-		bool z = is_zero(buf + pos, n);
-		size_t start = pos;
-		while (pos < len) {
-			n = len - pos < ZERO_GRAIN ? len - pos : ZERO_GRAIN;
-			if (is_zero(buf + pos, n) != z)
-				break;
-			pos += n;
-		}
-		int r;
-		if (z) {
-			r = c->fresh ? 0 : write_zeroes(c->dst, off + start, pos - start);
-			*zeroed += pos - start;
-		} else {
-			ssize_t w = rbd_write(c->dst, off + start, pos - start,
-					      (const char *)buf + start);
-			r = w < 0 ? (int)w : 0;
-			*copied += pos - start;
-		}
-		if (r < 0)
-			return ims_error_set(r,
-					     "cannot write %s at %" PRIu64 " on the secondary: %s",
-					     c->what, off + start, ims_strerror(r));
-	}
-	return 0;
-}
-
-/*
- * A worker takes the next piece (data: up to one block, aligned to blocks; no data: the whole
- * extent) and copies it with synchronous librbd calls. Many small pieces run at once (a delta
- * of scattered writes), but the memory they hold stays within the budget: a data piece of
- * LEN holds 2 x LEN while it runs (our buffer, and librbd's copy of the write).
- */
-static int copy_worker(ims_fanout *f, void *ctx, unsigned slot)
-{
-	copier *c = ctx;
-	int r = 0;
-	pthread_mutex_lock(&c->lock);
-	while (!c->stop && !ims_fanout_stopped(f) && c->next_ext < c->ext->n) {
-		const ims_extents_item *e = &c->ext->v[c->next_ext];
-		uint64_t off = c->next_off;
-		uint64_t end = e->off + e->len;
-		uint64_t stop_at = e->data ? ((off / BLOCK) + 1) * BLOCK : end;
-		if (stop_at > end)
-			stop_at = end;
-		size_t len = (size_t)(stop_at - off);
-		bool data = e->data;
-		uint64_t cost = data ? 2 * (uint64_t)len : 0;
-		if (c->held && c->held + cost > c->budget) {
-			pthread_cond_wait(&c->cond, &c->lock);
-			continue;
-		}
-		c->held += cost;
-		c->next_off = stop_at;
-		if (stop_at >= end && ++c->next_ext < c->ext->n)
-			c->next_off = c->ext->v[c->next_ext].off;
-		c->inflight[slot] = off;
-
-		bool whole = data && len == BLOCK; /* whole blocks reuse spare buffers */
-		uint8_t *buf = whole && c->nspare ? c->spare[--c->nspare] : NULL;
-		pthread_mutex_unlock(&c->lock);
-
-		uint64_t copied = 0, zeroed = 0;
-		if (data && !buf && posix_memalign((void **)&buf, 4096, len) != 0)
-			r = ims_error_set(-ENOMEM, "out of memory copying %s", c->what);
-		if (r == 0)
-			r = copy_block(c, buf, off, len, data, &copied, &zeroed);
-
-		pthread_mutex_lock(&c->lock);
-		if (whole && buf && c->nspare < c->maxspare)
-			c->spare[c->nspare++] = buf;
-		else
-			free(buf);
-		c->held -= cost;
-		if (r < 0) {
-			/* the failed piece stays in flight: the low-water mark, and so the
-			 * checkpoint the next cycle resumes from, must not pass it */
-			c->stop = true;
-			break;
-		}
-		c->inflight[slot] = UINT64_MAX;
-		c->copied += copied;
-		c->discarded += zeroed;
-		c->done_bytes += len;
-		c->low_water = low_water_locked(c);
-		pthread_cond_broadcast(&c->cond);
-		ims_fanout_wake(f);
-	}
-	c->low_water = low_water_locked(c);
-	pthread_cond_broadcast(&c->cond);
-	pthread_mutex_unlock(&c->lock);
-	return r;
-}
-
-/* Every watch_ms of the copy: progress (which may cut it) and checkpoints of what is surely
- * done, so that a cut cycle resumes there. */
-static int copy_watch(void *ctx)
-{
-	copier *c = ctx;
-	pthread_mutex_lock(&c->lock);
-	uint64_t done = c->done_bytes, lw = c->low_water;
-	pthread_mutex_unlock(&c->lock);
-	if (c->o->progress && c->o->progress(c->o->progress_ctx, done, c->total) != 0)
-		return ims_error_set(-ECANCELED,
-				     "replication of %s cut at %" PRIu64 " of %" PRIu64
-				     " bytes; it resumes",
-				     c->what, done, c->total);
-	if (lw != UINT64_MAX && lw > c->last_cp && lw - c->last_cp >= c->every) {
-		c->cp->done = lw;
-		checkpoint_save(c->sio, c->key, c->cp);
-		c->last_cp = lw;
 	}
 	return 0;
 }
@@ -887,61 +694,56 @@ static int plan(cycle *cy, ims_extents *ext, ims_extents *todo)
 	return 0;
 }
 
-/* The delta, by a pool of workers; on an error the checkpoint keeps what is surely done. */
+/* The copy's reports: progress (which may cut it) and checkpoints of what is surely done, so
+ * that a cut cycle resumes there. */
+typedef struct {
+	cycle *cy;
+	uint64_t total, every, last_cp;
+} copy_watcher;
+
+static int copy_watch(void *ctx, uint64_t done, uint64_t low_water)
+{
+	copy_watcher *w = ctx;
+	cycle *cy = w->cy;
+	const ims_repl_opts *o = cy->o;
+	if (o->progress && o->progress(o->progress_ctx, done, w->total) != 0)
+		return ims_error_set(-ECANCELED,
+				     "replication of %s cut at %" PRIu64 " of %" PRIu64
+				     " bytes; it resumes",
+				     cy->what, done, w->total);
+	if (low_water != UINT64_MAX && low_water > w->last_cp &&
+	    low_water - w->last_cp >= w->every) {
+		cy->cp.done = low_water;
+		checkpoint_save(cy->sio, cy->key, &cy->cp);
+		w->last_cp = low_water;
+	}
+	return 0;
+}
+
+/* The delta (replicator/copy.c); on an error the checkpoint keeps what is surely done. */
 static int copy(cycle *cy, const ims_extents *todo)
 {
 	const ims_repl_opts *o = cy->o;
-	copier c = {.src = cy->psnap, .dst = cy->simg, .ext = todo, .what = cy->what, .o = o};
-	int r;
-	pthread_mutex_init(&c.lock, NULL);
-	pthread_cond_init(&c.cond, NULL);
-	c.total = ims_extents_bytes(todo);
-	c.next_off = todo->n ? todo->v[0].off : 0;
-	c.fresh = cy->cp.full && cy->cp.fresh;
-	c.nworkers = o->concurrency ? o->concurrency : 16;
-	if (c.nworkers > 256)
-		c.nworkers = 256;
-	c.budget = o->inflight_bytes ? o->inflight_bytes : (64u << 20);
-	c.bandwidth = o->bandwidth;
-	c.sio = cy->sio;
-	c.key = cy->key;
-	c.cp = &cy->cp;
-	c.every = o->checkpoint_bytes ? o->checkpoint_bytes : (16u << 20);
-	c.last_cp = cy->cp.done;
-	if (!(c.inflight = calloc(c.nworkers, sizeof(*c.inflight)))) {
-		r = -ENOMEM;
-		goto out;
-	}
-	for (unsigned i = 0; i < c.nworkers; i++)
-		c.inflight[i] = UINT64_MAX;
-	/* the budget lets at most this many whole blocks be in flight */
-	c.maxspare = (unsigned)(c.budget / (2 * (uint64_t)BLOCK)) + 1;
-	if (c.maxspare > c.nworkers)
-		c.maxspare = c.nworkers;
-	if (!(c.spare = calloc(c.maxspare, sizeof(*c.spare)))) {
-		r = -ENOMEM;
-		goto out;
-	}
-	ims_fanout_opts fo = IMS_FANOUT_OPTS_INIT;
-	fo.workers = c.nworkers;
-	fo.worker = copy_worker;
-	fo.watch = copy_watch;
-	fo.ctx = &c;
-	r = ims_fanout_run(NULL, &fo);
+	copy_watcher w = {.cy = cy, .total = ims_extents_bytes(todo), .last_cp = cy->cp.done};
+	w.every = o->checkpoint_bytes ? o->checkpoint_bytes : (16u << 20);
+	ims_repl__copy_job j = {.src = cy->psnap, .dst = cy->simg, .ext = todo, .what = cy->what};
+	j.fresh = cy->cp.full && cy->cp.fresh;
+	j.depth = o->concurrency ? o->concurrency : 16;
+	if (j.depth > 256)
+		j.depth = 256;
+	j.budget = o->inflight_bytes ? o->inflight_bytes : (64u << 20);
+	j.bandwidth = o->bandwidth;
+	j.watch = copy_watch;
+	j.ctx = &w;
+	ims_repl__copy_result res;
+	int r = ims_repl__copy(&res, &j);
 	phase(&cy->ph, "copy");
-	cy->res.bytes_copied = c.copied;
-	cy->res.bytes_discarded = c.discarded;
-	if (r < 0 && c.low_water != UINT64_MAX && c.low_water > cy->cp.done) {
-		cy->cp.done = c.low_water;
+	cy->res.bytes_copied = res.copied;
+	cy->res.bytes_discarded = res.zeroed;
+	if (r < 0 && res.low_water != UINT64_MAX && res.low_water > cy->cp.done) {
+		cy->cp.done = res.low_water;
 		checkpoint_save(cy->sio, cy->key, &cy->cp);
 	}
-out:
-	for (unsigned i = 0; i < c.nspare; i++)
-		free(c.spare[i]);
-	free(c.spare);
-	free(c.inflight);
-	pthread_mutex_destroy(&c.lock);
-	pthread_cond_destroy(&c.cond);
 	return r;
 }
 

@@ -11,6 +11,8 @@
 #include <json-c/json.h>
 #include <rbd/librbd.h>
 
+#include "common/extents.h"
+#include "common/ratelimit.h"
 #include "replicator/failover.h"
 
 #define IMS_REPL__SNAP_NAME_MAX 64
@@ -40,6 +42,35 @@ int ims_repl__changed_since(rbd_image_t image, const char *snap, bool *changed);
  *  copy in errors. */
 int ims_repl__rollback_if_changed(rbd_image_t image, const char *snap, const char *what,
 				  bool *rolled);
+
+/** A copy of extents from the primary's snapshot to the secondary (replicator/copy.c). */
+typedef struct {
+	rbd_image_t src, dst;	  /* the primary's snapshot and the secondary's head, open */
+	const ims_extents *ext;	  /* what to copy, in offset order */
+	const char *what;	  /* names the image in errors */
+	bool fresh;		  /* the secondary is new: runs of zeros need no write */
+	unsigned depth;		  /* pieces in flight at most; 0: 16 */
+	uint64_t budget;	  /* memory the pieces in flight may hold */
+	ims_ratelimit *bandwidth; /* may be NULL; data read is taken from it */
+	/**
+	 * In the calling thread after pieces end, at least every 200 ms, and a last time when
+	 * all is written: bytes done
+	 * and the low-water mark (below it everything is written; UINT64_MAX: all of it). A
+	 * negative errno (its message set) stops the copy, and fails it even from the last call.
+	 */
+	int (*watch)(void *ctx, uint64_t done, uint64_t low_water);
+	void *ctx;
+} ims_repl__copy_job;
+
+typedef struct {
+	uint64_t copied, zeroed; /* bytes of data written, of zeros written or skipped */
+	uint64_t done;		 /* bytes of the extents done */
+	uint64_t low_water;	 /* below it everything is written, also after an error */
+} ims_repl__copy_result;
+
+/** Run the copy @p j; @p out is filled also on an error (its low-water mark is what the
+ *  checkpoint may keep). @returns 0, or the first error with its message set. */
+int ims_repl__copy(ims_repl__copy_result *out, const ims_repl__copy_job *j);
 
 /* The failover journal's record (replicator/failover.h) as JSON, and back: a record's group
  * flag is in its key too, which ims_repl_journal_get() trusts. */

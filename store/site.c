@@ -131,6 +131,10 @@ static int cluster_connect(const ims_site_opts *opts, const char *name, const ch
 	 * per open image) would only add a copy and memory. */
 	if ((r = set_conf(rados, "rbd_cache", "false", name)) < 0)
 		goto out;
+	/* The replication copy keeps its buffers until their writes complete: librbd may write
+	 * them without a copy of its own (rbd_aio_write only; synchronous writes still copy). */
+	if ((r = set_conf(rados, "rbd_disable_zero_copy_writes", "false", name)) < 0)
+		goto out;
 	/* Clones are format 2 (no snapshot protection) whatever the cluster's default. */
 	if ((r = set_conf(rados, "rbd_default_clone_format", "2", name)) < 0)
 		goto out;
