@@ -13,10 +13,10 @@
  * The caller's watch (progress, cancel, checkpoints) runs in the driving thread after pieces
  * end, and every 200 ms.
  *
- * Memory: a data piece of LEN holds 2 x LEN of the budget while it runs (our buffer, and
- * librbd's buffer of the read before it is copied into ours). The low-water mark is the lowest
- * offset of a piece that is in flight or failed, or the cursor: below it everything is written,
- * and the caller's checkpoint never passes a piece that failed.
+ * Memory: a data piece of LEN holds 2 x LEN of the budget while it is read (our buffer, and
+ * librbd's buffer of the read before it is copied into ours), then LEN while it is written. The
+ * low-water mark is the lowest offset of a piece that is in flight or failed, or the cursor: below
+ * it everything is written, and the caller's checkpoint never passes a piece that failed.
  */
 #include "replicator/replicator_internal.h"
 
@@ -73,7 +73,7 @@ struct copy_run {
 	unsigned depth;
 	size_t next_ext; /* cursor: extent index and offset inside it */
 	uint64_t next_off;
-	uint64_t held; /* budget held by pieces in flight */
+	uint64_t held;	 /* budget held by pieces in flight */
 	uint8_t **spare; /* whole-block buffers given back, reused (a fresh one faults in) */
 	unsigned nspare, maxspare;
 	uint64_t fail_from; /* IMGSTORE_FAIL_COPY_FROM, UINT64_MAX if unset */
@@ -219,8 +219,7 @@ static void advance(copy_run *c, uint64_t stop_at)
 {
 	const ims_extents *ext = c->job->ext;
 	c->next_off = stop_at;
-	if (stop_at >= ext->v[c->next_ext].off + ext->v[c->next_ext].len &&
-	    ++c->next_ext < ext->n)
+	if (stop_at >= ext->v[c->next_ext].off + ext->v[c->next_ext].len && ++c->next_ext < ext->n)
 		c->next_off = ext->v[c->next_ext].off;
 }
 
@@ -263,7 +262,8 @@ static void launch(copy_run *c)
 			return;
 		}
 		advance(c, off + len);
-		*p = (piece){.run = c, .off = off, .len = len, .data = data, .buf = buf, .cost = cost};
+		*p = (piece){
+			.run = c, .off = off, .len = len, .data = data, .buf = buf, .cost = cost};
 		c->held += cost;
 		p->state = data ? READING : WRITING;
 		begin_stage(p);
@@ -318,6 +318,10 @@ static void advance_piece(copy_run *c, piece *p)
 		return;
 	}
 	if (p->state == READING) {
+		/* librbd's buffer of the read is gone (copied into ours), and the writes take ours
+		 * as it is: from now on the piece holds LEN */
+		c->held -= p->len;
+		p->cost -= p->len;
 		start_writes(p);
 		return;
 	}
@@ -408,8 +412,8 @@ int ims_repl__copy(ims_repl__copy_result *out, const ims_repl__copy_job *j)
 		c.fail_from = strtoull(fail, NULL, 10);
 	c.depth = j->depth ? j->depth : 16;
 	c.next_off = j->ext->n ? j->ext->v[0].off : 0;
-	/* the budget lets at most this many whole blocks be in flight */
-	c.maxspare = (unsigned)(j->budget / (2 * (uint64_t)BLOCK)) + 1;
+	/* the budget lets at most this many whole blocks be in flight (while they are written) */
+	c.maxspare = (unsigned)(j->budget / BLOCK) + 1;
 	if (c.maxspare > c.depth)
 		c.maxspare = c.depth;
 	pthread_mutex_init(&c.lock, NULL);

@@ -36,8 +36,8 @@
 typedef struct {
 	unsigned version;
 	unsigned concurrency;	   /* parallel I/Os; 0: 16 */
-	uint64_t inflight_bytes;   /* memory the copy holds (its buffers and librbd's copies of
-				      writes); 0: 64 MiB */
+	uint64_t inflight_bytes;   /* memory the copy holds (its buffers and librbd's buffers of
+				      reads); 0: 64 MiB */
 	unsigned retention;	   /* replication snapshots kept on each side; 0: 3 */
 	uint64_t checkpoint_bytes; /* checkpoint after this much copied; 0: 16 MiB */
 	ims_progress_fn progress;  /* may be NULL; non-zero return cuts the cycle (resumable) */
