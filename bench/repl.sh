@@ -7,7 +7,8 @@
 #   an rbd-mirror daemon on site b, `rbd mirror image snapshot`, timed until site b reports
 #   the snapshot synced).
 # Cases: initial sync of an image with SIZE written; a delta of DELTA in 64 KiB random writes;
-# a full overwrite of SIZE; and imgstore's peak RSS during the initial sync.
+# a full overwrite of SIZE; imgstore's peak RSS during the initial sync; and the copy limit of
+# the machine (rbd bench reading SIZE on site a while it writes SIZE on site b).
 #
 #   bench/repl.sh [--size 1G] [--delta 128M] [--store bluestore|memstore] [--dir DIR]
 # BlueStore by default: three images with snapshots outgrow a memstore OSD, which then blocks.
@@ -85,14 +86,14 @@ rb create --size "$SIZE" rbd/ed
 # 1. initial sync of SIZE written
 for img in ims ed rm; do write_seq "$img" "$SIZE"; done
 sync
-t0=$(now); /usr/bin/time -f '%M' -o "$DIR/rss" "$REPL" "$A" "$B" rbd/ims >/dev/null; T[init_ims]=$(secs "$t0" "$(now)")
+t0=$(now); IMS_DEBUG=1 /usr/bin/time -f '%M' -o "$DIR/rss" "$REPL" "$A" "$B" rbd/ims >/dev/null 2>"$DIR/init.log"; T[init_ims]=$(secs "$t0" "$(now)")
 t0=$(now); ra snap create rbd/ed@s1; ra export-diff rbd/ed@s1 - | rb import-diff - rbd/ed; T[init_ed]=$(secs "$t0" "$(now)")
 since=$(date +%s); t0=$(now); ra mirror image enable rbd/rm snapshot >/dev/null; wait_mirror rm "$since"; T[init_rm]=$(secs "$t0" "$(now)")
 RSS_KB=$(cat "$DIR/rss")
 
 # 2. a delta of DELTA in 64 KiB random writes
 for img in ims ed rm; do write_rand "$img" "$DELTA"; done
-t0=$(now); "$REPL" "$A" "$B" rbd/ims >/dev/null; T[delta_ims]=$(secs "$t0" "$(now)")
+t0=$(now); IMS_DEBUG=1 "$REPL" "$A" "$B" rbd/ims >/dev/null 2>"$DIR/delta.log"; T[delta_ims]=$(secs "$t0" "$(now)")
 t0=$(now); ra snap create rbd/ed@s2; ra export-diff --from-snap s1 rbd/ed@s2 - | rb import-diff - rbd/ed; T[delta_ed]=$(secs "$t0" "$(now)")
 sleep 1.1; since=$(date +%s); t0=$(now); ra mirror image snapshot rbd/rm >/dev/null; wait_mirror rm "$since"; T[delta_rm]=$(secs "$t0" "$(now)")
 
@@ -109,6 +110,16 @@ for img in ims ed; do
   [ "$a" = "$b" ] || { echo "bench: $img differs between the sites" >&2; exit 1; }
 done
 
+# 4. the copy limit of this machine: SIZE read on site a (rbd bench, 16 reads of 4 MiB at once)
+# while SIZE is written on site b (the same), both timed together
+rb create --size "$SIZE" rbd/limit
+t0=$(now)
+ra bench --io-type read --io-size 4M --io-threads 16 --io-total "$SIZE" --io-pattern seq rbd/ims >/dev/null &
+READER=$!
+rb bench --io-type write --io-size 4M --io-threads 16 --io-total "$SIZE" --io-pattern seq rbd/limit >/dev/null
+wait "$READER"
+T[limit]=$(secs "$t0" "$(now)")
+
 row() { printf '| %s | %.2f | %.2f | %.2f | %.2fx | %.2fx |\n' "$1" "${T[${2}_ims]}" "${T[${2}_ed]}" "${T[${2}_rm]}" \
   "$(echo "${T[${2}_ed]} / ${T[${2}_ims]}" | bc -l)" "$(echo "${T[${2}_rm]} / ${T[${2}_ims]}" | bc -l)"; }
 echo "| case ($STORE, $SIZE image) | imgstore s | export-diff pipe s | rbd-mirror s | vs pipe | vs rbd-mirror |"
@@ -117,5 +128,10 @@ row "initial sync, $SIZE written" init
 row "delta of $DELTA in 64 KiB random writes" delta
 row "full overwrite of $SIZE" over
 echo
+printf 'copy limit (%s read on site a while %s is written on site b, rbd bench 16 x 4 MiB): %.2f s; imgstore'"'"'s initial sync at %.0f%% of it, the pipe at %.0f%%\n' \
+  "$SIZE" "$SIZE" "${T[limit]}" "$(echo "100 * ${T[limit]} / ${T[init_ims]}" | bc -l)" "$(echo "100 * ${T[limit]} / ${T[init_ed]}" | bc -l)"
 echo "imgstore peak RSS during the initial sync: $((RSS_KB / 1024)) MiB"
+for c in init delta; do
+  echo "imgstore's $c cycle, phase by phase: $(grep -o 'cycle of .*' "$DIR/$c.log" | sed 's/^[^:]*: //')"
+done
 exit 0
