@@ -77,7 +77,7 @@ static int undo(job *w, int r, unsigned what, const ims_group_info *gi, const ch
 	if (what & UNDO_STATE)
 		group_set_state(e->site, gi, NULL);
 	if (what & UNDO_JOURNAL)
-		ims_repl_journal_clear(e->site, w->q.pool, w->q.name, true);
+		ims_repl_journal_clear(e->site, w->q.pool, w->q.name, IMS_REPL_GROUP);
 	ims_error_restore(&keep);
 	return r;
 }
@@ -166,7 +166,7 @@ static int group_check(job *w, ims_site **peer, ims_repl_side *me, ims_repl_side
 				     "'%s', or add --force if site '%s' is lost",
 				     pool, group, here, from, from);
 	}
-	if ((r = ims_handover__pair_of(&pair, e, pool, group, true, w->q.target)) < 0 ||
+	if ((r = ims_handover__pair_of(&pair, e, pool, group, IMS_REPL_GROUP, w->q.target)) < 0 ||
 	    (r = ims_handover__peer(peer, e, w->q.target)) < 0)
 		return r;
 	r = ims_handover__group_side(them, &pgi, *peer, pool, group);
@@ -274,7 +274,7 @@ int ims_handover__group_planned(job *w)
 	int r;
 
 	/* a failover this daemon began and did not finish: from the demote on, finish it */
-	if ((r = ims_repl_journal_get(e->site, pool, group, true, &j)) == 0) {
+	if ((r = ims_repl_journal_get(e->site, pool, group, IMS_REPL_GROUP, &j)) == 0) {
 		if (strcmp(j.target, w->q.target) != 0)
 			return ims_error_set(
 				-EBUSY,
@@ -309,7 +309,7 @@ int ims_handover__group_planned(job *w)
 	memset(&j, 0, sizeof(j));
 	snprintf(j.target, sizeof(j.target), "%s", w->q.target);
 	snprintf(j.cut, sizeof(j.cut), "%s", res.sealed);
-	j.group = true;
+	j.unit = IMS_REPL_GROUP;
 	j.generation = (me.generation > them.generation ? me.generation : them.generation) + 1;
 	j.old_generation = me.generation;
 	if ((r = group_swap(w, &j, gi, peer)) < 0)
@@ -345,7 +345,8 @@ int ims_handover__group_forced(job *w)
 	/* a forced failover whose daemon was killed after it recorded the promotion (during it, or
 	 * before the way back was set): again from the promotion, at the recorded cut and
 	 * generation; the members it already promoted are left as they are */
-	bool resumed = ims_repl_journal_get(e->site, pool, group, true, &j) == 0 && j.forced;
+	bool resumed =
+		ims_repl_journal_get(e->site, pool, group, IMS_REPL_GROUP, &j) == 0 && j.forced;
 	ims_error_clear();
 	if (resumed) {
 		if ((r = ims_group_info_get(&gi, e->site, pool, group)) < 0)
@@ -390,14 +391,14 @@ int ims_handover__group_forced(job *w)
 		j.generation = gen;
 		j.old_generation = me.generation;
 		j.forced = true;
-		j.group = true;
+		j.unit = IMS_REPL_GROUP;
 		if ((r = ims_handover__journal_step(e, pool, group, &j, IMS_REPL_STEP_REVERSE)) < 0)
 			goto out;
 	}
 	/* every member at the newest cut sealed on all of them */
 	if ((r = ims_repl_group_promote(e->site, pool, group, cut, gen, &rolled)) < 0) {
 		if (!resumed)
-			ims_repl_journal_clear(e->site, pool, group, true);
+			ims_repl_journal_clear(e->site, pool, group, IMS_REPL_GROUP);
 		goto out;
 	}
 	ims_handover__crash_point("promoted");
@@ -406,7 +407,7 @@ int ims_handover__group_forced(job *w)
 		if (ims_repl_group_rejoin(e->site, peer, pool, group, gen, plan, sizeof(plan)) ==
 		    0) {
 			ims_repl_policy_remove(peer, ims_handover__peer_pool(e, old), pool, group,
-					       true, here);
+					       IMS_REPL_GROUP, here);
 			snprintf(rejoin, sizeof(rejoin),
 				 "site '%s' answered: its writers were fenced; %s", old, plan);
 		} else {
@@ -427,7 +428,7 @@ int ims_handover__group_forced(job *w)
 			      "not set: %s",
 			      pool, group, old, ims_error_last());
 	else
-		ims_repl_journal_clear(e->site, pool, group, true);
+		ims_repl_journal_clear(e->site, pool, group, IMS_REPL_GROUP);
 	ims_handover__say(w,
 			  "%ssite '%s' is the primary of group '%s/%s' (%zu images) at '%s', "
 			  "generation %" PRIu64 " (%u image(s) rolled back to it); %s",
@@ -488,8 +489,8 @@ int ims_handover__group_resync(job *w)
 	    (r = ims_repl_group_rejoin(e->site, peer, pool, group, me.generation, plan,
 				       sizeof(plan))) < 0)
 		goto out;
-	ims_repl_policy_remove(peer, ims_handover__peer_pool(e, w->q.target), pool, group, true,
-			       ims_site_name(e->site));
+	ims_repl_policy_remove(peer, ims_handover__peer_pool(e, w->q.target), pool, group,
+			       IMS_REPL_GROUP, ims_site_name(e->site));
 	if ((r = ims_repl_group_sync_now(e->repl, pool, group, w->q.target, e->hooks->progress,
 					 e->ctx, &res)) < 0)
 		goto out;

@@ -34,9 +34,9 @@ void ims_handover__say(job *w, const char *fmt, ...) __attribute__((format(print
  * forced failover must not wait for a dead site, once per image). */
 bool ims_handover__may_ask(job *w, const char *name);
 
-/* The mode and RPO this site replicates image (or @p group) @p pool/@p name to @p target with. */
+/* The mode and RPO this site replicates @p unit @p pool/@p name to @p target with. */
 int ims_handover__pair_of(ims_repl_status *out, const ims_handover_env *e, const char *pool,
-			  const char *name, bool group, const char *target);
+			  const char *name, ims_repl_unit unit, const char *target);
 
 /* The site name in a copy's source ("SITE/POOL/IMAGE"). */
 void ims_handover__source_site(char *out, size_t len, const char *source);
