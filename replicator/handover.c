@@ -93,6 +93,41 @@ void ims_handover__source_site(char *out, size_t len, const char *source)
 	snprintf(out, len, "%.*s", (int)n, source);
 }
 
+int ims_handover__refuse_secondary(const job *w, const ims_repl_side *me, bool asked_here)
+{
+	char from[64];
+	ims_handover__source_site(from, sizeof(from), me->source);
+	return ims_error_set(-EROFS,
+			     "%s'%s/%s' is a secondary %son site '%s': run the planned failover on "
+			     "its primary's site '%s', or add --force if site '%s' is lost",
+			     w->q.unit == IMS_REPL_GROUP ? "group " : "", w->q.pool, w->q.name,
+			     asked_here ? "here " : "", ims_site_name(w->e->site), from, from);
+}
+
+/* A forced failover (of an image, a group or a whole site) runs on the site it promotes. */
+static int check_forced_here(const job *w)
+{
+	const char *here = ims_site_name(w->e->site);
+	if (strcmp(w->q.target, here) != 0)
+		return ims_error_set(-EINVAL,
+				     "a forced failover runs on the site that becomes the primary: "
+				     "ask site '%s''s daemon (this is site '%s')",
+				     w->q.target, here);
+	return 0;
+}
+
+int ims_handover__check_site(const job *w)
+{
+	if (is_forced(w))
+		return check_forced_here(w);
+	if (strcmp(w->q.target, ims_site_name(w->e->site)) == 0)
+		return ims_error_set(-EINVAL,
+				     "a planned failover runs on the current primary's site, not "
+				     "on '%s'; add --force if the primary's site is lost",
+				     w->q.target);
+	return 0;
+}
+
 void ims_handover__crash_point(const char *point)
 {
 	const char *at = getenv("IMGSTORE_CRASH_AT");
@@ -263,20 +298,13 @@ static int recorded_is_ours(job *w, const ims_repl_journal *j)
 static int planned_check(job *w, ims_site **peer, ims_repl_side *me, ims_repl_side *them)
 {
 	const ims_handover_env *e = w->e;
-	const char *pool = w->q.pool, *image = w->q.name, *here = ims_site_name(e->site);
+	const char *pool = w->q.pool, *image = w->q.name;
 	ims_repl_status pair;
 	int r;
 	if ((r = ims_repl_side_get(e->site, pool, image, me)) < 0)
 		return r;
-	if (me->secondary) {
-		char from[64];
-		ims_handover__source_site(from, sizeof(from), me->source);
-		return ims_error_set(-EROFS,
-				     "'%s/%s' is a secondary on site '%s': run the planned "
-				     "failover on its primary's "
-				     "site '%s', or add --force if site '%s' is lost",
-				     pool, image, here, from, from);
-	}
+	if (me->secondary)
+		return ims_handover__refuse_secondary(w, me, false);
 	if ((r = ims_handover__pair_of(&pair, e, pool, image, IMS_REPL_IMAGE, w->q.target)) < 0 ||
 	    (r = ims_handover__peer(peer, e, w->q.target)) < 0 ||
 	    (r = ims_repl_side_get(*peer, pool, image, them)) < 0)
@@ -511,33 +539,14 @@ static int forced(job *w)
 
 static int image_failover(job *w)
 {
-	if (is_forced(w)) {
-		if (strcmp(w->q.target, ims_site_name(w->e->site)) != 0)
-			return ims_error_set(-EINVAL,
-					     "a forced failover runs on the site that becomes the "
-					     "primary: ask site '%s''s "
-					     "daemon (this is site '%s')",
-					     w->q.target, ims_site_name(w->e->site));
-		return forced(w);
-	}
 	ims_repl_side me;
-	if (strcmp(w->q.target, ims_site_name(w->e->site)) == 0 &&
-	    ims_repl_side_get(w->e->site, w->q.pool, w->q.name, &me) == 0 && me.secondary) {
-		char from[64];
-		ims_handover__source_site(from, sizeof(from), me.source);
-		return ims_error_set(
-			-EROFS,
-			"'%s/%s' is a secondary here on site '%s': run the planned failover on its "
-			"primary's site '%s', or add --force if site '%s' is lost",
-			w->q.pool, w->q.name, w->q.target, from, from);
-	}
-	if (strcmp(w->q.target, ims_site_name(w->e->site)) == 0)
-		return ims_error_set(-EINVAL,
-				     "a planned failover runs on the current primary's site, not "
-				     "on '%s'; add --force "
-				     "if the primary's site is lost",
-				     w->q.target);
-	return planned(w);
+	if (!is_forced(w) && strcmp(w->q.target, ims_site_name(w->e->site)) == 0 &&
+	    ims_repl_side_get(w->e->site, w->q.pool, w->q.name, &me) == 0 && me.secondary)
+		return ims_handover__refuse_secondary(w, &me, true);
+	int r = ims_handover__check_site(w);
+	if (r < 0)
+		return r;
+	return is_forced(w) ? forced(w) : planned(w);
 }
 
 /* One image or group of a site failover, and what became of it. */
@@ -746,12 +755,8 @@ static int site_failover(job *w)
 			"a planned failover of site '%s''s images runs on site '%s', not '%s'; add "
 			"--force if site '%s' is lost",
 			w->q.from, w->q.from, here, w->q.from);
-	if (is_forced(w) && strcmp(w->q.target, here) != 0)
-		return ims_error_set(-EINVAL,
-				     "a forced failover runs on the site that becomes the primary: "
-				     "ask site '%s''s "
-				     "daemon (this is site '%s')",
-				     w->q.target, here);
+	if (is_forced(w) && (r = check_forced_here(w)) < 0)
+		return r;
 	site_run f = {.w = w};
 	if ((r = list_units(w, &f)) < 0)
 		goto out;

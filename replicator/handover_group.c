@@ -151,21 +151,14 @@ static int group_check(job *w, ims_site **peer, ims_repl_side *me, ims_repl_side
 		       ims_group_info **gi)
 {
 	const ims_handover_env *e = w->e;
-	const char *pool = w->q.pool, *group = w->q.name, *here = ims_site_name(e->site);
+	const char *pool = w->q.pool, *group = w->q.name;
 	ims_group_info *pgi = NULL;
 	ims_repl_status pair;
 	int r;
 	if ((r = ims_handover__group_side(me, gi, e->site, pool, group)) < 0)
 		return r;
-	if (me->secondary) {
-		char from[64];
-		ims_handover__source_site(from, sizeof(from), me->source);
-		return ims_error_set(-EROFS,
-				     "group '%s/%s' is a secondary on site '%s': run the planned "
-				     "failover on its primary's site "
-				     "'%s', or add --force if site '%s' is lost",
-				     pool, group, here, from, from);
-	}
+	if (me->secondary)
+		return ims_handover__refuse_secondary(w, me, false);
 	if ((r = ims_handover__pair_of(&pair, e, pool, group, IMS_REPL_GROUP, w->q.target)) < 0 ||
 	    (r = ims_handover__peer(peer, e, w->q.target)) < 0)
 		return r;
@@ -447,23 +440,10 @@ out:
 
 int ims_handover__group_failover(job *w)
 {
-	const char *here = ims_site_name(w->e->site);
-	if (is_forced(w)) {
-		if (strcmp(w->q.target, here) != 0)
-			return ims_error_set(-EINVAL,
-					     "a forced failover runs on the site that becomes the "
-					     "primary: ask site '%s''s "
-					     "daemon (this is site '%s')",
-					     w->q.target, here);
-		return ims_handover__group_forced(w);
-	}
-	if (strcmp(w->q.target, here) == 0)
-		return ims_error_set(-EINVAL,
-				     "a planned failover runs on the current primary's site, not "
-				     "on '%s'; add --force "
-				     "if the primary's site is lost",
-				     w->q.target);
-	return ims_handover__group_planned(w);
+	int r = ims_handover__check_site(w);
+	if (r < 0)
+		return r;
+	return is_forced(w) ? ims_handover__group_forced(w) : ims_handover__group_planned(w);
 }
 
 int ims_handover__group_resync(job *w)

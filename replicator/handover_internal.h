@@ -41,6 +41,14 @@ int ims_handover__pair_of(ims_repl_status *out, const ims_handover_env *e, const
 /* The site name in a copy's source ("SITE/POOL/IMAGE"). */
 void ims_handover__source_site(char *out, size_t len, const char *source);
 
+/* The refusal of a planned failover of w->q.name, a secondary (@p me) on this site: -EROFS,
+ * naming its primary's site. @p asked_here: this site was named as the target. */
+int ims_handover__refuse_secondary(const job *w, const ims_repl_side *me, bool asked_here);
+
+/* Whether this site runs failover @p w of an image or a group: a forced one on the target's,
+ * a planned one anywhere else (the primary's); else -EINVAL naming the right one. */
+int ims_handover__check_site(const job *w);
+
 /* For the fault tests: IMGSTORE_CRASH_AT=failover:STEP kills this daemon (SIGKILL) right after
  * the journal recorded STEP and before the step is done, as a kill -9 at that moment would. */
 void ims_handover__crash_point(const char *point);
