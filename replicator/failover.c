@@ -334,18 +334,26 @@ static int divergence_open(rbd_image_t cur, rbd_image_t old, const char *what, i
 	return 0;
 }
 
+/* The current primary's copy @p c on @p cur and the old one's @p o on @p old: both or none. */
+static int open_both(opened *c, opened *o, ims_site *cur, ims_site *old, const char *pool,
+		     const char *image)
+{
+	int r = open_copy(cur, pool, image, c);
+	if (r < 0)
+		return r;
+	if ((r = open_copy(old, pool, image, o)) < 0)
+		close_copy(c);
+	return r;
+}
+
 int ims_repl_divergence_check(ims_site *cur, ims_site *old, const char *pool, const char *image,
 			      ims_repl_divergence *out)
 {
 	opened c, o;
 	char what[600];
-	int r = open_copy(cur, pool, image, &c);
+	int r = open_both(&c, &o, cur, old, pool, image);
 	if (r < 0)
 		return r;
-	if ((r = open_copy(old, pool, image, &o)) < 0) {
-		close_copy(&c);
-		return r;
-	}
 	snprintf(what, sizeof(what), "'%s/%s'", pool, image);
 	r = divergence_open(c.img, o.img, what, cur, old, out);
 	close_copy(&o);
@@ -362,13 +370,9 @@ int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *
 	/* a split-brain's stale copy was held against its writers by this daemon: let go, the
 	 * rollback and demote below work through this connection */
 	ims_site_guard_drop(old, pool, image);
-	int r = open_copy(cur, pool, image, &c);
+	int r = open_both(&c, &o, cur, old, pool, image);
 	if (r < 0)
 		return r;
-	if ((r = open_copy(old, pool, image, &o)) < 0) {
-		close_copy(&c);
-		return r;
-	}
 	snprintf(what, sizeof(what), "'%s/%s' on site '%s'", pool, image, ims_site_name(old));
 	if ((r = divergence_open(c.img, o.img, what, cur, old, &d)) < 0)
 		goto out;

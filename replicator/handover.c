@@ -147,6 +147,39 @@ int ims_handover__journal_step(const ims_handover_env *e, const char *pool, cons
 	return r;
 }
 
+void ims_handover__forced_end(char *out, size_t len, job *w, ims_site *peer, const char *old,
+			      int rejoined, const char *done, uint64_t stale)
+{
+	const ims_handover_env *e = w->e;
+	const char *pool = w->q.pool, *name = w->q.name;
+	bool group = w->q.unit == IMS_REPL_GROUP;
+	if (!peer) {
+		snprintf(out, len,
+			 "site '%s' did not answer: its writers are not fenced; when it returns it "
+			 "is stale (generation %" PRIu64 ") and %s",
+			 old, stale,
+			 group ? "`imgstore group repl resync` makes it a secondary"
+			       : "`imgstore repl status` shows what resync will do");
+	} else if (rejoined < 0) {
+		snprintf(out, len, "site '%s' answered but could not be made a secondary: %s", old,
+			 ims_error_last());
+	} else {
+		ims_repl_policy_remove(peer, ims_handover__peer_pool(e, old), pool, name, w->q.unit,
+				       ims_site_name(e->site));
+		snprintf(out, len, "site '%s' answered: %s", old, done);
+	}
+	ims_error_clear();
+	int r = group ? ims_repl_group_enable(e->repl, pool, name, old, IMS_REPL_ASYNC, e->rpo,
+					      NULL)
+		      : ims_repl_enable(e->repl, pool, name, old, IMS_REPL_ASYNC, e->rpo, NULL);
+	if (r < 0)
+		ims_log_error("forced failover of %s'%s/%s': replication back to site '%s' is not "
+			      "set: %s",
+			      group ? "group " : "", pool, name, old, ims_error_last());
+	else
+		ims_repl_journal_clear(e->site, pool, name, w->q.unit);
+}
+
 static int planned_paused(job *w);
 
 /* What a failed planned failover undoes on this site's copy. */
@@ -500,34 +533,15 @@ static int forced(job *w)
 	}
 	ims_handover__crash_point("promoted");
 
-	char rejoin[1024] = "";
+	char rejoin[1024], done[800] = "";
+	int rejoined = -1;
 	if (reachable) {
 		ims_repl_divergence dv;
-		if (ims_repl_rejoin(e->site, peer, pool, image, gen, &dv) == 0) {
-			ims_repl_policy_remove(peer, ims_handover__peer_pool(e, old), pool, image,
-					       IMS_REPL_IMAGE, here);
-			snprintf(rejoin, sizeof(rejoin),
-				 "site '%s' answered: %u writer(s) fenced; %s", old, fenced,
-				 dv.plan);
-		} else {
-			snprintf(rejoin, sizeof(rejoin),
-				 "site '%s' answered but could not be made a secondary: %s", old,
-				 ims_error_last());
-		}
-	} else {
-		snprintf(rejoin, sizeof(rejoin),
-			 "site '%s' did not answer: its writers are not fenced; when it returns it "
-			 "is stale (generation "
-			 "%" PRIu64 ") and `imgstore repl status` shows what resync will do",
-			 old, gen - 1);
+		if ((rejoined = ims_repl_rejoin(e->site, peer, pool, image, gen, &dv)) == 0)
+			snprintf(done, sizeof(done), "%u writer(s) fenced; %s", fenced, dv.plan);
 	}
-	ims_error_clear();
-	if ((r = ims_repl_enable(e->repl, pool, image, old, IMS_REPL_ASYNC, e->rpo, NULL)) < 0)
-		ims_log_error(
-			"forced failover of '%s/%s': replication back to site '%s' is not set: %s",
-			pool, image, old, ims_error_last());
-	else
-		ims_repl_journal_clear(e->site, pool, image, IMS_REPL_IMAGE);
+	ims_handover__forced_end(rejoin, sizeof(rejoin), w, reachable ? peer : NULL, old, rejoined,
+				 done, gen - 1);
 	ims_handover__say(w,
 			  "site '%s' is the primary of '%s/%s' at '%s', generation %" PRIu64 "; %s",
 			  here, pool, image, at[0] ? at : "its head", gen, rejoin);

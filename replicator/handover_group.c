@@ -395,33 +395,16 @@ int ims_handover__group_forced(job *w)
 		goto out;
 	}
 	ims_handover__crash_point("promoted");
+	char done[800] = "";
+	int rejoined = -1;
 	if (reachable) {
 		char plan[768];
-		if (ims_repl_group_rejoin(e->site, peer, pool, group, gen, plan, sizeof(plan)) ==
-		    0) {
-			ims_repl_policy_remove(peer, ims_handover__peer_pool(e, old), pool, group,
-					       IMS_REPL_GROUP, here);
-			snprintf(rejoin, sizeof(rejoin),
-				 "site '%s' answered: its writers were fenced; %s", old, plan);
-		} else {
-			snprintf(rejoin, sizeof(rejoin),
-				 "site '%s' answered but could not be made a secondary: %s", old,
-				 ims_error_last());
-		}
-	} else {
-		snprintf(rejoin, sizeof(rejoin),
-			 "site '%s' did not answer: its writers are not fenced; when it returns it "
-			 "is stale (generation "
-			 "%" PRIu64 ") and `imgstore group repl resync` makes it a secondary",
-			 old, gen - 1);
+		if ((rejoined = ims_repl_group_rejoin(e->site, peer, pool, group, gen, plan,
+						      sizeof(plan))) == 0)
+			snprintf(done, sizeof(done), "its writers were fenced; %s", plan);
 	}
-	ims_error_clear();
-	if (ims_repl_group_enable(e->repl, pool, group, old, IMS_REPL_ASYNC, e->rpo, NULL) < 0)
-		ims_log_error("forced failover of group '%s/%s': replication back to site '%s' is "
-			      "not set: %s",
-			      pool, group, old, ims_error_last());
-	else
-		ims_repl_journal_clear(e->site, pool, group, IMS_REPL_GROUP);
+	ims_handover__forced_end(rejoin, sizeof(rejoin), w, reachable ? peer : NULL, old, rejoined,
+				 done, gen - 1);
 	ims_handover__say(w,
 			  "%ssite '%s' is the primary of group '%s/%s' (%zu images) at '%s', "
 			  "generation %" PRIu64 " (%u image(s) rolled back to it); %s",

@@ -61,6 +61,14 @@ int ims_handover__journal_step(const ims_handover_env *e, const char *pool, cons
  * set back from the target, the journal gone. */
 void ims_handover__reverse(job *w, ims_site *peer);
 
+/* The end of a forced failover of an image or a group: what became of the old primary @p old,
+ * one line into @p out: made a secondary (@p rejoined 0; @p done says how, and its replication
+ * policy on @p peer goes), not (@p rejoined < 0: the thread's message says why), or not asked
+ * (@p peer NULL: it did not answer, and is stale at generation @p stale). Then replication back
+ * to @p old is set and the journal cleared (kept if that fails: the same command sets it). */
+void ims_handover__forced_end(char *out, size_t len, job *w, ims_site *peer, const char *old,
+			      int rejoined, const char *done, uint64_t stale);
+
 /* handover_group.c */
 int ims_handover__group_side(ims_repl_side *out, ims_group_info **gi, ims_site *site,
 			     const char *pool, const char *group);
