@@ -84,10 +84,10 @@ int ims_daemon_status_one(ims_rpc_call *call, const ims_repl_status *st, Protobu
 /** An ims_kit_item_fn: the ReplicationStatus of element @p i of an ims_repl_status array. */
 void *ims_daemon_status_item(ims_rpc_call *call, const void *list, size_t i);
 
-/** SyncImage and SyncGroup: one cycle of the pair of image (@p group: group) @p pool/@p name to
- *  @p asked (empty: its only target) now, as an Operation, answered with its record. */
+/** SyncImage and SyncGroup: one cycle of the pair of @p unit @p pool/@p name to @p asked
+ *  (empty: its only target) now, as an Operation, answered with its record. */
 int ims_daemon_submit_sync(ims_daemon *d, ims_rpc_call *call, const char *pool, const char *name,
-			   bool group, const char *asked, ProtobufCMessage **resp);
+			   ims_repl_unit unit, const char *asked, ProtobufCMessage **resp);
 
 /** Answer with a ReplicationStatusResponse of the @p n pairs of @p list, and free @p list. */
 int ims_daemon_status_reply(ims_rpc_call *call, ims_repl_status *list, size_t n,
@@ -98,19 +98,19 @@ struct Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, c
 							   const char *target,
 							   const ims_repl_verify_result *v);
 
-/** Add to the statuses of image (@p group: group) @p pool/@p name a failover this daemon began
- *  and did not finish (state failing-over, its step, the command that finishes it). */
-int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name, bool group,
+/** Add to the statuses of @p unit @p pool/@p name a failover this daemon began and did not
+ *  finish (state failing-over, its step, the command that finishes it). */
+int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name, ims_repl_unit unit,
 			      ims_repl_status **list, size_t *n);
 
 /**
- * The target of a replicated pair of image (@p group: group) @p pool/@p name: @p asked when one
- * of its pairs goes there, or the only one when @p asked is empty.
+ * The target of a replicated pair of @p unit @p pool/@p name: @p asked when one of its pairs
+ * goes there, or the only one when @p asked is empty.
  *
  * @returns -ENOENT if no pair matches, -EINVAL if several do and none was asked for.
  */
 int ims_daemon_pair_target(char *target, size_t len, ims_daemon *d, const char *pool,
-			   const char *name, bool group, const char *asked);
+			   const char *name, ims_repl_unit unit, const char *asked);
 
 /** Spool housekeeping: remove files older than a day. */
 void ims_daemon_clean_spool(ims_daemon *d);

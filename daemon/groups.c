@@ -138,7 +138,7 @@ static int ims_h_delete_group(void *app, ims_rpc_call *call, const ProtobufCMess
 	int r;
 	if ((r = get_group(d, call, q->group, &g, false)) < 0)
 		return r;
-	if (ims_repl_sched_has(d->repl, g.pool, g.name, true))
+	if (ims_repl_sched_has(d->repl, g.pool, g.name, IMS_REPL_GROUP))
 		return ims_error_set(-EBUSY,
 				     "group '%s/%s' is replicated; disable its replication first",
 				     g.pool, g.name);
@@ -184,7 +184,8 @@ typedef struct {
 static int may_join(void *ctx, const ims_spec *image)
 {
 	add_check *c = ctx;
-	if (c->replicated && ims_repl_sched_has(c->d->repl, image->pool, image->image, false))
+	if (c->replicated &&
+	    ims_repl_sched_has(c->d->repl, image->pool, image->image, IMS_REPL_IMAGE))
 		return ims_error_set(-EBUSY,
 				     "image '%s/%s' is replicated on its own and group '%s/%s' as "
 				     "one unit: disable "
@@ -203,7 +204,7 @@ static int ims_h_group_add_images(void *app, ims_rpc_call *call, const ProtobufC
 	int r;
 	if ((r = get_group(d, call, q->group, &g, false)) < 0 || (r = get_images(d, q, &v)) < 0)
 		return r;
-	add_check c = {d, &g, ims_repl_sched_has(d->repl, g.pool, g.name, true)};
+	add_check c = {d, &g, ims_repl_sched_has(d->repl, g.pool, g.name, IMS_REPL_GROUP)};
 	if ((r = ims_group_images_add(d->site, g.pool, g.name, v, q->n_images, may_join, &c)) == 0)
 		r = reply_group(d, call, g.pool, g.name, resp);
 	free(v);
@@ -369,7 +370,7 @@ static int ims_h_disable_group_replication(void *app, ims_rpc_call *call,
 	char target[64];
 	int r;
 	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
-	    (r = ims_daemon_pair_target(target, sizeof(target), d, g.pool, g.name, true,
+	    (r = ims_daemon_pair_target(target, sizeof(target), d, g.pool, g.name, IMS_REPL_GROUP,
 					q->target_site)) < 0 ||
 	    (r = ims_repl_group_disable(d->repl, g.pool, g.name, target, &st)) < 0)
 		return r;
@@ -386,7 +387,8 @@ static int ims_h_sync_group(void *app, ims_rpc_call *call, const ProtobufCMessag
 	int r;
 	if ((r = get_group(d, call, q->group, &g, false)) < 0)
 		return r;
-	return ims_daemon_submit_sync(d, call, g.pool, g.name, true, q->target_site, resp);
+	return ims_daemon_submit_sync(d, call, g.pool, g.name, IMS_REPL_GROUP, q->target_site,
+				      resp);
 }
 
 /* FailoverGroup and ResyncGroup: Operations (daemon/failover.c). */
@@ -403,7 +405,7 @@ static int submit_group_failover(ims_daemon *d, ims_rpc_call *call,
 	if (!w)
 		return -ENOMEM;
 	w->d = d;
-	w->q.unit = IMS_HANDOVER_GROUP;
+	w->q.unit = IMS_REPL_GROUP;
 	w->q.mode = q->force ? IMS_HANDOVER_FORCED : IMS_HANDOVER_PLANNED;
 	snprintf(w->q.pool, sizeof(w->q.pool), "%s", g.pool);
 	snprintf(w->q.name, sizeof(w->q.name), "%s", g.name);
@@ -417,7 +419,7 @@ static int submit_group_failover(ims_daemon *d, ims_rpc_call *call,
 		}
 		snprintf(w->q.target, sizeof(w->q.target), "%s", q->target_site);
 	} else if ((r = ims_daemon_pair_target(w->q.target, sizeof(w->q.target), d, g.pool, g.name,
-					       true, q->target_site)) < 0) {
+					       IMS_REPL_GROUP, q->target_site)) < 0) {
 		free(w);
 		return r;
 	}
@@ -451,7 +453,7 @@ static int ims_h_group_replication_status(void *app, ims_rpc_call *call,
 	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
 	    (r = ims_repl_group_status(d->repl, g.pool, g.name, &list, &n)) < 0)
 		return r;
-	if ((r = ims_daemon_status_journal(d, g.pool, g.name, true, &list, &n)) < 0) {
+	if ((r = ims_daemon_status_journal(d, g.pool, g.name, IMS_REPL_GROUP, &list, &n)) < 0) {
 		free(list);
 		return r;
 	}
@@ -470,7 +472,7 @@ static int ims_h_verify_group(void *app, ims_rpc_call *call, const ProtobufCMess
 	char target[64], text[2 * IMS_NAME_MAX + 2];
 	int r;
 	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
-	    (r = ims_daemon_pair_target(target, sizeof(target), d, g.pool, g.name, true,
+	    (r = ims_daemon_pair_target(target, sizeof(target), d, g.pool, g.name, IMS_REPL_GROUP,
 					q->target_site)) < 0 ||
 	    (r = ims_daemon_peer(d, target, &peer)) < 0)
 		return r;

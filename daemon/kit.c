@@ -100,16 +100,17 @@ static int pick_target(const ims_repl_status *list, size_t n, const char *asked,
 }
 
 int ims_daemon_pair_target(char *target, size_t len, ims_daemon *d, const char *pool,
-			   const char *name, bool group, const char *asked)
+			   const char *name, ims_repl_unit unit, const char *asked)
 {
 	ims_repl_status *list = NULL;
 	size_t n = 0;
 	char what[3 * IMS_NAME_MAX];
-	int r = group ? ims_repl_group_status(d->repl, pool, name, &list, &n)
-		      : ims_repl_sched_status(d->repl, pool, name, &list, &n);
+	int r = unit == IMS_REPL_GROUP ? ims_repl_group_status(d->repl, pool, name, &list, &n)
+				       : ims_repl_sched_status(d->repl, pool, name, &list, &n);
 	if (r < 0)
 		return r;
-	snprintf(what, sizeof(what), "%s'%s/%s'", group ? "group " : "", pool, name);
+	snprintf(what, sizeof(what), "%s'%s/%s'", unit == IMS_REPL_GROUP ? "group " : "", pool,
+		 name);
 	r = pick_target(list, n, asked, what, target, len);
 	free(list);
 	return r;

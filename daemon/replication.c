@@ -55,7 +55,7 @@ Imgstore__V1__ReplicationStatus *ims_daemon_status_msg(ims_rpc_call *call,
 	m->last_verified = DUP(call, st->last_verified);
 	m->last_verify = DUP(call, st->last_verify);
 	m->verify_failures = st->verify_failures;
-	m->group = st->group;
+	m->group = st->unit == IMS_REPL_GROUP;
 	return m;
 }
 
@@ -91,7 +91,7 @@ static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCM
 	int r;
 	/* without a target: the only site the image replicates to (several: name one) */
 	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
-	    (r = ims_daemon_pair_target(target, sizeof(target), d, s.pool, s.image, false,
+	    (r = ims_daemon_pair_target(target, sizeof(target), d, s.pool, s.image, IMS_REPL_IMAGE,
 					q->target_site)) < 0 ||
 	    (r = ims_repl_disable(d->repl, s.pool, s.image, target, &st)) < 0)
 		return r;
@@ -99,14 +99,15 @@ static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCM
 	return ims_daemon_status_one(call, &st, resp);
 }
 
-/* The statuses @p list of image (@p group: group) pool/name, with a failover this daemon began
- * and did not finish (it was killed half-way) shown as state failing-over, its step and the
- * command that finishes it. */
-int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name, bool group,
+/* The statuses @p list of @p unit pool/name, with a failover this daemon began and did not
+ * finish (it was killed half-way) shown as state failing-over, its step and the command that
+ * finishes it. */
+int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name, ims_repl_unit unit,
 			      ims_repl_status **list, size_t *n)
 {
 	ims_repl_journal j;
-	if (ims_repl_journal_get(d->site, pool, name, group, &j) == 0) {
+	const char *kind = unit == IMS_REPL_GROUP ? "group " : "";
+	if (ims_repl_journal_get(d->site, pool, name, unit, &j) == 0) {
 		/* a failover this daemon began and did not finish (it was killed half-way) */
 		size_t k = 0;
 		while (k < *n && strcmp((*list)[k].target, j.target) != 0)
@@ -121,7 +122,7 @@ int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name,
 			snprintf(nl[*n].target, sizeof(nl[*n].target), "%s", j.target);
 			snprintf(nl[*n].role, sizeof(nl[*n].role), "%s", "primary");
 			nl[*n].lag_seconds = -1;
-			nl[*n].group = group;
+			nl[*n].unit = unit;
 			(*n)++;
 		}
 		snprintf((*list)[k].state, sizeof((*list)[k].state), "%s", "failing-over");
@@ -134,8 +135,8 @@ int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name,
 					    "failover %s/%s --to %s --force` "
 					    "again to finish it",
 					    j.target, ims_repl_step_name(j.step),
-					    (unsigned long long)j.generation, group ? "group " : "",
-					    pool, name, ims_site_name(d->site))
+					    (unsigned long long)j.generation, kind, pool, name,
+					    ims_site_name(d->site))
 				 : snprintf(why, sizeof(why),
 					    "a failover to site '%s' is at step '%s' (generation "
 					    "%llu); if it is not "
@@ -143,8 +144,8 @@ int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name,
 					    "--to %s` again to "
 					    "finish it",
 					    j.target, ims_repl_step_name(j.step),
-					    (unsigned long long)j.generation, group ? "group " : "",
-					    pool, name, j.target);
+					    (unsigned long long)j.generation, kind, pool, name,
+					    j.target);
 		size_t cut = len < 0 ? 0
 			     : (size_t)len < sizeof((*list)[k].error)
 				     ? (size_t)len
@@ -214,7 +215,8 @@ static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMe
 	if ((r = ims_repl_sched_status(d->repl, one ? s.pool : NULL, one ? s.image : NULL, &list,
 				       &n)) < 0)
 		return r;
-	if (one && (r = ims_daemon_status_journal(d, s.pool, s.image, false, &list, &n)) < 0) {
+	if (one &&
+	    (r = ims_daemon_status_journal(d, s.pool, s.image, IMS_REPL_IMAGE, &list, &n)) < 0) {
 		free(list);
 		return r;
 	}
@@ -224,7 +226,7 @@ static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMe
 typedef struct {
 	ims_daemon *d;
 	char pool[IMS_NAME_MAX + 1], name[IMS_NAME_MAX + 1];
-	bool group;
+	ims_repl_unit unit;
 	char target[64];
 } sync_work;
 
@@ -232,26 +234,28 @@ static int run_sync(ims_op *op, void *arg)
 {
 	sync_work *w = arg;
 	ims_repl_result res;
-	int r = w->group ? ims_repl_group_sync_now(w->d->repl, w->pool, w->name, w->target,
-						   ims_kit_op_progress, op, &res)
-			 : ims_repl_sync_now(w->d->repl, w->pool, w->name, w->target,
-					     ims_kit_op_progress, op, &res);
+	int r = w->unit == IMS_REPL_GROUP
+			? ims_repl_group_sync_now(w->d->repl, w->pool, w->name, w->target,
+						  ims_kit_op_progress, op, &res)
+			: ims_repl_sync_now(w->d->repl, w->pool, w->name, w->target,
+					    ims_kit_op_progress, op, &res);
 	if (r == 0 && res.unchanged)
-		ims_op_set_result(op,
-				  "'%s' on site '%s' already holds this state%s (unchanged since)",
-				  res.sealed, w->target, w->group ? " of every image" : "");
+		ims_op_set_result(
+			op, "'%s' on site '%s' already holds this state%s (unchanged since)",
+			res.sealed, w->target, w->unit == IMS_REPL_GROUP ? " of every image" : "");
 	else if (r == 0)
 		ims_op_set_result(op, "sealed '%s' on site '%s'%s (%" PRIu64 " bytes shipped)",
-				  res.sealed, w->target, w->group ? " for every image" : "",
+				  res.sealed, w->target,
+				  w->unit == IMS_REPL_GROUP ? " for every image" : "",
 				  res.bytes_copied);
 	return r;
 }
 
 int ims_daemon_submit_sync(ims_daemon *d, ims_rpc_call *call, const char *pool, const char *name,
-			   bool group, const char *asked, ProtobufCMessage **resp)
+			   ims_repl_unit unit, const char *asked, ProtobufCMessage **resp)
 {
 	char target[64], text[2 * IMS_NAME_MAX + 2];
-	int r = ims_daemon_pair_target(target, sizeof(target), d, pool, name, group, asked);
+	int r = ims_daemon_pair_target(target, sizeof(target), d, pool, name, unit, asked);
 	if (r < 0)
 		return r;
 	sync_work *w = calloc(1, sizeof(*w));
@@ -260,7 +264,7 @@ int ims_daemon_submit_sync(ims_daemon *d, ims_rpc_call *call, const char *pool, 
 	w->d = d;
 	snprintf(w->pool, sizeof(w->pool), "%s", pool);
 	snprintf(w->name, sizeof(w->name), "%s", name);
-	w->group = group;
+	w->unit = unit;
 	snprintf(w->target, sizeof(w->target), "%s", target);
 	snprintf(text, sizeof(text), "%s/%s", pool, name);
 	return ims_kit_submit(d, call, "sync", text, run_sync, w, free, resp);
@@ -275,7 +279,8 @@ static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 	int r;
 	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
 		return r;
-	return ims_daemon_submit_sync(d, call, s.pool, s.image, false, q->target_site, resp);
+	return ims_daemon_submit_sync(d, call, s.pool, s.image, IMS_REPL_IMAGE, q->target_site,
+				      resp);
 }
 
 /* Failover, Failback, Resync: Operations (daemon/failover.c). */
@@ -307,7 +312,7 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call,
 	if (!w)
 		return -ENOMEM;
 	w->d = d;
-	w->q.unit = IMS_HANDOVER_IMAGE;
+	w->q.unit = IMS_REPL_IMAGE;
 	w->q.mode = q->force ? IMS_HANDOVER_FORCED : IMS_HANDOVER_PLANNED;
 	snprintf(w->q.pool, sizeof(w->q.pool), "%s", s.pool);
 	snprintf(w->q.name, sizeof(w->q.name), "%s", s.image);
@@ -323,7 +328,7 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call,
 		}
 		snprintf(w->q.target, sizeof(w->q.target), "%s", q->target_site);
 	} else if ((r = ims_daemon_pair_target(w->q.target, sizeof(w->q.target), d, s.pool, s.image,
-					       false, q->target_site)) < 0) {
+					       IMS_REPL_IMAGE, q->target_site)) < 0) {
 		/* failback and resync act on the pair this primary replicates */
 		free(w);
 		return r;
@@ -425,7 +430,7 @@ static int h_verify_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	char target[64];
 	int r;
 	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
-	    (r = ims_daemon_pair_target(target, sizeof(target), d, s.pool, s.image, false,
+	    (r = ims_daemon_pair_target(target, sizeof(target), d, s.pool, s.image, IMS_REPL_IMAGE,
 					q->target_site)) < 0)
 		return r;
 	double until = mono_s() + IMS_DAEMON_VERIFY_BOUND_S;

@@ -334,18 +334,26 @@ static int divergence_open(rbd_image_t cur, rbd_image_t old, const char *what, i
 	return 0;
 }
 
+/* The current primary's copy @p c on @p cur and the old one's @p o on @p old: both or none. */
+static int open_both(opened *c, opened *o, ims_site *cur, ims_site *old, const char *pool,
+		     const char *image)
+{
+	int r = open_copy(cur, pool, image, c);
+	if (r < 0)
+		return r;
+	if ((r = open_copy(old, pool, image, o)) < 0)
+		close_copy(c);
+	return r;
+}
+
 int ims_repl_divergence_check(ims_site *cur, ims_site *old, const char *pool, const char *image,
 			      ims_repl_divergence *out)
 {
 	opened c, o;
 	char what[600];
-	int r = open_copy(cur, pool, image, &c);
+	int r = open_both(&c, &o, cur, old, pool, image);
 	if (r < 0)
 		return r;
-	if ((r = open_copy(old, pool, image, &o)) < 0) {
-		close_copy(&c);
-		return r;
-	}
 	snprintf(what, sizeof(what), "'%s/%s'", pool, image);
 	r = divergence_open(c.img, o.img, what, cur, old, out);
 	close_copy(&o);
@@ -362,13 +370,9 @@ int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *
 	/* a split-brain's stale copy was held against its writers by this daemon: let go, the
 	 * rollback and demote below work through this connection */
 	ims_site_guard_drop(old, pool, image);
-	int r = open_copy(cur, pool, image, &c);
+	int r = open_both(&c, &o, cur, old, pool, image);
 	if (r < 0)
 		return r;
-	if ((r = open_copy(old, pool, image, &o)) < 0) {
-		close_copy(&c);
-		return r;
-	}
 	snprintf(what, sizeof(what), "'%s/%s' on site '%s'", pool, image, ims_site_name(old));
 	if ((r = divergence_open(c.img, o.img, what, cur, old, &d)) < 0)
 		goto out;
@@ -433,10 +437,23 @@ const char *ims_repl_step_name(ims_repl_step step)
 	return step >= IMS_REPL_STEP_SYNC && step <= IMS_REPL_STEP_REVERSE ? step_names[step] : "?";
 }
 
-/* A record's key: a group's apart from an image's of the same name. */
-static void journal_key(char *key, size_t len, const char *pool, const char *name, bool group)
+const char *ims_repl_unit_name(ims_repl_unit u)
 {
-	snprintf(key, len, "%s%s/%s", group ? "group:" : "", pool, name);
+	return u == IMS_REPL_GROUP ? "group" : "image";
+}
+
+/* The journal's records in @p pool of @p site (close @p io with ims_site_ioctx_close()), and
+ * the key of @p unit @p pool/@p name in them: a group's apart from an image's of the same
+ * name. */
+static int journal_open(rados_ioctx_t *io, ims_records *rs, char *key, size_t len, ims_site *site,
+			const char *pool, const char *name, ims_repl_unit unit)
+{
+	int r = ims_site_ioctx(site, pool, io);
+	if (r < 0)
+		return r;
+	snprintf(key, len, "%s%s/%s", unit == IMS_REPL_GROUP ? "group:" : "", pool, name);
+	*rs = IMS_RECORDS_IO(*io, IMS_REPL_FAILOVERS);
+	return 0;
 }
 
 /* The fields of a record that the table says; "step", "forced" and "group" are added by hand
@@ -457,7 +474,7 @@ json_object *ims_repl__journal_encode(const ims_repl_journal *j)
 		return NULL;
 	json_object_object_add(o, "step", json_object_new_string(ims_repl_step_name(j->step)));
 	json_object_object_add(o, "forced", json_object_new_boolean(j->forced));
-	json_object_object_add(o, "group", json_object_new_boolean(j->group));
+	json_object_object_add(o, "group", json_object_new_boolean(j->unit == IMS_REPL_GROUP));
 	return o;
 }
 
@@ -474,15 +491,16 @@ void ims_repl__journal_decode(ims_repl_journal *out, json_object *o)
 	if (json_object_object_get_ex(o, "forced", &v))
 		out->forced = json_object_get_boolean(v);
 	if (json_object_object_get_ex(o, "group", &v))
-		out->group = json_object_get_boolean(v);
+		out->unit = json_object_get_boolean(v) ? IMS_REPL_GROUP : IMS_REPL_IMAGE;
 }
 
 int ims_repl_journal_put(ims_site *site, const char *pool, const char *name,
 			 const ims_repl_journal *j)
 {
 	rados_ioctx_t io;
+	ims_records rs;
 	char key[600];
-	int r = ims_site_ioctx(site, pool, &io);
+	int r = journal_open(&io, &rs, key, sizeof(key), site, pool, name, j->unit);
 	if (r < 0)
 		return r;
 	json_object *o = ims_repl__journal_encode(j);
@@ -490,8 +508,6 @@ int ims_repl_journal_put(ims_site *site, const char *pool, const char *name,
 		ims_site_ioctx_close(io);
 		return -ENOMEM;
 	}
-	journal_key(key, sizeof(key), pool, name, j->group);
-	ims_records rs = IMS_RECORDS_IO(io, IMS_REPL_FAILOVERS);
 	r = ims_record_put(&rs, key, o);
 	json_object_put(o);
 	ims_site_ioctx_close(io);
@@ -515,18 +531,17 @@ static int journal_bad(ims_site *site, const char *pool, const char *key, const 
 		key, ims_site_name(site), what, pool, IMS_REPL_FAILOVERS, key);
 }
 
-int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, bool group,
+int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, ims_repl_unit unit,
 			 ims_repl_journal *out)
 {
 	rados_ioctx_t io;
+	ims_records rs;
 	char key[600];
 	json_object *o = NULL;
-	int r = ims_site_ioctx(site, pool, &io);
+	int r = journal_open(&io, &rs, key, sizeof(key), site, pool, name, unit);
 	if (r < 0)
 		return r;
-	journal_key(key, sizeof(key), pool, name, group);
 	/* quiet: no record (-ENOENT) is the common answer, not an error to report */
-	ims_records rs = IMS_RECORDS_IO(io, IMS_REPL_FAILOVERS);
 	rs.quiet = true;
 	r = ims_record_get(&o, &rs, key);
 	ims_site_ioctx_close(io);
@@ -535,22 +550,21 @@ int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, boo
 	if (r < 0)
 		return r;
 	ims_repl__journal_decode(out, o);
-	out->group = group;
+	out->unit = unit;
 	json_object_put(o);
 	if (!out->target[0] || !out->step)
 		return journal_bad(site, pool, key, "is incomplete");
 	return 0;
 }
 
-int ims_repl_journal_clear(ims_site *site, const char *pool, const char *name, bool group)
+int ims_repl_journal_clear(ims_site *site, const char *pool, const char *name, ims_repl_unit unit)
 {
 	rados_ioctx_t io;
+	ims_records rs;
 	char key[600];
-	int r = ims_site_ioctx(site, pool, &io);
+	int r = journal_open(&io, &rs, key, sizeof(key), site, pool, name, unit);
 	if (r < 0)
 		return r;
-	journal_key(key, sizeof(key), pool, name, group);
-	ims_records rs = IMS_RECORDS_IO(io, IMS_REPL_FAILOVERS);
 	rs.quiet = true;
 	r = ims_record_del(&rs, key);
 	ims_site_ioctx_close(io);

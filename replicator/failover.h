@@ -43,6 +43,15 @@ int ims_repl_side_get(ims_site *site, const char *pool, const char *image, ims_r
 /** Set (or, with NULL, clear) imgstore.repl.state on @p site's copy. */
 int ims_repl_set_state(ims_site *site, const char *pool, const char *image, const char *state);
 
+/** What a pair, a failover and its journal record act on. */
+typedef enum {
+	IMS_REPL_IMAGE = 0,
+	IMS_REPL_GROUP, /* a consistency group: its members replicate and move as one unit */
+} ims_repl_unit;
+
+/** "image" or "group": the word in messages. */
+const char *ims_repl_unit_name(ims_repl_unit u);
+
 /*
  * The journal of a planned failover: its step, written in RADOS (an omap record per image in
  * the pool, on the site that runs it) before the step is done, and removed when it is over. A
@@ -64,25 +73,25 @@ typedef struct {
 	uint64_t generation;	 /* the new primary's */
 	uint64_t old_generation; /* this copy's before it, for a rollback */
 	int64_t started_ms;
-	bool forced;  /* a forced failover, run on the new primary's site (target: the old) */
-	bool group;   /* of a consistency group (a record apart from an image's) */
-	char cut[64]; /* a group's: the cut its members fail over at */
+	bool forced;	    /* a forced failover, run on the new primary's site (target: the old) */
+	ims_repl_unit unit; /* a group's record is apart from an image's of the same name */
+	char cut[64];	    /* a group's: the cut its members fail over at */
 } ims_repl_journal;
 
 /** The step's name ("sync", "demote", "promote", "reverse"). */
 const char *ims_repl_step_name(ims_repl_step step);
 
-/** Record @p j for @p pool/@p name (an image, or a group with j->group) on @p site, before the
- *  step it names is done. */
+/** Record @p j for @p pool/@p name (an image or a group: j->unit) on @p site, before the step
+ *  it names is done. */
 int ims_repl_journal_put(ims_site *site, const char *pool, const char *name,
 			 const ims_repl_journal *j);
 
-/** @returns -ENOENT if no failover of image (@p group: group) @p pool/@p name is recorded. */
-int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, bool group,
+/** @returns -ENOENT if no failover of @p unit @p pool/@p name is recorded. */
+int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, ims_repl_unit unit,
 			 ims_repl_journal *out);
 
 /** Remove the record: the failover is over (done or rolled back). */
-int ims_repl_journal_clear(ims_site *site, const char *pool, const char *name, bool group);
+int ims_repl_journal_clear(ims_site *site, const char *pool, const char *name, ims_repl_unit unit);
 
 /**
  * How many failovers (of images and groups) are recorded on @p site, in every pool: begun

@@ -64,18 +64,18 @@ bool ims_handover__may_ask(job *w, const char *name)
 }
 
 int ims_handover__pair_of(ims_repl_status *out, const ims_handover_env *e, const char *pool,
-			  const char *name, bool group, const char *target)
+			  const char *name, ims_repl_unit unit, const char *target)
 {
 	ims_repl_status *list = NULL;
 	size_t n = 0;
-	int r = group ? ims_repl_group_status(e->repl, pool, name, &list, &n)
-		      : ims_repl_sched_status(e->repl, pool, name, &list, &n);
+	int r = unit == IMS_REPL_GROUP ? ims_repl_group_status(e->repl, pool, name, &list, &n)
+				       : ims_repl_sched_status(e->repl, pool, name, &list, &n);
 	if (r < 0)
 		return r;
 	r = ims_error_set(
 		-ENOENT,
 		"%s'%s/%s' is not replicated from site '%s' to site '%s'; enable replication first",
-		group ? "group " : "", pool, name, ims_site_name(e->site), target);
+		unit == IMS_REPL_GROUP ? "group " : "", pool, name, ims_site_name(e->site), target);
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(list[i].target, target) == 0) {
 			*out = list[i];
@@ -91,6 +91,41 @@ void ims_handover__source_site(char *out, size_t len, const char *source)
 	const char *slash = strchr(source, '/');
 	size_t n = slash ? (size_t)(slash - source) : strlen(source);
 	snprintf(out, len, "%.*s", (int)n, source);
+}
+
+int ims_handover__refuse_secondary(const job *w, const ims_repl_side *me, bool asked_here)
+{
+	char from[64];
+	ims_handover__source_site(from, sizeof(from), me->source);
+	return ims_error_set(-EROFS,
+			     "%s'%s/%s' is a secondary %son site '%s': run the planned failover on "
+			     "its primary's site '%s', or add --force if site '%s' is lost",
+			     w->q.unit == IMS_REPL_GROUP ? "group " : "", w->q.pool, w->q.name,
+			     asked_here ? "here " : "", ims_site_name(w->e->site), from, from);
+}
+
+/* A forced failover (of an image, a group or a whole site) runs on the site it promotes. */
+static int check_forced_here(const job *w)
+{
+	const char *here = ims_site_name(w->e->site);
+	if (strcmp(w->q.target, here) != 0)
+		return ims_error_set(-EINVAL,
+				     "a forced failover runs on the site that becomes the primary: "
+				     "ask site '%s''s daemon (this is site '%s')",
+				     w->q.target, here);
+	return 0;
+}
+
+int ims_handover__check_site(const job *w)
+{
+	if (is_forced(w))
+		return check_forced_here(w);
+	if (strcmp(w->q.target, ims_site_name(w->e->site)) == 0)
+		return ims_error_set(-EINVAL,
+				     "a planned failover runs on the current primary's site, not "
+				     "on '%s'; add --force if the primary's site is lost",
+				     w->q.target);
+	return 0;
 }
 
 void ims_handover__crash_point(const char *point)
@@ -110,6 +145,39 @@ int ims_handover__journal_step(const ims_handover_env *e, const char *pool, cons
 	if (r == 0)
 		ims_handover__crash_point(ims_repl_step_name(step));
 	return r;
+}
+
+void ims_handover__forced_end(char *out, size_t len, job *w, ims_site *peer, const char *old,
+			      int rejoined, const char *done, uint64_t stale)
+{
+	const ims_handover_env *e = w->e;
+	const char *pool = w->q.pool, *name = w->q.name;
+	bool group = w->q.unit == IMS_REPL_GROUP;
+	if (!peer) {
+		snprintf(out, len,
+			 "site '%s' did not answer: its writers are not fenced; when it returns it "
+			 "is stale (generation %" PRIu64 ") and %s",
+			 old, stale,
+			 group ? "`imgstore group repl resync` makes it a secondary"
+			       : "`imgstore repl status` shows what resync will do");
+	} else if (rejoined < 0) {
+		snprintf(out, len, "site '%s' answered but could not be made a secondary: %s", old,
+			 ims_error_last());
+	} else {
+		ims_repl_policy_remove(peer, ims_handover__peer_pool(e, old), pool, name, w->q.unit,
+				       ims_site_name(e->site));
+		snprintf(out, len, "site '%s' answered: %s", old, done);
+	}
+	ims_error_clear();
+	int r = group ? ims_repl_group_enable(e->repl, pool, name, old, IMS_REPL_ASYNC, e->rpo,
+					      NULL)
+		      : ims_repl_enable(e->repl, pool, name, old, IMS_REPL_ASYNC, e->rpo, NULL);
+	if (r < 0)
+		ims_log_error("forced failover of %s'%s/%s': replication back to site '%s' is not "
+			      "set: %s",
+			      group ? "group " : "", pool, name, old, ims_error_last());
+	else
+		ims_repl_journal_clear(e->site, pool, name, w->q.unit);
 }
 
 static int planned_paused(job *w);
@@ -133,7 +201,7 @@ static int undo(job *w, int r, unsigned what, uint64_t old_generation)
 	if (what & UNDO_STATE)
 		ims_repl_set_state(e->site, w->q.pool, w->q.name, NULL);
 	if (what & UNDO_JOURNAL)
-		ims_repl_journal_clear(e->site, w->q.pool, w->q.name, false);
+		ims_repl_journal_clear(e->site, w->q.pool, w->q.name, IMS_REPL_IMAGE);
 	ims_error_restore(&keep);
 	return r;
 }
@@ -144,26 +212,25 @@ void ims_handover__reverse(job *w, ims_site *peer)
 {
 	const ims_handover_env *e = w->e;
 	const char *pool = w->q.pool, *name = w->q.name, *here = ims_site_name(e->site);
-	bool group = w->q.unit == IMS_HANDOVER_GROUP;
+	const char *kind = w->q.unit == IMS_REPL_GROUP ? "group " : ""; /* in messages */
 	ims_repl_status pair;
 	ims_repl_mode mode = IMS_REPL_ASYNC;
 	uint32_t rpo = e->rpo;
-	if (ims_handover__pair_of(&pair, e, pool, name, group, w->q.target) == 0) {
+	if (ims_handover__pair_of(&pair, e, pool, name, w->q.unit, w->q.target) == 0) {
 		mode = pair.mode;
 		rpo = pair.rpo_seconds ? pair.rpo_seconds : rpo;
 	}
-	if (group)
+	if (w->q.unit == IMS_REPL_GROUP)
 		ims_repl_group_hand_over(e->repl, pool, name, w->q.target, NULL);
 	else
 		ims_repl_sched_hand_over(e->repl, pool, name, w->q.target, NULL);
-	if (ims_repl_policy_put(peer, ims_handover__peer_pool(e, w->q.target), pool, name, group,
-				here, mode, rpo) < 0)
+	if (ims_repl_policy_put(peer, ims_handover__peer_pool(e, w->q.target), pool, name,
+				w->q.unit, here, mode, rpo) < 0)
 		ims_log_error(
 			"failover of %s'%s/%s': site '%s' is the primary but replication back "
 			"to site '%s' is not set: %s; run `imgstore %srepl enable` there",
-			group ? "group " : "", pool, name, w->q.target, here, ims_error_last(),
-			group ? "group " : "");
-	ims_repl_journal_clear(e->site, pool, name, group);
+			kind, pool, name, w->q.target, here, ims_error_last(), kind);
+	ims_repl_journal_clear(e->site, pool, name, w->q.unit);
 }
 
 /* A planned failover that a killed daemon left at step j->step (demote or later): finish it, or
@@ -264,21 +331,14 @@ static int recorded_is_ours(job *w, const ims_repl_journal *j)
 static int planned_check(job *w, ims_site **peer, ims_repl_side *me, ims_repl_side *them)
 {
 	const ims_handover_env *e = w->e;
-	const char *pool = w->q.pool, *image = w->q.name, *here = ims_site_name(e->site);
+	const char *pool = w->q.pool, *image = w->q.name;
 	ims_repl_status pair;
 	int r;
 	if ((r = ims_repl_side_get(e->site, pool, image, me)) < 0)
 		return r;
-	if (me->secondary) {
-		char from[64];
-		ims_handover__source_site(from, sizeof(from), me->source);
-		return ims_error_set(-EROFS,
-				     "'%s/%s' is a secondary on site '%s': run the planned "
-				     "failover on its primary's "
-				     "site '%s', or add --force if site '%s' is lost",
-				     pool, image, here, from, from);
-	}
-	if ((r = ims_handover__pair_of(&pair, e, pool, image, false, w->q.target)) < 0 ||
+	if (me->secondary)
+		return ims_handover__refuse_secondary(w, me, false);
+	if ((r = ims_handover__pair_of(&pair, e, pool, image, IMS_REPL_IMAGE, w->q.target)) < 0 ||
 	    (r = ims_handover__peer(peer, e, w->q.target)) < 0 ||
 	    (r = ims_repl_side_get(*peer, pool, image, them)) < 0)
 		return r;
@@ -344,7 +404,7 @@ static int planned_paused(job *w)
 
 	/* a failover this site's daemon began and did not finish: finish it (from the demote on),
 	 * or begin again (before it, this copy is the primary and every step may be done again) */
-	if ((r = ims_repl_journal_get(e->site, pool, image, false, &j)) == 0) {
+	if ((r = ims_repl_journal_get(e->site, pool, image, IMS_REPL_IMAGE, &j)) == 0) {
 		if ((r = recorded_is_ours(w, &j)) < 0)
 			return r;
 		if (j.step >= IMS_REPL_STEP_DEMOTE)
@@ -416,14 +476,14 @@ static int forced(job *w)
 	if ((r = ims_repl_side_get(e->site, pool, image, &me)) < 0)
 		return r;
 	ims_repl_journal j;
-	if (!me.secondary && ims_repl_journal_get(e->site, pool, image, false, &j) == 0 &&
+	if (!me.secondary && ims_repl_journal_get(e->site, pool, image, IMS_REPL_IMAGE, &j) == 0 &&
 	    j.forced) {
 		/* promoted by a forced failover whose daemon was killed before it set the way back
 		 */
 		if ((r = ims_repl_enable(e->repl, pool, image, j.target, IMS_REPL_ASYNC, e->rpo,
 					 NULL)) < 0)
 			return r;
-		ims_repl_journal_clear(e->site, pool, image, false);
+		ims_repl_journal_clear(e->site, pool, image, IMS_REPL_IMAGE);
 		ims_handover__say(w,
 				  "finished the forced failover interrupted after the promotion: "
 				  "site '%s' is "
@@ -468,39 +528,20 @@ static int forced(job *w)
 	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_REVERSE)) < 0)
 		return r;
 	if ((r = ims_repl_promote(e->site, pool, image, gen, true, at, sizeof(at))) < 0) {
-		ims_repl_journal_clear(e->site, pool, image, false);
+		ims_repl_journal_clear(e->site, pool, image, IMS_REPL_IMAGE);
 		return r;
 	}
 	ims_handover__crash_point("promoted");
 
-	char rejoin[1024] = "";
+	char rejoin[1024], done[800] = "";
+	int rejoined = -1;
 	if (reachable) {
 		ims_repl_divergence dv;
-		if (ims_repl_rejoin(e->site, peer, pool, image, gen, &dv) == 0) {
-			ims_repl_policy_remove(peer, ims_handover__peer_pool(e, old), pool, image,
-					       false, here);
-			snprintf(rejoin, sizeof(rejoin),
-				 "site '%s' answered: %u writer(s) fenced; %s", old, fenced,
-				 dv.plan);
-		} else {
-			snprintf(rejoin, sizeof(rejoin),
-				 "site '%s' answered but could not be made a secondary: %s", old,
-				 ims_error_last());
-		}
-	} else {
-		snprintf(rejoin, sizeof(rejoin),
-			 "site '%s' did not answer: its writers are not fenced; when it returns it "
-			 "is stale (generation "
-			 "%" PRIu64 ") and `imgstore repl status` shows what resync will do",
-			 old, gen - 1);
+		if ((rejoined = ims_repl_rejoin(e->site, peer, pool, image, gen, &dv)) == 0)
+			snprintf(done, sizeof(done), "%u writer(s) fenced; %s", fenced, dv.plan);
 	}
-	ims_error_clear();
-	if ((r = ims_repl_enable(e->repl, pool, image, old, IMS_REPL_ASYNC, e->rpo, NULL)) < 0)
-		ims_log_error(
-			"forced failover of '%s/%s': replication back to site '%s' is not set: %s",
-			pool, image, old, ims_error_last());
-	else
-		ims_repl_journal_clear(e->site, pool, image, false);
+	ims_handover__forced_end(rejoin, sizeof(rejoin), w, reachable ? peer : NULL, old, rejoined,
+				 done, gen - 1);
 	ims_handover__say(w,
 			  "site '%s' is the primary of '%s/%s' at '%s', generation %" PRIu64 "; %s",
 			  here, pool, image, at[0] ? at : "its head", gen, rejoin);
@@ -512,48 +553,29 @@ static int forced(job *w)
 
 static int image_failover(job *w)
 {
-	if (is_forced(w)) {
-		if (strcmp(w->q.target, ims_site_name(w->e->site)) != 0)
-			return ims_error_set(-EINVAL,
-					     "a forced failover runs on the site that becomes the "
-					     "primary: ask site '%s''s "
-					     "daemon (this is site '%s')",
-					     w->q.target, ims_site_name(w->e->site));
-		return forced(w);
-	}
 	ims_repl_side me;
-	if (strcmp(w->q.target, ims_site_name(w->e->site)) == 0 &&
-	    ims_repl_side_get(w->e->site, w->q.pool, w->q.name, &me) == 0 && me.secondary) {
-		char from[64];
-		ims_handover__source_site(from, sizeof(from), me.source);
-		return ims_error_set(
-			-EROFS,
-			"'%s/%s' is a secondary here on site '%s': run the planned failover on its "
-			"primary's site '%s', or add --force if site '%s' is lost",
-			w->q.pool, w->q.name, w->q.target, from, from);
-	}
-	if (strcmp(w->q.target, ims_site_name(w->e->site)) == 0)
-		return ims_error_set(-EINVAL,
-				     "a planned failover runs on the current primary's site, not "
-				     "on '%s'; add --force "
-				     "if the primary's site is lost",
-				     w->q.target);
-	return planned(w);
+	if (!is_forced(w) && strcmp(w->q.target, ims_site_name(w->e->site)) == 0 &&
+	    ims_repl_side_get(w->e->site, w->q.pool, w->q.name, &me) == 0 && me.secondary)
+		return ims_handover__refuse_secondary(w, &me, true);
+	int r = ims_handover__check_site(w);
+	if (r < 0)
+		return r;
+	return is_forced(w) ? forced(w) : planned(w);
 }
 
 /* One image or group of a site failover, and what became of it. */
 typedef struct {
 	char name[IMS_NAME_MAX + 1];
-	bool group;
+	ims_repl_unit unit;
 	bool skipped; /* not a pair of this failover */
 	int r;
 	double secs;
 	char said[1024]; /* what it did, or why it failed */
-} unit;
+} site_item;
 
 typedef struct {
 	job *w;
-	unit *units;
+	site_item *items;
 	size_t n;
 } site_run;
 
@@ -564,8 +586,8 @@ static double mono_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Whether unit @p u is part of failover @p w; an image in a group goes with its group. */
-static bool selected(job *w, const unit *u)
+/* Whether @p u is part of failover @p w; an image in a group goes with its group. */
+static bool selected(job *w, const site_item *u)
 {
 	const ims_handover_env *e = w->e;
 	ims_repl_side side;
@@ -574,11 +596,11 @@ static bool selected(job *w, const unit *u)
 	ims_repl_journal j;
 	/* a forced failover from that site interrupted here: finished by this one (a group's
 	 * members may disagree on their role then) */
-	if (is_forced(w) && ims_repl_journal_get(e->site, w->q.pool, u->name, u->group, &j) == 0 &&
+	if (is_forced(w) && ims_repl_journal_get(e->site, w->q.pool, u->name, u->unit, &j) == 0 &&
 	    j.forced && strcmp(j.target, w->q.from) == 0)
 		return true;
 	ims_error_clear();
-	if (u->group) {
+	if (u->unit == IMS_REPL_GROUP) {
 		ims_group_info *gi = NULL;
 		int r = ims_handover__group_side(&side, &gi, e->site, w->q.pool, u->name);
 		ims_group_info_free(gi);
@@ -596,7 +618,7 @@ static bool selected(job *w, const unit *u)
 		return side.secondary && strcmp(src, w->q.from) == 0;
 	}
 	return !side.secondary &&
-	       ims_handover__pair_of(&pair, e, w->q.pool, u->name, u->group, w->q.target) == 0;
+	       ims_handover__pair_of(&pair, e, w->q.pool, u->name, u->unit, w->q.target) == 0;
 }
 
 /* One image or group of a site failover (an item of common/fanout.h): its failure is its
@@ -605,11 +627,11 @@ static int fan_item(void *ctx, unsigned worker, size_t i)
 {
 	site_run *f = ctx;
 	(void)worker;
-	unit *u = &f->units[i];
+	site_item *u = &f->items[i];
 	job one = *f->w;
 	snprintf(one.q.name, sizeof(one.q.name), "%s", u->name);
 	one.q.from[0] = '\0';
-	one.q.unit = u->group ? IMS_HANDOVER_GROUP : IMS_HANDOVER_IMAGE;
+	one.q.unit = u->unit;
 	one.said = u->said;
 	one.said_len = sizeof(u->said);
 	ims_error_clear();
@@ -618,7 +640,7 @@ static int fan_item(void *ctx, unsigned worker, size_t i)
 		return 0;
 	}
 	double t0 = mono_s();
-	if (u->group)
+	if (u->unit == IMS_REPL_GROUP)
 		u->r = is_forced(&one) ? ims_handover__group_forced(&one)
 				       : ims_handover__group_planned(&one);
 	else
@@ -627,7 +649,7 @@ static int fan_item(void *ctx, unsigned worker, size_t i)
 	if (u->r < 0)
 		snprintf(u->said, sizeof(u->said), "%s", ims_error_last());
 	ims_log_info("%s failover of %s '%s/%s' to site '%s' %s in %.2fs: %s",
-		     is_forced(&one) ? "forced" : "planned", u->group ? "group" : "image",
+		     is_forced(&one) ? "forced" : "planned", ims_repl_unit_name(u->unit),
 		     one.q.pool, u->name, one.q.target, u->r < 0 ? "failed" : "done", u->secs,
 		     u->said);
 	return 0;
@@ -654,19 +676,19 @@ static int list_units(job *w, site_run *f)
 		return r;
 	}
 	f->n = n + ng;
-	f->units = calloc(f->n + 1, sizeof(*f->units));
-	if (f->units) {
+	f->items = calloc(f->n + 1, sizeof(*f->items));
+	if (f->items) {
 		for (size_t i = 0; i < ng; i++) {
-			snprintf(f->units[i].name, sizeof(f->units[i].name), "%s", groups[i]);
-			f->units[i].group = true;
+			snprintf(f->items[i].name, sizeof(f->items[i].name), "%s", groups[i]);
+			f->items[i].unit = IMS_REPL_GROUP;
 		}
 		for (size_t i = 0; i < n; i++)
-			snprintf(f->units[ng + i].name, sizeof(f->units[ng + i].name), "%s",
+			snprintf(f->items[ng + i].name, sizeof(f->items[ng + i].name), "%s",
 				 list[i].name);
 	}
 	ims_group_list_free(groups, ng);
 	ims_image_list_free(list, n);
-	return f->units ? 0 : -ENOMEM;
+	return f->items ? 0 : -ENOMEM;
 }
 
 /* Run every unit on @p nw threads at most. @returns 0, or the pool's own error (then no unit
@@ -690,7 +712,7 @@ static int summarize(job *w, const site_run *f, bool old_down, double total)
 	double slowest = 0;
 	int r = 0;
 	for (size_t i = 0; i < f->n; i++) {
-		const unit *u = &f->units[i];
+		const site_item *u = &f->items[i];
 		if (u->skipped)
 			continue;
 		todo++;
@@ -728,10 +750,10 @@ static int summarize(job *w, const site_run *f, bool old_down, double total)
 					     "returns"
 					   : "");
 	for (size_t i = 0; i < f->n; i++) /* one line each, for `repl failover --from` to print */
-		if (!f->units[i].skipped)
-			detail(w, "%s %s/%s %s %.2fs: %s", f->units[i].group ? "group" : "image",
-			       w->q.pool, f->units[i].name, f->units[i].r < 0 ? "FAILED" : "ok",
-			       f->units[i].secs, f->units[i].said);
+		if (!f->items[i].skipped)
+			detail(w, "%s %s/%s %s %.2fs: %s", ims_repl_unit_name(f->items[i].unit),
+			       w->q.pool, f->items[i].name, f->items[i].r < 0 ? "FAILED" : "ok",
+			       f->items[i].secs, f->items[i].said);
 	return r;
 }
 
@@ -747,12 +769,8 @@ static int site_failover(job *w)
 			"a planned failover of site '%s''s images runs on site '%s', not '%s'; add "
 			"--force if site '%s' is lost",
 			w->q.from, w->q.from, here, w->q.from);
-	if (is_forced(w) && strcmp(w->q.target, here) != 0)
-		return ims_error_set(-EINVAL,
-				     "a forced failover runs on the site that becomes the primary: "
-				     "ask site '%s''s "
-				     "daemon (this is site '%s')",
-				     w->q.target, here);
+	if (is_forced(w) && (r = check_forced_here(w)) < 0)
+		return r;
 	site_run f = {.w = w};
 	if ((r = list_units(w, &f)) < 0)
 		goto out;
@@ -776,7 +794,7 @@ static int site_failover(job *w)
 	}
 	r = summarize(w, &f, all.old_down, mono_s() - t0);
 out:
-	free(f.units);
+	free(f.items);
 	return r;
 }
 
@@ -792,7 +810,7 @@ static int image_resync(job *w)
 	/* the old primary's daemons stop replicating their copy: it is a secondary now */
 	if (ims_handover__peer(&peer, e, w->q.target) == 0)
 		ims_repl_policy_remove(peer, ims_handover__peer_pool(e, w->q.target), w->q.pool,
-				       w->q.name, false, ims_site_name(e->site));
+				       w->q.name, IMS_REPL_IMAGE, ims_site_name(e->site));
 	/* the old site has just come back and may not serve every request yet: a few tries */
 	for (int attempt = 1;; attempt++) {
 		if ((r = ims_repl_sync_now(e->repl, w->q.pool, w->q.name, w->q.target,
@@ -816,8 +834,7 @@ int ims_handover_failover(char *said, size_t said_len, const ims_handover_env *e
 {
 	job w = {.e = e, .q = *q, .said = said, .said_len = said_len};
 	said[0] = '\0';
-	return q->unit == IMS_HANDOVER_GROUP ? ims_handover__group_failover(&w)
-					     : image_failover(&w);
+	return q->unit == IMS_REPL_GROUP ? ims_handover__group_failover(&w) : image_failover(&w);
 }
 
 int ims_handover_site(char *said, size_t said_len, const ims_handover_env *e,
@@ -833,5 +850,5 @@ int ims_handover_resync(char *said, size_t said_len, const ims_handover_env *e,
 {
 	job w = {.e = e, .q = *q, .said = said, .said_len = said_len};
 	said[0] = '\0';
-	return q->unit == IMS_HANDOVER_GROUP ? ims_handover__group_resync(&w) : image_resync(&w);
+	return q->unit == IMS_REPL_GROUP ? ims_handover__group_resync(&w) : image_resync(&w);
 }

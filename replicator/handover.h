@@ -55,19 +55,13 @@ typedef struct {
 	void *ctx;
 } ims_handover_env;
 
-/** What a failover or a resync acts on. */
-typedef enum {
-	IMS_HANDOVER_IMAGE = 0,
-	IMS_HANDOVER_GROUP, /* name is a consistency group: its members move as one unit */
-} ims_handover_unit;
-
 typedef enum {
 	IMS_HANDOVER_PLANNED = 0, /* run by the primary's site: nothing written is lost */
 	IMS_HANDOVER_FORCED,	  /* run by the new primary's site: the old one is lost */
 } ims_handover_mode;
 
 typedef struct {
-	ims_handover_unit unit;
+	ims_repl_unit unit; /* an image, or a group whose members move as one unit */
 	ims_handover_mode mode;
 	char pool[IMS_NAME_MAX + 1];
 	char name[IMS_NAME_MAX + 1]; /* the image or group; ims_handover_site(): unused */

@@ -77,7 +77,7 @@ static int undo(job *w, int r, unsigned what, const ims_group_info *gi, const ch
 	if (what & UNDO_STATE)
 		group_set_state(e->site, gi, NULL);
 	if (what & UNDO_JOURNAL)
-		ims_repl_journal_clear(e->site, w->q.pool, w->q.name, true);
+		ims_repl_journal_clear(e->site, w->q.pool, w->q.name, IMS_REPL_GROUP);
 	ims_error_restore(&keep);
 	return r;
 }
@@ -151,22 +151,15 @@ static int group_check(job *w, ims_site **peer, ims_repl_side *me, ims_repl_side
 		       ims_group_info **gi)
 {
 	const ims_handover_env *e = w->e;
-	const char *pool = w->q.pool, *group = w->q.name, *here = ims_site_name(e->site);
+	const char *pool = w->q.pool, *group = w->q.name;
 	ims_group_info *pgi = NULL;
 	ims_repl_status pair;
 	int r;
 	if ((r = ims_handover__group_side(me, gi, e->site, pool, group)) < 0)
 		return r;
-	if (me->secondary) {
-		char from[64];
-		ims_handover__source_site(from, sizeof(from), me->source);
-		return ims_error_set(-EROFS,
-				     "group '%s/%s' is a secondary on site '%s': run the planned "
-				     "failover on its primary's site "
-				     "'%s', or add --force if site '%s' is lost",
-				     pool, group, here, from, from);
-	}
-	if ((r = ims_handover__pair_of(&pair, e, pool, group, true, w->q.target)) < 0 ||
+	if (me->secondary)
+		return ims_handover__refuse_secondary(w, me, false);
+	if ((r = ims_handover__pair_of(&pair, e, pool, group, IMS_REPL_GROUP, w->q.target)) < 0 ||
 	    (r = ims_handover__peer(peer, e, w->q.target)) < 0)
 		return r;
 	r = ims_handover__group_side(them, &pgi, *peer, pool, group);
@@ -274,7 +267,7 @@ int ims_handover__group_planned(job *w)
 	int r;
 
 	/* a failover this daemon began and did not finish: from the demote on, finish it */
-	if ((r = ims_repl_journal_get(e->site, pool, group, true, &j)) == 0) {
+	if ((r = ims_repl_journal_get(e->site, pool, group, IMS_REPL_GROUP, &j)) == 0) {
 		if (strcmp(j.target, w->q.target) != 0)
 			return ims_error_set(
 				-EBUSY,
@@ -309,7 +302,7 @@ int ims_handover__group_planned(job *w)
 	memset(&j, 0, sizeof(j));
 	snprintf(j.target, sizeof(j.target), "%s", w->q.target);
 	snprintf(j.cut, sizeof(j.cut), "%s", res.sealed);
-	j.group = true;
+	j.unit = IMS_REPL_GROUP;
 	j.generation = (me.generation > them.generation ? me.generation : them.generation) + 1;
 	j.old_generation = me.generation;
 	if ((r = group_swap(w, &j, gi, peer)) < 0)
@@ -345,7 +338,8 @@ int ims_handover__group_forced(job *w)
 	/* a forced failover whose daemon was killed after it recorded the promotion (during it, or
 	 * before the way back was set): again from the promotion, at the recorded cut and
 	 * generation; the members it already promoted are left as they are */
-	bool resumed = ims_repl_journal_get(e->site, pool, group, true, &j) == 0 && j.forced;
+	bool resumed =
+		ims_repl_journal_get(e->site, pool, group, IMS_REPL_GROUP, &j) == 0 && j.forced;
 	ims_error_clear();
 	if (resumed) {
 		if ((r = ims_group_info_get(&gi, e->site, pool, group)) < 0)
@@ -390,44 +384,27 @@ int ims_handover__group_forced(job *w)
 		j.generation = gen;
 		j.old_generation = me.generation;
 		j.forced = true;
-		j.group = true;
+		j.unit = IMS_REPL_GROUP;
 		if ((r = ims_handover__journal_step(e, pool, group, &j, IMS_REPL_STEP_REVERSE)) < 0)
 			goto out;
 	}
 	/* every member at the newest cut sealed on all of them */
 	if ((r = ims_repl_group_promote(e->site, pool, group, cut, gen, &rolled)) < 0) {
 		if (!resumed)
-			ims_repl_journal_clear(e->site, pool, group, true);
+			ims_repl_journal_clear(e->site, pool, group, IMS_REPL_GROUP);
 		goto out;
 	}
 	ims_handover__crash_point("promoted");
+	char done[800] = "";
+	int rejoined = -1;
 	if (reachable) {
 		char plan[768];
-		if (ims_repl_group_rejoin(e->site, peer, pool, group, gen, plan, sizeof(plan)) ==
-		    0) {
-			ims_repl_policy_remove(peer, ims_handover__peer_pool(e, old), pool, group,
-					       true, here);
-			snprintf(rejoin, sizeof(rejoin),
-				 "site '%s' answered: its writers were fenced; %s", old, plan);
-		} else {
-			snprintf(rejoin, sizeof(rejoin),
-				 "site '%s' answered but could not be made a secondary: %s", old,
-				 ims_error_last());
-		}
-	} else {
-		snprintf(rejoin, sizeof(rejoin),
-			 "site '%s' did not answer: its writers are not fenced; when it returns it "
-			 "is stale (generation "
-			 "%" PRIu64 ") and `imgstore group repl resync` makes it a secondary",
-			 old, gen - 1);
+		if ((rejoined = ims_repl_group_rejoin(e->site, peer, pool, group, gen, plan,
+						      sizeof(plan))) == 0)
+			snprintf(done, sizeof(done), "its writers were fenced; %s", plan);
 	}
-	ims_error_clear();
-	if (ims_repl_group_enable(e->repl, pool, group, old, IMS_REPL_ASYNC, e->rpo, NULL) < 0)
-		ims_log_error("forced failover of group '%s/%s': replication back to site '%s' is "
-			      "not set: %s",
-			      pool, group, old, ims_error_last());
-	else
-		ims_repl_journal_clear(e->site, pool, group, true);
+	ims_handover__forced_end(rejoin, sizeof(rejoin), w, reachable ? peer : NULL, old, rejoined,
+				 done, gen - 1);
 	ims_handover__say(w,
 			  "%ssite '%s' is the primary of group '%s/%s' (%zu images) at '%s', "
 			  "generation %" PRIu64 " (%u image(s) rolled back to it); %s",
@@ -446,23 +423,10 @@ out:
 
 int ims_handover__group_failover(job *w)
 {
-	const char *here = ims_site_name(w->e->site);
-	if (is_forced(w)) {
-		if (strcmp(w->q.target, here) != 0)
-			return ims_error_set(-EINVAL,
-					     "a forced failover runs on the site that becomes the "
-					     "primary: ask site '%s''s "
-					     "daemon (this is site '%s')",
-					     w->q.target, here);
-		return ims_handover__group_forced(w);
-	}
-	if (strcmp(w->q.target, here) == 0)
-		return ims_error_set(-EINVAL,
-				     "a planned failover runs on the current primary's site, not "
-				     "on '%s'; add --force "
-				     "if the primary's site is lost",
-				     w->q.target);
-	return ims_handover__group_planned(w);
+	int r = ims_handover__check_site(w);
+	if (r < 0)
+		return r;
+	return is_forced(w) ? ims_handover__group_forced(w) : ims_handover__group_planned(w);
 }
 
 int ims_handover__group_resync(job *w)
@@ -488,8 +452,8 @@ int ims_handover__group_resync(job *w)
 	    (r = ims_repl_group_rejoin(e->site, peer, pool, group, me.generation, plan,
 				       sizeof(plan))) < 0)
 		goto out;
-	ims_repl_policy_remove(peer, ims_handover__peer_pool(e, w->q.target), pool, group, true,
-			       ims_site_name(e->site));
+	ims_repl_policy_remove(peer, ims_handover__peer_pool(e, w->q.target), pool, group,
+			       IMS_REPL_GROUP, ims_site_name(e->site));
 	if ((r = ims_repl_group_sync_now(e->repl, pool, group, w->q.target, e->hooks->progress,
 					 e->ctx, &res)) < 0)
 		goto out;

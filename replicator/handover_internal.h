@@ -34,12 +34,20 @@ void ims_handover__say(job *w, const char *fmt, ...) __attribute__((format(print
  * forced failover must not wait for a dead site, once per image). */
 bool ims_handover__may_ask(job *w, const char *name);
 
-/* The mode and RPO this site replicates image (or @p group) @p pool/@p name to @p target with. */
+/* The mode and RPO this site replicates @p unit @p pool/@p name to @p target with. */
 int ims_handover__pair_of(ims_repl_status *out, const ims_handover_env *e, const char *pool,
-			  const char *name, bool group, const char *target);
+			  const char *name, ims_repl_unit unit, const char *target);
 
 /* The site name in a copy's source ("SITE/POOL/IMAGE"). */
 void ims_handover__source_site(char *out, size_t len, const char *source);
+
+/* The refusal of a planned failover of w->q.name, a secondary (@p me) on this site: -EROFS,
+ * naming its primary's site. @p asked_here: this site was named as the target. */
+int ims_handover__refuse_secondary(const job *w, const ims_repl_side *me, bool asked_here);
+
+/* Whether this site runs failover @p w of an image or a group: a forced one on the target's,
+ * a planned one anywhere else (the primary's); else -EINVAL naming the right one. */
+int ims_handover__check_site(const job *w);
 
 /* For the fault tests: IMGSTORE_CRASH_AT=failover:STEP kills this daemon (SIGKILL) right after
  * the journal recorded STEP and before the step is done, as a kill -9 at that moment would. */
@@ -52,6 +60,14 @@ int ims_handover__journal_step(const ims_handover_env *e, const char *pool, cons
 /* The end of a failover of an image or a group: this site's pair handed over, replication
  * set back from the target, the journal gone. */
 void ims_handover__reverse(job *w, ims_site *peer);
+
+/* The end of a forced failover of an image or a group: what became of the old primary @p old,
+ * one line into @p out: made a secondary (@p rejoined 0; @p done says how, and its replication
+ * policy on @p peer goes), not (@p rejoined < 0: the thread's message says why), or not asked
+ * (@p peer NULL: it did not answer, and is stale at generation @p stale). Then replication back
+ * to @p old is set and the journal cleared (kept if that fails: the same command sets it). */
+void ims_handover__forced_end(char *out, size_t len, job *w, ims_site *peer, const char *old,
+			      int rejoined, const char *done, uint64_t stale);
 
 /* handover_group.c */
 int ims_handover__group_side(ims_repl_side *out, ims_group_info **gi, ims_site *site,

@@ -26,10 +26,10 @@ typedef struct pair {
 	char target[64];
 	ims_repl_mode mode;
 	uint32_t rpo;
-	bool group;    /* a consistency group, replicated as one unit (replicator/group.h) */
-	bool present;  /* in the policies */
-	uint64_t seen; /* the last refresh that read its record */
-	bool disabled; /* disabled here: a refresh racing the removal must not bring it back */
+	ims_repl_unit unit; /* a consistency group replicates as one unit (replicator/group.h) */
+	bool present;	    /* in the policies */
+	uint64_t seen;	    /* the last refresh that read its record */
+	bool disabled;	    /* disabled here: a refresh racing the removal must not bring it back */
 	bool queued, running;
 	int64_t sealed_ms; /* primary-side time of the newest sealed snapshot; -1: none yet */
 	char last_sealed[64];
@@ -125,9 +125,9 @@ void ims_repl_sched__drop_status(rados_ioctx_t io, const char *key);
 /** Tell every daemon that watches @p io's policy records to read them again. */
 void ims_repl_sched__notify(rados_ioctx_t io);
 
-/** The pair (image or, with @p group, group) @p pool/@p image to @p target, under s->lock. */
+/** The pair of @p unit @p pool/@p image to @p target, under s->lock. */
 pair *ims_repl_sched__find_locked(ims_repl_sched *s, const char *pool, const char *image,
-				  const char *target, bool group);
+				  const char *target, ims_repl_unit unit);
 
 /** Read the policy records again: new pairs appear, removed ones are no longer present. */
 void ims_repl_sched__refresh(ims_repl_sched *s);

@@ -57,7 +57,7 @@ void ims_repl_sched__fill_status(const pair *p, ims_repl_status *st, int64_t t)
 {
 	memset(st, 0, sizeof(*st));
 	snprintf(st->image, sizeof(st->image), "%s/%s", p->pool, p->image);
-	st->group = p->group;
+	st->unit = p->unit;
 	snprintf(st->target, sizeof(st->target), "%s", p->target);
 	snprintf(st->role, sizeof(st->role), "primary");
 	st->mode = p->mode;
@@ -81,8 +81,8 @@ void ims_repl_sched__fill_status(const pair *p, ims_repl_status *st, int64_t t)
 	st->failures = p->failures;
 }
 
-/* The statuses of every present pair (@p pool NULL), or of image (@p group: group) pool/name. */
-static int status_kind(ims_repl_sched *s, const char *pool, const char *name, bool group,
+/* The statuses of every present pair (@p pool NULL), or of @p unit pool/name. */
+static int status_kind(ims_repl_sched *s, const char *pool, const char *name, ims_repl_unit unit,
 		       ims_repl_status **out, size_t *count)
 {
 	size_t n = 0, k = 0;
@@ -99,7 +99,7 @@ static int status_kind(ims_repl_sched *s, const char *pool, const char *name, bo
 		if (!p->present)
 			continue;
 		if (pool && name &&
-		    (p->group != group || strcmp(p->pool, pool) || strcmp(p->image, name)))
+		    (p->unit != unit || strcmp(p->pool, pool) || strcmp(p->image, name)))
 			continue;
 		ims_repl_sched__fill_status(p, &list[k++], t);
 	}
@@ -112,13 +112,13 @@ static int status_kind(ims_repl_sched *s, const char *pool, const char *name, bo
 int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image,
 			  ims_repl_status **out, size_t *count)
 {
-	return status_kind(s, pool, image, false, out, count);
+	return status_kind(s, pool, image, IMS_REPL_IMAGE, out, count);
 }
 
 int ims_repl_group_status(ims_repl_sched *s, const char *pool, const char *group,
 			  ims_repl_status **out, size_t *count)
 {
-	return status_kind(s, pool, group, true, out, count);
+	return status_kind(s, pool, group, IMS_REPL_GROUP, out, count);
 }
 
 void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f)

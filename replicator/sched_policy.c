@@ -22,24 +22,25 @@
 #define IMS_REPL_STATUS	  "imgstore.repl.status"   /* omap: the same keys -> last status */
 
 /* A pair's key in the records, and the name of its lock. */
-static void policy_key(char *key, size_t len, const char *pool, const char *name, bool group,
-		       const char *target)
+static void policy_key(char *key, size_t len, const char *pool, const char *name,
+		       ims_repl_unit unit, const char *target)
 {
 	/* a group's key, lock and status are apart from an image's of the same name */
-	snprintf(key, len, "%s%s/%s@%s", group ? "group:" : "", pool, name, target);
+	snprintf(key, len, "%s%s/%s@%s", unit == IMS_REPL_GROUP ? "group:" : "", pool, name,
+		 target);
 }
 
 void ims_repl_sched__pair_key(const pair *p, char *key, size_t len)
 {
-	policy_key(key, len, p->pool, p->image, p->group, p->target);
+	policy_key(key, len, p->pool, p->image, p->unit, p->target);
 }
 
 /* Write a policy record (read back by refresh_one()) into @p io's records. */
-static int write_policy(rados_ioctx_t io, const char *pool, const char *name, bool group,
+static int write_policy(rados_ioctx_t io, const char *pool, const char *name, ims_repl_unit unit,
 			const char *target, ims_repl_mode mode, uint32_t rpo, uint32_t verify_every,
 			char *key, size_t klen)
 {
-	policy_key(key, klen, pool, name, group, target); /* named in a message on failure */
+	policy_key(key, klen, pool, name, unit, target); /* named in a message on failure */
 	json_object *o = json_object_new_object();
 	if (!o)
 		return -ENOMEM;
@@ -49,7 +50,7 @@ static int write_policy(rados_ioctx_t io, const char *pool, const char *name, bo
 	json_object_object_add(o, "mode", json_object_new_string(ims_repl_mode_name(mode)));
 	json_object_object_add(o, "rpo", json_object_new_int64(rpo));
 	json_object_object_add(o, "verify_every", json_object_new_int64(verify_every));
-	if (group)
+	if (unit == IMS_REPL_GROUP) /* the record's word for it, as before the enum */
 		json_object_object_add(o, "group", json_object_new_boolean(true));
 	int r = ims_record_put(&IMS_RECORDS_IO(io, IMS_REPL_POLICIES), key, o);
 	json_object_put(o);
@@ -100,7 +101,7 @@ static ims_records status_records(const ims_repl_sched *s)
 /* Write a policy into @p site's records in @p records_pool, and have that site's daemons read
  * it before this returns; a message names the site with @p name_site. */
 static int put_policy(ims_site *site, const char *records_pool, const char *pool, const char *name,
-		      bool group, const char *target, ims_repl_mode mode, uint32_t rpo,
+		      ims_repl_unit unit, const char *target, ims_repl_mode mode, uint32_t rpo,
 		      uint32_t verify_every, bool name_site)
 {
 	char key[700], where[128] = "";
@@ -108,7 +109,7 @@ static int put_policy(ims_site *site, const char *records_pool, const char *pool
 	int r = ims_site_ioctx(site, records_pool, &io);
 	if (r < 0)
 		return r;
-	r = write_policy(io, pool, name, group, target, mode, rpo, verify_every, key, sizeof(key));
+	r = write_policy(io, pool, name, unit, target, mode, rpo, verify_every, key, sizeof(key));
 	if (r == 0) /* its daemons know the pair when this returns */
 		ims_repl_sched__notify(io);
 	ims_site_ioctx_close(io);
@@ -121,7 +122,7 @@ static int put_policy(ims_site *site, const char *records_pool, const char *pool
 
 int ims_repl_sched__save_policy(ims_repl_sched *s, const pair *p)
 {
-	return put_policy(s->o.local, s->o.pool, p->pool, p->image, p->group, p->target, p->mode,
+	return put_policy(s->o.local, s->o.pool, p->pool, p->image, p->unit, p->target, p->mode,
 			  p->rpo, p->verify_every, false);
 }
 
@@ -177,10 +178,10 @@ static void load_status(ims_repl_sched *s, pair *p)
 }
 
 pair *ims_repl_sched__find_locked(ims_repl_sched *s, const char *pool, const char *image,
-				  const char *target, bool group)
+				  const char *target, ims_repl_unit unit)
 {
 	for (pair *p = s->pairs; p; p = p->next)
-		if (p->group == group && !strcmp(p->pool, pool) && !strcmp(p->image, image) &&
+		if (p->unit == unit && !strcmp(p->pool, pool) && !strcmp(p->image, image) &&
 		    !strcmp(p->target, target))
 			return p;
 	return NULL;
@@ -219,11 +220,11 @@ static int refresh_one(void *ctx, const char *key, json_object *o)
 	if (json_object_object_get_ex(o, "verify_every", &v))
 		tmp.verify_every = (uint32_t)json_object_get_int64(v);
 	if (json_object_object_get_ex(o, "group", &v))
-		tmp.group = json_object_get_boolean(v);
+		tmp.unit = json_object_get_boolean(v) ? IMS_REPL_GROUP : IMS_REPL_IMAGE;
 	if (!tmp.pool[0] || !tmp.image[0] || !tmp.target[0] || !tmp.rpo)
 		return 0;
 	pthread_mutex_lock(&s->lock);
-	pair *p = ims_repl_sched__find_locked(s, tmp.pool, tmp.image, tmp.target, tmp.group);
+	pair *p = ims_repl_sched__find_locked(s, tmp.pool, tmp.image, tmp.target, tmp.unit);
 	if (!p) {
 		p = calloc(1, sizeof(*p));
 		if (!p) {
@@ -347,20 +348,20 @@ bool ims_repl_sched__watch_needed(ims_repl_sched *s, int64_t t)
 }
 
 int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *name,
-			bool group, const char *target, ims_repl_mode mode, uint32_t rpo)
+			ims_repl_unit unit, const char *target, ims_repl_mode mode, uint32_t rpo)
 {
-	return put_policy(site, policy_pool, pool, name, group, target, mode, rpo, 0, true);
+	return put_policy(site, policy_pool, pool, name, unit, target, mode, rpo, 0, true);
 }
 
 int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool,
-			   const char *name, bool group, const char *target)
+			   const char *name, ims_repl_unit unit, const char *target)
 {
 	rados_ioctx_t io;
 	char key[700];
 	int r = ims_site_ioctx(site, policy_pool, &io);
 	if (r < 0)
 		return r;
-	policy_key(key, sizeof(key), pool, name, group, target);
+	policy_key(key, sizeof(key), pool, name, unit, target);
 	r = ims_repl_sched__drop_policy(io, key, false);
 	ims_repl_sched__drop_status(io, key);
 	if (r == 0)

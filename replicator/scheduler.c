@@ -30,7 +30,7 @@
 /* An image's pair (groups: ims_repl_sched__find_locked). */
 static pair *find_locked(ims_repl_sched *s, const char *pool, const char *image, const char *target)
 {
-	return ims_repl_sched__find_locked(s, pool, image, target, false);
+	return ims_repl_sched__find_locked(s, pool, image, target, IMS_REPL_IMAGE);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -289,11 +289,13 @@ static int sync_locked(ims_repl_sched *s, pair *p, ims_site *peer, cycle_ctx *c,
 	ro.progress_ctx = c;
 	ro.may_seal = cycle_may_seal;
 	ro.bandwidth = limit_for(s, p->target);
-	int r = p->group ? ims_repl_group_sync(res, s->o.local, peer, p->pool, p->image, &ro)
-			 : ims_repl_sync(res, s->o.local, peer, p->pool, p->image, &ro);
-	if (r == -EUCLEAN && !p->group && old_primary_returned(s, p, peer, c->lock_name) == 0)
+	int r = p->unit == IMS_REPL_GROUP
+			? ims_repl_group_sync(res, s->o.local, peer, p->pool, p->image, &ro)
+			: ims_repl_sync(res, s->o.local, peer, p->pool, p->image, &ro);
+	if (r == -EUCLEAN && p->unit == IMS_REPL_IMAGE &&
+	    old_primary_returned(s, p, peer, c->lock_name) == 0)
 		r = ims_repl_sync(res, s->o.local, peer, p->pool, p->image, &ro);
-	if (r == -EUCLEAN && p->group) {
+	if (r == -EUCLEAN && p->unit == IMS_REPL_GROUP) {
 		/* a group's old primary rejoins as one unit, by hand: its late writes are kept */
 		pthread_mutex_lock(&s->lock);
 		p->split_brain = true;
@@ -305,7 +307,7 @@ static int sync_locked(ims_repl_sched *s, pair *p, ims_site *peer, cycle_ctx *c,
 				  ims_error_last(), p->pool, p->image);
 	}
 	bool verify = false;
-	if (r == 0 && !res->unchanged && !p->group) {
+	if (r == 0 && !res->unchanged && p->unit == IMS_REPL_IMAGE) {
 		pthread_mutex_lock(&s->lock);
 		verify = p->verify_every && ++p->since_verify >= p->verify_every;
 		pthread_mutex_unlock(&s->lock);
@@ -422,7 +424,7 @@ static paused *find_paused_locked(ims_repl_sched *s, const char *pool, const cha
  * now only if it is to another target than the failover's. */
 static bool paused_locked(ims_repl_sched *s, const pair *p, bool any)
 {
-	if (p->group || !s->paused)
+	if (p->unit == IMS_REPL_GROUP || !s->paused)
 		return false;
 	paused *x = find_paused_locked(s, p->pool, p->image);
 	return x && (any || strcmp(x->own, p->target) != 0);
@@ -469,8 +471,8 @@ int ims_repl_sched_pause(ims_repl_sched *s, const char *pool, const char *image,
 	for (bool busy = true; busy && !s->stopping;) {
 		busy = false;
 		for (pair *p = s->pairs; p; p = p->next)
-			busy |= !p->group && p->running && strcmp(p->pool, pool) == 0 &&
-				strcmp(p->image, image) == 0;
+			busy |= p->unit == IMS_REPL_IMAGE && p->running &&
+				strcmp(p->pool, pool) == 0 && strcmp(p->image, image) == 0;
 		if (busy)
 			pthread_cond_wait(&s->cond, &s->lock);
 	}
@@ -681,7 +683,7 @@ static int refuse_group_member(ims_repl_sched *s, const char *pool, const char *
 static int enable_pair(ims_repl_sched *s, const pair *tmp, ims_repl_status *out)
 {
 	pthread_mutex_lock(&s->lock);
-	pair *p = ims_repl_sched__find_locked(s, tmp->pool, tmp->image, tmp->target, tmp->group);
+	pair *p = ims_repl_sched__find_locked(s, tmp->pool, tmp->image, tmp->target, tmp->unit);
 	if (!p) {
 		if (!(p = calloc(1, sizeof(*p)))) {
 			pthread_mutex_unlock(&s->lock);
@@ -743,9 +745,11 @@ static int check_target(ims_repl_sched *s, const char *target)
 	return r == -ENOENT ? r : 0; /* a peer that is down is fine: cycles retry */
 }
 
-/* Save the policy of the pair (image or @p group) and know it here: its first cycle starts. */
+/* Save the policy of the pair of @p unit @p pool/@p name and know it here: its first cycle
+ * starts. */
 static int enable_checked(ims_repl_sched *s, const char *pool, const char *name, const char *target,
-			  ims_repl_mode mode, uint32_t rpo, bool group, ims_repl_status *out)
+			  ims_repl_mode mode, uint32_t rpo, ims_repl_unit unit,
+			  ims_repl_status *out)
 {
 	pair tmp;
 	int r;
@@ -755,13 +759,14 @@ static int enable_checked(ims_repl_sched *s, const char *pool, const char *name,
 	snprintf(tmp.target, sizeof(tmp.target), "%s", target);
 	tmp.mode = mode;
 	tmp.rpo = rpo;
-	tmp.group = group;
+	tmp.unit = unit;
 	if ((r = ims_repl_sched__save_policy(s, &tmp)) < 0)
 		return r;
 	if (enable_pair(s, &tmp, out) < 0)
 		return -ENOMEM;
 	ims_log_info("replication of %s'%s/%s' to site '%s' enabled (%s, RPO %us)",
-		     group ? "group " : "", pool, name, target, ims_repl_mode_name(mode), rpo);
+		     unit == IMS_REPL_GROUP ? "group " : "", pool, name, target,
+		     ims_repl_mode_name(mode), rpo);
 	return 0;
 }
 
@@ -779,13 +784,13 @@ int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, cons
 				     ims_site_name(s->o.local));
 	if ((r = refuse_group_member(s, pool, image)) < 0 || (r = check_target(s, target)) < 0)
 		return r;
-	return enable_checked(s, pool, image, target, mode, rpo, false, out);
+	return enable_checked(s, pool, image, target, mode, rpo, IMS_REPL_IMAGE, out);
 }
 
 static int remove_pair(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 		       ims_repl_status *out, bool drop_snapshots);
 static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *image,
-			    const char *target, bool group, ims_repl_status *out,
+			    const char *target, ims_repl_unit unit, ims_repl_status *out,
 			    bool drop_snapshots);
 
 int ims_repl_disable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
@@ -803,7 +808,7 @@ int ims_repl_sched_hand_over(ims_repl_sched *s, const char *pool, const char *im
 int ims_repl_group_hand_over(ims_repl_sched *s, const char *pool, const char *group,
 			     const char *target, ims_repl_status *out)
 {
-	return remove_kind_pair(s, pool, group, target, true, out, false);
+	return remove_kind_pair(s, pool, group, target, IMS_REPL_GROUP, out, false);
 }
 
 int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, const char *target,
@@ -852,16 +857,16 @@ int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, cons
 static int remove_pair(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 		       ims_repl_status *out, bool drop_snapshots)
 {
-	return remove_kind_pair(s, pool, image, target, false, out, drop_snapshots);
+	return remove_kind_pair(s, pool, image, target, IMS_REPL_IMAGE, out, drop_snapshots);
 }
 
 static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *image,
-			    const char *target, bool group, ims_repl_status *out,
+			    const char *target, ims_repl_unit unit, ims_repl_status *out,
 			    bool drop_snapshots)
 {
 	char key[700];
 	pthread_mutex_lock(&s->lock);
-	pair *p = ims_repl_sched__find_locked(s, pool, image, target, group);
+	pair *p = ims_repl_sched__find_locked(s, pool, image, target, unit);
 	if (!p || !p->present) {
 		pthread_mutex_unlock(&s->lock);
 		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'", pool, image,
@@ -899,10 +904,10 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 	}
 	/* the secondary keeps its copy, no longer held against other writers */
 	ims_site *peer = NULL;
-	if (!copy.group && s->o.peer(s->o.peer_ctx, target, &peer) == 0)
+	if (copy.unit == IMS_REPL_IMAGE && s->o.peer(s->o.peer_ctx, target, &peer) == 0)
 		ims_site_guard_drop(peer, pool, image);
 	/* the primary's replication snapshots go, but those another target still needs */
-	if (copy.group)
+	if (copy.unit == IMS_REPL_GROUP)
 		ims_repl_group_forget(s->o.local, pool, image);
 	else if (ims_repl_forget(s->o.local, pool, image, target, true) < 0)
 		ims_log_warning(
@@ -992,8 +997,8 @@ int ims_repl_seal_snapshot(ims_repl_sched *s, const char *pool, const char *imag
 		sealed_on[0] = '\0';
 	pthread_mutex_lock(&s->lock);
 	for (pair *p = s->pairs; p && nt < 8; p = p->next)
-		if (p->present && !p->group && !strcmp(p->pool, pool) && !strcmp(p->image, image) &&
-		    p->mode == IMS_REPL_SYNC)
+		if (p->present && p->unit == IMS_REPL_IMAGE && !strcmp(p->pool, pool) &&
+		    !strcmp(p->image, image) && p->mode == IMS_REPL_SYNC)
 			snprintf(targets[nt++], sizeof(targets[0]), "%s", p->target);
 	pthread_mutex_unlock(&s->lock);
 	for (size_t i = 0; i < nt && r == 0; i++) {
@@ -1020,15 +1025,16 @@ int ims_repl_seal_snapshot(ims_repl_sched *s, const char *pool, const char *imag
 
 /* One cycle of a pair now, after a running one ends. */
 static int sync_now_kind(ims_repl_sched *s, const char *pool, const char *name, const char *target,
-			 bool group, ims_progress_fn progress, void *ctx, ims_repl_result *out)
+			 ims_repl_unit unit, ims_progress_fn progress, void *ctx,
+			 ims_repl_result *out)
 {
 	pthread_mutex_lock(&s->lock);
-	pair *p = ims_repl_sched__find_locked(s, pool, name, target, group);
+	pair *p = ims_repl_sched__find_locked(s, pool, name, target, unit);
 	if (!p || !p->present) {
 		pthread_mutex_unlock(&s->lock);
 		return ims_error_set(-ENOENT,
 				     "%s'%s/%s' is not replicated to site '%s'; enable it first",
-				     group ? "group " : "", pool, name, target);
+				     unit == IMS_REPL_GROUP ? "group " : "", pool, name, target);
 	}
 	/* after the running cycle, and after a failover of the image to another target */
 	int r = claim_pair_locked(s, p);
@@ -1043,7 +1049,7 @@ static int sync_now_kind(ims_repl_sched *s, const char *pool, const char *name, 
 int ims_repl_sync_now(ims_repl_sched *s, const char *pool, const char *image, const char *target,
 		      ims_progress_fn progress, void *ctx, ims_repl_result *out)
 {
-	return sync_now_kind(s, pool, image, target, false, progress, ctx, out);
+	return sync_now_kind(s, pool, image, target, IMS_REPL_IMAGE, progress, ctx, out);
 }
 
 int ims_repl_set_verify_every(ims_repl_sched *s, const char *pool, const char *image,
@@ -1105,12 +1111,12 @@ int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image
 /* ---------------------------------------------------------------------------------------- */
 /* consistency groups: one pair per group and target, one lock, one cycle for all members */
 
-bool ims_repl_sched_has(ims_repl_sched *s, const char *pool, const char *name, bool group)
+bool ims_repl_sched_has(ims_repl_sched *s, const char *pool, const char *name, ims_repl_unit unit)
 {
 	bool found = false;
 	pthread_mutex_lock(&s->lock);
 	for (pair *p = s->pairs; p && !found; p = p->next)
-		found = p->present && p->group == group && !strcmp(p->pool, pool) &&
+		found = p->present && p->unit == unit && !strcmp(p->pool, pool) &&
 			!strcmp(p->image, name);
 	pthread_mutex_unlock(&s->lock);
 	return found;
@@ -1125,7 +1131,7 @@ static int refuse_group_member(ims_repl_sched *s, const char *pool, const char *
 		return r < 0 ? r : 0;
 	char *slash = strchr(g, '/');
 	*slash = '\0';
-	if (ims_repl_sched_has(s, g, slash + 1, true))
+	if (ims_repl_sched_has(s, g, slash + 1, IMS_REPL_GROUP))
 		return ims_error_set(-EBUSY,
 				     "image '%s/%s' is in group '%s/%s', which is replicated as "
 				     "one unit; replicate the "
@@ -1147,7 +1153,8 @@ int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group
 	if (gi->nmembers == 0)
 		r = ims_error_set(-EINVAL, "group '%s/%s' has no images to replicate", pool, group);
 	for (size_t i = 0; r == 0 && i < gi->nmembers; i++)
-		if (ims_repl_sched_has(s, gi->members[i].pool, gi->members[i].image, false))
+		if (ims_repl_sched_has(s, gi->members[i].pool, gi->members[i].image,
+				       IMS_REPL_IMAGE))
 			r = ims_error_set(-EBUSY,
 					  "image '%s/%s' of group '%s/%s' is replicated on its "
 					  "own; disable that first: "
@@ -1156,13 +1163,13 @@ int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group
 	ims_group_info_free(gi);
 	if (r < 0 || (r = check_target(s, target)) < 0)
 		return r;
-	return enable_checked(s, pool, group, target, mode, rpo, true, out);
+	return enable_checked(s, pool, group, target, mode, rpo, IMS_REPL_GROUP, out);
 }
 
 int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *group,
 			   const char *target, ims_repl_status *out)
 {
-	int r = remove_kind_pair(s, pool, group, target, true, out, true);
+	int r = remove_kind_pair(s, pool, group, target, IMS_REPL_GROUP, out, true);
 	return r == -ENOENT ? ims_error_set(r, "group '%s/%s' is not replicated to site '%s'", pool,
 					    group, target)
 			    : r;
@@ -1179,7 +1186,7 @@ int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *gro
 	/* a cycle may finish a cut older than the call first: then cut again (the bytes of both
 	 * count) */
 	for (int i = 0; i < 3; i++) {
-		r = sync_now_kind(s, pool, group, target, true, progress, ctx, &res);
+		r = sync_now_kind(s, pool, group, target, IMS_REPL_GROUP, progress, ctx, &res);
 		if (r == 0) {
 			bytes += res.bytes_copied;
 			discarded += res.bytes_discarded;

@@ -110,7 +110,7 @@ typedef struct {
 	char last_verified[64]; /* the snapshot the last verify compared */
 	char last_verify[16];	/* "", "equal" or "mismatch" */
 	uint64_t verify_failures;
-	bool group; /* a consistency group: image is "POOL/GROUP" */
+	ims_repl_unit unit; /* a consistency group's pair: image is "POOL/GROUP" */
 } ims_repl_status;
 
 int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *opts);
@@ -172,13 +172,13 @@ int ims_repl_sched_hand_over(ims_repl_sched *s, const char *pool, const char *im
 int ims_repl_group_hand_over(ims_repl_sched *s, const char *pool, const char *group,
 			     const char *target, ims_repl_status *out);
 
-/** Write (or remove) the replication policy of image (or, with @p group, group) @p pool/@p name
- *  in @p site's records in @p policy_pool: that site's daemons pick it up within seconds (the
- *  reverse direction after a failover). */
+/** Write (or remove) the replication policy of @p unit @p pool/@p name in @p site's records in
+ *  @p policy_pool: that site's daemons pick it up within seconds (the reverse direction after a
+ *  failover). */
 int ims_repl_policy_put(ims_site *site, const char *policy_pool, const char *pool, const char *name,
-			bool group, const char *target, ims_repl_mode mode, uint32_t rpo);
+			ims_repl_unit unit, const char *target, ims_repl_mode mode, uint32_t rpo);
 int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *pool,
-			   const char *name, bool group, const char *target);
+			   const char *name, ims_repl_unit unit, const char *target);
 
 /**
  * Whether image @p pool/@p image is replicated from @p site (a policy in @p policy_pool names
@@ -249,7 +249,7 @@ int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group
 int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *group,
 			   const char *target, ims_repl_status *out);
 
-/** The group's pairs (status.group is true). *out malloc'ed. */
+/** The group's pairs (status.unit is IMS_REPL_GROUP). *out malloc'ed. */
 int ims_repl_group_status(ims_repl_sched *s, const char *pool, const char *group,
 			  ims_repl_status **out, size_t *count);
 
@@ -263,8 +263,8 @@ int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *gro
 			    const char *target, ims_progress_fn progress, void *ctx,
 			    ims_repl_result *out);
 
-/** Whether @p pool/@p name, an image or (@p group) a group, is replicated from this site. */
-bool ims_repl_sched_has(ims_repl_sched *s, const char *pool, const char *name, bool group);
+/** Whether @p unit @p pool/@p name is replicated from this site. */
+bool ims_repl_sched_has(ims_repl_sched *s, const char *pool, const char *name, ims_repl_unit unit);
 
 /** Prometheus lines: lag, RPO, violation, bytes, durations, failures. */
 void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f);

@@ -33,7 +33,7 @@ static ims_repl_journal sample(void)
 	j.old_generation = 6;
 	j.started_ms = 1764700000123;
 	j.forced = true;
-	j.group = true;
+	j.unit = IMS_REPL_GROUP;
 	strcpy(j.cut, "imgstore-anchor-1764700000000");
 	return j;
 }
@@ -46,7 +46,7 @@ static void assert_journal_equal(const ims_repl_journal *a, const ims_repl_journ
 	assert_int_equal(a->old_generation, b->old_generation);
 	assert_int_equal(a->started_ms, b->started_ms);
 	assert_int_equal(a->forced, b->forced);
-	assert_int_equal(a->group, b->group);
+	assert_int_equal(a->unit, b->unit);
 	assert_string_equal(a->cut, b->cut);
 }
 
@@ -83,7 +83,7 @@ static void round_trip_through_text(void **state)
 		ims_repl_journal j = sample(), got;
 		j.step = steps[i];
 		j.forced = i % 2;
-		j.group = i / 2;
+		j.unit = i / 2 ? IMS_REPL_GROUP : IMS_REPL_IMAGE;
 		json_object *o = ims_repl__journal_encode(&j);
 		char *text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 		json_object_put(o);
