@@ -617,7 +617,7 @@ static int run_verb(ims_cli *cli, const ims_cli_verb *v, int argc, char **argv, 
 	if (a.npos < v->min_pos)
 		return ims_cli_usage(cli, "missing arguments: imgstore %s %s %s", v->noun, v->verb,
 				     v->synopsis);
-	return v->run(cli, &a);
+	return v->run ? v->run(cli, &a) : ims_cli_run_call(cli, v->call, &a);
 }
 
 int ims_cli_main(ims_cli *cli, int argc, char **argv)

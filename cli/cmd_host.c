@@ -118,14 +118,14 @@ static int lease_ls(ims_cli *cli, const ims_cli_args *a)
 
 const ims_cli_verb ims_cli__host_verbs[] = {
 	{"host", "register", "NAME [--address ADDR]", "Register a hypervisor host (or update it).",
-	 register_opts, 1, 1, host_register},
+	 register_opts, 1, 1, host_register, NULL},
 	{"host", "lease acquire", "POOL/IMAGE --host NAME [--ttl DURATION]",
-	 "Take the lease that lets a host use an image.", acquire_opts, 1, 1, lease_acquire},
+	 "Take the lease that lets a host use an image.", acquire_opts, 1, 1, lease_acquire, NULL},
 	{"host", "lease renew", "LEASE_ID [--ttl DURATION]", "Extend a lease before it expires.",
-	 renew_opts, 1, 1, lease_renew},
+	 renew_opts, 1, 1, lease_renew, NULL},
 	{"host", "lease release", "LEASE_ID", "Give a lease up.", ims_cli__no_opts, 1, 1,
-	 lease_release},
+	 lease_release, NULL},
 	{"host", "lease ls", "[POOL/IMAGE|POOL]", "List the leases on an image, or in a pool.",
-	 ims_cli__no_opts, 0, 1, lease_ls},
-	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+	 ims_cli__no_opts, 0, 1, lease_ls, NULL},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
 };

@@ -114,11 +114,12 @@ static int op_cancel(ims_cli *cli, const ims_cli_args *a)
 
 const ims_cli_verb ims_cli__op_verbs[] = {
 	{"op", "ls", "[--all] [--limit N]",
-	 "List the operations in progress (--all: recent ones too).", ls_opts, 0, 0, op_ls},
-	{"op", "get", "ID", "Show an operation.", ims_cli__no_opts, 1, 1, op_get},
+	 "List the operations in progress (--all: recent ones too).", ls_opts, 0, 0, op_ls, NULL},
+	{"op", "get", "ID", "Show an operation.", ims_cli__no_opts, 1, 1, op_get, NULL},
 	{"op", "wait", "ID [--timeout DURATION]",
-	 "Wait for an operation to finish; exit 0 only if it succeeded.", wait_opts, 1, 1, op_wait},
+	 "Wait for an operation to finish; exit 0 only if it succeeded.", wait_opts, 1, 1, op_wait,
+	 NULL},
 	{"op", "cancel", "ID", "Ask for an operation to stop; it ends as cancelled.",
-	 ims_cli__no_opts, 1, 1, op_cancel},
-	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+	 ims_cli__no_opts, 1, 1, op_cancel, NULL},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
 };

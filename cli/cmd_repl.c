@@ -250,31 +250,31 @@ static int repl_status(ims_cli *cli, const ims_cli_args *a)
 const ims_cli_verb ims_cli__repl_verbs[] = {
 	{"repl", "enable",
 	 "POOL/IMAGE --to SITE [--mode async|sync] [--rpo DURATION] [--verify-every N]",
-	 "Replicate an image to another site.", enable_opts, 1, 1, repl_enable},
+	 "Replicate an image to another site.", enable_opts, 1, 1, repl_enable, NULL},
 	{"repl", "disable", "POOL/IMAGE [--to SITE]", "Stop replicating an image.", image_to_opts,
-	 1, 1, repl_disable},
+	 1, 1, repl_disable, NULL},
 	{"repl", "status", "[POOL/IMAGE]", "Show the replication of an image, or of every image.",
-	 ims_cli__no_opts, 0, 1, repl_status},
+	 ims_cli__no_opts, 0, 1, repl_status, NULL},
 	{"repl", "sync", "POOL/IMAGE [--to SITE] [--no-wait]",
 	 "Seal the image's state now on the site it replicates to (--to: which one, if several).",
-	 op_to_opts, 1, 1, repl_sync},
+	 op_to_opts, 1, 1, repl_sync, NULL},
 	{"repl", "verify", "POOL/IMAGE [--to SITE] [--snap NAME] [--chunk SIZE]",
 	 "Compare the copy with the primary by checksums; exit 1 if they differ.", verify_opts, 1,
-	 1, repl_verify},
+	 1, repl_verify, NULL},
 	{"repl", "failover",
 	 "POOL/IMAGE|--from SITE [--pool POOL] --to SITE [--force] [--wait DURATION] [--no-wait]",
 	 "Make the copy on SITE the primary. Planned: ask the primary's site; hosts are fenced, "
 	 "nothing is lost. --force: ask SITE when the primary's site is lost. --from: every image "
 	 "whose primary is that site.",
-	 failover_opts, 0, 1, repl_failover},
+	 failover_opts, 0, 1, repl_failover, NULL},
 	{"repl", "failback", "POOL/IMAGE [--to SITE] [--no-wait]",
 	 "Planned failover back to the site this primary replicates to; only the delta ships.",
-	 op_to_opts, 1, 1, repl_failback},
+	 op_to_opts, 1, 1, repl_failback, NULL},
 	{"repl", "resync", "POOL/IMAGE [--to SITE] [--no-wait]",
 	 "Make an old primary that came back a secondary again: its writes since the newest common "
 	 "snapshot are kept as a recovery snapshot, then only the delta ships.",
-	 op_to_opts, 1, 1, repl_resync},
-	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+	 op_to_opts, 1, 1, repl_resync, NULL},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
 };
 
 /* ---- site ---- */
@@ -317,9 +317,9 @@ const ims_cli_verb ims_cli__site_verbs[] = {
 	{"site", "ls", "",
 	 "List the sites: this one and its peers, whether they answer, and the lag of the "
 	 "replication to them.",
-	 ims_cli__no_opts, 0, 0, site_ls},
+	 ims_cli__no_opts, 0, 0, site_ls, NULL},
 	{"site", "status", "NAME",
 	 "Show one site: health, last answer, fsid, replication pairs and lag.", ims_cli__no_opts,
-	 1, 1, site_status},
-	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+	 1, 1, site_status, NULL},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
 };
