@@ -19,7 +19,8 @@
 #include "imgstore/v1/host.pb-c.h"
 #include "imgstore/v1/image.pb-c.h"
 
-#define IMAGE_SVC "imgstore.v1.ImageService/"
+#define IMAGE_SVC     "imgstore.v1.ImageService/"
+#define IMAGE_SERVICE (&imgstore__v1__image_service__descriptor)
 
 /* An export is written in runs of this size; runs of zeros are left as holes. */
 #define ZERO_RUN (64u << 10)
@@ -572,34 +573,6 @@ static const ims_cli_column image_columns[] = {
 	{"PARENT", "parent", NULL}, {"TAGS", "tags", NULL},	  {NULL, NULL, NULL},
 };
 
-static int image_ls(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__ListImagesRequest req = IMGSTORE__V1__LIST_IMAGES_REQUEST__INIT;
-	int r;
-
-	if (a->npos == 1) {
-		if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
-			return r;
-		req.pool = (char *)a->pos[0];
-	}
-	return ims_cli_call_list(cli, IMAGE_SVC "ListImages", &req,
-				 &imgstore__v1__list_images_response__descriptor, "images",
-				 image_columns);
-}
-
-static int image_info(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__GetImageRequest req = IMGSTORE__V1__GET_IMAGE_REQUEST__INIT;
-	Imgstore__V1__ImageSpec ms;
-	ims_spec spec;
-	int r;
-
-	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)))
-		return r;
-	req.image = &ms;
-	return call_image(cli, IMAGE_SVC "GetImage", &req);
-}
-
 /* ---- resize, rename, rm, flatten ---- */
 
 static const ims_cli_opt resize_opts[] = {
@@ -677,19 +650,6 @@ static int image_rm(ims_cli *cli, const ims_cli_args *a)
 	req.image = &ms;
 	return ims_cli_call_empty(cli, IMAGE_SVC "DeleteImage", &req,
 				  &imgstore__v1__delete_image_response__descriptor);
-}
-
-static int image_flatten(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__FlattenImageRequest req = IMGSTORE__V1__FLATTEN_IMAGE_REQUEST__INIT;
-	Imgstore__V1__ImageSpec ms;
-	ims_spec spec;
-	int r;
-
-	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)))
-		return r;
-	req.image = &ms;
-	return ims_cli_call_op(cli, a, IMAGE_SVC "FlattenImage", &req);
 }
 
 /* ---- tag, untag ---- */
@@ -856,9 +816,13 @@ const ims_cli_verb ims_cli__image_verbs[] = {
 	 "Clone a snapshot (golden image) into a new copy-on-write image.", clone_opts, 2, 2,
 	 image_clone, NULL},
 	{"image", "ls", "[POOL]", "List the images of a pool (default: the site's default pool).",
-	 ims_cli__no_opts, 0, 1, image_ls, NULL},
+	 ims_cli__no_opts, 0, 1, NULL,
+	 &(const ims_cli_call_spec){IMAGE_SERVICE, "ListImages", IMS_CLI_POS_POOL, "pool", "POOL",
+				    IMS_CLI_REPLY_LIST, "images", image_columns, NULL}},
 	{"image", "info", "POOL/IMAGE", "Show an image: size, features, parent, snapshots, tags.",
-	 ims_cli__no_opts, 1, 1, image_info, NULL},
+	 ims_cli__no_opts, 1, 1, NULL,
+	 &(const ims_cli_call_spec){IMAGE_SERVICE, "GetImage", IMS_CLI_POS_IMAGE, "image", NULL,
+				    IMS_CLI_REPLY_SHOW, NULL, NULL, NULL}},
 	{"image", "resize", "POOL/IMAGE --size SIZE [--allow-shrink]", "Grow (or shrink) an image.",
 	 resize_opts, 1, 1, image_resize, NULL},
 	{"image", "rename", "POOL/IMAGE NEWNAME", "Rename an image within its pool.",
@@ -868,7 +832,9 @@ const ims_cli_verb ims_cli__image_verbs[] = {
 	 1, image_rm, NULL},
 	{"image", "flatten", "POOL/IMAGE [--no-wait]",
 	 "Copy a clone's parent data into it so that it stands alone.", ims_cli__wait_opts, 1, 1,
-	 image_flatten, NULL},
+	 NULL,
+	 &(const ims_cli_call_spec){IMAGE_SERVICE, "FlattenImage", IMS_CLI_POS_IMAGE, "image", NULL,
+				    IMS_CLI_REPLY_OP, NULL, NULL, NULL}},
 	{"image", "tag", "POOL/IMAGE KEY=VALUE...", "Set tags on an image.", ims_cli__no_opts, 2,
 	 IMS_CLI_MAX_POS, image_tag, NULL},
 	{"image", "untag", "POOL/IMAGE KEY...", "Remove tags from an image.", ims_cli__no_opts, 2,

@@ -15,8 +15,8 @@
 #include "imgstore/v1/replication.pb-c.h"
 #include "imgstore/v1/site.pb-c.h"
 
-#define REPL_SVC "imgstore.v1.ReplicationService/"
-#define SITE_SVC "imgstore.v1.SiteService/"
+#define REPL_SVC     "imgstore.v1.ReplicationService/"
+#define SITE_SERVICE (&imgstore__v1__site_service__descriptor)
 
 static const char *const modes[] = {"async", "sync", NULL};
 
@@ -291,35 +291,17 @@ static const ims_cli_column site_columns[] = {
 	{NULL, NULL, NULL},
 };
 
-static int site_ls(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__ListSitesRequest req = IMGSTORE__V1__LIST_SITES_REQUEST__INIT;
-
-	(void)a;
-	return ims_cli_call_list(cli, SITE_SVC "ListSites", &req,
-				 &imgstore__v1__list_sites_response__descriptor, "sites",
-				 site_columns);
-}
-
-static int site_status(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__GetSiteStatusRequest req = IMGSTORE__V1__GET_SITE_STATUS_REQUEST__INIT;
-	int r;
-
-	if ((r = ims_cli_arg_word(cli, "site name", a->pos[0])))
-		return r;
-	req.name = (char *)a->pos[0];
-	return ims_cli_call_show(cli, SITE_SVC "GetSiteStatus", &req,
-				 &imgstore__v1__site__descriptor);
-}
-
 const ims_cli_verb ims_cli__site_verbs[] = {
 	{"site", "ls", "",
 	 "List the sites: this one and its peers, whether they answer, and the lag of the "
 	 "replication to them.",
-	 ims_cli__no_opts, 0, 0, site_ls, NULL},
+	 ims_cli__no_opts, 0, 0, NULL,
+	 &(const ims_cli_call_spec){SITE_SERVICE, "ListSites", IMS_CLI_POS_NONE, NULL, NULL,
+				    IMS_CLI_REPLY_LIST, "sites", site_columns, NULL}},
 	{"site", "status", "NAME",
 	 "Show one site: health, last answer, fsid, replication pairs and lag.", ims_cli__no_opts,
-	 1, 1, site_status, NULL},
+	 1, 1, NULL,
+	 &(const ims_cli_call_spec){SITE_SERVICE, "GetSiteStatus", IMS_CLI_POS_WORD, "name",
+				    "site name", IMS_CLI_REPLY_SHOW, NULL, NULL, NULL}},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
 };

@@ -10,7 +10,8 @@
 #include "common/units.h"
 #include "imgstore/v1/tier.pb-c.h"
 
-#define TIER_SVC "imgstore.v1.TierService/"
+#define TIER_SVC     "imgstore.v1.TierService/"
+#define TIER_SERVICE (&imgstore__v1__tier_service__descriptor)
 
 static const char *const afters[] = {"trash", "purge", "keep", NULL};
 
@@ -246,22 +247,6 @@ static int tier_policy_show(ims_cli *cli, const ims_cli_args *a)
 				 policy_columns);
 }
 
-static int tier_policy_rm(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__RemoveTierPolicyRequest req = IMGSTORE__V1__REMOVE_TIER_POLICY_REQUEST__INIT;
-	Imgstore__V1__RemoveTierPolicyResponse *resp = NULL;
-	int r;
-
-	if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
-		return r;
-	req.pool = (char *)a->pos[0];
-	if ((r = ims_cli_call(cli, TIER_SVC "RemovePolicy", &req,
-			      &imgstore__v1__remove_tier_policy_response__descriptor, &resp)))
-		return r;
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return 0;
-}
-
 static const ims_cli_opt policy_run_opts[] = {
 	{"dry-run", NULL, "list what the pool's policy would push now (required)"},
 	{NULL, NULL, NULL},
@@ -300,7 +285,9 @@ const ims_cli_verb ims_cli__tier_verbs[] = {
 	{"tier", "policy show", "[POOL]", "Show the tiering policies.", ims_cli__no_opts, 0, 1,
 	 tier_policy_show, NULL},
 	{"tier", "policy rm", "POOL", "Remove a pool's tiering policy.", ims_cli__no_opts, 1, 1,
-	 tier_policy_rm, NULL},
+	 NULL,
+	 &(const ims_cli_call_spec){TIER_SERVICE, "RemovePolicy", IMS_CLI_POS_POOL, "pool", "POOL",
+				    IMS_CLI_REPLY_NONE, NULL, NULL, NULL}},
 	{"tier", "policy run", "POOL --dry-run",
 	 "List the images the pool's policy would push now, and why the others stay.",
 	 policy_run_opts, 1, 1, tier_policy_run, NULL},
