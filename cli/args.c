@@ -126,34 +126,31 @@ static void print_try(ims_cli *cli)
 		fprintf(cli->err, "Try 'imgstore --help'.\n");
 }
 
+/* The body of the printf-like functions below: `imgstore: PREFIX<fmt, ...>` on stderr. */
+#define PRINT_ERROR(cli, prefix, fmt)                                                              \
+	do {                                                                                       \
+		va_list ap;                                                                        \
+		va_start(ap, fmt);                                                                 \
+		vprint_error(cli, prefix, fmt, ap);                                                \
+		va_end(ap);                                                                        \
+	} while (0)
+
 int ims_cli_usage(ims_cli *cli, const char *fmt, ...)
 {
-	va_list ap;
-
-	va_start(ap, fmt);
-	vprint_error(cli, "", fmt, ap);
-	va_end(ap);
+	PRINT_ERROR(cli, "", fmt);
 	print_try(cli);
 	return IMS_CLI_EXIT_USAGE;
 }
 
 int ims_cli_fail(ims_cli *cli, const char *fmt, ...)
 {
-	va_list ap;
-
-	va_start(ap, fmt);
-	vprint_error(cli, "", fmt, ap);
-	va_end(ap);
+	PRINT_ERROR(cli, "", fmt);
 	return IMS_CLI_EXIT_ERROR;
 }
 
 void ims_cli_warn(ims_cli *cli, const char *fmt, ...)
 {
-	va_list ap;
-
-	va_start(ap, fmt);
-	vprint_error(cli, "warning: ", fmt, ap);
-	va_end(ap);
+	PRINT_ERROR(cli, "warning: ", fmt);
 }
 
 /* ---- checked values ---- */
