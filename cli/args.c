@@ -191,6 +191,18 @@ int ims_cli_opt_word(ims_cli *cli, char **out, const ims_cli_args *a, const char
 	return 0;
 }
 
+int ims_cli_opt_choice(ims_cli *cli, char **out, const ims_cli_args *a, const char *name,
+		       const char *const *choices, const char *dflt)
+{
+	const char *v = ims_cli_opt_value(cli, a, name);
+	int r;
+
+	if (v && (r = ims_cli_arg_choice(cli, name, v, choices)))
+		return r;
+	*out = (char *)(v ? v : dflt);
+	return 0;
+}
+
 int ims_cli_opt_size(ims_cli *cli, uint64_t *out, const ims_cli_args *a, const char *name,
 		     bool required)
 {

@@ -258,6 +258,13 @@ int ims_cli_opt_word(ims_cli *cli, char **out, const ims_cli_args *a, const char
 		     bool required);
 
 /**
+ * Option --@p name of the current verb, one of @p choices (NULL-terminated) as
+ * ims_cli_arg_choice() checks it: @p out is its value, or @p dflt when it is not given.
+ */
+int ims_cli_opt_choice(ims_cli *cli, char **out, const ims_cli_args *a, const char *name,
+		       const char *const *choices, const char *dflt);
+
+/**
  * Option --@p name of the current verb, a duration of 1s to 2^32-1s: @p out is 0 when it is not
  * given. 0s is refused with "--NAME: must be at least 1s" and @p zero_hint ("" for none).
  */

@@ -218,19 +218,17 @@ static int group_repl_enable(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__EnableGroupReplicationRequest req =
 		IMGSTORE__V1__ENABLE_GROUP_REPLICATION_REQUEST__INIT;
 	Imgstore__V1__GroupSpec gs;
-	const char *mode = ims_cli_opt_value(cli, a, "mode");
 	ims_spec spec;
 	int r;
 
 	if ((r = ims_cli_arg_group(cli, &spec, &gs, a->pos[0], false)) ||
 	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", true)))
 		return r;
-	if (mode && (r = ims_cli_arg_choice(cli, "mode", mode, modes)))
+	if ((r = ims_cli_opt_choice(cli, &req.mode, a, "mode", modes, "async")))
 		return r;
 	if ((r = ims_cli_opt_seconds(cli, &req.rpo_seconds, a, "rpo", "")))
 		return r;
 	req.group = &gs;
-	req.mode = mode ? (char *)mode : (char *)"async";
 	return ims_cli_call_show(cli, GROUP_SVC "EnableGroupReplication", &req,
 				 &imgstore__v1__replication_status__descriptor);
 }

@@ -185,7 +185,7 @@ static int image_import(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__ImageSpec ms;
 	Imgstore__V1__Operation *op = NULL;
 	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
-	const char *file = a->pos[0], *format = ims_cli_opt_value(cli, a, "format");
+	const char *file = a->pos[0];
 	char *real = NULL, *upload_id = NULL;
 	char label[820], specbuf[800];
 	struct stat st;
@@ -196,7 +196,7 @@ static int image_import(ims_cli *cli, const ims_cli_args *a)
 
 	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[1], false, false)))
 		return r;
-	if (format && (r = ims_cli_arg_choice(cli, "format", format, import_formats)))
+	if ((r = ims_cli_opt_choice(cli, &req.format, a, "format", import_formats, "")))
 		return r;
 	if ((r = features_and_pool(cli, a, &req.features, (const char **)&req.data_pool)))
 		return r;
@@ -225,7 +225,6 @@ static int image_import(ims_cli *cli, const ims_cli_args *a)
 	ims_spec_format(specbuf, sizeof(specbuf), &spec);
 	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
-	req.format = format ? (char *)format : (char *)"";
 	if (!upload) {
 		bool denied;
 		real = realpath(file, NULL);
@@ -431,7 +430,7 @@ static int image_export(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__ImageSpec ms;
 	Imgstore__V1__Operation *op = NULL;
 	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
-	const char *file = a->pos[1], *format = ims_cli_opt_value(cli, a, "format");
+	const char *file = a->pos[1];
 	char dest[PATH_MAX], specbuf[800], label[820], line[PATH_MAX + 900], size[32];
 	struct stat st;
 	uint64_t written = 0;
@@ -441,7 +440,7 @@ static int image_export(ims_cli *cli, const ims_cli_args *a)
 
 	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], true, false)))
 		return r;
-	if (format && (r = ims_cli_arg_choice(cli, "format", format, export_formats)))
+	if ((r = ims_cli_opt_choice(cli, &req.format, a, "format", export_formats, "")))
 		return r;
 	if (!*file)
 		return ims_cli_usage(cli, "empty FILE");
@@ -478,7 +477,6 @@ static int image_export(ims_cli *cli, const ims_cli_args *a)
 	ims_spec_format(specbuf, sizeof(specbuf), &spec);
 	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
-	req.format = format ? (char *)format : (char *)"";
 	if (local && !w.no_wait) {
 		bool denied;
 		r = ims_cli_call_denied(cli, IMAGE_SVC "ExportImage", &req,

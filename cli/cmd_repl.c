@@ -35,7 +35,6 @@ static int repl_enable(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__EnableReplicationRequest req = IMGSTORE__V1__ENABLE_REPLICATION_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	const char *mode = ims_cli_opt_value(cli, a, "mode");
 	const char *every = ims_cli_opt_value(cli, a, "verify-every");
 	ims_spec spec;
 	uint64_t n;
@@ -44,12 +43,12 @@ static int repl_enable(ims_cli *cli, const ims_cli_args *a)
 	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)) ||
 	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", true)))
 		return r;
-	if (mode && (r = ims_cli_arg_choice(cli, "mode", mode, modes)))
+	if ((r = ims_cli_opt_choice(cli, &req.mode, a, "mode", modes, "async")))
 		return r;
 	if ((r = ims_cli_opt_seconds(cli, &req.rpo_seconds, a, "rpo",
 				     " (for RPO 0 use --mode sync)")))
 		return r;
-	if (req.rpo_seconds && mode && !strcmp(mode, "sync"))
+	if (req.rpo_seconds && !strcmp(req.mode, "sync"))
 		return ims_cli_usage(cli, "--rpo applies to --mode async only");
 	if (every) {
 		if ((r = ims_cli_arg_uint(cli, &n, "verify-every", every, 1000000)))
@@ -57,7 +56,6 @@ static int repl_enable(ims_cli *cli, const ims_cli_args *a)
 		req.verify_every = (uint32_t)n;
 	}
 	req.image = &ms;
-	req.mode = mode ? (char *)mode : (char *)"async";
 	return ims_cli_call_show(cli, REPL_SVC "EnableReplication", &req,
 				 &imgstore__v1__replication_status__descriptor);
 }

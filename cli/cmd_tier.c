@@ -28,17 +28,14 @@ static int tier_push(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__PushRequest req = IMGSTORE__V1__PUSH_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	const char *after = ims_cli_opt_value(cli, a, "after");
 	ims_spec spec;
 	int r;
 
 	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], true, false)) ||
-	    (r = ims_cli_opt_word(cli, &req.target, a, "to", true)))
-		return r;
-	if (after && (r = ims_cli_arg_choice(cli, "after", after, afters)))
+	    (r = ims_cli_opt_word(cli, &req.target, a, "to", true)) ||
+	    (r = ims_cli_opt_choice(cli, &req.after, a, "after", afters, "")))
 		return r;
 	req.image = &ms;
-	req.after = after ? (char *)after : (char *)"";
 	return ims_cli_call_op(cli, a, TIER_SVC "Push", &req);
 }
 
@@ -195,7 +192,6 @@ static int tier_policy_set(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__TierPolicy pol = IMGSTORE__V1__TIER_POLICY__INIT;
 	const char *cold = ims_cli_opt_value(cli, a, "cold-after");
-	const char *after = ims_cli_opt_value(cli, a, "after");
 	uint64_t secs = 0;
 	int r;
 
@@ -207,13 +203,11 @@ static int tier_policy_set(ims_cli *cli, const ims_cli_args *a)
 		return r;
 	if (secs == 0)
 		return ims_cli_usage(cli, "--cold-after must be at least 1s");
-	if ((r = ims_cli_opt_word(cli, &pol.target, a, "to", false)))
-		return r;
-	if (after && (r = ims_cli_arg_choice(cli, "after", after, afters)))
+	if ((r = ims_cli_opt_word(cli, &pol.target, a, "to", false)) ||
+	    (r = ims_cli_opt_choice(cli, &pol.after, a, "after", afters, "")))
 		return r;
 	pol.pool = (char *)a->pos[0];
 	pol.cold_after_seconds = secs;
-	pol.after = after ? (char *)after : (char *)"";
 	if (ims_cli_opt_flag(cli, a, "dry-run")) {
 		Imgstore__V1__ColdCandidatesRequest req =
 			IMGSTORE__V1__COLD_CANDIDATES_REQUEST__INIT;
