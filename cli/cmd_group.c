@@ -243,30 +243,6 @@ static const ims_cli_opt sync_opts[] = {
 	IMS_CLI_OPT_END,
 };
 
-static int repl_request(ims_cli *cli, const ims_cli_args *a, ims_spec *spec,
-			Imgstore__V1__GroupSpec *gs, Imgstore__V1__GroupReplicationRequest *req)
-{
-	int r;
-	imgstore__v1__group_replication_request__init(req);
-	if ((r = ims_cli_arg_group(cli, spec, gs, a->pos[0], false)) ||
-	    (r = ims_cli_opt_word(cli, &req->target_site, a, "to", false)))
-		return r;
-	req->group = gs;
-	return 0;
-}
-
-static int group_repl_disable(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__GroupReplicationRequest req;
-	Imgstore__V1__GroupSpec gs;
-	ims_spec spec;
-	int r;
-	if ((r = repl_request(cli, a, &spec, &gs, &req)))
-		return r;
-	return ims_cli_call_show(cli, GROUP_SVC "DisableGroupReplication", &req,
-				 &imgstore__v1__replication_status__descriptor);
-}
-
 static const ims_cli_opt failover_opts[] = {
 	{"to", "SITE", "the site to promote (required)"},
 	{"force", NULL,
@@ -278,14 +254,18 @@ static const ims_cli_opt failover_opts[] = {
 	IMS_CLI_OPT_END,
 };
 
-static int group_repl_op(ims_cli *cli, const ims_cli_args *a, const char *method)
+/* disable (prints the status) and the operations: sync, failover, resync */
+static int group_repl_call(ims_cli *cli, const ims_cli_args *a, const char *method)
 {
-	Imgstore__V1__GroupReplicationRequest req;
+	Imgstore__V1__GroupReplicationRequest req = IMGSTORE__V1__GROUP_REPLICATION_REQUEST__INIT;
 	Imgstore__V1__GroupSpec gs;
 	ims_spec spec;
 	int r;
-	if ((r = repl_request(cli, a, &spec, &gs, &req)))
+
+	if ((r = ims_cli_arg_group(cli, &spec, &gs, a->pos[0], false)) ||
+	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", false)))
 		return r;
+	req.group = &gs;
 	if (cli->verb->opts == failover_opts) {
 		if (!req.target_site[0])
 			return ims_cli_usage(cli, "--to is required");
@@ -293,22 +273,30 @@ static int group_repl_op(ims_cli *cli, const ims_cli_args *a, const char *method
 			return r;
 		req.force = ims_cli_opt_flag(cli, a, "force");
 	}
+	if (cli->verb->opts == to_opts)
+		return ims_cli_call_show(cli, method, &req,
+					 &imgstore__v1__replication_status__descriptor);
 	return ims_cli_call_op(cli, a, method, &req);
+}
+
+static int group_repl_disable(ims_cli *cli, const ims_cli_args *a)
+{
+	return group_repl_call(cli, a, GROUP_SVC "DisableGroupReplication");
 }
 
 static int group_repl_sync(ims_cli *cli, const ims_cli_args *a)
 {
-	return group_repl_op(cli, a, GROUP_SVC "SyncGroup");
+	return group_repl_call(cli, a, GROUP_SVC "SyncGroup");
 }
 
 static int group_repl_failover(ims_cli *cli, const ims_cli_args *a)
 {
-	return group_repl_op(cli, a, GROUP_SVC "FailoverGroup");
+	return group_repl_call(cli, a, GROUP_SVC "FailoverGroup");
 }
 
 static int group_repl_resync(ims_cli *cli, const ims_cli_args *a)
 {
-	return group_repl_op(cli, a, GROUP_SVC "ResyncGroup");
+	return group_repl_call(cli, a, GROUP_SVC "ResyncGroup");
 }
 
 static const ims_cli_opt verify_opts[] = {

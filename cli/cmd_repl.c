@@ -85,53 +85,37 @@ static const ims_cli_opt failover_opts[] = {
 	IMS_CLI_OPT_END,
 };
 
-/* The request of disable, sync, failover, failback and resync. */
-static int image_request(ims_cli *cli, const ims_cli_args *a, bool to_required, ims_spec *spec,
-			 Imgstore__V1__ImageSpec *ms, Imgstore__V1__ReplicationImageRequest *req)
+/* disable (prints the status) and the operations: sync, failover, failback, resync */
+static int repl_call(ims_cli *cli, const ims_cli_args *a, const char *method, bool to_required)
 {
-	int r;
-
-	imgstore__v1__replication_image_request__init(req);
-	if ((r = ims_cli_arg_image(cli, spec, ms, a->pos[0], false, false)) ||
-	    (r = ims_cli_opt_word(cli, &req->target_site, a, "to", to_required)))
-		return r;
-	req->image = ms;
-	return 0;
-}
-
-static int repl_disable(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__ReplicationImageRequest req;
+	Imgstore__V1__ReplicationImageRequest req = IMGSTORE__V1__REPLICATION_IMAGE_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
 	ims_spec spec;
 	int r;
 
-	if ((r = image_request(cli, a, false, &spec, &ms, &req)))
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)) ||
+	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", to_required)))
 		return r;
-	return ims_cli_call_show(cli, REPL_SVC "DisableReplication", &req,
-				 &imgstore__v1__replication_status__descriptor);
-}
-
-static int repl_op(ims_cli *cli, const ims_cli_args *a, const char *method, bool to_required)
-{
-	Imgstore__V1__ReplicationImageRequest req;
-	Imgstore__V1__ImageSpec ms;
-	ims_spec spec;
-	int r;
-
-	if ((r = image_request(cli, a, to_required, &spec, &ms, &req)))
-		return r;
+	req.image = &ms;
 	if (cli->verb->opts == failover_opts) {
 		req.force = ims_cli_opt_flag(cli, a, "force");
 		if ((r = ims_cli_opt_fence_wait(cli, &req.wait_seconds, a)))
 			return r;
 	}
+	if (cli->verb->opts == image_to_opts)
+		return ims_cli_call_show(cli, method, &req,
+					 &imgstore__v1__replication_status__descriptor);
 	return ims_cli_call_op(cli, a, method, &req);
+}
+
+static int repl_disable(ims_cli *cli, const ims_cli_args *a)
+{
+	return repl_call(cli, a, REPL_SVC "DisableReplication", false);
 }
 
 static int repl_sync(ims_cli *cli, const ims_cli_args *a)
 {
-	return repl_op(cli, a, REPL_SVC "SyncImage", false);
+	return repl_call(cli, a, REPL_SVC "SyncImage", false);
 }
 
 /* --from SITE instead of an image (given: repl_failover checked that). */
@@ -163,17 +147,17 @@ static int repl_failover(ims_cli *cli, const ims_cli_args *a)
 	if (!a->npos)
 		return ims_cli_usage(
 			cli, "name an image, or --from SITE for every image whose primary is SITE");
-	return repl_op(cli, a, REPL_SVC "Failover", true);
+	return repl_call(cli, a, REPL_SVC "Failover", true);
 }
 
 static int repl_failback(ims_cli *cli, const ims_cli_args *a)
 {
-	return repl_op(cli, a, REPL_SVC "Failback", false);
+	return repl_call(cli, a, REPL_SVC "Failback", false);
 }
 
 static int repl_resync(ims_cli *cli, const ims_cli_args *a)
 {
-	return repl_op(cli, a, REPL_SVC "Resync", false);
+	return repl_call(cli, a, REPL_SVC "Resync", false);
 }
 
 static const ims_cli_opt verify_opts[] = {
