@@ -167,9 +167,10 @@ int ims_cli_arg_spec(ims_cli *cli, ims_spec *out, const char *s, bool snap_allow
 int ims_cli_arg_image(ims_cli *cli, ims_spec *spec, Imgstore__V1__ImageSpec *out, const char *s,
 		      bool snap_allowed, bool snap_required)
 {
-	int r = ims_cli_arg_spec(cli, spec, s, snap_allowed, snap_required);
+	int r;
 
-	if (r)
+	memset(spec, 0, sizeof(*spec));
+	if (s && (r = ims_cli_arg_spec(cli, spec, s, snap_allowed, snap_required)))
 		return r;
 	ims_cli_spec_to_msg(out, spec);
 	return 0;

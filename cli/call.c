@@ -204,15 +204,15 @@ static void *request_field(ProtobufCMessage *req, const char *name, ProtobufCTyp
 	return (char *)req + f->offset;
 }
 
-/* Check the positional of @p c, if given, and put it into @p req; @p spec and @p msg hold it. */
+/* Check the positional of @p c and put it into @p req; @p spec and @p msg hold it. */
 static int put_positional(ims_cli *cli, const ims_cli_call_spec *c, const ims_cli_args *a,
 			  ProtobufCMessage *req, ims_spec *spec, ProtobufCMessage *msg)
 {
 	bool snap = c->pos == IMS_CLI_POS_SNAP;
-	const char *s = a->pos[0];
+	const char *s = a->npos ? a->pos[0] : NULL;
 	int r = 0;
 
-	if (c->pos == IMS_CLI_POS_NONE || a->npos == 0)
+	if (c->pos == IMS_CLI_POS_NONE || (!s && c->pos != IMS_CLI_POS_IMAGE))
 		return 0;
 	switch (c->pos) {
 	case IMS_CLI_POS_IMAGE:

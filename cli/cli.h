@@ -238,7 +238,8 @@ int ims_cli_arg_choice(ims_cli *cli, const char *opt, const char *s, const char 
 
 /**
  * POOL/IMAGE[@SNAP] @p s into @p spec and the wire @p out, which borrows its strings from
- * @p spec (ims_cli_arg_spec() then ims_cli_spec_to_msg()).
+ * @p spec (ims_cli_arg_spec() then ims_cli_spec_to_msg()). @p s NULL (an optional image not
+ * given): an ImageSpec whose fields are all "".
  */
 int ims_cli_arg_image(ims_cli *cli, ims_spec *spec, Imgstore__V1__ImageSpec *out, const char *s,
 		      bool snap_allowed, bool snap_required);
@@ -379,9 +380,10 @@ typedef enum {
 } ims_cli_reply_kind;
 
 /**
- * A verb that is one call: the positional (optional when the verb's min_pos is 0) goes into
- * the request's field @p field, the request to @p method of @p service, the reply is printed
- * as @p reply says. The request and reply types are the method's.
+ * A verb that is one call: the positional goes into the request's field @p field, the request
+ * to @p method of @p service, the reply is printed as @p reply says. The request and reply
+ * types are the method's. When the verb's min_pos is 0 and no positional is given, an image
+ * goes as an empty ImageSpec, a pool or a word as "".
  */
 struct ims_cli_call_spec {
 	const ProtobufCServiceDescriptor *service;

@@ -16,6 +16,7 @@
 #include "imgstore/v1/site.pb-c.h"
 
 #define REPL_SVC     "imgstore.v1.ReplicationService/"
+#define REPL_SERVICE (&imgstore__v1__replication_service__descriptor)
 #define SITE_SERVICE (&imgstore__v1__site_service__descriptor)
 
 static const char *const modes[] = {"async", "sync", NULL};
@@ -212,23 +213,6 @@ static const ims_cli_column repl_columns[] = {
 	{NULL, NULL, NULL},
 };
 
-static int repl_status(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__ReplicationStatusRequest req = IMGSTORE__V1__REPLICATION_STATUS_REQUEST__INIT;
-	Imgstore__V1__ImageSpec ms;
-	ims_spec spec;
-	int r;
-
-	memset(&spec, 0, sizeof(spec));
-	if (a->npos == 1 && (r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
-		return r;
-	ims_cli_spec_to_msg(&ms, &spec);
-	req.image = &ms;
-	return ims_cli_call_list(cli, REPL_SVC "GetReplicationStatus", &req,
-				 &imgstore__v1__replication_status_response__descriptor, "statuses",
-				 repl_columns);
-}
-
 const ims_cli_verb ims_cli__repl_verbs[] = {
 	{"repl", "enable",
 	 "POOL/IMAGE --to SITE [--mode async|sync] [--rpo DURATION] [--verify-every N]",
@@ -236,7 +220,10 @@ const ims_cli_verb ims_cli__repl_verbs[] = {
 	{"repl", "disable", "POOL/IMAGE [--to SITE]", "Stop replicating an image.", image_to_opts,
 	 1, 1, repl_disable, NULL},
 	{"repl", "status", "[POOL/IMAGE]", "Show the replication of an image, or of every image.",
-	 ims_cli__no_opts, 0, 1, repl_status, NULL},
+	 ims_cli__no_opts, 0, 1, NULL,
+	 &(const ims_cli_call_spec){REPL_SERVICE, "GetReplicationStatus", IMS_CLI_POS_IMAGE,
+				    "image", NULL, IMS_CLI_REPLY_LIST, "statuses", repl_columns,
+				    NULL}},
 	{"repl", "sync", "POOL/IMAGE [--to SITE] [--no-wait]",
 	 "Seal the image's state now on the site it replicates to (--to: which one, if several).",
 	 op_to_opts, 1, 1, repl_sync, NULL},

@@ -54,13 +54,9 @@ static int tier_restore(ims_cli *cli, const ims_cli_args *a)
 	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_word(cli, "cold image name", a->pos[0])))
-		return r;
-	memset(&spec, 0, sizeof(spec));
-	if (to && (r = ims_cli_arg_spec(cli, &spec, to, false, false)))
-		return r;
-	ims_cli_spec_to_msg(&ms, &spec);
-	if ((r = ims_cli_opt_word(cli, &req.target, a, "target", false)))
+	if ((r = ims_cli_arg_word(cli, "cold image name", a->pos[0])) ||
+	    (r = ims_cli_arg_image(cli, &spec, &ms, to, false, false)) ||
+	    (r = ims_cli_opt_word(cli, &req.target, a, "target", false)))
 		return r;
 	req.name = (char *)a->pos[0];
 	req.to = &ms;

@@ -778,6 +778,35 @@ static void test_shared_shapes(void **state)
 	assert_usage(f, "--size is required", "Try 'imgstore image resize --help'.");
 }
 
+/* An optional image not given goes as an empty ImageSpec, not as none. */
+static void test_optional_image(void **state)
+{
+	fake *f = *state;
+	Imgstore__V1__ReplicationStatusResponse st =
+		IMGSTORE__V1__REPLICATION_STATUS_RESPONSE__INIT;
+
+	fake_expect(f, "imgstore.v1.ReplicationService/GetReplicationStatus", &st);
+	fake_expect(f, "imgstore.v1.ReplicationService/GetReplicationStatus", &st);
+	fake_expect_error(f, "imgstore.v1.TierService/Restore", -ENOSYS, IMS_RPC_UNIMPLEMENTED, "");
+	assert_int_equal(fake_run(f, "--server", SOCK, "repl", "status", NULL), 0);
+	assert_int_equal(fake_run(f, "--server", SOCK, "repl", "status", "rbd/vm1", NULL), 0);
+	assert_int_equal(fake_run(f, "--server", SOCK, "tier", "restore", "cold1", NULL), 1);
+	Imgstore__V1__ReplicationStatusRequest *all =
+		sent(f, 0, &imgstore__v1__replication_status_request__descriptor);
+	Imgstore__V1__ReplicationStatusRequest *one =
+		sent(f, 1, &imgstore__v1__replication_status_request__descriptor);
+	Imgstore__V1__RestoreRequest *rs = sent(f, 2, &imgstore__v1__restore_request__descriptor);
+	assert_non_null(all->image);
+	assert_string_equal(all->image->pool, "");
+	assert_string_equal(all->image->image, "");
+	assert_string_equal(one->image->pool, "rbd");
+	assert_string_equal(one->image->image, "vm1");
+	assert_string_equal(rs->name, "cold1");
+	assert_non_null(rs->to);
+	assert_string_equal(rs->to->pool, "");
+	assert_string_equal(rs->to->image, "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -796,6 +825,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snap_verbs, cli_setup, cli_teardown),
 		cmocka_unit_test_setup_teardown(test_op_and_host_verbs, cli_setup, cli_teardown),
 		cmocka_unit_test_setup_teardown(test_repl_tier_group, cli_setup, cli_teardown),
+		cmocka_unit_test_setup_teardown(test_optional_image, cli_setup, cli_teardown),
 		cmocka_unit_test_setup_teardown(test_shared_shapes, cli_setup, cli_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
