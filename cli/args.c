@@ -263,12 +263,15 @@ int ims_cli_arg_size(ims_cli *cli, uint64_t *out, const char *opt, const char *s
 	return 0;
 }
 
-int ims_cli_arg_chunk(ims_cli *cli, uint32_t *out, const char *s)
+int ims_cli_opt_chunk(ims_cli *cli, uint32_t *out, const ims_cli_args *a)
 {
+	const char *s = ims_cli_opt_value(cli, a, "chunk");
 	uint64_t bytes;
-	int r = ims_cli_arg_size(cli, &bytes, "chunk", s);
+	int r;
 
-	if (r)
+	if (!s)
+		return 0;
+	if ((r = ims_cli_arg_size(cli, &bytes, "chunk", s)))
 		return r;
 	if (bytes < 4096 || bytes > (1u << 30) || (bytes & (bytes - 1)))
 		return ims_cli_usage(cli, "--chunk: a power of two from 4K to 1G");

@@ -26,6 +26,7 @@
 
 #include "imgstore/v1/common.pb-c.h"
 #include "imgstore/v1/group.pb-c.h"
+#include "imgstore/v1/replication.pb-c.h"
 
 #define IMS_CLI_EXIT_OK	   0
 #define IMS_CLI_EXIT_ERROR 1
@@ -227,8 +228,6 @@ int ims_cli_arg_spec(ims_cli *cli, ims_spec *out, const char *s, bool snap_allow
 		     bool snap_required);
 int ims_cli_arg_name(ims_cli *cli, ims_name_kind kind, const char *what, const char *s);
 int ims_cli_arg_size(ims_cli *cli, uint64_t *out, const char *opt, const char *s);
-/** A verify's --chunk: a power of two from 4K to 1G. */
-int ims_cli_arg_chunk(ims_cli *cli, uint32_t *out, const char *s);
 int ims_cli_arg_duration(ims_cli *cli, uint64_t *out, const char *opt, const char *s, uint64_t max);
 int ims_cli_arg_uint(ims_cli *cli, uint64_t *out, const char *opt, const char *s, uint64_t max);
 /** A free-form identifier (operation and lease ids, host and site names, targets). */
@@ -271,6 +270,9 @@ int ims_cli_opt_choice(ims_cli *cli, char **out, const ims_cli_args *a, const ch
  */
 int ims_cli_opt_seconds(ims_cli *cli, uint32_t *out, const ims_cli_args *a, const char *name,
 			const char *zero_hint);
+
+/** A verify's --chunk: a power of two from 4K to 1G; @p out is left as it is when not given. */
+int ims_cli_opt_chunk(ims_cli *cli, uint32_t *out, const ims_cli_args *a);
 
 /** A failover's --wait: a duration from 1s to 1d; @p out is 0 when it is not given. */
 int ims_cli_opt_fence_wait(ims_cli *cli, uint32_t *out, const ims_cli_args *a);
@@ -493,6 +495,10 @@ const char *ims_cli_format_field(char *buf, size_t len, const ProtobufCMessage *
 
 /** Print a JSON document on stdout, pretty-printed, and drop the reference. */
 void ims_cli_print_json(ims_cli *cli, struct json_object *doc);
+
+/** For humans: a line "@p indent differs at offset O, N bytes" for each mismatch of @p v. */
+void ims_cli_print_mismatches(ims_cli *cli, const char *indent,
+			      const Imgstore__V1__VerifyResponse *v);
 
 /** Print @p s (escaped for a terminal) followed by a newline on stdout. */
 void ims_cli_print_line(ims_cli *cli, const char *s);

@@ -11,7 +11,6 @@
 #include "cli/cli.h"
 #include "common/units.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -312,13 +311,11 @@ static int group_repl_verify(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__VerifyGroupRequest req = IMGSTORE__V1__VERIFY_GROUP_REQUEST__INIT;
 	Imgstore__V1__GroupSpec gs;
 	Imgstore__V1__VerifyGroupResponse *v = NULL;
-	const char *chunk = ims_cli_opt_value(cli, a, "chunk");
 	ims_spec spec;
 	int r;
 	if ((r = ims_cli_arg_group(cli, &spec, &gs, a->pos[0], false)) ||
-	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", false)))
-		return r;
-	if (chunk && (r = ims_cli_arg_chunk(cli, &req.chunk_size, chunk)))
+	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", false)) ||
+	    (r = ims_cli_opt_chunk(cli, &req.chunk_size, a)))
 		return r;
 	req.group = &gs;
 	if ((r = ims_cli_call(cli, GROUP_SVC "VerifyGroup", &req,
@@ -332,10 +329,7 @@ static int group_repl_verify(ims_cli *cli, const ims_cli_args *a)
 		for (size_t i = 0; i < v->n_images; i++) {
 			const Imgstore__V1__VerifyResponse *m = v->images[i];
 			fprintf(cli->out, "  %s: %s\n", m->image, m->verdict);
-			for (size_t k = 0; k < m->n_mismatches; k++)
-				fprintf(cli->out,
-					"    differs at offset %" PRIu64 ", %" PRIu64 " bytes\n",
-					m->mismatches[k]->offset, m->mismatches[k]->length);
+			ims_cli_print_mismatches(cli, "    ", m);
 		}
 	}
 	r = v->equal ? 0 : 1;

@@ -8,7 +8,6 @@
 #include "cli/cli.h"
 #include "common/units.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -175,7 +174,6 @@ static int repl_verify(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__ImageSpec ms;
 	Imgstore__V1__VerifyResponse *v = NULL;
 	const char *snap = ims_cli_opt_value(cli, a, "snap");
-	const char *chunk = ims_cli_opt_value(cli, a, "chunk");
 	ims_spec spec;
 	int r;
 
@@ -184,7 +182,7 @@ static int repl_verify(ims_cli *cli, const ims_cli_args *a)
 		return r;
 	if (snap && (r = ims_cli_arg_name(cli, IMS_NAME_SNAP, "--snap", snap)))
 		return r;
-	if (chunk && (r = ims_cli_arg_chunk(cli, &req.chunk_size, chunk)))
+	if ((r = ims_cli_opt_chunk(cli, &req.chunk_size, a)))
 		return r;
 	req.image = &ms;
 	req.snapshot = snap ? (char *)snap : (char *)"";
@@ -193,9 +191,7 @@ static int repl_verify(ims_cli *cli, const ims_cli_args *a)
 		return r;
 	ims_cli_print_message(cli, &v->base);
 	if (cli->format != IMS_CLI_FORMAT_JSON)
-		for (size_t i = 0; i < v->n_mismatches; i++)
-			fprintf(cli->out, "  differs at offset %" PRIu64 ", %" PRIu64 " bytes\n",
-				v->mismatches[i]->offset, v->mismatches[i]->length);
+		ims_cli_print_mismatches(cli, "  ", v);
 	r = v->equal ? 0 : 1;
 	protobuf_c_message_free_unpacked(&v->base, NULL);
 	return r;
