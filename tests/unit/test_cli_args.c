@@ -807,6 +807,46 @@ static void test_optional_image(void **state)
 	assert_string_equal(rs->to->image, "");
 }
 
+/* Every verb runs something; every one-call row names a method, fields and types that exist. */
+static void test_call_rows(void **state)
+{
+	(void)state;
+	for (const ims_cli_noun *n = ims_cli__nouns; n->name; n++) {
+		for (const ims_cli_verb *v = n->verbs; v->verb; v++) {
+			const ims_cli_call_spec *c = v->call;
+			const ProtobufCMethodDescriptor *m;
+			const ProtobufCFieldDescriptor *f;
+
+			assert_true((v->run != NULL) != (c != NULL));
+			if (!c)
+				continue;
+			m = protobuf_c_service_descriptor_get_method_by_name(c->service, c->method);
+			assert_non_null(m);
+			f = c->field ? protobuf_c_message_descriptor_get_field_by_name(m->input,
+										       c->field)
+				     : NULL;
+			assert_true((c->pos == IMS_CLI_POS_NONE) == (f == NULL));
+			if (c->pos == IMS_CLI_POS_POOL || c->pos == IMS_CLI_POS_WORD)
+				assert_int_equal(f->type, PROTOBUF_C_TYPE_STRING);
+			else if (c->pos == IMS_CLI_POS_GROUP)
+				assert_ptr_equal(f->descriptor,
+						 &imgstore__v1__group_spec__descriptor);
+			else if (c->pos != IMS_CLI_POS_NONE)
+				assert_ptr_equal(f->descriptor,
+						 &imgstore__v1__image_spec__descriptor);
+			if (c->reply == IMS_CLI_REPLY_OP)
+				assert_ptr_equal(m->output, &imgstore__v1__operation__descriptor);
+			if (c->reply == IMS_CLI_REPLY_LIST && c->list_field) {
+				f = protobuf_c_message_descriptor_get_field_by_name(m->output,
+										    c->list_field);
+				assert_non_null(f);
+				assert_int_equal(f->label, PROTOBUF_C_LABEL_REPEATED);
+				assert_int_equal(f->type, PROTOBUF_C_TYPE_MESSAGE);
+			}
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -826,6 +866,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_op_and_host_verbs, cli_setup, cli_teardown),
 		cmocka_unit_test_setup_teardown(test_repl_tier_group, cli_setup, cli_teardown),
 		cmocka_unit_test_setup_teardown(test_optional_image, cli_setup, cli_teardown),
+		cmocka_unit_test(test_call_rows),
 		cmocka_unit_test_setup_teardown(test_shared_shapes, cli_setup, cli_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
