@@ -850,24 +850,15 @@ static void test_call_rows(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_create_request, cli_setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_create_option_forms, cli_setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_create_usage_errors, cli_setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_dispatch_usage_errors, cli_setup,
-						cli_teardown),
-		cmocka_unit_test_setup_teardown(test_help_and_version, cli_setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_environment, cli_setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_token_file, cli_setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_server_errors, cli_setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_image_verbs, cli_setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_tags, cli_setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_attach_info, cli_setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_snap_verbs, cli_setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_op_and_host_verbs, cli_setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_repl_tier_group, cli_setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_optional_image, cli_setup, cli_teardown),
-		cmocka_unit_test(test_call_rows),
-		cmocka_unit_test_setup_teardown(test_shared_shapes, cli_setup, cli_teardown),
+		CLI_TEST(test_create_request),	    CLI_TEST(test_create_option_forms),
+		CLI_TEST(test_create_usage_errors), CLI_TEST(test_dispatch_usage_errors),
+		CLI_TEST(test_help_and_version),    CLI_TEST(test_environment),
+		CLI_TEST(test_token_file),	    CLI_TEST(test_server_errors),
+		CLI_TEST(test_image_verbs),	    CLI_TEST(test_tags),
+		CLI_TEST(test_attach_info),	    CLI_TEST(test_snap_verbs),
+		CLI_TEST(test_op_and_host_verbs),   CLI_TEST(test_repl_tier_group),
+		CLI_TEST(test_optional_image),	    cmocka_unit_test(test_call_rows),
+		CLI_TEST(test_shared_shapes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

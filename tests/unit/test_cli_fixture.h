@@ -15,6 +15,9 @@
 static ProtobufCMessage *cli_sent[CLI_SENT_MAX];
 static size_t cli_nsent;
 
+/* A cmocka test with a fresh fake in *state (cli_setup(), cli_teardown()). */
+#define CLI_TEST(test) cmocka_unit_test_setup_teardown(test, cli_setup, cli_teardown)
+
 /* cmocka setup: a fresh fake in *@p state. */
 static inline int cli_setup(void **state)
 {

@@ -39,6 +39,7 @@
 
 static char tmpdir[PATH_MAX];
 
+/* cli_setup() and the directory of the test files */
 static int setup(void **state)
 {
 	const char *dir = getenv("IMS_TEST_TMP");
@@ -47,6 +48,8 @@ static int setup(void **state)
 	mkdir(tmpdir, 0755);
 	return cli_setup(state);
 }
+
+#define OPS_TEST(test) cmocka_unit_test_setup_teardown(test, setup, cli_teardown)
 
 static char *path_in_tmp(const char *name)
 {
@@ -548,18 +551,16 @@ static void test_export_download_sparse(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_import_local_waits, setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_import_no_wait_and_json, setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_import_upload_chunks, setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_wait_failure, setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_ctrl_c_cancels, setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_op_wait_timeout, setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_import_path_refused_uploads, setup,
-						cli_teardown),
-		cmocka_unit_test_setup_teardown(test_export_path_refused_downloads, setup,
-						cli_teardown),
-		cmocka_unit_test_setup_teardown(test_export_local, setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_export_download_sparse, setup, cli_teardown),
+		OPS_TEST(test_import_local_waits),
+		OPS_TEST(test_import_no_wait_and_json),
+		OPS_TEST(test_import_upload_chunks),
+		OPS_TEST(test_wait_failure),
+		OPS_TEST(test_ctrl_c_cancels),
+		OPS_TEST(test_op_wait_timeout),
+		OPS_TEST(test_import_path_refused_uploads),
+		OPS_TEST(test_export_path_refused_downloads),
+		OPS_TEST(test_export_local),
+		OPS_TEST(test_export_download_sparse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

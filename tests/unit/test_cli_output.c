@@ -437,15 +437,13 @@ int main(void)
 		cmocka_unit_test(test_time_and_states),
 		cmocka_unit_test(test_json_image),
 		cmocka_unit_test(test_json_operation),
-		cmocka_unit_test_setup_teardown(test_image_ls_table_and_json, cli_setup,
-						cli_teardown),
-		cmocka_unit_test_setup_teardown(test_key_value_lines, cli_setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_op_ls_table, cli_setup, cli_teardown),
+		CLI_TEST(test_image_ls_table_and_json),
+		CLI_TEST(test_key_value_lines),
+		CLI_TEST(test_op_ls_table),
 		cmocka_unit_test(test_progress_formats),
-		cmocka_unit_test_setup_teardown(test_group_removed_names, cli_setup, cli_teardown),
-		cmocka_unit_test_setup_teardown(test_progress_plain_throttle, cli_setup,
-						cli_teardown),
-		cmocka_unit_test_setup_teardown(test_progress_bar_redraw, cli_setup, cli_teardown),
+		CLI_TEST(test_group_removed_names),
+		CLI_TEST(test_progress_plain_throttle),
+		CLI_TEST(test_progress_bar_redraw),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
