@@ -126,34 +126,31 @@ static void print_try(ims_cli *cli)
 		fprintf(cli->err, "Try 'imgstore --help'.\n");
 }
 
+/* The body of the printf-like functions below: `imgstore: PREFIX<fmt, ...>` on stderr. */
+#define PRINT_ERROR(cli, prefix, fmt)                                                              \
+	do {                                                                                       \
+		va_list ap;                                                                        \
+		va_start(ap, fmt);                                                                 \
+		vprint_error(cli, prefix, fmt, ap);                                                \
+		va_end(ap);                                                                        \
+	} while (0)
+
 int ims_cli_usage(ims_cli *cli, const char *fmt, ...)
 {
-	va_list ap;
-
-	va_start(ap, fmt);
-	vprint_error(cli, "", fmt, ap);
-	va_end(ap);
+	PRINT_ERROR(cli, "", fmt);
 	print_try(cli);
 	return IMS_CLI_EXIT_USAGE;
 }
 
 int ims_cli_fail(ims_cli *cli, const char *fmt, ...)
 {
-	va_list ap;
-
-	va_start(ap, fmt);
-	vprint_error(cli, "", fmt, ap);
-	va_end(ap);
+	PRINT_ERROR(cli, "", fmt);
 	return IMS_CLI_EXIT_ERROR;
 }
 
 void ims_cli_warn(ims_cli *cli, const char *fmt, ...)
 {
-	va_list ap;
-
-	va_start(ap, fmt);
-	vprint_error(cli, "warning: ", fmt, ap);
-	va_end(ap);
+	PRINT_ERROR(cli, "warning: ", fmt);
 }
 
 /* ---- checked values ---- */
@@ -170,9 +167,10 @@ int ims_cli_arg_spec(ims_cli *cli, ims_spec *out, const char *s, bool snap_allow
 int ims_cli_arg_image(ims_cli *cli, ims_spec *spec, Imgstore__V1__ImageSpec *out, const char *s,
 		      bool snap_allowed, bool snap_required)
 {
-	int r = ims_cli_arg_spec(cli, spec, s, snap_allowed, snap_required);
+	int r;
 
-	if (r)
+	memset(spec, 0, sizeof(*spec));
+	if (s && (r = ims_cli_arg_spec(cli, spec, s, snap_allowed, snap_required)))
 		return r;
 	ims_cli_spec_to_msg(out, spec);
 	return 0;
@@ -191,6 +189,18 @@ int ims_cli_opt_word(ims_cli *cli, char **out, const ims_cli_args *a, const char
 	if (v && (r = ims_cli_arg_word(cli, what, v)))
 		return r;
 	*out = v ? (char *)v : (char *)"";
+	return 0;
+}
+
+int ims_cli_opt_choice(ims_cli *cli, char **out, const ims_cli_args *a, const char *name,
+		       const char *const *choices, const char *dflt)
+{
+	const char *v = ims_cli_opt_value(cli, a, name);
+	int r;
+
+	if (v && (r = ims_cli_arg_choice(cli, name, v, choices)))
+		return r;
+	*out = (char *)(v ? v : dflt);
 	return 0;
 }
 
@@ -253,12 +263,15 @@ int ims_cli_arg_size(ims_cli *cli, uint64_t *out, const char *opt, const char *s
 	return 0;
 }
 
-int ims_cli_arg_chunk(ims_cli *cli, uint32_t *out, const char *s)
+int ims_cli_opt_chunk(ims_cli *cli, uint32_t *out, const ims_cli_args *a)
 {
+	const char *s = ims_cli_opt_value(cli, a, "chunk");
 	uint64_t bytes;
-	int r = ims_cli_arg_size(cli, &bytes, "chunk", s);
+	int r;
 
-	if (r)
+	if (!s)
+		return 0;
+	if ((r = ims_cli_arg_size(cli, &bytes, "chunk", s)))
 		return r;
 	if (bytes < 4096 || bytes > (1u << 30) || (bytes & (bytes - 1)))
 		return ims_cli_usage(cli, "--chunk: a power of two from 4K to 1G");
@@ -617,7 +630,7 @@ static int run_verb(ims_cli *cli, const ims_cli_verb *v, int argc, char **argv, 
 	if (a.npos < v->min_pos)
 		return ims_cli_usage(cli, "missing arguments: imgstore %s %s %s", v->noun, v->verb,
 				     v->synopsis);
-	return v->run(cli, &a);
+	return v->run ? v->run(cli, &a) : ims_cli_run_call(cli, v->call, &a);
 }
 
 int ims_cli_main(ims_cli *cli, int argc, char **argv)

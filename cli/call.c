@@ -108,17 +108,41 @@ void ims_cli_spec_to_msg(Imgstore__V1__ImageSpec *out, ims_spec *spec)
 	out->snapshot = spec->snap;
 }
 
-/* Call, print the reply as a message (@p json_only: only with --format json), free it. */
-static int call_print(ims_cli *cli, const char *method, const void *req,
-		      const ProtobufCMessageDescriptor *resp_desc, bool json_only)
+int ims_cli_arg_group(ims_cli *cli, ims_spec *spec, Imgstore__V1__GroupSpec *out, const char *s,
+		      bool snap_required)
+{
+	int r = ims_cli_arg_spec(cli, spec, s, snap_required, snap_required);
+
+	if (r)
+		return r;
+	imgstore__v1__group_spec__init(out);
+	out->pool = spec->pool;
+	out->group = spec->image;
+	out->snapshot = spec->snap;
+	return 0;
+}
+
+static void print_json_only(ims_cli *cli, const ProtobufCMessage *m)
+{
+	if (cli->format == IMS_CLI_FORMAT_JSON)
+		ims_cli_print_message(cli, m);
+}
+
+static void print_nothing(ims_cli *cli, const ProtobufCMessage *m)
+{
+	(void)cli;
+	(void)m;
+}
+
+int ims_cli_call_print(ims_cli *cli, const char *method, const void *req,
+		       const ProtobufCMessageDescriptor *resp_desc, ims_cli_show_fn show)
 {
 	ProtobufCMessage *m = NULL;
 	int r;
 
 	if ((r = ims_cli_call(cli, method, req, resp_desc, &m)))
 		return r;
-	if (!json_only || cli->format == IMS_CLI_FORMAT_JSON)
-		ims_cli_print_message(cli, m);
+	show(cli, m);
 	protobuf_c_message_free_unpacked(m, NULL);
 	return 0;
 }
@@ -126,13 +150,13 @@ static int call_print(ims_cli *cli, const char *method, const void *req,
 int ims_cli_call_show(ims_cli *cli, const char *method, const void *req,
 		      const ProtobufCMessageDescriptor *resp_desc)
 {
-	return call_print(cli, method, req, resp_desc, false);
+	return ims_cli_call_print(cli, method, req, resp_desc, ims_cli_print_message);
 }
 
 int ims_cli_call_empty(ims_cli *cli, const char *method, const void *req,
 		       const ProtobufCMessageDescriptor *resp_desc)
 {
-	return call_print(cli, method, req, resp_desc, true);
+	return ims_cli_call_print(cli, method, req, resp_desc, print_json_only);
 }
 
 int ims_cli_call_list(ims_cli *cli, const char *method, const void *req,
@@ -168,4 +192,89 @@ int ims_cli_call_op(ims_cli *cli, const ims_cli_args *a, const char *method, con
 	if ((r = ims_cli_call(cli, method, req, &imgstore__v1__operation__descriptor, &op)))
 		return r;
 	return ims_cli_finish_op(cli, op, &w);
+}
+
+/* Where the request's field @p name is: a field of @p type, not repeated. */
+static void *request_field(ProtobufCMessage *req, const char *name, ProtobufCType type)
+{
+	const ProtobufCFieldDescriptor *f =
+		protobuf_c_message_descriptor_get_field_by_name(req->descriptor, name);
+
+	assert(f && f->type == type && f->label != PROTOBUF_C_LABEL_REPEATED);
+	return (char *)req + f->offset;
+}
+
+/* Check the positional of @p c and put it into @p req; @p spec and @p msg hold it. */
+static int put_positional(ims_cli *cli, const ims_cli_call_spec *c, const ims_cli_args *a,
+			  ProtobufCMessage *req, ims_spec *spec, ProtobufCMessage *msg)
+{
+	bool snap = c->pos == IMS_CLI_POS_SNAP;
+	const char *s = a->npos ? a->pos[0] : NULL;
+	int r = 0;
+
+	if (c->pos == IMS_CLI_POS_NONE || (!s && c->pos != IMS_CLI_POS_IMAGE))
+		return 0;
+	switch (c->pos) {
+	case IMS_CLI_POS_IMAGE:
+	case IMS_CLI_POS_SNAP:
+		r = ims_cli_arg_image(cli, spec, (Imgstore__V1__ImageSpec *)msg, s, snap, snap);
+		break;
+	case IMS_CLI_POS_GROUP:
+		r = ims_cli_arg_group(cli, spec, (Imgstore__V1__GroupSpec *)msg, s, false);
+		break;
+	case IMS_CLI_POS_POOL: r = ims_cli_arg_name(cli, IMS_NAME_POOL, c->what, s); break;
+	case IMS_CLI_POS_WORD: r = ims_cli_arg_word(cli, c->what, s); break;
+	case IMS_CLI_POS_NONE: break;
+	}
+	if (r)
+		return r;
+	if (c->pos == IMS_CLI_POS_POOL || c->pos == IMS_CLI_POS_WORD)
+		*(const char **)request_field(req, c->field, PROTOBUF_C_TYPE_STRING) = s;
+	else
+		*(ProtobufCMessage **)request_field(req, c->field, PROTOBUF_C_TYPE_MESSAGE) = msg;
+	return 0;
+}
+
+int ims_cli_run_call(ims_cli *cli, const ims_cli_call_spec *c, const ims_cli_args *a)
+{
+	const ProtobufCMethodDescriptor *m =
+		protobuf_c_service_descriptor_get_method_by_name(c->service, c->method);
+	union {
+		ProtobufCMessage base;
+		Imgstore__V1__ImageSpec image;
+		Imgstore__V1__GroupSpec group;
+	} msg;
+	ProtobufCMessage *req;
+	char method[256];
+	ims_spec spec;
+	int r;
+
+	assert(m && "method not in the service");
+	snprintf(method, sizeof(method), "%s/%s", c->service->name, m->name);
+	req = malloc(m->input->sizeof_message);
+	if (!req)
+		return ims_cli_fail(cli, "out of memory");
+	protobuf_c_message_init(m->input, req);
+	if ((r = put_positional(cli, c, a, req, &spec, &msg.base)))
+		goto out;
+	switch (c->reply) {
+	case IMS_CLI_REPLY_SHOW:
+		r = ims_cli_call_print(cli, method, req, m->output,
+				       c->show ? c->show : ims_cli_print_message);
+		break;
+	case IMS_CLI_REPLY_EMPTY: r = ims_cli_call_empty(cli, method, req, m->output); break;
+	case IMS_CLI_REPLY_OP:
+		assert(m->output == &imgstore__v1__operation__descriptor);
+		r = ims_cli_call_op(cli, a, method, req);
+		break;
+	case IMS_CLI_REPLY_LIST:
+		r = ims_cli_call_list(cli, method, req, m->output, c->list_field, c->cols);
+		break;
+	case IMS_CLI_REPLY_NONE:
+		r = ims_cli_call_print(cli, method, req, m->output, print_nothing);
+		break;
+	}
+out:
+	free(req);
+	return r;
 }

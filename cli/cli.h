@@ -25,6 +25,8 @@
 #include "proto/rpc.h"
 
 #include "imgstore/v1/common.pb-c.h"
+#include "imgstore/v1/group.pb-c.h"
+#include "imgstore/v1/replication.pb-c.h"
 
 #define IMS_CLI_EXIT_OK	   0
 #define IMS_CLI_EXIT_ERROR 1
@@ -153,6 +155,8 @@ typedef struct {
 	const char *val[IMS_CLI_MAX_OPTS];
 } ims_cli_args;
 
+typedef struct ims_cli_call_spec ims_cli_call_spec;
+
 struct ims_cli_verb {
 	const char *noun;
 	const char *verb;	 /* may be two words: "lease acquire" */
@@ -161,6 +165,8 @@ struct ims_cli_verb {
 	const ims_cli_opt *opts; /* ends with { NULL } */
 	unsigned min_pos, max_pos;
 	int (*run)(ims_cli *cli, const ims_cli_args *a);
+	/* a verb that is one call and nothing else: run is NULL, ims_cli_run_call() runs this */
+	const ims_cli_call_spec *call;
 };
 
 /* The verbs of each noun (cmd_*.c), each table ending with a zeroed entry. */
@@ -222,8 +228,6 @@ int ims_cli_arg_spec(ims_cli *cli, ims_spec *out, const char *s, bool snap_allow
 		     bool snap_required);
 int ims_cli_arg_name(ims_cli *cli, ims_name_kind kind, const char *what, const char *s);
 int ims_cli_arg_size(ims_cli *cli, uint64_t *out, const char *opt, const char *s);
-/** A verify's --chunk: a power of two from 4K to 1G. */
-int ims_cli_arg_chunk(ims_cli *cli, uint32_t *out, const char *s);
 int ims_cli_arg_duration(ims_cli *cli, uint64_t *out, const char *opt, const char *s, uint64_t max);
 int ims_cli_arg_uint(ims_cli *cli, uint64_t *out, const char *opt, const char *s, uint64_t max);
 /** A free-form identifier (operation and lease ids, host and site names, targets). */
@@ -233,10 +237,18 @@ int ims_cli_arg_choice(ims_cli *cli, const char *opt, const char *s, const char 
 
 /**
  * POOL/IMAGE[@SNAP] @p s into @p spec and the wire @p out, which borrows its strings from
- * @p spec (ims_cli_arg_spec() then ims_cli_spec_to_msg()).
+ * @p spec (ims_cli_arg_spec() then ims_cli_spec_to_msg()). @p s NULL (an optional image not
+ * given): an ImageSpec whose fields are all "".
  */
 int ims_cli_arg_image(ims_cli *cli, ims_spec *spec, Imgstore__V1__ImageSpec *out, const char *s,
 		      bool snap_allowed, bool snap_required);
+
+/**
+ * POOL/GROUP[@SNAP] @p s into @p spec and the wire @p out, which borrows its strings from
+ * @p spec; @p snap_required: the snapshot is required, else refused.
+ */
+int ims_cli_arg_group(ims_cli *cli, ims_spec *spec, Imgstore__V1__GroupSpec *out, const char *s,
+		      bool snap_required);
 
 /**
  * Option --@p name of the current verb, checked as ims_cli_arg_word("--NAME"): @p out is its
@@ -246,11 +258,21 @@ int ims_cli_opt_word(ims_cli *cli, char **out, const ims_cli_args *a, const char
 		     bool required);
 
 /**
+ * Option --@p name of the current verb, one of @p choices (NULL-terminated) as
+ * ims_cli_arg_choice() checks it: @p out is its value, or @p dflt when it is not given.
+ */
+int ims_cli_opt_choice(ims_cli *cli, char **out, const ims_cli_args *a, const char *name,
+		       const char *const *choices, const char *dflt);
+
+/**
  * Option --@p name of the current verb, a duration of 1s to 2^32-1s: @p out is 0 when it is not
  * given. 0s is refused with "--NAME: must be at least 1s" and @p zero_hint ("" for none).
  */
 int ims_cli_opt_seconds(ims_cli *cli, uint32_t *out, const ims_cli_args *a, const char *name,
 			const char *zero_hint);
+
+/** A verify's --chunk: a power of two from 4K to 1G; @p out is left as it is when not given. */
+int ims_cli_opt_chunk(ims_cli *cli, uint32_t *out, const ims_cli_args *a);
 
 /** A failover's --wait: a duration from 1s to 1d; @p out is 0 when it is not given. */
 int ims_cli_opt_fence_wait(ims_cli *cli, uint32_t *out, const ims_cli_args *a);
@@ -330,6 +352,55 @@ int ims_cli_call_list(ims_cli *cli, const char *method, const void *req,
  * with the verb's --no-wait (every such verb has one).
  */
 int ims_cli_call_op(ims_cli *cli, const ims_cli_args *a, const char *method, const void *req);
+
+/** Print a reply for humans or as JSON, as a verb of its own does. */
+typedef void (*ims_cli_show_fn)(ims_cli *cli, const ProtobufCMessage *resp);
+
+/** As ims_cli_call_show(), printing the reply with @p show. */
+int ims_cli_call_print(ims_cli *cli, const char *method, const void *req,
+		       const ProtobufCMessageDescriptor *resp_desc, ims_cli_show_fn show);
+
+/* ---- verbs that are one call (call.c): a row of the verb's table instead of a function ---- */
+
+/** What the positional of a one-call verb is, checked as the ims_cli_arg_*() of that kind. */
+typedef enum {
+	IMS_CLI_POS_NONE,  /* the verb takes no positional */
+	IMS_CLI_POS_IMAGE, /* POOL/IMAGE into an ImageSpec field */
+	IMS_CLI_POS_SNAP,  /* POOL/IMAGE@SNAP into an ImageSpec field */
+	IMS_CLI_POS_GROUP, /* POOL/GROUP into a GroupSpec field */
+	IMS_CLI_POS_POOL,  /* a pool name into a string field */
+	IMS_CLI_POS_WORD,  /* an identifier (ims_cli_arg_word()) into a string field */
+} ims_cli_pos_kind;
+
+/** How a one-call verb prints the reply: as ims_cli_call_show(), _empty(), _op(), _list(). */
+typedef enum {
+	IMS_CLI_REPLY_SHOW,
+	IMS_CLI_REPLY_EMPTY,
+	IMS_CLI_REPLY_OP,
+	IMS_CLI_REPLY_LIST,
+	IMS_CLI_REPLY_NONE, /* nothing, not even with --format json */
+} ims_cli_reply_kind;
+
+/**
+ * A verb that is one call: the positional goes into the request's field @p field, the request
+ * to @p method of @p service, the reply is printed as @p reply says. The request and reply
+ * types are the method's. When the verb's min_pos is 0 and no positional is given, an image
+ * goes as an empty ImageSpec, a pool or a word as "".
+ */
+struct ims_cli_call_spec {
+	const ProtobufCServiceDescriptor *service;
+	const char *method; /* the method's name in @p service: "CreateSnapshot" */
+	ims_cli_pos_kind pos;
+	const char *field;
+	const char *what; /* POOL, WORD: the positional's name in messages ("lease id") */
+	ims_cli_reply_kind reply;
+	const char *list_field;	    /* LIST: as ims_cli_call_list() */
+	const ims_cli_column *cols; /* LIST */
+	ims_cli_show_fn show;	    /* SHOW: NULL for ims_cli_print_message() */
+};
+
+/** Run @p c with the command line @p a. @returns the exit status. */
+int ims_cli_run_call(ims_cli *cli, const ims_cli_call_spec *c, const ims_cli_args *a);
 
 /* ---- operations (wait.c) ---- */
 
@@ -424,6 +495,10 @@ const char *ims_cli_format_field(char *buf, size_t len, const ProtobufCMessage *
 
 /** Print a JSON document on stdout, pretty-printed, and drop the reference. */
 void ims_cli_print_json(ims_cli *cli, struct json_object *doc);
+
+/** For humans: a line "@p indent differs at offset O, N bytes" for each mismatch of @p v. */
+void ims_cli_print_mismatches(ims_cli *cli, const char *indent,
+			      const Imgstore__V1__VerifyResponse *v);
 
 /** Print @p s (escaped for a terminal) followed by a newline on stdout. */
 void ims_cli_print_line(ims_cli *cli, const char *s);

@@ -11,7 +11,6 @@
 #include "cli/cli.h"
 #include "common/units.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,23 +19,10 @@
 #include "imgstore/v1/group.pb-c.h"
 #include "imgstore/v1/replication.pb-c.h"
 
-#define GROUP_SVC "imgstore.v1.GroupService/"
+#define GROUP_SVC     "imgstore.v1.GroupService/"
+#define GROUP_SERVICE (&imgstore__v1__group_service__descriptor)
 
 static const char *const modes[] = {"async", "sync", NULL};
-
-/* POOL/GROUP[@SNAP] into a GroupSpec; the strings are borrowed from @p spec. */
-static int group_arg(ims_cli *cli, ims_spec *spec, Imgstore__V1__GroupSpec *out, const char *s,
-		     bool snap_required)
-{
-	int r = ims_cli_arg_spec(cli, spec, s, snap_required, snap_required);
-	if (r)
-		return r;
-	imgstore__v1__group_spec__init(out);
-	out->pool = spec->pool;
-	out->group = spec->image;
-	out->snapshot = spec->snap;
-	return 0;
-}
 
 static const char *members_col(char *buf, size_t len, const ProtobufCMessage *row)
 {
@@ -75,49 +61,30 @@ static const ims_cli_column group_columns[] = {
 	{NULL, NULL, NULL},
 };
 
-/* Call @p method, whose reply is a Group, and show it. */
-static int call_group(ims_cli *cli, const char *method, const void *req)
+/* A Group for humans: its images, snapshots and replication, one per line. */
+static void print_group(ims_cli *cli, const ProtobufCMessage *m)
 {
-	Imgstore__V1__Group *g = NULL;
-	int r;
+	const Imgstore__V1__Group *g = (const Imgstore__V1__Group *)m;
 
-	if ((r = ims_cli_call(cli, method, req, &imgstore__v1__group__descriptor, &g)))
-		return r;
 	if (cli->format == IMS_CLI_FORMAT_JSON) {
-		ims_cli_print_message(cli, &g->base);
-	} else {
-		fprintf(cli->out, "group:     %s/%s\n", g->pool, g->name);
-		fprintf(cli->out, "images:    %zu\n", g->n_images);
-		for (size_t i = 0; i < g->n_images; i++)
-			fprintf(cli->out, "  %s/%s\n", g->images[i]->pool, g->images[i]->image);
-		fprintf(cli->out, "snapshots: %zu\n", g->n_snapshots);
-		for (size_t i = 0; i < g->n_snapshots; i++)
-			fprintf(cli->out, "  %s%s\n", g->snapshots[i]->name,
-				g->snapshots[i]->complete ? "" : " (incomplete)");
-		for (size_t i = 0; i < g->n_replication; i++) {
-			Imgstore__V1__ReplicationStatus *s = g->replication[i];
-			fprintf(cli->out,
-				"replicated to %s: %s, RPO %us, lag %.1fs, last sealed %s%s%s\n",
-				s->target, s->state, s->rpo_seconds, s->lag_seconds,
-				s->last_sealed_snapshot[0] ? s->last_sealed_snapshot : "-",
-				s->error[0] ? ", error: " : "", s->error);
-		}
+		ims_cli_print_message(cli, m);
+		return;
 	}
-	protobuf_c_message_free_unpacked(&g->base, NULL);
-	return 0;
-}
-
-static int group_create(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__CreateGroupRequest req = IMGSTORE__V1__CREATE_GROUP_REQUEST__INIT;
-	Imgstore__V1__GroupSpec gs;
-	ims_spec spec;
-	int r;
-
-	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
-		return r;
-	req.group = &gs;
-	return call_group(cli, GROUP_SVC "CreateGroup", &req);
+	fprintf(cli->out, "group:     %s/%s\n", g->pool, g->name);
+	fprintf(cli->out, "images:    %zu\n", g->n_images);
+	for (size_t i = 0; i < g->n_images; i++)
+		fprintf(cli->out, "  %s/%s\n", g->images[i]->pool, g->images[i]->image);
+	fprintf(cli->out, "snapshots: %zu\n", g->n_snapshots);
+	for (size_t i = 0; i < g->n_snapshots; i++)
+		fprintf(cli->out, "  %s%s\n", g->snapshots[i]->name,
+			g->snapshots[i]->complete ? "" : " (incomplete)");
+	for (size_t i = 0; i < g->n_replication; i++) {
+		Imgstore__V1__ReplicationStatus *s = g->replication[i];
+		fprintf(cli->out, "replicated to %s: %s, RPO %us, lag %.1fs, last sealed %s%s%s\n",
+			s->target, s->state, s->rpo_seconds, s->lag_seconds,
+			s->last_sealed_snapshot[0] ? s->last_sealed_snapshot : "-",
+			s->error[0] ? ", error: " : "", s->error);
+	}
 }
 
 /* add and rm IMAGE...: the images after the group, all or none. */
@@ -130,7 +97,7 @@ static int group_images(ims_cli *cli, const ims_cli_args *a, const char *method)
 	ims_spec spec;
 	int r;
 
-	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
+	if ((r = ims_cli_arg_group(cli, &spec, &gs, a->pos[0], false)))
 		return r;
 	for (unsigned i = 1; i < a->npos; i++) {
 		if ((r = ims_cli_arg_image(cli, &specs[i], &ms[i], a->pos[i], false, false)))
@@ -140,7 +107,7 @@ static int group_images(ims_cli *cli, const ims_cli_args *a, const char *method)
 	req.group = &gs;
 	req.images = mp;
 	req.n_images = a->npos - 1;
-	return call_group(cli, method, &req);
+	return ims_cli_call_print(cli, method, &req, &imgstore__v1__group__descriptor, print_group);
 }
 
 static int group_add(ims_cli *cli, const ims_cli_args *a)
@@ -199,7 +166,7 @@ static int group_rm(ims_cli *cli, const ims_cli_args *a)
 				cli, "--force applies to removing the group, not its images");
 		return group_images(cli, a, GROUP_SVC "RemoveImages");
 	}
-	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
+	if ((r = ims_cli_arg_group(cli, &spec, &gs, a->pos[0], false)))
 		return r;
 	req.group = &gs;
 	req.force = ims_cli_opt_flag(cli, a, "force");
@@ -218,7 +185,7 @@ static int group_snap(ims_cli *cli, const ims_cli_args *a)
 	ims_spec spec;
 	int r;
 
-	if ((r = group_arg(cli, &spec, &gs, a->pos[0], true)))
+	if ((r = ims_cli_arg_group(cli, &spec, &gs, a->pos[0], true)))
 		return r;
 	req.group = &gs;
 	if (ims_cli_opt_flag(cli, a, "rm"))
@@ -236,34 +203,6 @@ static int group_snap(ims_cli *cli, const ims_cli_args *a)
 	return 0;
 }
 
-static int group_ls(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__ListGroupsRequest req = IMGSTORE__V1__LIST_GROUPS_REQUEST__INIT;
-	int r;
-
-	if (a->npos == 1) {
-		if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "pool", a->pos[0])))
-			return r;
-		req.pool = (char *)a->pos[0];
-	}
-	return ims_cli_call_list(cli, GROUP_SVC "ListGroups", &req,
-				 &imgstore__v1__list_groups_response__descriptor, "groups",
-				 group_columns);
-}
-
-static int group_show(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__GetGroupRequest req = IMGSTORE__V1__GET_GROUP_REQUEST__INIT;
-	Imgstore__V1__GroupSpec gs;
-	ims_spec spec;
-	int r;
-
-	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
-		return r;
-	req.group = &gs;
-	return call_group(cli, GROUP_SVC "GetGroup", &req);
-}
-
 /* ---- replication of a group as one unit ---- */
 
 static const ims_cli_opt enable_opts[] = {
@@ -278,19 +217,17 @@ static int group_repl_enable(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__EnableGroupReplicationRequest req =
 		IMGSTORE__V1__ENABLE_GROUP_REPLICATION_REQUEST__INIT;
 	Imgstore__V1__GroupSpec gs;
-	const char *mode = ims_cli_opt_value(cli, a, "mode");
 	ims_spec spec;
 	int r;
 
-	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)) ||
+	if ((r = ims_cli_arg_group(cli, &spec, &gs, a->pos[0], false)) ||
 	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", true)))
 		return r;
-	if (mode && (r = ims_cli_arg_choice(cli, "mode", mode, modes)))
+	if ((r = ims_cli_opt_choice(cli, &req.mode, a, "mode", modes, "async")))
 		return r;
 	if ((r = ims_cli_opt_seconds(cli, &req.rpo_seconds, a, "rpo", "")))
 		return r;
 	req.group = &gs;
-	req.mode = mode ? (char *)mode : (char *)"async";
 	return ims_cli_call_show(cli, GROUP_SVC "EnableGroupReplication", &req,
 				 &imgstore__v1__replication_status__descriptor);
 }
@@ -305,30 +242,6 @@ static const ims_cli_opt sync_opts[] = {
 	IMS_CLI_OPT_END,
 };
 
-static int repl_request(ims_cli *cli, const ims_cli_args *a, ims_spec *spec,
-			Imgstore__V1__GroupSpec *gs, Imgstore__V1__GroupReplicationRequest *req)
-{
-	int r;
-	imgstore__v1__group_replication_request__init(req);
-	if ((r = group_arg(cli, spec, gs, a->pos[0], false)) ||
-	    (r = ims_cli_opt_word(cli, &req->target_site, a, "to", false)))
-		return r;
-	req->group = gs;
-	return 0;
-}
-
-static int group_repl_disable(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__GroupReplicationRequest req;
-	Imgstore__V1__GroupSpec gs;
-	ims_spec spec;
-	int r;
-	if ((r = repl_request(cli, a, &spec, &gs, &req)))
-		return r;
-	return ims_cli_call_show(cli, GROUP_SVC "DisableGroupReplication", &req,
-				 &imgstore__v1__replication_status__descriptor);
-}
-
 static const ims_cli_opt failover_opts[] = {
 	{"to", "SITE", "the site to promote (required)"},
 	{"force", NULL,
@@ -340,14 +253,18 @@ static const ims_cli_opt failover_opts[] = {
 	IMS_CLI_OPT_END,
 };
 
-static int group_repl_op(ims_cli *cli, const ims_cli_args *a, const char *method)
+/* disable (prints the status) and the operations: sync, failover, resync */
+static int group_repl_call(ims_cli *cli, const ims_cli_args *a, const char *method)
 {
-	Imgstore__V1__GroupReplicationRequest req;
+	Imgstore__V1__GroupReplicationRequest req = IMGSTORE__V1__GROUP_REPLICATION_REQUEST__INIT;
 	Imgstore__V1__GroupSpec gs;
 	ims_spec spec;
 	int r;
-	if ((r = repl_request(cli, a, &spec, &gs, &req)))
+
+	if ((r = ims_cli_arg_group(cli, &spec, &gs, a->pos[0], false)) ||
+	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", false)))
 		return r;
+	req.group = &gs;
 	if (cli->verb->opts == failover_opts) {
 		if (!req.target_site[0])
 			return ims_cli_usage(cli, "--to is required");
@@ -355,22 +272,30 @@ static int group_repl_op(ims_cli *cli, const ims_cli_args *a, const char *method
 			return r;
 		req.force = ims_cli_opt_flag(cli, a, "force");
 	}
+	if (cli->verb->opts == to_opts)
+		return ims_cli_call_show(cli, method, &req,
+					 &imgstore__v1__replication_status__descriptor);
 	return ims_cli_call_op(cli, a, method, &req);
+}
+
+static int group_repl_disable(ims_cli *cli, const ims_cli_args *a)
+{
+	return group_repl_call(cli, a, GROUP_SVC "DisableGroupReplication");
 }
 
 static int group_repl_sync(ims_cli *cli, const ims_cli_args *a)
 {
-	return group_repl_op(cli, a, GROUP_SVC "SyncGroup");
+	return group_repl_call(cli, a, GROUP_SVC "SyncGroup");
 }
 
 static int group_repl_failover(ims_cli *cli, const ims_cli_args *a)
 {
-	return group_repl_op(cli, a, GROUP_SVC "FailoverGroup");
+	return group_repl_call(cli, a, GROUP_SVC "FailoverGroup");
 }
 
 static int group_repl_resync(ims_cli *cli, const ims_cli_args *a)
 {
-	return group_repl_op(cli, a, GROUP_SVC "ResyncGroup");
+	return group_repl_call(cli, a, GROUP_SVC "ResyncGroup");
 }
 
 static const ims_cli_opt verify_opts[] = {
@@ -386,13 +311,11 @@ static int group_repl_verify(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__VerifyGroupRequest req = IMGSTORE__V1__VERIFY_GROUP_REQUEST__INIT;
 	Imgstore__V1__GroupSpec gs;
 	Imgstore__V1__VerifyGroupResponse *v = NULL;
-	const char *chunk = ims_cli_opt_value(cli, a, "chunk");
 	ims_spec spec;
 	int r;
-	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)) ||
-	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", false)))
-		return r;
-	if (chunk && (r = ims_cli_arg_chunk(cli, &req.chunk_size, chunk)))
+	if ((r = ims_cli_arg_group(cli, &spec, &gs, a->pos[0], false)) ||
+	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", false)) ||
+	    (r = ims_cli_opt_chunk(cli, &req.chunk_size, a)))
 		return r;
 	req.group = &gs;
 	if ((r = ims_cli_call(cli, GROUP_SVC "VerifyGroup", &req,
@@ -406,10 +329,7 @@ static int group_repl_verify(ims_cli *cli, const ims_cli_args *a)
 		for (size_t i = 0; i < v->n_images; i++) {
 			const Imgstore__V1__VerifyResponse *m = v->images[i];
 			fprintf(cli->out, "  %s: %s\n", m->image, m->verdict);
-			for (size_t k = 0; k < m->n_mismatches; k++)
-				fprintf(cli->out,
-					"    differs at offset %" PRIu64 ", %" PRIu64 " bytes\n",
-					m->mismatches[k]->offset, m->mismatches[k]->length);
+			ims_cli_print_mismatches(cli, "    ", m);
 		}
 	}
 	r = v->equal ? 0 : 1;
@@ -424,56 +344,51 @@ static const ims_cli_column status_columns[] = {
 	{"ERROR", "error", NULL},     {NULL, NULL, NULL},
 };
 
-static int group_repl_status(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__GetGroupRequest req = IMGSTORE__V1__GET_GROUP_REQUEST__INIT;
-	Imgstore__V1__GroupSpec gs;
-	ims_spec spec;
-	int r;
-	if ((r = group_arg(cli, &spec, &gs, a->pos[0], false)))
-		return r;
-	req.group = &gs;
-	return ims_cli_call_list(cli, GROUP_SVC "GetGroupReplicationStatus", &req,
-				 &imgstore__v1__replication_status_response__descriptor, "statuses",
-				 status_columns);
-}
-
 const ims_cli_verb ims_cli__group_verbs[] = {
 	{"group", "create", "POOL/GROUP", "Create a consistency group (the disks of one VM).",
-	 ims_cli__no_opts, 1, 1, group_create},
+	 ims_cli__no_opts, 1, 1, NULL,
+	 &(const ims_cli_call_spec){GROUP_SERVICE, "CreateGroup", IMS_CLI_POS_GROUP, "group", NULL,
+				    IMS_CLI_REPLY_SHOW, NULL, NULL, print_group}},
 	{"group", "add", "POOL/GROUP POOL/IMAGE...", "Add images to a group (all or none).",
-	 ims_cli__no_opts, 2, IMS_CLI_MAX_POS, group_add},
+	 ims_cli__no_opts, 2, IMS_CLI_MAX_POS, group_add, NULL},
 	{"group", "rm", "POOL/GROUP [POOL/IMAGE...] [--force]",
 	 "Take images out of a group; with no image, remove the group.", rm_opts, 1,
-	 IMS_CLI_MAX_POS, group_rm},
+	 IMS_CLI_MAX_POS, group_rm, NULL},
 	{"group", "snap", "POOL/GROUP@SNAP [--rm]", "Snapshot every image of a group at one point.",
-	 snap_opts, 1, 1, group_snap},
-	{"group", "ls", "[POOL]", "List the groups of a pool.", ims_cli__no_opts, 0, 1, group_ls},
+	 snap_opts, 1, 1, group_snap, NULL},
+	{"group", "ls", "[POOL]", "List the groups of a pool.", ims_cli__no_opts, 0, 1, NULL,
+	 &(const ims_cli_call_spec){GROUP_SERVICE, "ListGroups", IMS_CLI_POS_POOL, "pool", "pool",
+				    IMS_CLI_REPLY_LIST, "groups", group_columns, NULL}},
 	{"group", "show", "POOL/GROUP", "Show a group: its images, snapshots and replication.",
-	 ims_cli__no_opts, 1, 1, group_show},
+	 ims_cli__no_opts, 1, 1, NULL,
+	 &(const ims_cli_call_spec){GROUP_SERVICE, "GetGroup", IMS_CLI_POS_GROUP, "group", NULL,
+				    IMS_CLI_REPLY_SHOW, NULL, NULL, print_group}},
 	{"group", "repl enable", "POOL/GROUP --to SITE [--mode async|sync] [--rpo DURATION]",
 	 "Replicate a group as one unit: one cut of every image per cycle.", enable_opts, 1, 1,
-	 group_repl_enable},
+	 group_repl_enable, NULL},
 	{"group", "repl disable", "POOL/GROUP [--to SITE]",
-	 "Stop replicating a group; the copy stays.", to_opts, 1, 1, group_repl_disable},
+	 "Stop replicating a group; the copy stays.", to_opts, 1, 1, group_repl_disable, NULL},
 	{"group", "repl sync", "POOL/GROUP [--to SITE] [--no-wait]",
 	 "Cut the group now and seal the cut on its target; prints the cut.", sync_opts, 1, 1,
-	 group_repl_sync},
+	 group_repl_sync, NULL},
 	{"group", "repl status", "POOL/GROUP", "Show the replication of a group.", ims_cli__no_opts,
-	 1, 1, group_repl_status},
+	 1, 1, NULL,
+	 &(const ims_cli_call_spec){GROUP_SERVICE, "GetGroupReplicationStatus", IMS_CLI_POS_GROUP,
+				    "group", NULL, IMS_CLI_REPLY_LIST, "statuses", status_columns,
+				    NULL}},
 	{"group", "repl failover", "POOL/GROUP --to SITE [--force] [--wait DURATION] [--no-wait]",
 	 "Make SITE the primary of every image of the group at one cut (planned: ask the primary's "
 	 "site; "
 	 "--force: ask SITE).",
-	 failover_opts, 1, 1, group_repl_failover},
+	 failover_opts, 1, 1, group_repl_failover, NULL},
 	{"group", "repl verify", "POOL/GROUP [--to SITE] [--chunk SIZE]",
 	 "Compare every image of the group at the newest cut sealed on the target, by checksums on "
 	 "each "
 	 "site; exit 1 if one differs.",
-	 verify_opts, 1, 1, group_repl_verify},
+	 verify_opts, 1, 1, group_repl_verify, NULL},
 	{"group", "repl resync", "POOL/GROUP [--to SITE] [--no-wait]",
 	 "Make an old primary that came back a secondary again: its diverged heads are kept as "
 	 "snapshots.",
-	 sync_opts, 1, 1, group_repl_resync},
-	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+	 sync_opts, 1, 1, group_repl_resync, NULL},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
 };

@@ -8,7 +8,8 @@
 
 #include "imgstore/v1/host.pb-c.h"
 
-#define HOST_SVC "imgstore.v1.HostService/"
+#define HOST_SVC     "imgstore.v1.HostService/"
+#define HOST_SERVICE (&imgstore__v1__host_service__descriptor)
 
 static const ims_cli_opt register_opts[] = {
 	{"address", "ADDR", "how the host is reached (an IP address or a DNS name)"},
@@ -68,18 +69,6 @@ static int lease_renew(ims_cli *cli, const ims_cli_args *a)
 				 &imgstore__v1__lease__descriptor);
 }
 
-static int lease_release(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__ReleaseLeaseRequest req = IMGSTORE__V1__RELEASE_LEASE_REQUEST__INIT;
-	int r;
-
-	if ((r = ims_cli_arg_word(cli, "lease id", a->pos[0])))
-		return r;
-	req.lease_id = (char *)a->pos[0];
-	return ims_cli_call_empty(cli, HOST_SVC "ReleaseLease", &req,
-				  &imgstore__v1__release_lease_response__descriptor);
-}
-
 static const ims_cli_column lease_columns[] = {
 	{"ID", "id", NULL},
 	{"IMAGE", "image", NULL},
@@ -118,14 +107,15 @@ static int lease_ls(ims_cli *cli, const ims_cli_args *a)
 
 const ims_cli_verb ims_cli__host_verbs[] = {
 	{"host", "register", "NAME [--address ADDR]", "Register a hypervisor host (or update it).",
-	 register_opts, 1, 1, host_register},
+	 register_opts, 1, 1, host_register, NULL},
 	{"host", "lease acquire", "POOL/IMAGE --host NAME [--ttl DURATION]",
-	 "Take the lease that lets a host use an image.", acquire_opts, 1, 1, lease_acquire},
+	 "Take the lease that lets a host use an image.", acquire_opts, 1, 1, lease_acquire, NULL},
 	{"host", "lease renew", "LEASE_ID [--ttl DURATION]", "Extend a lease before it expires.",
-	 renew_opts, 1, 1, lease_renew},
-	{"host", "lease release", "LEASE_ID", "Give a lease up.", ims_cli__no_opts, 1, 1,
-	 lease_release},
+	 renew_opts, 1, 1, lease_renew, NULL},
+	{"host", "lease release", "LEASE_ID", "Give a lease up.", ims_cli__no_opts, 1, 1, NULL,
+	 &(const ims_cli_call_spec){HOST_SERVICE, "ReleaseLease", IMS_CLI_POS_WORD, "lease_id",
+				    "lease id", IMS_CLI_REPLY_EMPTY, NULL, NULL, NULL}},
 	{"host", "lease ls", "[POOL/IMAGE|POOL]", "List the leases on an image, or in a pool.",
-	 ims_cli__no_opts, 0, 1, lease_ls},
-	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+	 ims_cli__no_opts, 0, 1, lease_ls, NULL},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
 };

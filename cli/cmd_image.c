@@ -19,7 +19,8 @@
 #include "imgstore/v1/host.pb-c.h"
 #include "imgstore/v1/image.pb-c.h"
 
-#define IMAGE_SVC "imgstore.v1.ImageService/"
+#define IMAGE_SVC     "imgstore.v1.ImageService/"
+#define IMAGE_SERVICE (&imgstore__v1__image_service__descriptor)
 
 /* An export is written in runs of this size; runs of zeros are left as holes. */
 #define ZERO_RUN (64u << 10)
@@ -184,7 +185,7 @@ static int image_import(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__ImageSpec ms;
 	Imgstore__V1__Operation *op = NULL;
 	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
-	const char *file = a->pos[0], *format = ims_cli_opt_value(cli, a, "format");
+	const char *file = a->pos[0];
 	char *real = NULL, *upload_id = NULL;
 	char label[820], specbuf[800];
 	struct stat st;
@@ -195,7 +196,7 @@ static int image_import(ims_cli *cli, const ims_cli_args *a)
 
 	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[1], false, false)))
 		return r;
-	if (format && (r = ims_cli_arg_choice(cli, "format", format, import_formats)))
+	if ((r = ims_cli_opt_choice(cli, &req.format, a, "format", import_formats, "")))
 		return r;
 	if ((r = features_and_pool(cli, a, &req.features, (const char **)&req.data_pool)))
 		return r;
@@ -224,7 +225,6 @@ static int image_import(ims_cli *cli, const ims_cli_args *a)
 	ims_spec_format(specbuf, sizeof(specbuf), &spec);
 	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
-	req.format = format ? (char *)format : (char *)"";
 	if (!upload) {
 		bool denied;
 		real = realpath(file, NULL);
@@ -430,7 +430,7 @@ static int image_export(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__ImageSpec ms;
 	Imgstore__V1__Operation *op = NULL;
 	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
-	const char *file = a->pos[1], *format = ims_cli_opt_value(cli, a, "format");
+	const char *file = a->pos[1];
 	char dest[PATH_MAX], specbuf[800], label[820], line[PATH_MAX + 900], size[32];
 	struct stat st;
 	uint64_t written = 0;
@@ -440,7 +440,7 @@ static int image_export(ims_cli *cli, const ims_cli_args *a)
 
 	if ((r = ims_cli_arg_spec(cli, &spec, a->pos[0], true, false)))
 		return r;
-	if (format && (r = ims_cli_arg_choice(cli, "format", format, export_formats)))
+	if ((r = ims_cli_opt_choice(cli, &req.format, a, "format", export_formats, "")))
 		return r;
 	if (!*file)
 		return ims_cli_usage(cli, "empty FILE");
@@ -477,7 +477,6 @@ static int image_export(ims_cli *cli, const ims_cli_args *a)
 	ims_spec_format(specbuf, sizeof(specbuf), &spec);
 	ims_cli_spec_to_msg(&ms, &spec);
 	req.image = &ms;
-	req.format = format ? (char *)format : (char *)"";
 	if (local && !w.no_wait) {
 		bool denied;
 		r = ims_cli_call_denied(cli, IMAGE_SVC "ExportImage", &req,
@@ -572,34 +571,6 @@ static const ims_cli_column image_columns[] = {
 	{"PARENT", "parent", NULL}, {"TAGS", "tags", NULL},	  {NULL, NULL, NULL},
 };
 
-static int image_ls(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__ListImagesRequest req = IMGSTORE__V1__LIST_IMAGES_REQUEST__INIT;
-	int r;
-
-	if (a->npos == 1) {
-		if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
-			return r;
-		req.pool = (char *)a->pos[0];
-	}
-	return ims_cli_call_list(cli, IMAGE_SVC "ListImages", &req,
-				 &imgstore__v1__list_images_response__descriptor, "images",
-				 image_columns);
-}
-
-static int image_info(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__GetImageRequest req = IMGSTORE__V1__GET_IMAGE_REQUEST__INIT;
-	Imgstore__V1__ImageSpec ms;
-	ims_spec spec;
-	int r;
-
-	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)))
-		return r;
-	req.image = &ms;
-	return call_image(cli, IMAGE_SVC "GetImage", &req);
-}
-
 /* ---- resize, rename, rm, flatten ---- */
 
 static const ims_cli_opt resize_opts[] = {
@@ -677,19 +648,6 @@ static int image_rm(ims_cli *cli, const ims_cli_args *a)
 	req.image = &ms;
 	return ims_cli_call_empty(cli, IMAGE_SVC "DeleteImage", &req,
 				  &imgstore__v1__delete_image_response__descriptor);
-}
-
-static int image_flatten(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__FlattenImageRequest req = IMGSTORE__V1__FLATTEN_IMAGE_REQUEST__INIT;
-	Imgstore__V1__ImageSpec ms;
-	ims_spec spec;
-	int r;
-
-	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)))
-		return r;
-	req.image = &ms;
-	return ims_cli_call_op(cli, a, IMAGE_SVC "FlattenImage", &req);
 }
 
 /* ---- tag, untag ---- */
@@ -846,37 +804,43 @@ static int image_attach_info(ims_cli *cli, const ims_cli_args *a)
 
 const ims_cli_verb ims_cli__image_verbs[] = {
 	{"image", "create", "POOL/IMAGE --size SIZE [--features N] [--data-pool POOL]",
-	 "Create an empty image.", create_opts, 1, 1, image_create},
+	 "Create an empty image.", create_opts, 1, 1, image_create, NULL},
 	{"image", "import", "FILE POOL/IMAGE [--format auto|raw|qcow2|vmdk] [--upload] [--no-wait]",
 	 "Import a raw, qcow2 or vmdk disk image file as a new image.", import_opts, 2, 2,
-	 image_import},
+	 image_import, NULL},
 	{"image", "export", "POOL/IMAGE[@SNAP] FILE [--format raw|qcow2] [--no-wait]",
-	 "Export an image or a snapshot to a new file.", export_opts, 2, 2, image_export},
+	 "Export an image or a snapshot to a new file.", export_opts, 2, 2, image_export, NULL},
 	{"image", "clone", "POOL/IMAGE@SNAP POOL/CLONE [--features N] [--data-pool POOL]",
 	 "Clone a snapshot (golden image) into a new copy-on-write image.", clone_opts, 2, 2,
-	 image_clone},
+	 image_clone, NULL},
 	{"image", "ls", "[POOL]", "List the images of a pool (default: the site's default pool).",
-	 ims_cli__no_opts, 0, 1, image_ls},
+	 ims_cli__no_opts, 0, 1, NULL,
+	 &(const ims_cli_call_spec){IMAGE_SERVICE, "ListImages", IMS_CLI_POS_POOL, "pool", "POOL",
+				    IMS_CLI_REPLY_LIST, "images", image_columns, NULL}},
 	{"image", "info", "POOL/IMAGE", "Show an image: size, features, parent, snapshots, tags.",
-	 ims_cli__no_opts, 1, 1, image_info},
+	 ims_cli__no_opts, 1, 1, NULL,
+	 &(const ims_cli_call_spec){IMAGE_SERVICE, "GetImage", IMS_CLI_POS_IMAGE, "image", NULL,
+				    IMS_CLI_REPLY_SHOW, NULL, NULL, NULL}},
 	{"image", "resize", "POOL/IMAGE --size SIZE [--allow-shrink]", "Grow (or shrink) an image.",
-	 resize_opts, 1, 1, image_resize},
+	 resize_opts, 1, 1, image_resize, NULL},
 	{"image", "rename", "POOL/IMAGE NEWNAME", "Rename an image within its pool.",
-	 ims_cli__no_opts, 2, 2, image_rename},
+	 ims_cli__no_opts, 2, 2, image_rename, NULL},
 	{"image", "rm", "POOL/IMAGE [--purge] [--trash-delay DURATION]",
 	 "Remove an image: to the RBD trash (24h by default), or at once with --purge.", rm_opts, 1,
-	 1, image_rm},
+	 1, image_rm, NULL},
 	{"image", "flatten", "POOL/IMAGE [--no-wait]",
 	 "Copy a clone's parent data into it so that it stands alone.", ims_cli__wait_opts, 1, 1,
-	 image_flatten},
+	 NULL,
+	 &(const ims_cli_call_spec){IMAGE_SERVICE, "FlattenImage", IMS_CLI_POS_IMAGE, "image", NULL,
+				    IMS_CLI_REPLY_OP, NULL, NULL, NULL}},
 	{"image", "tag", "POOL/IMAGE KEY=VALUE...", "Set tags on an image.", ims_cli__no_opts, 2,
-	 IMS_CLI_MAX_POS, image_tag},
+	 IMS_CLI_MAX_POS, image_tag, NULL},
 	{"image", "untag", "POOL/IMAGE KEY...", "Remove tags from an image.", ims_cli__no_opts, 2,
-	 IMS_CLI_MAX_POS, image_untag},
+	 IMS_CLI_MAX_POS, image_untag, NULL},
 	{"image", "attach-info",
 	 "POOL/IMAGE [--format libvirt|table|json] [--host NAME] [--client-id ID] [--secret-uuid "
 	 "UUID]",
 	 "Show what a hypervisor host needs to attach the image (libvirt <disk> XML).", attach_opts,
-	 1, 1, image_attach_info},
-	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+	 1, 1, image_attach_info, NULL},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
 };

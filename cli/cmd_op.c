@@ -2,11 +2,11 @@
 #include "cli/cli.h"
 
 #include <stdio.h>
-#include <string.h>
 
 #include "imgstore/v1/operation.pb-c.h"
 
-#define OP_SVC "imgstore.v1.OperationService/"
+#define OP_SVC	   "imgstore.v1.OperationService/"
+#define OP_SERVICE (&imgstore__v1__operation_service__descriptor)
 
 static const ims_cli_opt ls_opts[] = {
 	{"all", NULL, "also the finished operations (the most recent first)"},
@@ -58,26 +58,6 @@ static int op_ls(ims_cli *cli, const ims_cli_args *a)
 				 op_columns);
 }
 
-/* GetOperation and CancelOperation of ID: show the operation. */
-static int show_op(ims_cli *cli, const ims_cli_args *a, const char *method)
-{
-	Imgstore__V1__GetOperationRequest get = IMGSTORE__V1__GET_OPERATION_REQUEST__INIT;
-	Imgstore__V1__CancelOperationRequest cancel = IMGSTORE__V1__CANCEL_OPERATION_REQUEST__INIT;
-	bool is_get = !strcmp(method, OP_SVC "GetOperation");
-	int r;
-
-	if ((r = ims_cli_arg_word(cli, "operation id", a->pos[0])))
-		return r;
-	get.id = cancel.id = (char *)a->pos[0];
-	return ims_cli_call_show(cli, method, is_get ? (const void *)&get : (const void *)&cancel,
-				 &imgstore__v1__operation__descriptor);
-}
-
-static int op_get(ims_cli *cli, const ims_cli_args *a)
-{
-	return show_op(cli, a, OP_SVC "GetOperation");
-}
-
 static const ims_cli_opt wait_opts[] = {
 	{"timeout", "DURATION", "give up (exit 1, the operation goes on) after this long"},
 	{NULL, NULL, NULL},
@@ -107,18 +87,18 @@ static int op_wait(ims_cli *cli, const ims_cli_args *a)
 	return ims_cli_finish_op(cli, op, &w);
 }
 
-static int op_cancel(ims_cli *cli, const ims_cli_args *a)
-{
-	return show_op(cli, a, OP_SVC "CancelOperation");
-}
-
 const ims_cli_verb ims_cli__op_verbs[] = {
 	{"op", "ls", "[--all] [--limit N]",
-	 "List the operations in progress (--all: recent ones too).", ls_opts, 0, 0, op_ls},
-	{"op", "get", "ID", "Show an operation.", ims_cli__no_opts, 1, 1, op_get},
+	 "List the operations in progress (--all: recent ones too).", ls_opts, 0, 0, op_ls, NULL},
+	{"op", "get", "ID", "Show an operation.", ims_cli__no_opts, 1, 1, NULL,
+	 &(const ims_cli_call_spec){OP_SERVICE, "GetOperation", IMS_CLI_POS_WORD, "id",
+				    "operation id", IMS_CLI_REPLY_SHOW, NULL, NULL, NULL}},
 	{"op", "wait", "ID [--timeout DURATION]",
-	 "Wait for an operation to finish; exit 0 only if it succeeded.", wait_opts, 1, 1, op_wait},
+	 "Wait for an operation to finish; exit 0 only if it succeeded.", wait_opts, 1, 1, op_wait,
+	 NULL},
 	{"op", "cancel", "ID", "Ask for an operation to stop; it ends as cancelled.",
-	 ims_cli__no_opts, 1, 1, op_cancel},
-	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+	 ims_cli__no_opts, 1, 1, NULL,
+	 &(const ims_cli_call_spec){OP_SERVICE, "CancelOperation", IMS_CLI_POS_WORD, "id",
+				    "operation id", IMS_CLI_REPLY_SHOW, NULL, NULL, NULL}},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
 };

@@ -8,15 +8,15 @@
 #include "cli/cli.h"
 #include "common/units.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "imgstore/v1/replication.pb-c.h"
 #include "imgstore/v1/site.pb-c.h"
 
-#define REPL_SVC "imgstore.v1.ReplicationService/"
-#define SITE_SVC "imgstore.v1.SiteService/"
+#define REPL_SVC     "imgstore.v1.ReplicationService/"
+#define REPL_SERVICE (&imgstore__v1__replication_service__descriptor)
+#define SITE_SERVICE (&imgstore__v1__site_service__descriptor)
 
 static const char *const modes[] = {"async", "sync", NULL};
 
@@ -35,7 +35,6 @@ static int repl_enable(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__EnableReplicationRequest req = IMGSTORE__V1__ENABLE_REPLICATION_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	const char *mode = ims_cli_opt_value(cli, a, "mode");
 	const char *every = ims_cli_opt_value(cli, a, "verify-every");
 	ims_spec spec;
 	uint64_t n;
@@ -44,12 +43,12 @@ static int repl_enable(ims_cli *cli, const ims_cli_args *a)
 	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)) ||
 	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", true)))
 		return r;
-	if (mode && (r = ims_cli_arg_choice(cli, "mode", mode, modes)))
+	if ((r = ims_cli_opt_choice(cli, &req.mode, a, "mode", modes, "async")))
 		return r;
 	if ((r = ims_cli_opt_seconds(cli, &req.rpo_seconds, a, "rpo",
 				     " (for RPO 0 use --mode sync)")))
 		return r;
-	if (req.rpo_seconds && mode && !strcmp(mode, "sync"))
+	if (req.rpo_seconds && !strcmp(req.mode, "sync"))
 		return ims_cli_usage(cli, "--rpo applies to --mode async only");
 	if (every) {
 		if ((r = ims_cli_arg_uint(cli, &n, "verify-every", every, 1000000)))
@@ -57,7 +56,6 @@ static int repl_enable(ims_cli *cli, const ims_cli_args *a)
 		req.verify_every = (uint32_t)n;
 	}
 	req.image = &ms;
-	req.mode = mode ? (char *)mode : (char *)"async";
 	return ims_cli_call_show(cli, REPL_SVC "EnableReplication", &req,
 				 &imgstore__v1__replication_status__descriptor);
 }
@@ -87,53 +85,37 @@ static const ims_cli_opt failover_opts[] = {
 	IMS_CLI_OPT_END,
 };
 
-/* The request of disable, sync, failover, failback and resync. */
-static int image_request(ims_cli *cli, const ims_cli_args *a, bool to_required, ims_spec *spec,
-			 Imgstore__V1__ImageSpec *ms, Imgstore__V1__ReplicationImageRequest *req)
+/* disable (prints the status) and the operations: sync, failover, failback, resync */
+static int repl_call(ims_cli *cli, const ims_cli_args *a, const char *method, bool to_required)
 {
-	int r;
-
-	imgstore__v1__replication_image_request__init(req);
-	if ((r = ims_cli_arg_image(cli, spec, ms, a->pos[0], false, false)) ||
-	    (r = ims_cli_opt_word(cli, &req->target_site, a, "to", to_required)))
-		return r;
-	req->image = ms;
-	return 0;
-}
-
-static int repl_disable(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__ReplicationImageRequest req;
+	Imgstore__V1__ReplicationImageRequest req = IMGSTORE__V1__REPLICATION_IMAGE_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
 	ims_spec spec;
 	int r;
 
-	if ((r = image_request(cli, a, false, &spec, &ms, &req)))
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)) ||
+	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", to_required)))
 		return r;
-	return ims_cli_call_show(cli, REPL_SVC "DisableReplication", &req,
-				 &imgstore__v1__replication_status__descriptor);
-}
-
-static int repl_op(ims_cli *cli, const ims_cli_args *a, const char *method, bool to_required)
-{
-	Imgstore__V1__ReplicationImageRequest req;
-	Imgstore__V1__ImageSpec ms;
-	ims_spec spec;
-	int r;
-
-	if ((r = image_request(cli, a, to_required, &spec, &ms, &req)))
-		return r;
+	req.image = &ms;
 	if (cli->verb->opts == failover_opts) {
 		req.force = ims_cli_opt_flag(cli, a, "force");
 		if ((r = ims_cli_opt_fence_wait(cli, &req.wait_seconds, a)))
 			return r;
 	}
+	if (cli->verb->opts == image_to_opts)
+		return ims_cli_call_show(cli, method, &req,
+					 &imgstore__v1__replication_status__descriptor);
 	return ims_cli_call_op(cli, a, method, &req);
+}
+
+static int repl_disable(ims_cli *cli, const ims_cli_args *a)
+{
+	return repl_call(cli, a, REPL_SVC "DisableReplication", false);
 }
 
 static int repl_sync(ims_cli *cli, const ims_cli_args *a)
 {
-	return repl_op(cli, a, REPL_SVC "SyncImage", false);
+	return repl_call(cli, a, REPL_SVC "SyncImage", false);
 }
 
 /* --from SITE instead of an image (given: repl_failover checked that). */
@@ -165,17 +147,17 @@ static int repl_failover(ims_cli *cli, const ims_cli_args *a)
 	if (!a->npos)
 		return ims_cli_usage(
 			cli, "name an image, or --from SITE for every image whose primary is SITE");
-	return repl_op(cli, a, REPL_SVC "Failover", true);
+	return repl_call(cli, a, REPL_SVC "Failover", true);
 }
 
 static int repl_failback(ims_cli *cli, const ims_cli_args *a)
 {
-	return repl_op(cli, a, REPL_SVC "Failback", false);
+	return repl_call(cli, a, REPL_SVC "Failback", false);
 }
 
 static int repl_resync(ims_cli *cli, const ims_cli_args *a)
 {
-	return repl_op(cli, a, REPL_SVC "Resync", false);
+	return repl_call(cli, a, REPL_SVC "Resync", false);
 }
 
 static const ims_cli_opt verify_opts[] = {
@@ -192,7 +174,6 @@ static int repl_verify(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__ImageSpec ms;
 	Imgstore__V1__VerifyResponse *v = NULL;
 	const char *snap = ims_cli_opt_value(cli, a, "snap");
-	const char *chunk = ims_cli_opt_value(cli, a, "chunk");
 	ims_spec spec;
 	int r;
 
@@ -201,7 +182,7 @@ static int repl_verify(ims_cli *cli, const ims_cli_args *a)
 		return r;
 	if (snap && (r = ims_cli_arg_name(cli, IMS_NAME_SNAP, "--snap", snap)))
 		return r;
-	if (chunk && (r = ims_cli_arg_chunk(cli, &req.chunk_size, chunk)))
+	if ((r = ims_cli_opt_chunk(cli, &req.chunk_size, a)))
 		return r;
 	req.image = &ms;
 	req.snapshot = snap ? (char *)snap : (char *)"";
@@ -210,9 +191,7 @@ static int repl_verify(ims_cli *cli, const ims_cli_args *a)
 		return r;
 	ims_cli_print_message(cli, &v->base);
 	if (cli->format != IMS_CLI_FORMAT_JSON)
-		for (size_t i = 0; i < v->n_mismatches; i++)
-			fprintf(cli->out, "  differs at offset %" PRIu64 ", %" PRIu64 " bytes\n",
-				v->mismatches[i]->offset, v->mismatches[i]->length);
+		ims_cli_print_mismatches(cli, "  ", v);
 	r = v->equal ? 0 : 1;
 	protobuf_c_message_free_unpacked(&v->base, NULL);
 	return r;
@@ -230,51 +209,37 @@ static const ims_cli_column repl_columns[] = {
 	{NULL, NULL, NULL},
 };
 
-static int repl_status(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__ReplicationStatusRequest req = IMGSTORE__V1__REPLICATION_STATUS_REQUEST__INIT;
-	Imgstore__V1__ImageSpec ms;
-	ims_spec spec;
-	int r;
-
-	memset(&spec, 0, sizeof(spec));
-	if (a->npos == 1 && (r = ims_cli_arg_spec(cli, &spec, a->pos[0], false, false)))
-		return r;
-	ims_cli_spec_to_msg(&ms, &spec);
-	req.image = &ms;
-	return ims_cli_call_list(cli, REPL_SVC "GetReplicationStatus", &req,
-				 &imgstore__v1__replication_status_response__descriptor, "statuses",
-				 repl_columns);
-}
-
 const ims_cli_verb ims_cli__repl_verbs[] = {
 	{"repl", "enable",
 	 "POOL/IMAGE --to SITE [--mode async|sync] [--rpo DURATION] [--verify-every N]",
-	 "Replicate an image to another site.", enable_opts, 1, 1, repl_enable},
+	 "Replicate an image to another site.", enable_opts, 1, 1, repl_enable, NULL},
 	{"repl", "disable", "POOL/IMAGE [--to SITE]", "Stop replicating an image.", image_to_opts,
-	 1, 1, repl_disable},
+	 1, 1, repl_disable, NULL},
 	{"repl", "status", "[POOL/IMAGE]", "Show the replication of an image, or of every image.",
-	 ims_cli__no_opts, 0, 1, repl_status},
+	 ims_cli__no_opts, 0, 1, NULL,
+	 &(const ims_cli_call_spec){REPL_SERVICE, "GetReplicationStatus", IMS_CLI_POS_IMAGE,
+				    "image", NULL, IMS_CLI_REPLY_LIST, "statuses", repl_columns,
+				    NULL}},
 	{"repl", "sync", "POOL/IMAGE [--to SITE] [--no-wait]",
 	 "Seal the image's state now on the site it replicates to (--to: which one, if several).",
-	 op_to_opts, 1, 1, repl_sync},
+	 op_to_opts, 1, 1, repl_sync, NULL},
 	{"repl", "verify", "POOL/IMAGE [--to SITE] [--snap NAME] [--chunk SIZE]",
 	 "Compare the copy with the primary by checksums; exit 1 if they differ.", verify_opts, 1,
-	 1, repl_verify},
+	 1, repl_verify, NULL},
 	{"repl", "failover",
 	 "POOL/IMAGE|--from SITE [--pool POOL] --to SITE [--force] [--wait DURATION] [--no-wait]",
 	 "Make the copy on SITE the primary. Planned: ask the primary's site; hosts are fenced, "
 	 "nothing is lost. --force: ask SITE when the primary's site is lost. --from: every image "
 	 "whose primary is that site.",
-	 failover_opts, 0, 1, repl_failover},
+	 failover_opts, 0, 1, repl_failover, NULL},
 	{"repl", "failback", "POOL/IMAGE [--to SITE] [--no-wait]",
 	 "Planned failover back to the site this primary replicates to; only the delta ships.",
-	 op_to_opts, 1, 1, repl_failback},
+	 op_to_opts, 1, 1, repl_failback, NULL},
 	{"repl", "resync", "POOL/IMAGE [--to SITE] [--no-wait]",
 	 "Make an old primary that came back a secondary again: its writes since the newest common "
 	 "snapshot are kept as a recovery snapshot, then only the delta ships.",
-	 op_to_opts, 1, 1, repl_resync},
-	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+	 op_to_opts, 1, 1, repl_resync, NULL},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
 };
 
 /* ---- site ---- */
@@ -291,35 +256,17 @@ static const ims_cli_column site_columns[] = {
 	{NULL, NULL, NULL},
 };
 
-static int site_ls(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__ListSitesRequest req = IMGSTORE__V1__LIST_SITES_REQUEST__INIT;
-
-	(void)a;
-	return ims_cli_call_list(cli, SITE_SVC "ListSites", &req,
-				 &imgstore__v1__list_sites_response__descriptor, "sites",
-				 site_columns);
-}
-
-static int site_status(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__GetSiteStatusRequest req = IMGSTORE__V1__GET_SITE_STATUS_REQUEST__INIT;
-	int r;
-
-	if ((r = ims_cli_arg_word(cli, "site name", a->pos[0])))
-		return r;
-	req.name = (char *)a->pos[0];
-	return ims_cli_call_show(cli, SITE_SVC "GetSiteStatus", &req,
-				 &imgstore__v1__site__descriptor);
-}
-
 const ims_cli_verb ims_cli__site_verbs[] = {
 	{"site", "ls", "",
 	 "List the sites: this one and its peers, whether they answer, and the lag of the "
 	 "replication to them.",
-	 ims_cli__no_opts, 0, 0, site_ls},
+	 ims_cli__no_opts, 0, 0, NULL,
+	 &(const ims_cli_call_spec){SITE_SERVICE, "ListSites", IMS_CLI_POS_NONE, NULL, NULL,
+				    IMS_CLI_REPLY_LIST, "sites", site_columns, NULL}},
 	{"site", "status", "NAME",
 	 "Show one site: health, last answer, fsid, replication pairs and lag.", ims_cli__no_opts,
-	 1, 1, site_status},
-	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+	 1, 1, NULL,
+	 &(const ims_cli_call_spec){SITE_SERVICE, "GetSiteStatus", IMS_CLI_POS_WORD, "name",
+				    "site name", IMS_CLI_REPLY_SHOW, NULL, NULL, NULL}},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
 };

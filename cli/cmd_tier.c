@@ -10,7 +10,8 @@
 #include "common/units.h"
 #include "imgstore/v1/tier.pb-c.h"
 
-#define TIER_SVC "imgstore.v1.TierService/"
+#define TIER_SVC     "imgstore.v1.TierService/"
+#define TIER_SERVICE (&imgstore__v1__tier_service__descriptor)
 
 static const char *const afters[] = {"trash", "purge", "keep", NULL};
 
@@ -27,17 +28,14 @@ static int tier_push(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__PushRequest req = IMGSTORE__V1__PUSH_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	const char *after = ims_cli_opt_value(cli, a, "after");
 	ims_spec spec;
 	int r;
 
 	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], true, false)) ||
-	    (r = ims_cli_opt_word(cli, &req.target, a, "to", true)))
-		return r;
-	if (after && (r = ims_cli_arg_choice(cli, "after", after, afters)))
+	    (r = ims_cli_opt_word(cli, &req.target, a, "to", true)) ||
+	    (r = ims_cli_opt_choice(cli, &req.after, a, "after", afters, "")))
 		return r;
 	req.image = &ms;
-	req.after = after ? (char *)after : (char *)"";
 	return ims_cli_call_op(cli, a, TIER_SVC "Push", &req);
 }
 
@@ -56,13 +54,9 @@ static int tier_restore(ims_cli *cli, const ims_cli_args *a)
 	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_word(cli, "cold image name", a->pos[0])))
-		return r;
-	memset(&spec, 0, sizeof(spec));
-	if (to && (r = ims_cli_arg_spec(cli, &spec, to, false, false)))
-		return r;
-	ims_cli_spec_to_msg(&ms, &spec);
-	if ((r = ims_cli_opt_word(cli, &req.target, a, "target", false)))
+	if ((r = ims_cli_arg_word(cli, "cold image name", a->pos[0])) ||
+	    (r = ims_cli_arg_image(cli, &spec, &ms, to, false, false)) ||
+	    (r = ims_cli_opt_word(cli, &req.target, a, "target", false)))
 		return r;
 	req.name = (char *)a->pos[0];
 	req.to = &ms;
@@ -194,7 +188,6 @@ static int tier_policy_set(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__TierPolicy pol = IMGSTORE__V1__TIER_POLICY__INIT;
 	const char *cold = ims_cli_opt_value(cli, a, "cold-after");
-	const char *after = ims_cli_opt_value(cli, a, "after");
 	uint64_t secs = 0;
 	int r;
 
@@ -206,13 +199,11 @@ static int tier_policy_set(ims_cli *cli, const ims_cli_args *a)
 		return r;
 	if (secs == 0)
 		return ims_cli_usage(cli, "--cold-after must be at least 1s");
-	if ((r = ims_cli_opt_word(cli, &pol.target, a, "to", false)))
-		return r;
-	if (after && (r = ims_cli_arg_choice(cli, "after", after, afters)))
+	if ((r = ims_cli_opt_word(cli, &pol.target, a, "to", false)) ||
+	    (r = ims_cli_opt_choice(cli, &pol.after, a, "after", afters, "")))
 		return r;
 	pol.pool = (char *)a->pos[0];
 	pol.cold_after_seconds = secs;
-	pol.after = after ? (char *)after : (char *)"";
 	if (ims_cli_opt_flag(cli, a, "dry-run")) {
 		Imgstore__V1__ColdCandidatesRequest req =
 			IMGSTORE__V1__COLD_CANDIDATES_REQUEST__INIT;
@@ -246,22 +237,6 @@ static int tier_policy_show(ims_cli *cli, const ims_cli_args *a)
 				 policy_columns);
 }
 
-static int tier_policy_rm(ims_cli *cli, const ims_cli_args *a)
-{
-	Imgstore__V1__RemoveTierPolicyRequest req = IMGSTORE__V1__REMOVE_TIER_POLICY_REQUEST__INIT;
-	Imgstore__V1__RemoveTierPolicyResponse *resp = NULL;
-	int r;
-
-	if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
-		return r;
-	req.pool = (char *)a->pos[0];
-	if ((r = ims_cli_call(cli, TIER_SVC "RemovePolicy", &req,
-			      &imgstore__v1__remove_tier_policy_response__descriptor, &resp)))
-		return r;
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	return 0;
-}
-
 static const ims_cli_opt policy_run_opts[] = {
 	{"dry-run", NULL, "list what the pool's policy would push now (required)"},
 	{NULL, NULL, NULL},
@@ -284,24 +259,27 @@ static int tier_policy_run(ims_cli *cli, const ims_cli_args *a)
 
 const ims_cli_verb ims_cli__tier_verbs[] = {
 	{"tier", "push", "POOL/IMAGE[@SNAP] --to TARGET [--after trash|purge|keep] [--no-wait]",
-	 "Move an image (or a snapshot) out to object storage.", push_opts, 1, 1, tier_push},
+	 "Move an image (or a snapshot) out to object storage.", push_opts, 1, 1, tier_push, NULL},
 	{"tier", "restore", "NAME [--to POOL/IMAGE] [--target TARGET] [--no-wait]",
-	 "Bring a cold image back from object storage.", restore_opts, 1, 1, tier_restore},
-	{"tier", "ls", "[--target TARGET]", "List the cold images.", target_opts, 0, 0, tier_ls},
+	 "Bring a cold image back from object storage.", restore_opts, 1, 1, tier_restore, NULL},
+	{"tier", "ls", "[--target TARGET]", "List the cold images.", target_opts, 0, 0, tier_ls,
+	 NULL},
 	{"tier", "scrub", "[--target TARGET] [--deep] [--no-wait]",
-	 "Check the cold images' chunks on object storage.", scrub_opts, 0, 0, tier_scrub},
+	 "Check the cold images' chunks on object storage.", scrub_opts, 0, 0, tier_scrub, NULL},
 	{"tier", "gc", "[--target TARGET] [--grace DURATION] [--no-wait]",
-	 "Delete the chunks no cold image references any more.", gc_opts, 0, 0, tier_gc},
+	 "Delete the chunks no cold image references any more.", gc_opts, 0, 0, tier_gc, NULL},
 	{"tier", "policy set",
 	 "POOL --cold-after DURATION [--to TARGET] [--after trash|purge|keep] [--dry-run]",
 	 "Push a pool's images once idle for a while (--dry-run: list which).", policy_set_opts, 1,
-	 1, tier_policy_set},
+	 1, tier_policy_set, NULL},
 	{"tier", "policy show", "[POOL]", "Show the tiering policies.", ims_cli__no_opts, 0, 1,
-	 tier_policy_show},
+	 tier_policy_show, NULL},
 	{"tier", "policy rm", "POOL", "Remove a pool's tiering policy.", ims_cli__no_opts, 1, 1,
-	 tier_policy_rm},
+	 NULL,
+	 &(const ims_cli_call_spec){TIER_SERVICE, "RemovePolicy", IMS_CLI_POS_POOL, "pool", "POOL",
+				    IMS_CLI_REPLY_NONE, NULL, NULL, NULL}},
 	{"tier", "policy run", "POOL --dry-run",
 	 "List the images the pool's policy would push now, and why the others stay.",
-	 policy_run_opts, 1, 1, tier_policy_run},
-	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL},
+	 policy_run_opts, 1, 1, tier_policy_run, NULL},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
 };

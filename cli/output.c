@@ -613,3 +613,11 @@ out:
 	free(cells);
 	free(w);
 }
+
+void ims_cli_print_mismatches(ims_cli *cli, const char *indent,
+			      const Imgstore__V1__VerifyResponse *v)
+{
+	for (size_t i = 0; i < v->n_mismatches; i++)
+		fprintf(cli->out, "%sdiffers at offset %" PRIu64 ", %" PRIu64 " bytes\n", indent,
+			v->mismatches[i]->offset, v->mismatches[i]->length);
+}

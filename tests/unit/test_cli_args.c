@@ -17,7 +17,7 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
-#include "cli_fake.h"
+#include "test_cli_fixture.h"
 
 #include "imgstore/v1/host.pb-c.h"
 #include "imgstore/v1/image.pb-c.h"
@@ -28,23 +28,6 @@
 #include "imgstore/v1/tier.pb-c.h"
 
 #define SOCK "unix:/run/imgstored/test.sock"
-
-static int setup(void **state)
-{
-	fake *f = calloc(1, sizeof(*f));
-	if (!f)
-		return -1;
-	fake_init(f);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	fake_free(*state);
-	free(*state);
-	return 0;
-}
 
 static Imgstore__V1__Image canned_image(void)
 {
@@ -91,14 +74,13 @@ static void test_create_request(void **state)
 	assert_string_equal(f->server, SOCK);
 	assert_int_equal(f->ncalls, 1);
 	Imgstore__V1__CreateImageRequest *req =
-		fake_request(f, 0, &imgstore__v1__create_image_request__descriptor);
+		sent(f, 0, &imgstore__v1__create_image_request__descriptor);
 	assert_string_equal(req->image->pool, "rbd");
 	assert_string_equal(req->image->image, "vm1");
 	assert_string_equal(req->image->snapshot, "");
 	assert_int_equal(req->size, 10ull << 30);
 	assert_int_equal(req->features, 0x3d);
 	assert_string_equal(req->data_pool, "ecpool");
-	protobuf_c_message_free_unpacked(&req->base, NULL);
 	/* the created image, as key: value lines */
 	assert_non_null(strstr(f->out, "\nname:           vm1\n"));
 	assert_non_null(strstr(f->out, "\nsize:           10 GiB\n"));
@@ -117,11 +99,10 @@ static void test_create_option_forms(void **state)
 				  "json", "rbd/vm1", NULL),
 			 0);
 	Imgstore__V1__CreateImageRequest *req =
-		fake_request(f, 0, &imgstore__v1__create_image_request__descriptor);
+		sent(f, 0, &imgstore__v1__create_image_request__descriptor);
 	assert_int_equal(req->size, 512u << 20);
 	assert_int_equal(req->features, 0);
 	assert_string_equal(req->data_pool, "");
-	protobuf_c_message_free_unpacked(&req->base, NULL);
 	doc = json_tokener_parse(f->out);
 	assert_non_null(doc);
 	assert_true(json_object_object_get_ex(doc, "size", &v));
@@ -267,8 +248,7 @@ static void test_environment(void **state)
 	assert_string_equal(f->server, SOCK);
 	assert_string_equal(f->out, "NAME  SIZE  SOURCE  PARENT  TAGS\n");
 
-	fake_free(f);
-	fake_init(f);
+	cli_reset(f);
 	setenv("IMGSTORE_FORMAT", "yaml", 1);
 	fake_run(f, "image", "ls", NULL);
 	assert_usage(f, "IMGSTORE_FORMAT: 'yaml' is not one of table, json",
@@ -371,11 +351,10 @@ static void test_server_errors(void **state)
 		f->err,
 		"imgstore: repl enable is not available on this server yet (unimplemented)\n");
 	Imgstore__V1__EnableReplicationRequest *req =
-		fake_request(f, 2, &imgstore__v1__enable_replication_request__descriptor);
+		sent(f, 2, &imgstore__v1__enable_replication_request__descriptor);
 	assert_string_equal(req->target_site, "b");
 	assert_string_equal(req->mode, "async");
 	assert_int_equal(req->rpo_seconds, 0);
-	protobuf_c_message_free_unpacked(&req->base, NULL);
 
 	fake_expect_error(f, "imgstore.v1.HostService/RenewLease", -ENOSYS, IMS_RPC_UNIMPLEMENTED,
 			  "x");
@@ -399,12 +378,10 @@ static void test_image_verbs(void **state)
 				  "--allow-shrink", NULL),
 			 0);
 	Imgstore__V1__ResizeImageRequest *rs =
-		fake_request(f, 0, &imgstore__v1__resize_image_request__descriptor);
+		sent(f, 0, &imgstore__v1__resize_image_request__descriptor);
 	assert_int_equal(rs->size, 5ull << 30);
 	assert_true(rs->allow_shrink);
-	protobuf_c_message_free_unpacked(&rs->base, NULL);
-	fake_free(f);
-	fake_init(f);
+	cli_reset(f);
 
 	fake_expect(f, "imgstore.v1.ImageService/RenameImage", &img);
 	fake_expect(f, "imgstore.v1.ImageService/RenameImage", &img);
@@ -413,11 +390,9 @@ static void test_image_verbs(void **state)
 	assert_int_equal(
 		fake_run(f, "--server", SOCK, "image", "rename", "rbd/vm1", "rbd/vm3", NULL), 0);
 	Imgstore__V1__RenameImageRequest *rn =
-		fake_request(f, 1, &imgstore__v1__rename_image_request__descriptor);
+		sent(f, 1, &imgstore__v1__rename_image_request__descriptor);
 	assert_string_equal(rn->new_name, "vm3");
-	protobuf_c_message_free_unpacked(&rn->base, NULL);
-	fake_free(f);
-	fake_init(f);
+	cli_reset(f);
 	hint = "Try 'imgstore image rename --help'.";
 	fake_run(f, "--server", SOCK, "image", "rename", "rbd/vm1", "ssd/vm1", NULL);
 	assert_usage(f, "an image is renamed within its pool ('rbd'), not to 'ssd'", hint);
@@ -433,17 +408,14 @@ static void test_image_verbs(void **state)
 			 0);
 	assert_string_equal(f->out, "{\n}\n");
 	Imgstore__V1__DeleteImageRequest *d0 =
-		fake_request(f, 0, &imgstore__v1__delete_image_request__descriptor);
+		sent(f, 0, &imgstore__v1__delete_image_request__descriptor);
 	Imgstore__V1__DeleteImageRequest *d1 =
-		fake_request(f, 1, &imgstore__v1__delete_image_request__descriptor);
+		sent(f, 1, &imgstore__v1__delete_image_request__descriptor);
 	assert_false(d0->purge);
 	assert_int_equal(d0->trash_delay_seconds, 7200);
 	assert_true(d1->purge);
 	assert_int_equal(d1->trash_delay_seconds, 0);
-	protobuf_c_message_free_unpacked(&d0->base, NULL);
-	protobuf_c_message_free_unpacked(&d1->base, NULL);
-	fake_free(f);
-	fake_init(f);
+	cli_reset(f);
 	fake_run(f, "--server", SOCK, "image", "rm", "rbd/vm1", "--purge", "--trash-delay", "1h",
 		 NULL);
 	assert_usage(f, "--purge and --trash-delay exclude each other",
@@ -460,11 +432,10 @@ static void test_image_verbs(void **state)
 		fake_run(f, "--server", SOCK, "image", "clone", "rbd/golden@v1", "ssd/vm9", NULL),
 		0);
 	Imgstore__V1__CloneImageRequest *cl =
-		fake_request(f, 0, &imgstore__v1__clone_image_request__descriptor);
+		sent(f, 0, &imgstore__v1__clone_image_request__descriptor);
 	assert_string_equal(cl->parent->snapshot, "v1");
 	assert_string_equal(cl->clone->pool, "ssd");
 	assert_string_equal(cl->clone->image, "vm9");
-	protobuf_c_message_free_unpacked(&cl->base, NULL);
 }
 
 static void test_tags(void **state)
@@ -490,23 +461,20 @@ static void test_tags(void **state)
 				  "empty=", NULL),
 			 0);
 	Imgstore__V1__SetImageTagRequest *a =
-		fake_request(f, 0, &imgstore__v1__set_image_tag_request__descriptor);
+		sent(f, 0, &imgstore__v1__set_image_tag_request__descriptor);
 	Imgstore__V1__SetImageTagRequest *b =
-		fake_request(f, 1, &imgstore__v1__set_image_tag_request__descriptor);
+		sent(f, 1, &imgstore__v1__set_image_tag_request__descriptor);
 	assert_string_equal(a->key, "os");
 	assert_string_equal(a->value, "debian 12");
 	assert_string_equal(b->key, "empty");
 	assert_string_equal(b->value, "");
-	protobuf_c_message_free_unpacked(&a->base, NULL);
-	protobuf_c_message_free_unpacked(&b->base, NULL);
 	assert_non_null(strstr(f->out, "\ntags:           os=debian 12\n"));
 
 	fake_expect(f, "imgstore.v1.ImageService/RemoveImageTag", &img);
 	assert_int_equal(fake_run(f, "--server", SOCK, "image", "untag", "rbd/vm1", "os", NULL), 0);
 	Imgstore__V1__RemoveImageTagRequest *u =
-		fake_request(f, 2, &imgstore__v1__remove_image_tag_request__descriptor);
+		sent(f, 2, &imgstore__v1__remove_image_tag_request__descriptor);
 	assert_string_equal(u->key, "os");
-	protobuf_c_message_free_unpacked(&u->base, NULL);
 }
 
 static void test_attach_info(void **state)
@@ -532,10 +500,9 @@ static void test_attach_info(void **state)
 	snprintf(want, sizeof(want), "%s\n", xml);
 	assert_string_equal(f->out, want);
 	Imgstore__V1__GetAttachInfoRequest *req =
-		fake_request(f, 0, &imgstore__v1__get_attach_info_request__descriptor);
+		sent(f, 0, &imgstore__v1__get_attach_info_request__descriptor);
 	assert_string_equal(req->client_id, "hv1");
 	assert_string_equal(req->secret_uuid, "3f1c2a4e-9b1d-4c7e-8a2f-0123456789ab");
-	protobuf_c_message_free_unpacked(&req->base, NULL);
 
 	fake_expect(f, "imgstore.v1.HostService/GetAttachInfo", &info);
 	assert_int_equal(fake_run(f, "--server", SOCK, "image", "attach-info", "rbd/vm1", NULL), 0);
@@ -548,11 +515,10 @@ static void test_attach_info(void **state)
 	assert_int_equal(fake_run(f, "--server", SOCK, "image", "attach-info", "rbd/vm1", "--host",
 				  "hv1.dc1", "--format", "json", NULL),
 			 0);
-	req = fake_request(f, 2, &imgstore__v1__get_attach_info_request__descriptor);
+	req = sent(f, 2, &imgstore__v1__get_attach_info_request__descriptor);
 	assert_string_equal(req->host, "hv1.dc1");
 	assert_string_equal(req->client_id, "");
 	assert_string_equal(req->secret_uuid, "");
-	protobuf_c_message_free_unpacked(&req->base, NULL);
 	fake_run(f, "--server", SOCK, "image", "attach-info", "rbd/vm1", "--host", "", NULL);
 	assert_int_equal(f->rc, 2);
 
@@ -581,10 +547,9 @@ static void test_snap_verbs(void **state)
 	fake_expect(f, "imgstore.v1.SnapshotService/CreateSnapshot", &si);
 	assert_int_equal(fake_run(f, "--server", SOCK, "snap", "create", "rbd/vm1@s1", NULL), 0);
 	Imgstore__V1__CreateSnapshotRequest *req =
-		fake_request(f, 0, &imgstore__v1__create_snapshot_request__descriptor);
+		sent(f, 0, &imgstore__v1__create_snapshot_request__descriptor);
 	assert_string_equal(req->snapshot->image, "vm1");
 	assert_string_equal(req->snapshot->snapshot, "s1");
-	protobuf_c_message_free_unpacked(&req->base, NULL);
 	assert_string_equal(f->out, "name:         s1\n"
 				    "id:           4\n"
 				    "size:         1 GiB\n"
@@ -605,17 +570,14 @@ static void test_op_and_host_verbs(void **state)
 	assert_int_equal(fake_run(f, "--server", SOCK, "op", "ls", "--all", "--limit", "5", NULL),
 			 0);
 	Imgstore__V1__ListOperationsRequest *o0 =
-		fake_request(f, 0, &imgstore__v1__list_operations_request__descriptor);
+		sent(f, 0, &imgstore__v1__list_operations_request__descriptor);
 	Imgstore__V1__ListOperationsRequest *o1 =
-		fake_request(f, 1, &imgstore__v1__list_operations_request__descriptor);
+		sent(f, 1, &imgstore__v1__list_operations_request__descriptor);
 	assert_true(o0->active_only);
 	assert_int_equal(o0->limit, 0);
 	assert_false(o1->active_only);
 	assert_int_equal(o1->limit, 5);
-	protobuf_c_message_free_unpacked(&o0->base, NULL);
-	protobuf_c_message_free_unpacked(&o1->base, NULL);
-	fake_free(f);
-	fake_init(f);
+	cli_reset(f);
 
 	fake_run(f, "--server", SOCK, "host", "lease", "acquire", "rbd/vm1", NULL);
 	assert_usage(f, "--host is required", "Try 'imgstore host lease acquire --help'.");
@@ -637,19 +599,17 @@ static void test_op_and_host_verbs(void **state)
 				  "--host", "hv1", "--ttl", "2m", NULL),
 			 0);
 	Imgstore__V1__AcquireLeaseRequest *ac =
-		fake_request(f, 0, &imgstore__v1__acquire_lease_request__descriptor);
+		sent(f, 0, &imgstore__v1__acquire_lease_request__descriptor);
 	assert_string_equal(ac->host, "hv1");
 	assert_int_equal(ac->ttl_seconds, 120);
 	assert_string_equal(ac->image->image, "vm1");
-	protobuf_c_message_free_unpacked(&ac->base, NULL);
 
 	fake_expect(f, "imgstore.v1.HostService/ListLeases", &leases);
 	assert_int_equal(fake_run(f, "--server", SOCK, "host", "lease", "ls", "rbd", NULL), 0);
 	Imgstore__V1__ListLeasesRequest *ll =
-		fake_request(f, 1, &imgstore__v1__list_leases_request__descriptor);
+		sent(f, 1, &imgstore__v1__list_leases_request__descriptor);
 	assert_string_equal(ll->image->pool, "rbd");
 	assert_string_equal(ll->image->image, "");
-	protobuf_c_message_free_unpacked(&ll->base, NULL);
 	assert_string_equal(f->out, "ID  IMAGE  HOST  ACQUIRED  EXPIRES  GENERATION\n");
 }
 
@@ -692,9 +652,8 @@ static void test_repl_tier_group(void **state)
 				  "--rpo", "5m", NULL),
 			 0);
 	Imgstore__V1__EnableReplicationRequest *req =
-		fake_request(f, 0, &imgstore__v1__enable_replication_request__descriptor);
+		sent(f, 0, &imgstore__v1__enable_replication_request__descriptor);
 	assert_int_equal(req->rpo_seconds, 300);
-	protobuf_c_message_free_unpacked(&req->base, NULL);
 	assert_non_null(strstr(f->out, "rpo_seconds:          5m\n"));
 
 	fake_expect_error(f, "imgstore.v1.ReplicationService/Failover", -ENOSYS,
@@ -703,10 +662,9 @@ static void test_repl_tier_group(void **state)
 				  "--force", NULL),
 			 1);
 	Imgstore__V1__ReplicationImageRequest *fo =
-		fake_request(f, 1, &imgstore__v1__replication_image_request__descriptor);
+		sent(f, 1, &imgstore__v1__replication_image_request__descriptor);
 	assert_true(fo->force);
 	assert_string_equal(fo->target_site, "b");
-	protobuf_c_message_free_unpacked(&fo->base, NULL);
 
 	fake_expect_error(f, "imgstore.v1.TierService/Push", -ENOSYS, IMS_RPC_UNIMPLEMENTED, "");
 	assert_int_equal(
@@ -715,10 +673,9 @@ static void test_repl_tier_group(void **state)
 	assert_string_equal(
 		f->err,
 		"imgstore: tier push is not available on this server yet (unimplemented)\n");
-	Imgstore__V1__PushRequest *pr = fake_request(f, 2, &imgstore__v1__push_request__descriptor);
+	Imgstore__V1__PushRequest *pr = sent(f, 2, &imgstore__v1__push_request__descriptor);
 	assert_string_equal(pr->image->snapshot, "s1");
 	assert_string_equal(pr->target, "s3a");
-	protobuf_c_message_free_unpacked(&pr->base, NULL);
 
 	/* group verbs check their arguments, then call GroupService */
 	fake_expect_error(f, "imgstore.v1.GroupService/CreateGroup", -ENOSYS, IMS_RPC_UNIMPLEMENTED,
@@ -729,10 +686,9 @@ static void test_repl_tier_group(void **state)
 		f->err,
 		"imgstore: group create is not available on this server yet (unimplemented)\n");
 	Imgstore__V1__CreateGroupRequest *cg =
-		fake_request(f, 3, &imgstore__v1__create_group_request__descriptor);
+		sent(f, 3, &imgstore__v1__create_group_request__descriptor);
 	assert_string_equal(cg->group->pool, "rbd");
 	assert_string_equal(cg->group->group, "vm1-disks");
-	protobuf_c_message_free_unpacked(&cg->base, NULL);
 	fake_run(f, "--server", SOCK, "group", "snap", "rbd/g", NULL);
 	assert_int_equal(f->rc, 2);
 	fake_run(f, "--server", SOCK, "group", "repl", "enable", "rbd/g", NULL);
@@ -793,12 +749,10 @@ static void test_shared_shapes(void **state)
 				  "10.0.0.1", NULL),
 			 0);
 	Imgstore__V1__RegisterHostRequest *rh =
-		fake_request(f, 5, &imgstore__v1__register_host_request__descriptor);
+		sent(f, 5, &imgstore__v1__register_host_request__descriptor);
 	assert_string_equal(rh->address, "10.0.0.1");
-	protobuf_c_message_free_unpacked(&rh->base, NULL);
 	assert_int_equal(f->ncalls, 6);
-	fake_free(f);
-	fake_init(f);
+	cli_reset(f);
 
 	fake_run(f, "--server", SOCK, "host", "register", "hv1", "--address", "a b", NULL);
 	assert_usage(f, "--address 'a b' contains a space or a control character",
@@ -824,24 +778,87 @@ static void test_shared_shapes(void **state)
 	assert_usage(f, "--size is required", "Try 'imgstore image resize --help'.");
 }
 
+/* An optional image not given goes as an empty ImageSpec, not as none. */
+static void test_optional_image(void **state)
+{
+	fake *f = *state;
+	Imgstore__V1__ReplicationStatusResponse st =
+		IMGSTORE__V1__REPLICATION_STATUS_RESPONSE__INIT;
+
+	fake_expect(f, "imgstore.v1.ReplicationService/GetReplicationStatus", &st);
+	fake_expect(f, "imgstore.v1.ReplicationService/GetReplicationStatus", &st);
+	fake_expect_error(f, "imgstore.v1.TierService/Restore", -ENOSYS, IMS_RPC_UNIMPLEMENTED, "");
+	assert_int_equal(fake_run(f, "--server", SOCK, "repl", "status", NULL), 0);
+	assert_int_equal(fake_run(f, "--server", SOCK, "repl", "status", "rbd/vm1", NULL), 0);
+	assert_int_equal(fake_run(f, "--server", SOCK, "tier", "restore", "cold1", NULL), 1);
+	Imgstore__V1__ReplicationStatusRequest *all =
+		sent(f, 0, &imgstore__v1__replication_status_request__descriptor);
+	Imgstore__V1__ReplicationStatusRequest *one =
+		sent(f, 1, &imgstore__v1__replication_status_request__descriptor);
+	Imgstore__V1__RestoreRequest *rs = sent(f, 2, &imgstore__v1__restore_request__descriptor);
+	assert_non_null(all->image);
+	assert_string_equal(all->image->pool, "");
+	assert_string_equal(all->image->image, "");
+	assert_string_equal(one->image->pool, "rbd");
+	assert_string_equal(one->image->image, "vm1");
+	assert_string_equal(rs->name, "cold1");
+	assert_non_null(rs->to);
+	assert_string_equal(rs->to->pool, "");
+	assert_string_equal(rs->to->image, "");
+}
+
+/* Every verb runs something; every one-call row names a method, fields and types that exist. */
+static void test_call_rows(void **state)
+{
+	(void)state;
+	for (const ims_cli_noun *n = ims_cli__nouns; n->name; n++) {
+		for (const ims_cli_verb *v = n->verbs; v->verb; v++) {
+			const ims_cli_call_spec *c = v->call;
+			const ProtobufCMethodDescriptor *m;
+			const ProtobufCFieldDescriptor *f;
+
+			assert_true((v->run != NULL) != (c != NULL));
+			if (!c)
+				continue;
+			m = protobuf_c_service_descriptor_get_method_by_name(c->service, c->method);
+			assert_non_null(m);
+			f = c->field ? protobuf_c_message_descriptor_get_field_by_name(m->input,
+										       c->field)
+				     : NULL;
+			assert_true((c->pos == IMS_CLI_POS_NONE) == (f == NULL));
+			if (c->pos == IMS_CLI_POS_POOL || c->pos == IMS_CLI_POS_WORD)
+				assert_int_equal(f->type, PROTOBUF_C_TYPE_STRING);
+			else if (c->pos == IMS_CLI_POS_GROUP)
+				assert_ptr_equal(f->descriptor,
+						 &imgstore__v1__group_spec__descriptor);
+			else if (c->pos != IMS_CLI_POS_NONE)
+				assert_ptr_equal(f->descriptor,
+						 &imgstore__v1__image_spec__descriptor);
+			if (c->reply == IMS_CLI_REPLY_OP)
+				assert_ptr_equal(m->output, &imgstore__v1__operation__descriptor);
+			if (c->reply == IMS_CLI_REPLY_LIST && c->list_field) {
+				f = protobuf_c_message_descriptor_get_field_by_name(m->output,
+										    c->list_field);
+				assert_non_null(f);
+				assert_int_equal(f->label, PROTOBUF_C_LABEL_REPEATED);
+				assert_int_equal(f->type, PROTOBUF_C_TYPE_MESSAGE);
+			}
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_create_request, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_create_option_forms, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_create_usage_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_dispatch_usage_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_help_and_version, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_environment, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_token_file, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_server_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_image_verbs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tags, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_attach_info, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_snap_verbs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_op_and_host_verbs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_repl_tier_group, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shared_shapes, setup, teardown),
+		CLI_TEST(test_create_request),	    CLI_TEST(test_create_option_forms),
+		CLI_TEST(test_create_usage_errors), CLI_TEST(test_dispatch_usage_errors),
+		CLI_TEST(test_help_and_version),    CLI_TEST(test_environment),
+		CLI_TEST(test_token_file),	    CLI_TEST(test_server_errors),
+		CLI_TEST(test_image_verbs),	    CLI_TEST(test_tags),
+		CLI_TEST(test_attach_info),	    CLI_TEST(test_snap_verbs),
+		CLI_TEST(test_op_and_host_verbs),   CLI_TEST(test_repl_tier_group),
+		CLI_TEST(test_optional_image),	    cmocka_unit_test(test_call_rows),
+		CLI_TEST(test_shared_shapes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

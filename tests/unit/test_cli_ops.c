@@ -19,7 +19,7 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
-#include "cli_fake.h"
+#include "test_cli_fixture.h"
 
 #include "imgstore/v1/image.pb-c.h"
 #include "imgstore/v1/operation.pb-c.h"
@@ -39,26 +39,17 @@
 
 static char tmpdir[PATH_MAX];
 
+/* cli_setup() and the directory of the test files */
 static int setup(void **state)
 {
-	fake *f = calloc(1, sizeof(*f));
 	const char *dir = getenv("IMS_TEST_TMP");
 
-	if (!f)
-		return -1;
-	fake_init(f);
 	snprintf(tmpdir, sizeof(tmpdir), "%s", dir ? dir : "/tmp/test_cli_ops");
 	mkdir(tmpdir, 0755);
-	*state = f;
-	return 0;
+	return cli_setup(state);
 }
 
-static int teardown(void **state)
-{
-	fake_free(*state);
-	free(*state);
-	return 0;
-}
+#define OPS_TEST(test) cmocka_unit_test_setup_teardown(test, setup, cli_teardown)
 
 static char *path_in_tmp(const char *name)
 {
@@ -118,17 +109,15 @@ static void test_import_local_waits(void **state)
 				  "--format", "qcow2", NULL),
 			 0);
 	Imgstore__V1__ImportImageRequest *req =
-		fake_request(f, 0, &imgstore__v1__import_image_request__descriptor);
+		sent(f, 0, &imgstore__v1__import_image_request__descriptor);
 	assert_string_equal(req->source_path, real);
 	assert_string_equal(req->upload_id, "");
 	assert_string_equal(req->format, "qcow2");
 	assert_string_equal(req->image->pool, "rbd");
-	protobuf_c_message_free_unpacked(&req->base, NULL);
 	Imgstore__V1__WaitOperationRequest *w =
-		fake_request(f, 1, &imgstore__v1__wait_operation_request__descriptor);
+		sent(f, 1, &imgstore__v1__wait_operation_request__descriptor);
 	assert_string_equal(w->id, "op-42");
 	assert_int_equal(w->timeout_ms, 1000);
-	protobuf_c_message_free_unpacked(&w->base, NULL);
 	assert_string_equal(f->out, "import rbd/vm1: succeeded, 2 GiB in 12s\n");
 	assert_string_equal(f->err, "import rbd/vm1: queued\n"
 				    "import rbd/vm1: 50% (1 GiB of 2 GiB)\n");
@@ -165,8 +154,7 @@ static void test_import_no_wait_and_json(void **state)
 	json_object_put(doc);
 
 	/* usage errors and a missing file: nothing sent */
-	fake_free(f);
-	fake_init(f);
+	cli_reset(f);
 	fake_run(f, "--server", SOCK, "image", "import", file, "rbd/vm1", "--format", "iso", NULL);
 	assert_int_equal(f->rc, 2);
 	assert_string_equal(f->err,
@@ -207,30 +195,26 @@ static void test_import_upload_chunks(void **state)
 	assert_int_equal(fake_run(f, "--server", URL, "image", "import", file, "rbd/vm1", NULL), 0);
 	assert_int_equal(f->ncalls, 5);
 	Imgstore__V1__BeginUploadRequest *b =
-		fake_request(f, 0, &imgstore__v1__begin_upload_request__descriptor);
+		sent(f, 0, &imgstore__v1__begin_upload_request__descriptor);
 	assert_int_equal(b->size, size);
-	protobuf_c_message_free_unpacked(&b->base, NULL);
 	const size_t offs[] = {0, 2u << 20, 4u << 20}, lens[] = {2u << 20, 2u << 20, 1u << 20};
 	for (int i = 0; i < 3; i++) {
-		Imgstore__V1__UploadChunkRequest *c = fake_request(
-			f, 1 + (size_t)i, &imgstore__v1__upload_chunk_request__descriptor);
+		Imgstore__V1__UploadChunkRequest *c =
+			sent(f, 1 + (size_t)i, &imgstore__v1__upload_chunk_request__descriptor);
 		assert_string_equal(c->upload_id, "up-1");
 		assert_int_equal(c->offset, offs[i]);
 		assert_int_equal(c->data.len, lens[i]);
 		assert_memory_equal(c->data.data, want + offs[i], lens[i]);
-		protobuf_c_message_free_unpacked(&c->base, NULL);
 	}
 	Imgstore__V1__ImportImageRequest *imp =
-		fake_request(f, 4, &imgstore__v1__import_image_request__descriptor);
+		sent(f, 4, &imgstore__v1__import_image_request__descriptor);
 	assert_string_equal(imp->upload_id, "up-1");
 	assert_string_equal(imp->source_path, "");
 	assert_string_equal(imp->format, "");
-	protobuf_c_message_free_unpacked(&imp->base, NULL);
 	assert_non_null(strstr(f->err, "upload rbd/vm1: 40% (2 MiB of 5 MiB)\n"));
 
 	/* --upload on a Unix socket; a smaller chunk size is honoured */
-	fake_free(f);
-	fake_init(f);
+	cli_reset(f);
 	begin.max_chunk_bytes = 3u << 20 >> 1; /* 1.5 MiB */
 	fake_expect(f, "imgstore.v1.ImageService/BeginUpload", &begin);
 	for (int i = 0; i < 4; i++)
@@ -240,10 +224,9 @@ static void test_import_upload_chunks(void **state)
 		fake_run(f, "--server", SOCK, "image", "import", file, "rbd/vm1", "--upload", NULL),
 		0);
 	Imgstore__V1__UploadChunkRequest *last =
-		fake_request(f, 4, &imgstore__v1__upload_chunk_request__descriptor);
+		sent(f, 4, &imgstore__v1__upload_chunk_request__descriptor);
 	assert_int_equal(last->offset, 3 * (3u << 20 >> 1));
 	assert_int_equal(last->data.len, size - 3 * (3u << 20 >> 1));
-	protobuf_c_message_free_unpacked(&last->base, NULL);
 	free(want);
 	unlink(file);
 	free(file);
@@ -309,9 +292,8 @@ static void test_ctrl_c_cancels(void **state)
 	fake_expect(f, WAIT_OP, &cancelled);
 	assert_int_equal(fake_run(f, "--server", SOCK, "image", "flatten", "rbd/vm1", NULL), 1);
 	Imgstore__V1__CancelOperationRequest *c =
-		fake_request(f, 2, &imgstore__v1__cancel_operation_request__descriptor);
+		sent(f, 2, &imgstore__v1__cancel_operation_request__descriptor);
 	assert_string_equal(c->id, "op-42");
-	protobuf_c_message_free_unpacked(&c->base, NULL);
 	assert_string_equal(f->err, "import rbd/vm1: 25% (1 B of 4 B)\n"
 				    "imgstore: cancelling import rbd/vm1 (operation op-42)\n"
 				    "imgstore: import rbd/vm1 cancelled\n");
@@ -364,15 +346,13 @@ static void test_import_path_refused_uploads(void **state)
 			 0);
 	assert_int_equal(f->ncalls, 4);
 	Imgstore__V1__ImportImageRequest *imp =
-		fake_request(f, 3, &imgstore__v1__import_image_request__descriptor);
+		sent(f, 3, &imgstore__v1__import_image_request__descriptor);
 	assert_string_equal(imp->upload_id, "up-7");
 	assert_string_equal(imp->source_path, "");
-	protobuf_c_message_free_unpacked(&imp->base, NULL);
 	assert_string_equal(f->out, "import rbd/vm1: succeeded, 1000 B in 12s\n");
 
 	/* another error: printed, nothing uploaded */
-	fake_free(f);
-	fake_init(f);
+	cli_reset(f);
 	fake_expect_error(f, "imgstore.v1.ImageService/ImportImage", -EEXIST,
 			  IMS_RPC_ALREADY_EXISTS, "image 'rbd/vm1' already exists on site 'a'");
 	assert_int_equal(fake_run(f, "--server", SOCK, "image", "import", file, "rbd/vm1", NULL),
@@ -409,19 +389,16 @@ static void test_export_path_refused_downloads(void **state)
 	assert_int_equal(fake_run(f, "--server", SOCK, "image", "export", "rbd/vm1", file, NULL),
 			 0);
 	Imgstore__V1__ExportImageRequest *req =
-		fake_request(f, 0, &imgstore__v1__export_image_request__descriptor);
+		sent(f, 0, &imgstore__v1__export_image_request__descriptor);
 	assert_string_equal(req->dest_path, file);
-	protobuf_c_message_free_unpacked(&req->base, NULL);
-	req = fake_request(f, 1, &imgstore__v1__export_image_request__descriptor);
+	req = sent(f, 1, &imgstore__v1__export_image_request__descriptor);
 	assert_string_equal(req->dest_path, "");
-	protobuf_c_message_free_unpacked(&req->base, NULL);
 	assert_int_equal(stat(file, &st), 0);
 	assert_int_equal(st.st_size, 4096);
 	unlink(file);
 
 	/* --no-wait needs the daemon to write the file: the refusal is the answer */
-	fake_free(f);
-	fake_init(f);
+	cli_reset(f);
 	fake_expect_error(f, "imgstore.v1.ImageService/ExportImage", -EPERM,
 			  IMS_RPC_PERMISSION_DENIED,
 			  "'/x' is not in the [server] export_dirs of the daemon (/srv)");
@@ -446,11 +423,10 @@ static void test_export_local(void **state)
 				  "--format", "qcow2", NULL),
 			 0);
 	Imgstore__V1__ExportImageRequest *req =
-		fake_request(f, 0, &imgstore__v1__export_image_request__descriptor);
+		sent(f, 0, &imgstore__v1__export_image_request__descriptor);
 	assert_string_equal(req->dest_path, file);
 	assert_string_equal(req->format, "qcow2");
 	assert_string_equal(req->image->snapshot, "s1");
-	protobuf_c_message_free_unpacked(&req->base, NULL);
 
 	/* a relative FILE is sent absolute */
 	assert_non_null(getcwd(cwd, sizeof(cwd)));
@@ -458,10 +434,9 @@ static void test_export_local(void **state)
 	assert_int_equal(fake_run(f, "--server", SOCK, "image", "export", "rbd/vm1", "rel.raw",
 				  "--no-wait", NULL),
 			 0);
-	req = fake_request(f, 1, &imgstore__v1__export_image_request__descriptor);
+	req = sent(f, 1, &imgstore__v1__export_image_request__descriptor);
 	snprintf(want, sizeof(want), "%s/rel.raw", cwd);
 	assert_string_equal(req->dest_path, want);
-	protobuf_c_message_free_unpacked(&req->base, NULL);
 	assert_string_equal(f->out, "op-42\n");
 
 	/* never over an existing file; --no-wait needs the daemon to write the file */
@@ -516,16 +491,14 @@ static void test_export_download_sparse(void **state)
 	fake_expect(f, "imgstore.v1.ImageService/DownloadChunk", &c3);
 	assert_int_equal(fake_run(f, "--server", URL, "image", "export", "rbd/vm1", file, NULL), 0);
 	Imgstore__V1__ExportImageRequest *req =
-		fake_request(f, 0, &imgstore__v1__export_image_request__descriptor);
+		sent(f, 0, &imgstore__v1__export_image_request__descriptor);
 	assert_string_equal(req->dest_path, "");
-	protobuf_c_message_free_unpacked(&req->base, NULL);
 	for (size_t i = 0; i < 3; i++) {
 		Imgstore__V1__DownloadChunkRequest *d =
-			fake_request(f, 2 + i, &imgstore__v1__download_chunk_request__descriptor);
+			sent(f, 2 + i, &imgstore__v1__download_chunk_request__descriptor);
 		assert_string_equal(d->operation_id, "op-42");
 		assert_int_equal(d->offset, i * (2u << 20));
 		assert_int_equal(d->length, 2u << 20);
-		protobuf_c_message_free_unpacked(&d->base, NULL);
 	}
 	char want[PATH_MAX + 100];
 	snprintf(want, sizeof(want), "export rbd/vm1: succeeded, 4.0 MiB written to %s\n", file);
@@ -546,8 +519,7 @@ static void test_export_download_sparse(void **state)
 
 	/* a download cut short leaves neither FILE nor FILE.partial */
 	unlink(file);
-	fake_free(f);
-	fake_init(f);
+	cli_reset(f);
 	fake_expect(f, "imgstore.v1.ImageService/ExportImage", &done);
 	fake_expect(f, "imgstore.v1.ImageService/DownloadChunk", &c1);
 	fake_expect_error(f, "imgstore.v1.ImageService/DownloadChunk", -ENOENT, IMS_RPC_NOT_FOUND,
@@ -558,8 +530,7 @@ static void test_export_download_sparse(void **state)
 	assert_int_equal(access(partial, F_OK), -1);
 
 	/* a server that claims more than it announced is refused */
-	fake_free(f);
-	fake_init(f);
+	cli_reset(f);
 	c2.total_bytes = 3u << 20;
 	c1.total_bytes = 3u << 20;
 	fake_expect(f, "imgstore.v1.ImageService/ExportImage", &done);
@@ -580,17 +551,16 @@ static void test_export_download_sparse(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_import_local_waits, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_import_no_wait_and_json, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_import_upload_chunks, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_wait_failure, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ctrl_c_cancels, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_op_wait_timeout, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_import_path_refused_uploads, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_export_path_refused_downloads, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_export_local, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_export_download_sparse, setup, teardown),
+		OPS_TEST(test_import_local_waits),
+		OPS_TEST(test_import_no_wait_and_json),
+		OPS_TEST(test_import_upload_chunks),
+		OPS_TEST(test_wait_failure),
+		OPS_TEST(test_ctrl_c_cancels),
+		OPS_TEST(test_op_wait_timeout),
+		OPS_TEST(test_import_path_refused_uploads),
+		OPS_TEST(test_export_path_refused_downloads),
+		OPS_TEST(test_export_local),
+		OPS_TEST(test_export_download_sparse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,30 +13,13 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
-#include "cli_fake.h"
+#include "test_cli_fixture.h"
 
 #include "imgstore/v1/group.pb-c.h"
 #include "imgstore/v1/image.pb-c.h"
 #include "imgstore/v1/operation.pb-c.h"
 
 #define SOCK "/run/imgstored/test.sock"
-
-static int setup(void **state)
-{
-	fake *f = calloc(1, sizeof(*f));
-	if (!f)
-		return -1;
-	fake_init(f);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	fake_free(*state);
-	free(*state);
-	return 0;
-}
 
 static const char *esc(const char *s, bool keep)
 {
@@ -363,26 +346,51 @@ static double test_clock(void *arg)
 	return ((fake *)arg)->clock;
 }
 
+/* stderr of the progress tests: a memory stream */
+typedef struct {
+	char *buf;
+	size_t len;
+	FILE *f;
+} captured;
+
+/* Set up the CLI of @p f for a progress test: stderr into @p err, a terminal or not, the clock
+ * f->clock from 0. */
+static void progress_cli(fake *f, captured *err, bool tty)
+{
+	err->buf = NULL;
+	err->len = 0;
+	err->f = open_memstream(&err->buf, &err->len);
+	assert_non_null(err->f);
+	ims_cli_init(&f->cli);
+	f->cli.err = err->f;
+	f->cli.err_tty = tty;
+	f->cli.now = test_clock;
+	f->cli.now_arg = f;
+	f->clock = 0;
+}
+
+/* End @p p and check what @p err got. */
+static void progress_check(ims_cli_progress *p, captured *err, const char *want)
+{
+	ims_cli_progress_end(p);
+	fclose(err->f);
+	assert_string_equal(err->buf, want);
+	free(err->buf);
+}
+
+static const int running = IMGSTORE__V1__OPERATION_STATE__OPERATION_STATE_RUNNING;
+
 /* Plain lines (stderr no terminal): the first at once, then at most every 5 s, and on every
  * change of state. */
 static void test_progress_plain_throttle(void **state)
 {
 	fake *f = *state;
 	ims_cli_progress p;
-	size_t len = 0;
-	char *buf = NULL;
-	FILE *err = open_memstream(&buf, &len);
-	const int running = IMGSTORE__V1__OPERATION_STATE__OPERATION_STATE_RUNNING;
+	captured err;
 	double t;
 
-	ims_cli_init(&f->cli);
-	f->cli.err = err;
-	f->cli.err_tty = false;
+	progress_cli(f, &err, false);
 	f->cli.plain_interval = 5.0;
-	f->cli.now = test_clock;
-	f->cli.now_arg = f;
-	f->clock = 0;
-
 	ims_cli_progress_init(&p, &f->cli, "import rbd/vm1");
 	ims_cli_progress_update(&p, 1, 0, 100); /* queued */
 	for (t = 1; t <= 12; t++) {
@@ -391,14 +399,12 @@ static void test_progress_plain_throttle(void **state)
 	}
 	f->clock = 12.5;
 	ims_cli_progress_update(&p, 3, 100, 100); /* a new state is always shown */
-	ims_cli_progress_end(&p);
-	fclose(err);
-	assert_string_equal(buf, "import rbd/vm1: queued\n"
-				 "import rbd/vm1: 5% (5 B of 100 B)\n"
-				 "import rbd/vm1: 30% (30 B of 100 B)\n"
-				 "import rbd/vm1: 55% (55 B of 100 B)\n"
-				 "import rbd/vm1: 100% (100 B of 100 B)\n");
-	free(buf);
+	progress_check(&p, &err,
+		       "import rbd/vm1: queued\n"
+		       "import rbd/vm1: 5% (5 B of 100 B)\n"
+		       "import rbd/vm1: 30% (30 B of 100 B)\n"
+		       "import rbd/vm1: 55% (55 B of 100 B)\n"
+		       "import rbd/vm1: 100% (100 B of 100 B)\n");
 }
 
 /* On a terminal: one line redrawn with \r, padded over a longer previous one, and a rate. */
@@ -406,17 +412,9 @@ static void test_progress_bar_redraw(void **state)
 {
 	fake *f = *state;
 	ims_cli_progress p;
-	size_t len = 0;
-	char *buf = NULL;
-	FILE *err = open_memstream(&buf, &len);
-	const int running = IMGSTORE__V1__OPERATION_STATE__OPERATION_STATE_RUNNING;
+	captured err;
 
-	ims_cli_init(&f->cli);
-	f->cli.err = err;
-	f->cli.err_tty = true;
-	f->cli.now = test_clock;
-	f->cli.now_arg = f;
-	f->clock = 0;
+	progress_cli(f, &err, true);
 	ims_cli_progress_init(&p, &f->cli, "import rbd/vm1");
 	ims_cli_progress_update(&p, running, 0, 4u << 20);
 	f->clock = 1;
@@ -425,13 +423,11 @@ static void test_progress_bar_redraw(void **state)
 	ims_cli_progress_update(&p, running, 2u << 20, 4u << 20);
 	f->clock = 2;
 	ims_cli_progress_update(&p, running, 3u << 20, 4u << 20);
-	ims_cli_progress_end(&p);
-	fclose(err);
-	assert_string_equal(buf, "\r[          ] 0% 0 B/4 MiB"
-				 "\r[##        ] 25% 1 MiB/4 MiB 1 MiB/s"
-				 "\r[#######   ] 75% 3 MiB/4 MiB 1.3 MiB/s"
-				 "\n");
-	free(buf);
+	progress_check(&p, &err,
+		       "\r[          ] 0% 0 B/4 MiB"
+		       "\r[##        ] 25% 1 MiB/4 MiB 1 MiB/s"
+		       "\r[#######   ] 75% 3 MiB/4 MiB 1.3 MiB/s"
+		       "\n");
 }
 
 int main(void)
@@ -441,13 +437,13 @@ int main(void)
 		cmocka_unit_test(test_time_and_states),
 		cmocka_unit_test(test_json_image),
 		cmocka_unit_test(test_json_operation),
-		cmocka_unit_test_setup_teardown(test_image_ls_table_and_json, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_key_value_lines, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_op_ls_table, setup, teardown),
+		CLI_TEST(test_image_ls_table_and_json),
+		CLI_TEST(test_key_value_lines),
+		CLI_TEST(test_op_ls_table),
 		cmocka_unit_test(test_progress_formats),
-		cmocka_unit_test_setup_teardown(test_group_removed_names, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_progress_plain_throttle, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_progress_bar_redraw, setup, teardown),
+		CLI_TEST(test_group_removed_names),
+		CLI_TEST(test_progress_plain_throttle),
+		CLI_TEST(test_progress_bar_redraw),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
