@@ -7,11 +7,9 @@
 # pushes exactly those two, and the idle one restores byte for byte.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
-SB=${IMGSTORE_SANDBOX:?}
-SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
-CONF=$SB/site-a/imgstored.conf
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
+CONF=$(site_conf a)
 out=/tmp/tierpol-out.$$ err=/tmp/tierpol-err.$$
 T_OUT=$out T_ERR=$err
 rbd_a() { timeout 120 rbd -c "$CEPH_CONF_A" "$@"; }

@@ -7,6 +7,8 @@
 #   on_a, on_b, on_c CMD...       the CLI ($CLI) against site a's, b's, c's imgstored
 #   conf_of SITE                  the ceph.conf of site SITE (a, b or c)
 #   server_of SITE                the address of site SITE's imgstored
+#   site_conf SITE, site_log SITE the imgstored.conf, the imgstored.log of site SITE
+#   freeze_site SITE, thaw_site SITE  SIGSTOP, SIGCONT of the site's Ceph daemons
 #   rbd_on SITE ARGS...           rbd against site SITE, bounded to $RBD_TIMEOUT seconds (120)
 #   wait_until TRIES PAUSE CMD... CMD until it succeeds, PAUSE seconds apart; fails after TRIES
 #   daemon_pid SITE               the pid of site SITE's imgstored, from its pid file
@@ -34,6 +36,10 @@ on_b() { IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" "$@"; }
 on_c() { IMGSTORE_SERVER=$IMGSTORE_SERVER_C "$CLI" "$@"; }
 conf_of() { local v=CEPH_CONF_${1^^}; echo "${!v}"; }
 server_of() { local v=IMGSTORE_SERVER_${1^^}; echo "${!v}"; }
+site_conf() { echo "$IMGSTORE_SANDBOX/site-$1/imgstored.conf"; }
+site_log() { echo "$IMGSTORE_SANDBOX/site-$1/log/imgstored.log"; }
+freeze_site() { "$SANDBOX_CMD" freeze-site "$IMGSTORE_SANDBOX" "$1" >/dev/null; }
+thaw_site() { "$SANDBOX_CMD" thaw-site "$IMGSTORE_SANDBOX" "$1" >/dev/null; }
 rbd_on() { local s=$1; shift; timeout "$RBD_TIMEOUT" rbd -c "$(conf_of "$s")" "$@"; }
 
 wait_until() {

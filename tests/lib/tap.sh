@@ -7,6 +7,8 @@
 #   quiet CMD...              CMD with its standard output dropped (check WHAT quiet CMD...)
 #   expect_rc RC WHAT CMD...  ok when CMD exits RC; its output is left in $T_OUT, its errors in
 #                             $T_ERR (files; set them to names of your own before the first call)
+#   workdir [VAR]             a fresh directory /tmp/imgstore-SCRIPT.XXXXXX in $VAR (W), removed on
+#                             exit; $T_OUT and $T_ERR move into it (sets the EXIT trap)
 #   finish                    print the counts and exit: 0 only when at least one check passed
 #                             and none failed (a script that asserted nothing fails)
 #
@@ -23,6 +25,14 @@ expect_rc() {
   local rc=$1 what=$2; shift 2
   "$@" >"$T_OUT" 2>"$T_ERR"; local got=$?
   if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 400 "$T_ERR")"; fi
+}
+workdir() {
+  local d name
+  name=$(basename "$0" .sh)
+  d=$(mktemp -d "/tmp/imgstore-${name#test_}.XXXXXX") || { echo "not ok - mktemp"; exit 1; }
+  printf -v "${1:-W}" '%s' "$d"
+  T_OUT=$d/.tap-out T_ERR=$d/.tap-err
+  trap 'rm -rf "'"$d"'"' EXIT
 }
 finish() {
   echo "# $passes passed, $fails failed"
