@@ -127,22 +127,6 @@ static void call(fixture *f, const char *path, const char *ct, const char *token
 	}
 }
 
-/* The answer has STATUS; its body is freed. */
-#define expect_status(a, st)                                                                       \
-	do {                                                                                       \
-		assert_int_equal((a)->status, (st));                                               \
-		free((a)->body);                                                                   \
-	} while (0)
-
-/* The answer is the error STATUS with CODE and MESSAGE; its body is freed. */
-#define expect_error(a, st, cd, msg)                                                               \
-	do {                                                                                       \
-		assert_int_equal((a)->status, (st));                                               \
-		assert_string_equal((a)->code, (cd));                                              \
-		assert_string_equal((a)->message, (msg));                                          \
-		free((a)->body);                                                                   \
-	} while (0)
-
 static void get_req(Imgstore__V1__GetImageRequest *q, Imgstore__V1__ImageSpec *spec,
 		    const char *name)
 {
