@@ -103,6 +103,16 @@ static void sync_ok(const char *name, ims_repl_result *res)
 	assert_sealed_equal(name, res->sealed);
 }
 
+/* rbd/NAME of SIZE on site a, synced once (RES), then N random writes of 1 MiB (SEED): a delta
+ * for the next cycle. */
+static void synced_then_delta(const char *name, uint64_t size, unsigned n, unsigned seed,
+			      ims_repl_result *res)
+{
+	itest_create(name, size);
+	sync_ok(name, res);
+	write_random(name, n, 1 * MiB, size, seed);
+}
+
 static void test_initial_and_incremental(void **state)
 {
 	(void)state;
@@ -231,9 +241,7 @@ static void test_cut_cycle_resumes(void **state)
 	(void)state;
 	const char *name = itest_name("repl-resume");
 	ims_repl_result res;
-	itest_create(name, 128 * MiB);
-	sync_ok(name, &res);
-	write_random(name, 96, 1 * MiB, 128 * MiB, 7); /* a large delta */
+	synced_then_delta(name, 128 * MiB, 96, 7, &res); /* a large delta */
 
 	ims_repl_opts o = IMS_REPL_OPTS_INIT;
 	uint64_t cut = 32 * MiB;
@@ -271,9 +279,7 @@ static void test_failed_piece_copied_again(void **state)
 	(void)state;
 	const char *name = itest_name("repl-failpiece");
 	ims_repl_result res;
-	itest_create(name, 64 * MiB);
-	sync_ok(name, &res);
-	write_random(name, 48, 1 * MiB, 64 * MiB, 11);
+	synced_then_delta(name, 64 * MiB, 48, 11, &res);
 
 	ims_repl_opts o = IMS_REPL_OPTS_INIT;
 	o.concurrency = 1; /* the failed piece is the lowest in flight */
