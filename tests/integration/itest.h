@@ -11,6 +11,9 @@
 
 #include "store/site.h"
 
+#define KiB (1ull << 10)
+#define MiB (1ull << 20)
+
 /* The fixture of a cmocka test group:
  *
  *     cmocka_run_group_tests_name("x", tests, itest_setup_ab, itest_teardown);

@@ -31,8 +31,6 @@
 #include "itest.h"
 #include "proto/client.h"
 
-#define MiB (1ull << 20)
-
 static char admin_tok[128], host_tok[128], host2_tok[128], reader_tok[128];
 
 static void read_token(const char *var, char *out, size_t len)

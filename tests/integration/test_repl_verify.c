@@ -25,9 +25,6 @@
 #include "replicator/replicator.h"
 #include "store/image.h"
 
-#define MiB (1ull << 20)
-#define KiB (1ull << 10)
-
 /* Write @p len bytes at @p off of the head on @p site: a byte pattern, or zeros (@p byte 0). */
 static void write_at(ims_site *site, const char *name, uint64_t off, size_t len, int byte)
 {

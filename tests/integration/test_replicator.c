@@ -25,9 +25,6 @@
 #include "replicator/replicator.h"
 #include "store/image.h"
 
-#define MiB (1ull << 20)
-#define KiB (1ull << 10)
-
 /* Write @p n blocks of @p len random bytes at random offsets below @p limit. */
 static void write_random(const char *name, unsigned n, size_t len, uint64_t limit, unsigned seed)
 {

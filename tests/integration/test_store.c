@@ -25,8 +25,6 @@
 #include "store/site.h"
 #include "store/store_internal.h"
 
-#define MiB (1ull << 20)
-
 static void test_site_errors(void **state)
 {
 	(void)state;

@@ -30,8 +30,6 @@
 #include "store/transfer.h"
 #include "tier/tier.h"
 
-#define MiB (1ull << 20)
-
 static const char *endpoint, *access_key, *secret_key, *region;
 static char key_path[512], key2_path[512];
 static pid_t proxy_pid;

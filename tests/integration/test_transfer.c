@@ -31,8 +31,6 @@
 #include "store/store_internal.h"
 #include "store/transfer.h"
 
-#define MiB (1ull << 20)
-
 static char raw_src[512];			      /* the pattern every variant is made from */
 static const uint64_t SRC_SIZE = 24 * MiB + 3 * 4096; /* not a multiple of 4 MiB */
 
