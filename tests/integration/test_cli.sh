@@ -9,9 +9,7 @@ workdir tmp
 p=cli$$
 
 # a golden image: data, zeros and a tail
-truncate -s 48M "$tmp/golden.raw"
-dd if=/dev/urandom of="$tmp/golden.raw" bs=1M count=8 conv=notrunc status=none
-dd if=/dev/urandom of="$tmp/golden.raw" bs=1M count=2 seek=40 conv=notrunc status=none
+random_file "$tmp/golden.raw" 48M 8 2@40
 qemu-img convert -O qcow2 "$tmp/golden.raw" "$tmp/golden.qcow2"
 
 # import over TLS (upload), JSON of the finished operation

@@ -9,9 +9,7 @@ CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 workdir tmp
 p=tiercli$$
 
-truncate -s 40M "$tmp/vm.raw"
-dd if=/dev/urandom of="$tmp/vm.raw" bs=1M count=6 conv=notrunc status=none
-dd if=/dev/urandom of="$tmp/vm.raw" bs=1M count=3 seek=30 conv=notrunc status=none
+random_file "$tmp/vm.raw" 40M 6 3@30
 expect_rc 0 "import" "$CLI" image import "$tmp/vm.raw" "rbd/$p-vm"
 expect_rc 0 "tag" "$CLI" image tag "rbd/$p-vm" os=debian
 
@@ -39,8 +37,7 @@ expect_rc 0 "deep scrub" "$CLI" tier scrub --deep
 expect_rc 0 "gc" "$CLI" tier gc --grace 1h
 
 # an image a host leases (not open by anyone) is not pushed away: the daemon's leases count
-truncate -s 8M "$tmp/small.raw"
-dd if=/dev/urandom of="$tmp/small.raw" bs=1M count=4 conv=notrunc status=none
+random_file "$tmp/small.raw" 8M 4
 expect_rc 0 "import an image to lease" "$CLI" image import "$tmp/small.raw" "rbd/$p-leased"
 "$CLI" host register "$p-hv" >/dev/null 2>&1
 lease=$("$CLI" --format json host lease acquire "rbd/$p-leased" --host "$p-hv" --ttl 5m 2>/dev/null | jq -r '.id // ""')

@@ -30,8 +30,7 @@ trap cleanup EXIT
 timeout 60 ceph -c "$CEPH_CONF_A" osd pool create "$P" 8 >/dev/null 2>&1 && rbd_a pool init "$P" ||
   { echo "Bail out! cannot create pool $P"; exit 1; }
 
-truncate -s 16M "$tmp/idle.raw"
-dd if=/dev/urandom of="$tmp/idle.raw" bs=1M count=3 seek=2 conv=notrunc status=none
+random_file "$tmp/idle.raw" 16M 3@2
 expect_rc 0 "import the idle image" "$CLI" image import "$tmp/idle.raw" "$P/idle"
 expect_rc 0 "create golden" "$CLI" image create "$P/golden" --size 8M
 expect_rc 0 "snapshot golden" "$CLI" snap create "$P/golden@base"

@@ -39,4 +39,7 @@ check "expect_rc: another exit status is not ok, with the errors (exit $rc)" bas
 run 'workdir D; echo "$D" >"'"$W"'/dir"; test -d "$D" && [ "$T_OUT" = "$D/.tap-out" ] && ok dir'; rc=$?
 check "workdir makes a directory that holds \$T_OUT (exit $rc)" test $rc = 0
 check "  and removes it at exit" test ! -e "$(cat "$W/dir")"
+random_file "$W/r" 4M 1@2
+check "random_file makes a file of its size" test "$(stat -c %s "$W/r")" = 4194304
+check "  random at the MiB given, zeros before" bash -c "cmp -s -n 1048576 '$W/r' /dev/zero && ! cmp -s -i 2097152:0 -n 1048576 '$W/r' /dev/zero"
 finish
