@@ -113,6 +113,12 @@ static ims_tier_target *new_target(const char *bucket, const char *via, const ch
 	return t;
 }
 
+/* A target of its own bucket for WHAT, with the tests' key and 2 retries. */
+static ims_tier_target *target_for(const char *what)
+{
+	return new_target(bucket_name(what), NULL, key_path, 2);
+}
+
 static int count_cb(void *ctx, const char *key, uint64_t size, int64_t mtime)
 {
 	(void)key;
@@ -166,6 +172,15 @@ static void import_random(const char *name, const char *what, char *path, size_t
 	snprintf(path, len, "%s/%s.raw", itest_dir(), what);
 	random_file(path, size, seed);
 	import_file(name, path);
+}
+
+/* A fresh name with prefix WHAT, imported as import_random() makes it. */
+static const char *import_new(const char *what, char *path, size_t len, uint64_t size,
+			      unsigned seed)
+{
+	const char *name = itest_name(what);
+	import_random(name, what, path, len, size, seed);
+	return name;
 }
 
 static void in_trash_or_gone(const char *name)
@@ -227,7 +242,7 @@ static void test_s3_client(void **state)
 
 static void roundtrip(const char *what, const char *path, uint64_t size)
 {
-	ims_tier_target *t = new_target(bucket_name(what), NULL, key_path, 2);
+	ims_tier_target *t = target_for(what);
 	const char *name = itest_name(what);
 	char cold[300];
 	ims_tier_result res;
@@ -291,24 +306,29 @@ static void roundtrip(const char *what, const char *path, uint64_t size)
 	ims_tier_target_free(t);
 }
 
+/* roundtrip() of itest_dir()/WHAT.raw, SIZE bytes: sparse (itest_fill_pattern) or every byte
+ * random, from SEED. */
+static void roundtrip_file(const char *what, uint64_t size, bool sparse, unsigned seed)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/%s.raw", itest_dir(), what);
+	if (sparse)
+		itest_fill_pattern(path, size, seed);
+	else
+		random_file(path, size, seed);
+	roundtrip(what, path, size);
+}
+
 static void test_roundtrip_sparse(void **state)
 {
 	(void)state;
-	char path[600];
-	uint64_t size = 40 * MiB + 12345;
-	snprintf(path, sizeof(path), "%s/sparse.raw", itest_dir());
-	itest_fill_pattern(path, size, 3);
-	roundtrip("sparse", path, size);
+	roundtrip_file("sparse", 40 * MiB + 12345, true, 3);
 }
 
 static void test_roundtrip_full(void **state)
 {
 	(void)state;
-	char path[600];
-	uint64_t size = 20 * MiB + 4096;
-	snprintf(path, sizeof(path), "%s/full.raw", itest_dir());
-	random_file(path, size, 5);
-	roundtrip("full", path, size);
+	roundtrip_file("full", 20 * MiB + 4096, false, 5);
 }
 
 /*
@@ -319,7 +339,7 @@ static void test_roundtrip_full(void **state)
 static void test_restore_raw_as_pushed_and_only_data(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("rawq"), NULL, key_path, 2);
+	ims_tier_target *t = target_for("rawq");
 	const char *name = itest_name("rawq");
 	const uint64_t size = 256 * MiB, chunk = 4 * MiB, offs[2] = {0, 100 * MiB};
 	char path[600], cold[300];
@@ -399,7 +419,7 @@ static void scribble(const char *name, uint64_t off, size_t len, int byte)
 static void test_dedup_clones(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("dedup"), NULL, key_path, 2);
+	ims_tier_target *t = target_for("dedup");
 	const char *golden = itest_name("golden");
 	char c1[300], c2[300], path[600];
 	ims_tier_result r1, r2, rg;
@@ -455,7 +475,7 @@ static char *corrupt_one_chunk(ims_tier_target *t, const char *cold)
 static void test_corrupt_chunk(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("corrupt"), NULL, key_path, 2);
+	ims_tier_target *t = target_for("corrupt");
 	const char *name = itest_name("corrupt");
 	char path[600], cold[300];
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
@@ -631,7 +651,7 @@ static void test_faults(void **state)
 static void test_gc(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("gc"), NULL, key_path, 2);
+	ims_tier_target *t = target_for("gc");
 	const char *a = itest_name("gc"), *b = itest_name("gc");
 	char pa[600], pb[600], cold_a[300];
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
@@ -705,7 +725,7 @@ static size_t count_snaps(const char *name)
 static void test_push_live_write_keeps_image(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("live"), NULL, key_path, 2);
+	ims_tier_target *t = target_for("live");
 	const char *name = itest_name("live");
 	char path[600];
 	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
@@ -745,10 +765,9 @@ static void test_push_live_write_keeps_image(void **state)
 static void test_push_live_write_locked_out(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("lock"), NULL, key_path, 2);
-	const char *name = itest_name("lock");
+	ims_tier_target *t = target_for("lock");
 	char path[600], cold[300], back[300];
-	import_random(name, "lock", path, sizeof(path), 8 * MiB, 31);
+	const char *name = import_new("lock", path, sizeof(path), 8 * MiB, 31);
 
 	live_write w = {.image = name};
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
@@ -793,10 +812,9 @@ static int open_when_read(void *ctx, uint64_t done, uint64_t total)
 static void test_push_live_open_keeps_image(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("open"), NULL, key_path, 2);
-	const char *name = itest_name("open");
+	ims_tier_target *t = target_for("open");
 	char path[600];
-	import_random(name, "open", path, sizeof(path), 4 * MiB, 43);
+	const char *name = import_new("open", path, sizeof(path), 4 * MiB, 43);
 	live_open w = {.image = name, .other = itest_site('A')};
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_TRASH;
@@ -827,10 +845,9 @@ static int lease_held(void *ctx, const char *pool, const char *image, char *why,
 static void test_push_honours_leases(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("lease"), NULL, key_path, 2);
-	const char *name = itest_name("lease");
+	ims_tier_target *t = target_for("lease");
 	char path[600];
-	import_random(name, "lease", path, sizeof(path), 4 * MiB, 33);
+	const char *name = import_new("lease", path, sizeof(path), 4 * MiB, 33);
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
 	o.after = IMS_TIER_TRASH;
 	o.leased = lease_held;
@@ -904,7 +921,7 @@ static int gc_when_read(void *ctx, uint64_t done, uint64_t total)
 static void test_gc_during_push(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("gcpush"), NULL, key_path, 2);
+	ims_tier_target *t = target_for("gcpush");
 	const char *a = itest_name("gcpush"), *b = itest_name("gcpush");
 	char path[600], cold_a[300], cold_b[300], back[300];
 	const uint64_t grace = 6;
@@ -966,10 +983,9 @@ static int end_gc_when_waited(void *ctx, uint64_t done, uint64_t total)
 static void test_push_waits_for_gc(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("gcwait"), NULL, key_path, 2);
-	const char *name = itest_name("gcwait");
+	ims_tier_target *t = target_for("gcwait");
 	char path[600];
-	import_random(name, "gcwait", path, sizeof(path), 4 * MiB, 41);
+	const char *name = import_new("gcwait", path, sizeof(path), 4 * MiB, 41);
 	assert_int_equal(ims_s3_put(ims_tier_target_s3(t), "locks/gc/test", "{}", 2), 0);
 	gc_wait w = {.t = t};
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
@@ -990,7 +1006,7 @@ static void test_push_waits_for_gc(void **state)
 static void test_push_manifest_too_many_tags(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("tags"), NULL, key_path, 2);
+	ims_tier_target *t = target_for("tags");
 	const char *name = itest_name("tags");
 	char path[600];
 	rados_ioctx_t io = NULL;
