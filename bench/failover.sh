@@ -116,12 +116,7 @@ run_once() {
   ims() { "$CLI" "$@" 2>>"$R/setup.log"; } # site a's daemon (IMGSTORE_SERVER from the env file)
 
   # rbd-mirror: image-mode mirroring on both sites, site b pulls from site a
-  ra mirror pool enable rbd image
-  rb mirror pool enable rbd image
-  ra mirror pool peer bootstrap create --site-name site-a rbd >"$R/token"
-  rb mirror pool peer bootstrap import --site-name site-b --direction rx-only rbd "$R/token"
-  CEPH_CONF=$B rbd-mirror -f --id admin --log-file "$R/rbd-mirror.log" </dev/null >/dev/null 2>&1 &
-  MIRROR_PID=$!
+  mirror_start "$A" "$B" "$R" "$R/setup.log"
 
   # IMAGES images for each, SIZE with WRITE written in 1 MiB random writes
   say "run $run: creating $IMAGES imgstore images and $IMAGES rbd-mirror images ($SIZE, $WRITE written)"

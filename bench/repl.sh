@@ -39,12 +39,7 @@ now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc -l; }
 
 # rbd-mirror: image-mode mirroring on both sites, site b pulls from site a.
-ra mirror pool enable rbd image
-rb mirror pool enable rbd image
-ra mirror pool peer bootstrap create --site-name site-a rbd >"$DIR/token"
-rb mirror pool peer bootstrap import --site-name site-b --direction rx-only rbd "$DIR/token"
-CEPH_CONF=$B rbd-mirror -f --id admin --log-file "$DIR/rbd-mirror.log" </dev/null >/dev/null 2>&1 &
-MIRROR_PID=$!
+mirror_start "$A" "$B" "$DIR" /dev/null
 
 write_seq() { ra bench --io-type write --io-size 4M --io-total "$2" --io-pattern seq "rbd/$1" >/dev/null; }
 write_rand() { ra bench --io-type write --io-size 64K --io-total "$2" --io-pattern rand "rbd/$1" >/dev/null; }
