@@ -174,6 +174,16 @@ static void import_random(const char *name, const char *what, char *path, size_t
 	import_file(name, path);
 }
 
+/* Push options that leave the image in the trash, with PROGRESS (may be NULL) called with CTX. */
+static ims_tier_opts trash_opts(ims_progress_fn progress, void *ctx)
+{
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_TRASH;
+	o.progress = progress;
+	o.progress_ctx = ctx;
+	return o;
+}
+
 /* A fresh name with prefix WHAT, imported as import_random() makes it. */
 static const char *import_new(const char *what, char *path, size_t len, uint64_t size,
 			      unsigned seed)
@@ -735,10 +745,7 @@ static void test_push_live_write_keeps_image(void **state)
 	assert_int_equal(write_image(name, 0, 8 * MiB, 0x5a), 0);
 
 	live_write w = {.image = name};
-	ims_tier_opts o = IMS_TIER_OPTS_INIT;
-	o.after = IMS_TIER_TRASH;
-	o.progress = write_when_read;
-	o.progress_ctx = &w;
+	ims_tier_opts o = trash_opts(write_when_read, &w);
 	ims_tier_result res;
 	int r = ims_tier_push(&res, t, itest.a, "rbd", name, NULL, &o);
 	assert_true(w.done);
@@ -770,10 +777,7 @@ static void test_push_live_write_locked_out(void **state)
 	const char *name = import_new("lock", path, sizeof(path), 8 * MiB, 31);
 
 	live_write w = {.image = name};
-	ims_tier_opts o = IMS_TIER_OPTS_INIT;
-	o.after = IMS_TIER_TRASH;
-	o.progress = write_when_read;
-	o.progress_ctx = &w;
+	ims_tier_opts o = trash_opts(write_when_read, &w);
 	ims_tier_result res;
 	assert_int_equal(ims_tier_push(&res, t, itest.a, "rbd", name, NULL, &o), 0);
 	assert_true(w.done);
@@ -816,10 +820,7 @@ static void test_push_live_open_keeps_image(void **state)
 	char path[600];
 	const char *name = import_new("open", path, sizeof(path), 4 * MiB, 43);
 	live_open w = {.image = name, .other = itest_site('A')};
-	ims_tier_opts o = IMS_TIER_OPTS_INIT;
-	o.after = IMS_TIER_TRASH;
-	o.progress = open_when_read;
-	o.progress_ctx = &w;
+	ims_tier_opts o = trash_opts(open_when_read, &w);
 	int r = ims_tier_push(NULL, t, itest.a, "rbd", name, NULL, &o);
 	assert_non_null(w.io);
 	assert_int_equal(w.open_r, 0);
@@ -848,8 +849,7 @@ static void test_push_honours_leases(void **state)
 	ims_tier_target *t = target_for("lease");
 	char path[600];
 	const char *name = import_new("lease", path, sizeof(path), 4 * MiB, 33);
-	ims_tier_opts o = IMS_TIER_OPTS_INIT;
-	o.after = IMS_TIER_TRASH;
+	ims_tier_opts o = trash_opts(NULL, NULL);
 	o.leased = lease_held;
 	o.leased_ctx = "hv7";
 	assert_int_equal(ims_tier_push(NULL, t, itest.a, "rbd", name, NULL, &o), -EBUSY);
@@ -1029,8 +1029,7 @@ static void test_push_manifest_too_many_tags(void **state)
 	ims_catalog_entry_free(e);
 	ims_site_ioctx_close(io);
 
-	ims_tier_opts o = IMS_TIER_OPTS_INIT;
-	o.after = IMS_TIER_TRASH;
+	ims_tier_opts o = trash_opts(NULL, NULL);
 	int r = ims_tier_push(NULL, t, itest.a, "rbd", name, NULL, &o);
 	assert_int_equal(r, -EMSGSIZE);
 	assert_non_null(strstr(ims_error_last(), "tags"));
@@ -1056,8 +1055,7 @@ static void test_push_manifest_read_back(void **state)
 	snprintf(via, sizeof(via), "http://127.0.0.1:%d", proxy_port);
 	ims_tier_target *t = new_target(bucket_name("readback"), via, key_path, 1);
 	import_random(name, "readback", path, sizeof(path), 4 * MiB, 39);
-	ims_tier_opts o = IMS_TIER_OPTS_INIT;
-	o.after = IMS_TIER_TRASH;
+	ims_tier_opts o = trash_opts(NULL, NULL);
 	proxy("corrupt?path=manifests");
 	int r = ims_tier_push(NULL, t, itest.a, "rbd", name, NULL, &o);
 	proxy("corrupt?path=");
