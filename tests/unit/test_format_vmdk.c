@@ -468,19 +468,22 @@ static void test_descriptor_files(void **state)
 				    "RW 2097152 SPARSE \"disk-data.vmdk\"\n";
 	static const char *none = "# Disk DescriptorFile\nversion=1\n";
 
-	ft_expect_open_error(flat, strlen(flat), IMS_FORMAT_AUTO, -ENOTSUP,
-			     "vmdk: createType 'monolithicFlat' is not supported");
-	ft_expect_open_error(split, strlen(split), IMS_FORMAT_VMDK, -ENOTSUP,
-			     "vmdk: createType 'twoGbMaxExtentSparse' is not supported");
-	ft_expect_open_error(vmfs, strlen(vmfs), IMS_FORMAT_VMDK, -ENOTSUP,
-			     "vmdk: createType 'vmfs' is not supported");
-	ft_expect_open_error(sparse, strlen(sparse), IMS_FORMAT_VMDK, -ENOTSUP,
-			     "vmdk: this is a descriptor file (createType 'monolithicSparse') "
-			     "whose data is in 'disk-data.vmdk'; import that file instead");
-	ft_expect_open_error(none, strlen(none), IMS_FORMAT_VMDK, -EINVAL,
-			     "vmdk: the descriptor has no createType");
-	ft_expect_open_error(flat, strlen(flat), IMS_FORMAT_QCOW2, -EINVAL,
-			     "image declared as qcow2 but its bytes are vmdk");
+	const ft_open_case cases[] = {
+		{flat, strlen(flat), IMS_FORMAT_AUTO, -ENOTSUP,
+		 "vmdk: createType 'monolithicFlat' is not supported"},
+		{split, strlen(split), IMS_FORMAT_VMDK, -ENOTSUP,
+		 "vmdk: createType 'twoGbMaxExtentSparse' is not supported"},
+		{vmfs, strlen(vmfs), IMS_FORMAT_VMDK, -ENOTSUP,
+		 "vmdk: createType 'vmfs' is not supported"},
+		{sparse, strlen(sparse), IMS_FORMAT_VMDK, -ENOTSUP,
+		 "vmdk: this is a descriptor file (createType 'monolithicSparse') "
+		 "whose data is in 'disk-data.vmdk'; import that file instead"},
+		{none, strlen(none), IMS_FORMAT_VMDK, -EINVAL,
+		 "vmdk: the descriptor has no createType"},
+		{flat, strlen(flat), IMS_FORMAT_QCOW2, -EINVAL,
+		 "image declared as qcow2 but its bytes are vmdk"},
+	};
+	ft_expect_open_errors(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 /* ---------------------------------------------------------------------------------------- */
