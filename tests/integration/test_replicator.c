@@ -233,6 +233,18 @@ static int cut_after(void *ctx, uint64_t done, uint64_t total)
 	return done >= *(uint64_t *)ctx;
 }
 
+/* Options of a cycle that cancels itself once *CUT bytes are done, with checkpoints every 4 MiB
+ * and two pieces in flight. */
+static ims_repl_opts cut_opts(uint64_t *cut)
+{
+	ims_repl_opts o = IMS_REPL_OPTS_INIT;
+	o.progress = cut_after;
+	o.progress_ctx = cut;
+	o.checkpoint_bytes = 4 * MiB;
+	o.concurrency = 2;
+	return o;
+}
+
 static void test_cut_cycle_resumes(void **state)
 {
 	(void)state;
@@ -240,12 +252,8 @@ static void test_cut_cycle_resumes(void **state)
 	ims_repl_result res;
 	synced_then_delta(name, 128 * MiB, 96, 7, &res); /* a large delta */
 
-	ims_repl_opts o = IMS_REPL_OPTS_INIT;
 	uint64_t cut = 32 * MiB;
-	o.progress = cut_after;
-	o.progress_ctx = &cut;
-	o.checkpoint_bytes = 4 * MiB;
-	o.concurrency = 2;
+	ims_repl_opts o = cut_opts(&cut);
 	ims_repl_result first;
 	memset(&first, 0, sizeof(first));
 	assert_int_equal(ims_repl_sync(&first, itest.a, itest.b, "rbd", name, &o), -ECANCELED);
@@ -350,12 +358,8 @@ static void test_two_targets(void **state)
 
 	/* c's next cycle is cut half-way (site c stops answering): its checkpoint stays */
 	write_random(name, 48, 1 * MiB, 64 * MiB, 22);
-	ims_repl_opts cut_o = IMS_REPL_OPTS_INIT;
 	uint64_t cut = 8 * MiB;
-	cut_o.progress = cut_after;
-	cut_o.progress_ctx = &cut;
-	cut_o.checkpoint_bytes = 4 * MiB;
-	cut_o.concurrency = 2;
+	ims_repl_opts cut_o = cut_opts(&cut);
 	memset(&first, 0, sizeof(first));
 	assert_int_equal(ims_repl_sync(&first, itest.a, itest.c, "rbd", name, &cut_o), -ECANCELED);
 	char cut_target[64] = "";
