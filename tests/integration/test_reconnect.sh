@@ -31,7 +31,6 @@ trap cleanup EXIT
 
 # the addresses daemon LOG's clients of SITE have had since it started
 addrs_of() { grep -o "site '$2': connected as [^ ]* (client\.[0-9]* at [^)]*)" "$1" | sed 's/.* at \(.*\))$/\1/' | sort -u; }
-metric() { curl -sf --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
 http_code() { curl -s --max-time 10 -o /dev/null -w '%{http_code}' --cacert "$IMGSTORE_CA_FILE" "$1"; }
 status() { on_a --format json repl status "rbd/$img" 2>/dev/null | jq -r ".[0].$1 // \"\""; }
 write_a() { rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 64K --io-total "$1" --io-pattern rand "rbd/$img" >/dev/null 2>&1; }

@@ -9,6 +9,9 @@
 #   server_of SITE                the address of site SITE's imgstored
 #   site_conf SITE, site_log SITE the imgstored.conf, the imgstored.log of site SITE
 #   freeze_site SITE, thaw_site SITE  SIGSTOP, SIGCONT of the site's Ceph daemons
+#   role_of SITE IMAGE            the replication role of SITE's copy of rbd/IMAGE (its metadata;
+#                                 primary when it has none)
+#   metric SERVER NAME            the value of the sample NAME (with its labels) in SERVER's /metrics
 #   rbd_on SITE ARGS...           rbd against site SITE, bounded to $RBD_TIMEOUT seconds (120)
 #   wait_until TRIES PAUSE CMD... CMD until it succeeds, PAUSE seconds apart; fails after TRIES
 #   daemon_pid SITE               the pid of site SITE's imgstored, from its pid file
@@ -40,6 +43,8 @@ site_conf() { echo "$IMGSTORE_SANDBOX/site-$1/imgstored.conf"; }
 site_log() { echo "$IMGSTORE_SANDBOX/site-$1/log/imgstored.log"; }
 freeze_site() { "$SANDBOX_CMD" freeze-site "$IMGSTORE_SANDBOX" "$1" >/dev/null; }
 thaw_site() { "$SANDBOX_CMD" thaw-site "$IMGSTORE_SANDBOX" "$1" >/dev/null; }
+role_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$2" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
+metric() { curl -sf --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
 rbd_on() { local s=$1; shift; timeout "$RBD_TIMEOUT" rbd -c "$(conf_of "$s")" "$@"; }
 
 wait_until() {

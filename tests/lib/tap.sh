@@ -9,6 +9,7 @@
 #                             $T_ERR (files; set them to names of your own before the first call)
 #   random_file PATH SIZE [MIB@AT...]  a sparse file of SIZE (truncate's units) with MIB MiB of
 #                             random bytes at MiB AT for each MIB@AT (@AT: 0)
+#   free_port                 a TCP port on 127.0.0.1 that nothing listens on now
 #   workdir [VAR]             a fresh directory /tmp/imgstore-SCRIPT.XXXXXX in $VAR (W), removed on
 #                             exit; $T_OUT and $T_ERR move into it (sets the EXIT trap)
 #   finish                    print the counts and exit: 0 only when at least one check passed
@@ -28,6 +29,7 @@ expect_rc() {
   "$@" >"$T_OUT" 2>"$T_ERR"; local got=$?
   if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 400 "$T_ERR")"; fi
 }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 random_file() {
   local path=$1 size=$2 r; shift 2
   truncate -s "$size" "$path" || return
