@@ -148,6 +148,24 @@ static void create_req(Imgstore__V1__CreateImageRequest *q, Imgstore__V1__ImageS
 	q->size = 1ull << 30;
 }
 
+/* GetImage of rbd/NAME as TOKEN. */
+static void get_as(fixture *f, const char *token, const char *name, answer *a)
+{
+	Imgstore__V1__GetImageRequest q;
+	Imgstore__V1__ImageSpec spec;
+	get_req(&q, &spec, name);
+	call(f, TOY_GET, "application/proto", token, &q.base, NULL, 0, a);
+}
+
+/* CreateImage of rbd/NAME (1 GiB) as TOKEN. */
+static void create_as(fixture *f, const char *token, const char *name, answer *a)
+{
+	Imgstore__V1__CreateImageRequest q;
+	Imgstore__V1__ImageSpec spec;
+	create_req(&q, &spec, name);
+	call(f, TOY_CREATE, "application/proto", token, &q.base, NULL, 0, a);
+}
+
 static void test_round_trip(void **state)
 {
 	fixture *f = *state;
@@ -251,18 +269,14 @@ static void test_truncated(void **state)
 static void test_handler_errors(void **state)
 {
 	fixture *f = *state;
-	Imgstore__V1__GetImageRequest q;
-	Imgstore__V1__ImageSpec spec;
 	answer a;
 
-	get_req(&q, &spec, "missing");
-	call(f, TOY_GET, "application/proto", T_READER, &q.base, NULL, 0, &a);
+	get_as(f, T_READER, "missing", &a);
 	expect_error(&a, 404, "not_found", "no image 'rbd/missing' on site 'a'");
 
 	/* no message set: strerror, not a stale message of an earlier call */
 	ims_error_set(-EPERM, "stale message of this thread");
-	get_req(&q, &spec, "nomsg");
-	call(f, TOY_GET, "application/proto", T_READER, &q.base, NULL, 0, &a);
+	get_as(f, T_READER, "nomsg", &a);
 	expect_error(&a, 500, "internal", "Input/output error");
 
 	/* a handler answering the wrong type is the server's bug: internal */
@@ -274,12 +288,9 @@ static void test_handler_errors(void **state)
 static void test_json_escaping(void **state)
 {
 	fixture *f = *state;
-	Imgstore__V1__CreateImageRequest q;
-	Imgstore__V1__ImageSpec spec;
 	answer a;
 
-	create_req(&q, &spec, "quote");
-	call(f, TOY_CREATE, "application/proto", T_ADMIN, &q.base, NULL, 0, &a);
+	create_as(f, T_ADMIN, "quote", &a);
 	assert_int_equal(a.status, 400);
 	assert_string_equal(a.message, "bad name \"x\"\\y\tz\x01 \xc3\xa9 ? end");
 	assert_non_null(strstr((const char *)a.body, "\\\"x\\\"\\\\y\\tz\\u0001"));
@@ -334,19 +345,17 @@ static void test_audit(void **state)
 {
 	fixture *f = *state;
 	Imgstore__V1__CreateImageRequest q;
-	Imgstore__V1__GetImageRequest g;
 	Imgstore__V1__ImageSpec spec;
 	char line[1024];
 	answer a;
 
-	create_req(&q, &spec, "vm1");
-	call(f, TOY_CREATE, "application/proto", T_ADMIN, &q.base, NULL, 0, &a);
+	create_as(f, T_ADMIN, "vm1", &a);
 	expect_status(&a, 200);
 	unsigned n = toy_last_audit(&f->app, line, sizeof(line));
 	assert_string_equal(line, "audit caller=alice role=admin peer=dispatch "
 				  "method=ImageService/CreateImage target=rbd/vm1 result=ok");
 
-	create_req(&q, &spec, "exists");
+	create_req(&q, &spec, "exists"); /* q is called again below */
 	call(f, TOY_CREATE, "application/proto", T_ADMIN, &q.base, NULL, 0, &a);
 	free(a.body);
 	assert_int_equal(toy_last_audit(&f->app, line, sizeof(line)), n + 1);
@@ -397,8 +406,7 @@ static void test_audit(void **state)
 
 	/* reading is not audited */
 	n = toy_last_audit(&f->app, line, sizeof(line));
-	get_req(&g, &spec, "vm1");
-	call(f, TOY_GET, "application/proto", T_ADMIN, &g.base, NULL, 0, &a);
+	get_as(f, T_ADMIN, "vm1", &a);
 	expect_status(&a, 200);
 	assert_int_equal(toy_last_audit(&f->app, line, sizeof(line)), n);
 
