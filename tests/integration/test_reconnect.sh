@@ -22,10 +22,7 @@ cleanup() {
   for x in "${blocked_a[@]}"; do ceph_on "$CEPH_CONF_A" osd blocklist rm "$x" >/dev/null 2>&1; done
   for x in "${blocked_b[@]}"; do ceph_on "$CEPH_CONF_B" osd blocklist rm "$x" >/dev/null 2>&1; done
   rm -f /tmp/rc-out.$$ /tmp/rc-err.$$
-  IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" repl disable "rbd/$img" >/dev/null 2>&1
-  IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" image rm --purge "rbd/$img" >/dev/null 2>&1
-  rbd -c "$CEPH_CONF_B" snap purge "rbd/$img" >/dev/null 2>&1
-  rbd -c "$CEPH_CONF_B" rm --no-progress "rbd/$img" >/dev/null 2>&1
+  forget_replica "$img"
 }
 trap cleanup EXIT
 

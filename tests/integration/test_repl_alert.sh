@@ -15,10 +15,7 @@ rpid=""
 img=alert$$
 restore() {
   thaw_site b 2>/dev/null
-  "$CLI" repl disable "rbd/$img" --to b >/dev/null 2>&1
-  "$CLI" image rm --purge "rbd/$img" >/dev/null 2>&1
-  rbd -c "$CEPH_CONF_B" snap purge "rbd/$img" >/dev/null 2>&1
-  rbd -c "$CEPH_CONF_B" rm --no-progress "rbd/$img" >/dev/null 2>&1
+  forget_replica "$img"
   config_restore a
   [ -n "$rpid" ] && kill "$rpid" 2>/dev/null
   rm -rf "$work"

@@ -19,10 +19,7 @@ config_keep a
 cleanup() {
   config_restore a
   rm -f "/tmp/kill-diff.$$"
-  "$CLI" repl disable "rbd/$img" --to b >/dev/null 2>&1
-  "$CLI" image rm --purge "rbd/$img" >/dev/null 2>&1
-  rbd -c "$CEPH_CONF_B" snap purge "rbd/$img" >/dev/null 2>&1
-  rbd -c "$CEPH_CONF_B" rm --no-progress "rbd/$img" >/dev/null 2>&1
+  forget_replica "$img"
 }
 trap cleanup EXIT
 

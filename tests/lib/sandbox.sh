@@ -29,6 +29,9 @@
 #   config_restore SITE           put the copy back; the daemon restarted if it had changed
 #   forget_images IMAGE...        on sites a and b: replication disabled, snapshots purged,
 #                                 the image removed; quiet, for cleanups
+#   forget_replica IMAGE          for an image of site a replicated to b, through site a's
+#                                 daemon: its replication disabled, it removed with its
+#                                 snapshots; site b's copy removed; quiet, for cleanups
 #   forget_group GROUP IMAGE...   the same for a group and its member images: the group's
 #                                 replication disabled, its members taken out, it removed
 SANDBOX_CMD=${SANDBOX_CMD:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/sandbox}
@@ -102,6 +105,13 @@ forget_images() {
       RBD_TIMEOUT=60 rbd_on $s rm --no-progress "rbd/$i" >/dev/null 2>&1
     done
   done
+}
+
+forget_replica() {
+  on_a repl disable "rbd/$1" --to b >/dev/null 2>&1
+  on_a image rm --purge "rbd/$1" >/dev/null 2>&1
+  rbd_on b snap purge "rbd/$1" >/dev/null 2>&1
+  rbd_on b rm --no-progress "rbd/$1" >/dev/null 2>&1
 }
 
 forget_group() {
