@@ -44,8 +44,7 @@ static int setup(void **state)
 
 static bool image_exists(const char *name)
 {
-	return itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name) ==
-	       0;
+	return itest_rbd_info(name) == 0;
 }
 
 static int count_tmp_images(void)
