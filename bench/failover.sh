@@ -21,17 +21,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGES=100 RUNS=3 SIZE=64M WRITE=4M STORE=memstore DIR="" BUILD=${BUILD:-build} JOBS=4
-while [ $# -gt 0 ]; do
-  case $1 in
-    --images) IMAGES=$2; shift 2 ;;
-    --runs) RUNS=$2; shift 2 ;;
-    --size) SIZE=$2; shift 2 ;;
-    --write) WRITE=$2; shift 2 ;;
-    --store) STORE=$2; shift 2 ;;
-    --dir) DIR=$2; shift 2 ;;
-    *) echo "usage: $0 [--images 100] [--runs 3] [--size 64M] [--write 4M] [--store memstore|bluestore] [--dir DIR]" >&2; exit 2 ;;
-  esac
-done
+. tests/lib/bench.sh
+options "[--images 100] [--runs 3] [--size 64M] [--write 4M] [--store memstore|bluestore] [--dir DIR]" images=IMAGES runs=RUNS size=SIZE write=WRITE store=STORE dir=DIR -- "$@"
 [[ "$IMAGES" =~ ^[1-9][0-9]*$ && "$RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "--images and --runs take a positive number" >&2; exit 2; }
 [ -x "$BUILD/daemon/imgstored" ] && [ -x "$BUILD/cli/imgstore" ] || { echo "build first: make build" >&2; exit 1; }
 command -v rbd-mirror >/dev/null || { echo "rbd-mirror is missing (scripts/install-deps)" >&2; exit 1; }
@@ -115,8 +106,7 @@ run_once() {
   R=$DIR/run-$run
   rm -rf "$R"
   mkdir -p "$R"
-  scripts/sandbox down "$SB" >/dev/null 2>&1 || true
-  rm -rf "$SB"
+  fresh_sandbox "$SB"
   scripts/sandbox up "$SB" --sites 2 --store "$STORE" --imgstored "$DIR/bin/imgstored" >"$R/sandbox-up.log" 2>&1 ||
     die "scripts/sandbox up failed (see $R/sandbox-up.log)"
   . "$SB/env"
@@ -126,12 +116,7 @@ run_once() {
   ims() { "$CLI" "$@" 2>>"$R/setup.log"; } # site a's daemon (IMGSTORE_SERVER from the env file)
 
   # rbd-mirror: image-mode mirroring on both sites, site b pulls from site a
-  ra mirror pool enable rbd image
-  rb mirror pool enable rbd image
-  ra mirror pool peer bootstrap create --site-name site-a rbd >"$R/token"
-  rb mirror pool peer bootstrap import --site-name site-b --direction rx-only rbd "$R/token"
-  CEPH_CONF=$B rbd-mirror -f --id admin --log-file "$R/rbd-mirror.log" </dev/null >/dev/null 2>&1 &
-  MIRROR_PID=$!
+  mirror_start "$A" "$B" "$R" "$R/setup.log"
 
   # IMAGES images for each, SIZE with WRITE written in 1 MiB random writes
   say "run $run: creating $IMAGES imgstore images and $IMAGES rbd-mirror images ($SIZE, $WRITE written)"

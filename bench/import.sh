@@ -7,15 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=2G RUNS=3 STORE=bluestore DIR=/tmp/imgstore-bench-import BUILD=${BUILD:-build}
-while [ $# -gt 0 ]; do
-  case $1 in
-    --size) SIZE=$2; shift 2 ;;
-    --runs) RUNS=$2; shift 2 ;;
-    --store) STORE=$2; shift 2 ;;
-    --dir) DIR=$2; shift 2 ;;
-    *) echo "usage: $0 [--size 2G] [--runs N] [--store memstore|bluestore] [--dir DIR]" >&2; exit 2 ;;
-  esac
-done
+. tests/lib/bench.sh
+options "[--size 2G] [--runs N] [--store memstore|bluestore] [--dir DIR]" size=SIZE runs=RUNS store=STORE dir=DIR -- "$@"
 IMPORT=$BUILD/bench/ims-import
 [ -x "$IMPORT" ] || { echo "build first: make build" >&2; exit 1; }
 

@@ -15,22 +15,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=1G DELTA=128M STORE=bluestore DIR=/tmp/imgstore-bench-repl BUILD=${BUILD:-build}
-while [ $# -gt 0 ]; do
-  case $1 in
-    --size) SIZE=$2; shift 2 ;;
-    --delta) DELTA=$2; shift 2 ;;
-    --store) STORE=$2; shift 2 ;;
-    --dir) DIR=$2; shift 2 ;;
-    *) echo "usage: $0 [--size 1G] [--delta 128M] [--store memstore|bluestore] [--dir DIR]" >&2; exit 2 ;;
-  esac
-done
+. tests/lib/bench.sh
+options "[--size 1G] [--delta 128M] [--store memstore|bluestore] [--dir DIR]" size=SIZE delta=DELTA store=STORE dir=DIR -- "$@"
 REPL=$PWD/$BUILD/bench/ims-repl
 [ -x "$REPL" ] || { echo "build first: make build" >&2; exit 1; }
 SB=$DIR/sandbox
 # a fresh pair of sites every run: mirroring setup and image names start clean
-scripts/sandbox down "$SB" >/dev/null 2>&1 || true
-rm -rf "$SB"
-mkdir -p "$DIR"
+fresh_sandbox "$SB"
 scripts/sandbox up "$SB" --sites 2 --store "$STORE" --no-daemons >/dev/null
 MIRROR_PID=""
 cleanup() {
@@ -49,12 +40,7 @@ now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc -l; }
 
 # rbd-mirror: image-mode mirroring on both sites, site b pulls from site a.
-ra mirror pool enable rbd image
-rb mirror pool enable rbd image
-ra mirror pool peer bootstrap create --site-name site-a rbd >"$DIR/token"
-rb mirror pool peer bootstrap import --site-name site-b --direction rx-only rbd "$DIR/token"
-CEPH_CONF=$B rbd-mirror -f --id admin --log-file "$DIR/rbd-mirror.log" </dev/null >/dev/null 2>&1 &
-MIRROR_PID=$!
+mirror_start "$A" "$B" "$DIR" /dev/null
 
 write_seq() { ra bench --io-type write --io-size 4M --io-total "$2" --io-pattern seq "rbd/$1" >/dev/null; }
 write_rand() { ra bench --io-type write --io-size 64K --io-total "$2" --io-pattern rand "rbd/$1" >/dev/null; }

@@ -7,13 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=10 DIR=/tmp/imgstore-bench-rpc BUILD=${BUILD:-build}
-while [ $# -gt 0 ]; do
-  case $1 in
-    --seconds) SECS=$2; shift 2 ;;
-    --dir) DIR=$2; shift 2 ;;
-    *) echo "usage: $0 [--seconds N] [--dir DIR]" >&2; exit 2 ;;
-  esac
-done
+. tests/lib/bench.sh
+options "[--seconds N] [--dir DIR]" seconds=SECS dir=DIR -- "$@"
 B=$BUILD/bench/ims-rpc-bench
 [ -x "$B" ] || { echo "build first: make build" >&2; exit 1; }
 scripts/sandbox up "$DIR/sandbox" --sites 1 --imgstored "$PWD/$BUILD/daemon/imgstored" >/dev/null

@@ -12,21 +12,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=2G STORE=bluestore DIR=/tmp/imgstore-bench-tier BUILD=${BUILD:-build}
-while [ $# -gt 0 ]; do
-  case $1 in
-    --size) SIZE=$2; shift 2 ;;
-    --store) STORE=$2; shift 2 ;;
-    --dir) DIR=$2; shift 2 ;;
-    *) echo "usage: $0 [--size 2G] [--store memstore|bluestore] [--dir DIR]" >&2; exit 2 ;;
-  esac
-done
+. tests/lib/bench.sh
+options "[--size 2G] [--store memstore|bluestore] [--dir DIR]" size=SIZE store=STORE dir=DIR -- "$@"
 TIER=$PWD/$BUILD/bench/ims-tier
 [ -x "$TIER" ] && [ -x "$BUILD/daemon/imgstored" ] || { echo "build first: make build" >&2; exit 1; }
 command -v s3cmd >/dev/null || { echo "s3cmd is missing (apt-get install s3cmd)" >&2; exit 1; }
 SB=$DIR/sandbox
-scripts/sandbox down "$SB" >/dev/null 2>&1 || true
-rm -rf "$SB"
-mkdir -p "$DIR"
+fresh_sandbox "$SB"
 scripts/sandbox up "$SB" --sites 1 --rgw --store "$STORE" --imgstored "$PWD/$BUILD/daemon/imgstored" >/dev/null
 cleanup() {
   scripts/sandbox down "$SB" >/dev/null 2>&1 || true

@@ -87,7 +87,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-role_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$2" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
 # IMAGE BYTES [SITE]: random writes to the image on SITE (default a)
 write_some() { rbd_on "${3:-a}" bench --io-type write --io-size 64K --io-total "$2" --io-pattern rand "rbd/$1" >/dev/null 2>&1; }
 kill_a() { daemon_kill a; }
@@ -97,7 +96,6 @@ kill_b() { daemon_kill b; }
 arm() { daemon_stop "$2"; daemon_start "$2" IMGSTORE_CRASH_AT="failover:$1"; }
 # SITE IMAGE: whether SITE's copy of IMAGE is a secondary (wait_until); its role in $role
 rejoined() { role=$(role_of "$1" "$2"); [ "$role" = secondary ]; }
-metric() { curl -sf --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
 sha_of() { rbd_on "$1" export --no-progress "rbd/$2" - 2>/dev/null | sha256sum | cut -d' ' -f1; }
 addrs_of() { grep -o "site '$2': connected as [^ ]* (client\.[0-9]* at [^)]*)" "$1" | sed 's/.* at \(.*\))$/\1/' | sort -u; }
 ms_now() { date +%s%3N; }

@@ -103,6 +103,11 @@ int itest_sh(const char *fmt, ...)
 	return WEXITSTATUS(st);
 }
 
+int itest_rbd_info(const char *name)
+{
+	return itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name);
+}
+
 void itest_image_open(itest_image *out, ims_site *site, const char *pool, const char *name,
 		      const char *snap, bool read_only)
 {

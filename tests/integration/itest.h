@@ -11,6 +11,9 @@
 
 #include "store/site.h"
 
+#define KiB (1ull << 10)
+#define MiB (1ull << 20)
+
 /* The fixture of a cmocka test group:
  *
  *     cmocka_run_group_tests_name("x", tests, itest_setup_ab, itest_teardown);
@@ -76,6 +79,10 @@ void itest_cleanup(void);
 
 /* Run a shell command (printf-style); returns its exit status, -1 if it could not run. */
 int itest_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The exit status of `rbd info rbd/NAME` on site a (CEPH_CONF_A): 0 when the image is there,
+ * 2 when there is none. */
+int itest_rbd_info(const char *name);
 
 /* Read a whole RBD image or snapshot and compare it with a file; fails the test on a difference. */
 void itest_assert_image_equals_file(ims_site *site, const char *pool, const char *image,

@@ -5,8 +5,7 @@
 set -uo pipefail
 SRC=${IMS_SOURCE_DIR:?}
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
-W=$(mktemp -d /tmp/imgstore-ansible-lint.XXXXXX)
-trap 'rm -rf "$W"' EXIT
+workdir
 export ANSIBLE_NOCOLOR=1 NO_COLOR=1 ANSIBLE_LOCAL_TEMP=$W/tmp
 
 command -v ansible-lint >/dev/null || { echo "not ok - ansible-lint is missing: run scripts/install-deps"; exit 1; }

@@ -52,7 +52,6 @@ trap cleanup EXIT
 for u in $USERS_A_ALL; do ceph -c "$CEPH_CONF_A" auth rm "client.$u" >/dev/null 2>&1; done
 for u in $USERS_B; do ceph -c "$CEPH_CONF_B" auth rm "client.$u" >/dev/null 2>&1; done
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 token() { head -c 24 /dev/urandom | base64 | tr -d '/+='; }
 PORT_A=$(free_port) PORT_B=$(free_port)
 ADMIN_TOKEN=$(token) HV_TOKEN=$(token) HV2_TOKEN=$(token)

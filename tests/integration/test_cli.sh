@@ -5,22 +5,17 @@
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
-T_OUT=/tmp/cli-out.$$ T_ERR=/tmp/cli-err.$$
-
-tmp=$(mktemp -d /tmp/imgstore-cli-test.XXXXXX)
-trap 'rm -rf "$tmp" /tmp/cli-out.$$ /tmp/cli-err.$$' EXIT
+workdir tmp
 p=cli$$
 
 # a golden image: data, zeros and a tail
-truncate -s 48M "$tmp/golden.raw"
-dd if=/dev/urandom of="$tmp/golden.raw" bs=1M count=8 conv=notrunc status=none
-dd if=/dev/urandom of="$tmp/golden.raw" bs=1M count=2 seek=40 conv=notrunc status=none
+random_file "$tmp/golden.raw" 48M 8 2@40
 qemu-img convert -O qcow2 "$tmp/golden.raw" "$tmp/golden.qcow2"
 
 # import over TLS (upload), JSON of the finished operation
 expect_rc 0 "import over TLS" "$CLI" --format json image import "$tmp/golden.qcow2" "rbd/$p-golden"
 check "import result is JSON of a succeeded operation" \
-  jq -e '.state == "succeeded" and .kind == "import" and .bytes_total == 50331648' /tmp/cli-out.$$ >/dev/null
+  jq -e '.state == "succeeded" and .kind == "import" and .bytes_total == 50331648' "$T_OUT" >/dev/null
 # import over the Unix socket: the daemon reads a path in its [server] import_dirs ...
 cp "$tmp/golden.qcow2" "${IMGSTORE_IMPORT_DIR:?}/$p-golden.qcow2"
 expect_rc 0 "import over the Unix socket, by path" "$CLI" --server "$IMGSTORE_SOCKET_A" image import "$IMGSTORE_IMPORT_DIR/$p-golden.qcow2" "rbd/$p-golden2"
@@ -36,9 +31,9 @@ h3=$("$CLI" --format json image info "rbd/$p-golden3" | jq -r .content_sha256)
 check "same content hash by upload and by path ($h1)" test -n "$h1" -a "$h1" = "$h2" -a "$h1" = "$h3"
 # declared format that disagrees with the bytes
 expect_rc 1 "import with a wrong --format" "$CLI" image import "$tmp/golden.qcow2" "rbd/$p-wrong" --format vmdk
-check "the error names both formats" grep -q 'vmdk' /tmp/cli-err.$$
+check "the error names both formats" grep -q 'vmdk' "$T_ERR"
 expect_rc 1 "import into a taken name" "$CLI" image import "$tmp/golden.qcow2" "rbd/$p-golden"
-check "says it exists" grep -q 'already exists' /tmp/cli-err.$$
+check "says it exists" grep -q 'already exists' "$T_ERR"
 
 # snapshots and clones
 expect_rc 0 "snap create" "$CLI" snap create "rbd/$p-golden@base"
@@ -47,7 +42,7 @@ expect_rc 0 "clone vm2" "$CLI" image clone "rbd/$p-golden@base" "rbd/$p-vm2"
 check "snap ls lists base" bash -c "'$CLI' --format json snap ls 'rbd/$p-golden' | jq -e '[.[] | .name] == [\"base\"]' >/dev/null"
 check "clone has its parent" bash -c "'$CLI' --format json image info 'rbd/$p-vm1' | jq -e '.parent == \"rbd/$p-golden@base\"' >/dev/null"
 expect_rc 1 "snap rm with clones" "$CLI" snap rm "rbd/$p-golden@base"
-check "names the clones" grep -q 'clone' /tmp/cli-err.$$
+check "names the clones" grep -q 'clone' "$T_ERR"
 
 # ls, tags, resize, rename
 expect_rc 0 "tag" "$CLI" image tag "rbd/$p-vm1" os=debian-12 owner=ops
@@ -60,14 +55,14 @@ check "size is 56 MiB" bash -c "'$CLI' --format json image info 'rbd/$p-vm2' | j
 
 # attach-info for a hypervisor host
 expect_rc 1 "attach-info without a host: refused" "$CLI" image attach-info "rbd/$p-vm1" --format libvirt
-check "  saying how to name one" grep -q "attach-info needs a host" /tmp/cli-err.$$
+check "  saying how to name one" grep -q "attach-info needs a host" "$T_ERR"
 expect_rc 0 "attach-info libvirt" "$CLI" image attach-info "rbd/$p-vm1" --format libvirt --client-id hv1 --secret-uuid 11111111-2222-3333-4444-555555555555
-check "libvirt disk names the volume" grep -q "name='rbd/$p-vm1'" /tmp/cli-out.$$
+check "libvirt disk names the volume" grep -q "name='rbd/$p-vm1'" "$T_OUT"
 site_addr=$(cat "$IMGSTORE_SANDBOX/site-a/addr" 2>/dev/null || echo 127.0.0.1)
-check "and a monitor ($site_addr)" grep -qF "<host name='$site_addr' port=" /tmp/cli-out.$$
-check "and the secret" grep -q "uuid='11111111-2222-3333-4444-555555555555'" /tmp/cli-out.$$
+check "and a monitor ($site_addr)" grep -qF "<host name='$site_addr' port=" "$T_OUT"
+check "and the secret" grep -q "uuid='11111111-2222-3333-4444-555555555555'" "$T_OUT"
 expect_rc 0 "attach-info --host: that host's [host] section" "$CLI" image attach-info "rbd/$p-vm1" --host sandbox-host --format libvirt
-check "  its cephx user and secret" bash -c "grep -q \"<auth username='sandbox-host'>\" /tmp/cli-out.$$ && grep -q \"uuid='$IMGSTORE_HOST_SECRET_UUID'\" /tmp/cli-out.$$"
+check "  its cephx user and secret" bash -c "grep -q \"<auth username='sandbox-host'>\" '$T_OUT' && grep -q \"uuid='$IMGSTORE_HOST_SECRET_UUID'\" '$T_OUT'"
 
 # export: over TLS (download) and over the socket (path); both equal the golden content
 expect_rc 0 "export over TLS as raw" "$CLI" image export "rbd/$p-golden@base" "$tmp/out-tls.raw"
@@ -86,16 +81,16 @@ check "op ls shows the flatten" bash -c "'$CLI' --format json op ls --all | jq -
 
 # errors and usage
 expect_rc 1 "unknown image" "$CLI" image info "rbd/$p-nope"
-check "one-line message" bash -c "[ \$(wc -l < /tmp/cli-err.$$) -eq 1 ] && grep -q \"no image 'rbd/$p-nope'\" /tmp/cli-err.$$"
+check "one-line message" bash -c "[ \$(wc -l < '$T_ERR') -eq 1 ] && grep -q \"no image 'rbd/$p-nope'\" '$T_ERR'"
 expect_rc 2 "missing --size" "$CLI" image create "rbd/$p-x"
 expect_rc 2 "bad spec" "$CLI" image info "no-pool-here"
 expect_rc 2 "unknown verb" "$CLI" image frobnicate
 expect_rc 0 "verb help" "$CLI" image import --help
 expect_rc 1 "tiering to an unknown target" "$CLI" tier push "rbd/$p-vm1" --to no-such-target
-check "names the target" grep -q "no S3 target 'no-such-target'" /tmp/cli-err.$$
+check "names the target" grep -q "no S3 target 'no-such-target'" "$T_ERR"
 expect_rc 1 "a server that is down" "$CLI" --server https://127.0.0.1:9 image ls
 expect_rc 1 "a bad token" env IMGSTORE_TOKEN_FILE="$IMGSTORE_READER_TOKEN_FILE" "$CLI" image rm "rbd/$p-vm2"
-check "the role is refused" grep -q 'may not call ImageService/DeleteImage' /tmp/cli-err.$$
+check "the role is refused" grep -q 'may not call ImageService/DeleteImage' "$T_ERR"
 
 # cleanup
 for img in vm1 vm2 golden golden2 golden3; do "$CLI" image rm --purge "rbd/$p-$img" >/dev/null 2>&1; done

@@ -92,7 +92,7 @@ for line in "${examples[@]}"; do
   if [[ $f == *.qcow2 ]]; then
     qemu-img create -q -f qcow2 "$f" 64M && qemu-io -f qcow2 -c 'write -P 0x5a 0 4M' "$f" >/dev/null
   else
-    truncate -s 64M "$f" && dd if=/dev/urandom of="$f" bs=1M count=4 conv=notrunc status=none
+    random_file "$f" 64M 4
   fi
 done
 

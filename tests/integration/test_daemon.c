@@ -31,8 +31,6 @@
 #include "itest.h"
 #include "proto/client.h"
 
-#define MiB (1ull << 20)
-
 static char admin_tok[128], host_tok[128], host2_tok[128], reader_tok[128];
 
 static void read_token(const char *var, char *out, size_t len)
@@ -93,6 +91,29 @@ static void free_msg(void *m)
 {
 	if (m)
 		protobuf_c_message_free_unpacked(m, NULL);
+}
+
+/* DeleteImage of S (with its snapshots when PURGE) as client CL: the call's result. */
+static int delete_image(ims_client *cl, Imgstore__V1__ImageSpec *s, bool purge)
+{
+	Imgstore__V1__DeleteImageRequest del = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
+	Imgstore__V1__DeleteImageResponse *dr = NULL;
+	del.image = s;
+	del.purge = purge;
+	int r = CALL(cl, "ImageService", "DeleteImage", &del, delete_image_response, &dr);
+	free_msg(dr);
+	return r;
+}
+
+/* ReleaseLease of lease ID as client CL: the call's result. */
+static int release_lease(ims_client *cl, const char *id)
+{
+	Imgstore__V1__ReleaseLeaseRequest rl = IMGSTORE__V1__RELEASE_LEASE_REQUEST__INIT;
+	Imgstore__V1__ReleaseLeaseResponse *rr = NULL;
+	rl.lease_id = (char *)id;
+	int r = CALL(cl, "HostService", "ReleaseLease", &rl, release_lease_response, &rr);
+	free_msg(rr);
+	return r;
 }
 
 /* Wait until the operation ends; returns its final state and frees nothing else. */
@@ -272,19 +293,10 @@ static void image_rename_and_delete(Imgstore__V1__ImageSpec *s, const char *name
 	assert_null(get_image(C, name));
 	assert_int_equal(ims_client_last_code(C), IMS_RPC_NOT_FOUND);
 
-	Imgstore__V1__DeleteImageRequest del = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
-	Imgstore__V1__DeleteImageResponse *dr = NULL;
 	Imgstore__V1__ImageSpec rs2;
 	spec(&rs2, renamed, NULL);
-	del.image = &rs2;
-	del.purge = 1;
-	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr),
-			 0);
-	free_msg(dr);
-	del.image = &clone;
-	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr),
-			 0);
-	free_msg(dr);
+	assert_int_equal(delete_image(C, &rs2, true), 0);
+	assert_int_equal(delete_image(C, &clone, true), 0);
 	assert_null(get_image(C, renamed));
 }
 
@@ -480,17 +492,8 @@ static void xfer_list_and_delete(xfer *x)
 		    ops->operations[ops->n_operations - 1]->created_unix);
 	free_msg(ops);
 
-	Imgstore__V1__DeleteImageRequest del = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
-	Imgstore__V1__DeleteImageResponse *dr = NULL;
-	del.purge = 1;
-	del.image = &x->s1;
-	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr),
-			 0);
-	free_msg(dr);
-	del.image = &x->s2;
-	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr),
-			 0);
-	free_msg(dr);
+	assert_int_equal(delete_image(C, &x->s1, true), 0);
+	assert_int_equal(delete_image(C, &x->s2, true), 0);
 	unlink(x->qcow);
 	unlink(x->out_path);
 }
@@ -546,12 +549,7 @@ static void test_paths_refused(void **state)
 	unlink(link);
 
 	/* export: a file outside export_dirs, directly or through a symbolic link to a directory */
-	Imgstore__V1__CreateImageRequest cr = IMGSTORE__V1__CREATE_IMAGE_REQUEST__INIT;
-	Imgstore__V1__Image *img = NULL;
-	cr.image = &s;
-	cr.size = MiB;
-	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), 0);
-	free_msg(img);
+	rpc_create(&s, name, MiB);
 	snprintf(outside, sizeof(outside), "%s/outside.raw", itest_dir());
 	snprintf(link_dir, sizeof(link_dir), "%s/%s", out_dir, itest_name("to-tmp"));
 	snprintf(via_link, sizeof(via_link), "%s/outside.raw", link_dir);
@@ -570,13 +568,7 @@ static void test_paths_refused(void **state)
 	assert_int_equal(access(outside, F_OK), -1); /* nothing written */
 	unlink(link_dir);
 
-	Imgstore__V1__DeleteImageRequest del = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
-	Imgstore__V1__DeleteImageResponse *dr = NULL;
-	del.image = &s;
-	del.purge = 1;
-	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr),
-			 0);
-	free_msg(dr);
+	assert_int_equal(delete_image(C, &s, true), 0);
 }
 
 static void test_roles(void **state)
@@ -618,12 +610,7 @@ static void test_roles(void **state)
 	assert_int_equal(CALL(host, "HostService", "AcquireLease", &al, lease, &lease),
 			 0); /* over the socket */
 	assert_string_equal(lease->host, "sandbox-host");
-	Imgstore__V1__ReleaseLeaseRequest rl = IMGSTORE__V1__RELEASE_LEASE_REQUEST__INIT;
-	Imgstore__V1__ReleaseLeaseResponse *rr = NULL;
-	rl.lease_id = lease->id;
-	assert_int_equal(
-		CALL(host, "HostService", "ReleaseLease", &rl, release_lease_response, &rr), 0);
-	free_msg(rr);
+	assert_int_equal(release_lease(host, lease->id), 0);
 	free_msg(lease);
 
 	/* a replication mode the daemon does not know is refused, naming it */
@@ -670,15 +657,8 @@ static void test_roles(void **state)
 	assert_int_equal(ims_client_last_code(reader), IMS_RPC_NOT_FOUND);
 	assert_non_null(strstr(ims_error_last(), "no site 'nowhere'"));
 
-	Imgstore__V1__DeleteImageRequest del = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
-	Imgstore__V1__DeleteImageResponse *dr = NULL;
-	del.image = &s;
-	del.purge = 1;
-	assert_true(CALL(reader, "ImageService", "DeleteImage", &del, delete_image_response, &dr) <
-		    0);
-	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &del, delete_image_response, &dr),
-			 0);
-	free_msg(dr);
+	assert_true(delete_image(reader, &s, true) < 0);
+	assert_int_equal(delete_image(C, &s, true), 0);
 	ims_client_close(none);
 	ims_client_close(wrong);
 	ims_client_close(reader);
@@ -731,11 +711,7 @@ static void leases_of_two_hosts(Imgstore__V1__ImageSpec *s, ims_client *h, ims_c
 	rn.ttl_seconds = 3600;
 	assert_int_equal(CALL(h2, "HostService", "RenewLease", &rn, lease, &l2), -EPERM);
 	assert_int_equal(ims_client_last_code(h2), IMS_RPC_PERMISSION_DENIED);
-	Imgstore__V1__ReleaseLeaseRequest rl = IMGSTORE__V1__RELEASE_LEASE_REQUEST__INIT;
-	Imgstore__V1__ReleaseLeaseResponse *rr = NULL;
-	rl.lease_id = l1->id;
-	assert_int_equal(CALL(h2, "HostService", "ReleaseLease", &rl, release_lease_response, &rr),
-			 -EPERM);
+	assert_int_equal(release_lease(h2, l1->id), -EPERM);
 	assert_int_equal(ims_client_last_code(h2), IMS_RPC_PERMISSION_DENIED);
 
 	/* unchanged: still the first host's, same expiry; a reader sees it without its id */
@@ -762,18 +738,13 @@ static void leases_of_two_hosts(Imgstore__V1__ImageSpec *s, ims_client *h, ims_c
 	assert_string_equal(leases->leases[0]->id, l1->id); /* a host sees ids */
 	free_msg(leases);
 
-	assert_int_equal(CALL(h, "HostService", "ReleaseLease", &rl, release_lease_response, &rr),
-			 0);
-	free_msg(rr);
-	assert_true(CALL(h, "HostService", "ReleaseLease", &rl, release_lease_response, &rr) < 0);
+	assert_int_equal(release_lease(h, l1->id), 0);
+	assert_true(release_lease(h, l1->id) < 0);
 	assert_int_equal(ims_client_last_code(h), IMS_RPC_NOT_FOUND);
 	al.host = "sandbox-host2"; /* free now */
 	assert_int_equal(CALL(h2, "HostService", "AcquireLease", &al, lease, &l2), 0);
-	rl.lease_id = l2->id;
 	/* an admin acts for any host: an operator releasing a dead host's lease */
-	assert_int_equal(CALL(C, "HostService", "ReleaseLease", &rl, release_lease_response, &rr),
-			 0);
-	free_msg(rr);
+	assert_int_equal(release_lease(C, l2->id), 0);
 	free_msg(l2);
 	free_msg(l1);
 	ims_client_close(reader);
@@ -1093,13 +1064,7 @@ static void test_waits_leave_renew_lease(void **state)
 
 	snprintf(id, sizeof(id), "op-%08lx%08x", (unsigned long)time(NULL), (unsigned)getpid());
 	Imgstore__V1__ImageSpec s;
-	spec(&s, name, NULL);
-	Imgstore__V1__CreateImageRequest cr = IMGSTORE__V1__CREATE_IMAGE_REQUEST__INIT;
-	cr.image = &s;
-	cr.size = MiB;
-	Imgstore__V1__Image *img = NULL;
-	assert_int_equal(CALL(C, "ImageService", "CreateImage", &cr, image, &img), 0);
-	free_msg(img);
+	rpc_create(&s, name, MiB);
 	ims_client *h = client_as(host_tok, false);
 	Imgstore__V1__RegisterHostRequest rh = IMGSTORE__V1__REGISTER_HOST_REQUEST__INIT;
 	Imgstore__V1__Host *host = NULL;
@@ -1149,21 +1114,11 @@ static void test_waits_leave_renew_lease(void **state)
 				  getenv("CEPH_CONF_A"), id),
 			 0);
 
-	Imgstore__V1__ReleaseLeaseRequest rl = IMGSTORE__V1__RELEASE_LEASE_REQUEST__INIT;
-	Imgstore__V1__ReleaseLeaseResponse *rr = NULL;
-	rl.lease_id = lease->id;
-	assert_int_equal(CALL(h, "HostService", "ReleaseLease", &rl, release_lease_response, &rr),
-			 0);
-	free_msg(rr);
+	assert_int_equal(release_lease(h, lease->id), 0);
 	free_msg(renewed);
 	free_msg(lease);
 	ims_client_close(h);
-	Imgstore__V1__DeleteImageRequest dr = IMGSTORE__V1__DELETE_IMAGE_REQUEST__INIT;
-	Imgstore__V1__DeleteImageResponse *dresp = NULL;
-	dr.image = &s;
-	assert_int_equal(CALL(C, "ImageService", "DeleteImage", &dr, delete_image_response, &dresp),
-			 0);
-	free_msg(dresp);
+	assert_int_equal(delete_image(C, &s, false), 0);
 }
 
 /* The daemon removes the temporaries of interrupted imports in every RBD pool, not only its

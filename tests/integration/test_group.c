@@ -37,6 +37,19 @@ static void create(const char *name)
 	itest_create(name, 8u << 20);
 }
 
+/* A fresh name with PREFIX in OUT (64 bytes). */
+static void fresh(char out[64], const char *prefix)
+{
+	snprintf(out, 64, "%s", itest_name(prefix));
+}
+
+/* A fresh name with PREFIX in OUT (64 bytes), and an image of that name on site a. */
+static void fresh_image(char out[64], const char *prefix)
+{
+	fresh(out, prefix);
+	create(out);
+}
+
 static void assert_members(const char *group, size_t n, const char *first)
 {
 	ims_group_info *g = NULL;
@@ -53,12 +66,10 @@ static void test_lifecycle(void **state)
 {
 	(void)state;
 	char g[64], g2[64], d1[64], d2[64], buf[600];
-	snprintf(g, sizeof(g), "%s", itest_name("grp"));
-	snprintf(g2, sizeof(g2), "%s", itest_name("grp2"));
-	snprintf(d1, sizeof(d1), "%s", itest_name("gd1"));
-	snprintf(d2, sizeof(d2), "%s", itest_name("gd2"));
-	create(d1);
-	create(d2);
+	fresh(g, "grp");
+	fresh(g2, "grp2");
+	fresh_image(d1, "gd1");
+	fresh_image(d2, "gd2");
 
 	assert_int_equal(ims_group_create(itest.a, "rbd", g), 0);
 	assert_int_equal(ims_group_create(itest.a, "rbd", g), -EEXIST);
@@ -239,14 +250,11 @@ static void test_membership_all_or_none(void **state)
 {
 	(void)state;
 	char g[64], g2[64], d1[64], d2[64], d3[64];
-	snprintf(g, sizeof(g), "%s", itest_name("agrp"));
-	snprintf(g2, sizeof(g2), "%s", itest_name("agrp2"));
-	snprintf(d1, sizeof(d1), "%s", itest_name("ad1"));
-	snprintf(d2, sizeof(d2), "%s", itest_name("ad2"));
-	snprintf(d3, sizeof(d3), "%s", itest_name("ad3"));
-	create(d1);
-	create(d2);
-	create(d3);
+	fresh(g, "agrp");
+	fresh(g2, "agrp2");
+	fresh_image(d1, "ad1");
+	fresh_image(d2, "ad2");
+	fresh_image(d3, "ad3");
 	assert_int_equal(ims_group_create(itest.a, "rbd", g), 0);
 	assert_int_equal(ims_group_create(itest.a, "rbd", g2), 0);
 	ims_spec v[3] = {spec_of(d1), spec_of(d2), spec_of(d1)};
@@ -303,9 +311,9 @@ typedef struct {
 /* Two 16 MiB members in a new group; the teardown removes them from both sites. */
 static void cuts_make_group(cuts_run *c)
 {
-	snprintf(c->g, sizeof(c->g), "%s", itest_name("rgrp"));
-	snprintf(c->d1, sizeof(c->d1), "%s", itest_name("rgd1"));
-	snprintf(c->d2, sizeof(c->d2), "%s", itest_name("rgd2"));
+	fresh(c->g, "rgrp");
+	fresh(c->d1, "rgd1");
+	fresh(c->d2, "rgd2");
 	itest_remove_later('A', true, c->g);
 	itest_remove_later('B', true, c->g);
 	itest_remove_later('B', false, c->d1);
@@ -506,7 +514,7 @@ static void test_replication_refusals(void **state)
 	ims_repl_opts o = IMS_REPL_OPTS_INIT;
 	ims_repl_result res;
 	char g[64];
-	snprintf(g, sizeof(g), "%s", itest_name("egrp"));
+	fresh(g, "egrp");
 	assert_int_equal(ims_repl_group_sync(&res, itest.a, itest.b, "rbd", "no-such-group", &o),
 			 -ENOENT);
 	assert_int_equal(ims_group_create(itest.a, "rbd", g), 0);

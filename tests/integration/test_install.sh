@@ -6,8 +6,7 @@
 set -uo pipefail
 BUILD=${IMS_BINARY_DIR:?}
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
-W=$(mktemp -d /tmp/imgstore-install.XXXXXX)
-trap 'rm -rf "$W"' EXIT
+workdir
 
 D=$W/destdir
 check "cmake --install below a DESTDIR" bash -c "DESTDIR='$D' cmake --install '$BUILD' >'$W/install.log' 2>&1"

@@ -37,7 +37,6 @@ PY
 listener=$!
 for _ in $(seq 1 50); do [ -S "$W/notify" ] && break; sleep 0.1; done
 check "the notification socket is up" test -S "$W/notify"
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # CONF NAME: a copy of site a's imgstored.conf with a port, socket, spool and audit log of its own
 make_conf() {
   sed -e "s|^listen = .*|listen = 127.0.0.1:$(free_port)|" \

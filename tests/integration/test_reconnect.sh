@@ -6,33 +6,28 @@
 # so that only their clients are blocklisted, not the other tests'.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
-SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 T_OUT=/tmp/rc-out.$$ T_ERR=/tmp/rc-err.$$
 
 img=rc$$
-LOG_A=$IMGSTORE_SANDBOX/site-a/log/imgstored.log
-LOG_B=$IMGSTORE_SANDBOX/site-b/log/imgstored.log
+LOG_A=$(site_log a)
+LOG_B=$(site_log b)
 RBD_BIN=$(type -P rbd)
 rbd() { timeout 120 "$RBD_BIN" "$@"; }
 ceph_on() { local conf=$1; shift; timeout 30 ceph -c "$conf" --connect-timeout 10 "$@"; }
 blocked_a=() blocked_b=()
 cleanup() {
-  "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" a >/dev/null 2>&1
+  thaw_site a 2>/dev/null
   for x in "${blocked_a[@]}"; do ceph_on "$CEPH_CONF_A" osd blocklist rm "$x" >/dev/null 2>&1; done
   for x in "${blocked_b[@]}"; do ceph_on "$CEPH_CONF_B" osd blocklist rm "$x" >/dev/null 2>&1; done
   rm -f /tmp/rc-out.$$ /tmp/rc-err.$$
-  IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" repl disable "rbd/$img" >/dev/null 2>&1
-  IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" image rm --purge "rbd/$img" >/dev/null 2>&1
-  rbd -c "$CEPH_CONF_B" snap purge "rbd/$img" >/dev/null 2>&1
-  rbd -c "$CEPH_CONF_B" rm --no-progress "rbd/$img" >/dev/null 2>&1
+  forget_replica "$img"
 }
 trap cleanup EXIT
 
 # the addresses daemon LOG's clients of SITE have had since it started
 addrs_of() { grep -o "site '$2': connected as [^ ]* (client\.[0-9]* at [^)]*)" "$1" | sed 's/.* at \(.*\))$/\1/' | sort -u; }
-metric() { curl -sf --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
 http_code() { curl -s --max-time 10 -o /dev/null -w '%{http_code}' --cacert "$IMGSTORE_CA_FILE" "$1"; }
 status() { on_a --format json repl status "rbd/$img" 2>/dev/null | jq -r ".[0].$1 // \"\""; }
 write_a() { rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 64K --io-total "$1" --io-pattern rand "rbd/$img" >/dev/null 2>&1; }
@@ -49,6 +44,21 @@ wait_new_seal() {
   done
   return 1
 }
+# CONF ADDR...: these clients blocklisted for an hour on the cluster of CONF
+blocklist() {
+  local conf=$1 x; shift
+  for x in "$@"; do ceph_on "$conf" osd blocklist add "$x" 3600 >/dev/null 2>&1 || not_ok "blocklist $x"; done
+}
+# OLD WHAT: after a write on site a, a cycle newer than OLD is sealed (check WHAT) with the
+# same content on both sites; its name in $sealed
+expect_new_seal() {
+  write_a 4M
+  sealed=$(wait_new_seal "$1" 120)
+  check "$2 ($sealed)" test -n "$sealed"
+  check "  both copies equal at it" test -n "$sealed" -a "$(sum_at "$CEPH_CONF_A" "$sealed")" = "$(sum_at "$CEPH_CONF_B" "$sealed")"
+}
+# CODE: site a's /readyz answers CODE (the last answer in $code)
+readyz_a_is() { code=$(http_code "$IMGSTORE_SERVER_A/readyz"); [ "$code" = "$1" ]; }
 
 expect_rc 0 "create rbd/$img on site a" on_a image create "rbd/$img" --size 64M
 write_a 16M
@@ -64,11 +74,9 @@ lines_a0=$(grep -c "site 'b': this daemon's client was blocklisted" "$LOG_A")
 pb=$(pid_b) pa=$(pid_a)
 mapfile -t blocked_b < <({ addrs_of "$LOG_A" b; addrs_of "$LOG_B" b; } | sort -u)
 check "both daemons' clients of site b are known from their logs (${#blocked_b[@]})" test "${#blocked_b[@]}" -ge 3
-for x in "${blocked_b[@]}"; do ceph_on "$CEPH_CONF_B" osd blocklist add "$x" 3600 >/dev/null 2>&1 || not_ok "blocklist $x"; done
-write_a 4M
-sealed1=$(wait_new_seal "$sealed0" 120)
-check "replication a->b sealed a new cycle without a restart ($sealed1)" test -n "$sealed1"
-check "  both copies equal at it" test -n "$sealed1" -a "$(sum_at "$CEPH_CONF_A" "$sealed1")" = "$(sum_at "$CEPH_CONF_B" "$sealed1")"
+blocklist "$CEPH_CONF_B" "${blocked_b[@]}"
+expect_new_seal "$sealed0" "replication a->b sealed a new cycle without a restart"
+sealed1=$sealed
 check "  daemon a was not restarted" test "$(pid_a)" = "$pa"
 check "  daemon b was not restarted" test "$(pid_b)" = "$pb"
 rec_a1=$(metric "$IMGSTORE_SERVER_A" 'imgstore_site_reconnects_total{site="b"}')
@@ -85,19 +93,16 @@ expect_rc 0 "daemon b serves calls on its site" env IMGSTORE_SERVER="$IMGSTORE_S
 # ---- daemon a's own site: its clients of site a blocklisted
 mapfile -t blocked_a < <(addrs_of "$LOG_A" a)
 check "daemon a's clients of site a are known (${#blocked_a[@]})" test "${#blocked_a[@]}" -ge 1
-for x in "${blocked_a[@]}"; do ceph_on "$CEPH_CONF_A" osd blocklist add "$x" 3600 >/dev/null 2>&1 || not_ok "blocklist $x"; done
-write_a 4M
-sealed2=$(wait_new_seal "$sealed1" 120)
-check "replication from a blocklisted own site resumed ($sealed2)" test -n "$sealed2"
-check "  both copies equal at it" test -n "$sealed2" -a "$(sum_at "$CEPH_CONF_A" "$sealed2")" = "$(sum_at "$CEPH_CONF_B" "$sealed2")"
+blocklist "$CEPH_CONF_A" "${blocked_a[@]}"
+expect_new_seal "$sealed1" "replication from a blocklisted own site resumed"
 expect_rc 0 "daemon a serves calls on its site" on_a image info "rbd/$img"
 check "  and was not restarted" test "$(pid_a)" = "$pa"
 check "daemon a is ready" test "$(http_code "$IMGSTORE_SERVER_A/readyz")" = 200
 
 # ---- /readyz and imgstore_site_up with site a not answering
-"$SANDBOX" freeze-site "$IMGSTORE_SANDBOX" a >/dev/null
+freeze_site a
 code=
-for _ in $(seq 1 30); do code=$(http_code "$IMGSTORE_SERVER_A/readyz"); [ "$code" = 503 ] && break; sleep 1; done
+wait_until 30 1 readyz_a_is 503
 check "daemon a is not ready while its site does not answer (/readyz $code)" test "$code" = 503
 curl -s --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$IMGSTORE_SERVER_A/readyz" | sed 's/^/# readyz: /'
 check "  but alive (/healthz 200)" test "$(http_code "$IMGSTORE_SERVER_A/healthz")" = 200
@@ -106,9 +111,9 @@ up=
 for _ in $(seq 1 30); do up=$(metric "$IMGSTORE_SERVER_B" 'imgstore_site_up{site="a"}'); [ "$up" = 0 ] && break; sleep 1; done
 check "  and on daemon b, whose peer it is" test "$up" = 0
 check "daemon b stays ready: a dead peer is what failover is for" test "$(http_code "$IMGSTORE_SERVER_B/readyz")" = 200
-"$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" a >/dev/null
+thaw_site a
 code=
-for _ in $(seq 1 60); do code=$(http_code "$IMGSTORE_SERVER_A/readyz"); [ "$code" = 200 ] && break; sleep 1; done
+wait_until 60 1 readyz_a_is 200
 check "daemon a is ready again after the thaw" test "$code" = 200
 check "  imgstore_site_up{site=\"a\"} is 1 again" test "$(metric "$IMGSTORE_SERVER_A" 'imgstore_site_up{site="a"}')" = 1
 

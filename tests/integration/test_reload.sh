@@ -20,7 +20,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 sed -e "s|^listen = .*|listen = 127.0.0.1:$(free_port)|" \
     -e "s|^unix_socket = .*|unix_socket = $W/d.sock|" \
     -e "s|^spool_dir = .*|spool_dir = $W/spool|" \

@@ -6,9 +6,9 @@ set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
-T_OUT=/tmp/repl-out.$$ T_ERR=/tmp/repl-err.$$
+workdir
 # never leave site b frozen, whatever happens
-trap 'rm -f /tmp/repl-out.$$ /tmp/repl-err.$$; "${IMS_SOURCE_DIR:?}/scripts/sandbox" thaw-site "$IMGSTORE_SANDBOX" b >/dev/null 2>&1' EXIT
+trap 'rm -rf "$W"; thaw_site b 2>/dev/null' EXIT
 
 img=repl$$
 status() { "$CLI" --format json repl status "rbd/$img"; }
@@ -49,7 +49,7 @@ check "no RPO violation" bash -c "curl -sf --cacert '$IMGSTORE_CA_FILE' '$IMGSTO
 
 # errors change nothing
 expect_rc 1 "enable to an unknown site" "$CLI" repl enable "rbd/$img" --to nowhere
-check "says so" grep -q "no peer site 'nowhere'" /tmp/repl-err.$$
+check "says so" grep -q "no peer site 'nowhere'" "$T_ERR"
 expect_rc 1 "enable a missing image" "$CLI" repl enable "rbd/$img-none" --to b
 expect_rc 1 "sync a pair that does not exist" "$CLI" repl sync "rbd/$img-none"
 expect_rc 2 "a bad RPO" "$CLI" repl enable "rbd/$img" --to b --rpo soon
@@ -62,14 +62,13 @@ check "and its sealed snapshot" bash -c "rbd -c '$CEPH_CONF_B' snap ls 'rbd/$img
 check "site a has no replication snapshot left" bash -c "! rbd -c '$CEPH_CONF_A' snap ls 'rbd/$img' | grep -q imgstore-repl-"
 
 # the secondary site stops answering: retries, the RPO alert fires; it comes back: converges
-SRC=${IMS_SOURCE_DIR:?}
 down=$img-down
 expect_rc 0 "create another" "$CLI" image create "rbd/$down" --size 64M
 expect_rc 0 "enable it with a 6s RPO" "$CLI" repl enable "rbd/$down" --to b --rpo 6s
 before=""
 for i in $(seq 1 60); do before=$("$CLI" --format json repl status "rbd/$down" | jq -r '.[0].last_sealed_snapshot // ""'); [ -n "$before" ] && break; sleep 0.5; done
 check "first snapshot sealed before the outage" test -n "$before"
-"$SRC/scripts/sandbox" freeze-site "$IMGSTORE_SANDBOX" b
+freeze_site b
 img_save=$img; img=$down
 write_some 4M
 violation=0 errored=0
@@ -82,7 +81,7 @@ done
 check "the RPO alert fired while site b was down" test $violation = 1
 check "the status says why ($(status | jq -r '.[0].error' | head -c 120))" test $errored = 1
 check "and the daemon logged it" grep -q "rbd/$down' to site 'b' is .* behind, over its RPO" "$IMGSTORE_SANDBOX/site-a/log/imgstored.log"
-"$SRC/scripts/sandbox" thaw-site "$IMGSTORE_SANDBOX" b
+thaw_site b
 after=""
 for i in $(seq 1 120); do
   after=$(sealed)
@@ -93,10 +92,7 @@ done
 check "after the outage a newer snapshot is sealed ($after)" test -n "$after" -a "$after" != "$before"
 check "and equals the primary's" same_at "$after"
 check "the alert cleared" bash -c "curl -sf --cacert '$IMGSTORE_CA_FILE' '$IMGSTORE_SERVER_A/metrics' | grep -q 'imgstore_rpo_violation{image=\"rbd/$down\",target=\"b\"} 0'"
-"$CLI" repl disable "rbd/$down" --to b >/dev/null 2>&1
-"$CLI" image rm --purge "rbd/$down" >/dev/null 2>&1
-rbd -c "$CEPH_CONF_B" snap purge "rbd/$down" >/dev/null 2>&1
-rbd -c "$CEPH_CONF_B" rm --no-progress "rbd/$down" >/dev/null 2>&1
+forget_replica "$down"
 img=$img_save
 
 "$CLI" image rm --purge "rbd/$img" >/dev/null 2>&1

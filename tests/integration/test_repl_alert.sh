@@ -6,20 +6,16 @@
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SRC=${IMS_SOURCE_DIR:?}
-SB=${IMGSTORE_SANDBOX:?}
-CONF=$SB/site-a/imgstored.conf
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
+CONF=$(site_conf a)
 
 work=$(mktemp -d)
 rpid=""
 img=alert$$
 restore() {
-  "$SRC/scripts/sandbox" thaw-site "$SB" b >/dev/null 2>&1
-  "$CLI" repl disable "rbd/$img" --to b >/dev/null 2>&1
-  "$CLI" image rm --purge "rbd/$img" >/dev/null 2>&1
-  rbd -c "$CEPH_CONF_B" snap purge "rbd/$img" >/dev/null 2>&1
-  rbd -c "$CEPH_CONF_B" rm --no-progress "rbd/$img" >/dev/null 2>&1
+  thaw_site b 2>/dev/null
+  forget_replica "$img"
   config_restore a
   [ -n "$rpid" ] && kill "$rpid" 2>/dev/null
   rm -rf "$work"
@@ -35,7 +31,7 @@ port=$(cat "$work/port")
 config_keep a
 sed -i "/^\[defaults\]/a alert_webhook = http://127.0.0.1:$port/hook" "$CONF"
 daemon_stop a
-check "site a's imgstored restarts with the webhook" "$SRC/scripts/sandbox" start-daemon "$SB" a
+check "site a's imgstored restarts with the webhook" daemon_start a
 
 "$CLI" image create "rbd/$img" --size 16M >/dev/null
 check "enable with a 3s RPO" bash -c "'$CLI' repl enable 'rbd/$img' --to b --rpo 3s >/dev/null"
@@ -48,7 +44,7 @@ posts() { jq -c --arg img "rbd/$img" --arg ev "$1" 'select(.body.image == $img a
 delivered() { posts "$1" | jq -c 'select(.status == 200)'; }
 was_delivered() { [ -n "$(delivered "$1")" ]; }
 
-"$SRC/scripts/sandbox" freeze-site "$SB" b
+freeze_site b
 wait_until 40 1 was_delivered rpo_violation
 check "an rpo_violation was delivered while site b was down" test -n "$(delivered rpo_violation)"
 check "after two refused attempts" test "$(posts rpo_violation | jq -s 'map(.status) == [500, 500, 200]')" = true
@@ -58,13 +54,13 @@ check "the payload says what, where and when ($(echo "$v" | jq -c .body))" test 
   '.body.image == $img and .body.target == "b" and .body.site == "a" and .body.rpo_seconds == 3 and .body.lag_seconds > 3 and (.body.time | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T.*Z$")) and .content_type == "application/json"')" = true
 check "the daemon still answers while the webhook retried" bash -c "'$CLI' repl status 'rbd/$img' >/dev/null"
 
-"$SRC/scripts/sandbox" thaw-site "$SB" b
+thaw_site b
 wait_until 120 1 was_delivered rpo_recovered
 check "an rpo_recovered was delivered when site b came back" test -n "$(delivered rpo_recovered)"
 r=$(delivered rpo_recovered | head -1)
 check "its lag is within the RPO" test "$(echo "$r" | jq '.body.lag_seconds <= 3 and .body.target == "b"')" = true
 sleep 3
 check "one alert per transition" test "$(posts rpo_violation | jq -s 'map(select(.status == 200)) | length'):$(posts rpo_recovered | jq -s 'length')" = "1:1"
-check "the log says it was sent" grep -q "alert webhook: sent rpo_violation of 'rbd/$img' to site 'b' (attempt 3)" "$SB/site-a/log/imgstored.log"
+check "the log says it was sent" grep -q "alert webhook: sent rpo_violation of 'rbd/$img' to site 'b' (attempt 3)" "$(site_log a)"
 
 finish

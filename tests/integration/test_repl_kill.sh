@@ -6,11 +6,9 @@
 # the time the rate says) and keeps the copy slow enough to cut in the middle.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
-SB=${IMGSTORE_SANDBOX:?}
-SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
-CONF=$SB/site-a/imgstored.conf
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
+CONF=$(site_conf a)
 
 img=kill$$
 DELTA_MB=160
@@ -21,10 +19,7 @@ config_keep a
 cleanup() {
   config_restore a
   rm -f "/tmp/kill-diff.$$"
-  "$CLI" repl disable "rbd/$img" --to b >/dev/null 2>&1
-  "$CLI" image rm --purge "rbd/$img" >/dev/null 2>&1
-  rbd -c "$CEPH_CONF_B" snap purge "rbd/$img" >/dev/null 2>&1
-  rbd -c "$CEPH_CONF_B" rm --no-progress "rbd/$img" >/dev/null 2>&1
+  forget_replica "$img"
 }
 trap cleanup EXIT
 
@@ -69,7 +64,7 @@ echo "# delta since $first: $delta_bytes bytes"
 
 # site a's daemon with a bandwidth limit
 sed -i "/^\[defaults\]/a bandwidth_limit = ${RATE_MB}M" "$CONF"
-"$SANDBOX" stop-daemon "$SB" a >/dev/null && "$SANDBOX" start-daemon "$SB" a >/dev/null
+daemon_stop a && daemon_start a
 check "site a's daemon restarted with a ${RATE_MB}M/s limit" grep -q "^bandwidth_limit = ${RATE_MB}M" "$CONF"
 
 t0=$(date +%s.%N)
@@ -82,7 +77,7 @@ for i in $(seq 1 300); do
   sleep 0.1
 done
 t1=$(date +%s.%N)
-"$SANDBOX" stop-daemon "$SB" a --kill >/dev/null
+daemon_stop a --kill
 echo "# killed with the checkpoint at offset $done_at_kill ($copied_at_kill bytes of the delta) after $(echo "$t1 - $t0" | bc) s"
 check "a checkpoint was written before the kill ($copied_at_kill bytes copied)" test "$copied_at_kill" -ge $((48 << 20))
 # the limit held: what was copied, less one second's burst, took at least its time at the rate
@@ -92,13 +87,13 @@ check "the checkpoint is still there after the kill" test "$(checkpoint_done)" -
 
 # restart without the limit and sync: it resumes
 mv "$CONF.orig" "$CONF" && cp "$CONF" "$CONF.orig"
-"$SANDBOX" start-daemon "$SB" a >/dev/null
+daemon_start a
 check "repl sync after the restart" "$CLI" repl sync "rbd/$img"
 after=$(sealed)
 shipped=$(status | jq -r '.[0].last_sync_bytes')
 echo "# sealed $after, shipped $shipped bytes after the restart (delta $delta_bytes)"
 check "a new snapshot is sealed ($after)" test -n "$after" -a "$after" != "$first"
-check "the daemon says it resumed" grep -q "replication of 'rbd/$img@b' resumed a cut cycle" "$SB/site-a/log/imgstored.log"
+check "the daemon says it resumed" grep -q "replication of 'rbd/$img@b' resumed a cut cycle" "$(site_log a)"
 check "bytes shipped after the restart ($shipped) < the whole delta ($delta_bytes)" test "$shipped" -lt "$delta_bytes"
 check "and at most the delta minus what the checkpoint covers" test "$shipped" -le $((delta_bytes - copied_at_kill))
 check "the checkpoint is gone once sealed" test "$(checkpoint_done)" = 0

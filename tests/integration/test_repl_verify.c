@@ -25,9 +25,6 @@
 #include "replicator/replicator.h"
 #include "store/image.h"
 
-#define MiB (1ull << 20)
-#define KiB (1ull << 10)
-
 /* Write @p len bytes at @p off of the head on @p site: a byte pattern, or zeros (@p byte 0). */
 static void write_at(ims_site *site, const char *name, uint64_t off, size_t len, int byte)
 {
@@ -91,6 +88,13 @@ static ims_repl_verify_result *verify_ok(const char *name, const char *snap)
 	return v;
 }
 
+/* Mismatch I of V is LENGTH bytes at OFFSET (a macro: cmocka names the test's line). */
+#define assert_mismatch(v, i, off, len)                                                            \
+	do {                                                                                       \
+		assert_int_equal((v)->mismatches[i].offset, (off));                                \
+		assert_int_equal((v)->mismatches[i].length, (len));                                \
+	} while (0)
+
 static void test_equal_then_corrupted(void **state)
 {
 	(void)state;
@@ -124,10 +128,8 @@ static void test_equal_then_corrupted(void **state)
 	assert_false(v->equal);
 	assert_int_equal(v->objects_fallback, 0);
 	assert_int_equal(v->nmismatches, 2);
-	assert_int_equal(v->mismatches[0].offset, 9 * MiB + 192 * KiB);
-	assert_int_equal(v->mismatches[0].length, 64 * KiB);
-	assert_int_equal(v->mismatches[1].offset, 21 * MiB + 64 * KiB);
-	assert_int_equal(v->mismatches[1].length, 64 * KiB);
+	assert_mismatch(v, 0, 9 * MiB + 192 * KiB, 64 * KiB);
+	assert_mismatch(v, 1, 21 * MiB + 64 * KiB, 64 * KiB);
 	ims_repl_verify_result_free(v);
 
 	/* adjacent damaged chunks merge into one extent; finer chunks narrow it; b's head
@@ -140,12 +142,9 @@ static void test_equal_then_corrupted(void **state)
 	assert_false(v->equal);
 	assert_int_equal(v->chunk_size, 4 * KiB);
 	assert_int_equal(v->nmismatches, 3);
-	assert_int_equal(v->mismatches[0].offset, 9 * MiB + 192 * KiB);
-	assert_int_equal(v->mismatches[0].length, 128 * KiB);
-	assert_int_equal(v->mismatches[1].offset, 21 * MiB + 68 * KiB); /* 70000 is in 68..72 KiB */
-	assert_int_equal(v->mismatches[1].length, 4 * KiB);
-	assert_int_equal(v->mismatches[2].offset, 28 * MiB);
-	assert_int_equal(v->mismatches[2].length, 64 * KiB);
+	assert_mismatch(v, 0, 9 * MiB + 192 * KiB, 128 * KiB);
+	assert_mismatch(v, 1, 21 * MiB + 68 * KiB, 4 * KiB); /* 70000 is in 68..72 KiB */
+	assert_mismatch(v, 2, 28 * MiB, 64 * KiB);
 	ims_repl_verify_result_free(v);
 }
 
@@ -184,8 +183,7 @@ static void test_holes_and_zeros(void **state)
 	v = verify_ok(name, res.sealed);
 	assert_false(v->equal);
 	assert_int_equal(v->nmismatches, 1);
-	assert_int_equal(v->mismatches[0].offset, 13 * MiB + 128 * KiB);
-	assert_int_equal(v->mismatches[0].length, 64 * KiB);
+	assert_mismatch(v, 0, 13 * MiB + 128 * KiB, 64 * KiB);
 	ims_repl_verify_result_free(v);
 }
 
@@ -228,8 +226,7 @@ static void test_sizes_and_refusals(void **state)
 	assert_int_equal(v->size_secondary, 12 * MiB);
 	assert_int_equal(v->bytes_covered, 8 * MiB);
 	assert_int_equal(v->nmismatches, 1);
-	assert_int_equal(v->mismatches[0].offset, 8 * MiB);
-	assert_int_equal(v->mismatches[0].length, 4 * MiB);
+	assert_mismatch(v, 0, 8 * MiB, 4 * MiB);
 	ims_repl_verify_result_free(v);
 }
 

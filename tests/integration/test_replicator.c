@@ -25,9 +25,6 @@
 #include "replicator/replicator.h"
 #include "store/image.h"
 
-#define MiB (1ull << 20)
-#define KiB (1ull << 10)
-
 /* Write @p n blocks of @p len random bytes at random offsets below @p limit. */
 static void write_random(const char *name, unsigned n, size_t len, uint64_t limit, unsigned seed)
 {
@@ -101,6 +98,16 @@ static void sync_ok(const char *name, ims_repl_result *res)
 	if (ims_repl_sync(res, itest.a, itest.b, "rbd", name, &o) < 0)
 		fail_msg("sync %s: %s", name, ims_error_last());
 	assert_sealed_equal(name, res->sealed);
+}
+
+/* rbd/NAME of SIZE on site a, synced once (RES), then N random writes of 1 MiB (SEED): a delta
+ * for the next cycle. */
+static void synced_then_delta(const char *name, uint64_t size, unsigned n, unsigned seed,
+			      ims_repl_result *res)
+{
+	itest_create(name, size);
+	sync_ok(name, res);
+	write_random(name, n, 1 * MiB, size, seed);
 }
 
 static void test_initial_and_incremental(void **state)
@@ -226,21 +233,27 @@ static int cut_after(void *ctx, uint64_t done, uint64_t total)
 	return done >= *(uint64_t *)ctx;
 }
 
+/* Options of a cycle that cancels itself once *CUT bytes are done, with checkpoints every 4 MiB
+ * and two pieces in flight. */
+static ims_repl_opts cut_opts(uint64_t *cut)
+{
+	ims_repl_opts o = IMS_REPL_OPTS_INIT;
+	o.progress = cut_after;
+	o.progress_ctx = cut;
+	o.checkpoint_bytes = 4 * MiB;
+	o.concurrency = 2;
+	return o;
+}
+
 static void test_cut_cycle_resumes(void **state)
 {
 	(void)state;
 	const char *name = itest_name("repl-resume");
 	ims_repl_result res;
-	itest_create(name, 128 * MiB);
-	sync_ok(name, &res);
-	write_random(name, 96, 1 * MiB, 128 * MiB, 7); /* a large delta */
+	synced_then_delta(name, 128 * MiB, 96, 7, &res); /* a large delta */
 
-	ims_repl_opts o = IMS_REPL_OPTS_INIT;
 	uint64_t cut = 32 * MiB;
-	o.progress = cut_after;
-	o.progress_ctx = &cut;
-	o.checkpoint_bytes = 4 * MiB;
-	o.concurrency = 2;
+	ims_repl_opts o = cut_opts(&cut);
 	ims_repl_result first;
 	memset(&first, 0, sizeof(first));
 	assert_int_equal(ims_repl_sync(&first, itest.a, itest.b, "rbd", name, &o), -ECANCELED);
@@ -271,9 +284,7 @@ static void test_failed_piece_copied_again(void **state)
 	(void)state;
 	const char *name = itest_name("repl-failpiece");
 	ims_repl_result res;
-	itest_create(name, 64 * MiB);
-	sync_ok(name, &res);
-	write_random(name, 48, 1 * MiB, 64 * MiB, 11);
+	synced_then_delta(name, 64 * MiB, 48, 11, &res);
 
 	ims_repl_opts o = IMS_REPL_OPTS_INIT;
 	o.concurrency = 1; /* the failed piece is the lowest in flight */
@@ -347,12 +358,8 @@ static void test_two_targets(void **state)
 
 	/* c's next cycle is cut half-way (site c stops answering): its checkpoint stays */
 	write_random(name, 48, 1 * MiB, 64 * MiB, 22);
-	ims_repl_opts cut_o = IMS_REPL_OPTS_INIT;
 	uint64_t cut = 8 * MiB;
-	cut_o.progress = cut_after;
-	cut_o.progress_ctx = &cut;
-	cut_o.checkpoint_bytes = 4 * MiB;
-	cut_o.concurrency = 2;
+	ims_repl_opts cut_o = cut_opts(&cut);
 	memset(&first, 0, sizeof(first));
 	assert_int_equal(ims_repl_sync(&first, itest.a, itest.c, "rbd", name, &cut_o), -ECANCELED);
 	char cut_target[64] = "";

@@ -25,8 +25,6 @@
 #include "store/site.h"
 #include "store/store_internal.h"
 
-#define MiB (1ull << 20)
-
 static void test_site_errors(void **state)
 {
 	(void)state;
@@ -298,9 +296,7 @@ static void test_snapshots(void **state)
 	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
 	ro.purge = true; /* with its snapshot s1 */
 	assert_int_equal(ims_image_remove(itest.a, "rbd", name, &ro), 0);
-	assert_int_equal(
-		itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name),
-		2);
+	assert_int_equal(itest_rbd_info(name), 2);
 }
 
 typedef struct {
@@ -454,9 +450,7 @@ static void test_purge_refused_changes_nothing(void **state)
 	ims_site_close(vm);
 
 	assert_int_equal(ims_image_remove(itest.a, "rbd", name, &ro), 0);
-	assert_int_equal(
-		itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name),
-		2);
+	assert_int_equal(itest_rbd_info(name), 2);
 
 	/* in a group, with a group snapshot: s1 stays, and so does the group's snapshot */
 	const char *conf = getenv("CEPH_CONF_A");

@@ -30,8 +30,6 @@
 #include "store/transfer.h"
 #include "tier/tier.h"
 
-#define MiB (1ull << 20)
-
 static const char *endpoint, *access_key, *secret_key, *region;
 static char key_path[512], key2_path[512];
 static pid_t proxy_pid;
@@ -115,6 +113,12 @@ static ims_tier_target *new_target(const char *bucket, const char *via, const ch
 	return t;
 }
 
+/* A target of its own bucket for WHAT, with the tests' key and 2 retries. */
+static ims_tier_target *target_for(const char *what)
+{
+	return new_target(bucket_name(what), NULL, key_path, 2);
+}
+
 static int count_cb(void *ctx, const char *key, uint64_t size, int64_t mtime)
 {
 	(void)key;
@@ -168,6 +172,25 @@ static void import_random(const char *name, const char *what, char *path, size_t
 	snprintf(path, len, "%s/%s.raw", itest_dir(), what);
 	random_file(path, size, seed);
 	import_file(name, path);
+}
+
+/* Push options that leave the image in the trash, with PROGRESS (may be NULL) called with CTX. */
+static ims_tier_opts trash_opts(ims_progress_fn progress, void *ctx)
+{
+	ims_tier_opts o = IMS_TIER_OPTS_INIT;
+	o.after = IMS_TIER_TRASH;
+	o.progress = progress;
+	o.progress_ctx = ctx;
+	return o;
+}
+
+/* A fresh name with prefix WHAT, imported as import_random() makes it. */
+static const char *import_new(const char *what, char *path, size_t len, uint64_t size,
+			      unsigned seed)
+{
+	const char *name = itest_name(what);
+	import_random(name, what, path, len, size, seed);
+	return name;
 }
 
 static void in_trash_or_gone(const char *name)
@@ -229,7 +252,7 @@ static void test_s3_client(void **state)
 
 static void roundtrip(const char *what, const char *path, uint64_t size)
 {
-	ims_tier_target *t = new_target(bucket_name(what), NULL, key_path, 2);
+	ims_tier_target *t = target_for(what);
 	const char *name = itest_name(what);
 	char cold[300];
 	ims_tier_result res;
@@ -293,24 +316,29 @@ static void roundtrip(const char *what, const char *path, uint64_t size)
 	ims_tier_target_free(t);
 }
 
+/* roundtrip() of itest_dir()/WHAT.raw, SIZE bytes: sparse (itest_fill_pattern) or every byte
+ * random, from SEED. */
+static void roundtrip_file(const char *what, uint64_t size, bool sparse, unsigned seed)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/%s.raw", itest_dir(), what);
+	if (sparse)
+		itest_fill_pattern(path, size, seed);
+	else
+		random_file(path, size, seed);
+	roundtrip(what, path, size);
+}
+
 static void test_roundtrip_sparse(void **state)
 {
 	(void)state;
-	char path[600];
-	uint64_t size = 40 * MiB + 12345;
-	snprintf(path, sizeof(path), "%s/sparse.raw", itest_dir());
-	itest_fill_pattern(path, size, 3);
-	roundtrip("sparse", path, size);
+	roundtrip_file("sparse", 40 * MiB + 12345, true, 3);
 }
 
 static void test_roundtrip_full(void **state)
 {
 	(void)state;
-	char path[600];
-	uint64_t size = 20 * MiB + 4096;
-	snprintf(path, sizeof(path), "%s/full.raw", itest_dir());
-	random_file(path, size, 5);
-	roundtrip("full", path, size);
+	roundtrip_file("full", 20 * MiB + 4096, false, 5);
 }
 
 /*
@@ -321,7 +349,7 @@ static void test_roundtrip_full(void **state)
 static void test_restore_raw_as_pushed_and_only_data(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("rawq"), NULL, key_path, 2);
+	ims_tier_target *t = target_for("rawq");
 	const char *name = itest_name("rawq");
 	const uint64_t size = 256 * MiB, chunk = 4 * MiB, offs[2] = {0, 100 * MiB};
 	char path[600], cold[300];
@@ -401,7 +429,7 @@ static void scribble(const char *name, uint64_t off, size_t len, int byte)
 static void test_dedup_clones(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("dedup"), NULL, key_path, 2);
+	ims_tier_target *t = target_for("dedup");
 	const char *golden = itest_name("golden");
 	char c1[300], c2[300], path[600];
 	ims_tier_result r1, r2, rg;
@@ -457,7 +485,7 @@ static char *corrupt_one_chunk(ims_tier_target *t, const char *cold)
 static void test_corrupt_chunk(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("corrupt"), NULL, key_path, 2);
+	ims_tier_target *t = target_for("corrupt");
 	const char *name = itest_name("corrupt");
 	char path[600], cold[300];
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
@@ -633,7 +661,7 @@ static void test_faults(void **state)
 static void test_gc(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("gc"), NULL, key_path, 2);
+	ims_tier_target *t = target_for("gc");
 	const char *a = itest_name("gc"), *b = itest_name("gc");
 	char pa[600], pb[600], cold_a[300];
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
@@ -707,7 +735,7 @@ static size_t count_snaps(const char *name)
 static void test_push_live_write_keeps_image(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("live"), NULL, key_path, 2);
+	ims_tier_target *t = target_for("live");
 	const char *name = itest_name("live");
 	char path[600];
 	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
@@ -717,10 +745,7 @@ static void test_push_live_write_keeps_image(void **state)
 	assert_int_equal(write_image(name, 0, 8 * MiB, 0x5a), 0);
 
 	live_write w = {.image = name};
-	ims_tier_opts o = IMS_TIER_OPTS_INIT;
-	o.after = IMS_TIER_TRASH;
-	o.progress = write_when_read;
-	o.progress_ctx = &w;
+	ims_tier_opts o = trash_opts(write_when_read, &w);
 	ims_tier_result res;
 	int r = ims_tier_push(&res, t, itest.a, "rbd", name, NULL, &o);
 	assert_true(w.done);
@@ -747,16 +772,12 @@ static void test_push_live_write_keeps_image(void **state)
 static void test_push_live_write_locked_out(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("lock"), NULL, key_path, 2);
-	const char *name = itest_name("lock");
+	ims_tier_target *t = target_for("lock");
 	char path[600], cold[300], back[300];
-	import_random(name, "lock", path, sizeof(path), 8 * MiB, 31);
+	const char *name = import_new("lock", path, sizeof(path), 8 * MiB, 31);
 
 	live_write w = {.image = name};
-	ims_tier_opts o = IMS_TIER_OPTS_INIT;
-	o.after = IMS_TIER_TRASH;
-	o.progress = write_when_read;
-	o.progress_ctx = &w;
+	ims_tier_opts o = trash_opts(write_when_read, &w);
 	ims_tier_result res;
 	assert_int_equal(ims_tier_push(&res, t, itest.a, "rbd", name, NULL, &o), 0);
 	assert_true(w.done);
@@ -795,15 +816,11 @@ static int open_when_read(void *ctx, uint64_t done, uint64_t total)
 static void test_push_live_open_keeps_image(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("open"), NULL, key_path, 2);
-	const char *name = itest_name("open");
+	ims_tier_target *t = target_for("open");
 	char path[600];
-	import_random(name, "open", path, sizeof(path), 4 * MiB, 43);
+	const char *name = import_new("open", path, sizeof(path), 4 * MiB, 43);
 	live_open w = {.image = name, .other = itest_site('A')};
-	ims_tier_opts o = IMS_TIER_OPTS_INIT;
-	o.after = IMS_TIER_TRASH;
-	o.progress = open_when_read;
-	o.progress_ctx = &w;
+	ims_tier_opts o = trash_opts(open_when_read, &w);
 	int r = ims_tier_push(NULL, t, itest.a, "rbd", name, NULL, &o);
 	assert_non_null(w.io);
 	assert_int_equal(w.open_r, 0);
@@ -829,12 +846,10 @@ static int lease_held(void *ctx, const char *pool, const char *image, char *why,
 static void test_push_honours_leases(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("lease"), NULL, key_path, 2);
-	const char *name = itest_name("lease");
+	ims_tier_target *t = target_for("lease");
 	char path[600];
-	import_random(name, "lease", path, sizeof(path), 4 * MiB, 33);
-	ims_tier_opts o = IMS_TIER_OPTS_INIT;
-	o.after = IMS_TIER_TRASH;
+	const char *name = import_new("lease", path, sizeof(path), 4 * MiB, 33);
+	ims_tier_opts o = trash_opts(NULL, NULL);
 	o.leased = lease_held;
 	o.leased_ctx = "hv7";
 	assert_int_equal(ims_tier_push(NULL, t, itest.a, "rbd", name, NULL, &o), -EBUSY);
@@ -906,7 +921,7 @@ static int gc_when_read(void *ctx, uint64_t done, uint64_t total)
 static void test_gc_during_push(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("gcpush"), NULL, key_path, 2);
+	ims_tier_target *t = target_for("gcpush");
 	const char *a = itest_name("gcpush"), *b = itest_name("gcpush");
 	char path[600], cold_a[300], cold_b[300], back[300];
 	const uint64_t grace = 6;
@@ -968,10 +983,9 @@ static int end_gc_when_waited(void *ctx, uint64_t done, uint64_t total)
 static void test_push_waits_for_gc(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("gcwait"), NULL, key_path, 2);
-	const char *name = itest_name("gcwait");
+	ims_tier_target *t = target_for("gcwait");
 	char path[600];
-	import_random(name, "gcwait", path, sizeof(path), 4 * MiB, 41);
+	const char *name = import_new("gcwait", path, sizeof(path), 4 * MiB, 41);
 	assert_int_equal(ims_s3_put(ims_tier_target_s3(t), "locks/gc/test", "{}", 2), 0);
 	gc_wait w = {.t = t};
 	ims_tier_opts o = IMS_TIER_OPTS_INIT;
@@ -992,7 +1006,7 @@ static void test_push_waits_for_gc(void **state)
 static void test_push_manifest_too_many_tags(void **state)
 {
 	(void)state;
-	ims_tier_target *t = new_target(bucket_name("tags"), NULL, key_path, 2);
+	ims_tier_target *t = target_for("tags");
 	const char *name = itest_name("tags");
 	char path[600];
 	rados_ioctx_t io = NULL;
@@ -1015,8 +1029,7 @@ static void test_push_manifest_too_many_tags(void **state)
 	ims_catalog_entry_free(e);
 	ims_site_ioctx_close(io);
 
-	ims_tier_opts o = IMS_TIER_OPTS_INIT;
-	o.after = IMS_TIER_TRASH;
+	ims_tier_opts o = trash_opts(NULL, NULL);
 	int r = ims_tier_push(NULL, t, itest.a, "rbd", name, NULL, &o);
 	assert_int_equal(r, -EMSGSIZE);
 	assert_non_null(strstr(ims_error_last(), "tags"));
@@ -1042,8 +1055,7 @@ static void test_push_manifest_read_back(void **state)
 	snprintf(via, sizeof(via), "http://127.0.0.1:%d", proxy_port);
 	ims_tier_target *t = new_target(bucket_name("readback"), via, key_path, 1);
 	import_random(name, "readback", path, sizeof(path), 4 * MiB, 39);
-	ims_tier_opts o = IMS_TIER_OPTS_INIT;
-	o.after = IMS_TIER_TRASH;
+	ims_tier_opts o = trash_opts(NULL, NULL);
 	proxy("corrupt?path=manifests");
 	int r = ims_tier_push(NULL, t, itest.a, "rbd", name, NULL, &o);
 	proxy("corrupt?path=");

@@ -6,21 +6,16 @@
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
-T_OUT=/tmp/tier-out.$$ T_ERR=/tmp/tier-err.$$
-
-tmp=$(mktemp -d /tmp/imgstore-tier-test.XXXXXX)
-trap 'rm -rf "$tmp" /tmp/tier-out.$$ /tmp/tier-err.$$' EXIT
+workdir tmp
 p=tiercli$$
 
-truncate -s 40M "$tmp/vm.raw"
-dd if=/dev/urandom of="$tmp/vm.raw" bs=1M count=6 conv=notrunc status=none
-dd if=/dev/urandom of="$tmp/vm.raw" bs=1M count=3 seek=30 conv=notrunc status=none
+random_file "$tmp/vm.raw" 40M 6 3@30
 expect_rc 0 "import" "$CLI" image import "$tmp/vm.raw" "rbd/$p-vm"
 expect_rc 0 "tag" "$CLI" image tag "rbd/$p-vm" os=debian
 
 expect_rc 0 "push" "$CLI" --format json tier push "rbd/$p-vm" --to rgw
 check "push is a succeeded tier-push operation" \
-  jq -e '.state == "succeeded" and .kind == "tier-push"' /tmp/tier-out.$$ >/dev/null
+  jq -e '.state == "succeeded" and .kind == "tier-push"' "$T_OUT" >/dev/null
 expect_rc 1 "the image is gone from RBD" "$CLI" image info "rbd/$p-vm"
 check "image ls shows the cold entry" bash -c "'$CLI' --format json image ls rbd | jq -e '.[] | select(.name == \"$p-vm\")' >/dev/null"
 check "image ls says cold" bash -c "'$CLI' image ls rbd | grep '$p-vm' | grep -q 'cold:rgw'"
@@ -31,7 +26,7 @@ check "the tag came back" bash -c "'$CLI' --format json image info rbd/$p-vm | j
 expect_rc 0 "export the restored image" "$CLI" --server "$IMGSTORE_SOCKET_A" image export "rbd/$p-vm" "$tmp/back.raw"
 check "restored byte for byte" cmp "$tmp/vm.raw" "$tmp/back.raw"
 expect_rc 1 "restore onto an existing image" "$CLI" tier restore "rbd/$p-vm"
-check "says it exists" grep -q 'already exists' /tmp/tier-err.$$
+check "says it exists" grep -q 'already exists' "$T_ERR"
 expect_rc 0 "restore under another name" "$CLI" tier restore "rbd/$p-vm" --to "rbd/$p-copy"
 
 expect_rc 0 "push a snapshot, keeping the image" "$CLI" snap create "rbd/$p-vm@s1"
@@ -42,14 +37,13 @@ expect_rc 0 "deep scrub" "$CLI" tier scrub --deep
 expect_rc 0 "gc" "$CLI" tier gc --grace 1h
 
 # an image a host leases (not open by anyone) is not pushed away: the daemon's leases count
-truncate -s 8M "$tmp/small.raw"
-dd if=/dev/urandom of="$tmp/small.raw" bs=1M count=4 conv=notrunc status=none
+random_file "$tmp/small.raw" 8M 4
 expect_rc 0 "import an image to lease" "$CLI" image import "$tmp/small.raw" "rbd/$p-leased"
 "$CLI" host register "$p-hv" >/dev/null 2>&1
 lease=$("$CLI" --format json host lease acquire "rbd/$p-leased" --host "$p-hv" --ttl 5m 2>/dev/null | jq -r '.id // ""')
 check "lease acquired" test -n "$lease"
 expect_rc 1 "push of a leased image" "$CLI" tier push "rbd/$p-leased" --to rgw
-check "names the host" grep -q "leased by host '$p-hv'" /tmp/tier-err.$$
+check "names the host" grep -q "leased by host '$p-hv'" "$T_ERR"
 expect_rc 0 "the leased image stays" "$CLI" image info "rbd/$p-leased"
 check "and is not cold" bash -c "! '$CLI' --format json tier ls | jq -e '.[] | select(.name == \"rbd/$p-leased\")' >/dev/null"
 expect_rc 0 "keeping it, a leased image is pushed" "$CLI" tier push "rbd/$p-leased" --to rgw --after keep
@@ -64,9 +58,9 @@ check "no push snapshot is left on it" \
   bash -c "s=\$(timeout 60 rbd -c '$CEPH_CONF_A' snap ls 'rbd/$p-left') && ! grep -q imgstore-tier- <<<\"\$s\""
 
 expect_rc 1 "an unknown target" "$CLI" tier push "rbd/$p-vm" --to nowhere
-check "names it" grep -q "no S3 target 'nowhere'" /tmp/tier-err.$$
+check "names it" grep -q "no S3 target 'nowhere'" "$T_ERR"
 expect_rc 1 "an unknown cold image" "$CLI" tier restore "rbd/$p-none"
-check "says so" grep -q "no cold image" /tmp/tier-err.$$
+check "says so" grep -q "no cold image" "$T_ERR"
 expect_rc 2 "a bad --after" "$CLI" tier push "rbd/$p-vm" --to rgw --after shred
 
 "$CLI" image rm --purge "rbd/$p-copy" >/dev/null 2>&1

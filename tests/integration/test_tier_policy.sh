@@ -7,11 +7,9 @@
 # pushes exactly those two, and the idle one restores byte for byte.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
-SB=${IMGSTORE_SANDBOX:?}
-SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
-CONF=$SB/site-a/imgstored.conf
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
+CONF=$(site_conf a)
 out=/tmp/tierpol-out.$$ err=/tmp/tierpol-err.$$
 T_OUT=$out T_ERR=$err
 rbd_a() { timeout 120 rbd -c "$CEPH_CONF_A" "$@"; }
@@ -32,8 +30,7 @@ trap cleanup EXIT
 timeout 60 ceph -c "$CEPH_CONF_A" osd pool create "$P" 8 >/dev/null 2>&1 && rbd_a pool init "$P" ||
   { echo "Bail out! cannot create pool $P"; exit 1; }
 
-truncate -s 16M "$tmp/idle.raw"
-dd if=/dev/urandom of="$tmp/idle.raw" bs=1M count=3 seek=2 conv=notrunc status=none
+random_file "$tmp/idle.raw" 16M 3@2
 expect_rc 0 "import the idle image" "$CLI" image import "$tmp/idle.raw" "$P/idle"
 expect_rc 0 "create golden" "$CLI" image create "$P/golden" --size 8M
 expect_rc 0 "snapshot golden" "$CLI" snap create "$P/golden@base"

@@ -31,8 +31,6 @@
 #include "store/store_internal.h"
 #include "store/transfer.h"
 
-#define MiB (1ull << 20)
-
 static char raw_src[512];			      /* the pattern every variant is made from */
 static const uint64_t SRC_SIZE = 24 * MiB + 3 * 4096; /* not a multiple of 4 MiB */
 
@@ -46,8 +44,7 @@ static int setup(void **state)
 
 static bool image_exists(const char *name)
 {
-	return itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name) ==
-	       0;
+	return itest_rbd_info(name) == 0;
 }
 
 static int count_tmp_images(void)

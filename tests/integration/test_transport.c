@@ -392,8 +392,7 @@ static void test_curl_round_trip(void **state)
 	     "--unix-socket '%s' -H 'Content-Type: application/proto' -H 'Authorization: "
 	     "Bearer " T_READER "' --data-binary @'%s' http://localhost/" GET_PATH,
 	     W.sock, req);
-	assert_int_equal(a.status, 200);
-	free(a.body);
+	expect_status(&a, 200);
 
 	/* an error as curl sees it */
 	curl(&a,
@@ -497,9 +496,7 @@ static void test_malformed(void **state)
 	size_t n = packed_get("get.bin", req, sizeof(req));
 	assert_int_equal(truncate(req, (off_t)(n - 2)), 0);
 	curl(&a, "%s --data-binary @'%s' %s/" GET_PATH, H, req, W.plain_url);
-	assert_int_equal(a.status, 400);
-	assert_string_equal(a.code, "invalid_argument");
-	free(a.body);
+	expect_code(&a, 400, "invalid_argument");
 	still_serving();
 
 	/* 5 MiB, refused before decoding: by Content-Length, and chunked as it grows */
@@ -509,18 +506,14 @@ static void test_malformed(void **state)
 	for (int tls = 0; tls < 2; tls++) {
 		curl(&a, "%s --cacert '%s' --data-binary @'%s' %s/" UPLOAD_PATH, H, W.cert, big,
 		     tls ? W.tls_url : W.plain_url);
-		assert_int_equal(a.status, 413);
-		assert_string_equal(a.code, "resource_exhausted");
-		assert_string_equal(a.message, "a request body of 5242880 bytes exceeds the limit "
-					       "of 4194304 bytes");
-		free(a.body);
+		expect_error(&a, 413, "resource_exhausted",
+			     "a request body of 5242880 bytes exceeds the limit "
+			     "of 4194304 bytes");
 	}
 	curl(&a, "%s -H 'Transfer-Encoding: chunked' --data-binary @'%s' %s/" UPLOAD_PATH, H, big,
 	     W.plain_url);
-	assert_int_equal(a.status, 413);
-	assert_string_equal(a.code, "resource_exhausted");
-	assert_string_equal(a.message, "the request body exceeds the limit of 4194304 bytes");
-	free(a.body);
+	expect_error(&a, 413, "resource_exhausted",
+		     "the request body exceeds the limit of 4194304 bytes");
 	assert_int_equal(toy_calls(&W.app), calls);
 	still_serving();
 
@@ -553,33 +546,24 @@ static void test_malformed(void **state)
 	     "-H 'Content-Type: application/json' -H 'Authorization: Bearer " T_ADMIN
 	     "' --data-binary @'%s' %s/" GET_PATH,
 	     req, W.plain_url);
-	assert_int_equal(a.status, 415);
-	assert_string_equal(a.code, "invalid_argument");
-	free(a.body);
+	expect_code(&a, 415, "invalid_argument");
 	still_serving();
 
 	/* unknown method */
 	curl(&a, "%s --data-binary @'%s' %s/imgstore.v1.ImageService/Teleport", H, req,
 	     W.plain_url);
-	assert_int_equal(a.status, 404);
-	assert_string_equal(a.code, "unimplemented");
-	free(a.body);
+	expect_code(&a, 404, "unimplemented");
 	curl(&a, "%s --data-binary @'%s' %s/", H, req, W.plain_url);
-	assert_int_equal(a.status, 404);
-	free(a.body);
+	expect_status(&a, 404);
 
 	/* GET on an RPC path */
 	curl(&a, "-H 'Authorization: Bearer " T_ADMIN "' %s/" GET_PATH, W.plain_url);
-	assert_int_equal(a.status, 405);
-	assert_string_equal(a.code, "unimplemented");
-	free(a.body);
+	expect_code(&a, 405, "unimplemented");
 
 	/* a method without handler */
 	curl(&a, "%s --data-binary @'%s' %s/imgstore.v1.ImageService/DeleteImage", H, req,
 	     W.plain_url);
-	assert_int_equal(a.status, 501);
-	assert_string_equal(a.code, "unimplemented");
-	free(a.body);
+	expect_code(&a, 501, "unimplemented");
 	still_serving();
 }
 
@@ -609,32 +593,22 @@ static void test_health_metrics(void **state)
 	curl_answer a;
 
 	curl(&a, "%s/healthz", W.plain_url);
-	assert_int_equal(a.status, 200);
-	assert_string_equal(a.body, "ok\n");
-	free(a.body);
+	expect_answer(&a, 200, "ok\n");
 	W.app.health = "ceph cluster 'a' does not answer";
 	curl(&a, "--cacert '%s' %s/healthz", W.cert, W.tls_url);
-	assert_int_equal(a.status, 503);
-	assert_string_equal(a.body, "ceph cluster 'a' does not answer\n");
-	free(a.body);
+	expect_answer(&a, 503, "ceph cluster 'a' does not answer\n");
 	W.app.health = NULL;
 	curl(&a, "-X POST %s/healthz", W.plain_url);
-	assert_int_equal(a.status, 405);
-	free(a.body);
+	expect_status(&a, 405);
 
 	/* /readyz: the daemon can do its job, or why not; /healthz stays ok meanwhile */
 	curl(&a, "%s/readyz", W.plain_url);
-	assert_int_equal(a.status, 200);
-	assert_string_equal(a.body, "ok\n");
-	free(a.body);
+	expect_answer(&a, 200, "ok\n");
 	W.app.not_ready = "site 'a' did not answer for 12 s";
 	curl(&a, "--cacert '%s' %s/readyz", W.cert, W.tls_url);
-	assert_int_equal(a.status, 503);
-	assert_string_equal(a.body, "site 'a' did not answer for 12 s\n");
-	free(a.body);
+	expect_answer(&a, 503, "site 'a' did not answer for 12 s\n");
 	curl(&a, "%s/healthz", W.plain_url);
-	assert_int_equal(a.status, 200);
-	free(a.body);
+	expect_status(&a, 200);
 	W.app.not_ready = NULL;
 
 	const char *ok =
@@ -928,8 +902,7 @@ static void test_client_certificates(void **state)
 	assert_non_null(strstr(ims_error_last(), "client certificate"));
 	ims_client_close(c);
 	curl(&a, "--cacert '%s' %s/healthz", W.cert, W.mtls_url);
-	assert_int_equal(a.status, 401);
-	free(a.body);
+	expect_status(&a, 401);
 
 	/* a certificate from the CA, and a token: served; the CN is in the audit line */
 	c = client(W.mtls_url, T_ADMIN, W.cert, W.ccert, W.ckey);
@@ -956,8 +929,7 @@ static void test_client_certificates(void **state)
 
 	curl(&a, "--cacert '%s' --cert '%s' --key '%s' %s/healthz", W.cert, W.ccert, W.ckey,
 	     W.mtls_url);
-	assert_int_equal(a.status, 200);
-	free(a.body);
+	expect_status(&a, 200);
 }
 
 static void test_address_in_use(void **state)

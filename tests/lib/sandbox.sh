@@ -7,6 +7,11 @@
 #   on_a, on_b, on_c CMD...       the CLI ($CLI) against site a's, b's, c's imgstored
 #   conf_of SITE                  the ceph.conf of site SITE (a, b or c)
 #   server_of SITE                the address of site SITE's imgstored
+#   site_conf SITE, site_log SITE the imgstored.conf, the imgstored.log of site SITE
+#   freeze_site SITE, thaw_site SITE  SIGSTOP, SIGCONT of the site's Ceph daemons
+#   role_of SITE IMAGE            the replication role of SITE's copy of rbd/IMAGE (its metadata;
+#                                 primary when it has none)
+#   metric SERVER NAME            the value of the sample NAME (with its labels) in SERVER's /metrics
 #   rbd_on SITE ARGS...           rbd against site SITE, bounded to $RBD_TIMEOUT seconds (120)
 #   wait_until TRIES PAUSE CMD... CMD until it succeeds, PAUSE seconds apart; fails after TRIES
 #   daemon_pid SITE               the pid of site SITE's imgstored, from its pid file
@@ -24,6 +29,9 @@
 #   config_restore SITE           put the copy back; the daemon restarted if it had changed
 #   forget_images IMAGE...        on sites a and b: replication disabled, snapshots purged,
 #                                 the image removed; quiet, for cleanups
+#   forget_replica IMAGE          for an image of site a replicated to b, through site a's
+#                                 daemon: its replication disabled, it removed with its
+#                                 snapshots; site b's copy removed; quiet, for cleanups
 #   forget_group GROUP IMAGE...   the same for a group and its member images: the group's
 #                                 replication disabled, its members taken out, it removed
 SANDBOX_CMD=${SANDBOX_CMD:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/sandbox}
@@ -34,6 +42,12 @@ on_b() { IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" "$@"; }
 on_c() { IMGSTORE_SERVER=$IMGSTORE_SERVER_C "$CLI" "$@"; }
 conf_of() { local v=CEPH_CONF_${1^^}; echo "${!v}"; }
 server_of() { local v=IMGSTORE_SERVER_${1^^}; echo "${!v}"; }
+site_conf() { echo "$IMGSTORE_SANDBOX/site-$1/imgstored.conf"; }
+site_log() { echo "$IMGSTORE_SANDBOX/site-$1/log/imgstored.log"; }
+freeze_site() { "$SANDBOX_CMD" freeze-site "$IMGSTORE_SANDBOX" "$1" >/dev/null; }
+thaw_site() { "$SANDBOX_CMD" thaw-site "$IMGSTORE_SANDBOX" "$1" >/dev/null; }
+role_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$2" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
+metric() { curl -sf --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
 rbd_on() { local s=$1; shift; timeout "$RBD_TIMEOUT" rbd -c "$(conf_of "$s")" "$@"; }
 
 wait_until() {
@@ -91,6 +105,13 @@ forget_images() {
       RBD_TIMEOUT=60 rbd_on $s rm --no-progress "rbd/$i" >/dev/null 2>&1
     done
   done
+}
+
+forget_replica() {
+  on_a repl disable "rbd/$1" --to b >/dev/null 2>&1
+  on_a image rm --purge "rbd/$1" >/dev/null 2>&1
+  rbd_on b snap purge "rbd/$1" >/dev/null 2>&1
+  rbd_on b rm --no-progress "rbd/$1" >/dev/null 2>&1
 }
 
 forget_group() {

@@ -7,6 +7,11 @@
 #   quiet CMD...              CMD with its standard output dropped (check WHAT quiet CMD...)
 #   expect_rc RC WHAT CMD...  ok when CMD exits RC; its output is left in $T_OUT, its errors in
 #                             $T_ERR (files; set them to names of your own before the first call)
+#   random_file PATH SIZE [MIB@AT...]  a sparse file of SIZE (truncate's units) with MIB MiB of
+#                             random bytes at MiB AT for each MIB@AT (@AT: 0)
+#   free_port                 a TCP port on 127.0.0.1 that nothing listens on now
+#   workdir [VAR]             a fresh directory /tmp/imgstore-SCRIPT.XXXXXX in $VAR (W), removed on
+#                             exit; $T_OUT and $T_ERR move into it (sets the EXIT trap)
 #   finish                    print the counts and exit: 0 only when at least one check passed
 #                             and none failed (a script that asserted nothing fails)
 #
@@ -23,6 +28,23 @@ expect_rc() {
   local rc=$1 what=$2; shift 2
   "$@" >"$T_OUT" 2>"$T_ERR"; local got=$?
   if [ "$got" = "$rc" ]; then ok "$what (exit $rc)"; else not_ok "$what: exit $got, wanted $rc: $(head -c 400 "$T_ERR")"; fi
+}
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+random_file() {
+  local path=$1 size=$2 r; shift 2
+  truncate -s "$size" "$path" || return
+  for r in "$@"; do
+    dd if=/dev/urandom of="$path" bs=1M count="${r%@*}" seek="$([[ $r == *@* ]] && echo "${r#*@}" || echo 0)" \
+      conv=notrunc status=none || return
+  done
+}
+workdir() {
+  local d name
+  name=$(basename "$0" .sh)
+  d=$(mktemp -d "/tmp/imgstore-${name#test_}.XXXXXX") || { echo "not ok - mktemp"; exit 1; }
+  printf -v "${1:-W}" '%s' "$d"
+  T_OUT=$d/.tap-out T_ERR=$d/.tap-err
+  trap 'rm -rf "'"$d"'"' EXIT
 }
 finish() {
   echo "# $passes passed, $fails failed"

@@ -7,14 +7,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 N=50 MINUTES=5 DIR=/tmp/imgstore-soak BUILD=${BUILD:-build}
-while [ $# -gt 0 ]; do
-  case $1 in
-    --images) N=$2; shift 2 ;;
-    --minutes) MINUTES=$2; shift 2 ;;
-    --dir) DIR=$2; shift 2 ;;
-    *) echo "usage: $0 [--images N] [--minutes M] [--dir DIR]" >&2; exit 2 ;;
-  esac
-done
+. tests/lib/bench.sh
+options "[--images N] [--minutes M] [--dir DIR]" images=N minutes=MINUTES dir=DIR -- "$@"
 CLI=$PWD/$BUILD/cli/imgstore
 scripts/sandbox up "$DIR" --sites 2 --imgstored "$PWD/$BUILD/daemon/imgstored" >/dev/null || exit 1
 trap 'scripts/sandbox down "$DIR" >/dev/null 2>&1' EXIT

@@ -358,3 +358,10 @@ void ft_expect_open_error_at(const void *data, size_t len, ims_format_kind kind,
 	ft_expect_error_at(ims_format_open(&r, &src, kind), err, msg, file, line);
 	assert_ptr_equal(r, (ims_format_reader *)(uintptr_t)0x1); /* untouched on error */
 }
+
+void ft_expect_open_errors_at(const ft_open_case *c, size_t n, const char *file, int line)
+{
+	for (size_t i = 0; i < n; i++)
+		ft_expect_open_error_at(c[i].data, c[i].len, c[i].kind, c[i].err, c[i].msg, file,
+					line);
+}

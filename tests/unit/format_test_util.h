@@ -79,6 +79,19 @@ void ft_compare(const char *image, ims_format_kind declared, const char *raw, si
 void ft_expect_open_error_at(const void *data, size_t len, ims_format_kind kind, int err,
 			     const char *msg, const char *file, int line);
 
+/* One refused open: @p len bytes at @p data as @p kind fail with @p err and @p msg. */
+typedef struct {
+	const void *data;
+	size_t len;
+	ims_format_kind kind;
+	int err;
+	const char *msg;
+} ft_open_case;
+
+/* ft_expect_open_error() of each of the @p n cases at @p c. */
+#define ft_expect_open_errors(c, n) ft_expect_open_errors_at(c, n, __FILE__, __LINE__)
+void ft_expect_open_errors_at(const ft_open_case *c, size_t n, const char *file, int line);
+
 /* Open @p len bytes at @p data as @p kind, which must succeed. */
 ims_format_reader *ft_open_mem(const void *data, size_t len, ims_format_kind kind);
 

@@ -21,6 +21,43 @@
 #define TOY_UPLOAD "/imgstore.v1.ImageService/UploadChunk" /* host, mutating */
 #define TOY_WAIT   "/imgstore.v1.ImageService/WaitImage"   /* reader, slow: see slow_waiting */
 
+/*
+ * Assertions on an answer of the toy service: any struct with int status, char *body and
+ * (for errors) code and message strings, as the tests parse them. Each frees the body; they
+ * are macros so that cmocka names the test's line. The test includes cmocka.h.
+ */
+/* The answer has STATUS. */
+#define expect_status(a, st)                                                                       \
+	do {                                                                                       \
+		assert_int_equal((a)->status, (st));                                               \
+		free((a)->body);                                                                   \
+	} while (0)
+
+/* The answer has STATUS and the text BODY. */
+#define expect_answer(a, st, text)                                                                 \
+	do {                                                                                       \
+		assert_int_equal((a)->status, (st));                                               \
+		assert_string_equal((a)->body, (text));                                            \
+		free((a)->body);                                                                   \
+	} while (0)
+
+/* The answer is the error STATUS with CODE. */
+#define expect_code(a, st, cd)                                                                     \
+	do {                                                                                       \
+		assert_int_equal((a)->status, (st));                                               \
+		assert_string_equal((a)->code, (cd));                                              \
+		free((a)->body);                                                                   \
+	} while (0)
+
+/* The answer is the error STATUS with CODE and MESSAGE. */
+#define expect_error(a, st, cd, msg)                                                               \
+	do {                                                                                       \
+		assert_int_equal((a)->status, (st));                                               \
+		assert_string_equal((a)->code, (cd));                                              \
+		assert_string_equal((a)->message, (msg));                                          \
+		free((a)->body);                                                                   \
+	} while (0)
+
 #define TOY_MAX_AUDIT 256
 
 typedef struct {

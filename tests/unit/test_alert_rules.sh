@@ -19,8 +19,7 @@ DASH=$SRC/dist/grafana/imgstore-dashboard.json
 for tool in promtool jq python3; do
   command -v $tool >/dev/null || { echo "not ok - '$tool' is missing: run scripts/install-deps"; exit 1; }
 done
-W=$(mktemp -d /tmp/imgstore-alert-rules.XXXXXX)
-trap 'rm -rf "$W"' EXIT
+workdir
 
 # ---- the metrics imgstored exports, from the code that renders /metrics
 grep -rhoE '# TYPE imgstore_[a-z0-9_]+ (counter|gauge|histogram|summary|untyped)' \

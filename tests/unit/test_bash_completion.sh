@@ -7,8 +7,7 @@ set -uo pipefail
 COMP=${IMS_BINARY_DIR:?}/man/imgstore.bash
 CLI=$IMS_BINARY_DIR/cli/imgstore
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
-W=$(mktemp -d /tmp/imgstore-completion.XXXXXX)
-trap 'rm -rf "$W"' EXIT
+workdir
 
 if bash -n "$COMP"; then ok "bash -n: it parses"; else not_ok "bash -n: it parses"; fi
 # shellcheck disable=SC1090

@@ -34,8 +34,7 @@ if [ ! -x "$IMGSTORED" ]; then
   echo "not ok - no imgstored at $IMGSTORED: build it first"
   exit 1
 fi
-W=$(mktemp -d /tmp/imgstore-doc-configs.XXXXXX)
-trap 'rm -rf "$W"' EXIT
+workdir
 
 section_re='^[[:space:]]*\[(site|server|defaults|peer [^]]*|s3 [^]]*|host [^]]*)\]'
 n=0

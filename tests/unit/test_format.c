@@ -258,16 +258,19 @@ static void test_declared_mismatch(void **state)
 	uint8_t v[512] = "KDMV";
 	uint8_t raw[512] = {1, 2, 3};
 
-	ft_expect_open_error(q, sizeof(q), IMS_FORMAT_VMDK, -EINVAL,
-			     "image declared as vmdk but its bytes are qcow2");
-	ft_expect_open_error(q, sizeof(q), IMS_FORMAT_RAW, -EINVAL,
-			     "image declared as raw but its bytes are qcow2");
-	ft_expect_open_error(v, sizeof(v), IMS_FORMAT_QCOW2, -EINVAL,
-			     "image declared as qcow2 but its bytes are vmdk");
-	ft_expect_open_error(raw, sizeof(raw), IMS_FORMAT_QCOW2, -EINVAL,
-			     "image declared as qcow2 but its bytes are raw");
-	ft_expect_open_error(raw, sizeof(raw), IMS_FORMAT_VMDK, -EINVAL,
-			     "image declared as vmdk but its bytes are raw");
+	const ft_open_case cases[] = {
+		{q, sizeof(q), IMS_FORMAT_VMDK, -EINVAL,
+		 "image declared as vmdk but its bytes are qcow2"},
+		{q, sizeof(q), IMS_FORMAT_RAW, -EINVAL,
+		 "image declared as raw but its bytes are qcow2"},
+		{v, sizeof(v), IMS_FORMAT_QCOW2, -EINVAL,
+		 "image declared as qcow2 but its bytes are vmdk"},
+		{raw, sizeof(raw), IMS_FORMAT_QCOW2, -EINVAL,
+		 "image declared as qcow2 but its bytes are raw"},
+		{raw, sizeof(raw), IMS_FORMAT_VMDK, -EINVAL,
+		 "image declared as vmdk but its bytes are raw"},
+	};
+	ft_expect_open_errors(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 static void test_source_fd(void **state)

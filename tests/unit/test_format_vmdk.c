@@ -250,49 +250,65 @@ static void test_bad_header(void **state)
 	expect_bad(&v, -ENOTSUP, "vmdk: compression algorithm 2 is not supported");
 }
 
+/* A field of the header or of the metadata set to a value, and the refusal it gives. */
+typedef struct {
+	size_t at;	/* offset in the file */
+	unsigned bytes; /* 4 or 8 */
+	uint64_t value;
+	const char *msg; /* the open fails with -EINVAL and a message holding this */
+} v_patch;
+
+/* Each patch on a fresh v_build() image: refused. */
+static void expect_patches_bad(const v_patch *p, size_t n)
+{
+	vimg v;
+	for (size_t i = 0; i < n; i++) {
+		v_build(&v);
+		if (p[i].bytes == 8)
+			put64(v.b + p[i].at, p[i].value);
+		else
+			put32(v.b + p[i].at, (uint32_t)p[i].value);
+		expect_bad(&v, -EINVAL, p[i].msg);
+	}
+}
+
 static void test_tables_outside(void **state)
 {
 	(void)state;
 	vimg v;
+	static const v_patch gd[] = {
+		{56, 8, 1000,
+		 "vmdk: the grain directory (sector 1000, 2 entries) lies outside "
+		 "the file (12288 bytes)"},
+		{56, 8, 0, "vmdk: the grain directory (sector 0, 2 entries) lies outside"},
+		{56, 8, 1ull << 60,
+		 "vmdk: the grain directory (sector 1152921504606846976, 2 entries)"},
+		{56, 8, 24, "vmdk: the grain directory (sector 24, 2 entries) lies outside"},
+		{56, 8, 2, "vmdk: the grain directory at sector 2 lies in the descriptor"},
+		{28, 8, 100,
+		 "vmdk: the descriptor (sector 100, 2 sectors) passes the end of the "
+		 "file (12288 bytes)"},
+	};
+	expect_patches_bad(gd, sizeof(gd) / sizeof(gd[0]));
 
 	v_build(&v);
-	put64(v.b + 56, 1000);
-	expect_bad(&v, -EINVAL,
-		   "vmdk: the grain directory (sector 1000, 2 entries) lies outside "
-		   "the file (12288 bytes)");
-	put64(v.b + 56, 0);
-	expect_bad(&v, -EINVAL, "vmdk: the grain directory (sector 0, 2 entries) lies outside");
-	put64(v.b + 56, 1ull << 60);
-	expect_bad(&v, -EINVAL,
-		   "vmdk: the grain directory (sector 1152921504606846976, 2 entries)");
-	put64(v.b + 56, 24);
-	expect_bad(&v, -EINVAL, "vmdk: the grain directory (sector 24, 2 entries) lies outside");
-	put64(v.b + 56, 2);
-	expect_bad(&v, -EINVAL, "vmdk: the grain directory at sector 2 lies in the descriptor");
-
-	v_build(&v);
-	put64(v.b + 28, 100);
-	expect_bad(&v, -EINVAL,
-		   "vmdk: the descriptor (sector 100, 2 sectors) passes the end of the "
-		   "file (12288 bytes)");
 	put64(v.b + 28, 1);
 	put64(v.b + 36, UINT64_MAX);
 	expect_bad(&v, -EINVAL, "vmdk: the descriptor (sector 1, 18446744073709551615 sectors)");
 
 	/* grain tables outside the file or in the metadata */
-	v_build(&v);
-	put32(v.b + 3 * 512 + 4, 1000);
-	expect_bad(&v, -EINVAL,
-		   "vmdk: grain directory entry 1 puts a grain table at 0x7d000, past "
-		   "the end of the file (12288 bytes)");
-	put32(v.b + 3 * 512 + 4, 21);
-	expect_bad(&v, -EINVAL, "vmdk: grain directory entry 1 puts a grain table at 0x2a00, past");
-	put32(v.b + 3 * 512 + 4, 2);
-	expect_bad(&v, -EINVAL,
-		   "vmdk: grain directory entry 1 puts a grain table at 0x400, into "
-		   "the descriptor");
-	put32(v.b + 3 * 512 + 4, 3);
-	expect_bad(&v, -EINVAL, "into the grain directory");
+	static const v_patch gt[] = {
+		{3 * 512 + 4, 4, 1000,
+		 "vmdk: grain directory entry 1 puts a grain table at 0x7d000, past "
+		 "the end of the file (12288 bytes)"},
+		{3 * 512 + 4, 4, 21,
+		 "vmdk: grain directory entry 1 puts a grain table at 0x2a00, past"},
+		{3 * 512 + 4, 4, 2,
+		 "vmdk: grain directory entry 1 puts a grain table at 0x400, into "
+		 "the descriptor"},
+		{3 * 512 + 4, 4, 3, "into the grain directory"},
+	};
+	expect_patches_bad(gt, sizeof(gt) / sizeof(gt[0]));
 }
 
 static void test_grains(void **state)
@@ -452,19 +468,22 @@ static void test_descriptor_files(void **state)
 				    "RW 2097152 SPARSE \"disk-data.vmdk\"\n";
 	static const char *none = "# Disk DescriptorFile\nversion=1\n";
 
-	ft_expect_open_error(flat, strlen(flat), IMS_FORMAT_AUTO, -ENOTSUP,
-			     "vmdk: createType 'monolithicFlat' is not supported");
-	ft_expect_open_error(split, strlen(split), IMS_FORMAT_VMDK, -ENOTSUP,
-			     "vmdk: createType 'twoGbMaxExtentSparse' is not supported");
-	ft_expect_open_error(vmfs, strlen(vmfs), IMS_FORMAT_VMDK, -ENOTSUP,
-			     "vmdk: createType 'vmfs' is not supported");
-	ft_expect_open_error(sparse, strlen(sparse), IMS_FORMAT_VMDK, -ENOTSUP,
-			     "vmdk: this is a descriptor file (createType 'monolithicSparse') "
-			     "whose data is in 'disk-data.vmdk'; import that file instead");
-	ft_expect_open_error(none, strlen(none), IMS_FORMAT_VMDK, -EINVAL,
-			     "vmdk: the descriptor has no createType");
-	ft_expect_open_error(flat, strlen(flat), IMS_FORMAT_QCOW2, -EINVAL,
-			     "image declared as qcow2 but its bytes are vmdk");
+	const ft_open_case cases[] = {
+		{flat, strlen(flat), IMS_FORMAT_AUTO, -ENOTSUP,
+		 "vmdk: createType 'monolithicFlat' is not supported"},
+		{split, strlen(split), IMS_FORMAT_VMDK, -ENOTSUP,
+		 "vmdk: createType 'twoGbMaxExtentSparse' is not supported"},
+		{vmfs, strlen(vmfs), IMS_FORMAT_VMDK, -ENOTSUP,
+		 "vmdk: createType 'vmfs' is not supported"},
+		{sparse, strlen(sparse), IMS_FORMAT_VMDK, -ENOTSUP,
+		 "vmdk: this is a descriptor file (createType 'monolithicSparse') "
+		 "whose data is in 'disk-data.vmdk'; import that file instead"},
+		{none, strlen(none), IMS_FORMAT_VMDK, -EINVAL,
+		 "vmdk: the descriptor has no createType"},
+		{flat, strlen(flat), IMS_FORMAT_QCOW2, -EINVAL,
+		 "image declared as qcow2 but its bytes are vmdk"},
+	};
+	ft_expect_open_errors(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 /* ---------------------------------------------------------------------------------------- */

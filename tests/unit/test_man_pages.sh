@@ -8,8 +8,7 @@ MAN=${IMS_BINARY_DIR:?}/man
 CLI=$IMS_BINARY_DIR/cli/imgstore
 DAEMON=${IMGSTORED_BIN:?}
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
-W=$(mktemp -d /tmp/imgstore-man.XXXXXX)
-trap 'rm -rf "$W"' EXIT
+workdir
 
 # the text of a page as man shows it, without bold, italics or hyphenation marks
 render() { MANWIDTH=200 man -l "$1" 2>/dev/null | col -b; }

@@ -148,6 +148,24 @@ static void create_req(Imgstore__V1__CreateImageRequest *q, Imgstore__V1__ImageS
 	q->size = 1ull << 30;
 }
 
+/* GetImage of rbd/NAME as TOKEN. */
+static void get_as(fixture *f, const char *token, const char *name, answer *a)
+{
+	Imgstore__V1__GetImageRequest q;
+	Imgstore__V1__ImageSpec spec;
+	get_req(&q, &spec, name);
+	call(f, TOY_GET, "application/proto", token, &q.base, NULL, 0, a);
+}
+
+/* CreateImage of rbd/NAME (1 GiB) as TOKEN. */
+static void create_as(fixture *f, const char *token, const char *name, answer *a)
+{
+	Imgstore__V1__CreateImageRequest q;
+	Imgstore__V1__ImageSpec spec;
+	create_req(&q, &spec, name);
+	call(f, TOY_CREATE, "application/proto", token, &q.base, NULL, 0, a);
+}
+
 static void test_round_trip(void **state)
 {
 	fixture *f = *state;
@@ -170,15 +188,11 @@ static void test_round_trip(void **state)
 
 	/* content type parameters and case are tolerated */
 	call(f, TOY_GET, "Application/Proto; charset=binary", T_READER, &q.base, NULL, 0, &a);
-	assert_int_equal(a.status, 200);
-	free(a.body);
+	expect_status(&a, 200);
 
 	/* an empty body is the empty message: the handler refuses it itself */
 	call(f, TOY_GET, "application/proto", T_READER, NULL, NULL, 0, &a);
-	assert_int_equal(a.status, 400);
-	assert_string_equal(a.code, "invalid_argument");
-	assert_string_equal(a.message, "no image given");
-	free(a.body);
+	expect_error(&a, 400, "invalid_argument", "no image given");
 }
 
 static void test_check_order(void **state)
@@ -193,35 +207,23 @@ static void test_check_order(void **state)
 	memset(big, 0xff, sizeof(big));
 	/* unknown path first, even without token or content type */
 	call(f, "/imgstore.v1.ImageService/Nope", NULL, NULL, NULL, junk, sizeof(junk), &a);
-	assert_int_equal(a.status, 404);
-	assert_string_equal(a.code, "unimplemented");
-	assert_string_equal(a.message, "no method '/imgstore.v1.ImageService/Nope'");
-	free(a.body);
+	expect_error(&a, 404, "unimplemented", "no method '/imgstore.v1.ImageService/Nope'");
 	/* then the content type, before the token */
 	call(f, TOY_GET, "application/json", NULL, NULL, junk, sizeof(junk), &a);
-	assert_int_equal(a.status, 415);
-	assert_string_equal(a.code, "invalid_argument");
-	assert_string_equal(a.message, "the request's Content-Type must be application/proto, not "
-				       "'application/json'");
-	free(a.body);
+	expect_error(&a, 415, "invalid_argument",
+		     "the request's Content-Type must be application/proto, not "
+		     "'application/json'");
 	call(f, TOY_GET, NULL, T_ADMIN, NULL, junk, sizeof(junk), &a);
-	assert_int_equal(a.status, 415);
-	free(a.body);
+	expect_status(&a, 415);
 	/* then the size, before the token and before decoding (the junk would give 400) */
 	call(f, TOY_GET, "application/proto", NULL, NULL, big, sizeof(big), &a);
-	assert_int_equal(a.status, 413);
-	assert_string_equal(a.code, "resource_exhausted");
-	assert_string_equal(a.message,
-			    "a request body of 5000 bytes exceeds the limit of 4096 bytes");
-	free(a.body);
+	expect_error(&a, 413, "resource_exhausted",
+		     "a request body of 5000 bytes exceeds the limit of 4096 bytes");
 	/* then the token */
 	call(f, TOY_GET, "application/proto", NULL, NULL, junk, sizeof(junk), &a);
-	assert_int_equal(a.status, 401);
-	assert_string_equal(a.code, "unauthenticated");
-	assert_string_equal(a.message,
-			    "ImageService/GetImage needs a bearer token (Authorization: Bearer "
-			    "TOKEN)");
-	free(a.body);
+	expect_error(&a, 401, "unauthenticated",
+		     "ImageService/GetImage needs a bearer token (Authorization: Bearer "
+		     "TOKEN)");
 	call(f, TOY_GET, "application/proto", "not-a-valid-token-at-all", NULL, junk, sizeof(junk),
 	     &a);
 	assert_int_equal(a.status, 401);
@@ -229,25 +231,17 @@ static void test_check_order(void **state)
 	free(a.body);
 	/* then the role */
 	call(f, TOY_CREATE, "application/proto", T_READER, NULL, junk, sizeof(junk), &a);
-	assert_int_equal(a.status, 403);
-	assert_string_equal(a.code, "permission_denied");
-	assert_string_equal(a.message,
-			    "'monitor' (role reader) may not call ImageService/CreateImage, which "
-			    "needs role admin");
-	free(a.body);
+	expect_error(&a, 403, "permission_denied",
+		     "'monitor' (role reader) may not call ImageService/CreateImage, which "
+		     "needs role admin");
 	/* a method without a handler, before decoding */
 	call(f, TOY_DELETE, "application/proto", T_ADMIN, NULL, junk, sizeof(junk), &a);
-	assert_int_equal(a.status, 501);
-	assert_string_equal(a.code, "unimplemented");
-	assert_string_equal(a.message, "ImageService/DeleteImage is not implemented");
-	free(a.body);
+	expect_error(&a, 501, "unimplemented", "ImageService/DeleteImage is not implemented");
 	/* then decoding */
 	call(f, TOY_GET, "application/proto", T_READER, NULL, junk, sizeof(junk), &a);
-	assert_int_equal(a.status, 400);
-	assert_string_equal(a.code, "invalid_argument");
-	assert_string_equal(a.message, "malformed request: 11 bytes that are no valid "
-				       "imgstore.v1.GetImageRequest");
-	free(a.body);
+	expect_error(&a, 400, "invalid_argument",
+		     "malformed request: 11 bytes that are no valid "
+		     "imgstore.v1.GetImageRequest");
 	/* no handler ran for any of them */
 	assert_int_equal(toy_calls(&f->app), calls);
 }
@@ -275,44 +269,28 @@ static void test_truncated(void **state)
 static void test_handler_errors(void **state)
 {
 	fixture *f = *state;
-	Imgstore__V1__GetImageRequest q;
-	Imgstore__V1__ImageSpec spec;
 	answer a;
 
-	get_req(&q, &spec, "missing");
-	call(f, TOY_GET, "application/proto", T_READER, &q.base, NULL, 0, &a);
-	assert_int_equal(a.status, 404);
-	assert_string_equal(a.code, "not_found");
-	assert_string_equal(a.message, "no image 'rbd/missing' on site 'a'");
-	free(a.body);
+	get_as(f, T_READER, "missing", &a);
+	expect_error(&a, 404, "not_found", "no image 'rbd/missing' on site 'a'");
 
 	/* no message set: strerror, not a stale message of an earlier call */
 	ims_error_set(-EPERM, "stale message of this thread");
-	get_req(&q, &spec, "nomsg");
-	call(f, TOY_GET, "application/proto", T_READER, &q.base, NULL, 0, &a);
-	assert_int_equal(a.status, 500);
-	assert_string_equal(a.code, "internal");
-	assert_string_equal(a.message, "Input/output error");
-	free(a.body);
+	get_as(f, T_READER, "nomsg", &a);
+	expect_error(&a, 500, "internal", "Input/output error");
 
 	/* a handler answering the wrong type is the server's bug: internal */
 	call(f, TOY_RENAME, "application/proto", T_READER, NULL, NULL, 0, &a);
-	assert_int_equal(a.status, 500);
-	assert_string_equal(a.code, "internal");
-	assert_string_equal(a.message, "the server failed to build a response");
-	free(a.body);
+	expect_error(&a, 500, "internal", "the server failed to build a response");
 }
 
 /* Quotes, backslashes, control characters and bad UTF-8 give valid JSON. */
 static void test_json_escaping(void **state)
 {
 	fixture *f = *state;
-	Imgstore__V1__CreateImageRequest q;
-	Imgstore__V1__ImageSpec spec;
 	answer a;
 
-	create_req(&q, &spec, "quote");
-	call(f, TOY_CREATE, "application/proto", T_ADMIN, &q.base, NULL, 0, &a);
+	create_as(f, T_ADMIN, "quote", &a);
 	assert_int_equal(a.status, 400);
 	assert_string_equal(a.message, "bad name \"x\"\\y\tz\x01 \xc3\xa9 ? end");
 	assert_non_null(strstr((const char *)a.body, "\\\"x\\\"\\\\y\\tz\\u0001"));
@@ -333,12 +311,10 @@ static void test_no_role_method(void **state)
 	answer a;
 
 	call(f, TOY_LIST, "application/proto", NULL, &q.base, NULL, 0, &a);
-	assert_int_equal(a.status, 200);
-	free(a.body);
+	expect_status(&a, 200);
 	/* a bad token is refused even where none is needed */
 	call(f, TOY_LIST, "application/proto", "not-a-valid-token-at-all", &q.base, NULL, 0, &a);
-	assert_int_equal(a.status, 401);
-	free(a.body);
+	expect_status(&a, 401);
 	/* a scheme other than Bearer */
 	uint8_t *body;
 	size_t len;
@@ -369,20 +345,17 @@ static void test_audit(void **state)
 {
 	fixture *f = *state;
 	Imgstore__V1__CreateImageRequest q;
-	Imgstore__V1__GetImageRequest g;
 	Imgstore__V1__ImageSpec spec;
 	char line[1024];
 	answer a;
 
-	create_req(&q, &spec, "vm1");
-	call(f, TOY_CREATE, "application/proto", T_ADMIN, &q.base, NULL, 0, &a);
-	assert_int_equal(a.status, 200);
-	free(a.body);
+	create_as(f, T_ADMIN, "vm1", &a);
+	expect_status(&a, 200);
 	unsigned n = toy_last_audit(&f->app, line, sizeof(line));
 	assert_string_equal(line, "audit caller=alice role=admin peer=dispatch "
 				  "method=ImageService/CreateImage target=rbd/vm1 result=ok");
 
-	create_req(&q, &spec, "exists");
+	create_req(&q, &spec, "exists"); /* q is called again below */
 	call(f, TOY_CREATE, "application/proto", T_ADMIN, &q.base, NULL, 0, &a);
 	free(a.body);
 	assert_int_equal(toy_last_audit(&f->app, line, sizeof(line)), n + 1);
@@ -427,17 +400,14 @@ static void test_audit(void **state)
 	spec.pool = "rbd";
 	spec.image = "vm2";
 	call(f, TOY_RESIZE, "application/proto", T_UNNAMED, &r.base, NULL, 0, &a);
-	assert_int_equal(a.status, 403);
-	free(a.body);
+	expect_status(&a, 403);
 	toy_last_audit(&f->app, line, sizeof(line));
 	assert_non_null(strstr(line, "caller=token-6 role=reader "));
 
 	/* reading is not audited */
 	n = toy_last_audit(&f->app, line, sizeof(line));
-	get_req(&g, &spec, "vm1");
-	call(f, TOY_GET, "application/proto", T_ADMIN, &g.base, NULL, 0, &a);
-	assert_int_equal(a.status, 200);
-	free(a.body);
+	get_as(f, T_ADMIN, "vm1", &a);
+	expect_status(&a, 200);
 	assert_int_equal(toy_last_audit(&f->app, line, sizeof(line)), n);
 
 	/* no audit line holds a token */
@@ -525,11 +495,9 @@ static void test_reload(void **state)
 	write_file(f->tokens, "reader new-token-0123456789abcdef carol\n", 0600);
 	assert_int_equal(ims_rpc_server_reload_tokens(f->s), 0);
 	call(f, TOY_GET, "application/proto", "new-token-0123456789abcdef", &q.base, NULL, 0, &a);
-	assert_int_equal(a.status, 200);
-	free(a.body);
+	expect_status(&a, 200);
 	call(f, TOY_GET, "application/proto", T_READER, &q.base, NULL, 0, &a);
-	assert_int_equal(a.status, 401);
-	free(a.body);
+	expect_status(&a, 401);
 
 	/* a bad file keeps the tokens in use */
 	write_file(f->tokens, "reader short\n", 0600);
@@ -537,8 +505,7 @@ static void test_reload(void **state)
 	chmod(f->tokens, 0644);
 	assert_int_equal(ims_rpc_server_reload_tokens(f->s), -EACCES);
 	call(f, TOY_GET, "application/proto", "new-token-0123456789abcdef", &q.base, NULL, 0, &a);
-	assert_int_equal(a.status, 200);
-	free(a.body);
+	expect_status(&a, 200);
 
 	write_file(f->tokens, good_tokens, 0600);
 	assert_int_equal(ims_rpc_server_reload_tokens(f->s), 0);

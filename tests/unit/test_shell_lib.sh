@@ -21,8 +21,7 @@ for f in "$ROOT"/tests/integration/*.sh "$ROOT"/tests/unit/*.sh; do
 done
 check "there are shell tests ($n)" test "$n" -ge 20
 
-W=$(mktemp -d /tmp/imgstore-tap.XXXXXX)
-trap 'rm -rf "$W"' EXIT
+workdir
 # BODY: a script with the library, its exit status and output
 run() { printf 'set -uo pipefail\n. "%s/tests/lib/tap.sh"\n%s\nfinish\n' "$ROOT" "$1" >"$W/t.sh"; bash "$W/t.sh" >"$W/out" 2>&1; }
 run ':'; rc=$?
@@ -37,4 +36,10 @@ run 'T_OUT='"$W"'/o T_ERR='"$W"'/e; expect_rc 3 "exit 3" bash -c "echo out; echo
 check "expect_rc keeps the output and errors in \$T_OUT, \$T_ERR (exit $rc)" test $rc = 0
 run 'expect_rc 0 "wanted 0" bash -c "echo why >&2; exit 2"'; rc=$?
 check "expect_rc: another exit status is not ok, with the errors (exit $rc)" bash -c "test $rc = 1 && grep -q 'not ok - wanted 0: exit 2, wanted 0: why' '$W/out'"
+run 'workdir D; echo "$D" >"'"$W"'/dir"; test -d "$D" && [ "$T_OUT" = "$D/.tap-out" ] && ok dir'; rc=$?
+check "workdir makes a directory that holds \$T_OUT (exit $rc)" test $rc = 0
+check "  and removes it at exit" test ! -e "$(cat "$W/dir")"
+random_file "$W/r" 4M 1@2
+check "random_file makes a file of its size" test "$(stat -c %s "$W/r")" = 4194304
+check "  random at the MiB given, zeros before" bash -c "cmp -s -n 1048576 '$W/r' /dev/zero && ! cmp -s -i 2097152:0 -n 1048576 '$W/r' /dev/zero"
 finish
