@@ -181,9 +181,9 @@ static void *import_worker(void *arg)
 		int r = write_block(p, &j, &written);
 		if (r == 0) {
 			if (written)
-				ims_sha256_buf(j.buf, j.len, hash);
+				ims_sha256_buf(hash, j.buf, j.len);
 			else
-				r = ims_sha256_zeros(j.len, hash);
+				r = ims_sha256_zeros(hash, j.len);
 		}
 
 		pthread_mutex_lock(&p->lock);
@@ -286,7 +286,7 @@ static int run_import(pipeline *p, ims_format_reader *rd, uint64_t vsize,
 			break;
 		if (zero) {
 			uint8_t hash[IMS_SHA256_LEN];
-			if ((r = ims_sha256_zeros(len, hash)) < 0)
+			if ((r = ims_sha256_zeros(hash, len)) < 0)
 				break;
 			pthread_mutex_lock(&p->lock);
 			p->bytes_zero += len;
@@ -443,7 +443,7 @@ static int import_publish(importer *im, const pipeline *p, const uint8_t digest[
 				   .virtual_size = im->vsize,
 				   .bytes_data = p->bytes_data,
 				   .bytes_zero = p->bytes_zero};
-	ims_sha256_hex(digest, res.content_sha256);
+	ims_sha256_hex(res.content_sha256, digest);
 	r = ims_store__catalog_add(im->io, im->name, im->vsize, ims_format_name(res.format), NULL,
 				   res.content_sha256);
 	if (r < 0) {
@@ -499,7 +499,7 @@ int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool,
 		      ims_format_name(ims_format_kind_of(im.rd)), im.vsize, im.target, im.tmp);
 	if ((r = run_import(&p, im.rd, im.vsize, o)) < 0)
 		goto out;
-	ims_sha256_final(p.content, digest);
+	ims_sha256_final(digest, p.content);
 	r = import_publish(&im, &p, digest, out);
 out:
 	import_close(&im);

@@ -400,8 +400,8 @@ static int request_headers(struct curl_slist **out, const ims_s3 *s, const reque
 	uint8_t digest[IMS_SHA256_LEN];
 	struct curl_slist *hdrs = NULL;
 
-	ims_sha256_buf(q->body, q->body ? q->body_len : 0, digest);
-	ims_sha256_hex(digest, sha_hex);
+	ims_sha256_buf(digest, q->body, q->body ? q->body_len : 0);
+	ims_sha256_hex(sha_hex, digest);
 	snprintf(hdr_sha, sizeof(hdr_sha), "x-amz-content-sha256: %s", sha_hex);
 	/* No "Expect:" to drop 100-continue: curl would sign the empty header it does not send. */
 	if (!(hdrs = curl_slist_append(hdrs, hdr_sha)))

@@ -410,7 +410,7 @@ static int push_cell(void *ctx, unsigned worker, size_t i)
 		memset(buf + n, 0, c->len - (size_t)n);
 	c->data = !is_zero(buf, c->len);
 	if (c->data) {
-		ims_sha256_buf(buf, c->len, c->sha256);
+		ims_sha256_buf(c->sha256, buf, c->len);
 		if ((r = store_chunk(p, c, buf, &sealed, &uploaded)) < 0)
 			return r;
 	}
@@ -989,7 +989,7 @@ static int fetch_chunk(ims_tier_target *t, const ims_manifest *m, size_t i, uint
 			      key, c->off, m->name, ims_error_last());
 		goto out;
 	}
-	ims_sha256_buf(plain, plen, digest);
+	ims_sha256_buf(digest, plain, plen);
 	if (plen != c->len || memcmp(digest, c->sha256, IMS_SHA256_LEN) != 0) {
 		r = ims_error_set(-EBADMSG,
 				  "chunk '%s' at offset %" PRIu64
@@ -1376,7 +1376,7 @@ static int scrub_chunk(void *ctx, unsigned worker, size_t i)
 		if (r == 0)
 			r = ims_unseal(&plain, &plen, &s->t->key, key, sealed, slen, rf->len);
 		if (r == 0) {
-			ims_sha256_buf(plain, plen, digest);
+			ims_sha256_buf(digest, plain, plen);
 			if (plen != rf->len || memcmp(digest, rf->sha256, IMS_SHA256_LEN) != 0)
 				r = ims_error_set(-EBADMSG, "its bytes do not hash to its name");
 		}

@@ -78,12 +78,12 @@ static void file_content_hash(const char *path, char hex[IMS_SHA256_HEX_LEN])
 									 : IMS_CONTENT_BLOCK);
 		uint8_t d[IMS_SHA256_LEN];
 		assert_int_equal(pread(fd, buf, n, off), (ssize_t)n);
-		ims_sha256_buf(buf, n, d);
+		ims_sha256_buf(d, buf, n);
 		ims_sha256_update(all, d, sizeof(d));
 	}
 	uint8_t d[IMS_SHA256_LEN];
-	ims_sha256_final(all, d);
-	ims_sha256_hex(d, hex);
+	ims_sha256_final(d, all);
+	ims_sha256_hex(hex, d);
 	ims_sha256_free(all);
 	free(buf);
 	close(fd);
