@@ -259,7 +259,7 @@ void ims_record_decode(void *rec, json_object *o, const ims_record_field *fields
 	for (size_t i = 0; i < n; i++) {
 		char *at = (char *)rec + fields[i].offset;
 		switch (fields[i].type) {
-		case IMS_RECORD_STR: ims_json_str(o, fields[i].name, at, fields[i].size); break;
+		case IMS_RECORD_STR: ims_json_str(at, fields[i].size, o, fields[i].name); break;
 		case IMS_RECORD_INT: *(int *)at = (int)ims_json_i64(o, fields[i].name); break;
 		case IMS_RECORD_I64: *(int64_t *)at = ims_json_i64(o, fields[i].name); break;
 		case IMS_RECORD_U64:

@@ -63,9 +63,9 @@ static int parse(ims_tier_policy *out, const char *key, json_object *o)
 	snprintf(out->pool, sizeof(out->pool), "%s", key);
 	int64_t ca = ims_json_i64(o, "cold_after");
 	out->cold_after = ca > 0 ? (uint64_t)ca : 0;
-	ims_json_str(o, "target", out->target, sizeof(out->target));
+	ims_json_str(out->target, sizeof(out->target), o, "target");
 	char after[16];
-	ims_json_str(o, "after", after, sizeof(after));
+	ims_json_str(after, sizeof(after), o, "after");
 	if (ims_tier_after_parse(&out->after, after) < 0)
 		out->after = IMS_TIER_TRASH;
 	out->updated = ims_json_i64(o, "updated");
