@@ -308,7 +308,7 @@ static int verify_worker(ims_fanout *f, void *ctx, unsigned slot)
 	w.sb = calloc(nsums, sizeof(*w.sb));
 	if (!w.x || !w.y || !w.sa || !w.sb)
 		r = ims_error_set(-ENOMEM, "verify: out of memory");
-	while (r == 0 && ims_fanout_next(f, &objno)) {
+	while (r == 0 && ims_fanout_next(&objno, f)) {
 		ims_error_clear();
 		if ((r = compare_object(v, &w, objno)) < 0)
 			break;
