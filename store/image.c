@@ -258,7 +258,7 @@ int ims_image_info_get(ims_image_info **out, ims_site *site, const char *pool, c
 			      ims_strerror(r));
 		goto out;
 	}
-	r = ims_catalog_get(io, name, &info->catalog);
+	r = ims_catalog_get(&info->catalog, io, name);
 	if (r == -ENOENT) {
 		info->catalog = NULL;
 		r = 0;
@@ -353,7 +353,7 @@ int ims_image_list(ims_image_list_entry **out, size_t *count, ims_site *site, co
 		nspecs = 0;
 		goto out;
 	}
-	if ((r = ims_catalog_list(io, &cat, &ncat)) < 0)
+	if ((r = ims_catalog_list(&cat, &ncat, io)) < 0)
 		goto out;
 	list = calloc(nspecs + 1, sizeof(*list));
 	if (!list) {
@@ -419,7 +419,7 @@ void ims_image_list_free(ims_image_list_entry *list, size_t count)
 static int update_catalog_size(rados_ioctx_t io, const char *name, uint64_t size)
 {
 	ims_catalog_entry *e = NULL;
-	int r = ims_catalog_get(io, name, &e);
+	int r = ims_catalog_get(&e, io, name);
 	if (r == -ENOENT)
 		return 0; /* not ours to record */
 	if (r < 0)
@@ -499,7 +499,7 @@ int ims_image_rename(ims_site *site, const char *pool, const char *from, const c
 			      ims_strerror(r));
 	if (r < 0)
 		goto out;
-	r = ims_catalog_get(io, from, &e);
+	r = ims_catalog_get(&e, io, from);
 	if (r == -ENOENT) {
 		r = 0;
 		goto out;
@@ -801,12 +801,12 @@ static int update_catalog_tag(rados_ioctx_t io, const char *name, uint64_t size,
 			      const char *value)
 {
 	ims_catalog_entry *e = NULL;
-	int r = ims_catalog_get(io, name, &e);
+	int r = ims_catalog_get(&e, io, name);
 	if (r == -ENOENT) {
 		/* an image made outside imgstore joins the catalog when it is first tagged */
 		if ((r = ims_store__catalog_add(io, name, size, "external", NULL, NULL)) < 0)
 			return r;
-		r = ims_catalog_get(io, name, &e);
+		r = ims_catalog_get(&e, io, name);
 	}
 	if (r < 0)
 		return r;
@@ -984,7 +984,7 @@ int ims_image_flatten(ims_site *site, const char *pool, const char *name, ims_pr
 		ims_error_set(r, "cannot flatten '%s/%s': %s", pool, name, ims_strerror(r));
 	if (r == 0) {
 		ims_catalog_entry *e = NULL;
-		if (ims_catalog_get(io, name, &e) == 0) {
+		if (ims_catalog_get(&e, io, name) == 0) {
 			free(e->parent);
 			e->parent = NULL;
 			r = ims_catalog_put(io, e);

@@ -753,7 +753,7 @@ static int push_map(push *ps)
 	if (r < 0)
 		return ims_error_set(r, "cannot map the allocated extents of '%s': %s", name,
 				     ims_strerror(r));
-	if (ims_catalog_get(ps->io, ps->image, &ps->cat) < 0)
+	if (ims_catalog_get(&ps->cat, ps->io, ps->image) < 0)
 		ps->cat = NULL;
 	ims_error_clear();
 	return check_manifest_bound(name, ps->g.n, ps->cat, ps->chunk);
@@ -1242,7 +1242,7 @@ int ims_tier_restore(ims_tier_result *out, ims_tier_target *t, ims_site *site, c
 		goto out;
 
 	/* the catalog says where it came from, and the tags come back */
-	if (ims_site_ioctx(site, pool, &io) == 0 && ims_catalog_get(io, image, &cat) == 0 &&
+	if (ims_site_ioctx(site, pool, &io) == 0 && ims_catalog_get(&cat, io, image) == 0 &&
 	    m->source[0]) {
 		free(cat->source);
 		cat->source = strdup(m->source);
@@ -1619,7 +1619,7 @@ int ims_tier_cold_target(ims_site *site, const char *pool, const char *image, ch
 	int r = ims_site_ioctx(site, pool, &io);
 	if (r < 0)
 		return r;
-	r = ims_catalog_get(io, image, &e);
+	r = ims_catalog_get(&e, io, image);
 	ims_site_ioctx_close(io);
 	if (r == -ENOENT)
 		return 0;

@@ -158,7 +158,7 @@ static void test_image_lifecycle(void **state)
 	rados_ioctx_t io;
 	ims_catalog_entry *e = NULL;
 	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
-	assert_int_equal(ims_catalog_get(io, renamed, &e), -ENOENT);
+	assert_int_equal(ims_catalog_get(&e, io, renamed), -ENOENT);
 	ims_site_ioctx_close(io);
 }
 

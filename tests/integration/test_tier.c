@@ -252,7 +252,7 @@ static void roundtrip(const char *what, const char *path, uint64_t size)
 
 	/* the catalog keeps a cold entry, which the image list shows */
 	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
-	assert_int_equal(ims_catalog_get(io, name, &e), 0);
+	assert_int_equal(ims_catalog_get(&e, io, name), 0);
 	assert_non_null(e->cold_target);
 	assert_string_equal(e->cold_name, cold);
 	ims_catalog_entry_free(e);
@@ -278,7 +278,7 @@ static void roundtrip(const char *what, const char *path, uint64_t size)
 		fprintf(stderr, "restore: %s\n", ims_error_last());
 	assert_int_equal(r, 0);
 	itest_assert_image_equals_file(itest.a, "rbd", name, NULL, path);
-	assert_int_equal(ims_catalog_get(io, name, &e), 0);
+	assert_int_equal(ims_catalog_get(&e, io, name), 0);
 	assert_null(e->cold_target);
 	assert_string_equal(ims_catalog_tag(e, "os"), "debian");
 	ims_catalog_entry_free(e);
@@ -999,7 +999,7 @@ static void test_push_manifest_too_many_tags(void **state)
 	ims_catalog_entry *e = NULL;
 	import_random(name, "tags", path, sizeof(path), 4 * MiB, 37);
 	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
-	assert_int_equal(ims_catalog_get(io, name, &e), 0);
+	assert_int_equal(ims_catalog_get(&e, io, name), 0);
 	size_t n = IMS_MANIFEST_TAGS_MAX + 1;
 	ims_tag *tags = realloc(e->tags, n * sizeof(*tags));
 	assert_non_null(tags);
