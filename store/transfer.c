@@ -209,7 +209,7 @@ static int block_is_zero(ims_format_reader *rd, ims_extent *cache, uint64_t off,
 	while (pos < end) {
 		if (!(cache->length && pos >= cache->offset &&
 		      pos < cache->offset + cache->length)) {
-			int r = ims_format_map(rd, pos, cache);
+			int r = ims_format_map(cache, rd, pos);
 			if (r < 0)
 				return r;
 			if (cache->length == 0 || cache->offset > pos)
