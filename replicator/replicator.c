@@ -177,7 +177,7 @@ static bool checkpoint_load(rados_ioctx_t io, const char *key, checkpoint *c)
 {
 	char *val = NULL;
 	size_t len;
-	if (ims_omap_get(io, IMS_REPL_CHECKPOINTS, key, &val, &len) < 0)
+	if (ims_omap_get(&val, &len, io, IMS_REPL_CHECKPOINTS, key) < 0)
 		return false;
 	json_object *o = json_tokener_parse(val), *v;
 	free(val);

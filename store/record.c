@@ -95,7 +95,7 @@ static int do_get(json_object **out, const ims_records *rs, const char *key)
 	int r = io_open(rs, &io);
 	if (r < 0)
 		return r;
-	r = ims_omap_get(io, rs->object, key, &val, &len);
+	r = ims_omap_get(&val, &len, io, rs->object, key);
 	io_close(rs, io);
 	if (r == -ENOENT)
 		return ims_error_set(r, "no record '%s' in %s", key, rs->object);
