@@ -53,9 +53,9 @@ static int take_lock(ims_repl_sched *s, rados_ioctx_t io, const char *name, uint
 	/* one held under our own cookie (this daemon's host and site) by another client is our
 	 * previous run's, killed during a cycle: broken rather than waited for */
 	char broken[256];
-	int r = ims_record_lock(io, IMS_REPL_LOCK, name, s->owner, "replication cycle",
-				s->o.lock_seconds ? s->o.lock_seconds : 60,
-				flags & LIBRADOS_LOCK_FLAG_RENEW, broken, sizeof(broken));
+	int r = ims_record_lock(broken, sizeof(broken), io, IMS_REPL_LOCK, name, s->owner,
+				"replication cycle", s->o.lock_seconds ? s->o.lock_seconds : 60,
+				flags & LIBRADOS_LOCK_FLAG_RENEW);
 	if (broken[0])
 		ims_log_info("broke the replication lock of '%s' left by this daemon's "
 			     "previous run (%s)",

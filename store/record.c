@@ -269,8 +269,8 @@ void ims_record_decode(void *rec, json_object *o, const ims_record_field *fields
 	}
 }
 
-int ims_record_lock(rados_ioctx_t io, const char *obj, const char *name, const char *owner,
-		    const char *desc, unsigned seconds, bool renew, char *broken, size_t len)
+int ims_record_lock(char *broken, size_t len, rados_ioctx_t io, const char *obj, const char *name,
+		    const char *owner, const char *desc, unsigned seconds, bool renew)
 {
 	struct timeval tv = {(time_t)seconds, 0};
 	if (broken && len)

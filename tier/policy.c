@@ -325,8 +325,8 @@ int ims_tier_policy_lock(rados_ioctx_t io, const char *pool, const char *image, 
 	snprintf(name, sizeof(name), "%s/%s", pool, image);
 	/* one held under our own cookie by another client is this daemon's previous run's,
 	 * killed during a push: broken rather than waited for */
-	int r = ims_record_lock(io, IMS_TIER_LOCK, name, owner, "tier push", seconds ? seconds : 60,
-				renew, NULL, 0);
+	int r = ims_record_lock(NULL, 0, io, IMS_TIER_LOCK, name, owner, "tier push",
+				seconds ? seconds : 60, renew);
 	if (r == -EEXIST && !renew)
 		r = -EBUSY;
 	if (r == -EBUSY)
