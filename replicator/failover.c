@@ -25,7 +25,7 @@ typedef struct {
 static int open_mode(ims_site *site, const char *pool, const char *image, opened *o, bool read_only)
 {
 	memset(o, 0, sizeof(*o));
-	int r = ims_site_ioctx(site, pool, &o->io);
+	int r = ims_site_ioctx(&o->io, site, pool);
 	if (r < 0)
 		return r;
 	r = read_only ? rbd_open_read_only(o->io, image, &o->img, NULL)
@@ -482,7 +482,7 @@ int ims_repl_journal_put(ims_site *site, const char *pool, const char *name,
 {
 	rados_ioctx_t io;
 	char key[600];
-	int r = ims_site_ioctx(site, pool, &io);
+	int r = ims_site_ioctx(&io, site, pool);
 	if (r < 0)
 		return r;
 	json_object *o = ims_repl__journal_encode(j);
@@ -521,7 +521,7 @@ int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, boo
 	rados_ioctx_t io;
 	char key[600];
 	json_object *o = NULL;
-	int r = ims_site_ioctx(site, pool, &io);
+	int r = ims_site_ioctx(&io, site, pool);
 	if (r < 0)
 		return r;
 	journal_key(key, sizeof(key), pool, name, group);
@@ -546,7 +546,7 @@ int ims_repl_journal_clear(ims_site *site, const char *pool, const char *name, b
 {
 	rados_ioctx_t io;
 	char key[600];
-	int r = ims_site_ioctx(site, pool, &io);
+	int r = ims_site_ioctx(&io, site, pool);
 	if (r < 0)
 		return r;
 	journal_key(key, sizeof(key), pool, name, group);
@@ -577,7 +577,7 @@ int ims_repl_journal_count(ims_site *site, unsigned *count)
 			return -ENOMEM;
 		}
 		pools = nb;
-		r = ims_site_pool_list(site, pools, len);
+		r = ims_site_pool_list(pools, len, site);
 		if (r < 0) {
 			free(pools);
 			return ims_error_set(r, "cannot list the pools of site '%s': %s",
@@ -590,7 +590,7 @@ int ims_repl_journal_count(ims_site *site, unsigned *count)
 	/* a record is in the pool of its image or group: every pool, as the tmp cleanup */
 	for (const char *p = pools; *p && r >= 0; p += strlen(p) + 1) {
 		rados_ioctx_t io;
-		if ((r = ims_site_ioctx(site, p, &io)) < 0) {
+		if ((r = ims_site_ioctx(&io, site, p)) < 0) {
 			r = r == -ENOENT ? 0 : r; /* removed since the listing */
 			continue;
 		}

@@ -107,7 +107,7 @@ int ims_group_create(ims_site *site, const char *pool, const char *name)
 {
 	rados_ioctx_t io = NULL;
 	int r;
-	if ((r = check_group(pool, name, NULL)) < 0 || (r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = check_group(pool, name, NULL)) < 0 || (r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	r = rbd_group_create(io, name);
 	if (r == -EEXIST)
@@ -124,7 +124,7 @@ int ims_group_remove(ims_site *site, const char *pool, const char *name, bool fo
 	rbd_group_image_info_t *v = NULL;
 	size_t n = 0;
 	int r;
-	if ((r = check_group(pool, name, NULL)) < 0 || (r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = check_group(pool, name, NULL)) < 0 || (r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	if ((r = list_members(io, site, pool, name, &v, &n)) < 0)
 		goto out;
@@ -148,7 +148,7 @@ out:
 /* The pool name of a pool id, into @p buf. */
 static int pool_name(ims_site *site, int64_t id, char *buf, size_t len)
 {
-	return ims_site_pool_name(site, id, buf, len);
+	return ims_site_pool_name(buf, len, site, id);
 }
 
 int ims_group_of_image(char *buf, size_t len, ims_site *site, const char *pool, const char *image)
@@ -192,7 +192,7 @@ int ims_group_image_add(ims_site *site, const char *pool, const char *name, cons
 	if ((r = check_group(pool, name, NULL)) < 0 ||
 	    (r = ims_store__check_names(image_pool, image, NULL)) < 0)
 		return r;
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	if ((r = group_exists(io, site, pool, name)) < 0)
 		goto out;
@@ -211,7 +211,7 @@ int ims_group_image_add(ims_site *site, const char *pool, const char *name, cons
 					    image_pool, image, other);
 		goto out;
 	}
-	if ((r = ims_site_ioctx(site, image_pool, &iio)) < 0)
+	if ((r = ims_site_ioctx(&iio, site, image_pool)) < 0)
 		goto out;
 	r = rbd_group_image_add(io, name, iio, image);
 	if (r < 0)
@@ -233,7 +233,7 @@ int ims_group_image_remove(ims_site *site, const char *pool, const char *name,
 	if ((r = check_group(pool, name, NULL)) < 0 ||
 	    (r = ims_store__check_names(image_pool, image, NULL)) < 0)
 		return r;
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	if ((r = group_exists(io, site, pool, name)) < 0)
 		goto out;
@@ -245,7 +245,7 @@ int ims_group_image_remove(ims_site *site, const char *pool, const char *name,
 				  self);
 		goto out;
 	}
-	if ((r = ims_site_ioctx(site, image_pool, &iio)) < 0)
+	if ((r = ims_site_ioctx(&iio, site, image_pool)) < 0)
 		goto out;
 	r = rbd_group_image_remove(io, name, iio, image);
 	if (r < 0)
@@ -270,7 +270,7 @@ int ims_group_list(char ***out, size_t *count, ims_site *site, const char *pool)
 	size_t len = 1024, n = 0;
 	int r;
 	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
-	    (r = ims_site_ioctx(site, pool, &io)) < 0)
+	    (r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	for (;;) {
 		buf = calloc(1, len);
@@ -349,7 +349,7 @@ int ims_group_info_get(ims_group_info **out, ims_site *site, const char *pool, c
 	size_t n = 0, ns = 0, cap = 16;
 	ims_group_info *g = NULL;
 	int r;
-	if ((r = check_group(pool, name, NULL)) < 0 || (r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = check_group(pool, name, NULL)) < 0 || (r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	if ((r = list_members(io, site, pool, name, &v, &n)) < 0)
 		goto out;
@@ -436,7 +436,7 @@ int ims_group_snap_create(ims_site *site, const char *pool, const char *name, co
 	rbd_group_image_info_t *v = NULL;
 	size_t n = 0;
 	int r;
-	if ((r = check_group(pool, name, snap)) < 0 || (r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = check_group(pool, name, snap)) < 0 || (r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	if ((r = list_members(io, site, pool, name, &v, &n)) < 0)
 		goto out;
@@ -459,7 +459,7 @@ int ims_group_snap_remove(ims_site *site, const char *pool, const char *name, co
 {
 	rados_ioctx_t io = NULL;
 	int r;
-	if ((r = check_group(pool, name, snap)) < 0 || (r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = check_group(pool, name, snap)) < 0 || (r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	if ((r = group_exists(io, site, pool, name)) < 0)
 		goto out;

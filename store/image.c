@@ -29,7 +29,7 @@ int ims_store__check_names(const char *pool, const char *image, const char *snap
 int ims_store__open_image(ims_site *site, const char *pool, const char *name, const char *snap,
 			  bool read_only, rados_ioctx_t *io, rbd_image_t *image)
 {
-	int r = ims_site_ioctx(site, pool, io);
+	int r = ims_site_ioctx(io, site, pool);
 	if (r < 0)
 		return r;
 	r = read_only ? rbd_open_read_only(*io, name, image, snap)
@@ -137,7 +137,7 @@ int ims_image_create(ims_site *site, const char *pool, const char *name,
 	if ((r = ims_store__check_names(pool, name, NULL)) < 0 ||
 	    (r = check_create_opts(opts, true)) < 0)
 		return r;
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	rbd_image_options_create(&o);
 	if ((r = set_create_opts(o, opts)) < 0) {
@@ -177,7 +177,7 @@ int ims_image_exists(ims_site *site, const char *pool, const char *name)
 	int r;
 	if ((r = ims_store__check_names(pool, name, NULL)) < 0)
 		return r;
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	r = rbd_open_read_only(io, name, &image, NULL);
 	if (r == 0) {
@@ -237,7 +237,7 @@ int ims_image_info_get(ims_image_info **out, ims_site *site, const char *pool, c
 	}
 	if (info->features & RBD_FEATURE_DATA_POOL) {
 		int64_t dp = rbd_get_data_pool_id(image);
-		if (dp >= 0 && ims_site_pool_name(site, dp, buf, sizeof(buf)) == 0)
+		if (dp >= 0 && ims_site_pool_name(buf, sizeof(buf), site, dp) == 0)
 			info->data_pool = strdup(buf);
 	}
 	rbd_linked_image_spec_t parent;
@@ -334,7 +334,7 @@ int ims_image_list(ims_image_list_entry **out, size_t *count, ims_site *site, co
 
 	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0)
 		return r;
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	for (;;) {
 		specs = calloc(nspecs, sizeof(*specs));
@@ -486,7 +486,7 @@ int ims_image_rename(ims_site *site, const char *pool, const char *from, const c
 	if ((r = ims_store__check_names(pool, from, NULL)) < 0 ||
 	    (r = ims_name_check(IMS_NAME_IMAGE, to)) < 0)
 		return r;
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	r = rbd_rename(io, from, to);
 	if (r == -ENOENT)
@@ -904,7 +904,7 @@ int ims_image_clone(ims_site *site, const char *pool, const char *image_name, co
 	rbd_get_size(parent, &size);
 	rbd_close(parent);
 	parent = NULL;
-	if ((r = ims_site_ioctx(site, dst_pool, &cio)) < 0)
+	if ((r = ims_site_ioctx(&cio, site, dst_pool)) < 0)
 		goto out;
 	rbd_image_options_create(&o);
 	if ((r = set_create_opts(o, opts)) < 0)

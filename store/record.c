@@ -20,7 +20,7 @@ static int io_open(const ims_records *rs, rados_ioctx_t *io)
 		*io = rs->io;
 		return 0;
 	}
-	return ims_site_ioctx(rs->site, rs->pool, io);
+	return ims_site_ioctx(io, rs->site, rs->pool);
 }
 
 static void io_close(const ims_records *rs, rados_ioctx_t io)

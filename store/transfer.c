@@ -364,7 +364,7 @@ static int import_open_source(importer *im, const ims_source *src)
 {
 	const ims_transfer_opts *o = im->o;
 	int r;
-	if ((r = ims_site_ioctx(im->site, im->pool, &im->io)) < 0)
+	if ((r = ims_site_ioctx(&im->io, im->site, im->pool)) < 0)
 		return r;
 	if (rbd_open_read_only(im->io, im->name, &im->image, NULL) == 0) {
 		rbd_close(im->image);
@@ -891,7 +891,7 @@ static int cleanup_pool(ims_site *site, const char *pool, unsigned *count)
 	size_t n = 64;
 	int r;
 
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	for (;;) {
 		specs = calloc(n, sizeof(*specs));
@@ -950,7 +950,7 @@ static bool is_rbd_pool(ims_site *site, const char *pool)
 	size_t len = sizeof(apps);
 	bool rbd = false;
 
-	if (ims_site_ioctx(site, pool, &io) < 0)
+	if (ims_site_ioctx(&io, site, pool) < 0)
 		return false;
 	if (rados_application_list(io, apps, &len) == 0) {
 		rbd = len == 0 || apps[0] == '\0';
@@ -981,7 +981,7 @@ int ims_store_cleanup_tmp(ims_site *site, const char *pool, unsigned *removed)
 			goto out;
 		}
 		pools = nb;
-		r = ims_site_pool_list(site, pools, len);
+		r = ims_site_pool_list(pools, len, site);
 		if (r < 0) {
 			ims_error_set(r, "cannot list the pools of site '%s': %s",
 				      ims_site_name(site), ims_strerror(r));

@@ -906,7 +906,7 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 
 	if (snap && !snap[0])
 		ps.snap = NULL;
-	if ((r = push_check(&ps)) < 0 || (r = ims_site_ioctx(site, pool, &ps.io)) < 0)
+	if ((r = push_check(&ps)) < 0 || (r = ims_site_ioctx(&ps.io, site, pool)) < 0)
 		goto out;
 	if (!ps.snap && (r = push_snap_head(&ps)) < 0)
 		goto out;
@@ -1242,7 +1242,7 @@ int ims_tier_restore(ims_tier_result *out, ims_tier_target *t, ims_site *site, c
 		goto out;
 
 	/* the catalog says where it came from, and the tags come back */
-	if (ims_site_ioctx(site, pool, &io) == 0 && ims_catalog_get(&cat, io, image) == 0 &&
+	if (ims_site_ioctx(&io, site, pool) == 0 && ims_catalog_get(&cat, io, image) == 0 &&
 	    m->source[0]) {
 		free(cat->source);
 		cat->source = strdup(m->source);
@@ -1616,7 +1616,7 @@ int ims_tier_cold_target(ims_site *site, const char *pool, const char *image, ch
 {
 	rados_ioctx_t io;
 	ims_catalog_entry *e = NULL;
-	int r = ims_site_ioctx(site, pool, &io);
+	int r = ims_site_ioctx(&io, site, pool);
 	if (r < 0)
 		return r;
 	r = ims_catalog_get(&e, io, image);

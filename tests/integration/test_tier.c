@@ -251,7 +251,7 @@ static void roundtrip(const char *what, const char *path, uint64_t size)
 	in_trash_or_gone(name);
 
 	/* the catalog keeps a cold entry, which the image list shows */
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
+	assert_int_equal(ims_site_ioctx(&io, itest.a, "rbd"), 0);
 	assert_int_equal(ims_catalog_get(&e, io, name), 0);
 	assert_non_null(e->cold_target);
 	assert_string_equal(e->cold_name, cold);
@@ -337,7 +337,7 @@ static void test_restore_raw_as_pushed_and_only_data(void **state)
 	assert_int_equal(ftruncate(fd, (off_t)size), 0);
 	co.size = size;
 	assert_int_equal(ims_image_create(itest.a, "rbd", name, &co), 0);
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
+	assert_int_equal(ims_site_ioctx(&io, itest.a, "rbd"), 0);
 	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
 	uint8_t *buf = malloc(chunk);
 	uint64_t x = 12345;
@@ -378,7 +378,7 @@ static int write_image(const char *name, uint64_t off, size_t len, int byte)
 	char *buf = malloc(len);
 	assert_non_null(buf);
 	memset(buf, byte, len);
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
+	assert_int_equal(ims_site_ioctx(&io, itest.a, "rbd"), 0);
 	int r = rbd_open(io, name, &img, NULL);
 	if (r == 0) {
 		ssize_t n = rbd_write(img, off, len, buf);
@@ -784,7 +784,7 @@ static int open_when_read(void *ctx, uint64_t done, uint64_t total)
 {
 	live_open *w = ctx;
 	if (!w->io && total && done == total) {
-		assert_int_equal(ims_site_ioctx(w->other, "rbd", &w->io), 0);
+		assert_int_equal(ims_site_ioctx(&w->io, w->other, "rbd"), 0);
 		w->open_r = rbd_open(w->io, w->image, &w->img, NULL);
 	}
 	return 0;
@@ -998,7 +998,7 @@ static void test_push_manifest_too_many_tags(void **state)
 	rados_ioctx_t io = NULL;
 	ims_catalog_entry *e = NULL;
 	import_random(name, "tags", path, sizeof(path), 4 * MiB, 37);
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
+	assert_int_equal(ims_site_ioctx(&io, itest.a, "rbd"), 0);
 	assert_int_equal(ims_catalog_get(&e, io, name), 0);
 	size_t n = IMS_MANIFEST_TAGS_MAX + 1;
 	ims_tag *tags = realloc(e->tags, n * sizeof(*tags));

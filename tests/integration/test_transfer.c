@@ -491,7 +491,7 @@ static void test_cleanup_spares_owned_tmp(void **state)
 	ims_store__tmp_owner owner;
 	char tmp[64];
 	snprintf(tmp, sizeof(tmp), IMS_TMP_IMAGE_PREFIX "owned%d", (int)getpid());
-	assert_int_equal(ims_site_ioctx(other, "rbd", &io), 0);
+	assert_int_equal(ims_site_ioctx(&io, other, "rbd"), 0);
 	assert_int_equal(ims_store__tmp_own(&owner, io, tmp, "rbd/owned"), 0);
 	int order = 22;
 	assert_int_equal(rbd_create(io, tmp, 4 * MiB, &order), 0);
