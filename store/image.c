@@ -625,7 +625,7 @@ int ims_image_watchers(size_t *out, rbd_image_t image, rados_ioctx_t mine)
 	return r;
 }
 
-int ims_store__count_watchers(rbd_image_t image, size_t *out)
+int ims_store__count_watchers(size_t *out, rbd_image_t image)
 {
 	return ims_image_watchers(out, image, NULL);
 }
@@ -668,7 +668,7 @@ static int check_purge(rbd_image_t image, const char *pool, const char *name,
 {
 	rbd_group_info_t group = {0};
 	size_t watchers = 0;
-	int r = ims_store__count_watchers(image, &watchers);
+	int r = ims_store__count_watchers(&watchers, image);
 	if (r < 0)
 		return ims_error_set(r, "cannot list the clients of '%s/%s': %s", pool, name,
 				     ims_strerror(r));

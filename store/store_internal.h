@@ -38,7 +38,7 @@ int ims_store__remove_snap_open(rbd_image_t image, const char *pool, const char 
 				const char *snap, uint64_t snap_id, bool is_protected);
 
 /* ims_image_watchers() of every client (store/transfer.c's name for it). */
-int ims_store__count_watchers(rbd_image_t image, size_t *out);
+int ims_store__count_watchers(size_t *out, rbd_image_t image);
 
 /*
  * Who owns a temporary image: an object with a watch on it, made before the image is created

@@ -879,7 +879,7 @@ static bool tmp_abandoned(rados_ioctx_t io, const char *pool, const char *tmp, b
 	}
 	if (rbd_open_read_only(io, tmp, &image, NULL) < 0)
 		return false;
-	r = ims_store__count_watchers(image, &watchers);
+	r = ims_store__count_watchers(&watchers, image);
 	rbd_close(image);
 	return r == 0 && watchers == 0;
 }
@@ -962,7 +962,7 @@ static bool is_rbd_pool(ims_site *site, const char *pool)
 	return rbd;
 }
 
-int ims_store_cleanup_tmp(ims_site *site, const char *pool, unsigned *removed)
+int ims_store_cleanup_tmp(unsigned *removed, ims_site *site, const char *pool)
 {
 	char *pools = NULL;
 	size_t len = 1024;

@@ -352,12 +352,12 @@ static void test_import_killed(void **state)
 	tmp_of(name, tmp, sizeof(tmp));
 	/* right after the kill the importer's watch still lives: the cleanup leaves it alone */
 	unsigned removed = 0;
-	assert_int_equal(ims_store_cleanup_tmp(itest.a, "rbd", &removed), 0);
+	assert_int_equal(ims_store_cleanup_tmp(&removed, itest.a, "rbd"), 0);
 	assert_true(image_exists(tmp));
 	/* then it goes (the dead client's watch lapses after 10 s in the sandbox) */
 	time_t t0 = time(NULL);
 	while (image_exists(tmp) && time(NULL) - t0 < 90) {
-		assert_int_equal(ims_store_cleanup_tmp(itest.a, "rbd", &removed), 0);
+		assert_int_equal(ims_store_cleanup_tmp(&removed, itest.a, "rbd"), 0);
 		if (!image_exists(tmp))
 			break;
 		sleep(2);
@@ -473,7 +473,7 @@ static void test_cleanup_spares_owned_tmp(void **state)
 	assert_int_equal(read(h.started[0], &c, 1), 1);
 	char held_tmp[128];
 	tmp_of(h.name, held_tmp, sizeof(held_tmp));
-	assert_int_equal(ims_store_cleanup_tmp(itest.a, NULL, &removed), 0);
+	assert_int_equal(ims_store_cleanup_tmp(&removed, itest.a, NULL), 0);
 	assert_true(image_exists(held_tmp));
 	assert_int_equal(write(h.go[1], "x", 1), 1);
 	pthread_join(t, NULL);
@@ -495,12 +495,12 @@ static void test_cleanup_spares_owned_tmp(void **state)
 	assert_int_equal(ims_store__tmp_own(&owner, io, tmp, "rbd/owned"), 0);
 	int order = 22;
 	assert_int_equal(rbd_create(io, tmp, 4 * MiB, &order), 0);
-	assert_int_equal(ims_store_cleanup_tmp(itest.a, NULL, &removed), 0);
-	assert_int_equal(ims_store_cleanup_tmp(itest.a, "rbd", &removed), 0);
+	assert_int_equal(ims_store_cleanup_tmp(&removed, itest.a, NULL), 0);
+	assert_int_equal(ims_store_cleanup_tmp(&removed, itest.a, "rbd"), 0);
 	assert_true(image_exists(tmp));
 	/* the owner is gone (as when its process dies and the watch lapses): it is removed */
 	ims_store__tmp_disown(&owner);
-	assert_int_equal(ims_store_cleanup_tmp(itest.a, NULL, &removed), 0);
+	assert_int_equal(ims_store_cleanup_tmp(&removed, itest.a, NULL), 0);
 	assert_false(image_exists(tmp));
 	ims_site_ioctx_close(io);
 	ims_site_close(other);
