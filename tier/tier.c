@@ -278,7 +278,7 @@ int ims_tier_manifest_get(ims_manifest **out, ims_tier_target *t, const char *na
 
 	if ((r = ims_manifest_key(key, sizeof(key), name)) < 0)
 		return r;
-	r = ims_s3_get(t->s3, key, &sealed, &slen, IMS_MANIFEST_MAX_BYTES + IMS_SEAL_OVERHEAD);
+	r = ims_s3_get(&sealed, &slen, t->s3, key, IMS_MANIFEST_MAX_BYTES + IMS_SEAL_OVERHEAD);
 	if (r == -ENOENT) {
 		r = ims_error_set(-ENOENT, "no cold image '%s' on target '%s'", name,
 				  ims_s3_name(t->s3));
@@ -362,7 +362,7 @@ static int store_chunk(pusher *p, cell *c, const uint8_t *buf, uint64_t *sealed_
 	*uploaded = false;
 	*sealed_bytes = 0;
 	ims_manifest_chunk_key(key, sizeof(key), c->sha256);
-	r = ims_s3_head(p->t->s3, key, NULL, &mtime);
+	r = ims_s3_head(NULL, &mtime, p->t->s3, key);
 	if (r == 0) {
 		/* garbage collection cannot run before the manifest is stored (push_lock()); the
 		 * refresh keeps the chunk should this push's lock go stale */
@@ -975,7 +975,7 @@ static int fetch_chunk(ims_tier_target *t, const ims_manifest *m, size_t i, uint
 	int r;
 
 	ims_manifest_chunk_key(key, sizeof(key), c->sha256);
-	r = ims_s3_get(t->s3, key, &sealed, &slen,
+	r = ims_s3_get(&sealed, &slen, t->s3, key,
 		       (size_t)m->chunk_size + (m->chunk_size >> 4) + 65536);
 	if (r < 0) {
 		ims_error_set(
@@ -1367,11 +1367,11 @@ static int scrub_chunk(void *ctx, unsigned worker, size_t i)
 	(void)worker;
 	ims_manifest_chunk_key(key, sizeof(key), rf->sha256);
 	if (!s->deep) {
-		r = ims_s3_head(s->t->s3, key, NULL, NULL);
+		r = ims_s3_head(NULL, NULL, s->t->s3, key);
 	} else {
 		uint8_t *sealed = NULL, *plain = NULL, digest[IMS_SHA256_LEN];
 		size_t slen = 0, plen = 0;
-		r = ims_s3_get(s->t->s3, key, &sealed, &slen,
+		r = ims_s3_get(&sealed, &slen, s->t->s3, key,
 			       s->chunk_max + (s->chunk_max >> 4) + 65536);
 		if (r == 0)
 			r = ims_unseal(&plain, &plen, &s->t->key, key, sealed, slen, rf->len);
@@ -1437,7 +1437,7 @@ static int gc(ims_tier_target *t, const ref *refs, size_t nrefs, const ims_tier_
 		res->garbage++;
 		/* the listing's time may be old news: a push may have refreshed it since */
 		int64_t mtime = l.mtimes[i];
-		if (now - mtime >= grace && ims_s3_head(t->s3, l.keys[i], NULL, &mtime) < 0)
+		if (now - mtime >= grace && ims_s3_head(NULL, &mtime, t->s3, l.keys[i]) < 0)
 			continue;
 		if (now - mtime < grace) {
 			res->garbage_young++;
