@@ -1611,8 +1611,8 @@ out:
 	return r;
 }
 
-int ims_tier_cold_target(ims_site *site, const char *pool, const char *image, char *target,
-			 size_t len)
+int ims_tier_cold_target(char *target, size_t len, ims_site *site, const char *pool,
+			 const char *image)
 {
 	rados_ioctx_t io;
 	ims_catalog_entry *e = NULL;
