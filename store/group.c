@@ -183,52 +183,16 @@ out:
 	return r;
 }
 
-int ims_group_image_add(ims_site *site, const char *pool, const char *name, const char *image_pool,
-			const char *image)
-{
-	rados_ioctx_t io = NULL, iio = NULL;
-	char other[2 * IMS_NAME_MAX + 2];
-	int r;
-	if ((r = check_group(pool, name, NULL)) < 0 ||
-	    (r = ims_store__check_names(image_pool, image, NULL)) < 0)
-		return r;
-	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
-		return r;
-	if ((r = group_exists(io, site, pool, name)) < 0)
-		goto out;
-	/* an image in a group already: say which, librbd only says EEXIST */
-	if ((r = ims_group_of_image(other, sizeof(other), site, image_pool, image)) < 0)
-		goto out;
-	if (other[0]) {
-		char self[2 * IMS_NAME_MAX + 2];
-		snprintf(self, sizeof(self), "%s/%s", pool, name);
-		r = strcmp(other, self) == 0
-			    ? ims_error_set(-EEXIST, "image '%s/%s' is in group '%s' already",
-					    image_pool, image, other)
-			    : ims_error_set(-EEXIST,
-					    "image '%s/%s' is in another group, '%s'; remove it "
-					    "from there first",
-					    image_pool, image, other);
-		goto out;
-	}
-	if ((r = ims_site_ioctx(&iio, site, image_pool)) < 0)
-		goto out;
-	r = rbd_group_image_add(io, name, iio, image);
-	if (r < 0)
-		ims_error_set(r, "cannot add image '%s/%s' to group '%s/%s': %s", image_pool, image,
-			      pool, name, ims_strerror(r));
-out:
-	if (iio)
-		ims_site_ioctx_close(iio);
-	ims_site_ioctx_close(io);
-	return r;
-}
+typedef enum { MEMBER_ADD, MEMBER_REMOVE } member_change;
 
-int ims_group_image_remove(ims_site *site, const char *pool, const char *name,
-			   const char *image_pool, const char *image)
+/* Add @p image_pool/@p image to group @p pool/@p name, or remove it: the same checks, and
+ * librbd's EEXIST/ENOENT said with the group that holds the image. */
+static int change_member(member_change how, ims_site *site, const char *pool, const char *name,
+			 const char *image_pool, const char *image)
 {
 	rados_ioctx_t io = NULL, iio = NULL;
 	char other[2 * IMS_NAME_MAX + 2], self[2 * IMS_NAME_MAX + 2];
+	bool add = how == MEMBER_ADD;
 	int r;
 	if ((r = check_group(pool, name, NULL)) < 0 ||
 	    (r = ims_store__check_names(image_pool, image, NULL)) < 0)
@@ -240,22 +204,46 @@ int ims_group_image_remove(ims_site *site, const char *pool, const char *name,
 	if ((r = ims_group_of_image(other, sizeof(other), site, image_pool, image)) < 0)
 		goto out;
 	snprintf(self, sizeof(self), "%s/%s", pool, name);
-	if (strcmp(other, self) != 0) {
+	if (add && other[0]) {
+		r = strcmp(other, self) == 0
+			    ? ims_error_set(-EEXIST, "image '%s/%s' is in group '%s' already",
+					    image_pool, image, other)
+			    : ims_error_set(-EEXIST,
+					    "image '%s/%s' is in another group, '%s'; remove it "
+					    "from there first",
+					    image_pool, image, other);
+		goto out;
+	}
+	if (!add && strcmp(other, self) != 0) {
 		r = ims_error_set(-ENOENT, "image '%s/%s' is not in group '%s'", image_pool, image,
 				  self);
 		goto out;
 	}
 	if ((r = ims_site_ioctx(&iio, site, image_pool)) < 0)
 		goto out;
-	r = rbd_group_image_remove(io, name, iio, image);
+	r = add ? rbd_group_image_add(io, name, iio, image)
+		: rbd_group_image_remove(io, name, iio, image);
 	if (r < 0)
-		ims_error_set(r, "cannot remove image '%s/%s' from group '%s': %s", image_pool,
-			      image, self, ims_strerror(r));
+		ims_error_set(r, "cannot %s image '%s/%s' %s group '%s': %s",
+			      add ? "add" : "remove", image_pool, image, add ? "to" : "from", self,
+			      ims_strerror(r));
 out:
 	if (iio)
 		ims_site_ioctx_close(iio);
 	ims_site_ioctx_close(io);
 	return r;
+}
+
+int ims_group_image_add(ims_site *site, const char *pool, const char *name, const char *image_pool,
+			const char *image)
+{
+	return change_member(MEMBER_ADD, site, pool, name, image_pool, image);
+}
+
+int ims_group_image_remove(ims_site *site, const char *pool, const char *name,
+			   const char *image_pool, const char *image)
+{
+	return change_member(MEMBER_REMOVE, site, pool, name, image_pool, image);
 }
 
 static int cmp_str(const void *a, const void *b)
