@@ -160,7 +160,7 @@ int ims_group_of_image(char *buf, size_t len, ims_site *site, const char *pool, 
 	int r;
 	if ((r = ims_store__check_names(pool, image, NULL)) < 0)
 		return r;
-	if ((r = ims_store__open_image(site, pool, image, NULL, true, &io, &img)) < 0)
+	if ((r = ims_store__open_image(&io, &img, site, pool, image, NULL, true)) < 0)
 		return r;
 	memset(&gi, 0, sizeof(gi));
 	r = rbd_get_group(img, &gi, sizeof(gi));

@@ -26,8 +26,8 @@ int ims_store__check_names(const char *pool, const char *image, const char *snap
 	return 0;
 }
 
-int ims_store__open_image(ims_site *site, const char *pool, const char *name, const char *snap,
-			  bool read_only, rados_ioctx_t *io, rbd_image_t *image)
+int ims_store__open_image(rados_ioctx_t *io, rbd_image_t *image, ims_site *site, const char *pool,
+			  const char *name, const char *snap, bool read_only)
 {
 	int r = ims_site_ioctx(io, site, pool);
 	if (r < 0)
@@ -71,7 +71,7 @@ int ims_store__catalog_add(rados_ioctx_t io, const char *name, uint64_t size, co
 	return ims_catalog_put(io, &e);
 }
 
-void ims_store__features_str(uint64_t f, char *buf, size_t len)
+void ims_store__features_str(char *buf, size_t len, uint64_t f)
 {
 	static const struct {
 		uint64_t bit;
@@ -211,7 +211,7 @@ int ims_image_info_get(ims_image_info **out, ims_site *site, const char *pool, c
 
 	if ((r = ims_store__check_names(pool, name, NULL)) < 0)
 		return r;
-	if ((r = ims_store__open_image(site, pool, name, NULL, true, &io, &image)) < 0)
+	if ((r = ims_store__open_image(&io, &image, site, pool, name, NULL, true)) < 0)
 		return r;
 	info = calloc(1, sizeof(*info));
 	if (!info || !(info->pool = strdup(pool)) || !(info->name = strdup(name))) {
@@ -226,7 +226,7 @@ int ims_image_info_get(ims_image_info **out, ims_site *site, const char *pool, c
 	info->object_size = ri.obj_size;
 	if ((r = rbd_get_features(image, &info->features)) < 0)
 		goto out;
-	ims_store__features_str(info->features, buf, sizeof(buf));
+	ims_store__features_str(buf, sizeof(buf), info->features);
 	if (!(info->features_str = strdup(buf))) {
 		r = -ENOMEM;
 		goto out;
@@ -451,7 +451,7 @@ int ims_image_resize(ims_site *site, const char *pool, const char *name, uint64_
 		return r;
 	if (size == 0)
 		return ims_error_set(-EINVAL, "an image needs a size above 0");
-	if ((r = ims_store__open_image(site, pool, name, NULL, false, &io, &image)) < 0)
+	if ((r = ims_store__open_image(&io, &image, site, pool, name, NULL, false)) < 0)
 		return r;
 	if ((r = rbd_get_size(image, &cur)) < 0)
 		goto out;
@@ -715,7 +715,7 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 		return r;
 	if ((r = IMS_OPTS_CHECK(opts, IMS_IMAGE_REMOVE_OPTS_VERSION, "remove")) < 0)
 		return r;
-	if ((r = ims_store__open_image(site, pool, name, NULL, true, &io, &image)) < 0)
+	if ((r = ims_store__open_image(&io, &image, site, pool, name, NULL, true)) < 0)
 		return r;
 	if (!opts->purge) {
 		rbd_close(image);
@@ -848,7 +848,7 @@ static int tag_change(ims_site *site, const char *pool, const char *name, const 
 
 	if ((r = ims_store__check_names(pool, name, NULL)) < 0 || (r = check_tag(key, value)) < 0)
 		return r;
-	if ((r = ims_store__open_image(site, pool, name, NULL, false, &io, &image)) < 0)
+	if ((r = ims_store__open_image(&io, &image, site, pool, name, NULL, false)) < 0)
 		return r;
 	snprintf(meta_key, sizeof(meta_key), IMS_TAG_META_PREFIX "%s", key);
 	if (value)
@@ -899,7 +899,7 @@ int ims_image_clone(ims_site *site, const char *pool, const char *image_name, co
 	    (r = check_create_opts(opts, false)) < 0)
 		return r;
 	/* The parent snapshot must exist: open it read-only at the snapshot. */
-	if ((r = ims_store__open_image(site, pool, image_name, snap, true, &pio, &parent)) < 0)
+	if ((r = ims_store__open_image(&pio, &parent, site, pool, image_name, snap, true)) < 0)
 		return r;
 	rbd_get_size(parent, &size);
 	rbd_close(parent);
@@ -965,7 +965,7 @@ int ims_image_flatten(ims_site *site, const char *pool, const char *name, ims_pr
 
 	if ((r = ims_store__check_names(pool, name, NULL)) < 0)
 		return r;
-	if ((r = ims_store__open_image(site, pool, name, NULL, false, &io, &image)) < 0)
+	if ((r = ims_store__open_image(&io, &image, site, pool, name, NULL, false)) < 0)
 		return r;
 	r = rbd_get_parent(image, &parent, &psnap);
 	if (r == -ENOENT) {

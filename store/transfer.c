@@ -735,7 +735,7 @@ int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *
 		return ims_error_set(-ENAMETOOLONG, "path '%s' is too long", path);
 	snprintf(what, sizeof(what), snap ? "%s/%s@%s" : "%s/%s", pool, name, snap);
 
-	if ((r = ims_store__open_image(site, pool, name, snap, true, &io, &image)) < 0)
+	if ((r = ims_store__open_image(&io, &image, site, pool, name, snap, true)) < 0)
 		return r;
 	if ((r = rbd_get_size(image, &size)) < 0)
 		goto out;
