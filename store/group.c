@@ -463,12 +463,32 @@ out:
 	return r;
 }
 
+/* Change every image of @p v, all or none: on an error the ones changed are changed back. */
+static int change_members(member_change how, ims_site *site, const char *pool, const char *name,
+			  const ims_spec *v, size_t n)
+{
+	member_change undo = how == MEMBER_ADD ? MEMBER_REMOVE : MEMBER_ADD;
+	size_t done = 0;
+	int r = 0;
+	for (; done < n; done++)
+		if ((r = change_member(how, site, pool, name, v[done].pool, v[done].image)) < 0)
+			break;
+	if (r < 0) {
+		char msg[IMS_ERROR_MSG_MAX];
+		snprintf(msg, sizeof(msg), "%s", ims_error_last());
+		for (size_t k = 0; k < done; k++)
+			change_member(undo, site, pool, name, v[k].pool, v[k].image);
+		return ims_error_set(r, "%s (nothing %s)", msg,
+				     how == MEMBER_ADD ? "added" : "removed");
+	}
+	return 0;
+}
+
 int ims_group_images_add(ims_site *site, const char *pool, const char *name, const ims_spec *v,
 			 size_t n, ims_group_image_check_fn check, void *ctx)
 {
 	ims_group_info *gi = NULL;
 	char in[2 * IMS_NAME_MAX + 2];
-	size_t added = 0;
 	int r;
 
 	if ((r = ims_group_info_get(&gi, site, pool, name)) < 0)
@@ -491,17 +511,7 @@ int ims_group_images_add(ims_site *site, const char *pool, const char *name, con
 				return ims_error_set(-EINVAL, "image '%s/%s' is named twice",
 						     v[i].pool, v[i].image);
 	}
-	for (; added < n; added++)
-		if ((r = ims_group_image_add(site, pool, name, v[added].pool, v[added].image)) < 0)
-			break;
-	if (r < 0) {
-		char msg[IMS_ERROR_MSG_MAX];
-		snprintf(msg, sizeof(msg), "%s", ims_error_last());
-		for (size_t k = 0; k < added; k++)
-			ims_group_image_remove(site, pool, name, v[k].pool, v[k].image);
-		return ims_error_set(r, "%s (nothing added)", msg);
-	}
-	return 0;
+	return change_members(MEMBER_ADD, site, pool, name, v, n);
 }
 
 int ims_group_images_remove(ims_site *site, const char *pool, const char *name, const ims_spec *v,
@@ -509,7 +519,6 @@ int ims_group_images_remove(ims_site *site, const char *pool, const char *name, 
 {
 	ims_group_info *gi = NULL;
 	char in[2 * IMS_NAME_MAX + 2], self[2 * IMS_NAME_MAX + 2];
-	size_t removed = 0;
 	int r;
 
 	if ((r = ims_group_info_get(&gi, site, pool, name)) < 0)
@@ -523,16 +532,5 @@ int ims_group_images_remove(ims_site *site, const char *pool, const char *name, 
 			return ims_error_set(-ENOENT, "image '%s/%s' is not in group '%s'",
 					     v[i].pool, v[i].image, self);
 	}
-	for (; removed < n; removed++)
-		if ((r = ims_group_image_remove(site, pool, name, v[removed].pool,
-						v[removed].image)) < 0)
-			break;
-	if (r < 0) {
-		char msg[IMS_ERROR_MSG_MAX];
-		snprintf(msg, sizeof(msg), "%s", ims_error_last());
-		for (size_t k = 0; k < removed; k++)
-			ims_group_image_add(site, pool, name, v[k].pool, v[k].image);
-		return ims_error_set(r, "%s (nothing removed)", msg);
-	}
-	return 0;
+	return change_members(MEMBER_REMOVE, site, pool, name, v, n);
 }
