@@ -103,6 +103,21 @@ static int group_exists(rados_ioctx_t io, ims_site *site, const char *pool, cons
 	return r;
 }
 
+/* Check the names, open @p pool and list the images of group @p name in it; on an error
+ * nothing stays open. */
+static int open_group(rados_ioctx_t *io, rbd_group_image_info_t **v, size_t *n, ims_site *site,
+		      const char *pool, const char *name, const char *snap)
+{
+	int r;
+	if ((r = check_group(pool, name, snap)) < 0 || (r = ims_site_ioctx(io, site, pool)) < 0)
+		return r;
+	if ((r = list_members(*io, site, pool, name, v, n)) < 0) {
+		ims_site_ioctx_close(*io);
+		*io = NULL;
+	}
+	return r;
+}
+
 int ims_group_create(ims_site *site, const char *pool, const char *name)
 {
 	rados_ioctx_t io = NULL;
@@ -124,10 +139,8 @@ int ims_group_remove(ims_site *site, const char *pool, const char *name, bool fo
 	rbd_group_image_info_t *v = NULL;
 	size_t n = 0;
 	int r;
-	if ((r = check_group(pool, name, NULL)) < 0 || (r = ims_site_ioctx(&io, site, pool)) < 0)
+	if ((r = open_group(&io, &v, &n, site, pool, name, NULL)) < 0)
 		return r;
-	if ((r = list_members(io, site, pool, name, &v, &n)) < 0)
-		goto out;
 	if (n && !force) {
 		r = ims_error_set(-ENOTEMPTY,
 				  "group '%s/%s' has %zu images: remove them first, or remove the "
@@ -337,10 +350,8 @@ int ims_group_info_get(ims_group_info **out, ims_site *site, const char *pool, c
 	size_t n = 0, ns = 0, cap = 16;
 	ims_group_info *g = NULL;
 	int r;
-	if ((r = check_group(pool, name, NULL)) < 0 || (r = ims_site_ioctx(&io, site, pool)) < 0)
+	if ((r = open_group(&io, &v, &n, site, pool, name, NULL)) < 0)
 		return r;
-	if ((r = list_members(io, site, pool, name, &v, &n)) < 0)
-		goto out;
 	for (;;) {
 		sv = calloc(cap, sizeof(*sv));
 		if (!sv) {
@@ -424,10 +435,8 @@ int ims_group_snap_create(ims_site *site, const char *pool, const char *name, co
 	rbd_group_image_info_t *v = NULL;
 	size_t n = 0;
 	int r;
-	if ((r = check_group(pool, name, snap)) < 0 || (r = ims_site_ioctx(&io, site, pool)) < 0)
+	if ((r = open_group(&io, &v, &n, site, pool, name, snap)) < 0)
 		return r;
-	if ((r = list_members(io, site, pool, name, &v, &n)) < 0)
-		goto out;
 	if (n == 0) {
 		r = ims_error_set(-EINVAL, "group '%s/%s' has no images to snapshot", pool, name);
 		goto out;
