@@ -23,11 +23,12 @@ static int check_group(const char *pool, const char *name, const char *snap)
 	return 0;
 }
 
-/* Whether the pool has the group (librbd lists the images of an unknown group as none). */
-static int find_group(rados_ioctx_t io, const char *name)
+/* rbd_group_list() into a buffer of the size it needs (free()): the bytes used, names each
+ * ending with a NUL, or a negative errno. */
+static int list_names(char **out, rados_ioctx_t io)
 {
 	size_t len = 1024;
-	char *buf = NULL;
+	char *buf;
 	int r;
 	for (;;) {
 		if (!(buf = calloc(1, len)))
@@ -39,6 +40,18 @@ static int find_group(rados_ioctx_t io, const char *name)
 		free(buf);
 		len = got > len ? got : 2 * len;
 	}
+	if (r < 0)
+		free(buf);
+	else
+		*out = buf;
+	return r;
+}
+
+/* Whether the pool has the group (librbd lists the images of an unknown group as none). */
+static int find_group(rados_ioctx_t io, const char *name)
+{
+	char *buf = NULL;
+	int r = list_names(&buf, io);
 	if (r >= 0) {
 		bool found = false;
 		for (size_t i = 0; i < (size_t)r && !found; i += strlen(buf + i) + 1)
@@ -268,25 +281,12 @@ int ims_group_list(char ***out, size_t *count, ims_site *site, const char *pool)
 {
 	rados_ioctx_t io = NULL;
 	char *buf = NULL, **names = NULL;
-	size_t len = 1024, n = 0;
+	size_t n = 0;
 	int r;
 	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
 	    (r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
-	for (;;) {
-		buf = calloc(1, len);
-		if (!buf) {
-			r = -ENOMEM;
-			goto out;
-		}
-		size_t got = len;
-		r = rbd_group_list(io, buf, &got);
-		if (r != -ERANGE)
-			break;
-		free(buf);
-		len = got > len ? got : 2 * len;
-	}
-	if (r < 0) {
+	if ((r = list_names(&buf, io)) < 0) {
 		ims_error_set(r, "cannot list the groups of pool '%s': %s", pool, ims_strerror(r));
 		goto out;
 	}
