@@ -1366,8 +1366,8 @@ static bool in_dirs(const char *dirs, const char *path, bool resolve_dirs)
 	return false;
 }
 
-int ims_config_path_in(const char *dirs, const char *key, const char *path, bool exists,
-		       char *resolved, size_t len)
+int ims_config_path_in(char *resolved, size_t len, const char *dirs, const char *key,
+		       const char *path, bool exists)
 {
 	char real[PATH_MAX], dir[PATH_MAX];
 	const char *base = NULL;

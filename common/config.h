@@ -168,8 +168,8 @@ const ims_config_s3 *ims_config_s3_target(const ims_config *cfg, const char *nam
  *          does not exist in one of them; -EEXIST if a file to create exists; -EINVAL if it is
  *          not absolute or names no file.
  */
-int ims_config_path_in(const char *dirs, const char *key, const char *path, bool exists,
-		       char *resolved, size_t len);
+int ims_config_path_in(char *resolved, size_t len, const char *dirs, const char *key,
+		       const char *path, bool exists);
 
 /** Write the reference of every key (Markdown) to @p f: the source of docs/CONFIG.md. */
 void ims_config_write_reference(FILE *f);

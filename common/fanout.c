@@ -40,7 +40,7 @@ static void fail(ims_fanout *f, int r)
 	pthread_mutex_unlock(&f->lock);
 }
 
-bool ims_fanout_next(ims_fanout *f, size_t *i)
+bool ims_fanout_next(size_t *i, ims_fanout *f)
 {
 	bool got = false;
 	pthread_mutex_lock(&f->lock);
@@ -67,7 +67,7 @@ bool ims_fanout_stopped(const ims_fanout *f)
 static int run_items(ims_fanout *f, void *ctx, unsigned slot)
 {
 	size_t i;
-	while (ims_fanout_next(f, &i)) {
+	while (ims_fanout_next(&i, f)) {
 		ims_error_clear();
 		int r = f->o->item(ctx, slot, i);
 		if (r < 0)

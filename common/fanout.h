@@ -71,9 +71,10 @@ int ims_fanout_run(unsigned *started, const ims_fanout_opts *o);
 /**
  * The next item for this worker.
  *
+ * @param[out] i the item, set only when it returns true.
  * @returns false when every item was handed out or the run has stopped.
  */
-bool ims_fanout_next(ims_fanout *f, size_t *i);
+bool ims_fanout_next(size_t *i, ims_fanout *f);
 
 /** Wake the watch now: a whole worker has made progress to report. */
 void ims_fanout_wake(ims_fanout *f);

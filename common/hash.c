@@ -30,7 +30,7 @@ void ims_sha256_update(ims_sha256 *h, const void *data, size_t len)
 	EVP_DigestUpdate(h->ctx, data, len);
 }
 
-void ims_sha256_final(ims_sha256 *h, uint8_t out[IMS_SHA256_LEN])
+void ims_sha256_final(uint8_t out[IMS_SHA256_LEN], ims_sha256 *h)
 {
 	unsigned n = 0;
 	EVP_DigestFinal_ex(h->ctx, out, &n);
@@ -45,13 +45,13 @@ void ims_sha256_free(ims_sha256 *h)
 	free(h);
 }
 
-void ims_sha256_buf(const void *data, size_t len, uint8_t out[IMS_SHA256_LEN])
+void ims_sha256_buf(uint8_t out[IMS_SHA256_LEN], const void *data, size_t len)
 {
 	unsigned n = 0;
 	EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
 }
 
-void ims_sha256_hex(const uint8_t d[IMS_SHA256_LEN], char hex[IMS_SHA256_HEX_LEN])
+void ims_sha256_hex(char hex[IMS_SHA256_HEX_LEN], const uint8_t d[IMS_SHA256_LEN])
 {
 	static const char digits[] = "0123456789abcdef";
 	for (int i = 0; i < IMS_SHA256_LEN; i++) {
@@ -77,12 +77,12 @@ static int hash_zeros(size_t len, uint8_t out[IMS_SHA256_LEN])
 		ims_sha256_update(h, chunk, k);
 		done += k;
 	}
-	ims_sha256_final(h, out);
+	ims_sha256_final(out, h);
 	ims_sha256_free(h);
 	return 0;
 }
 
-int ims_sha256_zeros(size_t len, uint8_t out[IMS_SHA256_LEN])
+int ims_sha256_zeros(uint8_t out[IMS_SHA256_LEN], size_t len)
 {
 	int r = 0;
 	if (len != IMS_CONTENT_BLOCK)

@@ -19,14 +19,14 @@ typedef struct ims_sha256 ims_sha256;
 int ims_sha256_new(ims_sha256 **out);
 void ims_sha256_update(ims_sha256 *h, const void *data, size_t len);
 /** Write the digest and reset @p h for reuse. */
-void ims_sha256_final(ims_sha256 *h, uint8_t out[IMS_SHA256_LEN]);
+void ims_sha256_final(uint8_t out[IMS_SHA256_LEN], ims_sha256 *h);
 void ims_sha256_free(ims_sha256 *h);
 
 /** One-shot SHA-256 of @p len bytes. */
-void ims_sha256_buf(const void *data, size_t len, uint8_t out[IMS_SHA256_LEN]);
+void ims_sha256_buf(uint8_t out[IMS_SHA256_LEN], const void *data, size_t len);
 
 /** Lower-case hex of a digest into @p hex. */
-void ims_sha256_hex(const uint8_t digest[IMS_SHA256_LEN], char hex[IMS_SHA256_HEX_LEN]);
+void ims_sha256_hex(char hex[IMS_SHA256_HEX_LEN], const uint8_t digest[IMS_SHA256_LEN]);
 
 /**
  * The digest of @p len zero bytes (len <= IMS_CONTENT_BLOCK), computed once per length and
@@ -34,7 +34,7 @@ void ims_sha256_hex(const uint8_t digest[IMS_SHA256_LEN], char hex[IMS_SHA256_HE
  *
  * @returns -ENOMEM.
  */
-int ims_sha256_zeros(size_t len, uint8_t out[IMS_SHA256_LEN]);
+int ims_sha256_zeros(uint8_t out[IMS_SHA256_LEN], size_t len);
 
 /**
  * Fill @p out with @p len - 1 random lower-case hex digits and a NUL (ids of operations,

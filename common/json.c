@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-void ims_json_str(json_object *o, const char *key, char *dst, size_t len)
+void ims_json_str(char *dst, size_t len, json_object *o, const char *key)
 {
 	json_object *v;
 	dst[0] = '\0';

@@ -11,8 +11,8 @@
 
 #include <json-c/json.h>
 
-/** Copy string field @p key into @p dst (truncated to @p len); "" if absent. */
-void ims_json_str(json_object *o, const char *key, char *dst, size_t len);
+/** Copy string field @p key of @p o into @p dst (truncated to @p len); "" if absent. */
+void ims_json_str(char *dst, size_t len, json_object *o, const char *key);
 
 /** A malloc'ed copy of string field @p key, or NULL if absent (or out of memory). */
 char *ims_json_strdup(json_object *o, const char *key);

@@ -144,7 +144,7 @@ static view look(ims_health *h, probe *p)
 		return v;
 	}
 	ims_site_health sh;
-	ims_site_health_get(site, &sh);
+	ims_site_health_get(&sh, site);
 	v.known = true;
 	v.up = sh.up && sh.probing_ms < IMS_HEALTH_STALL_MS;
 	v.error = sh.up && !v.up ? -ETIMEDOUT : sh.error;
@@ -219,7 +219,7 @@ int ims_health_sites(ims_health *h, ims_health_site **out, size_t *n)
 		pthread_mutex_lock(&h->lock);
 		ims_site *site = p->site;
 		pthread_mutex_unlock(&h->lock);
-		if (site && ims_site_fsid(site, o->fsid, sizeof(o->fsid)) < 0)
+		if (site && ims_site_fsid(o->fsid, sizeof(o->fsid), site) < 0)
 			o->fsid[0] = '\0';
 		ims_error_clear();
 		const char *conf =

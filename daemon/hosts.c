@@ -404,8 +404,8 @@ static int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCM
 		return r;
 	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
 		return r;
-	if ((r = ims_site_mon_addrs(d->site, addrs, sizeof(addrs))) < 0 ||
-	    (r = ims_site_fsid(d->site, fsid, sizeof(fsid))) < 0)
+	if ((r = ims_site_mon_addrs(addrs, sizeof(addrs), d->site)) < 0 ||
+	    (r = ims_site_fsid(fsid, sizeof(fsid), d->site)) < 0)
 		return r;
 	const char *client = user;
 	Imgstore__V1__AttachInfo *m = ALLOC(call, Imgstore__V1__AttachInfo);

@@ -419,8 +419,8 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	if (from_path) {
 		/* only files under [server] import_dirs: not the keyring, the tier key, the tokens
 		 */
-		if ((r = ims_config_path_in(d->cfg->server.import_dirs, "import_dirs",
-					    q->source_path, true, w->path, sizeof(w->path))) < 0 ||
+		if ((r = ims_config_path_in(w->path, sizeof(w->path), d->cfg->server.import_dirs,
+					    "import_dirs", q->source_path, true)) < 0 ||
 		    (r = same_file_as_client(q->source_path, w->path, q->source_dev, q->source_ino,
 					     r, "the client uploads the file instead")) < 0) {
 			free(w);
@@ -472,8 +472,8 @@ static int h_export_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 				     ims_format_name(fmt));
 	/* only into [server] export_dirs: the daemon may write where no client should */
 	if (q->dest_path && q->dest_path[0]) {
-		r = ims_config_path_in(d->cfg->server.export_dirs, "export_dirs", q->dest_path,
-				       false, dest, sizeof(dest));
+		r = ims_config_path_in(dest, sizeof(dest), d->cfg->server.export_dirs,
+				       "export_dirs", q->dest_path, false);
 		char dir[sizeof(dest)];
 		snprintf(dir, sizeof(dir), "%s", dest);
 		char *slash = strrchr(dir, '/');

@@ -496,7 +496,7 @@ static void do_chores(ims_daemon *d, chores *t, bool site_ok)
 {
 	unsigned n;
 	if (site_ok && time(NULL) - t->cleanup >= 30) {
-		if (ims_store_cleanup_tmp(d->site, NULL, &n) < 0)
+		if (ims_store_cleanup_tmp(&n, d->site, NULL) < 0)
 			ims_log_warning("cleanup of interrupted imports: %s", ims_error_last());
 		t->cleanup = time(NULL);
 	}
@@ -639,7 +639,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	unsigned removed = 0;
-	if (ims_store_cleanup_tmp(d.site, NULL, &removed) < 0)
+	if (ims_store_cleanup_tmp(&removed, d.site, NULL) < 0)
 		ims_log_warning("cleanup of interrupted imports: %s", ims_error_last());
 	char status[640];
 	if (start_workers(&d) < 0 || start_server(&d, status, sizeof(status)) < 0)

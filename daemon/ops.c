@@ -345,7 +345,7 @@ int ims_ops_start(ims_ops **out, ims_site *site, const char *pool, unsigned work
 		r = ims_error_set(-ENAMETOOLONG, "pool name '%s' is too long", pool);
 		goto fail;
 	}
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0) /* the pool of the records exists */
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0) /* the pool of the records exists */
 		goto fail;
 	ims_site_ioctx_close(io);
 	snprintf(o->pool, sizeof(o->pool), "%s", pool);

@@ -224,7 +224,7 @@ static int ims_h_tier_restore(void *app, ims_rpc_call *call, const ProtobufCMess
 	}
 	/* which target: as asked, else the one the catalog's cold entry names, else the only one */
 	if (!(q->target && q->target[0]) && !from.snap[0]) {
-		ims_tier_cold_target(d->site, from.pool, from.image, target, sizeof(target));
+		ims_tier_cold_target(target, sizeof(target), d->site, from.pool, from.image);
 		ims_error_clear();
 	}
 	if ((r = pick_target(d, q->target && q->target[0] ? q->target : target, &c)) < 0)

@@ -216,7 +216,7 @@ int ims_rpc__tokens_load(ims_rpc__tokens **out, const char *path)
 		}
 		ims_rpc__token *e = &t->v[t->n];
 		memset(e, 0, sizeof(*e));
-		ims_sha256_buf(fields[1], strlen(fields[1]), e->digest);
+		ims_sha256_buf(e->digest, fields[1], strlen(fields[1]));
 		e->role = role;
 		if (nf == 3)
 			snprintf(e->name, sizeof(e->name), "%s", fields[2]);
@@ -260,7 +260,7 @@ const ims_rpc__token *ims_rpc__tokens_find(const ims_rpc__tokens *t, const char 
 
 	if (!t || !token)
 		return NULL;
-	ims_sha256_buf(token, len, digest);
+	ims_sha256_buf(digest, token, len);
 	/* Every entry, every byte: no early exit. */
 	for (size_t i = 0; i < t->n; i++) {
 		unsigned diff = 0;

@@ -25,7 +25,7 @@ typedef struct {
 static int open_mode(ims_site *site, const char *pool, const char *image, opened *o, bool read_only)
 {
 	memset(o, 0, sizeof(*o));
-	int r = ims_site_ioctx(site, pool, &o->io);
+	int r = ims_site_ioctx(&o->io, site, pool);
 	if (r < 0)
 		return r;
 	r = read_only ? rbd_open_read_only(o->io, image, &o->img, NULL)
@@ -448,7 +448,7 @@ const char *ims_repl_unit_name(ims_repl_unit u)
 static int journal_open(rados_ioctx_t *io, ims_records *rs, char *key, size_t len, ims_site *site,
 			const char *pool, const char *name, ims_repl_unit unit)
 {
-	int r = ims_site_ioctx(site, pool, io);
+	int r = ims_site_ioctx(io, site, pool);
 	if (r < 0)
 		return r;
 	snprintf(key, len, "%s%s/%s", unit == IMS_REPL_GROUP ? "group:" : "", pool, name);
@@ -591,7 +591,7 @@ int ims_repl_journal_count(ims_site *site, unsigned *count)
 			return -ENOMEM;
 		}
 		pools = nb;
-		r = ims_site_pool_list(site, pools, len);
+		r = ims_site_pool_list(pools, len, site);
 		if (r < 0) {
 			free(pools);
 			return ims_error_set(r, "cannot list the pools of site '%s': %s",
@@ -604,7 +604,7 @@ int ims_repl_journal_count(ims_site *site, unsigned *count)
 	/* a record is in the pool of its image or group: every pool, as the tmp cleanup */
 	for (const char *p = pools; *p && r >= 0; p += strlen(p) + 1) {
 		rados_ioctx_t io;
-		if ((r = ims_site_ioctx(site, p, &io)) < 0) {
+		if ((r = ims_site_ioctx(&io, site, p)) < 0) {
 			r = r == -ENOENT ? 0 : r; /* removed since the listing */
 			continue;
 		}

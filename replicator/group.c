@@ -159,7 +159,7 @@ static int member_load(member *m, ims_site *src, ims_site *dst)
 	snap_list s = {0};
 	int r;
 	m->base = -1;
-	if ((r = ims_site_ioctx(src, m->pool, &m->io)) < 0)
+	if ((r = ims_site_ioctx(&m->io, src, m->pool)) < 0)
 		return r;
 	if ((r = rbd_open(m->io, m->image, &m->img, NULL)) < 0)
 		return ims_error_set(r, "cannot open member '%s/%s' on site '%s': %s", m->pool,
@@ -185,7 +185,7 @@ static int member_load(member *m, ims_site *src, ims_site *dst)
 	/* the secondary: absent before the first cycle */
 	rados_ioctx_t dio;
 	rbd_image_t simg;
-	if ((r = ims_site_ioctx(dst, m->pool, &dio)) < 0)
+	if ((r = ims_site_ioctx(&dio, dst, m->pool)) < 0)
 		return r;
 	r = rbd_open_read_only(dio, m->image, &simg, NULL);
 	if (r == 0) {
@@ -328,7 +328,7 @@ static void retention(ims_site *src, ims_site *dst, rados_ioctx_t gio, const cha
 		rados_ioctx_t dio;
 		rbd_image_t simg;
 		ims_repl__snaps ss;
-		if (ims_site_ioctx(dst, m[k].pool, &dio) < 0)
+		if (ims_site_ioctx(&dio, dst, m[k].pool) < 0)
 			continue;
 		if (rbd_open(dio, m[k].image, &simg, NULL) == 0) {
 			if (ims_repl__list_snaps(simg, &ss) == 0) {
@@ -343,7 +343,7 @@ static void retention(ims_site *src, ims_site *dst, rados_ioctx_t gio, const cha
 	}
 	rados_ioctx_t dgio;
 	times dcuts = {0};
-	if (ims_site_ioctx(dst, pool, &dgio) == 0) {
+	if (ims_site_ioctx(&dgio, dst, pool) == 0) {
 		if (list_cuts(dgio, pool, group, &dcuts) == 0) {
 			for (size_t i = 0; i + keep < dcuts.n; i++) {
 				char old[NAME_MAX_];
@@ -382,7 +382,7 @@ static int group_open(group_cycle *gc)
 	if (gc->gi->nmembers == 0)
 		return ims_error_set(-EINVAL, "group '%s/%s' has no images to replicate", gc->pool,
 				     gc->group);
-	if ((r = ims_site_ioctx(gc->src, gc->pool, &gc->gio)) < 0)
+	if ((r = ims_site_ioctx(&gc->gio, gc->src, gc->pool)) < 0)
 		return r;
 	if (!(gc->m = calloc(gc->gi->nmembers, sizeof(*gc->m))))
 		return -ENOMEM;
@@ -583,7 +583,7 @@ int ims_repl_group_last_sealed(ims_site *site, const char *pool, const char *gro
 		rbd_image_t img;
 		ims_repl__snaps ss = {0};
 		times mine = {0};
-		if ((r = ims_site_ioctx(site, gi->members[k].pool, &io)) < 0)
+		if ((r = ims_site_ioctx(&io, site, gi->members[k].pool)) < 0)
 			break;
 		if ((r = rbd_open_read_only(io, gi->members[k].image, &img, NULL)) == 0) {
 			r = ims_repl__list_snaps(img, &ss);
@@ -634,7 +634,7 @@ void ims_repl_group_forget(ims_site *src, const char *pool, const char *group)
 	rados_ioctx_t gio = NULL;
 	times cuts = {0};
 	char name[NAME_MAX_];
-	if (ims_group_info_get(&gi, src, pool, group) < 0 || ims_site_ioctx(src, pool, &gio) < 0)
+	if (ims_group_info_get(&gi, src, pool, group) < 0 || ims_site_ioctx(&gio, src, pool) < 0)
 		goto out;
 	if (list_cuts(gio, pool, group, &cuts) == 0)
 		for (size_t i = 0; i < cuts.n; i++) {
@@ -645,7 +645,7 @@ void ims_repl_group_forget(ims_site *src, const char *pool, const char *group)
 		rados_ioctx_t io;
 		rbd_image_t img;
 		snap_list s = {0};
-		if (ims_site_ioctx(src, gi->members[k].pool, &io) < 0)
+		if (ims_site_ioctx(&io, src, gi->members[k].pool) < 0)
 			continue;
 		if (rbd_open(io, gi->members[k].image, &img, NULL) == 0) {
 			if (snaps_read(img, &s) == 0)
@@ -698,7 +698,7 @@ static int members_open(members *ms, ims_site *site, const char *pool, const cha
 		member *m = &ms->m[ms->n];
 		m->pool = ms->gi->members[ms->n].pool;
 		m->image = ms->gi->members[ms->n].image;
-		if ((r = ims_site_ioctx(site, m->pool, &m->io)) < 0)
+		if ((r = ims_site_ioctx(&m->io, site, m->pool)) < 0)
 			return r;
 		if ((r = rbd_open(m->io, m->image, &m->img, NULL)) < 0) {
 			ims_error_set(
@@ -770,7 +770,7 @@ static void drop_newer_cuts(ims_site *site, const char *pool, const char *group,
 	rados_ioctx_t gio;
 	times cuts = {0};
 	char name[NAME_MAX_];
-	if (ims_site_ioctx(site, pool, &gio) < 0)
+	if (ims_site_ioctx(&gio, site, pool) < 0)
 		return;
 	if (list_cuts(gio, pool, group, &cuts) == 0)
 		for (size_t i = 0; i < cuts.n; i++)
@@ -851,7 +851,7 @@ static int64_t common_cut(ims_site *cur, ims_site *old, const char *pool, const 
 	times cuts = {0};
 	if (ims_repl_group_last_sealed(cur, pool, group, name, sizeof(name), &t) < 0)
 		return -1;
-	if (ims_site_ioctx(old, pool, &gio) < 0)
+	if (ims_site_ioctx(&gio, old, pool) < 0)
 		return -1;
 	if (list_cuts(gio, pool, group, &cuts) == 0 && times_has(&cuts, t))
 		best = t;
@@ -900,7 +900,7 @@ int ims_repl_group_rejoin(ims_site *cur, ims_site *old, const char *pool, const 
 		/* every member back to the cut at once: the group snapshot is the consistent point
 		 */
 		rados_ioctx_t gio;
-		if ((r = ims_site_ioctx(old, pool, &gio)) < 0)
+		if ((r = ims_site_ioctx(&gio, old, pool)) < 0)
 			goto out;
 		r = rbd_group_snap_rollback(gio, group, cut);
 		ims_site_ioctx_close(gio);

@@ -81,7 +81,7 @@ int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, ch
 	rados_ioctx_t io;
 	rbd_image_t img;
 	repl_snaps s;
-	int r = ims_site_ioctx(site, pool, &io);
+	int r = ims_site_ioctx(&io, site, pool);
 	if (r < 0)
 		return r;
 	r = rbd_open_read_only(io, image, &img, NULL);
@@ -174,7 +174,7 @@ static bool checkpoint_load(rados_ioctx_t io, const char *key, checkpoint *c)
 {
 	char *val = NULL;
 	size_t len;
-	if (ims_omap_get(io, IMS_REPL_CHECKPOINTS, key, &val, &len) < 0)
+	if (ims_omap_get(&val, &len, io, IMS_REPL_CHECKPOINTS, key) < 0)
 		return false;
 	json_object *o = json_tokener_parse(val), *v;
 	free(val);
@@ -277,7 +277,7 @@ static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t 
 			return ims_error_set(r,
 					     "cannot create the secondary '%s/%s' on site '%s': %s",
 					     pool, image, ims_site_name(dst), ims_strerror(r));
-		if ((r = ims_site_guard_get(dst, pool, image, out)) < 0)
+		if ((r = ims_site_guard_get(out, dst, pool, image)) < 0)
 			return ims_error_set(
 				r, "cannot open the new secondary '%s/%s' on site '%s': %s", pool,
 				image, ims_site_name(dst), ims_error_last());
@@ -307,7 +307,7 @@ static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t 
 	if (secondary) {
 		rbd_close(probe);
 		probe = NULL;
-		if ((r = ims_site_guard_get(dst, pool, image, out)) < 0)
+		if ((r = ims_site_guard_get(out, dst, pool, image)) < 0)
 			return r;
 		if ((r = is_secondary(*out, &secondary)) < 0) {
 			ims_site_guard_put(dst, pool, image, true);
@@ -450,7 +450,7 @@ int ims_repl_forget(ims_site *site, const char *pool, const char *image, const c
 	rbd_image_t img = NULL;
 	repl_snaps all = {0}, protect = {0};
 	char key[600];
-	int r = ims_site_ioctx(site, pool, &io);
+	int r = ims_site_ioctx(&io, site, pool);
 	if (r < 0)
 		return r;
 	snprintf(key, sizeof(key), "%s@%s", image, target);
@@ -549,8 +549,8 @@ static int cycle_open(cycle *cy)
 	char role[32];
 	size_t rlen = sizeof(role);
 	int r;
-	if ((r = ims_site_ioctx(cy->src, cy->pool, &cy->sio)) < 0 ||
-	    (r = ims_site_ioctx(cy->dst, cy->pool, &cy->dio)) < 0)
+	if ((r = ims_site_ioctx(&cy->sio, cy->src, cy->pool)) < 0 ||
+	    (r = ims_site_ioctx(&cy->dio, cy->dst, cy->pool)) < 0)
 		return r;
 	if ((r = rbd_open(cy->sio, cy->image, &cy->pimg, NULL)) < 0) {
 		if (r == -ENOENT)

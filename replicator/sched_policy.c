@@ -89,7 +89,7 @@ void ims_repl_sched__drop_status(rados_ioctx_t io, const char *key)
  * replaced when the cluster blocklists it. Close with ims_site_ioctx_close(). */
 int ims_repl_sched__io(ims_repl_sched *s, rados_ioctx_t *io)
 {
-	return ims_site_ioctx(s->o.local, s->o.pool, io);
+	return ims_site_ioctx(io, s->o.local, s->o.pool);
 }
 
 /* The pairs' last statuses: best effort, a failure leaves the thread's message alone. */
@@ -106,7 +106,7 @@ static int put_policy(ims_site *site, const char *records_pool, const char *pool
 {
 	char key[700], where[128] = "";
 	rados_ioctx_t io;
-	int r = ims_site_ioctx(site, records_pool, &io);
+	int r = ims_site_ioctx(&io, site, records_pool);
 	if (r < 0)
 		return r;
 	r = write_policy(io, pool, name, unit, target, mode, rpo, verify_every, key, sizeof(key));
@@ -358,7 +358,7 @@ int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *
 {
 	rados_ioctx_t io;
 	char key[700];
-	int r = ims_site_ioctx(site, policy_pool, &io);
+	int r = ims_site_ioctx(&io, site, policy_pool);
 	if (r < 0)
 		return r;
 	policy_key(key, sizeof(key), pool, name, unit, target);
@@ -393,7 +393,7 @@ int ims_repl_policy_find(ims_site *site, const char *policy_pool, const char *po
 {
 	rados_ioctx_t io;
 	char prefix[700];
-	int r = ims_site_ioctx(site, policy_pool, &io);
+	int r = ims_site_ioctx(&io, site, policy_pool);
 	if (r < 0)
 		return r;
 	snprintf(prefix, sizeof(prefix), "%s/%s@", pool, image);

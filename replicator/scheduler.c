@@ -53,9 +53,9 @@ static int take_lock(ims_repl_sched *s, rados_ioctx_t io, const char *name, uint
 	/* one held under our own cookie (this daemon's host and site) by another client is our
 	 * previous run's, killed during a cycle: broken rather than waited for */
 	char broken[256];
-	int r = ims_record_lock(io, IMS_REPL_LOCK, name, s->owner, "replication cycle",
-				s->o.lock_seconds ? s->o.lock_seconds : 60,
-				flags & LIBRADOS_LOCK_FLAG_RENEW, broken, sizeof(broken));
+	int r = ims_record_lock(broken, sizeof(broken), io, IMS_REPL_LOCK, name, s->owner,
+				"replication cycle", s->o.lock_seconds ? s->o.lock_seconds : 60,
+				flags & LIBRADOS_LOCK_FLAG_RENEW);
 	if (broken[0])
 		ims_log_info("broke the replication lock of '%s' left by this daemon's "
 			     "previous run (%s)",
@@ -235,7 +235,7 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 			ims_log_warning("replication of '%s': fenced %u writer(s) of the stale "
 					"copy on site '%s'",
 					key, fenced, ims_site_name(peer));
-		if (ims_site_guard_get(peer, p->pool, p->image, &held) == 0)
+		if (ims_site_guard_get(&held, peer, p->pool, p->image) == 0)
 			ims_site_guard_put(peer, p->pool, p->image, false); /* held until resync */
 		pthread_mutex_lock(&s->lock);
 		p->split_brain = true; /* shown once the copy is fenced and held */
@@ -628,7 +628,7 @@ int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *o)
 	pthread_mutex_init(&s->refresh_lock, NULL);
 	pthread_mutex_init(&s->held_lock, NULL);
 	rados_ioctx_t io;
-	if ((r = ims_site_ioctx(o->local, o->pool, &io)) < 0) /* the pool of the records exists */
+	if ((r = ims_site_ioctx(&io, o->local, o->pool)) < 0) /* the pool of the records exists */
 		goto fail;
 	ims_site_ioctx_close(io);
 	ims_repl_sched__refresh(s);
@@ -928,8 +928,8 @@ static int seal_user_snapshot(ims_repl_sched *s, pair *p, ims_site *peer, const 
 	rbd_image_t at = NULL, sec = NULL;
 	uint64_t n = 0;
 	int r;
-	if ((r = ims_site_ioctx(s->o.local, p->pool, &pio)) < 0 ||
-	    (r = ims_site_ioctx(peer, p->pool, &sio)) < 0)
+	if ((r = ims_site_ioctx(&pio, s->o.local, p->pool)) < 0 ||
+	    (r = ims_site_ioctx(&sio, peer, p->pool)) < 0)
 		goto out;
 	/* compare the two snapshots: open at the newer, diff from the older (a cycle that found
 	 * nothing changed sealed nothing new: then its snapshot is the older one) */
@@ -963,7 +963,7 @@ static int seal_user_snapshot(ims_repl_sched *s, pair *p, ims_site *peer, const 
 		goto out;
 	}
 	/* through the guard replication holds on the secondary: nobody else can snapshot it */
-	if ((r = ims_site_guard_get(peer, p->pool, p->image, &sec)) < 0) {
+	if ((r = ims_site_guard_get(&sec, peer, p->pool, p->image)) < 0) {
 		sec = NULL;
 		ims_error_set(r, "cannot seal '%s' on site '%s': %s", snap, p->target,
 			      ims_error_last());

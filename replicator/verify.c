@@ -71,7 +71,7 @@ static int side_open(side *s, ims_site *site, const char *pool, const char *imag
 
 	memset(s, 0, sizeof(*s));
 	s->site = site;
-	if ((r = ims_site_ioctx(site, pool, &s->io)) < 0)
+	if ((r = ims_site_ioctx(&s->io, site, pool)) < 0)
 		return r;
 	r = rbd_open_read_only(s->io, image, &s->img, by_id ? NULL : snap);
 	if (r == 0 && by_id && (r = rbd_snap_set_by_id(s->img, by_id)) < 0)
@@ -308,7 +308,7 @@ static int verify_worker(ims_fanout *f, void *ctx, unsigned slot)
 	w.sb = calloc(nsums, sizeof(*w.sb));
 	if (!w.x || !w.y || !w.sa || !w.sb)
 		r = ims_error_set(-ENOMEM, "verify: out of memory");
-	while (r == 0 && ims_fanout_next(f, &objno)) {
+	while (r == 0 && ims_fanout_next(&objno, f)) {
 		ims_error_clear();
 		if ((r = compare_object(v, &w, objno)) < 0)
 			break;

@@ -90,7 +90,7 @@ int ims_catalog_put(rados_ioctx_t io, const ims_catalog_entry *e)
 	return 0;
 }
 
-int ims_catalog_get(rados_ioctx_t io, const char *name, ims_catalog_entry **out)
+int ims_catalog_get(ims_catalog_entry **out, rados_ioctx_t io, const char *name)
 {
 	json_object *o = NULL;
 	ims_records rs = IMS_RECORDS_IO(io, IMS_CATALOG_OBJECT);
@@ -129,7 +129,7 @@ static void clear(void *elem)
 	ims_catalog_entry_clear(elem);
 }
 
-int ims_catalog_list(rados_ioctx_t io, ims_catalog_entry **out, size_t *count)
+int ims_catalog_list(ims_catalog_entry **out, size_t *count, rados_ioctx_t io)
 {
 	void *list = NULL;
 	int r = ims_record_list(&list, count, &IMS_RECORDS_IO(io, IMS_CATALOG_OBJECT),

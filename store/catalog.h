@@ -45,7 +45,7 @@ int ims_catalog_put(rados_ioctx_t io, const ims_catalog_entry *e);
  * @param[out] out the entry; free with ims_catalog_entry_free().
  * @returns -ENOENT if the pool's catalog has no entry for @p name.
  */
-int ims_catalog_get(rados_ioctx_t io, const char *name, ims_catalog_entry **out);
+int ims_catalog_get(ims_catalog_entry **out, rados_ioctx_t io, const char *name);
 
 /** Remove the entry of @p name; no error if there is none. */
 int ims_catalog_remove(rados_ioctx_t io, const char *name);
@@ -53,9 +53,10 @@ int ims_catalog_remove(rados_ioctx_t io, const char *name);
 /**
  * Every entry of the pool, sorted by name.
  *
- * @param[out] out an array of *count entries; free with ims_catalog_list_free().
+ * @param[out] out an array of @p count entries; free with ims_catalog_list_free().
+ * @param[out] count the number of entries.
  */
-int ims_catalog_list(rados_ioctx_t io, ims_catalog_entry **out, size_t *count);
+int ims_catalog_list(ims_catalog_entry **out, size_t *count, rados_ioctx_t io);
 
 /** The value of tag @p key, or NULL. Borrowed from @p e. */
 const char *ims_catalog_tag(const ims_catalog_entry *e, const char *key);

@@ -395,7 +395,7 @@ uint64_t ims_format_virtual_size(const ims_format_reader *r)
 	return r->virtual_size;
 }
 
-int ims_format_map(ims_format_reader *r, uint64_t offset, ims_extent *out)
+int ims_format_map(ims_extent *out, ims_format_reader *r, uint64_t offset)
 {
 	ims_extent e;
 	int err;

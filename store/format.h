@@ -115,9 +115,10 @@ typedef struct {
  * that type (at least 1 byte, at most to the virtual size; a reader may cut it shorter).
  * Walking offset += length from 0 to the virtual size visits the whole disk.
  *
+ * @param[out] out the extent.
  * @returns -EINVAL if @p offset >= virtual size or the image is found corrupt on the way.
  */
-int ims_format_map(ims_format_reader *r, uint64_t offset, ims_extent *out);
+int ims_format_map(ims_extent *out, ims_format_reader *r, uint64_t offset);
 
 /**
  * Read the guest bytes [@p offset, @p offset + @p len) into @p buf, decompressing as needed;

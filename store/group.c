@@ -23,11 +23,12 @@ static int check_group(const char *pool, const char *name, const char *snap)
 	return 0;
 }
 
-/* Whether the pool has the group (librbd lists the images of an unknown group as none). */
-static int find_group(rados_ioctx_t io, const char *name)
+/* rbd_group_list() into a buffer of the size it needs (free()): the bytes used, names each
+ * ending with a NUL, or a negative errno. */
+static int list_names(char **out, rados_ioctx_t io)
 {
 	size_t len = 1024;
-	char *buf = NULL;
+	char *buf;
 	int r;
 	for (;;) {
 		if (!(buf = calloc(1, len)))
@@ -39,6 +40,18 @@ static int find_group(rados_ioctx_t io, const char *name)
 		free(buf);
 		len = got > len ? got : 2 * len;
 	}
+	if (r < 0)
+		free(buf);
+	else
+		*out = buf;
+	return r;
+}
+
+/* Whether the pool has the group (librbd lists the images of an unknown group as none). */
+static int find_group(rados_ioctx_t io, const char *name)
+{
+	char *buf = NULL;
+	int r = list_names(&buf, io);
 	if (r >= 0) {
 		bool found = false;
 		for (size_t i = 0; i < (size_t)r && !found; i += strlen(buf + i) + 1)
@@ -103,11 +116,26 @@ static int group_exists(rados_ioctx_t io, ims_site *site, const char *pool, cons
 	return r;
 }
 
+/* Check the names, open @p pool and list the images of group @p name in it; on an error
+ * nothing stays open. */
+static int open_group(rados_ioctx_t *io, rbd_group_image_info_t **v, size_t *n, ims_site *site,
+		      const char *pool, const char *name, const char *snap)
+{
+	int r;
+	if ((r = check_group(pool, name, snap)) < 0 || (r = ims_site_ioctx(io, site, pool)) < 0)
+		return r;
+	if ((r = list_members(*io, site, pool, name, v, n)) < 0) {
+		ims_site_ioctx_close(*io);
+		*io = NULL;
+	}
+	return r;
+}
+
 int ims_group_create(ims_site *site, const char *pool, const char *name)
 {
 	rados_ioctx_t io = NULL;
 	int r;
-	if ((r = check_group(pool, name, NULL)) < 0 || (r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = check_group(pool, name, NULL)) < 0 || (r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	r = rbd_group_create(io, name);
 	if (r == -EEXIST)
@@ -124,10 +152,8 @@ int ims_group_remove(ims_site *site, const char *pool, const char *name, bool fo
 	rbd_group_image_info_t *v = NULL;
 	size_t n = 0;
 	int r;
-	if ((r = check_group(pool, name, NULL)) < 0 || (r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = open_group(&io, &v, &n, site, pool, name, NULL)) < 0)
 		return r;
-	if ((r = list_members(io, site, pool, name, &v, &n)) < 0)
-		goto out;
 	if (n && !force) {
 		r = ims_error_set(-ENOTEMPTY,
 				  "group '%s/%s' has %zu images: remove them first, or remove the "
@@ -148,7 +174,7 @@ out:
 /* The pool name of a pool id, into @p buf. */
 static int pool_name(ims_site *site, int64_t id, char *buf, size_t len)
 {
-	return ims_site_pool_name(site, id, buf, len);
+	return ims_site_pool_name(buf, len, site, id);
 }
 
 int ims_group_of_image(char *buf, size_t len, ims_site *site, const char *pool, const char *image)
@@ -160,7 +186,7 @@ int ims_group_of_image(char *buf, size_t len, ims_site *site, const char *pool, 
 	int r;
 	if ((r = ims_store__check_names(pool, image, NULL)) < 0)
 		return r;
-	if ((r = ims_store__open_image(site, pool, image, NULL, true, &io, &img)) < 0)
+	if ((r = ims_store__open_image(&io, &img, site, pool, image, NULL, true)) < 0)
 		return r;
 	memset(&gi, 0, sizeof(gi));
 	r = rbd_get_group(img, &gi, sizeof(gi));
@@ -183,25 +209,28 @@ out:
 	return r;
 }
 
-int ims_group_image_add(ims_site *site, const char *pool, const char *name, const char *image_pool,
-			const char *image)
+typedef enum { MEMBER_ADD, MEMBER_REMOVE } member_change;
+
+/* Add @p image_pool/@p image to group @p pool/@p name, or remove it: the same checks, and
+ * librbd's EEXIST/ENOENT said with the group that holds the image. */
+static int change_member(member_change how, ims_site *site, const char *pool, const char *name,
+			 const char *image_pool, const char *image)
 {
 	rados_ioctx_t io = NULL, iio = NULL;
-	char other[2 * IMS_NAME_MAX + 2];
+	char other[2 * IMS_NAME_MAX + 2], self[2 * IMS_NAME_MAX + 2];
+	bool add = how == MEMBER_ADD;
 	int r;
 	if ((r = check_group(pool, name, NULL)) < 0 ||
 	    (r = ims_store__check_names(image_pool, image, NULL)) < 0)
 		return r;
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	if ((r = group_exists(io, site, pool, name)) < 0)
 		goto out;
-	/* an image in a group already: say which, librbd only says EEXIST */
 	if ((r = ims_group_of_image(other, sizeof(other), site, image_pool, image)) < 0)
 		goto out;
-	if (other[0]) {
-		char self[2 * IMS_NAME_MAX + 2];
-		snprintf(self, sizeof(self), "%s/%s", pool, name);
+	snprintf(self, sizeof(self), "%s/%s", pool, name);
+	if (add && other[0]) {
 		r = strcmp(other, self) == 0
 			    ? ims_error_set(-EEXIST, "image '%s/%s' is in group '%s' already",
 					    image_pool, image, other)
@@ -211,12 +240,19 @@ int ims_group_image_add(ims_site *site, const char *pool, const char *name, cons
 					    image_pool, image, other);
 		goto out;
 	}
-	if ((r = ims_site_ioctx(site, image_pool, &iio)) < 0)
+	if (!add && strcmp(other, self) != 0) {
+		r = ims_error_set(-ENOENT, "image '%s/%s' is not in group '%s'", image_pool, image,
+				  self);
 		goto out;
-	r = rbd_group_image_add(io, name, iio, image);
+	}
+	if ((r = ims_site_ioctx(&iio, site, image_pool)) < 0)
+		goto out;
+	r = add ? rbd_group_image_add(io, name, iio, image)
+		: rbd_group_image_remove(io, name, iio, image);
 	if (r < 0)
-		ims_error_set(r, "cannot add image '%s/%s' to group '%s/%s': %s", image_pool, image,
-			      pool, name, ims_strerror(r));
+		ims_error_set(r, "cannot %s image '%s/%s' %s group '%s': %s",
+			      add ? "add" : "remove", image_pool, image, add ? "to" : "from", self,
+			      ims_strerror(r));
 out:
 	if (iio)
 		ims_site_ioctx_close(iio);
@@ -224,38 +260,16 @@ out:
 	return r;
 }
 
+int ims_group_image_add(ims_site *site, const char *pool, const char *name, const char *image_pool,
+			const char *image)
+{
+	return change_member(MEMBER_ADD, site, pool, name, image_pool, image);
+}
+
 int ims_group_image_remove(ims_site *site, const char *pool, const char *name,
 			   const char *image_pool, const char *image)
 {
-	rados_ioctx_t io = NULL, iio = NULL;
-	char other[2 * IMS_NAME_MAX + 2], self[2 * IMS_NAME_MAX + 2];
-	int r;
-	if ((r = check_group(pool, name, NULL)) < 0 ||
-	    (r = ims_store__check_names(image_pool, image, NULL)) < 0)
-		return r;
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
-		return r;
-	if ((r = group_exists(io, site, pool, name)) < 0)
-		goto out;
-	if ((r = ims_group_of_image(other, sizeof(other), site, image_pool, image)) < 0)
-		goto out;
-	snprintf(self, sizeof(self), "%s/%s", pool, name);
-	if (strcmp(other, self) != 0) {
-		r = ims_error_set(-ENOENT, "image '%s/%s' is not in group '%s'", image_pool, image,
-				  self);
-		goto out;
-	}
-	if ((r = ims_site_ioctx(site, image_pool, &iio)) < 0)
-		goto out;
-	r = rbd_group_image_remove(io, name, iio, image);
-	if (r < 0)
-		ims_error_set(r, "cannot remove image '%s/%s' from group '%s': %s", image_pool,
-			      image, self, ims_strerror(r));
-out:
-	if (iio)
-		ims_site_ioctx_close(iio);
-	ims_site_ioctx_close(io);
-	return r;
+	return change_member(MEMBER_REMOVE, site, pool, name, image_pool, image);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -267,25 +281,12 @@ int ims_group_list(char ***out, size_t *count, ims_site *site, const char *pool)
 {
 	rados_ioctx_t io = NULL;
 	char *buf = NULL, **names = NULL;
-	size_t len = 1024, n = 0;
+	size_t n = 0;
 	int r;
 	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
-	    (r = ims_site_ioctx(site, pool, &io)) < 0)
+	    (r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
-	for (;;) {
-		buf = calloc(1, len);
-		if (!buf) {
-			r = -ENOMEM;
-			goto out;
-		}
-		size_t got = len;
-		r = rbd_group_list(io, buf, &got);
-		if (r != -ERANGE)
-			break;
-		free(buf);
-		len = got > len ? got : 2 * len;
-	}
-	if (r < 0) {
+	if ((r = list_names(&buf, io)) < 0) {
 		ims_error_set(r, "cannot list the groups of pool '%s': %s", pool, ims_strerror(r));
 		goto out;
 	}
@@ -349,10 +350,8 @@ int ims_group_info_get(ims_group_info **out, ims_site *site, const char *pool, c
 	size_t n = 0, ns = 0, cap = 16;
 	ims_group_info *g = NULL;
 	int r;
-	if ((r = check_group(pool, name, NULL)) < 0 || (r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = open_group(&io, &v, &n, site, pool, name, NULL)) < 0)
 		return r;
-	if ((r = list_members(io, site, pool, name, &v, &n)) < 0)
-		goto out;
 	for (;;) {
 		sv = calloc(cap, sizeof(*sv));
 		if (!sv) {
@@ -436,10 +435,8 @@ int ims_group_snap_create(ims_site *site, const char *pool, const char *name, co
 	rbd_group_image_info_t *v = NULL;
 	size_t n = 0;
 	int r;
-	if ((r = check_group(pool, name, snap)) < 0 || (r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = open_group(&io, &v, &n, site, pool, name, snap)) < 0)
 		return r;
-	if ((r = list_members(io, site, pool, name, &v, &n)) < 0)
-		goto out;
 	if (n == 0) {
 		r = ims_error_set(-EINVAL, "group '%s/%s' has no images to snapshot", pool, name);
 		goto out;
@@ -459,7 +456,7 @@ int ims_group_snap_remove(ims_site *site, const char *pool, const char *name, co
 {
 	rados_ioctx_t io = NULL;
 	int r;
-	if ((r = check_group(pool, name, snap)) < 0 || (r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = check_group(pool, name, snap)) < 0 || (r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	if ((r = group_exists(io, site, pool, name)) < 0)
 		goto out;
@@ -475,12 +472,32 @@ out:
 	return r;
 }
 
+/* Change every image of @p v, all or none: on an error the ones changed are changed back. */
+static int change_members(member_change how, ims_site *site, const char *pool, const char *name,
+			  const ims_spec *v, size_t n)
+{
+	member_change undo = how == MEMBER_ADD ? MEMBER_REMOVE : MEMBER_ADD;
+	size_t done = 0;
+	int r = 0;
+	for (; done < n; done++)
+		if ((r = change_member(how, site, pool, name, v[done].pool, v[done].image)) < 0)
+			break;
+	if (r < 0) {
+		char msg[IMS_ERROR_MSG_MAX];
+		snprintf(msg, sizeof(msg), "%s", ims_error_last());
+		for (size_t k = 0; k < done; k++)
+			change_member(undo, site, pool, name, v[k].pool, v[k].image);
+		return ims_error_set(r, "%s (nothing %s)", msg,
+				     how == MEMBER_ADD ? "added" : "removed");
+	}
+	return 0;
+}
+
 int ims_group_images_add(ims_site *site, const char *pool, const char *name, const ims_spec *v,
 			 size_t n, ims_group_image_check_fn check, void *ctx)
 {
 	ims_group_info *gi = NULL;
 	char in[2 * IMS_NAME_MAX + 2];
-	size_t added = 0;
 	int r;
 
 	if ((r = ims_group_info_get(&gi, site, pool, name)) < 0)
@@ -503,17 +520,7 @@ int ims_group_images_add(ims_site *site, const char *pool, const char *name, con
 				return ims_error_set(-EINVAL, "image '%s/%s' is named twice",
 						     v[i].pool, v[i].image);
 	}
-	for (; added < n; added++)
-		if ((r = ims_group_image_add(site, pool, name, v[added].pool, v[added].image)) < 0)
-			break;
-	if (r < 0) {
-		char msg[IMS_ERROR_MSG_MAX];
-		snprintf(msg, sizeof(msg), "%s", ims_error_last());
-		for (size_t k = 0; k < added; k++)
-			ims_group_image_remove(site, pool, name, v[k].pool, v[k].image);
-		return ims_error_set(r, "%s (nothing added)", msg);
-	}
-	return 0;
+	return change_members(MEMBER_ADD, site, pool, name, v, n);
 }
 
 int ims_group_images_remove(ims_site *site, const char *pool, const char *name, const ims_spec *v,
@@ -521,7 +528,6 @@ int ims_group_images_remove(ims_site *site, const char *pool, const char *name, 
 {
 	ims_group_info *gi = NULL;
 	char in[2 * IMS_NAME_MAX + 2], self[2 * IMS_NAME_MAX + 2];
-	size_t removed = 0;
 	int r;
 
 	if ((r = ims_group_info_get(&gi, site, pool, name)) < 0)
@@ -535,16 +541,5 @@ int ims_group_images_remove(ims_site *site, const char *pool, const char *name, 
 			return ims_error_set(-ENOENT, "image '%s/%s' is not in group '%s'",
 					     v[i].pool, v[i].image, self);
 	}
-	for (; removed < n; removed++)
-		if ((r = ims_group_image_remove(site, pool, name, v[removed].pool,
-						v[removed].image)) < 0)
-			break;
-	if (r < 0) {
-		char msg[IMS_ERROR_MSG_MAX];
-		snprintf(msg, sizeof(msg), "%s", ims_error_last());
-		for (size_t k = 0; k < removed; k++)
-			ims_group_image_add(site, pool, name, v[k].pool, v[k].image);
-		return ims_error_set(r, "%s (nothing removed)", msg);
-	}
-	return 0;
+	return change_members(MEMBER_REMOVE, site, pool, name, v, n);
 }

@@ -26,10 +26,10 @@ int ims_store__check_names(const char *pool, const char *image, const char *snap
 	return 0;
 }
 
-int ims_store__open_image(ims_site *site, const char *pool, const char *name, const char *snap,
-			  bool read_only, rados_ioctx_t *io, rbd_image_t *image)
+int ims_store__open_image(rados_ioctx_t *io, rbd_image_t *image, ims_site *site, const char *pool,
+			  const char *name, const char *snap, bool read_only)
 {
-	int r = ims_site_ioctx(site, pool, io);
+	int r = ims_site_ioctx(io, site, pool);
 	if (r < 0)
 		return r;
 	r = read_only ? rbd_open_read_only(*io, name, image, snap)
@@ -71,7 +71,7 @@ int ims_store__catalog_add(rados_ioctx_t io, const char *name, uint64_t size, co
 	return ims_catalog_put(io, &e);
 }
 
-void ims_store__features_str(uint64_t f, char *buf, size_t len)
+void ims_store__features_str(char *buf, size_t len, uint64_t f)
 {
 	static const struct {
 		uint64_t bit;
@@ -137,7 +137,7 @@ int ims_image_create(ims_site *site, const char *pool, const char *name,
 	if ((r = ims_store__check_names(pool, name, NULL)) < 0 ||
 	    (r = check_create_opts(opts, true)) < 0)
 		return r;
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	rbd_image_options_create(&o);
 	if ((r = set_create_opts(o, opts)) < 0) {
@@ -177,7 +177,7 @@ int ims_image_exists(ims_site *site, const char *pool, const char *name)
 	int r;
 	if ((r = ims_store__check_names(pool, name, NULL)) < 0)
 		return r;
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	r = rbd_open_read_only(io, name, &image, NULL);
 	if (r == 0) {
@@ -211,7 +211,7 @@ int ims_image_info_get(ims_image_info **out, ims_site *site, const char *pool, c
 
 	if ((r = ims_store__check_names(pool, name, NULL)) < 0)
 		return r;
-	if ((r = ims_store__open_image(site, pool, name, NULL, true, &io, &image)) < 0)
+	if ((r = ims_store__open_image(&io, &image, site, pool, name, NULL, true)) < 0)
 		return r;
 	info = calloc(1, sizeof(*info));
 	if (!info || !(info->pool = strdup(pool)) || !(info->name = strdup(name))) {
@@ -226,7 +226,7 @@ int ims_image_info_get(ims_image_info **out, ims_site *site, const char *pool, c
 	info->object_size = ri.obj_size;
 	if ((r = rbd_get_features(image, &info->features)) < 0)
 		goto out;
-	ims_store__features_str(info->features, buf, sizeof(buf));
+	ims_store__features_str(buf, sizeof(buf), info->features);
 	if (!(info->features_str = strdup(buf))) {
 		r = -ENOMEM;
 		goto out;
@@ -237,7 +237,7 @@ int ims_image_info_get(ims_image_info **out, ims_site *site, const char *pool, c
 	}
 	if (info->features & RBD_FEATURE_DATA_POOL) {
 		int64_t dp = rbd_get_data_pool_id(image);
-		if (dp >= 0 && ims_site_pool_name(site, dp, buf, sizeof(buf)) == 0)
+		if (dp >= 0 && ims_site_pool_name(buf, sizeof(buf), site, dp) == 0)
 			info->data_pool = strdup(buf);
 	}
 	rbd_linked_image_spec_t parent;
@@ -258,7 +258,7 @@ int ims_image_info_get(ims_image_info **out, ims_site *site, const char *pool, c
 			      ims_strerror(r));
 		goto out;
 	}
-	r = ims_catalog_get(io, name, &info->catalog);
+	r = ims_catalog_get(&info->catalog, io, name);
 	if (r == -ENOENT) {
 		info->catalog = NULL;
 		r = 0;
@@ -334,7 +334,7 @@ int ims_image_list(ims_image_list_entry **out, size_t *count, ims_site *site, co
 
 	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0)
 		return r;
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	for (;;) {
 		specs = calloc(nspecs, sizeof(*specs));
@@ -353,7 +353,7 @@ int ims_image_list(ims_image_list_entry **out, size_t *count, ims_site *site, co
 		nspecs = 0;
 		goto out;
 	}
-	if ((r = ims_catalog_list(io, &cat, &ncat)) < 0)
+	if ((r = ims_catalog_list(&cat, &ncat, io)) < 0)
 		goto out;
 	list = calloc(nspecs + 1, sizeof(*list));
 	if (!list) {
@@ -419,7 +419,7 @@ void ims_image_list_free(ims_image_list_entry *list, size_t count)
 static int update_catalog_size(rados_ioctx_t io, const char *name, uint64_t size)
 {
 	ims_catalog_entry *e = NULL;
-	int r = ims_catalog_get(io, name, &e);
+	int r = ims_catalog_get(&e, io, name);
 	if (r == -ENOENT)
 		return 0; /* not ours to record */
 	if (r < 0)
@@ -451,7 +451,7 @@ int ims_image_resize(ims_site *site, const char *pool, const char *name, uint64_
 		return r;
 	if (size == 0)
 		return ims_error_set(-EINVAL, "an image needs a size above 0");
-	if ((r = ims_store__open_image(site, pool, name, NULL, false, &io, &image)) < 0)
+	if ((r = ims_store__open_image(&io, &image, site, pool, name, NULL, false)) < 0)
 		return r;
 	if ((r = rbd_get_size(image, &cur)) < 0)
 		goto out;
@@ -486,7 +486,7 @@ int ims_image_rename(ims_site *site, const char *pool, const char *from, const c
 	if ((r = ims_store__check_names(pool, from, NULL)) < 0 ||
 	    (r = ims_name_check(IMS_NAME_IMAGE, to)) < 0)
 		return r;
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	r = rbd_rename(io, from, to);
 	if (r == -ENOENT)
@@ -499,7 +499,7 @@ int ims_image_rename(ims_site *site, const char *pool, const char *from, const c
 			      ims_strerror(r));
 	if (r < 0)
 		goto out;
-	r = ims_catalog_get(io, from, &e);
+	r = ims_catalog_get(&e, io, from);
 	if (r == -ENOENT) {
 		r = 0;
 		goto out;
@@ -625,7 +625,7 @@ int ims_image_watchers(size_t *out, rbd_image_t image, rados_ioctx_t mine)
 	return r;
 }
 
-int ims_store__count_watchers(rbd_image_t image, size_t *out)
+int ims_store__count_watchers(size_t *out, rbd_image_t image)
 {
 	return ims_image_watchers(out, image, NULL);
 }
@@ -668,7 +668,7 @@ static int check_purge(rbd_image_t image, const char *pool, const char *name,
 {
 	rbd_group_info_t group = {0};
 	size_t watchers = 0;
-	int r = ims_store__count_watchers(image, &watchers);
+	int r = ims_store__count_watchers(&watchers, image);
 	if (r < 0)
 		return ims_error_set(r, "cannot list the clients of '%s/%s': %s", pool, name,
 				     ims_strerror(r));
@@ -715,7 +715,7 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 		return r;
 	if ((r = IMS_OPTS_CHECK(opts, IMS_IMAGE_REMOVE_OPTS_VERSION, "remove")) < 0)
 		return r;
-	if ((r = ims_store__open_image(site, pool, name, NULL, true, &io, &image)) < 0)
+	if ((r = ims_store__open_image(&io, &image, site, pool, name, NULL, true)) < 0)
 		return r;
 	if (!opts->purge) {
 		rbd_close(image);
@@ -801,12 +801,12 @@ static int update_catalog_tag(rados_ioctx_t io, const char *name, uint64_t size,
 			      const char *value)
 {
 	ims_catalog_entry *e = NULL;
-	int r = ims_catalog_get(io, name, &e);
+	int r = ims_catalog_get(&e, io, name);
 	if (r == -ENOENT) {
 		/* an image made outside imgstore joins the catalog when it is first tagged */
 		if ((r = ims_store__catalog_add(io, name, size, "external", NULL, NULL)) < 0)
 			return r;
-		r = ims_catalog_get(io, name, &e);
+		r = ims_catalog_get(&e, io, name);
 	}
 	if (r < 0)
 		return r;
@@ -848,7 +848,7 @@ static int tag_change(ims_site *site, const char *pool, const char *name, const 
 
 	if ((r = ims_store__check_names(pool, name, NULL)) < 0 || (r = check_tag(key, value)) < 0)
 		return r;
-	if ((r = ims_store__open_image(site, pool, name, NULL, false, &io, &image)) < 0)
+	if ((r = ims_store__open_image(&io, &image, site, pool, name, NULL, false)) < 0)
 		return r;
 	snprintf(meta_key, sizeof(meta_key), IMS_TAG_META_PREFIX "%s", key);
 	if (value)
@@ -899,12 +899,12 @@ int ims_image_clone(ims_site *site, const char *pool, const char *image_name, co
 	    (r = check_create_opts(opts, false)) < 0)
 		return r;
 	/* The parent snapshot must exist: open it read-only at the snapshot. */
-	if ((r = ims_store__open_image(site, pool, image_name, snap, true, &pio, &parent)) < 0)
+	if ((r = ims_store__open_image(&pio, &parent, site, pool, image_name, snap, true)) < 0)
 		return r;
 	rbd_get_size(parent, &size);
 	rbd_close(parent);
 	parent = NULL;
-	if ((r = ims_site_ioctx(site, dst_pool, &cio)) < 0)
+	if ((r = ims_site_ioctx(&cio, site, dst_pool)) < 0)
 		goto out;
 	rbd_image_options_create(&o);
 	if ((r = set_create_opts(o, opts)) < 0)
@@ -965,7 +965,7 @@ int ims_image_flatten(ims_site *site, const char *pool, const char *name, ims_pr
 
 	if ((r = ims_store__check_names(pool, name, NULL)) < 0)
 		return r;
-	if ((r = ims_store__open_image(site, pool, name, NULL, false, &io, &image)) < 0)
+	if ((r = ims_store__open_image(&io, &image, site, pool, name, NULL, false)) < 0)
 		return r;
 	r = rbd_get_parent(image, &parent, &psnap);
 	if (r == -ENOENT) {
@@ -984,7 +984,7 @@ int ims_image_flatten(ims_site *site, const char *pool, const char *name, ims_pr
 		ims_error_set(r, "cannot flatten '%s/%s': %s", pool, name, ims_strerror(r));
 	if (r == 0) {
 		ims_catalog_entry *e = NULL;
-		if (ims_catalog_get(io, name, &e) == 0) {
+		if (ims_catalog_get(&e, io, name) == 0) {
 			free(e->parent);
 			e->parent = NULL;
 			r = ims_catalog_put(io, e);

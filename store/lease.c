@@ -124,7 +124,7 @@ static void leases_unlock(rados_ioctx_t io, const char *cookie)
 static int open_records(ims_site *site, const char *records_pool, bool locked, rados_ioctx_t *io,
 			char *cookie, size_t clen)
 {
-	int r = ims_site_ioctx(site, records_pool, io);
+	int r = ims_site_ioctx(io, site, records_pool);
 	if (r < 0)
 		return r;
 	if (locked && (r = leases_lock(*io, cookie, clen)) < 0) {

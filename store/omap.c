@@ -20,7 +20,7 @@ int ims_omap_set(rados_ioctx_t io, const char *obj, const char *key, const char 
 	return r;
 }
 
-int ims_omap_get(rados_ioctx_t io, const char *obj, const char *key, char **out, size_t *len)
+int ims_omap_get(char **out, size_t *len, rados_ioctx_t io, const char *obj, const char *key)
 {
 	rados_read_op_t op = rados_create_read_op();
 	rados_omap_iter_t it = NULL;

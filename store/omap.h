@@ -17,7 +17,7 @@ int ims_omap_set(rados_ioctx_t io, const char *obj, const char *key, const char 
  *
  * @returns -ENOENT if the object or the key does not exist.
  */
-int ims_omap_get(rados_ioctx_t io, const char *obj, const char *key, char **out, size_t *len);
+int ims_omap_get(char **out, size_t *len, rados_ioctx_t io, const char *obj, const char *key);
 
 /** Remove @p key; no error if it or the object does not exist. */
 int ims_omap_rm(rados_ioctx_t io, const char *obj, const char *key);

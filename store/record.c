@@ -20,7 +20,7 @@ static int io_open(const ims_records *rs, rados_ioctx_t *io)
 		*io = rs->io;
 		return 0;
 	}
-	return ims_site_ioctx(rs->site, rs->pool, io);
+	return ims_site_ioctx(io, rs->site, rs->pool);
 }
 
 static void io_close(const ims_records *rs, rados_ioctx_t io)
@@ -95,7 +95,7 @@ static int do_get(json_object **out, const ims_records *rs, const char *key)
 	int r = io_open(rs, &io);
 	if (r < 0)
 		return r;
-	r = ims_omap_get(io, rs->object, key, &val, &len);
+	r = ims_omap_get(&val, &len, io, rs->object, key);
 	io_close(rs, io);
 	if (r == -ENOENT)
 		return ims_error_set(r, "no record '%s' in %s", key, rs->object);
@@ -259,7 +259,7 @@ void ims_record_decode(void *rec, json_object *o, const ims_record_field *fields
 	for (size_t i = 0; i < n; i++) {
 		char *at = (char *)rec + fields[i].offset;
 		switch (fields[i].type) {
-		case IMS_RECORD_STR: ims_json_str(o, fields[i].name, at, fields[i].size); break;
+		case IMS_RECORD_STR: ims_json_str(at, fields[i].size, o, fields[i].name); break;
 		case IMS_RECORD_INT: *(int *)at = (int)ims_json_i64(o, fields[i].name); break;
 		case IMS_RECORD_I64: *(int64_t *)at = ims_json_i64(o, fields[i].name); break;
 		case IMS_RECORD_U64:
@@ -269,8 +269,8 @@ void ims_record_decode(void *rec, json_object *o, const ims_record_field *fields
 	}
 }
 
-int ims_record_lock(rados_ioctx_t io, const char *obj, const char *name, const char *owner,
-		    const char *desc, unsigned seconds, bool renew, char *broken, size_t len)
+int ims_record_lock(char *broken, size_t len, rados_ioctx_t io, const char *obj, const char *name,
+		    const char *owner, const char *desc, unsigned seconds, bool renew)
 {
 	struct timeval tv = {(time_t)seconds, 0};
 	if (broken && len)

@@ -146,13 +146,14 @@ void ims_record_decode(void *rec, json_object *o, const ims_record_field *fields
  * Take (or with @p renew, extend) exclusive lock @p name of object @p obj for @p seconds under
  * cookie @p owner, described as @p desc. A lock held under the same cookie by another client
  * (this daemon's previous run, killed while it held the lock) is broken rather than waited
- * for until it expires; the name of that client is then in @p broken ("" otherwise; may be
- * NULL).
+ * for until it expires.
  *
+ * @param[out] broken the name of the client whose lock was broken, @p len bytes ("" otherwise);
+ *                    may be NULL.
  * @returns 0, or the error of rados_lock_exclusive() (-EBUSY or -EEXIST while another holds
  *          it); sets no message.
  */
-int ims_record_lock(rados_ioctx_t io, const char *obj, const char *name, const char *owner,
-		    const char *desc, unsigned seconds, bool renew, char *broken, size_t len);
+int ims_record_lock(char *broken, size_t len, rados_ioctx_t io, const char *obj, const char *name,
+		    const char *owner, const char *desc, unsigned seconds, bool renew);
 
 #endif

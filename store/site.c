@@ -523,7 +523,7 @@ static int guard_open(ims_site *site, guard *g)
 	return r;
 }
 
-int ims_site_guard_get(ims_site *site, const char *pool, const char *image, rbd_image_t *out)
+int ims_site_guard_get(rbd_image_t *out, ims_site *site, const char *pool, const char *image)
 {
 	guard *g;
 	int r = 0;
@@ -606,7 +606,7 @@ const char *ims_site_name(const ims_site *site)
 	return site->name;
 }
 
-int ims_site_ioctx(ims_site *site, const char *pool, rados_ioctx_t *out)
+int ims_site_ioctx(rados_ioctx_t *out, ims_site *site, const char *pool)
 {
 	ioref *ref = calloc(1, sizeof(*ref));
 	if (!ref)
@@ -653,7 +653,7 @@ void ims_site_ioctx_close(rados_ioctx_t io)
 	}
 }
 
-int ims_site_pool_name(ims_site *site, int64_t id, char *buf, size_t len)
+int ims_site_pool_name(char *buf, size_t len, ims_site *site, int64_t id)
 {
 	gconn *c = main_get(site);
 	int r = rados_pool_reverse_lookup(c->rados, id, buf, len);
@@ -661,7 +661,7 @@ int ims_site_pool_name(ims_site *site, int64_t id, char *buf, size_t len)
 	return r < 0 ? r : 0;
 }
 
-int ims_site_pool_list(ims_site *site, char *buf, size_t len)
+int ims_site_pool_list(char *buf, size_t len, ims_site *site)
 {
 	gconn *c = main_get(site);
 	int r = rados_pool_list(c->rados, buf, len);
@@ -669,7 +669,7 @@ int ims_site_pool_list(ims_site *site, char *buf, size_t len)
 	return r;
 }
 
-int ims_site_fsid(ims_site *site, char *buf, unsigned len)
+int ims_site_fsid(char *buf, unsigned len, ims_site *site)
 {
 	gconn *c = main_get(site);
 	int r = rados_cluster_fsid(c->rados, buf, len);
@@ -820,7 +820,7 @@ int ims_site_probe(ims_site *site, const char *pool)
 	return 0;
 }
 
-void ims_site_health_get(ims_site *site, ims_site_health *out)
+void ims_site_health_get(ims_site_health *out, ims_site *site)
 {
 	int64_t now = mono_ms();
 	memset(out, 0, sizeof(*out));
@@ -833,7 +833,7 @@ void ims_site_health_get(ims_site *site, ims_site_health *out)
 	pthread_mutex_unlock(&site->guard_lock);
 }
 
-int ims_site_mon_addrs(ims_site *site, char *buf, unsigned len)
+int ims_site_mon_addrs(char *buf, unsigned len, ims_site *site)
 {
 	const char *cmd[] = {"{\"prefix\": \"mon dump\", \"format\": \"json\"}"};
 	char *outbuf = NULL, *outs = NULL;

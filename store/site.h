@@ -61,18 +61,22 @@ const char *ims_site_name(const ims_site *site);
  * Open an I/O context on @p pool, on the current client. Close it with
  * ims_site_ioctx_close() (rados_ioctx_destroy() would keep a replaced client alive).
  *
+ * @param[out] out the I/O context.
  * @returns -ENOENT if the pool does not exist (message names pool and site).
  */
-int ims_site_ioctx(ims_site *site, const char *pool, rados_ioctx_t *out);
+int ims_site_ioctx(rados_ioctx_t *out, ims_site *site, const char *pool);
 
 /** Close an ioctx of ims_site_ioctx(). Accepts NULL, and destroys other ioctxs as they are. */
 void ims_site_ioctx_close(rados_ioctx_t io);
 
-/** The name of pool @p id into @p buf. @returns 0, -ENOENT or -ERANGE. */
-int ims_site_pool_name(ims_site *site, int64_t id, char *buf, size_t len);
+/** The name of pool @p id into @p buf (@p len bytes). @returns 0, -ENOENT or -ERANGE. */
+int ims_site_pool_name(char *buf, size_t len, ims_site *site, int64_t id);
 
-/** rados_pool_list() on the current client: the length needed, or a negative errno. */
-int ims_site_pool_list(ims_site *site, char *buf, size_t len);
+/**
+ * rados_pool_list() on the current client into @p buf (@p len bytes): the length needed, or a
+ * negative errno.
+ */
+int ims_site_pool_list(char *buf, size_t len, ims_site *site);
 
 /**
  * Ask the site a question that needs its OSDs (a stat in @p pool), and remember the answer
@@ -92,18 +96,18 @@ typedef struct {
 	int64_t probing_ms;  /* how long the probe in flight has waited; 0: none in flight */
 } ims_site_health;
 
-/** What the probes of @p site found; never waits for the cluster. */
-void ims_site_health_get(ims_site *site, ims_site_health *out);
+/** What the probes of @p site found, into @p out; never waits for the cluster. */
+void ims_site_health_get(ims_site_health *out, ims_site *site);
 
 /** The cluster's fsid into @p buf (37 bytes at least). */
-int ims_site_fsid(ims_site *site, char *buf, unsigned len);
+int ims_site_fsid(char *buf, unsigned len, ims_site *site);
 
 /**
  * The monitors' addresses as clients reach them ("127.0.0.1:3300,..."), for attach info.
  *
  * @returns -ENOMEM, or an error of the monitor command.
  */
-int ims_site_mon_addrs(ims_site *site, char *buf, unsigned len);
+int ims_site_mon_addrs(char *buf, unsigned len, ims_site *site);
 
 /**
  * Whether @p owner, a lock owner as librbd names it ("127.0.0.1:0/1874625615"), is this
@@ -127,10 +131,11 @@ bool ims_site_is_me(ims_site *site, const char *owner);
  * The guarded handle of @p pool/@p image, opened and locked on first use. Borrowed until
  * ims_site_guard_put(); do not close it.
  *
+ * @param[out] out the handle.
  * @returns -ENOENT if the image does not exist, -EBUSY if another client holds its lock
  *          explicitly (another imgstored's guard: the message names its address).
  */
-int ims_site_guard_get(ims_site *site, const char *pool, const char *image, rbd_image_t *out);
+int ims_site_guard_get(rbd_image_t *out, ims_site *site, const char *pool, const char *image);
 
 /** Done with a handle of ims_site_guard_get(); with @p drop (an error, the handle may be
  *  dead) the guard is closed at its last user and the next get opens it again. */

@@ -28,7 +28,7 @@ int ims_snap_create(ims_site *site, const char *pool, const char *image_name, co
 
 	if ((r = ims_store__check_names(pool, image_name, snap)) < 0)
 		return r;
-	if ((r = ims_store__open_image(site, pool, image_name, NULL, false, &io, &image)) < 0)
+	if ((r = ims_store__open_image(&io, &image, site, pool, image_name, NULL, false)) < 0)
 		return r;
 	r = rbd_snap_create(image, snap);
 	if (r == -EEXIST)
@@ -49,7 +49,7 @@ int ims_snap_list(ims_snap_info **out, size_t *count, ims_site *site, const char
 
 	if ((r = ims_store__check_names(pool, image_name, NULL)) < 0)
 		return r;
-	if ((r = ims_store__open_image(site, pool, image_name, NULL, true, &io, &image)) < 0)
+	if ((r = ims_store__open_image(&io, &image, site, pool, image_name, NULL, true)) < 0)
 		return r;
 	r = ims_snap_list_image(out, count, image);
 	ims_store__close_image(io, image);
@@ -123,7 +123,7 @@ int ims_snap_rollback(ims_site *site, const char *pool, const char *image_name, 
 
 	if ((r = ims_store__check_names(pool, image_name, snap)) < 0)
 		return r;
-	if ((r = ims_store__open_image(site, pool, image_name, NULL, false, &io, &image)) < 0)
+	if ((r = ims_store__open_image(&io, &image, site, pool, image_name, NULL, false)) < 0)
 		return r;
 	r = rbd_snap_rollback_with_progress(image, snap, ims_store__bridge_progress, &b);
 	if (r == -ENOENT)
@@ -151,7 +151,7 @@ int ims_snap_remove(ims_site *site, const char *pool, const char *image_name, co
 
 	if ((r = ims_store__check_names(pool, image_name, snap)) < 0)
 		return r;
-	if ((r = ims_store__open_image(site, pool, image_name, NULL, false, &io, &image)) < 0)
+	if ((r = ims_store__open_image(&io, &image, site, pool, image_name, NULL, false)) < 0)
 		return r;
 	if ((r = ims_snap_list_image(&snaps, &n, image)) < 0)
 		goto out;

@@ -20,8 +20,8 @@
 #define IMS_TMP_OWNER_PREFIX "imgstore.tmp-owner."
 
 /* Open pool and image; on error nothing stays open and the message names pool/image@snap. */
-int ims_store__open_image(ims_site *site, const char *pool, const char *name, const char *snap,
-			  bool read_only, rados_ioctx_t *io, rbd_image_t *image);
+int ims_store__open_image(rados_ioctx_t *io, rbd_image_t *image, ims_site *site, const char *pool,
+			  const char *name, const char *snap, bool read_only);
 void ims_store__close_image(rados_ioctx_t io, rbd_image_t image);
 
 /* librbd's progress callback over an ims_progress_fn: a non-zero return of fn asks librbd to
@@ -38,7 +38,7 @@ int ims_store__remove_snap_open(rbd_image_t image, const char *pool, const char 
 				const char *snap, uint64_t snap_id, bool is_protected);
 
 /* ims_image_watchers() of every client (store/transfer.c's name for it). */
-int ims_store__count_watchers(rbd_image_t image, size_t *out);
+int ims_store__count_watchers(size_t *out, rbd_image_t image);
 
 /*
  * Who owns a temporary image: an object with a watch on it, made before the image is created
@@ -76,7 +76,7 @@ int ims_store__catalog_add(rados_ioctx_t io, const char *name, uint64_t size, co
 int ims_store__catalog_join(ims_image_list_entry *list, size_t n, ims_catalog_entry *cat,
 			    size_t ncat);
 
-/* Lower-case comma-separated RBD feature names. */
-void ims_store__features_str(uint64_t features, char *buf, size_t len);
+/* Lower-case comma-separated names of RBD @p features into @p buf. */
+void ims_store__features_str(char *buf, size_t len, uint64_t features);
 
 #endif

@@ -181,9 +181,9 @@ static void *import_worker(void *arg)
 		int r = write_block(p, &j, &written);
 		if (r == 0) {
 			if (written)
-				ims_sha256_buf(j.buf, j.len, hash);
+				ims_sha256_buf(hash, j.buf, j.len);
 			else
-				r = ims_sha256_zeros(j.len, hash);
+				r = ims_sha256_zeros(hash, j.len);
 		}
 
 		pthread_mutex_lock(&p->lock);
@@ -209,7 +209,7 @@ static int block_is_zero(ims_format_reader *rd, ims_extent *cache, uint64_t off,
 	while (pos < end) {
 		if (!(cache->length && pos >= cache->offset &&
 		      pos < cache->offset + cache->length)) {
-			int r = ims_format_map(rd, pos, cache);
+			int r = ims_format_map(cache, rd, pos);
 			if (r < 0)
 				return r;
 			if (cache->length == 0 || cache->offset > pos)
@@ -286,7 +286,7 @@ static int run_import(pipeline *p, ims_format_reader *rd, uint64_t vsize,
 			break;
 		if (zero) {
 			uint8_t hash[IMS_SHA256_LEN];
-			if ((r = ims_sha256_zeros(len, hash)) < 0)
+			if ((r = ims_sha256_zeros(hash, len)) < 0)
 				break;
 			pthread_mutex_lock(&p->lock);
 			p->bytes_zero += len;
@@ -364,7 +364,7 @@ static int import_open_source(importer *im, const ims_source *src)
 {
 	const ims_transfer_opts *o = im->o;
 	int r;
-	if ((r = ims_site_ioctx(im->site, im->pool, &im->io)) < 0)
+	if ((r = ims_site_ioctx(&im->io, im->site, im->pool)) < 0)
 		return r;
 	if (rbd_open_read_only(im->io, im->name, &im->image, NULL) == 0) {
 		rbd_close(im->image);
@@ -443,7 +443,7 @@ static int import_publish(importer *im, const pipeline *p, const uint8_t digest[
 				   .virtual_size = im->vsize,
 				   .bytes_data = p->bytes_data,
 				   .bytes_zero = p->bytes_zero};
-	ims_sha256_hex(digest, res.content_sha256);
+	ims_sha256_hex(res.content_sha256, digest);
 	r = ims_store__catalog_add(im->io, im->name, im->vsize, ims_format_name(res.format), NULL,
 				   res.content_sha256);
 	if (r < 0) {
@@ -499,7 +499,7 @@ int ims_image_import(ims_transfer_result *out, ims_site *site, const char *pool,
 		      ims_format_name(ims_format_kind_of(im.rd)), im.vsize, im.target, im.tmp);
 	if ((r = run_import(&p, im.rd, im.vsize, o)) < 0)
 		goto out;
-	ims_sha256_final(p.content, digest);
+	ims_sha256_final(digest, p.content);
 	r = import_publish(&im, &p, digest, out);
 out:
 	import_close(&im);
@@ -735,7 +735,7 @@ int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *
 		return ims_error_set(-ENAMETOOLONG, "path '%s' is too long", path);
 	snprintf(what, sizeof(what), snap ? "%s/%s@%s" : "%s/%s", pool, name, snap);
 
-	if ((r = ims_store__open_image(site, pool, name, snap, true, &io, &image)) < 0)
+	if ((r = ims_store__open_image(&io, &image, site, pool, name, snap, true)) < 0)
 		return r;
 	if ((r = rbd_get_size(image, &size)) < 0)
 		goto out;
@@ -879,7 +879,7 @@ static bool tmp_abandoned(rados_ioctx_t io, const char *pool, const char *tmp, b
 	}
 	if (rbd_open_read_only(io, tmp, &image, NULL) < 0)
 		return false;
-	r = ims_store__count_watchers(image, &watchers);
+	r = ims_store__count_watchers(&watchers, image);
 	rbd_close(image);
 	return r == 0 && watchers == 0;
 }
@@ -891,7 +891,7 @@ static int cleanup_pool(ims_site *site, const char *pool, unsigned *count)
 	size_t n = 64;
 	int r;
 
-	if ((r = ims_site_ioctx(site, pool, &io)) < 0)
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	for (;;) {
 		specs = calloc(n, sizeof(*specs));
@@ -950,7 +950,7 @@ static bool is_rbd_pool(ims_site *site, const char *pool)
 	size_t len = sizeof(apps);
 	bool rbd = false;
 
-	if (ims_site_ioctx(site, pool, &io) < 0)
+	if (ims_site_ioctx(&io, site, pool) < 0)
 		return false;
 	if (rados_application_list(io, apps, &len) == 0) {
 		rbd = len == 0 || apps[0] == '\0';
@@ -962,7 +962,7 @@ static bool is_rbd_pool(ims_site *site, const char *pool)
 	return rbd;
 }
 
-int ims_store_cleanup_tmp(ims_site *site, const char *pool, unsigned *removed)
+int ims_store_cleanup_tmp(unsigned *removed, ims_site *site, const char *pool)
 {
 	char *pools = NULL;
 	size_t len = 1024;
@@ -981,7 +981,7 @@ int ims_store_cleanup_tmp(ims_site *site, const char *pool, unsigned *removed)
 			goto out;
 		}
 		pools = nb;
-		r = ims_site_pool_list(site, pools, len);
+		r = ims_site_pool_list(pools, len, site);
 		if (r < 0) {
 			ims_error_set(r, "cannot list the pools of site '%s': %s",
 				      ims_site_name(site), ims_strerror(r));

@@ -87,6 +87,6 @@ int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *
  * @param[out] removed how many were removed (may be NULL; written only on success).
  * @returns -ENOENT for an unknown @p pool; a cluster error (with every pool still tried).
  */
-int ims_store_cleanup_tmp(ims_site *site, const char *pool, unsigned *removed);
+int ims_store_cleanup_tmp(unsigned *removed, ims_site *site, const char *pool);
 
 #endif

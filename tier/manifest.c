@@ -242,7 +242,7 @@ out:
 void ims_manifest_chunk_key(char *buf, size_t len, const uint8_t sha256[IMS_SHA256_LEN])
 {
 	char hex[IMS_SHA256_HEX_LEN];
-	ims_sha256_hex(sha256, hex);
+	ims_sha256_hex(hex, sha256);
 	snprintf(buf, len, "chunks/%s", hex);
 }
 
@@ -325,7 +325,7 @@ int ims_manifest_encode(char **out, size_t *len, const ims_manifest *m)
 		json_object *c = json_object_new_array_ext(3);
 		if (!c)
 			goto out;
-		ims_sha256_hex(m->chunks[i].sha256, hex);
+		ims_sha256_hex(hex, m->chunks[i].sha256);
 		json_object_array_add(c, json_object_new_int64((int64_t)m->chunks[i].off));
 		json_object_array_add(c, json_object_new_int64(m->chunks[i].len));
 		json_object_array_add(c, json_object_new_string(hex));

@@ -63,9 +63,9 @@ static int parse(ims_tier_policy *out, const char *key, json_object *o)
 	snprintf(out->pool, sizeof(out->pool), "%s", key);
 	int64_t ca = ims_json_i64(o, "cold_after");
 	out->cold_after = ca > 0 ? (uint64_t)ca : 0;
-	ims_json_str(o, "target", out->target, sizeof(out->target));
+	ims_json_str(out->target, sizeof(out->target), o, "target");
 	char after[16];
-	ims_json_str(o, "after", after, sizeof(after));
+	ims_json_str(after, sizeof(after), o, "after");
 	if (ims_tier_after_parse(&out->after, after) < 0)
 		out->after = IMS_TIER_TRASH;
 	out->updated = ims_json_i64(o, "updated");
@@ -129,7 +129,7 @@ static int policy_list(ims_tier_policy **out, size_t *count, rados_ioctx_t io)
 int ims_tier_policy_set(ims_site *site, const char *records_pool, const ims_tier_policy *p)
 {
 	rados_ioctx_t io;
-	int r = ims_site_ioctx(site, records_pool, &io);
+	int r = ims_site_ioctx(&io, site, records_pool);
 	if (r < 0)
 		return r;
 	r = policy_set(io, p);
@@ -141,7 +141,7 @@ int ims_tier_policy_get(ims_tier_policy *out, ims_site *site, const char *record
 			const char *pool)
 {
 	rados_ioctx_t io;
-	int r = ims_site_ioctx(site, records_pool, &io);
+	int r = ims_site_ioctx(&io, site, records_pool);
 	if (r < 0)
 		return r;
 	r = policy_get(out, io, pool);
@@ -152,7 +152,7 @@ int ims_tier_policy_get(ims_tier_policy *out, ims_site *site, const char *record
 int ims_tier_policy_rm(ims_site *site, const char *records_pool, const char *pool)
 {
 	rados_ioctx_t io;
-	int r = ims_site_ioctx(site, records_pool, &io);
+	int r = ims_site_ioctx(&io, site, records_pool);
 	if (r < 0)
 		return r;
 	r = policy_rm(io, pool);
@@ -164,7 +164,7 @@ int ims_tier_policy_list(ims_tier_policy **out, size_t *count, ims_site *site,
 			 const char *records_pool)
 {
 	rados_ioctx_t io;
-	int r = ims_site_ioctx(site, records_pool, &io);
+	int r = ims_site_ioctx(&io, site, records_pool);
 	if (r < 0)
 		return r;
 	r = policy_list(out, count, io);
@@ -269,7 +269,7 @@ int ims_tier_policy_check(ims_tier_candidate *out, ims_site *site, const ims_tie
 		return r;
 	memset(&c, 0, sizeof(c));
 	snprintf(c.image, sizeof(c.image), "%s", image);
-	if ((r = ims_site_ioctx(site, p->pool, &io)) < 0)
+	if ((r = ims_site_ioctx(&io, site, p->pool)) < 0)
 		return r;
 	r = check_open(&c, io, p, image, now, hold, ctx);
 	ims_site_ioctx_close(io);
@@ -325,8 +325,8 @@ int ims_tier_policy_lock(rados_ioctx_t io, const char *pool, const char *image, 
 	snprintf(name, sizeof(name), "%s/%s", pool, image);
 	/* one held under our own cookie by another client is this daemon's previous run's,
 	 * killed during a push: broken rather than waited for */
-	int r = ims_record_lock(io, IMS_TIER_LOCK, name, owner, "tier push", seconds ? seconds : 60,
-				renew, NULL, 0);
+	int r = ims_record_lock(NULL, 0, io, IMS_TIER_LOCK, name, owner, "tier push",
+				seconds ? seconds : 60, renew);
 	if (r == -EEXIST && !renew)
 		r = -EBUSY;
 	if (r == -EBUSY)

@@ -191,7 +191,7 @@ const char *ims_s3_name(const ims_s3 *s)
 	return s->name;
 }
 
-void ims_s3_get_stats(ims_s3 *s, ims_s3_stats *out)
+void ims_s3_get_stats(ims_s3_stats *out, ims_s3 *s)
 {
 	pthread_mutex_lock(&s->lock);
 	*out = s->stats;
@@ -400,8 +400,8 @@ static int request_headers(struct curl_slist **out, const ims_s3 *s, const reque
 	uint8_t digest[IMS_SHA256_LEN];
 	struct curl_slist *hdrs = NULL;
 
-	ims_sha256_buf(q->body, q->body ? q->body_len : 0, digest);
-	ims_sha256_hex(digest, sha_hex);
+	ims_sha256_buf(digest, q->body, q->body ? q->body_len : 0);
+	ims_sha256_hex(sha_hex, digest);
 	snprintf(hdr_sha, sizeof(hdr_sha), "x-amz-content-sha256: %s", sha_hex);
 	/* No "Expect:" to drop 100-continue: curl would sign the empty header it does not send. */
 	if (!(hdrs = curl_slist_append(hdrs, hdr_sha)))
@@ -613,7 +613,7 @@ int ims_s3_put(ims_s3 *s, const char *key, const void *data, size_t len)
 	return perform(s, &q);
 }
 
-int ims_s3_get(ims_s3 *s, const char *key, uint8_t **out, size_t *len, size_t max)
+int ims_s3_get(uint8_t **out, size_t *len, ims_s3 *s, const char *key, size_t max)
 {
 	membuf b = {.max = max};
 	request q = {.m = M_GET, .key = key, .resp = &b};
@@ -629,7 +629,7 @@ int ims_s3_get(ims_s3 *s, const char *key, uint8_t **out, size_t *len, size_t ma
 	return 0;
 }
 
-int ims_s3_head(ims_s3 *s, const char *key, uint64_t *size, int64_t *mtime)
+int ims_s3_head(uint64_t *size, int64_t *mtime, ims_s3 *s, const char *key)
 {
 	request q = {.m = M_HEAD, .key = key};
 	int r = perform(s, &q);

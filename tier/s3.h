@@ -70,7 +70,9 @@ typedef struct {
 	uint64_t bytes_up;
 	uint64_t bytes_down;
 } ims_s3_stats;
-void ims_s3_get_stats(ims_s3 *s3, ims_s3_stats *out);
+
+/** The counters of @p s3 into @p out. */
+void ims_s3_get_stats(ims_s3_stats *out, ims_s3 *s3);
 
 /**
  * Store @p len bytes under @p key, with Content-MD5 and the payload's SHA-256 signed.
@@ -83,18 +85,19 @@ int ims_s3_put(ims_s3 *s3, const char *key, const void *data, size_t len);
 /**
  * Read the object @p key whole.
  *
- * @param[out] out malloc'ed bytes (free()); @p len their count.
+ * @param[out] out malloc'ed bytes (free()).
+ * @param[out] len their count.
  * @param max refuse objects larger than this (-EFBIG).
  * @returns -ENOENT if there is no such object, -EFBIG, -EACCES, -EIO, -ETIMEDOUT.
  */
-int ims_s3_get(ims_s3 *s3, const char *key, uint8_t **out, size_t *len, size_t max);
+int ims_s3_get(uint8_t **out, size_t *len, ims_s3 *s3, const char *key, size_t max);
 
 /**
  * Whether @p key exists, with its size and modification time (either may be NULL).
  *
  * @returns -ENOENT if it does not.
  */
-int ims_s3_head(ims_s3 *s3, const char *key, uint64_t *size, int64_t *mtime);
+int ims_s3_head(uint64_t *size, int64_t *mtime, ims_s3 *s3, const char *key);
 
 /** Remove @p key; no error if it does not exist. */
 int ims_s3_delete(ims_s3 *s3, const char *key);

@@ -34,7 +34,7 @@ static int lock_job(ims_site *site, const char *records_pool, const char *pool, 
 		    const char *owner, bool renew, bool release)
 {
 	rados_ioctx_t io;
-	int r = ims_site_ioctx(site, records_pool, &io);
+	int r = ims_site_ioctx(&io, site, records_pool);
 	if (r < 0)
 		return r;
 	if (release)

@@ -278,7 +278,7 @@ int ims_tier_manifest_get(ims_manifest **out, ims_tier_target *t, const char *na
 
 	if ((r = ims_manifest_key(key, sizeof(key), name)) < 0)
 		return r;
-	r = ims_s3_get(t->s3, key, &sealed, &slen, IMS_MANIFEST_MAX_BYTES + IMS_SEAL_OVERHEAD);
+	r = ims_s3_get(&sealed, &slen, t->s3, key, IMS_MANIFEST_MAX_BYTES + IMS_SEAL_OVERHEAD);
 	if (r == -ENOENT) {
 		r = ims_error_set(-ENOENT, "no cold image '%s' on target '%s'", name,
 				  ims_s3_name(t->s3));
@@ -362,7 +362,7 @@ static int store_chunk(pusher *p, cell *c, const uint8_t *buf, uint64_t *sealed_
 	*uploaded = false;
 	*sealed_bytes = 0;
 	ims_manifest_chunk_key(key, sizeof(key), c->sha256);
-	r = ims_s3_head(p->t->s3, key, NULL, &mtime);
+	r = ims_s3_head(NULL, &mtime, p->t->s3, key);
 	if (r == 0) {
 		/* garbage collection cannot run before the manifest is stored (push_lock()); the
 		 * refresh keeps the chunk should this push's lock go stale */
@@ -410,7 +410,7 @@ static int push_cell(void *ctx, unsigned worker, size_t i)
 		memset(buf + n, 0, c->len - (size_t)n);
 	c->data = !is_zero(buf, c->len);
 	if (c->data) {
-		ims_sha256_buf(buf, c->len, c->sha256);
+		ims_sha256_buf(c->sha256, buf, c->len);
 		if ((r = store_chunk(p, c, buf, &sealed, &uploaded)) < 0)
 			return r;
 	}
@@ -753,7 +753,7 @@ static int push_map(push *ps)
 	if (r < 0)
 		return ims_error_set(r, "cannot map the allocated extents of '%s': %s", name,
 				     ims_strerror(r));
-	if (ims_catalog_get(ps->io, ps->image, &ps->cat) < 0)
+	if (ims_catalog_get(&ps->cat, ps->io, ps->image) < 0)
 		ps->cat = NULL;
 	ims_error_clear();
 	return check_manifest_bound(name, ps->g.n, ps->cat, ps->chunk);
@@ -906,7 +906,7 @@ int ims_tier_push(ims_tier_result *out, ims_tier_target *t, ims_site *site, cons
 
 	if (snap && !snap[0])
 		ps.snap = NULL;
-	if ((r = push_check(&ps)) < 0 || (r = ims_site_ioctx(site, pool, &ps.io)) < 0)
+	if ((r = push_check(&ps)) < 0 || (r = ims_site_ioctx(&ps.io, site, pool)) < 0)
 		goto out;
 	if (!ps.snap && (r = push_snap_head(&ps)) < 0)
 		goto out;
@@ -975,7 +975,7 @@ static int fetch_chunk(ims_tier_target *t, const ims_manifest *m, size_t i, uint
 	int r;
 
 	ims_manifest_chunk_key(key, sizeof(key), c->sha256);
-	r = ims_s3_get(t->s3, key, &sealed, &slen,
+	r = ims_s3_get(&sealed, &slen, t->s3, key,
 		       (size_t)m->chunk_size + (m->chunk_size >> 4) + 65536);
 	if (r < 0) {
 		ims_error_set(
@@ -989,7 +989,7 @@ static int fetch_chunk(ims_tier_target *t, const ims_manifest *m, size_t i, uint
 			      key, c->off, m->name, ims_error_last());
 		goto out;
 	}
-	ims_sha256_buf(plain, plen, digest);
+	ims_sha256_buf(digest, plain, plen);
 	if (plen != c->len || memcmp(digest, c->sha256, IMS_SHA256_LEN) != 0) {
 		r = ims_error_set(-EBADMSG,
 				  "chunk '%s' at offset %" PRIu64
@@ -1242,7 +1242,7 @@ int ims_tier_restore(ims_tier_result *out, ims_tier_target *t, ims_site *site, c
 		goto out;
 
 	/* the catalog says where it came from, and the tags come back */
-	if (ims_site_ioctx(site, pool, &io) == 0 && ims_catalog_get(io, image, &cat) == 0 &&
+	if (ims_site_ioctx(&io, site, pool) == 0 && ims_catalog_get(&cat, io, image) == 0 &&
 	    m->source[0]) {
 		free(cat->source);
 		cat->source = strdup(m->source);
@@ -1367,16 +1367,16 @@ static int scrub_chunk(void *ctx, unsigned worker, size_t i)
 	(void)worker;
 	ims_manifest_chunk_key(key, sizeof(key), rf->sha256);
 	if (!s->deep) {
-		r = ims_s3_head(s->t->s3, key, NULL, NULL);
+		r = ims_s3_head(NULL, NULL, s->t->s3, key);
 	} else {
 		uint8_t *sealed = NULL, *plain = NULL, digest[IMS_SHA256_LEN];
 		size_t slen = 0, plen = 0;
-		r = ims_s3_get(s->t->s3, key, &sealed, &slen,
+		r = ims_s3_get(&sealed, &slen, s->t->s3, key,
 			       s->chunk_max + (s->chunk_max >> 4) + 65536);
 		if (r == 0)
 			r = ims_unseal(&plain, &plen, &s->t->key, key, sealed, slen, rf->len);
 		if (r == 0) {
-			ims_sha256_buf(plain, plen, digest);
+			ims_sha256_buf(digest, plain, plen);
 			if (plen != rf->len || memcmp(digest, rf->sha256, IMS_SHA256_LEN) != 0)
 				r = ims_error_set(-EBADMSG, "its bytes do not hash to its name");
 		}
@@ -1437,7 +1437,7 @@ static int gc(ims_tier_target *t, const ref *refs, size_t nrefs, const ims_tier_
 		res->garbage++;
 		/* the listing's time may be old news: a push may have refreshed it since */
 		int64_t mtime = l.mtimes[i];
-		if (now - mtime >= grace && ims_s3_head(t->s3, l.keys[i], NULL, &mtime) < 0)
+		if (now - mtime >= grace && ims_s3_head(NULL, &mtime, t->s3, l.keys[i]) < 0)
 			continue;
 		if (now - mtime < grace) {
 			res->garbage_young++;
@@ -1611,15 +1611,15 @@ out:
 	return r;
 }
 
-int ims_tier_cold_target(ims_site *site, const char *pool, const char *image, char *target,
-			 size_t len)
+int ims_tier_cold_target(char *target, size_t len, ims_site *site, const char *pool,
+			 const char *image)
 {
 	rados_ioctx_t io;
 	ims_catalog_entry *e = NULL;
-	int r = ims_site_ioctx(site, pool, &io);
+	int r = ims_site_ioctx(&io, site, pool);
 	if (r < 0)
 		return r;
-	r = ims_catalog_get(io, image, &e);
+	r = ims_catalog_get(&e, io, image);
 	ims_site_ioctx_close(io);
 	if (r == -ENOENT)
 		return 0;

@@ -71,10 +71,12 @@ int ims_tier_after_parse(ims_tier_after *out, const char *s);
 
 /**
  * The S3 target that holds image @p pool/@p image cold, as its pool's catalog records it.
+ *
+ * @param[out] target its name, @p len bytes.
  * @returns 1 and its name in @p target; 0 if the catalog names none; < 0 on error.
  */
-int ims_tier_cold_target(ims_site *site, const char *pool, const char *image, char *target,
-			 size_t len);
+int ims_tier_cold_target(char *target, size_t len, ims_site *site, const char *pool,
+			 const char *image);
 
 #define IMS_TIER_OPTS_VERSION 1
 typedef struct {

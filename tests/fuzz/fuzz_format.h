@@ -63,7 +63,7 @@ static int fuzz_format(const uint8_t *data, size_t size, ims_format_kind kind)
 		ims_extent e;
 		uint64_t len;
 
-		if (ims_format_map(r, off, &e) < 0)
+		if (ims_format_map(&e, r, off) < 0)
 			break;
 		fuzz_check(e.offset == off && e.length > 0 && e.length <= vsize - off);
 		fuzz_check(e.type == IMS_EXTENT_DATA || e.type == IMS_EXTENT_ZERO);

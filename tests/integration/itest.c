@@ -111,7 +111,7 @@ int itest_rbd_info(const char *name)
 void itest_image_open(itest_image *out, ims_site *site, const char *pool, const char *name,
 		      const char *snap, bool read_only)
 {
-	assert_int_equal(ims_site_ioctx(site, pool, &out->io), 0);
+	assert_int_equal(ims_site_ioctx(&out->io, site, pool), 0);
 	if (read_only)
 		assert_int_equal(rbd_open_read_only(out->io, name, &out->img, snap), 0);
 	else

@@ -186,7 +186,7 @@ static void assert_cut_equal(const char *group, const char *image, const char *c
 	rbd_image_t pb;
 	itest_image_open(&pa, itest.a, "rbd", image, NULL, true);
 	assert_int_equal(rbd_snap_set_by_id(pa.img, cut_id(pa.img, group, cut)), 0);
-	assert_int_equal(ims_site_ioctx(itest.b, "rbd", &ib), 0);
+	assert_int_equal(ims_site_ioctx(&ib, itest.b, "rbd"), 0);
 	if (rbd_open_read_only(ib, image, &pb, cut) != 0)
 		fail_msg("site b has no snapshot %s@%s", image, cut);
 	if (itest_image_first_difference(pa.img, pb) != UINT64_MAX)

@@ -67,7 +67,7 @@ static void assert_sealed_equal(const char *name, const char *snap)
 	rados_ioctx_t ib;
 	rbd_image_t pb;
 	itest_image_open(&pa, itest.a, "rbd", name, snap, true);
-	assert_int_equal(ims_site_ioctx(itest.b, "rbd", &ib), 0);
+	assert_int_equal(ims_site_ioctx(&ib, itest.b, "rbd"), 0);
 	if (rbd_open_read_only(ib, name, &pb, snap) != 0)
 		fail_msg("site b has no snapshot %s@%s", name, snap);
 	uint64_t at = itest_image_first_difference(pa.img, pb);
@@ -169,7 +169,7 @@ static void *writer(void *arg)
 	rbd_image_t img;
 	char buf[4096];
 	uint64_t x = 42;
-	if (ims_site_ioctx(itest.a, "rbd", &io) < 0)
+	if (ims_site_ioctx(&io, itest.a, "rbd") < 0)
 		return NULL;
 	if (rbd_open(io, w->name, &img, NULL) < 0) {
 		ims_site_ioctx_close(io);
@@ -476,7 +476,7 @@ static void test_fence_spares_itself(void **state)
 	unsigned fenced = 99;
 	memset(buf, 0x3c, sizeof(buf));
 	itest_create(name, 4 * MiB);
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
+	assert_int_equal(ims_site_ioctx(&io, itest.a, "rbd"), 0);
 	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
 	assert_int_equal(rbd_write(img, 0, sizeof(buf), buf),
 			 (ssize_t)sizeof(buf)); /* takes the lock */

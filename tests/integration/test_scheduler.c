@@ -69,7 +69,7 @@ static void lock_holder(const char *lock_name, char *cookie, size_t len)
 	char tag[64], clients[256], cookies[256], addrs[512];
 	size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies), al = sizeof(addrs);
 	cookie[0] = '\0';
-	assert_int_equal(ims_site_ioctx(itest.a, RECORDS, &io), 0);
+	assert_int_equal(ims_site_ioctx(&io, itest.a, RECORDS), 0);
 	ssize_t n = rados_list_lockers(io, IMS_REPL_LOCK, lock_name, &exclusive, tag, &tl, clients,
 				       &cl, cookies, &kl, addrs, &al);
 	if (n > 0)

@@ -53,11 +53,11 @@ static void test_site_errors(void **state)
 	assert_non_null(strstr(ims_error_last(), "the monitors did not answer within 3s"));
 
 	char addrs[256], fsid[64];
-	assert_int_equal(ims_site_mon_addrs(itest.a, addrs, sizeof(addrs)), 0);
+	assert_int_equal(ims_site_mon_addrs(addrs, sizeof(addrs), itest.a), 0);
 	char want[80];
 	snprintf(want, sizeof(want), "%s:", itest_site_addr('A'));
 	assert_non_null(strstr(addrs, want));
-	assert_int_equal(ims_site_fsid(itest.a, fsid, sizeof(fsid)), 0);
+	assert_int_equal(ims_site_fsid(fsid, sizeof(fsid), itest.a), 0);
 	assert_int_equal(strlen(fsid), 36);
 }
 
@@ -155,8 +155,8 @@ static void test_image_lifecycle(void **state)
 	assert_int_equal(ims_image_remove(itest.a, "rbd", renamed, &ro), -ENOENT);
 	rados_ioctx_t io;
 	ims_catalog_entry *e = NULL;
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
-	assert_int_equal(ims_catalog_get(io, renamed, &e), -ENOENT);
+	assert_int_equal(ims_site_ioctx(&io, itest.a, "rbd"), 0);
+	assert_int_equal(ims_catalog_get(&e, io, renamed), -ENOENT);
 	ims_site_ioctx_close(io);
 }
 
@@ -434,7 +434,7 @@ static void test_purge_refused_changes_nothing(void **state)
 	ims_site *vm = itest_site('A');
 	rados_ioctx_t io;
 	rbd_image_t img;
-	assert_int_equal(ims_site_ioctx(vm, "rbd", &io), 0);
+	assert_int_equal(ims_site_ioctx(&io, vm, "rbd"), 0);
 	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
 	assert_int_equal(ims_image_remove(itest.a, "rbd", name, &ro), -EBUSY);
 	snprintf(expect, sizeof(expect), "image 'rbd/%s' is open by 1 client; nothing removed",
@@ -529,7 +529,7 @@ static void test_records(void **state)
 
 	/* a value that is not a JSON object: -EBADMSG alone, NULL in a walk, left out of a list */
 	rados_ioctx_t io;
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
+	assert_int_equal(ims_site_ioctx(&io, itest.a, "rbd"), 0);
 	ims_records on_io = IMS_RECORDS_IO(io, obj);
 	assert_int_equal(ims_omap_set(io, obj, "k3", "not json", 8), 0);
 	got = NULL;

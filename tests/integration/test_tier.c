@@ -212,18 +212,18 @@ static void test_s3_client(void **state)
 	assert_int_equal(ims_s3_create_bucket(s3), 0); /* twice is fine */
 	assert_int_equal(ims_s3_put(s3, "a/one", "hello", 5), 0);
 	assert_int_equal(ims_s3_put(s3, "a/odd name@x+y", "x", 1), 0);
-	assert_int_equal(ims_s3_get(s3, "a/one", &data, &len, 100), 0);
+	assert_int_equal(ims_s3_get(&data, &len, s3, "a/one", 100), 0);
 	assert_int_equal(len, 5);
 	assert_memory_equal(data, "hello", 5);
 	free(data);
-	assert_int_equal(ims_s3_get(s3, "a/one", &data, &len, 4), -EFBIG);
-	assert_int_equal(ims_s3_head(s3, "a/one", &size, &mtime), 0);
+	assert_int_equal(ims_s3_get(&data, &len, s3, "a/one", 4), -EFBIG);
+	assert_int_equal(ims_s3_head(&size, &mtime, s3, "a/one"), 0);
 	assert_int_equal(size, 5);
 	assert_true(mtime > time(NULL) - 3600 && mtime < time(NULL) + 3600);
-	assert_int_equal(ims_s3_head(s3, "a/none", NULL, NULL), -ENOENT);
-	assert_int_equal(ims_s3_get(s3, "a/none", &data, &len, 100), -ENOENT);
+	assert_int_equal(ims_s3_head(NULL, NULL, s3, "a/none"), -ENOENT);
+	assert_int_equal(ims_s3_get(&data, &len, s3, "a/none", 100), -ENOENT);
 	assert_int_equal(ims_s3_touch(s3, "a/one"), 0);
-	assert_int_equal(ims_s3_get(s3, "a/one", &data, &len, 100), 0);
+	assert_int_equal(ims_s3_get(&data, &len, s3, "a/one", 100), 0);
 	assert_memory_equal(data, "hello", 5);
 	free(data);
 	size_t n = 0;
@@ -240,7 +240,7 @@ static void test_s3_client(void **state)
 	assert_int_equal(n, 1005);
 	assert_int_equal(ims_s3_delete(s3, "a/one"), 0);
 	assert_int_equal(ims_s3_delete(s3, "a/one"), 0);
-	assert_int_equal(ims_s3_head(s3, "a/one", NULL, NULL), -ENOENT);
+	assert_int_equal(ims_s3_head(NULL, NULL, s3, "a/one"), -ENOENT);
 	ims_s3_free(s3);
 
 	/* wrong credentials: a clear error */
@@ -274,8 +274,8 @@ static void roundtrip(const char *what, const char *path, uint64_t size)
 	in_trash_or_gone(name);
 
 	/* the catalog keeps a cold entry, which the image list shows */
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
-	assert_int_equal(ims_catalog_get(io, name, &e), 0);
+	assert_int_equal(ims_site_ioctx(&io, itest.a, "rbd"), 0);
+	assert_int_equal(ims_catalog_get(&e, io, name), 0);
 	assert_non_null(e->cold_target);
 	assert_string_equal(e->cold_name, cold);
 	ims_catalog_entry_free(e);
@@ -301,7 +301,7 @@ static void roundtrip(const char *what, const char *path, uint64_t size)
 		fprintf(stderr, "restore: %s\n", ims_error_last());
 	assert_int_equal(r, 0);
 	itest_assert_image_equals_file(itest.a, "rbd", name, NULL, path);
-	assert_int_equal(ims_catalog_get(io, name, &e), 0);
+	assert_int_equal(ims_catalog_get(&e, io, name), 0);
 	assert_null(e->cold_target);
 	assert_string_equal(ims_catalog_tag(e, "os"), "debian");
 	ims_catalog_entry_free(e);
@@ -365,7 +365,7 @@ static void test_restore_raw_as_pushed_and_only_data(void **state)
 	assert_int_equal(ftruncate(fd, (off_t)size), 0);
 	co.size = size;
 	assert_int_equal(ims_image_create(itest.a, "rbd", name, &co), 0);
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
+	assert_int_equal(ims_site_ioctx(&io, itest.a, "rbd"), 0);
 	assert_int_equal(rbd_open(io, name, &img, NULL), 0);
 	uint8_t *buf = malloc(chunk);
 	uint64_t x = 12345;
@@ -406,7 +406,7 @@ static int write_image(const char *name, uint64_t off, size_t len, int byte)
 	char *buf = malloc(len);
 	assert_non_null(buf);
 	memset(buf, byte, len);
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
+	assert_int_equal(ims_site_ioctx(&io, itest.a, "rbd"), 0);
 	int r = rbd_open(io, name, &img, NULL);
 	if (r == 0) {
 		ssize_t n = rbd_write(img, off, len, buf);
@@ -475,7 +475,7 @@ static char *corrupt_one_chunk(ims_tier_target *t, const char *cold)
 	ims_manifest_chunk_key(key, sizeof(key), m->chunks[1].sha256);
 	ims_manifest_free(m);
 	ims_s3 *s3 = ims_tier_target_s3(t);
-	assert_int_equal(ims_s3_get(s3, key, &data, &len, 1u << 30), 0);
+	assert_int_equal(ims_s3_get(&data, &len, s3, key, 1u << 30), 0);
 	data[len / 2] ^= 0x40;
 	assert_int_equal(ims_s3_put(s3, key, data, len), 0);
 	free(data);
@@ -613,7 +613,7 @@ static void test_faults(void **state)
 
 	ims_tier_target *t = new_target(bucket_name("faults"), via, key_path, 6);
 	ims_s3_stats before, after;
-	ims_s3_get_stats(ims_tier_target_s3(t), &before);
+	ims_s3_get_stats(&before, ims_tier_target_s3(t));
 	o.concurrency = 2;
 	/* 500, 503, a dropped connection, a slow answer: retried, and the push completes */
 	proxy("plan?actions=500,503,drop,slow:1,ok,503,drop,500");
@@ -621,7 +621,7 @@ static void test_faults(void **state)
 	if (r < 0)
 		fprintf(stderr, "push: %s\n", ims_error_last());
 	assert_int_equal(r, 0);
-	ims_s3_get_stats(ims_tier_target_s3(t), &after);
+	ims_s3_get_stats(&after, ims_tier_target_s3(t));
 	/* the slow answer is not retried, and curl itself may resend a request whose reused
 	 * connection was dropped: at least the 500s and 503s were retried here */
 	assert_true(after.retries - before.retries >= 4);
@@ -805,7 +805,7 @@ static int open_when_read(void *ctx, uint64_t done, uint64_t total)
 {
 	live_open *w = ctx;
 	if (!w->io && total && done == total) {
-		assert_int_equal(ims_site_ioctx(w->other, "rbd", &w->io), 0);
+		assert_int_equal(ims_site_ioctx(&w->io, w->other, "rbd"), 0);
 		w->open_r = rbd_open(w->io, w->image, &w->img, NULL);
 	}
 	return 0;
@@ -899,7 +899,7 @@ static int gc_when_read(void *ctx, uint64_t done, uint64_t total)
 	g->ran = true;
 	for (;;) {
 		int64_t mtime = 0;
-		assert_int_equal(ims_s3_head(ims_tier_target_s3(g->t), g->chunk, NULL, &mtime), 0);
+		assert_int_equal(ims_s3_head(NULL, &mtime, ims_tier_target_s3(g->t), g->chunk), 0);
 		if ((int64_t)time(NULL) - mtime > (int64_t)g->grace)
 			break;
 		sleep(1);
@@ -947,7 +947,7 @@ static void test_gc_during_push(void **state)
 	assert_int_equal(res.chunks_new, 0);
 	assert_int_equal(g.deleted, 0);
 	assert_int_equal(g.gc_r, -EBUSY);
-	assert_int_equal(ims_s3_head(ims_tier_target_s3(t), k.key, NULL, NULL), 0);
+	assert_int_equal(ims_s3_head(NULL, NULL, ims_tier_target_s3(t), k.key), 0);
 
 	/* b's cold image is whole, and a collection now keeps its chunk */
 	ims_tier_scrub_result sr;
@@ -1012,8 +1012,8 @@ static void test_push_manifest_too_many_tags(void **state)
 	rados_ioctx_t io = NULL;
 	ims_catalog_entry *e = NULL;
 	import_random(name, "tags", path, sizeof(path), 4 * MiB, 37);
-	assert_int_equal(ims_site_ioctx(itest.a, "rbd", &io), 0);
-	assert_int_equal(ims_catalog_get(io, name, &e), 0);
+	assert_int_equal(ims_site_ioctx(&io, itest.a, "rbd"), 0);
+	assert_int_equal(ims_catalog_get(&e, io, name), 0);
 	size_t n = IMS_MANIFEST_TAGS_MAX + 1;
 	ims_tag *tags = realloc(e->tags, n * sizeof(*tags));
 	assert_non_null(tags);

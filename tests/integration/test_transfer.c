@@ -75,12 +75,12 @@ static void file_content_hash(const char *path, char hex[IMS_SHA256_HEX_LEN])
 									 : IMS_CONTENT_BLOCK);
 		uint8_t d[IMS_SHA256_LEN];
 		assert_int_equal(pread(fd, buf, n, off), (ssize_t)n);
-		ims_sha256_buf(buf, n, d);
+		ims_sha256_buf(d, buf, n);
 		ims_sha256_update(all, d, sizeof(d));
 	}
 	uint8_t d[IMS_SHA256_LEN];
-	ims_sha256_final(all, d);
-	ims_sha256_hex(d, hex);
+	ims_sha256_final(d, all);
+	ims_sha256_hex(hex, d);
 	ims_sha256_free(all);
 	free(buf);
 	close(fd);
@@ -349,12 +349,12 @@ static void test_import_killed(void **state)
 	tmp_of(name, tmp, sizeof(tmp));
 	/* right after the kill the importer's watch still lives: the cleanup leaves it alone */
 	unsigned removed = 0;
-	assert_int_equal(ims_store_cleanup_tmp(itest.a, "rbd", &removed), 0);
+	assert_int_equal(ims_store_cleanup_tmp(&removed, itest.a, "rbd"), 0);
 	assert_true(image_exists(tmp));
 	/* then it goes (the dead client's watch lapses after 10 s in the sandbox) */
 	time_t t0 = time(NULL);
 	while (image_exists(tmp) && time(NULL) - t0 < 90) {
-		assert_int_equal(ims_store_cleanup_tmp(itest.a, "rbd", &removed), 0);
+		assert_int_equal(ims_store_cleanup_tmp(&removed, itest.a, "rbd"), 0);
 		if (!image_exists(tmp))
 			break;
 		sleep(2);
@@ -470,7 +470,7 @@ static void test_cleanup_spares_owned_tmp(void **state)
 	assert_int_equal(read(h.started[0], &c, 1), 1);
 	char held_tmp[128];
 	tmp_of(h.name, held_tmp, sizeof(held_tmp));
-	assert_int_equal(ims_store_cleanup_tmp(itest.a, NULL, &removed), 0);
+	assert_int_equal(ims_store_cleanup_tmp(&removed, itest.a, NULL), 0);
 	assert_true(image_exists(held_tmp));
 	assert_int_equal(write(h.go[1], "x", 1), 1);
 	pthread_join(t, NULL);
@@ -488,16 +488,16 @@ static void test_cleanup_spares_owned_tmp(void **state)
 	ims_store__tmp_owner owner;
 	char tmp[64];
 	snprintf(tmp, sizeof(tmp), IMS_TMP_IMAGE_PREFIX "owned%d", (int)getpid());
-	assert_int_equal(ims_site_ioctx(other, "rbd", &io), 0);
+	assert_int_equal(ims_site_ioctx(&io, other, "rbd"), 0);
 	assert_int_equal(ims_store__tmp_own(&owner, io, tmp, "rbd/owned"), 0);
 	int order = 22;
 	assert_int_equal(rbd_create(io, tmp, 4 * MiB, &order), 0);
-	assert_int_equal(ims_store_cleanup_tmp(itest.a, NULL, &removed), 0);
-	assert_int_equal(ims_store_cleanup_tmp(itest.a, "rbd", &removed), 0);
+	assert_int_equal(ims_store_cleanup_tmp(&removed, itest.a, NULL), 0);
+	assert_int_equal(ims_store_cleanup_tmp(&removed, itest.a, "rbd"), 0);
 	assert_true(image_exists(tmp));
 	/* the owner is gone (as when its process dies and the watch lapses): it is removed */
 	ims_store__tmp_disown(&owner);
-	assert_int_equal(ims_store_cleanup_tmp(itest.a, NULL, &removed), 0);
+	assert_int_equal(ims_store_cleanup_tmp(&removed, itest.a, NULL), 0);
 	assert_false(image_exists(tmp));
 	ims_site_ioctx_close(io);
 	ims_site_close(other);

@@ -44,7 +44,7 @@ void ft_expect_bad_at(const void *data, size_t len, ims_format_kind kind, bool m
 
 	ims_error_clear();
 	if (map_too)
-		ft_expect_error_at(ims_format_map(r, at, &e), err, msg, file, line);
+		ft_expect_error_at(ims_format_map(&e, r, at), err, msg, file, line);
 	ims_error_clear();
 	ft_expect_error_at(ims_format_read(r, at, buf, sizeof(buf)), err, msg, file, line);
 	ims_format_close(r);
@@ -254,7 +254,7 @@ void ft_compare(const char *image, ims_format_kind declared, const char *raw, si
 		ims_extent e;
 		uint64_t o;
 
-		err = ims_format_map(r, off, &e);
+		err = ims_format_map(&e, r, off);
 		if (err < 0)
 			fail_msg("map of '%s' at %llu failed: %s", image, (unsigned long long)off,
 				 ims_error_last());

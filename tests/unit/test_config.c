@@ -448,58 +448,58 @@ static void test_path_in(void **state)
 
 	/* a file in the directory, also through '.' */
 	snprintf(p, sizeof(p), "%s/./disk.raw", in);
-	assert_int_equal(ims_config_path_in(dirs, "import_dirs", p, true, got, sizeof(got)), 0);
+	assert_int_equal(ims_config_path_in(got, sizeof(got), dirs, "import_dirs", p, true), 0);
 	snprintf(p, sizeof(p), "%s/disk.raw", in);
 	assert_string_equal(got, p);
 	/* none configured: everything refused */
-	assert_int_equal(ims_config_path_in(NULL, "import_dirs", p, true, got, sizeof(got)),
+	assert_int_equal(ims_config_path_in(got, sizeof(got), NULL, "import_dirs", p, true),
 			 -EPERM);
 	assert_non_null(strstr(ims_error_last(), "[server] import_dirs"));
 	/* outside: a sibling with the same prefix, '..', a link out, a system file */
 	snprintf(p, sizeof(p), "%s/secret", out);
-	assert_int_equal(ims_config_path_in(dirs, "import_dirs", p, true, got, sizeof(got)),
+	assert_int_equal(ims_config_path_in(got, sizeof(got), dirs, "import_dirs", p, true),
 			 -EPERM);
 	snprintf(p, sizeof(p), "%s/../in-not/secret", in);
-	assert_int_equal(ims_config_path_in(dirs, "import_dirs", p, true, got, sizeof(got)),
+	assert_int_equal(ims_config_path_in(got, sizeof(got), dirs, "import_dirs", p, true),
 			 -EPERM);
 	char link[600], target[600];
 	snprintf(link, sizeof(link), "%s/link", in);
 	snprintf(target, sizeof(target), "%s/secret", out);
 	assert_int_equal(symlink(target, link), 0);
-	assert_int_equal(ims_config_path_in(dirs, "import_dirs", link, true, got, sizeof(got)),
+	assert_int_equal(ims_config_path_in(got, sizeof(got), dirs, "import_dirs", link, true),
 			 -EPERM);
 	assert_non_null(strstr(ims_error_last(), "(really '"));
 	assert_int_equal(
-		ims_config_path_in(dirs, "import_dirs", "/etc/passwd", true, got, sizeof(got)),
+		ims_config_path_in(got, sizeof(got), dirs, "import_dirs", "/etc/passwd", true),
 		-EPERM);
 	/* a missing file: not found inside, refused outside (no probing of other directories) */
 	snprintf(p, sizeof(p), "%s/missing", in);
-	assert_int_equal(ims_config_path_in(dirs, "import_dirs", p, true, got, sizeof(got)),
+	assert_int_equal(ims_config_path_in(got, sizeof(got), dirs, "import_dirs", p, true),
 			 -ENOENT);
-	assert_int_equal(ims_config_path_in(dirs, "import_dirs", "/etc/missing-file", true, got,
-					    sizeof(got)),
+	assert_int_equal(ims_config_path_in(got, sizeof(got), dirs, "import_dirs",
+					    "/etc/missing-file", true),
 			 -EPERM);
 	assert_int_equal(
-		ims_config_path_in(dirs, "import_dirs", "relative", true, got, sizeof(got)),
+		ims_config_path_in(got, sizeof(got), dirs, "import_dirs", "relative", true),
 		-EINVAL);
 
 	/* a file to create: its directory decides, it must not exist */
 	snprintf(p, sizeof(p), "%s/new.raw", in);
-	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)), 0);
+	assert_int_equal(ims_config_path_in(got, sizeof(got), dirs, "export_dirs", p, false), 0);
 	assert_string_equal(got, p);
 	snprintf(p, sizeof(p), "%s/disk.raw", in);
-	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)),
+	assert_int_equal(ims_config_path_in(got, sizeof(got), dirs, "export_dirs", p, false),
 			 -EEXIST);
 	snprintf(p, sizeof(p), "%s/new.raw", out);
-	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)),
+	assert_int_equal(ims_config_path_in(got, sizeof(got), dirs, "export_dirs", p, false),
 			 -EPERM);
 	snprintf(p, sizeof(p), "%s/link-dir", in);
 	assert_int_equal(symlink(out, p), 0);
 	snprintf(p, sizeof(p), "%s/link-dir/new.raw", in);
-	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)),
+	assert_int_equal(ims_config_path_in(got, sizeof(got), dirs, "export_dirs", p, false),
 			 -EPERM);
 	snprintf(p, sizeof(p), "%s/", in);
-	assert_int_equal(ims_config_path_in(dirs, "export_dirs", p, false, got, sizeof(got)),
+	assert_int_equal(ims_config_path_in(got, sizeof(got), dirs, "export_dirs", p, false),
 			 -EINVAL);
 
 	char cmd[400];

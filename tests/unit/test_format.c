@@ -221,11 +221,11 @@ static void test_raw(void **state)
 	assert_int_equal(ims_format_virtual_size(r), sizeof(data));
 
 	/* every byte is data, in one extent from anywhere to the end */
-	assert_int_equal(ims_format_map(r, 0, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 0), 0);
 	assert_int_equal(e.offset, 0);
 	assert_int_equal(e.length, 3000);
 	assert_int_equal(e.type, IMS_EXTENT_DATA);
-	assert_int_equal(ims_format_map(r, 2999, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 2999), 0);
 	assert_int_equal(e.offset, 2999);
 	assert_int_equal(e.length, 1);
 
@@ -236,7 +236,7 @@ static void test_raw(void **state)
 	assert_int_equal(ims_format_read(r, 3000, got, 0), 0);
 
 	ims_error_clear();
-	ft_expect_error(ims_format_map(r, 3000, &e), -EINVAL,
+	ft_expect_error(ims_format_map(&e, r, 3000), -EINVAL,
 			"offset 3000 is past the virtual size 3000");
 	ft_expect_error(ims_format_read(r, 2990, got, 11), -EINVAL,
 			"read of 11 bytes at offset 2990 passes the virtual size 3000");
@@ -247,7 +247,7 @@ static void test_raw(void **state)
 	/* an empty raw disk: opens, has nothing to map */
 	r = ft_open_mem("", 0, IMS_FORMAT_RAW);
 	assert_int_equal(ims_format_virtual_size(r), 0);
-	ft_expect_error(ims_format_map(r, 0, &e), -EINVAL, "past the virtual size");
+	ft_expect_error(ims_format_map(&e, r, 0), -EINVAL, "past the virtual size");
 	ims_format_close(r);
 }
 

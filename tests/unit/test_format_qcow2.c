@@ -119,18 +119,18 @@ static void test_crafted_good(void **state)
 	assert_int_equal(ims_format_kind_of(r), IMS_FORMAT_QCOW2);
 	assert_int_equal(ims_format_virtual_size(r), 65536);
 	/* cluster 0 data, cluster 1 unallocated, cluster 2 data, then zeros to the end */
-	assert_int_equal(ims_format_map(r, 0, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 0), 0);
 	assert_true(e.offset == 0 && e.length == 512 && e.type == IMS_EXTENT_DATA);
-	assert_int_equal(ims_format_map(r, 512, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 512), 0);
 	assert_true(e.length == 512 && e.type == IMS_EXTENT_ZERO);
-	assert_int_equal(ims_format_map(r, 1000, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 1000), 0);
 	assert_true(e.offset == 1000 && e.length == 24 && e.type == IMS_EXTENT_ZERO);
-	assert_int_equal(ims_format_map(r, 1024, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 1024), 0);
 	assert_true(e.length == 512 && e.type == IMS_EXTENT_DATA);
 	/* the rest of the L2 table and the whole unallocated second range, in one extent */
-	assert_int_equal(ims_format_map(r, 1536, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 1536), 0);
 	assert_true(e.length == 65536 - 1536 && e.type == IMS_EXTENT_ZERO);
-	assert_int_equal(ims_format_map(r, 40000, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 40000), 0);
 	assert_true(e.length == 65536 - 40000 && e.type == IMS_EXTENT_ZERO);
 
 	buf = malloc(65536);
@@ -147,13 +147,13 @@ static void test_crafted_good(void **state)
 	q2_build(&q, 9, false);
 	q2_l2(&q, 0, 4 * q.cs | COPIED | 1, 0);
 	r = ft_open_mem(q.b, q.len, IMS_FORMAT_QCOW2);
-	assert_int_equal(ims_format_map(r, 0, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 0), 0);
 	assert_true(e.length == 1024 && e.type == IMS_EXTENT_ZERO);
 	ims_format_close(r);
 	q2_build(&q, 9, false);
 	put32(q.b + 4, 2);
 	r = ft_open_mem(q.b, q.len, IMS_FORMAT_QCOW2);
-	assert_int_equal(ims_format_map(r, 0, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 0), 0);
 	assert_true(e.length == 512 && e.type == IMS_EXTENT_DATA);
 	ims_format_close(r);
 
@@ -393,10 +393,10 @@ static void test_compressed(void **state)
 	memcpy(q.b + at, comp, clen);
 	q2_l2(&q, 2, COMPRESSED | at, 0);
 	r = ft_open_mem(q.b, q.len, IMS_FORMAT_QCOW2);
-	assert_int_equal(ims_format_map(r, 1024, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 1024), 0);
 	assert_true(e.length == 512 && e.type == IMS_EXTENT_DATA);
 	/* data and compressed clusters merge into one extent */
-	assert_int_equal(ims_format_map(r, 1, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 1), 0);
 	assert_true(e.length == 511 && e.type == IMS_EXTENT_DATA);
 	assert_int_equal(ims_format_read(r, 1024, got, 512), 0);
 	assert_memory_equal(got, plain, 512);
@@ -458,12 +458,12 @@ static void test_extended_l2(void **state)
 	/* cluster 0: subclusters 0-3 allocated, 4-5 zero, the rest unallocated */
 	q2_l2(&q, 0, 4 * q.cs | COPIED, 0x0000003000000000ull | 0xf);
 	r = ft_open_mem(q.b, q.len, IMS_FORMAT_QCOW2);
-	assert_int_equal(ims_format_map(r, 0, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 0), 0);
 	assert_true(e.length == 512 && e.type == IMS_EXTENT_DATA);
-	assert_int_equal(ims_format_map(r, 100, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 100), 0);
 	assert_true(e.length == 412 && e.type == IMS_EXTENT_DATA);
 	/* zero, unallocated and the unallocated cluster 1 merge */
-	assert_int_equal(ims_format_map(r, 512, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 512), 0);
 	assert_true(e.length == 8192 - 512 && e.type == IMS_EXTENT_ZERO);
 	assert_int_equal(ims_format_read(r, 0, got, 4096), 0);
 	for (size_t i = 0; i < 4096; i++)
@@ -483,7 +483,7 @@ static void test_extended_l2(void **state)
 	q2_build(&q, 12, true);
 	q2_l2(&q, 1, 0, 0xffffffff00000000ull);
 	r = ft_open_mem(q.b, q.len, IMS_FORMAT_QCOW2);
-	assert_int_equal(ims_format_map(r, 4096, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 4096), 0);
 	assert_true(e.length == 4096 && e.type == IMS_EXTENT_ZERO);
 	ims_format_close(r);
 }
@@ -625,9 +625,9 @@ static void test_qemu_io_writes(void **state)
 	assert_true(fd >= 0);
 	ims_source_fd(&src, &fd, (uint64_t)lseek(fd, 0, SEEK_END));
 	assert_int_equal(ims_format_open(&r, &src, IMS_FORMAT_QCOW2), 0);
-	assert_int_equal(ims_format_map(r, 0, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 0), 0);
 	assert_true(e.length == (1 << 20) + 65536 && e.type == IMS_EXTENT_DATA);
-	assert_int_equal(ims_format_map(r, 3 << 20, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 3 << 20), 0);
 	assert_true(e.length == 128 << 10 && e.type == IMS_EXTENT_ZERO);
 	ims_format_close(r);
 	close(fd);
@@ -674,7 +674,7 @@ static void test_qemu_empty(void **state)
 		ims_source_fd(&src, &fd, (uint64_t)lseek(fd, 0, SEEK_END));
 		assert_int_equal(ims_format_open(&r, &src, IMS_FORMAT_AUTO), 0);
 		assert_int_equal(ims_format_virtual_size(r), 8ull << 30);
-		assert_int_equal(ims_format_map(r, 0, &e), 0);
+		assert_int_equal(ims_format_map(&e, r, 0), 0);
 		assert_true(e.length == 8ull << 30 && e.type == IMS_EXTENT_ZERO);
 		ims_format_close(r);
 		close(fd);

@@ -141,14 +141,14 @@ static void check_crafted_content(ims_format_reader *r, uint8_t first)
 
 	assert_non_null(buf);
 	assert_int_equal(ims_format_virtual_size(r), 4u << 20);
-	assert_int_equal(ims_format_map(r, 0, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 0), 0);
 	assert_true(e.length == 4096 && e.type == IMS_EXTENT_DATA);
-	assert_int_equal(ims_format_map(r, 4096, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 4096), 0);
 	assert_true(e.length == 4096 && e.type == IMS_EXTENT_ZERO);
-	assert_int_equal(ims_format_map(r, 8192 + 5, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 8192 + 5), 0);
 	assert_true(e.length == 4091 && e.type == IMS_EXTENT_DATA);
 	/* the rest of the grain table and the range with none, at once */
-	assert_int_equal(ims_format_map(r, 12288, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 12288), 0);
 	assert_true(e.length == (4u << 20) - 12288 && e.type == IMS_EXTENT_ZERO);
 	assert_int_equal(ims_format_read(r, 0, buf, 4u << 20), 0);
 	for (size_t i = 0; i < (4u << 20); i++) {
@@ -180,7 +180,7 @@ static void test_crafted_good(void **state)
 	put32(v.b + 8, 1 | 1u << 2);
 	put32(v.b + 4 * 512, 1);
 	r = ft_open_mem(v.b, v.len, IMS_FORMAT_VMDK);
-	assert_int_equal(ims_format_map(r, 0, &e), 0);
+	assert_int_equal(ims_format_map(&e, r, 0), 0);
 	assert_true(e.length == 8192 && e.type == IMS_EXTENT_ZERO);
 	ims_format_close(r);
 
