@@ -1,6 +1,6 @@
 /*
- * ims-repl CEPH_CONF_A CEPH_CONF_B POOL/IMAGE [CONCURRENCY]: one replication cycle of the
- * image from site a to site b with the replicator library (what imgstored's scheduler runs),
+ * ims-repl CEPH_CONF_A CEPH_CONF_B POOL/IMAGE [CONCURRENCY [INFLIGHT_MIB]]: one replication cycle
+ * of the image from site a to site b with the replicator library (what imgstored's scheduler runs),
  * printed as one JSON line.
  */
 #include <malloc.h>
@@ -28,9 +28,9 @@ static ims_site *connect_site(const char *name, const char *conf)
 int main(int argc, char **argv)
 {
 	ims_spec spec;
-	if (argc < 4 || argc > 5 || ims_spec_parse(&spec, argv[3], NULL, false, false) < 0) {
-		fprintf(stderr,
-			"usage: ims-repl CEPH_CONF_A CEPH_CONF_B POOL/IMAGE [CONCURRENCY]\n");
+	if (argc < 4 || argc > 6 || ims_spec_parse(&spec, argv[3], NULL, false, false) < 0) {
+		fprintf(stderr, "usage: ims-repl CEPH_CONF_A CEPH_CONF_B POOL/IMAGE [CONCURRENCY "
+				"[INFLIGHT_MIB]]\n");
 		return 2;
 	}
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024); /* as imgstored does (daemon/main.c) */
@@ -38,8 +38,10 @@ int main(int argc, char **argv)
 		ims_log_set_level(IMS_LOG_DEBUG); /* the cycle's timings, phase by phase */
 	ims_site *a = connect_site("a", argv[1]), *b = connect_site("b", argv[2]);
 	ims_repl_opts o = IMS_REPL_OPTS_INIT;
-	if (argc == 5)
+	if (argc >= 5)
 		o.concurrency = (unsigned)atoi(argv[4]);
+	if (argc == 6)
+		o.inflight_bytes = strtoull(argv[5], NULL, 10) << 20;
 	ims_repl_result res;
 	int r = ims_repl_sync(&res, a, b, spec.pool, spec.image, &o);
 	ims_site_close(a);
