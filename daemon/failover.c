@@ -1,9 +1,13 @@
 /* daemon/failover.c: the failover protocol (replicator/handover.h) run as an Operation. */
 #include "daemon/failover.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/config.h"
+#include "common/error.h"
 #include "daemon/health.h"
 #include "daemon/hosts.h"
 #include "daemon/kit.h"
@@ -93,4 +97,33 @@ int ims_failover_all_run(ims_op *op, void *arg)
 int ims_resync_run(ims_op *op, void *arg)
 {
 	return run(op, arg, ims_handover_resync);
+}
+
+int ims_failover_work_new(ims_failover_work **out, ims_daemon *d, ims_repl_unit unit,
+			  const char *pool, const char *name, bool force, unsigned wait_s,
+			  bool new_primary, const char *to)
+{
+	int r;
+	*out = NULL;
+	if (new_primary && !(to && to[0]))
+		return ims_error_set(
+			-EINVAL, "a failover needs --to SITE: the site that becomes the primary");
+	ims_failover_work *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->d = d;
+	w->q.unit = unit;
+	w->q.mode = force ? IMS_HANDOVER_FORCED : IMS_HANDOVER_PLANNED;
+	snprintf(w->q.pool, sizeof(w->q.pool), "%s", pool);
+	snprintf(w->q.name, sizeof(w->q.name), "%s", name);
+	w->q.wait_s = wait_s;
+	if (new_primary)
+		snprintf(w->q.target, sizeof(w->q.target), "%s", to);
+	else if ((r = ims_daemon_pair_target(w->q.target, sizeof(w->q.target), d, pool, name, unit,
+					     to)) < 0) {
+		free(w);
+		return r;
+	}
+	*out = w;
+	return 0;
 }

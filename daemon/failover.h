@@ -14,6 +14,18 @@ typedef struct {
 	ims_handover_req q;
 } ims_failover_work;
 
+/**
+ * A work item for a handover of @p unit @p pool/@p name, forced or planned (@p force), whose
+ * hosts get @p wait_s to release their leases. A failover (@p new_primary) goes to @p to, which
+ * it needs; a failback or a resync acts on the pair this primary replicates (@p to, or its only
+ * target).
+ * @returns -EINVAL (a failover without a target), what ims_daemon_pair_target() returns, or
+ *          -ENOMEM.
+ */
+int ims_failover_work_new(ims_failover_work **out, ims_daemon *d, ims_repl_unit unit,
+			  const char *pool, const char *name, bool force, unsigned wait_s,
+			  bool new_primary, const char *to);
+
 /** ims_handover_failover() of w->q (an ims_failover_work *), as an Operation. */
 int ims_failover_run(ims_op *op, void *arg);
 

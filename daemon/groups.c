@@ -401,28 +401,11 @@ static int submit_group_failover(ims_daemon *d, ims_rpc_call *call,
 	int r;
 	if ((r = get_group(d, call, q->group, &g, false)) < 0)
 		return r;
-	ims_failover_work *w = calloc(1, sizeof(*w));
-	if (!w)
-		return -ENOMEM;
-	w->d = d;
-	w->q.unit = IMS_REPL_GROUP;
-	w->q.mode = q->force ? IMS_HANDOVER_FORCED : IMS_HANDOVER_PLANNED;
-	snprintf(w->q.pool, sizeof(w->q.pool), "%s", g.pool);
-	snprintf(w->q.name, sizeof(w->q.name), "%s", g.name);
-	w->q.wait_s = q->wait_seconds;
-	if (fn == ims_failover_run) {
-		if (!q->target_site || !q->target_site[0]) {
-			free(w);
-			return ims_error_set(
-				-EINVAL,
-				"a failover needs --to SITE: the site that becomes the primary");
-		}
-		snprintf(w->q.target, sizeof(w->q.target), "%s", q->target_site);
-	} else if ((r = ims_daemon_pair_target(w->q.target, sizeof(w->q.target), d, g.pool, g.name,
-					       IMS_REPL_GROUP, q->target_site)) < 0) {
-		free(w);
+	ims_failover_work *w;
+	if ((r = ims_failover_work_new(&w, d, IMS_REPL_GROUP, g.pool, g.name, q->force,
+				       q->wait_seconds, fn == ims_failover_run, q->target_site)) <
+	    0)
 		return r;
-	}
 	snprintf(text, sizeof(text), "%s/%s", g.pool, g.name);
 	return ims_kit_submit(d, call, kind, text, fn, w, free, resp);
 }

@@ -308,36 +308,17 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call,
 	} else if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0) {
 		return r;
 	}
-	ims_failover_work *w = calloc(1, sizeof(*w));
-	if (!w)
-		return -ENOMEM;
-	w->d = d;
-	w->q.unit = IMS_REPL_IMAGE;
-	w->q.mode = q->force ? IMS_HANDOVER_FORCED : IMS_HANDOVER_PLANNED;
-	snprintf(w->q.pool, sizeof(w->q.pool), "%s", s.pool);
-	snprintf(w->q.name, sizeof(w->q.name), "%s", s.image);
-	w->q.wait_s = q->wait_seconds;
-	if (all)
-		snprintf(w->q.from, sizeof(w->q.from), "%s", q->from_site);
-	if ((fn == ims_failover_run || all) && !failback) {
-		if (!q->target_site || !q->target_site[0]) {
-			free(w);
-			return ims_error_set(
-				-EINVAL,
-				"a failover needs --to SITE: the site that becomes the primary");
-		}
-		snprintf(w->q.target, sizeof(w->q.target), "%s", q->target_site);
-	} else if ((r = ims_daemon_pair_target(w->q.target, sizeof(w->q.target), d, s.pool, s.image,
-					       IMS_REPL_IMAGE, q->target_site)) < 0) {
-		/* failback and resync act on the pair this primary replicates */
-		free(w);
-		return r;
-	}
-	if (failback && q->force) {
-		free(w);
+	if (failback && q->force)
 		return ims_error_set(-EINVAL, "a failback is always planned: use `repl failover "
 					      "--force` on the site to promote");
-	}
+	/* failback and resync act on the pair this primary replicates */
+	ims_failover_work *w;
+	if ((r = ims_failover_work_new(
+		     &w, d, IMS_REPL_IMAGE, s.pool, s.image, q->force, q->wait_seconds,
+		     (fn == ims_failover_run || all) && !failback, q->target_site)) < 0)
+		return r;
+	if (all)
+		snprintf(w->q.from, sizeof(w->q.from), "%s", q->from_site);
 	char text[3 * IMS_NAME_MAX + 4];
 	if (all)
 		snprintf(text, sizeof(text), "%s/* of site %s", s.pool, w->q.from);
