@@ -8,7 +8,7 @@ JOBS       ?= $(shell nproc)
 CTEST_JOBS ?= 2
 RUN_DIR    ?= $(CURDIR)/.sandbox
 
-.PHONY: all deps build test test-unit test-asan test-fuzz fuzz soak chaos run sandbox-down install deb format clean
+.PHONY: all deps build test test-unit test-asan test-fuzz fuzz soak chaos bench run sandbox-down install deb format clean
 
 all: build
 
@@ -53,6 +53,14 @@ fuzz: deps $(BUILD_FUZZ)/Makefile
 # Long runs that do not fit make test: 50 replicated images with a 10 s RPO for 5 minutes.
 soak: build
 	bash tests/soak/repl-many.sh --images 50 --minutes 5
+
+# The benchmarks of bench/, BENCH_RUNS times each (default 3), with medians and ranges, side by
+# side with the tools an operator would use instead (docs/BENCHMARKS.md); results in
+# BENCH_OUT (default /var/tmp/imgstore-bench/DATE). Quiet machine wanted: about an hour.
+BENCH_RUNS ?= 3
+BENCH_ONLY ?= repl,import,tier,failover,rpc
+bench: build
+	BUILD=$(BUILD) bash bench/all.sh --runs $(BENCH_RUNS) --only $(BENCH_ONLY) $(if $(BENCH_OUT),--out $(BENCH_OUT))
 
 # The fault campaign: CHAOS_ROUNDS rounds (default 50) of kill -9, blocklisting, frozen sites,
 # killed failovers and imports, with the invariants checked after each (docs/RELIABILITY.md).

@@ -2,8 +2,10 @@
  * replicator/copy.c: the copy of a cycle's extents from the primary's snapshot to the secondary,
  * with asynchronous librbd I/O.
  *
- * One thread (the cycle's) drives up to `depth` pieces at once: a data piece (up to one block,
- * aligned to blocks) is read with rbd_aio_read(); when the read completes, its runs of zeros
+ * One thread (the cycle's) drives up to `depth` blocks' worth of pieces at once (a piece of
+ * under 1 MiB counts as a quarter of a block, so that a delta of small extents keeps four times
+ * as many in flight: their time is the OSDs' latency, not bandwidth): a data piece (up to one
+ * block, aligned to blocks) is read with rbd_aio_read(); when the read completes, its runs of zeros
  * and of data are written with rbd_aio_write_zeroes() and rbd_aio_write() (the secondary's
  * connection writes without copying our buffer: store/site.c); a piece without data (discarded
  * on the primary) is one rbd_aio_write_zeroes(). librbd's completion callbacks only count and
@@ -33,6 +35,7 @@
 #define BLOCK	   (4u << 20)
 #define ZERO_GRAIN (64u << 10)
 #define ZERO_MAX   (1u << 30) /* one write_zeroes at most */
+#define QUARTERS   4u	      /* a piece weighs 1 to 4 quarters of a block, by its length */
 
 typedef enum { IDLE = 0, READING, WRITING, FAILED } piece_state;
 
@@ -48,6 +51,7 @@ typedef struct {
 	bool data;
 	uint8_t *buf;
 	uint64_t cost;
+	unsigned weight; /* quarters of a block: of the run's load */
 	uint64_t copied, zeroed;
 	/* touched by completion callbacks, under run->lock */
 	unsigned pending; /* librbd operations not completed */
@@ -70,8 +74,9 @@ struct copy_run {
 	pthread_cond_t cond;
 	unsigned nready; /* pieces whose stage completed, not yet looked at */
 	piece *pieces;
-	unsigned depth;
-	size_t next_ext; /* cursor: extent index and offset inside it */
+	unsigned depth;	    /* slots: QUARTERS x the job's depth */
+	unsigned load, cap; /* weight of the pieces in flight, and its limit */
+	size_t next_ext;    /* cursor: extent index and offset inside it */
 	uint64_t next_off;
 	uint64_t held;	 /* budget held by pieces in flight */
 	uint8_t **spare; /* whole-block buffers given back, reused (a fresh one faults in) */
@@ -260,7 +265,11 @@ static void launch(copy_run *c)
 		if (!next_piece(c, &off, &len, &data))
 			return;
 		uint64_t cost = data ? 2 * (uint64_t)len : 0;
-		if (c->held && c->held + cost > j->budget)
+		unsigned weight =
+			len >= BLOCK ? QUARTERS : (unsigned)((len + (1u << 20) - 1) >> 20);
+		if (weight == 0)
+			weight = 1;
+		if ((c->held && c->held + cost > j->budget) || c->load + weight > c->cap)
 			return;
 		uint8_t *buf = data ? take_buffer(c, len) : NULL;
 		if (data && !buf) {
@@ -268,9 +277,15 @@ static void launch(copy_run *c)
 			return;
 		}
 		advance(c, off + len);
-		*p = (piece){
-			.run = c, .off = off, .len = len, .data = data, .buf = buf, .cost = cost};
+		*p = (piece){.run = c,
+			     .off = off,
+			     .len = len,
+			     .data = data,
+			     .buf = buf,
+			     .cost = cost,
+			     .weight = weight};
 		c->held += cost;
+		c->load += weight;
 		p->state = data ? READING : WRITING;
 		begin_stage(p);
 		if (off >= c->fail_from) { /* for the fault tests: a write error on the secondary */
@@ -321,6 +336,7 @@ static void advance_piece(copy_run *c, piece *p)
 		give_buffer(c, p->buf, p->len);
 		p->buf = NULL;
 		c->held -= p->cost;
+		c->load -= p->weight;
 		return;
 	}
 	if (p->state == READING) {
@@ -337,6 +353,7 @@ static void advance_piece(copy_run *c, piece *p)
 	c->progressed = true;
 	give_buffer(c, p->buf, p->len);
 	c->held -= p->cost;
+	c->load -= p->weight;
 	p->state = IDLE;
 }
 
@@ -416,12 +433,13 @@ int ims_repl__copy(ims_repl__copy_result *out, const ims_repl__copy_job *j)
 	const char *fail = getenv("IMGSTORE_FAIL_COPY_FROM");
 	if (fail && *fail)
 		c.fail_from = strtoull(fail, NULL, 10);
-	c.depth = j->depth ? j->depth : 16;
+	c.cap = QUARTERS * (j->depth ? j->depth : 16);
+	c.depth = c.cap;
 	c.next_off = j->ext->n ? j->ext->v[0].off : 0;
 	/* the budget lets at most this many whole blocks be in flight (while they are written) */
 	c.maxspare = (unsigned)(j->budget / BLOCK) + 1;
-	if (c.maxspare > c.depth)
-		c.maxspare = c.depth;
+	if (c.maxspare > c.cap / QUARTERS)
+		c.maxspare = c.cap / QUARTERS;
 	pthread_mutex_init(&c.lock, NULL);
 	pthread_cond_init(&c.cond, NULL);
 	c.pieces = calloc(c.depth, sizeof(*c.pieces));

@@ -49,7 +49,8 @@ typedef struct {
 	const ims_extents *ext;	  /* what to copy, in offset order */
 	const char *what;	  /* names the image in errors */
 	bool fresh;		  /* the secondary is new: runs of zeros need no write */
-	unsigned depth;		  /* pieces in flight at most; 0: 16 */
+	unsigned depth;		  /* blocks' worth of pieces in flight (a piece under 1 MiB
+				     weighs a quarter); 0: 16 */
 	uint64_t budget;	  /* memory the pieces in flight may hold */
 	ims_ratelimit *bandwidth; /* may be NULL; data read is taken from it */
 	/**
