@@ -155,7 +155,9 @@ static const config_key keys[] = {
 	{S_DEFAULTS, "rpo", T_DURATION, DF(rpo), "60s", 1, 30 * DAY, NULL, 0,
 	 "Recovery point objective of an image whose replication names none."},
 	{S_DEFAULTS, "concurrency", T_UINT, DF(concurrency), "16", 1, 256, NULL, 0,
-	 "Parallel I/Os of one copy (import, sync, tiering)."},
+	 "Parallel I/Os of one copy (import, sync, tiering). A replication cycle keeps this many "
+	 "blocks' worth of pieces in flight, four times as many pieces of under 1 MiB; a tier push "
+	 "or restore no more than fit its memory budget (docs/TIERING.md)."},
 	{S_DEFAULTS, "inflight_bytes", T_SIZE, DF(inflight_bytes), "64M", 1 << 20, 16 * GIB, NULL,
 	 0, "Bytes one copy may hold in memory at once."},
 	{S_DEFAULTS, "bandwidth_limit", T_SIZE, DF(bandwidth_limit), "0", 0, UINT64_MAX, NULL, 0,

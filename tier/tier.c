@@ -96,6 +96,29 @@ static unsigned opt_workers(const ims_tier_opts *o)
 	return n > MAX_WORKERS ? MAX_WORKERS : n;
 }
 
+/*
+ * Memory: a push worker holds about two chunks (the chunk read, then compressed and sealed)
+ * and a restore fetcher two (sealed, then opened), so the workers are as many as
+ * `concurrency` says but no more than these budgets allow for the chunk size; a restore keeps
+ * its fetchers' chunks and two more ready for the importer, which writes with a budget of its
+ * own. The ceilings stay above what the OSDs and the S3 server take on this hardware: a push
+ * of 4 MiB chunks ran fastest with 8 workers, and a restore as fast with 4 as with 16
+ * (docs/BENCHMARKS.md).
+ */
+#define PUSH_BUDGET	(64ull << 20)
+#define FETCH_BUDGET	(32ull << 20)
+#define IMPORTER_BUDGET (24ull << 20)
+#define WINDOW_SPARE	2
+
+static unsigned budget_workers(const ims_tier_opts *o, uint64_t budget, uint64_t chunk)
+{
+	unsigned n = opt_workers(o);
+	uint64_t fit = budget / (2 * (chunk ? chunk : IMS_CHUNK_SIZE_DEFAULT));
+	if (fit < 1)
+		fit = 1;
+	return n > fit ? (unsigned)fit : n;
+}
+
 static uint64_t opt_grace(const ims_tier_opts *o)
 {
 	return o->grace ? o->grace : 86400;
@@ -777,7 +800,7 @@ static int push_cells(push *ps)
 	ims_log_debug("pushing '%s' (%" PRIu64 " bytes, %zu cells of %" PRIu64 ") to '%s'",
 		      ps->name, ps->st.size, ps->g.n, ps->chunk, ims_s3_name(ps->t->s3));
 	ims_fanout_opts fo = IMS_FANOUT_OPTS_INIT;
-	fo.workers = opt_workers(ps->o);
+	fo.workers = budget_workers(ps->o, PUSH_BUDGET, ps->chunk);
 	fo.nitems = ps->g.n;
 	fo.item = push_cell;
 	fo.watch = push_watch;
@@ -1205,13 +1228,13 @@ int ims_tier_restore(ims_tier_result *out, ims_tier_target *t, ims_site *site, c
 		goto out;
 	}
 
-	unsigned nworkers = opt_workers(o);
+	unsigned nworkers = budget_workers(o, FETCH_BUDGET, m->chunk_size);
 	pthread_mutex_init(&f.lock, NULL);
 	pthread_cond_init(&f.cond, NULL);
 	fetching = true;
 	f.t = t;
 	f.m = m;
-	f.window = 2 * (size_t)nworkers;
+	f.window = (size_t)nworkers + WINDOW_SPARE;
 	if (!(f.slots = calloc(f.window, sizeof(*f.slots)))) {
 		r = -ENOMEM;
 		goto out;
@@ -1233,7 +1256,8 @@ int ims_tier_restore(ims_tier_result *out, ims_tier_target *t, ims_site *site, c
 	to.raw_as_declared = true; /* pushed as a raw disk: its first bytes may look like a qcow2 */
 	to.create.features = m->features & CREATABLE_FEATURES;
 	to.create.order = m->order;
-	to.concurrency = nworkers;
+	to.concurrency = opt_workers(o);
+	to.inflight_bytes = IMPORTER_BUDGET;
 	to.progress = o->progress;
 	to.progress_ctx = o->progress_ctx;
 	to.source_name = what;
