@@ -62,7 +62,7 @@ static int check_caller(ims_rpc_call *call, const char *host, const char *what)
 /* Whether hosts may write to this site's copy: not a secondary, not being failed over. */
 static int writable_copy(ims_daemon *d, const char *pool, const char *image, ims_repl_side *side)
 {
-	int r = ims_repl_side_get(d->site, pool, image, side);
+	int r = ims_repl_side_get(side, d->site, pool, image);
 	if (r < 0)
 		return r;
 	if (side->secondary)
@@ -175,7 +175,7 @@ static int may_change(void *ctx, const ims_lease *l, bool renew)
 	if (r < 0 || !renew)
 		return r;
 	ims_repl_side side;
-	if (ims_repl_side_get(c->d->site, l->pool, l->image, &side) == 0 &&
+	if (ims_repl_side_get(&side, c->d->site, l->pool, l->image) == 0 &&
 	    (side.secondary || side.generation != l->generation))
 		return ims_error_set(-ESTALE,
 				     "lease '%s' is stale: it was granted at generation %" PRIu64

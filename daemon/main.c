@@ -501,7 +501,7 @@ static void do_chores(ims_daemon *d, chores *t, bool site_ok)
 		t->cleanup = time(NULL);
 	}
 	if (site_ok && time(NULL) - t->failovers >= 10) {
-		if (ims_repl_journal_count(d->site, &n) == 0)
+		if (ims_repl_journal_count(&n, d->site) == 0)
 			atomic_store(&d->failovers, (int)n);
 		else
 			ims_log_debug("failovers in progress not counted: %s", ims_error_last());

@@ -107,7 +107,7 @@ int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name,
 {
 	ims_repl_journal j;
 	const char *kind = unit == IMS_REPL_GROUP ? "group " : "";
-	if (ims_repl_journal_get(d->site, pool, name, unit, &j) == 0) {
+	if (ims_repl_journal_get(&j, d->site, pool, name, unit) == 0) {
 		/* a failover this daemon began and did not finish (it was killed half-way) */
 		size_t k = 0;
 		while (k < *n && strcmp((*list)[k].target, j.target) != 0)

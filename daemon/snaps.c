@@ -50,7 +50,7 @@ static int host_writable(ims_daemon *d, ims_rpc_call *call, const ims_spec *s)
 	int r;
 	if (ims_rpc_call_role(call) >= IMS_ROLE_ADMIN)
 		return 0;
-	if ((r = ims_repl_side_get(d->site, s->pool, s->image, &side)) < 0)
+	if ((r = ims_repl_side_get(&side, d->site, s->pool, s->image)) < 0)
 		return r;
 	if (side.secondary)
 		return ims_error_set(-EROFS,

@@ -91,7 +91,7 @@ static int read_side(rbd_image_t img, ims_repl_side *out)
 	return 0;
 }
 
-int ims_repl_side_get(ims_site *site, const char *pool, const char *image, ims_repl_side *out)
+int ims_repl_side_get(ims_repl_side *out, ims_site *site, const char *pool, const char *image)
 {
 	opened o;
 	int r = open_mode(site, pool, image, &o, true);
@@ -159,7 +159,7 @@ static int fence_open(ims_site *site, rbd_image_t img, const char *what, unsigne
 	return r;
 }
 
-int ims_repl_fence(ims_site *site, const char *pool, const char *image, unsigned *fenced)
+int ims_repl_fence(unsigned *fenced, ims_site *site, const char *pool, const char *image)
 {
 	opened o;
 	char what[600];
@@ -237,8 +237,8 @@ int ims_repl__rollback_if_changed(rbd_image_t img, const char *snap, const char 
 	return 0;
 }
 
-int ims_repl_promote(ims_site *site, const char *pool, const char *image, uint64_t generation,
-		     bool rollback, char *at, size_t len)
+int ims_repl_promote(char *at, size_t len, ims_site *site, const char *pool, const char *image,
+		     uint64_t generation, bool rollback)
 {
 	opened o;
 	ims_repl_side side;
@@ -346,8 +346,8 @@ static int open_both(opened *c, opened *o, ims_site *cur, ims_site *old, const c
 	return r;
 }
 
-int ims_repl_divergence_check(ims_site *cur, ims_site *old, const char *pool, const char *image,
-			      ims_repl_divergence *out)
+int ims_repl_divergence_check(ims_repl_divergence *out, ims_site *cur, ims_site *old,
+			      const char *pool, const char *image)
 {
 	opened c, o;
 	char what[600];
@@ -361,8 +361,8 @@ int ims_repl_divergence_check(ims_site *cur, ims_site *old, const char *pool, co
 	return r;
 }
 
-int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *image,
-		    uint64_t generation, ims_repl_divergence *out)
+int ims_repl_rejoin(ims_repl_divergence *out, ims_site *cur, ims_site *old, const char *pool,
+		    const char *image, uint64_t generation)
 {
 	opened c, o;
 	ims_repl_divergence d;
@@ -531,8 +531,8 @@ static int journal_bad(ims_site *site, const char *pool, const char *key, const 
 		key, ims_site_name(site), what, pool, IMS_REPL_FAILOVERS, key);
 }
 
-int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, ims_repl_unit unit,
-			 ims_repl_journal *out)
+int ims_repl_journal_get(ims_repl_journal *out, ims_site *site, const char *pool, const char *name,
+			 ims_repl_unit unit)
 {
 	rados_ioctx_t io;
 	ims_records rs;
@@ -578,7 +578,7 @@ static int count_record(void *ctx, const char *key, json_object *val)
 	return 0;
 }
 
-int ims_repl_journal_count(ims_site *site, unsigned *count)
+int ims_repl_journal_count(unsigned *count, ims_site *site)
 {
 	size_t len = 1024;
 	char *pools = NULL;

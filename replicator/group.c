@@ -809,7 +809,7 @@ int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, 
 	 * has been written to it since: it is neither rolled back nor promoted again */
 	for (size_t k = 0; r == 0 && k < ms.n; k++) {
 		ims_repl_side side;
-		if ((r = ims_repl_side_get(site, ms.m[k].pool, ms.m[k].image, &side)) == 0)
+		if ((r = ims_repl_side_get(&side, site, ms.m[k].pool, ms.m[k].image)) == 0)
 			ms.m[k].promoted = !side.secondary && side.generation >= generation;
 	}
 	for (size_t k = 0; r == 0 && k < ms.n; k++) {
@@ -830,8 +830,8 @@ int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, 
 		rbd_close(ms.m[k].img);
 		ms.m[k].img = NULL;
 		if (!ms.m[k].promoted)
-			r = ims_repl_promote(site, ms.m[k].pool, ms.m[k].image, generation, false,
-					     NULL, 0);
+			r = ims_repl_promote(NULL, 0, site, ms.m[k].pool, ms.m[k].image, generation,
+					     false);
 	}
 	members_close(&ms);
 	if (r == 0)
@@ -877,7 +877,7 @@ int ims_repl_group_rejoin(ims_site *cur, ims_site *old, const char *pool, const 
 	if ((r = members_open(&ms, old, pool, group)) < 0)
 		goto out;
 	for (size_t k = 0; k < ms.n; k++)
-		if ((r = ims_repl_fence(old, ms.m[k].pool, ms.m[k].image, NULL)) < 0)
+		if ((r = ims_repl_fence(NULL, old, ms.m[k].pool, ms.m[k].image)) < 0)
 			goto out;
 	/* what each wrote after the common cut is kept; the anchor is older than the cut, so a
 	 * member changed since its anchor may only hold the cut's own writes: kept too */

@@ -197,7 +197,7 @@ static int undo(job *w, int r, unsigned what, uint64_t old_generation)
 	ims_error_saved keep;
 	ims_error_save(&keep);
 	if (what & UNDO_PROMOTE_BACK)
-		ims_repl_promote(e->site, w->q.pool, w->q.name, old_generation, false, NULL, 0);
+		ims_repl_promote(NULL, 0, e->site, w->q.pool, w->q.name, old_generation, false);
 	if (what & UNDO_STATE)
 		ims_repl_set_state(e->site, w->q.pool, w->q.name, NULL);
 	if (what & UNDO_JOURNAL)
@@ -248,8 +248,8 @@ static int planned_resume(job *w, ims_repl_journal *j)
 		"failover of '%s/%s' to site '%s' was interrupted at step '%s'; finishing it", pool,
 		image, w->q.target, ims_repl_step_name(from));
 	if ((r = ims_handover__peer(&peer, e, w->q.target)) < 0 ||
-	    (r = ims_repl_side_get(peer, pool, image, &them)) < 0 ||
-	    (r = ims_repl_side_get(e->site, pool, image, &me)) < 0)
+	    (r = ims_repl_side_get(&them, peer, pool, image)) < 0 ||
+	    (r = ims_repl_side_get(&me, e->site, pool, image)) < 0)
 		return ims_error_set(r,
 				     "an interrupted failover of '%s/%s' to site '%s' (at step "
 				     "'%s') cannot go on: %s; run "
@@ -265,7 +265,7 @@ static int planned_resume(job *w, ims_repl_journal *j)
 	}
 	if (j->step == IMS_REPL_STEP_PROMOTE) {
 		if ((them.secondary || them.generation < j->generation) &&
-		    (r = ims_repl_promote(peer, pool, image, j->generation, true, at, sizeof(at))) <
+		    (r = ims_repl_promote(at, sizeof(at), peer, pool, image, j->generation, true)) <
 			    0) {
 			return undo(w,
 				    ims_error_set(r,
@@ -334,13 +334,13 @@ static int planned_check(job *w, ims_site **peer, ims_repl_side *me, ims_repl_si
 	const char *pool = w->q.pool, *image = w->q.name;
 	ims_repl_status pair;
 	int r;
-	if ((r = ims_repl_side_get(e->site, pool, image, me)) < 0)
+	if ((r = ims_repl_side_get(me, e->site, pool, image)) < 0)
 		return r;
 	if (me->secondary)
 		return ims_handover__refuse_secondary(w, me, false);
 	if ((r = ims_handover__pair_of(&pair, e, pool, image, IMS_REPL_IMAGE, w->q.target)) < 0 ||
 	    (r = ims_handover__peer(peer, e, w->q.target)) < 0 ||
-	    (r = ims_repl_side_get(*peer, pool, image, them)) < 0)
+	    (r = ims_repl_side_get(them, *peer, pool, image)) < 0)
 		return r;
 	if (!them->secondary)
 		return ims_error_set(
@@ -380,7 +380,7 @@ static int close_writers(job *w, unsigned *broken, unsigned *fenced)
 		usleep(250000);
 	}
 	if ((r = e->hooks->break_leases(e->ctx, pool, image, broken)) < 0 ||
-	    (r = ims_repl_fence(e->site, pool, image, fenced)) < 0)
+	    (r = ims_repl_fence(fenced, e->site, pool, image)) < 0)
 		return undo(w,
 			    ims_error_set(r,
 					  "cannot fence the writers of '%s/%s': %s; it stays the "
@@ -404,7 +404,7 @@ static int planned_paused(job *w)
 
 	/* a failover this site's daemon began and did not finish: finish it (from the demote on),
 	 * or begin again (before it, this copy is the primary and every step may be done again) */
-	if ((r = ims_repl_journal_get(e->site, pool, image, IMS_REPL_IMAGE, &j)) == 0) {
+	if ((r = ims_repl_journal_get(&j, e->site, pool, image, IMS_REPL_IMAGE)) == 0) {
 		if ((r = recorded_is_ours(w, &j)) < 0)
 			return r;
 		if (j.step >= IMS_REPL_STEP_DEMOTE)
@@ -444,7 +444,7 @@ static int planned_paused(job *w)
 	    (r = ims_repl_demote(e->site, pool, image, w->q.target, gen)) < 0)
 		return undo(w, r, UNDO_STATE | UNDO_JOURNAL, 0);
 	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_PROMOTE)) < 0 ||
-	    (r = ims_repl_promote(peer, pool, image, gen, true, at, sizeof(at))) < 0)
+	    (r = ims_repl_promote(at, sizeof(at), peer, pool, image, gen, true)) < 0)
 		return undo(w,
 			    ims_error_set(r,
 					  "cannot promote '%s/%s' on site '%s': %s; site '%s' "
@@ -473,10 +473,10 @@ static int forced(job *w)
 	char old[64], at[64];
 	int r;
 
-	if ((r = ims_repl_side_get(e->site, pool, image, &me)) < 0)
+	if ((r = ims_repl_side_get(&me, e->site, pool, image)) < 0)
 		return r;
 	ims_repl_journal j;
-	if (!me.secondary && ims_repl_journal_get(e->site, pool, image, IMS_REPL_IMAGE, &j) == 0 &&
+	if (!me.secondary && ims_repl_journal_get(&j, e->site, pool, image, IMS_REPL_IMAGE) == 0 &&
 	    j.forced) {
 		/* promoted by a forced failover whose daemon was killed before it set the way back
 		 */
@@ -506,12 +506,12 @@ static int forced(job *w)
 
 	/* the old primary, if it answers: its generation counts, and its writers are fenced */
 	bool reachable = ims_handover__may_ask(w, old) && ims_handover__peer(&peer, e, old) == 0 &&
-			 ims_repl_side_get(peer, pool, image, &them) == 0;
+			 ims_repl_side_get(&them, peer, pool, image) == 0;
 	uint64_t gen = me.generation + 1;
 	if (reachable && them.generation >= gen)
 		gen = them.generation + 1;
 	unsigned fenced = 0;
-	if (reachable && ims_repl_fence(peer, pool, image, &fenced) < 0) {
+	if (reachable && ims_repl_fence(&fenced, peer, pool, image) < 0) {
 		ims_log_warning(
 			"forced failover of '%s/%s': cannot fence its writers on site '%s': %s",
 			pool, image, old, ims_error_last());
@@ -527,7 +527,7 @@ static int forced(job *w)
 	j.forced = true;
 	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_REVERSE)) < 0)
 		return r;
-	if ((r = ims_repl_promote(e->site, pool, image, gen, true, at, sizeof(at))) < 0) {
+	if ((r = ims_repl_promote(at, sizeof(at), e->site, pool, image, gen, true)) < 0) {
 		ims_repl_journal_clear(e->site, pool, image, IMS_REPL_IMAGE);
 		return r;
 	}
@@ -537,7 +537,7 @@ static int forced(job *w)
 	int rejoined = -1;
 	if (reachable) {
 		ims_repl_divergence dv;
-		if ((rejoined = ims_repl_rejoin(e->site, peer, pool, image, gen, &dv)) == 0)
+		if ((rejoined = ims_repl_rejoin(&dv, e->site, peer, pool, image, gen)) == 0)
 			snprintf(done, sizeof(done), "%u writer(s) fenced; %s", fenced, dv.plan);
 	}
 	ims_handover__forced_end(rejoin, sizeof(rejoin), w, reachable ? peer : NULL, old, rejoined,
@@ -555,7 +555,7 @@ static int image_failover(job *w)
 {
 	ims_repl_side me;
 	if (!is_forced(w) && strcmp(w->q.target, ims_site_name(w->e->site)) == 0 &&
-	    ims_repl_side_get(w->e->site, w->q.pool, w->q.name, &me) == 0 && me.secondary)
+	    ims_repl_side_get(&me, w->e->site, w->q.pool, w->q.name) == 0 && me.secondary)
 		return ims_handover__refuse_secondary(w, &me, true);
 	int r = ims_handover__check_site(w);
 	if (r < 0)
@@ -596,7 +596,7 @@ static bool selected(job *w, const site_item *u)
 	ims_repl_journal j;
 	/* a forced failover from that site interrupted here: finished by this one (a group's
 	 * members may disagree on their role then) */
-	if (is_forced(w) && ims_repl_journal_get(e->site, w->q.pool, u->name, u->unit, &j) == 0 &&
+	if (is_forced(w) && ims_repl_journal_get(&j, e->site, w->q.pool, u->name, u->unit) == 0 &&
 	    j.forced && strcmp(j.target, w->q.from) == 0)
 		return true;
 	ims_error_clear();
@@ -607,7 +607,7 @@ static bool selected(job *w, const site_item *u)
 		if (r < 0)
 			return false;
 	} else {
-		if (ims_repl_side_get(e->site, w->q.pool, u->name, &side) < 0)
+		if (ims_repl_side_get(&side, e->site, w->q.pool, u->name) < 0)
 			return false;
 		if (ims_group_of_image(grp, sizeof(grp), e->site, w->q.pool, u->name) == 0 &&
 		    grp[0])

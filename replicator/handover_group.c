@@ -31,7 +31,7 @@ int ims_handover__group_side(ims_repl_side *out, ims_group_info **gi, ims_site *
 	for (size_t k = 0; k < (*gi)->nmembers; k++) {
 		ims_repl_side m;
 		const char *mp = (*gi)->members[k].pool, *mi = (*gi)->members[k].image;
-		if ((r = ims_repl_side_get(site, mp, mi, &m)) < 0)
+		if ((r = ims_repl_side_get(&m, site, mp, mi)) < 0)
 			return r;
 		if (k == 0) {
 			*out = m;
@@ -209,7 +209,7 @@ static int group_close_writers(job *w, const ims_group_info *gi, unsigned *broke
 		const char *mp = gi->members[k].pool, *mi = gi->members[k].image;
 		unsigned b = 0, f = 0;
 		if ((r = e->hooks->break_leases(e->ctx, mp, mi, &b)) < 0 ||
-		    (r = ims_repl_fence(e->site, mp, mi, &f)) < 0)
+		    (r = ims_repl_fence(&f, e->site, mp, mi)) < 0)
 			return undo(w,
 				    ims_error_set(r,
 						  "cannot fence the writers of '%s/%s': %s; group "
@@ -267,7 +267,7 @@ int ims_handover__group_planned(job *w)
 	int r;
 
 	/* a failover this daemon began and did not finish: from the demote on, finish it */
-	if ((r = ims_repl_journal_get(e->site, pool, group, IMS_REPL_GROUP, &j)) == 0) {
+	if ((r = ims_repl_journal_get(&j, e->site, pool, group, IMS_REPL_GROUP)) == 0) {
 		if (strcmp(j.target, w->q.target) != 0)
 			return ims_error_set(
 				-EBUSY,
@@ -339,7 +339,7 @@ int ims_handover__group_forced(job *w)
 	 * before the way back was set): again from the promotion, at the recorded cut and
 	 * generation; the members it already promoted are left as they are */
 	bool resumed =
-		ims_repl_journal_get(e->site, pool, group, IMS_REPL_GROUP, &j) == 0 && j.forced;
+		ims_repl_journal_get(&j, e->site, pool, group, IMS_REPL_GROUP) == 0 && j.forced;
 	ims_error_clear();
 	if (resumed) {
 		if ((r = ims_group_info_get(&gi, e->site, pool, group)) < 0)

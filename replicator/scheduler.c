@@ -208,10 +208,10 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 	char why[IMS_ERROR_MSG_MAX]; /* the cycle's error, said again if the copies cannot be
 					compared */
 	snprintf(why, sizeof(why), "%s", ims_error_last());
-	int r = ims_repl_divergence_check(s->o.local, peer, p->pool, p->image, &d);
+	int r = ims_repl_divergence_check(&d, s->o.local, peer, p->pool, p->image);
 	if (r == 0 && !d.split_brain &&
-	    (r = ims_repl_side_get(s->o.local, p->pool, p->image, &me)) == 0 &&
-	    (r = ims_repl_rejoin(s->o.local, peer, p->pool, p->image, me.generation, &d)) == 0) {
+	    (r = ims_repl_side_get(&me, s->o.local, p->pool, p->image)) == 0 &&
+	    (r = ims_repl_rejoin(&d, s->o.local, peer, p->pool, p->image, me.generation)) == 0) {
 		ims_log_info("replication of '%s': %s", key, d.plan);
 		return 0;
 	}
@@ -227,7 +227,7 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 		 * stays for resync */
 		unsigned fenced = 0;
 		rbd_image_t held;
-		if (ims_repl_fence(peer, p->pool, p->image, &fenced) < 0)
+		if (ims_repl_fence(&fenced, peer, p->pool, p->image) < 0)
 			ims_log_warning("replication of '%s': cannot fence the writers of the "
 					"stale copy on site '%s': %s",
 					key, ims_site_name(peer), ims_error_last());
@@ -826,7 +826,7 @@ int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, cons
 				     target);
 	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) < 0)
 		return r;
-	if ((r = ims_repl_side_get(s->o.local, pool, image, &me)) < 0)
+	if ((r = ims_repl_side_get(&me, s->o.local, pool, image)) < 0)
 		return r;
 	if (me.secondary)
 		return ims_error_set(-EBUSY,
@@ -838,7 +838,7 @@ int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, cons
 	pthread_mutex_unlock(&s->lock);
 	if (r < 0)
 		return r;
-	r = ims_repl_rejoin(s->o.local, peer, pool, image, me.generation, out);
+	r = ims_repl_rejoin(out, s->o.local, peer, pool, image, me.generation);
 	/* the pair's state cleared in the same hold as the claim is released: no cycle starts
 	 * in between and sees the split-brain still */
 	pthread_mutex_lock(&s->lock);

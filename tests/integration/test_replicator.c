@@ -446,7 +446,7 @@ static void test_secondary_refuses_writers(void **state)
 
 	/* another daemon of site b promotes it: this process's guard is fenced, hosts write */
 	ims_site *B2 = itest_site('B');
-	assert_int_equal(ims_repl_promote(B2, "rbd", name, 1, true, NULL, 0), 0);
+	assert_int_equal(ims_repl_promote(NULL, 0, B2, "rbd", name, 1, true), 0);
 	ims_site_close(B2);
 	assert_int_equal(itest_sh(RBD_WRITE, name), 0);
 	/* this process still replicates its other image: at most one cycle fails on the fenced
@@ -483,7 +483,7 @@ static void test_fence_spares_itself(void **state)
 	int owner = 0;
 	assert_int_equal(rbd_is_exclusive_lock_owner(img, &owner), 0);
 	assert_true(owner);
-	assert_int_equal(ims_repl_fence(itest.a, "rbd", name, &fenced), 0);
+	assert_int_equal(ims_repl_fence(&fenced, itest.a, "rbd", name), 0);
 	assert_int_equal(fenced, 0);
 	/* not blocklisted: this connection still writes */
 	assert_int_equal(rbd_write(img, 8192, sizeof(buf), buf), (ssize_t)sizeof(buf));
