@@ -75,8 +75,8 @@ bool ims_repl__has_snap(const ims_repl__snaps *s, const char *name)
 	return false;
 }
 
-int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, char *name,
-			 size_t len, int64_t *unix_ms)
+int ims_repl_last_sealed(char *name, size_t len, int64_t *unix_ms, ims_site *site, const char *pool,
+			 const char *image)
 {
 	rados_ioctx_t io;
 	rbd_image_t img;

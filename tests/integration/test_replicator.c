@@ -125,7 +125,7 @@ static void test_initial_and_incremental(void **state)
 	assert_true(res.bytes_copied >= 8 * MiB && res.bytes_copied <= 64 * 64 * KiB + 8 * MiB);
 	char sealed[64];
 	int64_t ms = 0;
-	assert_int_equal(ims_repl_last_sealed(itest.b, "rbd", name, sealed, sizeof(sealed), &ms),
+	assert_int_equal(ims_repl_last_sealed(sealed, sizeof(sealed), &ms, itest.b, "rbd", name),
 			 0);
 	assert_string_equal(sealed, res.sealed);
 	assert_true(ms > 0);
@@ -258,8 +258,8 @@ static void test_cut_cycle_resumes(void **state)
 	memset(&first, 0, sizeof(first));
 	assert_int_equal(ims_repl_sync(&first, itest.a, itest.b, "rbd", name, &o), -ECANCELED);
 	char sealed_before[64];
-	assert_int_equal(ims_repl_last_sealed(itest.b, "rbd", name, sealed_before,
-					      sizeof(sealed_before), NULL),
+	assert_int_equal(ims_repl_last_sealed(sealed_before, sizeof(sealed_before), NULL, itest.b,
+					      "rbd", name),
 			 0);
 	assert_string_equal(sealed_before, res.sealed); /* nothing new sealed */
 
