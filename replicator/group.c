@@ -570,8 +570,8 @@ out:
 	return r;
 }
 
-int ims_repl_group_last_sealed(ims_site *site, const char *pool, const char *group, char *name,
-			       size_t len, int64_t *unix_ms)
+int ims_repl_group_last_sealed(char *name, size_t len, int64_t *unix_ms, ims_site *site,
+			       const char *pool, const char *group)
 {
 	ims_group_info *gi = NULL;
 	times common = {0};
@@ -783,8 +783,8 @@ static void drop_newer_cuts(ims_site *site, const char *pool, const char *group,
 	ims_error_clear();
 }
 
-int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, const char *cut,
-			   uint64_t generation, unsigned *rolled_back)
+int ims_repl_group_promote(unsigned *rolled_back, ims_site *site, const char *pool,
+			   const char *group, const char *cut, uint64_t generation)
 {
 	members ms;
 	char what[600], anchor[NAME_MAX_];
@@ -849,7 +849,7 @@ static int64_t common_cut(ims_site *cur, ims_site *old, const char *pool, const 
 	int64_t best = -1, t;
 	rados_ioctx_t gio;
 	times cuts = {0};
-	if (ims_repl_group_last_sealed(cur, pool, group, name, sizeof(name), &t) < 0)
+	if (ims_repl_group_last_sealed(name, sizeof(name), &t, cur, pool, group) < 0)
 		return -1;
 	if (ims_site_ioctx(&gio, old, pool) < 0)
 		return -1;
@@ -861,8 +861,8 @@ static int64_t common_cut(ims_site *cur, ims_site *old, const char *pool, const 
 	return best;
 }
 
-int ims_repl_group_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *group,
-			  uint64_t generation, char *plan, size_t len)
+int ims_repl_group_rejoin(char *plan, size_t len, ims_site *cur, ims_site *old, const char *pool,
+			  const char *group, uint64_t generation)
 {
 	members ms;
 	char cut[NAME_MAX_] = "", anchor[NAME_MAX_], recovery[64] = "", source[512];
@@ -962,7 +962,7 @@ int ims_repl_group_verify(ims_repl_group_verify_result *out, ims_site *src, ims_
 	 */
 	if ((r = members_open(&ms, src, pool, group)) < 0)
 		goto out;
-	if ((r = ims_repl_group_last_sealed(dst, pool, group, cut, sizeof(cut), NULL)) < 0)
+	if ((r = ims_repl_group_last_sealed(cut, sizeof(cut), NULL, dst, pool, group)) < 0)
 		goto out;
 	snprintf(out->cut, sizeof(out->cut), "%s", cut);
 	if (!(out->members = calloc(ms.n, sizeof(*out->members))) ||

@@ -73,7 +73,7 @@ static int undo(job *w, int r, unsigned what, const ims_group_info *gi, const ch
 	ims_error_saved keep;
 	ims_error_save(&keep);
 	if (what & UNDO_PROMOTE_BACK)
-		ims_repl_group_promote(e->site, w->q.pool, w->q.name, cut, old_generation, NULL);
+		ims_repl_group_promote(NULL, e->site, w->q.pool, w->q.name, cut, old_generation);
 	if (what & UNDO_STATE)
 		group_set_state(e->site, gi, NULL);
 	if (what & UNDO_JOURNAL)
@@ -120,8 +120,8 @@ static int group_resume(job *w, ims_repl_journal *j)
 	}
 	if (j->step == IMS_REPL_STEP_PROMOTE) {
 		if ((rt == -EUCLEAN || them.secondary || them.generation < j->generation) &&
-		    (r = ims_repl_group_promote(peer, pool, group, j->cut, j->generation,
-						&rolled)) < 0) {
+		    (r = ims_repl_group_promote(&rolled, peer, pool, group, j->cut,
+						j->generation)) < 0) {
 			return undo(w,
 				    ims_error_set(r,
 						  "an interrupted failover of group '%s/%s' could "
@@ -242,7 +242,7 @@ static int group_swap(job *w, ims_repl_journal *j, const ims_group_info *gi, ims
 			    UNDO_PROMOTE_BACK | UNDO_STATE | UNDO_JOURNAL, gi, j->cut,
 			    j->old_generation);
 	if ((r = ims_handover__journal_step(e, pool, group, j, IMS_REPL_STEP_PROMOTE)) < 0 ||
-	    (r = ims_repl_group_promote(peer, pool, group, j->cut, j->generation, &rolled)) < 0)
+	    (r = ims_repl_group_promote(&rolled, peer, pool, group, j->cut, j->generation)) < 0)
 		return undo(w,
 			    ims_error_set(r,
 					  "cannot promote group '%s/%s' on site '%s': %s; site "
@@ -358,7 +358,7 @@ int ims_handover__group_forced(job *w)
 			goto out;
 		}
 		ims_handover__source_site(old, sizeof(old), me.source);
-		if ((r = ims_repl_group_last_sealed(e->site, pool, group, cut, sizeof(cut), NULL)) <
+		if ((r = ims_repl_group_last_sealed(cut, sizeof(cut), NULL, e->site, pool, group)) <
 		    0) {
 			r = ims_error_set(r,
 					  "%s: there is no consistent point to promote group "
@@ -389,7 +389,7 @@ int ims_handover__group_forced(job *w)
 			goto out;
 	}
 	/* every member at the newest cut sealed on all of them */
-	if ((r = ims_repl_group_promote(e->site, pool, group, cut, gen, &rolled)) < 0) {
+	if ((r = ims_repl_group_promote(&rolled, e->site, pool, group, cut, gen)) < 0) {
 		if (!resumed)
 			ims_repl_journal_clear(e->site, pool, group, IMS_REPL_GROUP);
 		goto out;
@@ -399,8 +399,8 @@ int ims_handover__group_forced(job *w)
 	int rejoined = -1;
 	if (reachable) {
 		char plan[768];
-		if ((rejoined = ims_repl_group_rejoin(e->site, peer, pool, group, gen, plan,
-						      sizeof(plan))) == 0)
+		if ((rejoined = ims_repl_group_rejoin(plan, sizeof(plan), e->site, peer, pool,
+						      group, gen)) == 0)
 			snprintf(done, sizeof(done), "its writers were fenced; %s", plan);
 	}
 	ims_handover__forced_end(rejoin, sizeof(rejoin), w, reachable ? peer : NULL, old, rejoined,
@@ -449,8 +449,8 @@ int ims_handover__group_resync(job *w)
 		goto out;
 	}
 	if ((r = ims_handover__peer(&peer, e, w->q.target)) < 0 ||
-	    (r = ims_repl_group_rejoin(e->site, peer, pool, group, me.generation, plan,
-				       sizeof(plan))) < 0)
+	    (r = ims_repl_group_rejoin(plan, sizeof(plan), e->site, peer, pool, group,
+				       me.generation)) < 0)
 		goto out;
 	ims_repl_policy_remove(peer, ims_handover__peer_pool(e, w->q.target), pool, group,
 			       IMS_REPL_GROUP, ims_site_name(e->site));
