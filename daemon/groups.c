@@ -97,7 +97,7 @@ static int build_group(ims_daemon *d, ims_rpc_call *call, const ims_group_info *
 	    IMS_KIT_REPEATED(call, m, snapshots, g->nsnaps, group_snap_item, g->snaps) < 0)
 		return -ENOMEM;
 	int r = 0;
-	if (ims_repl_group_status(d->repl, g->pool, g->name, &st, &nst) == 0)
+	if (ims_repl_group_status(&st, &nst, d->repl, g->pool, g->name) == 0)
 		r = IMS_KIT_REPEATED(call, m, replication, nst, ims_daemon_status_item, st);
 	free(st);
 	*out = m;
@@ -354,7 +354,7 @@ static int ims_h_enable_group_replication(void *app, ims_rpc_call *call,
 	    (r = ims_repl_mode_parse(&mode, q->mode)) < 0)
 		return r;
 	uint32_t rpo = q->rpo_seconds ? q->rpo_seconds : (uint32_t)d->cfg->defaults.rpo;
-	if ((r = ims_repl_group_enable(d->repl, g.pool, g.name, q->target_site, mode, rpo, &st)) <
+	if ((r = ims_repl_group_enable(&st, d->repl, g.pool, g.name, q->target_site, mode, rpo)) <
 	    0)
 		return r;
 	return ims_daemon_status_one(call, &st, resp);
@@ -372,7 +372,7 @@ static int ims_h_disable_group_replication(void *app, ims_rpc_call *call,
 	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
 	    (r = ims_daemon_pair_target(target, sizeof(target), d, g.pool, g.name, IMS_REPL_GROUP,
 					q->target_site)) < 0 ||
-	    (r = ims_repl_group_disable(d->repl, g.pool, g.name, target, &st)) < 0)
+	    (r = ims_repl_group_disable(&st, d->repl, g.pool, g.name, target)) < 0)
 		return r;
 	snprintf(st.state, sizeof(st.state), "disabled");
 	return ims_daemon_status_one(call, &st, resp);
@@ -434,7 +434,7 @@ static int ims_h_group_replication_status(void *app, ims_rpc_call *call,
 	size_t n = 0;
 	int r;
 	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
-	    (r = ims_repl_group_status(d->repl, g.pool, g.name, &list, &n)) < 0)
+	    (r = ims_repl_group_status(&list, &n, d->repl, g.pool, g.name)) < 0)
 		return r;
 	if ((r = ims_daemon_status_journal(d, g.pool, g.name, IMS_REPL_GROUP, &list, &n)) < 0) {
 		free(list);

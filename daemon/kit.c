@@ -105,8 +105,8 @@ int ims_daemon_pair_target(char *target, size_t len, ims_daemon *d, const char *
 	ims_repl_status *list = NULL;
 	size_t n = 0;
 	char what[3 * IMS_NAME_MAX];
-	int r = unit == IMS_REPL_GROUP ? ims_repl_group_status(d->repl, pool, name, &list, &n)
-				       : ims_repl_sched_status(d->repl, pool, name, &list, &n);
+	int r = unit == IMS_REPL_GROUP ? ims_repl_group_status(&list, &n, d->repl, pool, name)
+				       : ims_repl_sched_status(&list, &n, d->repl, pool, name);
 	if (r < 0)
 		return r;
 	snprintf(what, sizeof(what), "%s'%s/%s'", unit == IMS_REPL_GROUP ? "group " : "", pool,

@@ -72,7 +72,7 @@ static int h_enable_replication(void *app, ims_rpc_call *call, const ProtobufCMe
 	    (r = ims_repl_mode_parse(&mode, q->mode)) < 0)
 		return r;
 	uint32_t rpo = q->rpo_seconds ? q->rpo_seconds : (uint32_t)d->cfg->defaults.rpo;
-	if ((r = ims_repl_enable(d->repl, s.pool, s.image, q->target_site, mode, rpo, &st)) < 0 ||
+	if ((r = ims_repl_enable(&st, d->repl, s.pool, s.image, q->target_site, mode, rpo)) < 0 ||
 	    (r = ims_repl_set_verify_every(d->repl, s.pool, s.image, q->target_site,
 					   q->verify_every)) < 0)
 		return r;
@@ -93,7 +93,7 @@ static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCM
 	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
 	    (r = ims_daemon_pair_target(target, sizeof(target), d, s.pool, s.image, IMS_REPL_IMAGE,
 					q->target_site)) < 0 ||
-	    (r = ims_repl_disable(d->repl, s.pool, s.image, target, &st)) < 0)
+	    (r = ims_repl_disable(&st, d->repl, s.pool, s.image, target)) < 0)
 		return r;
 	snprintf(st.state, sizeof(st.state), "disabled");
 	return ims_daemon_status_one(call, &st, resp);
@@ -212,8 +212,8 @@ static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMe
 	int r;
 	if (one && (r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
 		return r;
-	if ((r = ims_repl_sched_status(d->repl, one ? s.pool : NULL, one ? s.image : NULL, &list,
-				       &n)) < 0)
+	if ((r = ims_repl_sched_status(&list, &n, d->repl, one ? s.pool : NULL,
+				       one ? s.image : NULL)) < 0)
 		return r;
 	if (one &&
 	    (r = ims_daemon_status_journal(d, s.pool, s.image, IMS_REPL_IMAGE, &list, &n)) < 0) {
@@ -235,10 +235,10 @@ static int run_sync(ims_op *op, void *arg)
 	sync_work *w = arg;
 	ims_repl_result res;
 	int r = w->unit == IMS_REPL_GROUP
-			? ims_repl_group_sync_now(w->d->repl, w->pool, w->name, w->target,
-						  ims_kit_op_progress, op, &res)
-			: ims_repl_sync_now(w->d->repl, w->pool, w->name, w->target,
-					    ims_kit_op_progress, op, &res);
+			? ims_repl_group_sync_now(&res, w->d->repl, w->pool, w->name, w->target,
+						  ims_kit_op_progress, op)
+			: ims_repl_sync_now(&res, w->d->repl, w->pool, w->name, w->target,
+					    ims_kit_op_progress, op);
 	if (r == 0 && res.unchanged)
 		ims_op_set_result(
 			op, "'%s' on site '%s' already holds this state%s (unchanged since)",
@@ -419,7 +419,7 @@ static int h_verify_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	o.chunk_size = q->chunk_size;
 	o.progress = ims_daemon_verify_deadline;
 	o.progress_ctx = &until;
-	r = ims_repl_sched_verify(d->repl, s.pool, s.image, target, &o, &v);
+	r = ims_repl_sched_verify(&v, d->repl, s.pool, s.image, target, &o);
 	if (r == -ECANCELED)
 		return ims_error_set(-ETIMEDOUT,
 				     "verify of '%s/%s' did not finish within %d s; let the daemon "

@@ -86,7 +86,7 @@ static int sites_get(ims_daemon *d, const char *name, ims_health_site **sites, s
 			(*sites)[0] = (*sites)[k];
 		*n = 1;
 	}
-	if ((r = ims_repl_sched_status(d->repl, NULL, NULL, pairs, npairs)) < 0) {
+	if ((r = ims_repl_sched_status(pairs, npairs, d->repl, NULL, NULL)) < 0) {
 		free(*sites);
 		*sites = NULL;
 	}

@@ -346,7 +346,7 @@ static int daemon_hold(void *ctx, const char *pool, const char *image, int64_t n
 	if (r == 1 && l.expires > *last)
 		*last = l.expires;
 	char target[IMS_NAME_MAX + 1];
-	if ((r = ims_repl_policy_find(d->site, d->pool, pool, image, target, sizeof(target))) == 1)
+	if ((r = ims_repl_policy_find(target, sizeof(target), d->site, d->pool, pool, image)) == 1)
 		snprintf(why, len, "replicated to site '%s'", target);
 	return r;
 }

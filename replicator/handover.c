@@ -68,8 +68,8 @@ int ims_handover__pair_of(ims_repl_status *out, const ims_handover_env *e, const
 {
 	ims_repl_status *list = NULL;
 	size_t n = 0;
-	int r = unit == IMS_REPL_GROUP ? ims_repl_group_status(e->repl, pool, name, &list, &n)
-				       : ims_repl_sched_status(e->repl, pool, name, &list, &n);
+	int r = unit == IMS_REPL_GROUP ? ims_repl_group_status(&list, &n, e->repl, pool, name)
+				       : ims_repl_sched_status(&list, &n, e->repl, pool, name);
 	if (r < 0)
 		return r;
 	r = ims_error_set(
@@ -169,9 +169,9 @@ void ims_handover__forced_end(char *out, size_t len, job *w, ims_site *peer, con
 		snprintf(out, len, "site '%s' answered: %s", old, done);
 	}
 	ims_error_clear();
-	int r = group ? ims_repl_group_enable(e->repl, pool, name, old, IMS_REPL_ASYNC, e->rpo,
-					      NULL)
-		      : ims_repl_enable(e->repl, pool, name, old, IMS_REPL_ASYNC, e->rpo, NULL);
+	int r = group ? ims_repl_group_enable(NULL, e->repl, pool, name, old, IMS_REPL_ASYNC,
+					      e->rpo)
+		      : ims_repl_enable(NULL, e->repl, pool, name, old, IMS_REPL_ASYNC, e->rpo);
 	if (r < 0)
 		ims_log_error("forced failover of %s'%s/%s': replication back to site '%s' is not "
 			      "set: %s",
@@ -221,9 +221,9 @@ void ims_handover__reverse(job *w, ims_site *peer)
 		rpo = pair.rpo_seconds ? pair.rpo_seconds : rpo;
 	}
 	if (w->q.unit == IMS_REPL_GROUP)
-		ims_repl_group_hand_over(e->repl, pool, name, w->q.target, NULL);
+		ims_repl_group_hand_over(NULL, e->repl, pool, name, w->q.target);
 	else
-		ims_repl_sched_hand_over(e->repl, pool, name, w->q.target, NULL);
+		ims_repl_sched_hand_over(NULL, e->repl, pool, name, w->q.target);
 	if (ims_repl_policy_put(peer, ims_handover__peer_pool(e, w->q.target), pool, name,
 				w->q.unit, here, mode, rpo) < 0)
 		ims_log_error(
@@ -359,8 +359,8 @@ static int close_writers(job *w, unsigned *broken, unsigned *fenced)
 	ims_repl_result res;
 	char host[128];
 	int r;
-	if ((r = ims_repl_sync_now(e->repl, pool, image, w->q.target, e->hooks->progress, e->ctx,
-				   &res)) < 0)
+	if ((r = ims_repl_sync_now(&res, e->repl, pool, image, w->q.target, e->hooks->progress,
+				   e->ctx)) < 0)
 		return undo(w,
 			    ims_error_set(r, "sync before the failover failed: %s; nothing changed",
 					  ims_error_last()),
@@ -428,8 +428,8 @@ static int planned_paused(job *w)
 		return r;
 
 	/* 3. the final sync: everything written before the fence */
-	if ((r = ims_repl_sync_now(e->repl, pool, image, w->q.target, e->hooks->progress, e->ctx,
-				   &res)) < 0)
+	if ((r = ims_repl_sync_now(&res, e->repl, pool, image, w->q.target, e->hooks->progress,
+				   e->ctx)) < 0)
 		return undo(w,
 			    ims_error_set(r,
 					  "final sync to site '%s' failed: %s; site '%s' stays the "
@@ -480,8 +480,8 @@ static int forced(job *w)
 	    j.forced) {
 		/* promoted by a forced failover whose daemon was killed before it set the way back
 		 */
-		if ((r = ims_repl_enable(e->repl, pool, image, j.target, IMS_REPL_ASYNC, e->rpo,
-					 NULL)) < 0)
+		if ((r = ims_repl_enable(NULL, e->repl, pool, image, j.target, IMS_REPL_ASYNC,
+					 e->rpo)) < 0)
 			return r;
 		ims_repl_journal_clear(e->site, pool, image, IMS_REPL_IMAGE);
 		ims_handover__say(w,
@@ -804,7 +804,7 @@ static int image_resync(job *w)
 	ims_repl_divergence dv;
 	ims_repl_result res;
 	ims_site *peer = NULL;
-	int r = ims_repl_resync(e->repl, w->q.pool, w->q.name, w->q.target, &dv);
+	int r = ims_repl_resync(&dv, e->repl, w->q.pool, w->q.name, w->q.target);
 	if (r < 0)
 		return r;
 	/* the old primary's daemons stop replicating their copy: it is a secondary now */
@@ -813,8 +813,8 @@ static int image_resync(job *w)
 				       w->q.name, IMS_REPL_IMAGE, ims_site_name(e->site));
 	/* the old site has just come back and may not serve every request yet: a few tries */
 	for (int attempt = 1;; attempt++) {
-		if ((r = ims_repl_sync_now(e->repl, w->q.pool, w->q.name, w->q.target,
-					   e->hooks->progress, e->ctx, &res)) == 0)
+		if ((r = ims_repl_sync_now(&res, e->repl, w->q.pool, w->q.name, w->q.target,
+					   e->hooks->progress, e->ctx)) == 0)
 			break;
 		if (attempt == 3 || r == -EBUSY || r == -ENOENT || r == -EUCLEAN || r == -ECANCELED)
 			return ims_error_set(

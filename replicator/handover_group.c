@@ -183,8 +183,8 @@ static int group_close_writers(job *w, const ims_group_info *gi, unsigned *broke
 	ims_repl_result res;
 	char host[128];
 	int r;
-	if ((r = ims_repl_group_sync_now(e->repl, pool, group, w->q.target, e->hooks->progress,
-					 e->ctx, &res)) < 0)
+	if ((r = ims_repl_group_sync_now(&res, e->repl, pool, group, w->q.target,
+					 e->hooks->progress, e->ctx)) < 0)
 		return ims_error_set(r, "sync before the failover failed: %s; nothing changed",
 				     ims_error_last());
 	group_set_state(e->site, gi, "failing-over");
@@ -286,8 +286,8 @@ int ims_handover__group_planned(job *w)
 		goto out;
 
 	/* 3. the final cut: every member as it was at the fence */
-	if ((r = ims_repl_group_sync_now(e->repl, pool, group, w->q.target, e->hooks->progress,
-					 e->ctx, &res)) < 0) {
+	if ((r = ims_repl_group_sync_now(&res, e->repl, pool, group, w->q.target,
+					 e->hooks->progress, e->ctx)) < 0) {
 		r = undo(w,
 			 ims_error_set(r,
 				       "final sync of group '%s/%s' to site '%s' failed: %s; site "
@@ -454,8 +454,8 @@ int ims_handover__group_resync(job *w)
 		goto out;
 	ims_repl_policy_remove(peer, ims_handover__peer_pool(e, w->q.target), pool, group,
 			       IMS_REPL_GROUP, ims_site_name(e->site));
-	if ((r = ims_repl_group_sync_now(e->repl, pool, group, w->q.target, e->hooks->progress,
-					 e->ctx, &res)) < 0)
+	if ((r = ims_repl_group_sync_now(&res, e->repl, pool, group, w->q.target,
+					 e->hooks->progress, e->ctx)) < 0)
 		goto out;
 	ims_handover__say(w, "%s; sealed '%s' (%" PRIu64 " bytes shipped)", plan, res.sealed,
 			  res.bytes_copied);

@@ -109,14 +109,14 @@ static int status_kind(ims_repl_sched *s, const char *pool, const char *name, im
 	return 0;
 }
 
-int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image,
-			  ims_repl_status **out, size_t *count)
+int ims_repl_sched_status(ims_repl_status **out, size_t *count, ims_repl_sched *s, const char *pool,
+			  const char *image)
 {
 	return status_kind(s, pool, image, IMS_REPL_IMAGE, out, count);
 }
 
-int ims_repl_group_status(ims_repl_sched *s, const char *pool, const char *group,
-			  ims_repl_status **out, size_t *count)
+int ims_repl_group_status(ims_repl_status **out, size_t *count, ims_repl_sched *s, const char *pool,
+			  const char *group)
 {
 	return status_kind(s, pool, group, IMS_REPL_GROUP, out, count);
 }

@@ -388,8 +388,8 @@ static int find_policy(void *ctx, const char *key, json_object *val)
 	return 0;
 }
 
-int ims_repl_policy_find(ims_site *site, const char *policy_pool, const char *pool,
-			 const char *image, char *target, size_t len)
+int ims_repl_policy_find(char *target, size_t len, ims_site *site, const char *policy_pool,
+			 const char *pool, const char *image)
 {
 	rados_ioctx_t io;
 	char prefix[700];

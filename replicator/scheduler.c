@@ -770,8 +770,8 @@ static int enable_checked(ims_repl_sched *s, const char *pool, const char *name,
 	return 0;
 }
 
-int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-		    ims_repl_mode mode, uint32_t rpo, ims_repl_status *out)
+int ims_repl_enable(ims_repl_status *out, ims_repl_sched *s, const char *pool, const char *image,
+		    const char *target, ims_repl_mode mode, uint32_t rpo)
 {
 	int r;
 	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
@@ -793,26 +793,26 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 			    const char *target, ims_repl_unit unit, ims_repl_status *out,
 			    bool drop_snapshots);
 
-int ims_repl_disable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-		     ims_repl_status *out)
+int ims_repl_disable(ims_repl_status *out, ims_repl_sched *s, const char *pool, const char *image,
+		     const char *target)
 {
 	return remove_pair(s, pool, image, target, out, true);
 }
 
-int ims_repl_sched_hand_over(ims_repl_sched *s, const char *pool, const char *image,
-			     const char *target, ims_repl_status *out)
+int ims_repl_sched_hand_over(ims_repl_status *out, ims_repl_sched *s, const char *pool,
+			     const char *image, const char *target)
 {
 	return remove_pair(s, pool, image, target, out, false);
 }
 
-int ims_repl_group_hand_over(ims_repl_sched *s, const char *pool, const char *group,
-			     const char *target, ims_repl_status *out)
+int ims_repl_group_hand_over(ims_repl_status *out, ims_repl_sched *s, const char *pool,
+			     const char *group, const char *target)
 {
 	return remove_kind_pair(s, pool, group, target, IMS_REPL_GROUP, out, false);
 }
 
-int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-		    ims_repl_divergence *out)
+int ims_repl_resync(ims_repl_divergence *out, ims_repl_sched *s, const char *pool,
+		    const char *image, const char *target)
 {
 	ims_site *peer = NULL;
 	ims_repl_side me;
@@ -987,8 +987,8 @@ out:
 	return r;
 }
 
-int ims_repl_seal_snapshot(ims_repl_sched *s, const char *pool, const char *image, const char *snap,
-			   char *sealed_on, size_t len)
+int ims_repl_seal_snapshot(char *sealed_on, size_t len, ims_repl_sched *s, const char *pool,
+			   const char *image, const char *snap)
 {
 	char targets[8][64];
 	size_t nt = 0, used = 0;
@@ -1046,8 +1046,8 @@ static int sync_now_kind(ims_repl_sched *s, const char *pool, const char *name, 
 	return r;
 }
 
-int ims_repl_sync_now(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-		      ims_progress_fn progress, void *ctx, ims_repl_result *out)
+int ims_repl_sync_now(ims_repl_result *out, ims_repl_sched *s, const char *pool, const char *image,
+		      const char *target, ims_progress_fn progress, void *ctx)
 {
 	return sync_now_kind(s, pool, image, target, IMS_REPL_IMAGE, progress, ctx, out);
 }
@@ -1068,9 +1068,8 @@ int ims_repl_set_verify_every(ims_repl_sched *s, const char *pool, const char *i
 	return ims_repl_sched__save_policy(s, &copy);
 }
 
-int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image,
-			  const char *target, const ims_repl_verify_opts *opts,
-			  ims_repl_verify_result **out)
+int ims_repl_sched_verify(ims_repl_verify_result **out, ims_repl_sched *s, const char *pool,
+			  const char *image, const char *target, const ims_repl_verify_opts *opts)
 {
 	ims_site *peer = NULL;
 	cycle_ctx c = {.s = s};
@@ -1140,9 +1139,8 @@ static int refuse_group_member(ims_repl_sched *s, const char *pool, const char *
 	return 0;
 }
 
-int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group,
-			  const char *target, ims_repl_mode mode, uint32_t rpo,
-			  ims_repl_status *out)
+int ims_repl_group_enable(ims_repl_status *out, ims_repl_sched *s, const char *pool,
+			  const char *group, const char *target, ims_repl_mode mode, uint32_t rpo)
 {
 	ims_group_info *gi = NULL;
 	int r;
@@ -1166,8 +1164,8 @@ int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group
 	return enable_checked(s, pool, group, target, mode, rpo, IMS_REPL_GROUP, out);
 }
 
-int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *group,
-			   const char *target, ims_repl_status *out)
+int ims_repl_group_disable(ims_repl_status *out, ims_repl_sched *s, const char *pool,
+			   const char *group, const char *target)
 {
 	int r = remove_kind_pair(s, pool, group, target, IMS_REPL_GROUP, out, true);
 	return r == -ENOENT ? ims_error_set(r, "group '%s/%s' is not replicated to site '%s'", pool,
@@ -1175,9 +1173,9 @@ int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *grou
 			    : r;
 }
 
-int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *group,
-			    const char *target, ims_progress_fn progress, void *ctx,
-			    ims_repl_result *out)
+int ims_repl_group_sync_now(ims_repl_result *out, ims_repl_sched *s, const char *pool,
+			    const char *group, const char *target, ims_progress_fn progress,
+			    void *ctx)
 {
 	int64_t called = now_ms();
 	ims_repl_result res;
