@@ -83,7 +83,7 @@ static int read_side(rbd_image_t img, ims_repl_side *out)
 	if (r < 0)
 		return r;
 	ims_repl__snaps s;
-	if ((r = ims_repl__list_snaps(img, &s)) < 0)
+	if ((r = ims_repl__list_snaps(&s, img)) < 0)
 		return r;
 	if (s.n)
 		snprintf(out->last_sealed, sizeof(out->last_sealed), "%s", s.names[s.n - 1]);
@@ -220,10 +220,10 @@ int ims_repl_demote(ims_site *site, const char *pool, const char *image, const c
 	return r;
 }
 
-int ims_repl__rollback_if_changed(rbd_image_t img, const char *snap, const char *what, bool *rolled)
+int ims_repl__rollback_if_changed(bool *rolled, rbd_image_t img, const char *snap, const char *what)
 {
 	bool changed = false;
-	int r = ims_repl__changed_since(img, snap, &changed);
+	int r = ims_repl__changed_since(&changed, img, snap);
 	*rolled = false;
 	if (r < 0)
 		return ims_error_set(r, "cannot compare %s with '%s': %s", what, snap,
@@ -262,7 +262,7 @@ int ims_repl_promote(char *at, size_t len, ims_site *site, const char *pool, con
 	if (at)
 		snprintf(at, len, "%s", side.last_sealed);
 	if (rollback && side.last_sealed[0] &&
-	    (r = ims_repl__rollback_if_changed(o.img, side.last_sealed, what, &rolled)) < 0)
+	    (r = ims_repl__rollback_if_changed(&rolled, o.img, side.last_sealed, what)) < 0)
 		goto out;
 	snprintf(gen, sizeof(gen), "%" PRIu64, generation);
 	if ((r = rbd_metadata_set(o.img, IMS_REPL_META_GENERATION, gen)) < 0 ||
@@ -287,10 +287,10 @@ static int divergence_open(rbd_image_t cur, rbd_image_t old, const char *what, i
 	ims_repl__snaps cs, os;
 	int r;
 	memset(out, 0, sizeof(*out));
-	if ((r = ims_repl__list_snaps(cur, &cs)) < 0)
+	if ((r = ims_repl__list_snaps(&cs, cur)) < 0)
 		return ims_error_set(r, "cannot list the snapshots of %s on site '%s'", what,
 				     ims_site_name(cur_site));
-	if ((r = ims_repl__list_snaps(old, &os)) < 0) {
+	if ((r = ims_repl__list_snaps(&os, old)) < 0) {
 		free(cs.names);
 		return ims_error_set(r, "cannot list the snapshots of %s on site '%s'", what,
 				     ims_site_name(old_site));
@@ -312,8 +312,8 @@ static int divergence_open(rbd_image_t cur, rbd_image_t old, const char *what, i
 			 ims_site_name(old_site), ims_site_name(cur_site));
 		return 0;
 	}
-	if ((r = ims_repl__changed_since(old, out->common, &out->old_wrote)) < 0 ||
-	    (r = ims_repl__changed_since(cur, out->common, &out->new_wrote)) < 0)
+	if ((r = ims_repl__changed_since(&out->old_wrote, old, out->common)) < 0 ||
+	    (r = ims_repl__changed_since(&out->new_wrote, cur, out->common)) < 0)
 		return ims_error_set(r, "cannot compare %s with '%s': %s", what, out->common,
 				     ims_strerror(r));
 	out->split_brain = out->old_wrote;
@@ -390,11 +390,11 @@ int ims_repl_rejoin(ims_repl_divergence *out, ims_site *cur, ims_site *old, cons
 	}
 	if (d.common[0]) {
 		bool rolled;
-		if ((r = ims_repl__rollback_if_changed(o.img, d.common, what, &rolled)) < 0)
+		if ((r = ims_repl__rollback_if_changed(&rolled, o.img, d.common, what)) < 0)
 			goto out;
 		/* replication snapshots newer than the common one are not on the primary */
 		ims_repl__snaps os;
-		if (ims_repl__list_snaps(o.img, &os) == 0) {
+		if (ims_repl__list_snaps(&os, o.img) == 0) {
 			for (size_t i = os.n; i-- > 0 && strcmp(os.names[i], d.common) != 0;)
 				rbd_snap_remove(o.img, os.names[i]);
 			free(os.names);

@@ -190,7 +190,7 @@ static int member_load(member *m, ims_site *src, ims_site *dst)
 	r = rbd_open_read_only(dio, m->image, &simg, NULL);
 	if (r == 0) {
 		ims_repl__snaps ss = {0};
-		r = ims_repl__list_snaps(simg, &ss);
+		r = ims_repl__list_snaps(&ss, simg);
 		for (size_t i = 0; r == 0 && i < ss.n; i++)
 			r = times_add(&m->sealed, ims_repl_snap_time(ss.names[i]));
 		free(ss.names);
@@ -331,7 +331,7 @@ static void retention(ims_site *src, ims_site *dst, rados_ioctx_t gio, const cha
 		if (ims_site_ioctx(&dio, dst, m[k].pool) < 0)
 			continue;
 		if (rbd_open(dio, m[k].image, &simg, NULL) == 0) {
-			if (ims_repl__list_snaps(simg, &ss) == 0) {
+			if (ims_repl__list_snaps(&ss, simg) == 0) {
 				for (size_t i = 0; i + keep < ss.n; i++)
 					if (strcmp(ss.names[i], name) != 0)
 						rbd_snap_remove(simg, ss.names[i]);
@@ -440,7 +440,7 @@ static bool group_unchanged(group_cycle *gc)
 			break;
 		}
 		anchor_name(from, sizeof(from), gc->all);
-		if (ims_repl__changed_since(gc->m[k].img, from, &changed) < 0)
+		if (ims_repl__changed_since(&changed, gc->m[k].img, from) < 0)
 			changed = true;
 	}
 	if (changed)
@@ -586,7 +586,7 @@ int ims_repl_group_last_sealed(char *name, size_t len, int64_t *unix_ms, ims_sit
 		if ((r = ims_site_ioctx(&io, site, gi->members[k].pool)) < 0)
 			break;
 		if ((r = rbd_open_read_only(io, gi->members[k].image, &img, NULL)) == 0) {
-			r = ims_repl__list_snaps(img, &ss);
+			r = ims_repl__list_snaps(&ss, img);
 			rbd_close(img);
 		}
 		ims_site_ioctx_close(io);
@@ -818,7 +818,7 @@ int ims_repl_group_promote(unsigned *rolled_back, ims_site *site, const char *po
 			continue;
 		snprintf(what, sizeof(what), "'%s/%s' on site '%s'", ms.m[k].pool, ms.m[k].image,
 			 ims_site_name(site));
-		if ((r = ims_repl__rollback_if_changed(ms.m[k].img, cut, what, &rolled)) < 0)
+		if ((r = ims_repl__rollback_if_changed(&rolled, ms.m[k].img, cut, what)) < 0)
 			break;
 		rolled_n += rolled;
 		drop_snaps(&ms.m[k], false, cut);
@@ -884,7 +884,7 @@ int ims_repl_group_rejoin(char *plan, size_t len, ims_site *cur, ims_site *old, 
 	snprintf(recovery, sizeof(recovery), IMS_REPL_RECOVERY_PREFIX "%" PRId64, now_ms());
 	for (size_t k = 0; k < ms.n; k++) {
 		bool changed = true;
-		if (c >= 0 && ims_repl__changed_since(ms.m[k].img, anchor, &changed) < 0)
+		if (c >= 0 && ims_repl__changed_since(&changed, ms.m[k].img, anchor) < 0)
 			changed = true;
 		if (!changed)
 			continue;
