@@ -53,7 +53,7 @@ void ims_repl_sched__record_verify_locked(ims_repl_sched *s, pair *p,
 	ims_repl_sched__event_locked(s, p, IMS_REPL_EVENT_VERIFY_MISMATCH, -1.0, p->verify_error);
 }
 
-void ims_repl_sched__fill_status(const pair *p, ims_repl_status *st, int64_t t)
+void ims_repl_sched__fill_status(ims_repl_status *st, const pair *p, int64_t t)
 {
 	memset(st, 0, sizeof(*st));
 	snprintf(st->image, sizeof(st->image), "%s/%s", p->pool, p->image);
@@ -101,7 +101,7 @@ static int status_kind(ims_repl_sched *s, const char *pool, const char *name, im
 		if (pool && name &&
 		    (p->unit != unit || strcmp(p->pool, pool) || strcmp(p->image, name)))
 			continue;
-		ims_repl_sched__fill_status(p, &list[k++], t);
+		ims_repl_sched__fill_status(&list[k++], p, t);
 	}
 	pthread_mutex_unlock(&s->lock);
 	*out = list;

@@ -30,7 +30,7 @@ static void policy_key(char *key, size_t len, const char *pool, const char *name
 		 target);
 }
 
-void ims_repl_sched__pair_key(const pair *p, char *key, size_t len)
+void ims_repl_sched__pair_key(char *key, size_t len, const pair *p)
 {
 	policy_key(key, len, p->pool, p->image, p->unit, p->target);
 }
@@ -87,7 +87,7 @@ void ims_repl_sched__drop_status(rados_ioctx_t io, const char *key)
 
 /* The records' pool on the site's current client: an ioctx per use, since the client is
  * replaced when the cluster blocklists it. Close with ims_site_ioctx_close(). */
-int ims_repl_sched__io(ims_repl_sched *s, rados_ioctx_t *io)
+int ims_repl_sched__io(rados_ioctx_t *io, ims_repl_sched *s)
 {
 	return ims_site_ioctx(io, s->o.local, s->o.pool);
 }
@@ -141,7 +141,7 @@ void ims_repl_sched__save_status(ims_repl_sched *s, const pair *p)
 	json_object_object_add(o, "last_verified", json_object_new_string(p->last_verified));
 	json_object_object_add(o, "last_verify", json_object_new_string(p->last_verify));
 	json_object_object_add(o, "verify_error", json_object_new_string(p->verify_error));
-	ims_repl_sched__pair_key(p, key, sizeof(key));
+	ims_repl_sched__pair_key(key, sizeof(key), p);
 	ims_records rs = status_records(s);
 	ims_record_put(&rs, key, o);
 	json_object_put(o);
@@ -152,7 +152,7 @@ static void load_status(ims_repl_sched *s, pair *p)
 	char key[700];
 	json_object *o = NULL, *v;
 	ims_records rs = status_records(s);
-	ims_repl_sched__pair_key(p, key, sizeof(key));
+	ims_repl_sched__pair_key(key, sizeof(key), p);
 	if (ims_record_get(&o, &rs, key) < 0)
 		return;
 	if (json_object_object_get_ex(o, "last_sealed", &v)) {
@@ -315,7 +315,7 @@ void ims_repl_sched__watch(ims_repl_sched *s)
 	rados_write_op_t op;
 	s->watch_tried_ms = now_ms();
 	ims_repl_sched__unwatch(s);
-	if (ims_repl_sched__io(s, &io) < 0)
+	if (ims_repl_sched__io(&io, s) < 0)
 		return;
 	/* the object exists before anything is enabled: a watch needs it */
 	if ((op = rados_create_write_op())) {

@@ -261,7 +261,7 @@ static int count_one(uint64_t off, size_t len, int exists, void *arg)
  * renewer keep it until unlock_pair(). */
 static int lock_pair(ims_repl_sched *s, cycle_ctx *c)
 {
-	int r = ims_repl_sched__io(s, &c->io);
+	int r = ims_repl_sched__io(&c->io, s);
 	if (r < 0)
 		return r;
 	r = take_lock(s, c->io, c->lock_name, 0);
@@ -332,9 +332,9 @@ static void became_secondary(ims_repl_sched *s, pair *p)
 	p->disabled_ms = now_ms();
 	pthread_mutex_unlock(&s->lock);
 	char key[700];
-	ims_repl_sched__pair_key(p, key, sizeof(key));
+	ims_repl_sched__pair_key(key, sizeof(key), p);
 	rados_ioctx_t io;
-	if (ims_repl_sched__io(s, &io) == 0) {
+	if (ims_repl_sched__io(&io, s) == 0) {
 		ims_repl_sched__drop_policy(io, key, true);
 		ims_repl_sched__drop_status(io, key);
 		ims_site_ioctx_close(io);
@@ -384,7 +384,7 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	int r;
 
 	memset(&res, 0, sizeof(res));
-	ims_repl_sched__pair_key(p, c.lock_name, sizeof(c.lock_name));
+	ims_repl_sched__pair_key(c.lock_name, sizeof(c.lock_name), p);
 	ims_error_clear();
 	if ((r = s->o.peer(s->o.peer_ctx, p->target, &peer)) == 0 && (r = lock_pair(s, &c)) == 0) {
 		r = sync_locked(s, p, peer, &c, &res);
@@ -703,7 +703,7 @@ static int enable_pair(ims_repl_sched *s, const pair *tmp, ims_repl_status *out)
 	p->next_attempt_ms = 0;
 	enqueue_locked(s, p);
 	if (out)
-		ims_repl_sched__fill_status(p, out, now_ms());
+		ims_repl_sched__fill_status(out, p, now_ms());
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
@@ -872,11 +872,11 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'", pool, image,
 				     target);
 	}
-	ims_repl_sched__pair_key(p, key, sizeof(key));
+	ims_repl_sched__pair_key(key, sizeof(key), p);
 	pthread_mutex_unlock(&s->lock);
 	/* the record goes first, so that no daemon starts another cycle */
 	rados_ioctx_t io;
-	int r = ims_repl_sched__io(s, &io);
+	int r = ims_repl_sched__io(&io, s);
 	if (r < 0)
 		return r;
 	if ((r = ims_repl_sched__drop_policy(io, key, false)) < 0) {
@@ -891,7 +891,7 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 	while (p->running) /* let a running cycle end: its snapshot is then sealed or not at all */
 		pthread_cond_wait(&s->cond, &s->lock);
 	if (out)
-		ims_repl_sched__fill_status(p, out, now_ms());
+		ims_repl_sched__fill_status(out, p, now_ms());
 	pair copy = *p;
 	pthread_mutex_unlock(&s->lock);
 	ims_repl_sched__drop_status(io, key);
@@ -1090,7 +1090,7 @@ int ims_repl_sched_verify(ims_repl_verify_result **out, ims_repl_sched *s, const
 	}
 	pthread_mutex_unlock(&s->lock);
 	c.p = p;
-	ims_repl_sched__pair_key(p, c.lock_name, sizeof(c.lock_name));
+	ims_repl_sched__pair_key(c.lock_name, sizeof(c.lock_name), p);
 	/* the lock keeps another daemon's cycles, and their retention, off the snapshot */
 	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == 0 && (r = lock_pair(s, &c)) == 0) {
 		r = verify_pair(s, p, peer, opts, &c, out);
