@@ -436,7 +436,7 @@ static int ims_h_group_replication_status(void *app, ims_rpc_call *call,
 	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
 	    (r = ims_repl_group_status(&list, &n, d->repl, g.pool, g.name)) < 0)
 		return r;
-	if ((r = ims_daemon_status_journal(d, g.pool, g.name, IMS_REPL_GROUP, &list, &n)) < 0) {
+	if ((r = ims_daemon_status_journal(&list, &n, d, g.pool, g.name, IMS_REPL_GROUP)) < 0) {
 		free(list);
 		return r;
 	}

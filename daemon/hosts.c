@@ -317,8 +317,8 @@ char *ims_libvirt_disk_xml(const char *pool, const char *image, const char *clie
 	return buf;
 }
 
-int ims_daemon_host_identity(ims_daemon *d, const char *host, char *user, size_t user_len,
-			     char *secret, size_t secret_len)
+int ims_daemon_host_identity(char *user, size_t user_len, char *secret, size_t secret_len,
+			     ims_daemon *d, const char *host)
 {
 	int r = -ENOENT;
 	pthread_mutex_lock(&d->lock);
@@ -353,7 +353,7 @@ static int attach_identity(ims_daemon *d, ims_rpc_call *call,
 		/* a host asks for itself: its certificate's CN when it has one configured */
 		const char *cn = ims_rpc_call_cert_cn(call), *name = ims_rpc_call_caller(call);
 		char u[8], sct[8];
-		host = cn && ims_daemon_host_identity(d, cn, u, sizeof(u), sct, sizeof(sct)) == 0
+		host = cn && ims_daemon_host_identity(u, sizeof(u), sct, sizeof(sct), d, cn) == 0
 			       ? cn
 			       : name;
 	}
@@ -371,7 +371,7 @@ static int attach_identity(ims_daemon *d, ims_rpc_call *call,
 				"attach-info needs a host: name it (--host NAME, a [host NAME] of "
 				"the "
 				"daemon's configuration) or give --client-id and --secret-uuid");
-		if (ims_daemon_host_identity(d, host, user, ulen, secret, slen) < 0)
+		if (ims_daemon_host_identity(user, ulen, secret, slen, d, host) < 0)
 			return ims_error_set(-EBUSY,
 					     "no cephx user and libvirt secret are known for host "
 					     "'%s': add a [host %s] "

@@ -102,8 +102,8 @@ static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCM
 /* The statuses @p list of @p unit pool/name, with a failover this daemon began and did not
  * finish (it was killed half-way) shown as state failing-over, its step and the command that
  * finishes it. */
-int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name, ims_repl_unit unit,
-			      ims_repl_status **list, size_t *n)
+int ims_daemon_status_journal(ims_repl_status **list, size_t *n, ims_daemon *d, const char *pool,
+			      const char *name, ims_repl_unit unit)
 {
 	ims_repl_journal j;
 	const char *kind = unit == IMS_REPL_GROUP ? "group " : "";
@@ -216,7 +216,7 @@ static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMe
 				       one ? s.image : NULL)) < 0)
 		return r;
 	if (one &&
-	    (r = ims_daemon_status_journal(d, s.pool, s.image, IMS_REPL_IMAGE, &list, &n)) < 0) {
+	    (r = ims_daemon_status_journal(&list, &n, d, s.pool, s.image, IMS_REPL_IMAGE)) < 0) {
 		free(list);
 		return r;
 	}
