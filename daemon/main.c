@@ -236,7 +236,7 @@ static bool site_up(void *app, const char *name)
 static int ready(void *app, char *why, size_t len)
 {
 	ims_daemon *d = app;
-	return ims_health_ready(d->health, why, len);
+	return ims_health_ready(why, len, d->health);
 }
 
 static void metrics(void *app, FILE *out)
@@ -525,7 +525,7 @@ static void serve(ims_daemon *d, sigset_t *sigs, const args *a, const char *stat
 	char waiting[512] = "";
 	for (;;) {
 		char why[512] = "";
-		bool site_ok = ims_health_ready(d->health, why, sizeof(why)) == 0;
+		bool site_ok = ims_health_ready(why, sizeof(why), d->health) == 0;
 		if (site_ok) {
 			if (!notified)
 				ims_notify_ready(status);
