@@ -79,13 +79,13 @@ static int writable_copy(ims_daemon *d, const char *pool, const char *image, ims
 	return 0;
 }
 
-int ims_hosts_image_leased(ims_daemon *d, const char *pool, const char *image, char *host,
-			   size_t len)
+int ims_hosts_image_leased(char *host, size_t len, ims_daemon *d, const char *pool,
+			   const char *image)
 {
 	return ims_lease_held(host, len, d->site, d->pool, pool, image);
 }
 
-int ims_hosts_break_leases(ims_daemon *d, const char *pool, const char *image, unsigned *broken)
+int ims_hosts_break_leases(unsigned *broken, ims_daemon *d, const char *pool, const char *image)
 {
 	return ims_lease_break(broken, d->site, d->pool, pool, image);
 }
