@@ -76,7 +76,7 @@ int ims_kit_submit(ims_daemon *d, ims_rpc_call *call, const char *kind, const ch
 		   ims_op_fn fn, void *arg, void (*free_arg)(void *), ProtobufCMessage **resp)
 {
 	ims_op_record rec;
-	int r = ims_ops_submit(d->ops, kind, what, fn, arg, free_arg, &rec);
+	int r = ims_ops_submit(&rec, d->ops, kind, what, fn, arg, free_arg);
 	if (r < 0)
 		return r;
 	return ims_kit_reply_op(call, &rec, resp);

@@ -246,7 +246,7 @@ static void metrics(void *app, FILE *out)
 	if (d->repl)
 		ims_repl_sched_metrics(d->repl, out);
 	uint64_t counts[6];
-	ims_ops_counts(d->ops, counts);
+	ims_ops_counts(counts, d->ops);
 	fprintf(out,
 		"# HELP imgstore_operations Operations of this daemon by state (kept in memory).\n"
 		"# TYPE imgstore_operations gauge\n");
