@@ -155,7 +155,7 @@ const ims_rpc_method *ims_daemon_methods(size_t *count)
 	return all_methods;
 }
 
-int ims_kit_repeated(ims_rpc_call *call, void *field, size_t *count, size_t n, ims_kit_item_fn item,
+int ims_kit_repeated(void *field, size_t *count, ims_rpc_call *call, size_t n, ims_kit_item_fn item,
 		     const void *ctx)
 {
 	void **v = NULL;
