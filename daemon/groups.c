@@ -116,17 +116,25 @@ static int reply_group(ims_daemon *d, ims_rpc_call *call, const char *pool, cons
 	return r;
 }
 
+/* CreateGroup and GetGroup: the group @p in names, made first by @p make (NULL: taken as it
+ * is), answered with its Group message. */
+static int answer_group(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__GroupSpec *in,
+			int (*make)(ims_site *site, const char *pool, const char *name),
+			ProtobufCMessage **resp)
+{
+	group_spec g;
+	int r;
+	if ((r = get_group(d, call, in, &g, false)) < 0 ||
+	    (make && (r = make(d->site, g.pool, g.name)) < 0))
+		return r;
+	return reply_group(d, call, g.pool, g.name, resp);
+}
+
 static int ims_h_create_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			      ProtobufCMessage **resp)
 {
-	ims_daemon *d = APP(app);
 	const Imgstore__V1__CreateGroupRequest *q = (const void *)req;
-	group_spec g;
-	int r;
-	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
-	    (r = ims_group_create(d->site, g.pool, g.name)) < 0)
-		return r;
-	return reply_group(d, call, g.pool, g.name, resp);
+	return answer_group(APP(app), call, q->group, ims_group_create, resp);
 }
 
 static int ims_h_delete_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
@@ -267,13 +275,8 @@ out:
 static int ims_h_get_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			   ProtobufCMessage **resp)
 {
-	ims_daemon *d = APP(app);
 	const Imgstore__V1__GetGroupRequest *q = (const void *)req;
-	group_spec g;
-	int r;
-	if ((r = get_group(d, call, q->group, &g, false)) < 0)
-		return r;
-	return reply_group(d, call, g.pool, g.name, resp);
+	return answer_group(APP(app), call, q->group, NULL, resp);
 }
 
 static int ims_h_create_group_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
