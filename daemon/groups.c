@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/spec.h"
 #include "daemon/daemon.h"
@@ -462,12 +463,7 @@ static int ims_h_verify_group(void *app, ims_rpc_call *call, const ProtobufCMess
 					q->target_site)) < 0 ||
 	    (r = ims_daemon_peer(d, target, &peer)) < 0)
 		return r;
-	double until;
-	{
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		until = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + IMS_DAEMON_VERIFY_BOUND_S;
-	}
+	double until = ims_clock_mono_s() + IMS_DAEMON_VERIFY_BOUND_S;
 	o.chunk_size = q->chunk_size;
 	o.progress = ims_daemon_verify_deadline;
 	o.progress_ctx = &until;

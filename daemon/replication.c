@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -347,18 +348,11 @@ static int h_resync(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			       resp);
 }
 
-static double mono_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int ims_daemon_verify_deadline(void *ctx, uint64_t done, uint64_t total)
 {
 	(void)done;
 	(void)total;
-	return mono_s() > *(const double *)ctx;
+	return ims_clock_mono_s() > *(const double *)ctx;
 }
 
 Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, const char *img,
@@ -414,7 +408,7 @@ static int h_verify_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	    (r = ims_daemon_pair_target(target, sizeof(target), d, s.pool, s.image, IMS_REPL_IMAGE,
 					q->target_site)) < 0)
 		return r;
-	double until = mono_s() + IMS_DAEMON_VERIFY_BOUND_S;
+	double until = ims_clock_mono_s() + IMS_DAEMON_VERIFY_BOUND_S;
 	o.snap = q->snapshot;
 	o.chunk_size = q->chunk_size;
 	o.progress = ims_daemon_verify_deadline;

@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 #include <rbd/librbd.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "replicator/replicator.h"
@@ -60,13 +61,6 @@ static void meta_get(rbd_image_t img, const char *key, char *buf, size_t len)
 	size_t n = len;
 	if (rbd_metadata_get(img, key, buf, &n) < 0)
 		buf[0] = '\0';
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int read_side(rbd_image_t img, ims_repl_side *out)
@@ -380,7 +374,8 @@ int ims_repl_rejoin(ims_repl_divergence *out, ims_site *cur, ims_site *old, cons
 	if ((r = fence_open(old, o.img, what, NULL)) < 0)
 		goto out;
 	if (d.old_wrote) {
-		snprintf(recovery, sizeof(recovery), IMS_REPL_RECOVERY_PREFIX "%" PRId64, now_ms());
+		snprintf(recovery, sizeof(recovery), IMS_REPL_RECOVERY_PREFIX "%" PRId64,
+			 ims_clock_unix_ms());
 		if ((r = rbd_snap_create(o.img, recovery)) < 0) {
 			ims_error_set(r, "cannot keep the diverged head of %s as '%s': %s", what,
 				      recovery, ims_strerror(r));

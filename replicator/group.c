@@ -10,6 +10,7 @@
 
 #include <rbd/librbd.h>
 
+#include "common/clock.h"
 #include "common/array.h"
 #include "common/error.h"
 #include "common/opts.h"
@@ -20,13 +21,6 @@
 #include "store/snap.h"
 
 #define NAME_MAX_ IMS_REPL__SNAP_NAME_MAX
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int64_t anchor_time(const char *name)
 {
@@ -448,7 +442,7 @@ static bool group_unchanged(group_cycle *gc)
 	gc->res.unchanged = true;
 	cut_name(gc->res.base, sizeof(gc->res.base), gc->all);
 	cut_name(gc->res.sealed, sizeof(gc->res.sealed), gc->all);
-	gc->res.sealed_unix_ms = now_ms();
+	gc->res.sealed_unix_ms = ims_clock_unix_ms();
 	return true;
 }
 
@@ -459,7 +453,7 @@ static int take_cut(group_cycle *gc)
 	char from[NAME_MAX_], cut[NAME_MAX_];
 	size_t made = 0;
 	int r = 0;
-	int64_t ms = now_ms();
+	int64_t ms = ims_clock_unix_ms();
 	if (gc->cuts.n && gc->cuts.v[gc->cuts.n - 1] >= ms)
 		ms = gc->cuts.v[gc->cuts.n - 1] + 1;
 	for (size_t k = 0; k < gc->nm; k++)
@@ -526,10 +520,9 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 {
 	group_cycle gc = {.src = src, .dst = dst, .pool = pool, .group = group, .o = o};
 	char cut[NAME_MAX_];
-	struct timespec t0, t1;
+	double t0 = ims_clock_mono_s();
 	int r;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if ((r = IMS_OPTS_CHECK(o, IMS_REPL_OPTS_VERSION, "replication")) < 0)
 		return r;
 	if ((r = group_open(&gc)) < 0 || (r = find_cuts(&gc)) < 0)
@@ -554,8 +547,7 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 		      pool, group, ims_site_name(dst), gc.res.base[0] ? gc.res.base : "(full)", cut,
 		      gc.res.bytes_copied);
 done:
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	gc.res.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	gc.res.seconds = ims_clock_mono_s() - t0;
 	if (out)
 		*out = gc.res;
 	r = 0;
@@ -881,7 +873,8 @@ int ims_repl_group_rejoin(char *plan, size_t len, ims_site *cur, ims_site *old, 
 			goto out;
 	/* what each wrote after the common cut is kept; the anchor is older than the cut, so a
 	 * member changed since its anchor may only hold the cut's own writes: kept too */
-	snprintf(recovery, sizeof(recovery), IMS_REPL_RECOVERY_PREFIX "%" PRId64, now_ms());
+	snprintf(recovery, sizeof(recovery), IMS_REPL_RECOVERY_PREFIX "%" PRId64,
+		 ims_clock_unix_ms());
 	for (size_t k = 0; k < ms.n; k++) {
 		bool changed = true;
 		if (c >= 0 && ims_repl__changed_since(&changed, ms.m[k].img, anchor) < 0)

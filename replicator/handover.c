@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/fanout.h"
 #include "common/log.h"
@@ -415,13 +416,11 @@ static int planned_paused(job *w)
 	if ((r = planned_check(w, &peer, &me, &them)) < 0)
 		return r;
 
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
 	memset(&j, 0, sizeof(j));
 	snprintf(j.target, sizeof(j.target), "%s", w->q.target);
 	j.old_generation = me.generation;
 	j.generation = (me.generation > them.generation ? me.generation : them.generation) + 1;
-	j.started_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	j.started_ms = ims_clock_unix_ms();
 	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_SYNC)) < 0)
 		return r;
 	if ((r = close_writers(w, &broken, &fenced)) < 0)
@@ -579,13 +578,6 @@ typedef struct {
 	size_t n;
 } site_run;
 
-static double mono_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Whether @p u is part of failover @p w; an image in a group goes with its group. */
 static bool selected(job *w, const site_item *u)
 {
@@ -639,13 +631,13 @@ static int fan_item(void *ctx, unsigned worker, size_t i)
 		u->skipped = true;
 		return 0;
 	}
-	double t0 = mono_s();
+	double t0 = ims_clock_mono_s();
 	if (u->unit == IMS_REPL_GROUP)
 		u->r = is_forced(&one) ? ims_handover__group_forced(&one)
 				       : ims_handover__group_planned(&one);
 	else
 		u->r = is_forced(&one) ? forced(&one) : planned(&one);
-	u->secs = mono_s() - t0;
+	u->secs = ims_clock_mono_s() - t0;
 	if (u->r < 0)
 		snprintf(u->said, sizeof(u->said), "%s", ims_error_last());
 	ims_log_info("%s failover of %s '%s/%s' to site '%s' %s in %.2fs: %s",
@@ -761,7 +753,7 @@ static int site_failover(job *w)
 {
 	const ims_handover_env *e = w->e;
 	const char *here = ims_site_name(e->site);
-	double t0 = mono_s();
+	double t0 = ims_clock_mono_s();
 	int r;
 	if (!is_forced(w) && strcmp(w->q.from, here) != 0)
 		return ims_error_set(
@@ -792,7 +784,7 @@ static int site_failover(job *w)
 				  w->q.from, w->q.pool, ims_error_last());
 		goto out;
 	}
-	r = summarize(w, &f, all.old_down, mono_s() - t0);
+	r = summarize(w, &f, all.old_down, ims_clock_mono_s() - t0);
 out:
 	free(f.items);
 	return r;

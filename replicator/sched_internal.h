@@ -94,13 +94,6 @@ struct ims_repl_sched {
 	struct cycle_ctx *held;
 };
 
-static inline int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- records and pairs (sched_policy.c) ---- */
 
 /** A pair's key in the records, and the name of its lock. */

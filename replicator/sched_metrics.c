@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/prom.h"
 
@@ -24,7 +25,7 @@ void ims_repl_sched__event_locked(ims_repl_sched *s, const pair *p, ims_repl_eve
 			     .target = p->target,
 			     .rpo_seconds = p->rpo,
 			     .lag_seconds = lag,
-			     .unix_ms = now_ms(),
+			     .unix_ms = ims_clock_unix_ms(),
 			     .detail = detail};
 	s->o.event(s->o.event_ctx, &ev);
 }
@@ -86,7 +87,7 @@ static int status_kind(ims_repl_sched *s, const char *pool, const char *name, im
 		       ims_repl_status **out, size_t *count)
 {
 	size_t n = 0, k = 0;
-	int64_t t = now_ms();
+	int64_t t = ims_clock_unix_ms();
 	pthread_mutex_lock(&s->lock);
 	for (pair *p = s->pairs; p; p = p->next)
 		n++;
@@ -123,7 +124,7 @@ int ims_repl_group_status(ims_repl_status **out, size_t *count, ims_repl_sched *
 
 void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f)
 {
-	int64_t t = now_ms();
+	int64_t t = ims_clock_unix_ms();
 	fprintf(f,
 		"# HELP imgstore_replication_lag_seconds Now minus the primary-side time of the "
 		"newest sealed snapshot.\n"

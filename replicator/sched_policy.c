@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 #include <rados/librados.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "replicator/replicator.h"
@@ -260,7 +261,7 @@ void ims_repl_sched__refresh(ims_repl_sched *s)
 	 * racing the refresh never finds it missing */
 	pthread_mutex_lock(&s->refresh_lock);
 	pthread_mutex_lock(&s->lock);
-	refresh_ctx rc = {s, now_ms(), ++s->refresh_gen};
+	refresh_ctx rc = {s, ims_clock_unix_ms(), ++s->refresh_gen};
 	pthread_mutex_unlock(&s->lock);
 	ims_records rs = IMS_RECORDS_SITE_QUIET(s->o.local, s->o.pool, IMS_REPL_POLICIES);
 	if (ims_record_foreach(&rs, refresh_one, &rc) < 0) {
@@ -313,7 +314,7 @@ void ims_repl_sched__watch(ims_repl_sched *s)
 {
 	rados_ioctx_t io;
 	rados_write_op_t op;
-	s->watch_tried_ms = now_ms();
+	s->watch_tried_ms = ims_clock_unix_ms();
 	ims_repl_sched__unwatch(s);
 	if (ims_repl_sched__io(&io, s) < 0)
 		return;

@@ -73,7 +73,7 @@ static void hold_lock(ims_repl_sched *s, cycle_ctx *c)
 {
 	pthread_mutex_lock(&s->held_lock);
 	c->lost = false;
-	c->renewed_ms = now_ms();
+	c->renewed_ms = ims_clock_unix_ms();
 	c->next_held = s->held;
 	s->held = c;
 	pthread_mutex_unlock(&s->held_lock);
@@ -105,7 +105,7 @@ static bool renew_locked(ims_repl_sched *s, cycle_ctx *c)
 				c->lock_name, ims_strerror(r));
 		return false;
 	}
-	c->renewed_ms = now_ms();
+	c->renewed_ms = ims_clock_unix_ms();
 	return true;
 }
 
@@ -123,7 +123,7 @@ static void *renewer(void *arg)
 		if (s->stopping)
 			break;
 		pthread_mutex_unlock(&s->lock);
-		int64_t due = now_ms() - (int64_t)lock_seconds(s) * 1000 / 3 + 1000;
+		int64_t due = ims_clock_unix_ms() - (int64_t)lock_seconds(s) * 1000 / 3 + 1000;
 		pthread_mutex_lock(&s->held_lock);
 		for (cycle_ctx *c = s->held; c; c = c->next_held)
 			if (c->renewed_ms < due)
@@ -329,7 +329,7 @@ static void became_secondary(ims_repl_sched *s, pair *p)
 {
 	p->present = false;
 	p->disabled = true;
-	p->disabled_ms = now_ms();
+	p->disabled_ms = ims_clock_unix_ms();
 	pthread_mutex_unlock(&s->lock);
 	char key[700];
 	ims_repl_sched__pair_key(key, sizeof(key), p);
@@ -362,12 +362,12 @@ static void note_cycle_locked(ims_repl_sched *s, pair *p, int r, const ims_repl_
 		p->syncs++;
 		p->next_attempt_ms = 0;
 	} else if (r == -EBUSY && strstr(ims_error_last(), "another daemon")) {
-		p->next_attempt_ms = now_ms() + 1000;
+		p->next_attempt_ms = ims_clock_unix_ms() + 1000;
 	} else {
 		snprintf(p->error, sizeof(p->error), "%s", ims_error_last());
 		p->failures++;
 		p->backoff = p->backoff ? (p->backoff * 2 > 60 ? 60 : p->backoff * 2) : 2;
-		p->next_attempt_ms = now_ms() + (int64_t)p->backoff * 1000;
+		p->next_attempt_ms = ims_clock_unix_ms() + (int64_t)p->backoff * 1000;
 		if (!s->stopping)
 			ims_log_warning("replication of '%s' failed (retry in %us): %s", key,
 					p->backoff, p->error);
@@ -525,7 +525,7 @@ static void *worker(void *arg)
 		s->nqueue--;
 		p->queued = false;
 		if (p->running || !p->present || paused_locked(s, p, true) ||
-		    target_down_locked(s, p, now_ms()))
+		    target_down_locked(s, p, ims_clock_unix_ms()))
 			continue;
 		p->running = true;
 		pthread_mutex_unlock(&s->lock);
@@ -560,7 +560,7 @@ static void *loop(void *arg)
 	ims_repl_sched *s = arg;
 	unsigned tick = s->o.tick_ms ? s->o.tick_ms : 500;
 	for (;;) {
-		int64_t t = now_ms();
+		int64_t t = ims_clock_unix_ms();
 		if (t - s->last_refresh_ms > 5000) {
 			ims_repl_sched__refresh(s);
 			s->last_refresh_ms = t;
@@ -632,7 +632,7 @@ int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *o)
 		goto fail;
 	ims_site_ioctx_close(io);
 	ims_repl_sched__refresh(s);
-	s->last_refresh_ms = now_ms();
+	s->last_refresh_ms = ims_clock_unix_ms();
 	ims_repl_sched__watch(s);
 	if ((r = ims_threads_start(&s->threads, o->workers ? o->workers : 4, worker, s,
 				   "replication workers")) < 0 ||
@@ -703,7 +703,7 @@ static int enable_pair(ims_repl_sched *s, const pair *tmp, ims_repl_status *out)
 	p->next_attempt_ms = 0;
 	enqueue_locked(s, p);
 	if (out)
-		ims_repl_sched__fill_status(out, p, now_ms());
+		ims_repl_sched__fill_status(out, p, ims_clock_unix_ms());
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
@@ -887,11 +887,11 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 	pthread_mutex_lock(&s->lock);
 	p->present = false;
 	p->disabled = true;
-	p->disabled_ms = now_ms();
+	p->disabled_ms = ims_clock_unix_ms();
 	while (p->running) /* let a running cycle end: its snapshot is then sealed or not at all */
 		pthread_cond_wait(&s->cond, &s->lock);
 	if (out)
-		ims_repl_sched__fill_status(out, p, now_ms());
+		ims_repl_sched__fill_status(out, p, ims_clock_unix_ms());
 	pair copy = *p;
 	pthread_mutex_unlock(&s->lock);
 	ims_repl_sched__drop_status(io, key);
@@ -1177,7 +1177,7 @@ int ims_repl_group_sync_now(ims_repl_result *out, ims_repl_sched *s, const char 
 			    const char *group, const char *target, ims_progress_fn progress,
 			    void *ctx)
 {
-	int64_t called = now_ms();
+	int64_t called = ims_clock_unix_ms();
 	ims_repl_result res;
 	uint64_t bytes = 0, discarded = 0;
 	int r = 0;
