@@ -202,6 +202,12 @@ static void start_writes(piece *p)
 static bool next_piece(copy_run *c, uint64_t *off, size_t *len, bool *data)
 {
 	const ims_extents *ext = c->job->ext;
+	/* an empty extent (or one the cursor passed) is no piece: a buffer of 0 bytes may be NULL
+	 */
+	while (c->next_ext < ext->n &&
+	       c->next_off >= ext->v[c->next_ext].off + ext->v[c->next_ext].len)
+		if (++c->next_ext < ext->n)
+			c->next_off = ext->v[c->next_ext].off;
 	if (c->next_ext >= ext->n)
 		return false;
 	const ims_extents_item *e = &ext->v[c->next_ext];

@@ -778,25 +778,56 @@ static int seal(cycle *cy)
 	return 0;
 }
 
-/* Retention on both sides, never the snapshot just sealed (the next base), and on the primary
- * never the base or the running cycle of another target; a group keeps its cuts itself. */
-static void retain(cycle *cy)
+/*
+ * Retention on both sides, beside the copy (each snapshot removal waits for the monitors to
+ * publish a new OSD map, about a second with Ceph's defaults: it stays off the cycle's path
+ * while the copy runs). The primary keeps its newest N (the target is one of them), never the
+ * base or the running cycle of another target; the secondary keeps its newest N - 1 and the
+ * base, its newest, so that it holds N once the target is sealed. A group keeps its cuts itself.
+ * If the cycle then fails, nothing it needs is gone: the base and the target are kept.
+ */
+typedef struct {
+	cycle *cy;
+	pthread_t thread;
+	bool running;
+} retainer;
+
+static void *retain_run(void *arg)
 {
+	cycle *cy = arg;
 	unsigned keep = cy->o->retention ? cy->o->retention : 3;
-	repl_snaps protect = {0}, sealed = {&cy->cp.target, 1};
+	repl_snaps protect = {0}, ps = {0}, ss = {0}, base = {&cy->cp.base, cy->cp.base[0] ? 1 : 0};
+	if (protected_snaps(cy->sio, cy->image, NULL, &protect) == 0 && /* unreadable: keep all */
+	    ims_repl__list_snaps(&ps, cy->pimg) == 0)
+		apply_retention(cy->pimg, &ps, keep, &protect);
+	if (ims_repl__list_snaps(&ss, cy->simg) == 0)
+		apply_retention(cy->simg, &ss, keep - 1, &base);
+	free(protect.names);
+	free(ps.names);
+	free(ss.names);
+	return NULL;
+}
+
+static void retain_start(retainer *rt, cycle *cy)
+{
+	rt->cy = cy;
+	rt->running = false;
 	if (cy->member)
 		return;
-	free(cy->ps.names);
-	free(cy->ss.names);
-	memset(&cy->ps, 0, sizeof(cy->ps));
-	memset(&cy->ss, 0, sizeof(cy->ss));
-	if (protected_snaps(cy->sio, cy->image, NULL, &protect) == 0 && /* unreadable: keep all */
-	    ims_repl__list_snaps(&cy->ps, cy->pimg) == 0)
-		apply_retention(cy->pimg, &cy->ps, keep, &protect);
-	free(protect.names);
-	if (ims_repl__list_snaps(&cy->ss, cy->simg) == 0)
-		apply_retention(cy->simg, &cy->ss, keep, &sealed);
-	phase(&cy->ph, "retention");
+	if (pthread_create(&rt->thread, NULL, retain_run, cy) == 0)
+		rt->running = true;
+	else /* no thread: retention waits for the next cycle */
+		ims_log_debug("retention of %s skipped this cycle: no thread", cy->what);
+}
+
+/* The copy is over: wait for the retention beside it (its time is what the cycle waited). */
+static void retain_join(retainer *rt)
+{
+	if (!rt->running)
+		return;
+	pthread_join(rt->thread, NULL);
+	rt->running = false;
+	phase(&rt->cy->ph, "retention");
 }
 
 static void cycle_close(cycle *cy, int r)
@@ -847,9 +878,14 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 	if (cy.base[0] && !pending && !cy.member && check_unchanged(&cy))
 		goto done;
 	if ((r = checkpoint_begin(&cy, pending ? &old : NULL)) < 0 ||
-	    (r = plan(&cy, &ext, &todo)) < 0 || (r = copy(&cy, &todo)) < 0 || (r = seal(&cy)) < 0)
+	    (r = plan(&cy, &ext, &todo)) < 0)
 		goto out;
-	retain(&cy);
+	retainer rt;
+	retain_start(&rt, &cy);
+	r = copy(&cy, &todo);
+	retain_join(&rt);
+	if (r < 0 || (r = seal(&cy)) < 0)
+		goto out;
 	ims_log_debug("replicated %s to site '%s': %s -> %s, %" PRIu64 " bytes copied, %" PRIu64
 		      " zeroed",
 		      cy.what, ims_site_name(dst), cy.cp.full ? "(full)" : cy.cp.base, cy.cp.target,

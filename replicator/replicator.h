@@ -12,8 +12,8 @@
  *   3. carry the size over, then copy the extents rbd_diff_iterate2 reports between base and
  *      the new snapshot; extents that no longer hold data become discards, never data;
  *   4. seal: create the snapshot of the same name on the secondary, and only then advance;
- *   5. retention: keep the newest N replication snapshots on each side, never the one just
- *      sealed (the next cycle's base).
+ *   5. retention: keep the newest N replication snapshots on each side, never the base or
+ *      the target (run beside step 3: the secondary keeps N - 1 until the seal).
  * A secondary image is marked (metadata imgstore.repl.role = secondary); its head may hold a
  * half-applied delta, but every sealed snapshot equals the primary's of the same name.
  * Progress is checkpointed in RADOS (omap "imgstore.repl.checkpoints" in the primary's pool)
