@@ -17,3 +17,17 @@ bool ims_clock_passed(const struct timespec *deadline)
 	return t.tv_sec > deadline->tv_sec ||
 	       (t.tv_sec == deadline->tv_sec && t.tv_nsec >= deadline->tv_nsec);
 }
+
+double ims_clock_mono_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+int64_t ims_clock_unix_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}

@@ -1,5 +1,5 @@
 /*
- * common/clock.h: deadlines for pthread_cond_timedwait().
+ * common/clock.h: deadlines for pthread_cond_timedwait(), and the two clocks imgstore reads.
  *
  * imgstore's condition variables keep the default clock (no pthread_condattr_setclock()), so a
  * deadline is a CLOCK_REALTIME time:
@@ -21,5 +21,13 @@ void ims_clock_after_ms(struct timespec *out, uint64_t ms);
 
 /** Whether the CLOCK_REALTIME time @p deadline has come. */
 bool ims_clock_passed(const struct timespec *deadline);
+
+/** CLOCK_MONOTONIC in seconds: for durations and deadlines that setting the time does not
+ *  move (t0 = ims_clock_mono_s(); ... ims_clock_mono_s() - t0). */
+double ims_clock_mono_s(void);
+
+/** The time now in milliseconds since the epoch (CLOCK_REALTIME): for the times that names,
+ *  records and lags carry. */
+int64_t ims_clock_unix_ms(void);
 
 #endif

@@ -57,8 +57,8 @@ typedef struct ims_daemon {
  * configuration read (copied: SIGHUP may replace it meanwhile).
  * @returns 0, or -ENOENT if the configuration has no [host @p host].
  */
-int ims_daemon_host_identity(ims_daemon *d, const char *host, char *user, size_t user_len,
-			     char *secret, size_t secret_len);
+int ims_daemon_host_identity(char *user, size_t user_len, char *secret, size_t secret_len,
+			     ims_daemon *d, const char *host);
 
 /** The peer site @p name, connecting on first use (ims_repl_peer_fn). */
 int ims_daemon_peer(void *d, const char *name, ims_site **out);
@@ -100,8 +100,8 @@ struct Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, c
 
 /** Add to the statuses of @p unit @p pool/@p name a failover this daemon began and did not
  *  finish (state failing-over, its step, the command that finishes it). */
-int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name, ims_repl_unit unit,
-			      ims_repl_status **list, size_t *n);
+int ims_daemon_status_journal(ims_repl_status **list, size_t *n, ims_daemon *d, const char *pool,
+			      const char *name, ims_repl_unit unit);
 
 /**
  * The target of a replicated pair of @p unit @p pool/@p name: @p asked when one of its pairs

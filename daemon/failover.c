@@ -36,12 +36,12 @@ static bool hook_site_up(void *ctx, const char *name)
 
 static int hook_leased(void *ctx, const char *pool, const char *image, char *host, size_t len)
 {
-	return ims_hosts_image_leased(((run_ctx *)ctx)->d, pool, image, host, len);
+	return ims_hosts_image_leased(host, len, ((run_ctx *)ctx)->d, pool, image);
 }
 
 static int hook_break(void *ctx, const char *pool, const char *image, unsigned *broken)
 {
-	return ims_hosts_break_leases(((run_ctx *)ctx)->d, pool, image, broken);
+	return ims_hosts_break_leases(broken, ((run_ctx *)ctx)->d, pool, image);
 }
 
 static int hook_progress(void *ctx, uint64_t done, uint64_t total)

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/spec.h"
 #include "daemon/daemon.h"
@@ -97,7 +98,7 @@ static int build_group(ims_daemon *d, ims_rpc_call *call, const ims_group_info *
 	    IMS_KIT_REPEATED(call, m, snapshots, g->nsnaps, group_snap_item, g->snaps) < 0)
 		return -ENOMEM;
 	int r = 0;
-	if (ims_repl_group_status(d->repl, g->pool, g->name, &st, &nst) == 0)
+	if (ims_repl_group_status(&st, &nst, d->repl, g->pool, g->name) == 0)
 		r = IMS_KIT_REPEATED(call, m, replication, nst, ims_daemon_status_item, st);
 	free(st);
 	*out = m;
@@ -116,17 +117,25 @@ static int reply_group(ims_daemon *d, ims_rpc_call *call, const char *pool, cons
 	return r;
 }
 
+/* CreateGroup and GetGroup: the group @p in names, made first by @p make (NULL: taken as it
+ * is), answered with its Group message. */
+static int answer_group(ims_daemon *d, ims_rpc_call *call, const Imgstore__V1__GroupSpec *in,
+			int (*make)(ims_site *site, const char *pool, const char *name),
+			ProtobufCMessage **resp)
+{
+	group_spec g;
+	int r;
+	if ((r = get_group(d, call, in, &g, false)) < 0 ||
+	    (make && (r = make(d->site, g.pool, g.name)) < 0))
+		return r;
+	return reply_group(d, call, g.pool, g.name, resp);
+}
+
 static int ims_h_create_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			      ProtobufCMessage **resp)
 {
-	ims_daemon *d = APP(app);
 	const Imgstore__V1__CreateGroupRequest *q = (const void *)req;
-	group_spec g;
-	int r;
-	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
-	    (r = ims_group_create(d->site, g.pool, g.name)) < 0)
-		return r;
-	return reply_group(d, call, g.pool, g.name, resp);
+	return answer_group(APP(app), call, q->group, ims_group_create, resp);
 }
 
 static int ims_h_delete_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
@@ -267,13 +276,8 @@ out:
 static int ims_h_get_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			   ProtobufCMessage **resp)
 {
-	ims_daemon *d = APP(app);
 	const Imgstore__V1__GetGroupRequest *q = (const void *)req;
-	group_spec g;
-	int r;
-	if ((r = get_group(d, call, q->group, &g, false)) < 0)
-		return r;
-	return reply_group(d, call, g.pool, g.name, resp);
+	return answer_group(APP(app), call, q->group, NULL, resp);
 }
 
 static int ims_h_create_group_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
@@ -354,7 +358,7 @@ static int ims_h_enable_group_replication(void *app, ims_rpc_call *call,
 	    (r = ims_repl_mode_parse(&mode, q->mode)) < 0)
 		return r;
 	uint32_t rpo = q->rpo_seconds ? q->rpo_seconds : (uint32_t)d->cfg->defaults.rpo;
-	if ((r = ims_repl_group_enable(d->repl, g.pool, g.name, q->target_site, mode, rpo, &st)) <
+	if ((r = ims_repl_group_enable(&st, d->repl, g.pool, g.name, q->target_site, mode, rpo)) <
 	    0)
 		return r;
 	return ims_daemon_status_one(call, &st, resp);
@@ -372,7 +376,7 @@ static int ims_h_disable_group_replication(void *app, ims_rpc_call *call,
 	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
 	    (r = ims_daemon_pair_target(target, sizeof(target), d, g.pool, g.name, IMS_REPL_GROUP,
 					q->target_site)) < 0 ||
-	    (r = ims_repl_group_disable(d->repl, g.pool, g.name, target, &st)) < 0)
+	    (r = ims_repl_group_disable(&st, d->repl, g.pool, g.name, target)) < 0)
 		return r;
 	snprintf(st.state, sizeof(st.state), "disabled");
 	return ims_daemon_status_one(call, &st, resp);
@@ -434,9 +438,9 @@ static int ims_h_group_replication_status(void *app, ims_rpc_call *call,
 	size_t n = 0;
 	int r;
 	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
-	    (r = ims_repl_group_status(d->repl, g.pool, g.name, &list, &n)) < 0)
+	    (r = ims_repl_group_status(&list, &n, d->repl, g.pool, g.name)) < 0)
 		return r;
-	if ((r = ims_daemon_status_journal(d, g.pool, g.name, IMS_REPL_GROUP, &list, &n)) < 0) {
+	if ((r = ims_daemon_status_journal(&list, &n, d, g.pool, g.name, IMS_REPL_GROUP)) < 0) {
 		free(list);
 		return r;
 	}
@@ -459,12 +463,7 @@ static int ims_h_verify_group(void *app, ims_rpc_call *call, const ProtobufCMess
 					q->target_site)) < 0 ||
 	    (r = ims_daemon_peer(d, target, &peer)) < 0)
 		return r;
-	double until;
-	{
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		until = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + IMS_DAEMON_VERIFY_BOUND_S;
-	}
+	double until = ims_clock_mono_s() + IMS_DAEMON_VERIFY_BOUND_S;
 	o.chunk_size = q->chunk_size;
 	o.progress = ims_daemon_verify_deadline;
 	o.progress_ctx = &until;

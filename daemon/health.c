@@ -162,7 +162,7 @@ static probe *find(ims_health *h, const char *name)
 	return NULL;
 }
 
-int ims_health_ready(ims_health *h, char *why, size_t len)
+int ims_health_ready(char *why, size_t len, ims_health *h)
 {
 	if (!h) {
 		snprintf(why, len, "starting");
@@ -189,7 +189,7 @@ bool ims_health_site_up(ims_health *h, const char *name)
 	return p ? look(h, p).up : false;
 }
 
-int ims_health_sites(ims_health *h, ims_health_site **out, size_t *n)
+int ims_health_sites(ims_health_site **out, size_t *n, ims_health *h)
 {
 	*out = NULL;
 	*n = 0;

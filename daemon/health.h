@@ -36,7 +36,7 @@ int ims_health_start(ims_health **out, struct ims_daemon *d);
 void ims_health_stop(ims_health *h);
 
 /** 0 if this daemon's own site answers, else nonzero with the reason in @p why. */
-int ims_health_ready(ims_health *h, char *why, size_t len);
+int ims_health_ready(char *why, size_t len, ims_health *h);
 
 /**
  * Whether site @p name answered its last probe, in time. A site no probe has reached yet
@@ -65,7 +65,7 @@ typedef struct {
  * @param[out] out free() it.
  * @returns -ENOMEM.
  */
-int ims_health_sites(ims_health *h, ims_health_site **out, size_t *n);
+int ims_health_sites(ims_health_site **out, size_t *n, ims_health *h);
 
 /** The per-site metrics, in Prometheus text. */
 void ims_health_metrics(ims_health *h, FILE *out);

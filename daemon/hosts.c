@@ -62,7 +62,7 @@ static int check_caller(ims_rpc_call *call, const char *host, const char *what)
 /* Whether hosts may write to this site's copy: not a secondary, not being failed over. */
 static int writable_copy(ims_daemon *d, const char *pool, const char *image, ims_repl_side *side)
 {
-	int r = ims_repl_side_get(d->site, pool, image, side);
+	int r = ims_repl_side_get(side, d->site, pool, image);
 	if (r < 0)
 		return r;
 	if (side->secondary)
@@ -79,13 +79,13 @@ static int writable_copy(ims_daemon *d, const char *pool, const char *image, ims
 	return 0;
 }
 
-int ims_hosts_image_leased(ims_daemon *d, const char *pool, const char *image, char *host,
-			   size_t len)
+int ims_hosts_image_leased(char *host, size_t len, ims_daemon *d, const char *pool,
+			   const char *image)
 {
 	return ims_lease_held(host, len, d->site, d->pool, pool, image);
 }
 
-int ims_hosts_break_leases(ims_daemon *d, const char *pool, const char *image, unsigned *broken)
+int ims_hosts_break_leases(unsigned *broken, ims_daemon *d, const char *pool, const char *image)
 {
 	return ims_lease_break(broken, d->site, d->pool, pool, image);
 }
@@ -175,7 +175,7 @@ static int may_change(void *ctx, const ims_lease *l, bool renew)
 	if (r < 0 || !renew)
 		return r;
 	ims_repl_side side;
-	if (ims_repl_side_get(c->d->site, l->pool, l->image, &side) == 0 &&
+	if (ims_repl_side_get(&side, c->d->site, l->pool, l->image) == 0 &&
 	    (side.secondary || side.generation != l->generation))
 		return ims_error_set(-ESTALE,
 				     "lease '%s' is stale: it was granted at generation %" PRIu64
@@ -317,8 +317,8 @@ char *ims_libvirt_disk_xml(const char *pool, const char *image, const char *clie
 	return buf;
 }
 
-int ims_daemon_host_identity(ims_daemon *d, const char *host, char *user, size_t user_len,
-			     char *secret, size_t secret_len)
+int ims_daemon_host_identity(char *user, size_t user_len, char *secret, size_t secret_len,
+			     ims_daemon *d, const char *host)
 {
 	int r = -ENOENT;
 	pthread_mutex_lock(&d->lock);
@@ -353,7 +353,7 @@ static int attach_identity(ims_daemon *d, ims_rpc_call *call,
 		/* a host asks for itself: its certificate's CN when it has one configured */
 		const char *cn = ims_rpc_call_cert_cn(call), *name = ims_rpc_call_caller(call);
 		char u[8], sct[8];
-		host = cn && ims_daemon_host_identity(d, cn, u, sizeof(u), sct, sizeof(sct)) == 0
+		host = cn && ims_daemon_host_identity(u, sizeof(u), sct, sizeof(sct), d, cn) == 0
 			       ? cn
 			       : name;
 	}
@@ -371,7 +371,7 @@ static int attach_identity(ims_daemon *d, ims_rpc_call *call,
 				"attach-info needs a host: name it (--host NAME, a [host NAME] of "
 				"the "
 				"daemon's configuration) or give --client-id and --secret-uuid");
-		if (ims_daemon_host_identity(d, host, user, ulen, secret, slen) < 0)
+		if (ims_daemon_host_identity(user, ulen, secret, slen, d, host) < 0)
 			return ims_error_set(-EBUSY,
 					     "no cephx user and libvirt secret are known for host "
 					     "'%s': add a [host %s] "

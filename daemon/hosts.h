@@ -14,11 +14,11 @@
 typedef struct ims_daemon ims_daemon;
 
 /** 1 (and the host's name) if a live lease is held on @p pool/@p image, else 0. */
-int ims_hosts_image_leased(ims_daemon *d, const char *pool, const char *image, char *host,
-			   size_t len);
+int ims_hosts_image_leased(char *host, size_t len, ims_daemon *d, const char *pool,
+			   const char *image);
 
 /** Remove the lease of @p pool/@p image, live or not (a failover breaks it). */
-int ims_hosts_break_leases(ims_daemon *d, const char *pool, const char *image, unsigned *broken);
+int ims_hosts_break_leases(unsigned *broken, ims_daemon *d, const char *pool, const char *image);
 
 /** The libvirt <disk> element for an RBD volume; names are XML-escaped. Returns malloc'ed text. */
 char *ims_libvirt_disk_xml(const char *pool, const char *image, const char *client_id,

@@ -644,7 +644,7 @@ static int h_download_chunk(void *app, ims_rpc_call *call, const ProtobufCMessag
 	ims_op_record rec;
 	struct stat st;
 	int r, fd;
-	if ((r = ims_ops_get(d->ops, q->operation_id, &rec)) < 0)
+	if ((r = ims_ops_get(&rec, d->ops, q->operation_id)) < 0)
 		return r;
 	if (strcmp(rec.kind, "export") != 0 || !rec.result_path[0])
 		return ims_error_set(-EINVAL, "operation %s is no export to the spool", rec.id);

@@ -76,7 +76,7 @@ int ims_kit_submit(ims_daemon *d, ims_rpc_call *call, const char *kind, const ch
 		   ims_op_fn fn, void *arg, void (*free_arg)(void *), ProtobufCMessage **resp)
 {
 	ims_op_record rec;
-	int r = ims_ops_submit(d->ops, kind, what, fn, arg, free_arg, &rec);
+	int r = ims_ops_submit(&rec, d->ops, kind, what, fn, arg, free_arg);
 	if (r < 0)
 		return r;
 	return ims_kit_reply_op(call, &rec, resp);
@@ -105,8 +105,8 @@ int ims_daemon_pair_target(char *target, size_t len, ims_daemon *d, const char *
 	ims_repl_status *list = NULL;
 	size_t n = 0;
 	char what[3 * IMS_NAME_MAX];
-	int r = unit == IMS_REPL_GROUP ? ims_repl_group_status(d->repl, pool, name, &list, &n)
-				       : ims_repl_sched_status(d->repl, pool, name, &list, &n);
+	int r = unit == IMS_REPL_GROUP ? ims_repl_group_status(&list, &n, d->repl, pool, name)
+				       : ims_repl_sched_status(&list, &n, d->repl, pool, name);
 	if (r < 0)
 		return r;
 	snprintf(what, sizeof(what), "%s'%s/%s'", unit == IMS_REPL_GROUP ? "group " : "", pool,
@@ -155,7 +155,7 @@ const ims_rpc_method *ims_daemon_methods(size_t *count)
 	return all_methods;
 }
 
-int ims_kit_repeated(ims_rpc_call *call, void *field, size_t *count, size_t n, ims_kit_item_fn item,
+int ims_kit_repeated(void *field, size_t *count, ims_rpc_call *call, size_t n, ims_kit_item_fn item,
 		     const void *ctx)
 {
 	void **v = NULL;

@@ -55,18 +55,21 @@ typedef void *(*ims_kit_item_fn)(ims_rpc_call *call, const void *ctx, size_t i);
  * elements @p item(call, ctx, i), in the call's arena. Use IMS_KIT_REPEATED.
  * @returns 0, or -ENOMEM (the elements built so far are counted).
  */
-int ims_kit_repeated(ims_rpc_call *call, void *field, size_t *count, size_t n, ims_kit_item_fn item,
+int ims_kit_repeated(void *field, size_t *count, ims_rpc_call *call, size_t n, ims_kit_item_fn item,
 		     const void *ctx);
 
 /** ims_kit_repeated() of field @p field of message @p m (and its n_@p field). */
 #define IMS_KIT_REPEATED(call, m, field, n, item, ctx)                                             \
-	ims_kit_repeated((call), &(m)->field, &(m)->n_##field, (n), (item), (ctx))
+	ims_kit_repeated(&(m)->field, &(m)->n_##field, (call), (n), (item), (ctx))
 
 /** An ims_kit_item_fn: the SnapshotInfo of element @p i of an ims_snap_info array. */
 void *ims_kit_snap_item(ims_rpc_call *call, const void *snaps, size_t i);
 
 /** An ims_kit_item_fn: the Operation message of element @p i of an ims_op_record array. */
 void *ims_kit_op_item(ims_rpc_call *call, const void *records, size_t i);
+
+/* The answers below end in the handler's @p resp, as an ims_rpc_handler does: a handler ends
+ * with `return ims_kit_reply_op(call, &rec, resp);`. */
 
 /** Answer with an empty message of type @p desc (a DeleteImageResponse...). */
 int ims_kit_reply_empty(ims_rpc_call *call, const ProtobufCMessageDescriptor *desc,

@@ -177,6 +177,19 @@ static int reload_config(ims_daemon *d, const char *path, bool level_fixed)
 	return 0;
 }
 
+/* How to connect to the cluster of a [site] or [peer] section. */
+static ims_site_opts site_opts(const ims_config_cluster *c)
+{
+	ims_site_opts o = IMS_SITE_OPTS_INIT;
+	o.name = c->name;
+	o.ceph_conf = c->ceph_conf;
+	o.client_id = c->client_id;
+	o.keyring = c->keyring;
+	o.mon_timeout = c->mon_timeout;
+	o.osd_timeout = c->osd_timeout;
+	return o;
+}
+
 int ims_daemon_peer(void *app, const char *name, ims_site **out)
 {
 	ims_daemon *d = app;
@@ -194,14 +207,8 @@ int ims_daemon_peer(void *app, const char *name, ims_site **out)
 		}
 		/* connected without the lock: a peer that does not answer holds up only its callers
 		 */
-		ims_site_opts o = IMS_SITE_OPTS_INIT;
+		ims_site_opts o = site_opts(c);
 		ims_site *site = NULL;
-		o.name = c->name;
-		o.ceph_conf = c->ceph_conf;
-		o.client_id = c->client_id;
-		o.keyring = c->keyring;
-		o.mon_timeout = c->mon_timeout;
-		o.osd_timeout = c->osd_timeout;
 		if ((r = ims_site_connect(&site, &o)) < 0)
 			return r;
 		pthread_mutex_lock(&d->peers_lock);
@@ -236,7 +243,7 @@ static bool site_up(void *app, const char *name)
 static int ready(void *app, char *why, size_t len)
 {
 	ims_daemon *d = app;
-	return ims_health_ready(d->health, why, len);
+	return ims_health_ready(why, len, d->health);
 }
 
 static void metrics(void *app, FILE *out)
@@ -246,7 +253,7 @@ static void metrics(void *app, FILE *out)
 	if (d->repl)
 		ims_repl_sched_metrics(d->repl, out);
 	uint64_t counts[6];
-	ims_ops_counts(d->ops, counts);
+	ims_ops_counts(counts, d->ops);
 	fprintf(out,
 		"# HELP imgstore_operations Operations of this daemon by state (kept in memory).\n"
 		"# TYPE imgstore_operations gauge\n");
@@ -288,13 +295,7 @@ static int mkdir_p(const char *path, mode_t mode)
 /* Connect to this site, retrying while it is down, until connected or told to stop. */
 static int connect_site(ims_daemon *d, sigset_t *sigs)
 {
-	ims_site_opts o = IMS_SITE_OPTS_INIT;
-	o.name = d->cfg->site.name;
-	o.ceph_conf = d->cfg->site.ceph_conf;
-	o.client_id = d->cfg->site.client_id;
-	o.keyring = d->cfg->site.keyring;
-	o.mon_timeout = d->cfg->site.mon_timeout;
-	o.osd_timeout = d->cfg->site.osd_timeout;
+	ims_site_opts o = site_opts(&d->cfg->site);
 	for (unsigned attempt = 1;; attempt++) {
 		int r = ims_site_connect(&d->site, &o);
 		if (r == 0)
@@ -501,7 +502,7 @@ static void do_chores(ims_daemon *d, chores *t, bool site_ok)
 		t->cleanup = time(NULL);
 	}
 	if (site_ok && time(NULL) - t->failovers >= 10) {
-		if (ims_repl_journal_count(d->site, &n) == 0)
+		if (ims_repl_journal_count(&n, d->site) == 0)
 			atomic_store(&d->failovers, (int)n);
 		else
 			ims_log_debug("failovers in progress not counted: %s", ims_error_last());
@@ -525,7 +526,7 @@ static void serve(ims_daemon *d, sigset_t *sigs, const args *a, const char *stat
 	char waiting[512] = "";
 	for (;;) {
 		char why[512] = "";
-		bool site_ok = ims_health_ready(d->health, why, sizeof(why)) == 0;
+		bool site_ok = ims_health_ready(why, sizeof(why), d->health) == 0;
 		if (site_ok) {
 			if (!notified)
 				ims_notify_ready(status);

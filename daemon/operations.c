@@ -35,7 +35,7 @@ static int reply_op_details(ims_daemon *d, ims_rpc_call *call, const ims_op_reco
 {
 	char *text = NULL;
 	int r = ims_kit_reply_op(call, rec, resp);
-	if (r < 0 || ims_ops_details(d->ops, rec->id, &text) < 0 || !text)
+	if (r < 0 || ims_ops_details(&text, d->ops, rec->id) < 0 || !text)
 		return r;
 	Imgstore__V1__Operation *o = (Imgstore__V1__Operation *)*resp;
 	size_t n = 0;
@@ -62,7 +62,7 @@ static int h_get_operation(void *app, ims_rpc_call *call, const ProtobufCMessage
 {
 	const Imgstore__V1__GetOperationRequest *q = (const void *)req;
 	ims_op_record rec;
-	int r = ims_ops_get(APP(app)->ops, q->id, &rec);
+	int r = ims_ops_get(&rec, APP(app)->ops, q->id);
 	return r < 0 ? r : reply_op_details(APP(app), call, &rec, resp);
 }
 
@@ -74,7 +74,7 @@ static int h_wait_operation(void *app, ims_rpc_call *call, const ProtobufCMessag
 	unsigned t = q->timeout_ms ? q->timeout_ms : 30000;
 	if (t > 120000) /* under any sane read timeout of a client or proxy */
 		t = 120000;
-	int r = ims_ops_wait(APP(app)->ops, q->id, t, &rec);
+	int r = ims_ops_wait(&rec, APP(app)->ops, q->id, t);
 	return r < 0 ? r : reply_op_details(APP(app), call, &rec, resp);
 }
 
@@ -84,7 +84,7 @@ static int h_cancel_operation(void *app, ims_rpc_call *call, const ProtobufCMess
 	const Imgstore__V1__CancelOperationRequest *q = (const void *)req;
 	ims_op_record rec;
 	ims_rpc_call_set_target(call, q->id);
-	int r = ims_ops_cancel(APP(app)->ops, q->id, &rec);
+	int r = ims_ops_cancel(&rec, APP(app)->ops, q->id);
 	return r < 0 ? r : ims_kit_reply_op(call, &rec, resp);
 }
 
@@ -94,7 +94,7 @@ static int h_list_operations(void *app, ims_rpc_call *call, const ProtobufCMessa
 	const Imgstore__V1__ListOperationsRequest *q = (const void *)req;
 	ims_op_record *list = NULL;
 	size_t n = 0;
-	int r = ims_ops_list(APP(app)->ops, q->limit, q->active_only, &list, &n);
+	int r = ims_ops_list(&list, &n, APP(app)->ops, q->limit, q->active_only);
 	if (r < 0)
 		return r;
 	Imgstore__V1__ListOperationsResponse *m = ALLOC(call, Imgstore__V1__ListOperationsResponse);

@@ -363,8 +363,8 @@ fail:
 	return r;
 }
 
-int ims_ops_submit(ims_ops *o, const char *kind, const char *target, ims_op_fn fn, void *arg,
-		   void (*free_arg)(void *), ims_op_record *out)
+int ims_ops_submit(ims_op_record *out, ims_ops *o, const char *kind, const char *target,
+		   ims_op_fn fn, void *arg, void (*free_arg)(void *))
 {
 	ims_op *op = calloc(1, sizeof(*op));
 	int r;
@@ -431,7 +431,7 @@ static ims_op *find_locked(ims_ops *o, const char *id)
 	return NULL;
 }
 
-int ims_ops_get(ims_ops *o, const char *id, ims_op_record *out)
+int ims_ops_get(ims_op_record *out, ims_ops *o, const char *id)
 {
 	pthread_mutex_lock(&o->lock);
 	ims_op *op = find_locked(o, id);
@@ -441,7 +441,7 @@ int ims_ops_get(ims_ops *o, const char *id, ims_op_record *out)
 	return op ? 0 : read_one(o, id, out);
 }
 
-int ims_ops_wait(ims_ops *o, const char *id, unsigned timeout_ms, ims_op_record *out)
+int ims_ops_wait(ims_op_record *out, ims_ops *o, const char *id, unsigned timeout_ms)
 {
 	struct timespec until;
 	ims_clock_after_ms(&until, timeout_ms);
@@ -467,7 +467,7 @@ int ims_ops_wait(ims_ops *o, const char *id, unsigned timeout_ms, ims_op_record 
 	}
 }
 
-int ims_ops_cancel(ims_ops *o, const char *id, ims_op_record *out)
+int ims_ops_cancel(ims_op_record *out, ims_ops *o, const char *id)
 {
 	pthread_mutex_lock(&o->lock);
 	ims_op *op = find_locked(o, id);
@@ -497,7 +497,7 @@ static int newest_first(const void *a, const void *b)
 	return strcmp(y->id, x->id);
 }
 
-int ims_ops_list(ims_ops *o, unsigned limit, bool active_only, ims_op_record **out, size_t *count)
+int ims_ops_list(ims_op_record **out, size_t *count, ims_ops *o, unsigned limit, bool active_only)
 {
 	ims_op_record *list = NULL;
 	size_t n = 0;
@@ -524,7 +524,7 @@ int ims_ops_list(ims_ops *o, unsigned limit, bool active_only, ims_op_record **o
 	return 0;
 }
 
-void ims_ops_counts(ims_ops *o, uint64_t counts[6])
+void ims_ops_counts(uint64_t counts[6], ims_ops *o)
 {
 	memset(counts, 0, 6 * sizeof(counts[0]));
 	pthread_mutex_lock(&o->lock);
@@ -630,7 +630,7 @@ void ims_op_add_detail(ims_op *op, const char *fmt, ...)
 	pthread_mutex_unlock(&op->ops->lock);
 }
 
-int ims_ops_details(ims_ops *o, const char *id, char **out)
+int ims_ops_details(char **out, ims_ops *o, const char *id)
 {
 	*out = NULL;
 	pthread_mutex_lock(&o->lock);

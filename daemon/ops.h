@@ -74,27 +74,27 @@ int ims_ops_start(ims_ops **out, ims_site *site, const char *pool, unsigned work
  * @param[out] out the new record (queued).
  * @returns -ESHUTDOWN if the daemon is stopping, an error of the RADOS write.
  */
-int ims_ops_submit(ims_ops *o, const char *kind, const char *target, ims_op_fn fn, void *arg,
-		   void (*free_arg)(void *), ims_op_record *out);
+int ims_ops_submit(ims_op_record *out, ims_ops *o, const char *kind, const char *target,
+		   ims_op_fn fn, void *arg, void (*free_arg)(void *));
 
 /** @returns -ENOENT for an unknown id. */
-int ims_ops_get(ims_ops *o, const char *id, ims_op_record *out);
+int ims_ops_get(ims_op_record *out, ims_ops *o, const char *id);
 
 /** Wait until the operation ends or @p timeout_ms runs out; *out is its state then. */
-int ims_ops_wait(ims_ops *o, const char *id, unsigned timeout_ms, ims_op_record *out);
+int ims_ops_wait(ims_op_record *out, ims_ops *o, const char *id, unsigned timeout_ms);
 
 /**
  * Ask a queued or running operation to stop; an ended one is returned as it is.
  *
  * @returns -ENOENT for an unknown id, -EREMOTE if another daemon runs it.
  */
-int ims_ops_cancel(ims_ops *o, const char *id, ims_op_record *out);
+int ims_ops_cancel(ims_op_record *out, ims_ops *o, const char *id);
 
 /** The newest @p limit records (0: 100), newest first. Free *out with free(). */
-int ims_ops_list(ims_ops *o, unsigned limit, bool active_only, ims_op_record **out, size_t *count);
+int ims_ops_list(ims_op_record **out, size_t *count, ims_ops *o, unsigned limit, bool active_only);
 
 /** How many operations of this daemon are in each state, for metrics (index: ims_op_state). */
-void ims_ops_counts(ims_ops *o, uint64_t counts[6]);
+void ims_ops_counts(uint64_t counts[6], ims_ops *o);
 
 /**
  * Stop: no new work; running work is asked to stop and its records marked failed
@@ -117,7 +117,7 @@ void ims_op_add_detail(ims_op *op, const char *fmt, ...) __attribute__((format(p
 
 /** The details of operation @p id, lines separated by '\n', into *@p out (malloc'ed; NULL if
  *  it has none or this daemon no longer keeps it). */
-int ims_ops_details(ims_ops *o, const char *id, char **out);
+int ims_ops_details(char **out, ims_ops *o, const char *id);
 
 /** Set where a spooled result lives (an export for download). */
 void ims_op_set_result_path(ims_op *op, const char *path);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -72,7 +73,7 @@ static int h_enable_replication(void *app, ims_rpc_call *call, const ProtobufCMe
 	    (r = ims_repl_mode_parse(&mode, q->mode)) < 0)
 		return r;
 	uint32_t rpo = q->rpo_seconds ? q->rpo_seconds : (uint32_t)d->cfg->defaults.rpo;
-	if ((r = ims_repl_enable(d->repl, s.pool, s.image, q->target_site, mode, rpo, &st)) < 0 ||
+	if ((r = ims_repl_enable(&st, d->repl, s.pool, s.image, q->target_site, mode, rpo)) < 0 ||
 	    (r = ims_repl_set_verify_every(d->repl, s.pool, s.image, q->target_site,
 					   q->verify_every)) < 0)
 		return r;
@@ -93,7 +94,7 @@ static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCM
 	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
 	    (r = ims_daemon_pair_target(target, sizeof(target), d, s.pool, s.image, IMS_REPL_IMAGE,
 					q->target_site)) < 0 ||
-	    (r = ims_repl_disable(d->repl, s.pool, s.image, target, &st)) < 0)
+	    (r = ims_repl_disable(&st, d->repl, s.pool, s.image, target)) < 0)
 		return r;
 	snprintf(st.state, sizeof(st.state), "disabled");
 	return ims_daemon_status_one(call, &st, resp);
@@ -102,12 +103,12 @@ static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCM
 /* The statuses @p list of @p unit pool/name, with a failover this daemon began and did not
  * finish (it was killed half-way) shown as state failing-over, its step and the command that
  * finishes it. */
-int ims_daemon_status_journal(ims_daemon *d, const char *pool, const char *name, ims_repl_unit unit,
-			      ims_repl_status **list, size_t *n)
+int ims_daemon_status_journal(ims_repl_status **list, size_t *n, ims_daemon *d, const char *pool,
+			      const char *name, ims_repl_unit unit)
 {
 	ims_repl_journal j;
 	const char *kind = unit == IMS_REPL_GROUP ? "group " : "";
-	if (ims_repl_journal_get(d->site, pool, name, unit, &j) == 0) {
+	if (ims_repl_journal_get(&j, d->site, pool, name, unit) == 0) {
 		/* a failover this daemon began and did not finish (it was killed half-way) */
 		size_t k = 0;
 		while (k < *n && strcmp((*list)[k].target, j.target) != 0)
@@ -212,11 +213,11 @@ static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMe
 	int r;
 	if (one && (r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
 		return r;
-	if ((r = ims_repl_sched_status(d->repl, one ? s.pool : NULL, one ? s.image : NULL, &list,
-				       &n)) < 0)
+	if ((r = ims_repl_sched_status(&list, &n, d->repl, one ? s.pool : NULL,
+				       one ? s.image : NULL)) < 0)
 		return r;
 	if (one &&
-	    (r = ims_daemon_status_journal(d, s.pool, s.image, IMS_REPL_IMAGE, &list, &n)) < 0) {
+	    (r = ims_daemon_status_journal(&list, &n, d, s.pool, s.image, IMS_REPL_IMAGE)) < 0) {
 		free(list);
 		return r;
 	}
@@ -235,10 +236,10 @@ static int run_sync(ims_op *op, void *arg)
 	sync_work *w = arg;
 	ims_repl_result res;
 	int r = w->unit == IMS_REPL_GROUP
-			? ims_repl_group_sync_now(w->d->repl, w->pool, w->name, w->target,
-						  ims_kit_op_progress, op, &res)
-			: ims_repl_sync_now(w->d->repl, w->pool, w->name, w->target,
-					    ims_kit_op_progress, op, &res);
+			? ims_repl_group_sync_now(&res, w->d->repl, w->pool, w->name, w->target,
+						  ims_kit_op_progress, op)
+			: ims_repl_sync_now(&res, w->d->repl, w->pool, w->name, w->target,
+					    ims_kit_op_progress, op);
 	if (r == 0 && res.unchanged)
 		ims_op_set_result(
 			op, "'%s' on site '%s' already holds this state%s (unchanged since)",
@@ -347,18 +348,11 @@ static int h_resync(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			       resp);
 }
 
-static double mono_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int ims_daemon_verify_deadline(void *ctx, uint64_t done, uint64_t total)
 {
 	(void)done;
 	(void)total;
-	return mono_s() > *(const double *)ctx;
+	return ims_clock_mono_s() > *(const double *)ctx;
 }
 
 Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, const char *img,
@@ -414,12 +408,12 @@ static int h_verify_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	    (r = ims_daemon_pair_target(target, sizeof(target), d, s.pool, s.image, IMS_REPL_IMAGE,
 					q->target_site)) < 0)
 		return r;
-	double until = mono_s() + IMS_DAEMON_VERIFY_BOUND_S;
+	double until = ims_clock_mono_s() + IMS_DAEMON_VERIFY_BOUND_S;
 	o.snap = q->snapshot;
 	o.chunk_size = q->chunk_size;
 	o.progress = ims_daemon_verify_deadline;
 	o.progress_ctx = &until;
-	r = ims_repl_sched_verify(d->repl, s.pool, s.image, target, &o, &v);
+	r = ims_repl_sched_verify(&v, d->repl, s.pool, s.image, target, &o);
 	if (r == -ECANCELED)
 		return ims_error_set(-ETIMEDOUT,
 				     "verify of '%s/%s' did not finish within %d s; let the daemon "

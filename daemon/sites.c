@@ -64,7 +64,7 @@ static Imgstore__V1__Site *site_msg(ims_rpc_call *call, const ims_health_site *h
 static int sites_get(ims_daemon *d, const char *name, ims_health_site **sites, size_t *n,
 		     ims_repl_status **pairs, size_t *npairs)
 {
-	int r = ims_health_sites(d->health, sites, n);
+	int r = ims_health_sites(sites, n, d->health);
 	if (r < 0)
 		return r;
 	if (name) {
@@ -86,7 +86,7 @@ static int sites_get(ims_daemon *d, const char *name, ims_health_site **sites, s
 			(*sites)[0] = (*sites)[k];
 		*n = 1;
 	}
-	if ((r = ims_repl_sched_status(d->repl, NULL, NULL, pairs, npairs)) < 0) {
+	if ((r = ims_repl_sched_status(pairs, npairs, d->repl, NULL, NULL)) < 0) {
 		free(*sites);
 		*sites = NULL;
 	}

@@ -50,7 +50,7 @@ static int host_writable(ims_daemon *d, ims_rpc_call *call, const ims_spec *s)
 	int r;
 	if (ims_rpc_call_role(call) >= IMS_ROLE_ADMIN)
 		return 0;
-	if ((r = ims_repl_side_get(d->site, s->pool, s->image, &side)) < 0)
+	if ((r = ims_repl_side_get(&side, d->site, s->pool, s->image)) < 0)
 		return r;
 	if (side.secondary)
 		return ims_error_set(-EROFS,
@@ -78,8 +78,8 @@ static int h_create_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 	    (r = ims_snap_create(d->site, s.pool, s.image, s.snap)) < 0)
 		return r;
 	/* sync mode: the snapshot is sealed on the targets before this call succeeds */
-	if ((r = ims_repl_seal_snapshot(d->repl, s.pool, s.image, s.snap, sealed_on,
-					sizeof(sealed_on))) < 0)
+	if ((r = ims_repl_seal_snapshot(sealed_on, sizeof(sealed_on), d->repl, s.pool, s.image,
+					s.snap)) < 0)
 		return ims_error_wrap(r,
 				      "snapshot '%s' was taken on site '%s' but is not sealed on "
 				      "its sync-mode targets",

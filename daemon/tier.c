@@ -346,7 +346,7 @@ static int daemon_hold(void *ctx, const char *pool, const char *image, int64_t n
 	if (r == 1 && l.expires > *last)
 		*last = l.expires;
 	char target[IMS_NAME_MAX + 1];
-	if ((r = ims_repl_policy_find(d->site, d->pool, pool, image, target, sizeof(target))) == 1)
+	if ((r = ims_repl_policy_find(target, sizeof(target), d->site, d->pool, pool, image)) == 1)
 		snprintf(why, len, "replicated to site '%s'", target);
 	return r;
 }
@@ -593,13 +593,13 @@ static int scan_push(void *ctx, ims_tier_scan *scan, const ims_tier_push_job *jo
 	snprintf(sw->w.pool, sizeof(sw->w.pool), "%s", job->pool);
 	snprintf(sw->w.image, sizeof(sw->w.image), "%s", job->image);
 	snprintf(what, sizeof(what), "%s/%s", job->pool, job->image);
-	int r = ims_ops_submit(d->ops, "tier-push", what, run_policy_push, sw, free, &rec);
+	int r = ims_ops_submit(&rec, d->ops, "tier-push", what, run_policy_push, sw, free);
 	if (r < 0) {
 		ims_log_warning("tiering policy: cannot push '%s': %s", what, ims_error_last());
 		return r;
 	}
 	while (!ims_tier_scan_stopping(scan)) {
-		if (ims_ops_wait(d->ops, rec.id, 1000, &rec) < 0)
+		if (ims_ops_wait(&rec, d->ops, rec.id, 1000) < 0)
 			break;
 		if (rec.state != IMS_OP_QUEUED && rec.state != IMS_OP_RUNNING)
 			break;

@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 #include <rbd/librbd.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "replicator/replicator.h"
@@ -62,13 +63,6 @@ static void meta_get(rbd_image_t img, const char *key, char *buf, size_t len)
 		buf[0] = '\0';
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int read_side(rbd_image_t img, ims_repl_side *out)
 {
 	char buf[64];
@@ -83,7 +77,7 @@ static int read_side(rbd_image_t img, ims_repl_side *out)
 	if (r < 0)
 		return r;
 	ims_repl__snaps s;
-	if ((r = ims_repl__list_snaps(img, &s)) < 0)
+	if ((r = ims_repl__list_snaps(&s, img)) < 0)
 		return r;
 	if (s.n)
 		snprintf(out->last_sealed, sizeof(out->last_sealed), "%s", s.names[s.n - 1]);
@@ -91,7 +85,7 @@ static int read_side(rbd_image_t img, ims_repl_side *out)
 	return 0;
 }
 
-int ims_repl_side_get(ims_site *site, const char *pool, const char *image, ims_repl_side *out)
+int ims_repl_side_get(ims_repl_side *out, ims_site *site, const char *pool, const char *image)
 {
 	opened o;
 	int r = open_mode(site, pool, image, &o, true);
@@ -159,7 +153,7 @@ static int fence_open(ims_site *site, rbd_image_t img, const char *what, unsigne
 	return r;
 }
 
-int ims_repl_fence(ims_site *site, const char *pool, const char *image, unsigned *fenced)
+int ims_repl_fence(unsigned *fenced, ims_site *site, const char *pool, const char *image)
 {
 	opened o;
 	char what[600];
@@ -220,10 +214,10 @@ int ims_repl_demote(ims_site *site, const char *pool, const char *image, const c
 	return r;
 }
 
-int ims_repl__rollback_if_changed(rbd_image_t img, const char *snap, const char *what, bool *rolled)
+int ims_repl__rollback_if_changed(bool *rolled, rbd_image_t img, const char *snap, const char *what)
 {
 	bool changed = false;
-	int r = ims_repl__changed_since(img, snap, &changed);
+	int r = ims_repl__changed_since(&changed, img, snap);
 	*rolled = false;
 	if (r < 0)
 		return ims_error_set(r, "cannot compare %s with '%s': %s", what, snap,
@@ -237,8 +231,8 @@ int ims_repl__rollback_if_changed(rbd_image_t img, const char *snap, const char 
 	return 0;
 }
 
-int ims_repl_promote(ims_site *site, const char *pool, const char *image, uint64_t generation,
-		     bool rollback, char *at, size_t len)
+int ims_repl_promote(char *at, size_t len, ims_site *site, const char *pool, const char *image,
+		     uint64_t generation, bool rollback)
 {
 	opened o;
 	ims_repl_side side;
@@ -262,7 +256,7 @@ int ims_repl_promote(ims_site *site, const char *pool, const char *image, uint64
 	if (at)
 		snprintf(at, len, "%s", side.last_sealed);
 	if (rollback && side.last_sealed[0] &&
-	    (r = ims_repl__rollback_if_changed(o.img, side.last_sealed, what, &rolled)) < 0)
+	    (r = ims_repl__rollback_if_changed(&rolled, o.img, side.last_sealed, what)) < 0)
 		goto out;
 	snprintf(gen, sizeof(gen), "%" PRIu64, generation);
 	if ((r = rbd_metadata_set(o.img, IMS_REPL_META_GENERATION, gen)) < 0 ||
@@ -287,10 +281,10 @@ static int divergence_open(rbd_image_t cur, rbd_image_t old, const char *what, i
 	ims_repl__snaps cs, os;
 	int r;
 	memset(out, 0, sizeof(*out));
-	if ((r = ims_repl__list_snaps(cur, &cs)) < 0)
+	if ((r = ims_repl__list_snaps(&cs, cur)) < 0)
 		return ims_error_set(r, "cannot list the snapshots of %s on site '%s'", what,
 				     ims_site_name(cur_site));
-	if ((r = ims_repl__list_snaps(old, &os)) < 0) {
+	if ((r = ims_repl__list_snaps(&os, old)) < 0) {
 		free(cs.names);
 		return ims_error_set(r, "cannot list the snapshots of %s on site '%s'", what,
 				     ims_site_name(old_site));
@@ -312,8 +306,8 @@ static int divergence_open(rbd_image_t cur, rbd_image_t old, const char *what, i
 			 ims_site_name(old_site), ims_site_name(cur_site));
 		return 0;
 	}
-	if ((r = ims_repl__changed_since(old, out->common, &out->old_wrote)) < 0 ||
-	    (r = ims_repl__changed_since(cur, out->common, &out->new_wrote)) < 0)
+	if ((r = ims_repl__changed_since(&out->old_wrote, old, out->common)) < 0 ||
+	    (r = ims_repl__changed_since(&out->new_wrote, cur, out->common)) < 0)
 		return ims_error_set(r, "cannot compare %s with '%s': %s", what, out->common,
 				     ims_strerror(r));
 	out->split_brain = out->old_wrote;
@@ -346,8 +340,8 @@ static int open_both(opened *c, opened *o, ims_site *cur, ims_site *old, const c
 	return r;
 }
 
-int ims_repl_divergence_check(ims_site *cur, ims_site *old, const char *pool, const char *image,
-			      ims_repl_divergence *out)
+int ims_repl_divergence_check(ims_repl_divergence *out, ims_site *cur, ims_site *old,
+			      const char *pool, const char *image)
 {
 	opened c, o;
 	char what[600];
@@ -361,8 +355,8 @@ int ims_repl_divergence_check(ims_site *cur, ims_site *old, const char *pool, co
 	return r;
 }
 
-int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *image,
-		    uint64_t generation, ims_repl_divergence *out)
+int ims_repl_rejoin(ims_repl_divergence *out, ims_site *cur, ims_site *old, const char *pool,
+		    const char *image, uint64_t generation)
 {
 	opened c, o;
 	ims_repl_divergence d;
@@ -380,7 +374,8 @@ int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *
 	if ((r = fence_open(old, o.img, what, NULL)) < 0)
 		goto out;
 	if (d.old_wrote) {
-		snprintf(recovery, sizeof(recovery), IMS_REPL_RECOVERY_PREFIX "%" PRId64, now_ms());
+		snprintf(recovery, sizeof(recovery), IMS_REPL_RECOVERY_PREFIX "%" PRId64,
+			 ims_clock_unix_ms());
 		if ((r = rbd_snap_create(o.img, recovery)) < 0) {
 			ims_error_set(r, "cannot keep the diverged head of %s as '%s': %s", what,
 				      recovery, ims_strerror(r));
@@ -390,11 +385,11 @@ int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *
 	}
 	if (d.common[0]) {
 		bool rolled;
-		if ((r = ims_repl__rollback_if_changed(o.img, d.common, what, &rolled)) < 0)
+		if ((r = ims_repl__rollback_if_changed(&rolled, o.img, d.common, what)) < 0)
 			goto out;
 		/* replication snapshots newer than the common one are not on the primary */
 		ims_repl__snaps os;
-		if (ims_repl__list_snaps(o.img, &os) == 0) {
+		if (ims_repl__list_snaps(&os, o.img) == 0) {
 			for (size_t i = os.n; i-- > 0 && strcmp(os.names[i], d.common) != 0;)
 				rbd_snap_remove(o.img, os.names[i]);
 			free(os.names);
@@ -531,8 +526,8 @@ static int journal_bad(ims_site *site, const char *pool, const char *key, const 
 		key, ims_site_name(site), what, pool, IMS_REPL_FAILOVERS, key);
 }
 
-int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, ims_repl_unit unit,
-			 ims_repl_journal *out)
+int ims_repl_journal_get(ims_repl_journal *out, ims_site *site, const char *pool, const char *name,
+			 ims_repl_unit unit)
 {
 	rados_ioctx_t io;
 	ims_records rs;
@@ -578,7 +573,7 @@ static int count_record(void *ctx, const char *key, json_object *val)
 	return 0;
 }
 
-int ims_repl_journal_count(ims_site *site, unsigned *count)
+int ims_repl_journal_count(unsigned *count, ims_site *site)
 {
 	size_t len = 1024;
 	char *pools = NULL;

@@ -38,7 +38,7 @@ typedef struct {
 } ims_repl_side;
 
 /** @returns -ENOENT if the image does not exist on @p site. */
-int ims_repl_side_get(ims_site *site, const char *pool, const char *image, ims_repl_side *out);
+int ims_repl_side_get(ims_repl_side *out, ims_site *site, const char *pool, const char *image);
 
 /** Set (or, with NULL, clear) imgstore.repl.state on @p site's copy. */
 int ims_repl_set_state(ims_site *site, const char *pool, const char *image, const char *state);
@@ -87,8 +87,8 @@ int ims_repl_journal_put(ims_site *site, const char *pool, const char *name,
 			 const ims_repl_journal *j);
 
 /** @returns -ENOENT if no failover of @p unit @p pool/@p name is recorded. */
-int ims_repl_journal_get(ims_site *site, const char *pool, const char *name, ims_repl_unit unit,
-			 ims_repl_journal *out);
+int ims_repl_journal_get(ims_repl_journal *out, ims_site *site, const char *pool, const char *name,
+			 ims_repl_unit unit);
 
 /** Remove the record: the failover is over (done or rolled back). */
 int ims_repl_journal_clear(ims_site *site, const char *pool, const char *name, ims_repl_unit unit);
@@ -100,7 +100,7 @@ int ims_repl_journal_clear(ims_site *site, const char *pool, const char *name, i
  *
  * @returns 0, or the cluster's error (a pool listing, or a record object that cannot be read).
  */
-int ims_repl_journal_count(ims_site *site, unsigned *count);
+int ims_repl_journal_count(unsigned *count, ims_site *site);
 
 /**
  * Fence the writers of @p site's copy: break every holder of its exclusive lock, which
@@ -108,7 +108,7 @@ int ims_repl_journal_count(ims_site *site, unsigned *count);
  *
  * @param[out] fenced how many holders were broken; may be NULL.
  */
-int ims_repl_fence(ims_site *site, const char *pool, const char *image, unsigned *fenced);
+int ims_repl_fence(unsigned *fenced, ims_site *site, const char *pool, const char *image);
 
 /** Mark @p site's copy a secondary of @p primary_site at @p generation. */
 int ims_repl_demote(ims_site *site, const char *pool, const char *image, const char *primary_site,
@@ -121,8 +121,8 @@ int ims_repl_demote(ims_site *site, const char *pool, const char *image, const c
  * @param[out] at the snapshot whose state the promoted copy starts from ("" if none).
  * @returns -ENOENT if the copy does not exist.
  */
-int ims_repl_promote(ims_site *site, const char *pool, const char *image, uint64_t generation,
-		     bool rollback, char *at, size_t len);
+int ims_repl_promote(char *at, size_t len, ims_site *site, const char *pool, const char *image,
+		     uint64_t generation, bool rollback);
 
 /** What an old primary holds compared with the current primary. */
 typedef struct {
@@ -138,8 +138,8 @@ typedef struct {
  *
  * @returns -ENOENT if either copy is missing.
  */
-int ims_repl_divergence_check(ims_site *cur, ims_site *old, const char *pool, const char *image,
-			      ims_repl_divergence *out);
+int ims_repl_divergence_check(ims_repl_divergence *out, ims_site *cur, ims_site *old,
+			      const char *pool, const char *image);
 
 /**
  * Make @p old's copy a secondary of @p cur again, so that replication from @p cur ships only
@@ -150,7 +150,7 @@ int ims_repl_divergence_check(ims_site *cur, ims_site *old, const char *pool, co
  *
  * @param[out] out what was found and done; may be NULL. out->plan names the recovery snapshot.
  */
-int ims_repl_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *image,
-		    uint64_t generation, ims_repl_divergence *out);
+int ims_repl_rejoin(ims_repl_divergence *out, ims_site *cur, ims_site *old, const char *pool,
+		    const char *image, uint64_t generation);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include <rbd/librbd.h>
 
+#include "common/clock.h"
 #include "common/array.h"
 #include "common/error.h"
 #include "common/opts.h"
@@ -20,13 +21,6 @@
 #include "store/snap.h"
 
 #define NAME_MAX_ IMS_REPL__SNAP_NAME_MAX
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int64_t anchor_time(const char *name)
 {
@@ -190,7 +184,7 @@ static int member_load(member *m, ims_site *src, ims_site *dst)
 	r = rbd_open_read_only(dio, m->image, &simg, NULL);
 	if (r == 0) {
 		ims_repl__snaps ss = {0};
-		r = ims_repl__list_snaps(simg, &ss);
+		r = ims_repl__list_snaps(&ss, simg);
 		for (size_t i = 0; r == 0 && i < ss.n; i++)
 			r = times_add(&m->sealed, ims_repl_snap_time(ss.names[i]));
 		free(ss.names);
@@ -331,7 +325,7 @@ static void retention(ims_site *src, ims_site *dst, rados_ioctx_t gio, const cha
 		if (ims_site_ioctx(&dio, dst, m[k].pool) < 0)
 			continue;
 		if (rbd_open(dio, m[k].image, &simg, NULL) == 0) {
-			if (ims_repl__list_snaps(simg, &ss) == 0) {
+			if (ims_repl__list_snaps(&ss, simg) == 0) {
 				for (size_t i = 0; i + keep < ss.n; i++)
 					if (strcmp(ss.names[i], name) != 0)
 						rbd_snap_remove(simg, ss.names[i]);
@@ -440,7 +434,7 @@ static bool group_unchanged(group_cycle *gc)
 			break;
 		}
 		anchor_name(from, sizeof(from), gc->all);
-		if (ims_repl__changed_since(gc->m[k].img, from, &changed) < 0)
+		if (ims_repl__changed_since(&changed, gc->m[k].img, from) < 0)
 			changed = true;
 	}
 	if (changed)
@@ -448,7 +442,7 @@ static bool group_unchanged(group_cycle *gc)
 	gc->res.unchanged = true;
 	cut_name(gc->res.base, sizeof(gc->res.base), gc->all);
 	cut_name(gc->res.sealed, sizeof(gc->res.sealed), gc->all);
-	gc->res.sealed_unix_ms = now_ms();
+	gc->res.sealed_unix_ms = ims_clock_unix_ms();
 	return true;
 }
 
@@ -459,7 +453,7 @@ static int take_cut(group_cycle *gc)
 	char from[NAME_MAX_], cut[NAME_MAX_];
 	size_t made = 0;
 	int r = 0;
-	int64_t ms = now_ms();
+	int64_t ms = ims_clock_unix_ms();
 	if (gc->cuts.n && gc->cuts.v[gc->cuts.n - 1] >= ms)
 		ms = gc->cuts.v[gc->cuts.n - 1] + 1;
 	for (size_t k = 0; k < gc->nm; k++)
@@ -526,10 +520,9 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 {
 	group_cycle gc = {.src = src, .dst = dst, .pool = pool, .group = group, .o = o};
 	char cut[NAME_MAX_];
-	struct timespec t0, t1;
+	double t0 = ims_clock_mono_s();
 	int r;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if ((r = IMS_OPTS_CHECK(o, IMS_REPL_OPTS_VERSION, "replication")) < 0)
 		return r;
 	if ((r = group_open(&gc)) < 0 || (r = find_cuts(&gc)) < 0)
@@ -554,8 +547,7 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 		      pool, group, ims_site_name(dst), gc.res.base[0] ? gc.res.base : "(full)", cut,
 		      gc.res.bytes_copied);
 done:
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	gc.res.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	gc.res.seconds = ims_clock_mono_s() - t0;
 	if (out)
 		*out = gc.res;
 	r = 0;
@@ -570,8 +562,8 @@ out:
 	return r;
 }
 
-int ims_repl_group_last_sealed(ims_site *site, const char *pool, const char *group, char *name,
-			       size_t len, int64_t *unix_ms)
+int ims_repl_group_last_sealed(char *name, size_t len, int64_t *unix_ms, ims_site *site,
+			       const char *pool, const char *group)
 {
 	ims_group_info *gi = NULL;
 	times common = {0};
@@ -586,7 +578,7 @@ int ims_repl_group_last_sealed(ims_site *site, const char *pool, const char *gro
 		if ((r = ims_site_ioctx(&io, site, gi->members[k].pool)) < 0)
 			break;
 		if ((r = rbd_open_read_only(io, gi->members[k].image, &img, NULL)) == 0) {
-			r = ims_repl__list_snaps(img, &ss);
+			r = ims_repl__list_snaps(&ss, img);
 			rbd_close(img);
 		}
 		ims_site_ioctx_close(io);
@@ -783,8 +775,8 @@ static void drop_newer_cuts(ims_site *site, const char *pool, const char *group,
 	ims_error_clear();
 }
 
-int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, const char *cut,
-			   uint64_t generation, unsigned *rolled_back)
+int ims_repl_group_promote(unsigned *rolled_back, ims_site *site, const char *pool,
+			   const char *group, const char *cut, uint64_t generation)
 {
 	members ms;
 	char what[600], anchor[NAME_MAX_];
@@ -809,7 +801,7 @@ int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, 
 	 * has been written to it since: it is neither rolled back nor promoted again */
 	for (size_t k = 0; r == 0 && k < ms.n; k++) {
 		ims_repl_side side;
-		if ((r = ims_repl_side_get(site, ms.m[k].pool, ms.m[k].image, &side)) == 0)
+		if ((r = ims_repl_side_get(&side, site, ms.m[k].pool, ms.m[k].image)) == 0)
 			ms.m[k].promoted = !side.secondary && side.generation >= generation;
 	}
 	for (size_t k = 0; r == 0 && k < ms.n; k++) {
@@ -818,7 +810,7 @@ int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, 
 			continue;
 		snprintf(what, sizeof(what), "'%s/%s' on site '%s'", ms.m[k].pool, ms.m[k].image,
 			 ims_site_name(site));
-		if ((r = ims_repl__rollback_if_changed(ms.m[k].img, cut, what, &rolled)) < 0)
+		if ((r = ims_repl__rollback_if_changed(&rolled, ms.m[k].img, cut, what)) < 0)
 			break;
 		rolled_n += rolled;
 		drop_snaps(&ms.m[k], false, cut);
@@ -830,8 +822,8 @@ int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, 
 		rbd_close(ms.m[k].img);
 		ms.m[k].img = NULL;
 		if (!ms.m[k].promoted)
-			r = ims_repl_promote(site, ms.m[k].pool, ms.m[k].image, generation, false,
-					     NULL, 0);
+			r = ims_repl_promote(NULL, 0, site, ms.m[k].pool, ms.m[k].image, generation,
+					     false);
 	}
 	members_close(&ms);
 	if (r == 0)
@@ -849,7 +841,7 @@ static int64_t common_cut(ims_site *cur, ims_site *old, const char *pool, const 
 	int64_t best = -1, t;
 	rados_ioctx_t gio;
 	times cuts = {0};
-	if (ims_repl_group_last_sealed(cur, pool, group, name, sizeof(name), &t) < 0)
+	if (ims_repl_group_last_sealed(name, sizeof(name), &t, cur, pool, group) < 0)
 		return -1;
 	if (ims_site_ioctx(&gio, old, pool) < 0)
 		return -1;
@@ -861,8 +853,8 @@ static int64_t common_cut(ims_site *cur, ims_site *old, const char *pool, const 
 	return best;
 }
 
-int ims_repl_group_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *group,
-			  uint64_t generation, char *plan, size_t len)
+int ims_repl_group_rejoin(char *plan, size_t len, ims_site *cur, ims_site *old, const char *pool,
+			  const char *group, uint64_t generation)
 {
 	members ms;
 	char cut[NAME_MAX_] = "", anchor[NAME_MAX_], recovery[64] = "", source[512];
@@ -877,14 +869,15 @@ int ims_repl_group_rejoin(ims_site *cur, ims_site *old, const char *pool, const 
 	if ((r = members_open(&ms, old, pool, group)) < 0)
 		goto out;
 	for (size_t k = 0; k < ms.n; k++)
-		if ((r = ims_repl_fence(old, ms.m[k].pool, ms.m[k].image, NULL)) < 0)
+		if ((r = ims_repl_fence(NULL, old, ms.m[k].pool, ms.m[k].image)) < 0)
 			goto out;
 	/* what each wrote after the common cut is kept; the anchor is older than the cut, so a
 	 * member changed since its anchor may only hold the cut's own writes: kept too */
-	snprintf(recovery, sizeof(recovery), IMS_REPL_RECOVERY_PREFIX "%" PRId64, now_ms());
+	snprintf(recovery, sizeof(recovery), IMS_REPL_RECOVERY_PREFIX "%" PRId64,
+		 ims_clock_unix_ms());
 	for (size_t k = 0; k < ms.n; k++) {
 		bool changed = true;
-		if (c >= 0 && ims_repl__changed_since(ms.m[k].img, anchor, &changed) < 0)
+		if (c >= 0 && ims_repl__changed_since(&changed, ms.m[k].img, anchor) < 0)
 			changed = true;
 		if (!changed)
 			continue;
@@ -962,7 +955,7 @@ int ims_repl_group_verify(ims_repl_group_verify_result *out, ims_site *src, ims_
 	 */
 	if ((r = members_open(&ms, src, pool, group)) < 0)
 		goto out;
-	if ((r = ims_repl_group_last_sealed(dst, pool, group, cut, sizeof(cut), NULL)) < 0)
+	if ((r = ims_repl_group_last_sealed(cut, sizeof(cut), NULL, dst, pool, group)) < 0)
 		goto out;
 	snprintf(out->cut, sizeof(out->cut), "%s", cut);
 	if (!(out->members = calloc(ms.n, sizeof(*out->members))) ||

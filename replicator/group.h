@@ -51,8 +51,8 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
  *
  * @returns -ENOENT if the group is unknown on @p site or no cut is sealed on all members.
  */
-int ims_repl_group_last_sealed(ims_site *site, const char *pool, const char *group, char *name,
-			       size_t len, int64_t *unix_ms);
+int ims_repl_group_last_sealed(char *name, size_t len, int64_t *unix_ms, ims_site *site,
+			       const char *pool, const char *group);
 
 /**
  * Remove the primary's cuts of the group (its group snapshots "imgstore-repl-*" and the
@@ -84,8 +84,8 @@ int ims_repl_group_demote(ims_site *site, const char *pool, const char *group, c
  * @param[out] rolled_back how many members were rolled back; may be NULL.
  * @returns -ENOENT if a member has no sealed snapshot @p cut (then nothing changed).
  */
-int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, const char *cut,
-			   uint64_t generation, unsigned *rolled_back);
+int ims_repl_group_promote(unsigned *rolled_back, ims_site *site, const char *pool,
+			   const char *group, const char *cut, uint64_t generation);
 
 /**
  * Make @p old's copy of the group (an old primary) a secondary of @p cur again, at the newest
@@ -95,8 +95,8 @@ int ims_repl_group_promote(ims_site *site, const char *pool, const char *group, 
  *
  * @param[out] plan one line: what was found and done.
  */
-int ims_repl_group_rejoin(ims_site *cur, ims_site *old, const char *pool, const char *group,
-			  uint64_t generation, char *plan, size_t len);
+int ims_repl_group_rejoin(char *plan, size_t len, ims_site *cur, ims_site *old, const char *pool,
+			  const char *group, uint64_t generation);
 
 /** A verify of every member of a group at one cut. */
 typedef struct {

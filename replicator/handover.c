@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/fanout.h"
 #include "common/log.h"
@@ -68,8 +69,8 @@ int ims_handover__pair_of(ims_repl_status *out, const ims_handover_env *e, const
 {
 	ims_repl_status *list = NULL;
 	size_t n = 0;
-	int r = unit == IMS_REPL_GROUP ? ims_repl_group_status(e->repl, pool, name, &list, &n)
-				       : ims_repl_sched_status(e->repl, pool, name, &list, &n);
+	int r = unit == IMS_REPL_GROUP ? ims_repl_group_status(&list, &n, e->repl, pool, name)
+				       : ims_repl_sched_status(&list, &n, e->repl, pool, name);
 	if (r < 0)
 		return r;
 	r = ims_error_set(
@@ -169,9 +170,9 @@ void ims_handover__forced_end(char *out, size_t len, job *w, ims_site *peer, con
 		snprintf(out, len, "site '%s' answered: %s", old, done);
 	}
 	ims_error_clear();
-	int r = group ? ims_repl_group_enable(e->repl, pool, name, old, IMS_REPL_ASYNC, e->rpo,
-					      NULL)
-		      : ims_repl_enable(e->repl, pool, name, old, IMS_REPL_ASYNC, e->rpo, NULL);
+	int r = group ? ims_repl_group_enable(NULL, e->repl, pool, name, old, IMS_REPL_ASYNC,
+					      e->rpo)
+		      : ims_repl_enable(NULL, e->repl, pool, name, old, IMS_REPL_ASYNC, e->rpo);
 	if (r < 0)
 		ims_log_error("forced failover of %s'%s/%s': replication back to site '%s' is not "
 			      "set: %s",
@@ -197,7 +198,7 @@ static int undo(job *w, int r, unsigned what, uint64_t old_generation)
 	ims_error_saved keep;
 	ims_error_save(&keep);
 	if (what & UNDO_PROMOTE_BACK)
-		ims_repl_promote(e->site, w->q.pool, w->q.name, old_generation, false, NULL, 0);
+		ims_repl_promote(NULL, 0, e->site, w->q.pool, w->q.name, old_generation, false);
 	if (what & UNDO_STATE)
 		ims_repl_set_state(e->site, w->q.pool, w->q.name, NULL);
 	if (what & UNDO_JOURNAL)
@@ -221,9 +222,9 @@ void ims_handover__reverse(job *w, ims_site *peer)
 		rpo = pair.rpo_seconds ? pair.rpo_seconds : rpo;
 	}
 	if (w->q.unit == IMS_REPL_GROUP)
-		ims_repl_group_hand_over(e->repl, pool, name, w->q.target, NULL);
+		ims_repl_group_hand_over(NULL, e->repl, pool, name, w->q.target);
 	else
-		ims_repl_sched_hand_over(e->repl, pool, name, w->q.target, NULL);
+		ims_repl_sched_hand_over(NULL, e->repl, pool, name, w->q.target);
 	if (ims_repl_policy_put(peer, ims_handover__peer_pool(e, w->q.target), pool, name,
 				w->q.unit, here, mode, rpo) < 0)
 		ims_log_error(
@@ -248,8 +249,8 @@ static int planned_resume(job *w, ims_repl_journal *j)
 		"failover of '%s/%s' to site '%s' was interrupted at step '%s'; finishing it", pool,
 		image, w->q.target, ims_repl_step_name(from));
 	if ((r = ims_handover__peer(&peer, e, w->q.target)) < 0 ||
-	    (r = ims_repl_side_get(peer, pool, image, &them)) < 0 ||
-	    (r = ims_repl_side_get(e->site, pool, image, &me)) < 0)
+	    (r = ims_repl_side_get(&them, peer, pool, image)) < 0 ||
+	    (r = ims_repl_side_get(&me, e->site, pool, image)) < 0)
 		return ims_error_set(r,
 				     "an interrupted failover of '%s/%s' to site '%s' (at step "
 				     "'%s') cannot go on: %s; run "
@@ -265,7 +266,7 @@ static int planned_resume(job *w, ims_repl_journal *j)
 	}
 	if (j->step == IMS_REPL_STEP_PROMOTE) {
 		if ((them.secondary || them.generation < j->generation) &&
-		    (r = ims_repl_promote(peer, pool, image, j->generation, true, at, sizeof(at))) <
+		    (r = ims_repl_promote(at, sizeof(at), peer, pool, image, j->generation, true)) <
 			    0) {
 			return undo(w,
 				    ims_error_set(r,
@@ -334,13 +335,13 @@ static int planned_check(job *w, ims_site **peer, ims_repl_side *me, ims_repl_si
 	const char *pool = w->q.pool, *image = w->q.name;
 	ims_repl_status pair;
 	int r;
-	if ((r = ims_repl_side_get(e->site, pool, image, me)) < 0)
+	if ((r = ims_repl_side_get(me, e->site, pool, image)) < 0)
 		return r;
 	if (me->secondary)
 		return ims_handover__refuse_secondary(w, me, false);
 	if ((r = ims_handover__pair_of(&pair, e, pool, image, IMS_REPL_IMAGE, w->q.target)) < 0 ||
 	    (r = ims_handover__peer(peer, e, w->q.target)) < 0 ||
-	    (r = ims_repl_side_get(*peer, pool, image, them)) < 0)
+	    (r = ims_repl_side_get(them, *peer, pool, image)) < 0)
 		return r;
 	if (!them->secondary)
 		return ims_error_set(
@@ -359,8 +360,8 @@ static int close_writers(job *w, unsigned *broken, unsigned *fenced)
 	ims_repl_result res;
 	char host[128];
 	int r;
-	if ((r = ims_repl_sync_now(e->repl, pool, image, w->q.target, e->hooks->progress, e->ctx,
-				   &res)) < 0)
+	if ((r = ims_repl_sync_now(&res, e->repl, pool, image, w->q.target, e->hooks->progress,
+				   e->ctx)) < 0)
 		return undo(w,
 			    ims_error_set(r, "sync before the failover failed: %s; nothing changed",
 					  ims_error_last()),
@@ -380,7 +381,7 @@ static int close_writers(job *w, unsigned *broken, unsigned *fenced)
 		usleep(250000);
 	}
 	if ((r = e->hooks->break_leases(e->ctx, pool, image, broken)) < 0 ||
-	    (r = ims_repl_fence(e->site, pool, image, fenced)) < 0)
+	    (r = ims_repl_fence(fenced, e->site, pool, image)) < 0)
 		return undo(w,
 			    ims_error_set(r,
 					  "cannot fence the writers of '%s/%s': %s; it stays the "
@@ -404,7 +405,7 @@ static int planned_paused(job *w)
 
 	/* a failover this site's daemon began and did not finish: finish it (from the demote on),
 	 * or begin again (before it, this copy is the primary and every step may be done again) */
-	if ((r = ims_repl_journal_get(e->site, pool, image, IMS_REPL_IMAGE, &j)) == 0) {
+	if ((r = ims_repl_journal_get(&j, e->site, pool, image, IMS_REPL_IMAGE)) == 0) {
 		if ((r = recorded_is_ours(w, &j)) < 0)
 			return r;
 		if (j.step >= IMS_REPL_STEP_DEMOTE)
@@ -415,21 +416,19 @@ static int planned_paused(job *w)
 	if ((r = planned_check(w, &peer, &me, &them)) < 0)
 		return r;
 
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
 	memset(&j, 0, sizeof(j));
 	snprintf(j.target, sizeof(j.target), "%s", w->q.target);
 	j.old_generation = me.generation;
 	j.generation = (me.generation > them.generation ? me.generation : them.generation) + 1;
-	j.started_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	j.started_ms = ims_clock_unix_ms();
 	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_SYNC)) < 0)
 		return r;
 	if ((r = close_writers(w, &broken, &fenced)) < 0)
 		return r;
 
 	/* 3. the final sync: everything written before the fence */
-	if ((r = ims_repl_sync_now(e->repl, pool, image, w->q.target, e->hooks->progress, e->ctx,
-				   &res)) < 0)
+	if ((r = ims_repl_sync_now(&res, e->repl, pool, image, w->q.target, e->hooks->progress,
+				   e->ctx)) < 0)
 		return undo(w,
 			    ims_error_set(r,
 					  "final sync to site '%s' failed: %s; site '%s' stays the "
@@ -444,7 +443,7 @@ static int planned_paused(job *w)
 	    (r = ims_repl_demote(e->site, pool, image, w->q.target, gen)) < 0)
 		return undo(w, r, UNDO_STATE | UNDO_JOURNAL, 0);
 	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_PROMOTE)) < 0 ||
-	    (r = ims_repl_promote(peer, pool, image, gen, true, at, sizeof(at))) < 0)
+	    (r = ims_repl_promote(at, sizeof(at), peer, pool, image, gen, true)) < 0)
 		return undo(w,
 			    ims_error_set(r,
 					  "cannot promote '%s/%s' on site '%s': %s; site '%s' "
@@ -473,15 +472,15 @@ static int forced(job *w)
 	char old[64], at[64];
 	int r;
 
-	if ((r = ims_repl_side_get(e->site, pool, image, &me)) < 0)
+	if ((r = ims_repl_side_get(&me, e->site, pool, image)) < 0)
 		return r;
 	ims_repl_journal j;
-	if (!me.secondary && ims_repl_journal_get(e->site, pool, image, IMS_REPL_IMAGE, &j) == 0 &&
+	if (!me.secondary && ims_repl_journal_get(&j, e->site, pool, image, IMS_REPL_IMAGE) == 0 &&
 	    j.forced) {
 		/* promoted by a forced failover whose daemon was killed before it set the way back
 		 */
-		if ((r = ims_repl_enable(e->repl, pool, image, j.target, IMS_REPL_ASYNC, e->rpo,
-					 NULL)) < 0)
+		if ((r = ims_repl_enable(NULL, e->repl, pool, image, j.target, IMS_REPL_ASYNC,
+					 e->rpo)) < 0)
 			return r;
 		ims_repl_journal_clear(e->site, pool, image, IMS_REPL_IMAGE);
 		ims_handover__say(w,
@@ -506,12 +505,12 @@ static int forced(job *w)
 
 	/* the old primary, if it answers: its generation counts, and its writers are fenced */
 	bool reachable = ims_handover__may_ask(w, old) && ims_handover__peer(&peer, e, old) == 0 &&
-			 ims_repl_side_get(peer, pool, image, &them) == 0;
+			 ims_repl_side_get(&them, peer, pool, image) == 0;
 	uint64_t gen = me.generation + 1;
 	if (reachable && them.generation >= gen)
 		gen = them.generation + 1;
 	unsigned fenced = 0;
-	if (reachable && ims_repl_fence(peer, pool, image, &fenced) < 0) {
+	if (reachable && ims_repl_fence(&fenced, peer, pool, image) < 0) {
 		ims_log_warning(
 			"forced failover of '%s/%s': cannot fence its writers on site '%s': %s",
 			pool, image, old, ims_error_last());
@@ -527,7 +526,7 @@ static int forced(job *w)
 	j.forced = true;
 	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_REVERSE)) < 0)
 		return r;
-	if ((r = ims_repl_promote(e->site, pool, image, gen, true, at, sizeof(at))) < 0) {
+	if ((r = ims_repl_promote(at, sizeof(at), e->site, pool, image, gen, true)) < 0) {
 		ims_repl_journal_clear(e->site, pool, image, IMS_REPL_IMAGE);
 		return r;
 	}
@@ -537,7 +536,7 @@ static int forced(job *w)
 	int rejoined = -1;
 	if (reachable) {
 		ims_repl_divergence dv;
-		if ((rejoined = ims_repl_rejoin(e->site, peer, pool, image, gen, &dv)) == 0)
+		if ((rejoined = ims_repl_rejoin(&dv, e->site, peer, pool, image, gen)) == 0)
 			snprintf(done, sizeof(done), "%u writer(s) fenced; %s", fenced, dv.plan);
 	}
 	ims_handover__forced_end(rejoin, sizeof(rejoin), w, reachable ? peer : NULL, old, rejoined,
@@ -555,7 +554,7 @@ static int image_failover(job *w)
 {
 	ims_repl_side me;
 	if (!is_forced(w) && strcmp(w->q.target, ims_site_name(w->e->site)) == 0 &&
-	    ims_repl_side_get(w->e->site, w->q.pool, w->q.name, &me) == 0 && me.secondary)
+	    ims_repl_side_get(&me, w->e->site, w->q.pool, w->q.name) == 0 && me.secondary)
 		return ims_handover__refuse_secondary(w, &me, true);
 	int r = ims_handover__check_site(w);
 	if (r < 0)
@@ -579,13 +578,6 @@ typedef struct {
 	size_t n;
 } site_run;
 
-static double mono_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Whether @p u is part of failover @p w; an image in a group goes with its group. */
 static bool selected(job *w, const site_item *u)
 {
@@ -596,7 +588,7 @@ static bool selected(job *w, const site_item *u)
 	ims_repl_journal j;
 	/* a forced failover from that site interrupted here: finished by this one (a group's
 	 * members may disagree on their role then) */
-	if (is_forced(w) && ims_repl_journal_get(e->site, w->q.pool, u->name, u->unit, &j) == 0 &&
+	if (is_forced(w) && ims_repl_journal_get(&j, e->site, w->q.pool, u->name, u->unit) == 0 &&
 	    j.forced && strcmp(j.target, w->q.from) == 0)
 		return true;
 	ims_error_clear();
@@ -607,7 +599,7 @@ static bool selected(job *w, const site_item *u)
 		if (r < 0)
 			return false;
 	} else {
-		if (ims_repl_side_get(e->site, w->q.pool, u->name, &side) < 0)
+		if (ims_repl_side_get(&side, e->site, w->q.pool, u->name) < 0)
 			return false;
 		if (ims_group_of_image(grp, sizeof(grp), e->site, w->q.pool, u->name) == 0 &&
 		    grp[0])
@@ -639,13 +631,13 @@ static int fan_item(void *ctx, unsigned worker, size_t i)
 		u->skipped = true;
 		return 0;
 	}
-	double t0 = mono_s();
+	double t0 = ims_clock_mono_s();
 	if (u->unit == IMS_REPL_GROUP)
 		u->r = is_forced(&one) ? ims_handover__group_forced(&one)
 				       : ims_handover__group_planned(&one);
 	else
 		u->r = is_forced(&one) ? forced(&one) : planned(&one);
-	u->secs = mono_s() - t0;
+	u->secs = ims_clock_mono_s() - t0;
 	if (u->r < 0)
 		snprintf(u->said, sizeof(u->said), "%s", ims_error_last());
 	ims_log_info("%s failover of %s '%s/%s' to site '%s' %s in %.2fs: %s",
@@ -761,7 +753,7 @@ static int site_failover(job *w)
 {
 	const ims_handover_env *e = w->e;
 	const char *here = ims_site_name(e->site);
-	double t0 = mono_s();
+	double t0 = ims_clock_mono_s();
 	int r;
 	if (!is_forced(w) && strcmp(w->q.from, here) != 0)
 		return ims_error_set(
@@ -792,7 +784,7 @@ static int site_failover(job *w)
 				  w->q.from, w->q.pool, ims_error_last());
 		goto out;
 	}
-	r = summarize(w, &f, all.old_down, mono_s() - t0);
+	r = summarize(w, &f, all.old_down, ims_clock_mono_s() - t0);
 out:
 	free(f.items);
 	return r;
@@ -804,7 +796,7 @@ static int image_resync(job *w)
 	ims_repl_divergence dv;
 	ims_repl_result res;
 	ims_site *peer = NULL;
-	int r = ims_repl_resync(e->repl, w->q.pool, w->q.name, w->q.target, &dv);
+	int r = ims_repl_resync(&dv, e->repl, w->q.pool, w->q.name, w->q.target);
 	if (r < 0)
 		return r;
 	/* the old primary's daemons stop replicating their copy: it is a secondary now */
@@ -813,8 +805,8 @@ static int image_resync(job *w)
 				       w->q.name, IMS_REPL_IMAGE, ims_site_name(e->site));
 	/* the old site has just come back and may not serve every request yet: a few tries */
 	for (int attempt = 1;; attempt++) {
-		if ((r = ims_repl_sync_now(e->repl, w->q.pool, w->q.name, w->q.target,
-					   e->hooks->progress, e->ctx, &res)) == 0)
+		if ((r = ims_repl_sync_now(&res, e->repl, w->q.pool, w->q.name, w->q.target,
+					   e->hooks->progress, e->ctx)) == 0)
 			break;
 		if (attempt == 3 || r == -EBUSY || r == -ENOENT || r == -EUCLEAN || r == -ECANCELED)
 			return ims_error_set(

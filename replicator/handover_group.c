@@ -31,7 +31,7 @@ int ims_handover__group_side(ims_repl_side *out, ims_group_info **gi, ims_site *
 	for (size_t k = 0; k < (*gi)->nmembers; k++) {
 		ims_repl_side m;
 		const char *mp = (*gi)->members[k].pool, *mi = (*gi)->members[k].image;
-		if ((r = ims_repl_side_get(site, mp, mi, &m)) < 0)
+		if ((r = ims_repl_side_get(&m, site, mp, mi)) < 0)
 			return r;
 		if (k == 0) {
 			*out = m;
@@ -73,7 +73,7 @@ static int undo(job *w, int r, unsigned what, const ims_group_info *gi, const ch
 	ims_error_saved keep;
 	ims_error_save(&keep);
 	if (what & UNDO_PROMOTE_BACK)
-		ims_repl_group_promote(e->site, w->q.pool, w->q.name, cut, old_generation, NULL);
+		ims_repl_group_promote(NULL, e->site, w->q.pool, w->q.name, cut, old_generation);
 	if (what & UNDO_STATE)
 		group_set_state(e->site, gi, NULL);
 	if (what & UNDO_JOURNAL)
@@ -120,8 +120,8 @@ static int group_resume(job *w, ims_repl_journal *j)
 	}
 	if (j->step == IMS_REPL_STEP_PROMOTE) {
 		if ((rt == -EUCLEAN || them.secondary || them.generation < j->generation) &&
-		    (r = ims_repl_group_promote(peer, pool, group, j->cut, j->generation,
-						&rolled)) < 0) {
+		    (r = ims_repl_group_promote(&rolled, peer, pool, group, j->cut,
+						j->generation)) < 0) {
 			return undo(w,
 				    ims_error_set(r,
 						  "an interrupted failover of group '%s/%s' could "
@@ -183,8 +183,8 @@ static int group_close_writers(job *w, const ims_group_info *gi, unsigned *broke
 	ims_repl_result res;
 	char host[128];
 	int r;
-	if ((r = ims_repl_group_sync_now(e->repl, pool, group, w->q.target, e->hooks->progress,
-					 e->ctx, &res)) < 0)
+	if ((r = ims_repl_group_sync_now(&res, e->repl, pool, group, w->q.target,
+					 e->hooks->progress, e->ctx)) < 0)
 		return ims_error_set(r, "sync before the failover failed: %s; nothing changed",
 				     ims_error_last());
 	group_set_state(e->site, gi, "failing-over");
@@ -209,7 +209,7 @@ static int group_close_writers(job *w, const ims_group_info *gi, unsigned *broke
 		const char *mp = gi->members[k].pool, *mi = gi->members[k].image;
 		unsigned b = 0, f = 0;
 		if ((r = e->hooks->break_leases(e->ctx, mp, mi, &b)) < 0 ||
-		    (r = ims_repl_fence(e->site, mp, mi, &f)) < 0)
+		    (r = ims_repl_fence(&f, e->site, mp, mi)) < 0)
 			return undo(w,
 				    ims_error_set(r,
 						  "cannot fence the writers of '%s/%s': %s; group "
@@ -242,7 +242,7 @@ static int group_swap(job *w, ims_repl_journal *j, const ims_group_info *gi, ims
 			    UNDO_PROMOTE_BACK | UNDO_STATE | UNDO_JOURNAL, gi, j->cut,
 			    j->old_generation);
 	if ((r = ims_handover__journal_step(e, pool, group, j, IMS_REPL_STEP_PROMOTE)) < 0 ||
-	    (r = ims_repl_group_promote(peer, pool, group, j->cut, j->generation, &rolled)) < 0)
+	    (r = ims_repl_group_promote(&rolled, peer, pool, group, j->cut, j->generation)) < 0)
 		return undo(w,
 			    ims_error_set(r,
 					  "cannot promote group '%s/%s' on site '%s': %s; site "
@@ -267,7 +267,7 @@ int ims_handover__group_planned(job *w)
 	int r;
 
 	/* a failover this daemon began and did not finish: from the demote on, finish it */
-	if ((r = ims_repl_journal_get(e->site, pool, group, IMS_REPL_GROUP, &j)) == 0) {
+	if ((r = ims_repl_journal_get(&j, e->site, pool, group, IMS_REPL_GROUP)) == 0) {
 		if (strcmp(j.target, w->q.target) != 0)
 			return ims_error_set(
 				-EBUSY,
@@ -286,8 +286,8 @@ int ims_handover__group_planned(job *w)
 		goto out;
 
 	/* 3. the final cut: every member as it was at the fence */
-	if ((r = ims_repl_group_sync_now(e->repl, pool, group, w->q.target, e->hooks->progress,
-					 e->ctx, &res)) < 0) {
+	if ((r = ims_repl_group_sync_now(&res, e->repl, pool, group, w->q.target,
+					 e->hooks->progress, e->ctx)) < 0) {
 		r = undo(w,
 			 ims_error_set(r,
 				       "final sync of group '%s/%s' to site '%s' failed: %s; site "
@@ -339,7 +339,7 @@ int ims_handover__group_forced(job *w)
 	 * before the way back was set): again from the promotion, at the recorded cut and
 	 * generation; the members it already promoted are left as they are */
 	bool resumed =
-		ims_repl_journal_get(e->site, pool, group, IMS_REPL_GROUP, &j) == 0 && j.forced;
+		ims_repl_journal_get(&j, e->site, pool, group, IMS_REPL_GROUP) == 0 && j.forced;
 	ims_error_clear();
 	if (resumed) {
 		if ((r = ims_group_info_get(&gi, e->site, pool, group)) < 0)
@@ -358,7 +358,7 @@ int ims_handover__group_forced(job *w)
 			goto out;
 		}
 		ims_handover__source_site(old, sizeof(old), me.source);
-		if ((r = ims_repl_group_last_sealed(e->site, pool, group, cut, sizeof(cut), NULL)) <
+		if ((r = ims_repl_group_last_sealed(cut, sizeof(cut), NULL, e->site, pool, group)) <
 		    0) {
 			r = ims_error_set(r,
 					  "%s: there is no consistent point to promote group "
@@ -389,7 +389,7 @@ int ims_handover__group_forced(job *w)
 			goto out;
 	}
 	/* every member at the newest cut sealed on all of them */
-	if ((r = ims_repl_group_promote(e->site, pool, group, cut, gen, &rolled)) < 0) {
+	if ((r = ims_repl_group_promote(&rolled, e->site, pool, group, cut, gen)) < 0) {
 		if (!resumed)
 			ims_repl_journal_clear(e->site, pool, group, IMS_REPL_GROUP);
 		goto out;
@@ -399,8 +399,8 @@ int ims_handover__group_forced(job *w)
 	int rejoined = -1;
 	if (reachable) {
 		char plan[768];
-		if ((rejoined = ims_repl_group_rejoin(e->site, peer, pool, group, gen, plan,
-						      sizeof(plan))) == 0)
+		if ((rejoined = ims_repl_group_rejoin(plan, sizeof(plan), e->site, peer, pool,
+						      group, gen)) == 0)
 			snprintf(done, sizeof(done), "its writers were fenced; %s", plan);
 	}
 	ims_handover__forced_end(rejoin, sizeof(rejoin), w, reachable ? peer : NULL, old, rejoined,
@@ -449,13 +449,13 @@ int ims_handover__group_resync(job *w)
 		goto out;
 	}
 	if ((r = ims_handover__peer(&peer, e, w->q.target)) < 0 ||
-	    (r = ims_repl_group_rejoin(e->site, peer, pool, group, me.generation, plan,
-				       sizeof(plan))) < 0)
+	    (r = ims_repl_group_rejoin(plan, sizeof(plan), e->site, peer, pool, group,
+				       me.generation)) < 0)
 		goto out;
 	ims_repl_policy_remove(peer, ims_handover__peer_pool(e, w->q.target), pool, group,
 			       IMS_REPL_GROUP, ims_site_name(e->site));
-	if ((r = ims_repl_group_sync_now(e->repl, pool, group, w->q.target, e->hooks->progress,
-					 e->ctx, &res)) < 0)
+	if ((r = ims_repl_group_sync_now(&res, e->repl, pool, group, w->q.target,
+					 e->hooks->progress, e->ctx)) < 0)
 		goto out;
 	ims_handover__say(w, "%s; sealed '%s' (%" PRIu64 " bytes shipped)", plan, res.sealed,
 			  res.bytes_copied);

@@ -46,7 +46,7 @@ static int cmp_snap(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int ims_repl__list_snaps(rbd_image_t image, ims_repl__snaps *out)
+int ims_repl__list_snaps(ims_repl__snaps *out, rbd_image_t image)
 {
 	ims_snap_info *all = NULL;
 	size_t n = 0;
@@ -75,8 +75,8 @@ bool ims_repl__has_snap(const ims_repl__snaps *s, const char *name)
 	return false;
 }
 
-int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, char *name,
-			 size_t len, int64_t *unix_ms)
+int ims_repl_last_sealed(char *name, size_t len, int64_t *unix_ms, ims_site *site, const char *pool,
+			 const char *image)
 {
 	rados_ioctx_t io;
 	rbd_image_t img;
@@ -92,7 +92,7 @@ int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, ch
 				    : ims_error_set(r, "cannot open '%s/%s': %s", pool, image,
 						    ims_strerror(r));
 	}
-	r = ims_repl__list_snaps(img, &s);
+	r = ims_repl__list_snaps(&s, img);
 	if (r == 0 && s.n == 0)
 		r = ims_error_set(-ENOENT,
 				  "'%s/%s' on site '%s' has no sealed replication snapshot", pool,
@@ -117,7 +117,7 @@ static int count_extent(uint64_t off, size_t len, int exists, void *arg)
 	return 0;
 }
 
-int ims_repl__changed_since(rbd_image_t image, const char *snap, bool *changed)
+int ims_repl__changed_since(bool *changed, rbd_image_t image, const char *snap)
 {
 	uint64_t head_size = 0, snap_size = 0, n = 0;
 	int r = rbd_get_size(image, &head_size);
@@ -472,7 +472,7 @@ int ims_repl_forget(ims_site *site, const char *pool, const char *image, const c
 						 ims_strerror(r));
 		goto out;
 	}
-	if ((r = ims_repl__list_snaps(img, &all)) == 0)
+	if ((r = ims_repl__list_snaps(&all, img)) == 0)
 		apply_retention(img, &all, 0, &protect);
 out:
 	free(all.names);
@@ -567,8 +567,8 @@ static int cycle_open(cycle *cy)
 	if ((r = open_or_create_secondary(cy->src, cy->dst, cy->dio, cy->pool, cy->image, cy->pimg,
 					  &cy->simg, &cy->created)) < 0)
 		return r;
-	if ((r = ims_repl__list_snaps(cy->pimg, &cy->ps)) < 0 ||
-	    (r = ims_repl__list_snaps(cy->simg, &cy->ss)) < 0)
+	if ((r = ims_repl__list_snaps(&cy->ps, cy->pimg)) < 0 ||
+	    (r = ims_repl__list_snaps(&cy->ss, cy->simg)) < 0)
 		return ims_error_set(r, "cannot list the snapshots of %s", cy->what);
 	phase(&cy->ph, "open");
 	return 0;
@@ -597,7 +597,7 @@ static bool check_unchanged(cycle *cy)
 	int64_t check_ms = now_unix_ms();
 	uint64_t head_size = 0;
 	bool changed = true;
-	int r = ims_repl__changed_since(cy->pimg, cy->base, &changed);
+	int r = ims_repl__changed_since(&changed, cy->pimg, cy->base);
 	if (r == 0)
 		r = rbd_get_size(cy->pimg, &head_size);
 	phase(&cy->ph, "check");
@@ -798,9 +798,9 @@ static void *retain_run(void *arg)
 	unsigned keep = cy->o->retention ? cy->o->retention : 3;
 	repl_snaps protect = {0}, ps = {0}, ss = {0}, base = {&cy->cp.base, cy->cp.base[0] ? 1 : 0};
 	if (protected_snaps(cy->sio, cy->image, NULL, &protect) == 0 && /* unreadable: keep all */
-	    ims_repl__list_snaps(cy->pimg, &ps) == 0)
+	    ims_repl__list_snaps(&ps, cy->pimg) == 0)
 		apply_retention(cy->pimg, &ps, keep, &protect);
-	if (ims_repl__list_snaps(cy->simg, &ss) == 0)
+	if (ims_repl__list_snaps(&ss, cy->simg) == 0)
 		apply_retention(cy->simg, &ss, keep - 1, &base);
 	free(protect.names);
 	free(ps.names);

@@ -96,8 +96,8 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
  *
  * @returns -ENOENT if the image has none (or does not exist).
  */
-int ims_repl_last_sealed(ims_site *site, const char *pool, const char *image, char *name,
-			 size_t len, int64_t *unix_ms);
+int ims_repl_last_sealed(char *name, size_t len, int64_t *unix_ms, ims_site *site, const char *pool,
+			 const char *image);
 
 /**
  * Forget the pair pool/image -> @p target on the primary @p site: its recorded base and any

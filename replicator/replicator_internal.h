@@ -27,7 +27,7 @@ typedef struct {
 } ims_repl__snaps;
 
 /** List them; free out->names. */
-int ims_repl__list_snaps(rbd_image_t image, ims_repl__snaps *out);
+int ims_repl__list_snaps(ims_repl__snaps *out, rbd_image_t image);
 
 /** A progress function that asks nothing: librbd calls one unconditionally. */
 int ims_repl__no_progress(uint64_t done, uint64_t total, void *arg);
@@ -36,12 +36,12 @@ bool ims_repl__has_snap(const ims_repl__snaps *s, const char *name);
 
 /** Whether the head of @p image differs from its snapshot @p snap (size, or any extent, by
  *  fast-diff when the object map is valid). */
-int ims_repl__changed_since(rbd_image_t image, const char *snap, bool *changed);
+int ims_repl__changed_since(bool *changed, rbd_image_t image, const char *snap);
 
 /** Roll @p image back to its snapshot @p snap if its head differs from it; @p what names the
  *  copy in errors. */
-int ims_repl__rollback_if_changed(rbd_image_t image, const char *snap, const char *what,
-				  bool *rolled);
+int ims_repl__rollback_if_changed(bool *rolled, rbd_image_t image, const char *snap,
+				  const char *what);
 
 /** A copy of extents from the primary's snapshot to the secondary (replicator/copy.c). */
 typedef struct {

@@ -94,21 +94,14 @@ struct ims_repl_sched {
 	struct cycle_ctx *held;
 };
 
-static inline int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- records and pairs (sched_policy.c) ---- */
 
 /** A pair's key in the records, and the name of its lock. */
-void ims_repl_sched__pair_key(const pair *p, char *key, size_t len);
+void ims_repl_sched__pair_key(char *key, size_t len, const pair *p);
 
 /** The records' pool on the site's current client (an ioctx per use): close with
  *  ims_site_ioctx_close(). */
-int ims_repl_sched__io(ims_repl_sched *s, rados_ioctx_t *io);
+int ims_repl_sched__io(rados_ioctx_t *io, ims_repl_sched *s);
 
 /** Write @p p's policy and tell the site's daemons. */
 int ims_repl_sched__save_policy(ims_repl_sched *s, const pair *p);
@@ -150,7 +143,7 @@ void ims_repl_sched__event_locked(ims_repl_sched *s, const pair *p, ims_repl_eve
 void ims_repl_sched__record_verify_locked(ims_repl_sched *s, pair *p,
 					  const ims_repl_verify_result *v);
 
-void ims_repl_sched__fill_status(const pair *p, ims_repl_status *st, int64_t t);
+void ims_repl_sched__fill_status(ims_repl_status *st, const pair *p, int64_t t);
 
 /** Log and tell each pair's passing over its RPO, or back under it, at @p t; under s->lock. */
 void ims_repl_sched__check_rpo_locked(ims_repl_sched *s, int64_t t);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/prom.h"
 
@@ -24,7 +25,7 @@ void ims_repl_sched__event_locked(ims_repl_sched *s, const pair *p, ims_repl_eve
 			     .target = p->target,
 			     .rpo_seconds = p->rpo,
 			     .lag_seconds = lag,
-			     .unix_ms = now_ms(),
+			     .unix_ms = ims_clock_unix_ms(),
 			     .detail = detail};
 	s->o.event(s->o.event_ctx, &ev);
 }
@@ -53,7 +54,7 @@ void ims_repl_sched__record_verify_locked(ims_repl_sched *s, pair *p,
 	ims_repl_sched__event_locked(s, p, IMS_REPL_EVENT_VERIFY_MISMATCH, -1.0, p->verify_error);
 }
 
-void ims_repl_sched__fill_status(const pair *p, ims_repl_status *st, int64_t t)
+void ims_repl_sched__fill_status(ims_repl_status *st, const pair *p, int64_t t)
 {
 	memset(st, 0, sizeof(*st));
 	snprintf(st->image, sizeof(st->image), "%s/%s", p->pool, p->image);
@@ -86,7 +87,7 @@ static int status_kind(ims_repl_sched *s, const char *pool, const char *name, im
 		       ims_repl_status **out, size_t *count)
 {
 	size_t n = 0, k = 0;
-	int64_t t = now_ms();
+	int64_t t = ims_clock_unix_ms();
 	pthread_mutex_lock(&s->lock);
 	for (pair *p = s->pairs; p; p = p->next)
 		n++;
@@ -101,7 +102,7 @@ static int status_kind(ims_repl_sched *s, const char *pool, const char *name, im
 		if (pool && name &&
 		    (p->unit != unit || strcmp(p->pool, pool) || strcmp(p->image, name)))
 			continue;
-		ims_repl_sched__fill_status(p, &list[k++], t);
+		ims_repl_sched__fill_status(&list[k++], p, t);
 	}
 	pthread_mutex_unlock(&s->lock);
 	*out = list;
@@ -109,21 +110,21 @@ static int status_kind(ims_repl_sched *s, const char *pool, const char *name, im
 	return 0;
 }
 
-int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image,
-			  ims_repl_status **out, size_t *count)
+int ims_repl_sched_status(ims_repl_status **out, size_t *count, ims_repl_sched *s, const char *pool,
+			  const char *image)
 {
 	return status_kind(s, pool, image, IMS_REPL_IMAGE, out, count);
 }
 
-int ims_repl_group_status(ims_repl_sched *s, const char *pool, const char *group,
-			  ims_repl_status **out, size_t *count)
+int ims_repl_group_status(ims_repl_status **out, size_t *count, ims_repl_sched *s, const char *pool,
+			  const char *group)
 {
 	return status_kind(s, pool, group, IMS_REPL_GROUP, out, count);
 }
 
 void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f)
 {
-	int64_t t = now_ms();
+	int64_t t = ims_clock_unix_ms();
 	fprintf(f,
 		"# HELP imgstore_replication_lag_seconds Now minus the primary-side time of the "
 		"newest sealed snapshot.\n"

@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 #include <rados/librados.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "replicator/replicator.h"
@@ -30,7 +31,7 @@ static void policy_key(char *key, size_t len, const char *pool, const char *name
 		 target);
 }
 
-void ims_repl_sched__pair_key(const pair *p, char *key, size_t len)
+void ims_repl_sched__pair_key(char *key, size_t len, const pair *p)
 {
 	policy_key(key, len, p->pool, p->image, p->unit, p->target);
 }
@@ -87,7 +88,7 @@ void ims_repl_sched__drop_status(rados_ioctx_t io, const char *key)
 
 /* The records' pool on the site's current client: an ioctx per use, since the client is
  * replaced when the cluster blocklists it. Close with ims_site_ioctx_close(). */
-int ims_repl_sched__io(ims_repl_sched *s, rados_ioctx_t *io)
+int ims_repl_sched__io(rados_ioctx_t *io, ims_repl_sched *s)
 {
 	return ims_site_ioctx(io, s->o.local, s->o.pool);
 }
@@ -141,7 +142,7 @@ void ims_repl_sched__save_status(ims_repl_sched *s, const pair *p)
 	json_object_object_add(o, "last_verified", json_object_new_string(p->last_verified));
 	json_object_object_add(o, "last_verify", json_object_new_string(p->last_verify));
 	json_object_object_add(o, "verify_error", json_object_new_string(p->verify_error));
-	ims_repl_sched__pair_key(p, key, sizeof(key));
+	ims_repl_sched__pair_key(key, sizeof(key), p);
 	ims_records rs = status_records(s);
 	ims_record_put(&rs, key, o);
 	json_object_put(o);
@@ -152,7 +153,7 @@ static void load_status(ims_repl_sched *s, pair *p)
 	char key[700];
 	json_object *o = NULL, *v;
 	ims_records rs = status_records(s);
-	ims_repl_sched__pair_key(p, key, sizeof(key));
+	ims_repl_sched__pair_key(key, sizeof(key), p);
 	if (ims_record_get(&o, &rs, key) < 0)
 		return;
 	if (json_object_object_get_ex(o, "last_sealed", &v)) {
@@ -260,7 +261,7 @@ void ims_repl_sched__refresh(ims_repl_sched *s)
 	 * racing the refresh never finds it missing */
 	pthread_mutex_lock(&s->refresh_lock);
 	pthread_mutex_lock(&s->lock);
-	refresh_ctx rc = {s, now_ms(), ++s->refresh_gen};
+	refresh_ctx rc = {s, ims_clock_unix_ms(), ++s->refresh_gen};
 	pthread_mutex_unlock(&s->lock);
 	ims_records rs = IMS_RECORDS_SITE_QUIET(s->o.local, s->o.pool, IMS_REPL_POLICIES);
 	if (ims_record_foreach(&rs, refresh_one, &rc) < 0) {
@@ -313,9 +314,9 @@ void ims_repl_sched__watch(ims_repl_sched *s)
 {
 	rados_ioctx_t io;
 	rados_write_op_t op;
-	s->watch_tried_ms = now_ms();
+	s->watch_tried_ms = ims_clock_unix_ms();
 	ims_repl_sched__unwatch(s);
-	if (ims_repl_sched__io(s, &io) < 0)
+	if (ims_repl_sched__io(&io, s) < 0)
 		return;
 	/* the object exists before anything is enabled: a watch needs it */
 	if ((op = rados_create_write_op())) {
@@ -388,8 +389,8 @@ static int find_policy(void *ctx, const char *key, json_object *val)
 	return 0;
 }
 
-int ims_repl_policy_find(ims_site *site, const char *policy_pool, const char *pool,
-			 const char *image, char *target, size_t len)
+int ims_repl_policy_find(char *target, size_t len, ims_site *site, const char *policy_pool,
+			 const char *pool, const char *image)
 {
 	rados_ioctx_t io;
 	char prefix[700];

@@ -73,7 +73,7 @@ static void hold_lock(ims_repl_sched *s, cycle_ctx *c)
 {
 	pthread_mutex_lock(&s->held_lock);
 	c->lost = false;
-	c->renewed_ms = now_ms();
+	c->renewed_ms = ims_clock_unix_ms();
 	c->next_held = s->held;
 	s->held = c;
 	pthread_mutex_unlock(&s->held_lock);
@@ -105,7 +105,7 @@ static bool renew_locked(ims_repl_sched *s, cycle_ctx *c)
 				c->lock_name, ims_strerror(r));
 		return false;
 	}
-	c->renewed_ms = now_ms();
+	c->renewed_ms = ims_clock_unix_ms();
 	return true;
 }
 
@@ -123,7 +123,7 @@ static void *renewer(void *arg)
 		if (s->stopping)
 			break;
 		pthread_mutex_unlock(&s->lock);
-		int64_t due = now_ms() - (int64_t)lock_seconds(s) * 1000 / 3 + 1000;
+		int64_t due = ims_clock_unix_ms() - (int64_t)lock_seconds(s) * 1000 / 3 + 1000;
 		pthread_mutex_lock(&s->held_lock);
 		for (cycle_ctx *c = s->held; c; c = c->next_held)
 			if (c->renewed_ms < due)
@@ -208,10 +208,10 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 	char why[IMS_ERROR_MSG_MAX]; /* the cycle's error, said again if the copies cannot be
 					compared */
 	snprintf(why, sizeof(why), "%s", ims_error_last());
-	int r = ims_repl_divergence_check(s->o.local, peer, p->pool, p->image, &d);
+	int r = ims_repl_divergence_check(&d, s->o.local, peer, p->pool, p->image);
 	if (r == 0 && !d.split_brain &&
-	    (r = ims_repl_side_get(s->o.local, p->pool, p->image, &me)) == 0 &&
-	    (r = ims_repl_rejoin(s->o.local, peer, p->pool, p->image, me.generation, &d)) == 0) {
+	    (r = ims_repl_side_get(&me, s->o.local, p->pool, p->image)) == 0 &&
+	    (r = ims_repl_rejoin(&d, s->o.local, peer, p->pool, p->image, me.generation)) == 0) {
 		ims_log_info("replication of '%s': %s", key, d.plan);
 		return 0;
 	}
@@ -227,7 +227,7 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 		 * stays for resync */
 		unsigned fenced = 0;
 		rbd_image_t held;
-		if (ims_repl_fence(peer, p->pool, p->image, &fenced) < 0)
+		if (ims_repl_fence(&fenced, peer, p->pool, p->image) < 0)
 			ims_log_warning("replication of '%s': cannot fence the writers of the "
 					"stale copy on site '%s': %s",
 					key, ims_site_name(peer), ims_error_last());
@@ -261,7 +261,7 @@ static int count_one(uint64_t off, size_t len, int exists, void *arg)
  * renewer keep it until unlock_pair(). */
 static int lock_pair(ims_repl_sched *s, cycle_ctx *c)
 {
-	int r = ims_repl_sched__io(s, &c->io);
+	int r = ims_repl_sched__io(&c->io, s);
 	if (r < 0)
 		return r;
 	r = take_lock(s, c->io, c->lock_name, 0);
@@ -329,12 +329,12 @@ static void became_secondary(ims_repl_sched *s, pair *p)
 {
 	p->present = false;
 	p->disabled = true;
-	p->disabled_ms = now_ms();
+	p->disabled_ms = ims_clock_unix_ms();
 	pthread_mutex_unlock(&s->lock);
 	char key[700];
-	ims_repl_sched__pair_key(p, key, sizeof(key));
+	ims_repl_sched__pair_key(key, sizeof(key), p);
 	rados_ioctx_t io;
-	if (ims_repl_sched__io(s, &io) == 0) {
+	if (ims_repl_sched__io(&io, s) == 0) {
 		ims_repl_sched__drop_policy(io, key, true);
 		ims_repl_sched__drop_status(io, key);
 		ims_site_ioctx_close(io);
@@ -362,12 +362,12 @@ static void note_cycle_locked(ims_repl_sched *s, pair *p, int r, const ims_repl_
 		p->syncs++;
 		p->next_attempt_ms = 0;
 	} else if (r == -EBUSY && strstr(ims_error_last(), "another daemon")) {
-		p->next_attempt_ms = now_ms() + 1000;
+		p->next_attempt_ms = ims_clock_unix_ms() + 1000;
 	} else {
 		snprintf(p->error, sizeof(p->error), "%s", ims_error_last());
 		p->failures++;
 		p->backoff = p->backoff ? (p->backoff * 2 > 60 ? 60 : p->backoff * 2) : 2;
-		p->next_attempt_ms = now_ms() + (int64_t)p->backoff * 1000;
+		p->next_attempt_ms = ims_clock_unix_ms() + (int64_t)p->backoff * 1000;
 		if (!s->stopping)
 			ims_log_warning("replication of '%s' failed (retry in %us): %s", key,
 					p->backoff, p->error);
@@ -384,7 +384,7 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	int r;
 
 	memset(&res, 0, sizeof(res));
-	ims_repl_sched__pair_key(p, c.lock_name, sizeof(c.lock_name));
+	ims_repl_sched__pair_key(c.lock_name, sizeof(c.lock_name), p);
 	ims_error_clear();
 	if ((r = s->o.peer(s->o.peer_ctx, p->target, &peer)) == 0 && (r = lock_pair(s, &c)) == 0) {
 		r = sync_locked(s, p, peer, &c, &res);
@@ -525,7 +525,7 @@ static void *worker(void *arg)
 		s->nqueue--;
 		p->queued = false;
 		if (p->running || !p->present || paused_locked(s, p, true) ||
-		    target_down_locked(s, p, now_ms()))
+		    target_down_locked(s, p, ims_clock_unix_ms()))
 			continue;
 		p->running = true;
 		pthread_mutex_unlock(&s->lock);
@@ -560,7 +560,7 @@ static void *loop(void *arg)
 	ims_repl_sched *s = arg;
 	unsigned tick = s->o.tick_ms ? s->o.tick_ms : 500;
 	for (;;) {
-		int64_t t = now_ms();
+		int64_t t = ims_clock_unix_ms();
 		if (t - s->last_refresh_ms > 5000) {
 			ims_repl_sched__refresh(s);
 			s->last_refresh_ms = t;
@@ -632,7 +632,7 @@ int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *o)
 		goto fail;
 	ims_site_ioctx_close(io);
 	ims_repl_sched__refresh(s);
-	s->last_refresh_ms = now_ms();
+	s->last_refresh_ms = ims_clock_unix_ms();
 	ims_repl_sched__watch(s);
 	if ((r = ims_threads_start(&s->threads, o->workers ? o->workers : 4, worker, s,
 				   "replication workers")) < 0 ||
@@ -703,7 +703,7 @@ static int enable_pair(ims_repl_sched *s, const pair *tmp, ims_repl_status *out)
 	p->next_attempt_ms = 0;
 	enqueue_locked(s, p);
 	if (out)
-		ims_repl_sched__fill_status(p, out, now_ms());
+		ims_repl_sched__fill_status(out, p, ims_clock_unix_ms());
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
@@ -770,8 +770,8 @@ static int enable_checked(ims_repl_sched *s, const char *pool, const char *name,
 	return 0;
 }
 
-int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-		    ims_repl_mode mode, uint32_t rpo, ims_repl_status *out)
+int ims_repl_enable(ims_repl_status *out, ims_repl_sched *s, const char *pool, const char *image,
+		    const char *target, ims_repl_mode mode, uint32_t rpo)
 {
 	int r;
 	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
@@ -793,26 +793,26 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 			    const char *target, ims_repl_unit unit, ims_repl_status *out,
 			    bool drop_snapshots);
 
-int ims_repl_disable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-		     ims_repl_status *out)
+int ims_repl_disable(ims_repl_status *out, ims_repl_sched *s, const char *pool, const char *image,
+		     const char *target)
 {
 	return remove_pair(s, pool, image, target, out, true);
 }
 
-int ims_repl_sched_hand_over(ims_repl_sched *s, const char *pool, const char *image,
-			     const char *target, ims_repl_status *out)
+int ims_repl_sched_hand_over(ims_repl_status *out, ims_repl_sched *s, const char *pool,
+			     const char *image, const char *target)
 {
 	return remove_pair(s, pool, image, target, out, false);
 }
 
-int ims_repl_group_hand_over(ims_repl_sched *s, const char *pool, const char *group,
-			     const char *target, ims_repl_status *out)
+int ims_repl_group_hand_over(ims_repl_status *out, ims_repl_sched *s, const char *pool,
+			     const char *group, const char *target)
 {
 	return remove_kind_pair(s, pool, group, target, IMS_REPL_GROUP, out, false);
 }
 
-int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-		    ims_repl_divergence *out)
+int ims_repl_resync(ims_repl_divergence *out, ims_repl_sched *s, const char *pool,
+		    const char *image, const char *target)
 {
 	ims_site *peer = NULL;
 	ims_repl_side me;
@@ -826,7 +826,7 @@ int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, cons
 				     target);
 	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) < 0)
 		return r;
-	if ((r = ims_repl_side_get(s->o.local, pool, image, &me)) < 0)
+	if ((r = ims_repl_side_get(&me, s->o.local, pool, image)) < 0)
 		return r;
 	if (me.secondary)
 		return ims_error_set(-EBUSY,
@@ -838,7 +838,7 @@ int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, cons
 	pthread_mutex_unlock(&s->lock);
 	if (r < 0)
 		return r;
-	r = ims_repl_rejoin(s->o.local, peer, pool, image, me.generation, out);
+	r = ims_repl_rejoin(out, s->o.local, peer, pool, image, me.generation);
 	/* the pair's state cleared in the same hold as the claim is released: no cycle starts
 	 * in between and sees the split-brain still */
 	pthread_mutex_lock(&s->lock);
@@ -872,11 +872,11 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 		return ims_error_set(-ENOENT, "'%s/%s' is not replicated to site '%s'", pool, image,
 				     target);
 	}
-	ims_repl_sched__pair_key(p, key, sizeof(key));
+	ims_repl_sched__pair_key(key, sizeof(key), p);
 	pthread_mutex_unlock(&s->lock);
 	/* the record goes first, so that no daemon starts another cycle */
 	rados_ioctx_t io;
-	int r = ims_repl_sched__io(s, &io);
+	int r = ims_repl_sched__io(&io, s);
 	if (r < 0)
 		return r;
 	if ((r = ims_repl_sched__drop_policy(io, key, false)) < 0) {
@@ -887,11 +887,11 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 	pthread_mutex_lock(&s->lock);
 	p->present = false;
 	p->disabled = true;
-	p->disabled_ms = now_ms();
+	p->disabled_ms = ims_clock_unix_ms();
 	while (p->running) /* let a running cycle end: its snapshot is then sealed or not at all */
 		pthread_cond_wait(&s->cond, &s->lock);
 	if (out)
-		ims_repl_sched__fill_status(p, out, now_ms());
+		ims_repl_sched__fill_status(out, p, ims_clock_unix_ms());
 	pair copy = *p;
 	pthread_mutex_unlock(&s->lock);
 	ims_repl_sched__drop_status(io, key);
@@ -987,8 +987,8 @@ out:
 	return r;
 }
 
-int ims_repl_seal_snapshot(ims_repl_sched *s, const char *pool, const char *image, const char *snap,
-			   char *sealed_on, size_t len)
+int ims_repl_seal_snapshot(char *sealed_on, size_t len, ims_repl_sched *s, const char *pool,
+			   const char *image, const char *snap)
 {
 	char targets[8][64];
 	size_t nt = 0, used = 0;
@@ -1046,8 +1046,8 @@ static int sync_now_kind(ims_repl_sched *s, const char *pool, const char *name, 
 	return r;
 }
 
-int ims_repl_sync_now(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-		      ims_progress_fn progress, void *ctx, ims_repl_result *out)
+int ims_repl_sync_now(ims_repl_result *out, ims_repl_sched *s, const char *pool, const char *image,
+		      const char *target, ims_progress_fn progress, void *ctx)
 {
 	return sync_now_kind(s, pool, image, target, IMS_REPL_IMAGE, progress, ctx, out);
 }
@@ -1068,9 +1068,8 @@ int ims_repl_set_verify_every(ims_repl_sched *s, const char *pool, const char *i
 	return ims_repl_sched__save_policy(s, &copy);
 }
 
-int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image,
-			  const char *target, const ims_repl_verify_opts *opts,
-			  ims_repl_verify_result **out)
+int ims_repl_sched_verify(ims_repl_verify_result **out, ims_repl_sched *s, const char *pool,
+			  const char *image, const char *target, const ims_repl_verify_opts *opts)
 {
 	ims_site *peer = NULL;
 	cycle_ctx c = {.s = s};
@@ -1091,7 +1090,7 @@ int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image
 	}
 	pthread_mutex_unlock(&s->lock);
 	c.p = p;
-	ims_repl_sched__pair_key(p, c.lock_name, sizeof(c.lock_name));
+	ims_repl_sched__pair_key(c.lock_name, sizeof(c.lock_name), p);
 	/* the lock keeps another daemon's cycles, and their retention, off the snapshot */
 	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == 0 && (r = lock_pair(s, &c)) == 0) {
 		r = verify_pair(s, p, peer, opts, &c, out);
@@ -1140,9 +1139,8 @@ static int refuse_group_member(ims_repl_sched *s, const char *pool, const char *
 	return 0;
 }
 
-int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group,
-			  const char *target, ims_repl_mode mode, uint32_t rpo,
-			  ims_repl_status *out)
+int ims_repl_group_enable(ims_repl_status *out, ims_repl_sched *s, const char *pool,
+			  const char *group, const char *target, ims_repl_mode mode, uint32_t rpo)
 {
 	ims_group_info *gi = NULL;
 	int r;
@@ -1166,8 +1164,8 @@ int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group
 	return enable_checked(s, pool, group, target, mode, rpo, IMS_REPL_GROUP, out);
 }
 
-int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *group,
-			   const char *target, ims_repl_status *out)
+int ims_repl_group_disable(ims_repl_status *out, ims_repl_sched *s, const char *pool,
+			   const char *group, const char *target)
 {
 	int r = remove_kind_pair(s, pool, group, target, IMS_REPL_GROUP, out, true);
 	return r == -ENOENT ? ims_error_set(r, "group '%s/%s' is not replicated to site '%s'", pool,
@@ -1175,11 +1173,11 @@ int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *grou
 			    : r;
 }
 
-int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *group,
-			    const char *target, ims_progress_fn progress, void *ctx,
-			    ims_repl_result *out)
+int ims_repl_group_sync_now(ims_repl_result *out, ims_repl_sched *s, const char *pool,
+			    const char *group, const char *target, ims_progress_fn progress,
+			    void *ctx)
 {
-	int64_t called = now_ms();
+	int64_t called = ims_clock_unix_ms();
 	ims_repl_result res;
 	uint64_t bytes = 0, discarded = 0;
 	int r = 0;

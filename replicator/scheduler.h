@@ -124,8 +124,8 @@ void ims_repl_sched_stop(ims_repl_sched *s);
  *
  * @returns -ENOENT if the image or the peer is unknown, -EINVAL for a bad mode or RPO.
  */
-int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-		    ims_repl_mode mode, uint32_t rpo_seconds, ims_repl_status *out);
+int ims_repl_enable(ims_repl_status *out, ims_repl_sched *s, const char *pool, const char *image,
+		    const char *target, ims_repl_mode mode, uint32_t rpo_seconds);
 
 /**
  * Stop replicating. The secondary image and its sealed snapshots stay on @p target (a
@@ -133,10 +133,9 @@ int ims_repl_enable(ims_repl_sched *s, const char *pool, const char *image, cons
  *
  * @returns -ENOENT if the pair is not replicated.
  */
-int ims_repl_disable(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-		     ims_repl_status *out);
+int ims_repl_disable(ims_repl_status *out, ims_repl_sched *s, const char *pool, const char *image,
+		     const char *target);
 
-/** Statuses of every pair (@p pool/@p image NULL) or of one image. *out malloc'ed. */
 /**
  * Sync mode: after a host's snapshot @p snap of @p pool/@p image, seal it on every target the
  * image replicates to in mode sync, before the caller reports success: one cycle, then the
@@ -145,8 +144,8 @@ int ims_repl_disable(ims_repl_sched *s, const char *pool, const char *image, con
  * @param[out] sealed_on the targets, comma-separated ("" if none is in mode sync).
  * @returns -EAGAIN if the image was written in between (the snapshot is then only local).
  */
-int ims_repl_seal_snapshot(ims_repl_sched *s, const char *pool, const char *image, const char *snap,
-			   char *sealed_on, size_t len);
+int ims_repl_seal_snapshot(char *sealed_on, size_t len, ims_repl_sched *s, const char *pool,
+			   const char *image, const char *snap);
 
 /**
  * Start no cycle of a pair of @p pool/@p image to a target other than @p own (NULL: every
@@ -165,12 +164,12 @@ void ims_repl_sched_resume(ims_repl_sched *s, const char *pool, const char *imag
  * Stop replicating from this site without touching any snapshot: a failover hands the pair
  * to the new primary, whose base is the snapshot both sides keep.
  */
-int ims_repl_sched_hand_over(ims_repl_sched *s, const char *pool, const char *image,
-			     const char *target, ims_repl_status *out);
+int ims_repl_sched_hand_over(ims_repl_status *out, ims_repl_sched *s, const char *pool,
+			     const char *image, const char *target);
 
 /** The same for a consistency group's pair (ims_repl_group_enable()). */
-int ims_repl_group_hand_over(ims_repl_sched *s, const char *pool, const char *group,
-			     const char *target, ims_repl_status *out);
+int ims_repl_group_hand_over(ims_repl_status *out, ims_repl_sched *s, const char *pool,
+			     const char *group, const char *target);
 
 /** Write (or remove) the replication policy of @p unit @p pool/@p name in @p site's records in
  *  @p policy_pool: that site's daemons pick it up within seconds (the reverse direction after a
@@ -184,19 +183,20 @@ int ims_repl_policy_remove(ims_site *site, const char *policy_pool, const char *
  * Whether image @p pool/@p image is replicated from @p site (a policy in @p policy_pool names
  * it): 1 and the first target site's name in @p target; 0 if not.
  */
-int ims_repl_policy_find(ims_site *site, const char *policy_pool, const char *pool,
-			 const char *image, char *target, size_t len);
+int ims_repl_policy_find(char *target, size_t len, ims_site *site, const char *policy_pool,
+			 const char *pool, const char *image);
 
 /**
  * Resolve a split-brain: make @p target's copy (an old primary that came back) a secondary of
  * this site again, keeping what it wrote after the common snapshot as a recovery snapshot
  * (ims_repl_rejoin()); the next cycle ships the delta since the common snapshot.
  */
-int ims_repl_resync(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-		    ims_repl_divergence *out);
+int ims_repl_resync(ims_repl_divergence *out, ims_repl_sched *s, const char *pool,
+		    const char *image, const char *target);
 
-int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image,
-			  ims_repl_status **out, size_t *count);
+/** Statuses of every pair (@p pool/@p image NULL) or of one image. *out malloc'ed. */
+int ims_repl_sched_status(ims_repl_status **out, size_t *count, ims_repl_sched *s, const char *pool,
+			  const char *image);
 
 /**
  * Run a cycle of one pair now (waiting for a running one to end first) and return what it
@@ -204,8 +204,8 @@ int ims_repl_sched_status(ims_repl_sched *s, const char *pool, const char *image
  *
  * @returns -ENOENT if the pair is not replicated; the cycle's error otherwise.
  */
-int ims_repl_sync_now(ims_repl_sched *s, const char *pool, const char *image, const char *target,
-		      ims_progress_fn progress, void *ctx, ims_repl_result *out);
+int ims_repl_sync_now(ims_repl_result *out, ims_repl_sched *s, const char *pool, const char *image,
+		      const char *target, ims_progress_fn progress, void *ctx);
 
 /**
  * Verify after every @p every cycles that seal a snapshot (0: never); kept with the policy.
@@ -223,9 +223,8 @@ int ims_repl_set_verify_every(ims_repl_sched *s, const char *pool, const char *i
  * @param[out] out free with ims_repl_verify_result_free().
  * @returns -ENOENT if the pair is not replicated; the error of ims_repl_verify() otherwise.
  */
-int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image,
-			  const char *target, const ims_repl_verify_opts *opts,
-			  ims_repl_verify_result **out);
+int ims_repl_sched_verify(ims_repl_verify_result **out, ims_repl_sched *s, const char *pool,
+			  const char *image, const char *target, const ims_repl_verify_opts *opts);
 
 /* ---- consistency groups (replicator/group.h): one policy, one lock, one RPO per group and
  * target; a cycle cuts every member at one point. An image of a replicated group is not
@@ -237,21 +236,20 @@ int ims_repl_sched_verify(ims_repl_sched *s, const char *pool, const char *image
  * @returns -ENOENT for an unknown group or peer, -EINVAL for a group without images or a bad
  *          mode or RPO, -EBUSY if one of its images is replicated on its own.
  */
-int ims_repl_group_enable(ims_repl_sched *s, const char *pool, const char *group,
-			  const char *target, ims_repl_mode mode, uint32_t rpo,
-			  ims_repl_status *out);
+int ims_repl_group_enable(ims_repl_status *out, ims_repl_sched *s, const char *pool,
+			  const char *group, const char *target, ims_repl_mode mode, uint32_t rpo);
 
 /**
  * Stop replicating the group: the secondary keeps its members and cuts; the primary's cuts go.
  *
  * @returns -ENOENT if the group is not replicated to @p target.
  */
-int ims_repl_group_disable(ims_repl_sched *s, const char *pool, const char *group,
-			   const char *target, ims_repl_status *out);
+int ims_repl_group_disable(ims_repl_status *out, ims_repl_sched *s, const char *pool,
+			   const char *group, const char *target);
 
 /** The group's pairs (status.unit is IMS_REPL_GROUP). *out malloc'ed. */
-int ims_repl_group_status(ims_repl_sched *s, const char *pool, const char *group,
-			  ims_repl_status **out, size_t *count);
+int ims_repl_group_status(ims_repl_status **out, size_t *count, ims_repl_sched *s, const char *pool,
+			  const char *group);
 
 /**
  * Cut the group now and ship the cut (waiting for a running cycle to end first): the state of
@@ -259,9 +257,9 @@ int ims_repl_group_status(ims_repl_sched *s, const char *pool, const char *group
  *
  * @returns -ENOENT if the group is not replicated to @p target; the cycle's error otherwise.
  */
-int ims_repl_group_sync_now(ims_repl_sched *s, const char *pool, const char *group,
-			    const char *target, ims_progress_fn progress, void *ctx,
-			    ims_repl_result *out);
+int ims_repl_group_sync_now(ims_repl_result *out, ims_repl_sched *s, const char *pool,
+			    const char *group, const char *target, ims_progress_fn progress,
+			    void *ctx);
 
 /** Whether @p unit @p pool/@p name is replicated from this site. */
 bool ims_repl_sched_has(ims_repl_sched *s, const char *pool, const char *name, ims_repl_unit unit);

@@ -18,6 +18,7 @@
 #include <rados/librados.h>
 #include <rbd/librbd.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/extents.h"
 #include "common/fanout.h"
@@ -25,13 +26,6 @@
 
 #define DEFAULT_CHUNK (64u << 10)
 #define MIN_CHUNK     (4u << 10)
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* One site's copy of the image, open at the snapshot. */
 typedef struct {
@@ -455,7 +449,7 @@ int ims_repl_verify(ims_repl_verify_result **out, ims_site *src, ims_site *dst, 
 	side a, b;
 	verifier v;
 	uint32_t chunk;
-	double t0 = now_s();
+	double t0 = ims_clock_mono_s();
 	int r;
 
 	memset(&a, 0, sizeof(a));
@@ -506,7 +500,7 @@ int ims_repl_verify(ims_repl_verify_result **out, ims_site *src, ims_site *dst, 
 	res->bytes_covered = v.size;
 	res->bytes_read = v.bytes_read;
 	res->equal = res->nmismatches == 0;
-	res->seconds = now_s() - t0;
+	res->seconds = ims_clock_mono_s() - t0;
 	ims_log_debug("verified '%s/%s@%s' between site '%s' and site '%s': %s, %" PRIu64
 		      " objects (%" PRIu64 " by bytes), %zu mismatching extents",
 		      pool, image, res->snapshot, ims_site_name(src), ims_site_name(dst),

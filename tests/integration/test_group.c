@@ -417,7 +417,7 @@ static void cuts_secondary_group(cuts_run *c)
 	ims_group_info_free(gb);
 	char name[64];
 	int64_t ms;
-	assert_int_equal(ims_repl_group_last_sealed(itest.b, "rbd", c->g, name, sizeof(name), &ms),
+	assert_int_equal(ims_repl_group_last_sealed(name, sizeof(name), &ms, itest.b, "rbd", c->g),
 			 0);
 	assert_string_equal(name, c->last);
 }
@@ -450,7 +450,7 @@ static void cuts_resume(cuts_run *c)
 	cut.checkpoint_bytes = 1u << 20;
 	assert_int_equal(ims_repl_group_sync(&c->res, itest.a, itest.b, "rbd", c->g, &cut),
 			 -ECANCELED);
-	assert_int_equal(ims_repl_group_last_sealed(itest.b, "rbd", c->g, name, sizeof(name), NULL),
+	assert_int_equal(ims_repl_group_last_sealed(name, sizeof(name), NULL, itest.b, "rbd", c->g),
 			 0);
 	assert_string_equal(name, c->last); /* not sealed on all members */
 	assert_int_equal(ims_repl_group_sync(&c->res, itest.a, itest.b, "rbd", c->g, &c->o), 0);

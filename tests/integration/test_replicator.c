@@ -125,7 +125,7 @@ static void test_initial_and_incremental(void **state)
 	assert_true(res.bytes_copied >= 8 * MiB && res.bytes_copied <= 64 * 64 * KiB + 8 * MiB);
 	char sealed[64];
 	int64_t ms = 0;
-	assert_int_equal(ims_repl_last_sealed(itest.b, "rbd", name, sealed, sizeof(sealed), &ms),
+	assert_int_equal(ims_repl_last_sealed(sealed, sizeof(sealed), &ms, itest.b, "rbd", name),
 			 0);
 	assert_string_equal(sealed, res.sealed);
 	assert_true(ms > 0);
@@ -258,8 +258,8 @@ static void test_cut_cycle_resumes(void **state)
 	memset(&first, 0, sizeof(first));
 	assert_int_equal(ims_repl_sync(&first, itest.a, itest.b, "rbd", name, &o), -ECANCELED);
 	char sealed_before[64];
-	assert_int_equal(ims_repl_last_sealed(itest.b, "rbd", name, sealed_before,
-					      sizeof(sealed_before), NULL),
+	assert_int_equal(ims_repl_last_sealed(sealed_before, sizeof(sealed_before), NULL, itest.b,
+					      "rbd", name),
 			 0);
 	assert_string_equal(sealed_before, res.sealed); /* nothing new sealed */
 
@@ -446,7 +446,7 @@ static void test_secondary_refuses_writers(void **state)
 
 	/* another daemon of site b promotes it: this process's guard is fenced, hosts write */
 	ims_site *B2 = itest_site('B');
-	assert_int_equal(ims_repl_promote(B2, "rbd", name, 1, true, NULL, 0), 0);
+	assert_int_equal(ims_repl_promote(NULL, 0, B2, "rbd", name, 1, true), 0);
 	ims_site_close(B2);
 	assert_int_equal(itest_sh(RBD_WRITE, name), 0);
 	/* this process still replicates its other image: at most one cycle fails on the fenced
@@ -483,7 +483,7 @@ static void test_fence_spares_itself(void **state)
 	int owner = 0;
 	assert_int_equal(rbd_is_exclusive_lock_owner(img, &owner), 0);
 	assert_true(owner);
-	assert_int_equal(ims_repl_fence(itest.a, "rbd", name, &fenced), 0);
+	assert_int_equal(ims_repl_fence(&fenced, itest.a, "rbd", name), 0);
 	assert_int_equal(fenced, 0);
 	/* not blocklisted: this connection still writes */
 	assert_int_equal(rbd_write(img, 8192, sizeof(buf), buf), (ssize_t)sizeof(buf));

@@ -102,7 +102,7 @@ static int quiet_phase(void *arg, uint64_t done, uint64_t total)
 		lock_holder(lock_name, q->holder[i], sizeof(q->holder[i]));
 	}
 	ims_repl_result res;
-	q->other_rc = ims_repl_sync_now(q->other, "rbd", q->image, "b", NULL, NULL, &res);
+	q->other_rc = ims_repl_sync_now(&res, q->other, "rbd", q->image, "b", NULL, NULL);
 	return 0;
 }
 
@@ -120,10 +120,10 @@ static void test_lock_outlives_quiet_phase(void **state)
 			 0);
 
 	ims_repl_sched *one = start("sched-test-one");
-	if (ims_repl_enable(one, "rbd", img, "b", IMS_REPL_ASYNC, 3600, NULL) < 0)
+	if (ims_repl_enable(NULL, one, "rbd", img, "b", IMS_REPL_ASYNC, 3600) < 0)
 		fail_msg("enable: %s", ims_error_last());
 	ims_repl_result res;
-	if (ims_repl_sync_now(one, "rbd", img, "b", NULL, NULL, &res) < 0)
+	if (ims_repl_sync_now(&res, one, "rbd", img, "b", NULL, NULL) < 0)
 		fail_msg("first sync: %s", ims_error_last());
 	/* a second scheduler of the site, which finds the pair current (RPO 1h): it runs no
 	 * cycle of its own, and asks for one while the first one's cycle is quiet */
@@ -134,7 +134,7 @@ static void test_lock_outlives_quiet_phase(void **state)
 			 img),
 		0);
 	quiet_ctx q = {.image = img, .other = two};
-	int r = ims_repl_sync_now(one, "rbd", img, "b", quiet_phase, &q, &res);
+	int r = ims_repl_sync_now(&res, one, "rbd", img, "b", quiet_phase, &q);
 	if (r < 0)
 		fail_msg("sync with a quiet phase: %s", ims_error_last());
 	assert_true(q.checked);
@@ -146,7 +146,7 @@ static void test_lock_outlives_quiet_phase(void **state)
 	assert_int_equal(q.other_rc, -EBUSY);
 	assert_true(res.sealed[0] != '\0');
 
-	ims_repl_disable(one, "rbd", img, "b", NULL);
+	ims_repl_disable(NULL, one, "rbd", img, "b");
 	ims_repl_sched_stop(two);
 	ims_repl_sched_stop(one);
 	itest_sh("rbd -c \"$CEPH_CONF_B\" snap purge rbd/%s >/dev/null 2>&1; rbd -c "

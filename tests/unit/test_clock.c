@@ -1,4 +1,5 @@
-/* common/clock: deadlines N ms from now, carried into seconds, and whether they have passed. */
+/* common/clock: deadlines N ms from now, carried into seconds, and whether they have passed;
+ * the monotonic seconds and the unix ms. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -55,12 +56,27 @@ static void passed(void **state)
 	assert_true(ims_clock_passed(&t));
 }
 
+static void mono_and_unix_ms(void **state)
+{
+	(void)state;
+	struct timespec before, after, ten = {0, 10 * 1000000L};
+	clock_gettime(CLOCK_REALTIME, &before);
+	int64_t ms = ims_clock_unix_ms();
+	clock_gettime(CLOCK_REALTIME, &after);
+	assert_true(ms >= ms_of(&before) && ms <= ms_of(&after));
+	double t0 = ims_clock_mono_s();
+	nanosleep(&ten, NULL);
+	double dt = ims_clock_mono_s() - t0;
+	assert_true(dt >= 0.009 && dt < 60);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(after_ms_is_that_far_ahead),
 		cmocka_unit_test(carries_nanoseconds_into_seconds),
 		cmocka_unit_test(passed),
+		cmocka_unit_test(mono_and_unix_ms),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
