@@ -761,7 +761,8 @@ static int h_upload_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage 
 			if (r < 0 && u->src)
 				ims_source_growing_abandon(u->src, ims_error_last());
 			received = u->received;
-		} else if (r == 0) {
+		} else {
+			/* its file may be gone too: that is no write error */
 			r = ims_error_set(-ENOENT, "upload '%s' ended while its chunk was written",
 					  q->upload_id);
 		}
