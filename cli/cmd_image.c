@@ -173,8 +173,9 @@ out:
 }
 
 /*
- * The streamed upload: UPLOAD_STREAMS connections, each with one chunk in flight, all within
- * the daemon's window past the first byte it lacks. Memory: one chunk per connection.
+ * The streamed upload: UPLOAD_STREAMS connections over TLS (one over a Unix socket), each with
+ * one chunk in flight, all within the daemon's window past the first byte it lacks. Memory:
+ * one chunk per connection.
  */
 #define UPLOAD_STREAMS 4
 
@@ -338,7 +339,9 @@ static int upload_streamed(ims_cli *cli, int fd, uint64_t size, const char *path
 	u->window = b->window_bytes > u->chunk ? b->window_bytes : u->chunk;
 	pthread_mutex_init(&u->lock, NULL);
 	pthread_cond_init(&u->cond, NULL);
-	for (unsigned i = 0; i < UPLOAD_STREAMS; i++) {
+	/* over a Unix socket one connection did better than four (docs/BENCHMARKS.md) */
+	unsigned want = ims_cli_server_is_unix(cli->server) ? 1 : UPLOAD_STREAMS;
+	for (unsigned i = 0; i < want; i++) {
 		upload_stream *s = &u->streams[i];
 		s->up = u;
 		s->inflight = UINT64_MAX;
