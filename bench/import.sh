@@ -1,18 +1,35 @@
 #!/usr/bin/env bash
-# Import benchmark: a qcow2 of SIZE (default 2 GiB, half data and half zeros) imported into
-# RBD by imgstore, by `qemu-img convert -O raw FILE rbd:...`, and (from the raw file) by
-# `rbd import`, in one run on one sandbox cluster. Prints a Markdown table.
+# Import benchmark: a disk of SIZE (default 2 GiB, half data and half zeros) as a qcow2 and as
+# a vmdk (qemu-img convert of the same raw), imported into RBD on one sandbox site by
+#   - `qemu-img convert -O raw FILE rbd:...` (the reference of the ratios),
+#   - imgstore's store library alone (bench/ims-import: what the daemon runs),
+#   - the CLI through imgstored's Unix socket, the daemon reading the file by path (the file
+#     in [server] import_dirs), and sending its bytes (--upload),
+#   - the CLI over TLS, the way a hypervisor host on another machine imports (the bytes sent),
+# and `rbd import` of the raw file. With --before BUILD_DIR (a build of another commit, e.g.
+# main), that build's imgstored and CLI run too, interleaved with this build's in each run
+# (the daemon swapped in the same sandbox), so that a loaded machine weighs on both alike.
+# Prints a Markdown table: median seconds of RUNS runs with their range, and the speed-up
+# against qemu-img (the median of each run's ratio, and their range).
 #
 #   bench/import.sh [--size 2G] [--runs 3] [--store memstore|bluestore] [--dir DIR]
+#                   [--before BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SIZE=2G RUNS=3 STORE=bluestore DIR=/tmp/imgstore-bench-import BUILD=${BUILD:-build}
+SIZE=2G RUNS=3 STORE=bluestore DIR=/tmp/imgstore-bench-import BUILD=${BUILD:-build} BEFORE=""
 . tests/lib/bench.sh
-options "[--size 2G] [--runs N] [--store memstore|bluestore] [--dir DIR]" size=SIZE runs=RUNS store=STORE dir=DIR -- "$@"
-IMPORT=$BUILD/bench/ims-import
+options "[--size 2G] [--runs N] [--store memstore|bluestore] [--dir DIR] [--before BUILD_DIR]" \
+  size=SIZE runs=RUNS store=STORE dir=DIR before=BEFORE -- "$@"
+AFTER=$(cd "$BUILD" && pwd)
+IMPORT=$AFTER/bench/ims-import
+for b in "$AFTER" ${BEFORE:+"$BEFORE"}; do
+  [ -x "$b/daemon/imgstored" ] && [ -x "$b/cli/imgstore" ] || { echo "build first: no imgstored or CLI in $b" >&2; exit 1; }
+done
 [ -x "$IMPORT" ] || { echo "build first: make build" >&2; exit 1; }
+[ -z "$BEFORE" ] || BEFORE=$(cd "$BEFORE" && pwd)
 
-scripts/sandbox up "$DIR/sandbox" --sites 1 --store "$STORE" >/dev/null
+fresh_sandbox "$DIR/sandbox"
+scripts/sandbox up "$DIR/sandbox" --sites 1 --store "$STORE" --imgstored "$AFTER/daemon/imgstored" >/dev/null
 trap 'scripts/sandbox down "$DIR/sandbox" >/dev/null 2>&1 || true' EXIT
 . "$DIR/sandbox/env"
 CONF=$CEPH_CONF_A
@@ -20,47 +37,92 @@ CONF=$CEPH_CONF_A
 # The source: SIZE bytes, alternating 8 MiB of random data and 8 MiB of zeros.
 bytes=$(numfmt --from=iec "$SIZE")
 mib=$((bytes >> 20))
-if [ ! -f "$DIR/src-$SIZE.qcow2" ]; then
+if [ ! -f "$DIR/src-$SIZE.qcow2" ] || [ ! -f "$DIR/src-$SIZE.vmdk" ]; then
   rm -f "$DIR/src.raw"
   truncate -s "$bytes" "$DIR/src.raw"
   for ((m = 0; m < mib; m += 16)); do
     dd if=/dev/urandom of="$DIR/src.raw" bs=1M count=8 seek=$m conv=notrunc status=none
   done
   qemu-img convert -O qcow2 "$DIR/src.raw" "$DIR/src-$SIZE.qcow2"
+  qemu-img convert -O vmdk "$DIR/src.raw" "$DIR/src-$SIZE.vmdk"
   mv "$DIR/src.raw" "$DIR/src-$SIZE.raw"
 fi
-SRC=$DIR/src-$SIZE.qcow2
 RAW=$DIR/src-$SIZE.raw
+# by path: the daemon reads files under its import_dirs
+for f in qcow2 vmdk; do cp "$DIR/src-$SIZE.$f" "$IMGSTORE_IMPORT_DIR/src.$f"; done
 
 now() { date +%s.%N; }
 rm_img() { rbd -c "$CONF" rm --no-progress "rbd/$1" >/dev/null 2>&1 || true; }
+# the sandbox's imgstored from build $1 (start-daemon runs the binary named in imgstored.path)
+use_daemon() {
+  [ "$(cat "$DIR/sandbox/imgstored.path")" = "$1/daemon/imgstored" ] && return 0
+  scripts/sandbox stop-daemon "$DIR/sandbox" a >/dev/null
+  echo "$1/daemon/imgstored" >"$DIR/sandbox/imgstored.path"
+  scripts/sandbox start-daemon "$DIR/sandbox" a >/dev/null
+}
 
-declare -A total=()
+TIMES=$DIR/times
+: >"$TIMES"
+one() { # LABEL FORMAT IMAGE CMD...: time CMD, record it
+  local label=$1 fmt=$2 img=$3 t0 t1 dt; shift 3
+  sync
+  echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+  rm_img "$img"
+  t0=$(now)
+  "$@" >/dev/null 2>>"$DIR/stderr.log"
+  t1=$(now)
+  dt=$(echo "$t1 - $t0" | bc -l)
+  printf '%s\t%s\t%.3f\n' "$label" "$fmt" "$dt" >>"$TIMES"
+  printf 'run %d %-5s %-28s %6.2f s\n' "$i" "$fmt" "$label" "$dt" >&2
+  rm_img "$img"
+}
+cli_runs() { # BUILD TAG FORMAT
+  local b=$1 tag=$2 fmt=$3 cli=$1/cli/imgstore
+  use_daemon "$b"
+  one "CLI, Unix socket, by path$tag" "$fmt" bench-unix \
+    "$cli" --server "$IMGSTORE_SOCKET_A" image import "$IMGSTORE_IMPORT_DIR/src.$fmt" rbd/bench-unix
+  one "CLI, Unix socket, upload$tag" "$fmt" bench-unixup \
+    "$cli" --server "$IMGSTORE_SOCKET_A" image import --upload "$DIR/src-$SIZE.$fmt" rbd/bench-unixup
+  one "CLI over TLS$tag" "$fmt" bench-tls \
+    "$cli" --server "$IMGSTORE_SERVER_A" image import "$DIR/src-$SIZE.$fmt" rbd/bench-tls
+}
+
 for ((i = 1; i <= RUNS; i++)); do
-  for tool in imgstore qemu-img rbd-import; do
-    sync
-    echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-    img=bench-$tool-$i
-    rm_img "$img"
-    t0=$(now)
-    case $tool in
-      imgstore) "$IMPORT" "$CONF" "rbd/$img" "$SRC" >/dev/null ;;
-      qemu-img) qemu-img convert -O raw "$SRC" "rbd:rbd/$img:conf=$CONF" ;;
-      rbd-import) rbd -c "$CONF" import --no-progress "$RAW" "rbd/$img" >/dev/null ;;
-    esac
-    t1=$(now)
-    dt=$(echo "$t1 - $t0" | bc -l)
-    total[$tool]=$(echo "${total[$tool]:-0} + $dt" | bc -l)
-    printf 'run %d %-10s %6.2f s\n' "$i" "$tool" "$dt" >&2
-    rm_img "$img"
+  for fmt in qcow2 vmdk; do
+    src=$DIR/src-$SIZE.$fmt
+    one "qemu-img convert -O raw" "$fmt" bench-qemu qemu-img convert -O raw "$src" "rbd:rbd/bench-qemu:conf=$CONF"
+    one "store library (ims-import)" "$fmt" bench-lib "$IMPORT" "$CONF" rbd/bench-lib "$src"
+    # before and after in turns, starting with the other one each run
+    if [ -n "$BEFORE" ] && ((i % 2)); then cli_runs "$BEFORE" " (before)" "$fmt"; fi
+    cli_runs "$AFTER" "${BEFORE:+ (after)}" "$fmt"
+    if [ -n "$BEFORE" ] && ! ((i % 2)); then cli_runs "$BEFORE" " (before)" "$fmt"; fi
   done
+  one "rbd import (raw file)" raw bench-rbd rbd -c "$CONF" import --no-progress "$RAW" rbd/bench-rbd
 done
+use_daemon "$AFTER"
 
-avg() { echo "${total[$1]} / $RUNS" | bc -l; }
-a_ims=$(avg imgstore) a_qemu=$(avg qemu-img) a_rbd=$(avg rbd-import)
 echo
-echo "| tool | mean seconds ($RUNS runs, $SIZE qcow2, half zeros, $STORE) | imgstore speed-up |"
-echo "|---|---|---|"
-printf '| imgstore import | %.2f | 1.00 |\n' "$a_ims"
-printf '| qemu-img convert -O raw ... rbd: | %.2f | %.2f |\n' "$a_qemu" "$(echo "$a_qemu / $a_ims" | bc -l)"
-printf '| rbd import (raw file) | %.2f | %.2f |\n' "$a_rbd" "$(echo "$a_rbd / $a_ims" | bc -l)"
+echo "$SIZE disk (half zeros) as qcow2 ($(du -h --apparent-size "$DIR/src-$SIZE.qcow2" | cut -f1)) and vmdk ($(du -h --apparent-size "$DIR/src-$SIZE.vmdk" | cut -f1)), $STORE, $RUNS runs"
+echo
+python3 - "$TIMES" <<'EOF'
+import statistics, sys
+rows, order = {}, []
+for line in open(sys.argv[1]):
+    label, fmt, t = line.rstrip("\n").split("\t")
+    if (label, fmt) not in rows:
+        order.append((label, fmt))
+    rows.setdefault((label, fmt), []).append(float(t))
+print("| tool | format | median s (min to max) | speed-up vs qemu-img (min to max) |")
+print("|---|---|---|---|")
+for label, fmt in order:
+    ts = rows[(label, fmt)]
+    med = statistics.median(ts)
+    ref = rows.get(("qemu-img convert -O raw", fmt))
+    if ref and len(ref) == len(ts):
+        # each run's ratio: qemu-img and the tool ran minutes apart in the same run
+        r = [a / b for a, b in zip(ref, ts)]
+        sp = "%.2fx (%.2f to %.2f)" % (statistics.median(r), min(r), max(r))
+    else:
+        sp = "-"
+    print("| %s | %s | %.2f (%.2f to %.2f) | %s |" % (label, fmt, med, min(ts), max(ts), sp))
+EOF

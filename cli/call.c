@@ -12,9 +12,24 @@
 
 #include "common/error.h"
 
-static int connect_once(ims_cli *cli)
+static int open_transport(ims_cli *cli, ims_cli_transport *out)
 {
 	ims_cli_conn conn;
+
+	memset(&conn, 0, sizeof(conn));
+	conn.server = cli->server;
+	conn.token = cli->token;
+	conn.ca_file = cli->ca_file;
+	conn.cert_file = cli->cert_file;
+	conn.key_file = cli->key_file;
+	conn.timeout_ms = cli->timeout_s > (uint64_t)LONG_MAX / 1000
+				  ? LONG_MAX
+				  : (long)(cli->timeout_s * 1000);
+	return cli->connect(out, &conn, cli->connect_arg);
+}
+
+static int connect_once(ims_cli *cli)
+{
 	int r;
 
 	if (cli->connected)
@@ -34,23 +49,20 @@ static int connect_once(ims_cli *cli)
 		if (ims_cli_read_token(&cli->token, cli->token_file, cli->err) < 0)
 			return ims_cli_fail(cli, "%s", ims_error_last());
 	}
-	memset(&conn, 0, sizeof(conn));
-	conn.server = cli->server;
-	conn.token = cli->token;
-	conn.ca_file = cli->ca_file;
-	conn.cert_file = cli->cert_file;
-	conn.key_file = cli->key_file;
-	conn.timeout_ms = cli->timeout_s > (uint64_t)LONG_MAX / 1000
-				  ? LONG_MAX
-				  : (long)(cli->timeout_s * 1000);
 	if (!cli->connect)
 		return ims_cli_fail(cli, "this build of imgstore has no client library");
 	ims_error_clear();
-	r = cli->connect(&cli->t, &conn, cli->connect_arg);
+	r = open_transport(cli, &cli->t);
 	if (r < 0)
 		return ims_cli_fail(cli, "%s", ims_error_last());
 	cli->connected = true;
 	return 0;
+}
+
+int ims_cli_connect_another(ims_cli *cli, ims_cli_transport *out)
+{
+	assert(cli->connected);
+	return open_transport(cli, out);
 }
 
 /* @p denied NULL: every failure is printed; else a permission_denied answer is not, and sets it. */

@@ -316,6 +316,14 @@ int ims_cli_call(ims_cli *cli, const char *method, const void *req,
 		 const ProtobufCMessageDescriptor *resp_desc, void *resp);
 
 /**
+ * Open one more connection like the first (which must be open): for a thread of its own.
+ * Prints nothing.
+ *
+ * @returns 0 or a negative errno with ims_error_last() set; close it with out->close(out->ctx).
+ */
+int ims_cli_connect_another(ims_cli *cli, ims_cli_transport *out);
+
+/**
  * As ims_cli_call(), except that a permission_denied answer is not printed: *@p denied is set
  * and 1 returned, so that the caller can try another way (an upload instead of a path the
  * daemon may not read).

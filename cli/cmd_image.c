@@ -8,16 +8,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "common/error.h"
 #include "common/units.h"
 
 #include "imgstore/v1/host.pb-c.h"
 #include "imgstore/v1/image.pb-c.h"
+#include "imgstore/v1/operation.pb-c.h"
 
 #define IMAGE_SVC     "imgstore.v1.ImageService/"
 #define IMAGE_SERVICE (&imgstore__v1__image_service__descriptor)
@@ -111,29 +115,22 @@ static ssize_t read_full(int fd, void *buf, size_t len, off_t off)
 	return (ssize_t)got;
 }
 
-static int upload_file(ims_cli *cli, int fd, uint64_t size, const char *path, const char *label,
-		       char **upload_id)
+/* The bytes in order, one chunk at a time: for a daemon that imports only a complete upload. */
+static int upload_in_order(ims_cli *cli, int fd, uint64_t size, const char *path, const char *label,
+			   const Imgstore__V1__BeginUploadResponse *b)
 {
-	Imgstore__V1__BeginUploadRequest breq = IMGSTORE__V1__BEGIN_UPLOAD_REQUEST__INIT;
-	Imgstore__V1__BeginUploadResponse *bresp = NULL;
 	ims_cli_progress prog;
 	uint64_t off = 0;
 	size_t chunk;
 	char *buf = NULL;
-	int r;
+	int r = 0;
 
-	breq.size = size;
-	if ((r = ims_cli_call(cli, IMAGE_SVC "BeginUpload", &breq,
-			      &imgstore__v1__begin_upload_response__descriptor, &bresp)))
-		return r;
 	chunk = IMS_CLI_CHUNK_MAX;
-	if (bresp->max_chunk_bytes && bresp->max_chunk_bytes < chunk)
-		chunk = (size_t)bresp->max_chunk_bytes;
+	if (b->max_chunk_bytes && b->max_chunk_bytes < chunk)
+		chunk = (size_t)b->max_chunk_bytes;
 	buf = malloc(chunk);
-	if (!buf) {
-		r = ims_cli_fail(cli, "out of memory");
-		goto out;
-	}
+	if (!buf)
+		return ims_cli_fail(cli, "out of memory");
 	ims_cli_progress_init(&prog, cli, label);
 	ims_cli_arm_sigint(cli, true);
 	while (off < size) {
@@ -155,7 +152,7 @@ static int upload_file(ims_cli *cli, int fd, uint64_t size, const char *path, co
 					 n < 0 ? strerror((int)-n) : "the file got shorter");
 			goto out;
 		}
-		creq.upload_id = bresp->upload_id;
+		creq.upload_id = b->upload_id;
 		creq.offset = off;
 		creq.data.data = (uint8_t *)buf;
 		creq.data.len = want;
@@ -169,13 +166,295 @@ static int upload_file(ims_cli *cli, int fd, uint64_t size, const char *path, co
 		ims_cli_progress_update(&prog, 0, off, size);
 	}
 	ims_cli_progress_end(&prog);
-	*upload_id = strdup(bresp->upload_id);
-	if (!*upload_id)
-		r = ims_cli_fail(cli, "out of memory");
 out:
 	ims_cli_arm_sigint(cli, false);
 	free(buf);
-	protobuf_c_message_free_unpacked(&bresp->base, NULL);
+	return r;
+}
+
+/*
+ * The streamed upload: UPLOAD_STREAMS connections over TLS (one over a Unix socket), each with
+ * one chunk in flight, all within the daemon's window past the first byte it lacks. Memory:
+ * one chunk per connection.
+ */
+#define UPLOAD_STREAMS 4
+
+typedef struct upload_state upload_state;
+
+typedef struct {
+	upload_state *up;
+	ims_cli_transport t;
+	pthread_t thread;
+	uint64_t inflight; /* offset of the chunk being sent; UINT64_MAX: none */
+} upload_stream;
+
+struct upload_state {
+	int fd;
+	const char *path, *id;
+	uint64_t size, window;
+	size_t chunk;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t next; /* the next chunk to send */
+	uint64_t sent; /* bytes the daemon took */
+	unsigned running;
+	int err; /* the first failure */
+	char msg[600];
+	upload_stream streams[UPLOAD_STREAMS];
+	unsigned nstreams;
+};
+
+/* The first byte the daemon may lack: the lowest chunk in flight, or the next to send. */
+static uint64_t upload_low_locked(const upload_state *u)
+{
+	uint64_t low = u->next;
+	for (unsigned i = 0; i < u->nstreams; i++)
+		if (u->streams[i].inflight < low)
+			low = u->streams[i].inflight;
+	return low;
+}
+
+static void upload_fail_locked(upload_state *u, int r, const char *msg)
+{
+	if (!u->err) {
+		u->err = r;
+		snprintf(u->msg, sizeof(u->msg), "%s", msg);
+	}
+	pthread_cond_broadcast(&u->cond);
+}
+
+static int upload_send(upload_state *u, upload_stream *s, uint8_t *buf, uint64_t off, size_t want,
+		       char *msg, size_t msglen)
+{
+	Imgstore__V1__UploadChunkRequest creq = IMGSTORE__V1__UPLOAD_CHUNK_REQUEST__INIT;
+	ProtobufCMessage *cresp = NULL;
+	ssize_t n = read_full(u->fd, buf, want, (off_t)off);
+
+	if (n < 0 || (size_t)n < want) {
+		snprintf(msg, msglen, "cannot read '%s' at byte %llu: %s", u->path,
+			 (unsigned long long)off,
+			 n < 0 ? strerror((int)-n) : "the file got shorter");
+		return n < 0 ? (int)n : -EIO;
+	}
+	creq.upload_id = (char *)u->id;
+	creq.offset = off;
+	creq.data.data = buf;
+	creq.data.len = want;
+	ims_error_clear();
+	int r = s->t.call(s->t.ctx, IMAGE_SVC "UploadChunk", &creq.base,
+			  &imgstore__v1__upload_chunk_response__descriptor, &cresp);
+	if (r < 0) {
+		snprintf(msg, msglen, "%s", ims_error_last());
+		return r;
+	}
+	protobuf_c_message_free_unpacked(cresp, NULL);
+	return 0;
+}
+
+static void *upload_stream_run(void *arg)
+{
+	upload_stream *s = arg;
+	upload_state *u = s->up;
+	uint8_t *buf = malloc(u->chunk);
+	char msg[sizeof(u->msg)];
+
+	pthread_mutex_lock(&u->lock);
+	if (!buf)
+		upload_fail_locked(u, -ENOMEM, "out of memory");
+	for (;;) {
+		size_t want = u->size - u->next < u->chunk ? (size_t)(u->size - u->next) : u->chunk;
+		if (u->err || u->next >= u->size)
+			break;
+		if (u->next + want > upload_low_locked(u) + u->window) {
+			pthread_cond_wait(&u->cond, &u->lock);
+			continue;
+		}
+		uint64_t off = u->next;
+		u->next += want;
+		s->inflight = off;
+		pthread_mutex_unlock(&u->lock);
+		int r = upload_send(u, s, buf, off, want, msg, sizeof(msg));
+		pthread_mutex_lock(&u->lock);
+		s->inflight = UINT64_MAX;
+		if (r < 0)
+			upload_fail_locked(u, r, msg);
+		else
+			u->sent += want;
+		pthread_cond_broadcast(&u->cond);
+	}
+	u->running--;
+	pthread_cond_broadcast(&u->cond);
+	pthread_mutex_unlock(&u->lock);
+	free(buf);
+	return NULL;
+}
+
+/* Wait for the streams, showing progress; Ctrl-C stops them. */
+static void upload_watch(ims_cli *cli, upload_state *u, const char *label)
+{
+	ims_cli_progress prog;
+
+	ims_cli_progress_init(&prog, cli, label);
+	ims_cli_arm_sigint(cli, true);
+	pthread_mutex_lock(&u->lock);
+	while (u->running) {
+		struct timespec at;
+		clock_gettime(CLOCK_REALTIME, &at);
+		at.tv_nsec += 200000000L;
+		if (at.tv_nsec >= 1000000000L) {
+			at.tv_sec++;
+			at.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&u->cond, &u->lock, &at);
+		uint64_t sent = u->sent;
+		if (cli->interrupted && *cli->interrupted)
+			upload_fail_locked(u, -ECANCELED, "cancelled");
+		pthread_mutex_unlock(&u->lock);
+		ims_cli_progress_update(&prog, 0, sent, u->size);
+		pthread_mutex_lock(&u->lock);
+	}
+	pthread_mutex_unlock(&u->lock);
+	ims_cli_progress_end(&prog);
+	ims_cli_arm_sigint(cli, false);
+}
+
+/* @returns 0, or a negative errno with @p msg saying why (nothing printed). */
+static int upload_streamed(ims_cli *cli, int fd, uint64_t size, const char *path, const char *label,
+			   const Imgstore__V1__BeginUploadResponse *b, char *msg, size_t msglen)
+{
+	upload_state *u = calloc(1, sizeof(*u));
+	int r = 0;
+
+	if (!u) {
+		snprintf(msg, msglen, "out of memory");
+		return -ENOMEM;
+	}
+	u->fd = fd;
+	u->path = path;
+	u->id = b->upload_id;
+	u->size = size;
+	u->chunk = IMS_CLI_CHUNK_MAX;
+	if (b->max_chunk_bytes && b->max_chunk_bytes < u->chunk)
+		u->chunk = (size_t)b->max_chunk_bytes;
+	u->window = b->window_bytes > u->chunk ? b->window_bytes : u->chunk;
+	pthread_mutex_init(&u->lock, NULL);
+	pthread_cond_init(&u->cond, NULL);
+	/* over a Unix socket one connection did better than four (docs/BENCHMARKS.md) */
+	unsigned want = ims_cli_server_is_unix(cli->server) ? 1 : UPLOAD_STREAMS;
+	for (unsigned i = 0; i < want; i++) {
+		upload_stream *s = &u->streams[i];
+		s->up = u;
+		s->inflight = UINT64_MAX;
+		ims_error_clear();
+		if ((r = ims_cli_connect_another(cli, &s->t)) < 0)
+			break;
+		u->nstreams++;
+	}
+	if (!u->nstreams) {
+		snprintf(msg, msglen, "%s", ims_error_last());
+		goto out;
+	}
+	r = 0;
+	pthread_mutex_lock(&u->lock);
+	for (unsigned i = 0; i < u->nstreams; i++) {
+		if (pthread_create(&u->streams[i].thread, NULL, upload_stream_run,
+				   &u->streams[i]) != 0) {
+			upload_fail_locked(u, -EAGAIN, "cannot start the upload's threads");
+			break;
+		}
+		u->running++;
+	}
+	unsigned started = u->running;
+	pthread_mutex_unlock(&u->lock);
+	upload_watch(cli, u, label);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(u->streams[i].thread, NULL);
+	r = u->err;
+	if (r < 0)
+		snprintf(msg, msglen, "%s", u->msg);
+out:
+	for (unsigned i = 0; i < u->nstreams; i++)
+		u->streams[i].t.close(u->streams[i].t.ctx);
+	pthread_mutex_destroy(&u->lock);
+	pthread_cond_destroy(&u->cond);
+	free(u);
+	return r;
+}
+
+/*
+ * A streamed upload failed: the import's own failure says more (a corrupt image, the
+ * upload refused since); else the operation is cancelled and the upload's error shown.
+ */
+static int streamed_failed(ims_cli *cli, const Imgstore__V1__Operation *op, int err,
+			   const char *msg, const char *label)
+{
+	Imgstore__V1__WaitOperationRequest wreq = IMGSTORE__V1__WAIT_OPERATION_REQUEST__INIT;
+	Imgstore__V1__CancelOperationRequest creq = IMGSTORE__V1__CANCEL_OPERATION_REQUEST__INIT;
+	Imgstore__V1__Operation *now = NULL;
+	int r;
+
+	wreq.id = op->id;
+	wreq.timeout_ms = err == -ECANCELED ? 0 : 2000;
+	if (ims_cli_call(cli, "imgstore.v1.OperationService/WaitOperation", &wreq,
+			 &imgstore__v1__operation__descriptor, &now) == 0 &&
+	    now->state == IMGSTORE__V1__OPERATION_STATE__OPERATION_STATE_FAILED && now->error &&
+	    *now->error) {
+		r = ims_cli_fail(cli, "%s", now->error);
+		goto out;
+	}
+	if (now)
+		protobuf_c_message_free_unpacked(&now->base, NULL);
+	now = NULL;
+	creq.id = op->id;
+	ims_cli_call(cli, "imgstore.v1.OperationService/CancelOperation", &creq,
+		     &imgstore__v1__operation__descriptor, &now);
+	if (err == -ECANCELED)
+		r = ims_cli_fail(cli, "%s cancelled", label);
+	else
+		r = ims_cli_fail(cli, "%s: %s", label, msg);
+out:
+	if (now)
+		protobuf_c_message_free_unpacked(&now->base, NULL);
+	return r;
+}
+
+/*
+ * Send FILE's bytes and import them into @p req's image: while they arrive when the daemon
+ * can (several chunks in flight), else upload first and import after.
+ */
+static int upload_and_import(ims_cli *cli, int fd, uint64_t size, const char *path,
+			     const char *label, Imgstore__V1__ImportImageRequest *req,
+			     Imgstore__V1__Operation **op)
+{
+	Imgstore__V1__BeginUploadRequest breq = IMGSTORE__V1__BEGIN_UPLOAD_REQUEST__INIT;
+	Imgstore__V1__BeginUploadResponse *b = NULL;
+	char msg[600];
+	int r;
+
+	breq.size = size;
+	if ((r = ims_cli_call(cli, IMAGE_SVC "BeginUpload", &breq,
+			      &imgstore__v1__begin_upload_response__descriptor, &b)))
+		return r;
+	req->upload_id = b->upload_id;
+	if (!b->import_while_uploading) {
+		if ((r = upload_in_order(cli, fd, size, path, label, b)) == 0)
+			r = ims_cli_call(cli, IMAGE_SVC "ImportImage", req,
+					 &imgstore__v1__operation__descriptor, op);
+		goto out;
+	}
+	req->while_uploading = 1;
+	if ((r = ims_cli_call(cli, IMAGE_SVC "ImportImage", req,
+			      &imgstore__v1__operation__descriptor, op)))
+		goto out;
+	int err = upload_streamed(cli, fd, size, path, label, b, msg, sizeof(msg));
+	if (err < 0) {
+		r = streamed_failed(cli, *op, err, msg, label);
+		protobuf_c_message_free_unpacked(&(*op)->base, NULL);
+		*op = NULL;
+	}
+out:
+	req->upload_id = (char *)"";
+	protobuf_c_message_free_unpacked(&b->base, NULL);
 	return r;
 }
 
@@ -186,7 +465,7 @@ static int image_import(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__Operation *op = NULL;
 	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
 	const char *file = a->pos[0];
-	char *real = NULL, *upload_id = NULL;
+	char *real = NULL;
 	char label[820], specbuf[800];
 	struct stat st;
 	uint64_t size;
@@ -249,11 +528,7 @@ static int image_import(ims_cli *cli, const ims_cli_args *a)
 	}
 	if (upload) {
 		snprintf(label, sizeof(label), "upload %s", specbuf);
-		if ((r = upload_file(cli, fd, size, file, label, &upload_id)))
-			goto out;
-		req.upload_id = upload_id;
-		if ((r = ims_cli_call(cli, IMAGE_SVC "ImportImage", &req,
-				      &imgstore__v1__operation__descriptor, &op)))
+		if ((r = upload_and_import(cli, fd, size, file, label, &req, &op)))
 			goto out;
 	}
 	r = ims_cli_finish_op(cli, op, &w);
@@ -261,7 +536,6 @@ out:
 	if (fd >= 0)
 		close(fd);
 	free(real);
-	free(upload_id);
 	return r;
 }
 

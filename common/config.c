@@ -119,6 +119,10 @@ static const config_key keys[] = {
 	{S_SERVER, "spool_dir", T_PATH, SV(spool_dir), "/var/lib/imgstore/spool", 0, 0, NULL, 0,
 	 "Where uploads for import and exports for download wait; files older than a day are "
 	 "removed."},
+	{S_SERVER, "upload_stall_timeout", T_DURATION, SV(upload_stall_timeout), "60s", 1, 3600,
+	 NULL, 0,
+	 "An import that runs while its upload arrives fails when no bytes arrive for this long "
+	 "(the client died or hangs): its temporary image and the upload are removed."},
 	{S_SERVER, "import_dirs", T_PATHS, SV(import_dirs), NULL, 0, 0, NULL, 0,
 	 "Directories whose files an import may read by path on the daemon's host (symbolic links "
 	 "resolved first), separated by commas; when unset, imports by path are refused and "

@@ -58,7 +58,8 @@ typedef struct {
 	uint64_t slow_calls;
 	char *audit_log;
 	char *spool_dir;
-	char *import_dirs; /* "DIR,DIR": see ims_config_path_in(); NULL: none */
+	uint64_t upload_stall_timeout; /* seconds */
+	char *import_dirs;	       /* "DIR,DIR": see ims_config_path_in(); NULL: none */
 	char *export_dirs;
 	unsigned line;
 } ims_config_server;

@@ -19,13 +19,23 @@
 #define IMS_MAX_UPLOADS 64
 #define IMS_CHUNK_MAX	(2u << 20) /* upload and download chunks: under the 4 MiB body limit */
 
+#define IMS_UPLOAD_WINDOW (64u << 20) /* chunks end at most this far past `received` */
+#define IMS_UPLOAD_AHEAD  32	      /* chunks being written or ahead of `received` */
+
 typedef struct {
 	char id[40];
 	char path[1024];
 	uint64_t size;
-	uint64_t received;
+	uint64_t received; /* [0, received) is in the file */
 	time_t last;
 	bool claimed; /* an import took it */
+	/* the import reading it while it arrives (a streamed import), NULL otherwise */
+	struct ims_source_growing *src;
+	struct {
+		uint64_t off, len;
+		bool written; /* false: a handler is writing it now */
+	} ahead[IMS_UPLOAD_AHEAD];
+	unsigned nahead;
 } ims_upload;
 
 typedef struct ims_daemon {

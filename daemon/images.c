@@ -278,22 +278,54 @@ typedef struct {
 	char data_pool[IMS_NAME_MAX + 1];
 	char path[1024];
 	char upload_id[40]; /* import from an upload: removed after */
+	/* an import while the upload arrives: the spool file read through a blocking source */
+	ims_source_growing *grow;
+	int fd;
+	ims_op *op;
+	uint64_t done, total; /* the import's last progress, repeated while it waits for bytes */
 } work;
+
+static ims_upload *find_upload_locked(ims_daemon *d, const char *id)
+{
+	for (int i = 0; i < IMS_MAX_UPLOADS; i++)
+		if (d->uploads[i].id[0] && strcmp(d->uploads[i].id, id) == 0)
+			return &d->uploads[i];
+	return NULL;
+}
 
 static void free_work(void *arg)
 {
 	work *w = arg;
 	if (w->upload_id[0]) {
+		/* gone from the table before the source is freed: a chunk that arrives now finds
+		 * no upload */
 		pthread_mutex_lock(&w->d->lock);
-		for (int i = 0; i < IMS_MAX_UPLOADS; i++) {
-			if (strcmp(w->d->uploads[i].id, w->upload_id) == 0) {
-				unlink(w->d->uploads[i].path);
-				memset(&w->d->uploads[i], 0, sizeof(w->d->uploads[i]));
-			}
+		ims_upload *u = find_upload_locked(w->d, w->upload_id);
+		if (u) {
+			unlink(u->path);
+			memset(u, 0, sizeof(*u));
 		}
 		pthread_mutex_unlock(&w->d->lock);
 	}
+	if (w->fd >= 0)
+		close(w->fd);
+	ims_source_growing_free(w->grow);
 	free(w);
+}
+
+static int import_progress(void *arg, uint64_t done, uint64_t total)
+{
+	work *w = arg;
+	w->done = done;
+	w->total = total;
+	return ims_kit_op_progress(w->op, done, total);
+}
+
+/* While a streamed import waits for bytes: the operation's cancel, the daemon's stop. */
+static int import_stopped(void *arg)
+{
+	work *w = arg;
+	return ims_kit_op_progress(w->op, w->done, w->total);
 }
 
 static int run_import(ims_op *op, void *arg)
@@ -305,10 +337,16 @@ static int run_import(ims_op *op, void *arg)
 	o.create.data_pool = w->data_pool[0] ? w->data_pool : NULL;
 	o.concurrency = (unsigned)w->d->cfg->defaults.concurrency;
 	o.inflight_bytes = w->d->cfg->defaults.inflight_bytes;
-	o.progress = ims_kit_op_progress;
-	o.progress_ctx = op;
+	o.progress = import_progress;
+	o.progress_ctx = w;
 	o.source_name = w->upload_id[0] ? "the upload" : w->path;
 	o.no_follow = true; /* w->path was resolved and checked against import_dirs */
+	w->op = op;
+	if (w->grow) {
+		ims_source src;
+		ims_source_growing_source(&src, w->grow);
+		return ims_image_import(NULL, w->d->site, w->spec.pool, w->spec.image, &src, &o);
+	}
 	return ims_image_import_file(NULL, w->d->site, w->spec.pool, w->spec.image, w->path, &o);
 }
 
@@ -350,6 +388,7 @@ static work *new_work(ims_daemon *d, const ims_spec *s)
 	if (w) {
 		w->d = d;
 		w->spec = *s;
+		w->fd = -1;
 	}
 	return w;
 }
@@ -389,6 +428,46 @@ static int same_file_as_client(const char *asked, const char *resolved, uint64_t
 	return 0;
 }
 
+/*
+ * Give upload @p id to the import @p w: a complete one, or with @p streamed one still
+ * arriving, read through a source that waits for its bytes.
+ */
+static int claim_upload(ims_daemon *d, work *w, const char *id, bool streamed)
+{
+	int r = 0;
+	pthread_mutex_lock(&d->lock);
+	ims_upload *u = find_upload_locked(d, id);
+	if (!u)
+		r = ims_error_set(-ENOENT, "no upload '%s'", id);
+	else if (u->claimed)
+		r = ims_error_set(-EBUSY, "upload '%s' is already being imported", id);
+	else if (!streamed && u->received != u->size)
+		r = ims_error_set(-EINVAL, "upload '%s' holds %" PRIu64 " of %" PRIu64 " bytes", id,
+				  u->received, u->size);
+	if (r < 0)
+		goto out;
+	if (streamed) {
+		w->fd = open(u->path, O_RDONLY | O_CLOEXEC);
+		if (w->fd < 0) {
+			r = ims_error_set(-EIO, "cannot read upload '%s': %s", id,
+					  ims_strerror(errno));
+			goto out;
+		}
+		if ((r = ims_source_growing_new(&w->grow, w->fd, u->size,
+						(unsigned)d->cfg->server.upload_stall_timeout,
+						import_stopped, w)) < 0)
+			goto out;
+		ims_source_growing_arrived(w->grow, u->received);
+		u->src = w->grow;
+	}
+	u->claimed = true;
+	snprintf(w->path, sizeof(w->path), "%s", u->path);
+	snprintf(w->upload_id, sizeof(w->upload_id), "%s", u->id);
+out:
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
 static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			  ProtobufCMessage **resp)
 {
@@ -426,31 +505,9 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 			free(w);
 			return r;
 		}
-	} else {
-		pthread_mutex_lock(&d->lock);
-		ims_upload *u = NULL;
-		for (int i = 0; i < IMS_MAX_UPLOADS; i++)
-			if (d->uploads[i].id[0] && strcmp(d->uploads[i].id, q->upload_id) == 0)
-				u = &d->uploads[i];
-		if (!u || u->claimed || u->received != u->size) {
-			if (!u)
-				r = ims_error_set(-ENOENT, "no upload '%s'", q->upload_id);
-			else if (u->claimed)
-				r = ims_error_set(-EBUSY, "upload '%s' is already being imported",
-						  q->upload_id);
-			else
-				r = ims_error_set(-EINVAL,
-						  "upload '%s' holds %" PRIu64 " of %" PRIu64
-						  " bytes",
-						  q->upload_id, u->received, u->size);
-			pthread_mutex_unlock(&d->lock);
-			free(w);
-			return r;
-		}
-		u->claimed = true;
-		snprintf(w->path, sizeof(w->path), "%s", u->path);
-		snprintf(w->upload_id, sizeof(w->upload_id), "%s", u->id);
-		pthread_mutex_unlock(&d->lock);
+	} else if ((r = claim_upload(d, w, q->upload_id, q->while_uploading)) < 0) {
+		free_work(w);
+		return r;
 	}
 	return submit(d, call, "import", run_import, w, resp);
 }
@@ -569,62 +626,148 @@ static int h_begin_upload(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	imgstore__v1__begin_upload_response__init(m);
 	m->upload_id = DUP(call, u->id);
 	m->max_chunk_bytes = IMS_CHUNK_MAX;
+	m->import_while_uploading = 1;
+	m->window_bytes = IMS_UPLOAD_WINDOW;
 	ims_rpc_call_set_target(call, u->id);
 	pthread_mutex_unlock(&d->lock);
 	*resp = &m->base;
 	return 0;
 }
 
+/*
+ * Reserve [@p off, @p off + @p len) of upload @p u for a handler to write: at or past what
+ * arrived, within the window, overlapping no chunk received or being written.
+ */
+static int chunk_reserve_locked(ims_upload *u, const char *id, uint64_t off, size_t len)
+{
+	if (u->claimed && !u->src)
+		return ims_error_set(-EBUSY, "upload '%s' is complete and being imported", id);
+	if (off < u->received)
+		return ims_error_set(-EINVAL,
+				     "upload '%s' expects offset %" PRIu64 ", not %" PRIu64, id,
+				     u->received, off);
+	if (len == 0 || len > IMS_CHUNK_MAX || off + len > u->size)
+		return ims_error_set(-EINVAL,
+				     "chunk of %zu bytes at %" PRIu64
+				     " passes the upload's size %" PRIu64 " or the chunk limit",
+				     len, off, u->size);
+	if (off + len > u->received + IMS_UPLOAD_WINDOW)
+		return ims_error_set(
+			-EINVAL,
+			"upload '%s' expects offset %" PRIu64
+			" first: a chunk may end at most %u bytes past it, not at %" PRIu64,
+			id, u->received, IMS_UPLOAD_WINDOW, off + len);
+	for (unsigned i = 0; i < u->nahead; i++)
+		if (off < u->ahead[i].off + u->ahead[i].len && u->ahead[i].off < off + len)
+			return ims_error_set(-EINVAL,
+					     "upload '%s': the chunk at %" PRIu64
+					     " overlaps one already sent",
+					     id, off);
+	if (u->nahead == IMS_UPLOAD_AHEAD)
+		return ims_error_set(-EAGAIN, "upload '%s' has %d chunks ahead of offset %" PRIu64,
+				     id, IMS_UPLOAD_AHEAD, u->received);
+	u->ahead[u->nahead].off = off;
+	u->ahead[u->nahead].len = len;
+	u->ahead[u->nahead].written = false;
+	u->nahead++;
+	return 0;
+}
+
+/* The chunk at @p off is written (@p ok) or dropped: move `received` over what is contiguous. */
+static void chunk_done_locked(ims_upload *u, uint64_t off, bool ok)
+{
+	uint64_t before = u->received;
+	for (unsigned i = 0; i < u->nahead; i++) {
+		if (u->ahead[i].off != off)
+			continue;
+		if (ok)
+			u->ahead[i].written = true;
+		else
+			u->ahead[i] = u->ahead[--u->nahead];
+		break;
+	}
+	for (unsigned i = 0; i < u->nahead;) {
+		if (u->ahead[i].written && u->ahead[i].off == u->received) {
+			u->received += u->ahead[i].len;
+			u->ahead[i] = u->ahead[--u->nahead];
+			i = 0;
+		} else {
+			i++;
+		}
+	}
+	if (u->received != before) {
+		u->last = time(NULL);
+		if (u->src)
+			ims_source_growing_arrived(u->src, u->received);
+	}
+}
+
+static int write_chunk(const char *path, const ProtobufCBinaryData *data, uint64_t off,
+		       const char *id)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	size_t done = 0;
+	errno = 0;
+	while (fd >= 0 && done < data->len) {
+		ssize_t w = pwrite(fd, data->data + done, data->len - done, (off_t)(off + done));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		done += (size_t)w;
+	}
+	int r = 0;
+	if (fd < 0 || done < data->len)
+		r = ims_error_set(errno == ENOSPC ? -ENOSPC : -EIO, "cannot write upload '%s': %s",
+				  id, ims_strerror(errno ? errno : EIO));
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/*
+ * Chunks of one upload may come on several connections at once: each is reserved under the
+ * lock, written outside it, and counted in `received` once all before it are written.
+ */
 static int h_upload_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			  ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__UploadChunkRequest *q = (const void *)req;
+	char path[sizeof(((ims_upload *)0)->path)];
+	uint64_t received = 0;
 	int r = 0;
 	ims_rpc_call_set_target(call, q->upload_id);
 	pthread_mutex_lock(&d->lock);
-	ims_upload *u = NULL;
-	for (int i = 0; i < IMS_MAX_UPLOADS; i++)
-		if (d->uploads[i].id[0] && strcmp(d->uploads[i].id, q->upload_id) == 0)
-			u = &d->uploads[i];
-	if (!u) {
-		r = ims_error_set(-ENOENT, "no upload '%s'", q->upload_id);
-	} else if (u->claimed) {
-		r = ims_error_set(-EBUSY, "upload '%s' is complete and being imported",
+	ims_upload *u = find_upload_locked(d, q->upload_id);
+	if (!u)
+		r = ims_error_set(-ENOENT,
+				  "no upload '%s' (never begun, abandoned, or its import "
+				  "ended)",
 				  q->upload_id);
-	} else if (q->offset != u->received) {
-		r = ims_error_set(-EINVAL, "upload '%s' expects offset %" PRIu64 ", not %" PRIu64,
-				  q->upload_id, u->received, q->offset);
-	} else if (q->data.len > IMS_CHUNK_MAX || u->received + q->data.len > u->size) {
-		r = ims_error_set(-EINVAL,
-				  "chunk of %zu bytes at %" PRIu64
-				  " passes the upload's size %" PRIu64 " or the chunk limit",
-				  q->data.len, q->offset, u->size);
-	} else {
-		int fd = open(u->path, O_WRONLY | O_CLOEXEC);
-		size_t done = 0;
-		while (fd >= 0 && done < q->data.len) {
-			ssize_t w = pwrite(fd, q->data.data + done, q->data.len - done,
-					   (off_t)(q->offset + done));
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-				break;
-			done += (size_t)w;
-		}
-		if (fd < 0 || done < q->data.len)
-			r = ims_error_set(errno == ENOSPC ? -ENOSPC : -EIO,
-					  "cannot write upload '%s': %s", q->upload_id,
-					  ims_strerror(errno ? errno : EIO));
-		if (fd >= 0)
-			close(fd);
-		if (r == 0) {
-			u->received += q->data.len;
-			u->last = time(NULL);
-		}
-	}
-	uint64_t received = u ? u->received : 0;
+	else if (q->data.len == 0 && q->offset == u->received && !(u->claimed && !u->src))
+		received = u->received; /* nothing to write */
+	else if ((r = chunk_reserve_locked(u, q->upload_id, q->offset, q->data.len)) == 0)
+		snprintf(path, sizeof(path), "%s", u->path);
+	bool write = u && r == 0 && q->data.len;
 	pthread_mutex_unlock(&d->lock);
+	if (write) {
+		r = write_chunk(path, &q->data, q->offset, q->upload_id);
+		pthread_mutex_lock(&d->lock);
+		/* the import may have ended meanwhile and taken the upload with it */
+		u = find_upload_locked(d, q->upload_id);
+		if (u) {
+			chunk_done_locked(u, q->offset, r == 0);
+			if (r < 0 && u->src)
+				ims_source_growing_abandon(u->src, ims_error_last());
+			received = u->received;
+		} else {
+			/* its file may be gone too: that is no write error */
+			r = ims_error_set(-ENOENT, "upload '%s' ended while its chunk was written",
+					  q->upload_id);
+		}
+		pthread_mutex_unlock(&d->lock);
+	}
 	if (r < 0)
 		return r;
 	Imgstore__V1__UploadChunkResponse *m = ALLOC(call, Imgstore__V1__UploadChunkResponse);

@@ -6,8 +6,11 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -70,6 +73,140 @@ void ims_source_mem(ims_source *out, ims_source_mem_ctx *ctx, const void *data, 
 	out->size = len;
 	out->ctx = ctx;
 	out->zeros = NULL;
+}
+
+struct ims_source_growing {
+	int fd;
+	uint64_t size;
+	unsigned stall_s;
+	int (*stop)(void *ctx);
+	void *stop_ctx;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;  /* CLOCK_MONOTONIC: arrived or abandoned changed */
+	uint64_t arrived;     /* [0, arrived) is in the file */
+	struct timespec last; /* when bytes last arrived (or the source was made) */
+	bool abandoned;
+	char why[200];
+};
+
+static double mono_since(const struct timespec *t)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+/* Wait until [0, end) has arrived. Called with g->lock held. */
+static int growing_wait_locked(ims_source_growing *g, uint64_t end)
+{
+	while (g->arrived < end) {
+		if (g->abandoned)
+			return ims_error_set(-ECANCELED, "%s", g->why);
+		double idle = mono_since(&g->last);
+		if (idle >= (double)g->stall_s)
+			return ims_error_set(-ETIMEDOUT,
+					     "the upload stalled for %u s: %" PRIu64 " of %" PRIu64
+					     " bytes arrived, none since",
+					     g->stall_s, g->arrived, g->size);
+		if (g->stop) {
+			pthread_mutex_unlock(&g->lock);
+			int stop = g->stop(g->stop_ctx);
+			pthread_mutex_lock(&g->lock);
+			if (stop)
+				return ims_error_set_default(
+					-ECANCELED,
+					"cancelled while waiting for the upload's bytes");
+			if (g->arrived >= end)
+				break;
+		}
+		/* wake at least once a second: the stop test, the stall deadline */
+		double wait = (double)g->stall_s - idle;
+		if (wait > 1.0)
+			wait = 1.0;
+		struct timespec at;
+		clock_gettime(CLOCK_MONOTONIC, &at);
+		long ns = at.tv_nsec + (long)(wait * 1e9) + 1000000;
+		at.tv_sec += ns / 1000000000L;
+		at.tv_nsec = ns % 1000000000L;
+		pthread_cond_timedwait(&g->cond, &g->lock, &at);
+	}
+	return 0;
+}
+
+static ssize_t growing_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	ims_source_growing *g = ctx;
+	uint64_t end = off >= g->size ? g->size : len > g->size - off ? g->size : off + len;
+
+	pthread_mutex_lock(&g->lock);
+	int r = growing_wait_locked(g, end);
+	pthread_mutex_unlock(&g->lock);
+	if (r < 0)
+		return r;
+	return fd_pread(&g->fd, buf, len, off);
+}
+
+int ims_source_growing_new(ims_source_growing **out, int fd, uint64_t size, unsigned stall_s,
+			   int (*stop)(void *ctx), void *stop_ctx)
+{
+	pthread_condattr_t attr;
+	ims_source_growing *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return ims_error_set(-ENOMEM, "out of memory for an upload's source");
+	g->fd = fd;
+	g->size = size;
+	g->stall_s = stall_s ? stall_s : 1;
+	g->stop = stop;
+	g->stop_ctx = stop_ctx;
+	clock_gettime(CLOCK_MONOTONIC, &g->last);
+	pthread_mutex_init(&g->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&g->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	*out = g;
+	return 0;
+}
+
+void ims_source_growing_source(ims_source *out, ims_source_growing *g)
+{
+	assert(out && g);
+	out->pread = growing_pread;
+	out->size = g->size;
+	out->ctx = g;
+	out->zeros = NULL;
+}
+
+void ims_source_growing_arrived(ims_source_growing *g, uint64_t upto)
+{
+	pthread_mutex_lock(&g->lock);
+	if (upto > g->arrived) {
+		g->arrived = upto;
+		clock_gettime(CLOCK_MONOTONIC, &g->last);
+		pthread_cond_broadcast(&g->cond);
+	}
+	pthread_mutex_unlock(&g->lock);
+}
+
+void ims_source_growing_abandon(ims_source_growing *g, const char *why)
+{
+	pthread_mutex_lock(&g->lock);
+	if (!g->abandoned) {
+		g->abandoned = true;
+		snprintf(g->why, sizeof(g->why), "%s", why);
+		pthread_cond_broadcast(&g->cond);
+	}
+	pthread_mutex_unlock(&g->lock);
+}
+
+void ims_source_growing_free(ims_source_growing *g)
+{
+	if (!g)
+		return;
+	pthread_mutex_destroy(&g->lock);
+	pthread_cond_destroy(&g->cond);
+	free(g);
 }
 
 int ims_format__pread(const ims_source *src, void *buf, size_t len, uint64_t off, size_t *got)

@@ -42,6 +42,43 @@ typedef struct {
 } ims_source_mem_ctx;
 void ims_source_mem(ims_source *out, ims_source_mem_ctx *ctx, const void *data, size_t len);
 
+/**
+ * An ims_source over a file that is still being written, front to back or nearly (an upload
+ * that the daemon imports while its bytes arrive). A read waits until every byte it asks for
+ * has arrived: a reader that needs the end of the file first simply waits for it.
+ */
+typedef struct ims_source_growing ims_source_growing;
+
+/**
+ * @param fd the file, read with pread(2); borrowed: it must outlive the source.
+ * @param size the bytes the file will hold when complete (the source's size).
+ * @param stall_s a read that waits fails with -ETIMEDOUT ("the upload stalled for N s") once
+ *        no bytes arrived for this many seconds (at least 1).
+ * @param stop may be NULL; called about once a second while a read waits: non-zero makes the
+ *        read fail with -ECANCELED (an operation cancelled, a daemon stopping).
+ * @returns -ENOMEM.
+ */
+int ims_source_growing_new(ims_source_growing **out, int fd, uint64_t size, unsigned stall_s,
+			   int (*stop)(void *ctx), void *stop_ctx);
+
+/** Fill @p out with the blocking source; its ctx is @p g, which must outlive it. */
+void ims_source_growing_source(ims_source *out, ims_source_growing *g);
+
+/**
+ * The bytes [0, @p upto) are in the file: wake the readers they unblock. Smaller values than
+ * before are ignored. Safe from any thread.
+ */
+void ims_source_growing_arrived(ims_source_growing *g, uint64_t upto);
+
+/**
+ * No more bytes will arrive (the writer gave up): reads that would wait fail with -ECANCELED
+ * and the message "@p why". Safe from any thread.
+ */
+void ims_source_growing_abandon(ims_source_growing *g, const char *why);
+
+/** Free the source (no read may be running). Accepts NULL. */
+void ims_source_growing_free(ims_source_growing *g);
+
 typedef enum {
 	IMS_FORMAT_AUTO = 0, /* as declared: detect from the bytes */
 	IMS_FORMAT_RAW = 1,

@@ -1,6 +1,7 @@
 /* Unit tests of store/format.h: names, detection, sources, the raw reader and the dispatch. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -306,6 +308,89 @@ static void test_source_fd(void **state)
 			"read of 100 bytes at offset 0 failed");
 }
 
+/* A writer that appends a file in pieces, saying each time how much arrived. */
+typedef struct {
+	int fd;
+	ims_source_growing *g;
+	const uint8_t *data;
+	size_t len, piece;
+} grow_writer;
+
+static void *grow_write(void *arg)
+{
+	grow_writer *w = arg;
+	for (size_t off = 0; off < w->len; off += w->piece) {
+		size_t n = w->len - off < w->piece ? w->len - off : w->piece;
+		struct timespec pause = {0, 2000000};
+		nanosleep(&pause, NULL);
+		assert_int_equal(pwrite(w->fd, w->data + off, n, (off_t)off), (ssize_t)n);
+		ims_source_growing_arrived(w->g, off + n);
+	}
+	return NULL;
+}
+
+static int stop_now(void *ctx)
+{
+	return *(int *)ctx;
+}
+
+static void test_source_growing(void **state)
+{
+	(void)state;
+	const char *path = ft_path("growing.raw");
+	static uint8_t data[300000], got[300000];
+	ims_format_reader *r = NULL;
+	ims_source_growing *g = NULL;
+	ims_source src;
+	pthread_t t;
+	int stop = 0, wfd, fd;
+
+	ft_pattern(data, sizeof(data));
+	wfd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	fd = open(path, O_RDONLY);
+	assert_true(wfd >= 0 && fd >= 0);
+
+	/* reads wait for their bytes, the end of the file included */
+	assert_int_equal(ims_source_growing_new(&g, fd, sizeof(data), 5, NULL, NULL), 0);
+	ims_source_growing_source(&src, g);
+	assert_int_equal(src.size, sizeof(data));
+	grow_writer w = {wfd, g, data, sizeof(data), 7000};
+	assert_int_equal(pthread_create(&t, NULL, grow_write, &w), 0);
+	assert_int_equal(ims_format_open(&r, &src, IMS_FORMAT_RAW), 0);
+	assert_int_equal(ims_format_read(r, 0, got, sizeof(got)), 0);
+	assert_memory_equal(got, data, sizeof(data));
+	pthread_join(t, NULL);
+	ims_format_close(r);
+	ims_source_growing_free(g);
+
+	/* no bytes for the stall time: -ETIMEDOUT */
+	assert_int_equal(ims_source_growing_new(&g, fd, sizeof(data) + 1, 1, NULL, NULL), 0);
+	ims_source_growing_source(&src, g);
+	ims_source_growing_arrived(g, 1000);
+	assert_int_equal(src.pread(src.ctx, got, 1000, 0), 1000);
+	ims_error_clear();
+	ft_expect_error((int)src.pread(src.ctx, got, 10, sizeof(data) - 5), -ETIMEDOUT,
+			"the upload stalled for 1 s");
+	/* the writer gave up: -ECANCELED with its reason */
+	ims_source_growing_abandon(g, "the upload failed: disk full");
+	ims_error_clear();
+	ft_expect_error((int)src.pread(src.ctx, got, 10, 5000), -ECANCELED,
+			"the upload failed: disk full");
+	assert_int_equal(src.pread(src.ctx, got, 10, 0), 10); /* what arrived still reads */
+	ims_source_growing_free(g);
+
+	/* the reader's operation is cancelled while it waits */
+	stop = 1;
+	assert_int_equal(ims_source_growing_new(&g, fd, sizeof(data), 60, stop_now, &stop), 0);
+	ims_source_growing_source(&src, g);
+	ims_error_clear();
+	ft_expect_error((int)src.pread(src.ctx, got, 10, 0), -ECANCELED, "cancelled while waiting");
+	ims_source_growing_free(g);
+	ims_source_growing_free(NULL);
+	close(wfd);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -316,6 +401,7 @@ int main(void)
 		cmocka_unit_test(test_raw),
 		cmocka_unit_test(test_declared_mismatch),
 		cmocka_unit_test(test_source_fd),
+		cmocka_unit_test(test_source_growing),
 	};
 	return cmocka_run_group_tests_name("format", tests, setup, ft_teardown);
 }

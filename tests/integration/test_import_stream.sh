@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The streamed import: `image import` over TLS starts the import at once and the daemon reads
+# the upload as it arrives (site a's imgstored with [server] upload_stall_timeout = 3s).
+#   - a qcow2 and a vmdk import byte-identical to `qemu-img convert -O raw`;
+#   - a client that gives up half-way (tests/integration/upload_client.py): the import fails
+#     after the stall time saying so, no image under the name, no temporary, no spool file;
+#   - a corrupt qcow2 header: the import fails at once, the CLI says why, the rest of the
+#     upload is refused; nothing is left behind.
+# The original configuration and daemon come back whatever happens.
+set -uo pipefail
+CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+SRC=${IMS_SOURCE_DIR:?}
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
+workdir tmp
+p=stream$$
+SPOOL=$IMGSTORE_SANDBOX/site-a/spool
+restore() {
+  forget_images "$p-qcow2" "$p-vmdk" "$p-killed" "$p-bad"
+  config_restore a
+  rm -rf "$tmp"
+}
+trap restore EXIT
+
+config_keep a
+sed -i "/^\[server\]/a upload_stall_timeout = 3s" "$(site_conf a)"
+daemon_stop a
+check "site a's imgstored restarts with a 3 s upload stall timeout" daemon_start a
+
+# data, zeros, data at the end: 40 MiB of disk
+random_file "$tmp/disk.raw" 40M 6 4@20 2@38
+qemu-img convert -O qcow2 "$tmp/disk.raw" "$tmp/disk.qcow2"
+qemu-img convert -O vmdk "$tmp/disk.raw" "$tmp/disk.vmdk"
+no_tmp() { ! rbd_on a ls rbd | grep -q '^\.imgstore-tmp-'; }
+# other tests leave exports in the spool: no upload of this test's may stay there
+ls "$SPOOL" | sort >"$tmp/spool.before"
+spool_empty() { ! ls "$SPOOL" | sort | comm -13 "$tmp/spool.before" - | grep -q '^up-'; }
+
+for fmt in qcow2 vmdk; do
+  expect_rc 0 "a $fmt imported while it uploads (TLS)" on_a image import "$tmp/disk.$fmt" "rbd/$p-$fmt"
+  qemu-img convert -O raw "$tmp/disk.$fmt" "$tmp/want.raw"
+  rbd_on a export --no-progress "rbd/$p-$fmt" "$tmp/got.raw" >/dev/null 2>&1
+  check "  byte-identical to qemu-img convert -O raw" cmp -s "$tmp/want.raw" "$tmp/got.raw"
+  rm -f "$tmp/want.raw" "$tmp/got.raw"
+  check "  the daemon ran the import (audit: ImportImage ok)" \
+    grep -q "ImportImage target=rbd/$p-$fmt result=ok" "$IMGSTORE_SANDBOX/site-a/log/audit.log"
+done
+check "no upload left in the spool after the imports" spool_empty
+
+# the client gives up after 8 MiB of the 40 MiB qcow2's bytes
+out=$(python3 "$SRC/tests/integration/upload_client.py" "$IMGSTORE_SOCKET_A" "$IMGSTORE_TOKEN_FILE" \
+  "$tmp/disk.qcow2" "rbd/$p-killed" $((8 << 20)))
+check "a client starts a streamed import and stops half-way" test -n "$out"
+op=${out#* }
+failed() { [ "$("$CLI" --format json op get "$op" | jq -r .state)" = failed ]; }
+check "  the import fails once no bytes arrived for 3 s" wait_until 40 0.5 failed
+check "  saying the upload stalled" bash -c "'$CLI' --format json op get '$op' | jq -r .error | grep -q 'the upload stalled for 3 s'"
+expect_rc 1 "  no image under the name" "$CLI" image info "rbd/$p-killed"
+check "  no temporary image left" no_tmp
+check "  the spool file is removed" spool_empty
+
+# a corrupt header: cluster_bits 63
+cp "$tmp/disk.qcow2" "$tmp/bad.qcow2"
+printf '\x3f' | dd of="$tmp/bad.qcow2" bs=1 seek=23 conv=notrunc status=none
+t0=$(date +%s)
+expect_rc 1 "a qcow2 with a corrupt header is refused" on_a image import "$tmp/bad.qcow2" "rbd/$p-bad"
+t1=$(date +%s)
+check "  at once, not after the stall time" test $((t1 - t0)) -lt 3
+check "  the CLI says what is wrong" grep -q "cluster_bits 63" "$T_ERR"
+expect_rc 1 "  no image under the name" "$CLI" image info "rbd/$p-bad"
+check "  no temporary image left" no_tmp
+check "  the spool file is removed" spool_empty
+# the rest of the upload of a failed import is refused (not_found): the client stops
+out=$(python3 "$SRC/tests/integration/upload_client.py" "$IMGSTORE_SOCKET_A" "$IMGSTORE_TOKEN_FILE" \
+  "$tmp/bad.qcow2" "rbd/$p-bad" $((40 << 20)) 2>&1)
+check "  a client that keeps sending gets 'no upload' (HTTP 404)" bash -c "grep -q 'UploadChunk: HTTP 404' <<<'$out'"
+check "  and nothing is left behind" bash -c "! rbd -c '$CEPH_CONF_A' ls rbd | grep -q '^\.imgstore-tmp-\|^$p-bad$'"
+check "  nor in the spool" spool_empty
+
+finish
