@@ -16,11 +16,14 @@ LOG_B=$(site_log b)
 RBD_BIN=$(type -P rbd)
 rbd() { timeout 120 "$RBD_BIN" "$@"; }
 ceph_on() { local conf=$1; shift; timeout 30 ceph -c "$conf" --connect-timeout 10 "$@"; }
+# CONF: one ceph process runs the commands of its standard input, one a line (the daemons'
+# logs name every address they had since the sandbox started: dozens, a second each apart)
+ceph_batch() { timeout 300 ceph -c "$1" --connect-timeout 10 >/dev/null 2>&1; }
 blocked_a=() blocked_b=()
 cleanup() {
   thaw_site a 2>/dev/null
-  for x in "${blocked_a[@]}"; do ceph_on "$CEPH_CONF_A" osd blocklist rm "$x" >/dev/null 2>&1; done
-  for x in "${blocked_b[@]}"; do ceph_on "$CEPH_CONF_B" osd blocklist rm "$x" >/dev/null 2>&1; done
+  [ ${#blocked_a[@]} = 0 ] || printf 'osd blocklist rm %s\n' "${blocked_a[@]}" | ceph_batch "$CEPH_CONF_A"
+  [ ${#blocked_b[@]} = 0 ] || printf 'osd blocklist rm %s\n' "${blocked_b[@]}" | ceph_batch "$CEPH_CONF_B"
   rm -f /tmp/rc-out.$$ /tmp/rc-err.$$
   forget_replica "$img"
 }
@@ -46,8 +49,10 @@ wait_new_seal() {
 }
 # CONF ADDR...: these clients blocklisted for an hour on the cluster of CONF
 blocklist() {
-  local conf=$1 x; shift
-  for x in "$@"; do ceph_on "$conf" osd blocklist add "$x" 3600 >/dev/null 2>&1 || not_ok "blocklist $x"; done
+  local conf=$1 x listed; shift
+  printf 'osd blocklist add %s 3600\n' "$@" | ceph_batch "$conf"
+  listed=$(ceph_on "$conf" osd blocklist ls 2>/dev/null | awk '{ print $1 }')
+  for x in "$@"; do grep -qxF -- "$x" <<<"$listed" || not_ok "blocklist $x"; done
 }
 # OLD WHAT: after a write on site a, a cycle newer than OLD is sealed (check WHAT) with the
 # same content on both sites; its name in $sealed
