@@ -8,7 +8,7 @@ JOBS       ?= $(shell nproc)
 CTEST_JOBS ?= 2
 RUN_DIR    ?= $(CURDIR)/.sandbox
 
-.PHONY: all deps build test test-unit test-asan test-fuzz fuzz soak chaos run sandbox-down install deb format clean
+.PHONY: all deps build test test-unit test-asan test-fuzz fuzz soak scale chaos run sandbox-down install deb format clean
 
 all: build
 
@@ -53,6 +53,12 @@ fuzz: deps $(BUILD_FUZZ)/Makefile
 # Long runs that do not fit make test: 50 replicated images with a 10 s RPO for 5 minutes.
 soak: build
 	bash tests/soak/repl-many.sh --images 50 --minutes 5
+
+# Scale (docs/RELIABILITY.md, "Scale"): 500 images with a 60 s RPO on one imgstored for 30
+# minutes; SCALE_ARGS for the rest, e.g. SCALE_ARGS='--daemons 2 --kill-after 10'.
+SCALE_ARGS ?=
+scale: build
+	bash tests/soak/scale.sh --images 500 --minutes 30 --rpo 60 $(SCALE_ARGS)
 
 # The fault campaign: CHAOS_ROUNDS rounds (default 50) of kill -9, blocklisting, frozen sites,
 # killed failovers and imports, with the invariants checked after each (docs/RELIABILITY.md).
