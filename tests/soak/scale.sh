@@ -45,7 +45,7 @@ say() { echo "scale: $(date -u +%T) $*"; }
 PID2="" SOCK2=""
 cleanup() {
   # the second daemon by its pid, if it still runs with its own config; then the sandbox
-  if [ -n "$PID2" ] && tr '\0' ' ' <"/proc/$PID2/cmdline" 2>/dev/null | grep -qF imgstored-2.conf; then
+  if [ -n "$PID2" ] && tr '\0' ' ' 2>/dev/null <"/proc/$PID2/cmdline" | grep -qF imgstored-2.conf; then
     kill -TERM "$PID2" 2>/dev/null
     for _ in $(seq 50); do kill -0 "$PID2" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$PID2" 2>/dev/null
@@ -76,6 +76,7 @@ start_second() { # site a's second imgstored: its own port, socket, spool, log a
       </dev/null >>"$A/log/imgstored-2.log" 2>&1 9>&- &
   fi
   PID2=$!
+  disown "$PID2" # no "Killed" line from bash when the run kills it
   echo "$PID2" >"$A/run/imgstored-2.pid"
   for _ in $(seq 120); do
     curl -sf --max-time 2 --unix-socket "$SOCK2" http://localhost/healthz >/dev/null && return 0
@@ -100,7 +101,7 @@ check "$N images created and enabled with a ${RPO}s RPO in ${setup_s}s" test "$r
 
 # sample: per daemon, its metrics, CPU seconds and RSS; the lag of each image is the smallest
 # a live daemon reports (the one that sealed last knows first)
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+alive() { [ -n "$1" ] && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -qF 'imgstored --config'; }
 cpu_s() { awk -v t="$TICK" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / t }' "/proc/$1/stat"; }
 rss_mib() { awk '/^VmRSS/ { printf "%d", $2 / 1024 }' "/proc/$1/status"; }
 metrics() { curl -sf --max-time 10 --unix-socket "$1" http://localhost/metrics; }
@@ -172,8 +173,11 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
     left=$(awk -v since=$((now - killed_at)) 'NR == FNR { v[$1] = 1; next }
       /^imgstore_replication_lag_seconds\{/ { split($1, a, "\""); if ((a[2] in v) && $2 + 0 < since) delete v[a[2]] }
       END { print length(v) }' "$M/victims" "$M/m.1")
-    [ "$left" = 0 ] && takeover=$((now - killed_at)) && note="${note:+$note; }every image of daemon 2 sealed again ${takeover}s after the kill"
-    [ -n "$note" ] && say "$note"
+    if [ "$left" = 0 ]; then
+      takeover=$((now - killed_at))
+      note="${note:+$note; }every image of daemon 2 sealed again ${takeover}s after the kill"
+      say "every image of daemon 2 sealed again ${takeover}s after the kill"
+    fi
   fi
   echo "$(date -u +%T),$((now - start)),$LAGGED,$WORST,$OVER,$CPU1,$RSS1,$CPU2,$RSS2,$note" >>"$CSV"
   say "sealed $LAGGED/$N worst lag ${WORST}s over RPO $OVER cpu $CPU1/$CPU2 s rss $RSS1/$RSS2 MiB"
