@@ -8,7 +8,7 @@ JOBS       ?= $(shell nproc)
 CTEST_JOBS ?= 2
 RUN_DIR    ?= $(CURDIR)/.sandbox
 
-.PHONY: all deps build test test-unit test-asan test-fuzz fuzz soak chaos bench run sandbox-down install deb format clean
+.PHONY: all deps build test test-unit test-asan test-fuzz fuzz soak scale chaos bench run sandbox-down install deb format clean
 
 all: build
 
@@ -61,6 +61,12 @@ BENCH_RUNS ?= 3
 BENCH_ONLY ?= repl,import,tier,failover,rpc,memory
 bench: build
 	BUILD=$(BUILD) bash bench/all.sh --runs $(BENCH_RUNS) --only $(BENCH_ONLY) $(if $(BENCH_OUT),--out $(BENCH_OUT))
+
+# Scale (docs/RELIABILITY.md, "Scale"): 500 images with a 60 s RPO on one imgstored for 30
+# minutes; SCALE_ARGS for the rest, e.g. SCALE_ARGS='--daemons 2 --kill-after 10'.
+SCALE_ARGS ?=
+scale: build
+	bash tests/soak/scale.sh --images 500 --minutes 30 --rpo 60 $(SCALE_ARGS)
 
 # The fault campaign: CHAOS_ROUNDS rounds (default 50) of kill -9, blocklisting, frozen sites,
 # killed failovers and imports, with the invariants checked after each (docs/RELIABILITY.md).

@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# Scale: N images replicated from site a to site b with one RPO by one or two imgstored of site
+# a, under a light change rate, for MINUTES; with two daemons, one may be killed (kill -9) after
+# KILL_AFTER minutes and the other must take its images over.
+#
+#   tests/soak/scale.sh [--images 500] [--minutes 30] [--rpo 60] [--daemons 1|2]
+#                       [--kill-after MIN] [--lock-seconds 60] [--changes K] [--dir DIR]
+#                       [--same-host 0|1] [--object-size SIZE]                   (make scale)
+#
+# The change rate: every round (about 10 s) K images drawn at random (default N/50, at least 2)
+# each get 256 KiB of 64 KiB random writes (`rbd bench`), so about K x 25.6 KiB/s and 6K images
+# changed a minute. Every round samples each daemon's /metrics (the lag of every pair; an
+# image's lag is the smallest any live daemon reports), its CPU seconds (utime + stime of
+# /proc/PID/stat) and RSS; the samples go to DIR/scale-samples.csv, the summary to
+# DIR/scale-summary.txt.
+#
+# --object-size (rbd's units, e.g. 256K): the images are made by `rbd create --object-size`
+# instead of `imgstore image create` (4 MiB objects). The sandbox's memstore OSDs (8 GiB each,
+# in RAM) copy a whole object when a write follows a snapshot: with 4 MiB objects, 500 images
+# and this change rate fill them in about 20 minutes; 256 KiB objects copy 16 times less.
+#
+# The second daemon is site a's imgstored with a config of its own (port, socket, spool, log,
+# pid file DIR/site-a/run/imgstored-2.pid), started in a UTS namespace of its own under the host
+# name scale-2: the replication lock's cookie is the daemon's host and site, and a daemon
+# breaks a lock held under its own cookie as its own previous run's, so two daemons of a site
+# on one host name would break each other's locks (--same-host 1 shows it).
+# Which daemon ran each pair's cycles: imgstore_replication_syncs_total of each daemon (it
+# counts the cycles that daemon sealed). The takeover: the time from the kill until every image
+# the killed daemon had sealed has a snapshot sealed after the kill, against 2 x lock-seconds.
+# imgstored's lock expiry is not configurable (60 s, replicator/scheduler.c): --lock-seconds
+# names the expiry the takeover is compared with and must be that one.
+set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+N=500 MINUTES=30 RPO=60 DAEMONS=1 KILL_AFTER=0 LOCK=60 K=0 SAME_HOST=0 OBJECT_SIZE=""
+DIR=/tmp/imgstore-scale BUILD=${BUILD:-build}
+. tests/lib/bench.sh
+options "[--images N] [--minutes M] [--rpo S] [--daemons 1|2] [--kill-after MIN] [--lock-seconds S] [--changes K] [--dir DIR] [--same-host 0|1] [--object-size SIZE]" \
+  images=N minutes=MINUTES rpo=RPO daemons=DAEMONS kill-after=KILL_AFTER lock-seconds=LOCK \
+  changes=K dir=DIR same-host=SAME_HOST object-size=OBJECT_SIZE -- "$@"
+[ "$LOCK" = 60 ] || { echo "scale: imgstored's lock expiry is 60 s and not configurable (--lock-seconds 60)" >&2; exit 2; }
+[ "$DAEMONS" = 1 ] || [ "$DAEMONS" = 2 ] || { echo "scale: --daemons 1 or 2" >&2; exit 2; }
+[ "$KILL_AFTER" = 0 ] || [ "$DAEMONS" = 2 ] || { echo "scale: --kill-after needs --daemons 2" >&2; exit 2; }
+[ "$K" -gt 0 ] || K=$((N / 50 > 2 ? N / 50 : 2))
+CLI=$PWD/$BUILD/cli/imgstore
+BIN=$PWD/$BUILD/daemon/imgstored
+TICK=$(getconf CLK_TCK)
+say() { echo "scale: $(date -u +%T) $*"; }
+
+PID2="" SOCK2=""
+cleanup() {
+  # the second daemon by its pid, if it still runs with its own config; then the sandbox
+  if [ -n "$PID2" ] && tr '\0' ' ' 2>/dev/null <"/proc/$PID2/cmdline" | grep -qF imgstored-2.conf; then
+    kill -TERM "$PID2" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$PID2" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$PID2" 2>/dev/null
+  fi
+  scripts/sandbox down "$DIR" >/dev/null 2>&1
+}
+fresh_sandbox "$DIR"
+trap cleanup EXIT
+scripts/sandbox up "$DIR" --sites 2 --imgstored "$BIN" >/dev/null || { not_ok "sandbox up"; finish; }
+. "$DIR/env"
+A=$DIR/site-a
+PID1=$(cat "$A/run/imgstored.pid")
+SOCK1=$A/run/imgstored.sock
+export IMGSTORE_SERVER=unix:$SOCK1
+
+start_second() { # site a's second imgstored: its own port, socket, spool, log and pid file
+  local port
+  port=$(free_port)
+  SOCK2=$A/run/imgstored-2.sock
+  mkdir -p "$A/spool-2"
+  sed -e "s|^listen = .*|listen = 127.0.0.1:$port|" -e "s|^unix_socket = .*|unix_socket = $SOCK2|" \
+    -e "s|^spool_dir = .*|spool_dir = $A/spool-2|" -e "s|^audit_log = .*|audit_log = $A/log/audit-2.log|" \
+    "$A/imgstored.conf" >"$A/imgstored-2.conf"
+  if [ "$SAME_HOST" = 1 ]; then
+    "$BIN" --config "$A/imgstored-2.conf" </dev/null >>"$A/log/imgstored-2.log" 2>&1 9>&- &
+  else
+    unshare --uts sh -c 'hostname scale-2 && exec "$0" --config "$1"' "$BIN" "$A/imgstored-2.conf" \
+      </dev/null >>"$A/log/imgstored-2.log" 2>&1 9>&- &
+  fi
+  PID2=$!
+  disown "$PID2" # no "Killed" line from bash when the run kills it
+  echo "$PID2" >"$A/run/imgstored-2.pid"
+  for _ in $(seq 120); do
+    curl -sf --max-time 2 --unix-socket "$SOCK2" http://localhost/healthz >/dev/null && return 0
+    sleep 0.5
+  done
+  return 1
+}
+if [ "$DAEMONS" = 2 ]; then
+  start_second || { not_ok "a second imgstored on site a (see $A/log/imgstored-2.log)"; finish; }
+  say "two imgstored on site a: pids $PID1 and $PID2"
+fi
+
+# N images of 16 MiB, created and enabled 8 at a time
+t0=$(date +%s)
+export CLI RPO OBJECT_SIZE
+seq 1 "$N" | xargs -P 8 -I{} sh -c '{ if [ -n "$OBJECT_SIZE" ]; then
+    rbd -c "$CEPH_CONF_A" create --size 16M --object-size "$OBJECT_SIZE" rbd/scale-{}; else
+    "$CLI" image create rbd/scale-{} --size 16M >/dev/null; fi; } &&
+  "$CLI" repl enable rbd/scale-{} --to b --rpo "${RPO}s" >/dev/null || echo "scale: scale-{} failed" >&2'
+rc=$?
+setup_s=$(( $(date +%s) - t0 ))
+check "$N images created and enabled with a ${RPO}s RPO in ${setup_s}s" test "$rc" = 0
+[ "$rc" = 0 ] || finish
+
+# sample: per daemon, its metrics, CPU seconds and RSS; the lag of each image is the smallest
+# a live daemon reports (the one that sealed last knows first)
+alive() { [ -n "$1" ] && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -qF 'imgstored --config'; }
+cpu_s() { awk -v t="$TICK" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / t }' "/proc/$1/stat"; }
+rss_mib() { awk '/^VmRSS/ { printf "%d", $2 / 1024 }' "/proc/$1/status"; }
+metrics() { curl -sf --max-time 10 --unix-socket "$1" http://localhost/metrics; }
+M=$DIR/scale-metrics
+mkdir -p "$M"
+sample() { # sets LAGGED (images with a sealed snapshot), WORST, OVER, CPU1/2, RSS1/2
+  local i pid sock
+  rm -f "$M"/m.*
+  for i in 1 2; do
+    pid=$([ $i = 1 ] && echo "$PID1" || echo "$PID2"); sock=$([ $i = 1 ] && echo "$SOCK1" || echo "$SOCK2")
+    if alive "$pid"; then
+      metrics "$sock" >"$M/m.$i"
+      printf -v "CPU$i" '%s' "$(cpu_s "$pid")"; printf -v "RSS$i" '%s' "$(rss_mib "$pid")"
+    else
+      printf -v "CPU$i" '%s' -; printf -v "RSS$i" '%s' -
+    fi
+  done
+  read -r LAGGED WORST OVER < <(cat "$M"/m.* 2>/dev/null | awk -v rpo="$RPO" '
+    /^imgstore_replication_lag_seconds\{/ { split($1, a, "\""); v = $2 + 0
+      if (!(a[2] in lag) || v < lag[a[2]]) lag[a[2]] = v }
+    END { n = 0; w = 0; o = 0
+      for (i in lag) { n++; if (lag[i] > w) w = lag[i]; if (lag[i] > rpo) o++ }
+      printf "%d %.1f %d\n", n, w, o }')
+}
+failures_of() { awk '/^imgstore_replication_failures_total\{/ { s += $2 } END { print s + 0 }' "$1"; }
+syncs_of() { # FILE: "image syncs" of the pairs this daemon sealed at least once
+  awk '/^imgstore_replication_syncs_total\{/ { split($1, a, "\""); if ($2 > 0) print a[2], $2 }' "$1"
+}
+
+CSV=$DIR/scale-samples.csv
+echo "utc,elapsed_s,sealed_images,worst_lag_s,over_rpo,cpu1_s,rss1_mib,cpu2_s,rss2_mib,note" >"$CSV"
+say "$N images, RPO ${RPO}s, $DAEMONS daemon(s); $K images x 256 KiB every ~10 s for $MINUTES minutes"
+start=$(date +%s)
+end=$((start + MINUTES * 60))
+kill_at=$([ "$KILL_AFTER" != 0 ] && echo $((start + KILL_AFTER * 60)) || echo 0)
+sealed_all=0 steady=0 worst=0 over_max=0 over_all=0 worst_all=0 cpu1_start="" cpu2_start="" rss1_max=0 rss2_max=0
+killed=0 takeover="" victims=""
+rounds=0
+while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
+  rounds=$((rounds + 1))
+  round_start=$(date +%s)
+  for _ in $(seq 1 "$K"); do
+    j=$(( (RANDOM * 32768 + RANDOM) % N + 1 ))
+    timeout 60 rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 64K --io-total 256K \
+      --io-pattern rand "rbd/scale-$j" >/dev/null 2>&1
+  done
+  note=""
+  if [ "$kill_at" != 0 ] && [ $killed = 0 ] && [ "$(date +%s)" -ge "$kill_at" ]; then
+    metrics "$SOCK2" >"$M/victim" && syncs_of "$M/victim" | awk '{ print $1 }' >"$M/victims"
+    victims=$(wc -l <"$M/victims")
+    kill -KILL "$PID2"; killed_at=$(date +%s); killed=1
+    note="killed daemon 2 (pid $PID2), which had sealed $victims images"
+    say "$note"
+  fi
+  sample
+  now=$(date +%s)
+  [ "$sealed_all" = 0 ] && [ "$LAGGED" -ge "$N" ] && { sealed_all=$now; say "every image sealed once, $((now - start))s into the run"; }
+  # the steady part: from the first sample with every image sealed and none over its RPO (the
+  # first copies go first, oldest sealed first: the images sealed early wait behind them)
+  [ "$steady" = 0 ] && [ "$sealed_all" != 0 ] && [ "$OVER" = 0 ] && { steady=$now; say "every image within its RPO, $((now - start))s into the run"; }
+  [ -z "$cpu1_start" ] && [ "$steady" != 0 ] && { cpu1_start=$CPU1; cpu2_start=$CPU2; cpu_t0=$now; }
+  if [ "$steady" != 0 ]; then
+    worst=$(awk -v a="$WORST" -v b="$worst" 'BEGIN { print (a > b) ? a : b }')
+    [ "$OVER" -gt "$over_max" ] && over_max=$OVER
+  fi
+  [ "$OVER" -gt "$over_all" ] && over_all=$OVER
+  worst_all=$(awk -v a="$WORST" -v b="$worst_all" 'BEGIN { print (a > b) ? a : b }')
+  [ "$RSS1" != - ] && [ "$RSS1" -gt "$rss1_max" ] && rss1_max=$RSS1
+  [ "$RSS2" != - ] && [ "$RSS2" -gt "$rss2_max" ] && rss2_max=$RSS2
+  [ "$CPU2" != - ] && CPU2_LAST=$CPU2 T2_LAST=$now
+  if [ $killed = 1 ] && [ -z "$takeover" ]; then
+    # every victim has a snapshot sealed after the kill, by the survivor's view
+    left=$(awk -v since=$((now - killed_at)) 'NR == FNR { v[$1] = 1; next }
+      /^imgstore_replication_lag_seconds\{/ { split($1, a, "\""); if ((a[2] in v) && $2 + 0 < since) delete v[a[2]] }
+      END { print length(v) }' "$M/victims" "$M/m.1")
+    if [ "$left" = 0 ]; then
+      takeover=$((now - killed_at))
+      note="${note:+$note; }every image of daemon 2 sealed again ${takeover}s after the kill"
+      say "every image of daemon 2 sealed again ${takeover}s after the kill"
+    fi
+  fi
+  echo "$(date -u +%T),$((now - start)),$LAGGED,$WORST,$OVER,$CPU1,$RSS1,$CPU2,$RSS2,$note" >>"$CSV"
+  say "sealed $LAGGED/$N worst lag ${WORST}s over RPO $OVER cpu $CPU1/$CPU2 s rss $RSS1/$RSS2 MiB"
+  sleep $(( 10 - ($(date +%s) - round_start) > 0 ? 10 - ($(date +%s) - round_start) : 0 ))
+done
+
+# the end: every image within its RPO, none in error, sampled copies equal on both sites. Each
+# live daemon's `repl status` is its own view (a daemon knows the seals of the pairs it ran): an
+# image is within its RPO when one daemon says so, in error when every daemon says so.
+status=$(for s in "$SOCK1" "$SOCK2"; do
+  [ -S "$s" ] && { [ "$s" = "$SOCK1" ] || { [ $killed = 0 ] && alive "$PID2"; }; } &&
+    IMGSTORE_SERVER=unix:$s "$CLI" --format json repl status
+done | jq -s 'add | group_by(.image)')
+within() { echo "$status" | jq '[.[] | select(any(.[]; .error == "" and .lag_seconds >= 0 and .lag_seconds <= .rpo_seconds))] | length'; }
+over=$((N - $(within)))
+errs=$(echo "$status" | jq '[.[] | select(all(.[]; .error != ""))] | length')
+shown=$(echo "$status" | jq '[.[][] | select(.error != "")] | length')
+minutes_run=$(awk -v s="$start" -v e="$(date +%s)" 'BEGIN { printf "%.1f", (e - s) / 60 }')
+check "every image sealed at least once ($(( sealed_all ? sealed_all - start : -1 ))s into the run)" test "$sealed_all" != 0
+check "every image within its RPO at once ($(( steady ? steady - start : -1 ))s into the run)" test "$steady" != 0
+check "at the end no image over its RPO ($over)" test "$over" = 0
+check "at the end no image in error on every daemon ($errs; $shown pairs in error in one daemon's view)" test "$errs" = 0
+[ "$errs" = 0 ] || echo "$status" | jq -c '.[] | select(all(.[]; .error != "")) | .[0]' | head -3
+check "worst lag in the steady part ${worst}s within the RPO of ${RPO}s" awk -v w="$worst" -v r="$RPO" 'BEGIN { exit !(w <= r) }'
+for i in $(printf '%s\n' 1 $((N / 3)) $((2 * N / 3)) "$N" | sort -nu); do
+  s=$(echo "$status" | jq -r --arg img "rbd/scale-$i" '.[][] | select(.image == $img and .error == "") | .last_sealed_snapshot' | sort | tail -1)
+  a=$(rbd -c "$CEPH_CONF_A" export --no-progress "rbd/scale-$i@$s" - 2>/dev/null | sha256sum)
+  b=$(rbd -c "$CEPH_CONF_B" export --no-progress "rbd/scale-$i@$s" - 2>/dev/null | sha256sum)
+  check "scale-$i@$s equal on both sites" test -n "$s" -a "$a" = "$b"
+done
+cpu_min() { # START END SECONDS: CPU seconds a minute of the steady run
+  [ -n "$1" ] && [ "$1" != - ] && [ "$2" != - ] || { echo -; return; }
+  awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { printf "%.2f", (b - a) / (t / 60) }'
+}
+sample
+t_cpu=$(( $(date +%s) - ${cpu_t0:-$(date +%s)} ))
+[ "$t_cpu" -gt 0 ] || t_cpu=1
+cpu1=$(cpu_min "$cpu1_start" "$CPU1" "$t_cpu")
+t2=$(( ${T2_LAST:-0} - ${cpu_t0:-0} ))
+[ "$t2" -gt 0 ] || t2=1
+cpu2=$(cpu_min "$cpu2_start" "${CPU2_LAST:--}" "$t2")
+if [ "$DAEMONS" = 2 ]; then
+  syncs_of "$M/m.1" >"$M/s1"
+  if [ -s "$M/victim" ]; then syncs_of "$M/victim" >"$M/s2"; else syncs_of "$M/m.2" >"$M/s2"; fi
+  n1=$(wc -l <"$M/s1") n2=$(wc -l <"$M/s2")
+  c1=$(awk '{ s += $2 } END { print s + 0 }' "$M/s1") c2=$(awk '{ s += $2 } END { print s + 0 }' "$M/s2")
+  both=$(awk '{ print $1 }' "$M/s1" "$M/s2" | sort | uniq -d | wc -l)
+  check "both daemons sealed cycles: daemon 1 $c1 cycles of $n1 images, daemon 2 $c2 of $n2 ($both images by both)" \
+    test "$c1" -gt 0 -a "$c2" -gt 0
+  f1=$(failures_of "$M/m.1")
+  f2=$(if [ -s "$M/victim" ]; then failures_of "$M/victim"; else failures_of "$M/m.2"; fi)
+  busy=$(cat "$A"/log/imgstored*.log | grep -c 'against other writers')
+  broken=$(cat "$A"/log/imgstored*.log | grep -c 'broke the replication lock')
+fi
+if [ $killed = 1 ]; then
+  check "daemon 2's $victims images taken over in ${takeover:-(never)}s, within 2 x ${LOCK}s" \
+    test -n "$takeover" -a "${takeover:-999999}" -le $((2 * LOCK))
+fi
+{
+  echo "command: tests/soak/scale.sh --images $N --minutes $MINUTES --rpo $RPO --daemons $DAEMONS --kill-after $KILL_AFTER --lock-seconds $LOCK --changes $K${OBJECT_SIZE:+ --object-size $OBJECT_SIZE}"
+  echo "date: $(date -u +%FT%TZ); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
+  echo "change rate: $K images x 256 KiB (64 KiB random writes) a round of ~10 s ($rounds rounds)"
+  echo "setup: ${setup_s}s to create and enable $N images; every image sealed $(( sealed_all ? sealed_all - start : -1 ))s into the run, every image within its RPO $(( steady ? steady - start : -1 ))s into it (the steady part from there)"
+  echo "minutes: $minutes_run; worst lag in the steady part: ${worst}s (over the whole run ${worst_all}s); most images over RPO in a sample of the steady part: $over_max (over the whole run $over_all); at the end $over over, $errs in error ($shown in one view)"
+  echo "cpu: daemon 1 $cpu1 s/min, daemon 2 $cpu2 s/min (steady part, $t_cpu s); max RSS daemon 1 ${rss1_max} MiB, daemon 2 ${rss2_max} MiB"
+  [ "$DAEMONS" = 2 ] && echo "work: daemon 1 sealed $c1 cycles of $n1 images, daemon 2 $c2 cycles of $n2 images; failed cycles $f1 and $f2 ($busy log lines 'cannot hold ... against other writers', $broken locks broken as a previous run's)"
+  [ "$DAEMONS" = 1 ] && echo "failed cycles: $(failures_of "$M/m.1")"
+  [ $killed = 1 ] && echo "takeover: ${takeover:-never}s for daemon 2's $victims images (2 x lock = $((2 * LOCK))s)"
+} | tee "$DIR/scale-summary.txt"
+finish
