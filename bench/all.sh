@@ -19,14 +19,15 @@ options "[--runs 3] [--only repl,import,tier,failover,rpc,memory] [--out DIR] [-
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: --runs takes a positive number" >&2; exit 2; }
 [[ "$QUICK" =~ ^[01]$ ]] || { echo "bench: --quick takes 0 or 1" >&2; exit 2; }
 for b in ${ONLY//,/ }; do
-  case $b in repl | import | tier | failover | rpc) ;;
+  case $b in repl | import | tier | failover | rpc | memory) ;;
     *) echo "bench: no benchmark '$b' (repl, import, tier, failover, rpc, memory)" >&2; exit 2 ;;
   esac
 done
+BUILD=$(realpath -m --relative-to=. "$BUILD") # the scripts name their tools $PWD/$BUILD/...
+OUT=${OUT:-/var/tmp/imgstore-bench/$(date +%Y%m%d-%H%M%S)}
 for t in ims-repl ims-import ims-tier ims-rpc-bench; do
   [ -x "$BUILD/bench/$t" ] || { echo "bench: $BUILD/bench/$t is missing: make build first" >&2; exit 2; }
 done
-OUT=${OUT:-/var/tmp/imgstore-bench/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT" || exit 2
 WORK=$OUT/work
 [ "$QUICK" = 1 ] && RUNS=1
