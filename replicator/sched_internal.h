@@ -40,6 +40,7 @@ typedef struct pair {
 	char error[512];
 	bool violated;
 	bool split_brain;    /* the target is an old primary that wrote after the common snapshot */
+	bool elsewhere;	     /* another imgstored of this site holds it (its status is shared) */
 	int64_t disabled_ms; /* when disabled or handed over here */
 	uint64_t syncs, failures;
 	uint32_t verify_every; /* verify after every N cycles that sealed a snapshot; 0: never */
@@ -108,6 +109,9 @@ int ims_repl_sched__save_policy(ims_repl_sched *s, const pair *p);
 
 /** Write @p p's last status (best effort). */
 void ims_repl_sched__save_status(ims_repl_sched *s, const pair *p);
+/* What the shared status record of @p p's pair says (last seal, sizes, errors), into @p p;
+ * nothing changes if there is none. RADOS I/O: not under s->lock. */
+void ims_repl_sched__load_status(ims_repl_sched *s, pair *p);
 
 /** Remove pair @p key's policy; @p quiet: leave the thread's message alone. */
 int ims_repl_sched__drop_policy(rados_ioctx_t io, const char *key, bool quiet);

@@ -148,7 +148,7 @@ void ims_repl_sched__save_status(ims_repl_sched *s, const pair *p)
 	json_object_put(o);
 }
 
-static void load_status(ims_repl_sched *s, pair *p)
+void ims_repl_sched__load_status(ims_repl_sched *s, pair *p)
 {
 	char key[700];
 	json_object *o = NULL, *v;
@@ -237,7 +237,8 @@ static int refresh_one(void *ctx, const char *key, json_object *o)
 		p->next = s->pairs;
 		s->pairs = p;
 		pthread_mutex_unlock(&s->lock);
-		load_status(s, p); /* only this thread touches a pair before it is present */
+		ims_repl_sched__load_status(
+			s, p); /* only this thread touches a pair before it is present */
 		pthread_mutex_lock(&s->lock);
 	} else {
 		p->rpo = tmp.rpo;

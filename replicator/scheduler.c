@@ -361,8 +361,9 @@ static void note_cycle_locked(ims_repl_sched *s, pair *p, int r, const ims_repl_
 		p->backoff = 0;
 		p->syncs++;
 		p->next_attempt_ms = 0;
-	} else if (r == -EBUSY && strstr(ims_error_last(), "another daemon")) {
-		p->next_attempt_ms = ims_clock_unix_ms() + 1000;
+		if (p->elsewhere)
+			ims_log_info("'%s' is replicated by this daemon now", key);
+		p->elsewhere = false;
 	} else {
 		snprintf(p->error, sizeof(p->error), "%s", ims_error_last());
 		p->failures++;
@@ -372,6 +373,62 @@ static void note_cycle_locked(ims_repl_sched *s, pair *p, int r, const ims_repl_
 			ims_log_warning("replication of '%s' failed (retry in %us): %s", key,
 					p->backoff, p->error);
 	}
+}
+
+/*
+ * Whether a cycle that failed with @p r may have found the pair in another imgstored's hands:
+ * the cycle's RADOS lock held (surely), or the secondary held against other writers (a daemon
+ * keeps the secondary it replicates into open between cycles; @p cycle_lock says which). Then
+ * @p shared gets the pair's shared status, for elsewhere_locked() to judge. Not under s->lock.
+ */
+static bool held_maybe_elsewhere(ims_repl_sched *s, int r, const pair *p, pair *shared,
+				 bool *cycle_lock)
+{
+	const char *why = ims_error_last();
+	if (r != -EBUSY ||
+	    (!strstr(why, "another daemon") && !strstr(why, "another client holds its lock")))
+		return false;
+	memset(shared, 0, sizeof(*shared)); /* the pair's names (not changed after it is made) */
+	memcpy(shared->pool, p->pool, sizeof(shared->pool));
+	memcpy(shared->image, p->image, sizeof(shared->image));
+	memcpy(shared->target, p->target, sizeof(shared->target));
+	shared->unit = p->unit;
+	shared->sealed_ms = -1;
+	*cycle_lock = strstr(why, "another daemon") != NULL;
+	ims_repl_sched__load_status(s, shared);
+	return true;
+}
+
+/*
+ * Under the lock: whether @p p is kept by another daemon: its cycle lock was held, or its
+ * secondary is held while the shared status shows a seal within the RPO (a secondary held by
+ * anything else, a writer that is no daemon or a daemon that stopped sealing, stays a
+ * failure). Then this daemon takes that status as its view (the status is the other daemon's
+ * to write) and looks again in a quarter of the RPO, to take the pair over if that one stops.
+ */
+static bool elsewhere_locked(pair *p, const pair *shared, bool cycle_lock, const char *key)
+{
+	if (!cycle_lock && !(shared->sealed_ms > 0 &&
+			     ims_clock_unix_ms() - shared->sealed_ms <= (int64_t)p->rpo * 1000))
+		return false;
+	if (!p->elsewhere)
+		ims_log_info("'%s' is replicated by another imgstored of this site (it holds the "
+			     "pair); this daemon takes it over if that one stops",
+			     key);
+	p->elsewhere = true;
+	if (shared->sealed_ms > p->sealed_ms) {
+		p->sealed_ms = shared->sealed_ms;
+		snprintf(p->last_sealed, sizeof(p->last_sealed), "%s", shared->last_sealed);
+		p->last_bytes = shared->last_bytes;
+		p->last_secs = shared->last_secs;
+	}
+	p->error[0] = '\0';
+	p->backoff = 0;
+	int64_t wait = (int64_t)p->rpo * 250; /* between 1 and 30 s */
+	p->next_attempt_ms = ims_clock_unix_ms() + (wait < 1000	   ? 1000
+						    : wait > 30000 ? 30000
+								   : wait);
+	return true;
 }
 
 /* One cycle of @p p (marked running by the caller). */
@@ -397,9 +454,14 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 			     "sealed '%s' "
 			     "(%" PRIu64 " bytes copied after the resume)",
 			     c.lock_name, res.sealed, res.bytes_copied);
+	pair shared;
+	bool cycle_lock = false;
+	bool maybe = r < 0 && held_maybe_elsewhere(s, r, p, &shared, &cycle_lock);
 	pthread_mutex_lock(&s->lock);
-	if (r == -EBUSY && !strstr(ims_error_last(), "another daemon") &&
-	    strstr(ims_error_last(), "is a secondary")) {
+	if (maybe && elsewhere_locked(p, &shared, cycle_lock, c.lock_name)) {
+		pthread_mutex_unlock(&s->lock);
+	} else if (r == -EBUSY && !strstr(ims_error_last(), "another daemon") &&
+		   strstr(ims_error_last(), "is a secondary")) {
 		became_secondary(s, p);
 	} else {
 		note_cycle_locked(s, p, r, &res, c.lock_name);

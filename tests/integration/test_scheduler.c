@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 #include "itest.h"
 #include "replicator/scheduler.h"
 #include "store/image.h"
+#include "store/site.h"
 
 #define RECORDS	     "imstest-sched"
 #define LOCK_SECONDS 2
@@ -46,19 +48,34 @@ static int setup(void **state)
 	return 0;
 }
 
-static ims_repl_sched *start(const char *owner)
+/* A peer site b of its own connection (ctx): a second daemon's, whose guards are its own. */
+static int own_peer(void *ctx, const char *name, ims_site **out)
+{
+	if (strcmp(name, "b") != 0)
+		return ims_error_set(-ENOENT, "no peer site '%s'", name);
+	*out = ctx;
+	return 0;
+}
+
+static ims_repl_sched *start_with(const char *owner, ims_site *b)
 {
 	ims_repl_sched *s = NULL;
 	ims_repl_sched_opts o = IMS_REPL_SCHED_OPTS_INIT;
 	o.local = itest.a;
 	o.pool = RECORDS;
-	o.peer = peer;
+	o.peer = b ? own_peer : peer;
+	o.peer_ctx = b;
 	o.owner = owner;
 	o.lock_seconds = LOCK_SECONDS;
 	o.workers = 1;
 	if (ims_repl_sched_start(&s, &o) < 0)
 		fail_msg("start scheduler %s: %s", owner, ims_error_last());
 	return s;
+}
+
+static ims_repl_sched *start(const char *owner)
+{
+	return start_with(owner, NULL);
 }
 
 /* Who holds the pair's lock: the cookie, "" if nobody (an expired lock is nobody's). */
@@ -157,10 +174,93 @@ static void test_lock_outlives_quiet_phase(void **state)
 		 img, img, img, img);
 }
 
+/* The status scheduler @p s shows for the pair of @p img to b. */
+static ims_repl_status status_of(ims_repl_sched *s, const char *img)
+{
+	ims_repl_status *st = NULL, one;
+	size_t n = 0;
+	if (ims_repl_sched_status(&st, &n, s, "rbd", img) < 0 || n != 1)
+		fail_msg("status of %s: %s (%zu pairs)", img, ims_error_last(), n);
+	one = st[0];
+	free(st);
+	return one;
+}
+
+/*
+ * Two daemons of one site share a pair: the one that ran its cycle keeps the secondary held
+ * (its writer guard). The other's cycle stops at once; while the shared status shows a seal
+ * within the RPO that is no failure, and the other shows the holder's seal. With the seal
+ * older than the RPO the held secondary is a failure, shown. Once the holder lets go (its
+ * daemon gone), the other's next cycle takes the pair.
+ */
+static void test_pair_held_elsewhere(void **state)
+{
+	(void)state;
+	const char *img = itest_name("held");
+	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
+	co.size = 8ull << 20;
+	assert_int_equal(ims_image_create(itest.a, "rbd", img, &co), 0);
+	ims_repl_sched *one = start("sched-held-one");
+	if (ims_repl_enable(NULL, one, "rbd", img, "b", IMS_REPL_ASYNC, 3600) < 0)
+		fail_msg("enable: %s", ims_error_last());
+	ims_repl_result res, res2;
+	if (ims_repl_sync_now(&res, one, "rbd", img, "b", NULL, NULL) < 0)
+		fail_msg("first sync: %s", ims_error_last());
+
+	ims_site *b2 = itest_site('B');
+	ims_repl_sched *two = start_with("sched-held-two", b2);
+	int r = ims_repl_sync_now(&res2, two, "rbd", img, "b", NULL, NULL);
+	print_message("the second daemon's cycle: %d %s\n", r, ims_error_last());
+	assert_int_equal(r, -EBUSY);
+	assert_non_null(strstr(ims_error_last(), "another client holds its lock"));
+	ims_repl_status st = status_of(two, img);
+	assert_string_equal(st.error, "");
+	assert_string_equal(st.last_sealed, res.sealed);
+	assert_true(st.lag_seconds >= 0);
+	assert_int_equal(st.failures, 0);
+
+	/* the holder's daemon stops sealing (its connection still holds the secondary) and the
+	 * RPO is shorter than its last seal is old: the held secondary is a failure now */
+	ims_repl_sched_stop(one);
+	if (ims_repl_enable(NULL, two, "rbd", img, "b", IMS_REPL_ASYNC, 1) < 0)
+		fail_msg("enable with RPO 1 s: %s", ims_error_last());
+	sleep(2);
+	r = ims_repl_sync_now(&res2, two, "rbd", img, "b", NULL, NULL);
+	assert_int_equal(r, -EBUSY);
+	st = status_of(two, img);
+	print_message("with a stale seal: '%s'\n", st.error);
+	assert_non_null(strstr(st.error, "another client holds its lock"));
+	assert_true(st.failures >= 1);
+
+	/* the holder gone: its guard released, the other takes the pair (and seals a change) */
+	assert_true(ims_site_guard_drop(itest.b, "rbd", img));
+	assert_int_equal(itest_sh("rbd -c \"$CEPH_CONF_A\" bench --io-type write --io-size 1M "
+				  "--io-total 1M rbd/%s >/dev/null 2>&1",
+				  img),
+			 0);
+	if (ims_repl_sync_now(&res2, two, "rbd", img, "b", NULL, NULL) < 0)
+		fail_msg("sync after the holder let go: %s", ims_error_last());
+	assert_string_not_equal(res2.sealed, res.sealed);
+	st = status_of(two, img);
+	assert_string_equal(st.error, "");
+	assert_string_equal(st.last_sealed, res2.sealed);
+
+	ims_repl_disable(NULL, two, "rbd", img, "b");
+	ims_repl_sched_stop(two);
+	ims_site_guard_drop(b2, "rbd", img);
+	ims_site_close(b2);
+	itest_sh("rbd -c \"$CEPH_CONF_B\" snap purge rbd/%s >/dev/null 2>&1; rbd -c "
+		 "\"$CEPH_CONF_B\" rm --no-progress rbd/%s >/dev/null 2>&1; rbd -c "
+		 "\"$CEPH_CONF_A\" snap purge rbd/%s >/dev/null 2>&1; rbd -c \"$CEPH_CONF_A\" rm "
+		 "--no-progress rbd/%s >/dev/null 2>&1",
+		 img, img, img, img);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lock_outlives_quiet_phase),
+		cmocka_unit_test(test_pair_held_elsewhere),
 	};
 	return cmocka_run_group_tests(tests, setup, itest_teardown);
 }

@@ -212,6 +212,8 @@ check "every image within its RPO at once ($(( steady ? steady - start : -1 ))s 
 check "at the end no image over its RPO ($over)" test "$over" = 0
 check "at the end no image in error on every daemon ($errs; $shown pairs in error in one daemon's view)" test "$errs" = 0
 [ "$errs" = 0 ] || echo "$status" | jq -c '.[] | select(all(.[]; .error != "")) | .[0]' | head -3
+# a pair the other daemon keeps is no error in this one's view: it shows that one's seals
+check "at the end no pair in error in any live daemon's view ($shown)" test "$shown" = 0
 check "worst lag in the steady part ${worst}s within the RPO of ${RPO}s" awk -v w="$worst" -v r="$RPO" 'BEGIN { exit !(w <= r) }'
 for i in $(printf '%s\n' 1 $((N / 3)) $((2 * N / 3)) "$N" | sort -nu); do
   s=$(echo "$status" | jq -r --arg img "rbd/scale-$i" '.[][] | select(.image == $img and .error == "") | .last_sealed_snapshot' | sort | tail -1)
