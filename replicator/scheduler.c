@@ -364,6 +364,10 @@ static void note_cycle_locked(ims_repl_sched *s, pair *p, int r, const ims_repl_
 		if (p->elsewhere)
 			ims_log_info("'%s' is replicated by this daemon now", key);
 		p->elsewhere = false;
+	} else if (r == -EBUSY && strstr(ims_error_last(), "another daemon")) {
+		/* the other daemon's cycle (or its look at whether it may take the pair): soon
+		 * again */
+		p->next_attempt_ms = ims_clock_unix_ms() + 1000;
 	} else {
 		snprintf(p->error, sizeof(p->error), "%s", ims_error_last());
 		p->failures++;
@@ -376,17 +380,14 @@ static void note_cycle_locked(ims_repl_sched *s, pair *p, int r, const ims_repl_
 }
 
 /*
- * Whether a cycle that failed with @p r may have found the pair in another imgstored's hands:
- * the cycle's RADOS lock held (surely), or the secondary held against other writers (a daemon
- * keeps the secondary it replicates into open between cycles; @p cycle_lock says which). Then
- * @p shared gets the pair's shared status, for elsewhere_locked() to judge. Not under s->lock.
+ * Whether a cycle that failed with @p r found the secondary held against other writers: a
+ * daemon keeps the secondary it replicates into open between cycles, so another imgstored of
+ * the site may hold the pair. Then @p shared gets the pair's shared status, for
+ * elsewhere_locked() to judge. Not under s->lock.
  */
-static bool held_maybe_elsewhere(ims_repl_sched *s, int r, const pair *p, pair *shared,
-				 bool *cycle_lock)
+static bool held_maybe_elsewhere(ims_repl_sched *s, int r, const pair *p, pair *shared)
 {
-	const char *why = ims_error_last();
-	if (r != -EBUSY ||
-	    (!strstr(why, "another daemon") && !strstr(why, "another client holds its lock")))
+	if (r != -EBUSY || !strstr(ims_error_last(), "another client holds its lock"))
 		return false;
 	memset(shared, 0, sizeof(*shared)); /* the pair's names (not changed after it is made) */
 	memcpy(shared->pool, p->pool, sizeof(shared->pool));
@@ -394,26 +395,25 @@ static bool held_maybe_elsewhere(ims_repl_sched *s, int r, const pair *p, pair *
 	memcpy(shared->target, p->target, sizeof(shared->target));
 	shared->unit = p->unit;
 	shared->sealed_ms = -1;
-	*cycle_lock = strstr(why, "another daemon") != NULL;
 	ims_repl_sched__load_status(s, shared);
 	return true;
 }
 
 /*
- * Under the lock: whether @p p is kept by another daemon: its cycle lock was held, or its
- * secondary is held while the shared status shows a seal within the RPO (a secondary held by
- * anything else, a writer that is no daemon or a daemon that stopped sealing, stays a
- * failure). Then this daemon takes that status as its view (the status is the other daemon's
- * to write) and looks again in a quarter of the RPO, to take the pair over if that one stops.
+ * Under the lock: whether @p p is kept by another daemon: its secondary is held while the
+ * shared status shows a seal within the RPO (a secondary held by anything else, a writer that
+ * is no daemon or a daemon that stopped sealing, stays a failure). Then this daemon takes that
+ * status as its view (the status is the other daemon's to write) and looks again in a quarter
+ * of the RPO, to take the pair over if that one stops.
  */
-static bool elsewhere_locked(pair *p, const pair *shared, bool cycle_lock, const char *key)
+static bool elsewhere_locked(pair *p, const pair *shared, const char *key)
 {
-	if (!cycle_lock && !(shared->sealed_ms > 0 &&
-			     ims_clock_unix_ms() - shared->sealed_ms <= (int64_t)p->rpo * 1000))
+	if (!(shared->sealed_ms > 0 &&
+	      ims_clock_unix_ms() - shared->sealed_ms <= (int64_t)p->rpo * 1000))
 		return false;
 	if (!p->elsewhere)
 		ims_log_info("'%s' is replicated by another imgstored of this site (it holds the "
-			     "pair); this daemon takes it over if that one stops",
+			     "secondary); this daemon takes it over if that one stops",
 			     key);
 	p->elsewhere = true;
 	if (shared->sealed_ms > p->sealed_ms) {
@@ -455,10 +455,13 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 			     "(%" PRIu64 " bytes copied after the resume)",
 			     c.lock_name, res.sealed, res.bytes_copied);
 	pair shared;
-	bool cycle_lock = false;
-	bool maybe = r < 0 && held_maybe_elsewhere(s, r, p, &shared, &cycle_lock);
+	bool maybe = r < 0 && held_maybe_elsewhere(s, r, p, &shared);
+	bool other_cycle = r == -EBUSY && strstr(ims_error_last(), "another daemon");
 	pthread_mutex_lock(&s->lock);
-	if (maybe && elsewhere_locked(p, &shared, cycle_lock, c.lock_name)) {
+	if (maybe && elsewhere_locked(p, &shared, c.lock_name)) {
+		pthread_mutex_unlock(&s->lock);
+	} else if (other_cycle) { /* the pair's status is the other daemon's to write */
+		note_cycle_locked(s, p, r, &res, c.lock_name);
 		pthread_mutex_unlock(&s->lock);
 	} else if (r == -EBUSY && !strstr(ims_error_last(), "another daemon") &&
 		   strstr(ims_error_last(), "is a secondary")) {
