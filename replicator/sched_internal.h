@@ -98,6 +98,14 @@ struct ims_repl_sched {
 /* ---- records and pairs (sched_policy.c) ---- */
 
 /** A pair's key in the records, and the name of its lock. */
+/*
+ * The lag, in ms, at which a pair whose last copying cycle took @p last_secs is due again: half
+ * the RPO, or earlier when a cycle takes long (the lag must stay under the RPO while the next one
+ * runs), but never under a tenth of the RPO: a cycle that finds nothing changed costs a check,
+ * and a pair whose cycles take longer than its RPO would otherwise be checked without pause.
+ */
+int64_t ims_repl_sched__due_ms(unsigned rpo, double last_secs, unsigned tick_ms);
+
 void ims_repl_sched__pair_key(char *key, size_t len, const pair *p);
 
 /** The records' pool on the site's current client (an ioctx per use): close with

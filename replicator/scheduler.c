@@ -645,15 +645,8 @@ static void *loop(void *arg)
 				    t < p->next_attempt_ms || paused_locked(s, p, true))
 					continue;
 				int64_t lag = p->sealed_ms < 0 ? INT64_MAX : t - p->sealed_ms;
-				/* start at half the RPO, or earlier if a cycle takes long: lag must
-				 * stay under the RPO while the next one runs */
-				int64_t due = (int64_t)p->rpo * 500;
-				int64_t margin = (int64_t)(p->last_secs * 2000.0) + (int64_t)tick;
-				if ((int64_t)p->rpo * 1000 - margin < due)
-					due = (int64_t)p->rpo * 1000 - margin > 0
-						      ? (int64_t)p->rpo * 1000 - margin
-						      : 0;
-				if (p->sealed_ms >= 0 && lag < due)
+				if (p->sealed_ms >= 0 &&
+				    lag < ims_repl_sched__due_ms(p->rpo, p->last_secs, tick))
 					continue;
 				if (target_down_locked(s, p, t))
 					continue;
