@@ -106,6 +106,14 @@ struct ims_repl_sched {
  */
 int64_t ims_repl_sched__due_ms(unsigned rpo, double last_secs, unsigned tick_ms);
 
+/*
+ * Which of the @p n queued pairs a free worker runs next: of the pairs sealed before, the one
+ * whose RPO runs out first (newest seal plus RPO, earliest); the pairs never sealed (their first
+ * copy) after every such pair, in the order they were queued. A first copy of many images at
+ * once then does not hold back pairs that come due while it runs.
+ */
+size_t ims_repl_sched__next(pair *const *queue, size_t n);
+
 void ims_repl_sched__pair_key(char *key, size_t len, const pair *p);
 
 /** The records' pool on the site's current client (an ioctx per use): close with

@@ -585,8 +585,9 @@ static void *worker(void *arg)
 			pthread_cond_wait(&s->cond, &s->lock);
 		if (s->stopping)
 			break;
-		pair *p = s->queue[0];
-		memmove(s->queue, s->queue + 1, (s->nqueue - 1) * sizeof(*s->queue));
+		size_t i = ims_repl_sched__next(s->queue, s->nqueue);
+		pair *p = s->queue[i];
+		memmove(s->queue + i, s->queue + i + 1, (s->nqueue - i - 1) * sizeof(*s->queue));
 		s->nqueue--;
 		p->queued = false;
 		if (p->running || !p->present || paused_locked(s, p, true) ||

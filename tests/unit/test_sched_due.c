@@ -1,5 +1,6 @@
 /*
- * replicator/sched_policy.c: when a pair is due again (ims_repl_sched__due_ms). A pair's next
+ * replicator/sched_policy.c: when a pair is due again (ims_repl_sched__due_ms), and which queued
+ * pair a free worker takes (ims_repl_sched__next). A pair's next
  * cycle starts at half its RPO, earlier when its cycles take long, and never sooner than a tenth
  * of the RPO after the last one: a pair whose copying cycle once took longer than its RPO (a
  * large first copy, a slow site) must not be checked in a loop while nothing changes.
@@ -10,6 +11,8 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+
+#include <string.h>
 
 #include "replicator/sched_internal.h"
 
@@ -40,12 +43,48 @@ static void never_under_a_tenth_of_the_rpo(void **state)
 	assert_true(ims_repl_sched__due_ms(86400, 1e9, 500) == 8640000);
 }
 
+static pair mk(int64_t sealed_ms, uint32_t rpo)
+{
+	pair p;
+	memset(&p, 0, sizeof(p));
+	p.sealed_ms = sealed_ms;
+	p.rpo = rpo;
+	return p;
+}
+
+static void the_pair_nearest_its_rpo_goes_first(void **state)
+{
+	(void)state;
+	pair a = mk(100000, 60), b = mk(50000, 60), c = mk(80000, 10);
+	pair *q[] = {&a, &b, &c};
+	/* RPO ends: a 160 s, b 110 s, c 90 s */
+	assert_int_equal(ims_repl_sched__next(q, 3), 2);
+	pair *q2[] = {&a, &b};
+	assert_int_equal(ims_repl_sched__next(q2, 2), 1);
+	pair *q1[] = {&a};
+	assert_int_equal(ims_repl_sched__next(q1, 1), 0);
+}
+
+static void first_copies_after_every_sealed_pair_in_order(void **state)
+{
+	(void)state;
+	pair f1 = mk(-1, 60), f2 = mk(-1, 60), s1 = mk(100000, 60);
+	pair *q[] = {&f1, &f2, &s1};
+	assert_int_equal(ims_repl_sched__next(q, 3), 2); /* the sealed one, though queued last */
+	pair *q2[] = {&f1, &f2};
+	assert_int_equal(ims_repl_sched__next(q2, 2), 0); /* then the first copies, in order */
+	pair *q3[] = {&f2, &f1};
+	assert_int_equal(ims_repl_sched__next(q3, 2), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(half_the_rpo_when_cycles_are_short),
 		cmocka_unit_test(earlier_when_a_cycle_takes_long),
 		cmocka_unit_test(never_under_a_tenth_of_the_rpo),
+		cmocka_unit_test(the_pair_nearest_its_rpo_goes_first),
+		cmocka_unit_test(first_copies_after_every_sealed_pair_in_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
