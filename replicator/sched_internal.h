@@ -49,6 +49,7 @@ typedef struct pair {
 	char last_verify[16];	/* "", "equal", "mismatch" */
 	char verify_error[512]; /* a mismatch, until a later verify finds the copy equal */
 	uint64_t verifies, verify_failures;
+	ims_repl_mark mark; /* its last unchanged check, for the next (only the cycle touches it) */
 	struct pair *next;
 } pair;
 
