@@ -287,8 +287,7 @@ static int decode_message(ProtobufCMessage **out, const ProtobufCMessageDescript
 			  json_object *obj, int depth);
 
 /* One value (a singular field, or an element of a repeated one) into @p dst. */
-static int decode_value(void *dst, const ProtobufCFieldDescriptor *f, json_object *v,
-			int depth)
+static int decode_value(void *dst, const ProtobufCFieldDescriptor *f, json_object *v, int depth)
 {
 	int64_t i;
 	uint64_t u;
@@ -324,8 +323,10 @@ static int decode_value(void *dst, const ProtobufCFieldDescriptor *f, json_objec
 		break;
 	case PROTOBUF_C_TYPE_FLOAT:
 		r = get_floating(v, &d, f->name);
-		if (r == 0 && isfinite(d) && (d > 3.4028234663852886e38 || d < -3.4028234663852886e38))
-			r = ims_error_set(-EINVAL, "field '%s': the number is out of range", f->name);
+		if (r == 0 && isfinite(d) &&
+		    (d > 3.4028234663852886e38 || d < -3.4028234663852886e38))
+			r = ims_error_set(-EINVAL, "field '%s': the number is out of range",
+					  f->name);
 		if (r == 0)
 			*(float *)dst = (float)d;
 		break;
@@ -418,10 +419,12 @@ static int decode_field(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, 
 			if (!e || json_object_is_type(e, json_type_null))
 				return ims_error_set(-EINVAL, "field '%s': null in an array",
 						     f->name);
+			/* counted first: free_unpacked frees a half-built element too (its
+			 * slot is zeroed until then) */
+			*np = k + 1;
 			int r = decode_value(arr + k * sz, f, e, depth);
 			if (r < 0)
 				return r;
-			*np = k + 1; /* what free_unpacked frees */
 		}
 		return 0;
 	}
@@ -519,8 +522,7 @@ int ims_rpc__json_decode(ProtobufCMessage **out, const ProtobufCMessageDescripto
 			goto out;
 		}
 	if (!json_object_is_type(obj, json_type_object)) {
-		r = ims_error_set(-EINVAL, "the JSON body must be an object, a %s",
-				  desc->name);
+		r = ims_error_set(-EINVAL, "the JSON body must be an object, a %s", desc->name);
 		goto out;
 	}
 	r = decode_message(&m, desc, obj, 1);
@@ -596,7 +598,8 @@ static json_object *encode_value(const ProtobufCFieldDescriptor *f, const void *
 	case PROTOBUF_C_TYPE_BOOL: return json_object_new_boolean(*(const protobuf_c_boolean *)src);
 	case PROTOBUF_C_TYPE_ENUM: {
 		int v = *(const int *)src;
-		const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(f->descriptor, v);
+		const ProtobufCEnumValue *ev =
+			protobuf_c_enum_descriptor_get_value(f->descriptor, v);
 		return ev ? json_object_new_string(ev->name) : json_object_new_int(v);
 	}
 	case PROTOBUF_C_TYPE_STRING: {
@@ -637,7 +640,8 @@ static bool is_default(const ProtobufCFieldDescriptor *f, const void *src)
 	case PROTOBUF_C_TYPE_SFIXED64:
 	case PROTOBUF_C_TYPE_UINT64:
 	case PROTOBUF_C_TYPE_FIXED64: return *(const uint64_t *)src == 0;
-	case PROTOBUF_C_TYPE_FLOAT: return *(const float *)src == 0 && !signbit(*(const float *)src);
+	case PROTOBUF_C_TYPE_FLOAT:
+		return *(const float *)src == 0 && !signbit(*(const float *)src);
 	case PROTOBUF_C_TYPE_DOUBLE:
 		return *(const double *)src == 0 && !signbit(*(const double *)src);
 	case PROTOBUF_C_TYPE_BOOL: return !*(const protobuf_c_boolean *)src;
@@ -737,10 +741,8 @@ int ims_rpc__json_encode(char **out, size_t *out_len, const ProtobufCMessage *ms
 	r = encode_message(&obj, msg, 1);
 	if (r < 0)
 		return r;
-	const char *text =
-		json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN |
-							       JSON_C_TO_STRING_NOSLASHESCAPE,
-						  &n);
+	const char *text = json_object_to_json_string_length(
+		obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
 	char *c = text ? malloc(n + 1) : NULL;
 	if (!c) {
 		json_object_put(obj);

@@ -112,10 +112,11 @@ static void test_encode_image(void **state)
 	img.n_tags = 1;
 	img.tags = tags;
 	text = encode(&img.base);
-	assert_string_equal(text, "{\"pool\":\"rbd\",\"name\":\"vm\\\"1\\n?\","
-				  "\"size\":\"18446744073709551615\","
-				  "\"snapshots\":[{\"name\":\"a\",\"protected\":true},{\"id\":\"7\"}],"
-				  "\"tags\":[{\"key\":\"k\"}],\"createdUnix\":\"-5\",\"inCatalog\":true}");
+	assert_string_equal(
+		text, "{\"pool\":\"rbd\",\"name\":\"vm\\\"1\\n?\","
+		      "\"size\":\"18446744073709551615\","
+		      "\"snapshots\":[{\"name\":\"a\",\"protected\":true},{\"id\":\"7\"}],"
+		      "\"tags\":[{\"key\":\"k\"}],\"createdUnix\":\"-5\",\"inCatalog\":true}");
 
 	/* and back */
 	ProtobufCMessage *m = decode_ok(&imgstore__v1__image__descriptor, text);
@@ -178,11 +179,12 @@ static void test_decode_forms(void **state)
 
 	(void)state;
 	/* proto names and JSON names, numbers as strings and as numbers, unknown fields */
-	m = decode_ok(&imgstore__v1__image__descriptor,
-		      " {\"pool\":\"rbd\",\"used_bytes\":\"12\",\"size\":1e3,"
-		      "\"createdUnix\":\"-9223372036854775808\",\"objectSize\":18446744073709551614,"
-		      "\"whatever\":{\"deep\":[1,2,{}]},\"tags\":null,\"name\":null,"
-		      "\"snapshots\":[{\"protected\":false,\"id\":\"18446744073709551615\"}]}\n");
+	m = decode_ok(
+		&imgstore__v1__image__descriptor,
+		" {\"pool\":\"rbd\",\"used_bytes\":\"12\",\"size\":1e3,"
+		"\"createdUnix\":\"-9223372036854775808\",\"objectSize\":18446744073709551614,"
+		"\"whatever\":{\"deep\":[1,2,{}]},\"tags\":null,\"name\":null,"
+		"\"snapshots\":[{\"protected\":false,\"id\":\"18446744073709551615\"}]}\n");
 	Imgstore__V1__Image *img = (Imgstore__V1__Image *)m;
 	assert_string_equal(img->pool, "rbd");
 	assert_string_equal(img->name, "");
@@ -211,7 +213,10 @@ static void test_decode_forms(void **state)
 		m = decode_ok(&imgstore__v1__upload_chunk_request__descriptor, b64[i]);
 		Imgstore__V1__UploadChunkRequest *u = (Imgstore__V1__UploadChunkRequest *)m;
 		assert_int_equal(u->data.len, 4);
-		assert_memory_equal(u->data.data, "\xfb\xff\x00" "a", 4);
+		assert_memory_equal(u->data.data,
+				    "\xfb\xff\x00"
+				    "a",
+				    4);
 		protobuf_c_message_free_unpacked(m, NULL);
 	}
 
@@ -256,6 +261,8 @@ static void test_hostile(void **state)
 		{"{\"tags\":[null]}", "null in an array"},
 		{"{\"tags\":[{\"key\":\"a\"},{\"key\":2}]}", "'key' takes a string"},
 		{"{\"snapshots\":[1]}", "takes an object"},
+		/* found by fuzz_rpc_json: a half-built element of a repeated field leaked */
+		{"{\"snapshots\":[{\"name\":\"s\",\"id\":\"'\"}]}", "no integer"},
 		{"{\"pool\":\"a\\u0000b\"}", "\\u0000"},
 		{"{\"pool\":\"\xff\"}", "malformed JSON"},
 		{"{\"pool\":\"a\",\"pool\":\"b\",\"usedBytes\":1,\"used_bytes\":2}", "given twice"},
@@ -284,11 +291,16 @@ static void test_hostile(void **state)
 		{"{\"maxLagSeconds\":{}}", "takes a number"},
 	};
 	const ProtobufCMessageDescriptor *d[] = {
-		&imgstore__v1__operation__descriptor,	       &imgstore__v1__operation__descriptor,
-		&imgstore__v1__upload_chunk_request__descriptor, &imgstore__v1__upload_chunk_request__descriptor,
-		&imgstore__v1__upload_chunk_request__descriptor, &imgstore__v1__upload_chunk_request__descriptor,
-		&imgstore__v1__site__descriptor,	       &imgstore__v1__site__descriptor,
-		&imgstore__v1__site__descriptor,	       &imgstore__v1__site__descriptor,
+		&imgstore__v1__operation__descriptor,
+		&imgstore__v1__operation__descriptor,
+		&imgstore__v1__upload_chunk_request__descriptor,
+		&imgstore__v1__upload_chunk_request__descriptor,
+		&imgstore__v1__upload_chunk_request__descriptor,
+		&imgstore__v1__upload_chunk_request__descriptor,
+		&imgstore__v1__site__descriptor,
+		&imgstore__v1__site__descriptor,
+		&imgstore__v1__site__descriptor,
+		&imgstore__v1__site__descriptor,
 	};
 	for (size_t i = 0; i < sizeof(bad_other) / sizeof(bad_other[0]); i++) {
 		ProtobufCMessage *m = NULL;
@@ -450,9 +462,10 @@ static void test_json_calls(void **state)
 	post(f, TOY_GET, "application/json", "{\"image\":{\"pool\":\"rbd\",\"image\":\"vm1\"}}",
 	     &a);
 	assert_string_equal(a.ct, "application/json");
-	expect_answer(&a, 200,
-		      "{\"pool\":\"rbd\",\"name\":\"vm1\",\"id\":\"1234abcd\",\"size\":\"10737418240\","
-		      "\"featuresText\":\"layering,exclusive-lock\",\"inCatalog\":true}");
+	expect_answer(
+		&a, 200,
+		"{\"pool\":\"rbd\",\"name\":\"vm1\",\"id\":\"1234abcd\",\"size\":\"10737418240\","
+		"\"featuresText\":\"layering,exclusive-lock\",\"inCatalog\":true}");
 	post(f, TOY_GET, "Application/JSON; charset=utf-8", "{\"image\":{\"image\":\"vm1\"}}", &a);
 	expect_status(&a, 200);
 	/* the handler's errors, as for binary */
@@ -524,22 +537,30 @@ static void test_get_calls(void **state)
 	/* the query must say what it holds */
 	h = (ims_rpc__head){.http_method = "GET", .path = TOY_GET, .q_encoding = "json"};
 	call_head(f, &h, NULL, &a);
-	expect_error(&a, 400, "invalid_argument", "a GET call needs the query parameter connect=v1");
-	h = (ims_rpc__head){.http_method = "GET", .path = TOY_GET, .q_connect = "v1",
-			    .q_encoding = "xml"};
+	expect_error(&a, 400, "invalid_argument",
+		     "a GET call needs the query parameter connect=v1");
+	h = (ims_rpc__head){
+		.http_method = "GET", .path = TOY_GET, .q_connect = "v1", .q_encoding = "xml"};
 	call_head(f, &h, NULL, &a);
 	expect_code(&a, 400, "invalid_argument");
-	h = (ims_rpc__head){.http_method = "GET", .path = TOY_GET, .q_connect = "v1",
-			    .q_encoding = "proto", .q_compression = "gzip"};
+	h = (ims_rpc__head){.http_method = "GET",
+			    .path = TOY_GET,
+			    .q_connect = "v1",
+			    .q_encoding = "proto",
+			    .q_compression = "gzip"};
 	call_head(f, &h, NULL, &a);
 	expect_code(&a, 501, "unimplemented");
-	h = (ims_rpc__head){.http_method = "GET", .path = TOY_GET, .q_connect = "v1",
-			    .q_encoding = "proto", .q_base64 = "1", .q_message = "!!"};
+	h = (ims_rpc__head){.http_method = "GET",
+			    .path = TOY_GET,
+			    .q_connect = "v1",
+			    .q_encoding = "proto",
+			    .q_base64 = "1",
+			    .q_message = "!!"};
 	call_head(f, &h, NULL, &a);
 	expect_code(&a, 400, "invalid_argument");
 	/* no message: an empty JSON body is refused, an empty proto one is the empty message */
-	h = (ims_rpc__head){.http_method = "GET", .path = TOY_GET, .q_connect = "v1",
-			    .q_encoding = "proto"};
+	h = (ims_rpc__head){
+		.http_method = "GET", .path = TOY_GET, .q_connect = "v1", .q_encoding = "proto"};
 	call_head(f, &h, NULL, &a);
 	expect_error(&a, 400, "invalid_argument", "no image given");
 }
@@ -683,8 +704,8 @@ static void test_over_tcp(void **state)
 			      NULL, NULL, NULL, &s),
 			 200);
 	assert_non_null(strstr(s.b, "\"name\":\"vm4\""));
-	assert_int_equal(http(f, "GET", TOY_CREATE "?connect=v1&encoding=json&message=%7B%7D",
-			      NULL, NULL, NULL, &s),
+	assert_int_equal(http(f, "GET", TOY_CREATE "?connect=v1&encoding=json&message=%7B%7D", NULL,
+			      NULL, NULL, &s),
 			 405);
 	/* the budget */
 	f->app.sleep_ms = 50;
