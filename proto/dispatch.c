@@ -354,6 +354,18 @@ static bool authenticate(ims_rpc_server *s, ims_rpc_call *call, const char *auth
 	return true;
 }
 
+/* Whether GET is allowed: declared NO_SIDE_EFFECTS in the schema, and not audited as
+ * mutating by the server that serves it (both must agree that it is a read). */
+static bool takes_get(const ims_rpc__method *m)
+{
+	if (m->def->mutating)
+		return false;
+	for (const char *const *p = ims_rpc__no_side_effects; *p; p++)
+		if (strcmp(*p, m->def->path) == 0)
+			return true;
+	return false;
+}
+
 /* A GET call (Connect's encoding of an idempotent unary call in the query): its message is
  * decoded into the call's arena. @returns false with the answer in @p resp. */
 static bool begin_get(ims_rpc_call *call, const ims_rpc__head *h, ims_rpc__response *resp)
@@ -361,10 +373,10 @@ static bool begin_get(ims_rpc_call *call, const ims_rpc__head *h, ims_rpc__respo
 	char buf[80];
 	const char *m = h->q_message ? h->q_message : "";
 
-	if (call->method->def->mutating) {
+	if (!takes_get(call->method)) {
 		fail(call, resp, 405, IMS_RPC_UNIMPLEMENTED,
-		     "%s changes state and takes POST only; GET is for reads (idempotency_level "
-		     "NO_SIDE_EFFECTS)",
+		     "%s takes POST only; GET is for the reads declared idempotency_level "
+		     "NO_SIDE_EFFECTS",
 		     call->method->label);
 		resp->allow = "POST";
 		return false;
@@ -448,10 +460,10 @@ bool ims_rpc__begin(ims_rpc_server *s, ims_rpc_call *call, const ims_rpc__head *
 	}
 	bool get = strcmp(http_method, "GET") == 0;
 	if (!get && strcmp(http_method, "POST") != 0) {
+		bool g = takes_get(call->method);
 		fail(call, resp, 405, IMS_RPC_UNIMPLEMENTED, "%s takes POST%s, not %s",
-		     call->method->label, call->method->def->mutating ? "" : " or GET",
-		     shown(http_method, buf, 20));
-		resp->allow = call->method->def->mutating ? "POST" : "POST, GET";
+		     call->method->label, g ? " or GET" : "", shown(http_method, buf, 20));
+		resp->allow = g ? "POST, GET" : "POST";
 		return false;
 	}
 	if (h->timeout_ms) {

@@ -183,6 +183,10 @@ typedef struct {
 	bool www_authenticate; /* for 401 */
 } ims_rpc__response;
 
+/* The paths of the methods declared `option idempotency_level = NO_SIDE_EFFECTS`, NULL-ended
+ * (generated from the .proto files by proto/idempotent.awk): these may be called with GET. */
+extern const char *const ims_rpc__no_side_effects[];
+
 /* What the transport read of a request before its body. */
 typedef struct {
 	const char *http_method; /* "POST", "GET", ... */

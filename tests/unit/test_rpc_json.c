@@ -528,8 +528,16 @@ static void test_get_calls(void **state)
 			    .q_message = "{}"};
 	call_head(f, &h, NULL, &a);
 	expect_error(&a, 405, "unimplemented",
-		     "ImageService/CreateImage changes state and takes POST only; GET is for reads "
-		     "(idempotency_level NO_SIDE_EFFECTS)");
+		     "ImageService/CreateImage takes POST only; GET is for the reads declared "
+		     "idempotency_level NO_SIDE_EFFECTS");
+	/* not mutating, but not declared NO_SIDE_EFFECTS either (UploadChunk is such a one) */
+	h = (ims_rpc__head){.http_method = "GET",
+			    .path = TOY_UPLOAD,
+			    .q_connect = "v1",
+			    .q_encoding = "json",
+			    .q_message = "{}"};
+	call_head(f, &h, NULL, &a);
+	expect_code(&a, 405, "unimplemented");
 	h = (ims_rpc__head){.http_method = "PUT", .path = TOY_GET};
 	call_head(f, &h, NULL, &a);
 	expect_error(&a, 405, "unimplemented", "ImageService/GetImage takes POST or GET, not PUT");
