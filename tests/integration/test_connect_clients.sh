@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Stock Connect clients from the npm registry (versions pinned in tests/integration/connect/
+# package-lock.json, installed with npm ci): connect-node reaches every service of site A's
+# imgstored in JSON and in binary, with GET for the reads, errors and deadlines
+# (connect/clients.mjs); `buf curl` calls in JSON and gets a typed error.
+set -uo pipefail
+CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")/connect" && pwd)
+proto=$(cd "$src/../../../proto" && pwd)
+work=$(mktemp -d /tmp/ims-connect.XXXXXX)
+img=cc$$
+cleanup() { forget_images "$img-j" "$img-b" "$img-j-r" "$img-b-r"; rm -rf "$work"; }
+trap cleanup EXIT
+
+# npm ci into a copy: the source tree stays clean, the cache (~/.npm) makes reruns quick
+cp "$src/package.json" "$src/package-lock.json" "$src/clients.mjs" "$work/"
+check "npm ci installs the pinned clients" bash -c "cd '$work' && npm ci --no-audit --no-fund --loglevel=error >/dev/null"
+buf=$work/node_modules/.bin/buf
+check "buf builds a descriptor set of proto/" "$buf" build "$proto" -o "$work/set.binpb"
+
+tok=$(cat "$IMGSTORE_TOKEN_FILE")
+(cd "$work" && node clients.mjs "$work/set.binpb" "$IMGSTORE_SERVER_A" "$IMGSTORE_CA_FILE" \
+	"$tok" "$(cat "$IMGSTORE_READER_TOKEN_FILE")" "$img") > "$work/tap" 2>&1
+cat "$work/tap"
+passes=$((passes + $(grep -c '^ok - ' "$work/tap")))
+fails=$((fails + $(grep -c '^not ok - ' "$work/tap")))
+check "connect-node ran 40 checks or more" test "$(grep -c '^\(not \)\?ok - ' "$work/tap")" -ge 40
+
+# buf curl: JSON in and out, over Connect
+bc() { "$buf" curl --schema "$proto" --protocol connect --cacert "$IMGSTORE_CA_FILE" \
+	-H "Authorization: Bearer $tok" "$@"; }
+bc -d '{}' "$IMGSTORE_SERVER_A/imgstore.v1.SiteService/ListSites" > "$work/out" 2> "$work/err"
+check "buf curl SiteService/ListSites" jq -e '.sites | map(select(.local)) | length == 1' "$work/out"
+bc -d '{"image": {"pool": "rbd", "image": "'"$img"'-nosuch"}}' \
+	"$IMGSTORE_SERVER_A/imgstore.v1.ImageService/GetImage" > "$work/out" 2> "$work/err"
+check "buf curl GetImage of no image: not_found" grep -q 'not_found' "$work/err"
+bc -d '{"image": {"pool": "rbd", "image": "'"$img"'"}, "size": "x"}' \
+	"$IMGSTORE_SERVER_A/imgstore.v1.ImageService/CreateImage" > "$work/out" 2> "$work/err"
+check "buf curl refuses a bad request before sending it, or the server says invalid_argument" \
+	grep -qi 'invalid' "$work/err"
+check "no image was made" bash -c "! rbd -c '$CEPH_CONF_A' info 'rbd/$img' >/dev/null 2>&1"
+finish
