@@ -5,6 +5,7 @@
  */
 #include "proto/server_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "imgstore/v1/common.pb-c.h"
 #include "proto/json.h"
 
 #define CT_PROTO "application/proto"
@@ -54,6 +56,19 @@ void ims_rpc_call_set_target(ims_rpc_call *call, const char *target)
 		return;
 	free(call->target);
 	call->target = target ? strdup(target) : NULL;
+}
+
+void ims_rpc_call_set_reason(ims_rpc_call *call, const char *reason)
+{
+	size_t n = reason ? strlen(reason) : 0;
+
+	if (!call || n == 0 || n >= sizeof(call->reason))
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (!((reason[i] >= 'A' && reason[i] <= 'Z') ||
+		      (reason[i] >= '0' && reason[i] <= '9') || reason[i] == '_'))
+			return;
+	memcpy(call->reason, reason, n + 1);
 }
 
 const char *ims_rpc_call_caller(const ims_rpc_call *call)
@@ -100,8 +115,46 @@ void ims_rpc__response_free(ims_rpc__response *resp)
 	resp->len = 0;
 }
 
+/* "details": [{"type": "imgstore.v1.ErrorInfo", "value": BASE64, "debug": {...}}] */
+static json_object *error_details(const char *reason)
+{
+	Imgstore__V1__ErrorInfo info = IMGSTORE__V1__ERROR_INFO__INIT;
+	uint8_t buf[2 * IMS_RPC_REASON_MAX + 32];
+	json_object *arr = json_object_new_array(), *d = json_object_new_object(),
+		    *dbg = json_object_new_object();
+	char *value;
+
+	info.reason = (char *)reason;
+	info.domain = IMS_RPC_ERROR_DOMAIN;
+	assert(protobuf_c_message_get_packed_size(&info.base) <= sizeof(buf));
+	size_t n = protobuf_c_message_pack(&info.base, buf);
+	value = ims_rpc__base64_encode(buf, n, false);
+	if (!arr || !d || !dbg || !value) {
+		json_object_put(arr);
+		json_object_put(d);
+		json_object_put(dbg);
+		free(value);
+		return NULL;
+	}
+	json_object_object_add(d, "type", json_object_new_string(IMS_RPC_ERROR_INFO_TYPE));
+	json_object_object_add(d, "value", json_object_new_string(value));
+	/* for people reading it with curl; clients decode the value */
+	json_object_object_add(dbg, "reason", json_object_new_string(reason));
+	json_object_object_add(dbg, "domain", json_object_new_string(IMS_RPC_ERROR_DOMAIN));
+	json_object_object_add(d, "debug", dbg);
+	json_object_array_add(arr, d);
+	free(value);
+	return arr;
+}
+
 void ims_rpc__error_response(ims_rpc__response *resp, int status, ims_rpc_code code,
 			     const char *msg)
+{
+	ims_rpc__error_response_reason(resp, status, code, msg, NULL);
+}
+
+void ims_rpc__error_response_reason(ims_rpc__response *resp, int status, ims_rpc_code code,
+				    const char *msg, const char *reason)
 {
 	char clean[IMS_ERROR_MSG_MAX + 8];
 	json_object *o = json_object_new_object();
@@ -115,6 +168,11 @@ void ims_rpc__error_response(ims_rpc__response *resp, int status, ims_rpc_code c
 	ims_rpc__utf8_clean(clean, sizeof(clean), msg ? msg : "");
 	json_object_object_add(o, "code", json_object_new_string(ims_rpc_code_name(code)));
 	json_object_object_add(o, "message", json_object_new_string(clean));
+	if (reason && reason[0]) {
+		json_object *details = error_details(reason);
+		if (details)
+			json_object_object_add(o, "details", details);
+	}
 	const char *text = json_object_to_json_string_ext(
 		o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (text) {
@@ -616,7 +674,9 @@ void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body,
 		ims_rpc_code code = ims_rpc_code_from_errno(r);
 		/* a handler that set no message still gets a readable one */
 		const char *msg = ims_error_last_code() ? ims_error_last() : ims_strerror(r);
-		ims_rpc__error_response(resp, ims_rpc_code_http_status(code), code, msg);
+		const char *reason = call->reason[0] ? call->reason : ims_rpc_reason_from_errno(r);
+		ims_rpc__error_response_reason(resp, ims_rpc_code_http_status(code), code, msg,
+					       reason);
 		conclude(call, resp, msg);
 		goto out;
 	}

@@ -130,7 +130,7 @@ int ims_rpc__base64_decode(unsigned char **out, size_t *out_len, const char *s, 
 	return 0;
 }
 
-static char *base64_encode(const uint8_t *p, size_t n)
+char *ims_rpc__base64_encode(const uint8_t *p, size_t n, bool pad)
 {
 	char *s = malloc((n + 2) / 3 * 4 + 1);
 	size_t o = 0;
@@ -145,8 +145,10 @@ static char *base64_encode(const uint8_t *p, size_t n)
 			v |= p[i + 2];
 		s[o++] = b64_std[(v >> 18) & 63];
 		s[o++] = b64_std[(v >> 12) & 63];
-		s[o++] = i + 1 < n ? b64_std[(v >> 6) & 63] : '=';
-		s[o++] = i + 2 < n ? b64_std[v & 63] : '=';
+		if (i + 1 < n || pad)
+			s[o++] = i + 1 < n ? b64_std[(v >> 6) & 63] : '=';
+		if (i + 2 < n || pad)
+			s[o++] = i + 2 < n ? b64_std[v & 63] : '=';
 	}
 	s[o] = '\0';
 	return s;
@@ -608,7 +610,7 @@ static json_object *encode_value(const ProtobufCFieldDescriptor *f, const void *
 	}
 	case PROTOBUF_C_TYPE_BYTES: {
 		const ProtobufCBinaryData *b = src;
-		char *s = base64_encode(b->data, b->len);
+		char *s = ims_rpc__base64_encode(b->data, b->len, true);
 		json_object *o = s ? json_object_new_string(s) : NULL;
 		free(s);
 		return o;

@@ -16,7 +16,9 @@
 #ifndef IMS_PROTO_JSON_H
 #define IMS_PROTO_JSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <protobuf-c/protobuf-c.h>
 
@@ -54,5 +56,8 @@ void ims_rpc__utf8_clean(char *out, size_t cap, const char *s);
  * @returns -EINVAL for a character or length no base64 has; -ENOMEM.
  */
 int ims_rpc__base64_decode(unsigned char **out, size_t *out_len, const char *s, size_t len);
+
+/** Standard base64 of @p n bytes, with '=' padding if @p pad; malloc'ed, NULL on ENOMEM. */
+char *ims_rpc__base64_encode(const uint8_t *p, size_t n, bool pad);
 
 #endif

@@ -104,6 +104,18 @@ int ims_rpc_errno_from_code(ims_rpc_code code)
 	return -(valid_code(code) ? codes[code].err : EIO);
 }
 
+const char *ims_rpc_reason_from_errno(int err)
+{
+	if (err < 0)
+		err = -err;
+	switch (err) {
+	case ESTALE: return IMS_RPC_REASON_STALE_LEASE;
+	case EROFS: return IMS_RPC_REASON_NOT_PRIMARY;
+	case EUCLEAN: return IMS_RPC_REASON_SPLIT_BRAIN;
+	default: return NULL;
+	}
+}
+
 static const char *const roles[] = {
 	[IMS_ROLE_NONE] = "none",
 	[IMS_ROLE_READER] = "reader",

@@ -79,6 +79,13 @@ const char *ims_rpc_call_cert_cn(const ims_rpc_call *call);
 void *ims_rpc_call_alloc(ims_rpc_call *call, size_t size);
 char *ims_rpc_call_strdup(ims_rpc_call *call, const char *s);
 /**
+ * The reason of the call's failure, sent as an imgstore.v1.ErrorInfo in the Connect error's
+ * details (IMS_RPC_REASON_*, or another UPPER_SNAKE_CASE word; others are ignored). Without
+ * it, ims_rpc_reason_from_errno() of the handler's errno. Copied.
+ */
+void ims_rpc_call_set_reason(ims_rpc_call *call, const char *reason);
+
+/**
  * What is left of the caller's budget (the Connect-Timeout-Ms header), in milliseconds: 0 once
  * it ran out, -1 when the caller set none. A handler that waits or works for long bounds
  * itself with it; the server answers deadline_exceeded anyway once the budget ran out.

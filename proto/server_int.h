@@ -161,6 +161,7 @@ struct ims_rpc_call {
 	char cert_cn[IMS_RPC__NAME_MAX + 1];
 	char *target;
 	ims_rpc__block *blocks;
+	char reason[IMS_RPC_REASON_MAX]; /* ims_rpc_call_set_reason(), "" if none */
 	bool json; /* application/json (or GET encoding=json): the request and the answer */
 	/* Connect-Timeout-Ms: the call answers deadline_exceeded once the deadline passed */
 	bool has_deadline;
@@ -229,6 +230,10 @@ void ims_rpc__call_end(ims_rpc_call *call);
 /** A JSON error answer outside a call (/healthz...). */
 void ims_rpc__error_response(ims_rpc__response *resp, int status, ims_rpc_code code,
 			     const char *msg);
+
+/** The same with an imgstore.v1.ErrorInfo of @p reason (if not NULL) in its "details". */
+void ims_rpc__error_response_reason(ims_rpc__response *resp, int status, ims_rpc_code code,
+				    const char *msg, const char *reason);
 
 void ims_rpc__response_free(ims_rpc__response *resp);
 

@@ -19,7 +19,9 @@ ims_unit_test(test_transport
 set_tests_properties(test_transport PROPERTIES TIMEOUT 60)
 
 # The Connect protocol beyond binary POST: the proto3 JSON codec (proto/json.c), hostile JSON,
-# application/json calls, GET calls and Connect-Timeout-Ms, without sockets and over loopback.
+# application/json calls, GET calls, Connect-Timeout-Ms, typed error details (and the client's
+# reading of them), without sockets and over loopback.
 ims_unit_test(test_rpc_json
   SOURCES ${PROJECT_SOURCE_DIR}/tests/unit/test_rpc_json.c ${IMS_RPC_TOY}
+          ${PROJECT_SOURCE_DIR}/proto/client.c
   LIBS ims_rpc_server PkgConfig::CURL PkgConfig::JSONC)

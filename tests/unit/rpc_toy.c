@@ -47,7 +47,13 @@ static int get_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
 		return ims_error_set(-ENOENT, "no image '%s/%s' on site 'a'", q->image->pool,
 				     q->image->image);
 	if (strcmp(q->image->image, "nomsg") == 0)
-		return -EIO; /* no message set: strerror */
+		return -EIO;			   /* no message set: strerror */
+	if (strcmp(q->image->image, "stale") == 0) /* a typed error, its reason from the errno */
+		return ims_error_set(-ESTALE, "lease 'x' is stale");
+	if (strcmp(q->image->image, "fenced") == 0) { /* a reason the handler sets */
+		ims_rpc_call_set_reason(call, IMS_RPC_REASON_FENCED);
+		return ims_error_set(-EBUSY, "host 'h' is fenced");
+	}
 	if (strcmp(q->image->image, "slow") == 0 && app->sleep_ms) {
 		struct timespec ts = {app->sleep_ms / 1000, (long)(app->sleep_ms % 1000) * 1000000};
 		nanosleep(&ts, NULL);

@@ -24,6 +24,7 @@
 #include "imgstore/v1/common.pb-c.h"
 #include "imgstore/v1/image.pb-c.h"
 #include "imgstore/v1/site.pb-c.h"
+#include "proto/client_int.h"
 #include "proto/json.h"
 #include "proto/server_int.h"
 #include "rpc_toy.h"
@@ -641,6 +642,127 @@ static void test_timeouts(void **state)
 	expect_error(&a, 400, "invalid_argument", "no image given");
 }
 
+/* The reason in an error body's details, decoded as a stock client would. */
+static void expect_reason(const char *body, const char *reason)
+{
+	json_object *o = json_tokener_parse(body), *details, *d, *t, *v, *dbg, *r;
+	unsigned char *raw;
+	size_t n;
+
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "details", &details));
+	assert_int_equal(json_object_array_length(details), 1);
+	d = json_object_array_get_idx(details, 0);
+	assert_true(json_object_object_get_ex(d, "type", &t));
+	assert_string_equal(json_object_get_string(t), "imgstore.v1.ErrorInfo");
+	assert_true(json_object_object_get_ex(d, "value", &v));
+	/* unpadded, as Connect writes it */
+	assert_null(strchr(json_object_get_string(v), '='));
+	assert_int_equal(ims_rpc__base64_decode(&raw, &n, json_object_get_string(v),
+						(size_t)json_object_get_string_len(v)),
+			 0);
+	Imgstore__V1__ErrorInfo *info = imgstore__v1__error_info__unpack(NULL, n, raw);
+	assert_non_null(info);
+	assert_string_equal(info->reason, reason);
+	assert_string_equal(info->domain, "imgstore");
+	imgstore__v1__error_info__free_unpacked(info, NULL);
+	free(raw);
+	assert_true(json_object_object_get_ex(d, "debug", &dbg));
+	assert_true(json_object_object_get_ex(dbg, "reason", &r));
+	assert_string_equal(json_object_get_string(r), reason);
+	json_object_put(o);
+}
+
+static void test_error_details(void **state)
+{
+	fixture *f = *state;
+	answer a;
+
+	/* from the errno: ESTALE is a stale lease */
+	post(f, TOY_GET, "application/json", "{\"image\":{\"pool\":\"rbd\",\"image\":\"stale\"}}",
+	     &a);
+	assert_int_equal(a.status, 400);
+	assert_string_equal(a.code, "failed_precondition");
+	assert_string_equal(a.message, "lease 'x' is stale");
+	expect_reason(a.body, "STALE_LEASE");
+	free(a.body);
+	/* set by the handler */
+	post(f, TOY_GET, "application/json", "{\"image\":{\"pool\":\"rbd\",\"image\":\"fenced\"}}",
+	     &a);
+	assert_string_equal(a.code, "failed_precondition");
+	expect_reason(a.body, "FENCED");
+	free(a.body);
+	/* none for other errors */
+	post(f, TOY_GET, "application/json", "{\"image\":{\"pool\":\"rbd\",\"image\":\"missing\"}}",
+	     &a);
+	assert_null(strstr(a.body, "details"));
+	expect_code(&a, 404, "not_found");
+
+	assert_string_equal(ims_rpc_reason_from_errno(-EROFS), "NOT_PRIMARY");
+	assert_string_equal(ims_rpc_reason_from_errno(EUCLEAN), "SPLIT_BRAIN");
+	assert_string_equal(ims_rpc_reason_from_errno(-ESTALE), "STALE_LEASE");
+	assert_null(ims_rpc_reason_from_errno(-EBUSY));
+}
+
+/* libimgstore reads the reason; hostile details are skipped. */
+static void test_client_reason(void **state)
+{
+	ims_client_opts co = IMS_CLIENT_OPTS_INIT;
+	ims_client *c = NULL;
+	ProtobufCMessage *m = NULL;
+	static const struct {
+		const char *body;
+		const char *reason;
+	} cases[] = {
+		/* ErrorInfo{reason "SPLIT_BRAIN", domain "imgstore"}, padded and not */
+		{"{\"code\":\"failed_precondition\",\"message\":\"m\",\"details\":[{\"type\":"
+		 "\"imgstore.v1.ErrorInfo\",\"value\":\"CgtTUExJVF9CUkFJThIIaW1nc3RvcmU\"}]}",
+		 "SPLIT_BRAIN"},
+		{"{\"code\":\"failed_precondition\",\"message\":\"m\",\"details\":[{\"type\":"
+		 "\"other.Thing\",\"value\":\"AAAA\"},{\"type\":\"type.googleapis.com/"
+		 "imgstore.v1.ErrorInfo\",\"value\":\"CgtTUExJVF9CUkFJThIIaW1nc3RvcmU=\"}]}",
+		 "SPLIT_BRAIN"},
+		/* a reason with an escape sequence comes out printable */
+		{"{\"code\":\"failed_precondition\",\"details\":[{\"type\":\"imgstore.v1."
+		 "ErrorInfo\","
+		 "\"value\":\"CgMbW0E\"}]}",
+		 "?[A"},
+		{"{\"code\":\"failed_precondition\",\"details\":[{\"type\":\"imgstore.v1."
+		 "ErrorInfo\","
+		 "\"value\":\"!!!\"}]}",
+		 ""},
+		{"{\"code\":\"failed_precondition\",\"details\":[{\"type\":\"imgstore.v1."
+		 "ErrorInfo\","
+		 "\"value\":\"/////w\"}]}",
+		 ""},
+		{"{\"code\":\"failed_precondition\",\"details\":{\"type\":1}}", ""},
+		{"{\"code\":\"failed_precondition\",\"details\":[1,null,{\"type\":[]}]}", ""},
+		{"{\"code\":\"failed_precondition\"}", ""},
+	};
+
+	(void)state;
+	co.server = "http://127.0.0.1:1";
+	assert_int_equal(ims_client_open(&c, &co), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r = ims_client__decode(c, 400, "application/json",
+					   (const uint8_t *)cases[i].body, strlen(cases[i].body),
+					   &imgstore__v1__image__descriptor, &m);
+		assert_int_equal(r, -EBUSY);
+		if (strcmp(ims_client_last_reason(c), cases[i].reason) != 0)
+			fail_msg("case %zu: '%s'", i, ims_client_last_reason(c));
+	}
+	/* a success clears it */
+	Imgstore__V1__Image img = IMGSTORE__V1__IMAGE__INIT;
+	uint8_t buf[16];
+	size_t n = protobuf_c_message_pack(&img.base, buf);
+	assert_int_equal(ims_client__decode(c, 200, "application/proto", buf, n,
+					    &imgstore__v1__image__descriptor, &m),
+			 0);
+	assert_string_equal(ims_client_last_reason(c), "");
+	protobuf_c_message_free_unpacked(m, NULL);
+	ims_client_close(c);
+}
+
 /* ---- over TCP, with libcurl: the query and the header as server.c reads them -------------- */
 
 typedef struct {
@@ -740,6 +862,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_get_calls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeouts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_over_tcp, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_error_details, setup, teardown),
+		cmocka_unit_test(test_client_reason),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
