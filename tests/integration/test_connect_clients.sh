@@ -2,7 +2,8 @@
 # Stock Connect clients from the npm registry (versions pinned in tests/integration/connect/
 # package-lock.json, installed with npm ci): connect-node reaches every service of site A's
 # imgstored in JSON and in binary, with GET for the reads, errors and deadlines
-# (connect/clients.mjs); `buf curl` calls in JSON and gets a typed error.
+# (connect/clients.mjs), typed error details (NOT_PRIMARY from a secondary, read by
+# connect-node and shown by the CLI); `buf curl` calls in JSON and gets Connect errors.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
@@ -11,7 +12,7 @@ src=$(cd "$(dirname "${BASH_SOURCE[0]}")/connect" && pwd)
 proto=$(cd "$src/../../../proto" && pwd)
 work=$(mktemp -d /tmp/ims-connect.XXXXXX)
 img=cc$$
-cleanup() { forget_images "$img-j" "$img-b" "$img-j-r" "$img-b-r"; rm -rf "$work"; }
+cleanup() { forget_images "$img-j" "$img-b" "$img-j-r" "$img-b-r" "$img-rep"; rm -rf "$work"; }
 trap cleanup EXIT
 
 # npm ci into a copy: the source tree stays clean, the cache (~/.npm) makes reruns quick
@@ -20,9 +21,19 @@ check "npm ci installs the pinned clients" bash -c "cd '$work' && npm ci --no-au
 buf=$work/node_modules/.bin/buf
 check "buf builds a descriptor set of proto/" "$buf" build "$proto" -o "$work/set.binpb"
 
+# a secondary on site b, for a typed error: a host may not snapshot it there (NOT_PRIMARY)
+expect_rc 0 "create rbd/$img-rep" on_a image create "rbd/$img-rep" --size 16M
+expect_rc 0 "replicate it to site b" on_a repl enable "rbd/$img-rep" --to b --rpo 1h
+expect_rc 0 "first sync" on_a repl sync "rbd/$img-rep"
+IMGSTORE_SERVER=$(server_of b) IMGSTORE_TOKEN_FILE=$IMGSTORE_HOST_TOKEN_FILE "$CLI" \
+	snap create "rbd/$img-rep@host-on-b" > "$work/out" 2> "$work/err"
+check "the CLI shows the reason of a host's snapshot of a secondary" \
+	grep -q "is a secondary.*(NOT_PRIMARY)$" "$work/err"
+
 tok=$(cat "$IMGSTORE_TOKEN_FILE")
 (cd "$work" && node clients.mjs "$work/set.binpb" "$IMGSTORE_SERVER_A" "$IMGSTORE_CA_FILE" \
-	"$tok" "$(cat "$IMGSTORE_READER_TOKEN_FILE")" "$img") > "$work/tap" 2>&1
+	"$tok" "$(cat "$IMGSTORE_READER_TOKEN_FILE")" "$img" "$(server_of b)" \
+	"$(cat "$IMGSTORE_HOST_TOKEN_FILE")") > "$work/tap" 2>&1
 cat "$work/tap"
 passes=$((passes + $(grep -c '^ok - ' "$work/tap")))
 fails=$((fails + $(grep -c '^not ok - ' "$work/tap")))
@@ -42,5 +53,5 @@ bc -d '{"image": {"pool": "rbd"}, "size": "16777216"}' \
 	"$IMGSTORE_SERVER_A/imgstore.v1.ImageService/CreateImage" > "$work/out" 2>&1
 check "buf curl CreateImage without a name: invalid_argument (exit 24)" test $? -eq 24
 check "  with the server's message" grep -q 'the request names no image' "$work/out"
-check "no image was left behind" bash -c "! rbd -c '$CEPH_CONF_A' ls rbd 2>/dev/null | grep -q '^$img'"
+check "no image was left behind" bash -c "! rbd -c '$CEPH_CONF_A' ls rbd 2>/dev/null | grep -q '^$img\$'"
 finish

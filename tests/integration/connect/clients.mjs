@@ -3,7 +3,8 @@
 // in binary, GET for the reads, errors and deadlines. Prints TAP lines ("ok - ...",
 // "not ok - ..."); tests/integration/test_connect_clients.sh counts them.
 //
-//   node clients.mjs DESCRIPTOR_SET URL CA_FILE ADMIN_TOKEN READER_TOKEN IMAGE_NAME
+//   node clients.mjs DESCRIPTOR_SET URL CA_FILE ADMIN_TOKEN READER_TOKEN IMAGE_NAME URL_B HOST_TOKEN
+// IMAGE_NAME-rep is replicated from site a to site b (URL_B) already.
 import { readFileSync } from "node:fs";
 import https from "node:https";
 import { createRequire, syncBuiltinESMExports } from "node:module";
@@ -12,7 +13,8 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { createFileRegistry, fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 
-const [setPath, baseUrl, caFile, adminTok, readerTok, imgName] = process.argv.slice(2);
+const [setPath, baseUrl, caFile, adminTok, readerTok, imgName, urlB, hostTok] =
+  process.argv.slice(2);
 const ca = readFileSync(caFile);
 const reg = createFileRegistry(fromBinary(FileDescriptorSetSchema, readFileSync(setPath)));
 const svc = (name) => {
@@ -40,13 +42,13 @@ httpsCjs.request = (url, options, ...rest) => {
 };
 syncBuiltinESMExports();
 
-function transport({ binary, get = false, token = adminTok }) {
+function transport({ binary, get = false, token = adminTok, url = baseUrl }) {
   const auth = (next) => async (req) => {
     if (token) req.header.set("Authorization", `Bearer ${token}`);
     return next(req);
   };
   return createConnectTransport({
-    baseUrl,
+    baseUrl: url,
     httpVersion: "1.1",
     useBinaryFormat: binary,
     useHttpGet: get,
@@ -150,6 +152,27 @@ for (const binary of [false, true]) {
     createClient(svc("ImageService"), g).getImage({ image: missing }), Code.NotFound);
   check(`${mode}: those calls were GETs`, methods.length === 2 &&
     methods.every((m) => m === "GET"), methods.join(","));
+}
+
+// Typed error details: a host's snapshot of a secondary is failed_precondition with an
+// imgstore.v1.ErrorInfo whose reason is NOT_PRIMARY, in JSON and in binary.
+const errorInfo = reg.getMessage("imgstore.v1.ErrorInfo");
+check("the descriptor set has imgstore.v1.ErrorInfo", !!errorInfo);
+for (const binary of [false, true]) {
+  const mode = binary ? "binary" : "JSON";
+  const snaps = createClient(svc("SnapshotService"), transport({ binary, token: hostTok, url: urlB }));
+  try {
+    await snaps.createSnapshot({ snapshot: { pool: "rbd", image: `${imgName}-rep`, snapshot: "h" } });
+    notOk(`${mode}: a host's snapshot of a secondary is refused`, "it succeeded");
+  } catch (e) {
+    const ce = ConnectError.from(e);
+    check(`${mode}: a host's snapshot of a secondary is failed_precondition`,
+      ce.code === Code.FailedPrecondition, `${Code[ce.code]} ${ce.rawMessage}`);
+    const infos = ce.findDetails(errorInfo);
+    check(`${mode}:   with an ErrorInfo whose reason is NOT_PRIMARY`,
+      infos.length === 1 && infos[0].reason === "NOT_PRIMARY" && infos[0].domain === "imgstore",
+      JSON.stringify(infos));
+  }
 }
 
 // The server's side of Connect-Timeout-Ms: a budget of 1 ms that runs out while the body is
