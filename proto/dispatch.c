@@ -622,9 +622,10 @@ int64_t ims_rpc_call_remaining_ms(const ims_rpc_call *call)
 	if (!call || !call->has_deadline)
 		return -1;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	int64_t ms = (int64_t)(call->deadline.tv_sec - now.tv_sec) * 1000 +
-		     (call->deadline.tv_nsec - now.tv_nsec) / 1000000;
-	return ms > 0 ? ms : 0;
+	int64_t ns = (int64_t)(call->deadline.tv_sec - now.tv_sec) * 1000000000 +
+		     (call->deadline.tv_nsec - now.tv_nsec);
+	/* rounded up: a handler that waits this long ends at the deadline, not just before */
+	return ns > 0 ? (ns + 999999) / 1000000 : 0;
 }
 
 void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body, size_t len,

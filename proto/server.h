@@ -86,9 +86,10 @@ char *ims_rpc_call_strdup(ims_rpc_call *call, const char *s);
 void ims_rpc_call_set_reason(ims_rpc_call *call, const char *reason);
 
 /**
- * What is left of the caller's budget (the Connect-Timeout-Ms header), in milliseconds: 0 once
- * it ran out, -1 when the caller set none. A handler that waits or works for long bounds
- * itself with it; the server answers deadline_exceeded anyway once the budget ran out.
+ * What is left of the caller's budget (the Connect-Timeout-Ms header), in milliseconds rounded
+ * up (a wait of that long ends at the deadline): 0 once it ran out, -1 when the caller set none. A
+ * handler that waits or works for long bounds itself with it; the server answers deadline_exceeded
+ * anyway once the budget ran out.
  */
 int64_t ims_rpc_call_remaining_ms(const ims_rpc_call *call);
 /** What the call works on, for the audit line ("rbd/vm1"). Copied. */

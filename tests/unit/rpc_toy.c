@@ -72,15 +72,23 @@ static int wait_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
 	count(app);
 	if (!q->image)
 		return ims_error_set(-EINVAL, "no image given");
+	/* as WaitOperation: no longer than the caller's budget (Connect-Timeout-Ms) */
+	int64_t budget = ims_rpc_call_remaining_ms(call);
+	int64_t ms = budget >= 0 && budget < 60000 ? budget : 60000;
 	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 60;
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
 	pthread_mutex_lock(&app->lock);
 	app->slow_waiting++;
 	while (!app->slow_release && e != ETIMEDOUT)
 		e = pthread_cond_timedwait(&app->slow_cond, &app->lock, &until);
 	app->slow_waiting--;
 	pthread_mutex_unlock(&app->lock);
-	if (e == ETIMEDOUT)
+	if (e == ETIMEDOUT && ms == 60000)
 		return ims_error_set(-ETIMEDOUT, "not released within 60 s");
 	return answer_image(call, q->image, 1ull << 30, resp);
 }

@@ -844,6 +844,18 @@ static void test_over_tcp(void **state)
 			 408);
 	assert_non_null(strstr(s.b, "\"code\":\"deadline_exceeded\""));
 	f->app.sleep_ms = 0;
+	/* a slow call (on a thread of its own) that bounds its wait by the budget: answered
+	 * at the deadline, not when the wait would have ended (60 s) */
+	toy_slow_release(&f->app, false);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(http(f, "POST", TOY_WAIT, "application/json", "300",
+			      "{\"image\":{\"pool\":\"rbd\",\"image\":\"vm1\"}}", &s),
+			 408);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	assert_true(took >= 0.29 && took < 5);
+	assert_non_null(strstr(s.b, "ran out while it was served"));
 	assert_int_equal(http(f, "POST", TOY_GET, "application/json", "x",
 			      "{\"image\":{\"pool\":\"rbd\",\"image\":\"vm1\"}}", &s),
 			 400);
