@@ -554,6 +554,12 @@ bool ims_rpc__begin(ims_rpc_server *s, ims_rpc_call *call, const ims_rpc__head *
 			return false;
 		}
 		call->json = codec == 2;
+		if (h->encoding && strcasecmp(h->encoding, "identity") != 0) {
+			fail(call, resp, 501, IMS_RPC_UNIMPLEMENTED,
+			     "Content-Encoding '%s' is not supported: send the body uncompressed",
+			     shown(h->encoding, buf, 40));
+			return false;
+		}
 	}
 	if (have_length && length > s->max_request_bytes) {
 		fail(call, resp, 413, IMS_RPC_RESOURCE_EXHAUSTED,

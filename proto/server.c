@@ -614,6 +614,8 @@ static enum MHD_Result begin_request(struct ims_rpc__listener *l, struct MHD_Con
 		.authorization = auth,
 		.timeout_ms =
 			MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connect-Timeout-Ms"),
+		.encoding = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							MHD_HTTP_HEADER_CONTENT_ENCODING),
 	};
 	if (strcmp(method, "GET") == 0) {
 		/* Connect's GET: the message and its encoding in the query (URL-decoded by MHD) */

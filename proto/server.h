@@ -24,6 +24,7 @@
  *   bad Connect-Timeout-Ms       400 invalid_argument
  *   GET without connect=v1 and encoding=proto|json   400 invalid_argument
  *   Content-Type neither application/proto nor application/json   415 invalid_argument
+ *   Content-Encoding other than identity   501 unimplemented
  *   body over max_request_bytes  413 resource_exhausted (from Content-Length before reading
  *                                the body; a chunked body as soon as it grows past the limit)
  *   client certificate, token    401 unauthenticated

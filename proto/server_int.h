@@ -197,6 +197,7 @@ typedef struct {
 	uint64_t length;
 	const char *authorization; /* NULL if absent */
 	const char *timeout_ms;	   /* Connect-Timeout-Ms, or NULL */
+	const char *encoding;	   /* Content-Encoding, or NULL */
 	/* GET: the query parameters connect, encoding, message (URL-decoded), base64,
 	 * compression; NULL if absent */
 	const char *q_connect, *q_encoding, *q_message, *q_base64, *q_compression;
