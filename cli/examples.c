@@ -59,6 +59,13 @@ const ims_cli_example ims_cli__examples[] = {
 	 "imgstore snap rollback rbd/web1@before-upgrade"},
 	{"snap", "rm", "it went well: drop the snapshot",
 	 "imgstore snap rm rbd/web1@before-upgrade"},
+	{"snap", "schedule add",
+	 "every hour; keep a day of hourly ones, a week of dailies, a month of weeklies",
+	 "imgstore snap schedule add rbd/web1 --every 1h --keep hourly=24,daily=7,weekly=4"},
+	{"snap", "schedule ls", "the schedules, their last snapshot and error",
+	 "imgstore snap schedule ls"},
+	{"snap", "schedule rm", "stop it (the snapshots it took stay)",
+	 "imgstore snap schedule rm rbd/web1"},
 
 	/* op */
 	{"op", "ls", "operations queued or running", "imgstore op ls"},

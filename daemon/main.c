@@ -33,6 +33,7 @@
 #include "daemon/tier.h"
 #include "tier/scan.h"
 #include "replicator/failover.h"
+#include "replicator/snapsched.h"
 #include "store/transfer.h"
 
 static void usage(FILE *f)
@@ -443,6 +444,15 @@ static int start_workers(ims_daemon *d)
 		ims_log_error("cannot start replication: %s", ims_error_last());
 		return r;
 	}
+	ims_snapsched_opts so = IMS_SNAPSCHED_OPTS_INIT;
+	so.site = d->site;
+	so.records_pool = d->pool;
+	so.owner = d->owner_host;
+	so.hour_s = (int64_t)d->cfg->defaults.snapshot_schedule_hour;
+	if ((r = ims_snapsched_start(&d->snapsched, &so)) < 0) {
+		ims_log_error("cannot start the snapshot schedules: %s", ims_error_last());
+		return r;
+	}
 	return 0;
 }
 
@@ -569,6 +579,7 @@ static void stop_all(ims_daemon *d)
 {
 	ims_rpc_server_stop(d->server);
 	ims_tier_scan_stop(d->tier_scan); /* before the operations it waits on */
+	ims_snapsched_stop(d->snapsched);
 	ims_repl_sched_stop(d->repl);
 	ims_alert_stop(d->alert); /* after the scheduler: nothing calls it any more */
 	ims_ops_stop(d->ops);

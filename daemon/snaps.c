@@ -24,6 +24,7 @@
 #include "store/image.h"
 #include "store/snap.h"
 #include "store/transfer.h"
+#include "replicator/snapsched.h"
 #include "daemon/daemon.h"
 #include "daemon/kit.h"
 
@@ -174,6 +175,100 @@ static int h_delete_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* snapshot schedules (replicator/snapsched.h) */
+
+static Imgstore__V1__SnapshotSchedule *schedule_msg(ims_rpc_call *call, const ims_snapsched *s)
+{
+	Imgstore__V1__SnapshotSchedule *m = ALLOC(call, Imgstore__V1__SnapshotSchedule);
+	char keep[96];
+	if (!m)
+		return NULL;
+	imgstore__v1__snapshot_schedule__init(m);
+	m->pool = DUP(call, s->pool);
+	m->name = DUP(call, s->name);
+	m->group = s->unit == IMS_REPL_GROUP;
+	m->every_seconds = s->every_s;
+	m->keep = DUP(call, ims_snapsched_keep_format(keep, sizeof(keep), &s->keep));
+	m->last_unix_ms = s->last_ms;
+	m->last_error = DUP(call, s->last_error);
+	if (!m->pool || !m->name || !m->keep || !m->last_error)
+		return NULL;
+	return m;
+}
+
+static void *schedule_item(ims_rpc_call *call, const void *list, size_t i)
+{
+	return schedule_msg(call, &((const ims_snapsched *)list)[i]);
+}
+
+static int h_add_schedule(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			  ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__AddSnapshotScheduleRequest *q = (const void *)req;
+	ims_spec s;
+	ims_snapsched in, out;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
+		return r;
+	memset(&in, 0, sizeof(in));
+	if ((r = ims_snapsched_keep_parse(&in.keep, q->keep)) < 0)
+		return r;
+	snprintf(in.pool, sizeof(in.pool), "%s", s.pool);
+	snprintf(in.name, sizeof(in.name), "%s", s.image);
+	in.unit = q->group ? IMS_REPL_GROUP : IMS_SNAPSCHED_UNIT_ANY;
+	in.every_s = q->every_seconds;
+	if ((r = ims_snapsched_add(&out, d->site, d->pool, &in)) < 0)
+		return r;
+	Imgstore__V1__SnapshotSchedule *m = schedule_msg(call, &out);
+	if (!m)
+		return -ENOMEM;
+	*resp = &m->base;
+	return 0;
+}
+
+static int h_list_schedules(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			    ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	ims_snapsched *list = NULL;
+	size_t n = 0;
+	int r;
+	(void)req;
+	if ((r = ims_snapsched_list(&list, &n, d->site, d->pool)) < 0)
+		return r;
+	Imgstore__V1__ListSnapshotSchedulesResponse *m =
+		ALLOC(call, Imgstore__V1__ListSnapshotSchedulesResponse);
+	r = -ENOMEM;
+	if (!m)
+		goto out;
+	imgstore__v1__list_snapshot_schedules_response__init(m);
+	if (IMS_KIT_REPEATED(call, m, schedules, n, schedule_item, list) < 0)
+		goto out;
+	*resp = &m->base;
+	r = 0;
+out:
+	free(list);
+	return r;
+}
+
+static int h_remove_schedule(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			     ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__RemoveSnapshotScheduleRequest *q = (const void *)req;
+	ims_spec s;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
+	    (r = ims_snapsched_remove(d->site, d->pool,
+				      q->group ? IMS_REPL_GROUP : IMS_SNAPSCHED_UNIT_ANY, s.pool,
+				      s.image)) < 0)
+		return r;
+	return ims_kit_reply_empty(
+		call, &imgstore__v1__remove_snapshot_schedule_response__descriptor, resp);
+}
+
+/* ---------------------------------------------------------------------------------------- */
 
 static const ims_rpc_method methods[] = {
 	M("SnapshotService", "CreateSnapshot", create_snapshot_request, snapshot_info, HOST, true,
@@ -184,6 +279,12 @@ static const ims_rpc_method methods[] = {
 	  h_rollback_snapshot),
 	M("SnapshotService", "DeleteSnapshot", delete_snapshot_request, delete_snapshot_response,
 	  ADMIN, true, h_delete_snapshot),
+	M("SnapshotService", "AddSnapshotSchedule", add_snapshot_schedule_request,
+	  snapshot_schedule, ADMIN, true, h_add_schedule),
+	M("SnapshotService", "ListSnapshotSchedules", list_snapshot_schedules_request,
+	  list_snapshot_schedules_response, READER, false, h_list_schedules),
+	M("SnapshotService", "RemoveSnapshotSchedule", remove_snapshot_schedule_request,
+	  remove_snapshot_schedule_response, ADMIN, true, h_remove_schedule),
 };
 
 IMS_DAEMON_SERVICE(ims_snapshot_service, methods);

@@ -53,7 +53,7 @@ static const char *unit_word(int unit)
 
 static int put(ims_site *site, const char *records_pool, const ims_snapsched *s)
 {
-	char key[300];
+	char key[2 * IMS_NAME_MAX + 16];
 	key_of(key, sizeof(key), s->unit, s->pool, s->name);
 	json_object *o = ims_record_encode(s, fields, NFIELDS);
 	if (!o)
@@ -64,31 +64,51 @@ static int put(ims_site *site, const char *records_pool, const ims_snapsched *s)
 	return r;
 }
 
-int ims_snapsched_add(ims_site *site, const char *records_pool, const ims_snapsched *s)
+/* IMS_REPL_IMAGE or IMS_REPL_GROUP: what @p pool/@p name is (@p unit says, or ANY). */
+static int resolve(int *out, ims_site *site, int unit, const char *pool, const char *name)
 {
 	int r;
+	if (unit != IMS_REPL_GROUP) {
+		if ((r = ims_image_exists(site, pool, name)) < 0)
+			return r;
+		if (r == 1) {
+			*out = IMS_REPL_IMAGE;
+			return 0;
+		}
+		if (unit == IMS_REPL_IMAGE)
+			return ims_error_set(-ENOENT, "image '%s/%s' does not exist on site '%s'",
+					     pool, name, ims_site_name(site));
+	}
+	ims_group_info *gi = NULL;
+	if ((r = ims_group_info_get(&gi, site, pool, name)) == -ENOENT && unit != IMS_REPL_GROUP)
+		return ims_error_set(-ENOENT, "no image or group '%s/%s' on site '%s'", pool, name,
+				     ims_site_name(site));
+	if (r < 0)
+		return r;
+	ims_group_info_free(gi);
+	*out = IMS_REPL_GROUP;
+	return 0;
+}
+
+int ims_snapsched_add(ims_snapsched *out, ims_site *site, const char *records_pool,
+		      const ims_snapsched *s)
+{
+	int r, unit = IMS_REPL_IMAGE;
 	if (s->every_s == 0)
 		return ims_error_set(-EINVAL, "--every must be at least 1s");
+	if (s->every_s > 366ull * 86400)
+		return ims_error_set(-EINVAL, "--every must be at most a year");
 	if (s->keep.hourly + s->keep.daily + s->keep.weekly == 0)
 		return ims_error_set(-EINVAL, "--keep keeps no snapshot");
-	if (s->unit == IMS_REPL_GROUP) {
-		ims_group_info *gi = NULL;
-		if ((r = ims_group_info_get(&gi, site, s->pool, s->name)) < 0)
-			return r;
-		ims_group_info_free(gi);
-	} else {
-		if ((r = ims_image_exists(site, s->pool, s->name)) < 0)
-			return r;
-		if (r == 0)
-			return ims_error_set(-ENOENT, "image '%s/%s' does not exist on site '%s'",
-					     s->pool, s->name, ims_site_name(site));
-	}
+	if ((r = resolve(&unit, site, s->unit, s->pool, s->name)) < 0)
+		return r;
 	ims_snapsched rec = *s;
+	rec.unit = unit;
 	rec.created_ms = ims_clock_unix_ms();
 	rec.last_ms = 0;
 	rec.last_error[0] = '\0';
 	/* a schedule replaced keeps the time of its last snapshot: no burst on a change */
-	char key[300];
+	char key[2 * IMS_NAME_MAX + 16];
 	json_object *old = NULL;
 	key_of(key, sizeof(key), s->unit, s->pool, s->name);
 	ims_records rs = IMS_RECORDS_SITE(site, records_pool, IMS_SNAPSCHED_OBJECT);
@@ -99,20 +119,29 @@ int ims_snapsched_add(ims_site *site, const char *records_pool, const ims_snapsc
 		rec.last_ms = prev.last_ms;
 		json_object_put(old);
 	}
-	return put(site, records_pool, &rec);
+	if ((r = put(site, records_pool, &rec)) < 0)
+		return r;
+	if (out)
+		*out = rec;
+	return 0;
 }
 
 int ims_snapsched_remove(ims_site *site, const char *records_pool, int unit, const char *pool,
 			 const char *name)
 {
-	char key[300];
+	char key[2 * IMS_NAME_MAX + 16];
 	json_object *old = NULL;
-	key_of(key, sizeof(key), unit, pool, name);
 	ims_records rs = IMS_RECORDS_SITE(site, records_pool, IMS_SNAPSCHED_OBJECT);
+	key_of(key, sizeof(key), unit == IMS_REPL_GROUP ? IMS_REPL_GROUP : IMS_REPL_IMAGE, pool,
+	       name);
 	int r = ims_record_get(&old, &rs, key);
+	if (r == -ENOENT && unit == IMS_SNAPSCHED_UNIT_ANY) {
+		unit = IMS_REPL_GROUP;
+		key_of(key, sizeof(key), unit, pool, name);
+		r = ims_record_get(&old, &rs, key);
+	}
 	if (r == -ENOENT)
-		return ims_error_set(-ENOENT, "%s '%s/%s' has no snapshot schedule", unit_word(unit),
-				     pool, name);
+		return ims_error_set(-ENOENT, "'%s/%s' has no snapshot schedule", pool, name);
 	if (r < 0)
 		return r;
 	json_object_put(old);
@@ -128,8 +157,7 @@ static int decode(void *elem, const char *key, json_object *val)
 	return 0;
 }
 
-int ims_snapsched_list(ims_snapsched **out, size_t *count, ims_site *site,
-		       const char *records_pool)
+int ims_snapsched_list(ims_snapsched **out, size_t *count, ims_site *site, const char *records_pool)
 {
 	void *v = NULL;
 	ims_records rs = IMS_RECORDS_SITE(site, records_pool, IMS_SNAPSCHED_OBJECT);
@@ -233,8 +261,8 @@ static int prune(unsigned *removed, ims_snapsched_runner *rn, const ims_snapsche
 			goto out;
 		}
 		ims_log_info("snapshot schedule of %s '%s/%s': removed '%s' (retention %s%u,%u,%u)",
-			     unit_word(s->unit), s->pool, s->name, names[i], "h,d,w=",
-			     s->keep.hourly, s->keep.daily, s->keep.weekly);
+			     unit_word(s->unit), s->pool, s->name, names[i],
+			     "h,d,w=", s->keep.hourly, s->keep.daily, s->keep.weekly);
 		(*removed)++;
 	}
 	r = 0;
@@ -253,7 +281,9 @@ static int run_one(ims_snapsched_runner *rn, ims_snapsched *s, int64_t now_ms)
 	int r = 0;
 	bool changed = false;
 	char err[256] = "";
-	if (s->last_ms == 0 || now_ms - s->last_ms >= (int64_t)s->every_s * 1000) {
+	/* the first snapshot comes one interval after the schedule was added */
+	int64_t since = s->last_ms ? s->last_ms : s->created_ms;
+	if (now_ms - since >= (int64_t)s->every_s * 1000) {
 		char snap[64];
 		snprintf(snap, sizeof(snap), IMS_SNAPSCHED_PREFIX "%" PRId64, now_ms);
 		bool secondary = false;
@@ -263,15 +293,16 @@ static int run_one(ims_snapsched_runner *rn, ims_snapsched *s, int64_t now_ms)
 				secondary = side.secondary;
 		}
 		if (secondary)
-			r = ims_error_set(-EROFS,
-					  "a secondary: its snapshots are taken on the primary's site");
+			r = ims_error_set(
+				-EROFS,
+				"a secondary: its snapshots are taken on the primary's site");
 		else if (s->unit == IMS_REPL_GROUP)
 			r = ims_group_snap_create(rn->o.site, s->pool, s->name, snap);
 		else
 			r = ims_snap_create(rn->o.site, s->pool, s->name, snap);
 		if (r == 0)
-			ims_log_info("snapshot schedule of %s '%s/%s': took '%s'", unit_word(s->unit),
-				     s->pool, s->name, snap);
+			ims_log_info("snapshot schedule of %s '%s/%s': took '%s'",
+				     unit_word(s->unit), s->pool, s->name, snap);
 		else
 			snprintf(err, sizeof(err), "cannot take '%s': %s", snap, ims_error_last());
 		s->last_ms = now_ms; /* a failure waits for the next interval too */
@@ -307,8 +338,7 @@ static int hold(ims_snapsched_runner *rn, rados_ioctx_t io)
 			     rn->held ? "run by this daemon" : "no longer run by this daemon");
 	if (r == -EBUSY || r == -EEXIST)
 		return 0;
-	return r < 0 ? ims_error_set(r, "cannot lock the snapshot schedules: %s", strerror(-r))
-		     : 1;
+	return r < 0 ? ims_error_set(r, "cannot lock the snapshot schedules: %s", strerror(-r)) : 1;
 }
 
 int ims_snapsched_tick(ims_snapsched_runner *rn)
@@ -327,11 +357,11 @@ int ims_snapsched_tick(ims_snapsched_runner *rn)
 		if (run_one(rn, &list[i], ims_clock_unix_ms()) <= 0)
 			continue;
 		/* only a schedule still there is written back: `rm` meanwhile stays removed */
-		char key[300];
+		char key[2 * IMS_NAME_MAX + 16];
 		json_object *cur = NULL;
 		key_of(key, sizeof(key), list[i].unit, list[i].pool, list[i].name);
-		ims_records rs = IMS_RECORDS_SITE(rn->o.site, rn->o.records_pool,
-						  IMS_SNAPSCHED_OBJECT);
+		ims_records rs =
+			IMS_RECORDS_SITE(rn->o.site, rn->o.records_pool, IMS_SNAPSCHED_OBJECT);
 		if (ims_record_get(&cur, &rs, key) < 0)
 			continue;
 		ims_snapsched now;

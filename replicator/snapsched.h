@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/spec.h"
 #include "store/site.h"
 
 #define IMS_SNAPSCHED_PREFIX "imgstore-sched-"
@@ -78,27 +79,34 @@ int64_t ims_snapsched_snap_time(const char *name);
 
 /* ---- schedules, in RADOS ---- */
 
+/* ims_snapsched_add() and _remove(): an image of that name, else a group of it */
+#define IMS_SNAPSCHED_UNIT_ANY (-1)
+
 typedef struct {
-	char pool[128];
-	char name[128];
+	char pool[IMS_NAME_MAX + 1];
+	char name[IMS_NAME_MAX + 1];
 	int unit; /* ims_repl_unit: IMS_REPL_IMAGE or IMS_REPL_GROUP */
 	uint64_t every_s;
 	ims_snapsched_keep keep;
 	int64_t created_ms;
-	int64_t last_ms;     /* the last snapshot taken; 0: none yet */
+	int64_t last_ms;      /* the last snapshot taken; 0: none yet */
 	char last_error[256]; /* the last run's failure, "" when it succeeded */
 } ims_snapsched;
 
 /**
- * Add (or replace) the schedule of @p s->pool/@p s->name, which must exist (an image, or a
- * group when unit is IMS_REPL_GROUP), in the records pool @p records_pool of @p site.
+ * Add (or replace) the schedule of @p s->pool/@p s->name, which must exist (an image, a
+ * group when unit is IMS_REPL_GROUP, either with IMS_SNAPSCHED_UNIT_ANY), in the records pool
+ * @p records_pool of @p site.
  *
+ * @param[out] out the schedule as recorded; may be NULL.
  * @returns -ENOENT for an unknown image or group, -EINVAL for every_s 0 or a keep of no
  *          snapshot.
  */
-int ims_snapsched_add(ims_site *site, const char *records_pool, const ims_snapsched *s);
+int ims_snapsched_add(ims_snapsched *out, ims_site *site, const char *records_pool,
+		      const ims_snapsched *s);
 
-/** Remove a schedule. @returns -ENOENT if there is none. */
+/** Remove a schedule (@p unit may be IMS_SNAPSCHED_UNIT_ANY). @returns -ENOENT if there is
+ *  none. */
 int ims_snapsched_remove(ims_site *site, const char *records_pool, int unit, const char *pool,
 			 const char *name);
 
@@ -114,14 +122,17 @@ typedef struct {
 	unsigned version;
 	ims_site *site;
 	const char *records_pool;
-	const char *owner;  /* the lock's cookie: this daemon's host and site */
-	int64_t hour_s;	    /* the rule's hour (0: 3600): shortened by tests */
-	unsigned lock_s;    /* the runner's lock (0: 30 s) */
-	unsigned tick_ms;   /* how often it looks (0: 1000) */
+	const char *owner; /* the lock's cookie: this daemon's host and site */
+	int64_t hour_s;	   /* the rule's hour (0: 3600): shortened by tests */
+	unsigned lock_s;   /* the runner's lock (0: 30 s) */
+	unsigned tick_ms;  /* how often it looks (0: 1000) */
 } ims_snapsched_opts;
 
 #define IMS_SNAPSCHED_OPTS_VERSION 1
-#define IMS_SNAPSCHED_OPTS_INIT	   {IMS_SNAPSCHED_OPTS_VERSION}
+#define IMS_SNAPSCHED_OPTS_INIT                                                                    \
+	{                                                                                          \
+		.version = IMS_SNAPSCHED_OPTS_VERSION                                              \
+	}
 
 /** Start the runner thread. */
 int ims_snapsched_start(ims_snapsched_runner **out, const ims_snapsched_opts *o);

@@ -34,10 +34,21 @@ static void test_keep_parse(void **state)
 	assert_int_equal(k.hourly, 0);
 	assert_int_equal(k.daily, 0);
 	assert_int_equal(k.weekly, 2);
-	const char *bad[] = {"",		  "garbage",	     "hourly",	   "hourly=",
-			     "hourly=x",	  "hourly=-1",	     "hourly=1,",  "hourly=1,,daily=2",
-			     "hourly=1,hourly=2", "monthly=3",	     "hourly=0",   "hourly=3x",
-			     "hourly=10001",	  "hourly=0,daily=0", "HOURLY=1"};
+	const char *bad[] = {"",
+			     "garbage",
+			     "hourly",
+			     "hourly=",
+			     "hourly=x",
+			     "hourly=-1",
+			     "hourly=1,",
+			     "hourly=1,,daily=2",
+			     "hourly=1,hourly=2",
+			     "monthly=3",
+			     "hourly=0",
+			     "hourly=3x",
+			     "hourly=10001",
+			     "hourly=0,daily=0",
+			     "HOURLY=1"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		k = (ims_snapsched_keep){5, 6, 7};
 		assert_int_equal(ims_snapsched_keep_parse(&k, bad[i]), -EINVAL);
