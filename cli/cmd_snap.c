@@ -98,6 +98,57 @@ static int sched_rm(ims_cli *cli, const ims_cli_args *a)
 				  &imgstore__v1__remove_snapshot_schedule_response__descriptor);
 }
 
+/* ---- verify ---- */
+
+/* Exit 0 when the snapshot is what its digest says and the log's chain holds, 1 otherwise
+ * (after the report: the objects that changed), or when no digest of it is recorded. */
+static int snap_verify(ims_cli *cli, const ims_cli_args *a)
+{
+	Imgstore__V1__VerifySnapshotRequest req = IMGSTORE__V1__VERIFY_SNAPSHOT_REQUEST__INIT;
+	Imgstore__V1__VerifySnapshotResponse *v = NULL;
+	Imgstore__V1__ImageSpec ms;
+	ims_spec spec;
+	int r;
+	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], true, true)))
+		return r;
+	req.snapshot = &ms;
+	if ((r = ims_cli_call(cli, "imgstore.v1.SnapshotService/VerifySnapshot", &req,
+			      &imgstore__v1__verify_snapshot_response__descriptor, &v)))
+		return r;
+	if (cli->format == IMS_CLI_FORMAT_JSON) {
+		ims_cli_print_message(cli, &v->base);
+	} else {
+		char line[1024];
+		if (!v->recorded)
+			snprintf(line, sizeof(line), "%s: no digest recorded", a->pos[0]);
+		else
+			snprintf(line, sizeof(line),
+				 "%s: %s (digest %llu, taken for %s, %llu objects recorded, %llu "
+				 "now%s)",
+				 a->pos[0], v->intact ? "intact" : "CHANGED",
+				 (unsigned long long)v->digest_seq, v->digested_for,
+				 (unsigned long long)v->objects_recorded,
+				 (unsigned long long)v->objects_now,
+				 v->snapshot_id_now != v->snapshot_id_recorded
+					 ? "; the snapshot was re-created: its id differs"
+					 : "");
+		ims_cli_print_line(cli, line);
+		for (size_t i = 0; i < v->n_changes; i++) {
+			snprintf(line, sizeof(line), "  %s %s (object %llu)", v->changes[i]->change,
+				 v->changes[i]->object,
+				 (unsigned long long)v->changes[i]->object_number);
+			ims_cli_print_line(cli, line);
+		}
+		if (!v->chain_intact) {
+			snprintf(line, sizeof(line), "digest log BROKEN: %s", v->chain_error);
+			ims_cli_print_line(cli, line);
+		}
+	}
+	r = v->recorded && v->intact && v->chain_intact ? 0 : 1;
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+	return r;
+}
+
 const ims_cli_verb ims_cli__snap_verbs[] = {
 	{"snap", "create", "POOL/IMAGE@SNAP", "Take a snapshot of an image.", ims_cli__no_opts, 1,
 	 1, NULL,
@@ -112,6 +163,9 @@ const ims_cli_verb ims_cli__snap_verbs[] = {
 	 NULL,
 	 &(const ims_cli_call_spec){SNAP_SVC, "RollbackSnapshot", IMS_CLI_POS_SNAP, "snapshot",
 				    NULL, IMS_CLI_REPLY_OP, NULL, NULL, NULL}},
+	{"snap", "verify", "POOL/IMAGE@SNAP",
+	 "Check a snapshot against its recorded digest; exit 1 naming the objects that changed.",
+	 ims_cli__no_opts, 1, 1, snap_verify, NULL},
 	{"snap", "rm", "POOL/IMAGE@SNAP", "Remove a snapshot (refused while clones depend on it).",
 	 ims_cli__no_opts, 1, 1, NULL,
 	 &(const ims_cli_call_spec){SNAP_SVC, "DeleteSnapshot", IMS_CLI_POS_SNAP, "snapshot", NULL,

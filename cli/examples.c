@@ -57,6 +57,8 @@ const ims_cli_example ims_cli__examples[] = {
 	{"snap", "ls", "the snapshots of an image", "imgstore snap ls rbd/web1"},
 	{"snap", "rollback", "the upgrade went wrong: back to the snapshot (the VM stopped)",
 	 "imgstore snap rollback rbd/web1@before-upgrade"},
+	{"snap", "verify", "is the snapshot still what was digested when it was taken?",
+	 "imgstore snap verify rbd/web1@before-upgrade"},
 	{"snap", "rm", "it went well: drop the snapshot",
 	 "imgstore snap rm rbd/web1@before-upgrade"},
 	{"snap", "schedule add",

@@ -54,8 +54,9 @@ typedef struct ims_daemon {
 	ims_site **peers; /* connected lazily, one per [peer] of the config */
 	pthread_mutex_t peers_lock;
 	ims_repl_sched *repl;
-	struct ims_snapsched_runner
-		*snapsched;		 /* the snapshot schedules (replicator/snapsched.h) */
+	/* the snapshot schedules (replicator/snapsched.h) and the snapshot digests (digest.h) */
+	struct ims_snapsched_runner *snapsched;
+	struct ims_digest_queue *digests;
 	ims_alert *alert;		 /* NULL without [defaults] alert_webhook */
 	struct ims_tier_scan *tier_scan; /* NULL with [defaults] tier_scan_interval = 0 */
 	struct ims_health *health;	 /* the site probes (daemon/health.h) */

@@ -12,6 +12,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
@@ -33,6 +34,7 @@
 #include "daemon/tier.h"
 #include "tier/scan.h"
 #include "replicator/failover.h"
+#include "replicator/digest.h"
 #include "replicator/snapsched.h"
 #include "store/transfer.h"
 
@@ -404,6 +406,35 @@ static int open_files(ims_daemon *d)
 	return 0;
 }
 
+/* A digest appended to the log: an audit line, so that the log's entries are anchored outside
+ * it too (a log rewritten from an entry on disagrees with the audit trail). */
+static void digest_recorded(void *ctx, const ims_digest_entry *e)
+{
+	char line[1200];
+	snprintf(line, sizeof(line),
+		 "digest seq=%" PRIu64 " snapshot='%s/%s@%s' for=%s objects=%" PRIu64 " hash=%s",
+		 e->seq, e->pool, e->image, e->snap, e->why, e->nobjects, e->hash);
+	audit_line(ctx, line);
+}
+
+/* A sealed replication snapshot or a scheduled one: its digest queued, never waited for. */
+static void queue_digest(void *ctx, const char *pool, const char *image, const char *snap,
+			 const char *why)
+{
+	ims_daemon *d = ctx;
+	ims_digest_queue_push(d->digests, pool, image, snap, why);
+}
+
+static void sealed_digest(void *ctx, const char *pool, const char *image, const char *snap)
+{
+	queue_digest(ctx, pool, image, snap, "replication");
+}
+
+static void scheduled_digest(void *ctx, const char *pool, const char *image, const char *snap)
+{
+	queue_digest(ctx, pool, image, snap, "schedule");
+}
+
 /* The operations' workers, the site probes, the alert webhook and the replication scheduler. */
 static int start_workers(ims_daemon *d)
 {
@@ -440,6 +471,12 @@ static int start_workers(ims_daemon *d)
 	}
 	ro.bandwidth = peer_bandwidth;
 	ro.site_up = site_up;
+	if ((r = ims_digest_queue_start(&d->digests, d->site, d->pool, digest_recorded, d)) < 0) {
+		ims_log_error("cannot start the snapshot digests: %s", ims_error_last());
+		return r;
+	}
+	ro.sealed = sealed_digest;
+	ro.sealed_ctx = d;
 	if ((r = ims_repl_sched_start(&d->repl, &ro)) < 0) {
 		ims_log_error("cannot start replication: %s", ims_error_last());
 		return r;
@@ -449,6 +486,8 @@ static int start_workers(ims_daemon *d)
 	so.records_pool = d->pool;
 	so.owner = d->owner_host;
 	so.hour_s = (int64_t)d->cfg->defaults.snapshot_schedule_hour;
+	so.taken = scheduled_digest;
+	so.taken_ctx = d;
 	if ((r = ims_snapsched_start(&d->snapsched, &so)) < 0) {
 		ims_log_error("cannot start the snapshot schedules: %s", ims_error_last());
 		return r;
@@ -581,7 +620,8 @@ static void stop_all(ims_daemon *d)
 	ims_tier_scan_stop(d->tier_scan); /* before the operations it waits on */
 	ims_snapsched_stop(d->snapsched);
 	ims_repl_sched_stop(d->repl);
-	ims_alert_stop(d->alert); /* after the scheduler: nothing calls it any more */
+	ims_digest_queue_stop(d->digests); /* after those that queue digests */
+	ims_alert_stop(d->alert);	   /* after the scheduler: nothing calls it any more */
 	ims_ops_stop(d->ops);
 	ims_health_stop(d->health); /* after everything that asks it */
 	for (size_t i = 0; d->peers && i < d->cfg->npeers; i++)

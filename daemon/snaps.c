@@ -24,6 +24,7 @@
 #include "store/image.h"
 #include "store/snap.h"
 #include "store/transfer.h"
+#include "replicator/digest.h"
 #include "replicator/snapsched.h"
 #include "daemon/daemon.h"
 #include "daemon/kit.h"
@@ -88,6 +89,7 @@ static int h_create_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 	if (sealed_on[0])
 		ims_log_info("snapshot '%s/%s@%s' sealed on site(s) %s (sync mode)", s.pool,
 			     s.image, s.snap, sealed_on);
+	ims_digest_queue_push(d->digests, s.pool, s.image, s.snap, "manual");
 	if ((r = ims_snap_list(&snaps, &n, d->site, s.pool, s.image)) < 0)
 		return r;
 	r = ims_error_set(-ENOENT, "snapshot '%s' vanished after its creation", s.snap);
@@ -269,6 +271,71 @@ static int h_remove_schedule(void *app, ims_rpc_call *call, const ProtobufCMessa
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* tamper evidence (replicator/digest.h) */
+
+static void *change_item(ims_rpc_call *call, const void *list, size_t i)
+{
+	const ims_digest_change *c = &((const ims_digest_change *)list)[i];
+	Imgstore__V1__SnapshotObjectChange *m = ALLOC(call, Imgstore__V1__SnapshotObjectChange);
+	if (!m)
+		return NULL;
+	imgstore__v1__snapshot_object_change__init(m);
+	m->object_number = c->objno;
+	m->object = DUP(call, c->object);
+	m->change = DUP(call, c->what);
+	return m->object && m->change ? m : NULL;
+}
+
+static int h_verify_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			     ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__VerifySnapshotRequest *q = (const void *)req;
+	ims_digest_verify_result *v = NULL;
+	ims_spec s;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->snapshot, true, true)) < 0)
+		return r;
+	/* a digest still queued (a snapshot just taken) is waited for, 30 s at most */
+	for (int i = 0; i < 300 && ims_digest_queue_pending(d->digests) > 0; i++)
+		usleep(100 * 1000);
+	if ((r = ims_digest_verify(&v, d->site, d->pool, s.pool, s.image, s.snap)) < 0)
+		return r;
+	Imgstore__V1__VerifySnapshotResponse *m = ALLOC(call, Imgstore__V1__VerifySnapshotResponse);
+	r = -ENOMEM;
+	if (!m)
+		goto out;
+	imgstore__v1__verify_snapshot_response__init(m);
+	m->recorded = v->recorded;
+	m->intact = v->intact;
+	m->digest_seq = v->entry.seq;
+	m->digest_hash = DUP(call, v->entry.hash);
+	m->digested_unix_ms = v->entry.at_ms;
+	m->digested_for = DUP(call, v->entry.why);
+	m->snapshot_id_recorded = v->entry.snap_id;
+	m->snapshot_id_now = v->snap_id_now;
+	m->objects_recorded = v->entry.nobjects;
+	m->objects_now = v->objects_now;
+	m->chain_intact = v->chain_ok;
+	m->chain_error = DUP(call, v->chain_error);
+	if (!m->digest_hash || !m->digested_for || !m->chain_error ||
+	    IMS_KIT_REPEATED(call, m, changes, v->nchanges, change_item, v->changes) < 0)
+		goto out;
+	if (!v->recorded)
+		ims_log_info("snap verify '%s/%s@%s': no digest recorded", s.pool, s.image, s.snap);
+	else if (!v->intact || !v->chain_ok)
+		ims_log_warning("snap verify '%s/%s@%s': %zu object(s) differ from digest %" PRIu64
+				"%s%s",
+				s.pool, s.image, s.snap, v->nchanges, v->entry.seq,
+				v->chain_ok ? "" : "; digest log: ", v->chain_error);
+	*resp = &m->base;
+	r = 0;
+out:
+	ims_digest_verify_result_free(v);
+	return r;
+}
+
+/* ---------------------------------------------------------------------------------------- */
 
 static const ims_rpc_method methods[] = {
 	M("SnapshotService", "CreateSnapshot", create_snapshot_request, snapshot_info, HOST, true,
@@ -285,6 +352,8 @@ static const ims_rpc_method methods[] = {
 	  list_snapshot_schedules_response, READER, false, h_list_schedules),
 	M("SnapshotService", "RemoveSnapshotSchedule", remove_snapshot_schedule_request,
 	  remove_snapshot_schedule_response, ADMIN, true, h_remove_schedule),
+	M("SnapshotService", "VerifySnapshot", verify_snapshot_request, verify_snapshot_response,
+	  ADMIN, false, h_verify_snapshot, SLOW),
 };
 
 IMS_DAEMON_SERVICE(ims_snapshot_service, methods);

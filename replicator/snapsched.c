@@ -305,6 +305,8 @@ static int run_one(ims_snapsched_runner *rn, ims_snapsched *s, int64_t now_ms)
 				     unit_word(s->unit), s->pool, s->name, snap);
 		else
 			snprintf(err, sizeof(err), "cannot take '%s': %s", snap, ims_error_last());
+		if (r == 0 && s->unit == IMS_REPL_IMAGE && rn->o.taken)
+			rn->o.taken(rn->o.taken_ctx, s->pool, s->name, snap);
 		s->last_ms = now_ms; /* a failure waits for the next interval too */
 		changed = true;
 	}

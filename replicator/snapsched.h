@@ -126,6 +126,10 @@ typedef struct {
 	int64_t hour_s;	   /* the rule's hour (0: 3600): shortened by tests */
 	unsigned lock_s;   /* the runner's lock (0: 30 s) */
 	unsigned tick_ms;  /* how often it looks (0: 1000) */
+	/* after a snapshot of an image was taken (its digest, queued); must not block; may be
+	 * NULL */
+	void (*taken)(void *ctx, const char *pool, const char *image, const char *snap);
+	void *taken_ctx;
 } ims_snapsched_opts;
 
 #define IMS_SNAPSCHED_OPTS_VERSION 1
