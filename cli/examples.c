@@ -164,5 +164,9 @@ const ims_cli_example ims_cli__examples[] = {
 	 "site back)",
 	 "imgstore group repl resync rbd/mail"},
 
+	/* audit */
+	{"audit", "verify", "the audit log of this host's imgstored",
+	 "imgstore audit verify /var/log/imgstore/audit.log"},
+
 	{NULL, NULL, NULL, NULL},
 };

@@ -51,7 +51,9 @@ typedef struct ims_daemon {
 	pthread_mutex_t lock; /* uploads, audit */
 	ims_upload uploads[IMS_MAX_UPLOADS];
 	FILE *audit;
-	ims_site **peers; /* connected lazily, one per [peer] of the config */
+	char audit_prev[65]; /* the chain hash of the last audit line (common/chain.h); under lock
+			      */
+	ims_site **peers;    /* connected lazily, one per [peer] of the config */
 	pthread_mutex_t peers_lock;
 	ims_repl_sched *repl;
 	/* the snapshot schedules (replicator/snapsched.h) and the snapshot digests (digest.h) */

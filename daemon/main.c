@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/chain.h"
 #include "common/config.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -88,12 +89,45 @@ static void audit_line(void *app, const char *line)
 		ims_log_info("%s", line);
 		return;
 	}
-	char when[32];
+	char when[32], *text = NULL;
 	ims_format_utc(when, sizeof(when), (int64_t)time(NULL));
+	int n = asprintf(&text, "%s %s", when, line);
+	if (n < 0) {
+		ims_log_error("audit line lost (out of memory): %s", line);
+		return;
+	}
+	/* hash-chained: each line carries the hash of the one before it (common/chain.h) */
 	pthread_mutex_lock(&d->lock);
-	fprintf(d->audit, "%s %s\n", when, line);
+	ims_chain_next(d->audit_prev, d->audit_prev, text, (size_t)n);
+	fprintf(d->audit, "%s" IMS_CHAIN_TAG "%s\n", text, d->audit_prev);
 	fflush(d->audit);
 	pthread_mutex_unlock(&d->lock);
+	free(text);
+}
+
+/* The chain hash of the last line of the audit log @p f (open for appending), so that a restart
+ * continues its chain; 64 zeros for a new or empty file, or one whose last line has none. */
+static void audit_chain_resume(char prev[65], FILE *f)
+{
+	char buf[8192], hash[IMS_SHA256_HEX_LEN];
+	snprintf(prev, 65, "%s", IMS_CHAIN_ZERO);
+	int fd = fileno(f);
+	off_t end = lseek(fd, 0, SEEK_END);
+	if (end <= 0)
+		return;
+	off_t from = end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0;
+	ssize_t got = pread(fd, buf, (size_t)(end - from), from);
+	if (got <= 0)
+		return;
+	size_t len = (size_t)got;
+	if (buf[len - 1] == '\n')
+		len--;
+	size_t start = len;
+	while (start > 0 && buf[start - 1] != '\n')
+		start--;
+	size_t tl;
+	if (ims_chain_split(hash, &tl, buf + start, len - start) == 0)
+		snprintf(prev, 65, "%s", hash);
 }
 
 /* SIGHUP: the audit log opened again under its name (logrotate moved the old file away);
@@ -390,12 +424,13 @@ static int open_files(ims_daemon *d)
 {
 	int r;
 	if (d->cfg->server.audit_log) {
-		d->audit = fopen(d->cfg->server.audit_log, "a");
+		d->audit = fopen(d->cfg->server.audit_log, "a+");
 		if (!d->audit) {
 			ims_log_error("cannot open audit log '%s': %s", d->cfg->server.audit_log,
 				      strerror(errno));
 			return -errno;
 		}
+		audit_chain_resume(d->audit_prev, d->audit);
 	}
 	if ((r = mkdir_p(d->cfg->server.spool_dir, 0700)) < 0) {
 		ims_log_error("cannot create spool '%s': %s", d->cfg->server.spool_dir,

@@ -59,8 +59,8 @@ static int digest_item(void *ctx, unsigned worker, size_t i)
 {
 	digester *dg = ctx;
 	uint64_t off = (uint64_t)i * dg->info.obj_size;
-	uint64_t elen = dg->info.size - off < dg->info.obj_size ? dg->info.size - off
-								: dg->info.obj_size;
+	uint64_t elen =
+		dg->info.size - off < dg->info.obj_size ? dg->info.size - off : dg->info.obj_size;
 	int r;
 	(void)worker;
 	if (!dg->info.simple || dg->info.parent) {
@@ -366,7 +366,8 @@ static int walk_entry(void *ctx, const char *key, size_t klen, const char *val, 
 	}
 	if (!w->broken && strcmp(h, e.hash) != 0) {
 		snprintf(w->error, sizeof(w->error),
-			 "entry %" PRIu64 " was edited (its hash does not match its fields)", e.seq);
+			 "entry %" PRIu64 " was edited (its hash does not match its fields)",
+			 e.seq);
 		w->broken = true;
 	}
 	snprintf(w->running, sizeof(w->running), "%s", e.hash);
@@ -484,7 +485,8 @@ int ims_digest_verify(ims_digest_verify_result **out, ims_site *site, const char
 		res->intact = false;
 		goto done;
 	}
-	uint64_t nrec = (w.newest.size + w.newest.obj_size - 1) / (w.newest.obj_size ? w.newest.obj_size : 1);
+	uint64_t nrec = (w.newest.size + w.newest.obj_size - 1) /
+			(w.newest.obj_size ? w.newest.obj_size : 1);
 	uint64_t n = nrec > dg.nobj ? nrec : dg.nobj;
 	bool list_ok = false;
 	r = -ENOMEM;
@@ -500,8 +502,8 @@ int ims_digest_verify(ims_digest_verify_result **out, ims_site *site, const char
 	for (uint64_t i = 0; i < n; i++) {
 		bool now = i < dg.nobj && dg.objs[i].present, was = rec[i].present;
 		const char *what = NULL;
-		if (now && was && (dg.objs[i].len != rec[i].len ||
-				   strcmp(dg.objs[i].sum, rec[i].sum) != 0))
+		if (now && was &&
+		    (dg.objs[i].len != rec[i].len || strcmp(dg.objs[i].sum, rec[i].sum) != 0))
 			what = "changed";
 		else if (now && !was)
 			what = "added";

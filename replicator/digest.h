@@ -37,10 +37,10 @@ typedef struct {
 	char snap[IMS_NAME_MAX + 1];
 	uint64_t snap_id, size, obj_size, nobjects;
 	int64_t at_ms;
-	char why[32];			    /* "replication", "schedule", "manual" */
-	char list_sha[IMS_SHA256_HEX_LEN];  /* SHA-256 of the object list */
-	char prev[IMS_SHA256_HEX_LEN];	    /* the previous entry's hash; zeros for the first */
-	char hash[IMS_SHA256_HEX_LEN];	    /* SHA-256 of this entry's fields and prev */
+	char why[32];			   /* "replication", "schedule", "manual" */
+	char list_sha[IMS_SHA256_HEX_LEN]; /* SHA-256 of the object list */
+	char prev[IMS_SHA256_HEX_LEN];	   /* the previous entry's hash; zeros for the first */
+	char hash[IMS_SHA256_HEX_LEN];	   /* SHA-256 of this entry's fields and prev */
 } ims_digest_entry;
 
 /**
