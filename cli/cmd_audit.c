@@ -27,18 +27,21 @@ static int audit_verify(ims_cli *cli, const ims_cli_args *a)
 		while ((n = getline(&line, &cap, f)) > 0) {
 			no++;
 			if (line[n - 1] != '\n')
-				break; /* a last line still being written: not yet part of the chain */
+				break; /* a last line still being written: not yet part of the chain
+					*/
 			int r = ims_chain_check(&st, line, (size_t)n - 1, no == 1);
 			if (r == -ENOENT) {
-				rc = ims_cli_fail(cli, "%s:%lu: the chain is broken: the line has no hash",
-						  path, no);
+				rc = ims_cli_fail(
+					cli, "%s:%lu: the chain is broken: the line has no hash",
+					path, no);
 				break;
 			}
 			if (r < 0) {
-				rc = ims_cli_fail(cli,
-						  "%s:%lu: the chain is broken: this line, or the one "
-						  "before it, was edited, removed or inserted",
-						  path, no);
+				rc = ims_cli_fail(
+					cli,
+					"%s:%lu: the chain is broken: this line, or the one "
+					"before it, was edited, removed or inserted",
+					path, no);
 				break;
 			}
 		}

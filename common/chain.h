@@ -37,7 +37,10 @@ typedef struct {
 	bool first_unchecked; /* the first line chained from an earlier file, not checked */
 } ims_chain_state;
 
-#define IMS_CHAIN_STATE_INIT {IMS_CHAIN_ZERO, 0, false, false}
+#define IMS_CHAIN_STATE_INIT                                                                       \
+	{                                                                                          \
+		IMS_CHAIN_ZERO, 0, false, false                                                    \
+	}
 
 /**
  * Check the next line of a chain (without its newline). A first line of a file (@p file_start)
