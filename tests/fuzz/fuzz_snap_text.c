@@ -34,7 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t start = 0;
 	for (size_t i = 0; i <= size; i++) {
 		if (i == size || data[i] == '\n') {
-			(void)ims_chain_check(&st, (const char *)data + start, i - start, start == 0);
+			(void)ims_chain_check(&st, (const char *)data + start, i - start,
+					      start == 0);
 			start = i + 1;
 		}
 	}
