@@ -57,8 +57,17 @@ const ims_cli_example ims_cli__examples[] = {
 	{"snap", "ls", "the snapshots of an image", "imgstore snap ls rbd/web1"},
 	{"snap", "rollback", "the upgrade went wrong: back to the snapshot (the VM stopped)",
 	 "imgstore snap rollback rbd/web1@before-upgrade"},
+	{"snap", "verify", "is the snapshot still what was digested when it was taken?",
+	 "imgstore snap verify rbd/web1@before-upgrade"},
 	{"snap", "rm", "it went well: drop the snapshot",
 	 "imgstore snap rm rbd/web1@before-upgrade"},
+	{"snap", "schedule add",
+	 "every hour; keep a day of hourly ones, a week of dailies, a month of weeklies",
+	 "imgstore snap schedule add rbd/web1 --every 1h --keep hourly=24,daily=7,weekly=4"},
+	{"snap", "schedule ls", "the schedules, their last snapshot and error",
+	 "imgstore snap schedule ls"},
+	{"snap", "schedule rm", "stop it (the snapshots it took stay)",
+	 "imgstore snap schedule rm rbd/web1"},
 
 	/* op */
 	{"op", "ls", "operations queued or running", "imgstore op ls"},
@@ -154,6 +163,10 @@ const ims_cli_example ims_cli__examples[] = {
 	 "asked of the primary when status says split-brain (a forced failover, the old primary's "
 	 "site back)",
 	 "imgstore group repl resync rbd/mail"},
+
+	/* audit */
+	{"audit", "verify", "the audit log of this host's imgstored",
+	 "imgstore audit verify /var/log/imgstore/audit.log"},
 
 	{NULL, NULL, NULL, NULL},
 };

@@ -190,6 +190,10 @@ static const config_key keys[] = {
 	 "How often each site is asked a question (an OSD read): /readyz, imgstore_site_up, and a "
 	 "new client when the "
 	 "cluster blocklisted this one."},
+	{S_DEFAULTS, "snapshot_schedule_hour", T_DURATION, DF(snapshot_schedule_hour), "1h", 1,
+	 3600, NULL, 0,
+	 "The hour of the snapshot schedules' retention rule (`--keep hourly=N`); a day is 24 of "
+	 "them, a week 168. Shortened by tests only (`2s`: an hourly rule over seconds)."},
 	{S_DEFAULTS, "log_level", T_ENUM, DF(log_level), "info", 0, 0, "error|warning|info|debug",
 	 F_RELOAD, "Most verbose log level written."},
 	{S_DEFAULTS, "alert_webhook", T_URL, DF(alert_webhook), NULL, 0, 0, NULL, 0,

@@ -92,6 +92,7 @@ typedef struct {
 	uint64_t lock_expiry; /* seconds */
 	uint64_t tier_scan_interval;
 	uint64_t probe_interval;
+	uint64_t snapshot_schedule_hour;
 	char *log_level;
 	char *alert_webhook;
 	unsigned line;

@@ -51,9 +51,14 @@ typedef struct ims_daemon {
 	pthread_mutex_t lock; /* uploads, audit */
 	ims_upload uploads[IMS_MAX_UPLOADS];
 	FILE *audit;
-	ims_site **peers; /* connected lazily, one per [peer] of the config */
+	char audit_prev[65]; /* the chain hash of the last audit line (common/chain.h); under lock
+			      */
+	ims_site **peers;    /* connected lazily, one per [peer] of the config */
 	pthread_mutex_t peers_lock;
 	ims_repl_sched *repl;
+	/* the snapshot schedules (replicator/snapsched.h) and the snapshot digests (digest.h) */
+	struct ims_snapsched_runner *snapsched;
+	struct ims_digest_queue *digests;
 	ims_alert *alert;		 /* NULL without [defaults] alert_webhook */
 	struct ims_tier_scan *tier_scan; /* NULL with [defaults] tier_scan_interval = 0 */
 	struct ims_health *health;	 /* the site probes (daemon/health.h) */

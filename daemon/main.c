@@ -12,6 +12,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/chain.h"
 #include "common/config.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -33,6 +35,8 @@
 #include "daemon/tier.h"
 #include "tier/scan.h"
 #include "replicator/failover.h"
+#include "replicator/digest.h"
+#include "replicator/snapsched.h"
 #include "store/transfer.h"
 
 static void usage(FILE *f)
@@ -85,12 +89,45 @@ static void audit_line(void *app, const char *line)
 		ims_log_info("%s", line);
 		return;
 	}
-	char when[32];
+	char when[32], *text = NULL;
 	ims_format_utc(when, sizeof(when), (int64_t)time(NULL));
+	int n = asprintf(&text, "%s %s", when, line);
+	if (n < 0) {
+		ims_log_error("audit line lost (out of memory): %s", line);
+		return;
+	}
+	/* hash-chained: each line carries the hash of the one before it (common/chain.h) */
 	pthread_mutex_lock(&d->lock);
-	fprintf(d->audit, "%s %s\n", when, line);
+	ims_chain_next(d->audit_prev, d->audit_prev, text, (size_t)n);
+	fprintf(d->audit, "%s" IMS_CHAIN_TAG "%s\n", text, d->audit_prev);
 	fflush(d->audit);
 	pthread_mutex_unlock(&d->lock);
+	free(text);
+}
+
+/* The chain hash of the last line of the audit log @p f (open for appending), so that a restart
+ * continues its chain; 64 zeros for a new or empty file, or one whose last line has none. */
+static void audit_chain_resume(char prev[65], FILE *f)
+{
+	char buf[8192], hash[IMS_SHA256_HEX_LEN];
+	snprintf(prev, 65, "%s", IMS_CHAIN_ZERO);
+	int fd = fileno(f);
+	off_t end = lseek(fd, 0, SEEK_END);
+	if (end <= 0)
+		return;
+	off_t from = end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0;
+	ssize_t got = pread(fd, buf, (size_t)(end - from), from);
+	if (got <= 0)
+		return;
+	size_t len = (size_t)got;
+	if (buf[len - 1] == '\n')
+		len--;
+	size_t start = len;
+	while (start > 0 && buf[start - 1] != '\n')
+		start--;
+	size_t tl;
+	if (ims_chain_split(hash, &tl, buf + start, len - start) == 0)
+		snprintf(prev, 65, "%s", hash);
 }
 
 /* SIGHUP: the audit log opened again under its name (logrotate moved the old file away);
@@ -387,12 +424,13 @@ static int open_files(ims_daemon *d)
 {
 	int r;
 	if (d->cfg->server.audit_log) {
-		d->audit = fopen(d->cfg->server.audit_log, "a");
+		d->audit = fopen(d->cfg->server.audit_log, "a+");
 		if (!d->audit) {
 			ims_log_error("cannot open audit log '%s': %s", d->cfg->server.audit_log,
 				      strerror(errno));
 			return -errno;
 		}
+		audit_chain_resume(d->audit_prev, d->audit);
 	}
 	if ((r = mkdir_p(d->cfg->server.spool_dir, 0700)) < 0) {
 		ims_log_error("cannot create spool '%s': %s", d->cfg->server.spool_dir,
@@ -401,6 +439,35 @@ static int open_files(ims_daemon *d)
 	}
 	ims_daemon_clean_spool(d);
 	return 0;
+}
+
+/* A digest appended to the log: an audit line, so that the log's entries are anchored outside
+ * it too (a log rewritten from an entry on disagrees with the audit trail). */
+static void digest_recorded(void *ctx, const ims_digest_entry *e)
+{
+	char line[1200];
+	snprintf(line, sizeof(line),
+		 "digest seq=%" PRIu64 " snapshot='%s/%s@%s' for=%s objects=%" PRIu64 " hash=%s",
+		 e->seq, e->pool, e->image, e->snap, e->why, e->nobjects, e->hash);
+	audit_line(ctx, line);
+}
+
+/* A sealed replication snapshot or a scheduled one: its digest queued, never waited for. */
+static void queue_digest(void *ctx, const char *pool, const char *image, const char *snap,
+			 const char *why)
+{
+	ims_daemon *d = ctx;
+	ims_digest_queue_push(d->digests, pool, image, snap, why);
+}
+
+static void sealed_digest(void *ctx, const char *pool, const char *image, const char *snap)
+{
+	queue_digest(ctx, pool, image, snap, "replication");
+}
+
+static void scheduled_digest(void *ctx, const char *pool, const char *image, const char *snap)
+{
+	queue_digest(ctx, pool, image, snap, "schedule");
 }
 
 /* The operations' workers, the site probes, the alert webhook and the replication scheduler. */
@@ -441,8 +508,25 @@ static int start_workers(ims_daemon *d)
 	}
 	ro.bandwidth = peer_bandwidth;
 	ro.site_up = site_up;
+	if ((r = ims_digest_queue_start(&d->digests, d->site, d->pool, digest_recorded, d)) < 0) {
+		ims_log_error("cannot start the snapshot digests: %s", ims_error_last());
+		return r;
+	}
+	ro.sealed = sealed_digest;
+	ro.sealed_ctx = d;
 	if ((r = ims_repl_sched_start(&d->repl, &ro)) < 0) {
 		ims_log_error("cannot start replication: %s", ims_error_last());
+		return r;
+	}
+	ims_snapsched_opts so = IMS_SNAPSCHED_OPTS_INIT;
+	so.site = d->site;
+	so.records_pool = d->pool;
+	so.owner = d->owner_host;
+	so.hour_s = (int64_t)d->cfg->defaults.snapshot_schedule_hour;
+	so.taken = scheduled_digest;
+	so.taken_ctx = d;
+	if ((r = ims_snapsched_start(&d->snapsched, &so)) < 0) {
+		ims_log_error("cannot start the snapshot schedules: %s", ims_error_last());
 		return r;
 	}
 	return 0;
@@ -571,8 +655,10 @@ static void stop_all(ims_daemon *d)
 {
 	ims_rpc_server_stop(d->server);
 	ims_tier_scan_stop(d->tier_scan); /* before the operations it waits on */
+	ims_snapsched_stop(d->snapsched);
 	ims_repl_sched_stop(d->repl);
-	ims_alert_stop(d->alert); /* after the scheduler: nothing calls it any more */
+	ims_digest_queue_stop(d->digests); /* after those that queue digests */
+	ims_alert_stop(d->alert);	   /* after the scheduler: nothing calls it any more */
 	ims_ops_stop(d->ops);
 	ims_health_stop(d->health); /* after everything that asks it */
 	for (size_t i = 0; d->peers && i < d->cfg->npeers; i++)

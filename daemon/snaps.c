@@ -24,6 +24,8 @@
 #include "store/image.h"
 #include "store/snap.h"
 #include "store/transfer.h"
+#include "replicator/digest.h"
+#include "replicator/snapsched.h"
 #include "daemon/daemon.h"
 #include "daemon/kit.h"
 
@@ -87,6 +89,7 @@ static int h_create_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 	if (sealed_on[0])
 		ims_log_info("snapshot '%s/%s@%s' sealed on site(s) %s (sync mode)", s.pool,
 			     s.image, s.snap, sealed_on);
+	ims_digest_queue_push(d->digests, s.pool, s.image, s.snap, "manual");
 	if ((r = ims_snap_list(&snaps, &n, d->site, s.pool, s.image)) < 0)
 		return r;
 	r = ims_error_set(-ENOENT, "snapshot '%s' vanished after its creation", s.snap);
@@ -174,6 +177,165 @@ static int h_delete_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* snapshot schedules (replicator/snapsched.h) */
+
+static Imgstore__V1__SnapshotSchedule *schedule_msg(ims_rpc_call *call, const ims_snapsched *s)
+{
+	Imgstore__V1__SnapshotSchedule *m = ALLOC(call, Imgstore__V1__SnapshotSchedule);
+	char keep[96];
+	if (!m)
+		return NULL;
+	imgstore__v1__snapshot_schedule__init(m);
+	m->pool = DUP(call, s->pool);
+	m->name = DUP(call, s->name);
+	m->group = s->unit == IMS_REPL_GROUP;
+	m->every_seconds = s->every_s;
+	m->keep = DUP(call, ims_snapsched_keep_format(keep, sizeof(keep), &s->keep));
+	m->last_unix_ms = s->last_ms;
+	m->last_error = DUP(call, s->last_error);
+	if (!m->pool || !m->name || !m->keep || !m->last_error)
+		return NULL;
+	return m;
+}
+
+static void *schedule_item(ims_rpc_call *call, const void *list, size_t i)
+{
+	return schedule_msg(call, &((const ims_snapsched *)list)[i]);
+}
+
+static int h_add_schedule(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			  ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__AddSnapshotScheduleRequest *q = (const void *)req;
+	ims_spec s;
+	ims_snapsched in, out;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
+		return r;
+	memset(&in, 0, sizeof(in));
+	if ((r = ims_snapsched_keep_parse(&in.keep, q->keep)) < 0)
+		return r;
+	snprintf(in.pool, sizeof(in.pool), "%s", s.pool);
+	snprintf(in.name, sizeof(in.name), "%s", s.image);
+	in.unit = q->group ? IMS_REPL_GROUP : IMS_SNAPSCHED_UNIT_ANY;
+	in.every_s = q->every_seconds;
+	if ((r = ims_snapsched_add(&out, d->site, d->pool, &in)) < 0)
+		return r;
+	Imgstore__V1__SnapshotSchedule *m = schedule_msg(call, &out);
+	if (!m)
+		return -ENOMEM;
+	*resp = &m->base;
+	return 0;
+}
+
+static int h_list_schedules(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			    ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	ims_snapsched *list = NULL;
+	size_t n = 0;
+	int r;
+	(void)req;
+	if ((r = ims_snapsched_list(&list, &n, d->site, d->pool)) < 0)
+		return r;
+	Imgstore__V1__ListSnapshotSchedulesResponse *m =
+		ALLOC(call, Imgstore__V1__ListSnapshotSchedulesResponse);
+	r = -ENOMEM;
+	if (!m)
+		goto out;
+	imgstore__v1__list_snapshot_schedules_response__init(m);
+	if (IMS_KIT_REPEATED(call, m, schedules, n, schedule_item, list) < 0)
+		goto out;
+	*resp = &m->base;
+	r = 0;
+out:
+	free(list);
+	return r;
+}
+
+static int h_remove_schedule(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			     ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__RemoveSnapshotScheduleRequest *q = (const void *)req;
+	ims_spec s;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0 ||
+	    (r = ims_snapsched_remove(d->site, d->pool,
+				      q->group ? IMS_REPL_GROUP : IMS_SNAPSCHED_UNIT_ANY, s.pool,
+				      s.image)) < 0)
+		return r;
+	return ims_kit_reply_empty(
+		call, &imgstore__v1__remove_snapshot_schedule_response__descriptor, resp);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* tamper evidence (replicator/digest.h) */
+
+static void *change_item(ims_rpc_call *call, const void *list, size_t i)
+{
+	const ims_digest_change *c = &((const ims_digest_change *)list)[i];
+	Imgstore__V1__SnapshotObjectChange *m = ALLOC(call, Imgstore__V1__SnapshotObjectChange);
+	if (!m)
+		return NULL;
+	imgstore__v1__snapshot_object_change__init(m);
+	m->object_number = c->objno;
+	m->object = DUP(call, c->object);
+	m->change = DUP(call, c->what);
+	return m->object && m->change ? m : NULL;
+}
+
+static int h_verify_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			     ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	const Imgstore__V1__VerifySnapshotRequest *q = (const void *)req;
+	ims_digest_verify_result *v = NULL;
+	ims_spec s;
+	int r;
+	if ((r = ims_kit_spec(&s, d, call, q->snapshot, true, true)) < 0)
+		return r;
+	/* a digest still queued (a snapshot just taken) is waited for, 30 s at most */
+	for (int i = 0; i < 300 && ims_digest_queue_pending(d->digests) > 0; i++)
+		usleep(100 * 1000);
+	if ((r = ims_digest_verify(&v, d->site, d->pool, s.pool, s.image, s.snap)) < 0)
+		return r;
+	Imgstore__V1__VerifySnapshotResponse *m = ALLOC(call, Imgstore__V1__VerifySnapshotResponse);
+	r = -ENOMEM;
+	if (!m)
+		goto out;
+	imgstore__v1__verify_snapshot_response__init(m);
+	m->recorded = v->recorded;
+	m->intact = v->intact;
+	m->digest_seq = v->entry.seq;
+	m->digest_hash = DUP(call, v->entry.hash);
+	m->digested_unix_ms = v->entry.at_ms;
+	m->digested_for = DUP(call, v->entry.why);
+	m->snapshot_id_recorded = v->entry.snap_id;
+	m->snapshot_id_now = v->snap_id_now;
+	m->objects_recorded = v->entry.nobjects;
+	m->objects_now = v->objects_now;
+	m->chain_intact = v->chain_ok;
+	m->chain_error = DUP(call, v->chain_error);
+	if (!m->digest_hash || !m->digested_for || !m->chain_error ||
+	    IMS_KIT_REPEATED(call, m, changes, v->nchanges, change_item, v->changes) < 0)
+		goto out;
+	if (!v->recorded)
+		ims_log_info("snap verify '%s/%s@%s': no digest recorded", s.pool, s.image, s.snap);
+	else if (!v->intact || !v->chain_ok)
+		ims_log_warning("snap verify '%s/%s@%s': %zu object(s) differ from digest %" PRIu64
+				"%s%s",
+				s.pool, s.image, s.snap, v->nchanges, v->entry.seq,
+				v->chain_ok ? "" : "; digest log: ", v->chain_error);
+	*resp = &m->base;
+	r = 0;
+out:
+	ims_digest_verify_result_free(v);
+	return r;
+}
+
+/* ---------------------------------------------------------------------------------------- */
 
 static const ims_rpc_method methods[] = {
 	M("SnapshotService", "CreateSnapshot", create_snapshot_request, snapshot_info, HOST, true,
@@ -184,6 +346,14 @@ static const ims_rpc_method methods[] = {
 	  h_rollback_snapshot),
 	M("SnapshotService", "DeleteSnapshot", delete_snapshot_request, delete_snapshot_response,
 	  ADMIN, true, h_delete_snapshot),
+	M("SnapshotService", "AddSnapshotSchedule", add_snapshot_schedule_request,
+	  snapshot_schedule, ADMIN, true, h_add_schedule),
+	M("SnapshotService", "ListSnapshotSchedules", list_snapshot_schedules_request,
+	  list_snapshot_schedules_response, READER, false, h_list_schedules),
+	M("SnapshotService", "RemoveSnapshotSchedule", remove_snapshot_schedule_request,
+	  remove_snapshot_schedule_response, ADMIN, true, h_remove_schedule),
+	M("SnapshotService", "VerifySnapshot", verify_snapshot_request, verify_snapshot_response,
+	  ADMIN, false, h_verify_snapshot, SLOW),
 };
 
 IMS_DAEMON_SERVICE(ims_snapshot_service, methods);

@@ -78,4 +78,32 @@ int ims_repl__copy(ims_repl__copy_result *out, const ims_repl__copy_job *j);
 json_object *ims_repl__journal_encode(const ims_repl_journal *j);
 void ims_repl__journal_decode(ims_repl_journal *out, json_object *o);
 
+/* ---- verify.c's view of one site's copy at a snapshot, shared with digest.c ---- */
+
+typedef struct ims_repl__snapview ims_repl__snapview;
+
+/** The layout of an open snapview. */
+typedef struct {
+	const char *prefix; /* "rbd_data.<id>" */
+	uint64_t size, obj_size, snap_id;
+	bool simple; /* one object per object-size extent */
+	bool parent; /* absent objects read from a parent, not as zeros */
+} ims_repl__snapview_info;
+
+/** Open @p pool/@p image at @p snap on @p site, read-only; its data objects at the snapshot. */
+int ims_repl__snapview_open(ims_repl__snapview **out, ims_repl__snapview_info *info, ims_site *site,
+			    const char *pool, const char *image, const char *snap);
+void ims_repl__snapview_close(ims_repl__snapview *v);
+
+/**
+ * Object @p objno at the snapshot: its length (clamped to its extent) and the OSD's xxhash64 of
+ * each @p chunk bytes of it (the last may be short) into @p sums ((obj_size / chunk) + 1).
+ * @returns -ENOENT if the object does not exist at the snapshot.
+ */
+int ims_repl__snapview_object(uint64_t *len, uint64_t *sums, ims_repl__snapview *v, uint64_t objno,
+			      uint32_t chunk);
+
+/** Read [@p off, +@p len) of the image at the snapshot (zeros past its end). */
+int ims_repl__snapview_read(char *buf, ims_repl__snapview *v, uint64_t off, size_t len);
+
 #endif

@@ -73,6 +73,10 @@ typedef struct {
 	 * NULL. A due cycle to a site that does not answer is not started: it would only hold a
 	 * worker until the cluster's timeout. Called with peer_ctx. */
 	bool (*site_up)(void *ctx, const char *name);
+	/* after a cycle of an image sealed a new snapshot (tamper evidence: its digest, queued);
+	 * must not block; may be NULL. */
+	void (*sealed)(void *ctx, const char *pool, const char *image, const char *snap);
+	void *sealed_ctx;
 } ims_repl_sched_opts;
 #define IMS_REPL_SCHED_OPTS_INIT                                                                   \
 	{                                                                                          \

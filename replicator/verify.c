@@ -6,6 +6,7 @@
  * the other are equal) are compared by reading their extent on both sides.
  */
 #include "replicator/replicator.h"
+#include "replicator/replicator_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -516,4 +517,68 @@ out:
 	ims_repl_verify_result_free(res);
 	pthread_mutex_destroy(&v.lock);
 	return r;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* the same view of one copy, for the digests of snapshots (replicator/digest.c) */
+
+struct ims_repl__snapview {
+	side s;
+};
+
+int ims_repl__snapview_open(ims_repl__snapview **out, ims_repl__snapview_info *info, ims_site *site,
+			    const char *pool, const char *image, const char *snap)
+{
+	ims_repl__snapview *v = calloc(1, sizeof(*v));
+	uint64_t id = 0;
+	int r;
+	if (!v)
+		return -ENOMEM;
+	if ((r = side_open(&v->s, site, pool, image, snap, 0)) == 0 &&
+	    (r = rbd_snap_get_id(v->s.img, snap, &id)) < 0)
+		ims_error_set(r, "cannot find '%s/%s@%s': %s", pool, image, snap, ims_strerror(r));
+	if (r < 0) {
+		side_close(&v->s);
+		free(v);
+		return r;
+	}
+	*info = (ims_repl__snapview_info){.prefix = v->s.prefix,
+					  .size = v->s.size,
+					  .obj_size = v->s.obj_size,
+					  .snap_id = id,
+					  .simple = v->s.simple,
+					  .parent = v->s.parent};
+	*out = v;
+	return 0;
+}
+
+void ims_repl__snapview_close(ims_repl__snapview *v)
+{
+	if (!v)
+		return;
+	side_close(&v->s);
+	free(v);
+}
+
+int ims_repl__snapview_object(uint64_t *len, uint64_t *sums, ims_repl__snapview *v, uint64_t objno,
+			      uint32_t chunk)
+{
+	char oid[160];
+	uint64_t l = 0, off = objno * v->s.obj_size;
+	uint64_t elen = v->s.size - off < v->s.obj_size ? v->s.size - off : v->s.obj_size;
+	snprintf(oid, sizeof(oid), "%s.%016" PRIx64, v->s.prefix, objno);
+	int r = object_len(&v->s, oid, &l);
+	if (r < 0)
+		return r;
+	if (l > elen)
+		l = elen;
+	if (l && (r = object_checksums(&v->s, oid, l, chunk, sums)) < 0)
+		return r;
+	*len = l;
+	return 0;
+}
+
+int ims_repl__snapview_read(char *buf, ims_repl__snapview *v, uint64_t off, size_t len)
+{
+	return read_extent(&v->s, "local", off, len, buf);
 }

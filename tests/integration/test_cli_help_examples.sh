@@ -13,6 +13,7 @@
 #   https://imgstore.dc1:7443, ...dc2  -> $IMGSTORE_SERVER_A, $IMGSTORE_SERVER_B
 #   cold (the S3 target)               -> rgw
 #   hv1 (a hypervisor host)            -> sandbox-host (the sandbox's config has its [host])
+#   /var/log/imgstore/audit.log        -> site a's audit log in the sandbox
 #   op-HEX (an operation id)           -> the newest operation of site a
 #   lease-HEX (a lease id)             -> the lease an example took on an image of this run
 #   POOL/NAME (an image or a group)    -> POOL/NAME-xPID: a run never meets what another left
@@ -113,6 +114,7 @@ subst() {
     https://imgstore.dc2:7443) w=$IMGSTORE_SERVER_B ;;
     cold) w=rgw ;;
     hv1) w=sandbox-host ;;
+    /var/log/imgstore/audit.log) w=$IMGSTORE_SANDBOX/site-a/log/audit.log ;;
     op-*) w=$("$CLI" --format json op ls --all --limit 1 | jq -r '.[0].id') ;;
     lease-*) w=$(lease_id) ;;
     rbd/*)

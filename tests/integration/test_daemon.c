@@ -860,7 +860,11 @@ static void test_malformed_requests(void **state)
 			    "/imgstore.v1.ImageService/GetImage"),
 		0);
 	expect = "415"; /* wrong content type */
-	assert_int_equal(CURL_STATUS("-H 'Content-Type: application/json' --data-binary '{}'",
+	assert_int_equal(CURL_STATUS("-H 'Content-Type: text/plain' --data-binary '{}'",
+				     "/imgstore.v1.ImageService/GetImage"),
+			 0);
+	expect = "400"; /* JSON that is not JSON */
+	assert_int_equal(CURL_STATUS("-H 'Content-Type: application/json' --data-binary '{\"name'",
 				     "/imgstore.v1.ImageService/GetImage"),
 			 0);
 	expect = "404"; /* unknown method */

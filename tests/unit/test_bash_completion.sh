@@ -32,9 +32,9 @@ expect() {
 }
 
 cd "$W" && touch disk.qcow2 disk.raw notes.txt && mkdir dir
-expect "image snap op host repl site tier group" imgstore ''
+expect "image snap op host repl site tier group audit" imgstore ''
 expect "image" imgstore im
-expect "image snap op host repl site tier group" imgstore --format json ''
+expect "image snap op host repl site tier group audit" imgstore --format json ''
 expect "table json" imgstore --format ''
 expect "json" imgstore --format = j
 expect "table json" imgstore -o ''
@@ -44,6 +44,7 @@ expect "register lease" imgstore host ''
 expect "acquire renew release ls" imgstore host lease ''
 expect "enable disable sync status failover verify resync" imgstore group repl ''
 expect "set show rm run" imgstore tier policy ''
+expect "add ls rm" imgstore snap schedule ''
 expect "--help --host" imgstore host lease acquire rbd/vm1 --h
 expect "disk.qcow2 disk.raw" imgstore image import disk
 expect "" imgstore image import disk.qcow2 ''
