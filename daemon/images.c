@@ -66,6 +66,7 @@ static int build_image(ims_rpc_call *call, const ims_image_info *info, ProtobufC
 	m->features_text = DUP(call, info->features_str);
 	m->data_pool = DUP(call, info->data_pool);
 	m->parent = DUP(call, info->parent);
+	m->encryption = DUP(call, info->encrypted ? "luks2" : "");
 	if (IMS_KIT_REPEATED(call, m, snapshots, info->nsnaps, ims_kit_snap_item, info->snaps) < 0)
 		return -ENOMEM;
 	if (info->catalog) {
@@ -121,6 +122,7 @@ static int h_create_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	o.features = q->features;
 	o.data_pool = q->data_pool && q->data_pool[0] ? q->data_pool : NULL;
 	o.order = q->order;
+	o.encryption = q->encryption;
 	if ((r = ims_image_create(d->site, s.pool, s.image, &o)) < 0)
 		return r;
 	return reply_image(d, call, s.pool, s.image, resp);
@@ -276,6 +278,7 @@ typedef struct {
 	ims_format_kind format;
 	uint64_t features;
 	char data_pool[IMS_NAME_MAX + 1];
+	bool encrypt; /* import: LUKS2 (store/crypt.h) */
 	char path[1024];
 	char upload_id[40]; /* import from an upload: removed after */
 	/* an import while the upload arrives: the spool file read through a blocking source */
@@ -335,6 +338,7 @@ static int run_import(ims_op *op, void *arg)
 	o.format = w->format;
 	o.create.features = w->features;
 	o.create.data_pool = w->data_pool[0] ? w->data_pool : NULL;
+	o.create.encryption = w->encrypt ? "luks2" : NULL;
 	o.concurrency = (unsigned)w->d->cfg->defaults.concurrency;
 	o.inflight_bytes = w->d->cfg->defaults.inflight_bytes;
 	o.progress = import_progress;
@@ -468,6 +472,22 @@ out:
 	return r;
 }
 
+/* An import asked to encrypt: refused at once when it could not (the operation would). */
+static int import_check_encryption(ims_daemon *d, const char *encryption)
+{
+	if (!encryption || !encryption[0])
+		return 0;
+	if (strcmp(encryption, "luks2") != 0)
+		return ims_error_set(-EINVAL, "unknown encryption '%s' (luks2 is known)",
+				     encryption);
+	if (!ims_site_kek(d->site))
+		return ims_error_set(-EPERM,
+				     "cannot encrypt: site '%s' has no key ([server] kek_file is "
+				     "unset)",
+				     ims_site_name(d->site));
+	return 0;
+}
+
 static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			  ProtobufCMessage **resp)
 {
@@ -483,6 +503,8 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	bool from_upload = q->upload_id && q->upload_id[0];
 	if (from_path == from_upload)
 		return ims_error_set(-EINVAL, "an import needs either source_path or upload_id");
+	if ((r = import_check_encryption(d, q->encryption)) < 0)
+		return r;
 	/* fail fast on what the operation would find at once */
 	if ((r = ims_image_exists(d->site, s.pool, s.image)) < 0)
 		return r;
@@ -494,6 +516,7 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 		return -ENOMEM;
 	w->format = fmt;
 	w->features = q->features;
+	w->encrypt = q->encryption && q->encryption[0];
 	snprintf(w->data_pool, sizeof(w->data_pool), "%s", q->data_pool ? q->data_pool : "");
 	if (from_path) {
 		/* only files under [server] import_dirs: not the keyring, the tier key, the tokens

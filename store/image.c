@@ -12,6 +12,7 @@
 #include "common/opts.h"
 #include "common/spec.h"
 #include "common/units.h"
+#include "store/crypt.h"
 #include "store/store_internal.h"
 
 int ims_store__check_names(const char *pool, const char *image, const char *snap)
@@ -124,7 +125,24 @@ static int check_create_opts(const ims_image_create_opts *opts, bool need_size)
 				     opts->order);
 	if (opts->data_pool && ims_name_check(IMS_NAME_POOL, opts->data_pool) < 0)
 		return -EINVAL;
+	if (opts->encryption && opts->encryption[0] && strcmp(opts->encryption, "luks2") != 0)
+		return ims_error_set(-EINVAL, "unknown encryption '%s' (luks2 is known)",
+				     opts->encryption);
 	return 0;
+}
+
+/* LUKS2-format the new image @p name with a data key of its own (store/crypt.h). */
+static int encrypt_new(ims_site *site, rados_ioctx_t io, const char *pool, const char *name)
+{
+	rbd_image_t image = NULL;
+	char what[256];
+	snprintf(what, sizeof(what), "%s/%s", pool, name);
+	int r = rbd_open(io, name, &image, NULL);
+	if (r < 0)
+		return ims_error_set(r, "cannot open new image '%s': %s", what, ims_strerror(r));
+	r = ims_crypt_format(image, ims_site_kek(site), what);
+	rbd_close(image);
+	return r;
 }
 
 int ims_image_create(ims_site *site, const char *pool, const char *name,
@@ -137,6 +155,14 @@ int ims_image_create(ims_site *site, const char *pool, const char *name,
 	if ((r = ims_store__check_names(pool, name, NULL)) < 0 ||
 	    (r = check_create_opts(opts, true)) < 0)
 		return r;
+	bool encrypt = opts->encryption && opts->encryption[0];
+	if (encrypt && !ims_site_kek(site))
+		return ims_error_set(-EPERM,
+				     "cannot encrypt image '%s/%s': site '%s' has no key ([server] "
+				     "kek_file is unset)",
+				     pool, name, ims_site_name(site));
+	if (encrypt && opts->size > UINT64_MAX - IMS_CRYPT_LUKS2_HEADER)
+		return ims_error_set(-EINVAL, "size %" PRIu64 " is too large", opts->size);
 	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	rbd_image_options_create(&o);
@@ -144,7 +170,7 @@ int ims_image_create(ims_site *site, const char *pool, const char *name,
 		ims_error_set(r, "bad options for image '%s/%s'", pool, name);
 		goto out;
 	}
-	r = rbd_create4(io, name, opts->size, o);
+	r = rbd_create4(io, name, opts->size + (encrypt ? IMS_CRYPT_LUKS2_HEADER : 0), o);
 	if (r == -EEXIST) {
 		ims_error_set(r, "image '%s/%s' already exists on site '%s'", pool, name,
 			      ims_site_name(site));
@@ -157,6 +183,10 @@ int ims_image_create(ims_site *site, const char *pool, const char *name,
 	}
 	if (r < 0) {
 		ims_error_set(r, "cannot create image '%s/%s': %s", pool, name, ims_strerror(r));
+		goto out;
+	}
+	if (encrypt && (r = encrypt_new(site, io, pool, name)) < 0) {
+		rbd_remove(io, name);
 		goto out;
 	}
 	r = ims_store__catalog_add(io, name, opts->size, "new", NULL, NULL);
@@ -258,6 +288,14 @@ int ims_image_info_get(ims_image_info **out, ims_site *site, const char *pool, c
 			      ims_strerror(r));
 		goto out;
 	}
+	if ((r = ims_crypt_is_encrypted(image)) < 0) {
+		ims_error_set(r, "cannot read the metadata of '%s/%s': %s", pool, name,
+			      ims_strerror(r));
+		goto out;
+	}
+	info->encrypted = r == 1;
+	if (info->encrypted && info->size >= IMS_CRYPT_LUKS2_HEADER)
+		info->size -= IMS_CRYPT_LUKS2_HEADER;
 	r = ims_catalog_get(&info->catalog, io, name);
 	if (r == -ENOENT) {
 		info->catalog = NULL;

@@ -29,6 +29,9 @@ typedef struct {
 	uint64_t features;     /* 0: IMS_IMAGE_DEFAULT_FEATURES */
 	const char *data_pool; /* NULL: data in the image's pool */
 	unsigned order;	       /* object size 2^order; 0: 22 (4 MiB) */
+	/* NULL or "": plain; "luks2": LUKS2 AES-256 with a data key of its own (store/crypt.h),
+	 * size the usable bytes (the image is IMS_CRYPT_LUKS2_HEADER larger) */
+	const char *encryption;
 } ims_image_create_opts;
 #define IMS_IMAGE_CREATE_OPTS_INIT                                                                 \
 	{                                                                                          \
@@ -38,8 +41,9 @@ typedef struct {
 /**
  * Create an image and record it in the catalog.
  *
- * @returns -EINVAL for a bad name or size, -EEXIST if the name is taken, -ENOENT if the pool
- *          (or data pool) does not exist.
+ * @returns -EPERM if an encrypted image is asked for and the site has no KEK,
+ *          -EINVAL for a bad name, size or encryption, -EEXIST if the name is taken, -ENOENT if the
+ * pool (or data pool) does not exist.
  */
 int ims_image_create(ims_site *site, const char *pool, const char *name,
 		     const ims_image_create_opts *opts);
@@ -55,7 +59,8 @@ typedef struct {
 	char *pool;
 	char *name;
 	char *id;
-	uint64_t size;
+	uint64_t size;	/* of an encrypted image: the plaintext's (IMS_CRYPT_LUKS2_HEADER less) */
+	bool encrypted; /* LUKS2 with a wrapped data key (store/crypt.h) */
 	uint64_t used_bytes; /* allocated, counted by whole objects */
 	uint64_t object_size;
 	uint64_t features;

@@ -49,11 +49,12 @@ struct ims_site {
 	gconn *gconn; /* the current guard connection, made on first use */
 	bool reconnecting;
 	uint64_t reconnects;
-	int last_error;		/* of the last probe; 0: it answered */
-	unsigned timeouts;	/* probes timed out in a row */
-	bool probed;		/* a probe has ended */
-	int64_t last_ok_ms;	/* when a probe last succeeded */
-	int64_t probe_since_ms; /* when the probe in flight began; 0: none */
+	int last_error;			 /* of the last probe; 0: it answered */
+	unsigned timeouts;		 /* probes timed out in a row */
+	bool probed;			 /* a probe has ended */
+	int64_t last_ok_ms;		 /* when a probe last succeeded */
+	int64_t probe_since_ms;		 /* when the probe in flight began; 0: none */
+	const struct ims_crypt_kek *kek; /* borrowed; NULL: none */
 };
 
 /* Which connection each ioctx of ims_site_ioctx() counts against: the ioctx is closed with
@@ -604,6 +605,16 @@ bool ims_site_guard_drop(ims_site *site, const char *pool, const char *image)
 const char *ims_site_name(const ims_site *site)
 {
 	return site->name;
+}
+
+void ims_site_set_kek(ims_site *site, const struct ims_crypt_kek *kek)
+{
+	site->kek = kek;
+}
+
+const struct ims_crypt_kek *ims_site_kek(const ims_site *site)
+{
+	return site->kek;
 }
 
 int ims_site_ioctx(rados_ioctx_t *out, ims_site *site, const char *pool)
