@@ -1074,6 +1074,14 @@ static int image_attach_info(ims_cli *cli, const ims_cli_args *a)
 		} else {
 			fprintf(cli->out, "%s\n", xml);
 		}
+		if (info->encryption && info->encryption[0])
+			fprintf(stderr,
+				"imgstore: '%s/%s' is encrypted (%s): the host needs the private "
+				"libvirt secret %s holding its passphrase (encryption_passphrase "
+				"of "
+				"--format json); see docs/SECURITY.md\n",
+				info->pool, info->image, info->encryption,
+				info->encryption_secret_uuid);
 	} else {
 		ims_cli_print_message(cli, &info->base);
 	}

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -146,8 +147,8 @@ const char *ims_crypt_kek_id(const ims_crypt_kek *kek)
 	return kek->id;
 }
 
-static int gcm(bool enc, const uint8_t *kek, const uint8_t *nonce, const uint8_t *in,
-	       uint8_t *outp, uint8_t *tag)
+static int gcm(bool enc, const uint8_t *kek, const uint8_t *nonce, const uint8_t *in, uint8_t *outp,
+	       uint8_t *tag)
 {
 	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
 	int n = 0, ok = 0;
@@ -195,7 +196,8 @@ int ims_crypt_unwrap(uint8_t *key, const ims_crypt_kek *kek, const char *wrapped
 	if (len != 4 + IMS_CRYPT_KEKID_LEN + 2 * BLOB_LEN || strncmp(wrapped, "v1:", 3) != 0 ||
 	    wrapped[3 + IMS_CRYPT_KEKID_LEN] != ':' ||
 	    unhex(blob, wrapped + 4 + IMS_CRYPT_KEKID_LEN, BLOB_LEN) < 0)
-		return ims_error_set(-EINVAL, "the wrapped data key is damaged (not 'v1:KEKID:HEX')");
+		return ims_error_set(-EINVAL,
+				     "the wrapped data key is damaged (not 'v1:KEKID:HEX')");
 	if (memcmp(wrapped + 3, kek->id, IMS_CRYPT_KEKID_LEN) != 0)
 		return ims_error_set(-EPERM,
 				     "the data key is wrapped by KEK %.16s, and this daemon's "
@@ -205,8 +207,8 @@ int ims_crypt_unwrap(uint8_t *key, const ims_crypt_kek *kek, const char *wrapped
 		    blob + NONCE_LEN + IMS_CRYPT_KEY_LEN);
 	if (r < 0) {
 		OPENSSL_cleanse(plain, sizeof(plain));
-		return ims_error_set(-EPERM, "the wrapped data key fails authentication with KEK %s",
-				     kek->id);
+		return ims_error_set(
+			-EPERM, "the wrapped data key fails authentication with KEK %s", kek->id);
 	}
 	memcpy(key, plain, IMS_CRYPT_KEY_LEN);
 	OPENSSL_cleanse(plain, sizeof(plain));
@@ -321,8 +323,7 @@ out:
 	return r;
 }
 
-int ims_crypt_passphrase(char *out, rbd_image_t image, const ims_crypt_kek *kek,
-			 const char *what)
+int ims_crypt_passphrase(char *out, rbd_image_t image, const ims_crypt_kek *kek, const char *what)
 {
 	uint8_t key[IMS_CRYPT_KEY_LEN];
 	int r = data_key(key, image, kek, what);
@@ -334,6 +335,49 @@ int ims_crypt_passphrase(char *out, rbd_image_t image, const ims_crypt_kek *kek,
 	}
 	OPENSSL_cleanse(key, sizeof(key));
 	return r;
+}
+
+int ims_crypt_host_secret(char *pass, char *uuid, rbd_image_t image, const ims_crypt_kek *kek,
+			  const char *what)
+{
+	char wrapped[IMS_CRYPT_WRAPPED_MAX];
+	uint8_t md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	int r = ims_crypt_passphrase(pass, image, kek, what);
+	if (r < 0)
+		return r;
+	if ((r = get_wrapped(wrapped, image)) <= 0) {
+		OPENSSL_cleanse(pass, IMS_CRYPT_PASS_LEN + 1);
+		return r < 0 ? r : ims_error_set(-ENODATA, "image '%s' is not encrypted", what);
+	}
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
+		 EVP_DigestUpdate(c, "imgstore-luks-secret", 20) == 1 &&
+		 EVP_DigestUpdate(c, wrapped, strlen(wrapped)) == 1 &&
+		 EVP_DigestFinal_ex(c, md, &mdlen) == 1;
+	EVP_MD_CTX_free(c);
+	if (!ok) {
+		OPENSSL_cleanse(pass, IMS_CRYPT_PASS_LEN + 1);
+		return -ENOMEM;
+	}
+	md[6] = (uint8_t)((md[6] & 0x0f) | 0x80); /* version 8: custom (RFC 9562) */
+	md[8] = (uint8_t)((md[8] & 0x3f) | 0x80); /* variant 10 */
+	char hex[33];
+	tohex(hex, md, 16);
+	snprintf(uuid, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+	return 0;
+}
+
+int ims_crypt_copy_key(rbd_image_t dst, rbd_image_t src)
+{
+	char buf[IMS_CRYPT_WRAPPED_MAX];
+	size_t n = sizeof(buf);
+	int r = rbd_metadata_get(src, IMS_CRYPT_META_KEY, buf, &n);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	return rbd_metadata_set(dst, IMS_CRYPT_META_KEY, buf);
 }
 
 int ims_crypt_shred(rbd_image_t image, const char *what)

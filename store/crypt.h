@@ -98,8 +98,26 @@ int ims_crypt_load(bool *loaded, rbd_image_t image, const ims_crypt_kek *kek, co
  *
  * @returns -ENODATA if the image is not encrypted, -EPERM as ims_crypt_load().
  */
-int ims_crypt_passphrase(char *out, rbd_image_t image, const ims_crypt_kek *kek,
-			 const char *what);
+int ims_crypt_passphrase(char *out, rbd_image_t image, const ims_crypt_kek *kek, const char *what);
+
+/**
+ * What a hypervisor needs to open the encrypted @p image: its LUKS passphrase into @p pass
+ * (IMS_CRYPT_PASS_LEN + 1 bytes) and the UUID of the libvirt secret to keep it in into
+ * @p uuid (37 bytes). The UUID comes from the wrapped key, so every replica of the image
+ * names the same secret, and a new key (a new image) a new one.
+ *
+ * @returns -ENODATA if the image is not encrypted, -EPERM as ims_crypt_load().
+ */
+int ims_crypt_host_secret(char *pass, char *uuid, rbd_image_t image, const ims_crypt_kek *kek,
+			  const char *what);
+
+/**
+ * Give the copy @p dst the wrapped data key of @p src, if it has one (replication: the copy is
+ * the same ciphertext and opens with the same key, under the same KEK).
+ *
+ * @returns 0, an error of librbd (no message set).
+ */
+int ims_crypt_copy_key(rbd_image_t dst, rbd_image_t src);
 
 /**
  * Destroy the wrapped data key of @p image (overwritten, then removed): the image's data, and

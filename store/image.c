@@ -491,8 +491,16 @@ int ims_image_resize(ims_site *site, const char *pool, const char *name, uint64_
 		return ims_error_set(-EINVAL, "an image needs a size above 0");
 	if ((r = ims_store__open_image(&io, &image, site, pool, name, NULL, false)) < 0)
 		return r;
-	if ((r = rbd_get_size(image, &cur)) < 0)
+	if ((r = rbd_get_size(image, &cur)) < 0 || (r = ims_crypt_is_encrypted(image)) < 0)
 		goto out;
+	/* an encrypted image is its LUKS2 header larger than the plaintext it holds */
+	uint64_t header = r == 1 ? IMS_CRYPT_LUKS2_HEADER : 0;
+	if (header && (cur < header || size > UINT64_MAX - header)) {
+		r = ims_error_set(-EINVAL, "cannot resize encrypted '%s/%s' to %" PRIu64, pool,
+				  name, size);
+		goto out;
+	}
+	cur -= header;
 	if (size < cur && !allow_shrink) {
 		r = ims_error_set(
 			-EINVAL,
@@ -503,7 +511,7 @@ int ims_image_resize(ims_site *site, const char *pool, const char *name, uint64_
 	}
 	if (size != cur) {
 		/* librbd calls the progress function unconditionally: it must not be NULL */
-		r = rbd_resize2(image, size, allow_shrink, no_progress, NULL);
+		r = rbd_resize2(image, size + header, allow_shrink, no_progress, NULL);
 		if (r < 0) {
 			ims_error_set(r, "cannot resize '%s/%s': %s", pool, name, ims_strerror(r));
 			goto out;
@@ -922,6 +930,27 @@ int ims_image_tag_remove(ims_site *site, const char *pool, const char *name, con
 	return tag_change(site, pool, name, key, NULL);
 }
 
+int ims_image_host_secret(char *pass, char *uuid, ims_site *site, const char *pool,
+			  const char *name)
+{
+	rados_ioctx_t io = NULL;
+	rbd_image_t image = NULL;
+	char what[2 * IMS_NAME_MAX + 2];
+	int r;
+	pass[0] = uuid[0] = '\0';
+	if ((r = ims_store__check_names(pool, name, NULL)) < 0 ||
+	    (r = ims_store__open_image(&io, &image, site, pool, name, NULL, true)) < 0)
+		return r;
+	snprintf(what, sizeof(what), "%s/%s", pool, name);
+	r = ims_crypt_host_secret(pass, uuid, image, ims_site_kek(site), what);
+	if (r == -ENODATA) {
+		pass[0] = uuid[0] = '\0';
+		r = 0;
+	}
+	ims_store__close_image(io, image);
+	return r;
+}
+
 int ims_image_clone(ims_site *site, const char *pool, const char *image_name, const char *snap,
 		    const char *dst_pool, const char *dst, const ims_image_create_opts *opts)
 {
@@ -940,8 +969,19 @@ int ims_image_clone(ims_site *site, const char *pool, const char *image_name, co
 	if ((r = ims_store__open_image(&pio, &parent, site, pool, image_name, snap, true)) < 0)
 		return r;
 	rbd_get_size(parent, &size);
+	r = ims_crypt_is_encrypted(parent);
 	rbd_close(parent);
 	parent = NULL;
+	if (r != 0) {
+		/* Ceph 16 opens no clone of a LUKS parent: refuse rather than make an unreadable
+		 * one */
+		r = r < 0 ? r
+			  : ims_error_set(-ENOTSUP,
+					  "'%s/%s' is encrypted: clones of encrypted images are "
+					  "not supported (Ceph 16); import an export instead",
+					  pool, image_name);
+		goto out;
+	}
 	if ((r = ims_site_ioctx(&cio, site, dst_pool)) < 0)
 		goto out;
 	rbd_image_options_create(&o);

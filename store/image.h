@@ -147,6 +147,17 @@ int ims_image_tag_set(ims_site *site, const char *pool, const char *name, const 
 /** @returns -ENOENT if the image or the tag does not exist. */
 int ims_image_tag_remove(ims_site *site, const char *pool, const char *name, const char *key);
 
+/**
+ * What a hypervisor needs to open the encrypted image @p pool/@p name (store/crypt.h,
+ * ims_crypt_host_secret()): @p pass (65 bytes) and @p uuid (37 bytes), both left empty when
+ * the image is not encrypted.
+ *
+ * @returns 0, -ENOENT if there is no such image, -EPERM if the site's KEK cannot unwrap the
+ *          image's key (or it has none).
+ */
+int ims_image_host_secret(char *pass, char *uuid, ims_site *site, const char *pool,
+			  const char *name);
+
 /* Clones */
 
 /**
