@@ -903,6 +903,8 @@ static int image_rename(ims_cli *cli, const ims_cli_args *a)
 static const ims_cli_opt rm_opts[] = {
 	{"purge", NULL, "delete at once, snapshots included, instead of moving to the trash"},
 	{"trash-delay", "DURATION", "how long the image stays in the trash (default 24h)"},
+	{"shred", NULL,
+	 "encrypted image: destroy its key here and on its replicas' sites, then purge"},
 	{NULL, NULL, NULL},
 };
 
@@ -917,7 +919,10 @@ static int image_rm(ims_cli *cli, const ims_cli_args *a)
 	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)))
 		return r;
 	req.purge = ims_cli_opt_flag(cli, a, "purge");
+	req.shred = ims_cli_opt_flag(cli, a, "shred");
 	if (delay) {
+		if (req.shred)
+			return ims_cli_usage(cli, "--shred and --trash-delay exclude each other");
 		if (req.purge)
 			return ims_cli_usage(cli, "--purge and --trash-delay exclude each other");
 		if ((r = ims_cli_arg_duration(cli, &req.trash_delay_seconds, "trash-delay", delay,
@@ -1115,7 +1120,7 @@ const ims_cli_verb ims_cli__image_verbs[] = {
 	 resize_opts, 1, 1, image_resize, NULL},
 	{"image", "rename", "POOL/IMAGE NEWNAME", "Rename an image within its pool.",
 	 ims_cli__no_opts, 2, 2, image_rename, NULL},
-	{"image", "rm", "POOL/IMAGE [--purge] [--trash-delay DURATION]",
+	{"image", "rm", "POOL/IMAGE [--purge] [--trash-delay DURATION] [--shred]",
 	 "Remove an image: to the RBD trash (24h by default), or at once with --purge.", rm_opts, 1,
 	 1, image_rm, NULL},
 	{"image", "flatten", "POOL/IMAGE [--no-wait]",

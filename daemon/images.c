@@ -210,6 +210,33 @@ static int h_rename_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	return reply_image(d, call, s.pool, q->new_name, resp);
 }
 
+/*
+ * Crypto-shredding reaches every replica: the wrapped key of the copy on each peer site whose
+ * source is this image goes first (a peer that cannot be reached fails the call before
+ * anything here changes; run it again).
+ */
+static int shred_replicas(ims_daemon *d, const char *pool, const char *image)
+{
+	char source[3 * IMS_NAME_MAX + 3];
+	int r = ims_image_exists(d->site, pool, image);
+	if (r <= 0)
+		return r < 0 ? r
+			     : ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", pool, image,
+					     ims_site_name(d->site));
+	snprintf(source, sizeof(source), "%s/%s/%s", ims_site_name(d->site), pool, image);
+	for (size_t i = 0; i < d->cfg->npeers; i++) {
+		const char *peer = d->cfg->peers[i].name;
+		ims_site *site = NULL;
+		if ((r = ims_daemon_peer(d, peer, &site)) == 0)
+			r = ims_image_shred_replica(site, pool, image, source);
+		if (r == -EEXIST) /* another image of that name there: not ours to touch */
+			r = 0;
+		if (r < 0)
+			return ims_error_wrap(r, "cannot shred the replica on site '%s'", peer);
+	}
+	return 0;
+}
+
 static int h_delete_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			  ProtobufCMessage **resp)
 {
@@ -222,6 +249,9 @@ static int h_delete_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	ims_image_remove_opts o = IMS_IMAGE_REMOVE_OPTS_INIT;
 	o.purge = q->purge;
 	o.trash_delay = q->trash_delay_seconds;
+	o.shred = q->shred;
+	if (o.shred && (r = shred_replicas(d, s.pool, s.image)) < 0)
+		return r;
 	if ((r = ims_image_remove(d->site, s.pool, s.image, &o)) < 0)
 		return r;
 	return ims_kit_reply_empty(call, &imgstore__v1__delete_image_response__descriptor, resp);

@@ -243,6 +243,11 @@ static int data_key(uint8_t *key, rbd_image_t image, const ims_crypt_kek *kek, c
 				     ims_strerror(r));
 	if (r == 0)
 		return 0;
+	if (strcmp(buf, IMS_CRYPT_SHREDDED) == 0)
+		return ims_error_set(-EPERM,
+				     "image '%s' was crypto-shredded: its key is destroyed and its "
+				     "data cannot be read",
+				     what);
 	if (!kek)
 		return ims_error_set(-EPERM,
 				     "image '%s' is encrypted and this daemon has no key "
@@ -383,20 +388,14 @@ int ims_crypt_copy_key(rbd_image_t dst, rbd_image_t src)
 int ims_crypt_shred(rbd_image_t image, const char *what)
 {
 	char buf[IMS_CRYPT_WRAPPED_MAX];
-	uint8_t junk[BLOB_LEN];
 	int r = get_wrapped(buf, image);
 	if (r <= 0)
 		return r < 0 ? ims_error_set(r, "cannot read the key of image '%s': %s", what,
 					     ims_strerror(r))
 			     : 0;
-	/* overwrite before removing: an omap value removed may linger in the OSD's store */
-	if (RAND_bytes(junk, sizeof(junk)) != 1)
-		memset(junk, 0, sizeof(junk));
-	memcpy(buf, "shredded:", 9);
-	tohex(buf + 9, junk, (IMS_CRYPT_WRAPPED_MAX - 10) / 2);
-	r = rbd_metadata_set(image, IMS_CRYPT_META_KEY, buf);
-	if (r == 0)
-		r = rbd_metadata_remove(image, IMS_CRYPT_META_KEY);
+	/* the value is replaced by a tombstone, not removed: whoever opens a copy later learns
+	 * why it cannot be read instead of taking its ciphertext for plain data */
+	r = rbd_metadata_set(image, IMS_CRYPT_META_KEY, IMS_CRYPT_SHREDDED);
 	if (r < 0)
 		ims_error_set(r, "cannot destroy the key of image '%s': %s", what, ims_strerror(r));
 	return r;

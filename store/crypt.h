@@ -24,6 +24,7 @@
 #include <rbd/librbd.h>
 
 #define IMS_CRYPT_META_KEY    "imgstore.crypt.key"
+#define IMS_CRYPT_SHREDDED    "shredded" /* the key's value once destroyed */
 #define IMS_CRYPT_KEY_LEN     32
 #define IMS_CRYPT_KEKID_LEN   16 /* hex digits */
 #define IMS_CRYPT_PASS_LEN    (2 * IMS_CRYPT_KEY_LEN)
@@ -120,8 +121,9 @@ int ims_crypt_host_secret(char *pass, char *uuid, rbd_image_t image, const ims_c
 int ims_crypt_copy_key(rbd_image_t dst, rbd_image_t src);
 
 /**
- * Destroy the wrapped data key of @p image (overwritten, then removed): the image's data, and
- * that of every copy made of it whose key is gone too, can no longer be read by anyone.
+ * Destroy the wrapped data key of @p image: its value becomes IMS_CRYPT_SHREDDED, so that
+ * opening the image says it was shredded. The image's data, and that of every copy made of it
+ * whose key is gone too, can no longer be read by anyone.
  *
  * @returns 0 (also when the image was not encrypted), an error of librbd.
  */

@@ -748,6 +748,57 @@ static bool is_user_snap(rbd_image_t image, uint64_t id)
 	       type == RBD_SNAP_NAMESPACE_TYPE_USER;
 }
 
+/* Destroy the wrapped key of @p name before it is purged: -EINVAL if it has none. */
+static int shred_key(rados_ioctx_t io, const char *pool, const char *name)
+{
+	rbd_image_t image = NULL;
+	char what[2 * IMS_NAME_MAX + 2];
+	snprintf(what, sizeof(what), "%s/%s", pool, name);
+	int r = rbd_open(io, name, &image, NULL);
+	if (r < 0)
+		return ims_error_set(r, "cannot open image '%s': %s", what, ims_strerror(r));
+	if ((r = ims_crypt_is_encrypted(image)) == 0)
+		r = ims_error_set(
+			-EINVAL,
+			"image '%s' is not encrypted: it has no key to shred (use --purge)", what);
+	else if (r == 1)
+		r = ims_crypt_shred(image, what);
+	else
+		ims_error_set(r, "cannot read the metadata of '%s': %s", what, ims_strerror(r));
+	rbd_close(image);
+	return r;
+}
+
+int ims_image_shred_replica(ims_site *site, const char *pool, const char *name, const char *source)
+{
+	rbd_image_t image = NULL;
+	char what[2 * IMS_NAME_MAX + 2], src[512];
+	size_t n = sizeof(src);
+	int r;
+	if ((r = ims_store__check_names(pool, name, NULL)) < 0)
+		return r;
+	snprintf(what, sizeof(what), "%s/%s", pool, name);
+	r = ims_site_guard_get(&image, site, pool, name);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return ims_error_wrap(r, "cannot shred the key of '%s' on site '%s'", what,
+				      ims_site_name(site));
+	r = rbd_metadata_get(image, "imgstore.repl.source", src, &n);
+	if (r == -ENOENT || (r == 0 && strcmp(src, source) != 0)) {
+		r = ims_error_set(-EEXIST, "'%s' on site '%s' is no replica of '%s': not shredded",
+				  what, ims_site_name(site), source);
+	} else if (r < 0) {
+		ims_error_set(r, "cannot read the metadata of '%s' on site '%s': %s", what,
+			      ims_site_name(site), ims_strerror(r));
+	} else {
+		r = ims_crypt_shred(image, what);
+	}
+	ims_site_guard_put(site, pool, name, true);
+	ims_site_guard_drop(site, pool, name);
+	return r;
+}
+
 int ims_image_remove(ims_site *site, const char *pool, const char *name,
 		     const ims_image_remove_opts *opts)
 {
@@ -763,7 +814,7 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 		return r;
 	if ((r = ims_store__open_image(&io, &image, site, pool, name, NULL, true)) < 0)
 		return r;
-	if (!opts->purge) {
+	if (!opts->purge && !opts->shred) {
 		rbd_close(image);
 		image = NULL;
 		uint64_t delay = opts->trash_delay ? opts->trash_delay : 86400;
@@ -779,6 +830,8 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 			goto out;
 		rbd_close(image);
 		image = NULL;
+		if (opts->shred && (r = shred_key(io, pool, name)) < 0)
+			goto out;
 		if (nsnaps > 0) {
 			if ((r = rbd_open(io, name, &image, NULL)) < 0) {
 				ims_error_set(r, "cannot open image '%s/%s': %s", pool, name,

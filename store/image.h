@@ -119,6 +119,8 @@ typedef struct {
 	unsigned version;
 	bool purge;	      /* delete now, snapshots included, instead of the trash */
 	uint64_t trash_delay; /* seconds the trash keeps it from deletion; 0: 86400 */
+	/* an encrypted image: destroy its wrapped data key (store/crypt.h), then purge */
+	bool shred;
 } ims_image_remove_opts;
 #define IMS_IMAGE_REMOVE_OPTS_INIT                                                                 \
 	{                                                                                          \
@@ -128,12 +130,24 @@ typedef struct {
 /**
  * Move an image to the RBD trash (default) or purge it, and drop its catalog entry.
  *
- * @returns -ENOENT if there is no such image; -EBUSY if it is open by a client, in a group,
+ * @returns -ENOENT if there is no such image; -EINVAL with shred for a plain image (nothing
+ *          changed); -EBUSY if it is open by a client, in a group,
  *          keeps a group's snapshot or a snapshot has clones (purge: all checked before
  *          anything is removed, so nothing is).
  */
 int ims_image_remove(ims_site *site, const char *pool, const char *name,
 		     const ims_image_remove_opts *opts);
+
+/**
+ * Destroy the wrapped data key of the replica @p pool/@p name on @p site whose replication
+ * source is @p source ("SITE/POOL/IMAGE"), through the site's guard (store/site.h) so that a
+ * replication into it does not stand in the way; the image stays, unreadable.
+ *
+ * @returns 0 (also when there is no such image, or it has no key), -EEXIST if an image of
+ *          that name there is no replica of @p source (nothing changed), -EBUSY if another
+ *          daemon holds it.
+ */
+int ims_image_shred_replica(ims_site *site, const char *pool, const char *name, const char *source);
 
 /**
  * Set tag @p key to @p value (keys: 1 to 64 of [A-Za-z0-9._-]; values: up to 1024 printable
