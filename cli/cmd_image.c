@@ -1082,11 +1082,10 @@ static int image_attach_info(ims_cli *cli, const ims_cli_args *a)
 		if (info->encryption && info->encryption[0])
 			fprintf(stderr,
 				"imgstore: '%s/%s' is encrypted (%s): the host needs the private "
-				"libvirt secret %s holding its passphrase (encryption_passphrase "
+				"libvirt secret %s holding its passphrase (luks_passphrase "
 				"of "
 				"--format json); see docs/SECURITY.md\n",
-				info->pool, info->image, info->encryption,
-				info->encryption_secret_uuid);
+				info->pool, info->image, info->encryption, info->luks_secret_uuid);
 	} else {
 		ims_cli_print_message(cli, &info->base);
 	}

@@ -442,8 +442,8 @@ static int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCM
 	m->host = DUP(call, host ? host : "");
 	if (luks_uuid[0]) {
 		m->encryption = DUP(call, "luks2");
-		m->encryption_secret_uuid = DUP(call, luks_uuid);
-		m->encryption_passphrase = DUP(call, luks_pass);
+		m->luks_secret_uuid = DUP(call, luks_uuid);
+		m->luks_passphrase = DUP(call, luks_pass);
 		explicit_bzero(luks_pass, sizeof(luks_pass));
 	}
 	char *xml =

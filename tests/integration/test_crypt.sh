@@ -143,7 +143,7 @@ check "  valid for libvirt (virt-xml-validate)" quiet virt-xml-validate "$W/doma
 IMGSTORE_TOKEN_FILE=$IMGSTORE_HOST_TOKEN_FILE on_b --format json image attach-info "rbd/$img" >"$W/ai.json" 2>/dev/null
 IMGSTORE_TOKEN_FILE=$IMGSTORE_HOST_TOKEN_FILE on_a --format json image attach-info "rbd/$img" >"$W/ai-a.json" 2>/dev/null
 check "  JSON: the passphrase, and the same secret UUID for the copy on site a" \
-  quiet jq -e --slurpfile a "$W/ai-a.json" '(.encryption_passphrase | length) == 64 and .encryption_secret_uuid == $a[0].encryption_secret_uuid' "$W/ai.json"
+  quiet jq -e --slurpfile a "$W/ai-a.json" '(.luks_passphrase | length) == 64 and .luks_secret_uuid == $a[0].luks_secret_uuid' "$W/ai.json"
 
 # ---- crypto-shredding
 expect_rc 0 "create a plain image" on_a image create "rbd/$plain" --size 8M
