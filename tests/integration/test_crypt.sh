@@ -69,6 +69,9 @@ check "  the wrapped key is in its metadata (v1:KEKID:...)" \
   bash -c "rbd -c '$(conf_of a)' image-meta get 'rbd/$img' imgstore.crypt.key | grep -q '^v1:[0-9a-f]\{16\}:[0-9a-f]\{120\}$'"
 expect_rc 0 "export (raw) on site a" on_a image export "rbd/$img" "$IMGSTORE_EXPORT_DIR/crypt$$.raw"
 check "  gives the plaintext back" cmp -s "$src" "$IMGSTORE_EXPORT_DIR/crypt$$.raw"
+expect_rc 0 "a snapshot of it" on_a snap create "rbd/$img@s1"
+expect_rc 0 "export of the snapshot" on_a image export "rbd/$img@s1" "$IMGSTORE_EXPORT_DIR/crypt$$.s1.raw"
+check "  gives the plaintext back" cmp -s "$src" "$IMGSTORE_EXPORT_DIR/crypt$$.s1.raw"
 expect_rc 0 "export (qcow2) on site a" on_a image export "rbd/$img" "$IMGSTORE_EXPORT_DIR/crypt$$.qcow2" --format qcow2
 qemu-img convert -O raw "$IMGSTORE_EXPORT_DIR/crypt$$.qcow2" "$W/back.raw" 2>/dev/null
 check "  the qcow2 holds the plaintext" cmp -s "$src" "$W/back.raw"
