@@ -43,7 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ims_crypt_unwrap(key, kek(), text) == 0) {
 		/* only what wrap made under this KEK may unwrap: wrapping it again must work */
 		char again[IMS_CRYPT_WRAPPED_MAX];
-		if (ims_crypt_wrap(again, kek(), key) != 0 || ims_crypt_unwrap(key, kek(), again) != 0)
+		if (ims_crypt_wrap(again, kek(), key) != 0 ||
+		    ims_crypt_unwrap(key, kek(), again) != 0)
 			abort();
 	}
 	return 0;
