@@ -49,12 +49,14 @@ struct ims_site {
 	gconn *gconn; /* the current guard connection, made on first use */
 	bool reconnecting;
 	uint64_t reconnects;
-	int last_error;			 /* of the last probe; 0: it answered */
-	unsigned timeouts;		 /* probes timed out in a row */
-	bool probed;			 /* a probe has ended */
-	int64_t last_ok_ms;		 /* when a probe last succeeded */
-	int64_t probe_since_ms;		 /* when the probe in flight began; 0: none */
-	const struct ims_crypt_kek *kek; /* borrowed; NULL: none */
+	int last_error;		/* of the last probe; 0: it answered */
+	unsigned timeouts;	/* probes timed out in a row */
+	bool probed;		/* a probe has ended */
+	int64_t last_ok_ms;	/* when a probe last succeeded */
+	int64_t probe_since_ms; /* when the probe in flight began; 0: none */
+
+	/* the key-encryption key of encrypted images (store/crypt.h), borrowed; NULL: none */
+	const struct ims_crypt_kek *kek;
 };
 
 /* Which connection each ioctx of ims_site_ioctx() counts against: the ioctx is closed with
