@@ -78,6 +78,10 @@ check "  the qcow2 holds the plaintext" cmp -s "$src" "$W/back.raw"
 expect_rc 0 "create --encryption luks2" on_a image create "rbd/$made" --size 8M --encryption luks2
 on_a --format json image info "rbd/$made" >"$W/made.json" 2>/dev/null
 check "  encrypted, 8 MiB usable" quiet jq -e '.encryption == "luks2" and (.size | tonumber) == 8388608' "$W/made.json"
+expect_rc 0 "resize of the encrypted image to 12 MiB" on_a image resize "rbd/$made" --size 12M
+on_a --format json image info "rbd/$made" >"$W/made.json" 2>/dev/null
+check "  12 MiB usable, the LUKS header on top (28 MiB in RBD)" \
+  bash -c "jq -e '(.size | tonumber) == 12582912' '$W/made.json' >/dev/null && rbd -c '$(conf_of a)' info 'rbd/$made' | grep -q 'size 28 MiB'"
 expect_rc 2 "--encryption luks1 is a usage error" on_a image create "rbd/$plain" --size 8M --encryption luks1
 check "  that created nothing" bash -c "! rbd -c '$(conf_of a)' info 'rbd/$plain' >/dev/null 2>&1"
 rbd_on a snap create "rbd/$made@s1" >/dev/null 2>&1
