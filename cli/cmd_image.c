@@ -32,6 +32,7 @@
 static const char *const import_formats[] = {"auto", "raw", "qcow2", "vmdk", NULL};
 static const char *const export_formats[] = {"raw", "qcow2", NULL};
 static const char *const attach_formats[] = {"libvirt", "table", "json", NULL};
+static const char *const encryptions[] = {"luks2", NULL};
 
 /* --features N and --data-pool POOL, shared by create, import and clone */
 static int features_and_pool(ims_cli *cli, const ims_cli_args *a, uint64_t *features,
@@ -66,6 +67,7 @@ static const ims_cli_opt create_opts[] = {
 	 "RBD feature bits (default: layering, exclusive-lock, object-map, fast-diff, "
 	 "deep-flatten)"},
 	{"data-pool", "POOL", "pool for the data objects (an erasure-coded pool)"},
+	{"encryption", "luks2", "encrypt at rest: LUKS2, AES-256, a key of its own (SECURITY.md)"},
 	{NULL, NULL, NULL},
 };
 
@@ -78,7 +80,8 @@ static int image_create(ims_cli *cli, const ims_cli_args *a)
 
 	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)) ||
 	    (r = ims_cli_opt_size(cli, &req.size, a, "size", true)) ||
-	    (r = features_and_pool(cli, a, &req.features, (const char **)&req.data_pool)))
+	    (r = features_and_pool(cli, a, &req.features, (const char **)&req.data_pool)) ||
+	    (r = ims_cli_opt_choice(cli, &req.encryption, a, "encryption", encryptions, "")))
 		return r;
 	req.image = &ms;
 	return call_image(cli, IMAGE_SVC "CreateImage", &req);
@@ -93,6 +96,7 @@ static const ims_cli_opt import_opts[] = {
 	IMS_CLI_OPT_NO_WAIT,
 	{"features", "N", "RBD feature bits of the new image"},
 	{"data-pool", "POOL", "pool for the data objects"},
+	{"encryption", "luks2", "encrypt the new image at rest (as image create)"},
 	{NULL, NULL, NULL},
 };
 
@@ -477,7 +481,8 @@ static int image_import(ims_cli *cli, const ims_cli_args *a)
 		return r;
 	if ((r = ims_cli_opt_choice(cli, &req.format, a, "format", import_formats, "")))
 		return r;
-	if ((r = features_and_pool(cli, a, &req.features, (const char **)&req.data_pool)))
+	if ((r = features_and_pool(cli, a, &req.features, (const char **)&req.data_pool)) ||
+	    (r = ims_cli_opt_choice(cli, &req.encryption, a, "encryption", encryptions, "")))
 		return r;
 	upload = ims_cli_opt_flag(cli, a, "upload") || !ims_cli_server_is_unix(cli->server);
 
@@ -898,6 +903,8 @@ static int image_rename(ims_cli *cli, const ims_cli_args *a)
 static const ims_cli_opt rm_opts[] = {
 	{"purge", NULL, "delete at once, snapshots included, instead of moving to the trash"},
 	{"trash-delay", "DURATION", "how long the image stays in the trash (default 24h)"},
+	{"shred", NULL,
+	 "encrypted image: destroy its key here and on its replicas' sites, then purge"},
 	{NULL, NULL, NULL},
 };
 
@@ -912,7 +919,10 @@ static int image_rm(ims_cli *cli, const ims_cli_args *a)
 	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)))
 		return r;
 	req.purge = ims_cli_opt_flag(cli, a, "purge");
+	req.shred = ims_cli_opt_flag(cli, a, "shred");
 	if (delay) {
+		if (req.shred)
+			return ims_cli_usage(cli, "--shred and --trash-delay exclude each other");
 		if (req.purge)
 			return ims_cli_usage(cli, "--purge and --trash-delay exclude each other");
 		if ((r = ims_cli_arg_duration(cli, &req.trash_delay_seconds, "trash-delay", delay,
@@ -1069,6 +1079,13 @@ static int image_attach_info(ims_cli *cli, const ims_cli_args *a)
 		} else {
 			fprintf(cli->out, "%s\n", xml);
 		}
+		if (info->encryption && info->encryption[0])
+			fprintf(stderr,
+				"imgstore: '%s/%s' is encrypted (%s): the host needs the private "
+				"libvirt secret %s holding its passphrase (luks_passphrase "
+				"of "
+				"--format json); see docs/SECURITY.md\n",
+				info->pool, info->image, info->encryption, info->luks_secret_uuid);
 	} else {
 		ims_cli_print_message(cli, &info->base);
 	}
@@ -1077,9 +1094,12 @@ static int image_attach_info(ims_cli *cli, const ims_cli_args *a)
 }
 
 const ims_cli_verb ims_cli__image_verbs[] = {
-	{"image", "create", "POOL/IMAGE --size SIZE [--features N] [--data-pool POOL]",
+	{"image", "create",
+	 "POOL/IMAGE --size SIZE [--features N] [--data-pool POOL] [--encryption luks2]",
 	 "Create an empty image.", create_opts, 1, 1, image_create, NULL},
-	{"image", "import", "FILE POOL/IMAGE [--format auto|raw|qcow2|vmdk] [--upload] [--no-wait]",
+	{"image", "import",
+	 "FILE POOL/IMAGE [--format auto|raw|qcow2|vmdk] [--upload] [--no-wait] [--encryption "
+	 "luks2]",
 	 "Import a raw, qcow2 or vmdk disk image file as a new image.", import_opts, 2, 2,
 	 image_import, NULL},
 	{"image", "export", "POOL/IMAGE[@SNAP] FILE [--format raw|qcow2] [--no-wait]",
@@ -1099,7 +1119,7 @@ const ims_cli_verb ims_cli__image_verbs[] = {
 	 resize_opts, 1, 1, image_resize, NULL},
 	{"image", "rename", "POOL/IMAGE NEWNAME", "Rename an image within its pool.",
 	 ims_cli__no_opts, 2, 2, image_rename, NULL},
-	{"image", "rm", "POOL/IMAGE [--purge] [--trash-delay DURATION]",
+	{"image", "rm", "POOL/IMAGE [--purge] [--trash-delay DURATION] [--shred]",
 	 "Remove an image: to the RBD trash (24h by default), or at once with --purge.", rm_opts, 1,
 	 1, image_rm, NULL},
 	{"image", "flatten", "POOL/IMAGE [--no-wait]",

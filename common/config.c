@@ -102,6 +102,11 @@ static const config_key keys[] = {
 	{S_SERVER, "token_file", T_PATH, SV(token_file), NULL, 0, 0, NULL, 0,
 	 "Bearer tokens and their roles, one 'ROLE TOKEN [NAME]' a line; must not be readable by "
 	 "others."},
+	{S_SERVER, "kek_file", T_PATH, SV(kek_file), NULL, 0, 0, NULL, 0,
+	 "File with the site's key-encryption key (64 hex digits, a 256-bit key) that wraps the "
+	 "data key of every encrypted image; the daemon refuses to start if group or others may "
+	 "read it. When unset, encrypted images can be neither made nor opened. Every site of a "
+	 "replication must hold the same key (docs/SECURITY.md)."},
 	{S_SERVER, "allow_plain_http", T_BOOL, SV(allow_plain_http), "false", 0, 0, NULL, 0,
 	 "Serve the TCP listener without TLS (loopback test setups only)."},
 	{S_SERVER, "max_request_bytes", T_SIZE, SV(max_request_bytes), "4M", 1024, GIB, NULL, 0,
@@ -1001,6 +1006,7 @@ void ims_config_free(ims_config *cfg)
 	free(sv->tls_client_ca);
 	free(sv->tls_priorities);
 	free(sv->token_file);
+	free(sv->kek_file);
 	free(sv->audit_log);
 	free(sv->instance);
 	free(sv->spool_dir);

@@ -51,6 +51,7 @@ typedef struct {
 	char *tls_client_ca;
 	char *tls_priorities;
 	char *token_file;
+	char *kek_file; /* the key-encryption key of encrypted images; NULL: none */
 	bool allow_plain_http;
 	uint64_t max_request_bytes;
 	uint64_t read_timeout;

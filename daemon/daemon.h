@@ -65,6 +65,7 @@ typedef struct ims_daemon {
 	/* failovers recorded on this site and not finished (the main loop counts them every 10 s
 	 * while the site answers): imgstore_failovers_in_progress; -1 before the first count */
 	atomic_int failovers;
+	struct ims_crypt_kek *kek; /* [server] kek_file's key; NULL when unset */
 } ims_daemon;
 
 /**

@@ -23,6 +23,7 @@
 #include "daemon/kit.h"
 #include "imgstore/v1/host.pb-c.h"
 #include "replicator/failover.h"
+#include "store/crypt.h"
 #include "store/image.h"
 #include "store/lease.h"
 
@@ -277,7 +278,8 @@ static void xml_escape(FILE *f, const char *s)
 }
 
 char *ims_libvirt_disk_xml(const char *pool, const char *image, const char *client_id,
-			   const char *secret_uuid, const char *const *monitors, size_t nmonitors)
+			   const char *secret_uuid, const char *const *monitors, size_t nmonitors,
+			   const char *luks_uuid)
 {
 	char *buf = NULL;
 	size_t len = 0;
@@ -308,6 +310,13 @@ char *ims_libvirt_disk_xml(const char *pool, const char *image, const char *clie
 			xml_escape(f, m);
 		}
 		fputs("'/>\n", f);
+	}
+	if (luks_uuid && luks_uuid[0]) {
+		fputs("    <encryption format='luks2' engine='librbd'>\n"
+		      "      <secret type='passphrase' uuid='",
+		      f);
+		xml_escape(f, luks_uuid);
+		fputs("'/>\n    </encryption>\n", f);
 	}
 	fputs("  </source>\n  <target dev='vda' bus='virtio'/>\n</disk>", f);
 	if (fclose(f) != 0) {
@@ -404,6 +413,9 @@ static int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCM
 		return r;
 	if ((r = ims_daemon_require_image(d, s.pool, s.image)) < 0)
 		return r;
+	char luks_pass[IMS_CRYPT_PASS_LEN + 1], luks_uuid[37];
+	if ((r = ims_image_host_secret(luks_pass, luks_uuid, d->site, s.pool, s.image)) < 0)
+		return r;
 	if ((r = ims_site_mon_addrs(addrs, sizeof(addrs), d->site)) < 0 ||
 	    (r = ims_site_fsid(fsid, sizeof(fsid), d->site)) < 0)
 		return r;
@@ -428,8 +440,15 @@ static int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCM
 	m->site = DUP(call, ims_site_name(d->site));
 	m->secret_uuid = DUP(call, secret);
 	m->host = DUP(call, host ? host : "");
-	char *xml = ims_libvirt_disk_xml(s.pool, s.image, client, secret,
-					 (const char *const *)m->monitors, m->n_monitors);
+	if (luks_uuid[0]) {
+		m->encryption = DUP(call, "luks2");
+		m->luks_secret_uuid = DUP(call, luks_uuid);
+		m->luks_passphrase = DUP(call, luks_pass);
+		explicit_bzero(luks_pass, sizeof(luks_pass));
+	}
+	char *xml =
+		ims_libvirt_disk_xml(s.pool, s.image, client, secret,
+				     (const char *const *)m->monitors, m->n_monitors, luks_uuid);
 	if (!xml)
 		return -ENOMEM;
 	m->libvirt_disk_xml = DUP(call, xml);

@@ -20,8 +20,13 @@ int ims_hosts_image_leased(char *host, size_t len, ims_daemon *d, const char *po
 /** Remove the lease of @p pool/@p image, live or not (a failover breaks it). */
 int ims_hosts_break_leases(unsigned *broken, ims_daemon *d, const char *pool, const char *image);
 
-/** The libvirt <disk> element for an RBD volume; names are XML-escaped. Returns malloc'ed text. */
+/**
+ * The libvirt <disk> element for an RBD volume; names are XML-escaped. With @p luks_uuid (not
+ * NULL or empty), the volume is LUKS2-encrypted, opened by librbd with the passphrase in that
+ * libvirt secret. Returns malloc'ed text.
+ */
 char *ims_libvirt_disk_xml(const char *pool, const char *image, const char *client_id,
-			   const char *secret_uuid, const char *const *monitors, size_t nmonitors);
+			   const char *secret_uuid, const char *const *monitors, size_t nmonitors,
+			   const char *luks_uuid);
 
 #endif

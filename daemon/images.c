@@ -66,6 +66,7 @@ static int build_image(ims_rpc_call *call, const ims_image_info *info, ProtobufC
 	m->features_text = DUP(call, info->features_str);
 	m->data_pool = DUP(call, info->data_pool);
 	m->parent = DUP(call, info->parent);
+	m->encryption = DUP(call, info->encrypted ? "luks2" : "");
 	if (IMS_KIT_REPEATED(call, m, snapshots, info->nsnaps, ims_kit_snap_item, info->snaps) < 0)
 		return -ENOMEM;
 	if (info->catalog) {
@@ -121,6 +122,7 @@ static int h_create_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	o.features = q->features;
 	o.data_pool = q->data_pool && q->data_pool[0] ? q->data_pool : NULL;
 	o.order = q->order;
+	o.encryption = q->encryption;
 	if ((r = ims_image_create(d->site, s.pool, s.image, &o)) < 0)
 		return r;
 	return reply_image(d, call, s.pool, s.image, resp);
@@ -208,6 +210,33 @@ static int h_rename_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	return reply_image(d, call, s.pool, q->new_name, resp);
 }
 
+/*
+ * Crypto-shredding reaches every replica: the wrapped key of the copy on each peer site whose
+ * source is this image goes first (a peer that cannot be reached fails the call before
+ * anything here changes; run it again).
+ */
+static int shred_replicas(ims_daemon *d, const char *pool, const char *image)
+{
+	char source[3 * IMS_NAME_MAX + 3];
+	int r = ims_image_exists(d->site, pool, image);
+	if (r <= 0)
+		return r < 0 ? r
+			     : ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", pool, image,
+					     ims_site_name(d->site));
+	snprintf(source, sizeof(source), "%s/%s/%s", ims_site_name(d->site), pool, image);
+	for (size_t i = 0; i < d->cfg->npeers; i++) {
+		const char *peer = d->cfg->peers[i].name;
+		ims_site *site = NULL;
+		if ((r = ims_daemon_peer(d, peer, &site)) == 0)
+			r = ims_image_shred_replica(site, pool, image, source);
+		if (r == -EEXIST) /* another image of that name there: not ours to touch */
+			r = 0;
+		if (r < 0)
+			return ims_error_wrap(r, "cannot shred the replica on site '%s'", peer);
+	}
+	return 0;
+}
+
 static int h_delete_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			  ProtobufCMessage **resp)
 {
@@ -220,6 +249,9 @@ static int h_delete_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	ims_image_remove_opts o = IMS_IMAGE_REMOVE_OPTS_INIT;
 	o.purge = q->purge;
 	o.trash_delay = q->trash_delay_seconds;
+	o.shred = q->shred;
+	if (o.shred && (r = shred_replicas(d, s.pool, s.image)) < 0)
+		return r;
 	if ((r = ims_image_remove(d->site, s.pool, s.image, &o)) < 0)
 		return r;
 	return ims_kit_reply_empty(call, &imgstore__v1__delete_image_response__descriptor, resp);
@@ -276,6 +308,7 @@ typedef struct {
 	ims_format_kind format;
 	uint64_t features;
 	char data_pool[IMS_NAME_MAX + 1];
+	bool encrypt; /* import: LUKS2 (store/crypt.h) */
 	char path[1024];
 	char upload_id[40]; /* import from an upload: removed after */
 	/* an import while the upload arrives: the spool file read through a blocking source */
@@ -335,6 +368,7 @@ static int run_import(ims_op *op, void *arg)
 	o.format = w->format;
 	o.create.features = w->features;
 	o.create.data_pool = w->data_pool[0] ? w->data_pool : NULL;
+	o.create.encryption = w->encrypt ? "luks2" : NULL;
 	o.concurrency = (unsigned)w->d->cfg->defaults.concurrency;
 	o.inflight_bytes = w->d->cfg->defaults.inflight_bytes;
 	o.progress = import_progress;
@@ -468,6 +502,22 @@ out:
 	return r;
 }
 
+/* An import asked to encrypt: refused at once when it could not (the operation would). */
+static int import_check_encryption(ims_daemon *d, const char *encryption)
+{
+	if (!encryption || !encryption[0])
+		return 0;
+	if (strcmp(encryption, "luks2") != 0)
+		return ims_error_set(-EINVAL, "unknown encryption '%s' (luks2 is known)",
+				     encryption);
+	if (!ims_site_kek(d->site))
+		return ims_error_set(-EPERM,
+				     "cannot encrypt: site '%s' has no key ([server] kek_file is "
+				     "unset)",
+				     ims_site_name(d->site));
+	return 0;
+}
+
 static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			  ProtobufCMessage **resp)
 {
@@ -483,6 +533,8 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	bool from_upload = q->upload_id && q->upload_id[0];
 	if (from_path == from_upload)
 		return ims_error_set(-EINVAL, "an import needs either source_path or upload_id");
+	if ((r = import_check_encryption(d, q->encryption)) < 0)
+		return r;
 	/* fail fast on what the operation would find at once */
 	if ((r = ims_image_exists(d->site, s.pool, s.image)) < 0)
 		return r;
@@ -494,6 +546,7 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 		return -ENOMEM;
 	w->format = fmt;
 	w->features = q->features;
+	w->encrypt = q->encryption && q->encryption[0];
 	snprintf(w->data_pool, sizeof(w->data_pool), "%s", q->data_pool ? q->data_pool : "");
 	if (from_path) {
 		/* only files under [server] import_dirs: not the keyring, the tier key, the tokens

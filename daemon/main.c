@@ -37,6 +37,7 @@
 #include "replicator/failover.h"
 #include "replicator/digest.h"
 #include "replicator/snapsched.h"
+#include "store/crypt.h"
 #include "store/transfer.h"
 
 static void usage(FILE *f)
@@ -248,6 +249,7 @@ int ims_daemon_peer(void *app, const char *name, ims_site **out)
 		ims_site *site = NULL;
 		if ((r = ims_site_connect(&site, &o)) < 0)
 			return r;
+		ims_site_set_kek(site, d->kek); /* one KEK for every site (docs/SECURITY.md) */
 		pthread_mutex_lock(&d->peers_lock);
 		if (d->peers[i]) { /* another caller was quicker */
 			have = site;
@@ -423,6 +425,11 @@ static int setup_log(const args *a, const ims_config *cfg)
 static int open_files(ims_daemon *d)
 {
 	int r;
+	if (d->cfg->server.kek_file &&
+	    (r = ims_crypt_kek_load(&d->kek, d->cfg->server.kek_file)) < 0) {
+		ims_log_error("%s", ims_error_last());
+		return r;
+	}
 	if (d->cfg->server.audit_log) {
 		d->audit = fopen(d->cfg->server.audit_log, "a+");
 		if (!d->audit) {
@@ -665,6 +672,7 @@ static void stop_all(ims_daemon *d)
 		ims_site_close(d->peers[i]);
 	free(d->peers);
 	ims_site_close(d->site);
+	ims_crypt_kek_free(d->kek);
 	if (d->audit)
 		fclose(d->audit);
 	ims_config_free(d->live);
@@ -728,6 +736,7 @@ int main(int argc, char **argv)
 		rc = r == -EINTR ? 0 : 1;
 		goto out;
 	}
+	ims_site_set_kek(d.site, d.kek);
 	unsigned removed = 0;
 	if (ims_store_cleanup_tmp(&removed, d.site, NULL) < 0)
 		ims_log_warning("cleanup of interrupted imports: %s", ims_error_last());

@@ -16,6 +16,7 @@
 #include "common/extents.h"
 #include "common/log.h"
 #include "replicator/replicator_internal.h"
+#include "store/crypt.h"
 #include "store/omap.h"
 #include "store/snap.h"
 
@@ -283,8 +284,10 @@ static int open_or_create_secondary(ims_site *src, ims_site *dst, rados_ioctx_t 
 				image, ims_site_name(dst), ims_error_last());
 		char source[512];
 		snprintf(source, sizeof(source), "%s/%s/%s", ims_site_name(src), pool, image);
+		/* an encrypted image's wrapped key goes with its ciphertext (store/crypt.h) */
 		if ((r = rbd_metadata_set(*out, "imgstore.repl.role", "secondary")) < 0 ||
-		    (r = rbd_metadata_set(*out, "imgstore.repl.source", source)) < 0) {
+		    (r = rbd_metadata_set(*out, "imgstore.repl.source", source)) < 0 ||
+		    (r = ims_crypt_copy_key(*out, pimg)) < 0) {
 			ims_site_guard_put(dst, pool, image, true);
 			*out = NULL;
 			ims_site_guard_drop(dst, pool, image);

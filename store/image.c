@@ -12,6 +12,7 @@
 #include "common/opts.h"
 #include "common/spec.h"
 #include "common/units.h"
+#include "store/crypt.h"
 #include "store/store_internal.h"
 
 int ims_store__check_names(const char *pool, const char *image, const char *snap)
@@ -124,7 +125,24 @@ static int check_create_opts(const ims_image_create_opts *opts, bool need_size)
 				     opts->order);
 	if (opts->data_pool && ims_name_check(IMS_NAME_POOL, opts->data_pool) < 0)
 		return -EINVAL;
+	if (opts->encryption && opts->encryption[0] && strcmp(opts->encryption, "luks2") != 0)
+		return ims_error_set(-EINVAL, "unknown encryption '%s' (luks2 is known)",
+				     opts->encryption);
 	return 0;
+}
+
+/* LUKS2-format the new image @p name with a data key of its own (store/crypt.h). */
+static int encrypt_new(ims_site *site, rados_ioctx_t io, const char *pool, const char *name)
+{
+	rbd_image_t image = NULL;
+	char what[256];
+	snprintf(what, sizeof(what), "%s/%s", pool, name);
+	int r = rbd_open(io, name, &image, NULL);
+	if (r < 0)
+		return ims_error_set(r, "cannot open new image '%s': %s", what, ims_strerror(r));
+	r = ims_crypt_format(image, ims_site_kek(site), what);
+	rbd_close(image);
+	return r;
 }
 
 int ims_image_create(ims_site *site, const char *pool, const char *name,
@@ -137,6 +155,14 @@ int ims_image_create(ims_site *site, const char *pool, const char *name,
 	if ((r = ims_store__check_names(pool, name, NULL)) < 0 ||
 	    (r = check_create_opts(opts, true)) < 0)
 		return r;
+	bool encrypt = opts->encryption && opts->encryption[0];
+	if (encrypt && !ims_site_kek(site))
+		return ims_error_set(-EPERM,
+				     "cannot encrypt image '%s/%s': site '%s' has no key ([server] "
+				     "kek_file is unset)",
+				     pool, name, ims_site_name(site));
+	if (encrypt && opts->size > UINT64_MAX - IMS_CRYPT_LUKS2_HEADER)
+		return ims_error_set(-EINVAL, "size %" PRIu64 " is too large", opts->size);
 	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
 		return r;
 	rbd_image_options_create(&o);
@@ -144,7 +170,7 @@ int ims_image_create(ims_site *site, const char *pool, const char *name,
 		ims_error_set(r, "bad options for image '%s/%s'", pool, name);
 		goto out;
 	}
-	r = rbd_create4(io, name, opts->size, o);
+	r = rbd_create4(io, name, opts->size + (encrypt ? IMS_CRYPT_LUKS2_HEADER : 0), o);
 	if (r == -EEXIST) {
 		ims_error_set(r, "image '%s/%s' already exists on site '%s'", pool, name,
 			      ims_site_name(site));
@@ -157,6 +183,10 @@ int ims_image_create(ims_site *site, const char *pool, const char *name,
 	}
 	if (r < 0) {
 		ims_error_set(r, "cannot create image '%s/%s': %s", pool, name, ims_strerror(r));
+		goto out;
+	}
+	if (encrypt && (r = encrypt_new(site, io, pool, name)) < 0) {
+		rbd_remove(io, name);
 		goto out;
 	}
 	r = ims_store__catalog_add(io, name, opts->size, "new", NULL, NULL);
@@ -258,6 +288,14 @@ int ims_image_info_get(ims_image_info **out, ims_site *site, const char *pool, c
 			      ims_strerror(r));
 		goto out;
 	}
+	if ((r = ims_crypt_is_encrypted(image)) < 0) {
+		ims_error_set(r, "cannot read the metadata of '%s/%s': %s", pool, name,
+			      ims_strerror(r));
+		goto out;
+	}
+	info->encrypted = r == 1;
+	if (info->encrypted && info->size >= IMS_CRYPT_LUKS2_HEADER)
+		info->size -= IMS_CRYPT_LUKS2_HEADER;
 	r = ims_catalog_get(&info->catalog, io, name);
 	if (r == -ENOENT) {
 		info->catalog = NULL;
@@ -453,8 +491,16 @@ int ims_image_resize(ims_site *site, const char *pool, const char *name, uint64_
 		return ims_error_set(-EINVAL, "an image needs a size above 0");
 	if ((r = ims_store__open_image(&io, &image, site, pool, name, NULL, false)) < 0)
 		return r;
-	if ((r = rbd_get_size(image, &cur)) < 0)
+	if ((r = rbd_get_size(image, &cur)) < 0 || (r = ims_crypt_is_encrypted(image)) < 0)
 		goto out;
+	/* an encrypted image is its LUKS2 header larger than the plaintext it holds */
+	uint64_t header = r == 1 ? IMS_CRYPT_LUKS2_HEADER : 0;
+	if (header && (cur < header || size > UINT64_MAX - header)) {
+		r = ims_error_set(-EINVAL, "cannot resize encrypted '%s/%s' to %" PRIu64, pool,
+				  name, size);
+		goto out;
+	}
+	cur -= header;
 	if (size < cur && !allow_shrink) {
 		r = ims_error_set(
 			-EINVAL,
@@ -465,7 +511,7 @@ int ims_image_resize(ims_site *site, const char *pool, const char *name, uint64_
 	}
 	if (size != cur) {
 		/* librbd calls the progress function unconditionally: it must not be NULL */
-		r = rbd_resize2(image, size, allow_shrink, no_progress, NULL);
+		r = rbd_resize2(image, size + header, allow_shrink, no_progress, NULL);
 		if (r < 0) {
 			ims_error_set(r, "cannot resize '%s/%s': %s", pool, name, ims_strerror(r));
 			goto out;
@@ -702,6 +748,57 @@ static bool is_user_snap(rbd_image_t image, uint64_t id)
 	       type == RBD_SNAP_NAMESPACE_TYPE_USER;
 }
 
+/* Destroy the wrapped key of @p name before it is purged: -EINVAL if it has none. */
+static int shred_key(rados_ioctx_t io, const char *pool, const char *name)
+{
+	rbd_image_t image = NULL;
+	char what[2 * IMS_NAME_MAX + 2];
+	snprintf(what, sizeof(what), "%s/%s", pool, name);
+	int r = rbd_open(io, name, &image, NULL);
+	if (r < 0)
+		return ims_error_set(r, "cannot open image '%s': %s", what, ims_strerror(r));
+	if ((r = ims_crypt_is_encrypted(image)) == 0)
+		r = ims_error_set(
+			-EINVAL,
+			"image '%s' is not encrypted: it has no key to shred (use --purge)", what);
+	else if (r == 1)
+		r = ims_crypt_shred(image, what);
+	else
+		ims_error_set(r, "cannot read the metadata of '%s': %s", what, ims_strerror(r));
+	rbd_close(image);
+	return r;
+}
+
+int ims_image_shred_replica(ims_site *site, const char *pool, const char *name, const char *source)
+{
+	rbd_image_t image = NULL;
+	char what[2 * IMS_NAME_MAX + 2], src[512];
+	size_t n = sizeof(src);
+	int r;
+	if ((r = ims_store__check_names(pool, name, NULL)) < 0)
+		return r;
+	snprintf(what, sizeof(what), "%s/%s", pool, name);
+	r = ims_site_guard_get(&image, site, pool, name);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return ims_error_wrap(r, "cannot shred the key of '%s' on site '%s'", what,
+				      ims_site_name(site));
+	r = rbd_metadata_get(image, "imgstore.repl.source", src, &n);
+	if (r == -ENOENT || (r == 0 && strcmp(src, source) != 0)) {
+		r = ims_error_set(-EEXIST, "'%s' on site '%s' is no replica of '%s': not shredded",
+				  what, ims_site_name(site), source);
+	} else if (r < 0) {
+		ims_error_set(r, "cannot read the metadata of '%s' on site '%s': %s", what,
+			      ims_site_name(site), ims_strerror(r));
+	} else {
+		r = ims_crypt_shred(image, what);
+	}
+	ims_site_guard_put(site, pool, name, true);
+	ims_site_guard_drop(site, pool, name);
+	return r;
+}
+
 int ims_image_remove(ims_site *site, const char *pool, const char *name,
 		     const ims_image_remove_opts *opts)
 {
@@ -717,7 +814,7 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 		return r;
 	if ((r = ims_store__open_image(&io, &image, site, pool, name, NULL, true)) < 0)
 		return r;
-	if (!opts->purge) {
+	if (!opts->purge && !opts->shred) {
 		rbd_close(image);
 		image = NULL;
 		uint64_t delay = opts->trash_delay ? opts->trash_delay : 86400;
@@ -733,6 +830,8 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 			goto out;
 		rbd_close(image);
 		image = NULL;
+		if (opts->shred && (r = shred_key(io, pool, name)) < 0)
+			goto out;
 		if (nsnaps > 0) {
 			if ((r = rbd_open(io, name, &image, NULL)) < 0) {
 				ims_error_set(r, "cannot open image '%s/%s': %s", pool, name,
@@ -884,6 +983,27 @@ int ims_image_tag_remove(ims_site *site, const char *pool, const char *name, con
 	return tag_change(site, pool, name, key, NULL);
 }
 
+int ims_image_host_secret(char *pass, char *uuid, ims_site *site, const char *pool,
+			  const char *name)
+{
+	rados_ioctx_t io = NULL;
+	rbd_image_t image = NULL;
+	char what[2 * IMS_NAME_MAX + 2];
+	int r;
+	pass[0] = uuid[0] = '\0';
+	if ((r = ims_store__check_names(pool, name, NULL)) < 0 ||
+	    (r = ims_store__open_image(&io, &image, site, pool, name, NULL, true)) < 0)
+		return r;
+	snprintf(what, sizeof(what), "%s/%s", pool, name);
+	r = ims_crypt_host_secret(pass, uuid, image, ims_site_kek(site), what);
+	if (r == -ENODATA) {
+		pass[0] = uuid[0] = '\0';
+		r = 0;
+	}
+	ims_store__close_image(io, image);
+	return r;
+}
+
 int ims_image_clone(ims_site *site, const char *pool, const char *image_name, const char *snap,
 		    const char *dst_pool, const char *dst, const ims_image_create_opts *opts)
 {
@@ -902,8 +1022,19 @@ int ims_image_clone(ims_site *site, const char *pool, const char *image_name, co
 	if ((r = ims_store__open_image(&pio, &parent, site, pool, image_name, snap, true)) < 0)
 		return r;
 	rbd_get_size(parent, &size);
+	r = ims_crypt_is_encrypted(parent);
 	rbd_close(parent);
 	parent = NULL;
+	if (r != 0) {
+		/* Ceph 16 opens no clone of a LUKS parent: refuse rather than make an unreadable
+		 * one */
+		r = r < 0 ? r
+			  : ims_error_set(-ENOTSUP,
+					  "'%s/%s' is encrypted: clones of encrypted images are "
+					  "not supported (Ceph 16); import an export instead",
+					  pool, image_name);
+		goto out;
+	}
 	if ((r = ims_site_ioctx(&cio, site, dst_pool)) < 0)
 		goto out;
 	rbd_image_options_create(&o);

@@ -29,6 +29,9 @@ typedef struct {
 	uint64_t features;     /* 0: IMS_IMAGE_DEFAULT_FEATURES */
 	const char *data_pool; /* NULL: data in the image's pool */
 	unsigned order;	       /* object size 2^order; 0: 22 (4 MiB) */
+	/* NULL or "": plain; "luks2": LUKS2 AES-256 with a data key of its own (store/crypt.h),
+	 * size the usable bytes (the image is IMS_CRYPT_LUKS2_HEADER larger) */
+	const char *encryption;
 } ims_image_create_opts;
 #define IMS_IMAGE_CREATE_OPTS_INIT                                                                 \
 	{                                                                                          \
@@ -38,8 +41,9 @@ typedef struct {
 /**
  * Create an image and record it in the catalog.
  *
- * @returns -EINVAL for a bad name or size, -EEXIST if the name is taken, -ENOENT if the pool
- *          (or data pool) does not exist.
+ * @returns -EPERM if an encrypted image is asked for and the site has no KEK,
+ *          -EINVAL for a bad name, size or encryption, -EEXIST if the name is taken, -ENOENT if the
+ * pool (or data pool) does not exist.
  */
 int ims_image_create(ims_site *site, const char *pool, const char *name,
 		     const ims_image_create_opts *opts);
@@ -55,7 +59,8 @@ typedef struct {
 	char *pool;
 	char *name;
 	char *id;
-	uint64_t size;
+	uint64_t size;	/* of an encrypted image: the plaintext's (IMS_CRYPT_LUKS2_HEADER less) */
+	bool encrypted; /* LUKS2 with a wrapped data key (store/crypt.h) */
 	uint64_t used_bytes; /* allocated, counted by whole objects */
 	uint64_t object_size;
 	uint64_t features;
@@ -114,6 +119,8 @@ typedef struct {
 	unsigned version;
 	bool purge;	      /* delete now, snapshots included, instead of the trash */
 	uint64_t trash_delay; /* seconds the trash keeps it from deletion; 0: 86400 */
+	/* an encrypted image: destroy its wrapped data key (store/crypt.h), then purge */
+	bool shred;
 } ims_image_remove_opts;
 #define IMS_IMAGE_REMOVE_OPTS_INIT                                                                 \
 	{                                                                                          \
@@ -123,12 +130,24 @@ typedef struct {
 /**
  * Move an image to the RBD trash (default) or purge it, and drop its catalog entry.
  *
- * @returns -ENOENT if there is no such image; -EBUSY if it is open by a client, in a group,
+ * @returns -ENOENT if there is no such image; -EINVAL with shred for a plain image (nothing
+ *          changed); -EBUSY if it is open by a client, in a group,
  *          keeps a group's snapshot or a snapshot has clones (purge: all checked before
  *          anything is removed, so nothing is).
  */
 int ims_image_remove(ims_site *site, const char *pool, const char *name,
 		     const ims_image_remove_opts *opts);
+
+/**
+ * Destroy the wrapped data key of the replica @p pool/@p name on @p site whose replication
+ * source is @p source ("SITE/POOL/IMAGE"), through the site's guard (store/site.h) so that a
+ * replication into it does not stand in the way; the image stays, unreadable.
+ *
+ * @returns 0 (also when there is no such image, or it has no key), -EEXIST if an image of
+ *          that name there is no replica of @p source (nothing changed), -EBUSY if another
+ *          daemon holds it.
+ */
+int ims_image_shred_replica(ims_site *site, const char *pool, const char *name, const char *source);
 
 /**
  * Set tag @p key to @p value (keys: 1 to 64 of [A-Za-z0-9._-]; values: up to 1024 printable
@@ -141,6 +160,17 @@ int ims_image_tag_set(ims_site *site, const char *pool, const char *name, const 
 
 /** @returns -ENOENT if the image or the tag does not exist. */
 int ims_image_tag_remove(ims_site *site, const char *pool, const char *name, const char *key);
+
+/**
+ * What a hypervisor needs to open the encrypted image @p pool/@p name (store/crypt.h,
+ * ims_crypt_host_secret()): @p pass (65 bytes) and @p uuid (37 bytes), both left empty when
+ * the image is not encrypted.
+ *
+ * @returns 0, -ENOENT if there is no such image, -EPERM if the site's KEK cannot unwrap the
+ *          image's key (or it has none).
+ */
+int ims_image_host_secret(char *pass, char *uuid, ims_site *site, const char *pool,
+			  const char *name);
 
 /* Clones */
 

@@ -54,6 +54,9 @@ struct ims_site {
 	bool probed;		/* a probe has ended */
 	int64_t last_ok_ms;	/* when a probe last succeeded */
 	int64_t probe_since_ms; /* when the probe in flight began; 0: none */
+
+	/* the key-encryption key of encrypted images (store/crypt.h), borrowed; NULL: none */
+	const struct ims_crypt_kek *kek;
 };
 
 /* Which connection each ioctx of ims_site_ioctx() counts against: the ioctx is closed with
@@ -604,6 +607,16 @@ bool ims_site_guard_drop(ims_site *site, const char *pool, const char *image)
 const char *ims_site_name(const ims_site *site)
 {
 	return site->name;
+}
+
+void ims_site_set_kek(ims_site *site, const struct ims_crypt_kek *kek)
+{
+	site->kek = kek;
+}
+
+const struct ims_crypt_kek *ims_site_kek(const ims_site *site)
+{
+	return site->kek;
 }
 
 int ims_site_ioctx(rados_ioctx_t *out, ims_site *site, const char *pool)

@@ -57,6 +57,17 @@ void ims_site_close(ims_site *site);
 /** The site's name. Borrowed. */
 const char *ims_site_name(const ims_site *site);
 
+struct ims_crypt_kek;
+
+/**
+ * Give the site the key-encryption key of its encrypted images (store/crypt.h), borrowed:
+ * it must outlive the site. NULL: none (encrypted images cannot be made or opened).
+ */
+void ims_site_set_kek(ims_site *site, const struct ims_crypt_kek *kek);
+
+/** The site's key-encryption key, or NULL. Borrowed. */
+const struct ims_crypt_kek *ims_site_kek(const ims_site *site);
+
 /**
  * Open an I/O context on @p pool, on the current client. Close it with
  * ims_site_ioctx_close() (rados_ioctx_destroy() would keep a replaced client alive).

@@ -10,7 +10,7 @@ runs=${3:-0}
 dir=$build/tests/fuzz
 bash "$(dirname "$0")/make-corpus.sh" "$dir/corpus" >/dev/null
 rc=0
-for name in qcow2 vmdk rpc_dispatch rpc_json manifest snap_text; do
+for name in qcow2 vmdk rpc_dispatch rpc_json manifest snap_text crypt_key; do
   bin=$dir/fuzz_$name
   [ -x "$bin" ] || { echo "run-long: $bin is not built" >&2; exit 1; }
   mkdir -p "$dir/work-$name" "$dir/artifacts-$name"

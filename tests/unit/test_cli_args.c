@@ -134,7 +134,7 @@ static void test_create_usage_errors(void **state)
 	fake_run(f, "--server", SOCK, "image", "create", "--size", "1G", NULL);
 	assert_usage(f,
 		     "missing arguments: imgstore image create POOL/IMAGE --size SIZE "
-		     "[--features N] [--data-pool POOL]",
+		     "[--features N] [--data-pool POOL] [--encryption luks2]",
 		     hint);
 	fake_run(f, "--server", SOCK, "image", "create", "rbd/vm1", "--sise", "1G", NULL);
 	assert_usage(f, "unknown option '--sise'", hint);
@@ -208,9 +208,10 @@ static void test_help_and_version(void **state)
 	assert_true(!strncmp(
 		f->out,
 		"Usage: imgstore image create POOL/IMAGE --size SIZE [--features N] "
-		"[--data-pool POOL]\n\nCreate an empty image.\n\nOptions:\n",
+		"[--data-pool POOL] [--encryption luks2]\n\nCreate an empty image.\n\nOptions:\n",
 		strlen("Usage: imgstore image create POOL/IMAGE --size SIZE [--features N] "
-		       "[--data-pool POOL]\n\nCreate an empty image.\n\nOptions:\n")));
+		       "[--data-pool POOL] [--encryption luks2]\n\nCreate an empty "
+		       "image.\n\nOptions:\n")));
 	assert_non_null(strstr(f->out, "\n  --size SIZE               size of the image"));
 	assert_int_equal(f->ncalls, 0);
 

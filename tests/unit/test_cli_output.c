@@ -124,7 +124,7 @@ static void test_json_image(void **state)
 	/* every field is there, defaults included, under its proto name */
 	assert_string_equal(json_object_get_string(get(doc, "data_pool")), "");
 	assert_string_equal(json_object_get_string(get(doc, "content_sha256")), "");
-	assert_int_equal(json_object_object_length(doc), 16);
+	assert_int_equal(json_object_object_length(doc), 17);
 	v = get(doc, "tags");
 	assert_int_equal(json_object_get_type(v), json_type_object);
 	assert_string_equal(json_object_get_string(get(v, "os")), "debian");

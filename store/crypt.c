@@ -1,0 +1,402 @@
+/* store/crypt.c: LUKS2 encryption of images and their wrapped data keys (store/crypt.h). */
+#include "store/crypt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "common/error.h"
+
+#define NONCE_LEN 12
+#define TAG_LEN	  16
+#define BLOB_LEN  (NONCE_LEN + IMS_CRYPT_KEY_LEN + TAG_LEN)
+/* Binds a wrapped key to its use: the same bytes mean nothing elsewhere. */
+#define IMS_CRYPT_AAD "imgstore.crypt.v1 data key"
+
+struct ims_crypt_kek {
+	uint8_t key[IMS_CRYPT_KEY_LEN];
+	char id[IMS_CRYPT_KEKID_LEN + 1];
+};
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* @returns 0 if @p hex is exactly 2 * @p n hex digits, else -EINVAL. */
+static int unhex(uint8_t *out, const char *hex, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int hi = hexval((unsigned char)hex[2 * i]);
+		int lo = hi < 0 ? -1 : hexval((unsigned char)hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -EINVAL;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+static void tohex(char *out, const uint8_t *in, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int kek_id(ims_crypt_kek *k)
+{
+	static const char label[] = "imgstore-kek";
+	uint8_t md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
+		 EVP_DigestUpdate(c, label, sizeof(label) - 1) == 1 &&
+		 EVP_DigestUpdate(c, k->key, sizeof(k->key)) == 1 &&
+		 EVP_DigestFinal_ex(c, md, &mdlen) == 1;
+	EVP_MD_CTX_free(c);
+	if (!ok)
+		return -ENOMEM;
+	tohex(k->id, md, IMS_CRYPT_KEKID_LEN / 2);
+	return 0;
+}
+
+int ims_crypt_kek_load(ims_crypt_kek **out, const char *path)
+{
+	char buf[256];
+	struct stat st;
+	ims_crypt_kek *k = NULL;
+	int r = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ims_error_set(-errno, "cannot open kek_file '%s': %s", path,
+				     ims_strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return ims_error_set(-EINVAL, "kek_file '%s' is not a regular file", path);
+	}
+	if (st.st_mode & 077) {
+		close(fd);
+		return ims_error_set(-EPERM,
+				     "kek_file '%s' may be read by group or others (mode %03o); "
+				     "chmod 600 it",
+				     path, (unsigned)(st.st_mode & 0777));
+	}
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return ims_error_set(-EIO, "cannot read kek_file '%s'", path);
+	buf[n] = '\0';
+	if (!(k = calloc(1, sizeof(*k)))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	const char *p = buf;
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	if ((size_t)(n - (p - buf)) < IMS_CRYPT_PASS_LEN ||
+	    unhex(k->key, p, IMS_CRYPT_KEY_LEN) < 0) {
+		r = -EINVAL;
+	} else {
+		p += IMS_CRYPT_PASS_LEN;
+		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+			p++;
+		if (*p)
+			r = -EINVAL;
+	}
+	if (r < 0) {
+		ims_error_set(r, "kek_file '%s' must hold a 256-bit key as 64 hex digits", path);
+		goto out;
+	}
+	if ((r = kek_id(k)) < 0)
+		goto out;
+	*out = k;
+	k = NULL;
+out:
+	OPENSSL_cleanse(buf, sizeof(buf));
+	ims_crypt_kek_free(k);
+	return r;
+}
+
+void ims_crypt_kek_free(ims_crypt_kek *kek)
+{
+	if (!kek)
+		return;
+	OPENSSL_cleanse(kek, sizeof(*kek));
+	free(kek);
+}
+
+const char *ims_crypt_kek_id(const ims_crypt_kek *kek)
+{
+	return kek->id;
+}
+
+static int gcm(bool enc, const uint8_t *kek, const uint8_t *nonce, const uint8_t *in, uint8_t *outp,
+	       uint8_t *tag)
+{
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	int n = 0, ok = 0;
+	if (!c)
+		return -ENOMEM;
+	if (EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
+	    EVP_CipherInit_ex(c, NULL, NULL, kek, nonce, enc) != 1 ||
+	    EVP_CipherUpdate(c, NULL, &n, (const uint8_t *)IMS_CRYPT_AAD,
+			     (int)strlen(IMS_CRYPT_AAD)) != 1 ||
+	    EVP_CipherUpdate(c, outp, &n, in, IMS_CRYPT_KEY_LEN) != 1)
+		goto out;
+	if (!enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN, tag) != 1)
+		goto out;
+	if (EVP_CipherFinal_ex(c, outp + IMS_CRYPT_KEY_LEN, &n) != 1)
+		goto out;
+	if (enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_LEN, tag) != 1)
+		goto out;
+	ok = 1;
+out:
+	EVP_CIPHER_CTX_free(c);
+	return ok ? 0 : -EBADMSG;
+}
+
+int ims_crypt_wrap(char *out, const ims_crypt_kek *kek, const uint8_t *key)
+{
+	uint8_t blob[BLOB_LEN];
+	int r;
+	if (RAND_bytes(blob, NONCE_LEN) != 1)
+		return ims_error_set(-EIO, "no randomness for a nonce");
+	r = gcm(true, kek->key, blob, key, blob + NONCE_LEN, blob + NONCE_LEN + IMS_CRYPT_KEY_LEN);
+	if (r < 0)
+		return ims_error_set(-EIO, "cannot wrap a data key");
+	memcpy(out, "v1:", 3);
+	memcpy(out + 3, kek->id, IMS_CRYPT_KEKID_LEN);
+	out[3 + IMS_CRYPT_KEKID_LEN] = ':';
+	tohex(out + 4 + IMS_CRYPT_KEKID_LEN, blob, BLOB_LEN);
+	return 0;
+}
+
+int ims_crypt_unwrap(uint8_t *key, const ims_crypt_kek *kek, const char *wrapped)
+{
+	uint8_t blob[BLOB_LEN], plain[IMS_CRYPT_KEY_LEN + 16];
+	size_t len = strlen(wrapped);
+	if (len != 4 + IMS_CRYPT_KEKID_LEN + 2 * BLOB_LEN || strncmp(wrapped, "v1:", 3) != 0 ||
+	    wrapped[3 + IMS_CRYPT_KEKID_LEN] != ':' ||
+	    unhex(blob, wrapped + 4 + IMS_CRYPT_KEKID_LEN, BLOB_LEN) < 0)
+		return ims_error_set(-EINVAL,
+				     "the wrapped data key is damaged (not 'v1:KEKID:HEX')");
+	if (memcmp(wrapped + 3, kek->id, IMS_CRYPT_KEKID_LEN) != 0)
+		return ims_error_set(-EPERM,
+				     "the data key is wrapped by KEK %.16s, and this daemon's "
+				     "kek_file holds KEK %s",
+				     wrapped + 3, kek->id);
+	int r = gcm(false, kek->key, blob, blob + NONCE_LEN, plain,
+		    blob + NONCE_LEN + IMS_CRYPT_KEY_LEN);
+	if (r < 0) {
+		OPENSSL_cleanse(plain, sizeof(plain));
+		return ims_error_set(
+			-EPERM, "the wrapped data key fails authentication with KEK %s", kek->id);
+	}
+	memcpy(key, plain, IMS_CRYPT_KEY_LEN);
+	OPENSSL_cleanse(plain, sizeof(plain));
+	return 0;
+}
+
+/* The wrapped key of @p image into @p buf: 1, 0 if it has none, or an error of librbd. */
+static int get_wrapped(char *buf, rbd_image_t image)
+{
+	size_t n = IMS_CRYPT_WRAPPED_MAX;
+	int r = rbd_metadata_get(image, IMS_CRYPT_META_KEY, buf, &n);
+	if (r == -ENOENT)
+		return 0;
+	if (r == -ERANGE) /* too long to be ours: damaged, let unwrap say so */
+		return snprintf(buf, IMS_CRYPT_WRAPPED_MAX, "?"), 1;
+	return r < 0 ? r : 1;
+}
+
+int ims_crypt_is_encrypted(rbd_image_t image)
+{
+	char buf[IMS_CRYPT_WRAPPED_MAX];
+	return get_wrapped(buf, image);
+}
+
+/* The data key of @p image into @p key: 1, 0 if it is not encrypted, or an error (set). */
+static int data_key(uint8_t *key, rbd_image_t image, const ims_crypt_kek *kek, const char *what)
+{
+	char buf[IMS_CRYPT_WRAPPED_MAX];
+	int r = get_wrapped(buf, image);
+	if (r < 0)
+		return ims_error_set(r, "cannot read the key of image '%s': %s", what,
+				     ims_strerror(r));
+	if (r == 0)
+		return 0;
+	if (strcmp(buf, IMS_CRYPT_SHREDDED) == 0)
+		return ims_error_set(-EPERM,
+				     "image '%s' was crypto-shredded: its key is destroyed and its "
+				     "data cannot be read",
+				     what);
+	if (!kek)
+		return ims_error_set(-EPERM,
+				     "image '%s' is encrypted and this daemon has no key "
+				     "([server] kek_file is unset)",
+				     what);
+	if ((r = ims_crypt_unwrap(key, kek, buf)) < 0)
+		return ims_error_wrap(r, "cannot open encrypted image '%s'", what);
+	return 1;
+}
+
+int ims_crypt_format(rbd_image_t image, const ims_crypt_kek *kek, const char *what)
+{
+	uint8_t key[IMS_CRYPT_KEY_LEN];
+	char wrapped[IMS_CRYPT_WRAPPED_MAX], pass[IMS_CRYPT_PASS_LEN + 1];
+	int r;
+	if (!kek)
+		return ims_error_set(-EPERM,
+				     "cannot encrypt image '%s': this daemon has no key ([server] "
+				     "kek_file is unset)",
+				     what);
+	if (RAND_bytes(key, sizeof(key)) != 1) {
+		r = ims_error_set(-EIO, "no randomness for the data key of '%s'", what);
+		goto out;
+	}
+	if ((r = ims_crypt_wrap(wrapped, kek, key)) < 0)
+		goto out;
+	/* the wrapped key first: a formatted image whose key was never kept is lost */
+	if ((r = rbd_metadata_set(image, IMS_CRYPT_META_KEY, wrapped)) < 0) {
+		ims_error_set(r, "cannot store the key of image '%s': %s", what, ims_strerror(r));
+		goto out;
+	}
+	tohex(pass, key, sizeof(key));
+	rbd_encryption_luks2_format_options_t o = {
+		.alg = RBD_ENCRYPTION_ALGORITHM_AES256,
+		.passphrase = pass,
+		.passphrase_size = IMS_CRYPT_PASS_LEN,
+	};
+	r = rbd_encryption_format(image, RBD_ENCRYPTION_FORMAT_LUKS2, &o, sizeof(o));
+	if (r < 0) {
+		ims_error_set(r, "cannot LUKS2-format image '%s': %s", what, ims_strerror(r));
+		rbd_metadata_remove(image, IMS_CRYPT_META_KEY);
+	}
+out:
+	OPENSSL_cleanse(key, sizeof(key));
+	OPENSSL_cleanse(pass, sizeof(pass));
+	return r;
+}
+
+int ims_crypt_load(bool *loaded, rbd_image_t image, const ims_crypt_kek *kek, const char *what)
+{
+	uint8_t key[IMS_CRYPT_KEY_LEN];
+	char pass[IMS_CRYPT_PASS_LEN + 1];
+	int r = data_key(key, image, kek, what);
+	if (loaded)
+		*loaded = false;
+	if (r <= 0)
+		goto out;
+	tohex(pass, key, sizeof(key));
+	rbd_encryption_luks2_format_options_t o = {
+		.alg = RBD_ENCRYPTION_ALGORITHM_AES256,
+		.passphrase = pass,
+		.passphrase_size = IMS_CRYPT_PASS_LEN,
+	};
+	r = rbd_encryption_load(image, RBD_ENCRYPTION_FORMAT_LUKS2, &o, sizeof(o));
+	OPENSSL_cleanse(pass, sizeof(pass));
+	if (r < 0) {
+		ims_error_set(r == -EPERM ? -EPERM : r,
+			      "cannot load the encryption of image '%s' (LUKS2 header damaged or "
+			      "key replaced?): %s",
+			      what, ims_strerror(r));
+		goto out;
+	}
+	if (loaded)
+		*loaded = true;
+	r = 0;
+out:
+	OPENSSL_cleanse(key, sizeof(key));
+	return r;
+}
+
+int ims_crypt_passphrase(char *out, rbd_image_t image, const ims_crypt_kek *kek, const char *what)
+{
+	uint8_t key[IMS_CRYPT_KEY_LEN];
+	int r = data_key(key, image, kek, what);
+	if (r == 0)
+		r = ims_error_set(-ENODATA, "image '%s' is not encrypted", what);
+	if (r > 0) {
+		tohex(out, key, sizeof(key));
+		r = 0;
+	}
+	OPENSSL_cleanse(key, sizeof(key));
+	return r;
+}
+
+int ims_crypt_host_secret(char *pass, char *uuid, rbd_image_t image, const ims_crypt_kek *kek,
+			  const char *what)
+{
+	char wrapped[IMS_CRYPT_WRAPPED_MAX];
+	uint8_t md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	int r = ims_crypt_passphrase(pass, image, kek, what);
+	if (r < 0)
+		return r;
+	if ((r = get_wrapped(wrapped, image)) <= 0) {
+		OPENSSL_cleanse(pass, IMS_CRYPT_PASS_LEN + 1);
+		return r < 0 ? r : ims_error_set(-ENODATA, "image '%s' is not encrypted", what);
+	}
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
+		 EVP_DigestUpdate(c, "imgstore-luks-secret", 20) == 1 &&
+		 EVP_DigestUpdate(c, wrapped, strlen(wrapped)) == 1 &&
+		 EVP_DigestFinal_ex(c, md, &mdlen) == 1;
+	EVP_MD_CTX_free(c);
+	if (!ok) {
+		OPENSSL_cleanse(pass, IMS_CRYPT_PASS_LEN + 1);
+		return -ENOMEM;
+	}
+	md[6] = (uint8_t)((md[6] & 0x0f) | 0x80); /* version 8: custom (RFC 9562) */
+	md[8] = (uint8_t)((md[8] & 0x3f) | 0x80); /* variant 10 */
+	char hex[33];
+	tohex(hex, md, 16);
+	snprintf(uuid, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+	return 0;
+}
+
+int ims_crypt_copy_key(rbd_image_t dst, rbd_image_t src)
+{
+	char buf[IMS_CRYPT_WRAPPED_MAX];
+	size_t n = sizeof(buf);
+	int r = rbd_metadata_get(src, IMS_CRYPT_META_KEY, buf, &n);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	return rbd_metadata_set(dst, IMS_CRYPT_META_KEY, buf);
+}
+
+int ims_crypt_shred(rbd_image_t image, const char *what)
+{
+	char buf[IMS_CRYPT_WRAPPED_MAX];
+	int r = get_wrapped(buf, image);
+	if (r <= 0)
+		return r < 0 ? ims_error_set(r, "cannot read the key of image '%s': %s", what,
+					     ims_strerror(r))
+			     : 0;
+	/* the value is replaced by a tombstone, not removed: whoever opens a copy later learns
+	 * why it cannot be read instead of taking its ciphertext for plain data */
+	r = rbd_metadata_set(image, IMS_CRYPT_META_KEY, IMS_CRYPT_SHREDDED);
+	if (r < 0)
+		ims_error_set(r, "cannot destroy the key of image '%s': %s", what, ims_strerror(r));
+	return r;
+}

@@ -1,0 +1,132 @@
+/*
+ * store/crypt.h: encryption at rest of images with librbd's LUKS2 (AES-256), and the keys.
+ *
+ * Each site's daemon reads a key-encryption key (KEK) from a file nobody else may read
+ * ([server] kek_file). An encrypted image has a random 256-bit data key of its own; the data
+ * key, wrapped by the KEK with AES-256-GCM, lives in the image's metadata under
+ * IMS_CRYPT_META_KEY, so it travels with the image (replication copies it) and dies with it.
+ * The LUKS2 passphrase librbd gets is the data key as 64 hex digits: whoever can unwrap the
+ * data key can open the image, nobody else. Destroying the wrapped key (ims_crypt_shred())
+ * leaves every copy of the ciphertext unreadable.
+ *
+ * Wrapped-key format (text, in the metadata): "v1:KEKID:HEX" where KEKID is the first 16 hex
+ * digits of SHA-256("imgstore-kek" || KEK), which names the KEK without revealing it, and HEX
+ * is nonce (12 bytes) || ciphertext (32) || GCM tag (16), authenticated with
+ * IMS_CRYPT_AAD.
+ */
+#ifndef IMS_STORE_CRYPT_H
+#define IMS_STORE_CRYPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <rbd/librbd.h>
+
+#define IMS_CRYPT_META_KEY    "imgstore.crypt.key"
+#define IMS_CRYPT_SHREDDED    "shredded" /* the key's value once destroyed */
+#define IMS_CRYPT_KEY_LEN     32
+#define IMS_CRYPT_KEKID_LEN   16 /* hex digits */
+#define IMS_CRYPT_PASS_LEN    (2 * IMS_CRYPT_KEY_LEN)
+#define IMS_CRYPT_WRAPPED_MAX 160 /* bytes of the metadata value, with its NUL */
+/* What librbd's LUKS2 header takes at the start of an image (Ceph 16): the image is that
+ * much larger than the plaintext it holds. */
+#define IMS_CRYPT_LUKS2_HEADER (16ull << 20)
+
+/** A key-encryption key. Opaque. */
+typedef struct ims_crypt_kek ims_crypt_kek;
+
+/**
+ * Read a KEK file: 64 hex digits (a 256-bit key), surrounding white space allowed. The file
+ * must be a regular file that neither group nor others may read.
+ *
+ * @param[out] out free with ims_crypt_kek_free().
+ * @returns -ENOENT, -EPERM if group or others may read it, -EINVAL if it holds no 64-digit
+ *          hex key.
+ */
+int ims_crypt_kek_load(ims_crypt_kek **out, const char *path);
+
+/** Wipe and free. Accepts NULL. */
+void ims_crypt_kek_free(ims_crypt_kek *kek);
+
+/** The KEK's id (IMS_CRYPT_KEKID_LEN hex digits). Borrowed. */
+const char *ims_crypt_kek_id(const ims_crypt_kek *kek);
+
+/**
+ * Wrap @p key (IMS_CRYPT_KEY_LEN bytes) with @p kek into @p out (IMS_CRYPT_WRAPPED_MAX bytes).
+ *
+ * @returns -EIO if no randomness could be had.
+ */
+int ims_crypt_wrap(char *out, const ims_crypt_kek *kek, const uint8_t *key);
+
+/**
+ * Unwrap @p wrapped into @p key (IMS_CRYPT_KEY_LEN bytes).
+ *
+ * @returns -EINVAL if @p wrapped is not a wrapped key, -EPERM if it was wrapped by another KEK
+ *          or fails authentication (the message says which).
+ */
+int ims_crypt_unwrap(uint8_t *key, const ims_crypt_kek *kek, const char *wrapped);
+
+/**
+ * Whether the open image @p image is encrypted by imgstore (has a wrapped data key).
+ *
+ * @returns 1 or 0, or an error of the cluster.
+ */
+int ims_crypt_is_encrypted(rbd_image_t image);
+
+/**
+ * Encrypt an empty image: a new data key, wrapped into the image's metadata, then LUKS2
+ * (AES-256) formatted with it. The image must be open read-write, have no snapshot and be no
+ * clone. @p what names the image in messages ("pool/image").
+ *
+ * @returns -EPERM if @p kek is NULL (no kek_file), an error of librbd.
+ */
+int ims_crypt_format(rbd_image_t image, const ims_crypt_kek *kek, const char *what);
+
+/**
+ * If @p image is encrypted, unwrap its data key and load its LUKS encryption so that reads
+ * and writes see plaintext; else do nothing.
+ *
+ * @param[out] loaded true when the encryption was loaded (may be NULL).
+ * @returns 0, -EPERM if the image is encrypted and @p kek is NULL or another KEK's, or the
+ *          wrapped key or the LUKS header is damaged (the message says which).
+ */
+int ims_crypt_load(bool *loaded, rbd_image_t image, const ims_crypt_kek *kek, const char *what);
+
+/**
+ * The LUKS passphrase of the encrypted @p image (a host needs it to open the image) into
+ * @p out (IMS_CRYPT_PASS_LEN + 1 bytes).
+ *
+ * @returns -ENODATA if the image is not encrypted, -EPERM as ims_crypt_load().
+ */
+int ims_crypt_passphrase(char *out, rbd_image_t image, const ims_crypt_kek *kek, const char *what);
+
+/**
+ * What a hypervisor needs to open the encrypted @p image: its LUKS passphrase into @p pass
+ * (IMS_CRYPT_PASS_LEN + 1 bytes) and the UUID of the libvirt secret to keep it in into
+ * @p uuid (37 bytes). The UUID comes from the wrapped key, so every replica of the image
+ * names the same secret, and a new key (a new image) a new one.
+ *
+ * @returns -ENODATA if the image is not encrypted, -EPERM as ims_crypt_load().
+ */
+int ims_crypt_host_secret(char *pass, char *uuid, rbd_image_t image, const ims_crypt_kek *kek,
+			  const char *what);
+
+/**
+ * Give the copy @p dst the wrapped data key of @p src, if it has one (replication: the copy is
+ * the same ciphertext and opens with the same key, under the same KEK).
+ *
+ * @returns 0, an error of librbd (no message set).
+ */
+int ims_crypt_copy_key(rbd_image_t dst, rbd_image_t src);
+
+/**
+ * Destroy the wrapped data key of @p image: its value becomes IMS_CRYPT_SHREDDED, so that
+ * opening the image says it was shredded. The image's data, and that of every copy made of it
+ * whose key is gone too, can no longer be read by anyone.
+ *
+ * @returns 0 (also when the image was not encrypted), an error of librbd.
+ */
+int ims_crypt_shred(rbd_image_t image, const char *what);
+
+#endif
