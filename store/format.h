@@ -1,6 +1,6 @@
 /*
- * store/format.h: disk image formats (raw, qcow2, vmdk) read from untrusted bytes, and the
- * qcow2 writer used by export.
+ * store/format.h: disk image formats (raw, qcow2, vmdk, vdi, vhdx, vpc) read from untrusted bytes,
+ * and the qcow2 writer used by export.
  *
  * Pure logic: no Ceph here, so unit tests and fuzzers link it alone (library ims_format).
  * A reader sees the file only through an ims_source, never trusts a size or offset in it, and
@@ -84,21 +84,25 @@ typedef enum {
 	IMS_FORMAT_RAW = 1,
 	IMS_FORMAT_QCOW2 = 2,
 	IMS_FORMAT_VMDK = 3,
+	IMS_FORMAT_VDI = 4,  /* VirtualBox, dynamic and static */
+	IMS_FORMAT_VHDX = 5, /* Hyper-V, dynamic and fixed */
+	IMS_FORMAT_VPC = 6,  /* Virtual PC / Azure VHD, dynamic and fixed */
 } ims_format_kind;
 
-/** "auto", "raw", "qcow2", "vmdk". */
+/** "auto", "raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc". */
 const char *ims_format_name(ims_format_kind kind);
 
 /** @returns -EINVAL if @p s names no format. */
 int ims_format_parse(ims_format_kind *out, const char *s);
 
 /**
- * The format of the bytes: qcow2 or vmdk by their magic; raw only when they match no format
+ * The format of the bytes: qcow2, vmdk, vdi, vhdx or vpc by their magic (a fixed VHD by
+ * the footer in its last 512 bytes); raw only when they match no format
  * QEMU knows.
  *
- * @returns -ENOTSUP if the bytes are an image of a format imgstore cannot read (vdi, vhdx,
- *          vpc, qed, parallels, dmg, bochs, cloop, luks): the one-line message names it;
- *          a negative errno if the source cannot be read.
+ * @returns -ENOTSUP if the bytes are an image of a format imgstore cannot read (qed, parallels,
+ * dmg, bochs, cloop, luks): the one-line message names it; a negative errno if the source cannot be
+ * read.
  */
 int ims_format_detect(ims_format_kind *out, const ims_source *src);
 

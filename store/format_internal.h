@@ -81,6 +81,9 @@ static inline void ims_format__reader_init(ims_format_reader *r, const ims_forma
 int ims_format__raw_open(ims_format_reader **out, const ims_source *src);
 int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src);
 int ims_format__vmdk_open(ims_format_reader **out, const ims_source *src);
+int ims_format__vdi_open(ims_format_reader **out, const ims_source *src);
+int ims_format__vhdx_open(ims_format_reader **out, const ims_source *src);
+int ims_format__vpc_open(ims_format_reader **out, const ims_source *src);
 
 /* The leading bytes that ims_format_detect() looks at. */
 #define IMS_FORMAT__VMDK_DESCRIPTOR_MAGIC "# Disk DescriptorFile"
