@@ -107,9 +107,8 @@ int ims_format__vdi_open(ims_format_reader **out, const ims_source *src)
 		return ims_error_set(-EINVAL, "vdi: bad magic");
 	version = ims_format__le32(h + 0x44);
 	if (version != VDI_VERSION_1_1)
-		return ims_error_set(-ENOTSUP,
-				     "vdi: version %u.%u is not supported (1.1 is)", version >> 16,
-				     version & 0xffff);
+		return ims_error_set(-ENOTSUP, "vdi: version %u.%u is not supported (1.1 is)",
+				     version >> 16, version & 0xffff);
 	header_size = ims_format__le32(h + 0x48);
 	type = ims_format__le32(h + 0x4c);
 	map_off = ims_format__le32(h + 0x154);
@@ -133,11 +132,11 @@ int ims_format__vdi_open(ims_format_reader **out, const ims_source *src)
 		return ims_error_set(-EINVAL, "vdi: sector size %" PRIu32 " is not 512",
 				     sector_size);
 	if (extra != 0)
-		return ims_error_set(-ENOTSUP, "vdi: %" PRIu32 " extra bytes per block are not "
-					       "supported",
+		return ims_error_set(-ENOTSUP,
+				     "vdi: %" PRIu32 " extra bytes per block are not "
+				     "supported",
 				     extra);
-	if (block_bytes < MIN_BLOCK || block_bytes > MAX_BLOCK ||
-	    (block_bytes & (block_bytes - 1)))
+	if (block_bytes < MIN_BLOCK || block_bytes > MAX_BLOCK || (block_bytes & (block_bytes - 1)))
 		return ims_error_set(-EINVAL,
 				     "vdi: block size %" PRIu64 " is not a power of 2 from 4 KiB "
 				     "to 64 MiB",
@@ -183,7 +182,8 @@ int ims_format__vdi_open(ims_format_reader **out, const ims_source *src)
 	}
 	v->map = malloc(map_bytes ? (size_t)map_bytes : 1);
 	if (!v->map) {
-		r = ims_error_set(-ENOMEM, "vdi: out of memory for a block map of %" PRIu64 " entries",
+		r = ims_error_set(-ENOMEM,
+				  "vdi: out of memory for a block map of %" PRIu64 " entries",
 				  blocks);
 		goto fail;
 	}

@@ -47,22 +47,11 @@
 
 /* GUIDs as the file stores them: the first three fields little-endian */
 #define GUID(a, b, c, d0, d1, d2, d3, d4, d5, d6, d7)                                              \
-	{(a) & 0xff,                                                                               \
-	 ((a) >> 8) & 0xff,                                                                        \
-	 ((a) >> 16) & 0xff,                                                                       \
-	 ((a) >> 24) & 0xff,                                                                       \
-	 (b) & 0xff,                                                                               \
-	 ((b) >> 8) & 0xff,                                                                        \
-	 (c) & 0xff,                                                                               \
-	 ((c) >> 8) & 0xff,                                                                        \
-	 d0,                                                                                       \
-	 d1,                                                                                       \
-	 d2,                                                                                       \
-	 d3,                                                                                       \
-	 d4,                                                                                       \
-	 d5,                                                                                       \
-	 d6,                                                                                       \
-	 d7}
+	{                                                                                          \
+		(a) & 0xff, ((a) >> 8) & 0xff, ((a) >> 16) & 0xff, ((a) >> 24) & 0xff, (b)&0xff,   \
+			((b) >> 8) & 0xff, (c)&0xff, ((c) >> 8) & 0xff, d0, d1, d2, d3, d4, d5,    \
+			d6, d7                                                                     \
+	}
 
 static const uint8_t guid_bat[16] =
 	GUID(0x2dc27766u, 0xf623u, 0x4200u, 0x9d, 0x64, 0x11, 0x5e, 0x9b, 0xfd, 0x4a, 0x08);
@@ -217,7 +206,8 @@ static int read_regions(vhdx *v)
 		return ims_error_set(-ENOMEM, "vhdx: out of memory for the region table");
 	for (which = 0; which < 2; which++) {
 		r = ims_format__pread_exact(&v->base.src, t, REGION_BYTES,
-					    which ? REGION2_OFF : REGION1_OFF, "vhdx: region table");
+					    which ? REGION2_OFF : REGION1_OFF,
+					    "vhdx: region table");
 		if (r < 0)
 			goto out;
 		if (memcmp(t, "regi", 4) == 0 && crc_ok(t, REGION_BYTES))
@@ -276,8 +266,8 @@ out:
 }
 
 /* An item of the metadata region, of @p len bytes, into @p out; *found false if absent. */
-static int meta_item(vhdx *v, const uint8_t *table, const uint8_t guid[16], void *out,
-		     uint32_t len, bool *found)
+static int meta_item(vhdx *v, const uint8_t *table, const uint8_t guid[16], void *out, uint32_t len,
+		     bool *found)
 {
 	uint16_t n = ims_format__le16(table + 10);
 
@@ -288,7 +278,8 @@ static int meta_item(vhdx *v, const uint8_t *table, const uint8_t guid[16], void
 
 		if (memcmp(e, guid, 16) != 0)
 			continue;
-		if (ilen < len || off < META_TABLE_BYTES || !ims_format__in_file(off, len, v->meta_len))
+		if (ilen < len || off < META_TABLE_BYTES ||
+		    !ims_format__in_file(off, len, v->meta_len))
 			return ims_error_set(-EINVAL,
 					     "vhdx: a metadata item (at 0x%" PRIx64 ", %" PRIu64
 					     " bytes) lies outside the metadata region or is too "
@@ -373,7 +364,8 @@ static int load_bat(vhdx *v)
 	/* a sector bitmap entry after every chunk ratio of payload entries */
 	entries = v->blocks + (v->blocks - 1) / v->chunk_ratio;
 	if (entries * 8 > IMS_FORMAT__MAX_TABLE_BYTES)
-		return ims_error_set(-EINVAL, "vhdx: the block allocation table is larger than 32 MiB");
+		return ims_error_set(-EINVAL,
+				     "vhdx: the block allocation table is larger than 32 MiB");
 	if (entries * 8 > v->bat_len)
 		return ims_error_set(-EINVAL,
 				     "vhdx: the BAT region (%" PRIu64
@@ -411,7 +403,8 @@ static int load_bat(vhdx *v)
 		}
 		if (host >= size) {
 			r = ims_error_set(-EINVAL,
-					  "vhdx: BAT entry of block %" PRIu64 " puts it at 0x%" PRIx64
+					  "vhdx: BAT entry of block %" PRIu64
+					  " puts it at 0x%" PRIx64
 					  ", past the end of the file (%" PRIu64 " bytes)",
 					  i, host, size);
 			goto out;
@@ -419,8 +412,8 @@ static int load_bat(vhdx *v)
 		what = metadata_at(v, host, len);
 		if (what) {
 			r = ims_error_set(-EINVAL,
-					  "vhdx: BAT entry of block %" PRIu64 " puts it at 0x%" PRIx64
-					  ", into %s",
+					  "vhdx: BAT entry of block %" PRIu64
+					  " puts it at 0x%" PRIx64 ", into %s",
 					  i, host, what);
 			goto out;
 		}
@@ -459,16 +452,16 @@ int ims_format__vhdx_open(ims_format_reader **out, const ims_source *src)
 		goto fail;
 	}
 	if (lss != 512 && lss != 4096) {
-		r = ims_error_set(-EINVAL, "vhdx: logical sector size %" PRIu32 " is not 512 or 4096",
-				  lss);
+		r = ims_error_set(-EINVAL,
+				  "vhdx: logical sector size %" PRIu32 " is not 512 or 4096", lss);
 		goto fail;
 	}
 	/* QEMU sees the disk in whole 512-byte sectors */
 	disk_size &= ~UINT64_C(511);
 	if (!disk_size || disk_size > MAX_DISK) {
-		r = ims_error_set(-EINVAL,
-				  "vhdx: a disk of %" PRIu64 " bytes is empty or larger than 64 TiB",
-				  disk_size);
+		r = ims_error_set(
+			-EINVAL, "vhdx: a disk of %" PRIu64 " bytes is empty or larger than 64 TiB",
+			disk_size);
 		goto fail;
 	}
 	v->base.virtual_size = disk_size;

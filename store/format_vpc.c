@@ -163,7 +163,8 @@ static int load_bat(vpc *v, const uint8_t *f)
 	v->bat_entries = (v->base.virtual_size + v->block_bytes - 1) / v->block_bytes;
 	v->bat_bytes = v->bat_entries * 4;
 	if (v->bat_bytes > IMS_FORMAT__MAX_TABLE_BYTES)
-		return ims_error_set(-EINVAL, "vpc: the block allocation table is larger than 32 MiB");
+		return ims_error_set(-EINVAL,
+				     "vpc: the block allocation table is larger than 32 MiB");
 	if (!ims_format__in_file(v->bat_off, v->bat_bytes, size))
 		return ims_error_set(-EINVAL,
 				     "vpc: the block allocation table (%" PRIu64
