@@ -220,6 +220,9 @@ static void test_hostile(void **state)
 	BAD(put64(b + BAT + 8, 6), -EINVAL, "puts it at 0x0, into the header section");
 	BAD(put64(b + BAT + 8, BAT | 6), -EINVAL, "into the block allocation table");
 	BAD(put64(b + BAT + 8, META | 6), -EINVAL, "into the metadata region");
+	ft_expect_open_error(orig, len - 4096, IMS_FORMAT_VHDX, -EINVAL,
+			     "vhdx: BAT entry of block 5 puts it at 0x900000, past the end of the "
+			     "file (10481664 bytes; truncated?)");
 	ft_expect_open_error(orig, 100 * KiB, IMS_FORMAT_VHDX, -EINVAL,
 			     "vhdx: header at offset 131072 is truncated");
 	ft_expect_open_error(orig, 4, IMS_FORMAT_VHDX, -EINVAL,
