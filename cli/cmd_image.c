@@ -29,7 +29,8 @@
 /* An export is written in runs of this size; runs of zeros are left as holes. */
 #define ZERO_RUN (64u << 10)
 
-static const char *const import_formats[] = {"auto", "raw", "qcow2", "vmdk", NULL};
+static const char *const import_formats[] = {"auto", "raw",  "qcow2", "vmdk",
+					     "vdi",  "vhdx", "vpc",   NULL};
 static const char *const export_formats[] = {"raw", "qcow2", NULL};
 static const char *const attach_formats[] = {"libvirt", "table", "json", NULL};
 
@@ -87,7 +88,8 @@ static int image_create(ims_cli *cli, const ims_cli_args *a)
 /* ---- import ---- */
 
 static const ims_cli_opt import_opts[] = {
-	{"format", "auto|raw|qcow2|vmdk", "format of FILE (default auto: found from its bytes)"},
+	{"format", "auto|raw|qcow2|vmdk|vdi|vhdx|vpc",
+	 "format of FILE (default auto: found from its bytes; vpc is VHD)"},
 	{"upload", NULL,
 	 "send the bytes even when the daemon could read FILE itself (Unix socket)"},
 	IMS_CLI_OPT_NO_WAIT,
@@ -1079,9 +1081,10 @@ static int image_attach_info(ims_cli *cli, const ims_cli_args *a)
 const ims_cli_verb ims_cli__image_verbs[] = {
 	{"image", "create", "POOL/IMAGE --size SIZE [--features N] [--data-pool POOL]",
 	 "Create an empty image.", create_opts, 1, 1, image_create, NULL},
-	{"image", "import", "FILE POOL/IMAGE [--format auto|raw|qcow2|vmdk] [--upload] [--no-wait]",
-	 "Import a raw, qcow2 or vmdk disk image file as a new image.", import_opts, 2, 2,
-	 image_import, NULL},
+	{"image", "import",
+	 "FILE POOL/IMAGE [--format auto|raw|qcow2|vmdk|vdi|vhdx|vpc] [--upload] [--no-wait]",
+	 "Import a raw, qcow2, vmdk, vdi, vhdx or vpc (VHD) disk image file as a new image.",
+	 import_opts, 2, 2, image_import, NULL},
 	{"image", "export", "POOL/IMAGE[@SNAP] FILE [--format raw|qcow2] [--no-wait]",
 	 "Export an image or a snapshot to a new file.", export_opts, 2, 2, image_export, NULL},
 	{"image", "clone", "POOL/IMAGE@SNAP POOL/CLONE [--features N] [--data-pool POOL]",

@@ -99,8 +99,11 @@ static int parse_format(const char *s, ims_format_kind def, ims_format_kind *out
 		return 0;
 	}
 	if (ims_format_parse(out, s) < 0)
-		return ims_error_set(-EINVAL,
-				     "unknown format '%s': expected auto, raw, qcow2 or vmdk", s);
+		return ims_error_set(
+			-EINVAL,
+			"unknown format '%s': expected auto, raw, qcow2, vmdk, vdi, vhdx "
+			"or vpc",
+			s);
 	return 0;
 }
 

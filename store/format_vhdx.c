@@ -403,10 +403,11 @@ static int load_bat(vhdx *v)
 		}
 		/* whole blocks, as QEMU wants them: a block cut short is a truncated image */
 		if (!ims_format__in_file(host, v->block_bytes, size)) {
-			r = ims_error_set(-EINVAL,
-					  "vhdx: BAT entry of block %" PRIu64 " puts it at 0x%" PRIx64
-					  ", past the end of the file (%" PRIu64 " bytes; truncated?)",
-					  i, host, size);
+			r = ims_error_set(
+				-EINVAL,
+				"vhdx: BAT entry of block %" PRIu64 " puts it at 0x%" PRIx64
+				", past the end of the file (%" PRIu64 " bytes; truncated?)",
+				i, host, size);
 			goto out;
 		}
 		what = metadata_at(v, host, len);

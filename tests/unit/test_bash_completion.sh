@@ -47,7 +47,7 @@ expect "set show rm run" imgstore tier policy ''
 expect "--help --host" imgstore host lease acquire rbd/vm1 --h
 expect "disk.qcow2 disk.raw" imgstore image import disk
 expect "" imgstore image import disk.qcow2 ''
-expect "auto raw qcow2 vmdk" imgstore image import disk.qcow2 rbd/vm1 --format ''
+expect "auto raw qcow2 vmdk vdi vhdx vpc" imgstore image import disk.qcow2 rbd/vm1 --format ''
 expect "qcow2" imgstore image import --upload disk.qcow2 rbd/vm1 --format q
 # after a flag, still the positionals; after an option's value too
 expect "dir disk.qcow2 disk.raw notes.txt" imgstore image import --upload ''

@@ -128,12 +128,14 @@ static void test_hostile(void **state)
 	    "vdi: the block map (1000000 entries at 0x200) lies outside the file");
 	BAD(put32(b + 0x154, 0), -EINVAL, "vdi: the block map (8 entries at 0x0) lies outside");
 	BAD(put32(b + 0x154, 0xfffffe00u), -EINVAL, "lies outside the file");
-	BAD(put32(b + 0x158, 0x200), -EINVAL, "vdi: the data (at 0x200) starts inside the block map");
+	BAD(put32(b + 0x158, 0x200), -EINVAL,
+	    "vdi: the data (at 0x200) starts inside the block map");
 	BAD(put32(b + 0x200 + 4, 0x7ffffff0u), -EINVAL,
 	    "vdi: block map entry 1 puts block 2147483632 past the end of the file");
 	BAD(put32(b + 0x200 + 4, 2), -EINVAL, "vdi: block map entry 1 puts block 2 past the end");
-	ft_expect_open_error(orig, 100, IMS_FORMAT_VDI, -EINVAL, "vdi: header at offset 0 is "
-								 "truncated");
+	ft_expect_open_error(orig, 100, IMS_FORMAT_VDI, -EINVAL,
+			     "vdi: header at offset 0 is "
+			     "truncated");
 	ft_expect_open_error(orig, 0x210, IMS_FORMAT_VDI, -EINVAL,
 			     "vdi: the block map (8 entries at 0x200) lies outside the file (528 "
 			     "bytes)");

@@ -87,7 +87,8 @@ static void check_image(const char *name, size_t piece, ft_walk *w)
 static void test_qemu_images(void **state)
 {
 	(void)state;
-	static const char *const opts[] = {"subformat=dynamic", "subformat=fixed",
+	static const char *const opts[] = {"subformat=dynamic",
+					   "subformat=fixed",
 					   "subformat=dynamic,block_size=1M",
 					   "subformat=dynamic,block_size=256M",
 					   "subformat=fixed,block_size=2M",
