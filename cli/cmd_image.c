@@ -31,7 +31,7 @@
 
 static const char *const import_formats[] = {"auto", "raw",  "qcow2", "vmdk",
 					     "vdi",  "vhdx", "vpc",   NULL};
-static const char *const export_formats[] = {"raw", "qcow2", NULL};
+static const char *const export_formats[] = {"raw", "qcow2", "vmdk", NULL};
 static const char *const attach_formats[] = {"libvirt", "table", "json", NULL};
 
 /* --features N and --data-pool POOL, shared by create, import and clone */
@@ -544,7 +544,8 @@ out:
 /* ---- export ---- */
 
 static const ims_cli_opt export_opts[] = {
-	{"format", "raw|qcow2", "format of FILE (default raw, sparse)"},
+	{"format", "raw|qcow2|vmdk",
+	 "format of FILE (default raw, sparse; vmdk: streamOptimized, for VMware)"},
 	{"no-wait", NULL,
 	 "print the operation id and return (Unix socket only: the daemon writes FILE)"},
 	{NULL, NULL, NULL},
@@ -1085,7 +1086,7 @@ const ims_cli_verb ims_cli__image_verbs[] = {
 	 "FILE POOL/IMAGE [--format auto|raw|qcow2|vmdk|vdi|vhdx|vpc] [--upload] [--no-wait]",
 	 "Import a raw, qcow2, vmdk, vdi, vhdx or vpc (VHD) disk image file as a new image.",
 	 import_opts, 2, 2, image_import, NULL},
-	{"image", "export", "POOL/IMAGE[@SNAP] FILE [--format raw|qcow2] [--no-wait]",
+	{"image", "export", "POOL/IMAGE[@SNAP] FILE [--format raw|qcow2|vmdk] [--no-wait]",
 	 "Export an image or a snapshot to a new file.", export_opts, 2, 2, image_export, NULL},
 	{"image", "clone", "POOL/IMAGE@SNAP POOL/CLONE [--features N] [--data-pool POOL]",
 	 "Clone a snapshot (golden image) into a new copy-on-write image.", clone_opts, 2, 2,
