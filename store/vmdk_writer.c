@@ -56,7 +56,7 @@ struct ims_vmdk_writer {
 	int fd;
 	uint64_t vsize;
 	uint64_t gd_entries;
-	uint32_t *gd;	   /* sectors of the grain tables written, 0 for none */
+	uint32_t *gd;	      /* sectors of the grain tables written, 0 for none */
 	uint8_t gt[GT_BYTES]; /* the current grain table, little-endian as in the file */
 	uint64_t gt_index;    /* the grain directory entry it belongs to, NONE */
 	bool gt_used;
@@ -109,8 +109,9 @@ static void put64(uint8_t *p, uint64_t v)
 static int reserve(ims_vmdk_writer *w, uint64_t sectors, uint64_t *at)
 {
 	if (w->next + sectors > MAX_SECTOR)
-		return w->failed = ims_error_set(-EFBIG, "vmdk writer: the image would pass 2 TiB, "
-							 "which a VMDK's grain tables cannot address");
+		return w->failed =
+			       ims_error_set(-EFBIG, "vmdk writer: the image would pass 2 TiB, "
+						     "which a VMDK's grain tables cannot address");
 	*at = w->next;
 	w->next += sectors;
 	return 0;
@@ -326,7 +327,8 @@ int ims_vmdk_writer_write(ims_vmdk_writer *w, uint64_t offset, const void *buf, 
 				     len, offset, w->vsize);
 	while (len) {
 		uint64_t index = offset / GRAIN;
-		size_t in = (size_t)(offset % GRAIN), n = len < GRAIN - in ? len : (size_t)(GRAIN - in);
+		size_t in = (size_t)(offset % GRAIN),
+		       n = len < GRAIN - in ? len : (size_t)(GRAIN - in);
 
 		if (index != w->grain_index && (r = flush_grain(w)) < 0)
 			return r;

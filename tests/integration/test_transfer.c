@@ -451,15 +451,31 @@ static void test_export(void **state)
 	assert_int_equal(itest_sh("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", qcow, raw_src),
 			 0);
 
+	/* vmdk: streamOptimized, and qemu-img converts it back to the very bytes */
+	char vmdk[600], back[600];
+	snprintf(vmdk, sizeof(vmdk), "%s/export.vmdk", itest_dir());
+	snprintf(back, sizeof(back), "%s/export.vmdk.raw", itest_dir());
+	o.format = IMS_FORMAT_VMDK;
+	assert_int_equal(ims_image_export_file(&res, itest.a, "rbd", name, "s1", vmdk, &o), 0);
+	assert_int_equal(res.format, IMS_FORMAT_VMDK);
+	assert_int_equal(itest_sh("qemu-img check -q -f vmdk '%s'", vmdk), 0);
+	assert_int_equal(
+		itest_sh("qemu-img info -f vmdk '%s' | grep -q 'create type: streamOptimized'",
+			 vmdk),
+		0);
+	assert_int_equal(itest_sh("qemu-img convert -f vmdk -O raw '%s' '%s'", vmdk, back), 0);
+	assert_int_equal(itest_sh("cmp '%s' '%s'", back, raw_src), 0);
+
 	/* the head differs from the snapshot */
 	o.format = IMS_FORMAT_RAW;
 	assert_int_equal(ims_image_export_file(&res, itest.a, "rbd", name, NULL, raw, &o), 0);
 	assert_int_not_equal(itest_sh("cmp -s '%s' '%s'", raw, raw_src), 0);
 	itest_assert_image_equals_file(itest.a, "rbd", name, NULL, raw);
 
-	o.format = IMS_FORMAT_VMDK;
-	assert_int_equal(ims_image_export_file(&res, itest.a, "rbd", name, NULL, "/tmp/x.vmdk", &o),
+	o.format = IMS_FORMAT_VDI;
+	assert_int_equal(ims_image_export_file(&res, itest.a, "rbd", name, NULL, "/tmp/x.vdi", &o),
 			 -EINVAL);
+	assert_non_null(strstr(ims_error_last(), "export writes raw, qcow2 or vmdk, not vdi"));
 	o.format = IMS_FORMAT_RAW;
 	assert_int_equal(
 		ims_image_export_file(&res, itest.a, "rbd", name, "nosnap", "/tmp/nosnap.raw", &o),

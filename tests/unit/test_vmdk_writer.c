@@ -106,7 +106,11 @@ static void test_pattern(void **state)
 static void test_empty_and_sparse(void **state)
 {
 	(void)state;
-	static const uint64_t at[] = {0, 70000, (32ull << 20) - 3, 600ull << 20, (5ull << 30) + 12345,
+	static const uint64_t at[] = {0,
+				      70000,
+				      (32ull << 20) - 3,
+				      600ull << 20,
+				      (5ull << 30) + 12345,
 				      (6ull << 30) - 100};
 	ims_vmdk_writer *w = NULL;
 	uint64_t vsize = 6ull << 30;
