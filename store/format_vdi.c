@@ -29,8 +29,7 @@
 typedef struct {
 	ims_format_reader base;
 	uint64_t block_bytes;
-	uint64_t data_off;
-	uint64_t meta_end; /* the header and the map end here: no block starts before */
+	uint64_t data_off; /* past the header and the map (checked): no block lies before */
 	uint32_t *map;
 	uint64_t blocks;
 } vdi;
@@ -173,8 +172,7 @@ int ims_format__vdi_open(ims_format_reader **out, const ims_source *src)
 	v->block_bytes = block_bytes;
 	v->blocks = blocks;
 	v->data_off = ims_format__le32(h + 0x158);
-	v->meta_end = map_off + map_bytes;
-	if (v->data_off < v->meta_end) {
+	if (v->data_off < map_off + map_bytes) {
 		r = ims_error_set(-EINVAL,
 				  "vdi: the data (at 0x%" PRIx64 ") starts inside the block map",
 				  v->data_off);

@@ -56,7 +56,7 @@ expect "" imgstore image import --format raw disk.raw ''
 # export: the file is the second positional
 expect "" imgstore image export ''
 expect "dir disk.qcow2 disk.raw" imgstore image export rbd/vm1 d
-expect "raw qcow2" imgstore image export rbd/vm1 out.raw --format ''
+expect "raw qcow2 vmdk" imgstore image export rbd/vm1 out.raw --format ''
 expect "async sync" imgstore repl enable rbd/vm1 --to b --mode ''
 expect "trash purge keep" imgstore tier push rbd/vm1 --after ''
 # a verb's own --format wins: the global one is not offered twice
