@@ -110,10 +110,10 @@ static void test_empty_and_sparse(void **state)
 				      70000,
 				      (32ull << 20) - 3,
 				      600ull << 20,
-				      (5ull << 30) + 12345,
-				      (6ull << 30) - 100};
+				      (1ull << 30) + 12345,
+				      (1ull << 30) + (64ull << 20) - 100};
 	ims_vmdk_writer *w = NULL;
-	uint64_t vsize = 6ull << 30;
+	uint64_t vsize = (1ull << 30) + (64ull << 20);
 	char piece[64];
 	ft_walk walk;
 	struct stat st;
