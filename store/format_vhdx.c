@@ -401,8 +401,9 @@ static int load_bat(vhdx *v)
 					  i, state);
 			goto out;
 		}
-		/* whole blocks, as QEMU wants them: a block cut short is a truncated image */
-		if (!ims_format__in_file(host, v->block_bytes, size)) {
+		/* whole blocks, as QEMU wants them (the last one up to the disk's end): a block
+		 * cut short is a truncated image */
+		if (!ims_format__in_file(host, len, size)) {
 			r = ims_error_set(
 				-EINVAL,
 				"vhdx: BAT entry of block %" PRIu64 " puts it at 0x%" PRIx64

@@ -108,6 +108,16 @@ static void test_qemu_images(void **state)
 	       ft_path("holes.vhdx"));
 	check_image("holes.vhdx", 4096, &w);
 	assert_true(w.zero_extents >= 2 && w.data_extents >= 2);
+	/* blocks never written in the not-present state rather than zero */
+	ft_run("qemu-img create -q -f vhdx -o block_size=1M,block_state_zero=off '%s' 9000K",
+	       ft_path("absent.vhdx"));
+	ft_run("qemu-io -f vhdx -c 'write -P 0x11 1M 4K' -c 'write -P 0x33 8M 4K' '%s' >/dev/null",
+	       ft_path("absent.vhdx"));
+	check_image("absent.vhdx", 65536, &w);
+	assert_true(w.zero_extents >= 2 && w.data_extents == 2);
+	ft_run("qemu-img create -q -f vhdx -o subformat=fixed,block_state_zero=off '%s' 3M",
+	       ft_path("absent-fixed.vhdx"));
+	check_image("absent-fixed.vhdx", 65536, &w);
 }
 
 /* A small dynamic image of 8 MiB in 1 MiB blocks, blocks 1 and 5 written (at 8 and 9 MiB). */
