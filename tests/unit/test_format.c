@@ -209,6 +209,20 @@ static void test_detect_unreadable(void **state)
 	memcpy(b + sizeof(b) - 500, "koly", 4);
 	assert_int_equal(detect(b, sizeof(b)), IMS_FORMAT_RAW);
 	assert_int_equal(detect("vhdxfil", 7), IMS_FORMAT_RAW);
+	assert_int_equal(detect("conecti", 7), IMS_FORMAT_RAW);
+	/* a VDI's magic at 64, cut short; and at 65 */
+	memset(b, 0, sizeof(b));
+	memcpy(b + 64, "\x7f\x10\xda\xbe", 4);
+	assert_int_equal(detect(b, 67), IMS_FORMAT_RAW);
+	assert_int_equal(detect(b, 68), IMS_FORMAT_VDI);
+	memset(b, 0, sizeof(b));
+	memcpy(b + 65, "\x7f\x10\xda\xbe", 4);
+	assert_int_equal(detect(b, sizeof(b)), IMS_FORMAT_RAW);
+	/* a fixed VHD's footer one byte off the last 512 */
+	memset(b, 0, sizeof(b));
+	memcpy(b + sizeof(b) - 511, "conectix", 8);
+	assert_int_equal(detect(b, sizeof(b)), IMS_FORMAT_RAW);
+	memset(b, 0, sizeof(b));
 	assert_int_equal(detect("Bochs Virtual HD Image!", 23), IMS_FORMAT_RAW);
 	assert_int_equal(detect("LUKS\xba", 5), IMS_FORMAT_RAW);
 	memcpy(b, "QED", 4); /* with its NUL: a qed header */
