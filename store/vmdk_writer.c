@@ -10,7 +10,8 @@
  *   from 64 KiB        each grain of 64 KiB that holds a non-zero byte, deflated (zlib)
  *                      behind a grain marker (its guest sector and compressed size); after
  *                      the grains of a grain table's range, that grain table behind its
- *                      marker (ranges without a grain have none: they read as zeros)
+ *                      marker (ranges without a grain get an empty one, as VMware's and
+ *                      QEMU's writers have it)
  *   at finish          the grain directory behind its marker, the footer (a footer marker
  *                      and the header again, now with the directory's offset) and the
  *                      end-of-stream marker
@@ -59,7 +60,7 @@ struct ims_vmdk_writer {
 	uint32_t *gd;	      /* sectors of the grain tables written, 0 for none */
 	uint8_t gt[GT_BYTES]; /* the current grain table, little-endian as in the file */
 	uint64_t gt_index;    /* the grain directory entry it belongs to, NONE */
-	bool gt_used;
+	uint64_t gt_next;     /* the first directory entry whose table is not written yet */
 	uint8_t *grain;	      /* the guest grain being assembled */
 	uint64_t grain_index; /* NONE */
 	uint8_t *out;	      /* a marker and a compressed grain, in whole sectors */
@@ -188,23 +189,47 @@ static int write_head(ims_vmdk_writer *w)
 	return r;
 }
 
-/* Give the current grain table its place in the file, if it maps anything. */
-static int flush_gt(ims_vmdk_writer *w)
+/* Grain table @p table behind its marker, for grain directory entry @p i. */
+static int emit_gt(ims_vmdk_writer *w, uint64_t i, const uint8_t *table)
 {
 	uint64_t at = 0;
 	int r;
 
+	if ((r = write_marker(w, GT_BYTES / SECTOR, MARKER_GT)) < 0 ||
+	    (r = reserve(w, GT_BYTES / SECTOR, &at)) < 0 ||
+	    (r = pwrite_full(w, table, GT_BYTES, at * SECTOR)) < 0)
+		return r;
+	w->gd[i] = (uint32_t)at;
+	w->gt_next = i + 1;
+	return 0;
+}
+
+/*
+ * Empty grain tables for the directory entries before @p upto that have none yet: every
+ * entry points at a table, as VMware's and QEMU's stream writers have it (2.5 KiB per 32 MiB
+ * of guest), so that no reader meets a directory entry of 0.
+ */
+static int emit_empty_gts(ims_vmdk_writer *w, uint64_t upto)
+{
+	static const uint8_t empty[GT_BYTES];
+	int r;
+
+	while (w->gt_next < upto)
+		if ((r = emit_gt(w, w->gt_next, empty)) < 0)
+			return r;
+	return 0;
+}
+
+/* Give the current grain table its place in the file, after the empty ones before it. */
+static int flush_gt(ims_vmdk_writer *w)
+{
+	int r;
+
 	if (w->gt_index == NONE)
 		return 0;
-	if (w->gt_used) {
-		if ((r = write_marker(w, GT_BYTES / SECTOR, MARKER_GT)) < 0 ||
-		    (r = reserve(w, GT_BYTES / SECTOR, &at)) < 0 ||
-		    (r = pwrite_full(w, w->gt, GT_BYTES, at * SECTOR)) < 0)
-			return r;
-		w->gd[w->gt_index] = (uint32_t)at;
-	}
+	if ((r = emit_empty_gts(w, w->gt_index)) < 0 || (r = emit_gt(w, w->gt_index, w->gt)) < 0)
+		return r;
 	w->gt_index = NONE;
-	w->gt_used = false;
 	return 0;
 }
 
@@ -233,7 +258,6 @@ static int store_grain(ims_vmdk_writer *w, uint64_t index, const uint8_t *data)
 	    (r = pwrite_full(w, w->out, (size_t)(sectors * SECTOR), at * SECTOR)) < 0)
 		return r;
 	put32(w->gt + (index % GTES) * 4, (uint32_t)at);
-	w->gt_used = true;
 	return 0;
 }
 
@@ -361,7 +385,8 @@ int ims_vmdk_writer_finish(ims_vmdk_writer *w)
 		return ims_error_set(-EINVAL, "vmdk writer: no writer");
 	if ((r = check_usable(w)) < 0)
 		return r;
-	if ((r = flush_grain(w)) < 0 || (r = flush_gt(w)) < 0)
+	if ((r = flush_grain(w)) < 0 || (r = flush_gt(w)) < 0 ||
+	    (r = emit_empty_gts(w, w->gd_entries)) < 0)
 		return r;
 	gd_sectors = (w->gd_entries * 4 + SECTOR - 1) / SECTOR;
 	gd = calloc(1, (size_t)(gd_sectors * SECTOR));
