@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,16 +80,27 @@ typedef struct {
 	uint64_t bat_off, bat_len, meta_off, meta_len, log_off, log_len;
 } vhdx;
 
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = (c >> 1) ^ (0x82f63b78u & (0u - (c & 1)));
+		crc_table[i] = c;
+	}
+}
+
 /* CRC-32C (Castagnoli), as the headers and region tables carry it. */
 static uint32_t crc32c(const uint8_t *p, size_t len)
 {
 	uint32_t crc = 0xffffffffu;
 
-	while (len--) {
-		crc ^= *p++;
-		for (int k = 0; k < 8; k++)
-			crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1)));
-	}
+	pthread_once(&crc_once, crc_init);
+	while (len--)
+		crc = (crc >> 8) ^ crc_table[(crc ^ *p++) & 0xff];
 	return ~crc;
 }
 
