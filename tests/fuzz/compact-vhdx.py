@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""compact-vhdx.py IN OUT: a small copy of a VHDX that qemu-img made with block_size=1M (log at
+"""compact-vhdx.py [--squeeze] IN OUT: a small copy of a VHDX that qemu-img made with block_size=1M (log at
 1 MiB, BAT at 2 MiB, metadata at 3 MiB, a disk of one block whose first bytes are written): no
 log, the BAT at 1 MiB, the metadata at 2 MiB, the block at 3 MiB,
-checksums recomputed. A fuzzer seed of 4 MiB instead of 9 (libFuzzer's max_len)."""
+checksums recomputed: 4 MiB instead of 9. With --squeeze, the input of fuzz_vhdx.c: the
+first 320 KiB, then 64 KiB from 1 MiB, 128 KiB from 2 MiB and 64 KiB from 3 MiB (the disk of
+the seeds is 64 KiB), which that fuzzer puts back in place."""
 import struct
 import sys
 
@@ -23,7 +25,11 @@ def fix(buf, off, length):
     struct.pack_into("<I", buf, off + 4, crc32c(bytes(buf[off:off + length])))
 
 
-src = open(sys.argv[1], "rb").read()
+args = sys.argv[1:]
+squeeze = args[0] == "--squeeze"
+if squeeze:
+    args = args[1:]
+src = open(args[0], "rb").read()
 head = bytearray(src[:MiB])
 for h in (64 << 10, 128 << 10):
     struct.pack_into("<IQ", head, h + 68, 0, MiB)  # no log (QEMU wants its offset at 1 MiB or more)
@@ -50,4 +56,7 @@ out[:MiB] = head
 out[MiB:MiB + 4096] = bat
 out[2 * MiB:2 * MiB + (68 << 10)] = src[old_meta:old_meta + (68 << 10)]
 out[3 * MiB:] = block
-open(sys.argv[2], "wb").write(out)
+if squeeze:
+    out = (out[:320 << 10] + out[MiB:MiB + (64 << 10)] + out[2 * MiB:2 * MiB + (128 << 10)]
+           + out[3 * MiB:3 * MiB + (64 << 10)])
+open(args[1], "wb").write(out)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The fuzzers' seed corpus: tiny qcow2, vmdk, vdi, vhdx and vpc images of the kinds the readers
-# meet, made by qemu-img and qemu-io (qemu-utils) into DIR/FORMAT (vhdx: made small by
-# compact-vhdx.py, python3). Usage: make-corpus.sh DIR
+# meet, made by qemu-img and qemu-io (qemu-utils) into DIR/FORMAT (vhdx: squeezed by
+# compact-vhdx.py, python3, as fuzz_vhdx.c takes it). Usage: make-corpus.sh DIR
 set -eu
 
 out=${1:?usage: make-corpus.sh DIR}
@@ -62,12 +62,13 @@ img convert -f raw -O vpc -o subformat=dynamic,force_size=on "$t/d.raw" "$out/vp
 img convert -f raw -O vpc -o subformat=fixed "$t/d.raw" "$out/vpc/fixed.vhd"
 img create -f vpc "$out/vpc/holes.vhd" 5M
 io vpc "$out/vpc/holes.vhd" -c 'write -P 0x44 2M 4K'
-# vhdx: a disk of one 1 MiB block (written, zero, never written), made small
-img create -f vhdx -o block_size=1M "$t/w.vhdx" 1M
-io vhdx "$t/w.vhdx" -c 'write -P 0x55 100K 4K'
-python3 "$(dirname "$0")/compact-vhdx.py" "$t/w.vhdx" "$out/vhdx/written.vhdx"
-img create -f vhdx -o block_size=1M "$t/z.vhdx" 1M
-io vhdx "$t/z.vhdx" -c 'write -P 0x55 0 1M' -c 'write -z 0 1M'
-python3 "$(dirname "$0")/compact-vhdx.py" "$t/z.vhdx" "$out/vhdx/zeroed.vhdx"
+# vhdx: a disk of 64 KiB in one 1 MiB block (written; written, then zeroed), squeezed as
+# fuzz_vhdx.c takes it
+img create -f vhdx -o block_size=1M "$t/w.vhdx" 64K
+io vhdx "$t/w.vhdx" -c 'write -P 0x55 10K 4K'
+python3 "$(dirname "$0")/compact-vhdx.py" --squeeze "$t/w.vhdx" "$out/vhdx/written.vhdx"
+img create -f vhdx -o block_size=1M "$t/z.vhdx" 64K
+io vhdx "$t/z.vhdx" -c 'write -P 0x55 0 64K' -c 'write -z 0 32K'
+python3 "$(dirname "$0")/compact-vhdx.py" --squeeze "$t/z.vhdx" "$out/vhdx/zeroed.vhdx"
 
 rm -rf "$t"
