@@ -93,6 +93,10 @@ static int call(ims_cli *cli, const char *method, const void *req,
 				cli, "%s is not available on this server yet (unimplemented)",
 				method);
 		}
+		/* a typed error's reason, for scripts to match on */
+		const char *reason = cli->t.last_reason ? cli->t.last_reason(cli->t.ctx) : "";
+		if (reason && reason[0])
+			return ims_cli_fail(cli, "%s (%s)", ims_error_last(), reason);
 		return ims_cli_fail(cli, "%s", ims_error_last());
 	}
 	*(ProtobufCMessage **)resp = m;

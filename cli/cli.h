@@ -57,6 +57,9 @@ typedef struct {
 	int (*call)(void *ctx, const char *method, const ProtobufCMessage *req,
 		    const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp);
 	ims_rpc_code (*last_code)(void *ctx);
+	/* the reason of the last failure's typed error detail ("STALE_LEASE"), "" if none; may
+	 * be NULL */
+	const char *(*last_reason)(void *ctx);
 	void (*close)(void *ctx);
 } ims_cli_transport;
 

@@ -38,6 +38,11 @@ static ims_rpc_code client_last_code(void *ctx)
 	return ims_client_last_code(ctx);
 }
 
+static const char *client_last_reason(void *ctx)
+{
+	return ims_client_last_reason(ctx);
+}
+
 static void client_close(void *ctx)
 {
 	ims_client_close(ctx);
@@ -62,6 +67,7 @@ static int client_connect(ims_cli_transport *out, const ims_cli_conn *conn, void
 	out->ctx = c;
 	out->call = client_call;
 	out->last_code = client_last_code;
+	out->last_reason = client_last_reason;
 	out->close = client_close;
 	return 0;
 }

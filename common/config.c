@@ -116,6 +116,11 @@ static const config_key keys[] = {
 	 "refused with resource_exhausted."},
 	{S_SERVER, "audit_log", T_PATH, SV(audit_log), NULL, 0, 0, NULL, 0,
 	 "File for the audit log; when unset, audit lines go to the daemon's log."},
+	{S_SERVER, "instance", T_NAME, SV(instance), NULL, 0, 0, NULL, 0,
+	 "This daemon's name among the imgstored of its site; when unset, the host name. The "
+	 "replication locks and operations it holds carry it, and it takes back at start-up what "
+	 "an earlier run under the same name left: two daemons of one site on one host need "
+	 "different names, and a restarted daemon must keep its own."},
 	{S_SERVER, "spool_dir", T_PATH, SV(spool_dir), "/var/lib/imgstore/spool", 0, 0, NULL, 0,
 	 "Where uploads for import and exports for download wait; files older than a day are "
 	 "removed."},
@@ -171,6 +176,13 @@ static const config_key keys[] = {
 	 "Sealed replication snapshots kept on each side."},
 	{S_DEFAULTS, "op_workers", T_UINT, DF(op_workers), "4", 1, 256, NULL, 0,
 	 "Long-running operations (imports, exports, syncs) run at once."},
+	{S_DEFAULTS, "replication_workers", T_UINT, DF(replication_workers), "4", 1, 256, NULL, 0,
+	 "Replication cycles this daemon runs at once (over all its pairs)."},
+	{S_DEFAULTS, "lock_expiry", T_DURATION, DF(lock_expiry), "60s", 3, 3600, NULL, 0,
+	 "How long the lock of a pair's replication cycle outlives a daemon that stopped renewing "
+	 "it (renewed every third of it): when an imgstored of a site dies, another one of the "
+	 "site takes its pairs over within about twice this. Give every daemon of a site the "
+	 "same value."},
 	{S_DEFAULTS, "tier_scan_interval", T_DURATION, DF(tier_scan_interval), "1h", 0, 30 * DAY,
 	 NULL, 0,
 	 "How often the tiering policies are applied (idle images pushed to S3); 0: never."},
@@ -986,6 +998,7 @@ void ims_config_free(ims_config *cfg)
 	free(sv->tls_priorities);
 	free(sv->token_file);
 	free(sv->audit_log);
+	free(sv->instance);
 	free(sv->spool_dir);
 	free(sv->import_dirs);
 	free(sv->export_dirs);

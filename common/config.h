@@ -57,6 +57,7 @@ typedef struct {
 	uint64_t threads;
 	uint64_t slow_calls;
 	char *audit_log;
+	char *instance; /* NULL: the host name */
 	char *spool_dir;
 	uint64_t upload_stall_timeout; /* seconds */
 	char *import_dirs;	       /* "DIR,DIR": see ims_config_path_in(); NULL: none */
@@ -87,6 +88,8 @@ typedef struct {
 	uint64_t bandwidth_limit;
 	uint64_t retention;
 	uint64_t op_workers;
+	uint64_t replication_workers;
+	uint64_t lock_expiry; /* seconds */
 	uint64_t tier_scan_interval;
 	uint64_t probe_interval;
 	char *log_level;

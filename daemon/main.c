@@ -425,6 +425,8 @@ static int start_workers(ims_daemon *d)
 	ro.peer = ims_daemon_peer;
 	ro.peer_ctx = d;
 	ro.owner = d->owner_host;
+	ro.workers = (unsigned)d->cfg->defaults.replication_workers;
+	ro.lock_seconds = (unsigned)d->cfg->defaults.lock_expiry;
 	ro.copy.concurrency = (unsigned)d->cfg->defaults.concurrency;
 	ro.copy.inflight_bytes = d->cfg->defaults.inflight_bytes;
 	ro.copy.retention = (unsigned)d->cfg->defaults.retention;
@@ -620,7 +622,8 @@ int main(int argc, char **argv)
 	char host[64] = "host";
 	gethostname(host, sizeof(host));
 	host[sizeof(host) - 1] = '\0';
-	snprintf(d.owner_host, sizeof(d.owner_host), "%s/%s", host, d.cfg->site.name);
+	snprintf(d.owner_host, sizeof(d.owner_host), "%s/%s",
+		 d.cfg->server.instance ? d.cfg->server.instance : host, d.cfg->site.name);
 
 	/* Signals go to the main thread only: block them before any thread exists. */
 	sigset_t sigs;

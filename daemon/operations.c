@@ -74,6 +74,10 @@ static int h_wait_operation(void *app, ims_rpc_call *call, const ProtobufCMessag
 	unsigned t = q->timeout_ms ? q->timeout_ms : 30000;
 	if (t > 120000) /* under any sane read timeout of a client or proxy */
 		t = 120000;
+	/* no longer than the caller's Connect-Timeout-Ms: the server answers deadline_exceeded */
+	int64_t budget = ims_rpc_call_remaining_ms(call);
+	if (budget >= 0 && budget < (int64_t)t)
+		t = (unsigned)budget;
 	int r = ims_ops_wait(&rec, APP(app)->ops, q->id, t);
 	return r < 0 ? r : reply_op_details(APP(app), call, &rec, resp);
 }

@@ -22,6 +22,8 @@
 
 #include "common/error.h"
 #include "common/opts.h"
+#include "imgstore/v1/common.pb-c.h"
+#include "proto/json.h"
 
 #define DEFAULT_TIMEOUT_MS	   60000L
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000L
@@ -34,6 +36,7 @@ struct ims_client {
 	char *display; /* the server as the caller wrote it, for messages */
 	char errbuf[CURL_ERROR_SIZE];
 	ims_rpc_code last_code;
+	char last_reason[IMS_RPC_REASON_MAX]; /* of the last failure's ErrorInfo, "" if none */
 };
 
 typedef struct {
@@ -286,6 +289,47 @@ ims_rpc_code ims_client_last_code(const ims_client *c)
 	return c ? c->last_code : IMS_RPC_UNKNOWN;
 }
 
+const char *ims_client_last_reason(const ims_client *c)
+{
+	return c ? c->last_reason : "";
+}
+
+/* The reason of the first imgstore.v1.ErrorInfo in a Connect error's "details", into
+ * c->last_reason; anything else (other types, bad base64, undecodable) is skipped. */
+static void read_reason(ims_client *c, json_object *details)
+{
+	size_t n = json_object_is_type(details, json_type_array) ? json_object_array_length(details)
+								 : 0;
+
+	for (size_t i = 0; i < n && i < 16 && !c->last_reason[0]; i++) {
+		json_object *d = json_object_array_get_idx(details, i), *t, *v;
+		unsigned char *raw = NULL;
+		size_t len = 0;
+		if (!json_object_is_type(d, json_type_object) ||
+		    !json_object_object_get_ex(d, "type", &t) ||
+		    !json_object_object_get_ex(d, "value", &v) ||
+		    !json_object_is_type(t, json_type_string) ||
+		    !json_object_is_type(v, json_type_string))
+			continue;
+		const char *type = json_object_get_string(t);
+		/* "type.googleapis.com/" is allowed before the name */
+		if (strncmp(type, "type.googleapis.com/", 20) == 0)
+			type += 20;
+		if (strcmp(type, IMS_RPC_ERROR_INFO_TYPE) != 0)
+			continue;
+		if (ims_rpc__base64_decode(&raw, &len, json_object_get_string(v),
+					   (size_t)json_object_get_string_len(v)) < 0)
+			continue;
+		Imgstore__V1__ErrorInfo *info = imgstore__v1__error_info__unpack(NULL, len, raw);
+		free(raw);
+		if (!info)
+			continue;
+		/* shown to people and switched on: printable, bounded */
+		printable_copy(c->last_reason, sizeof(c->last_reason), info->reason);
+		imgstore__v1__error_info__free_unpacked(info, NULL);
+	}
+}
+
 /* "imgstore.v1.ImageService/CreateImage", with or without a leading '/'. */
 static bool valid_method(const char *m)
 {
@@ -384,6 +428,7 @@ int ims_client__decode(ims_client *c, long status, const char *content_type, con
 {
 	static const uint8_t empty[1];
 
+	c->last_reason[0] = '\0';
 	if (status == 200) {
 		if (!media_is(content_type, "application/proto")) {
 			char shown[64];
@@ -433,6 +478,9 @@ int ims_client__decode(ims_client *c, long status, const char *content_type, con
 			if (json_object_object_get_ex(o, "message", &jm) &&
 			    json_object_is_type(jm, json_type_string))
 				snprintf(msg, sizeof(msg), "%s", json_object_get_string(jm));
+			json_object *jd;
+			if (json_object_object_get_ex(o, "details", &jd))
+				read_reason(c, jd);
 		}
 		json_object_put(o);
 	}

@@ -66,4 +66,11 @@ int ims_client_call(ims_client *c, const char *method, const ProtobufCMessage *r
  */
 ims_rpc_code ims_client_last_code(const ims_client *c);
 
+/**
+ * The reason of the last failed call's typed error detail (an imgstore.v1.ErrorInfo the
+ * server sent: IMS_RPC_REASON_STALE_LEASE, _NOT_PRIMARY, _SPLIT_BRAIN, _FENCED... see
+ * proto/rpc.h), or "" if it sent none. Borrowed: valid until the next call.
+ */
+const char *ims_client_last_reason(const ims_client *c);
+
 #endif

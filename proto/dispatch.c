@@ -5,6 +5,7 @@
  */
 #include "proto/server_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -16,6 +17,8 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "imgstore/v1/common.pb-c.h"
+#include "proto/json.h"
 
 #define CT_PROTO "application/proto"
 #define CT_JSON	 "application/json"
@@ -53,6 +56,19 @@ void ims_rpc_call_set_target(ims_rpc_call *call, const char *target)
 		return;
 	free(call->target);
 	call->target = target ? strdup(target) : NULL;
+}
+
+void ims_rpc_call_set_reason(ims_rpc_call *call, const char *reason)
+{
+	size_t n = reason ? strlen(reason) : 0;
+
+	if (!call || n == 0 || n >= sizeof(call->reason))
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (!((reason[i] >= 'A' && reason[i] <= 'Z') ||
+		      (reason[i] >= '0' && reason[i] <= '9') || reason[i] == '_'))
+			return;
+	memcpy(call->reason, reason, n + 1);
 }
 
 const char *ims_rpc_call_caller(const ims_rpc_call *call)
@@ -99,45 +115,46 @@ void ims_rpc__response_free(ims_rpc__response *resp)
 	resp->len = 0;
 }
 
-/* Copy @p s into @p out with every byte that is not part of valid UTF-8 replaced by '?':
- * protobuf-c does not check strings, and a JSON body must be UTF-8. */
-static void utf8_clean(char *out, size_t cap, const char *s)
+/* "details": [{"type": "imgstore.v1.ErrorInfo", "value": BASE64, "debug": {...}}] */
+static json_object *error_details(const char *reason)
 {
-	size_t o = 0;
-	const unsigned char *p = (const unsigned char *)s;
+	Imgstore__V1__ErrorInfo info = IMGSTORE__V1__ERROR_INFO__INIT;
+	uint8_t buf[2 * IMS_RPC_REASON_MAX + 32];
+	json_object *arr = json_object_new_array(), *d = json_object_new_object(),
+		    *dbg = json_object_new_object();
+	char *value;
 
-	while (*p && o + 5 < cap) {
-		size_t n = 0;
-		if (p[0] < 0x80)
-			n = 1;
-		else if (p[0] >= 0xc2 && p[0] <= 0xdf)
-			n = 2;
-		else if (p[0] >= 0xe0 && p[0] <= 0xef)
-			n = 3;
-		else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-			n = 4;
-		bool ok = n > 0;
-		for (size_t i = 1; ok && i < n; i++)
-			ok = (p[i] & 0xc0) == 0x80;
-		/* overlong 3- and 4-byte forms, surrogates, beyond U+10FFFF */
-		if (ok && n == 3)
-			ok = !(p[0] == 0xe0 && p[1] < 0xa0) && !(p[0] == 0xed && p[1] >= 0xa0);
-		if (ok && n == 4)
-			ok = !(p[0] == 0xf0 && p[1] < 0x90) && !(p[0] == 0xf4 && p[1] >= 0x90);
-		if (!ok) {
-			out[o++] = '?';
-			p++;
-			continue;
-		}
-		memcpy(out + o, p, n);
-		o += n;
-		p += n;
+	info.reason = (char *)reason;
+	info.domain = IMS_RPC_ERROR_DOMAIN;
+	assert(protobuf_c_message_get_packed_size(&info.base) <= sizeof(buf));
+	size_t n = protobuf_c_message_pack(&info.base, buf);
+	value = ims_rpc__base64_encode(buf, n, false);
+	if (!arr || !d || !dbg || !value) {
+		json_object_put(arr);
+		json_object_put(d);
+		json_object_put(dbg);
+		free(value);
+		return NULL;
 	}
-	out[o] = '\0';
+	json_object_object_add(d, "type", json_object_new_string(IMS_RPC_ERROR_INFO_TYPE));
+	json_object_object_add(d, "value", json_object_new_string(value));
+	/* for people reading it with curl; clients decode the value */
+	json_object_object_add(dbg, "reason", json_object_new_string(reason));
+	json_object_object_add(dbg, "domain", json_object_new_string(IMS_RPC_ERROR_DOMAIN));
+	json_object_object_add(d, "debug", dbg);
+	json_object_array_add(arr, d);
+	free(value);
+	return arr;
 }
 
 void ims_rpc__error_response(ims_rpc__response *resp, int status, ims_rpc_code code,
 			     const char *msg)
+{
+	ims_rpc__error_response_reason(resp, status, code, msg, NULL);
+}
+
+void ims_rpc__error_response_reason(ims_rpc__response *resp, int status, ims_rpc_code code,
+				    const char *msg, const char *reason)
 {
 	char clean[IMS_ERROR_MSG_MAX + 8];
 	json_object *o = json_object_new_object();
@@ -148,9 +165,14 @@ void ims_rpc__error_response(ims_rpc__response *resp, int status, ims_rpc_code c
 	resp->content_type = CT_JSON;
 	if (!o)
 		return;
-	utf8_clean(clean, sizeof(clean), msg ? msg : "");
+	ims_rpc__utf8_clean(clean, sizeof(clean), msg ? msg : "");
 	json_object_object_add(o, "code", json_object_new_string(ims_rpc_code_name(code)));
 	json_object_object_add(o, "message", json_object_new_string(clean));
+	if (reason && reason[0]) {
+		json_object *details = error_details(reason);
+		if (details)
+			json_object_object_add(o, "details", details);
+	}
 	const char *text = json_object_to_json_string_ext(
 		o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (text) {
@@ -297,16 +319,35 @@ static const ims_rpc__method *find_method(ims_rpc_server *s, const char *path, s
 	return NULL;
 }
 
-static bool is_proto(const char *ct)
+/* The codec a media type names: 1 proto, 2 JSON, 0 neither. Parameters (charset) are allowed;
+ * JSON is UTF-8 in any case. */
+static int codec_of(const char *ct)
 {
 	size_t n;
 
 	if (!ct)
-		return false;
+		return 0;
 	while (*ct == ' ' || *ct == '\t')
 		ct++;
 	n = strcspn(ct, "; \t");
-	return n == strlen(CT_PROTO) && strncasecmp(ct, CT_PROTO, n) == 0;
+	if (n == strlen(CT_PROTO) && strncasecmp(ct, CT_PROTO, n) == 0)
+		return 1;
+	if (n == strlen(CT_JSON) && strncasecmp(ct, CT_JSON, n) == 0)
+		return 2;
+	return 0;
+}
+
+/* Connect-Timeout-Ms: 1 to 10 digits. @returns false if it is something else. */
+static bool parse_timeout(const char *v, uint64_t *ms)
+{
+	size_t n = 0;
+
+	*ms = 0;
+	while (v[n] >= '0' && v[n] <= '9' && n < 11) {
+		*ms = *ms * 10 + (uint64_t)(v[n] - '0');
+		n++;
+	}
+	return n >= 1 && n <= 10 && !v[n];
 }
 
 /* A short, printable rendering of a client-supplied string for a message. */
@@ -371,11 +412,90 @@ static bool authenticate(ims_rpc_server *s, ims_rpc_call *call, const char *auth
 	return true;
 }
 
-bool ims_rpc__begin(ims_rpc_server *s, ims_rpc_call *call, const char *http_method,
-		    const char *path, const char *content_type, bool have_length, uint64_t length,
-		    const char *authorization, const ims_rpc__peer *peer, ims_rpc__response *resp)
+/* Whether GET is allowed: declared NO_SIDE_EFFECTS in the schema, and not audited as
+ * mutating by the server that serves it (both must agree that it is a read). */
+static bool takes_get(const ims_rpc__method *m)
+{
+	if (m->def->mutating)
+		return false;
+	for (const char *const *p = ims_rpc__no_side_effects; *p; p++)
+		if (strcmp(*p, m->def->path) == 0)
+			return true;
+	return false;
+}
+
+/* A GET call (Connect's encoding of an idempotent unary call in the query): its message is
+ * decoded into the call's arena. @returns false with the answer in @p resp. */
+static bool begin_get(ims_rpc_call *call, const ims_rpc__head *h, ims_rpc__response *resp)
+{
+	char buf[80];
+	const char *m = h->q_message ? h->q_message : "";
+
+	if (!takes_get(call->method)) {
+		fail(call, resp, 405, IMS_RPC_UNIMPLEMENTED,
+		     "%s takes POST only; GET is for the reads declared idempotency_level "
+		     "NO_SIDE_EFFECTS",
+		     call->method->label);
+		resp->allow = "POST";
+		return false;
+	}
+	if (!h->q_connect || strcmp(h->q_connect, "v1") != 0) {
+		fail(call, resp, 400, IMS_RPC_INVALID_ARGUMENT,
+		     "a GET call needs the query parameter connect=v1");
+		return false;
+	}
+	if (!h->q_encoding ||
+	    (strcmp(h->q_encoding, "proto") != 0 && strcmp(h->q_encoding, "json") != 0)) {
+		fail(call, resp, 400, IMS_RPC_INVALID_ARGUMENT,
+		     "a GET call needs the query parameter encoding=proto or encoding=json, not "
+		     "'%s'",
+		     h->q_encoding ? shown(h->q_encoding, buf, 40) : "");
+		return false;
+	}
+	if (h->q_compression && strcmp(h->q_compression, "identity") != 0) {
+		fail(call, resp, 501, IMS_RPC_UNIMPLEMENTED,
+		     "compression '%s' is not supported: send compression=identity or none",
+		     shown(h->q_compression, buf, 40));
+		return false;
+	}
+	call->json = strcmp(h->q_encoding, "json") == 0;
+	size_t len = strlen(m);
+	if (h->q_base64 && strcmp(h->q_base64, "1") == 0) {
+		unsigned char *raw;
+		size_t n;
+		if (ims_rpc__base64_decode(&raw, &n, m, len) < 0) {
+			fail(call, resp, 400, IMS_RPC_INVALID_ARGUMENT,
+			     "the query parameter message is no base64: %s", ims_error_last());
+			return false;
+		}
+		call->get_body = ims_rpc_call_alloc(call, n + 1);
+		if (call->get_body)
+			memcpy(call->get_body, raw, n);
+		free(raw);
+		call->get_len = n;
+	} else {
+		call->get_body = ims_rpc_call_alloc(call, len + 1);
+		if (call->get_body)
+			memcpy(call->get_body, m, len);
+		call->get_len = len;
+	}
+	if (!call->get_body) {
+		fail(call, resp, 500, IMS_RPC_INTERNAL, "out of memory reading a GET call");
+		return false;
+	}
+	call->is_get = true;
+	return true;
+}
+
+bool ims_rpc__begin(ims_rpc_server *s, ims_rpc_call *call, const ims_rpc__head *h,
+		    const ims_rpc__peer *peer, ims_rpc__response *resp)
 {
 	char buf[160];
+	const char *http_method = h->http_method, *path = h->path;
+	const char *content_type = h->content_type;
+	bool have_length = h->have_length;
+	uint64_t length = h->length;
+	uint64_t timeout_ms = 0;
 
 	memset(call, 0, sizeof(*call));
 	memset(resp, 0, sizeof(*resp));
@@ -396,17 +516,50 @@ bool ims_rpc__begin(ims_rpc_server *s, ims_rpc_call *call, const char *http_meth
 		     shown(path, buf, 120));
 		return false;
 	}
-	if (strcmp(http_method, "POST") != 0) {
-		fail(call, resp, 405, IMS_RPC_UNIMPLEMENTED, "%s takes POST, not %s",
-		     call->method->label, shown(http_method, buf, 20));
-		resp->allow = "POST";
+	bool get = strcmp(http_method, "GET") == 0;
+	if (!get && strcmp(http_method, "POST") != 0) {
+		bool g = takes_get(call->method);
+		fail(call, resp, 405, IMS_RPC_UNIMPLEMENTED, "%s takes POST%s, not %s",
+		     call->method->label, g ? " or GET" : "", shown(http_method, buf, 20));
+		resp->allow = g ? "POST, GET" : "POST";
 		return false;
 	}
-	if (!is_proto(content_type)) {
-		fail(call, resp, 415, IMS_RPC_INVALID_ARGUMENT,
-		     "the request's Content-Type must be " CT_PROTO ", not '%s'",
-		     content_type ? shown(content_type, buf, 60) : "");
-		return false;
+	if (h->timeout_ms) {
+		if (!parse_timeout(h->timeout_ms, &timeout_ms)) {
+			fail(call, resp, 400, IMS_RPC_INVALID_ARGUMENT,
+			     "Connect-Timeout-Ms must be 1 to 10 digits, not '%s'",
+			     shown(h->timeout_ms, buf, 20));
+			return false;
+		}
+		call->timeout_ms = timeout_ms;
+		call->deadline = call->start;
+		call->deadline.tv_sec += (time_t)(timeout_ms / 1000);
+		call->deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+		if (call->deadline.tv_nsec >= 1000000000L) {
+			call->deadline.tv_sec++;
+			call->deadline.tv_nsec -= 1000000000L;
+		}
+		call->has_deadline = true;
+	}
+	if (get) {
+		if (!begin_get(call, h, resp))
+			return false;
+	} else {
+		int codec = codec_of(content_type);
+		if (!codec) {
+			fail(call, resp, 415, IMS_RPC_INVALID_ARGUMENT,
+			     "the request's Content-Type must be " CT_PROTO " or " CT_JSON
+			     ", not '%s'",
+			     content_type ? shown(content_type, buf, 60) : "");
+			return false;
+		}
+		call->json = codec == 2;
+		if (h->encoding && strcasecmp(h->encoding, "identity") != 0) {
+			fail(call, resp, 501, IMS_RPC_UNIMPLEMENTED,
+			     "Content-Encoding '%s' is not supported: send the body uncompressed",
+			     shown(h->encoding, buf, 40));
+			return false;
+		}
 	}
 	if (have_length && length > s->max_request_bytes) {
 		fail(call, resp, 413, IMS_RPC_RESOURCE_EXHAUSTED,
@@ -419,7 +572,7 @@ bool ims_rpc__begin(ims_rpc_server *s, ims_rpc_call *call, const char *http_meth
 		     peer->cert_err ? peer->cert_err : "a client certificate is required");
 		return false;
 	}
-	if (!authenticate(s, call, authorization, resp))
+	if (!authenticate(s, call, h->authorization, resp))
 		return false;
 	if (call->role < call->method->def->role) {
 		fail(call, resp, 403, IMS_RPC_PERMISSION_DENIED,
@@ -450,24 +603,76 @@ void ims_rpc__busy(ims_rpc_server *s, ims_rpc_call *call, ims_rpc__response *res
 	     call->method->label, s->slow_max);
 }
 
+/* Whether the call's Connect-Timeout-Ms has run out; answered with deadline_exceeded then. */
+static bool expired(ims_rpc_call *call, ims_rpc__response *resp, const char *when)
+{
+	struct timespec now;
+
+	if (!call->has_deadline)
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec < call->deadline.tv_sec ||
+	    (now.tv_sec == call->deadline.tv_sec && now.tv_nsec < call->deadline.tv_nsec))
+		return false;
+	fail(call, resp, ims_rpc_code_http_status(IMS_RPC_DEADLINE_EXCEEDED),
+	     IMS_RPC_DEADLINE_EXCEEDED,
+	     "the call's budget (Connect-Timeout-Ms %" PRIu64 ") ran out %s", call->timeout_ms,
+	     when);
+	return true;
+}
+
+int64_t ims_rpc_call_remaining_ms(const ims_rpc_call *call)
+{
+	struct timespec now;
+
+	if (!call || !call->has_deadline)
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	int64_t ns = (int64_t)(call->deadline.tv_sec - now.tv_sec) * 1000000000 +
+		     (call->deadline.tv_nsec - now.tv_nsec);
+	/* rounded up: a handler that waits this long ends at the deadline, not just before */
+	return ns > 0 ? (ns + 999999) / 1000000 : 0;
+}
+
 void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body, size_t len,
 		     ims_rpc__response *resp)
 {
 	static const uint8_t empty[1];
 	const ims_rpc_method *def = call->method->def;
-	ProtobufCMessage *req, *out = NULL;
+	ProtobufCMessage *req = NULL, *out = NULL;
 	int r;
 
 	memset(resp, 0, sizeof(*resp));
+	if (call->is_get) {
+		body = call->get_body;
+		len = call->get_len;
+	}
 	if (len > s->max_request_bytes) {
 		ims_rpc__too_large(s, call, resp);
 		return;
 	}
-	req = protobuf_c_message_unpack(def->input, NULL, len, body ? body : empty);
-	if (!req) {
-		fail(call, resp, 400, IMS_RPC_INVALID_ARGUMENT,
-		     "malformed request: %zu bytes that are no valid %s", len, def->input->name);
+	if (expired(call, resp, "before it was served"))
 		return;
+	if (call->json) {
+		r = ims_rpc__json_decode(&req, def->input, (const char *)(body ? body : empty),
+					 len);
+		if (r < 0) {
+			if (r == -ENOMEM)
+				fail(call, resp, 500, IMS_RPC_INTERNAL, "%s", ims_error_last());
+			else
+				fail(call, resp, 400, IMS_RPC_INVALID_ARGUMENT,
+				     "malformed request: no valid JSON %s: %s", def->input->name,
+				     ims_error_last());
+			return;
+		}
+	} else {
+		req = protobuf_c_message_unpack(def->input, NULL, len, body ? body : empty);
+		if (!req) {
+			fail(call, resp, 400, IMS_RPC_INVALID_ARGUMENT,
+			     "malformed request: %zu bytes that are no valid %s", len,
+			     def->input->name);
+			return;
+		}
 	}
 
 	ims_error_clear();
@@ -476,7 +681,9 @@ void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body,
 		ims_rpc_code code = ims_rpc_code_from_errno(r);
 		/* a handler that set no message still gets a readable one */
 		const char *msg = ims_error_last_code() ? ims_error_last() : ims_strerror(r);
-		ims_rpc__error_response(resp, ims_rpc_code_http_status(code), code, msg);
+		const char *reason = call->reason[0] ? call->reason : ims_rpc_reason_from_errno(r);
+		ims_rpc__error_response_reason(resp, ims_rpc_code_http_status(code), code, msg,
+					       reason);
 		conclude(call, resp, msg);
 		goto out;
 	}
@@ -486,16 +693,37 @@ void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body,
 		fail(call, resp, 500, IMS_RPC_INTERNAL, "the server failed to build a response");
 		goto out;
 	}
-
-	size_t n = protobuf_c_message_get_packed_size(out);
-	resp->body = malloc(n ? n : 1);
-	if (!resp->body) {
-		fail(call, resp, 500, IMS_RPC_INTERNAL, "out of memory encoding the response");
+	/* the client has given up by now: what it gets must say so, even if the call (a
+	 * mutating one) took effect */
+	if (expired(call, resp,
+		    def->mutating ? "while it was served (it may have taken effect)"
+				  : "while it was served"))
 		goto out;
+
+	if (call->json) {
+		char *text = NULL;
+		size_t n = 0;
+		if (ims_rpc__json_encode(&text, &n, out) < 0) {
+			fail(call, resp, 500, IMS_RPC_INTERNAL,
+			     "the server failed to encode a %s: %s", def->output->name,
+			     ims_error_last());
+			goto out;
+		}
+		resp->body = (uint8_t *)text;
+		resp->len = n;
+		resp->content_type = CT_JSON;
+	} else {
+		size_t n = protobuf_c_message_get_packed_size(out);
+		resp->body = malloc(n ? n : 1);
+		if (!resp->body) {
+			fail(call, resp, 500, IMS_RPC_INTERNAL,
+			     "out of memory encoding the response");
+			goto out;
+		}
+		resp->len = protobuf_c_message_pack(out, resp->body);
+		resp->content_type = CT_PROTO;
 	}
-	resp->len = protobuf_c_message_pack(out, resp->body);
 	resp->status = 200;
-	resp->content_type = CT_PROTO;
 	resp->code = IMS_RPC_OK;
 	conclude(call, resp, NULL);
 out:
@@ -514,8 +742,13 @@ int ims_rpc_server_dispatch(ims_rpc_server *s, const char *path, const char *con
 
 	if (!s || !path || !status || !resp_content_type || !resp || !resp_len || (!body && len))
 		return -EINVAL;
-	if (ims_rpc__begin(s, &call, "POST", path, content_type, true, len, authorization, &peer,
-			   &r))
+	ims_rpc__head h = {.http_method = "POST",
+			   .path = path,
+			   .content_type = content_type,
+			   .have_length = true,
+			   .length = len,
+			   .authorization = authorization};
+	if (ims_rpc__begin(s, &call, &h, &peer, &r))
 		ims_rpc__finish(s, &call, body, len, &r);
 	ims_rpc__call_end(&call);
 	if (!r.body)

@@ -17,7 +17,7 @@ static const struct {
 	[IMS_RPC_CANCELED] = {"canceled", 499, ECANCELED},
 	[IMS_RPC_UNKNOWN] = {"unknown", 500, EIO},
 	[IMS_RPC_INVALID_ARGUMENT] = {"invalid_argument", 400, EINVAL},
-	[IMS_RPC_DEADLINE_EXCEEDED] = {"deadline_exceeded", 504, ETIMEDOUT},
+	[IMS_RPC_DEADLINE_EXCEEDED] = {"deadline_exceeded", 408, ETIMEDOUT},
 	[IMS_RPC_NOT_FOUND] = {"not_found", 404, ENOENT},
 	[IMS_RPC_ALREADY_EXISTS] = {"already_exists", 409, EEXIST},
 	[IMS_RPC_PERMISSION_DENIED] = {"permission_denied", 403, EPERM},
@@ -102,6 +102,18 @@ int ims_rpc_errno_from_code(ims_rpc_code code)
 	if (code == IMS_RPC_OK)
 		return 0;
 	return -(valid_code(code) ? codes[code].err : EIO);
+}
+
+const char *ims_rpc_reason_from_errno(int err)
+{
+	if (err < 0)
+		err = -err;
+	switch (err) {
+	case ESTALE: return IMS_RPC_REASON_STALE_LEASE;
+	case EROFS: return IMS_RPC_REASON_NOT_PRIMARY;
+	case EUCLEAN: return IMS_RPC_REASON_SPLIT_BRAIN;
+	default: return NULL;
+	}
 }
 
 static const char *const roles[] = {

@@ -62,6 +62,26 @@ ims_rpc_code ims_rpc_code_from_errno(int err);
  */
 int ims_rpc_errno_from_code(ims_rpc_code code);
 
+/*
+ * Typed error details: a failure whose cause a client may act on carries an
+ * imgstore.v1.ErrorInfo with a reason in its Connect error's "details". FROZEN like the codes:
+ * reasons are never renamed or reused.
+ */
+#define IMS_RPC_ERROR_INFO_TYPE "imgstore.v1.ErrorInfo"
+#define IMS_RPC_ERROR_DOMAIN	"imgstore"
+#define IMS_RPC_REASON_MAX	64 /* with the NUL */
+
+#define IMS_RPC_REASON_STALE_LEASE "STALE_LEASE" /* the image failed over since the lease */
+#define IMS_RPC_REASON_NOT_PRIMARY "NOT_PRIMARY" /* a secondary copy: write on the primary */
+#define IMS_RPC_REASON_SPLIT_BRAIN "SPLIT_BRAIN" /* both copies written: resync needed */
+#define IMS_RPC_REASON_FENCED	   "FENCED"	 /* the caller's access was revoked */
+
+/**
+ * The reason a handler's errno carries when the handler set none: ESTALE STALE_LEASE, EROFS
+ * NOT_PRIMARY, EUCLEAN SPLIT_BRAIN; NULL for the others.
+ */
+const char *ims_rpc_reason_from_errno(int err);
+
 /* Roles, ordered: a role may call every method that needs it or a lower one. */
 typedef enum {
 	IMS_ROLE_NONE = 0,

@@ -605,8 +605,28 @@ static enum MHD_Result begin_request(struct ims_rpc__listener *l, struct MHD_Con
 		have_length = true;
 	}
 	rq->rpc = true;
-	if (!ims_rpc__begin(s, &rq->call, method, url, ct, have_length, length, auth, &peer,
-			    &rq->resp)) {
+	ims_rpc__head h = {
+		.http_method = method,
+		.path = url,
+		.content_type = ct,
+		.have_length = have_length,
+		.length = length,
+		.authorization = auth,
+		.timeout_ms =
+			MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connect-Timeout-Ms"),
+		.encoding = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							MHD_HTTP_HEADER_CONTENT_ENCODING),
+	};
+	if (strcmp(method, "GET") == 0) {
+		/* Connect's GET: the message and its encoding in the query (URL-decoded by MHD) */
+		h.q_connect = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "connect");
+		h.q_encoding = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "encoding");
+		h.q_message = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "message");
+		h.q_base64 = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "base64");
+		h.q_compression =
+			MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "compression");
+	}
+	if (!ims_rpc__begin(s, &rq->call, &h, &peer, &rq->resp)) {
 		/* A body over the limit is not read at all (MHD closes the connection
 		 * after the answer); a smaller one is read and dropped, so that the
 		 * connection stays usable. */

@@ -20,14 +20,18 @@
  *
  * Checks, in this order, each answered with a Connect error (JSON body):
  *   unknown path                 404 unimplemented
- *   not POST                     405 unimplemented (Allow: POST)
- *   Content-Type not application/proto   415 invalid_argument
+ *   not POST (or GET for a method that is not mutating)   405 unimplemented (Allow:)
+ *   bad Connect-Timeout-Ms       400 invalid_argument
+ *   GET without connect=v1 and encoding=proto|json   400 invalid_argument
+ *   Content-Type neither application/proto nor application/json   415 invalid_argument
+ *   Content-Encoding other than identity   501 unimplemented
  *   body over max_request_bytes  413 resource_exhausted (from Content-Length before reading
  *                                the body; a chunked body as soon as it grows past the limit)
  *   client certificate, token    401 unauthenticated
  *   role                         403 permission_denied
  *   method without handler       501 unimplemented
  *   slow method, slow_calls busy 429 resource_exhausted (see ims_rpc_method.slow)
+ *   Connect-Timeout-Ms ran out   408 deadline_exceeded (checked before the handler and after)
  *   undecodable body             400 invalid_argument "malformed request: ..."
  *   the handler's errno          ims_rpc_code_from_errno(), with ims_error_last() as message
  *
@@ -75,6 +79,20 @@ const char *ims_rpc_call_cert_cn(const ims_rpc_call *call);
  */
 void *ims_rpc_call_alloc(ims_rpc_call *call, size_t size);
 char *ims_rpc_call_strdup(ims_rpc_call *call, const char *s);
+/**
+ * The reason of the call's failure, sent as an imgstore.v1.ErrorInfo in the Connect error's
+ * details (IMS_RPC_REASON_*, or another UPPER_SNAKE_CASE word; others are ignored). Without
+ * it, ims_rpc_reason_from_errno() of the handler's errno. Copied.
+ */
+void ims_rpc_call_set_reason(ims_rpc_call *call, const char *reason);
+
+/**
+ * What is left of the caller's budget (the Connect-Timeout-Ms header), in milliseconds rounded
+ * up (a wait of that long ends at the deadline): 0 once it ran out, -1 when the caller set none. A
+ * handler that waits or works for long bounds itself with it; the server answers deadline_exceeded
+ * anyway once the budget ran out.
+ */
+int64_t ims_rpc_call_remaining_ms(const ims_rpc_call *call);
 /** What the call works on, for the audit line ("rbd/vm1"). Copied. */
 void ims_rpc_call_set_target(ims_rpc_call *call, const char *target);
 

@@ -161,6 +161,16 @@ struct ims_rpc_call {
 	char cert_cn[IMS_RPC__NAME_MAX + 1];
 	char *target;
 	ims_rpc__block *blocks;
+	char reason[IMS_RPC_REASON_MAX]; /* ims_rpc_call_set_reason(), "" if none */
+	bool json; /* application/json (or GET encoding=json): the request and the answer */
+	/* Connect-Timeout-Ms: the call answers deadline_exceeded once the deadline passed */
+	bool has_deadline;
+	uint64_t timeout_ms;
+	struct timespec deadline; /* CLOCK_MONOTONIC */
+	/* a GET call: its message, from the query, in the arena */
+	bool is_get;
+	uint8_t *get_body;
+	size_t get_len;
 };
 
 /* An answer ready to send. */
@@ -174,19 +184,38 @@ typedef struct {
 	bool www_authenticate; /* for 401 */
 } ims_rpc__response;
 
+/* The paths of the methods declared `option idempotency_level = NO_SIDE_EFFECTS`, NULL-ended
+ * (generated from the .proto files by proto/idempotent.awk): these may be called with GET. */
+extern const char *const ims_rpc__no_side_effects[];
+
+/* What the transport read of a request before its body. */
+typedef struct {
+	const char *http_method; /* "POST", "GET", ... */
+	const char *path;
+	const char *content_type; /* NULL if absent */
+	bool have_length;	  /* whether a Content-Length was sent (length) */
+	uint64_t length;
+	const char *authorization; /* NULL if absent */
+	const char *timeout_ms;	   /* Connect-Timeout-Ms, or NULL */
+	const char *encoding;	   /* Content-Encoding, or NULL */
+	/* GET: the query parameters connect, encoding, message (URL-decoded), base64,
+	 * compression; NULL if absent */
+	const char *q_connect, *q_encoding, *q_message, *q_base64, *q_compression;
+} ims_rpc__head;
+
 /**
- * The checks that need only the headers: path, method, content type, declared size,
- * authentication, role.
+ * The checks that need only the headers: path, method (POST; GET for a method that is not
+ * mutating, with its message in the query), content type (application/proto or
+ * application/json), Connect-Timeout-Ms, declared size, authentication, role.
  *
- * @param have_length whether a Content-Length was sent (@p length)
  * @returns true if the body should be read and ims_rpc__finish() called; false when @p resp
  *          holds the answer already. Either way ims_rpc__call_end() must follow.
  */
-bool ims_rpc__begin(ims_rpc_server *s, ims_rpc_call *call, const char *http_method,
-		    const char *path, const char *content_type, bool have_length, uint64_t length,
-		    const char *authorization, const ims_rpc__peer *peer, ims_rpc__response *resp);
+bool ims_rpc__begin(ims_rpc_server *s, ims_rpc_call *call, const ims_rpc__head *h,
+		    const ims_rpc__peer *peer, ims_rpc__response *resp);
 
-/** Decode @p body, call the handler, encode. */
+/** Decode @p body (a GET call's message instead), call the handler, encode; deadline_exceeded
+ * when the call's budget runs out before the handler is called or while it runs. */
 void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body, size_t len,
 		     ims_rpc__response *resp);
 
@@ -202,6 +231,10 @@ void ims_rpc__call_end(ims_rpc_call *call);
 /** A JSON error answer outside a call (/healthz...). */
 void ims_rpc__error_response(ims_rpc__response *resp, int status, ims_rpc_code code,
 			     const char *msg);
+
+/** The same with an imgstore.v1.ErrorInfo of @p reason (if not NULL) in its "details". */
+void ims_rpc__error_response_reason(ims_rpc__response *resp, int status, ims_rpc_code code,
+				    const char *msg, const char *reason);
 
 void ims_rpc__response_free(ims_rpc__response *resp);
 

@@ -549,7 +549,7 @@ static int cycle_open(cycle *cy)
 	char role[32];
 	size_t rlen = sizeof(role);
 	int r;
-	if ((r = ims_site_ioctx(&cy->sio, cy->src, cy->pool)) < 0 ||
+	if ((!cy->sio && (r = ims_site_ioctx(&cy->sio, cy->src, cy->pool)) < 0) ||
 	    (r = ims_site_ioctx(&cy->dio, cy->dst, cy->pool)) < 0)
 		return r;
 	if ((r = rbd_open(cy->sio, cy->image, &cy->pimg, NULL)) < 0) {
@@ -590,6 +590,67 @@ static void pick_base(cycle *cy)
 	}
 }
 
+/* The RADOS versions of image @p id's header and object map (ims_repl_mark). */
+static int object_versions(uint64_t *header, uint64_t *map, rados_ioctx_t io, const char *id)
+{
+	char oid[64];
+	uint64_t size;
+	time_t mtime;
+	int r;
+	snprintf(oid, sizeof(oid), "rbd_header.%s", id);
+	if ((r = rados_stat(io, oid, &size, &mtime)) < 0)
+		return r;
+	*header = rados_get_last_version(io);
+	snprintf(oid, sizeof(oid), "rbd_object_map.%s", id);
+	if ((r = rados_stat(io, oid, &size, &mtime)) < 0)
+		return r;
+	*map = rados_get_last_version(io);
+	return 0;
+}
+
+/* Whether the pair's mark says nothing changed since its last check (ims_repl_mark): then the
+ * target is current as of now, told without opening the image. */
+static bool quick_unchanged(cycle *cy)
+{
+	ims_repl_mark *m = cy->o->mark;
+	int64_t check_ms = now_unix_ms();
+	uint64_t hv = 0, mv = 0;
+	rados_ioctx_t io = NULL;
+	if (check_ms - m->checked_unix_ms <= IMS_REPL_MARK_MAX_MS &&
+	    ims_site_ioctx(&io, cy->src, cy->pool) == 0)
+		cy->sio = io; /* the cycle's, if it goes on */
+	if (!cy->sio || object_versions(&hv, &mv, cy->sio, m->id) < 0 || hv != m->header_version ||
+	    mv != m->map_version) {
+		ims_error_clear();
+		m->valid = false;
+		return false;
+	}
+	phase(&cy->ph, "mark");
+	cy->res.unchanged = true;
+	cy->res.quick = true;
+	snprintf(cy->res.base, sizeof(cy->res.base), "%s", m->base);
+	snprintf(cy->res.sealed, sizeof(cy->res.sealed), "%s", m->base);
+	cy->res.sealed_unix_ms = check_ms;
+	cy->res.size = m->size;
+	return true;
+}
+
+/* Before the full check: the versions a mark would hold, read before the check so that a write
+ * racing the check changes them. False when the image cannot have one (no valid fast-diff
+ * object map). */
+static bool mark_begin(ims_repl_mark *m, cycle *cy)
+{
+	uint64_t features = 0, flags = 0;
+	memset(m, 0, sizeof(*m));
+	if (rbd_get_features(cy->pimg, &features) < 0 || !(features & RBD_FEATURE_FAST_DIFF) ||
+	    rbd_get_flags(cy->pimg, &flags) < 0 ||
+	    (flags & (RBD_FLAG_OBJECT_MAP_INVALID | RBD_FLAG_FAST_DIFF_INVALID)) ||
+	    rbd_get_id(cy->pimg, m->id, sizeof(m->id)) < 0 ||
+	    object_versions(&m->header_version, &m->map_version, cy->sio, m->id) < 0)
+		return false;
+	return true;
+}
+
 /* Whether nothing changed since the base: then the target is current as of now (res says so).
  * An error of the check counts as a change. */
 static bool check_unchanged(cycle *cy)
@@ -597,6 +658,8 @@ static bool check_unchanged(cycle *cy)
 	int64_t check_ms = now_unix_ms();
 	uint64_t head_size = 0;
 	bool changed = true;
+	ims_repl_mark m;
+	bool marked = cy->o->mark && mark_begin(&m, cy);
 	int r = ims_repl__changed_since(&changed, cy->pimg, cy->base);
 	if (r == 0)
 		r = rbd_get_size(cy->pimg, &head_size);
@@ -608,6 +671,13 @@ static bool check_unchanged(cycle *cy)
 	snprintf(cy->res.sealed, sizeof(cy->res.sealed), "%s", cy->base);
 	cy->res.sealed_unix_ms = check_ms;
 	cy->res.size = head_size;
+	if (marked) {
+		m.size = head_size;
+		snprintf(m.base, sizeof(m.base), "%s", cy->base);
+		m.checked_unix_ms = check_ms;
+		m.valid = true;
+		*cy->o->mark = m;
+	}
 	return true;
 }
 
@@ -869,6 +939,11 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 			  (o->cut_from && strlen(o->cut_from) >= SNAP_NAME_MAX))) {
 		r = ims_error_set(-EINVAL, "snapshot names of a cut are too long");
 		goto out;
+	}
+	if (o->mark && !cy.member) {
+		if (o->mark->valid && quick_unchanged(&cy))
+			goto done;
+		o->mark->valid = false; /* valid again only if this cycle finds nothing changed */
 	}
 	if ((r = cycle_open(&cy)) < 0)
 		goto out;

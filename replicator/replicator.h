@@ -32,6 +32,25 @@
 #define IMS_REPL_SNAP_PREFIX IMS_SNAP_RESERVED_PREFIX "repl-" /* "imgstore-repl-" */
 #define IMS_REPL_CHECKPOINTS "imgstore.repl.checkpoints"
 
+/*
+ * What a cycle that found nothing changed saw of the primary: the RADOS object versions of its
+ * header and of its object map. While both stay the same, nothing was written: librbd marks an
+ * object in the object map before its first write after a snapshot (and a cycle that found
+ * nothing changed saw every object clean), and any resize, snapshot, metadata or lock change
+ * writes the header. The next cycle then tells "still unchanged" from two stats, without
+ * opening the image. Kept by the caller between cycles of one pair; only images with a valid
+ * fast-diff object map get one; a full check still runs at least every IMS_REPL_MARK_MAX_MS.
+ */
+#define IMS_REPL_MARK_MAX_MS (10 * 60 * 1000)
+typedef struct {
+	bool valid;
+	char id[32]; /* the primary image's id */
+	uint64_t header_version, map_version;
+	uint64_t size;
+	char base[64];
+	int64_t checked_unix_ms; /* the full check that made it */
+} ims_repl_mark;
+
 #define IMS_REPL_OPTS_VERSION 1
 typedef struct {
 	unsigned version;
@@ -56,6 +75,9 @@ typedef struct {
 	const char *cut;      /* the snapshot name to seal on the secondary */
 	uint64_t cut_snap_id; /* the primary's snapshot to read (a group snapshot's, by id) */
 	const char *cut_from; /* a user snapshot of the primary to diff from; NULL or "": full */
+	/* may be NULL; in and out: the pair's mark of its last unchanged check (above). A cycle
+	 * of one image uses it and leaves it valid only when it found nothing changed. */
+	ims_repl_mark *mark;
 } ims_repl_opts;
 #define IMS_REPL_OPTS_INIT                                                                         \
 	{                                                                                          \
@@ -69,6 +91,7 @@ typedef struct {
 	bool resumed;	       /* continued a cut cycle from its checkpoint */
 	bool unchanged;	       /* nothing changed since the base: no snapshot taken; the target
 				* holds the primary's state as of sealed_unix_ms (the check) */
+	bool quick;	       /* unchanged, told by opts.mark without opening the image */
 	uint64_t size;	       /* of the image at the sealed snapshot */
 	uint64_t bytes_copied; /* data read on the primary and written on the secondary */
 	uint64_t bytes_discarded;

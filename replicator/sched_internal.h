@@ -49,6 +49,7 @@ typedef struct pair {
 	char last_verify[16];	/* "", "equal", "mismatch" */
 	char verify_error[512]; /* a mismatch, until a later verify finds the copy equal */
 	uint64_t verifies, verify_failures;
+	ims_repl_mark mark; /* its last unchanged check, for the next (only the cycle touches it) */
 	struct pair *next;
 } pair;
 
@@ -98,6 +99,22 @@ struct ims_repl_sched {
 /* ---- records and pairs (sched_policy.c) ---- */
 
 /** A pair's key in the records, and the name of its lock. */
+/*
+ * The lag, in ms, at which a pair whose last copying cycle took @p last_secs is due again: half
+ * the RPO, or earlier when a cycle takes long (the lag must stay under the RPO while the next one
+ * runs), but never under a tenth of the RPO: a cycle that finds nothing changed costs a check,
+ * and a pair whose cycles take longer than its RPO would otherwise be checked without pause.
+ */
+int64_t ims_repl_sched__due_ms(unsigned rpo, double last_secs, unsigned tick_ms);
+
+/*
+ * Which of the @p n queued pairs a free worker runs next: of the pairs sealed before, the one
+ * whose RPO runs out first (newest seal plus RPO, earliest); the pairs never sealed (their first
+ * copy) after every such pair, in the order they were queued. A first copy of many images at
+ * once then does not hold back pairs that come due while it runs.
+ */
+size_t ims_repl_sched__next(pair *const *queue, size_t n);
+
 void ims_repl_sched__pair_key(char *key, size_t len, const pair *p);
 
 /** The records' pool on the site's current client (an ioctx per use): close with

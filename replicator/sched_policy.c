@@ -22,6 +22,32 @@
 #define IMS_REPL_POLICIES "imgstore.repl.policies" /* omap: "POOL/IMAGE@TARGET" -> policy */
 #define IMS_REPL_STATUS	  "imgstore.repl.status"   /* omap: the same keys -> last status */
 
+int64_t ims_repl_sched__due_ms(unsigned rpo, double last_secs, unsigned tick_ms)
+{
+	int64_t rpo_ms = (int64_t)rpo * 1000;
+	int64_t due = rpo_ms / 2;
+	int64_t margin = (int64_t)(last_secs * 2000.0) + (int64_t)tick_ms;
+	if (rpo_ms - margin < due)
+		due = rpo_ms - margin;
+	if (due < rpo_ms / 10)
+		due = rpo_ms / 10;
+	return due;
+}
+
+size_t ims_repl_sched__next(pair *const *queue, size_t n)
+{
+	size_t best = 0;
+	for (size_t i = 1; i < n; i++) {
+		const pair *b = queue[best], *c = queue[i];
+		if (c->sealed_ms < 0)
+			continue; /* a first copy: after every pair sealed before, in order */
+		if (b->sealed_ms < 0 ||
+		    c->sealed_ms + (int64_t)c->rpo * 1000 < b->sealed_ms + (int64_t)b->rpo * 1000)
+			best = i;
+	}
+	return best;
+}
+
 /* A pair's key in the records, and the name of its lock. */
 static void policy_key(char *key, size_t len, const char *pool, const char *name,
 		       ims_repl_unit unit, const char *target)

@@ -289,6 +289,7 @@ static int sync_locked(ims_repl_sched *s, pair *p, ims_site *peer, cycle_ctx *c,
 	ro.progress_ctx = c;
 	ro.may_seal = cycle_may_seal;
 	ro.bandwidth = limit_for(s, p->target);
+	ro.mark = p->unit == IMS_REPL_IMAGE ? &p->mark : NULL;
 	int r = p->unit == IMS_REPL_GROUP
 			? ims_repl_group_sync(res, s->o.local, peer, p->pool, p->image, &ro)
 			: ims_repl_sync(res, s->o.local, peer, p->pool, p->image, &ro);
@@ -404,9 +405,10 @@ static bool held_maybe_elsewhere(ims_repl_sched *s, int r, const pair *p, pair *
  * shared status shows a seal within the RPO (a secondary held by anything else, a writer that
  * is no daemon or a daemon that stopped sealing, stays a failure). Then this daemon takes that
  * status as its view (the status is the other daemon's to write) and looks again in a quarter
- * of the RPO, to take the pair over if that one stops.
+ * of the RPO (or a third of the lock expiry, if shorter), to take the pair over if that one
+ * stops.
  */
-static bool elsewhere_locked(pair *p, const pair *shared, const char *key)
+static bool elsewhere_locked(const ims_repl_sched *s, pair *p, const pair *shared, const char *key)
 {
 	if (!(shared->sealed_ms > 0 &&
 	      ims_clock_unix_ms() - shared->sealed_ms <= (int64_t)p->rpo * 1000))
@@ -424,7 +426,11 @@ static bool elsewhere_locked(pair *p, const pair *shared, const char *key)
 	}
 	p->error[0] = '\0';
 	p->backoff = 0;
-	int64_t wait = (int64_t)p->rpo * 250; /* between 1 and 30 s */
+	/* a quarter of the RPO or a third of the lock expiry, whichever is shorter, 1 to 30 s:
+	 * the holder's death shows once its lock lapses */
+	int64_t wait = (int64_t)p->rpo * 250;
+	if (wait > (int64_t)lock_seconds(s) * 1000 / 3)
+		wait = (int64_t)lock_seconds(s) * 1000 / 3;
 	p->next_attempt_ms = ims_clock_unix_ms() + (wait < 1000	   ? 1000
 						    : wait > 30000 ? 30000
 								   : wait);
@@ -443,6 +449,8 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	memset(&res, 0, sizeof(res));
 	ims_repl_sched__pair_key(c.lock_name, sizeof(c.lock_name), p);
 	ims_error_clear();
+	if (out) /* asked for (a sync, a snapshot sealed on the targets): a full look */
+		p->mark.valid = false;
 	if ((r = s->o.peer(s->o.peer_ctx, p->target, &peer)) == 0 && (r = lock_pair(s, &c)) == 0) {
 		r = sync_locked(s, p, peer, &c, &res);
 		unlock_pair(s, &c);
@@ -458,7 +466,7 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	bool maybe = r < 0 && held_maybe_elsewhere(s, r, p, &shared);
 	bool other_cycle = r == -EBUSY && strstr(ims_error_last(), "another daemon");
 	pthread_mutex_lock(&s->lock);
-	if (maybe && elsewhere_locked(p, &shared, c.lock_name)) {
+	if (maybe && elsewhere_locked(s, p, &shared, c.lock_name)) {
 		pthread_mutex_unlock(&s->lock);
 	} else if (other_cycle) { /* the pair's status is the other daemon's to write */
 		note_cycle_locked(s, p, r, &res, c.lock_name);
@@ -585,8 +593,9 @@ static void *worker(void *arg)
 			pthread_cond_wait(&s->cond, &s->lock);
 		if (s->stopping)
 			break;
-		pair *p = s->queue[0];
-		memmove(s->queue, s->queue + 1, (s->nqueue - 1) * sizeof(*s->queue));
+		size_t i = ims_repl_sched__next(s->queue, s->nqueue);
+		pair *p = s->queue[i];
+		memmove(s->queue + i, s->queue + i + 1, (s->nqueue - i - 1) * sizeof(*s->queue));
 		s->nqueue--;
 		p->queued = false;
 		if (p->running || !p->present || paused_locked(s, p, true) ||
@@ -645,15 +654,8 @@ static void *loop(void *arg)
 				    t < p->next_attempt_ms || paused_locked(s, p, true))
 					continue;
 				int64_t lag = p->sealed_ms < 0 ? INT64_MAX : t - p->sealed_ms;
-				/* start at half the RPO, or earlier if a cycle takes long: lag must
-				 * stay under the RPO while the next one runs */
-				int64_t due = (int64_t)p->rpo * 500;
-				int64_t margin = (int64_t)(p->last_secs * 2000.0) + (int64_t)tick;
-				if ((int64_t)p->rpo * 1000 - margin < due)
-					due = (int64_t)p->rpo * 1000 - margin > 0
-						      ? (int64_t)p->rpo * 1000 - margin
-						      : 0;
-				if (p->sealed_ms >= 0 && lag < due)
+				if (p->sealed_ms >= 0 &&
+				    lag < ims_repl_sched__due_ms(p->rpo, p->last_secs, tick))
 					continue;
 				if (target_down_locked(s, p, t))
 					continue;
@@ -766,6 +768,8 @@ static int enable_pair(ims_repl_sched *s, const pair *tmp, ims_repl_status *out)
 				   */
 	p->disabled = false;
 	p->next_attempt_ms = 0;
+	if (!p->running) /* a running cycle owns it */
+		p->mark.valid = false;
 	enqueue_locked(s, p);
 	if (out)
 		ims_repl_sched__fill_status(out, p, ims_clock_unix_ms());
@@ -900,6 +904,8 @@ int ims_repl_resync(ims_repl_divergence *out, ims_repl_sched *s, const char *poo
 	/* no cycle of the pair meanwhile: a split-brain cycle would hold the stale copy again */
 	pthread_mutex_lock(&s->lock);
 	r = claim_pair_locked(s, p);
+	if (r == 0)
+		p->mark.valid = false; /* the copy is made again: the next cycle looks at it */
 	pthread_mutex_unlock(&s->lock);
 	if (r < 0)
 		return r;

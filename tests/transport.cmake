@@ -17,3 +17,11 @@ ims_unit_test(test_transport
   SOURCES ${PROJECT_SOURCE_DIR}/tests/integration/test_transport.c ${IMS_RPC_TOY}
   LIBS ims_rpc_server imgstore PkgConfig::JSONC Threads::Threads)
 set_tests_properties(test_transport PROPERTIES TIMEOUT 60)
+
+# The Connect protocol beyond binary POST: the proto3 JSON codec (proto/json.c), hostile JSON,
+# application/json calls, GET calls, Connect-Timeout-Ms, typed error details (and the client's
+# reading of them), without sockets and over loopback.
+ims_unit_test(test_rpc_json
+  SOURCES ${PROJECT_SOURCE_DIR}/tests/unit/test_rpc_json.c ${IMS_RPC_TOY}
+          ${PROJECT_SOURCE_DIR}/proto/client.c
+  LIBS ims_rpc_server PkgConfig::CURL PkgConfig::JSONC)

@@ -3,11 +3,13 @@
  * without sockets (ims_rpc_server_dispatch) with the toy handlers of tests/unit/rpc_toy.c;
  * and the same bytes as a server's answer to the client (ims_client__decode).
  *
- * Input: byte 0 picks the method path, byte 1 the token, the content type and the mode;
+ * Input: byte 0 picks the method path, byte 1 the token, the content type (proto, JSON, or
+ * another) and the mode;
  * the rest is the body. Every answer must be well formed: a decodable message of the
  * method's output type with 200, else a JSON body with a known code and a message.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 
 #include "common/error.h"
 #include "proto/client_int.h"
+#include "proto/json.h"
 #include "proto/server.h"
 #include "../unit/rpc_toy.h"
 
@@ -115,7 +118,10 @@ static void check_json(const uint8_t *body, size_t len)
 
 static void fuzz_server(const char *path, uint8_t sel, const uint8_t *body, size_t len)
 {
-	const char *ct = (sel & 4) ? "application/x-protobuf" : "application/proto";
+	/* bits 4-5 (unused by the server side otherwise): the codec */
+	const char *ct = (sel & 4)	? "application/x-protobuf"
+			 : (sel & 0x10) ? "application/json"
+					: "application/proto";
 	const char *resp_ct = NULL;
 	uint8_t *resp = NULL;
 	size_t resp_len = 0;
@@ -126,9 +132,14 @@ static void fuzz_server(const char *path, uint8_t sel, const uint8_t *body, size
 		abort();
 	if (status == 200) {
 		const ProtobufCMessageDescriptor *d = output_of(path);
-		if (!d || strcmp(resp_ct, "application/proto") != 0)
+		bool json = strcmp(ct, "application/json") == 0;
+		if (!d || strcmp(resp_ct, json ? "application/json" : "application/proto") != 0)
 			abort();
-		ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, resp_len, resp);
+		ProtobufCMessage *m = NULL;
+		if (json && ims_rpc__json_decode(&m, d, (const char *)resp, resp_len) < 0)
+			abort();
+		if (!json)
+			m = protobuf_c_message_unpack(d, NULL, resp_len, resp);
 		if (!m)
 			abort();
 		protobuf_c_message_free_unpacked(m, NULL);

@@ -227,6 +227,129 @@ static void test_resize(void **state)
 	assert_false(res.full);
 }
 
+static void sync_marked(const char *name, ims_repl_mark *mark, ims_repl_result *res)
+{
+	ims_repl_opts o = IMS_REPL_OPTS_INIT;
+	o.mark = mark;
+	if (ims_repl_sync(res, itest.a, itest.b, "rbd", name, &o) < 0)
+		fail_msg("sync %s: %s", name, ims_error_last());
+	assert_sealed_equal(name, res->sealed);
+}
+
+/* Two cycles: the first finds nothing changed by a full look and marks it, the second is told
+ * so by the mark alone. */
+static void unchanged_then_quick(const char *name, ims_repl_mark *mark, const char *sealed)
+{
+	ims_repl_result res;
+	sync_marked(name, mark, &res);
+	assert_true(res.unchanged);
+	assert_false(res.quick);
+	assert_true(mark->valid);
+	assert_string_equal(res.sealed, sealed);
+	sync_marked(name, mark, &res);
+	assert_true(res.unchanged);
+	assert_true(res.quick);
+	assert_true(mark->valid);
+	assert_string_equal(res.sealed, sealed);
+}
+
+/* A cycle after a change: never told "unchanged" by the mark; copies, seals a new snapshot. */
+static void changed(const char *name, ims_repl_mark *mark, ims_repl_result *res)
+{
+	char before[64];
+	snprintf(before, sizeof(before), "%s", mark->base);
+	sync_marked(name, mark, res);
+	assert_false(res->unchanged);
+	assert_false(res->quick);
+	assert_false(mark->valid);
+	assert_string_not_equal(res->sealed, before);
+}
+
+/*
+ * The mark (ims_repl_mark): a cycle that found nothing changed lets the next one tell so from
+ * the versions of the primary's header and object map, without opening the image. Every kind of
+ * change must still be copied: a write into an object written before (clean since the
+ * snapshot), into an object never written, zeroes, a resize, a user's snapshot; an image
+ * without fast-diff never gets a mark.
+ */
+static void test_unchanged_by_mark(void **state)
+{
+	(void)state;
+	const char *name = itest_name("repl-mark");
+	ims_repl_mark mark;
+	ims_repl_result res;
+	memset(&mark, 0, sizeof(mark));
+	itest_create(name, 16 * MiB);
+	fill_range(name, 0, 4 * MiB);
+	changed(name, &mark, &res); /* the first copy */
+	assert_true(res.full);
+	unchanged_then_quick(name, &mark, res.sealed);
+
+	/* a write into an object written before the snapshot */
+	char buf[4096];
+	memset(buf, 0x3c, sizeof(buf));
+	itest_image_write(itest.a, "rbd", name, 1 * MiB, buf, sizeof(buf));
+	changed(name, &mark, &res);
+	assert_true(res.bytes_copied > 0);
+	unchanged_then_quick(name, &mark, res.sealed);
+
+	/* into an object never written */
+	itest_image_write(itest.a, "rbd", name, 12 * MiB, buf, sizeof(buf));
+	changed(name, &mark, &res);
+	unchanged_then_quick(name, &mark, res.sealed);
+
+	/* zeroes over written data */
+	zero_range(name, 0, 1 * MiB);
+	changed(name, &mark, &res);
+	unchanged_then_quick(name, &mark, res.sealed);
+
+	/* a resize, with no write */
+	assert_int_equal(ims_image_resize(itest.a, "rbd", name, 20 * MiB, false), 0);
+	changed(name, &mark, &res);
+	assert_int_equal(res.size, 20 * MiB);
+	unchanged_then_quick(name, &mark, res.sealed);
+
+	/* a snapshot of the user's: the header changed, so a full look (which finds no data
+	 * changed since the base) */
+	assert_int_equal(ims_snap_create(itest.a, "rbd", name, "mine"), 0);
+	char sealed[64];
+	snprintf(sealed, sizeof(sealed), "%s", res.sealed);
+	sync_marked(name, &mark, &res);
+	assert_true(res.unchanged);
+	assert_false(res.quick);
+	assert_int_equal(ims_snap_remove(itest.a, "rbd", name, "mine"), 0);
+	unchanged_then_quick(name, &mark, sealed);
+
+	/* a mark older than IMS_REPL_MARK_MAX_MS: a full look again */
+	mark.checked_unix_ms -= IMS_REPL_MARK_MAX_MS + 1000;
+	sync_marked(name, &mark, &res);
+	assert_true(res.unchanged);
+	assert_false(res.quick);
+	assert_true(mark.valid);
+
+	/* no fast-diff (exclusive-lock only, for the guard): never a mark, every cycle a full look
+	 */
+	const char *plain = itest_name("repl-mark-plain");
+	rados_ioctx_t io;
+	assert_int_equal(ims_site_ioctx(&io, itest.a, "rbd"), 0);
+	int order = 22;
+	assert_int_equal(rbd_create2(io, plain, 8 * MiB,
+				     RBD_FEATURE_LAYERING | RBD_FEATURE_EXCLUSIVE_LOCK, &order),
+			 0);
+	ims_site_ioctx_close(io);
+	itest_remove_later('A', false, plain);
+	fill_range(plain, 0, 1 * MiB);
+	ims_repl_mark m2;
+	memset(&m2, 0, sizeof(m2));
+	changed(plain, &m2, &res);
+	for (int i = 0; i < 2; i++) {
+		sync_marked(plain, &m2, &res);
+		assert_true(res.unchanged);
+		assert_false(res.quick);
+		assert_false(m2.valid);
+	}
+}
+
 static int cut_after(void *ctx, uint64_t done, uint64_t total)
 {
 	(void)total;
@@ -521,6 +644,7 @@ int main(void)
 		cmocka_unit_test(test_initial_and_incremental),
 		cmocka_unit_test(test_under_a_concurrent_writer),
 		cmocka_unit_test(test_resize),
+		cmocka_unit_test(test_unchanged_by_mark),
 		cmocka_unit_test(test_cut_cycle_resumes),
 		cmocka_unit_test(test_failed_piece_copied_again),
 		cmocka_unit_test(test_two_targets),

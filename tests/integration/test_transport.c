@@ -543,10 +543,16 @@ static void test_malformed(void **state)
 	/* wrong content type */
 	packed_get("get.bin", req, sizeof(req));
 	curl(&a,
-	     "-H 'Content-Type: application/json' -H 'Authorization: Bearer " T_ADMIN
+	     "-H 'Content-Type: text/plain' -H 'Authorization: Bearer " T_ADMIN
 	     "' --data-binary @'%s' %s/" GET_PATH,
 	     req, W.plain_url);
 	expect_code(&a, 415, "invalid_argument");
+	/* a binary body said to be JSON */
+	curl(&a,
+	     "-H 'Content-Type: application/json' -H 'Authorization: Bearer " T_ADMIN
+	     "' --data-binary @'%s' %s/" GET_PATH,
+	     req, W.plain_url);
+	expect_code(&a, 400, "invalid_argument");
 	still_serving();
 
 	/* unknown method */
@@ -556,9 +562,9 @@ static void test_malformed(void **state)
 	curl(&a, "%s --data-binary @'%s' %s/", H, req, W.plain_url);
 	expect_status(&a, 404);
 
-	/* GET on an RPC path */
+	/* GET on an RPC path without Connect's query (test_rpc_json: with it) */
 	curl(&a, "-H 'Authorization: Bearer " T_ADMIN "' %s/" GET_PATH, W.plain_url);
-	expect_code(&a, 405, "unimplemented");
+	expect_code(&a, 400, "invalid_argument");
 
 	/* a method without handler */
 	curl(&a, "%s --data-binary @'%s' %s/imgstore.v1.ImageService/DeleteImage", H, req,

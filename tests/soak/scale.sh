@@ -20,15 +20,15 @@
 # and this change rate fill them in about 20 minutes; 256 KiB objects copy 16 times less.
 #
 # The second daemon is site a's imgstored with a config of its own (port, socket, spool, log,
-# pid file DIR/site-a/run/imgstored-2.pid), started in a UTS namespace of its own under the host
-# name scale-2: the replication lock's cookie is the daemon's host and site, and a daemon
-# breaks a lock held under its own cookie as its own previous run's, so two daemons of a site
-# on one host name would break each other's locks (--same-host 1 shows it).
+# pid file DIR/site-a/run/imgstored-2.pid) and `instance = scale-2`: the replication lock's
+# cookie is the daemon's instance name (default: the host name) and site, and a daemon breaks a
+# lock held under its own cookie as its own previous run's, so two daemons of a site under one
+# name would break each other's locks (--same-host 1 leaves the name unset and shows it).
 # Which daemon ran each pair's cycles: imgstore_replication_syncs_total of each daemon (it
 # counts the cycles that daemon sealed). The takeover: the time from the kill until every image
 # the killed daemon had sealed has a snapshot sealed after the kill, against 2 x lock-seconds.
-# imgstored's lock expiry is not configurable (60 s, replicator/scheduler.c): --lock-seconds
-# names the expiry the takeover is compared with and must be that one.
+# --lock-seconds sets `lock_expiry` in both daemons' configs (site a's first daemon is
+# restarted with it).
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -38,12 +38,13 @@ DIR=/tmp/imgstore-scale BUILD=${BUILD:-build}
 options "[--images N] [--minutes M] [--rpo S] [--daemons 1|2] [--kill-after MIN] [--lock-seconds S] [--changes K] [--dir DIR] [--same-host 0|1] [--object-size SIZE]" \
   images=N minutes=MINUTES rpo=RPO daemons=DAEMONS kill-after=KILL_AFTER lock-seconds=LOCK \
   changes=K dir=DIR same-host=SAME_HOST object-size=OBJECT_SIZE -- "$@"
-[ "$LOCK" = 60 ] || { echo "scale: imgstored's lock expiry is 60 s and not configurable (--lock-seconds 60)" >&2; exit 2; }
+[ "$LOCK" -ge 3 ] 2>/dev/null || { echo "scale: --lock-seconds is 3 or more" >&2; exit 2; }
 [ "$DAEMONS" = 1 ] || [ "$DAEMONS" = 2 ] || { echo "scale: --daemons 1 or 2" >&2; exit 2; }
 [ "$KILL_AFTER" = 0 ] || [ "$DAEMONS" = 2 ] || { echo "scale: --kill-after needs --daemons 2" >&2; exit 2; }
 [ "$K" -gt 0 ] || K=$((N / 50 > 2 ? N / 50 : 2))
-CLI=$PWD/$BUILD/cli/imgstore
-BIN=$PWD/$BUILD/daemon/imgstored
+case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
+CLI=$BUILD/cli/imgstore
+BIN=$BUILD/daemon/imgstored
 TICK=$(getconf CLK_TCK)
 say() { echo "scale: $(date -u +%T) $*"; }
 
@@ -62,6 +63,11 @@ trap cleanup EXIT
 scripts/sandbox up "$DIR" --sites 2 --imgstored "$BIN" >/dev/null || { not_ok "sandbox up"; finish; }
 . "$DIR/env"
 A=$DIR/site-a
+if [ "$LOCK" != 60 ]; then # [defaults] is the last section of the sandbox's config
+  echo "lock_expiry = ${LOCK}s" >>"$A/imgstored.conf"
+  { scripts/sandbox stop-daemon "$DIR" a && scripts/sandbox start-daemon "$DIR" a; } >/dev/null ||
+    { not_ok "site a's imgstored restarted with lock_expiry = ${LOCK}s"; finish; }
+fi
 PID1=$(cat "$A/run/imgstored.pid")
 SOCK1=$A/run/imgstored.sock
 export IMGSTORE_SERVER=unix:$SOCK1
@@ -74,12 +80,10 @@ start_second() { # site a's second imgstored: its own port, socket, spool, log a
   sed -e "s|^listen = .*|listen = 127.0.0.1:$port|" -e "s|^unix_socket = .*|unix_socket = $SOCK2|" \
     -e "s|^spool_dir = .*|spool_dir = $A/spool-2|" -e "s|^audit_log = .*|audit_log = $A/log/audit-2.log|" \
     "$A/imgstored.conf" >"$A/imgstored-2.conf"
-  if [ "$SAME_HOST" = 1 ]; then
-    "$BIN" --config "$A/imgstored-2.conf" </dev/null >>"$A/log/imgstored-2.log" 2>&1 9>&- &
-  else
-    unshare --uts sh -c 'hostname scale-2 && exec "$0" --config "$1"' "$BIN" "$A/imgstored-2.conf" \
-      </dev/null >>"$A/log/imgstored-2.log" 2>&1 9>&- &
+  if [ "$SAME_HOST" != 1 ]; then
+    sed -i "s|^\[server\]\$|[server]\ninstance = scale-2|" "$A/imgstored-2.conf"
   fi
+  "$BIN" --config "$A/imgstored-2.conf" </dev/null >>"$A/log/imgstored-2.log" 2>&1 9>&- &
   PID2=$!
   disown "$PID2" # no "Killed" line from bash when the run kills it
   echo "$PID2" >"$A/run/imgstored-2.pid"
@@ -133,6 +137,11 @@ sample() { # sets LAGGED (images with a sealed snapshot), WORST, OVER, CPU1/2, R
       for (i in lag) { n++; if (lag[i] > w) w = lag[i]; if (lag[i] > rpo) o++ }
       printf "%d %.1f %d\n", n, w, o }')
 }
+taken_over_left() { # SINCE: daemon 2's images without a seal in the last SINCE s, in daemon 1's view
+  awk -v since="$1" 'NR == FNR { v[$1] = 1; next }
+    /^imgstore_replication_lag_seconds\{/ { split($1, a, "\""); if ((a[2] in v) && $2 + 0 < since) delete v[a[2]] }
+    END { print length(v) }' "$M/victims" "$M/m.1"
+}
 failures_of() { awk '/^imgstore_replication_failures_total\{/ { s += $2 } END { print s + 0 }' "$1"; }
 syncs_of() { # FILE: "image syncs" of the pairs this daemon sealed at least once
   awk '/^imgstore_replication_syncs_total\{/ { split($1, a, "\""); if ($2 > 0) print a[2], $2 }' "$1"
@@ -162,6 +171,19 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
     kill -KILL "$PID2"; killed_at=$(date +%s); killed=1
     note="killed daemon 2 (pid $PID2), which had sealed $victims images"
     say "$note"
+    # the takeover, to the second: the survivor's view every second, up to 3 x the lock expiry
+    # (the change rate pauses meanwhile)
+    for _ in $(seq $((3 * LOCK))); do
+      metrics "$SOCK1" >"$M/m.1" || continue
+      now=$(date +%s)
+      left=$(taken_over_left "$((now - killed_at))")
+      [ "$left" = 0 ] && { takeover=$((now - killed_at)); break; }
+      sleep 1
+    done
+    if [ -n "$takeover" ]; then
+      note="$note; every image of daemon 2 sealed again ${takeover}s after the kill"
+      say "every image of daemon 2 sealed again ${takeover}s after the kill"
+    fi
   fi
   sample
   now=$(date +%s)
@@ -180,11 +202,7 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
   [ "$RSS2" != - ] && [ "$RSS2" -gt "$rss2_max" ] && rss2_max=$RSS2
   [ "$CPU2" != - ] && CPU2_LAST=$CPU2 T2_LAST=$now
   if [ $killed = 1 ] && [ -z "$takeover" ]; then
-    # every victim has a snapshot sealed after the kill, by the survivor's view
-    left=$(awk -v since=$((now - killed_at)) 'NR == FNR { v[$1] = 1; next }
-      /^imgstore_replication_lag_seconds\{/ { split($1, a, "\""); if ((a[2] in v) && $2 + 0 < since) delete v[a[2]] }
-      END { print length(v) }' "$M/victims" "$M/m.1")
-    if [ "$left" = 0 ]; then
+    if [ "$(taken_over_left "$((now - killed_at))")" = 0 ]; then
       takeover=$((now - killed_at))
       note="${note:+$note; }every image of daemon 2 sealed again ${takeover}s after the kill"
       say "every image of daemon 2 sealed again ${takeover}s after the kill"

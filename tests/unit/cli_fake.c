@@ -33,6 +33,7 @@ static int fake_call(void *ctx, const char *method, const ProtobufCMessage *req,
 		fail_msg("unexpected call %zu: %s", i, method);
 	s = &f->steps[f->next++];
 	assert_string_equal(method, s->method);
+	snprintf(f->last_reason, sizeof(f->last_reason), "%s", s->reason);
 	if (s->err) {
 		f->last = s->code;
 		return ims_error_set(s->err, "%s", s->msg);
@@ -46,6 +47,11 @@ static int fake_call(void *ctx, const char *method, const ProtobufCMessage *req,
 static ims_rpc_code fake_last_code(void *ctx)
 {
 	return ((fake *)ctx)->last;
+}
+
+static const char *fake_last_reason(void *ctx)
+{
+	return ((fake *)ctx)->last_reason;
 }
 
 static void fake_close(void *ctx)
@@ -65,6 +71,7 @@ static int fake_connect(ims_cli_transport *out, const ims_cli_conn *conn, void *
 	out->ctx = f;
 	out->call = fake_call;
 	out->last_code = fake_last_code;
+	out->last_reason = fake_last_reason;
 	out->close = fake_close;
 	return 0;
 }
@@ -124,6 +131,13 @@ void fake_expect_error(fake *f, const char *method, int err, ims_rpc_code code, 
 	s->err = err;
 	s->code = code;
 	snprintf(s->msg, sizeof(s->msg), "%s", msg);
+}
+
+void fake_expect_error_reason(fake *f, const char *method, int err, ims_rpc_code code,
+			      const char *msg, const char *reason)
+{
+	fake_expect_error(f, method, err, code, msg);
+	snprintf(f->steps[f->nsteps - 1].reason, sizeof(f->steps[0].reason), "%s", reason);
 }
 
 int fake_runv(fake *f, char **argv)

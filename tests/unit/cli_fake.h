@@ -23,6 +23,7 @@ typedef struct {
 	int err; /* < 0: fail with it */
 	ims_rpc_code code;
 	char msg[256];
+	char reason[64]; /* the typed error's reason, "" for none */
 } fake_step;
 
 typedef struct {
@@ -35,6 +36,7 @@ typedef struct {
 	} calls[FAKE_MAX_STEPS];
 	size_t ncalls;
 	ims_rpc_code last;
+	char last_reason[64];
 	/* what the CLI opened the connection with */
 	int connects;
 	char server[256], token[256], ca_file[256];
@@ -59,6 +61,9 @@ void fake_free(fake *f);
 void fake_expect(fake *f, const char *method, const void *resp);
 /** Expect a call of @p method that fails with @p err, @p code and @p msg. */
 void fake_expect_error(fake *f, const char *method, int err, ims_rpc_code code, const char *msg);
+/** The same with a typed error detail of @p reason. */
+void fake_expect_error_reason(fake *f, const char *method, int err, ims_rpc_code code,
+			      const char *msg, const char *reason);
 
 /** Run `imgstore ARGS...` (a NULL-terminated list); sets rc, out and err. */
 int fake_run(fake *f, ...);

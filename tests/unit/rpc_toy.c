@@ -47,7 +47,13 @@ static int get_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
 		return ims_error_set(-ENOENT, "no image '%s/%s' on site 'a'", q->image->pool,
 				     q->image->image);
 	if (strcmp(q->image->image, "nomsg") == 0)
-		return -EIO; /* no message set: strerror */
+		return -EIO;			   /* no message set: strerror */
+	if (strcmp(q->image->image, "stale") == 0) /* a typed error, its reason from the errno */
+		return ims_error_set(-ESTALE, "lease 'x' is stale");
+	if (strcmp(q->image->image, "fenced") == 0) { /* a reason the handler sets */
+		ims_rpc_call_set_reason(call, IMS_RPC_REASON_FENCED);
+		return ims_error_set(-EBUSY, "host 'h' is fenced");
+	}
 	if (strcmp(q->image->image, "slow") == 0 && app->sleep_ms) {
 		struct timespec ts = {app->sleep_ms / 1000, (long)(app->sleep_ms % 1000) * 1000000};
 		nanosleep(&ts, NULL);
@@ -66,15 +72,23 @@ static int wait_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
 	count(app);
 	if (!q->image)
 		return ims_error_set(-EINVAL, "no image given");
+	/* as WaitOperation: no longer than the caller's budget (Connect-Timeout-Ms) */
+	int64_t budget = ims_rpc_call_remaining_ms(call);
+	int64_t ms = budget >= 0 && budget < 60000 ? budget : 60000;
 	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 60;
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
 	pthread_mutex_lock(&app->lock);
 	app->slow_waiting++;
 	while (!app->slow_release && e != ETIMEDOUT)
 		e = pthread_cond_timedwait(&app->slow_cond, &app->lock, &until);
 	app->slow_waiting--;
 	pthread_mutex_unlock(&app->lock);
-	if (e == ETIMEDOUT)
+	if (e == ETIMEDOUT && ms == 60000)
 		return ims_error_set(-ETIMEDOUT, "not released within 60 s");
 	return answer_image(call, q->image, 1ull << 30, resp);
 }

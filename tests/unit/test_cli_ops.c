@@ -367,6 +367,19 @@ static void test_import_path_refused_uploads(void **state)
 /* ---- export ---- */
 
 /* A path the daemon may not write (outside its [server] export_dirs): the CLI downloads. */
+/* A typed error's reason is shown after the message, for scripts to match on. */
+static void test_error_reason(void **state)
+{
+	fake *f = *state;
+
+	fake_expect_error_reason(f, "imgstore.v1.SnapshotService/CreateSnapshot", -EBUSY,
+				 IMS_RPC_FAILED_PRECONDITION,
+				 "'rbd/vm1' on site 'b' is a secondary", "NOT_PRIMARY");
+	assert_int_equal(fake_run(f, "--server", SOCK, "snap", "create", "rbd/vm1@s1", NULL), 1);
+	assert_string_equal(f->err,
+			    "imgstore: 'rbd/vm1' on site 'b' is a secondary (NOT_PRIMARY)\n");
+}
+
 static void test_export_path_refused_downloads(void **state)
 {
 	fake *f = *state;
@@ -562,6 +575,7 @@ int main(void)
 		OPS_TEST(test_export_path_refused_downloads),
 		OPS_TEST(test_export_local),
 		OPS_TEST(test_export_download_sparse),
+		OPS_TEST(test_error_reason),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,7 +19,7 @@ static const struct {
 	{IMS_RPC_CANCELED, "canceled", 499, -ECANCELED},
 	{IMS_RPC_UNKNOWN, "unknown", 500, -EIO},
 	{IMS_RPC_INVALID_ARGUMENT, "invalid_argument", 400, -EINVAL},
-	{IMS_RPC_DEADLINE_EXCEEDED, "deadline_exceeded", 504, -ETIMEDOUT},
+	{IMS_RPC_DEADLINE_EXCEEDED, "deadline_exceeded", 408, -ETIMEDOUT},
 	{IMS_RPC_NOT_FOUND, "not_found", 404, -ENOENT},
 	{IMS_RPC_ALREADY_EXISTS, "already_exists", 409, -EEXIST},
 	{IMS_RPC_PERMISSION_DENIED, "permission_denied", 403, -EPERM},

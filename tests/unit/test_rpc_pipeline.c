@@ -209,10 +209,10 @@ static void test_check_order(void **state)
 	call(f, "/imgstore.v1.ImageService/Nope", NULL, NULL, NULL, junk, sizeof(junk), &a);
 	expect_error(&a, 404, "unimplemented", "no method '/imgstore.v1.ImageService/Nope'");
 	/* then the content type, before the token */
-	call(f, TOY_GET, "application/json", NULL, NULL, junk, sizeof(junk), &a);
+	call(f, TOY_GET, "text/plain", NULL, NULL, junk, sizeof(junk), &a);
 	expect_error(&a, 415, "invalid_argument",
-		     "the request's Content-Type must be application/proto, not "
-		     "'application/json'");
+		     "the request's Content-Type must be application/proto or application/json, "
+		     "not 'text/plain'");
 	call(f, TOY_GET, NULL, T_ADMIN, NULL, junk, sizeof(junk), &a);
 	expect_status(&a, 415);
 	/* then the size, before the token and before decoding (the junk would give 400) */
