@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Import benchmark: a disk of SIZE (default 2 GiB, half data and half zeros) as a qcow2 and as
-# a vmdk (qemu-img convert of the same raw), imported into RBD on one sandbox site by
+# Import benchmark: a disk of SIZE (default 2 GiB, half data and half zeros) as a qcow2, a vmdk,
+# a vdi and a vhdx (qemu-img convert of the same raw, dynamic), imported into RBD on one sandbox site by
 #   - `qemu-img convert -O raw FILE rbd:...` (the reference of the ratios),
 #   - imgstore's store library alone (bench/ims-import: what the daemon runs),
 #   - the CLI through imgstored's Unix socket, the daemon reading the file by path (the file
@@ -37,19 +37,21 @@ CONF=$CEPH_CONF_A
 # The source: SIZE bytes, alternating 8 MiB of random data and 8 MiB of zeros.
 bytes=$(numfmt --from=iec "$SIZE")
 mib=$((bytes >> 20))
-if [ ! -f "$DIR/src-$SIZE.qcow2" ] || [ ! -f "$DIR/src-$SIZE.vmdk" ]; then
+FORMATS="qcow2 vmdk vdi vhdx"
+missing=0
+for f in $FORMATS; do [ -f "$DIR/src-$SIZE.$f" ] || missing=1; done
+if ((missing)); then
   rm -f "$DIR/src.raw"
   truncate -s "$bytes" "$DIR/src.raw"
   for ((m = 0; m < mib; m += 16)); do
     dd if=/dev/urandom of="$DIR/src.raw" bs=1M count=8 seek=$m conv=notrunc status=none
   done
-  qemu-img convert -O qcow2 "$DIR/src.raw" "$DIR/src-$SIZE.qcow2"
-  qemu-img convert -O vmdk "$DIR/src.raw" "$DIR/src-$SIZE.vmdk"
+  for f in $FORMATS; do qemu-img convert -O "$f" "$DIR/src.raw" "$DIR/src-$SIZE.$f"; done
   mv "$DIR/src.raw" "$DIR/src-$SIZE.raw"
 fi
 RAW=$DIR/src-$SIZE.raw
 # by path: the daemon reads files under its import_dirs
-for f in qcow2 vmdk; do cp "$DIR/src-$SIZE.$f" "$IMGSTORE_IMPORT_DIR/src.$f"; done
+for f in $FORMATS; do cp "$DIR/src-$SIZE.$f" "$IMGSTORE_IMPORT_DIR/src.$f"; done
 
 now() { date +%s.%N; }
 rm_img() { rbd -c "$CONF" rm --no-progress "rbd/$1" >/dev/null 2>&1 || true; }
@@ -88,7 +90,7 @@ cli_runs() { # BUILD TAG FORMAT
 }
 
 for ((i = 1; i <= RUNS; i++)); do
-  for fmt in qcow2 vmdk; do
+  for fmt in $FORMATS; do
     src=$DIR/src-$SIZE.$fmt
     one "qemu-img convert -O raw" "$fmt" bench-qemu qemu-img convert -O raw "$src" "rbd:rbd/bench-qemu:conf=$CONF"
     one "store library (ims-import)" "$fmt" bench-lib "$IMPORT" "$CONF" rbd/bench-lib "$src"
@@ -102,7 +104,9 @@ done
 use_daemon "$AFTER"
 
 echo
-echo "$SIZE disk (half zeros) as qcow2 ($(du -h --apparent-size "$DIR/src-$SIZE.qcow2" | cut -f1)) and vmdk ($(du -h --apparent-size "$DIR/src-$SIZE.vmdk" | cut -f1)), $STORE, $RUNS runs"
+sizes=""
+for f in $FORMATS; do sizes="$sizes${sizes:+, }$f $(du -h --apparent-size "$DIR/src-$SIZE.$f" | cut -f1)"; done
+echo "$SIZE disk (half zeros) as $sizes; $STORE, $RUNS runs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo
 python3 - "$TIMES" <<'EOF'
 import statistics, sys

@@ -29,8 +29,9 @@
 /* An export is written in runs of this size; runs of zeros are left as holes. */
 #define ZERO_RUN (64u << 10)
 
-static const char *const import_formats[] = {"auto", "raw", "qcow2", "vmdk", NULL};
-static const char *const export_formats[] = {"raw", "qcow2", NULL};
+static const char *const import_formats[] = {"auto", "raw",  "qcow2", "vmdk",
+					     "vdi",  "vhdx", "vpc",   NULL};
+static const char *const export_formats[] = {"raw", "qcow2", "vmdk", NULL};
 static const char *const attach_formats[] = {"libvirt", "table", "json", NULL};
 static const char *const encryptions[] = {"luks2", NULL};
 
@@ -90,7 +91,8 @@ static int image_create(ims_cli *cli, const ims_cli_args *a)
 /* ---- import ---- */
 
 static const ims_cli_opt import_opts[] = {
-	{"format", "auto|raw|qcow2|vmdk", "format of FILE (default auto: found from its bytes)"},
+	{"format", "auto|raw|qcow2|vmdk|vdi|vhdx|vpc",
+	 "format of FILE (default auto: found from its bytes; vpc is VHD)"},
 	{"upload", NULL,
 	 "send the bytes even when the daemon could read FILE itself (Unix socket)"},
 	IMS_CLI_OPT_NO_WAIT,
@@ -547,7 +549,8 @@ out:
 /* ---- export ---- */
 
 static const ims_cli_opt export_opts[] = {
-	{"format", "raw|qcow2", "format of FILE (default raw, sparse)"},
+	{"format", "raw|qcow2|vmdk",
+	 "format of FILE (default raw, sparse; vmdk: streamOptimized, for VMware)"},
 	{"no-wait", NULL,
 	 "print the operation id and return (Unix socket only: the daemon writes FILE)"},
 	{NULL, NULL, NULL},
@@ -1098,11 +1101,11 @@ const ims_cli_verb ims_cli__image_verbs[] = {
 	 "POOL/IMAGE --size SIZE [--features N] [--data-pool POOL] [--encryption luks2]",
 	 "Create an empty image.", create_opts, 1, 1, image_create, NULL},
 	{"image", "import",
-	 "FILE POOL/IMAGE [--format auto|raw|qcow2|vmdk] [--upload] [--no-wait] [--encryption "
-	 "luks2]",
-	 "Import a raw, qcow2 or vmdk disk image file as a new image.", import_opts, 2, 2,
-	 image_import, NULL},
-	{"image", "export", "POOL/IMAGE[@SNAP] FILE [--format raw|qcow2] [--no-wait]",
+	 "FILE POOL/IMAGE [--format auto|raw|qcow2|vmdk|vdi|vhdx|vpc] [--upload] [--no-wait] "
+	 "[--encryption luks2]",
+	 "Import a raw, qcow2, vmdk, vdi, vhdx or vpc (VHD) disk image file as a new image.",
+	 import_opts, 2, 2, image_import, NULL},
+	{"image", "export", "POOL/IMAGE[@SNAP] FILE [--format raw|qcow2|vmdk] [--no-wait]",
 	 "Export an image or a snapshot to a new file.", export_opts, 2, 2, image_export, NULL},
 	{"image", "clone", "POOL/IMAGE@SNAP POOL/CLONE [--features N] [--data-pool POOL]",
 	 "Clone a snapshot (golden image) into a new copy-on-write image.", clone_opts, 2, 2,

@@ -100,8 +100,11 @@ static int parse_format(const char *s, ims_format_kind def, ims_format_kind *out
 		return 0;
 	}
 	if (ims_format_parse(out, s) < 0)
-		return ims_error_set(-EINVAL,
-				     "unknown format '%s': expected auto, raw, qcow2 or vmdk", s);
+		return ims_error_set(
+			-EINVAL,
+			"unknown format '%s': expected auto, raw, qcow2, vmdk, vdi, vhdx "
+			"or vpc",
+			s);
 	return 0;
 }
 
@@ -577,8 +580,8 @@ static int h_export_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	if ((r = ims_kit_spec(&s, d, call, q->image, true, false)) < 0 ||
 	    (r = parse_format(q->format, IMS_FORMAT_RAW, &fmt)) < 0)
 		return r;
-	if (fmt != IMS_FORMAT_RAW && fmt != IMS_FORMAT_QCOW2)
-		return ims_error_set(-EINVAL, "export writes raw or qcow2, not %s",
+	if (fmt != IMS_FORMAT_RAW && fmt != IMS_FORMAT_QCOW2 && fmt != IMS_FORMAT_VMDK)
+		return ims_error_set(-EINVAL, "export writes raw, qcow2 or vmdk, not %s",
 				     ims_format_name(fmt));
 	/* only into [server] export_dirs: the daemon may write where no client should */
 	if (q->dest_path && q->dest_path[0]) {

@@ -23,7 +23,7 @@ typedef struct {
 	char *name;
 	int64_t created;      /* unix seconds */
 	uint64_t size;	      /* bytes, as of the last change through imgstore */
-	char *source;	      /* "new", "raw", "qcow2", "vmdk", "clone" */
+	char *source;	      /* "new", "raw", a format name, "clone" */
 	char *parent;	      /* "POOL/IMAGE@SNAP" for clones, else NULL */
 	char *content_sha256; /* of the imported content (see docs), else NULL */
 	ims_tag *tags;

@@ -355,10 +355,9 @@ void ims_format__cache_free(ims_format__cache *c)
 /* formats */
 
 static const char *const names[] = {
-	[IMS_FORMAT_AUTO] = "auto",
-	[IMS_FORMAT_RAW] = "raw",
-	[IMS_FORMAT_QCOW2] = "qcow2",
-	[IMS_FORMAT_VMDK] = "vmdk",
+	[IMS_FORMAT_AUTO] = "auto", [IMS_FORMAT_RAW] = "raw", [IMS_FORMAT_QCOW2] = "qcow2",
+	[IMS_FORMAT_VMDK] = "vmdk", [IMS_FORMAT_VDI] = "vdi", [IMS_FORMAT_VHDX] = "vhdx",
+	[IMS_FORMAT_VPC] = "vpc",
 };
 
 const char *ims_format_name(ims_format_kind kind)
@@ -378,14 +377,15 @@ int ims_format_parse(ims_format_kind *out, const char *s)
 			return 0;
 		}
 	}
-	return ims_error_set(-EINVAL, "unknown image format '%s' (auto, raw, qcow2 or vmdk)", s);
+	return ims_error_set(
+		-EINVAL, "unknown image format '%s' (auto, raw, qcow2, vmdk, vdi, vhdx or vpc)", s);
 }
 
 /*
  * The formats QEMU knows that imgstore cannot read: found by their magic so that their
- * container is never imported as a raw disk. Where QEMU's probes look (block/vdi.c,
- * vhdx.c, vpc.c, qed.c, parallels.c, bochs.c, cloop.c, crypto.c); a dmg and a fixed VHD
- * carry their mark in the last 512 bytes instead.
+ * container is never imported as a raw disk. Where QEMU's probes look (block/qed.c,
+ * parallels.c, bochs.c, cloop.c, crypto.c); a dmg carries its mark in the last 512 bytes
+ * instead.
  */
 #define TAIL_AT_END UINT64_MAX
 #define MAGIC(s)    s, sizeof(s) - 1
@@ -399,10 +399,6 @@ static const struct {
 	 * encrypted inside its guest starts with, and its guest reads it so. */
 	bool raw_ok;
 } unreadable[] = {
-	{"vdi", "VirtualBox VDI", 64, MAGIC("\x7f\x10\xda\xbe"), false},
-	{"vhdx", "Hyper-V VHDX", 0, MAGIC("vhdxfile"), false},
-	{"vpc", "Virtual PC VHD", 0, MAGIC("conectix"), false},
-	{"vpc", "fixed-size Virtual PC VHD", TAIL_AT_END, MAGIC("conectix"), false},
 	{"qed", "QEMU enhanced disk", 0, MAGIC("QED\0"), false},
 	{"parallels", "Parallels", 0, MAGIC("WithoutFreeSpace"), false},
 	{"parallels", "Parallels", 0, MAGIC("WithouFreSpacExt"), false},
@@ -442,9 +438,27 @@ static int detect(ims_format_kind *out, int *unread, const ims_source *src)
 		*out = IMS_FORMAT_VMDK; /* descriptor-only: open refuses it by its createType */
 		return 0;
 	}
+	/* where QEMU's probes look (block/vdi.c, vhdx.c, vpc.c) */
+	if (got >= 68 && memcmp(head + 64, "\x7f\x10\xda\xbe", 4) == 0) {
+		*out = IMS_FORMAT_VDI;
+		return 0;
+	}
+	if (got >= 8 && memcmp(head, "vhdxfile", 8) == 0) {
+		*out = IMS_FORMAT_VHDX;
+		return 0;
+	}
+	if (got >= 8 && memcmp(head, "conectix", 8) == 0) {
+		*out = IMS_FORMAT_VPC;
+		return 0;
+	}
 	if (src->size >= 1024 &&
 	    (r = ims_format__pread(src, tail, sizeof(tail), src->size - 512, &tail_got)) < 0)
 		return r;
+	/* a fixed VHD: the disk, then its footer (QEMU's probe misses it, its open finds it) */
+	if (tail_got >= 8 && memcmp(tail, "conectix", 8) == 0) {
+		*out = IMS_FORMAT_VPC;
+		return 0;
+	}
 	*out = IMS_FORMAT_RAW;
 	for (size_t i = 0; i < sizeof(unreadable) / sizeof(unreadable[0]); i++) {
 		const uint8_t *at =
@@ -497,7 +511,7 @@ int ims_format_open(ims_format_reader **out, const ims_source *src, ims_format_k
 
 	if (!out || !src || !src->pread)
 		return ims_error_set(-EINVAL, "no source to open an image on");
-	if ((unsigned)declared > IMS_FORMAT_VMDK)
+	if ((unsigned)declared > IMS_FORMAT_VPC)
 		return ims_error_set(-EINVAL, "unknown image format %d", (int)declared);
 	if ((r = detect(&kind, &unread, src)) < 0)
 		return r;
@@ -509,6 +523,9 @@ int ims_format_open(ims_format_reader **out, const ims_source *src, ims_format_k
 	switch (kind) {
 	case IMS_FORMAT_QCOW2: return ims_format__qcow2_open(out, src);
 	case IMS_FORMAT_VMDK: return ims_format__vmdk_open(out, src);
+	case IMS_FORMAT_VDI: return ims_format__vdi_open(out, src);
+	case IMS_FORMAT_VHDX: return ims_format__vhdx_open(out, src);
+	case IMS_FORMAT_VPC: return ims_format__vpc_open(out, src);
 	default: return ims_format__raw_open(out, src);
 	}
 }

@@ -1,6 +1,6 @@
 /*
- * store/format.h: disk image formats (raw, qcow2, vmdk) read from untrusted bytes, and the
- * qcow2 writer used by export.
+ * store/format.h: disk image formats (raw, qcow2, vmdk, vdi, vhdx, vpc) read from untrusted
+ * bytes, and the qcow2 and vmdk writers used by export.
  *
  * Pure logic: no Ceph here, so unit tests and fuzzers link it alone (library ims_format).
  * A reader sees the file only through an ims_source, never trusts a size or offset in it, and
@@ -84,21 +84,25 @@ typedef enum {
 	IMS_FORMAT_RAW = 1,
 	IMS_FORMAT_QCOW2 = 2,
 	IMS_FORMAT_VMDK = 3,
+	IMS_FORMAT_VDI = 4,  /* VirtualBox, dynamic and static */
+	IMS_FORMAT_VHDX = 5, /* Hyper-V, dynamic and fixed */
+	IMS_FORMAT_VPC = 6,  /* Virtual PC / Azure VHD, dynamic and fixed */
 } ims_format_kind;
 
-/** "auto", "raw", "qcow2", "vmdk". */
+/** "auto", "raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc". */
 const char *ims_format_name(ims_format_kind kind);
 
 /** @returns -EINVAL if @p s names no format. */
 int ims_format_parse(ims_format_kind *out, const char *s);
 
 /**
- * The format of the bytes: qcow2 or vmdk by their magic; raw only when they match no format
+ * The format of the bytes: qcow2, vmdk, vdi, vhdx or vpc by their magic (a fixed VHD by
+ * the footer in its last 512 bytes); raw only when they match no format
  * QEMU knows.
  *
- * @returns -ENOTSUP if the bytes are an image of a format imgstore cannot read (vdi, vhdx,
- *          vpc, qed, parallels, dmg, bochs, cloop, luks): the one-line message names it;
- *          a negative errno if the source cannot be read.
+ * @returns -ENOTSUP if the bytes are an image of a format imgstore cannot read (qed, parallels,
+ * dmg, bochs, cloop, luks): the one-line message names it; a negative errno if the source cannot be
+ * read.
  */
 int ims_format_detect(ims_format_kind *out, const ims_source *src);
 
@@ -195,5 +199,35 @@ int ims_qcow2_writer_finish(ims_qcow2_writer *w);
 
 /** Free the writer (after finish, or to abandon the file). Does not close the fd. */
 void ims_qcow2_writer_free(ims_qcow2_writer *w);
+
+/*
+ * The vmdk writer: a streamOptimized image (what VMware's OVF import takes) of 64 KiB grains,
+ * each deflated behind its marker, written front to back on a file descriptor from data given
+ * in ascending guest order; only grains that hold a non-zero byte are written. The result
+ * passes `qemu-img check`.
+ */
+typedef struct ims_vmdk_writer ims_vmdk_writer;
+
+/**
+ * @param name the file name the descriptor gives the extent (its last component is kept).
+ * @returns -EINVAL if @p virtual_size is 0, not a multiple of 512 or needs a grain directory
+ *          over 32 MiB (256 TiB).
+ */
+int ims_vmdk_writer_open(ims_vmdk_writer **out, int fd, uint64_t virtual_size, const char *name);
+
+/**
+ * Write guest bytes at @p offset, as ims_qcow2_writer_write().
+ *
+ * @returns -EINVAL on an out-of-order or out-of-range call, -EFBIG once the file would pass
+ *          2 TiB (what a grain table's 32-bit sectors address), -EIO (or the errno of the
+ *          write) on a write error; after a write error every call fails.
+ */
+int ims_vmdk_writer_write(ims_vmdk_writer *w, uint64_t offset, const void *buf, size_t len);
+
+/** Write the grain directory, the footer and the end-of-stream marker. */
+int ims_vmdk_writer_finish(ims_vmdk_writer *w);
+
+/** Free the writer. Does not close the fd. Accepts NULL. */
+void ims_vmdk_writer_free(ims_vmdk_writer *w);
 
 #endif

@@ -15,7 +15,8 @@
 
 #include "store/format.h"
 
-/* The most bytes of a table the readers load whole (qcow2 L1, vmdk GD), as qemu caps L1. */
+/* The most bytes of a table the readers load whole (qcow2 L1, vmdk GD, vdi block map, vhdx
+ * and vpc BAT), as qemu caps L1. */
 #define IMS_FORMAT__MAX_TABLE_BYTES (32u << 20)
 
 typedef struct {
@@ -30,7 +31,10 @@ typedef struct {
  * What the readers of sparse formats (qcow2, vmdk) share: two levels of tables (qcow2's L1
  * and L2 tables, vmdk's grain directory and grain tables) put each guest offset in a unit
  * (cluster, subcluster, grain) that reads as zeros, as data at a host offset, or from a
- * compressed unit. Each second-level table covers the same number of guest bytes.
+ * compressed unit. Each second-level table covers the same number of guest bytes. The
+ * readers of one table loaded whole (vdi, vhdx, vpc) use it too, with every "table" there
+ * (has_table always true), ranges of blocks as table_range and no compressed units
+ * (decompress NULL).
  */
 typedef enum {
 	IMS_FORMAT__ZERO,
@@ -63,8 +67,9 @@ struct ims_format_reader {
 	ims_format_kind kind;
 	ims_source src; /* a copy; its ctx must outlive the reader */
 	uint64_t virtual_size;
-	/* sparse readers (qcow2, vmdk): their lookups, and the guest bytes that one
-	 * second-level table covers; NULL and 0 for the others */
+	/* sparse readers (qcow2, vmdk, vdi, vhdx, vpc): their lookups, and the guest bytes
+	 * that one second-level table covers (for the single-table formats, a range of
+	 * blocks: the unit of the map's walk); NULL and 0 for raw */
 	const ims_format__sparse_ops *sparse;
 	uint64_t table_range;
 };
@@ -81,6 +86,9 @@ static inline void ims_format__reader_init(ims_format_reader *r, const ims_forma
 int ims_format__raw_open(ims_format_reader **out, const ims_source *src);
 int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src);
 int ims_format__vmdk_open(ims_format_reader **out, const ims_source *src);
+int ims_format__vdi_open(ims_format_reader **out, const ims_source *src);
+int ims_format__vhdx_open(ims_format_reader **out, const ims_source *src);
+int ims_format__vpc_open(ims_format_reader **out, const ims_source *src);
 
 /* The leading bytes that ims_format_detect() looks at. */
 #define IMS_FORMAT__VMDK_DESCRIPTOR_MAGIC "# Disk DescriptorFile"

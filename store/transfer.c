@@ -599,6 +599,7 @@ typedef struct {
 	int fd;
 	ims_format_kind format;
 	ims_qcow2_writer *qw;
+	ims_vmdk_writer *vw;
 	const char *path;
 	uint64_t bytes_data, bytes_zero;
 } sink;
@@ -608,6 +609,10 @@ static int sink_write(sink *s, uint64_t off, const uint8_t *buf, size_t len)
 	if (s->format == IMS_FORMAT_QCOW2) {
 		s->bytes_data += len;
 		return ims_qcow2_writer_write(s->qw, off, buf, len);
+	}
+	if (s->format == IMS_FORMAT_VMDK) {
+		s->bytes_data += len;
+		return ims_vmdk_writer_write(s->vw, off, buf, len);
 	}
 	size_t pos = 0, start = 0;
 	while (next_data_run(buf, len, &pos, &start, &s->bytes_zero)) {
@@ -646,8 +651,10 @@ static int export_open_sink(sink *s, const char *partial, uint64_t size)
 	if (s->fd < 0)
 		return ims_error_set(-errno, "cannot create '%s': %s", partial,
 				     ims_strerror(errno));
-	if (s->format != IMS_FORMAT_RAW)
+	if (s->format == IMS_FORMAT_QCOW2)
 		return ims_qcow2_writer_open(&s->qw, s->fd, size);
+	if (s->format == IMS_FORMAT_VMDK)
+		return ims_vmdk_writer_open(&s->vw, s->fd, size, s->path);
 	if (ftruncate(s->fd, (off_t)size) < 0)
 		return ims_error_set(-errno, "cannot size '%s': %s", partial, ims_strerror(errno));
 	return 0;
@@ -736,6 +743,8 @@ static int export_finish(sink *s, const char *partial, const char *path)
 	int r;
 	if (s->qw && (r = ims_qcow2_writer_finish(s->qw)) < 0)
 		return r;
+	if (s->vw && (r = ims_vmdk_writer_finish(s->vw)) < 0)
+		return r;
 	if (fdatasync(s->fd) < 0 || close(s->fd) < 0) {
 		s->fd = -1;
 		return ims_error_set(-errno, "cannot write '%s': %s", partial, ims_strerror(errno));
@@ -763,8 +772,9 @@ int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *
 	if ((r = check_opts(o)) < 0 || (r = ims_store__check_names(pool, name, snap)) < 0)
 		return r;
 	s.format = o->format == IMS_FORMAT_AUTO ? IMS_FORMAT_RAW : o->format;
-	if (s.format != IMS_FORMAT_RAW && s.format != IMS_FORMAT_QCOW2)
-		return ims_error_set(-EINVAL, "export writes raw or qcow2, not %s",
+	if (s.format != IMS_FORMAT_RAW && s.format != IMS_FORMAT_QCOW2 &&
+	    s.format != IMS_FORMAT_VMDK)
+		return ims_error_set(-EINVAL, "export writes raw, qcow2 or vmdk, not %s",
 				     ims_format_name(s.format));
 	if (stat(path, &st) == 0)
 		return ims_error_set(-EEXIST, "'%s' exists; export does not overwrite files", path);
@@ -807,6 +817,7 @@ out:
 	if (s.fd >= 0)
 		close(s.fd);
 	ims_qcow2_writer_free(s.qw);
+	ims_vmdk_writer_free(s.vw);
 	ims_extents_free(&ext);
 	ims_store__close_image(io, image);
 	return r;

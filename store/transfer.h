@@ -1,6 +1,6 @@
 /*
  * store/transfer.h: import of disk image files into RBD images, and export of images or
- * snapshots to raw or qcow2 files.
+ * snapshots to raw, qcow2 or vmdk (streamOptimized) files.
  *
  * Import reads with bounded memory (a fixed pool of 4 MiB buffers), writes with parallel
  * I/O, never writes runs of zeros, and writes into a temporary image that is renamed into
@@ -71,7 +71,7 @@ int ims_image_import_file(ims_transfer_result *out, ims_site *site, const char *
  * or a qcow2 image. The data goes to "PATH.partial" first, renamed to PATH when complete.
  *
  * @returns -EEXIST if @p path exists, -ENOENT for an unknown image or snapshot,
- *          -EINVAL for a format other than raw or qcow2, -ECANCELED, -EIO or -ENOSPC.
+ *          -EINVAL for a format other than raw, qcow2 or vmdk, -ECANCELED, -EIO or -ENOSPC.
  */
 int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *pool,
 			  const char *name, const char *snap, const char *path,

@@ -1,6 +1,7 @@
 #!/bin/sh
-# The fuzzers' seed corpus: tiny qcow2 and vmdk images of the kinds the readers meet, made by
-# qemu-img and qemu-io (qemu-utils) into DIR/qcow2 and DIR/vmdk. Usage: make-corpus.sh DIR
+# The fuzzers' seed corpus: tiny qcow2, vmdk, vdi, vhdx and vpc images of the kinds the readers
+# meet, made by qemu-img and qemu-io (qemu-utils) into DIR/FORMAT (vhdx: squeezed by
+# compact-vhdx.py, python3, as fuzz_vhdx.c takes it). Usage: make-corpus.sh DIR
 set -eu
 
 out=${1:?usage: make-corpus.sh DIR}
@@ -11,7 +12,7 @@ for tool in qemu-img qemu-io; do
 	}
 done
 rm -rf "$out"
-mkdir -p "$out/qcow2" "$out/vmdk" "$out/tmp"
+mkdir -p "$out/qcow2" "$out/vmdk" "$out/vdi" "$out/vhdx" "$out/vpc" "$out/tmp"
 # absolute: qemu-img resolves a backing file's name against its image's folder
 out=$(cd "$out" && pwd)
 q=$out/qcow2
@@ -49,5 +50,25 @@ img create -f vmdk -o subformat=monolithicFlat "$v/flat.vmdk" 64K
 rm -f "$v/flat-flat.vmdk"
 img create -f vmdk "$t/base.vmdk" 64K
 img create -f vmdk -F vmdk -b "$t/base.vmdk" "$v/delta.vmdk"
+
+# vdi: dynamic (blocks of 1 MiB, so a disk of a few blocks) and static; vpc: dynamic, with a
+# CHS geometry or its exact size, and fixed (its footer at the end)
+img convert -f raw -O vdi -o static=off "$t/d.raw" "$out/vdi/dynamic.vdi"
+img convert -f raw -O vdi -o static=on "$t/d.raw" "$out/vdi/static.vdi"
+img create -f vdi "$out/vdi/holes.vdi" 3M
+io vdi "$out/vdi/holes.vdi" -c 'write -P 0x44 1M 4K'
+img convert -f raw -O vpc -o subformat=dynamic "$t/d.raw" "$out/vpc/dynamic.vhd"
+img convert -f raw -O vpc -o subformat=dynamic,force_size=on "$t/d.raw" "$out/vpc/force.vhd"
+img convert -f raw -O vpc -o subformat=fixed "$t/d.raw" "$out/vpc/fixed.vhd"
+img create -f vpc "$out/vpc/holes.vhd" 5M
+io vpc "$out/vpc/holes.vhd" -c 'write -P 0x44 2M 4K'
+# vhdx: a disk of 64 KiB in one 1 MiB block (written; written, then zeroed), squeezed as
+# fuzz_vhdx.c takes it
+img create -f vhdx -o block_size=1M "$t/w.vhdx" 64K
+io vhdx "$t/w.vhdx" -c 'write -P 0x55 10K 4K'
+python3 "$(dirname "$0")/compact-vhdx.py" --squeeze "$t/w.vhdx" "$out/vhdx/written.vhdx"
+img create -f vhdx -o block_size=1M "$t/z.vhdx" 64K
+io vhdx "$t/z.vhdx" -c 'write -P 0x55 0 64K' -c 'write -z 0 32K'
+python3 "$(dirname "$0")/compact-vhdx.py" --squeeze "$t/z.vhdx" "$out/vhdx/zeroed.vhdx"
 
 rm -rf "$t"

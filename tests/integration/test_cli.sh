@@ -34,6 +34,15 @@ expect_rc 1 "import with a wrong --format" "$CLI" image import "$tmp/golden.qcow
 check "the error names both formats" grep -q 'vmdk' "$T_ERR"
 expect_rc 1 "import into a taken name" "$CLI" image import "$tmp/golden.qcow2" "rbd/$p-golden"
 check "says it exists" grep -q 'already exists' "$T_ERR"
+# a Hyper-V VHDX found from its bytes, a fixed VHD declared: the same disk as the qcow2's
+qemu-img convert -O vhdx "$tmp/golden.raw" "$tmp/golden.vhdx"
+qemu-img convert -O vpc -o subformat=fixed,force_size=on "$tmp/golden.raw" "$tmp/golden.vhd"
+expect_rc 0 "import of a vhdx, its format found from its bytes" "$CLI" image import "$tmp/golden.vhdx" "rbd/$p-vhdx"
+expect_rc 0 "import of a fixed VHD with --format vpc" "$CLI" image import "$tmp/golden.vhd" "rbd/$p-vhd" --format vpc
+h4=$("$CLI" --format json image info "rbd/$p-vhdx" | jq -r .content_sha256)
+h5=$("$CLI" --format json image info "rbd/$p-vhd" | jq -r .content_sha256)
+check "  the same content hash as the qcow2's" test "$h4" = "$h1" -a "$h5" = "$h1"
+check "  the catalog says vhdx" bash -c "'$CLI' --format json image info 'rbd/$p-vhdx' | jq -e '.source == \"vhdx\"' >/dev/null"
 
 # snapshots and clones
 expect_rc 0 "snap create" "$CLI" snap create "rbd/$p-golden@base"
@@ -73,6 +82,10 @@ expect_rc 0 "export over the socket into export_dirs: the daemon writes it" "$CL
 check "raw export equals the source" cmp -s "$IMGSTORE_EXPORT_DIR/$p-out.raw" "$tmp/golden.raw"
 rm -f "$IMGSTORE_EXPORT_DIR/$p-out.raw"
 expect_rc 1 "export over an existing file" "$CLI" image export "rbd/$p-golden" "$tmp/out-tls.raw"
+expect_rc 0 "export over TLS as vmdk" "$CLI" image export "rbd/$p-golden" "$tmp/out.vmdk" --format vmdk
+check "vmdk export passes qemu-img check" qemu-img check -q -f vmdk "$tmp/out.vmdk"
+check "vmdk export is streamOptimized" bash -c "qemu-img info -f vmdk '$tmp/out.vmdk' | grep -q 'create type: streamOptimized'"
+check "vmdk export compares equal" qemu-img compare -q -f vmdk -F raw "$tmp/out.vmdk" "$tmp/golden.raw"
 
 # rollback and flatten as operations
 expect_rc 0 "flatten" "$CLI" image flatten "rbd/$p-vm1"
@@ -93,7 +106,7 @@ expect_rc 1 "a bad token" env IMGSTORE_TOKEN_FILE="$IMGSTORE_READER_TOKEN_FILE" 
 check "the role is refused" grep -q 'may not call ImageService/DeleteImage' "$T_ERR"
 
 # cleanup
-for img in vm1 vm2 golden golden2 golden3; do "$CLI" image rm --purge "rbd/$p-$img" >/dev/null 2>&1; done
+for img in vm1 vm2 golden golden2 golden3 vhdx vhd; do "$CLI" image rm --purge "rbd/$p-$img" >/dev/null 2>&1; done
 check "purged" bash -c "! '$CLI' image ls rbd | grep -q '$p-'"
 
 finish

@@ -48,7 +48,7 @@ expect "add ls rm" imgstore snap schedule ''
 expect "--help --host" imgstore host lease acquire rbd/vm1 --h
 expect "disk.qcow2 disk.raw" imgstore image import disk
 expect "" imgstore image import disk.qcow2 ''
-expect "auto raw qcow2 vmdk" imgstore image import disk.qcow2 rbd/vm1 --format ''
+expect "auto raw qcow2 vmdk vdi vhdx vpc" imgstore image import disk.qcow2 rbd/vm1 --format ''
 expect "qcow2" imgstore image import --upload disk.qcow2 rbd/vm1 --format q
 # after a flag, still the positionals; after an option's value too
 expect "dir disk.qcow2 disk.raw notes.txt" imgstore image import --upload ''
@@ -57,7 +57,7 @@ expect "" imgstore image import --format raw disk.raw ''
 # export: the file is the second positional
 expect "" imgstore image export ''
 expect "dir disk.qcow2 disk.raw" imgstore image export rbd/vm1 d
-expect "raw qcow2" imgstore image export rbd/vm1 out.raw --format ''
+expect "raw qcow2 vmdk" imgstore image export rbd/vm1 out.raw --format ''
 expect "async sync" imgstore repl enable rbd/vm1 --to b --mode ''
 expect "trash purge keep" imgstore tier push rbd/vm1 --after ''
 # a verb's own --format wins: the global one is not offered twice

@@ -157,9 +157,10 @@ static void test_import_no_wait_and_json(void **state)
 	cli_reset(f);
 	fake_run(f, "--server", SOCK, "image", "import", file, "rbd/vm1", "--format", "iso", NULL);
 	assert_int_equal(f->rc, 2);
-	assert_string_equal(f->err,
-			    "imgstore: --format: 'iso' is not one of auto, raw, qcow2, vmdk\n"
-			    "Try 'imgstore image import --help'.\n");
+	assert_string_equal(
+		f->err,
+		"imgstore: --format: 'iso' is not one of auto, raw, qcow2, vmdk, vdi, vhdx, vpc\n"
+		"Try 'imgstore image import --help'.\n");
 	unlink(file);
 	fake_run(f, "--server", SOCK, "image", "import", file, "rbd/vm1", NULL);
 	assert_int_equal(f->rc, 1);

@@ -35,6 +35,9 @@ static void test_names(void **state)
 	assert_string_equal(ims_format_name(IMS_FORMAT_RAW), "raw");
 	assert_string_equal(ims_format_name(IMS_FORMAT_QCOW2), "qcow2");
 	assert_string_equal(ims_format_name(IMS_FORMAT_VMDK), "vmdk");
+	assert_string_equal(ims_format_name(IMS_FORMAT_VDI), "vdi");
+	assert_string_equal(ims_format_name(IMS_FORMAT_VHDX), "vhdx");
+	assert_string_equal(ims_format_name(IMS_FORMAT_VPC), "vpc");
 	assert_string_equal(ims_format_name((ims_format_kind)42), "unknown");
 	assert_int_equal(ims_format_parse(&k, "qcow2"), 0);
 	assert_int_equal(k, IMS_FORMAT_QCOW2);
@@ -43,8 +46,14 @@ static void test_names(void **state)
 	assert_int_equal(ims_format_parse(&k, "vmdk"), 0);
 	assert_int_equal(k, IMS_FORMAT_VMDK);
 	ims_error_clear();
-	ft_expect_error(ims_format_parse(&k, "vhdx"), -EINVAL, "unknown image format 'vhdx'");
-	assert_int_equal(k, IMS_FORMAT_VMDK); /* untouched on error */
+	assert_int_equal(ims_format_parse(&k, "vhdx"), 0);
+	assert_int_equal(k, IMS_FORMAT_VHDX);
+	assert_int_equal(ims_format_parse(&k, "vpc"), 0);
+	assert_int_equal(k, IMS_FORMAT_VPC);
+	assert_int_equal(ims_format_parse(&k, "vdi"), 0);
+	assert_int_equal(k, IMS_FORMAT_VDI);
+	ft_expect_error(ims_format_parse(&k, "vhd"), -EINVAL, "unknown image format 'vhd'");
+	assert_int_equal(k, IMS_FORMAT_VDI); /* untouched on error */
 	ft_expect_error(ims_format_parse(&k, "QCOW2"), -EINVAL, "unknown image format 'QCOW2'");
 }
 
@@ -75,6 +84,42 @@ static void test_detect(void **state)
 	assert_int_equal(detect("\0\0\0\0\0\0\0\0", 8), IMS_FORMAT_RAW);
 }
 
+/* The formats imgstore reads are found by their magic, a fixed VHD by its footer; declared
+ * raw, they are refused (their container's bytes are not the disk). */
+static void test_detect_readable(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *fmt, *opts;
+		ims_format_kind kind;
+	} made[] = {
+		{"vdi", "static=off", IMS_FORMAT_VDI},
+		{"vdi", "static=on", IMS_FORMAT_VDI},
+		{"vhdx", "subformat=dynamic", IMS_FORMAT_VHDX},
+		{"vhdx", "subformat=fixed", IMS_FORMAT_VHDX},
+		{"vpc", "subformat=dynamic", IMS_FORMAT_VPC},
+		{"vpc", "subformat=fixed", IMS_FORMAT_VPC},
+	};
+	const char *path = ft_path("disk.img");
+
+	ft_need_tool("qemu-img");
+	for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) {
+		size_t len;
+		uint8_t *b;
+		char msg[128];
+
+		unlink(path);
+		ft_run("qemu-img create -q -f %s -o %s '%s' 3M", made[i].fmt, made[i].opts, path);
+		b = ft_read_file(path, &len);
+		assert_int_equal(detect(b, len), made[i].kind);
+		snprintf(msg, sizeof(msg), "image declared as raw but its bytes are %s",
+			 made[i].fmt);
+		ft_expect_open_error(b, len, IMS_FORMAT_RAW, -EINVAL, msg);
+		free(b);
+	}
+	unlink(path);
+}
+
 /* Open the file at @p path as @p declared and expect -ENOTSUP naming format @p name. */
 static void expect_unreadable(const char *path, ims_format_kind declared, const char *name)
 {
@@ -103,8 +148,8 @@ static void test_detect_unreadable(void **state)
 {
 	(void)state;
 	static const char *const made[][2] = {
-		{"vdi", ""}, {"vhdx", ""},	{"vpc", ""}, {"vpc", "-o subformat=fixed"},
-		{"qed", ""}, {"parallels", ""},
+		{"qed", ""},
+		{"parallels", ""},
 	};
 	char path[256];
 
@@ -164,6 +209,20 @@ static void test_detect_unreadable(void **state)
 	memcpy(b + sizeof(b) - 500, "koly", 4);
 	assert_int_equal(detect(b, sizeof(b)), IMS_FORMAT_RAW);
 	assert_int_equal(detect("vhdxfil", 7), IMS_FORMAT_RAW);
+	assert_int_equal(detect("conecti", 7), IMS_FORMAT_RAW);
+	/* a VDI's magic at 64, cut short; and at 65 */
+	memset(b, 0, sizeof(b));
+	memcpy(b + 64, "\x7f\x10\xda\xbe", 4);
+	assert_int_equal(detect(b, 67), IMS_FORMAT_RAW);
+	assert_int_equal(detect(b, 68), IMS_FORMAT_VDI);
+	memset(b, 0, sizeof(b));
+	memcpy(b + 65, "\x7f\x10\xda\xbe", 4);
+	assert_int_equal(detect(b, sizeof(b)), IMS_FORMAT_RAW);
+	/* a fixed VHD's footer one byte off the last 512 */
+	memset(b, 0, sizeof(b));
+	memcpy(b + sizeof(b) - 511, "conectix", 8);
+	assert_int_equal(detect(b, sizeof(b)), IMS_FORMAT_RAW);
+	memset(b, 0, sizeof(b));
 	assert_int_equal(detect("Bochs Virtual HD Image!", 23), IMS_FORMAT_RAW);
 	assert_int_equal(detect("LUKS\xba", 5), IMS_FORMAT_RAW);
 	memcpy(b, "QED", 4); /* with its NUL: a qed header */
@@ -396,6 +455,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_detect),
+		cmocka_unit_test(test_detect_readable),
 		cmocka_unit_test(test_detect_unreadable),
 		cmocka_unit_test(test_source_errors),
 		cmocka_unit_test(test_raw),

@@ -1,0 +1,420 @@
+/*
+ * store/vmdk_writer.c: writes a streamOptimized VMDK (what VMware's OVF import takes) front to
+ * back, from VMware's "Virtual Disk Format 5.0" specification.
+ *
+ * Layout, in the order the writer lays it down, every piece in whole sectors:
+ *
+ *   sector 0           the header: version 3, compressed grains behind markers, the grain
+ *                      directory at the end (its offset "GD_AT_END")
+ *   sectors 1-20       the descriptor (createType "streamOptimized", one SPARSE extent)
+ *   from 64 KiB        each grain of 64 KiB that holds a non-zero byte, deflated (zlib)
+ *                      behind a grain marker (its guest sector and compressed size); after
+ *                      the grains of a grain table's range, that grain table behind its
+ *                      marker (ranges without a grain get an empty one, as VMware's and
+ *                      QEMU's writers have it)
+ *   at finish          the grain directory behind its marker, the footer (a footer marker
+ *                      and the header again, now with the directory's offset) and the
+ *                      end-of-stream marker
+ *
+ * Nothing is written twice and nothing before the current position: the file could be a
+ * pipe. Memory: the grain directory (4 bytes per 32 MiB of guest), one grain table (2 KiB),
+ * a grain and its compressed form.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "common/error.h"
+#include "store/format_internal.h"
+
+#define SECTOR	      UINT64_C(512)
+#define GRAIN_SECTORS UINT64_C(128)
+#define GRAIN	      (GRAIN_SECTORS * SECTOR) /* 64 KiB */
+#define GTES	      512u
+#define GT_BYTES      (GTES * 4u)
+#define GT_RANGE      (GRAIN * GTES) /* 32 MiB */
+#define DESC_SECTOR   1u
+#define DESC_SECTORS  20u
+#define OVERHEAD      GRAIN_SECTORS /* the first grain starts at 64 KiB */
+#define GD_AT_END     UINT64_MAX
+#define FLAGS	      (1u << 0 | 1u << 16 | 1u << 17) /* newline test, compressed, markers */
+#define MARKER_EOS    0u
+#define MARKER_GT     1u
+#define MARKER_GD     2u
+#define MARKER_FOOTER 3u
+#define NONE	      UINT64_MAX
+/* a grain table entry is a 32-bit sector: the file stays below 2 TiB */
+#define MAX_SECTOR UINT64_C(0xffffffff)
+/* the reader's bound on a grain directory (32 MiB: 256 TiB of guest) */
+#define MAX_GD_ENTRIES ((uint64_t)IMS_FORMAT__MAX_TABLE_BYTES / 4)
+
+struct ims_vmdk_writer {
+	int fd;
+	uint64_t vsize;
+	uint64_t gd_entries;
+	uint32_t *gd;	      /* sectors of the grain tables written, 0 for none */
+	uint8_t gt[GT_BYTES]; /* the current grain table, little-endian as in the file */
+	uint64_t gt_index;    /* the grain directory entry it belongs to, NONE */
+	uint64_t gt_next;     /* the first directory entry whose table is not written yet */
+	uint8_t *grain;	      /* the guest grain being assembled */
+	uint64_t grain_index; /* NONE */
+	uint8_t *out;	      /* a marker and a compressed grain, in whole sectors */
+	size_t out_bytes;
+	uint64_t pos;  /* writes start at or after this guest offset */
+	uint64_t next; /* the next free sector */
+	int failed;
+	bool finished;
+	char name[256]; /* the file name the descriptor gives its extent */
+};
+
+static int pwrite_full(ims_vmdk_writer *w, const void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n =
+			pwrite(w->fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int err = n < 0 ? errno : EIO;
+			w->failed = ims_error_set(
+				-err,
+				"vmdk writer: write of %zu bytes at offset %" PRIu64 " failed: %s",
+				len - done, off + done, ims_strerror(err));
+			return w->failed;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16),
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* Room for @p sectors more sectors, the file staying addressable by 32-bit sectors. */
+static int reserve(ims_vmdk_writer *w, uint64_t sectors, uint64_t *at)
+{
+	if (w->next + sectors > MAX_SECTOR)
+		return w->failed =
+			       ims_error_set(-EFBIG, "vmdk writer: the image would pass 2 TiB, "
+						     "which a VMDK's grain tables cannot address");
+	*at = w->next;
+	w->next += sectors;
+	return 0;
+}
+
+/* A metadata marker (grain table, directory, footer, end of stream) of @p sectors sectors. */
+static int write_marker(ims_vmdk_writer *w, uint64_t sectors, uint32_t type)
+{
+	uint8_t m[SECTOR];
+	uint64_t at = 0;
+	int r;
+
+	memset(m, 0, sizeof(m));
+	put64(m, sectors);
+	put32(m + 12, type);
+	if ((r = reserve(w, 1, &at)) < 0)
+		return r;
+	return pwrite_full(w, m, sizeof(m), at * SECTOR);
+}
+
+static void header(const ims_vmdk_writer *w, uint8_t h[SECTOR], uint64_t gd_sector)
+{
+	memset(h, 0, SECTOR);
+	memcpy(h, "KDMV", 4);
+	put32(h + 4, 3);
+	put32(h + 8, FLAGS);
+	put64(h + 12, w->vsize / SECTOR);
+	put64(h + 20, GRAIN_SECTORS);
+	put64(h + 28, DESC_SECTOR);
+	put64(h + 36, DESC_SECTORS);
+	put32(h + 44, GTES);
+	put64(h + 48, 0); /* no redundant grain directory */
+	put64(h + 56, gd_sector);
+	put64(h + 64, OVERHEAD);
+	memcpy(h + 73, "\n \r\n", 4);
+	h[77] = 1; /* deflate */
+}
+
+static int write_head(ims_vmdk_writer *w)
+{
+	uint8_t *b = calloc(1, (DESC_SECTOR + DESC_SECTORS) * SECTOR);
+	uint64_t sectors = w->vsize / SECTOR, cyl = sectors / (16 * 63);
+	/* a content id: any 32 bits that differ between disks */
+	uint32_t cid = (uint32_t)(sectors * 2654435761u) ^ (uint32_t)getpid();
+	int r;
+
+	if (!b)
+		return ims_error_set(-ENOMEM, "vmdk writer: out of memory");
+	if (cyl > 16383)
+		cyl = 16383;
+	header(w, b, GD_AT_END);
+	snprintf((char *)b + DESC_SECTOR * SECTOR, DESC_SECTORS * SECTOR,
+		 "# Disk DescriptorFile\n"
+		 "version=1\n"
+		 "CID=%08" PRIx32 "\n"
+		 "parentCID=ffffffff\n"
+		 "createType=\"streamOptimized\"\n"
+		 "\n"
+		 "# Extent description\n"
+		 "RW %" PRIu64 " SPARSE \"%s\"\n"
+		 "\n"
+		 "# The Disk Data Base\n"
+		 "#DDB\n"
+		 "\n"
+		 "ddb.virtualHWVersion = \"4\"\n"
+		 "ddb.geometry.cylinders = \"%" PRIu64 "\"\n"
+		 "ddb.geometry.heads = \"16\"\n"
+		 "ddb.geometry.sectors = \"63\"\n"
+		 "ddb.adapterType = \"ide\"\n",
+		 cid, sectors, w->name, cyl);
+	r = pwrite_full(w, b, (DESC_SECTOR + DESC_SECTORS) * SECTOR, 0);
+	free(b);
+	w->next = OVERHEAD;
+	return r;
+}
+
+/* Grain table @p table behind its marker, for grain directory entry @p i. */
+static int emit_gt(ims_vmdk_writer *w, uint64_t i, const uint8_t *table)
+{
+	uint64_t at = 0;
+	int r;
+
+	if ((r = write_marker(w, GT_BYTES / SECTOR, MARKER_GT)) < 0 ||
+	    (r = reserve(w, GT_BYTES / SECTOR, &at)) < 0 ||
+	    (r = pwrite_full(w, table, GT_BYTES, at * SECTOR)) < 0)
+		return r;
+	w->gd[i] = (uint32_t)at;
+	w->gt_next = i + 1;
+	return 0;
+}
+
+/*
+ * Empty grain tables for the directory entries before @p upto that have none yet: every
+ * entry points at a table, as VMware's and QEMU's stream writers have it (2.5 KiB per 32 MiB
+ * of guest), so that no reader meets a directory entry of 0.
+ */
+static int emit_empty_gts(ims_vmdk_writer *w, uint64_t upto)
+{
+	static const uint8_t empty[GT_BYTES];
+	int r;
+
+	while (w->gt_next < upto)
+		if ((r = emit_gt(w, w->gt_next, empty)) < 0)
+			return r;
+	return 0;
+}
+
+/* Give the current grain table its place in the file, after the empty ones before it. */
+static int flush_gt(ims_vmdk_writer *w)
+{
+	int r;
+
+	if (w->gt_index == NONE)
+		return 0;
+	if ((r = emit_empty_gts(w, w->gt_index)) < 0 || (r = emit_gt(w, w->gt_index, w->gt)) < 0)
+		return r;
+	w->gt_index = NONE;
+	return 0;
+}
+
+/* Write guest grain @p index from @p data (GRAIN bytes) if it holds a non-zero byte. */
+static int store_grain(ims_vmdk_writer *w, uint64_t index, const uint8_t *data)
+{
+	uint64_t gdi = index / GTES, at = 0, sectors;
+	uLongf clen = (uLongf)(w->out_bytes - 12);
+	int r;
+
+	if (ims_format__all_zero(data, GRAIN))
+		return 0;
+	if (w->gt_index != gdi) {
+		if ((r = flush_gt(w)) < 0)
+			return r;
+		memset(w->gt, 0, sizeof(w->gt));
+		w->gt_index = gdi;
+	}
+	if (compress2(w->out + 12, &clen, data, GRAIN, Z_BEST_SPEED) != Z_OK)
+		return w->failed = ims_error_set(-EIO, "vmdk writer: deflate failed");
+	put64(w->out, index * GRAIN_SECTORS);
+	put32(w->out + 8, (uint32_t)clen);
+	sectors = (12 + clen + SECTOR - 1) / SECTOR;
+	memset(w->out + 12 + clen, 0, (size_t)(sectors * SECTOR - 12 - clen));
+	if ((r = reserve(w, sectors, &at)) < 0 ||
+	    (r = pwrite_full(w, w->out, (size_t)(sectors * SECTOR), at * SECTOR)) < 0)
+		return r;
+	put32(w->gt + (index % GTES) * 4, (uint32_t)at);
+	return 0;
+}
+
+static int flush_grain(ims_vmdk_writer *w)
+{
+	uint64_t index = w->grain_index;
+
+	if (index == NONE)
+		return 0;
+	w->grain_index = NONE;
+	return store_grain(w, index, w->grain);
+}
+
+int ims_vmdk_writer_open(ims_vmdk_writer **out, int fd, uint64_t virtual_size, const char *name)
+{
+	ims_vmdk_writer *w = NULL;
+	const char *base;
+	int r = 0;
+
+	if (!out || fd < 0)
+		return ims_error_set(-EINVAL, "vmdk writer: no file to write to");
+	if (!virtual_size || virtual_size % SECTOR)
+		return ims_error_set(-EINVAL,
+				     "vmdk writer: virtual size %" PRIu64 " is not a "
+				     "positive multiple of 512",
+				     virtual_size);
+	if ((virtual_size + GT_RANGE - 1) / GT_RANGE > MAX_GD_ENTRIES)
+		return ims_error_set(-EINVAL,
+				     "vmdk writer: virtual size %" PRIu64 " needs a grain "
+				     "directory larger than 32 MiB",
+				     virtual_size);
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return ims_error_set(-ENOMEM, "vmdk writer: out of memory");
+	w->fd = fd;
+	w->vsize = virtual_size;
+	w->gd_entries = (virtual_size + GT_RANGE - 1) / GT_RANGE;
+	w->gd = calloc((size_t)w->gd_entries, sizeof(*w->gd));
+	w->grain = malloc(GRAIN);
+	w->out_bytes = (size_t)((12 + compressBound(GRAIN) + SECTOR - 1) / SECTOR * SECTOR);
+	w->out = malloc(w->out_bytes);
+	if (!w->gd || !w->grain || !w->out) {
+		r = ims_error_set(-ENOMEM,
+				  "vmdk writer: out of memory for the tables of %" PRIu64 " bytes",
+				  virtual_size);
+		goto out;
+	}
+	w->gt_index = NONE;
+	w->grain_index = NONE;
+	/* the extent's file name: printable, no quotes */
+	base = name ? strrchr(name, '/') : NULL;
+	base = base ? base + 1 : name ? name : "disk.vmdk";
+	for (size_t i = 0; base[i] && i + 1 < sizeof(w->name); i++)
+		w->name[i] = base[i] >= 0x20 && base[i] < 0x7f && base[i] != '"' ? base[i] : '_';
+	if ((r = write_head(w)) < 0)
+		goto out;
+	*out = w;
+	w = NULL;
+out:
+	ims_vmdk_writer_free(w);
+	return r;
+}
+
+static int check_usable(const ims_vmdk_writer *w)
+{
+	if (w->failed)
+		return ims_error_set(w->failed, "vmdk writer: an earlier write failed");
+	if (w->finished)
+		return ims_error_set(-EINVAL, "vmdk writer: the image is already finished");
+	return 0;
+}
+
+int ims_vmdk_writer_write(ims_vmdk_writer *w, uint64_t offset, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	int r;
+
+	if (!w || (!buf && len))
+		return ims_error_set(-EINVAL, "vmdk writer: no writer or no data");
+	if ((r = check_usable(w)) < 0)
+		return r;
+	if (offset < w->pos)
+		return ims_error_set(-EINVAL,
+				     "vmdk writer: write at offset %" PRIu64 " comes before "
+				     "offset %" PRIu64 ", where the last one ended",
+				     offset, w->pos);
+	if (offset > w->vsize || len > w->vsize - offset)
+		return ims_error_set(-EINVAL,
+				     "vmdk writer: write of %zu bytes at offset %" PRIu64
+				     " passes the virtual size %" PRIu64,
+				     len, offset, w->vsize);
+	while (len) {
+		uint64_t index = offset / GRAIN;
+		size_t in = (size_t)(offset % GRAIN),
+		       n = len < GRAIN - in ? len : (size_t)(GRAIN - in);
+
+		if (index != w->grain_index && (r = flush_grain(w)) < 0)
+			return r;
+		if (n == GRAIN) {
+			/* a whole grain: straight from the caller's buffer */
+			if ((r = store_grain(w, index, p)) < 0)
+				return r;
+		} else {
+			if (index != w->grain_index) {
+				memset(w->grain, 0, GRAIN);
+				w->grain_index = index;
+			}
+			memcpy(w->grain + in, p, n);
+		}
+		offset += n;
+		p += n;
+		len -= n;
+		w->pos = offset;
+	}
+	return 0;
+}
+
+int ims_vmdk_writer_finish(ims_vmdk_writer *w)
+{
+	uint64_t gd_sectors, at = 0;
+	uint8_t *gd, h[SECTOR];
+	int r;
+
+	if (!w)
+		return ims_error_set(-EINVAL, "vmdk writer: no writer");
+	if ((r = check_usable(w)) < 0)
+		return r;
+	if ((r = flush_grain(w)) < 0 || (r = flush_gt(w)) < 0 ||
+	    (r = emit_empty_gts(w, w->gd_entries)) < 0)
+		return r;
+	gd_sectors = (w->gd_entries * 4 + SECTOR - 1) / SECTOR;
+	gd = calloc(1, (size_t)(gd_sectors * SECTOR));
+	if (!gd)
+		return ims_error_set(-ENOMEM, "vmdk writer: out of memory for the grain directory");
+	for (uint64_t i = 0; i < w->gd_entries; i++)
+		put32(gd + i * 4, w->gd[i]);
+	if ((r = write_marker(w, gd_sectors, MARKER_GD)) == 0 &&
+	    (r = reserve(w, gd_sectors, &at)) == 0)
+		r = pwrite_full(w, gd, (size_t)(gd_sectors * SECTOR), at * SECTOR);
+	free(gd);
+	if (r < 0)
+		return r;
+	header(w, h, at);
+	if ((r = write_marker(w, 1, MARKER_FOOTER)) < 0 || (r = reserve(w, 1, &at)) < 0 ||
+	    (r = pwrite_full(w, h, sizeof(h), at * SECTOR)) < 0 ||
+	    (r = write_marker(w, 0, MARKER_EOS)) < 0)
+		return r;
+	w->finished = true;
+	return 0;
+}
+
+void ims_vmdk_writer_free(ims_vmdk_writer *w)
+{
+	if (!w)
+		return;
+	free(w->gd);
+	free(w->grain);
+	free(w->out);
+	free(w);
+}

@@ -1,0 +1,204 @@
+/*
+ * Unit tests of the vmdk (streamOptimized) writer: images written from a pattern must pass
+ * `qemu-img check`, convert back to raw byte-identical with `qemu-img convert`, and read back
+ * through our reader; misuse is refused.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/error.h"
+#include "store/format.h"
+#include "store/format_internal.h"
+#include "tests/unit/format_test_util.h"
+
+#define PATTERN_BYTES ((4u << 20) + 3 * 512)
+
+static int setup(void **state)
+{
+	(void)state;
+	ft_need_tool("qemu-img");
+	ft_sandbox();
+	return 0;
+}
+
+static int create(const char *name)
+{
+	int fd = open(ft_path(name), O_RDWR | O_CREAT | O_TRUNC, 0644);
+
+	if (fd < 0)
+		fail_msg("cannot create '%s'", ft_path(name));
+	return fd;
+}
+
+/* qemu-img check finds nothing wrong; its raw conversion is byte-identical to @p raw. */
+static void qemu_agrees(const char *image, const char *raw)
+{
+	char out[4096];
+	int st;
+
+	st = ft_run_output(out, sizeof(out), "qemu-img check -f vmdk '%s'", ft_path(image));
+	if (st != 0 || !strstr(out, "No errors were found on the image."))
+		fail_msg("qemu-img check of '%s' (exit %d):\n%s", image, st, out);
+	st = ft_run_output(out, sizeof(out), "qemu-img info -f vmdk '%s'", ft_path(image));
+	if (st != 0 || !strstr(out, "create type: streamOptimized"))
+		fail_msg("qemu-img info of '%s' (exit %d):\n%s", image, st, out);
+	ft_run("qemu-img convert -f vmdk -O raw '%s' '%s.back'", ft_path(image), ft_path(image));
+	ft_run("cmp '%s.back' '%s'", ft_path(image), ft_path(raw));
+	ft_run("rm -f '%s.back'", ft_path(image));
+}
+
+/* Write @p p through the writer in pieces of varying size, skipping some zero runs. */
+static void write_image(const char *name, const uint8_t *p, size_t len, bool skip_zeros)
+{
+	static const size_t sizes[] = {1000, 65536, 7, 200000, 4096, 131072 + 512, 1};
+	ims_vmdk_writer *w = NULL;
+	size_t off = 0, i = 0;
+	int fd = create(name);
+
+	assert_int_equal(ims_vmdk_writer_open(&w, fd, len, ft_path(name)), 0);
+	while (off < len) {
+		size_t n = sizes[i++ % (sizeof(sizes) / sizeof(sizes[0]))];
+
+		if (n > len - off)
+			n = len - off;
+		/* what is not written reads as zeros */
+		if (!(skip_zeros && ims_format__all_zero(p + off, n)))
+			assert_int_equal(ims_vmdk_writer_write(w, off, p + off, n), 0);
+		off += n;
+	}
+	assert_int_equal(ims_vmdk_writer_finish(w), 0);
+	ims_vmdk_writer_free(w);
+	close(fd);
+}
+
+static void test_pattern(void **state)
+{
+	(void)state;
+	uint8_t *p = malloc(PATTERN_BYTES);
+	ft_walk walk;
+
+	assert_non_null(p);
+	ft_pattern(p, PATTERN_BYTES);
+	ft_write_file(ft_path("pattern.raw"), p, PATTERN_BYTES);
+	write_image("all.vmdk", p, PATTERN_BYTES, false);
+	qemu_agrees("all.vmdk", "pattern.raw");
+	ft_compare(ft_path("all.vmdk"), IMS_FORMAT_VMDK, ft_path("pattern.raw"), 65536, &walk);
+	assert_true(walk.zero_extents > 0 && walk.data_extents > 0);
+	write_image("sparse.vmdk", p, PATTERN_BYTES, true);
+	qemu_agrees("sparse.vmdk", "pattern.raw");
+	ft_compare(ft_path("sparse.vmdk"), IMS_FORMAT_VMDK, ft_path("pattern.raw"), 4096, &walk);
+	free(p);
+}
+
+/* Nothing written; then grains far apart on a large sparse disk (several grain tables). */
+static void test_empty_and_sparse(void **state)
+{
+	(void)state;
+	static const uint64_t at[] = {0,
+				      70000,
+				      (32ull << 20) - 3,
+				      600ull << 20,
+				      (1ull << 30) + 12345,
+				      (1ull << 30) + (64ull << 20) - 100};
+	ims_vmdk_writer *w = NULL;
+	uint64_t vsize = (1ull << 30) + (64ull << 20);
+	char piece[64];
+	ft_walk walk;
+	struct stat st;
+	int fd;
+
+	fd = create("empty.vmdk");
+	assert_int_equal(ims_vmdk_writer_open(&w, fd, 1 << 30, "empty.vmdk"), 0);
+	assert_int_equal(ims_vmdk_writer_finish(w), 0);
+	ims_vmdk_writer_free(w);
+	assert_int_equal(fstat(fd, &st), 0);
+	/* header and descriptor (64 KiB), 32 empty grain tables behind their markers, the
+	 * grain directory behind its marker, the footer and end-of-stream markers: no grain */
+	assert_int_equal(st.st_size, 65536 + 32 * (512 + 2048) + 2 * 512 + 3 * 512);
+	close(fd);
+	ft_run("truncate -s 1G '%s'", ft_path("empty.raw"));
+	qemu_agrees("empty.vmdk", "empty.raw");
+	ft_compare(ft_path("empty.vmdk"), IMS_FORMAT_VMDK, ft_path("empty.raw"), 1 << 20, &walk);
+	assert_true(walk.data_extents == 0 && walk.zero_bytes == 1 << 30);
+
+	fd = create("large.vmdk");
+	assert_int_equal(ims_vmdk_writer_open(&w, fd, vsize, "large.vmdk"), 0);
+	ft_run("rm -f '%s' && truncate -s %llu '%s'", ft_path("large.raw"),
+	       (unsigned long long)vsize, ft_path("large.raw"));
+	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		snprintf(piece, sizeof(piece), "piece %zu", i);
+		assert_int_equal(ims_vmdk_writer_write(w, at[i], piece, strlen(piece)), 0);
+		ft_run("printf '%s' | dd of='%s' bs=1 seek=%llu conv=notrunc status=none", piece,
+		       ft_path("large.raw"), (unsigned long long)at[i]);
+	}
+	assert_int_equal(ims_vmdk_writer_finish(w), 0);
+	ims_vmdk_writer_free(w);
+	close(fd);
+	qemu_agrees("large.vmdk", "large.raw");
+	ft_compare(ft_path("large.vmdk"), IMS_FORMAT_VMDK, ft_path("large.raw"), 4 << 20, &walk);
+	/* grains 0 and 1 in one extent; the piece at 32 MiB - 3 crosses into a new grain table */
+	assert_int_equal(walk.data_extents, 6);
+	ft_run("rm -f '%s' '%s'", ft_path("large.raw"), ft_path("empty.raw"));
+}
+
+static void test_misuse(void **state)
+{
+	(void)state;
+	ims_vmdk_writer *w = NULL;
+	uint8_t b[16] = {1};
+	int fd = create("misuse.vmdk");
+
+	ims_error_clear();
+	ft_expect_error(ims_vmdk_writer_open(&w, fd, 1000, "x"), -EINVAL,
+			"vmdk writer: virtual size 1000 is not a positive multiple of 512");
+	ft_expect_error(ims_vmdk_writer_open(&w, fd, 0, "x"), -EINVAL, "is not a positive");
+	ft_expect_error(ims_vmdk_writer_open(&w, fd, UINT64_C(1) << 60, "x"), -EINVAL,
+			"needs a grain directory larger than 32 MiB");
+	ft_expect_error(ims_vmdk_writer_open(&w, -1, 512, "x"), -EINVAL, "no file to write to");
+	assert_int_equal(ims_vmdk_writer_open(&w, fd, 1 << 20, "a\"b/c\"d.vmdk"), 0);
+	assert_int_equal(ims_vmdk_writer_write(w, 4096, b, sizeof(b)), 0);
+	ft_expect_error(ims_vmdk_writer_write(w, 4000, b, sizeof(b)), -EINVAL,
+			"vmdk writer: write at offset 4000 comes before offset 4112");
+	ft_expect_error(ims_vmdk_writer_write(w, (1 << 20) - 8, b, sizeof(b)), -EINVAL,
+			"passes the virtual size 1048576");
+	assert_int_equal(ims_vmdk_writer_finish(w), 0);
+	ft_expect_error(ims_vmdk_writer_write(w, 1 << 19, b, 1), -EINVAL, "already finished");
+	ims_vmdk_writer_free(w);
+	close(fd);
+	/* the extent's name: the last component, quotes replaced */
+	{
+		char out[4096];
+		assert_int_equal(ft_run_output(out, sizeof(out), "head -c 2048 '%s' | strings",
+					       ft_path("misuse.vmdk")),
+				 0);
+		assert_non_null(strstr(out, "RW 2048 SPARSE \"c_d.vmdk\""));
+	}
+	/* a write error stops the writer */
+	fd = open(ft_path("misuse.vmdk"), O_RDONLY);
+	assert_true(fd >= 0);
+	ims_error_clear();
+	ft_expect_error(ims_vmdk_writer_open(&w, fd, 1 << 20, "x"), -EBADF, "vmdk writer: write");
+	close(fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pattern),
+		cmocka_unit_test(test_empty_and_sparse),
+		cmocka_unit_test(test_misuse),
+	};
+	return cmocka_run_group_tests_name("vmdk_writer", tests, setup, ft_teardown);
+}
