@@ -175,6 +175,8 @@ check "imgstored-a: its keyring on site b is client.imgstore-a's key there" \
 check "imgstored-a: [peer b] uses client_id imgstore-a" \
   bash -c "sed -n '/^\[peer b\]/,/^\[/p' '$A/imgstored.conf' | grep -qx 'client_id = imgstore-a'"
 B=$R/imgstored-b/etc/imgstore
+check "imgstored-a: its own instance name (the inventory's), not the machine's host name" \
+  grep -qx 'instance = imgstored-a' "$A/imgstored.conf"
 check "imgstored-a: the config passes --check-config" quiet "$IMGSTORED" --config "$A/imgstored.conf" --check-config
 check "imgstored-b: the config passes --check-config" quiet "$IMGSTORED" --config "$B/imgstored.conf" --check-config
 

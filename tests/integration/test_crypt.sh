@@ -101,7 +101,10 @@ conf() { # KEK_LINE: the config of a daemon of site a on paths of its own
       -e "s|^spool_dir = .*|spool_dir = $W/spool|" \
       -e "s|^audit_log = .*|audit_log = $W/audit.log|" \
       -e "s|^export_dirs = .*|export_dirs = $W|" \
-      -e "/^kek_file = /d" -e "s|^\[server\]|[server]\n$1|" "$IMGSTORE_SANDBOX/site-a/imgstored.conf" >"$W/d.conf"
+      -e "/^kek_file = /d" -e "s|^\[server\]|[server]\ninstance = crypt-2\n$1|" \
+      "$IMGSTORE_SANDBOX/site-a/imgstored.conf" >"$W/d.conf"
+  # (an instance name of its own: under the host name it would break the replication locks of
+  # the sandbox's daemon as its own previous run's)
 }
 start() {
   setsid "$IMGSTORED" --config "$W/d.conf" </dev/null >"$W/d.log" 2>&1 &

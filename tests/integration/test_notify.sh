@@ -42,7 +42,10 @@ make_conf() {
   sed -e "s|^listen = .*|listen = 127.0.0.1:$(free_port)|" \
       -e "s|^unix_socket = .*|unix_socket = $W/$2.sock|" \
       -e "s|^spool_dir = .*|spool_dir = $W/spool-$2|" \
-      -e "s|^audit_log = .*|audit_log = $W/audit-$2.log|" "$IMGSTORE_SANDBOX/site-a/imgstored.conf" >"$1"
+      -e "s|^audit_log = .*|audit_log = $W/audit-$2.log|" \
+      -e "s|^\[server\]\$|[server]\ninstance = notify-$2|" "$IMGSTORE_SANDBOX/site-a/imgstored.conf" >"$1"
+  # (an instance name of its own: under the host name it would break the replication locks of
+  # the sandbox's daemon as its own previous run's)
 }
 # PATTERN SECS: wait until a received line matches
 got() { local end=$((SECONDS + $2)); while [ $SECONDS -lt $end ]; do grep -q -- "$1" "$W/got" 2>/dev/null && return 0; sleep 0.2; done; return 1; }

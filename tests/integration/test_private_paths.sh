@@ -28,7 +28,10 @@ sed -e "s|^listen = .*|listen = 127.0.0.1:$(free_port)|" \
     -e "s|^spool_dir = .*|spool_dir = $W/spool|" \
     -e "s|^audit_log = .*|audit_log = $W/audit.log|" \
     -e "s|^import_dirs = .*|import_dirs = $W/import|" \
-    -e "s|^export_dirs = .*|export_dirs = $W/export|" "$IMGSTORE_SANDBOX/site-a/imgstored.conf" >"$W/d.conf"
+    -e "s|^export_dirs = .*|export_dirs = $W/export|" \
+    -e "s|^\[server\]\$|[server]\ninstance = private-2|" "$IMGSTORE_SANDBOX/site-a/imgstored.conf" >"$W/d.conf"
+# (an instance name of its own: under the host name it would break the replication locks of the
+# sandbox's daemon as its own previous run's)
 
 # PRIVATE(0|1): start the daemon, in a mount namespace with private import and export dirs
 start() {

@@ -24,7 +24,10 @@ sed -e "s|^listen = .*|listen = 127.0.0.1:$(free_port)|" \
     -e "s|^unix_socket = .*|unix_socket = $W/d.sock|" \
     -e "s|^spool_dir = .*|spool_dir = $W/spool|" \
     -e "s|^audit_log = .*|audit_log = $W/audit.log|" \
-    -e "s|^token_file = .*|token_file = $W/tokens|" "$IMGSTORE_SANDBOX/site-a/imgstored.conf" >"$W/d.conf"
+    -e "s|^token_file = .*|token_file = $W/tokens|" \
+    -e "s|^\[server\]\$|[server]\ninstance = reload-2|" "$IMGSTORE_SANDBOX/site-a/imgstored.conf" >"$W/d.conf"
+# (an instance name of its own: under the host name it would break the replication locks of the
+# sandbox's daemon as its own previous run's)
 # a token file of its own, to change
 (umask 077; cp "$(sed -n 's/^token_file = //p' "$IMGSTORE_SANDBOX/site-a/imgstored.conf")" "$W/tokens")
 check "the sandbox's config names sandbox-host only" bash -c "grep -q '^\[host sandbox-host\]' '$W/d.conf' && ! grep -q '^\[host sandbox-host2\]' '$W/d.conf'"

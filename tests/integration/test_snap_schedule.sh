@@ -99,7 +99,10 @@ LOG2=$A/log/imgstored-ss.log
 mkdir -p "$A/spool-ss"
 sed -e "s|^listen = .*|listen = 127.0.0.1:$port|" -e "s|^unix_socket = .*|unix_socket = $SOCK2|" \
   -e "s|^spool_dir = .*|spool_dir = $A/spool-ss|" -e "s|^audit_log = .*|audit_log = $A/log/audit-ss.log|" \
+  -e "s|^\[server\]\$|[server]\ninstance = snapsched-2|" \
   "$(site_conf a)" >"$A/imgstored-ss.conf"
+# (its own instance name: under the host name it would take the first one's replication locks
+# for its own previous run's and break them)
 : >"$LOG2"
 "$BIN" --config "$A/imgstored-ss.conf" </dev/null >>"$LOG2" 2>&1 9>&- &
 PID2=$!
