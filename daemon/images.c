@@ -296,9 +296,12 @@ static ims_upload *find_upload_locked(ims_daemon *d, const char *id)
 static void free_work(void *arg)
 {
 	work *w = arg;
+	/* a chunk waiting for room in the source's memory gives up */
+	if (w->grow)
+		ims_source_growing_abandon(w->grow, "the import ended");
 	if (w->upload_id[0]) {
 		/* gone from the table before the source is freed: a chunk that arrives now finds
-		 * no upload */
+		 * no upload (one being copied into the source holds it) */
 		pthread_mutex_lock(&w->d->lock);
 		ims_upload *u = find_upload_locked(w->d, w->upload_id);
 		if (u) {
@@ -459,6 +462,26 @@ static int claim_upload(ims_daemon *d, work *w, const char *id, bool streamed)
 			goto out;
 		ims_source_growing_arrived(w->grow, u->received);
 		u->src = w->grow;
+		/* nothing sent yet (the CLI claims first): the bytes go to memory, the reader reads
+		 * them there; only what leaves the ring is written to the file, without the page
+		 * cache where the filesystem allows it */
+		if (u->received == 0 && u->nahead == 0) {
+			int wfd = open(u->path, O_WRONLY | O_CLOEXEC | O_DIRECT);
+			if (wfd < 0 && errno == EINVAL)
+				wfd = open(u->path, O_WRONLY | O_CLOEXEC);
+			if (wfd < 0) {
+				r = ims_error_set(-EIO, "cannot write upload '%s': %s", id,
+						  ims_strerror(errno));
+				u->src = NULL;
+				goto out;
+			}
+			if ((r = ims_source_growing_buffer(
+				     w->grow, wfd, IMS_UPLOAD_WINDOW + IMS_CHUNK_MAX)) < 0) {
+				u->src = NULL;
+				goto out;
+			}
+			u->ring = true;
+		}
 	}
 	u->claimed = true;
 	snprintf(w->path, sizeof(w->path), "%s", u->path);
@@ -750,9 +773,17 @@ static int h_upload_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	else if ((r = chunk_reserve_locked(u, q->upload_id, q->offset, q->data.len)) == 0)
 		snprintf(path, sizeof(path), "%s", u->path);
 	bool write = u && r == 0 && q->data.len;
+	ims_source_growing *ring = write && u->ring ? u->src : NULL;
+	if (ring)
+		ims_source_growing_hold(ring); /* the import may end while the chunk is copied */
 	pthread_mutex_unlock(&d->lock);
 	if (write) {
-		r = write_chunk(path, &q->data, q->offset, q->upload_id);
+		if (ring) {
+			r = ims_source_growing_put(ring, q->data.data, q->data.len, q->offset);
+			ims_source_growing_free(ring);
+		} else {
+			r = write_chunk(path, &q->data, q->offset, q->upload_id);
+		}
 		pthread_mutex_lock(&d->lock);
 		/* the import may have ended meanwhile and taken the upload with it */
 		u = find_upload_locked(d, q->upload_id);
