@@ -269,6 +269,8 @@ static int h_clone_image(void *app, ims_rpc_call *call, const ProtobufCMessage *
 	return reply_image(d, call, c.pool, c.image, resp);
 }
 
+#define STREAM_INFLIGHT (16u << 20) /* a streamed import's blocks in flight to the OSDs */
+
 /* Work of the long operations. */
 typedef struct {
 	ims_daemon *d;
@@ -346,6 +348,10 @@ static int run_import(ims_op *op, void *arg)
 	o.no_follow = true; /* w->path was resolved and checked against import_dirs */
 	w->op = op;
 	if (w->grow) {
+		/* the network feeds it: 16 MiB to the OSDs (4 blocks of 4 MiB) keep up with it, and
+		 * the daemon stays within its memory bound with the upload's ring beside them */
+		if (o.inflight_bytes > STREAM_INFLIGHT)
+			o.inflight_bytes = STREAM_INFLIGHT;
 		ims_source src;
 		ims_source_growing_source(&src, w->grow);
 		return ims_image_import(NULL, w->d->site, w->spec.pool, w->spec.image, &src, &o);
