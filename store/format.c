@@ -92,15 +92,19 @@ struct ims_source_growing {
 	 * below base they are in the file, written there when they left the ring */
 	uint8_t *ring;
 	size_t cap;
-	int wfd;	       /* the file, for what leaves the ring */
-	uint64_t base;	       /* a multiple of RING_ALIGN */
-	uint64_t hi;	       /* the furthest end a reader asked for */
-	bool evicting;	       /* a writer is moving [base, ...) to the file */
-	struct timespec moved; /* when base or hi last moved (a put waiting for room) */
+	int wfd;	     /* the file, for what leaves the ring */
+	uint64_t base;	     /* a multiple of RING_ALIGN */
+	uint64_t hi;	     /* the furthest end a reader asked for */
+	uint64_t spilled;    /* [base, spilled) is in the file too (a multiple of RING_ALIGN) */
+	pthread_t spiller;   /* writes what lies RING_BEHIND behind the reader to the file */
+	bool spilling, quit; /* the spiller runs; told to end */
+	pthread_cond_t spill_cond; /* the spiller's own: hi, arrived, room wanted, quit */
+	struct timespec moved;	   /* when base or hi last moved (a put waiting for room) */
 };
 
 #define RING_ALIGN  4096u      /* O_DIRECT: offsets, lengths and the ring's memory */
 #define RING_BEHIND (4u << 20) /* kept in memory behind the furthest read */
+#define SPILL_MAX   (4u << 20) /* the spiller writes at most this much at once */
 
 static double mono_since(const struct timespec *t)
 {
@@ -169,9 +173,9 @@ static ssize_t growing_pread(void *ctx, void *buf, size_t len, uint64_t off)
 
 	pthread_mutex_lock(&g->lock);
 	if (g->ring && end > g->hi) {
-		g->hi = end; /* a put waiting for room may now move what is behind to the file */
+		g->hi = end; /* the spiller may now write what is behind to the file */
 		clock_gettime(CLOCK_MONOTONIC, &g->moved);
-		pthread_cond_broadcast(&g->cond);
+		pthread_cond_signal(&g->spill_cond);
 	}
 	int r = growing_wait_locked(g, end);
 	if (r < 0 || !g->ring || end <= off) {
@@ -214,40 +218,73 @@ static int ring_spill(ims_source_growing *g, uint64_t from, uint64_t to)
 	return 0;
 }
 
+/* What the spiller may write: arrived (no hole) and RING_BEHIND behind the furthest read. */
+static uint64_t spill_limit_locked(const ims_source_growing *g)
+{
+	uint64_t low = g->hi > RING_BEHIND ? g->hi - RING_BEHIND : 0;
+	if (low > g->arrived)
+		low = g->arrived;
+	return low - low % RING_ALIGN;
+}
+
 /*
- * Make room in the ring for bytes up to @p end: move what the reader left behind to the file,
- * or wait for the reader. Called with g->lock held.
+ * The spiller: copies to the file, in the background, what the reader left behind, so that a
+ * chunk needing room in the ring finds it written already and only moves base (no write on
+ * the upload's way, no page cache with O_DIRECT).
+ */
+static void *spiller_main(void *arg)
+{
+	ims_source_growing *g = arg;
+	pthread_mutex_lock(&g->lock);
+	while (!g->quit && !g->abandoned) {
+		uint64_t from = g->spilled, to = spill_limit_locked(g);
+		if (to <= from) {
+			struct timespec at;
+			clock_gettime(CLOCK_MONOTONIC, &at);
+			at.tv_sec += 1;
+			pthread_cond_timedwait(&g->spill_cond, &g->lock, &at);
+			continue;
+		}
+		if (to - from > SPILL_MAX)
+			to = from + SPILL_MAX;
+		/* [from, to) stays in the ring while it is written: base never passes spilled */
+		pthread_mutex_unlock(&g->lock);
+		int r = ring_spill(g, from, to);
+		pthread_mutex_lock(&g->lock);
+		if (r < 0) {
+			if (!g->abandoned) {
+				g->abandoned = true;
+				snprintf(g->why, sizeof(g->why), "%s", ims_error_last());
+			}
+		} else {
+			g->spilled = to;
+		}
+		pthread_cond_broadcast(&g->cond);
+	}
+	pthread_mutex_unlock(&g->lock);
+	return NULL;
+}
+
+/*
+ * Make room in the ring for bytes up to @p end: drop what the spiller wrote to the file, or
+ * wait for it (and for the reader). Called with g->lock held.
  */
 static int ring_room_locked(ims_source_growing *g, uint64_t end)
 {
 	while (end > g->base + g->cap) {
 		if (g->abandoned)
 			return ims_error_set(-ECANCELED, "%s", g->why);
-		/* only what arrived (no hole) and lies RING_BEHIND behind the furthest read */
-		uint64_t low = g->hi > RING_BEHIND ? g->hi - RING_BEHIND : 0;
-		if (low > g->arrived)
-			low = g->arrived;
 		/* no more than the room asked for: what stays may be read again */
 		uint64_t need = (end - g->cap + RING_ALIGN - 1) / RING_ALIGN * RING_ALIGN;
-		if (low > need)
-			low = need;
-		low -= low % RING_ALIGN;
-		if (!g->evicting && low > g->base) {
-			uint64_t from = g->base;
-			g->evicting = true;
-			pthread_mutex_unlock(&g->lock);
-			int r = ring_spill(g, from, low);
-			pthread_mutex_lock(&g->lock);
-			g->evicting = false;
-			if (r == 0) {
-				g->base = low;
-				clock_gettime(CLOCK_MONOTONIC, &g->moved);
-			}
-			pthread_cond_broadcast(&g->cond);
-			if (r < 0)
-				return r;
+		uint64_t low = g->spilled < need ? g->spilled : need;
+		if (low > g->base) {
+			g->base = low;
+			clock_gettime(CLOCK_MONOTONIC, &g->moved);
 			continue;
 		}
+		/* the spiller's own condition: a broadcast on g->cond would wake the other puts
+		 * waiting here, which would wake this one again, round and round */
+		pthread_cond_signal(&g->spill_cond);
 		double idle = mono_since(&g->moved);
 		if (idle >= (double)g->stall_s)
 			return ims_error_set(-ETIMEDOUT,
@@ -295,7 +332,10 @@ int ims_source_growing_buffer(ims_source_growing *g, int wfd, size_t bytes)
 	g->ring = ring;
 	g->cap = bytes;
 	g->wfd = wfd;
+	g->spilling = pthread_create(&g->spiller, NULL, spiller_main, g) == 0;
 	pthread_mutex_unlock(&g->lock);
+	if (!g->spilling)
+		return ims_error_set(-EAGAIN, "cannot start an upload's writer thread");
 	return 0;
 }
 
@@ -327,6 +367,7 @@ int ims_source_growing_new(ims_source_growing **out, int fd, uint64_t size, unsi
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&g->cond, &attr);
+	pthread_cond_init(&g->spill_cond, &attr);
 	pthread_condattr_destroy(&attr);
 	*out = g;
 	return 0;
@@ -348,6 +389,7 @@ void ims_source_growing_arrived(ims_source_growing *g, uint64_t upto)
 		g->arrived = upto;
 		clock_gettime(CLOCK_MONOTONIC, &g->last);
 		pthread_cond_broadcast(&g->cond);
+		pthread_cond_signal(&g->spill_cond);
 	}
 	pthread_mutex_unlock(&g->lock);
 }
@@ -359,6 +401,7 @@ void ims_source_growing_abandon(ims_source_growing *g, const char *why)
 		g->abandoned = true;
 		snprintf(g->why, sizeof(g->why), "%s", why);
 		pthread_cond_broadcast(&g->cond);
+		pthread_cond_signal(&g->spill_cond);
 	}
 	pthread_mutex_unlock(&g->lock);
 }
@@ -372,11 +415,19 @@ void ims_source_growing_free(ims_source_growing *g)
 	pthread_mutex_unlock(&g->lock);
 	if (refs)
 		return;
+	if (g->spilling) {
+		pthread_mutex_lock(&g->lock);
+		g->quit = true;
+		pthread_cond_signal(&g->spill_cond);
+		pthread_mutex_unlock(&g->lock);
+		pthread_join(g->spiller, NULL);
+	}
 	free(g->ring);
 	if (g->wfd >= 0)
 		close(g->wfd);
 	pthread_mutex_destroy(&g->lock);
 	pthread_cond_destroy(&g->cond);
+	pthread_cond_destroy(&g->spill_cond);
 	free(g);
 }
 
