@@ -10,7 +10,10 @@
 #   - a client that gives up half-way (tests/integration/upload_client.py): the import fails
 #     after the stall time saying so, no image under the name, no temporary, no spool file;
 #   - a corrupt qcow2 header: the import fails at once, the CLI says why, the rest of the
-#     upload is refused; nothing is left behind.
+#     upload is refused; nothing is left behind;
+#   - a vmdk whose second grain table points a grain past the end of the file: the import
+#     fails half-way through the upload, read from the spool file behind the ring, saying so;
+#     nothing is left behind.
 # The original configuration and daemon come back whatever happens.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
@@ -21,7 +24,7 @@ workdir tmp
 p=stream$$
 SPOOL=$IMGSTORE_SANDBOX/site-a/spool
 restore() {
-  forget_images "$p-qcow2" "$p-vmdk" "$p-killed" "$p-bad" "$p-big" "$p-swapped"
+  forget_images "$p-qcow2" "$p-vmdk" "$p-killed" "$p-bad" "$p-big" "$p-swapped" "$p-badgt"
   config_restore a
   rm -rf "$tmp"
 }
@@ -105,5 +108,24 @@ out=$(python3 "$SRC/tests/integration/upload_client.py" "$IMGSTORE_SOCKET_A" "$I
 check "  a client that keeps sending gets 'no upload' (HTTP 404)" bash -c "grep -q 'UploadChunk: HTTP 404' <<<'$out'"
 check "  and nothing is left behind" bash -c "! rbd -c '$CEPH_CONF_A' ls rbd | grep -q '^\.imgstore-tmp-\|^$p-bad$'"
 check "  nor in the spool" spool_empty
+
+# a grain far past the end of the file, in the second grain table (guest offsets 32 MiB on):
+# the reader meets it half-way, when the table lies behind the ring
+python3 - "$tmp/big.vmdk" "$tmp/badgt.vmdk" <<'PY'
+import shutil, struct, sys
+shutil.copy(sys.argv[1], sys.argv[2])
+with open(sys.argv[2], "r+b") as f:
+    gd = struct.unpack("<Q", f.read(64)[56:64])[0]
+    f.seek(gd * 512 + 4)
+    gt1 = struct.unpack("<I", f.read(4))[0]
+    f.seek(gt1 * 512)
+    f.write(struct.pack("<I", 0x7FFFFFF0))
+PY
+expect_rc 1 "a vmdk with a grain past the end of the file, met half-way, is refused" \
+  on_a image import "$tmp/badgt.vmdk" "rbd/$p-badgt"
+check "  the CLI says what is wrong" grep -q "lies past the end of the file" "$T_ERR"
+expect_rc 1 "  no image under the name" "$CLI" image info "rbd/$p-badgt"
+check "  no temporary image left" no_tmp
+check "  nor anything in the spool" spool_empty
 
 finish
