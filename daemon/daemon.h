@@ -19,8 +19,10 @@
 #define IMS_MAX_UPLOADS 64
 #define IMS_CHUNK_MAX	(2u << 20) /* upload and download chunks: under the 4 MiB body limit */
 
-#define IMS_UPLOAD_WINDOW (64u << 20) /* chunks end at most this far past `received` */
-#define IMS_UPLOAD_AHEAD  32	      /* chunks being written or ahead of `received` */
+/* chunks end at most this far past `received`; a streamed import keeps this much of the upload
+ * in memory (plus 4 MiB behind its reader): 16 MiB is 8 chunks, 2 per connection of the CLI */
+#define IMS_UPLOAD_WINDOW (16u << 20)
+#define IMS_UPLOAD_AHEAD  32 /* chunks being written or ahead of `received` */
 
 typedef struct {
 	char id[40];
@@ -31,6 +33,7 @@ typedef struct {
 	bool claimed; /* an import took it */
 	/* the import reading it while it arrives (a streamed import), NULL otherwise */
 	struct ims_source_growing *src;
+	bool ring; /* src keeps the bytes in memory: chunks go there, not to the file */
 	struct {
 		uint64_t off, len;
 		bool written; /* false: a handler is writing it now */

@@ -304,6 +304,8 @@ static int h_clone_image(void *app, ims_rpc_call *call, const ProtobufCMessage *
 	return reply_image(d, call, c.pool, c.image, resp);
 }
 
+#define STREAM_INFLIGHT (16u << 20) /* a streamed import's blocks in flight to the OSDs */
+
 /* Work of the long operations. */
 typedef struct {
 	ims_daemon *d;
@@ -332,9 +334,12 @@ static ims_upload *find_upload_locked(ims_daemon *d, const char *id)
 static void free_work(void *arg)
 {
 	work *w = arg;
+	/* a chunk waiting for room in the source's memory gives up */
+	if (w->grow)
+		ims_source_growing_abandon(w->grow, "the import ended");
 	if (w->upload_id[0]) {
 		/* gone from the table before the source is freed: a chunk that arrives now finds
-		 * no upload */
+		 * no upload (one being copied into the source holds it) */
 		pthread_mutex_lock(&w->d->lock);
 		ims_upload *u = find_upload_locked(w->d, w->upload_id);
 		if (u) {
@@ -380,6 +385,10 @@ static int run_import(ims_op *op, void *arg)
 	o.no_follow = true; /* w->path was resolved and checked against import_dirs */
 	w->op = op;
 	if (w->grow) {
+		/* the network feeds it: 16 MiB to the OSDs (4 blocks of 4 MiB) keep up with it, and
+		 * the daemon stays within its memory bound with the upload's ring beside them */
+		if (o.inflight_bytes > STREAM_INFLIGHT)
+			o.inflight_bytes = STREAM_INFLIGHT;
 		ims_source src;
 		ims_source_growing_source(&src, w->grow);
 		return ims_image_import(NULL, w->d->site, w->spec.pool, w->spec.image, &src, &o);
@@ -496,6 +505,26 @@ static int claim_upload(ims_daemon *d, work *w, const char *id, bool streamed)
 			goto out;
 		ims_source_growing_arrived(w->grow, u->received);
 		u->src = w->grow;
+		/* nothing sent yet (the CLI claims first): the bytes go to memory, the reader reads
+		 * them there; only what leaves the ring is written to the file, without the page
+		 * cache where the filesystem allows it */
+		if (u->received == 0 && u->nahead == 0) {
+			int wfd = open(u->path, O_WRONLY | O_CLOEXEC | O_DIRECT);
+			if (wfd < 0 && errno == EINVAL)
+				wfd = open(u->path, O_WRONLY | O_CLOEXEC);
+			if (wfd < 0) {
+				r = ims_error_set(-EIO, "cannot write upload '%s': %s", id,
+						  ims_strerror(errno));
+				u->src = NULL;
+				goto out;
+			}
+			if ((r = ims_source_growing_buffer(
+				     w->grow, wfd, IMS_UPLOAD_WINDOW + IMS_CHUNK_MAX)) < 0) {
+				u->src = NULL;
+				goto out;
+			}
+			u->ring = true;
+		}
 	}
 	u->claimed = true;
 	snprintf(w->path, sizeof(w->path), "%s", u->path);
@@ -806,9 +835,17 @@ static int h_upload_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	else if ((r = chunk_reserve_locked(u, q->upload_id, q->offset, q->data.len)) == 0)
 		snprintf(path, sizeof(path), "%s", u->path);
 	bool write = u && r == 0 && q->data.len;
+	ims_source_growing *ring = write && u->ring ? u->src : NULL;
+	if (ring)
+		ims_source_growing_hold(ring); /* the import may end while the chunk is copied */
 	pthread_mutex_unlock(&d->lock);
 	if (write) {
-		r = write_chunk(path, &q->data, q->offset, q->upload_id);
+		if (ring) {
+			r = ims_source_growing_put(ring, q->data.data, q->data.len, q->offset);
+			ims_source_growing_free(ring);
+		} else {
+			r = write_chunk(path, &q->data, q->offset, q->upload_id);
+		}
 		pthread_mutex_lock(&d->lock);
 		/* the import may have ended meanwhile and taken the upload with it */
 		u = find_upload_locked(d, q->upload_id);

@@ -27,6 +27,7 @@
 #include "common/log.h"
 
 #define DEFAULT_MAX_REQUEST  (4u << 20)
+#define BODY_KEEP_MIN	     (1u << 20) /* bodies kept for reuse: 1 MiB to DEFAULT_MAX_REQUEST */
 #define DEFAULT_READ_TIMEOUT 30
 #define DEFAULT_THREADS	     8
 #define DEFAULT_SLOW_CALLS   64
@@ -499,14 +500,56 @@ static void slow_end(ims_rpc_server *s, unsigned calls, unsigned threads)
 	pthread_mutex_unlock(&s->slow_lock);
 }
 
+/* A buffer for a body of @p want bytes (its capacity in *@p cap): a kept one if it fits. */
+static uint8_t *body_get(ims_rpc_server *s, size_t want, size_t *cap)
+{
+	uint8_t *b = NULL;
+	if (want >= BODY_KEEP_MIN) {
+		pthread_mutex_lock(&s->bodies_lock);
+		for (unsigned i = 0; i < s->nbodies; i++)
+			if (s->bodies[i].cap >= want) {
+				b = s->bodies[i].buf;
+				*cap = s->bodies[i].cap;
+				s->bodies[i] = s->bodies[--s->nbodies];
+				break;
+			}
+		pthread_mutex_unlock(&s->bodies_lock);
+	}
+	if (!b && (b = malloc(want)))
+		*cap = want;
+	return b;
+}
+
+/* Done with @p rq's body: kept for another request (a few of 1 to 4 MiB), or freed. */
+static void body_put(ims_rpc_server *s, request *rq)
+{
+	uint8_t *b = rq->body;
+	size_t cap = rq->cap;
+	rq->body = NULL;
+	rq->len = rq->cap = 0;
+	if (!b)
+		return;
+	if (cap >= BODY_KEEP_MIN && cap <= DEFAULT_MAX_REQUEST) {
+		pthread_mutex_lock(&s->bodies_lock);
+		bool kept = s->nbodies < sizeof(s->bodies) / sizeof(s->bodies[0]);
+		if (kept) {
+			s->bodies[s->nbodies].buf = b;
+			s->bodies[s->nbodies++].cap = cap;
+		}
+		pthread_mutex_unlock(&s->bodies_lock);
+		if (kept)
+			return;
+	}
+	free(b);
+}
+
 static void *slow_main(void *arg)
 {
 	request *rq = arg;
 	ims_rpc_server *s = rq->call.server;
 
 	ims_rpc__finish(s, &rq->call, rq->body, rq->len, &rq->resp);
-	free(rq->body);
-	rq->body = NULL;
+	body_put(s, rq);
 	/* MHD calls on_access again, which queues resp; rq is not ours from here on */
 	MHD_resume_connection(rq->conn);
 	slow_end(s, 0, 1);
@@ -637,10 +680,9 @@ static enum MHD_Result begin_request(struct ims_rpc__listener *l, struct MHD_Con
 	}
 	/* Content-Length is within the limit here: the buffer is allocated once */
 	if (have_length && length > 0) {
-		rq->body = malloc((size_t)length);
+		rq->body = body_get(s, (size_t)length, &rq->cap);
 		if (!rq->body)
 			return MHD_NO;
-		rq->cap = (size_t)length;
 	}
 	return MHD_YES;
 }
@@ -657,9 +699,7 @@ static enum MHD_Result receive_body(ims_rpc_server *s, request *rq, const char *
 		/* no Content-Length (chunked): refused as soon as it exceeds the limit */
 		rq->too_large = true;
 		rq->discarded = rq->len + n;
-		free(rq->body);
-		rq->body = NULL;
-		rq->len = rq->cap = 0;
+		body_put(s, rq);
 		return MHD_YES;
 	}
 	if (rq->len + n > rq->cap) {
@@ -691,8 +731,7 @@ static enum MHD_Result finish_request(ims_rpc_server *s, struct MHD_Connection *
 			return MHD_YES;
 	} else if (!rq->early)
 		ims_rpc__finish(s, &rq->call, rq->body, rq->len, &rq->resp);
-	free(rq->body);
-	rq->body = NULL;
+	body_put(s, rq);
 	return queue(conn, &rq->resp);
 }
 
@@ -736,7 +775,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	if (rq->rpc)
 		ims_rpc__call_end(&rq->call);
 	ims_rpc__response_free(&rq->resp);
-	free(rq->body);
+	body_put(l->s, rq);
 	free(rq);
 	*req_cls = NULL;
 }
@@ -904,6 +943,7 @@ int ims_rpc_server_start(ims_rpc_server **out, const ims_rpc_server_opts *opts)
 		s->max_request_bytes = SIZE_MAX / 2;
 	pthread_rwlock_init(&s->tokens_lock, NULL);
 	pthread_mutex_init(&s->slow_lock, NULL);
+	pthread_mutex_init(&s->bodies_lock, NULL);
 	pthread_cond_init(&s->slow_ended, NULL);
 	s->slow_max = opts->slow_calls ? opts->slow_calls : DEFAULT_SLOW_CALLS;
 	r = ims_rpc__metrics_init(&s->metrics, opts->nmethods);
@@ -1047,5 +1087,8 @@ void ims_rpc_server_stop(ims_rpc_server *s)
 	pthread_rwlock_destroy(&s->tokens_lock);
 	pthread_mutex_destroy(&s->slow_lock);
 	pthread_cond_destroy(&s->slow_ended);
+	for (unsigned i = 0; i < s->nbodies; i++)
+		free(s->bodies[i].buf);
+	pthread_mutex_destroy(&s->bodies_lock);
 	free(s);
 }

@@ -131,6 +131,14 @@ struct ims_rpc_server {
 	unsigned slow_running; /* from the hand-off to MHD's end of the request */
 	unsigned slow_threads; /* threads still running */
 	unsigned slow_max;
+	/* request bodies of 1 MiB and more (upload chunks), kept for the next request: memory
+	 * already mapped, not a fresh mmap and its page faults per chunk */
+	pthread_mutex_t bodies_lock;
+	struct {
+		uint8_t *buf;
+		size_t cap;
+	} bodies[4];
+	unsigned nbodies;
 };
 
 /* A block of the per-call arena. */

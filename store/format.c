@@ -82,12 +82,29 @@ struct ims_source_growing {
 	int (*stop)(void *ctx);
 	void *stop_ctx;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;  /* CLOCK_MONOTONIC: arrived or abandoned changed */
-	uint64_t arrived;     /* [0, arrived) is in the file */
+	pthread_cond_t cond;  /* CLOCK_MONOTONIC: arrived, abandoned, base or hi changed */
+	uint64_t arrived;     /* [0, arrived) is in the file (or the ring) */
 	struct timespec last; /* when bytes last arrived (or the source was made) */
 	bool abandoned;
 	char why[200];
+	unsigned refs; /* the owner's, and each ims_source_growing_hold() */
+	/* the ring (ims_source_growing_buffer()): file bytes [base, base + cap) at ring[off % cap];
+	 * below base they are in the file, written there when they left the ring */
+	uint8_t *ring;
+	size_t cap;
+	int wfd;	     /* the file, for what leaves the ring */
+	uint64_t base;	     /* a multiple of RING_ALIGN */
+	uint64_t hi;	     /* the furthest end a reader asked for */
+	uint64_t spilled;    /* [base, spilled) is in the file too (a multiple of RING_ALIGN) */
+	pthread_t spiller;   /* writes what lies RING_BEHIND behind the reader to the file */
+	bool spilling, quit; /* the spiller runs; told to end */
+	pthread_cond_t spill_cond; /* the spiller's own: hi, arrived, room wanted, quit */
+	struct timespec moved;	   /* when base or hi last moved (a put waiting for room) */
 };
+
+#define RING_ALIGN  4096u      /* O_DIRECT: offsets, lengths and the ring's memory */
+#define RING_BEHIND (4u << 20) /* kept in memory behind the furthest read */
+#define SPILL_MAX   (4u << 20) /* the spiller writes at most this much at once */
 
 static double mono_since(const struct timespec *t)
 {
@@ -133,17 +150,200 @@ static int growing_wait_locked(ims_source_growing *g, uint64_t end)
 	return 0;
 }
 
+/* Copy [off, off + len) of the ring (all of it within [base, base + cap)) to or from @p buf. */
+static void ring_copy(ims_source_growing *g, uint8_t *buf, size_t len, uint64_t off, bool in)
+{
+	while (len) {
+		size_t at = (size_t)(off % g->cap);
+		size_t n = g->cap - at < len ? g->cap - at : len;
+		if (in)
+			memcpy(g->ring + at, buf, n);
+		else
+			memcpy(buf, g->ring + at, n);
+		buf += n;
+		off += n;
+		len -= n;
+	}
+}
+
 static ssize_t growing_pread(void *ctx, void *buf, size_t len, uint64_t off)
 {
 	ims_source_growing *g = ctx;
 	uint64_t end = off >= g->size ? g->size : len > g->size - off ? g->size : off + len;
 
 	pthread_mutex_lock(&g->lock);
+	if (g->ring && end > g->hi) {
+		g->hi = end; /* the spiller may now write what is behind to the file */
+		clock_gettime(CLOCK_MONOTONIC, &g->moved);
+		pthread_cond_signal(&g->spill_cond);
+	}
 	int r = growing_wait_locked(g, end);
+	if (r < 0 || !g->ring || end <= off) {
+		pthread_mutex_unlock(&g->lock);
+		return r < 0 ? r : fd_pread(&g->fd, buf, len, off);
+	}
+	/* what left the ring is read from the file: base only grows once it is written there */
+	uint64_t from = off < g->base ? (end < g->base ? end : g->base) : off;
+	if (from < end)
+		ring_copy(g, (uint8_t *)buf + (from - off), (size_t)(end - from), from, false);
+	pthread_mutex_unlock(&g->lock);
+	if (from > off) {
+		ssize_t n = fd_pread(&g->fd, buf, (size_t)(from - off), off);
+		if (n < 0)
+			return n;
+		if ((uint64_t)n < from - off)
+			return ims_error_set(-EIO,
+					     "the upload's file holds %zd of %" PRIu64
+					     " bytes at offset %" PRIu64,
+					     n, from - off, off);
+	}
+	return (ssize_t)(end - off);
+}
+
+/* Write [from, to) of the ring to the file (lock not held: nobody writes that part). */
+static int ring_spill(ims_source_growing *g, uint64_t from, uint64_t to)
+{
+	while (from < to) {
+		size_t at = (size_t)(from % g->cap);
+		size_t n = g->cap - at < to - from ? g->cap - at : (size_t)(to - from);
+		ssize_t w = pwrite(g->wfd, g->ring + at, n, (off_t)from);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return ims_error_set(w < 0 && errno == ENOSPC ? -ENOSPC : -EIO,
+					     "cannot write the upload's file: %s",
+					     ims_strerror(w < 0 ? errno : EIO));
+		from += (uint64_t)w;
+	}
+	return 0;
+}
+
+/* What the spiller may write: arrived (no hole) and RING_BEHIND behind the furthest read. */
+static uint64_t spill_limit_locked(const ims_source_growing *g)
+{
+	uint64_t low = g->hi > RING_BEHIND ? g->hi - RING_BEHIND : 0;
+	if (low > g->arrived)
+		low = g->arrived;
+	return low - low % RING_ALIGN;
+}
+
+/*
+ * The spiller: copies to the file, in the background, what the reader left behind, so that a
+ * chunk needing room in the ring finds it written already and only moves base (no write on
+ * the upload's way, no page cache with O_DIRECT).
+ */
+static void *spiller_main(void *arg)
+{
+	ims_source_growing *g = arg;
+	pthread_mutex_lock(&g->lock);
+	while (!g->quit && !g->abandoned) {
+		uint64_t from = g->spilled, to = spill_limit_locked(g);
+		if (to <= from) {
+			struct timespec at;
+			clock_gettime(CLOCK_MONOTONIC, &at);
+			at.tv_sec += 1;
+			pthread_cond_timedwait(&g->spill_cond, &g->lock, &at);
+			continue;
+		}
+		if (to - from > SPILL_MAX)
+			to = from + SPILL_MAX;
+		/* [from, to) stays in the ring while it is written: base never passes spilled */
+		pthread_mutex_unlock(&g->lock);
+		int r = ring_spill(g, from, to);
+		pthread_mutex_lock(&g->lock);
+		if (r < 0) {
+			if (!g->abandoned) {
+				g->abandoned = true;
+				snprintf(g->why, sizeof(g->why), "%s", ims_error_last());
+			}
+		} else {
+			g->spilled = to;
+		}
+		pthread_cond_broadcast(&g->cond);
+	}
+	pthread_mutex_unlock(&g->lock);
+	return NULL;
+}
+
+/*
+ * Make room in the ring for bytes up to @p end: drop what the spiller wrote to the file, or
+ * wait for it (and for the reader). Called with g->lock held.
+ */
+static int ring_room_locked(ims_source_growing *g, uint64_t end)
+{
+	while (end > g->base + g->cap) {
+		if (g->abandoned)
+			return ims_error_set(-ECANCELED, "%s", g->why);
+		/* no more than the room asked for: what stays may be read again */
+		uint64_t need = (end - g->cap + RING_ALIGN - 1) / RING_ALIGN * RING_ALIGN;
+		uint64_t low = g->spilled < need ? g->spilled : need;
+		if (low > g->base) {
+			g->base = low;
+			clock_gettime(CLOCK_MONOTONIC, &g->moved);
+			continue;
+		}
+		/* the spiller's own condition: a broadcast on g->cond would wake the other puts
+		 * waiting here, which would wake this one again, round and round */
+		pthread_cond_signal(&g->spill_cond);
+		double idle = mono_since(&g->moved);
+		if (idle >= (double)g->stall_s)
+			return ims_error_set(-ETIMEDOUT,
+					     "the import read none of the upload for %u s: the "
+					     "upload waits for room in memory",
+					     g->stall_s);
+		struct timespec at;
+		clock_gettime(CLOCK_MONOTONIC, &at);
+		at.tv_sec += 1;
+		pthread_cond_timedwait(&g->cond, &g->lock, &at);
+	}
+	return 0;
+}
+
+int ims_source_growing_put(ims_source_growing *g, const void *data, size_t len, uint64_t off)
+{
+	if (!g->ring)
+		return ims_error_set(-EINVAL, "the upload's source holds no memory");
+	if (off > g->size || len > g->size - off)
+		return ims_error_set(
+			-EINVAL, "%zu bytes at offset %" PRIu64 " pass the upload's end", len, off);
+	pthread_mutex_lock(&g->lock);
+	int r = off < g->base
+			? ims_error_set(-EINVAL, "offset %" PRIu64 " was already received", off)
+			: ring_room_locked(g, off + len);
 	pthread_mutex_unlock(&g->lock);
 	if (r < 0)
 		return r;
-	return fd_pread(&g->fd, buf, len, off);
+	/* [off, off + len) is this caller's until it says it arrived: no lock for the copy */
+	ring_copy(g, (uint8_t *)data, len, off, true);
+	return 0;
+}
+
+int ims_source_growing_buffer(ims_source_growing *g, int wfd, size_t bytes)
+{
+	bytes = (bytes + RING_BEHIND + 2 * RING_ALIGN - 1) / RING_ALIGN * RING_ALIGN;
+	if (bytes > g->size + RING_ALIGN)
+		bytes = (size_t)((g->size + 2 * RING_ALIGN - 1) / RING_ALIGN * RING_ALIGN);
+	void *ring = NULL;
+	if (posix_memalign(&ring, RING_ALIGN, bytes) != 0) {
+		close(wfd);
+		return ims_error_set(-ENOMEM, "out of memory for an upload's buffer");
+	}
+	pthread_mutex_lock(&g->lock);
+	g->ring = ring;
+	g->cap = bytes;
+	g->wfd = wfd;
+	g->spilling = pthread_create(&g->spiller, NULL, spiller_main, g) == 0;
+	pthread_mutex_unlock(&g->lock);
+	if (!g->spilling)
+		return ims_error_set(-EAGAIN, "cannot start an upload's writer thread");
+	return 0;
+}
+
+void ims_source_growing_hold(ims_source_growing *g)
+{
+	pthread_mutex_lock(&g->lock);
+	g->refs++;
+	pthread_mutex_unlock(&g->lock);
 }
 
 int ims_source_growing_new(ims_source_growing **out, int fd, uint64_t size, unsigned stall_s,
@@ -159,11 +359,15 @@ int ims_source_growing_new(ims_source_growing **out, int fd, uint64_t size, unsi
 	g->stall_s = stall_s ? stall_s : 1;
 	g->stop = stop;
 	g->stop_ctx = stop_ctx;
+	g->refs = 1;
+	g->wfd = -1;
 	clock_gettime(CLOCK_MONOTONIC, &g->last);
+	g->moved = g->last;
 	pthread_mutex_init(&g->lock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&g->cond, &attr);
+	pthread_cond_init(&g->spill_cond, &attr);
 	pthread_condattr_destroy(&attr);
 	*out = g;
 	return 0;
@@ -185,6 +389,7 @@ void ims_source_growing_arrived(ims_source_growing *g, uint64_t upto)
 		g->arrived = upto;
 		clock_gettime(CLOCK_MONOTONIC, &g->last);
 		pthread_cond_broadcast(&g->cond);
+		pthread_cond_signal(&g->spill_cond);
 	}
 	pthread_mutex_unlock(&g->lock);
 }
@@ -196,6 +401,7 @@ void ims_source_growing_abandon(ims_source_growing *g, const char *why)
 		g->abandoned = true;
 		snprintf(g->why, sizeof(g->why), "%s", why);
 		pthread_cond_broadcast(&g->cond);
+		pthread_cond_signal(&g->spill_cond);
 	}
 	pthread_mutex_unlock(&g->lock);
 }
@@ -204,8 +410,24 @@ void ims_source_growing_free(ims_source_growing *g)
 {
 	if (!g)
 		return;
+	pthread_mutex_lock(&g->lock);
+	unsigned refs = --g->refs;
+	pthread_mutex_unlock(&g->lock);
+	if (refs)
+		return;
+	if (g->spilling) {
+		pthread_mutex_lock(&g->lock);
+		g->quit = true;
+		pthread_cond_signal(&g->spill_cond);
+		pthread_mutex_unlock(&g->lock);
+		pthread_join(g->spiller, NULL);
+	}
+	free(g->ring);
+	if (g->wfd >= 0)
+		close(g->wfd);
 	pthread_mutex_destroy(&g->lock);
 	pthread_cond_destroy(&g->cond);
+	pthread_cond_destroy(&g->spill_cond);
 	free(g);
 }
 

@@ -76,7 +76,32 @@ void ims_source_growing_arrived(ims_source_growing *g, uint64_t upto);
  */
 void ims_source_growing_abandon(ims_source_growing *g, const char *why);
 
-/** Free the source (no read may be running). Accepts NULL. */
+/**
+ * Keep the upload's bytes in memory as they arrive (ims_source_growing_put()), so that the
+ * reader reads them from there, not from the file: a ring of @p bytes (plus 4 MiB kept behind
+ * the furthest read, at most the source's size). What leaves the ring is written to the file
+ * with @p wfd first (opened O_DIRECT where the filesystem allows it: no page cache), and a read
+ * behind the ring (a table read again) reads the file. The ring must hold at least the
+ * writer's window past what arrived: a put then always finds room once the reader catches up.
+ * Call it before any byte arrives (the file must hold none). Takes @p wfd (closed at free,
+ * also on error).
+ * @returns -ENOMEM.
+ */
+int ims_source_growing_buffer(ims_source_growing *g, int wfd, size_t bytes);
+
+/**
+ * Copy @p len bytes at @p off into the ring (ims_source_growing_buffer()); then say they
+ * arrived with ims_source_growing_arrived(). @p off must be at or past what arrived, and no
+ * two puts may overlap. Waits while the ring is full until the reader moves on.
+ * @returns -EINVAL (past the end, before what arrived, no ring); -ECANCELED (abandoned);
+ *          -ETIMEDOUT (the reader read nothing for the stall time); -EIO, -ENOSPC (the file).
+ */
+int ims_source_growing_put(ims_source_growing *g, const void *data, size_t len, uint64_t off);
+
+/** One more owner: each ims_source_growing_free() drops one; the last frees it. */
+void ims_source_growing_hold(ims_source_growing *g);
+
+/** Drop an owner; the last one frees the source (no read may be running). Accepts NULL. */
 void ims_source_growing_free(ims_source_growing *g);
 
 typedef enum {

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """A client that starts a streamed import and gives up half-way, as a killed CLI would.
 
-    upload_client.py SOCKET TOKEN_FILE FILE POOL/IMAGE STOP_BYTES
+    upload_client.py SOCKET TOKEN_FILE FILE POOL/IMAGE STOP_BYTES [swapped]
 
 BeginUpload for FILE's size, ImportImage with while_uploading, then chunks of 1 MiB in order
 until STOP_BYTES were sent; prints "UPLOAD_ID OPERATION_ID" and exits without closing
-anything properly. Speaks the Connect protocol (application/proto) over the Unix socket;
+anything properly. With "swapped", the chunks go in pairs, the second of each pair first (as
+several connections deliver them), and before them one chunk past the daemon's window, which
+must be refused ("WINDOW_REFUSED" printed first). Speaks the Connect protocol (application/proto) over the Unix socket;
 the few protobuf fields it needs are encoded by hand (no protobuf module needed).
 """
 import http.client
@@ -95,14 +97,27 @@ def main():
     spec_msg = field(1, pool) + field(2, image)
     op = call(conn, token, "ImportImage",
               field(1, spec_msg) + field(3, upload_id) + field(9, 1))
+    swapped = len(sys.argv) > 6 and sys.argv[6] == "swapped"
+    chunk = lambda off, data: field(1, upload_id) + field(2, off) + field(3, data)
+    if swapped:
+        window = begin.get(4, 0)
+        conn.request("POST", "/imgstore.v1.ImageService/UploadChunk", chunk(window, b"x" * 4096),
+                     {"Content-Type": "application/proto", "Authorization": "Bearer " + token})
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200 and b"a chunk may end at most" in body:
+            print("WINDOW_REFUSED")
     with open(path, "rb") as f:
         off = 0
         while off < int(stop):
-            data = f.read(1 << 20)
-            if not data:
+            first = f.read(1 << 20)
+            if not first:
                 break
-            call(conn, token, "UploadChunk", field(1, upload_id) + field(2, off) + field(3, data))
-            off += len(data)
+            second = f.read(1 << 20) if swapped else b""
+            if second:
+                call(conn, token, "UploadChunk", chunk(off + len(first), second))
+            call(conn, token, "UploadChunk", chunk(off, first))
+            off += len(first) + len(second)
     print(upload_id, op[1].decode())
     sys.stdout.flush()
     os._exit(0)

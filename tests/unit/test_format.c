@@ -1,6 +1,7 @@
 /* Unit tests of store/format.h: names, detection, sources, the raw reader and the dispatch. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -450,6 +451,88 @@ static void test_source_growing(void **state)
 	close(fd);
 }
 
+/* A writer that puts an upload's pieces into the source's memory, out of order in pairs. */
+static void *grow_put(void *arg)
+{
+	grow_writer *w = arg;
+	for (size_t off = 0; off < w->len; off += 2 * w->piece) {
+		size_t n = w->len - off < w->piece ? w->len - off : w->piece;
+		size_t off2 = off + n, n2 = 0;
+		if (off2 < w->len)
+			n2 = w->len - off2 < w->piece ? w->len - off2 : w->piece;
+		if (n2) /* the second piece first: the window allows it */
+			assert_int_equal(ims_source_growing_put(w->g, w->data + off2, n2, off2), 0);
+		assert_int_equal(ims_source_growing_put(w->g, w->data + off, n, off), 0);
+		ims_source_growing_arrived(w->g, off2 + n2);
+	}
+	return NULL;
+}
+
+static void test_source_growing_ring(void **state)
+{
+	(void)state;
+	const char *path = ft_path("growing-ring.raw");
+	size_t len = 24u << 20; /* more than the ring (1 MiB + 4 MiB behind the reader) */
+	uint8_t *data = malloc(len), *got = malloc(len);
+	ims_source_growing *g = NULL;
+	ims_source src;
+	pthread_t t;
+	int fd, wfd;
+
+	assert_non_null(data);
+	assert_non_null(got);
+	ft_pattern(data, len);
+	wfd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	fd = open(path, O_RDONLY);
+	assert_true(wfd >= 0 && fd >= 0);
+	assert_int_equal(ims_source_growing_new(&g, fd, len, 5, NULL, NULL), 0);
+	assert_int_equal(ims_source_growing_buffer(g, wfd, 1u << 20), 0);
+	ims_source_growing_source(&src, g);
+	grow_writer w = {-1, g, data, len, 300000};
+	assert_int_equal(pthread_create(&t, NULL, grow_put, &w), 0);
+	/* the reader reads in order, and now and then goes back to the start (a table read
+	 * again): that part left the memory long ago and comes from the file */
+	for (size_t off = 0; off < len; off += 1u << 20) {
+		assert_int_equal(src.pread(src.ctx, got + off, 1u << 20, off), 1 << 20);
+		if (off > (12u << 20)) {
+			uint8_t head[8192];
+			assert_int_equal(src.pread(src.ctx, head, sizeof(head), 4000),
+					 sizeof(head));
+			assert_memory_equal(head, data + 4000, sizeof(head));
+		}
+	}
+	pthread_join(t, NULL);
+	assert_memory_equal(got, data, len);
+	/* only what left the memory is in the file; the rest never went there */
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_true(st.st_size > (8 << 20) && (size_t)st.st_size < len);
+	ims_error_clear();
+	ft_expect_error(ims_source_growing_put(g, data, 10, 0), -EINVAL, "already received");
+	ims_source_growing_free(g);
+
+	/* a put waiting for room while the reader reads nothing: the stall time, then
+	 * -ETIMEDOUT; an abandoned source: -ECANCELED at once */
+	wfd = open(path, O_WRONLY | O_TRUNC);
+	assert_int_equal(ims_source_growing_new(&g, fd, len, 1, NULL, NULL), 0);
+	assert_int_equal(ims_source_growing_buffer(g, wfd, 1u << 20), 0);
+	assert_int_equal(ims_source_growing_put(g, data, 1u << 20, 0), 0);
+	ims_source_growing_arrived(g, 1u << 20);
+	ims_error_clear();
+	ft_expect_error(ims_source_growing_put(g, data, 1u << 20, 12u << 20), -ETIMEDOUT,
+			"the import read none of the upload for 1 s");
+	ims_source_growing_hold(g); /* a chunk handler's hold outlives the owner's free */
+	ims_source_growing_abandon(g, "the import ended");
+	ims_source_growing_free(g);
+	ims_error_clear();
+	ft_expect_error(ims_source_growing_put(g, data, 1u << 20, 12u << 20), -ECANCELED,
+			"the import ended");
+	ims_source_growing_free(g);
+	close(fd);
+	free(data);
+	free(got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -458,6 +541,7 @@ int main(void)
 		cmocka_unit_test(test_detect_readable),
 		cmocka_unit_test(test_detect_unreadable),
 		cmocka_unit_test(test_source_errors),
+		cmocka_unit_test(test_source_growing_ring),
 		cmocka_unit_test(test_raw),
 		cmocka_unit_test(test_declared_mismatch),
 		cmocka_unit_test(test_source_fd),
