@@ -386,10 +386,8 @@ static void note_cycle_locked(ims_repl_sched *s, pair *p, int r, const ims_repl_
  * the site may hold the pair. Then @p shared gets the pair's shared status, for
  * elsewhere_locked() to judge. Not under s->lock.
  */
-static bool held_maybe_elsewhere(ims_repl_sched *s, int r, const pair *p, pair *shared)
+static void load_shared(ims_repl_sched *s, const pair *p, pair *shared)
 {
-	if (r != -EBUSY || !strstr(ims_error_last(), "another client holds its lock"))
-		return false;
 	memset(shared, 0, sizeof(*shared)); /* the pair's names (not changed after it is made) */
 	memcpy(shared->pool, p->pool, sizeof(shared->pool));
 	memcpy(shared->image, p->image, sizeof(shared->image));
@@ -397,6 +395,13 @@ static bool held_maybe_elsewhere(ims_repl_sched *s, int r, const pair *p, pair *
 	shared->unit = p->unit;
 	shared->sealed_ms = -1;
 	ims_repl_sched__load_status(s, shared);
+}
+
+static bool held_maybe_elsewhere(ims_repl_sched *s, int r, const pair *p, pair *shared)
+{
+	if (r != -EBUSY || !strstr(ims_error_last(), "another client holds its lock"))
+		return false;
+	load_shared(s, p, shared);
 	return true;
 }
 
@@ -437,6 +442,29 @@ static bool elsewhere_locked(const ims_repl_sched *s, pair *p, const pair *share
 	return true;
 }
 
+/*
+ * A scheduled look at a pair another daemon keeps: whether its shared status shows a seal (or
+ * an unchanged check, which the holder records too) younger than the lock expiry and than 0.6 x
+ * the RPO (a live holder records one about every half RPO). Then the holder is alive and the
+ * pair stays its own: this daemon takes that status and looks again later, without a cycle
+ * (which would open the images only to find the secondary held). A holder that stopped shows
+ * no newer seal, and the next look tries the cycle.
+ */
+static bool holder_alive(ims_repl_sched *s, pair *p, uint32_t rpo, const char *key)
+{
+	pair shared;
+	load_shared(s, p, &shared);
+	int64_t fresh = (int64_t)lock_seconds(s) * 1000;
+	if (fresh > (int64_t)rpo * 600)
+		fresh = (int64_t)rpo * 600;
+	if (shared.sealed_ms <= 0 || ims_clock_unix_ms() - shared.sealed_ms > fresh)
+		return false;
+	pthread_mutex_lock(&s->lock);
+	bool alive = elsewhere_locked(s, p, &shared, key);
+	pthread_mutex_unlock(&s->lock);
+	return alive;
+}
+
 /* One cycle of @p p (marked running by the caller). */
 static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void *pctx,
 		     ims_repl_result *out)
@@ -451,6 +479,12 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	ims_error_clear();
 	if (out) /* asked for (a sync, a snapshot sealed on the targets): a full look */
 		p->mark.valid = false;
+	pthread_mutex_lock(&s->lock);
+	bool elsewhere = !out && p->elsewhere;
+	uint32_t rpo = p->rpo;
+	pthread_mutex_unlock(&s->lock);
+	if (elsewhere && holder_alive(s, p, rpo, c.lock_name))
+		return 0;
 	if ((r = s->o.peer(s->o.peer_ctx, p->target, &peer)) == 0 && (r = lock_pair(s, &c)) == 0) {
 		r = sync_locked(s, p, peer, &c, &res);
 		unlock_pair(s, &c);
