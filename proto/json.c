@@ -565,6 +565,8 @@ static json_object *new_floating(double d, bool is_float)
 		return json_object_new_string("NaN");
 	if (isinf(d))
 		return json_object_new_string(d > 0 ? "Infinity" : "-Infinity");
+	if (d == 0 && signbit(d)) /* "-0" would read back as the integer 0, and so as +0.0 */
+		return json_object_new_double_s(d, "-0.0");
 	for (int prec = is_float ? 6 : 15; prec <= 17; prec++) {
 		snprintf(buf, sizeof(buf), "%.*g", prec, d);
 		if (is_float ? (float)strtod(buf, NULL) == (float)d : strtod(buf, NULL) == d)
