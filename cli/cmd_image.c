@@ -619,9 +619,13 @@ static int sync_dir_of(const char *file)
 	return 0;
 }
 
-static int download(ims_cli *cli, const char *op_id, const char *file, const char *label,
-		    uint64_t *written)
+#define STREAM_IDLE_S 300 /* a streamed export that makes no byte for this long is given up */
+
+/* Download the export @p op_id to @p file; @p streamed: while it runs (chunks may be empty). */
+static int download(ims_cli *cli, const char *op_id, bool streamed, const char *file,
+		    const char *label, uint64_t *written)
 {
+	time_t idle_since = time(NULL);
 	Imgstore__V1__DownloadChunkResponse *resp = NULL;
 	ims_cli_progress prog;
 	char partial[PATH_MAX];
@@ -655,11 +659,14 @@ static int download(ims_cli *cli, const char *op_id, const char *file, const cha
 					 (unsigned long long)off);
 			goto out;
 		}
-		if (resp->data.len == 0 && !resp->eof) {
+		if (resp->data.len == 0 && !resp->eof &&
+		    (!streamed || time(NULL) - idle_since > STREAM_IDLE_S)) {
 			r = ims_cli_fail(cli, "the server sent no data at byte %llu before the end",
 					 (unsigned long long)off);
 			goto out;
 		}
+		if (resp->data.len)
+			idle_since = time(NULL);
 		if ((e = write_sparse(fd, resp->data.data, resp->data.len, off)) < 0) {
 			r = ims_cli_fail(cli, "cannot write '%s': %s", partial, strerror(-e));
 			goto out;
@@ -773,16 +780,32 @@ static int image_export(ims_cli *cli, const ims_cli_args *a)
 		req.dest_path = (char *)"";
 		req.dest_dir_dev = req.dest_dir_ino = 0;
 	}
+	/* a download: streamed while the export runs where the daemon can (raw, vmdk) */
+	req.stream = !local;
 	if ((r = ims_cli_call(cli, IMAGE_SVC "ExportImage", &req,
 			      &imgstore__v1__operation__descriptor, &op)))
 		return r;
 	if (local)
 		return ims_cli_finish_op(cli, op, &w);
 
-	r = ims_cli_wait(cli, &op, 0);
-	if (r == 0) {
-		snprintf(label, sizeof(label), "download %s", specbuf);
-		r = download(cli, op->id, file, label, &written);
+	snprintf(label, sizeof(label), "download %s", specbuf);
+	if (op->download_while_running) {
+		r = download(cli, op->id, true, file, label, &written);
+		if (r == 0) { /* how it ended: the daemon ends it once the last byte was read */
+			r = ims_cli_wait(cli, &op, 0);
+		} else { /* the export would wait for this client until its stall time */
+			Imgstore__V1__CancelOperationRequest creq =
+				IMGSTORE__V1__CANCEL_OPERATION_REQUEST__INIT;
+			Imgstore__V1__Operation *now = NULL;
+			creq.id = op->id;
+			if (ims_cli_call(cli, "imgstore.v1.OperationService/CancelOperation", &creq,
+					 &imgstore__v1__operation__descriptor, &now) == 0)
+				protobuf_c_message_free_unpacked(&now->base, NULL);
+		}
+	} else {
+		r = ims_cli_wait(cli, &op, 0);
+		if (r == 0)
+			r = download(cli, op->id, false, file, label, &written);
 	}
 	if (cli->format == IMS_CLI_FORMAT_JSON) {
 		/* the document says how the operation ended, also when that is a failure */

@@ -41,6 +41,13 @@ typedef struct {
 	unsigned nahead;
 } ims_upload;
 
+/* an export streamed to its client while it runs (ExportImageRequest.stream) */
+typedef struct {
+	char op_id[40];			/* "" until the operation is submitted */
+	uint64_t seq;			/* 0: a free slot */
+	struct ims_source_growing *src; /* one hold of the table's own */
+} ims_export_stream;
+
 typedef struct ims_daemon {
 	ims_config *cfg; /* as read at start: what needs a restart to change */
 	ims_config
@@ -53,6 +60,8 @@ typedef struct ims_daemon {
 	time_t started;
 	pthread_mutex_t lock; /* uploads, audit */
 	ims_upload uploads[IMS_MAX_UPLOADS];
+	ims_export_stream streams[IMS_MAX_UPLOADS]; /* under lock */
+	uint64_t stream_seq;			    /* under lock */
 	FILE *audit;
 	char audit_prev[65]; /* the chain hash of the last audit line (common/chain.h); under lock
 			      */

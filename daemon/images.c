@@ -321,6 +321,7 @@ typedef struct {
 	int fd;
 	ims_op *op;
 	uint64_t done, total; /* the import's last progress, repeated while it waits for bytes */
+	uint64_t stream_seq;  /* an export streamed to the client through grow: its table entry */
 } work;
 
 static ims_upload *find_upload_locked(ims_daemon *d, const char *id)
@@ -331,12 +332,29 @@ static ims_upload *find_upload_locked(ims_daemon *d, const char *id)
 	return NULL;
 }
 
+/* Take the streamed export @p seq out of the table (its hold dropped). */
+static void stream_forget(ims_daemon *d, uint64_t seq)
+{
+	ims_source_growing *g = NULL;
+	pthread_mutex_lock(&d->lock);
+	for (int i = 0; i < IMS_MAX_UPLOADS; i++)
+		if (d->streams[i].seq == seq) {
+			g = d->streams[i].src;
+			memset(&d->streams[i], 0, sizeof(d->streams[i]));
+		}
+	pthread_mutex_unlock(&d->lock);
+	ims_source_growing_free(g);
+}
+
 static void free_work(void *arg)
 {
 	work *w = arg;
-	/* a chunk waiting for room in the source's memory gives up */
+	/* a chunk waiting for room in the source's memory gives up, and so does a download */
 	if (w->grow)
-		ims_source_growing_abandon(w->grow, "the import ended");
+		ims_source_growing_abandon(w->grow,
+					   w->stream_seq ? "the export ended" : "the import ended");
+	if (w->stream_seq)
+		stream_forget(w->d, w->stream_seq);
 	if (w->upload_id[0]) {
 		/* gone from the table before the source is freed: a chunk that arrives now finds
 		 * no upload (one being copied into the source holds it) */
@@ -405,6 +423,20 @@ static int run_export(ims_op *op, void *arg)
 	o.inflight_bytes = w->d->cfg->defaults.inflight_bytes;
 	o.progress = ims_kit_op_progress;
 	o.progress_ctx = op;
+	w->op = op;
+	if (w->grow) { /* streamed: done once the client read the last byte */
+		o.progress = import_progress;
+		o.progress_ctx = w;
+		if (o.inflight_bytes > STREAM_INFLIGHT)
+			o.inflight_bytes = STREAM_INFLIGHT;
+		int r = ims_image_export_stream(NULL, w->d->site, w->spec.pool, w->spec.image,
+						w->spec.snap[0] ? w->spec.snap : NULL, w->grow, &o);
+		if (r == 0)
+			r = ims_source_growing_drained(w->grow);
+		if (r < 0) /* the client's next chunk says why */
+			ims_source_growing_abandon(w->grow, ims_error_last());
+		return r;
+	}
 	if (!w->path[0]) { /* to the spool, for download */
 		snprintf(w->path, sizeof(w->path), "%s/%s.%s", w->d->cfg->server.spool_dir,
 			 ims_op_id(op), ims_format_name(w->format));
@@ -597,6 +629,50 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	return submit(d, call, "import", run_import, w, resp);
 }
 
+/* Submit the export @p w streamed to the client: its ring in the table, found by DownloadChunk. */
+static int submit_stream(ims_daemon *d, ims_rpc_call *call, work *w, ProtobufCMessage **resp)
+{
+	ims_source_growing *g = NULL;
+	int r, slot = -1;
+	if ((r = ims_source_growing_new(&g, -1, UINT64_MAX,
+					(unsigned)d->cfg->server.upload_stall_timeout,
+					import_stopped, w)) < 0 ||
+	    (r = ims_source_growing_buffer(g, -1, IMS_UPLOAD_WINDOW)) < 0) {
+		ims_source_growing_free(g);
+		free(w);
+		return r;
+	}
+	pthread_mutex_lock(&d->lock);
+	for (int i = 0; i < IMS_MAX_UPLOADS && slot < 0; i++)
+		if (!d->streams[i].seq)
+			slot = i;
+	if (slot >= 0) {
+		w->stream_seq = ++d->stream_seq;
+		d->streams[slot].seq = w->stream_seq;
+		d->streams[slot].src = g;
+		ims_source_growing_hold(g); /* the table's */
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (slot < 0) {
+		ims_source_growing_free(g);
+		free(w);
+		return ims_error_set(-EAGAIN, "%d exports are streaming; try again later",
+				     IMS_MAX_UPLOADS);
+	}
+	w->grow = g;
+	uint64_t seq = w->stream_seq;
+	if ((r = submit(d, call, "export", run_export, w, resp)) < 0)
+		return r; /* free_work took it out of the table */
+	Imgstore__V1__Operation *op = (Imgstore__V1__Operation *)*resp;
+	pthread_mutex_lock(&d->lock);
+	for (int i = 0; i < IMS_MAX_UPLOADS; i++)
+		if (d->streams[i].seq == seq)
+			snprintf(d->streams[i].op_id, sizeof(d->streams[i].op_id), "%s", op->id);
+	pthread_mutex_unlock(&d->lock);
+	op->download_while_running = true;
+	return 0;
+}
+
 static int h_export_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			  ProtobufCMessage **resp)
 {
@@ -632,6 +708,9 @@ static int h_export_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 		return -ENOMEM;
 	w->format = fmt;
 	snprintf(w->path, sizeof(w->path), "%s", dest);
+	/* a qcow2 export goes through the spool: its header and tables follow the data */
+	if (!dest[0] && q->stream && fmt != IMS_FORMAT_QCOW2)
+		return submit_stream(d, call, w, resp);
 	return submit(d, call, "export", run_export, w, resp);
 }
 
@@ -872,6 +951,52 @@ static int h_upload_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	return 0;
 }
 
+#define STREAM_WAIT_MS 5000u /* a chunk of a streamed export waits this long for its bytes */
+
+/* A chunk of a streamed export: @returns 1 when @p q names none. */
+static int download_stream(ims_daemon *d, ims_rpc_call *call,
+			   const Imgstore__V1__DownloadChunkRequest *q, ProtobufCMessage **resp)
+{
+	ims_source_growing *g = NULL;
+	pthread_mutex_lock(&d->lock);
+	for (int i = 0; i < IMS_MAX_UPLOADS && !g; i++)
+		if (d->streams[i].seq && strcmp(d->streams[i].op_id, q->operation_id) == 0) {
+			g = d->streams[i].src;
+			ims_source_growing_hold(g); /* the export may end while this reads */
+		}
+	pthread_mutex_unlock(&d->lock);
+	if (!g)
+		return 1;
+	uint64_t len = q->length ? q->length : IMS_CHUNK_MAX;
+	if (len > IMS_CHUNK_MAX)
+		len = IMS_CHUNK_MAX;
+	int64_t left = ims_rpc_call_remaining_ms(call);
+	unsigned wait = left >= 0 && left < 2 * (int64_t)STREAM_WAIT_MS ? (unsigned)left / 2
+									: STREAM_WAIT_MS;
+	Imgstore__V1__DownloadChunkResponse *m = ALLOC(call, Imgstore__V1__DownloadChunkResponse);
+	uint8_t *buf = ims_rpc_call_alloc(call, len);
+	size_t got = 0;
+	bool eof = false;
+	int r = !m || !buf ? -ENOMEM
+			   : ims_source_growing_read_some(&got, &eof, g, buf, (size_t)len,
+							  q->offset, wait);
+	ims_source_growing_free(g);
+	if (r == -ECANCELED) {
+		char why[300];
+		snprintf(why, sizeof(why), "%s", ims_error_last());
+		return ims_error_set(-ECANCELED, "export %s failed: %s", q->operation_id, why);
+	}
+	if (r < 0)
+		return r;
+	imgstore__v1__download_chunk_response__init(m);
+	m->data.data = buf;
+	m->data.len = got;
+	m->eof = eof;
+	m->total_bytes = eof ? q->offset + got : 0;
+	*resp = &m->base;
+	return 0;
+}
+
 static int h_download_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			    ProtobufCMessage **resp)
 {
@@ -880,8 +1005,12 @@ static int h_download_chunk(void *app, ims_rpc_call *call, const ProtobufCMessag
 	ims_op_record rec;
 	struct stat st;
 	int r, fd;
+	if (q->operation_id && q->operation_id[0] && (r = download_stream(d, call, q, resp)) != 1)
+		return r;
 	if ((r = ims_ops_get(&rec, d->ops, q->operation_id)) < 0)
 		return r;
+	if (strcmp(rec.kind, "export") == 0 && !rec.result_path[0] && rec.state == IMS_OP_FAILED)
+		return ims_error_set(-ECANCELED, "export %s failed: %s", rec.id, rec.error);
 	if (strcmp(rec.kind, "export") != 0 || !rec.result_path[0])
 		return ims_error_set(-EINVAL, "operation %s is no export to the spool", rec.id);
 	if (rec.state != IMS_OP_SUCCEEDED)

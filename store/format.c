@@ -100,6 +100,9 @@ struct ims_source_growing {
 	bool spilling, quit; /* the spiller runs; told to end */
 	pthread_cond_t spill_cond; /* the spiller's own: hi, arrived, room wanted, quit */
 	struct timespec moved;	   /* when base or hi last moved (a put waiting for room) */
+	/* an outbound stream (ring without a file, wfd < 0): what the reader passed leaves the
+	 * ring RING_BEHIND behind it, and is gone; the size may be known only at the end */
+	bool outbound;
 };
 
 #define RING_ALIGN  4096u      /* O_DIRECT: offsets, lengths and the ring's memory */
@@ -178,6 +181,11 @@ static ssize_t growing_pread(void *ctx, void *buf, size_t len, uint64_t off)
 		pthread_cond_signal(&g->spill_cond);
 	}
 	int r = growing_wait_locked(g, end);
+	if (r == 0 && g->outbound && off < g->base && off < end)
+		r = ims_error_set(-ERANGE,
+				  "offset %" PRIu64 " was sent already: the stream keeps %u MiB "
+				  "behind the furthest read",
+				  off, RING_BEHIND >> 20);
 	if (r < 0 || !g->ring || end <= off) {
 		pthread_mutex_unlock(&g->lock);
 		return r < 0 ? r : fd_pread(&g->fd, buf, len, off);
@@ -276,7 +284,8 @@ static int ring_room_locked(ims_source_growing *g, uint64_t end)
 			return ims_error_set(-ECANCELED, "%s", g->why);
 		/* no more than the room asked for: what stays may be read again */
 		uint64_t need = (end - g->cap + RING_ALIGN - 1) / RING_ALIGN * RING_ALIGN;
-		uint64_t low = g->spilled < need ? g->spilled : need;
+		uint64_t done = g->outbound ? spill_limit_locked(g) : g->spilled;
+		uint64_t low = done < need ? done : need;
 		if (low > g->base) {
 			g->base = low;
 			clock_gettime(CLOCK_MONOTONIC, &g->moved);
@@ -287,10 +296,24 @@ static int ring_room_locked(ims_source_growing *g, uint64_t end)
 		pthread_cond_signal(&g->spill_cond);
 		double idle = mono_since(&g->moved);
 		if (idle >= (double)g->stall_s)
-			return ims_error_set(-ETIMEDOUT,
-					     "the import read none of the upload for %u s: the "
-					     "upload waits for room in memory",
-					     g->stall_s);
+			return g->outbound ? ims_error_set(-ETIMEDOUT,
+							   "the client read none of the export "
+							   "for %u s: the export waits for room "
+							   "in memory",
+							   g->stall_s)
+					   : ims_error_set(-ETIMEDOUT,
+							   "the import read none of the upload "
+							   "for %u s: the upload waits for room "
+							   "in memory",
+							   g->stall_s);
+		if (g->outbound && g->stop) {
+			pthread_mutex_unlock(&g->lock);
+			int stop = g->stop(g->stop_ctx);
+			pthread_mutex_lock(&g->lock);
+			if (stop)
+				return ims_error_set_default(
+					-ECANCELED, "cancelled while the client downloads");
+		}
 		struct timespec at;
 		clock_gettime(CLOCK_MONOTONIC, &at);
 		at.tv_sec += 1;
@@ -321,6 +344,17 @@ int ims_source_growing_put(ims_source_growing *g, const void *data, size_t len, 
 int ims_source_growing_buffer(ims_source_growing *g, int wfd, size_t bytes)
 {
 	bytes = (bytes + RING_BEHIND + 2 * RING_ALIGN - 1) / RING_ALIGN * RING_ALIGN;
+	if (wfd < 0) { /* an outbound stream: memory only, no file behind the ring */
+		void *ring = NULL;
+		if (posix_memalign(&ring, RING_ALIGN, bytes) != 0)
+			return ims_error_set(-ENOMEM, "out of memory for a stream's buffer");
+		pthread_mutex_lock(&g->lock);
+		g->ring = ring;
+		g->cap = bytes;
+		g->outbound = true;
+		pthread_mutex_unlock(&g->lock);
+		return 0;
+	}
 	if (bytes > g->size + RING_ALIGN)
 		bytes = (size_t)((g->size + 2 * RING_ALIGN - 1) / RING_ALIGN * RING_ALIGN);
 	void *ring = NULL;
@@ -337,6 +371,108 @@ int ims_source_growing_buffer(ims_source_growing *g, int wfd, size_t bytes)
 	if (!g->spilling)
 		return ims_error_set(-EAGAIN, "cannot start an upload's writer thread");
 	return 0;
+}
+
+void ims_source_growing_end(ims_source_growing *g, uint64_t size)
+{
+	pthread_mutex_lock(&g->lock);
+	if (size >= g->arrived) {
+		g->size = size;
+		g->arrived = size;
+		clock_gettime(CLOCK_MONOTONIC, &g->last);
+		pthread_cond_broadcast(&g->cond);
+	}
+	pthread_mutex_unlock(&g->lock);
+}
+
+int ims_source_growing_read_some(size_t *got, bool *eof, ims_source_growing *g, void *buf,
+				 size_t len, uint64_t off, unsigned wait_ms)
+{
+	struct timespec until;
+	int r = 0;
+
+	*got = 0;
+	*eof = false;
+	if (!g->outbound)
+		return ims_error_set(-EINVAL, "the source is no outbound stream");
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	long ns = until.tv_nsec + (long)(wait_ms % 1000u) * 1000000L;
+	until.tv_sec += (time_t)(wait_ms / 1000u) + ns / 1000000000L;
+	until.tv_nsec = ns % 1000000000L;
+	pthread_mutex_lock(&g->lock);
+	for (;;) {
+		if (off > g->size) {
+			r = ims_error_set(-ERANGE,
+					  "offset %" PRIu64 " is past the end (%" PRIu64 ")", off,
+					  g->size);
+			break;
+		}
+		if (off < g->base) {
+			r = ims_error_set(-ERANGE,
+					  "offset %" PRIu64 " was sent already: the stream keeps "
+					  "%u MiB behind the furthest read",
+					  off, RING_BEHIND >> 20);
+			break;
+		}
+		if (g->arrived > off || off == g->size)
+			break;
+		if (g->abandoned) {
+			r = ims_error_set(-ECANCELED, "%s", g->why);
+			break;
+		}
+		if (pthread_cond_timedwait(&g->cond, &g->lock, &until) == ETIMEDOUT)
+			break;
+	}
+	if (r == 0 && g->arrived > off) {
+		uint64_t end = g->arrived - off < len ? g->arrived : off + len;
+		ring_copy(g, buf, (size_t)(end - off), off, false);
+		*got = (size_t)(end - off);
+		if (end > g->hi) {
+			g->hi = end; /* what lies RING_BEHIND behind may leave the ring */
+			clock_gettime(CLOCK_MONOTONIC, &g->moved);
+			pthread_cond_broadcast(&g->cond);
+		}
+	}
+	if (r == 0)
+		*eof = off + *got >= g->size;
+	pthread_mutex_unlock(&g->lock);
+	return r;
+}
+
+int ims_source_growing_drained(ims_source_growing *g)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&g->lock);
+	while (g->hi < g->size || g->arrived < g->size) {
+		if (g->abandoned) {
+			r = ims_error_set(-ECANCELED, "%s", g->why);
+			break;
+		}
+		if (mono_since(&g->moved) >= (double)g->stall_s) {
+			r = ims_error_set(-ETIMEDOUT,
+					  "the client read none of the export for %u s: %" PRIu64
+					  " of %" PRIu64 " bytes sent",
+					  g->stall_s, g->hi, g->size);
+			break;
+		}
+		if (g->stop) {
+			pthread_mutex_unlock(&g->lock);
+			int stop = g->stop(g->stop_ctx);
+			pthread_mutex_lock(&g->lock);
+			if (stop) {
+				r = ims_error_set_default(-ECANCELED,
+							  "cancelled while the client downloads");
+				break;
+			}
+		}
+		struct timespec at;
+		clock_gettime(CLOCK_MONOTONIC, &at);
+		at.tv_sec += 1;
+		pthread_cond_timedwait(&g->cond, &g->lock, &at);
+	}
+	pthread_mutex_unlock(&g->lock);
+	return r;
 }
 
 void ims_source_growing_hold(ims_source_growing *g)

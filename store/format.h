@@ -10,6 +10,7 @@
 #ifndef IMS_STORE_FORMAT_H
 #define IMS_STORE_FORMAT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -85,9 +86,36 @@ void ims_source_growing_abandon(ims_source_growing *g, const char *why);
  * writer's window past what arrived: a put then always finds room once the reader catches up.
  * Call it before any byte arrives (the file must hold none). Takes @p wfd (closed at free,
  * also on error).
+ *
+ * With @p wfd -1 the ring is an outbound stream (an export a client downloads while it runs,
+ * made with fd -1): no file behind it; the writer puts, the client reads with
+ * ims_source_growing_read_some(), and what lies 4 MiB behind the furthest read leaves the ring
+ * for good. A put waits while the ring is full (the client is slow) and fails with -ETIMEDOUT
+ * when the client read nothing for the stall time, -ECANCELED when @p stop says so.
  * @returns -ENOMEM.
  */
 int ims_source_growing_buffer(ims_source_growing *g, int wfd, size_t bytes);
+
+/** An outbound stream made with size UINT64_MAX (not known yet) ends at @p size: the writer
+ *  put every byte before it. Safe from any thread. */
+void ims_source_growing_end(ims_source_growing *g, uint64_t size);
+
+/**
+ * Read from an outbound stream what has arrived at @p off, at most @p len bytes, waiting at
+ * most @p wait_ms for the first one.
+ * @param[out] got the bytes copied to @p buf (0 when none arrived in time).
+ * @param[out] eof the stream ends at @p off + *got.
+ * @returns -ERANGE (@p off past the end, or already out of the ring), -ECANCELED (abandoned:
+ *          the writer's message), -EINVAL (no outbound stream).
+ */
+int ims_source_growing_read_some(size_t *got, bool *eof, ims_source_growing *g, void *buf,
+				 size_t len, uint64_t off, unsigned wait_ms);
+
+/**
+ * Wait until the client read an outbound stream to its end (ims_source_growing_end()).
+ * @returns -ETIMEDOUT when it read nothing for the stall time, -ECANCELED (abandoned, stop).
+ */
+int ims_source_growing_drained(ims_source_growing *g);
 
 /**
  * Copy @p len bytes at @p off into the ring (ims_source_growing_buffer()); then say they
@@ -239,6 +267,15 @@ typedef struct ims_vmdk_writer ims_vmdk_writer;
  *          over 32 MiB (256 TiB).
  */
 int ims_vmdk_writer_open(ims_vmdk_writer **out, int fd, uint64_t virtual_size, const char *name);
+
+/**
+ * As ims_vmdk_writer_open(), the bytes given to @p fn instead of a file: in ascending order,
+ * never overlapping, gaps between them zeros (a stream). A negative return of @p fn fails the
+ * writer with it.
+ */
+int ims_vmdk_writer_open_fn(ims_vmdk_writer **out,
+			    int (*fn)(void *ctx, const void *buf, size_t len, uint64_t off),
+			    void *ctx, uint64_t virtual_size, const char *name);
 
 /**
  * Write guest bytes at @p offset, as ims_qcow2_writer_write().

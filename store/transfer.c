@@ -602,10 +602,47 @@ typedef struct {
 	ims_vmdk_writer *vw;
 	const char *path;
 	uint64_t bytes_data, bytes_zero;
+	ims_source_growing *stream; /* an outbound stream instead of the file, NULL */
+	uint64_t spos;		    /* the stream: [0, spos) was put */
 } sink;
+
+#define STREAM_PUT (1u << 20) /* a put into the stream's ring: well below its size */
+
+/* Put @p len bytes at @p off into the stream, zeros first from where it ended. */
+static int stream_write(void *ctx, const void *buf, size_t len, uint64_t off)
+{
+	static const uint8_t zeros[64 << 10];
+	sink *s = ctx;
+	int r;
+
+	if (off < s->spos)
+		return ims_error_set(-EINVAL, "the stream went back from %" PRIu64 " to %" PRIu64,
+				     s->spos, off);
+	while (s->spos < off) {
+		size_t n = off - s->spos < sizeof(zeros) ? (size_t)(off - s->spos) : sizeof(zeros);
+		if ((r = ims_source_growing_put(s->stream, zeros, n, s->spos)) < 0)
+			return r;
+		s->spos += n;
+		ims_source_growing_arrived(s->stream, s->spos);
+	}
+	for (const uint8_t *p = buf; len;) {
+		size_t n = len < STREAM_PUT ? len : STREAM_PUT;
+		if ((r = ims_source_growing_put(s->stream, p, n, s->spos)) < 0)
+			return r;
+		s->spos += n;
+		ims_source_growing_arrived(s->stream, s->spos);
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
 
 static int sink_write(sink *s, uint64_t off, const uint8_t *buf, size_t len)
 {
+	if (s->stream && s->format == IMS_FORMAT_RAW) { /* every byte: the client gets them all */
+		s->bytes_data += len;
+		return stream_write(s, buf, len, off);
+	}
 	if (s->format == IMS_FORMAT_QCOW2) {
 		s->bytes_data += len;
 		return ims_qcow2_writer_write(s->qw, off, buf, len);
@@ -647,6 +684,10 @@ static int finish_slot(read_slot *sl, sink *s, const char *what)
 /* Create the partial file, ready for @p size bytes of its format. */
 static int export_open_sink(sink *s, const char *partial, uint64_t size)
 {
+	if (s->stream)
+		return s->format == IMS_FORMAT_VMDK
+			       ? ims_vmdk_writer_open_fn(&s->vw, stream_write, s, size, s->path)
+			       : 0;
 	s->fd = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (s->fd < 0)
 		return ims_error_set(-errno, "cannot create '%s': %s", partial,
@@ -738,13 +779,20 @@ static int export_copy(rbd_image_t image, const ims_extents *ext, uint64_t total
 }
 
 /* Sync and close the partial file, then give it its name. */
-static int export_finish(sink *s, const char *partial, const char *path)
+static int export_finish(sink *s, const char *partial, const char *path, uint64_t size)
 {
 	int r;
 	if (s->qw && (r = ims_qcow2_writer_finish(s->qw)) < 0)
 		return r;
 	if (s->vw && (r = ims_vmdk_writer_finish(s->vw)) < 0)
 		return r;
+	if (s->stream) { /* raw: the zeros after the last data; then the stream ends */
+		if (s->format == IMS_FORMAT_RAW && s->spos < size &&
+		    (r = stream_write(s, NULL, 0, size)) < 0)
+			return r;
+		ims_source_growing_end(s->stream, s->spos);
+		return 0;
+	}
 	if (fdatasync(s->fd) < 0 || close(s->fd) < 0) {
 		s->fd = -1;
 		return ims_error_set(-errno, "cannot write '%s': %s", partial, ims_strerror(errno));
@@ -756,30 +804,36 @@ static int export_finish(sink *s, const char *partial, const char *path)
 	return 0;
 }
 
-int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *pool,
-			  const char *name, const char *snap, const char *path,
-			  const ims_transfer_opts *o)
+/* Export to the file @p path (through "PATH.partial") or, with s->stream, into the stream. */
+static int export_image(ims_transfer_result *out, ims_site *site, const char *pool,
+			const char *name, const char *snap, sink *s, const char *path,
+			const ims_transfer_opts *o)
 {
 	rados_ioctx_t io = NULL;
 	rbd_image_t image = NULL;
 	ims_extents ext = {0};
-	sink s = {.fd = -1, .path = path};
-	char partial[4096], what[3 * IMS_NAME_MAX + 4];
+	char partial[4096] = "", what[3 * IMS_NAME_MAX + 4];
 	struct stat st;
 	uint64_t size = 0, total = 0;
 	int r;
 
 	if ((r = check_opts(o)) < 0 || (r = ims_store__check_names(pool, name, snap)) < 0)
 		return r;
-	s.format = o->format == IMS_FORMAT_AUTO ? IMS_FORMAT_RAW : o->format;
-	if (s.format != IMS_FORMAT_RAW && s.format != IMS_FORMAT_QCOW2 &&
-	    s.format != IMS_FORMAT_VMDK)
+	s->format = o->format == IMS_FORMAT_AUTO ? IMS_FORMAT_RAW : o->format;
+	if (s->format != IMS_FORMAT_RAW && s->format != IMS_FORMAT_QCOW2 &&
+	    s->format != IMS_FORMAT_VMDK)
 		return ims_error_set(-EINVAL, "export writes raw, qcow2 or vmdk, not %s",
-				     ims_format_name(s.format));
-	if (stat(path, &st) == 0)
-		return ims_error_set(-EEXIST, "'%s' exists; export does not overwrite files", path);
-	if (snprintf(partial, sizeof(partial), "%s.partial", path) >= (int)sizeof(partial))
-		return ims_error_set(-ENAMETOOLONG, "path '%s' is too long", path);
+				     ims_format_name(s->format));
+	if (s->stream && s->format == IMS_FORMAT_QCOW2)
+		return ims_error_set(-ENOTSUP, "a qcow2 export is not streamed: its header and "
+					       "tables come after the data");
+	if (!s->stream) {
+		if (stat(path, &st) == 0)
+			return ims_error_set(-EEXIST,
+					     "'%s' exists; export does not overwrite files", path);
+		if (snprintf(partial, sizeof(partial), "%s.partial", path) >= (int)sizeof(partial))
+			return ims_error_set(-ENAMETOOLONG, "path '%s' is too long", path);
+	}
 	snprintf(what, sizeof(what), snap ? "%s/%s@%s" : "%s/%s", pool, name, snap);
 
 	if ((r = ims_store__open_image(&io, &image, site, pool, name, snap, true)) < 0)
@@ -798,29 +852,47 @@ int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *
 		goto out;
 	}
 	total = ims_extents_bytes(&ext);
-	if ((r = export_open_sink(&s, partial, size)) < 0 ||
-	    (r = export_copy(image, &ext, total, &s, what, o)) < 0 ||
-	    (r = export_finish(&s, partial, path)) < 0)
+	if ((r = export_open_sink(s, partial, size)) < 0 ||
+	    (r = export_copy(image, &ext, total, s, what, o)) < 0 ||
+	    (r = export_finish(s, partial, path, size)) < 0)
 		goto out;
 	if (o->progress)
 		o->progress(o->progress_ctx, total, total);
 	if (out) {
 		memset(out, 0, sizeof(*out));
-		out->format = s.format;
+		out->format = s->format;
 		out->virtual_size = size;
-		out->bytes_data = s.bytes_data;
-		out->bytes_zero = size - s.bytes_data;
+		out->bytes_data = s->bytes_data;
+		out->bytes_zero = size - s->bytes_data;
 	}
 out:
-	if (r < 0 && s.fd >= 0)
+	if (r < 0 && s->fd >= 0)
 		unlink(partial);
-	if (s.fd >= 0)
-		close(s.fd);
-	ims_qcow2_writer_free(s.qw);
-	ims_vmdk_writer_free(s.vw);
+	if (s->fd >= 0)
+		close(s->fd);
+	ims_qcow2_writer_free(s->qw);
+	ims_vmdk_writer_free(s->vw);
 	ims_extents_free(&ext);
 	ims_store__close_image(io, image);
 	return r;
+}
+
+int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *pool,
+			  const char *name, const char *snap, const char *path,
+			  const ims_transfer_opts *o)
+{
+	sink s = {.fd = -1, .path = path};
+	return export_image(out, site, pool, name, snap, &s, path, o);
+}
+
+int ims_image_export_stream(ims_transfer_result *out, ims_site *site, const char *pool,
+			    const char *name, const char *snap, ims_source_growing *stream,
+			    const ims_transfer_opts *o)
+{
+	char label[IMS_NAME_MAX + 8];
+	snprintf(label, sizeof(label), "%s.vmdk", name ? name : "disk");
+	sink s = {.fd = -1, .path = label, .stream = stream};
+	return export_image(out, site, pool, name, snap, &s, NULL, o);
 }
 
 /* ------------------------------------------------------------------------------------------ */

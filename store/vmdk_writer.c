@@ -70,12 +70,21 @@ struct ims_vmdk_writer {
 	int failed;
 	bool finished;
 	char name[256]; /* the file name the descriptor gives its extent */
+	/* instead of the file: where the bytes go (ims_vmdk_writer_open_fn()), NULL */
+	int (*out_fn)(void *ctx, const void *buf, size_t len, uint64_t off);
+	void *out_ctx;
 };
 
 static int pwrite_full(ims_vmdk_writer *w, const void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
 
+	if (w->out_fn) {
+		int r = w->out_fn(w->out_ctx, buf, len, off);
+		if (r < 0)
+			w->failed = r;
+		return r;
+	}
 	while (done < len) {
 		ssize_t n =
 			pwrite(w->fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
@@ -271,13 +280,15 @@ static int flush_grain(ims_vmdk_writer *w)
 	return store_grain(w, index, w->grain);
 }
 
-int ims_vmdk_writer_open(ims_vmdk_writer **out, int fd, uint64_t virtual_size, const char *name)
+static int open_writer(ims_vmdk_writer **out, int fd,
+		       int (*fn)(void *ctx, const void *buf, size_t len, uint64_t off),
+		       void *fn_ctx, uint64_t virtual_size, const char *name)
 {
 	ims_vmdk_writer *w = NULL;
 	const char *base;
 	int r = 0;
 
-	if (!out || fd < 0)
+	if (!out || (fd < 0 && !fn))
 		return ims_error_set(-EINVAL, "vmdk writer: no file to write to");
 	if (!virtual_size || virtual_size % SECTOR)
 		return ims_error_set(-EINVAL,
@@ -293,6 +304,8 @@ int ims_vmdk_writer_open(ims_vmdk_writer **out, int fd, uint64_t virtual_size, c
 	if (!w)
 		return ims_error_set(-ENOMEM, "vmdk writer: out of memory");
 	w->fd = fd;
+	w->out_fn = fn;
+	w->out_ctx = fn_ctx;
 	w->vsize = virtual_size;
 	w->gd_entries = (virtual_size + GT_RANGE - 1) / GT_RANGE;
 	w->gd = calloc((size_t)w->gd_entries, sizeof(*w->gd));
@@ -319,6 +332,18 @@ int ims_vmdk_writer_open(ims_vmdk_writer **out, int fd, uint64_t virtual_size, c
 out:
 	ims_vmdk_writer_free(w);
 	return r;
+}
+
+int ims_vmdk_writer_open(ims_vmdk_writer **out, int fd, uint64_t virtual_size, const char *name)
+{
+	return open_writer(out, fd, NULL, NULL, virtual_size, name);
+}
+
+int ims_vmdk_writer_open_fn(ims_vmdk_writer **out,
+			    int (*fn)(void *ctx, const void *buf, size_t len, uint64_t off),
+			    void *ctx, uint64_t virtual_size, const char *name)
+{
+	return open_writer(out, -1, fn, ctx, virtual_size, name);
 }
 
 static int check_usable(const ims_vmdk_writer *w)
