@@ -533,6 +533,95 @@ static void test_source_growing_ring(void **state)
 	free(got);
 }
 
+/* An export's writer: puts the bytes in order into an outbound stream, ends it, waits for the
+ * client to read them all. */
+static void *stream_put(void *arg)
+{
+	grow_writer *w = arg;
+	for (size_t off = 0; off < w->len; off += w->piece) {
+		size_t n = w->len - off < w->piece ? w->len - off : w->piece;
+		assert_int_equal(ims_source_growing_put(w->g, w->data + off, n, off), 0);
+		ims_source_growing_arrived(w->g, off + n);
+	}
+	ims_source_growing_end(w->g, w->len);
+	w->fd = ims_source_growing_drained(w->g);
+	return NULL;
+}
+
+static void test_source_growing_outbound(void **state)
+{
+	(void)state;
+	size_t len = 24u << 20, at = 0, n = 0; /* more than the ring: 1 MiB + 4 MiB behind */
+	uint8_t *data = malloc(len), *got = malloc(len);
+	ims_source_growing *g = NULL;
+	bool eof = false;
+	pthread_t t;
+
+	assert_non_null(data);
+	assert_non_null(got);
+	ft_pattern(data, len);
+	assert_int_equal(ims_source_growing_new(&g, -1, UINT64_MAX, 5, NULL, NULL), 0);
+	assert_int_equal(ims_source_growing_buffer(g, -1, 1u << 20), 0);
+	/* nothing made yet: the read waits, then returns nothing */
+	assert_int_equal(ims_source_growing_read_some(&n, &eof, g, got, 4096, 0, 50), 0);
+	assert_true(n == 0 && !eof);
+	grow_writer w = {-1, g, data, len, 300000};
+	assert_int_equal(pthread_create(&t, NULL, stream_put, &w), 0);
+	while (!eof) {
+		assert_int_equal(
+			ims_source_growing_read_some(&n, &eof, g, got + at, 1u << 20, at, 5000), 0);
+		at += n;
+		if (at > (12u << 20) && at < (13u << 20)) {
+			/* 4 MiB behind the furthest read stays; the start left the memory */
+			uint8_t again[4096];
+			size_t m = 0;
+			bool e = false;
+			assert_int_equal(ims_source_growing_read_some(&m, &e, g, again,
+								      sizeof(again),
+								      at - (3u << 20), 10),
+					 0);
+			assert_memory_equal(again, data + at - (3u << 20), m);
+		}
+	}
+	pthread_join(t, NULL);
+	assert_int_equal(at, len);
+	assert_memory_equal(got, data, len);
+	assert_int_equal(w.fd, 0); /* drained */
+	ims_error_clear();
+	ft_expect_error(ims_source_growing_read_some(&n, &eof, g, got, 10, 0, 10), -ERANGE,
+			"was sent already");
+	ft_expect_error(ims_source_growing_read_some(&n, &eof, g, got, 10, len + 1, 10), -ERANGE,
+			"past the end");
+	assert_int_equal(ims_source_growing_read_some(&n, &eof, g, got, 10, len, 10), 0);
+	assert_true(n == 0 && eof);
+	ims_source_growing_free(g);
+
+	/* a client that reads nothing: the put waiting for room and the wait for the client to
+	 * finish fail after the stall time; abandoned, a read says why */
+	assert_int_equal(ims_source_growing_new(&g, -1, UINT64_MAX, 1, NULL, NULL), 0);
+	assert_int_equal(ims_source_growing_buffer(g, -1, 1u << 20), 0);
+	assert_int_equal(ims_source_growing_put(g, data, 1u << 20, 0), 0);
+	ims_source_growing_arrived(g, 1u << 20);
+	ims_error_clear();
+	ft_expect_error(ims_source_growing_put(g, data, 1u << 20, 12u << 20), -ETIMEDOUT,
+			"the client read none of the export for 1 s");
+	ims_source_growing_end(g, 1u << 20);
+	ft_expect_error(ims_source_growing_drained(g), -ETIMEDOUT,
+			"the client read none of the export for 1 s");
+	ims_source_growing_abandon(g, "cannot read 'rbd/x': I/O error");
+	ft_expect_error(ims_source_growing_read_some(&n, &eof, g, got, 10, 2u << 20, 10), -ERANGE,
+			"past the end");
+	ims_source_growing_free(g);
+	assert_int_equal(ims_source_growing_new(&g, -1, UINT64_MAX, 1, NULL, NULL), 0);
+	assert_int_equal(ims_source_growing_buffer(g, -1, 1u << 20), 0);
+	ims_source_growing_abandon(g, "cannot read 'rbd/x': I/O error");
+	ft_expect_error(ims_source_growing_read_some(&n, &eof, g, got, 10, 0, 1000), -ECANCELED,
+			"cannot read 'rbd/x'");
+	ims_source_growing_free(g);
+	free(data);
+	free(got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -542,6 +631,7 @@ int main(void)
 		cmocka_unit_test(test_detect_unreadable),
 		cmocka_unit_test(test_source_errors),
 		cmocka_unit_test(test_source_growing_ring),
+		cmocka_unit_test(test_source_growing_outbound),
 		cmocka_unit_test(test_raw),
 		cmocka_unit_test(test_declared_mismatch),
 		cmocka_unit_test(test_source_fd),

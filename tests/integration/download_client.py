@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""A client of a streamed export, as the CLI is, that can pause or give up half-way.
+
+    download_client.py SOCKET TOKEN_FILE POOL/IMAGE FORMAT OUT STOP_BYTES [PAUSE_AT:SECONDS]
+
+ExportImage with stream set, then DownloadChunk of 1 MiB in order into OUT until STOP_BYTES
+were read or the stream ended; with PAUSE_AT:SECONDS it stops reading for SECONDS once it has
+PAUSE_AT bytes (the export waits meanwhile). Prints "OP ID", "FIRST MS BYTES" (the first
+chunk, asked at once: how long it waited and what it got), "EMPTY N" (chunks that came back
+empty: the bytes were not made yet), then "EOF N" or "STOPPED N", and exits without closing
+anything properly. An error of a chunk: "ERROR HTTP-STATUS BODY", exit status 3. Speaks the
+Connect protocol (application/proto) over the Unix socket, fields encoded by hand as
+upload_client.py does.
+"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from upload_client import UnixConnection, decode, field  # noqa: E402
+
+
+def post(conn, token, method, body):
+    conn.request("POST", "/imgstore.v1.ImageService/" + method, body,
+                 {"Content-Type": "application/proto", "Authorization": "Bearer " + token})
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+def main():
+    sock, token_file, spec, fmt, out, stop = sys.argv[1:7]
+    pause_at, pause_s = -1, 0.0
+    if len(sys.argv) > 7:
+        a, b = sys.argv[7].split(":")
+        pause_at, pause_s = int(a), float(b)
+    token = open(token_file).read().split()[0]
+    pool, image = spec.split("/", 1)
+    conn = UnixConnection(sock)
+    status, body = post(conn, token, "ExportImage",
+                        field(1, field(1, pool) + field(2, image)) + field(3, fmt) + field(6, 1))
+    if status != 200:
+        sys.exit("ExportImage: HTTP %d %s" % (status, body[:300]))
+    op = decode(body)
+    if not op.get(14):
+        sys.exit("the daemon does not stream this export")
+    op_id = op[1].decode()
+    print("OP", op_id)
+    sys.stdout.flush()
+    off, empty, first = 0, 0, True
+    with open(out, "wb") as f:
+        while off < int(stop):
+            if off >= pause_at >= 0:
+                time.sleep(pause_s)
+                pause_at = -1
+            t0 = time.monotonic()
+            status, body = post(conn, token, "DownloadChunk",
+                                field(1, op_id) + field(2, off) + field(3, 1 << 20))
+            if status != 200:
+                print("ERROR", status, body[:300].decode(errors="replace"))
+                sys.stdout.flush()
+                os._exit(3)
+            m = decode(body)
+            data = m.get(1, b"")
+            if first:
+                print("FIRST", int((time.monotonic() - t0) * 1000), len(data))
+                first = False
+            if not data:
+                empty += 1
+            f.write(data)
+            off += len(data)
+            if m.get(3):
+                print("EMPTY", empty)
+                print("EOF", off)
+                sys.stdout.flush()
+                os._exit(0)
+    print("EMPTY", empty)
+    print("STOPPED", off)
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The streamed export: `image export` over TLS downloads while the export runs, the daemon
+# writing into a ring in memory rather than its spool (site a's imgstored with [server]
+# upload_stall_timeout = 3s).
+#   - raw and vmdk exports streamed over TLS, byte-identical (raw: cmp; vmdk: qemu-img
+#     compare against the raw disk), nothing put in the spool;
+#   - qcow2 still goes through the spool (its tables follow the data), qemu-img compare;
+#   - a client that asks at once for the first bytes (tests/integration/download_client.py)
+#     waits for them and gets them; one that pauses 2 s half-way (the export waits for it:
+#     back-pressure) gets the image whole;
+#   - the daemon's peak RSS over these exports stays under 128 MiB;
+#   - a client that gives up half-way: the export fails after the stall time saying so, and
+#     nothing is left in the spool.
+# The original configuration and daemon come back whatever happens.
+set -uo pipefail
+CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+SRC=${IMS_SOURCE_DIR:?}
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
+workdir tmp
+p=xstream$$
+SPOOL=$IMGSTORE_SANDBOX/site-a/spool
+restore() {
+  forget_images "$p-src" "$p-big"
+  config_restore a
+  rm -rf "$tmp"
+}
+trap restore EXIT
+
+config_keep a
+sed -i "/^\[server\]/a upload_stall_timeout = 3s" "$(site_conf a)"
+daemon_stop a
+check "site a's imgstored restarts with a 3 s stall timeout" daemon_start a
+
+# data, zeros, data at the end: 40 MiB of disk
+random_file "$tmp/disk.raw" 40M 6 4@20 2@38
+rbd_on a import --no-progress "$tmp/disk.raw" "rbd/$p-src" >/dev/null 2>&1
+check "a 40 MiB image to export" rbd_on a info "rbd/$p-src"
+ls "$SPOOL" | sort >"$tmp/spool.before"
+spool_same() { ls "$SPOOL" | sort | cmp -s "$tmp/spool.before" -; }
+
+for fmt in raw vmdk; do
+  expect_rc 0 "a $fmt export streamed to the client (TLS)" \
+    on_a image export "rbd/$p-src" "$tmp/got.$fmt" --format "$fmt"
+  if [ "$fmt" = raw ]; then
+    check "  byte-identical to the image" cmp -s "$tmp/disk.raw" "$tmp/got.raw"
+  else
+    check "  a valid vmdk" qemu-img check -q -f vmdk "$tmp/got.vmdk"
+    check "  the same disk as the image (qemu-img compare)" \
+      qemu-img compare -q -f raw -F vmdk "$tmp/disk.raw" "$tmp/got.vmdk"
+  fi
+  check "  nothing went through the spool" spool_same
+  rm -f "$tmp/got.$fmt"
+done
+expect_rc 0 "a qcow2 export (through the spool: its tables come after the data)" \
+  on_a image export "rbd/$p-src" "$tmp/got.qcow2" --format qcow2
+check "  the same disk as the image (qemu-img compare)" \
+  qemu-img compare -q -f raw -F qcow2 "$tmp/disk.raw" "$tmp/got.qcow2"
+rm -f "$tmp/got.qcow2"
+ls "$SPOOL" | sort >"$tmp/spool.before"
+
+# 64 MiB of data: more than the daemon keeps of the stream in memory (16 MiB and 4 MiB behind)
+random_file "$tmp/big.raw" 64M 64
+rbd_on a import --no-progress "$tmp/big.raw" "rbd/$p-big" >/dev/null 2>&1
+dl() { python3 "$SRC/tests/integration/download_client.py" "$IMGSTORE_SOCKET_A" \
+  "$IMGSTORE_TOKEN_FILE" "rbd/$p-big" raw "$tmp/dl.raw" "$@"; }
+out=$(dl $((1 << 40)) $((24 << 20)):2)
+check "a client pausing 2 s at 24 MiB reads the 64 MiB image to its end" grep -q "^EOF $((64 << 20))$" <<<"$out"
+check "  byte-identical to the image" cmp -s "$tmp/big.raw" "$tmp/dl.raw"
+read -r _ first_ms first_bytes < <(grep '^FIRST ' <<<"$out")
+check "  its first chunk, asked at once, came with data (${first_bytes:-?} bytes after ${first_ms:-?} ms)" \
+  test "${first_bytes:-0}" -gt 0
+op=$(sed -n 's/^OP //p' <<<"$out")
+state() { "$CLI" --format json op get "$op" | jq -r .state; }
+is_state() { [ "$(state)" = "$1" ]; }
+check "  the export succeeded" wait_until 20 0.5 is_state succeeded
+rm -f "$tmp/dl.raw"
+hwm=$(awk '/^VmHWM/ { print int($2 / 1024) }' "/proc/$(daemon_pid a)/status")
+check "the daemon's peak RSS over the exports is under 128 MiB ($hwm MiB)" test "$hwm" -lt 128
+
+# the client reads 8 MiB and goes away: the export fills the ring, then fails
+out=$(dl $((8 << 20)))
+check "a client stops reading a streamed export at 8 MiB" grep -q "^STOPPED $((8 << 20))$" <<<"$out"
+op=$(sed -n 's/^OP //p' <<<"$out")
+check "  the export fails once the client read nothing for 3 s" wait_until 40 0.5 is_state failed
+check "  saying so" bash -c "'$CLI' --format json op get '$op' | jq -r .error | grep -q 'the client read none of the export for 3 s'"
+check "  nothing is left in the spool" spool_same
+check "  the operation says how far it got" bash -c "'$CLI' --format json op get '$op' | jq -e '(.bytes_done | tonumber) < (64 * 1048576)' >/dev/null"
+expect_rc 0 "the image is still there, untouched" "$CLI" image info "rbd/$p-big"
+
+finish
