@@ -5,6 +5,7 @@
 #   - raw and vmdk exports streamed over TLS, byte-identical (raw: cmp; vmdk: qemu-img
 #     compare against the raw disk), nothing put in the spool;
 #   - qcow2 still goes through the spool (its tables follow the data), qemu-img compare;
+#   - a client older than this (no 'stream' in its request) still gets the spooled export;
 #   - a client that asks at once for the first bytes (tests/integration/download_client.py)
 #     waits for them and gets them; one that pauses 2 s half-way (the export waits for it:
 #     back-pressure) gets the image whole;
@@ -35,7 +36,8 @@ check "site a's imgstored restarts with a 3 s stall timeout" daemon_start a
 # data, zeros, data at the end: 40 MiB of disk
 random_file "$tmp/disk.raw" 40M 6 4@20 2@38
 rbd_on a import --no-progress "$tmp/disk.raw" "rbd/$p-src" >/dev/null 2>&1
-check "a 40 MiB image to export" rbd_on a info "rbd/$p-src"
+has_image() { rbd_on a info "rbd/$1" >/dev/null 2>&1; }
+check "a 40 MiB image to export" has_image "$p-src"
 ls "$SPOOL" | sort >"$tmp/spool.before"
 spool_same() { ls "$SPOOL" | sort | cmp -s "$tmp/spool.before" -; }
 
@@ -56,7 +58,15 @@ expect_rc 0 "a qcow2 export (through the spool: its tables come after the data)"
   on_a image export "rbd/$p-src" "$tmp/got.qcow2" --format qcow2
 check "  the same disk as the image (qemu-img compare)" \
   qemu-img compare -q -f raw -F qcow2 "$tmp/disk.raw" "$tmp/got.qcow2"
+spool_changed() { ! spool_same; }
+check "  and it is in the spool (the check above sees a spooled export)" spool_changed
 rm -f "$tmp/got.qcow2"
+# a client older than the streamed export asks without 'stream': spooled, as before
+out=$(DL_NO_STREAM=1 python3 "$SRC/tests/integration/download_client.py" "$IMGSTORE_SOCKET_A" \
+  "$IMGSTORE_TOKEN_FILE" "rbd/$p-src" raw "$tmp/old.raw" $((1 << 40)))
+check "an older client (no 'stream') gets the export through the spool" grep -q "^EOF $((40 << 20))$" <<<"$out"
+check "  byte-identical to the image" cmp -s "$tmp/disk.raw" "$tmp/old.raw"
+rm -f "$tmp/old.raw"
 ls "$SPOOL" | sort >"$tmp/spool.before"
 
 # 64 MiB of data: more than the daemon keeps of the stream in memory (16 MiB and 4 MiB behind)
