@@ -132,7 +132,8 @@ static const config_key keys[] = {
 	{S_SERVER, "upload_stall_timeout", T_DURATION, SV(upload_stall_timeout), "60s", 1, 3600,
 	 NULL, 0,
 	 "An import that runs while its upload arrives fails when no bytes arrive for this long "
-	 "(the client died or hangs): its temporary image and the upload are removed."},
+	 "(the client died or hangs): its temporary image and the upload are removed. An export "
+	 "streamed to its client fails when the client reads nothing for this long."},
 	{S_SERVER, "import_dirs", T_PATHS, SV(import_dirs), NULL, 0, 0, NULL, 0,
 	 "Directories whose files an import may read by path on the daemon's host (symbolic links "
 	 "resolved first), separated by commas; when unset, imports by path are refused and "
