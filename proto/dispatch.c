@@ -8,6 +8,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,77 @@
 #define CT_JSON	 "application/json"
 
 /* ---- per-call memory ---------------------------------------------------------------------- */
+
+/*
+ * Large protobuf requests (UploadChunk: 2 MiB of bytes) are unpacked into an arena kept from
+ * one request to the next: protobuf-c copies a bytes field into memory of its allocator, and
+ * with malloc each chunk's copy landed in fresh pages (12 % of the daemon's time in page
+ * faults while a streamed import ran, docs/BENCHMARKS.md). A few arenas stay cached, the
+ * rest are freed: the memory kept is ARENAS_KEPT times a chunk and a little.
+ */
+#define ARENA_MIN_BODY (64u << 10) /* smaller bodies: protobuf-c's default allocator */
+#define ARENA_SLACK    (64u << 10) /* beyond the body: the message structs and strings */
+#define ARENAS_KEPT    4
+
+typedef struct {
+	uint8_t *mem;
+	size_t cap, used;
+} unpack_arena;
+
+static pthread_mutex_t arenas_lock = PTHREAD_MUTEX_INITIALIZER;
+static unpack_arena arenas[ARENAS_KEPT];
+static unsigned narenas;
+
+static void *arena_alloc(void *ctx, size_t size)
+{
+	unpack_arena *a = ctx;
+	size_t n = (size + 15u) & ~(size_t)15u;
+	if (n >= size && n <= a->cap - a->used) {
+		void *p = a->mem + a->used;
+		a->used += n;
+		return p;
+	}
+	return malloc(size); /* beyond the arena: freed by arena_free */
+}
+
+static void arena_free(void *ctx, void *p)
+{
+	unpack_arena *a = ctx;
+	if ((uint8_t *)p >= a->mem && (uint8_t *)p < a->mem + a->cap)
+		return; /* the arena's: all of it goes back at once */
+	free(p);
+}
+
+/* An arena of at least @p need bytes (one kept from before when it is large enough). */
+static bool arena_take(unpack_arena *a, size_t need)
+{
+	pthread_mutex_lock(&arenas_lock);
+	if (narenas)
+		*a = arenas[--narenas];
+	else
+		memset(a, 0, sizeof(*a));
+	pthread_mutex_unlock(&arenas_lock);
+	a->used = 0;
+	if (a->cap >= need)
+		return true;
+	free(a->mem);
+	a->cap = (need + (256u << 10) - 1) / (256u << 10) * (256u << 10);
+	a->mem = malloc(a->cap);
+	if (!a->mem)
+		a->cap = 0;
+	return a->mem != NULL;
+}
+
+static void arena_give_back(unpack_arena *a)
+{
+	pthread_mutex_lock(&arenas_lock);
+	if (narenas < ARENAS_KEPT) {
+		arenas[narenas++] = *a;
+		a->mem = NULL;
+	}
+	pthread_mutex_unlock(&arenas_lock);
+	free(a->mem);
+}
 
 void *ims_rpc_call_alloc(ims_rpc_call *call, size_t size)
 {
@@ -640,6 +712,8 @@ void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body,
 	static const uint8_t empty[1];
 	const ims_rpc_method *def = call->method->def;
 	ProtobufCMessage *req = NULL, *out = NULL;
+	unpack_arena arena = {0};
+	ProtobufCAllocator alloc = {.alloc = arena_alloc, .free = arena_free}, *pa = NULL;
 	int r;
 
 	memset(resp, 0, sizeof(*resp));
@@ -666,8 +740,15 @@ void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body,
 			return;
 		}
 	} else {
-		req = protobuf_c_message_unpack(def->input, NULL, len, body ? body : empty);
+		if (len >= ARENA_MIN_BODY && len <= SIZE_MAX - ARENA_SLACK &&
+		    arena_take(&arena, len + ARENA_SLACK)) {
+			alloc.allocator_data = &arena;
+			pa = &alloc;
+		}
+		req = protobuf_c_message_unpack(def->input, pa, len, body ? body : empty);
 		if (!req) {
+			if (pa)
+				arena_give_back(&arena);
 			fail(call, resp, 400, IMS_RPC_INVALID_ARGUMENT,
 			     "malformed request: %zu bytes that are no valid %s", len,
 			     def->input->name);
@@ -727,7 +808,12 @@ void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body,
 	resp->code = IMS_RPC_OK;
 	conclude(call, resp, NULL);
 out:
-	protobuf_c_message_free_unpacked(req, NULL);
+	if (req && !call->json)
+		protobuf_c_message_free_unpacked(req, pa);
+	else if (req)
+		protobuf_c_message_free_unpacked(req, NULL);
+	if (pa)
+		arena_give_back(&arena);
 }
 
 /* ---- without sockets ---------------------------------------------------------------------- */
