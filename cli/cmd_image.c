@@ -789,7 +789,7 @@ static int image_export(ims_cli *cli, const ims_cli_args *a)
 		return ims_cli_finish_op(cli, op, &w);
 
 	snprintf(label, sizeof(label), "download %s", specbuf);
-	if (op->download_while_running) {
+	if (op->streamed) {
 		r = download(cli, op->id, true, file, label, &written);
 		if (r == 0) { /* how it ended: the daemon ends it once the last byte was read */
 			r = ims_cli_wait(cli, &op, 0);

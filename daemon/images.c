@@ -425,16 +425,22 @@ static int run_export(ims_op *op, void *arg)
 	o.progress_ctx = op;
 	w->op = op;
 	if (w->grow) { /* streamed: done once the client read the last byte */
+		char size[32];
 		o.progress = import_progress;
 		o.progress_ctx = w;
 		if (o.inflight_bytes > STREAM_INFLIGHT)
 			o.inflight_bytes = STREAM_INFLIGHT;
-		int r = ims_image_export_stream(NULL, w->d->site, w->spec.pool, w->spec.image,
+		ims_transfer_result res = {0};
+		int r = ims_image_export_stream(&res, w->d->site, w->spec.pool, w->spec.image,
 						w->spec.snap[0] ? w->spec.snap : NULL, w->grow, &o);
 		if (r == 0)
 			r = ims_source_growing_drained(w->grow);
 		if (r < 0) /* the client's next chunk says why */
 			ims_source_growing_abandon(w->grow, ims_error_last());
+		else
+			ims_op_set_result(op, "streamed to the client: a disk of %s as %s",
+					  ims_format_size(size, sizeof(size), res.virtual_size),
+					  ims_format_name(w->format));
 		return r;
 	}
 	if (!w->path[0]) { /* to the spool, for download */
@@ -669,7 +675,7 @@ static int submit_stream(ims_daemon *d, ims_rpc_call *call, work *w, ProtobufCMe
 		if (d->streams[i].seq == seq)
 			snprintf(d->streams[i].op_id, sizeof(d->streams[i].op_id), "%s", op->id);
 	pthread_mutex_unlock(&d->lock);
-	op->download_while_running = true;
+	op->streamed = true;
 	return 0;
 }
 

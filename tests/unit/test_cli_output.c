@@ -159,7 +159,8 @@ static void test_json_operation(void **state)
 	assert_string_equal(json_object_get_string(get(doc, "site")), "");
 	assert_string_equal(json_object_get_string(get(doc, "result")), "");
 	assert_int_equal(json_object_array_length(get(doc, "details")), 0);
-	assert_int_equal(json_object_object_length(doc), 13);
+	assert_false(json_object_get_boolean(get(doc, "streamed")));
+	assert_int_equal(json_object_object_length(doc), 14);
 	json_object_put(doc);
 }
 
@@ -278,7 +279,8 @@ static void test_key_value_lines(void **state)
 				    "finished_unix: -\n"
 				    "site:          -\n"
 				    "result:        -\n"
-				    "details:       -\n");
+				    "details:       -\n"
+				    "streamed:      no\n");
 }
 
 static void test_op_ls_table(void **state)
