@@ -84,6 +84,7 @@ op=$(sed -n 's/^OP //p' <<<"$out")
 state() { "$CLI" --format json op get "$op" | jq -r .state; }
 is_state() { [ "$(state)" = "$1" ]; }
 check "  the export succeeded" wait_until 20 0.5 is_state succeeded
+check "  its result says it was streamed" bash -c "'$CLI' --format json op get '$op' | jq -r .result | grep -q '^streamed to the client: a disk of 64 MiB as raw$'"
 rm -f "$tmp/dl.raw"
 hwm=$(awk '/^VmHWM/ { print int($2 / 1024) }' "/proc/$(daemon_pid a)/status")
 check "the daemon's peak RSS over the exports is under 128 MiB ($hwm MiB)" test "$hwm" -lt 128
