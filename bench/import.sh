@@ -13,13 +13,14 @@
 # against qemu-img (the median of each run's ratio, and their range).
 #
 #   bench/import.sh [--size 2G] [--runs 3] [--store memstore|bluestore] [--dir DIR]
-#                   [--before BUILD_DIR]
+#                   [--before BUILD_DIR] [--formats "qcow2 vmdk vdi vhdx"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=2G RUNS=3 STORE=bluestore DIR=/tmp/imgstore-bench-import BUILD=${BUILD:-build} BEFORE=""
+FORMATS="qcow2 vmdk vdi vhdx"
 . tests/lib/bench.sh
-options "[--size 2G] [--runs N] [--store memstore|bluestore] [--dir DIR] [--before BUILD_DIR]" \
-  size=SIZE runs=RUNS store=STORE dir=DIR before=BEFORE -- "$@"
+options "[--size 2G] [--runs N] [--store memstore|bluestore] [--dir DIR] [--before BUILD_DIR] [--formats \"qcow2 vmdk\"]" \
+  size=SIZE runs=RUNS store=STORE dir=DIR before=BEFORE formats=FORMATS -- "$@"
 AFTER=$(cd "$BUILD" && pwd)
 IMPORT=$AFTER/bench/ims-import
 for b in "$AFTER" ${BEFORE:+"$BEFORE"}; do
@@ -37,7 +38,6 @@ CONF=$CEPH_CONF_A
 # The source: SIZE bytes, alternating 8 MiB of random data and 8 MiB of zeros.
 bytes=$(numfmt --from=iec "$SIZE")
 mib=$((bytes >> 20))
-FORMATS="qcow2 vmdk vdi vhdx"
 missing=0
 for f in $FORMATS; do [ -f "$DIR/src-$SIZE.$f" ] || missing=1; done
 if ((missing)); then
