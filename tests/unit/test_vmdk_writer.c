@@ -193,12 +193,78 @@ static void test_misuse(void **state)
 	close(fd);
 }
 
+/* A stream: the writer's pieces appended in order, gaps zero-filled, as an export's ring. */
+typedef struct {
+	int fd;
+	uint64_t end; /* bytes so far */
+	int fail_at;  /* calls before one fails (0: never) */
+	int calls;
+} stream_sink;
+
+static int stream_out(void *ctx, const void *buf, size_t len, uint64_t off)
+{
+	static const uint8_t zeros[4096];
+	stream_sink *s = ctx;
+
+	if (s->fail_at && ++s->calls >= s->fail_at)
+		return ims_error_set(-ETIMEDOUT, "the client read none of the export for 1 s");
+	assert_true(off >= s->end); /* never back, never twice */
+	while (s->end < off) {
+		size_t n = off - s->end < sizeof(zeros) ? (size_t)(off - s->end) : sizeof(zeros);
+		assert_int_equal(write(s->fd, zeros, n), (ssize_t)n);
+		s->end += n;
+	}
+	assert_int_equal(write(s->fd, buf, len), (ssize_t)len);
+	s->end += len;
+	return 0;
+}
+
+/* Written to a stream (ims_vmdk_writer_open_fn) in order, the bytes are the file's. */
+static void test_stream(void **state)
+{
+	(void)state;
+	uint8_t *p = malloc(PATTERN_BYTES);
+	ims_vmdk_writer *w = NULL;
+	stream_sink s = {.fd = create("stream.vmdk")};
+
+	assert_non_null(p);
+	ft_pattern(p, PATTERN_BYTES);
+	ft_write_file(ft_path("stream.raw"), p, PATTERN_BYTES);
+	assert_int_equal(
+		ims_vmdk_writer_open_fn(&w, stream_out, &s, PATTERN_BYTES, ft_path("file.vmdk")),
+		0);
+	for (size_t off = 0; off < PATTERN_BYTES; off += 300000) {
+		size_t n = PATTERN_BYTES - off < 300000 ? PATTERN_BYTES - off : 300000;
+		assert_int_equal(ims_vmdk_writer_write(w, off, p + off, n), 0);
+	}
+	assert_int_equal(ims_vmdk_writer_finish(w), 0);
+	ims_vmdk_writer_free(w);
+	close(s.fd);
+	write_image("file.vmdk", p, PATTERN_BYTES, false);
+	ft_run("cmp '%s' '%s'", ft_path("stream.vmdk"), ft_path("file.vmdk"));
+	qemu_agrees("stream.vmdk", "stream.raw");
+
+	/* the stream fails: the writer stops with its error */
+	s = (stream_sink){.fd = create("stream2.vmdk"), .fail_at = 3};
+	assert_int_equal(ims_vmdk_writer_open_fn(&w, stream_out, &s, PATTERN_BYTES, "x.vmdk"), 0);
+	int r = 0;
+	for (size_t off = 0; off < PATTERN_BYTES && r == 0; off += 65536)
+		r = ims_vmdk_writer_write(w, off, p + off, 65536);
+	assert_int_equal(r, -ETIMEDOUT);
+	ims_error_clear();
+	ft_expect_error(ims_vmdk_writer_finish(w), -ETIMEDOUT, "an earlier write failed");
+	ims_vmdk_writer_free(w);
+	close(s.fd);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pattern),
 		cmocka_unit_test(test_empty_and_sparse),
 		cmocka_unit_test(test_misuse),
+		cmocka_unit_test(test_stream),
 	};
 	return cmocka_run_group_tests_name("vmdk_writer", tests, setup, ft_teardown);
 }
