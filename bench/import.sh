@@ -9,8 +9,9 @@
 # and `rbd import` of the raw file. With --before BUILD_DIR (a build of another commit, e.g.
 # main), that build's imgstored and CLI run too, interleaved with this build's in each run
 # (the daemon swapped in the same sandbox), so that a loaded machine weighs on both alike.
-# Prints a Markdown table: median seconds of RUNS runs with their range, and the speed-up
-# against qemu-img (the median of each run's ratio, and their range).
+# Prints a Markdown table: median seconds of RUNS runs with their range, the speed-up against
+# qemu-img (the median of each run's ratio, and their range), and for the CLI's rows the CPU
+# time imgstored spent on the import (from /proc/PID/stat around it).
 #
 #   bench/import.sh [--size 2G] [--runs 3] [--store memstore|bluestore] [--dir DIR]
 #                   [--before BUILD_DIR] [--formats "qcow2 vmdk vdi vhdx"]
@@ -65,16 +66,26 @@ use_daemon() {
 
 TIMES=$DIR/times
 : >"$TIMES"
-one() { # LABEL FORMAT IMAGE CMD...: time CMD, record it
-  local label=$1 fmt=$2 img=$3 t0 t1 dt; shift 3
+# the CPU time (user + system, clock ticks) the sandbox's imgstored has used so far
+daemon_ticks() {
+  local pid; pid=$(cat "$DIR/sandbox/site-a/run/imgstored.pid" 2>/dev/null) || { echo 0; return; }
+  awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0
+}
+TICK=$(getconf CLK_TCK)
+one() { # LABEL FORMAT IMAGE CMD...: time CMD (and the daemon's CPU time), record it
+  local label=$1 fmt=$2 img=$3 t0 t1 dt c0 c1 cpu; shift 3
   sync
   echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
   rm_img "$img"
+  c0=$(daemon_ticks)
   t0=$(now)
   "$@" >/dev/null 2>>"$DIR/stderr.log"
   t1=$(now)
+  c1=$(daemon_ticks)
   dt=$(echo "$t1 - $t0" | bc -l)
-  printf '%s\t%s\t%.3f\n' "$label" "$fmt" "$dt" >>"$TIMES"
+  cpu=-
+  [[ $label != CLI* ]] || cpu=$(echo "($c1 - $c0) / $TICK" | bc -l)
+  printf '%s\t%s\t%.3f\t%s\n' "$label" "$fmt" "$dt" "$cpu" >>"$TIMES"
   printf 'run %d %-5s %-28s %6.2f s\n' "$i" "$fmt" "$label" "$dt" >&2
   rm_img "$img"
 }
@@ -110,14 +121,16 @@ echo "$SIZE disk (half zeros) as $sizes; $STORE, $RUNS runs, load average $(cut 
 echo
 python3 - "$TIMES" <<'EOF'
 import statistics, sys
-rows, order = {}, []
+rows, cpus, order = {}, {}, []
 for line in open(sys.argv[1]):
-    label, fmt, t = line.rstrip("\n").split("\t")
+    label, fmt, t, cpu = line.rstrip("\n").split("\t")
     if (label, fmt) not in rows:
         order.append((label, fmt))
     rows.setdefault((label, fmt), []).append(float(t))
-print("| tool | format | median s (min to max) | speed-up vs qemu-img (min to max) |")
-print("|---|---|---|---|")
+    if cpu != "-":
+        cpus.setdefault((label, fmt), []).append(float(cpu))
+print("| tool | format | median s (min to max) | speed-up vs qemu-img (min to max) | daemon CPU s (min to max) |")
+print("|---|---|---|---|---|")
 for label, fmt in order:
     ts = rows[(label, fmt)]
     med = statistics.median(ts)
@@ -128,5 +141,7 @@ for label, fmt in order:
         sp = "%.2fx (%.2f to %.2f)" % (statistics.median(r), min(r), max(r))
     else:
         sp = "-"
-    print("| %s | %s | %.2f (%.2f to %.2f) | %s |" % (label, fmt, med, min(ts), max(ts), sp))
+    c = cpus.get((label, fmt))
+    cs = "%.2f (%.2f to %.2f)" % (statistics.median(c), min(c), max(c)) if c else "-"
+    print("| %s | %s | %.2f (%.2f to %.2f) | %s | %s |" % (label, fmt, med, min(ts), max(ts), sp, cs))
 EOF
