@@ -650,28 +650,31 @@ static int download(ims_cli *cli, const char *op_id, bool streamed, const char *
 		req.operation_id = (char *)op_id;
 		req.offset = off;
 		req.length = IMS_CLI_CHUNK_MAX;
+		req.skip_zeros = streamed; /* runs of zeros come as a count: holes in FILE */
 		if ((r = ims_cli_call(cli, IMAGE_SVC "DownloadChunk", &req,
 				      &imgstore__v1__download_chunk_response__descriptor, &resp)))
 			goto out;
-		if (resp->data.len > IMS_CLI_CHUNK_MAX ||
-		    (resp->total_bytes && off + resp->data.len > resp->total_bytes)) {
+		if (resp->data.len > IMS_CLI_CHUNK_MAX || resp->zero_bytes > IMS_CLI_CHUNK_MAX ||
+		    (resp->zero_bytes && resp->data.len) ||
+		    (resp->total_bytes &&
+		     off + resp->data.len + resp->zero_bytes > resp->total_bytes)) {
 			r = ims_cli_fail(cli, "the server sent more than asked for at byte %llu",
 					 (unsigned long long)off);
 			goto out;
 		}
-		if (resp->data.len == 0 && !resp->eof &&
+		if (resp->data.len == 0 && resp->zero_bytes == 0 && !resp->eof &&
 		    (!streamed || time(NULL) - idle_since > STREAM_IDLE_S)) {
 			r = ims_cli_fail(cli, "the server sent no data at byte %llu before the end",
 					 (unsigned long long)off);
 			goto out;
 		}
-		if (resp->data.len)
+		if (resp->data.len || resp->zero_bytes)
 			idle_since = time(NULL);
 		if ((e = write_sparse(fd, resp->data.data, resp->data.len, off)) < 0) {
 			r = ims_cli_fail(cli, "cannot write '%s': %s", partial, strerror(-e));
 			goto out;
 		}
-		off += resp->data.len;
+		off += resp->data.len + resp->zero_bytes;
 		total = resp->total_bytes;
 		eof = resp->eof;
 		protobuf_c_message_free_unpacked(&resp->base, NULL);

@@ -957,7 +957,17 @@ static int h_upload_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	return 0;
 }
 
-#define STREAM_WAIT_MS 5000u /* a chunk of a streamed export waits this long for its bytes */
+#define STREAM_WAIT_MS	5000u	    /* a chunk of a streamed export waits this long for its bytes */
+#define STREAM_ZERO_RUN (64u << 10) /* runs of zeros sent as a count (skip_zeros): in these */
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	static const uint8_t zeros[4096];
+	for (size_t i = 0; i < n; i += sizeof(zeros))
+		if (memcmp(p + i, zeros, n - i < sizeof(zeros) ? n - i : sizeof(zeros)) != 0)
+			return false;
+	return true;
+}
 
 /* A chunk of a streamed export: @returns 1 when @p q names none. */
 static int download_stream(ims_daemon *d, ims_rpc_call *call,
@@ -995,8 +1005,32 @@ static int download_stream(ims_daemon *d, ims_rpc_call *call,
 	if (r < 0)
 		return r;
 	imgstore__v1__download_chunk_response__init(m);
+	size_t keep = got;
+	if (q->skip_zeros && got) { /* zeros as a count: no TLS, no copy for them */
+		size_t z = 0;
+		while (z < got) {
+			size_t n = got - z < STREAM_ZERO_RUN ? got - z : STREAM_ZERO_RUN;
+			if ((n < STREAM_ZERO_RUN && !eof) || !all_zero(buf + z, n))
+				break;
+			z += n;
+		}
+		if (z) {
+			m->zero_bytes = z;
+			keep = 0;
+			eof = eof && z == got;
+		} else { /* the data up to the next run of zeros */
+			for (keep = STREAM_ZERO_RUN; keep + STREAM_ZERO_RUN <= got;
+			     keep += STREAM_ZERO_RUN)
+				if (all_zero(buf + keep, STREAM_ZERO_RUN))
+					break;
+			if (keep + STREAM_ZERO_RUN > got)
+				keep = got; /* no run of zeros in it: all of it */
+			else
+				eof = false;
+		}
+	}
 	m->data.data = buf;
-	m->data.len = got;
+	m->data.len = keep;
 	m->eof = eof;
 	m->total_bytes = eof ? q->offset + got : 0;
 	*resp = &m->base;
