@@ -3,7 +3,7 @@
 # own fresh sandbox, with the tables of the runs and, for the scripts that time one run at a
 # time (repl, tier), the median and range of every figure over the runs. `make bench`.
 #
-#   bench/all.sh [--runs 3] [--only repl,import,tier,failover,rpc,memory] [--out DIR] [--quick 0|1]
+#   bench/all.sh [--runs 3] [--only repl,import,export,tier,failover,rpc,memory] [--out DIR] [--quick 0|1]
 #
 # --quick 1 runs each benchmark once on small sizes (a 64 MiB image, 5 images for the
 # failover, 1 s per RPC case): it checks that the scripts still run end to end, and its figures
@@ -12,15 +12,15 @@
 # benchmarks that failed (0 when all ran).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-RUNS=3 ONLY=repl,import,tier,failover,rpc,memory OUT="" QUICK=0 BUILD=${BUILD:-build}
+RUNS=3 ONLY=repl,import,export,tier,failover,rpc,memory OUT="" QUICK=0 BUILD=${BUILD:-build}
 . tests/lib/bench.sh
-options "[--runs 3] [--only repl,import,tier,failover,rpc,memory] [--out DIR] [--quick 0|1]" \
+options "[--runs 3] [--only repl,import,export,tier,failover,rpc,memory] [--out DIR] [--quick 0|1]" \
   runs=RUNS only=ONLY out=OUT quick=QUICK -- "$@"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: --runs takes a positive number" >&2; exit 2; }
 [[ "$QUICK" =~ ^[01]$ ]] || { echo "bench: --quick takes 0 or 1" >&2; exit 2; }
 for b in ${ONLY//,/ }; do
-  case $b in repl | import | tier | failover | rpc | memory) ;;
-    *) echo "bench: no benchmark '$b' (repl, import, tier, failover, rpc, memory)" >&2; exit 2 ;;
+  case $b in repl | import | export | tier | failover | rpc | memory) ;;
+    *) echo "bench: no benchmark '$b' (repl, import, export, tier, failover, rpc, memory)" >&2; exit 2 ;;
   esac
 done
 BUILD=$(realpath -m --relative-to=. "$BUILD") # the scripts name their tools $PWD/$BUILD/...
@@ -38,6 +38,7 @@ args_of() {
   case $1 in
     repl) [ $q = 1 ] && echo "--size 64M --delta 16M" || echo "--size 1G --delta 128M" ;;
     import) [ $q = 1 ] && echo "--size 64M --runs 1" || echo "--size 2G --runs $RUNS" ;;
+    export) [ $q = 1 ] && echo "--size 64M --runs 1" || echo "--size 1G --runs $RUNS" ;;
     tier) [ $q = 1 ] && echo "--size 64M" || echo "--size 2G" ;;
     failover) [ $q = 1 ] && echo "--images 5 --runs 1" || echo "--images 100 --runs $RUNS" ;;
     rpc) [ $q = 1 ] && echo "--seconds 1" || echo "--seconds 8" ;;
@@ -45,7 +46,7 @@ args_of() {
   esac
 }
 # The scripts that run their runs themselves (one call); the others are called RUNS times.
-runs_of() { case $1 in import | failover | memory) echo 1 ;; *) echo "$RUNS" ;; esac; }
+runs_of() { case $1 in import | export | failover | memory) echo 1 ;; *) echo "$RUNS" ;; esac; }
 
 # The median and range over the runs of every numeric cell of the tables in FILES, row by row
 # (a row is named by its first cell; a trailing x or % is kept).
