@@ -654,8 +654,7 @@ static int download(ims_cli *cli, const char *op_id, bool streamed, const char *
 		if ((r = ims_cli_call(cli, IMAGE_SVC "DownloadChunk", &req,
 				      &imgstore__v1__download_chunk_response__descriptor, &resp)))
 			goto out;
-		if (resp->data.len > IMS_CLI_CHUNK_MAX || resp->zero_bytes > IMS_CLI_CHUNK_MAX ||
-		    (resp->zero_bytes && resp->data.len) ||
+		if (resp->data.len > IMS_CLI_CHUNK_MAX || (resp->zero_bytes && resp->data.len) ||
 		    (resp->total_bytes &&
 		     off + resp->data.len + resp->zero_bytes > resp->total_bytes)) {
 			r = ims_cli_fail(cli, "the server sent more than asked for at byte %llu",

@@ -957,8 +957,9 @@ static int h_upload_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	return 0;
 }
 
-#define STREAM_WAIT_MS	5000u	    /* a chunk of a streamed export waits this long for its bytes */
-#define STREAM_ZERO_RUN (64u << 10) /* runs of zeros sent as a count (skip_zeros): in these */
+#define STREAM_WAIT_MS	 5000u /* a chunk of a streamed export waits this long for its bytes */
+#define STREAM_ZERO_RUN	 (64u << 10) /* runs of zeros sent as a count (skip_zeros): in these */
+#define STREAM_ZEROS_MAX (1u << 30)  /* and at most this much in one answer */
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
@@ -996,7 +997,8 @@ static int download_stream(ims_daemon *d, ims_rpc_call *call,
 	int r = !m || !buf ? -ENOMEM
 			   : ims_source_growing_read_some(&got, &eof, g, buf, (size_t)len,
 							  q->offset, wait);
-	ims_source_growing_free(g);
+	if (r < 0)
+		ims_source_growing_free(g);
 	if (r == -ECANCELED) {
 		char why[300];
 		snprintf(why, sizeof(why), "%s", ims_error_last());
@@ -1014,8 +1016,30 @@ static int download_stream(ims_daemon *d, ims_rpc_call *call,
 				break;
 			z += n;
 		}
+		/* a chunk all zeros: the run goes on through what the ring holds already */
+		for (uint64_t at = q->offset + got;
+		     z == got && !eof && m->zero_bytes < STREAM_ZEROS_MAX;) {
+			size_t more = 0, zz = 0;
+			if (ims_source_growing_read_some(&more, &eof, g, buf, (size_t)len, at, 0) <
+				    0 ||
+			    !more)
+				break;
+			while (zz < more) {
+				size_t n =
+					more - zz < STREAM_ZERO_RUN ? more - zz : STREAM_ZERO_RUN;
+				if ((n < STREAM_ZERO_RUN && !eof) || !all_zero(buf + zz, n))
+					break;
+				zz += n;
+			}
+			m->zero_bytes += zz;
+			at += zz;
+			if (zz < more) {
+				eof = false;
+				break;
+			}
+		}
 		if (z) {
-			m->zero_bytes = z;
+			m->zero_bytes += z;
 			keep = 0;
 			eof = eof && z == got;
 		} else { /* the data up to the next run of zeros */
@@ -1032,7 +1056,10 @@ static int download_stream(ims_daemon *d, ims_rpc_call *call,
 	m->data.data = buf;
 	m->data.len = keep;
 	m->eof = eof;
-	m->total_bytes = eof ? q->offset + got : 0;
+	m->total_bytes = eof ? q->offset + keep + m->zero_bytes : 0;
+	/* what this answer holds, not what was looked at: the export ends when all was sent */
+	ims_source_growing_sent(g, q->offset + keep + m->zero_bytes);
+	ims_source_growing_free(g);
 	*resp = &m->base;
 	return 0;
 }

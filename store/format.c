@@ -427,16 +427,24 @@ int ims_source_growing_read_some(size_t *got, bool *eof, ims_source_growing *g, 
 		uint64_t end = g->arrived - off < len ? g->arrived : off + len;
 		ring_copy(g, buf, (size_t)(end - off), off, false);
 		*got = (size_t)(end - off);
-		if (end > g->hi) {
-			g->hi = end; /* what lies RING_BEHIND behind may leave the ring */
-			clock_gettime(CLOCK_MONOTONIC, &g->moved);
-			pthread_cond_broadcast(&g->cond);
-		}
 	}
 	if (r == 0)
 		*eof = off + *got >= g->size;
 	pthread_mutex_unlock(&g->lock);
 	return r;
+}
+
+void ims_source_growing_sent(ims_source_growing *g, uint64_t upto)
+{
+	pthread_mutex_lock(&g->lock);
+	if (upto > g->arrived)
+		upto = g->arrived;
+	if (upto > g->hi) {
+		g->hi = upto; /* what lies RING_BEHIND behind may leave the ring */
+		clock_gettime(CLOCK_MONOTONIC, &g->moved);
+		pthread_cond_broadcast(&g->cond);
+	}
+	pthread_mutex_unlock(&g->lock);
 }
 
 int ims_source_growing_drained(ims_source_growing *g)

@@ -89,9 +89,10 @@ void ims_source_growing_abandon(ims_source_growing *g, const char *why);
  *
  * With @p wfd -1 the ring is an outbound stream (an export a client downloads while it runs,
  * made with fd -1): no file behind it; the writer puts, the client reads with
- * ims_source_growing_read_some(), and what lies 4 MiB behind the furthest read leaves the ring
- * for good. A put waits while the ring is full (the client is slow) and fails with -ETIMEDOUT
- * when the client read nothing for the stall time, -ECANCELED when @p stop says so.
+ * ims_source_growing_read_some() and says what it took with ims_source_growing_sent(), and
+ * what lies 4 MiB behind the furthest byte sent leaves the ring for good. A put waits while the
+ * ring is full (the client is slow) and fails with -ETIMEDOUT when the client read nothing for the
+ * stall time, -ECANCELED when @p stop says so.
  * @returns -ENOMEM.
  */
 int ims_source_growing_buffer(ims_source_growing *g, int wfd, size_t bytes);
@@ -112,7 +113,15 @@ int ims_source_growing_read_some(size_t *got, bool *eof, ims_source_growing *g, 
 				 size_t len, uint64_t off, unsigned wait_ms);
 
 /**
- * Wait until the client read an outbound stream to its end (ims_source_growing_end()).
+ * The client has [0, @p upto) of an outbound stream (what ims_source_growing_read_some() gave
+ * and the client was sent): the writer may go on, and what lies 4 MiB behind leaves the ring.
+ * A read alone moves nothing: a reader may look further than it sends.
+ */
+void ims_source_growing_sent(ims_source_growing *g, uint64_t upto);
+
+/**
+ * Wait until the client was sent an outbound stream to its end (ims_source_growing_end(),
+ * ims_source_growing_sent()).
  * @returns -ETIMEDOUT when it read nothing for the stall time, -ECANCELED (abandoned, stop).
  */
 int ims_source_growing_drained(ims_source_growing *g);

@@ -11,8 +11,8 @@ empty: the bytes were not made yet), then "EOF N" or "STOPPED N", and exits with
 anything properly. An error of a chunk: "ERROR HTTP-STATUS BODY", exit status 3. Speaks the
 Connect protocol (application/proto) over the Unix socket, fields encoded by hand as
 upload_client.py does. With DL_NO_STREAM=1 in the environment it asks as a client older than
-the streamed export does (no stream field): the daemon must not stream, the chunks are refused
-until the export is done, then read from the spool.
+the streamed export does (no stream field): the daemon must not stream; the client waits for
+the operation to succeed (GetOperation), then reads the spooled file.
 """
 import os
 import sys
@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from upload_client import UnixConnection, decode, field  # noqa: E402
 
 
-def post(conn, token, method, body):
-    conn.request("POST", "/imgstore.v1.ImageService/" + method, body,
+def post(conn, token, method, body, service="ImageService"):
+    conn.request("POST", "/imgstore.v1.%s/%s" % (service, method), body,
                  {"Content-Type": "application/proto", "Authorization": "Bearer " + token})
     resp = conn.getresponse()
     return resp.status, resp.read()
@@ -50,6 +50,16 @@ def main():
     op_id = op[1].decode()
     print("OP", op_id)
     sys.stdout.flush()
+    while old:  # as an older CLI: the download once the export is done
+        status, body = post(conn, token, "GetOperation", field(1, op_id), "OperationService")
+        state = decode(body).get(4, 0) if status == 200 else -1
+        if state == 3:
+            break
+        if state not in (0, 1, 2):
+            print("ERROR", status, "the export ended in state %d" % state)
+            sys.stdout.flush()
+            os._exit(3)
+        time.sleep(0.2)
     off, empty, first = 0, 0, True
     with open(out, "wb") as f:
         while off < int(stop):
@@ -59,9 +69,6 @@ def main():
             t0 = time.monotonic()
             status, body = post(conn, token, "DownloadChunk",
                                 field(1, op_id) + field(2, off) + field(3, 1 << 20))
-            if old and status != 200 and b"not succeeded" in body:
-                time.sleep(0.2)  # as an older CLI waits for the operation first
-                continue
             if status != 200:
                 print("ERROR", status, body[:300].decode(errors="replace"))
                 sys.stdout.flush()

@@ -22,7 +22,7 @@ workdir tmp
 p=xstream$$
 SPOOL=$IMGSTORE_SANDBOX/site-a/spool
 restore() {
-  forget_images "$p-src" "$p-big"
+  forget_images "$p-src" "$p-big" "$p-tail"
   config_restore a
   rm -rf "$tmp"
 }
@@ -56,6 +56,13 @@ for fmt in raw vmdk; do
   check "  nothing went through the spool" spool_same
   rm -f "$tmp/got.$fmt"
 done
+# zeros to the end: the last answers are counts of zeros, the export ends with them
+random_file "$tmp/tail.raw" 40M 3
+rbd_on a import --no-progress "$tmp/tail.raw" "rbd/$p-tail" >/dev/null 2>&1
+expect_rc 0 "a raw export ending in 37 MiB of zeros, streamed (TLS)" \
+  on_a image export "rbd/$p-tail" "$tmp/got.raw"
+check "  byte-identical to the image" cmp -s "$tmp/tail.raw" "$tmp/got.raw"
+rm -f "$tmp/got.raw"
 expect_rc 0 "a qcow2 export (through the spool: its tables come after the data)" \
   on_a image export "rbd/$p-src" "$tmp/got.qcow2" --format qcow2
 check "  the same disk as the image (qemu-img compare)" \
