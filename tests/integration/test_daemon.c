@@ -625,7 +625,7 @@ static void test_roles(void **state)
 	assert_non_null(strstr(ims_error_last(), "unknown mode 'semi': expected async or sync"));
 
 	/* a failover is the admin's: a reader is refused before anything runs */
-	Imgstore__V1__ReplicationImageRequest fo = IMGSTORE__V1__REPLICATION_IMAGE_REQUEST__INIT;
+	Imgstore__V1__FailoverRequest fo = IMGSTORE__V1__FAILOVER_REQUEST__INIT;
 	Imgstore__V1__Operation *fop = NULL;
 	fo.image = &s;
 	fo.target_site = "b";
@@ -755,12 +755,13 @@ static void leases_of_two_hosts(Imgstore__V1__ImageSpec *s, ims_client *h, ims_c
 static void attach_info_of_hosts(Imgstore__V1__ImageSpec *s, ims_client *h, ims_client *h2)
 {
 	Imgstore__V1__GetAttachInfoRequest ai = IMGSTORE__V1__GET_ATTACH_INFO_REQUEST__INIT;
-	Imgstore__V1__AttachInfo *info = NULL;
+	Imgstore__V1__GetAttachInfoResponse *info = NULL;
 	ai.image = s;
 	/* sandbox-host has a [host] section: its own cephx user and libvirt secret */
 	const char *secret = getenv("IMGSTORE_HOST_SECRET_UUID");
 	assert_non_null(secret);
-	assert_int_equal(CALL(h, "HostService", "GetAttachInfo", &ai, attach_info, &info), 0);
+	assert_int_equal(
+		CALL(h, "HostService", "GetAttachInfo", &ai, get_attach_info_response, &info), 0);
 	assert_string_equal(info->host, "sandbox-host");
 	assert_string_equal(info->client_id, "sandbox-host");
 	assert_string_equal(info->secret_uuid, secret);
@@ -770,14 +771,17 @@ static void attach_info_of_hosts(Imgstore__V1__ImageSpec *s, ims_client *h, ims_
 	assert_non_null(strstr(info->libvirt_disk_xml, want));
 	free_msg(info);
 	/* sandbox-host2 has none: refused, never the daemon's own cephx user */
-	assert_true(CALL(h2, "HostService", "GetAttachInfo", &ai, attach_info, &info) < 0);
+	assert_true(CALL(h2, "HostService", "GetAttachInfo", &ai, get_attach_info_response, &info) <
+		    0);
 	assert_int_equal(ims_client_last_code(h2), IMS_RPC_FAILED_PRECONDITION);
 	assert_non_null(
 		strstr(ims_error_last(),
 		       "no cephx user and libvirt secret are known for host 'sandbox-host2'"));
 	/* a host may not ask with another host's identity */
 	ai.host = "sandbox-host2";
-	assert_int_equal(CALL(h, "HostService", "GetAttachInfo", &ai, attach_info, &info), -EPERM);
+	assert_int_equal(
+		CALL(h, "HostService", "GetAttachInfo", &ai, get_attach_info_response, &info),
+		-EPERM);
 	assert_int_equal(ims_client_last_code(h), IMS_RPC_PERMISSION_DENIED);
 }
 
@@ -786,28 +790,35 @@ static void attach_info_of_hosts(Imgstore__V1__ImageSpec *s, ims_client *h, ims_
 static void attach_info_named(Imgstore__V1__ImageSpec *s, const char *name, ims_client *h2)
 {
 	Imgstore__V1__GetAttachInfoRequest ai = IMGSTORE__V1__GET_ATTACH_INFO_REQUEST__INIT;
-	Imgstore__V1__AttachInfo *info = NULL;
+	Imgstore__V1__GetAttachInfoResponse *info = NULL;
 	char want[256];
 	ai.image = s;
 	/* an admin names the host, or gets a clear refusal */
 	ai.host = NULL;
-	assert_true(CALL(C, "HostService", "GetAttachInfo", &ai, attach_info, &info) < 0);
+	assert_true(CALL(C, "HostService", "GetAttachInfo", &ai, get_attach_info_response, &info) <
+		    0);
 	assert_int_equal(ims_client_last_code(C), IMS_RPC_FAILED_PRECONDITION);
 	assert_non_null(strstr(ims_error_last(), "attach-info needs a host"));
 	ai.host = "sandbox-host";
-	assert_int_equal(CALL(C, "HostService", "GetAttachInfo", &ai, attach_info, &info), 0);
+	assert_int_equal(
+		CALL(C, "HostService", "GetAttachInfo", &ai, get_attach_info_response, &info), 0);
 	assert_string_equal(info->client_id, "sandbox-host");
 	free_msg(info);
 	ai.host = "bad host!";
-	assert_int_equal(CALL(C, "HostService", "GetAttachInfo", &ai, attach_info, &info), -EINVAL);
+	assert_int_equal(
+		CALL(C, "HostService", "GetAttachInfo", &ai, get_attach_info_response, &info),
+		-EINVAL);
 	ai.host = NULL;
 	ai.client_id = "bad user!";
 	ai.secret_uuid = "5e0f0d4c-0000-4000-8000-000000000001";
-	assert_int_equal(CALL(C, "HostService", "GetAttachInfo", &ai, attach_info, &info), -EINVAL);
+	assert_int_equal(
+		CALL(C, "HostService", "GetAttachInfo", &ai, get_attach_info_response, &info),
+		-EINVAL);
 	/* both given: used as they are, whoever asks */
 	ai.client_id = "hv9";
 	ai.secret_uuid = "5e0f0d4c-0000-4000-8000-000000000001";
-	assert_int_equal(CALL(h2, "HostService", "GetAttachInfo", &ai, attach_info, &info), 0);
+	assert_int_equal(
+		CALL(h2, "HostService", "GetAttachInfo", &ai, get_attach_info_response, &info), 0);
 	assert_string_equal(info->host, "");
 	assert_string_equal(info->client_id, "hv9");
 	assert_true(info->n_monitors >= 1);
