@@ -203,6 +203,10 @@ static int ims_h_renew_lease(void *app, ims_rpc_call *call, const ProtobufCMessa
 	const Imgstore__V1__RenewLeaseRequest *q = (const void *)req;
 	ims_lease l;
 	int r = change_lease(APP(app), call, q->lease_id, ims_lease_ttl(q->ttl_seconds), &l);
+	if (r == -EKEYREVOKED) { /* a failover broke the lease: its host is fenced */
+		ims_rpc_call_set_reason(call, IMS_RPC_REASON_FENCED);
+		return -ESTALE;
+	}
 	if (r < 0)
 		return r;
 	Imgstore__V1__Lease *m = build_lease(call, &l);

@@ -30,6 +30,7 @@
 #include "imgstore/v1/snapshot.pb-c.h"
 #include "itest.h"
 #include "proto/client.h"
+#include "store/lease.h"
 
 static char admin_tok[128], host_tok[128], host2_tok[128], reader_tok[128];
 
@@ -750,6 +751,45 @@ static void leases_of_two_hosts(Imgstore__V1__ImageSpec *s, ims_client *h, ims_c
 	ims_client_close(reader);
 }
 
+/* test_leases_and_attach: a lease a failover broke (ims_lease_break, as its lease step does)
+ * is refused on renewal with the reason FENCED, to its own host (another learns nothing); an
+ * unknown lease is still not_found without a reason. */
+static void fenced_lease_renewal(Imgstore__V1__ImageSpec *s, ims_client *h, ims_client *h2)
+{
+	Imgstore__V1__AcquireLeaseRequest al = IMGSTORE__V1__ACQUIRE_LEASE_REQUEST__INIT;
+	Imgstore__V1__RenewLeaseRequest rn = IMGSTORE__V1__RENEW_LEASE_REQUEST__INIT;
+	Imgstore__V1__Lease *l = NULL, *l2 = NULL;
+	unsigned broken = 0;
+	al.image = s;
+	al.host = "sandbox-host";
+	al.ttl_seconds = 30;
+	assert_int_equal(CALL(h, "HostService", "AcquireLease", &al, lease, &l), 0);
+	assert_int_equal(ims_lease_break(&broken, itest_site('a'), "rbd", s->pool, s->image), 0);
+	assert_int_equal(broken, 1);
+
+	rn.lease_id = l->id;
+	rn.ttl_seconds = 30;
+	assert_int_equal(CALL(h2, "HostService", "RenewLease", &rn, lease, &l2), -EPERM);
+	assert_string_equal(ims_client_last_reason(h2), "");
+	assert_int_equal(CALL(h, "HostService", "RenewLease", &rn, lease, &l2), -ESTALE);
+	assert_int_equal(ims_client_last_code(h), IMS_RPC_FAILED_PRECONDITION);
+	assert_string_equal(ims_client_last_reason(h), IMS_RPC_REASON_FENCED);
+	assert_non_null(strstr(ims_error_last(), "is stale: a failover of 'rbd/"));
+	assert_non_null(strstr(ims_error_last(), "fenced host 'sandbox-host'"));
+	/* nothing came back: no lease to release, the image is free to lease again */
+	assert_int_equal(release_lease(h, l->id), -ENOENT);
+	assert_int_equal(CALL(h, "HostService", "AcquireLease", &al, lease, &l2), 0);
+	assert_int_equal(release_lease(h, l2->id), 0);
+	free_msg(l2);
+	l2 = NULL;
+
+	rn.lease_id = "lease-000000000000000000000000";
+	assert_int_equal(CALL(h, "HostService", "RenewLease", &rn, lease, &l2), -ENOENT);
+	assert_int_equal(ims_client_last_code(h), IMS_RPC_NOT_FOUND);
+	assert_string_equal(ims_client_last_reason(h), "");
+	free_msg(l);
+}
+
 /* test_leases_and_attach: attach-info for a host from its [host] section; none for a host
  * without one, nor for a host asking with another's identity. */
 static void attach_info_of_hosts(Imgstore__V1__ImageSpec *s, ims_client *h, ims_client *h2)
@@ -846,6 +886,7 @@ static void test_leases_and_attach(void **state)
 	ims_client *h = client_as(host_tok, false), *h2 = client_as(host2_tok, false);
 	lease_register_host(h);
 	leases_of_two_hosts(&s, h, h2);
+	fenced_lease_renewal(&s, h, h2);
 	attach_info_of_hosts(&s, h, h2);
 	attach_info_named(&s, name, h2);
 	ims_client_close(h2);
