@@ -510,7 +510,7 @@ void ims_cli_print_json(ims_cli *cli, struct json_object *doc);
 
 /** For humans: a line "@p indent differs at offset O, N bytes" for each mismatch of @p v. */
 void ims_cli_print_mismatches(ims_cli *cli, const char *indent,
-			      const Imgstore__V1__VerifyResponse *v);
+			      const Imgstore__V1__VerifyImageResponse *v);
 
 /** Print @p s (escaped for a terminal) followed by a newline on stdout. */
 void ims_cli_print_line(ims_cli *cli, const char *s);

@@ -1042,7 +1042,7 @@ static int image_attach_info(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__GetAttachInfoRequest req = IMGSTORE__V1__GET_ATTACH_INFO_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__AttachInfo *info = NULL;
+	Imgstore__V1__GetAttachInfoResponse *info = NULL;
 	const char *format = ims_cli_opt_value(cli, a, "format");
 	const char *uuid = ims_cli_opt_value(cli, a, "secret-uuid");
 	bool libvirt = false;
@@ -1069,7 +1069,7 @@ static int image_attach_info(ims_cli *cli, const ims_cli_args *a)
 	}
 	req.image = &ms;
 	if ((r = ims_cli_call(cli, "imgstore.v1.HostService/GetAttachInfo", &req,
-			      &imgstore__v1__attach_info__descriptor, &info)))
+			      &imgstore__v1__get_attach_info_response__descriptor, &info)))
 		return r;
 	if (libvirt) {
 		const char *xml = info->libvirt_disk_xml ? info->libvirt_disk_xml : "";
