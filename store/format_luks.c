@@ -24,29 +24,29 @@
 #include "common/error.h"
 #include "store/format_internal.h"
 
-#define LUKS_MAGIC	    "LUKS\xba\xbe"
-#define LUKS_MAGIC_LEN	    6
-#define LUKS_NAME_LEN	    32
-#define LUKS_DIGEST_LEN	    20
-#define LUKS_SALT_LEN	    32
-#define LUKS_SLOTS	    8
-#define LUKS_SLOT_ACTIVE    0x00ac71f3u
-#define LUKS_SLOT_INACTIVE  0x0000deadu
-#define LUKS_MAX_STRIPES    4000u
-#define LUKS_MAX_KEY_BYTES  64u
-#define LUKS_SECTOR	    512u
+#define LUKS_MAGIC	   "LUKS\xba\xbe"
+#define LUKS_MAGIC_LEN	   6
+#define LUKS_NAME_LEN	   32
+#define LUKS_DIGEST_LEN	   20
+#define LUKS_SALT_LEN	   32
+#define LUKS_SLOTS	   8
+#define LUKS_SLOT_ACTIVE   0x00ac71f3u
+#define LUKS_SLOT_INACTIVE 0x0000deadu
+#define LUKS_MAX_STRIPES   4000u
+#define LUKS_MAX_KEY_BYTES 64u
+#define LUKS_SECTOR	   512u
 
 /* Offsets in the header (big-endian fields). */
-#define OFF_VERSION	 6
-#define OFF_CIPHER_NAME	 8
-#define OFF_CIPHER_MODE	 40
-#define OFF_HASH_SPEC	 72
-#define OFF_KEY_BYTES	 108
-#define OFF_MK_DIGEST	 112
-#define OFF_MK_SALT	 132
-#define OFF_MK_ITER	 164
-#define OFF_SLOTS	 208
-#define SLOT_BYTES	 48
+#define OFF_VERSION	6
+#define OFF_CIPHER_NAME 8
+#define OFF_CIPHER_MODE 40
+#define OFF_HASH_SPEC	72
+#define OFF_KEY_BYTES	108
+#define OFF_MK_DIGEST	112
+#define OFF_MK_SALT	132
+#define OFF_MK_ITER	164
+#define OFF_SLOTS	208
+#define SLOT_BYTES	48
 
 typedef enum {
 	IV_PLAIN,   /* the sector number, low 32 bits, little-endian */
@@ -116,8 +116,8 @@ static int pick_cipher(ims_format__luks_info *info, const char *name, const char
 				     "LUKS: cipher mode '%s' is not supported (xts-plain64, "
 				     "xts-plain, cbc-plain64, cbc-plain, cbc-essiv:sha256 are)",
 				     mode);
-	if ((xts && key_bytes % 2) || (aes_bytes != 16 && aes_bytes != 32 &&
-				       (xts || aes_bytes != 24)))
+	if ((xts && key_bytes % 2) ||
+	    (aes_bytes != 16 && aes_bytes != 32 && (xts || aes_bytes != 24)))
 		return ims_error_set(-ENOTSUP, "LUKS: a %zu-byte key does not fit aes in %s mode",
 				     key_bytes, xts ? "xts" : "cbc");
 	iv++;
@@ -197,8 +197,9 @@ int ims_format__luks_parse(ims_format__luks_info *out, const uint8_t *h, size_t 
 		if (state == LUKS_SLOT_INACTIVE)
 			continue;
 		if (state != LUKS_SLOT_ACTIVE)
-			return ims_error_set(-EINVAL, "LUKS: key slot %u has state 0x%08" PRIx32
-						      ", neither active nor inactive",
+			return ims_error_set(-EINVAL,
+					     "LUKS: key slot %u has state 0x%08" PRIx32
+					     ", neither active nor inactive",
 					     i, state);
 		slot->active = true;
 		slot->iterations = ims_format__be32(s + 4);
@@ -290,8 +291,9 @@ static int essiv_setup(ims_format__luks *l, const EVP_MD *hash, const uint8_t *k
 		return 0;
 	if (!EVP_Digest(key, l->key_bytes, l->essiv_key, &hlen, hash, NULL))
 		return ims_error_set(-EIO, "LUKS: essiv hash failed");
-	l->essiv_ciph = hlen == 16 ? EVP_aes_128_ecb() : hlen == 24 ? EVP_aes_192_ecb()
-								   : EVP_aes_256_ecb();
+	l->essiv_ciph = hlen == 16   ? EVP_aes_128_ecb()
+			: hlen == 24 ? EVP_aes_192_ecb()
+				     : EVP_aes_256_ecb();
 	if (!EVP_EncryptInit_ex(l->essiv_ctx, l->essiv_ciph, NULL, l->essiv_key, NULL) ||
 	    !EVP_CIPHER_CTX_set_padding(l->essiv_ctx, 0))
 		return ims_error_set(-EIO, "LUKS: essiv setup failed");
@@ -352,8 +354,8 @@ out:
 static int pbkdf2(const void *pass, size_t pass_len, const uint8_t *salt, uint32_t iter,
 		  const EVP_MD *hash, uint8_t *out, size_t out_len)
 {
-	if (!PKCS5_PBKDF2_HMAC(pass_len ? pass : "", (int)pass_len, salt, LUKS_SALT_LEN,
-			       (int)iter, hash, (int)out_len, out))
+	if (!PKCS5_PBKDF2_HMAC(pass_len ? pass : "", (int)pass_len, salt, LUKS_SALT_LEN, (int)iter,
+			       hash, (int)out_len, out))
 		return ims_error_set(-EIO, "LUKS: PBKDF2 failed");
 	return 0;
 }
@@ -420,7 +422,7 @@ int ims_format__luks_open(ims_format__luks **out, const ims_source *src, uint64_
 	}
 	l->cipher = info.cipher;
 	l->key_bytes = info.key_bytes;
-	l->iv = info.iv == IMS_FORMAT__LUKS_IV_PLAIN	? IV_PLAIN
+	l->iv = info.iv == IMS_FORMAT__LUKS_IV_PLAIN   ? IV_PLAIN
 		: info.iv == IMS_FORMAT__LUKS_IV_ESSIV ? IV_ESSIV
 						       : IV_PLAIN64;
 	r = 0;
