@@ -575,10 +575,11 @@ static int check_header(const ims_source *src, const uint8_t *h, size_t got, uin
 		return ims_error_set(-EINVAL,
 				     "qcow2: the image is LUKS-encrypted; give --passphrase-file");
 	if (crypt && crypt != CRYPT_LUKS)
-		return ims_error_set(-ENOTSUP,
-				     "qcow2: encrypted images of crypt_method %" PRIu32
-				     " (%s) are not supported (LUKS, 2, is)",
-				     crypt, crypt == CRYPT_AES ? "legacy AES" : "unknown");
+		return ims_error_set(
+			-ENOTSUP,
+			"qcow2: encrypted images are not supported (crypt_method %" PRIu32
+			", %s); LUKS-encrypted ones are",
+			crypt, crypt == CRYPT_AES ? "AES" : "unknown");
 	if (!crypt && secret && secret->passphrase)
 		return ims_error_set(-EINVAL, "a passphrase was given but the image (qcow2) is "
 					      "not encrypted");
