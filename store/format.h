@@ -153,9 +153,13 @@ typedef struct ims_format_reader ims_format_reader;
  */
 int ims_format_open(ims_format_reader **out, const ims_source *src, ims_format_kind declared);
 
-/** The most PBKDF2 iterations a LUKS key slot or master key digest may ask (all the active
- *  slots together: twice that); a file that asks more is refused before any is run. */
-#define IMS_FORMAT_LUKS_MAX_ITERATIONS 5000000u
+/**
+ * The most PBKDF2 iterations a LUKS key slot or master key digest may ask; all the active
+ * slots together may ask 4 times that in rounds (iterations times the key's blocks of the
+ * hash's size: 2 slots of a 64-byte key with sha256). A file that asks more is refused before
+ * any runs: about a minute of one core at worst (docs/SECURITY.md).
+ */
+#define IMS_FORMAT_LUKS_MAX_ITERATIONS 10000000u
 
 /** The secret of an encrypted image: the passphrase of a LUKS-encrypted qcow2. */
 typedef struct {

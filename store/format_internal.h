@@ -322,7 +322,9 @@ void ims_format__qcow2_refcount_layout(uint64_t data_clusters, uint64_t *blocks,
 /*
  * LUKS1, as QEMU keeps it inside an encrypted qcow2 image (format_luks.c). The header is
  * parsed whole before any PBKDF2 runs; a slot or digest asking more iterations than
- * @p max_iterations (and all the active slots together more than twice that) is refused.
+ * @p max_iterations is refused, and so are active slots that ask more than 4 x
+ * @p max_iterations PBKDF2 rounds together (iterations times the key's blocks of the hash's
+ * size: the work a wrong passphrase costs).
  */
 #define IMS_FORMAT__LUKS_HEADER_BYTES 592u
 

@@ -227,18 +227,21 @@ int ims_format__luks_parse(ims_format__luks_info *out, const uint8_t *h, size_t 
 					     i, km_off, km_len, area_bytes);
 		slot->km_off = km_off;
 		slot->km_len = km_len;
-		total_iter += slot->iterations;
+		/* PBKDF2 computes the hash's output size of key per iteration */
+		total_iter += (uint64_t)slot->iterations *
+			      ((info.key_bytes + (size_t)EVP_MD_get_size(info.hash) - 1) /
+			       (size_t)EVP_MD_get_size(info.hash));
 		active++;
 	}
 	if (!active)
 		return ims_error_set(-EINVAL, "LUKS: no key slot is active");
-	/* all the slots together: what a wrong passphrase costs */
-	if (total_iter > (uint64_t)2 * max_iterations)
+	/* all the slots together: what a wrong passphrase costs, in hash blocks */
+	if (total_iter > (uint64_t)4 * max_iterations)
 		return ims_error_set(-ENOTSUP,
 				     "LUKS: the key slots ask %" PRIu64
-				     " PBKDF2 iterations together (at most %" PRIu64
-				     " are accepted)",
-				     total_iter, (uint64_t)2 * max_iterations);
+				     " PBKDF2 rounds together (iterations times key blocks; at "
+				     "most %" PRIu64 " are accepted)",
+				     total_iter, (uint64_t)4 * max_iterations);
 	*out = info;
 	return 0;
 }

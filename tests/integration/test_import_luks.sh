@@ -104,7 +104,7 @@ refused "an unsupported cipher (twofish)" "$W/bad.qcow2" "LUKS: cipher 'twofish'
   --passphrase-file "$W/pass"
 patched 212 "7fffffff"             # key slot 0's iterations
 refused "a key slot over the iteration ceiling" "$W/bad.qcow2" \
-  "LUKS: key slot 0 asks 2147483647 PBKDF2 iterations (1..5000000 are accepted)" \
+  "LUKS: key slot 0 asks 2147483647 PBKDF2 iterations (1..10000000 are accepted)" \
   --passphrase-file "$W/pass"
 patched 0 "00000000"               # the magic
 refused "a corrupt LUKS header" "$W/bad.qcow2" "LUKS: bad magic" --passphrase-file "$W/pass"
