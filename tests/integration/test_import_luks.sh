@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Import of a LUKS-encrypted qcow2 (qemu-img's encrypt.format=luks) with `image import
 # --passphrase-file` (docs/SECURITY.md "Encrypted qcow2 imports"):
-#   - over the Unix socket (the daemon reads the file by path) and over TLS (the upload
-#     streamed while the daemon imports it), plain and with --encryption luks2: the image
-#     reads back byte-identical to `qemu-img convert --object secret,... -O raw`;
+#   - over the Unix socket (the daemon reads the file by path, or the CLI sends its bytes) and
+#     over TLS (the upload streamed while the daemon imports it), plain and with
+#     --encryption luks2: the image reads back byte-identical to `qemu-img convert --object
+#     secret,... -O raw`;
 #   - refused with a one-line error, nothing created: no passphrase, a wrong one, one for an
 #     image that is not encrypted, an unsupported cipher, a key slot over the PBKDF2
 #     iteration ceiling, a corrupt LUKS header, a passphrase file that cannot be read;
@@ -16,7 +17,7 @@ workdir W
 p=luks$$
 SECRET="imgstore-luks-passphrase-$$"
 cleanup() {
-  forget_images "$p-unix" "$p-tls" "$p-enc" "$p-bad"
+  forget_images "$p-unix" "$p-up" "$p-tls" "$p-enc" "$p-bad"
   rm -rf "$W" "$IMGSTORE_IMPORT_DIR/$p".* "$IMGSTORE_EXPORT_DIR/$p".*
 }
 trap cleanup EXIT
@@ -53,6 +54,9 @@ expect_rc 0 "import over the Unix socket, by path, with --passphrase-file" \
   on_unix image import "$IMGSTORE_IMPORT_DIR/$p.qcow2" "rbd/$p-unix" --passphrase-file "$W/pass"
 check "  byte-identical to qemu-img convert with the secret" got_back "$p-unix"
 check "  stored unencrypted (no --encryption)" test "$(encryption_of "$p-unix")" = ""
+expect_rc 0 "import over the Unix socket, the bytes sent (--upload), with --passphrase-file" \
+  on_unix image import "$W/enc.qcow2" "rbd/$p-up" --upload --passphrase-file "$W/pass"
+check "  byte-identical to qemu-img convert with the secret" got_back "$p-up"
 
 # ---- TLS: the bytes uploaded, imported while they arrive
 expect_rc 0 "import over TLS (streamed upload) with --passphrase-file" \
