@@ -313,7 +313,9 @@ typedef struct {
 	ims_format_kind format;
 	uint64_t features;
 	char data_pool[IMS_NAME_MAX + 1];
-	bool encrypt; /* import: LUKS2 (store/crypt.h) */
+	bool encrypt;	     /* import: LUKS2 (store/crypt.h) */
+	uint8_t *passphrase; /* import: of a LUKS-encrypted qcow2; wiped at free, never logged */
+	size_t passphrase_len;
 	char path[1024];
 	char upload_id[40]; /* import from an upload: removed after */
 	/* an import while the upload arrives: the spool file read through a blocking source */
@@ -351,6 +353,10 @@ static void free_work(void *arg)
 	if (w->fd >= 0)
 		close(w->fd);
 	ims_source_growing_free(w->grow);
+	if (w->passphrase) {
+		explicit_bzero(w->passphrase, w->passphrase_len);
+		free(w->passphrase);
+	}
 	free(w);
 }
 
@@ -383,6 +389,8 @@ static int run_import(ims_op *op, void *arg)
 	o.progress_ctx = w;
 	o.source_name = w->upload_id[0] ? "the upload" : w->path;
 	o.no_follow = true; /* w->path was resolved and checked against import_dirs */
+	o.passphrase = w->passphrase;
+	o.passphrase_len = w->passphrase_len;
 	w->op = op;
 	if (w->grow) {
 		/* the network feeds it: 16 MiB to the OSDs (4 blocks of 4 MiB) keep up with it, and
@@ -580,6 +588,15 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	w->features = q->features;
 	w->encrypt = q->encryption && q->encryption[0];
 	snprintf(w->data_pool, sizeof(w->data_pool), "%s", q->data_pool ? q->data_pool : "");
+	if (q->passphrase.len) {
+		w->passphrase = malloc(q->passphrase.len);
+		if (!w->passphrase) {
+			free(w);
+			return -ENOMEM;
+		}
+		memcpy(w->passphrase, q->passphrase.data, q->passphrase.len);
+		w->passphrase_len = q->passphrase.len;
+	}
 	if (from_path) {
 		/* only files under [server] import_dirs: not the keyring, the tier key, the tokens
 		 */
@@ -587,7 +604,7 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 					    "import_dirs", q->source_path, true)) < 0 ||
 		    (r = same_file_as_client(q->source_path, w->path, q->source_dev, q->source_ino,
 					     r, "the client uploads the file instead")) < 0) {
-			free(w);
+			free_work(w);
 			return r;
 		}
 	} else if ((r = claim_upload(d, w, q->upload_id, q->while_uploading)) < 0) {

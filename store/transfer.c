@@ -388,9 +388,11 @@ static int import_open_source(importer *im, const ims_source *src)
 		return ims_error_set(-EEXIST, "image '%s' already exists on site '%s'", im->target,
 				     ims_site_name(im->site));
 	}
+	ims_format_secret secret = {o->passphrase, o->passphrase_len, 0};
 	r = o->raw_as_declared && o->format == IMS_FORMAT_RAW
 		    ? ims_format_open_raw(&im->rd, src)
-		    : ims_format_open(&im->rd, src, o->format);
+		    : ims_format_open_secret(&im->rd, src, o->format,
+					     o->passphrase ? &secret : NULL);
 	if (r < 0)
 		return r;
 	im->vsize = ims_format_virtual_size(im->rd);

@@ -35,6 +35,9 @@ typedef struct {
 				    is a symbolic link (-ELOOP): the caller checked the
 				    resolved path, and a link swapped in since must not
 				    lead elsewhere (the daemon's import_dirs) */
+	const void *passphrase;	 /* import: of a LUKS-encrypted qcow2 (borrowed, never
+				    logged); NULL: none, and an encrypted image is refused */
+	size_t passphrase_len;
 } ims_transfer_opts;
 #define IMS_TRANSFER_OPTS_INIT                                                                     \
 	{                                                                                          \

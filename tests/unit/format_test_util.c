@@ -227,6 +227,12 @@ uint8_t *ft_read_file(const char *path, size_t *len)
 void ft_compare(const char *image, ims_format_kind declared, const char *raw, size_t piece,
 		ft_walk *out)
 {
+	ft_compare_secret(image, declared, raw, piece, NULL, out);
+}
+
+void ft_compare_secret(const char *image, ims_format_kind declared, const char *raw, size_t piece,
+		       const ims_format_secret *secret, ft_walk *out)
+{
 	ims_format_reader *r = NULL;
 	ims_source src;
 	ft_walk w = {0};
@@ -242,7 +248,7 @@ void ft_compare(const char *image, ims_format_kind declared, const char *raw, si
 	raw_len = (uint64_t)lseek(rfd, 0, SEEK_END);
 	ims_source_fd(&src, &fd, (uint64_t)st.st_size);
 	ims_error_clear();
-	err = ims_format_open(&r, &src, declared);
+	err = ims_format_open_secret(&r, &src, declared, secret);
 	if (err < 0)
 		fail_msg("open of '%s' failed: %d %s", image, err, ims_error_last());
 	assert_int_equal(ims_format_virtual_size(r), raw_len);

@@ -70,6 +70,10 @@ typedef struct {
 void ft_compare(const char *image, ims_format_kind declared, const char *raw, size_t piece,
 		ft_walk *out);
 
+/* ft_compare() of an image opened with @p secret (ims_format_open_secret()). */
+void ft_compare_secret(const char *image, ims_format_kind declared, const char *raw, size_t piece,
+		       const ims_format_secret *secret, ft_walk *out);
+
 /*
  * Expect open of @p len bytes at @p data as @p kind to fail with @p err and a message holding
  * @p msg.
