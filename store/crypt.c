@@ -2,18 +2,16 @@
 #include "store/crypt.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "common/error.h"
+#include "common/keyfile.h"
 
 #define NONCE_LEN 12
 #define TAG_LEN	  16
@@ -79,59 +77,16 @@ static int kek_id(ims_crypt_kek *k)
 
 int ims_crypt_kek_load(ims_crypt_kek **out, const char *path)
 {
-	char buf[256];
-	struct stat st;
-	ims_crypt_kek *k = NULL;
-	int r = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return ims_error_set(-errno, "cannot open kek_file '%s': %s", path,
-				     ims_strerror(errno));
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return ims_error_set(-EINVAL, "kek_file '%s' is not a regular file", path);
+	ims_crypt_kek *k = calloc(1, sizeof(*k));
+	int r;
+	if (!k)
+		return -ENOMEM;
+	if ((r = ims_keyfile_read(k->key, path, "kek_file")) < 0 || (r = kek_id(k)) < 0) {
+		ims_crypt_kek_free(k);
+		return r;
 	}
-	if (st.st_mode & 077) {
-		close(fd);
-		return ims_error_set(-EPERM,
-				     "kek_file '%s' may be read by group or others (mode %03o); "
-				     "chmod 600 it",
-				     path, (unsigned)(st.st_mode & 0777));
-	}
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return ims_error_set(-EIO, "cannot read kek_file '%s'", path);
-	buf[n] = '\0';
-	if (!(k = calloc(1, sizeof(*k)))) {
-		r = -ENOMEM;
-		goto out;
-	}
-	const char *p = buf;
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		p++;
-	if ((size_t)(n - (p - buf)) < IMS_CRYPT_PASS_LEN ||
-	    unhex(k->key, p, IMS_CRYPT_KEY_LEN) < 0) {
-		r = -EINVAL;
-	} else {
-		p += IMS_CRYPT_PASS_LEN;
-		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-			p++;
-		if (*p)
-			r = -EINVAL;
-	}
-	if (r < 0) {
-		ims_error_set(r, "kek_file '%s' must hold a 256-bit key as 64 hex digits", path);
-		goto out;
-	}
-	if ((r = kek_id(k)) < 0)
-		goto out;
 	*out = k;
-	k = NULL;
-out:
-	OPENSSL_cleanse(buf, sizeof(buf));
-	ims_crypt_kek_free(k);
-	return r;
+	return 0;
 }
 
 void ims_crypt_kek_free(ims_crypt_kek *kek)
