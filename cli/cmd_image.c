@@ -933,8 +933,23 @@ static int image_rm(ims_cli *cli, const ims_cli_args *a)
 			return r;
 	}
 	req.image = &ms;
-	return ims_cli_call_empty(cli, IMAGE_SVC "DeleteImage", &req,
-				  &imgstore__v1__delete_image_response__descriptor);
+	if (!req.shred)
+		return ims_cli_call_empty(cli, IMAGE_SVC "DeleteImage", &req,
+					  &imgstore__v1__delete_image_response__descriptor);
+	Imgstore__V1__DeleteImageResponse *resp = NULL;
+	if ((r = ims_cli_call(cli, IMAGE_SVC "DeleteImage", &req,
+			      &imgstore__v1__delete_image_response__descriptor, (void *)&resp)))
+		return r;
+	if (cli->format == IMS_CLI_FORMAT_JSON)
+		ims_cli_print_message(cli, &resp->base);
+	else
+		fprintf(cli->out,
+			"shredded '%s/%s': its key is destroyed here and on its replicas; %u cold "
+			"cop%s on the tier unreadable too\n",
+			spec.pool, spec.image, resp->cold_copies_shredded,
+			resp->cold_copies_shredded == 1 ? "y" : "ies");
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
 }
 
 /* ---- tag, untag ---- */

@@ -26,6 +26,7 @@
 #include "imgstore/v1/tier.pb-c.h"
 #include "store/image.h"
 #include "store/transfer.h"
+#include "tier/tier.h"
 #include "daemon/daemon.h"
 #include "daemon/kit.h"
 #include "daemon/health.h"
@@ -240,12 +241,56 @@ static int shred_replicas(ims_daemon *d, const char *pool, const char *image)
 	return 0;
 }
 
+/*
+ * Crypto-shredding reaches the tier too: the wrapped key in every manifest of the image (and of
+ * its snapshots) on every configured target is destroyed, so the chunks are unreadable. A
+ * target that cannot be reached fails the call (run it again).
+ */
+static int shred_tiered(ims_daemon *d, const char *pool, const char *image, uint32_t *count)
+{
+	*count = 0;
+	for (size_t i = 0; i < d->cfg->ns3; i++) {
+		ims_tier_target *t = NULL;
+		size_t n = 0;
+		int r = ims_tier_target_open(&t, &d->cfg->s3[i]);
+		if (r == 0)
+			r = ims_tier_shred(&n, t, pool, image);
+		ims_tier_target_free(t);
+		*count += (uint32_t)n;
+		if (r < 0)
+			return ims_error_wrap(r, "cannot shred the cold copies on target '%s'",
+					      d->cfg->s3[i].name);
+	}
+	return 0;
+}
+
+/* image rm --shred of a cold image (tiered, no RBD image here): its cold copies, then its
+ * catalog entry. */
+static int shred_cold(ims_daemon *d, const char *pool, const char *image, uint32_t *count)
+{
+	char target[IMS_NAME_MAX + 1];
+	int r = ims_tier_cold_target(target, sizeof(target), d->site, pool, image);
+	if (r <= 0)
+		return r < 0 ? r
+			     : ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", pool, image,
+					     ims_site_name(d->site));
+	if ((r = shred_tiered(d, pool, image, count)) < 0)
+		return r;
+	if (*count == 0)
+		return ims_error_set(-EINVAL,
+				     "cold image '%s/%s' is not encrypted: it has no key to shred "
+				     "(use tier forget)",
+				     pool, image);
+	return ims_tier_cold_drop(d->site, pool, image);
+}
+
 static int h_delete_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			  ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__DeleteImageRequest *q = (const void *)req;
 	ims_spec s;
+	uint32_t cold = 0;
 	int r;
 	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
 		return r;
@@ -253,11 +298,24 @@ static int h_delete_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	o.purge = q->purge;
 	o.trash_delay = q->trash_delay_seconds;
 	o.shred = q->shred;
-	if (o.shred && (r = shred_replicas(d, s.pool, s.image)) < 0)
+	if (o.shred && (r = ims_image_exists(d->site, s.pool, s.image)) == 0) {
+		if ((r = shred_cold(d, s.pool, s.image, &cold)) < 0)
+			return r;
+		goto reply;
+	}
+	if (o.shred && ((r = shred_replicas(d, s.pool, s.image)) < 0 ||
+			(r = shred_tiered(d, s.pool, s.image, &cold)) < 0))
 		return r;
 	if ((r = ims_image_remove(d->site, s.pool, s.image, &o)) < 0)
 		return r;
-	return ims_kit_reply_empty(call, &imgstore__v1__delete_image_response__descriptor, resp);
+reply:;
+	Imgstore__V1__DeleteImageResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__delete_image_response__init(m);
+	m->cold_copies_shredded = cold;
+	*resp = &m->base;
+	return 0;
 }
 
 static int h_set_tag(void *app, ims_rpc_call *call, const ProtobufCMessage *req,

@@ -22,6 +22,7 @@
 struct ims_crypt_kek {
 	uint8_t key[IMS_CRYPT_KEY_LEN];
 	char id[IMS_CRYPT_KEKID_LEN + 1];
+	struct ims_crypt_kek *prev; /* a rotation's previous KEK: unwraps, never wraps */
 };
 
 static int hexval(int c)
@@ -93,6 +94,7 @@ void ims_crypt_kek_free(ims_crypt_kek *kek)
 {
 	if (!kek)
 		return;
+	ims_crypt_kek_free(kek->prev);
 	OPENSSL_cleanse(kek, sizeof(*kek));
 	free(kek);
 }
@@ -100,6 +102,21 @@ void ims_crypt_kek_free(ims_crypt_kek *kek)
 const char *ims_crypt_kek_id(const ims_crypt_kek *kek)
 {
 	return kek->id;
+}
+
+void ims_crypt_kek_set_previous(ims_crypt_kek *kek, ims_crypt_kek *prev)
+{
+	ims_crypt_kek_free(kek->prev);
+	kek->prev = prev;
+	if (prev) { /* no chains: a previous KEK's own previous one is not kept */
+		ims_crypt_kek_free(prev->prev);
+		prev->prev = NULL;
+	}
+}
+
+const char *ims_crypt_kek_previous_id(const ims_crypt_kek *kek)
+{
+	return kek->prev ? kek->prev->id : NULL;
 }
 
 static int gcm(bool enc, const uint8_t *kek, const uint8_t *nonce, const uint8_t *in, uint8_t *outp,
@@ -153,21 +170,69 @@ int ims_crypt_unwrap(uint8_t *key, const ims_crypt_kek *kek, const char *wrapped
 	    unhex(blob, wrapped + 4 + IMS_CRYPT_KEKID_LEN, BLOB_LEN) < 0)
 		return ims_error_set(-EINVAL,
 				     "the wrapped data key is damaged (not 'v1:KEKID:HEX')");
-	if (memcmp(wrapped + 3, kek->id, IMS_CRYPT_KEKID_LEN) != 0)
-		return ims_error_set(-EPERM,
-				     "the data key is wrapped by KEK %.16s, and this daemon's "
-				     "kek_file holds KEK %s",
-				     wrapped + 3, kek->id);
-	int r = gcm(false, kek->key, blob, blob + NONCE_LEN, plain,
+	const ims_crypt_kek *by = kek;
+	if (memcmp(wrapped + 3, kek->id, IMS_CRYPT_KEKID_LEN) != 0) {
+		by = kek->prev;
+		if (!by || memcmp(wrapped + 3, by->id, IMS_CRYPT_KEKID_LEN) != 0) {
+			if (kek->prev)
+				return ims_error_set(
+					-EPERM,
+					"the data key is wrapped by KEK %.16s, and this "
+					"daemon holds KEK %s (kek_file) and KEK %s "
+					"(kek_previous_file)",
+					wrapped + 3, kek->id, kek->prev->id);
+			return ims_error_set(
+				-EPERM,
+				"the data key is wrapped by KEK %.16s, and this daemon's "
+				"kek_file holds KEK %s",
+				wrapped + 3, kek->id);
+		}
+	}
+	int r = gcm(false, by->key, blob, blob + NONCE_LEN, plain,
 		    blob + NONCE_LEN + IMS_CRYPT_KEY_LEN);
 	if (r < 0) {
 		OPENSSL_cleanse(plain, sizeof(plain));
 		return ims_error_set(
-			-EPERM, "the wrapped data key fails authentication with KEK %s", kek->id);
+			-EPERM, "the wrapped data key fails authentication with KEK %s", by->id);
 	}
 	memcpy(key, plain, IMS_CRYPT_KEY_LEN);
 	OPENSSL_cleanse(plain, sizeof(plain));
 	return 0;
+}
+
+int ims_crypt_check_wrapped(const char *wrapped, const ims_crypt_kek *kek, const char *what)
+{
+	uint8_t key[IMS_CRYPT_KEY_LEN];
+	if (strcmp(wrapped, IMS_CRYPT_SHREDDED) == 0)
+		return ims_error_set(-EPERM,
+				     "%s was crypto-shredded: its key is destroyed and its data "
+				     "cannot be read",
+				     what);
+	if (!kek)
+		return ims_error_set(
+			-EPERM,
+			"%s is encrypted and this daemon has no key ([server] kek_file "
+			"is unset)",
+			what);
+	int r = ims_crypt_unwrap(key, kek, wrapped);
+	OPENSSL_cleanse(key, sizeof(key));
+	return r < 0 ? ims_error_wrap(r, "cannot open %s", what) : 0;
+}
+
+int ims_crypt_rewrap(char *out, const ims_crypt_kek *kek, const char *wrapped)
+{
+	uint8_t key[IMS_CRYPT_KEY_LEN];
+	int r = ims_crypt_unwrap(key, kek, wrapped);
+	if (r < 0)
+		return r;
+	if (strncmp(wrapped + 3, kek->id, IMS_CRYPT_KEKID_LEN) == 0) {
+		snprintf(out, IMS_CRYPT_WRAPPED_MAX, "%s", wrapped);
+		r = 0;
+	} else if ((r = ims_crypt_wrap(out, kek, key)) == 0) {
+		r = 1;
+	}
+	OPENSSL_cleanse(key, sizeof(key));
+	return r;
 }
 
 /* The wrapped key of @p image into @p buf: 1, 0 if it has none, or an error of librbd. */
@@ -338,6 +403,45 @@ int ims_crypt_copy_key(rbd_image_t dst, rbd_image_t src)
 	if (r < 0)
 		return r;
 	return rbd_metadata_set(dst, IMS_CRYPT_META_KEY, buf);
+}
+
+int ims_crypt_key_get(char *out, rbd_image_t image, const ims_crypt_kek *kek, const char *what)
+{
+	uint8_t key[IMS_CRYPT_KEY_LEN];
+	int r = data_key(key, image, kek, what);
+	OPENSSL_cleanse(key, sizeof(key));
+	if (r <= 0)
+		return r;
+	if ((r = get_wrapped(out, image)) < 0)
+		return ims_error_set(r, "cannot read the key of image '%s': %s", what,
+				     ims_strerror(r));
+	return 1;
+}
+
+int ims_crypt_key_set(rbd_image_t image, const char *wrapped, const char *what)
+{
+	int r = rbd_metadata_set(image, IMS_CRYPT_META_KEY, wrapped);
+	if (r < 0)
+		ims_error_set(r, "cannot store the key of image '%s': %s", what, ims_strerror(r));
+	return r;
+}
+
+int ims_crypt_rewrap_image(rbd_image_t image, const ims_crypt_kek *kek, const char *what)
+{
+	char buf[IMS_CRYPT_WRAPPED_MAX], out[IMS_CRYPT_WRAPPED_MAX];
+	int r = get_wrapped(buf, image);
+	if (r < 0)
+		return ims_error_set(r, "cannot read the key of image '%s': %s", what,
+				     ims_strerror(r));
+	if (r == 0 || strcmp(buf, IMS_CRYPT_SHREDDED) == 0)
+		return 0;
+	if (!kek)
+		return ims_error_set(-EPERM, "cannot rewrap the key of image '%s': no kek_file",
+				     what);
+	if ((r = ims_crypt_rewrap(out, kek, buf)) <= 0)
+		return r < 0 ? ims_error_wrap(r, "cannot rewrap the key of image '%s'", what) : 0;
+	r = ims_crypt_key_set(image, out, what);
+	return r < 0 ? r : 1;
 }
 
 int ims_crypt_shred(rbd_image_t image, const char *what)

@@ -449,6 +449,9 @@ static int import_create_tmp(importer *im)
 				     ims_strerror(r));
 	if (encrypt && (r = import_encrypt_tmp(im)) < 0)
 		return r;
+	if (o->wrapped_key && o->wrapped_key[0] &&
+	    (r = ims_crypt_key_set(im->image, o->wrapped_key, im->target)) < 0)
+		return r;
 	/* Who this temporary is for, for an operator who finds it after a crash. */
 	rbd_metadata_set(im->image, "imgstore.import.target", im->target);
 	return 0;

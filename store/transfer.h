@@ -35,6 +35,10 @@ typedef struct {
 				    is a symbolic link (-ELOOP): the caller checked the
 				    resolved path, and a link swapped in since must not
 				    lead elsewhere (the daemon's import_dirs) */
+	/* import: NULL or "", else the bytes are the ciphertext of an encrypted image (a tiered
+	 * one's restore, imported raw) and this its wrapped data key (store/crypt.h), given to
+	 * the copy before it takes its name */
+	const char *wrapped_key;
 } ims_transfer_opts;
 #define IMS_TRANSFER_OPTS_INIT                                                                     \
 	{                                                                                          \
