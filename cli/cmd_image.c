@@ -1156,3 +1156,15 @@ const ims_cli_verb ims_cli__image_verbs[] = {
 	 1, 1, image_attach_info, NULL},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
 };
+
+/* KEK rotation (docs/SECURITY.md): one call, its counts shown. */
+const ims_cli_verb ims_cli__key_verbs[] = {
+	{"key", "rewrap", "",
+	 "Wrap every data key of the site (encrypted images, trash and replicas included, and the "
+	 "tier's encrypted cold images) with the current KEK ([server] kek_file), off "
+	 "kek_previous_file's; idempotent.",
+	 ims_cli__no_opts, 0, 0, NULL,
+	 &(const ims_cli_call_spec){IMAGE_SERVICE, "RewrapKeys", IMS_CLI_POS_NONE, NULL, NULL,
+				    IMS_CLI_REPLY_SHOW, NULL, NULL, NULL}},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
+};

@@ -24,6 +24,7 @@
 #include "imgstore/v1/site.pb-c.h"
 #include "imgstore/v1/snapshot.pb-c.h"
 #include "imgstore/v1/tier.pb-c.h"
+#include "store/crypt.h"
 #include "store/image.h"
 #include "store/transfer.h"
 #include "tier/tier.h"
@@ -314,6 +315,67 @@ reply:;
 		return -ENOMEM;
 	imgstore__v1__delete_image_response__init(m);
 	m->cold_copies_shredded = cold;
+	*resp = &m->base;
+	return 0;
+}
+
+/* KEK rotation: the images of this site, then the cold copies on every target. */
+static int h_rewrap_keys(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			 ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	ims_crypt_rewrap_result img = {0}, cold = {0};
+	char target[64];
+	int r;
+	(void)req;
+	if (!d->kek)
+		return ims_error_set(-EPERM, "cannot rewrap keys: this daemon has no key ([server] "
+					     "kek_file is unset)");
+	snprintf(target, sizeof(target), "kek:%s", ims_crypt_kek_id(d->kek));
+	ims_rpc_call_set_target(call, target);
+	if ((r = ims_crypt_rewrap_site(&img, d->site, d->kek)) < 0)
+		return r;
+	for (size_t i = 0; i < d->cfg->ns3; i++) {
+		ims_tier_target *t = NULL;
+		ims_crypt_rewrap_result one = {0};
+		if ((r = ims_tier_target_open(&t, &d->cfg->s3[i])) == 0)
+			r = ims_tier_rewrap(&one, t, d->kek);
+		ims_tier_target_free(t);
+		if (r < 0)
+			return ims_error_wrap(r, "cannot rewrap the cold copies on target '%s'",
+					      d->cfg->s3[i].name);
+		cold.rewrapped += one.rewrapped;
+		cold.current += one.current;
+		if (one.failed)
+			ims_crypt_rewrap_failed(&cold, "%s", one.report);
+		cold.failed += one.failed - (one.failed ? 1 : 0);
+	}
+	ims_log_info("key rewrap to KEK %s: images %" PRIu64 " rewrapped, %" PRIu64
+		     " current, %" PRIu64 " failed; cold copies %" PRIu64 " rewrapped, %" PRIu64
+		     " current, %" PRIu64 " failed",
+		     ims_crypt_kek_id(d->kek), img.rewrapped, img.current, img.failed,
+		     cold.rewrapped, cold.current, cold.failed);
+	if (img.failed || cold.failed)
+		return ims_error_set(
+			-EPERM,
+			"%" PRIu64 " data key%s could not be rewrapped (%" PRIu64 " were, %" PRIu64
+			" were current): %s%s%s",
+			img.failed + cold.failed, img.failed + cold.failed == 1 ? "" : "s",
+			img.rewrapped + cold.rewrapped, img.current + cold.current, img.report,
+			img.failed && cold.failed ? "; " : "", cold.report);
+	Imgstore__V1__RewrapKeysResponse *m = ALLOC(call, Imgstore__V1__RewrapKeysResponse);
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__rewrap_keys_response__init(m);
+	m->kek_id = ims_rpc_call_strdup(call, ims_crypt_kek_id(d->kek));
+	const char *prev = ims_crypt_kek_previous_id(d->kek);
+	m->previous_kek_id = ims_rpc_call_strdup(call, prev ? prev : "");
+	m->images_rewrapped = img.rewrapped;
+	m->images_current = img.current;
+	m->images_failed = img.failed;
+	m->cold_rewrapped = cold.rewrapped;
+	m->cold_current = cold.current;
+	m->cold_failed = cold.failed;
 	*resp = &m->base;
 	return 0;
 }
@@ -1007,6 +1069,8 @@ static const ims_rpc_method methods[] = {
 	  h_begin_upload),
 	M("ImageService", "UploadChunk", upload_chunk_request, upload_chunk_response, ADMIN, false,
 	  h_upload_chunk),
+	M("ImageService", "RewrapKeys", rewrap_keys_request, rewrap_keys_response, ADMIN, true,
+	  h_rewrap_keys),
 	M("ImageService", "DownloadChunk", download_chunk_request, download_chunk_response, ADMIN,
 	  false, h_download_chunk),
 };

@@ -23,6 +23,8 @@
 
 #include <rbd/librbd.h>
 
+#include "store/site.h"
+
 #define IMS_CRYPT_META_KEY    "imgstore.crypt.key"
 #define IMS_CRYPT_SHREDDED    "shredded" /* the key's value once destroyed */
 #define IMS_CRYPT_KEY_LEN     32
@@ -165,14 +167,30 @@ int ims_crypt_key_get(char *out, rbd_image_t image, const ims_crypt_kek *kek, co
  */
 int ims_crypt_key_set(rbd_image_t image, const char *wrapped, const char *what);
 
+/** What a rewrap did (ims_crypt_rewrap_site(), and the tier's manifests: tier/tier.h). */
+typedef struct {
+	uint64_t rewrapped; /* data keys the previous KEK wrapped, now wrapped by the current one */
+	uint64_t current;   /* wrapped by the current KEK already */
+	uint64_t failed;    /* wrapped by neither KEK, or unreadable: named in report */
+	char report[1024];  /* the first failures, one "WHAT: why" each, "; " between */
+} ims_crypt_rewrap_result;
+
+/** Count a failure in @p res and name it in its report (as far as it has room). */
+void ims_crypt_rewrap_failed(ims_crypt_rewrap_result *res, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /**
- * Rewrap the data key of the open @p image with @p kek's current key if its previous KEK
- * wrapped it (a KEK rotation).
+ * Rewrap with @p kek's current key the data key of every encrypted image of @p site that the
+ * previous KEK (ims_crypt_kek_set_previous()) wrapped: the images of every RBD pool, those in
+ * the trash and replicas included (each site rewraps its own copies). Idempotent: a key wrapped
+ * by the current KEK is left alone, so a run cut short (killed) is finished by the next. Each
+ * key is swapped atomically only if unchanged since read (a RADOS compare-and-set on the
+ * image's header): a key shredded meanwhile stays shredded.
  *
- * @returns 1 if rewrapped, 0 if current, plain or shredded (nothing to do), -EPERM if neither
- *          KEK wrapped it (the message names the image), an error of librbd.
+ * @returns 0 (failures counted and named in @p out), -EPERM if @p kek is NULL, an error
+ *          listing the pools.
  */
-int ims_crypt_rewrap_image(rbd_image_t image, const ims_crypt_kek *kek, const char *what);
+int ims_crypt_rewrap_site(ims_crypt_rewrap_result *out, ims_site *site, const ims_crypt_kek *kek);
 
 /**
  * Destroy the wrapped data key of @p image: its value becomes IMS_CRYPT_SHREDDED, so that

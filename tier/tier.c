@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,25 +397,10 @@ out:
 	return r;
 }
 
-static void report_add(char *report, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void report_add(char *report, size_t len, const char *fmt, ...)
-{
-	size_t used = strlen(report);
-	if (used + 8 >= len)
-		return;
-	if (used)
-		used += (size_t)snprintf(report + used, len - used, "; ");
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(report + used, len - used, fmt, ap);
-	va_end(ap);
-}
-
-int ims_tier_rewrap(ims_tier_rewrap_result *out, ims_tier_target *t, const ims_crypt_kek *kek)
+int ims_tier_rewrap(ims_crypt_rewrap_result *out, ims_tier_target *t, const ims_crypt_kek *kek)
 {
 	keylist l = {0};
-	ims_tier_rewrap_result res = {0};
+	ims_crypt_rewrap_result res = {0};
 	int r;
 	if ((r = list_manifests(&l, t, "")) < 0)
 		goto out;
@@ -427,11 +411,9 @@ int ims_tier_rewrap(ims_tier_rewrap_result *out, ims_tier_target *t, const ims_c
 		if ((r = ims_tier_manifest_get(&m, t, name)) < 0) {
 			if (r != -EBADMSG && r != -ENOENT)
 				goto out;
-			if (r == -EBADMSG) {
-				res.failed++;
-				report_add(res.report, sizeof(res.report), "%s: %s", name,
-					   ims_error_last());
-			}
+			if (r == -EBADMSG)
+				ims_crypt_rewrap_failed(&res, "cold image '%s': %s", name,
+							ims_error_last());
 			continue;
 		}
 		r = 0;
@@ -450,9 +432,8 @@ int ims_tier_rewrap(ims_tier_rewrap_result *out, ims_tier_target *t, const ims_c
 				res.current++;
 			}
 			if (r < 0 && r != -ENOMEM) {
-				res.failed++;
-				report_add(res.report, sizeof(res.report), "cold image '%s': %s",
-					   name, ims_error_last());
+				ims_crypt_rewrap_failed(&res, "cold image '%s': %s", name,
+							ims_error_last());
 				r = 0;
 			}
 		}

@@ -174,13 +174,6 @@ int ims_tier_shred(size_t *out, ims_tier_target *t, const char *pool, const char
  */
 int ims_tier_cold_drop(ims_site *site, const char *pool, const char *image);
 
-typedef struct {
-	uint64_t rewrapped; /* keys the previous KEK wrapped, now wrapped by the current one */
-	uint64_t current;   /* keys the current KEK wrapped already */
-	uint64_t failed;    /* keys neither KEK wraps, or manifests unreadable (named in report) */
-	char report[1024];  /* the first failures, "NAME: why" each, "; " between */
-} ims_tier_rewrap_result;
-
 /**
  * Rewrap the data key of every encrypted cold image on @p t with @p kek's current key (a KEK
  * rotation, store/crypt.h). Idempotent: a manifest whose key is current is not rewritten, so a
@@ -188,8 +181,7 @@ typedef struct {
  *
  * @returns 0 (failures counted and named in @p out), an error of the target.
  */
-int ims_tier_rewrap(ims_tier_rewrap_result *out, ims_tier_target *t,
-		    const struct ims_crypt_kek *kek);
+int ims_tier_rewrap(ims_crypt_rewrap_result *out, ims_tier_target *t, const ims_crypt_kek *kek);
 
 typedef struct {
 	char *name;
