@@ -22,6 +22,19 @@ static int hexval(int c)
 	return -1;
 }
 
+int ims_keyfile_unhex(uint8_t *out, const char *hex, size_t n)
+{
+	/* a short string ends in its NUL, which is no hex digit: the loop stops there */
+	for (size_t i = 0; i < n; i++) {
+		int hi = hexval((unsigned char)hex[2 * i]);
+		int lo = hi < 0 ? -1 : hexval((unsigned char)hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -EINVAL;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
 static const char *skip_space(const char *p)
 {
 	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
@@ -56,15 +69,7 @@ int ims_keyfile_read(uint8_t out[IMS_KEYFILE_LEN], const char *path, const char 
 		return ims_error_set(-EIO, "cannot read %s '%s'", what, path);
 	buf[n] = '\0';
 	const char *p = skip_space(buf);
-	/* a short text ends in its NUL, which is no hex digit: the loop stops there */
-	for (size_t i = 0; i < IMS_KEYFILE_LEN && r == 0; i++) {
-		int hi = hexval((unsigned char)p[2 * i]);
-		int lo = hi < 0 ? -1 : hexval((unsigned char)p[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			r = -EINVAL;
-		else
-			key[i] = (uint8_t)(hi << 4 | lo);
-	}
+	r = ims_keyfile_unhex(key, p, IMS_KEYFILE_LEN);
 	if (r == 0 && *skip_space(p + 2 * IMS_KEYFILE_LEN))
 		r = -EINVAL;
 	if (r < 0)

@@ -5,6 +5,7 @@
 #ifndef IMS_COMMON_KEYFILE_H
 #define IMS_COMMON_KEYFILE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define IMS_KEYFILE_LEN 32 /* bytes of the key; the file holds twice as many hex digits */
@@ -19,5 +20,12 @@
  *          64-digit hex key, -EPERM if group or others may read it.
  */
 int ims_keyfile_read(uint8_t out[IMS_KEYFILE_LEN], const char *path, const char *what);
+
+/**
+ * Decode the first 2 * @p n characters of @p hex (digits in either case) into @p n bytes.
+ *
+ * @returns 0, -EINVAL if one of them is no hex digit (the string ending early included).
+ */
+int ims_keyfile_unhex(uint8_t *out, const char *hex, size_t n);
 
 #endif

@@ -27,30 +27,6 @@ struct ims_crypt_kek {
 	struct ims_crypt_kek *prev; /* a rotation's previous KEK: unwraps, never wraps */
 };
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* @returns 0 if @p hex is exactly 2 * @p n hex digits, else -EINVAL. */
-static int unhex(uint8_t *out, const char *hex, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		int hi = hexval((unsigned char)hex[2 * i]);
-		int lo = hi < 0 ? -1 : hexval((unsigned char)hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -EINVAL;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
-}
-
 static void tohex(char *out, const uint8_t *in, size_t n)
 {
 	static const char digits[] = "0123456789abcdef";
@@ -169,7 +145,7 @@ int ims_crypt_unwrap(uint8_t *key, const ims_crypt_kek *kek, const char *wrapped
 	size_t len = strlen(wrapped);
 	if (len != 4 + IMS_CRYPT_KEKID_LEN + 2 * BLOB_LEN || strncmp(wrapped, "v1:", 3) != 0 ||
 	    wrapped[3 + IMS_CRYPT_KEKID_LEN] != ':' ||
-	    unhex(blob, wrapped + 4 + IMS_CRYPT_KEKID_LEN, BLOB_LEN) < 0)
+	    ims_keyfile_unhex(blob, wrapped + 4 + IMS_CRYPT_KEKID_LEN, BLOB_LEN) < 0)
 		return ims_error_set(-EINVAL,
 				     "the wrapped data key is damaged (not 'v1:KEKID:HEX')");
 	const ims_crypt_kek *by = kek;

@@ -121,6 +121,20 @@ static void test_not_a_file(void **state)
 	assert_non_null(strstr(ims_error_last(), "cannot open kek_file '"));
 }
 
+static void test_unhex(void **state)
+{
+	(void)state;
+	uint8_t b[3] = {0};
+	assert_int_equal(ims_keyfile_unhex(b, "0aFf10", 3), 0);
+	assert_int_equal(b[0], 0x0a);
+	assert_int_equal(b[1], 0xff);
+	assert_int_equal(b[2], 0x10);
+	assert_int_equal(ims_keyfile_unhex(b, "0aFf1", 3), -EINVAL); /* ends early */
+	assert_int_equal(ims_keyfile_unhex(b, "0aFg10", 3), -EINVAL);
+	assert_int_equal(ims_keyfile_unhex(b, "0aFf10zz", 3), 0); /* what follows is not read */
+	assert_int_equal(ims_keyfile_unhex(b, "", 0), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -128,6 +142,7 @@ int main(void)
 		cmocka_unit_test(test_bad_mode),
 		cmocka_unit_test(test_bad_text),
 		cmocka_unit_test(test_not_a_file),
+		cmocka_unit_test(test_unhex),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
