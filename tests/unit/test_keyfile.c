@@ -138,10 +138,8 @@ static void test_unhex(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_good),
-		cmocka_unit_test(test_bad_mode),
-		cmocka_unit_test(test_bad_text),
-		cmocka_unit_test(test_not_a_file),
+		cmocka_unit_test(test_good),	 cmocka_unit_test(test_bad_mode),
+		cmocka_unit_test(test_bad_text), cmocka_unit_test(test_not_a_file),
 		cmocka_unit_test(test_unhex),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
