@@ -182,6 +182,7 @@ extern const ims_cli_verb ims_cli__site_verbs[];
 extern const ims_cli_verb ims_cli__tier_verbs[];
 extern const ims_cli_verb ims_cli__group_verbs[];
 extern const ims_cli_verb ims_cli__audit_verbs[];
+extern const ims_cli_verb ims_cli__key_verbs[];
 
 /** A noun: its name, a one-line summary, its verbs. */
 typedef struct {

@@ -996,8 +996,23 @@ static int image_rm(ims_cli *cli, const ims_cli_args *a)
 			return r;
 	}
 	req.image = &ms;
-	return ims_cli_call_empty(cli, IMAGE_SVC "DeleteImage", &req,
-				  &imgstore__v1__delete_image_response__descriptor);
+	if (!req.shred)
+		return ims_cli_call_empty(cli, IMAGE_SVC "DeleteImage", &req,
+					  &imgstore__v1__delete_image_response__descriptor);
+	Imgstore__V1__DeleteImageResponse *resp = NULL;
+	if ((r = ims_cli_call(cli, IMAGE_SVC "DeleteImage", &req,
+			      &imgstore__v1__delete_image_response__descriptor, (void *)&resp)))
+		return r;
+	if (cli->format == IMS_CLI_FORMAT_JSON)
+		ims_cli_print_message(cli, &resp->base);
+	else
+		fprintf(cli->out,
+			"shredded '%s/%s': its key is destroyed here and on its replicas; %u cold "
+			"cop%s on the tier unreadable too\n",
+			spec.pool, spec.image, resp->cold_copies_shredded,
+			resp->cold_copies_shredded == 1 ? "y" : "ies");
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
 }
 
 /* ---- tag, untag ---- */
@@ -1202,5 +1217,17 @@ const ims_cli_verb ims_cli__image_verbs[] = {
 	 "UUID]",
 	 "Show what a hypervisor host needs to attach the image (libvirt <disk> XML).", attach_opts,
 	 1, 1, image_attach_info, NULL},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
+};
+
+/* KEK rotation (docs/SECURITY.md): one call, its counts shown. */
+const ims_cli_verb ims_cli__key_verbs[] = {
+	{"key", "rewrap", "",
+	 "Wrap every data key of the site (encrypted images, trash and replicas included, and the "
+	 "tier's encrypted cold images) with the current KEK ([server] kek_file), off "
+	 "kek_previous_file's; idempotent.",
+	 ims_cli__no_opts, 0, 0, NULL,
+	 &(const ims_cli_call_spec){IMAGE_SERVICE, "RewrapKeys", IMS_CLI_POS_NONE, NULL, NULL,
+				    IMS_CLI_REPLY_SHOW, NULL, NULL, NULL}},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
 };

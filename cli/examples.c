@@ -172,5 +172,10 @@ const ims_cli_example ims_cli__examples[] = {
 	{"audit", "verify", "the audit log of this host's imgstored",
 	 "imgstore audit verify /var/log/imgstore/audit.log"},
 
+	/* key */
+	{"key", "rewrap",
+	 "after a KEK rotation (new kek_file, the old one as kek_previous_file, daemon restarted)",
+	 "imgstore key rewrap"},
+
 	{NULL, NULL, NULL, NULL},
 };

@@ -407,7 +407,7 @@ static void test_image_verbs(void **state)
 	assert_int_equal(fake_run(f, "--server", SOCK, "--format", "json", "image", "rm", "rbd/vm1",
 				  "--purge", NULL),
 			 0);
-	assert_string_equal(f->out, "{\n}\n");
+	assert_string_equal(f->out, "{\n  \"cold_copies_shredded\": 0\n}\n");
 	Imgstore__V1__DeleteImageRequest *d0 =
 		sent(f, 0, &imgstore__v1__delete_image_request__descriptor);
 	Imgstore__V1__DeleteImageRequest *d1 =
