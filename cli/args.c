@@ -34,6 +34,8 @@ const ims_cli_noun ims_cli__nouns[] = {
 	{"tier", "cold tiering of images to object storage", ims_cli__tier_verbs},
 	{"group", "consistency groups: the disks of one VM together", ims_cli__group_verbs},
 	{"audit", "the audit log's hash chain, checked where its files are", ims_cli__audit_verbs},
+	{"key", "the site's key-encryption key: rewrap the data keys after a rotation",
+	 ims_cli__key_verbs},
 	{NULL, NULL, NULL},
 };
 #define N_NOUNS (sizeof(ims_cli__nouns) / sizeof(ims_cli__nouns[0]) - 1)

@@ -182,6 +182,7 @@ extern const ims_cli_verb ims_cli__site_verbs[];
 extern const ims_cli_verb ims_cli__tier_verbs[];
 extern const ims_cli_verb ims_cli__group_verbs[];
 extern const ims_cli_verb ims_cli__audit_verbs[];
+extern const ims_cli_verb ims_cli__key_verbs[];
 
 /** A noun: its name, a one-line summary, its verbs. */
 typedef struct {
@@ -510,7 +511,7 @@ void ims_cli_print_json(ims_cli *cli, struct json_object *doc);
 
 /** For humans: a line "@p indent differs at offset O, N bytes" for each mismatch of @p v. */
 void ims_cli_print_mismatches(ims_cli *cli, const char *indent,
-			      const Imgstore__V1__VerifyResponse *v);
+			      const Imgstore__V1__VerifyImageResponse *v);
 
 /** Print @p s (escaped for a terminal) followed by a newline on stdout. */
 void ims_cli_print_line(ims_cli *cli, const char *s);

@@ -87,10 +87,12 @@ static void print_group(ims_cli *cli, const ProtobufCMessage *m)
 	}
 }
 
-/* add and rm IMAGE...: the images after the group, all or none. */
-static int group_images(ims_cli *cli, const ims_cli_args *a, const char *method)
+/* add and rm IMAGE...: the images after the group, all or none (AddImagesRequest and
+ * RemoveImagesRequest have the same fields: @p remove says which is sent). */
+static int group_images(ims_cli *cli, const ims_cli_args *a, bool remove)
 {
-	Imgstore__V1__GroupImagesRequest req = IMGSTORE__V1__GROUP_IMAGES_REQUEST__INIT;
+	Imgstore__V1__AddImagesRequest add = IMGSTORE__V1__ADD_IMAGES_REQUEST__INIT;
+	Imgstore__V1__RemoveImagesRequest rm = IMGSTORE__V1__REMOVE_IMAGES_REQUEST__INIT;
 	Imgstore__V1__GroupSpec gs;
 	Imgstore__V1__ImageSpec ms[IMS_CLI_MAX_POS], *mp[IMS_CLI_MAX_POS];
 	static ims_spec specs[IMS_CLI_MAX_POS];
@@ -104,15 +106,23 @@ static int group_images(ims_cli *cli, const ims_cli_args *a, const char *method)
 			return r;
 		mp[i - 1] = &ms[i];
 	}
-	req.group = &gs;
-	req.images = mp;
-	req.n_images = a->npos - 1;
-	return ims_cli_call_print(cli, method, &req, &imgstore__v1__group__descriptor, print_group);
+	if (remove) {
+		rm.group = &gs;
+		rm.images = mp;
+		rm.n_images = a->npos - 1;
+		return ims_cli_call_print(cli, GROUP_SVC "RemoveImages", &rm,
+					  &imgstore__v1__group__descriptor, print_group);
+	}
+	add.group = &gs;
+	add.images = mp;
+	add.n_images = a->npos - 1;
+	return ims_cli_call_print(cli, GROUP_SVC "AddImages", &add,
+				  &imgstore__v1__group__descriptor, print_group);
 }
 
 static int group_add(ims_cli *cli, const ims_cli_args *a)
 {
-	return group_images(cli, a, GROUP_SVC "AddImages");
+	return group_images(cli, a, false);
 }
 
 static const ims_cli_opt rm_opts[] = {
@@ -137,19 +147,20 @@ static void print_removed(ims_cli *cli, const char *what, const char *name)
 	ims_cli_print_line(cli, line);
 }
 
-/* Call @p method, whose reply is empty, and say that @p what @p spec is removed. */
-static int call_removed(ims_cli *cli, const char *method, const void *req, const char *what,
+/* Call @p method, whose reply (@p resp_desc) is empty, and say that @p what @p spec is
+ * removed. */
+static int call_removed(ims_cli *cli, const char *method, const void *req,
+			const ProtobufCMessageDescriptor *resp_desc, const char *what,
 			const ims_spec *spec)
 {
-	Imgstore__V1__DeleteGroupResponse *resp = NULL;
+	ProtobufCMessage *resp = NULL;
 	char name[800];
 	int r;
 
-	if ((r = ims_cli_call(cli, method, req, &imgstore__v1__delete_group_response__descriptor,
-			      &resp)))
+	if ((r = ims_cli_call(cli, method, req, resp_desc, &resp)))
 		return r;
 	print_removed(cli, what, ims_spec_format(name, sizeof(name), spec));
-	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	protobuf_c_message_free_unpacked(resp, NULL);
 	return 0;
 }
 
@@ -164,13 +175,14 @@ static int group_rm(ims_cli *cli, const ims_cli_args *a)
 		if (ims_cli_opt_flag(cli, a, "force"))
 			return ims_cli_usage(
 				cli, "--force applies to removing the group, not its images");
-		return group_images(cli, a, GROUP_SVC "RemoveImages");
+		return group_images(cli, a, true);
 	}
 	if ((r = ims_cli_arg_group(cli, &spec, &gs, a->pos[0], false)))
 		return r;
 	req.group = &gs;
 	req.force = ims_cli_opt_flag(cli, a, "force");
-	return call_removed(cli, GROUP_SVC "DeleteGroup", &req, "group", &spec);
+	return call_removed(cli, GROUP_SVC "DeleteGroup", &req,
+			    &imgstore__v1__delete_group_response__descriptor, "group", &spec);
 }
 
 static const ims_cli_opt snap_opts[] = {
@@ -180,7 +192,8 @@ static const ims_cli_opt snap_opts[] = {
 
 static int group_snap(ims_cli *cli, const ims_cli_args *a)
 {
-	Imgstore__V1__GroupSnapshotRequest req = IMGSTORE__V1__GROUP_SNAPSHOT_REQUEST__INIT;
+	Imgstore__V1__CreateGroupSnapshotRequest req =
+		IMGSTORE__V1__CREATE_GROUP_SNAPSHOT_REQUEST__INIT;
 	Imgstore__V1__GroupSpec gs;
 	ims_spec spec;
 	int r;
@@ -188,9 +201,14 @@ static int group_snap(ims_cli *cli, const ims_cli_args *a)
 	if ((r = ims_cli_arg_group(cli, &spec, &gs, a->pos[0], true)))
 		return r;
 	req.group = &gs;
-	if (ims_cli_opt_flag(cli, a, "rm"))
-		return call_removed(cli, GROUP_SVC "DeleteGroupSnapshot", &req, "group snapshot",
-				    &spec);
+	if (ims_cli_opt_flag(cli, a, "rm")) {
+		Imgstore__V1__DeleteGroupSnapshotRequest del =
+			IMGSTORE__V1__DELETE_GROUP_SNAPSHOT_REQUEST__INIT;
+		del.group = &gs;
+		return call_removed(cli, GROUP_SVC "DeleteGroupSnapshot", &del,
+				    &imgstore__v1__delete_group_snapshot_response__descriptor,
+				    "group snapshot", &spec);
+	}
 	Imgstore__V1__GroupSnapshot *s = NULL;
 	if ((r = ims_cli_call(cli, GROUP_SVC "CreateGroupSnapshot", &req,
 			      &imgstore__v1__group_snapshot__descriptor, &s)))
@@ -253,49 +271,72 @@ static const ims_cli_opt failover_opts[] = {
 	IMS_CLI_OPT_END,
 };
 
-/* disable (prints the status) and the operations: sync, failover, resync */
-static int group_repl_call(ims_cli *cli, const ims_cli_args *a, const char *method)
+/*
+ * disable (prints the status) and the operations: sync, failover, resync. Each RPC has its
+ * own request, all with the same fields: GROUP_REPL_FILL fills those of @p req (its group
+ * borrows from @p gs and @p spec).
+ */
+static int group_repl_fill(ims_cli *cli, const ims_cli_args *a, ims_spec *spec,
+			   Imgstore__V1__GroupSpec *gs, Imgstore__V1__GroupSpec **group,
+			   char **target_site, protobuf_c_boolean *force, uint32_t *wait_seconds)
 {
-	Imgstore__V1__GroupReplicationRequest req = IMGSTORE__V1__GROUP_REPLICATION_REQUEST__INIT;
-	Imgstore__V1__GroupSpec gs;
-	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_group(cli, &spec, &gs, a->pos[0], false)) ||
-	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", false)))
+	if ((r = ims_cli_arg_group(cli, spec, gs, a->pos[0], false)) ||
+	    (r = ims_cli_opt_word(cli, target_site, a, "to", false)))
 		return r;
-	req.group = &gs;
+	*group = gs;
 	if (cli->verb->opts == failover_opts) {
-		if (!req.target_site[0])
+		if (!(*target_site)[0])
 			return ims_cli_usage(cli, "--to is required");
-		if ((r = ims_cli_opt_fence_wait(cli, &req.wait_seconds, a)))
+		if ((r = ims_cli_opt_fence_wait(cli, wait_seconds, a)))
 			return r;
-		req.force = ims_cli_opt_flag(cli, a, "force");
+		*force = ims_cli_opt_flag(cli, a, "force");
 	}
-	if (cli->verb->opts == to_opts)
-		return ims_cli_call_show(cli, method, &req,
-					 &imgstore__v1__replication_status__descriptor);
-	return ims_cli_call_op(cli, a, method, &req);
+	return 0;
 }
+#define GROUP_REPL_FILL(cli, a, spec, gs, req)                                                     \
+	group_repl_fill((cli), (a), (spec), (gs), &(req).group, &(req).target_site, &(req).force,  \
+			&(req).wait_seconds)
 
 static int group_repl_disable(ims_cli *cli, const ims_cli_args *a)
 {
-	return group_repl_call(cli, a, GROUP_SVC "DisableGroupReplication");
+	Imgstore__V1__DisableGroupReplicationRequest req =
+		IMGSTORE__V1__DISABLE_GROUP_REPLICATION_REQUEST__INIT;
+	Imgstore__V1__GroupSpec gs;
+	ims_spec spec;
+	int r = GROUP_REPL_FILL(cli, a, &spec, &gs, req);
+	if (r)
+		return r;
+	return ims_cli_call_show(cli, GROUP_SVC "DisableGroupReplication", &req,
+				 &imgstore__v1__replication_status__descriptor);
 }
 
 static int group_repl_sync(ims_cli *cli, const ims_cli_args *a)
 {
-	return group_repl_call(cli, a, GROUP_SVC "SyncGroup");
+	Imgstore__V1__SyncGroupRequest req = IMGSTORE__V1__SYNC_GROUP_REQUEST__INIT;
+	Imgstore__V1__GroupSpec gs;
+	ims_spec spec;
+	int r = GROUP_REPL_FILL(cli, a, &spec, &gs, req);
+	return r ? r : ims_cli_call_op(cli, a, GROUP_SVC "SyncGroup", &req);
 }
 
 static int group_repl_failover(ims_cli *cli, const ims_cli_args *a)
 {
-	return group_repl_call(cli, a, GROUP_SVC "FailoverGroup");
+	Imgstore__V1__FailoverGroupRequest req = IMGSTORE__V1__FAILOVER_GROUP_REQUEST__INIT;
+	Imgstore__V1__GroupSpec gs;
+	ims_spec spec;
+	int r = GROUP_REPL_FILL(cli, a, &spec, &gs, req);
+	return r ? r : ims_cli_call_op(cli, a, GROUP_SVC "FailoverGroup", &req);
 }
 
 static int group_repl_resync(ims_cli *cli, const ims_cli_args *a)
 {
-	return group_repl_call(cli, a, GROUP_SVC "ResyncGroup");
+	Imgstore__V1__ResyncGroupRequest req = IMGSTORE__V1__RESYNC_GROUP_REQUEST__INIT;
+	Imgstore__V1__GroupSpec gs;
+	ims_spec spec;
+	int r = GROUP_REPL_FILL(cli, a, &spec, &gs, req);
+	return r ? r : ims_cli_call_op(cli, a, GROUP_SVC "ResyncGroup", &req);
 }
 
 static const ims_cli_opt verify_opts[] = {
@@ -327,7 +368,7 @@ static int group_repl_verify(ims_cli *cli, const ims_cli_args *a)
 		fprintf(cli->out, "group %s at '%s' on site '%s': %s\n", v->group, v->cut,
 			v->target, v->equal ? "equal" : "DIFFERENT");
 		for (size_t i = 0; i < v->n_images; i++) {
-			const Imgstore__V1__VerifyResponse *m = v->images[i];
+			const Imgstore__V1__VerifyImageResponse *m = v->images[i];
 			fprintf(cli->out, "  %s: %s\n", m->image, m->verdict);
 			ims_cli_print_mismatches(cli, "    ", m);
 		}

@@ -99,8 +99,64 @@ static const ims_cli_opt import_opts[] = {
 	{"features", "N", "RBD feature bits of the new image"},
 	{"data-pool", "POOL", "pool for the data objects"},
 	{"encryption", "luks2", "encrypt the new image at rest (as image create)"},
+	{"passphrase-file", "PATH",
+	 "FILE is a LUKS-encrypted qcow2: its passphrase is the bytes of PATH (as qemu's "
+	 "secret,file= reads them: a trailing newline counts). Without --encryption luks2 the "
+	 "image is stored decrypted, unencrypted at rest"},
 	{NULL, NULL, NULL},
 };
+
+#define PASSPHRASE_MAX (64u << 10)
+
+/* The bytes of --passphrase-file PATH into @p out (free with explicit_bzero() and free()). */
+static int read_passphrase(ims_cli *cli, ProtobufCBinaryData *out, const char *path)
+{
+	struct stat st;
+	uint8_t *buf = NULL;
+	size_t got = 0;
+	int fd, r = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = ims_cli_fail(cli, "cannot open the passphrase file '%s': %s", path,
+				 strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size <= 0 || (uint64_t)st.st_size > PASSPHRASE_MAX) {
+		r = ims_cli_fail(cli,
+				 "the passphrase file '%s' must be a regular file of 1 byte to "
+				 "64 KiB",
+				 path);
+		goto out;
+	}
+	buf = malloc((size_t)st.st_size);
+	if (!buf) {
+		r = ims_cli_fail(cli, "out of memory");
+		goto out;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			r = ims_cli_fail(cli, "cannot read the passphrase file '%s': %s", path,
+					 n < 0 ? strerror(errno) : "it shrank");
+			goto out;
+		}
+		got += (size_t)n;
+	}
+	out->data = buf;
+	out->len = got;
+	buf = NULL;
+out:
+	if (buf) {
+		explicit_bzero(buf, (size_t)st.st_size);
+		free(buf);
+	}
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
 
 /* pread() until @p len bytes or the end of the file. @returns bytes read or -errno. */
 static ssize_t read_full(int fd, void *buf, size_t len, off_t off)
@@ -470,7 +526,7 @@ static int image_import(ims_cli *cli, const ims_cli_args *a)
 	Imgstore__V1__ImageSpec ms;
 	Imgstore__V1__Operation *op = NULL;
 	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
-	const char *file = a->pos[0];
+	const char *file = a->pos[0], *v;
 	char *real = NULL;
 	char label[820], specbuf[800];
 	struct stat st;
@@ -485,6 +541,9 @@ static int image_import(ims_cli *cli, const ims_cli_args *a)
 		return r;
 	if ((r = features_and_pool(cli, a, &req.features, (const char **)&req.data_pool)) ||
 	    (r = ims_cli_opt_choice(cli, &req.encryption, a, "encryption", encryptions, "")))
+		return r;
+	if ((v = ims_cli_opt_value(cli, a, "passphrase-file")) &&
+	    (r = read_passphrase(cli, &req.passphrase, v)))
 		return r;
 	upload = ims_cli_opt_flag(cli, a, "upload") || !ims_cli_server_is_unix(cli->server);
 
@@ -543,6 +602,10 @@ out:
 	if (fd >= 0)
 		close(fd);
 	free(real);
+	if (req.passphrase.data) {
+		explicit_bzero(req.passphrase.data, req.passphrase.len);
+		free(req.passphrase.data);
+	}
 	return r;
 }
 
@@ -958,8 +1021,23 @@ static int image_rm(ims_cli *cli, const ims_cli_args *a)
 			return r;
 	}
 	req.image = &ms;
-	return ims_cli_call_empty(cli, IMAGE_SVC "DeleteImage", &req,
-				  &imgstore__v1__delete_image_response__descriptor);
+	if (!req.shred)
+		return ims_cli_call_empty(cli, IMAGE_SVC "DeleteImage", &req,
+					  &imgstore__v1__delete_image_response__descriptor);
+	Imgstore__V1__DeleteImageResponse *resp = NULL;
+	if ((r = ims_cli_call(cli, IMAGE_SVC "DeleteImage", &req,
+			      &imgstore__v1__delete_image_response__descriptor, (void *)&resp)))
+		return r;
+	if (cli->format == IMS_CLI_FORMAT_JSON)
+		ims_cli_print_message(cli, &resp->base);
+	else
+		fprintf(cli->out,
+			"shredded '%s/%s': its key is destroyed here and on its replicas; %u cold "
+			"cop%s on the tier unreadable too\n",
+			spec.pool, spec.image, resp->cold_copies_shredded,
+			resp->cold_copies_shredded == 1 ? "y" : "ies");
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return 0;
 }
 
 /* ---- tag, untag ---- */
@@ -1067,7 +1145,7 @@ static int image_attach_info(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__GetAttachInfoRequest req = IMGSTORE__V1__GET_ATTACH_INFO_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__AttachInfo *info = NULL;
+	Imgstore__V1__GetAttachInfoResponse *info = NULL;
 	const char *format = ims_cli_opt_value(cli, a, "format");
 	const char *uuid = ims_cli_opt_value(cli, a, "secret-uuid");
 	bool libvirt = false;
@@ -1094,7 +1172,7 @@ static int image_attach_info(ims_cli *cli, const ims_cli_args *a)
 	}
 	req.image = &ms;
 	if ((r = ims_cli_call(cli, "imgstore.v1.HostService/GetAttachInfo", &req,
-			      &imgstore__v1__attach_info__descriptor, &info)))
+			      &imgstore__v1__get_attach_info_response__descriptor, &info)))
 		return r;
 	if (libvirt) {
 		const char *xml = info->libvirt_disk_xml ? info->libvirt_disk_xml : "";
@@ -1127,7 +1205,7 @@ const ims_cli_verb ims_cli__image_verbs[] = {
 	 "Create an empty image.", create_opts, 1, 1, image_create, NULL},
 	{"image", "import",
 	 "FILE POOL/IMAGE [--format auto|raw|qcow2|vmdk|vdi|vhdx|vpc] [--upload] [--no-wait] "
-	 "[--encryption luks2]",
+	 "[--encryption luks2] [--passphrase-file PATH]",
 	 "Import a raw, qcow2, vmdk, vdi, vhdx or vpc (VHD) disk image file as a new image.",
 	 import_opts, 2, 2, image_import, NULL},
 	{"image", "export", "POOL/IMAGE[@SNAP] FILE [--format raw|qcow2|vmdk] [--no-wait]",
@@ -1164,5 +1242,17 @@ const ims_cli_verb ims_cli__image_verbs[] = {
 	 "UUID]",
 	 "Show what a hypervisor host needs to attach the image (libvirt <disk> XML).", attach_opts,
 	 1, 1, image_attach_info, NULL},
+	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
+};
+
+/* KEK rotation (docs/SECURITY.md): one call, its counts shown. */
+const ims_cli_verb ims_cli__key_verbs[] = {
+	{"key", "rewrap", "",
+	 "Wrap every data key of the site (encrypted images, trash and replicas included, and the "
+	 "tier's encrypted cold images) with the current KEK ([server] kek_file), off "
+	 "kek_previous_file's; idempotent.",
+	 ims_cli__no_opts, 0, 0, NULL,
+	 &(const ims_cli_call_spec){IMAGE_SERVICE, "RewrapKeys", IMS_CLI_POS_NONE, NULL, NULL,
+				    IMS_CLI_REPLY_SHOW, NULL, NULL, NULL}},
 	{NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, NULL},
 };

@@ -85,47 +85,62 @@ static const ims_cli_opt failover_opts[] = {
 	IMS_CLI_OPT_END,
 };
 
-/* disable (prints the status) and the operations: sync, failover, failback, resync */
-static int repl_call(ims_cli *cli, const ims_cli_args *a, const char *method, bool to_required)
+/*
+ * disable (prints the status) and the operations: sync, failover, failback, resync. Each RPC
+ * has its own request, all with the same fields: REPL_FILL fills those of @p req (its image
+ * borrows from @p ms and @p spec).
+ */
+static int repl_fill(ims_cli *cli, const ims_cli_args *a, bool to_required, ims_spec *spec,
+		     Imgstore__V1__ImageSpec *ms, Imgstore__V1__ImageSpec **image,
+		     char **target_site, protobuf_c_boolean *force, uint32_t *wait_seconds)
 {
-	Imgstore__V1__ReplicationImageRequest req = IMGSTORE__V1__REPLICATION_IMAGE_REQUEST__INIT;
-	Imgstore__V1__ImageSpec ms;
-	ims_spec spec;
 	int r;
 
-	if ((r = ims_cli_arg_image(cli, &spec, &ms, a->pos[0], false, false)) ||
-	    (r = ims_cli_opt_word(cli, &req.target_site, a, "to", to_required)))
+	if ((r = ims_cli_arg_image(cli, spec, ms, a->pos[0], false, false)) ||
+	    (r = ims_cli_opt_word(cli, target_site, a, "to", to_required)))
 		return r;
-	req.image = &ms;
+	*image = ms;
 	if (cli->verb->opts == failover_opts) {
-		req.force = ims_cli_opt_flag(cli, a, "force");
-		if ((r = ims_cli_opt_fence_wait(cli, &req.wait_seconds, a)))
+		*force = ims_cli_opt_flag(cli, a, "force");
+		if ((r = ims_cli_opt_fence_wait(cli, wait_seconds, a)))
 			return r;
 	}
-	if (cli->verb->opts == image_to_opts)
-		return ims_cli_call_show(cli, method, &req,
-					 &imgstore__v1__replication_status__descriptor);
-	return ims_cli_call_op(cli, a, method, &req);
+	return 0;
 }
+#define REPL_FILL(cli, a, to_required, spec, ms, req)                                              \
+	repl_fill((cli), (a), (to_required), (spec), (ms), &(req).image, &(req).target_site,       \
+		  &(req).force, &(req).wait_seconds)
 
 static int repl_disable(ims_cli *cli, const ims_cli_args *a)
 {
-	return repl_call(cli, a, REPL_SVC "DisableReplication", false);
+	Imgstore__V1__DisableReplicationRequest req =
+		IMGSTORE__V1__DISABLE_REPLICATION_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	ims_spec spec;
+	int r = REPL_FILL(cli, a, false, &spec, &ms, req);
+	if (r)
+		return r;
+	return ims_cli_call_show(cli, REPL_SVC "DisableReplication", &req,
+				 &imgstore__v1__replication_status__descriptor);
 }
 
 static int repl_sync(ims_cli *cli, const ims_cli_args *a)
 {
-	return repl_call(cli, a, REPL_SVC "SyncImage", false);
+	Imgstore__V1__SyncImageRequest req = IMGSTORE__V1__SYNC_IMAGE_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	ims_spec spec;
+	int r = REPL_FILL(cli, a, false, &spec, &ms, req);
+	return r ? r : ims_cli_call_op(cli, a, REPL_SVC "SyncImage", &req);
 }
 
 /* --from SITE instead of an image (given: repl_failover checked that). */
 static int repl_failover_all(ims_cli *cli, const ims_cli_args *a)
 {
-	Imgstore__V1__ReplicationImageRequest req;
+	Imgstore__V1__FailoverRequest req;
 	Imgstore__V1__ImageSpec ms;
 	int r;
 
-	imgstore__v1__replication_image_request__init(&req);
+	imgstore__v1__failover_request__init(&req);
 	imgstore__v1__image_spec__init(&ms);
 	if ((r = ims_cli_opt_word(cli, &req.target_site, a, "to", true)) ||
 	    (r = ims_cli_opt_word(cli, &req.from_site, a, "from", true)) ||
@@ -147,17 +162,29 @@ static int repl_failover(ims_cli *cli, const ims_cli_args *a)
 	if (!a->npos)
 		return ims_cli_usage(
 			cli, "name an image, or --from SITE for every image whose primary is SITE");
-	return repl_call(cli, a, REPL_SVC "Failover", true);
+	Imgstore__V1__FailoverRequest req = IMGSTORE__V1__FAILOVER_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	ims_spec spec;
+	int r = REPL_FILL(cli, a, true, &spec, &ms, req);
+	return r ? r : ims_cli_call_op(cli, a, REPL_SVC "Failover", &req);
 }
 
 static int repl_failback(ims_cli *cli, const ims_cli_args *a)
 {
-	return repl_call(cli, a, REPL_SVC "Failback", false);
+	Imgstore__V1__FailbackRequest req = IMGSTORE__V1__FAILBACK_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	ims_spec spec;
+	int r = REPL_FILL(cli, a, false, &spec, &ms, req);
+	return r ? r : ims_cli_call_op(cli, a, REPL_SVC "Failback", &req);
 }
 
 static int repl_resync(ims_cli *cli, const ims_cli_args *a)
 {
-	return repl_call(cli, a, REPL_SVC "Resync", false);
+	Imgstore__V1__ResyncRequest req = IMGSTORE__V1__RESYNC_REQUEST__INIT;
+	Imgstore__V1__ImageSpec ms;
+	ims_spec spec;
+	int r = REPL_FILL(cli, a, false, &spec, &ms, req);
+	return r ? r : ims_cli_call_op(cli, a, REPL_SVC "Resync", &req);
 }
 
 static const ims_cli_opt verify_opts[] = {
@@ -172,7 +199,7 @@ static int repl_verify(ims_cli *cli, const ims_cli_args *a)
 {
 	Imgstore__V1__VerifyImageRequest req = IMGSTORE__V1__VERIFY_IMAGE_REQUEST__INIT;
 	Imgstore__V1__ImageSpec ms;
-	Imgstore__V1__VerifyResponse *v = NULL;
+	Imgstore__V1__VerifyImageResponse *v = NULL;
 	const char *snap = ims_cli_opt_value(cli, a, "snap");
 	ims_spec spec;
 	int r;
@@ -187,7 +214,7 @@ static int repl_verify(ims_cli *cli, const ims_cli_args *a)
 	req.image = &ms;
 	req.snapshot = snap ? (char *)snap : (char *)"";
 	if ((r = ims_cli_call(cli, REPL_SVC "VerifyImage", &req,
-			      &imgstore__v1__verify_response__descriptor, &v)))
+			      &imgstore__v1__verify_image_response__descriptor, &v)))
 		return r;
 	ims_cli_print_message(cli, &v->base);
 	if (cli->format != IMS_CLI_FORMAT_JSON)

@@ -211,7 +211,7 @@ static int tier_policy_set(ims_cli *cli, const ims_cli_args *a)
 		req.policy = &pol;
 		return call_candidates(cli, &req);
 	}
-	Imgstore__V1__SetTierPolicyRequest req = IMGSTORE__V1__SET_TIER_POLICY_REQUEST__INIT;
+	Imgstore__V1__SetPolicyRequest req = IMGSTORE__V1__SET_POLICY_REQUEST__INIT;
 	req.policy = &pol;
 	return ims_cli_call_list(cli, TIER_SVC "SetPolicy", &req,
 				 &imgstore__v1__tier_policy__descriptor, NULL, policy_columns);
@@ -222,8 +222,7 @@ static int tier_policy_show(ims_cli *cli, const ims_cli_args *a)
 	int r;
 
 	if (a->npos == 1) {
-		Imgstore__V1__GetTierPolicyRequest req =
-			IMGSTORE__V1__GET_TIER_POLICY_REQUEST__INIT;
+		Imgstore__V1__GetPolicyRequest req = IMGSTORE__V1__GET_POLICY_REQUEST__INIT;
 		if ((r = ims_cli_arg_name(cli, IMS_NAME_POOL, "POOL", a->pos[0])))
 			return r;
 		req.pool = (char *)a->pos[0];
@@ -231,9 +230,9 @@ static int tier_policy_show(ims_cli *cli, const ims_cli_args *a)
 					 &imgstore__v1__tier_policy__descriptor, NULL,
 					 policy_columns);
 	}
-	Imgstore__V1__ListTierPoliciesRequest req = IMGSTORE__V1__LIST_TIER_POLICIES_REQUEST__INIT;
+	Imgstore__V1__ListPoliciesRequest req = IMGSTORE__V1__LIST_POLICIES_REQUEST__INIT;
 	return ims_cli_call_list(cli, TIER_SVC "ListPolicies", &req,
-				 &imgstore__v1__list_tier_policies_response__descriptor, "policies",
+				 &imgstore__v1__list_policies_response__descriptor, "policies",
 				 policy_columns);
 }
 

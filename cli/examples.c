@@ -27,6 +27,10 @@ const ims_cli_example ims_cli__examples[] = {
 	{"image", "import",
 	 "a raw file, its bytes sent by the CLI; print the operation id and return at once",
 	 "imgstore image import old-vm.raw rbd/old-vm --format raw --upload --no-wait"},
+	{"image", "import",
+	 "a LUKS-encrypted qcow2 made by qemu-img, its passphrase in a file; stored decrypted "
+	 "(add --encryption luks2 to keep it encrypted at rest with imgstore's keys)",
+	 "imgstore image import vault.luks.qcow2 rbd/vault --passphrase-file vault.pass"},
 	{"image", "export", "to a sparse raw file",
 	 "imgstore image export rbd/debian-12 debian-12.raw"},
 	{"image", "export", "to a qcow2 file",
@@ -167,6 +171,11 @@ const ims_cli_example ims_cli__examples[] = {
 	/* audit */
 	{"audit", "verify", "the audit log of this host's imgstored",
 	 "imgstore audit verify /var/log/imgstore/audit.log"},
+
+	/* key */
+	{"key", "rewrap",
+	 "after a KEK rotation (new kek_file, the old one as kek_previous_file, daemon restarted)",
+	 "imgstore key rewrap"},
 
 	{NULL, NULL, NULL, NULL},
 };

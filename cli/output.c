@@ -615,7 +615,7 @@ out:
 }
 
 void ims_cli_print_mismatches(ims_cli *cli, const char *indent,
-			      const Imgstore__V1__VerifyResponse *v)
+			      const Imgstore__V1__VerifyImageResponse *v)
 {
 	for (size_t i = 0; i < v->n_mismatches; i++)
 		fprintf(cli->out, "%sdiffers at offset %" PRIu64 ", %" PRIu64 " bytes\n", indent,

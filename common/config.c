@@ -107,6 +107,11 @@ static const config_key keys[] = {
 	 "data key of every encrypted image; the daemon refuses to start if group or others may "
 	 "read it. When unset, encrypted images can be neither made nor opened. Every site of a "
 	 "replication must hold the same key (docs/SECURITY.md)."},
+	{S_SERVER, "kek_previous_file", T_PATH, SV(kek_previous_file), NULL, 0, 0, NULL, 0,
+	 "During a KEK rotation: the file of the previous key-encryption key (checked as "
+	 "kek_file). "
+	 "Data keys it wrapped still open; `imgstore key rewrap` wraps them all with kek_file's "
+	 "key, after which this option and the file can go (docs/SECURITY.md). Needs kek_file."},
 	{S_SERVER, "allow_plain_http", T_BOOL, SV(allow_plain_http), "false", 0, 0, NULL, 0,
 	 "Serve the TCP listener without TLS (loopback test setups only)."},
 	{S_SERVER, "max_request_bytes", T_SIZE, SV(max_request_bytes), "4M", 1024, GIB, NULL, 0,
@@ -1008,6 +1013,7 @@ void ims_config_free(ims_config *cfg)
 	free(sv->tls_priorities);
 	free(sv->token_file);
 	free(sv->kek_file);
+	free(sv->kek_previous_file);
 	free(sv->audit_log);
 	free(sv->instance);
 	free(sv->spool_dir);

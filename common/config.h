@@ -51,7 +51,8 @@ typedef struct {
 	char *tls_client_ca;
 	char *tls_priorities;
 	char *token_file;
-	char *kek_file; /* the key-encryption key of encrypted images; NULL: none */
+	char *kek_file;		 /* the key-encryption key of encrypted images; NULL: none */
+	char *kek_previous_file; /* a rotation's previous KEK, still unwraps; NULL: none */
 	bool allow_plain_http;
 	uint64_t max_request_bytes;
 	uint64_t read_timeout;

@@ -117,14 +117,18 @@ void *ims_daemon_status_item(ims_rpc_call *call, const void *list, size_t i);
 int ims_daemon_submit_sync(ims_daemon *d, ims_rpc_call *call, const char *pool, const char *name,
 			   ims_repl_unit unit, const char *asked, ProtobufCMessage **resp);
 
-/** Answer with a ReplicationStatusResponse of the @p n pairs of @p list, and free @p list. */
-int ims_daemon_status_reply(ims_rpc_call *call, ims_repl_status *list, size_t n,
+/**
+ * Answer with the @p n pairs of @p list, and free @p list: a GetReplicationStatusResponse
+ * (@p unit IMS_REPL_IMAGE) or a GetGroupReplicationStatusResponse (IMS_REPL_GROUP).
+ */
+int ims_daemon_status_reply(ims_rpc_call *call, ims_repl_status *list, size_t n, ims_repl_unit unit,
 			    ProtobufCMessage **resp);
 
-/** The VerifyResponse of one image's verify, allocated in @p call; NULL if out of memory. */
-struct Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, const char *image,
-							   const char *target,
-							   const ims_repl_verify_result *v);
+/** The VerifyImageResponse of one image's verify, allocated in @p call; NULL if out of memory. */
+struct Imgstore__V1__VerifyImageResponse *ims_daemon_verify_msg(ims_rpc_call *call,
+								const char *image,
+								const char *target,
+								const ims_repl_verify_result *v);
 
 /** Add to the statuses of @p unit @p pool/@p name a failover this daemon began and did not
  *  finish (state failing-over, its step, the command that finishes it). */

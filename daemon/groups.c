@@ -156,8 +156,15 @@ static int ims_h_delete_group(void *app, ims_rpc_call *call, const ProtobufCMess
 	return ims_kit_reply_empty(call, &imgstore__v1__delete_group_response__descriptor, resp);
 }
 
+/* The images of AddImagesRequest and RemoveImagesRequest (the same fields). */
+typedef struct {
+	size_t n_images;
+	Imgstore__V1__ImageSpec *const *images;
+} images_args;
+#define IMAGES_ARGS(q) ((images_args){(q)->n_images, (q)->images})
+
 /* The images of a request, checked; their pool defaults to the site's. */
-static int get_images(ims_daemon *d, const Imgstore__V1__GroupImagesRequest *q, ims_spec **out)
+static int get_images(ims_daemon *d, const images_args *q, ims_spec **out)
 {
 	char text[3 * IMS_NAME_MAX + 4];
 	int r;
@@ -207,11 +214,12 @@ static int ims_h_group_add_images(void *app, ims_rpc_call *call, const ProtobufC
 				  ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
-	const Imgstore__V1__GroupImagesRequest *q = (const void *)req;
+	const Imgstore__V1__AddImagesRequest *q = (const void *)req;
+	images_args ia = IMAGES_ARGS(q);
 	ims_spec *v = NULL;
 	group_spec g;
 	int r;
-	if ((r = get_group(d, call, q->group, &g, false)) < 0 || (r = get_images(d, q, &v)) < 0)
+	if ((r = get_group(d, call, q->group, &g, false)) < 0 || (r = get_images(d, &ia, &v)) < 0)
 		return r;
 	add_check c = {d, &g, ims_repl_sched_has(d->repl, g.pool, g.name, IMS_REPL_GROUP)};
 	if ((r = ims_group_images_add(d->site, g.pool, g.name, v, q->n_images, may_join, &c)) == 0)
@@ -224,11 +232,12 @@ static int ims_h_group_remove_images(void *app, ims_rpc_call *call, const Protob
 				     ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
-	const Imgstore__V1__GroupImagesRequest *q = (const void *)req;
+	const Imgstore__V1__RemoveImagesRequest *q = (const void *)req;
+	images_args ia = IMAGES_ARGS(q);
 	ims_spec *v = NULL;
 	group_spec g;
 	int r;
-	if ((r = get_group(d, call, q->group, &g, false)) < 0 || (r = get_images(d, q, &v)) < 0)
+	if ((r = get_group(d, call, q->group, &g, false)) < 0 || (r = get_images(d, &ia, &v)) < 0)
 		return r;
 	if ((r = ims_group_images_remove(d->site, g.pool, g.name, v, q->n_images)) == 0)
 		r = reply_group(d, call, g.pool, g.name, resp);
@@ -284,7 +293,7 @@ static int ims_h_create_group_snapshot(void *app, ims_rpc_call *call, const Prot
 				       ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
-	const Imgstore__V1__GroupSnapshotRequest *q = (const void *)req;
+	const Imgstore__V1__CreateGroupSnapshotRequest *q = (const void *)req;
 	group_spec g;
 	int r;
 	if ((r = get_group(d, call, q->group, &g, true)) < 0)
@@ -306,7 +315,7 @@ static int ims_h_list_group_snapshots(void *app, ims_rpc_call *call, const Proto
 				      ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
-	const Imgstore__V1__GetGroupRequest *q = (const void *)req;
+	const Imgstore__V1__ListGroupSnapshotsRequest *q = (const void *)req;
 	ims_group_info *gi = NULL;
 	Imgstore__V1__Group *grp = NULL;
 	group_spec g;
@@ -333,14 +342,15 @@ static int ims_h_delete_group_snapshot(void *app, ims_rpc_call *call, const Prot
 				       ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
-	const Imgstore__V1__GroupSnapshotRequest *q = (const void *)req;
+	const Imgstore__V1__DeleteGroupSnapshotRequest *q = (const void *)req;
 	group_spec g;
 	int r;
 	if ((r = get_group(d, call, q->group, &g, true)) < 0 ||
 	    (r = ims_snap_check_user_name(g.snap, "remove")) < 0 ||
 	    (r = ims_group_snap_remove(d->site, g.pool, g.name, g.snap)) < 0)
 		return r;
-	return ims_kit_reply_empty(call, &imgstore__v1__delete_group_response__descriptor, resp);
+	return ims_kit_reply_empty(call, &imgstore__v1__delete_group_snapshot_response__descriptor,
+				   resp);
 }
 
 /* ---- replication ---- */
@@ -368,7 +378,7 @@ static int ims_h_disable_group_replication(void *app, ims_rpc_call *call,
 					   const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
-	const Imgstore__V1__GroupReplicationRequest *q = (const void *)req;
+	const Imgstore__V1__DisableGroupReplicationRequest *q = (const void *)req;
 	ims_repl_status st;
 	group_spec g;
 	char target[64];
@@ -386,7 +396,7 @@ static int ims_h_sync_group(void *app, ims_rpc_call *call, const ProtobufCMessag
 			    ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
-	const Imgstore__V1__GroupReplicationRequest *q = (const void *)req;
+	const Imgstore__V1__SyncGroupRequest *q = (const void *)req;
 	group_spec g;
 	int r;
 	if ((r = get_group(d, call, q->group, &g, false)) < 0)
@@ -395,10 +405,19 @@ static int ims_h_sync_group(void *app, ims_rpc_call *call, const ProtobufCMessag
 				      resp);
 }
 
+/* The fields of FailoverGroupRequest and ResyncGroupRequest (the same in each). */
+typedef struct {
+	const Imgstore__V1__GroupSpec *group;
+	const char *target_site;
+	bool force;
+	uint32_t wait_seconds;
+} group_failover_args;
+#define GROUP_FAILOVER_ARGS(q)                                                                     \
+	((group_failover_args){(q)->group, (q)->target_site, (q)->force, (q)->wait_seconds})
+
 /* FailoverGroup and ResyncGroup: Operations (daemon/failover.c). */
-static int submit_group_failover(ims_daemon *d, ims_rpc_call *call,
-				 const Imgstore__V1__GroupReplicationRequest *q, const char *kind,
-				 ims_op_fn fn, ProtobufCMessage **resp)
+static int submit_group_failover(ims_daemon *d, ims_rpc_call *call, const group_failover_args *q,
+				 const char *kind, ims_op_fn fn, ProtobufCMessage **resp)
 {
 	group_spec g;
 	char text[2 * IMS_NAME_MAX + 2];
@@ -417,22 +436,24 @@ static int submit_group_failover(ims_daemon *d, ims_rpc_call *call,
 static int ims_h_failover_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 				ProtobufCMessage **resp)
 {
-	return submit_group_failover(APP(app), call, (const void *)req, "failover",
-				     ims_failover_run, resp);
+	const Imgstore__V1__FailoverGroupRequest *q = (const void *)req;
+	group_failover_args a = GROUP_FAILOVER_ARGS(q);
+	return submit_group_failover(APP(app), call, &a, "failover", ims_failover_run, resp);
 }
 
 static int ims_h_resync_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			      ProtobufCMessage **resp)
 {
-	return submit_group_failover(APP(app), call, (const void *)req, "resync", ims_resync_run,
-				     resp);
+	const Imgstore__V1__ResyncGroupRequest *q = (const void *)req;
+	group_failover_args a = GROUP_FAILOVER_ARGS(q);
+	return submit_group_failover(APP(app), call, &a, "resync", ims_resync_run, resp);
 }
 
 static int ims_h_group_replication_status(void *app, ims_rpc_call *call,
 					  const ProtobufCMessage *req, ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
-	const Imgstore__V1__GetGroupRequest *q = (const void *)req;
+	const Imgstore__V1__GetGroupReplicationStatusRequest *q = (const void *)req;
 	ims_repl_status *list = NULL;
 	group_spec g;
 	size_t n = 0;
@@ -444,7 +465,7 @@ static int ims_h_group_replication_status(void *app, ims_rpc_call *call,
 		free(list);
 		return r;
 	}
-	return ims_daemon_status_reply(call, list, n, resp);
+	return ims_daemon_status_reply(call, list, n, IMS_REPL_GROUP, resp);
 }
 
 static int ims_h_verify_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
@@ -504,30 +525,30 @@ static const ims_rpc_method methods[] = {
 	  ims_h_create_group),
 	M("GroupService", "DeleteGroup", delete_group_request, delete_group_response, ADMIN, true,
 	  ims_h_delete_group),
-	M("GroupService", "AddImages", group_images_request, group, ADMIN, true,
+	M("GroupService", "AddImages", add_images_request, group, ADMIN, true,
 	  ims_h_group_add_images),
-	M("GroupService", "RemoveImages", group_images_request, group, ADMIN, true,
+	M("GroupService", "RemoveImages", remove_images_request, group, ADMIN, true,
 	  ims_h_group_remove_images),
 	M("GroupService", "ListGroups", list_groups_request, list_groups_response, READER, false,
 	  ims_h_list_groups),
 	M("GroupService", "GetGroup", get_group_request, group, READER, false, ims_h_get_group),
-	M("GroupService", "CreateGroupSnapshot", group_snapshot_request, group_snapshot, ADMIN,
-	  true, ims_h_create_group_snapshot),
-	M("GroupService", "ListGroupSnapshots", get_group_request, list_group_snapshots_response,
-	  READER, false, ims_h_list_group_snapshots),
-	M("GroupService", "DeleteGroupSnapshot", group_snapshot_request, delete_group_response,
-	  ADMIN, true, ims_h_delete_group_snapshot),
+	M("GroupService", "CreateGroupSnapshot", create_group_snapshot_request, group_snapshot,
+	  ADMIN, true, ims_h_create_group_snapshot),
+	M("GroupService", "ListGroupSnapshots", list_group_snapshots_request,
+	  list_group_snapshots_response, READER, false, ims_h_list_group_snapshots),
+	M("GroupService", "DeleteGroupSnapshot", delete_group_snapshot_request,
+	  delete_group_snapshot_response, ADMIN, true, ims_h_delete_group_snapshot),
 	M("GroupService", "EnableGroupReplication", enable_group_replication_request,
 	  replication_status, ADMIN, true, ims_h_enable_group_replication),
-	M("GroupService", "DisableGroupReplication", group_replication_request, replication_status,
-	  ADMIN, true, ims_h_disable_group_replication),
-	M("GroupService", "SyncGroup", group_replication_request, operation, ADMIN, true,
+	M("GroupService", "DisableGroupReplication", disable_group_replication_request,
+	  replication_status, ADMIN, true, ims_h_disable_group_replication),
+	M("GroupService", "SyncGroup", sync_group_request, operation, ADMIN, true,
 	  ims_h_sync_group),
-	M("GroupService", "GetGroupReplicationStatus", get_group_request,
-	  replication_status_response, READER, false, ims_h_group_replication_status),
-	M("GroupService", "FailoverGroup", group_replication_request, operation, ADMIN, true,
+	M("GroupService", "GetGroupReplicationStatus", get_group_replication_status_request,
+	  get_group_replication_status_response, READER, false, ims_h_group_replication_status),
+	M("GroupService", "FailoverGroup", failover_group_request, operation, ADMIN, true,
 	  ims_h_failover_group),
-	M("GroupService", "ResyncGroup", group_replication_request, operation, ADMIN, true,
+	M("GroupService", "ResyncGroup", resync_group_request, operation, ADMIN, true,
 	  ims_h_resync_group),
 	M("GroupService", "VerifyGroup", verify_group_request, verify_group_response, ADMIN, true,
 	  ims_h_verify_group, SLOW),

@@ -203,6 +203,10 @@ static int ims_h_renew_lease(void *app, ims_rpc_call *call, const ProtobufCMessa
 	const Imgstore__V1__RenewLeaseRequest *q = (const void *)req;
 	ims_lease l;
 	int r = change_lease(APP(app), call, q->lease_id, ims_lease_ttl(q->ttl_seconds), &l);
+	if (r == -EKEYREVOKED) { /* a failover broke the lease: its host is fenced */
+		ims_rpc_call_set_reason(call, IMS_RPC_REASON_FENCED);
+		return -ESTALE;
+	}
 	if (r < 0)
 		return r;
 	Imgstore__V1__Lease *m = build_lease(call, &l);
@@ -420,10 +424,10 @@ static int ims_h_get_attach_info(void *app, ims_rpc_call *call, const ProtobufCM
 	    (r = ims_site_fsid(fsid, sizeof(fsid), d->site)) < 0)
 		return r;
 	const char *client = user;
-	Imgstore__V1__AttachInfo *m = ALLOC(call, Imgstore__V1__AttachInfo);
+	Imgstore__V1__GetAttachInfoResponse *m = ALLOC(call, Imgstore__V1__GetAttachInfoResponse);
 	if (!m)
 		return -ENOMEM;
-	imgstore__v1__attach_info__init(m);
+	imgstore__v1__get_attach_info_response__init(m);
 	size_t nmon = 1;
 	for (const char *p = addrs; *p; p++)
 		nmon += *p == ',';
@@ -469,8 +473,8 @@ static const ims_rpc_method methods[] = {
 	  ims_h_release_lease),
 	M("HostService", "ListLeases", list_leases_request, list_leases_response, READER, false,
 	  ims_h_list_leases),
-	M("HostService", "GetAttachInfo", get_attach_info_request, attach_info, HOST, false,
-	  ims_h_get_attach_info),
+	M("HostService", "GetAttachInfo", get_attach_info_request, get_attach_info_response, HOST,
+	  false, ims_h_get_attach_info),
 };
 
 IMS_DAEMON_SERVICE(ims_host_service, methods);

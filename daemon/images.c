@@ -24,8 +24,10 @@
 #include "imgstore/v1/site.pb-c.h"
 #include "imgstore/v1/snapshot.pb-c.h"
 #include "imgstore/v1/tier.pb-c.h"
+#include "store/crypt.h"
 #include "store/image.h"
 #include "store/transfer.h"
+#include "tier/tier.h"
 #include "daemon/daemon.h"
 #include "daemon/kit.h"
 #include "daemon/health.h"
@@ -240,12 +242,56 @@ static int shred_replicas(ims_daemon *d, const char *pool, const char *image)
 	return 0;
 }
 
+/*
+ * Crypto-shredding reaches the tier too: the wrapped key in every manifest of the image (and of
+ * its snapshots) on every configured target is destroyed, so the chunks are unreadable. A
+ * target that cannot be reached fails the call (run it again).
+ */
+static int shred_tiered(ims_daemon *d, const char *pool, const char *image, uint32_t *count)
+{
+	*count = 0;
+	for (size_t i = 0; i < d->cfg->ns3; i++) {
+		ims_tier_target *t = NULL;
+		size_t n = 0;
+		int r = ims_tier_target_open(&t, &d->cfg->s3[i]);
+		if (r == 0)
+			r = ims_tier_shred(&n, t, pool, image);
+		ims_tier_target_free(t);
+		*count += (uint32_t)n;
+		if (r < 0)
+			return ims_error_wrap(r, "cannot shred the cold copies on target '%s'",
+					      d->cfg->s3[i].name);
+	}
+	return 0;
+}
+
+/* image rm --shred of a cold image (tiered, no RBD image here): its cold copies, then its
+ * catalog entry. */
+static int shred_cold(ims_daemon *d, const char *pool, const char *image, uint32_t *count)
+{
+	char target[IMS_NAME_MAX + 1];
+	int r = ims_tier_cold_target(target, sizeof(target), d->site, pool, image);
+	if (r <= 0)
+		return r < 0 ? r
+			     : ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", pool, image,
+					     ims_site_name(d->site));
+	if ((r = shred_tiered(d, pool, image, count)) < 0)
+		return r;
+	if (*count == 0)
+		return ims_error_set(-EINVAL,
+				     "cold image '%s/%s' is not encrypted: it has no key to shred "
+				     "(use tier forget)",
+				     pool, image);
+	return ims_tier_cold_drop(d->site, pool, image);
+}
+
 static int h_delete_image(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			  ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
 	const Imgstore__V1__DeleteImageRequest *q = (const void *)req;
 	ims_spec s;
+	uint32_t cold = 0;
 	int r;
 	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
 		return r;
@@ -253,11 +299,85 @@ static int h_delete_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	o.purge = q->purge;
 	o.trash_delay = q->trash_delay_seconds;
 	o.shred = q->shred;
-	if (o.shred && (r = shred_replicas(d, s.pool, s.image)) < 0)
+	if (o.shred && (r = ims_image_exists(d->site, s.pool, s.image)) == 0) {
+		if ((r = shred_cold(d, s.pool, s.image, &cold)) < 0)
+			return r;
+		goto reply;
+	}
+	if (o.shred && ((r = shred_replicas(d, s.pool, s.image)) < 0 ||
+			(r = shred_tiered(d, s.pool, s.image, &cold)) < 0))
 		return r;
 	if ((r = ims_image_remove(d->site, s.pool, s.image, &o)) < 0)
 		return r;
-	return ims_kit_reply_empty(call, &imgstore__v1__delete_image_response__descriptor, resp);
+reply:;
+	Imgstore__V1__DeleteImageResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__delete_image_response__init(m);
+	m->cold_copies_shredded = cold;
+	*resp = &m->base;
+	return 0;
+}
+
+/* KEK rotation: the images of this site, then the cold copies on every target. */
+static int h_rewrap_keys(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			 ProtobufCMessage **resp)
+{
+	ims_daemon *d = APP(app);
+	ims_crypt_rewrap_result img = {0}, cold = {0};
+	char target[64];
+	int r;
+	(void)req;
+	if (!d->kek)
+		return ims_error_set(-EPERM, "cannot rewrap keys: this daemon has no key ([server] "
+					     "kek_file is unset)");
+	snprintf(target, sizeof(target), "kek:%s", ims_crypt_kek_id(d->kek));
+	ims_rpc_call_set_target(call, target);
+	if ((r = ims_crypt_rewrap_site(&img, d->site, d->kek)) < 0)
+		return r;
+	for (size_t i = 0; i < d->cfg->ns3; i++) {
+		ims_tier_target *t = NULL;
+		ims_crypt_rewrap_result one = {0};
+		if ((r = ims_tier_target_open(&t, &d->cfg->s3[i])) == 0)
+			r = ims_tier_rewrap(&one, t, d->kek);
+		ims_tier_target_free(t);
+		if (r < 0)
+			return ims_error_wrap(r, "cannot rewrap the cold copies on target '%s'",
+					      d->cfg->s3[i].name);
+		cold.rewrapped += one.rewrapped;
+		cold.current += one.current;
+		if (one.failed)
+			ims_crypt_rewrap_failed(&cold, "%s", one.report);
+		cold.failed += one.failed - (one.failed ? 1 : 0);
+	}
+	ims_log_info("key rewrap to KEK %s: images %" PRIu64 " rewrapped, %" PRIu64
+		     " current, %" PRIu64 " failed; cold copies %" PRIu64 " rewrapped, %" PRIu64
+		     " current, %" PRIu64 " failed",
+		     ims_crypt_kek_id(d->kek), img.rewrapped, img.current, img.failed,
+		     cold.rewrapped, cold.current, cold.failed);
+	if (img.failed || cold.failed)
+		return ims_error_set(
+			-EPERM,
+			"%" PRIu64 " data key%s could not be rewrapped (%" PRIu64 " were, %" PRIu64
+			" were current): %s%s%s",
+			img.failed + cold.failed, img.failed + cold.failed == 1 ? "" : "s",
+			img.rewrapped + cold.rewrapped, img.current + cold.current, img.report,
+			img.failed && cold.failed ? "; " : "", cold.report);
+	Imgstore__V1__RewrapKeysResponse *m = ALLOC(call, Imgstore__V1__RewrapKeysResponse);
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__rewrap_keys_response__init(m);
+	m->kek_id = ims_rpc_call_strdup(call, ims_crypt_kek_id(d->kek));
+	const char *prev = ims_crypt_kek_previous_id(d->kek);
+	m->previous_kek_id = ims_rpc_call_strdup(call, prev ? prev : "");
+	m->images_rewrapped = img.rewrapped;
+	m->images_current = img.current;
+	m->images_failed = img.failed;
+	m->cold_rewrapped = cold.rewrapped;
+	m->cold_current = cold.current;
+	m->cold_failed = cold.failed;
+	*resp = &m->base;
+	return 0;
 }
 
 static int h_set_tag(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
@@ -313,7 +433,9 @@ typedef struct {
 	ims_format_kind format;
 	uint64_t features;
 	char data_pool[IMS_NAME_MAX + 1];
-	bool encrypt; /* import: LUKS2 (store/crypt.h) */
+	bool encrypt;	     /* import: LUKS2 (store/crypt.h) */
+	uint8_t *passphrase; /* import: of a LUKS-encrypted qcow2; wiped at free, never logged */
+	size_t passphrase_len;
 	char path[1024];
 	char upload_id[40]; /* import from an upload: removed after */
 	/* an import while the upload arrives: the spool file read through a blocking source */
@@ -369,6 +491,10 @@ static void free_work(void *arg)
 	if (w->fd >= 0)
 		close(w->fd);
 	ims_source_growing_free(w->grow);
+	if (w->passphrase) {
+		explicit_bzero(w->passphrase, w->passphrase_len);
+		free(w->passphrase);
+	}
 	free(w);
 }
 
@@ -401,6 +527,8 @@ static int run_import(ims_op *op, void *arg)
 	o.progress_ctx = w;
 	o.source_name = w->upload_id[0] ? "the upload" : w->path;
 	o.no_follow = true; /* w->path was resolved and checked against import_dirs */
+	o.passphrase = w->passphrase;
+	o.passphrase_len = w->passphrase_len;
 	w->op = op;
 	if (w->grow) {
 		/* the network feeds it: 16 MiB to the OSDs (4 blocks of 4 MiB) keep up with it, and
@@ -618,6 +746,15 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	w->features = q->features;
 	w->encrypt = q->encryption && q->encryption[0];
 	snprintf(w->data_pool, sizeof(w->data_pool), "%s", q->data_pool ? q->data_pool : "");
+	if (q->passphrase.len) {
+		w->passphrase = malloc(q->passphrase.len);
+		if (!w->passphrase) {
+			free(w);
+			return -ENOMEM;
+		}
+		memcpy(w->passphrase, q->passphrase.data, q->passphrase.len);
+		w->passphrase_len = q->passphrase.len;
+	}
 	if (from_path) {
 		/* only files under [server] import_dirs: not the keyring, the tier key, the tokens
 		 */
@@ -625,7 +762,7 @@ static int h_import_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 					    "import_dirs", q->source_path, true)) < 0 ||
 		    (r = same_file_as_client(q->source_path, w->path, q->source_dev, q->source_ino,
 					     r, "the client uploads the file instead")) < 0) {
-			free(w);
+			free_work(w);
 			return r;
 		}
 	} else if ((r = claim_upload(d, w, q->upload_id, q->while_uploading)) < 0) {
@@ -1145,6 +1282,8 @@ static const ims_rpc_method methods[] = {
 	  h_begin_upload),
 	M("ImageService", "UploadChunk", upload_chunk_request, upload_chunk_response, ADMIN, false,
 	  h_upload_chunk),
+	M("ImageService", "RewrapKeys", rewrap_keys_request, rewrap_keys_response, ADMIN, true,
+	  h_rewrap_keys),
 	M("ImageService", "DownloadChunk", download_chunk_request, download_chunk_response, ADMIN,
 	  false, h_download_chunk),
 };

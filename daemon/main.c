@@ -430,6 +430,21 @@ static int open_files(ims_daemon *d)
 		ims_log_error("%s", ims_error_last());
 		return r;
 	}
+	if (d->cfg->server.kek_previous_file) {
+		/* a rotation: keys the previous KEK wrapped open until `key rewrap` moved them */
+		ims_crypt_kek *prev = NULL;
+		if (!d->kek) {
+			ims_log_error("kek_previous_file is set but kek_file is not");
+			return -EINVAL;
+		}
+		if ((r = ims_crypt_kek_load(&prev, d->cfg->server.kek_previous_file)) < 0) {
+			ims_log_error("%s", ims_error_last());
+			return r;
+		}
+		ims_crypt_kek_set_previous(d->kek, prev);
+		ims_log_info("KEK %s, and the previous KEK %s until `imgstore key rewrap`",
+			     ims_crypt_kek_id(d->kek), ims_crypt_kek_previous_id(d->kek));
+	}
 	if (d->cfg->server.audit_log) {
 		d->audit = fopen(d->cfg->server.audit_log, "a+");
 		if (!d->audit) {

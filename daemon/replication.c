@@ -85,7 +85,7 @@ static int h_disable_replication(void *app, ims_rpc_call *call, const ProtobufCM
 				 ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
-	const Imgstore__V1__ReplicationImageRequest *q = (const void *)req;
+	const Imgstore__V1__DisableReplicationRequest *q = (const void *)req;
 	ims_spec s;
 	ims_repl_status st;
 	char target[IMS_NAME_MAX + 1];
@@ -183,18 +183,29 @@ static void *extent_item(ims_rpc_call *call, const void *extents, size_t i)
 	return e;
 }
 
-int ims_daemon_status_reply(ims_rpc_call *call, ims_repl_status *list, size_t n,
+int ims_daemon_status_reply(ims_rpc_call *call, ims_repl_status *list, size_t n, ims_repl_unit unit,
 			    ProtobufCMessage **resp)
 {
-	Imgstore__V1__ReplicationStatusResponse *m =
-		ALLOC(call, Imgstore__V1__ReplicationStatusResponse);
 	int r = -ENOMEM;
-	if (!m)
-		goto out;
-	imgstore__v1__replication_status_response__init(m);
-	if (IMS_KIT_REPEATED(call, m, statuses, n, ims_daemon_status_item, list) < 0)
-		goto out;
-	*resp = &m->base;
+	if (unit == IMS_REPL_GROUP) {
+		Imgstore__V1__GetGroupReplicationStatusResponse *m =
+			ALLOC(call, Imgstore__V1__GetGroupReplicationStatusResponse);
+		if (!m)
+			goto out;
+		imgstore__v1__get_group_replication_status_response__init(m);
+		if (IMS_KIT_REPEATED(call, m, statuses, n, ims_daemon_status_item, list) < 0)
+			goto out;
+		*resp = &m->base;
+	} else {
+		Imgstore__V1__GetReplicationStatusResponse *m =
+			ALLOC(call, Imgstore__V1__GetReplicationStatusResponse);
+		if (!m)
+			goto out;
+		imgstore__v1__get_replication_status_response__init(m);
+		if (IMS_KIT_REPEATED(call, m, statuses, n, ims_daemon_status_item, list) < 0)
+			goto out;
+		*resp = &m->base;
+	}
 	r = 0;
 out:
 	free(list);
@@ -205,7 +216,7 @@ static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMe
 				ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
-	const Imgstore__V1__ReplicationStatusRequest *q = (const void *)req;
+	const Imgstore__V1__GetReplicationStatusRequest *q = (const void *)req;
 	ims_spec s;
 	bool one = q->image && q->image->image && q->image->image[0];
 	ims_repl_status *list = NULL;
@@ -221,7 +232,7 @@ static int h_replication_status(void *app, ims_rpc_call *call, const ProtobufCMe
 		free(list);
 		return r;
 	}
-	return ims_daemon_status_reply(call, list, n, resp);
+	return ims_daemon_status_reply(call, list, n, IMS_REPL_IMAGE, resp);
 }
 
 typedef struct {
@@ -275,7 +286,7 @@ static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 			ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
-	const Imgstore__V1__ReplicationImageRequest *q = (const void *)req;
+	const Imgstore__V1__SyncImageRequest *q = (const void *)req;
 	ims_spec s;
 	int r;
 	if ((r = ims_kit_spec(&s, d, call, q->image, false, false)) < 0)
@@ -284,10 +295,21 @@ static int h_sync_image(void *app, ims_rpc_call *call, const ProtobufCMessage *r
 				      resp);
 }
 
+/* The fields of FailoverRequest, FailbackRequest and ResyncRequest (the same in each). */
+typedef struct {
+	const Imgstore__V1__ImageSpec *image;
+	const char *target_site;
+	bool force;
+	uint32_t wait_seconds;
+	const char *from_site;
+} failover_args;
+#define FAILOVER_ARGS(q)                                                                           \
+	((failover_args){(q)->image, (q)->target_site, (q)->force, (q)->wait_seconds,              \
+			 (q)->from_site})
+
 /* Failover, Failback, Resync: Operations (daemon/failover.c). */
-static int submit_failover(ims_daemon *d, ims_rpc_call *call,
-			   const Imgstore__V1__ReplicationImageRequest *q, const char *kind,
-			   ims_op_fn fn, bool failback, ProtobufCMessage **resp)
+static int submit_failover(ims_daemon *d, ims_rpc_call *call, const failover_args *q,
+			   const char *kind, ims_op_fn fn, bool failback, ProtobufCMessage **resp)
 {
 	ims_spec s;
 	int r;
@@ -330,22 +352,25 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call,
 static int h_failover(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 		      ProtobufCMessage **resp)
 {
-	return submit_failover(APP(app), call, (const void *)req, "failover", ims_failover_run,
-			       false, resp);
+	const Imgstore__V1__FailoverRequest *q = (const void *)req;
+	failover_args a = FAILOVER_ARGS(q);
+	return submit_failover(APP(app), call, &a, "failover", ims_failover_run, false, resp);
 }
 
 static int h_failback(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 		      ProtobufCMessage **resp)
 {
-	return submit_failover(APP(app), call, (const void *)req, "failback", ims_failover_run,
-			       true, resp);
+	const Imgstore__V1__FailbackRequest *q = (const void *)req;
+	failover_args a = FAILOVER_ARGS(q);
+	return submit_failover(APP(app), call, &a, "failback", ims_failover_run, true, resp);
 }
 
 static int h_resync(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 		    ProtobufCMessage **resp)
 {
-	return submit_failover(APP(app), call, (const void *)req, "resync", ims_resync_run, false,
-			       resp);
+	const Imgstore__V1__ResyncRequest *q = (const void *)req;
+	failover_args a = FAILOVER_ARGS(q);
+	return submit_failover(APP(app), call, &a, "resync", ims_resync_run, false, resp);
 }
 
 int ims_daemon_verify_deadline(void *ctx, uint64_t done, uint64_t total)
@@ -355,15 +380,15 @@ int ims_daemon_verify_deadline(void *ctx, uint64_t done, uint64_t total)
 	return ims_clock_mono_s() > *(const double *)ctx;
 }
 
-Imgstore__V1__VerifyResponse *ims_daemon_verify_msg(ims_rpc_call *call, const char *img,
-						    const char *target,
-						    const ims_repl_verify_result *v)
+Imgstore__V1__VerifyImageResponse *ims_daemon_verify_msg(ims_rpc_call *call, const char *img,
+							 const char *target,
+							 const ims_repl_verify_result *v)
 {
 	char verdict[512];
-	Imgstore__V1__VerifyResponse *m = ALLOC(call, Imgstore__V1__VerifyResponse);
+	Imgstore__V1__VerifyImageResponse *m = ALLOC(call, Imgstore__V1__VerifyImageResponse);
 	if (!m)
 		return NULL;
-	imgstore__v1__verify_response__init(m);
+	imgstore__v1__verify_image_response__init(m);
 	if (v->equal)
 		snprintf(verdict, sizeof(verdict),
 			 "equal: %" PRIu64 " objects compared, %" PRIu64 " of them by reading",
@@ -425,7 +450,7 @@ static int h_verify_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 		return r;
 	char img[2 * IMS_NAME_MAX + 2];
 	snprintf(img, sizeof(img), "%s/%s", s.pool, s.image);
-	Imgstore__V1__VerifyResponse *m = ims_daemon_verify_msg(call, img, target, v);
+	Imgstore__V1__VerifyImageResponse *m = ims_daemon_verify_msg(call, img, target, v);
 	r = -ENOMEM;
 	if (!m)
 		goto out;
@@ -441,20 +466,17 @@ out:
 static const ims_rpc_method methods[] = {
 	M("ReplicationService", "EnableReplication", enable_replication_request, replication_status,
 	  ADMIN, true, h_enable_replication),
-	M("ReplicationService", "DisableReplication", replication_image_request, replication_status,
-	  ADMIN, true, h_disable_replication),
-	M("ReplicationService", "GetReplicationStatus", replication_status_request,
-	  replication_status_response, READER, false, h_replication_status),
-	M("ReplicationService", "SyncImage", replication_image_request, operation, ADMIN, true,
+	M("ReplicationService", "DisableReplication", disable_replication_request,
+	  replication_status, ADMIN, true, h_disable_replication),
+	M("ReplicationService", "GetReplicationStatus", get_replication_status_request,
+	  get_replication_status_response, READER, false, h_replication_status),
+	M("ReplicationService", "SyncImage", sync_image_request, operation, ADMIN, true,
 	  h_sync_image),
-	M("ReplicationService", "Failover", replication_image_request, operation, ADMIN, true,
-	  h_failover),
-	M("ReplicationService", "Failback", replication_image_request, operation, ADMIN, true,
-	  h_failback),
-	M("ReplicationService", "Resync", replication_image_request, operation, ADMIN, true,
-	  h_resync),
-	M("ReplicationService", "VerifyImage", verify_image_request, verify_response, ADMIN, true,
-	  h_verify_image, SLOW),
+	M("ReplicationService", "Failover", failover_request, operation, ADMIN, true, h_failover),
+	M("ReplicationService", "Failback", failback_request, operation, ADMIN, true, h_failback),
+	M("ReplicationService", "Resync", resync_request, operation, ADMIN, true, h_resync),
+	M("ReplicationService", "VerifyImage", verify_image_request, verify_image_response, ADMIN,
+	  true, h_verify_image, SLOW),
 };
 
 IMS_DAEMON_SERVICE(ims_replication_service, methods);

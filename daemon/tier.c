@@ -411,7 +411,7 @@ static int ims_h_tier_set_policy(void *app, ims_rpc_call *call, const ProtobufCM
 				 ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
-	const Imgstore__V1__SetTierPolicyRequest *q = (const void *)req;
+	const Imgstore__V1__SetPolicyRequest *q = (const void *)req;
 	ims_tier_policy p;
 	int r;
 
@@ -428,7 +428,7 @@ static int ims_h_tier_get_policy(void *app, ims_rpc_call *call, const ProtobufCM
 				 ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
-	const Imgstore__V1__GetTierPolicyRequest *q = (const void *)req;
+	const Imgstore__V1__GetPolicyRequest *q = (const void *)req;
 	const char *pool = q->pool && q->pool[0] ? q->pool : d->pool;
 	ims_tier_policy p;
 	int r;
@@ -449,10 +449,10 @@ static int ims_h_tier_list_policies(void *app, ims_rpc_call *call, const Protobu
 
 	if ((r = ims_tier_policy_list(&list, &n, d->site, d->pool)) < 0)
 		return r;
-	Imgstore__V1__ListTierPoliciesResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
+	Imgstore__V1__ListPoliciesResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
 	r = -ENOMEM;
 	if (m) {
-		imgstore__v1__list_tier_policies_response__init(m);
+		imgstore__v1__list_policies_response__init(m);
 		if ((r = IMS_KIT_REPEATED(call, m, policies, n, policy_item, list)) == 0)
 			*resp = &m->base;
 	}
@@ -464,17 +464,17 @@ static int ims_h_tier_remove_policy(void *app, ims_rpc_call *call, const Protobu
 				    ProtobufCMessage **resp)
 {
 	ims_daemon *d = APP(app);
-	const Imgstore__V1__RemoveTierPolicyRequest *q = (const void *)req;
+	const Imgstore__V1__RemovePolicyRequest *q = (const void *)req;
 	const char *pool = q->pool && q->pool[0] ? q->pool : d->pool;
 	int r;
 
 	ims_rpc_call_set_target(call, pool);
 	if ((r = ims_tier_policy_rm(d->site, d->pool, pool)) < 0)
 		return r;
-	Imgstore__V1__RemoveTierPolicyResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
+	Imgstore__V1__RemovePolicyResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
-	imgstore__v1__remove_tier_policy_response__init(m);
+	imgstore__v1__remove_policy_response__init(m);
 	*resp = &m->base;
 	return 0;
 }
@@ -632,14 +632,14 @@ static const ims_rpc_method methods[] = {
 	M("TierService", "ListCold", list_cold_request, list_cold_response, READER, false,
 	  ims_h_tier_list_cold),
 	M("TierService", "Scrub", scrub_request, operation, ADMIN, true, ims_h_tier_scrub),
-	M("TierService", "SetPolicy", set_tier_policy_request, tier_policy, ADMIN, true,
+	M("TierService", "SetPolicy", set_policy_request, tier_policy, ADMIN, true,
 	  ims_h_tier_set_policy),
-	M("TierService", "GetPolicy", get_tier_policy_request, tier_policy, READER, false,
+	M("TierService", "GetPolicy", get_policy_request, tier_policy, READER, false,
 	  ims_h_tier_get_policy),
-	M("TierService", "ListPolicies", list_tier_policies_request, list_tier_policies_response,
-	  READER, false, ims_h_tier_list_policies),
-	M("TierService", "RemovePolicy", remove_tier_policy_request, remove_tier_policy_response,
-	  ADMIN, true, ims_h_tier_remove_policy),
+	M("TierService", "ListPolicies", list_policies_request, list_policies_response, READER,
+	  false, ims_h_tier_list_policies),
+	M("TierService", "RemovePolicy", remove_policy_request, remove_policy_response, ADMIN, true,
+	  ims_h_tier_remove_policy),
 	M("TierService", "ColdCandidates", cold_candidates_request, cold_candidates_response,
 	  READER, false, ims_h_tier_cold_candidates),
 };

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -188,8 +189,9 @@ static int set_base(ims_client *c, const char *server, const char **unix_path)
 	return c->base ? 0 : nomem();
 }
 
-/* The headers of every call; the token's copy is wiped once curl has its own. */
-static int set_headers(ims_client *c, const char *token)
+/* The headers of every call; the token's copy is wiped once curl has its own. A deadline the
+ * caller set goes to the server as the call's budget (Connect-Timeout-Ms, at most 10 digits). */
+static int set_headers(ims_client *c, const char *token, long timeout_ms)
 {
 	struct curl_slist *h;
 	char *auth = NULL;
@@ -197,6 +199,13 @@ static int set_headers(ims_client *c, const char *token)
 	c->headers = curl_slist_append(NULL, "Content-Type: application/proto");
 	if (!c->headers || !curl_slist_append(c->headers, "Connect-Protocol-Version: 1"))
 		return nomem();
+	if (timeout_ms > 0) {
+		char budget[48];
+		snprintf(budget, sizeof(budget), "Connect-Timeout-Ms: %ld",
+			 timeout_ms > 9999999999L ? 9999999999L : timeout_ms);
+		if (!curl_slist_append(c->headers, budget))
+			return nomem();
+	}
 	if (!token)
 		return 0;
 	if (asprintf(&auth, "Authorization: Bearer %s", token) < 0)
@@ -274,7 +283,8 @@ int ims_client_open(ims_client **out, const ims_client_opts *opts)
 		r = nomem();
 		goto fail;
 	}
-	if ((r = set_headers(c, opts->token)) < 0 || (r = set_curl_options(c, opts, unix_path)) < 0)
+	if ((r = set_headers(c, opts->token, opts->timeout_ms)) < 0 ||
+	    (r = set_curl_options(c, opts, unix_path)) < 0)
 		goto fail;
 	c->last_code = IMS_RPC_OK;
 	*out = c;
@@ -403,6 +413,7 @@ static ims_rpc_code code_from_http(long status)
 	case 401: return IMS_RPC_UNAUTHENTICATED;
 	case 403: return IMS_RPC_PERMISSION_DENIED;
 	case 404: return IMS_RPC_UNIMPLEMENTED;
+	case 408: return IMS_RPC_DEADLINE_EXCEEDED; /* a budget (Connect-Timeout-Ms) ran out */
 	case 429:
 	case 502:
 	case 503:

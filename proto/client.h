@@ -23,7 +23,10 @@ typedef struct {
 	const char *ca_file;   /* CA that signed the server's certificate; NULL: the system's */
 	const char *cert_file; /* client certificate (PEM), when the server asks for one */
 	const char *key_file;
-	long timeout_ms;	 /* a whole call; 0: 60000 */
+	/* a whole call; 0: 60000. When set, it is also sent as the call's budget
+	 * (Connect-Timeout-Ms): the server stops at it and answers deadline_exceeded, which
+	 * the call returns as -ETIMEDOUT, as it does when it gives up waiting itself. */
+	long timeout_ms;
 	long connect_timeout_ms; /* 0: 5000 */
 } ims_client_opts;
 #define IMS_CLIENT_OPTS_INIT                                                                       \

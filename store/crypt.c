@@ -2,18 +2,18 @@
 #include "store/crypt.h"
 
 #include <errno.h>
-#include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "common/error.h"
+#include "common/keyfile.h"
+#include "store/store_internal.h" /* ims_crypt__wrapped() */
 
 #define NONCE_LEN 12
 #define TAG_LEN	  16
@@ -24,31 +24,8 @@
 struct ims_crypt_kek {
 	uint8_t key[IMS_CRYPT_KEY_LEN];
 	char id[IMS_CRYPT_KEKID_LEN + 1];
+	struct ims_crypt_kek *prev; /* a rotation's previous KEK: unwraps, never wraps */
 };
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* @returns 0 if @p hex is exactly 2 * @p n hex digits, else -EINVAL. */
-static int unhex(uint8_t *out, const char *hex, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		int hi = hexval((unsigned char)hex[2 * i]);
-		int lo = hi < 0 ? -1 : hexval((unsigned char)hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -EINVAL;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
-}
 
 static void tohex(char *out, const uint8_t *in, size_t n)
 {
@@ -79,65 +56,23 @@ static int kek_id(ims_crypt_kek *k)
 
 int ims_crypt_kek_load(ims_crypt_kek **out, const char *path)
 {
-	char buf[256];
-	struct stat st;
-	ims_crypt_kek *k = NULL;
-	int r = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return ims_error_set(-errno, "cannot open kek_file '%s': %s", path,
-				     ims_strerror(errno));
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return ims_error_set(-EINVAL, "kek_file '%s' is not a regular file", path);
+	ims_crypt_kek *k = calloc(1, sizeof(*k));
+	int r;
+	if (!k)
+		return -ENOMEM;
+	if ((r = ims_keyfile_read(k->key, path, "kek_file")) < 0 || (r = kek_id(k)) < 0) {
+		ims_crypt_kek_free(k);
+		return r;
 	}
-	if (st.st_mode & 077) {
-		close(fd);
-		return ims_error_set(-EPERM,
-				     "kek_file '%s' may be read by group or others (mode %03o); "
-				     "chmod 600 it",
-				     path, (unsigned)(st.st_mode & 0777));
-	}
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return ims_error_set(-EIO, "cannot read kek_file '%s'", path);
-	buf[n] = '\0';
-	if (!(k = calloc(1, sizeof(*k)))) {
-		r = -ENOMEM;
-		goto out;
-	}
-	const char *p = buf;
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		p++;
-	if ((size_t)(n - (p - buf)) < IMS_CRYPT_PASS_LEN ||
-	    unhex(k->key, p, IMS_CRYPT_KEY_LEN) < 0) {
-		r = -EINVAL;
-	} else {
-		p += IMS_CRYPT_PASS_LEN;
-		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-			p++;
-		if (*p)
-			r = -EINVAL;
-	}
-	if (r < 0) {
-		ims_error_set(r, "kek_file '%s' must hold a 256-bit key as 64 hex digits", path);
-		goto out;
-	}
-	if ((r = kek_id(k)) < 0)
-		goto out;
 	*out = k;
-	k = NULL;
-out:
-	OPENSSL_cleanse(buf, sizeof(buf));
-	ims_crypt_kek_free(k);
-	return r;
+	return 0;
 }
 
 void ims_crypt_kek_free(ims_crypt_kek *kek)
 {
 	if (!kek)
 		return;
+	ims_crypt_kek_free(kek->prev);
 	OPENSSL_cleanse(kek, sizeof(*kek));
 	free(kek);
 }
@@ -145,6 +80,21 @@ void ims_crypt_kek_free(ims_crypt_kek *kek)
 const char *ims_crypt_kek_id(const ims_crypt_kek *kek)
 {
 	return kek->id;
+}
+
+void ims_crypt_kek_set_previous(ims_crypt_kek *kek, ims_crypt_kek *prev)
+{
+	ims_crypt_kek_free(kek->prev);
+	kek->prev = prev;
+	if (prev) { /* no chains: a previous KEK's own previous one is not kept */
+		ims_crypt_kek_free(prev->prev);
+		prev->prev = NULL;
+	}
+}
+
+const char *ims_crypt_kek_previous_id(const ims_crypt_kek *kek)
+{
+	return kek->prev ? kek->prev->id : NULL;
 }
 
 static int gcm(bool enc, const uint8_t *kek, const uint8_t *nonce, const uint8_t *in, uint8_t *outp,
@@ -195,28 +145,75 @@ int ims_crypt_unwrap(uint8_t *key, const ims_crypt_kek *kek, const char *wrapped
 	size_t len = strlen(wrapped);
 	if (len != 4 + IMS_CRYPT_KEKID_LEN + 2 * BLOB_LEN || strncmp(wrapped, "v1:", 3) != 0 ||
 	    wrapped[3 + IMS_CRYPT_KEKID_LEN] != ':' ||
-	    unhex(blob, wrapped + 4 + IMS_CRYPT_KEKID_LEN, BLOB_LEN) < 0)
+	    ims_keyfile_unhex(blob, wrapped + 4 + IMS_CRYPT_KEKID_LEN, BLOB_LEN) < 0)
 		return ims_error_set(-EINVAL,
 				     "the wrapped data key is damaged (not 'v1:KEKID:HEX')");
-	if (memcmp(wrapped + 3, kek->id, IMS_CRYPT_KEKID_LEN) != 0)
-		return ims_error_set(-EPERM,
-				     "the data key is wrapped by KEK %.16s, and this daemon's "
-				     "kek_file holds KEK %s",
-				     wrapped + 3, kek->id);
-	int r = gcm(false, kek->key, blob, blob + NONCE_LEN, plain,
+	const ims_crypt_kek *by = kek;
+	if (memcmp(wrapped + 3, kek->id, IMS_CRYPT_KEKID_LEN) != 0) {
+		by = kek->prev;
+		if (!by || memcmp(wrapped + 3, by->id, IMS_CRYPT_KEKID_LEN) != 0) {
+			if (kek->prev)
+				return ims_error_set(
+					-EPERM,
+					"the data key is wrapped by KEK %.16s, and this "
+					"daemon holds KEK %s (kek_file) and KEK %s "
+					"(kek_previous_file)",
+					wrapped + 3, kek->id, kek->prev->id);
+			return ims_error_set(
+				-EPERM,
+				"the data key is wrapped by KEK %.16s, and this daemon's "
+				"kek_file holds KEK %s",
+				wrapped + 3, kek->id);
+		}
+	}
+	int r = gcm(false, by->key, blob, blob + NONCE_LEN, plain,
 		    blob + NONCE_LEN + IMS_CRYPT_KEY_LEN);
 	if (r < 0) {
 		OPENSSL_cleanse(plain, sizeof(plain));
 		return ims_error_set(
-			-EPERM, "the wrapped data key fails authentication with KEK %s", kek->id);
+			-EPERM, "the wrapped data key fails authentication with KEK %s", by->id);
 	}
 	memcpy(key, plain, IMS_CRYPT_KEY_LEN);
 	OPENSSL_cleanse(plain, sizeof(plain));
 	return 0;
 }
 
-/* The wrapped key of @p image into @p buf: 1, 0 if it has none, or an error of librbd. */
-static int get_wrapped(char *buf, rbd_image_t image)
+int ims_crypt_check_wrapped(const char *wrapped, const ims_crypt_kek *kek, const char *what)
+{
+	uint8_t key[IMS_CRYPT_KEY_LEN];
+	if (strcmp(wrapped, IMS_CRYPT_SHREDDED) == 0)
+		return ims_error_set(-EPERM,
+				     "%s was crypto-shredded: its key is destroyed and its data "
+				     "cannot be read",
+				     what);
+	if (!kek)
+		return ims_error_set(
+			-EPERM,
+			"%s is encrypted and this daemon has no key ([server] kek_file "
+			"is unset)",
+			what);
+	int r = ims_crypt_unwrap(key, kek, wrapped);
+	OPENSSL_cleanse(key, sizeof(key));
+	return r < 0 ? ims_error_wrap(r, "cannot open %s", what) : 0;
+}
+
+int ims_crypt_rewrap(char *out, const ims_crypt_kek *kek, const char *wrapped)
+{
+	uint8_t key[IMS_CRYPT_KEY_LEN];
+	int r = ims_crypt_unwrap(key, kek, wrapped);
+	if (r < 0)
+		return r;
+	if (strncmp(wrapped + 3, kek->id, IMS_CRYPT_KEKID_LEN) == 0) {
+		snprintf(out, IMS_CRYPT_WRAPPED_MAX, "%s", wrapped);
+		r = 0;
+	} else if ((r = ims_crypt_wrap(out, kek, key)) == 0) {
+		r = 1;
+	}
+	OPENSSL_cleanse(key, sizeof(key));
+	return r;
+}
+
+int ims_crypt__wrapped(char *buf, rbd_image_t image)
 {
 	size_t n = IMS_CRYPT_WRAPPED_MAX;
 	int r = rbd_metadata_get(image, IMS_CRYPT_META_KEY, buf, &n);
@@ -230,14 +227,14 @@ static int get_wrapped(char *buf, rbd_image_t image)
 int ims_crypt_is_encrypted(rbd_image_t image)
 {
 	char buf[IMS_CRYPT_WRAPPED_MAX];
-	return get_wrapped(buf, image);
+	return ims_crypt__wrapped(buf, image);
 }
 
 /* The data key of @p image into @p key: 1, 0 if it is not encrypted, or an error (set). */
 static int data_key(uint8_t *key, rbd_image_t image, const ims_crypt_kek *kek, const char *what)
 {
 	char buf[IMS_CRYPT_WRAPPED_MAX];
-	int r = get_wrapped(buf, image);
+	int r = ims_crypt__wrapped(buf, image);
 	if (r < 0)
 		return ims_error_set(r, "cannot read the key of image '%s': %s", what,
 				     ims_strerror(r));
@@ -351,7 +348,7 @@ int ims_crypt_host_secret(char *pass, char *uuid, rbd_image_t image, const ims_c
 	int r = ims_crypt_passphrase(pass, image, kek, what);
 	if (r < 0)
 		return r;
-	if ((r = get_wrapped(wrapped, image)) <= 0) {
+	if ((r = ims_crypt__wrapped(wrapped, image)) <= 0) {
 		OPENSSL_cleanse(pass, IMS_CRYPT_PASS_LEN + 1);
 		return r < 0 ? r : ims_error_set(-ENODATA, "image '%s' is not encrypted", what);
 	}
@@ -385,10 +382,45 @@ int ims_crypt_copy_key(rbd_image_t dst, rbd_image_t src)
 	return rbd_metadata_set(dst, IMS_CRYPT_META_KEY, buf);
 }
 
+int ims_crypt_key_get(char *out, rbd_image_t image, const ims_crypt_kek *kek, const char *what)
+{
+	uint8_t key[IMS_CRYPT_KEY_LEN];
+	int r = data_key(key, image, kek, what);
+	OPENSSL_cleanse(key, sizeof(key));
+	if (r <= 0)
+		return r;
+	if ((r = ims_crypt__wrapped(out, image)) < 0)
+		return ims_error_set(r, "cannot read the key of image '%s': %s", what,
+				     ims_strerror(r));
+	return 1;
+}
+
+int ims_crypt_key_set(rbd_image_t image, const char *wrapped, const char *what)
+{
+	int r = rbd_metadata_set(image, IMS_CRYPT_META_KEY, wrapped);
+	if (r < 0)
+		ims_error_set(r, "cannot store the key of image '%s': %s", what, ims_strerror(r));
+	return r;
+}
+
+void ims_crypt_rewrap_failed(ims_crypt_rewrap_result *res, const char *fmt, ...)
+{
+	size_t used = strlen(res->report), len = sizeof(res->report);
+	res->failed++;
+	if (used + 8 >= len)
+		return;
+	if (used)
+		used += (size_t)snprintf(res->report + used, len - used, "; ");
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(res->report + used, len - used, fmt, ap);
+	va_end(ap);
+}
+
 int ims_crypt_shred(rbd_image_t image, const char *what)
 {
 	char buf[IMS_CRYPT_WRAPPED_MAX];
-	int r = get_wrapped(buf, image);
+	int r = ims_crypt__wrapped(buf, image);
 	if (r <= 0)
 		return r < 0 ? ims_error_set(r, "cannot read the key of image '%s': %s", what,
 					     ims_strerror(r))

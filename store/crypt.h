@@ -23,6 +23,8 @@
 
 #include <rbd/librbd.h>
 
+#include "store/site.h"
+
 #define IMS_CRYPT_META_KEY    "imgstore.crypt.key"
 #define IMS_CRYPT_SHREDDED    "shredded" /* the key's value once destroyed */
 #define IMS_CRYPT_KEY_LEN     32
@@ -53,6 +55,16 @@ void ims_crypt_kek_free(ims_crypt_kek *kek);
 const char *ims_crypt_kek_id(const ims_crypt_kek *kek);
 
 /**
+ * Give @p kek the previous KEK of a rotation ([server] kek_previous_file): data keys wrapped by
+ * @p prev still unwrap, while ims_crypt_wrap() always wraps with @p kek. @p kek takes @p prev
+ * over (frees it), replacing a previous one it had.
+ */
+void ims_crypt_kek_set_previous(ims_crypt_kek *kek, ims_crypt_kek *prev);
+
+/** The previous KEK's id, or NULL if @p kek has none. Borrowed. */
+const char *ims_crypt_kek_previous_id(const ims_crypt_kek *kek);
+
+/**
  * Wrap @p key (IMS_CRYPT_KEY_LEN bytes) with @p kek into @p out (IMS_CRYPT_WRAPPED_MAX bytes).
  *
  * @returns -EIO if no randomness could be had.
@@ -60,12 +72,31 @@ const char *ims_crypt_kek_id(const ims_crypt_kek *kek);
 int ims_crypt_wrap(char *out, const ims_crypt_kek *kek, const uint8_t *key);
 
 /**
- * Unwrap @p wrapped into @p key (IMS_CRYPT_KEY_LEN bytes).
+ * Unwrap @p wrapped into @p key (IMS_CRYPT_KEY_LEN bytes): it must have been wrapped by @p kek or
+ * its previous KEK (ims_crypt_kek_set_previous()).
  *
  * @returns -EINVAL if @p wrapped is not a wrapped key, -EPERM if it was wrapped by another KEK
  *          or fails authentication (the message says which).
  */
 int ims_crypt_unwrap(uint8_t *key, const ims_crypt_kek *kek, const char *wrapped);
+
+/**
+ * Check a wrapped data key kept away from its image (a tier manifest's): @p what names its
+ * owner in messages ("cold image 'rbd/vm1'").
+ *
+ * @returns 0 if it unwraps with @p kek (or its previous KEK), -EPERM if it was shredded
+ *          (IMS_CRYPT_SHREDDED), @p kek is NULL or another KEK wrapped it, -EINVAL if damaged.
+ */
+int ims_crypt_check_wrapped(const char *wrapped, const ims_crypt_kek *kek, const char *what);
+
+/**
+ * Rewrap @p wrapped with @p kek's current key into @p out (IMS_CRYPT_WRAPPED_MAX bytes), unless
+ * it is wrapped by it already.
+ *
+ * @returns 1 if rewrapped (from the previous KEK), 0 if @p wrapped is current (@p out is a copy),
+ *          -EPERM/-EINVAL as ims_crypt_unwrap(), -EIO.
+ */
+int ims_crypt_rewrap(char *out, const ims_crypt_kek *kek, const char *wrapped);
 
 /**
  * Whether the open image @p image is encrypted by imgstore (has a wrapped data key).
@@ -119,6 +150,47 @@ int ims_crypt_host_secret(char *pass, char *uuid, rbd_image_t image, const ims_c
  * @returns 0, an error of librbd (no message set).
  */
 int ims_crypt_copy_key(rbd_image_t dst, rbd_image_t src);
+
+/**
+ * The wrapped data key of @p image into @p out (IMS_CRYPT_WRAPPED_MAX bytes), checked to unwrap
+ * with @p kek: what a copy of the image's ciphertext kept elsewhere (a tier push) must carry.
+ *
+ * @returns 1, 0 if the image is not encrypted, -EPERM as ims_crypt_load().
+ */
+int ims_crypt_key_get(char *out, rbd_image_t image, const ims_crypt_kek *kek, const char *what);
+
+/**
+ * Give the open @p image the wrapped data key @p wrapped (its bytes are the ciphertext that
+ * key opens: the restore of a tiered encrypted image).
+ *
+ * @returns 0, an error of librbd (message set).
+ */
+int ims_crypt_key_set(rbd_image_t image, const char *wrapped, const char *what);
+
+/** What a rewrap did (ims_crypt_rewrap_site(), and the tier's manifests: tier/tier.h). */
+typedef struct {
+	uint64_t rewrapped; /* data keys the previous KEK wrapped, now wrapped by the current one */
+	uint64_t current;   /* wrapped by the current KEK already */
+	uint64_t failed;    /* wrapped by neither KEK, or unreadable: named in report */
+	char report[1024];  /* the first failures, one "WHAT: why" each, "; " between */
+} ims_crypt_rewrap_result;
+
+/** Count a failure in @p res and name it in its report (as far as it has room). */
+void ims_crypt_rewrap_failed(ims_crypt_rewrap_result *res, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/**
+ * Rewrap with @p kek's current key the data key of every encrypted image of @p site that the
+ * previous KEK (ims_crypt_kek_set_previous()) wrapped: the images of every RBD pool, those in
+ * the trash and replicas included (each site rewraps its own copies). Idempotent: a key wrapped
+ * by the current KEK is left alone, so a run cut short (killed) is finished by the next. Each
+ * key is swapped atomically only if unchanged since read (a RADOS compare-and-set on the
+ * image's header): a key shredded meanwhile stays shredded.
+ *
+ * @returns 0 (failures counted and named in @p out), -EPERM if @p kek is NULL, an error
+ *          listing the pools.
+ */
+int ims_crypt_rewrap_site(ims_crypt_rewrap_result *out, ims_site *site, const ims_crypt_kek *kek);
 
 /**
  * Destroy the wrapped data key of @p image: its value becomes IMS_CRYPT_SHREDDED, so that

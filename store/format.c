@@ -872,6 +872,12 @@ int ims_format_detect(ims_format_kind *out, const ims_source *src)
 
 int ims_format_open(ims_format_reader **out, const ims_source *src, ims_format_kind declared)
 {
+	return ims_format_open_secret(out, src, declared, NULL);
+}
+
+int ims_format_open_secret(ims_format_reader **out, const ims_source *src, ims_format_kind declared,
+			   const ims_format_secret *secret)
+{
 	ims_format_kind kind;
 	int unread, r;
 
@@ -886,8 +892,14 @@ int ims_format_open(ims_format_reader **out, const ims_source *src, ims_format_k
 	if (declared != IMS_FORMAT_AUTO && declared != kind)
 		return ims_error_set(-EINVAL, "image declared as %s but its bytes are %s",
 				     ims_format_name(declared), ims_format_name(kind));
+	/* a passphrase for a file that is not encrypted: refused, the user expected otherwise */
+	if (secret && secret->passphrase && kind != IMS_FORMAT_QCOW2)
+		return ims_error_set(-EINVAL,
+				     "a passphrase was given but the image (%s) is not "
+				     "encrypted",
+				     ims_format_name(kind));
 	switch (kind) {
-	case IMS_FORMAT_QCOW2: return ims_format__qcow2_open(out, src);
+	case IMS_FORMAT_QCOW2: return ims_format__qcow2_open(out, src, secret);
 	case IMS_FORMAT_VMDK: return ims_format__vmdk_open(out, src);
 	case IMS_FORMAT_VDI: return ims_format__vdi_open(out, src);
 	case IMS_FORMAT_VHDX: return ims_format__vhdx_open(out, src);

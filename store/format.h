@@ -191,6 +191,33 @@ typedef struct ims_format_reader ims_format_reader;
 int ims_format_open(ims_format_reader **out, const ims_source *src, ims_format_kind declared);
 
 /**
+ * The most PBKDF2 iterations a LUKS key slot or master key digest may ask; all the active
+ * slots together may ask 4 times that in rounds (iterations times the key's blocks of the
+ * hash's size: 2 slots of a 64-byte key with sha256). A file that asks more is refused before
+ * any runs: about a minute of one core at worst (docs/SECURITY.md).
+ */
+#define IMS_FORMAT_LUKS_MAX_ITERATIONS 10000000u
+
+/** The secret of an encrypted image: the passphrase of a LUKS-encrypted qcow2. */
+typedef struct {
+	const void *passphrase; /* borrowed; may hold any bytes */
+	size_t passphrase_len;
+	uint32_t max_iterations; /* 0: IMS_FORMAT_LUKS_MAX_ITERATIONS */
+} ims_format_secret;
+
+/**
+ * ims_format_open() with a secret (NULL: none). A LUKS-encrypted qcow2 (crypt_method 2)
+ * opens with its passphrase and reads decrypted; the key is kept only in the reader.
+ *
+ * @returns as ims_format_open(), and -EINVAL for an encrypted image without a passphrase,
+ *          a passphrase that opens no key slot, a passphrase given for an image that is not
+ *          encrypted, or a corrupt encryption header; -ENOTSUP for a cipher, hash or
+ *          iteration count imgstore refuses (messages name them).
+ */
+int ims_format_open_secret(ims_format_reader **out, const ims_source *src, ims_format_kind declared,
+			   const ims_format_secret *secret);
+
+/**
  * Open @p src as a raw disk whatever its first bytes look like: for a caller that knows the
  * bytes are a raw disk (a restore of what was pushed as one), which may well begin like a
  * qcow2 or vmdk file (a disk that holds one). Never use it on bytes from outside.

@@ -84,7 +84,8 @@ static inline void ims_format__reader_init(ims_format_reader *r, const ims_forma
 }
 
 int ims_format__raw_open(ims_format_reader **out, const ims_source *src);
-int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src);
+int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src,
+			   const ims_format_secret *secret);
 int ims_format__vmdk_open(ims_format_reader **out, const ims_source *src);
 int ims_format__vdi_open(ims_format_reader **out, const ims_source *src);
 int ims_format__vhdx_open(ims_format_reader **out, const ims_source *src);
@@ -317,5 +318,64 @@ static inline int ims_format__sparse_read(ims_format_reader *base, uint64_t offs
  */
 void ims_format__qcow2_refcount_layout(uint64_t data_clusters, uint64_t *blocks,
 				       uint64_t *table_clusters);
+
+/*
+ * LUKS1, as QEMU keeps it inside an encrypted qcow2 image (format_luks.c). The header is
+ * parsed whole before any PBKDF2 runs; a slot or digest asking more iterations than
+ * @p max_iterations is refused, and so are active slots that ask more than 4 x
+ * @p max_iterations PBKDF2 rounds together (iterations times the key's blocks of the hash's
+ * size: the work a wrong passphrase costs).
+ */
+#define IMS_FORMAT__LUKS_HEADER_BYTES 592u
+
+typedef enum {
+	IMS_FORMAT__LUKS_IV_PLAIN64 = 0,
+	IMS_FORMAT__LUKS_IV_PLAIN,
+	IMS_FORMAT__LUKS_IV_ESSIV,
+} ims_format__luks_iv;
+
+typedef struct {
+	bool active;
+	uint32_t iterations, stripes;
+	uint8_t salt[32];
+	uint64_t km_off, km_len; /* the key material in the header area, whole sectors */
+} ims_format__luks_slot;
+
+typedef struct {
+	const struct evp_md_st *hash;	    /* the header's hash (PBKDF2, AF diffusion) */
+	const struct evp_md_st *essiv_hash; /* IV_ESSIV: the hash of the key */
+	const struct evp_cipher_st *cipher; /* the data cipher */
+	ims_format__luks_iv iv;
+	size_t key_bytes;
+	uint8_t mk_digest[20], mk_salt[32];
+	uint32_t mk_iterations;
+	ims_format__luks_slot slots[8];
+} ims_format__luks_info;
+
+/*
+ * Parse the LUKS1 header @p h (@p len bytes read from the start of an area of
+ * @p area_bytes that holds it and its key material).
+ * @returns -EINVAL (corrupt), -ENOTSUP (a cipher, mode, hash or version imgstore does not
+ *          read; iterations over the ceiling).
+ */
+int ims_format__luks_parse(ims_format__luks_info *out, const uint8_t *h, size_t len,
+			   uint64_t area_bytes, uint32_t max_iterations);
+
+typedef struct ims_format__luks ims_format__luks;
+
+/*
+ * Open the LUKS1 header at [@p area_off, + @p area_len) of @p src with a passphrase.
+ * @returns as ims_format__luks_parse(); -EINVAL "no key slot opens with this passphrase".
+ */
+int ims_format__luks_open(ims_format__luks **out, const ims_source *src, uint64_t area_off,
+			  uint64_t area_len, const void *pass, size_t pass_len,
+			  uint32_t max_iterations);
+
+/* Decrypt (encrypt: tests) @p len bytes, whole 512-byte sectors, the first numbered
+ * @p sector (the IV's number). */
+int ims_format__luks_decrypt(ims_format__luks *l, uint64_t sector, uint8_t *buf, size_t len);
+int ims_format__luks_encrypt(ims_format__luks *l, uint64_t sector, uint8_t *buf, size_t len);
+
+void ims_format__luks_free(ims_format__luks *l);
 
 #endif

@@ -3,7 +3,9 @@
  * specification (docs/interop/qcow2.txt in QEMU).
  *
  * Only the active layer is read: no snapshots, no refcounts (a reader does not need them),
- * and no backing file, external data file or encryption (refused at open). Every offset taken
+ * and no backing file, external data file or legacy AES encryption (refused at open). A
+ * LUKS-encrypted image (crypt_method 2) opens with its passphrase (format_luks.c) and each
+ * 512-byte sector of its data clusters is decrypted as it is read. Every offset taken
  * from the file is checked before it is used: tables lie inside the file and not in the
  * header cluster, the L1 table or the refcount table, and data clusters are not L2 tables.
  * The L1 table is loaded whole (at most 32 MiB, as QEMU caps it, and never larger than the
@@ -35,6 +37,10 @@
 
 #define EXT_END	      0u
 #define EXT_DATA_FILE 0x44415441u
+#define EXT_CRYPTO    0x0537be77u /* the offset and length of the LUKS header */
+
+#define CRYPT_AES  1
+#define CRYPT_LUKS 2
 
 #define L1E_OFFSET_MASK UINT64_C(0x00fffffffffffe00)
 #define L2E_OFFSET_MASK UINT64_C(0x00fffffffffffe00)
@@ -72,7 +78,14 @@ typedef struct {
 	z_stream z;
 	bool z_ready;
 	ZSTD_DCtx *zstd;
+
+	/* LUKS: the opened key, its header's area in the file, a buffer of whole sectors */
+	ims_format__luks *luks;
+	uint64_t luks_off, luks_len;
+	uint8_t *sbuf;
 } qcow2;
+
+#define SBUF_BYTES (1u << 20)
 
 static const char *unit_name(const qcow2 *q, uint64_t off, uint64_t len)
 {
@@ -82,6 +95,8 @@ static const char *unit_name(const qcow2 *q, uint64_t off, uint64_t len)
 		return "the L1 table";
 	if (ims_format__overlap(off, len, q->rt_off, q->rt_bytes))
 		return "the refcount table";
+	if (ims_format__overlap(off, len, q->luks_off, q->luks_len))
+		return "the encryption header";
 	return NULL;
 }
 
@@ -177,6 +192,11 @@ static int locate(ims_format_reader *base, uint64_t off, ims_format__loc *out)
 	out->len = cs - in_cluster;
 
 	if (entry & L2E_COMPRESSED) {
+		if (q->luks) /* qemu never writes them: their bytes would not be encrypted */
+			return ims_error_set(-EINVAL,
+					     "qcow2: compressed cluster at guest offset %" PRIu64
+					     " in an encrypted image",
+					     off);
 		r = check_compressed(q, off, entry);
 		if (r < 0)
 			return r;
@@ -334,9 +354,76 @@ static const ims_format__sparse_ops qcow2_sparse = {
 	.has_table = has_l2,
 };
 
+/*
+ * ims_format__ops.read of an encrypted image: the data units in whole sectors, decrypted.
+ * The IV numbers each sector by its HOST offset / 512 (QEMU sets crypt_physical_offset for
+ * LUKS in qcow2; checked against qemu-img convert, which the guest offset does not match);
+ * zeros as they are. Units are whole sectors (clusters and subclusters of 512 bytes or
+ * more) and the virtual size is whole sectors (checked at open).
+ */
+static int qcow2_read_luks(qcow2 *q, uint64_t offset, uint8_t *buf, size_t len)
+{
+	ims_format__loc l, n;
+	int r;
+
+	while (len) {
+		uint64_t take, head, span, sector0;
+		size_t got;
+
+		r = locate(&q->base, offset, &l);
+		if (r < 0)
+			return r;
+		take = l.len < len ? l.len : len;
+		if (l.type == IMS_FORMAT__ZERO) {
+			memset(buf, 0, (size_t)take);
+			goto next;
+		}
+		/* DATA (compressed ones are refused by locate): the units that follow each
+		 * other in the file too, up to the buffer */
+		head = offset & 511;
+		while (take < len && head + take < SBUF_BYTES - 512) {
+			r = locate(&q->base, offset + take, &n);
+			if (r < 0)
+				return r;
+			if (n.type != IMS_FORMAT__DATA || n.host != l.host + take)
+				break;
+			take += n.len < len - take ? n.len : len - take;
+		}
+		if (head + take > SBUF_BYTES - 512)
+			take = SBUF_BYTES - 512 - head;
+		span = (head + take + 511) & ~511ull;
+		sector0 = (l.host - head) / 512;
+		r = ims_format__pread(&q->base.src, q->sbuf, (size_t)span, l.host - head, &got);
+		if (r < 0)
+			return r;
+		memset(q->sbuf + got, 0, (size_t)(span - got));
+		r = ims_format__luks_decrypt(q->luks, sector0, q->sbuf, (size_t)span);
+		if (r < 0)
+			return r;
+		memcpy(buf, q->sbuf + head, (size_t)take);
+	next:
+		offset += take;
+		buf += take;
+		len -= (size_t)take;
+	}
+	return 0;
+}
+
+static int qcow2_read(ims_format_reader *base, uint64_t offset, uint8_t *buf, size_t len)
+{
+	qcow2 *q = (qcow2 *)base;
+
+	if (q->luks)
+		return qcow2_read_luks(q, offset, buf, len);
+	return ims_format__sparse_read(base, offset, buf, len);
+}
+
 static void qcow2_close(ims_format_reader *base)
 {
 	qcow2 *q = (qcow2 *)base;
+
+	ims_format__luks_free(q->luks);
+	free(q->sbuf);
 
 	ims_format__cache_free(&q->cache);
 	free(q->l1);
@@ -351,7 +438,7 @@ static void qcow2_close(ims_format_reader *base)
 
 static const ims_format__ops qcow2_ops = {
 	.map = ims_format__sparse_map,
-	.read = ims_format__sparse_read,
+	.read = qcow2_read,
 	.close = qcow2_close,
 };
 
@@ -378,35 +465,55 @@ static void bit_list(char *buf, size_t len, uint64_t bits)
 			n += (size_t)snprintf(buf + n, len - n, "%s%u", n ? ", " : "", i);
 }
 
+/*
+ * The header extension of @p want among those from @p ext_off to @p end: 1 with its data's
+ * offset and length, 0 if there is none (or the list is cut short), or a read error.
+ */
+static int find_ext(const ims_source *src, uint64_t ext_off, uint64_t end, uint32_t want,
+		    uint64_t *data_off, uint32_t *data_len)
+{
+	uint8_t h[8];
+	int r;
+
+	while (ext_off + 8 <= end) {
+		uint32_t type, len;
+
+		r = ims_format__pread_exact(src, h, 8, ext_off, "qcow2: header extension");
+		if (r < 0)
+			return r;
+		type = ims_format__be32(h);
+		len = ims_format__be32(h + 4);
+		if (type == EXT_END || len > end - ext_off - 8)
+			return 0;
+		if (type == want) {
+			*data_off = ext_off + 8;
+			*data_len = len;
+			return 1;
+		}
+		ext_off += 8 + (((uint64_t)len + 7) & ~7ull);
+	}
+	return 0;
+}
+
 /* The external data file's name from the header extensions, if they hold a readable one. */
 static void data_file_name(const ims_source *src, uint64_t ext_off, uint64_t end, char *name,
 			   size_t name_len)
 {
-	uint8_t h[8], s[256];
+	uint8_t s[256];
+	uint64_t off;
+	uint32_t len;
 
 	name[0] = '\0';
-	while (ext_off + 8 <= end) {
-		uint32_t type, len;
-
-		if (ims_format__pread_exact(src, h, 8, ext_off, "qcow2: header extension") < 0)
-			return;
-		type = ims_format__be32(h);
-		len = ims_format__be32(h + 4);
-		if (type == EXT_END || len > end - ext_off - 8)
-			return;
-		if (type == EXT_DATA_FILE) {
-			size_t n = len < sizeof(s) ? len : sizeof(s);
-			if (ims_format__pread_exact(src, s, n, ext_off + 8,
-						    "qcow2: data file name") == 0)
-				printable(name, name_len, s, n);
-			return;
-		}
-		ext_off += 8 + (((uint64_t)len + 7) & ~7ull);
+	if (find_ext(src, ext_off, end, EXT_DATA_FILE, &off, &len) == 1) {
+		size_t n = len < sizeof(s) ? len : sizeof(s);
+		if (ims_format__pread_exact(src, s, n, off, "qcow2: data file name") == 0)
+			printable(name, name_len, s, n);
 	}
 }
 
 static int check_header(const ims_source *src, const uint8_t *h, size_t got, uint32_t version,
-			uint64_t *incompat_out, unsigned *compression_out)
+			const ims_format_secret *secret, uint64_t *incompat_out,
+			unsigned *compression_out, uint32_t *header_len_out)
 {
 	uint64_t size = src->size, cs, incompat = 0, backing_off;
 	uint32_t cluster_bits, header_len = V2_HEADER_BYTES, crypt, backing_len;
@@ -464,14 +571,18 @@ static int check_header(const ims_source *src, const uint8_t *h, size_t got, uin
 					       "file, which imgstore does not support");
 	}
 	crypt = ims_format__be32(h + 32);
-	if (crypt)
-		return ims_error_set(-ENOTSUP,
-				     "qcow2: encrypted images are not supported "
-				     "(crypt_method %" PRIu32 ", %s)",
-				     crypt,
-				     crypt == 1	  ? "AES"
-				     : crypt == 2 ? "LUKS"
-						  : "unknown");
+	if (crypt == CRYPT_LUKS && !(secret && secret->passphrase))
+		return ims_error_set(-EINVAL,
+				     "qcow2: the image is LUKS-encrypted; give --passphrase-file");
+	if (crypt && crypt != CRYPT_LUKS)
+		return ims_error_set(
+			-ENOTSUP,
+			"qcow2: encrypted images are not supported (crypt_method %" PRIu32
+			", %s); LUKS-encrypted ones are",
+			crypt, crypt == CRYPT_AES ? "AES" : "unknown");
+	if (!crypt && secret && secret->passphrase)
+		return ims_error_set(-EINVAL, "a passphrase was given but the image (qcow2) is "
+					      "not encrypted");
 	backing_off = ims_format__be64(h + 8);
 	backing_len = ims_format__be32(h + 16);
 	if (backing_off && backing_len) {
@@ -514,6 +625,7 @@ static int check_header(const ims_source *src, const uint8_t *h, size_t got, uin
 	}
 	*incompat_out = incompat;
 	*compression_out = compression;
+	*header_len_out = header_len;
 	return 0;
 }
 
@@ -660,8 +772,56 @@ static int check_tables(const qcow2 *q)
 	return 0;
 }
 
-int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src)
+/* The LUKS header that the crypto header extension points to, opened with the passphrase. */
+static int open_luks(qcow2 *q, uint32_t header_len, const ims_format_secret *secret)
 {
+	const ims_source *src = &q->base.src;
+	uint64_t cs = q->cluster_size, size = src->size, ext_off;
+	uint32_t ext_len;
+	uint8_t e[16];
+	int r;
+
+	if (q->base.virtual_size % 512)
+		return ims_error_set(-EINVAL,
+				     "qcow2: encrypted image with a virtual size of %" PRIu64
+				     " bytes, not whole 512-byte sectors",
+				     q->base.virtual_size);
+	if (q->cluster_bits < 9 + (q->extended_l2 ? 5u : 0u))
+		return ims_error_set(-EINVAL, "qcow2: encrypted image with subclusters smaller "
+					      "than a sector");
+	r = find_ext(src, header_len, cs < size ? cs : size, EXT_CRYPTO, &ext_off, &ext_len);
+	if (r < 0)
+		return r;
+	if (r == 0 || ext_len != 16)
+		return ims_error_set(-EINVAL, "qcow2: the image is LUKS-encrypted but has no valid "
+					      "encryption header extension");
+	if ((r = ims_format__pread_exact(src, e, 16, ext_off, "qcow2: encryption extension")) < 0)
+		return r;
+	q->luks_off = ims_format__be64(e);
+	q->luks_len = ims_format__be64(e + 8);
+	if ((q->luks_off & (cs - 1)) || q->luks_off < cs ||
+	    !ims_format__in_file(q->luks_off, q->luks_len, size))
+		return ims_error_set(-EINVAL,
+				     "qcow2: the encryption header (offset 0x%" PRIx64 ", %" PRIu64
+				     " bytes) is unaligned, in the header or past "
+				     "the end of the file (%" PRIu64 " bytes)",
+				     q->luks_off, q->luks_len, size);
+	if (ims_format__overlap(q->luks_off, q->luks_len, q->l1_off, q->l1_bytes) ||
+	    ims_format__overlap(q->luks_off, q->luks_len, q->rt_off, q->rt_bytes))
+		return ims_error_set(-EINVAL, "qcow2: the encryption header overlaps the L1 or "
+					      "refcount table");
+	q->sbuf = malloc(SBUF_BYTES);
+	if (!q->sbuf)
+		return ims_error_set(-ENOMEM, "qcow2: out of memory for decryption");
+	return ims_format__luks_open(
+		&q->luks, src, q->luks_off, q->luks_len, secret->passphrase, secret->passphrase_len,
+		secret->max_iterations ? secret->max_iterations : IMS_FORMAT_LUKS_MAX_ITERATIONS);
+}
+
+int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src,
+			   const ims_format_secret *secret)
+{
+	uint32_t header_len = V2_HEADER_BYTES;
 	uint8_t h[HEADER_READ_BYTES];
 	uint64_t cs, incompat = 0;
 	uint32_t version = 0;
@@ -673,7 +833,7 @@ int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src)
 	r = read_header(src, h, &got, &version);
 	if (r < 0)
 		goto out;
-	r = check_header(src, h, got, version, &incompat, &compression);
+	r = check_header(src, h, got, version, secret, &incompat, &compression, &header_len);
 	if (r < 0)
 		goto out;
 
@@ -694,7 +854,12 @@ int ims_format__qcow2_open(ims_format_reader **out, const ims_source *src)
 	q->csize_shift = 62 - (q->cluster_bits - 8);
 	q->csize_mask = (1ull << (q->cluster_bits - 8)) - 1;
 	q->coffset_mask = (1ull << q->csize_shift) - 1;
-	if ((r = check_sizes(q, h)) < 0 || (r = check_tables(q)) < 0 || (r = load_l1(q)) < 0)
+	if ((r = check_sizes(q, h)) < 0 || (r = check_tables(q)) < 0)
+		goto out;
+	/* before the L2 tables are checked against it */
+	if (ims_format__be32(h + 32) == CRYPT_LUKS && (r = open_luks(q, header_len, secret)) < 0)
+		goto out;
+	if ((r = load_l1(q)) < 0)
 		goto out;
 
 	nslots = (size_t)(CACHE_BYTES / cs);

@@ -21,6 +21,7 @@
 #define LEASES_OBJECT "imgstore.leases"
 #define HOSTS_OBJECT  "imgstore.hosts"
 #define LEASES_LOCK   "imgstore.leases.lock"
+#define FENCED_OBJECT "imgstore.leases.fenced" /* leases a failover broke, by id */
 
 static int64_t now(void)
 {
@@ -96,6 +97,50 @@ static int leases_read(rados_ioctx_t io, ims_lease **out, size_t *count)
 		return ims_error_set(r, "cannot read the leases: %s", ims_strerror(r));
 	*out = list;
 	return 0;
+}
+
+/* A lease a failover broke, kept by its id (FENCED_OBJECT) so that its host's renewal is told
+ * it is fenced; those expired for longer than IMS_LEASE_FENCED_KEEP are dropped meanwhile.
+ * Best effort: without the record a renewal says "no lease", as before. */
+static void fenced_remember(rados_ioctx_t io, const ims_lease *l)
+{
+	void *list = NULL;
+	size_t n = 0;
+	if (ims_record_list(&list, &n, &IMS_RECORDS_IO(io, FENCED_OBJECT), sizeof(ims_lease),
+			    lease_parse, NULL) == 0) {
+		const ims_lease *old = list;
+		for (size_t i = 0; i < n; i++)
+			if (old[i].expires + IMS_LEASE_FENCED_KEEP < now())
+				record_rm(io, FENCED_OBJECT, old[i].id);
+	}
+	free(list);
+	if (record_set(io, FENCED_OBJECT, l->id, lease_json(l)) < 0)
+		ims_log_warning("cannot keep the broken lease '%s' of host '%s': %s", l->id,
+				l->host, ims_error_last());
+}
+
+/* -EKEYREVOKED and the lease in *out if a failover broke lease @p id (recently): after @p check
+ * of its host as for a release (the caller may act for that host), else what check said;
+ * -ENOENT if none did. */
+static int fenced_lease(ims_lease *out, rados_ioctx_t io, const char *id, ims_lease_check_fn check,
+			void *ctx)
+{
+	json_object *o = NULL;
+	ims_lease l;
+	int r;
+	if (ims_record_get(&o, &IMS_RECORDS_IO(io, FENCED_OBJECT), id) < 0)
+		return -ENOENT;
+	r = lease_parse(&l, id, o);
+	json_object_put(o);
+	if (r != 0 || strcmp(l.id, id) != 0 || l.expires + IMS_LEASE_FENCED_KEEP < now())
+		return -ENOENT;
+	if (check && (r = check(ctx, &l, false)) < 0)
+		return r;
+	*out = l;
+	return ims_error_set(-EKEYREVOKED,
+			     "lease '%s' is stale: a failover of '%s/%s' broke it and fenced host "
+			     "'%s'; stop writing and take a new lease on its primary",
+			     l.id, l.pool, l.image, l.host);
 }
 
 /* The lock that serialises lease changes between the daemons of a site. */
@@ -254,6 +299,7 @@ int ims_lease_change(ims_lease *out, ims_site *site, const char *records_pool, c
 	char cookie[64], key[2 * IMS_NAME_MAX + 2];
 	ims_lease *list = NULL;
 	size_t n = 0;
+	bool found = false;
 	int r;
 
 	if (!id || !id[0])
@@ -262,12 +308,10 @@ int ims_lease_change(ims_lease *out, ims_site *site, const char *records_pool, c
 		return r;
 	if ((r = leases_read(io, &list, &n)) < 0)
 		goto out;
-	r = ims_error_set(
-		-ENOENT, "no lease '%s' (released, or taken over by another host after it expired)",
-		id);
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(list[i].id, id) != 0)
 			continue;
+		found = true;
 		key_of(key, sizeof(key), list[i].pool, list[i].image);
 		if (check && (r = check(ctx, &list[i], ttl > 0)) < 0) {
 			if (r == -ESTALE && ttl > 0) /* fenced: the image failed over since */
@@ -284,6 +328,12 @@ int ims_lease_change(ims_lease *out, ims_site *site, const char *records_pool, c
 		*out = list[i];
 		break;
 	}
+	/* a renewal of a lease a failover broke: its host is fenced */
+	if (!found && (ttl == 0 || (r = fenced_lease(out, io, id, check, ctx)) == -ENOENT))
+		r = ims_error_set(-ENOENT,
+				  "no lease '%s' (released, or taken over by another host after it "
+				  "expired)",
+				  id);
 out:
 	free(list);
 	close_records(io, true, cookie);
@@ -309,6 +359,7 @@ int ims_lease_break(unsigned *broken, ims_site *site, const char *records_pool, 
 				ims_log_info("failover of '%s': broke the lease of host '%s'", key,
 					     list[i].host);
 				++*broken;
+				fenced_remember(io, &list[i]);
 			}
 		if (*broken && (r = record_rm(io, LEASES_OBJECT, key)) == -ENOENT)
 			r = 0;

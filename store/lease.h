@@ -67,14 +67,18 @@ int ims_lease_acquire(ims_lease *out, ims_site *site, const char *records_pool, 
 /**
  * Called under the lock with the lease a renewal or release names, before anything changes:
  * a negative errno (with ims_error_set()) refuses. -ESTALE on a renewal means the lease is
- * fenced: its record is removed and the call fails with that error.
+ * fenced: its record is removed and the call fails with that error. For a renewal of a lease
+ * a failover broke, it is called with that lease and @p renew false (may this caller act for
+ * its host?) before the call fails with -EKEYREVOKED.
  */
 typedef int (*ims_lease_check_fn)(void *ctx, const ims_lease *lease, bool renew);
 
 /**
  * Renew (@p ttl > 0, from now) or release (@p ttl 0) the lease @p id.
  * @returns 0 and the lease (as renewed, or as it was) in *out; -ENOENT if no lease has that id;
- *          what @p check refused with.
+ *          -EKEYREVOKED (and the broken lease in *out) for a renewal of a lease that a
+ *          failover broke (ims_lease_break) within the last IMS_LEASE_FENCED_KEEP seconds
+ *          after its expiry: its host is fenced; what @p check refused with.
  */
 int ims_lease_change(ims_lease *out, ims_site *site, const char *records_pool, const char *id,
 		     unsigned ttl, ims_lease_check_fn check, void *ctx);
@@ -85,7 +89,12 @@ int ims_lease_change(ims_lease *out, ims_site *site, const char *records_pool, c
 int ims_lease_held(char *host, size_t len, ims_site *site, const char *records_pool,
 		   const char *pool, const char *image);
 
-/** Remove the lease of @p pool/@p image, live or not (a failover breaks it); *broken: 0 or 1. */
+/**
+ * Remove the lease of @p pool/@p image, live or not (a failover breaks it); *broken: 0 or 1.
+ * The broken lease is remembered (until IMS_LEASE_FENCED_KEEP seconds after its expiry) so
+ * that its host's renewal is told it is fenced, not that the lease does not exist.
+ */
+#define IMS_LEASE_FENCED_KEEP 86400
 int ims_lease_break(unsigned *broken, ims_site *site, const char *records_pool, const char *pool,
 		    const char *image);
 

@@ -682,6 +682,25 @@ int ims_site_pool_list(char *buf, size_t len, ims_site *site)
 	return r;
 }
 
+int ims_site_client_addr(char *buf, size_t len, ims_site *site)
+{
+	gconn *c = main_get(site);
+	char *addrs = NULL;
+	int r = rados_getaddrs(c->rados, &addrs);
+	main_put(site, c);
+	if (r < 0)
+		return ims_error_set(r, "site '%s': cannot read the client's address", site->name);
+	size_t n = strlen(addrs);
+	if (n >= len) {
+		free(addrs);
+		return ims_error_set(-ERANGE, "site '%s': the client's address is too long",
+				     site->name);
+	}
+	memcpy(buf, addrs, n + 1);
+	free(addrs);
+	return 0;
+}
+
 int ims_site_fsid(char *buf, unsigned len, ims_site *site)
 {
 	gconn *c = main_get(site);

@@ -110,6 +110,14 @@ typedef struct {
 /** What the probes of @p site found, into @p out; never waits for the cluster. */
 void ims_site_health_get(ims_site_health *out, ims_site *site);
 
+/**
+ * The address of the current main client as the cluster sees it (what `ceph osd blocklist ls`
+ * lists, e.g. "127.0.0.1:0/1874625615") into @p buf.
+ *
+ * @returns 0, -ERANGE if @p len is too short, or an error of librados.
+ */
+int ims_site_client_addr(char *buf, size_t len, ims_site *site);
+
 /** The cluster's fsid into @p buf (37 bytes at least). */
 int ims_site_fsid(char *buf, unsigned len, ims_site *site);
 

@@ -79,4 +79,15 @@ int ims_store__catalog_join(ims_image_list_entry *list, size_t n, ims_catalog_en
 /* Lower-case comma-separated names of RBD @p features into @p buf. */
 void ims_store__features_str(char *buf, size_t len, uint64_t features);
 
+/* The wrapped key of @p image into @p buf (IMS_CRYPT_WRAPPED_MAX bytes): 1, 0 if it has none,
+ * or an error of librbd (store/crypt.c). */
+int ims_crypt__wrapped(char *buf, rbd_image_t image);
+
+/* Whether imgstore may keep images in @p pool (application "rbd", or none set). */
+bool ims_store__is_rbd_pool(ims_site *site, const char *pool);
+
+/* The names of the site's pools, each NUL-terminated, an empty one last; free(). Sets the
+ * message. */
+int ims_store__pool_names(char **out, ims_site *site);
+
 #endif

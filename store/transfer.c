@@ -388,9 +388,11 @@ static int import_open_source(importer *im, const ims_source *src)
 		return ims_error_set(-EEXIST, "image '%s' already exists on site '%s'", im->target,
 				     ims_site_name(im->site));
 	}
+	ims_format_secret secret = {o->passphrase, o->passphrase_len, 0};
 	r = o->raw_as_declared && o->format == IMS_FORMAT_RAW
 		    ? ims_format_open_raw(&im->rd, src)
-		    : ims_format_open(&im->rd, src, o->format);
+		    : ims_format_open_secret(&im->rd, src, o->format,
+					     o->passphrase ? &secret : NULL);
 	if (r < 0)
 		return r;
 	im->vsize = ims_format_virtual_size(im->rd);
@@ -448,6 +450,9 @@ static int import_create_tmp(importer *im)
 		return ims_error_set(r, "cannot open the temporary image for '%s': %s", im->target,
 				     ims_strerror(r));
 	if (encrypt && (r = import_encrypt_tmp(im)) < 0)
+		return r;
+	if (o->wrapped_key && o->wrapped_key[0] &&
+	    (r = ims_crypt_key_set(im->image, o->wrapped_key, im->target)) < 0)
 		return r;
 	/* Who this temporary is for, for an operator who finds it after a crash. */
 	rbd_metadata_set(im->image, "imgstore.import.target", im->target);
@@ -1068,7 +1073,7 @@ out:
 
 /* Whether @p pool may hold RBD images: the rbd application enabled, or no application at all
  * (a pool used with `rbd create` but never `rbd pool init`); not rgw's, cephfs' or the mgr's. */
-static bool is_rbd_pool(ims_site *site, const char *pool)
+bool ims_store__is_rbd_pool(ims_site *site, const char *pool)
 {
 	rados_ioctx_t io = NULL;
 	char apps[256];
@@ -1087,10 +1092,34 @@ static bool is_rbd_pool(ims_site *site, const char *pool)
 	return rbd;
 }
 
+int ims_store__pool_names(char **out, ims_site *site)
+{
+	size_t len = 1024;
+	char *pools = NULL;
+	for (;;) {
+		char *nb = realloc(pools, len);
+		if (!nb) {
+			free(pools);
+			return -ENOMEM;
+		}
+		pools = nb;
+		int r = ims_site_pool_list(pools, len, site);
+		if (r < 0) {
+			free(pools);
+			return ims_error_set(r, "cannot list the pools of site '%s': %s",
+					     ims_site_name(site), ims_strerror(r));
+		}
+		if ((size_t)r <= len)
+			break;
+		len = (size_t)r;
+	}
+	*out = pools;
+	return 0;
+}
+
 int ims_store_cleanup_tmp(unsigned *removed, ims_site *site, const char *pool)
 {
 	char *pools = NULL;
-	size_t len = 1024;
 	unsigned count = 0;
 	char first_msg[512] = "";
 	int r, first = 0;
@@ -1099,26 +1128,11 @@ int ims_store_cleanup_tmp(unsigned *removed, ims_site *site, const char *pool)
 		r = cleanup_pool(site, pool, &count);
 		goto out;
 	}
-	for (;;) {
-		char *nb = realloc(pools, len);
-		if (!nb) {
-			r = -ENOMEM;
-			goto out;
-		}
-		pools = nb;
-		r = ims_site_pool_list(pools, len, site);
-		if (r < 0) {
-			ims_error_set(r, "cannot list the pools of site '%s': %s",
-				      ims_site_name(site), ims_strerror(r));
-			goto out;
-		}
-		if ((size_t)r <= len)
-			break;
-		len = (size_t)r;
-	}
+	if ((r = ims_store__pool_names(&pools, site)) < 0)
+		goto out;
 	/* every pool imgstore may have written an image to; one failing does not stop the others */
 	for (const char *p = pools; *p; p += strlen(p) + 1) {
-		if (!is_rbd_pool(site, p))
+		if (!ims_store__is_rbd_pool(site, p))
 			continue;
 		if ((r = cleanup_pool(site, p, &count)) < 0 && first == 0) {
 			first = r;

@@ -35,6 +35,13 @@ typedef struct {
 				    is a symbolic link (-ELOOP): the caller checked the
 				    resolved path, and a link swapped in since must not
 				    lead elsewhere (the daemon's import_dirs) */
+	const void *passphrase;	 /* import: of a LUKS-encrypted qcow2 (borrowed, never
+				    logged); NULL: none, and an encrypted image is refused */
+	size_t passphrase_len;
+	/* import: NULL or "", else the bytes are the ciphertext of an encrypted image (a tiered
+	 * one's restore, imported raw) and this its wrapped data key (store/crypt.h), given to
+	 * the copy before it takes its name */
+	const char *wrapped_key;
 } ims_transfer_opts;
 #define IMS_TRANSFER_OPTS_INIT                                                                     \
 	{                                                                                          \

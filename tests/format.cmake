@@ -12,10 +12,13 @@ foreach(f vdi vhdx vpc)
   ims_unit_test(test_format_${f} SOURCES unit/test_format_${f}.c ${IMS_FORMAT_TEST_UTIL}
     LIBS ims_format)
 endforeach()
+# LUKS-encrypted qcow2: the header parser on hostile headers, qemu-img's images decrypted
+ims_unit_test(test_format_luks SOURCES unit/test_format_luks.c ${IMS_FORMAT_TEST_UTIL}
+  LIBS ims_format)
 ims_unit_test(test_vmdk_writer SOURCES unit/test_vmdk_writer.c ${IMS_FORMAT_TEST_UTIL}
   LIBS ims_format)
 ims_unit_test(test_qcow2_writer SOURCES unit/test_qcow2_writer.c ${IMS_FORMAT_TEST_UTIL}
   LIBS ims_format)
 set_tests_properties(test_format test_format_qcow2 test_format_vmdk test_format_vdi
-  test_format_vhdx test_format_vpc test_vmdk_writer test_qcow2_writer
+  test_format_vhdx test_format_vpc test_format_luks test_vmdk_writer test_qcow2_writer
   PROPERTIES TIMEOUT 120)

@@ -1,13 +1,10 @@
 #include "tier/manifest.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <json-c/json.h>
 #include <openssl/crypto.h>
@@ -16,6 +13,7 @@
 #include <zstd.h>
 
 #include "common/error.h"
+#include "common/keyfile.h"
 #include "common/spec.h"
 
 static const uint8_t magic[4] = {'I', 'M', 'S', '1'};
@@ -23,70 +21,11 @@ static const uint8_t magic[4] = {'I', 'M', 'S', '1'};
 /* ------------------------------------------------------------------------------------------ */
 /* keys */
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
+_Static_assert(IMS_SEAL_KEY_LEN == IMS_KEYFILE_LEN, "a target's key is a key file's");
 
 int ims_seal_key_load(ims_seal_key *out, const char *path)
 {
-	char buf[256];
-	struct stat st;
-	ims_seal_key k;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return ims_error_set(-errno, "cannot open key file '%s': %s", path,
-				     ims_strerror(errno));
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return ims_error_set(-EINVAL, "key file '%s' is not a regular file", path);
-	}
-	if (st.st_mode & 077) {
-		close(fd);
-		return ims_error_set(
-			-EPERM, "key file '%s' may be read by others (mode %03o); chmod 600 it",
-			path, (unsigned)(st.st_mode & 0777));
-	}
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return ims_error_set(-EIO, "cannot read key file '%s'", path);
-	buf[n] = '\0';
-	const char *p = buf;
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		p++;
-	int r = 0;
-	for (size_t i = 0; i < IMS_SEAL_KEY_LEN; i++) {
-		int hi = hexval((unsigned char)p[2 * i]),
-		    lo = hi < 0 ? -1 : hexval((unsigned char)p[2 * i + 1]);
-		if (hi < 0 || lo < 0) {
-			r = -EINVAL;
-			break;
-		}
-		k.key[i] = (uint8_t)(hi << 4 | lo);
-	}
-	if (r == 0) {
-		p += 2 * IMS_SEAL_KEY_LEN;
-		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-			p++;
-		if (*p)
-			r = -EINVAL;
-	}
-	OPENSSL_cleanse(buf, sizeof(buf));
-	if (r < 0) {
-		OPENSSL_cleanse(&k, sizeof(k));
-		return ims_error_set(
-			-EINVAL, "key file '%s' must hold a 256-bit key as 64 hex digits", path);
-	}
-	*out = k;
-	OPENSSL_cleanse(&k, sizeof(k));
-	return 0;
+	return ims_keyfile_read(out->key, path, "key file");
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -263,6 +202,7 @@ void ims_manifest_free(ims_manifest *m)
 	free(m->snap);
 	free(m->source);
 	free(m->content_sha256);
+	free(m->wrapped_key);
 	free(m->chunks);
 	free(m->zeros);
 	for (size_t i = 0; i < m->ntags; i++) {
@@ -318,6 +258,9 @@ int ims_manifest_encode(char **out, size_t *len, const ims_manifest *m)
 	json_object_object_add(o, "source", jstr(m->source));
 	json_object_object_add(o, "content_sha256", jstr(m->content_sha256));
 	json_object_object_add(o, "stored_bytes", json_object_new_int64((int64_t)m->stored_bytes));
+	/* only for an encrypted image: a plain image's manifest reads as before */
+	if (m->wrapped_key && m->wrapped_key[0])
+		json_object_object_add(o, "wrapped_key", jstr(m->wrapped_key));
 	if (!(chunks = json_object_new_array_ext((int)m->nchunks)) ||
 	    !(zeros = json_object_new_array()) || !(tags = json_object_new_object()))
 		goto out;
@@ -418,6 +361,23 @@ static int parse_sha(const char *s, size_t n, uint8_t out[IMS_SHA256_LEN])
 	return 0;
 }
 
+/* "wrapped_key": absent (a plain image, or a manifest older than encrypted tiering) or a
+ * short string of [0-9a-z:] (store/crypt.h's "v1:KEKID:HEX", or "shredded"). */
+static int parse_wrapped_key(ims_manifest *m, json_object *o)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, "wrapped_key", &v))
+		return (m->wrapped_key = strdup("")) ? 0 : -ENOMEM;
+	int r = get_str(o, "wrapped_key", &m->wrapped_key, true);
+	if (r < 0)
+		return r;
+	size_t n = strlen(m->wrapped_key);
+	if (n >= IMS_MANIFEST_WRAPPED_MAX ||
+	    strspn(m->wrapped_key, "0123456789abcdefghijklmnopqrstuvwxyz:") != n)
+		return ims_error_set(-EBADMSG, "manifest: 'wrapped_key' is no wrapped key");
+	return 0;
+}
+
 /* The fields of the header: names, sizes, times. */
 static int parse_header(ims_manifest *m, json_object *o)
 {
@@ -453,7 +413,9 @@ static int parse_header(ims_manifest *m, json_object *o)
 	if ((r = get_u64(o, "pushed", 0, INT64_MAX, &x)) < 0)
 		return r;
 	m->pushed = (int64_t)x;
-	return get_u64(o, "stored_bytes", 0, INT64_MAX, &m->stored_bytes);
+	if ((r = get_u64(o, "stored_bytes", 0, INT64_MAX, &m->stored_bytes)) < 0)
+		return r;
+	return parse_wrapped_key(m, o);
 }
 
 /* "chunks": [offset, length, sha256] in ascending order, inside the image. */

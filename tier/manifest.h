@@ -34,13 +34,14 @@
 #define IMS_SEAL_OVERHEAD   (IMS_SEAL_HEADER_LEN + IMS_SEAL_TAG_LEN)
 #define IMS_SEAL_ZSTD	    0x01
 
-#define IMS_MANIFEST_VERSION   1
-#define IMS_MANIFEST_MAX_BYTES (256u << 20) /* a manifest larger than this is refused */
-#define IMS_CHUNK_SIZE_MIN     (64u << 10)
-#define IMS_CHUNK_SIZE_MAX     (64u << 20)
-#define IMS_CHUNK_SIZE_DEFAULT (4u << 20)
-#define IMS_MANIFEST_SIZE_MAX  (1ull << 50) /* 1 PiB */
-#define IMS_MANIFEST_TAGS_MAX  1024	    /* a manifest with more tags is refused */
+#define IMS_MANIFEST_VERSION	 1
+#define IMS_MANIFEST_MAX_BYTES	 (256u << 20) /* a manifest larger than this is refused */
+#define IMS_CHUNK_SIZE_MIN	 (64u << 10)
+#define IMS_CHUNK_SIZE_MAX	 (64u << 20)
+#define IMS_CHUNK_SIZE_DEFAULT	 (4u << 20)
+#define IMS_MANIFEST_SIZE_MAX	 (1ull << 50) /* 1 PiB */
+#define IMS_MANIFEST_TAGS_MAX	 1024	      /* a manifest with more tags is refused */
+#define IMS_MANIFEST_WRAPPED_MAX 160	      /* IMS_CRYPT_WRAPPED_MAX (store/crypt.h) */
 
 /** The 32-byte key of a target. */
 typedef struct {
@@ -112,6 +113,10 @@ typedef struct {
 	char *source;	      /* the catalog's source of the image ("raw", "new", ...), may be "" */
 	char *content_sha256; /* the catalog's content hash, may be "" */
 	uint64_t stored_bytes; /* sealed bytes this push uploaded (new chunks only) */
+	/* an encrypted image (store/crypt.h): its data key as wrapped by the site's KEK, or
+	 * "shredded" once destroyed; "" for a plain image. The chunks hold its ciphertext. Never
+	 * longer than IMS_MANIFEST_WRAPPED_MAX - 1 bytes of [0-9a-z:]. */
+	char *wrapped_key;
 	ims_manifest_chunk *chunks;
 	size_t nchunks;
 	ims_manifest_range *zeros;

@@ -344,6 +344,112 @@ int ims_tier_forget(ims_tier_target *t, const char *name)
 	return r < 0 ? r : ims_s3_delete(t->s3, key);
 }
 
+static int store_manifest(ims_tier_target *t, const ims_manifest *m, bool rewrite);
+
+/* The manifests' names on @p t that start with @p prefix ("" for all). */
+static int list_manifests(keylist *l, ims_tier_target *t, const char *prefix)
+{
+	char key[KEY_MAX];
+	if (snprintf(key, sizeof(key), "manifests/%s", prefix) >= (int)sizeof(key))
+		return -ENAMETOOLONG;
+	return ims_s3_list(t->s3, key, collect_key, l);
+}
+
+int ims_tier_shred(size_t *out, ims_tier_target *t, const char *pool, const char *image)
+{
+	char prefix[3 * IMS_NAME_MAX + 4];
+	keylist l = {0};
+	size_t n = 0, plen;
+	int r;
+	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
+	    (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0)
+		return r;
+	plen = (size_t)snprintf(prefix, sizeof(prefix), "%s/%s", pool, image);
+	if ((r = list_manifests(&l, t, prefix)) < 0)
+		goto out;
+	for (size_t i = 0; i < l.n; i++) {
+		const char *name = l.keys[i] + strlen("manifests/");
+		ims_manifest *m = NULL;
+		/* "pool/vm1" lists "pool/vm10" too */
+		if (name[plen] != '\0' && name[plen] != '@')
+			continue;
+		if ((r = ims_tier_manifest_get(&m, t, name)) < 0)
+			goto out;
+		if (m->wrapped_key[0] && strcmp(m->wrapped_key, IMS_CRYPT_SHREDDED) != 0) {
+			free(m->wrapped_key);
+			if (!(m->wrapped_key = strdup(IMS_CRYPT_SHREDDED)))
+				r = -ENOMEM;
+			else if ((r = store_manifest(t, m, true)) == 0)
+				n++;
+		}
+		ims_manifest_free(m);
+		if (r < 0) {
+			ims_error_wrap(r, "cannot shred cold image '%s' on target '%s'", name,
+				       ims_s3_name(t->s3));
+			goto out;
+		}
+	}
+	r = 0;
+out:
+	if (out)
+		*out = n;
+	keylist_free(&l);
+	return r;
+}
+
+int ims_tier_rewrap(ims_crypt_rewrap_result *out, ims_tier_target *t, const ims_crypt_kek *kek)
+{
+	keylist l = {0};
+	ims_crypt_rewrap_result res = {0};
+	int r;
+	if ((r = list_manifests(&l, t, "")) < 0)
+		goto out;
+	for (size_t i = 0; i < l.n; i++) {
+		const char *name = l.keys[i] + strlen("manifests/");
+		char wrapped[IMS_CRYPT_WRAPPED_MAX];
+		ims_manifest *m = NULL;
+		if ((r = ims_tier_manifest_get(&m, t, name)) < 0) {
+			if (r != -EBADMSG && r != -ENOENT)
+				goto out;
+			if (r == -EBADMSG)
+				ims_crypt_rewrap_failed(&res, "cold image '%s': %s", name,
+							ims_error_last());
+			continue;
+		}
+		r = 0;
+		if (m->wrapped_key[0] && strcmp(m->wrapped_key, IMS_CRYPT_SHREDDED) != 0) {
+			if (!kek)
+				r = ims_error_set(-EPERM, "no kek_file");
+			else
+				r = ims_crypt_rewrap(wrapped, kek, m->wrapped_key);
+			if (r == 1) {
+				free(m->wrapped_key);
+				if (!(m->wrapped_key = strdup(wrapped)))
+					r = -ENOMEM;
+				else if ((r = store_manifest(t, m, true)) == 0)
+					res.rewrapped++;
+			} else if (r == 0) {
+				res.current++;
+			}
+			if (r < 0 && r != -ENOMEM) {
+				ims_crypt_rewrap_failed(&res, "cold image '%s': %s", name,
+							ims_error_last());
+				r = 0;
+			}
+		}
+		OPENSSL_cleanse(wrapped, sizeof(wrapped));
+		ims_manifest_free(m);
+		if (r < 0)
+			goto out;
+	}
+	r = 0;
+out:
+	if (out)
+		*out = res;
+	keylist_free(&l);
+	return r;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* push */
 
@@ -609,7 +715,9 @@ static int check_manifest_bound(const char *name, size_t ncells, const ims_catal
  * Store the manifest, then read it back as restore will: only a manifest that reads back and
  * says what was written lets the image go. One that does not is deleted.
  */
-static int store_manifest(ims_tier_target *t, const ims_manifest *m)
+/* With @p rewrite (a manifest rewritten in place: shred, rewrap), one that does not read back
+ * is kept, not deleted: there is no image behind it to push again. */
+static int store_manifest(ims_tier_target *t, const ims_manifest *m, bool rewrite)
 {
 	char key[KEY_MAX], *text = NULL, *again = NULL;
 	uint8_t *sealed = NULL;
@@ -635,7 +743,10 @@ static int store_manifest(ims_tier_target *t, const ims_manifest *m)
 	    (r = ims_manifest_encode(&again, &alen, back)) == 0 &&
 	    (alen != tlen || memcmp(again, text, tlen) != 0))
 		r = ims_error_set(-EIO, "it reads back different");
-	if (r < 0) {
+	if (r < 0 && rewrite) {
+		r = ims_error_set(-EIO, "the rewritten manifest of '%s' did not read back (%s)",
+				  m->name, ims_error_last());
+	} else if (r < 0) {
 		ims_error_saved keep;
 		r = ims_error_set(-EIO,
 				  "the manifest of '%s' did not read back (%s): deleted it, and "
@@ -701,6 +812,7 @@ typedef struct {
 	uint64_t features;
 	grid g;
 	ims_catalog_entry *cat;
+	char wrapped[IMS_CRYPT_WRAPPED_MAX]; /* an encrypted image's wrapped data key, else "" */
 
 	uint64_t bytes_total, bytes_sealed, chunks_new; /* of the uploads */
 	ims_manifest m;
@@ -767,15 +879,13 @@ static int push_map(push *ps)
 	if ((r = rbd_stat(ps->img, &ps->st, sizeof(ps->st))) < 0 ||
 	    (r = rbd_get_features(ps->img, &ps->features)) < 0)
 		return ims_error_set(r, "cannot stat '%s': %s", name, ims_strerror(r));
-	/* the manifest does not carry an encrypted image's wrapped key (store/crypt.h) yet: a
-	 * restore would bring back ciphertext nobody can open */
-	if ((r = ims_crypt_is_encrypted(ps->img)) != 0)
-		return r < 0 ? ims_error_set(r, "cannot read the metadata of '%s': %s", name,
-					     ims_strerror(r))
-			     : ims_error_set(-ENOTSUP,
-					     "'%s' is encrypted: encrypted images cannot be tiered "
-					     "yet (the manifest would not carry their key)",
-					     name);
+	/* an encrypted image goes as its ciphertext (it was opened without its encryption) and
+	 * the manifest carries its wrapped data key, checked here to open with this site's KEK:
+	 * a push of a key nobody here can unwrap would be a restore nobody can read */
+	if ((r = ims_crypt_key_get(ps->wrapped, ps->img, ims_site_kek(ps->site), name)) < 0)
+		return ims_error_wrap(r, "cannot push '%s'", name);
+	if (r == 0)
+		ps->wrapped[0] = '\0';
 	if (ps->st.size == 0)
 		return ims_error_set(-EINVAL, "'%s' is empty: nothing to push", name);
 	ps->g.chunk = ps->chunk;
@@ -846,6 +956,7 @@ static int push_manifest(push *ps)
 	m->source = cat && cat->source ? cat->source : "";
 	m->content_sha256 = cat && cat->content_sha256 ? cat->content_sha256 : "";
 	m->stored_bytes = ps->bytes_sealed;
+	m->wrapped_key = ps->wrapped;
 	if (!(m->chunks = calloc(ps->g.n ? ps->g.n : 1, sizeof(*m->chunks))))
 		return -ENOMEM;
 	for (size_t i = 0; i < ps->g.n; i++) {
@@ -867,7 +978,7 @@ static int push_manifest(push *ps)
 			m->tags[i] = (ims_manifest_tag){cat->tags[i].key, cat->tags[i].value};
 		m->ntags = cat->ntags;
 	}
-	return store_manifest(ps->t, m);
+	return store_manifest(ps->t, m, false);
 }
 
 /* After the manifest is stored: remove the head if nothing changed, and mark it cold. */
@@ -1223,6 +1334,12 @@ int ims_tier_restore(ims_tier_result *out, ims_tier_target *t, ims_site *site, c
 		return r;
 	if ((r = ims_tier_manifest_get(&m, t, name)) < 0)
 		return r;
+	char what[1100];
+	snprintf(what, sizeof(what), "cold image '%s'", name);
+	/* before any download: an encrypted image's key must open here (not shredded, this KEK) */
+	if (m->wrapped_key[0] &&
+	    (r = ims_crypt_check_wrapped(m->wrapped_key, ims_site_kek(site), what)) < 0)
+		goto out;
 	if (!pool)
 		pool = m->pool;
 	if (!image)
@@ -1259,8 +1376,6 @@ int ims_tier_restore(ims_tier_result *out, ims_tier_target *t, ims_site *site, c
 
 	ims_source src = {
 		.pread = fetcher_pread, .size = m->size, .ctx = &f, .zeros = fetcher_zeros};
-	char what[1100];
-	snprintf(what, sizeof(what), "cold image '%s'", name);
 	ims_transfer_opts to = IMS_TRANSFER_OPTS_INIT;
 	to.format = IMS_FORMAT_RAW;
 	to.raw_as_declared = true; /* pushed as a raw disk: its first bytes may look like a qcow2 */
@@ -1271,6 +1386,7 @@ int ims_tier_restore(ims_tier_result *out, ims_tier_target *t, ims_site *site, c
 	to.progress = o->progress;
 	to.progress_ctx = o->progress_ctx;
 	to.source_name = what;
+	to.wrapped_key = m->wrapped_key; /* the chunks are its ciphertext: it keeps its key */
 	ims_transfer_result tr;
 	if ((r = ims_image_import(&tr, site, pool, image, &src, &to)) < 0)
 		goto out;
@@ -1663,5 +1779,21 @@ int ims_tier_cold_target(char *target, size_t len, ims_site *site, const char *p
 	if (r)
 		snprintf(target, len, "%s", e->cold_target);
 	ims_catalog_entry_free(e);
+	return r;
+}
+
+int ims_tier_cold_drop(ims_site *site, const char *pool, const char *image)
+{
+	char target[IMS_NAME_MAX + 1];
+	rados_ioctx_t io;
+	int r = ims_tier_cold_target(target, sizeof(target), site, pool, image);
+	if (r <= 0)
+		return r < 0 ? r
+			     : ims_error_set(-ENOENT, "no cold image '%s/%s' in the catalog", pool,
+					     image);
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
+		return r;
+	r = ims_catalog_remove(io, image);
+	ims_site_ioctx_close(io);
 	return r;
 }

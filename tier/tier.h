@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "common/config.h"
+#include "store/crypt.h"
 #include "store/image.h"
 #include "store/site.h"
 #include "tier/manifest.h"
@@ -153,6 +154,34 @@ int ims_tier_manifest_get(ims_manifest **out, ims_tier_target *t, const char *na
 
 /** Delete the manifest of @p name (its chunks go at the next garbage collection). */
 int ims_tier_forget(ims_tier_target *t, const char *name);
+
+/**
+ * Crypto-shred the cold copies of the encrypted image @p pool/@p image on @p t: the wrapped data
+ * key in each of its manifests ("POOL/IMAGE" and every "POOL/IMAGE@SNAP") becomes
+ * IMS_CRYPT_SHREDDED (store/crypt.h), so their chunks, its ciphertext, can no longer be read by
+ * anyone and a restore says why. Manifests of a plain image are left as they are.
+ *
+ * @param[out] out the manifests shredded now (may be NULL).
+ * @returns 0, an error of the target (the manifests shredded until then stay so).
+ */
+int ims_tier_shred(size_t *out, ims_tier_target *t, const char *pool, const char *image);
+
+/**
+ * Drop the catalog entry of the cold image @p pool/@p image (its manifests stay on their
+ * target): what removing a cold image leaves of it here.
+ *
+ * @returns 0, -ENOENT if the catalog holds no cold image of that name.
+ */
+int ims_tier_cold_drop(ims_site *site, const char *pool, const char *image);
+
+/**
+ * Rewrap the data key of every encrypted cold image on @p t with @p kek's current key (a KEK
+ * rotation, store/crypt.h). Idempotent: a manifest whose key is current is not rewritten, so a
+ * run cut short is finished by the next.
+ *
+ * @returns 0 (failures counted and named in @p out), an error of the target.
+ */
+int ims_tier_rewrap(ims_crypt_rewrap_result *out, ims_tier_target *t, const ims_crypt_kek *kek);
 
 typedef struct {
 	char *name;

@@ -42,7 +42,17 @@ static void fuzz_read(ims_format_reader *r, const ims_extent *e, uint64_t at, si
 			fuzz_check(fuzz_buf[i] == 0);
 }
 
-static int fuzz_format(const uint8_t *data, size_t size, ims_format_kind kind)
+static int fuzz_format_secret(const uint8_t *data, size_t size, ims_format_kind kind,
+			      const ims_format_secret *secret);
+
+static inline int fuzz_format(const uint8_t *data, size_t size, ims_format_kind kind)
+{
+	return fuzz_format_secret(data, size, kind, NULL);
+}
+
+/* fuzz_format() of an image opened with @p secret (an encrypted qcow2's passphrase). */
+static int fuzz_format_secret(const uint8_t *data, size_t size, ims_format_kind kind,
+			      const ims_format_secret *secret)
 {
 	ims_format_reader *r = NULL;
 	ims_source_mem_ctx ctx;
@@ -52,7 +62,7 @@ static int fuzz_format(const uint8_t *data, size_t size, ims_format_kind kind)
 
 	ims_source_mem(&src, &ctx, data, size);
 	ims_error_clear();
-	if (ims_format_open(&r, &src, kind) < 0) {
+	if (ims_format_open_secret(&r, &src, kind, secret) < 0) {
 		/* every failure says why, on one line */
 		fuzz_check(ims_error_last_code() < 0 && strchr(ims_error_last(), '\n') == NULL);
 		return 0;

@@ -10,7 +10,7 @@ runs=${3:-0}
 dir=$build/tests/fuzz
 bash "$(dirname "$0")/make-corpus.sh" "$dir/corpus" >/dev/null
 rc=0
-for name in qcow2 vmdk vdi vhdx vpc rpc_dispatch rpc_json manifest snap_text crypt_key; do
+for name in qcow2 luks vmdk vdi vhdx vpc rpc_dispatch rpc_json manifest snap_text crypt_key; do
   max_len=262144
   [ "$name" = vhdx ] && max_len=1048576 # squeezed, see fuzz_vhdx.c
   bin=$dir/fuzz_$name

@@ -88,11 +88,6 @@ rbd_on a snap create "rbd/$made@s1" >/dev/null 2>&1
 expect_rc 1 "a clone of an encrypted image is refused" on_a image clone "rbd/$made@s1" "rbd/$plain"
 check "  saying why" grep -q "is encrypted: clones of encrypted images are not supported" "$T_ERR"
 
-expect_rc 1 "tier push of an encrypted image is refused (its key would not follow)" on_a tier push "rbd/$made@s1" --to rgw
-check "  saying why" grep -q "is encrypted: encrypted images cannot be tiered yet" "$T_ERR"
-check "  and the image stays, with its key" \
-  bash -c "rbd -c '$(conf_of a)' image-meta get 'rbd/$made' imgstore.crypt.key | grep -q '^v1:'"
-
 # ---- a second daemon of site a with another KEK, none, or one others may read
 (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$W/other.kek")
 conf() { # KEK_LINE: the config of a daemon of site a on paths of its own

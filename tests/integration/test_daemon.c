@@ -30,6 +30,8 @@
 #include "imgstore/v1/snapshot.pb-c.h"
 #include "itest.h"
 #include "proto/client.h"
+#include "store/lease.h"
+#include "store/site.h"
 
 static char admin_tok[128], host_tok[128], host2_tok[128], reader_tok[128];
 
@@ -625,7 +627,7 @@ static void test_roles(void **state)
 	assert_non_null(strstr(ims_error_last(), "unknown mode 'semi': expected async or sync"));
 
 	/* a failover is the admin's: a reader is refused before anything runs */
-	Imgstore__V1__ReplicationImageRequest fo = IMGSTORE__V1__REPLICATION_IMAGE_REQUEST__INIT;
+	Imgstore__V1__FailoverRequest fo = IMGSTORE__V1__FAILOVER_REQUEST__INIT;
 	Imgstore__V1__Operation *fop = NULL;
 	fo.image = &s;
 	fo.target_site = "b";
@@ -750,17 +752,59 @@ static void leases_of_two_hosts(Imgstore__V1__ImageSpec *s, ims_client *h, ims_c
 	ims_client_close(reader);
 }
 
+/* test_leases_and_attach: a lease a failover broke (ims_lease_break, as its lease step does)
+ * is refused on renewal with the reason FENCED, to its own host (another learns nothing); an
+ * unknown lease is still not_found without a reason. */
+static void fenced_lease_renewal(Imgstore__V1__ImageSpec *s, ims_client *h, ims_client *h2)
+{
+	Imgstore__V1__AcquireLeaseRequest al = IMGSTORE__V1__ACQUIRE_LEASE_REQUEST__INIT;
+	Imgstore__V1__RenewLeaseRequest rn = IMGSTORE__V1__RENEW_LEASE_REQUEST__INIT;
+	Imgstore__V1__Lease *l = NULL, *l2 = NULL;
+	unsigned broken = 0;
+	al.image = s;
+	al.host = "sandbox-host";
+	al.ttl_seconds = 30;
+	assert_int_equal(CALL(h, "HostService", "AcquireLease", &al, lease, &l), 0);
+	ims_site *site = itest_site('A'); /* the daemon's records pool: its default, rbd */
+	assert_int_equal(ims_lease_break(&broken, site, "rbd", s->pool, s->image), 0);
+	ims_site_close(site);
+	assert_int_equal(broken, 1);
+
+	rn.lease_id = l->id;
+	rn.ttl_seconds = 30;
+	assert_int_equal(CALL(h2, "HostService", "RenewLease", &rn, lease, &l2), -EPERM);
+	assert_string_equal(ims_client_last_reason(h2), "");
+	assert_true(CALL(h, "HostService", "RenewLease", &rn, lease, &l2) < 0);
+	assert_int_equal(ims_client_last_code(h), IMS_RPC_FAILED_PRECONDITION);
+	assert_string_equal(ims_client_last_reason(h), IMS_RPC_REASON_FENCED);
+	assert_non_null(strstr(ims_error_last(), "is stale: a failover of 'rbd/"));
+	assert_non_null(strstr(ims_error_last(), "fenced host 'sandbox-host'"));
+	/* nothing came back: no lease to release, the image is free to lease again */
+	assert_int_equal(release_lease(h, l->id), -ENOENT);
+	assert_int_equal(CALL(h, "HostService", "AcquireLease", &al, lease, &l2), 0);
+	assert_int_equal(release_lease(h, l2->id), 0);
+	free_msg(l2);
+	l2 = NULL;
+
+	rn.lease_id = "lease-000000000000000000000000";
+	assert_int_equal(CALL(h, "HostService", "RenewLease", &rn, lease, &l2), -ENOENT);
+	assert_int_equal(ims_client_last_code(h), IMS_RPC_NOT_FOUND);
+	assert_string_equal(ims_client_last_reason(h), "");
+	free_msg(l);
+}
+
 /* test_leases_and_attach: attach-info for a host from its [host] section; none for a host
  * without one, nor for a host asking with another's identity. */
 static void attach_info_of_hosts(Imgstore__V1__ImageSpec *s, ims_client *h, ims_client *h2)
 {
 	Imgstore__V1__GetAttachInfoRequest ai = IMGSTORE__V1__GET_ATTACH_INFO_REQUEST__INIT;
-	Imgstore__V1__AttachInfo *info = NULL;
+	Imgstore__V1__GetAttachInfoResponse *info = NULL;
 	ai.image = s;
 	/* sandbox-host has a [host] section: its own cephx user and libvirt secret */
 	const char *secret = getenv("IMGSTORE_HOST_SECRET_UUID");
 	assert_non_null(secret);
-	assert_int_equal(CALL(h, "HostService", "GetAttachInfo", &ai, attach_info, &info), 0);
+	assert_int_equal(
+		CALL(h, "HostService", "GetAttachInfo", &ai, get_attach_info_response, &info), 0);
 	assert_string_equal(info->host, "sandbox-host");
 	assert_string_equal(info->client_id, "sandbox-host");
 	assert_string_equal(info->secret_uuid, secret);
@@ -770,14 +814,17 @@ static void attach_info_of_hosts(Imgstore__V1__ImageSpec *s, ims_client *h, ims_
 	assert_non_null(strstr(info->libvirt_disk_xml, want));
 	free_msg(info);
 	/* sandbox-host2 has none: refused, never the daemon's own cephx user */
-	assert_true(CALL(h2, "HostService", "GetAttachInfo", &ai, attach_info, &info) < 0);
+	assert_true(CALL(h2, "HostService", "GetAttachInfo", &ai, get_attach_info_response, &info) <
+		    0);
 	assert_int_equal(ims_client_last_code(h2), IMS_RPC_FAILED_PRECONDITION);
 	assert_non_null(
 		strstr(ims_error_last(),
 		       "no cephx user and libvirt secret are known for host 'sandbox-host2'"));
 	/* a host may not ask with another host's identity */
 	ai.host = "sandbox-host2";
-	assert_int_equal(CALL(h, "HostService", "GetAttachInfo", &ai, attach_info, &info), -EPERM);
+	assert_int_equal(
+		CALL(h, "HostService", "GetAttachInfo", &ai, get_attach_info_response, &info),
+		-EPERM);
 	assert_int_equal(ims_client_last_code(h), IMS_RPC_PERMISSION_DENIED);
 }
 
@@ -786,28 +833,35 @@ static void attach_info_of_hosts(Imgstore__V1__ImageSpec *s, ims_client *h, ims_
 static void attach_info_named(Imgstore__V1__ImageSpec *s, const char *name, ims_client *h2)
 {
 	Imgstore__V1__GetAttachInfoRequest ai = IMGSTORE__V1__GET_ATTACH_INFO_REQUEST__INIT;
-	Imgstore__V1__AttachInfo *info = NULL;
+	Imgstore__V1__GetAttachInfoResponse *info = NULL;
 	char want[256];
 	ai.image = s;
 	/* an admin names the host, or gets a clear refusal */
 	ai.host = NULL;
-	assert_true(CALL(C, "HostService", "GetAttachInfo", &ai, attach_info, &info) < 0);
+	assert_true(CALL(C, "HostService", "GetAttachInfo", &ai, get_attach_info_response, &info) <
+		    0);
 	assert_int_equal(ims_client_last_code(C), IMS_RPC_FAILED_PRECONDITION);
 	assert_non_null(strstr(ims_error_last(), "attach-info needs a host"));
 	ai.host = "sandbox-host";
-	assert_int_equal(CALL(C, "HostService", "GetAttachInfo", &ai, attach_info, &info), 0);
+	assert_int_equal(
+		CALL(C, "HostService", "GetAttachInfo", &ai, get_attach_info_response, &info), 0);
 	assert_string_equal(info->client_id, "sandbox-host");
 	free_msg(info);
 	ai.host = "bad host!";
-	assert_int_equal(CALL(C, "HostService", "GetAttachInfo", &ai, attach_info, &info), -EINVAL);
+	assert_int_equal(
+		CALL(C, "HostService", "GetAttachInfo", &ai, get_attach_info_response, &info),
+		-EINVAL);
 	ai.host = NULL;
 	ai.client_id = "bad user!";
 	ai.secret_uuid = "5e0f0d4c-0000-4000-8000-000000000001";
-	assert_int_equal(CALL(C, "HostService", "GetAttachInfo", &ai, attach_info, &info), -EINVAL);
+	assert_int_equal(
+		CALL(C, "HostService", "GetAttachInfo", &ai, get_attach_info_response, &info),
+		-EINVAL);
 	/* both given: used as they are, whoever asks */
 	ai.client_id = "hv9";
 	ai.secret_uuid = "5e0f0d4c-0000-4000-8000-000000000001";
-	assert_int_equal(CALL(h2, "HostService", "GetAttachInfo", &ai, attach_info, &info), 0);
+	assert_int_equal(
+		CALL(h2, "HostService", "GetAttachInfo", &ai, get_attach_info_response, &info), 0);
 	assert_string_equal(info->host, "");
 	assert_string_equal(info->client_id, "hv9");
 	assert_true(info->n_monitors >= 1);
@@ -835,6 +889,7 @@ static void test_leases_and_attach(void **state)
 	ims_client *h = client_as(host_tok, false), *h2 = client_as(host2_tok, false);
 	lease_register_host(h);
 	leases_of_two_hosts(&s, h, h2);
+	fenced_lease_renewal(&s, h, h2);
 	attach_info_of_hosts(&s, h, h2);
 	attach_info_named(&s, name, h2);
 	ims_client_close(h2);

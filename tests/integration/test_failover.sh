@@ -72,7 +72,8 @@ check "  site b is the primary, site a its secondary" test "$(role_of b)/$(role_
 check "  the generation went up on both sites" test "$(gen_of a)" = "$(gen_of b)" -a "$(gen_of b)" -ge 1
 check "  site b's copy equals site a's last state (nothing lost)" test "$(head_sum b)" = "$(head_sum a)"
 expect_rc 1 "the lease from before the failover is refused on renewal" on_a host lease renew "$lease"
-check "  as stale or gone" grep -Eq "stale|no lease" /tmp/fo-err.$$
+check "  as stale, a failover broke it: its host is fenced (FENCED)" \
+  grep -q "is stale: a failover of 'rbd/$img' broke it and fenced host '$host'.*(FENCED)\$" /tmp/fo-err.$$
 expect_rc 1 "a new lease on the secondary (site a) is refused" on_a host lease acquire "rbd/$img" --host "$host"
 check "  and says it is a secondary" grep -q "is a secondary" /tmp/fo-err.$$
 expect_rc 0 "a new lease on the new primary (site b)" on_b host lease acquire "rbd/$img" --host "$host" --ttl 1m

@@ -350,6 +350,47 @@ static void test_unchanged_by_mark(void **state)
 	}
 }
 
+/* A blocklisted source client: the mark cannot be read (the stat fails), so the cycle is never
+ * told "unchanged" by it; the full look fails too, and the mark is dropped. The pair's status
+ * must never say current while its daemon cannot reach the primary. */
+static void test_mark_when_blocklisted(void **state)
+{
+	(void)state;
+	const char *name = itest_name("repl-mark-bl");
+	ims_repl_mark mark;
+	ims_repl_result res;
+	char addr[256];
+	memset(&mark, 0, sizeof(mark));
+	itest_create(name, 8 * MiB);
+	fill_range(name, 0, 1 * MiB);
+	changed(name, &mark, &res);
+	unchanged_then_quick(name, &mark, res.sealed);
+	assert_true(mark.valid);
+
+	ims_site *src = itest_site('A'); /* a client of its own, blocklisted below */
+	assert_int_equal(ims_site_client_addr(addr, sizeof(addr), src), 0);
+	assert_non_null(strchr(addr, '/'));
+	assert_int_equal(
+		itest_sh("ceph -c \"$CEPH_CONF_A\" osd blocklist add '%s' 600 2>/dev/null", addr),
+		0);
+	ims_repl_opts o = IMS_REPL_OPTS_INIT;
+	o.mark = &mark;
+	memset(&res, 0, sizeof(res));
+	int r = ims_repl_sync(&res, src, itest.b, "rbd", name, &o);
+	int rm = itest_sh("ceph -c \"$CEPH_CONF_A\" osd blocklist rm '%s' 2>/dev/null", addr);
+	ims_site_close(src);
+	assert_true(r < 0);
+	assert_false(res.quick);
+	assert_false(res.unchanged);
+	assert_false(mark.valid);
+	assert_int_equal(rm, 0);
+	/* the daemon's own client was never blocklisted: the next cycle looks in full again */
+	sync_marked(name, &mark, &res);
+	assert_true(res.unchanged);
+	assert_false(res.quick);
+	assert_true(mark.valid);
+}
+
 static int cut_after(void *ctx, uint64_t done, uint64_t total)
 {
 	(void)total;
@@ -645,6 +686,7 @@ int main(void)
 		cmocka_unit_test(test_under_a_concurrent_writer),
 		cmocka_unit_test(test_resize),
 		cmocka_unit_test(test_unchanged_by_mark),
+		cmocka_unit_test(test_mark_when_blocklisted),
 		cmocka_unit_test(test_cut_cycle_resumes),
 		cmocka_unit_test(test_failed_piece_copied_again),
 		cmocka_unit_test(test_two_targets),

@@ -368,6 +368,59 @@ static void test_round_trip(void **state)
 	}
 }
 
+static int wait_image(ims_client *c);
+
+static unsigned waiting_now(void)
+{
+	pthread_mutex_lock(&W.app.lock);
+	unsigned n = W.app.slow_waiting;
+	pthread_mutex_unlock(&W.app.lock);
+	return n;
+}
+
+/*
+ * libimgstore sends the deadline its caller set (timeout_ms) as the call's budget
+ * (Connect-Timeout-Ms), and none without one; a call whose budget runs out returns -ETIMEDOUT
+ * with deadline_exceeded, and the server's handler, bounded by the budget, is done by then.
+ */
+static void test_client_deadline(void **state)
+{
+	ims_client_opts o = IMS_CLIENT_OPTS_INIT;
+	ims_client *c = NULL;
+	Imgstore__V1__Image *img = NULL;
+	(void)state;
+
+	o.server = W.plain_url;
+	o.token = T_READER;
+	assert_int_equal(ims_client_open(&c, &o), 0);
+	assert_int_equal(get_image(c, "budget", &img), 0);
+	assert_true(img->size == UINT64_MAX); /* no header: no budget */
+	imgstore__v1__image__free_unpacked(img, NULL);
+	ims_client_close(c);
+
+	long ms = (long)(10000 * W.scale);
+	c = client(W.plain_url, T_READER, NULL, NULL, NULL); /* timeout_ms = ms */
+	assert_int_equal(get_image(c, "budget", &img), 0);
+	assert_true(img->size > 0 && img->size <= (uint64_t)ms);
+	assert_true(img->size > (uint64_t)ms - 5000);
+	imgstore__v1__image__free_unpacked(img, NULL);
+	ims_client_close(c);
+
+	/* WaitImage blocks until released or, bounded by the budget, until the budget runs out */
+	o.timeout_ms = 300;
+	assert_int_equal(ims_client_open(&c, &o), 0);
+	double t0 = now();
+	assert_int_equal(wait_image(c), -ETIMEDOUT);
+	assert_int_equal(ims_client_last_code(c), IMS_RPC_DEADLINE_EXCEEDED);
+	assert_true(now() - t0 < 5 * W.scale);
+	/* the handler saw the budget: it ends at once, not after its own 60 s */
+	for (int i = 0; i < 200 && waiting_now() > 0; i++)
+		usleep(10000);
+	assert_int_equal(waiting_now(), 0);
+	ims_client_close(c);
+	still_serving();
+}
+
 static void test_curl_round_trip(void **state)
 {
 	char req[160];
@@ -1267,6 +1320,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_client_deadline),
 		cmocka_unit_test(test_curl_round_trip),
 		cmocka_unit_test(test_auth_matrix),
 		cmocka_unit_test(test_malformed),

@@ -227,6 +227,12 @@ uint8_t *ft_read_file(const char *path, size_t *len)
 void ft_compare(const char *image, ims_format_kind declared, const char *raw, size_t piece,
 		ft_walk *out)
 {
+	ft_compare_secret(image, declared, raw, piece, NULL, out);
+}
+
+void ft_compare_secret(const char *image, ims_format_kind declared, const char *raw, size_t piece,
+		       const ims_format_secret *secret, ft_walk *out)
+{
 	ims_format_reader *r = NULL;
 	ims_source src;
 	ft_walk w = {0};
@@ -242,7 +248,7 @@ void ft_compare(const char *image, ims_format_kind declared, const char *raw, si
 	raw_len = (uint64_t)lseek(rfd, 0, SEEK_END);
 	ims_source_fd(&src, &fd, (uint64_t)st.st_size);
 	ims_error_clear();
-	err = ims_format_open(&r, &src, declared);
+	err = ims_format_open_secret(&r, &src, declared, secret);
 	if (err < 0)
 		fail_msg("open of '%s' failed: %d %s", image, err, ims_error_last());
 	assert_int_equal(ims_format_virtual_size(r), raw_len);
@@ -364,4 +370,61 @@ void ft_expect_open_errors_at(const ft_open_case *c, size_t n, const char *file,
 	for (size_t i = 0; i < n; i++)
 		ft_expect_open_error_at(c[i].data, c[i].len, c[i].kind, c[i].err, c[i].msg, file,
 					line);
+}
+
+void ft_put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+void ft_put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+void ft_put_le64(uint8_t *p, uint64_t v)
+{
+	ft_put_le32(p, (uint32_t)v);
+	ft_put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+void ft_put_be32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+void ft_put_be64(uint8_t *p, uint64_t v)
+{
+	ft_put_be32(p, (uint32_t)(v >> 32));
+	ft_put_be32(p + 4, (uint32_t)v);
+}
+
+void ft_check_qemu(const char *qemu_fmt, ims_format_kind declared, const char *name, size_t piece,
+		   const char *expect, ft_walk *w)
+{
+	const char *img = ft_path(name);
+	char raw[1100];
+
+	snprintf(raw, sizeof(raw), "%s.raw", img);
+	/* -f always: QEMU's probe takes a fixed VHD for raw, its footer included */
+	ft_run("qemu-img convert -f %s -O raw '%s' '%s'", qemu_fmt, img, raw);
+	ft_compare(img, declared, raw, piece, w);
+	if (expect)
+		ft_run("cmp '%s' '%s'", raw, expect);
+	ft_run("rm -f '%s'", raw);
+}
+
+uint8_t *ft_small_image(const char *qemu_fmt, const char *create_opts, const char *name,
+			size_t *len)
+{
+	const char *p = ft_path(name);
+
+	unlink(p);
+	ft_run("qemu-img create -q -f %s %s '%s' 8M", qemu_fmt, create_opts, p);
+	ft_run("qemu-io -f %s -c 'write -P 0x11 1M 4K' -c 'write -P 0x22 5M 1M' '%s' >/dev/null",
+	       qemu_fmt, p);
+	return ft_read_file(p, len);
 }

@@ -70,6 +70,10 @@ typedef struct {
 void ft_compare(const char *image, ims_format_kind declared, const char *raw, size_t piece,
 		ft_walk *out);
 
+/* ft_compare() of an image opened with @p secret (ims_format_open_secret()). */
+void ft_compare_secret(const char *image, ims_format_kind declared, const char *raw, size_t piece,
+		       const ims_format_secret *secret, ft_walk *out);
+
 /*
  * Expect open of @p len bytes at @p data as @p kind to fail with @p err and a message holding
  * @p msg.
@@ -103,5 +107,38 @@ void ft_expect_error_at(int got, int err, const char *msg, const char *file, int
  * @p at to fail with @p err and @p msg. */
 void ft_expect_bad_at(const void *data, size_t len, ims_format_kind kind, bool map_too, uint64_t at,
 		      int err, const char *msg, const char *file, int line);
+
+/* Store @p v at @p p, little-endian (le) or big-endian (be). */
+void ft_put_le16(uint8_t *p, uint16_t v);
+void ft_put_le32(uint8_t *p, uint32_t v);
+void ft_put_le64(uint8_t *p, uint64_t v);
+void ft_put_be32(uint8_t *p, uint32_t v);
+void ft_put_be64(uint8_t *p, uint64_t v);
+
+/*
+ * Convert the sandbox's @p name with `qemu-img convert -f QEMU_FMT -O raw` and ft_compare() it
+ * (opened as @p declared) with that; if @p expect is given, qemu's raw must equal that file too.
+ */
+void ft_check_qemu(const char *qemu_fmt, ims_format_kind declared, const char *name, size_t piece,
+		   const char *expect, ft_walk *w);
+
+/*
+ * A small image in the sandbox's @p name: `qemu-img create -f QEMU_FMT CREATE_OPTS` of 8 MiB,
+ * then 4 KiB of 0x11 at 1 MiB and 1 MiB of 0x22 at 5 MiB written by qemu-io; its bytes, which
+ * the caller frees.
+ */
+uint8_t *ft_small_image(const char *qemu_fmt, const char *create_opts, const char *name,
+			size_t *len);
+
+/*
+ * In a test of hostile variants: copy @p len bytes of `orig` to `b` (both in scope), apply
+ * @p mutate to `b`, and expect its open as @p kind to fail with @p err and @p msg.
+ */
+#define FT_BAD(kind, mutate, err, msg)                                                             \
+	do {                                                                                       \
+		memcpy(b, orig, len);                                                              \
+		mutate;                                                                            \
+		ft_expect_open_error(b, len, kind, err, msg);                                      \
+	} while (0)
 
 #endif

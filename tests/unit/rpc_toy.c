@@ -2,6 +2,7 @@
 #include "rpc_toy.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -53,6 +54,10 @@ static int get_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
 	if (strcmp(q->image->image, "fenced") == 0) { /* a reason the handler sets */
 		ims_rpc_call_set_reason(call, IMS_RPC_REASON_FENCED);
 		return ims_error_set(-EBUSY, "host 'h' is fenced");
+	}
+	if (strcmp(q->image->image, "budget") == 0) { /* the caller's budget as the size */
+		int64_t left = ims_rpc_call_remaining_ms(call);
+		return answer_image(call, q->image, left < 0 ? UINT64_MAX : (uint64_t)left, resp);
 	}
 	if (strcmp(q->image->image, "slow") == 0 && app->sleep_ms) {
 		struct timespec ts = {app->sleep_ms / 1000, (long)(app->sleep_ms % 1000) * 1000000};

@@ -67,7 +67,9 @@ typedef struct {
 	const char *not_ready; /* why /readyz says 503; NULL: ready */
 	char audit[TOY_MAX_AUDIT][1024];
 	unsigned naudit;
-	unsigned sleep_ms; /* GetImage of "slow" sleeps this long */
+	unsigned sleep_ms; /* GetImage of "slow" sleeps this long; of "budget": answers the
+			    * caller's budget (Connect-Timeout-Ms) left as its size, UINT64_MAX
+			    * for none */
 	/* WaitImage (a GetImage that blocks) waits until slow_release, for at most 60 s */
 	pthread_cond_t slow_cond;
 	unsigned slow_waiting; /* WaitImage calls blocked now */

@@ -32,9 +32,9 @@ expect() {
 }
 
 cd "$W" && touch disk.qcow2 disk.raw notes.txt && mkdir dir
-expect "image snap op host repl site tier group audit" imgstore ''
+expect "image snap op host repl site tier group audit key" imgstore ''
 expect "image" imgstore im
-expect "image snap op host repl site tier group audit" imgstore --format json ''
+expect "image snap op host repl site tier group audit key" imgstore --format json ''
 expect "table json" imgstore --format ''
 expect "json" imgstore --format = j
 expect "table json" imgstore -o ''

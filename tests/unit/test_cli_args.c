@@ -407,7 +407,7 @@ static void test_image_verbs(void **state)
 	assert_int_equal(fake_run(f, "--server", SOCK, "--format", "json", "image", "rm", "rbd/vm1",
 				  "--purge", NULL),
 			 0);
-	assert_string_equal(f->out, "{\n}\n");
+	assert_string_equal(f->out, "{\n  \"cold_copies_shredded\": 0\n}\n");
 	Imgstore__V1__DeleteImageRequest *d0 =
 		sent(f, 0, &imgstore__v1__delete_image_request__descriptor);
 	Imgstore__V1__DeleteImageRequest *d1 =
@@ -481,7 +481,7 @@ static void test_tags(void **state)
 static void test_attach_info(void **state)
 {
 	fake *f = *state;
-	Imgstore__V1__AttachInfo info = IMGSTORE__V1__ATTACH_INFO__INIT;
+	Imgstore__V1__GetAttachInfoResponse info = IMGSTORE__V1__GET_ATTACH_INFO_RESPONSE__INIT;
 	char *mons[] = {"10.0.0.1:6789", "10.0.0.2:6789"};
 	const char *xml = "<disk type='network' device='disk'>\n  <source protocol='rbd' "
 			  "name='rbd/vm1'/>\n</disk>";
@@ -662,8 +662,7 @@ static void test_repl_tier_group(void **state)
 	assert_int_equal(fake_run(f, "--server", SOCK, "repl", "failover", "rbd/vm1", "--to", "b",
 				  "--force", NULL),
 			 1);
-	Imgstore__V1__ReplicationImageRequest *fo =
-		sent(f, 1, &imgstore__v1__replication_image_request__descriptor);
+	Imgstore__V1__FailoverRequest *fo = sent(f, 1, &imgstore__v1__failover_request__descriptor);
 	assert_true(fo->force);
 	assert_string_equal(fo->target_site, "b");
 
@@ -708,11 +707,9 @@ static void test_shared_shapes(void **state)
 {
 	fake *f = *state;
 	Imgstore__V1__TierPolicy pol = IMGSTORE__V1__TIER_POLICY__INIT;
-	Imgstore__V1__ListTierPoliciesResponse pols =
-		IMGSTORE__V1__LIST_TIER_POLICIES_RESPONSE__INIT;
+	Imgstore__V1__ListPoliciesResponse pols = IMGSTORE__V1__LIST_POLICIES_RESPONSE__INIT;
 	Imgstore__V1__TierPolicy *pv[1] = {&pol};
-	Imgstore__V1__RemoveTierPolicyResponse rmp =
-		IMGSTORE__V1__REMOVE_TIER_POLICY_RESPONSE__INIT;
+	Imgstore__V1__RemovePolicyResponse rmp = IMGSTORE__V1__REMOVE_POLICY_RESPONSE__INIT;
 	Imgstore__V1__DeleteSnapshotResponse rms = IMGSTORE__V1__DELETE_SNAPSHOT_RESPONSE__INIT;
 	Imgstore__V1__Host host = IMGSTORE__V1__HOST__INIT;
 
@@ -783,8 +780,8 @@ static void test_shared_shapes(void **state)
 static void test_optional_image(void **state)
 {
 	fake *f = *state;
-	Imgstore__V1__ReplicationStatusResponse st =
-		IMGSTORE__V1__REPLICATION_STATUS_RESPONSE__INIT;
+	Imgstore__V1__GetReplicationStatusResponse st =
+		IMGSTORE__V1__GET_REPLICATION_STATUS_RESPONSE__INIT;
 
 	fake_expect(f, "imgstore.v1.ReplicationService/GetReplicationStatus", &st);
 	fake_expect(f, "imgstore.v1.ReplicationService/GetReplicationStatus", &st);
@@ -792,10 +789,10 @@ static void test_optional_image(void **state)
 	assert_int_equal(fake_run(f, "--server", SOCK, "repl", "status", NULL), 0);
 	assert_int_equal(fake_run(f, "--server", SOCK, "repl", "status", "rbd/vm1", NULL), 0);
 	assert_int_equal(fake_run(f, "--server", SOCK, "tier", "restore", "cold1", NULL), 1);
-	Imgstore__V1__ReplicationStatusRequest *all =
-		sent(f, 0, &imgstore__v1__replication_status_request__descriptor);
-	Imgstore__V1__ReplicationStatusRequest *one =
-		sent(f, 1, &imgstore__v1__replication_status_request__descriptor);
+	Imgstore__V1__GetReplicationStatusRequest *all =
+		sent(f, 0, &imgstore__v1__get_replication_status_request__descriptor);
+	Imgstore__V1__GetReplicationStatusRequest *one =
+		sent(f, 1, &imgstore__v1__get_replication_status_request__descriptor);
 	Imgstore__V1__RestoreRequest *rs = sent(f, 2, &imgstore__v1__restore_request__descriptor);
 	assert_non_null(all->image);
 	assert_string_equal(all->image->pool, "");

@@ -237,7 +237,9 @@ static void test_group_removed_names(void **state)
 	assert_string_equal(json_object_get_string(get(doc, "removed")), "rbd/a\"b\\c");
 	json_object_put(doc);
 
-	fake_expect(f, "imgstore.v1.GroupService/DeleteGroupSnapshot", &resp);
+	Imgstore__V1__DeleteGroupSnapshotResponse sresp =
+		IMGSTORE__V1__DELETE_GROUP_SNAPSHOT_RESPONSE__INIT;
+	fake_expect(f, "imgstore.v1.GroupService/DeleteGroupSnapshot", &sresp);
 	assert_int_equal(fake_run(f, "--server", SOCK, "--format", "json", "group", "snap",
 				  "rbd/g\"1@s\"}", "--rm", NULL),
 			 0);

@@ -230,6 +230,30 @@ static void test_syntax(void **state)
 		"before a comment\n");
 }
 
+/* [server] instance: a name (it goes into lock cookies and operation owners), unset: none. */
+static void test_instance(void **state)
+{
+	(void)state;
+	ims_config *cfg = NULL;
+	errors e;
+	assert_int_equal(parse(BASE "instance = scale-2\n", &cfg, &e), 0);
+	assert_string_equal(cfg->server.instance, "scale-2");
+	ims_config_free(cfg);
+	cfg = NULL;
+	assert_int_equal(parse(BASE, &cfg, &e), 0);
+	assert_null(cfg->server.instance);
+	ims_config_free(cfg);
+	expect_errors(BASE "instance = web 1\n",
+		      "test.conf:6: bad value 'web 1' for 'instance': expected a name: 1 to 32 "
+		      "letters, digits, '-' or '_', starting with a letter or digit\n");
+	expect_errors(BASE "instance = -x\n",
+		      "test.conf:6: bad value '-x' for 'instance': expected a name: 1 to 32 "
+		      "letters, digits, '-' or '_', starting with a letter or digit\n");
+	expect_errors(BASE "instance = host:1\n",
+		      "test.conf:6: bad value 'host:1' for 'instance': expected a name: 1 to 32 "
+		      "letters, digits, '-' or '_', starting with a letter or digit\n");
+}
+
 static void test_names_and_paths(void **state)
 {
 	(void)state;
@@ -629,6 +653,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_key_and_section),
 		cmocka_unit_test(test_peer_bandwidth),
 		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_instance),
 		cmocka_unit_test(test_ranges_in_units),
 		cmocka_unit_test(test_missing_required),
 		cmocka_unit_test(test_syntax),

@@ -117,11 +117,62 @@ static void test_wrap_unwrap(void **state)
 	ims_crypt_kek_free(NULL);
 }
 
+/* A rotation: the previous KEK still unwraps, wrapping uses the current one, rewrap moves a key
+ * over once; a key of neither is named. */
+static void test_rotation(void **state)
+{
+	(void)state;
+	ims_crypt_kek *old = load(hex1), *cur = load(hex2), *third = load(hex2);
+	uint8_t key[IMS_CRYPT_KEY_LEN], back[IMS_CRYPT_KEY_LEN];
+	char w_old[IMS_CRYPT_WRAPPED_MAX], w_new[IMS_CRYPT_WRAPPED_MAX], w2[IMS_CRYPT_WRAPPED_MAX];
+	char old_id[IMS_CRYPT_KEKID_LEN + 1];
+	for (size_t i = 0; i < sizeof(key); i++)
+		key[i] = (uint8_t)(i * 3 + 5);
+	snprintf(old_id, sizeof(old_id), "%s", ims_crypt_kek_id(old));
+	assert_int_equal(ims_crypt_wrap(w_old, old, key), 0);
+	assert_null(ims_crypt_kek_previous_id(cur));
+	assert_int_equal(ims_crypt_unwrap(back, cur, w_old), -EPERM);
+	ims_crypt_kek_set_previous(cur, old);
+	assert_string_equal(ims_crypt_kek_previous_id(cur), old_id);
+	assert_int_equal(ims_crypt_unwrap(back, cur, w_old), 0);
+	assert_memory_equal(back, key, sizeof(key));
+	assert_int_equal(ims_crypt_check_wrapped(w_old, cur, "cold image 'rbd/x'"), 0);
+	/* rewrap: from the previous KEK to the current one, then nothing to do */
+	assert_int_equal(ims_crypt_rewrap(w_new, cur, w_old), 1);
+	assert_memory_equal(w_new + 3, ims_crypt_kek_id(cur), IMS_CRYPT_KEKID_LEN);
+	assert_int_equal(ims_crypt_unwrap(back, third, w_new), 0); /* no previous KEK needed */
+	assert_memory_equal(back, key, sizeof(key));
+	assert_int_equal(ims_crypt_rewrap(w2, cur, w_new), 0);
+	assert_string_equal(w2, w_new);
+	/* a key of neither KEK: both named */
+	ims_crypt_kek *stranger = NULL;
+	char text[100];
+	snprintf(text, sizeof(text), "%.62s77", hex1);
+	assert_int_equal(ims_crypt_kek_load(&stranger, kek_file(text, 0600)), 0);
+	unlink(path);
+	assert_int_equal(ims_crypt_wrap(w2, stranger, key), 0);
+	assert_int_equal(ims_crypt_rewrap(w_new, cur, w2), -EPERM);
+	assert_non_null(strstr(ims_error_last(), "(kek_file) and KEK"));
+	assert_non_null(strstr(ims_error_last(), old_id));
+	/* shredded, or no KEK */
+	assert_int_equal(ims_crypt_check_wrapped("shredded", cur, "cold image 'rbd/x'"), -EPERM);
+	assert_string_equal(ims_error_last(), "cold image 'rbd/x' was crypto-shredded: its key is "
+					      "destroyed and its data cannot be read");
+	assert_int_equal(ims_crypt_check_wrapped(w_old, NULL, "cold image 'rbd/x'"), -EPERM);
+	assert_int_equal(ims_crypt_check_wrapped(w2, third, "cold image 'rbd/x'"), -EPERM);
+	assert_non_null(strstr(ims_error_last(), "cannot open cold image 'rbd/x': the data key is "
+						 "wrapped by KEK"));
+	ims_crypt_kek_free(stranger);
+	ims_crypt_kek_free(cur); /* frees old too */
+	ims_crypt_kek_free(third);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_kek_file_checks),
 		cmocka_unit_test(test_wrap_unwrap),
+		cmocka_unit_test(test_rotation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

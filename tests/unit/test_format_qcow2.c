@@ -523,9 +523,12 @@ static void test_refused_features(void **state)
 	q2_build(&q, 9, false);
 	put32(q.b + 32, 1);
 	expect_bad(&q, -ENOTSUP, "qcow2: encrypted images are not supported (crypt_method 1, AES)");
-	put32(q.b + 32, 2);
+	put32(q.b + 32, 3);
 	expect_bad(&q, -ENOTSUP,
-		   "qcow2: encrypted images are not supported (crypt_method 2, LUKS)");
+		   "qcow2: encrypted images are not supported (crypt_method 3, unknown)");
+	/* LUKS without a passphrase (with one: test_format_luks.c) */
+	put32(q.b + 32, 2);
+	expect_bad(&q, -EINVAL, "qcow2: the image is LUKS-encrypted; give --passphrase-file");
 
 	/* unknown incompatible features, named by bit */
 	q2_build(&q, 9, false);

@@ -20,30 +20,6 @@
 #include "store/format.h"
 #include "tests/unit/format_test_util.h"
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-
-/* Compare the image with qemu-img's raw conversion, and that with the pattern if given. */
-static void check_image(const char *name, size_t piece, ft_walk *w)
-{
-	const char *img = ft_path(name);
-	char raw[1100];
-
-	snprintf(raw, sizeof(raw), "%s.raw", img);
-	ft_run("qemu-img convert -f vdi -O raw '%s' '%s'", img, raw);
-	ft_compare(img, IMS_FORMAT_AUTO, raw, piece, w);
-	ft_run("rm -f '%s'", raw);
-}
-
 static void test_qemu_images(void **state)
 {
 	(void)state;
@@ -51,46 +27,28 @@ static void test_qemu_images(void **state)
 
 	ft_run("qemu-img convert -f raw -O vdi -o static=off '%s' '%s'", ft_path("pattern.raw"),
 	       ft_path("dynamic.vdi"));
-	check_image("dynamic.vdi", 65536, &w);
-	check_image("dynamic.vdi", 1000, &w);
+	ft_check_qemu("vdi", IMS_FORMAT_AUTO, "dynamic.vdi", 65536, NULL, &w);
+	ft_check_qemu("vdi", IMS_FORMAT_AUTO, "dynamic.vdi", 1000, NULL, &w);
 	ft_run("qemu-img convert -f raw -O vdi -o static=on '%s' '%s'", ft_path("pattern.raw"),
 	       ft_path("static.vdi"));
-	check_image("static.vdi", 65536, &w);
+	ft_check_qemu("vdi", IMS_FORMAT_AUTO, "static.vdi", 65536, NULL, &w);
 	assert_int_equal(w.zero_extents, 0);
 	/* unallocated blocks are zero extents; a size that is not a whole block */
 	ft_run("qemu-img create -q -f vdi '%s' 9000K", ft_path("holes.vdi"));
 	ft_run("qemu-io -f vdi -c 'write -P 0x11 1M 4K' -c 'write -P 0x22 5M 1M' "
 	       "-c 'write -P 0x33 8M 4K' '%s' >/dev/null",
 	       ft_path("holes.vdi"));
-	check_image("holes.vdi", 4096, &w);
+	ft_check_qemu("vdi", IMS_FORMAT_AUTO, "holes.vdi", 4096, NULL, &w);
 	assert_true(w.zero_extents >= 2 && w.data_extents == 3);
 	assert_int_equal(w.data_bytes, (2u << 20) + 9000u * 1024 - (8u << 20)); /* the last cut */
 }
 
 /* A small dynamic image: blocks 1 and 5 of 8 allocated (map at 0x200, data at 0x400). */
-static uint8_t *small(size_t *len)
-{
-	const char *p = ft_path("small.vdi");
-
-	unlink(p);
-	ft_run("qemu-img create -q -f vdi '%s' 8M", p);
-	ft_run("qemu-io -f vdi -c 'write -P 0x11 1M 4K' -c 'write -P 0x22 5M 1M' '%s' >/dev/null",
-	       p);
-	return ft_read_file(p, len);
-}
-
-#define BAD(mutate, err, msg)                                                                      \
-	do {                                                                                       \
-		memcpy(b, orig, len);                                                              \
-		mutate;                                                                            \
-		ft_expect_open_error(b, len, IMS_FORMAT_VDI, err, msg);                            \
-	} while (0)
-
 static void test_hostile(void **state)
 {
 	(void)state;
 	size_t len;
-	uint8_t *orig = small(&len), *b = malloc(len);
+	uint8_t *orig = ft_small_image("vdi", "", "small.vdi", &len), *b = malloc(len);
 	ims_format_reader *r;
 	ims_extent e;
 	uint8_t buf[16];
@@ -106,33 +64,48 @@ static void test_hostile(void **state)
 	assert_true(e.type == IMS_EXTENT_DATA && e.length == 1u << 20);
 	ims_format_close(r);
 
-	BAD(memset(b + 64, 0, 4), -EINVAL, "image declared as vdi but its bytes are raw");
-	BAD(put32(b + 0x44, 0x00010000), -ENOTSUP, "vdi: version 1.0 is not supported");
-	BAD(put32(b + 0x48, 8), -EINVAL, "vdi: header size 8 is not valid");
-	BAD(put32(b + 0x4c, 4), -ENOTSUP, "vdi: the image is a differencing image");
-	BAD(b[0x1b8] = 1, -ENOTSUP, "vdi: the image is a differencing image");
-	BAD(b[0x1a8] = 1, -ENOTSUP, "vdi: the image is a differencing image");
-	BAD(put32(b + 0x4c, 3), -ENOTSUP, "vdi: image type 3 is not supported");
-	BAD(put32(b + 0x168, 4096), -EINVAL, "vdi: sector size 4096 is not 512");
-	BAD(put32(b + 0x17c, 512), -ENOTSUP, "vdi: 512 extra bytes per block");
-	BAD(put32(b + 0x178, 3u << 20), -EINVAL, "vdi: block size 3145728 is not a power of 2");
-	BAD(put32(b + 0x178, 512), -EINVAL, "vdi: block size 512 is not a power of 2");
-	BAD(put32(b + 0x154, 0x201), -EINVAL, "does not start on a sector");
-	BAD(put64(b + 0x170, 0), -EINVAL, "vdi: the disk size is 0");
-	BAD(put64(b + 0x170, 100), -EINVAL, "vdi: the disk size is 0");
-	BAD(put64(b + 0x170, 9u << 20), -EINVAL, "vdi: disk size 9437184 exceeds its 8 blocks");
+	FT_BAD(IMS_FORMAT_VDI, memset(b + 64, 0, 4), -EINVAL,
+	       "image declared as vdi but its bytes are raw");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le32(b + 0x44, 0x00010000), -ENOTSUP,
+	       "vdi: version 1.0 is not supported");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le32(b + 0x48, 8), -EINVAL,
+	       "vdi: header size 8 is not valid");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le32(b + 0x4c, 4), -ENOTSUP,
+	       "vdi: the image is a differencing image");
+	FT_BAD(IMS_FORMAT_VDI, b[0x1b8] = 1, -ENOTSUP, "vdi: the image is a differencing image");
+	FT_BAD(IMS_FORMAT_VDI, b[0x1a8] = 1, -ENOTSUP, "vdi: the image is a differencing image");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le32(b + 0x4c, 3), -ENOTSUP,
+	       "vdi: image type 3 is not supported");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le32(b + 0x168, 4096), -EINVAL,
+	       "vdi: sector size 4096 is not 512");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le32(b + 0x17c, 512), -ENOTSUP,
+	       "vdi: 512 extra bytes per block");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le32(b + 0x178, 3u << 20), -EINVAL,
+	       "vdi: block size 3145728 is not a power of 2");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le32(b + 0x178, 512), -EINVAL,
+	       "vdi: block size 512 is not a power of 2");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le32(b + 0x154, 0x201), -EINVAL,
+	       "does not start on a sector");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le64(b + 0x170, 0), -EINVAL, "vdi: the disk size is 0");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le64(b + 0x170, 100), -EINVAL, "vdi: the disk size is 0");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le64(b + 0x170, 9u << 20), -EINVAL,
+	       "vdi: disk size 9437184 exceeds its 8 blocks");
 	/* a hostile block count: the map would pass 32 MiB, or the file */
-	BAD((put32(b + 0x180, 0xffffffffu), put64(b + 0x170, 1u << 20)), -EINVAL,
-	    "blocks need a block map larger than 32 MiB");
-	BAD((put32(b + 0x180, 1000000), put64(b + 0x170, 1u << 20)), -EINVAL,
-	    "vdi: the block map (1000000 entries at 0x200) lies outside the file");
-	BAD(put32(b + 0x154, 0), -EINVAL, "vdi: the block map (8 entries at 0x0) lies outside");
-	BAD(put32(b + 0x154, 0xfffffe00u), -EINVAL, "lies outside the file");
-	BAD(put32(b + 0x158, 0x200), -EINVAL,
-	    "vdi: the data (at 0x200) starts inside the block map");
-	BAD(put32(b + 0x200 + 4, 0x7ffffff0u), -EINVAL,
-	    "vdi: block map entry 1 puts block 2147483632 past the end of the file");
-	BAD(put32(b + 0x200 + 4, 2), -EINVAL, "vdi: block map entry 1 puts block 2 past the end");
+	FT_BAD(IMS_FORMAT_VDI,
+	       (ft_put_le32(b + 0x180, 0xffffffffu), ft_put_le64(b + 0x170, 1u << 20)), -EINVAL,
+	       "blocks need a block map larger than 32 MiB");
+	FT_BAD(IMS_FORMAT_VDI, (ft_put_le32(b + 0x180, 1000000), ft_put_le64(b + 0x170, 1u << 20)),
+	       -EINVAL, "vdi: the block map (1000000 entries at 0x200) lies outside the file");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le32(b + 0x154, 0), -EINVAL,
+	       "vdi: the block map (8 entries at 0x0) lies outside");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le32(b + 0x154, 0xfffffe00u), -EINVAL,
+	       "lies outside the file");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le32(b + 0x158, 0x200), -EINVAL,
+	       "vdi: the data (at 0x200) starts inside the block map");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le32(b + 0x200 + 4, 0x7ffffff0u), -EINVAL,
+	       "vdi: block map entry 1 puts block 2147483632 past the end of the file");
+	FT_BAD(IMS_FORMAT_VDI, ft_put_le32(b + 0x200 + 4, 2), -EINVAL,
+	       "vdi: block map entry 1 puts block 2 past the end");
 	ft_expect_open_error(orig, 100, IMS_FORMAT_VDI, -EINVAL,
 			     "vdi: header at offset 0 is "
 			     "truncated");
@@ -142,7 +115,7 @@ static void test_hostile(void **state)
 
 	/* a discarded block reads as zeros */
 	memcpy(b, orig, len);
-	put32(b + 0x200 + 4, 0xfffffffeu);
+	ft_put_le32(b + 0x200 + 4, 0xfffffffeu);
 	r = ft_open_mem(b, len, IMS_FORMAT_VDI);
 	assert_int_equal(ims_format_map(&e, r, 0), 0);
 	assert_true(e.type == IMS_EXTENT_ZERO && e.length == 5u << 20);
@@ -158,8 +131,8 @@ static void test_hostile(void **state)
 	ims_format_close(r);
 	/* the blocks past the disk are not looked at */
 	memcpy(b, orig, len);
-	put64(b + 0x170, 4u << 20);
-	put32(b + 0x200 + 20, 0x7ffffff0u);
+	ft_put_le64(b + 0x170, 4u << 20);
+	ft_put_le32(b + 0x200 + 20, 0x7ffffff0u);
 	r = ft_open_mem(b, len, IMS_FORMAT_VDI);
 	assert_int_equal(ims_format_virtual_size(r), 4u << 20);
 	ims_format_close(r);

@@ -24,18 +24,6 @@
 #define KiB (UINT64_C(1) << 10)
 #define MiB (UINT64_C(1) << 20)
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-
 static uint32_t crc32c(const uint8_t *p, size_t len)
 {
 	uint32_t crc = 0xffffffffu;
@@ -51,8 +39,8 @@ static uint32_t crc32c(const uint8_t *p, size_t len)
 /* Recompute the checksum of the @p len bytes at @p p (a header or a region table). */
 static void fix(uint8_t *p, size_t len)
 {
-	put32(p + 4, 0);
-	put32(p + 4, crc32c(p, len));
+	ft_put_le32(p + 4, 0);
+	ft_put_le32(p + 4, crc32c(p, len));
 }
 
 #define H1   (64 * KiB)
@@ -73,17 +61,6 @@ static void fix_headers(uint8_t *b)
 	fix(b + H2, 4 * KiB);
 }
 
-static void check_image(const char *name, size_t piece, ft_walk *w)
-{
-	const char *img = ft_path(name);
-	char raw[1100];
-
-	snprintf(raw, sizeof(raw), "%s.raw", img);
-	ft_run("qemu-img convert -f vhdx -O raw '%s' '%s'", img, raw);
-	ft_compare(img, IMS_FORMAT_AUTO, raw, piece, w);
-	ft_run("rm -f '%s'", raw);
-}
-
 static void test_qemu_images(void **state)
 {
 	(void)state;
@@ -98,46 +75,27 @@ static void test_qemu_images(void **state)
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
 		ft_run("qemu-img convert -f raw -O vhdx -o %s '%s' '%s'", opts[i],
 		       ft_path("pattern.raw"), ft_path("p.vhdx"));
-		check_image("p.vhdx", 65536, &w);
-		check_image("p.vhdx", 1000, &w);
+		ft_check_qemu("vhdx", IMS_FORMAT_AUTO, "p.vhdx", 65536, NULL, &w);
+		ft_check_qemu("vhdx", IMS_FORMAT_AUTO, "p.vhdx", 1000, NULL, &w);
 	}
 	/* blocks never written and blocks written zero are zero extents */
 	ft_run("qemu-img create -q -f vhdx -o block_size=1M '%s' 9000K", ft_path("holes.vhdx"));
 	ft_run("qemu-io -f vhdx -c 'write -P 0x11 1M 4K' -c 'write -P 0x22 5M 1M' "
 	       "-c 'write -P 0x33 8M 4K' -c 'write -z 5M 1M' '%s' >/dev/null",
 	       ft_path("holes.vhdx"));
-	check_image("holes.vhdx", 4096, &w);
+	ft_check_qemu("vhdx", IMS_FORMAT_AUTO, "holes.vhdx", 4096, NULL, &w);
 	assert_true(w.zero_extents >= 2 && w.data_extents >= 2);
 	/* blocks never written in the not-present state rather than zero */
 	ft_run("qemu-img create -q -f vhdx -o block_size=1M,block_state_zero=off '%s' 9000K",
 	       ft_path("absent.vhdx"));
 	ft_run("qemu-io -f vhdx -c 'write -P 0x11 1M 4K' -c 'write -P 0x33 8M 4K' '%s' >/dev/null",
 	       ft_path("absent.vhdx"));
-	check_image("absent.vhdx", 65536, &w);
+	ft_check_qemu("vhdx", IMS_FORMAT_AUTO, "absent.vhdx", 65536, NULL, &w);
 	assert_true(w.zero_extents >= 2 && w.data_extents == 2);
 	ft_run("qemu-img create -q -f vhdx -o subformat=fixed,block_state_zero=off '%s' 3M",
 	       ft_path("absent-fixed.vhdx"));
-	check_image("absent-fixed.vhdx", 65536, &w);
+	ft_check_qemu("vhdx", IMS_FORMAT_AUTO, "absent-fixed.vhdx", 65536, NULL, &w);
 }
-
-/* A small dynamic image of 8 MiB in 1 MiB blocks, blocks 1 and 5 written (at 8 and 9 MiB). */
-static uint8_t *small(size_t *len)
-{
-	const char *p = ft_path("small.vhdx");
-
-	unlink(p);
-	ft_run("qemu-img create -q -f vhdx -o block_size=1M '%s' 8M", p);
-	ft_run("qemu-io -f vhdx -c 'write -P 0x11 1M 4K' -c 'write -P 0x22 5M 1M' '%s' >/dev/null",
-	       p);
-	return ft_read_file(p, len);
-}
-
-#define BAD(mutate, err, msg)                                                                      \
-	do {                                                                                       \
-		memcpy(b, orig, len);                                                              \
-		mutate;                                                                            \
-		ft_expect_open_error(b, len, IMS_FORMAT_VHDX, err, msg);                           \
-	} while (0)
 
 static void expect_opens(const uint8_t *b, size_t len)
 {
@@ -149,11 +107,13 @@ static void expect_opens(const uint8_t *b, size_t len)
 	ims_format_close(r);
 }
 
+/* A small dynamic image of 8 MiB in 1 MiB blocks, blocks 1 and 5 written (at 8 and 9 MiB). */
 static void test_hostile(void **state)
 {
 	(void)state;
 	size_t len;
-	uint8_t *orig = small(&len), *b = malloc(len);
+	uint8_t *orig = ft_small_image("vhdx", "-o block_size=1M", "small.vhdx", &len),
+		*b = malloc(len);
 	ims_format_reader *r;
 	ims_extent e;
 
@@ -175,62 +135,77 @@ static void test_hostile(void **state)
 	memcpy(b, orig, len);
 	b[H2 + 100] ^= 1;
 	expect_opens(b, len);
-	BAD((b[H1] = 'X', b[H2] = 'X'), -EINVAL, "vhdx: neither header is valid");
-	BAD((b[H1 + 100] ^= 1, b[H2 + 100] ^= 1), -EINVAL, "vhdx: neither header is valid");
-	BAD((b[H1 + 66] = 2, b[H2 + 66] = 2, fix_headers(b)), -EINVAL,
-	    "vhdx: neither header is valid");
-	BAD((b[H1 + 48] = 1, b[H2 + 48] = 1, fix_headers(b)), -ENOTSUP,
-	    "vhdx: the image has a log to replay");
+	FT_BAD(IMS_FORMAT_VHDX, (b[H1] = 'X', b[H2] = 'X'), -EINVAL,
+	       "vhdx: neither header is valid");
+	FT_BAD(IMS_FORMAT_VHDX, (b[H1 + 100] ^= 1, b[H2 + 100] ^= 1), -EINVAL,
+	       "vhdx: neither header is valid");
+	FT_BAD(IMS_FORMAT_VHDX, (b[H1 + 66] = 2, b[H2 + 66] = 2, fix_headers(b)), -EINVAL,
+	       "vhdx: neither header is valid");
+	FT_BAD(IMS_FORMAT_VHDX, (b[H1 + 48] = 1, b[H2 + 48] = 1, fix_headers(b)), -ENOTSUP,
+	       "vhdx: the image has a log to replay");
 
 	/* the region tables: the copy stands in for a damaged first */
 	memcpy(b, orig, len);
 	b[R1 + 100] ^= 1;
 	expect_opens(b, len);
-	BAD((b[R1 + 100] ^= 1, b[R2 + 100] ^= 1), -EINVAL, "vhdx: neither region table is valid");
-	BAD((put32(b + R1 + 8, 5000), fix(b + R1, 64 * KiB)), -EINVAL,
-	    "vhdx: the region table has 5000 entries");
-	BAD((b[R1 + 16] ^= 1, put32(b + R1 + 16 + 28, 1), fix(b + R1, 64 * KiB)), -ENOTSUP,
-	    "vhdx: the region table lists a required region this reader does not know");
-	BAD((b[R1 + 16] ^= 1, fix(b + R1, 64 * KiB)), -EINVAL,
-	    "vhdx: the region table lacks the BAT region");
-	BAD((put64(b + R1 + 16 + 16, 64 * MiB), fix(b + R1, 64 * KiB)), -EINVAL,
-	    "vhdx: the BAT region (0x4000000, 1048576 bytes) lies outside the file");
-	BAD((put64(b + R1 + 16 + 16, 4096), fix(b + R1, 64 * KiB)), -EINVAL,
-	    "or in the header section");
-	BAD((put64(b + R1 + 48 + 16, 2 * MiB), fix(b + R1, 64 * KiB)), -EINVAL,
-	    "vhdx: the BAT and metadata regions overlap");
-	BAD((put32(b + R1 + 16 + 24, 8), fix(b + R1, 64 * KiB)), -EINVAL,
-	    "vhdx: the BAT region (8 bytes) is too small for 8 entries");
+	FT_BAD(IMS_FORMAT_VHDX, (b[R1 + 100] ^= 1, b[R2 + 100] ^= 1), -EINVAL,
+	       "vhdx: neither region table is valid");
+	FT_BAD(IMS_FORMAT_VHDX, (ft_put_le32(b + R1 + 8, 5000), fix(b + R1, 64 * KiB)), -EINVAL,
+	       "vhdx: the region table has 5000 entries");
+	FT_BAD(IMS_FORMAT_VHDX,
+	       (b[R1 + 16] ^= 1, ft_put_le32(b + R1 + 16 + 28, 1), fix(b + R1, 64 * KiB)), -ENOTSUP,
+	       "vhdx: the region table lists a required region this reader does not know");
+	FT_BAD(IMS_FORMAT_VHDX, (b[R1 + 16] ^= 1, fix(b + R1, 64 * KiB)), -EINVAL,
+	       "vhdx: the region table lacks the BAT region");
+	FT_BAD(IMS_FORMAT_VHDX, (ft_put_le64(b + R1 + 16 + 16, 64 * MiB), fix(b + R1, 64 * KiB)),
+	       -EINVAL, "vhdx: the BAT region (0x4000000, 1048576 bytes) lies outside the file");
+	FT_BAD(IMS_FORMAT_VHDX, (ft_put_le64(b + R1 + 16 + 16, 4096), fix(b + R1, 64 * KiB)),
+	       -EINVAL, "or in the header section");
+	FT_BAD(IMS_FORMAT_VHDX, (ft_put_le64(b + R1 + 48 + 16, 2 * MiB), fix(b + R1, 64 * KiB)),
+	       -EINVAL, "vhdx: the BAT and metadata regions overlap");
+	FT_BAD(IMS_FORMAT_VHDX, (ft_put_le32(b + R1 + 16 + 24, 8), fix(b + R1, 64 * KiB)), -EINVAL,
+	       "vhdx: the BAT region (8 bytes) is too small for 8 entries");
 
 	/* the metadata */
-	BAD(b[META] = 'X', -EINVAL, "vhdx: the metadata table is not valid");
-	BAD(b[META + 11] = 0xff, -EINVAL, "vhdx: the metadata table is not valid");
-	BAD(b[MENTRY0 + 64] ^= 1, -ENOTSUP,
-	    "vhdx: the metadata lists a required item this reader does not know");
-	BAD((b[MENTRY0] ^= 1, put32(b + MENTRY0 + 24, 0)), -EINVAL,
-	    "vhdx: the metadata lacks the file parameters");
-	BAD(put32(b + MENTRY0 + 16, 2 * MiB), -EINVAL,
-	    "vhdx: a metadata item (at 0x200000, 8 bytes) lies outside the metadata region");
-	BAD(put32(b + MENTRY0 + 16, 4096), -EINVAL, "lies outside the metadata region");
-	BAD(put32(b + PARAMS + 4, 2), -ENOTSUP, "vhdx: the image is a differencing disk");
-	BAD(put32(b + PARAMS, 3 * MiB), -EINVAL, "vhdx: block size 3145728 is not a power of 2");
-	BAD(put32(b + PARAMS, 512 * KiB), -EINVAL, "vhdx: block size 524288 is not");
-	BAD(put32(b + LSS, 1024), -EINVAL, "vhdx: logical sector size 1024 is not 512 or 4096");
-	BAD(put64(b + DSIZE, 0), -EINVAL, "vhdx: a disk of 0 bytes is empty");
-	BAD(put64(b + DSIZE, UINT64_C(1) << 50), -EINVAL, "or larger than 64 TiB");
-	BAD(put64(b + DSIZE, UINT64_C(60) << 40), -EINVAL,
-	    "vhdx: the block allocation table is larger than 32 MiB");
-	BAD(put64(b + DSIZE, UINT64_C(200) << 30), -EINVAL,
-	    "vhdx: the BAT region (1048576 bytes) is too small for 204849 entries");
+	FT_BAD(IMS_FORMAT_VHDX, b[META] = 'X', -EINVAL, "vhdx: the metadata table is not valid");
+	FT_BAD(IMS_FORMAT_VHDX, b[META + 11] = 0xff, -EINVAL,
+	       "vhdx: the metadata table is not valid");
+	FT_BAD(IMS_FORMAT_VHDX, b[MENTRY0 + 64] ^= 1, -ENOTSUP,
+	       "vhdx: the metadata lists a required item this reader does not know");
+	FT_BAD(IMS_FORMAT_VHDX, (b[MENTRY0] ^= 1, ft_put_le32(b + MENTRY0 + 24, 0)), -EINVAL,
+	       "vhdx: the metadata lacks the file parameters");
+	FT_BAD(IMS_FORMAT_VHDX, ft_put_le32(b + MENTRY0 + 16, 2 * MiB), -EINVAL,
+	       "vhdx: a metadata item (at 0x200000, 8 bytes) lies outside the metadata region");
+	FT_BAD(IMS_FORMAT_VHDX, ft_put_le32(b + MENTRY0 + 16, 4096), -EINVAL,
+	       "lies outside the metadata region");
+	FT_BAD(IMS_FORMAT_VHDX, ft_put_le32(b + PARAMS + 4, 2), -ENOTSUP,
+	       "vhdx: the image is a differencing disk");
+	FT_BAD(IMS_FORMAT_VHDX, ft_put_le32(b + PARAMS, 3 * MiB), -EINVAL,
+	       "vhdx: block size 3145728 is not a power of 2");
+	FT_BAD(IMS_FORMAT_VHDX, ft_put_le32(b + PARAMS, 512 * KiB), -EINVAL,
+	       "vhdx: block size 524288 is not");
+	FT_BAD(IMS_FORMAT_VHDX, ft_put_le32(b + LSS, 1024), -EINVAL,
+	       "vhdx: logical sector size 1024 is not 512 or 4096");
+	FT_BAD(IMS_FORMAT_VHDX, ft_put_le64(b + DSIZE, 0), -EINVAL,
+	       "vhdx: a disk of 0 bytes is empty");
+	FT_BAD(IMS_FORMAT_VHDX, ft_put_le64(b + DSIZE, UINT64_C(1) << 50), -EINVAL,
+	       "or larger than 64 TiB");
+	FT_BAD(IMS_FORMAT_VHDX, ft_put_le64(b + DSIZE, UINT64_C(60) << 40), -EINVAL,
+	       "vhdx: the block allocation table is larger than 32 MiB");
+	FT_BAD(IMS_FORMAT_VHDX, ft_put_le64(b + DSIZE, UINT64_C(200) << 30), -EINVAL,
+	       "vhdx: the BAT region (1048576 bytes) is too small for 204849 entries");
 
 	/* the BAT's entries */
-	BAD(b[BAT + 8] = 7, -ENOTSUP, "vhdx: block 1 has state 7");
-	BAD(b[BAT + 8] = 4, -EINVAL, "vhdx: block 1 has state 4");
-	BAD(put64(b + BAT + 8, 64 * MiB | 6), -EINVAL,
-	    "vhdx: BAT entry of block 1 puts it at 0x4000000, past the end of the file");
-	BAD(put64(b + BAT + 8, 6), -EINVAL, "puts it at 0x0, into the header section");
-	BAD(put64(b + BAT + 8, BAT | 6), -EINVAL, "into the block allocation table");
-	BAD(put64(b + BAT + 8, META | 6), -EINVAL, "into the metadata region");
+	FT_BAD(IMS_FORMAT_VHDX, b[BAT + 8] = 7, -ENOTSUP, "vhdx: block 1 has state 7");
+	FT_BAD(IMS_FORMAT_VHDX, b[BAT + 8] = 4, -EINVAL, "vhdx: block 1 has state 4");
+	FT_BAD(IMS_FORMAT_VHDX, ft_put_le64(b + BAT + 8, 64 * MiB | 6), -EINVAL,
+	       "vhdx: BAT entry of block 1 puts it at 0x4000000, past the end of the file");
+	FT_BAD(IMS_FORMAT_VHDX, ft_put_le64(b + BAT + 8, 6), -EINVAL,
+	       "puts it at 0x0, into the header section");
+	FT_BAD(IMS_FORMAT_VHDX, ft_put_le64(b + BAT + 8, BAT | 6), -EINVAL,
+	       "into the block allocation table");
+	FT_BAD(IMS_FORMAT_VHDX, ft_put_le64(b + BAT + 8, META | 6), -EINVAL,
+	       "into the metadata region");
 	ft_expect_open_error(orig, len - 4096, IMS_FORMAT_VHDX, -EINVAL,
 			     "vhdx: BAT entry of block 5 puts it at 0x900000, past the end of the "
 			     "file (10481664 bytes; truncated?)");

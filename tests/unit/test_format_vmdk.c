@@ -38,23 +38,6 @@ typedef struct {
 	size_t len;
 } vimg;
 
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, (uint16_t)v);
-	put16(p + 2, (uint16_t)(v >> 16));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-
 static void v_descriptor(vimg *v, const char *extra)
 {
 	memset(v->b + 512, 0, 1024);
@@ -66,21 +49,21 @@ static void v_build(vimg *v)
 {
 	memset(v, 0, sizeof(*v));
 	memcpy(v->b, "KDMV", 4);
-	put32(v->b + 4, 1);
-	put32(v->b + 8, 1);	/* the end-of-line test */
-	put64(v->b + 12, 8192); /* capacity */
-	put64(v->b + 20, 8);	/* grain */
-	put64(v->b + 28, 1);	/* descriptor */
-	put64(v->b + 36, 2);
-	put32(v->b + 44, 512);
-	put64(v->b + 56, 3); /* grain directory */
-	put64(v->b + 64, 8); /* overhead */
+	ft_put_le32(v->b + 4, 1);
+	ft_put_le32(v->b + 8, 1);     /* the end-of-line test */
+	ft_put_le64(v->b + 12, 8192); /* capacity */
+	ft_put_le64(v->b + 20, 8);    /* grain */
+	ft_put_le64(v->b + 28, 1);    /* descriptor */
+	ft_put_le64(v->b + 36, 2);
+	ft_put_le32(v->b + 44, 512);
+	ft_put_le64(v->b + 56, 3); /* grain directory */
+	ft_put_le64(v->b + 64, 8); /* overhead */
 	memcpy(v->b + 73, "\n \r\n", 4);
 	v_descriptor(v, "createType=\"monolithicSparse\"\n\n# Extent description\n"
 			"RW 8192 SPARSE \"test.vmdk\"\n\nddb.adapterType = \"ide\"\n");
-	put32(v->b + 3 * 512, 4);
-	put32(v->b + 4 * 512 + 0 * 4, 8);
-	put32(v->b + 4 * 512 + 2 * 4, 16);
+	ft_put_le32(v->b + 3 * 512, 4);
+	ft_put_le32(v->b + 4 * 512 + 0 * 4, 8);
+	ft_put_le32(v->b + 4 * 512 + 2 * 4, 16);
 	memset(v->b + 8 * 512, 0x11, 4096);
 	memset(v->b + 16 * 512, 0x22, 4096);
 	v->len = 24 * 512;
@@ -100,25 +83,25 @@ static void v_build_stream(vimg *v)
 	size_t n;
 
 	v_build(v);
-	put32(v->b + 4, 3);
-	put32(v->b + 8, 1 | 1u << 16 | 1u << 17);
-	put16(v->b + 77, 1);
+	ft_put_le32(v->b + 4, 3);
+	ft_put_le32(v->b + 8, 1 | 1u << 16 | 1u << 17);
+	ft_put_le16(v->b + 77, 1);
 	v_descriptor(v, "createType=\"streamOptimized\"\nRW 8192 SPARSE \"test.vmdk\"\n");
 	memset(v->b + 8 * 512, 0, 16 * 512);
 	for (size_t i = 0; i < sizeof(plain); i++)
 		plain[i] = (uint8_t)("stream grain "[i % 13]);
 	n = zlib_compress(plain, sizeof(plain), comp, sizeof(comp));
 	assert_true(n < 500);
-	put64(v->b + 8 * 512, 0);
-	put32(v->b + 8 * 512 + 8, (uint32_t)n);
+	ft_put_le64(v->b + 8 * 512, 0);
+	ft_put_le32(v->b + 8 * 512 + 8, (uint32_t)n);
 	memcpy(v->b + 8 * 512 + 12, comp, n);
 	memset(plain, 0x22, sizeof(plain));
 	n = zlib_compress(plain, sizeof(plain), comp, sizeof(comp));
-	put64(v->b + 16 * 512, 16);
-	put32(v->b + 16 * 512 + 8, (uint32_t)n);
+	ft_put_le64(v->b + 16 * 512, 16);
+	ft_put_le32(v->b + 16 * 512 + 8, (uint32_t)n);
 	memcpy(v->b + 16 * 512 + 12, comp, n);
 	v->len = 17 * 512;
-	put32(v->b + 4 * 512 + 2 * 4, 16);
+	ft_put_le32(v->b + 4 * 512 + 2 * 4, 16);
 }
 
 static void expect_bad(const vimg *v, int err, const char *msg)
@@ -177,8 +160,8 @@ static void test_crafted_good(void **state)
 	ims_format_close(r);
 
 	/* a zeroed-grain entry */
-	put32(v.b + 8, 1 | 1u << 2);
-	put32(v.b + 4 * 512, 1);
+	ft_put_le32(v.b + 8, 1 | 1u << 2);
+	ft_put_le32(v.b + 4 * 512, 1);
 	r = ft_open_mem(v.b, v.len, IMS_FORMAT_VMDK);
 	assert_int_equal(ims_format_map(&e, r, 0), 0);
 	assert_true(e.length == 8192 && e.type == IMS_EXTENT_ZERO);
@@ -211,42 +194,42 @@ static void test_bad_header(void **state)
 	expect_bad(&v, -ENOTSUP, "vmdk: ESX sparse (COWD) extents are not supported");
 
 	v_build(&v);
-	put32(v.b + 4, 4);
+	ft_put_le32(v.b + 4, 4);
 	expect_bad(&v, -ENOTSUP, "vmdk: sparse extent version 4 is not supported (1 to 3 are)");
-	put32(v.b + 4, 0);
+	ft_put_le32(v.b + 4, 0);
 	expect_bad(&v, -ENOTSUP, "vmdk: sparse extent version 0 is not supported");
 
 	v_build(&v);
 	v.b[75] = '\n';
 	expect_bad(&v, -EINVAL, "vmdk: the header's end-of-line test characters are damaged");
-	put32(v.b + 8, 0); /* not tested when the flag is off */
+	ft_put_le32(v.b + 8, 0); /* not tested when the flag is off */
 	ims_format_close(ft_open_mem(v.b, v.len, IMS_FORMAT_VMDK));
 
 	v_build(&v);
-	put64(v.b + 20, 3);
+	ft_put_le64(v.b + 20, 3);
 	expect_bad(&v, -EINVAL, "vmdk: grain size of 3 sectors is not a power of 2 from 1 to 4096");
-	put64(v.b + 20, 0);
+	ft_put_le64(v.b + 20, 0);
 	expect_bad(&v, -EINVAL, "vmdk: grain size of 0 sectors is not a power of 2");
-	put64(v.b + 20, 8192);
+	ft_put_le64(v.b + 20, 8192);
 	expect_bad(&v, -EINVAL, "vmdk: grain size of 8192 sectors is not a power of 2");
-	put64(v.b + 20, 1ull << 63);
+	ft_put_le64(v.b + 20, 1ull << 63);
 	expect_bad(&v, -EINVAL, "vmdk: grain size of 9223372036854775808 sectors");
 
 	v_build(&v);
-	put32(v.b + 44, 256);
+	ft_put_le32(v.b + 44, 256);
 	expect_bad(&v, -EINVAL, "vmdk: 256 entries per grain table (must be 512)");
 
 	v_build(&v);
-	put64(v.b + 12, 1ull << 56);
+	ft_put_le64(v.b + 12, 1ull << 56);
 	expect_bad(&v, -EINVAL, "vmdk: capacity of 72057594037927936 sectors overflows");
-	put64(v.b + 12, 1ull << 40);
+	ft_put_le64(v.b + 12, 1ull << 40);
 	expect_bad(&v, -EINVAL,
 		   "vmdk: capacity of 1099511627776 sectors needs a grain directory "
 		   "larger than 32 MiB");
 
 	v_build(&v);
-	put32(v.b + 8, 1 | 1u << 16);
-	put16(v.b + 77, 2);
+	ft_put_le32(v.b + 8, 1 | 1u << 16);
+	ft_put_le16(v.b + 77, 2);
 	expect_bad(&v, -ENOTSUP, "vmdk: compression algorithm 2 is not supported");
 }
 
@@ -265,9 +248,9 @@ static void expect_patches_bad(const v_patch *p, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		v_build(&v);
 		if (p[i].bytes == 8)
-			put64(v.b + p[i].at, p[i].value);
+			ft_put_le64(v.b + p[i].at, p[i].value);
 		else
-			put32(v.b + p[i].at, (uint32_t)p[i].value);
+			ft_put_le32(v.b + p[i].at, (uint32_t)p[i].value);
 		expect_bad(&v, -EINVAL, p[i].msg);
 	}
 }
@@ -292,8 +275,8 @@ static void test_tables_outside(void **state)
 	expect_patches_bad(gd, sizeof(gd) / sizeof(gd[0]));
 
 	v_build(&v);
-	put64(v.b + 28, 1);
-	put64(v.b + 36, UINT64_MAX);
+	ft_put_le64(v.b + 28, 1);
+	ft_put_le64(v.b + 36, UINT64_MAX);
 	expect_bad(&v, -EINVAL, "vmdk: the descriptor (sector 1, 18446744073709551615 sectors)");
 
 	/* grain tables outside the file or in the metadata */
@@ -317,41 +300,41 @@ static void test_grains(void **state)
 	vimg v;
 
 	v_build(&v);
-	put32(v.b + 4 * 512 + 2 * 4, 1000);
+	ft_put_le32(v.b + 4 * 512 + 2 * 4, 1000);
 	expect_bad_at(&v, 8192, -EINVAL,
 		      "vmdk: the grain of guest offset 8192 at host offset "
 		      "0x7d000 lies past the end of the file (12288 bytes)");
-	put32(v.b + 4 * 512 + 2 * 4, 2);
+	ft_put_le32(v.b + 4 * 512 + 2 * 4, 2);
 	expect_bad_at(&v, 8192, -EINVAL,
 		      "vmdk: the grain of guest offset 8192 at host offset 0x400 "
 		      "lies in the descriptor");
 	/* a grain that reaches into the metadata counts too */
-	put32(v.b + 4 * 512 + 2 * 4, 3);
+	ft_put_le32(v.b + 4 * 512 + 2 * 4, 3);
 	expect_bad_at(&v, 8192 + 9, -EINVAL, "at host offset 0x600 lies in the grain directory");
-	put32(v.b + 4 * 512 + 2 * 4, 5);
+	ft_put_le32(v.b + 4 * 512 + 2 * 4, 5);
 	expect_bad_at(&v, 8192, -EINVAL, "at host offset 0xa00 lies in a grain table");
-	put32(v.b + 4 * 512 + 2 * 4, 1); /* 1 without the zeroed-grain flag is sector 1 */
+	ft_put_le32(v.b + 4 * 512 + 2 * 4, 1); /* 1 without the zeroed-grain flag is sector 1 */
 	expect_bad_at(&v, 8192, -EINVAL, "at host offset 0x200 lies in the descriptor");
 
 	/* compressed grains: sizes, the end of the file, bad streams */
 	v_build_stream(&v);
-	put32(v.b + 16 * 512 + 8, 0);
+	ft_put_le32(v.b + 16 * 512 + 8, 0);
 	expect_bad_read(&v, 8192, -EINVAL,
 			"vmdk: compressed grain of guest offset 8192 at host "
 			"offset 0x2000 has a bad size 0");
-	put32(v.b + 16 * 512 + 8, 1u << 30);
+	ft_put_le32(v.b + 16 * 512 + 8, 1u << 30);
 	expect_bad_read(&v, 8192, -EINVAL, "has a bad size 1073741824");
-	put32(v.b + 16 * 512 + 8, 5000);
+	ft_put_le32(v.b + 16 * 512 + 8, 5000);
 	expect_bad_read(&v, 8192, -EINVAL,
 			"vmdk: compressed grain of guest offset 8192 at host offset "
 			"0x2000 (5000 bytes) passes the end of the file (8704 bytes)");
-	put32(v.b + 16 * 512 + 8, 400);
+	ft_put_le32(v.b + 16 * 512 + 8, 400);
 	memset(v.b + 16 * 512 + 12, 0xee, 400);
 	expect_bad_read(&v, 8192, -EINVAL,
 			"vmdk: compressed grain of guest offset 8192 at host offset "
 			"0x2000 does not inflate to at most 4096 bytes");
 	v_build_stream(&v);
-	put32(v.b + 4 * 512 + 2 * 4, 7);
+	ft_put_le32(v.b + 4 * 512 + 2 * 4, 7);
 	expect_bad_at(&v, 8192, -EINVAL, "at host offset 0xe00 lies in a grain table");
 }
 
@@ -363,31 +346,31 @@ static void test_footer(void **state)
 
 	/* the header puts the directory at the end: the footer's is the one */
 	v_build_stream(&v);
-	put64(v.b + 56, GD_AT_END);
+	ft_put_le64(v.b + 56, GD_AT_END);
 	expect_bad(&v, -EINVAL,
 		   "vmdk: the grain directory is at the end but the file ends without "
 		   "a valid footer");
 	/* footer marker, footer, end-of-stream marker */
 	memset(v.b + v.len, 0, 3 * 512);
-	put64(v.b + v.len, 1);
-	put32(v.b + v.len + 12, 3);
+	ft_put_le64(v.b + v.len, 1);
+	ft_put_le32(v.b + v.len + 12, 3);
 	memcpy(v.b + v.len + 512, v.b, 512);
-	put64(v.b + v.len + 512 + 56, 3);
+	ft_put_le64(v.b + v.len + 512 + 56, 3);
 	v.len += 3 * 512;
 	r = ft_open_mem(v.b, v.len, IMS_FORMAT_VMDK);
 	check_crafted_content(r, 0);
 	ims_format_close(r);
 
-	put64(v.b + v.len - 1024 + 56, GD_AT_END);
+	ft_put_le64(v.b + v.len - 1024 + 56, GD_AT_END);
 	expect_bad(&v, -EINVAL, "vmdk: the footer puts the grain directory at the end again");
-	put64(v.b + v.len - 1024 + 56, 3);
-	put64(v.b + v.len - 1024 + 12, 16384);
+	ft_put_le64(v.b + v.len - 1024 + 56, 3);
+	ft_put_le64(v.b + v.len - 1024 + 12, 16384);
 	expect_bad(&v, -EINVAL, "vmdk: the footer disagrees with the header");
-	put64(v.b + v.len - 1024 + 12, 8192);
-	put32(v.b + v.len - 1024 + 44, 128);
+	ft_put_le64(v.b + v.len - 1024 + 12, 8192);
+	ft_put_le32(v.b + v.len - 1024 + 44, 128);
 	expect_bad(&v, -EINVAL, "vmdk: 128 entries per grain table");
-	put32(v.b + v.len - 1024 + 44, 512);
-	put32(v.b + v.len - 512 + 12, 1);
+	ft_put_le32(v.b + v.len - 1024 + 44, 512);
+	ft_put_le32(v.b + v.len - 512 + 12, 1);
 	expect_bad(&v, -EINVAL, "ends without a valid footer");
 	ft_expect_open_error(v.b, 1536, IMS_FORMAT_VMDK, -EINVAL,
 			     "the file is too short for a footer");
@@ -447,8 +430,8 @@ static void test_descriptors(void **state)
 
 	/* no embedded descriptor: an extent of a disk split in files */
 	v_build(&v);
-	put64(v.b + 28, 0);
-	put64(v.b + 36, 0);
+	ft_put_le64(v.b + 28, 0);
+	ft_put_le64(v.b + 36, 0);
 	expect_bad(&v, -ENOTSUP, "vmdk: the sparse extent has no embedded descriptor");
 }
 
@@ -489,19 +472,6 @@ static void test_descriptor_files(void **state)
 /* ---------------------------------------------------------------------------------------- */
 /* real images */
 
-static void check_image(const char *name, size_t piece, ft_walk *w)
-{
-	const char *img = ft_path(name);
-	char raw[1100];
-
-	snprintf(raw, sizeof(raw), "%s.raw", img);
-	ft_run("qemu-img convert -f vmdk -O raw '%s' '%s'", img, raw);
-	ft_compare(img, IMS_FORMAT_VMDK, raw, piece, w);
-	/* and qemu read the same as the pattern */
-	ft_run("cmp '%s' '%s'", raw, ft_path("pattern.raw"));
-	ft_run("rm -f '%s'", raw);
-}
-
 static void test_qemu_images(void **state)
 {
 	(void)state;
@@ -509,14 +479,15 @@ static void test_qemu_images(void **state)
 
 	ft_run("qemu-img convert -f raw -O vmdk -o subformat=monolithicSparse '%s' '%s'",
 	       ft_path("pattern.raw"), ft_path("sparse.vmdk"));
-	check_image("sparse.vmdk", 65536, &w);
+	ft_check_qemu("vmdk", IMS_FORMAT_VMDK, "sparse.vmdk", 65536, ft_path("pattern.raw"), &w);
 	assert_true(w.zero_extents > 0 && w.data_extents > 0);
-	check_image("sparse.vmdk", 1000, &w);
+	ft_check_qemu("vmdk", IMS_FORMAT_VMDK, "sparse.vmdk", 1000, ft_path("pattern.raw"), &w);
 
 	ft_run("qemu-img convert -f raw -O vmdk -o subformat=streamOptimized '%s' '%s'",
 	       ft_path("pattern.raw"), ft_path("stream.vmdk"));
-	check_image("stream.vmdk", 4096, &w);
-	check_image("stream.vmdk", 3 * 65536 + 5, &w);
+	ft_check_qemu("vmdk", IMS_FORMAT_VMDK, "stream.vmdk", 4096, ft_path("pattern.raw"), &w);
+	ft_check_qemu("vmdk", IMS_FORMAT_VMDK, "stream.vmdk", 3 * 65536 + 5, ft_path("pattern.raw"),
+		      &w);
 }
 
 /* Rewrite qemu's stream as VMware writes it: the directory found through the footer. */
@@ -537,13 +508,13 @@ static void test_qemu_stream_footer(void **state)
 	nb = calloc(1, len + 3 * 512);
 	assert_non_null(nb);
 	memcpy(nb, b, len);
-	put64(nb + len, 1);
-	put32(nb + len + 12, 3);
+	ft_put_le64(nb + len, 1);
+	ft_put_le32(nb + len + 12, 3);
 	memcpy(nb + len + 512, b, 512);
-	put64(nb + 56, GD_AT_END);
+	ft_put_le64(nb + 56, GD_AT_END);
 	ft_write_file(ft_path("footer.vmdk"), nb, len + 3 * 512);
 	/* qemu reads it too, and the same */
-	check_image("footer.vmdk", 65536, &w);
+	ft_check_qemu("vmdk", IMS_FORMAT_VMDK, "footer.vmdk", 65536, ft_path("pattern.raw"), &w);
 	free(b);
 	free(nb);
 }

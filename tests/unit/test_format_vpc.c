@@ -20,39 +20,15 @@
 #include "store/format.h"
 #include "tests/unit/format_test_util.h"
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (24 - 8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)(v >> 32));
-	put32(p + 4, (uint32_t)v);
-}
-
 /* Recompute the checksum of the footer at @p f. */
 static void fix(uint8_t *f)
 {
 	uint32_t sum = 0;
 
-	put32(f + 64, 0);
+	ft_put_be32(f + 64, 0);
 	for (int i = 0; i < 512; i++)
 		sum += f[i];
-	put32(f + 64, ~sum);
-}
-
-static void check_image(const char *name, size_t piece, ft_walk *w)
-{
-	const char *img = ft_path(name);
-	char raw[1100];
-
-	snprintf(raw, sizeof(raw), "%s.raw", img);
-	/* -f vpc: QEMU's probe takes a fixed VHD for raw, its footer included */
-	ft_run("qemu-img convert -f vpc -O raw '%s' '%s'", img, raw);
-	ft_compare(img, IMS_FORMAT_AUTO, raw, piece, w);
-	ft_run("rm -f '%s'", raw);
+	ft_put_be32(f + 64, ~sum);
 }
 
 static void test_qemu_images(void **state)
@@ -66,43 +42,25 @@ static void test_qemu_images(void **state)
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
 		ft_run("qemu-img convert -f raw -O vpc -o %s '%s' '%s'", opts[i],
 		       ft_path("pattern.raw"), ft_path("p.vhd"));
-		check_image("p.vhd", 65536, &w);
-		check_image("p.vhd", 1000, &w);
+		ft_check_qemu("vpc", IMS_FORMAT_AUTO, "p.vhd", 65536, NULL, &w);
+		ft_check_qemu("vpc", IMS_FORMAT_AUTO, "p.vhd", 1000, NULL, &w);
 	}
 	/* unallocated blocks are zero extents; the size of the CHS geometry (not 9000 KiB) */
 	ft_run("qemu-img create -q -f vpc '%s' 9000K", ft_path("holes.vhd"));
 	ft_run("qemu-io -f vpc -c 'write -P 0x11 1M 4K' -c 'write -P 0x22 5M 1M' "
 	       "-c 'write -P 0x33 8M 4K' '%s' >/dev/null",
 	       ft_path("holes.vhd"));
-	check_image("holes.vhd", 4096, &w);
+	ft_check_qemu("vpc", IMS_FORMAT_AUTO, "holes.vhd", 4096, NULL, &w);
 	assert_true(w.zero_extents >= 1 && w.data_extents == 3);
 }
 
 /* A small image: 8 MiB, a little more with its CHS geometry; dynamic: blocks 0 and 2 of
  * 5 (2 MiB) allocated, the BAT at 0x600. */
-static uint8_t *small(const char *opts, size_t *len)
-{
-	const char *p = ft_path("small.vhd");
-
-	unlink(p);
-	ft_run("qemu-img create -q -f vpc %s '%s' 8M", opts, p);
-	ft_run("qemu-io -f vpc -c 'write -P 0x11 1M 4K' -c 'write -P 0x22 5M 1M' '%s' >/dev/null",
-	       p);
-	return ft_read_file(p, len);
-}
-
-#define BAD(mutate, err, msg)                                                                      \
-	do {                                                                                       \
-		memcpy(b, orig, len);                                                              \
-		mutate;                                                                            \
-		ft_expect_open_error(b, len, IMS_FORMAT_VPC, err, msg);                            \
-	} while (0)
-
 static void test_hostile_dynamic(void **state)
 {
 	(void)state;
 	size_t len;
-	uint8_t *orig = small("", &len), *b = malloc(len);
+	uint8_t *orig = ft_small_image("vpc", "", "small.vhd", &len), *b = malloc(len);
 	ims_format_reader *r;
 	ims_extent e;
 
@@ -115,32 +73,43 @@ static void test_hostile_dynamic(void **state)
 	assert_true(e.type == IMS_EXTENT_ZERO && e.length == 2u << 20);
 	ims_format_close(r);
 
-	BAD(b[64] ^= 1, -EINVAL, "vpc: the footer's checksum is wrong");
-	BAD((put32(b + 60, 4), fix(b)), -ENOTSUP, "vpc: the image is a differencing disk");
-	BAD((put32(b + 60, 5), fix(b)), -ENOTSUP, "vpc: disk type 5 is not supported");
-	BAD((memcpy(b + 28, "qem2", 4), put64(b + 48, UINT64_C(1) << 50), fix(b)), -EINVAL,
-	    "sectors is empty or larger than 2040 GiB");
-	BAD((memcpy(b + 28, "qem2", 4), put64(b + 48, 100), fix(b)), -EINVAL,
-	    "vpc: a disk of 0 sectors is empty");
-	BAD((put64(b + 16, len), fix(b)), -EINVAL,
-	    "vpc: the dynamic disk header at 0x400e00 lies outside the file");
-	BAD((put64(b + 16, 0), fix(b)), -EINVAL, "lies in the footer copy");
-	BAD(b[512] = 'X', -EINVAL, "vpc: the dynamic disk header has a bad magic");
-	BAD(put32(b + 512 + 32, 3000), -EINVAL, "vpc: block size 3000 is not a power of 2");
-	BAD(put32(b + 512 + 32, 1u << 30), -EINVAL, "vpc: block size 1073741824 is not");
-	BAD(put32(b + 512 + 28, 3), -EINVAL, "vpc: 3 blocks of 2097152 bytes are too few");
-	BAD(put64(b + 512 + 16, len - 8), -EINVAL, "vpc: the block allocation table (5 entries");
-	BAD(put64(b + 512 + 16, 256), -EINVAL, "overlaps the headers");
+	FT_BAD(IMS_FORMAT_VPC, b[64] ^= 1, -EINVAL, "vpc: the footer's checksum is wrong");
+	FT_BAD(IMS_FORMAT_VPC, (ft_put_be32(b + 60, 4), fix(b)), -ENOTSUP,
+	       "vpc: the image is a differencing disk");
+	FT_BAD(IMS_FORMAT_VPC, (ft_put_be32(b + 60, 5), fix(b)), -ENOTSUP,
+	       "vpc: disk type 5 is not supported");
+	FT_BAD(IMS_FORMAT_VPC,
+	       (memcpy(b + 28, "qem2", 4), ft_put_be64(b + 48, UINT64_C(1) << 50), fix(b)), -EINVAL,
+	       "sectors is empty or larger than 2040 GiB");
+	FT_BAD(IMS_FORMAT_VPC, (memcpy(b + 28, "qem2", 4), ft_put_be64(b + 48, 100), fix(b)),
+	       -EINVAL, "vpc: a disk of 0 sectors is empty");
+	FT_BAD(IMS_FORMAT_VPC, (ft_put_be64(b + 16, len), fix(b)), -EINVAL,
+	       "vpc: the dynamic disk header at 0x400e00 lies outside the file");
+	FT_BAD(IMS_FORMAT_VPC, (ft_put_be64(b + 16, 0), fix(b)), -EINVAL,
+	       "lies in the footer copy");
+	FT_BAD(IMS_FORMAT_VPC, b[512] = 'X', -EINVAL,
+	       "vpc: the dynamic disk header has a bad magic");
+	FT_BAD(IMS_FORMAT_VPC, ft_put_be32(b + 512 + 32, 3000), -EINVAL,
+	       "vpc: block size 3000 is not a power of 2");
+	FT_BAD(IMS_FORMAT_VPC, ft_put_be32(b + 512 + 32, 1u << 30), -EINVAL,
+	       "vpc: block size 1073741824 is not");
+	FT_BAD(IMS_FORMAT_VPC, ft_put_be32(b + 512 + 28, 3), -EINVAL,
+	       "vpc: 3 blocks of 2097152 bytes are too few");
+	FT_BAD(IMS_FORMAT_VPC, ft_put_be64(b + 512 + 16, len - 8), -EINVAL,
+	       "vpc: the block allocation table (5 entries");
+	FT_BAD(IMS_FORMAT_VPC, ft_put_be64(b + 512 + 16, 256), -EINVAL, "overlaps the headers");
 	/* a huge disk with small blocks: the table would pass 32 MiB */
-	BAD((memcpy(b + 28, "qem2", 4), put64(b + 48, UINT64_C(2000) << 30), fix(b),
-	     put32(b + 512 + 28, 0xffffffffu), put32(b + 512 + 32, 4096)),
-	    -EINVAL, "vpc: the block allocation table is larger than 32 MiB");
-	BAD(put32(b + 0x600, 0x7fffffff), -EINVAL,
-	    "vpc: block allocation table entry 0 puts a block at 0xfffffffe00, past the end");
-	BAD(put32(b + 0x600 + 4, 1), -EINVAL,
-	    "vpc: block allocation table entry 1 puts a block at 0x200, into the dynamic disk");
-	BAD(put32(b + 0x600 + 4, 0), -EINVAL, "into the footer copy");
-	BAD(put32(b + 0x600 + 4, 3), -EINVAL, "into the block allocation table");
+	FT_BAD(IMS_FORMAT_VPC,
+	       (memcpy(b + 28, "qem2", 4), ft_put_be64(b + 48, UINT64_C(2000) << 30), fix(b),
+		ft_put_be32(b + 512 + 28, 0xffffffffu), ft_put_be32(b + 512 + 32, 4096)),
+	       -EINVAL, "vpc: the block allocation table is larger than 32 MiB");
+	FT_BAD(IMS_FORMAT_VPC, ft_put_be32(b + 0x600, 0x7fffffff), -EINVAL,
+	       "vpc: block allocation table entry 0 puts a block at 0xfffffffe00, past the end");
+	FT_BAD(IMS_FORMAT_VPC, ft_put_be32(b + 0x600 + 4, 1), -EINVAL,
+	       "vpc: block allocation table entry 1 puts a block at 0x200, into the dynamic disk");
+	FT_BAD(IMS_FORMAT_VPC, ft_put_be32(b + 0x600 + 4, 0), -EINVAL, "into the footer copy");
+	FT_BAD(IMS_FORMAT_VPC, ft_put_be32(b + 0x600 + 4, 3), -EINVAL,
+	       "into the block allocation table");
 	ft_expect_open_error(orig, 300, IMS_FORMAT_VPC, -EINVAL,
 			     "vpc: truncated footer (300 bytes, need 512)");
 	ft_expect_open_error(orig, 1000, IMS_FORMAT_VPC, -EINVAL,
@@ -157,7 +126,8 @@ static void test_hostile_fixed(void **state)
 {
 	(void)state;
 	size_t len;
-	uint8_t *orig = small("-o subformat=fixed", &len), *b = malloc(len + 512);
+	uint8_t *orig = ft_small_image("vpc", "-o subformat=fixed", "small.vhd", &len),
+		*b = malloc(len + 512);
 	uint8_t *f = b + len - 512;
 	ims_format_reader *r;
 	uint8_t buf[16];
@@ -171,10 +141,11 @@ static void test_hostile_fixed(void **state)
 	assert_true(buf[0] == 0x22 && buf[15] == 0x22);
 	ims_format_close(r);
 
-	BAD(f[64] ^= 1, -EINVAL, "vpc: the footer's checksum is wrong");
-	BAD((memcpy(f + 28, "qem2", 4), put64(f + 48, len), fix(f)), -EINVAL,
-	    "does not fit in the file");
-	BAD((put32(f + 60, 4), fix(f)), -ENOTSUP, "vpc: the image is a differencing disk");
+	FT_BAD(IMS_FORMAT_VPC, f[64] ^= 1, -EINVAL, "vpc: the footer's checksum is wrong");
+	FT_BAD(IMS_FORMAT_VPC, (memcpy(f + 28, "qem2", 4), ft_put_be64(f + 48, len), fix(f)),
+	       -EINVAL, "does not fit in the file");
+	FT_BAD(IMS_FORMAT_VPC, (ft_put_be32(f + 60, 4), fix(f)), -ENOTSUP,
+	       "vpc: the image is a differencing disk");
 	/* declared raw, the container's bytes are not imported as a disk */
 	ft_expect_open_error(orig, len, IMS_FORMAT_RAW, -EINVAL,
 			     "image declared as raw but its bytes are vpc");

@@ -649,6 +649,17 @@ static void test_client_decode(void **state)
 	assert_int_equal(decode(c, 404, "application/json", "{\"cod"), -ENOSYS);
 	assert_int_equal(decode(c, 404, "application/json", "[1,2]"), -ENOSYS);
 	assert_int_equal(decode(c, 404, "application/json", "{\"code\":5}"), -ENOSYS);
+	/* a budget that ran out (Connect-Timeout-Ms): deadline_exceeded, with or without body */
+	assert_int_equal(decode(c, 408, "application/json",
+				"{\"code\":\"deadline_exceeded\",\"message\":\"the call's budget "
+				"(Connect-Timeout-Ms 300) ran out while it was served\"}"),
+			 -ETIMEDOUT);
+	assert_int_equal(ims_client_last_code(c), IMS_RPC_DEADLINE_EXCEEDED);
+	assert_string_equal(
+		ims_error_last(),
+		"the call's budget (Connect-Timeout-Ms 300) ran out while it was served");
+	assert_int_equal(decode(c, 408, "text/plain", "Request Timeout"), -ETIMEDOUT);
+	assert_int_equal(ims_client_last_code(c), IMS_RPC_DEADLINE_EXCEEDED);
 	assert_int_equal(decode(c, 418, "application/json", ""), -EIO);
 	assert_int_equal(ims_client_last_code(c), IMS_RPC_UNKNOWN);
 

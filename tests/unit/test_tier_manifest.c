@@ -112,6 +112,48 @@ static void test_manifest_roundtrip(void **state)
 	ims_manifest_free(m2);
 }
 
+/* An encrypted image's wrapped key: absent reads as "", kept through a round trip, not
+ * written for a plain image; anything but a short [0-9a-z:] string is refused. */
+static void test_manifest_wrapped_key(void **state)
+{
+	(void)state;
+	char text[4096], *enc;
+	size_t len;
+	ims_manifest *m = NULL, *m2 = NULL;
+	snprintf(text, sizeof(text), good, H1, H2);
+	assert_int_equal(ims_manifest_parse(&m, text, strlen(text)), 0);
+	assert_string_equal(m->wrapped_key, "");
+	assert_int_equal(ims_manifest_encode(&enc, &len, m), 0);
+	assert_null(strstr(enc, "wrapped_key"));
+	free(enc);
+	free(m->wrapped_key);
+	m->wrapped_key = strdup("v1:0123456789abcdef:00ff");
+	assert_int_equal(ims_manifest_encode(&enc, &len, m), 0);
+	assert_int_equal(ims_manifest_parse(&m2, enc, len), 0);
+	assert_string_equal(m2->wrapped_key, "v1:0123456789abcdef:00ff");
+	free(enc);
+	ims_manifest_free(m2);
+	ims_manifest_free(m);
+
+	static const char *bad[] = {"\"wrapped_key\":1,", "\"wrapped_key\":\"V1:AB\",",
+				    "\"wrapped_key\":\"a b\",", "\"wrapped_key\":null,", NULL};
+	for (int i = 0; bad[i]; i++) {
+		char t2[4200];
+		const char *at = strstr(text, "\"stored_bytes\"");
+		snprintf(t2, sizeof(t2), "%.*s%s%s", (int)(at - text), text, bad[i], at);
+		assert_int_equal(parse_text(t2), -EBADMSG);
+	}
+	char longkey[200], t3[4400];
+	memset(longkey, 'a', sizeof(longkey) - 1);
+	longkey[sizeof(longkey) - 1] = '\0';
+	const char *at = strstr(text, "\"stored_bytes\"");
+	snprintf(t3, sizeof(t3), "%.*s\"wrapped_key\":\"%s\",%s", (int)(at - text), text, longkey,
+		 at);
+	assert_int_equal(parse_text(t3), -EBADMSG);
+	snprintf(t3, sizeof(t3), "%.*s\"wrapped_key\":\"shredded\",%s", (int)(at - text), text, at);
+	assert_int_equal(parse_text(t3), 0);
+}
+
 /* IMS_MANIFEST_TAGS_MAX tags encode and parse back; one more is refused (push checks that
  * before uploading anything). */
 static void test_manifest_tags_max(void **state)
@@ -202,6 +244,7 @@ int main(void)
 		cmocka_unit_test(test_manifest_roundtrip),
 		cmocka_unit_test(test_manifest_hostile),
 		cmocka_unit_test(test_manifest_tags_max),
+		cmocka_unit_test(test_manifest_wrapped_key),
 	};
 	return cmocka_run_group_tests_name("tier_manifest", tests, NULL, NULL);
 }

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# KEK rotation (docs/SECURITY.md): a daemon of site a with a new kek_file and the old KEK as
+# kek_previous_file, then `imgstore key rewrap`:
+#   - a key wrapped by neither KEK fails the call with a one-line error naming the image;
+#   - the rewrap moves every data key of the site (an image, one in the trash) and of the
+#     tier's encrypted cold image onto the new KEK, reports counts, and the audit log has it;
+#   - a second run rewraps nothing (idempotent); a key put back as a killed run leaves it is
+#     rewrapped by the next run (resumable);
+#   - with the old KEK file removed, the image exports and the cold image restores;
+#   - the same rotation backwards leaves the sandbox's images as they were (its daemon reads
+#     them again).
+set -uo pipefail
+IMGSTORED=${IMS_BINARY_DIR:?}/daemon/imgstored
+CLI=${IMS_BINARY_DIR}/cli/imgstore
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
+
+W=$(mktemp -d /tmp/imgstore-rewrap.XXXXXX)
+T_OUT=$W/.out T_ERR=$W/.err
+img=rewrap$$ trashed=rewrap$$-trash bad=rewrap$$-bad cold=rewrap$$-cold back=rewrap$$-back
+src=$IMGSTORE_IMPORT_DIR/rewrap$$.raw
+OLD=$(sed -n 's/^kek_file = //p' "$(site_conf a)")
+daemon=""
+stop() { [ -n "$daemon" ] && { kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; }; daemon=""; }
+mine() { "$CLI" --server "$W/d.sock" "$@"; }
+# KEK_FILE [PREVIOUS_FILE]: a daemon of site a on paths of its own with these KEKs
+start() {
+  stop
+  sed -e "s|^listen = .*|listen = 127.0.0.1:$(free_port)|" \
+      -e "s|^unix_socket = .*|unix_socket = $W/d.sock|" \
+      -e "s|^spool_dir = .*|spool_dir = $W/spool|" \
+      -e "s|^audit_log = .*|audit_log = $W/audit.log|" \
+      -e "s|^export_dirs = .*|export_dirs = $W|" \
+      -e "s|^kek_file = .*|kek_file = $1${2:+\nkek_previous_file = $2}|" \
+      -e "s|^\[server\]|[server]\ninstance = rewrap-2|" \
+      "$(site_conf a)" >"$W/d.conf"
+  setsid "$IMGSTORED" --config "$W/d.conf" </dev/null >>"$W/d.log" 2>&1 &
+  daemon=$!
+  wait_until 120 0.25 curl -sf --max-time 2 --unix-socket "$W/d.sock" http://localhost/readyz -o /dev/null
+}
+cleanup() {
+  # whatever happened: every key of site a back on the sandbox's KEK
+  if [ -s "$W/new.kek" ] && start "$OLD" "$W/new.kek"; then mine key rewrap >/dev/null 2>&1; fi
+  stop
+  timeout 120 s3cmd -c "$W/s3cfg" del "s3://imgstore-cold/manifests/rbd/$cold" >/dev/null 2>&1
+  on_a image rm --purge "rbd/$bad" >/dev/null 2>&1
+  forget_images "$img" "$cold" "$back"
+  for id in $(rbd_on a trash ls rbd 2>/dev/null | awk -v n="$trashed" '$2 == n {print $1}'); do
+    rbd_on a trash rm rbd/"$id" >/dev/null 2>&1
+  done
+  rm -rf "$W" "$src"
+}
+trap cleanup EXIT
+printf '[default]\naccess_key = %s\nsecret_key = %s\nhost_base = 127.0.0.1:%s\nhost_bucket = 127.0.0.1:%s\nbucket_location = default\nuse_https = False\n' \
+  $(cat "$IMGSTORE_SANDBOX/site-a/rgw/s3-user") "$(cat "$IMGSTORE_SANDBOX/site-a/rgw/port")" \
+  "$(cat "$IMGSTORE_SANDBOX/site-a/rgw/port")" >"$W/s3cfg"
+
+random_file "$src" 8M 3@2
+key_of() { rbd_on a image-meta get "rbd/$1" imgstore.crypt.key 2>/dev/null; }
+
+# ---- under the sandbox's KEK: an image, one in the trash, a cold one, one of another KEK
+expect_rc 0 "import an encrypted image" on_a image import "$src" "rbd/$img" --format raw --encryption luks2
+expect_rc 0 "another, moved to the trash" on_a image import "$src" "rbd/$trashed" --format raw --encryption luks2
+trash_id=$(rbd_on a info "rbd/$trashed" | awk '/^\tid:/ {print $2}')
+expect_rc 0 "  (image rm)" on_a image rm "rbd/$trashed"
+expect_rc 0 "another, pushed to the tier (cold)" on_a image import "$src" "rbd/$cold" --format raw --encryption luks2
+expect_rc 0 "  (tier push)" on_a tier push "rbd/$cold" --to rgw
+expect_rc 0 "one whose key no KEK here wrapped" on_a image create "rbd/$bad" --size 4M --encryption luks2
+w=$(key_of "$bad")
+rbd_on a image-meta set "rbd/$bad" imgstore.crypt.key "v1:ffffffffffffffff:${w#v1:*:}" >/dev/null
+old_key=$(key_of "$img")
+
+# ---- the rotation
+(umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$W/new.kek")
+check "a daemon with the new kek_file and the old as kek_previous_file starts" start "$W/new.kek" "$OLD"
+check "  and says it holds both" grep -q "and the previous KEK [0-9a-f]\{16\} until" "$W/d.log"
+check "  it opens an image of the old KEK" quiet mine image export "rbd/$img" "$W/x.raw" 2>/dev/null
+expect_rc 1 "key rewrap with a key of neither KEK" mine key rewrap
+check "  fails in one line naming the image and the KEKs" \
+  bash -c "[ \$(grep -c . '$T_ERR') = 1 ] && grep -q \"image 'rbd/$bad': the data key is wrapped by KEK ffffffffffffffff, and this daemon holds KEK [0-9a-f]\{16\} (kek_file) and KEK [0-9a-f]\{16\} (kek_previous_file)\" '$T_ERR'"
+check "  having rewrapped the others all the same (the image, the trashed one, the cold one)" \
+  grep -q "could not be rewrapped (\([3-9]\|[1-9][0-9]\+\) were, " "$T_ERR"
+expect_rc 0 "  (that image removed)" mine image rm --purge "rbd/$bad"
+
+expect_rc 0 "key rewrap" mine --format json key rewrap
+cp "$T_OUT" "$W/r1.json"
+kek=$(jq -r '.kek_id // ""' "$W/r1.json")
+check "  counts: the images (>= 2) and the cold one (>= 1) on the new KEK, none failed" \
+  quiet jq -e '((.images_rewrapped // 0) | tonumber) + ((.images_current // 0) | tonumber) >= 2 and ((.cold_rewrapped // 0) | tonumber) + ((.cold_current // 0) | tonumber) >= 1 and ((.images_failed // 0) | tonumber) == 0 and .previous_kek_id != ""' "$W/r1.json"
+check "  the image's key is now the new KEK's ($kek)" bash -c "key=\$(rbd -c '$(conf_of a)' image-meta get 'rbd/$img' imgstore.crypt.key) && [[ \$key == v1:$kek:* ]]"
+rados -c "$(conf_of a)" -p rbd getomapval "rbd_header.$trash_id" metadata_imgstore.crypt.key "$W/tk" >/dev/null 2>&1
+check "  and the trashed image's" grep -q "^v1:$kek:" "$W/tk"
+check "  the audit log records it" grep -q "method=ImageService/RewrapKeys target=kek:$kek result=ok" "$W/audit.log"
+expect_rc 0 "key rewrap again" mine --format json key rewrap
+check "  rewraps nothing (idempotent)" \
+  quiet jq -e '((.images_rewrapped // 0) | tonumber) == 0 and ((.cold_rewrapped // 0) | tonumber) == 0 and (.images_current | tonumber) >= 2' "$T_OUT"
+rbd_on a image-meta set "rbd/$img" imgstore.crypt.key "$old_key" >/dev/null
+expect_rc 0 "key rewrap after one key is left on the old KEK (a run killed half-way)" mine --format json key rewrap
+check "  rewraps that one" quiet jq -e '(.images_rewrapped | tonumber) == 1' "$T_OUT"
+
+# ---- the old KEK file gone
+check "the daemon restarted with the new kek_file alone" start "$W/new.kek"
+expect_rc 0 "  exports the image" mine image export "rbd/$img" "$W/a.raw"
+check "  with its plaintext" cmp -s "$src" "$W/a.raw"
+expect_rc 0 "  restores the cold image" mine tier restore "rbd/$cold" --to "rbd/$back"
+expect_rc 0 "  which exports" mine image export "rbd/$back" "$W/b.raw"
+check "  with its plaintext" cmp -s "$src" "$W/b.raw"
+expect_rc 1 "the sandbox's daemon (old KEK) cannot open the image now" on_a image export "rbd/$img" "$IMGSTORE_EXPORT_DIR/rewrap$$.raw"
+
+# ---- and back, for the tests after this one
+check "a daemon with the old kek_file and the new as previous" start "$OLD" "$W/new.kek"
+expect_rc 0 "  key rewrap back" mine --format json key rewrap
+check "  rewraps them" quiet jq -e '(.images_rewrapped | tonumber) >= 3 and (.cold_rewrapped | tonumber) >= 1' "$T_OUT"
+stop
+expect_rc 0 "the sandbox's daemon exports the image again" on_a image export "rbd/$img" "$IMGSTORE_EXPORT_DIR/rewrap$$.raw"
+check "  with its plaintext" cmp -s "$src" "$IMGSTORE_EXPORT_DIR/rewrap$$.raw"
+rm -f "$IMGSTORE_EXPORT_DIR/rewrap$$.raw" "$W/new.kek"
+finish
