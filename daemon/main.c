@@ -504,6 +504,7 @@ static int start_workers(ims_daemon *d)
 	ro.copy.concurrency = (unsigned)d->cfg->defaults.concurrency;
 	ro.copy.inflight_bytes = d->cfg->defaults.inflight_bytes;
 	ro.copy.retention = (unsigned)d->cfg->defaults.retention;
+	ro.copy.records_pool = d->pool;
 	if (d->cfg->defaults.alert_webhook) {
 		if ((r = ims_alert_start(&d->alert, d->cfg->defaults.alert_webhook,
 					 d->cfg->site.name)) < 0) {
