@@ -520,6 +520,7 @@ static int start_workers(ims_daemon *d)
 		ims_log_error("cannot start the snapshot digests: %s", ims_error_last());
 		return r;
 	}
+	ims_digest_queue_compact_after(d->digests, d->cfg->defaults.digest_log_compact_after);
 	ro.sealed = sealed_digest;
 	ro.sealed_ctx = d;
 	if ((r = ims_repl_sched_start(&d->repl, &ro)) < 0) {
