@@ -453,9 +453,16 @@ static int open_files(ims_daemon *d)
 static void digest_recorded(void *ctx, const ims_digest_entry *e)
 {
 	char line[1200];
-	snprintf(line, sizeof(line),
-		 "digest seq=%" PRIu64 " snapshot='%s/%s@%s' for=%s objects=%" PRIu64 " hash=%s",
-		 e->seq, e->pool, e->image, e->snap, e->why, e->nobjects, e->hash);
+	if (strcmp(e->why, IMS_DIGEST_CHECKPOINT) == 0) /* a compaction (digest.h) */
+		snprintf(line, sizeof(line),
+			 "digest seq=%" PRIu64 " checkpoint replaces=%" PRIu64 " runs=%" PRIu64
+			 " hash=%s",
+			 e->seq, e->nobjects, e->size, e->hash);
+	else
+		snprintf(line, sizeof(line),
+			 "digest seq=%" PRIu64 " snapshot='%s/%s@%s' for=%s objects=%" PRIu64
+			 " hash=%s",
+			 e->seq, e->pool, e->image, e->snap, e->why, e->nobjects, e->hash);
 	audit_line(ctx, line);
 }
 

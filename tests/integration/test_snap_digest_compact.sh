@@ -69,7 +69,7 @@ echo "# $line"
 cp_seq=$(echo "$line" | sed -n 's/.*by checkpoint \([0-9]*\).*/\1/p')
 check "  by checkpoint $cp_seq" test -n "$cp_seq"
 check "  an entry of the log (why checkpoint)" bash -c "rados -c '$CEPH_CONF_A' -p rbd getomapval imgstore.digests $(key_of "${cp_seq:-0}") '$W/cp' >/dev/null 2>&1 && grep -q '\"why\":\"checkpoint\"' '$W/cp'"
-check "  and in the audit log" wait_until 20 0.2 grep -q "digest seq=$cp_seq snapshot='/@' for=checkpoint" "$AUDIT"
+check "  and in the audit log" wait_until 20 0.2 grep -q "digest seq=$cp_seq checkpoint replaces=[0-9]* runs=[0-9]* hash=" "$AUDIT"
 check "the entries of the removed @s1 ($q1) and @s2 ($q2) are gone" bash -c "! rados -c '$CEPH_CONF_A' -p rbd getomapval imgstore.digests $(key_of "$q1") '$W/p' >/dev/null 2>&1 && ! rados -c '$CEPH_CONF_A' -p rbd getomapval imgstore.digests $(key_of "$q2") '$W/p' >/dev/null 2>&1"
 check "  with their object lists" bash -c "! rados -c '$CEPH_CONF_A' -p rbd stat imgstore.digest.$(key_of "$q1") >/dev/null 2>&1"
 check "the entry of the kept @s3 stays" has_key "$q3"
