@@ -14,6 +14,7 @@
 
 #include <json-c/json.h>
 #include <rados/librados.h>
+#include <rbd/librbd.h>
 
 #include "common/array.h"
 #include "common/clock.h"
@@ -23,6 +24,7 @@
 #include "common/log.h"
 #include "common/threads.h"
 #include "replicator/replicator_internal.h"
+#include "store/group.h"
 #include "store/omap.h"
 #include "store/snap.h"
 
@@ -93,13 +95,126 @@ static int digest_item(void *ctx, unsigned worker, size_t i)
 	return r;
 }
 
+/* The id of @p img's snapshot of the group snapshot @p group@@p cut. @returns -ENOENT. */
+static int group_snap_id(uint64_t *id, rbd_image_t img, const char *group, const char *cut)
+{
+	rbd_snap_info_t *v = NULL;
+	int max = 16, n, r = -ENOENT;
+	for (;;) {
+		if (!(v = calloc((size_t)max, sizeof(*v))))
+			return -ENOMEM;
+		if ((n = rbd_snap_list(img, v, &max)) != -ERANGE)
+			break;
+		free(v);
+	}
+	for (int i = 0; n > 0 && i < n && r == -ENOENT; i++) {
+		rbd_snap_namespace_type_t t;
+		rbd_snap_group_namespace_t g;
+		if (rbd_snap_get_namespace_type(img, v[i].id, &t) < 0 ||
+		    t != RBD_SNAP_NAMESPACE_TYPE_GROUP)
+			continue;
+		memset(&g, 0, sizeof(g));
+		if (rbd_snap_get_group_namespace(img, v[i].id, &g, sizeof(g)) < 0)
+			continue;
+		if (g.group_name && g.group_snap_name && strcmp(g.group_name, group) == 0 &&
+		    strcmp(g.group_snap_name, cut) == 0) {
+			*id = v[i].id;
+			r = 0;
+		}
+		rbd_snap_group_namespace_cleanup(&g, sizeof(g));
+	}
+	if (n > 0)
+		rbd_snap_list_end(v);
+	free(v);
+	return n < 0 ? n : r;
+}
+
+/* The id of the member snapshot "GROUP@CUT" of @p pool/@p image (IMS_DIGEST_GROUP_SEP). */
+static int member_snap_id(uint64_t *id, ims_site *site, const char *pool, const char *image,
+			  const char *snap)
+{
+	char group[IMS_NAME_MAX + 1];
+	const char *at = strchr(snap, IMS_DIGEST_GROUP_SEP);
+	rados_ioctx_t io = NULL;
+	rbd_image_t img = NULL;
+	int r;
+	if (!at || (size_t)(at - snap) >= sizeof(group))
+		return -EINVAL;
+	snprintf(group, sizeof(group), "%.*s", (int)(at - snap), snap);
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
+		return r;
+	if ((r = rbd_open_read_only(io, image, &img, NULL)) == 0) {
+		r = group_snap_id(id, img, group, at + 1);
+		rbd_close(img);
+	}
+	ims_site_ioctx_close(io);
+	return r;
+}
+
+int ims_digest_member_name(char *buf, size_t len, ims_site *site, const char *pool,
+			   const char *image, const char *snap)
+{
+	rados_ioctx_t io = NULL;
+	rbd_image_t img = NULL;
+	rbd_group_info_t gi;
+	int r;
+	if ((r = ims_site_ioctx(&io, site, pool)) < 0)
+		return r;
+	if ((r = rbd_open_read_only(io, image, &img, NULL)) == 0) {
+		memset(&gi, 0, sizeof(gi));
+		if ((r = rbd_get_group(img, &gi, sizeof(gi))) == 0) {
+			if (!gi.name || !gi.name[0])
+				r = -ENOENT;
+			else if ((size_t)snprintf(buf, len, "%s%c%s", gi.name, IMS_DIGEST_GROUP_SEP,
+						  snap) >= len)
+				r = -ENAMETOOLONG;
+			rbd_group_info_cleanup(&gi, sizeof(gi));
+		}
+		rbd_close(img);
+	}
+	ims_site_ioctx_close(io);
+	return r;
+}
+
+/* The name @p snap of @p pool/@p image is digested under: itself, or "GROUP@SNAP" when it is
+ * no user snapshot of the image but its group has a snapshot of that name. */
+static void effective_name(char *out, size_t len, ims_site *site, const char *pool,
+			   const char *image, const char *snap)
+{
+	rados_ioctx_t io = NULL;
+	rbd_image_t img = NULL;
+	bool missing = false;
+	uint64_t id;
+	snprintf(out, len, "%s", snap);
+	if (strchr(snap, IMS_DIGEST_GROUP_SEP) || ims_site_ioctx(&io, site, pool) < 0)
+		return;
+	if (rbd_open_read_only(io, image, &img, NULL) == 0) {
+		missing = rbd_snap_get_id(img, snap, &id) == -ENOENT;
+		rbd_close(img);
+	}
+	ims_site_ioctx_close(io);
+	char name[IMS_NAME_MAX + 1];
+	if (missing && ims_digest_member_name(name, sizeof(name), site, pool, image, snap) == 0 &&
+	    member_snap_id(&id, site, pool, image, name) == 0)
+		snprintf(out, len, "%s", name);
+	ims_error_clear();
+}
+
 /* The digest of @p pool/@p image@@p snap: one fingerprint per object. */
 static int compute(digester *dg, ims_site *site, const char *pool, const char *image,
 		   const char *snap)
 {
+	uint64_t id = 0;
 	int r;
 	memset(dg, 0, sizeof(*dg));
-	if ((r = ims_repl__snapview_open(&dg->v, &dg->info, site, pool, image, snap)) < 0)
+	if (strchr(snap, IMS_DIGEST_GROUP_SEP) &&
+	    (r = member_snap_id(&id, site, pool, image, snap)) < 0)
+		return r == -ENOENT
+			       ? ims_error_set(r, "'%s/%s' has no snapshot of group snapshot '%s'",
+					       pool, image, snap)
+			       : ims_error_set(r, "cannot list the snapshots of '%s/%s': %s", pool,
+					       image, ims_strerror(r));
+	if ((r = ims_repl__snapview_open(&dg->v, &dg->info, site, pool, image, snap, id)) < 0)
 		return r;
 	dg->nobj = (dg->info.size + dg->info.obj_size - 1) / dg->info.obj_size;
 	if (dg->nobj && !(dg->objs = calloc((size_t)dg->nobj, sizeof(*dg->objs))))
@@ -592,6 +707,9 @@ int ims_digest_verify(ims_digest_verify_result **out, ims_site *site, const char
 	memset(&c, 0, sizeof(c));
 	if (!res)
 		return -ENOMEM;
+	char name[IMS_NAME_MAX + 1];
+	effective_name(name, sizeof(name), site, pool, image, snap);
+	snap = name;
 	if ((r = ims_site_ioctx(&io, site, records_pool)) < 0)
 		goto out;
 	if ((r = chain_load(&c, io)) < 0)
@@ -665,6 +783,92 @@ out:
 	return r;
 }
 
+int ims_digest_verify_group(ims_digest_verify_result **out, ims_site *site,
+			    const char *records_pool, const char *pool, const char *group,
+			    const char *snap)
+{
+	ims_group_info *gi = NULL;
+	ims_digest_verify_result *res = NULL;
+	char name[IMS_NAME_MAX + 1];
+	size_t cap = 0;
+	bool has = false;
+	int r;
+	if ((r = ims_group_info_get(&gi, site, pool, group)) < 0)
+		return r;
+	for (size_t i = 0; i < gi->nsnaps; i++)
+		has |= strcmp(gi->snaps[i].name, snap) == 0;
+	if (!has) {
+		r = ims_error_set(-ENOENT, "group '%s/%s' has no snapshot '%s'", pool, group, snap);
+		goto out;
+	}
+	if ((size_t)snprintf(name, sizeof(name), "%s%c%s", group, IMS_DIGEST_GROUP_SEP, snap) >=
+	    sizeof(name)) {
+		r = ims_error_set(-ENAMETOOLONG, "group snapshot name too long");
+		goto out;
+	}
+	r = -ENOMEM;
+	if (!(res = calloc(1, sizeof(*res))))
+		goto out;
+	res->recorded = res->intact = res->chain_ok = gi->nmembers > 0;
+	for (size_t k = 0; k < gi->nmembers; k++) {
+		ims_digest_verify_result *m = NULL;
+		if ((r = ims_digest_verify(&m, site, records_pool, gi->members[k].pool,
+					   gi->members[k].image, name)) < 0)
+			goto out;
+		res->recorded &= m->recorded;
+		res->intact &= m->intact;
+		if (m->recorded && m->entry.seq >= res->entry.seq) {
+			uint64_t sum = res->entry.nobjects;
+			res->entry = m->entry;
+			res->entry.nobjects = sum;
+		}
+		res->entry.nobjects += m->entry.nobjects;
+		res->objects_now += m->objects_now;
+		if (m->recorded && m->entry.snap_id != m->snap_id_now)
+			res->snap_id_now = 1; /* a member's snapshot re-created */
+		if (!m->chain_ok && res->chain_ok) {
+			res->chain_ok = false;
+			snprintf(res->chain_error, sizeof(res->chain_error), "%s", m->chain_error);
+		}
+		for (size_t i = 0; i < m->nchanges; i++) {
+			if ((r = ims_array_grow(res->changes, cap, res->nchanges + 1, 16)) < 0) {
+				ims_digest_verify_result_free(m);
+				goto out;
+			}
+			res->changes[res->nchanges++] = m->changes[i];
+		}
+		ims_digest_verify_result_free(m);
+	}
+	res->entry.snap_id = 0;
+	snprintf(res->entry.snap, sizeof(res->entry.snap), "%s", name);
+	*out = res;
+	res = NULL;
+	r = 0;
+out:
+	ims_digest_verify_result_free(res);
+	ims_group_info_free(gi);
+	return r;
+}
+
+void ims_digest_queue_push_group(ims_digest_queue *q, ims_site *site, const char *pool,
+				 const char *group, const char *snap, const char *why)
+{
+	ims_group_info *gi = NULL;
+	char name[IMS_NAME_MAX + 1];
+	if (!q)
+		return;
+	if ((size_t)snprintf(name, sizeof(name), "%s%c%s", group, IMS_DIGEST_GROUP_SEP, snap) >=
+		    sizeof(name) ||
+	    ims_group_info_get(&gi, site, pool, group) < 0) {
+		ims_log_warning("no digests of group snapshot '%s/%s@%s': %s", pool, group, snap,
+				ims_error_last());
+		return;
+	}
+	for (size_t k = 0; k < gi->nmembers; k++)
+		ims_digest_queue_push(q, gi->members[k].pool, gi->members[k].image, name, why);
+	ims_group_info_free(gi);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* compaction */
 
@@ -692,6 +896,12 @@ static void snap_cache_free(snap_cache *sc)
 static int snap_exists(snap_cache *sc, ims_site *site, const ims_digest_entry *e)
 {
 	image_snaps *is = NULL;
+	if (strchr(e->snap, IMS_DIGEST_GROUP_SEP)) { /* a member's part of a group snapshot */
+		uint64_t id;
+		int r = member_snap_id(&id, site, e->pool, e->image, e->snap);
+		ims_error_clear();
+		return r == -ENOENT ? 0 : 1;
+	}
 	for (size_t i = 0; i < sc->n && !is; i++)
 		if (strcmp(sc->v[i].pool, e->pool) == 0 && strcmp(sc->v[i].image, e->image) == 0)
 			is = &sc->v[i];

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/opts.h"
 #include "common/threads.h"
+#include "replicator/digest.h"
 #include "replicator/failover.h"
 #include "store/group.h"
 #include "store/image.h"
@@ -332,6 +333,23 @@ out:
 	return r;
 }
 
+/* A group's snapshot taken: each member's part handed to `taken` as "GROUP@SNAP" (its digest
+ * name, replicator/digest.h). */
+static void taken_group(ims_snapsched_runner *rn, const ims_snapsched *s, const char *snap)
+{
+	ims_group_info *gi = NULL;
+	char name[IMS_NAME_MAX + 1];
+	if ((size_t)snprintf(name, sizeof(name), "%s%c%s", s->name, IMS_DIGEST_GROUP_SEP, snap) >=
+		    sizeof(name) ||
+	    ims_group_info_get(&gi, rn->o.site, s->pool, s->name) < 0) {
+		ims_error_clear();
+		return;
+	}
+	for (size_t k = 0; k < gi->nmembers; k++)
+		rn->o.taken(rn->o.taken_ctx, gi->members[k].pool, gi->members[k].image, name);
+	ims_group_info_free(gi);
+}
+
 /* Take the schedule's snapshot if it is due; then prune. @returns 1 if @p s changed. */
 static int run_one(ims_snapsched_runner *rn, ims_snapsched *s, int64_t now_ms)
 {
@@ -362,6 +380,8 @@ static int run_one(ims_snapsched_runner *rn, ims_snapsched *s, int64_t now_ms)
 			snprintf(err, sizeof(err), "cannot take '%s': %s", snap, ims_error_last());
 		if (r == 0 && s->unit == IMS_REPL_IMAGE && rn->o.taken)
 			rn->o.taken(rn->o.taken_ctx, s->pool, s->name, snap);
+		if (r == 0 && s->unit == IMS_REPL_GROUP && rn->o.taken)
+			taken_group(rn, s, snap);
 		s->last_ms = now_ms; /* a failure waits for the next interval too */
 		changed = true;
 	}
