@@ -5,14 +5,15 @@
 # verify intact and the chain holds; an entry edited after the compaction, and the checkpoint's
 # list of what it replaced, are named by snap verify; an entry edited before a compaction stops
 # it (nothing removed) and is still named after; a second compaction replaces the first
-# checkpoint. The log is restored as it was at every step.
+# checkpoint; a group snapshot gets a digest per member, verified as a group and per member,
+# kept by a compaction, a member's re-creation named. The log is restored at every step.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 workdir W
 
-img=dc$$
+img=dc$$ m1=dcm1$$ m2=dcm2$$ g=dcg$$
 LOG=$(site_log a)
 AUDIT=$IMGSTORE_SANDBOX/site-a/log/audit.log
 saved_key= saved_obj=
@@ -20,6 +21,7 @@ cleanup() {
   # the digest log as it was: other tests verify snapshots too
   [ -n "$saved_key" ] && rados -c "$CEPH_CONF_A" -p rbd setomapval imgstore.digests "$saved_key" --input-file "$W/saved" >/dev/null 2>&1
   [ -n "$saved_obj" ] && rados -c "$CEPH_CONF_A" -p rbd put "$saved_obj" "$W/saved-obj" >/dev/null 2>&1
+  forget_group "$g" "$m1" "$m2"
   forget_images "$img"
   config_restore a
   rm -rf "$W"
@@ -116,5 +118,25 @@ echo "# $(log_from "$from" | grep 'digest log compacted' | tail -1)"
 check "  removed the first checkpoint $cp_seq and the entries of @s5, @s6" bash -c "! rados -c '$CEPH_CONF_A' -p rbd getomapval imgstore.digests $(key_of "$cp_seq") '$W/p' >/dev/null 2>&1 && ! rados -c '$CEPH_CONF_A' -p rbd getomapval imgstore.digests $(key_of "$q5") '$W/p' >/dev/null 2>&1 && ! rados -c '$CEPH_CONF_A' -p rbd getomapval imgstore.digests $(key_of "$q6") '$W/p' >/dev/null 2>&1"
 expect_rc 0 "snap verify @s3 (before both checkpoints' runs): intact" on_a snap verify "rbd/$img@s3"
 expect_rc 0 "snap verify @s12: intact" on_a snap verify "rbd/$img@s12"
+
+# ---- a group snapshot: a digest per member, verified as a group and per member, kept by a
+# compaction while the group snapshot exists, a member's re-creation named
+expect_rc 0 "create rbd/$m1, rbd/$m2 and group rbd/$g of them" bash -c "'$CLI' image create 'rbd/$m1' --size 32M && '$CLI' image create 'rbd/$m2' --size 8M && '$CLI' group create 'rbd/$g' && '$CLI' group add 'rbd/$g' 'rbd/$m1' 'rbd/$m2'"
+rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 1M --io-total 4M --io-pattern seq "rbd/$m1" >/dev/null 2>&1
+m1id=$(rbd -c "$CEPH_CONF_A" info --format json "rbd/$m1" | jq -r .block_name_prefix)
+expect_rc 0 "group snap rbd/$g@gs1" on_a group snap "rbd/$g@gs1"
+check "  a digest of each member" wait_until 50 0.2 bash -c "grep -q \"digest [0-9]* of 'rbd/$m1@$g@gs1' (manual)\" '$LOG' && grep -q \"digest [0-9]* of 'rbd/$m2@$g@gs1' (manual)\" '$LOG'"
+expect_rc 0 "snap verify rbd/$g@gs1 (the group): intact" on_a snap verify "rbd/$g@gs1"
+check "  its members' objects recorded" grep -q "rbd/$g@gs1: intact (digest [0-9]*, taken for manual, [1-9][0-9]* objects recorded, [1-9][0-9]* now)" "$T_OUT"
+expect_rc 0 "snap verify rbd/$m2@gs1 (one member): intact" on_a snap verify "rbd/$m2@gs1"
+from=$(($(wc -l <"$LOG") + 1))
+for s in s13 s14; do on_a snap create "rbd/$img@$s" >/dev/null 2>&1; done
+check "a third compaction" wait_until 100 0.2 bash -c "tail -n +$from '$LOG' | grep -q 'digest log compacted\|nothing to compact'"
+expect_rc 0 "  the group snapshot still verifies intact" on_a snap verify "rbd/$g@gs1"
+rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 1M --io-total 16M --io-pattern seq "rbd/$m1" >/dev/null 2>&1 # objects 1.. too
+check "rbd re-created the group snapshot gs1 behind imgstore's back, member 1 altered" bash -c "rbd -c '$CEPH_CONF_A' group snap rm 'rbd/$g@gs1' && rbd -c '$CEPH_CONF_A' group snap create 'rbd/$g@gs1'"
+expect_rc 1 "snap verify rbd/$g@gs1: changed" on_a snap verify "rbd/$g@gs1"
+check "  names member 1's objects added" grep -q "^  added $m1id.00000000000000" "$T_OUT"
+check "  and the re-creation" grep -q "the snapshot was re-created" "$T_OUT"
 
 finish
