@@ -882,7 +882,21 @@ static int ship_one(cycle *cy, const char *from, const char *snap, uint64_t size
 				  ims_strerror(r));
 		goto out;
 	}
-	if ((r = rbd_diff_iterate2(at, from, 0, size, 1, 0, ims_extents_diff_all, &ext)) < 0) {
+	r = rbd_diff_iterate2(at, from, 0, size, 1, 0, ims_extents_diff_all, &ext);
+	if (r == -ENOENT && strcmp(from, cy->base) != 0) {
+		/* the one before was pruned on the primary since it was shipped: the delta from the
+		 * base holds every extent that changed since, read at this one */
+		ims_extents_free(&ext);
+		ext = (ims_extents){0};
+		from = cy->base;
+		r = rbd_diff_iterate2(at, from, 0, size, 1, 0, ims_extents_diff_all, &ext);
+	}
+	bool there = true;
+	if (r == -ENOENT && rbd_snap_exists(cy->pimg, snap, &there) == 0 && !there) {
+		r = 1; /* pruned meanwhile itself */
+		goto out;
+	}
+	if (r < 0) {
 		r = ims_error_set(r, "cannot compute the delta of %s from '%s' to '%s': %s",
 				  cy->what, from, snap, ims_strerror(r));
 		goto out;

@@ -208,20 +208,26 @@ int ims_snapsched_mirror(ims_site *src, ims_site *dst, const char *records_pool,
 	return r;
 }
 
-/* Whether @p s's image or group is a secondary on @p site (a group: as its first member). */
-static bool is_secondary(ims_site *site, const ims_snapsched *s)
+/* Whether @p pool/@p image is a secondary on @p site, or in the middle of a failover. */
+static bool not_primary(ims_site *site, const char *pool, const char *image)
 {
 	ims_repl_side side;
+	return ims_repl_side_get(&side, site, pool, image) == 0 &&
+	       (side.secondary || side.state[0]);
+}
+
+/* Whether @p s's image or group is a secondary on @p site (a group: any member, so that a
+ * group half-way through a promotion is not snapshotted). */
+static bool is_secondary(ims_site *site, const ims_snapsched *s)
+{
 	if (s->unit != IMS_REPL_GROUP)
-		return ims_repl_side_get(&side, site, s->pool, s->name) == 0 && side.secondary;
+		return not_primary(site, s->pool, s->name);
 	ims_group_info *gi = NULL;
 	bool sec = false;
-	if (ims_group_info_get(&gi, site, s->pool, s->name) == 0 && gi->nmembers)
-		sec = ims_repl_side_get(&side, site, gi->members[0].pool, gi->members[0].image) ==
-			      0 &&
-		      side.secondary;
-	if (gi)
-		ims_group_info_free(gi);
+	if (ims_group_info_get(&gi, site, s->pool, s->name) == 0)
+		for (size_t k = 0; k < gi->nmembers && !sec; k++)
+			sec = not_primary(site, gi->members[k].pool, gi->members[k].image);
+	ims_group_info_free(gi);
 	ims_error_clear();
 	return sec;
 }
