@@ -479,6 +479,12 @@ static void sealed_digest(void *ctx, const char *pool, const char *image, const 
 	queue_digest(ctx, pool, image, snap, "replication");
 }
 
+static void sealed_group_digest(void *ctx, const char *pool, const char *group, const char *snap)
+{
+	ims_daemon *d = ctx;
+	ims_digest_queue_push_group(d->digests, d->site, pool, group, snap, "replication");
+}
+
 static void scheduled_digest(void *ctx, const char *pool, const char *image, const char *snap)
 {
 	queue_digest(ctx, pool, image, snap, "schedule");
@@ -529,6 +535,7 @@ static int start_workers(ims_daemon *d)
 	}
 	ims_digest_queue_compact_after(d->digests, d->cfg->defaults.digest_log_compact_after);
 	ro.sealed = sealed_digest;
+	ro.sealed_group = sealed_group_digest;
 	ro.sealed_ctx = d;
 	if ((r = ims_repl_sched_start(&d->repl, &ro)) < 0) {
 		ims_log_error("cannot start replication: %s", ims_error_last());

@@ -142,6 +142,9 @@ check "  the protected one stays on site a, now a secondary" has_snap a "$P"
 
 # ---- a replicated group: its schedule follows a group failover too
 expect_rc 0 "group rbd/$g of rbd/$d1, rbd/$d2 on site a, replicated to site b" bash -c "'$CLI' image create 'rbd/$d1' --size 8M && '$CLI' image create 'rbd/$d2' --size 8M && '$CLI' group create 'rbd/$g' && '$CLI' group add 'rbd/$g' 'rbd/$d1' 'rbd/$d2' && '$CLI' group repl enable 'rbd/$g' --to b --rpo 1h && '$CLI' group repl sync 'rbd/$g'"
+check "the group's cut sealed by replication got a digest of each member" wait_until 40 0.25 bash -c "grep -q \"digest [0-9]* of 'rbd/$d1@$g@imgstore-repl-[0-9]*' (replication)\" '$(site_log a)' && grep -q \"digest [0-9]* of 'rbd/$d2@$g@imgstore-repl-[0-9]*' (replication)\" '$(site_log a)'"
+cut=$(grep -o "digest [0-9]* of 'rbd/$d1@$g@imgstore-repl-[0-9]*'" "$(site_log a)" | tail -1 | sed "s/.*@\(imgstore-repl-[0-9]*\)'/\1/")
+expect_rc 0 "snap verify rbd/$g@$cut: intact" on_a snap verify "rbd/$g@$cut"
 expect_rc 0 "schedule add of the group every 1s" on_a snap schedule add --group "rbd/$g" --every 1s --keep hourly=2
 check "  group snapshots on site a" wait_until 40 0.25 bash -c "rbd -c '$CEPH_CONF_A' group snap ls 'rbd/$g' | grep -q imgstore-sched-"
 expect_rc 0 "group repl sync" on_a group repl sync "rbd/$g"
