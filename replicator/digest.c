@@ -1066,8 +1066,11 @@ int ims_digest_compact(ims_digest_compact_result *out, ims_site *site, const cha
 	if ((r = removable(&drop, &ndrop, &c0, site)) < 0)
 		goto out;
 	out->entries = c0.n;
-	if (ndrop == 0 || (ndrop == 1 && c0.checkpoint && c0.checkpoint == &c0.v[c0.n - 1]))
-		goto done; /* nothing to remove but the newest checkpoint itself */
+	size_t entries_dropped = 0;
+	for (size_t i = 0; i < c0.n; i++)
+		entries_dropped += !is_checkpoint(&c0.v[i]) && has_seq(drop, ndrop, c0.v[i].seq);
+	if (entries_dropped == 0)
+		goto done; /* nothing to remove but checkpoints: a new one would list the same */
 	snprintf(cookie, sizeof(cookie), "%ld.%" PRId64 ".c", (long)getpid(), ims_clock_unix_ms());
 	if ((r = lock_log(io, cookie)) < 0)
 		goto out;
@@ -1081,7 +1084,8 @@ int ims_digest_compact(ims_digest_compact_result *out, ims_site *site, const cha
 				  c.error);
 		goto out;
 	}
-	if ((c.checkpoint ? c.checkpoint->seq : 0) != (c0.checkpoint ? c0.checkpoint->seq : 0))
+	if ((c.checkpoint ? c.checkpoint->seq : 0) != (c0.checkpoint ? c0.checkpoint->seq : 0) ||
+	    c.n == 0)
 		goto done; /* another daemon compacted meanwhile */
 	ims_digest_entry cp;
 	memset(&cp, 0, sizeof(cp));
@@ -1203,7 +1207,7 @@ static void compact_now(ims_digest_queue *q)
 		return;
 	}
 	if (!cr.compacted) {
-		ims_log_debug("digest log: nothing to compact (%zu entries)", cr.entries);
+		ims_log_info("digest log: nothing to compact (%zu entries)", cr.entries);
 		return;
 	}
 	ims_log_info("digest log compacted: %zu of %zu entries replaced by checkpoint %" PRIu64
