@@ -205,6 +205,11 @@ static const config_key keys[] = {
 	 3600, NULL, 0,
 	 "The hour of the snapshot schedules' retention rule (`--keep hourly=N`); a day is 24 of "
 	 "them, a week 168. Shortened by tests only (`2s`: an hourly rule over seconds)."},
+	{S_DEFAULTS, "digest_log_compact_after", T_UINT, DF(digest_log_compact_after), "10000", 0,
+	 100000000, NULL, 0,
+	 "Compact the snapshot digest log after every this many digests a daemon appended: the "
+	 "entries of snapshots that no longer exist are replaced by a checkpoint that keeps the "
+	 "chain verifiable (SECURITY.md). 0: never."},
 	{S_DEFAULTS, "log_level", T_ENUM, DF(log_level), "info", 0, 0, "error|warning|info|debug",
 	 F_RELOAD, "Most verbose log level written."},
 	{S_DEFAULTS, "alert_webhook", T_URL, DF(alert_webhook), NULL, 0, 0, NULL, 0,

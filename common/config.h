@@ -95,6 +95,7 @@ typedef struct {
 	uint64_t tier_scan_interval;
 	uint64_t probe_interval;
 	uint64_t snapshot_schedule_hour;
+	uint64_t digest_log_compact_after;
 	char *log_level;
 	char *alert_webhook;
 	unsigned line;

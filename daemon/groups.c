@@ -20,6 +20,7 @@
 #include "daemon/failover.h"
 #include "imgstore/v1/group.pb-c.h"
 #include "imgstore/v1/replication.pb-c.h"
+#include "replicator/digest.h"
 #include "replicator/group.h"
 #include "store/group.h"
 #include "store/snap.h"
@@ -301,6 +302,8 @@ static int ims_h_create_group_snapshot(void *app, ims_rpc_call *call, const Prot
 	if ((r = ims_snap_check_user_name(g.snap, "create")) < 0 ||
 	    (r = ims_group_snap_create(d->site, g.pool, g.name, g.snap)) < 0)
 		return r;
+	/* a digest per member (replicator/digest.h), queued */
+	ims_digest_queue_push_group(d->digests, d->site, g.pool, g.name, g.snap, "manual");
 	Imgstore__V1__GroupSnapshot *m = ALLOC(call, Imgstore__V1__GroupSnapshot);
 	if (!m)
 		return -ENOMEM;

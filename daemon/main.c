@@ -468,9 +468,16 @@ static int open_files(ims_daemon *d)
 static void digest_recorded(void *ctx, const ims_digest_entry *e)
 {
 	char line[1200];
-	snprintf(line, sizeof(line),
-		 "digest seq=%" PRIu64 " snapshot='%s/%s@%s' for=%s objects=%" PRIu64 " hash=%s",
-		 e->seq, e->pool, e->image, e->snap, e->why, e->nobjects, e->hash);
+	if (strcmp(e->why, IMS_DIGEST_CHECKPOINT) == 0) /* a compaction (digest.h) */
+		snprintf(line, sizeof(line),
+			 "digest seq=%" PRIu64 " checkpoint replaces=%" PRIu64 " runs=%" PRIu64
+			 " hash=%s",
+			 e->seq, e->nobjects, e->size, e->hash);
+	else
+		snprintf(line, sizeof(line),
+			 "digest seq=%" PRIu64 " snapshot='%s/%s@%s' for=%s objects=%" PRIu64
+			 " hash=%s",
+			 e->seq, e->pool, e->image, e->snap, e->why, e->nobjects, e->hash);
 	audit_line(ctx, line);
 }
 
@@ -485,6 +492,12 @@ static void queue_digest(void *ctx, const char *pool, const char *image, const c
 static void sealed_digest(void *ctx, const char *pool, const char *image, const char *snap)
 {
 	queue_digest(ctx, pool, image, snap, "replication");
+}
+
+static void sealed_group_digest(void *ctx, const char *pool, const char *group, const char *snap)
+{
+	ims_daemon *d = ctx;
+	ims_digest_queue_push_group(d->digests, d->site, pool, group, snap, "replication");
 }
 
 static void scheduled_digest(void *ctx, const char *pool, const char *image, const char *snap)
@@ -519,6 +532,7 @@ static int start_workers(ims_daemon *d)
 	ro.copy.concurrency = (unsigned)d->cfg->defaults.concurrency;
 	ro.copy.inflight_bytes = d->cfg->defaults.inflight_bytes;
 	ro.copy.retention = (unsigned)d->cfg->defaults.retention;
+	ro.copy.records_pool = d->pool;
 	if (d->cfg->defaults.alert_webhook) {
 		if ((r = ims_alert_start(&d->alert, d->cfg->defaults.alert_webhook,
 					 d->cfg->site.name)) < 0) {
@@ -534,7 +548,9 @@ static int start_workers(ims_daemon *d)
 		ims_log_error("cannot start the snapshot digests: %s", ims_error_last());
 		return r;
 	}
+	ims_digest_queue_compact_after(d->digests, d->cfg->defaults.digest_log_compact_after);
 	ro.sealed = sealed_digest;
+	ro.sealed_group = sealed_group_digest;
 	ro.sealed_ctx = d;
 	if ((r = ims_repl_sched_start(&d->repl, &ro)) < 0) {
 		ims_log_error("cannot start replication: %s", ims_error_last());

@@ -21,6 +21,7 @@
 #include "imgstore/v1/site.pb-c.h"
 #include "imgstore/v1/snapshot.pb-c.h"
 #include "imgstore/v1/tier.pb-c.h"
+#include "store/group.h"
 #include "store/image.h"
 #include "store/snap.h"
 #include "store/transfer.h"
@@ -299,7 +300,17 @@ static int h_verify_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 	/* a digest still queued (a snapshot just taken) is waited for, 30 s at most */
 	for (int i = 0; i < 300 && ims_digest_queue_pending(d->digests) > 0; i++)
 		usleep(100 * 1000);
-	if ((r = ims_digest_verify(&v, d->site, d->pool, s.pool, s.image, s.snap)) < 0)
+	/* POOL/GROUP@SNAP: each member's digest of the group snapshot */
+	ims_group_info *gi = NULL;
+	bool group = ims_image_exists(d->site, s.pool, s.image) == 0 &&
+		     ims_group_info_get(&gi, d->site, s.pool, s.image) == 0;
+	ims_group_info_free(gi);
+	ims_error_clear();
+	if (group)
+		r = ims_digest_verify_group(&v, d->site, d->pool, s.pool, s.image, s.snap);
+	else
+		r = ims_digest_verify(&v, d->site, d->pool, s.pool, s.image, s.snap);
+	if (r < 0)
 		return r;
 	Imgstore__V1__VerifySnapshotResponse *m = ALLOC(call, Imgstore__V1__VerifySnapshotResponse);
 	r = -ENOMEM;

@@ -8,6 +8,14 @@
  * the RADOS object "imgstore.digest.<seq>", whose SHA-256 the entry carries. Entries are
  * appended under the RADOS lock IMS_DIGEST_LOCK of the log object.
  *
+ * The log is compacted (ims_digest_compact()) by removing the entries of snapshots that no
+ * longer exist and of digests a newer one of the same snapshot replaces, and appending a
+ * checkpoint entry (why "checkpoint") whose list object holds, for each run of consecutive
+ * entries removed, "FIRST LAST HASH": the seqs of the run and the hash its last entry had. The
+ * chain then still holds from the first entry to the head: each entry kept follows the one
+ * before it or the run before it, and the checkpoint, an entry of the chain itself, carries
+ * the SHA-256 of its runs. A log whose chain is broken is never compacted (the break stays).
+ *
  * ims_digest_verify() recomputes a snapshot's digest and names the objects that changed since
  * it was recorded, and checks the chain on the way.
  *
@@ -25,9 +33,21 @@
 #include "common/spec.h"
 #include "store/site.h"
 
-#define IMS_DIGEST_LOG	 "imgstore.digests"
-#define IMS_DIGEST_LOCK	 "imgstore.digests.append"
-#define IMS_DIGEST_CHUNK (64u << 10)
+#define IMS_DIGEST_LOG	      "imgstore.digests"
+#define IMS_DIGEST_LOCK	      "imgstore.digests.append"
+#define IMS_DIGEST_CHUNK      (64u << 10)
+#define IMS_DIGEST_CHECKPOINT "checkpoint" /* the why of a compaction's checkpoint entry */
+/* A member's snapshot of a group snapshot is digested under the name "GROUP@SNAP" (a user
+ * snapshot's name never holds '@'); ims_digest_verify() of a member's "SNAP" that is no user
+ * snapshot of it looks for its group's. */
+#define IMS_DIGEST_GROUP_SEP '@'
+
+/**
+ * The digest name of @p pool/@p image's snapshot of its group's snapshot
+ * @p snap ("GROUP@SNAP") into @p buf. @returns -ENOENT if the image is in no group.
+ */
+int ims_digest_member_name(char *buf, size_t len, ims_site *site, const char *pool,
+			   const char *image, const char *snap);
 
 /** One entry of the log. */
 typedef struct {
@@ -82,6 +102,35 @@ int ims_digest_verify(ims_digest_verify_result **out, ims_site *site, const char
 		      const char *pool, const char *image, const char *snap);
 void ims_digest_verify_result_free(ims_digest_verify_result *res);
 
+/**
+ * ims_digest_verify() of each member of group @p pool/@p group at its group snapshot @p snap
+ * (digested as "GROUP@SNAP"), in one result: recorded and intact when every member's is, the
+ * changes of all (their object names tell the member), entry the newest member digest with
+ * nobjects summed, snap_id_now 1 when a member's snapshot was re-created.
+ *
+ * @returns -ENOENT for an unknown group or group snapshot.
+ */
+int ims_digest_verify_group(ims_digest_verify_result **out, ims_site *site,
+			    const char *records_pool, const char *pool, const char *group,
+			    const char *snap);
+
+typedef struct {
+	size_t entries;		     /* in the log before */
+	size_t removed, kept;	     /* entries removed (old checkpoints included), kept */
+	bool compacted;		     /* false: nothing to remove (or another daemon just did) */
+	ims_digest_entry checkpoint; /* appended: size is its number of runs, nobjects the
+					number of entries the runs cover */
+} ims_digest_compact_result;
+
+/**
+ * Compact the log of @p records_pool on @p site (above): the snapshots named by the log are
+ * looked up without the log's lock, the entries removed and the checkpoint appended under it,
+ * in one write.
+ *
+ * @returns -EBADMSG when the chain is broken (nothing changed), an error of RADOS.
+ */
+int ims_digest_compact(ims_digest_compact_result *out, ims_site *site, const char *records_pool);
+
 /* ---- the queue ---- */
 
 typedef struct ims_digest_queue ims_digest_queue;
@@ -99,6 +148,14 @@ int ims_digest_queue_start(ims_digest_queue **out, ims_site *site, const char *r
  */
 void ims_digest_queue_push(ims_digest_queue *q, const char *pool, const char *image,
 			   const char *snap, const char *why);
+
+/** Compact the log (ims_digest_compact()) after every @p n digests the queue appended; 0: never.
+ *  A compaction's checkpoint goes to the queue's recorded callback like a digest. */
+void ims_digest_queue_compact_after(ims_digest_queue *q, uint64_t n);
+
+/** Queue a digest of each member of group @p pool/@p group at its group snapshot @p snap. */
+void ims_digest_queue_push_group(ims_digest_queue *q, ims_site *site, const char *pool,
+				 const char *group, const char *snap, const char *why);
 
 /** Digests still queued or running (tests wait for 0). */
 unsigned ims_digest_queue_pending(ims_digest_queue *q);

@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/spec.h"
 #include "replicator/replicator_internal.h"
+#include "replicator/snapsched.h"
 #include "store/group.h"
 #include "store/snap.h"
 
@@ -527,6 +528,9 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 		return r;
 	if ((r = group_open(&gc)) < 0 || (r = find_cuts(&gc)) < 0)
 		goto out;
+	/* the group's snapshot schedule follows it to the secondary's site (snapsched.h) */
+	if (o->records_pool)
+		ims_snapsched_mirror(src, dst, o->records_pool, IMS_REPL_GROUP, pool, group);
 	if (gc.pending >= 0)
 		gc.res.resumed = true;
 	else if (group_unchanged(&gc))

@@ -16,6 +16,7 @@
 #include "common/extents.h"
 #include "common/log.h"
 #include "replicator/replicator_internal.h"
+#include "replicator/snapsched.h"
 #include "store/crypt.h"
 #include "store/omap.h"
 #include "store/snap.h"
@@ -811,7 +812,7 @@ static int copy(cycle *cy, const ims_extents *todo)
 	ims_repl__copy_result res;
 	int r = ims_repl__copy(&res, &j);
 	phase(&cy->ph, "copy");
-	cy->res.bytes_copied = res.copied;
+	cy->res.bytes_copied += res.copied;
 	cy->res.bytes_discarded = res.zeroed;
 	if (r < 0 && res.low_water != UINT64_MAX && res.low_water > cy->cp.done) {
 		cy->cp.done = res.low_water;
@@ -852,6 +853,180 @@ static int seal(cycle *cy)
 }
 
 /*
+ * Scheduled snapshots (replicator/snapsched.h) ride along: in a fresh cycle (no cut cycle to
+ * resume, a base on both sides), once its target is taken and before its delta is copied (or
+ * when nothing changed since the base), each scheduled snapshot the primary took after the base
+ * (and before the target) that the secondary lacks is shipped in the order taken: the delta from
+ * the previous one (or the base), read at it, then the secondary's snapshot of the same name, so
+ * that it holds the primary's bytes at that point. The secondary's head is at the base (or at the
+ * last one shipped) when no cut cycle is pending: a failed shipment is rewritten whole by the next
+ * cycle's delta.
+ */
+/* @returns 1 if @p snap is gone from the primary (nothing done that matters), 0 once shipped. */
+static int ship_one(cycle *cy, const char *from, const char *snap, uint64_t size)
+{
+	rbd_image_t at = NULL;
+	ims_extents ext = {0};
+	uint64_t ssize = 0;
+	int r;
+	if ((r = rbd_open_read_only(cy->sio, cy->image, &at, snap)) == -ENOENT)
+		return 1; /* pruned on the primary meanwhile */
+	if (r < 0)
+		return ims_error_set(r, "cannot open %s at '%s': %s", cy->what, snap,
+				     ims_strerror(r));
+	if ((r = rbd_get_size(cy->simg, &ssize)) < 0)
+		goto out;
+	if (ssize != size &&
+	    (r = rbd_resize2(cy->simg, size, true, ims_repl__no_progress, NULL)) < 0) {
+		r = ims_error_set(r, "cannot resize the secondary %s: %s", cy->what,
+				  ims_strerror(r));
+		goto out;
+	}
+	r = rbd_diff_iterate2(at, from, 0, size, 1, 0, ims_extents_diff_all, &ext);
+	if (r == -ENOENT && strcmp(from, cy->base) != 0) {
+		/* the one before was pruned on the primary since it was shipped: the delta from the
+		 * base holds every extent that changed since, read at this one */
+		ims_extents_free(&ext);
+		ext = (ims_extents){0};
+		from = cy->base;
+		r = rbd_diff_iterate2(at, from, 0, size, 1, 0, ims_extents_diff_all, &ext);
+	}
+	bool there = true;
+	if (r == -ENOENT && rbd_snap_exists(cy->pimg, snap, &there) == 0 && !there) {
+		r = 1; /* pruned meanwhile itself */
+		goto out;
+	}
+	if (r < 0) {
+		r = ims_error_set(r, "cannot compute the delta of %s from '%s' to '%s': %s",
+				  cy->what, from, snap, ims_strerror(r));
+		goto out;
+	}
+	const ims_repl_opts *o = cy->o;
+	ims_repl__copy_job j = {.src = at, .dst = cy->simg, .ext = &ext, .what = cy->what};
+	j.depth = o->concurrency ? o->concurrency : 16;
+	if (j.depth > 256)
+		j.depth = 256;
+	j.budget = o->inflight_bytes ? o->inflight_bytes : (64u << 20);
+	j.bandwidth = o->bandwidth;
+	ims_repl__copy_result res;
+	bool exists = true;
+	if ((r = ims_repl__copy(&res, &j)) < 0) {
+		/* pruned on the primary while read: the next one's delta covers what was written */
+		if (rbd_snap_exists(cy->pimg, snap, &exists) == 0 && !exists) {
+			ims_error_clear();
+			r = 1;
+		}
+		goto out;
+	}
+	cy->res.bytes_copied += res.copied;
+	if (o->may_seal && o->may_seal(o->progress_ctx) != 0) {
+		r = ims_error_set(-ECANCELED, "%s: this daemon's lock on the pair was lost",
+				  cy->what);
+		goto out;
+	}
+	if ((r = rbd_flush(cy->simg)) < 0 ||
+	    (r = rbd_snap_create2(cy->simg, snap, RBD_SNAP_CREATE_SKIP_QUIESCE,
+				  ims_repl__no_progress, NULL)) < 0)
+		r = r == -EEXIST
+			    ? 0
+			    : ims_error_set(
+				      r,
+				      "cannot create the scheduled snapshot '%s' of %s on site "
+				      "'%s': %s",
+				      snap, cy->what, ims_site_name(cy->dst), ims_strerror(r));
+	else
+		ims_log_info("shipped the scheduled snapshot '%s' of %s to site '%s'", snap,
+			     cy->what, ims_site_name(cy->dst));
+out:
+	ims_extents_free(&ext);
+	rbd_close(at);
+	return r;
+}
+
+static int cmp_snap_id(const void *a, const void *b)
+{
+	const ims_snap_info *x = a, *y = b;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static bool info_has(const ims_snap_info *v, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* Those taken after the base and, if @p upto is not NULL, before that snapshot. */
+static int ship_scheduled(cycle *cy, const char *upto)
+{
+	ims_snap_info *ps = NULL, *ss = NULL;
+	size_t np = 0, ns = 0;
+	uint64_t base_id = 0, upto_id = UINT64_MAX;
+	int r;
+	if ((r = ims_snap_list_image(&ps, &np, cy->pimg)) < 0 ||
+	    (r = ims_snap_list_image(&ss, &ns, cy->simg)) < 0)
+		goto out;
+	qsort(ps, np, sizeof(*ps), cmp_snap_id);
+	for (size_t i = 0; i < np; i++)
+		if (strcmp(ps[i].name, cy->base) == 0)
+			base_id = ps[i].id;
+		else if (upto && strcmp(ps[i].name, upto) == 0)
+			upto_id = ps[i].id;
+	char from[SNAP_NAME_MAX];
+	snprintf(from, sizeof(from), "%s", cy->base);
+	for (size_t i = 0; base_id && i < np; i++) {
+		if (ps[i].id <= base_id || ps[i].id >= upto_id ||
+		    ims_snapsched_snap_time(ps[i].name) < 0 || strlen(ps[i].name) >= SNAP_NAME_MAX)
+			continue;
+		if (!info_has(ss, ns, ps[i].name) &&
+		    (r = ship_one(cy, from, ps[i].name, ps[i].size)) != 0) {
+			if (r < 0)
+				goto out;
+			continue; /* gone: the next one is shipped from the same point */
+		}
+		snprintf(from, sizeof(from), "%s", ps[i].name);
+	}
+	phase(&cy->ph, "scheduled");
+	r = 0;
+out:
+	ims_snap_list_free(ps, np);
+	ims_snap_list_free(ss, ns);
+	return r;
+}
+
+/* The secondary's scheduled snapshots that the primary's retention removed go too (never a
+ * protected one: a clone on the secondary's site depends on it). */
+static void retain_scheduled(cycle *cy)
+{
+	ims_snap_info *ps = NULL, *ss = NULL;
+	size_t np = 0, ns = 0;
+	if (ims_snap_list_image(&ps, &np, cy->pimg) < 0 ||
+	    ims_snap_list_image(&ss, &ns, cy->simg) < 0)
+		goto out;
+	for (size_t i = 0; i < ns; i++) {
+		if (ims_snapsched_snap_time(ss[i].name) < 0 || ss[i].is_protected ||
+		    info_has(ps, np, ss[i].name))
+			continue;
+		int r = rbd_snap_remove(cy->simg, ss[i].name);
+		if (r < 0)
+			ims_log_debug("retention: cannot remove the scheduled snapshot '%s' of %s "
+				      "on site '%s': %s",
+				      ss[i].name, cy->what, ims_site_name(cy->dst),
+				      ims_strerror(r));
+		else
+			ims_log_info(
+				"snapshot schedule of image '%s/%s' on site '%s': removed '%s' "
+				"(gone from the primary)",
+				cy->pool, cy->image, ims_site_name(cy->dst), ss[i].name);
+	}
+out:
+	ims_error_clear();
+	ims_snap_list_free(ps, np);
+	ims_snap_list_free(ss, ns);
+}
+
+/*
  * Retention on both sides, beside the copy (each snapshot removal waits for the monitors to
  * publish a new OSD map, about a second with Ceph's defaults: it stays off the cycle's path
  * while the copy runs). The primary keeps its newest N (the target is one of them), never the
@@ -875,6 +1050,7 @@ static void *retain_run(void *arg)
 		apply_retention(cy->pimg, &ps, keep, &protect);
 	if (ims_repl__list_snaps(&ss, cy->simg) == 0)
 		apply_retention(cy->simg, &ss, keep - 1, &base);
+	retain_scheduled(cy);
 	free(protect.names);
 	free(ps.names);
 	free(ss.names);
@@ -952,11 +1128,22 @@ int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char
 		goto out;
 	pick_base(&cy);
 	bool pending = checkpoint_load(cy.sio, cy.key, &old);
+	if (!cy.member && o->records_pool)
+		ims_snapsched_mirror(src, dst, o->records_pool, IMS_REPL_IMAGE, pool, image);
 	/* nothing changed since the base (and no cut cycle to finish): the target is current */
-	if (cy.base[0] && !pending && !cy.member && check_unchanged(&cy))
+	if (cy.base[0] && !pending && !cy.member && check_unchanged(&cy)) {
+		if (!cy.created && (r = ship_scheduled(&cy, NULL)) < 0)
+			goto out;
+		retain_scheduled(&cy);
 		goto done;
-	if ((r = checkpoint_begin(&cy, pending ? &old : NULL)) < 0 ||
-	    (r = plan(&cy, &ext, &todo)) < 0)
+	}
+	if ((r = checkpoint_begin(&cy, pending ? &old : NULL)) < 0)
+		goto out;
+	/* the secondary's head is still at the base: those taken before the target go first */
+	if (!cy.member && !cy.res.resumed && cy.base[0] && !cy.created &&
+	    (r = ship_scheduled(&cy, cy.cp.target)) < 0)
+		goto out;
+	if ((r = plan(&cy, &ext, &todo)) < 0)
 		goto out;
 	retainer rt;
 	retain_start(&rt, &cy);

@@ -14,6 +14,9 @@
  *   4. seal: create the snapshot of the same name on the secondary, and only then advance;
  *   5. retention: keep the newest N replication snapshots on each side, never the base or
  *      the target (run beside step 3: the secondary keeps N - 1 until the seal).
+ * Scheduled snapshots (replicator/snapsched.h) the primary took since the base are shipped
+ * before step 2, each as the delta from the one before and a snapshot of the same name on the
+ * secondary; those the primary's retention removed are removed from the secondary too.
  * A secondary image is marked (metadata imgstore.repl.role = secondary); its head may hold a
  * half-applied delta, but every sealed snapshot equals the primary's of the same name.
  * Progress is checkpointed in RADOS (omap "imgstore.repl.checkpoints" in the primary's pool)
@@ -78,6 +81,10 @@ typedef struct {
 	/* may be NULL; in and out: the pair's mark of its last unchanged check (above). A cycle
 	 * of one image uses it and leaves it valid only when it found nothing changed. */
 	ims_repl_mark *mark;
+	/* may be NULL; the records pool of both sites: a cycle of one image copies the image's
+	 * snapshot schedule (replicator/snapsched.h) there from the primary's site to the
+	 * secondary's, which runs it once promoted */
+	const char *records_pool;
 } ims_repl_opts;
 #define IMS_REPL_OPTS_INIT                                                                         \
 	{                                                                                          \

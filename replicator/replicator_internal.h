@@ -90,9 +90,10 @@ typedef struct {
 	bool parent; /* absent objects read from a parent, not as zeros */
 } ims_repl__snapview_info;
 
-/** Open @p pool/@p image at @p snap on @p site, read-only; its data objects at the snapshot. */
+/** Open @p pool/@p image at @p snap on @p site, read-only; its data objects at the snapshot.
+ *  With @p by_id, at the snapshot of that id (a group snapshot's), @p snap naming it. */
 int ims_repl__snapview_open(ims_repl__snapview **out, ims_repl__snapview_info *info, ims_site *site,
-			    const char *pool, const char *image, const char *snap);
+			    const char *pool, const char *image, const char *snap, uint64_t by_id);
 void ims_repl__snapview_close(ims_repl__snapview *v);
 
 /**

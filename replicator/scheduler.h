@@ -77,6 +77,9 @@ typedef struct {
 	 * must not block; may be NULL. */
 	void (*sealed)(void *ctx, const char *pool, const char *image, const char *snap);
 	void *sealed_ctx;
+	/* the same after a group's cycle sealed a cut (a group snapshot @p snap of @p group), with
+	 * sealed_ctx; may be NULL */
+	void (*sealed_group)(void *ctx, const char *pool, const char *group, const char *snap);
 } ims_repl_sched_opts;
 #define IMS_REPL_SCHED_OPTS_INIT                                                                   \
 	{                                                                                          \

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/opts.h"
 #include "common/threads.h"
+#include "replicator/digest.h"
 #include "replicator/failover.h"
 #include "store/group.h"
 #include "store/image.h"
@@ -168,6 +169,69 @@ int ims_snapsched_list(ims_snapsched **out, size_t *count, ims_site *site, const
 	return 0;
 }
 
+int ims_snapsched_mirror(ims_site *src, ims_site *dst, const char *records_pool, int unit,
+			 const char *pool, const char *name)
+{
+	char key[2 * IMS_NAME_MAX + 16];
+	json_object *from = NULL, *to = NULL;
+	key_of(key, sizeof(key), unit, pool, name);
+	ims_records rs = IMS_RECORDS_SITE(src, records_pool, IMS_SNAPSCHED_OBJECT);
+	ims_records rd = IMS_RECORDS_SITE(dst, records_pool, IMS_SNAPSCHED_OBJECT);
+	int r = ims_record_get(&from, &rs, key);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	int rt = ims_record_get(&to, &rd, key);
+	if (rt < 0 && rt != -ENOENT) {
+		json_object_put(from);
+		return rt;
+	}
+	if (r == -ENOENT) { /* removed on the primary's site: on the secondary's too */
+		json_object_put(to);
+		return rt == 0 ? ims_record_del(&rd, key) : 0;
+	}
+	ims_snapsched a, b;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	ims_record_decode(&a, from, fields, NFIELDS);
+	json_object_put(from);
+	if (rt == 0) {
+		ims_record_decode(&b, to, fields, NFIELDS);
+		json_object_put(to);
+		if (a.every_s == b.every_s && a.unit == b.unit && a.keep.hourly == b.keep.hourly &&
+		    a.keep.daily == b.keep.daily && a.keep.weekly == b.keep.weekly)
+			return 0;
+	}
+	a.last_error[0] = '\0';
+	if ((r = put(dst, records_pool, &a)) == 0)
+		ims_log_debug("snapshot schedule of %s '%s/%s' copied to site '%s'",
+			      unit_word(unit), pool, name, ims_site_name(dst));
+	return r;
+}
+
+/* Whether @p pool/@p image is a secondary on @p site, or in the middle of a failover. */
+static bool not_primary(ims_site *site, const char *pool, const char *image)
+{
+	ims_repl_side side;
+	return ims_repl_side_get(&side, site, pool, image) == 0 &&
+	       (side.secondary || side.state[0]);
+}
+
+/* Whether @p s's image or group is a secondary on @p site (a group: any member, so that a
+ * group half-way through a promotion is not snapshotted). */
+static bool is_secondary(ims_site *site, const ims_snapsched *s)
+{
+	if (s->unit != IMS_REPL_GROUP)
+		return not_primary(site, s->pool, s->name);
+	ims_group_info *gi = NULL;
+	bool sec = false;
+	if (ims_group_info_get(&gi, site, s->pool, s->name) == 0)
+		for (size_t k = 0; k < gi->nmembers && !sec; k++)
+			sec = not_primary(site, gi->members[k].pool, gi->members[k].image);
+	ims_group_info_free(gi);
+	ims_error_clear();
+	return sec;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* one schedule's run: take a snapshot when due, then prune */
 
@@ -275,28 +339,43 @@ out:
 	return r;
 }
 
+/* A group's snapshot taken: each member's part handed to `taken` as "GROUP@SNAP" (its digest
+ * name, replicator/digest.h). */
+static void taken_group(ims_snapsched_runner *rn, const ims_snapsched *s, const char *snap)
+{
+	ims_group_info *gi = NULL;
+	char name[IMS_NAME_MAX + 1];
+	if ((size_t)snprintf(name, sizeof(name), "%s%c%s", s->name, IMS_DIGEST_GROUP_SEP, snap) >=
+		    sizeof(name) ||
+	    ims_group_info_get(&gi, rn->o.site, s->pool, s->name) < 0) {
+		ims_error_clear();
+		return;
+	}
+	for (size_t k = 0; k < gi->nmembers; k++)
+		rn->o.taken(rn->o.taken_ctx, gi->members[k].pool, gi->members[k].image, name);
+	ims_group_info_free(gi);
+}
+
 /* Take the schedule's snapshot if it is due; then prune. @returns 1 if @p s changed. */
 static int run_one(ims_snapsched_runner *rn, ims_snapsched *s, int64_t now_ms)
 {
 	int r = 0;
 	bool changed = false;
 	char err[256] = "";
+	/* a secondary's snapshots are shipped and pruned by replication (replicator.h); its
+	 * site runs the schedule once promoted */
+	if (is_secondary(rn->o.site, s)) {
+		if (!s->last_error[0])
+			return 0;
+		s->last_error[0] = '\0';
+		return 1;
+	}
 	/* the first snapshot comes one interval after the schedule was added */
 	int64_t since = s->last_ms ? s->last_ms : s->created_ms;
 	if (now_ms - since >= (int64_t)s->every_s * 1000) {
 		char snap[64];
 		snprintf(snap, sizeof(snap), IMS_SNAPSCHED_PREFIX "%" PRId64, now_ms);
-		bool secondary = false;
-		if (s->unit != IMS_REPL_GROUP) {
-			ims_repl_side side;
-			if (ims_repl_side_get(&side, rn->o.site, s->pool, s->name) == 0)
-				secondary = side.secondary;
-		}
-		if (secondary)
-			r = ims_error_set(
-				-EROFS,
-				"a secondary: its snapshots are taken on the primary's site");
-		else if (s->unit == IMS_REPL_GROUP)
+		if (s->unit == IMS_REPL_GROUP)
 			r = ims_group_snap_create(rn->o.site, s->pool, s->name, snap);
 		else
 			r = ims_snap_create(rn->o.site, s->pool, s->name, snap);
@@ -307,6 +386,8 @@ static int run_one(ims_snapsched_runner *rn, ims_snapsched *s, int64_t now_ms)
 			snprintf(err, sizeof(err), "cannot take '%s': %s", snap, ims_error_last());
 		if (r == 0 && s->unit == IMS_REPL_IMAGE && rn->o.taken)
 			rn->o.taken(rn->o.taken_ctx, s->pool, s->name, snap);
+		if (r == 0 && s->unit == IMS_REPL_GROUP && rn->o.taken)
+			taken_group(rn, s, snap);
 		s->last_ms = now_ms; /* a failure waits for the next interval too */
 		changed = true;
 	}

@@ -13,6 +13,11 @@
  * 30 s, renewed every tick) runs them, so several daemons of one site never snapshot twice and
  * another takes over within the lock's expiry when the holder dies.
  *
+ * A site runs the schedules of the images and groups that are primary there: the runner skips
+ * a secondary (no snapshot, no retention, no error). Replication carries a schedule and its
+ * snapshots to the secondary's site (ims_snapsched_mirror(), replicator/replicator.h), so that
+ * after a failover the new primary's site takes the snapshots and the old one stops.
+ *
  * It lives in replicator/ beside the replication scheduler: a scheduler of work on a site's
  * images that must run once per site, on store/.
  */
@@ -113,6 +118,15 @@ int ims_snapsched_remove(ims_site *site, const char *records_pool, int unit, con
 /** @param[out] out every schedule of the site, free(). */
 int ims_snapsched_list(ims_snapsched **out, size_t *count, ims_site *site,
 		       const char *records_pool);
+
+/**
+ * Copy the schedule of @p pool/@p name (@p unit IMS_REPL_IMAGE or IMS_REPL_GROUP) from the
+ * records of @p src to those of @p dst (both in @p records_pool), or remove @p dst's when @p src
+ * has none: the replication cycle of the unit calls it, so that the secondary's site knows the
+ * schedule and runs it once promoted. Writes only when @p dst's differs in its rule.
+ */
+int ims_snapsched_mirror(ims_site *src, ims_site *dst, const char *records_pool, int unit,
+			 const char *pool, const char *name);
 
 /* ---- the runner ---- */
 

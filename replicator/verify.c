@@ -527,14 +527,14 @@ struct ims_repl__snapview {
 };
 
 int ims_repl__snapview_open(ims_repl__snapview **out, ims_repl__snapview_info *info, ims_site *site,
-			    const char *pool, const char *image, const char *snap)
+			    const char *pool, const char *image, const char *snap, uint64_t by_id)
 {
 	ims_repl__snapview *v = calloc(1, sizeof(*v));
-	uint64_t id = 0;
+	uint64_t id = by_id;
 	int r;
 	if (!v)
 		return -ENOMEM;
-	if ((r = side_open(&v->s, site, pool, image, snap, 0)) == 0 &&
+	if ((r = side_open(&v->s, site, pool, image, snap, by_id)) == 0 && !by_id &&
 	    (r = rbd_snap_get_id(v->s.img, snap, &id)) < 0)
 		ims_error_set(r, "cannot find '%s/%s@%s': %s", pool, image, snap, ims_strerror(r));
 	if (r < 0) {

@@ -144,6 +144,7 @@ expect_rc 0 "group add" on_a group add "rbd/$g" "rbd/$gi"
 expect_rc 0 "schedule add of the group (found by name)" on_a snap schedule add "rbd/$g" --every 1s --keep hourly=1
 check "  recorded as a group" sched_is "$g" '.group'
 check "group snapshots appear" wait_until 40 0.5 bash -c "rbd -c '$CEPH_CONF_A' group snap ls 'rbd/$g' | grep -q imgstore-sched-"
+check "  each gets a digest of its member" wait_until 40 0.25 grep -q "digest [0-9]* of 'rbd/$gi@$g@imgstore-sched-[0-9]*' (schedule)" "$LOG1"
 sleep 4
 gn=$(rbd -c "$CEPH_CONF_A" group snap ls "rbd/$g" | grep -c imgstore-sched-)
 check "  pruned to the newest of each of the last hours: at most 2 ($gn)" test "$gn" -le 2
