@@ -281,8 +281,7 @@ static void test_key_value_lines(void **state)
 				    "finished_unix: -\n"
 				    "site:          -\n"
 				    "result:        -\n"
-				    "details:       -\n"
-				    "streamed:      no\n");
+				    "details:       -\n");
 }
 
 static void test_op_ls_table(void **state)
