@@ -297,6 +297,29 @@ static json_object *entry_json(const ims_digest_entry *e)
 	return o;
 }
 
+/* Add entry @p e and the head naming it (its seq and hash) to @p op: the log's omap. */
+static int set_entry_and_head(rados_write_op_t op, const ims_digest_entry *e)
+{
+	json_object *ej = entry_json(e), *hj = json_object_new_object();
+	int r = -ENOMEM;
+	if (ej && hj) {
+		json_object_object_add(hj, "seq", json_object_new_int64((int64_t)e->seq));
+		json_object_object_add(hj, "hash", json_object_new_string(e->hash));
+		char key[32];
+		snprintf(key, sizeof(key), "%020" PRIu64, e->seq);
+		const char *keys[2] = {key, "head"};
+		const char *vals[2] = {json_object_to_json_string_ext(ej, JSON_C_TO_STRING_PLAIN),
+				       json_object_to_json_string_ext(hj, JSON_C_TO_STRING_PLAIN)};
+		size_t klens[2] = {strlen(keys[0]), strlen(keys[1])};
+		size_t lens[2] = {strlen(vals[0]), strlen(vals[1])};
+		rados_write_op_omap_set2(op, keys, vals, klens, lens, 2); /* copied into the op */
+		r = 0;
+	}
+	json_object_put(ej);
+	json_object_put(hj);
+	return r;
+}
+
 static void entry_decode(ims_digest_entry *e, json_object *o)
 {
 	memset(e, 0, sizeof(*e));
@@ -396,35 +419,16 @@ int ims_digest_record(ims_digest_entry *out, ims_site *site, const char *records
 		ims_error_set(r, "cannot write the digest's object list: %s", ims_strerror(r));
 		goto out;
 	}
-	json_object *ej = entry_json(&e), *hj = json_object_new_object();
-	if (!ej || !hj) {
-		json_object_put(ej);
-		json_object_put(hj);
-		r = -ENOMEM;
-		goto out;
-	}
-	json_object_object_add(hj, "seq", json_object_new_int64((int64_t)e.seq));
-	json_object_object_add(hj, "hash", json_object_new_string(e.hash));
-	char key[32];
-	snprintf(key, sizeof(key), "%020" PRIu64, e.seq);
-	const char *keys[2] = {key, "head"};
-	const char *vals[2] = {json_object_to_json_string_ext(ej, JSON_C_TO_STRING_PLAIN),
-			       json_object_to_json_string_ext(hj, JSON_C_TO_STRING_PLAIN)};
-	size_t klens[2] = {strlen(keys[0]), strlen(keys[1])};
-	size_t lens[2] = {strlen(vals[0]), strlen(vals[1])};
 	rados_write_op_t op = rados_create_write_op();
-	if (!op) {
-		json_object_put(ej);
-		json_object_put(hj);
+	/* the entry and the head in one write: both or neither */
+	if (!op || set_entry_and_head(op, &e) < 0) {
+		if (op)
+			rados_release_write_op(op);
 		r = -ENOMEM;
 		goto out;
 	}
-	/* the entry and the head in one write: both or neither */
-	rados_write_op_omap_set2(op, keys, vals, klens, lens, 2);
 	r = rados_write_op_operate(op, io, IMS_DIGEST_LOG, NULL, 0);
 	rados_release_write_op(op);
-	json_object_put(ej);
-	json_object_put(hj);
 	if (r < 0) {
 		ims_error_set(r, "cannot append to the digest log: %s", ims_strerror(r));
 		goto out;
@@ -1113,34 +1117,21 @@ int ims_digest_compact(ims_digest_compact_result *out, ims_site *site, const cha
 	char(*keys)[24] = calloc(ndrop, sizeof(*keys));
 	const char **kp = calloc(ndrop, sizeof(*kp));
 	size_t *kl = calloc(ndrop, sizeof(*kl));
-	json_object *ej = entry_json(&cp), *hj = json_object_new_object();
 	rados_write_op_t op = rados_create_write_op();
 	r = -ENOMEM;
-	if (keys && kp && kl && ej && hj && op) {
+	if (keys && kp && kl && op) {
 		for (size_t i = 0; i < ndrop; i++) {
 			snprintf(keys[i], sizeof(keys[i]), "%020" PRIu64, drop[i]);
 			kp[i] = keys[i];
 			kl[i] = strlen(keys[i]);
 		}
-		json_object_object_add(hj, "seq", json_object_new_int64((int64_t)cp.seq));
-		json_object_object_add(hj, "hash", json_object_new_string(cp.hash));
-		char key[32];
-		snprintf(key, sizeof(key), "%020" PRIu64, cp.seq);
-		const char *sk[2] = {key, "head"};
-		const char *sv[2] = {json_object_to_json_string_ext(ej, JSON_C_TO_STRING_PLAIN),
-				     json_object_to_json_string_ext(hj, JSON_C_TO_STRING_PLAIN)};
-		size_t skl[2] = {strlen(sk[0]), strlen(sk[1])};
-		size_t svl[2] = {strlen(sv[0]), strlen(sv[1])};
 		rados_write_op_omap_rm_keys2(op, kp, kl, ndrop);
-		rados_write_op_omap_set2(op, sk, sv, skl, svl, 2);
-		r = rados_write_op_operate(op, io, IMS_DIGEST_LOG, NULL, 0);
-		if (r < 0)
+		if ((r = set_entry_and_head(op, &cp)) == 0 &&
+		    (r = rados_write_op_operate(op, io, IMS_DIGEST_LOG, NULL, 0)) < 0)
 			ims_error_set(r, "cannot compact the digest log: %s", ims_strerror(r));
 	}
 	if (op)
 		rados_release_write_op(op);
-	json_object_put(ej);
-	json_object_put(hj);
 	free(keys);
 	free(kp);
 	free(kl);
