@@ -248,18 +248,15 @@ static int list_cuts(rados_ioctx_t io, const char *pool, const char *group, time
 	return 0;
 }
 
-/* The secondary's group mirrors the primary's: same name, the members, the sealed cut. */
-static void seal_secondary_group(ims_site *dst, const char *pool, const char *group,
-				 const ims_group_info *gi, const char *cut)
+/* The secondary's group mirrors the primary's: same name, the members. */
+static int secondary_group(ims_site *dst, const char *pool, const char *group,
+			   const ims_group_info *gi)
 {
 	char in[2 * IMS_NAME_MAX + 2], self[2 * IMS_NAME_MAX + 2];
 	snprintf(self, sizeof(self), "%s/%s", pool, group);
 	int r = ims_group_create(dst, pool, group);
-	if (r < 0 && r != -EEXIST) {
-		ims_log_debug("cannot create the secondary group '%s' on site '%s': %s", self,
-			      ims_site_name(dst), ims_error_last());
-		return;
-	}
+	if (r < 0 && r != -EEXIST)
+		return r;
 	for (size_t i = 0; i < gi->nmembers; i++) {
 		if (ims_group_of_image(in, sizeof(in), dst, gi->members[i].pool,
 				       gi->members[i].image) < 0 ||
@@ -271,10 +268,25 @@ static void seal_secondary_group(ims_site *dst, const char *pool, const char *gr
 				      gi->members[i].pool, gi->members[i].image, self,
 				      ims_error_last());
 	}
+	ims_error_clear();
+	return 0;
+}
+
+/* ... and the sealed cut, as a group snapshot of it. */
+static void seal_secondary_group(ims_site *dst, const char *pool, const char *group,
+				 const ims_group_info *gi, const char *cut)
+{
+	int r = secondary_group(dst, pool, group, gi);
+	if (r < 0) {
+		ims_log_debug("cannot create the secondary group '%s/%s' on site '%s': %s", pool,
+			      group, ims_site_name(dst), ims_error_last());
+		ims_error_clear();
+		return;
+	}
 	r = ims_group_snap_create(dst, pool, group, cut);
 	if (r < 0 && r != -EEXIST)
-		ims_log_debug("cannot snapshot the secondary group '%s' at '%s': %s", self, cut,
-			      ims_error_last());
+		ims_log_debug("cannot snapshot the secondary group '%s/%s' at '%s': %s", pool,
+			      group, cut, ims_error_last());
 	ims_error_clear();
 }
 
@@ -516,6 +528,326 @@ static int ship_members(group_cycle *gc, const char *cut)
 	return 0;
 }
 
+/*
+ * Scheduled group snapshots (replicator/snapsched.h) ride along. Before a new cut (or when
+ * nothing changed since the last one), each complete group snapshot of the primary that a
+ * schedule took after the cut sealed on every member (each member's snapshot of it newer than
+ * its snapshot of that cut) and that the secondary group lacks is shipped, oldest first: each
+ * member's delta since the anchor of that cut, read at the member's snapshot of the scheduled
+ * one, is written to the secondary member's head, then the secondary group takes a group
+ * snapshot of the same name, whose member snapshots (librbd's group namespace, as on the
+ * primary) hold the primary's bytes. librbd diffs only from a user snapshot, by name: each delta
+ * is from the cut's anchor, which covers what changed since the cut or since the last one
+ * shipped, wherever the secondary's heads are between them. A shipment cut half-way is
+ * rewritten whole by the next cycle's (or the cut's) delta from the same anchor.
+ */
+typedef struct {
+	const char *name; /* borrowed from the primary's list */
+	uint64_t *ids;	  /* each member's snapshot of it */
+} sched_snap;
+
+static int cmp_sched(const void *a, const void *b)
+{
+	const sched_snap *x = a, *y = b;
+	return x->ids[0] < y->ids[0] ? -1 : x->ids[0] > y->ids[0];
+}
+
+/* The names of the complete snapshots of group @p group (in @p io) that a schedule took; none if
+ * the group does not exist. */
+static int sched_names(char ***out, size_t *count, rados_ioctx_t io, const char *group)
+{
+	size_t cap = 16, n, k = 0;
+	rbd_group_snap_info_t *v;
+	char **names = NULL;
+	int r;
+	*out = NULL;
+	*count = 0;
+	for (;;) {
+		if (!(v = calloc(cap, sizeof(*v))))
+			return -ENOMEM;
+		n = cap;
+		r = rbd_group_snap_list(io, group, v, sizeof(*v), &n);
+		if (r != -ERANGE)
+			break;
+		free(v);
+		cap = n > cap ? n : 2 * cap;
+	}
+	if (r == -ENOENT) {
+		free(v);
+		return 0;
+	}
+	if (r < 0) {
+		free(v);
+		return ims_error_set(r, "cannot list the snapshots of group '%s': %s", group,
+				     ims_strerror(r));
+	}
+	if (n && !(names = calloc(n, sizeof(*names))))
+		r = -ENOMEM;
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		if (ims_snapsched_snap_time(v[i].name) < 0 ||
+		    v[i].state != RBD_GROUP_SNAP_STATE_COMPLETE)
+			continue;
+		if (!(names[k] = strdup(v[i].name)))
+			r = -ENOMEM;
+		else
+			k++;
+	}
+	rbd_group_snap_list_cleanup(v, sizeof(*v), n);
+	free(v);
+	if (r < 0) {
+		for (size_t i = 0; i < k; i++)
+			free(names[i]);
+		free(names);
+		return r;
+	}
+	*out = names;
+	*count = k;
+	return 0;
+}
+
+static void names_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static bool names_have(char *const *v, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* One member's part of scheduled snapshot @p snap (its snapshot @p id): the delta from @p from,
+ * written to the secondary's head. @p gone: the snapshot was removed on the primary (pruned)
+ * before or while it was read. */
+static int ship_member_at(group_cycle *gc, member *m, uint64_t id, const char *from,
+			  const char *snap, bool *gone)
+{
+	rbd_image_t at = NULL, simg = NULL;
+	ims_extents ext = {0};
+	uint64_t size = 0, ssize = 0;
+	char what[2 * IMS_NAME_MAX + 8];
+	int r;
+	*gone = false;
+	snprintf(what, sizeof(what), "'%s/%s'", m->pool, m->image);
+	if ((r = rbd_open_read_only(m->io, m->image, &at, NULL)) < 0)
+		return ims_error_set(r, "cannot open %s on site '%s': %s", what,
+				     ims_site_name(gc->src), ims_strerror(r));
+	if ((r = rbd_snap_set_by_id(at, id)) == -ENOENT) {
+		*gone = true;
+		r = 0;
+		goto out;
+	}
+	if (r < 0 || (r = rbd_get_size(at, &size)) < 0) {
+		r = ims_error_set(r, "cannot open %s at its snapshot of '%s': %s", what, snap,
+				  ims_strerror(r));
+		goto out;
+	}
+	if ((r = ims_site_guard_get(&simg, gc->dst, m->pool, m->image)) < 0) {
+		simg = NULL;
+		goto out;
+	}
+	if ((r = rbd_get_size(simg, &ssize)) < 0 ||
+	    (ssize != size &&
+	     (r = rbd_resize2(simg, size, true, ims_repl__no_progress, NULL)) < 0)) {
+		r = ims_error_set(r, "cannot resize the secondary %s on site '%s': %s", what,
+				  ims_site_name(gc->dst), ims_strerror(r));
+		goto out;
+	}
+	if ((r = rbd_diff_iterate2(at, from, 0, size, 1, 0, ims_extents_diff_all, &ext)) < 0) {
+		r = ims_error_set(r, "cannot compute the delta of %s from '%s' to '%s': %s", what,
+				  from, snap, ims_strerror(r));
+		goto out;
+	}
+	const ims_repl_opts *o = gc->o;
+	ims_repl__copy_job j = {.src = at, .dst = simg, .ext = &ext, .what = what};
+	j.depth = o->concurrency ? o->concurrency : 16;
+	if (j.depth > 256)
+		j.depth = 256;
+	j.budget = o->inflight_bytes ? o->inflight_bytes : (64u << 20);
+	j.bandwidth = o->bandwidth;
+	ims_repl__copy_result res;
+	if ((r = ims_repl__copy(&res, &j)) < 0) {
+		rbd_snap_namespace_type_t t;
+		if (rbd_snap_get_namespace_type(m->img, id, &t) == -ENOENT) {
+			ims_error_clear();
+			*gone = true;
+			r = 0;
+		}
+		goto out;
+	}
+	gc->res.bytes_copied += res.copied;
+	if ((r = rbd_flush(simg)) < 0)
+		r = ims_error_set(r, "cannot flush the secondary %s on site '%s': %s", what,
+				  ims_site_name(gc->dst), ims_strerror(r));
+out:
+	/* not held between cycles: the group snapshot that follows needs its lock */
+	if (simg)
+		ims_site_guard_put(gc->dst, m->pool, m->image, true);
+	ims_extents_free(&ext);
+	rbd_close(at);
+	return r;
+}
+
+/* Those taken before the cut @p upto (its time; -1: all). */
+static int ship_scheduled_group(group_cycle *gc, int64_t upto)
+{
+	char anchor[NAME_MAX_], cut[NAME_MAX_];
+	char **pn = NULL, **sn = NULL;
+	size_t np = 0, nsn = 0, nc = 0;
+	uint64_t *cut_ids = NULL, *upto_ids = NULL;
+	sched_snap *c = NULL;
+	snap_list *snaps = NULL;
+	rados_ioctx_t dgio = NULL;
+	int r = 0;
+	/* the secondary's heads are at the cut sealed on all, each member holds its anchor */
+	if (gc->all < 0)
+		return 0;
+	for (size_t k = 0; k < gc->nm; k++)
+		if (gc->m[k].base != gc->all)
+			return 0;
+	anchor_name(anchor, sizeof(anchor), gc->all);
+	cut_name(cut, sizeof(cut), gc->all);
+	r = -ENOMEM;
+	if (!(cut_ids = calloc(gc->nm, sizeof(*cut_ids))) ||
+	    !(upto_ids = calloc(gc->nm, sizeof(*upto_ids))) ||
+	    !(snaps = calloc(gc->nm, sizeof(*snaps))))
+		goto out;
+	for (size_t k = 0; k < gc->nm; k++) {
+		if ((r = snaps_read(gc->m[k].img, &snaps[k])) < 0)
+			goto out;
+		if (find_cut_id(gc->m[k].img, &snaps[k], gc->group, cut, &cut_ids[k]) < 0) {
+			r = 0; /* the cut is gone from the primary: its next cut is a full copy */
+			goto out;
+		}
+		upto_ids[k] = UINT64_MAX;
+		if (upto >= 0) {
+			char name[NAME_MAX_];
+			cut_name(name, sizeof(name), upto);
+			if ((r = find_cut_id(gc->m[k].img, &snaps[k], gc->group, name,
+					     &upto_ids[k])) < 0) {
+				r = ims_error_set(r,
+						  "member '%s/%s' has no snapshot of the cut '%s'",
+						  gc->m[k].pool, gc->m[k].image, name);
+				goto out;
+			}
+		}
+	}
+	if ((r = ims_site_ioctx(&dgio, gc->dst, gc->pool)) < 0 ||
+	    (r = sched_names(&pn, &np, gc->gio, gc->group)) < 0 ||
+	    (r = sched_names(&sn, &nsn, dgio, gc->group)) < 0)
+		goto out;
+	r = -ENOMEM;
+	if (np && !(c = calloc(np, sizeof(*c))))
+		goto out;
+	for (size_t i = 0; i < np; i++) {
+		if (names_have(sn, nsn, pn[i]))
+			continue;
+		if (!(c[nc].ids = calloc(gc->nm, sizeof(uint64_t))))
+			goto out;
+		bool newer = true;
+		for (size_t k = 0; k < gc->nm && newer; k++)
+			newer = find_cut_id(gc->m[k].img, &snaps[k], gc->group, pn[i],
+					    &c[nc].ids[k]) == 0 &&
+				c[nc].ids[k] > cut_ids[k] && c[nc].ids[k] < upto_ids[k];
+		if (!newer) { /* older than the cut sealed, newer than the next, of a member added
+			       */
+			free(c[nc].ids);
+			c[nc].ids = NULL;
+			continue;
+		}
+		c[nc++].name = pn[i];
+	}
+	qsort(c, nc, sizeof(*c), cmp_sched);
+	for (size_t i = 0; i < nc; i++) {
+		bool gone = false;
+		for (size_t k = 0; k < gc->nm && !gone; k++)
+			if ((r = ship_member_at(gc, &gc->m[k], c[i].ids[k], anchor, c[i].name,
+						&gone)) < 0)
+				goto out;
+		if (gone) { /* pruned on the primary meanwhile: the next one's delta covers it */
+			ims_log_debug("scheduled snapshot '%s' of group '%s/%s' pruned before it "
+				      "was shipped",
+				      c[i].name, gc->pool, gc->group);
+			continue;
+		}
+		if (gc->o->may_seal && gc->o->may_seal(gc->o->progress_ctx) != 0) {
+			r = ims_error_set(-ECANCELED,
+					  "group '%s/%s': this daemon's lock on the pair was lost",
+					  gc->pool, gc->group);
+			goto out;
+		}
+		if ((r = secondary_group(gc->dst, gc->pool, gc->group, gc->gi)) < 0 ||
+		    ((r = ims_group_snap_create(gc->dst, gc->pool, gc->group, c[i].name)) < 0 &&
+		     r != -EEXIST)) {
+			r = ims_error_set(r,
+					  "cannot create the scheduled snapshot '%s' of group "
+					  "'%s/%s' on site '%s': %s",
+					  c[i].name, gc->pool, gc->group, ims_site_name(gc->dst),
+					  ims_error_last());
+			goto out;
+		}
+		ims_error_clear();
+		ims_log_info("shipped the scheduled snapshot '%s' of group '%s/%s' to site '%s'",
+			     c[i].name, gc->pool, gc->group, ims_site_name(gc->dst));
+	}
+	r = 0;
+out:
+	for (size_t i = 0; c && i < nc; i++)
+		free(c[i].ids);
+	if (c && nc < np)
+		free(c[nc].ids); /* one left half-made by an allocation failure */
+	free(c);
+	for (size_t k = 0; snaps && k < gc->nm; k++)
+		snaps_free(&snaps[k]);
+	free(snaps);
+	free(cut_ids);
+	free(upto_ids);
+	names_free(pn, np);
+	names_free(sn, nsn);
+	if (dgio)
+		ims_site_ioctx_close(dgio);
+	return r;
+}
+
+/* The secondary group's scheduled snapshots that the primary's retention removed go too (never
+ * a cut; a member snapshot that a clone depends on refuses its removal, and is kept). */
+static void retain_scheduled_group(group_cycle *gc)
+{
+	char **pn = NULL, **sn = NULL;
+	size_t np = 0, nsn = 0;
+	rados_ioctx_t dgio = NULL;
+	if (ims_site_ioctx(&dgio, gc->dst, gc->pool) < 0 ||
+	    sched_names(&pn, &np, gc->gio, gc->group) < 0 ||
+	    sched_names(&sn, &nsn, dgio, gc->group) < 0)
+		goto out;
+	for (size_t i = 0; i < nsn; i++) {
+		if (names_have(pn, np, sn[i]))
+			continue;
+		int r = rbd_group_snap_remove(dgio, gc->group, sn[i]);
+		if (r < 0 && r != -ENOENT)
+			ims_log_debug(
+				"retention: cannot remove the scheduled snapshot '%s' of group "
+				"'%s/%s' on site '%s': %s",
+				sn[i], gc->pool, gc->group, ims_site_name(gc->dst),
+				ims_strerror(r));
+		else if (r == 0)
+			ims_log_info(
+				"snapshot schedule of group '%s/%s' on site '%s': removed '%s' "
+				"(gone from the primary)",
+				gc->pool, gc->group, ims_site_name(gc->dst), sn[i]);
+	}
+out:
+	ims_error_clear();
+	names_free(pn, np);
+	names_free(sn, nsn);
+	if (dgio)
+		ims_site_ioctx_close(dgio);
+}
+
 int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char *pool,
 			const char *group, const ims_repl_opts *o)
 {
@@ -531,12 +863,19 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 	/* the group's snapshot schedule follows it to the secondary's site (snapsched.h) */
 	if (o->records_pool)
 		ims_snapsched_mirror(src, dst, o->records_pool, IMS_REPL_GROUP, pool, group);
-	if (gc.pending >= 0)
+	retain_scheduled_group(&gc);
+	/* scheduled group snapshots taken since the cut sealed on all go first, oldest first:
+	 * those before the new cut (the secondary's heads are at the cut sealed on all), or all of
+	 * them when nothing changed; none when a cut cycle resumes (its heads are past it) */
+	if (gc.pending >= 0) {
 		gc.res.resumed = true;
-	else if (group_unchanged(&gc))
+	} else if (group_unchanged(&gc)) {
+		if ((r = ship_scheduled_group(&gc, -1)) < 0)
+			goto out;
 		goto done;
-	else if ((r = take_cut(&gc)) < 0)
+	} else if ((r = take_cut(&gc)) < 0 || (r = ship_scheduled_group(&gc, gc.pending)) < 0) {
 		goto out;
+	}
 	cut_name(cut, sizeof(cut), gc.pending);
 	if (gc.all >= 0)
 		cut_name(gc.res.base, sizeof(gc.res.base), gc.all);

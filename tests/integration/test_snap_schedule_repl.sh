@@ -5,9 +5,14 @@
 # site b knows the schedule but takes no snapshot of a secondary; those site a's retention
 # removed go from site b at the next sync, never a replication snapshot, never a protected one;
 # after a planned failover site b takes the snapshots and site a stops, and the reverse cycle
-# ships site b's to site a; a replicated group's schedule follows a group failover the same way.
+# ships site b's to site a. A replicated group the same way: its scheduled group snapshots
+# (writes between them) arrive as group snapshots of site b's group, each member byte-identical
+# (tests/integration/group_snap_cat.c reads a member at its group snapshot), those site a's
+# retention removed go from site b, and after a group failover they read back on site b and its
+# schedule runs there.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+GCAT=${IMS_BINARY_DIR:?}/tests/group_snap_cat
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 workdir W
@@ -27,6 +32,7 @@ cleanup() {
   forget_group "$g" "$d1" "$d2"
   forget_images "$img"
   config_restore a
+  config_restore b
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -45,13 +51,17 @@ write_on() { rbd_on "$1" bench --io-type write --io-size 64K --io-total "$2" --i
 took_on() { grep -c "snapshot schedule of image 'rbd/$img': took" "$(site_log "$1")" 2>/dev/null || true; }
 listed_on() { on_$1 --format json snap schedule ls | jq -e --arg n "$img" '.[] | select(.name == $n and .every_seconds == 1)' >/dev/null; }
 
-# ---- site a's rule has a 2 s hour
-config_keep a
-sed -i 's|^\[defaults\]$|[defaults]\nsnapshot_schedule_hour = 2s|' "$(site_conf a)"
-daemon_stop a
-daemon_start a
-check "site a's imgstored restarted with snapshot_schedule_hour = 2s" wait_until 100 0.2 daemon_up a
+# ---- the rule has a 2 s hour on both sites
+for s in a b; do
+  config_keep $s
+  sed -i 's|^\[defaults\]$|[defaults]\nsnapshot_schedule_hour = 2s|' "$(site_conf $s)"
+  daemon_stop $s
+  daemon_start $s
+done
+both_up() { daemon_up a && daemon_up b; }
+check "site a's and b's imgstored restarted with snapshot_schedule_hour = 2s" wait_until 100 0.2 both_up
 wait_until 100 0.2 on_a site ls >/dev/null
+wait_until 100 0.2 on_b site ls >/dev/null
 
 expect_rc 0 "create rbd/$img on site a" on_a image create "rbd/$img" --size 32M
 write_on a 4M
@@ -153,10 +163,75 @@ check "site b knows the group's schedule" glisted_b
 gtook() { grep -c "snapshot schedule of group 'rbd/$g': took" "$(site_log "$1")" 2>/dev/null || true; }
 check "  and takes no group snapshot there" test "$(gtook b)" -eq 0
 check "site a takes them (twice at least)" wait_until 40 0.25 bash -c "[ \$(grep -c \"snapshot schedule of group 'rbd/$g': took\" '$(site_log a)') -ge 2 ]"
+
+# ---- the scheduled group snapshots shipped, writes to both members between them
+gwrite() {
+  for d in "$d1" "$d2"; do
+    rbd_on a bench --io-type write --io-size 64K --io-total "$1" --io-pattern rand "rbd/$d" >/dev/null 2>&1 || return 1
+  done
+}
+gsnaps() { rbd_on "$1" group snap ls --format json "rbd/$g" 2>/dev/null | jq -r '.[] | (.snapshot // .name)' | grep '^imgstore-sched-' | sort; }
+gcuts() { rbd_on "$1" group snap ls --format json "rbd/$g" 2>/dev/null | jq -r '.[] | (.snapshot // .name)' | grep -c '^imgstore-repl-'; }
+gsum() { # SITE MEMBER SNAP: sha256 of the member at the group snapshot, "" if it cannot be read
+  local out
+  out=$(set -o pipefail; "$GCAT" "$(conf_of "$1")" rbd "$2" "$g" "$3" 2>/dev/null | sha256sum) || return 0
+  echo "${out%% *}"
+}
+for _ in 1 2 3; do
+  gwrite 512K
+  sleep 1
+done
+expect_rc 0 "group repl sync" on_a group repl sync "rbd/$g"
+gshipped=$(gsnaps b | tr '\n' ' ')
+n_gshipped=$(echo "$gshipped" | wc -w)
+check "scheduled group snapshots shipped to site b's group ($n_gshipped: $gshipped)" test "$n_gshipped" -ge 2
+check "  as group snapshots, not user snapshots of the members" bash -c "! rbd -c '$CEPH_CONF_B' snap ls 'rbd/$d1' | grep -q imgstore-sched-"
+check "  site a's log says so" grep -q "shipped the scheduled snapshot 'imgstore-sched-[0-9]*' of group 'rbd/$g' to site 'b'" "$(site_log a)"
+n_same=0 n_diff=0 sums1=""
+for s in $gshipped; do
+  for d in "$d1" "$d2"; do
+    x=$(gsum a "$d" "$s")
+    [ -n "$x" ] || continue # pruned on site a meanwhile
+    if [ "$x" = "$(gsum b "$d" "$s")" ]; then n_same=$((n_same + 1)); else n_diff=$((n_diff + 1)); fi
+    [ "$d" = "$d1" ] && sums1="$sums1 $x"
+  done
+done
+n_distinct=$(echo "$sums1" | tr ' ' '\n' | grep -v '^$' | sort -u | wc -l)
+check "  each member of each one still on site a byte-identical on site b ($n_same compared, $n_diff differ)" test "$n_same" -ge 4 -a "$n_diff" -eq 0
+check "  holding different bytes ($n_distinct distinct of rbd/$d1)" test "$n_distinct" -ge 2
+
+# site a's retention (2 s hours, hourly=2) removes them; the next sync removes them from site b
+sleep 5
+ggone=""
+for s in $gshipped; do gsnaps a | grep -qx "$s" || ggone="$ggone $s"; done
+check "site a's retention removed some of the shipped group snapshots ($ggone)" test -n "$ggone"
+gwrite 512K
+expect_rc 0 "group repl sync" on_a group repl sync "rbd/$g"
+gleft=""
+for s in $ggone; do gsnaps b | grep -qx "$s" && gleft="$gleft $s"; done
+check "  removed from site b's group too (left: '$gleft')" test -z "$gleft"
+check "  the group's cuts untouched on site b ($(gcuts b))" test "$(gcuts b)" -ge 1
+gsealed=$(rbd_on b group snap ls --format json "rbd/$g" | jq -r '.[] | (.snapshot // .name)' | grep '^imgstore-repl-' | sed 's/imgstore-repl-0*//' | sort -n | tail -1)
+gmissing=""
+for s in $(gsnaps a); do
+  [ "${s#imgstore-sched-}" -lt $((gsealed - 1000)) ] && ! gsnaps b | grep -qx "$s" && gmissing="$gmissing $s"
+done
+check "  site b holds each one site a took before the cut it sealed (missing: '$gmissing')" test -z "$gmissing"
+
+# before the failover the rule keeps more (site b's hour is 2 s too): what site b holds stays
+expect_rc 0 "the group's schedule keeps hourly=30 now" on_a snap schedule add --group "rbd/$g" --every 1s --keep hourly=30
+gwrite 512K
+sleep 1
+expect_rc 0 "group repl sync" on_a group repl sync "rbd/$g"
+gkept=$(gsnaps b | tail -1)
+k1=$(gsum a "$d1" "$gkept") k2=$(gsum a "$d2" "$gkept")
+check "site b holds $gkept, read on site a" test -n "$gkept" -a -n "$k1" -a -n "$k2"
 t_gfo=$(date +%s%3N)
 expect_rc 0 "group failover to site b" on_a group repl failover "rbd/$g" --to b --wait 2s
 gnew_on_b() { rbd_on b group snap ls --format json "rbd/$g" 2>/dev/null | jq -r '.[].snapshot // .[].name' | awk -F- -v t="$t_gfo" '/imgstore-sched-/ && $3 > t { f = 1 } END { exit !f }'; }
 check "site b takes the group's scheduled snapshots after the failover" wait_until 40 0.25 gnew_on_b
+check "  $gkept listed on site b, the primary now" bash -c "rbd -c '$CEPH_CONF_B' group snap ls 'rbd/$g' | grep -q '$gkept'"
+check "  each member reads back on site b as site a's" test "$(gsum b "$d1" "$gkept")/$(gsum b "$d2" "$gkept")" = "$k1/$k2"
 ga=$(gtook a)
 sleep 3
 check "site a takes none after it ($ga, $(gtook a) 3 s later)" test "$(gtook a)" -eq "$ga"
