@@ -449,11 +449,8 @@ out:
 /* ---------------------------------------------------------------------------------------- */
 /* the chain: its entries, the newest checkpoint's gaps, and whether it holds */
 
-/* A run of entries a compaction removed: first..last, and the hash the last one had. */
-typedef struct {
-	uint64_t first, last;
-	char hash[IMS_SHA256_HEX_LEN];
-} gap;
+/* A run of entries a compaction removed (replicator_internal.h). */
+typedef ims_repl__digest_gap gap;
 
 typedef struct {
 	ims_digest_entry *v; /* in the order of their keys: by seq */
@@ -987,12 +984,12 @@ static bool has_seq(const uint64_t *v, size_t n, uint64_t seq)
 	return false;
 }
 
-/* The gaps after removing @p drop (sorted seqs) from @p c: its old gaps and the entries
- * dropped, adjacent runs merged, as the text of the new checkpoint's list. */
-static char *gap_text(size_t *len, uint64_t *ngaps, uint64_t *covered, const chain *c,
-		      const uint64_t *drop, size_t ndrop)
+char *ims_repl__digest_gap_text(size_t *len, uint64_t *ngaps, uint64_t *covered,
+				const ims_digest_entry *v, size_t nv,
+				const ims_repl__digest_gap *gaps, size_t ngaps_old,
+				const uint64_t *drop, size_t ndrop)
 {
-	size_t cap = 256 + (c->ngaps + ndrop) * 120, n = 0, gi = 0;
+	size_t cap = 256 + (ngaps_old + ndrop) * 120, n = 0, gi = 0;
 	char *t = malloc(cap);
 	bool open = false;
 	gap run = {0};
@@ -1010,19 +1007,19 @@ static char *gap_text(size_t *len, uint64_t *ngaps, uint64_t *covered, const cha
 			open = false;                                                              \
 		}                                                                                  \
 	} while (0)
-	for (size_t i = 0; i <= c->n; i++) {
-		uint64_t seq = i < c->n ? c->v[i].seq : UINT64_MAX;
-		while (gi < c->ngaps && c->gaps[gi].first < seq) {
-			if (!open || run.last + 1 != c->gaps[gi].first) {
+	for (size_t i = 0; i <= nv; i++) {
+		uint64_t seq = i < nv ? v[i].seq : UINT64_MAX;
+		while (gi < ngaps_old && gaps[gi].first < seq) {
+			if (!open || run.last + 1 != gaps[gi].first) {
 				CLOSE_RUN();
-				run.first = c->gaps[gi].first;
+				run.first = gaps[gi].first;
 				open = true;
 			}
-			run.last = c->gaps[gi].last;
-			snprintf(run.hash, sizeof(run.hash), "%s", c->gaps[gi].hash);
+			run.last = gaps[gi].last;
+			snprintf(run.hash, sizeof(run.hash), "%s", gaps[gi].hash);
 			gi++;
 		}
-		if (i == c->n)
+		if (i == nv)
 			break;
 		if (!has_seq(drop, ndrop, seq)) {
 			CLOSE_RUN();
@@ -1034,7 +1031,7 @@ static char *gap_text(size_t *len, uint64_t *ngaps, uint64_t *covered, const cha
 			open = true;
 		}
 		run.last = seq;
-		snprintf(run.hash, sizeof(run.hash), "%s", c->v[i].hash);
+		snprintf(run.hash, sizeof(run.hash), "%s", v[i].hash);
 	}
 	CLOSE_RUN();
 #undef CLOSE_RUN
@@ -1095,7 +1092,8 @@ int ims_digest_compact(ims_digest_compact_result *out, ims_site *site, const cha
 	memset(&cp, 0, sizeof(cp));
 	uint64_t ngaps = 0, covered = 0;
 	r = -ENOMEM;
-	if (!(text = gap_text(&tlen, &ngaps, &covered, &c, drop, ndrop)))
+	if (!(text = ims_repl__digest_gap_text(&tlen, &ngaps, &covered, c.v, c.n, c.gaps, c.ngaps,
+					       drop, ndrop)))
 		goto out;
 	const ims_digest_entry *last = &c.v[c.n - 1];
 	cp.seq = last->seq + 1;

@@ -12,7 +12,9 @@
 #include <rbd/librbd.h>
 
 #include "common/extents.h"
+#include "common/hash.h"
 #include "common/ratelimit.h"
+#include "replicator/digest.h"
 #include "replicator/failover.h"
 
 #define IMS_REPL__SNAP_NAME_MAX 64
@@ -77,6 +79,30 @@ int ims_repl__copy(ims_repl__copy_result *out, const ims_repl__copy_job *j);
  * flag is in its key too, which ims_repl_journal_get() trusts. */
 json_object *ims_repl__journal_encode(const ims_repl_journal *j);
 void ims_repl__journal_decode(ims_repl_journal *out, json_object *o);
+
+/* ---- the digest log's compaction (digest.c), pure logic ---- */
+
+/** A run of entries a compaction removed: first..last, and the hash the last one had. */
+typedef struct {
+	uint64_t first, last;
+	char hash[IMS_SHA256_HEX_LEN];
+} ims_repl__digest_gap;
+
+/**
+ * The list of a compaction's checkpoint (replicator/digest.h): the runs of entries removed after
+ * removing @p drop (seqs, sorted) from the log's entries @p v (by seq), given the runs
+ * @p gaps the newest checkpoint already lists (by seq): old runs and entries dropped, adjacent
+ * ones merged into one run that carries the hash of its last entry, one "FIRST LAST HASH\n"
+ * line each.
+ *
+ * @param[out] len its length; @param[out] ngaps its lines; @param[out] covered the entries
+ *             its runs cover.
+ * @returns the text (free()), NULL without memory.
+ */
+char *ims_repl__digest_gap_text(size_t *len, uint64_t *ngaps, uint64_t *covered,
+				const ims_digest_entry *v, size_t nv,
+				const ims_repl__digest_gap *gaps, size_t ngaps_old,
+				const uint64_t *drop, size_t ndrop);
 
 /* ---- verify.c's view of one site's copy at a snapshot, shared with digest.c ---- */
 
