@@ -37,9 +37,9 @@ static ims_repl__digest_gap mkgap(uint64_t first, uint64_t last, const char *has
 
 /* The text for entries @p seqs, old runs @p gaps, @p drop; its counts checked against
  * @p ngaps, @p covered. */
-static void expect_text(const uint64_t *seqs, size_t n, const ims_repl__digest_gap *gaps,
-			size_t ng, const uint64_t *drop, size_t nd, const char *want,
-			uint64_t want_ngaps, uint64_t want_covered)
+static void expect_text(const uint64_t *seqs, size_t n, const ims_repl__digest_gap *gaps, size_t ng,
+			const uint64_t *drop, size_t nd, const char *want, uint64_t want_ngaps,
+			uint64_t want_covered)
 {
 	ims_digest_entry *v = entries(seqs, n);
 	size_t len = 0;
