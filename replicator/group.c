@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <rbd/librbd.h>
 
@@ -459,6 +460,30 @@ static bool group_unchanged(group_cycle *gc)
 	return true;
 }
 
+/*
+ * Snapshots that librbd refuses with -EBUSY while another snapshot of the image or group is
+ * being made (a schedule's group snapshot quiesces the members): tried again, 0.1 s more each
+ * time, for up to about 4.5 s; then the error stands.
+ */
+#define BUSY_TRIES 10
+
+static int snap_create_patient(rbd_image_t img, const char *name)
+{
+	int r;
+	for (int a = 1; (r = rbd_snap_create(img, name)) == -EBUSY && a < BUSY_TRIES; a++)
+		usleep((useconds_t)a * 100000);
+	return r;
+}
+
+static int group_snap_create_patient(rados_ioctx_t io, const char *group, const char *name)
+{
+	int r;
+	for (int a = 1; (r = rbd_group_snap_create(io, group, name)) == -EBUSY && a < BUSY_TRIES;
+	     a++)
+		usleep((useconds_t)a * 100000);
+	return r;
+}
+
 /* A new cut: every member's anchor first, then the group snapshot; undone on an error. */
 static int take_cut(group_cycle *gc)
 {
@@ -475,14 +500,14 @@ static int take_cut(group_cycle *gc)
 	anchor_name(from, sizeof(from), ms);
 	cut_name(cut, sizeof(cut), ms);
 	for (; made < gc->nm; made++) {
-		if ((r = rbd_snap_create(m[made].img, from)) < 0) {
+		if ((r = snap_create_patient(m[made].img, from)) < 0) {
 			ims_error_set(r, "cannot snapshot member '%s/%s' on site '%s': %s",
 				      m[made].pool, m[made].image, ims_site_name(gc->src),
 				      ims_strerror(r));
 			break;
 		}
 	}
-	if (r == 0 && (r = rbd_group_snap_create(gc->gio, gc->group, cut)) < 0)
+	if (r == 0 && (r = group_snap_create_patient(gc->gio, gc->group, cut)) < 0)
 		ims_error_set(r, "cannot snapshot group '%s/%s' on site '%s': %s", gc->pool,
 			      gc->group, ims_site_name(gc->src), ims_strerror(r));
 	if (r < 0) {
