@@ -15,6 +15,8 @@ endforeach()
 # LUKS-encrypted qcow2: the header parser on hostile headers, qemu-img's images decrypted
 ims_unit_test(test_format_luks SOURCES unit/test_format_luks.c ${IMS_FORMAT_TEST_UTIL}
   LIBS ims_format)
+target_compile_definitions(test_format_luks PRIVATE
+  QEMU_LUKS="'${CMAKE_CURRENT_SOURCE_DIR}/lib/qemu-luks'")
 ims_unit_test(test_vmdk_writer SOURCES unit/test_vmdk_writer.c ${IMS_FORMAT_TEST_UTIL}
   LIBS ims_format)
 ims_unit_test(test_qcow2_writer SOURCES unit/test_qcow2_writer.c ${IMS_FORMAT_TEST_UTIL}

@@ -79,12 +79,11 @@ printf 'imgstore fuzz' >"$t/pass"
 luks() {
 	name=$1
 	shift
-	for try in 1 2 3 4 5 6; do
-		qemu-img convert -f raw -O qcow2 --object "secret,id=s0,file=$t/pass" \
-			-o "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=1$*" \
-			"$t/d.raw" "$t/$name.qcow2" >/dev/null 2>&1 && break
-		[ "$try" = 6 ] && { echo "make-corpus.sh: qemu-img failed on $name" >&2; exit 1; }
-	done
+	"$(dirname "$0")/../lib/qemu-luks" qemu-img convert -f raw -O qcow2 \
+		--object "secret,id=s0,file=$t/pass" \
+		-o "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=1$*" \
+		"$t/d.raw" "$t/$name.qcow2" >/dev/null ||
+		{ echo "make-corpus.sh: qemu-img failed on $name" >&2; exit 1; }
 	python3 "$(dirname "$0")/squeeze-luks.py" "$t/$name.qcow2" "$out/luks/$name.area" \
 		"$out/luks/$name.qcow2"
 }
