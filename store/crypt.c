@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 
 #include "common/error.h"
+#include "common/gcm.h"
 #include "common/keyfile.h"
 #include "store/store_internal.h" /* ims_crypt__wrapped() */
 
@@ -97,39 +98,14 @@ const char *ims_crypt_kek_previous_id(const ims_crypt_kek *kek)
 	return kek->prev ? kek->prev->id : NULL;
 }
 
-static int gcm(bool enc, const uint8_t *kek, const uint8_t *nonce, const uint8_t *in, uint8_t *outp,
-	       uint8_t *tag)
-{
-	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-	int n = 0, ok = 0;
-	if (!c)
-		return -ENOMEM;
-	if (EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
-	    EVP_CipherInit_ex(c, NULL, NULL, kek, nonce, enc) != 1 ||
-	    EVP_CipherUpdate(c, NULL, &n, (const uint8_t *)IMS_CRYPT_AAD,
-			     (int)strlen(IMS_CRYPT_AAD)) != 1 ||
-	    EVP_CipherUpdate(c, outp, &n, in, IMS_CRYPT_KEY_LEN) != 1)
-		goto out;
-	if (!enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TAG_LEN, tag) != 1)
-		goto out;
-	if (EVP_CipherFinal_ex(c, outp + IMS_CRYPT_KEY_LEN, &n) != 1)
-		goto out;
-	if (enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TAG_LEN, tag) != 1)
-		goto out;
-	ok = 1;
-out:
-	EVP_CIPHER_CTX_free(c);
-	return ok ? 0 : -EBADMSG;
-}
-
 int ims_crypt_wrap(char *out, const ims_crypt_kek *kek, const uint8_t *key)
 {
 	uint8_t blob[BLOB_LEN];
 	int r;
 	if (RAND_bytes(blob, NONCE_LEN) != 1)
 		return ims_error_set(-EIO, "no randomness for a nonce");
-	r = gcm(true, kek->key, blob, key, blob + NONCE_LEN, blob + NONCE_LEN + IMS_CRYPT_KEY_LEN);
+	r = ims_gcm(true, kek->key, blob, IMS_CRYPT_AAD, strlen(IMS_CRYPT_AAD), NULL, 0, key,
+		    IMS_CRYPT_KEY_LEN, blob + NONCE_LEN, blob + NONCE_LEN + IMS_CRYPT_KEY_LEN);
 	if (r < 0)
 		return ims_error_set(-EIO, "cannot wrap a data key");
 	memcpy(out, "v1:", 3);
@@ -166,8 +142,9 @@ int ims_crypt_unwrap(uint8_t *key, const ims_crypt_kek *kek, const char *wrapped
 				wrapped + 3, kek->id);
 		}
 	}
-	int r = gcm(false, by->key, blob, blob + NONCE_LEN, plain,
-		    blob + NONCE_LEN + IMS_CRYPT_KEY_LEN);
+	int r = ims_gcm(false, by->key, blob, IMS_CRYPT_AAD, strlen(IMS_CRYPT_AAD), NULL, 0,
+			blob + NONCE_LEN, IMS_CRYPT_KEY_LEN, plain,
+			blob + NONCE_LEN + IMS_CRYPT_KEY_LEN);
 	if (r < 0) {
 		OPENSSL_cleanse(plain, sizeof(plain));
 		return ims_error_set(

@@ -13,6 +13,7 @@
 #include <zstd.h>
 
 #include "common/error.h"
+#include "common/gcm.h"
 #include "common/keyfile.h"
 #include "common/spec.h"
 
@@ -30,40 +31,6 @@ int ims_seal_key_load(ims_seal_key *out, const char *path)
 
 /* ------------------------------------------------------------------------------------------ */
 /* sealing */
-
-static int gcm(bool enc, const ims_seal_key *key, const uint8_t *nonce, const uint8_t *aad1,
-	       size_t aad1_len, const char *aad2, const uint8_t *in, size_t len, uint8_t *outp,
-	       uint8_t *tag)
-{
-	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-	int n = 0, ok = 0;
-	if (!c)
-		return -ENOMEM;
-	if (EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) != 1 ||
-	    EVP_CipherInit_ex(c, NULL, NULL, key->key, nonce, enc) != 1 ||
-	    EVP_CipherUpdate(c, NULL, &n, aad1, (int)aad1_len) != 1 ||
-	    (aad2 && aad2[0] &&
-	     EVP_CipherUpdate(c, NULL, &n, (const uint8_t *)aad2, (int)strlen(aad2)) != 1))
-		goto out;
-	/* in chunks: EVP takes an int length */
-	for (size_t done = 0; done < len;) {
-		size_t step = len - done > (1u << 30) ? (1u << 30) : len - done;
-		if (EVP_CipherUpdate(c, outp + done, &n, in + done, (int)step) != 1)
-			goto out;
-		done += step;
-	}
-	if (!enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, IMS_SEAL_TAG_LEN, tag) != 1)
-		goto out;
-	if (EVP_CipherFinal_ex(c, outp + len, &n) != 1)
-		goto out;
-	if (enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, IMS_SEAL_TAG_LEN, tag) != 1)
-		goto out;
-	ok = 1;
-out:
-	EVP_CIPHER_CTX_free(c);
-	return ok ? 0 : -EBADMSG;
-}
 
 int ims_seal(uint8_t **out, size_t *out_len, const ims_seal_key *key, const char *aad,
 	     const void *data, size_t len, int level)
@@ -96,8 +63,8 @@ int ims_seal(uint8_t **out, size_t *out_len, const ims_seal_key *key, const char
 		r = ims_error_set(-EIO, "no randomness for a nonce");
 		goto out;
 	}
-	r = gcm(true, key, o + 8, o, IMS_SEAL_HEADER_LEN, aad, plain, plen, o + IMS_SEAL_HEADER_LEN,
-		o + IMS_SEAL_HEADER_LEN + plen);
+	r = ims_gcm(true, key->key, o + 8, o, IMS_SEAL_HEADER_LEN, aad, aad ? strlen(aad) : 0,
+		    plain, plen, o + IMS_SEAL_HEADER_LEN, o + IMS_SEAL_HEADER_LEN + plen);
 	if (r < 0) {
 		r = ims_error_set(-EIO, "encryption failed");
 		goto out;
@@ -128,8 +95,8 @@ int ims_unseal(uint8_t **out, size_t *out_len, const ims_seal_key *key, const ch
 		return -ENOMEM;
 	uint8_t tag[IMS_SEAL_TAG_LEN];
 	memcpy(tag, s + len - IMS_SEAL_TAG_LEN, IMS_SEAL_TAG_LEN);
-	r = gcm(false, key, s + 8, s, IMS_SEAL_HEADER_LEN, aad, s + IMS_SEAL_HEADER_LEN, clen, p,
-		tag);
+	r = ims_gcm(false, key->key, s + 8, s, IMS_SEAL_HEADER_LEN, aad, aad ? strlen(aad) : 0,
+		    s + IMS_SEAL_HEADER_LEN, clen, p, tag);
 	if (r < 0) {
 		r = ims_error_set(-EBADMSG,
 				  "'%s' fails authentication: corrupt, sealed with another key, or "
