@@ -777,6 +777,19 @@ static int submit_stream(ims_daemon *d, ims_rpc_call *call, work *w, ProtobufCMe
 {
 	ims_source_growing *g = NULL;
 	int r, slot = -1;
+	unsigned streaming = 0;
+	pthread_mutex_lock(&d->lock);
+	for (int i = 0; i < IMS_MAX_UPLOADS; i++)
+		streaming += d->streams[i].seq != 0;
+	pthread_mutex_unlock(&d->lock);
+	if (streaming >= d->cfg->server.stream_exports) {
+		/* as many as memory was given for: the client downloads this one from the spool
+		 * once it is written (a client that asked to stream takes either) */
+		ims_log_info("%u exports are streaming ([server] stream_exports): the export of "
+			     "'%s/%s' goes through the spool",
+			     streaming, w->spec.pool, w->spec.image);
+		return submit(d, call, "export", run_export, w, resp);
+	}
 	if ((r = ims_source_growing_new(&g, -1, UINT64_MAX,
 					(unsigned)d->cfg->server.upload_stall_timeout,
 					import_stopped, w)) < 0 ||

@@ -10,7 +10,9 @@
 #   - meanwhile the reader of the export keeps reading, a hypervisor's lease is taken and
 #     renewed, and GetImage answers;
 #   - the CLI's own streamed export (vmdk: the daemon makes its bytes slower than the CLI asks)
-#     is answered at once when no waiting thread is free, backs off, and comes out whole.
+#     is answered at once when no waiting thread is free, backs off, and comes out whole;
+#   - with [server] stream_exports = 2 streaming, a third export goes through the spool and
+#     comes out whole.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SRC=${IMS_SOURCE_DIR:?}
@@ -30,9 +32,9 @@ cleanup() {
 }
 trap cleanup EXIT
 config_keep a
-sed -i "/^\[server\]/a slow_calls = 8" "$(site_conf a)"
+sed -i "/^\[server\]/a slow_calls = 8\nstream_exports = 2" "$(site_conf a)"
 daemon_stop a
-check "site a's imgstored restarts with slow_calls = 8" daemon_start a
+check "site a's imgstored restarts with slow_calls = 8, stream_exports = 2" daemon_start a
 A=$(server_of a)
 m() { metric "$A" "$1"; }
 
@@ -79,6 +81,15 @@ expect_rc 0 "  a vmdk export through the CLI (streamed) meanwhile" \
   on_a image export "rbd/$p-vm" "$tmp/vm.vmdk" --format vmdk
 check "    the same disk as the image (qemu-img compare)" \
   qemu-img compare -q -f raw -F vmdk "$tmp/vm.raw" "$tmp/vm.vmdk"
+# a second streamed export, left by its client after 1 MiB: two stream now, a third is spooled
+out=$(python3 "$SRC/tests/integration/download_client.py" "$IMGSTORE_SOCKET_A" \
+  "$IMGSTORE_TOKEN_FILE" "rbd/$p-vm" raw "$tmp/left.raw" $((1 << 20)))
+check "  a second streamed export, its client gone after 1 MiB" grep -q '^STOPPED' <<<"$out"
+spooled() { grep -c "exports are streaming (\[server\] stream_exports): the export of 'rbd/$p-vm' goes through the spool" "$(site_log a)"; }
+n0=$(spooled)
+expect_rc 0 "  a third export, past stream_exports = 2" on_a image export "rbd/$p-vm" "$tmp/third.raw"
+check "    went through the spool (the daemon says so)" test "$(spooled)" -gt "$n0"
+check "    byte-identical to the image" cmp -s "$tmp/vm.raw" "$tmp/third.raw"
 for _ in 1 2 3 4 5 6 7 8 9 10; do at_limit; sleep 0.1; done
 check "the waiting downloads never passed the limit (at most $most)" test "$most" -le "$limit"
 after=$(m imgstore_download_nowaits_total)
