@@ -148,7 +148,7 @@ static void member_close(member *m)
 	free(m->sealed.v);
 }
 
-static int member_load(member *m, ims_site *src, ims_site *dst)
+static int member_load(member *m, ims_site *src, ims_site *dst, ims_repl_refusal *refused)
 {
 	char role[32];
 	size_t rlen = sizeof(role);
@@ -161,11 +161,13 @@ static int member_load(member *m, ims_site *src, ims_site *dst)
 		return ims_error_set(r, "cannot open member '%s/%s' on site '%s': %s", m->pool,
 				     m->image, ims_site_name(src), ims_strerror(r));
 	if (rbd_metadata_get(m->img, "imgstore.repl.role", role, &rlen) == 0 &&
-	    strcmp(role, "secondary") == 0)
+	    strcmp(role, "secondary") == 0) {
+		*refused = IMS_REPL_REFUSED_SECONDARY;
 		return ims_error_set(
 			-EBUSY,
 			"member '%s/%s' on site '%s' is a secondary; replicate from its primary",
 			m->pool, m->image, ims_site_name(src));
+	}
 	if ((r = rbd_get_size(m->img, &m->size)) < 0 || (r = snaps_read(m->img, &s)) < 0)
 		return ims_error_set(r, "cannot list the snapshots of '%s/%s': %s", m->pool,
 				     m->image, ims_strerror(r));
@@ -398,7 +400,7 @@ static int group_open(group_cycle *gc)
 		member *m = &gc->m[gc->nm];
 		m->pool = gc->gi->members[gc->nm].pool;
 		m->image = gc->gi->members[gc->nm].image;
-		if ((r = member_load(m, gc->src, gc->dst)) < 0) {
+		if ((r = member_load(m, gc->src, gc->dst, &gc->res.refused)) < 0) {
 			gc->nm++;
 			return r;
 		}
@@ -542,8 +544,10 @@ static int ship_members(group_cycle *gc, const char *cut)
 		if (m->base >= 0)
 			anchor_name(from, sizeof(from), m->base);
 		mo.cut_from = m->base >= 0 ? from : NULL;
-		if ((r = ims_repl_sync(&mr, gc->src, gc->dst, m->pool, m->image, &mo)) < 0)
+		if ((r = ims_repl_sync(&mr, gc->src, gc->dst, m->pool, m->image, &mo)) < 0) {
+			gc->res.refused = mr.refused;
 			return r;
+		}
 		gc->res.full |= mr.full;
 		gc->res.resumed |= mr.resumed;
 		gc->res.bytes_copied += mr.bytes_copied;
@@ -672,6 +676,8 @@ static int ship_member_at(group_cycle *gc, member *m, uint64_t id, const char *f
 		goto out;
 	}
 	if ((r = ims_site_guard_get(&simg, gc->dst, m->pool, m->image)) < 0) {
+		if (r == -EBUSY) /* the guard's lock is another client's (store/site.h) */
+			gc->res.refused = IMS_REPL_REFUSED_HELD;
 		simg = NULL;
 		goto out;
 	}
@@ -920,6 +926,10 @@ done:
 		*out = gc.res;
 	r = 0;
 out:
+	if (r < 0 && out) {
+		memset(out, 0, sizeof(*out));
+		out->refused = gc.res.refused;
+	}
 	for (size_t k = 0; k < gc.nm; k++)
 		member_close(&gc.m[k]);
 	free(gc.m);

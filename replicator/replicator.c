@@ -564,13 +564,18 @@ static int cycle_open(cycle *cy)
 				     ims_site_name(cy->src), ims_strerror(r));
 	}
 	if (rbd_metadata_get(cy->pimg, "imgstore.repl.role", role, &rlen) == 0 &&
-	    strcmp(role, "secondary") == 0)
+	    strcmp(role, "secondary") == 0) {
+		cy->res.refused = IMS_REPL_REFUSED_SECONDARY;
 		return ims_error_set(-EBUSY,
 				     "%s on site '%s' is a secondary; replicate from its primary",
 				     cy->what, ims_site_name(cy->src));
+	}
 	if ((r = open_or_create_secondary(cy->src, cy->dst, cy->dio, cy->pool, cy->image, cy->pimg,
-					  &cy->simg, &cy->created)) < 0)
+					  &cy->simg, &cy->created)) < 0) {
+		if (r == -EBUSY) /* the guard's lock is another client's (store/site.h) */
+			cy->res.refused = IMS_REPL_REFUSED_HELD;
 		return r;
+	}
 	if ((r = ims_repl__list_snaps(&cy->ps, cy->pimg)) < 0 ||
 	    (r = ims_repl__list_snaps(&cy->ss, cy->simg)) < 0)
 		return ims_error_set(r, "cannot list the snapshots of %s", cy->what);
@@ -1161,6 +1166,10 @@ done:
 		*out = cy.res;
 	r = 0;
 out:
+	if (r < 0 && out) {
+		memset(out, 0, sizeof(*out));
+		out->refused = cy.res.refused;
+	}
 	cycle_close(&cy, r);
 	ims_extents_free(&ext);
 	return r;

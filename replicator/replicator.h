@@ -91,6 +91,15 @@ typedef struct {
 		.version = IMS_REPL_OPTS_VERSION                                                   \
 	}
 
+/* Why a cycle was refused (-EBUSY) by the state of the pair rather than by a fault: what the
+ * scheduler acts on (replicator/scheduler.c), never the error's text. */
+typedef enum {
+	IMS_REPL_REFUSED_NONE = 0,
+	IMS_REPL_REFUSED_SECONDARY, /* the source (or a member of the group) is a secondary */
+	IMS_REPL_REFUSED_HELD,	    /* another client holds the secondary against writers */
+	IMS_REPL_REFUSED_CYCLE,	    /* another daemon runs the pair's cycle (the scheduler's) */
+} ims_repl_refusal;
+
 typedef struct {
 	char base[64];	 /* "" for a full copy */
 	char sealed[64]; /* the snapshot this cycle sealed */
@@ -104,7 +113,8 @@ typedef struct {
 	uint64_t bytes_discarded;
 	uint64_t extents;
 	double seconds;
-	int64_t sealed_unix_ms; /* primary-side time of the sealed snapshot */
+	int64_t sealed_unix_ms;	  /* primary-side time of the sealed snapshot */
+	ims_repl_refusal refused; /* set on failure too (the rest is then zero) */
 } ims_repl_result;
 
 /**
@@ -115,7 +125,8 @@ typedef struct {
  *          -EBUSY if the image on @p src is itself a secondary,
  *          -ECANCELED if progress asked to stop (the checkpoint stays: the next call resumes),
  *          -ETIMEDOUT if a site does not answer; an error of the cluster otherwise.
- *          On any error the secondary's sealed snapshots are unchanged.
+ *          On any error the secondary's sealed snapshots are unchanged, and @p out holds
+ *          only `refused` (why an -EBUSY was a refusal, if it was one).
  */
 int ims_repl_sync(ims_repl_result *out, ims_site *src, ims_site *dst, const char *pool,
 		  const char *image, const ims_repl_opts *opts);

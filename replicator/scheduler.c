@@ -365,7 +365,7 @@ static void note_cycle_locked(ims_repl_sched *s, pair *p, int r, const ims_repl_
 		if (p->elsewhere)
 			ims_log_info("'%s' is replicated by this daemon now", key);
 		p->elsewhere = false;
-	} else if (r == -EBUSY && strstr(ims_error_last(), "another daemon")) {
+	} else if (r == -EBUSY && res->refused == IMS_REPL_REFUSED_CYCLE) {
 		/* the other daemon's cycle (or its look at whether it may take the pair): soon
 		 * again */
 		p->next_attempt_ms = ims_clock_unix_ms() + 1000;
@@ -397,9 +397,10 @@ static void load_shared(ims_repl_sched *s, const pair *p, pair *shared)
 	ims_repl_sched__load_status(s, shared);
 }
 
-static bool held_maybe_elsewhere(ims_repl_sched *s, int r, const pair *p, pair *shared)
+static bool held_maybe_elsewhere(ims_repl_sched *s, int r, const ims_repl_result *res,
+				 const pair *p, pair *shared)
 {
-	if (r != -EBUSY || !strstr(ims_error_last(), "another client holds its lock"))
+	if (r != -EBUSY || res->refused != IMS_REPL_REFUSED_HELD)
 		return false;
 	load_shared(s, p, shared);
 	return true;
@@ -485,9 +486,13 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	pthread_mutex_unlock(&s->lock);
 	if (elsewhere && holder_alive(s, p, rpo, c.lock_name))
 		return 0;
-	if ((r = s->o.peer(s->o.peer_ctx, p->target, &peer)) == 0 && (r = lock_pair(s, &c)) == 0) {
-		r = sync_locked(s, p, peer, &c, &res);
-		unlock_pair(s, &c);
+	if ((r = s->o.peer(s->o.peer_ctx, p->target, &peer)) == 0) {
+		if ((r = lock_pair(s, &c)) == 0) {
+			r = sync_locked(s, p, peer, &c, &res);
+			unlock_pair(s, &c);
+		} else if (r == -EBUSY) {
+			res.refused = IMS_REPL_REFUSED_CYCLE; /* another daemon's cycle */
+		}
 	}
 	ims_site_ioctx_close(c.io);
 
@@ -502,16 +507,15 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 			     "(%" PRIu64 " bytes copied after the resume)",
 			     c.lock_name, res.sealed, res.bytes_copied);
 	pair shared;
-	bool maybe = r < 0 && held_maybe_elsewhere(s, r, p, &shared);
-	bool other_cycle = r == -EBUSY && strstr(ims_error_last(), "another daemon");
+	bool maybe = r < 0 && held_maybe_elsewhere(s, r, &res, p, &shared);
+	bool other_cycle = r == -EBUSY && res.refused == IMS_REPL_REFUSED_CYCLE;
 	pthread_mutex_lock(&s->lock);
 	if (maybe && elsewhere_locked(s, p, &shared, c.lock_name)) {
 		pthread_mutex_unlock(&s->lock);
 	} else if (other_cycle) { /* the pair's status is the other daemon's to write */
 		note_cycle_locked(s, p, r, &res, c.lock_name);
 		pthread_mutex_unlock(&s->lock);
-	} else if (r == -EBUSY && !strstr(ims_error_last(), "another daemon") &&
-		   strstr(ims_error_last(), "is a secondary")) {
+	} else if (r == -EBUSY && res.refused == IMS_REPL_REFUSED_SECONDARY) {
 		became_secondary(s, p);
 	} else {
 		note_cycle_locked(s, p, r, &res, c.lock_name);

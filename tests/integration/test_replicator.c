@@ -668,6 +668,7 @@ static void test_refusals(void **state)
 	ims_repl_opts o = IMS_REPL_OPTS_INIT;
 	assert_int_equal(ims_repl_sync(&res, itest.a, itest.b, "rbd", name, &o), -EEXIST);
 	assert_non_null(strstr(ims_error_last(), "not a replica"));
+	assert_int_equal(res.refused, IMS_REPL_REFUSED_NONE); /* a fault, not a refusal */
 	assert_int_equal(count_repl_snaps(itest.b, name), 0);
 
 	const char *other = itest_name("repl-dir");
@@ -675,6 +676,7 @@ static void test_refusals(void **state)
 	sync_ok(other, &res);
 	/* the secondary cannot be replicated onwards as if it were a primary */
 	assert_int_equal(ims_repl_sync(&res, itest.b, itest.a, "rbd", other, &o), -EBUSY);
+	assert_int_equal(res.refused, IMS_REPL_REFUSED_SECONDARY); /* typed: no text to match */
 	assert_int_equal(ims_repl_sync(&res, itest.a, itest.b, "rbd", "no-such-image", &o),
 			 -ENOENT);
 }

@@ -100,6 +100,7 @@ typedef struct {
 	bool checked;
 	char holder[3][256];
 	int other_rc;
+	ims_repl_refusal other_refused;
 } quiet_ctx;
 
 /* The first progress report sleeps through three lock expiries, looking at the lock after each,
@@ -120,6 +121,7 @@ static int quiet_phase(void *arg, uint64_t done, uint64_t total)
 	}
 	ims_repl_result res;
 	q->other_rc = ims_repl_sync_now(&res, q->other, "rbd", q->image, "b", NULL, NULL);
+	q->other_refused = res.refused;
 	return 0;
 }
 
@@ -161,6 +163,7 @@ static void test_lock_outlives_quiet_phase(void **state)
 		assert_string_equal(q.holder[i], "sched-test-one");
 	}
 	assert_int_equal(q.other_rc, -EBUSY);
+	assert_int_equal(q.other_refused, IMS_REPL_REFUSED_CYCLE); /* the first one's lock */
 	assert_true(res.sealed[0] != '\0');
 
 	ims_repl_disable(NULL, one, "rbd", img, "b");
@@ -213,6 +216,7 @@ static void test_pair_held_elsewhere(void **state)
 	print_message("the second daemon's cycle: %d %s\n", r, ims_error_last());
 	assert_int_equal(r, -EBUSY);
 	assert_non_null(strstr(ims_error_last(), "another client holds its lock"));
+	assert_int_equal(res2.refused, IMS_REPL_REFUSED_HELD); /* what the scheduler acts on */
 	ims_repl_status st = status_of(two, img);
 	assert_string_equal(st.error, "");
 	assert_string_equal(st.last_sealed, res.sealed);
@@ -227,6 +231,7 @@ static void test_pair_held_elsewhere(void **state)
 	sleep(2);
 	r = ims_repl_sync_now(&res2, two, "rbd", img, "b", NULL, NULL);
 	assert_int_equal(r, -EBUSY);
+	assert_int_equal(res2.refused, IMS_REPL_REFUSED_HELD);
 	st = status_of(two, img);
 	print_message("with a stale seal: '%s'\n", st.error);
 	assert_non_null(strstr(st.error, "another client holds its lock"));
