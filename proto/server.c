@@ -535,6 +535,20 @@ static void body_put(ims_rpc_server *s, request *rq)
 		if (kept) {
 			s->bodies[s->nbodies].buf = b;
 			s->bodies[s->nbodies++].cap = cap;
+		} else {
+			/* full: this one replaces a smaller one. An upload's last chunk is shorter;
+			 * kept, its body fitted none of the next upload's chunks, and one chunk in
+			 * four was then read into fresh memory (page faults) and freed again. */
+			unsigned small = 0;
+			for (unsigned i = 1; i < s->nbodies; i++)
+				if (s->bodies[i].cap < s->bodies[small].cap)
+					small = i;
+			if (s->bodies[small].cap < cap) {
+				uint8_t *old = s->bodies[small].buf;
+				s->bodies[small].buf = b;
+				s->bodies[small].cap = cap;
+				b = old;
+			}
 		}
 		pthread_mutex_unlock(&s->bodies_lock);
 		if (kept)
