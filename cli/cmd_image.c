@@ -235,7 +235,7 @@ out:
 }
 
 /*
- * The streamed upload: UPLOAD_STREAMS connections over TLS (one over a Unix socket), each with
+ * The streamed upload: UPLOAD_STREAMS connections, over TLS and over a Unix socket, each with
  * one chunk in flight, all within the daemon's window past the first byte it lacks. Memory:
  * one chunk per connection.
  */
@@ -401,9 +401,10 @@ static int upload_streamed(ims_cli *cli, int fd, uint64_t size, const char *path
 	u->window = b->window_bytes > u->chunk ? b->window_bytes : u->chunk;
 	pthread_mutex_init(&u->lock, NULL);
 	pthread_cond_init(&u->cond, NULL);
-	/* over a Unix socket one connection did better than four (docs/BENCHMARKS.md) */
-	unsigned want = ims_cli_server_is_unix(cli->server) ? 1 : UPLOAD_STREAMS;
-	for (unsigned i = 0; i < want; i++) {
+	/* four connections over a Unix socket too: with one, the import waited for the bytes
+	 * (the next chunk read from the file only once the last was answered), 0.6 to 1.4 s of
+	 * a 3 s import (docs/BENCHMARKS.md) */
+	for (unsigned i = 0; i < UPLOAD_STREAMS; i++) {
 		upload_stream *s = &u->streams[i];
 		s->up = u;
 		s->inflight = UINT64_MAX;

@@ -520,6 +520,34 @@ static uint8_t *body_get(ims_rpc_server *s, size_t want, size_t *cap)
 	return b;
 }
 
+uint8_t *ims_rpc__body_keep(ims_rpc_server *s, uint8_t *b, size_t cap)
+{
+	if (!b || cap < BODY_KEEP_MIN || cap > DEFAULT_MAX_REQUEST)
+		return b;
+	pthread_mutex_lock(&s->bodies_lock);
+	if (s->nbodies < sizeof(s->bodies) / sizeof(s->bodies[0])) {
+		s->bodies[s->nbodies].buf = b;
+		s->bodies[s->nbodies++].cap = cap;
+		b = NULL;
+	} else {
+		/* full: this one replaces a smaller one. An upload's last chunk is shorter; kept,
+		 * its body fitted none of the next upload's chunks, and one chunk in four was then
+		 * read into fresh memory (page faults) and freed again. */
+		unsigned small = 0;
+		for (unsigned i = 1; i < s->nbodies; i++)
+			if (s->bodies[i].cap < s->bodies[small].cap)
+				small = i;
+		if (s->bodies[small].cap < cap) {
+			uint8_t *old = s->bodies[small].buf;
+			s->bodies[small].buf = b;
+			s->bodies[small].cap = cap;
+			b = old;
+		}
+	}
+	pthread_mutex_unlock(&s->bodies_lock);
+	return b;
+}
+
 /* Done with @p rq's body: kept for another request (a few of 1 to 4 MiB), or freed. */
 static void body_put(ims_rpc_server *s, request *rq)
 {
@@ -527,20 +555,7 @@ static void body_put(ims_rpc_server *s, request *rq)
 	size_t cap = rq->cap;
 	rq->body = NULL;
 	rq->len = rq->cap = 0;
-	if (!b)
-		return;
-	if (cap >= BODY_KEEP_MIN && cap <= DEFAULT_MAX_REQUEST) {
-		pthread_mutex_lock(&s->bodies_lock);
-		bool kept = s->nbodies < sizeof(s->bodies) / sizeof(s->bodies[0]);
-		if (kept) {
-			s->bodies[s->nbodies].buf = b;
-			s->bodies[s->nbodies++].cap = cap;
-		}
-		pthread_mutex_unlock(&s->bodies_lock);
-		if (kept)
-			return;
-	}
-	free(b);
+	free(ims_rpc__body_keep(s, b, cap));
 }
 
 static void *slow_main(void *arg)

@@ -141,6 +141,13 @@ struct ims_rpc_server {
 	unsigned nbodies;
 };
 
+/*
+ * Keep request body @p b (@p cap bytes) for a later request: in a free place of the cache, or
+ * in place of a smaller one when it is full. @returns what the caller frees: @p b when it is
+ * not kept (too small, too large, or no smaller one to replace), the one it replaced, or NULL.
+ */
+uint8_t *ims_rpc__body_keep(ims_rpc_server *s, uint8_t *b, size_t cap);
+
 /* A block of the per-call arena. */
 typedef struct ims_rpc__block {
 	struct ims_rpc__block *next;

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -872,6 +873,44 @@ static void test_over_tcp(void **state)
 			 400);
 }
 
+/* Request bodies kept between requests (proto/server.c): four at most, of 1 to 4 MiB; when the
+ * cache is full a larger one replaces the smallest (an upload's short last chunk does not
+ * hold a place that the next upload's chunks never fit). */
+static void test_bodies_kept(void **state)
+{
+	(void)state;
+	ims_rpc_server *s = calloc(1, sizeof(*s));
+	uint8_t *b[7];
+	assert_non_null(s);
+	pthread_mutex_init(&s->bodies_lock, NULL);
+	for (unsigned i = 0; i < 7; i++)
+		assert_non_null(b[i] = malloc(16)); /* the capacities below are only claimed */
+	/* too small or too large: not kept, given back to be freed */
+	assert_ptr_equal(ims_rpc__body_keep(s, b[0], 64u << 10), b[0]);
+	assert_ptr_equal(ims_rpc__body_keep(s, b[0], (4u << 20) + 1), b[0]);
+	assert_null(ims_rpc__body_keep(s, NULL, 2u << 20));
+	/* three chunks of 2 MiB and a last one of 1.5 MiB */
+	for (unsigned i = 0; i < 3; i++)
+		assert_null(ims_rpc__body_keep(s, b[i], 2u << 20));
+	assert_null(ims_rpc__body_keep(s, b[3], 3u << 19));
+	assert_int_equal(s->nbodies, 4);
+	/* full: a 2 MiB body takes the 1.5 MiB one's place, which goes */
+	assert_ptr_equal(ims_rpc__body_keep(s, b[4], 2u << 20), b[3]);
+	for (unsigned i = 0; i < s->nbodies; i++)
+		assert_int_equal(s->bodies[i].cap, 2u << 20);
+	/* full of larger or equal ones: the new one goes */
+	assert_ptr_equal(ims_rpc__body_keep(s, b[5], 2u << 20), b[5]);
+	assert_ptr_equal(ims_rpc__body_keep(s, b[6], 1u << 20), b[6]);
+	assert_int_equal(s->nbodies, 4);
+	for (unsigned i = 0; i < s->nbodies; i++)
+		free(s->bodies[i].buf);
+	free(b[3]);
+	free(b[5]);
+	free(b[6]);
+	pthread_mutex_destroy(&s->bodies_lock);
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -887,6 +926,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_over_tcp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_error_details, setup, teardown),
 		cmocka_unit_test(test_client_reason),
+		cmocka_unit_test(test_bodies_kept),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
