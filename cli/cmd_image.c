@@ -682,6 +682,187 @@ static int sync_dir_of(const char *file)
 	return 0;
 }
 
+/*
+ * The rest of a finished export in the daemon's spool: its size is known and the daemon answers
+ * every chunk in full, so DOWNLOAD_STREAMS connections over TLS each fetch the next chunk, in
+ * any order, written at its offset (runs of zeros as holes). Memory: one chunk per connection.
+ * A streamed export is read front to back on one connection: the daemon keeps only what lies
+ * close behind the furthest byte it sent (ims_source_growing_sent()).
+ */
+#define DOWNLOAD_STREAMS 4
+
+typedef struct download_state download_state;
+
+typedef struct {
+	download_state *dl;
+	ims_cli_transport t;
+	pthread_t thread;
+} download_conn;
+
+struct download_state {
+	int fd;
+	const char *op_id, *partial;
+	uint64_t size;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t next; /* the next chunk to ask for */
+	uint64_t done; /* bytes written */
+	unsigned running;
+	int err; /* the first failure */
+	char msg[600];
+	download_conn conns[DOWNLOAD_STREAMS];
+	unsigned nconns;
+};
+
+static void download_fail_locked(download_state *dl, int r, const char *msg)
+{
+	if (!dl->err) {
+		dl->err = r;
+		snprintf(dl->msg, sizeof(dl->msg), "%s", msg);
+	}
+	pthread_cond_broadcast(&dl->cond);
+}
+
+/* Fetch and write [@p off, @p off + @p want). @returns 0 or -errno with @p msg set. */
+static int download_one(download_state *dl, download_conn *c, uint64_t off, size_t want, char *msg,
+			size_t msglen)
+{
+	Imgstore__V1__DownloadChunkRequest req = IMGSTORE__V1__DOWNLOAD_CHUNK_REQUEST__INIT;
+	Imgstore__V1__DownloadChunkResponse *resp = NULL;
+	int r, e;
+
+	req.operation_id = (char *)dl->op_id;
+	req.offset = off;
+	req.length = want;
+	ims_error_clear();
+	r = c->t.call(c->t.ctx, IMAGE_SVC "DownloadChunk", &req.base,
+		      &imgstore__v1__download_chunk_response__descriptor,
+		      (ProtobufCMessage **)&resp);
+	if (r < 0) {
+		snprintf(msg, msglen, "%s", ims_error_last());
+		return r;
+	}
+	if (resp->data.len != want || resp->zero_bytes || resp->total_bytes != dl->size) {
+		snprintf(msg, msglen,
+			 "the server sent %zu bytes at byte %llu of %llu, not the %zu asked for",
+			 resp->data.len, (unsigned long long)off, (unsigned long long)dl->size,
+			 want);
+		protobuf_c_message_free_unpacked(&resp->base, NULL);
+		return -EPROTO;
+	}
+	if ((e = write_sparse(dl->fd, resp->data.data, resp->data.len, off)) < 0) {
+		snprintf(msg, msglen, "cannot write '%s': %s", dl->partial, strerror(-e));
+		r = e;
+	}
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	return r;
+}
+
+static void *download_conn_run(void *arg)
+{
+	download_conn *c = arg;
+	download_state *dl = c->dl;
+	char msg[sizeof(dl->msg)];
+
+	pthread_mutex_lock(&dl->lock);
+	while (!dl->err && dl->next < dl->size) {
+		uint64_t off = dl->next;
+		size_t want = dl->size - off < IMS_CLI_CHUNK_MAX ? (size_t)(dl->size - off)
+								 : IMS_CLI_CHUNK_MAX;
+		dl->next += want;
+		pthread_mutex_unlock(&dl->lock);
+		int r = download_one(dl, c, off, want, msg, sizeof(msg));
+		pthread_mutex_lock(&dl->lock);
+		if (r < 0)
+			download_fail_locked(dl, r, msg);
+		else
+			dl->done += want;
+		pthread_cond_broadcast(&dl->cond);
+	}
+	dl->running--;
+	pthread_cond_broadcast(&dl->cond);
+	pthread_mutex_unlock(&dl->lock);
+	return NULL;
+}
+
+/*
+ * Download [@p from, @p size) of the spool export @p op_id into @p fd on several connections,
+ * showing progress on @p prog; Ctrl-C stops them all.
+ * @returns 0, 1 (no second connection could be opened: the caller goes on alone), or a negative
+ *          errno with @p msg saying why (nothing printed).
+ */
+static int download_parallel(ims_cli *cli, ims_cli_progress *prog, int fd, const char *partial,
+			     const char *op_id, uint64_t from, uint64_t size, char *msg,
+			     size_t msglen)
+{
+	download_state *dl = calloc(1, sizeof(*dl));
+	int r = 0;
+
+	if (!dl) {
+		snprintf(msg, msglen, "out of memory");
+		return -ENOMEM;
+	}
+	dl->fd = fd;
+	dl->partial = partial;
+	dl->op_id = op_id;
+	dl->size = size;
+	dl->next = from;
+	dl->done = from;
+	pthread_mutex_init(&dl->lock, NULL);
+	pthread_cond_init(&dl->cond, NULL);
+	for (unsigned i = 0; i < DOWNLOAD_STREAMS; i++) {
+		download_conn *c = &dl->conns[i];
+		c->dl = dl;
+		ims_error_clear();
+		if (ims_cli_connect_another(cli, &c->t) < 0)
+			break;
+		dl->nconns++;
+	}
+	if (dl->nconns < 2) {
+		r = 1;
+		goto out;
+	}
+	pthread_mutex_lock(&dl->lock);
+	for (unsigned i = 0; i < dl->nconns; i++) {
+		if (pthread_create(&dl->conns[i].thread, NULL, download_conn_run, &dl->conns[i]) !=
+		    0) {
+			download_fail_locked(dl, -EAGAIN, "cannot start the download's threads");
+			break;
+		}
+		dl->running++;
+	}
+	unsigned started = dl->running;
+	while (dl->running) {
+		struct timespec at;
+		clock_gettime(CLOCK_REALTIME, &at);
+		at.tv_nsec += 200000000L;
+		if (at.tv_nsec >= 1000000000L) {
+			at.tv_sec++;
+			at.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&dl->cond, &dl->lock, &at);
+		if (cli->interrupted && *cli->interrupted)
+			download_fail_locked(dl, -ECANCELED, "cancelled");
+		uint64_t done = dl->done;
+		pthread_mutex_unlock(&dl->lock);
+		ims_cli_progress_update(prog, 0, done, size);
+		pthread_mutex_lock(&dl->lock);
+	}
+	pthread_mutex_unlock(&dl->lock);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(dl->conns[i].thread, NULL);
+	r = dl->err;
+	if (r < 0)
+		snprintf(msg, msglen, "%s", dl->msg);
+out:
+	for (unsigned i = 0; i < dl->nconns; i++)
+		dl->conns[i].t.close(dl->conns[i].t.ctx);
+	pthread_mutex_destroy(&dl->lock);
+	pthread_cond_destroy(&dl->cond);
+	free(dl);
+	return r;
+}
+
 #define STREAM_IDLE_S 300 /* a streamed export that makes no byte for this long is given up */
 
 /* Download the export @p op_id to @p file; @p streamed: while it runs (chunks may be empty). */
@@ -742,6 +923,20 @@ static int download(ims_cli *cli, const char *op_id, bool streamed, const char *
 		protobuf_c_message_free_unpacked(&resp->base, NULL);
 		resp = NULL;
 		ims_cli_progress_update(&prog, 0, off, total);
+		if (!streamed && !eof && total > off && !ims_cli_server_is_unix(cli->server)) {
+			/* the spool's file: the rest on several connections at once */
+			char msg[600];
+			if ((e = download_parallel(cli, &prog, fd, partial, op_id, off, total, msg,
+						   sizeof(msg))) < 0) {
+				r = e == -ECANCELED ? ims_cli_fail(cli, "%s cancelled", label)
+						    : ims_cli_fail(cli, "%s: %s", label, msg);
+				goto out;
+			}
+			if (e == 0) {
+				off = total;
+				eof = true;
+			}
+		}
 	}
 	if (total && off != total) {
 		r = ims_cli_fail(cli, "the download ended at byte %llu of %llu",
