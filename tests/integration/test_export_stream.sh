@@ -11,9 +11,7 @@
 #     back-pressure) gets the image whole;
 #   - the daemon's peak RSS over these exports stays under 128 MiB;
 #   - a client that gives up half-way: the export fails after the stall time saying so, and
-#     nothing is left in the spool;
-#   - a spooled export (64 MiB qcow2) downloaded on several connections at once is the same
-#     disk; Ctrl-C during that download stops it, publishes nothing and leaves no .partial.
+#     nothing is left in the spool.
 # The original configuration and daemon come back whatever happens.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
@@ -109,27 +107,5 @@ check "  saying so" bash -c "'$CLI' --format json op get '$op' | jq -r .error | 
 check "  nothing is left in the spool" spool_same
 check "  the operation says how far it got" bash -c "'$CLI' --format json op get '$op' | jq -e '(.bytes_done | tonumber) < (64 * 1048576)' >/dev/null"
 expect_rc 0 "the image is still there, untouched" "$CLI" image info "rbd/$p-big"
-
-# a spooled export (qcow2) of 64 MiB of data: after the first chunk, the CLI downloads the rest
-# on several connections at once, each chunk written at its offset
-expect_rc 0 "a 64 MiB qcow2 export downloaded on several connections (TLS)" \
-  on_a image export "rbd/$p-big" "$tmp/big.qcow2" --format qcow2
-check "  the same disk as the image (qemu-img compare)" \
-  qemu-img compare -q -f raw -F qcow2 "$tmp/big.raw" "$tmp/big.qcow2"
-check "  no .partial file is left" test ! -e "$tmp/big.qcow2.partial"
-rm -f "$tmp/big.qcow2"
-# Ctrl-C while the connections download: all stop, nothing is published, the .partial goes
-IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" image export "rbd/$p-big" "$tmp/int.qcow2" --format qcow2 \
-  >"$tmp/int.out" 2>&1 &
-pid=$!
-partial_started() { [ "$(stat -c %s "$tmp/int.qcow2.partial" 2>/dev/null || echo 0)" -gt 0 ]; }
-wait_until 60 0.01 partial_started
-kill -INT "$pid" 2>/dev/null
-wait "$pid"
-rc=$?
-check "an interrupted download exits with status 1 (rc $rc)" test "$rc" -eq 1
-check "  saying it was cancelled" grep -q "cancelled" "$tmp/int.out"
-check "  no file published" test ! -e "$tmp/int.qcow2"
-check "  no .partial file left" test ! -e "$tmp/int.qcow2.partial"
 
 finish
