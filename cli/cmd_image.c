@@ -689,6 +689,7 @@ static int download(ims_cli *cli, const char *op_id, bool streamed, const char *
 		    const char *label, uint64_t *written)
 {
 	time_t idle_since = time(NULL);
+	unsigned pause_ms = 0;
 	Imgstore__V1__DownloadChunkResponse *resp = NULL;
 	ims_cli_progress prog;
 	char partial[PATH_MAX];
@@ -730,8 +731,16 @@ static int download(ims_cli *cli, const char *op_id, bool streamed, const char *
 					 (unsigned long long)off);
 			goto out;
 		}
-		if (resp->data.len || resp->zero_bytes)
+		if (resp->data.len || resp->zero_bytes) {
 			idle_since = time(NULL);
+			pause_ms = 0;
+		} else if (!resp->eof) {
+			/* the daemon had no bytes and did not wait for them (its waiting threads
+			 * are taken): ask again after a pause, 5 ms doubling up to 200 ms */
+			pause_ms = pause_ms ? (pause_ms >= 100 ? 200 : pause_ms * 2) : 5;
+			struct timespec ts = {0, (long)pause_ms * 1000000L};
+			nanosleep(&ts, NULL);
+		}
 		if ((e = write_sparse(fd, resp->data.data, resp->data.len, off)) < 0) {
 			r = ims_cli_fail(cli, "cannot write '%s': %s", partial, strerror(-e));
 			goto out;

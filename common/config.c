@@ -134,6 +134,11 @@ static const config_key keys[] = {
 	{S_SERVER, "spool_dir", T_PATH, SV(spool_dir), "/var/lib/imgstore/spool", 0, 0, NULL, 0,
 	 "Where uploads for import and exports for download wait; files older than a day are "
 	 "removed."},
+	{S_SERVER, "stream_exports", T_UINT, SV(stream_exports), "8", 0, 64, NULL, 0,
+	 "Exports streamed to their clients at once (image export over TLS or by a client that "
+	 "cannot name a file the daemon may write), each holding about 36 MiB of memory while it "
+	 "runs; more go through the spool (written there whole, then downloaded) and 0 streams "
+	 "none."},
 	{S_SERVER, "upload_stall_timeout", T_DURATION, SV(upload_stall_timeout), "60s", 1, 3600,
 	 NULL, 0,
 	 "An import that runs while its upload arrives fails when no bytes arrive for this long "

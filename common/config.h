@@ -62,6 +62,7 @@ typedef struct {
 	char *instance; /* NULL: the host name */
 	char *spool_dir;
 	uint64_t upload_stall_timeout; /* seconds */
+	uint64_t stream_exports;       /* exports streamed at once; more go through the spool */
 	char *import_dirs;	       /* "DIR,DIR": see ims_config_path_in(); NULL: none */
 	char *export_dirs;
 	unsigned line;

@@ -24,6 +24,10 @@
 #define IMS_UPLOAD_WINDOW (16u << 20)
 #define IMS_UPLOAD_AHEAD  32 /* chunks being written or ahead of `received` */
 
+/* Of @p slow_calls ([server] slow_calls), how many a streamed export's DownloadChunk calls may
+ * take waiting for bytes not made yet: half, so that WaitOperation and the rest find theirs */
+#define IMS_DOWNLOAD_WAITERS(slow_calls) ((slow_calls) / 2)
+
 typedef struct {
 	char id[40];
 	char path[1024];
@@ -62,6 +66,10 @@ typedef struct ims_daemon {
 	ims_upload uploads[IMS_MAX_UPLOADS];
 	ims_export_stream streams[IMS_MAX_UPLOADS]; /* under lock */
 	uint64_t stream_seq;			    /* under lock */
+	/* DownloadChunk calls waiting (on threads of their own) for bytes a streamed export has not
+	 * made yet (under lock): at most IMS_DOWNLOAD_WAITERS(slow_calls), others answer at once */
+	unsigned download_waits;
+	uint64_t download_nowaits; /* answered at once for want of a waiting slot (under lock) */
 	FILE *audit;
 	char audit_prev[65]; /* the chain hash of the last audit line (common/chain.h); under lock
 			      */

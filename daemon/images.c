@@ -777,6 +777,19 @@ static int submit_stream(ims_daemon *d, ims_rpc_call *call, work *w, ProtobufCMe
 {
 	ims_source_growing *g = NULL;
 	int r, slot = -1;
+	unsigned streaming = 0;
+	pthread_mutex_lock(&d->lock);
+	for (int i = 0; i < IMS_MAX_UPLOADS; i++)
+		streaming += d->streams[i].seq != 0;
+	pthread_mutex_unlock(&d->lock);
+	if (streaming >= d->cfg->server.stream_exports) {
+		/* as many as memory was given for: the client downloads this one from the spool
+		 * once it is written (a client that asked to stream takes either) */
+		ims_log_info("%u exports are streaming ([server] stream_exports): the export of "
+			     "'%s/%s' goes through the spool",
+			     streaming, w->spec.pool, w->spec.image);
+		return submit(d, call, "export", run_export, w, resp);
+	}
 	if ((r = ims_source_growing_new(&g, -1, UINT64_MAX,
 					(unsigned)d->cfg->server.upload_stall_timeout,
 					import_stopped, w)) < 0 ||
@@ -1107,6 +1120,39 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
+/*
+ * A DownloadChunk that finds no bytes made yet waits for them, but never on one of the request
+ * threads (their connections would wait behind it, a hypervisor's lease renewal among them): it
+ * is called again on a thread of its own (ims_rpc_call_defer), counted against slow_calls, and
+ * at most IMS_DOWNLOAD_WAITERS(slow_calls) wait at once. Past that, or with no slow call free,
+ * it answers at once with no bytes and the client asks again after a pause.
+ */
+static bool download_wait_begin(ims_daemon *d, bool take)
+{
+	pthread_mutex_lock(&d->lock);
+	bool ok = d->download_waits < IMS_DOWNLOAD_WAITERS(d->cfg->server.slow_calls);
+	if (ok && take)
+		d->download_waits++;
+	else if (!ok)
+		d->download_nowaits++;
+	pthread_mutex_unlock(&d->lock);
+	return ok;
+}
+
+static void download_nowait(ims_daemon *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->download_nowaits++;
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void download_wait_end(ims_daemon *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->download_waits--;
+	pthread_mutex_unlock(&d->lock);
+}
+
 /* A chunk of a streamed export: @returns 1 when @p q names none. */
 static int download_stream(ims_daemon *d, ims_rpc_call *call,
 			   const Imgstore__V1__DownloadChunkRequest *q, ProtobufCMessage **resp)
@@ -1133,7 +1179,22 @@ static int download_stream(ims_daemon *d, ims_rpc_call *call,
 	bool eof = false;
 	int r = !m || !buf ? -ENOMEM
 			   : ims_source_growing_read_some(&got, &eof, g, buf, (size_t)len,
-							  q->offset, wait);
+							  q->offset, 0);
+	if (r == 0 && !got && !eof && wait) { /* nothing made yet */
+		if (!ims_rpc_call_may_wait(call)) {
+			if (download_wait_begin(d, false)) {
+				if (ims_rpc_call_defer(call)) {
+					ims_source_growing_free(g);
+					return IMS_RPC_DEFERRED; /* again, on a thread of its own */
+				}
+				download_nowait(d); /* no slow call free */
+			}
+		} else if (download_wait_begin(d, true)) {
+			r = ims_source_growing_read_some(&got, &eof, g, buf, (size_t)len, q->offset,
+							 wait);
+			download_wait_end(d);
+		}
+	}
 	if (r < 0)
 		ims_source_growing_free(g);
 	if (r == -ECANCELED) {
@@ -1194,8 +1255,10 @@ static int download_stream(ims_daemon *d, ims_rpc_call *call,
 	m->data.len = keep;
 	m->eof = eof;
 	m->total_bytes = eof ? q->offset + keep + m->zero_bytes : 0;
-	/* what this answer holds, not what was looked at: the export ends when all was sent */
-	ims_source_growing_sent(g, q->offset + keep + m->zero_bytes);
+	/* what this answer holds, not what was looked at: the export ends when all was sent; an
+	 * answer with nothing moves nothing (its offset may lie ahead of what was made) */
+	if (keep || m->zero_bytes || eof)
+		ims_source_growing_sent(g, q->offset + keep + m->zero_bytes);
 	ims_source_growing_free(g);
 	*resp = &m->base;
 	return 0;

@@ -308,6 +308,23 @@ static void metrics(void *app, FILE *out)
 			"# TYPE imgstore_failovers_in_progress gauge\n"
 			"imgstore_failovers_in_progress{site=\"%s\"} %d\n",
 			d->cfg->site.name, failovers);
+	pthread_mutex_lock(&d->lock);
+	unsigned waits = d->download_waits;
+	unsigned long long nowaits = (unsigned long long)d->download_nowaits;
+	pthread_mutex_unlock(&d->lock);
+	fprintf(out,
+		"# HELP imgstore_download_waits DownloadChunk calls waiting (each on a thread of "
+		"its own) for bytes a streamed export has not made yet.\n"
+		"# TYPE imgstore_download_waits gauge\nimgstore_download_waits %u\n"
+		"# HELP imgstore_download_waits_limit The most that may wait at once (half of "
+		"[server] slow_calls).\n"
+		"# TYPE imgstore_download_waits_limit gauge\nimgstore_download_waits_limit %u\n"
+		"# HELP imgstore_download_nowaits_total DownloadChunk calls answered at once with "
+		"no "
+		"bytes because that many were waiting already (the client asks again).\n"
+		"# TYPE imgstore_download_nowaits_total counter\n"
+		"imgstore_download_nowaits_total %llu\n",
+		waits, (unsigned)IMS_DOWNLOAD_WAITERS(d->cfg->server.slow_calls), nowaits);
 	fprintf(out,
 		"# HELP imgstore_uptime_seconds Seconds since the daemon started.\n"
 		"# TYPE imgstore_uptime_seconds gauge\nimgstore_uptime_seconds %lld\n",

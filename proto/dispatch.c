@@ -758,6 +758,8 @@ void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body,
 
 	ims_error_clear();
 	r = def->fn(s->opts.app, call, req, &out);
+	if (r == IMS_RPC_DEFERRED && call->deferred)
+		goto out; /* called again on its own thread (proto/server.c): no answer yet */
 	if (r < 0) {
 		ims_rpc_code code = ims_rpc_code_from_errno(r);
 		/* a handler that set no message still gets a readable one */

@@ -556,27 +556,48 @@ static void *slow_main(void *arg)
 	return NULL;
 }
 
+/* One more slow call may start: counted. @returns false when slow_calls are all taken. */
+static bool slow_take(ims_rpc_server *s)
+{
+	pthread_mutex_lock(&s->slow_lock);
+	bool ok = s->slow_running < s->slow_max;
+	if (ok) {
+		s->slow_running++;
+		s->slow_threads++;
+	}
+	pthread_mutex_unlock(&s->slow_lock);
+	return ok;
+}
+
+bool ims_rpc_call_defer(ims_rpc_call *call)
+{
+	if (!call->may_defer || call->deferred || !slow_take(call->server))
+		return false;
+	call->deferred = true;
+	return true;
+}
+
+bool ims_rpc_call_may_wait(const ims_rpc_call *call)
+{
+	return !call->may_defer;
+}
+
 /*
  * Run a slow call on a thread of its own with its connection suspended, so that it holds no
- * request thread. @returns false when it was not handed off: rq->resp holds the answer.
+ * request thread; @p taken: its slow slot is counted already (a deferred call). @returns false
+ * when it was not handed off: rq->resp holds the answer.
  */
-static bool run_slow(ims_rpc_server *s, struct MHD_Connection *conn, request *rq)
+static bool run_slow(ims_rpc_server *s, struct MHD_Connection *conn, request *rq, bool taken)
 {
 	pthread_attr_t attr;
 	pthread_t th;
 	int e;
 
-	pthread_mutex_lock(&s->slow_lock);
-	bool busy = s->slow_running >= s->slow_max;
-	if (!busy) {
-		s->slow_running++;
-		s->slow_threads++;
-	}
-	pthread_mutex_unlock(&s->slow_lock);
-	if (busy) {
+	if (!taken && !slow_take(s)) {
 		ims_rpc__busy(s, &rq->call, &rq->resp);
 		return false;
 	}
+	rq->call.may_defer = false; /* on its own thread: a wait holds no request thread */
 	rq->conn = conn;
 	rq->handed_off = true;
 	/* suspended before the thread can resume it */
@@ -727,10 +748,16 @@ static enum MHD_Result finish_request(ims_rpc_server *s, struct MHD_Connection *
 	if (rq->too_large && !rq->early)
 		ims_rpc__too_large(s, &rq->call, &rq->resp);
 	else if (!rq->early && rq->call.method->def->slow) {
-		if (run_slow(s, conn, rq))
+		if (run_slow(s, conn, rq, false))
 			return MHD_YES;
-	} else if (!rq->early)
+	} else if (!rq->early) {
+		rq->call.may_defer = true;
 		ims_rpc__finish(s, &rq->call, rq->body, rq->len, &rq->resp);
+		if (rq->call.deferred) { /* it waits: on a thread of its own, called again */
+			run_slow(s, conn, rq, true);
+			return MHD_YES;
+		}
+	}
 	body_put(s, rq);
 	return queue(conn, &rq->resp);
 }

@@ -93,6 +93,22 @@ void ims_rpc_call_set_reason(ims_rpc_call *call, const char *reason);
  * anyway once the budget ran out.
  */
 int64_t ims_rpc_call_remaining_ms(const ims_rpc_call *call);
+/**
+ * From the handler of a quick method that finds it must wait after all (bytes not made yet):
+ * ask to be called again, with the same request, on a thread of its own while its connection is
+ * suspended, as a slow method is (see ims_rpc_method.slow), so that the wait holds no request
+ * thread. Counted against slow_calls.
+ * @returns true: the handler returns IMS_RPC_DEFERRED at once, and is called again later on its
+ *          own thread (where this returns false); false when the call is on its own thread
+ *          already, comes through ims_rpc_server_dispatch(), or slow_calls are all taken: the
+ *          handler answers now, without waiting.
+ */
+bool ims_rpc_call_defer(ims_rpc_call *call);
+#define IMS_RPC_DEFERRED 1 /* a handler's return after ims_rpc_call_defer() said true */
+/** Whether the handler may wait without holding one of MHD's request threads: true on a thread
+ *  of its own (a slow method, a deferred call) or through ims_rpc_server_dispatch(). */
+bool ims_rpc_call_may_wait(const ims_rpc_call *call);
+
 /** What the call works on, for the audit line ("rbd/vm1"). Copied. */
 void ims_rpc_call_set_target(ims_rpc_call *call, const char *target);
 

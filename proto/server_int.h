@@ -175,6 +175,10 @@ struct ims_rpc_call {
 	bool has_deadline;
 	uint64_t timeout_ms;
 	struct timespec deadline; /* CLOCK_MONOTONIC */
+	/* ims_rpc_call_defer(): may_defer on a request thread of MHD (not on a slow call's own
+	 * thread, not through ims_rpc_server_dispatch()); deferred once a slow slot is taken */
+	bool may_defer;
+	bool deferred;
 	/* a GET call: its message, from the query, in the arena */
 	bool is_get;
 	uint8_t *get_body;

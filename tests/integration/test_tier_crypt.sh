@@ -8,7 +8,10 @@
 #     plaintext back; a daemon with another KEK refuses the restore with a one-line error;
 #   - image rm --shred of a tiered image destroys the key in its manifests too, and says so: a
 #     restore is then refused ("crypto-shredded"), for an image kept after its push and for a
-#     cold one (pushed away, its catalog entry dropped).
+#     cold one (pushed away, its catalog entry dropped);
+#   - image rm --shred while the S3 target answers 503 (a fault proxy): refused in one line
+#     naming the target, the image untouched and still opening; the same command works once S3
+#     answers again.
 set -uo pipefail
 IMGSTORED=${IMS_BINARY_DIR:?}/daemon/imgstored
 CLI=${IMS_BINARY_DIR}/cli/imgstore
@@ -19,9 +22,10 @@ W=$(mktemp -d /tmp/imgstore-tiercrypt.XXXXXX)
 T_OUT=$W/.out T_ERR=$W/.err
 img=tcrypt$$ cold=tcrypt$$-cold copy=tcrypt$$-copy
 src=$IMGSTORE_IMPORT_DIR/tcrypt$$.raw
-daemon=""
+daemon="" proxy=""
 cleanup() {
   [ -n "$daemon" ] && kill -KILL "$daemon" 2>/dev/null
+  [ -n "$proxy" ] && kill -KILL "$proxy" 2>/dev/null
   [ -s "$W/s3cfg" ] && s3 del "s3://imgstore-cold/manifests/rbd/$img" "s3://imgstore-cold/manifests/rbd/$cold" >/dev/null 2>&1
   forget_images "$img" "$cold" "$copy"
   rm -rf "$W" "$src" "$IMGSTORE_EXPORT_DIR"/tcrypt$$.*
@@ -113,7 +117,43 @@ check "  in one line (after the queued operation's) naming the cold image and th
 check "  and made no image" bash -c "! rbd -c '$(conf_of a)' info 'rbd/$cold' >/dev/null 2>&1"
 kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; daemon=""
 
-# ---- crypto-shredding reaches the tier
+# ---- image rm --shred with the S3 target answering 503 to everything (through
+# tests/integration/tier_fault_proxy.py, a daemon of site a pointed at it): refused in one line
+# naming the target, the image here untouched and still opening; run again once S3 answers
+python3 "$(dirname "${BASH_SOURCE[0]}")/tier_fault_proxy.py" --upstream "http://127.0.0.1:$port" \
+  --port-file "$W/proxy.port" </dev/null >"$W/proxy.log" 2>&1 &
+proxy=$!
+check "a fault proxy before radosgw" wait_until 100 0.1 test -s "$W/proxy.port"
+pport=$(cat "$W/proxy.port")
+fault() { curl -sf --max-time 10 "http://127.0.0.1:$pport/__fault__/$1" >/dev/null; }
+sed -e "s|^listen = .*|listen = 127.0.0.1:$(free_port)|" \
+    -e "s|^unix_socket = .*|unix_socket = $W/p.sock|" \
+    -e "s|^spool_dir = .*|spool_dir = $W/pspool|" \
+    -e "s|^audit_log = .*|audit_log = $W/paudit.log|" \
+    -e "s|^endpoint = http://127.0.0.1:$port\$|endpoint = http://127.0.0.1:$pport\nretries = 1|" \
+    -e "s|^\[server\]|[server]\ninstance = tiercrypt-3|" \
+    "$IMGSTORE_SANDBOX/site-a/imgstored.conf" >"$W/p.conf"
+check "  its configuration points the target rgw at the proxy" grep -q "^endpoint = http://127.0.0.1:$pport$" "$W/p.conf"
+setsid "$IMGSTORED" --config "$W/p.conf" </dev/null >"$W/p.log" 2>&1 &
+daemon=$!
+check "a daemon of site a through the proxy starts" \
+  wait_until 120 0.25 curl -sf --max-time 2 --unix-socket "$W/p.sock" http://localhost/readyz -o /dev/null
+check "  the proxy answers 503 to every S3 request from now on" fault "always?action=503"
+t0=$SECONDS
+expect_rc 1 "  image rm --shred of the tiered image is refused" \
+  "$CLI" --server "$W/p.sock" image rm "rbd/$img" --shred
+echo "# refused after $((SECONDS - t0)) s (retries = 1 here; 5 by default)"
+check "  in one line naming the target" \
+  bash -c "[ \$(wc -l <'$T_ERR') = 1 ] && grep -q \"cannot shred the cold copies on target 'rgw'\" '$T_ERR'"
+cat "$T_ERR"
+expect_rc 0 "  the image is still there" on_a image info "rbd/$img"
+expect_rc 0 "  and opens with its key: export" on_a image export "rbd/$img" "$IMGSTORE_EXPORT_DIR/tcrypt$$.p.raw"
+check "  gives the plaintext back" cmp -s "$src" "$IMGSTORE_EXPORT_DIR/tcrypt$$.p.raw"
+check "S3 answers again" fault "always?action="
+kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; daemon=""
+kill -TERM "$proxy" 2>/dev/null; wait "$proxy" 2>/dev/null; proxy=""
+
+# ---- crypto-shredding reaches the tier (the same command, run again)
 expect_rc 0 "image rm --shred of the tiered image (kept after its push)" on_a image rm "rbd/$img" --shred
 check "  says the cold copy is unreadable too" grep -q "shredded 'rbd/$img'.* 1 cold copy on the tier unreadable too" "$T_OUT"
 expect_rc 1 "  a restore is refused" on_a tier restore "rbd/$img"

@@ -1285,6 +1285,94 @@ static void test_slow_calls(void **state)
 	toy_slow_release(&W.app, false);
 }
 
+typedef struct {
+	const char *url;
+	int result;
+	uint64_t size;
+} deferrer;
+
+static void *call_defer(void *arg)
+{
+	deferrer *w = arg;
+	Imgstore__V1__Image *img = NULL;
+	ims_client_opts o = IMS_CLIENT_OPTS_INIT;
+	ims_client *c = NULL;
+
+	o.server = w->url;
+	o.token = T_READER;
+	o.timeout_ms = (long)(90000 * W.scale);
+	w->result = ims_client_open(&c, &o);
+	if (w->result == 0 && (w->result = get_image(c, "defer", &img)) == 0) {
+		w->size = img->size;
+		protobuf_c_message_free_unpacked(&img->base, NULL);
+	}
+	ims_client_close(c);
+	return NULL;
+}
+
+/*
+ * A quick method's call that must wait after all (ims_rpc_call_defer, as a streamed export's
+ * DownloadChunk does) holds no request thread: with 2 request threads, 16 such calls wait on
+ * threads of their own while quick calls are answered; with slow_calls (16) all taken, one more
+ * is answered at once by its handler (size 0) instead of waiting; once released the 16 answer.
+ */
+static void test_deferred_calls(void **state)
+{
+	enum { N = 16 };
+	ims_rpc_server_opts o = IMS_RPC_SERVER_OPTS_INIT;
+	ims_rpc_server *s = NULL;
+	pthread_t th[N];
+	deferrer w[N];
+	char url[64];
+	curl_answer a;
+
+	(void)state;
+	toy_opts(&o, &W.app);
+	o.listen = "127.0.0.1:0";
+	o.allow_plain_http = true;
+	o.token_file = W.tokens;
+	o.threads = 2;
+	o.slow_calls = N;
+	assert_int_equal(ims_rpc_server_start(&s, &o), 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", ims_rpc_server_port(s));
+	toy_slow_release(&W.app, false);
+	for (int i = 0; i < N; i++) {
+		w[i] = (deferrer){.url = url, .result = 1};
+		assert_int_equal(pthread_create(&th[i], NULL, call_defer, &w[i]), 0);
+	}
+	/* all of them waiting at once (a bound against a hang, not a timing check) */
+	double until = now() + 20 * W.scale;
+	while (toy_slow_waiting(&W.app) < N && now() < until)
+		usleep(20000);
+	assert_int_equal(toy_slow_waiting(&W.app), N);
+
+	ims_client *c = client(url, T_READER, NULL, NULL, NULL);
+	Imgstore__V1__Image *img = NULL;
+	assert_int_equal(get_image(c, "vm1", NULL), 0);
+	/* one more: no slow call is free, so its handler answers at once */
+	assert_int_equal(get_image(c, "defer", &img), 0);
+	assert_int_equal(img->size, 0);
+	protobuf_c_message_free_unpacked(&img->base, NULL);
+	assert_int_equal(toy_slow_waiting(&W.app), N);
+	ims_client_close(c);
+	curl(&a, "%s/metrics", url);
+	assert_int_equal(metric(a.body, "\nimgstore_rpc_slow_calls"), N);
+	free(a.body);
+
+	toy_slow_release(&W.app, true);
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].result, 0);
+		assert_int_equal(w[i].size, 1ull << 30); /* answered by the wait, on its thread */
+	}
+	curl(&a, "%s/metrics", url);
+	assert_int_equal(metric(a.body, "\nimgstore_rpc_slow_calls"), 0);
+	assert_non_null(strstr(a.body, "imgstore_rpc_in_flight 0\n"));
+	free(a.body);
+	ims_rpc_server_stop(s);
+	toy_slow_release(&W.app, false);
+}
+
 /* Stopping the server waits for a slow call, which is answered. */
 static void *release_later(void *arg)
 {
@@ -1337,6 +1425,7 @@ int main(void)
 		cmocka_unit_test(test_concurrent_clients),
 		cmocka_unit_test(test_stop_finishes_calls),
 		cmocka_unit_test(test_slow_calls),
+		cmocka_unit_test(test_deferred_calls),
 		cmocka_unit_test(test_stop_finishes_slow_calls),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

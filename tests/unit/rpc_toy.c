@@ -35,10 +35,9 @@ static int answer_image(ims_rpc_call *call, const Imgstore__V1__ImageSpec *spec,
 	return 0;
 }
 
-static int get_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
-		     ProtobufCMessage **resp)
+static int get_image_now(toy_app *app, ims_rpc_call *call, const ProtobufCMessage *m,
+			 ProtobufCMessage **resp)
 {
-	toy_app *app = a;
 	const Imgstore__V1__GetImageRequest *q = (const Imgstore__V1__GetImageRequest *)m;
 
 	count(app);
@@ -64,6 +63,27 @@ static int get_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
 		nanosleep(&ts, NULL);
 	}
 	return answer_image(call, q->image, 10ull << 30, resp);
+}
+
+static int wait_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
+		      ProtobufCMessage **resp);
+
+static int get_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,
+		     ProtobufCMessage **resp)
+{
+	toy_app *app = a;
+	const Imgstore__V1__GetImageRequest *q = (const Imgstore__V1__GetImageRequest *)m;
+
+	/* a quick call that must wait after all: called again on a thread of its own, where it
+	 * waits as WaitImage does; size 0 when it could not (slow_calls all taken) */
+	if (q->image && strcmp(q->image->image, "defer") == 0) {
+		if (!ims_rpc_call_may_wait(call) && ims_rpc_call_defer(call))
+			return IMS_RPC_DEFERRED;
+		if (!ims_rpc_call_may_wait(call))
+			return answer_image(call, q->image, 0, resp);
+		return wait_image(a, call, m, resp);
+	}
+	return get_image_now(app, call, m, resp);
 }
 
 static int wait_image(void *a, ims_rpc_call *call, const ProtobufCMessage *m,

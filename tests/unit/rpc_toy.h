@@ -12,7 +12,9 @@
 #include "imgstore/v1/image.pb-c.h"
 #include "proto/server.h"
 
-#define TOY_GET	   "/imgstore.v1.ImageService/GetImage"	   /* reader */
+/* reader; of image "defer": deferred to a thread of its own (ims_rpc_call_defer) where it waits
+ * as WaitImage does, or answered at once with size 0 when no slow call is free */
+#define TOY_GET	   "/imgstore.v1.ImageService/GetImage"
 #define TOY_LIST   "/imgstore.v1.ImageService/ListImages"  /* no role */
 #define TOY_RESIZE "/imgstore.v1.ImageService/ResizeImage" /* host, mutating */
 #define TOY_CREATE "/imgstore.v1.ImageService/CreateImage" /* admin, mutating */
