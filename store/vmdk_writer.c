@@ -73,8 +73,9 @@ struct ims_vmdk_writer {
 	size_t out_bytes;
 	uint8_t *batch;	  /* BATCH_GRAINS of out_bytes each (made at the first batch), NULL */
 	unsigned threads; /* deflating a batch, the writer's own thread included */
-	uint64_t pos;	  /* writes start at or after this guest offset */
-	uint64_t next;	  /* the next free sector */
+	struct deflate_pool *pool; /* the helper threads (started at the first batch), NULL */
+	uint64_t pos;		   /* writes start at or after this guest offset */
+	uint64_t next;		   /* the next free sector */
 	int failed;
 	bool finished;
 	char name[256]; /* the file name the descriptor gives its extent */
@@ -309,14 +310,90 @@ typedef struct {
 	atomic_uint next;
 } deflate_batch;
 
-static void *deflate_run(void *arg)
+static void deflate_run(deflate_batch *b)
 {
-	deflate_batch *b = arg;
-
 	for (unsigned i; (i = atomic_fetch_add(&b->next, 1)) < b->n;)
 		b->clen[i] = deflate_grain(b->data + (size_t)i * GRAIN,
 					   b->out + (size_t)i * b->out_bytes, b->out_bytes);
+}
+
+/*
+ * The writer's helper threads. A helper joins the open batch when it wakes (under the lock,
+ * counted in active); the writer deflates too, closes the batch once no grain is left to take
+ * and waits only for the helpers that joined: a helper that the scheduler has not run yet
+ * costs nothing (on a busy host, joining a thread per batch cost more than it gave).
+ */
+struct deflate_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t work, idle;
+	deflate_batch *batch; /* the open batch, NULL */
+	unsigned gen;	      /* batches opened so far */
+	unsigned active;      /* helpers working on the open batch */
+	bool quit;
+	unsigned n;
+	pthread_t t[DEFLATE_THREADS];
+};
+
+static void *pool_main(void *arg)
+{
+	struct deflate_pool *p = arg;
+	unsigned seen = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->quit && (!p->batch || p->gen == seen))
+			pthread_cond_wait(&p->work, &p->lock);
+		if (p->quit)
+			break;
+		seen = p->gen;
+		deflate_batch *b = p->batch;
+		p->active++;
+		pthread_mutex_unlock(&p->lock);
+		deflate_run(b);
+		pthread_mutex_lock(&p->lock);
+		if (--p->active == 0)
+			pthread_cond_signal(&p->idle);
+	}
+	pthread_mutex_unlock(&p->lock);
 	return NULL;
+}
+
+static void pool_free(struct deflate_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->quit = true;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->n; i++)
+		pthread_join(p->t[i], NULL);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->work);
+	pthread_cond_destroy(&p->idle);
+	free(p);
+}
+
+/* @p helpers threads; NULL when none could be started (the writer then deflates alone). */
+static struct deflate_pool *pool_new(unsigned helpers)
+{
+	struct deflate_pool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->work, NULL);
+	pthread_cond_init(&p->idle, NULL);
+	for (unsigned i = 0; i < helpers && i < DEFLATE_THREADS; i++) {
+		if (pthread_create(&p->t[p->n], NULL, pool_main, p) != 0)
+			break;
+		p->n++;
+	}
+	if (!p->n) {
+		pool_free(p);
+		return NULL;
+	}
+	return p;
 }
 
 /*
@@ -326,17 +403,25 @@ static void *deflate_run(void *arg)
 static int store_batch(ims_vmdk_writer *w, uint64_t index, const uint8_t *data, unsigned n)
 {
 	deflate_batch b = {.data = data, .out = w->batch, .out_bytes = w->out_bytes, .n = n};
-	pthread_t helpers[DEFLATE_THREADS];
-	unsigned started = 0;
+	struct deflate_pool *p = w->pool;
 	int r;
 
 	atomic_init(&b.next, 0);
-	for (unsigned t = 1; t < w->threads && t < n; t++) /* if none starts, this one does all */
-		if (pthread_create(&helpers[started], NULL, deflate_run, &b) == 0)
-			started++;
+	if (p) {
+		pthread_mutex_lock(&p->lock);
+		p->batch = &b;
+		p->gen++;
+		pthread_cond_broadcast(&p->work);
+		pthread_mutex_unlock(&p->lock);
+	}
 	deflate_run(&b);
-	for (unsigned t = 0; t < started; t++)
-		pthread_join(helpers[t], NULL);
+	if (p) { /* every grain is taken: no helper joins now; wait for those that did */
+		pthread_mutex_lock(&p->lock);
+		p->batch = NULL;
+		while (p->active)
+			pthread_cond_wait(&p->idle, &p->lock);
+		pthread_mutex_unlock(&p->lock);
+	}
 	for (unsigned i = 0; i < n; i++) {
 		if (b.clen[i] < 0)
 			return w->failed = ims_error_set(-EIO, "vmdk writer: deflate failed");
@@ -468,6 +553,8 @@ int ims_vmdk_writer_write(ims_vmdk_writer *w, uint64_t offset, const void *buf, 
 			if (!w->batch && !(w->batch = malloc((size_t)BATCH_GRAINS * w->out_bytes)))
 				return w->failed = ims_error_set(
 					       -ENOMEM, "vmdk writer: out of memory for a batch");
+			if (!w->pool) /* none started: this thread deflates alone */
+				w->pool = pool_new(w->threads - 1);
 			if ((r = store_batch(w, index, p, whole)) < 0)
 				return r;
 			n = (size_t)whole * GRAIN;
@@ -531,6 +618,7 @@ void ims_vmdk_writer_free(ims_vmdk_writer *w)
 	free(w->gd);
 	free(w->grain);
 	free(w->out);
+	pool_free(w->pool);
 	free(w->batch);
 	free(w);
 }
