@@ -5,7 +5,8 @@
 #   - `qemu-img convert -f raw rbd:... -O qcow2` and `-O vmdk -o subformat=streamOptimized`
 #     (the references of the qcow2 and vmdk rows),
 #   - the CLI over TLS, the way a client on another machine exports (the bytes downloaded):
-#     raw and vmdk streamed while the export runs, qcow2 through the daemon's spool.
+#     streamed while the export runs (raw, vmdk and qcow2; a daemon older than this branch
+#     spools qcow2).
 # With --before BUILD_DIR (a build of another commit, e.g. main), that build's imgstored and CLI
 # run too, interleaved with this build's in each run (the daemon swapped in the same sandbox).
 # Prints a Markdown table: median seconds of RUNS runs with their range, and the speed-up

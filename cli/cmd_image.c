@@ -855,7 +855,7 @@ static int image_export(ims_cli *cli, const ims_cli_args *a)
 		req.dest_path = (char *)"";
 		req.dest_dir_dev = req.dest_dir_ino = 0;
 	}
-	/* a download: streamed while the export runs where the daemon can (raw, vmdk) */
+	/* a download: streamed while the export runs where the daemon can (raw, vmdk, qcow2) */
 	req.stream = !local;
 	if ((r = ims_cli_call(cli, IMAGE_SVC "ExportImage", &req,
 			      &imgstore__v1__operation__descriptor, &op)))

@@ -867,8 +867,8 @@ static int h_export_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 		return -ENOMEM;
 	w->format = fmt;
 	snprintf(w->path, sizeof(w->path), "%s", dest);
-	/* a qcow2 export goes through the spool: its header and tables follow the data */
-	if (!dest[0] && q->stream && fmt != IMS_FORMAT_QCOW2)
+	/* streamed to the client, qcow2 too (its tables planned from the allocation map) */
+	if (!dest[0] && q->stream)
 		return submit_stream(d, call, w, resp);
 	return submit(d, call, "export", run_export, w, resp);
 }

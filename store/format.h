@@ -283,6 +283,25 @@ int ims_qcow2_writer_open(ims_qcow2_writer **out, int fd, uint64_t virtual_size)
  */
 int ims_qcow2_writer_write(ims_qcow2_writer *w, uint64_t offset, const void *buf, size_t len);
 
+/**
+ * A qcow2 image given to @p fn instead of a file, in ascending offsets, never overlapping, gaps
+ * between them zeros (a stream). The clusters that may hold data are planned first with
+ * ims_qcow2_writer_plan(): the header and every table come before the data. A planned cluster
+ * that stays all zeros is allocated and left as zeros (a hole where the stream makes one).
+ * A negative return of @p fn fails the writer with it.
+ */
+int ims_qcow2_writer_open_fn(ims_qcow2_writer **out,
+			     int (*fn)(void *ctx, const void *buf, size_t len, uint64_t off),
+			     void *ctx, uint64_t virtual_size);
+
+/**
+ * The guest bytes [@p offset, @p offset + @p len) of a stream's image may hold data: their
+ * clusters are allocated. Calls in ascending order, all before the first write.
+ * @returns -EINVAL (not a stream, after a write, going back, past the virtual size), -ENOMEM.
+ *          A write of non-zero data outside the plan fails with -EINVAL.
+ */
+int ims_qcow2_writer_plan(ims_qcow2_writer *w, uint64_t offset, uint64_t len);
+
 /** Write the tables and the header; the file is a valid image only after this returns 0. */
 int ims_qcow2_writer_finish(ims_qcow2_writer *w);
 

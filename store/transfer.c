@@ -711,9 +711,20 @@ static int finish_slot(read_slot *sl, sink *s, const char *what)
 	return sink_write(s, sl->off, sl->buf, sl->len);
 }
 
-/* Create the partial file, ready for @p size bytes of its format. */
-static int export_open_sink(sink *s, const char *partial, uint64_t size)
+/* Create the partial file, ready for @p size bytes of its format; a stream's qcow2 planned from
+ * the extents @p ext (its tables come before the data). */
+static int export_open_sink(sink *s, const char *partial, uint64_t size, const ims_extents *ext)
 {
+	int r;
+
+	if (s->stream && s->format == IMS_FORMAT_QCOW2) {
+		if ((r = ims_qcow2_writer_open_fn(&s->qw, stream_write, s, size)) < 0)
+			return r;
+		for (size_t e = 0; e < ext->n; e++)
+			if ((r = ims_qcow2_writer_plan(s->qw, ext->v[e].off, ext->v[e].len)) < 0)
+				return r;
+		return 0;
+	}
 	if (s->stream)
 		return s->format == IMS_FORMAT_VMDK
 			       ? ims_vmdk_writer_open_fn(&s->vw, stream_write, s, size, s->path)
@@ -854,9 +865,6 @@ static int export_image(ims_transfer_result *out, ims_site *site, const char *po
 	    s->format != IMS_FORMAT_VMDK)
 		return ims_error_set(-EINVAL, "export writes raw, qcow2 or vmdk, not %s",
 				     ims_format_name(s->format));
-	if (s->stream && s->format == IMS_FORMAT_QCOW2)
-		return ims_error_set(-ENOTSUP, "a qcow2 export is not streamed: its header and "
-					       "tables come after the data");
 	if (!s->stream) {
 		if (stat(path, &st) == 0)
 			return ims_error_set(-EEXIST,
@@ -882,7 +890,7 @@ static int export_image(ims_transfer_result *out, ims_site *site, const char *po
 		goto out;
 	}
 	total = ims_extents_bytes(&ext);
-	if ((r = export_open_sink(s, partial, size)) < 0 ||
+	if ((r = export_open_sink(s, partial, size, &ext)) < 0 ||
 	    (r = export_copy(image, &ext, total, s, what, o)) < 0 ||
 	    (r = export_finish(s, partial, path, size)) < 0)
 		goto out;

@@ -85,13 +85,17 @@ int ims_image_export_file(ims_transfer_result *out, ims_site *site, const char *
 			  const ims_transfer_opts *opts);
 
 /**
- * Export as ims_image_export_file(), raw or vmdk, into @p stream (an outbound stream made
+ * Export as ims_image_export_file(), raw, vmdk or qcow2, into @p stream (an outbound stream made
  * with ims_source_growing_new(fd -1, size UINT64_MAX) and ims_source_growing_buffer(wfd -1)):
  * every byte in order (a raw export's zeros too), waiting while the stream's memory is full;
  * at the end ims_source_growing_end(). Does not wait for the client to read the rest.
  *
- * @returns as ims_image_export_file(); -ENOTSUP for qcow2 (its header and tables are written
- *          after the data); -ETIMEDOUT when the client read none for the stream's stall time.
+ * A qcow2 is laid out from the image's allocation map first (ims_qcow2_writer_plan()): its
+ * header and tables come before the data, and allocated clusters that hold zeros stay zeros
+ * (holes at a client that makes runs of zeros holes).
+ *
+ * @returns as ims_image_export_file(); -ETIMEDOUT when the client read none for the stream's
+ *          stall time.
  */
 int ims_image_export_stream(ims_transfer_result *out, ims_site *site, const char *pool,
 			    const char *name, const char *snap, ims_source_growing *stream,

@@ -18,10 +18,14 @@
  *
  * Nothing is written twice and nothing before the current position: the file could be a
  * pipe. Memory: the grain directory (4 bytes per 32 MiB of guest), one grain table (2 KiB),
- * a grain and its compressed form.
+ * a grain and its compressed form; once a write brings several whole grains, a batch of up to
+ * BATCH_GRAINS compressed grains (about 4 MiB), deflated on up to DEFLATE_THREADS threads at
+ * once and written in guest order.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +53,9 @@
 #define MARKER_FOOTER 3u
 #define NONE	      UINT64_MAX
 /* a grain table entry is a 32-bit sector: the file stays below 2 TiB */
-#define MAX_SECTOR UINT64_C(0xffffffff)
+#define MAX_SECTOR	UINT64_C(0xffffffff)
+#define BATCH_GRAINS	64u /* whole grains of one write deflated together: 4 MiB of guest */
+#define DEFLATE_THREADS 4u  /* at most, the writer's own included; at most the CPUs online */
 /* the reader's bound on a grain directory (32 MiB: 256 TiB of guest) */
 #define MAX_GD_ENTRIES ((uint64_t)IMS_FORMAT__MAX_TABLE_BYTES / 4)
 
@@ -65,8 +71,11 @@ struct ims_vmdk_writer {
 	uint64_t grain_index; /* NONE */
 	uint8_t *out;	      /* a marker and a compressed grain, in whole sectors */
 	size_t out_bytes;
-	uint64_t pos;  /* writes start at or after this guest offset */
-	uint64_t next; /* the next free sector */
+	uint8_t *batch;	  /* BATCH_GRAINS of out_bytes each (made at the first batch), NULL */
+	unsigned threads; /* deflating a batch, the writer's own thread included */
+	struct deflate_pool *pool; /* the helper threads (started at the first batch), NULL */
+	uint64_t pos;		   /* writes start at or after this guest offset */
+	uint64_t next;		   /* the next free sector */
 	int failed;
 	bool finished;
 	char name[256]; /* the file name the descriptor gives its extent */
@@ -242,31 +251,184 @@ static int flush_gt(ims_vmdk_writer *w)
 	return 0;
 }
 
-/* Write guest grain @p index from @p data (GRAIN bytes) if it holds a non-zero byte. */
-static int store_grain(ims_vmdk_writer *w, uint64_t index, const uint8_t *data)
+/*
+ * Deflate @p data (GRAIN bytes) into @p out (out_bytes: its marker's 12 bytes first, left for
+ * emit_grain()). Touches nothing of the writer: safe on any thread.
+ * @returns the compressed length, 0 for a grain of zeros (nothing to write), -EIO.
+ */
+static long deflate_grain(const uint8_t *data, uint8_t *out, size_t out_bytes)
 {
-	uint64_t gdi = index / GTES, at = 0, sectors;
-	uLongf clen = (uLongf)(w->out_bytes - 12);
-	int r;
+	uLongf clen = (uLongf)(out_bytes - 12);
 
 	if (ims_format__all_zero(data, GRAIN))
 		return 0;
+	if (compress2(out + 12, &clen, data, GRAIN, Z_BEST_SPEED) != Z_OK)
+		return -EIO;
+	return (long)clen;
+}
+
+/* Write guest grain @p index, deflated into @p out (@p clen bytes after the marker's 12). */
+static int emit_grain(ims_vmdk_writer *w, uint64_t index, uint8_t *out, uLongf clen)
+{
+	uint64_t gdi = index / GTES, at = 0, sectors;
+	int r;
+
 	if (w->gt_index != gdi) {
 		if ((r = flush_gt(w)) < 0)
 			return r;
 		memset(w->gt, 0, sizeof(w->gt));
 		w->gt_index = gdi;
 	}
-	if (compress2(w->out + 12, &clen, data, GRAIN, Z_BEST_SPEED) != Z_OK)
-		return w->failed = ims_error_set(-EIO, "vmdk writer: deflate failed");
-	put64(w->out, index * GRAIN_SECTORS);
-	put32(w->out + 8, (uint32_t)clen);
+	put64(out, index * GRAIN_SECTORS);
+	put32(out + 8, (uint32_t)clen);
 	sectors = (12 + clen + SECTOR - 1) / SECTOR;
-	memset(w->out + 12 + clen, 0, (size_t)(sectors * SECTOR - 12 - clen));
+	memset(out + 12 + clen, 0, (size_t)(sectors * SECTOR - 12 - clen));
 	if ((r = reserve(w, sectors, &at)) < 0 ||
-	    (r = pwrite_full(w, w->out, (size_t)(sectors * SECTOR), at * SECTOR)) < 0)
+	    (r = pwrite_full(w, out, (size_t)(sectors * SECTOR), at * SECTOR)) < 0)
 		return r;
 	put32(w->gt + (index % GTES) * 4, (uint32_t)at);
+	return 0;
+}
+
+/* Write guest grain @p index from @p data (GRAIN bytes) if it holds a non-zero byte. */
+static int store_grain(ims_vmdk_writer *w, uint64_t index, const uint8_t *data)
+{
+	long clen = deflate_grain(data, w->out, w->out_bytes);
+
+	if (clen < 0)
+		return w->failed = ims_error_set(-EIO, "vmdk writer: deflate failed");
+	return clen ? emit_grain(w, index, w->out, (uLongf)clen) : 0;
+}
+
+/* A batch of whole grains being deflated: each thread takes the next grain not taken. */
+typedef struct {
+	const uint8_t *data; /* n grains, one after the other */
+	uint8_t *out;	     /* n slots of out_bytes */
+	size_t out_bytes;
+	long clen[BATCH_GRAINS]; /* as deflate_grain() returns */
+	unsigned n;
+	atomic_uint next;
+} deflate_batch;
+
+static void deflate_run(deflate_batch *b)
+{
+	for (unsigned i; (i = atomic_fetch_add(&b->next, 1)) < b->n;)
+		b->clen[i] = deflate_grain(b->data + (size_t)i * GRAIN,
+					   b->out + (size_t)i * b->out_bytes, b->out_bytes);
+}
+
+/*
+ * The writer's helper threads. A helper joins the open batch when it wakes (under the lock,
+ * counted in active); the writer deflates too, closes the batch once no grain is left to take
+ * and waits only for the helpers that joined: a helper that the scheduler has not run yet
+ * costs nothing (on a busy host, joining a thread per batch cost more than it gave).
+ */
+struct deflate_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t work, idle;
+	deflate_batch *batch; /* the open batch, NULL */
+	unsigned gen;	      /* batches opened so far */
+	unsigned active;      /* helpers working on the open batch */
+	bool quit;
+	unsigned n;
+	pthread_t t[DEFLATE_THREADS];
+};
+
+static void *pool_main(void *arg)
+{
+	struct deflate_pool *p = arg;
+	unsigned seen = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->quit && (!p->batch || p->gen == seen))
+			pthread_cond_wait(&p->work, &p->lock);
+		if (p->quit)
+			break;
+		seen = p->gen;
+		deflate_batch *b = p->batch;
+		p->active++;
+		pthread_mutex_unlock(&p->lock);
+		deflate_run(b);
+		pthread_mutex_lock(&p->lock);
+		if (--p->active == 0)
+			pthread_cond_signal(&p->idle);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+static void pool_free(struct deflate_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->quit = true;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->n; i++)
+		pthread_join(p->t[i], NULL);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->work);
+	pthread_cond_destroy(&p->idle);
+	free(p);
+}
+
+/* @p helpers threads; NULL when none could be started (the writer then deflates alone). */
+static struct deflate_pool *pool_new(unsigned helpers)
+{
+	struct deflate_pool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->work, NULL);
+	pthread_cond_init(&p->idle, NULL);
+	for (unsigned i = 0; i < helpers && i < DEFLATE_THREADS; i++) {
+		if (pthread_create(&p->t[p->n], NULL, pool_main, p) != 0)
+			break;
+		p->n++;
+	}
+	if (!p->n) {
+		pool_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/*
+ * Write the @p n whole grains from guest grain @p index at @p data (2 to BATCH_GRAINS),
+ * deflated on the writer's threads at once, in guest order.
+ */
+static int store_batch(ims_vmdk_writer *w, uint64_t index, const uint8_t *data, unsigned n)
+{
+	deflate_batch b = {.data = data, .out = w->batch, .out_bytes = w->out_bytes, .n = n};
+	struct deflate_pool *p = w->pool;
+	int r;
+
+	atomic_init(&b.next, 0);
+	if (p) {
+		pthread_mutex_lock(&p->lock);
+		p->batch = &b;
+		p->gen++;
+		pthread_cond_broadcast(&p->work);
+		pthread_mutex_unlock(&p->lock);
+	}
+	deflate_run(&b);
+	if (p) { /* every grain is taken: no helper joins now; wait for those that did */
+		pthread_mutex_lock(&p->lock);
+		p->batch = NULL;
+		while (p->active)
+			pthread_cond_wait(&p->idle, &p->lock);
+		pthread_mutex_unlock(&p->lock);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (b.clen[i] < 0)
+			return w->failed = ims_error_set(-EIO, "vmdk writer: deflate failed");
+		if (b.clen[i] && (r = emit_grain(w, index + i, b.out + (size_t)i * b.out_bytes,
+						 (uLongf)b.clen[i])) < 0)
+			return r;
+	}
 	return 0;
 }
 
@@ -312,6 +474,8 @@ static int open_writer(ims_vmdk_writer **out, int fd,
 	w->grain = malloc(GRAIN);
 	w->out_bytes = (size_t)((12 + compressBound(GRAIN) + SECTOR - 1) / SECTOR * SECTOR);
 	w->out = malloc(w->out_bytes);
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	w->threads = cpus < 1 ? 1 : cpus > DEFLATE_THREADS ? DEFLATE_THREADS : (unsigned)cpus;
 	if (!w->gd || !w->grain || !w->out) {
 		r = ims_error_set(-ENOMEM,
 				  "vmdk writer: out of memory for the tables of %" PRIu64 " bytes",
@@ -381,7 +545,20 @@ int ims_vmdk_writer_write(ims_vmdk_writer *w, uint64_t offset, const void *buf, 
 
 		if (index != w->grain_index && (r = flush_grain(w)) < 0)
 			return r;
-		if (n == GRAIN) {
+		unsigned whole =
+			len / GRAIN < BATCH_GRAINS ? (unsigned)(len / GRAIN) : BATCH_GRAINS;
+		if (!in && whole >= 2 && w->threads > 1) {
+			/* several whole grains: deflated at once, straight from the caller's buffer
+			 */
+			if (!w->batch && !(w->batch = malloc((size_t)BATCH_GRAINS * w->out_bytes)))
+				return w->failed = ims_error_set(
+					       -ENOMEM, "vmdk writer: out of memory for a batch");
+			if (!w->pool) /* none started: this thread deflates alone */
+				w->pool = pool_new(w->threads - 1);
+			if ((r = store_batch(w, index, p, whole)) < 0)
+				return r;
+			n = (size_t)whole * GRAIN;
+		} else if (n == GRAIN) {
 			/* a whole grain: straight from the caller's buffer */
 			if ((r = store_grain(w, index, p)) < 0)
 				return r;
@@ -441,5 +618,7 @@ void ims_vmdk_writer_free(ims_vmdk_writer *w)
 	free(w->gd);
 	free(w->grain);
 	free(w->out);
+	pool_free(w->pool);
+	free(w->batch);
 	free(w);
 }

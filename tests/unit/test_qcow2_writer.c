@@ -189,6 +189,105 @@ static void test_large_sparse(void **state)
 	assert_int_equal(walk.data_bytes, 7 * 65536);
 }
 
+/* A stream: the writer's pieces appended in order, gaps zero-filled, as an export's ring. */
+typedef struct {
+	int fd;
+	uint64_t end;
+} stream_sink;
+
+static int stream_out(void *ctx, const void *buf, size_t len, uint64_t off)
+{
+	stream_sink *s = ctx;
+
+	assert_true(off >= s->end); /* never back, never twice */
+	if (off > s->end)	    /* a gap: zeros, a hole here */
+		assert_int_equal(ftruncate(s->fd, (off_t)off), 0);
+	s->end = off;
+	if (len)
+		assert_int_equal(pwrite(s->fd, buf, len, (off_t)off), (ssize_t)len);
+	s->end += len;
+	return 0;
+}
+
+/*
+ * Streamed (ims_qcow2_writer_open_fn): the clusters planned first, every table before the
+ * data; planned clusters that stay zeros read as zeros; data outside the plan is refused.
+ */
+static void test_stream(void **state)
+{
+	(void)state;
+	static const uint64_t at[] = {0,
+				      70000,
+				      (512ull << 20) - 3,
+				      600ull << 20,
+				      (5ull << 30) + 12345,
+				      (6ull << 30) - 100};
+	ims_qcow2_writer *w = NULL;
+	uint64_t vsize = 6ull << 30;
+	stream_sink s = {.fd = create("stream.qcow2")};
+	char cmd[256];
+	ft_walk walk;
+
+	assert_int_equal(ims_qcow2_writer_open_fn(&w, stream_out, &s, vsize), 0);
+	/* the allocation: 8 MiB around each piece (overlapping ones merge), and 8 MiB at 3 GiB
+	 * that stays zeros */
+	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		uint64_t a = at[i] / (4u << 20) * (4u << 20);
+		assert_int_equal(
+			ims_qcow2_writer_plan(w, a, vsize - a < (8u << 20) ? vsize - a : 8u << 20),
+			0);
+		if (i == 3)
+			assert_int_equal(ims_qcow2_writer_plan(w, 3ull << 30, 8u << 20), 0);
+	}
+	ft_expect_error(ims_qcow2_writer_plan(w, 0, 4096), -EINVAL, "goes back");
+	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		snprintf(cmd, sizeof(cmd), "piece %zu", i);
+		assert_int_equal(ims_qcow2_writer_write(w, at[i], cmd, strlen(cmd) + 1), 0);
+	}
+	ft_expect_error(ims_qcow2_writer_plan(w, vsize - 512, 512), -EINVAL, "before its first");
+	assert_int_equal(ims_qcow2_writer_finish(w), 0);
+	ims_qcow2_writer_free(w);
+	close(s.fd);
+	qemu_agrees("stream.qcow2", "large.raw"); /* test_large_sparse's */
+	ft_compare(ft_path("stream.qcow2"), IMS_FORMAT_QCOW2, ft_path("large.raw"), 4 << 20, &walk);
+
+	/* the whole pattern, planned whole, in pieces of varying size */
+	uint8_t *p = malloc(PATTERN_BYTES);
+	assert_non_null(p);
+	ft_pattern(p, PATTERN_BYTES);
+	ft_write_file(ft_path("spattern.raw"), p, PATTERN_BYTES);
+	s = (stream_sink){.fd = create("spattern.qcow2")};
+	assert_int_equal(ims_qcow2_writer_open_fn(&w, stream_out, &s, PATTERN_BYTES), 0);
+	assert_int_equal(ims_qcow2_writer_plan(w, 0, PATTERN_BYTES), 0);
+	for (size_t off = 0, n = 1000; off < PATTERN_BYTES; off += n, n = n * 3 % 300007 + 1)
+		assert_int_equal(
+			ims_qcow2_writer_write(w, off, p + off,
+					       PATTERN_BYTES - off < n ? PATTERN_BYTES - off : n),
+			0);
+	assert_int_equal(ims_qcow2_writer_finish(w), 0);
+	ims_qcow2_writer_free(w);
+	close(s.fd);
+	qemu_agrees("spattern.qcow2", "spattern.raw");
+
+	/* nothing planned, nothing written: an empty disk; data outside the plan is refused */
+	s = (stream_sink){.fd = create("sempty.qcow2")};
+	assert_int_equal(ims_qcow2_writer_open_fn(&w, stream_out, &s, 1u << 20), 0);
+	assert_int_equal(ims_qcow2_writer_finish(w), 0);
+	ims_qcow2_writer_free(w);
+	close(s.fd);
+	ft_write_file(ft_path("sempty.raw"), NULL, 0);
+	assert_int_equal(truncate(ft_path("sempty.raw"), 1 << 20), 0);
+	qemu_agrees("sempty.qcow2", "sempty.raw");
+	s = (stream_sink){.fd = create("sbad.qcow2")};
+	assert_int_equal(ims_qcow2_writer_open_fn(&w, stream_out, &s, 1u << 20), 0);
+	assert_int_equal(ims_qcow2_writer_plan(w, 0, 65536), 0);
+	ft_expect_error(ims_qcow2_writer_write(w, 131072, p, 65536), -EINVAL,
+			"where the allocation map had none");
+	ims_qcow2_writer_free(w);
+	close(s.fd);
+	free(p);
+}
+
 static void test_refcount_layout(void **state)
 {
 	(void)state;
@@ -277,7 +376,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pattern),	     cmocka_unit_test(test_empty_and_full_clusters),
 		cmocka_unit_test(test_large_sparse), cmocka_unit_test(test_refcount_layout),
-		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_errors),	     cmocka_unit_test(test_stream),
 	};
 	return cmocka_run_group_tests_name("qcow2_writer", tests, setup, ft_teardown);
 }

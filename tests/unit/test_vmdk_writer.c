@@ -258,13 +258,66 @@ static void test_stream(void **state)
 	free(p);
 }
 
+/*
+ * Writes of many whole grains (a 4 MiB block, as the export reads) are deflated several grains
+ * at once on threads: the file is the same, byte for byte, as one written a grain at a time,
+ * and a stream that fails in the middle of such a batch stops the writer with its error.
+ */
+static void test_batches(void **state)
+{
+	(void)state;
+	size_t len = 3 * PATTERN_BYTES - 3 * 512; /* 12 MiB, plus 3 sectors */
+	uint8_t *p = malloc(len);
+	ims_vmdk_writer *w = NULL;
+	int fd = create("batch.vmdk");
+
+	assert_non_null(p);
+	for (size_t off = 0; off < len; off += PATTERN_BYTES)
+		ft_pattern(p + off, len - off < PATTERN_BYTES ? len - off : PATTERN_BYTES);
+	memset(p + (5u << 20), 0, 1u << 20); /* a whole MiB of zero grains inside a batch */
+	ft_write_file(ft_path("batch.raw"), p, len);
+	assert_int_equal(ims_vmdk_writer_open(&w, fd, len, ft_path("one.vmdk")), 0);
+	/* a partial grain first, then 4 MiB blocks from a grain boundary, then the tail */
+	assert_int_equal(ims_vmdk_writer_write(w, 0, p, 1000), 0);
+	assert_int_equal(ims_vmdk_writer_write(w, 1000, p + 1000, 65536 - 1000), 0);
+	for (size_t off = 65536; off < len; off += 4u << 20) {
+		size_t n = len - off < (4u << 20) ? len - off : 4u << 20;
+		assert_int_equal(ims_vmdk_writer_write(w, off, p + off, n), 0);
+	}
+	assert_int_equal(ims_vmdk_writer_finish(w), 0);
+	ims_vmdk_writer_free(w);
+	close(fd);
+	/* the same disk a grain at a time: no batch */
+	fd = create("one.vmdk");
+	assert_int_equal(ims_vmdk_writer_open(&w, fd, len, ft_path("one.vmdk")), 0);
+	for (size_t off = 0; off < len; off += 65536) {
+		size_t n = len - off < 65536 ? len - off : 65536;
+		assert_int_equal(ims_vmdk_writer_write(w, off, p + off, n), 0);
+	}
+	assert_int_equal(ims_vmdk_writer_finish(w), 0);
+	ims_vmdk_writer_free(w);
+	close(fd);
+	ft_run("cmp '%s' '%s'", ft_path("batch.vmdk"), ft_path("one.vmdk"));
+	qemu_agrees("batch.vmdk", "batch.raw");
+
+	/* the stream fails at its 10th write, inside the first batch */
+	stream_sink s = {.fd = create("stream3.vmdk"), .fail_at = 10};
+	assert_int_equal(ims_vmdk_writer_open_fn(&w, stream_out, &s, len, "x.vmdk"), 0);
+	assert_int_equal(ims_vmdk_writer_write(w, 0, p, 4u << 20), -ETIMEDOUT);
+	ims_error_clear();
+	ft_expect_error(ims_vmdk_writer_write(w, 4u << 20, p + (4u << 20), 4u << 20), -ETIMEDOUT,
+			"an earlier write failed");
+	ims_vmdk_writer_free(w);
+	close(s.fd);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pattern),
-		cmocka_unit_test(test_empty_and_sparse),
-		cmocka_unit_test(test_misuse),
-		cmocka_unit_test(test_stream),
+		cmocka_unit_test(test_pattern), cmocka_unit_test(test_empty_and_sparse),
+		cmocka_unit_test(test_misuse),	cmocka_unit_test(test_stream),
+		cmocka_unit_test(test_batches),
 	};
 	return cmocka_run_group_tests_name("vmdk_writer", tests, setup, ft_teardown);
 }
