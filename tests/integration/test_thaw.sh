@@ -10,7 +10,7 @@ CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 T_OUT=/tmp/th-out.$$ T_ERR=/tmp/th-err.$$
 
-FREEZE_S=${THAW_FREEZE_S:-25}
+FREEZE_S=${THAW_FREEZE_S:-20}
 frozen=0
 cleanup() {
   [ $frozen = 0 ] || thaw_site c 2>/dev/null
