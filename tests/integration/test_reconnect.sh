@@ -59,6 +59,7 @@ blocklist() {
 expect_new_seal() {
   write_a 4M
   sealed=$(wait_new_seal "$1" 120)
+  [ -n "$sealed" ] || daemon_logs
   check "$2 ($sealed)" test -n "$sealed"
   check "  both copies equal at it" test -n "$sealed" -a "$(sum_at "$CEPH_CONF_A" "$sealed")" = "$(sum_at "$CEPH_CONF_B" "$sealed")"
 }
@@ -70,7 +71,7 @@ write_a 16M
 expect_rc 0 "enable replication to site b (RPO 5s)" on_a repl enable "rbd/$img" --to b --rpo 5s
 expect_rc 0 "first sync" on_a repl sync "rbd/$img"
 sealed0=$(status last_sealed_snapshot)
-check "a snapshot is sealed ($sealed0)" test -n "$sealed0"
+check_or_stop "a snapshot is sealed ($sealed0)" test -n "$sealed0"
 
 # ---- every client of both daemons on site b blocklisted for an hour
 rec_a0=$(metric "$IMGSTORE_SERVER_A" 'imgstore_site_reconnects_total{site="b"}')
@@ -88,7 +89,7 @@ rec_a1=$(metric "$IMGSTORE_SERVER_A" 'imgstore_site_reconnects_total{site="b"}')
 check "daemon a counted its reconnect to site b ($rec_a0 -> $rec_a1)" test "${rec_a1:-0}" -gt "${rec_a0:-0}"
 rec_b1=
 b_reconnected() { rec_b1=$(metric "$IMGSTORE_SERVER_B" 'imgstore_site_reconnects_total{site="b"}'); [ "${rec_b1:-0}" -gt "${rec_b0:-0}" ]; }
-wait_until 15 1 b_reconnected # daemon b finds out at its next probe
+wait_for 15 "daemon b to count a reconnect to its own site" b_reconnected # at its next probe
 check "daemon b counted its reconnect to its own site ($rec_b0 -> $rec_b1)" test "${rec_b1:-0}" -gt "${rec_b0:-0}"
 lines_a1=$(grep -c "site 'b': this daemon's client was blocklisted" "$LOG_A")
 check "  daemon a logged it once ($((lines_a1 - lines_a0)) line)" test $((lines_a1 - lines_a0)) = 1
@@ -107,18 +108,19 @@ check "daemon a is ready" test "$(http_code "$IMGSTORE_SERVER_A/readyz")" = 200
 # ---- /readyz and imgstore_site_up with site a not answering
 freeze_site a
 code=
-wait_until 30 1 readyz_a_is 503
+wait_for 30 "daemon a's /readyz to answer 503" readyz_a_is 503
 check "daemon a is not ready while its site does not answer (/readyz $code)" test "$code" = 503
 curl -s --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$IMGSTORE_SERVER_A/readyz" | sed 's/^/# readyz: /'
 check "  but alive (/healthz 200)" test "$(http_code "$IMGSTORE_SERVER_A/healthz")" = 200
 check "  imgstore_site_up{site=\"a\"} is 0 on daemon a" test "$(metric "$IMGSTORE_SERVER_A" 'imgstore_site_up{site="a"}')" = 0
 up=
-for _ in $(seq 1 30); do up=$(metric "$IMGSTORE_SERVER_B" 'imgstore_site_up{site="a"}'); [ "$up" = 0 ] && break; sleep 1; done
+b_sees_a() { up=$(metric "$IMGSTORE_SERVER_B" 'imgstore_site_up{site="a"}'); [ "$up" = "$1" ]; }
+wait_for 30 "daemon b's imgstore_site_up{site=\"a\"} to be 0" b_sees_a 0
 check "  and on daemon b, whose peer it is" test "$up" = 0
 check "daemon b stays ready: a dead peer is what failover is for" test "$(http_code "$IMGSTORE_SERVER_B/readyz")" = 200
-thaw_site a
+check_or_stop "site a serves I/O again after the thaw" thaw_site a
 code=
-wait_until 60 1 readyz_a_is 200
+wait_for 60 "daemon a's /readyz to answer 200" readyz_a_is 200
 check "daemon a is ready again after the thaw" test "$code" = 200
 check "  imgstore_site_up{site=\"a\"} is 1 again" test "$(metric "$IMGSTORE_SERVER_A" 'imgstore_site_up{site="a"}')" = 1
 

@@ -14,6 +14,15 @@
 #   metric SERVER NAME            the value of the sample NAME (with its labels) in SERVER's /metrics
 #   rbd_on SITE ARGS...           rbd against site SITE, bounded to $RBD_TIMEOUT seconds (120)
 #   wait_until TRIES PAUSE CMD... CMD until it succeeds, PAUSE seconds apart; fails after TRIES
+#   wait_for SECS WHAT CMD...     CMD until it succeeds, a second apart, for SECS seconds of wall
+#                                 clock at most (a slow CMD does not stretch it past its own
+#                                 last try); when it gives up it says what it waited for and
+#                                 prints the daemons' last log lines (daemon_logs)
+#   daemon_logs [N]               the last N (12) lines of every site's imgstored.log, as comments
+#   check_or_stop WHAT CMD...     check WHAT CMD...; when it fails the script stops there (finish):
+#                                 for a check the rest of the script depends on, so that a site
+#                                 that does not come back fails the test in seconds, not through
+#                                 every later call's timeout
 #   daemon_pid SITE               the pid of site SITE's imgstored, from its pid file
 #   daemon_up SITE                whether site SITE's imgstored runs
 #   daemon_start SITE [VAR=VALUE...]  start it (quiet), with these in its environment
@@ -57,6 +66,34 @@ wait_until() {
     sleep "$pause"
   done
   return 1
+}
+
+wait_for() {
+  local secs=$1 what=$2 end
+  shift 2
+  end=$((SECONDS + secs))
+  while :; do
+    "$@" && return 0
+    [ $SECONDS -lt "$end" ] || break
+    sleep 1
+  done
+  echo "# gave up after $secs s waiting for $what"
+  daemon_logs
+  return 1
+}
+daemon_logs() {
+  local f s
+  for f in "$IMGSTORE_SANDBOX"/site-*/log/imgstored.log; do
+    [ -f "$f" ] || continue
+    s=${f%/log/imgstored.log}
+    echo "# site ${s##*/site-}'s imgstored, last lines:"
+    tail -n "${1:-12}" "$f" | cut -c1-300 | sed 's/^/#   /'
+  done
+}
+check_or_stop() {
+  check "$@" && return 0
+  echo "# stopping here: the checks after this one depend on it"
+  finish
 }
 
 daemon_pid() { cat "$IMGSTORE_SANDBOX/site-$1/run/imgstored.pid" 2>/dev/null; }
