@@ -245,9 +245,12 @@ static int shred_replicas(ims_daemon *d, const char *pool, const char *image)
 /*
  * Crypto-shredding reaches the tier too: the wrapped key in every manifest of the image (and of
  * its snapshots) on every configured target is destroyed, so the chunks are unreadable. A
- * target that cannot be reached fails the call (run it again).
+ * target that cannot be reached fails the call (run it again). With @p check, only whether
+ * every target answers: asked before any key is destroyed, so that a target that is down
+ * refuses the shred with nothing changed anywhere.
  */
-static int shred_tiered(ims_daemon *d, const char *pool, const char *image, uint32_t *count)
+static int shred_tiered(ims_daemon *d, const char *pool, const char *image, bool check,
+			uint32_t *count)
 {
 	*count = 0;
 	for (size_t i = 0; i < d->cfg->ns3; i++) {
@@ -255,7 +258,8 @@ static int shred_tiered(ims_daemon *d, const char *pool, const char *image, uint
 		size_t n = 0;
 		int r = ims_tier_target_open(&t, &d->cfg->s3[i]);
 		if (r == 0)
-			r = ims_tier_shred(&n, t, pool, image);
+			r = check ? ims_tier_shred_check(t, pool, image)
+				  : ims_tier_shred(&n, t, pool, image);
 		ims_tier_target_free(t);
 		*count += (uint32_t)n;
 		if (r < 0)
@@ -275,7 +279,7 @@ static int shred_cold(ims_daemon *d, const char *pool, const char *image, uint32
 		return r < 0 ? r
 			     : ims_error_set(-ENOENT, "no image '%s/%s' on site '%s'", pool, image,
 					     ims_site_name(d->site));
-	if ((r = shred_tiered(d, pool, image, count)) < 0)
+	if ((r = shred_tiered(d, pool, image, false, count)) < 0)
 		return r;
 	if (*count == 0)
 		return ims_error_set(-EINVAL,
@@ -304,8 +308,9 @@ static int h_delete_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 			return r;
 		goto reply;
 	}
-	if (o.shred && ((r = shred_replicas(d, s.pool, s.image)) < 0 ||
-			(r = shred_tiered(d, s.pool, s.image, &cold)) < 0))
+	if (o.shred && ((r = shred_tiered(d, s.pool, s.image, true, &cold)) < 0 ||
+			(r = shred_replicas(d, s.pool, s.image)) < 0 ||
+			(r = shred_tiered(d, s.pool, s.image, false, &cold)) < 0))
 		return r;
 	if ((r = ims_image_remove(d->site, s.pool, s.image, &o)) < 0)
 		return r;

@@ -397,6 +397,20 @@ out:
 	return r;
 }
 
+int ims_tier_shred_check(ims_tier_target *t, const char *pool, const char *image)
+{
+	char prefix[3 * IMS_NAME_MAX + 4];
+	keylist l = {0};
+	int r;
+	if ((r = ims_name_check(IMS_NAME_POOL, pool)) < 0 ||
+	    (r = ims_name_check(IMS_NAME_IMAGE, image)) < 0)
+		return r;
+	snprintf(prefix, sizeof(prefix), "%s/%s", pool, image);
+	r = list_manifests(&l, t, prefix);
+	keylist_free(&l);
+	return r;
+}
+
 int ims_tier_rewrap(ims_crypt_rewrap_result *out, ims_tier_target *t, const ims_crypt_kek *kek)
 {
 	keylist l = {0};

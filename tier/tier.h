@@ -167,6 +167,14 @@ int ims_tier_forget(ims_tier_target *t, const char *name);
 int ims_tier_shred(size_t *out, ims_tier_target *t, const char *pool, const char *image);
 
 /**
+ * List the manifests of @p pool/@p image on @p t, changing nothing: whether a shred
+ * (ims_tier_shred()) could reach them now. A shred asks it of every target before it destroys
+ * any key, so that a target that does not answer refuses the shred with nothing changed.
+ * @returns 0, or the target's error.
+ */
+int ims_tier_shred_check(ims_tier_target *t, const char *pool, const char *image);
+
+/**
  * Drop the catalog entry of the cold image @p pool/@p image (its manifests stay on their
  * target): what removing a cold image leaves of it here.
  *

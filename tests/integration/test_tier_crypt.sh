@@ -9,9 +9,10 @@
 #   - image rm --shred of a tiered image destroys the key in its manifests too, and says so: a
 #     restore is then refused ("crypto-shredded"), for an image kept after its push and for a
 #     cold one (pushed away, its catalog entry dropped);
-#   - image rm --shred while the S3 target answers 503 (a fault proxy): refused in one line
-#     naming the target, the image untouched and still opening; the same command works once S3
-#     answers again.
+#   - image rm --shred of a replicated image while the S3 target answers 503 (a fault proxy):
+#     refused in one line naming the target before anything changed (the replica's key on site
+#     b intact), the image untouched and still opening; the same command works once S3
+#     answers again, the replica's key destroyed too.
 set -uo pipefail
 IMGSTORED=${IMS_BINARY_DIR:?}/daemon/imgstored
 CLI=${IMS_BINARY_DIR}/cli/imgstore
@@ -120,6 +121,10 @@ kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; daemon=""
 # ---- image rm --shred with the S3 target answering 503 to everything (through
 # tests/integration/tier_fault_proxy.py, a daemon of site a pointed at it): refused in one line
 # naming the target, the image here untouched and still opening; run again once S3 answers
+key_b() { rbd -c "$(conf_of b)" image-meta get "rbd/$img" imgstore.crypt.key 2>/dev/null; }
+expect_rc 0 "replicate the tiered image to site b" on_a repl enable "rbd/$img" --to b --rpo 1h
+expect_rc 0 "  sync" on_a repl sync "rbd/$img"
+check "  its replica on site b holds its wrapped key" bash -c '[ -n "$1" ] && [ "$1" != shredded ]' _ "$(key_b)"
 python3 "$(dirname "${BASH_SOURCE[0]}")/tier_fault_proxy.py" --upstream "http://127.0.0.1:$port" \
   --port-file "$W/proxy.port" </dev/null >"$W/proxy.log" 2>&1 &
 proxy=$!
@@ -146,6 +151,8 @@ echo "# refused after $((SECONDS - t0)) s (retries = 1 here; 5 by default)"
 check "  in one line naming the target" \
   bash -c "[ \$(wc -l <'$T_ERR') = 1 ] && grep -q \"cannot shred the cold copies on target 'rgw'\" '$T_ERR'"
 cat "$T_ERR"
+check "  before anything changed: the replica's key on site b is intact" \
+  bash -c '[ -n "$1" ] && [ "$1" != shredded ]' _ "$(key_b)"
 expect_rc 0 "  the image is still there" on_a image info "rbd/$img"
 expect_rc 0 "  and opens with its key: export" on_a image export "rbd/$img" "$IMGSTORE_EXPORT_DIR/tcrypt$$.p.raw"
 check "  gives the plaintext back" cmp -s "$src" "$IMGSTORE_EXPORT_DIR/tcrypt$$.p.raw"
@@ -156,6 +163,7 @@ kill -TERM "$proxy" 2>/dev/null; wait "$proxy" 2>/dev/null; proxy=""
 # ---- crypto-shredding reaches the tier (the same command, run again)
 expect_rc 0 "image rm --shred of the tiered image (kept after its push)" on_a image rm "rbd/$img" --shred
 check "  says the cold copy is unreadable too" grep -q "shredded 'rbd/$img'.* 1 cold copy on the tier unreadable too" "$T_OUT"
+check "  the replica's key on site b is destroyed too" test "$(key_b)" = shredded
 expect_rc 1 "  a restore is refused" on_a tier restore "rbd/$img"
 check "  saying it was crypto-shredded" \
   grep -q "cold image 'rbd/$img' was crypto-shredded: its key is destroyed" "$T_ERR"
