@@ -73,6 +73,25 @@ struct ims_qcow2_writer {
 	size_t l2_run;	   /* the first run that may hold clusters of l2_out */
 };
 
+/* The version 3 header, in w->cluster: the L1 table at @p l1_off, @p rt_clusters clusters of
+ * refcount table at @p rt_off. */
+static uint8_t *header(ims_qcow2_writer *w, uint64_t l1_off, uint64_t rt_off, uint64_t rt_clusters)
+{
+	uint8_t *h = w->cluster;
+	memset(h, 0, CS);
+	ims_format__put_be32(h, 0x514649fbu);
+	ims_format__put_be32(h + 4, 3);
+	ims_format__put_be32(h + 20, CLUSTER_BITS);
+	ims_format__put_be64(h + 24, w->vsize);
+	ims_format__put_be32(h + 36, (uint32_t)w->l1_entries);
+	ims_format__put_be64(h + 40, l1_off);
+	ims_format__put_be64(h + 48, rt_off);
+	ims_format__put_be32(h + 56, (uint32_t)rt_clusters);
+	ims_format__put_be32(h + 96, 4);
+	ims_format__put_be32(h + 100, HEADER_BYTES);
+	return h;
+}
+
 static int pwrite_full(ims_qcow2_writer *w, const void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
@@ -174,18 +193,7 @@ static int stream_begin(ims_qcow2_writer *w)
 		w->l1[k] = n ? host * CS : 0;
 		host += n ? n + 1 : 0;
 	}
-	uint8_t *h = w->cluster;
-	memset(h, 0, CS);
-	ims_format__put_be32(h, 0x514649fbu);
-	ims_format__put_be32(h + 4, 3);
-	ims_format__put_be32(h + 20, CLUSTER_BITS);
-	ims_format__put_be64(h + 24, w->vsize);
-	ims_format__put_be32(h + 36, (uint32_t)w->l1_entries);
-	ims_format__put_be64(h + 40, CS);
-	ims_format__put_be64(h + 48, (1 + l1c + blocks) * CS);
-	ims_format__put_be32(h + 56, (uint32_t)tables);
-	ims_format__put_be32(h + 96, 4);
-	ims_format__put_be32(h + 100, HEADER_BYTES);
+	uint8_t *h = header(w, CS, (1 + l1c + blocks) * CS, tables);
 	if ((r = pwrite_full(w, h, CS, 0)) < 0)
 		return r;
 	w->next = 1;
@@ -568,18 +576,7 @@ int ims_qcow2_writer_finish(ims_qcow2_writer *w)
 		return r;
 
 	/* the header last: until it is there, the file is no image */
-	h = w->cluster;
-	memset(h, 0, CS);
-	ims_format__put_be32(h, 0x514649fbu);
-	ims_format__put_be32(h + 4, 3);
-	ims_format__put_be32(h + 20, CLUSTER_BITS);
-	ims_format__put_be64(h + 24, w->vsize);
-	ims_format__put_be32(h + 36, (uint32_t)w->l1_entries);
-	ims_format__put_be64(h + 40, l1_off);
-	ims_format__put_be64(h + 48, rt_off);
-	ims_format__put_be32(h + 56, (uint32_t)rt_clusters);
-	ims_format__put_be32(h + 96, 4);
-	ims_format__put_be32(h + 100, HEADER_BYTES);
+	h = header(w, l1_off, rt_off, rt_clusters);
 	/* byte 104: compression type 0 (deflate); the extensions end at once after it */
 	r = pwrite_full(w, h, CS, 0);
 	if (r < 0)
