@@ -217,10 +217,11 @@ static int h_rename_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 
 /*
  * Crypto-shredding reaches every replica: the wrapped key of the copy on each peer site whose
- * source is this image goes first (a peer that cannot be reached fails the call before
- * anything here changes; run it again).
+ * source is this image. With @p check, every peer is only asked first (it answers, the image
+ * there is our replica or absent): a peer that cannot be reached refuses the shred before any
+ * key anywhere is destroyed.
  */
-static int shred_replicas(ims_daemon *d, const char *pool, const char *image)
+static int shred_replicas(ims_daemon *d, const char *pool, const char *image, bool check)
 {
 	char source[3 * IMS_NAME_MAX + 3];
 	int r = ims_image_exists(d->site, pool, image);
@@ -233,7 +234,8 @@ static int shred_replicas(ims_daemon *d, const char *pool, const char *image)
 		const char *peer = d->cfg->peers[i].name;
 		ims_site *site = NULL;
 		if ((r = ims_daemon_peer(d, peer, &site)) == 0)
-			r = ims_image_shred_replica(site, pool, image, source);
+			r = check ? ims_image_shred_replica_check(site, pool, image, source)
+				  : ims_image_shred_replica(site, pool, image, source);
 		if (r == -EEXIST) /* another image of that name there: not ours to touch */
 			r = 0;
 		if (r < 0)
@@ -309,7 +311,8 @@ static int h_delete_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 		goto reply;
 	}
 	if (o.shred && ((r = shred_tiered(d, s.pool, s.image, true, &cold)) < 0 ||
-			(r = shred_replicas(d, s.pool, s.image)) < 0 ||
+			(r = shred_replicas(d, s.pool, s.image, true)) < 0 ||
+			(r = shred_replicas(d, s.pool, s.image, false)) < 0 ||
 			(r = shred_tiered(d, s.pool, s.image, false, &cold)) < 0))
 		return r;
 	if ((r = ims_image_remove(d->site, s.pool, s.image, &o)) < 0)

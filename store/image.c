@@ -769,7 +769,10 @@ static int shred_key(rados_ioctx_t io, const char *pool, const char *name)
 	return r;
 }
 
-int ims_image_shred_replica(ims_site *site, const char *pool, const char *name, const char *source)
+/* The replica's key destroyed (@p shred) or only looked at: the site answers, the image there
+ * is a replica of @p source or absent, its metadata reads. */
+static int shred_replica(ims_site *site, const char *pool, const char *name, const char *source,
+			 bool shred)
 {
 	rbd_image_t image = NULL;
 	char what[2 * IMS_NAME_MAX + 2], src[512];
@@ -791,12 +794,23 @@ int ims_image_shred_replica(ims_site *site, const char *pool, const char *name, 
 	} else if (r < 0) {
 		ims_error_set(r, "cannot read the metadata of '%s' on site '%s': %s", what,
 			      ims_site_name(site), ims_strerror(r));
-	} else {
+	} else if (shred) {
 		r = ims_crypt_shred(image, what);
 	}
 	ims_site_guard_put(site, pool, name, true);
 	ims_site_guard_drop(site, pool, name);
 	return r;
+}
+
+int ims_image_shred_replica(ims_site *site, const char *pool, const char *name, const char *source)
+{
+	return shred_replica(site, pool, name, source, true);
+}
+
+int ims_image_shred_replica_check(ims_site *site, const char *pool, const char *name,
+				  const char *source)
+{
+	return shred_replica(site, pool, name, source, false);
 }
 
 int ims_image_remove(ims_site *site, const char *pool, const char *name,

@@ -150,6 +150,17 @@ int ims_image_remove(ims_site *site, const char *pool, const char *name,
 int ims_image_shred_replica(ims_site *site, const char *pool, const char *name, const char *source);
 
 /**
+ * What ims_image_shred_replica() would meet, with nothing changed: @p site answers and the
+ * image there is a replica of @p source (or there is none). A shred asks every peer this before
+ * it destroys any key, so that a peer that is down refuses it with every key intact.
+ *
+ * @returns 0, -EEXIST if an image of that name there is no replica of @p source, -EBUSY if
+ *          another daemon holds it, or the error that reaching the site met.
+ */
+int ims_image_shred_replica_check(ims_site *site, const char *pool, const char *name,
+				  const char *source);
+
+/**
  * Set tag @p key to @p value (keys: 1 to 64 of [A-Za-z0-9._-]; values: up to 1024 printable
  * bytes).
  *

@@ -8,7 +8,9 @@
 #   - replication ships ciphertext (no pattern on site b), and after a failover site b reads
 #     the image back; attach-info gives libvirt an <encryption> element (virt-xml-validate);
 #   - image rm --shred destroys the key here and on the replica: the copy left on site a
-#     cannot be read; --shred of a plain image is refused and changes nothing.
+#     cannot be read; --shred of a plain image is refused and changes nothing; a peer that does
+#     not answer (site c's monitor address nobody runs) refuses it before any key is destroyed
+#     (the replica's on site a, the first peer, intact).
 set -uo pipefail
 IMGSTORED=${IMS_BINARY_DIR:?}/daemon/imgstored
 CLI=${IMS_BINARY_DIR}/cli/imgstore
@@ -19,9 +21,10 @@ W=$(mktemp -d /tmp/imgstore-crypt.XXXXXX)
 T_OUT=$W/.out T_ERR=$W/.err
 img=crypt$$ made=crypt$$-new plain=crypt$$-plain
 src=$IMGSTORE_IMPORT_DIR/crypt$$.raw
-daemon=""
+daemon="" restore_b=""
 cleanup() {
   [ -n "$daemon" ] && kill -KILL "$daemon" 2>/dev/null
+  [ -n "$restore_b" ] && config_restore b
   forget_images "$img" "$made" "$plain"
   rm -rf "$W" "$src" "$IMGSTORE_EXPORT_DIR"/crypt$$.*
 }
@@ -160,7 +163,38 @@ expect_rc 0 "create a plain image" on_a image create "rbd/$plain" --size 8M
 expect_rc 1 "image rm --shred of a plain image is refused" on_a image rm "rbd/$plain" --shred
 check "  saying it has no key" grep -q "is not encrypted: it has no key to shred (use --purge)" "$T_ERR"
 check "  and the image stays" quiet on_a image info "rbd/$plain"
-expect_rc 0 "image rm --shred on site b, the primary" on_b image rm "rbd/$img" --shred
+# site b's daemon restarted with its second peer (c) pointed at a monitor nobody runs: every
+# peer is asked before any key is destroyed, so the replica's key on site a (the first peer)
+# must stay; then its configuration back (config_restore, also on the way out)
+key_a() { rbd -c "$(conf_of a)" image-meta get "rbd/$img" imgstore.crypt.key 2>/dev/null; }
+check "the replica on site a holds its wrapped key" bash -c '[ -n "$1" ] && [ "$1" != shredded ]' _ "$(key_a)"
+sed -e "s|^mon host = .*|mon host = v2:127.0.0.1:$(free_port)|" "$(conf_of c)" >"$W/dead-c.conf"
+check "  a ceph.conf for site c whose monitor nobody runs" grep -q "^mon host = v2:127.0.0.1:" "$W/dead-c.conf"
+config_keep b
+restore_b=1
+awk -v dead="$W/dead-c.conf" '/^\[/ { sect = $0 } sect == "[peer c]" && /^ceph_conf = / { $0 = "ceph_conf = " dead } { print }' \
+  "$(site_conf b).orig" >"$(site_conf b)"
+check "  site b's daemon: peers a (up) then c (that one)" \
+  bash -c "grep -q '^ceph_conf = $W/dead-c.conf$' '$(site_conf b)' && [ \$(grep -n '^\[peer a\]' '$(site_conf b)' | cut -d: -f1) -lt \$(grep -n '^\[peer c\]' '$(site_conf b)' | cut -d: -f1) ]"
+daemon_stop b
+check "  restarted with it" daemon_start b
+t0=$SECONDS
+expect_rc 1 "  image rm --shred on site b is refused" on_b image rm "rbd/$img" --shred
+echo "# refused after $((SECONDS - t0)) s (the peer's mon_timeout is 5 s)"
+sed "s/^/# /" "$T_ERR"
+check "  in one line naming site c" \
+  bash -c "[ \$(wc -l <'$T_ERR') = 1 ] && grep -q \"cannot shred the replica on site 'c'\" '$T_ERR'"
+check "  before any key changed: the replica's key on site a is intact" \
+  bash -c '[ -n "$1" ] && [ "$1" != shredded ]' _ "$(key_a)"
+check "  and this image's own key too" \
+  bash -c '[ -n "$1" ] && [ "$1" != shredded ]' _ "$(rbd_on b image-meta get "rbd/$img" imgstore.crypt.key 2>/dev/null)"
+expect_rc 0 "  the image on site b still opens: export" on_b image export "rbd/$img" "$IMGSTORE_EXPORT_DIR/crypt$$.b2.raw"
+check "  gives the plaintext back" cmp -s "$src" "$IMGSTORE_EXPORT_DIR/crypt$$.b2.raw"
+config_restore b
+restore_b=""
+check "site b's daemon back on its own configuration" daemon_up b
+
+expect_rc 0 "image rm --shred on site b, the primary (every peer answers)" on_b image rm "rbd/$img" --shred
 check "  the image is gone from site b" bash -c "! rbd -c '$(conf_of b)' info 'rbd/$img' >/dev/null 2>&1"
 check "  the replica's key on site a is destroyed" \
   test "$(rbd_on a image-meta get "rbd/$img" imgstore.crypt.key 2>/dev/null)" = shredded
