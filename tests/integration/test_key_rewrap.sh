@@ -7,8 +7,9 @@
 #   - a second run rewraps nothing (idempotent); a key put back as a killed run leaves it is
 #     rewrapped by the next run (resumable);
 #   - with the old KEK file removed, the image exports and the cold image restores;
-#   - the same rotation backwards leaves the sandbox's images as they were (its daemon reads
-#     them again).
+#   - the same rotation backwards, its first run killed for real (kill -9) while it waits on
+#     S3 (a fault proxy holds the request) and the second run ending it, leaves the sandbox's
+#     images as they were (its daemon reads them again).
 set -uo pipefail
 IMGSTORED=${IMS_BINARY_DIR:?}/daemon/imgstored
 CLI=${IMS_BINARY_DIR}/cli/imgstore
@@ -20,7 +21,8 @@ T_OUT=$W/.out T_ERR=$W/.err
 img=rewrap$$ trashed=rewrap$$-trash bad=rewrap$$-bad cold=rewrap$$-cold back=rewrap$$-back
 src=$IMGSTORE_IMPORT_DIR/rewrap$$.raw
 OLD=$(sed -n 's/^kek_file = //p' "$(site_conf a)")
-daemon=""
+daemon="" proxy="" S3_ENDPOINT=""
+RGW_PORT=$(cat "$IMGSTORE_SANDBOX/site-a/rgw/port")
 stop() { [ -n "$daemon" ] && { kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; }; daemon=""; }
 mine() { "$CLI" --server "$W/d.sock" "$@"; }
 # KEK_FILE [PREVIOUS_FILE]: a daemon of site a on paths of its own with these KEKs
@@ -33,6 +35,7 @@ start() {
       -e "s|^export_dirs = .*|export_dirs = $W|" \
       -e "s|^kek_file = .*|kek_file = $1${2:+\nkek_previous_file = $2}|" \
       -e "s|^\[server\]|[server]\ninstance = rewrap-2|" \
+      -e "s|^endpoint = http://127.0.0.1:$RGW_PORT\$|endpoint = ${S3_ENDPOINT:-http://127.0.0.1:$RGW_PORT}|" \
       "$(site_conf a)" >"$W/d.conf"
   setsid "$IMGSTORED" --config "$W/d.conf" </dev/null >>"$W/d.log" 2>&1 &
   daemon=$!
@@ -42,6 +45,7 @@ cleanup() {
   # whatever happened: every key of site a back on the sandbox's KEK
   if [ -s "$W/new.kek" ] && start "$OLD" "$W/new.kek"; then mine key rewrap >/dev/null 2>&1; fi
   stop
+  [ -n "$proxy" ] && kill -KILL "$proxy" 2>/dev/null
   timeout 120 s3cmd -c "$W/s3cfg" del "s3://imgstore-cold/manifests/rbd/$cold" >/dev/null 2>&1
   on_a image rm --purge "rbd/$bad" >/dev/null 2>&1
   forget_images "$img" "$cold" "$back"
@@ -107,10 +111,38 @@ expect_rc 0 "  which exports" mine image export "rbd/$back" "$W/b.raw"
 check "  with its plaintext" cmp -s "$src" "$W/b.raw"
 expect_rc 1 "the sandbox's daemon (old KEK) cannot open the image now" on_a image export "rbd/$img" "$IMGSTORE_EXPORT_DIR/rewrap$$.raw"
 
-# ---- and back, for the tests after this one
-check "a daemon with the old kek_file and the new as previous" start "$OLD" "$W/new.kek"
-expect_rc 0 "  key rewrap back" mine --format json key rewrap
-check "  rewraps them" quiet jq -e '(.images_rewrapped | tonumber) >= 3 and (.cold_rewrapped | tonumber) >= 1' "$T_OUT"
+# ---- and back, for the tests after this one: the first run killed for real (kill -9) while
+# it waits on S3 (a fault proxy holds its first tier request 20 s), after the images' keys and
+# before the cold image's manifest; the next run ends the job
+python3 "$(dirname "${BASH_SOURCE[0]}")/tier_fault_proxy.py" --upstream "http://127.0.0.1:$RGW_PORT" \
+  --port-file "$W/proxy.port" </dev/null >"$W/proxy.log" 2>&1 &
+proxy=$!
+check "a fault proxy before radosgw" wait_until 100 0.1 test -s "$W/proxy.port"
+pport=$(cat "$W/proxy.port")
+s3_requests() { curl -sf --max-time 5 "http://127.0.0.1:$pport/__fault__/stats" | sed -n 's/^requests=\([0-9]*\).*/\1/p'; }
+S3_ENDPOINT=http://127.0.0.1:$pport
+check "a daemon with the old kek_file and the new as previous, its S3 through the proxy" start "$OLD" "$W/new.kek"
+S3_ENDPOINT=""
+check "  its configuration points the target at the proxy" grep -q "^endpoint = http://127.0.0.1:$pport$" "$W/d.conf"
+n0=$(s3_requests)
+check "  the proxy will hold the next S3 request 20 s" curl -sf --max-time 5 "http://127.0.0.1:$pport/__fault__/plan?actions=slow:20" -o /dev/null
+mine --format json key rewrap >"$W/killed.out" 2>"$W/killed.err" &
+run=$!
+s3_asked() { [ "$(s3_requests)" -gt "${n0:-0}" ]; }
+check "  key rewrap back, until its first S3 request" wait_until 300 0.1 s3_asked
+kill -KILL "$daemon"
+wait "$daemon" 2>/dev/null
+daemon=""
+wait "$run"
+rc=$?
+check "  killed (kill -9): the CLI fails (exit $rc)" test "$rc" -ne 0
+sed "s/^/# /" "$W/killed.err"
+check "  the image's key is back on the old KEK already" bash -c "[[ \$(rbd -c '$(conf_of a)' image-meta get 'rbd/$img' imgstore.crypt.key) == v1:$(jq -r .previous_kek_id "$W/r1.json"):* ]]"
+kill -TERM "$proxy" 2>/dev/null; wait "$proxy" 2>/dev/null; proxy=""
+check "the daemon restarted (S3 straight to radosgw)" start "$OLD" "$W/new.kek"
+expect_rc 0 "  key rewrap back, again" mine --format json key rewrap
+check "  ends the job: the images already current, the cold one (left by the killed run) rewrapped, none failed" \
+  quiet jq -e '(.images_current | tonumber) >= 2 and (.cold_rewrapped | tonumber) == 1 and ((.images_failed // 0) | tonumber) == 0' "$T_OUT"
 stop
 expect_rc 0 "the sandbox's daemon exports the image again" on_a image export "rbd/$img" "$IMGSTORE_EXPORT_DIR/rewrap$$.raw"
 check "  with its plaintext" cmp -s "$src" "$IMGSTORE_EXPORT_DIR/rewrap$$.raw"
