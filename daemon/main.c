@@ -482,7 +482,7 @@ static int open_files(ims_daemon *d)
 
 /* A digest appended to the log: an audit line, so that the log's entries are anchored outside
  * it too (a log rewritten from an entry on disagrees with the audit trail). */
-static void digest_recorded(void *ctx, const ims_digest_entry *e)
+static void digest_recorded(void *ctx, const char *peer, const ims_digest_entry *e)
 {
 	char line[1200];
 	if (strcmp(e->why, IMS_DIGEST_CHECKPOINT) == 0) /* a compaction (digest.h) */
@@ -493,8 +493,9 @@ static void digest_recorded(void *ctx, const ims_digest_entry *e)
 	else
 		snprintf(line, sizeof(line),
 			 "digest seq=%" PRIu64 " snapshot='%s/%s@%s' for=%s objects=%" PRIu64
-			 " hash=%s",
-			 e->seq, e->pool, e->image, e->snap, e->why, e->nobjects, e->hash);
+			 " hash=%s%s%s",
+			 e->seq, e->pool, e->image, e->snap, e->why, e->nobjects, e->hash,
+			 peer ? " site=" : "", peer ? peer : "");
 	audit_line(ctx, line);
 }
 
@@ -506,15 +507,43 @@ static void queue_digest(void *ctx, const char *pool, const char *image, const c
 	ims_digest_queue_push(d->digests, pool, image, snap, why);
 }
 
-static void sealed_digest(void *ctx, const char *pool, const char *image, const char *snap)
-{
-	queue_digest(ctx, pool, image, snap, "replication");
-}
-
-static void sealed_group_digest(void *ctx, const char *pool, const char *group, const char *snap)
+/* A cycle sealed a snapshot, or shipped scheduled ones: the digests of the primary's and of
+ * the copies on the target's site, recorded in that site's log (a failover there keeps its
+ * snapshots verifiable). A target not connected is left without them (warned). */
+static void sealed_digest(void *ctx, const char *target, const char *pool, const char *image,
+			  const ims_repl_result *res)
 {
 	ims_daemon *d = ctx;
+	ims_site *peer = NULL;
+	if (!res->unchanged && res->sealed[0])
+		queue_digest(ctx, pool, image, res->sealed, "replication");
+	if (ims_daemon_peer(d, target, &peer) < 0) {
+		ims_log_warning("no digests of the copies of '%s/%s' on site '%s': %s", pool, image,
+				target, ims_error_last());
+		return;
+	}
+	for (unsigned i = 0; i < res->nshipped && i < IMS_REPL_SHIPPED_MAX; i++)
+		ims_digest_queue_push_on(d->digests, peer, pool, image, res->shipped[i],
+					 "replica-schedule");
+	if (res->nshipped > IMS_REPL_SHIPPED_MAX)
+		ims_log_warning("digests of %u scheduled snapshots of '%s/%s' shipped to site '%s' "
+				"in one cycle: only the first %d queued",
+				res->nshipped, pool, image, target, IMS_REPL_SHIPPED_MAX);
+	if (!res->unchanged && res->sealed[0])
+		ims_digest_queue_push_on(d->digests, peer, pool, image, res->sealed, "replica");
+}
+
+static void sealed_group_digest(void *ctx, const char *target, const char *pool, const char *group,
+				const char *snap)
+{
+	ims_daemon *d = ctx;
+	ims_site *peer = NULL;
 	ims_digest_queue_push_group(d->digests, d->site, pool, group, snap, "replication");
+	if (ims_daemon_peer(d, target, &peer) < 0)
+		ims_log_warning("no digests of the copy of '%s/%s@%s' on site '%s': %s", pool,
+				group, snap, target, ims_error_last());
+	else
+		ims_digest_queue_push_group(d->digests, peer, pool, group, snap, "replica");
 }
 
 static void scheduled_digest(void *ctx, const char *pool, const char *image, const char *snap)

@@ -866,7 +866,8 @@ void ims_digest_queue_push_group(ims_digest_queue *q, ims_site *site, const char
 		return;
 	}
 	for (size_t k = 0; k < gi->nmembers; k++)
-		ims_digest_queue_push(q, gi->members[k].pool, gi->members[k].image, name, why);
+		ims_digest_queue_push_on(q, site, gi->members[k].pool, gi->members[k].image, name,
+					 why);
 	ims_group_info_free(gi);
 }
 
@@ -1167,6 +1168,7 @@ out:
 #define QUEUE_MAX 256
 
 typedef struct {
+	ims_site *site; /* where the snapshot is: the queue's own site or a peer's */
 	char pool[IMS_NAME_MAX + 1], image[IMS_NAME_MAX + 1], snap[IMS_NAME_MAX + 1], why[32];
 } job;
 
@@ -1204,7 +1206,7 @@ static void compact_now(ims_digest_queue *q)
 		     cr.removed, cr.entries, cr.checkpoint.seq, cr.checkpoint.size,
 		     ims_clock_mono_s() - t0, cr.checkpoint.hash);
 	if (q->recorded)
-		q->recorded(q->ctx, &cr.checkpoint);
+		q->recorded(q->ctx, NULL, &cr.checkpoint);
 }
 
 void ims_digest_queue_compact_after(ims_digest_queue *q, uint64_t n)
@@ -1233,15 +1235,17 @@ static void *queue_loop(void *arg)
 		ims_digest_entry e;
 		double t0 = ims_clock_mono_s();
 		ims_error_clear();
-		int r = ims_digest_record(&e, q->site, q->records_pool, j.pool, j.image, j.snap,
+		int r = ims_digest_record(&e, j.site, q->records_pool, j.pool, j.image, j.snap,
 					  j.why);
+		const char *peer = j.site != q->site ? ims_site_name(j.site) : NULL;
 		if (r == 0) {
-			ims_log_info("digest %" PRIu64 " of '%s/%s@%s' (%s): %" PRIu64
+			ims_log_info("digest %" PRIu64 " of '%s/%s@%s'%s%s%s (%s): %" PRIu64
 				     " objects in %.2f s, hash %.16s",
-				     e.seq, j.pool, j.image, j.snap, j.why, e.nobjects,
+				     e.seq, j.pool, j.image, j.snap, peer ? " on site '" : "",
+				     peer ? peer : "", peer ? "'" : "", j.why, e.nobjects,
 				     ims_clock_mono_s() - t0, e.hash);
 			if (q->recorded)
-				q->recorded(q->ctx, &e);
+				q->recorded(q->ctx, peer, &e);
 			pthread_mutex_lock(&q->lock);
 			bool due = q->compact_after && ++q->appended >= q->compact_after;
 			if (due)
@@ -1250,8 +1254,9 @@ static void *queue_loop(void *arg)
 			if (due)
 				compact_now(q);
 		} else {
-			ims_log_warning("no digest of '%s/%s@%s': %s", j.pool, j.image, j.snap,
-					ims_error_last());
+			ims_log_warning("no digest of '%s/%s@%s'%s%s%s: %s", j.pool, j.image,
+					j.snap, peer ? " on site '" : "", peer ? peer : "",
+					peer ? "'" : "", ims_error_last());
 		}
 		pthread_mutex_lock(&q->lock);
 		q->running = false;
@@ -1288,6 +1293,13 @@ int ims_digest_queue_start(ims_digest_queue **out, ims_site *site, const char *r
 void ims_digest_queue_push(ims_digest_queue *q, const char *pool, const char *image,
 			   const char *snap, const char *why)
 {
+	if (q)
+		ims_digest_queue_push_on(q, q->site, pool, image, snap, why);
+}
+
+void ims_digest_queue_push_on(ims_digest_queue *q, ims_site *site, const char *pool,
+			      const char *image, const char *snap, const char *why)
+{
 	if (!q)
 		return;
 	pthread_mutex_lock(&q->lock);
@@ -1298,6 +1310,7 @@ void ims_digest_queue_push(ims_digest_queue *q, const char *pool, const char *im
 		return;
 	}
 	job *j = &q->jobs[(q->head + q->count) % QUEUE_MAX];
+	j->site = site;
 	snprintf(j->pool, sizeof(j->pool), "%s", pool);
 	snprintf(j->image, sizeof(j->image), "%s", image);
 	snprintf(j->snap, sizeof(j->snap), "%s", snap);

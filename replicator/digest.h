@@ -57,7 +57,8 @@ typedef struct {
 	char snap[IMS_NAME_MAX + 1];
 	uint64_t snap_id, size, obj_size, nobjects;
 	int64_t at_ms;
-	char why[32];			   /* "replication", "schedule", "manual" */
+	char why[32]; /* "replication", "schedule", "manual"; a copy on a secondary's site:
+			 "replica", "replica-schedule" */
 	char list_sha[IMS_SHA256_HEX_LEN]; /* SHA-256 of the object list */
 	char prev[IMS_SHA256_HEX_LEN];	   /* the previous entry's hash; zeros for the first */
 	char hash[IMS_SHA256_HEX_LEN];	   /* SHA-256 of this entry's fields and prev */
@@ -135,8 +136,10 @@ int ims_digest_compact(ims_digest_compact_result *out, ims_site *site, const cha
 
 typedef struct ims_digest_queue ims_digest_queue;
 
-/** Called on the queue's thread after each digest was appended (the daemon's audit line). */
-typedef void (*ims_digest_recorded_fn)(void *ctx, const ims_digest_entry *e);
+/** Called on the queue's thread after each digest was appended (the daemon's audit line):
+ *  @p peer is the name of the site whose log it went to when that is not the queue's own
+ *  (ims_digest_queue_push_on()), else NULL. */
+typedef void (*ims_digest_recorded_fn)(void *ctx, const char *peer, const ims_digest_entry *e);
 
 /** Start the queue's thread: digests of @p site, recorded in @p records_pool. */
 int ims_digest_queue_start(ims_digest_queue **out, ims_site *site, const char *records_pool,
@@ -149,11 +152,20 @@ int ims_digest_queue_start(ims_digest_queue **out, ims_site *site, const char *r
 void ims_digest_queue_push(ims_digest_queue *q, const char *pool, const char *image,
 			   const char *snap, const char *why);
 
+/**
+ * ims_digest_queue_push() of a snapshot on @p site, recorded in that site's log (in the
+ * queue's records pool, whose name is the same on every site): a replica's snapshot on a peer
+ * site, so that `snap verify` there covers it after a failover. @p site must outlive the queue.
+ */
+void ims_digest_queue_push_on(ims_digest_queue *q, ims_site *site, const char *pool,
+			      const char *image, const char *snap, const char *why);
+
 /** Compact the log (ims_digest_compact()) after every @p n digests the queue appended; 0: never.
  *  A compaction's checkpoint goes to the queue's recorded callback like a digest. */
 void ims_digest_queue_compact_after(ims_digest_queue *q, uint64_t n);
 
-/** Queue a digest of each member of group @p pool/@p group at its group snapshot @p snap. */
+/** Queue a digest of each member of group @p pool/@p group on @p site (the queue's own or a
+ *  peer's, as ims_digest_queue_push_on()) at its group snapshot @p snap. */
 void ims_digest_queue_push_group(ims_digest_queue *q, ims_site *site, const char *pool,
 				 const char *group, const char *snap, const char *why);
 

@@ -1109,7 +1109,7 @@ static int snap_if_missing(member *m, const char *name, ims_site *site)
 	int r = rbd_snap_get_id(m->img, name, &id);
 	if (r == 0)
 		return 0;
-	if ((r = rbd_snap_create(m->img, name)) < 0)
+	if ((r = snap_create_patient(m->img, name)) < 0)
 		return ims_error_set(r, "cannot snapshot '%s/%s' on site '%s' as '%s': %s", m->pool,
 				     m->image, ims_site_name(site), name, ims_strerror(r));
 	return 0;
@@ -1259,7 +1259,7 @@ int ims_repl_group_rejoin(char *plan, size_t len, ims_site *cur, ims_site *old, 
 			changed = true;
 		if (!changed)
 			continue;
-		if ((r = rbd_snap_create(ms.m[k].img, recovery)) < 0) {
+		if ((r = snap_create_patient(ms.m[k].img, recovery)) < 0) {
 			ims_error_set(r, "cannot keep the head of '%s/%s' on site '%s' as '%s': %s",
 				      ms.m[k].pool, ms.m[k].image, ims_site_name(old), recovery,
 				      ims_strerror(r));

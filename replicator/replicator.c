@@ -939,9 +939,14 @@ static int ship_one(cycle *cy, const char *from, const char *snap, uint64_t size
 				      "cannot create the scheduled snapshot '%s' of %s on site "
 				      "'%s': %s",
 				      snap, cy->what, ims_site_name(cy->dst), ims_strerror(r));
-	else
+	else {
 		ims_log_info("shipped the scheduled snapshot '%s' of %s to site '%s'", snap,
 			     cy->what, ims_site_name(cy->dst));
+		if (cy->res.nshipped < IMS_REPL_SHIPPED_MAX)
+			snprintf(cy->res.shipped[cy->res.nshipped], sizeof(cy->res.shipped[0]),
+				 "%s", snap);
+		cy->res.nshipped++;
+	}
 out:
 	ims_extents_free(&ext);
 	rbd_close(at);

@@ -100,9 +100,15 @@ typedef enum {
 	IMS_REPL_REFUSED_CYCLE,	    /* another daemon runs the pair's cycle (the scheduler's) */
 } ims_repl_refusal;
 
+#define IMS_REPL_SHIPPED_MAX 16
+
 typedef struct {
 	char base[64];	 /* "" for a full copy */
 	char sealed[64]; /* the snapshot this cycle sealed */
+	/* the scheduled snapshots this cycle shipped to the secondary, oldest first: the first
+	 * IMS_REPL_SHIPPED_MAX of them (nshipped counts them all) */
+	char shipped[IMS_REPL_SHIPPED_MAX][64];
+	unsigned nshipped;
 	bool full;
 	bool resumed;	       /* continued a cut cycle from its checkpoint */
 	bool unchanged;	       /* nothing changed since the base: no snapshot taken; the target

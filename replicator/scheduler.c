@@ -496,11 +496,12 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	}
 	ims_site_ioctx_close(c.io);
 
-	if (r == 0 && p->unit == IMS_REPL_IMAGE && !res.unchanged && res.sealed[0] && s->o.sealed)
-		s->o.sealed(s->o.sealed_ctx, p->pool, p->image, res.sealed);
+	if (r == 0 && p->unit == IMS_REPL_IMAGE &&
+	    ((!res.unchanged && res.sealed[0]) || res.nshipped) && s->o.sealed)
+		s->o.sealed(s->o.sealed_ctx, p->target, p->pool, p->image, &res);
 	if (r == 0 && p->unit == IMS_REPL_GROUP && !res.unchanged && res.sealed[0] &&
 	    s->o.sealed_group)
-		s->o.sealed_group(s->o.sealed_ctx, p->pool, p->image, res.sealed);
+		s->o.sealed_group(s->o.sealed_ctx, p->target, p->pool, p->image, res.sealed);
 	if (r == 0 && res.resumed)
 		ims_log_info("replication of '%s' resumed a cut cycle from its checkpoint and "
 			     "sealed '%s' "

@@ -73,13 +73,17 @@ typedef struct {
 	 * NULL. A due cycle to a site that does not answer is not started: it would only hold a
 	 * worker until the cluster's timeout. Called with peer_ctx. */
 	bool (*site_up)(void *ctx, const char *name);
-	/* after a cycle of an image sealed a new snapshot (tamper evidence: its digest, queued);
+	/* after a cycle of an image to @p target sealed a new snapshot (@p res->sealed, unless
+	 * @p res->unchanged) or shipped scheduled snapshots there (@p res->shipped): tamper
+	 * evidence, the digests of the primary's snapshot and of the copies on @p target, queued;
 	 * must not block; may be NULL. */
-	void (*sealed)(void *ctx, const char *pool, const char *image, const char *snap);
+	void (*sealed)(void *ctx, const char *target, const char *pool, const char *image,
+		       const ims_repl_result *res);
 	void *sealed_ctx;
-	/* the same after a group's cycle sealed a cut (a group snapshot @p snap of @p group), with
-	 * sealed_ctx; may be NULL */
-	void (*sealed_group)(void *ctx, const char *pool, const char *group, const char *snap);
+	/* the same after a group's cycle sealed a cut (a group snapshot @p snap of @p group) on
+	 * @p target, with sealed_ctx; may be NULL */
+	void (*sealed_group)(void *ctx, const char *target, const char *pool, const char *group,
+			     const char *snap);
 } ims_repl_sched_opts;
 #define IMS_REPL_SCHED_OPTS_INIT                                                                   \
 	{                                                                                          \

@@ -155,6 +155,8 @@ expect_rc 0 "group rbd/$g of rbd/$d1, rbd/$d2 on site a, replicated to site b" b
 check "the group's cut sealed by replication got a digest of each member" wait_until 40 0.25 bash -c "grep -q \"digest [0-9]* of 'rbd/$d1@$g@imgstore-repl-[0-9]*' (replication)\" '$(site_log a)' && grep -q \"digest [0-9]* of 'rbd/$d2@$g@imgstore-repl-[0-9]*' (replication)\" '$(site_log a)'"
 cut=$(grep -o "digest [0-9]* of 'rbd/$d1@$g@imgstore-repl-[0-9]*'" "$(site_log a)" | tail -1 | sed "s/.*@\(imgstore-repl-[0-9]*\)'/\1/")
 expect_rc 0 "snap verify rbd/$g@$cut: intact" on_a snap verify "rbd/$g@$cut"
+check "  its copy on site b got a digest of each member in site b's log" wait_until 40 0.25 bash -c "grep -q \"digest [0-9]* of 'rbd/$d1@$g@$cut' on site 'b' (replica)\" '$(site_log a)' && grep -q \"digest [0-9]* of 'rbd/$d2@$g@$cut' on site 'b' (replica)\" '$(site_log a)'"
+expect_rc 0 "  snap verify on site b of rbd/$g@$cut: intact" on_b snap verify "rbd/$g@$cut"
 # every 2 s with 2 s hours: hourly=N keeps the last N (each in an hour of its own)
 expect_rc 0 "schedule add of the group every 2s, keep hourly=30" on_a snap schedule add --group "rbd/$g" --every 2s --keep hourly=30
 check "  group snapshots on site a" wait_until 40 0.25 bash -c "rbd -c '$CEPH_CONF_A' group snap ls 'rbd/$g' | grep -q imgstore-sched-"

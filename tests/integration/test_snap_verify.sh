@@ -2,7 +2,9 @@
 # Tamper evidence on site a: a snapshot taken through the API, a sealed replication snapshot
 # and a scheduled one each get a digest in the site's hash-chained digest log; snap verify
 # finds them intact, and names the object that changed when the snapshot is removed and taken
-# again under its name over altered data with rbd behind imgstore's back; an edited entry of
+# again under its name over altered data with rbd behind imgstore's back; the sealed
+# snapshot's copy on site b and a scheduled snapshot shipped there get digests in site b's own
+# log (verified on site b, an altered copy named there); an edited entry of
 # the digest log breaks its chain; a host may not verify. The audit log is hash-chained: a copy
 # verifies, and an edited line breaks the chain at that line.
 set -uo pipefail
@@ -82,6 +84,24 @@ else
   ok "the scheduled snapshot digested was pruned since (retention): nothing to verify"
 fi
 
+# ---- the copies on site b: digests in site b's own log, so that a failover keeps them
+# verifiable; the scheduled snapshot shipped by the next cycle too; an altered copy named
+check "the sealed snapshot's copy on site b is digested into site b's log" \
+  wait_until 50 0.2 grep -q "digest [0-9]* of 'rbd/$img@$sealed' on site 'b' (replica)" "$LOG"
+check "  with an audit line on site a naming site b" wait_until 20 0.2 \
+  grep -q "digest seq=[0-9]* snapshot='rbd/$img@$sealed' for=replica objects=[0-9]* hash=[0-9a-f]* site=b " "$AUDIT"
+expect_rc 0 "snap verify on site b of its copy: intact" on_b snap verify "rbd/$img@$sealed"
+check "  taken for replica" grep -q "rbd/$img@$sealed: intact (digest [0-9]*, taken for replica" "$T_OUT"
+expect_rc 0 "sync again (ships the scheduled snapshots taken since)" on_a repl sync "rbd/$img"
+shipped=$(grep -o "digest [0-9]* of 'rbd/$img@imgstore-sched-[0-9]*' on site 'b' (replica-schedule)" "$LOG" | tail -1 | sed "s/.*@\(imgstore-sched-[0-9]*\)'.*/\1/")
+check "  a shipped scheduled snapshot is digested on site b (${shipped:-none})" \
+  wait_until 50 0.2 grep -q "digest [0-9]* of 'rbd/$img@imgstore-sched-[0-9]*' on site 'b' (replica-schedule)" "$LOG"
+shipped=$(grep -o "digest [0-9]* of 'rbd/$img@imgstore-sched-[0-9]*' on site 'b' (replica-schedule)" "$LOG" | tail -1 | sed "s/.*@\(imgstore-sched-[0-9]*\)'.*/\1/")
+if rbd -c "$CEPH_CONF_B" snap ls "rbd/$img" | grep -qw "$shipped"; then
+  expect_rc 0 "  snap verify on site b of $shipped: intact" on_b snap verify "rbd/$img@$shipped"
+else
+  ok "the shipped scheduled snapshot was pruned since (the primary's retention): nothing to verify"
+fi
 # ---- an edited entry of the digest log
 saved_key=$(rados -c "$CEPH_CONF_A" -p rbd listomapkeys imgstore.digests | grep -v head | sort | tail -1)
 rados -c "$CEPH_CONF_A" -p rbd getomapval imgstore.digests "$saved_key" "$W/saved" >/dev/null 2>&1
@@ -92,6 +112,22 @@ check "  at that entry" grep -q "digest log BROKEN: entry $((10#$saved_key)) was
 rados -c "$CEPH_CONF_A" -p rbd setomapval imgstore.digests "$saved_key" --input-file "$W/saved" >/dev/null 2>&1
 saved_key=
 expect_rc 0 "put back, it holds again" on_a snap verify "rbd/$img@$sealed"
+
+# ---- an altered copy on site b, named there (the primary's sealed snapshots go with repl disable)
+expect_rc 0 "repl disable (the copy stays on site b, no longer held)" on_a repl disable "rbd/$img"
+rbd -c "$CEPH_CONF_B" snap rm "rbd/$img@$sealed" >/dev/null 2>&1
+truncate -s 16M "$W/alt2"
+dd if=/dev/urandom of="$W/alt2" bs=4K count=1 seek=1100 conv=notrunc status=none # in object 1
+rbd -c "$CEPH_CONF_B" import --no-progress "$W/alt2" "rbd/$alt" >/dev/null 2>&1
+rbd -c "$CEPH_CONF_B" snap create "rbd/$alt@s1" >/dev/null 2>&1
+rbd -c "$CEPH_CONF_B" export-diff --no-progress "rbd/$alt@s1" - 2>/dev/null |
+  rbd -c "$CEPH_CONF_B" import-diff --no-progress - "rbd/$img" >/dev/null 2>&1
+rbd -c "$CEPH_CONF_B" snap rm "rbd/$img@s1" >/dev/null 2>&1 # import-diff's own
+rbd -c "$CEPH_CONF_B" snap create "rbd/$img@$sealed" >/dev/null 2>&1
+check "rbd re-created the copy's @$sealed on site b over altered data" bash -c "rbd -c '$CEPH_CONF_B' snap ls 'rbd/$img' | grep -qw '$sealed'"
+expect_rc 1 "snap verify on site b: changed" on_b snap verify "rbd/$img@$sealed"
+sed 's/^/# /' "$T_OUT"
+check "  names object 1 and the re-creation" bash -c "grep -q '  changed .*\.0000000000000001 (object 1)' '$T_OUT' && grep -q 'the snapshot was re-created: its id differs' '$T_OUT'"
 
 # ---- the audit log's chain
 cp "$AUDIT" "$W/audit.log"
