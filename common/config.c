@@ -212,7 +212,8 @@ static const config_key keys[] = {
 	 "them, a week 168. Shortened by tests only (`2s`: an hourly rule over seconds)."},
 	{S_DEFAULTS, "digest_log_compact_after", T_UINT, DF(digest_log_compact_after), "10000", 0,
 	 100000000, NULL, 0,
-	 "Compact the snapshot digest log after every this many digests a daemon appended: the "
+	 "Compact a site's snapshot digest log after every this many digests a daemon appended "
+	 "to it (its own site's, and each peer's it digests replicated copies into): the "
 	 "entries of snapshots that no longer exist are replaced by a checkpoint that keeps the "
 	 "chain verifiable (SECURITY.md). 0: never."},
 	{S_DEFAULTS, "log_level", T_ENUM, DF(log_level), "info", 0, 0, "error|warning|info|debug",

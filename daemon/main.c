@@ -488,8 +488,9 @@ static void digest_recorded(void *ctx, const char *peer, const ims_digest_entry 
 	if (strcmp(e->why, IMS_DIGEST_CHECKPOINT) == 0) /* a compaction (digest.h) */
 		snprintf(line, sizeof(line),
 			 "digest seq=%" PRIu64 " checkpoint replaces=%" PRIu64 " runs=%" PRIu64
-			 " hash=%s",
-			 e->seq, e->nobjects, e->size, e->hash);
+			 " hash=%s%s%s",
+			 e->seq, e->nobjects, e->size, e->hash, peer ? " site=" : "",
+			 peer ? peer : "");
 	else
 		snprintf(line, sizeof(line),
 			 "digest seq=%" PRIu64 " snapshot='%s/%s@%s' for=%s objects=%" PRIu64

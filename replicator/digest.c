@@ -1165,7 +1165,8 @@ out:
 /* ---------------------------------------------------------------------------------------- */
 /* the queue */
 
-#define QUEUE_MAX 256
+#define QUEUE_MAX   256
+#define QUEUE_SITES 9 /* the queue's own and up to 8 peers' logs counted for compaction */
 
 typedef struct {
 	ims_site *site; /* where the snapshot is: the queue's own site or a peer's */
@@ -1184,29 +1185,54 @@ struct ims_digest_queue {
 	unsigned head, count;
 	bool running;
 	ims_threads threads;
-	uint64_t compact_after, appended; /* appends since the last compaction this queue ran */
+	uint64_t compact_after;
+	/* appends since the last compaction this queue ran, per site: [0] the queue's own, then
+	 * the peers' logs it appended to (a secondary's daemon may never append to its own) */
+	struct {
+		ims_site *site;
+		uint64_t appended;
+	} logs[QUEUE_SITES];
 };
 
-/* A compaction after every compact_after digests this queue appended (ims_digest_compact). */
-static void compact_now(ims_digest_queue *q)
+/* A compaction of @p site's log (ims_digest_compact); @p peer its name when not the queue's. */
+static void compact_now(ims_digest_queue *q, ims_site *site, const char *peer)
 {
 	ims_digest_compact_result cr;
 	double t0 = ims_clock_mono_s();
+	char on[IMS_NAME_MAX + 16] = "";
+	if (peer)
+		snprintf(on, sizeof(on), " of site '%s'", peer);
 	ims_error_clear();
-	if (ims_digest_compact(&cr, q->site, q->records_pool) < 0) {
-		ims_log_warning("digest log not compacted: %s", ims_error_last());
+	if (ims_digest_compact(&cr, site, q->records_pool) < 0) {
+		ims_log_warning("digest log%s not compacted: %s", on, ims_error_last());
 		return;
 	}
 	if (!cr.compacted) {
-		ims_log_info("digest log: nothing to compact (%zu entries)", cr.entries);
+		ims_log_info("digest log%s: nothing to compact (%zu entries)", on, cr.entries);
 		return;
 	}
-	ims_log_info("digest log compacted: %zu of %zu entries replaced by checkpoint %" PRIu64
+	ims_log_info("digest log%s compacted: %zu of %zu entries replaced by checkpoint %" PRIu64
 		     " (%" PRIu64 " runs), in %.2f s, hash %.16s",
-		     cr.removed, cr.entries, cr.checkpoint.seq, cr.checkpoint.size,
+		     on, cr.removed, cr.entries, cr.checkpoint.seq, cr.checkpoint.size,
 		     ims_clock_mono_s() - t0, cr.checkpoint.hash);
 	if (q->recorded)
-		q->recorded(q->ctx, NULL, &cr.checkpoint);
+		q->recorded(q->ctx, peer, &cr.checkpoint);
+}
+
+/* One more append to @p site's log: whether its compaction is due (after every compact_after
+ * digests this queue appended there). Under the queue's lock. */
+static bool compaction_due(ims_digest_queue *q, ims_site *site)
+{
+	size_t i = 0;
+	while (i < QUEUE_SITES && q->logs[i].site && q->logs[i].site != site)
+		i++;
+	if (i == QUEUE_SITES)
+		return false; /* more sites than counted: their own daemons compact them */
+	q->logs[i].site = site;
+	if (!q->compact_after || ++q->logs[i].appended < q->compact_after)
+		return false;
+	q->logs[i].appended = 0;
+	return true;
 }
 
 void ims_digest_queue_compact_after(ims_digest_queue *q, uint64_t n)
@@ -1247,12 +1273,10 @@ static void *queue_loop(void *arg)
 			if (q->recorded)
 				q->recorded(q->ctx, peer, &e);
 			pthread_mutex_lock(&q->lock);
-			bool due = q->compact_after && ++q->appended >= q->compact_after;
-			if (due)
-				q->appended = 0;
+			bool due = compaction_due(q, j.site);
 			pthread_mutex_unlock(&q->lock);
 			if (due)
-				compact_now(q);
+				compact_now(q, j.site, peer);
 		} else {
 			ims_log_warning("no digest of '%s/%s@%s'%s%s%s: %s", j.pool, j.image,
 					j.snap, peer ? " on site '" : "", peer ? peer : "",
@@ -1276,6 +1300,7 @@ int ims_digest_queue_start(ims_digest_queue **out, ims_site *site, const char *r
 		return -ENOMEM;
 	}
 	q->site = site;
+	q->logs[0].site = site;
 	snprintf(q->records_pool, sizeof(q->records_pool), "%s", records_pool);
 	q->recorded = recorded;
 	q->ctx = ctx;

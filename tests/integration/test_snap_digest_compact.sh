@@ -6,7 +6,8 @@
 # list of what it replaced, are named by snap verify; an entry edited before a compaction stops
 # it (nothing removed) and is still named after; a second compaction replaces the first
 # checkpoint; a group snapshot gets a digest per member, verified as a group and per member,
-# kept by a compaction, a member's re-creation named. The log is restored at every step.
+# kept by a compaction, a member's re-creation named; site b's log, where site a's daemon
+# records the digests of its replicas, compacted by it too. The log is restored at every step.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
@@ -139,5 +140,19 @@ check "rbd re-created the group snapshot gs1 behind imgstore's back, member 1 al
 expect_rc 1 "snap verify rbd/$g@gs1: changed" on_a snap verify "rbd/$g@gs1"
 check "  names member 1's objects added" grep -q "^  added $m1id.00000000000000" "$T_OUT"
 check "  and the re-creation" grep -q "the snapshot was re-created" "$T_OUT"
+
+# ---- site b's log, which site a's daemon appends the replicas' digests to, is compacted by it
+# after four of them too (site b's own daemon may never append there)
+from=$(($(wc -l <"$LOG") + 1))
+expect_rc 0 "replicate rbd/$img to site b" on_a repl enable "rbd/$img" --to b --rpo 1h
+for i in 1 2 3 4 5; do
+  rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 64K --io-total 64K --io-pattern rand "rbd/$img" >/dev/null 2>&1
+  on_a repl sync "rbd/$img" >/dev/null 2>&1
+done
+check "  five syncs: five copies digested into site b's log" wait_until 100 0.2 bash -c "[ \$(tail -n +$from '$LOG' | grep -c \"digest [0-9]* of 'rbd/$img@imgstore-repl-[0-9]*' on site 'b' (replica)\") -ge 5 ]"
+check "  and site b's log compacted by site a's daemon" wait_until 100 0.2 bash -c "tail -n +$from '$LOG' | grep -q \"digest log of site 'b' compacted\\|digest log of site 'b': nothing to compact\""
+echo "# $(log_from "$from" | grep "digest log of site 'b'" | tail -1)"
+sealed=$(on_a --format json repl status "rbd/$img" | jq -r '.[0].last_sealed_snapshot')
+expect_rc 0 "  snap verify on site b of the newest copy ($sealed): intact, the chain holds" on_b snap verify "rbd/$img@$sealed"
 
 finish
