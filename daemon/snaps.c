@@ -91,6 +91,14 @@ static int h_create_snapshot(void *app, ims_rpc_call *call, const ProtobufCMessa
 		ims_log_info("snapshot '%s/%s@%s' sealed on site(s) %s (sync mode)", s.pool,
 			     s.image, s.snap, sealed_on);
 	ims_digest_queue_push(d->digests, s.pool, s.image, s.snap, "manual");
+	/* and its copies on the sync-mode targets, in their own logs (replicator/digest.h) */
+	for (char *save = NULL, *t = strtok_r(sealed_on, ",", &save); t;
+	     t = strtok_r(NULL, ",", &save)) {
+		ims_site *peer = NULL;
+		if (ims_daemon_peer(d, t, &peer) == 0)
+			ims_digest_queue_push_on(d->digests, peer, s.pool, s.image, s.snap,
+						 "replica");
+	}
 	if ((r = ims_snap_list(&snaps, &n, d->site, s.pool, s.image)) < 0)
 		return r;
 	r = ims_error_set(-ENOENT, "snapshot '%s' vanished after its creation", s.snap);

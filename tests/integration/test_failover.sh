@@ -125,6 +125,9 @@ rbd -c "$CEPH_CONF_A" bench --io-type write --io-size 64K --io-total 2M --io-pat
 expect_rc 0 "a second one after more writes" on_a snap create "rbd/$sm@host-snap-2"
 check "  is sealed too, equal" test "$(rbd -c "$CEPH_CONF_A" export --no-progress "rbd/$sm@host-snap-2" - | sha256sum)" = \
   "$(rbd -c "$CEPH_CONF_B" export --no-progress "rbd/$sm@host-snap-2" - 2>/dev/null | sha256sum)"
+check "  its copy digested into site b's log" wait_until 100 0.2 \
+  grep -q "digest [0-9]* of 'rbd/$sm@host-snap-2' on site 'b' (replica)" "$(site_log a)"
+expect_rc 0 "  snap verify on site b: intact" on_b snap verify "rbd/$sm@host-snap-2"
 forget_images "$sm"
 
 # every image whose primary is a site, at once: planned (asked of that site), then forced back
