@@ -1206,6 +1206,16 @@ static int download_stream(ims_daemon *d, ims_rpc_call *call,
 			download_wait_end(d);
 		}
 	}
+	if (r == -ERANGE && q->within_length && m && q->offset > ims_source_growing_size(g)) {
+		/* a client fetching ahead asked past the end, which it learns so */
+		imgstore__v1__download_chunk_response__init(m);
+		m->eof = true;
+		m->total_bytes = ims_source_growing_size(g);
+		m->in_any_order = true;
+		ims_source_growing_free(g);
+		*resp = &m->base;
+		return 0;
+	}
 	if (r < 0)
 		ims_source_growing_free(g);
 	if (r == -ECANCELED) {
@@ -1225,12 +1235,15 @@ static int download_stream(ims_daemon *d, ims_rpc_call *call,
 				break;
 			z += n;
 		}
-		/* a chunk all zeros: the run goes on through what the ring holds already */
-		for (uint64_t at = q->offset + got;
-		     z == got && !eof && m->zero_bytes < STREAM_ZEROS_MAX;) {
+		/* a chunk all zeros: the run goes on through what the ring holds already (within
+		 * the length asked, for a client with several chunks in flight) */
+		uint64_t span = q->within_length ? len : got + STREAM_ZEROS_MAX;
+		for (uint64_t at = q->offset + got; z == got && !eof && at - q->offset < span;) {
 			size_t more = 0, zz = 0;
-			if (ims_source_growing_read_some(&more, &eof, g, buf, (size_t)len, at, 0) <
-				    0 ||
+			size_t ask = span - (at - q->offset) < len
+					     ? (size_t)(span - (at - q->offset))
+					     : (size_t)len;
+			if (ims_source_growing_read_some(&more, &eof, g, buf, ask, at, 0) < 0 ||
 			    !more)
 				break;
 			while (zz < more) {
@@ -1266,10 +1279,12 @@ static int download_stream(ims_daemon *d, ims_rpc_call *call,
 	m->data.len = keep;
 	m->eof = eof;
 	m->total_bytes = eof ? q->offset + keep + m->zero_bytes : 0;
-	/* what this answer holds, not what was looked at: the export ends when all was sent; an
-	 * answer with nothing moves nothing (its offset may lie ahead of what was made) */
-	if (keep || m->zero_bytes || eof)
-		ims_source_growing_sent(g, q->offset + keep + m->zero_bytes);
+	m->in_any_order = true;
+	/* what this answer holds, not what was looked at: the export ends when every byte was
+	 * sent, in whatever order; an answer with nothing moves nothing (its offset may lie ahead
+	 * of what was made) */
+	if (keep || m->zero_bytes)
+		ims_source_growing_sent(g, q->offset, q->offset + keep + m->zero_bytes);
 	ims_source_growing_free(g);
 	*resp = &m->base;
 	return 0;
