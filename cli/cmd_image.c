@@ -715,6 +715,10 @@ struct download_state {
 	unsigned running;
 	int err; /* the first failure */
 	char msg[600];
+	/* the first call that failed: fatal unless the download turns out complete without it
+	 * (a window past the end, asked after the export had ended and left the daemon) */
+	int call_err;
+	char call_msg[600];
 	download_stream streams[DOWNLOAD_STREAMS];
 	unsigned nstreams;
 };
@@ -728,7 +732,8 @@ static void download_fail_locked(download_state *d, int r, const char *msg)
 	pthread_cond_broadcast(&d->cond);
 }
 
-/* Fetch [pos, end) (a window) on @p s. @returns 0 or a negative errno with @p msg. */
+/* Fetch [pos, end) (a window) on @p s. @returns 0, 1 (a call failed) or a negative errno; @p msg
+ * says why. */
 static int download_window(download_stream *s, uint64_t pos, uint64_t end, char *msg, size_t msglen)
 {
 	download_state *d = s->dl;
@@ -755,7 +760,7 @@ static int download_window(download_stream *s, uint64_t pos, uint64_t end, char 
 				  (ProtobufCMessage **)&resp);
 		if (r < 0) {
 			snprintf(msg, msglen, "%s", ims_error_last());
-			return r;
+			return 1; /* the caller decides */
 		}
 		uint64_t n = resp->data.len + resp->zero_bytes;
 		if ((resp->zero_bytes && resp->data.len) || n > end - pos ||
@@ -827,6 +832,13 @@ static void *download_stream_run(void *arg)
 		pthread_mutex_lock(&d->lock);
 		if (r < 0)
 			download_fail_locked(d, r, msg);
+		if (r == 1) { /* the call failed: this connection stops, the others go on */
+			if (!d->call_err) {
+				d->call_err = -EIO;
+				snprintf(d->call_msg, sizeof(d->call_msg), "%s", msg);
+			}
+			break;
+		}
 	}
 	d->running--;
 	pthread_cond_broadcast(&d->cond);
@@ -899,6 +911,8 @@ static int download_parallel(ims_cli *cli, int fd, const char *op_id, const char
 		pthread_join(d->streams[i].thread, NULL);
 	if (d->err)
 		r = ims_cli_fail(cli, "%s", d->msg);
+	else if (d->call_err && (d->total == UINT64_MAX || d->done != d->total))
+		r = ims_cli_fail(cli, "%s", d->call_msg);
 	else if (d->total == UINT64_MAX || d->done != d->total)
 		r = ims_cli_fail(cli, "the download ended at byte %llu of %llu",
 				 (unsigned long long)d->done, (unsigned long long)d->total);
