@@ -685,6 +685,248 @@ static int sync_dir_of(const char *file)
 
 #define STREAM_IDLE_S 300 /* a streamed export that makes no byte for this long is given up */
 
+/*
+ * A streamed export fetched by DOWNLOAD_STREAMS connections, each with one chunk in flight
+ * (a daemon that says in_any_order: it counts the ranges it sent). The file is cut into
+ * windows of one chunk (IMS_CLI_CHUNK_MAX); a connection takes the next window and fetches it
+ * to its end (answers may be shorter: data stops where a run of zeros starts), each request
+ * with within_length so that no answer runs into another window. The end is known from the
+ * first answer with eof; windows past it are answered eof at once.
+ */
+#define DOWNLOAD_STREAMS 4
+
+typedef struct download_state download_state;
+
+typedef struct {
+	download_state *dl;
+	ims_cli_transport t;
+	pthread_t thread;
+} download_stream;
+
+struct download_state {
+	int fd;
+	const char *op_id, *partial;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t next;	   /* the next window starts here */
+	uint64_t total;	   /* the export's size, UINT64_MAX until an answer says eof */
+	uint64_t done;	   /* bytes fetched (data and zeros) */
+	time_t idle_since; /* when a byte last came */
+	unsigned running;
+	int err; /* the first failure */
+	char msg[600];
+	/* the first call that failed: fatal unless the download turns out complete without it
+	 * (a window past the end, asked after the export had ended and left the daemon) */
+	int call_err;
+	char call_msg[600];
+	download_stream streams[DOWNLOAD_STREAMS];
+	unsigned nstreams;
+};
+
+static void download_fail_locked(download_state *d, int r, const char *msg)
+{
+	if (!d->err) {
+		d->err = r;
+		snprintf(d->msg, sizeof(d->msg), "%s", msg);
+	}
+	pthread_cond_broadcast(&d->cond);
+}
+
+/* Fetch [pos, end) (a window) on @p s. @returns 0, 1 (a call failed) or a negative errno; @p msg
+ * says why. */
+static int download_window(download_stream *s, uint64_t pos, uint64_t end, char *msg, size_t msglen)
+{
+	download_state *d = s->dl;
+	unsigned pause_ms = 0;
+	int e;
+
+	while (pos < end) {
+		Imgstore__V1__DownloadChunkRequest req = IMGSTORE__V1__DOWNLOAD_CHUNK_REQUEST__INIT;
+		Imgstore__V1__DownloadChunkResponse *resp = NULL;
+		pthread_mutex_lock(&d->lock);
+		int err = d->err;
+		bool idle = time(NULL) - d->idle_since > STREAM_IDLE_S;
+		pthread_mutex_unlock(&d->lock);
+		if (err)
+			return 0; /* another connection failed: it says why */
+		req.operation_id = (char *)d->op_id;
+		req.offset = pos;
+		req.length = end - pos;
+		req.skip_zeros = true;
+		req.within_length = true;
+		ims_error_clear();
+		int r = s->t.call(s->t.ctx, IMAGE_SVC "DownloadChunk", &req.base,
+				  &imgstore__v1__download_chunk_response__descriptor,
+				  (ProtobufCMessage **)&resp);
+		if (r < 0) {
+			snprintf(msg, msglen, "%s", ims_error_last());
+			return 1; /* the caller decides */
+		}
+		uint64_t n = resp->data.len + resp->zero_bytes;
+		if ((resp->zero_bytes && resp->data.len) || n > end - pos ||
+		    (resp->eof && n && resp->total_bytes != pos + n) ||
+		    (resp->eof && !n && resp->total_bytes > pos)) {
+			snprintf(msg, msglen, "the server sent more than asked for at byte %llu",
+				 (unsigned long long)pos);
+			protobuf_c_message_free_unpacked(&resp->base, NULL);
+			return -EPROTO;
+		}
+		if (!n && !resp->eof && idle) {
+			snprintf(msg, msglen, "the server sent no data at byte %llu before the end",
+				 (unsigned long long)pos);
+			protobuf_c_message_free_unpacked(&resp->base, NULL);
+			return -ETIMEDOUT;
+		}
+		if (!n && !resp->eof) {
+			/* not made yet, and the daemon did not wait for it: ask again after a
+			 * pause, 5 ms doubling up to 200 ms */
+			protobuf_c_message_free_unpacked(&resp->base, NULL);
+			pause_ms = pause_ms ? (pause_ms >= 100 ? 200 : pause_ms * 2) : 5;
+			struct timespec ts = {0, (long)pause_ms * 1000000L};
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		pause_ms = 0;
+		if ((e = write_sparse(d->fd, resp->data.data, resp->data.len, pos)) < 0) {
+			snprintf(msg, msglen, "cannot write '%s': %s", d->partial, strerror(-e));
+			protobuf_c_message_free_unpacked(&resp->base, NULL);
+			return e;
+		}
+		pos += n;
+		bool eof = resp->eof;
+		uint64_t total = resp->total_bytes;
+		protobuf_c_message_free_unpacked(&resp->base, NULL);
+		pthread_mutex_lock(&d->lock);
+		d->done += n;
+		if (n)
+			d->idle_since = time(NULL);
+		if (eof && d->total != UINT64_MAX && d->total != total) {
+			snprintf(msg, msglen, "the server gave two sizes: %llu and %llu bytes",
+				 (unsigned long long)d->total, (unsigned long long)total);
+			pthread_mutex_unlock(&d->lock);
+			return -EPROTO;
+		}
+		if (eof)
+			d->total = total;
+		pthread_cond_broadcast(&d->cond);
+		pthread_mutex_unlock(&d->lock);
+		if (eof)
+			break;
+	}
+	return 0;
+}
+
+static void *download_stream_run(void *arg)
+{
+	download_stream *s = arg;
+	download_state *d = s->dl;
+	char msg[sizeof(d->msg)];
+
+	pthread_mutex_lock(&d->lock);
+	while (!d->err && d->next < d->total) {
+		uint64_t pos = d->next;
+		uint64_t end = (pos / IMS_CLI_CHUNK_MAX + 1) * IMS_CLI_CHUNK_MAX;
+		d->next = end;
+		pthread_mutex_unlock(&d->lock);
+		int r = download_window(s, pos, end, msg, sizeof(msg));
+		pthread_mutex_lock(&d->lock);
+		if (r < 0)
+			download_fail_locked(d, r, msg);
+		if (r == 1) { /* the call failed: this connection stops, the others go on */
+			if (!d->call_err) {
+				d->call_err = -EIO;
+				snprintf(d->call_msg, sizeof(d->call_msg), "%s", msg);
+			}
+			break;
+		}
+	}
+	d->running--;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	return NULL;
+}
+
+/*
+ * Fetch a streamed export from @p from on (the bytes before it written already) on several
+ * connections; Ctrl-C stops them. @returns 0 with *@p total the export's size, or the exit
+ * status (printed).
+ */
+static int download_parallel(ims_cli *cli, int fd, const char *op_id, const char *partial,
+			     uint64_t from, ims_cli_progress *prog, uint64_t *total)
+{
+	download_state *d = calloc(1, sizeof(*d));
+	int r = 0;
+
+	if (!d)
+		return ims_cli_fail(cli, "out of memory");
+	d->fd = fd;
+	d->op_id = op_id;
+	d->partial = partial;
+	d->next = from;
+	d->done = from;
+	d->total = UINT64_MAX;
+	d->idle_since = time(NULL);
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->cond, NULL);
+	for (unsigned i = 0; i < DOWNLOAD_STREAMS; i++) {
+		download_stream *s = &d->streams[i];
+		s->dl = d;
+		ims_error_clear();
+		if (ims_cli_connect_another(cli, &s->t) < 0)
+			break;
+		d->nstreams++;
+	}
+	if (!d->nstreams) {
+		r = ims_cli_fail(cli, "%s", ims_error_last());
+		goto out;
+	}
+	pthread_mutex_lock(&d->lock);
+	for (unsigned i = 0; i < d->nstreams; i++) {
+		if (pthread_create(&d->streams[i].thread, NULL, download_stream_run,
+				   &d->streams[i]) != 0) {
+			download_fail_locked(d, -EAGAIN, "cannot start the download's threads");
+			break;
+		}
+		d->running++;
+	}
+	unsigned started = d->running;
+	while (d->running) {
+		struct timespec at;
+		clock_gettime(CLOCK_REALTIME, &at);
+		at.tv_nsec += 200000000L;
+		if (at.tv_nsec >= 1000000000L) {
+			at.tv_sec++;
+			at.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&d->cond, &d->lock, &at);
+		if (cli->interrupted && *cli->interrupted)
+			download_fail_locked(d, -ECANCELED, "cancelled");
+		uint64_t done = d->done, size = d->total == UINT64_MAX ? 0 : d->total;
+		pthread_mutex_unlock(&d->lock);
+		ims_cli_progress_update(prog, 0, done, size);
+		pthread_mutex_lock(&d->lock);
+	}
+	pthread_mutex_unlock(&d->lock);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(d->streams[i].thread, NULL);
+	if (d->err)
+		r = ims_cli_fail(cli, "%s", d->msg);
+	else if (d->call_err && (d->total == UINT64_MAX || d->done != d->total))
+		r = ims_cli_fail(cli, "%s", d->call_msg);
+	else if (d->total == UINT64_MAX || d->done != d->total)
+		r = ims_cli_fail(cli, "the download ended at byte %llu of %llu",
+				 (unsigned long long)d->done, (unsigned long long)d->total);
+	else
+		*total = d->total;
+out:
+	for (unsigned i = 0; i < d->nstreams; i++)
+		d->streams[i].t.close(d->streams[i].t.ctx);
+	pthread_mutex_destroy(&d->lock);
+	pthread_cond_destroy(&d->cond);
+	free(d);
+	return r;
+}
+
 /* Download the export @p op_id to @p file; @p streamed: while it runs (chunks may be empty). */
 static int download(ims_cli *cli, const char *op_id, bool streamed, const char *file,
 		    const char *label, uint64_t *written)
@@ -695,7 +937,7 @@ static int download(ims_cli *cli, const char *op_id, bool streamed, const char *
 	ims_cli_progress prog;
 	char partial[PATH_MAX];
 	uint64_t off = 0, total = 0;
-	bool eof = false;
+	bool eof = false, in_any_order = false;
 	int fd, r = 0, e;
 
 	if ((size_t)snprintf(partial, sizeof(partial), "%s.partial", file) >= sizeof(partial))
@@ -716,6 +958,7 @@ static int download(ims_cli *cli, const char *op_id, bool streamed, const char *
 		req.offset = off;
 		req.length = IMS_CLI_CHUNK_MAX;
 		req.skip_zeros = streamed; /* runs of zeros come as a count: holes in FILE */
+		req.within_length = streamed;
 		if ((r = ims_cli_call(cli, IMAGE_SVC "DownloadChunk", &req,
 				      &imgstore__v1__download_chunk_response__descriptor, &resp)))
 			goto out;
@@ -749,9 +992,17 @@ static int download(ims_cli *cli, const char *op_id, bool streamed, const char *
 		off += resp->data.len + resp->zero_bytes;
 		total = resp->total_bytes;
 		eof = resp->eof;
+		in_any_order = resp->in_any_order;
 		protobuf_c_message_free_unpacked(&resp->base, NULL);
 		resp = NULL;
 		ims_cli_progress_update(&prog, 0, off, total);
+		if (streamed && in_any_order && !eof) {
+			/* the daemon takes several chunks at once: fetch the rest so */
+			if ((r = download_parallel(cli, fd, op_id, partial, off, &prog, &total)))
+				goto out;
+			off = total;
+			break;
+		}
 	}
 	if (total && off != total) {
 		r = ims_cli_fail(cli, "the download ended at byte %llu of %llu",

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1164,6 +1165,36 @@ static void download_wait_end(ims_daemon *d)
 	pthread_mutex_unlock(&d->lock);
 }
 
+/*
+ * The buffer of a streamed export's chunk, one per request thread, kept between calls: the
+ * answer is packed on the thread that built it, right after the handler returns, before that
+ * thread serves another call (proto/dispatch.c), so the next call may reuse it. A fresh one
+ * per chunk (ims_rpc_call_alloc()) is mapped and unmapped each time under the daemon's fixed
+ * mmap threshold: page faults and zeroing of every byte sent (docs/BENCHMARKS.md).
+ */
+static pthread_key_t chunk_buf_key;
+static pthread_once_t chunk_buf_once = PTHREAD_ONCE_INIT;
+static bool chunk_buf_ok;
+
+static void chunk_buf_init(void)
+{
+	chunk_buf_ok = pthread_key_create(&chunk_buf_key, free) == 0;
+}
+
+/* IMS_CHUNK_MAX bytes for this thread's answer; NULL: out of memory. */
+static uint8_t *chunk_buf(ims_rpc_call *call)
+{
+	pthread_once(&chunk_buf_once, chunk_buf_init);
+	if (!chunk_buf_ok || ims_rpc_call_may_wait(call))
+		return ims_rpc_call_alloc(call, IMS_CHUNK_MAX); /* a thread of its own: ends */
+	uint8_t *b = pthread_getspecific(chunk_buf_key);
+	if (!b && (b = malloc(IMS_CHUNK_MAX)) && pthread_setspecific(chunk_buf_key, b) != 0) {
+		free(b);
+		return ims_rpc_call_alloc(call, IMS_CHUNK_MAX);
+	}
+	return b;
+}
+
 /* A chunk of a streamed export: @returns 1 when @p q names none. */
 static int download_stream(ims_daemon *d, ims_rpc_call *call,
 			   const Imgstore__V1__DownloadChunkRequest *q, ProtobufCMessage **resp)
@@ -1185,7 +1216,7 @@ static int download_stream(ims_daemon *d, ims_rpc_call *call,
 	unsigned wait = left >= 0 && left < 2 * (int64_t)STREAM_WAIT_MS ? (unsigned)left / 2
 									: STREAM_WAIT_MS;
 	Imgstore__V1__DownloadChunkResponse *m = ALLOC(call, Imgstore__V1__DownloadChunkResponse);
-	uint8_t *buf = ims_rpc_call_alloc(call, len);
+	uint8_t *buf = chunk_buf(call);
 	size_t got = 0;
 	bool eof = false;
 	int r = !m || !buf ? -ENOMEM
@@ -1206,6 +1237,16 @@ static int download_stream(ims_daemon *d, ims_rpc_call *call,
 			download_wait_end(d);
 		}
 	}
+	if (r == -ERANGE && q->within_length && m && q->offset > ims_source_growing_size(g)) {
+		/* a client fetching ahead asked past the end, which it learns so */
+		imgstore__v1__download_chunk_response__init(m);
+		m->eof = true;
+		m->total_bytes = ims_source_growing_size(g);
+		m->in_any_order = true;
+		ims_source_growing_free(g);
+		*resp = &m->base;
+		return 0;
+	}
 	if (r < 0)
 		ims_source_growing_free(g);
 	if (r == -ECANCELED) {
@@ -1225,12 +1266,15 @@ static int download_stream(ims_daemon *d, ims_rpc_call *call,
 				break;
 			z += n;
 		}
-		/* a chunk all zeros: the run goes on through what the ring holds already */
-		for (uint64_t at = q->offset + got;
-		     z == got && !eof && m->zero_bytes < STREAM_ZEROS_MAX;) {
+		/* a chunk all zeros: the run goes on through what the ring holds already (within
+		 * the length asked, for a client with several chunks in flight) */
+		uint64_t span = q->within_length ? len : got + STREAM_ZEROS_MAX;
+		for (uint64_t at = q->offset + got; z == got && !eof && at - q->offset < span;) {
 			size_t more = 0, zz = 0;
-			if (ims_source_growing_read_some(&more, &eof, g, buf, (size_t)len, at, 0) <
-				    0 ||
+			size_t ask = span - (at - q->offset) < len
+					     ? (size_t)(span - (at - q->offset))
+					     : (size_t)len;
+			if (ims_source_growing_read_some(&more, &eof, g, buf, ask, at, 0) < 0 ||
 			    !more)
 				break;
 			while (zz < more) {
@@ -1266,10 +1310,12 @@ static int download_stream(ims_daemon *d, ims_rpc_call *call,
 	m->data.len = keep;
 	m->eof = eof;
 	m->total_bytes = eof ? q->offset + keep + m->zero_bytes : 0;
-	/* what this answer holds, not what was looked at: the export ends when all was sent; an
-	 * answer with nothing moves nothing (its offset may lie ahead of what was made) */
-	if (keep || m->zero_bytes || eof)
-		ims_source_growing_sent(g, q->offset + keep + m->zero_bytes);
+	m->in_any_order = true;
+	/* what this answer holds, not what was looked at: the export ends when every byte was
+	 * sent, in whatever order; an answer with nothing moves nothing (its offset may lie ahead
+	 * of what was made) */
+	if (keep || m->zero_bytes)
+		ims_source_growing_sent(g, q->offset, q->offset + keep + m->zero_bytes);
 	ims_source_growing_free(g);
 	*resp = &m->base;
 	return 0;

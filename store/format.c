@@ -75,6 +75,8 @@ void ims_source_mem(ims_source *out, ims_source_mem_ctx *ctx, const void *data, 
 	out->zeros = NULL;
 }
 
+#define SENT_RANGES 64 /* an outbound stream's ranges sent past the first gap */
+
 struct ims_source_growing {
 	int fd;
 	uint64_t size;
@@ -94,15 +96,21 @@ struct ims_source_growing {
 	size_t cap;
 	int wfd;	     /* the file, for what leaves the ring */
 	uint64_t base;	     /* a multiple of RING_ALIGN */
-	uint64_t hi;	     /* the furthest end a reader asked for */
+	uint64_t hi;	     /* the furthest end a reader asked for (outbound: sent) */
 	uint64_t spilled;    /* [base, spilled) is in the file too (a multiple of RING_ALIGN) */
 	pthread_t spiller;   /* writes what lies RING_BEHIND behind the reader to the file */
 	bool spilling, quit; /* the spiller runs; told to end */
 	pthread_cond_t spill_cond; /* the spiller's own: hi, arrived, room wanted, quit */
 	struct timespec moved;	   /* when base or hi last moved (a put waiting for room) */
 	/* an outbound stream (ring without a file, wfd < 0): what the reader passed leaves the
-	 * ring RING_BEHIND behind it, and is gone; the size may be known only at the end */
+	 * ring RING_BEHIND behind it, and is gone; the size may be known only at the end.
+	 * hi is then the first byte not yet sent; ranges sent past it (answers out of order)
+	 * wait in sent[] until the ones before them were sent too */
 	bool outbound;
+	struct {
+		uint64_t from, to;
+	} sent[SENT_RANGES]; /* sorted, apart from each other and from hi */
+	unsigned nsent;
 };
 
 #define RING_ALIGN  4096u      /* O_DIRECT: offsets, lengths and the ring's memory */
@@ -410,7 +418,7 @@ int ims_source_growing_read_some(size_t *got, bool *eof, ims_source_growing *g, 
 		if (off < g->base) {
 			r = ims_error_set(-ERANGE,
 					  "offset %" PRIu64 " was sent already: the stream keeps "
-					  "%u MiB behind the furthest read",
+					  "%u MiB behind the first byte not sent",
 					  off, RING_BEHIND >> 20);
 			break;
 		}
@@ -434,17 +442,68 @@ int ims_source_growing_read_some(size_t *got, bool *eof, ims_source_growing *g, 
 	return r;
 }
 
-void ims_source_growing_sent(ims_source_growing *g, uint64_t upto)
+/* Record [from, to) as sent (to <= arrived, from < to). Called with g->lock held. */
+static void sent_add_locked(ims_source_growing *g, uint64_t from, uint64_t to)
+{
+	if (from <= g->hi) {
+		/* it joins what was sent from 0: so may ranges sent out of order */
+		uint64_t hi = to > g->hi ? to : g->hi;
+		unsigned i = 0;
+		for (; i < g->nsent && g->sent[i].from <= hi; i++)
+			if (g->sent[i].to > hi)
+				hi = g->sent[i].to;
+		memmove(g->sent, g->sent + i, (g->nsent - i) * sizeof(g->sent[0]));
+		g->nsent -= i;
+		if (hi > g->hi) {
+			g->hi = hi; /* what lies RING_BEHIND behind may leave the ring */
+			clock_gettime(CLOCK_MONOTONIC, &g->moved);
+			pthread_cond_broadcast(&g->cond);
+		}
+		return;
+	}
+	/* past a gap: merge with the ranges it touches, else insert it in order */
+	unsigned i = 0;
+	while (i < g->nsent && g->sent[i].to < from)
+		i++;
+	unsigned j = i;
+	while (j < g->nsent && g->sent[j].from <= to) {
+		if (g->sent[j].from < from)
+			from = g->sent[j].from;
+		if (g->sent[j].to > to)
+			to = g->sent[j].to;
+		j++;
+	}
+	if (j == i && g->nsent == SENT_RANGES)
+		return; /* no room: the range is forgotten and the stream waits for it no
+			   more than for a chunk never asked (a client of SENT_RANGES chunks
+			   in flight at most) */
+	if (j == i) {
+		memmove(g->sent + i + 1, g->sent + i, (g->nsent - i) * sizeof(g->sent[0]));
+		g->nsent++;
+	} else if (j > i + 1) {
+		memmove(g->sent + i + 1, g->sent + j, (g->nsent - j) * sizeof(g->sent[0]));
+		g->nsent -= j - i - 1;
+	}
+	g->sent[i].from = from;
+	g->sent[i].to = to;
+}
+
+void ims_source_growing_sent(ims_source_growing *g, uint64_t from, uint64_t to)
 {
 	pthread_mutex_lock(&g->lock);
-	if (upto > g->arrived)
-		upto = g->arrived;
-	if (upto > g->hi) {
-		g->hi = upto; /* what lies RING_BEHIND behind may leave the ring */
-		clock_gettime(CLOCK_MONOTONIC, &g->moved);
-		pthread_cond_broadcast(&g->cond);
-	}
+	if (to > g->arrived)
+		to = g->arrived; /* not made yet: not sent */
+	if (from < to && to > g->hi)
+		sent_add_locked(g, from, to);
 	pthread_mutex_unlock(&g->lock);
+}
+
+uint64_t ims_source_growing_size(ims_source_growing *g)
+{
+	pthread_mutex_lock(&g->lock);
+	uint64_t size = g->size;
+	pthread_mutex_unlock(&g->lock);
+	return size;
 }
 
 int ims_source_growing_drained(ims_source_growing *g)

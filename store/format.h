@@ -90,7 +90,7 @@ void ims_source_growing_abandon(ims_source_growing *g, const char *why);
  * With @p wfd -1 the ring is an outbound stream (an export a client downloads while it runs,
  * made with fd -1): no file behind it; the writer puts, the client reads with
  * ims_source_growing_read_some() and says what it took with ims_source_growing_sent(), and
- * what lies 4 MiB behind the furthest byte sent leaves the ring for good. A put waits while the
+ * what lies 4 MiB behind the first byte not sent leaves the ring for good. A put waits while the
  * ring is full (the client is slow) and fails with -ETIMEDOUT when the client read nothing for the
  * stall time, -ECANCELED when @p stop says so.
  * @returns -ENOMEM.
@@ -113,11 +113,18 @@ int ims_source_growing_read_some(size_t *got, bool *eof, ims_source_growing *g, 
 				 size_t len, uint64_t off, unsigned wait_ms);
 
 /**
- * The client has [0, @p upto) of an outbound stream (what ims_source_growing_read_some() gave
- * and the client was sent): the writer may go on, and what lies 4 MiB behind leaves the ring.
- * A read alone moves nothing: a reader may look further than it sends.
+ * The client was sent [@p from, @p to) of an outbound stream (what
+ * ims_source_growing_read_some() gave and the client was sent), in any order: several chunks
+ * may be in flight. Once every byte below a point was sent, the writer may go on past it and
+ * what lies 4 MiB behind it leaves the ring; a range past a gap waits for the gap (at most 64
+ * such ranges are kept). A read alone moves nothing (a reader may look further than it sends),
+ * nor does an empty range; bytes not arrived yet are not counted; a range sent again is no
+ * harm.
  */
-void ims_source_growing_sent(ims_source_growing *g, uint64_t upto);
+void ims_source_growing_sent(ims_source_growing *g, uint64_t from, uint64_t to);
+
+/** The source's size: UINT64_MAX while an outbound stream's end is not known. */
+uint64_t ims_source_growing_size(ims_source_growing *g);
 
 /**
  * Wait until the client was sent an outbound stream to its end (ims_source_growing_end(),

@@ -24,3 +24,6 @@ ims_unit_test(test_qcow2_writer SOURCES unit/test_qcow2_writer.c ${IMS_FORMAT_TE
 set_tests_properties(test_format test_format_qcow2 test_format_vmdk test_format_vdi
   test_format_vhdx test_format_vpc test_format_luks test_vmdk_writer test_qcow2_writer
   PROPERTIES TIMEOUT 120)
+# An export's ring (outbound stream): chunks sent out of order, retried, asked ahead
+ims_unit_test(test_export_ring SOURCES unit/test_export_ring.c LIBS ims_format)
+set_tests_properties(test_export_ring PROPERTIES TIMEOUT 60)

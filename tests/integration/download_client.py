@@ -12,7 +12,12 @@ anything properly. An error of a chunk: "ERROR HTTP-STATUS BODY", exit status 3.
 Connect protocol (application/proto) over the Unix socket, fields encoded by hand as
 upload_client.py does. With DL_NO_STREAM=1 in the environment it asks as a client older than
 the streamed export does (no stream field): the daemon must not stream; the client waits for
-the operation to succeed (GetOperation), then reads the spooled file.
+the operation to succeed (GetOperation), then reads the spooled file. With DL_OUT_OF_ORDER=1
+it asks as a client with several chunks in flight may be answered: windows of 1 MiB, each
+fetched to its end with skip_zeros and within_length, in groups of eight with the first of
+each group last (7 MiB answered past a gap, more than the 4 MiB the daemon keeps behind the
+first byte not sent); it prints "ANYORDER 1" when the daemon says in_any_order, and fails
+when an answer passes its window.
 """
 import os
 import sys
@@ -60,6 +65,8 @@ def main():
             sys.stdout.flush()
             os._exit(3)
         time.sleep(0.2)
+    if os.environ.get("DL_OUT_OF_ORDER") == "1":
+        out_of_order(conn, token, op_id, out, int(stop), pause_at, pause_s)
     off, empty, first = 0, 0, True
     with open(out, "wb") as f:
         while off < int(stop):
@@ -89,6 +96,54 @@ def main():
                 os._exit(0)
     print("EMPTY", empty)
     print("STOPPED", off)
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def out_of_order(conn, token, op_id, out, stop, pause_at, pause_s):
+    win, group = 1 << 20, 8
+    size, done, empty, anyorder = None, 0, 0, False
+    with open(out, "wb") as f:
+        base = 0
+        while (size is None or base < size) and done < stop:
+            for k in list(range(1, group)) + [0]:
+                pos, end = base + k * win, base + (k + 1) * win
+                while pos < end and (size is None or pos < size):
+                    if done >= pause_at >= 0:
+                        time.sleep(pause_s)
+                        pause_at = -1
+                    status, body = post(conn, token, "DownloadChunk",
+                                        field(1, op_id) + field(2, pos) + field(3, end - pos) +
+                                        field(4, 1) + field(5, 1))
+                    if status != 200:
+                        print("ERROR", status, body[:300].decode(errors="replace"))
+                        sys.stdout.flush()
+                        os._exit(3)
+                    m = decode(body)
+                    data, zeros = m.get(1, b""), m.get(4, 0)
+                    anyorder = anyorder or bool(m.get(5))
+                    if len(data) + zeros > end - pos:
+                        print("ERROR 200 an answer of %d bytes passes its window at %d" %
+                              (len(data) + zeros, pos))
+                        sys.stdout.flush()
+                        os._exit(3)
+                    if m.get(3):
+                        size = m.get(2, 0)
+                    if not data and not zeros:
+                        if not m.get(3):
+                            empty += 1
+                            time.sleep(0.01)
+                        continue
+                    f.seek(pos)
+                    f.write(data)
+                    pos += len(data) + zeros
+                    done += len(data) + zeros
+            base += group * win
+        if size is not None:
+            f.truncate(size)
+    print("ANYORDER", int(anyorder))
+    print("EMPTY", empty)
+    print("EOF" if size is not None and done >= size else "STOPPED", done)
     sys.stdout.flush()
     os._exit(0)
 

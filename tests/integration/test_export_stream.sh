@@ -10,8 +10,12 @@
 #   - a client that asks at once for the first bytes (tests/integration/download_client.py)
 #     waits for them and gets them; one that pauses 2 s half-way (the export waits for it:
 #     back-pressure) gets the image whole;
-#   - a 64 MiB qcow2 streamed, the same disk; Ctrl-C during a streamed download: nothing
-#     published, no .partial left;
+#   - the CLI fetches a streamed export on several connections at once (the daemon counts
+#     the ranges it sent: in_any_order); a client answered out of order, 7 MiB past a gap
+#     (DL_OUT_OF_ORDER=1), with and without a pause, gets the image whole, no answer passing
+#     the window it asked;
+#   - a 64 MiB qcow2 streamed, the same disk; Ctrl-C during a parallel streamed download
+#     (its threads running): nothing published, no .partial left;
 #   - the daemon's peak RSS over these exports stays under 128 MiB;
 #   - a client that gives up half-way: the export fails after the stall time saying so, and
 #     nothing is left in the spool.
@@ -91,6 +95,17 @@ is_state() { [ "$(state)" = "$1" ]; }
 check "  the export succeeded" wait_until 20 0.5 is_state succeeded
 check "  its result says it was streamed" bash -c "'$CLI' --format json op get '$op' | jq -r .result | grep -q '^streamed to the client: a disk of 64 MiB as raw$'"
 rm -f "$tmp/dl.raw"
+# chunks answered out of order: windows 1 to 7 of each 8 MiB before window 0
+out=$(DL_OUT_OF_ORDER=1 dl $((1 << 40)) $((24 << 20)):2)
+check "a client fetching out of order, pausing 2 s, reads the 64 MiB image to its end" grep -q "^EOF $((64 << 20))$" <<<"$out"
+check "  the daemon says it takes chunks in any order" grep -q "^ANYORDER 1$" <<<"$out"
+check "  byte-identical to the image" cmp -s "$tmp/big.raw" "$tmp/dl.raw"
+rm -f "$tmp/dl.raw"
+out=$(DL_OUT_OF_ORDER=1 python3 "$SRC/tests/integration/download_client.py" "$IMGSTORE_SOCKET_A" \
+  "$IMGSTORE_TOKEN_FILE" "rbd/$p-src" raw "$tmp/dl.raw" $((1 << 40)))
+check "a client fetching out of order reads the 40 MiB image with its zeros as counts" grep -q "^EOF $((40 << 20))$" <<<"$out"
+check "  byte-identical to the image" cmp -s "$tmp/disk.raw" "$tmp/dl.raw"
+rm -f "$tmp/dl.raw"
 # 64 MiB of data as qcow2: 1024 clusters planned from the allocation map, streamed
 expect_rc 0 "a 64 MiB qcow2 export streamed (TLS)" \
   on_a image export "rbd/$p-big" "$tmp/big.qcow2" --format qcow2
@@ -104,8 +119,10 @@ rm -f "$tmp/big.qcow2"
 IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" image export "rbd/$p-big" "$tmp/int.qcow2" \
   --format qcow2 >"$tmp/int.out" 2>&1 &
 pid=$!
-partial_started() { [ "$(stat -c %s "$tmp/int.qcow2.partial" 2>/dev/null || echo 0)" -gt 0 ]; }
-wait_until 1000 0.01 partial_started
+# the CLI's threads: one per connection fetching chunks, four besides the main one
+threads() { ls "/proc/$pid/task" 2>/dev/null | wc -l; }
+parallel_started() { [ "$(threads)" -ge 5 ]; }
+check "the CLI downloads on several connections at once" wait_until 1000 0.01 parallel_started
 kill -INT "$pid" 2>/dev/null
 wait "$pid"
 rc=$?
