@@ -52,7 +52,9 @@ static const char *unit_word(int unit)
 	return unit == IMS_REPL_GROUP ? "group" : "image";
 }
 
-static int put(ims_site *site, const char *records_pool, const ims_snapsched *s)
+/* The record of @p s written; with @p existing only if it is still there (a runner's write
+ * back: an `rm` meanwhile stays removed). */
+static int put(ims_site *site, const char *records_pool, const ims_snapsched *s, bool existing)
 {
 	char key[2 * IMS_NAME_MAX + 16];
 	key_of(key, sizeof(key), s->unit, s->pool, s->name);
@@ -60,7 +62,7 @@ static int put(ims_site *site, const char *records_pool, const ims_snapsched *s)
 	if (!o)
 		return -ENOMEM;
 	ims_records rs = IMS_RECORDS_SITE(site, records_pool, IMS_SNAPSCHED_OBJECT);
-	int r = ims_record_put(&rs, key, o);
+	int r = existing ? ims_record_replace(&rs, key, o) : ims_record_put(&rs, key, o);
 	json_object_put(o);
 	return r;
 }
@@ -120,7 +122,7 @@ int ims_snapsched_add(ims_snapsched *out, ims_site *site, const char *records_po
 		rec.last_ms = prev.last_ms;
 		json_object_put(old);
 	}
-	if ((r = put(site, records_pool, &rec)) < 0)
+	if ((r = put(site, records_pool, &rec, false)) < 0)
 		return r;
 	if (out)
 		*out = rec;
@@ -202,7 +204,7 @@ int ims_snapsched_mirror(ims_site *src, ims_site *dst, const char *records_pool,
 			return 0;
 	}
 	a.last_error[0] = '\0';
-	if ((r = put(dst, records_pool, &a)) == 0)
+	if ((r = put(dst, records_pool, &a, false)) == 0)
 		ims_log_debug("snapshot schedule of %s '%s/%s' copied to site '%s'",
 			      unit_word(unit), pool, name, ims_site_name(dst));
 	return r;
@@ -453,7 +455,8 @@ int ims_snapsched_tick(ims_snapsched_runner *rn)
 		json_object_put(cur);
 		now.last_ms = list[i].last_ms;
 		snprintf(now.last_error, sizeof(now.last_error), "%s", list[i].last_error);
-		if (put(rn->o.site, rn->o.records_pool, &now) < 0)
+		int w = put(rn->o.site, rn->o.records_pool, &now, true);
+		if (w < 0 && w != -ENOENT) /* -ENOENT: removed since it was read */
 			ims_log_warning("snapshot schedule of '%s/%s' not updated: %s",
 					list[i].pool, list[i].name, ims_error_last());
 	}

@@ -20,6 +20,24 @@ int ims_omap_set(rados_ioctx_t io, const char *obj, const char *key, const char 
 	return r;
 }
 
+int ims_omap_replace(rados_ioctx_t io, const char *obj, const char *key, const char *val,
+		     size_t vlen)
+{
+	const char *keys[] = {key};
+	const char *vals[] = {val};
+	size_t lens[] = {vlen};
+	int prval = 0;
+	rados_write_op_t op = rados_create_write_op();
+	if (!op)
+		return -ENOMEM;
+	/* a key that is missing compares as empty, and no value there is "" (ours never are) */
+	rados_write_op_omap_cmp(op, key, LIBRADOS_CMPXATTR_OP_GT, "", 0, &prval);
+	rados_write_op_omap_set(op, keys, vals, lens, 1);
+	int r = rados_write_op_operate(op, io, obj, NULL, 0);
+	rados_release_write_op(op);
+	return r == -ECANCELED ? -ENOENT : r;
+}
+
 int ims_omap_get(char **out, size_t *len, rados_ioctx_t io, const char *obj, const char *key)
 {
 	rados_read_op_t op = rados_create_read_op();

@@ -13,6 +13,16 @@
 int ims_omap_set(rados_ioctx_t io, const char *obj, const char *key, const char *val, size_t vlen);
 
 /**
+ * Set @p key to @p val only if it is there now, in one RADOS operation (the OSD compares, then
+ * writes): a record a runner read and writes back stays removed when another client removed it
+ * in between.
+ *
+ * @returns -ENOENT if the key (or the object) is gone.
+ */
+int ims_omap_replace(rados_ioctx_t io, const char *obj, const char *key, const char *val,
+		     size_t vlen);
+
+/**
  * The value of @p key into *out (malloc'ed, NUL-terminated; *len without the NUL).
  *
  * @returns -ENOENT if the object or the key does not exist.

@@ -87,6 +87,25 @@ static int do_put(const ims_records *rs, const char *key, json_object *val)
 	return 0;
 }
 
+static int do_replace(const ims_records *rs, const char *key, json_object *val)
+{
+	rados_ioctx_t io;
+	const char *text = json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN);
+	if (!text)
+		return -ENOMEM;
+	int r = io_open(rs, &io);
+	if (r < 0)
+		return r;
+	r = ims_omap_replace(io, rs->object, key, text, strlen(text));
+	io_close(rs, io);
+	if (r == -ENOENT)
+		return ims_error_set(r, "no record '%s' in %s", key, rs->object);
+	if (r < 0)
+		return ims_error_set(r, "cannot write record '%s' of %s: %s", key, rs->object,
+				     ims_strerror(r));
+	return 0;
+}
+
 static int do_get(json_object **out, const ims_records *rs, const char *key)
 {
 	rados_ioctx_t io;
@@ -212,6 +231,13 @@ int ims_record_put(const ims_records *rs, const char *key, json_object *val)
 	hush h;
 	hush_begin(&h, rs);
 	return hush_end(&h, do_put(rs, key, val));
+}
+
+int ims_record_replace(const ims_records *rs, const char *key, json_object *val)
+{
+	hush h;
+	hush_begin(&h, rs);
+	return hush_end(&h, do_replace(rs, key, val));
 }
 
 int ims_record_get(json_object **out, const ims_records *rs, const char *key)

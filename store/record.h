@@ -15,8 +15,8 @@
  *
  * Errors carry a one-line message (ims_error_set()) that names the object and the key;
  * callers with a better word for what a record is set their own. A quiet set leaves the
- * thread's message as it was. No caller needs a compare-and-set: changes that must not race
- * (the leases) are made under a lock.
+ * thread's message as it was. Changes that must not race (the leases) are made under a lock;
+ * a record read and written back while others may remove it uses ims_record_replace().
  */
 #ifndef IMS_STORE_RECORD_H
 #define IMS_STORE_RECORD_H
@@ -55,6 +55,15 @@ typedef struct {
  * @returns an error of the RADOS write (-ETIMEDOUT if the OSDs do not answer).
  */
 int ims_record_put(const ims_records *rs, const char *key, json_object *val);
+
+/**
+ * ims_record_put() of a record that must still be there: compared and written in one RADOS
+ * operation (store/omap.h ims_omap_replace()), so a record removed since it was read stays
+ * removed.
+ *
+ * @returns -ENOENT if record @p key is gone (nothing written).
+ */
+int ims_record_replace(const ims_records *rs, const char *key, json_object *val);
 
 /**
  * Record @p key.

@@ -94,25 +94,18 @@ check "  saying why" grep -q "is encrypted: clones of encrypted images are not s
 # ---- a second daemon of site a with another KEK, none, or one others may read
 (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$W/other.kek")
 conf() { # KEK_LINE: the config of a daemon of site a on paths of its own
-  sed -e "s|^listen = .*|listen = 127.0.0.1:$(free_port)|" \
-      -e "s|^unix_socket = .*|unix_socket = $W/d.sock|" \
-      -e "s|^spool_dir = .*|spool_dir = $W/spool|" \
-      -e "s|^audit_log = .*|audit_log = $W/audit.log|" \
-      -e "s|^export_dirs = .*|export_dirs = $W|" \
-      -e "/^kek_file = /d" -e "s|^\[server\]|[server]\ninstance = crypt-2\n$1|" \
-      "$IMGSTORE_SANDBOX/site-a/imgstored.conf" >"$W/d.conf"
-  # (an instance name of its own: under the host name it would break the replication locks of
-  # the sandbox's daemon as its own previous run's)
+  second_conf a "$W" crypt-2 "s|^export_dirs = .*|export_dirs = $W|" "/^kek_file = /d" \
+    "s|^\[server\]|[server]\n$1|" >"$W/d.conf"
 }
 start() {
   setsid "$IMGSTORED" --config "$W/d.conf" </dev/null >"$W/d.log" 2>&1 &
   daemon=$!
   local _
-  for _ in $(seq 1 120); do curl -sf --max-time 2 --unix-socket "$W/d.sock" http://localhost/readyz >/dev/null && return 0; sleep 0.25; done
+  for _ in $(seq 1 120); do curl -sf --max-time 2 --unix-socket "$W/crypt-2.sock" http://localhost/readyz >/dev/null && return 0; sleep 0.25; done
   return 1
 }
 stop() { kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; daemon=""; }
-mine() { "$CLI" --server "$W/d.sock" "$@"; }
+mine() { "$CLI" --server "$W/crypt-2.sock" "$@"; }
 
 conf "kek_file = $W/other.kek"
 check "a daemon with another KEK starts" start

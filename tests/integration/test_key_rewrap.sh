@@ -24,22 +24,16 @@ OLD=$(sed -n 's/^kek_file = //p' "$(site_conf a)")
 daemon="" proxy="" S3_ENDPOINT=""
 RGW_PORT=$(cat "$IMGSTORE_SANDBOX/site-a/rgw/port")
 stop() { [ -n "$daemon" ] && { kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; }; daemon=""; }
-mine() { "$CLI" --server "$W/d.sock" "$@"; }
+mine() { "$CLI" --server "$W/rewrap-2.sock" "$@"; }
 # KEK_FILE [PREVIOUS_FILE]: a daemon of site a on paths of its own with these KEKs
 start() {
   stop
-  sed -e "s|^listen = .*|listen = 127.0.0.1:$(free_port)|" \
-      -e "s|^unix_socket = .*|unix_socket = $W/d.sock|" \
-      -e "s|^spool_dir = .*|spool_dir = $W/spool|" \
-      -e "s|^audit_log = .*|audit_log = $W/audit.log|" \
-      -e "s|^export_dirs = .*|export_dirs = $W|" \
-      -e "s|^kek_file = .*|kek_file = $1${2:+\nkek_previous_file = $2}|" \
-      -e "s|^\[server\]|[server]\ninstance = rewrap-2|" \
-      -e "s|^endpoint = http://127.0.0.1:$RGW_PORT\$|endpoint = ${S3_ENDPOINT:-http://127.0.0.1:$RGW_PORT}|" \
-      "$(site_conf a)" >"$W/d.conf"
+  second_conf a "$W" rewrap-2 "s|^export_dirs = .*|export_dirs = $W|" \
+    "s|^kek_file = .*|kek_file = $1${2:+\nkek_previous_file = $2}|" \
+    "s|^endpoint = http://127.0.0.1:$RGW_PORT\$|endpoint = ${S3_ENDPOINT:-http://127.0.0.1:$RGW_PORT}|" >"$W/d.conf"
   setsid "$IMGSTORED" --config "$W/d.conf" </dev/null >>"$W/d.log" 2>&1 &
   daemon=$!
-  wait_until 120 0.25 curl -sf --max-time 2 --unix-socket "$W/d.sock" http://localhost/readyz -o /dev/null
+  wait_until 120 0.25 curl -sf --max-time 2 --unix-socket "$W/rewrap-2.sock" http://localhost/readyz -o /dev/null
 }
 cleanup() {
   # whatever happened: every key of site a back on the sandbox's KEK
@@ -94,7 +88,7 @@ check "  counts: the images (>= 2) and the cold one (>= 1) on the new KEK, none 
 check "  the image's key is now the new KEK's ($kek)" bash -c "key=\$(rbd -c '$(conf_of a)' image-meta get 'rbd/$img' imgstore.crypt.key) && [[ \$key == v1:$kek:* ]]"
 rados -c "$(conf_of a)" -p rbd getomapval "rbd_header.$trash_id" metadata_imgstore.crypt.key "$W/tk" >/dev/null 2>&1
 check "  and the trashed image's" grep -q "^v1:$kek:" "$W/tk"
-check "  the audit log records it" grep -q "method=ImageService/RewrapKeys target=kek:$kek result=ok" "$W/audit.log"
+check "  the audit log records it" grep -q "method=ImageService/RewrapKeys target=kek:$kek result=ok" "$W/audit-rewrap-2.log"
 expect_rc 0 "key rewrap again" mine --format json key rewrap
 check "  rewraps nothing (idempotent)" \
   quiet jq -e '((.images_rewrapped // 0) | tonumber) == 0 and ((.cold_rewrapped // 0) | tonumber) == 0 and (.images_current | tonumber) >= 2' "$T_OUT"

@@ -9,6 +9,7 @@
 set -uo pipefail
 IMGSTORED=${IMS_BINARY_DIR:?}/daemon/imgstored
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 
 W=$(mktemp -d /tmp/imgstore-notify.XXXXXX)
 listener="" daemon=""
@@ -37,16 +38,9 @@ PY
 listener=$!
 for _ in $(seq 1 50); do [ -S "$W/notify" ] && break; sleep 0.1; done
 check "the notification socket is up" test -S "$W/notify"
-# CONF NAME: a copy of site a's imgstored.conf with a port, socket, spool and audit log of its own
-make_conf() {
-  sed -e "s|^listen = .*|listen = 127.0.0.1:$(free_port)|" \
-      -e "s|^unix_socket = .*|unix_socket = $W/$2.sock|" \
-      -e "s|^spool_dir = .*|spool_dir = $W/spool-$2|" \
-      -e "s|^audit_log = .*|audit_log = $W/audit-$2.log|" \
-      -e "s|^\[server\]\$|[server]\ninstance = notify-$2|" "$IMGSTORE_SANDBOX/site-a/imgstored.conf" >"$1"
-  # (an instance name of its own: under the host name it would break the replication locks of
-  # the sandbox's daemon as its own previous run's)
-}
+# CONF NAME: a copy of site a's imgstored.conf with a port, socket ($W/notify-NAME.sock), spool
+# and audit log ($W/audit-notify-NAME.log) of its own
+make_conf() { second_conf a "$W" "notify-$2" >"$1"; }
 # PATTERN SECS: wait until a received line matches
 got() { local end=$((SECONDS + $2)); while [ $SECONDS -lt $end ]; do grep -q -- "$1" "$W/got" 2>/dev/null && return 0; sleep 0.2; done; return 1; }
 start() { NOTIFY_SOCKET=$W/notify WATCHDOG_USEC=2000000 setsid "$IMGSTORED" --config "$1" </dev/null >>"$W/$2.log" 2>&1 & daemon=$!; }
@@ -70,25 +64,25 @@ grep -h "" "$W/got" | sed 's/^/# /' | head -5
 make_conf "$W/up.conf" up
 start "$W/up.conf" up
 check "READY=1 once the site answers and the listeners are up" got "READY=1" 60
-check "  with a status naming the site and its listeners" got "STATUS=serving site 'a' on 127.0.0.1:[0-9]* and $W/up.sock" 1
-check "  and the Unix socket answers then" curl -sf --max-time 5 --unix-socket "$W/up.sock" http://localhost/readyz
+check "  with a status naming the site and its listeners" got "STATUS=serving site 'a' on 127.0.0.1:[0-9]* and $W/notify-up.sock" 1
+check "  and the Unix socket answers then" curl -sf --max-time 5 --unix-socket "$W/notify-up.sock" http://localhost/readyz
 sleep 3
 n=$(grep -c "WATCHDOG=1" "$W/got")
 check "the watchdog (2 s) is fed at least twice a period ($n in about 3 s)" test "$n" -ge 3
 # logrotate's way: the audit log moved away, then SIGHUP; the next call is audited in a new file
 CLI=${IMS_BINARY_DIR}/cli/imgstore
 # (a call that changes something is audited, refused or not: removing an image that is not there)
-audited() { IMGSTORE_SERVER=unix:$W/up.sock "$CLI" image rm "rbd/notify-none-$$" >/dev/null 2>&1; true; }
+audited() { IMGSTORE_SERVER=unix:$W/notify-up.sock "$CLI" image rm "rbd/notify-none-$$" >/dev/null 2>&1; true; }
 audited
-check "a call is audited" grep -q "notify-none-$$" "$W/audit-up.log"
-mv "$W/audit-up.log" "$W/audit-up.log.1"
+check "a call is audited" grep -q "notify-none-$$" "$W/audit-notify-up.log"
+mv "$W/audit-notify-up.log" "$W/audit-notify-up.log.1"
 kill -HUP "$daemon"
 check "SIGHUP: RELOADING=1" got "RELOADING=1" 10
-check "  the audit log is opened again under its name" bash -c "for _ in \$(seq 1 50); do [ -f '$W/audit-up.log' ] && exit 0; sleep 0.1; done; exit 1"
-n1=$(wc -l <"$W/audit-up.log.1")
+check "  the audit log is opened again under its name" bash -c "for _ in \$(seq 1 50); do [ -f '$W/audit-notify-up.log' ] && exit 0; sleep 0.1; done; exit 1"
+n1=$(wc -l <"$W/audit-notify-up.log.1")
 audited
 check "  the next call goes to the new file, none to the old one" \
-  bash -c "grep -q 'notify-none-$$' '$W/audit-up.log' && [ \$(wc -l <'$W/audit-up.log.1') = $n1 ]"
+  bash -c "grep -q 'notify-none-$$' '$W/audit-notify-up.log' && [ \$(wc -l <'$W/audit-notify-up.log.1') = $n1 ]"
 check "  then READY=1 again" bash -c "for _ in \$(seq 1 50); do [ \$(grep -c 'READY=1' '$W/got') -ge 2 ] && exit 0; sleep 0.2; done; exit 1"
 kill -TERM "$daemon"
 check "SIGTERM: STOPPING=1" got "STOPPING=1" 10

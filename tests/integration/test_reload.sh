@@ -11,6 +11,7 @@ set -uo pipefail
 IMGSTORED=${IMS_BINARY_DIR:?}/daemon/imgstored
 CLI=${IMS_BINARY_DIR}/cli/imgstore
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 
 W=$(mktemp -d /tmp/imgstore-reload.XXXXXX)
 daemon=""
@@ -20,14 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-sed -e "s|^listen = .*|listen = 127.0.0.1:$(free_port)|" \
-    -e "s|^unix_socket = .*|unix_socket = $W/d.sock|" \
-    -e "s|^spool_dir = .*|spool_dir = $W/spool|" \
-    -e "s|^audit_log = .*|audit_log = $W/audit.log|" \
-    -e "s|^token_file = .*|token_file = $W/tokens|" \
-    -e "s|^\[server\]\$|[server]\ninstance = reload-2|" "$IMGSTORE_SANDBOX/site-a/imgstored.conf" >"$W/d.conf"
-# (an instance name of its own: under the host name it would break the replication locks of the
-# sandbox's daemon as its own previous run's)
+second_conf a "$W" reload-2 "s|^token_file = .*|token_file = $W/tokens|" >"$W/d.conf"
 # a token file of its own, to change
 (umask 077; cp "$(sed -n 's/^token_file = //p' "$IMGSTORE_SANDBOX/site-a/imgstored.conf")" "$W/tokens")
 check "the sandbox's config names sandbox-host only" bash -c "grep -q '^\[host sandbox-host\]' '$W/d.conf' && ! grep -q '^\[host sandbox-host2\]' '$W/d.conf'"
@@ -40,13 +34,13 @@ hup() { local from; from=$(wc -l <"$W/d.log"); kill -HUP "$daemon"
 setsid "$IMGSTORED" --config "$W/d.conf" </dev/null >>"$W/d.log" 2>&1 &
 daemon=$!
 up=0
-for _ in $(seq 1 120); do curl -sf --max-time 2 --unix-socket "$W/d.sock" http://localhost/readyz >/dev/null && { up=1; break; }; sleep 0.5; done
+for _ in $(seq 1 120); do curl -sf --max-time 2 --unix-socket "$W/reload-2.sock" http://localhost/readyz >/dev/null && { up=1; break; }; sleep 0.5; done
 check "the daemon serves" test $up = 1
 
 img=reload$$
-"$CLI" --server "$W/d.sock" image create "rbd/$img" --size 16M >/dev/null 2>&1
-check "an image to attach" quiet "$CLI" --server "$W/d.sock" image info "rbd/$img"
-host2() { IMGSTORE_TOKEN_FILE=$IMGSTORE_HOST2_TOKEN_FILE "$CLI" --server "$W/d.sock" image attach-info "rbd/$img" "$@"; }
+"$CLI" --server "$W/reload-2.sock" image create "rbd/$img" --size 16M >/dev/null 2>&1
+check "an image to attach" quiet "$CLI" --server "$W/reload-2.sock" image info "rbd/$img"
+host2() { IMGSTORE_TOKEN_FILE=$IMGSTORE_HOST2_TOKEN_FILE "$CLI" --server "$W/reload-2.sock" image attach-info "rbd/$img" "$@"; }
 
 # ---- a host with no [host] section: a clear refusal
 host2 --format libvirt >"$W/out" 2>"$W/err"; rc=$?
@@ -76,7 +70,7 @@ check "  and valid against libvirt's domain schema (virt-xml-validate)" quiet vi
 # the placeholder the old default printed is what libvirt refuses: the check can fail
 sed "s/uuid='$uuid'/uuid='SECRET-UUID'/" "$W/domain.xml" >"$W/bad.xml"
 check "  (virt-xml-validate refuses a placeholder secret)" bash -c "! virt-xml-validate '$W/bad.xml' domain >/dev/null 2>&1"
-IMGSTORE_TOKEN_FILE=$IMGSTORE_HOST_TOKEN_FILE "$CLI" --server "$W/d.sock" --format json image attach-info "rbd/$img" >"$W/h1.json" 2>"$W/err"
+IMGSTORE_TOKEN_FILE=$IMGSTORE_HOST_TOKEN_FILE "$CLI" --server "$W/reload-2.sock" --format json image attach-info "rbd/$img" >"$W/h1.json" 2>"$W/err"
 check "sandbox-host still gets its own (JSON: host, client_id, secret_uuid)" \
   quiet jq -e --arg u "$IMGSTORE_HOST_SECRET_UUID" '.host == "sandbox-host" and .client_id == "sandbox-host" and .secret_uuid == $u' "$W/h1.json"
 
@@ -88,7 +82,7 @@ check "SIGHUP with a bad line: not reloaded, the line named" hup "not reloaded: 
 check "  the old configuration stays" logged "configuration '$W/d.conf' not reloaded: it has bad lines (above); the old one stays"
 host2 --format libvirt >"$W/disk2.xml" 2>"$W/err"
 check "  sandbox-host2 keeps its old secret" grep -q "uuid='$uuid'" "$W/disk2.xml"
-check "  the daemon still serves" quiet curl -sf --max-time 5 --unix-socket "$W/d.sock" http://localhost/readyz
+check "  the daemon still serves" quiet curl -sf --max-time 5 --unix-socket "$W/reload-2.sock" http://localhost/readyz
 
 # ---- what needs a restart is named, not applied; log_level applies
 cp "$W/good.conf" "$W/d.conf"
@@ -96,7 +90,7 @@ sed -i -e "s|^listen = .*|listen = 127.0.0.1:$(free_port)|" -e "s/^log_level = .
 check "SIGHUP with a new listen address: reloaded" hup "configuration '$W/d.conf' reloaded (2 changes)"
 check "  listen named as waiting for a restart" grep -q "configuration: \[server\] listen changed: takes effect at the next restart" "$W/d.log"
 check "  log_level applied" grep -q "configuration: log_level is now debug" "$W/d.log"
-check "  the old socket still serves" quiet curl -sf --max-time 5 --unix-socket "$W/d.sock" http://localhost/readyz
+check "  the old socket still serves" quiet curl -sf --max-time 5 --unix-socket "$W/reload-2.sock" http://localhost/readyz
 
 # ---- a token added to the token file works after SIGHUP; the file's path needs a restart
 tok=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
@@ -105,14 +99,14 @@ cp "$W/tokens" "$W/tokens2"
 echo "reader $tok reload-reader" >>"$W/tokens2"
 sed -i "s|^token_file = .*|token_file = $W/tokens2|" "$W/d.conf"
 check "SIGHUP with another token_file path: named as waiting for a restart" hup "\[server\] token_file changed: takes effect at the next restart"
-IMGSTORE_TOKEN_FILE=$W/reader.token "$CLI" --server "$W/d.sock" image info "rbd/$img" >/dev/null 2>&1; rc=$?
+IMGSTORE_TOKEN_FILE=$W/reader.token "$CLI" --server "$W/reload-2.sock" image info "rbd/$img" >/dev/null 2>&1; rc=$?
 check "  the other file's token is not accepted (exit $rc)" test $rc != 0
 cp "$W/tokens2" "$W/tokens.tmp" && mv "$W/tokens.tmp" "$W/tokens"
 check "SIGHUP after the token file changed: tokens reloaded" hup "tokens reloaded"
-IMGSTORE_TOKEN_FILE=$W/reader.token "$CLI" --server "$W/d.sock" image info "rbd/$img" >/dev/null 2>&1; rc=$?
+IMGSTORE_TOKEN_FILE=$W/reader.token "$CLI" --server "$W/reload-2.sock" image info "rbd/$img" >/dev/null 2>&1; rc=$?
 check "  the new token is accepted (exit $rc)" test $rc = 0
 
-"$CLI" --server "$W/d.sock" image rm --purge "rbd/$img" >/dev/null 2>&1
+"$CLI" --server "$W/reload-2.sock" image rm --purge "rbd/$img" >/dev/null 2>&1
 kill -TERM "$daemon"; wait "$daemon"; rc=$?; daemon=""
 check "SIGTERM ends it (exit $rc)" test $rc = 0
 if [ $fails -ne 0 ]; then sed 's/^/# /' "$W/d.log" | tail -40; fi

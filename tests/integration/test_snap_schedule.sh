@@ -23,8 +23,8 @@ cleanup() {
     kill "$PID2"
     wait_until 100 0.1 pid_gone "$PID2"
   fi
-  rm -f "$A/imgstored-ss.conf" "$A/run/imgstored-ss.sock"
-  rm -rf "$A/spool-ss"
+  rm -f "$A/imgstored-ss.conf" "$A/run/snapsched-2.sock" "$A/run/audit-snapsched-2.log"
+  rm -rf "$A/run/spool-snapsched-2"
   for s in $(rbd -c "$CEPH_CONF_A" snap ls "rbd/$img" 2>/dev/null | awk '/imgstore-sched-/ {print $2}'); do
     rbd -c "$CEPH_CONF_A" snap unprotect "rbd/$img@$s" >/dev/null 2>&1
   done
@@ -97,16 +97,9 @@ check "the newest taken ($newest_taken) is kept" bash -c "rbd -c '$CEPH_CONF_A' 
 check "schedule ls shows its last snapshot" sched_is "$img" '.last_unix_ms > 0 and .every_seconds == 1 and .keep == "hourly=2,daily=1,weekly=0"'
 
 # ---- a second imgstored of site a (its own port, socket, spool, audit log): one runs them
-port=$(free_port)
-SOCK2=$A/run/imgstored-ss.sock
+SOCK2=$A/run/snapsched-2.sock
 LOG2=$A/log/imgstored-ss.log
-mkdir -p "$A/spool-ss"
-sed -e "s|^listen = .*|listen = 127.0.0.1:$port|" -e "s|^unix_socket = .*|unix_socket = $SOCK2|" \
-  -e "s|^spool_dir = .*|spool_dir = $A/spool-ss|" -e "s|^audit_log = .*|audit_log = $A/log/audit-ss.log|" \
-  -e "s|^\[server\]\$|[server]\ninstance = snapsched-2|" \
-  "$(site_conf a)" >"$A/imgstored-ss.conf"
-# (its own instance name: under the host name it would take the first one's replication locks
-# for its own previous run's and break them)
+second_conf a "$A/run" snapsched-2 >"$A/imgstored-ss.conf"
 : >"$LOG2"
 "$BIN" --config "$A/imgstored-ss.conf" </dev/null >>"$LOG2" 2>&1 9>&- &
 PID2=$!
@@ -170,7 +163,9 @@ while [ $((SECONDS - t0)) -lt 30 ]; do
   before=$now
 done
 sleep 3
-check "no snapshot taken or removed after rm (still after $((SECONDS - t0)) s)" test "$(sched_snaps "$img" | tr '\n' ,)" = "$before"
+after=$(sched_snaps "$img" | tr '\n' ,)
+check "no snapshot taken or removed after rm (still after $((SECONDS - t0)) s)" test "$after" = "$before"
+[ "$after" = "$before" ] || { echo "# before: $before"; echo "# after:  $after"; grep -h "rbd/$img'" "$LOG1" "$LOG2" | tail -8 | sed 's/^/# /'; }
 check "  the ones taken stay" test -n "$before"
 
 finish

@@ -527,6 +527,23 @@ static void test_records(void **state)
 	assert_int_equal(json_object_get_int64(n), 7);
 	json_object_put(got);
 
+	/* replace: only a record still there is written (a runner's write-back after an rm) */
+	json_object *o8 = json_object_new_object();
+	json_object_object_add(o8, "n", json_object_new_int64(8));
+	assert_int_equal(ims_record_replace(&rs, "k2", o8), 0);
+	assert_int_equal(ims_record_get(&got, &rs, "k2"), 0);
+	assert_true(json_object_object_get_ex(got, "n", &n));
+	assert_int_equal(json_object_get_int64(n), 8);
+	json_object_put(got);
+	assert_int_equal(ims_record_replace(&rs, "gone", o8), -ENOENT);
+	snprintf(msg, sizeof(msg), "no record 'gone' in %s", obj);
+	assert_string_equal(ims_error_last(), msg);
+	assert_int_equal(ims_record_get(&got, &rs, "gone"), -ENOENT); /* nothing written */
+	ims_records nowhere = IMS_RECORDS_SITE(itest.a, "rbd", itest_name("records-none"));
+	assert_int_equal(ims_record_replace(&nowhere, "k1", o8), -ENOENT); /* no object either */
+	json_object_put(o8);
+	assert_int_equal(ims_record_put(&rs, "k2", o), 0);
+
 	/* a value that is not a JSON object: -EBADMSG alone, NULL in a walk, left out of a list */
 	rados_ioctx_t io;
 	assert_int_equal(ims_site_ioctx(&io, itest.a, "rbd"), 0);

@@ -101,18 +101,12 @@ expect_rc 0 "  export on site b" on_b image export "rbd/$copy" "$IMGSTORE_EXPORT
 check "  gives the plaintext back" cmp -s "$src" "$IMGSTORE_EXPORT_DIR/tcrypt$$.b.raw"
 
 (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$W/other.kek")
-sed -e "s|^listen = .*|listen = 127.0.0.1:$(free_port)|" \
-    -e "s|^unix_socket = .*|unix_socket = $W/d.sock|" \
-    -e "s|^spool_dir = .*|spool_dir = $W/spool|" \
-    -e "s|^audit_log = .*|audit_log = $W/audit.log|" \
-    -e "s|^kek_file = .*|kek_file = $W/other.kek|" \
-    -e "s|^\[server\]|[server]\ninstance = tiercrypt-2|" \
-    "$IMGSTORE_SANDBOX/site-a/imgstored.conf" >"$W/d.conf"
+second_conf a "$W" tiercrypt-2 "s|^kek_file = .*|kek_file = $W/other.kek|" >"$W/d.conf"
 setsid "$IMGSTORED" --config "$W/d.conf" </dev/null >"$W/d.log" 2>&1 &
 daemon=$!
 check "a daemon of site a with another KEK starts" \
-  wait_until 120 0.25 curl -sf --max-time 2 --unix-socket "$W/d.sock" http://localhost/readyz -o /dev/null
-expect_rc 1 "  and refuses the restore" "$CLI" --server "$W/d.sock" tier restore "rbd/$img" --to "rbd/$cold"
+  wait_until 120 0.25 curl -sf --max-time 2 --unix-socket "$W/tiercrypt-2.sock" http://localhost/readyz -o /dev/null
+expect_rc 1 "  and refuses the restore" "$CLI" --server "$W/tiercrypt-2.sock" tier restore "rbd/$img" --to "rbd/$cold"
 check "  in one line (after the queued operation's) naming the cold image and the KEKs" \
   bash -c "[ \$(grep -vc ': queued$' '$T_ERR') = 1 ] && grep -q \"cannot open cold image 'rbd/$img': the data key is wrapped by KEK [0-9a-f]\{16\}, and this daemon's kek_file holds KEK\" '$T_ERR'"
 check "  and made no image" bash -c "! rbd -c '$(conf_of a)' info 'rbd/$cold' >/dev/null 2>&1"
@@ -131,22 +125,16 @@ proxy=$!
 check "a fault proxy before radosgw" wait_until 100 0.1 test -s "$W/proxy.port"
 pport=$(cat "$W/proxy.port")
 fault() { curl -sf --max-time 10 "http://127.0.0.1:$pport/__fault__/$1" >/dev/null; }
-sed -e "s|^listen = .*|listen = 127.0.0.1:$(free_port)|" \
-    -e "s|^unix_socket = .*|unix_socket = $W/p.sock|" \
-    -e "s|^spool_dir = .*|spool_dir = $W/pspool|" \
-    -e "s|^audit_log = .*|audit_log = $W/paudit.log|" \
-    -e "s|^endpoint = http://127.0.0.1:$port\$|endpoint = http://127.0.0.1:$pport\nretries = 1|" \
-    -e "s|^\[server\]|[server]\ninstance = tiercrypt-3|" \
-    "$IMGSTORE_SANDBOX/site-a/imgstored.conf" >"$W/p.conf"
+second_conf a "$W" tiercrypt-3 "s|^endpoint = http://127.0.0.1:$port\$|endpoint = http://127.0.0.1:$pport\nretries = 1|" >"$W/p.conf"
 check "  its configuration points the target rgw at the proxy" grep -q "^endpoint = http://127.0.0.1:$pport$" "$W/p.conf"
 setsid "$IMGSTORED" --config "$W/p.conf" </dev/null >"$W/p.log" 2>&1 &
 daemon=$!
 check "a daemon of site a through the proxy starts" \
-  wait_until 120 0.25 curl -sf --max-time 2 --unix-socket "$W/p.sock" http://localhost/readyz -o /dev/null
+  wait_until 120 0.25 curl -sf --max-time 2 --unix-socket "$W/tiercrypt-3.sock" http://localhost/readyz -o /dev/null
 check "  the proxy answers 503 to every S3 request from now on" fault "always?action=503"
 t0=$SECONDS
 expect_rc 1 "  image rm --shred of the tiered image is refused" \
-  "$CLI" --server "$W/p.sock" image rm "rbd/$img" --shred
+  "$CLI" --server "$W/tiercrypt-3.sock" image rm "rbd/$img" --shred
 echo "# refused after $((SECONDS - t0)) s (retries = 1 here; 5 by default)"
 check "  in one line naming the target" \
   bash -c "[ \$(wc -l <'$T_ERR') = 1 ] && grep -q \"cannot shred the cold copies on target 'rgw'\" '$T_ERR'"

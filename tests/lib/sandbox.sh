@@ -34,6 +34,12 @@
 #                                 the image's exclusive lock (10 s at most)
 #   snap_equal IMAGE SNAP         whether IMAGE@SNAP has the same content on sites a and b
 #   lock_held SITE IMAGE          whether a client holds the image's exclusive lock
+#   second_conf SITE DIR NAME [SED-EXPR...]  print a copy of site SITE's imgstored.conf for
+#                                 a second daemon of that site on paths of its own: a free
+#                                 port, DIR/NAME.sock, DIR/spool-NAME, DIR/audit-NAME.log,
+#                                 [server] instance = NAME (under the sandbox's host name it
+#                                 would break the replication locks of the site's daemon as its
+#                                 own previous run's), then the SED-EXPRs
 #   config_keep SITE              keep a copy of site SITE's imgstored.conf, to change it
 #   config_restore SITE           put the copy back; the daemon restarted if it had changed
 #   forget_images IMAGE...        on sites a and b: replication disabled, snapshots purged,
@@ -121,6 +127,18 @@ writer_start() {
   wait_until 50 0.2 lock_held "$1" "$2"
 }
 
+second_conf() {
+  local site=$1 dir=$2 name=$3 e
+  shift 3
+  local more=()
+  for e in "$@"; do more+=(-e "$e"); done
+  sed -e "s|^listen = .*|listen = 127.0.0.1:$(free_port)|" \
+      -e "s|^unix_socket = .*|unix_socket = $dir/$name.sock|" \
+      -e "s|^spool_dir = .*|spool_dir = $dir/spool-$name|" \
+      -e "s|^audit_log = .*|audit_log = $dir/audit-$name.log|" \
+      -e "s|^\[server\]\$|[server]\ninstance = $name|" \
+      "${more[@]}" "$(site_conf "$site")"
+}
 config_keep() { cp "$IMGSTORE_SANDBOX/site-$1/imgstored.conf" "$IMGSTORE_SANDBOX/site-$1/imgstored.conf.orig"; }
 config_restore() {
   local conf=$IMGSTORE_SANDBOX/site-$1/imgstored.conf
