@@ -19,6 +19,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "imgstore/v1/common.pb-c.h"
+#include "imgstore/v1/image.pb-c.h"
 #include "proto/json.h"
 
 #define CT_PROTO "application/proto"
@@ -706,6 +707,36 @@ int64_t ims_rpc_call_remaining_ms(const ims_rpc_call *call)
 	return ns > 0 ? (ns + 999999) / 1000000 : 0;
 }
 
+/*
+ * An UploadChunkRequest (2 MiB of bytes a chunk) read in place: its data points into @p body,
+ * which outlives the handler (server.c frees or keeps it after ims_rpc__finish), where
+ * protobuf-c's unpack copied every chunk once more. @returns NULL with the answer in @p resp.
+ */
+static ProtobufCMessage *upload_chunk_in_place(ims_rpc_call *call, const uint8_t *body, size_t len,
+					       ims_rpc__response *resp)
+{
+	ims_rpc__upload_chunk c;
+	if (ims_rpc__upload_chunk_scan(&c, body, len) < 0) {
+		fail(call, resp, 400, IMS_RPC_INVALID_ARGUMENT,
+		     "malformed request: %zu bytes that are no valid %s (%s)", len,
+		     imgstore__v1__upload_chunk_request__descriptor.name, ims_error_last());
+		return NULL;
+	}
+	Imgstore__V1__UploadChunkRequest *q = ims_rpc_call_alloc(call, sizeof(*q));
+	char *id = q && c.id_len < SIZE_MAX ? ims_rpc_call_alloc(call, c.id_len + 1) : NULL;
+	if (!id) {
+		fail(call, resp, 500, IMS_RPC_INTERNAL, "out of memory reading a request");
+		return NULL;
+	}
+	imgstore__v1__upload_chunk_request__init(q);
+	memcpy(id, c.id, c.id_len); /* NUL-terminated by the zeroed block, as protobuf-c does */
+	q->upload_id = id;
+	q->offset = c.offset;
+	q->data.data = (uint8_t *)c.data;
+	q->data.len = c.data_len;
+	return &q->base;
+}
+
 void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body, size_t len,
 		     ims_rpc__response *resp)
 {
@@ -714,6 +745,7 @@ void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body,
 	ProtobufCMessage *req = NULL, *out = NULL;
 	unpack_arena arena = {0};
 	ProtobufCAllocator alloc = {.alloc = arena_alloc, .free = arena_free}, *pa = NULL;
+	bool in_place = false; /* req is the call's memory, pointing into body */
 	int r;
 
 	memset(resp, 0, sizeof(*resp));
@@ -739,6 +771,10 @@ void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body,
 				     ims_error_last());
 			return;
 		}
+	} else if (def->input == &imgstore__v1__upload_chunk_request__descriptor) {
+		if (!(req = upload_chunk_in_place(call, body, len, resp)))
+			return;
+		in_place = true;
 	} else {
 		if (len >= ARENA_MIN_BODY && len <= SIZE_MAX - ARENA_SLACK &&
 		    arena_take(&arena, len + ARENA_SLACK)) {
@@ -810,7 +846,9 @@ void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body,
 	resp->code = IMS_RPC_OK;
 	conclude(call, resp, NULL);
 out:
-	if (req && !call->json)
+	if (in_place)
+		; /* the call's memory: freed with the call */
+	else if (req && !call->json)
 		protobuf_c_message_free_unpacked(req, pa);
 	else if (req)
 		protobuf_c_message_free_unpacked(req, NULL);

@@ -148,6 +148,23 @@ struct ims_rpc_server {
  */
 uint8_t *ims_rpc__body_keep(ims_rpc_server *s, uint8_t *b, size_t cap);
 
+/*
+ * An UploadChunkRequest read in place (proto/upload_chunk.c): its upload_id (not
+ * NUL-terminated) and data point into the body read, nothing is copied. The last of a
+ * repeated field wins; an absent one is empty (pointing at a static byte).
+ */
+typedef struct {
+	const uint8_t *id;
+	size_t id_len;
+	uint64_t offset;
+	const uint8_t *data;
+	size_t data_len;
+} ims_rpc__upload_chunk;
+
+/* Read @p len bytes of @p body as an UploadChunkRequest in place: what protobuf-c's unpack
+ * takes, and nothing else. @returns 0, or -EINVAL with ims_error_set() saying where it broke. */
+int ims_rpc__upload_chunk_scan(ims_rpc__upload_chunk *out, const uint8_t *body, size_t len);
+
 /* A block of the per-call arena. */
 typedef struct ims_rpc__block {
 	struct ims_rpc__block *next;
