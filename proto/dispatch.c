@@ -707,6 +707,62 @@ int64_t ims_rpc_call_remaining_ms(const ims_rpc_call *call)
 	return ns > 0 ? (ns + 999999) / 1000000 : 0;
 }
 
+/* The answer of a handler's result @p r and message @p out: encoded, or the error. */
+static void answer(ims_rpc_call *call, int r, ProtobufCMessage *out, ims_rpc__response *resp)
+{
+	const ims_rpc_method *def = call->method->def;
+
+	if (r < 0) {
+		ims_rpc_code code = ims_rpc_code_from_errno(r);
+		/* a handler that set no message still gets a readable one */
+		const char *msg = ims_error_last_code() ? ims_error_last() : ims_strerror(r);
+		const char *reason = call->reason[0] ? call->reason : ims_rpc_reason_from_errno(r);
+		ims_rpc__error_response_reason(resp, ims_rpc_code_http_status(code), code, msg,
+					       reason);
+		conclude(call, resp, msg);
+		return;
+	}
+	if (!out || out->descriptor != def->output) {
+		ims_log_error("the handler of %s returned %s instead of a %s", call->method->label,
+			      out ? out->descriptor->name : "nothing", def->output->name);
+		fail(call, resp, 500, IMS_RPC_INTERNAL, "the server failed to build a response");
+		return;
+	}
+	/* the client has given up by now: what it gets must say so, even if the call (a
+	 * mutating one) took effect */
+	if (expired(call, resp,
+		    def->mutating ? "while it was served (it may have taken effect)"
+				  : "while it was served"))
+		return;
+
+	if (call->json) {
+		char *text = NULL;
+		size_t n = 0;
+		if (ims_rpc__json_encode(&text, &n, out) < 0) {
+			fail(call, resp, 500, IMS_RPC_INTERNAL,
+			     "the server failed to encode a %s: %s", def->output->name,
+			     ims_error_last());
+			return;
+		}
+		resp->body = (uint8_t *)text;
+		resp->len = n;
+		resp->content_type = CT_JSON;
+	} else {
+		size_t n = protobuf_c_message_get_packed_size(out);
+		resp->body = malloc(n ? n : 1);
+		if (!resp->body) {
+			fail(call, resp, 500, IMS_RPC_INTERNAL,
+			     "out of memory encoding the response");
+			return;
+		}
+		resp->len = protobuf_c_message_pack(out, resp->body);
+		resp->content_type = CT_PROTO;
+	}
+	resp->status = 200;
+	resp->code = IMS_RPC_OK;
+	conclude(call, resp, NULL);
+}
+
 /*
  * An UploadChunkRequest (2 MiB of bytes a chunk) read in place: its data points into @p body,
  * which outlives the handler (server.c frees or keeps it after ims_rpc__finish), where
@@ -796,55 +852,7 @@ void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body,
 	r = def->fn(s->opts.app, call, req, &out);
 	if (r == IMS_RPC_DEFERRED && call->deferred)
 		goto out; /* called again on its own thread (proto/server.c): no answer yet */
-	if (r < 0) {
-		ims_rpc_code code = ims_rpc_code_from_errno(r);
-		/* a handler that set no message still gets a readable one */
-		const char *msg = ims_error_last_code() ? ims_error_last() : ims_strerror(r);
-		const char *reason = call->reason[0] ? call->reason : ims_rpc_reason_from_errno(r);
-		ims_rpc__error_response_reason(resp, ims_rpc_code_http_status(code), code, msg,
-					       reason);
-		conclude(call, resp, msg);
-		goto out;
-	}
-	if (!out || out->descriptor != def->output) {
-		ims_log_error("the handler of %s returned %s instead of a %s", call->method->label,
-			      out ? out->descriptor->name : "nothing", def->output->name);
-		fail(call, resp, 500, IMS_RPC_INTERNAL, "the server failed to build a response");
-		goto out;
-	}
-	/* the client has given up by now: what it gets must say so, even if the call (a
-	 * mutating one) took effect */
-	if (expired(call, resp,
-		    def->mutating ? "while it was served (it may have taken effect)"
-				  : "while it was served"))
-		goto out;
-
-	if (call->json) {
-		char *text = NULL;
-		size_t n = 0;
-		if (ims_rpc__json_encode(&text, &n, out) < 0) {
-			fail(call, resp, 500, IMS_RPC_INTERNAL,
-			     "the server failed to encode a %s: %s", def->output->name,
-			     ims_error_last());
-			goto out;
-		}
-		resp->body = (uint8_t *)text;
-		resp->len = n;
-		resp->content_type = CT_JSON;
-	} else {
-		size_t n = protobuf_c_message_get_packed_size(out);
-		resp->body = malloc(n ? n : 1);
-		if (!resp->body) {
-			fail(call, resp, 500, IMS_RPC_INTERNAL,
-			     "out of memory encoding the response");
-			goto out;
-		}
-		resp->len = protobuf_c_message_pack(out, resp->body);
-		resp->content_type = CT_PROTO;
-	}
-	resp->status = 200;
-	resp->code = IMS_RPC_OK;
-	conclude(call, resp, NULL);
+	answer(call, r, out, resp);
 out:
 	if (in_place)
 		; /* the call's memory: freed with the call */
@@ -854,6 +862,17 @@ out:
 		protobuf_c_message_free_unpacked(req, NULL);
 	if (pa)
 		arena_give_back(&arena);
+}
+
+void ims_rpc__finish_sunk(ims_rpc_server *s, ims_rpc_call *call, void *ctx, int r,
+			  ims_rpc__response *resp)
+{
+	ProtobufCMessage *out = NULL;
+
+	memset(resp, 0, sizeof(*resp));
+	ims_error_clear();
+	r = call->method->def->sink->end(s->opts.app, call, ctx, r, &out);
+	answer(call, r, out, resp);
 }
 
 /* ---- without sockets ---------------------------------------------------------------------- */

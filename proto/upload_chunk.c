@@ -106,13 +106,13 @@ int ims_rpc__upload_chunk_scan(ims_rpc__upload_chunk *out, const uint8_t *body, 
 		case 5: /* 32-bit */
 			n = wire == 1 ? 8 : 4;
 			if (rem < n)
-				return ims_error_set(-EINVAL, "a fixed field past the end at byte %zu",
+				return ims_error_set(-EINVAL,
+						     "a fixed field past the end at byte %zu",
 						     (size_t)(p - body));
 			break;
 		case 2: /* length-delimited */
 			if (!(n = read_length(p, rem, &flen)))
-				return ims_error_set(-EINVAL,
-						     "a length past the end at byte %zu",
+				return ims_error_set(-EINVAL, "a length past the end at byte %zu",
 						     (size_t)(p - body));
 			break;
 		default: /* groups (3, 4) and 6, 7: protobuf-c refuses them */
@@ -138,12 +138,87 @@ int ims_rpc__upload_chunk_scan(ims_rpc__upload_chunk *out, const uint8_t *body, 
 				return ims_error_set(-EINVAL, "field 2 is not a varint");
 			out->offset = v;
 			break;
-		default: /* unknown: skipped */
-			break;
+		default: /* unknown: skipped */ break;
 		}
 		n += flen;
 		p += n;
 		rem -= n;
+	}
+	return 0;
+}
+
+/* A length prefix (at most 5 bytes) whatever follows it. @returns its bytes, 0 if it does not
+ * end within them. */
+static size_t read_prefix(const uint8_t *p, size_t rem, uint64_t *v)
+{
+	size_t max = rem > 5 ? 5 : rem;
+	uint64_t x = 0;
+	for (size_t i = 0; i < max; i++) {
+		x |= (uint64_t)(p[i] & 0x7fu) << (7 * i);
+		if (!(p[i] & 0x80)) {
+			*v = x;
+			return i + 1;
+		}
+	}
+	return 0;
+}
+
+int ims_rpc__upload_chunk_head(ims_rpc__upload_chunk *out, size_t *prefix, const uint8_t *head,
+			       size_t have, size_t total)
+{
+	size_t pos = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->id = head;
+	out->data = head;
+	while (pos < have) {
+		uint32_t tag;
+		unsigned wire;
+		uint64_t v;
+		size_t k = read_key(head + pos, have - pos, &tag, &wire), n;
+		if (!k)
+			return 0;
+		size_t at = pos + k;
+		switch (wire) {
+		case 2:
+			if (!(n = read_prefix(head + at, have - at, &v)))
+				return 0;
+			if (tag == 2)
+				return -1;
+			if (tag == 3 && v <= INT_MAX && v == (uint64_t)total - (at + n)) {
+				out->data_len =
+					(size_t)v; /* the last field: to the end of the body */
+				*prefix = at + n;
+				return 1;
+			}
+			if (v > have - (at + n))
+				return 0;
+			if (tag == 1) {
+				out->id = head + at + n;
+				out->id_len = (size_t)v;
+			}
+			pos = at + n + (size_t)v;
+			break;
+		case 0:
+			if (tag == 1 || tag == 3)
+				return -1;
+			if (!(n = read_varint(head + at, have - at, &v)))
+				return 0;
+			if (tag == 2)
+				out->offset = v;
+			pos = at + n;
+			break;
+		case 1:
+		case 5:
+			if (tag >= 1 && tag <= 3)
+				return -1;
+			n = wire == 1 ? 8 : 4;
+			if (have - at < n)
+				return 0;
+			pos = at + n;
+			break;
+		default: return -1;
+		}
 	}
 	return 0;
 }

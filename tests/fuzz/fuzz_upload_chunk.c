@@ -2,7 +2,10 @@
  * libFuzzer target: bytes as the body of an UploadChunk call, read in place by
  * proto/upload_chunk.c and unpacked by protobuf-c. The two must agree: both refuse, or both
  * take it with the same upload_id (to its first NUL, as a C string), offset and data, the
- * data of the in-place reader lying within the body.
+ * data of the in-place reader lying within the body. And the reader of a body's start
+ * (ims_rpc__upload_chunk_head, for the data put straight where it goes): whatever start of
+ * the body it is given, when it says the data field is last, the whole body scans to the
+ * same fields.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -17,8 +20,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	ims_rpc__upload_chunk c;
+	ims_rpc__upload_chunk c, h;
 	int r = ims_rpc__upload_chunk_scan(&c, data, size);
+	size_t cuts[3] = {size, size / 2, size > 40 ? 40 : size};
+	for (unsigned i = 0; i < 3; i++) {
+		size_t prefix = 0;
+		int hr = ims_rpc__upload_chunk_head(&h, &prefix, data, cuts[i], size);
+		if (hr != 1)
+			continue;
+		if (r < 0 || prefix > size || prefix + h.data_len != size ||
+		    h.data_len != c.data_len || h.offset != c.offset || h.id_len != c.id_len ||
+		    (h.id_len && (h.id != c.id || h.id + h.id_len > data + cuts[i]))) {
+			fprintf(stderr, "the body's start read %s from the whole body (cut %zu)\n",
+				r < 0 ? "a body refused" : "other fields", cuts[i]);
+			abort();
+		}
+	}
 	Imgstore__V1__UploadChunkRequest *q =
 		imgstore__v1__upload_chunk_request__unpack(NULL, size, data);
 	if (!q) {

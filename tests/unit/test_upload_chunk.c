@@ -4,7 +4,9 @@
  * past the end, unknown fields of every wire type, repeated fields, groups, wrong wire types),
  * each compared with protobuf-c's own unpack: the same accepted, the same refused, the same
  * fields; and the data read in place, pointing into the body. Then the pipeline: a call of
- * UploadChunk through ims_rpc_server_dispatch reaches its handler with the data in the body.
+ * UploadChunk through ims_rpc_server_dispatch reaches its handler with the data in the body;
+ * and over a Unix socket, a method's chunk sink (ims_rpc_chunk_sink) takes the bytes as they
+ * arrive, or leaves the chunk to the handler, and lets go of a chunk whose connection is lost.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -14,6 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -75,7 +83,8 @@ static void test_packed(void **state)
 	const size_t lens[] = {0, 1, 127, 128, 16383, 16384, sizeof(data)};
 	for (size_t o = 0; o < sizeof(offsets) / sizeof(offsets[0]); o++) {
 		for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
-			Imgstore__V1__UploadChunkRequest m = IMGSTORE__V1__UPLOAD_CHUNK_REQUEST__INIT;
+			Imgstore__V1__UploadChunkRequest m =
+				IMGSTORE__V1__UPLOAD_CHUNK_REQUEST__INIT;
 			m.upload_id = o % 2 ? "0123456789abcdef0123456789abcdef" : "";
 			m.offset = offsets[o];
 			m.data.data = data;
@@ -115,11 +124,12 @@ static void test_hostile(void **state)
 	/* truncated varints: the offset's, a key's, a length's */
 	const uint8_t t1[] = {0x10, 0xff, 0xff};
 	assert_int_equal(agree(t1, sizeof(t1)), -EINVAL);
-	const uint8_t t2[] = {0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+	const uint8_t t2[] = {0x10, 0xff, 0xff, 0xff, 0xff, 0xff,
+			      0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
 	assert_int_equal(agree(t2, sizeof(t2)), -EINVAL); /* 11 bytes: too long */
 	const uint8_t t3[] = {0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
 	assert_int_equal(agree(t3, sizeof(t3)), 0); /* 10 bytes: bits past 64 dropped */
-	const uint8_t t4[] = {0x98}; /* a key cut short */
+	const uint8_t t4[] = {0x98};		    /* a key cut short */
 	assert_int_equal(agree(t4, sizeof(t4)), -EINVAL);
 	const uint8_t t5[] = {0x88, 0x80, 0x80, 0x80, 0x80, 0x00}; /* a key of 6 bytes */
 	assert_int_equal(agree(t5, sizeof(t5)), -EINVAL);
@@ -258,7 +268,7 @@ static void test_dispatch(void **state)
 		{"/imgstore.v1.ImageService/UploadChunk",
 		 &imgstore__v1__upload_chunk_request__descriptor,
 		 &imgstore__v1__upload_chunk_response__descriptor, IMS_ROLE_NONE, false, h_chunk,
-		 false},
+		 false, NULL},
 	};
 	ims_rpc_server_opts o = IMS_RPC_SERVER_OPTS_INIT;
 	o.methods = methods;
@@ -302,8 +312,8 @@ static void test_dispatch(void **state)
 	seen_len = 12345;
 	out = NULL;
 	assert_int_equal(ims_rpc_server_dispatch(s, "/imgstore.v1.ImageService/UploadChunk",
-						 "application/proto", NULL, b, n - 1, &status,
-						 &ct, &out, &out_len),
+						 "application/proto", NULL, b, n - 1, &status, &ct,
+						 &out, &out_len),
 			 0);
 	assert_int_equal(status, 400);
 	assert_int_equal(seen_len, 12345);
@@ -324,12 +334,319 @@ static void test_dispatch(void **state)
 	ims_rpc_server_stop(s);
 }
 
+/* ---- the chunk sink, over a Unix socket ------------------------------------------------ */
+
+/* What the toy sink saw: ids starting "sink" are taken, "sink-fail" fails its second put. */
+static pthread_mutex_t sk_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	unsigned begins, taken, puts, ends, handler_calls;
+	int end_r;
+	uint64_t off;
+	size_t len, got;
+	uint32_t sum; /* of the bytes put, at their positions */
+	bool in_order;
+} sk;
+
+static int toy_begin(void *app, const char *id, uint64_t off, size_t len, void **ctx)
+{
+	(void)app;
+	pthread_mutex_lock(&sk_lock);
+	sk.begins++;
+	bool take = strncmp(id, "sink", 4) == 0;
+	if (take) {
+		sk.taken++;
+		sk.off = off;
+		sk.len = len;
+		sk.got = 0;
+		sk.sum = 0;
+		sk.in_order = true;
+	}
+	pthread_mutex_unlock(&sk_lock);
+	*ctx = (void *)(strcmp(id, "sink-fail") == 0 ? "fail" : "ok");
+	return take ? 0 : 1;
+}
+
+static int toy_put(void *ctx, const uint8_t *data, size_t n, size_t pos)
+{
+	pthread_mutex_lock(&sk_lock);
+	sk.puts++;
+	if (pos != sk.got)
+		sk.in_order = false;
+	for (size_t i = 0; i < n; i++)
+		sk.sum += data[i] ^ (uint8_t)(pos + i);
+	sk.got += n;
+	bool fail = strcmp(ctx, "fail") == 0 && sk.puts == 2;
+	pthread_mutex_unlock(&sk_lock);
+	return fail ? ims_error_set(-ENOSPC, "the toy sink is full") : 0;
+}
+
+static int toy_end(void *app, ims_rpc_call *call, void *ctx, int r, ProtobufCMessage **resp)
+{
+	(void)app;
+	(void)ctx;
+	pthread_mutex_lock(&sk_lock);
+	sk.ends++;
+	sk.end_r = r;
+	uint64_t got = sk.got, sum = sk.sum;
+	pthread_mutex_unlock(&sk_lock);
+	if (r < 0)
+		return r == -ECONNRESET ? r : ims_error_set(r, "the toy sink failed");
+	Imgstore__V1__UploadChunkResponse *m = ims_rpc_call_alloc(call, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	imgstore__v1__upload_chunk_response__init(m);
+	m->received_bytes = got << 32 | sum;
+	*resp = &m->base;
+	return 0;
+}
+
+static const ims_rpc_chunk_sink toy_sink = {.begin = toy_begin, .put = toy_put, .end = toy_end};
+
+static int h_sunk_chunk(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
+			ProtobufCMessage **resp)
+{
+	pthread_mutex_lock(&sk_lock);
+	sk.handler_calls++;
+	pthread_mutex_unlock(&sk_lock);
+	return h_chunk(app, call, req, resp);
+}
+
+/* One request on a new connection to @p sock: @p body (only its first @p send bytes, and
+ * the connection closed then, when @p send < @p len). @returns the HTTP status (0 when none
+ * was read), the response's body in @p out (at most @p cap bytes). */
+static int post_raw(const char *sock, const uint8_t *body, size_t len, size_t send, uint8_t *out,
+		    size_t cap, size_t *out_len)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	char hdr[256];
+	int hn = snprintf(hdr, sizeof(hdr),
+			  "POST /imgstore.v1.ImageService/UploadChunk HTTP/1.1\r\nHost: x\r\n"
+			  "Content-Type: application/proto\r\nContent-Length: %zu\r\n\r\n",
+			  len);
+	assert_int_equal(write(fd, hdr, (size_t)hn), hn);
+	for (size_t done = 0; done < send;) {
+		ssize_t w = write(fd, body + done, send - done > 65536 ? 65536 : send - done);
+		assert_true(w > 0);
+		done += (size_t)w;
+	}
+	int status = 0;
+	*out_len = 0;
+	if (send == len) {
+		static char buf[1 << 16];
+		size_t got = 0;
+		for (;;) {
+			ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+			buf[got] = '\0';
+			char *end = strstr(buf, "\r\n\r\n");
+			char *cl = strcasestr(buf, "Content-Length:");
+			if (end && cl &&
+			    got >= (size_t)(end + 4 - buf) + strtoul(cl + 15, NULL, 10))
+				break;
+		}
+		buf[got] = '\0';
+		sscanf(buf, "HTTP/1.1 %d", &status);
+		char *end = strstr(buf, "\r\n\r\n");
+		if (end) {
+			*out_len = got - (size_t)(end + 4 - buf);
+			assert_true(*out_len <= cap);
+			memcpy(out, end + 4, *out_len);
+		}
+	}
+	close(fd);
+	return status;
+}
+
+static uint8_t *packed_chunk(const char *id, uint64_t off, const uint8_t *data, size_t len,
+			     size_t *n)
+{
+	Imgstore__V1__UploadChunkRequest m = IMGSTORE__V1__UPLOAD_CHUNK_REQUEST__INIT;
+	m.upload_id = (char *)id;
+	m.offset = off;
+	m.data.data = (uint8_t *)data;
+	m.data.len = len;
+	*n = imgstore__v1__upload_chunk_request__get_packed_size(&m);
+	uint8_t *b = malloc(*n);
+	assert_non_null(b);
+	imgstore__v1__upload_chunk_request__pack(&m, b);
+	return b;
+}
+
+static void test_sink(void **state)
+{
+	(void)state;
+	static const ims_rpc_method methods[] = {
+		{"/imgstore.v1.ImageService/UploadChunk",
+		 &imgstore__v1__upload_chunk_request__descriptor,
+		 &imgstore__v1__upload_chunk_response__descriptor, IMS_ROLE_NONE, false,
+		 h_sunk_chunk, false, &toy_sink},
+	};
+	char dir[] = "/tmp/ims-upload-chunk-XXXXXX", sock[64];
+	assert_non_null(mkdtemp(dir));
+	snprintf(sock, sizeof(sock), "%s/sock", dir);
+	ims_rpc_server_opts o = IMS_RPC_SERVER_OPTS_INIT;
+	o.methods = methods;
+	o.nmethods = 1;
+	o.unix_socket = sock;
+	ims_rpc_server *s = NULL;
+	assert_int_equal(ims_rpc_server_start(&s, &o), 0);
+
+	static uint8_t data[1 << 20];
+	uint32_t want = 0;
+	for (size_t i = 0; i < sizeof(data); i++) {
+		data[i] = (uint8_t)(i * 13 + (i >> 9));
+		want += data[i] ^ (uint8_t)i;
+	}
+	uint8_t out[4096];
+	size_t n, out_len;
+
+	/* taken by the sink: every byte, in order; the handler not called */
+	uint8_t *b = packed_chunk("sink-1", 8u << 20, data, sizeof(data), &n);
+	memset(&sk, 0, sizeof(sk));
+	assert_int_equal(post_raw(sock, b, n, n, out, sizeof(out), &out_len), 200);
+	assert_int_equal(sk.taken, 1);
+	assert_int_equal(sk.handler_calls, 0);
+	assert_true(sk.off == 8u << 20);
+	assert_int_equal(sk.len, sizeof(data));
+	assert_int_equal(sk.got, sizeof(data));
+	assert_true(sk.in_order);
+	assert_true(sk.puts > 1); /* as it arrived, in pieces */
+	assert_int_equal(sk.ends, 1);
+	assert_int_equal(sk.end_r, 0);
+	Imgstore__V1__UploadChunkResponse *a =
+		imgstore__v1__upload_chunk_response__unpack(NULL, out_len, out);
+	assert_non_null(a);
+	assert_true(a->received_bytes == ((uint64_t)sizeof(data) << 32 | want));
+	imgstore__v1__upload_chunk_response__free_unpacked(a, NULL);
+	free(b);
+
+	/* left by the sink: the handler gets the whole chunk */
+	b = packed_chunk("handler", 4096, data, sizeof(data), &n);
+	memset(&sk, 0, sizeof(sk));
+	assert_int_equal(post_raw(sock, b, n, n, out, sizeof(out), &out_len), 200);
+	assert_int_equal(sk.begins, 1);
+	assert_int_equal(sk.taken, 0);
+	assert_int_equal(sk.handler_calls, 1);
+	assert_string_equal(seen_id, "handler");
+	assert_int_equal(seen_len, sizeof(data));
+	assert_memory_equal(seen_data, data, sizeof(data));
+	free(b);
+
+	/* the data field not last: not offered to the sink, the handler reads it whole */
+	uint8_t *d = packed_chunk("sink-2", 0, data, 200000, &n);
+	b = malloc(n + 4);
+	assert_non_null(b);
+	memcpy(b, d, n);
+	b[n] = 0x10; /* offset 5, after the data */
+	b[n + 1] = 5;
+	memset(&sk, 0, sizeof(sk));
+	assert_int_equal(post_raw(sock, b, n + 2, n + 2, out, sizeof(out), &out_len), 200);
+	assert_int_equal(sk.begins, 0);
+	assert_int_equal(sk.handler_calls, 1);
+	assert_int_equal(seen_len, 200000);
+	free(b);
+	free(d);
+
+	/* a small chunk: read whole */
+	b = packed_chunk("sink-3", 0, data, 1000, &n);
+	memset(&sk, 0, sizeof(sk));
+	assert_int_equal(post_raw(sock, b, n, n, out, sizeof(out), &out_len), 200);
+	assert_int_equal(sk.begins, 0);
+	assert_int_equal(sk.handler_calls, 1);
+	free(b);
+
+	/* a put fails: the call answers the error, the sink ends with it */
+	b = packed_chunk("sink-fail", 0, data, sizeof(data), &n);
+	memset(&sk, 0, sizeof(sk));
+	int st = post_raw(sock, b, n, n, out, sizeof(out) - 1, &out_len);
+	assert_int_not_equal(st, 200);
+	out[out_len] = '\0';
+	assert_non_null(strstr((char *)out, "the toy sink failed"));
+	assert_int_equal(sk.ends, 1);
+	assert_int_equal(sk.end_r, -ENOSPC);
+	assert_int_equal(sk.puts, 2); /* no put after the failure */
+	assert_int_equal(sk.handler_calls, 0);
+	free(b);
+
+	/* the connection is lost within the chunk: the sink lets go of it */
+	b = packed_chunk("sink-lost", 0, data, sizeof(data), &n);
+	memset(&sk, 0, sizeof(sk));
+	post_raw(sock, b, n, n / 2, out, sizeof(out), &out_len);
+	for (int i = 0; i < 200; i++) {
+		pthread_mutex_lock(&sk_lock);
+		unsigned ends = sk.ends;
+		pthread_mutex_unlock(&sk_lock);
+		if (ends)
+			break;
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	assert_int_equal(sk.taken, 1);
+	assert_int_equal(sk.ends, 1);
+	assert_int_equal(sk.end_r, -ECONNRESET);
+	assert_true(sk.got < sizeof(data));
+	assert_int_equal(sk.handler_calls, 0);
+	free(b);
+
+	ims_rpc_server_stop(s);
+	rmdir(dir);
+}
+
+/* The start of a body: the sink's view agrees with the whole body's scan. */
+static void test_head(void **state)
+{
+	(void)state;
+	static uint8_t data[5000];
+	memset(data, 7, sizeof(data));
+	size_t n;
+	uint8_t *b = packed_chunk("abc", 300, data, sizeof(data), &n);
+	ims_rpc__upload_chunk h, c;
+	size_t prefix = 0;
+	assert_int_equal(ims_rpc__upload_chunk_scan(&c, b, n), 0);
+	/* too little of it: more may tell */
+	assert_int_equal(ims_rpc__upload_chunk_head(&h, &prefix, b, 3, n), 0);
+	assert_int_equal(ims_rpc__upload_chunk_head(&h, &prefix, b, 7, n), 0);
+	for (size_t have = 11; have <= n; have += 97) { /* 11: the data's length prefix */
+		assert_int_equal(ims_rpc__upload_chunk_head(&h, &prefix, b, have, n), 1);
+		assert_int_equal(h.id_len, 3);
+		assert_memory_equal(h.id, "abc", 3);
+		assert_true(h.offset == 300);
+		assert_int_equal(h.data_len, sizeof(data));
+		assert_int_equal(prefix + h.data_len, n);
+		assert_true(c.data == b + prefix);
+	}
+	/* the body longer than the message says: its data is not last */
+	assert_int_equal(ims_rpc__upload_chunk_head(&h, &prefix, b, 40, n + 1), 0);
+	/* hostile starts */
+	const uint8_t w1[] = {0x08, 0x01, 0x1a, 0x01, 'x'}; /* upload_id as a varint */
+	assert_int_equal(ims_rpc__upload_chunk_head(&h, &prefix, w1, sizeof(w1), sizeof(w1)), -1);
+	const uint8_t w2[] = {0x12, 0x01, 0x01, 0x1a, 0x01, 'x'}; /* offset length-delimited */
+	assert_int_equal(ims_rpc__upload_chunk_head(&h, &prefix, w2, sizeof(w2), sizeof(w2)), -1);
+	const uint8_t w3[] = {0x23, 0x1a, 0x01, 'x'}; /* a group */
+	assert_int_equal(ims_rpc__upload_chunk_head(&h, &prefix, w3, sizeof(w3), sizeof(w3)), -1);
+	/* a 6-byte length: never taken (0 or -1: the whole body is read and refused) */
+	const uint8_t w4[] = {0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+	assert_int_not_equal(ims_rpc__upload_chunk_head(&h, &prefix, w4, sizeof(w4), 1000), 1);
+	/* an unknown field, and a data field that is not the last, before the data */
+	const uint8_t ok[] = {0x20, 0x05, 0x1a, 0x01, 'a', 0x10, 0x09, 0x1a, 0x02, 'x', 'y'};
+	assert_int_equal(ims_rpc__upload_chunk_head(&h, &prefix, ok, 9, sizeof(ok)), 1);
+	assert_true(h.offset == 9);
+	assert_int_equal(h.data_len, 2);
+	assert_int_equal(prefix, 9);
+	free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_packed),
-		cmocka_unit_test(test_hostile),
-		cmocka_unit_test(test_dispatch),
+		cmocka_unit_test(test_packed),	 cmocka_unit_test(test_hostile),
+		cmocka_unit_test(test_dispatch), cmocka_unit_test(test_head),
+		cmocka_unit_test(test_sink),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
