@@ -32,8 +32,9 @@
 #define DEFAULT_THREADS	     8
 #define DEFAULT_SLOW_CALLS   64
 #define CONNECTION_LIMIT     256
-#define SINK_HEAD_MAX	     512u	 /* UploadChunk: its fields before the data, at most */
-#define SINK_MIN	     (64u << 10) /* smaller chunks are read whole */
+#define UNIX_CONN_MEMORY     (256u << 10) /* MHD's memory of a connection on the Unix socket */
+#define SINK_HEAD_MAX	     512u	  /* UploadChunk: its fields before the data, at most */
+#define SINK_MIN	     (64u << 10)  /* smaller chunks are read whole */
 #define PEM_MAX		     (1u << 20)
 /* A chunked body past the limit is read and dropped so that the client gets its 413; past
  * this much more, the connection is cut instead. */
@@ -925,7 +926,7 @@ static int start_listener(ims_rpc_server *s, struct ims_rpc__listener **out, int
 {
 	const ims_rpc_server_opts *o = &s->opts;
 	struct ims_rpc__listener *l = calloc(1, sizeof(*l));
-	struct MHD_OptionItem tls[5];
+	struct MHD_OptionItem tls[6];
 	size_t nt = 0;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
 			 MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
@@ -949,6 +950,13 @@ static int start_listener(ims_rpc_server *s, struct ims_rpc__listener **out, int
 			tls[nt++] =
 				(struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, s->ca_pem};
 	}
+	if (is_unix)
+		/* MHD reads a request into its connection's memory, half of it at first: an
+		 * upload's body came in reads of 16 KiB, 64 KiB with this (a quarter of the reads
+		 * and calls, docs/BENCHMARKS.md). Local clients only: over TCP a TLS record is 16
+		 * KiB anyway, and each connection a stranger opens may take this much. */
+		tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+						    (intptr_t)UNIX_CONN_MEMORY, NULL};
 	tls[nt] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
 	l->d = MHD_start_daemon(
