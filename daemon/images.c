@@ -1113,7 +1113,7 @@ static int chunk_end(ims_daemon *d, const char *id, uint64_t off, int r, uint64_
 		if (r < 0 && r != -ECONNRESET && u->src)
 			ims_source_growing_abandon(u->src, ims_error_last());
 		*received = u->received;
-	} else if (r == 0) {
+	} else if (r != -ECONNRESET) {
 		/* its file may be gone too: that is no write error */
 		r = ims_error_set(-ENOENT, "upload '%s' ended while its chunk was written", id);
 	}
