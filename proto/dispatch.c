@@ -28,11 +28,12 @@
 /* ---- per-call memory ---------------------------------------------------------------------- */
 
 /*
- * Large protobuf requests (UploadChunk: 2 MiB of bytes) are unpacked into an arena kept from
- * one request to the next: protobuf-c copies a bytes field into memory of its allocator, and
- * with malloc each chunk's copy landed in fresh pages (12 % of the daemon's time in page
- * faults while a streamed import ran, docs/BENCHMARKS.md). A few arenas stay cached, the
- * rest are freed: the memory kept is ARENAS_KEPT times a chunk and a little.
+ * Large protobuf requests are unpacked into an arena kept from one request to the next
+ * (UploadChunk, the largest, is read in place instead: upload_chunk_in_place()): protobuf-c copies
+ * a bytes field into memory of its allocator, and with malloc each chunk's copy landed in fresh
+ * pages (12 % of the daemon's time in page faults while a streamed import ran, docs/BENCHMARKS.md).
+ * A few arenas stay cached, the rest are freed: the memory kept is ARENAS_KEPT times a chunk and a
+ * little.
  */
 #define ARENA_MIN_BODY (64u << 10) /* smaller bodies: protobuf-c's default allocator */
 #define ARENA_SLACK    (64u << 10) /* beyond the body: the message structs and strings */
