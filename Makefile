@@ -37,7 +37,7 @@ test-asan: deps
 	cd $(BUILD_ASAN) && ctest --output-on-failure -L unit -j$(CTEST_JOBS)
 
 # The libFuzzer targets (tests/fuzz), built with clang, a short smoke run each.
-FUZZ_TARGETS = fuzz_qcow2 fuzz_luks fuzz_vmdk fuzz_vdi fuzz_vhdx fuzz_vpc fuzz_rpc_dispatch fuzz_rpc_json fuzz_manifest fuzz_snap_text fuzz_crypt_key
+FUZZ_TARGETS = fuzz_qcow2 fuzz_luks fuzz_vmdk fuzz_vdi fuzz_vhdx fuzz_vpc fuzz_rpc_dispatch fuzz_rpc_json fuzz_upload_chunk fuzz_manifest fuzz_snap_text fuzz_crypt_key
 $(BUILD_FUZZ)/Makefile: CMakeLists.txt
 	cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DIMS_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 

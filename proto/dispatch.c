@@ -19,6 +19,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "imgstore/v1/common.pb-c.h"
+#include "imgstore/v1/image.pb-c.h"
 #include "proto/json.h"
 
 #define CT_PROTO "application/proto"
@@ -27,11 +28,12 @@
 /* ---- per-call memory ---------------------------------------------------------------------- */
 
 /*
- * Large protobuf requests (UploadChunk: 2 MiB of bytes) are unpacked into an arena kept from
- * one request to the next: protobuf-c copies a bytes field into memory of its allocator, and
- * with malloc each chunk's copy landed in fresh pages (12 % of the daemon's time in page
- * faults while a streamed import ran, docs/BENCHMARKS.md). A few arenas stay cached, the
- * rest are freed: the memory kept is ARENAS_KEPT times a chunk and a little.
+ * Large protobuf requests are unpacked into an arena kept from one request to the next
+ * (UploadChunk, the largest, is read in place instead: upload_chunk_in_place()): protobuf-c copies
+ * a bytes field into memory of its allocator, and with malloc each chunk's copy landed in fresh
+ * pages (12 % of the daemon's time in page faults while a streamed import ran, docs/BENCHMARKS.md).
+ * A few arenas stay cached, the rest are freed: the memory kept is ARENAS_KEPT times a chunk and a
+ * little.
  */
 #define ARENA_MIN_BODY (64u << 10) /* smaller bodies: protobuf-c's default allocator */
 #define ARENA_SLACK    (64u << 10) /* beyond the body: the message structs and strings */
@@ -706,6 +708,92 @@ int64_t ims_rpc_call_remaining_ms(const ims_rpc_call *call)
 	return ns > 0 ? (ns + 999999) / 1000000 : 0;
 }
 
+/* The answer of a handler's result @p r and message @p out: encoded, or the error. */
+static void answer(ims_rpc_call *call, int r, ProtobufCMessage *out, ims_rpc__response *resp)
+{
+	const ims_rpc_method *def = call->method->def;
+
+	if (r < 0) {
+		ims_rpc_code code = ims_rpc_code_from_errno(r);
+		/* a handler that set no message still gets a readable one */
+		const char *msg = ims_error_last_code() ? ims_error_last() : ims_strerror(r);
+		const char *reason = call->reason[0] ? call->reason : ims_rpc_reason_from_errno(r);
+		ims_rpc__error_response_reason(resp, ims_rpc_code_http_status(code), code, msg,
+					       reason);
+		conclude(call, resp, msg);
+		return;
+	}
+	if (!out || out->descriptor != def->output) {
+		ims_log_error("the handler of %s returned %s instead of a %s", call->method->label,
+			      out ? out->descriptor->name : "nothing", def->output->name);
+		fail(call, resp, 500, IMS_RPC_INTERNAL, "the server failed to build a response");
+		return;
+	}
+	/* the client has given up by now: what it gets must say so, even if the call (a
+	 * mutating one) took effect */
+	if (expired(call, resp,
+		    def->mutating ? "while it was served (it may have taken effect)"
+				  : "while it was served"))
+		return;
+
+	if (call->json) {
+		char *text = NULL;
+		size_t n = 0;
+		if (ims_rpc__json_encode(&text, &n, out) < 0) {
+			fail(call, resp, 500, IMS_RPC_INTERNAL,
+			     "the server failed to encode a %s: %s", def->output->name,
+			     ims_error_last());
+			return;
+		}
+		resp->body = (uint8_t *)text;
+		resp->len = n;
+		resp->content_type = CT_JSON;
+	} else {
+		size_t n = protobuf_c_message_get_packed_size(out);
+		resp->body = malloc(n ? n : 1);
+		if (!resp->body) {
+			fail(call, resp, 500, IMS_RPC_INTERNAL,
+			     "out of memory encoding the response");
+			return;
+		}
+		resp->len = protobuf_c_message_pack(out, resp->body);
+		resp->content_type = CT_PROTO;
+	}
+	resp->status = 200;
+	resp->code = IMS_RPC_OK;
+	conclude(call, resp, NULL);
+}
+
+/*
+ * An UploadChunkRequest (2 MiB of bytes a chunk) read in place: its data points into @p body,
+ * which outlives the handler (server.c frees or keeps it after ims_rpc__finish), where
+ * protobuf-c's unpack copied every chunk once more. @returns NULL with the answer in @p resp.
+ */
+static ProtobufCMessage *upload_chunk_in_place(ims_rpc_call *call, const uint8_t *body, size_t len,
+					       ims_rpc__response *resp)
+{
+	ims_rpc__upload_chunk c;
+	if (ims_rpc__upload_chunk_scan(&c, body, len) < 0) {
+		fail(call, resp, 400, IMS_RPC_INVALID_ARGUMENT,
+		     "malformed request: %zu bytes that are no valid %s (%s)", len,
+		     imgstore__v1__upload_chunk_request__descriptor.name, ims_error_last());
+		return NULL;
+	}
+	Imgstore__V1__UploadChunkRequest *q = ims_rpc_call_alloc(call, sizeof(*q));
+	char *id = q && c.id_len < SIZE_MAX ? ims_rpc_call_alloc(call, c.id_len + 1) : NULL;
+	if (!id) {
+		fail(call, resp, 500, IMS_RPC_INTERNAL, "out of memory reading a request");
+		return NULL;
+	}
+	imgstore__v1__upload_chunk_request__init(q);
+	memcpy(id, c.id, c.id_len); /* NUL-terminated by the zeroed block, as protobuf-c does */
+	q->upload_id = id;
+	q->offset = c.offset;
+	q->data.data = (uint8_t *)c.data;
+	q->data.len = c.data_len;
+	return &q->base;
+}
+
 void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body, size_t len,
 		     ims_rpc__response *resp)
 {
@@ -714,6 +802,7 @@ void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body,
 	ProtobufCMessage *req = NULL, *out = NULL;
 	unpack_arena arena = {0};
 	ProtobufCAllocator alloc = {.alloc = arena_alloc, .free = arena_free}, *pa = NULL;
+	bool in_place = false; /* req is the call's memory, pointing into body */
 	int r;
 
 	memset(resp, 0, sizeof(*resp));
@@ -739,6 +828,10 @@ void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body,
 				     ims_error_last());
 			return;
 		}
+	} else if (def->input == &imgstore__v1__upload_chunk_request__descriptor) {
+		if (!(req = upload_chunk_in_place(call, body, len, resp)))
+			return;
+		in_place = true;
 	} else {
 		if (len >= ARENA_MIN_BODY && len <= SIZE_MAX - ARENA_SLACK &&
 		    arena_take(&arena, len + ARENA_SLACK)) {
@@ -760,62 +853,27 @@ void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body,
 	r = def->fn(s->opts.app, call, req, &out);
 	if (r == IMS_RPC_DEFERRED && call->deferred)
 		goto out; /* called again on its own thread (proto/server.c): no answer yet */
-	if (r < 0) {
-		ims_rpc_code code = ims_rpc_code_from_errno(r);
-		/* a handler that set no message still gets a readable one */
-		const char *msg = ims_error_last_code() ? ims_error_last() : ims_strerror(r);
-		const char *reason = call->reason[0] ? call->reason : ims_rpc_reason_from_errno(r);
-		ims_rpc__error_response_reason(resp, ims_rpc_code_http_status(code), code, msg,
-					       reason);
-		conclude(call, resp, msg);
-		goto out;
-	}
-	if (!out || out->descriptor != def->output) {
-		ims_log_error("the handler of %s returned %s instead of a %s", call->method->label,
-			      out ? out->descriptor->name : "nothing", def->output->name);
-		fail(call, resp, 500, IMS_RPC_INTERNAL, "the server failed to build a response");
-		goto out;
-	}
-	/* the client has given up by now: what it gets must say so, even if the call (a
-	 * mutating one) took effect */
-	if (expired(call, resp,
-		    def->mutating ? "while it was served (it may have taken effect)"
-				  : "while it was served"))
-		goto out;
-
-	if (call->json) {
-		char *text = NULL;
-		size_t n = 0;
-		if (ims_rpc__json_encode(&text, &n, out) < 0) {
-			fail(call, resp, 500, IMS_RPC_INTERNAL,
-			     "the server failed to encode a %s: %s", def->output->name,
-			     ims_error_last());
-			goto out;
-		}
-		resp->body = (uint8_t *)text;
-		resp->len = n;
-		resp->content_type = CT_JSON;
-	} else {
-		size_t n = protobuf_c_message_get_packed_size(out);
-		resp->body = malloc(n ? n : 1);
-		if (!resp->body) {
-			fail(call, resp, 500, IMS_RPC_INTERNAL,
-			     "out of memory encoding the response");
-			goto out;
-		}
-		resp->len = protobuf_c_message_pack(out, resp->body);
-		resp->content_type = CT_PROTO;
-	}
-	resp->status = 200;
-	resp->code = IMS_RPC_OK;
-	conclude(call, resp, NULL);
+	answer(call, r, out, resp);
 out:
-	if (req && !call->json)
+	if (in_place)
+		; /* the call's memory: freed with the call */
+	else if (req && !call->json)
 		protobuf_c_message_free_unpacked(req, pa);
 	else if (req)
 		protobuf_c_message_free_unpacked(req, NULL);
 	if (pa)
 		arena_give_back(&arena);
+}
+
+void ims_rpc__finish_sunk(ims_rpc_server *s, ims_rpc_call *call, void *ctx, int r,
+			  ims_rpc__response *resp)
+{
+	ProtobufCMessage *out = NULL;
+
+	memset(resp, 0, sizeof(*resp));
+	ims_error_clear();
+	r = call->method->def->sink->end(s->opts.app, call, ctx, r, &out);
+	answer(call, r, out, resp);
 }
 
 /* ---- without sockets ---------------------------------------------------------------------- */

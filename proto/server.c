@@ -32,6 +32,9 @@
 #define DEFAULT_THREADS	     8
 #define DEFAULT_SLOW_CALLS   64
 #define CONNECTION_LIMIT     256
+#define UNIX_CONN_MEMORY     (256u << 10) /* MHD's memory of a connection on the Unix socket */
+#define SINK_HEAD_MAX	     512u	  /* UploadChunk: its fields before the data, at most */
+#define SINK_MIN	     (64u << 10)  /* smaller chunks are read whole */
 #define PEM_MAX		     (1u << 20)
 /* A chunked body past the limit is read and dropped so that the client gets its 413; past
  * this much more, the connection is cut instead. */
@@ -61,6 +64,15 @@ typedef struct {
 	uint8_t *body;
 	size_t len, cap;
 	uint64_t discarded;
+	/* UploadChunk's data put into its method's sink as it arrives (ims_rpc_chunk_sink):
+	 * SINK_HEAD while the body's start is read into head, SINK_DATA once the sink took it */
+	enum { SINK_NONE, SINK_HEAD, SINK_DATA } sink;
+	void *sink_ctx;
+	int sink_err;		     /* the first put's failure */
+	size_t sink_pos, sink_len;   /* data put so far, of sink_len */
+	uint64_t sink_total;	     /* the body's length */
+	uint8_t head[SINK_HEAD_MAX]; /* the body's start: the fields before the data */
+	size_t hlen;
 } request;
 
 /* ---- files and sockets -------------------------------------------------------------------- */
@@ -714,6 +726,13 @@ static enum MHD_Result begin_request(struct ims_rpc__listener *l, struct MHD_Con
 		rq->early = true;
 		return MHD_YES;
 	}
+	const ims_rpc_method *def = rq->call.method->def;
+	if (def->sink && !def->slow && !rq->call.json && !rq->call.is_get && have_length &&
+	    length >= SINK_MIN) {
+		rq->sink = SINK_HEAD; /* no buffer: the data may go to the sink */
+		rq->sink_total = length;
+		return MHD_YES;
+	}
 	/* Content-Length is within the limit here: the buffer is allocated once */
 	if (have_length && length > 0) {
 		rq->body = body_get(s, (size_t)length, &rq->cap);
@@ -721,6 +740,65 @@ static enum MHD_Result begin_request(struct ims_rpc__listener *l, struct MHD_Con
 			return MHD_NO;
 	}
 	return MHD_YES;
+}
+
+static enum MHD_Result receive_body(ims_rpc_server *s, request *rq, const char *upload_data,
+				    size_t n);
+
+static void sink_put(request *rq, const uint8_t *p, size_t n)
+{
+	if (!n || rq->sink_err)
+		return;
+	if (n > rq->sink_len - rq->sink_pos)
+		rq->sink_err = ims_error_set(-EINVAL, "the chunk's bytes pass its length");
+	else
+		rq->sink_err = rq->call.method->def->sink->put(rq->sink_ctx, p, n, rq->sink_pos);
+	if (rq->sink_err > 0)
+		rq->sink_err = -EIO;
+	rq->sink_pos += n;
+}
+
+/*
+ * A piece of an UploadChunk's body while its bytes may go to the sink: its start is read
+ * into head until its fields before the data are known; the sink is offered the chunk then,
+ * and takes the rest as it comes. A body of another shape, or one the sink leaves, is read
+ * whole as any other.
+ */
+static enum MHD_Result receive_sunk(ims_rpc_server *s, request *rq, const uint8_t *p, size_t n)
+{
+	if (rq->sink == SINK_DATA) {
+		sink_put(rq, p, n);
+		return MHD_YES;
+	}
+	size_t k = n < sizeof(rq->head) - rq->hlen ? n : sizeof(rq->head) - rq->hlen;
+	memcpy(rq->head + rq->hlen, p, k);
+	rq->hlen += k;
+	ims_rpc__upload_chunk c;
+	size_t prefix = 0;
+	int st = ims_rpc__upload_chunk_head(&c, &prefix, rq->head, rq->hlen, rq->sink_total);
+	if (st == 0 && rq->hlen < sizeof(rq->head) && rq->hlen < rq->sink_total)
+		return MHD_YES; /* all of the piece is in head: more to come */
+	char id[SINK_HEAD_MAX];
+	if (st == 1 && c.data_len > 0 && c.id_len < sizeof(id)) {
+		memcpy(id, c.id, c.id_len);
+		id[c.id_len] = '\0'; /* a C string, to its first NUL, as protobuf-c's */
+		if (rq->call.method->def->sink->begin(s->opts.app, id, c.offset, c.data_len,
+						      &rq->sink_ctx) == 0) {
+			rq->sink = SINK_DATA;
+			rq->sink_len = c.data_len;
+			sink_put(rq, rq->head + prefix, rq->hlen - prefix);
+			sink_put(rq, p + k, n - k);
+			return MHD_YES;
+		}
+	}
+	/* read whole, and decoded and handled as usual */
+	rq->sink = SINK_NONE;
+	rq->body = body_get(s, (size_t)rq->sink_total, &rq->cap);
+	if (!rq->body)
+		return MHD_NO;
+	memcpy(rq->body, rq->head, rq->hlen);
+	rq->len = rq->hlen;
+	return k < n ? receive_body(s, rq, (const char *)p + k, n - k) : MHD_YES;
 }
 
 /* A piece of the body of an RPC: appended, or counted and dropped once the call is refused. */
@@ -731,6 +809,8 @@ static enum MHD_Result receive_body(ims_rpc_server *s, request *rq, const char *
 		rq->discarded += n;
 		return rq->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
 	}
+	if (rq->sink != SINK_NONE)
+		return receive_sunk(s, rq, (const uint8_t *)upload_data, n);
 	if (n > s->max_request_bytes - rq->len) {
 		/* no Content-Length (chunked): refused as soon as it exceeds the limit */
 		rq->too_large = true;
@@ -760,6 +840,20 @@ static enum MHD_Result finish_request(ims_rpc_server *s, struct MHD_Connection *
 {
 	if (rq->handed_off) /* resumed: the slow call's answer is in rq->resp */
 		return queue(conn, &rq->resp);
+	if (rq->sink == SINK_DATA) {
+		int r = rq->sink_err;
+		if (r == 0 && rq->sink_pos != rq->sink_len)
+			r = ims_error_set(-EIO, "the chunk's body ended after %zu of %zu bytes",
+					  rq->sink_pos, rq->sink_len);
+		rq->sink = SINK_NONE; /* ended here */
+		ims_rpc__finish_sunk(s, &rq->call, rq->sink_ctx, r, &rq->resp);
+		return queue(conn, &rq->resp);
+	}
+	if (rq->sink == SINK_HEAD) { /* no body at all: cannot be, but read as any other */
+		rq->sink = SINK_NONE;
+		ims_rpc__finish(s, &rq->call, rq->head, rq->hlen, &rq->resp);
+		return queue(conn, &rq->resp);
+	}
 	if (rq->too_large && !rq->early)
 		ims_rpc__too_large(s, &rq->call, &rq->resp);
 	else if (!rq->early && rq->call.method->def->slow) {
@@ -814,6 +908,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		return;
 	if (rq->handed_off)
 		slow_end(l->s, 1, 0);
+	if (rq->sink == SINK_DATA) /* the connection ended within the chunk: the sink lets go */
+		rq->call.method->def->sink->end(l->s->opts.app, &rq->call, rq->sink_ctx,
+						-ECONNRESET, NULL);
 	if (rq->rpc)
 		ims_rpc__call_end(&rq->call);
 	ims_rpc__response_free(&rq->resp);
@@ -829,7 +926,7 @@ static int start_listener(ims_rpc_server *s, struct ims_rpc__listener **out, int
 {
 	const ims_rpc_server_opts *o = &s->opts;
 	struct ims_rpc__listener *l = calloc(1, sizeof(*l));
-	struct MHD_OptionItem tls[5];
+	struct MHD_OptionItem tls[6];
 	size_t nt = 0;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
 			 MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
@@ -853,6 +950,13 @@ static int start_listener(ims_rpc_server *s, struct ims_rpc__listener **out, int
 			tls[nt++] =
 				(struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, s->ca_pem};
 	}
+	if (is_unix)
+		/* MHD reads a request into its connection's memory, half of it at first: an
+		 * upload's body came in reads of 16 KiB, 64 KiB with this (a quarter of the reads
+		 * and calls, docs/BENCHMARKS.md). Local clients only: over TCP a TLS record is 16
+		 * KiB anyway, and each connection a stranger opens may take this much. */
+		tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+						    (intptr_t)UNIX_CONN_MEMORY, NULL};
 	tls[nt] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
 	l->d = MHD_start_daemon(

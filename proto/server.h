@@ -122,6 +122,26 @@ void ims_rpc_call_set_target(ims_rpc_call *call, const char *target);
 typedef int (*ims_rpc_handler)(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
 			       ProtobufCMessage **resp);
 
+/*
+ * Where the bytes of an UploadChunk go, put there as they arrive instead of into a request
+ * buffer first: a copy less of every chunk, and no buffer for it. Used for a binary POST of
+ * imgstore.v1.UploadChunkRequest whose data field comes last (as protobuf-c packs it); any
+ * other body is read whole and given to the handler, which must then do the same work.
+ */
+typedef struct {
+	/* A chunk of @p len bytes (len > 0) for @p upload_id at @p offset comes: take it (0,
+	 * with *@p ctx for put and end), or leave it to the handler (nonzero: the handler then
+	 * refuses it, or takes it, as it sees fit). */
+	int (*begin)(void *app, const char *upload_id, uint64_t offset, size_t len, void **ctx);
+	/* @p n bytes at @p pos of the chunk's data, in order: 0, or a negative errno with
+	 * ims_error_set() (no more put; end gets it). */
+	int (*put)(void *ctx, const uint8_t *data, size_t n, size_t pos);
+	/* All were put (@p r 0) or not (@p r the put's error; -ECONNRESET: the connection was
+	 * lost, and @p resp is NULL): release what begin took. @returns as a handler does, the
+	 * answer in *@p resp (built with ims_rpc_call_alloc() on @p call). */
+	int (*end)(void *app, ims_rpc_call *call, void *ctx, int r, ProtobufCMessage **resp);
+} ims_rpc_chunk_sink;
+
 typedef struct {
 	const char *path; /* "/imgstore.v1.ImageService/CreateImage" */
 	const ProtobufCMessageDescriptor *input;
@@ -136,6 +156,8 @@ typedef struct {
 	 * with 429 resource_exhausted.
 	 */
 	bool slow;
+	/* for UploadChunk: where its bytes go as they arrive (not with slow); NULL: none */
+	const ims_rpc_chunk_sink *sink;
 } ims_rpc_method;
 
 /* TLS 1.2 at least: a client offering only TLS 1.1 or older fails its handshake. */

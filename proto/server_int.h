@@ -148,6 +148,33 @@ struct ims_rpc_server {
  */
 uint8_t *ims_rpc__body_keep(ims_rpc_server *s, uint8_t *b, size_t cap);
 
+/*
+ * An UploadChunkRequest read in place (proto/upload_chunk.c): its upload_id (not
+ * NUL-terminated) and data point into the body read, nothing is copied. The last of a
+ * repeated field wins; an absent one is empty (pointing at a static byte).
+ */
+typedef struct {
+	const uint8_t *id;
+	size_t id_len;
+	uint64_t offset;
+	const uint8_t *data;
+	size_t data_len;
+} ims_rpc__upload_chunk;
+
+/* Read @p len bytes of @p body as an UploadChunkRequest in place: what protobuf-c's unpack
+ * takes, and nothing else. @returns 0, or -EINVAL with ims_error_set() saying where it broke. */
+int ims_rpc__upload_chunk_scan(ims_rpc__upload_chunk *out, const uint8_t *body, size_t len);
+
+/*
+ * The start of an UploadChunkRequest body of @p total bytes, @p have of them in @p head: 1
+ * when it is well-formed fields and then the data field, last, running to the end of the
+ * body (the fields are then those ims_rpc__upload_chunk_scan() finds in the whole body, its
+ * data at *@p prefix, not in @p head); 0 when more bytes may tell; -1 when it is not of that
+ * shape (the whole body is then read and scanned as usual).
+ */
+int ims_rpc__upload_chunk_head(ims_rpc__upload_chunk *out, size_t *prefix, const uint8_t *head,
+			       size_t have, size_t total);
+
 /* A block of the per-call arena. */
 typedef struct ims_rpc__block {
 	struct ims_rpc__block *next;
@@ -237,6 +264,14 @@ bool ims_rpc__begin(ims_rpc_server *s, ims_rpc_call *call, const ims_rpc__head *
  * when the call's budget runs out before the handler is called or while it runs. */
 void ims_rpc__finish(ims_rpc_server *s, ims_rpc_call *call, const uint8_t *body, size_t len,
 		     ims_rpc__response *resp);
+
+/**
+ * A call whose chunk's bytes went to its method's sink as they arrived
+ * (ims_rpc_chunk_sink): end it with @p r (0 when all were put) and encode its answer, as
+ * ims_rpc__finish() does a handler's.
+ */
+void ims_rpc__finish_sunk(ims_rpc_server *s, ims_rpc_call *call, void *ctx, int r,
+			  ims_rpc__response *resp);
 
 /** The answer to a body that grew past max_request_bytes while it was read. */
 void ims_rpc__too_large(ims_rpc_server *s, ims_rpc_call *call, ims_rpc__response *resp);

@@ -152,55 +152,98 @@ static void complete_block_locked(pipeline *p, uint64_t index, const uint8_t has
 }
 
 /*
- * Write @p len bytes at @p off. Into a plain image through rbd_aio_write(), waited for: librbd
- * then takes the buffer without a copy of its own (store/site.c sets
- * rbd_disable_zero_copy_writes = false; the synchronous rbd_write() copies every block into
- * fresh memory, which doubled the memory of the blocks in flight and cost the import's
- * threads a tenth of their CPU in page faults). Into an encrypted one, rbd_write(): librbd
- * encrypts what it is given, and the buffer is hashed after.
+ * A block's runs are written into a plain image through rbd_aio_write(): librbd then takes
+ * the buffer without a copy of its own (store/site.c sets rbd_disable_zero_copy_writes =
+ * false; the synchronous rbd_write() copies every block into fresh memory, which doubled the
+ * memory of the blocks in flight and cost the import's threads a tenth of their CPU in page
+ * faults). All the runs of a block are sent at once and the block's SHA-256 computed while
+ * they are written (librbd only reads the buffer); then they are waited for. Into an
+ * encrypted image, rbd_write(): librbd encrypts what it is given, and the buffer is hashed
+ * after.
  */
-static ssize_t write_run(pipeline *p, uint64_t off, size_t len, const uint8_t *buf)
+#define RUNS_IN_FLIGHT 32 /* a block's writes sent before the first is waited for */
+
+typedef struct {
+	rbd_completion_t c[RUNS_IN_FLIGHT];
+	uint64_t off[RUNS_IN_FLIGHT];
+	unsigned n;
+} run_writes;
+
+/* Wait for every write of @p w; @returns 0 or the first failure (its message set when
+ * @p report: an earlier error's stays). */
+static int runs_wait(pipeline *p, run_writes *w, bool report)
 {
-	if (p->write_mode != WRITE_RUNS)
-		return rbd_write(p->image, off, len, (const char *)buf);
-	rbd_completion_t c;
-	int r = rbd_aio_create_completion(NULL, NULL, &c);
-	if (r < 0)
-		return r;
-	if ((r = rbd_aio_write(p->image, off, len, (const char *)buf, c)) < 0) {
-		rbd_aio_release(c);
-		return r;
+	int r = 0;
+	for (unsigned i = 0; i < w->n; i++) {
+		rbd_aio_wait_for_complete(w->c[i]);
+		ssize_t v = rbd_aio_get_return_value(w->c[i]);
+		rbd_aio_release(w->c[i]);
+		if (v < 0 && r == 0 && !report)
+			r = (int)v;
+		else if (v < 0 && r == 0)
+			r = ims_error_set((int)v, "write to '%s' at offset %" PRIu64 " failed: %s",
+					  p->target, w->off[i], ims_strerror((int)v));
 	}
-	rbd_aio_wait_for_complete(c);
-	ssize_t w = rbd_aio_get_return_value(c);
-	rbd_aio_release(c);
-	return w < 0 ? w : (ssize_t)len;
+	w->n = 0;
+	return r;
 }
 
-/* Write the non-zero runs of one block; returns 0 or a negative errno (message set). */
-static int write_block(pipeline *p, const job *j, uint64_t *written)
+static int run_send(pipeline *p, run_writes *w, uint64_t off, size_t len, const uint8_t *buf)
+{
+	int r = 0;
+	if (w->n == RUNS_IN_FLIGHT && (r = runs_wait(p, w, true)) < 0)
+		return r;
+	rbd_completion_t c;
+	if ((r = rbd_aio_create_completion(NULL, NULL, &c)) == 0 &&
+	    (r = rbd_aio_write(p->image, off, len, (const char *)buf, c)) < 0)
+		rbd_aio_release(c);
+	if (r < 0)
+		return ims_error_set(r, "write to '%s' at offset %" PRIu64 " failed: %s", p->target,
+				     off, ims_strerror(r));
+	w->c[w->n] = c;
+	w->off[w->n++] = off;
+	return 0;
+}
+
+/* The digest of a block: of its bytes when some were written, else of zeros. */
+static int block_hash(uint8_t hash[IMS_SHA256_LEN], const job *j, uint64_t written)
+{
+	if (written) {
+		ims_sha256_buf(hash, j->buf, j->len);
+		return 0;
+	}
+	return ims_sha256_zeros(hash, j->len);
+}
+
+/* Write the non-zero runs of one block and hash it; returns 0 or a negative errno (message
+ * set). */
+static int write_block(pipeline *p, const job *j, uint64_t *written, uint8_t hash[IMS_SHA256_LEN])
 {
 	size_t pos = 0, start = 0;
 	*written = 0;
-	if (p->write_mode != WRITE_RUNS &&
-	    (p->write_mode == WRITE_ALL || next_data_run(j->buf, j->len, &pos, &start, NULL))) {
-		ssize_t w = write_run(p, j->off, j->len, j->buf);
-		if (w < 0)
-			return ims_error_set((int)w,
-					     "write to '%s' at offset %" PRIu64 " failed: %s",
-					     p->target, j->off, ims_strerror((int)w));
-		*written = j->len;
-		return 0;
+	if (p->write_mode != WRITE_RUNS) {
+		if (p->write_mode == WRITE_ALL ||
+		    next_data_run(j->buf, j->len, &pos, &start, NULL)) {
+			ssize_t w = rbd_write(p->image, j->off, j->len, (const char *)j->buf);
+			if (w < 0)
+				return ims_error_set(
+					(int)w, "write to '%s' at offset %" PRIu64 " failed: %s",
+					p->target, j->off, ims_strerror((int)w));
+			*written = j->len;
+		}
+		return block_hash(hash, j, *written);
 	}
-	while (next_data_run(j->buf, j->len, &pos, &start, NULL)) {
-		ssize_t w = write_run(p, j->off + start, pos - start, j->buf + start);
-		if (w < 0)
-			return ims_error_set((int)w,
-					     "write to '%s' at offset %" PRIu64 " failed: %s",
-					     p->target, j->off + start, ims_strerror((int)w));
-		*written += pos - start;
+	run_writes w = {.n = 0};
+	int r = 0;
+	while (r == 0 && next_data_run(j->buf, j->len, &pos, &start, NULL)) {
+		r = run_send(p, &w, j->off + start, pos - start, j->buf + start);
+		if (r == 0)
+			*written += pos - start;
 	}
-	return 0;
+	if (r == 0)
+		r = block_hash(hash, j, *written); /* while the writes run */
+	int rw = runs_wait(p, &w, r == 0);
+	return r < 0 ? r : rw;
 }
 
 static void *import_worker(void *arg)
@@ -219,13 +262,7 @@ static void *import_worker(void *arg)
 
 		uint8_t hash[IMS_SHA256_LEN];
 		uint64_t written = 0;
-		int r = write_block(p, &j, &written);
-		if (r == 0) {
-			if (written)
-				ims_sha256_buf(hash, j.buf, j.len);
-			else
-				r = ims_sha256_zeros(hash, j.len);
-		}
+		int r = write_block(p, &j, &written, hash);
 
 		pthread_mutex_lock(&p->lock);
 		p->free_bufs[p->nfree++] = j.buf;

@@ -25,3 +25,8 @@ ims_unit_test(test_rpc_json
   SOURCES ${PROJECT_SOURCE_DIR}/tests/unit/test_rpc_json.c ${IMS_RPC_TOY}
           ${PROJECT_SOURCE_DIR}/proto/client.c
   LIBS ims_rpc_server PkgConfig::CURL PkgConfig::JSONC)
+
+# UploadChunkRequest read in place (proto/upload_chunk.c): against protobuf-c's unpack on
+# packed and hostile bytes, and through the pipeline with the data left in the body.
+ims_unit_test(test_upload_chunk
+  SOURCES ${PROJECT_SOURCE_DIR}/tests/unit/test_upload_chunk.c LIBS ims_rpc_server)
