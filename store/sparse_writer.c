@@ -36,17 +36,18 @@ int ims_format__writer_new(ims_format__writer **out, size_t size, const ims_form
 	*out = NULL;
 	if (!w)
 		return ims_error_set(-ENOMEM, "%s: out of memory", ops->what);
-	w->ops = ops;
-	w->fd = fd;
-	w->out_fn = fn;
-	w->out_ctx = fn_ctx;
-	w->vsize = virtual_size;
-	w->unit_bytes = unit_bytes;
-	w->unit_index = NONE;
-	w->unit = malloc((size_t)unit_bytes);
+	*w = (ims_format__writer){.ops = ops,
+				  .fd = fd,
+				  .out_fn = fn,
+				  .out_ctx = fn_ctx,
+				  .vsize = virtual_size,
+				  .unit_bytes = unit_bytes,
+				  .unit = malloc((size_t)unit_bytes),
+				  .unit_index = NONE};
 	if (!w->unit) {
 		free(w);
-		return ims_error_set(-ENOMEM, "%s: out of memory for the tables of %" PRIu64 " bytes",
+		return ims_error_set(-ENOMEM,
+				     "%s: out of memory for the tables of %" PRIu64 " bytes",
 				     ops->what, virtual_size);
 	}
 	*out = w;
