@@ -33,6 +33,7 @@
 
 #include "common/error.h"
 #include "store/format_internal.h"
+#include "store/writer_internal.h"
 
 #define CLUSTER_BITS   16u
 #define CS	       (UINT64_C(1) << CLUSTER_BITS)
@@ -46,22 +47,14 @@
 #define NONE	       UINT64_MAX
 
 struct ims_qcow2_writer {
-	int fd;
-	uint64_t vsize;
+	ims_format__writer b; /* first: its unit is the guest cluster being assembled, or a
+				 scratch cluster */
 	uint64_t l1_entries;
 	uint64_t *l1;	   /* host offsets of the L2 tables written, 0 for none */
 	uint8_t *l2;	   /* the current L2 table, big-endian as in the file */
 	uint64_t l2_index; /* the L1 entry it belongs to, NONE */
 	bool l2_used;
-	uint8_t *cluster;	/* the guest cluster being assembled, or a scratch cluster */
-	uint64_t cluster_index; /* NONE */
-	uint64_t pos;		/* writes start at or after this guest offset */
-	uint64_t next;		/* the next free host cluster */
-	int failed;		/* the error that stopped the writer, 0 */
-	bool finished;
-	/* a stream: where the bytes go (ims_qcow2_writer_open_fn()), NULL */
-	int (*out_fn)(void *ctx, const void *buf, size_t len, uint64_t off);
-	void *out_ctx;
+	uint64_t next;	/* the next free host cluster */
 	uint64_t *runs; /* planned guest clusters, [runs[2i], runs[2i + 1]) ascending */
 	size_t nruns, runs_cap;
 	bool begun;	   /* the header, L1 and refcounts are out: no more planning */
@@ -73,16 +66,16 @@ struct ims_qcow2_writer {
 	size_t l2_run;	   /* the first run that may hold clusters of l2_out */
 };
 
-/* The version 3 header, in w->cluster: the L1 table at @p l1_off, @p rt_clusters clusters of
+/* The version 3 header, in w->b.unit: the L1 table at @p l1_off, @p rt_clusters clusters of
  * refcount table at @p rt_off. */
 static uint8_t *header(ims_qcow2_writer *w, uint64_t l1_off, uint64_t rt_off, uint64_t rt_clusters)
 {
-	uint8_t *h = w->cluster;
+	uint8_t *h = w->b.unit;
 	memset(h, 0, CS);
 	ims_format__put_be32(h, 0x514649fbu);
 	ims_format__put_be32(h + 4, 3);
 	ims_format__put_be32(h + 20, CLUSTER_BITS);
-	ims_format__put_be64(h + 24, w->vsize);
+	ims_format__put_be64(h + 24, w->b.vsize);
 	ims_format__put_be32(h + 36, (uint32_t)w->l1_entries);
 	ims_format__put_be64(h + 40, l1_off);
 	ims_format__put_be64(h + 48, rt_off);
@@ -94,30 +87,7 @@ static uint8_t *header(ims_qcow2_writer *w, uint64_t l1_off, uint64_t rt_off, ui
 
 static int pwrite_full(ims_qcow2_writer *w, const void *buf, size_t len, uint64_t off)
 {
-	size_t done = 0;
-
-	if (w->out_fn) {
-		int r = w->out_fn(w->out_ctx, buf, len, off);
-		if (r < 0)
-			w->failed = r;
-		return r;
-	}
-	while (done < len) {
-		ssize_t n =
-			pwrite(w->fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			int err = n < 0 ? errno : EIO;
-			w->failed = ims_error_set(
-				-err,
-				"qcow2 writer: write of %zu bytes at offset %" PRIu64 " failed: %s",
-				len - done, off + done, ims_strerror(err));
-			return w->failed;
-		}
-		done += (size_t)n;
-	}
-	return 0;
+	return ims_format__writer_put(&w->b, buf, len, off);
 }
 
 /* Give the current L2 table its place in the file, if it maps anything. */
@@ -250,10 +220,10 @@ static int stream_cluster(ims_qcow2_writer *w, uint64_t index, const uint8_t *da
 	while (w->cur != NONE && w->cur < index)
 		cursor_next(w);
 	if (w->cur != index)
-		return w->failed = ims_error_set(-EINVAL,
-						 "qcow2 writer: data at offset %" PRIu64
-						 " where the allocation map had none",
-						 index * CS);
+		return w->b.failed = ims_error_set(-EINVAL,
+						   "qcow2 writer: data at offset %" PRIu64
+						   " where the allocation map had none",
+						   index * CS);
 	if ((r = emit_l2_upto(w, index / L2_ENTRIES)) < 0 ||
 	    (r = pwrite_full(w, data, CS, w->cur_host * CS)) < 0)
 		return r;
@@ -269,7 +239,7 @@ static int store_cluster(ims_qcow2_writer *w, uint64_t index, const uint8_t *dat
 
 	if (ims_format__all_zero(data, CS))
 		return 0;
-	if (w->out_fn)
+	if (w->b.out_fn)
 		return stream_cluster(w, index, data);
 	if (w->l2_index != l1i) {
 		r = flush_l2(w);
@@ -287,54 +257,57 @@ static int store_cluster(ims_qcow2_writer *w, uint64_t index, const uint8_t *dat
 	return 0;
 }
 
-static int flush_cluster(ims_qcow2_writer *w)
+/* The base's begin(): a stream's head, before its first cluster. */
+static int begin(ims_format__writer *b)
 {
-	uint64_t index = w->cluster_index;
+	ims_qcow2_writer *w = (ims_qcow2_writer *)b;
 
-	if (index == NONE)
-		return 0;
-	w->cluster_index = NONE;
-	return store_cluster(w, index, w->cluster);
+	return w->b.out_fn && !w->begun ? stream_begin(w) : 0;
 }
 
-static int open_writer(ims_qcow2_writer **out, int fd,
-		       int (*fn)(void *ctx, const void *buf, size_t len, uint64_t off),
-		       void *fn_ctx, uint64_t virtual_size)
+/* The base's store(): one whole cluster. */
+static int store(ims_format__writer *b, uint64_t index, const uint8_t *data, uint64_t whole)
 {
-	ims_qcow2_writer *w = NULL;
-	int r = 0;
+	int r = store_cluster((ims_qcow2_writer *)b, index, data);
 
-	if (!out || (fd < 0 && !fn))
-		return ims_error_set(-EINVAL, "qcow2 writer: no file to write to");
-	if (!virtual_size || virtual_size % 512)
-		return ims_error_set(-EINVAL,
-				     "qcow2 writer: virtual size %" PRIu64 " is not a "
-				     "positive multiple of 512",
-				     virtual_size);
+	(void)whole;
+	return r < 0 ? r : 1;
+}
+
+static const ims_format__writer_ops qcow2_ops = {
+	.what = "qcow2 writer",
+	.begin = begin,
+	.store = store,
+};
+
+static int open_writer(ims_qcow2_writer **out, int fd, ims_format__writer_fn fn, void *fn_ctx,
+		       uint64_t virtual_size)
+{
+	ims_format__writer *b = NULL;
+	ims_qcow2_writer *w = NULL;
+	int r;
+
+	if ((r = ims_format__writer_check_open(out, fd, fn, virtual_size, qcow2_ops.what)) < 0)
+		return r;
 	if (virtual_size > MAX_L1_ENTRIES * L2_RANGE)
 		return ims_error_set(-EINVAL,
 				     "qcow2 writer: virtual size %" PRIu64 " is beyond the "
 				     "%" PRIu64 " bytes an image of 64 KiB clusters addresses",
 				     virtual_size, MAX_L1_ENTRIES * L2_RANGE);
-	w = calloc(1, sizeof(*w));
-	if (!w)
-		return ims_error_set(-ENOMEM, "qcow2 writer: out of memory");
-	w->fd = fd;
-	w->out_fn = fn;
-	w->out_ctx = fn_ctx;
-	w->vsize = virtual_size;
+	if ((r = ims_format__writer_new(&b, sizeof(*w), &qcow2_ops, fd, fn, fn_ctx, virtual_size,
+					CS)) < 0)
+		return r;
+	w = (ims_qcow2_writer *)b;
 	w->l1_entries = (virtual_size + L2_RANGE - 1) / L2_RANGE;
 	w->l1 = calloc((size_t)w->l1_entries, sizeof(*w->l1));
 	w->l2 = malloc(CS);
-	w->cluster = malloc(CS);
-	if (!w->l1 || !w->l2 || !w->cluster) {
+	if (!w->l1 || !w->l2) {
 		r = ims_error_set(-ENOMEM,
 				  "qcow2 writer: out of memory for the tables of %" PRIu64 " bytes",
 				  virtual_size);
 		goto out;
 	}
 	w->l2_index = NONE;
-	w->cluster_index = NONE;
 	w->next = 1; /* cluster 0 is the header's */
 	*out = w;
 	w = NULL;
@@ -357,14 +330,14 @@ int ims_qcow2_writer_open_fn(ims_qcow2_writer **out,
 
 int ims_qcow2_writer_plan(ims_qcow2_writer *w, uint64_t offset, uint64_t len)
 {
-	if (!w || !w->out_fn || w->begun)
+	if (!w || !w->b.out_fn || w->begun)
 		return ims_error_set(-EINVAL, "qcow2 writer: only a stream is planned, before "
 					      "its first write");
-	if (offset > w->vsize || len > w->vsize - offset)
+	if (offset > w->b.vsize || len > w->b.vsize - offset)
 		return ims_error_set(-EINVAL,
 				     "qcow2 writer: %" PRIu64 " bytes at offset %" PRIu64
 				     " pass the virtual size %" PRIu64,
-				     len, offset, w->vsize);
+				     len, offset, w->b.vsize);
 	if (!len)
 		return 0;
 	uint64_t a = offset / CS, b = (offset + len + CS - 1) / CS;
@@ -395,65 +368,11 @@ int ims_qcow2_writer_plan(ims_qcow2_writer *w, uint64_t offset, uint64_t len)
 	return 0;
 }
 
-static int check_usable(const ims_qcow2_writer *w)
-{
-	if (w->failed)
-		return ims_error_set(w->failed, "qcow2 writer: an earlier write failed");
-	if (w->finished)
-		return ims_error_set(-EINVAL, "qcow2 writer: the image is already finished");
-	return 0;
-}
-
 int ims_qcow2_writer_write(ims_qcow2_writer *w, uint64_t offset, const void *buf, size_t len)
 {
-	const uint8_t *p = buf;
-	int r;
-
-	if (!w || (!buf && len))
+	if (!w)
 		return ims_error_set(-EINVAL, "qcow2 writer: no writer or no data");
-	r = check_usable(w);
-	if (r < 0)
-		return r;
-	if (offset < w->pos)
-		return ims_error_set(-EINVAL,
-				     "qcow2 writer: write at offset %" PRIu64 " comes before "
-				     "offset %" PRIu64 ", where the last one ended",
-				     offset, w->pos);
-	if (offset > w->vsize || len > w->vsize - offset)
-		return ims_error_set(-EINVAL,
-				     "qcow2 writer: write of %zu bytes at offset %" PRIu64
-				     " passes the virtual size %" PRIu64,
-				     len, offset, w->vsize);
-	/* a stream: the head first (w->cluster is its scratch: before any cluster is assembled) */
-	if (w->out_fn && !w->begun && (r = stream_begin(w)) < 0)
-		return r;
-	while (len) {
-		uint64_t index = offset / CS;
-		size_t in = (size_t)(offset % CS), n = len < CS - in ? len : (size_t)(CS - in);
-
-		if (index != w->cluster_index) {
-			r = flush_cluster(w);
-			if (r < 0)
-				return r;
-		}
-		if (n == CS) {
-			/* a whole cluster: straight from the caller's buffer */
-			r = store_cluster(w, index, p);
-			if (r < 0)
-				return r;
-		} else {
-			if (index != w->cluster_index) {
-				memset(w->cluster, 0, CS);
-				w->cluster_index = index;
-			}
-			memcpy(w->cluster + in, p, n);
-		}
-		offset += n;
-		p += n;
-		len -= n;
-		w->pos = offset;
-	}
-	return 0;
+	return ims_format__writer_write(&w->b, offset, buf, len);
 }
 
 void ims_format__qcow2_refcount_layout(uint64_t data_clusters, uint64_t *blocks,
@@ -484,12 +403,12 @@ static int write_l1(ims_qcow2_writer *w, uint64_t *l1_off)
 	for (i = 0; i < w->l1_entries; i += L2_ENTRIES) {
 		uint64_t j, n = w->l1_entries - i < L2_ENTRIES ? w->l1_entries - i : L2_ENTRIES;
 
-		memset(w->cluster, 0, CS);
+		memset(w->b.unit, 0, CS);
 		for (j = 0; j < n; j++)
 			if (w->l1[i + j])
-				ims_format__put_be64(w->cluster + j * 8,
+				ims_format__put_be64(w->b.unit + j * 8,
 						     w->l1[i + j] | OFLAG_COPIED);
-		r = pwrite_full(w, w->cluster, CS, w->next * CS);
+		r = pwrite_full(w, w->b.unit, CS, w->next * CS);
 		if (r < 0)
 			return r;
 		w->next++;
@@ -511,20 +430,20 @@ static int put_refcounts(ims_qcow2_writer *w, uint64_t total, uint64_t blocks, u
 
 		if (n > REFS_PER_BLOCK)
 			n = REFS_PER_BLOCK;
-		memset(w->cluster, 0, CS);
+		memset(w->b.unit, 0, CS);
 		for (i = 0; i < n; i++)
-			ims_format__put_be16(w->cluster + i * 2, 1);
-		r = pwrite_full(w, w->cluster, CS, w->next * CS);
+			ims_format__put_be16(w->b.unit + i * 2, 1);
+		r = pwrite_full(w, w->b.unit, CS, w->next * CS);
 		if (r < 0)
 			return r;
 		w->next++;
 	}
 	*rt_off = w->next * CS;
 	for (b = 0; b < blocks; b += RT_ENTRIES) {
-		memset(w->cluster, 0, CS);
+		memset(w->b.unit, 0, CS);
 		for (i = 0; i < RT_ENTRIES && b + i < blocks; i++)
-			ims_format__put_be64(w->cluster + i * 8, (first_block + b + i) * CS);
-		r = pwrite_full(w, w->cluster, CS, w->next * CS);
+			ims_format__put_be64(w->b.unit + i * 8, (first_block + b + i) * CS);
+		r = pwrite_full(w, w->b.unit, CS, w->next * CS);
 		if (r < 0)
 			return r;
 		w->next++;
@@ -550,19 +469,14 @@ int ims_qcow2_writer_finish(ims_qcow2_writer *w)
 
 	if (!w)
 		return ims_error_set(-EINVAL, "qcow2 writer: no writer");
-	r = check_usable(w);
+	r = ims_format__writer_end(&w->b);
 	if (r < 0)
 		return r;
-	if (w->out_fn && !w->begun && (r = stream_begin(w)) < 0)
-		return r;
-	r = flush_cluster(w);
-	if (r < 0)
-		return r;
-	if (w->out_fn) { /* a stream: the L2 tables not out yet, zeros to the end */
+	if (w->b.out_fn) { /* a stream: the L2 tables not out yet, zeros to the end */
 		if ((r = emit_l2_upto(w, NONE)) < 0 ||
 		    (r = pwrite_full(w, NULL, 0, w->total * CS)) < 0)
 			return r;
-		w->finished = true;
+		w->b.finished = true;
 		return 0;
 	}
 	r = flush_l2(w);
@@ -582,15 +496,15 @@ int ims_qcow2_writer_finish(ims_qcow2_writer *w)
 	if (r < 0)
 		return r;
 	/* a file that held more before ends where the image does */
-	if (fstat(w->fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > w->next * CS &&
-	    ftruncate(w->fd, (off_t)(w->next * CS)) < 0) {
+	if (fstat(w->b.fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (uint64_t)st.st_size > w->next * CS && ftruncate(w->b.fd, (off_t)(w->next * CS)) < 0) {
 		int err = errno;
-		w->failed = ims_error_set(
+		w->b.failed = ims_error_set(
 			-err, "qcow2 writer: cannot truncate the file to %" PRIu64 " bytes: %s",
 			w->next * CS, ims_strerror(err));
-		return w->failed;
+		return w->b.failed;
 	}
-	w->finished = true;
+	w->b.finished = true;
 	return 0;
 }
 
@@ -601,6 +515,5 @@ void ims_qcow2_writer_free(ims_qcow2_writer *w)
 	free(w->l1);
 	free(w->l2);
 	free(w->runs);
-	free(w->cluster);
-	free(w);
+	ims_format__writer_free(&w->b);
 }

@@ -35,6 +35,7 @@
 
 #include "common/error.h"
 #include "store/format_internal.h"
+#include "store/writer_internal.h"
 
 #define SECTOR	      UINT64_C(512)
 #define GRAIN_SECTORS UINT64_C(128)
@@ -60,56 +61,24 @@
 #define MAX_GD_ENTRIES ((uint64_t)IMS_FORMAT__MAX_TABLE_BYTES / 4)
 
 struct ims_vmdk_writer {
-	int fd;
-	uint64_t vsize;
+	ims_format__writer b; /* first: its unit is the guest grain being assembled */
 	uint64_t gd_entries;
 	uint32_t *gd;	      /* sectors of the grain tables written, 0 for none */
 	uint8_t gt[GT_BYTES]; /* the current grain table, little-endian as in the file */
 	uint64_t gt_index;    /* the grain directory entry it belongs to, NONE */
 	uint64_t gt_next;     /* the first directory entry whose table is not written yet */
-	uint8_t *grain;	      /* the guest grain being assembled */
-	uint64_t grain_index; /* NONE */
 	uint8_t *out;	      /* a marker and a compressed grain, in whole sectors */
 	size_t out_bytes;
 	uint8_t *batch;	  /* BATCH_GRAINS of out_bytes each (made at the first batch), NULL */
 	unsigned threads; /* deflating a batch, the writer's own thread included */
 	struct deflate_pool *pool; /* the helper threads (started at the first batch), NULL */
-	uint64_t pos;		   /* writes start at or after this guest offset */
 	uint64_t next;		   /* the next free sector */
-	int failed;
-	bool finished;
-	char name[256]; /* the file name the descriptor gives its extent */
-	/* instead of the file: where the bytes go (ims_vmdk_writer_open_fn()), NULL */
-	int (*out_fn)(void *ctx, const void *buf, size_t len, uint64_t off);
-	void *out_ctx;
+	char name[256];		   /* the file name the descriptor gives its extent */
 };
 
 static int pwrite_full(ims_vmdk_writer *w, const void *buf, size_t len, uint64_t off)
 {
-	size_t done = 0;
-
-	if (w->out_fn) {
-		int r = w->out_fn(w->out_ctx, buf, len, off);
-		if (r < 0)
-			w->failed = r;
-		return r;
-	}
-	while (done < len) {
-		ssize_t n =
-			pwrite(w->fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			int err = n < 0 ? errno : EIO;
-			w->failed = ims_error_set(
-				-err,
-				"vmdk writer: write of %zu bytes at offset %" PRIu64 " failed: %s",
-				len - done, off + done, ims_strerror(err));
-			return w->failed;
-		}
-		done += (size_t)n;
-	}
-	return 0;
+	return ims_format__writer_put(&w->b, buf, len, off);
 }
 
 static void put32(uint8_t *p, uint32_t v)
@@ -128,7 +97,7 @@ static void put64(uint8_t *p, uint64_t v)
 static int reserve(ims_vmdk_writer *w, uint64_t sectors, uint64_t *at)
 {
 	if (w->next + sectors > MAX_SECTOR)
-		return w->failed =
+		return w->b.failed =
 			       ims_error_set(-EFBIG, "vmdk writer: the image would pass 2 TiB, "
 						     "which a VMDK's grain tables cannot address");
 	*at = w->next;
@@ -157,7 +126,7 @@ static void header(const ims_vmdk_writer *w, uint8_t h[SECTOR], uint64_t gd_sect
 	memcpy(h, "KDMV", 4);
 	put32(h + 4, 3);
 	put32(h + 8, FLAGS);
-	put64(h + 12, w->vsize / SECTOR);
+	put64(h + 12, w->b.vsize / SECTOR);
 	put64(h + 20, GRAIN_SECTORS);
 	put64(h + 28, DESC_SECTOR);
 	put64(h + 36, DESC_SECTORS);
@@ -172,7 +141,7 @@ static void header(const ims_vmdk_writer *w, uint8_t h[SECTOR], uint64_t gd_sect
 static int write_head(ims_vmdk_writer *w)
 {
 	uint8_t *b = calloc(1, (DESC_SECTOR + DESC_SECTORS) * SECTOR);
-	uint64_t sectors = w->vsize / SECTOR, cyl = sectors / (16 * 63);
+	uint64_t sectors = w->b.vsize / SECTOR, cyl = sectors / (16 * 63);
 	/* a content id: any 32 bits that differ between disks */
 	uint32_t cid = (uint32_t)(sectors * 2654435761u) ^ (uint32_t)getpid();
 	int r;
@@ -296,7 +265,7 @@ static int store_grain(ims_vmdk_writer *w, uint64_t index, const uint8_t *data)
 	long clen = deflate_grain(data, w->out, w->out_bytes);
 
 	if (clen < 0)
-		return w->failed = ims_error_set(-EIO, "vmdk writer: deflate failed");
+		return w->b.failed = ims_error_set(-EIO, "vmdk writer: deflate failed");
 	return clen ? emit_grain(w, index, w->out, (uLongf)clen) : 0;
 }
 
@@ -424,7 +393,7 @@ static int store_batch(ims_vmdk_writer *w, uint64_t index, const uint8_t *data, 
 	}
 	for (unsigned i = 0; i < n; i++) {
 		if (b.clen[i] < 0)
-			return w->failed = ims_error_set(-EIO, "vmdk writer: deflate failed");
+			return w->b.failed = ims_error_set(-EIO, "vmdk writer: deflate failed");
 		if (b.clen[i] && (r = emit_grain(w, index + i, b.out + (size_t)i * b.out_bytes,
 						 (uLongf)b.clen[i])) < 0)
 			return r;
@@ -432,58 +401,65 @@ static int store_batch(ims_vmdk_writer *w, uint64_t index, const uint8_t *data, 
 	return 0;
 }
 
-static int flush_grain(ims_vmdk_writer *w)
+/* The base's store(): whole grains, several at once on the writer's threads. */
+static int store(ims_format__writer *b, uint64_t index, const uint8_t *data, uint64_t whole)
 {
-	uint64_t index = w->grain_index;
+	ims_vmdk_writer *w = (ims_vmdk_writer *)b;
+	unsigned n = whole < BATCH_GRAINS ? (unsigned)whole : BATCH_GRAINS;
+	int r;
 
-	if (index == NONE)
-		return 0;
-	w->grain_index = NONE;
-	return store_grain(w, index, w->grain);
+	if (n >= 2 && w->threads > 1) {
+		if (!w->batch && !(w->batch = malloc((size_t)BATCH_GRAINS * w->out_bytes)))
+			return w->b.failed = ims_error_set(
+				       -ENOMEM, "vmdk writer: out of memory for a batch");
+		if (!w->pool) /* none started: this thread deflates alone */
+			w->pool = pool_new(w->threads - 1);
+		if ((r = store_batch(w, index, data, n)) < 0)
+			return r;
+		return (int)n;
+	}
+	if ((r = store_grain(w, index, data)) < 0)
+		return r;
+	return 1;
 }
 
-static int open_writer(ims_vmdk_writer **out, int fd,
-		       int (*fn)(void *ctx, const void *buf, size_t len, uint64_t off),
-		       void *fn_ctx, uint64_t virtual_size, const char *name)
+static const ims_format__writer_ops vmdk_ops = {
+	.what = "vmdk writer",
+	.store = store,
+};
+
+static int open_writer(ims_vmdk_writer **out, int fd, ims_format__writer_fn fn, void *fn_ctx,
+		       uint64_t virtual_size, const char *name)
 {
+	ims_format__writer *b = NULL;
 	ims_vmdk_writer *w = NULL;
 	const char *base;
-	int r = 0;
+	int r;
 
-	if (!out || (fd < 0 && !fn))
-		return ims_error_set(-EINVAL, "vmdk writer: no file to write to");
-	if (!virtual_size || virtual_size % SECTOR)
-		return ims_error_set(-EINVAL,
-				     "vmdk writer: virtual size %" PRIu64 " is not a "
-				     "positive multiple of 512",
-				     virtual_size);
+	if ((r = ims_format__writer_check_open(out, fd, fn, virtual_size, vmdk_ops.what)) < 0)
+		return r;
 	if ((virtual_size + GT_RANGE - 1) / GT_RANGE > MAX_GD_ENTRIES)
 		return ims_error_set(-EINVAL,
 				     "vmdk writer: virtual size %" PRIu64 " needs a grain "
 				     "directory larger than 32 MiB",
 				     virtual_size);
-	w = calloc(1, sizeof(*w));
-	if (!w)
-		return ims_error_set(-ENOMEM, "vmdk writer: out of memory");
-	w->fd = fd;
-	w->out_fn = fn;
-	w->out_ctx = fn_ctx;
-	w->vsize = virtual_size;
+	if ((r = ims_format__writer_new(&b, sizeof(*w), &vmdk_ops, fd, fn, fn_ctx, virtual_size,
+					GRAIN)) < 0)
+		return r;
+	w = (ims_vmdk_writer *)b;
 	w->gd_entries = (virtual_size + GT_RANGE - 1) / GT_RANGE;
 	w->gd = calloc((size_t)w->gd_entries, sizeof(*w->gd));
-	w->grain = malloc(GRAIN);
 	w->out_bytes = (size_t)((12 + compressBound(GRAIN) + SECTOR - 1) / SECTOR * SECTOR);
 	w->out = malloc(w->out_bytes);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	w->threads = cpus < 1 ? 1 : cpus > DEFLATE_THREADS ? DEFLATE_THREADS : (unsigned)cpus;
-	if (!w->gd || !w->grain || !w->out) {
+	if (!w->gd || !w->out) {
 		r = ims_error_set(-ENOMEM,
 				  "vmdk writer: out of memory for the tables of %" PRIu64 " bytes",
 				  virtual_size);
 		goto out;
 	}
 	w->gt_index = NONE;
-	w->grain_index = NONE;
 	/* the extent's file name: printable, no quotes */
 	base = name ? strrchr(name, '/') : NULL;
 	base = base ? base + 1 : name ? name : "disk.vmdk";
@@ -510,71 +486,11 @@ int ims_vmdk_writer_open_fn(ims_vmdk_writer **out,
 	return open_writer(out, -1, fn, ctx, virtual_size, name);
 }
 
-static int check_usable(const ims_vmdk_writer *w)
-{
-	if (w->failed)
-		return ims_error_set(w->failed, "vmdk writer: an earlier write failed");
-	if (w->finished)
-		return ims_error_set(-EINVAL, "vmdk writer: the image is already finished");
-	return 0;
-}
-
 int ims_vmdk_writer_write(ims_vmdk_writer *w, uint64_t offset, const void *buf, size_t len)
 {
-	const uint8_t *p = buf;
-	int r;
-
-	if (!w || (!buf && len))
+	if (!w)
 		return ims_error_set(-EINVAL, "vmdk writer: no writer or no data");
-	if ((r = check_usable(w)) < 0)
-		return r;
-	if (offset < w->pos)
-		return ims_error_set(-EINVAL,
-				     "vmdk writer: write at offset %" PRIu64 " comes before "
-				     "offset %" PRIu64 ", where the last one ended",
-				     offset, w->pos);
-	if (offset > w->vsize || len > w->vsize - offset)
-		return ims_error_set(-EINVAL,
-				     "vmdk writer: write of %zu bytes at offset %" PRIu64
-				     " passes the virtual size %" PRIu64,
-				     len, offset, w->vsize);
-	while (len) {
-		uint64_t index = offset / GRAIN;
-		size_t in = (size_t)(offset % GRAIN),
-		       n = len < GRAIN - in ? len : (size_t)(GRAIN - in);
-
-		if (index != w->grain_index && (r = flush_grain(w)) < 0)
-			return r;
-		unsigned whole =
-			len / GRAIN < BATCH_GRAINS ? (unsigned)(len / GRAIN) : BATCH_GRAINS;
-		if (!in && whole >= 2 && w->threads > 1) {
-			/* several whole grains: deflated at once, straight from the caller's buffer
-			 */
-			if (!w->batch && !(w->batch = malloc((size_t)BATCH_GRAINS * w->out_bytes)))
-				return w->failed = ims_error_set(
-					       -ENOMEM, "vmdk writer: out of memory for a batch");
-			if (!w->pool) /* none started: this thread deflates alone */
-				w->pool = pool_new(w->threads - 1);
-			if ((r = store_batch(w, index, p, whole)) < 0)
-				return r;
-			n = (size_t)whole * GRAIN;
-		} else if (n == GRAIN) {
-			/* a whole grain: straight from the caller's buffer */
-			if ((r = store_grain(w, index, p)) < 0)
-				return r;
-		} else {
-			if (index != w->grain_index) {
-				memset(w->grain, 0, GRAIN);
-				w->grain_index = index;
-			}
-			memcpy(w->grain + in, p, n);
-		}
-		offset += n;
-		p += n;
-		len -= n;
-		w->pos = offset;
-	}
-	return 0;
+	return ims_format__writer_write(&w->b, offset, buf, len);
 }
 
 int ims_vmdk_writer_finish(ims_vmdk_writer *w)
@@ -585,9 +501,7 @@ int ims_vmdk_writer_finish(ims_vmdk_writer *w)
 
 	if (!w)
 		return ims_error_set(-EINVAL, "vmdk writer: no writer");
-	if ((r = check_usable(w)) < 0)
-		return r;
-	if ((r = flush_grain(w)) < 0 || (r = flush_gt(w)) < 0 ||
+	if ((r = ims_format__writer_end(&w->b)) < 0 || (r = flush_gt(w)) < 0 ||
 	    (r = emit_empty_gts(w, w->gd_entries)) < 0)
 		return r;
 	gd_sectors = (w->gd_entries * 4 + SECTOR - 1) / SECTOR;
@@ -607,7 +521,7 @@ int ims_vmdk_writer_finish(ims_vmdk_writer *w)
 	    (r = pwrite_full(w, h, sizeof(h), at * SECTOR)) < 0 ||
 	    (r = write_marker(w, 0, MARKER_EOS)) < 0)
 		return r;
-	w->finished = true;
+	w->b.finished = true;
 	return 0;
 }
 
@@ -616,9 +530,8 @@ void ims_vmdk_writer_free(ims_vmdk_writer *w)
 	if (!w)
 		return;
 	free(w->gd);
-	free(w->grain);
 	free(w->out);
 	pool_free(w->pool);
 	free(w->batch);
-	free(w);
+	ims_format__writer_free(&w->b);
 }

@@ -21,24 +21,7 @@
 #include "store/format.h"
 #include "store/format_internal.h"
 #include "tests/unit/format_test_util.h"
-
-#define PATTERN_BYTES ((4u << 20) + 3 * 512)
-
-static int setup(void **state)
-{
-	(void)state;
-	ft_need_tool("qemu-img");
-	ft_sandbox();
-	return 0;
-}
-
-static int create(const char *name)
-{
-	int fd = open(ft_path(name), O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0)
-		fail_msg("cannot create '%s'", ft_path(name));
-	return fd;
-}
+#include "tests/unit/writer_test_util.h"
 
 /* qemu-img check finds nothing wrong, qemu-img compare finds it equal to @p raw. */
 static void qemu_agrees(const char *image, const char *raw)
@@ -57,24 +40,19 @@ static void qemu_agrees(const char *image, const char *raw)
 		fail_msg("qemu-img compare of '%s' with '%s' (exit %d):\n%s", image, raw, st, out);
 }
 
+static int write_piece(void *w, uint64_t offset, const void *buf, size_t len)
+{
+	return ims_qcow2_writer_write(w, offset, buf, len);
+}
+
 /* Write @p p through the writer in pieces of varying size, skipping some zero runs. */
 static void write_image(const char *name, const uint8_t *p, size_t len, bool skip_zeros)
 {
-	static const size_t sizes[] = {1000, 65536, 7, 200000, 4096, 131072 + 512, 1};
 	ims_qcow2_writer *w = NULL;
-	size_t off = 0, i = 0;
-	int fd = create(name);
+	int fd = wt_create(name);
 
 	assert_int_equal(ims_qcow2_writer_open(&w, fd, len), 0);
-	while (off < len) {
-		size_t n = sizes[i++ % (sizeof(sizes) / sizeof(sizes[0]))];
-		if (n > len - off)
-			n = len - off;
-		/* what is not written reads as zeros */
-		if (!(skip_zeros && ims_format__all_zero(p + off, n)))
-			assert_int_equal(ims_qcow2_writer_write(w, off, p + off, n), 0);
-		off += n;
-	}
+	wt_write_pieces(write_piece, w, p, len, skip_zeros);
 	assert_int_equal(ims_qcow2_writer_finish(w), 0);
 	ims_qcow2_writer_free(w);
 	close(fd);
@@ -82,23 +60,10 @@ static void write_image(const char *name, const uint8_t *p, size_t len, bool ski
 
 static void test_pattern(void **state)
 {
+	static const wt_writer wr = {"qcow2", IMS_FORMAT_QCOW2, write_image, qemu_agrees};
+
 	(void)state;
-	uint8_t *p = malloc(PATTERN_BYTES);
-	ft_walk walk;
-
-	assert_non_null(p);
-	ft_pattern(p, PATTERN_BYTES);
-	ft_write_file(ft_path("pattern.raw"), p, PATTERN_BYTES);
-
-	write_image("all.qcow2", p, PATTERN_BYTES, false);
-	qemu_agrees("all.qcow2", "pattern.raw");
-	ft_compare(ft_path("all.qcow2"), IMS_FORMAT_QCOW2, ft_path("pattern.raw"), 65536, &walk);
-	assert_true(walk.zero_extents > 0 && walk.data_extents > 0);
-
-	write_image("sparse.qcow2", p, PATTERN_BYTES, true);
-	qemu_agrees("sparse.qcow2", "pattern.raw");
-	ft_compare(ft_path("sparse.qcow2"), IMS_FORMAT_QCOW2, ft_path("pattern.raw"), 4096, &walk);
-	free(p);
+	wt_check_pattern(&wr);
 }
 
 static void test_empty_and_full_clusters(void **state)
@@ -115,7 +80,7 @@ static void test_empty_and_full_clusters(void **state)
 	memset(data, 0x77, 1 << 20);
 
 	/* nothing written: header, L1 table and refcounts only */
-	fd = create("empty.qcow2");
+	fd = wt_create("empty.qcow2");
 	assert_int_equal(ims_qcow2_writer_open(&w, fd, 1 << 30), 0);
 	assert_int_equal(ims_qcow2_writer_write(w, 0, zero, 1 << 20), 0);
 	assert_int_equal(ims_qcow2_writer_finish(w), 0);
@@ -147,23 +112,21 @@ static void test_empty_and_full_clusters(void **state)
 	free(data);
 }
 
+/* Where test_large_sparse() and test_stream() write their pieces: several L2 tables apart. */
+static const uint64_t at[] = {
+	0, 70000, (512ull << 20) - 3, 600ull << 20, (5ull << 30) + 12345, (6ull << 30) - 100};
+
 /* Several L2 tables, far apart, on a large sparse disk. */
 static void test_large_sparse(void **state)
 {
 	(void)state;
-	static const uint64_t at[] = {0,
-				      70000,
-				      (512ull << 20) - 3,
-				      600ull << 20,
-				      (5ull << 30) + 12345,
-				      (6ull << 30) - 100};
 	ims_qcow2_writer *w = NULL;
 	uint64_t vsize = 6ull << 30;
 	char cmd[256];
 	ft_walk walk;
 	int fd;
 
-	fd = create("large.qcow2");
+	fd = wt_create("large.qcow2");
 	assert_int_equal(ims_qcow2_writer_open(&w, fd, vsize), 0);
 	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
 		snprintf(cmd, sizeof(cmd), "piece %zu", i);
@@ -174,7 +137,7 @@ static void test_large_sparse(void **state)
 	close(fd);
 
 	/* the same as a sparse raw file */
-	fd = create("large.raw");
+	fd = wt_create("large.raw");
 	assert_int_equal(ftruncate(fd, (off_t)vsize), 0);
 	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
 		snprintf(cmd, sizeof(cmd), "piece %zu", i);
@@ -189,26 +152,6 @@ static void test_large_sparse(void **state)
 	assert_int_equal(walk.data_bytes, 7 * 65536);
 }
 
-/* A stream: the writer's pieces appended in order, gaps zero-filled, as an export's ring. */
-typedef struct {
-	int fd;
-	uint64_t end;
-} stream_sink;
-
-static int stream_out(void *ctx, const void *buf, size_t len, uint64_t off)
-{
-	stream_sink *s = ctx;
-
-	assert_true(off >= s->end); /* never back, never twice */
-	if (off > s->end)	    /* a gap: zeros, a hole here */
-		assert_int_equal(ftruncate(s->fd, (off_t)off), 0);
-	s->end = off;
-	if (len)
-		assert_int_equal(pwrite(s->fd, buf, len, (off_t)off), (ssize_t)len);
-	s->end += len;
-	return 0;
-}
-
 /*
  * Streamed (ims_qcow2_writer_open_fn): the clusters planned first, every table before the
  * data; planned clusters that stay zeros read as zeros; data outside the plan is refused.
@@ -216,19 +159,13 @@ static int stream_out(void *ctx, const void *buf, size_t len, uint64_t off)
 static void test_stream(void **state)
 {
 	(void)state;
-	static const uint64_t at[] = {0,
-				      70000,
-				      (512ull << 20) - 3,
-				      600ull << 20,
-				      (5ull << 30) + 12345,
-				      (6ull << 30) - 100};
 	ims_qcow2_writer *w = NULL;
 	uint64_t vsize = 6ull << 30;
-	stream_sink s = {.fd = create("stream.qcow2")};
+	wt_sink s = {.fd = wt_create("stream.qcow2")};
 	char cmd[256];
 	ft_walk walk;
 
-	assert_int_equal(ims_qcow2_writer_open_fn(&w, stream_out, &s, vsize), 0);
+	assert_int_equal(ims_qcow2_writer_open_fn(&w, wt_sink_out, &s, vsize), 0);
 	/* the allocation: 8 MiB around each piece (overlapping ones merge), and 8 MiB at 3 GiB
 	 * that stays zeros */
 	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
@@ -252,34 +189,34 @@ static void test_stream(void **state)
 	ft_compare(ft_path("stream.qcow2"), IMS_FORMAT_QCOW2, ft_path("large.raw"), 4 << 20, &walk);
 
 	/* the whole pattern, planned whole, in pieces of varying size */
-	uint8_t *p = malloc(PATTERN_BYTES);
+	uint8_t *p = malloc(WT_PATTERN_BYTES);
 	assert_non_null(p);
-	ft_pattern(p, PATTERN_BYTES);
-	ft_write_file(ft_path("spattern.raw"), p, PATTERN_BYTES);
-	s = (stream_sink){.fd = create("spattern.qcow2")};
-	assert_int_equal(ims_qcow2_writer_open_fn(&w, stream_out, &s, PATTERN_BYTES), 0);
-	assert_int_equal(ims_qcow2_writer_plan(w, 0, PATTERN_BYTES), 0);
-	for (size_t off = 0, n = 1000; off < PATTERN_BYTES; off += n, n = n * 3 % 300007 + 1)
-		assert_int_equal(
-			ims_qcow2_writer_write(w, off, p + off,
-					       PATTERN_BYTES - off < n ? PATTERN_BYTES - off : n),
-			0);
+	ft_pattern(p, WT_PATTERN_BYTES);
+	ft_write_file(ft_path("spattern.raw"), p, WT_PATTERN_BYTES);
+	s = (wt_sink){.fd = wt_create("spattern.qcow2")};
+	assert_int_equal(ims_qcow2_writer_open_fn(&w, wt_sink_out, &s, WT_PATTERN_BYTES), 0);
+	assert_int_equal(ims_qcow2_writer_plan(w, 0, WT_PATTERN_BYTES), 0);
+	for (size_t off = 0, n = 1000; off < WT_PATTERN_BYTES; off += n, n = n * 3 % 300007 + 1)
+		assert_int_equal(ims_qcow2_writer_write(
+					 w, off, p + off,
+					 WT_PATTERN_BYTES - off < n ? WT_PATTERN_BYTES - off : n),
+				 0);
 	assert_int_equal(ims_qcow2_writer_finish(w), 0);
 	ims_qcow2_writer_free(w);
 	close(s.fd);
 	qemu_agrees("spattern.qcow2", "spattern.raw");
 
 	/* nothing planned, nothing written: an empty disk; data outside the plan is refused */
-	s = (stream_sink){.fd = create("sempty.qcow2")};
-	assert_int_equal(ims_qcow2_writer_open_fn(&w, stream_out, &s, 1u << 20), 0);
+	s = (wt_sink){.fd = wt_create("sempty.qcow2")};
+	assert_int_equal(ims_qcow2_writer_open_fn(&w, wt_sink_out, &s, 1u << 20), 0);
 	assert_int_equal(ims_qcow2_writer_finish(w), 0);
 	ims_qcow2_writer_free(w);
 	close(s.fd);
 	ft_write_file(ft_path("sempty.raw"), NULL, 0);
 	assert_int_equal(truncate(ft_path("sempty.raw"), 1 << 20), 0);
 	qemu_agrees("sempty.qcow2", "sempty.raw");
-	s = (stream_sink){.fd = create("sbad.qcow2")};
-	assert_int_equal(ims_qcow2_writer_open_fn(&w, stream_out, &s, 1u << 20), 0);
+	s = (wt_sink){.fd = wt_create("sbad.qcow2")};
+	assert_int_equal(ims_qcow2_writer_open_fn(&w, wt_sink_out, &s, 1u << 20), 0);
 	assert_int_equal(ims_qcow2_writer_plan(w, 0, 65536), 0);
 	ft_expect_error(ims_qcow2_writer_write(w, 131072, p, 65536), -EINVAL,
 			"where the allocation map had none");
@@ -333,7 +270,7 @@ static void test_errors(void **state)
 			"qcow2 writer: no file to write to");
 	assert_ptr_equal(w, (ims_qcow2_writer *)(uintptr_t)1);
 
-	fd = create("errors.qcow2");
+	fd = wt_create("errors.qcow2");
 	assert_int_equal(ims_qcow2_writer_open(&w, fd, 1 << 20), 0);
 	assert_int_equal(ims_qcow2_writer_write(w, 4096, buf, 512), 0);
 	ft_expect_error(
@@ -378,5 +315,5 @@ int main(void)
 		cmocka_unit_test(test_large_sparse), cmocka_unit_test(test_refcount_layout),
 		cmocka_unit_test(test_errors),	     cmocka_unit_test(test_stream),
 	};
-	return cmocka_run_group_tests_name("qcow2_writer", tests, setup, ft_teardown);
+	return cmocka_run_group_tests_name("qcow2_writer", tests, wt_setup, ft_teardown);
 }

@@ -22,25 +22,7 @@
 #include "store/format.h"
 #include "store/format_internal.h"
 #include "tests/unit/format_test_util.h"
-
-#define PATTERN_BYTES ((4u << 20) + 3 * 512)
-
-static int setup(void **state)
-{
-	(void)state;
-	ft_need_tool("qemu-img");
-	ft_sandbox();
-	return 0;
-}
-
-static int create(const char *name)
-{
-	int fd = open(ft_path(name), O_RDWR | O_CREAT | O_TRUNC, 0644);
-
-	if (fd < 0)
-		fail_msg("cannot create '%s'", ft_path(name));
-	return fd;
-}
+#include "tests/unit/writer_test_util.h"
 
 /* qemu-img check finds nothing wrong; its raw conversion is byte-identical to @p raw. */
 static void qemu_agrees(const char *image, const char *raw)
@@ -59,25 +41,19 @@ static void qemu_agrees(const char *image, const char *raw)
 	ft_run("rm -f '%s.back'", ft_path(image));
 }
 
+static int write_piece(void *w, uint64_t offset, const void *buf, size_t len)
+{
+	return ims_vmdk_writer_write(w, offset, buf, len);
+}
+
 /* Write @p p through the writer in pieces of varying size, skipping some zero runs. */
 static void write_image(const char *name, const uint8_t *p, size_t len, bool skip_zeros)
 {
-	static const size_t sizes[] = {1000, 65536, 7, 200000, 4096, 131072 + 512, 1};
 	ims_vmdk_writer *w = NULL;
-	size_t off = 0, i = 0;
-	int fd = create(name);
+	int fd = wt_create(name);
 
 	assert_int_equal(ims_vmdk_writer_open(&w, fd, len, ft_path(name)), 0);
-	while (off < len) {
-		size_t n = sizes[i++ % (sizeof(sizes) / sizeof(sizes[0]))];
-
-		if (n > len - off)
-			n = len - off;
-		/* what is not written reads as zeros */
-		if (!(skip_zeros && ims_format__all_zero(p + off, n)))
-			assert_int_equal(ims_vmdk_writer_write(w, off, p + off, n), 0);
-		off += n;
-	}
+	wt_write_pieces(write_piece, w, p, len, skip_zeros);
 	assert_int_equal(ims_vmdk_writer_finish(w), 0);
 	ims_vmdk_writer_free(w);
 	close(fd);
@@ -85,21 +61,10 @@ static void write_image(const char *name, const uint8_t *p, size_t len, bool ski
 
 static void test_pattern(void **state)
 {
-	(void)state;
-	uint8_t *p = malloc(PATTERN_BYTES);
-	ft_walk walk;
+	static const wt_writer wr = {"vmdk", IMS_FORMAT_VMDK, write_image, qemu_agrees};
 
-	assert_non_null(p);
-	ft_pattern(p, PATTERN_BYTES);
-	ft_write_file(ft_path("pattern.raw"), p, PATTERN_BYTES);
-	write_image("all.vmdk", p, PATTERN_BYTES, false);
-	qemu_agrees("all.vmdk", "pattern.raw");
-	ft_compare(ft_path("all.vmdk"), IMS_FORMAT_VMDK, ft_path("pattern.raw"), 65536, &walk);
-	assert_true(walk.zero_extents > 0 && walk.data_extents > 0);
-	write_image("sparse.vmdk", p, PATTERN_BYTES, true);
-	qemu_agrees("sparse.vmdk", "pattern.raw");
-	ft_compare(ft_path("sparse.vmdk"), IMS_FORMAT_VMDK, ft_path("pattern.raw"), 4096, &walk);
-	free(p);
+	(void)state;
+	wt_check_pattern(&wr);
 }
 
 /* Nothing written; then grains far apart on a large sparse disk (several grain tables). */
@@ -119,7 +84,7 @@ static void test_empty_and_sparse(void **state)
 	struct stat st;
 	int fd;
 
-	fd = create("empty.vmdk");
+	fd = wt_create("empty.vmdk");
 	assert_int_equal(ims_vmdk_writer_open(&w, fd, 1 << 30, "empty.vmdk"), 0);
 	assert_int_equal(ims_vmdk_writer_finish(w), 0);
 	ims_vmdk_writer_free(w);
@@ -133,7 +98,7 @@ static void test_empty_and_sparse(void **state)
 	ft_compare(ft_path("empty.vmdk"), IMS_FORMAT_VMDK, ft_path("empty.raw"), 1 << 20, &walk);
 	assert_true(walk.data_extents == 0 && walk.zero_bytes == 1 << 30);
 
-	fd = create("large.vmdk");
+	fd = wt_create("large.vmdk");
 	assert_int_equal(ims_vmdk_writer_open(&w, fd, vsize, "large.vmdk"), 0);
 	ft_run("rm -f '%s' && truncate -s %llu '%s'", ft_path("large.raw"),
 	       (unsigned long long)vsize, ft_path("large.raw"));
@@ -158,7 +123,7 @@ static void test_misuse(void **state)
 	(void)state;
 	ims_vmdk_writer *w = NULL;
 	uint8_t b[16] = {1};
-	int fd = create("misuse.vmdk");
+	int fd = wt_create("misuse.vmdk");
 
 	ims_error_clear();
 	ft_expect_error(ims_vmdk_writer_open(&w, fd, 1000, "x"), -EINVAL,
@@ -193,62 +158,37 @@ static void test_misuse(void **state)
 	close(fd);
 }
 
-/* A stream: the writer's pieces appended in order, gaps zero-filled, as an export's ring. */
-typedef struct {
-	int fd;
-	uint64_t end; /* bytes so far */
-	int fail_at;  /* calls before one fails (0: never) */
-	int calls;
-} stream_sink;
-
-static int stream_out(void *ctx, const void *buf, size_t len, uint64_t off)
-{
-	static const uint8_t zeros[4096];
-	stream_sink *s = ctx;
-
-	if (s->fail_at && ++s->calls >= s->fail_at)
-		return ims_error_set(-ETIMEDOUT, "the client read none of the export for 1 s");
-	assert_true(off >= s->end); /* never back, never twice */
-	while (s->end < off) {
-		size_t n = off - s->end < sizeof(zeros) ? (size_t)(off - s->end) : sizeof(zeros);
-		assert_int_equal(write(s->fd, zeros, n), (ssize_t)n);
-		s->end += n;
-	}
-	assert_int_equal(write(s->fd, buf, len), (ssize_t)len);
-	s->end += len;
-	return 0;
-}
-
 /* Written to a stream (ims_vmdk_writer_open_fn) in order, the bytes are the file's. */
 static void test_stream(void **state)
 {
 	(void)state;
-	uint8_t *p = malloc(PATTERN_BYTES);
+	uint8_t *p = malloc(WT_PATTERN_BYTES);
 	ims_vmdk_writer *w = NULL;
-	stream_sink s = {.fd = create("stream.vmdk")};
+	wt_sink s = {.fd = wt_create("stream.vmdk")};
 
 	assert_non_null(p);
-	ft_pattern(p, PATTERN_BYTES);
-	ft_write_file(ft_path("stream.raw"), p, PATTERN_BYTES);
-	assert_int_equal(
-		ims_vmdk_writer_open_fn(&w, stream_out, &s, PATTERN_BYTES, ft_path("file.vmdk")),
-		0);
-	for (size_t off = 0; off < PATTERN_BYTES; off += 300000) {
-		size_t n = PATTERN_BYTES - off < 300000 ? PATTERN_BYTES - off : 300000;
+	ft_pattern(p, WT_PATTERN_BYTES);
+	ft_write_file(ft_path("stream.raw"), p, WT_PATTERN_BYTES);
+	assert_int_equal(ims_vmdk_writer_open_fn(&w, wt_sink_out, &s, WT_PATTERN_BYTES,
+						 ft_path("file.vmdk")),
+			 0);
+	for (size_t off = 0; off < WT_PATTERN_BYTES; off += 300000) {
+		size_t n = WT_PATTERN_BYTES - off < 300000 ? WT_PATTERN_BYTES - off : 300000;
 		assert_int_equal(ims_vmdk_writer_write(w, off, p + off, n), 0);
 	}
 	assert_int_equal(ims_vmdk_writer_finish(w), 0);
 	ims_vmdk_writer_free(w);
 	close(s.fd);
-	write_image("file.vmdk", p, PATTERN_BYTES, false);
+	write_image("file.vmdk", p, WT_PATTERN_BYTES, false);
 	ft_run("cmp '%s' '%s'", ft_path("stream.vmdk"), ft_path("file.vmdk"));
 	qemu_agrees("stream.vmdk", "stream.raw");
 
 	/* the stream fails: the writer stops with its error */
-	s = (stream_sink){.fd = create("stream2.vmdk"), .fail_at = 3};
-	assert_int_equal(ims_vmdk_writer_open_fn(&w, stream_out, &s, PATTERN_BYTES, "x.vmdk"), 0);
+	s = (wt_sink){.fd = wt_create("stream2.vmdk"), .fail_at = 3};
+	assert_int_equal(ims_vmdk_writer_open_fn(&w, wt_sink_out, &s, WT_PATTERN_BYTES, "x.vmdk"),
+			 0);
 	int r = 0;
-	for (size_t off = 0; off < PATTERN_BYTES && r == 0; off += 65536)
+	for (size_t off = 0; off < WT_PATTERN_BYTES && r == 0; off += 65536)
 		r = ims_vmdk_writer_write(w, off, p + off, 65536);
 	assert_int_equal(r, -ETIMEDOUT);
 	ims_error_clear();
@@ -266,14 +206,14 @@ static void test_stream(void **state)
 static void test_batches(void **state)
 {
 	(void)state;
-	size_t len = 3 * PATTERN_BYTES - 3 * 512; /* 12 MiB, plus 3 sectors */
+	size_t len = 3 * WT_PATTERN_BYTES - 3 * 512; /* 12 MiB, plus 3 sectors */
 	uint8_t *p = malloc(len);
 	ims_vmdk_writer *w = NULL;
-	int fd = create("batch.vmdk");
+	int fd = wt_create("batch.vmdk");
 
 	assert_non_null(p);
-	for (size_t off = 0; off < len; off += PATTERN_BYTES)
-		ft_pattern(p + off, len - off < PATTERN_BYTES ? len - off : PATTERN_BYTES);
+	for (size_t off = 0; off < len; off += WT_PATTERN_BYTES)
+		ft_pattern(p + off, len - off < WT_PATTERN_BYTES ? len - off : WT_PATTERN_BYTES);
 	memset(p + (5u << 20), 0, 1u << 20); /* a whole MiB of zero grains inside a batch */
 	ft_write_file(ft_path("batch.raw"), p, len);
 	assert_int_equal(ims_vmdk_writer_open(&w, fd, len, ft_path("one.vmdk")), 0);
@@ -288,7 +228,7 @@ static void test_batches(void **state)
 	ims_vmdk_writer_free(w);
 	close(fd);
 	/* the same disk a grain at a time: no batch */
-	fd = create("one.vmdk");
+	fd = wt_create("one.vmdk");
 	assert_int_equal(ims_vmdk_writer_open(&w, fd, len, ft_path("one.vmdk")), 0);
 	for (size_t off = 0; off < len; off += 65536) {
 		size_t n = len - off < 65536 ? len - off : 65536;
@@ -301,8 +241,8 @@ static void test_batches(void **state)
 	qemu_agrees("batch.vmdk", "batch.raw");
 
 	/* the stream fails at its 10th write, inside the first batch */
-	stream_sink s = {.fd = create("stream3.vmdk"), .fail_at = 10};
-	assert_int_equal(ims_vmdk_writer_open_fn(&w, stream_out, &s, len, "x.vmdk"), 0);
+	wt_sink s = {.fd = wt_create("stream3.vmdk"), .fail_at = 10};
+	assert_int_equal(ims_vmdk_writer_open_fn(&w, wt_sink_out, &s, len, "x.vmdk"), 0);
 	assert_int_equal(ims_vmdk_writer_write(w, 0, p, 4u << 20), -ETIMEDOUT);
 	ims_error_clear();
 	ft_expect_error(ims_vmdk_writer_write(w, 4u << 20, p + (4u << 20), 4u << 20), -ETIMEDOUT,
@@ -319,5 +259,5 @@ int main(void)
 		cmocka_unit_test(test_misuse),	cmocka_unit_test(test_stream),
 		cmocka_unit_test(test_batches),
 	};
-	return cmocka_run_group_tests_name("vmdk_writer", tests, setup, ft_teardown);
+	return cmocka_run_group_tests_name("vmdk_writer", tests, wt_setup, ft_teardown);
 }
