@@ -88,8 +88,7 @@ uint32_t ims_pg_hash(const char *name, size_t len)
 	case 1:
 		a += k[0];
 		/* fall through */
-	default:
-		break;
+	default: break;
 	}
 	MIX(a, b, c);
 	return c;
@@ -116,7 +115,8 @@ int ims_pg_names(char (*out)[IMS_PG_NAME_MAX], uint32_t pg_num)
 	uint64_t limit = (uint64_t)pg_num * 64;
 	char name[IMS_PG_NAME_MAX];
 	for (uint64_t n = 0; left && n < limit; n++) {
-		int len = snprintf(name, sizeof(name), "imgstore.probe.pg.%llu", (unsigned long long)n);
+		int len = snprintf(name, sizeof(name), "imgstore.probe.pg.%llu",
+				   (unsigned long long)n);
 		uint32_t pg = ims_pg_of(ims_pg_hash(name, (size_t)len), pg_num);
 		if (out[pg][0])
 			continue;
@@ -165,7 +165,7 @@ ims_pg_health ims_pg_summary(uint32_t *silent, const ims_pg_state *state, uint32
 		s += state[i] == IMS_PG_SILENT;
 	if (silent)
 		*silent = s;
-	if (asked_now > 0 && answered_now == 0)
+	if ((asked_now > 0 && answered_now == 0) || (pg_num > 0 && s == pg_num))
 		return IMS_PG_DOWN;
 	return s ? IMS_PG_PARTLY : IMS_PG_UP;
 }
@@ -197,5 +197,6 @@ void ims_pg_list_silent(char *buf, size_t len, const ims_pg_state *state, uint32
 		listed++;
 	}
 	if (total > listed && len > used + tail)
-		snprintf(buf + used, len - used, "%sand %u more", listed ? " " : "", total - listed);
+		snprintf(buf + used, len - used, "%sand %u more", listed ? " " : "",
+			 total - listed);
 }

@@ -66,8 +66,8 @@ typedef enum {
 
 /**
  * The site's state from what its PGs answered: down when the round just ended got no answer at
- * all (@p answered_now 0 of @p asked_now > 0: the earlier answers of the other PGs are stale);
- * else partly when any PG is silent; else up.
+ * all (@p answered_now 0 of @p asked_now > 0: the earlier answers of the other PGs are stale),
+ * or every PG is silent; else partly when any PG is silent; else up.
  *
  * @param[out] silent how many PGs are silent (may be NULL).
  */

@@ -31,10 +31,10 @@ static void the_hash_is_cephs(void **st)
 	assert_int_equal(hash("c"), 0x4fa4bedbu);
 	assert_int_equal(hash("d"), 0x322f4a94u);
 	assert_int_equal(hash("e"), 0xef61efceu);
-	assert_int_equal(hash("abcdefghijk"), 0xe52b8e4cu);		    /* a tail of 11 */
-	assert_int_equal(hash("abcdefghijkl"), 0x0b1b3ea5u);		    /* one block */
-	assert_int_equal(hash("imgstore.probe"), 0xeb8d4b07u);		    /* block and tail */
-	assert_int_equal(hash("imgstore.probe.pg.12345"), 0x158c0745u);	    /* 23 bytes */
+	assert_int_equal(hash("abcdefghijk"), 0xe52b8e4cu);		/* a tail of 11 */
+	assert_int_equal(hash("abcdefghijkl"), 0x0b1b3ea5u);		/* one block */
+	assert_int_equal(hash("imgstore.probe"), 0xeb8d4b07u);		/* block and tail */
+	assert_int_equal(hash("imgstore.probe.pg.12345"), 0x158c0745u); /* 23 bytes */
 	assert_int_equal(hash("abcdefghijklmnopqrstuvwxyz0123456789"), 0x92c983c7u); /* 3 blocks */
 }
 
@@ -42,15 +42,15 @@ static void the_pg_is_the_stable_mod(void **st)
 {
 	(void)st;
 	/* a power of two: the low bits */
-	assert_int_equal(ims_pg_of(0xeb8d4b07u, 32), 0x7);  /* imgstore.probe in rbd: 2.7 */
-	assert_int_equal(ims_pg_of(0xe52b8e4cu, 32), 0xc);  /* abcdefghijk: 2.c */
-	assert_int_equal(ims_pg_of(0x54aca597u, 8), 0x7);   /* b in a pool of 8: 3.7 */
+	assert_int_equal(ims_pg_of(0xeb8d4b07u, 32), 0x7); /* imgstore.probe in rbd: 2.7 */
+	assert_int_equal(ims_pg_of(0xe52b8e4cu, 32), 0xc); /* abcdefghijk: 2.c */
+	assert_int_equal(ims_pg_of(0x54aca597u, 8), 0x7);  /* b in a pool of 8: 3.7 */
 	/* pg_num 12 (`ceph osd map p12 NAME`): the low 4 bits if under 12, else the low 3 */
-	assert_int_equal(ims_pg_of(0x29eec818u, 12), 0x8);  /* a: 4.8 */
-	assert_int_equal(ims_pg_of(0x4fa4bedbu, 12), 0xb);  /* c: 4.b */
-	assert_int_equal(ims_pg_of(0xef61efceu, 12), 0x6);  /* e: 4.6 (0xe is past 11) */
-	assert_int_equal(ims_pg_of(0xe52b8e4cu, 12), 0x4);  /* abcdefghijk: 4.4 */
-	assert_int_equal(ims_pg_of(0xeb8d4b07u, 12), 0x7);  /* imgstore.probe: 4.7 */
+	assert_int_equal(ims_pg_of(0x29eec818u, 12), 0x8); /* a: 4.8 */
+	assert_int_equal(ims_pg_of(0x4fa4bedbu, 12), 0xb); /* c: 4.b */
+	assert_int_equal(ims_pg_of(0xef61efceu, 12), 0x6); /* e: 4.6 (0xe is past 11) */
+	assert_int_equal(ims_pg_of(0xe52b8e4cu, 12), 0x4); /* abcdefghijk: 4.4 */
+	assert_int_equal(ims_pg_of(0xeb8d4b07u, 12), 0x7); /* imgstore.probe: 4.7 */
 	assert_int_equal(ims_pg_of(0xffffffffu, 1), 0);
 }
 
@@ -155,6 +155,8 @@ static void up_partly_down(void **st)
 		s[i] = IMS_PG_SILENT;
 	assert_int_equal(ims_pg_summary(&silent, s, 4, 4, 0), IMS_PG_DOWN);
 	assert_int_equal(silent, 4);
+	/* every PG silent, their stats still in flight, none asked this round: down */
+	assert_int_equal(ims_pg_summary(&silent, s, 4, 0, 0), IMS_PG_DOWN);
 }
 
 static void the_silent_pgs_are_named(void **st)
