@@ -908,8 +908,10 @@ static int pool_info(int64_t *id, uint32_t *pg_num, int *hash, ims_site *site, c
 			   i < json_object_array_length(root);
 	     i++) {
 		json_object *p = json_object_array_get_idx(root, i), *v;
-		if (!json_object_object_get_ex(p, "pool_name", &v) ||
-		    strcmp(json_object_get_string(v), pool) != 0)
+		const char *name = json_object_object_get_ex(p, "pool_name", &v)
+					   ? json_object_get_string(v)
+					   : NULL;
+		if (!name || strcmp(name, pool) != 0)
 			continue;
 		r = -EINVAL;
 		if (!json_object_object_get_ex(p, "pool_id", &v))
@@ -1149,43 +1151,23 @@ static bool stuck_client(ims_site *site, plan *pl)
 	return true;
 }
 
-int ims_site_probe(ims_site *site, const char *pool)
+/* What a probe found, for ims_site_health_get(): the site's error (or its first silent PG's). */
+static int publish(ims_site *site, plan *pl, int r, const round_result *rr)
 {
-	plan *pl = &site->plan;
-	round_result rr = {0};
-	pthread_mutex_lock(&site->probe_lock);
-	int r = plan_learn(site, pl, pool);
-	ims_error_clear();
-
-	pthread_mutex_lock(&site->guard_lock);
-	site->probe_since_ms = mono_ms();
-	pthread_mutex_unlock(&site->guard_lock);
-
-	if (r == 0 && (r = plan_io(site, pl)) == 0)
-		plan_round(&rr, site, pl);
-	if (r == 0 && rr.blocklisted) { /* a new client, and ask again */
-		if ((r = reconnect(site, pl->cur->conn)) == 0 && (r = plan_io(site, pl)) == 0)
-			plan_round(&rr, site, pl);
-	}
 	uint32_t silent = 0;
 	ims_pg_health health = IMS_PG_DOWN;
 	if (r == 0) {
-		health = ims_pg_summary(&silent, pl->state, pl->n, rr.asked, rr.answered);
-		if (health != IMS_PG_UP && rr.timed_out && stuck_client(site, pl) &&
-		    plan_io(site, pl) == 0) {
-			plan_round(&rr, site, pl);
-			health = ims_pg_summary(&silent, pl->state, pl->n, rr.asked, rr.answered);
-		}
-		/* the error of the site, or of its first silent PG */
+		health = ims_pg_summary(&silent, pl->state, pl->n, rr->asked, rr->answered);
 		for (uint32_t i = 0; i < pl->n && r == 0; i++)
 			if (pl->state[i] == IMS_PG_SILENT)
 				r = pl->error[i] ? pl->error[i] : -ETIMEDOUT;
 	}
-
+	if (health == IMS_PG_DOWN && r == 0)
+		r = -ETIMEDOUT;
 	pthread_mutex_lock(&site->guard_lock);
 	site->probe_since_ms = 0;
 	site->probed = true;
-	site->last_error = r || health != IMS_PG_DOWN ? r : -ETIMEDOUT;
+	site->last_error = r;
 	site->probe_health = health;
 	site->probe_pgs = pl->pg_num;
 	site->probe_silent = health == IMS_PG_DOWN ? pl->n : silent;
@@ -1194,16 +1176,50 @@ int ims_site_probe(ims_site *site, const char *pool)
 				   pl->state, pl->n, pl->pool_id);
 	else
 		site->probe_silent_list[0] = '\0';
-	if (!rr.timed_out)
+	if (!rr->timed_out)
 		site->timeouts = 0;
 	if (health == IMS_PG_UP)
 		site->last_ok_ms = mono_ms();
 	pthread_mutex_unlock(&site->guard_lock);
+	return health == IMS_PG_UP ? 0 : r;
+}
+
+static void probe_begins(ims_site *site)
+{
+	pthread_mutex_lock(&site->guard_lock);
+	site->probe_since_ms = mono_ms();
+	pthread_mutex_unlock(&site->guard_lock);
+}
+
+int ims_site_probe(ims_site *site, const char *pool)
+{
+	plan *pl = &site->plan;
+	round_result rr = {0};
+	pthread_mutex_lock(&site->probe_lock);
+	int r = plan_learn(site, pl, pool);
+	ims_error_clear();
+
+	probe_begins(site);
+	if (r == 0 && (r = plan_io(site, pl)) == 0)
+		plan_round(&rr, site, pl);
+	if (r == 0 && rr.blocklisted) { /* a new client, and ask again */
+		if ((r = reconnect(site, pl->cur->conn)) == 0 && (r = plan_io(site, pl)) == 0)
+			plan_round(&rr, site, pl);
+	}
+	int err = publish(site, pl, r, &rr);
+	/* (not counted as a probe in flight: what this one found is known meanwhile) */
+	if (r == 0 && err && rr.timed_out && stuck_client(site, pl)) {
+		probe_begins(site);
+		if ((r = plan_io(site, pl)) == 0)
+			plan_round(&rr, site, pl);
+		err = publish(site, pl, r, &rr);
+	}
+	ims_site_health sh;
+	ims_site_health_get(&sh, site);
 	pthread_mutex_unlock(&site->probe_lock);
-	if (health == IMS_PG_DOWN)
-		return ims_error_set(r ? r : -ETIMEDOUT,
-				     "site '%s' did not answer a read in pool '%s': %s", site->name,
-				     pool, ims_strerror(r));
+	if (!sh.up && !sh.partly)
+		return ims_error_set(err, "site '%s' did not answer a read in pool '%s': %s",
+				     site->name, pool, ims_strerror(err));
 	return 0;
 }
 
