@@ -203,9 +203,9 @@ static const config_key keys[] = {
 	 NULL, 0,
 	 "How often the tiering policies are applied (idle images pushed to S3); 0: never."},
 	{S_DEFAULTS, "probe_interval", T_DURATION, DF(probe_interval), "5s", 1, 3600, NULL, 0,
-	 "How often each site is asked a question (an OSD read): /readyz, imgstore_site_up, and a "
-	 "new client when the "
-	 "cluster blocklisted this one."},
+	 "How often each site is asked a question (a stat in every PG of its pool): /readyz, "
+	 "imgstore_site_up (up, partly or down), and a new client when the cluster blocklisted "
+	 "this one."},
 	{S_DEFAULTS, "snapshot_schedule_hour", T_DURATION, DF(snapshot_schedule_hour), "1h", 1,
 	 3600, NULL, 0,
 	 "The hour of the snapshot schedules' retention rule (`--keep hourly=N`); a day is 24 of "

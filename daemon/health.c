@@ -39,7 +39,7 @@ static void *prober(void *arg)
 {
 	probe *p = arg;
 	ims_health *h = p->h;
-	bool was_up = true;
+	int was = 0; /* up */
 	for (;;) {
 		pthread_mutex_lock(&h->lock);
 		bool stop = h->stopping;
@@ -52,13 +52,26 @@ static void *prober(void *arg)
 			r = ims_daemon_peer(h->d, p->name, &site);
 		if (r == 0)
 			r = ims_site_probe(site, p->pool);
-		if ((r == 0) != was_up) { /* log the changes, not every probe */
-			if (r == 0)
-				ims_log_info("site '%s' answers again", p->name);
+		/* log the changes, not every probe */
+		ims_site_health sh = {.up = r == 0};
+		if (r == 0)
+			ims_site_health_get(&sh, site);
+		int now = r < 0 ? 2 : sh.partly ? 1 : 0; /* down, partly, up */
+		if (now != was) {
+			if (now == 0)
+				ims_log_info("site '%s' answers again%s", p->name,
+					     was == 1 ? " in every PG" : "");
+			else if (now == 1)
+				ims_log_warning(
+					"site '%s' answers partly: %u of %u PGs of pool '%s' "
+					"did not answer a read in %.1f s (%s): %s",
+					p->name, sh.pgs_silent, sh.pgs, p->pool,
+					IMS_SITE_PROBE_WAIT_MS / 1000.0, sh.silent,
+					ims_strerror(sh.error));
 			else
 				ims_log_warning("site '%s' does not answer: %s", p->name,
 						ims_error_last());
-			was_up = r == 0;
+			was = now;
 		}
 		ims_error_clear();
 
@@ -122,6 +135,9 @@ void ims_health_stop(ims_health *h)
 typedef struct {
 	bool known; /* connected, or a connect has failed */
 	bool up;
+	bool partly;
+	uint32_t pgs, silent;
+	char silent_list[IMS_SITE_PG_LIST_MAX];
 	int error;
 	uint64_t reconnects;
 	int64_t since_ok_ms;
@@ -146,8 +162,13 @@ static view look(ims_health *h, probe *p)
 	ims_site_health sh;
 	ims_site_health_get(&sh, site);
 	v.known = true;
-	v.up = sh.up && sh.probing_ms < IMS_HEALTH_STALL_MS;
-	v.error = sh.up && !v.up ? -ETIMEDOUT : sh.error;
+	bool stalled = sh.probing_ms >= IMS_HEALTH_STALL_MS;
+	v.up = sh.up && !stalled;
+	v.partly = sh.partly && !stalled;
+	v.error = (sh.up || sh.partly) && stalled ? -ETIMEDOUT : sh.error;
+	v.pgs = sh.pgs;
+	v.silent = sh.pgs_silent;
+	memcpy(v.silent_list, sh.silent, sizeof(v.silent_list));
 	v.reconnects = sh.reconnects;
 	v.since_ok_ms = sh.since_ok_ms;
 	v.probing_ms = sh.probing_ms;
@@ -162,6 +183,13 @@ static probe *find(ims_health *h, const char *name)
 	return NULL;
 }
 
+/* "N of M PGs of pool 'P' did not answer a read in 2.5 s (2.1, 2.5)" into @p buf */
+static void partly_why(char *buf, size_t len, const probe *p, const view *v)
+{
+	snprintf(buf, len, "%u of %u PGs of pool '%s' did not answer a read in %.1f s (%s)",
+		 v->silent, v->pgs, p->pool, IMS_SITE_PROBE_WAIT_MS / 1000.0, v->silent_list);
+}
+
 int ims_health_ready(char *why, size_t len, ims_health *h)
 {
 	if (!h) {
@@ -170,8 +198,15 @@ int ims_health_ready(char *why, size_t len, ims_health *h)
 	}
 	probe *own = &h->probes[0];
 	view v = look(h, own);
+	why[0] = '\0';
 	if (v.up)
 		return 0;
+	if (v.partly) { /* what its PGs serve can be served */
+		char list[IMS_SITE_PG_LIST_MAX + 128];
+		partly_why(list, sizeof(list), own, &v);
+		snprintf(why, len, "ok, but site '%s' answers partly: %s", own->name, list);
+		return 0;
+	}
 	if (v.probing_ms)
 		snprintf(why, len, "site '%s' has not answered a read in pool '%s' for %lld s",
 			 own->name, own->pool, (long long)(v.probing_ms / 1000));
@@ -206,10 +241,17 @@ int ims_health_sites(ims_health_site **out, size_t *n, ims_health *h)
 		o->local = p->own;
 		o->known = v.known;
 		o->up = v.known && v.up;
+		o->partly = v.known && v.partly;
+		o->pgs = v.pgs;
+		o->pgs_silent = o->up ? 0 : v.silent;
+		if (o->partly)
+			snprintf(o->silent, sizeof(o->silent), "%s", v.silent_list);
 		o->since_ok_ms = v.since_ok_ms;
 		o->reconnects = v.reconnects;
 		if (!v.known)
 			snprintf(o->error, sizeof(o->error), "not reached yet");
+		else if (o->partly)
+			partly_why(o->error, sizeof(o->error), p, &v);
 		else if (!o->up && v.probing_ms)
 			snprintf(o->error, sizeof(o->error),
 				 "has not answered a read in pool '%s' for %lld s", p->pool,
@@ -241,13 +283,36 @@ void ims_health_metrics(ims_health *h, FILE *out)
 		return;
 	for (size_t i = 0; i < h->n; i++)
 		vs[i] = look(h, &h->probes[i]);
-	fprintf(out, "# HELP imgstore_site_up Whether the site answered its last probe (an OSD "
-		     "read) in time.\n"
-		     "# TYPE imgstore_site_up gauge\n");
+	fprintf(out,
+		"# HELP imgstore_site_up Whether every PG of the site's pool answered its last "
+		"probe (an OSD read) in time.\n"
+		"# TYPE imgstore_site_up gauge\n");
 	for (size_t i = 0; i < h->n; i++)
 		fprintf(out, "imgstore_site_up{site=\"%s\"} %d\n",
 			ims_prom_escape(name, sizeof(name), h->probes[i].name),
 			vs[i].known && vs[i].up);
+	fprintf(out, "# HELP imgstore_site_partly Whether some PGs of the site's pool answered its "
+		     "last probe and some did not.\n"
+		     "# TYPE imgstore_site_partly gauge\n");
+	for (size_t i = 0; i < h->n; i++)
+		fprintf(out, "imgstore_site_partly{site=\"%s\"} %d\n",
+			ims_prom_escape(name, sizeof(name), h->probes[i].name),
+			vs[i].known && vs[i].partly);
+	fprintf(out, "# HELP imgstore_site_pgs The PGs of the site's pool that its probe asks (0: "
+		     "not known, one object asked).\n"
+		     "# TYPE imgstore_site_pgs gauge\n");
+	for (size_t i = 0; i < h->n; i++)
+		fprintf(out, "imgstore_site_pgs{site=\"%s\"} %u\n",
+			ims_prom_escape(name, sizeof(name), h->probes[i].name), vs[i].pgs);
+	fprintf(out, "# HELP imgstore_site_pgs_unanswered How many of them did not answer the last "
+		     "probe in time (all of them when the site is down).\n"
+		     "# TYPE imgstore_site_pgs_unanswered gauge\n");
+	for (size_t i = 0; i < h->n; i++)
+		fprintf(out, "imgstore_site_pgs_unanswered{site=\"%s\"} %u\n",
+			ims_prom_escape(name, sizeof(name), h->probes[i].name),
+			!vs[i].known || vs[i].up ? 0u
+			: vs[i].partly		 ? vs[i].silent
+						 : (vs[i].pgs ? vs[i].pgs : 1u));
 	fprintf(out, "# HELP imgstore_site_reconnects_total Clients replaced because the site "
 		     "blocklisted them.\n"
 		     "# TYPE imgstore_site_reconnects_total counter\n");

@@ -7,9 +7,14 @@
  * for a cluster: a probe unanswered for IMS_HEALTH_STALL_MS counts as a site down while it
  * still waits for its timeout, so /readyz and a failover learn of a dead site at once.
  *
- * /readyz is ready while this daemon's own site answers; a peer that is down does not make a
- * daemon unready (it is what a failover to this site is for). /metrics gets per site
- * imgstore_site_up, imgstore_site_reconnects_total and imgstore_site_last_answer_seconds.
+ * The question is a stat in every PG of the site's pool (store/site.h): a site is up (every PG
+ * answered), partly (some did not) or down (none did).
+ *
+ * /readyz is ready while this daemon's own site answers, in full or partly; a peer that is down
+ * does not make a daemon unready (it is what a failover to this site is for). /metrics gets
+ * per site imgstore_site_up (every PG answered), imgstore_site_pgs,
+ * imgstore_site_pgs_unanswered, imgstore_site_reconnects_total and
+ * imgstore_site_last_answer_seconds.
  */
 #ifndef IMS_DAEMON_HEALTH_H
 #define IMS_DAEMON_HEALTH_H
@@ -18,6 +23,8 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <stdio.h>
+
+#include "store/site.h"
 
 struct ims_daemon;
 typedef struct ims_health ims_health;
@@ -35,25 +42,36 @@ int ims_health_start(ims_health **out, struct ims_daemon *d);
 /** Stop the probes (waits for probes in flight, at most the OSD timeout). NULL is fine. */
 void ims_health_stop(ims_health *h);
 
-/** 0 if this daemon's own site answers, else nonzero with the reason in @p why. */
+/**
+ * 0 if this daemon's own site answers, in full or partly (what the answering PGs hold can be
+ * served: then @p why says which PGs did not answer, else it is ""); else nonzero with the
+ * reason in @p why.
+ */
 int ims_health_ready(char *why, size_t len, ims_health *h);
 
 /**
- * Whether site @p name answered its last probe, in time. A site no probe has reached yet
- * (just started, or @p h NULL) counts as up: callers then find out by asking it. Unknown
- * names are down.
+ * Whether site @p name answered its last probe in time, in every PG. A site that answers
+ * partly (some PGs did not) is not up: a replication cycle to it would wait on the silent PGs
+ * until the OSD timeout (an image's objects are spread over every PG), and a forced failover
+ * from it does not wait for it (its writers are fenced when it is back). A site no probe has
+ * reached yet (just started, or @p h NULL) counts as up: callers then find out by asking it.
+ * Unknown names are down.
  */
 bool ims_health_site_up(ims_health *h, const char *name);
 
 /** What this daemon knows of one site, for SiteService. */
 typedef struct {
 	char name[64];
-	bool local;	     /* the daemon's own site */
-	bool known;	     /* reached, or a connect has failed */
-	bool up;	     /* answered its last probe in time */
-	char error[256];     /* why not, when down or not reached */
-	int64_t since_ok_ms; /* since it last answered; -1: never */
-	uint64_t reconnects; /* clients replaced because they were blocklisted */
+	bool local;			   /* the daemon's own site */
+	bool known;			   /* reached, or a connect has failed */
+	bool up;			   /* answered its last probe in time, every PG */
+	bool partly;			   /* some PGs answered, some did not */
+	uint32_t pgs;			   /* the PGs of its pool the probe asks; 0: not known */
+	uint32_t pgs_silent;		   /* how many did not answer (when not up) */
+	char silent[IMS_SITE_PG_LIST_MAX]; /* which, when partly: "2.1, 2.5 and 3 more" */
+	char error[256];		   /* why not, when down, partly or not reached */
+	int64_t since_ok_ms;		   /* since it last answered; -1: never */
+	uint64_t reconnects;		   /* clients replaced because they were blocklisted */
 	char ceph_conf[512];
 	char fsid[40]; /* "" until connected */
 } ims_health_site;

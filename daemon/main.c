@@ -714,7 +714,10 @@ static void serve(ims_daemon *d, sigset_t *sigs, const args *a, const char *stat
 					(long)(tick_ms % 1000) * 1000000L};
 		int sig = sigtimedwait(sigs, NULL, &tick);
 		if (sig < 0) {
-			do_chores(d, &t, site_ok);
+			/* not while some PGs of the site do not answer: a chore could wait on one
+			 */
+			do_chores(d, &t,
+				  site_ok && ims_health_site_up(d->health, d->cfg->site.name));
 			continue;
 		}
 		if (sig == SIGHUP) {

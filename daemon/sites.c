@@ -42,10 +42,13 @@ static Imgstore__V1__Site *site_msg(ims_rpc_call *call, const ims_health_site *h
 	m->local = h->local;
 	m->ceph_conf = DUP(call, h->ceph_conf);
 	m->fsid = DUP(call, h->fsid);
-	m->health = DUP(call, !h->known ? "unknown" : h->up ? "up" : "down");
+	m->health = DUP(call, !h->known ? "unknown" : h->up ? "up" : h->partly ? "partly" : "down");
 	m->error = DUP(call, h->up ? "" : h->error);
 	m->last_answer_seconds = h->since_ok_ms < 0 ? -1.0 : (double)h->since_ok_ms / 1000.0;
 	m->reconnects = h->reconnects;
+	m->pgs = h->pgs;
+	m->pgs_unanswered = h->pgs_silent;
+	m->unanswered_pgs = DUP(call, h->partly ? h->silent : "");
 	m->max_lag_seconds = -1;
 	for (size_t i = 0; i < npairs; i++) {
 		if (!h->local && strcmp(pairs[i].target, h->name) != 0)
@@ -55,7 +58,7 @@ static Imgstore__V1__Site *site_msg(ims_rpc_call *call, const ims_health_site *h
 		if (pairs[i].lag_seconds > m->max_lag_seconds)
 			m->max_lag_seconds = pairs[i].lag_seconds;
 	}
-	if (!m->name || !m->ceph_conf || !m->fsid || !m->health || !m->error)
+	if (!m->name || !m->ceph_conf || !m->fsid || !m->health || !m->error || !m->unanswered_pgs)
 		return NULL;
 	return m;
 }

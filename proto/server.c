@@ -451,7 +451,7 @@ static enum MHD_Result serve_plain(ims_rpc_server *s, struct MHD_Connection *con
 		char why[512] = "";
 		bool ready = !s->opts.ready || s->opts.ready(s->opts.app, why, sizeof(why)) == 0;
 		char *body = NULL;
-		int n = asprintf(&body, "%s\n", ready ? "ok" : why[0] ? why : "not ready");
+		int n = asprintf(&body, "%s\n", why[0] ? why : ready ? "ok" : "not ready");
 		if (n < 0)
 			return MHD_NO;
 		text_response(r, ready ? 200 : 503, "text/plain; charset=utf-8", body, (size_t)n);

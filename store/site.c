@@ -14,6 +14,7 @@
 #include "common/error.h"
 #include "common/opts.h"
 #include "common/log.h"
+#include "store/pg.h"
 
 /* A client of the cluster, counted: the site's main connection (every ioctx of
  * ims_site_ioctx() holds a count) and the connection writer guards use (a client of its own,
@@ -39,6 +40,41 @@ typedef struct guard {
 	struct guard *next;
 } guard;
 
+/* A pool's ioctx on one connection, for the probe's operations in flight on it. */
+typedef struct pio {
+	gconn *conn;
+	rados_ioctx_t io;
+	unsigned refs; /* the plan while it is the current one, and each operation on it */
+} pio;
+
+/* A stat of one PG's probe object in flight. */
+typedef struct pop {
+	struct pop *next;
+	pio *io;
+	rados_completion_t c;
+	uint32_t pg;
+	bool orphan; /* of an older plan or connection: its answer is not counted */
+	uint64_t size;
+	time_t mtime;
+} pop;
+
+/* What the probe asks: one object per PG of the pool (store/pg.h), a round at a time. */
+typedef struct {
+	char *pool;
+	int64_t pool_id; /* -1: not known (pg_num 0) */
+	uint32_t pg_num; /* 0: not known: the one object imgstore.probe is asked */
+	uint32_t n;	 /* how many names: pg_num, or 1 */
+	char (*names)[IMS_PG_NAME_MAX];
+	ims_pg_state *state;
+	bool *busy; /* a stat of the PG is in flight */
+	int *error; /* the last error of each PG, 0 if answered */
+	uint32_t *round;
+	uint32_t cursor;
+	int64_t learnt_ms; /* when the pool's pg_num was last asked (0: never) */
+	pio *cur;
+	pop *inflight;
+} plan;
+
 struct ims_site {
 	char *name;
 	ims_site_opts opts;	    /* its strings owned: for new connections */
@@ -49,11 +85,18 @@ struct ims_site {
 	gconn *gconn; /* the current guard connection, made on first use */
 	bool reconnecting;
 	uint64_t reconnects;
-	int last_error;		/* of the last probe; 0: it answered */
-	unsigned timeouts;	/* probes timed out in a row */
-	bool probed;		/* a probe has ended */
-	int64_t last_ok_ms;	/* when a probe last succeeded */
-	int64_t probe_since_ms; /* when the probe in flight began; 0: none */
+	int last_error;		    /* of the last probe; 0: it answered */
+	unsigned timeouts;	    /* probes timed out in a row */
+	bool probed;		    /* a probe has ended */
+	int64_t last_ok_ms;	    /* when a probe last succeeded */
+	int64_t probe_since_ms;	    /* when the probe in flight began; 0: none */
+	ims_pg_health probe_health; /* of the last probe */
+	uint32_t probe_pgs, probe_silent;
+	char probe_silent_list[IMS_SITE_PG_LIST_MAX];
+	char *probe_pool;
+
+	pthread_mutex_t probe_lock; /* one probe at a time; the plan */
+	plan plan;
 
 	/* the key-encryption key of encrypted images (store/crypt.h), borrowed; NULL: none */
 	const struct ims_crypt_kek *kek;
@@ -207,6 +250,8 @@ int ims_site_connect(ims_site **out, const ims_site_opts *opts)
 	}
 	pthread_mutex_init(&site->guard_lock, NULL);
 	pthread_cond_init(&site->guard_cond, NULL);
+	pthread_mutex_init(&site->probe_lock, NULL);
+	site->plan.pool_id = -1;
 	site->opts = *opts;
 	site->opts.name = site->name;
 	site->opts.ceph_conf = dup_or_null(opts->ceph_conf, &ok);
@@ -271,11 +316,14 @@ static void guard_close_unref(ims_site *site, guard *g)
 	pthread_mutex_unlock(&site->guard_lock);
 }
 
+static void plan_drain(ims_site *site);
+
 void ims_site_close(ims_site *site)
 {
 	if (!site)
 		return;
 	if (site->name) { /* set up together with the guard table */
+		plan_drain(site);
 		while (site->guards) {
 			guard *g = site->guards;
 			gconn *c = g->conn;
@@ -287,7 +335,9 @@ void ims_site_close(ims_site *site)
 		gconn_unref(site->main);
 		pthread_mutex_destroy(&site->guard_lock);
 		pthread_cond_destroy(&site->guard_cond);
+		pthread_mutex_destroy(&site->probe_lock);
 	}
+	free(site->probe_pool);
 	free((char *)site->opts.ceph_conf);
 	free((char *)site->opts.client_id);
 	free((char *)site->opts.keyring);
@@ -748,52 +798,342 @@ static int reconnect(ims_site *site, gconn *dead)
 	return r;
 }
 
-/* One probe of @p c: an OSD read in @p pool (a missing object is an answer). */
-static int probe_on(gconn *c, const char *pool)
+/* ---------------------------------------------------------------------------------------- */
+/* the probe: a stat of one object in each PG of the pool (store/pg.h) */
+
+/* How many PGs a round asks at most; a larger pool is asked in turn, a few rounds for all. */
+#define PROBE_PGS_PER_ROUND 128
+/* How often the pool's pg_num is asked of the monitors again (a split or a merge). */
+#define PLAN_REFRESH_MS 60000
+/* The one object asked while the pool's PGs are not known (the monitors did not say). */
+#define PROBE_OBJECT "imgstore.probe"
+
+/* Under the probe lock. */
+static void pio_unref(ims_site *site, pio *p)
 {
-	rados_ioctx_t io;
-	int r = rados_ioctx_create(c->rados, pool, &io);
+	if (!p || --p->refs)
+		return;
+	rados_ioctx_destroy(p->io);
+	pthread_mutex_lock(&site->guard_lock);
+	gconn_unref(p->conn);
+	pthread_mutex_unlock(&site->guard_lock);
+	free(p);
+}
+
+/* The operations in flight no longer count: their PGs may be asked again at once. */
+static void plan_orphan(plan *pl)
+{
+	for (pop *o = pl->inflight; o; o = o->next) {
+		if (!o->orphan && pl->busy)
+			pl->busy[o->pg] = false;
+		o->orphan = true;
+	}
+}
+
+/* Collect the operations that have ended (with @p wait: all of them, each bounded by the OSD
+ * timeout). Sets @p *blocklisted if one found this client blocklisted. */
+static void plan_reap(ims_site *site, plan *pl, bool wait, bool *blocklisted)
+{
+	for (pop **pp = &pl->inflight; *pp;) {
+		pop *o = *pp;
+		if (wait)
+			rados_aio_wait_for_complete(o->c);
+		else if (!rados_aio_is_complete(o->c)) {
+			pp = &o->next;
+			continue;
+		}
+		int r = rados_aio_get_return_value(o->c);
+		if (r == -ENOENT) /* the object need not exist: an OSD of the PG answered */
+			r = 0;
+		if (!o->orphan) {
+			pl->busy[o->pg] = false;
+			pl->state[o->pg] = r == 0 ? IMS_PG_ANSWERED : IMS_PG_SILENT;
+			pl->error[o->pg] = r;
+			if (r == -ESHUTDOWN && blocklisted)
+				*blocklisted = true;
+		}
+		*pp = o->next;
+		rados_aio_release(o->c);
+		pio_unref(site, o->io);
+		free(o);
+	}
+}
+
+static void plan_free_arrays(plan *pl)
+{
+	free(pl->names);
+	free(pl->state);
+	free(pl->busy);
+	free(pl->error);
+	free(pl->round);
+	pl->names = NULL;
+	pl->state = NULL;
+	pl->busy = NULL;
+	pl->error = NULL;
+	pl->round = NULL;
+	pl->n = 0;
+}
+
+/* At close: every operation waited for, the ioctx closed. */
+static void plan_drain(ims_site *site)
+{
+	plan *pl = &site->plan;
+	plan_orphan(pl);
+	plan_reap(site, pl, true, NULL);
+	pio_unref(site, pl->cur);
+	pl->cur = NULL;
+	plan_free_arrays(pl);
+	free(pl->pool);
+	pl->pool = NULL;
+}
+
+/* The id, pg_num and object hash of @p pool, from the monitors. */
+static int pool_info(int64_t *id, uint32_t *pg_num, int *hash, ims_site *site, const char *pool)
+{
+	const char *cmd[] = {
+		"{\"prefix\": \"osd pool ls\", \"detail\": \"detail\", \"format\": \"json\"}"};
+	char *outbuf = NULL, *outs = NULL;
+	size_t outlen = 0, outslen = 0;
+	gconn *c = main_get(site);
+	int r = rados_mon_command(c->rados, cmd, 1, "", 0, &outbuf, &outlen, &outs, &outslen);
+	main_put(site, c);
 	if (r < 0)
+		goto out;
+	json_tokener *tok = json_tokener_new();
+	json_object *root =
+		tok ? json_tokener_parse_ex(tok, outbuf ? outbuf : "", (int)outlen) : NULL;
+	json_tokener_free(tok);
+	r = -ENOENT;
+	for (size_t i = 0; root && json_object_is_type(root, json_type_array) &&
+			   i < json_object_array_length(root);
+	     i++) {
+		json_object *p = json_object_array_get_idx(root, i), *v;
+		const char *name = json_object_object_get_ex(p, "pool_name", &v)
+					   ? json_object_get_string(v)
+					   : NULL;
+		if (!name || strcmp(name, pool) != 0)
+			continue;
+		r = -EINVAL;
+		if (!json_object_object_get_ex(p, "pool_id", &v))
+			break;
+		*id = json_object_get_int64(v);
+		if (!json_object_object_get_ex(p, "pg_num", &v))
+			break;
+		int64_t n = json_object_get_int64(v);
+		if (n <= 0 || n > (1 << 20))
+			break;
+		*pg_num = (uint32_t)n;
+		*hash = json_object_object_get_ex(p, "object_hash", &v) ? json_object_get_int(v)
+									: 2;
+		r = 0;
+		break;
+	}
+	json_object_put(root);
+out:
+	rados_buffer_free(outbuf);
+	rados_buffer_free(outs);
+	return r;
+}
+
+/* Size the plan for @p pg_num PGs (0: the one object PROBE_OBJECT). */
+static int plan_size(plan *pl, uint32_t pg_num, int64_t pool_id)
+{
+	uint32_t n = pg_num ? pg_num : 1;
+	plan_orphan(pl);
+	plan_free_arrays(pl);
+	pl->names = calloc(n, sizeof(*pl->names));
+	pl->state = calloc(n, sizeof(*pl->state));
+	pl->busy = calloc(n, sizeof(*pl->busy));
+	pl->error = calloc(n, sizeof(*pl->error));
+	pl->round = calloc(n < PROBE_PGS_PER_ROUND ? n : PROBE_PGS_PER_ROUND, sizeof(*pl->round));
+	if (!pl->names || !pl->state || !pl->busy || !pl->error || !pl->round) {
+		plan_free_arrays(pl);
+		return -ENOMEM;
+	}
+	if (pg_num && ims_pg_names(pl->names, pg_num) < 0)
+		pg_num = 0;
+	if (!pg_num) {
+		snprintf(pl->names[0], sizeof(pl->names[0]), "%s", PROBE_OBJECT);
+		pool_id = -1;
+	}
+	pl->n = pg_num ? pg_num : 1;
+	pl->pg_num = pg_num;
+	pl->pool_id = pool_id;
+	pl->cursor = 0;
+	return 0;
+}
+
+/* What the probe asks of @p pool: one object per PG, the pool's pg_num asked of the monitors
+ * now and then (before the probe counts as in flight: monitors that do not answer while the
+ * OSDs do leave the site up). Until they say, the one object PROBE_OBJECT. */
+static int plan_learn(ims_site *site, plan *pl, const char *pool)
+{
+	int64_t now = mono_ms();
+	bool same = pl->pool && strcmp(pl->pool, pool) == 0;
+	if (same && pl->n && pl->learnt_ms && now - pl->learnt_ms < PLAN_REFRESH_MS)
+		return 0;
+	if (!same) {
+		char *dup = strdup(pool);
+		if (!dup)
+			return -ENOMEM;
+		free(pl->pool);
+		pl->pool = dup;
+		plan_free_arrays(pl);
+		plan_orphan(pl);
+		pio_unref(site, pl->cur); /* an ioctx of another pool */
+		pl->cur = NULL;
+	}
+	int64_t id = -1;
+	uint32_t pg_num = 0;
+	int hash = 2;
+	int r = pool_info(&id, &pg_num, &hash, site, pool);
+	if (r < 0) /* asked again in 10 s; meanwhile what is known */
+		pl->learnt_ms = now - PLAN_REFRESH_MS + 10000;
+	else
+		pl->learnt_ms = now;
+	if (r == 0 && hash != 2) {
+		ims_log_debug(
+			"site '%s': pool '%s' hashes object names with hash %d, not rjenkins: "
+			"its PGs are not named, one object is asked",
+			site->name, pool, hash);
+		pg_num = 0;
+	}
+	if (r < 0 && pl->n)
+		return 0;
+	if (pl->n && pl->pg_num == pg_num && pl->pool_id == (pg_num ? id : -1))
+		return 0;
+	return plan_size(pl, pg_num, id);
+}
+
+/* The plan's ioctx on the site's current main connection, made anew when that changed (a
+ * blocklisted or stuck client replaced): the operations in flight on the old one no longer
+ * count. */
+static int plan_io(ims_site *site, plan *pl)
+{
+	gconn *c = main_get(site);
+	if (pl->cur && pl->cur->conn == c) {
+		main_put(site, c);
+		return 0;
+	}
+	pio *p = calloc(1, sizeof(*p));
+	int r = p ? rados_ioctx_create(c->rados, pl->pool, &p->io) : -ENOMEM;
+	if (r < 0) {
+		free(p);
+		main_put(site, c);
 		return r;
-	uint64_t size;
-	time_t mtime;
-	r = rados_stat(io, "imgstore.probe", &size, &mtime);
-	rados_ioctx_destroy(io);
-	return r == -ENOENT ? 0 : r;
+	}
+	p->conn = c; /* with the count main_get() took */
+	p->refs = 1;
+	plan_orphan(pl);
+	pio_unref(site, pl->cur);
+	pl->cur = p;
+	return 0;
+}
+
+typedef struct {
+	size_t asked, answered;
+	bool blocklisted;
+	bool timed_out; /* a PG of the round did not answer in time */
+} round_result;
+
+/* One round: a stat of each PG's object of the round, waited for IMS_SITE_PROBE_WAIT_MS at
+ * most. A stat still in flight then leaves its PG silent; it is not sent again before it ends
+ * (at the OSD timeout at the latest), but its late answer counts. */
+static void plan_round(round_result *out, ims_site *site, plan *pl)
+{
+	memset(out, 0, sizeof(*out));
+	plan_reap(site, pl, false, &out->blocklisted);
+	size_t k = ims_pg_round(pl->round, PROBE_PGS_PER_ROUND, pl->state, pl->busy, pl->n,
+				&pl->cursor);
+	for (size_t i = 0; i < k; i++) {
+		uint32_t pg = pl->round[i];
+		pop *o = calloc(1, sizeof(*o));
+		int r = o ? rados_aio_create_completion(NULL, NULL, NULL, &o->c) : -ENOMEM;
+		if (r == 0 &&
+		    (r = rados_aio_stat(pl->cur->io, pl->names[pg], o->c, &o->size, &o->mtime)) < 0)
+			rados_aio_release(o->c);
+		if (r < 0) {
+			free(o);
+			pl->state[pg] = IMS_PG_SILENT;
+			pl->error[pg] = r;
+			continue;
+		}
+		o->io = pl->cur;
+		o->io->refs++;
+		o->pg = pg;
+		o->next = pl->inflight;
+		pl->inflight = o;
+		pl->busy[pg] = true;
+	}
+	int64_t until = mono_ms() + IMS_SITE_PROBE_WAIT_MS;
+	for (;;) {
+		plan_reap(site, pl, false, &out->blocklisted);
+		bool pending = false;
+		for (size_t i = 0; i < k && !pending; i++)
+			pending = pl->busy[pl->round[i]];
+		if (!pending || mono_ms() >= until)
+			break;
+		struct timespec ts = {0, 2 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	out->asked = k;
+	for (size_t i = 0; i < k; i++) {
+		uint32_t pg = pl->round[i];
+		if (pl->busy[pg]) {
+			pl->state[pg] = IMS_PG_SILENT;
+			pl->error[pg] = -ETIMEDOUT;
+		}
+		out->answered += pl->state[pg] == IMS_PG_ANSWERED;
+		out->timed_out |= pl->error[pg] == -ETIMEDOUT;
+	}
 }
 
 /*
- * After IMS_SITE_STUCK_PROBES probes in a row that timed out: does a new client get an answer?
- * If it does, the site is up and this daemon's clients are what is stuck (seen after an OSD
- * crash and restart: the old client's requests never reach the new OSD): the new client
- * replaces the main one, and the writer guards' client is made again at its next use.
- * Returns whether the site answered the new client.
+ * After IMS_SITE_STUCK_PROBES rounds in a row where some PG did not answer in time: does a new
+ * client get an answer from such a PG? If it does, the site serves and this daemon's clients
+ * are what is stuck (seen after an OSD crash and restart: the old client's requests never
+ * reach the new OSD): a new client replaces the main one, and the writer guards' client is
+ * made again at its next use. Returns whether it was replaced.
  */
 #define IMS_SITE_STUCK_PROBES 4
-static bool stuck_client(ims_site *site, const char *pool)
+static bool stuck_client(ims_site *site, plan *pl)
 {
 	pthread_mutex_lock(&site->guard_lock);
 	bool due = ++site->timeouts >= IMS_SITE_STUCK_PROBES && !site->reconnecting;
 	if (due)
 		site->timeouts = 0;
 	pthread_mutex_unlock(&site->guard_lock);
-	if (!due)
+	uint32_t pg = 0;
+	while (pg < pl->n && pl->error[pg] != -ETIMEDOUT)
+		pg++;
+	if (!due || pg == pl->n)
 		return false;
-	rados_t rados = NULL;
-	gconn *c = calloc(1, sizeof(*c));
-	if (!c || cluster_connect(&site->opts, site->name, "main (the old one got no answers)",
-				  &rados) < 0) {
+	/* the trial client waits no longer than a round does */
+	ims_site_opts o = site->opts;
+	o.osd_timeout = (IMS_SITE_PROBE_WAIT_MS + 999) / 1000;
+	rados_t trial = NULL, rados = NULL;
+	rados_ioctx_t io = NULL;
+	bool answered = false;
+	if (cluster_connect(&o, site->name, "trial (the main one gets no answers)", &trial) == 0 &&
+	    rados_ioctx_create(trial, pl->pool, &io) == 0) {
+		uint64_t size;
+		time_t mtime;
+		int r = rados_stat(io, pl->names[pg], &size, &mtime);
+		answered = r == 0 || r == -ENOENT;
+		rados_ioctx_destroy(io);
+	}
+	if (trial)
+		rados_shutdown(trial);
+	gconn *c = NULL;
+	if (!answered || !(c = calloc(1, sizeof(*c))) ||
+	    cluster_connect(&site->opts, site->name, "main (the old one got no answers)", &rados) <
+		    0) {
 		free(c);
 		ims_error_clear();
 		return false;
 	}
 	c->rados = rados;
 	c->refs = 1;
-	if (probe_on(c, pool) != 0) { /* the site itself does not answer */
-		rados_shutdown(rados);
-		free(c);
-		return false;
-	}
 	pthread_mutex_lock(&site->guard_lock);
 	gconn *old = site->main;
 	site->main = c;
@@ -811,44 +1151,75 @@ static bool stuck_client(ims_site *site, const char *pool)
 	return true;
 }
 
-int ims_site_probe(ims_site *site, const char *pool)
+/* What a probe found, for ims_site_health_get(): the site's error (or its first silent PG's). */
+static int publish(ims_site *site, plan *pl, int r, const round_result *rr)
 {
-	int64_t t0 = mono_ms();
-	pthread_mutex_lock(&site->guard_lock);
-	site->probe_since_ms = t0;
-	pthread_mutex_unlock(&site->guard_lock);
-
-	gconn *c = main_get(site);
-	int r = probe_on(c, pool);
-	if (r == -ESHUTDOWN) { /* blocklisted: a new client, and ask again */
-		int rr = reconnect(site, c);
-		main_put(site, c);
-		if (rr < 0)
-			r = rr;
-		else {
-			c = main_get(site);
-			r = probe_on(c, pool);
-		}
-		if (rr < 0)
-			c = NULL;
+	uint32_t silent = 0;
+	ims_pg_health health = IMS_PG_DOWN;
+	if (r == 0) {
+		health = ims_pg_summary(&silent, pl->state, pl->n, rr->asked, rr->answered);
+		for (uint32_t i = 0; i < pl->n && r == 0; i++)
+			if (pl->state[i] == IMS_PG_SILENT)
+				r = pl->error[i] ? pl->error[i] : -ETIMEDOUT;
 	}
-	if (c)
-		main_put(site, c);
-	if (r == -ETIMEDOUT && stuck_client(site, pool))
-		r = 0;
-
+	if (health == IMS_PG_DOWN && r == 0)
+		r = -ETIMEDOUT;
 	pthread_mutex_lock(&site->guard_lock);
 	site->probe_since_ms = 0;
 	site->probed = true;
 	site->last_error = r;
-	if (r != -ETIMEDOUT)
+	site->probe_health = health;
+	site->probe_pgs = pl->pg_num;
+	site->probe_silent = health == IMS_PG_DOWN ? pl->n : silent;
+	if (health == IMS_PG_PARTLY)
+		ims_pg_list_silent(site->probe_silent_list, sizeof(site->probe_silent_list),
+				   pl->state, pl->n, pl->pool_id);
+	else
+		site->probe_silent_list[0] = '\0';
+	if (!rr->timed_out)
 		site->timeouts = 0;
-	if (r == 0)
+	if (health == IMS_PG_UP)
 		site->last_ok_ms = mono_ms();
 	pthread_mutex_unlock(&site->guard_lock);
-	if (r < 0)
-		return ims_error_set(r, "site '%s' did not answer a read in pool '%s': %s",
-				     site->name, pool, ims_strerror(r));
+	return health == IMS_PG_UP ? 0 : r;
+}
+
+static void probe_begins(ims_site *site)
+{
+	pthread_mutex_lock(&site->guard_lock);
+	site->probe_since_ms = mono_ms();
+	pthread_mutex_unlock(&site->guard_lock);
+}
+
+int ims_site_probe(ims_site *site, const char *pool)
+{
+	plan *pl = &site->plan;
+	round_result rr = {0};
+	pthread_mutex_lock(&site->probe_lock);
+	int r = plan_learn(site, pl, pool);
+	ims_error_clear();
+
+	probe_begins(site);
+	if (r == 0 && (r = plan_io(site, pl)) == 0)
+		plan_round(&rr, site, pl);
+	if (r == 0 && rr.blocklisted) { /* a new client, and ask again */
+		if ((r = reconnect(site, pl->cur->conn)) == 0 && (r = plan_io(site, pl)) == 0)
+			plan_round(&rr, site, pl);
+	}
+	int err = publish(site, pl, r, &rr);
+	/* (not counted as a probe in flight: what this one found is known meanwhile) */
+	if (r == 0 && err && rr.timed_out && stuck_client(site, pl)) {
+		probe_begins(site);
+		if ((r = plan_io(site, pl)) == 0)
+			plan_round(&rr, site, pl);
+		err = publish(site, pl, r, &rr);
+	}
+	ims_site_health sh;
+	ims_site_health_get(&sh, site);
+	pthread_mutex_unlock(&site->probe_lock);
+	if (!sh.up && !sh.partly)
+		return ims_error_set(err, "site '%s' did not answer a read in pool '%s': %s",
+				     site->name, pool, ims_strerror(err));
 	return 0;
 }
 
@@ -857,11 +1228,15 @@ void ims_site_health_get(ims_site_health *out, ims_site *site)
 	int64_t now = mono_ms();
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&site->guard_lock);
-	out->up = site->probed && site->last_error == 0;
+	out->up = site->probed && site->probe_health == IMS_PG_UP;
+	out->partly = site->probed && site->probe_health == IMS_PG_PARTLY;
 	out->error = site->last_error;
 	out->reconnects = site->reconnects;
 	out->since_ok_ms = site->last_ok_ms ? now - site->last_ok_ms : -1;
 	out->probing_ms = site->probe_since_ms ? now - site->probe_since_ms : 0;
+	out->pgs = site->probe_pgs;
+	out->pgs_silent = site->probe_silent;
+	snprintf(out->silent, sizeof(out->silent), "%s", site->probe_silent_list);
 	pthread_mutex_unlock(&site->guard_lock);
 }
 

@@ -89,22 +89,44 @@ int ims_site_pool_name(char *buf, size_t len, ims_site *site, int64_t id);
  */
 int ims_site_pool_list(char *buf, size_t len, ims_site *site);
 
+/* A PG whose probe has not answered in this long (ms) counts as silent. */
+#define IMS_SITE_PROBE_WAIT_MS 2500
+/* The room for the list of silent PGs in ims_site_health. */
+#define IMS_SITE_PG_LIST_MAX 200
+
 /**
- * Ask the site a question that needs its OSDs (a stat in @p pool), and remember the answer
- * for ims_site_health_get(). A blocklisted client is replaced by a new one (logged once,
- * counted) and the question asked again. Blocks up to the OSD timeout when the site is down:
- * call it from a thread of its own.
+ * Ask the site a question that needs its OSDs, in every placement group of @p pool: a stat of
+ * one object per PG (store/pg.h; the objects need not exist), all at once for a pool of up to
+ * 128 PGs, else 128 a round in turn (the silent ones asked again every round). The pool's
+ * pg_num is asked of the monitors at the first probe and every minute (until they answer, the
+ * one object imgstore.probe is asked). A PG that has not answered within
+ * IMS_SITE_PROBE_WAIT_MS is silent; its stat is not sent again before it ends (at the OSD
+ * timeout), and a late answer counts at the next probe. The answers are remembered for
+ * ims_site_health_get(): up (every PG answered), partly (some did not: how many, which),
+ * down (none did).
  *
- * @returns 0 if the site answered, else the error (-ETIMEDOUT, -ESHUTDOWN...).
+ * A blocklisted client is replaced by a new one (logged once, counted) and the question asked
+ * again; after four rounds in a row with PGs that did not answer in time, a PG is asked through
+ * a new client, which replaces the main one if it is answered (a client that gets no answers
+ * after an OSD restarted). Blocks about IMS_SITE_PROBE_WAIT_MS when PGs do not answer (up to
+ * the monitors' timeout once a minute when they do not answer): call it from a thread of its
+ * own.
+ *
+ * @returns 0 if the site answered, in full or partly; else the error (-ETIMEDOUT,
+ *          -ESHUTDOWN...).
  */
 int ims_site_probe(ims_site *site, const char *pool);
 
 typedef struct {
-	bool up;	     /* the last probe was answered */
-	int error;	     /* its error, 0 if it was answered */
+	bool up;	     /* every PG answered the last probe */
+	bool partly;	     /* some answered, some did not */
+	int error;	     /* 0 if up; else the site's error, or the first silent PG's */
 	uint64_t reconnects; /* clients replaced because they were blocklisted */
-	int64_t since_ok_ms; /* since a probe (or the connect) last succeeded; -1: never */
+	int64_t since_ok_ms; /* since a probe (or the connect) last got every answer; -1: never */
 	int64_t probing_ms;  /* how long the probe in flight has waited; 0: none in flight */
+	uint32_t pgs;	     /* the PGs of the probed pool; 0: not known (one object asked) */
+	uint32_t pgs_silent; /* how many did not answer the last probe (all of them when down) */
+	char silent[IMS_SITE_PG_LIST_MAX]; /* when partly, which: "2.1, 2.5 and 3 more" */
 } ims_site_health;
 
 /** What the probes of @p site found, into @p out; never waits for the cluster. */

@@ -176,10 +176,16 @@ fault_blocklist() {
   for x in "${new[@]}"; do timeout 30 ceph -c "$CEPH_CONF_B" osd blocklist add "$x" 3600 >/dev/null 2>&1 && blocked+=("$x"); done
 }
 
+# (thaw-site waits until every PG of site b answers, marking its OSD down if some stay laggy;
+# if they still do not, the round says so, before the invariants fail one by one on it)
 fault_freeze() {
   "$SANDBOX" freeze-site "$IMGSTORE_SANDBOX" b >/dev/null
   sleep $((5 + RANDOM % 16))
-  "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" b >/dev/null
+  if ! "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" b >/dev/null 2>"$WORK/thaw"; then
+    echo "  violation: site b does not serve after the thaw: $(grep -v '^sandbox: site .b.: SIG' "$WORK/thaw" | tail -2 | tr '\n' ' ')"
+    FAULT_VIOLATIONS=1
+  fi
+  grep -v '^sandbox: site .b.: SIG' "$WORK/thaw" >&2
 }
 
 # a violation the fault itself saw (the alert that did not fire), added to the round's
