@@ -29,9 +29,10 @@ static const char *hook_peer_pool(void *ctx, const char *site)
 	return c && c->pool ? c->pool : d->pool;
 }
 
+/* Whether a failover may ask site @p name: it answers in full or partly (daemon/health.h) */
 static bool hook_site_up(void *ctx, const char *name)
 {
-	return ims_health_site_up(((run_ctx *)ctx)->d->health, name);
+	return ims_health_site_answers(((run_ctx *)ctx)->d->health, name);
 }
 
 static int hook_leased(void *ctx, const char *pool, const char *image, char *host, size_t len)

@@ -224,6 +224,17 @@ bool ims_health_site_up(ims_health *h, const char *name)
 	return p ? look(h, p).up : false;
 }
 
+bool ims_health_site_answers(ims_health *h, const char *name)
+{
+	if (!h)
+		return true;
+	probe *p = find(h, name);
+	if (!p)
+		return false;
+	view v = look(h, p);
+	return v.up || v.partly;
+}
+
 int ims_health_sites(ims_health_site **out, size_t *n, ims_health *h)
 {
 	*out = NULL;

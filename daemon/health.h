@@ -52,12 +52,19 @@ int ims_health_ready(char *why, size_t len, ims_health *h);
 /**
  * Whether site @p name answered its last probe in time, in every PG. A site that answers
  * partly (some PGs did not) is not up: a replication cycle to it would wait on the silent PGs
- * until the OSD timeout (an image's objects are spread over every PG), and a forced failover
- * from it does not wait for it (its writers are fenced when it is back). A site no probe has
+ * until the OSD timeout (an image's objects are spread over every PG). A site no probe has
  * reached yet (just started, or @p h NULL) counts as up: callers then find out by asking it.
  * Unknown names are down.
  */
 bool ims_health_site_up(ims_health *h, const char *name);
+
+/**
+ * Whether site @p name answered its last probe at all: up, or partly. A forced failover asks
+ * such an old primary's site to fence and demote its copies: those whose objects are in the
+ * PGs that answer could still be written by its hosts (a split brain otherwise), and those in
+ * silent PGs cost the peer's osd_timeout each. Only a site that answers in no PG is passed by.
+ */
+bool ims_health_site_answers(ims_health *h, const char *name);
 
 /** What this daemon knows of one site, for SiteService. */
 typedef struct {

@@ -34,7 +34,7 @@ typedef struct {
 	int (*peer)(void *ctx, const char *name, ims_site **out);
 	/** The pool that peer site @p name keeps its records (replication policies) in. */
 	const char *(*peer_pool)(void *ctx, const char *name);
-	/** Whether site @p name answers its health probes now. */
+	/** Whether site @p name answers its health probes now (in every PG or only some). */
 	bool (*site_up)(void *ctx, const char *name);
 	/** 1 (and the host's name) if a live lease is held on @p pool/@p image, else 0, or < 0. */
 	int (*leased)(void *ctx, const char *pool, const char *image, char *host, size_t len);
