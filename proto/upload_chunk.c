@@ -62,18 +62,12 @@ static size_t read_varint(const uint8_t *p, size_t rem, uint64_t *v)
  * after it. @returns the prefix's bytes, 0 if malformed or past the end. */
 static size_t read_length(const uint8_t *p, size_t rem, size_t *len)
 {
-	size_t max = rem > 5 ? 5 : rem;
 	uint64_t v = 0;
-	for (size_t i = 0; i < max; i++) {
-		v |= (uint64_t)(p[i] & 0x7fu) << (7 * i);
-		if (!(p[i] & 0x80)) {
-			if (v > INT_MAX || v > rem - (i + 1))
-				return 0;
-			*len = (size_t)v;
-			return i + 1;
-		}
-	}
-	return 0;
+	size_t n = read_varint(p, rem > 5 ? 5 : rem, &v);
+	if (!n || v > INT_MAX || v > rem - n)
+		return 0;
+	*len = (size_t)v;
+	return n;
 }
 
 int ims_rpc__upload_chunk_scan(ims_rpc__upload_chunk *out, const uint8_t *body, size_t len)

@@ -70,7 +70,8 @@ static json_object *parse(const char *val, size_t len)
 	return o;
 }
 
-static int do_put(const ims_records *rs, const char *key, json_object *val)
+/* Record @p key written; with @p existing only if it is there (ims_omap_replace()). */
+static int do_put(const ims_records *rs, const char *key, json_object *val, bool existing)
 {
 	rados_ioctx_t io;
 	const char *text = json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN);
@@ -79,26 +80,10 @@ static int do_put(const ims_records *rs, const char *key, json_object *val)
 	int r = io_open(rs, &io);
 	if (r < 0)
 		return r;
-	r = ims_omap_set(io, rs->object, key, text, strlen(text));
+	r = existing ? ims_omap_replace(io, rs->object, key, text, strlen(text))
+		     : ims_omap_set(io, rs->object, key, text, strlen(text));
 	io_close(rs, io);
-	if (r < 0)
-		return ims_error_set(r, "cannot write record '%s' of %s: %s", key, rs->object,
-				     ims_strerror(r));
-	return 0;
-}
-
-static int do_replace(const ims_records *rs, const char *key, json_object *val)
-{
-	rados_ioctx_t io;
-	const char *text = json_object_to_json_string_ext(val, JSON_C_TO_STRING_PLAIN);
-	if (!text)
-		return -ENOMEM;
-	int r = io_open(rs, &io);
-	if (r < 0)
-		return r;
-	r = ims_omap_replace(io, rs->object, key, text, strlen(text));
-	io_close(rs, io);
-	if (r == -ENOENT)
+	if (r == -ENOENT && existing)
 		return ims_error_set(r, "no record '%s' in %s", key, rs->object);
 	if (r < 0)
 		return ims_error_set(r, "cannot write record '%s' of %s: %s", key, rs->object,
@@ -230,14 +215,14 @@ int ims_record_put(const ims_records *rs, const char *key, json_object *val)
 {
 	hush h;
 	hush_begin(&h, rs);
-	return hush_end(&h, do_put(rs, key, val));
+	return hush_end(&h, do_put(rs, key, val, false));
 }
 
 int ims_record_replace(const ims_records *rs, const char *key, json_object *val)
 {
 	hush h;
 	hush_begin(&h, rs);
-	return hush_end(&h, do_replace(rs, key, val));
+	return hush_end(&h, do_put(rs, key, val, true));
 }
 
 int ims_record_get(json_object **out, const ims_records *rs, const char *key)
