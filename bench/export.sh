@@ -7,6 +7,9 @@
 #   - the CLI over TLS, the way a client on another machine exports (the bytes downloaded):
 #     streamed while the export runs (raw, vmdk and qcow2; a daemon older than this branch
 #     spools qcow2).
+# And the read limit of the machine: `rbd bench` reading the image (16 reads of 4 MiB at once,
+# nothing written or sent), which no export can beat: its ratio to `rbd export` is the best
+# ratio this machine allows.
 # With --before BUILD_DIR (a build of another commit, e.g. main), that build's imgstored and CLI
 # run too, interleaved with this build's in each run (the daemon swapped in the same sandbox).
 # Prints a Markdown table: median seconds of RUNS runs with their range, and the speed-up
@@ -76,6 +79,8 @@ cli_runs() { # BUILD TAG FORMAT
 
 for ((i = 1; i <= RUNS; i++)); do
   one "rbd export" raw rbd -c "$CONF" export --no-progress rbd/bench-src "$OUTF"
+  one "read limit (rbd bench, nothing written)" raw bash -c "
+    rbd -c '$CONF' bench --io-type read --io-size 4M --io-threads 16 --io-total $SIZE --io-pattern seq rbd/bench-src >'$OUTF'"
   one "qemu-img convert" qcow2 qemu-img convert -f raw "$SRC" -O qcow2 "$OUTF"
   one "qemu-img convert" vmdk qemu-img convert -f raw "$SRC" -O vmdk -o subformat=streamOptimized "$OUTF"
   for fmt in raw vmdk qcow2; do

@@ -6,7 +6,9 @@
 #   - the CLI through imgstored's Unix socket, the daemon reading the file by path (the file
 #     in [server] import_dirs), and sending its bytes (--upload),
 #   - the CLI over TLS, the way a hypervisor host on another machine imports (the bytes sent),
-# and `rbd import` of the raw file. With --before BUILD_DIR (a build of another commit, e.g.
+# and `rbd import` of the raw file; and the write limit of the machine: `rbd bench` writing as
+# many bytes as the disk holds data (16 writes of 4 MiB at once, nothing read or decoded), which
+# no importer can beat: its ratio to qemu-img is the best ratio this machine allows. With --before BUILD_DIR (a build of another commit, e.g.
 # main), that build's imgstored and CLI run too, interleaved with this build's in each run
 # (the daemon swapped in the same sandbox), so that a loaded machine weighs on both alike.
 # Prints a Markdown table: median seconds of RUNS runs with their range, the speed-up against
@@ -51,6 +53,7 @@ if ((missing)); then
   mv "$DIR/src.raw" "$DIR/src-$SIZE.raw"
 fi
 RAW=$DIR/src-$SIZE.raw
+DATA_MIB=$(((mib + 15) / 16 * 8)) # 8 MiB of data in every 16 MiB
 # by path: the daemon reads files under its import_dirs
 for f in $FORMATS; do cp "$DIR/src-$SIZE.$f" "$IMGSTORE_IMPORT_DIR/src.$f"; done
 
@@ -104,6 +107,9 @@ for ((i = 1; i <= RUNS; i++)); do
   for fmt in $FORMATS; do
     src=$DIR/src-$SIZE.$fmt
     one "qemu-img convert -O raw" "$fmt" bench-qemu qemu-img convert -O raw "$src" "rbd:rbd/bench-qemu:conf=$CONF"
+    one "write limit (rbd bench, the data's bytes)" "$fmt" bench-limit bash -c "
+      rbd -c '$CONF' create --size $SIZE rbd/bench-limit &&
+      rbd -c '$CONF' bench --io-type write --io-size 4M --io-threads 16 --io-total ${DATA_MIB}M --io-pattern seq rbd/bench-limit"
     one "store library (ims-import)" "$fmt" bench-lib "$IMPORT" "$CONF" rbd/bench-lib "$src"
     # before and after in turns, starting with the other one each run
     if [ -n "$BEFORE" ] && ((i % 2)); then cli_runs "$BEFORE" " (before)" "$fmt"; fi

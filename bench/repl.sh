@@ -7,18 +7,42 @@
 #   an rbd-mirror daemon on site b, `rbd mirror image snapshot`, timed until site b reports
 #   the snapshot synced).
 # Cases: initial sync of an image with SIZE written; a delta of DELTA in 64 KiB random writes;
-# a full overwrite of SIZE; imgstore's peak RSS during the initial sync; and the copy limit of
-# the machine (rbd bench reading SIZE on site a while it writes SIZE on site b).
+# a full overwrite of SIZE; imgstore's peak RSS during the initial sync; imgstore's fixed cost
+# of a cycle (its snapshot, seal and retention phases); and the copy limit of the machine
+# (rbd bench reading SIZE on site a while it writes SIZE on site b), measured first.
 #
 #   bench/repl.sh [--size 1G] [--delta 128M] [--store bluestore|memstore] [--dir DIR]
+#                 [--tools "imgstore pipe rbd-mirror"] [--one-at-a-time 0|1] [--mon-interval S]
+#
+# --tools: the tools to run (all three by default). --one-at-a-time 1: each tool runs its three
+# cases on images of its own, which are removed from both sites before the next tool starts
+# (the tools otherwise hold their images on both sites at once: 2 x SIZE each, with the
+# overwrite's old snapshot; an 8 GiB run of three tools outgrows the sandbox's 40 GiB OSDs).
+# --mon-interval S: the sites' monitors propose every S seconds (paxos_propose_interval; Ceph
+# ships 1 s): snapshot ids, which every tool's snapshot waits for, come that much sooner.
 # BlueStore by default: three images with snapshots outgrow a memstore OSD, which then blocks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=1G DELTA=128M STORE=bluestore DIR=/tmp/imgstore-bench-repl BUILD=${BUILD:-build}
+TOOLS="imgstore pipe rbd-mirror" ONE=0 MONINT=""
 . tests/lib/bench.sh
-options "[--size 1G] [--delta 128M] [--store memstore|bluestore] [--dir DIR]" size=SIZE delta=DELTA store=STORE dir=DIR -- "$@"
+options "[--size 1G] [--delta 128M] [--store memstore|bluestore] [--dir DIR] [--tools \"imgstore pipe rbd-mirror\"] [--one-at-a-time 0|1] [--mon-interval S]" \
+  size=SIZE delta=DELTA store=STORE dir=DIR tools=TOOLS one-at-a-time=ONE mon-interval=MONINT -- "$@"
 REPL=$PWD/$BUILD/bench/ims-repl
 [ -x "$REPL" ] || { echo "build first: make build" >&2; exit 1; }
+[[ "$ONE" =~ ^[01]$ ]] || { echo "bench: --one-at-a-time takes 0 or 1" >&2; exit 2; }
+[ -z "$MONINT" ] || [[ "$MONINT" =~ ^[0-9]*\.?[0-9]+$ ]] || { echo "bench: --mon-interval takes seconds, e.g. 0.05" >&2; exit 2; }
+# the tools by their short names: ims, ed (export-diff), rm (rbd-mirror)
+RUN=()
+for t in $TOOLS; do
+  case $t in
+    imgstore) RUN+=(ims) ;; pipe) RUN+=(ed) ;; rbd-mirror) RUN+=(rm) ;;
+    *) echo "bench: no tool '$t' (imgstore, pipe, rbd-mirror)" >&2; exit 2 ;;
+  esac
+done
+[ ${#RUN[@]} -gt 0 ] || { echo "bench: --tools names none" >&2; exit 2; }
+runs() { local t; for t in "${RUN[@]}"; do [ "$t" = "$1" ] && return 0; done; return 1; }
+
 SB=$DIR/sandbox
 # a fresh pair of sites every run: mirroring setup and image names start clean
 fresh_sandbox "$SB"
@@ -38,9 +62,12 @@ ra() { rbd -c "$A" "$@" 2>/dev/null; }
 rb() { rbd -c "$B" "$@" 2>/dev/null; }
 now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc -l; }
+if [ -n "$MONINT" ]; then
+  for c in "$A" "$B"; do ceph -c "$c" config set mon paxos_propose_interval "$MONINT" >/dev/null; done
+fi
 
 # rbd-mirror: image-mode mirroring on both sites, site b pulls from site a.
-mirror_start "$A" "$B" "$DIR" /dev/null
+if runs rm; then mirror_start "$A" "$B" "$DIR" /dev/null; fi
 
 write_seq() { ra bench --io-type write --io-size 4M --io-total "$2" --io-pattern seq "rbd/$1" >/dev/null; }
 write_rand() { ra bench --io-type write --io-size 64K --io-total "$2" --io-pattern rand "rbd/$1" >/dev/null; }
@@ -65,59 +92,126 @@ wait_mirror() {
   return 1
 }
 
+# gone_both IMAGE: the image and its snapshots removed from both sites
+gone_both() {
+  local c
+  for c in "$A" "$B"; do
+    rbd -c "$c" snap purge "rbd/$1" >/dev/null 2>&1 || true
+    rbd -c "$c" rm --no-progress "rbd/$1" >/dev/null 2>&1 || true
+    ! rbd -c "$c" info "rbd/$1" >/dev/null 2>&1 || { echo "bench: cannot remove rbd/$1" >&2; exit 1; }
+  done
+}
+
 declare -A T
-for img in ims ed rm; do ra create --size "$SIZE" "rbd/$img"; done
-rb create --size "$SIZE" rbd/ed
 
-# 1. initial sync of SIZE written
-for img in ims ed rm; do write_seq "$img" "$SIZE"; done
-sync
-t0=$(now); IMS_DEBUG=1 /usr/bin/time -f '%M' -o "$DIR/rss" "$REPL" "$A" "$B" rbd/ims >/dev/null 2>"$DIR/init.log"; T[init_ims]=$(secs "$t0" "$(now)")
-t0=$(now); ra snap create rbd/ed@s1; ra export-diff rbd/ed@s1 - | rb import-diff - rbd/ed; T[init_ed]=$(secs "$t0" "$(now)")
-since=$(date +%s); t0=$(now); ra mirror image enable rbd/rm snapshot >/dev/null; wait_mirror rm "$since"; T[init_rm]=$(secs "$t0" "$(now)")
-RSS_KB=$(cat "$DIR/rss")
-
-# 2. a delta of DELTA in 64 KiB random writes
-for img in ims ed rm; do write_rand "$img" "$DELTA"; done
-t0=$(now); IMS_DEBUG=1 "$REPL" "$A" "$B" rbd/ims >/dev/null 2>"$DIR/delta.log"; T[delta_ims]=$(secs "$t0" "$(now)")
-t0=$(now); ra snap create rbd/ed@s2; ra export-diff --from-snap s1 rbd/ed@s2 - | rb import-diff - rbd/ed; T[delta_ed]=$(secs "$t0" "$(now)")
-sleep 1.1; since=$(date +%s); t0=$(now); ra mirror image snapshot rbd/rm >/dev/null; wait_mirror rm "$since"; T[delta_rm]=$(secs "$t0" "$(now)")
-
-# 3. a full overwrite of SIZE
-for img in ims ed rm; do write_seq "$img" "$SIZE"; done
-t0=$(now); "$REPL" "$A" "$B" rbd/ims >/dev/null; T[over_ims]=$(secs "$t0" "$(now)")
-t0=$(now); ra snap create rbd/ed@s3; ra export-diff --from-snap s2 rbd/ed@s3 - | rb import-diff - rbd/ed; T[over_ed]=$(secs "$t0" "$(now)")
-sleep 1.1; since=$(date +%s); t0=$(now); ra mirror image snapshot rbd/rm >/dev/null; wait_mirror rm "$since"; T[over_rm]=$(secs "$t0" "$(now)")
-
-# the copies are right
-for img in ims ed; do
-  snap=$([ $img = ims ] && rb snap ls --format json rbd/ims | jq -r 'last | .name' || echo s3)
-  a=$(ra export --no-progress "rbd/$img@$snap" - | sha256sum) b=$(rb export --no-progress "rbd/$img@$snap" - | sha256sum)
-  [ "$a" = "$b" ] || { echo "bench: $img differs between the sites" >&2; exit 1; }
-done
-
-# 4. the copy limit of this machine: SIZE read on site a (rbd bench, 16 reads of 4 MiB at once)
+# 0. the copy limit of this machine: SIZE read on site a (rbd bench, 16 reads of 4 MiB at once)
 # while SIZE is written on site b (the same), both timed together
+ra create --size "$SIZE" rbd/lsrc
+write_seq lsrc "$SIZE"
 rb create --size "$SIZE" rbd/limit
+sync
 t0=$(now)
-ra bench --io-type read --io-size 4M --io-threads 16 --io-total "$SIZE" --io-pattern seq rbd/ims >/dev/null &
+ra bench --io-type read --io-size 4M --io-threads 16 --io-total "$SIZE" --io-pattern seq rbd/lsrc >/dev/null &
 READER=$!
 rb bench --io-type write --io-size 4M --io-threads 16 --io-total "$SIZE" --io-pattern seq rbd/limit >/dev/null
 wait "$READER"
 T[limit]=$(secs "$t0" "$(now)")
+ra rm --no-progress rbd/lsrc >/dev/null; rb rm --no-progress rbd/limit >/dev/null
 
-row() { printf '| %s | %.2f | %.2f | %.2f | %.2fx | %.2fx |\n' "$1" "${T[${2}_ims]}" "${T[${2}_ed]}" "${T[${2}_rm]}" \
-  "$(echo "${T[${2}_ed]} / ${T[${2}_ims]}" | bc -l)" "$(echo "${T[${2}_rm]} / ${T[${2}_ims]}" | bc -l)"; }
+# cases GROUP...: the three cases for the tools of GROUP, each case's writes done for all of
+# them before any is timed
+cases() {
+  local img since snap a b
+  for img in "$@"; do ra create --size "$SIZE" "rbd/$img"; done
+  if runs ed; then case " $* " in *" ed "*) rb create --size "$SIZE" rbd/ed ;; esac; fi
+
+  # 1. initial sync of SIZE written
+  for img in "$@"; do write_seq "$img" "$SIZE"; done
+  sync
+  for img in "$@"; do
+    case $img in
+      ims) t0=$(now); IMS_DEBUG=1 /usr/bin/time -f '%M' -o "$DIR/rss" "$REPL" "$A" "$B" rbd/ims >/dev/null 2>"$DIR/init.log"; T[init_ims]=$(secs "$t0" "$(now)")
+        RSS_KB=$(cat "$DIR/rss") ;;
+      ed) t0=$(now); ra snap create rbd/ed@s1; ra export-diff rbd/ed@s1 - | rb import-diff - rbd/ed; T[init_ed]=$(secs "$t0" "$(now)") ;;
+      rm) since=$(date +%s); t0=$(now); ra mirror image enable rbd/rm snapshot >/dev/null; wait_mirror rm "$since"; T[init_rm]=$(secs "$t0" "$(now)") ;;
+    esac
+  done
+
+  # 2. a delta of DELTA in 64 KiB random writes
+  for img in "$@"; do write_rand "$img" "$DELTA"; done
+  for img in "$@"; do
+    case $img in
+      ims) t0=$(now); IMS_DEBUG=1 "$REPL" "$A" "$B" rbd/ims >/dev/null 2>"$DIR/delta.log"; T[delta_ims]=$(secs "$t0" "$(now)") ;;
+      ed) t0=$(now); ra snap create rbd/ed@s2; ra export-diff --from-snap s1 rbd/ed@s2 - | rb import-diff - rbd/ed; T[delta_ed]=$(secs "$t0" "$(now)") ;;
+      rm) sleep 1.1; since=$(date +%s); t0=$(now); ra mirror image snapshot rbd/rm >/dev/null; wait_mirror rm "$since"; T[delta_rm]=$(secs "$t0" "$(now)") ;;
+    esac
+  done
+
+  # 3. a full overwrite of SIZE
+  for img in "$@"; do write_seq "$img" "$SIZE"; done
+  for img in "$@"; do
+    case $img in
+      ims) t0=$(now); IMS_DEBUG=1 "$REPL" "$A" "$B" rbd/ims >/dev/null 2>"$DIR/over.log"; T[over_ims]=$(secs "$t0" "$(now)") ;;
+      ed) t0=$(now); ra snap create rbd/ed@s3; ra export-diff --from-snap s2 rbd/ed@s3 - | rb import-diff - rbd/ed; T[over_ed]=$(secs "$t0" "$(now)") ;;
+      rm) sleep 1.1; since=$(date +%s); t0=$(now); ra mirror image snapshot rbd/rm >/dev/null; wait_mirror rm "$since"; T[over_rm]=$(secs "$t0" "$(now)") ;;
+    esac
+  done
+
+  # the copies are right
+  for img in "$@"; do
+    case $img in ims) snap=$(rb snap ls --format json rbd/ims | jq -r 'last | .name') ;; ed) snap=s3 ;; *) continue ;; esac
+    a=$(ra export --no-progress "rbd/$img@$snap" - | sha256sum) b=$(rb export --no-progress "rbd/$img@$snap" - | sha256sum)
+    [ "$a" = "$b" ] || { echo "bench: $img differs between the sites" >&2; exit 1; }
+  done
+}
+
+RSS_KB=0
+if [ "$ONE" = 1 ]; then
+  for t in "${RUN[@]}"; do
+    cases "$t"
+    # rbd-mirror's images go with its daemon, at the end; the others make room for the next
+    [ "$t" = rm ] || gone_both "$t"
+  done
+else
+  cases "${RUN[@]}"
+fi
+
+fig() { if [ -n "${T[$1]:-}" ]; then printf '%.2f' "${T[$1]}"; else printf -- '-'; fi; }
+ratio() { if [ -n "${T[$1]:-}" ] && [ -n "${T[$2]:-}" ]; then printf '%.2fx' "$(echo "${T[$1]} / ${T[$2]}" | bc -l)"; else printf -- '-'; fi; }
+row() { echo "| $1 | $(fig "${2}_ims") | $(fig "${2}_ed") | $(fig "${2}_rm") | $(ratio "${2}_ed" "${2}_ims") | $(ratio "${2}_rm" "${2}_ims") |"; }
 echo "| case ($STORE, $SIZE image) | imgstore s | export-diff pipe s | rbd-mirror s | vs pipe | vs rbd-mirror |"
 echo "|---|---|---|---|---|---|"
 row "initial sync, $SIZE written" init
 row "delta of $DELTA in 64 KiB random writes" delta
 row "full overwrite of $SIZE" over
 echo
-printf 'copy limit (%s read on site a while %s is written on site b, rbd bench 16 x 4 MiB): %.2f s; imgstore'"'"'s initial sync at %.0f%% of it, the pipe at %.0f%%\n' \
-  "$SIZE" "$SIZE" "${T[limit]}" "$(echo "100 * ${T[limit]} / ${T[init_ims]}" | bc -l)" "$(echo "100 * ${T[limit]} / ${T[init_ed]}" | bc -l)"
-echo "imgstore peak RSS during the initial sync: $((RSS_KB / 1024)) MiB"
-for c in init delta; do
-  echo "imgstore's $c cycle, phase by phase: $(grep -o 'cycle of .*' "$DIR/$c.log" | sed 's/^[^:]*: //')"
-done
+# the initial sync against the copy limit, as a rate and a share (a table: bench/all.sh
+# takes the median of every row over the runs)
+pct() { if [ -n "${T[$1]:-}" ]; then printf '%.0f%%' "$(echo "100 * ${T[limit]} / ${T[$1]}" | bc -l)"; else printf -- '-'; fi; }
+mibs() { if [ -n "${T[$1]:-}" ]; then printf '%.0f' "$(echo "$BYTES / 1048576 / ${T[$1]}" | bc -l)"; else printf -- '-'; fi; }
+BYTES=$(numfmt --from=iec "$SIZE")
+echo "| initial sync of $SIZE against the copy limit | s | MiB/s | share of the limit |"
+echo "|---|---|---|---|"
+echo "| copy limit (rbd bench: read on a while writing on b, 16 x 4 MiB) | $(fig limit) | $(mibs limit) | 100% |"
+echo "| imgstore | $(fig init_ims) | $(mibs init_ims) | $(pct init_ims) |"
+echo "| snap + export-diff pipe | $(fig init_ed) | $(mibs init_ed) | $(pct init_ed) |"
+echo "| rbd-mirror | $(fig init_rm) | $(mibs init_rm) | $(pct init_rm) |"
+echo
+if runs ims; then
+  echo "imgstore peak RSS during the initial sync: $((RSS_KB / 1024)) MiB"
+  # the fixed cost of a cycle: what its path spends outside the copy (the snapshot on the
+  # primary, the seal on the secondary, retention), from the phases ims-repl logs
+  echo "| imgstore cycle, s | open + mark + check | snap | plan | copy | seal | retention | fixed cost (all but plan and copy) |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for c in init delta over; do
+    line=$(grep -o 'cycle of .*' "$DIR/$c.log" | tail -1 | sed 's/^[^:]*: //; s/ s$//' || true)
+    [ -n "$line" ] || continue
+    echo "$line" | awk -v c="$c" '{
+      for (i = 1; i + 1 <= NF; i += 2) { v[$i] += $(i + 1); all += $(i + 1) }
+      pre = v["open"] + v["mark"] + v["check"]
+      printf "| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", c, pre, v["snap"], v["plan"],
+        v["copy"], v["seal"], v["retention"], all - v["plan"] - v["copy"] }'
+  done
+fi
+[ -n "$MONINT" ] && echo "monitors' paxos_propose_interval: $MONINT s (Ceph ships 1 s)"
 exit 0
