@@ -186,7 +186,8 @@ void ims_rpc__response_free(ims_rpc__response *resp)
 {
 	free(resp->body);
 	resp->body = NULL;
-	resp->len = 0;
+	resp->len = resp->cap = 0;
+	resp->keep_to = NULL;
 }
 
 /* "details": [{"type": "imgstore.v1.ErrorInfo", "value": BASE64, "debug": {...}}] */
@@ -750,7 +751,8 @@ static void answer(ims_rpc_call *call, int r, ProtobufCMessage *out, ims_rpc__re
 		resp->content_type = CT_JSON;
 	} else {
 		size_t n = protobuf_c_message_get_packed_size(out);
-		resp->body = malloc(n ? n : 1);
+		resp->body = ims_rpc__body_get(call->server, n ? n : 1, &resp->cap);
+		resp->keep_to = call->server;
 		if (!resp->body) {
 			fail(call, resp, 500, IMS_RPC_INTERNAL,
 			     "out of memory encoding the response");

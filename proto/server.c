@@ -341,13 +341,39 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 #pragma GCC diagnostic pop
 
+/* An answer's body from the server's kept bodies, on its way: kept again once MHD has sent it. */
+typedef struct {
+	ims_rpc_server *s;
+	uint8_t *body;
+	size_t cap;
+} sent_body;
+
+static void sent_body_done(void *cls)
+{
+	sent_body *t = cls;
+	free(ims_rpc__body_keep(t->s, t->body, t->cap));
+	free(t);
+}
+
 static enum MHD_Result queue(struct MHD_Connection *conn, ims_rpc__response *r)
 {
 	struct MHD_Response *mr;
 	enum MHD_Result ret;
 
 	if (r->body) {
-		mr = MHD_create_response_from_buffer_with_free_callback(r->len, r->body, free);
+		/* a large answer (a DownloadChunk's 2 MiB) goes back to the kept bodies when sent:
+		 * fresh memory for each was mapped, faulted in page by page and unmapped again */
+		sent_body *t = r->keep_to && r->cap >= BODY_KEEP_MIN ? malloc(sizeof(*t)) : NULL;
+		if (t) {
+			*t = (sent_body){.s = r->keep_to, .body = r->body, .cap = r->cap};
+			mr = MHD_create_response_from_buffer_with_free_callback_cls(
+				r->len, r->body, sent_body_done, t);
+			if (!mr)
+				free(t);
+		} else {
+			mr = MHD_create_response_from_buffer_with_free_callback(r->len, r->body,
+										free);
+		}
 		if (!mr)
 			return MHD_NO; /* r->body is freed with the request */
 		r->body = NULL;
@@ -512,8 +538,7 @@ static void slow_end(ims_rpc_server *s, unsigned calls, unsigned threads)
 	pthread_mutex_unlock(&s->slow_lock);
 }
 
-/* A buffer for a body of @p want bytes (its capacity in *@p cap): a kept one if it fits. */
-static uint8_t *body_get(ims_rpc_server *s, size_t want, size_t *cap)
+uint8_t *ims_rpc__body_get(ims_rpc_server *s, size_t want, size_t *cap)
 {
 	uint8_t *b = NULL;
 	if (want >= BODY_KEEP_MIN) {
@@ -527,8 +552,11 @@ static uint8_t *body_get(ims_rpc_server *s, size_t want, size_t *cap)
 			}
 		pthread_mutex_unlock(&s->bodies_lock);
 	}
-	if (!b && (b = malloc(want)))
-		*cap = want;
+	if (!b) {
+		size_t c = want >= BODY_KEEP_MIN ? (want + 0xffffu) & ~(size_t)0xffffu : want;
+		if ((b = malloc(c)))
+			*cap = c;
+	}
 	return b;
 }
 
@@ -735,7 +763,7 @@ static enum MHD_Result begin_request(struct ims_rpc__listener *l, struct MHD_Con
 	}
 	/* Content-Length is within the limit here: the buffer is allocated once */
 	if (have_length && length > 0) {
-		rq->body = body_get(s, (size_t)length, &rq->cap);
+		rq->body = ims_rpc__body_get(s, (size_t)length, &rq->cap);
 		if (!rq->body)
 			return MHD_NO;
 	}
@@ -793,7 +821,7 @@ static enum MHD_Result receive_sunk(ims_rpc_server *s, request *rq, const uint8_
 	}
 	/* read whole, and decoded and handled as usual */
 	rq->sink = SINK_NONE;
-	rq->body = body_get(s, (size_t)rq->sink_total, &rq->cap);
+	rq->body = ims_rpc__body_get(s, (size_t)rq->sink_total, &rq->cap);
 	if (!rq->body)
 		return MHD_NO;
 	memcpy(rq->body, rq->head, rq->hlen);

@@ -149,6 +149,14 @@ struct ims_rpc_server {
 uint8_t *ims_rpc__body_keep(ims_rpc_server *s, uint8_t *b, size_t cap);
 
 /*
+ * A buffer for a body of @p want bytes, its capacity in *@p cap: a kept one (of a request or
+ * an answer that went before) if one fits, else fresh memory (rounded up to 64 KiB from 1 MiB,
+ * so that it fits the next one of about the same size when it is kept in turn). NULL: out of
+ * memory. Free it with free() or give it back with ims_rpc__body_keep().
+ */
+uint8_t *ims_rpc__body_get(ims_rpc_server *s, size_t want, size_t *cap);
+
+/*
  * An UploadChunkRequest read in place (proto/upload_chunk.c): its upload_id (not
  * NUL-terminated) and data point into the body read, nothing is copied. The last of a
  * repeated field wins; an absent one is empty (pointing at a static byte).
@@ -225,6 +233,8 @@ typedef struct {
 	const char *content_type; /* static */
 	uint8_t *body;		  /* malloc'ed */
 	size_t len;
+	size_t cap;		 /* body's capacity, when it came from the server's kept bodies */
+	ims_rpc_server *keep_to; /* ...of this server: back there once sent, not freed */
 	ims_rpc_code code;
 	const char *allow;     /* for 405, or NULL */
 	bool www_authenticate; /* for 401 */
