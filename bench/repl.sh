@@ -14,10 +14,11 @@
 #   bench/repl.sh [--size 1G] [--delta 128M] [--store bluestore|memstore] [--dir DIR]
 #                 [--tools "imgstore pipe rbd-mirror"] [--one-at-a-time 0|1] [--mon-interval S]
 #
-# --tools: the tools to run (all three by default). --one-at-a-time 1: each tool runs its three
-# cases on images of its own, which are removed from both sites before the next tool starts
-# (the tools otherwise hold their images on both sites at once: 2 x SIZE each, with the
-# overwrite's old snapshot; an 8 GiB run of three tools outgrows the sandbox's 40 GiB OSDs).
+# --tools: the tools to run (all three by default). --one-at-a-time 1: the copy limit and each
+# tool's three cases on a fresh pair of sites of their own, one after the other (the tools
+# otherwise hold their images on both sites at once: 2 x SIZE each with the overwrite's old
+# snapshot, and BlueStore does not give the space of removed images back to the sandbox's
+# sparse files: an 8 GiB run needs about 32 GB of disk this way, 100 GB the other).
 # --mon-interval S: the sites' monitors propose every S seconds (paxos_propose_interval; Ceph
 # ships 1 s): snapshot ids, which every tool's snapshot waits for, come that much sooner.
 # BlueStore by default: three images with snapshots outgrow a memstore OSD, which then blocks.
@@ -44,30 +45,35 @@ done
 runs() { local t; for t in "${RUN[@]}"; do [ "$t" = "$1" ] && return 0; done; return 1; }
 
 SB=$DIR/sandbox
-# a fresh pair of sites every run: mirroring setup and image names start clean
-fresh_sandbox "$SB"
-scripts/sandbox up "$SB" --sites 2 --store "$STORE" --no-daemons >/dev/null
 MIRROR_PID=""
-cleanup() {
+# sites_up: a fresh pair of sites (mirroring setup and image names start clean), their
+# monitors' interval, and rbd-mirror on site b when it is among the tools
+sites_up() {
+  fresh_sandbox "$SB"
+  scripts/sandbox up "$SB" --sites 2 --store "$STORE" --no-daemons >/dev/null
+  . "$SB/env"
+  A=$CEPH_CONF_A B=$CEPH_CONF_B
+  local c
+  if [ -n "$MONINT" ]; then
+    for c in "$A" "$B"; do ceph -c "$c" config set mon paxos_propose_interval "$MONINT" >/dev/null; done
+  fi
+  # rbd-mirror: image-mode mirroring on both sites, site b pulls from site a
+  if runs rm; then mirror_start "$A" "$B" "$DIR" /dev/null; fi
+}
+sites_down() {
   # under set -e a failing last command of an && list would end the trap before the sandbox
   # is down: rbd-mirror's exit status after SIGTERM is not a failure
   if [ -n "$MIRROR_PID" ]; then kill "$MIRROR_PID" 2>/dev/null || true; wait "$MIRROR_PID" 2>/dev/null || true; fi
+  MIRROR_PID=""
   scripts/sandbox down "$SB" >/dev/null 2>&1 || true
+  rm -rf "$SB"
   return 0
 }
-trap cleanup EXIT
-. "$SB/env"
-A=$CEPH_CONF_A B=$CEPH_CONF_B
+trap sites_down EXIT
 ra() { rbd -c "$A" "$@" 2>/dev/null; }
 rb() { rbd -c "$B" "$@" 2>/dev/null; }
 now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc -l; }
-if [ -n "$MONINT" ]; then
-  for c in "$A" "$B"; do ceph -c "$c" config set mon paxos_propose_interval "$MONINT" >/dev/null; done
-fi
-
-# rbd-mirror: image-mode mirroring on both sites, site b pulls from site a.
-if runs rm; then mirror_start "$A" "$B" "$DIR" /dev/null; fi
 
 write_seq() { ra bench --io-type write --io-size 4M --io-total "$2" --io-pattern seq "rbd/$1" >/dev/null; }
 write_rand() { ra bench --io-type write --io-size 64K --io-total "$2" --io-pattern rand "rbd/$1" >/dev/null; }
@@ -92,20 +98,11 @@ wait_mirror() {
   return 1
 }
 
-# gone_both IMAGE: the image and its snapshots removed from both sites
-gone_both() {
-  local c
-  for c in "$A" "$B"; do
-    rbd -c "$c" snap purge "rbd/$1" >/dev/null 2>&1 || true
-    rbd -c "$c" rm --no-progress "rbd/$1" >/dev/null 2>&1 || true
-    ! rbd -c "$c" info "rbd/$1" >/dev/null 2>&1 || { echo "bench: cannot remove rbd/$1" >&2; exit 1; }
-  done
-}
-
 declare -A T
 
 # 0. the copy limit of this machine: SIZE read on site a (rbd bench, 16 reads of 4 MiB at once)
 # while SIZE is written on site b (the same), both timed together
+sites_up
 ra create --size "$SIZE" rbd/lsrc
 write_seq lsrc "$SIZE"
 rb create --size "$SIZE" rbd/limit
@@ -167,10 +164,13 @@ cases() {
 
 RSS_KB=0
 if [ "$ONE" = 1 ]; then
+  # each tool on fresh sites: BlueStore does not give back the disk of removed images to
+  # the sandbox's sparse files, so an 8 GiB run of the tools one after the other on the same
+  # sites fills 80 GB
   for t in "${RUN[@]}"; do
+    sites_down
+    sites_up
     cases "$t"
-    # rbd-mirror's images go with its daemon, at the end; the others make room for the next
-    [ "$t" = rm ] || gone_both "$t"
   done
 else
   cases "${RUN[@]}"
