@@ -136,8 +136,9 @@ static const config_key keys[] = {
 	 "removed."},
 	{S_SERVER, "stream_exports", T_UINT, SV(stream_exports), "8", 0, 64, NULL, 0,
 	 "Exports streamed to their clients at once (image export over TLS or by a client that "
-	 "cannot name a file the daemon may write), each holding about 36 MiB of memory while it "
-	 "runs; more go through the spool (written there whole, then downloaded) and 0 streams "
+	 "cannot name a file the daemon may write), each holding about 40 to 55 MiB of memory "
+	 "while it runs (its ring, and the chunks in flight to a client that fetches four at "
+	 "once); more go through the spool (written there whole, then downloaded) and 0 streams "
 	 "none."},
 	{S_SERVER, "upload_stall_timeout", T_DURATION, SV(upload_stall_timeout), "60s", 1, 3600,
 	 NULL, 0,
