@@ -1030,7 +1030,10 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 	if (s->o.peer(s->o.peer_ctx, target, &peer) == 0) {
 		if (copy.unit == IMS_REPL_IMAGE)
 			ims_site_guard_drop(peer, pool, image);
-		ims_repl_sched__drop_reverse(s, peer, &copy);
+		/* not waited for on a target that is down: the record only names an RPO, which
+		 * the next first cycle of a pair writes again */
+		if (!s->o.site_up || s->o.site_up(s->o.peer_ctx, target))
+			ims_repl_sched__drop_reverse(s, peer, &copy);
 	}
 	/* the primary's replication snapshots go, but those another target still needs */
 	if (copy.unit == IMS_REPL_GROUP)
