@@ -170,9 +170,10 @@ void ims_handover__forced_end(char *out, size_t len, job *w, ims_site *peer, con
 		snprintf(out, len, "site '%s' answered: %s", old, done);
 	}
 	ims_error_clear();
-	int r = group ? ims_repl_group_enable(NULL, e->repl, pool, name, old, IMS_REPL_ASYNC,
-					      e->rpo)
-		      : ims_repl_enable(NULL, e->repl, pool, name, old, IMS_REPL_ASYNC, e->rpo);
+	/* the RPO the pair had from the old primary (it recorded it here), else the default */
+	uint32_t rpo = ims_repl_sched_reverse_rpo(e->repl, pool, name, w->q.unit, old, e->rpo);
+	int r = group ? ims_repl_group_enable(NULL, e->repl, pool, name, old, IMS_REPL_ASYNC, rpo)
+		      : ims_repl_enable(NULL, e->repl, pool, name, old, IMS_REPL_ASYNC, rpo);
 	if (r < 0)
 		ims_log_error("forced failover of %s'%s/%s': replication back to site '%s' is not "
 			      "set: %s",
@@ -480,7 +481,9 @@ static int forced(job *w)
 		/* promoted by a forced failover whose daemon was killed before it set the way back
 		 */
 		if ((r = ims_repl_enable(NULL, e->repl, pool, image, j.target, IMS_REPL_ASYNC,
-					 e->rpo)) < 0)
+					 ims_repl_sched_reverse_rpo(e->repl, pool, image,
+								    IMS_REPL_IMAGE, j.target,
+								    e->rpo))) < 0)
 			return r;
 		ims_repl_journal_clear(e->site, pool, image, IMS_REPL_IMAGE);
 		ims_handover__say(w,

@@ -50,6 +50,7 @@ typedef struct pair {
 	char verify_error[512]; /* a mismatch, until a later verify finds the copy equal */
 	uint64_t verifies, verify_failures;
 	ims_repl_mark mark; /* its last unchanged check, for the next (only the cycle touches it) */
+	uint32_t reverse_rpo; /* the RPO last recorded on the target for the way back; 0: none */
 	struct pair *next;
 } pair;
 
@@ -129,6 +130,13 @@ void ims_repl_sched__save_status(ims_repl_sched *s, const pair *p);
 /* What the shared status record of @p p's pair says (last seal, sizes, errors), into @p p;
  * nothing changes if there is none. RADOS I/O: not under s->lock. */
 void ims_repl_sched__load_status(ims_repl_sched *s, pair *p);
+
+/** Record on @p peer (@p p's target, in the records' pool of the same name) the RPO and mode of
+ *  @p p, for a forced failover there to give the pair back (ims_repl_sched_reverse_rpo()). */
+int ims_repl_sched__put_reverse(ims_repl_sched *s, ims_site *peer, const pair *p);
+
+/** Remove that record (best effort). */
+void ims_repl_sched__drop_reverse(ims_repl_sched *s, ims_site *peer, const pair *p);
 
 /** Remove pair @p key's policy; @p quiet: leave the thread's message alone. */
 int ims_repl_sched__drop_policy(rados_ioctx_t io, const char *key, bool quiet);

@@ -21,6 +21,10 @@
 
 #define IMS_REPL_POLICIES "imgstore.repl.policies" /* omap: "POOL/IMAGE@TARGET" -> policy */
 #define IMS_REPL_STATUS	  "imgstore.repl.status"   /* omap: the same keys -> last status */
+/* omap on a target site: "POOL/IMAGE@SOURCE" -> the RPO and mode of the pair that replicates
+ * it here from SOURCE, written by SOURCE's daemon; what a forced failover on this site (SOURCE
+ * lost) gives the pair back to SOURCE */
+#define IMS_REPL_REVERSE "imgstore.repl.reverse"
 
 int64_t ims_repl_sched__due_ms(unsigned rpo, double last_secs, unsigned tick_ms)
 {
@@ -202,6 +206,52 @@ void ims_repl_sched__load_status(ims_repl_sched *s, pair *p)
 	if (json_object_object_get_ex(o, "verify_error", &v))
 		snprintf(p->verify_error, sizeof(p->verify_error), "%s", json_object_get_string(v));
 	json_object_put(o);
+}
+
+/* The reverse record of @p p on its target @p peer: the key names this site as the source. */
+static void reverse_key(char *key, size_t len, ims_repl_sched *s, const pair *p)
+{
+	policy_key(key, len, p->pool, p->image, p->unit, ims_site_name(s->o.local));
+}
+
+int ims_repl_sched__put_reverse(ims_repl_sched *s, ims_site *peer, const pair *p)
+{
+	char key[700];
+	json_object *o = json_object_new_object();
+	if (!o)
+		return -ENOMEM;
+	json_object_object_add(o, "rpo", json_object_new_int64(p->rpo));
+	json_object_object_add(o, "mode", json_object_new_string(ims_repl_mode_name(p->mode)));
+	reverse_key(key, sizeof(key), s, p);
+	ims_records rs = IMS_RECORDS_SITE_QUIET(peer, s->o.pool, IMS_REPL_REVERSE);
+	int r = ims_record_put(&rs, key, o);
+	json_object_put(o);
+	return r;
+}
+
+void ims_repl_sched__drop_reverse(ims_repl_sched *s, ims_site *peer, const pair *p)
+{
+	char key[700];
+	reverse_key(key, sizeof(key), s, p);
+	ims_records rs = IMS_RECORDS_SITE_QUIET(peer, s->o.pool, IMS_REPL_REVERSE);
+	ims_record_del(&rs, key);
+}
+
+uint32_t ims_repl_sched_reverse_rpo(ims_repl_sched *s, const char *pool, const char *name,
+				    ims_repl_unit unit, const char *source, uint32_t fallback)
+{
+	char key[700];
+	json_object *o = NULL, *v;
+	uint32_t rpo = fallback;
+	policy_key(key, sizeof(key), pool, name, unit, source);
+	ims_records rs = IMS_RECORDS_SITE_QUIET(s->o.local, s->o.pool, IMS_REPL_REVERSE);
+	if (ims_record_get(&o, &rs, key) == 0 && json_object_object_get_ex(o, "rpo", &v)) {
+		int64_t got = json_object_get_int64(v);
+		if (got > 0 && got <= 30 * 86400)
+			rpo = (uint32_t)got;
+	}
+	json_object_put(o);
+	return rpo;
 }
 
 pair *ims_repl_sched__find_locked(ims_repl_sched *s, const char *pool, const char *image,

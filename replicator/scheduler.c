@@ -523,6 +523,14 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 		pair copy = *p;
 		pthread_mutex_unlock(&s->lock);
 		ims_repl_sched__save_status(s, &copy);
+		/* the target learns the pair's RPO once (again after a change): a forced failover
+		 * there sets the way back with it, not with the daemon's default */
+		if (r == 0 && peer && copy.reverse_rpo != copy.rpo &&
+		    ims_repl_sched__put_reverse(s, peer, &copy) == 0) {
+			pthread_mutex_lock(&s->lock);
+			p->reverse_rpo = copy.rpo;
+			pthread_mutex_unlock(&s->lock);
+		}
 	}
 	if (out)
 		*out = res;
@@ -1019,8 +1027,14 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 	}
 	/* the secondary keeps its copy, no longer held against other writers */
 	ims_site *peer = NULL;
-	if (copy.unit == IMS_REPL_IMAGE && s->o.peer(s->o.peer_ctx, target, &peer) == 0)
-		ims_site_guard_drop(peer, pool, image);
+	if (s->o.peer(s->o.peer_ctx, target, &peer) == 0) {
+		if (copy.unit == IMS_REPL_IMAGE)
+			ims_site_guard_drop(peer, pool, image);
+		/* not waited for on a target that is down: the record only names an RPO, which
+		 * the next first cycle of a pair writes again */
+		if (!s->o.site_up || s->o.site_up(s->o.peer_ctx, target))
+			ims_repl_sched__drop_reverse(s, peer, &copy);
+	}
 	/* the primary's replication snapshots go, but those another target still needs */
 	if (copy.unit == IMS_REPL_GROUP)
 		ims_repl_group_forget(s->o.local, pool, image);

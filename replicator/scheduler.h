@@ -205,6 +205,15 @@ int ims_repl_policy_find(char *target, size_t len, ims_site *site, const char *p
 int ims_repl_resync(ims_repl_divergence *out, ims_repl_sched *s, const char *pool,
 		    const char *image, const char *target);
 
+/**
+ * The RPO that the pair of @p unit @p pool/@p name back to site @p source should have: the RPO
+ * of the pair that replicates it from @p source to this site, as @p source's daemon recorded it
+ * here after a cycle (a forced failover sets the way back with it, @p source being lost, so
+ * that a failback keeps it); @p fallback when none is recorded or it cannot be read.
+ */
+uint32_t ims_repl_sched_reverse_rpo(ims_repl_sched *s, const char *pool, const char *name,
+				    ims_repl_unit unit, const char *source, uint32_t fallback);
+
 /** Statuses of every pair (@p pool/@p image NULL) or of one image. *out malloc'ed. */
 int ims_repl_sched_status(ims_repl_status **out, size_t *count, ims_repl_sched *s, const char *pool,
 			  const char *image);

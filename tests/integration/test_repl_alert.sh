@@ -3,6 +3,11 @@
 # receiver that answers 500 to the first 2 POSTs. Site b stops answering: one rpo_violation
 # arrives after the retries (1 s, then 2 s); it answers again: one rpo_recovered. The
 # original configuration and daemon come back whatever happens.
+# Then a forced failover to site b and a failback: the pair keeps its RPO of 3 s (the way back
+# was set with the daemon's default RPO, 60 s, which the failback kept: a partition shorter
+# than that raised no alert, the chaos campaign's round 12); and a partition of site b (every
+# packet to its address dropped) raises an rpo_violation within a bounded time, an
+# rpo_recovered after the heal.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SRC=${IMS_SOURCE_DIR:?}
@@ -14,6 +19,7 @@ work=$(mktemp -d)
 rpid=""
 img=alert$$
 restore() {
+  "$SANDBOX_CMD" heal-site "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
   thaw_site b 2>/dev/null
   forget_replica "$img"
   config_restore a
@@ -62,5 +68,36 @@ check "its lag is within the RPO" test "$(echo "$r" | jq '.body.lag_seconds <= 3
 sleep 3
 check "one alert per transition" test "$(posts rpo_violation | jq -s 'map(select(.status == 200)) | length'):$(posts rpo_recovered | jq -s 'length')" = "1:1"
 check "the log says it was sent" grep -q "alert webhook: sent rpo_violation of 'rbd/$img' to site 'b' (attempt 3)" "$(site_log a)"
+
+# ---- a forced failover and a failback keep the RPO; a partition raises the alert
+rpo_on() { IMGSTORE_SERVER=$(server_of "$1") "$CLI" --format json repl status "rbd/$img" 2>/dev/null | jq -r '.[0].rpo_seconds // ""'; }
+# the newest delivered EVENT sent at or after $since
+since_then() { delivered "$1" | jq -c --arg t "$since" 'select(.body.time >= $t)' | tail -1; }
+fresh() { [ -n "$(since_then "$1")" ]; }
+primary_on() { [ "$(role_of "$1" "$img")" = primary ] && [ "$(role_of "$2" "$img")" = secondary ]; }
+check_or_stop "a forced failover to site b" bash -c "'$CLI' --server '$IMGSTORE_SERVER_B' repl failover 'rbd/$img' --to b --force >/dev/null"
+check "  site b replicates back to site a with the pair's RPO of 3 s, not the default (got $(rpo_on b))" test "$(rpo_on b)" = 3
+wait_until 60 1 primary_on b a
+check_or_stop "a failback to site a" bash -c "'$CLI' --server '$IMGSTORE_SERVER_B' repl failback 'rbd/$img' >/dev/null"
+wait_until 60 1 primary_on a b
+check "  site a replicates to site b with an RPO of 3 s again (got $(rpo_on a))" test "$(rpo_on a)" = 3
+in_rpo() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" --format json repl status "rbd/$img" 2>/dev/null |
+  jq -e '.[0].last_sealed_snapshot != "" and .[0].lag_seconds >= 0 and .[0].lag_seconds <= 3' >/dev/null; }
+wait_until 60 1 in_rpo
+check_or_stop "  and it is within its RPO before the partition" in_rpo
+
+since=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
+check_or_stop "site b partitioned" bash -c "'$SANDBOX_CMD' partition-site '$IMGSTORE_SANDBOX' b >/dev/null"
+rbd_on a bench --io-type write --io-size 64K --io-total 256K --io-pattern rand "rbd/$img" >/dev/null 2>&1
+t0=$SECONDS
+wait_until 45 1 fresh rpo_violation
+check "an rpo_violation was delivered during the partition (within $((SECONDS - t0)) s)" fresh rpo_violation
+v=$(since_then rpo_violation)
+check "  its lag is over the RPO of 3 s ($(echo "$v" | jq -c '.body.lag_seconds'))" test "$(echo "$v" | jq '.body.rpo_seconds == 3 and .body.lag_seconds > 3')" = true
+check "  the metric says so" test "$(metric "$IMGSTORE_SERVER_A" "imgstore_rpo_violation{image=\"rbd/$img\",target=\"b\"}")" = 1
+check "site b healed" bash -c "'$SANDBOX_CMD' heal-site '$IMGSTORE_SANDBOX' b >/dev/null"
+wait_until 120 1 fresh rpo_recovered
+check "an rpo_recovered was delivered after the heal" fresh rpo_recovered
+check "  the metric says so" test "$(metric "$IMGSTORE_SERVER_A" "imgstore_rpo_violation{image=\"rbd/$img\",target=\"b\"}")" = 0
 
 finish
