@@ -39,6 +39,7 @@ typedef struct pair {
 	double last_secs, secs_total;
 	char error[512];
 	bool violated;
+	bool waited_target;  /* a cycle waited for its target: runs once it answers, due or not */
 	bool split_brain;    /* the target is an old primary that wrote after the common snapshot */
 	bool elsewhere;	     /* another imgstored of this site holds it (its status is shared) */
 	int64_t disabled_ms; /* when disabled or handed over here */

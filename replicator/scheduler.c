@@ -630,6 +630,7 @@ static bool target_down_locked(ims_repl_sched *s, pair *p, int64_t t)
 	if (!s->o.site_up || s->o.site_up(s->o.peer_ctx, p->target))
 		return false;
 	p->next_attempt_ms = t + 2000;
+	p->waited_target = true;
 	if (!p->error[0])
 		snprintf(p->error, sizeof(p->error),
 			 "site '%s' does not answer; the next cycle waits for it", p->target);
@@ -658,6 +659,7 @@ static void *worker(void *arg)
 		run_cycle(s, p, NULL, NULL, NULL);
 		pthread_mutex_lock(&s->lock);
 		p->running = false;
+		p->waited_target = false;
 		pthread_cond_broadcast(&s->cond);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -706,7 +708,10 @@ static void *loop(void *arg)
 				    t < p->next_attempt_ms || paused_locked(s, p, true))
 					continue;
 				int64_t lag = p->sealed_ms < 0 ? INT64_MAX : t - p->sealed_ms;
-				if (p->sealed_ms >= 0 &&
+				/* a pair whose target did not answer runs as soon as it does,
+				 * whatever its RPO: it catches up, and a returned old primary that
+				 * wrote is found split-brain now, not an RPO later */
+				if (p->sealed_ms >= 0 && !p->waited_target &&
 				    lag < ims_repl_sched__due_ms(p->rpo, p->last_secs, tick))
 					continue;
 				if (target_down_locked(s, p, t))
