@@ -3,7 +3,12 @@
 # own fresh sandbox, with the tables of the runs and, for the scripts that time one run at a
 # time (repl, tier), the median and range of every figure over the runs. `make bench`.
 #
-#   bench/all.sh [--runs 3] [--only repl,import,export,tier,failover,rpc,memory] [--out DIR] [--quick 0|1]
+#   bench/all.sh [--runs 3] [--only repl,repl-8g,repl-fastmon,import,export,tier,failover,rpc,memory]
+#                [--out DIR] [--quick 0|1]
+#
+# repl-8g is bench/repl.sh on an 8 GiB image, imgstore and the pipe only, each on sites of its
+# own (about 38 GB of disk at its fullest); repl-fastmon is bench/repl.sh at 1 GiB with the
+# sites' monitors proposing every 50 ms (the fixed cost of a cycle without Ceph's 1 s wait).
 #
 # --quick 1 runs each benchmark once on small sizes (a 64 MiB image, 5 images for the
 # failover, 1 s per RPC case): it checks that the scripts still run end to end, and its figures
@@ -12,15 +17,15 @@
 # benchmarks that failed (0 when all ran).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-RUNS=3 ONLY=repl,import,export,tier,failover,rpc,memory OUT="" QUICK=0 BUILD=${BUILD:-build}
+RUNS=3 ONLY=repl,repl-8g,repl-fastmon,import,export,tier,failover,rpc,memory OUT="" QUICK=0 BUILD=${BUILD:-build}
 . tests/lib/bench.sh
-options "[--runs 3] [--only repl,import,export,tier,failover,rpc,memory] [--out DIR] [--quick 0|1]" \
+options "[--runs 3] [--only repl,repl-8g,repl-fastmon,import,export,tier,failover,rpc,memory] [--out DIR] [--quick 0|1]" \
   runs=RUNS only=ONLY out=OUT quick=QUICK -- "$@"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: --runs takes a positive number" >&2; exit 2; }
 [[ "$QUICK" =~ ^[01]$ ]] || { echo "bench: --quick takes 0 or 1" >&2; exit 2; }
 for b in ${ONLY//,/ }; do
-  case $b in repl | import | export | tier | failover | rpc | memory) ;;
-    *) echo "bench: no benchmark '$b' (repl, import, export, tier, failover, rpc, memory)" >&2; exit 2 ;;
+  case $b in repl | repl-8g | repl-fastmon | import | export | tier | failover | rpc | memory) ;;
+    *) echo "bench: no benchmark '$b' (repl, repl-8g, repl-fastmon, import, export, tier, failover, rpc, memory)" >&2; exit 2 ;;
   esac
 done
 BUILD=$(realpath -m --relative-to=. "$BUILD") # the scripts name their tools $PWD/$BUILD/...
@@ -37,6 +42,10 @@ args_of() {
   local q=$QUICK
   case $1 in
     repl) [ $q = 1 ] && echo "--size 64M --delta 16M" || echo "--size 1G --delta 128M" ;;
+    repl-8g) [ $q = 1 ] && echo "--size 128M --delta 16M --tools imgstore,pipe --one-at-a-time 1" ||
+      echo "--size 8G --delta 128M --tools imgstore,pipe --one-at-a-time 1" ;;
+    repl-fastmon) [ $q = 1 ] && echo "--size 64M --delta 16M --tools imgstore,pipe --mon-interval 0.05" ||
+      echo "--size 1G --delta 128M --tools imgstore,pipe --mon-interval 0.05" ;;
     import) [ $q = 1 ] && echo "--size 64M --runs 1" || echo "--size 2G --runs $RUNS" ;;
     export) [ $q = 1 ] && echo "--size 64M --runs 1" || echo "--size 1G --runs $RUNS" ;;
     tier) [ $q = 1 ] && echo "--size 64M" || echo "--size 2G" ;;
@@ -45,6 +54,8 @@ args_of() {
     memory) [ $q = 1 ] && echo "--size 256M" || echo "--size 8G" ;;
   esac
 }
+# The script of a benchmark: repl-8g and repl-fastmon are repl.sh with other arguments.
+script_of() { case $1 in repl-*) echo repl ;; *) echo "$1" ;; esac; }
 # The scripts that run their runs themselves (one call); the others are called RUNS times.
 runs_of() { case $1 in import | export | failover | memory) echo 1 ;; *) echo "$RUNS" ;; esac; }
 
@@ -96,9 +107,9 @@ for b in ${ONLY//,/ }; do
   n=$(runs_of "$b")
   outs=()
   for ((run = 1; run <= n; run++)); do
-    echo "bench: $b run $run of $n: bench/$b.sh $(args_of "$b") --dir $WORK/$b"
+    echo "bench: $b run $run of $n: bench/$(script_of "$b").sh $(args_of "$b") --dir $WORK/$b"
     # shellcheck disable=SC2046 # the arguments are words on purpose
-    if BUILD=$BUILD bash "bench/$b.sh" $(args_of "$b") --dir "$WORK/$b" >"$OUT/$b-$run.out" 2>"$OUT/$b-$run.err"; then
+    if BUILD=$BUILD bash "bench/$(script_of "$b").sh" $(args_of "$b") --dir "$WORK/$b" >"$OUT/$b-$run.out" 2>"$OUT/$b-$run.err"; then
       outs+=("$OUT/$b-$run.out")
     else
       echo "bench: $b run $run failed; the end of its errors:" >&2
@@ -108,7 +119,7 @@ for b in ${ONLY//,/ }; do
   done
   {
     echo
-    echo "## $b: bench/$b.sh $(args_of "$b")"
+    echo "## $b: bench/$(script_of "$b").sh $(args_of "$b")"
     for f in "${outs[@]}"; do
       echo
       echo "### $(basename "$f" .out)"

@@ -14,7 +14,7 @@
 #   bench/repl.sh [--size 1G] [--delta 128M] [--store bluestore|memstore] [--dir DIR]
 #                 [--tools "imgstore pipe rbd-mirror"] [--one-at-a-time 0|1] [--mon-interval S]
 #
-# --tools: the tools to run (all three by default). --one-at-a-time 1: the copy limit and each
+# --tools: the tools to run, by spaces or commas (all three by default). --one-at-a-time 1: the copy limit and each
 # tool's three cases on a fresh pair of sites of their own, one after the other (the tools
 # otherwise hold their images on both sites at once: 2 x SIZE each with the overwrite's old
 # snapshot, and BlueStore does not give the space of removed images back to the sandbox's
@@ -35,7 +35,7 @@ REPL=$PWD/$BUILD/bench/ims-repl
 [ -z "$MONINT" ] || [[ "$MONINT" =~ ^[0-9]*\.?[0-9]+$ ]] || { echo "bench: --mon-interval takes seconds, e.g. 0.05" >&2; exit 2; }
 # the tools by their short names: ims, ed (export-diff), rm (rbd-mirror)
 RUN=()
-for t in $TOOLS; do
+for t in ${TOOLS//,/ }; do
   case $t in
     imgstore) RUN+=(ims) ;; pipe) RUN+=(ed) ;; rbd-mirror) RUN+=(rm) ;;
     *) echo "bench: no tool '$t' (imgstore, pipe, rbd-mirror)" >&2; exit 2 ;;
@@ -43,6 +43,19 @@ for t in $TOOLS; do
 done
 [ ${#RUN[@]} -gt 0 ] || { echo "bench: --tools names none" >&2; exit 2; }
 runs() { local t; for t in "${RUN[@]}"; do [ "$t" = "$1" ] && return 0; done; return 1; }
+
+# the disk the sites' BlueStore files will take at their fullest (what is written, with the
+# overwrite's old snapshot kept, on both sites; 10% more for BlueStore's own), against what the
+# file system of DIR has free
+BYTES=$(numfmt --from=iec "$SIZE")
+if [ "$ONE" = 1 ]; then NEED=$((BYTES * 2 * 2)); else NEED=$((BYTES * 2 * 2 * ${#RUN[@]})); fi
+NEED=$((NEED + NEED / 10))
+mkdir -p "$DIR"
+FREE=$(($(df --output=avail -B1 "$DIR" | tail -1)))
+if [ "$FREE" -lt "$NEED" ]; then
+  echo "bench: $SIZE images need about $((NEED >> 30)) GiB of disk under $DIR and $((FREE >> 30)) GiB are free$([ "$ONE" = 1 ] || echo "; --one-at-a-time 1 needs the least")" >&2
+  exit 1
+fi
 
 SB=$DIR/sandbox
 MIRROR_PID=""
@@ -189,7 +202,6 @@ echo
 # takes the median of every row over the runs)
 pct() { if [ -n "${T[$1]:-}" ]; then printf '%.0f%%' "$(echo "100 * ${T[limit]} / ${T[$1]}" | bc -l)"; else printf -- '-'; fi; }
 mibs() { if [ -n "${T[$1]:-}" ]; then printf '%.0f' "$(echo "$BYTES / 1048576 / ${T[$1]}" | bc -l)"; else printf -- '-'; fi; }
-BYTES=$(numfmt --from=iec "$SIZE")
 echo "| initial sync of $SIZE against the copy limit | s | MiB/s | share of the limit |"
 echo "|---|---|---|---|"
 echo "| copy limit (rbd bench: read on a while writing on b, 16 x 4 MiB) | $(fig limit) | $(mibs limit) | 100% |"
@@ -199,6 +211,7 @@ echo "| rbd-mirror | $(fig init_rm) | $(mibs init_rm) | $(pct init_rm) |"
 echo
 if runs ims; then
   echo "imgstore peak RSS during the initial sync: $((RSS_KB / 1024)) MiB"
+  echo
   # the fixed cost of a cycle: what its path spends outside the copy (the snapshot on the
   # primary, the seal on the secondary, retention), from the phases ims-repl logs
   echo "| imgstore cycle, s | open + mark + check | snap | plan | copy | seal | retention | fixed cost (all but plan and copy) |"
