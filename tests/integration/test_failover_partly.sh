@@ -6,13 +6,15 @@
 # real OSD's weight, so about a quarter of the PGs are silent) and `repl failover --from c --to b
 # --force` is asked of site b's daemon, which sees site c "partly".
 #
-#   - the failover finishes, in about one osd_timeout of the peer (5 s), not one per copy;
+#   - the failover finishes; the copies run at once (the whole as long as the slowest copy), a
+#     copy whose header is silent costing about one osd_timeout of the peer (5 s);
 #   - every copy on site b is the primary and takes writes;
 #   - the copies on site c whose objects (rbd_id, rbd_header, object maps) all lie in answering
-#     PGs are fenced and demoted at once: secondaries of site b;
+#     PGs are fenced and demoted at once: secondaries of site b, held against other writers by
+#     site b's daemon (their exclusive lock; a plain rbd write fails with EROFS);
 #   - the copies whose header lies in a silent PG are named as not reached, in the summary and
 #     their line; once the PGs answer again (rule undone) the reverse replication of site b
-#     makes them secondaries (the deferred fence), and what was written on site b after the
+#     makes them secondaries, held (the deferred fence), and what was written on site b after the
 #     failover reaches site c: no copy is primary on both sides, nothing acknowledged is lost;
 #   - the contrast: with no PG of the pool answering (a rule that takes the placeholder alone),
 #     site b's daemon sees site c down and a forced failover passes it by at once (< osd_timeout).
@@ -81,14 +83,15 @@ make_pool() {
   osdmaptool "$W/map" --test-map-pgs-dump --pool "$POOL_ID" 2>/dev/null |
     awk -v id="$POOL_ID" '$1 ~ "^" id "\\." && $2 == "[]" { print $1 }' | sort >"$W/silent"
   nsilent=$(wc -l <"$W/silent")
-  [ "$nsilent" -gt 0 ] && [ "$nsilent" -lt $PGS ] && ! silent_pg "$(pg_of rbd_info)" && return 0
+  # about a quarter silent (the weights); too few or too many would leave one kind of image rare
+  [ "$nsilent" -ge 5 ] && [ "$nsilent" -le 14 ] && ! silent_pg "$(pg_of rbd_info)" && return 0
   ceph_on c osd pool rm "$P" "$P" --yes-i-really-really-mean-it >/dev/null 2>&1
   return 1
 }
 check_or_stop "pool $P on site b" bash -c "
   timeout 60 ceph -c '$(conf_of b)' osd pool create $P 8 8 >/dev/null 2>&1 && timeout 60 rbd -c '$(conf_of b)' pool init $P"
 nsilent=0
-check_or_stop "pool $P on site c ($PGS PGs), its rbd_info in a PG that answers" wait_until 8 0 make_pool
+check_or_stop "pool $P on site c ($PGS PGs, 5 to 14 silent under the split rule, its rbd_info not)" wait_until 8 0 make_pool
 echo "# the split rule leaves $nsilent PGs of $PGS without an OSD: $(tr '\n' ' ' <"$W/silent")"
 
 # ---- second daemons of sites c and b for that pool (their [peer] pools too), probing every second
@@ -136,9 +139,10 @@ kind_of() {
   if [ $head = 1 ]; then echo silent; elif [ $any = 1 ]; then echo mixed; else echo answering; fi
 }
 
-# ---- images until both kinds are there (at least 6, 2 of each; 16 at most)
+# ---- images until both kinds are there (at least 6, 2 of each; 24 at most: a quarter of the
+# images have all their 4 objects answering, half their header or rbd_id silent)
 imgs=() A=() B=() M=()
-for ((k = 1; k <= 16; k++)); do
+for ((k = 1; k <= 24; k++)); do
   n=pfo$$-$k
   if ! make_image "$n"; then
     not_ok "image $P/$n made on site c and replicated to b"
@@ -165,6 +169,13 @@ check "  every one primary on c, secondary on b" roles_are secondary primary "${
 # ---- some PGs lose their OSD: site c answers partly
 ceph_on c osd pool set "$P" crush_rule "$SPLIT" >/dev/null 2>&1
 check_or_stop "site b's daemon sees site c partly" wait_for 30 "site c partly" c_is partly
+# an operator asking the wrong side: refused in one line, before anything is touched
+expect_rc 1 "the forced failover asked of site c's own daemon is refused" \
+  timeout 30 env IMGSTORE_SERVER=unix:$W/pfo-c-$$.sock "$CLI" repl failover --from c --to b --force --pool "$P"
+check "  in one line saying whom to ask: $(grep -m1 '^imgstore:' "$T_ERR")" \
+  bash -c "[ \$(grep -c '^imgstore:' '$T_ERR') = 1 ] && grep -qx \"imgstore: a forced failover runs on the site that becomes the primary: ask site 'b''s daemon (this is site 'c')\" '$T_ERR'"
+check "  nothing changed: every copy still primary on c (those it can read) and secondary on b" \
+  roles_are secondary primary "${A[@]}"
 t0=$SECONDS
 expect_rc 0 "repl failover --from c --to b --force --pool $P, asked of site b" \
   timeout 150 env IMGSTORE_SERVER=unix:$W/pfo-b-$$.sock "$CLI" repl failover --from c --to b --force --pool "$P"
@@ -172,7 +183,7 @@ took=$((SECONDS - t0))
 sed 's/^/# /' "$T_OUT" "$T_ERR" | cut -c1-400
 # the copies run at once: the whole takes as long as the slowest copy, not the sum; a copy whose
 # header is silent costs one osd_timeout; one whose objects are split between answering and
-# silent PGs may hit several in turn (its header read, then its object maps: 10-25 s measured)
+# silent PGs may hit several in turn (its header read, then its object maps: 10-35 s measured)
 total=$(sed -nE "s/.* failed over to site 'b' in ([0-9.]+)s \(slowest ([0-9.]+)s\).*/\1 \2/p" "$T_OUT" | head -1)
 check "  it took ${took}s (${total% *}s, the slowest copy ${total#* }s): the copies at once, not one after another" \
   awk -v t="$total" 'BEGIN { split(t, a, " "); exit !(t != "" && a[1] <= a[2] + 3) }'
