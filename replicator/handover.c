@@ -481,20 +481,22 @@ static int planned_paused(job *w)
 	return 0;
 }
 
-/* Hold the old primary's copy, a secondary now, against other writers at once (store/site.h's
- * writer guard, which this site's replication back to it would take at its first cycle): that
- * cycle waits while its site answers partly, and until then a client there could still write
- * (split brain). A copy that cannot be held now is held by that cycle. */
-static void hold_secondary(ims_site *peer, const char *pool, const char *image)
+/* Hold the old primary's copy, fenced (and a secondary now, or stale if it could not be made
+ * one), against other writers at once: store/site.h's writer guard, which this site's
+ * replication back to it takes at its first cycle, but that cycle waits while its site answers
+ * partly, and until then a client there could still write (split brain). A copy that cannot be
+ * held now is held by that cycle. */
+static void hold_old_copy(ims_site *peer, const char *pool, const char *image, bool secondary)
 {
 	rbd_image_t img;
 	if (ims_site_guard_get(&img, peer, pool, image) == 0) {
 		ims_site_guard_put(peer, pool, image, false);
 		return;
 	}
-	ims_log_warning("forced failover of '%s/%s': its copy on site '%s' is a secondary but not "
-			"held against other writers yet (its first replication cycle does): %s",
-			pool, image, ims_site_name(peer), ims_error_last());
+	ims_log_warning("forced failover of '%s/%s': its copy on site '%s' is %s but not held "
+			"against other writers yet (its first replication cycle does): %s",
+			pool, image, ims_site_name(peer), secondary ? "a secondary" : "fenced",
+			ims_error_last());
 	ims_error_clear();
 }
 
@@ -573,10 +575,9 @@ static int forced(job *w)
 	int rejoined = -1;
 	if (reachable) {
 		ims_repl_divergence dv;
-		if ((rejoined = ims_repl_rejoin(&dv, e->site, peer, pool, image, gen)) == 0) {
+		if ((rejoined = ims_repl_rejoin(&dv, e->site, peer, pool, image, gen)) == 0)
 			snprintf(done, sizeof(done), "%u writer(s) fenced; %s", fenced, dv.plan);
-			hold_secondary(peer, pool, image);
-		}
+		hold_old_copy(peer, pool, image, rejoined == 0);
 	}
 	ims_handover__forced_end(rejoin, sizeof(rejoin), w, reachable ? peer : NULL, old, rejoined,
 				 done, gen - 1);

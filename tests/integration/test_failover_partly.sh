@@ -226,6 +226,14 @@ for i in "${A[@]}"; do
   check "  $i on site c: held against other writers (its lock held by site b's daemon)" held_on_c "$i"
   check "  a plain rbd write to it on site c is refused" refused_on_c "$i"
 done
+# a split copy reached (its line says site c answered; made a secondary or, if a step timed
+# out, only fenced) is held too
+not_held=""
+for i in "${M[@]}"; do
+  grep -E "^  image $P/$i ok " "$T_OUT" | grep -q "site 'c' answered" || continue
+  held_on_c "$i" || not_held="$not_held $i"
+done
+check "  every copy of the ${#M[@]} split ones that site c answered for is held there too${not_held:+ (not:$not_held)}" test -z "$not_held"
 for i in "${B[@]}"; do
   check "  $i (header in a silent PG): its line says it was not reached and is fenced when its PGs answer" \
     bash -c "grep -E \"^  image $P/$i ok \" '$T_OUT' | grep -q \"site 'c' answers partly and this copy did not answer\""
