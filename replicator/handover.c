@@ -64,12 +64,15 @@ bool ims_handover__may_ask(job *w, const char *name)
 	return !w->old_down && w->e->hooks->site_up(w->e->ctx, name);
 }
 
-void ims_handover__missed(job *w, bool asked, bool reachable)
+void ims_handover__missed(job *w, const char *old, bool asked, bool reachable)
 {
 	w->missed[0] = '\0';
-	if (asked && !reachable)
-		snprintf(w->missed, sizeof(w->missed), "%s",
-			 ims_error_last()[0] ? ims_error_last() : "it did not answer");
+	w->missed_partly = false;
+	if (!asked || reachable)
+		return;
+	snprintf(w->missed, sizeof(w->missed), "%s",
+		 ims_error_last()[0] ? ims_error_last() : "it did not answer");
+	w->missed_partly = w->e->hooks->site_partly && w->e->hooks->site_partly(w->e->ctx, old);
 }
 
 int ims_handover__pair_of(ims_repl_status *out, const ims_handover_env *e, const char *pool,
@@ -162,13 +165,20 @@ void ims_handover__forced_end(char *out, size_t len, job *w, ims_site *peer, con
 	const ims_handover_env *e = w->e;
 	const char *pool = w->q.pool, *name = w->q.name;
 	bool group = w->q.unit == IMS_REPL_GROUP;
-	if (!peer && w->missed[0]) {
+	if (!peer && w->missed[0] && w->missed_partly) {
 		/* its site answers in some PGs, not in this copy's: those of its hosts may still
 		 * write there, until its PGs answer and the replication back fences them */
 		snprintf(out, len,
-			 "site '%s' answers partly and this copy did not answer (%.200s): its "
-			 "writers are not fenced yet; they are when its PGs answer again, the copy "
-			 "stale (generation %" PRIu64 "): %s",
+			 "site '%s' did not answer for this copy (%.200s), though it answers "
+			 "partly: its writers are not fenced yet; they are when its PGs answer "
+			 "again, the copy stale (generation %" PRIu64 "): %s",
+			 old, w->missed, stale,
+			 group ? "`imgstore group repl resync` makes it a secondary"
+			       : "`imgstore repl status` shows what resync will do");
+	} else if (!peer && w->missed[0]) { /* asked, and it stopped answering */
+		snprintf(out, len,
+			 "site '%s' did not answer (%.200s): its writers are not fenced; when it "
+			 "returns it is stale (generation %" PRIu64 ") and %s",
 			 old, w->missed, stale,
 			 group ? "`imgstore group repl resync` makes it a secondary"
 			       : "`imgstore repl status` shows what resync will do");
@@ -554,7 +564,7 @@ static int forced(job *w)
 			pool, image, old, ims_error_last());
 		reachable = false;
 	}
-	ims_handover__missed(w, asked, reachable);
+	ims_handover__missed(w, old, asked, reachable);
 	ims_error_clear();
 
 	/* recorded first: a daemon killed after the promotion finishes the job when asked again */
@@ -607,7 +617,8 @@ typedef struct {
 	char name[IMS_NAME_MAX + 1];
 	ims_repl_unit unit;
 	bool skipped; /* not a pair of this failover */
-	bool missed;  /* forced: its site answered, this copy there did not (not fenced yet) */
+	bool missed;  /* forced: its site was asked, this copy there did not answer (not fenced) */
+	bool partly;  /* and its site answers partly */
 	int r;
 	double secs;
 	char said[1024]; /* what it did, or why it failed */
@@ -680,6 +691,7 @@ static int fan_item(void *ctx, unsigned worker, size_t i)
 		u->r = is_forced(&one) ? forced(&one) : planned(&one);
 	u->secs = ims_clock_mono_s() - t0;
 	u->missed = u->r == 0 && one.missed[0];
+	u->partly = u->missed && one.missed_partly;
 	if (u->r < 0)
 		snprintf(u->said, sizeof(u->said), "%s", ims_error_last());
 	ims_log_info("%s failover of %s '%s/%s' to site '%s' %s in %.2fs: %s",
@@ -741,7 +753,7 @@ static int run_workers(site_run *f, unsigned nw)
  * in the detail lines), then one detail line per unit. */
 static int summarize(job *w, const site_run *f, bool old_down, double total)
 {
-	size_t done = 0, failed = 0, todo = 0, missed = 0;
+	size_t done = 0, failed = 0, todo = 0, missed = 0, partly = 0;
 	char failures[400] = "";
 	double slowest = 0;
 	int r = 0;
@@ -755,6 +767,7 @@ static int summarize(job *w, const site_run *f, bool old_down, double total)
 		if (u->r == 0) {
 			done++;
 			missed += u->missed;
+			partly += u->partly;
 			continue;
 		}
 		failed++;
@@ -775,16 +788,17 @@ static int summarize(job *w, const site_run *f, bool old_down, double total)
 				  "%zu of %zu images and groups of site '%s' in pool '%s' did not "
 				  "fail over (%.1fs): %s",
 				  failed, todo, w->q.from, w->q.pool, total, failures);
-	else if (missed) /* the old site answers partly: the copies it did not serve */
+	else if (missed) /* the old site was asked: the copies it did not serve */
 		ims_handover__say(
 			w,
 			"%zu image(s) and group(s) of site '%s' in pool '%s' failed over "
-			"to site '%s' in %.1fs (slowest %.1fs); site '%s' answers partly: "
-			"%zu of %zu cop%s there %s not reached: %s writers are fenced when "
-			"%s PGs answer again (the lines below say which)",
-			done, w->q.from, w->q.pool, w->q.target, total, slowest, w->q.from, missed,
-			done, done == 1 ? "y" : "ies", missed == 1 ? "was" : "were",
-			missed == 1 ? "its" : "their", missed == 1 ? "its" : "their");
+			"to site '%s' in %.1fs (slowest %.1fs); site '%s' %s: %zu of %zu "
+			"cop%s there %s not reached: %s writers are fenced when %s answer "
+			"again (the lines below say which)",
+			done, w->q.from, w->q.pool, w->q.target, total, slowest, w->q.from,
+			partly ? "answers partly" : "did not answer for all of them", missed, done,
+			done == 1 ? "y" : "ies", missed == 1 ? "was" : "were",
+			missed == 1 ? "its" : "their", partly ? "their PGs" : "it");
 	else
 		ims_handover__say(w,
 				  "%zu image(s) and group(s) of site '%s' in pool '%s' failed over "

@@ -374,7 +374,7 @@ int ims_handover__group_forced(job *w)
 			 ims_handover__group_side(&them, &pgi, peer, pool, group) == 0;
 	if (!resumed && reachable && them.generation >= gen)
 		gen = them.generation + 1;
-	ims_handover__missed(w, asked, reachable);
+	ims_handover__missed(w, old, asked, reachable);
 	ims_error_clear();
 
 	if (!resumed) {

@@ -236,7 +236,7 @@ done
 check "  every copy of the ${#M[@]} split ones that site c answered for is held there too${not_held:+ (not:$not_held)}" test -z "$not_held"
 for i in "${B[@]}"; do
   check "  $i (header in a silent PG): its line says it was not reached and is fenced when its PGs answer" \
-    bash -c "grep -E \"^  image $P/$i ok \" '$T_OUT' | grep -q \"site 'c' answers partly and this copy did not answer\""
+    bash -c "grep -E \"^  image $P/$i ok \" '$T_OUT' | grep -q \"site 'c' did not answer for this copy (cannot open '$P/$i' on site 'c': Connection timed out), though it answers partly: its writers are not fenced yet\""
 done
 
 # ---- the PGs answer again: the copies not reached are fenced (made secondaries) then
