@@ -35,6 +35,11 @@ static bool hook_site_up(void *ctx, const char *name)
 	return ims_health_site_answers(((run_ctx *)ctx)->d->health, name);
 }
 
+static bool hook_site_partly(void *ctx, const char *name)
+{
+	return ims_health_site_partly(((run_ctx *)ctx)->d->health, name);
+}
+
 static int hook_leased(void *ctx, const char *pool, const char *image, char *host, size_t len)
 {
 	return ims_hosts_image_leased(host, len, ((run_ctx *)ctx)->d, pool, image);
@@ -59,6 +64,7 @@ static const ims_handover_hooks hooks = {
 	.peer = hook_peer,
 	.peer_pool = hook_peer_pool,
 	.site_up = hook_site_up,
+	.site_partly = hook_site_partly,
 	.leased = hook_leased,
 	.break_leases = hook_break,
 	.progress = hook_progress,

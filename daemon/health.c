@@ -235,6 +235,15 @@ bool ims_health_site_answers(ims_health *h, const char *name)
 	return v.up || v.partly;
 }
 
+bool ims_health_site_partly(ims_health *h, const char *name)
+{
+	probe *p = h ? find(h, name) : NULL;
+	if (!p)
+		return false;
+	view v = look(h, p);
+	return !v.up && v.partly;
+}
+
 int ims_health_sites(ims_health_site **out, size_t *n, ims_health *h)
 {
 	*out = NULL;

@@ -66,6 +66,10 @@ bool ims_health_site_up(ims_health *h, const char *name);
  */
 bool ims_health_site_answers(ims_health *h, const char *name);
 
+/** Whether site @p name answered its last probe partly: some PGs, not all (what a forced
+ *  failover's lines say of the copies it could not reach there). */
+bool ims_health_site_partly(ims_health *h, const char *name);
+
 /** What this daemon knows of one site, for SiteService. */
 typedef struct {
 	char name[64];

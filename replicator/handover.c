@@ -64,6 +64,17 @@ bool ims_handover__may_ask(job *w, const char *name)
 	return !w->old_down && w->e->hooks->site_up(w->e->ctx, name);
 }
 
+void ims_handover__missed(job *w, const char *old, bool asked, bool reachable)
+{
+	w->missed[0] = '\0';
+	w->missed_partly = false;
+	if (!asked || reachable)
+		return;
+	snprintf(w->missed, sizeof(w->missed), "%s",
+		 ims_error_last()[0] ? ims_error_last() : "it did not answer");
+	w->missed_partly = w->e->hooks->site_partly && w->e->hooks->site_partly(w->e->ctx, old);
+}
+
 int ims_handover__pair_of(ims_repl_status *out, const ims_handover_env *e, const char *pool,
 			  const char *name, ims_repl_unit unit, const char *target)
 {
@@ -154,7 +165,24 @@ void ims_handover__forced_end(char *out, size_t len, job *w, ims_site *peer, con
 	const ims_handover_env *e = w->e;
 	const char *pool = w->q.pool, *name = w->q.name;
 	bool group = w->q.unit == IMS_REPL_GROUP;
-	if (!peer) {
+	if (!peer && w->missed[0] && w->missed_partly) {
+		/* its site answers in some PGs, not in this copy's: those of its hosts may still
+		 * write there, until its PGs answer and the replication back fences them */
+		snprintf(out, len,
+			 "site '%s' did not answer for this copy (%.200s), though it answers "
+			 "partly: its writers are not fenced yet; they are when its PGs answer "
+			 "again, the copy stale (generation %" PRIu64 "): %s",
+			 old, w->missed, stale,
+			 group ? "`imgstore group repl resync` makes it a secondary"
+			       : "`imgstore repl status` shows what resync will do");
+	} else if (!peer && w->missed[0]) { /* asked, and it stopped answering */
+		snprintf(out, len,
+			 "site '%s' did not answer (%.200s): its writers are not fenced; when it "
+			 "returns it is stale (generation %" PRIu64 ") and %s",
+			 old, w->missed, stale,
+			 group ? "`imgstore group repl resync` makes it a secondary"
+			       : "`imgstore repl status` shows what resync will do");
+	} else if (!peer) {
 		snprintf(out, len,
 			 "site '%s' did not answer: its writers are not fenced; when it returns it "
 			 "is stale (generation %" PRIu64 ") and %s",
@@ -464,6 +492,25 @@ static int planned_paused(job *w)
 	return 0;
 }
 
+/* Hold the old primary's copy, fenced (and a secondary now, or stale if it could not be made
+ * one), against other writers at once: store/site.h's writer guard, which this site's
+ * replication back to it takes at its first cycle, but that cycle waits while its site answers
+ * partly, and until then a client there could still write (split brain). A copy that cannot be
+ * held now is held by that cycle. */
+static void hold_old_copy(ims_site *peer, const char *pool, const char *image, bool secondary)
+{
+	rbd_image_t img;
+	if (ims_site_guard_get(&img, peer, pool, image) == 0) {
+		ims_site_guard_put(peer, pool, image, false);
+		return;
+	}
+	ims_log_warning("forced failover of '%s/%s': its copy on site '%s' is %s but not held "
+			"against other writers yet (its first replication cycle does): %s",
+			pool, image, ims_site_name(peer), secondary ? "a secondary" : "fenced",
+			ims_error_last());
+	ims_error_clear();
+}
+
 static int forced(job *w)
 {
 	const ims_handover_env *e = w->e;
@@ -507,7 +554,8 @@ static int forced(job *w)
 	ims_handover__progress(e, 0, 0);
 
 	/* the old primary, if it answers: its generation counts, and its writers are fenced */
-	bool reachable = ims_handover__may_ask(w, old) && ims_handover__peer(&peer, e, old) == 0 &&
+	bool asked = ims_handover__may_ask(w, old);
+	bool reachable = asked && ims_handover__peer(&peer, e, old) == 0 &&
 			 ims_repl_side_get(&them, peer, pool, image) == 0;
 	uint64_t gen = me.generation + 1;
 	if (reachable && them.generation >= gen)
@@ -519,6 +567,7 @@ static int forced(job *w)
 			pool, image, old, ims_error_last());
 		reachable = false;
 	}
+	ims_handover__missed(w, old, asked, reachable);
 	ims_error_clear();
 
 	/* recorded first: a daemon killed after the promotion finishes the job when asked again */
@@ -541,6 +590,7 @@ static int forced(job *w)
 		ims_repl_divergence dv;
 		if ((rejoined = ims_repl_rejoin(&dv, e->site, peer, pool, image, gen)) == 0)
 			snprintf(done, sizeof(done), "%u writer(s) fenced; %s", fenced, dv.plan);
+		hold_old_copy(peer, pool, image, rejoined == 0);
 	}
 	ims_handover__forced_end(rejoin, sizeof(rejoin), w, reachable ? peer : NULL, old, rejoined,
 				 done, gen - 1);
@@ -570,6 +620,8 @@ typedef struct {
 	char name[IMS_NAME_MAX + 1];
 	ims_repl_unit unit;
 	bool skipped; /* not a pair of this failover */
+	bool missed;  /* forced: its site was asked, this copy there did not answer (not fenced) */
+	bool partly;  /* and its site answers partly */
 	int r;
 	double secs;
 	char said[1024]; /* what it did, or why it failed */
@@ -641,6 +693,8 @@ static int fan_item(void *ctx, unsigned worker, size_t i)
 	else
 		u->r = is_forced(&one) ? forced(&one) : planned(&one);
 	u->secs = ims_clock_mono_s() - t0;
+	u->missed = u->r == 0 && one.missed[0];
+	u->partly = u->missed && one.missed_partly;
 	if (u->r < 0)
 		snprintf(u->said, sizeof(u->said), "%s", ims_error_last());
 	ims_log_info("%s failover of %s '%s/%s' to site '%s' %s in %.2fs: %s",
@@ -702,7 +756,7 @@ static int run_workers(site_run *f, unsigned nw)
  * in the detail lines), then one detail line per unit. */
 static int summarize(job *w, const site_run *f, bool old_down, double total)
 {
-	size_t done = 0, failed = 0, todo = 0;
+	size_t done = 0, failed = 0, todo = 0, missed = 0, partly = 0;
 	char failures[400] = "";
 	double slowest = 0;
 	int r = 0;
@@ -715,6 +769,8 @@ static int summarize(job *w, const site_run *f, bool old_down, double total)
 			slowest = u->secs;
 		if (u->r == 0) {
 			done++;
+			missed += u->missed;
+			partly += u->partly;
 			continue;
 		}
 		failed++;
@@ -735,6 +791,17 @@ static int summarize(job *w, const site_run *f, bool old_down, double total)
 				  "%zu of %zu images and groups of site '%s' in pool '%s' did not "
 				  "fail over (%.1fs): %s",
 				  failed, todo, w->q.from, w->q.pool, total, failures);
+	else if (missed) /* the old site was asked: the copies it did not serve */
+		ims_handover__say(
+			w,
+			"%zu image(s) and group(s) of site '%s' in pool '%s' failed over "
+			"to site '%s' in %.1fs (slowest %.1fs); site '%s' %s: %zu of %zu "
+			"cop%s there %s not reached: %s writers are fenced when %s answer "
+			"again (the lines below say which)",
+			done, w->q.from, w->q.pool, w->q.target, total, slowest, w->q.from,
+			partly ? "answers partly" : "did not answer for all of them", missed, done,
+			done == 1 ? "y" : "ies", missed == 1 ? "was" : "were",
+			missed == 1 ? "its" : "their", partly ? "their PGs" : "it");
 	else
 		ims_handover__say(w,
 				  "%zu image(s) and group(s) of site '%s' in pool '%s' failed over "

@@ -36,6 +36,8 @@ typedef struct {
 	const char *(*peer_pool)(void *ctx, const char *name);
 	/** Whether site @p name answers its health probes now (in every PG or only some). */
 	bool (*site_up)(void *ctx, const char *name);
+	/** Whether site @p name answers its probes in some PGs only; may be NULL (never). */
+	bool (*site_partly)(void *ctx, const char *name);
 	/** 1 (and the host's name) if a live lease is held on @p pool/@p image, else 0, or < 0. */
 	int (*leased)(void *ctx, const char *pool, const char *image, char *host, size_t len);
 	/** Break the lease of @p pool/@p image, live or not; @p broken counts them. */

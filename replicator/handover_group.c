@@ -369,10 +369,12 @@ int ims_handover__group_forced(job *w)
 		gen = me.generation + 1;
 	}
 	ims_handover__progress(e, 0, 0);
-	bool reachable = ims_handover__may_ask(w, old) && ims_handover__peer(&peer, e, old) == 0 &&
+	bool asked = ims_handover__may_ask(w, old);
+	bool reachable = asked && ims_handover__peer(&peer, e, old) == 0 &&
 			 ims_handover__group_side(&them, &pgi, peer, pool, group) == 0;
 	if (!resumed && reachable && them.generation >= gen)
 		gen = them.generation + 1;
+	ims_handover__missed(w, old, asked, reachable);
 	ims_error_clear();
 
 	if (!resumed) {

@@ -15,6 +15,10 @@ typedef struct {
 	bool old_down; /* a site failover found the old primary's site down: do not ask it */
 	char *said;    /* one line: what it did */
 	size_t said_len;
+	/* a forced failover: the old primary's site answers (some of its PGs at least) but this
+	 * copy there did not; why (its writers are fenced when it answers again) */
+	char missed[320];
+	bool missed_partly; /* and its site answers partly (the probes say so) */
 } job;
 
 static inline bool is_forced(const job *w)
@@ -33,6 +37,11 @@ void ims_handover__say(job *w, const char *fmt, ...) __attribute__((format(print
 /* Whether the old primary's site @p name may be asked: not when the probes say it is down (a
  * forced failover must not wait for a dead site, once per image). */
 bool ims_handover__may_ask(job *w, const char *name);
+
+/* A forced failover asked site @p old (@p asked) and did not reach its copy (!@p reachable):
+ * keep why (ims_error_last()) in w->missed, and whether that site answers partly, for
+ * ims_handover__forced_end() to say. */
+void ims_handover__missed(job *w, const char *old, bool asked, bool reachable);
 
 /* The mode and RPO this site replicates @p unit @p pool/@p name to @p target with. */
 int ims_handover__pair_of(ims_repl_status *out, const ims_handover_env *e, const char *pool,

@@ -1,0 +1,299 @@
+#!/usr/bin/env bash
+# A forced failover away from a site that answers partly, for real: images of a pool of the
+# test's own, primary on site c and replicated to site b by second daemons of both sites
+# configured for that pool; then some PGs of that pool on site c lose their OSD (the CRUSH
+# pieces of test_site_partly.sh: a placeholder OSD that never runs, here with a third of the
+# real OSD's weight, so about a quarter of the PGs are silent) and `repl failover --from c --to b
+# --force` is asked of site b's daemon, which sees site c "partly".
+#
+#   - the failover finishes; the copies run at once (the whole as long as the slowest copy), a
+#     copy whose header is silent costing about one osd_timeout of the peer (5 s);
+#   - every copy on site b is the primary and takes writes;
+#   - the copies on site c whose objects (rbd_id, rbd_header, object maps) all lie in answering
+#     PGs are fenced and demoted at once: secondaries of site b, held against other writers by
+#     site b's daemon (their exclusive lock; a plain rbd write fails with EROFS);
+#   - the copies whose header lies in a silent PG are named as not reached, in the summary and
+#     their line; once the PGs answer again (rule undone) the reverse replication of site b
+#     makes them secondaries, held (the deferred fence), and what was written on site b after the
+#     failover reaches site c: no copy is primary on both sides, nothing acknowledged is lost;
+#   - the contrast: with no PG of the pool answering (a rule that takes the placeholder alone),
+#     site b's daemon sees site c down and a forced failover passes it by at once (< osd_timeout).
+#
+# Which image lands where is Ceph's hash: the test computes the silent PGs (the rule set for a
+# moment while the pool is still empty) and the PG of every object of every image
+# (osdmaptool), and makes images until it has at least two of each kind.
+# Holds the imgstored lock: it changes the CRUSH map of site c (as test_site_partly.sh).
+set -uo pipefail
+IMGSTORED=${IMS_BINARY_DIR:?}/daemon/imgstored
+CLI=${IMS_BINARY_DIR}/cli/imgstore
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
+
+P=ims-pfo-$$
+ROOT=ims-pfo-root-$$
+VOID=ims-pfo-void-$$
+SPLIT=ims-pfo-split-$$
+NONE=ims-pfo-none-$$
+PGS=32
+OSD_TIMEOUT=5 # the sandbox's [peer] osd_timeout
+W=$(mktemp -d /tmp/imgstore-pfo.XXXXXX)
+T_OUT=$W/out T_ERR=$W/err
+ceph_on() { local s=$1; shift; timeout 60 ceph -c "$(conf_of "$s")" "$@"; }
+OSD="" HOST="" pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  ceph_on c osd pool set "$P" crush_rule replicated_rule >/dev/null 2>&1
+  for s in b c; do ceph_on $s osd pool rm "$P" "$P" --yes-i-really-really-mean-it >/dev/null 2>&1; done
+  ceph_on c osd crush rule rm "$SPLIT" >/dev/null 2>&1
+  ceph_on c osd crush rule rm "$NONE" >/dev/null 2>&1
+  [ -n "$HOST" ] && ceph_on c osd crush unlink "$HOST" "$ROOT" >/dev/null 2>&1
+  [ -n "$OSD" ] && ceph_on c osd purge "$OSD" --yes-i-really-mean-it >/dev/null 2>&1
+  ceph_on c osd crush rm "$VOID" >/dev/null 2>&1
+  ceph_on c osd crush rm "$ROOT" >/dev/null 2>&1
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+# ---- the CRUSH pieces on site c, the pool on sites b and c
+HOST=$(ceph_on c osd tree -f json | jq -r '.nodes[] | select(.type == "host" and (.children | index(0))) | .name')
+OSD=$(ceph_on c osd create)
+weight=$(ceph_on c osd tree -f json | jq -r '.nodes[] | select(.id == 0) | .crush_weight / 3')
+check_or_stop "a placeholder OSD (osd.$OSD, never started, weight $weight) beside site c's host '$HOST'" bash -c "
+  c() { timeout 60 ceph -c '$(conf_of c)' \"\$@\" >/dev/null 2>&1; }
+  [ -n '$HOST' ] && [ -n '$OSD' ] && [ -n '$weight' ] &&
+  c osd crush add-bucket $ROOT root && c osd crush add-bucket $VOID host &&
+  c osd crush move $VOID root=$ROOT && c osd crush link $HOST root=$ROOT &&
+  c osd crush add osd.$OSD $weight host=$VOID &&
+  c osd crush rule create-replicated $SPLIT $ROOT host &&
+  c osd crush rule create-replicated $NONE $VOID osd"
+pg_of() { osdmaptool "$W/map" --test-map-object "$1" --pool "$POOL_ID" 2>/dev/null | awk '/^ object/ { print $4 }'; }
+silent_pg() { grep -qx "$1" "$W/silent"; }
+# The pool on site c, and the PGs the split rule leaves without an OSD (CRUSH is a function of
+# the map: the same ones each time the rule is set), read while the pool is empty. Every open
+# of an image reads the pool's rbd_info (its configuration): in a silent PG no copy there could
+# be reached, so the pool is made again (another id, other PGs) until rbd_info's answers.
+make_pool() {
+  timeout 60 ceph -c "$(conf_of c)" osd pool create "$P" $PGS $PGS >/dev/null 2>&1 &&
+    timeout 60 rbd -c "$(conf_of c)" pool init "$P" || return 1
+  POOL_ID=$(ceph_on c osd pool ls detail -f json | jq -r --arg p "$P" '.[] | select(.pool_name == $p) | .pool_id')
+  ceph_on c osd pool set "$P" crush_rule "$SPLIT" >/dev/null 2>&1
+  ceph_on c osd getmap -o "$W/map" >/dev/null 2>&1
+  ceph_on c osd pool set "$P" crush_rule replicated_rule >/dev/null 2>&1
+  osdmaptool "$W/map" --test-map-pgs-dump --pool "$POOL_ID" 2>/dev/null |
+    awk -v id="$POOL_ID" '$1 ~ "^" id "\\." && $2 == "[]" { print $1 }' | sort >"$W/silent"
+  nsilent=$(wc -l <"$W/silent")
+  # about a quarter silent (the weights); too few or too many would leave one kind of image rare
+  [ "$nsilent" -ge 5 ] && [ "$nsilent" -le 14 ] && ! silent_pg "$(pg_of rbd_info)" && return 0
+  ceph_on c osd pool rm "$P" "$P" --yes-i-really-really-mean-it >/dev/null 2>&1
+  return 1
+}
+check_or_stop "pool $P on site b" bash -c "
+  timeout 60 ceph -c '$(conf_of b)' osd pool create $P 8 8 >/dev/null 2>&1 && timeout 60 rbd -c '$(conf_of b)' pool init $P"
+nsilent=0
+check_or_stop "pool $P on site c ($PGS PGs, 5 to 14 silent under the split rule, its rbd_info not)" wait_until 8 0 make_pool
+echo "# the split rule leaves $nsilent PGs of $PGS without an OSD: $(tr '\n' ' ' <"$W/silent")"
+
+# ---- second daemons of sites c and b for that pool (their [peer] pools too), probing every second
+start_second() { # SITE NAME
+  second_conf "$1" "$W" "$2" "s|^\[site\]\$|[site]\npool = $P|" "s|^\[peer \(.*\)\]\$|[peer \1]\npool = $P|" \
+    "s|^\[defaults\]\$|[defaults]\nprobe_interval = 1s|" >"$W/$2.conf"
+  setsid "$IMGSTORED" --config "$W/$2.conf" </dev/null >>"$W/$2.log" 2>&1 &
+  pids+=($!)
+  echo $! >"$W/$2.pid"
+}
+start_second c pfo-c-$$
+start_second b pfo-b-$$
+on_c2() { IMGSTORE_SERVER=unix:$W/pfo-c-$$.sock "$CLI" "$@"; }
+on_b2() { IMGSTORE_SERVER=unix:$W/pfo-b-$$.sock "$CLI" "$@"; }
+health_of_c() { on_b2 site status c --output json 2>/dev/null | jq -r .health; }
+c_is() { [ "$(health_of_c)" = "$1" ]; }
+both_up() { c_is up && on_c2 site status c --output json >/dev/null 2>&1; }
+check_or_stop "both daemons answer; site b's sees site c up in pool $P" wait_for 60 "site c up" both_up
+
+role_on() { local r; r=$(timeout 20 rbd -c "$(conf_of "$1")" image-meta get "$P/$2" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
+repl_snaps() { timeout 20 rbd -c "$(conf_of "$1")" snap ls --format json "$P/$2" 2>/dev/null | jq -r '[.[] | select(.name | startswith("imgstore-repl-")) | .name] | join(" ")'; }
+synced() { [ -n "$(repl_snaps b "$1")" ]; }
+make_image() { # NAME: on site c, replicated to site b, sealed there once
+  on_c2 image create "$P/$1" --size 8M >/dev/null 2>&1 &&
+    on_c2 repl enable "$P/$1" --to b --rpo 1h >/dev/null 2>&1 &&
+    on_c2 repl sync "$P/$1" >/dev/null 2>&1 &&
+    wait_until 60 0.5 synced "$1"
+}
+# every object of image $1 on site c: rbd_id, rbd_header, object maps (of the head and snapshots)
+objects_of() {
+  local id
+  id=$(timeout 20 rbd -c "$(conf_of c)" info "$P/$1" --format json 2>/dev/null | jq -r .id)
+  echo "rbd_id.$1"
+  timeout 60 rados -c "$(conf_of c)" -p "$P" ls 2>/dev/null | grep -E "^rbd_(header|object_map|data)\.$id(\.|$)"
+}
+# "answering" (every object in an answering PG), "silent" (rbd_id or rbd_header in a silent
+# PG: not even readable), or "mixed"
+kind_of() {
+  local o any=0 head=0
+  for o in $(objects_of "$1"); do
+    silent_pg "$(pg_of "$o")" || continue
+    any=1
+    case $o in rbd_id.* | rbd_header.*) head=1 ;; esac
+  done
+  if [ $head = 1 ]; then echo silent; elif [ $any = 1 ]; then echo mixed; else echo answering; fi
+}
+
+# ---- images until both kinds are there (at least 6, 2 of each; 24 at most: a quarter of the
+# images have all their 4 objects answering, half their header or rbd_id silent)
+imgs=() A=() B=() M=()
+for ((k = 1; k <= 24; k++)); do
+  n=pfo$$-$k
+  if ! make_image "$n"; then
+    not_ok "image $P/$n made on site c and replicated to b"
+    break
+  fi
+  imgs+=("$n")
+  case $(kind_of "$n") in
+    answering) A+=("$n") ;;
+    silent) B+=("$n") ;;
+    *) M+=("$n") ;;
+  esac
+  [ ${#imgs[@]} -ge 6 ] && [ ${#A[@]} -ge 2 ] && [ ${#B[@]} -ge 2 ] && break
+done
+echo "# answering PGs only: ${A[*]}; header in a silent PG: ${B[*]}; mixed: ${M[*]}"
+check_or_stop "${#imgs[@]} images replicated c -> b: ${#A[@]} in answering PGs only, ${#B[@]} with their header in a silent PG" \
+  bash -c "[ ${#A[@]} -ge 2 ] && [ ${#B[@]} -ge 2 ]"
+roles_are() { # ROLE-ON-B ROLE-ON-C IMAGE...
+  local rb=$1 rc=$2 i
+  shift 2
+  for i in "$@"; do [ "$(role_on b "$i")" = "$rb" ] && [ "$(role_on c "$i")" = "$rc" ] || return 1; done
+}
+check "  every one primary on c, secondary on b" roles_are secondary primary "${imgs[@]}"
+
+# ---- some PGs lose their OSD: site c answers partly
+ceph_on c osd pool set "$P" crush_rule "$SPLIT" >/dev/null 2>&1
+check_or_stop "site b's daemon sees site c partly" wait_for 30 "site c partly" c_is partly
+# an operator asking the wrong side: refused in one line, before anything is touched
+expect_rc 1 "the forced failover asked of site c's own daemon is refused" \
+  timeout 30 env IMGSTORE_SERVER=unix:$W/pfo-c-$$.sock "$CLI" repl failover --from c --to b --force --pool "$P"
+check "  in one line saying whom to ask: $(grep -m1 '^imgstore:' "$T_ERR")" \
+  bash -c "[ \$(grep -c '^imgstore:' '$T_ERR') = 1 ] && grep -qx \"imgstore: a forced failover runs on the site that becomes the primary: ask site 'b''s daemon (this is site 'c')\" '$T_ERR'"
+check "  nothing changed: every copy still primary on c (those it can read) and secondary on b" \
+  roles_are secondary primary "${A[@]}"
+t0=$SECONDS
+expect_rc 0 "repl failover --from c --to b --force --pool $P, asked of site b" \
+  timeout 150 env IMGSTORE_SERVER=unix:$W/pfo-b-$$.sock "$CLI" repl failover --from c --to b --force --pool "$P"
+took=$((SECONDS - t0))
+sed 's/^/# /' "$T_OUT" "$T_ERR" | cut -c1-400
+# the copies run at once: the whole takes as long as the slowest copy, not the sum; a copy whose
+# header is silent costs one osd_timeout; one whose objects are split between answering and
+# silent PGs may hit several in turn (its header read, then its object maps: 10-35 s measured)
+total=$(sed -nE "s/.* failed over to site 'b' in ([0-9.]+)s \(slowest ([0-9.]+)s\).*/\1 \2/p" "$T_OUT" | head -1)
+check "  it took ${took}s (${total% *}s, the slowest copy ${total#* }s): the copies at once, not one after another" \
+  awk -v t="$total" 'BEGIN { split(t, a, " "); exit !(t != "" && a[1] <= a[2] + 3) }'
+slow_b=""
+for i in "${B[@]}"; do
+  s=$(grep -E "^  image $P/$i ok " "$T_OUT" | sed -nE 's/.* ok ([0-9.]+)s: .*/\1/p')
+  awk -v s="$s" -v t=$OSD_TIMEOUT 'BEGIN { exit !(s != "" && s < 2 * t) }' || slow_b="$slow_b $i:${s:-?}s"
+done
+check "  each copy whose header is silent cost about one osd_timeout (< $((2 * OSD_TIMEOUT))s)${slow_b:+, not:$slow_b}" test -z "$slow_b"
+check "  one ok line per image (${#imgs[@]})" test "$(grep -cE "^  image $P/pfo$$-[0-9]+ ok " "$T_OUT")" = ${#imgs[@]}
+check "  the summary says site c answers partly and how many copies there were not reached (${#B[@]} or more)" \
+  grep -qE "site 'c' answers partly: ([0-9]+) of ${#imgs[@]} cop(y|ies) there (was|were) not reached" "$T_OUT"
+unreached=$(sed -nE "s/.*site 'c' answers partly: ([0-9]+) of .*/\1/p" "$T_OUT" | head -1)
+check "  ... ${unreached:-?} of them: at least the ${#B[@]} whose header is silent, at most those and the ${#M[@]} mixed" \
+  bash -c "[ -n '$unreached' ] && [ '$unreached' -ge ${#B[@]} ] && [ '$unreached' -le $((${#B[@]} + ${#M[@]})) ]"
+line_of() { grep -E "^  image $P/$1 " "$T_OUT"; }
+on_b_primary() { local i; for i in "$@"; do [ "$(role_on b "$i")" = primary ] || return 1; done; }
+check "every copy on site b is the primary" on_b_primary "${imgs[@]}"
+write_b() { # IMAGE: 1 MiB written on site b's copy, acknowledged; the head's digest kept
+  timeout 60 rbd -c "$(conf_of b)" bench --io-type write --io-size 64K --io-total 1M \
+    --io-pattern rand "$P/$1" >/dev/null 2>&1 &&
+    timeout 60 rbd -c "$(conf_of b)" export --no-progress "$P/$1" - 2>/dev/null | sha256sum >"$W/sum-$1"
+}
+ok_writes=1
+for i in "${imgs[@]}"; do write_b "$i" || { ok_writes=0; echo "# write on b's $P/$i failed"; }; done
+check "every copy on site b takes writes (1 MiB each, acknowledged)" test $ok_writes = 1
+# the writer guard of replicator.h: the daemon that replicates into a secondary holds its
+# exclusive lock; a write of another client fails (EROFS) at once
+held_on_c() { timeout 20 rbd -c "$(conf_of c)" lock ls "$P/$1" 2>/dev/null | grep -q .; }
+refused_on_c() {
+  timeout 20 rbd -c "$(conf_of c)" bench --io-type write --io-size 4K --io-total 4K "$P/$1" >"$W/w.log" 2>&1
+  local rc=$?
+  echo "# rbd bench on c's $1: exit $rc, $(grep -m1 -iE 'error|read-only|EROFS' "$W/w.log" | cut -c1-120)"
+  [ $rc != 0 ] && [ $rc != 124 ]
+}
+for i in "${A[@]}"; do
+  check "  $i (answering PGs): its line says site c answered and it is a secondary there" \
+    bash -c "grep -E \"^  image $P/$i ok \" '$T_OUT' | grep -q \"site 'c' answered: \""
+  check "  $i on site c: a secondary, fenced at once" test "$(role_on c "$i")" = secondary
+  check "  $i on site c: held against other writers (its lock held by site b's daemon)" held_on_c "$i"
+  check "  a plain rbd write to it on site c is refused" refused_on_c "$i"
+done
+# a split copy reached (its line says site c answered; made a secondary or, if a step timed
+# out, only fenced) is held too
+not_held=""
+for i in "${M[@]}"; do
+  grep -E "^  image $P/$i ok " "$T_OUT" | grep -q "site 'c' answered" || continue
+  held_on_c "$i" || not_held="$not_held $i"
+done
+check "  every copy of the ${#M[@]} split ones that site c answered for is held there too${not_held:+ (not:$not_held)}" test -z "$not_held"
+for i in "${B[@]}"; do
+  check "  $i (header in a silent PG): its line says it was not reached and is fenced when its PGs answer" \
+    bash -c "grep -E \"^  image $P/$i ok \" '$T_OUT' | grep -q \"site 'c' did not answer for this copy (cannot open '$P/$i' on site 'c': Connection timed out), though it answers partly: its writers are not fenced yet\""
+done
+
+# ---- the PGs answer again: the copies not reached are fenced (made secondaries) then
+ceph_on c osd pool set "$P" crush_rule replicated_rule >/dev/null 2>&1
+check_or_stop "rule undone: site b's daemon sees site c up" wait_for 30 "site c up" c_is up
+all_secondary() {
+  local i
+  for i in "${imgs[@]}"; do [ "$(role_on c "$i")" = secondary ] || return 1; done
+}
+t0=$SECONDS
+check "every copy on site c is a secondary of site b within 60 s (the not reached ones fenced now)" \
+  wait_for 60 "every copy on c a secondary" all_secondary
+echo "# after $((SECONDS - t0)) s"
+for i in "${imgs[@]}"; do echo "#   $i: b $(role_on b "$i"), c $(role_on c "$i")"; done
+check "no copy is primary on both sites: primaries on b, secondaries on c" roles_are primary secondary "${imgs[@]}"
+# what site b acknowledged after the failover reaches site c with the next cycle
+on_c_has() { # IMAGE: site c's newest sealed snapshot is site b's head after its writes
+  local snaps
+  snaps=$(repl_snaps c "$1")
+  [ -n "$snaps" ] && timeout 60 rbd -c "$(conf_of c)" export --no-progress "$P/$1@${snaps##* }" - 2>/dev/null |
+    sha256sum | cmp -s - "$W/sum-$1"
+}
+for i in "${imgs[@]}"; do on_b2 repl sync "$P/$i" >/dev/null 2>&1; done
+all_have() {
+  local i
+  for i in "${imgs[@]}"; do on_c_has "$i" || return 1; done
+}
+held_all() { local i; for i in "${imgs[@]}"; do held_on_c "$i" || return 1; done; }
+check "every copy on site c is held against other writers" wait_for 30 "every copy on c held" held_all
+check "  a plain rbd write to one not reached during the failover (${B[0]}) is refused" refused_on_c "${B[0]}"
+check "what site b acknowledged after the failover is on site c after a cycle (every image)" \
+  wait_for 60 "the writes on c" all_have
+
+# ---- the contrast: no PG answers; the site is passed by at once
+X=()
+for k in 1 2 3; do
+  make_image "pfo$$-x$k" && X+=("pfo$$-x$k")
+done
+check_or_stop "3 more images replicated c -> b" test ${#X[@]} = 3
+ceph_on c osd pool set "$P" crush_rule "$NONE" 2>&1 | sed 's/^/# /' 
+ceph_on c pg map "$POOL_ID.0" | sed 's/^/# /'
+check "no PG with an OSD: site b's daemon sees site c down" wait_for 30 "site c down" c_is down
+echo "# site status c on b: $(on_b2 site status c --output json 2>/dev/null | jq -c '{health, pgs, pgs_unanswered, error}')"
+t0=$SECONDS
+expect_rc 0 "repl failover --from c --to b --force --pool $P, site c down" \
+  timeout 150 env IMGSTORE_SERVER=unix:$W/pfo-b-$$.sock "$CLI" repl failover --from c --to b --force --pool "$P"
+took=$((SECONDS - t0))
+sed 's/^/# /' "$T_OUT" "$T_ERR" | cut -c1-300
+check "  it took ${took}s: site c passed by at once (< osd_timeout ${OSD_TIMEOUT}s)" test "$took" -lt $OSD_TIMEOUT
+check "  three ok lines, the summary saying site c did not answer" bash -c "
+  [ \$(grep -cE '^  image $P/pfo$$-x[0-9] ok ' '$T_OUT') = 3 ] &&
+  grep -q \"site 'c' did not answer: its writers are fenced when it returns\" '$T_OUT'"
+check "  the three are primaries on site b" on_b_primary "${X[@]}"
+ceph_on c osd pool set "$P" crush_rule replicated_rule >/dev/null 2>&1
+
+for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+pids=()
+grep -hE "forced failover|answers partly|answers again" "$W"/pfo-b-$$.log | cut -c1-260 | sed 's/^/# /' | tail -n 20
+finish
