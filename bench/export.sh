@@ -12,8 +12,9 @@
 # ratio this machine allows.
 # With --before BUILD_DIR (a build of another commit, e.g. main), that build's imgstored and CLI
 # run too, interleaved with this build's in each run (the daemon swapped in the same sandbox).
-# Prints a Markdown table: median seconds of RUNS runs with their range, and the speed-up
-# against the reference of the format (the median of each run's ratio, and their range).
+# Prints a Markdown table: median seconds of RUNS runs with their range, the speed-up against
+# the reference of the format (the median of each run's ratio, and their range), and for the
+# CLI's rows the CPU time imgstored spent on the export (from /proc/PID/stat around it).
 #
 #   bench/export.sh [--size 1G] [--runs 3] [--store memstore|bluestore] [--dir DIR]
 #                   [--before BUILD_DIR]
@@ -57,17 +58,27 @@ use_daemon() {
 OUTF=$DIR/out
 TIMES=$DIR/times
 : >"$TIMES"
-one() { # LABEL FORMAT CMD...: time CMD (which writes $OUTF), record it
-  local label=$1 fmt=$2 t0 t1 dt; shift 2
+# the CPU time (user + system, clock ticks) the sandbox's imgstored has used so far
+daemon_ticks() {
+  local pid; pid=$(cat "$DIR/sandbox/site-a/run/imgstored.pid" 2>/dev/null) || { echo 0; return; }
+  awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0
+}
+TICK=$(getconf CLK_TCK)
+one() { # LABEL FORMAT CMD...: time CMD (which writes $OUTF) and the daemon's CPU, record them
+  local label=$1 fmt=$2 t0 t1 dt c0 c1 cpu; shift 2
   rm -f "$OUTF" "$OUTF.partial"
   sync
   echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+  c0=$(daemon_ticks)
   t0=$(now)
   "$@" >/dev/null 2>>"$DIR/stderr.log"
   t1=$(now)
+  c1=$(daemon_ticks)
   [ -s "$OUTF" ] || { echo "bench: $label ($fmt) wrote nothing" >&2; exit 1; }
   dt=$(echo "$t1 - $t0" | bc -l)
-  printf '%s\t%s\t%.3f\n' "$label" "$fmt" "$dt" >>"$TIMES"
+  cpu=-
+  [[ $label != CLI* ]] || cpu=$(echo "($c1 - $c0) / $TICK" | bc -l)
+  printf '%s\t%s\t%.3f\t%s\n' "$label" "$fmt" "$dt" "$cpu" >>"$TIMES"
   printf 'run %d %-5s %-34s %6.2f s\n' "$i" "$fmt" "$label" "$dt" >&2
   rm -f "$OUTF"
 }
@@ -96,14 +107,16 @@ echo "$SIZE image (half zeros, the zeros never written); $STORE, $RUNS runs, loa
 echo
 python3 - "$TIMES" <<'PY'
 import statistics, sys
-rows, order = {}, []
+rows, cpus, order = {}, {}, []
 for line in open(sys.argv[1]):
-    label, fmt, t = line.rstrip("\n").split("\t")
+    label, fmt, t, cpu = line.rstrip("\n").split("\t")
     if (label, fmt) not in rows:
         order.append((label, fmt))
     rows.setdefault((label, fmt), []).append(float(t))
-print("| tool | format | median s (min to max) | speed-up vs the reference (min to max) |")
-print("|---|---|---|---|")
+    if cpu != "-":
+        cpus.setdefault((label, fmt), []).append(float(cpu))
+print("| tool | format | median s (min to max) | speed-up vs the reference (min to max) | daemon CPU s (min to max) |")
+print("|---|---|---|---|---|")
 for label, fmt in order:
     ts = rows[(label, fmt)]
     med = statistics.median(ts)
@@ -113,5 +126,7 @@ for label, fmt in order:
         sp = "%.2fx (%.2f to %.2f)" % (statistics.median(r), min(r), max(r))
     else:
         sp = "-"
-    print("| %s | %s | %.2f (%.2f to %.2f) | %s |" % (label, fmt, med, min(ts), max(ts), sp))
+    c = cpus.get((label, fmt))
+    cs = "%.2f (%.2f to %.2f)" % (statistics.median(c), min(c), max(c)) if c else "-"
+    print("| %s | %s | %.2f (%.2f to %.2f) | %s | %s |" % (label, fmt, med, min(ts), max(ts), sp, cs))
 PY
