@@ -2,9 +2,10 @@
 # A forced failover away from a site that answers partly, for real: images of a pool of the
 # test's own, primary on site c and replicated to site b by second daemons of both sites
 # configured for that pool; then some PGs of that pool on site c lose their OSD (the CRUSH
-# pieces of test_site_partly.sh: a placeholder OSD that never runs, here with a third of the
-# real OSD's weight, so about a quarter of the PGs are silent) and `repl failover --from c --to b
-# --force` is asked of site b's daemon, which sees site c "partly".
+# pieces of test_site_partly.sh, tests/lib/sandbox.sh's partly_split_up: a placeholder OSD that
+# never runs, here with a third of the real OSD's weight, so about a quarter of the PGs are
+# silent) and `repl failover --from c --to b --force` is asked of site b's daemon, which sees
+# site c "partly".
 #
 #   - the failover finishes; the copies run at once (the whole as long as the slowest copy), a
 #     copy whose header is silent costing about one osd_timeout of the peer (5 s);
@@ -30,43 +31,24 @@ CLI=${IMS_BINARY_DIR}/cli/imgstore
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 
 P=ims-pfo-$$
-ROOT=ims-pfo-root-$$
-VOID=ims-pfo-void-$$
-SPLIT=ims-pfo-split-$$
-NONE=ims-pfo-none-$$
 PGS=32
 OSD_TIMEOUT=5 # the sandbox's [peer] osd_timeout
 W=$(mktemp -d /tmp/imgstore-pfo.XXXXXX)
 T_OUT=$W/out T_ERR=$W/err
 ceph_on() { local s=$1; shift; timeout 60 ceph -c "$(conf_of "$s")" "$@"; }
-OSD="" HOST="" pids=()
+pids=()
 cleanup() {
   local p
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
   ceph_on c osd pool set "$P" crush_rule replicated_rule >/dev/null 2>&1
   for s in b c; do ceph_on $s osd pool rm "$P" "$P" --yes-i-really-really-mean-it >/dev/null 2>&1; done
-  ceph_on c osd crush rule rm "$SPLIT" >/dev/null 2>&1
-  ceph_on c osd crush rule rm "$NONE" >/dev/null 2>&1
-  [ -n "$HOST" ] && ceph_on c osd crush unlink "$HOST" "$ROOT" >/dev/null 2>&1
-  [ -n "$OSD" ] && ceph_on c osd purge "$OSD" --yes-i-really-mean-it >/dev/null 2>&1
-  ceph_on c osd crush rm "$VOID" >/dev/null 2>&1
-  ceph_on c osd crush rm "$ROOT" >/dev/null 2>&1
+  partly_split_down c
   rm -rf "$W"
 }
 trap cleanup EXIT
 
 # ---- the CRUSH pieces on site c, the pool on sites b and c
-HOST=$(ceph_on c osd tree -f json | jq -r '.nodes[] | select(.type == "host" and (.children | index(0))) | .name')
-OSD=$(ceph_on c osd create)
-weight=$(ceph_on c osd tree -f json | jq -r '.nodes[] | select(.id == 0) | .crush_weight / 3')
-check_or_stop "a placeholder OSD (osd.$OSD, never started, weight $weight) beside site c's host '$HOST'" bash -c "
-  c() { timeout 60 ceph -c '$(conf_of c)' \"\$@\" >/dev/null 2>&1; }
-  [ -n '$HOST' ] && [ -n '$OSD' ] && [ -n '$weight' ] &&
-  c osd crush add-bucket $ROOT root && c osd crush add-bucket $VOID host &&
-  c osd crush move $VOID root=$ROOT && c osd crush link $HOST root=$ROOT &&
-  c osd crush add osd.$OSD $weight host=$VOID &&
-  c osd crush rule create-replicated $SPLIT $ROOT host &&
-  c osd crush rule create-replicated $NONE $VOID osd"
+partly_split_up c pfo 3 # ROOT, VOID, SPLIT, NONE, OSD, HOST; the placeholder a third of osd.0's weight
 pg_of() { osdmaptool "$W/map" --test-map-object "$1" --pool "$POOL_ID" 2>/dev/null | awk '/^ object/ { print $4 }'; }
 silent_pg() { grep -qx "$1" "$W/silent"; }
 # The pool on site c, and the PGs the split rule leaves without an OSD (CRUSH is a function of

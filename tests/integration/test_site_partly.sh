@@ -4,10 +4,11 @@
 # once they do; none answering is "down".
 #
 # How some PGs stop answering without touching the OSD (the site's other pools, which the
-# sandbox's daemons and the other tests use, keep serving): a pool of the test's own on site c
-# gets a CRUSH rule whose root holds two hosts, the site's real one (linked, so it stays under
-# the default root too) and an empty-handed one with a placeholder OSD that exists in the OSD
-# map but never runs (`ceph osd create`: down, in). Every PG that CRUSH places on the
+# sandbox's daemons and the other tests use, keep serving; tests/lib/sandbox.sh's
+# partly_split_up makes the pieces): a pool of the test's own on site c gets a CRUSH rule whose
+# root holds two hosts, the site's real one (linked, so it stays under the default root too)
+# and an empty-handed one with a placeholder OSD that exists in the OSD map but never runs
+# (`ceph osd create`: down, in). Every PG that CRUSH places on the
 # placeholder has no OSD up, so nothing serves it and a client's request to it waits (the
 # objecter holds it until a map gives the PG an OSD): about half the PGs. The pool's rule set
 # back to replicated_rule brings them back within a second. A rule that takes the placeholder's
@@ -25,23 +26,14 @@ CLI=${IMS_BINARY_DIR}/cli/imgstore
 
 S=c
 POOL=ims-partly-$$
-ROOT=ims-partly-root-$$
-VOID=ims-partly-void-$$
-SPLIT=ims-partly-split-$$
-NONE=ims-partly-none-$$
 PGS=16
 W=$(mktemp -d /tmp/imgstore-partly.XXXXXX)
 ceph_c() { timeout 60 ceph -c "$(conf_of $S)" "$@"; }
-OSD="" HOST="" daemon=""
+daemon=""
 cleanup() {
   [ -n "$daemon" ] && kill -KILL "$daemon" 2>/dev/null
   ceph_c osd pool rm "$POOL" "$POOL" --yes-i-really-really-mean-it >/dev/null 2>&1
-  ceph_c osd crush rule rm "$SPLIT" >/dev/null 2>&1
-  ceph_c osd crush rule rm "$NONE" >/dev/null 2>&1
-  [ -n "$HOST" ] && ceph_c osd crush unlink "$HOST" "$ROOT" >/dev/null 2>&1
-  [ -n "$OSD" ] && ceph_c osd purge "$OSD" --yes-i-really-mean-it >/dev/null 2>&1
-  ceph_c osd crush rm "$VOID" >/dev/null 2>&1
-  ceph_c osd crush rm "$ROOT" >/dev/null 2>&1
+  partly_split_down $S
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -50,17 +42,7 @@ trap cleanup EXIT
 check_or_stop "a pool of $PGS PGs on site $S" bash -c "
   timeout 60 ceph -c '$(conf_of $S)' osd pool create $POOL $PGS $PGS >/dev/null 2>&1 &&
   timeout 60 rbd -c '$(conf_of $S)' pool init $POOL"
-HOST=$(ceph_c osd tree -f json | jq -r '.nodes[] | select(.type == "host" and (.children | index(0))) | .name')
-OSD=$(ceph_c osd create)
-weight=$(ceph_c osd tree -f json | jq -r '.nodes[] | select(.id == 0) | .crush_weight')
-check_or_stop "a placeholder OSD (osd.$OSD: never started) in a host of its own, under a root with site $S's host '$HOST'" bash -c "
-  c() { timeout 60 ceph -c '$(conf_of $S)' \"\$@\" >/dev/null 2>&1; }
-  [ -n '$HOST' ] && [ -n '$OSD' ] && [ -n '$weight' ] &&
-  c osd crush add-bucket $ROOT root && c osd crush add-bucket $VOID host &&
-  c osd crush move $VOID root=$ROOT && c osd crush link $HOST root=$ROOT &&
-  c osd crush add osd.$OSD $weight host=$VOID &&
-  c osd crush rule create-replicated $SPLIT $ROOT host &&
-  c osd crush rule create-replicated $NONE $VOID osd"
+partly_split_up $S partly # ROOT, VOID, SPLIT, NONE, OSD, HOST
 POOL_ID=$(ceph_c osd pool ls detail -f json | jq -r --arg p "$POOL" '.[] | select(.pool_name == $p) | .pool_id')
 
 # ---- a second imgstored of site c, its site's pool the test's

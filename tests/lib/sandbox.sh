@@ -49,6 +49,17 @@
 #                                 snapshots; site b's copy removed; quiet, for cleanups
 #   forget_group GROUP IMAGE...   the same for a group and its member images: the group's
 #                                 replication disabled, its members taken out, it removed
+#   partly_split_up SITE TAG [DIVISOR]  CRUSH pieces on site SITE that leave some PGs of a pool
+#                                 without an OSD (test_site_partly.sh says how): a root
+#                                 ROOT=ims-TAG-root-PID holding SITE's host HOST (osd.0's,
+#                                 linked) and a host VOID=ims-TAG-void-PID with a placeholder
+#                                 OSD (its id in OSD) that exists but never starts, weighing
+#                                 osd.0's weight / DIVISOR (1); rules SPLIT=ims-TAG-split-PID
+#                                 (ROOT by host: the PGs placed on VOID have no OSD) and
+#                                 NONE=ims-TAG-none-PID (VOID alone: none has). A check_or_stop:
+#                                 the script stops when they cannot be made
+#   partly_split_down SITE        their removal, quiet, for a cleanup (nothing if never made);
+#                                 the pools that use the rules set back or removed first
 SANDBOX_CMD=${SANDBOX_CMD:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/sandbox}
 RBD_TIMEOUT=${RBD_TIMEOUT:-120}
 
@@ -177,4 +188,33 @@ forget_group() {
     RBD_TIMEOUT=60 rbd_on $s group rm "rbd/$g" >/dev/null 2>&1
   done
   forget_images "$@"
+}
+
+partly_ceph() { local s=$1; shift; timeout 60 ceph -c "$(conf_of "$s")" "$@"; }
+partly_split_up() {
+  local site=$1 tag=$2 div=${3:-1} weight
+  ROOT=ims-$tag-root-$$ VOID=ims-$tag-void-$$ SPLIT=ims-$tag-split-$$ NONE=ims-$tag-none-$$
+  OSD="" HOST=""
+  HOST=$(partly_ceph "$site" osd tree -f json | jq -r '.nodes[] | select(.type == "host" and (.children | index(0))) | .name')
+  OSD=$(partly_ceph "$site" osd create)
+  weight=$(partly_ceph "$site" osd tree -f json | jq -r --argjson d "$div" '.nodes[] | select(.id == 0) | .crush_weight / $d')
+  check_or_stop "a placeholder OSD (osd.$OSD: never started, weight $weight) in a host of its own, under a root with site $site's host '$HOST'" bash -c "
+    c() { timeout 60 ceph -c '$(conf_of "$site")' \"\$@\" >/dev/null 2>&1; }
+    [ -n '$HOST' ] && [ -n '$OSD' ] && [ -n '$weight' ] &&
+    c osd crush add-bucket $ROOT root && c osd crush add-bucket $VOID host &&
+    c osd crush move $VOID root=$ROOT && c osd crush link $HOST root=$ROOT &&
+    c osd crush add osd.$OSD $weight host=$VOID &&
+    c osd crush rule create-replicated $SPLIT $ROOT host &&
+    c osd crush rule create-replicated $NONE $VOID osd"
+}
+partly_split_down() {
+  local site=$1
+  [ -n "${ROOT:-}" ] || return 0
+  partly_ceph "$site" osd crush rule rm "$SPLIT" >/dev/null 2>&1
+  partly_ceph "$site" osd crush rule rm "$NONE" >/dev/null 2>&1
+  [ -n "$HOST" ] && partly_ceph "$site" osd crush unlink "$HOST" "$ROOT" >/dev/null 2>&1
+  [ -n "$OSD" ] && partly_ceph "$site" osd purge "$OSD" --yes-i-really-mean-it >/dev/null 2>&1
+  partly_ceph "$site" osd crush rm "$VOID" >/dev/null 2>&1
+  partly_ceph "$site" osd crush rm "$ROOT" >/dev/null 2>&1
+  return 0
 }
