@@ -128,6 +128,23 @@ wait "$READER"
 T[limit]=$(secs "$t0" "$(now)")
 ra rm --no-progress rbd/lsrc >/dev/null; rb rm --no-progress rbd/limit >/dev/null
 
+# timed_case CASE WRITE AMOUNT FROM TO GROUP...: a case after the initial sync: AMOUNT written
+# by WRITE (write_seq, write_rand) to the image of every tool of GROUP, then each tool timed
+# into T[CASE_tool]: imgstore's cycle (its log DIR/CASE.log), the pipe's snapshot TO and its
+# export-diff from FROM, rbd-mirror's next mirror snapshot until site b has it
+timed_case() {
+  local c=$1 write=$2 amount=$3 from=$4 to=$5 img since t0
+  shift 5
+  for img in "$@"; do "$write" "$img" "$amount"; done
+  for img in "$@"; do
+    case $img in
+      ims) t0=$(now); IMS_DEBUG=1 "$REPL" "$A" "$B" rbd/ims >/dev/null 2>"$DIR/$c.log"; T[${c}_ims]=$(secs "$t0" "$(now)") ;;
+      ed) t0=$(now); ra snap create "rbd/ed@$to"; ra export-diff --from-snap "$from" "rbd/ed@$to" - | rb import-diff - rbd/ed; T[${c}_ed]=$(secs "$t0" "$(now)") ;;
+      rm) sleep 1.1; since=$(date +%s); t0=$(now); ra mirror image snapshot rbd/rm >/dev/null; wait_mirror rm "$since"; T[${c}_rm]=$(secs "$t0" "$(now)") ;;
+    esac
+  done
+}
+
 # cases GROUP...: the three cases for the tools of GROUP, each case's writes done for all of
 # them before any is timed
 cases() {
@@ -148,24 +165,10 @@ cases() {
   done
 
   # 2. a delta of DELTA in 64 KiB random writes
-  for img in "$@"; do write_rand "$img" "$DELTA"; done
-  for img in "$@"; do
-    case $img in
-      ims) t0=$(now); IMS_DEBUG=1 "$REPL" "$A" "$B" rbd/ims >/dev/null 2>"$DIR/delta.log"; T[delta_ims]=$(secs "$t0" "$(now)") ;;
-      ed) t0=$(now); ra snap create rbd/ed@s2; ra export-diff --from-snap s1 rbd/ed@s2 - | rb import-diff - rbd/ed; T[delta_ed]=$(secs "$t0" "$(now)") ;;
-      rm) sleep 1.1; since=$(date +%s); t0=$(now); ra mirror image snapshot rbd/rm >/dev/null; wait_mirror rm "$since"; T[delta_rm]=$(secs "$t0" "$(now)") ;;
-    esac
-  done
+  timed_case delta write_rand "$DELTA" s1 s2 "$@"
 
   # 3. a full overwrite of SIZE
-  for img in "$@"; do write_seq "$img" "$SIZE"; done
-  for img in "$@"; do
-    case $img in
-      ims) t0=$(now); IMS_DEBUG=1 "$REPL" "$A" "$B" rbd/ims >/dev/null 2>"$DIR/over.log"; T[over_ims]=$(secs "$t0" "$(now)") ;;
-      ed) t0=$(now); ra snap create rbd/ed@s3; ra export-diff --from-snap s2 rbd/ed@s3 - | rb import-diff - rbd/ed; T[over_ed]=$(secs "$t0" "$(now)") ;;
-      rm) sleep 1.1; since=$(date +%s); t0=$(now); ra mirror image snapshot rbd/rm >/dev/null; wait_mirror rm "$since"; T[over_rm]=$(secs "$t0" "$(now)") ;;
-    esac
-  done
+  timed_case over write_seq "$SIZE" s2 s3 "$@"
 
   # the copies are right
   for img in "$@"; do
