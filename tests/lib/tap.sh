@@ -3,7 +3,7 @@
 #     . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 #
 #   ok WHAT, not_ok WHAT      print "ok - WHAT" or "not ok - WHAT", counted in $passes, $fails
-#   check WHAT CMD...         ok when CMD exits 0, else not ok
+#   check WHAT CMD...         ok when CMD exits 0, else not ok (and returns 1: check ... || ...)
 #   quiet CMD...              CMD with its standard output dropped (check WHAT quiet CMD...)
 #   expect_rc RC WHAT CMD...  ok when CMD exits RC; its output is left in $T_OUT, its errors in
 #                             $T_ERR (files; set them to names of your own before the first call)
@@ -22,7 +22,7 @@ T_ERR=${T_ERR:-/tmp/imgstore-test-err.$$}
 
 ok() { echo "ok - $*"; passes=$((passes + 1)); }
 not_ok() { echo "not ok - $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; return 1; fi; }
 quiet() { "$@" >/dev/null; }
 expect_rc() {
   local rc=$1 what=$2; shift 2

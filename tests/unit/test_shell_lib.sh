@@ -32,6 +32,11 @@ check "finish passes a script whose checks passed (exit $rc)" test $rc = 0
 run 'check "true" true; check "false" false'; rc=$?
 check "finish fails a script with a failed check (exit $rc)" test $rc = 1
 check "  and counts both" grep -q '^# 1 passed, 1 failed$' "$W/out"
+run 'check "false" false; echo "rc=$?" >"'"$W"'/rc"; check "true" true'
+check "check returns 1 after a failed check, so check_or_stop can stop" grep -qx 'rc=1' "$W/rc"
+printf 'set -uo pipefail\n. "%s/tests/lib/tap.sh"\n. "%s/tests/lib/sandbox.sh" 2>/dev/null\ncheck_or_stop "false" false\nok "after the stop"\nfinish\n' "$ROOT" "$ROOT" >"$W/s.sh"
+bash "$W/s.sh" >"$W/out" 2>&1; rc=$?
+check "check_or_stop ends the script at a failed check (exit $rc)" bash -c "test $rc = 1 && grep -q '# stopping here' '$W/out' && ! grep -q 'after the stop' '$W/out'"
 run 'T_OUT='"$W"'/o T_ERR='"$W"'/e; expect_rc 3 "exit 3" bash -c "echo out; echo err >&2; exit 3"; grep -q out "$T_OUT" && grep -q err "$T_ERR" && ok files'; rc=$?
 check "expect_rc keeps the output and errors in \$T_OUT, \$T_ERR (exit $rc)" test $rc = 0
 run 'expect_rc 0 "wanted 0" bash -c "echo why >&2; exit 2"'; rc=$?
