@@ -3,9 +3,7 @@
  * of the image from site a to site b with the replicator library (what imgstored's scheduler runs),
  * printed as one JSON line.
  */
-#ifndef IMS_JEMALLOC
 #include <malloc.h>
-#endif
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -35,9 +33,7 @@ int main(int argc, char **argv)
 				"[INFLIGHT_MIB]]\n");
 		return 2;
 	}
-#ifndef IMS_JEMALLOC
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024); /* as imgstored does (daemon/main.c) */
-#endif
 	if (getenv("IMS_DEBUG"))
 		ims_log_set_level(IMS_LOG_DEBUG); /* the cycle's timings, phase by phase */
 	ims_site *a = connect_site("a", argv[1]), *b = connect_site("b", argv[2]);

@@ -7,9 +7,7 @@
  * printed as one JSON line.
  */
 #include <errno.h>
-#ifndef IMS_JEMALLOC
 #include <malloc.h>
-#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +40,7 @@ int main(int argc, char **argv)
 				"[POOL/NEWNAME]\n");
 		return 2;
 	}
-#ifndef IMS_JEMALLOC
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024); /* as imgstored does (daemon/main.c) */
-#endif
 	if ((r = ims_config_load(&cfg, argv[1], NULL, NULL)) < 0)
 		goto fail;
 	const ims_config_s3 *c = ims_config_s3_target(cfg, argv[2]);

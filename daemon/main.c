@@ -14,9 +14,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <getopt.h>
-#ifndef IMS_JEMALLOC
 #include <malloc.h>
-#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -768,15 +766,11 @@ int main(int argc, char **argv)
 	args a;
 	int r, rc = 1;
 
-#ifndef IMS_JEMALLOC
-	/* Built with glibc's malloc (-DIMS_ALLOCATOR=system): copies hold blocks of up to 4 MiB
-	 * from many threads. glibc's default raises its mmap threshold after the first such block
-	 * is freed and then keeps every later one in the heaps of the threads' arenas; a fixed
-	 * threshold gives them back (about 50 MiB less peak memory during a replication cycle,
-	 * measured with bench/repl.sh), at the price of a fresh mapping for each (page faults).
-	 * jemalloc, the default, reuses them and holds the memory (CMakeLists.txt). */
+	/* Copies hold blocks of up to 4 MiB from many threads. glibc's default raises its mmap
+	 * threshold after the first such block is freed and then keeps every later one in the
+	 * heaps of the threads' arenas; a fixed threshold gives them back (about 50 MiB less
+	 * peak memory during a replication cycle, measured with bench/repl.sh). */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-#endif
 
 	if ((r = parse_args(&a, argc, argv)) >= 0)
 		return r;
