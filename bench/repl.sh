@@ -9,7 +9,8 @@
 # Cases: initial sync of an image with SIZE written; a delta of DELTA in 64 KiB random writes;
 # a full overwrite of SIZE; imgstore's peak RSS during the initial sync; imgstore's fixed cost
 # of a cycle (its snapshot, seal and retention phases); and the copy limit of the machine
-# (rbd bench reading SIZE on site a while it writes SIZE on site b), measured first.
+# (rbd bench reading SIZE on site a while it writes SIZE on site b) and its delta limit (the
+# same with DELTA in random 64 KiB reads and writes), measured first.
 #
 #   bench/repl.sh [--size 1G] [--delta 128M] [--store bluestore|memstore] [--dir DIR]
 #                 [--tools "imgstore pipe rbd-mirror"] [--one-at-a-time 0|1] [--mon-interval S]
@@ -126,6 +127,16 @@ READER=$!
 rb bench --io-type write --io-size 4M --io-threads 16 --io-total "$SIZE" --io-pattern seq rbd/limit >/dev/null
 wait "$READER"
 T[limit]=$(secs "$t0" "$(now)")
+# and the delta limit: DELTA read on site a in random 64 KiB reads while DELTA is written on
+# site b in random 64 KiB writes (64 of each at once: a delta's pieces are small, and the
+# copy keeps 64 of them in flight), into images that hold data, as a delta's copy does; the
+# longer of the two by rbd bench's own count (ops / ops per second), without the tools' start,
+# which would be most of it for a small delta
+ra bench --io-type read --io-size 64K --io-threads 64 --io-total "$DELTA" --io-pattern rand rbd/lsrc >"$DIR/dlimit.r" &
+READER=$!
+rb bench --io-type write --io-size 64K --io-threads 64 --io-total "$DELTA" --io-pattern rand rbd/limit >"$DIR/dlimit.w"
+wait "$READER"
+T[dlimit]=$(awk '/^elapsed:/ { t = $4 / $6; if (t > m) m = t } END { printf "%.3f", m }' "$DIR/dlimit.r" "$DIR/dlimit.w")
 ra rm --no-progress rbd/lsrc >/dev/null; rb rm --no-progress rbd/limit >/dev/null
 
 # timed_case CASE WRITE AMOUNT FROM TO GROUP...: a case after the initial sync: AMOUNT written
@@ -211,6 +222,18 @@ echo "| copy limit (rbd bench: read on a while writing on b, 16 x 4 MiB) | $(fig
 echo "| imgstore | $(fig init_ims) | $(mibs init_ims) | $(pct init_ims) |"
 echo "| snap + export-diff pipe | $(fig init_ed) | $(mibs init_ed) | $(pct init_ed) |"
 echo "| rbd-mirror | $(fig init_rm) | $(mibs init_rm) | $(pct init_rm) |"
+echo
+# the delta against the delta limit: the whole cycle and, for imgstore, its copy phase alone
+copy_of() { grep -o 'cycle of .*' "$DIR/$1.log" 2>/dev/null | tail -1 | grep -o 'copy [0-9.]*' | cut -d' ' -f2 || true; }
+if runs ims; then T[delta_copy]=$(copy_of delta); fi
+dpct() { if [ -n "${T[$1]:-}" ]; then printf '%.0f%%' "$(echo "100 * ${T[dlimit]} / ${T[$1]}" | bc -l)"; else printf -- '-'; fi; }
+echo "| delta of $DELTA against the delta limit | s | share of the limit |"
+echo "|---|---|---|"
+echo "| delta limit (rbd bench: random 64 KiB reads on a while writing on b, 64 at once; without the tools' start) | $(fig dlimit) | 100% |"
+echo "| imgstore, the cycle | $(fig delta_ims) | $(dpct delta_ims) |"
+echo "| imgstore, its copy phase | $(fig delta_copy) | $(dpct delta_copy) |"
+echo "| snap + export-diff pipe | $(fig delta_ed) | $(dpct delta_ed) |"
+echo "| rbd-mirror | $(fig delta_rm) | $(dpct delta_rm) |"
 echo
 if runs ims; then
   echo "imgstore peak RSS during the initial sync: $((RSS_KB / 1024)) MiB"
