@@ -224,16 +224,17 @@ echo "| snap + export-diff pipe | $(fig init_ed) | $(mibs init_ed) | $(pct init_
 echo "| rbd-mirror | $(fig init_rm) | $(mibs init_rm) | $(pct init_rm) |"
 echo
 # the delta against the delta limit: the whole cycle and, for imgstore, its copy phase alone
+# (rows named apart from the copy limit's: bench/all.sh takes the median of rows by their name)
 copy_of() { grep -o 'cycle of .*' "$DIR/$1.log" 2>/dev/null | tail -1 | grep -o 'copy [0-9.]*' | cut -d' ' -f2 || true; }
 if runs ims; then T[delta_copy]=$(copy_of delta); fi
 dpct() { if [ -n "${T[$1]:-}" ]; then printf '%.0f%%' "$(echo "100 * ${T[dlimit]} / ${T[$1]}" | bc -l)"; else printf -- '-'; fi; }
 echo "| delta of $DELTA against the delta limit | s | share of the limit |"
 echo "|---|---|---|"
 echo "| delta limit (rbd bench: random 64 KiB reads on a while writing on b, 64 at once; without the tools' start) | $(fig dlimit) | 100% |"
-echo "| imgstore, the cycle | $(fig delta_ims) | $(dpct delta_ims) |"
-echo "| imgstore, its copy phase | $(fig delta_copy) | $(dpct delta_copy) |"
-echo "| snap + export-diff pipe | $(fig delta_ed) | $(dpct delta_ed) |"
-echo "| rbd-mirror | $(fig delta_rm) | $(dpct delta_rm) |"
+echo "| delta: imgstore, the cycle | $(fig delta_ims) | $(dpct delta_ims) |"
+echo "| delta: imgstore, its copy phase | $(fig delta_copy) | $(dpct delta_copy) |"
+echo "| delta: snap + export-diff pipe | $(fig delta_ed) | $(dpct delta_ed) |"
+echo "| delta: rbd-mirror | $(fig delta_rm) | $(dpct delta_rm) |"
 echo
 if runs ims; then
   echo "imgstore peak RSS during the initial sync: $((RSS_KB / 1024)) MiB"
