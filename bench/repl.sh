@@ -225,7 +225,9 @@ echo "| rbd-mirror | $(fig init_rm) | $(mibs init_rm) | $(pct init_rm) |"
 echo
 # the delta against the delta limit: the whole cycle and, for imgstore, its copy phase alone
 # (rows named apart from the copy limit's: bench/all.sh takes the median of rows by their name)
-copy_of() { grep -o 'cycle of .*' "$DIR/$1.log" 2>/dev/null | tail -1 | grep -o 'copy [0-9.]*' | cut -d' ' -f2 || true; }
+# phases_of CASE: the phases of imgstore's cycle of CASE, as its log says them ("open 0.03 ...")
+phases_of() { grep -o 'cycle of .*' "$DIR/$1.log" 2>/dev/null | tail -1 | sed 's/^[^:]*: //; s/ s$//' || true; }
+copy_of() { phases_of "$1" | grep -o 'copy [0-9.]*' | cut -d' ' -f2 || true; }
 if runs ims; then T[delta_copy]=$(copy_of delta); fi
 dpct() { if [ -n "${T[$1]:-}" ]; then printf '%.0f%%' "$(echo "100 * ${T[dlimit]} / ${T[$1]}" | bc -l)"; else printf -- '-'; fi; }
 echo "| delta of $DELTA against the delta limit | s | share of the limit |"
@@ -244,7 +246,7 @@ if runs ims; then
   echo "| imgstore cycle, s | open + mark + check | snap | plan | copy | seal | retention | fixed cost (all but plan and copy) |"
   echo "|---|---|---|---|---|---|---|---|"
   for c in init delta over; do
-    line=$(grep -o 'cycle of .*' "$DIR/$c.log" | tail -1 | sed 's/^[^:]*: //; s/ s$//' || true)
+    line=$(phases_of "$c")
     [ -n "$line" ] || continue
     echo "$line" | awk -v c="$c" '{
       for (i = 1; i + 1 <= NF; i += 2) { v[$i] += $(i + 1); all += $(i + 1) }

@@ -35,13 +35,12 @@ PGS=32
 OSD_TIMEOUT=5 # the sandbox's [peer] osd_timeout
 W=$(mktemp -d /tmp/imgstore-pfo.XXXXXX)
 T_OUT=$W/out T_ERR=$W/err
-ceph_on() { local s=$1; shift; timeout 60 ceph -c "$(conf_of "$s")" "$@"; }
 pids=()
 cleanup() {
   local p
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  ceph_on c osd pool set "$P" crush_rule replicated_rule >/dev/null 2>&1
-  for s in b c; do ceph_on $s osd pool rm "$P" "$P" --yes-i-really-really-mean-it >/dev/null 2>&1; done
+  ceph_site c osd pool set "$P" crush_rule replicated_rule >/dev/null 2>&1
+  for s in b c; do ceph_site $s osd pool rm "$P" "$P" --yes-i-really-really-mean-it >/dev/null 2>&1; done
   partly_split_down c
   rm -rf "$W"
 }
@@ -58,16 +57,16 @@ silent_pg() { grep -qx "$1" "$W/silent"; }
 make_pool() {
   timeout 60 ceph -c "$(conf_of c)" osd pool create "$P" $PGS $PGS >/dev/null 2>&1 &&
     timeout 60 rbd -c "$(conf_of c)" pool init "$P" || return 1
-  POOL_ID=$(ceph_on c osd pool ls detail -f json | jq -r --arg p "$P" '.[] | select(.pool_name == $p) | .pool_id')
-  ceph_on c osd pool set "$P" crush_rule "$SPLIT" >/dev/null 2>&1
-  ceph_on c osd getmap -o "$W/map" >/dev/null 2>&1
-  ceph_on c osd pool set "$P" crush_rule replicated_rule >/dev/null 2>&1
+  POOL_ID=$(ceph_site c osd pool ls detail -f json | jq -r --arg p "$P" '.[] | select(.pool_name == $p) | .pool_id')
+  ceph_site c osd pool set "$P" crush_rule "$SPLIT" >/dev/null 2>&1
+  ceph_site c osd getmap -o "$W/map" >/dev/null 2>&1
+  ceph_site c osd pool set "$P" crush_rule replicated_rule >/dev/null 2>&1
   osdmaptool "$W/map" --test-map-pgs-dump --pool "$POOL_ID" 2>/dev/null |
     awk -v id="$POOL_ID" '$1 ~ "^" id "\\." && $2 == "[]" { print $1 }' | sort >"$W/silent"
   nsilent=$(wc -l <"$W/silent")
   # about a quarter silent (the weights); too few or too many would leave one kind of image rare
   [ "$nsilent" -ge 5 ] && [ "$nsilent" -le 14 ] && ! silent_pg "$(pg_of rbd_info)" && return 0
-  ceph_on c osd pool rm "$P" "$P" --yes-i-really-really-mean-it >/dev/null 2>&1
+  ceph_site c osd pool rm "$P" "$P" --yes-i-really-really-mean-it >/dev/null 2>&1
   return 1
 }
 check_or_stop "pool $P on site b" bash -c "
@@ -149,7 +148,7 @@ roles_are() { # ROLE-ON-B ROLE-ON-C IMAGE...
 check "  every one primary on c, secondary on b" roles_are secondary primary "${imgs[@]}"
 
 # ---- some PGs lose their OSD: site c answers partly
-ceph_on c osd pool set "$P" crush_rule "$SPLIT" >/dev/null 2>&1
+ceph_site c osd pool set "$P" crush_rule "$SPLIT" >/dev/null 2>&1
 check_or_stop "site b's daemon sees site c partly" wait_for 30 "site c partly" c_is partly
 # an operator asking the wrong side: refused in one line, before anything is touched
 expect_rc 1 "the forced failover asked of site c's own daemon is refused" \
@@ -222,7 +221,7 @@ for i in "${B[@]}"; do
 done
 
 # ---- the PGs answer again: the copies not reached are fenced (made secondaries) then
-ceph_on c osd pool set "$P" crush_rule replicated_rule >/dev/null 2>&1
+ceph_site c osd pool set "$P" crush_rule replicated_rule >/dev/null 2>&1
 check_or_stop "rule undone: site b's daemon sees site c up" wait_for 30 "site c up" c_is up
 all_secondary() {
   local i
@@ -258,8 +257,8 @@ for k in 1 2 3; do
   make_image "pfo$$-x$k" && X+=("pfo$$-x$k")
 done
 check_or_stop "3 more images replicated c -> b" test ${#X[@]} = 3
-ceph_on c osd pool set "$P" crush_rule "$NONE" 2>&1 | sed 's/^/# /' 
-ceph_on c pg map "$POOL_ID.0" | sed 's/^/# /'
+ceph_site c osd pool set "$P" crush_rule "$NONE" 2>&1 | sed 's/^/# /' 
+ceph_site c pg map "$POOL_ID.0" | sed 's/^/# /'
 check "no PG with an OSD: site b's daemon sees site c down" wait_for 30 "site c down" c_is down
 echo "# site status c on b: $(on_b2 site status c --output json 2>/dev/null | jq -c '{health, pgs, pgs_unanswered, error}')"
 t0=$SECONDS
@@ -272,7 +271,7 @@ check "  three ok lines, the summary saying site c did not answer" bash -c "
   [ \$(grep -cE '^  image $P/pfo$$-x[0-9] ok ' '$T_OUT') = 3 ] &&
   grep -q \"site 'c' did not answer: its writers are fenced when it returns\" '$T_OUT'"
 check "  the three are primaries on site b" on_b_primary "${X[@]}"
-ceph_on c osd pool set "$P" crush_rule replicated_rule >/dev/null 2>&1
+ceph_site c osd pool set "$P" crush_rule replicated_rule >/dev/null 2>&1
 
 for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
 for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done

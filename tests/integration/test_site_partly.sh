@@ -28,7 +28,7 @@ S=c
 POOL=ims-partly-$$
 PGS=16
 W=$(mktemp -d /tmp/imgstore-partly.XXXXXX)
-ceph_c() { timeout 60 ceph -c "$(conf_of $S)" "$@"; }
+ceph_c() { ceph_site "$S" "$@"; }
 daemon=""
 cleanup() {
   [ -n "$daemon" ] && kill -KILL "$daemon" 2>/dev/null

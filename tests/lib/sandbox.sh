@@ -13,6 +13,7 @@
 #                                 primary when it has none)
 #   metric SERVER NAME            the value of the sample NAME (with its labels) in SERVER's /metrics
 #   rbd_on SITE ARGS...           rbd against site SITE, bounded to $RBD_TIMEOUT seconds (120)
+#   ceph_site SITE ARGS...        the ceph tool against site SITE, bounded to 60 seconds
 #   wait_until TRIES PAUSE CMD... CMD until it succeeds, PAUSE seconds apart; fails after TRIES
 #   wait_for SECS WHAT CMD...     CMD until it succeeds, a second apart, for SECS seconds of wall
 #                                 clock at most (a slow CMD does not stretch it past its own
@@ -75,6 +76,7 @@ thaw_site() { "$SANDBOX_CMD" thaw-site "$IMGSTORE_SANDBOX" "$1" >/dev/null; }
 role_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$2" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
 metric() { curl -sf --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
 rbd_on() { local s=$1; shift; timeout "$RBD_TIMEOUT" rbd -c "$(conf_of "$s")" "$@"; }
+ceph_site() { local s=$1; shift; timeout 60 ceph -c "$(conf_of "$s")" "$@"; }
 
 wait_until() {
   local tries=$1 pause=$2 i; shift 2
@@ -190,14 +192,13 @@ forget_group() {
   forget_images "$@"
 }
 
-partly_ceph() { local s=$1; shift; timeout 60 ceph -c "$(conf_of "$s")" "$@"; }
 partly_split_up() {
   local site=$1 tag=$2 div=${3:-1} weight
   ROOT=ims-$tag-root-$$ VOID=ims-$tag-void-$$ SPLIT=ims-$tag-split-$$ NONE=ims-$tag-none-$$
   OSD="" HOST=""
-  HOST=$(partly_ceph "$site" osd tree -f json | jq -r '.nodes[] | select(.type == "host" and (.children | index(0))) | .name')
-  OSD=$(partly_ceph "$site" osd create)
-  weight=$(partly_ceph "$site" osd tree -f json | jq -r --argjson d "$div" '.nodes[] | select(.id == 0) | .crush_weight / $d')
+  HOST=$(ceph_site "$site" osd tree -f json | jq -r '.nodes[] | select(.type == "host" and (.children | index(0))) | .name')
+  OSD=$(ceph_site "$site" osd create)
+  weight=$(ceph_site "$site" osd tree -f json | jq -r --argjson d "$div" '.nodes[] | select(.id == 0) | .crush_weight / $d')
   check_or_stop "a placeholder OSD (osd.$OSD: never started, weight $weight) in a host of its own, under a root with site $site's host '$HOST'" bash -c "
     c() { timeout 60 ceph -c '$(conf_of "$site")' \"\$@\" >/dev/null 2>&1; }
     [ -n '$HOST' ] && [ -n '$OSD' ] && [ -n '$weight' ] &&
@@ -210,11 +211,11 @@ partly_split_up() {
 partly_split_down() {
   local site=$1
   [ -n "${ROOT:-}" ] || return 0
-  partly_ceph "$site" osd crush rule rm "$SPLIT" >/dev/null 2>&1
-  partly_ceph "$site" osd crush rule rm "$NONE" >/dev/null 2>&1
-  [ -n "$HOST" ] && partly_ceph "$site" osd crush unlink "$HOST" "$ROOT" >/dev/null 2>&1
-  [ -n "$OSD" ] && partly_ceph "$site" osd purge "$OSD" --yes-i-really-mean-it >/dev/null 2>&1
-  partly_ceph "$site" osd crush rm "$VOID" >/dev/null 2>&1
-  partly_ceph "$site" osd crush rm "$ROOT" >/dev/null 2>&1
+  ceph_site "$site" osd crush rule rm "$SPLIT" >/dev/null 2>&1
+  ceph_site "$site" osd crush rule rm "$NONE" >/dev/null 2>&1
+  [ -n "$HOST" ] && ceph_site "$site" osd crush unlink "$HOST" "$ROOT" >/dev/null 2>&1
+  [ -n "$OSD" ] && ceph_site "$site" osd purge "$OSD" --yes-i-really-mean-it >/dev/null 2>&1
+  ceph_site "$site" osd crush rm "$VOID" >/dev/null 2>&1
+  ceph_site "$site" osd crush rm "$ROOT" >/dev/null 2>&1
   return 0
 }
