@@ -201,7 +201,8 @@ int ims_cli_call_list(ims_cli *cli, const char *method, const void *req,
 
 int ims_cli_call_op(ims_cli *cli, const ims_cli_args *a, const char *method, const void *req)
 {
-	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait")};
+	ims_cli_wait_opts w = {.no_wait = ims_cli_opt_flag(cli, a, "no-wait"),
+			       .until_decided = true};
 	Imgstore__V1__Operation *op = NULL;
 	int r;
 

@@ -420,7 +420,12 @@ int ims_cli_run_call(ims_cli *cli, const ims_cli_call_spec *c, const ims_cli_arg
 typedef struct {
 	bool no_wait;
 	uint64_t timeout_s; /* 0: wait as long as it takes */
+	/* stop waiting once the daemon says the outcome is known (Operation.decided) and the
+	 * rest has gone on for IMS_CLI_DECIDED_GRACE_S: a forced failover whose old copies are
+	 * slow to make secondaries; `op wait` waits for the end */
+	bool until_decided;
 } ims_cli_wait_opts;
+#define IMS_CLI_DECIDED_GRACE_S 3.0
 
 /**
  * Wait for @p op (owned; replaced as it progresses) to finish, with progress on stderr;
@@ -429,6 +434,9 @@ typedef struct {
  * @returns 0 when it SUCCEEDED, else 1 after printing why.
  */
 int ims_cli_wait(ims_cli *cli, Imgstore__V1__Operation **op, uint64_t timeout_s);
+
+/** ims_cli_wait(), returning 0 early as @p w says (until_decided): then *@p op still runs. */
+int ims_cli_wait_opts_run(ims_cli *cli, Imgstore__V1__Operation **op, const ims_cli_wait_opts *w);
 
 /**
  * What every verb that starts an operation does with it: with --no-wait print its id (JSON:

@@ -534,9 +534,13 @@ void ims_cli_print_message(ims_cli *cli, const ProtobufCMessage *msg)
 			keyw = strlen(d->fields[i].name);
 	for (unsigned i = 0; i < d->n_fields; i++) {
 		const ProtobufCFieldDescriptor *f = &d->fields[i];
-		/* Operation.streamed is ExportImage's answer only: "no" elsewhere would mislead */
-		if (d == &imgstore__v1__operation__descriptor && !strcmp(f->name, "streamed") &&
-		    !((const Imgstore__V1__Operation *)msg)->streamed)
+		/* Operation.streamed is ExportImage's answer only, decided a site failover's: "no"
+		 * elsewhere would mislead */
+		if (d == &imgstore__v1__operation__descriptor &&
+		    ((!strcmp(f->name, "streamed") &&
+		      !((const Imgstore__V1__Operation *)msg)->streamed) ||
+		     (!strcmp(f->name, "decided") &&
+		      !((const Imgstore__V1__Operation *)msg)->decided)))
 			continue;
 		ims_cli_format_field(val, sizeof(val), msg, f);
 		fprintf(cli->out, "%s:%*s %s", f->name, (int)(keyw - strlen(f->name)), "", val);

@@ -181,10 +181,17 @@ static void op_label(char *buf, size_t len, const Imgstore__V1__Operation *op)
 
 int ims_cli_wait(ims_cli *cli, Imgstore__V1__Operation **opp, uint64_t timeout_s)
 {
+	ims_cli_wait_opts w = {.timeout_s = timeout_s};
+	return ims_cli_wait_opts_run(cli, opp, &w);
+}
+
+int ims_cli_wait_opts_run(ims_cli *cli, Imgstore__V1__Operation **opp, const ims_cli_wait_opts *w)
+{
 	Imgstore__V1__Operation *op = *opp, *next;
 	ims_cli_progress prog;
 	char label[512], esc[1024], dur[32];
-	double t0 = now(cli), cancel_at = 0;
+	double t0 = now(cli), cancel_at = 0, decided_at = -1;
+	uint64_t timeout_s = w->timeout_s;
 	bool cancel_sent = false;
 	int r = 0;
 
@@ -193,6 +200,13 @@ int ims_cli_wait(ims_cli *cli, Imgstore__V1__Operation **opp, uint64_t timeout_s
 	ims_cli_arm_sigint(cli, true);
 	while (!terminal(op->state)) {
 		ims_cli_progress_update(&prog, op->state, op->bytes_done, op->bytes_total);
+		if (w->until_decided && op->decided && !cancel_sent) {
+			/* its outcome is known: the rest gets a moment to end as well */
+			if (decided_at < 0)
+				decided_at = now(cli);
+			else if (now(cli) - decided_at >= IMS_CLI_DECIDED_GRACE_S)
+				break;
+		}
 		if (interrupted(cli) && !cancel_sent) {
 			Imgstore__V1__CancelOperationRequest creq =
 				IMGSTORE__V1__CANCEL_OPERATION_REQUEST__INIT;
@@ -236,6 +250,11 @@ int ims_cli_wait(ims_cli *cli, Imgstore__V1__Operation **opp, uint64_t timeout_s
 		}
 		protobuf_c_message_free_unpacked(&op->base, NULL);
 		op = next;
+	}
+	if (!terminal(op->state)) { /* decided: it goes on in the daemon */
+		ims_cli_progress_end(&prog);
+		r = 0;
+		goto out;
 	}
 	if (op->state == IMGSTORE__V1__OPERATION_STATE__OPERATION_STATE_SUCCEEDED && prog.drawn)
 		ims_cli_progress_update(&prog, op->state,
@@ -288,11 +307,23 @@ int ims_cli_finish_op(ims_cli *cli, Imgstore__V1__Operation *op, const ims_cli_w
 			ims_cli_print_line(cli, op->id);
 		goto out;
 	}
-	r = ims_cli_wait(cli, &op, w->timeout_s);
+	r = ims_cli_wait_opts_run(cli, &op, w);
 	if (cli->format == IMS_CLI_FORMAT_JSON) {
-		/* the document says how it ended, also when that is a failure */
-		if (terminal(op->state))
+		/* the document says how it ended, also when that is a failure; or, decided, how
+		 * it stands (its state running, "decided" true) */
+		if (terminal(op->state) || (r == 0 && op->decided))
 			ims_cli_print_message(cli, &op->base);
+	} else if (r == 0 && !terminal(op->state)) {
+		/* decided: what is known now, and how to follow the rest */
+		char label[512], line[1200], esc[256];
+		op_label(label, sizeof(label), op);
+		snprintf(line, sizeof(line), "%s: %s", label, op->result ? op->result : "");
+		ims_cli_print_line(cli, line);
+		ims_cli_escape(esc, sizeof(esc), op->id, false);
+		fprintf(cli->err,
+			"imgstore: operation %s goes on in the daemon: `imgstore op wait %s` waits "
+			"for its end, `imgstore op get %s` shows it\n",
+			esc, esc, esc);
 	} else {
 		if (r == 0)
 			print_summary(cli, op);

@@ -60,6 +60,11 @@ static void hook_detail(void *ctx, const char *line)
 	ims_op_add_detail(((run_ctx *)ctx)->op, "%s", line);
 }
 
+static void hook_decided(void *ctx, const char *line)
+{
+	ims_op_set_decided(((run_ctx *)ctx)->op, "%s", line);
+}
+
 static const ims_handover_hooks hooks = {
 	.peer = hook_peer,
 	.peer_pool = hook_peer_pool,
@@ -69,6 +74,7 @@ static const ims_handover_hooks hooks = {
 	.break_leases = hook_break,
 	.progress = hook_progress,
 	.detail = hook_detail,
+	.decided = hook_decided,
 };
 
 typedef int (*handover_fn)(char *said, size_t len, const ims_handover_env *e,

@@ -49,6 +49,7 @@ Imgstore__V1__Operation *ims_kit_op_msg(ims_rpc_call *call, const ims_op_record 
 	o->finished_unix = r->finished;
 	o->site = DUP(call, r->site);
 	o->result = DUP(call, r->result);
+	o->decided = r->decided != 0;
 	return o;
 }
 

@@ -86,7 +86,7 @@ static const ims_record_field fields[] = {
 	F(id, STR),	   F(kind, STR),	F(target, STR),	     F(site, STR),
 	F(state, INT),	   F(bytes_done, U64),	F(bytes_total, U64), F(error, STR),
 	F(created, I64),   F(started, I64),	F(finished, I64),    F(owner, STR),
-	F(heartbeat, I64), F(result_path, STR), F(result, STR),
+	F(heartbeat, I64), F(result_path, STR), F(result, STR),	     F(decided, INT),
 };
 #undef F
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
@@ -448,7 +448,9 @@ int ims_ops_wait(ims_op_record *out, ims_ops *o, const char *id, unsigned timeou
 	pthread_mutex_lock(&o->lock);
 	ims_op *op = find_locked(o, id);
 	if (op) {
-		while (!op->ended && !o->stopping &&
+		/* until it ends, or until its outcome is known (when that was not known before) */
+		int decided = op->rec.decided;
+		while (!op->ended && !o->stopping && !(op->rec.decided && !decided) &&
 		       pthread_cond_timedwait(&o->ended, &o->lock, &until) != ETIMEDOUT)
 			;
 		*out = op->rec;
@@ -457,10 +459,12 @@ int ims_ops_wait(ims_op_record *out, ims_ops *o, const char *id, unsigned timeou
 	}
 	pthread_mutex_unlock(&o->lock);
 	/* another daemon's (or an old) operation: poll its record */
-	for (;;) {
+	for (int decided = -1;;) {
 		int r = read_one(o, id, out);
-		if (r < 0 || !active(out->state))
+		if (r < 0 || !active(out->state) || (decided == 0 && out->decided))
 			return r;
+		if (decided < 0)
+			decided = out->decided;
 		if (ims_clock_passed(&until))
 			return 0;
 		usleep(250000);
@@ -604,6 +608,24 @@ void ims_op_set_result(ims_op *op, const char *fmt, ...)
 	vsnprintf(op->rec.result, sizeof(op->rec.result), fmt, ap);
 	pthread_mutex_unlock(&op->ops->lock);
 	va_end(ap);
+}
+
+void ims_op_set_decided(ims_op *op, const char *fmt, ...)
+{
+	ims_ops *o = op->ops;
+	ims_op_record snap;
+	va_list ap;
+	va_start(ap, fmt);
+	pthread_mutex_lock(&o->lock);
+	vsnprintf(op->rec.result, sizeof(op->rec.result), fmt, ap);
+	op->rec.decided = 1;
+	op->rec.heartbeat = now();
+	op->last_persist = op->rec.heartbeat;
+	snap = op->rec;
+	pthread_cond_broadcast(&o->ended); /* its waiters return */
+	pthread_mutex_unlock(&o->lock);
+	va_end(ap);
+	persist(o, &snap);
 }
 
 void ims_op_add_detail(ims_op *op, const char *fmt, ...)

@@ -49,6 +49,7 @@ typedef struct {
 	int64_t heartbeat;
 	char result_path[512]; /* a spooled export, for download */
 	char result[512];      /* one line: what it did, when it succeeded */
+	int decided; /* 1: its outcome is known while it still runs (ims_op_set_decided()) */
 } ims_op_record;
 
 typedef struct ims_ops ims_ops;
@@ -109,6 +110,14 @@ int ims_op_progress(ims_op *op, uint64_t done, uint64_t total);
 
 /** Say in one line what the operation did (shown when it succeeds). */
 void ims_op_set_result(ims_op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/**
+ * Say that the operation's outcome is known while it still runs, and in one line what it is
+ * (its result until it ends): a forced failover once every image is the primary on the new
+ * site, with only the old copies left to make secondaries. Waiters of ims_ops_wait() return;
+ * a client may stop waiting (the CLI does). Only for work that then succeeds.
+ */
+void ims_op_set_decided(ims_op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /** Add one line to the operation's details: one per part of a batch (a site failover: one per
  *  image and group). Kept in memory by this daemon, at most IMS_OP_DETAILS_MAX bytes. */

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -583,6 +584,7 @@ static int forced(job *w)
 		return r;
 	}
 	ims_handover__crash_point("promoted");
+	ims_handover__promoted(w, reachable);
 
 	char rejoin[1024], done[800] = "";
 	int rejoined = -1;
@@ -625,13 +627,91 @@ typedef struct {
 	int r;
 	double secs;
 	char said[1024]; /* what it did, or why it failed */
+	bool settled;	 /* under the run's lock: counted as settled or failed */
+	bool ended;
+	bool old_left; /* promoted, its old copy (reached) still to make a secondary */
 } site_item;
 
 typedef struct {
 	job *w;
 	site_item *items;
 	size_t n;
+	double t0;
+	pthread_mutex_t lock; /* of what follows, and each item's settled and ended */
+	size_t settled;	      /* skipped, promoted or ended well */
+	size_t failed;	      /* ended with an error before its promotion */
+	size_t ended;
+	bool decided; /* the hooks' decided() was told */
 } site_run;
+
+/* Item @p i of @p f is settled (@p ok: skipped, promoted, or ended well) or failed; once
+ * every item is settled while some still deal with their old copies, the outcome is known. At
+ * the item's end @p end; promoted with its old copy reached, @p old_left. */
+static void settle(site_run *f, size_t i, bool ok, bool end, bool old_left)
+{
+	const ims_handover_env *e = f->w->e;
+	site_item *u = &f->items[i];
+	char line[1024] = "", names[300] = "";
+	size_t left = 0;
+	pthread_mutex_lock(&f->lock);
+	if (!u->settled) {
+		u->settled = true;
+		if (ok)
+			f->settled++;
+		else
+			f->failed++;
+	}
+	if (end && !u->ended) {
+		u->ended = true;
+		f->ended++;
+	}
+	u->old_left = old_left && !u->ended;
+	for (size_t k = 0; k < f->n; k++)
+		left += f->items[k].old_left && !f->items[k].ended;
+	/* those ending now (their old copies not reached) are not waited for */
+	bool tell = !f->decided && f->settled == f->n && left > 0;
+	if (tell) {
+		f->decided = true;
+		size_t promoted = 0, used = 0;
+		for (size_t k = 0; k < f->n; k++) {
+			const site_item *o = &f->items[k];
+			promoted += !o->skipped;
+			if (o->ended || !o->old_left)
+				continue;
+			/* the first ones, cut to fit */
+			size_t len = strlen(o->name), room = sizeof(names) - 1 - used;
+			if (used && room >= 2) {
+				memcpy(names + used, ", ", 2);
+				used += 2;
+				room -= 2;
+			}
+			memcpy(names + used, o->name, len < room ? len : room);
+			used += len < room ? len : room;
+			names[used] = '\0';
+		}
+		int n = snprintf(
+			line, sizeof(line),
+			"%zu image(s) and group(s) of site '%s' in pool '%s' are the primary "
+			"on site '%s' (%.1fs); site '%s''s old cop%s of %zu of them %s still "
+			"being made secondar%s (%s): the operation goes on",
+			promoted, f->w->q.from, f->w->q.pool, f->w->q.target,
+			ims_clock_mono_s() - f->t0, f->w->q.from, left == 1 ? "y" : "ies", left,
+			left == 1 ? "is" : "are", left == 1 ? "y" : "ies", names);
+		(void)n; /* cut to fit: the operation's result is one line */
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (tell) {
+		ims_log_info("forced failover of site '%s': %s", f->w->q.from, line);
+		if (e->hooks->decided)
+			e->hooks->decided(e->ctx, line);
+	}
+}
+
+void ims_handover__promoted(job *w, bool old_left)
+{
+	if (w->batch) /* one image or group: its failover ends when its old copy is dealt with */
+		settle(w->batch, w->item, true, false, old_left);
+}
 
 /* Whether @p u is part of failover @p w; an image in a group goes with its group. */
 static bool selected(job *w, const site_item *u)
@@ -681,9 +761,12 @@ static int fan_item(void *ctx, unsigned worker, size_t i)
 	one.q.unit = u->unit;
 	one.said = u->said;
 	one.said_len = sizeof(u->said);
+	one.batch = f;
+	one.item = i;
 	ims_error_clear();
 	if (!selected(f->w, u)) {
 		u->skipped = true;
+		settle(f, i, true, true, false);
 		return 0;
 	}
 	double t0 = ims_clock_mono_s();
@@ -697,6 +780,7 @@ static int fan_item(void *ctx, unsigned worker, size_t i)
 	u->partly = u->missed && one.missed_partly;
 	if (u->r < 0)
 		snprintf(u->said, sizeof(u->said), "%s", ims_error_last());
+	settle(f, i, u->r == 0, true, false);
 	ims_log_info("%s failover of %s '%s/%s' to site '%s' %s in %.2fs: %s",
 		     is_forced(&one) ? "forced" : "planned", ims_repl_unit_name(u->unit),
 		     one.q.pool, u->name, one.q.target, u->r < 0 ? "failed" : "done", u->secs,
@@ -833,7 +917,8 @@ static int site_failover(job *w)
 			w->q.from, w->q.from, here, w->q.from);
 	if (is_forced(w) && (r = check_forced_here(w)) < 0)
 		return r;
-	site_run f = {.w = w};
+	site_run f = {.w = w, .t0 = t0};
+	pthread_mutex_init(&f.lock, NULL);
 	if ((r = list_units(w, &f)) < 0)
 		goto out;
 
@@ -857,6 +942,7 @@ static int site_failover(job *w)
 	r = summarize(w, &f, all.old_down, ims_clock_mono_s() - t0);
 out:
 	free(f.items);
+	pthread_mutex_destroy(&f.lock);
 	return r;
 }
 

@@ -46,6 +46,14 @@ typedef struct {
 	ims_progress_fn progress;
 	/** One line of detail (a site failover: one per image or group); may be NULL. */
 	void (*detail)(void *ctx, const char *line);
+	/**
+	 * A forced failover of a site (ims_handover_site()) knows its outcome while it goes on:
+	 * every image and group it fails over is the primary on this site (none failed), and
+	 * what is left is the old site's copies, made secondaries (slow when that site answers
+	 * partly: each silent object waits for the peer's osd_timeout). @p line says so. May be
+	 * NULL.
+	 */
+	void (*decided)(void *ctx, const char *line);
 } ims_handover_hooks;
 
 /** The site that runs the protocol, and its daemon. */

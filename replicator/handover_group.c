@@ -397,6 +397,7 @@ int ims_handover__group_forced(job *w)
 		goto out;
 	}
 	ims_handover__crash_point("promoted");
+	ims_handover__promoted(w, reachable);
 	char done[800] = "";
 	int rejoined = -1;
 	if (reachable) {

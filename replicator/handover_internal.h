@@ -19,6 +19,9 @@ typedef struct {
 	 * copy there did not; why (its writers are fenced when it answers again) */
 	char missed[320];
 	bool missed_partly; /* and its site answers partly (the probes say so) */
+	/* a forced failover of a site: the batch this job is item @p item of (handover.c) */
+	void *batch;
+	size_t item;
 } job;
 
 static inline bool is_forced(const job *w)
@@ -30,6 +33,11 @@ static inline bool is_forced(const job *w)
 int ims_handover__progress(const ims_handover_env *e, uint64_t done, uint64_t total);
 int ims_handover__peer(ims_site **out, const ims_handover_env *e, const char *name);
 const char *ims_handover__peer_pool(const ims_handover_env *e, const char *site);
+
+/* A forced failover promoted this site's copy of w->q.name; @p old_left: its old copy answered
+ * and is made a secondary next. In a site's failover, the hooks' decided() is told once the last
+ * one is promoted while some still deal with their old copies. */
+void ims_handover__promoted(job *w, bool old_left);
 
 /* What the failover did, into w->said. */
 void ims_handover__say(job *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

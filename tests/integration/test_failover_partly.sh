@@ -135,7 +135,7 @@ for ((k = 1; k <= 24; k++)); do
     silent) B+=("$n") ;;
     *) M+=("$n") ;;
   esac
-  [ ${#imgs[@]} -ge 6 ] && [ ${#A[@]} -ge 2 ] && [ ${#B[@]} -ge 2 ] && break
+  [ ${#imgs[@]} -ge 6 ] && [ ${#A[@]} -ge 2 ] && [ ${#B[@]} -ge 2 ] && [ ${#M[@]} -ge 1 ] && break
 done
 echo "# answering PGs only: ${A[*]}; header in a silent PG: ${B[*]}; mixed: ${M[*]}"
 check_or_stop "${#imgs[@]} images replicated c -> b: ${#A[@]} in answering PGs only, ${#B[@]} with their header in a silent PG" \
@@ -146,6 +146,7 @@ roles_are() { # ROLE-ON-B ROLE-ON-C IMAGE...
   for i in "$@"; do [ "$(role_on b "$i")" = "$rb" ] && [ "$(role_on c "$i")" = "$rc" ] || return 1; done
 }
 check "  every one primary on c, secondary on b" roles_are secondary primary "${imgs[@]}"
+on_b_primary() { local i; for i in "$@"; do [ "$(role_on b "$i")" = primary ] || return 1; done; }
 
 # ---- some PGs lose their OSD: site c answers partly
 ceph_site c osd pool set "$P" crush_rule "$SPLIT" >/dev/null 2>&1
@@ -162,6 +163,21 @@ expect_rc 0 "repl failover --from c --to b --force --pool $P, asked of site b" \
   timeout 150 env IMGSTORE_SERVER=unix:$W/pfo-b-$$.sock "$CLI" repl failover --from c --to b --force --pool "$P"
 took=$((SECONDS - t0))
 sed 's/^/# /' "$T_OUT" "$T_ERR" | cut -c1-400
+# The command returns once every image is the primary on site b and the rest (old copies on
+# site c still being made secondaries, slow when their objects lie in silent PGs) has gone on
+# for a few seconds (Operation.decided): then it says so and how to follow the operation.
+early=0
+if grep -q ' goes on in the daemon: ' "$T_ERR"; then
+  early=1
+  op=$(sed -nE 's/^imgstore: operation ([^ ]+) goes on in the daemon: .*/\1/p' "$T_ERR" | head -1)
+  decided_line=$(cat "$T_OUT")
+  check "  it returned early (${took}s): every copy on site b was the primary then" on_b_primary "${imgs[@]}"
+  check "  ... saying so: '$(cut -c1-160 <<<"$decided_line")...'" \
+    grep -qE "^failover $P/\* of site c: ${#imgs[@]} image\(s\) and group\(s\) of site 'c' in pool '$P' are the primary on site 'b' \([0-9.]+s\); site 'c''s old cop(y|ies) of [0-9]+ of them (is|are) still being made secondar(y|ies) \(.*\): the operation goes on$" "$T_OUT"
+  expect_rc 0 "  imgstore op wait $op: the rest ends" \
+    timeout 150 env IMGSTORE_SERVER=unix:$W/pfo-b-$$.sock "$CLI" op wait "$op"
+  sed 's/^/# /' "$T_OUT" "$T_ERR" | cut -c1-400
+fi
 # the copies run at once: the whole takes as long as the slowest copy, not the sum; a copy whose
 # header is silent costs one osd_timeout; one whose objects are split between answering and
 # silent PGs may hit several in turn (its header read, then its object maps: 10-35 s measured)
@@ -174,6 +190,12 @@ for i in "${B[@]}"; do
   awk -v s="$s" -v t=$OSD_TIMEOUT 'BEGIN { exit !(s != "" && s < 2 * t) }' || slow_b="$slow_b $i:${s:-?}s"
 done
 check "  each copy whose header is silent cost about one osd_timeout (< $((2 * OSD_TIMEOUT))s)${slow_b:+, not:$slow_b}" test -z "$slow_b"
+# every copy was promoted by then (the header-silent ones last, after one osd_timeout): when the
+# slowest copy (a split one, its old copy slow to make a secondary) ended well after the grace
+# the CLI gives the rest, the command returned before it
+if awk -v t="$total" -v s="$OSD_TIMEOUT" 'BEGIN { split(t, a, " "); exit !(a[2] > 2 * s + 6) }'; then
+  check "  the slowest copy took ${total#* }s, more than $((2 * OSD_TIMEOUT + 6))s: the command returned before it, once every copy was the primary" test $early = 1
+fi
 check "  one ok line per image (${#imgs[@]})" test "$(grep -cE "^  image $P/pfo$$-[0-9]+ ok " "$T_OUT")" = ${#imgs[@]}
 check "  the summary says site c answers partly and how many copies there were not reached (${#B[@]} or more)" \
   grep -qE "site 'c' answers partly: ([0-9]+) of ${#imgs[@]} cop(y|ies) there (was|were) not reached" "$T_OUT"
@@ -181,7 +203,6 @@ unreached=$(sed -nE "s/.*site 'c' answers partly: ([0-9]+) of .*/\1/p" "$T_OUT" 
 check "  ... ${unreached:-?} of them: at least the ${#B[@]} whose header is silent, at most those and the ${#M[@]} mixed" \
   bash -c "[ -n '$unreached' ] && [ '$unreached' -ge ${#B[@]} ] && [ '$unreached' -le $((${#B[@]} + ${#M[@]})) ]"
 line_of() { grep -E "^  image $P/$1 " "$T_OUT"; }
-on_b_primary() { local i; for i in "$@"; do [ "$(role_on b "$i")" = primary ] || return 1; done; }
 check "every copy on site b is the primary" on_b_primary "${imgs[@]}"
 write_b() { # IMAGE: 1 MiB written on site b's copy, acknowledged; the head's digest kept
   timeout 60 rbd -c "$(conf_of b)" bench --io-type write --io-size 64K --io-total 1M \

@@ -324,6 +324,89 @@ static void test_op_wait_timeout(void **state)
 	assert_string_equal(f->err, "");
 }
 
+/* A forced site failover whose outcome is known while its old copies are still being made
+ * secondaries (Operation.decided): `repl failover` returns 0 a grace after it first sees that,
+ * printing what is known and how to follow the rest; if the operation ends within the grace,
+ * its end is printed as always; `op wait` waits for the end. */
+#define DECIDED                                                                                    \
+	"3 image(s) and group(s) of site 'a' in pool 'rbd' are the primary on site 'b' (5.1s); "   \
+	"site 'a''s old copy of 1 of them is still being made secondary (vm3): the operation "     \
+	"goes on"
+
+static Imgstore__V1__Operation failover_op(int state, bool decided)
+{
+	Imgstore__V1__Operation op = op_in(state, 0, 0);
+	op.kind = "failover";
+	op.target = "rbd/*";
+	op.decided = decided;
+	if (decided)
+		op.result = DECIDED;
+	return op;
+}
+
+static void test_failover_decided(void **state)
+{
+	fake *f = *state;
+	Imgstore__V1__Operation run = failover_op(RUNNING, false), dec = failover_op(RUNNING, true),
+				done = failover_op(SUCCEEDED, true);
+	char *details[] = {"image rbd/vm3 ok 30.20s: site 'b' is the primary of 'rbd/vm3'"};
+	json_object *doc, *v;
+
+	/* every call takes 1 s on the fake clock: decided seen at the first wait, then 3 s */
+	fake_expect(f, "imgstore.v1.ReplicationService/Failover", &run);
+	for (int i = 0; i < 4; i++)
+		fake_expect(f, WAIT_OP, &dec);
+	assert_int_equal(fake_run(f, "--server", SOCK, "repl", "failover", "--from", "a", "--to",
+				  "b", "--force", NULL),
+			 0);
+	assert_int_equal(f->ncalls, 5);
+	assert_string_equal(f->out, "failover rbd/*: " DECIDED "\n");
+	assert_string_equal(f->err, "failover rbd/*: started\n"
+				    "imgstore: operation op-42 goes on in the daemon: `imgstore op "
+				    "wait op-42` waits for its end, `imgstore op get op-42` shows "
+				    "it\n");
+
+	/* it ends within the grace: its end, as always */
+	done.result = "3 image(s) and group(s) of site 'a' in pool 'rbd' failed over";
+	done.details = details;
+	done.n_details = 1;
+	fake_expect(f, "imgstore.v1.ReplicationService/Failover", &run);
+	fake_expect(f, WAIT_OP, &dec);
+	fake_expect(f, WAIT_OP, &done);
+	assert_int_equal(fake_run(f, "--server", SOCK, "repl", "failover", "--from", "a", "--to",
+				  "b", "--force", NULL),
+			 0);
+	assert_string_equal(f->out, "failover rbd/*: succeeded in 12s: 3 image(s) and group(s) "
+				    "of site 'a' in pool 'rbd' failed over\n"
+				    "  image rbd/vm3 ok 30.20s: site 'b' is the primary of "
+				    "'rbd/vm3'\n");
+
+	/* JSON: the operation as it stands, still running, decided */
+	fake_expect(f, "imgstore.v1.ReplicationService/Failover", &dec);
+	for (int i = 0; i < 3; i++)
+		fake_expect(f, WAIT_OP, &dec);
+	assert_int_equal(fake_run(f, "--server", SOCK, "-o", "json", "repl", "failover", "--from",
+				  "a", "--to", "b", "--force", NULL),
+			 0);
+	doc = json_tokener_parse(f->out);
+	assert_non_null(doc);
+	assert_true(json_object_object_get_ex(doc, "state", &v));
+	assert_string_equal(json_object_get_string(v), "running");
+	assert_true(json_object_object_get_ex(doc, "decided", &v));
+	assert_true(json_object_get_boolean(v));
+	json_object_put(doc);
+
+	/* `op wait` waits for the end */
+	cli_reset(f);
+	fake_expect(f, "imgstore.v1.OperationService/GetOperation", &dec);
+	for (int i = 0; i < 5; i++)
+		fake_expect(f, WAIT_OP, &dec);
+	fake_expect(f, WAIT_OP, &done);
+	assert_int_equal(fake_run(f, "--server", SOCK, "op", "wait", "op-42", NULL), 0);
+	assert_int_equal(f->ncalls, 7);
+	assert_non_null(strstr(f->out, "failover rbd/*: succeeded in 12s: "));
+}
+
 /* A path the daemon may not read (outside its [server] import_dirs): the CLI uploads; another
  * refusal is printed as it is. */
 static void test_import_path_refused_uploads(void **state)
@@ -571,6 +654,7 @@ int main(void)
 		OPS_TEST(test_wait_failure),
 		OPS_TEST(test_ctrl_c_cancels),
 		OPS_TEST(test_op_wait_timeout),
+		OPS_TEST(test_failover_decided),
 		OPS_TEST(test_import_path_refused_uploads),
 		OPS_TEST(test_export_path_refused_downloads),
 		OPS_TEST(test_export_local),

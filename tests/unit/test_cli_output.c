@@ -160,7 +160,8 @@ static void test_json_operation(void **state)
 	assert_string_equal(json_object_get_string(get(doc, "result")), "");
 	assert_int_equal(json_object_array_length(get(doc, "details")), 0);
 	assert_false(json_object_get_boolean(get(doc, "streamed")));
-	assert_int_equal(json_object_object_length(doc), 14);
+	assert_false(json_object_get_boolean(get(doc, "decided")));
+	assert_int_equal(json_object_object_length(doc), 15);
 	json_object_put(doc);
 }
 
