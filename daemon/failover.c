@@ -40,6 +40,17 @@ static bool hook_site_partly(void *ctx, const char *name)
 	return ims_health_site_partly(((run_ctx *)ctx)->d->health, name);
 }
 
+static int hook_copy_silent(void *ctx, const char *name, const char *pool, const char *image,
+			    char *why, size_t len)
+{
+	ims_site *peer;
+	if (ims_daemon_peer(((run_ctx *)ctx)->d, name, &peer) < 0) {
+		ims_error_clear();
+		return 0;
+	}
+	return ims_site_copy_silent(why, len, peer, pool, image);
+}
+
 static int hook_leased(void *ctx, const char *pool, const char *image, char *host, size_t len)
 {
 	return ims_hosts_image_leased(host, len, ((run_ctx *)ctx)->d, pool, image);
@@ -70,6 +81,7 @@ static const ims_handover_hooks hooks = {
 	.peer_pool = hook_peer_pool,
 	.site_up = hook_site_up,
 	.site_partly = hook_site_partly,
+	.copy_silent = hook_copy_silent,
 	.leased = hook_leased,
 	.break_leases = hook_break,
 	.progress = hook_progress,

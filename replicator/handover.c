@@ -554,9 +554,16 @@ static int forced(job *w)
 				     pool, image, here);
 	ims_handover__progress(e, 0, 0);
 
-	/* the old primary, if it answers: its generation counts, and its writers are fenced */
+	/* the old primary, if it answers: its generation counts, and its writers are fenced; not
+	 * asked when its site's probes say where it lies does not answer (an open would wait
+	 * for the peer's osd_timeout, then fail) */
 	bool asked = ims_handover__may_ask(w, old);
-	bool reachable = asked && ims_handover__peer(&peer, e, old) == 0 &&
+	char why[200];
+	bool silent = asked && e->hooks->copy_silent &&
+		      e->hooks->copy_silent(e->ctx, old, pool, image, why, sizeof(why)) > 0;
+	if (silent)
+		ims_error_set(-ETIMEDOUT, "%s", why);
+	bool reachable = asked && !silent && ims_handover__peer(&peer, e, old) == 0 &&
 			 ims_repl_side_get(&them, peer, pool, image) == 0;
 	uint64_t gen = me.generation + 1;
 	if (reachable && them.generation >= gen)

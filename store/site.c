@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/opts.h"
+#include "common/spec.h"
 #include "common/log.h"
 #include "store/pg.h"
 
@@ -94,6 +95,11 @@ struct ims_site {
 	uint32_t probe_pgs, probe_silent;
 	char probe_silent_list[IMS_SITE_PG_LIST_MAX];
 	char *probe_pool;
+	/* when the last probe found the site partly: which PGs of which pool were silent */
+	char *silent_pool;
+	int64_t silent_pool_id;
+	uint32_t silent_pg_num;
+	bool *silent_map;
 
 	pthread_mutex_t probe_lock; /* one probe at a time; the plan */
 	plan plan;
@@ -338,6 +344,8 @@ void ims_site_close(ims_site *site)
 		pthread_mutex_destroy(&site->probe_lock);
 	}
 	free(site->probe_pool);
+	free(site->silent_pool);
+	free(site->silent_map);
 	free((char *)site->opts.ceph_conf);
 	free((char *)site->opts.client_id);
 	free((char *)site->opts.keyring);
@@ -1164,7 +1172,24 @@ static int publish(ims_site *site, plan *pl, int r, const round_result *rr)
 	}
 	if (health == IMS_PG_DOWN && r == 0)
 		r = -ETIMEDOUT;
+	/* which PGs were silent, for ims_site_copy_silent(); made before the lock */
+	bool *map = NULL;
+	char *map_pool = NULL;
+	if (health == IMS_PG_PARTLY && pl->pg_num && pl->pool &&
+	    (map = calloc(pl->pg_num, sizeof(*map))) && (map_pool = strdup(pl->pool)))
+		for (uint32_t i = 0; i < pl->pg_num; i++)
+			map[i] = pl->state[i] == IMS_PG_SILENT;
+	if (!map_pool) {
+		free(map);
+		map = NULL;
+	}
 	pthread_mutex_lock(&site->guard_lock);
+	free(site->silent_map);
+	free(site->silent_pool);
+	site->silent_map = map;
+	site->silent_pool = map_pool;
+	site->silent_pg_num = map ? pl->pg_num : 0;
+	site->silent_pool_id = pl->pool_id;
 	site->probe_since_ms = 0;
 	site->probed = true;
 	site->last_error = r;
@@ -1238,6 +1263,59 @@ void ims_site_health_get(ims_site_health *out, ims_site *site)
 	out->pgs_silent = site->probe_silent;
 	snprintf(out->silent, sizeof(out->silent), "%s", site->probe_silent_list);
 	pthread_mutex_unlock(&site->guard_lock);
+}
+
+/* Whether object @p oid of @p pool lies in a PG the last probe found silent; its name into
+ * @p pg ("5.1f"). */
+static bool object_silent(char *pg, size_t len, ims_site *site, const char *pool, const char *oid)
+{
+	bool silent = false;
+	pthread_mutex_lock(&site->guard_lock);
+	if (site->silent_map && strcmp(site->silent_pool, pool) == 0) {
+		uint32_t i = ims_pg_of(ims_pg_hash(oid, strlen(oid)), site->silent_pg_num);
+		if ((silent = site->silent_map[i]))
+			snprintf(pg, len, "%lld.%x", (long long)site->silent_pool_id, i);
+	}
+	pthread_mutex_unlock(&site->guard_lock);
+	return silent;
+}
+
+int ims_site_copy_silent(char *why, size_t len, ims_site *site, const char *pool, const char *image)
+{
+	char oid[IMS_NAME_MAX + 32], pg[40], buf[4 + 64];
+	rados_ioctx_t io;
+	bool known;
+	pthread_mutex_lock(&site->guard_lock);
+	known = site->silent_map && strcmp(site->silent_pool, pool) == 0;
+	pthread_mutex_unlock(&site->guard_lock);
+	if (!known) /* the site answered its last probe in full, or it probes another pool */
+		return 0;
+	snprintf(oid, sizeof(oid), "rbd_id.%s", image);
+	if (object_silent(pg, sizeof(pg), site, pool, oid)) {
+		snprintf(why, len, "its %s lies in PG %s, silent at the last probe", oid, pg);
+		return 1;
+	}
+	/* its header's name: the image's id, a string (length, then bytes) in rbd_id.NAME, which
+	 * lies in a PG that answered */
+	if (ims_site_ioctx(&io, site, pool) < 0) {
+		ims_error_clear();
+		return 0;
+	}
+	int n = rados_read(io, oid, buf, sizeof(buf), 0);
+	ims_site_ioctx_close(io);
+	uint32_t idlen = n >= 4 ? (uint32_t)(unsigned char)buf[0] |
+					  (uint32_t)(unsigned char)buf[1] << 8 |
+					  (uint32_t)(unsigned char)buf[2] << 16 |
+					  (uint32_t)(unsigned char)buf[3] << 24
+				: 0;
+	if (n < 4 || idlen == 0 || idlen > (uint32_t)n - 4)
+		return 0; /* asked as it comes: opening it says what is wrong */
+	snprintf(oid, sizeof(oid), "rbd_header.%.*s", (int)idlen, buf + 4);
+	if (object_silent(pg, sizeof(pg), site, pool, oid)) {
+		snprintf(why, len, "its %s lies in PG %s, silent at the last probe", oid, pg);
+		return 1;
+	}
+	return 0;
 }
 
 int ims_site_mon_addrs(char *buf, unsigned len, ims_site *site)

@@ -133,6 +133,18 @@ typedef struct {
 void ims_site_health_get(ims_site_health *out, ims_site *site);
 
 /**
+ * Whether image @p pool/@p image of @p site cannot be opened now, by what the last probe of
+ * @p pool found: the site answered partly and the PG of the image's rbd_id or rbd_header
+ * object was silent (an open would wait for the OSD timeout, then fail). Reads rbd_id (in a PG
+ * that answered) for the header's name. Says which object and PG into @p why.
+ *
+ * @returns 1 (silent), or 0: the probe found no silent PG there, probes another pool, or
+ *          the image's id could not be read (asking the image says more).
+ */
+int ims_site_copy_silent(char *why, size_t len, ims_site *site, const char *pool,
+			 const char *image);
+
+/**
  * The address of the current main client as the cluster sees it (what `ceph osd blocklist ls`
  * lists, e.g. "127.0.0.1:0/1874625615") into @p buf.
  *
