@@ -61,8 +61,9 @@ bool ims_health_site_up(ims_health *h, const char *name);
 /**
  * Whether site @p name answered its last probe at all: up, or partly. A forced failover asks
  * such an old primary's site to fence and demote its copies: those whose objects are in the
- * PGs that answer could still be written by its hosts (a split brain otherwise), and those in
- * silent PGs cost the peer's osd_timeout each. Only a site that answers in no PG is passed by.
+ * PGs that answer could still be written by its hosts (a split brain otherwise); those whose
+ * header lies in a PG the last probe found silent are passed by (ims_site_copy_silent()), any
+ * other silent object costs the peer's osd_timeout. A site that answers in no PG is passed by.
  */
 bool ims_health_site_answers(ims_health *h, const char *name);
 
