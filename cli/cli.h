@@ -441,7 +441,9 @@ int ims_cli_wait_opts_run(ims_cli *cli, Imgstore__V1__Operation **op, const ims_
 /**
  * What every verb that starts an operation does with it: with --no-wait print its id (JSON:
  * the operation) and return 0; else wait and print a one-line summary (JSON: the final
- * operation). Frees @p op.
+ * operation). With @p w until_decided, an operation whose outcome is known while it goes on
+ * (a forced site failover) ends the wait: its result line, and on stderr how to follow it
+ * (JSON: the operation as it stands). Frees @p op.
  */
 int ims_cli_finish_op(ims_cli *cli, Imgstore__V1__Operation *op, const ims_cli_wait_opts *w);
 

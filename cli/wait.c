@@ -201,7 +201,10 @@ int ims_cli_wait_opts_run(ims_cli *cli, Imgstore__V1__Operation **opp, const ims
 	while (!terminal(op->state)) {
 		ims_cli_progress_update(&prog, op->state, op->bytes_done, op->bytes_total);
 		if (w->until_decided && op->decided && !cancel_sent) {
-			/* its outcome is known: the rest gets a moment to end as well */
+			/* its outcome is known: the rest gets a moment to end as well (Ctrl-C
+			 * meanwhile ends the wait, it cancels nothing: what is left cannot stop) */
+			if (interrupted(cli))
+				break;
 			if (decided_at < 0)
 				decided_at = now(cli);
 			else if (now(cli) - decided_at >= IMS_CLI_DECIDED_GRACE_S)

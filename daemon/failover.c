@@ -43,12 +43,7 @@ static bool hook_site_partly(void *ctx, const char *name)
 static int hook_copy_silent(void *ctx, const char *name, const char *pool, const char *image,
 			    char *why, size_t len)
 {
-	ims_site *peer;
-	if (ims_daemon_peer(((run_ctx *)ctx)->d, name, &peer) < 0) {
-		ims_error_clear();
-		return 0;
-	}
-	return ims_site_copy_silent(why, len, peer, pool, image);
+	return ims_health_copy_silent(why, len, ((run_ctx *)ctx)->d->health, name, pool, image);
 }
 
 static int hook_leased(void *ctx, const char *pool, const char *image, char *host, size_t len)

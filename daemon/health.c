@@ -244,6 +244,22 @@ bool ims_health_site_partly(ims_health *h, const char *name)
 	return !v.up && v.partly;
 }
 
+int ims_health_copy_silent(char *why, size_t len, ims_health *h, const char *name, const char *pool,
+			   const char *image)
+{
+	probe *p = h ? find(h, name) : NULL;
+	if (!p)
+		return 0;
+	pthread_mutex_lock(&h->lock);
+	ims_site *site = p->site;
+	pthread_mutex_unlock(&h->lock);
+	/* the probes' word, while it is no older than two of their rounds */
+	return site ? ims_site_copy_silent(why, len, site, pool, image,
+					   2 * (int64_t)h->interval_s * 1000 +
+						   IMS_SITE_PROBE_WAIT_MS)
+		    : 0;
+}
+
 int ims_health_sites(ims_health_site **out, size_t *n, ims_health *h)
 {
 	*out = NULL;

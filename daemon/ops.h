@@ -81,7 +81,8 @@ int ims_ops_submit(ims_op_record *out, ims_ops *o, const char *kind, const char 
 /** @returns -ENOENT for an unknown id. */
 int ims_ops_get(ims_op_record *out, ims_ops *o, const char *id);
 
-/** Wait until the operation ends or @p timeout_ms runs out; *out is its state then. */
+/** Wait until the operation ends, its outcome becomes known (ims_op_set_decided(), when it was
+ *  not known as the wait began) or @p timeout_ms runs out; *out is its state then. */
 int ims_ops_wait(ims_op_record *out, ims_ops *o, const char *id, unsigned timeout_ms);
 
 /**

@@ -636,7 +636,8 @@ typedef struct {
 	char said[1024]; /* what it did, or why it failed */
 	bool settled;	 /* under the run's lock: counted as settled or failed */
 	bool ended;
-	bool old_left; /* promoted, its old copy (reached) still to make a secondary */
+	bool old_left;	  /* promoted, its old copy (reached) still to make a secondary */
+	bool not_reached; /* promoted, its old copy asked and not reached (not fenced) */
 } site_item;
 
 typedef struct {
@@ -651,14 +652,62 @@ typedef struct {
 	bool decided; /* the hooks' decided() was told */
 } site_run;
 
+/* Append @p name to the list @p buf (", " between), cut to fit. */
+static void add_name(char *buf, size_t len, const char *name)
+{
+	size_t used = strlen(buf), n = strlen(name);
+	if (used + 1 >= len)
+		return;
+	if (used) {
+		snprintf(buf + used, len - used, ", ");
+		used = strlen(buf);
+	}
+	size_t room = len - 1 - used;
+	memcpy(buf + used, name, n < room ? n : room);
+	buf[used + (n < room ? n : room)] = '\0';
+}
+
+/* The decided line of @p f (under its lock): what is known, then the copies still at work
+ * and those not reached, names last (the operation's result is one line of 511 bytes). */
+static void decided_line(char *line, size_t len, const site_run *f, size_t left)
+{
+	char working[160] = "", missed[160] = "";
+	size_t promoted = 0, nmissed = 0;
+	for (size_t k = 0; k < f->n; k++) {
+		const site_item *o = &f->items[k];
+		promoted += !o->skipped;
+		nmissed += o->not_reached;
+		if (o->not_reached)
+			add_name(missed, sizeof(missed), o->name);
+		else if (o->old_left && !o->ended)
+			add_name(working, sizeof(working), o->name);
+	}
+	char more[300] = "";
+	if (nmissed)
+		snprintf(more, sizeof(more),
+			 "; %zu cop%s there %s not reached, %s writers not fenced yet (%s)",
+			 nmissed, nmissed == 1 ? "y" : "ies", nmissed == 1 ? "was" : "were",
+			 nmissed == 1 ? "its" : "their", missed);
+	int n = snprintf(
+		line, len,
+		"%zu image(s) and group(s) of site '%s' in pool '%s' are the primary on "
+		"site '%s' (%.1fs); the operation goes on: site '%s''s old cop%s of %zu of "
+		"them %s still being made secondar%s (%s)%s",
+		promoted, f->w->q.from, f->w->q.pool, f->w->q.target, ims_clock_mono_s() - f->t0,
+		f->w->q.from, left == 1 ? "y" : "ies", left, left == 1 ? "is" : "are",
+		left == 1 ? "y" : "ies", working, more);
+	(void)n; /* cut to fit: the names come last */
+}
+
 /* Item @p i of @p f is settled (@p ok: skipped, promoted, or ended well) or failed; once
  * every item is settled while some still deal with their old copies, the outcome is known. At
- * the item's end @p end; promoted with its old copy reached, @p old_left. */
-static void settle(site_run *f, size_t i, bool ok, bool end, bool old_left)
+ * the item's end @p end; promoted with its old copy reached, @p old_left; not reached (asked,
+ * no answer: its writers not fenced), @p not_reached. */
+static void settle(site_run *f, size_t i, bool ok, bool end, bool old_left, bool not_reached)
 {
 	const ims_handover_env *e = f->w->e;
 	site_item *u = &f->items[i];
-	char line[1024] = "", names[300] = "";
+	char line[1024] = "";
 	size_t left = 0;
 	pthread_mutex_lock(&f->lock);
 	if (!u->settled) {
@@ -667,44 +716,25 @@ static void settle(site_run *f, size_t i, bool ok, bool end, bool old_left)
 			f->settled++;
 		else
 			f->failed++;
+	} else if (!ok) { /* promoted, then failed: never, forced() and its group's end well */
+		ims_log_warning("forced failover of '%s/%s': failed after its promotion",
+				f->w->q.pool, u->name);
 	}
 	if (end && !u->ended) {
 		u->ended = true;
 		f->ended++;
 	}
-	u->old_left = old_left && !u->ended;
+	if (!end) {
+		u->old_left = old_left;
+		u->not_reached = not_reached;
+	}
 	for (size_t k = 0; k < f->n; k++)
 		left += f->items[k].old_left && !f->items[k].ended;
 	/* those ending now (their old copies not reached) are not waited for */
 	bool tell = !f->decided && f->settled == f->n && left > 0;
 	if (tell) {
 		f->decided = true;
-		size_t promoted = 0, used = 0;
-		for (size_t k = 0; k < f->n; k++) {
-			const site_item *o = &f->items[k];
-			promoted += !o->skipped;
-			if (o->ended || !o->old_left)
-				continue;
-			/* the first ones, cut to fit */
-			size_t len = strlen(o->name), room = sizeof(names) - 1 - used;
-			if (used && room >= 2) {
-				memcpy(names + used, ", ", 2);
-				used += 2;
-				room -= 2;
-			}
-			memcpy(names + used, o->name, len < room ? len : room);
-			used += len < room ? len : room;
-			names[used] = '\0';
-		}
-		int n = snprintf(
-			line, sizeof(line),
-			"%zu image(s) and group(s) of site '%s' in pool '%s' are the primary "
-			"on site '%s' (%.1fs); site '%s''s old cop%s of %zu of them %s still "
-			"being made secondar%s (%s): the operation goes on",
-			promoted, f->w->q.from, f->w->q.pool, f->w->q.target,
-			ims_clock_mono_s() - f->t0, f->w->q.from, left == 1 ? "y" : "ies", left,
-			left == 1 ? "is" : "are", left == 1 ? "y" : "ies", names);
-		(void)n; /* cut to fit: the operation's result is one line */
+		decided_line(line, sizeof(line), f, left);
 	}
 	pthread_mutex_unlock(&f->lock);
 	if (tell) {
@@ -717,7 +747,7 @@ static void settle(site_run *f, size_t i, bool ok, bool end, bool old_left)
 void ims_handover__promoted(job *w, bool old_left)
 {
 	if (w->batch) /* one image or group: its failover ends when its old copy is dealt with */
-		settle(w->batch, w->item, true, false, old_left);
+		settle(w->batch, w->item, true, false, old_left, !old_left && w->missed[0]);
 }
 
 /* Whether @p u is part of failover @p w; an image in a group goes with its group. */
@@ -773,7 +803,7 @@ static int fan_item(void *ctx, unsigned worker, size_t i)
 	ims_error_clear();
 	if (!selected(f->w, u)) {
 		u->skipped = true;
-		settle(f, i, true, true, false);
+		settle(f, i, true, true, false, false);
 		return 0;
 	}
 	double t0 = ims_clock_mono_s();
@@ -787,7 +817,7 @@ static int fan_item(void *ctx, unsigned worker, size_t i)
 	u->partly = u->missed && one.missed_partly;
 	if (u->r < 0)
 		snprintf(u->said, sizeof(u->said), "%s", ims_error_last());
-	settle(f, i, u->r == 0, true, false);
+	settle(f, i, u->r == 0, true, false, false);
 	ims_log_info("%s failover of %s '%s/%s' to site '%s' %s in %.2fs: %s",
 		     is_forced(&one) ? "forced" : "planned", ims_repl_unit_name(u->unit),
 		     one.q.pool, u->name, one.q.target, u->r < 0 ? "failed" : "done", u->secs,

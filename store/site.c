@@ -95,11 +95,14 @@ struct ims_site {
 	uint32_t probe_pgs, probe_silent;
 	char probe_silent_list[IMS_SITE_PG_LIST_MAX];
 	char *probe_pool;
-	/* when the last probe found the site partly: which PGs of which pool were silent */
+	/* when the last probe found the site partly: which PGs of which pool were silent in it
+	 * (silent_last) and in the probe before it too (silent_map), and when (mono ms) */
 	char *silent_pool;
 	int64_t silent_pool_id;
 	uint32_t silent_pg_num;
 	bool *silent_map;
+	bool *silent_last;
+	int64_t silent_ms;
 
 	pthread_mutex_t probe_lock; /* one probe at a time; the plan */
 	plan plan;
@@ -346,6 +349,7 @@ void ims_site_close(ims_site *site)
 	free(site->probe_pool);
 	free(site->silent_pool);
 	free(site->silent_map);
+	free(site->silent_last);
 	free((char *)site->opts.ceph_conf);
 	free((char *)site->opts.client_id);
 	free((char *)site->opts.keyring);
@@ -1173,23 +1177,33 @@ static int publish(ims_site *site, plan *pl, int r, const round_result *rr)
 	if (health == IMS_PG_DOWN && r == 0)
 		r = -ETIMEDOUT;
 	/* which PGs were silent, for ims_site_copy_silent(); made before the lock */
-	bool *map = NULL;
+	bool *last = NULL, *map = NULL;
 	char *map_pool = NULL;
 	if (health == IMS_PG_PARTLY && pl->pg_num && pl->pool &&
+	    (last = calloc(pl->pg_num, sizeof(*last))) &&
 	    (map = calloc(pl->pg_num, sizeof(*map))) && (map_pool = strdup(pl->pool)))
 		for (uint32_t i = 0; i < pl->pg_num; i++)
-			map[i] = pl->state[i] == IMS_PG_SILENT;
+			last[i] = pl->state[i] == IMS_PG_SILENT;
 	if (!map_pool) {
+		free(last);
 		free(map);
-		map = NULL;
+		last = map = NULL;
 	}
 	pthread_mutex_lock(&site->guard_lock);
+	/* silent in this probe and the one before it: not a PG caught peering */
+	bool same = map && site->silent_last && site->silent_pg_num == pl->pg_num &&
+		    site->silent_pool_id == pl->pool_id && strcmp(site->silent_pool, map_pool) == 0;
+	for (uint32_t i = 0; same && i < pl->pg_num; i++)
+		map[i] = last[i] && site->silent_last[i];
 	free(site->silent_map);
+	free(site->silent_last);
 	free(site->silent_pool);
 	site->silent_map = map;
+	site->silent_last = last;
 	site->silent_pool = map_pool;
 	site->silent_pg_num = map ? pl->pg_num : 0;
 	site->silent_pool_id = pl->pool_id;
+	site->silent_ms = mono_ms();
 	site->probe_since_ms = 0;
 	site->probed = true;
 	site->last_error = r;
@@ -1265,13 +1279,22 @@ void ims_site_health_get(ims_site_health *out, ims_site *site)
 	pthread_mutex_unlock(&site->guard_lock);
 }
 
-/* Whether object @p oid of @p pool lies in a PG the last probe found silent; its name into
+/* Whether the probes' silent PGs of @p pool are known, and no older than @p max_age_ms. Called
+ * with the guard lock held. */
+static bool silent_known(ims_site *site, const char *pool, int64_t max_age_ms)
+{
+	return site->silent_map && strcmp(site->silent_pool, pool) == 0 &&
+	       mono_ms() - site->silent_ms <= max_age_ms;
+}
+
+/* Whether object @p oid of @p pool lies in a PG the last two probes found silent; its name into
  * @p pg ("5.1f"). */
-static bool object_silent(char *pg, size_t len, ims_site *site, const char *pool, const char *oid)
+static bool object_silent(char *pg, size_t len, ims_site *site, const char *pool, const char *oid,
+			  int64_t max_age_ms)
 {
 	bool silent = false;
 	pthread_mutex_lock(&site->guard_lock);
-	if (site->silent_map && strcmp(site->silent_pool, pool) == 0) {
+	if (silent_known(site, pool, max_age_ms)) {
 		uint32_t i = ims_pg_of(ims_pg_hash(oid, strlen(oid)), site->silent_pg_num);
 		if ((silent = site->silent_map[i]))
 			snprintf(pg, len, "%lld.%x", (long long)site->silent_pool_id, i);
@@ -1280,19 +1303,20 @@ static bool object_silent(char *pg, size_t len, ims_site *site, const char *pool
 	return silent;
 }
 
-int ims_site_copy_silent(char *why, size_t len, ims_site *site, const char *pool, const char *image)
+int ims_site_copy_silent(char *why, size_t len, ims_site *site, const char *pool, const char *image,
+			 int64_t max_age_ms)
 {
 	char oid[IMS_NAME_MAX + 32], pg[40], buf[4 + 64];
 	rados_ioctx_t io;
-	bool known;
 	pthread_mutex_lock(&site->guard_lock);
-	known = site->silent_map && strcmp(site->silent_pool, pool) == 0;
+	bool known = silent_known(site, pool, max_age_ms);
 	pthread_mutex_unlock(&site->guard_lock);
-	if (!known) /* the site answered its last probe in full, or it probes another pool */
+	if (!known) /* the site answered its last probe in full, it probes another pool, or the
+		       probe is late */
 		return 0;
 	snprintf(oid, sizeof(oid), "rbd_id.%s", image);
-	if (object_silent(pg, sizeof(pg), site, pool, oid)) {
-		snprintf(why, len, "its %s lies in PG %s, silent at the last probe", oid, pg);
+	if (object_silent(pg, sizeof(pg), site, pool, oid, max_age_ms)) {
+		snprintf(why, len, "its %s lies in PG %s, silent at the last probes", oid, pg);
 		return 1;
 	}
 	/* its header's name: the image's id, a string (length, then bytes) in rbd_id.NAME, which
@@ -1303,6 +1327,10 @@ int ims_site_copy_silent(char *why, size_t len, ims_site *site, const char *pool
 	}
 	int n = rados_read(io, oid, buf, sizeof(buf), 0);
 	ims_site_ioctx_close(io);
+	if (n == -ETIMEDOUT) { /* its PG fell silent since: an open would wait as long again */
+		snprintf(why, len, "its %s did not answer in time (the PG of its rbd_id)", oid);
+		return 1;
+	}
 	uint32_t idlen = n >= 4 ? (uint32_t)(unsigned char)buf[0] |
 					  (uint32_t)(unsigned char)buf[1] << 8 |
 					  (uint32_t)(unsigned char)buf[2] << 16 |
@@ -1311,8 +1339,8 @@ int ims_site_copy_silent(char *why, size_t len, ims_site *site, const char *pool
 	if (n < 4 || idlen == 0 || idlen > (uint32_t)n - 4)
 		return 0; /* asked as it comes: opening it says what is wrong */
 	snprintf(oid, sizeof(oid), "rbd_header.%.*s", (int)idlen, buf + 4);
-	if (object_silent(pg, sizeof(pg), site, pool, oid)) {
-		snprintf(why, len, "its %s lies in PG %s, silent at the last probe", oid, pg);
+	if (object_silent(pg, sizeof(pg), site, pool, oid, max_age_ms)) {
+		snprintf(why, len, "its %s lies in PG %s, silent at the last probes", oid, pg);
 		return 1;
 	}
 	return 0;

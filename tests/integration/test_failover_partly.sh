@@ -53,7 +53,8 @@ silent_pg() { grep -qx "$1" "$W/silent"; }
 # The pool on site c, and the PGs the split rule leaves without an OSD (CRUSH is a function of
 # the map: the same ones each time the rule is set), read while the pool is empty. Every open
 # of an image reads the pool's rbd_info (its configuration): in a silent PG no copy there could
-# be reached, so the pool is made again (another id, other PGs) until rbd_info's answers.
+# be reached, so the pool is made again (another id, other PGs) until rbd_info's answers; and
+# until its imgstore.operations does (site c's daemon records there the refused failover below).
 make_pool() {
   timeout 60 ceph -c "$(conf_of c)" osd pool create "$P" $PGS $PGS >/dev/null 2>&1 &&
     timeout 60 rbd -c "$(conf_of c)" pool init "$P" || return 1
@@ -65,7 +66,8 @@ make_pool() {
     awk -v id="$POOL_ID" '$1 ~ "^" id "\\." && $2 == "[]" { print $1 }' | sort >"$W/silent"
   nsilent=$(wc -l <"$W/silent")
   # about a quarter silent (the weights); too few or too many would leave one kind of image rare
-  [ "$nsilent" -ge 5 ] && [ "$nsilent" -le 14 ] && ! silent_pg "$(pg_of rbd_info)" && return 0
+  [ "$nsilent" -ge 5 ] && [ "$nsilent" -le 14 ] && ! silent_pg "$(pg_of rbd_info)" &&
+    ! silent_pg "$(pg_of imgstore.operations)" && return 0
   ceph_site c osd pool rm "$P" "$P" --yes-i-really-really-mean-it >/dev/null 2>&1
   return 1
 }
@@ -151,6 +153,13 @@ on_b_primary() { local i; for i in "$@"; do [ "$(role_on b "$i")" = primary ] ||
 # ---- some PGs lose their OSD: site c answers partly
 ceph_site c osd pool set "$P" crush_rule "$SPLIT" >/dev/null 2>&1
 check_or_stop "site b's daemon sees site c partly" wait_for 30 "site c partly" c_is partly
+# ... with every PG the rule leaves without an OSD silent, and only those (not one caught peering)
+silent_as_computed() { [ "$(on_b2 site status c --output json 2>/dev/null | jq -r .pgs_unanswered)" = "$nsilent" ]; }
+check_or_stop "  its probes find the $nsilent PGs without an OSD silent" wait_for 30 "$nsilent PGs silent" silent_as_computed
+# a forced failover passes by a copy in a PG silent in two probes in a row (one caught peering
+# is not): a probe round takes at most probe_interval (1 s) and the probe's wait (2.5 s)
+sleep 4
+check_or_stop "  ... and still after another probe round" silent_as_computed
 # an operator asking the wrong side: refused in one line, before anything is touched
 expect_rc 1 "the forced failover asked of site c's own daemon is refused" \
   timeout 30 env IMGSTORE_SERVER=unix:$W/pfo-c-$$.sock "$CLI" repl failover --from c --to b --force --pool "$P"
@@ -173,7 +182,7 @@ if grep -q ' goes on in the daemon: ' "$T_ERR"; then
   decided_line=$(cat "$T_OUT")
   check "  it returned early (${took}s): every copy on site b was the primary then" on_b_primary "${imgs[@]}"
   check "  ... saying so: '$(cut -c1-160 <<<"$decided_line")...'" \
-    grep -qE "^failover $P/\* of site c: ${#imgs[@]} image\(s\) and group\(s\) of site 'c' in pool '$P' are the primary on site 'b' \([0-9.]+s\); site 'c''s old cop(y|ies) of [0-9]+ of them (is|are) still being made secondar(y|ies) \(.*\): the operation goes on$" "$T_OUT"
+    grep -qE "^failover $P/\* of site c: ${#imgs[@]} image\(s\) and group\(s\) of site 'c' in pool '$P' are the primary on site 'b' \([0-9.]+s\); the operation goes on: site 'c''s old cop(y|ies) of [0-9]+ of them (is|are) still being made secondar(y|ies) \(.*\); [0-9]+ cop(y|ies) there (was|were) not reached, (its|their) writers not fenced yet \(.*\)$" "$T_OUT"
   expect_rc 0 "  imgstore op wait $op: the rest ends" \
     timeout 150 env IMGSTORE_SERVER=unix:$W/pfo-b-$$.sock "$CLI" op wait "$op"
   sed 's/^/# /' "$T_OUT" "$T_ERR" | cut -c1-400
@@ -244,7 +253,7 @@ done
 check "  every copy of the ${#M[@]} split ones that site c answered for is held there too${not_held:+ (not:$not_held)}" test -z "$not_held"
 for i in "${B[@]}"; do
   check "  $i (header in a silent PG): its line says it was not reached and is fenced when its PGs answer" \
-    bash -c "grep -E \"^  image $P/$i ok \" '$T_OUT' | grep -qE \"site 'c' did not answer for this copy \\(its rbd_(id|header)\\.[^ ]+ lies in PG [0-9]+\\.[0-9a-f]+, silent at the last probe\\), though it answers partly: its writers are not fenced yet\""
+    bash -c "grep -E \"^  image $P/$i ok \" '$T_OUT' | grep -qE \"site 'c' did not answer for this copy \\(its rbd_(id|header)\\.[^ ]+ lies in PG [0-9]+\\.[0-9a-f]+, silent at the last probes\\), though it answers partly: its writers are not fenced yet\""
 done
 
 # ---- the PGs answer again: the copies not reached are fenced (made secondaries) then

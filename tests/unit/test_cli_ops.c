@@ -329,9 +329,9 @@ static void test_op_wait_timeout(void **state)
  * printing what is known and how to follow the rest; if the operation ends within the grace,
  * its end is printed as always; `op wait` waits for the end. */
 #define DECIDED                                                                                    \
-	"3 image(s) and group(s) of site 'a' in pool 'rbd' are the primary on site 'b' (5.1s); "   \
-	"site 'a''s old copy of 1 of them is still being made secondary (vm3): the operation "     \
-	"goes on"
+	"3 image(s) and group(s) of site 'a' in pool 'rbd' are the primary on site 'b' (0.7s); "   \
+	"the operation goes on: site 'a''s old copy of 1 of them is still being made secondary "   \
+	"(vm3); 1 copy there was not reached, its writers not fenced yet (vm2)"
 
 static Imgstore__V1__Operation failover_op(int state, bool decided)
 {
@@ -395,6 +395,20 @@ static void test_failover_decided(void **state)
 	assert_true(json_object_object_get_ex(doc, "decided", &v));
 	assert_true(json_object_get_boolean(v));
 	json_object_put(doc);
+
+	/* Ctrl-C during the grace ends the wait; nothing is cancelled (what is left cannot stop) */
+	cli_reset(f);
+	f->interrupt_at_call = 2;
+	fake_expect(f, "imgstore.v1.ReplicationService/Failover", &run);
+	fake_expect(f, WAIT_OP, &dec);
+	fake_expect(f, WAIT_OP, &dec);
+	assert_int_equal(fake_run(f, "--server", SOCK, "repl", "failover", "--from", "a", "--to",
+				  "b", "--force", NULL),
+			 0);
+	assert_int_equal(f->ncalls, 3);
+	assert_string_equal(f->out, "failover rbd/*: " DECIDED "\n");
+	assert_null(strstr(f->err, "cancelling"));
+	f->interrupt_at_call = -1;
 
 	/* `op wait` waits for the end */
 	cli_reset(f);
