@@ -58,7 +58,7 @@ soak: build
 # side with the tools an operator would use instead (docs/BENCHMARKS.md); results in
 # BENCH_OUT (default /var/tmp/imgstore-bench/DATE). Quiet machine wanted: about an hour.
 BENCH_RUNS ?= 3
-BENCH_ONLY ?= repl,repl-8g,repl-fastmon,import,export,tier,failover,rpc,memory
+BENCH_ONLY ?= repl,repl-8g,repl-fastmon,import,export,tier,failover,failover-partly,rpc,memory
 bench: build
 	BUILD=$(BUILD) bash bench/all.sh --runs $(BENCH_RUNS) --only $(BENCH_ONLY) $(if $(BENCH_OUT),--out $(BENCH_OUT))
 

@@ -3,7 +3,7 @@
 # own fresh sandbox, with the tables of the runs and, for the scripts that time one run at a
 # time (repl, tier), the median and range of every figure over the runs. `make bench`.
 #
-#   bench/all.sh [--runs 3] [--only repl,repl-8g,repl-fastmon,import,export,tier,failover,rpc,memory]
+#   bench/all.sh [--runs 3] [--only repl,repl-8g,repl-fastmon,import,export,tier,failover,failover-partly,rpc,memory]
 #                [--out DIR] [--quick 0|1]
 #
 # repl-8g is bench/repl.sh on an 8 GiB image, imgstore and the pipe only, each on sites of its
@@ -17,15 +17,15 @@
 # benchmarks that failed (0 when all ran).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-RUNS=3 ONLY=repl,repl-8g,repl-fastmon,import,export,tier,failover,rpc,memory OUT="" QUICK=0 BUILD=${BUILD:-build}
+RUNS=3 ONLY=repl,repl-8g,repl-fastmon,import,export,tier,failover,failover-partly,rpc,memory OUT="" QUICK=0 BUILD=${BUILD:-build}
 . tests/lib/bench.sh
-options "[--runs 3] [--only repl,repl-8g,repl-fastmon,import,export,tier,failover,rpc,memory] [--out DIR] [--quick 0|1]" \
+options "[--runs 3] [--only repl,repl-8g,repl-fastmon,import,export,tier,failover,failover-partly,rpc,memory] [--out DIR] [--quick 0|1]" \
   runs=RUNS only=ONLY out=OUT quick=QUICK -- "$@"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: --runs takes a positive number" >&2; exit 2; }
 [[ "$QUICK" =~ ^[01]$ ]] || { echo "bench: --quick takes 0 or 1" >&2; exit 2; }
 for b in ${ONLY//,/ }; do
-  case $b in repl | repl-8g | repl-fastmon | import | export | tier | failover | rpc | memory) ;;
-    *) echo "bench: no benchmark '$b' (repl, repl-8g, repl-fastmon, import, export, tier, failover, rpc, memory)" >&2; exit 2 ;;
+  case $b in repl | repl-8g | repl-fastmon | import | export | tier | failover | failover-partly | rpc | memory) ;;
+    *) echo "bench: no benchmark '$b' (repl, repl-8g, repl-fastmon, import, export, tier, failover, failover-partly, rpc, memory)" >&2; exit 2 ;;
   esac
 done
 BUILD=$(realpath -m --relative-to=. "$BUILD") # the scripts name their tools $PWD/$BUILD/...
@@ -50,14 +50,17 @@ args_of() {
     export) [ $q = 1 ] && echo "--size 64M --runs 1" || echo "--size 1G --runs $RUNS" ;;
     tier) [ $q = 1 ] && echo "--size 64M" || echo "--size 2G" ;;
     failover) [ $q = 1 ] && echo "--images 5 --runs 1" || echo "--images 100 --runs $RUNS" ;;
+    failover-partly) [ $q = 1 ] && echo "--images 5 --runs 1 --fault partly" ||
+      echo "--images 100 --runs $RUNS --fault partly" ;;
     rpc) [ $q = 1 ] && echo "--seconds 1" || echo "--seconds 8" ;;
     memory) [ $q = 1 ] && echo "--size 256M" || echo "--size 8G" ;;
   esac
 }
-# The script of a benchmark: repl-8g and repl-fastmon are repl.sh with other arguments.
-script_of() { case $1 in repl-*) echo repl ;; *) echo "$1" ;; esac; }
+# The script of a benchmark: repl-8g and repl-fastmon are repl.sh with other arguments,
+# failover-partly failover.sh.
+script_of() { case $1 in repl-*) echo repl ;; failover-*) echo failover ;; *) echo "$1" ;; esac; }
 # The scripts that run their runs themselves (one call); the others are called RUNS times.
-runs_of() { case $1 in import | export | failover | memory) echo 1 ;; *) echo "$RUNS" ;; esac; }
+runs_of() { case $1 in import | export | failover | failover-* | memory) echo 1 ;; *) echo "$RUNS" ;; esac; }
 
 # The median and range over the runs of every numeric cell of the tables in FILES, row by row
 # (a row is named by its first cell; a trailing x or % is kept).

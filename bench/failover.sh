@@ -11,19 +11,29 @@
 #     that promotes every image of a pool (the rbd tool runs rbd_concurrent_management_ops, 10,
 #     promotions at a time).
 # After each: every image is checked primary on site b, and a few take a write there.
-# Site a is frozen with `scripts/sandbox freeze-site` (SIGSTOP of its Ceph daemons; its
-# imgstored keeps running), and the timing starts once site b's daemon reports
-# imgstore_site_up{site="a"} 0. imgstore runs first, rbd-mirror second, in the same freeze.
-# RUNS times, on a fresh pair of sites each time; prints a Markdown table.
+# --fault freeze (the default): site a is frozen with `scripts/sandbox freeze-site` (SIGSTOP of
+# its Ceph daemons; its imgstored keeps running), and the timing starts once site b's daemon
+# reports imgstore_site_up{site="a"} 0. --fault partly: site a answers partly instead: a CRUSH
+# rule leaves about a quarter of its pool's PGs without an OSD (tests/lib/sandbox.sh,
+# partly_split_up), and the timing starts once site b's daemon reports
+# imgstore_site_partly{site="a"} 1 (and two more probe rounds, 16 s); imgstore's failover then also
+# asks site a, which fences and demotes the copies that answer, and returns once every image is
+# the primary (Operation.decided): the table gives that, and the operation's end (`op wait`).
+# imgstore runs first, rbd-mirror second, in the same fault. RUNS times, on a fresh pair of sites
+# each time; prints a Markdown table.
 #
-#   bench/failover.sh [--images 100] [--runs 3] [--size 64M] [--write 4M] [--store memstore|bluestore] [--dir DIR]
+#   bench/failover.sh [--images 100] [--runs 3] [--size 64M] [--write 4M] [--store memstore|bluestore] [--fault freeze|partly] [--dir DIR]
 # memstore by default: 2 x IMAGES small images fit in RAM, and sites start in half the time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-IMAGES=100 RUNS=3 SIZE=64M WRITE=4M STORE=memstore DIR="" BUILD=${BUILD:-build} JOBS=4
+IMAGES=100 RUNS=3 SIZE=64M WRITE=4M STORE=memstore DIR="" BUILD=${BUILD:-build} JOBS=4 FAULT=freeze
 . tests/lib/bench.sh
-options "[--images 100] [--runs 3] [--size 64M] [--write 4M] [--store memstore|bluestore] [--dir DIR]" images=IMAGES runs=RUNS size=SIZE write=WRITE store=STORE dir=DIR -- "$@"
+# conf_of, ceph_site, partly_split_up (its check_or_stop, without tap.sh: a failure ends the run)
+. tests/lib/sandbox.sh
+check_or_stop() { local what=$1; shift; "$@" || { echo "bench: $what: failed" >&2; exit 1; }; }
+options "[--images 100] [--runs 3] [--size 64M] [--write 4M] [--store memstore|bluestore] [--fault freeze|partly] [--dir DIR]" images=IMAGES runs=RUNS size=SIZE write=WRITE store=STORE fault=FAULT dir=DIR -- "$@"
 [[ "$IMAGES" =~ ^[1-9][0-9]*$ && "$RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "--images and --runs take a positive number" >&2; exit 2; }
+[[ "$FAULT" = freeze || "$FAULT" = partly ]] || { echo "--fault is freeze or partly" >&2; exit 2; }
 [ -x "$BUILD/daemon/imgstored" ] && [ -x "$BUILD/cli/imgstore" ] || { echo "build first: make build" >&2; exit 1; }
 command -v rbd-mirror >/dev/null || { echo "rbd-mirror is missing (scripts/install-deps)" >&2; exit 1; }
 [ -n "$DIR" ] || DIR=$(mktemp -d /tmp/bench-failover.XXXX)
@@ -97,7 +107,7 @@ each() {
 
 declare -a IMS=() RM=()
 for ((k = 1; k <= IMAGES; k++)); do IMS+=("$(printf 'ims-%03d' $k)"); RM+=("$(printf 'rm-%03d' $k)"); done
-declare -a T_IMS=() T_RM=() P_IMS=() P_RM=() NOTES=()
+declare -a T_IMS=() E_IMS=() T_RM=() P_IMS=() P_RM=() NOTES=()
 BAD=0
 
 # ---- one run: fresh sites, setup, freeze, the two failovers, checks, teardown
@@ -153,16 +163,31 @@ run_once() {
   wait_until $((300 + 6 * IMAGES)) rm_synced || die "run $run: rbd-mirror synced only ${n:-0} of $IMAGES images"
   say "run $run: all replicated in $(printf '%.0f' "$(secs "$t0" "$(now)")") s"
 
-  # site a stops answering; site b's daemon notices within its probe interval
-  scripts/sandbox freeze-site "$SB" a >>"$R/sandbox-up.log" 2>&1
-  FROZEN=1
+  # site a stops answering (or answers partly); site b's daemon notices within its probe interval
   local frozen_at=$SECONDS
-  a_down_on_b() {
-    curl -s --max-time 5 --cacert "$IMGSTORE_CA_FILE" "$IMGSTORE_SERVER_B/metrics" |
-      grep -q '^imgstore_site_up{site="a"} 0$'
-  }
-  wait_until 60 a_down_on_b || die "run $run: site b's daemon still reports site a up 60 s after the freeze"
-  while [ $((SECONDS - frozen_at)) -lt 10 ]; do sleep 1; done
+  if [ "$FAULT" = partly ]; then
+    partly_split_up a bench 3 >>"$R/sandbox-up.log" 2>&1 # ROOT, VOID, SPLIT, NONE, OSD, HOST
+    ceph_site a osd pool set rbd crush_rule "$SPLIT" >>"$R/sandbox-up.log" 2>&1 ||
+      die "run $run: cannot set the split rule on site a's pool rbd"
+    a_faulty_on_b() {
+      curl -s --max-time 5 --cacert "$IMGSTORE_CA_FILE" "$IMGSTORE_SERVER_B/metrics" |
+        grep -q '^imgstore_site_partly{site="a"} 1$'
+    }
+  else
+    scripts/sandbox freeze-site "$SB" a >>"$R/sandbox-up.log" 2>&1
+    FROZEN=1
+    a_faulty_on_b() {
+      curl -s --max-time 5 --cacert "$IMGSTORE_CA_FILE" "$IMGSTORE_SERVER_B/metrics" |
+        grep -q '^imgstore_site_up{site="a"} 0$'
+    }
+  fi
+  wait_until 60 a_faulty_on_b || die "run $run: site b's daemon does not report site a $FAULT 60 s after the fault"
+  # and two more probe rounds (the sandbox's daemons probe every 5 s; a round waits 2.5 s more
+  # at most): a copy in a PG silent in two probes in a row is passed by
+  local noticed=$SECONDS
+  while [ $((SECONDS - frozen_at)) -lt 10 ] || [ $((SECONDS - noticed)) -lt 16 ]; do sleep 1; done
+  [ "$FAULT" != partly ] || echo "site a: $(IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" site status a --output json 2>/dev/null |
+    jq -c '{health, pgs, pgs_unanswered}')" >>"$R/checks.log"
 
   # imgstore: one forced failover of every image whose primary was site a, asked of site b
   rc=0
@@ -171,22 +196,31 @@ run_once() {
     >"$R/failover.out" 2>"$R/failover.err" || rc=$?
   t1=$(now)
   T_IMS[$run]=$(secs "$t0" "$t1")
-  local said ok_lines
-  ok_lines=$(grep -c '^  image rbd/ims-[0-9]* ok ' "$R/failover.out" || true)
-  said=$(grep -o 'in [0-9.]*s (slowest [0-9.]*s)' "$R/failover.out" | head -1 || true)
-  [ "$rc" = 0 ] || say "run $run: imgstore repl failover exited $rc: $(head -c 300 "$R/failover.err")"
-  # checks: every copy on site b primary, a few take a write
+  # checks: every copy on site b primary when the command returned
   n=0
   for img in "${IMS[@]}"; do
     [ "$(rbd -c "$B" image-meta get "rbd/$img" imgstore.repl.role 2>/dev/null || true)" = secondary ] || n=$((n + 1))
   done
   P_IMS[$run]="$n/$IMAGES"
+  # it returned once every image was the primary, the old copies still at work: their end
+  local op
+  op=$(sed -nE 's/^imgstore: operation ([^ ]+) goes on in the daemon: .*/\1/p' "$R/failover.err" | head -1)
+  E_IMS[$run]=${T_IMS[$run]}
+  if [ -n "$op" ]; then
+    cp "$R/failover.out" "$R/failover-decided.out"
+    IMGSTORE_SERVER=$IMGSTORE_SERVER_B timeout 900 "$CLI" op wait "$op" >"$R/failover.out" 2>>"$R/failover.err" || rc=$?
+    E_IMS[$run]=$(secs "$t0" "$(now)")
+  fi
+  local said ok_lines
+  ok_lines=$(grep -c '^  image rbd/ims-[0-9]* ok ' "$R/failover.out" || true)
+  said=$(grep -o 'in [0-9.]*s (slowest [0-9.]*s)' "$R/failover.out" | head -1 || true)
+  [ "$rc" = 0 ] || say "run $run: imgstore repl failover exited $rc: $(head -c 300 "$R/failover.err")"
   [ "$n" = "$IMAGES" ] && [ "$ok_lines" = "$IMAGES" ] && [ "$rc" = 0 ] || BAD=1
   for img in "${IMS[0]}" "${IMS[$((IMAGES / 2))]}" "${IMS[$((IMAGES - 1))]}"; do
     timeout 60 rbd -c "$B" bench --io-type write --io-size 64K --io-total 64K "rbd/$img" >/dev/null 2>>"$R/checks.log" ||
       { say "run $run: rbd/$img is not writable on site b after imgstore's failover"; P_IMS[$run]+=" (not writable)"; BAD=1; }
   done
-  say "run $run: imgstore $(printf '%.2f' "${T_IMS[$run]}") s, $ok_lines ok lines, ${P_IMS[$run]} primary on site b (the daemon: ${said:-?})"
+  say "run $run: imgstore $(printf '%.2f' "${T_IMS[$run]}") s (its operation's end $(printf '%.2f' "${E_IMS[$run]}") s), $ok_lines ok lines, ${P_IMS[$run]} primary on site b (the daemon: ${said:-?})"
 
   # rbd-mirror: what its operator runs for a lost site, `rbd mirror pool promote --force` (the
   # rbd tool promotes the pool's non-primary images, rbd_concurrent_management_ops at a time)
@@ -219,15 +253,17 @@ rm -rf "$SB"
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 range() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }'; }
 echo
-echo "| $IMAGES images ($SIZE, $WRITE written, $STORE), site a frozen | imgstore repl failover --force s | promoted | rbd mirror pool promote --force s | promoted | rbd-mirror / imgstore |"
-echo "|---|---|---|---|---|---|"
+fault_said=frozen
+[ "$FAULT" = partly ] && fault_said="answering partly"
+echo "| $IMAGES images ($SIZE, $WRITE written, $STORE), site a $fault_said | imgstore repl failover --force s | promoted | its operation's end s | rbd mirror pool promote --force s | promoted | rbd-mirror / imgstore |"
+echo "|---|---|---|---|---|---|---|"
 for ((run = 1; run <= RUNS; run++)); do
-  printf '| run %d | %.2f | %s | %.2f | %s | %.1fx |\n' "$run" "${T_IMS[$run]}" "${P_IMS[$run]}" "${T_RM[$run]}" "${P_RM[$run]}" \
+  printf '| run %d | %.2f | %s | %.2f | %.2f | %s | %.1fx |\n' "$run" "${T_IMS[$run]}" "${P_IMS[$run]}" "${E_IMS[$run]}" "${T_RM[$run]}" "${P_RM[$run]}" \
     "$(echo "${T_RM[$run]} / ${T_IMS[$run]}" | bc -l)"
 done
-m_ims=$(median "${T_IMS[@]}") m_rm=$(median "${T_RM[@]}")
-printf '| median of %d | %.2f | | %.2f | | %.1fx |\n' "$RUNS" "$m_ims" "$m_rm" "$(echo "$m_rm / $m_ims" | bc -l)"
-printf '| range | %s | | %s | | |\n' "$(range "${T_IMS[@]}")" "$(range "${T_RM[@]}")"
+m_ims=$(median "${T_IMS[@]}") m_rm=$(median "${T_RM[@]}") m_end=$(median "${E_IMS[@]}")
+printf '| median of %d | %.2f | | %.2f | %.2f | | %.1fx |\n' "$RUNS" "$m_ims" "$m_end" "$m_rm" "$(echo "$m_rm / $m_ims" | bc -l)"
+printf '| range | %s | | %s | %s | | |\n' "$(range "${T_IMS[@]}")" "$(range "${E_IMS[@]}")" "$(range "${T_RM[@]}")"
 echo
 for ((run = 1; run <= RUNS; run++)); do echo "${NOTES[$run]}"; done
 echo "logs: $DIR"
