@@ -257,7 +257,8 @@ const ims_cli_verb ims_cli__repl_verbs[] = {
 	 "POOL/IMAGE|--from SITE [--pool POOL] --to SITE [--force] [--wait DURATION] [--no-wait]",
 	 "Make the copy on SITE the primary. Planned: ask the primary's site; hosts are fenced, "
 	 "nothing is lost. --force: ask SITE when the primary's site is lost. --from: every image "
-	 "whose primary is that site.",
+	 "whose primary is that site (forced: back once every image is the primary; `op wait` "
+	 "follows the rest).",
 	 failover_opts, 0, 1, repl_failover, NULL},
 	{"repl", "failback", "POOL/IMAGE [--to SITE] [--no-wait]",
 	 "Planned failover back to the site this primary replicates to; only the delta ships.",
