@@ -334,6 +334,18 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call, const failover_arg
 	if (failback && q->force)
 		return ims_error_set(-EINVAL, "a failback is always planned: use `repl failover "
 					      "--force` on the site to promote");
+	/* a site failover of this pool that still runs here (its old copies being made
+	 * secondaries, after it told its outcome): another failover of its images would race it */
+	char prefix[IMS_NAME_MAX + 16];
+	ims_op_record running;
+	snprintf(prefix, sizeof(prefix), "%s/* of site ", s.pool);
+	if (ims_ops_running(&running, d->ops, "failover", prefix))
+		return ims_error_set(
+			-EBUSY,
+			"a failover of site '%s''s images in pool '%s' still runs here "
+			"(operation %s): its old copies are still being made "
+			"secondaries; `imgstore op wait %s` waits for its end",
+			running.target + strlen(prefix), s.pool, running.id, running.id);
 	/* failback and resync act on the pair this primary replicates */
 	ims_failover_work *w;
 	if ((r = ims_failover_work_new(

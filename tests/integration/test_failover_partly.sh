@@ -183,6 +183,11 @@ if grep -q ' goes on in the daemon: ' "$T_ERR"; then
   check "  it returned early (${took}s): every copy on site b was the primary then" on_b_primary "${imgs[@]}"
   check "  ... saying so: '$(cut -c1-160 <<<"$decided_line")...'" \
     grep -qE "^failover $P/\* of site c: ${#imgs[@]} image\(s\) and group\(s\) of site 'c' in pool '$P' are the primary on site 'b' \([0-9.]+s\); the operation goes on: site 'c''s old cop(y|ies) of [0-9]+ of them (is|are) still being made secondar(y|ies) \(.*\); [0-9]+ cop(y|ies) there (was|were) not reached, (its|their) writers not fenced yet \(.*\)$" "$T_OUT"
+  # asked again meanwhile (a retry of a script): refused in one line, it would race the first
+  expect_rc 1 "  the same failover asked again while it goes on is refused" \
+    timeout 30 env IMGSTORE_SERVER=unix:$W/pfo-b-$$.sock "$CLI" repl failover --from c --to b --force --pool "$P"
+  check "  ... in one line naming the operation: $(grep -m1 '^imgstore:' "$T_ERR" | cut -c1-160)" \
+    grep -qx "imgstore: a failover of site 'c''s images in pool '$P' still runs here (operation $op): its old copies are still being made secondaries; \`imgstore op wait $op\` waits for its end" "$T_ERR"
   expect_rc 0 "  imgstore op wait $op: the rest ends" \
     timeout 150 env IMGSTORE_SERVER=unix:$W/pfo-b-$$.sock "$CLI" op wait "$op"
   sed 's/^/# /' "$T_OUT" "$T_ERR" | cut -c1-400
