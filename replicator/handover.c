@@ -652,19 +652,18 @@ typedef struct {
 	bool decided; /* the hooks' decided() was told */
 } site_run;
 
-/* Append @p name to the list @p buf (", " between), cut to fit. */
+/* Append @p name to the list @p buf (", " between); once the next one does not fit, "..." */
 static void add_name(char *buf, size_t len, const char *name)
 {
-	size_t used = strlen(buf), n = strlen(name);
-	if (used + 1 >= len)
+	size_t used = strlen(buf);
+	if (used >= 3 && strcmp(buf + used - 3, "...") == 0)
 		return;
-	if (used) {
-		snprintf(buf + used, len - used, ", ");
-		used = strlen(buf);
+	/* room kept after each name for ", ..." */
+	if (used + (used ? 2 : 0) + strlen(name) + 6 > len) {
+		snprintf(buf + used, len - used, "%s...", used ? ", " : "");
+		return;
 	}
-	size_t room = len - 1 - used;
-	memcpy(buf + used, name, n < room ? n : room);
-	buf[used + (n < room ? n : room)] = '\0';
+	snprintf(buf + used, len - used, "%s%s", used ? ", " : "", name);
 }
 
 /* The decided line of @p f (under its lock): what is known, then the copies still at work

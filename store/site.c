@@ -1314,6 +1314,15 @@ int ims_site_copy_silent(char *why, size_t len, ims_site *site, const char *pool
 	if (!known) /* the site answered its last probe in full, it probes another pool, or the
 		       probe is late */
 		return 0;
+	/* every open reads the pool's configuration first */
+	if (object_silent(pg, sizeof(pg), site, pool, "rbd_info", max_age_ms)) {
+		snprintf(
+			why, len,
+			"the pool's rbd_info, which every open reads, lies in PG %s, silent at the "
+			"last probes",
+			pg);
+		return 1;
+	}
 	snprintf(oid, sizeof(oid), "rbd_id.%s", image);
 	if (object_silent(pg, sizeof(pg), site, pool, oid, max_age_ms)) {
 		snprintf(why, len, "its %s lies in PG %s, silent at the last probes", oid, pg);

@@ -134,10 +134,11 @@ void ims_site_health_get(ims_site_health *out, ims_site *site);
 
 /**
  * Whether image @p pool/@p image of @p site cannot be opened now, by what the probes of @p pool
- * found: the site answered partly and the PG of the image's rbd_id or rbd_header object was
- * silent in the last two probes, the last one at most @p max_age_ms ago (an open would wait for
- * the OSD timeout, then fail). Reads rbd_id (in a PG that answered) for the header's name; if
- * that read times out, the copy is silent too. Says which object and PG into @p why.
+ * found: the site answered partly and the PG of the pool's rbd_info (every open reads it) or
+ * of the image's rbd_id or rbd_header object was silent in the last two probes, the last one at
+ * most @p max_age_ms ago (an open would wait for the OSD timeout, then fail). Reads rbd_id (in a PG
+ * that answered) for the header's name; if that read times out, the copy is silent too. Says which
+ * object and PG into @p why.
  *
  * @returns 1 (silent), or 0: the probes found no such silent PG, probe another pool, are older,
  *          or the image's id could not be read (asking the image says more).
