@@ -62,7 +62,7 @@ bool ims_health_site_up(ims_health *h, const char *name);
  * Whether site @p name answered its last probe at all: up, or partly. A forced failover asks
  * such an old primary's site to fence and demote its copies: those whose objects are in the
  * PGs that answer could still be written by its hosts (a split brain otherwise); an image whose
- * rbd_id or header lies in a PG the probes found silent is passed by
+ * pool's rbd_info, rbd_id or header lies in a PG the probes found silent is passed by
  * (ims_health_copy_silent()), any other silent object costs the peer's osd_timeout. A site that
  * answers in no PG is passed by.
  */
@@ -72,9 +72,9 @@ bool ims_health_site_answers(ims_health *h, const char *name);
  *  failover's lines say of the copies it could not reach there). */
 bool ims_health_site_partly(ims_health *h, const char *name);
 
-/** 1 if image @p pool/@p image of site @p name lies (its rbd_id or header) in a PG the site's
- *  last two probes found silent, the last one at most two probe intervals ago (store/site.h,
- *  ims_site_copy_silent()), saying which into @p why; else 0. */
+/** 1 if image @p pool/@p image of site @p name lies (its pool's rbd_info, its rbd_id or
+ *  header) in a PG the site's last two probes found silent, the last one at most two probe
+ * intervals ago (store/site.h, ims_site_copy_silent()), saying which into @p why; else 0. */
 int ims_health_copy_silent(char *why, size_t len, ims_health *h, const char *name, const char *pool,
 			   const char *image);
 

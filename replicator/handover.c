@@ -645,11 +645,9 @@ typedef struct {
 	site_item *items;
 	size_t n;
 	double t0;
-	pthread_mutex_t lock; /* of what follows, and each item's settled and ended */
+	pthread_mutex_t lock; /* of what follows, and each item's settled, ended and old copy */
 	size_t settled;	      /* skipped, promoted or ended well */
-	size_t failed;	      /* ended with an error before its promotion */
-	size_t ended;
-	bool decided; /* the hooks' decided() was told */
+	bool decided;	      /* the hooks' decided() was told */
 } site_run;
 
 /* Append @p name to the list @p buf (", " between); once the next one does not fit, "..." */
@@ -711,19 +709,14 @@ static void settle(site_run *f, size_t i, bool ok, bool end, bool old_left, bool
 	pthread_mutex_lock(&f->lock);
 	if (!u->settled) {
 		u->settled = true;
-		if (ok)
-			f->settled++;
-		else
-			f->failed++;
+		f->settled += ok; /* one that failed keeps the outcome unknown until the end */
 	} else if (!ok) { /* promoted, then failed: never, forced() and its group's end well */
 		ims_log_warning("forced failover of '%s/%s': failed after its promotion",
 				f->w->q.pool, u->name);
 	}
-	if (end && !u->ended) {
+	if (end)
 		u->ended = true;
-		f->ended++;
-	}
-	if (!end) {
+	else {
 		u->old_left = old_left;
 		u->not_reached = not_reached;
 	}

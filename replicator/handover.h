@@ -38,8 +38,9 @@ typedef struct {
 	bool (*site_up)(void *ctx, const char *name);
 	/** Whether site @p name answers its probes in some PGs only; may be NULL (never). */
 	bool (*site_partly)(void *ctx, const char *name);
-	/** 1 if image @p pool/@p image on site @p name lies (its rbd_id or header) in a PG its
-	 *  last probe found silent, saying which into @p why; else 0. May be NULL (never). */
+	/** 1 if image @p pool/@p image on site @p name cannot be opened by what its probes say
+	 *  (its pool's rbd_info, its rbd_id or header in a PG silent in the last two probes),
+	 *  saying which into @p why; else 0. May be NULL (never). */
 	int (*copy_silent)(void *ctx, const char *name, const char *pool, const char *image,
 			   char *why, size_t len);
 	/** 1 (and the host's name) if a live lease is held on @p pool/@p image, else 0, or < 0. */
