@@ -664,36 +664,47 @@ static void add_name(char *buf, size_t len, const char *name)
 	snprintf(buf + used, len - used, "%s%s", used ? ", " : "", name);
 }
 
-/* The decided line of @p f (under its lock): what is known, then the copies still at work
- * and those not reached, names last (the operation's result is one line of 511 bytes). */
+/* The decided line of @p f (under its lock) into @p line, at most @p len bytes with its NUL:
+ * what is known, then the copies still at work and those not reached, their names cut so that
+ * the whole fits (the operation's result is one line of 511 bytes). */
 static void decided_line(char *line, size_t len, const site_run *f, size_t left)
 {
-	char working[160] = "", missed[160] = "";
+	char working[200] = "", missed[200] = "", more[400];
 	size_t promoted = 0, nmissed = 0;
 	for (size_t k = 0; k < f->n; k++) {
-		const site_item *o = &f->items[k];
-		promoted += !o->skipped;
-		nmissed += o->not_reached;
-		if (o->not_reached)
-			add_name(missed, sizeof(missed), o->name);
-		else if (o->old_left && !o->ended)
-			add_name(working, sizeof(working), o->name);
+		promoted += !f->items[k].skipped;
+		nmissed += f->items[k].not_reached;
 	}
-	char more[300] = "";
-	if (nmissed)
-		snprintf(more, sizeof(more),
-			 "; %zu cop%s there %s not reached, %s writers not fenced yet (%s)",
-			 nmissed, nmissed == 1 ? "y" : "ies", nmissed == 1 ? "was" : "were",
-			 nmissed == 1 ? "its" : "their", missed);
-	int n = snprintf(
-		line, len,
-		"%zu image(s) and group(s) of site '%s' in pool '%s' are the primary on "
-		"site '%s' (%.1fs); the operation goes on: site '%s''s old cop%s of %zu of "
-		"them %s still being made secondar%s (%s)%s",
-		promoted, f->w->q.from, f->w->q.pool, f->w->q.target, ims_clock_mono_s() - f->t0,
-		f->w->q.from, left == 1 ? "y" : "ies", left, left == 1 ? "is" : "are",
-		left == 1 ? "y" : "ies", working, more);
-	(void)n; /* cut to fit: the names come last */
+	double t = ims_clock_mono_s() - f->t0;
+	/* twice: first with no names, for the room they get */
+	for (int pass = 0; pass < 2; pass++) {
+		more[0] = '\0';
+		if (nmissed)
+			snprintf(more, sizeof(more),
+				 "; %zu cop%s there %s not reached, %s writers not fenced yet (%s)",
+				 nmissed, nmissed == 1 ? "y" : "ies", nmissed == 1 ? "was" : "were",
+				 nmissed == 1 ? "its" : "their", missed);
+		int n = snprintf(
+			line, len,
+			"%zu image(s) and group(s) of site '%s' in pool '%s' are the primary "
+			"on site '%s' (%.1fs); the operation goes on: site '%s''s old cop%s of "
+			"%zu of them %s still being made secondar%s (%s)%s",
+			promoted, f->w->q.from, f->w->q.pool, f->w->q.target, t, f->w->q.from,
+			left == 1 ? "y" : "ies", left, left == 1 ? "is" : "are",
+			left == 1 ? "y" : "ies", working, more);
+		if (pass || n < 0)
+			break;
+		size_t fixed = (size_t)n + 1, room = fixed < len ? (len - fixed) / 2 : 0;
+		if (room > sizeof(working))
+			room = sizeof(working);
+		for (size_t k = 0; k < f->n && room >= 4; k++) {
+			const site_item *o = &f->items[k];
+			if (o->not_reached)
+				add_name(missed, room, o->name);
+			else if (o->old_left && !o->ended)
+				add_name(working, room, o->name);
+		}
+	}
 }
 
 /* Item @p i of @p f is settled (@p ok: skipped, promoted, or ended well) or failed; once
@@ -704,7 +715,7 @@ static void settle(site_run *f, size_t i, bool ok, bool end, bool old_left, bool
 {
 	const ims_handover_env *e = f->w->e;
 	site_item *u = &f->items[i];
-	char line[1024] = "";
+	char line[IMS_HANDOVER_DECIDED_MAX] = "";
 	size_t left = 0;
 	pthread_mutex_lock(&f->lock);
 	if (!u->settled) {

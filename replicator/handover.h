@@ -61,6 +61,9 @@ typedef struct {
 	void (*decided)(void *ctx, const char *line);
 } ims_handover_hooks;
 
+/** The most bytes of the decided() line, its NUL included (an operation's result). */
+#define IMS_HANDOVER_DECIDED_MAX 512
+
 /** The site that runs the protocol, and its daemon. */
 typedef struct {
 	ims_site *site;	      /* this site */
