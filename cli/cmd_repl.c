@@ -256,9 +256,9 @@ const ims_cli_verb ims_cli__repl_verbs[] = {
 	{"repl", "failover",
 	 "POOL/IMAGE|--from SITE [--pool POOL] --to SITE [--force] [--wait DURATION] [--no-wait]",
 	 "Make the copy on SITE the primary. Planned: ask the primary's site; hosts are fenced, "
-	 "nothing is lost. --force: ask SITE when the primary's site is lost. --from: every image "
-	 "whose primary is that site (forced: back once every image is the primary; `op wait` "
-	 "follows the rest).",
+	 "nothing is lost. --force: ask SITE when the primary's site is lost (back once the copy "
+	 "is the primary when that site answers partly; `op wait` follows the rest). --from: "
+	 "every image whose primary is that site (forced: back once every image is the primary).",
 	 failover_opts, 0, 1, repl_failover, NULL},
 	{"repl", "failback", "POOL/IMAGE [--to SITE] [--no-wait]",
 	 "Planned failover back to the site this primary replicates to; only the delta ships.",

@@ -40,10 +40,11 @@ static bool hook_site_partly(void *ctx, const char *name)
 	return ims_health_site_partly(((run_ctx *)ctx)->d->health, name);
 }
 
-static int hook_copy_silent(void *ctx, const char *name, const char *pool, const char *image,
-			    char *why, size_t len)
+static int hook_copy_silent(void *ctx, const char *name, const char *pool, const char *copy,
+			    bool group, char *why, size_t len)
 {
-	return ims_health_copy_silent(why, len, ((run_ctx *)ctx)->d->health, name, pool, image);
+	return ims_health_copy_silent(why, len, ((run_ctx *)ctx)->d->health, name, pool, copy,
+				      group);
 }
 
 static int hook_leased(void *ctx, const char *pool, const char *image, char *host, size_t len)
@@ -119,12 +120,45 @@ int ims_resync_run(ims_op *op, void *arg)
 	return run(op, arg, ims_handover_resync);
 }
 
+void ims_failover_site_target(char *buf, size_t len, const char *pool, const char *from)
+{
+	snprintf(buf, len, "%s/* of site %s", pool, from);
+}
+
+/* -EBUSY, naming it, if a failover that a new one of @p pool/@p name (@p name "": of a site's
+ * images in @p pool) would race still runs here (ims_failover_work_new()). */
+static int refuse_busy(ims_daemon *d, const char *pool, const char *name)
+{
+	char target[2 * IMS_NAME_MAX + 16];
+	ims_op_record op;
+	ims_failover_site_target(target, sizeof(target), pool, "");
+	if (ims_ops_running(&op, d->ops, "failover", target, false))
+		return ims_error_set(
+			-EBUSY,
+			"a failover of site '%s''s images in pool '%s' still runs here "
+			"(operation %s)%s; `imgstore op wait %s` waits for its end",
+			op.target + strlen(target), pool, op.id,
+			op.decided ? ": its old copies are still being made secondaries" : "",
+			op.id);
+	snprintf(target, sizeof(target), "%s/%s", pool, name);
+	if (ims_ops_running(&op, d->ops, "failover", target, name[0] != '\0'))
+		return ims_error_set(
+			-EBUSY,
+			"a failover of '%s' still runs here (operation %s)%s; `imgstore "
+			"op wait %s` waits for its end",
+			op.target, op.id,
+			op.decided ? ": its old copy is still being made a secondary" : "", op.id);
+	return 0;
+}
+
 int ims_failover_work_new(ims_failover_work **out, ims_daemon *d, ims_repl_unit unit,
 			  const char *pool, const char *name, bool force, unsigned wait_s,
 			  bool new_primary, const char *to)
 {
 	int r;
 	*out = NULL;
+	if ((r = refuse_busy(d, pool, name)) < 0)
+		return r;
 	if (new_primary && !(to && to[0]))
 		return ims_error_set(
 			-EINVAL, "a failover needs --to SITE: the site that becomes the primary");

@@ -14,13 +14,22 @@ typedef struct {
 	ims_handover_req q;
 } ims_failover_work;
 
+/** The target of a site failover's operation: @p pool, a slash and a star, " of site " and the
+ *  old site @p from; with @p from "", the start every such target of @p pool shares. */
+void ims_failover_site_target(char *buf, size_t len, const char *pool, const char *from);
+
 /**
  * A work item for a handover of @p unit @p pool/@p name, forced or planned (@p force), whose
  * hosts get @p wait_s to release their leases. A failover (@p new_primary) goes to @p to, which
  * it needs; a failback or a resync acts on the pair this primary replicates (@p to, or its only
  * target).
- * @returns -EINVAL (a failover without a target), what ims_daemon_pair_target() returns, or
- *          -ENOMEM.
+ * Refused while a failover of the same images still runs on this daemon (a forced one goes on
+ * after its outcome is known, its old copies being made secondaries, and another failover,
+ * failback or resync of them would race it through the forced-failover journal): of @p
+ * pool/@p name, or of site's images in @p pool; with @p name "" (a site failover of @p pool),
+ * of any image or group of @p pool.
+ * @returns -EINVAL (a failover without a target), -EBUSY (one still runs, named), what
+ *          ims_daemon_pair_target() returns, or -ENOMEM.
  */
 int ims_failover_work_new(ims_failover_work **out, ims_daemon *d, ims_repl_unit unit,
 			  const char *pool, const char *name, bool force, unsigned wait_s,

@@ -245,7 +245,7 @@ bool ims_health_site_partly(ims_health *h, const char *name)
 }
 
 int ims_health_copy_silent(char *why, size_t len, ims_health *h, const char *name, const char *pool,
-			   const char *image)
+			   const char *copy, bool group)
 {
 	probe *p = h ? find(h, name) : NULL;
 	if (!p)
@@ -254,7 +254,7 @@ int ims_health_copy_silent(char *why, size_t len, ims_health *h, const char *nam
 	ims_site *site = p->site;
 	pthread_mutex_unlock(&h->lock);
 	/* the probes' word, while it is no older than two of their rounds */
-	return site ? ims_site_copy_silent(why, len, site, pool, image,
+	return site ? ims_site_copy_silent(why, len, site, pool, copy, group,
 					   2 * (int64_t)h->interval_s * 1000 +
 						   IMS_SITE_PROBE_WAIT_MS)
 		    : 0;

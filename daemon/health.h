@@ -72,11 +72,12 @@ bool ims_health_site_answers(ims_health *h, const char *name);
  *  failover's lines say of the copies it could not reach there). */
 bool ims_health_site_partly(ims_health *h, const char *name);
 
-/** 1 if image @p pool/@p image of site @p name lies (its pool's rbd_info, its rbd_id or
- *  header) in a PG the site's last two probes found silent, the last one at most two probe
- * intervals ago (store/site.h, ims_site_copy_silent()), saying which into @p why; else 0. */
+/** 1 if image (with @p group: group) @p pool/@p copy of site @p name lies (its pool's rbd_info,
+ *  the object its id is in, or its header) in a PG the site's last two probes found silent, the
+ *  last one at most two probe intervals ago (store/site.h, ims_site_copy_silent()), saying which
+ *  into @p why; else 0. */
 int ims_health_copy_silent(char *why, size_t len, ims_health *h, const char *name, const char *pool,
-			   const char *image);
+			   const char *copy, bool group);
 
 /** What this daemon knows of one site, for SiteService. */
 typedef struct {

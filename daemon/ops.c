@@ -528,15 +528,16 @@ int ims_ops_list(ims_op_record **out, size_t *count, ims_ops *o, unsigned limit,
 	return 0;
 }
 
-int ims_ops_running(ims_op_record *out, ims_ops *o, const char *kind, const char *target_prefix)
+int ims_ops_running(ims_op_record *out, ims_ops *o, const char *kind, const char *target,
+		    bool whole)
 {
 	int found = 0;
-	size_t plen = strlen(target_prefix);
+	size_t plen = whole ? sizeof(o->known[0]->rec.target) : strlen(target);
 	pthread_mutex_lock(&o->lock);
 	for (size_t i = 0; i < o->nknown && !found; i++) {
 		const ims_op *op = o->known[i];
 		if (!op->ended && strcmp(op->rec.kind, kind) == 0 &&
-		    strncmp(op->rec.target, target_prefix, plen) == 0) {
+		    strncmp(op->rec.target, target, plen) == 0) {
 			*out = op->rec;
 			found = 1;
 		}

@@ -82,9 +82,10 @@ int ims_ops_submit(ims_op_record *out, ims_ops *o, const char *kind, const char 
 int ims_ops_get(ims_op_record *out, ims_ops *o, const char *id);
 
 /** 1 and a copy of it into *@p out if an operation of this daemon of @p kind whose target
- *  starts with @p target_prefix has not ended (queued or running), else 0. Never waits for
- *  the cluster. */
-int ims_ops_running(ims_op_record *out, ims_ops *o, const char *kind, const char *target_prefix);
+ *  starts with @p target (with @p whole: is @p target) has not ended (queued or running), else
+ *  0. Never waits for the cluster. */
+int ims_ops_running(ims_op_record *out, ims_ops *o, const char *kind, const char *target,
+		    bool whole);
 
 /** Wait until the operation ends, its outcome becomes known (ims_op_set_decided(), when it was
  *  not known as the wait began) or @p timeout_ms runs out; *out is its state then. */

@@ -307,13 +307,6 @@ typedef struct {
 	((failover_args){(q)->image, (q)->target_site, (q)->force, (q)->wait_seconds,              \
 			 (q)->from_site})
 
-/* The target of a site failover's operation: the pool, a slash and a star, " of site " and the
- * old site; with @p from "", the start every such target of @p pool shares. */
-static void site_target(char *buf, size_t len, const char *pool, const char *from)
-{
-	snprintf(buf, len, "%s/* of site %s", pool, from);
-}
-
 /* Failover, Failback, Resync: Operations (daemon/failover.c). */
 static int submit_failover(ims_daemon *d, ims_rpc_call *call, const failover_args *q,
 			   const char *kind, ims_op_fn fn, bool failback, ProtobufCMessage **resp)
@@ -341,18 +334,6 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call, const failover_arg
 	if (failback && q->force)
 		return ims_error_set(-EINVAL, "a failback is always planned: use `repl failover "
 					      "--force` on the site to promote");
-	/* a site failover of this pool that still runs here (its old copies being made
-	 * secondaries, after it told its outcome): another failover of its images would race it */
-	char prefix[IMS_NAME_MAX + 16];
-	ims_op_record running;
-	site_target(prefix, sizeof(prefix), s.pool, "");
-	if (ims_ops_running(&running, d->ops, "failover", prefix))
-		return ims_error_set(
-			-EBUSY,
-			"a failover of site '%s''s images in pool '%s' still runs here "
-			"(operation %s): its old copies are still being made "
-			"secondaries; `imgstore op wait %s` waits for its end",
-			running.target + strlen(prefix), s.pool, running.id, running.id);
 	/* failback and resync act on the pair this primary replicates */
 	ims_failover_work *w;
 	if ((r = ims_failover_work_new(
@@ -363,7 +344,7 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call, const failover_arg
 		snprintf(w->q.from, sizeof(w->q.from), "%s", q->from_site);
 	char text[3 * IMS_NAME_MAX + 4];
 	if (all)
-		site_target(text, sizeof(text), s.pool, w->q.from);
+		ims_failover_site_target(text, sizeof(text), s.pool, w->q.from);
 	return ims_kit_submit(d, call, kind, all ? text : ims_spec_format(text, sizeof(text), &s),
 			      fn, w, free, resp);
 }

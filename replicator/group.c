@@ -1231,6 +1231,31 @@ static int64_t common_cut(ims_site *cur, ims_site *old, const char *pool, const 
 	return best;
 }
 
+int ims_repl_group_diverged(bool *diverged, ims_site *cur, ims_site *old, const char *pool,
+			    const char *group)
+{
+	members ms;
+	char anchor[NAME_MAX_];
+	int64_t c = common_cut(cur, old, pool, group);
+	*diverged = true;
+	if (c < 0) /* nothing in common to compare with: what it holds is all its own */
+		return 0;
+	anchor_name(anchor, sizeof(anchor), c);
+	int r = members_open(&ms, old, pool, group);
+	if (r == 0) {
+		*diverged = false;
+		for (size_t k = 0; k < ms.n && !*diverged; k++) {
+			bool changed = true;
+			if (ims_repl__changed_since(&changed, ms.m[k].img, anchor) < 0)
+				changed = true; /* unknown: as if written */
+			*diverged = changed;
+		}
+		ims_error_clear();
+	}
+	members_close(&ms);
+	return r;
+}
+
 int ims_repl_group_rejoin(char *plan, size_t len, ims_site *cur, ims_site *old, const char *pool,
 			  const char *group, uint64_t generation)
 {
@@ -1243,9 +1268,13 @@ int ims_repl_group_rejoin(char *plan, size_t len, ims_site *cur, ims_site *old, 
 		cut_name(cut, sizeof(cut), c);
 		anchor_name(anchor, sizeof(anchor), c);
 	}
-	/* nobody writes to the old copies while they are rolled back and demoted */
+	/* nobody writes to the old copies while they are rolled back and demoted (a split-brain's
+	 * stale copies were held against their writers by this daemon: let go, the rollback and
+	 * demote below work through this connection) */
 	if ((r = members_open(&ms, old, pool, group)) < 0)
 		goto out;
+	for (size_t k = 0; k < ms.n; k++)
+		ims_site_guard_drop(old, ms.m[k].pool, ms.m[k].image);
 	for (size_t k = 0; k < ms.n; k++)
 		if ((r = ims_repl_fence(NULL, old, ms.m[k].pool, ms.m[k].image)) < 0)
 			goto out;

@@ -98,6 +98,15 @@ int ims_repl_group_promote(unsigned *rolled_back, ims_site *site, const char *po
 int ims_repl_group_rejoin(char *plan, size_t len, ims_site *cur, ims_site *old, const char *pool,
 			  const char *group, uint64_t generation);
 
+/**
+ * Whether @p old's copy of the group (an old primary that came back) was written after the
+ * newest cut it holds in common with @p cur (as ims_repl_group_rejoin() finds it: a member
+ * changed since that cut's anchor, or no cut in common): then its rejoin would keep and roll
+ * back writes, which an operator decides (`group repl resync`).
+ */
+int ims_repl_group_diverged(bool *diverged, ims_site *cur, ims_site *old, const char *pool,
+			    const char *group);
+
 /** A verify of every member of a group at one cut. */
 typedef struct {
 	char cut[64];			  /* the cut compared */

@@ -174,21 +174,21 @@ void ims_handover__forced_end(char *out, size_t len, job *w, ims_site *peer, con
 			 "partly: its writers are not fenced yet; they are when its PGs answer "
 			 "again, the copy stale (generation %" PRIu64 "): %s",
 			 old, w->missed, stale,
-			 group ? "`imgstore group repl resync` makes it a secondary"
+			 group ? "`imgstore group repl status` shows what resync will do"
 			       : "`imgstore repl status` shows what resync will do");
 	} else if (!peer && w->missed[0]) { /* asked, and it stopped answering */
 		snprintf(out, len,
 			 "site '%s' did not answer (%.200s): its writers are not fenced; when it "
 			 "returns it is stale (generation %" PRIu64 ") and %s",
 			 old, w->missed, stale,
-			 group ? "`imgstore group repl resync` makes it a secondary"
+			 group ? "`imgstore group repl status` shows what resync will do"
 			       : "`imgstore repl status` shows what resync will do");
 	} else if (!peer) {
 		snprintf(out, len,
 			 "site '%s' did not answer: its writers are not fenced; when it returns it "
 			 "is stale (generation %" PRIu64 ") and %s",
 			 old, stale,
-			 group ? "`imgstore group repl resync` makes it a secondary"
+			 group ? "`imgstore group repl status` shows what resync will do"
 			       : "`imgstore repl status` shows what resync will do");
 	} else if (rejoined < 0) {
 		snprintf(out, len, "site '%s' answered but could not be made a secondary: %s", old,
@@ -560,7 +560,7 @@ static int forced(job *w)
 	bool asked = ims_handover__may_ask(w, old);
 	char why[200];
 	bool silent = asked && e->hooks->copy_silent &&
-		      e->hooks->copy_silent(e->ctx, old, pool, image, why, sizeof(why)) > 0;
+		      e->hooks->copy_silent(e->ctx, old, pool, image, false, why, sizeof(why)) > 0;
 	if (silent)
 		ims_error_set(-ETIMEDOUT, "%s", why);
 	bool reachable = asked && !silent && ims_handover__peer(&peer, e, old) == 0 &&
@@ -591,7 +591,7 @@ static int forced(job *w)
 		return r;
 	}
 	ims_handover__crash_point("promoted");
-	ims_handover__promoted(w, reachable);
+	ims_handover__promoted(w, reachable, old);
 
 	char rejoin[1024], done[800] = "";
 	int rejoined = -1;
@@ -747,10 +747,29 @@ static void settle(site_run *f, size_t i, bool ok, bool end, bool old_left, bool
 	}
 }
 
-void ims_handover__promoted(job *w, bool old_left)
+void ims_handover__promoted(job *w, bool old_left, const char *old)
 {
-	if (w->batch) /* one image or group: its failover ends when its old copy is dealt with */
+	const ims_handover_env *e = w->e;
+	if (w->batch) { /* one image or group: its failover ends when its old copy is dealt with */
 		settle(w->batch, w->item, true, false, old_left, !old_left && w->missed[0]);
+		return;
+	}
+	/* a failover of one image or group: making its old copy a secondary on a site that
+	 * answers partly may wait on silent objects (the peer's osd_timeout each); its outcome is
+	 * known now */
+	if (!old_left || !e->hooks->decided || !e->hooks->site_partly ||
+	    !e->hooks->site_partly(e->ctx, old))
+		return;
+	char line[1024]; /* names this long are cut in the operation's result */
+	bool group = w->q.unit == IMS_REPL_GROUP;
+	snprintf(line, sizeof(line),
+		 "%s'%s/%s' is the primary on site '%s'; the operation goes on: site '%s' answers "
+		 "partly, and its old cop%s there %s still being made %s",
+		 group ? "group " : "", w->q.pool, w->q.name, ims_site_name(e->site), old,
+		 group ? "ies" : "y", group ? "are" : "is", group ? "secondaries" : "a secondary");
+	ims_log_info("forced failover of %s'%s/%s': %s", group ? "group " : "", w->q.pool,
+		     w->q.name, line);
+	e->hooks->decided(e->ctx, line);
 }
 
 /* Whether @p u is part of failover @p w; an image in a group goes with its group. */

@@ -38,11 +38,12 @@ typedef struct {
 	bool (*site_up)(void *ctx, const char *name);
 	/** Whether site @p name answers its probes in some PGs only; may be NULL (never). */
 	bool (*site_partly)(void *ctx, const char *name);
-	/** 1 if image @p pool/@p image on site @p name cannot be opened by what its probes say
-	 *  (its pool's rbd_info, its rbd_id or header in a PG silent in the last two probes),
-	 *  saying which into @p why; else 0. May be NULL (never). */
-	int (*copy_silent)(void *ctx, const char *name, const char *pool, const char *image,
-			   char *why, size_t len);
+	/** 1 if image (with @p group: group) @p pool/@p copy on site @p name cannot be opened
+	 *  by what its probes say (its pool's rbd_info, the object its id is in, or its header
+	 *  in a PG silent in the last two probes), saying which into @p why; else 0. May be NULL
+	 *  (never). */
+	int (*copy_silent)(void *ctx, const char *name, const char *pool, const char *copy,
+			   bool group, char *why, size_t len);
 	/** 1 (and the host's name) if a live lease is held on @p pool/@p image, else 0, or < 0. */
 	int (*leased)(void *ctx, const char *pool, const char *image, char *host, size_t len);
 	/** Break the lease of @p pool/@p image, live or not; @p broken counts them. */
@@ -52,11 +53,13 @@ typedef struct {
 	/** One line of detail (a site failover: one per image or group); may be NULL. */
 	void (*detail)(void *ctx, const char *line);
 	/**
-	 * A forced failover of a site (ims_handover_site()) knows its outcome while it goes on:
-	 * every image and group it fails over is the primary on this site (none failed), and
-	 * what is left is the old site's copies, made secondaries (slow when that site answers
-	 * partly: each silent object waits for the peer's osd_timeout). @p line says so. May be
-	 * NULL.
+	 * A forced failover knows its outcome while it goes on: every image and group it fails
+	 * over is the primary on this site (none failed), and what is left is the old site's
+	 * copies, made secondaries (slow when that site answers partly: each silent object
+	 * waits for the peer's osd_timeout). @p line says so. A site's failover
+	 * (ims_handover_site()) tells it once its last unit is promoted while old copies are
+	 * left; one of an image or a group, once it is promoted, when its old site answers
+	 * partly. May be NULL.
 	 */
 	void (*decided)(void *ctx, const char *line);
 } ims_handover_hooks;

@@ -322,6 +322,29 @@ out:
 	return r;
 }
 
+/* Whether the old primary's copy of the group, on site @p old, cannot be opened by what that
+ * site's probes say (ims_handover_hooks.copy_silent): the group's own objects, or one of its
+ * images' (@p gi, this site's members: the same images there). Says which as the error. */
+static bool group_silent(job *w, const char *old, const ims_group_info *gi)
+{
+	const ims_handover_env *e = w->e;
+	char why[200];
+	if (!e->hooks->copy_silent)
+		return false;
+	if (e->hooks->copy_silent(e->ctx, old, w->q.pool, w->q.name, true, why, sizeof(why)) > 0) {
+		ims_error_set(-ETIMEDOUT, "%s", why);
+		return true;
+	}
+	for (size_t k = 0; k < gi->nmembers; k++) {
+		const char *mp = gi->members[k].pool, *mi = gi->members[k].image;
+		if (e->hooks->copy_silent(e->ctx, old, mp, mi, false, why, sizeof(why)) > 0) {
+			ims_error_set(-ETIMEDOUT, "its image '%s/%s': %s", mp, mi, why);
+			return true;
+		}
+	}
+	return false;
+}
+
 int ims_handover__group_forced(job *w)
 {
 	const ims_handover_env *e = w->e;
@@ -369,8 +392,11 @@ int ims_handover__group_forced(job *w)
 		gen = me.generation + 1;
 	}
 	ims_handover__progress(e, 0, 0);
+	/* not asked where its site's probes say the group or one of its images lies in a PG that
+	 * does not answer (an open would wait for the peer's osd_timeout, then fail) */
 	bool asked = ims_handover__may_ask(w, old);
-	bool reachable = asked && ims_handover__peer(&peer, e, old) == 0 &&
+	bool reachable = asked && !group_silent(w, old, gi) &&
+			 ims_handover__peer(&peer, e, old) == 0 &&
 			 ims_handover__group_side(&them, &pgi, peer, pool, group) == 0;
 	if (!resumed && reachable && them.generation >= gen)
 		gen = them.generation + 1;
@@ -397,7 +423,7 @@ int ims_handover__group_forced(job *w)
 		goto out;
 	}
 	ims_handover__crash_point("promoted");
-	ims_handover__promoted(w, reachable);
+	ims_handover__promoted(w, reachable, old);
 	char done[800] = "";
 	int rejoined = -1;
 	if (reachable) {

@@ -34,10 +34,12 @@ int ims_handover__progress(const ims_handover_env *e, uint64_t done, uint64_t to
 int ims_handover__peer(ims_site **out, const ims_handover_env *e, const char *name);
 const char *ims_handover__peer_pool(const ims_handover_env *e, const char *site);
 
-/* A forced failover promoted this site's copy of w->q.name; @p old_left: its old copy answered
- * and is made a secondary next. In a site's failover, the hooks' decided() is told once the last
- * one is promoted while some still deal with their old copies. */
-void ims_handover__promoted(job *w, bool old_left);
+/* A forced failover promoted this site's copy of w->q.name; @p old_left: its old copy, on site
+ * @p old, answered and is made a secondary next. In a site's failover, the hooks' decided() is
+ * told once the last one is promoted while some still deal with their old copies; in a failover
+ * of one image or group, at once when @p old answers partly (making the old copy a secondary
+ * may then wait for silent objects). */
+void ims_handover__promoted(job *w, bool old_left, const char *old);
 
 /* What the failover did, into w->said. */
 void ims_handover__say(job *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -248,6 +248,80 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 	return ims_error_set(-EUCLEAN, "%s; cannot compare the copies: %s", why, ims_error_last());
 }
 
+/*
+ * The target holds a group's old primary that came back after a forced failover made this site
+ * the group's primary (a member there is a primary of an older generation). Unwritten since the
+ * cut both hold, it becomes a secondary again and the cycle goes on; written, the group is in
+ * split-brain until `group repl resync` (which keeps what it wrote), and meanwhile its members'
+ * writers are fenced and the members held against new ones, as an image's stale copy is.
+ */
+static int group_returned(ims_repl_sched *s, pair *p, ims_site *peer, const char *key)
+{
+	char why[IMS_ERROR_MSG_MAX], plan[768];
+	snprintf(why, sizeof(why), "%s", ims_error_last());
+	ims_group_info *gi = NULL;
+	bool diverged = true;
+	int r = ims_group_info_get(&gi, s->o.local, p->pool, p->image);
+	if (r == 0)
+		r = ims_repl_group_diverged(&diverged, s->o.local, peer, p->pool, p->image);
+	if (r == 0 && !diverged) {
+		uint64_t gen = 0; /* the group's: its members' highest */
+		ims_repl_side me;
+		for (size_t k = 0; r == 0 && k < gi->nmembers; k++)
+			if ((r = ims_repl_side_get(&me, s->o.local, gi->members[k].pool,
+						   gi->members[k].image)) == 0 &&
+			    me.generation > gen)
+				gen = me.generation;
+		if (r == 0 && (r = ims_repl_group_rejoin(plan, sizeof(plan), s->o.local, peer,
+							 p->pool, p->image, gen)) == 0) {
+			ims_log_info("replication of '%s': %s", key, plan);
+			ims_group_info_free(gi);
+			return 0;
+		}
+	}
+	if (r < 0) {
+		ims_group_info_free(gi);
+		pthread_mutex_lock(&s->lock);
+		p->split_brain = false;
+		pthread_mutex_unlock(&s->lock);
+		return ims_error_set(-EUCLEAN, "%s; cannot compare the copies: %s", why,
+				     ims_error_last());
+	}
+	unsigned fenced = 0;
+	for (size_t k = 0; k < gi->nmembers; k++) {
+		const char *mp = gi->members[k].pool, *mi = gi->members[k].image;
+		unsigned f = 0;
+		rbd_image_t held;
+		if (ims_repl_fence(&f, peer, mp, mi) < 0)
+			ims_log_warning(
+				"replication of '%s': cannot fence the writers of the stale "
+				"copy of '%s/%s' on site '%s': %s",
+				key, mp, mi, ims_site_name(peer), ims_error_last());
+		fenced += f;
+		if (ims_site_guard_get(&held, peer, mp, mi) == 0)
+			ims_site_guard_put(peer, mp, mi, false); /* held until resync */
+	}
+	ims_group_info_free(gi);
+	ims_error_clear();
+	if (fenced)
+		ims_log_warning(
+			"replication of '%s': fenced %u writer(s) of the stale copy on site "
+			"'%s'",
+			key, fenced, ims_site_name(peer));
+	pthread_mutex_lock(&s->lock);
+	bool first = !p->split_brain;
+	p->split_brain = true; /* shown once the copy is fenced and held */
+	pthread_mutex_unlock(&s->lock);
+	if (first)
+		ims_log_warning("replication of '%s' is in split-brain: %s; the old primary wrote "
+				"after the cut both hold",
+				key, why);
+	return ims_error_set(-EUCLEAN,
+			     "%s; run `imgstore group repl resync %s/%s` to make it a secondary "
+			     "again (what it wrote since is kept as snapshots)",
+			     why, p->pool, p->image);
+}
+
 static int count_one(uint64_t off, size_t len, int exists, void *arg)
 {
 	(void)off;
@@ -296,17 +370,9 @@ static int sync_locked(ims_repl_sched *s, pair *p, ims_site *peer, cycle_ctx *c,
 	if (r == -EUCLEAN && p->unit == IMS_REPL_IMAGE &&
 	    old_primary_returned(s, p, peer, c->lock_name) == 0)
 		r = ims_repl_sync(res, s->o.local, peer, p->pool, p->image, &ro);
-	if (r == -EUCLEAN && p->unit == IMS_REPL_GROUP) {
-		/* a group's old primary rejoins as one unit, by hand: its late writes are kept */
-		pthread_mutex_lock(&s->lock);
-		p->split_brain = true;
-		pthread_mutex_unlock(&s->lock);
-		r = ims_error_set(-EUCLEAN,
-				  "%s; run `imgstore group repl resync %s/%s` to make it a "
-				  "secondary again (what it wrote since is kept as "
-				  "snapshots)",
-				  ims_error_last(), p->pool, p->image);
-	}
+	if (r == -EUCLEAN && p->unit == IMS_REPL_GROUP &&
+	    group_returned(s, p, peer, c->lock_name) == 0)
+		r = ims_repl_group_sync(res, s->o.local, peer, p->pool, p->image, &ro);
 	bool verify = false;
 	if (r == 0 && !res->unchanged && p->unit == IMS_REPL_IMAGE) {
 		pthread_mutex_lock(&s->lock);

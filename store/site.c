@@ -15,6 +15,7 @@
 #include "common/opts.h"
 #include "common/spec.h"
 #include "common/log.h"
+#include "store/omap.h"
 #include "store/pg.h"
 
 /* A client of the cluster, counted: the site's main connection (every ioctx of
@@ -1303,10 +1304,25 @@ static bool object_silent(char *pg, size_t len, ims_site *site, const char *pool
 	return silent;
 }
 
-int ims_site_copy_silent(char *why, size_t len, ims_site *site, const char *pool, const char *image,
-			 int64_t max_age_ms)
+/* A string as Ceph encodes it (its length, 32 bits little-endian, then its bytes) at the start of
+ * @p buf (@p n bytes) into @p out; false if @p buf holds none that fits. */
+static bool ceph_string(char *out, size_t len, const char *buf, size_t n)
 {
-	char oid[IMS_NAME_MAX + 32], pg[40], buf[4 + 64];
+	if (n < 4)
+		return false;
+	uint32_t sl = (uint32_t)(unsigned char)buf[0] | (uint32_t)(unsigned char)buf[1] << 8 |
+		      (uint32_t)(unsigned char)buf[2] << 16 | (uint32_t)(unsigned char)buf[3] << 24;
+	if (sl == 0 || sl > n - 4 || sl >= len)
+		return false;
+	memcpy(out, buf + 4, sl);
+	out[sl] = '\0';
+	return true;
+}
+
+int ims_site_copy_silent(char *why, size_t len, ims_site *site, const char *pool, const char *name,
+			 bool group, int64_t max_age_ms)
+{
+	char idobj[IMS_NAME_MAX + 32], oid[IMS_NAME_MAX + 32], pg[40], id[65] = "";
 	rados_ioctx_t io;
 	pthread_mutex_lock(&site->guard_lock);
 	bool known = silent_known(site, pool, max_age_ms);
@@ -1323,31 +1339,44 @@ int ims_site_copy_silent(char *why, size_t len, ims_site *site, const char *pool
 			pg);
 		return 1;
 	}
-	snprintf(oid, sizeof(oid), "rbd_id.%s", image);
-	if (object_silent(pg, sizeof(pg), site, pool, oid, max_age_ms)) {
-		snprintf(why, len, "its %s lies in PG %s, silent at the last probes", oid, pg);
+	/* where its id is: an image's in rbd_id.NAME, a group's in the pool's group directory */
+	if (group)
+		snprintf(idobj, sizeof(idobj), "rbd_group_directory");
+	else
+		snprintf(idobj, sizeof(idobj), "rbd_id.%s", name);
+	if (object_silent(pg, sizeof(pg), site, pool, idobj, max_age_ms)) {
+		snprintf(why, len, "%s %s lies in PG %s, silent at the last probes",
+			 group ? "the pool's" : "its", idobj, pg);
 		return 1;
 	}
-	/* its header's name: the image's id, a string (length, then bytes) in rbd_id.NAME, which
-	 * lies in a PG that answered */
+	/* its header's name holds its id, which lies in a PG that answered */
 	if (ims_site_ioctx(&io, site, pool) < 0) {
 		ims_error_clear();
 		return 0;
 	}
-	int n = rados_read(io, oid, buf, sizeof(buf), 0);
+	bool found;
+	int n;
+	if (group) {
+		char key[IMS_NAME_MAX + 8], *v = NULL;
+		size_t vl = 0;
+		snprintf(key, sizeof(key), "name_%s", name);
+		n = ims_omap_get(&v, &vl, io, idobj, key);
+		found = n == 0 && ceph_string(id, sizeof(id), v, vl);
+		free(v);
+	} else {
+		char buf[4 + sizeof(id)];
+		n = rados_read(io, idobj, buf, sizeof(buf), 0);
+		found = n >= 0 && ceph_string(id, sizeof(id), buf, (size_t)n);
+	}
 	ims_site_ioctx_close(io);
 	if (n == -ETIMEDOUT) { /* its PG fell silent since: an open would wait as long again */
-		snprintf(why, len, "its %s did not answer in time (the PG of its rbd_id)", oid);
+		snprintf(why, len, "%s %s did not answer in time", group ? "the pool's" : "its",
+			 idobj);
 		return 1;
 	}
-	uint32_t idlen = n >= 4 ? (uint32_t)(unsigned char)buf[0] |
-					  (uint32_t)(unsigned char)buf[1] << 8 |
-					  (uint32_t)(unsigned char)buf[2] << 16 |
-					  (uint32_t)(unsigned char)buf[3] << 24
-				: 0;
-	if (n < 4 || idlen == 0 || idlen > (uint32_t)n - 4)
+	if (!found)
 		return 0; /* asked as it comes: opening it says what is wrong */
-	snprintf(oid, sizeof(oid), "rbd_header.%.*s", (int)idlen, buf + 4);
+	snprintf(oid, sizeof(oid), "%s%s", group ? "rbd_group_header." : "rbd_header.", id);
 	if (object_silent(pg, sizeof(pg), site, pool, oid, max_age_ms)) {
 		snprintf(why, len, "its %s lies in PG %s, silent at the last probes", oid, pg);
 		return 1;

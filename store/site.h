@@ -133,18 +133,20 @@ typedef struct {
 void ims_site_health_get(ims_site_health *out, ims_site *site);
 
 /**
- * Whether image @p pool/@p image of @p site cannot be opened now, by what the probes of @p pool
- * found: the site answered partly and the PG of the pool's rbd_info (every open reads it) or
- * of the image's rbd_id or rbd_header object was silent in the last two probes, the last one at
- * most @p max_age_ms ago (an open would wait for the OSD timeout, then fail). Reads rbd_id (in a PG
- * that answered) for the header's name; if that read times out, the copy is silent too. Says which
- * object and PG into @p why.
+ * Whether image (or, with @p group, group) @p pool/@p name of @p site cannot be opened now, by
+ * what the probes of @p pool found: the site answered partly and the PG of the pool's rbd_info
+ * (every open reads it), of the object its id is read from (an image's rbd_id.NAME, the pool's
+ * rbd_group_directory) or of its header (rbd_header.ID, rbd_group_header.ID) was silent in the
+ * last two probes, the last one at most @p max_age_ms ago (an open would wait for the OSD
+ * timeout, then fail). Reads the id (in a PG that answered) for the header's name; if that read
+ * times out, the copy is silent too. Says which object and PG into @p why. A group's images are
+ * each asked apart.
  *
  * @returns 1 (silent), or 0: the probes found no such silent PG, probe another pool, are older,
- *          or the image's id could not be read (asking the image says more).
+ *          or the id could not be read (asking the image or group says more).
  */
-int ims_site_copy_silent(char *why, size_t len, ims_site *site, const char *pool, const char *image,
-			 int64_t max_age_ms);
+int ims_site_copy_silent(char *why, size_t len, ims_site *site, const char *pool, const char *name,
+			 bool group, int64_t max_age_ms);
 
 /**
  * The address of the current main client as the cluster sees it (what `ceph osd blocklist ls`

@@ -94,6 +94,8 @@ c_is() { [ "$(health_of_c)" = "$1" ]; }
 both_up() { c_is up && on_c2 site status c --output json >/dev/null 2>&1; }
 check_or_stop "both daemons answer; site b's sees site c up in pool $P" wait_for 60 "site c up" both_up
 
+# held against other writers: a lock on it (site b's daemon's writer guard)
+held_on_c() { timeout 20 rbd -c "$(conf_of c)" lock ls "$P/$1" 2>/dev/null | grep -q .; }
 role_on() { local r; r=$(timeout 20 rbd -c "$(conf_of "$1")" image-meta get "$P/$2" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
 repl_snaps() { timeout 20 rbd -c "$(conf_of "$1")" snap ls --format json "$P/$2" 2>/dev/null | jq -r '[.[] | select(.name | startswith("imgstore-repl-")) | .name] | join(" ")'; }
 synced() { [ -n "$(repl_snaps b "$1")" ]; }
@@ -122,14 +124,30 @@ kind_of() {
   if [ $head = 1 ]; then echo silent; elif [ $any = 1 ]; then echo mixed; else echo answering; fi
 }
 
-# ---- images until both kinds are there (at least 6, 2 of each; 24 at most: a quarter of the
-# images have all their 4 objects answering, half their header or rbd_id silent)
-imgs=() A=() B=() M=()
-for ((k = 1; k <= 24; k++)); do
+# one whose rbd_id and header answer and an object map does not: its old copy is reached, and
+# slow to make a secondary (librbd waits on the silent map)
+map_silent() {
+  local o map=0
+  for o in $(objects_of "$1"); do
+    silent_pg "$(pg_of "$o")" || continue
+    case $o in rbd_id.* | rbd_header.*) return 1 ;; rbd_object_map.*) map=1 ;; esac
+  done
+  [ $map = 1 ]
+}
+
+# ---- images until both kinds are there (at least 6, 2 of each; 30 at most: a quarter of the
+# images have all their 4 objects answering, half their header or rbd_id silent), and S, one
+# whose object map alone is silent, failed over alone first
+imgs=() A=() B=() M=() S=""
+for ((k = 1; k <= 30; k++)); do
   n=pfo$$-$k
   if ! make_image "$n"; then
     not_ok "image $P/$n made on site c and replicated to b"
     break
+  fi
+  if [ -z "$S" ] && map_silent "$n"; then
+    S=$n
+    continue
   fi
   imgs+=("$n")
   case $(kind_of "$n") in
@@ -137,17 +155,33 @@ for ((k = 1; k <= 24; k++)); do
     silent) B+=("$n") ;;
     *) M+=("$n") ;;
   esac
-  [ ${#imgs[@]} -ge 6 ] && [ ${#A[@]} -ge 2 ] && [ ${#B[@]} -ge 2 ] && [ ${#M[@]} -ge 1 ] && break
+  [ ${#imgs[@]} -ge 6 ] && [ ${#A[@]} -ge 2 ] && [ ${#B[@]} -ge 2 ] && [ ${#M[@]} -ge 1 ] &&
+    [ -n "$S" ] && break
 done
-echo "# answering PGs only: ${A[*]}; header in a silent PG: ${B[*]}; mixed: ${M[*]}"
+echo "# answering PGs only: ${A[*]}; header in a silent PG: ${B[*]}; mixed: ${M[*]}; an object map alone: $S"
 check_or_stop "${#imgs[@]} images replicated c -> b: ${#A[@]} in answering PGs only, ${#B[@]} with their header in a silent PG" \
   bash -c "[ ${#A[@]} -ge 2 ] && [ ${#B[@]} -ge 2 ]"
+check_or_stop "  and one more whose object map alone lies in a silent PG: ${S:-none}" test -n "$S"
 roles_are() { # ROLE-ON-B ROLE-ON-C IMAGE...
   local rb=$1 rc=$2 i
   shift 2
   for i in "$@"; do [ "$(role_on b "$i")" = "$rb" ] && [ "$(role_on c "$i")" = "$rc" ] || return 1; done
 }
-check "  every one primary on c, secondary on b" roles_are secondary primary "${imgs[@]}"
+check "  every one primary on c, secondary on b" roles_are secondary primary "${imgs[@]}" "$S"
+# a group of one image whose rbd_id or header lies in a silent PG (the group's own objects land
+# where they land): a forced failover passes the group by as a whole, as it does such an image
+G=pfog$$ GI=""
+for ((k = 1; k <= 10; k++)); do
+  on_c2 image create "$P/pfo$$-g$k" --size 8M >/dev/null 2>&1 || break
+  [ "$(kind_of "pfo$$-g$k")" = silent ] && { GI=pfo$$-g$k; break; }
+done
+check_or_stop "an image for the group with its header or rbd_id in a silent PG: ${GI:-none}" test -n "$GI"
+check_or_stop "  group $P/$G of it on site c, replicated to site b" bash -c "
+  IMGSTORE_SERVER=unix:$W/pfo-c-$$.sock '$CLI' group create '$P/$G' >/dev/null &&
+  IMGSTORE_SERVER=unix:$W/pfo-c-$$.sock '$CLI' group add '$P/$G' '$P/$GI' >/dev/null &&
+  IMGSTORE_SERVER=unix:$W/pfo-c-$$.sock '$CLI' group repl enable '$P/$G' --to b --rpo 1h >/dev/null &&
+  IMGSTORE_SERVER=unix:$W/pfo-c-$$.sock '$CLI' group repl sync '$P/$G' >/dev/null"
+check "  its image primary on c, secondary on b" roles_are secondary primary "$GI"
 on_b_primary() { local i; for i in "$@"; do [ "$(role_on b "$i")" = primary ] || return 1; done; }
 
 # ---- some PGs lose their OSD: site c answers partly
@@ -167,6 +201,37 @@ check "  in one line saying whom to ask: $(grep -m1 '^imgstore:' "$T_ERR")" \
   bash -c "[ \$(grep -c '^imgstore:' '$T_ERR') = 1 ] && grep -qx \"imgstore: a forced failover runs on the site that becomes the primary: ask site 'b''s daemon (this is site 'c')\" '$T_ERR'"
 check "  nothing changed: every copy still primary on c (those it can read) and secondary on b" \
   roles_are secondary primary "${A[@]}"
+
+# ---- one image failed over alone: it is the primary at once, its old copy (reached: its header
+# answers) slow to make a secondary (its object map is silent); the command does not wait for
+# that, and the same or the site's failover asked meanwhile would race it: refused
+t0=$SECONDS
+expect_rc 0 "repl failover $P/$S --to b --force (its object map silent on c), asked of site b" \
+  timeout 150 env IMGSTORE_SERVER=unix:$W/pfo-b-$$.sock "$CLI" repl failover "$P/$S" --to b --force
+took=$((SECONDS - t0))
+sed 's/^/# /' "$T_OUT" "$T_ERR" | cut -c1-400
+sop=$(sed -nE 's/^imgstore: operation ([^ ]+) goes on in the daemon: .*/\1/p' "$T_ERR" | head -1)
+check "  it returned in ${took}s, once $S was the primary, its operation going on (${sop:-none})" test -n "$sop"
+check "  ... saying so: '$(cut -c1-160 "$T_OUT")'" \
+  grep -qx "failover $P/$S: '$P/$S' is the primary on site 'b'; the operation goes on: site 'c' answers partly, and its old copy there is still being made a secondary" "$T_OUT"
+check "  $S is the primary on site b" on_b_primary "$S"
+if [ -n "$sop" ]; then
+  expect_rc 1 "  the same failover asked again meanwhile is refused" \
+    timeout 30 env IMGSTORE_SERVER=unix:$W/pfo-b-$$.sock "$CLI" repl failover "$P/$S" --to b --force
+  busy="imgstore: a failover of '$P/$S' still runs here (operation $sop): its old copy is still being made a secondary; \`imgstore op wait $sop\` waits for its end"
+  check "  ... in one line naming the operation: $(grep -m1 '^imgstore:' "$T_ERR" | cut -c1-160)" grep -qxF "$busy" "$T_ERR"
+  expect_rc 1 "  so is the failover of site c's images in the pool" \
+    timeout 30 env IMGSTORE_SERVER=unix:$W/pfo-b-$$.sock "$CLI" repl failover --from c --to b --force --pool "$P"
+  check "  ... naming the image's operation" grep -qxF "$busy" "$T_ERR"
+  expect_rc 0 "  imgstore op wait $sop: the rest ends" \
+    timeout 150 env IMGSTORE_SERVER=unix:$W/pfo-b-$$.sock "$CLI" op wait "$sop"
+  sed 's/^/# /' "$T_OUT" "$T_ERR" | cut -c1-400
+  check "  ... site c answered for its old copy" grep -q "site 'c' answered" "$T_OUT"
+fi
+# (made a secondary, or only fenced when a step timed out on its silent object map: the
+# replication back sorts it out once the PGs answer, below)
+check "  its old copy on site c is held against other writers" held_on_c "$S"
+
 t0=$SECONDS
 expect_rc 0 "repl failover --from c --to b --force --pool $P, asked of site b" \
   timeout 150 env IMGSTORE_SERVER=unix:$W/pfo-b-$$.sock "$CLI" repl failover --from c --to b --force --pool "$P"
@@ -182,7 +247,7 @@ if grep -q ' goes on in the daemon: ' "$T_ERR"; then
   decided_line=$(cat "$T_OUT")
   check "  it returned early (${took}s): every copy on site b was the primary then" on_b_primary "${imgs[@]}"
   check "  ... saying so: '$(cut -c1-160 <<<"$decided_line")...'" \
-    grep -qE "^failover $P/\* of site c: ${#imgs[@]} image\(s\) and group\(s\) of site 'c' in pool '$P' are the primary on site 'b' \([0-9.]+s\); the operation goes on: site 'c''s old cop(y|ies) of [0-9]+ of them (is|are) still being made secondar(y|ies) \(.*\); [0-9]+ cop(y|ies) there (was|were) not reached, (its|their) writers not fenced yet \(.*\)$" "$T_OUT"
+    grep -qE "^failover $P/\* of site c: $((${#imgs[@]} + 1)) image\(s\) and group\(s\) of site 'c' in pool '$P' are the primary on site 'b' \([0-9.]+s\); the operation goes on: site 'c''s old cop(y|ies) of [0-9]+ of them (is|are) still being made secondar(y|ies) \(.*\); [0-9]+ cop(y|ies) there (was|were) not reached, (its|their) writers not fenced yet \(.*\)$" "$T_OUT"
   # asked again meanwhile (a retry of a script): refused in one line, it would race the first
   expect_rc 1 "  the same failover asked again while it goes on is refused" \
     timeout 30 env IMGSTORE_SERVER=unix:$W/pfo-b-$$.sock "$CLI" repl failover --from c --to b --force --pool "$P"
@@ -217,24 +282,33 @@ if awk -v t="$total" -v s="$OSD_TIMEOUT" 'BEGIN { split(t, a, " "); exit !(a[2] 
   check "  the slowest copy took ${total#* }s, more than $((OSD_TIMEOUT + 6))s: the command returned before it, once every copy was the primary" test $early = 1
 fi
 check "  one ok line per image (${#imgs[@]})" test "$(grep -cE "^  image $P/pfo$$-[0-9]+ ok " "$T_OUT")" = ${#imgs[@]}
-check "  the summary says site c answers partly and how many copies there were not reached (${#B[@]} or more)" \
-  grep -qE "site 'c' answers partly: ([0-9]+) of ${#imgs[@]} cop(y|ies) there (was|were) not reached" "$T_OUT"
+check "  the summary says site c answers partly and how many copies there were not reached ($((${#B[@]} + 1)) or more)" \
+  grep -qE "site 'c' answers partly: ([0-9]+) of $((${#imgs[@]} + 1)) cop(y|ies) there (was|were) not reached" "$T_OUT"
 unreached=$(sed -nE "s/.*site 'c' answers partly: ([0-9]+) of .*/\1/p" "$T_OUT" | head -1)
-check "  ... ${unreached:-?} of them: at least the ${#B[@]} whose header is silent, at most those and the ${#M[@]} mixed" \
-  bash -c "[ -n '$unreached' ] && [ '$unreached' -ge ${#B[@]} ] && [ '$unreached' -le $((${#B[@]} + ${#M[@]})) ]"
+check "  ... ${unreached:-?} of them: at least the ${#B[@]} whose header is silent and the group, at most those and the ${#M[@]} mixed" \
+  bash -c "[ -n '$unreached' ] && [ '$unreached' -ge $((${#B[@]} + 1)) ] && [ '$unreached' -le $((${#B[@]} + ${#M[@]} + 1)) ]"
+# the group: one line, passed by at once (its image's rbd_id or header, or its own objects, lie
+# in a silent PG), its image the primary on site b
+gline=$(grep -E "^  group $P/$G ok " "$T_OUT")
+gs=$(sed -nE 's/.* ok ([0-9.]+)s: .*/\1/p' <<<"$gline")
+check "  group $P/$G passed by without waiting for it (${gs:-?}s < osd_timeout ${OSD_TIMEOUT}s)" \
+  awk -v s="$gs" -v t=$OSD_TIMEOUT 'BEGIN { exit !(s != "" && s < t) }'
+check "  ... its line says which object lies in a silent PG: '$(cut -c1-200 <<<"$gline")'" \
+  grep -qE "site 'c' did not answer for this copy \((its image '$P/$GI': )?(its|the pool's) rbd_(id|header|group_directory|group_header)[^ ]* lies in PG [0-9]+\.[0-9a-f]+, silent at the last probes\), though it answers partly" <<<"$gline"
+check "  ... its image is the primary on site b" on_b_primary "$GI"
 line_of() { grep -E "^  image $P/$1 " "$T_OUT"; }
-check "every copy on site b is the primary" on_b_primary "${imgs[@]}"
+ALL=("${imgs[@]}" "$S") # and the one failed over alone before
+check "every copy on site b is the primary" on_b_primary "${ALL[@]}"
 write_b() { # IMAGE: 1 MiB written on site b's copy, acknowledged; the head's digest kept
   timeout 60 rbd -c "$(conf_of b)" bench --io-type write --io-size 64K --io-total 1M \
     --io-pattern rand "$P/$1" >/dev/null 2>&1 &&
     timeout 60 rbd -c "$(conf_of b)" export --no-progress "$P/$1" - 2>/dev/null | sha256sum >"$W/sum-$1"
 }
 ok_writes=1
-for i in "${imgs[@]}"; do write_b "$i" || { ok_writes=0; echo "# write on b's $P/$i failed"; }; done
+for i in "${ALL[@]}"; do write_b "$i" || { ok_writes=0; echo "# write on b's $P/$i failed"; }; done
 check "every copy on site b takes writes (1 MiB each, acknowledged)" test $ok_writes = 1
 # the writer guard of replicator.h: the daemon that replicates into a secondary holds its
 # exclusive lock; a write of another client fails (EROFS) at once
-held_on_c() { timeout 20 rbd -c "$(conf_of c)" lock ls "$P/$1" 2>/dev/null | grep -q .; }
 refused_on_c() {
   timeout 20 rbd -c "$(conf_of c)" bench --io-type write --io-size 4K --io-total 4K "$P/$1" >"$W/w.log" 2>&1
   local rc=$?
@@ -266,14 +340,18 @@ ceph_site c osd pool set "$P" crush_rule replicated_rule >/dev/null 2>&1
 check_or_stop "rule undone: site b's daemon sees site c up" wait_for 30 "site c up" c_is up
 all_secondary() {
   local i
-  for i in "${imgs[@]}"; do [ "$(role_on c "$i")" = secondary ] || return 1; done
+  for i in "${ALL[@]}"; do [ "$(role_on c "$i")" = secondary ] || return 1; done
 }
 t0=$SECONDS
 check "every copy on site c is a secondary of site b within 60 s (the not reached ones fenced now)" \
   wait_for 60 "every copy on c a secondary" all_secondary
 echo "# after $((SECONDS - t0)) s"
-for i in "${imgs[@]}"; do echo "#   $i: b $(role_on b "$i"), c $(role_on c "$i")"; done
-check "no copy is primary on both sites: primaries on b, secondaries on c" roles_are primary secondary "${imgs[@]}"
+for i in "${ALL[@]}"; do echo "#   $i: b $(role_on b "$i"), c $(role_on c "$i")"; done
+group_back() { [ "$(role_on c "$GI")" = secondary ]; }
+on_b2 group repl sync "$P/$G" >/dev/null 2>&1
+check "the group's image on site c is a secondary of site b once its PGs answer" \
+  wait_for 60 "the group's image on c a secondary" group_back
+check "no copy is primary on both sites: primaries on b, secondaries on c" roles_are primary secondary "${ALL[@]}"
 # what site b acknowledged after the failover reaches site c with the next cycle
 on_c_has() { # IMAGE: site c's newest sealed snapshot is site b's head after its writes
   local snaps
@@ -281,12 +359,12 @@ on_c_has() { # IMAGE: site c's newest sealed snapshot is site b's head after its
   [ -n "$snaps" ] && timeout 60 rbd -c "$(conf_of c)" export --no-progress "$P/$1@${snaps##* }" - 2>/dev/null |
     sha256sum | cmp -s - "$W/sum-$1"
 }
-for i in "${imgs[@]}"; do on_b2 repl sync "$P/$i" >/dev/null 2>&1; done
+for i in "${ALL[@]}"; do on_b2 repl sync "$P/$i" >/dev/null 2>&1; done
 all_have() {
   local i
-  for i in "${imgs[@]}"; do on_c_has "$i" || return 1; done
+  for i in "${ALL[@]}"; do on_c_has "$i" || return 1; done
 }
-held_all() { local i; for i in "${imgs[@]}"; do held_on_c "$i" || return 1; done; }
+held_all() { local i; for i in "${ALL[@]}"; do held_on_c "$i" || return 1; done; }
 check "every copy on site c is held against other writers" wait_for 30 "every copy on c held" held_all
 check "  a plain rbd write to one not reached during the failover (${B[0]}) is refused" refused_on_c "${B[0]}"
 check "what site b acknowledged after the failover is on site c after a cycle (every image)" \

@@ -136,8 +136,12 @@ expect_rc 1 "a second forced failover to site a is refused (already primary)" on
 
 # forced failover to site b asked of site b while site a's cluster is frozen (unreachable):
 # every disk of b promoted at the newest cut sealed on both disks; site a, back with its own
-# late writes, is split-brain until group repl resync keeps them and makes it a secondary
+# late writes (made after the last cut, before the freeze), is split-brain until group repl
+# resync keeps them and makes it a secondary; meanwhile its writers are fenced and its disks
+# held against new ones
 expect_rc 0 "group repl sync on site a" on_a group repl sync "rbd/$g"
+write_on a $d1 1M
+a_late=$(sum_of a $d1)
 check "site a's cluster stops answering" "$SANDBOX" freeze-site "$IMGSTORE_SANDBOX" a
 FROZEN=a
 expect_rc 0 "forced failover to site b while site a is down" on_b group repl failover "rbd/$g" --to b --force
@@ -150,8 +154,6 @@ write_on b $d2 512K
 b_heads=$(group_sum b)
 check "site a serves I/O again after the thaw" "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" a
 FROZEN=""
-write_on a $d1 1M
-a_late=$(sum_of a $d1)
 state=""
 split_brain() { state=$(on_b --format json group repl status "rbd/$g" 2>/dev/null | jq -r '.[0].state // ""'); [ "$state" = split-brain ]; }
 wait_until 90 1 split_brain
@@ -159,6 +161,10 @@ check "site b's group status shows split-brain" test "$state" = split-brain
 b_error=$(on_b --format json group repl status "rbd/$g" 2>/dev/null | jq -r '.[0].error // ""')
 check "  naming group repl resync ($(head -c 160 <<<"$b_error"))" grep -q "group repl resync" <<<"$b_error"
 check "  and site b's disks were not overwritten" test "$(group_sum b)" = "$b_heads"
+refused() { ! "$@"; }
+a_d2=$(sum_of a $d2)
+check "  a new writer on a disk of site a is refused (fenced, held by site b's daemon)" refused write_on a $d2 64K
+check "  which left it as it was" test "$(sum_of a $d2)" = "$a_d2"
 expect_rc 0 "group repl resync on site b" on_b group repl resync "rbd/$g"
 cat $out
 recovery=$(rbd_on a snap ls --format json "rbd/$d1" | jq -r '.[] | select(.name | startswith("imgstore-recovery-")) | .name' | tail -1)
