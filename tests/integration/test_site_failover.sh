@@ -96,5 +96,9 @@ role=
 a_rejoined() { role=$(role_of a "${imgs[0]}"); [ "$role" = secondary ]; }
 wait_until 120 1 a_rejoined
 check "after the thaw, site a's copy rejoined as a secondary (fenced then)" test "$role" = secondary
+# the group's too: its disks were not written after its cut, so the replication back makes it a
+# secondary by itself (a written one waits for `group repl resync`: test_group_failover.sh)
+g_rejoined() { [ "$(role_of a $d1),$(role_of a $d2)" = "secondary,secondary" ]; }
+check "  and so did the group's two disks, by themselves" wait_until 120 1 g_rejoined
 
 finish
