@@ -493,12 +493,7 @@ static int planned_paused(job *w)
 	return 0;
 }
 
-/* Hold the old primary's copy, fenced (and a secondary now, or stale if it could not be made
- * one), against other writers at once: store/site.h's writer guard, which this site's
- * replication back to it takes at its first cycle, but that cycle waits while its site answers
- * partly, and until then a client there could still write (split brain). A copy that cannot be
- * held now is held by that cycle. */
-static void hold_old_copy(ims_site *peer, const char *pool, const char *image, bool secondary)
+void ims_handover__hold(ims_site *peer, const char *pool, const char *image, bool secondary)
 {
 	rbd_image_t img;
 	if (ims_site_guard_get(&img, peer, pool, image) == 0) {
@@ -599,7 +594,7 @@ static int forced(job *w)
 		ims_repl_divergence dv;
 		if ((rejoined = ims_repl_rejoin(&dv, e->site, peer, pool, image, gen)) == 0)
 			snprintf(done, sizeof(done), "%u writer(s) fenced; %s", fenced, dv.plan);
-		hold_old_copy(peer, pool, image, rejoined == 0);
+		ims_handover__hold(peer, pool, image, rejoined == 0);
 	}
 	ims_handover__forced_end(rejoin, sizeof(rejoin), w, reachable ? peer : NULL, old, rejoined,
 				 done, gen - 1);

@@ -431,6 +431,10 @@ int ims_handover__group_forced(job *w)
 		if ((rejoined = ims_repl_group_rejoin(plan, sizeof(plan), e->site, peer, pool,
 						      group, gen)) == 0)
 			snprintf(done, sizeof(done), "its writers were fenced; %s", plan);
+		/* every old member held against other writers at once, as an image's old copy */
+		for (size_t k = 0; k < pgi->nmembers; k++)
+			ims_handover__hold(peer, pgi->members[k].pool, pgi->members[k].image,
+					   rejoined == 0);
 	}
 	ims_handover__forced_end(rejoin, sizeof(rejoin), w, reachable ? peer : NULL, old, rejoined,
 				 done, gen - 1);

@@ -41,6 +41,13 @@ const char *ims_handover__peer_pool(const ims_handover_env *e, const char *site)
  * may then wait for silent objects). */
 void ims_handover__promoted(job *w, bool old_left, const char *old);
 
+/* Hold the old primary's copy @p pool/@p image on @p peer, fenced (and a secondary now, or stale
+ * if it could not be made one: @p secondary), against other writers at once: store/site.h's
+ * writer guard, which this site's replication back to it takes at its first cycle, but that
+ * cycle waits while its site answers partly, and until then a client there could still write
+ * (split brain). A copy that cannot be held now (logged) is held by that cycle. */
+void ims_handover__hold(ims_site *peer, const char *pool, const char *image, bool secondary);
+
 /* What the failover did, into w->said. */
 void ims_handover__say(job *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -121,6 +121,10 @@ expect_rc 0 "forced failover to site a, asked of site a" on_a group repl failove
 cat $out
 check "  site a is the primary of every disk, site b their secondary" \
   test "$(roles a)/$(roles b)" = "primary,primary/secondary,secondary"
+refused() { ! "$@"; }
+b_d1=$(sum_of b $d1)
+check "  a plain writer on a disk of site b is refused at once (held by site a's daemon)" refused write_on b $d1 64K
+check "  which left it as it was" test "$(sum_of b $d1)" = "$b_d1"
 check "  at the last cut sealed on both disks" test "$(group_sum a)" = "$cut_sums"
 check "  it says site b answered and was rejoined" grep -q "site 'b' answered" $out
 recovery=$(rbd_on b snap ls --format json "rbd/$d2" | jq -r '.[] | select(.name | startswith("imgstore-recovery-")) | .name' | head -1)
@@ -161,7 +165,6 @@ check "site b's group status shows split-brain" test "$state" = split-brain
 b_error=$(on_b --format json group repl status "rbd/$g" 2>/dev/null | jq -r '.[0].error // ""')
 check "  naming group repl resync ($(head -c 160 <<<"$b_error"))" grep -q "group repl resync" <<<"$b_error"
 check "  and site b's disks were not overwritten" test "$(group_sum b)" = "$b_heads"
-refused() { ! "$@"; }
 a_d2=$(sum_of a $d2)
 check "  a new writer on a disk of site a is refused (fenced, held by site b's daemon)" refused write_on a $d2 64K
 check "  which left it as it was" test "$(sum_of a $d2)" = "$a_d2"
