@@ -141,13 +141,16 @@ static int refuse_busy(ims_daemon *d, const char *pool, const char *name)
 			op.decided ? ": its old copies are still being made secondaries" : "",
 			op.id);
 	snprintf(target, sizeof(target), "%s/%s", pool, name);
-	if (ims_ops_running(&op, d->ops, "failover", target, name[0] != '\0'))
-		return ims_error_set(
-			-EBUSY,
-			"a failover of '%s' still runs here (operation %s)%s; `imgstore "
-			"op wait %s` waits for its end",
-			op.target, op.id,
-			op.decided ? ": its old copy is still being made a secondary" : "", op.id);
+	static const char *const kinds[] = {"failover", "failback", "resync"};
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+		if (ims_ops_running(&op, d->ops, kinds[k], target, name[0] != '\0'))
+			return ims_error_set(
+				-EBUSY,
+				"a %s of '%s' still runs here (operation %s)%s; `imgstore op wait "
+				"%s` waits for its end",
+				kinds[k], op.target, op.id,
+				op.decided ? ": its old copy is still being made a secondary" : "",
+				op.id);
 	return 0;
 }
 

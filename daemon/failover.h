@@ -23,11 +23,11 @@ void ims_failover_site_target(char *buf, size_t len, const char *pool, const cha
  * hosts get @p wait_s to release their leases. A failover (@p new_primary) goes to @p to, which
  * it needs; a failback or a resync acts on the pair this primary replicates (@p to, or its only
  * target).
- * Refused while a failover of the same images still runs on this daemon (a forced one goes on
- * after its outcome is known, its old copies being made secondaries, and another failover,
- * failback or resync of them would race it through the forced-failover journal): of @p
- * pool/@p name, or of site's images in @p pool; with @p name "" (a site failover of @p pool),
- * of any image or group of @p pool.
+ * Refused while a failover, failback or resync of the same images still runs on this daemon
+ * (a forced failover goes on after its outcome is known, its old copies being made
+ * secondaries, and another of them would race it through the forced-failover journal): of
+ * @p pool/@p name, or of a site's images in @p pool; with @p name "" (a site failover of
+ * @p pool), of any image or group of @p pool. Only this daemon's operations are seen.
  * @returns -EINVAL (a failover without a target), -EBUSY (one still runs, named), what
  *          ims_daemon_pair_target() returns, or -ENOMEM.
  */

@@ -482,7 +482,7 @@ int ims_handover__group_resync(job *w)
 		goto out;
 	}
 	if ((r = ims_handover__peer(&peer, e, w->q.target)) < 0 ||
-	    (r = ims_repl_group_rejoin(plan, sizeof(plan), e->site, peer, pool, group,
+	    (r = ims_repl_group_resync(plan, sizeof(plan), e->repl, pool, group, w->q.target,
 				       me.generation)) < 0)
 		goto out;
 	ims_repl_policy_remove(peer, ims_handover__peer_pool(e, w->q.target), pool, group,

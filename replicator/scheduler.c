@@ -208,6 +208,19 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 	char why[IMS_ERROR_MSG_MAX]; /* the cycle's error, said again if the copies cannot be
 					compared */
 	snprintf(why, sizeof(why), "%s", ims_error_last());
+	/* its writers are stale: fenced before the look, so that nothing they write after it is
+	 * rolled back unseen (what they wrote before is kept either way) */
+	unsigned fenced = 0;
+	if (ims_repl_fence(&fenced, peer, p->pool, p->image) < 0)
+		ims_log_warning(
+			"replication of '%s': cannot fence the writers of the stale copy on "
+			"site '%s': %s",
+			key, ims_site_name(peer), ims_error_last());
+	else if (fenced)
+		ims_log_warning("replication of '%s': fenced %u writer(s) of the stale copy on "
+				"site '%s'",
+				key, fenced, ims_site_name(peer));
+	ims_error_clear();
 	int r = ims_repl_divergence_check(&d, s->o.local, peer, p->pool, p->image);
 	if (r == 0 && !d.split_brain &&
 	    (r = ims_repl_side_get(&me, s->o.local, p->pool, p->image)) == 0 &&
@@ -222,19 +235,10 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 	pthread_mutex_unlock(&s->lock);
 	if (r == 0) {
 		/* the old primary came back from a forced failover with writes of its own: its
-		 * writers are stale and are fenced now (the fence the failover could not do), and
-		 * the copy is held against new ones, so that it stops diverging; what they wrote
-		 * stays for resync */
-		unsigned fenced = 0;
+		 * writers were fenced above (the fence the failover could not do), and the copy is
+		 * held against new ones, so that it stops diverging; what they wrote stays for
+		 * resync */
 		rbd_image_t held;
-		if (ims_repl_fence(&fenced, peer, p->pool, p->image) < 0)
-			ims_log_warning("replication of '%s': cannot fence the writers of the "
-					"stale copy on site '%s': %s",
-					key, ims_site_name(peer), ims_error_last());
-		else if (fenced)
-			ims_log_warning("replication of '%s': fenced %u writer(s) of the stale "
-					"copy on site '%s'",
-					key, fenced, ims_site_name(peer));
 		if (ims_site_guard_get(&held, peer, p->pool, p->image) == 0)
 			ims_site_guard_put(peer, p->pool, p->image, false); /* held until resync */
 		pthread_mutex_lock(&s->lock);
@@ -262,9 +266,41 @@ static int group_returned(ims_repl_sched *s, pair *p, ims_site *peer, const char
 	ims_group_info *gi = NULL;
 	bool diverged = true;
 	int r = ims_group_info_get(&gi, s->o.local, p->pool, p->image);
-	if (r == 0)
-		r = ims_repl_group_diverged(&diverged, s->o.local, peer, p->pool, p->image);
-	if (r == 0 && !diverged) {
+	if (r < 0)
+		return ims_error_set(-EUCLEAN, "%s; cannot list its images: %s", why,
+				     ims_error_last());
+	/* its writers are stale: fenced before the look, so that nothing they write after it is
+	 * rolled back unseen (what they wrote before is kept either way) */
+	unsigned fenced = 0;
+	for (size_t k = 0; k < gi->nmembers; k++) {
+		const char *mp = gi->members[k].pool, *mi = gi->members[k].image;
+		unsigned f = 0;
+		if (ims_repl_fence(&f, peer, mp, mi) < 0)
+			ims_log_warning(
+				"replication of '%s': cannot fence the writers of the stale "
+				"copy of '%s/%s' on site '%s': %s",
+				key, mp, mi, ims_site_name(peer), ims_error_last());
+		fenced += f;
+	}
+	ims_error_clear();
+	if (fenced)
+		ims_log_warning(
+			"replication of '%s': fenced %u writer(s) of the stale copy on site "
+			"'%s'",
+			key, fenced, ims_site_name(peer));
+	if ((r = ims_repl_group_diverged(&diverged, s->o.local, peer, p->pool, p->image)) < 0 ||
+	    !diverged) {
+		/* not (or not known to be) a split-brain */
+		pthread_mutex_lock(&s->lock);
+		p->split_brain = false;
+		pthread_mutex_unlock(&s->lock);
+	}
+	if (r < 0) {
+		ims_group_info_free(gi);
+		return ims_error_set(-EUCLEAN, "%s; cannot compare the copies: %s", why,
+				     ims_error_last());
+	}
+	if (!diverged) {
 		uint64_t gen = 0; /* the group's: its members' highest */
 		ims_repl_side me;
 		for (size_t k = 0; r == 0 && k < gi->nmembers; k++)
@@ -272,49 +308,30 @@ static int group_returned(ims_repl_sched *s, pair *p, ims_site *peer, const char
 						   gi->members[k].image)) == 0 &&
 			    me.generation > gen)
 				gen = me.generation;
+		ims_group_info_free(gi);
 		if (r == 0 && (r = ims_repl_group_rejoin(plan, sizeof(plan), s->o.local, peer,
 							 p->pool, p->image, gen)) == 0) {
 			ims_log_info("replication of '%s': %s", key, plan);
-			ims_group_info_free(gi);
 			return 0;
 		}
-	}
-	if (r < 0) {
-		ims_group_info_free(gi);
-		pthread_mutex_lock(&s->lock);
-		p->split_brain = false;
-		pthread_mutex_unlock(&s->lock);
-		return ims_error_set(-EUCLEAN, "%s; cannot compare the copies: %s", why,
+		return ims_error_set(-EUCLEAN, "%s; cannot make it a secondary again: %s", why,
 				     ims_error_last());
 	}
-	unsigned fenced = 0;
 	for (size_t k = 0; k < gi->nmembers; k++) {
 		const char *mp = gi->members[k].pool, *mi = gi->members[k].image;
-		unsigned f = 0;
 		rbd_image_t held;
-		if (ims_repl_fence(&f, peer, mp, mi) < 0)
-			ims_log_warning(
-				"replication of '%s': cannot fence the writers of the stale "
-				"copy of '%s/%s' on site '%s': %s",
-				key, mp, mi, ims_site_name(peer), ims_error_last());
-		fenced += f;
 		if (ims_site_guard_get(&held, peer, mp, mi) == 0)
 			ims_site_guard_put(peer, mp, mi, false); /* held until resync */
 	}
 	ims_group_info_free(gi);
 	ims_error_clear();
-	if (fenced)
-		ims_log_warning(
-			"replication of '%s': fenced %u writer(s) of the stale copy on site "
-			"'%s'",
-			key, fenced, ims_site_name(peer));
 	pthread_mutex_lock(&s->lock);
 	bool first = !p->split_brain;
 	p->split_brain = true; /* shown once the copy is fenced and held */
 	pthread_mutex_unlock(&s->lock);
 	if (first)
-		ims_log_warning("replication of '%s' is in split-brain: %s; the old primary wrote "
-				"after the cut both hold",
+		ims_log_warning("replication of '%s' is in split-brain: %s; the old primary was "
+				"written after the cut both hold",
 				key, why);
 	return ims_error_set(-EUCLEAN,
 			     "%s; run `imgstore group repl resync %s/%s` to make it a secondary "
@@ -1003,6 +1020,34 @@ int ims_repl_group_hand_over(ims_repl_status *out, ims_repl_sched *s, const char
 	return remove_kind_pair(s, pool, group, target, IMS_REPL_GROUP, out, false);
 }
 
+/* A resync of pair @p p claims it: no cycle of it meanwhile (a split-brain cycle would hold the
+ * stale copy again, or rejoin it beside the resync). */
+static int resync_claim(ims_repl_sched *s, pair *p)
+{
+	pthread_mutex_lock(&s->lock);
+	int r = claim_pair_locked(s, p);
+	if (r == 0)
+		p->mark.valid = false; /* the copy is made again: the next cycle looks at it */
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* ... and lets it go, its state cleared after a resync that worked (@p r 0) in the same hold as
+ * the claim is released: no cycle starts in between and sees the split-brain still. */
+static void resync_release(ims_repl_sched *s, pair *p, int r)
+{
+	pthread_mutex_lock(&s->lock);
+	if (r == 0) {
+		p->split_brain = false;
+		p->error[0] = '\0';
+		p->backoff = 0;
+		p->next_attempt_ms = 0;
+	}
+	p->running = false;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
 int ims_repl_resync(ims_repl_divergence *out, ims_repl_sched *s, const char *pool,
 		    const char *image, const char *target)
 {
@@ -1024,27 +1069,29 @@ int ims_repl_resync(ims_repl_divergence *out, ims_repl_sched *s, const char *poo
 		return ims_error_set(-EBUSY,
 				     "'%s/%s' is a secondary on site '%s'; resync from its primary",
 				     pool, image, ims_site_name(s->o.local));
-	/* no cycle of the pair meanwhile: a split-brain cycle would hold the stale copy again */
-	pthread_mutex_lock(&s->lock);
-	r = claim_pair_locked(s, p);
-	if (r == 0)
-		p->mark.valid = false; /* the copy is made again: the next cycle looks at it */
-	pthread_mutex_unlock(&s->lock);
-	if (r < 0)
+	if ((r = resync_claim(s, p)) < 0)
 		return r;
 	r = ims_repl_rejoin(out, s->o.local, peer, pool, image, me.generation);
-	/* the pair's state cleared in the same hold as the claim is released: no cycle starts
-	 * in between and sees the split-brain still */
+	resync_release(s, p, r);
+	return r;
+}
+
+int ims_repl_group_resync(char *plan, size_t len, ims_repl_sched *s, const char *pool,
+			  const char *group, const char *target, uint64_t generation)
+{
+	ims_site *peer = NULL;
+	int r;
 	pthread_mutex_lock(&s->lock);
-	if (r == 0) {
-		p->split_brain = false;
-		p->error[0] = '\0';
-		p->backoff = 0;
-		p->next_attempt_ms = 0;
-	}
-	p->running = false;
-	pthread_cond_broadcast(&s->cond);
+	pair *p = ims_repl_sched__find_locked(s, pool, group, target, IMS_REPL_GROUP);
+	bool known = p && p->present;
 	pthread_mutex_unlock(&s->lock);
+	if (!known)
+		return ims_error_set(-ENOENT, "group '%s/%s' is not replicated to site '%s'", pool,
+				     group, target);
+	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) < 0 || (r = resync_claim(s, p)) < 0)
+		return r;
+	r = ims_repl_group_rejoin(plan, len, s->o.local, peer, pool, group, generation);
+	resync_release(s, p, r);
 	return r;
 }
 

@@ -206,6 +206,14 @@ int ims_repl_resync(ims_repl_divergence *out, ims_repl_sched *s, const char *poo
 		    const char *image, const char *target);
 
 /**
+ * The same for group @p pool/@p group: @p target's copy made a secondary again at
+ * @p generation (replicator/group.h, ims_repl_group_rejoin(); @p plan says what was done), no
+ * cycle of the pair meanwhile.
+ */
+int ims_repl_group_resync(char *plan, size_t len, ims_repl_sched *s, const char *pool,
+			  const char *group, const char *target, uint64_t generation);
+
+/**
  * The RPO that the pair of @p unit @p pool/@p name back to site @p source should have: the RPO
  * of the pair that replicates it from @p source to this site, as @p source's daemon recorded it
  * here after a cycle (a forced failover sets the way back with it, @p source being lost, so

@@ -1339,6 +1339,12 @@ int ims_site_copy_silent(char *why, size_t len, ims_site *site, const char *pool
 			pg);
 		return 1;
 	}
+	/* listing a group's images reads the pool's image directory (their names) */
+	if (group && object_silent(pg, sizeof(pg), site, pool, "rbd_directory", max_age_ms)) {
+		snprintf(why, len,
+			 "the pool's rbd_directory lies in PG %s, silent at the last probes", pg);
+		return 1;
+	}
 	/* where its id is: an image's in rbd_id.NAME, a group's in the pool's group directory */
 	if (group)
 		snprintf(idobj, sizeof(idobj), "rbd_group_directory");

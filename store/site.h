@@ -135,8 +135,9 @@ void ims_site_health_get(ims_site_health *out, ims_site *site);
 /**
  * Whether image (or, with @p group, group) @p pool/@p name of @p site cannot be opened now, by
  * what the probes of @p pool found: the site answered partly and the PG of the pool's rbd_info
- * (every open reads it), of the object its id is read from (an image's rbd_id.NAME, the pool's
- * rbd_group_directory) or of its header (rbd_header.ID, rbd_group_header.ID) was silent in the
+ * (every open reads it), for a group the pool's rbd_directory (listing its images reads it), of
+ * the object its id is read from (an image's rbd_id.NAME, the pool's rbd_group_directory) or of
+ * its header (rbd_header.ID, rbd_group_header.ID) was silent in the
  * last two probes, the last one at most @p max_age_ms ago (an open would wait for the OSD
  * timeout, then fail). Reads the id (in a PG that answered) for the header's name; if that read
  * times out, the copy is silent too. Says which object and PG into @p why. A group's images are
