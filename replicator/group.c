@@ -715,7 +715,7 @@ static int ship_member_at(group_cycle *gc, member *m, uint64_t id, const char *f
 		r = ims_error_set(r, "cannot flush the secondary %s on site '%s': %s", what,
 				  ims_site_name(gc->dst), ims_strerror(r));
 out:
-	/* not held between cycles: the group snapshot that follows needs its lock */
+	/* let go for the group snapshot that follows, which needs its lock; held again after */
 	if (simg)
 		ims_site_guard_put(gc->dst, m->pool, m->image, true);
 	ims_extents_free(&ext);
@@ -891,6 +891,10 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 		return r;
 	if ((r = group_open(&gc)) < 0 || (r = find_cuts(&gc)) < 0)
 		goto out;
+	/* the secondary's members, held against other writers between cycles, are let go: the
+	 * group snapshots made and removed there below need their locks */
+	for (size_t k = 0; k < gc.nm; k++)
+		ims_site_guard_drop(dst, gc.m[k].pool, gc.m[k].image);
 	/* the group's snapshot schedule follows it to the secondary's site (snapsched.h) */
 	if (o->records_pool)
 		ims_snapsched_mirror(src, dst, o->records_pool, IMS_REPL_GROUP, pool, group);
@@ -921,6 +925,14 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 		      pool, group, ims_site_name(dst), gc.res.base[0] ? gc.res.base : "(full)", cut,
 		      gc.res.bytes_copied);
 done:
+	/* ... and held again till the next (as an image's secondary is, store/site.h's guard) */
+	for (size_t k = 0; k < gc.nm; k++) {
+		rbd_image_t held;
+		if (ims_site_guard_get(&held, dst, gc.m[k].pool, gc.m[k].image) == 0)
+			ims_site_guard_put(dst, gc.m[k].pool, gc.m[k].image, false);
+		else
+			ims_error_clear(); /* another daemon's guard, or a member just added */
+	}
 	gc.res.seconds = ims_clock_mono_s() - t0;
 	if (out)
 		*out = gc.res;
@@ -1181,6 +1193,15 @@ int ims_repl_group_promote(unsigned *rolled_back, ims_site *site, const char *po
 		ims_repl_side side;
 		if ((r = ims_repl_side_get(&side, site, ms.m[k].pool, ms.m[k].image)) == 0)
 			ms.m[k].promoted = !side.secondary && side.generation >= generation;
+	}
+	/* the secondaries are held against other writers by the daemon that replicates into them:
+	 * this one lets go, another one's guard is fenced (as ims_repl_promote() does), so that
+	 * the rollback and the snapshots below get their locks */
+	for (size_t k = 0; r == 0 && k < ms.n; k++) {
+		if (ms.m[k].promoted)
+			continue;
+		ims_site_guard_drop(site, ms.m[k].pool, ms.m[k].image);
+		r = ims_repl_fence(NULL, site, ms.m[k].pool, ms.m[k].image);
 	}
 	for (size_t k = 0; r == 0 && k < ms.n; k++) {
 		bool rolled = false;

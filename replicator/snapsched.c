@@ -359,6 +359,21 @@ static void taken_group(ims_snapsched_runner *rn, const ims_snapsched *s, const 
 }
 
 /* Take the schedule's snapshot if it is due; then prune. @returns 1 if @p s changed. */
+/* Whether schedule @p s is still recorded: a tick works from the list it read at its start, and
+ * an `rm` since (while an earlier schedule of the tick took its time) must not see one more
+ * snapshot taken. */
+static bool still_there(ims_snapsched_runner *rn, const ims_snapsched *s)
+{
+	char key[2 * IMS_NAME_MAX + 16];
+	json_object *cur = NULL;
+	key_of(key, sizeof(key), s->unit, s->pool, s->name);
+	ims_records rs = IMS_RECORDS_SITE(rn->o.site, rn->o.records_pool, IMS_SNAPSCHED_OBJECT);
+	int r = ims_record_get(&cur, &rs, key);
+	json_object_put(cur);
+	ims_error_clear();
+	return r == 0;
+}
+
 static int run_one(ims_snapsched_runner *rn, ims_snapsched *s, int64_t now_ms)
 {
 	int r = 0;
@@ -375,6 +390,8 @@ static int run_one(ims_snapsched_runner *rn, ims_snapsched *s, int64_t now_ms)
 	/* the first snapshot comes one interval after the schedule was added */
 	int64_t since = s->last_ms ? s->last_ms : s->created_ms;
 	if (now_ms - since >= (int64_t)s->every_s * 1000) {
+		if (!still_there(rn, s))
+			return 0;
 		char snap[64];
 		snprintf(snap, sizeof(snap), IMS_SNAPSCHED_PREFIX "%" PRId64, now_ms);
 		if (s->unit == IMS_REPL_GROUP)

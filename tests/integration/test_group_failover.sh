@@ -36,6 +36,7 @@ gen_of() { rbd_on "$1" image-meta get "rbd/$2" imgstore.generation 2>/dev/null |
 sum_of() { rbd_on "$1" export --no-progress "rbd/$2${3:+@$3}" - 2>/dev/null | sha256sum | cut -d' ' -f1; }
 group_sum() { echo "$(sum_of "$1" $d1 "${2:-}") $(sum_of "$1" $d2 "${2:-}")"; }
 roles() { echo "$(role_of "$1" $d1),$(role_of "$1" $d2)"; }
+refused() { ! "$@"; }
 write_on() { rbd_on "$1" bench --io-type write --io-size 64K --io-threads 1 --io-total "$3" --io-pattern rand "rbd/$2" >/dev/null 2>&1; }
 # the site whose daemon replicates the group, and to where
 replicates() { IMGSTORE_SERVER=$1 "$CLI" --format json group repl status "rbd/$g" 2>/dev/null | jq -r '.[0].target // ""'; }
@@ -51,6 +52,10 @@ expect_rc 0 "group create" on_a group create "rbd/$g"
 expect_rc 0 "group add" on_a group add "rbd/$g" "rbd/$d1" "rbd/$d2"
 expect_rc 0 "group repl enable to site b (RPO 1h: cuts only when asked)" on_a group repl enable "rbd/$g" --to b --rpo 1h
 expect_rc 0 "group repl sync" on_a group repl sync "rbd/$g"
+# the secondary's disks are held between cycles by the daemon that replicates into them
+b_d2=$(sum_of b $d2)
+check "  a plain writer on a disk of site b (the secondary) is refused between cycles" refused write_on b $d2 64K
+check "  which left it as it was" test "$(sum_of b $d2)" = "$b_d2"
 
 # refusals change nothing
 expect_rc 2 "failover without --to" on_a group repl failover "rbd/$g"
@@ -121,7 +126,6 @@ expect_rc 0 "forced failover to site a, asked of site a" on_a group repl failove
 cat $out
 check "  site a is the primary of every disk, site b their secondary" \
   test "$(roles a)/$(roles b)" = "primary,primary/secondary,secondary"
-refused() { ! "$@"; }
 b_d1=$(sum_of b $d1)
 check "  a plain writer on a disk of site b is refused at once (held by site a's daemon)" refused write_on b $d1 64K
 check "  which left it as it was" test "$(sum_of b $d1)" = "$b_d1"
@@ -191,9 +195,13 @@ check "  every disk equal at the last cut ($(jq -c '{cut, equal}' $out))" \
 expect_rc 0 "  text output" on_a group repl verify "rbd/$g"
 check "  names the cut and says equal" grep -q "at '$sealed' on site 'b': equal" $out
 # damage disk 2 on site b: 64K at 4M+128K of its head, then its sealed cut re-taken over it
+# (site a's daemon holds the secondary's disks against every other writer: the damage is done
+# while it is stopped, as a tamperer would have to)
+"$SANDBOX" stop-daemon "$IMGSTORE_SANDBOX" a >/dev/null
 qwrite b $d2 0xab 4325376 64k
 rbd_on b snap rm --no-progress "rbd/$d2@$sealed" >/dev/null 2>&1
 rbd_on b snap create --no-progress "rbd/$d2@$sealed" >/dev/null 2>&1
+"$SANDBOX" start-daemon "$IMGSTORE_SANDBOX" a >/dev/null
 expect_rc 1 "group repl verify of a damaged copy" on_a --format json group repl verify "rbd/$g"
 check "  names the damaged disk and extent ($(jq -c '[.images[] | {image, equal, mismatches}]' $out))" \
   test "$(jq --arg d "rbd/$d2" '(.equal | not) and ([.images[] | select(.equal | not) | .image] == [$d]) and
