@@ -136,6 +136,7 @@ typedef struct {
 	int64_t base;		  /* the member's base cut; -1: none (a full copy) */
 	uint64_t size;
 	bool promoted; /* already the primary at the promotion's generation (a promotion resumed) */
+	bool secondary; /* a secondary there (a promotion fences its lock's holders first) */
 } member;
 
 static void member_close(member *m)
@@ -892,9 +893,16 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 	if ((r = group_open(&gc)) < 0 || (r = find_cuts(&gc)) < 0)
 		goto out;
 	/* the secondary's members, held against other writers between cycles, are let go: the
-	 * group snapshots made and removed there below need their locks */
+	 * group snapshots made and removed there below need their locks (its own members too: an
+	 * image taken out of the group on the primary stays in the target's group) */
 	for (size_t k = 0; k < gc.nm; k++)
 		ims_site_guard_drop(dst, gc.m[k].pool, gc.m[k].image);
+	ims_group_info *tgi = NULL;
+	if (ims_group_info_get(&tgi, dst, pool, group) == 0)
+		for (size_t k = 0; k < tgi->nmembers; k++)
+			ims_site_guard_drop(dst, tgi->members[k].pool, tgi->members[k].image);
+	ims_group_info_free(tgi);
+	ims_error_clear();
 	/* the group's snapshot schedule follows it to the secondary's site (snapsched.h) */
 	if (o->records_pool)
 		ims_snapsched_mirror(src, dst, o->records_pool, IMS_REPL_GROUP, pool, group);
@@ -925,14 +933,11 @@ int ims_repl_group_sync(ims_repl_result *out, ims_site *src, ims_site *dst, cons
 		      pool, group, ims_site_name(dst), gc.res.base[0] ? gc.res.base : "(full)", cut,
 		      gc.res.bytes_copied);
 done:
-	/* ... and held again till the next (as an image's secondary is, store/site.h's guard) */
-	for (size_t k = 0; k < gc.nm; k++) {
-		rbd_image_t held;
-		if (ims_site_guard_get(&held, dst, gc.m[k].pool, gc.m[k].image) == 0)
-			ims_site_guard_put(dst, gc.m[k].pool, gc.m[k].image, false);
-		else
-			ims_error_clear(); /* another daemon's guard, or a member just added */
-	}
+	/* ... and held again till the next (as an image's secondary is), unless the cycle lost
+	 * its pair (another daemon runs it, or a failover took it over) */
+	for (size_t k = 0; k < gc.nm; k++)
+		if (!o->may_seal || o->may_seal(o->progress_ctx) == 0)
+			ims_repl__hold_secondary(dst, gc.m[k].pool, gc.m[k].image);
 	gc.res.seconds = ims_clock_mono_s() - t0;
 	if (out)
 		*out = gc.res;
@@ -1191,14 +1196,16 @@ int ims_repl_group_promote(unsigned *rolled_back, ims_site *site, const char *po
 	 * has been written to it since: it is neither rolled back nor promoted again */
 	for (size_t k = 0; r == 0 && k < ms.n; k++) {
 		ims_repl_side side;
-		if ((r = ims_repl_side_get(&side, site, ms.m[k].pool, ms.m[k].image)) == 0)
+		if ((r = ims_repl_side_get(&side, site, ms.m[k].pool, ms.m[k].image)) == 0) {
 			ms.m[k].promoted = !side.secondary && side.generation >= generation;
+			ms.m[k].secondary = side.secondary;
+		}
 	}
 	/* the secondaries are held against other writers by the daemon that replicates into them:
 	 * this one lets go, another one's guard is fenced (as ims_repl_promote() does), so that
 	 * the rollback and the snapshots below get their locks */
 	for (size_t k = 0; r == 0 && k < ms.n; k++) {
-		if (ms.m[k].promoted)
+		if (!ms.m[k].secondary)
 			continue;
 		ims_site_guard_drop(site, ms.m[k].pool, ms.m[k].image);
 		r = ims_repl_fence(NULL, site, ms.m[k].pool, ms.m[k].image);

@@ -246,6 +246,32 @@ static int is_secondary(rbd_image_t img, bool *out)
 	return r == -ENOENT || r == -ERANGE ? 0 : r;
 }
 
+void ims_repl__hold_secondary(ims_site *dst, const char *pool, const char *image)
+{
+	rados_ioctx_t dio;
+	rbd_image_t probe, held;
+	bool secondary = false;
+	if (ims_site_ioctx(&dio, dst, pool) < 0)
+		goto out;
+	/* the role before the lock (a primary's lock is its hypervisors'), and after it */
+	if (rbd_open_read_only(dio, image, &probe, NULL) == 0) {
+		if (is_secondary(probe, &secondary) < 0)
+			secondary = false;
+		rbd_close(probe);
+	}
+	ims_site_ioctx_close(dio);
+	if (!secondary || ims_site_guard_get(&held, dst, pool, image) < 0)
+		goto out;
+	if (is_secondary(held, &secondary) < 0)
+		secondary = false;
+	ims_site_guard_put(dst, pool, image, !secondary); /* promoted since: let go at once */
+out:
+	if (ims_error_last()[0])
+		ims_log_debug("'%s/%s' on site '%s' not held against other writers: %s", pool,
+			      image, ims_site_name(dst), ims_error_last());
+	ims_error_clear();
+}
+
 /*
  * The secondary, created on first use, as the guarded handle of this process (store/site.h):
  * nobody else writes to it while we hold it. The role is checked before the lock is taken (a
@@ -1097,8 +1123,8 @@ static void cycle_close(cycle *cy, int r)
 	free(cy->ss.names);
 	if (cy->psnap)
 		rbd_close(cy->psnap);
-	if (cy->simg) /* a group's members are not held between cycles: group snapshots need their
-			 locks */
+	if (cy->simg) /* a group's members are let go for its group snapshots, which need their
+			 locks; its cycle holds them again at its end (group.c) */
 		ims_site_guard_put(cy->dst, cy->pool, cy->image, r < 0 || cy->member);
 	if (cy->pimg)
 		rbd_close(cy->pimg);

@@ -40,6 +40,11 @@ bool ims_repl__has_snap(const ims_repl__snaps *s, const char *name);
  *  fast-diff when the object map is valid). */
 int ims_repl__changed_since(bool *changed, rbd_image_t image, const char *snap);
 
+/* Hold @p pool/@p image on @p dst against other writers (store/site.h's guard) if it is a
+ * secondary there, checked before its lock is taken and again after; else (or on an error,
+ * logged at debug) leave it as it is. */
+void ims_repl__hold_secondary(ims_site *dst, const char *pool, const char *image);
+
 /** Roll @p image back to its snapshot @p snap if its head differs from it; @p what names the
  *  copy in errors. */
 int ims_repl__rollback_if_changed(bool *rolled, rbd_image_t image, const char *snap,

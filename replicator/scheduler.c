@@ -1146,14 +1146,17 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 	/* the secondary keeps its copy, no longer held against other writers */
 	ims_site *peer = NULL;
 	if (s->o.peer(s->o.peer_ctx, target, &peer) == 0) {
-		ims_group_info *gi = NULL;
 		if (copy.unit == IMS_REPL_IMAGE)
 			ims_site_guard_drop(peer, pool, image);
-		else if (ims_group_info_get(&gi, s->o.local, pool, image) == 0)
-			for (size_t k = 0; k < gi->nmembers; k++)
-				ims_site_guard_drop(peer, gi->members[k].pool,
-						    gi->members[k].image);
-		ims_group_info_free(gi);
+		/* a group's members, here and there (one taken out of it here stays there) */
+		for (int side = 0; copy.unit == IMS_REPL_GROUP && side < 2; side++) {
+			ims_group_info *gi = NULL;
+			if (ims_group_info_get(&gi, side ? peer : s->o.local, pool, image) == 0)
+				for (size_t k = 0; k < gi->nmembers; k++)
+					ims_site_guard_drop(peer, gi->members[k].pool,
+							    gi->members[k].image);
+			ims_group_info_free(gi);
+		}
 		ims_error_clear();
 		/* not waited for on a target that is down: the record only names an RPO, which
 		 * the next first cycle of a pair writes again */

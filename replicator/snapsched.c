@@ -358,7 +358,6 @@ static void taken_group(ims_snapsched_runner *rn, const ims_snapsched *s, const 
 	ims_group_info_free(gi);
 }
 
-/* Take the schedule's snapshot if it is due; then prune. @returns 1 if @p s changed. */
 /* Whether schedule @p s is still recorded: a tick works from the list it read at its start, and
  * an `rm` since (while an earlier schedule of the tick took its time) must not see one more
  * snapshot taken. */
@@ -371,9 +370,10 @@ static bool still_there(ims_snapsched_runner *rn, const ims_snapsched *s)
 	int r = ims_record_get(&cur, &rs, key);
 	json_object_put(cur);
 	ims_error_clear();
-	return r == 0;
+	return r != -ENOENT; /* a read that failed: as before the check, the take says more */
 }
 
+/* Take the schedule's snapshot if it is due; then prune. @returns 1 if @p s changed. */
 static int run_one(ims_snapsched_runner *rn, ims_snapsched *s, int64_t now_ms)
 {
 	int r = 0;
