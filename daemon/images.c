@@ -1324,6 +1324,7 @@ static int download_stream(ims_daemon *d, ims_rpc_call *call,
 		m->eof = true;
 		m->total_bytes = ims_source_growing_size(g);
 		m->in_any_order = true;
+		ims_source_growing_told_end(g);
 		ims_source_growing_free(g);
 		*resp = &m->base;
 		return 0;
@@ -1397,6 +1398,8 @@ static int download_stream(ims_daemon *d, ims_rpc_call *call,
 	 * of what was made) */
 	if (keep || m->zero_bytes)
 		ims_source_growing_sent(g, q->offset, q->offset + keep + m->zero_bytes);
+	if (eof) /* the export may end now: the client knows where */
+		ims_source_growing_told_end(g);
 	ims_source_growing_free(g);
 	*resp = &m->base;
 	return 0;
@@ -1416,6 +1419,12 @@ static int h_download_chunk(void *app, ims_rpc_call *call, const ProtobufCMessag
 		return r;
 	if (strcmp(rec.kind, "export") == 0 && !rec.result_path[0] && rec.state == IMS_OP_FAILED)
 		return ims_error_set(-ECANCELED, "export %s failed: %s", rec.id, rec.error);
+	if (strcmp(rec.kind, "export") == 0 && !rec.result_path[0] && rec.state != IMS_OP_RUNNING &&
+	    rec.state != IMS_OP_QUEUED)
+		return ims_error_set(-ENOENT,
+				     "the streamed export %s has ended (%s): nothing is "
+				     "left to download",
+				     rec.id, ims_op_state_name(rec.state));
 	if (strcmp(rec.kind, "export") != 0 || !rec.result_path[0])
 		return ims_error_set(-EINVAL, "operation %s is no export to the spool", rec.id);
 	if (rec.state != IMS_OP_SUCCEEDED)

@@ -107,6 +107,7 @@ struct ims_source_growing {
 	 * hi is then the first byte not yet sent; ranges sent past it (answers out of order)
 	 * wait in sent[] until the ones before them were sent too */
 	bool outbound;
+	bool end_told; /* an answer said eof (ims_source_growing_told_end()) */
 	struct {
 		uint64_t from, to;
 	} sent[SENT_RANGES]; /* sorted, apart from each other and from hi */
@@ -498,6 +499,14 @@ void ims_source_growing_sent(ims_source_growing *g, uint64_t from, uint64_t to)
 	pthread_mutex_unlock(&g->lock);
 }
 
+void ims_source_growing_told_end(ims_source_growing *g)
+{
+	pthread_mutex_lock(&g->lock);
+	g->end_told = true;
+	pthread_cond_broadcast(&g->cond);
+	pthread_mutex_unlock(&g->lock);
+}
+
 uint64_t ims_source_growing_size(ims_source_growing *g)
 {
 	pthread_mutex_lock(&g->lock);
@@ -511,12 +520,17 @@ int ims_source_growing_drained(ims_source_growing *g)
 	int r = 0;
 
 	pthread_mutex_lock(&g->lock);
-	while (g->hi < g->size || g->arrived < g->size) {
+	for (;;) {
+		bool sent = g->hi >= g->size && g->arrived >= g->size;
+		/* every byte sent: the client may still ask where the stream ends (its last
+		 * answer came before the end was known), and would find no stream */
+		if (sent && (g->end_told || mono_since(&g->moved) >= IMS_STREAM_END_GRACE_S))
+			break;
 		if (g->abandoned) {
 			r = ims_error_set(-ECANCELED, "%s", g->why);
 			break;
 		}
-		if (mono_since(&g->moved) >= (double)g->stall_s) {
+		if (!sent && mono_since(&g->moved) >= (double)g->stall_s) {
 			r = ims_error_set(-ETIMEDOUT,
 					  "the client read none of the export for %u s: %" PRIu64
 					  " of %" PRIu64 " bytes sent",

@@ -123,15 +123,26 @@ int ims_source_growing_read_some(size_t *got, bool *eof, ims_source_growing *g, 
  */
 void ims_source_growing_sent(ims_source_growing *g, uint64_t from, uint64_t to);
 
+/**
+ * The client was told where an outbound stream ends (an answer that said eof). Until then a
+ * client that was sent the last byte before the end was known still asks where it ends:
+ * ims_source_growing_drained() waits for that.
+ */
+void ims_source_growing_told_end(ims_source_growing *g);
+
 /** The source's size: UINT64_MAX while an outbound stream's end is not known. */
 uint64_t ims_source_growing_size(ims_source_growing *g);
 
 /**
  * Wait until the client was sent an outbound stream to its end (ims_source_growing_end(),
- * ims_source_growing_sent()).
+ * ims_source_growing_sent()) and was told it ends there (ims_source_growing_told_end()), or
+ * for the told end IMS_STREAM_END_GRACE_S more at most once every byte was sent (a client
+ * that knows the size may never ask).
  * @returns -ETIMEDOUT when it read nothing for the stall time, -ECANCELED (abandoned, stop).
  */
 int ims_source_growing_drained(ims_source_growing *g);
+
+#define IMS_STREAM_END_GRACE_S 15 /* ims_source_growing_drained() waits for the told end */
 
 /**
  * Copy @p len bytes at @p off into the ring (ims_source_growing_buffer()); then say they

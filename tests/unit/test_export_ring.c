@@ -2,7 +2,8 @@
  * Unit tests of an outbound stream's ring (store/format.h, ims_source_growing_sent()): chunks
  * a client fetched several at a time, answered out of order, retried, or asked ahead of the
  * export and answered empty. The ring may drop only what lies 4 MiB behind the first byte not
- * sent, and the export is drained only once every byte was sent.
+ * sent, and the export is drained only once every byte was sent and the client was told where it
+ * ends.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -29,6 +30,7 @@ static ims_source_growing *made(uint8_t *data, size_t len, size_t ring)
 	assert_int_equal(ims_source_growing_put(g, data, len, 0), 0);
 	ims_source_growing_arrived(g, len);
 	ims_source_growing_end(g, len);
+	ims_source_growing_told_end(g); /* here only what was sent counts (test_end_told) */
 	return g;
 }
 
@@ -167,6 +169,7 @@ static void test_retry_and_empty(void **state)
 	ims_error_clear();
 	assert_int_equal(ims_source_growing_drained(g), -ETIMEDOUT); /* [2, 3 MiB) missing */
 	ims_source_growing_sent(g, 2u * MIB, 4u * MIB);
+	ims_source_growing_told_end(g);
 	assert_int_equal(ims_source_growing_drained(g), 0);
 	ims_source_growing_free(g);
 	free(data);
@@ -209,13 +212,61 @@ static void test_many_ranges(void **state)
 	free(data);
 }
 
+typedef struct {
+	ims_source_growing *g;
+	unsigned asked; /* the stop callback's calls: drained still waited */
+} end_waiter;
+
+/* drained's stop callback: it still waits, so the client is told the end now */
+static int tell_end(void *arg)
+{
+	end_waiter *w = arg;
+	if (w->asked++ == 0)
+		ims_source_growing_told_end(w->g);
+	return 0;
+}
+
+/* The last byte sent before the end was known (its answer said no eof): the export waits for
+ * the client to ask where it ends (an answer with eof) rather than end and leave that ask
+ * without a stream. */
+static void test_end_told(void **state)
+{
+	(void)state;
+	size_t len = 2u * MIB;
+	uint8_t *data = calloc(1, len), buf[64];
+	size_t got = 0;
+	bool eof = true;
+	end_waiter w = {0};
+	assert_non_null(data);
+	assert_int_equal(ims_source_growing_new(&w.g, -1, UINT64_MAX, 30, tell_end, &w), 0);
+	assert_int_equal(ims_source_growing_buffer(w.g, -1, MIB), 0);
+	assert_int_equal(ims_source_growing_put(w.g, data, MIB, 0), 0);
+	ims_source_growing_arrived(w.g, MIB);
+	assert_int_equal(ims_source_growing_put(w.g, data + MIB, MIB, MIB), 0);
+	ims_source_growing_arrived(w.g, len);
+	/* the last chunk read and sent while the size is not known: no eof */
+	assert_int_equal(
+		ims_source_growing_read_some(&got, &eof, w.g, buf, sizeof(buf), len - 64, 0), 0);
+	assert_true(got == 64 && !eof);
+	ims_source_growing_sent(w.g, 0, len);
+	ims_source_growing_end(w.g, len);
+	/* every byte sent, the end not told: drained waits (its stop callback runs and tells) */
+	assert_int_equal(ims_source_growing_drained(w.g), 0);
+	assert_int_equal(w.asked, 1);
+	/* the ask that follows finds the end */
+	assert_int_equal(ims_source_growing_read_some(&got, &eof, w.g, buf, sizeof(buf), len, 0),
+			 0);
+	assert_true(got == 0 && eof);
+	ims_source_growing_free(w.g);
+	free(data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_out_of_order),
-		cmocka_unit_test(test_drop_below_gap),
-		cmocka_unit_test(test_retry_and_empty),
-		cmocka_unit_test(test_many_ranges),
+		cmocka_unit_test(test_out_of_order),	cmocka_unit_test(test_drop_below_gap),
+		cmocka_unit_test(test_retry_and_empty), cmocka_unit_test(test_many_ranges),
+		cmocka_unit_test(test_end_told),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
