@@ -2,6 +2,7 @@
 #include "daemon/failover.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,13 +155,29 @@ static int refuse_busy(ims_daemon *d, const char *pool, const char *name)
 	return 0;
 }
 
+/* One look-then-submit at a time: two calls at once would both find nothing running. */
+static pthread_mutex_t submit_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int ims_failover_submit(ims_daemon *d, ims_rpc_call *call, const char *kind, const char *what,
+			ims_op_fn fn, ims_failover_work *w, ProtobufCMessage **resp)
+{
+	pthread_mutex_lock(&submit_lock);
+	int r = refuse_busy(d, w->q.pool, w->q.name);
+	if (r == 0)
+		r = ims_kit_submit(d, call, kind, what, fn, w, free, resp);
+	else
+		free(w);
+	pthread_mutex_unlock(&submit_lock);
+	return r;
+}
+
 int ims_failover_work_new(ims_failover_work **out, ims_daemon *d, ims_repl_unit unit,
 			  const char *pool, const char *name, bool force, unsigned wait_s,
 			  bool new_primary, const char *to)
 {
 	int r;
 	*out = NULL;
-	if ((r = refuse_busy(d, pool, name)) < 0)
+	if ((r = refuse_busy(d, pool, name)) < 0) /* said early; again in ims_failover_submit() */
 		return r;
 	if (new_primary && !(to && to[0]))
 		return ims_error_set(

@@ -35,6 +35,14 @@ int ims_failover_work_new(ims_failover_work **out, ims_daemon *d, ims_repl_unit 
 			  const char *pool, const char *name, bool force, unsigned wait_s,
 			  bool new_primary, const char *to);
 
+/**
+ * Submit @p w as the Operation @p kind on @p what running @p fn, if no failover it would race
+ * runs (the refusal of ims_failover_work_new(), looked at again and the submit made under one
+ * lock: two calls at once cannot both pass). Takes @p w (freed on a refusal or error).
+ */
+int ims_failover_submit(ims_daemon *d, ims_rpc_call *call, const char *kind, const char *what,
+			ims_op_fn fn, ims_failover_work *w, ProtobufCMessage **resp);
+
 /** ims_handover_failover() of w->q (an ims_failover_work *), as an Operation. */
 int ims_failover_run(ims_op *op, void *arg);
 

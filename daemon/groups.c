@@ -433,7 +433,7 @@ static int submit_group_failover(ims_daemon *d, ims_rpc_call *call, const group_
 	    0)
 		return r;
 	snprintf(text, sizeof(text), "%s/%s", g.pool, g.name);
-	return ims_kit_submit(d, call, kind, text, fn, w, free, resp);
+	return ims_failover_submit(d, call, kind, text, fn, w, resp);
 }
 
 static int ims_h_failover_group(void *app, ims_rpc_call *call, const ProtobufCMessage *req,

@@ -345,8 +345,8 @@ static int submit_failover(ims_daemon *d, ims_rpc_call *call, const failover_arg
 	char text[3 * IMS_NAME_MAX + 4];
 	if (all)
 		ims_failover_site_target(text, sizeof(text), s.pool, w->q.from);
-	return ims_kit_submit(d, call, kind, all ? text : ims_spec_format(text, sizeof(text), &s),
-			      fn, w, free, resp);
+	return ims_failover_submit(
+		d, call, kind, all ? text : ims_spec_format(text, sizeof(text), &s), fn, w, resp);
 }
 
 static int h_failover(void *app, ims_rpc_call *call, const ProtobufCMessage *req,
