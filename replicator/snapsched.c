@@ -237,16 +237,60 @@ static bool is_secondary(ims_site *site, const ims_snapsched *s)
 /* ---------------------------------------------------------------------------------------- */
 /* one schedule's run: take a snapshot when due, then prune */
 
+#define SECONDARY_LOOK_MS 30000 /* a secondary's schedule is looked at again after this at most */
+
+typedef struct {
+	char key[2 * IMS_NAME_MAX + 16];
+	int64_t until_ms;
+} secondary_seen;
+
 struct ims_snapsched_runner {
 	ims_snapsched_opts o;
 	ims_snapsched_buckets b;
 	char owner[160]; /* the lock's cookie: the daemon's owner and this run's nonce */
 	bool held;
+	/* schedules found on a secondary: not looked at again before until_ms (the loop's own) */
+	secondary_seen *seen;
+	size_t nseen, capseen;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stopping;
 	ims_threads threads;
 };
+
+/* Until when the schedule @p key is known to be a secondary's (0: not known). */
+static int64_t secondary_until(const ims_snapsched_runner *rn, const char *key)
+{
+	for (size_t i = 0; i < rn->nseen; i++)
+		if (strcmp(rn->seen[i].key, key) == 0)
+			return rn->seen[i].until_ms;
+	return 0;
+}
+
+/* Remember that @p key is a secondary's until @p until_ms (entries past their time are reused). */
+static void secondary_note(ims_snapsched_runner *rn, const char *key, int64_t until_ms)
+{
+	size_t slot = 0;
+	int64_t now = ims_clock_unix_ms();
+	while (slot < rn->nseen && strcmp(rn->seen[slot].key, key) != 0)
+		slot++;
+	if (slot == rn->nseen) /* not there: a slot past its time, else a new one */
+		for (slot = 0; slot < rn->nseen && rn->seen[slot].until_ms > now;)
+			slot++;
+	if (slot == rn->nseen) {
+		if (rn->nseen == rn->capseen) {
+			size_t cap = rn->capseen ? 2 * rn->capseen : 16;
+			secondary_seen *v = realloc(rn->seen, cap * sizeof(*v));
+			if (!v)
+				return; /* looked at again next tick */
+			rn->seen = v;
+			rn->capseen = cap;
+		}
+		rn->nseen++;
+	}
+	snprintf(rn->seen[slot].key, sizeof(rn->seen[slot].key), "%s", key);
+	rn->seen[slot].until_ms = until_ms;
+}
 
 /* The scheduled snapshots of the image or group of @p s, with their times. */
 static int list_sched_snaps(ims_snapsched_snap **out, char ***names, size_t *n, ims_site *site,
@@ -373,54 +417,60 @@ static bool still_there(ims_snapsched_runner *rn, const ims_snapsched *s)
 	return r != -ENOENT; /* a read that failed: as before the check, the take says more */
 }
 
-/* Take the schedule's snapshot if it is due; then prune. @returns 1 if @p s changed. */
+/* Take the schedule's snapshot if it is due, then prune. Nothing is read before it is due: a
+ * tick looks at every schedule each second, and 500 of them must not open 500 images a second
+ * (retention is applied after each snapshot: it changes only when one is added, or when the
+ * hours pass, which the next snapshot sees). @returns 1 if @p s changed. */
 static int run_one(ims_snapsched_runner *rn, ims_snapsched *s, int64_t now_ms)
 {
 	int r = 0;
-	bool changed = false;
 	char err[256] = "";
+	/* the first snapshot comes one interval after the schedule was added */
+	int64_t since = s->last_ms ? s->last_ms : s->created_ms;
+	if (now_ms - since < (int64_t)s->every_s * 1000)
+		return 0;
 	/* a secondary's snapshots are shipped and pruned by replication (replicator.h); its
-	 * site runs the schedule once promoted */
+	 * site runs the schedule once promoted, looking again every interval */
+	char key[2 * IMS_NAME_MAX + 16];
+	key_of(key, sizeof(key), s->unit, s->pool, s->name);
+	if (secondary_until(rn, key) > now_ms)
+		return 0;
 	if (is_secondary(rn->o.site, s)) {
+		int64_t wait_ms = (int64_t)s->every_s * 1000;
+		secondary_note(rn, key,
+			       now_ms +
+				       (wait_ms < SECONDARY_LOOK_MS ? wait_ms : SECONDARY_LOOK_MS));
 		if (!s->last_error[0])
 			return 0;
 		s->last_error[0] = '\0';
 		return 1;
 	}
-	/* the first snapshot comes one interval after the schedule was added */
-	int64_t since = s->last_ms ? s->last_ms : s->created_ms;
-	if (now_ms - since >= (int64_t)s->every_s * 1000) {
-		if (!still_there(rn, s))
-			return 0;
-		char snap[64];
-		snprintf(snap, sizeof(snap), IMS_SNAPSCHED_PREFIX "%" PRId64, now_ms);
-		if (s->unit == IMS_REPL_GROUP)
-			r = ims_group_snap_create(rn->o.site, s->pool, s->name, snap);
-		else
-			r = ims_snap_create(rn->o.site, s->pool, s->name, snap);
-		if (r == 0)
-			ims_log_info("snapshot schedule of %s '%s/%s': took '%s'",
-				     unit_word(s->unit), s->pool, s->name, snap);
-		else
-			snprintf(err, sizeof(err), "cannot take '%s': %s", snap, ims_error_last());
-		if (r == 0 && s->unit == IMS_REPL_IMAGE && rn->o.taken)
-			rn->o.taken(rn->o.taken_ctx, s->pool, s->name, snap);
-		if (r == 0 && s->unit == IMS_REPL_GROUP && rn->o.taken)
-			taken_group(rn, s, snap);
-		s->last_ms = now_ms; /* a failure waits for the next interval too */
-		changed = true;
-	}
+	if (!still_there(rn, s))
+		return 0;
+	char snap[64];
+	snprintf(snap, sizeof(snap), IMS_SNAPSCHED_PREFIX "%" PRId64, now_ms);
+	if (s->unit == IMS_REPL_GROUP)
+		r = ims_group_snap_create(rn->o.site, s->pool, s->name, snap);
+	else
+		r = ims_snap_create(rn->o.site, s->pool, s->name, snap);
+	if (r == 0)
+		ims_log_info("snapshot schedule of %s '%s/%s': took '%s'", unit_word(s->unit),
+			     s->pool, s->name, snap);
+	else
+		snprintf(err, sizeof(err), "cannot take '%s': %s", snap, ims_error_last());
+	if (r == 0 && s->unit == IMS_REPL_IMAGE && rn->o.taken)
+		rn->o.taken(rn->o.taken_ctx, s->pool, s->name, snap);
+	if (r == 0 && s->unit == IMS_REPL_GROUP && rn->o.taken)
+		taken_group(rn, s, snap);
+	s->last_ms = now_ms; /* a failure waits for the next interval too */
 	unsigned removed = 0;
 	if (prune(&removed, rn, s) < 0 && !err[0])
 		snprintf(err, sizeof(err), "retention: %s", ims_error_last());
-	if (strcmp(err, s->last_error) != 0) {
-		if (err[0])
-			ims_log_warning("snapshot schedule of %s '%s/%s': %s", unit_word(s->unit),
-					s->pool, s->name, err);
-		snprintf(s->last_error, sizeof(s->last_error), "%s", err);
-		changed = true;
-	}
-	return changed;
+	if (strcmp(err, s->last_error) != 0 && err[0])
+		ims_log_warning("snapshot schedule of %s '%s/%s': %s", unit_word(s->unit), s->pool,
+				s->name, err);
+	snprintf(s->last_error, sizeof(s->last_error), "%s", err);
+	return 1;
 }
 
 /* Hold (take or renew) the runner's lock. @returns 1 held, 0 another daemon holds it. */
@@ -540,5 +590,6 @@ void ims_snapsched_stop(ims_snapsched_runner *rn)
 	}
 	pthread_cond_destroy(&rn->cond);
 	pthread_mutex_destroy(&rn->lock);
+	free(rn->seen);
 	free(rn);
 }

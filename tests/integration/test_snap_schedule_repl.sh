@@ -87,6 +87,9 @@ Q=
 check "a later one protected on site a too" wait_until 20 0.1 protect_newest_a
 write_on a 1M
 took_b0=$(took_on b)
+# one taken after Q and not protected, for site a's retention to remove once shipped (below)
+newer_than_q() { [ "$(sched_snaps a | tail -1)" \> "$Q" ]; }
+check "  and a newer one, not protected" wait_until 40 0.1 newer_than_q
 
 expect_rc 0 "sync" on_a repl sync "rbd/$img"
 shipped=$(sched_snaps b | tr '\n' ' ')
