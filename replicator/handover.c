@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "replicator/failover.h"
 #include "replicator/handover_internal.h"
+#include "replicator/replicator_internal.h"
 #include "store/group.h"
 #include "store/image.h"
 
@@ -327,11 +328,11 @@ static int planned_resume(job *w, ims_repl_journal *j)
  * snapshot holds the image's lock, which the fence must not find. */
 static int planned(job *w)
 {
-	int r = ims_repl_sched_pause(w->e->repl, w->q.pool, w->q.name, w->q.target);
+	int r = ims_repl_sched_pause(w->e->repl, IMS_REPL_IMAGE, w->q.pool, w->q.name, w->q.target);
 	if (r < 0)
 		return r;
 	r = planned_paused(w);
-	ims_repl_sched_resume(w->e->repl, w->q.pool, w->q.name);
+	ims_repl_sched_resume(w->e->repl, IMS_REPL_IMAGE, w->q.pool, w->q.name);
 	return r;
 }
 
@@ -495,11 +496,8 @@ static int planned_paused(job *w)
 
 void ims_handover__hold(ims_site *peer, const char *pool, const char *image, bool secondary)
 {
-	rbd_image_t img;
-	if (ims_site_guard_get(&img, peer, pool, image) == 0) {
-		ims_site_guard_put(peer, pool, image, false);
+	if (ims_repl__hold(peer, pool, image) == 0)
 		return;
-	}
 	ims_log_warning("forced failover of '%s/%s': its copy on site '%s' is %s but not held "
 			"against other writers yet (its first replication cycle does): %s",
 			pool, image, ims_site_name(peer), secondary ? "a secondary" : "fenced",

@@ -254,7 +254,7 @@ static int group_swap(job *w, ims_repl_journal *j, const ims_group_info *gi, ims
 	return 0;
 }
 
-int ims_handover__group_planned(job *w)
+static int group_planned_paused(job *w)
 {
 	const ims_handover_env *e = w->e;
 	const char *pool = w->q.pool, *group = w->q.name, *here = ims_site_name(e->site);
@@ -451,6 +451,19 @@ int ims_handover__group_forced(job *w)
 out:
 	ims_group_info_free(gi);
 	ims_group_info_free(pgi);
+	return r;
+}
+
+/* The group's pairs start no scheduled cycle, and none to another target, until its failover
+ * is done (as an image's, handover.c planned()): a cycle's group snapshot on the primary between
+ * the final cut and the demote would ship past the cut to a site about to be promoted. */
+int ims_handover__group_planned(job *w)
+{
+	int r = ims_repl_sched_pause(w->e->repl, IMS_REPL_GROUP, w->q.pool, w->q.name, w->q.target);
+	if (r < 0)
+		return r;
+	r = group_planned_paused(w);
+	ims_repl_sched_resume(w->e->repl, IMS_REPL_GROUP, w->q.pool, w->q.name);
 	return r;
 }
 

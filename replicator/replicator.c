@@ -246,6 +246,25 @@ static int is_secondary(rbd_image_t img, bool *out)
 	return r == -ENOENT || r == -ERANGE ? 0 : r;
 }
 
+int ims_repl__hold(ims_site *site, const char *pool, const char *image)
+{
+	rbd_image_t held;
+	int r = ims_site_guard_get(&held, site, pool, image);
+	if (r == 0)
+		ims_site_guard_put(site, pool, image, false); /* kept: held until let go */
+	return r;
+}
+
+unsigned ims_repl__fence_stale(const char *key, ims_site *site, const char *pool, const char *image)
+{
+	unsigned fenced = 0;
+	if (ims_repl_fence(&fenced, site, pool, image) < 0)
+		ims_log_warning("replication of '%s': cannot fence the writers of the stale copy "
+				"of '%s/%s' on site '%s': %s",
+				key, pool, image, ims_site_name(site), ims_error_last());
+	return fenced;
+}
+
 void ims_repl__hold_secondary(ims_site *dst, const char *pool, const char *image)
 {
 	rados_ioctx_t dio;

@@ -45,6 +45,16 @@ int ims_repl__changed_since(bool *changed, rbd_image_t image, const char *snap);
  * logged at debug) leave it as it is. */
 void ims_repl__hold_secondary(ims_site *dst, const char *pool, const char *image);
 
+/* Hold @p pool/@p image on @p site against other writers whatever its role (a stale copy: an
+ * old primary fenced, or a copy just demoted) until the guard is let go. @returns 0 or the
+ * guard's error (set). */
+int ims_repl__hold(ims_site *site, const char *pool, const char *image);
+
+/* Fence the writers of the stale copy @p pool/@p image on @p site (an old primary that came
+ * back), logging a failure under @p key (the pair). @returns the writers fenced. */
+unsigned ims_repl__fence_stale(const char *key, ims_site *site, const char *pool,
+			       const char *image);
+
 /** Roll @p image back to its snapshot @p snap if its head differs from it; @p what names the
  *  copy in errors. */
 int ims_repl__rollback_if_changed(bool *rolled, rbd_image_t image, const char *snap,

@@ -55,8 +55,9 @@ typedef struct pair {
 	struct pair *next;
 } pair;
 
-/* An image whose pairs start no cycle: a failover of it to target @c own runs. */
+/* An image or group whose pairs start no cycle: a failover of it to target @c own runs. */
 typedef struct paused {
+	ims_repl_unit unit;
 	char pool[IMS_NAME_MAX + 1];
 	char image[IMS_NAME_MAX + 1];
 	char own[IMS_NAME_MAX + 1]; /* the failover's own target ("": none) */

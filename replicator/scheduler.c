@@ -196,6 +196,16 @@ static int verify_pair(ims_repl_sched *s, pair *p, ims_site *peer, const ims_rep
 	return r;
 }
 
+/* Say that @p fenced writers of the stale copy on @p peer were fenced (none: nothing). */
+static void fenced_said(const char *key, ims_site *peer, unsigned fenced)
+{
+	ims_error_clear();
+	if (fenced)
+		ims_log_warning("replication of '%s': fenced %u writer(s) of the stale copy on "
+				"site '%s'",
+				key, fenced, ims_site_name(peer));
+}
+
 /*
  * The target holds an old primary that came back after a forced failover made this site the
  * primary. If it did not write after the newest snapshot both have, it becomes a secondary
@@ -210,17 +220,7 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 	snprintf(why, sizeof(why), "%s", ims_error_last());
 	/* its writers are stale: fenced before the look, so that nothing they write after it is
 	 * rolled back unseen (what they wrote before is kept either way) */
-	unsigned fenced = 0;
-	if (ims_repl_fence(&fenced, peer, p->pool, p->image) < 0)
-		ims_log_warning(
-			"replication of '%s': cannot fence the writers of the stale copy on "
-			"site '%s': %s",
-			key, ims_site_name(peer), ims_error_last());
-	else if (fenced)
-		ims_log_warning("replication of '%s': fenced %u writer(s) of the stale copy on "
-				"site '%s'",
-				key, fenced, ims_site_name(peer));
-	ims_error_clear();
+	fenced_said(key, peer, ims_repl__fence_stale(key, peer, p->pool, p->image));
 	int r = ims_repl_divergence_check(&d, s->o.local, peer, p->pool, p->image);
 	if (r == 0 && !d.split_brain &&
 	    (r = ims_repl_side_get(&me, s->o.local, p->pool, p->image)) == 0 &&
@@ -238,9 +238,8 @@ static int old_primary_returned(ims_repl_sched *s, pair *p, ims_site *peer, cons
 		 * writers were fenced above (the fence the failover could not do), and the copy is
 		 * held against new ones, so that it stops diverging; what they wrote stays for
 		 * resync */
-		rbd_image_t held;
-		if (ims_site_guard_get(&held, peer, p->pool, p->image) == 0)
-			ims_site_guard_put(peer, p->pool, p->image, false); /* held until resync */
+		ims_repl__hold(peer, p->pool, p->image); /* until resync */
+		ims_error_clear();
 		pthread_mutex_lock(&s->lock);
 		p->split_brain = true; /* shown once the copy is fenced and held */
 		pthread_mutex_unlock(&s->lock);
@@ -272,22 +271,10 @@ static int group_returned(ims_repl_sched *s, pair *p, ims_site *peer, const char
 	/* its writers are stale: fenced before the look, so that nothing they write after it is
 	 * rolled back unseen (what they wrote before is kept either way) */
 	unsigned fenced = 0;
-	for (size_t k = 0; k < gi->nmembers; k++) {
-		const char *mp = gi->members[k].pool, *mi = gi->members[k].image;
-		unsigned f = 0;
-		if (ims_repl_fence(&f, peer, mp, mi) < 0)
-			ims_log_warning(
-				"replication of '%s': cannot fence the writers of the stale "
-				"copy of '%s/%s' on site '%s': %s",
-				key, mp, mi, ims_site_name(peer), ims_error_last());
-		fenced += f;
-	}
-	ims_error_clear();
-	if (fenced)
-		ims_log_warning(
-			"replication of '%s': fenced %u writer(s) of the stale copy on site "
-			"'%s'",
-			key, fenced, ims_site_name(peer));
+	for (size_t k = 0; k < gi->nmembers; k++)
+		fenced +=
+			ims_repl__fence_stale(key, peer, gi->members[k].pool, gi->members[k].image);
+	fenced_said(key, peer, fenced);
 	if ((r = ims_repl_group_diverged(&diverged, s->o.local, peer, p->pool, p->image)) < 0 ||
 	    !diverged) {
 		/* not (or not known to be) a split-brain */
@@ -317,12 +304,8 @@ static int group_returned(ims_repl_sched *s, pair *p, ims_site *peer, const char
 		return ims_error_set(-EUCLEAN, "%s; cannot make it a secondary again: %s", why,
 				     ims_error_last());
 	}
-	for (size_t k = 0; k < gi->nmembers; k++) {
-		const char *mp = gi->members[k].pool, *mi = gi->members[k].image;
-		rbd_image_t held;
-		if (ims_site_guard_get(&held, peer, mp, mi) == 0)
-			ims_site_guard_put(peer, mp, mi, false); /* held until resync */
-	}
+	for (size_t k = 0; k < gi->nmembers; k++) /* held until resync */
+		ims_repl__hold(peer, gi->members[k].pool, gi->members[k].image);
 	ims_group_info_free(gi);
 	ims_error_clear();
 	pthread_mutex_lock(&s->lock);
@@ -620,10 +603,11 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	return r;
 }
 
-static paused *find_paused_locked(ims_repl_sched *s, const char *pool, const char *image)
+static paused *find_paused_locked(ims_repl_sched *s, ims_repl_unit unit, const char *pool,
+				  const char *name)
 {
 	for (paused *x = s->paused; x; x = x->next)
-		if (strcmp(x->pool, pool) == 0 && strcmp(x->image, image) == 0)
+		if (x->unit == unit && strcmp(x->pool, pool) == 0 && strcmp(x->image, name) == 0)
 			return x;
 	return NULL;
 }
@@ -632,9 +616,9 @@ static paused *find_paused_locked(ims_repl_sched *s, const char *pool, const cha
  * now only if it is to another target than the failover's. */
 static bool paused_locked(ims_repl_sched *s, const pair *p, bool any)
 {
-	if (p->unit == IMS_REPL_GROUP || !s->paused)
+	if (!s->paused)
 		return false;
-	paused *x = find_paused_locked(s, p->pool, p->image);
+	paused *x = find_paused_locked(s, p->unit, p->pool, p->image);
 	return x && (any || strcmp(x->own, p->target) != 0);
 }
 
@@ -659,28 +643,31 @@ static void release_pair(ims_repl_sched *s, pair *p)
 	pthread_mutex_unlock(&s->lock);
 }
 
-int ims_repl_sched_pause(ims_repl_sched *s, const char *pool, const char *image, const char *own)
+int ims_repl_sched_pause(ims_repl_sched *s, ims_repl_unit unit, const char *pool, const char *name,
+			 const char *own)
 {
 	pthread_mutex_lock(&s->lock);
-	paused *x = find_paused_locked(s, pool, image);
+	paused *x = find_paused_locked(s, unit, pool, name);
 	if (!x) {
 		if (!(x = calloc(1, sizeof(*x)))) {
 			pthread_mutex_unlock(&s->lock);
 			return -ENOMEM;
 		}
+		x->unit = unit;
 		snprintf(x->pool, sizeof(x->pool), "%s", pool);
-		snprintf(x->image, sizeof(x->image), "%s", image);
+		snprintf(x->image, sizeof(x->image), "%s", name);
 		snprintf(x->own, sizeof(x->own), "%s", own ? own : "");
 		x->next = s->paused;
 		s->paused = x;
 	}
 	x->count++;
-	/* the cycles already running end first: none holds the image while it fails over */
+	/* the cycles already running end first: none holds the image or group while it fails
+	 * over */
 	for (bool busy = true; busy && !s->stopping;) {
 		busy = false;
 		for (pair *p = s->pairs; p; p = p->next)
-			busy |= p->unit == IMS_REPL_IMAGE && p->running &&
-				strcmp(p->pool, pool) == 0 && strcmp(p->image, image) == 0;
+			busy |= p->unit == unit && p->running && strcmp(p->pool, pool) == 0 &&
+				strcmp(p->image, name) == 0;
 		if (busy)
 			pthread_cond_wait(&s->cond, &s->lock);
 	}
@@ -688,12 +675,13 @@ int ims_repl_sched_pause(ims_repl_sched *s, const char *pool, const char *image,
 	return 0;
 }
 
-void ims_repl_sched_resume(ims_repl_sched *s, const char *pool, const char *image)
+void ims_repl_sched_resume(ims_repl_sched *s, ims_repl_unit unit, const char *pool,
+			   const char *name)
 {
 	pthread_mutex_lock(&s->lock);
 	for (paused **pp = &s->paused; *pp; pp = &(*pp)->next) {
 		paused *x = *pp;
-		if (strcmp(x->pool, pool) != 0 || strcmp(x->image, image) != 0)
+		if (x->unit != unit || strcmp(x->pool, pool) != 0 || strcmp(x->image, name) != 0)
 			continue;
 		if (--x->count == 0) {
 			*pp = x->next;

@@ -159,17 +159,20 @@ int ims_repl_seal_snapshot(char *sealed_on, size_t len, ims_repl_sched *s, const
 			   const char *image, const char *snap);
 
 /**
- * Start no cycle of a pair of @p pool/@p image to a target other than @p own (NULL: every
- * target) until ims_repl_sched_resume(), and wait until the running ones end: a failover of
- * the image to @p own runs alone. Its own cycles (ims_repl_sync_now() to @p own) go on; a
- * ims_repl_sync_now() to another target waits for the resume. Pauses nest.
+ * Start no cycle of a pair of the image or group (@p unit) @p pool/@p name to a target other
+ * than @p own (NULL: every target), and no scheduled cycle of it at all, until
+ * ims_repl_sched_resume(); wait until the running ones end: a failover of it to @p own runs
+ * alone. Its own cycles (ims_repl_sync_now(), ims_repl_group_sync_now() to @p own) go on; one
+ * to another target waits for the resume. Pauses nest.
  *
  * @returns -ENOMEM.
  */
-int ims_repl_sched_pause(ims_repl_sched *s, const char *pool, const char *image, const char *own);
+int ims_repl_sched_pause(ims_repl_sched *s, ims_repl_unit unit, const char *pool, const char *name,
+			 const char *own);
 
 /** Undo one ims_repl_sched_pause(). */
-void ims_repl_sched_resume(ims_repl_sched *s, const char *pool, const char *image);
+void ims_repl_sched_resume(ims_repl_sched *s, ims_repl_unit unit, const char *pool,
+			   const char *name);
 
 /**
  * Stop replicating from this site without touching any snapshot: a failover hands the pair

@@ -12,7 +12,9 @@
 #    split-brain in status, group repl resync keeps them as a recovery snapshot, converges;
 #  - group repl verify: equal at the last cut, then a damaged disk on site b named with its extent;
 #  - the refusals: --to missing, a planned failover asked of the secondary, a forced one of a
-#    primary.
+#    primary;
+#  - a planned failover pauses the group's pair to a third site: a sync to site c asked while
+#    the failover waits for a lease runs after it, and finds site a a secondary.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 SANDBOX=${IMS_SOURCE_DIR:?}/scripts/sandbox
@@ -22,12 +24,22 @@ out=/tmp/gfo-out.$$ err=/tmp/gfo-err.$$
 T_OUT=$out T_ERR=$err
 
 g=gfo$$ d1=gfo$$-d1 d2=gfo$$-d2
-WRITER_PID="" FROZEN=""
+WRITER_PID="" FROZEN="" C_PAIR=""
 cleanup() {
   [ -n "$FROZEN" ] && "$SANDBOX" thaw-site "$IMGSTORE_SANDBOX" "$FROZEN" >/dev/null 2>&1
   [ -n "$WRITER_PID" ] && kill "$WRITER_PID" 2>/dev/null
+  if [ -n "$C_PAIR" ]; then
+    on_a group repl disable "rbd/$g" --to c >/dev/null 2>&1
+    on_b group repl disable "rbd/$g" --to c >/dev/null 2>&1
+    for d in $d1 $d2; do RBD_TIMEOUT=60 rbd_on c group image rm "rbd/$g" "rbd/$d" >/dev/null 2>&1; done
+    RBD_TIMEOUT=60 rbd_on c group rm "rbd/$g" >/dev/null 2>&1
+    for d in $d1 $d2; do
+      RBD_TIMEOUT=60 rbd_on c snap purge "rbd/$d" >/dev/null 2>&1
+      RBD_TIMEOUT=60 rbd_on c rm --no-progress "rbd/$d" >/dev/null 2>&1
+    done
+  fi
   forget_group "$g" $d1 $d2
-  rm -f $out $err /tmp/gfo-writer.$$
+  rm -f $out $err /tmp/gfo-writer.$$ /tmp/gfo-fo.$$ /tmp/gfo-fo-end.$$ /tmp/gfo-c.$$
 }
 trap cleanup EXIT
 
@@ -207,5 +219,28 @@ check "  names the damaged disk and extent ($(jq -c '[.images[] | {image, equal,
   test "$(jq --arg d "rbd/$d2" '(.equal | not) and ([.images[] | select(.equal | not) | .image] == [$d]) and
     (.images[] | select(.image == $d) | .mismatch_count == 1 and .mismatches[0].offset == 4325376 and .mismatches[0].length == 65536)' $out)" = true
 expect_rc 1 "verify of an unknown group" on_a group repl verify "rbd/$g-none"
+
+# a planned failover pauses the group's other pairs: a sync of the group to site c asked while
+# the failover to b waits for a host's lease starts only once the failover is over, and then
+# finds site a's disks secondaries (before, it ran beside the failover)
+expect_rc 0 "group repl enable to site c too" on_a group repl enable "rbd/$g" --to c --rpo 1h
+C_PAIR=1
+expect_rc 0 "  a first sync to c" on_a group repl sync "rbd/$g" --to c
+lease=$(on_a --format json host lease acquire "rbd/$d1" --host "$host" --ttl 5m 2>/dev/null | jq -r '.id // ""')
+check "a host holds a lease on disk 1 again ($lease)" test -n "$lease"
+(on_a group repl failover "rbd/$g" --to b --wait 4s >/tmp/gfo-fo.$$ 2>&1; echo "$? $(date +%s.%N)" >/tmp/gfo-fo-end.$$) &
+fo=$!
+fo_running() { on_a --format json op ls 2>/dev/null | jq -e --arg g "$g" '[.[] | select(.state == "running" and (.target | tostring | contains($g)))] | length > 0' >/dev/null; }
+check "the failover to b runs (it waits for the lease)" wait_until 50 0.1 fo_running
+on_a group repl sync "rbd/$g" --to c >/tmp/gfo-c.$$ 2>&1
+c_rc=$?
+c_end=$(date +%s.%N)
+wait $fo
+read -r fo_rc fo_end </tmp/gfo-fo-end.$$
+check "  it succeeded ($(tail -1 /tmp/gfo-fo.$$))" test "$fo_rc" = 0
+check "the sync to c asked meanwhile ended after it ($c_end > $fo_end)" awk "BEGIN { exit !($c_end > $fo_end) }"
+check "  refused: site a's disks are secondaries now ($(tail -1 /tmp/gfo-c.$$))" \
+  bash -c "[ $c_rc != 0 ] && grep -q secondary /tmp/gfo-c.$$"
+check "  every disk is primary on site b" test "$(roles b)" = "primary,primary"
 
 finish
