@@ -800,6 +800,18 @@ static bool selected(job *w, const site_item *u)
 	       ims_handover__pair_of(&pair, e, w->q.pool, u->name, u->unit, w->q.target) == 0;
 }
 
+/* Run @p fn on @p w with its image or group claimed among the site's daemons. */
+static int claimed(job *w, int (*fn)(job *))
+{
+	ims_repl_claim *k = NULL;
+	int r = ims_repl_sched_claim(&k, w->e->repl, w->q.unit, w->q.pool, w->q.name);
+	if (r < 0)
+		return r;
+	r = fn(w);
+	ims_repl_sched_unclaim(w->e->repl, k);
+	return r;
+}
+
 /* One image or group of a site failover (an item of common/fanout.h): its failure is its
  * own, the others go on. */
 static int fan_item(void *ctx, unsigned worker, size_t i)
@@ -823,10 +835,10 @@ static int fan_item(void *ctx, unsigned worker, size_t i)
 	}
 	double t0 = ims_clock_mono_s();
 	if (u->unit == IMS_REPL_GROUP)
-		u->r = is_forced(&one) ? ims_handover__group_forced(&one)
-				       : ims_handover__group_planned(&one);
+		u->r = claimed(&one, is_forced(&one) ? ims_handover__group_forced
+						     : ims_handover__group_planned);
 	else
-		u->r = is_forced(&one) ? forced(&one) : planned(&one);
+		u->r = claimed(&one, is_forced(&one) ? forced : planned);
 	u->secs = ims_clock_mono_s() - t0;
 	u->missed = u->r == 0 && one.missed[0];
 	u->partly = u->missed && one.missed_partly;
@@ -1034,7 +1046,8 @@ int ims_handover_failover(char *said, size_t said_len, const ims_handover_env *e
 {
 	job w = {.e = e, .q = *q, .said = said, .said_len = said_len};
 	said[0] = '\0';
-	return q->unit == IMS_REPL_GROUP ? ims_handover__group_failover(&w) : image_failover(&w);
+	return claimed(&w,
+		       q->unit == IMS_REPL_GROUP ? ims_handover__group_failover : image_failover);
 }
 
 int ims_handover_site(char *said, size_t said_len, const ims_handover_env *e,
@@ -1050,5 +1063,5 @@ int ims_handover_resync(char *said, size_t said_len, const ims_handover_env *e,
 {
 	job w = {.e = e, .q = *q, .said = said, .said_len = said_len};
 	said[0] = '\0';
-	return q->unit == IMS_REPL_GROUP ? ims_handover__group_resync(&w) : image_resync(&w);
+	return claimed(&w, q->unit == IMS_REPL_GROUP ? ims_handover__group_resync : image_resync);
 }

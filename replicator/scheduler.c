@@ -353,6 +353,48 @@ static void unlock_pair(ims_repl_sched *s, cycle_ctx *c)
 	rados_unlock(c->io, IMS_REPL_LOCK, c->lock_name, s->owner);
 }
 
+struct ims_repl_claim {
+	cycle_ctx c;
+};
+
+int ims_repl_sched_claim(ims_repl_claim **out, ims_repl_sched *s, ims_repl_unit unit,
+			 const char *pool, const char *name)
+{
+	ims_repl_claim *k = calloc(1, sizeof(*k));
+	*out = NULL;
+	if (!k)
+		return -ENOMEM;
+	k->c.s = s;
+	snprintf(k->c.lock_name, sizeof(k->c.lock_name), "handover:%s:%s/%s",
+		 ims_repl_unit_name(unit), pool, name);
+	int r = lock_pair(s, &k->c);
+	if (r == -EBUSY)
+		ims_error_set(-EBUSY,
+			      "another imgstored of site '%s' runs a failover, failback or resync "
+			      "of %s '%s/%s' (it holds the RADOS lock '%s' of '%s', until its end "
+			      "or %u s after that daemon died); `imgstore op ls` on each daemon of "
+			      "the site shows it",
+			      ims_site_name(s->o.local), ims_repl_unit_name(unit), pool, name,
+			      k->c.lock_name, IMS_REPL_LOCK, lock_seconds(s));
+	if (r < 0) {
+		if (k->c.io)
+			ims_site_ioctx_close(k->c.io);
+		free(k);
+		return r;
+	}
+	*out = k;
+	return 0;
+}
+
+void ims_repl_sched_unclaim(ims_repl_sched *s, ims_repl_claim *k)
+{
+	if (!k)
+		return;
+	unlock_pair(s, &k->c);
+	ims_site_ioctx_close(k->c.io);
+	free(k);
+}
+
 /* The cycle proper, under the pair's lock: the sync, a returned old primary, the verify every
  * so many cycles. */
 static int sync_locked(ims_repl_sched *s, pair *p, ims_site *peer, cycle_ctx *c,

@@ -170,6 +170,23 @@ int ims_repl_seal_snapshot(char *sealed_on, size_t len, ims_repl_sched *s, const
 int ims_repl_sched_pause(ims_repl_sched *s, ims_repl_unit unit, const char *pool, const char *name,
 			 const char *own);
 
+/** A failover's claim on an image or group among the daemons of a site. */
+typedef struct ims_repl_claim ims_repl_claim;
+
+/**
+ * Claim the image or group (@p unit) @p pool/@p name for a failover, failback or resync among
+ * every imgstored of this site: a RADOS lock in the records pool, renewed while held and gone
+ * the lock time (60 s) after its daemon died; one left by this daemon's previous run is broken.
+ * Another daemon of the site that was asked the same failover meanwhile would race it (through
+ * the failover journal, which it would take for an interrupted one).
+ * @returns -EBUSY (said: another daemon of the site holds it), or the lock's error.
+ */
+int ims_repl_sched_claim(ims_repl_claim **out, ims_repl_sched *s, ims_repl_unit unit,
+			 const char *pool, const char *name);
+
+/** Let go of a claim (NULL: nothing). */
+void ims_repl_sched_unclaim(ims_repl_sched *s, ims_repl_claim *k);
+
 /** Undo one ims_repl_sched_pause(). */
 void ims_repl_sched_resume(ims_repl_sched *s, ims_repl_unit unit, const char *pool,
 			   const char *name);

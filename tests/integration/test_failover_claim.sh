@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# One failover of an image at a time among the imgstored of a site (ims_repl_sched_claim(): a
+# RADOS lock per image or group, held while its failover, failback or resync runs):
+#   - a planned failover of an image runs on site a's daemon, waiting for a host's lease; the
+#     same failover asked meanwhile of a second imgstored of site a is refused in one line
+#     naming the lock, and changes nothing; the first ends with site b the primary;
+#   - the same daemon asked twice refuses the second too (its own operations: one line naming
+#     the operation);
+#   - once it ended, the second daemon's failback is not refused (the lock was let go).
+set -uo pipefail
+CLI=${IMS_BINARY_DIR:?}/cli/imgstore
+BIN=${IMS_BINARY_DIR:?}/daemon/imgstored
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
+workdir W
+T_OUT=$W/out T_ERR=$W/err
+
+img=fcl$$
+A=$IMGSTORE_SANDBOX/site-a
+NAME2=fclaim-$$
+SOCK2=$A/run/$NAME2.sock
+PID2="" FO_PID=""
+cleanup() {
+  [ -n "$FO_PID" ] && kill "$FO_PID" 2>/dev/null
+  if [ -n "$PID2" ] && kill -0 "$PID2" 2>/dev/null; then
+    kill "$PID2"
+    wait_until 100 0.1 pid_gone "$PID2"
+  fi
+  rm -f "$A/$NAME2.conf" "$SOCK2" "$A/run/audit-$NAME2.log"
+  rm -rf "$A/run/spool-$NAME2"
+  forget_images "$img"
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+role_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$img" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
+on_a2() { IMGSTORE_SERVER=unix:$SOCK2 "$CLI" "$@"; }
+
+expect_rc 0 "create rbd/$img on site a" on_a image create "rbd/$img" --size 16M
+expect_rc 0 "replicated to site b" bash -c "'$CLI' repl enable rbd/$img --to b --rpo 1h && '$CLI' repl sync rbd/$img"
+
+# a second imgstored of site a (its own instance name, port, socket, spool and audit log)
+second_conf a "$A/run" "$NAME2" >"$A/$NAME2.conf"
+"$BIN" --config "$A/$NAME2.conf" </dev/null >>"$W/daemon2.log" 2>&1 9>&- &
+PID2=$!
+disown "$PID2"
+healthy2() { curl -sf --max-time 2 --unix-socket "$SOCK2" http://localhost/healthz >/dev/null; }
+check "a second imgstored on site a" wait_until 100 0.2 healthy2
+
+# a host's lease: the failover waits for it (--wait 8s) before it breaks it
+host=fcl-host-$$
+on_a host register "$host" >/dev/null 2>&1
+lease=$(on_a --format json host lease acquire "rbd/$img" --host "$host" --ttl 5m 2>/dev/null | jq -r '.id // ""')
+check "a host holds a lease on the image ($lease)" test -n "$lease"
+on_a repl failover "rbd/$img" --to b --wait 8s >"$W/fo.out" 2>&1 &
+FO_PID=$!
+fo_running() { on_a --format json op ls 2>/dev/null | jq -e --arg t "rbd/$img" '[.[] | select(.kind == "failover" and .state == "running" and .target == $t)] | length == 1' >/dev/null; }
+check "the failover runs on site a's daemon (it waits for the lease)" wait_until 50 0.1 fo_running
+
+expect_rc 1 "the same failover asked of the second daemon of site a is refused" \
+  on_a2 repl failover "rbd/$img" --to b
+check "  in one line naming the lock: $(grep -m1 '^imgstore:' "$T_ERR" | cut -c1-200)" \
+  bash -c "[ \$(grep -c '^imgstore:' '$T_ERR') = 1 ] && grep -q \"another imgstored of site 'a' runs a failover, failback or resync of image 'rbd/$img' (it holds the RADOS lock 'handover:image:rbd/$img'\" '$T_ERR'"
+check "  and changed nothing: still primary on a, secondary on b" test "$(role_of a)/$(role_of b)" = primary/secondary
+expect_rc 1 "asked twice of the first daemon, it is refused too" on_a repl failover "rbd/$img" --to b
+check "  naming the running operation" grep -q "a failover of 'rbd/$img' still runs here (operation op-" "$T_ERR"
+
+wait "$FO_PID"
+fo_rc=$?
+FO_PID=""
+check "the first failover succeeded ($(tail -1 "$W/fo.out" | cut -c1-160))" test "$fo_rc" = 0
+check "  site b is the primary, site a the secondary" test "$(role_of b)/$(role_of a)" = primary/secondary
+
+# the lock was let go: after a failback (asked of site b), site a's second daemon runs the next
+# failover of the image
+expect_rc 0 "failback to site a, asked of site b" on_b repl failback "rbd/$img"
+check "  site a is the primary again" test "$(role_of a)/$(role_of b)" = primary/secondary
+expect_rc 0 "a failover to b asked of site a's second daemon now runs" on_a2 repl failover "rbd/$img" --to b
+check "  site b is the primary" test "$(role_of b)/$(role_of a)" = primary/secondary
+
+finish
