@@ -1422,8 +1422,8 @@ static int h_download_chunk(void *app, ims_rpc_call *call, const ProtobufCMessag
 	if (strcmp(rec.kind, "export") == 0 && !rec.result_path[0] && rec.state != IMS_OP_RUNNING &&
 	    rec.state != IMS_OP_QUEUED)
 		return ims_error_set(-ENOENT,
-				     "the streamed export %s has ended (%s): nothing is "
-				     "left to download",
+				     "export %s has ended (%s) with no file in the spool: nothing "
+				     "is left to download",
 				     rec.id, ims_op_state_name(rec.state));
 	if (strcmp(rec.kind, "export") != 0 || !rec.result_path[0])
 		return ims_error_set(-EINVAL, "operation %s is no export to the spool", rec.id);

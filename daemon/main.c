@@ -744,11 +744,11 @@ static void stop_all(ims_daemon *d)
 	ims_rpc_server_stop(d->server);
 	ims_tier_scan_stop(d->tier_scan); /* before the operations it waits on */
 	ims_snapsched_stop(d->snapsched);
+	ims_ops_stop(d->ops); /* before the scheduler: a failover claims and pauses through it */
 	ims_repl_sched_stop(d->repl);
 	ims_digest_queue_stop(d->digests); /* after those that queue digests */
 	ims_alert_stop(d->alert);	   /* after the scheduler: nothing calls it any more */
-	ims_ops_stop(d->ops);
-	ims_health_stop(d->health); /* after everything that asks it */
+	ims_health_stop(d->health);	   /* after everything that asks it */
 	for (size_t i = 0; d->peers && i < d->cfg->npeers; i++)
 		ims_site_close(d->peers[i]);
 	free(d->peers);

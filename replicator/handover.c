@@ -151,11 +151,15 @@ void ims_handover__crash_point(const char *point)
 	}
 }
 
-int ims_handover__journal_step(const ims_handover_env *e, const char *pool, const char *name,
-			       ims_repl_journal *j, ims_repl_step step)
+int ims_handover__journal_step(job *w, ims_repl_journal *j, ims_repl_step step)
 {
+	/* each step is one that cannot be taken back alone: this daemon still holds its claim
+	 * (another of the site may have taken it when a renewal failed) */
+	int r = w->claim ? ims_repl_sched_claim_held(w->e->repl, w->claim) : 0;
+	if (r < 0)
+		return r;
 	j->step = step;
-	int r = ims_repl_journal_put(e->site, pool, name, j);
+	r = ims_repl_journal_put(w->e->site, w->q.pool, w->q.name, j);
 	if (r == 0)
 		ims_handover__crash_point(ims_repl_step_name(step));
 	return r;
@@ -292,7 +296,7 @@ static int planned_resume(job *w, ims_repl_journal *j)
 		if (!me.secondary &&
 		    (r = ims_repl_demote(e->site, pool, image, w->q.target, j->generation)) < 0)
 			return r;
-		if ((r = ims_handover__journal_step(e, pool, image, j, IMS_REPL_STEP_PROMOTE)) < 0)
+		if ((r = ims_handover__journal_step(w, j, IMS_REPL_STEP_PROMOTE)) < 0)
 			return r;
 	}
 	if (j->step == IMS_REPL_STEP_PROMOTE) {
@@ -307,7 +311,7 @@ static int planned_resume(job *w, ims_repl_journal *j)
 						  pool, image, w->q.target, ims_error_last(), here),
 				    UNDO_PROMOTE_BACK | UNDO_JOURNAL, j->old_generation);
 		}
-		if ((r = ims_handover__journal_step(e, pool, image, j, IMS_REPL_STEP_REVERSE)) < 0)
+		if ((r = ims_handover__journal_step(w, j, IMS_REPL_STEP_REVERSE)) < 0)
 			return r;
 	}
 	ims_handover__reverse(w, peer);
@@ -452,7 +456,7 @@ static int planned_paused(job *w)
 	j.old_generation = me.generation;
 	j.generation = (me.generation > them.generation ? me.generation : them.generation) + 1;
 	j.started_ms = ims_clock_unix_ms();
-	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_SYNC)) < 0)
+	if ((r = ims_handover__journal_step(w, &j, IMS_REPL_STEP_SYNC)) < 0)
 		return r;
 	if ((r = close_writers(w, &broken, &fenced)) < 0)
 		return r;
@@ -470,10 +474,10 @@ static int planned_paused(job *w)
 
 	/* 4. swap the roles at a new generation, then hand replication to the new primary */
 	uint64_t gen = j.generation;
-	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_DEMOTE)) < 0 ||
+	if ((r = ims_handover__journal_step(w, &j, IMS_REPL_STEP_DEMOTE)) < 0 ||
 	    (r = ims_repl_demote(e->site, pool, image, w->q.target, gen)) < 0)
 		return undo(w, r, UNDO_STATE | UNDO_JOURNAL, 0);
-	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_PROMOTE)) < 0 ||
+	if ((r = ims_handover__journal_step(w, &j, IMS_REPL_STEP_PROMOTE)) < 0 ||
 	    (r = ims_repl_promote(at, sizeof(at), peer, pool, image, gen, true)) < 0)
 		return undo(w,
 			    ims_error_set(r,
@@ -481,7 +485,7 @@ static int planned_paused(job *w)
 					  "stays the primary",
 					  pool, image, w->q.target, ims_error_last(), here),
 			    UNDO_PROMOTE_BACK | UNDO_JOURNAL, me.generation);
-	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_REVERSE)) < 0)
+	if ((r = ims_handover__journal_step(w, &j, IMS_REPL_STEP_REVERSE)) < 0)
 		ims_log_warning("failover of '%s/%s': %s", pool, image, ims_error_last());
 	ims_handover__reverse(w, peer);
 	ims_handover__say(w,
@@ -577,7 +581,7 @@ static int forced(job *w)
 	j.generation = gen;
 	j.old_generation = me.generation;
 	j.forced = true;
-	if ((r = ims_handover__journal_step(e, pool, image, &j, IMS_REPL_STEP_REVERSE)) < 0)
+	if ((r = ims_handover__journal_step(w, &j, IMS_REPL_STEP_REVERSE)) < 0)
 		return r;
 	if ((r = ims_repl_promote(at, sizeof(at), e->site, pool, image, gen, true)) < 0) {
 		ims_repl_journal_clear(e->site, pool, image, IMS_REPL_IMAGE);
@@ -804,12 +808,33 @@ static bool selected(job *w, const site_item *u)
 static int claimed(job *w, int (*fn)(job *))
 {
 	ims_repl_claim *k = NULL;
-	int r = ims_repl_sched_claim(&k, w->e->repl, w->q.unit, w->q.pool, w->q.name);
+	char what[3 * IMS_NAME_MAX];
+	const char *kind = ims_repl_unit_name(w->q.unit);
+	snprintf(what, sizeof(what), "%s '%s/%s'", kind, w->q.pool, w->q.name);
+	int r = ims_repl_sched_claim(&k, w->e->repl, kind, w->q.pool, w->q.name, what);
 	if (r < 0)
 		return r;
+	w->claim = k;
 	r = fn(w);
+	w->claim = NULL;
 	ims_repl_sched_unclaim(w->e->repl, k);
 	return r;
+}
+
+/* An item of a site failover, claimed: passed by when it is not the failover's (selected()),
+ * else failed over. */
+static int item_run(job *one)
+{
+	site_run *f = one->batch;
+	site_item *u = &f->items[one->item];
+	if (!selected(f->w, u)) {
+		u->skipped = true;
+		return 0;
+	}
+	if (u->unit == IMS_REPL_GROUP)
+		return is_forced(one) ? ims_handover__group_forced(one)
+				      : ims_handover__group_planned(one);
+	return is_forced(one) ? forced(one) : planned(one);
 }
 
 /* One image or group of a site failover (an item of common/fanout.h): its failure is its
@@ -828,17 +853,18 @@ static int fan_item(void *ctx, unsigned worker, size_t i)
 	one.batch = f;
 	one.item = i;
 	ims_error_clear();
-	if (!selected(f->w, u)) {
+	double t0 = ims_clock_mono_s();
+	/* claimed before its role is looked at: another daemon of the site failing it over
+	 * meanwhile would change it */
+	u->r = claimed(&one, item_run);
+	if (u->r == -EBUSY && !selected(f->w, u)) { /* another's, and not this failover's */
+		u->r = 0;
 		u->skipped = true;
+	}
+	if (u->r == 0 && u->skipped) {
 		settle(f, i, true, true, false, false);
 		return 0;
 	}
-	double t0 = ims_clock_mono_s();
-	if (u->unit == IMS_REPL_GROUP)
-		u->r = claimed(&one, is_forced(&one) ? ims_handover__group_forced
-						     : ims_handover__group_planned);
-	else
-		u->r = claimed(&one, is_forced(&one) ? forced : planned);
 	u->secs = ims_clock_mono_s() - t0;
 	u->missed = u->r == 0 && one.missed[0];
 	u->partly = u->missed && one.missed_partly;
@@ -981,6 +1007,13 @@ static int site_failover(job *w)
 			w->q.from, w->q.from, here, w->q.from);
 	if (is_forced(w) && (r = check_forced_here(w)) < 0)
 		return r;
+	/* one failover of the site's images in the pool among the site's daemons (each image
+	 * and group is claimed too, by its item) */
+	char what[3 * IMS_NAME_MAX];
+	snprintf(what, sizeof(what), "site '%s''s images in pool '%s'", w->q.from, w->q.pool);
+	ims_repl_claim *claim = NULL;
+	if ((r = ims_repl_sched_claim(&claim, e->repl, "site", w->q.pool, w->q.from, what)) < 0)
+		return r;
 	site_run f = {.w = w, .t0 = t0};
 	pthread_mutex_init(&f.lock, NULL);
 	if ((r = list_units(w, &f)) < 0)
@@ -1007,6 +1040,7 @@ static int site_failover(job *w)
 out:
 	free(f.items);
 	pthread_mutex_destroy(&f.lock);
+	ims_repl_sched_unclaim(e->repl, claim);
 	return r;
 }
 

@@ -115,7 +115,7 @@ static int group_resume(job *w, ims_repl_journal *j)
 		    (r = ims_repl_group_demote(e->site, pool, group, j->cut, w->q.target,
 					       j->generation)) < 0)
 			return r;
-		if ((r = ims_handover__journal_step(e, pool, group, j, IMS_REPL_STEP_PROMOTE)) < 0)
+		if ((r = ims_handover__journal_step(w, j, IMS_REPL_STEP_PROMOTE)) < 0)
 			return r;
 	}
 	if (j->step == IMS_REPL_STEP_PROMOTE) {
@@ -131,7 +131,7 @@ static int group_resume(job *w, ims_repl_journal *j)
 				    UNDO_PROMOTE_BACK | UNDO_JOURNAL, NULL, j->cut,
 				    j->old_generation);
 		}
-		if ((r = ims_handover__journal_step(e, pool, group, j, IMS_REPL_STEP_REVERSE)) < 0)
+		if ((r = ims_handover__journal_step(w, j, IMS_REPL_STEP_REVERSE)) < 0)
 			return r;
 	}
 	ims_handover__reverse(w, peer);
@@ -230,7 +230,7 @@ static int group_swap(job *w, ims_repl_journal *j, const ims_group_info *gi, ims
 	const char *pool = w->q.pool, *group = w->q.name, *here = ims_site_name(e->site);
 	unsigned rolled = 0;
 	int r;
-	if ((r = ims_handover__journal_step(e, pool, group, j, IMS_REPL_STEP_DEMOTE)) < 0)
+	if ((r = ims_handover__journal_step(w, j, IMS_REPL_STEP_DEMOTE)) < 0)
 		return undo(w, r, UNDO_STATE, gi, NULL, 0);
 	if ((r = ims_repl_group_demote(e->site, pool, group, j->cut, w->q.target, j->generation)) <
 	    0)
@@ -241,7 +241,7 @@ static int group_swap(job *w, ims_repl_journal *j, const ims_group_info *gi, ims
 					  pool, group, here, ims_error_last()),
 			    UNDO_PROMOTE_BACK | UNDO_STATE | UNDO_JOURNAL, gi, j->cut,
 			    j->old_generation);
-	if ((r = ims_handover__journal_step(e, pool, group, j, IMS_REPL_STEP_PROMOTE)) < 0 ||
+	if ((r = ims_handover__journal_step(w, j, IMS_REPL_STEP_PROMOTE)) < 0 ||
 	    (r = ims_repl_group_promote(&rolled, peer, pool, group, j->cut, j->generation)) < 0)
 		return undo(w,
 			    ims_error_set(r,
@@ -249,7 +249,7 @@ static int group_swap(job *w, ims_repl_journal *j, const ims_group_info *gi, ims
 					  "'%s' stays the primary",
 					  pool, group, w->q.target, ims_error_last(), here),
 			    UNDO_PROMOTE_BACK | UNDO_JOURNAL, gi, j->cut, j->old_generation);
-	if (ims_handover__journal_step(e, pool, group, j, IMS_REPL_STEP_REVERSE) < 0)
+	if (ims_handover__journal_step(w, j, IMS_REPL_STEP_REVERSE) < 0)
 		ims_log_warning("failover of group '%s/%s': %s", pool, group, ims_error_last());
 	return 0;
 }
@@ -413,7 +413,7 @@ int ims_handover__group_forced(job *w)
 		j.old_generation = me.generation;
 		j.forced = true;
 		j.unit = IMS_REPL_GROUP;
-		if ((r = ims_handover__journal_step(e, pool, group, &j, IMS_REPL_STEP_REVERSE)) < 0)
+		if ((r = ims_handover__journal_step(w, &j, IMS_REPL_STEP_REVERSE)) < 0)
 			goto out;
 	}
 	/* every member at the newest cut sealed on all of them */

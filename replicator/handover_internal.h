@@ -22,6 +22,7 @@ typedef struct {
 	/* a forced failover of a site: the batch this job is item @p item of (handover.c) */
 	void *batch;
 	size_t item;
+	ims_repl_claim *claim; /* its image or group, claimed among the site's daemons */
 } job;
 
 static inline bool is_forced(const job *w)
@@ -80,8 +81,7 @@ int ims_handover__check_site(const job *w);
 void ims_handover__crash_point(const char *point);
 
 /* Record the failover's next step, then (in tests) maybe die there. */
-int ims_handover__journal_step(const ims_handover_env *e, const char *pool, const char *name,
-			       ims_repl_journal *j, ims_repl_step step);
+int ims_handover__journal_step(job *w, ims_repl_journal *j, ims_repl_step step);
 
 /* The end of a failover of an image or a group: this site's pair handed over, replication
  * set back from the target, the journal gone. */

@@ -44,22 +44,32 @@ typedef struct cycle_ctx {
 	int64_t renewed_ms;
 	ims_progress_fn user;
 	void *user_ctx;
-	bool lost;		     /* under held_lock: a renewal failed */
+	bool lost;  /* under held_lock: a renewal failed */
+	bool claim; /* a failover's claim (ims_repl_sched_claim()), not a cycle's */
 	struct cycle_ctx *next_held; /* the running cycles whose locks the renewer keeps */
 } cycle_ctx;
 
-static int take_lock(ims_repl_sched *s, rados_ioctx_t io, const char *name, uint8_t flags)
+static int take_lock(ims_repl_sched *s, const cycle_ctx *c, uint8_t flags)
 {
+	if (c->claim && (flags & LIBRADOS_LOCK_FLAG_RENEW)) {
+		/* a claim's renewal fails once its lock was gone a moment (expired or broken):
+		 * another daemon may have run a step of the failover meanwhile; a cycle's lock
+		 * is taken again instead (its seal checks the pair's state anew) */
+		struct timeval tv = {(time_t)(s->o.lock_seconds ? s->o.lock_seconds : 60), 0};
+		return rados_lock_exclusive(c->io, IMS_REPL_LOCK, c->lock_name, s->owner,
+					    "failover", &tv, LIBRADOS_LOCK_FLAG_MUST_RENEW);
+	}
 	/* one held under our own cookie (this daemon's host and site) by another client is our
 	 * previous run's, killed during a cycle: broken rather than waited for */
 	char broken[256];
-	int r = ims_record_lock(broken, sizeof(broken), io, IMS_REPL_LOCK, name, s->owner,
-				"replication cycle", s->o.lock_seconds ? s->o.lock_seconds : 60,
+	int r = ims_record_lock(broken, sizeof(broken), c->io, IMS_REPL_LOCK, c->lock_name,
+				s->owner, c->claim ? "failover" : "replication cycle",
+				s->o.lock_seconds ? s->o.lock_seconds : 60,
 				flags & LIBRADOS_LOCK_FLAG_RENEW);
 	if (broken[0])
 		ims_log_info("broke the replication lock of '%s' left by this daemon's "
 			     "previous run (%s)",
-			     name, broken);
+			     c->lock_name, broken);
 	return r;
 }
 
@@ -97,12 +107,13 @@ static bool renew_locked(ims_repl_sched *s, cycle_ctx *c)
 {
 	if (c->lost)
 		return false;
-	int r = take_lock(s, c->io, c->lock_name, LIBRADOS_LOCK_FLAG_RENEW);
+	int r = take_lock(s, c, LIBRADOS_LOCK_FLAG_RENEW);
 	if (r < 0) {
 		c->lost = true;
-		ims_log_warning("the replication lock of '%s' could not be renewed: %s; the cycle "
-				"stops before it seals",
-				c->lock_name, ims_strerror(r));
+		ims_log_warning("the replication lock of '%s' could not be renewed: %s; %s",
+				c->lock_name, ims_strerror(r),
+				c->claim ? "the failover stops before its next step"
+					 : "the cycle stops before it seals");
 		return false;
 	}
 	c->renewed_ms = ims_clock_unix_ms();
@@ -338,7 +349,7 @@ static int lock_pair(ims_repl_sched *s, cycle_ctx *c)
 	int r = ims_repl_sched__io(&c->io, s);
 	if (r < 0)
 		return r;
-	r = take_lock(s, c->io, c->lock_name, 0);
+	r = take_lock(s, c, 0);
 	if (r == -EBUSY || r == -EEXIST)
 		return ims_error_set(-EBUSY, "another daemon runs a cycle of '%s'", c->lock_name);
 	if (r < 0)
@@ -357,25 +368,48 @@ struct ims_repl_claim {
 	cycle_ctx c;
 };
 
-int ims_repl_sched_claim(ims_repl_claim **out, ims_repl_sched *s, ims_repl_unit unit,
-			 const char *pool, const char *name)
+int ims_repl_sched_claim(ims_repl_claim **out, ims_repl_sched *s, const char *kind,
+			 const char *pool, const char *name, const char *what)
 {
 	ims_repl_claim *k = calloc(1, sizeof(*k));
 	*out = NULL;
 	if (!k)
 		return -ENOMEM;
 	k->c.s = s;
-	snprintf(k->c.lock_name, sizeof(k->c.lock_name), "handover:%s:%s/%s",
-		 ims_repl_unit_name(unit), pool, name);
-	int r = lock_pair(s, &k->c);
-	if (r == -EBUSY)
+	k->c.claim = true;
+	snprintf(k->c.lock_name, sizeof(k->c.lock_name), "handover:%s:%s/%s", kind, pool, name);
+	int r = ims_repl_sched__io(&k->c.io, s);
+	bool mine = false;
+	if (r == 0) {
+		/* looked for among this daemon's own first: ims_record_lock() takes a lock under
+		 * our cookie for our previous run's, and would break it */
+		pthread_mutex_lock(&s->held_lock);
+		for (cycle_ctx *h = s->held; h && !mine; h = h->next_held)
+			mine = strcmp(h->lock_name, k->c.lock_name) == 0;
+		r = mine ? -EBUSY : take_lock(s, &k->c, 0);
+		if (r == 0) {
+			k->c.renewed_ms = ims_clock_unix_ms();
+			k->c.next_held = s->held;
+			s->held = &k->c;
+		}
+		pthread_mutex_unlock(&s->held_lock);
+	}
+	if (mine)
 		ims_error_set(-EBUSY,
-			      "another imgstored of site '%s' runs a failover, failback or resync "
-			      "of %s '%s/%s' (it holds the RADOS lock '%s' of '%s', until its end "
-			      "or %u s after that daemon died); `imgstore op ls` on each daemon of "
-			      "the site shows it",
-			      ims_site_name(s->o.local), ims_repl_unit_name(unit), pool, name,
-			      k->c.lock_name, IMS_REPL_LOCK, lock_seconds(s));
+			      "this imgstored already runs a failover, failback or resync of %s; "
+			      "`imgstore op ls` shows it",
+			      what);
+	else if (r == -EBUSY || r == -EEXIST)
+		r = ims_error_set(
+			-EBUSY,
+			"another imgstored of site '%s' runs a failover, failback or resync "
+			"of %s (it holds the RADOS lock '%s' of '%s', until its end or %u s "
+			"after that daemon died); `imgstore op ls` on each daemon of the site "
+			"shows it",
+			ims_site_name(s->o.local), what, k->c.lock_name, IMS_REPL_LOCK,
+			lock_seconds(s));
+	else if (r < 0)
+		r = ims_error_set(r, "cannot lock '%s': %s", k->c.lock_name, ims_strerror(r));
 	if (r < 0) {
 		if (k->c.io)
 			ims_site_ioctx_close(k->c.io);
@@ -384,6 +418,20 @@ int ims_repl_sched_claim(ims_repl_claim **out, ims_repl_sched *s, ims_repl_unit 
 	}
 	*out = k;
 	return 0;
+}
+
+int ims_repl_sched_claim_held(ims_repl_sched *s, ims_repl_claim *k)
+{
+	pthread_mutex_lock(&s->held_lock);
+	bool ok = renew_locked(s, &k->c);
+	pthread_mutex_unlock(&s->held_lock);
+	if (ok)
+		return 0;
+	return ims_error_set(-ENOLCK,
+			     "this imgstored lost its RADOS lock '%s' (not renewed in time): "
+			     "another imgstored of the site may run this failover now; this one "
+			     "stops before its next step",
+			     k->c.lock_name);
 }
 
 void ims_repl_sched_unclaim(ims_repl_sched *s, ims_repl_claim *k)

@@ -174,15 +174,26 @@ int ims_repl_sched_pause(ims_repl_sched *s, ims_repl_unit unit, const char *pool
 typedef struct ims_repl_claim ims_repl_claim;
 
 /**
- * Claim the image or group (@p unit) @p pool/@p name for a failover, failback or resync among
- * every imgstored of this site: a RADOS lock in the records pool, renewed while held and gone
- * the lock time (60 s) after its daemon died; one left by this daemon's previous run is broken.
+ * Claim @p pool/@p name, an image, a group or a site's images (@p kind "image", "group", "site":
+ * @p name is then the old site) for a failover, failback or resync among every imgstored of this
+ * site, @p what naming it in messages: a RADOS lock "handover:KIND:POOL/NAME" of
+ * IMS_REPL_LOCK in the records pool, renewed while held and gone
+ * the lock time (60 s) after its daemon died; one left by this daemon's previous run is broken,
+ * one this daemon holds now is refused.
  * Another daemon of the site that was asked the same failover meanwhile would race it (through
  * the failover journal, which it would take for an interrupted one).
- * @returns -EBUSY (said: another daemon of the site holds it), or the lock's error.
+ * @returns -EBUSY (said: another daemon of the site, or this one, holds it), or the lock's
+ *          error.
  */
-int ims_repl_sched_claim(ims_repl_claim **out, ims_repl_sched *s, ims_repl_unit unit,
-			 const char *pool, const char *name);
+int ims_repl_sched_claim(ims_repl_claim **out, ims_repl_sched *s, const char *kind,
+			 const char *pool, const char *name, const char *what);
+
+/**
+ * Whether this daemon still holds claim @p k (renewed now): a renewal that failed (the records
+ * pool slow past the lock time) lost it for good, and another daemon may hold it since.
+ * @returns -ENOLCK (said).
+ */
+int ims_repl_sched_claim_held(ims_repl_sched *s, ims_repl_claim *k);
 
 /** Let go of a claim (NULL: nothing). */
 void ims_repl_sched_unclaim(ims_repl_sched *s, ims_repl_claim *k);

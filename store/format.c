@@ -107,7 +107,8 @@ struct ims_source_growing {
 	 * hi is then the first byte not yet sent; ranges sent past it (answers out of order)
 	 * wait in sent[] until the ones before them were sent too */
 	bool outbound;
-	bool end_told; /* an answer said eof (ims_source_growing_told_end()) */
+	bool end_told;	       /* an answer said eof (ims_source_growing_told_end()) */
+	struct timespec ended; /* when ims_source_growing_end() said the size (0: not yet) */
 	struct {
 		uint64_t from, to;
 	} sent[SENT_RANGES]; /* sorted, apart from each other and from hi */
@@ -389,6 +390,7 @@ void ims_source_growing_end(ims_source_growing *g, uint64_t size)
 		g->size = size;
 		g->arrived = size;
 		clock_gettime(CLOCK_MONOTONIC, &g->last);
+		g->ended = g->last;
 		pthread_cond_broadcast(&g->cond);
 	}
 	pthread_mutex_unlock(&g->lock);
@@ -524,7 +526,9 @@ int ims_source_growing_drained(ims_source_growing *g)
 		bool sent = g->hi >= g->size && g->arrived >= g->size;
 		/* every byte sent: the client may still ask where the stream ends (its last
 		 * answer came before the end was known), and would find no stream */
-		if (sent && (g->end_told || mono_since(&g->moved) >= IMS_STREAM_END_GRACE_S))
+		/* the grace runs from the last byte sent or the end known, whichever came later */
+		if (sent && (g->end_told || (mono_since(&g->moved) >= IMS_STREAM_END_GRACE_S &&
+					     mono_since(&g->ended) >= IMS_STREAM_END_GRACE_S)))
 			break;
 		if (g->abandoned) {
 			r = ims_error_set(-ECANCELED, "%s", g->why);

@@ -3,7 +3,8 @@
  * running cycle is renewed by a timer, not by the cycle's progress: a phase that reports
  * nothing for longer than the lock's expiry (here a progress callback that sleeps through
  * three expiries) keeps the lock, and a second scheduler of the same site is refused the pair
- * all along. The schedulers keep their records in a pool of their own, so that the sandbox's
+ * all along. Failover claims: one daemon of the site at a time, renewed, found lost once
+ * broken. The schedulers keep their records in a pool of their own, so that the sandbox's
  * imgstored never sees the pair.
  */
 #include <errno.h>
@@ -261,11 +262,69 @@ static void test_pair_held_elsewhere(void **state)
 		 img, img, img, img);
 }
 
+/* Failover claims (ims_repl_sched_claim()): one daemon of the site at a time, kept past the
+ * lock's expiry by the renewer, refused to this daemon twice, taken by another once let go; a
+ * claim whose lock was broken meanwhile is found lost before the next step. */
+static void test_claims(void **state)
+{
+	(void)state;
+	ims_repl_sched *one = start("sched-claim-one");
+	ims_repl_sched *two = start("sched-claim-two");
+	ims_repl_claim *k1 = NULL, *k2 = NULL;
+	char holder[256];
+	const char *what = "image 'rbd/claimed'";
+
+	assert_int_equal(ims_repl_sched_claim(&k1, one, "image", "rbd", "claimed", what), 0);
+	lock_holder("handover:image:rbd/claimed", holder, sizeof(holder));
+	assert_string_equal(holder, "sched-claim-one");
+	/* another daemon of the site is refused, naming the lock */
+	assert_int_equal(ims_repl_sched_claim(&k2, two, "image", "rbd", "claimed", what), -EBUSY);
+	print_message("the other daemon: %s\n", ims_error_last());
+	assert_non_null(strstr(ims_error_last(), "another imgstored of site 'a' runs a failover, "
+						 "failback or resync of image 'rbd/claimed'"));
+	assert_null(k2);
+	/* this daemon asked twice: refused too (its own lock is not taken for a previous run's) */
+	assert_int_equal(ims_repl_sched_claim(&k2, one, "image", "rbd", "claimed", what), -EBUSY);
+	assert_non_null(strstr(ims_error_last(), "this imgstored already runs"));
+	/* held past three expiries by the renewer, not by the claimer */
+	sleep(3 * LOCK_SECONDS + 1);
+	lock_holder("handover:image:rbd/claimed", holder, sizeof(holder));
+	assert_string_equal(holder, "sched-claim-one");
+	assert_int_equal(ims_repl_sched_claim_held(one, k1), 0);
+	/* another name is another claim */
+	assert_int_equal(ims_repl_sched_claim(&k2, two, "group", "rbd", "claimed", "group"), 0);
+	ims_repl_sched_unclaim(two, k2);
+	/* let go: the other daemon takes it */
+	ims_repl_sched_unclaim(one, k1);
+	lock_holder("handover:image:rbd/claimed", holder, sizeof(holder));
+	assert_string_equal(holder, "");
+	assert_int_equal(ims_repl_sched_claim(&k2, two, "image", "rbd", "claimed", what), 0);
+	/* its lock broken (as an expiry and another's take would): lost, found so, for good */
+	assert_int_equal(itest_sh("rados -c \"$CEPH_CONF_A\" -p " RECORDS
+				  " lock break " IMS_REPL_LOCK " handover:image:rbd/claimed "
+				  "$(rados -c \"$CEPH_CONF_A\" -p " RECORDS
+				  " lock info " IMS_REPL_LOCK
+				  " handover:image:rbd/claimed | jq -r '.lockers[0].name') "
+				  "--lock-cookie sched-claim-two >/dev/null 2>&1"),
+			 0);
+	lock_holder("handover:image:rbd/claimed", holder, sizeof(holder));
+	assert_string_equal(holder, "");
+	ims_error_clear();
+	assert_int_equal(ims_repl_sched_claim_held(two, k2), -ENOLCK);
+	print_message("lost: %s\n", ims_error_last());
+	assert_non_null(strstr(ims_error_last(), "lost its RADOS lock"));
+	assert_int_equal(ims_repl_sched_claim_held(two, k2), -ENOLCK);
+	ims_repl_sched_unclaim(two, k2);
+	ims_repl_sched_stop(one);
+	ims_repl_sched_stop(two);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lock_outlives_quiet_phase),
 		cmocka_unit_test(test_pair_held_elsewhere),
+		cmocka_unit_test(test_claims),
 	};
 	return cmocka_run_group_tests(tests, setup, itest_teardown);
 }
