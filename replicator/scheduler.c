@@ -1426,10 +1426,25 @@ int ims_repl_sched_verify(ims_repl_verify_result **out, ims_repl_sched *s, const
 	pthread_mutex_unlock(&s->lock);
 	c.p = p;
 	ims_repl_sched__pair_key(c.lock_name, sizeof(c.lock_name), p);
-	/* the lock keeps another daemon's cycles, and their retention, off the snapshot */
-	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == 0 && (r = lock_pair(s, &c)) == 0) {
-		r = verify_pair(s, p, peer, opts, &c, out);
-		unlock_pair(s, &c);
+	/* the lock keeps another daemon's cycles, and their retention, off the snapshot; a cycle
+	 * another daemon of the site runs now is waited for, as long as its lock could last */
+	int64_t until = ims_clock_unix_ms() + (int64_t)lock_seconds(s) * 1000;
+	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == 0) {
+		while ((r = lock_pair(s, &c)) == -EBUSY && ims_clock_unix_ms() < until &&
+		       !s->stopping) {
+			ims_site_ioctx_close(c.io);
+			c.io = NULL;
+			if (opts->progress && opts->progress(opts->progress_ctx, 0, 0) != 0) {
+				r = ims_error_set(-ECANCELED, "verify of '%s/%s' cancelled", pool,
+						  image);
+				break;
+			}
+			usleep(500000);
+		}
+		if (r == 0) {
+			r = verify_pair(s, p, peer, opts, &c, out);
+			unlock_pair(s, &c);
+		}
 	}
 	ims_site_ioctx_close(c.io);
 	pthread_mutex_lock(&s->lock);
