@@ -6,7 +6,8 @@
 #     naming the lock, and changes nothing; the first ends with site b the primary;
 #   - the same daemon asked twice refuses the second too (its own operations: one line naming
 #     the operation);
-#   - once it ended, the second daemon's failback is not refused (the lock was let go).
+#   - once it ended (and a failback asked of site b), a failover asked of the second daemon of
+#     site a runs (the lock was let go).
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 BIN=${IMS_BINARY_DIR:?}/daemon/imgstored
