@@ -478,20 +478,18 @@ static int ims_h_verify_group(void *app, ims_rpc_call *call, const ProtobufCMess
 	const Imgstore__V1__VerifyGroupRequest *q = (const void *)req;
 	ims_repl_verify_opts o = IMS_REPL_VERIFY_OPTS_INIT;
 	ims_repl_group_verify_result v;
-	ims_site *peer = NULL;
 	group_spec g;
 	char target[64], text[2 * IMS_NAME_MAX + 2];
 	int r;
 	if ((r = get_group(d, call, q->group, &g, false)) < 0 ||
 	    (r = ims_daemon_pair_target(target, sizeof(target), d, g.pool, g.name, IMS_REPL_GROUP,
-					q->target_site)) < 0 ||
-	    (r = ims_daemon_peer(d, target, &peer)) < 0)
+					q->target_site)) < 0)
 		return r;
 	double until = ims_clock_mono_s() + IMS_DAEMON_VERIFY_BOUND_S;
 	o.chunk_size = q->chunk_size;
 	o.progress = ims_daemon_verify_deadline;
 	o.progress_ctx = &until;
-	r = ims_repl_group_verify(&v, d->site, peer, g.pool, g.name, &o);
+	r = ims_repl_group_verify_now(&v, d->repl, g.pool, g.name, target, &o);
 	if (r == -ECANCELED)
 		return ims_error_set(-ETIMEDOUT,
 				     "verify of group '%s/%s' did not finish within %d s", g.pool,

@@ -358,6 +358,33 @@ static int lock_pair(ims_repl_sched *s, cycle_ctx *c)
 	return 0;
 }
 
+/* lock_pair() for a cycle or verify a caller asked for: a cycle another daemon of the site runs
+ * of the pair now is waited for, as long as its lock could last (lock_seconds; the other's
+ * cycle may be longer, then the caller is told so). @p progress is asked every half second
+ * while waiting, and cancels with a nonzero answer. c->io is closed by the caller. */
+static int lock_pair_wait(ims_repl_sched *s, cycle_ctx *c, ims_progress_fn progress, void *pctx)
+{
+	int64_t until = ims_clock_unix_ms() + (int64_t)lock_seconds(s) * 1000;
+	int r;
+	while ((r = lock_pair(s, c)) == -EBUSY && !s->stopping) {
+		if (ims_clock_unix_ms() >= until)
+			return ims_error_set(-EBUSY,
+					     "another imgstored of site '%s' runs a cycle of '%s' "
+					     "(waited %u s for it; try again after it ends)",
+					     ims_site_name(s->o.local), c->lock_name,
+					     lock_seconds(s));
+		ims_site_ioctx_close(c->io);
+		c->io = NULL;
+		if (progress && progress(pctx, 0, 0) != 0)
+			return ims_error_set(-ECANCELED,
+					     "cancelled while another imgstored of the "
+					     "site ran a cycle of '%s'",
+					     c->lock_name);
+		usleep(500000);
+	}
+	return r;
+}
+
 static void unlock_pair(ims_repl_sched *s, cycle_ctx *c)
 {
 	release_lock(s, c);
@@ -643,7 +670,8 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	if (elsewhere && holder_alive(s, p, rpo, c.lock_name))
 		return 0;
 	if ((r = s->o.peer(s->o.peer_ctx, p->target, &peer)) == 0) {
-		if ((r = lock_pair(s, &c)) == 0) {
+		/* asked for (@p out): waits for another daemon's cycle; scheduled: leaves it */
+		if ((r = out ? lock_pair_wait(s, &c, progress, pctx) : lock_pair(s, &c)) == 0) {
 			r = sync_locked(s, p, peer, &c, &res);
 			unlock_pair(s, &c);
 		} else if (r == -EBUSY) {
@@ -1403,8 +1431,12 @@ int ims_repl_set_verify_every(ims_repl_sched *s, const char *pool, const char *i
 	return ims_repl_sched__save_policy(s, &copy);
 }
 
-int ims_repl_sched_verify(ims_repl_verify_result **out, ims_repl_sched *s, const char *pool,
-			  const char *image, const char *target, const ims_repl_verify_opts *opts)
+/* Verify the pair of @p unit @p pool/@p name to @p target: after a running cycle of this daemon,
+ * under the pair's RADOS lock (which keeps other daemons' cycles, and their retention, off the
+ * snapshot compared), waiting for another daemon's cycle. An image's verdict is recorded in its
+ * status; @p out is an ims_repl_verify_result ** or an ims_repl_group_verify_result *. */
+static int verify_unit(ims_repl_sched *s, const char *pool, const char *name, const char *target,
+		       ims_repl_unit unit, const ims_repl_verify_opts *opts, void *out)
 {
 	ims_site *peer = NULL;
 	cycle_ctx c = {.s = s};
@@ -1412,12 +1444,12 @@ int ims_repl_sched_verify(ims_repl_verify_result **out, ims_repl_sched *s, const
 	if ((r = IMS_OPTS_CHECK(opts, IMS_REPL_VERIFY_OPTS_VERSION, "verify")) < 0)
 		return r;
 	pthread_mutex_lock(&s->lock);
-	pair *p = find_locked(s, pool, image, target);
+	pair *p = ims_repl_sched__find_locked(s, pool, name, target, unit);
 	if (!p || !p->present) {
 		pthread_mutex_unlock(&s->lock);
 		return ims_error_set(-ENOENT,
-				     "'%s/%s' is not replicated to site '%s'; enable it first",
-				     pool, image, target);
+				     "%s'%s/%s' is not replicated to site '%s'; enable it first",
+				     unit == IMS_REPL_GROUP ? "group " : "", pool, name, target);
 	}
 	if ((r = claim_pair_locked(s, p)) < 0) {
 		pthread_mutex_unlock(&s->lock);
@@ -1426,25 +1458,19 @@ int ims_repl_sched_verify(ims_repl_verify_result **out, ims_repl_sched *s, const
 	pthread_mutex_unlock(&s->lock);
 	c.p = p;
 	ims_repl_sched__pair_key(c.lock_name, sizeof(c.lock_name), p);
-	/* the lock keeps another daemon's cycles, and their retention, off the snapshot; a cycle
-	 * another daemon of the site runs now is waited for, as long as its lock could last */
-	int64_t until = ims_clock_unix_ms() + (int64_t)lock_seconds(s) * 1000;
-	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == 0) {
-		while ((r = lock_pair(s, &c)) == -EBUSY && ims_clock_unix_ms() < until &&
-		       !s->stopping) {
-			ims_site_ioctx_close(c.io);
-			c.io = NULL;
-			if (opts->progress && opts->progress(opts->progress_ctx, 0, 0) != 0) {
-				r = ims_error_set(-ECANCELED, "verify of '%s/%s' cancelled", pool,
-						  image);
-				break;
-			}
-			usleep(500000);
-		}
-		if (r == 0) {
+	if ((r = s->o.peer(s->o.peer_ctx, target, &peer)) == 0 &&
+	    (r = lock_pair_wait(s, &c, opts->progress, opts->progress_ctx)) == 0) {
+		if (unit == IMS_REPL_GROUP) {
+			ims_repl_verify_opts vo = *opts;
+			vo.progress = cycle_progress; /* stops once the lock is lost */
+			vo.progress_ctx = &c;
+			c.user = opts->progress;
+			c.user_ctx = opts->progress_ctx;
+			r = ims_repl_group_verify(out, s->o.local, peer, pool, name, &vo);
+		} else {
 			r = verify_pair(s, p, peer, opts, &c, out);
-			unlock_pair(s, &c);
 		}
+		unlock_pair(s, &c);
 	}
 	ims_site_ioctx_close(c.io);
 	pthread_mutex_lock(&s->lock);
@@ -1452,9 +1478,23 @@ int ims_repl_sched_verify(ims_repl_verify_result **out, ims_repl_sched *s, const
 	p->running = false;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
-	if (r == 0)
+	if (r == 0 && unit == IMS_REPL_IMAGE)
 		ims_repl_sched__save_status(s, &copy);
 	return r;
+}
+
+int ims_repl_sched_verify(ims_repl_verify_result **out, ims_repl_sched *s, const char *pool,
+			  const char *image, const char *target, const ims_repl_verify_opts *opts)
+{
+	return verify_unit(s, pool, image, target, IMS_REPL_IMAGE, opts, out);
+}
+
+int ims_repl_group_verify_now(ims_repl_group_verify_result *out, ims_repl_sched *s,
+			      const char *pool, const char *group, const char *target,
+			      const ims_repl_verify_opts *opts)
+{
+	memset(out, 0, sizeof(*out));
+	return verify_unit(s, pool, group, target, IMS_REPL_GROUP, opts, out);
 }
 
 /* ---------------------------------------------------------------------------------------- */

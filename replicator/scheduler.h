@@ -19,6 +19,7 @@
 #include <stdio.h>
 
 #include "replicator/failover.h"
+#include "replicator/group.h"
 #include "replicator/replicator.h"
 #include "store/site.h"
 
@@ -319,6 +320,19 @@ int ims_repl_group_status(ims_repl_status **out, size_t *count, ims_repl_sched *
 int ims_repl_group_sync_now(ims_repl_result *out, ims_repl_sched *s, const char *pool,
 			    const char *group, const char *target, ims_progress_fn progress,
 			    void *ctx);
+
+/**
+ * Verify the group's pair now, see ims_repl_group_verify(): after a running cycle of this
+ * daemon, under the pair's lock, waiting up to the lock expiry for a cycle another daemon of
+ * the site runs (none of their retention removes the cut compared meanwhile).
+ *
+ * @param[out] out free with ims_repl_group_verify_result_free() (zeroed on failure).
+ * @returns -ENOENT if the group is not replicated to @p target, -EBUSY if another daemon's
+ *          cycle outlasted the wait; the error of ims_repl_group_verify() otherwise.
+ */
+int ims_repl_group_verify_now(ims_repl_group_verify_result *out, ims_repl_sched *s,
+			      const char *pool, const char *group, const char *target,
+			      const ims_repl_verify_opts *opts);
 
 /** Whether @p unit @p pool/@p name is replicated from this site. */
 bool ims_repl_sched_has(ims_repl_sched *s, const char *pool, const char *name, ims_repl_unit unit);

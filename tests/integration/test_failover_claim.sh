@@ -7,7 +7,10 @@
 #   - the same daemon asked twice refuses the second too (its own operations: one line naming
 #     the operation);
 #   - once it ended (and a failback asked of site b), a failover asked of the second daemon of
-#     site a runs (the lock was let go).
+#     site a runs (the lock was let go);
+#   - a planned failover of site a's images (`--from a`) runs on the first daemon, waiting for
+#     a lease; the same asked of the second daemon is refused in one line naming the site's
+#     lock, changes nothing, and the first moves every image.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 BIN=${IMS_BINARY_DIR:?}/daemon/imgstored
@@ -29,7 +32,7 @@ cleanup() {
   fi
   rm -f "$A/$NAME2.conf" "$SOCK2" "$A/run/audit-$NAME2.log"
   rm -rf "$A/run/spool-$NAME2"
-  forget_images "$img"
+  forget_images "$img" "$img-2"
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -78,5 +81,29 @@ expect_rc 0 "failback to site a, asked of site b" on_b repl failback "rbd/$img"
 check "  site a is the primary again" test "$(role_of a)/$(role_of b)" = primary/secondary
 expect_rc 0 "a failover to b asked of site a's second daemon now runs" on_a2 repl failover "rbd/$img" --to b
 check "  site b is the primary" test "$(role_of b)/$(role_of a)" = primary/secondary
+
+# a failover of the site's images: one at a time among the site's daemons too (the site's
+# claim), not only image by image. Both images primary on a again, one leased.
+expect_rc 0 "failback to site a again, asked of site b" on_b repl failback "rbd/$img"
+img2=${img}-2
+expect_rc 0 "a second image replicated to site b" bash -c "'$CLI' image create rbd/$img2 --size 16M && '$CLI' repl enable rbd/$img2 --to b --rpo 1h && '$CLI' repl sync rbd/$img2"
+role2_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$img2" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
+lease=$(on_a --format json host lease acquire "rbd/$img" --host "$host" --ttl 5m 2>/dev/null | jq -r '.id // ""')
+check "a host holds a lease on rbd/$img again ($lease)" test -n "$lease"
+on_a repl failover --from a --to b --wait 8s >"$W/sfo.out" 2>&1 &
+FO_PID=$!
+sfo_running() { on_a --format json op ls 2>/dev/null | jq -e '[.[] | select(.kind == "failover" and .state == "running" and .target == "rbd/* of site a")] | length == 1' >/dev/null; }
+check "the failover of site a's images runs on site a's daemon (it waits for the lease)" wait_until 50 0.1 sfo_running
+expect_rc 1 "the same failover of the site asked of the second daemon is refused" \
+  on_a2 repl failover --from a --to b
+check "  in one line naming the site's lock: $(grep -m1 '^imgstore:' "$T_ERR" | cut -c1-200)" \
+  bash -c "[ \$(grep -c '^imgstore:' '$T_ERR') = 1 ] && grep -q \"another imgstored of site 'a' runs a failover, failback or resync of site 'a''s images in pool 'rbd' (it holds the RADOS lock 'handover:site:rbd/a'\" '$T_ERR'"
+check "  and ran no image (its output names none)" bash -c "! grep -q 'image rbd/' '$T_OUT' '$T_ERR'"
+check "  the leased image is still primary on a (the first daemon waits for its lease)" test "$(role_of a)/$(role_of b)" = primary/secondary
+wait "$FO_PID"
+fo_rc=$?
+FO_PID=""
+check "the first daemon's failover of the site succeeded ($(tail -1 "$W/sfo.out" | cut -c1-160))" test "$fo_rc" = 0
+check "  site b is the primary of both images" test "$(role_of b)/$(role2_of b)/$(role_of a)/$(role2_of a)" = primary/primary/secondary/secondary
 
 finish

@@ -8,14 +8,17 @@
  * imgstored never sees the pair.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -58,6 +61,8 @@ static int own_peer(void *ctx, const char *name, ims_site **out)
 	return 0;
 }
 
+static unsigned lock_seconds = LOCK_SECONDS; /* of the schedulers started next */
+
 static ims_repl_sched *start_with(const char *owner, ims_site *b)
 {
 	ims_repl_sched *s = NULL;
@@ -67,7 +72,7 @@ static ims_repl_sched *start_with(const char *owner, ims_site *b)
 	o.peer = b ? own_peer : peer;
 	o.peer_ctx = b;
 	o.owner = owner;
-	o.lock_seconds = LOCK_SECONDS;
+	o.lock_seconds = lock_seconds;
 	o.workers = 1;
 	if (ims_repl_sched_start(&s, &o) < 0)
 		fail_msg("start scheduler %s: %s", owner, ims_error_last());
@@ -102,6 +107,7 @@ typedef struct {
 	char holder[3][256];
 	int other_rc;
 	ims_repl_refusal other_refused;
+	char other_error[512];
 } quiet_ctx;
 
 /* The first progress report sleeps through three lock expiries, looking at the lock after each,
@@ -121,8 +127,10 @@ static int quiet_phase(void *arg, uint64_t done, uint64_t total)
 		lock_holder(lock_name, q->holder[i], sizeof(q->holder[i]));
 	}
 	ims_repl_result res;
+	/* waits for the cycle a lock expiry (it cannot end: this is its progress), then refused */
 	q->other_rc = ims_repl_sync_now(&res, q->other, "rbd", q->image, "b", NULL, NULL);
 	q->other_refused = res.refused;
+	snprintf(q->other_error, sizeof(q->other_error), "%s", ims_error_last());
 	return 0;
 }
 
@@ -165,6 +173,9 @@ static void test_lock_outlives_quiet_phase(void **state)
 	}
 	assert_int_equal(q.other_rc, -EBUSY);
 	assert_int_equal(q.other_refused, IMS_REPL_REFUSED_CYCLE); /* the first one's lock */
+	print_message("the other daemon's sync: %s\n", q.other_error);
+	assert_non_null(strstr(q.other_error, "another imgstored of site 'a' runs a cycle of "));
+	assert_non_null(strstr(q.other_error, "(waited 2 s for it;"));
 	assert_true(res.sealed[0] != '\0');
 
 	ims_repl_disable(NULL, one, "rbd", img, "b");
@@ -262,6 +273,106 @@ static void test_pair_held_elsewhere(void **state)
 		 img, img, img, img);
 }
 
+/* The pair's lock taken by hand, as another daemon's running cycle holds it. */
+static void hold_pair(const char *img, bool hold)
+{
+	rados_ioctx_t io;
+	char name[700];
+	struct timeval tv = {120, 0};
+	snprintf(name, sizeof(name), "rbd/%s@b", img);
+	assert_int_equal(ims_site_ioctx(&io, itest.a, RECORDS), 0);
+	if (hold)
+		assert_int_equal(rados_lock_exclusive(io, IMS_REPL_LOCK, name, "other-daemon",
+						      "replication cycle", &tv, 0),
+				 0);
+	else
+		assert_int_equal(rados_unlock(io, IMS_REPL_LOCK, name, "other-daemon"), 0);
+	ims_site_ioctx_close(io);
+}
+
+typedef struct {
+	ims_repl_sched *s;
+	const char *image;
+	bool verify;
+	atomic_bool done;
+	int rc;
+	ims_repl_result res;
+	ims_repl_verify_result *v;
+	char error[512];
+} asked_ctx;
+
+static void *asked_thread(void *arg)
+{
+	asked_ctx *a = arg;
+	ims_repl_verify_opts vo = IMS_REPL_VERIFY_OPTS_INIT;
+	a->rc = a->verify ? ims_repl_sched_verify(&a->v, a->s, "rbd", a->image, "b", &vo)
+			  : ims_repl_sync_now(&a->res, a->s, "rbd", a->image, "b", NULL, NULL);
+	snprintf(a->error, sizeof(a->error), "%s", ims_error_last());
+	atomic_store(&a->done, true);
+	return NULL;
+}
+
+/* Asked while the pair's lock is held (@p verify: a verify, else a sync), let go after 2 s:
+ * still waiting then, and done once the lock is free. */
+static asked_ctx asked_while_held(ims_repl_sched *s, const char *img, bool verify)
+{
+	asked_ctx a = {.s = s, .image = img, .verify = verify};
+	pthread_t t;
+	hold_pair(img, true);
+	assert_int_equal(pthread_create(&t, NULL, asked_thread, &a), 0);
+	sleep(2);
+	bool waited = !atomic_load(&a.done);
+	hold_pair(img, false);
+	pthread_join(t, NULL);
+	print_message("%s asked during another daemon's cycle: %d %s\n", verify ? "verify" : "sync",
+		      a.rc, a.rc < 0 ? a.error : "");
+	assert_true(waited);
+	return a;
+}
+
+/*
+ * A sync or verify asked of a daemon while another daemon of the site runs a cycle of the pair
+ * (its RADOS lock held) waits for that cycle, up to the lock expiry, and then runs; before, it
+ * failed at once with "another daemon runs a cycle".
+ */
+static void test_asked_waits_for_other_cycle(void **state)
+{
+	(void)state;
+	const char *img = itest_name("wait");
+	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
+	co.size = 8ull << 20;
+	assert_int_equal(ims_image_create(itest.a, "rbd", img, &co), 0);
+	lock_seconds = 30; /* the wait's bound: far past the 2 s the lock is held */
+	ims_repl_sched *one = start("sched-wait-one");
+	lock_seconds = LOCK_SECONDS;
+	if (ims_repl_enable(NULL, one, "rbd", img, "b", IMS_REPL_ASYNC, 3600) < 0)
+		fail_msg("enable: %s", ims_error_last());
+	ims_repl_result res;
+	if (ims_repl_sync_now(&res, one, "rbd", img, "b", NULL, NULL) < 0)
+		fail_msg("first sync: %s", ims_error_last());
+	assert_int_equal(itest_sh("rbd -c \"$CEPH_CONF_A\" bench --io-type write --io-size 1M "
+				  "--io-total 2M rbd/%s >/dev/null 2>&1",
+				  img),
+			 0);
+	asked_ctx a = asked_while_held(one, img, false);
+	assert_int_equal(a.rc, 0);
+	assert_true(a.res.sealed[0] != '\0');
+	assert_string_not_equal(a.res.sealed, res.sealed); /* the 2 MiB written since */
+	a = asked_while_held(one, img, true);
+	assert_int_equal(a.rc, 0);
+	assert_non_null(a.v);
+	assert_true(a.v->equal);
+	ims_repl_verify_result_free(a.v);
+
+	ims_repl_disable(NULL, one, "rbd", img, "b");
+	ims_repl_sched_stop(one);
+	itest_sh("rbd -c \"$CEPH_CONF_B\" snap purge rbd/%s >/dev/null 2>&1; rbd -c "
+		 "\"$CEPH_CONF_B\" rm --no-progress rbd/%s >/dev/null 2>&1; rbd -c "
+		 "\"$CEPH_CONF_A\" snap purge rbd/%s >/dev/null 2>&1; rbd -c \"$CEPH_CONF_A\" rm "
+		 "--no-progress rbd/%s >/dev/null 2>&1",
+		 img, img, img, img);
+}
+
 /* Failover claims (ims_repl_sched_claim()): one daemon of the site at a time, kept past the
  * lock's expiry by the renewer, refused to this daemon twice, taken by another once let go; a
  * claim whose lock was broken meanwhile is found lost before the next step. */
@@ -325,6 +436,7 @@ int main(void)
 		cmocka_unit_test(test_lock_outlives_quiet_phase),
 		cmocka_unit_test(test_pair_held_elsewhere),
 		cmocka_unit_test(test_claims),
+		cmocka_unit_test(test_asked_waits_for_other_cycle),
 	};
 	return cmocka_run_group_tests(tests, setup, itest_teardown);
 }
