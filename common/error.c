@@ -100,6 +100,12 @@ const char *ims_strerror(int err)
 {
 	if (err < 0)
 		err = -err;
+	/* librados and librbd say so (Ceph's EBLOCKLISTED is ESHUTDOWN); the libc's words name
+	 * no cause an operator would look for */
+	if (err == ESHUTDOWN)
+		return "this client was blocklisted by the cluster (imgstored connects a new one "
+		       "at "
+		       "its next probe of the site)";
 	/* GNU strerror_r may return a static string instead of filling the buffer. */
 	const char *s = strerror_r(err, strerror_buf, sizeof(strerror_buf));
 	return s ? s : "unknown error";

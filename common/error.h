@@ -72,7 +72,7 @@ void ims_error_clear(void);
 
 /**
  * A message for any negative errno, for callers that did not get one from ims_error_last():
- * strerror() of it, thread-safe.
+ * strerror() of it, thread-safe; ESHUTDOWN (Ceph's EBLOCKLISTED) says the client was blocklisted.
  *
  * @returns a borrowed string in thread-local storage.
  */

@@ -19,6 +19,10 @@
 #   failover    kill -9 of site a's imgstored at a random step of a planned failover
 #               (IMGSTORE_CRASH_AT), then the same command again, then a failback
 #   import      kill -9 of site a's imgstored at a random moment of an import
+#   msinject    Ceph's own failure injection: site b's OSD fails 1 in 200 of its socket
+#               operations (ms_inject_socket_failures, set through the monitors) for 20 to
+#               40 s while a sync to it runs and the images take writes and syncs; the round
+#               counts the failures the OSD logged, and fails if there were none
 #   osd         kill -9 of site b's OSD 0 to 1 s into a sync to it, then started again
 #               (needs --store bluestore: a memstore OSD's data dies with it)
 #   tierpush    kill -9 of site a's imgstored at a random moment of a tier push (--after
@@ -38,7 +42,7 @@
 #     with IMGSTORE_SANDBOX set (the ctest fixture): that sandbox.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-ROUNDS=10 FAULTS=kill,blocklist,freeze,partition,failover,import,tierpush,forced DIR="" BUILD=${BUILD:-build} WRITER_ROUNDS=20
+ROUNDS=10 FAULTS=kill,blocklist,freeze,partition,failover,import,msinject,tierpush,forced DIR="" BUILD=${BUILD:-build} WRITER_ROUNDS=20
 STORE=memstore
 PART_MIN=${PART_MIN:-30} PART_MAX=${PART_MAX:-120}
 while [ $# -gt 0 ]; do
@@ -48,7 +52,7 @@ while [ $# -gt 0 ]; do
     --dir) DIR=$2; shift 2 ;;
     --writer-rounds) WRITER_ROUNDS=$2; shift 2 ;;
     --store) STORE=$2; shift 2 ;;
-    *) echo "usage: $0 [--rounds N] [--faults kill,blocklist,freeze,partition,failover,import,osd,tierpush,forced] [--store memstore|bluestore] [--writer-rounds N] [--dir DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--rounds N] [--faults kill,blocklist,freeze,partition,failover,import,msinject,osd,tierpush,forced] [--store memstore|bluestore] [--writer-rounds N] [--dir DIR]" >&2; exit 2 ;;
   esac
 done
 SANDBOX=$PWD/scripts/sandbox
@@ -70,7 +74,7 @@ N=3 RPO=15
 p=chaos$$
 imgs=()
 for i in $(seq 1 $N); do imgs+=("$p-$i"); done
-blocked=() cold=() FROZEN_A="" WORK=/tmp/chaos.$$
+blocked=() cold=() FROZEN_A="" INJECTING="" WORK=/tmp/chaos.$$
 mkdir -p "$WORK"
 cleanup() {
   "$SANDBOX" heal-site "$IMGSTORE_SANDBOX" b >/dev/null 2>&1
@@ -82,6 +86,7 @@ cleanup() {
     timeout 60 rbd -c "$CEPH_CONF_A" rm --no-progress "rbd/$i" >/dev/null 2>&1
   done
   for x in "${blocked[@]}"; do timeout 30 ceph -c "$CEPH_CONF_B" osd blocklist rm "$x" >/dev/null 2>&1; done
+  [ -z "$INJECTING" ] || timeout 30 ceph -c "$CEPH_CONF_B" config rm osd ms_inject_socket_failures >/dev/null 2>&1
   daemon_up a || daemon_start a
   forget_images "${imgs[@]}" "$p-imp"
   rm -rf "$WORK"
@@ -241,6 +246,33 @@ fault_failover() {
   start_a
   on_a repl failover "rbd/$i" --to b >"$WORK/fo" 2>&1 || echo "  failover of rbd/$i after a kill at '$step': $(tail -1 "$WORK/fo")"
   on_b repl failback "rbd/$i" >"$WORK/fb" 2>&1 || echo "  failback of rbd/$i: $(tail -1 "$WORK/fb")"
+}
+
+fault_msinject() {
+  local i=${imgs[$((RANDOM % N))]} cli secs=$((20 + RANDOM % 21)) end x before after n=0 failed=0
+  local log=$IMGSTORE_SANDBOX/site-b/log/osd.0.log
+  before=$(grep -c 'injecting socket failure' "$log" 2>/dev/null)
+  INJECTING=1
+  ceph_site b config set osd ms_inject_socket_failures 200 >/dev/null 2>&1 || { echo "  violation: cannot set ms_inject_socket_failures on site b"; FAULT_VIOLATIONS=1; return; }
+  sync_under_way "$i"
+  end=$((SECONDS + secs))
+  while [ $SECONDS -lt $end ]; do
+    for x in "${imgs[@]}"; do
+      [ "$(role_of a "$x")" = primary ] || continue
+      write_some "$x" 256K
+      n=$((n + 1))
+      timeout 60 env IMGSTORE_SERVER="$IMGSTORE_SERVER_A" "$CLI" repl sync "rbd/$x" >/dev/null 2>&1 || failed=$((failed + 1))
+    done
+  done
+  wait $cli 2>/dev/null
+  ceph_site b config rm osd ms_inject_socket_failures >/dev/null 2>&1 && INJECTING=""
+  sleep 2
+  after=$(grep -c 'injecting socket failure' "$log" 2>/dev/null)
+  echo "  ${secs}s of ms_inject_socket_failures=200 on site b's OSD: $((after - before)) socket failures injected; $n syncs asked meanwhile, $failed of them failed"
+  if [ $((after - before)) -le 0 ]; then
+    echo "  violation: site b's OSD logged no injected socket failure"
+    FAULT_VIOLATIONS=1
+  fi
 }
 
 fault_osd() {

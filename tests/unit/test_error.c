@@ -51,6 +51,8 @@ static void test_cleared_falls_back(void **state)
 	assert_string_equal(ims_error_last(), "unknown error");
 	assert_int_equal(ims_error_last_code(), 0);
 	assert_string_equal(ims_strerror(-ENOENT), "No such file or directory");
+	/* Ceph's EBLOCKLISTED, in words an operator looks for */
+	assert_non_null(strstr(ims_strerror(-ESHUTDOWN), "blocklisted by the cluster"));
 }
 
 static void test_truncates_long_message(void **state)
