@@ -490,10 +490,10 @@ static int ims_h_verify_group(void *app, ims_rpc_call *call, const ProtobufCMess
 	o.progress = ims_daemon_verify_deadline;
 	o.progress_ctx = &until;
 	r = ims_repl_group_verify_now(&v, d->repl, g.pool, g.name, target, &o);
-	if (r == -ECANCELED)
+	if (r == -ECANCELED && ims_clock_mono_s() > until)
 		return ims_error_set(-ETIMEDOUT,
-				     "verify of group '%s/%s' did not finish within %d s", g.pool,
-				     g.name, IMS_DAEMON_VERIFY_BOUND_S);
+				     "verify of group '%s/%s' did not finish within %d s (%s)",
+				     g.pool, g.name, IMS_DAEMON_VERIFY_BOUND_S, ims_error_last());
 	if (r < 0)
 		return r;
 	Imgstore__V1__VerifyGroupResponse *m = ALLOC(call, Imgstore__V1__VerifyGroupResponse);

@@ -439,13 +439,13 @@ static int h_verify_image(void *app, ims_rpc_call *call, const ProtobufCMessage 
 	o.progress = ims_daemon_verify_deadline;
 	o.progress_ctx = &until;
 	r = ims_repl_sched_verify(&v, d->repl, s.pool, s.image, target, &o);
-	if (r == -ECANCELED)
-		return ims_error_set(-ETIMEDOUT,
-				     "verify of '%s/%s' did not finish within %d s; let the daemon "
-				     "verify it in the "
-				     "background (repl enable --verify-every N) and read the "
-				     "verdict in repl status",
-				     s.pool, s.image, IMS_DAEMON_VERIFY_BOUND_S);
+	if (r == -ECANCELED && ims_clock_mono_s() > until)
+		return ims_error_set(
+			-ETIMEDOUT,
+			"verify of '%s/%s' did not finish within %d s (%s); let the "
+			"daemon verify it in the background (repl enable --verify-every "
+			"N) and read the verdict in repl status",
+			s.pool, s.image, IMS_DAEMON_VERIFY_BOUND_S, ims_error_last());
 	if (r < 0)
 		return r;
 	char img[2 * IMS_NAME_MAX + 2];

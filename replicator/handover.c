@@ -225,20 +225,60 @@ enum {
 	UNDO_JOURNAL = 4,      /* the failover is over */
 };
 
+void ims_handover__undo_step(const job *w, const char *what, int (*fn)(void *ctx), void *ctx)
+{
+	ims_error_saved keep;
+	ims_error_save(&keep);
+	int r = fn(ctx);
+	for (int i = 0; r == -ESHUTDOWN && i < IMS_HANDOVER_UNDO_WAIT_S; i++) {
+		sleep(1);
+		r = fn(ctx);
+	}
+	if (r < 0)
+		ims_log_error(
+			"failover of %s'%s/%s' failed and could not undo %s: %s; run the same "
+			"failover again: it finishes or rolls back what was left",
+			w->q.unit == IMS_REPL_GROUP ? "group " : "", w->q.pool, w->q.name, what,
+			ims_error_last());
+	ims_error_restore(&keep);
+}
+
+typedef struct {
+	job *w;
+	uint64_t old_generation;
+} undo_ctx;
+
+static int undo_promote(void *ctx)
+{
+	undo_ctx *u = ctx;
+	return ims_repl_promote(NULL, 0, u->w->e->site, u->w->q.pool, u->w->q.name,
+				u->old_generation, false);
+}
+
+static int undo_state(void *ctx)
+{
+	undo_ctx *u = ctx;
+	return ims_repl_set_state(u->w->e->site, u->w->q.pool, u->w->q.name, NULL);
+}
+
+static int undo_journal(void *ctx)
+{
+	undo_ctx *u = ctx;
+	return ims_repl_journal_clear(u->w->e->site, u->w->q.pool, u->w->q.name, IMS_REPL_IMAGE);
+}
+
 /* Undo @p what with the thread's message kept (the caller says why the step failed, not how
  * the undo went); @returns @p r. */
 static int undo(job *w, int r, unsigned what, uint64_t old_generation)
 {
-	const ims_handover_env *e = w->e;
-	ims_error_saved keep;
-	ims_error_save(&keep);
+	undo_ctx u = {.w = w, .old_generation = old_generation};
 	if (what & UNDO_PROMOTE_BACK)
-		ims_repl_promote(NULL, 0, e->site, w->q.pool, w->q.name, old_generation, false);
+		ims_handover__undo_step(w, "its promotion back to the primary", undo_promote, &u);
 	if (what & UNDO_STATE)
-		ims_repl_set_state(e->site, w->q.pool, w->q.name, NULL);
+		ims_handover__undo_step(w, "its mark 'failing-over' (no new leases meanwhile)",
+					undo_state, &u);
 	if (what & UNDO_JOURNAL)
-		ims_repl_journal_clear(e->site, w->q.pool, w->q.name, IMS_REPL_IMAGE);
-	ims_error_restore(&keep);
+		ims_handover__undo_step(w, "its record in " IMS_REPL_FAILOVERS, undo_journal, &u);
 	return r;
 }
 
@@ -404,8 +444,10 @@ static int close_writers(job *w, unsigned *broken, unsigned *fenced)
 	if ((r = ims_repl_set_state(e->site, pool, image, "failing-over")) < 0)
 		return undo(w, r, UNDO_JOURNAL, 0);
 	unsigned wait_s = w->q.wait_s ? w->q.wait_s : 30;
+	/* a lease that cannot be read (the site slow, this client blocklisted and replaced) is
+	 * waited for as one held: its host keeps its time */
 	for (unsigned i = 0;
-	     i < wait_s * 4 && e->hooks->leased(e->ctx, pool, image, host, sizeof(host)) == 1;
+	     i < wait_s * 4 && e->hooks->leased(e->ctx, pool, image, host, sizeof(host)) != 0;
 	     i++) {
 		if (ims_handover__progress(e, 0, 0) != 0)
 			return undo(w,
@@ -857,9 +899,15 @@ static int fan_item(void *ctx, unsigned worker, size_t i)
 	/* claimed before its role is looked at: another daemon of the site failing it over
 	 * meanwhile would change it */
 	u->r = claimed(&one, item_run);
-	if (u->r == -EBUSY && !selected(f->w, u)) { /* another's, and not this failover's */
-		u->r = 0;
-		u->skipped = true;
+	if (u->r == -EBUSY) { /* claimed by another failover: passed by if not this one's */
+		ims_error_saved refused; /* selected() clears the thread's message */
+		ims_error_save(&refused);
+		bool ours = selected(f->w, u);
+		ims_error_restore(&refused);
+		if (!ours) {
+			u->r = 0;
+			u->skipped = true;
+		}
 	}
 	if (u->r == 0 && u->skipped) {
 		settle(f, i, true, true, false, false);

@@ -52,10 +52,16 @@ int ims_handover__group_side(ims_repl_side *out, ims_group_info **gi, ims_site *
 	return 0;
 }
 
-static void group_set_state(ims_site *site, const ims_group_info *gi, const char *state)
+/* @returns 0, or the first member's error (the others are marked all the same). */
+static int group_set_state(ims_site *site, const ims_group_info *gi, const char *state)
 {
-	for (size_t k = 0; k < gi->nmembers; k++)
-		ims_repl_set_state(site, gi->members[k].pool, gi->members[k].image, state);
+	int r = 0;
+	for (size_t k = 0; k < gi->nmembers; k++) {
+		int m = ims_repl_set_state(site, gi->members[k].pool, gi->members[k].image, state);
+		if (m < 0 && r == 0)
+			r = m;
+	}
+	return r;
 }
 
 /* What a failed planned failover of a group undoes on this site's members. */
@@ -65,20 +71,47 @@ enum {
 	UNDO_JOURNAL = 4,      /* the failover is over */
 };
 
+typedef struct {
+	job *w;
+	const ims_group_info *gi;
+	const char *cut;
+	uint64_t old_generation;
+} undo_ctx;
+
+static int undo_promote(void *ctx)
+{
+	undo_ctx *u = ctx;
+	return ims_repl_group_promote(NULL, u->w->e->site, u->w->q.pool, u->w->q.name, u->cut,
+				      u->old_generation);
+}
+
+static int undo_state(void *ctx)
+{
+	undo_ctx *u = ctx;
+	return group_set_state(u->w->e->site, u->gi, NULL);
+}
+
+static int undo_journal(void *ctx)
+{
+	undo_ctx *u = ctx;
+	return ims_repl_journal_clear(u->w->e->site, u->w->q.pool, u->w->q.name, IMS_REPL_GROUP);
+}
+
 /* Undo @p what with the thread's message kept; @returns @p r. */
 static int undo(job *w, int r, unsigned what, const ims_group_info *gi, const char *cut,
 		uint64_t old_generation)
 {
-	const ims_handover_env *e = w->e;
-	ims_error_saved keep;
-	ims_error_save(&keep);
+	undo_ctx u = {.w = w, .gi = gi, .cut = cut, .old_generation = old_generation};
 	if (what & UNDO_PROMOTE_BACK)
-		ims_repl_group_promote(NULL, e->site, w->q.pool, w->q.name, cut, old_generation);
+		ims_handover__undo_step(w, "the members' promotion back to the primaries",
+					undo_promote, &u);
 	if (what & UNDO_STATE)
-		group_set_state(e->site, gi, NULL);
+		ims_handover__undo_step(w,
+					"the members' mark 'failing-over' (no new leases "
+					"meanwhile)",
+					undo_state, &u);
 	if (what & UNDO_JOURNAL)
-		ims_repl_journal_clear(e->site, w->q.pool, w->q.name, IMS_REPL_GROUP);
-	ims_error_restore(&keep);
+		ims_handover__undo_step(w, "its record in " IMS_REPL_FAILOVERS, undo_journal, &u);
 	return r;
 }
 
@@ -192,8 +225,10 @@ static int group_close_writers(job *w, const ims_group_info *gi, unsigned *broke
 	for (unsigned i = 0; i < wait_s * 4; i++) {
 		bool leased = false;
 		for (size_t k = 0; k < gi->nmembers && !leased; k++)
+			/* a lease that cannot be read (the site slow, this client blocklisted
+			 * and replaced) is waited for as one held: its host keeps its time */
 			leased = e->hooks->leased(e->ctx, gi->members[k].pool, gi->members[k].image,
-						  host, sizeof(host)) == 1;
+						  host, sizeof(host)) != 0;
 		if (!leased)
 			break;
 		if (ims_handover__progress(e, 0, 0) != 0)

@@ -87,6 +87,14 @@ int ims_handover__journal_step(job *w, ims_repl_journal *j, ims_repl_step step);
  * set back from the target, the journal gone. */
 void ims_handover__reverse(job *w, ims_site *peer);
 
+/* An undo's step of a failed failover (safe to run again): @p fn(@p ctx) run until it succeeds
+ * or fails otherwise than by this daemon's blocklisted client (-ESHUTDOWN, which the site's
+ * probe replaces within probe_interval), IMS_HANDOVER_UNDO_WAIT_S at most; what is still
+ * not undone then is logged, naming @p what of @p w's unit (a mark left behind refuses new
+ * leases until the same failover runs again). The thread's message is kept. */
+#define IMS_HANDOVER_UNDO_WAIT_S 15
+void ims_handover__undo_step(const job *w, const char *what, int (*fn)(void *ctx), void *ctx);
+
 /* The end of a forced failover of an image or a group: what became of the old primary @p old,
  * one line into @p out: made a secondary (@p rejoined 0; @p done says how, and its replication
  * policy on @p peer goes), not (@p rejoined < 0: the thread's message says why), or not asked

@@ -44,8 +44,9 @@ typedef struct cycle_ctx {
 	int64_t renewed_ms;
 	ims_progress_fn user;
 	void *user_ctx;
-	bool lost;  /* under held_lock: a renewal failed */
-	bool claim; /* a failover's claim (ims_repl_sched_claim()), not a cycle's */
+	bool lost;    /* under held_lock: a renewal failed */
+	int lost_err; /* under held_lock: the failed renewal's errno */
+	bool claim;   /* a failover's claim (ims_repl_sched_claim()), not a cycle's */
 	struct cycle_ctx *next_held; /* the running cycles whose locks the renewer keeps */
 } cycle_ctx;
 
@@ -72,6 +73,10 @@ static int take_lock(ims_repl_sched *s, const cycle_ctx *c, uint8_t flags)
 			     c->lock_name, broken);
 	return r;
 }
+
+/* How long a claim whose client was blocklisted waits for the site's probe to connect a new
+ * one, to take the claim again there (ims_repl_sched_claim_held()). */
+#define IMS_REPL_RETAKE_WAIT_S 15
 
 static unsigned lock_seconds(const ims_repl_sched *s)
 {
@@ -110,6 +115,7 @@ static bool renew_locked(ims_repl_sched *s, cycle_ctx *c)
 	int r = take_lock(s, c, LIBRADOS_LOCK_FLAG_RENEW);
 	if (r < 0) {
 		c->lost = true;
+		c->lost_err = r;
 		ims_log_warning("the replication lock of '%s' could not be renewed: %s; %s",
 				c->lock_name, ims_strerror(r),
 				c->claim ? "the failover stops before its next step"
@@ -361,13 +367,16 @@ static int lock_pair(ims_repl_sched *s, cycle_ctx *c)
 /* lock_pair() for a cycle or verify a caller asked for: a cycle another daemon of the site runs
  * of the pair now is waited for, as long as its lock could last (lock_seconds; the other's
  * cycle may be longer, then the caller is told so). @p progress is asked every half second
- * while waiting, and cancels with a nonzero answer. c->io is closed by the caller. */
+ * while waiting, and cancels with a nonzero answer (its own message kept, if it set one).
+ * c->io is closed by the caller. */
 static int lock_pair_wait(ims_repl_sched *s, cycle_ctx *c, ims_progress_fn progress, void *pctx)
 {
-	int64_t until = ims_clock_unix_ms() + (int64_t)lock_seconds(s) * 1000;
+	double until = ims_clock_mono_s() + lock_seconds(s);
 	int r;
-	while ((r = lock_pair(s, c)) == -EBUSY && !s->stopping) {
-		if (ims_clock_unix_ms() >= until)
+	while ((r = lock_pair(s, c)) == -EBUSY) {
+		if (s->stopping)
+			return ims_error_set(-ESHUTDOWN, "the daemon is stopping");
+		if (ims_clock_mono_s() >= until)
 			return ims_error_set(-EBUSY,
 					     "another imgstored of site '%s' runs a cycle of '%s' "
 					     "(waited %u s for it; try again after it ends)",
@@ -375,11 +384,12 @@ static int lock_pair_wait(ims_repl_sched *s, cycle_ctx *c, ims_progress_fn progr
 					     lock_seconds(s));
 		ims_site_ioctx_close(c->io);
 		c->io = NULL;
+		ims_error_clear();
 		if (progress && progress(pctx, 0, 0) != 0)
-			return ims_error_set(-ECANCELED,
-					     "cancelled while another imgstored of the "
-					     "site ran a cycle of '%s'",
-					     c->lock_name);
+			return ims_error_set_default(-ECANCELED,
+						     "cancelled while another imgstored of the "
+						     "site ran a cycle of '%s'",
+						     c->lock_name);
 		usleep(500000);
 	}
 	return r;
@@ -447,18 +457,83 @@ int ims_repl_sched_claim(ims_repl_claim **out, ims_repl_sched *s, const char *ki
 	return 0;
 }
 
+/*
+ * A claim whose client the cluster blocklisted (the site's probe connects a new one within
+ * probe_interval): taken again on the new client, only if the lock is still held under this
+ * daemon's cookie by the old one, so that no other daemon can have held it meanwhile (one that
+ * expired, or another's, stays lost). Outside held_lock; the new client swapped in under it.
+ */
+static int retake_claim(ims_repl_sched *s, cycle_ctx *c)
+{
+	rados_ioctx_t io = NULL;
+	int exclusive = 0, r;
+	char tag[128], clients[256], cookies[256], addrs[256];
+	size_t tl = sizeof(tag), cl = sizeof(clients), kl = sizeof(cookies), al = sizeof(addrs);
+	if ((r = ims_repl_sched__io(&io, s)) < 0)
+		return r;
+	ssize_t n = rados_list_lockers(io, IMS_REPL_LOCK, c->lock_name, &exclusive, tag, &tl,
+				       clients, &cl, cookies, &kl, addrs, &al);
+	if (n < 0)
+		r = (int)n;
+	else if (n != 1 || strcmp(cookies, s->owner) != 0)
+		r = -ENOENT; /* expired, or another's: lost */
+	else if ((r = rados_break_lock(io, IMS_REPL_LOCK, c->lock_name, clients, cookies)) == 0) {
+		struct timeval tv = {(time_t)lock_seconds(s), 0};
+		r = rados_lock_exclusive(io, IMS_REPL_LOCK, c->lock_name, s->owner, "failover", &tv,
+					 0);
+	}
+	if (r < 0) {
+		ims_site_ioctx_close(io);
+		return r;
+	}
+	pthread_mutex_lock(&s->held_lock);
+	rados_ioctx_t old = c->io;
+	c->io = io;
+	c->lost = false;
+	c->lost_err = 0;
+	c->renewed_ms = ims_clock_unix_ms();
+	pthread_mutex_unlock(&s->held_lock);
+	ims_site_ioctx_close(old);
+	ims_log_info("took the RADOS lock '%s' again on a new client (the old one was "
+		     "blocklisted)",
+		     c->lock_name);
+	return 0;
+}
+
 int ims_repl_sched_claim_held(ims_repl_sched *s, ims_repl_claim *k)
 {
-	pthread_mutex_lock(&s->held_lock);
-	bool ok = renew_locked(s, &k->c);
-	pthread_mutex_unlock(&s->held_lock);
+	bool ok = false;
+	int why = 0;
+	for (unsigned i = 0;; i++) {
+		pthread_mutex_lock(&s->held_lock);
+		ok = renew_locked(s, &k->c);
+		why = k->c.lost_err;
+		pthread_mutex_unlock(&s->held_lock);
+		/* blocklisted: once the probe has a new client (a few seconds), ours again */
+		if (ok || why != -ESHUTDOWN || s->stopping || i >= IMS_REPL_RETAKE_WAIT_S)
+			break;
+		int r = retake_claim(s, &k->c);
+		if (r == 0)
+			return 0;
+		if (r != -ESHUTDOWN) {
+			why = r;
+			break;
+		}
+		sleep(1);
+	}
 	if (ok)
 		return 0;
-	return ims_error_set(-ENOLCK,
-			     "this imgstored lost its RADOS lock '%s' (not renewed in time): "
-			     "another imgstored of the site may run this failover now; this one "
-			     "stops before its next step",
-			     k->c.lock_name);
+	/* a lock gone or held by another (-ENOENT, -EBUSY: it expired or was broken) says more
+	 * in words than as an errno */
+	return ims_error_set(
+		-ENOLCK,
+		"this imgstored lost its RADOS lock '%s' (%s%s): another imgstored "
+		"of the site may run this failover now; this one stops before its "
+		"next step",
+		k->c.lock_name,
+		why == -ENOENT || why == -EBUSY || why == -EEXIST ? "it expired or was broken"
+								  : "its renewal failed: ",
+		why == -ENOENT || why == -EBUSY || why == -EEXIST ? "" : ims_strerror(why));
 }
 
 void ims_repl_sched_unclaim(ims_repl_sched *s, ims_repl_claim *k)
@@ -548,7 +623,7 @@ static void note_cycle_locked(ims_repl_sched *s, pair *p, int r, const ims_repl_
 		if (p->elsewhere)
 			ims_log_info("'%s' is replicated by this daemon now", key);
 		p->elsewhere = false;
-	} else if (r == -EBUSY && res->refused == IMS_REPL_REFUSED_CYCLE) {
+	} else if (r < 0 && res->refused == IMS_REPL_REFUSED_CYCLE) {
 		/* the other daemon's cycle (or its look at whether it may take the pair): soon
 		 * again */
 		p->next_attempt_ms = ims_clock_unix_ms() + 1000;
@@ -670,12 +745,16 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	if (elsewhere && holder_alive(s, p, rpo, c.lock_name))
 		return 0;
 	if ((r = s->o.peer(s->o.peer_ctx, p->target, &peer)) == 0) {
-		/* asked for (@p out): waits for another daemon's cycle; scheduled: leaves it */
-		if ((r = out ? lock_pair_wait(s, &c, progress, pctx) : lock_pair(s, &c)) == 0) {
+		/* asked for by a caller that can cancel (@p out, @p progress): waits for another
+		 * daemon's cycle; scheduled, or asked without a way to cancel: leaves it */
+		if ((r = out && progress ? lock_pair_wait(s, &c, progress, pctx)
+					 : lock_pair(s, &c)) == 0) {
 			r = sync_locked(s, p, peer, &c, &res);
 			unlock_pair(s, &c);
-		} else if (r == -EBUSY) {
-			res.refused = IMS_REPL_REFUSED_CYCLE; /* another daemon's cycle */
+		} else if (r == -EBUSY || r == -ECANCELED || r == -ESHUTDOWN) {
+			/* another daemon's cycle, or the wait for it cancelled or ended by a stop:
+			 * no cycle of this daemon's, nothing of it to record */
+			res.refused = IMS_REPL_REFUSED_CYCLE;
 		}
 	}
 	ims_site_ioctx_close(c.io);
@@ -693,7 +772,7 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 			     c.lock_name, res.sealed, res.bytes_copied);
 	pair shared;
 	bool maybe = r < 0 && held_maybe_elsewhere(s, r, &res, p, &shared);
-	bool other_cycle = r == -EBUSY && res.refused == IMS_REPL_REFUSED_CYCLE;
+	bool other_cycle = r < 0 && res.refused == IMS_REPL_REFUSED_CYCLE;
 	pthread_mutex_lock(&s->lock);
 	if (maybe && elsewhere_locked(s, p, &shared, c.lock_name)) {
 		pthread_mutex_unlock(&s->lock);
@@ -742,11 +821,31 @@ static bool paused_locked(ims_repl_sched *s, const pair *p, bool any)
 
 /* Wait until no cycle of @p p runs and no failover of its image to another target holds it,
  * then mark it running: the caller works on the pair alone until release_pair(). Called and
- * returns with s->lock held; -ESHUTDOWN (with the error set) when the daemon stops. */
-static int claim_pair_locked(ims_repl_sched *s, pair *p)
+ * returns with s->lock held; -ESHUTDOWN (with the error set) when the daemon stops. With
+ * @p progress, it is asked every half second meanwhile (without s->lock), and cancels with a
+ * nonzero answer (-ECANCELED). */
+static int claim_pair_locked(ims_repl_sched *s, pair *p, ims_progress_fn progress, void *pctx)
 {
-	while ((p->running || paused_locked(s, p, false)) && !s->stopping)
-		pthread_cond_wait(&s->cond, &s->lock);
+	while ((p->running || paused_locked(s, p, false)) && !s->stopping) {
+		if (!progress) {
+			pthread_cond_wait(&s->cond, &s->lock);
+			continue;
+		}
+		struct timespec until;
+		ims_clock_after_ms(&until, 500);
+		pthread_cond_timedwait(&s->cond, &s->lock, &until);
+		if (!(p->running || paused_locked(s, p, false)) || s->stopping)
+			break;
+		pthread_mutex_unlock(&s->lock);
+		ims_error_clear();
+		int stop = progress(pctx, 0, 0);
+		pthread_mutex_lock(&s->lock);
+		if (stop)
+			return ims_error_set_default(-ECANCELED,
+						     "cancelled while a cycle or failover of "
+						     "'%s/%s' ran on this imgstored",
+						     p->pool, p->image);
+	}
 	if (s->stopping)
 		return ims_error_set(-ESHUTDOWN, "the daemon is stopping");
 	p->running = true;
@@ -1131,7 +1230,7 @@ int ims_repl_group_hand_over(ims_repl_status *out, ims_repl_sched *s, const char
 static int resync_claim(ims_repl_sched *s, pair *p)
 {
 	pthread_mutex_lock(&s->lock);
-	int r = claim_pair_locked(s, p);
+	int r = claim_pair_locked(s, p, NULL, NULL);
 	if (r == 0)
 		p->mark.valid = false; /* the copy is made again: the next cycle looks at it */
 	pthread_mutex_unlock(&s->lock);
@@ -1369,7 +1468,7 @@ int ims_repl_seal_snapshot(char *sealed_on, size_t len, ims_repl_sched *s, const
 		ims_repl_result res;
 		pthread_mutex_lock(&s->lock);
 		pair *p = find_locked(s, pool, image, targets[i]);
-		if (!p || claim_pair_locked(s, p) < 0) {
+		if (!p || claim_pair_locked(s, p, NULL, NULL) < 0) {
 			ims_error_clear();
 			pthread_mutex_unlock(&s->lock);
 			continue;
@@ -1400,7 +1499,7 @@ static int sync_now_kind(ims_repl_sched *s, const char *pool, const char *name, 
 				     unit == IMS_REPL_GROUP ? "group " : "", pool, name, target);
 	}
 	/* after the running cycle, and after a failover of the image to another target */
-	int r = claim_pair_locked(s, p);
+	int r = claim_pair_locked(s, p, progress, ctx);
 	pthread_mutex_unlock(&s->lock);
 	if (r < 0)
 		return r;
@@ -1451,7 +1550,7 @@ static int verify_unit(ims_repl_sched *s, const char *pool, const char *name, co
 				     "%s'%s/%s' is not replicated to site '%s'; enable it first",
 				     unit == IMS_REPL_GROUP ? "group " : "", pool, name, target);
 	}
-	if ((r = claim_pair_locked(s, p)) < 0) {
+	if ((r = claim_pair_locked(s, p, opts->progress, opts->progress_ctx)) < 0) {
 		pthread_mutex_unlock(&s->lock);
 		return r;
 	}

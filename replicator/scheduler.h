@@ -260,9 +260,13 @@ int ims_repl_sched_status(ims_repl_status **out, size_t *count, ims_repl_sched *
 
 /**
  * Run a cycle of one pair now (waiting for a running one to end first) and return what it
- * sealed: the image's state at the call is then on the target.
+ * sealed: the image's state at the call is then on the target. With @p progress, a cycle of
+ * the pair another daemon of the site runs is waited for too, up to the lock expiry, and
+ * @p progress is asked every half second meanwhile (nonzero cancels: -ECANCELED); without
+ * one, such a cycle refuses the call at once (-EBUSY, res.refused IMS_REPL_REFUSED_CYCLE).
  *
- * @returns -ENOENT if the pair is not replicated; the cycle's error otherwise.
+ * @returns -ENOENT if the pair is not replicated, -EBUSY if another daemon's cycle outlasted
+ *          the wait; the cycle's error otherwise.
  */
 int ims_repl_sync_now(ims_repl_result *out, ims_repl_sched *s, const char *pool, const char *image,
 		      const char *target, ims_progress_fn progress, void *ctx);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/fanout.h"
 #include "common/log.h"
 #include "common/opts.h"
 #include "common/threads.h"
@@ -249,9 +251,13 @@ struct ims_snapsched_runner {
 	ims_snapsched_buckets b;
 	char owner[160]; /* the lock's cookie: the daemon's owner and this run's nonce */
 	bool held;
-	/* schedules found on a secondary: not looked at again before until_ms (the loop's own) */
+	/* schedules found on a secondary: not looked at again before until_ms (under seen_lock:
+	 * a tick runs its due schedules on several threads) */
 	secondary_seen *seen;
 	size_t nseen, capseen;
+	pthread_mutex_t seen_lock;
+	int64_t held_ms;  /* when the runner's lock was last taken or renewed */
+	atomic_bool halt; /* the tick lost its lock or the daemon stops: no more snapshots */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stopping;
@@ -259,16 +265,19 @@ struct ims_snapsched_runner {
 };
 
 /* Until when the schedule @p key is known to be a secondary's (0: not known). */
-static int64_t secondary_until(const ims_snapsched_runner *rn, const char *key)
+static int64_t secondary_until(ims_snapsched_runner *rn, const char *key)
 {
-	for (size_t i = 0; i < rn->nseen; i++)
+	int64_t until = 0;
+	pthread_mutex_lock(&rn->seen_lock);
+	for (size_t i = 0; i < rn->nseen && !until; i++)
 		if (strcmp(rn->seen[i].key, key) == 0)
-			return rn->seen[i].until_ms;
-	return 0;
+			until = rn->seen[i].until_ms;
+	pthread_mutex_unlock(&rn->seen_lock);
+	return until;
 }
 
 /* Remember that @p key is a secondary's until @p until_ms (entries past their time are reused). */
-static void secondary_note(ims_snapsched_runner *rn, const char *key, int64_t until_ms)
+static void secondary_note_locked(ims_snapsched_runner *rn, const char *key, int64_t until_ms)
 {
 	size_t slot = 0;
 	int64_t now = ims_clock_unix_ms();
@@ -290,6 +299,13 @@ static void secondary_note(ims_snapsched_runner *rn, const char *key, int64_t un
 	}
 	snprintf(rn->seen[slot].key, sizeof(rn->seen[slot].key), "%s", key);
 	rn->seen[slot].until_ms = until_ms;
+}
+
+static void secondary_note(ims_snapsched_runner *rn, const char *key, int64_t until_ms)
+{
+	pthread_mutex_lock(&rn->seen_lock);
+	secondary_note_locked(rn, key, until_ms);
+	pthread_mutex_unlock(&rn->seen_lock);
 }
 
 /* The scheduled snapshots of the image or group of @p s, with their times. */
@@ -417,6 +433,14 @@ static bool still_there(ims_snapsched_runner *rn, const ims_snapsched *s)
 	return r != -ENOENT; /* a read that failed: as before the check, the take says more */
 }
 
+/* Whether @p s is due at @p now_ms: the first snapshot comes one interval after the schedule
+ * was added, each next one an interval after the last. */
+static bool due(const ims_snapsched *s, int64_t now_ms)
+{
+	int64_t since = s->last_ms ? s->last_ms : s->created_ms;
+	return now_ms - since >= (int64_t)s->every_s * 1000;
+}
+
 /* Take the schedule's snapshot if it is due, then prune. Nothing is read before it is due: a
  * tick looks at every schedule each second, and 500 of them must not open 500 images a second
  * (retention is applied after each snapshot: it changes only when one is added, or when the
@@ -425,9 +449,7 @@ static int run_one(ims_snapsched_runner *rn, ims_snapsched *s, int64_t now_ms)
 {
 	int r = 0;
 	char err[256] = "";
-	/* the first snapshot comes one interval after the schedule was added */
-	int64_t since = s->last_ms ? s->last_ms : s->created_ms;
-	if (now_ms - since < (int64_t)s->every_s * 1000)
+	if (!due(s, now_ms))
 		return 0;
 	/* a secondary's snapshots are shipped and pruned by replication (replicator.h); its
 	 * site runs the schedule once promoted, looking again every interval */
@@ -445,7 +467,7 @@ static int run_one(ims_snapsched_runner *rn, ims_snapsched *s, int64_t now_ms)
 		s->last_error[0] = '\0';
 		return 1;
 	}
-	if (!still_there(rn, s))
+	if (!still_there(rn, s) || atomic_load(&rn->halt))
 		return 0;
 	char snap[64];
 	snprintf(snap, sizeof(snap), IMS_SNAPSCHED_PREFIX "%" PRId64, now_ms);
@@ -484,7 +506,12 @@ static int hold(ims_snapsched_runner *rn, rados_ioctx_t io)
 		r = rados_lock_exclusive(io, IMS_SNAPSCHED_OBJECT, IMS_SNAPSCHED_LOCK, rn->owner,
 					 "snapshot schedules", &tv, 0);
 	bool was = rn->held;
-	rn->held = r == 0;
+	/* an error that says nothing of the lock (a client blocklisted, a site slow) leaves it as
+	 * it was: the next tick renews what it held, or finds it taken */
+	if (r == 0 || r == -EBUSY || r == -EEXIST)
+		rn->held = r == 0;
+	if (r == 0)
+		rn->held_ms = ims_clock_unix_ms();
 	if (rn->held != was)
 		ims_log_info("snapshot schedules of site '%s' %s", ims_site_name(rn->o.site),
 			     rn->held ? "run by this daemon" : "no longer run by this daemon");
@@ -493,42 +520,106 @@ static int hold(ims_snapsched_runner *rn, rados_ioctx_t io)
 	return r < 0 ? ims_error_set(r, "cannot lock the snapshot schedules: %s", strerror(-r)) : 1;
 }
 
+typedef struct {
+	ims_snapsched_runner *rn;
+	rados_ioctx_t io; /* the records', for the runner's lock */
+	ims_snapsched *list;
+	const size_t *due; /* indices into list */
+} tick_run;
+
+/* One due schedule of a tick: run, and its new state written back if it changed. */
+static int tick_item(void *ctx, unsigned worker, size_t k)
+{
+	tick_run *t = ctx;
+	ims_snapsched_runner *rn = t->rn;
+	ims_snapsched *s = &t->list[t->due[k]];
+	(void)worker;
+	if (run_one(rn, s, ims_clock_unix_ms()) <= 0)
+		return 0;
+	/* only a schedule still there is written back: `rm` meanwhile stays removed */
+	char key[2 * IMS_NAME_MAX + 16];
+	json_object *cur = NULL;
+	key_of(key, sizeof(key), s->unit, s->pool, s->name);
+	ims_records rs = IMS_RECORDS_SITE(rn->o.site, rn->o.records_pool, IMS_SNAPSCHED_OBJECT);
+	if (ims_record_get(&cur, &rs, key) < 0)
+		return 0;
+	ims_snapsched now;
+	memset(&now, 0, sizeof(now));
+	ims_record_decode(&now, cur, fields, NFIELDS);
+	json_object_put(cur);
+	now.last_ms = s->last_ms;
+	snprintf(now.last_error, sizeof(now.last_error), "%s", s->last_error);
+	int w = put(rn->o.site, rn->o.records_pool, &now, true);
+	if (w < 0 && w != -ENOENT) /* -ENOENT: removed since it was read */
+		ims_log_warning("snapshot schedule of '%s/%s' not updated: %s", s->pool, s->name,
+				ims_error_last());
+	return 0; /* one schedule's failure is its own (in its last_error) */
+}
+
+/* While a tick's schedules run: the runner's lock renewed every third of its time (a tick of
+ * many due schedules may outlast it). Losing it, or the daemon stopping, stops the tick (no
+ * schedule is handed out after it): another daemon, or the next run, takes the rest. */
+static int tick_watch(void *ctx)
+{
+	tick_run *t = ctx;
+	ims_snapsched_runner *rn = t->rn;
+	pthread_mutex_lock(&rn->lock);
+	bool stopping = rn->stopping;
+	pthread_mutex_unlock(&rn->lock);
+	if (stopping) { /* the schedules not run yet wait for the next daemon */
+		atomic_store(&rn->halt, true);
+		return ims_error_set(-ECANCELED, "the daemon is stopping");
+	}
+	int64_t third = (int64_t)(rn->o.lock_s ? rn->o.lock_s : 30) * 1000 / 3;
+	if (ims_clock_unix_ms() - rn->held_ms < third)
+		return 0;
+	int r = hold(rn, t->io);
+	if (r == 0) {
+		atomic_store(&rn->halt, true); /* those in flight take no snapshot after this */
+		return ims_error_set(-EBUSY, "the snapshot schedules' lock was taken by another "
+					     "daemon of the site during a tick; it runs them now");
+	}
+	return r < 0 ? r : 0;
+}
+
 int ims_snapsched_tick(ims_snapsched_runner *rn)
 {
 	rados_ioctx_t io = NULL;
 	ims_snapsched *list = NULL;
-	size_t n = 0;
+	size_t n = 0, *due_idx = NULL;
 	int r = ims_site_ioctx(&io, rn->o.site, rn->o.records_pool);
 	if (r < 0)
 		return r;
 	if ((r = hold(rn, io)) <= 0)
 		goto out;
+	atomic_store(&rn->halt, false);
 	if ((r = ims_snapsched_list(&list, &n, rn->o.site, rn->o.records_pool)) < 0)
 		goto out;
-	for (size_t i = 0; i < n; i++) {
-		if (run_one(rn, &list[i], ims_clock_unix_ms()) <= 0)
-			continue;
-		/* only a schedule still there is written back: `rm` meanwhile stays removed */
-		char key[2 * IMS_NAME_MAX + 16];
-		json_object *cur = NULL;
-		key_of(key, sizeof(key), list[i].unit, list[i].pool, list[i].name);
-		ims_records rs =
-			IMS_RECORDS_SITE(rn->o.site, rn->o.records_pool, IMS_SNAPSCHED_OBJECT);
-		if (ims_record_get(&cur, &rs, key) < 0)
-			continue;
-		ims_snapsched now;
-		memset(&now, 0, sizeof(now));
-		ims_record_decode(&now, cur, fields, NFIELDS);
-		json_object_put(cur);
-		now.last_ms = list[i].last_ms;
-		snprintf(now.last_error, sizeof(now.last_error), "%s", list[i].last_error);
-		int w = put(rn->o.site, rn->o.records_pool, &now, true);
-		if (w < 0 && w != -ENOENT) /* -ENOENT: removed since it was read */
-			ims_log_warning("snapshot schedule of '%s/%s' not updated: %s",
-					list[i].pool, list[i].name, ims_error_last());
+	/* the due ones, run IMS_SNAPSCHED_WORKERS at a time: a snapshot waits about a second
+	 * for its id from the monitors, which hand out those asked at once together */
+	if (n && !(due_idx = calloc(n, sizeof(*due_idx)))) {
+		r = -ENOMEM;
+		goto out;
 	}
+	size_t ndue = 0;
+	int64_t now = ims_clock_unix_ms();
+	for (size_t i = 0; i < n; i++)
+		if (due(&list[i], now))
+			due_idx[ndue++] = i;
 	r = 0;
+	if (ndue) {
+		tick_run t = {.rn = rn, .io = io, .list = list, .due = due_idx};
+		ims_fanout_opts fo = IMS_FANOUT_OPTS_INIT;
+		fo.workers = rn->o.workers ? rn->o.workers : IMS_SNAPSCHED_WORKERS;
+		fo.nitems = ndue;
+		fo.item = tick_item;
+		fo.watch = tick_watch;
+		fo.watch_ms = 1000;
+		fo.ctx = &t;
+		r = ims_fanout_run(NULL, &fo);
+	}
 out:
+	free(due_idx);
 	free(list);
 	ims_site_ioctx_close(io);
 	return r;
@@ -562,11 +653,14 @@ int ims_snapsched_start(ims_snapsched_runner **out, const ims_snapsched_opts *o)
 	if (!rn)
 		return -ENOMEM;
 	rn->o = *o;
+	if (o->version < 2) /* no workers field: the default */
+		rn->o.workers = 0;
 	rn->b = ims_snapsched_buckets_of(o->hour_s);
 	rn->threads = (ims_threads)IMS_THREADS_INIT;
 	snprintf(rn->owner, sizeof(rn->owner), "%s#%ld.%" PRId64, o->owner ? o->owner : "",
 		 (long)getpid(), ims_clock_unix_ms());
 	pthread_mutex_init(&rn->lock, NULL);
+	pthread_mutex_init(&rn->seen_lock, NULL);
 	pthread_cond_init(&rn->cond, NULL);
 	if ((r = ims_threads_start(&rn->threads, 1, loop, rn, "the snapshot schedules")) < 0) {
 		ims_snapsched_stop(rn);
@@ -590,6 +684,7 @@ void ims_snapsched_stop(ims_snapsched_runner *rn)
 	}
 	pthread_cond_destroy(&rn->cond);
 	pthread_mutex_destroy(&rn->lock);
+	pthread_mutex_destroy(&rn->seen_lock);
 	free(rn->seen);
 	free(rn);
 }

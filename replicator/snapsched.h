@@ -132,6 +132,9 @@ int ims_snapsched_mirror(ims_site *src, ims_site *dst, const char *records_pool,
 
 typedef struct ims_snapsched_runner ims_snapsched_runner;
 
+/* Due schedules a tick runs at once (their snapshots' ids come from the monitors together). */
+#define IMS_SNAPSCHED_WORKERS 8
+
 typedef struct {
 	unsigned version;
 	ims_site *site;
@@ -144,9 +147,11 @@ typedef struct {
 	 * NULL */
 	void (*taken)(void *ctx, const char *pool, const char *image, const char *snap);
 	void *taken_ctx;
+	/* version 2: due schedules a tick runs at once (0: IMS_SNAPSCHED_WORKERS) */
+	unsigned workers;
 } ims_snapsched_opts;
 
-#define IMS_SNAPSCHED_OPTS_VERSION 1
+#define IMS_SNAPSCHED_OPTS_VERSION 2
 #define IMS_SNAPSCHED_OPTS_INIT                                                                    \
 	{                                                                                          \
 		.version = IMS_SNAPSCHED_OPTS_VERSION                                              \

@@ -261,7 +261,8 @@ fault_msinject() {
       [ "$(role_of a "$x")" = primary ] || continue
       write_some "$x" 256K
       n=$((n + 1))
-      timeout 60 env IMGSTORE_SERVER="$IMGSTORE_SERVER_A" "$CLI" repl sync "rbd/$x" >/dev/null 2>&1 || failed=$((failed + 1))
+      timeout 15 env IMGSTORE_SERVER="$IMGSTORE_SERVER_A" "$CLI" repl sync "rbd/$x" >/dev/null 2>&1 || failed=$((failed + 1))
+      [ $SECONDS -lt $end ] || break
     done
   done
   wait $cli 2>/dev/null

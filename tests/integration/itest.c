@@ -266,6 +266,15 @@ void itest_create(const char *name, uint64_t size)
 	itest_remove_later('A', false, name);
 }
 
+void itest_pool_a(const char *pool)
+{
+	if (itest_sh("ceph -c \"$CEPH_CONF_A\" osd pool create '%s' 8 >/dev/null 2>&1 && "
+		     "ceph -c \"$CEPH_CONF_A\" osd pool application enable '%s' rbd >/dev/null "
+		     "2>&1",
+		     pool, pool) != 0)
+		fail_msg("cannot create pool %s on site a", pool);
+}
+
 int itest_setup_a(void **state)
 {
 	(void)state;

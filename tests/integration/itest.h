@@ -36,6 +36,10 @@ int itest_teardown(void **state);
  * removes it. */
 void itest_create(const char *name, uint64_t size);
 
+/* Create pool POOL on site a for rbd (a test's own records pool; kept if it exists); fails
+ * the test if it cannot. */
+void itest_pool_a(const char *pool);
+
 /* Have the teardown remove group rbd/NAME (group true) or image rbd/NAME with its snapshots
  * from site LETTER ('A', 'B', ...), groups first; best effort, what is gone already is fine. */
 void itest_remove_later(char letter, bool group, const char *name);

@@ -5,12 +5,14 @@
 #     same failover asked meanwhile of a second imgstored of site a is refused in one line
 #     naming the lock, and changes nothing; the first ends with site b the primary;
 #   - the same daemon asked twice refuses the second too (its own operations: one line naming
-#     the operation);
+#     the operation), and a failover of the site's images asked of it meanwhile says why it
+#     does not fail that image over (never "unknown error");
 #   - once it ended (and a failback asked of site b), a failover asked of the second daemon of
 #     site a runs (the lock was let go);
 #   - a planned failover of site a's images (`--from a`) runs on the first daemon, waiting for
-#     a lease; the same asked of the second daemon is refused in one line naming the site's
-#     lock, changes nothing, and the first moves every image.
+#     a lease (up to 60 s: the host releases it once the checks are done); the same asked of
+#     the second daemon is refused in one line naming the site's lock and runs no image, and
+#     the first moves every image.
 set -uo pipefail
 CLI=${IMS_BINARY_DIR:?}/cli/imgstore
 BIN=${IMS_BINARY_DIR:?}/daemon/imgstored
@@ -68,6 +70,11 @@ check "  in one line naming the lock: $(grep -m1 '^imgstore:' "$T_ERR" | cut -c1
 check "  and changed nothing: still primary on a, secondary on b" test "$(role_of a)/$(role_of b)" = primary/secondary
 expect_rc 1 "asked twice of the first daemon, it is refused too" on_a repl failover "rbd/$img" --to b
 check "  naming the running operation" grep -q "a failover of 'rbd/$img' still runs here (operation op-" "$T_ERR"
+expect_rc 1 "a failover of site a's images asked of the first daemon meanwhile does not run it twice" \
+  on_a repl failover --from a --to b --wait 1s
+check "  saying why, for that image: $(grep -m1 "rbd/$img" "$T_OUT" "$T_ERR" | cut -d: -f2- | cut -c1-160)" \
+  bash -c "grep -h 'rbd/$img' '$T_OUT' '$T_ERR' | grep -q -e 'already runs a failover, failback or resync of image' -e 'still runs here'"
+check "  and changed nothing: still primary on a, secondary on b" test "$(role_of a)/$(role_of b)" = primary/secondary
 
 wait "$FO_PID"
 fo_rc=$?
@@ -90,7 +97,7 @@ expect_rc 0 "a second image replicated to site b" bash -c "'$CLI' image create r
 role2_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$img2" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
 lease=$(on_a --format json host lease acquire "rbd/$img" --host "$host" --ttl 5m 2>/dev/null | jq -r '.id // ""')
 check "a host holds a lease on rbd/$img again ($lease)" test -n "$lease"
-on_a repl failover --from a --to b --wait 8s >"$W/sfo.out" 2>&1 &
+on_a repl failover --from a --to b --wait 60s >"$W/sfo.out" 2>&1 &
 FO_PID=$!
 sfo_running() { on_a --format json op ls 2>/dev/null | jq -e '[.[] | select(.kind == "failover" and .state == "running" and .target == "rbd/* of site a")] | length == 1' >/dev/null; }
 check "the failover of site a's images runs on site a's daemon (it waits for the lease)" wait_until 50 0.1 sfo_running
@@ -100,6 +107,7 @@ check "  in one line naming the site's lock: $(grep -m1 '^imgstore:' "$T_ERR" | 
   bash -c "[ \$(grep -c '^imgstore:' '$T_ERR') = 1 ] && grep -q \"another imgstored of site 'a' runs a failover, failback or resync of site 'a''s images in pool 'rbd' (it holds the RADOS lock 'handover:site:rbd/a'\" '$T_ERR'"
 check "  and ran no image (its output names none)" bash -c "! grep -q 'image rbd/' '$T_OUT' '$T_ERR'"
 check "  the leased image is still primary on a (the first daemon waits for its lease)" test "$(role_of a)/$(role_of b)" = primary/secondary
+expect_rc 0 "the host releases its lease: the first daemon's failover goes on" on_a host lease release "$lease"
 wait "$FO_PID"
 fo_rc=$?
 FO_PID=""

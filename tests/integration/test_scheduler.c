@@ -45,10 +45,7 @@ static int peer(void *ctx, const char *name, ims_site **out)
 static int setup(void **state)
 {
 	itest_setup_ab(state);
-	if (itest_sh("ceph -c \"$CEPH_CONF_A\" osd pool create " RECORDS " 8 >/dev/null 2>&1 && "
-		     "ceph -c \"$CEPH_CONF_A\" osd pool application enable " RECORDS
-		     " rbd >/dev/null 2>&1") != 0)
-		fail_msg("cannot create the records pool " RECORDS " on site a");
+	itest_pool_a(RECORDS);
 	return 0;
 }
 
@@ -100,6 +97,16 @@ static void lock_holder(const char *lock_name, char *cookie, size_t len)
 	ims_site_ioctx_close(io);
 }
 
+/* A caller's progress that never cancels: a sync asked with one waits for another daemon's
+ * cycle (without, it is refused at once). */
+static int go_on(void *ctx, uint64_t done, uint64_t total)
+{
+	(void)done;
+	(void)total;
+	atomic_fetch_add((atomic_int *)ctx, 1);
+	return 0;
+}
+
 typedef struct {
 	const char *image;
 	ims_repl_sched *other;
@@ -128,7 +135,8 @@ static int quiet_phase(void *arg, uint64_t done, uint64_t total)
 	}
 	ims_repl_result res;
 	/* waits for the cycle a lock expiry (it cannot end: this is its progress), then refused */
-	q->other_rc = ims_repl_sync_now(&res, q->other, "rbd", q->image, "b", NULL, NULL);
+	atomic_int asked = 0;
+	q->other_rc = ims_repl_sync_now(&res, q->other, "rbd", q->image, "b", go_on, &asked);
 	q->other_refused = res.refused;
 	snprintf(q->other_error, sizeof(q->other_error), "%s", ims_error_last());
 	return 0;
@@ -295,6 +303,7 @@ typedef struct {
 	const char *image;
 	bool verify;
 	atomic_bool done;
+	atomic_int asked; /* progress calls, while waiting and after */
 	int rc;
 	ims_repl_result res;
 	ims_repl_verify_result *v;
@@ -305,8 +314,11 @@ static void *asked_thread(void *arg)
 {
 	asked_ctx *a = arg;
 	ims_repl_verify_opts vo = IMS_REPL_VERIFY_OPTS_INIT;
-	a->rc = a->verify ? ims_repl_sched_verify(&a->v, a->s, "rbd", a->image, "b", &vo)
-			  : ims_repl_sync_now(&a->res, a->s, "rbd", a->image, "b", NULL, NULL);
+	vo.progress = go_on;
+	vo.progress_ctx = &a->asked;
+	a->rc = a->verify
+			? ims_repl_sched_verify(&a->v, a->s, "rbd", a->image, "b", &vo)
+			: ims_repl_sync_now(&a->res, a->s, "rbd", a->image, "b", go_on, &a->asked);
 	snprintf(a->error, sizeof(a->error), "%s", ims_error_last());
 	atomic_store(&a->done, true);
 	return NULL;
@@ -322,11 +334,13 @@ static asked_ctx asked_while_held(ims_repl_sched *s, const char *img, bool verif
 	assert_int_equal(pthread_create(&t, NULL, asked_thread, &a), 0);
 	sleep(2);
 	bool waited = !atomic_load(&a.done);
+	int asked = atomic_load(&a.asked);
 	hold_pair(img, false);
 	pthread_join(t, NULL);
 	print_message("%s asked during another daemon's cycle: %d %s\n", verify ? "verify" : "sync",
 		      a.rc, a.rc < 0 ? a.error : "");
 	assert_true(waited);
+	assert_true(asked >= 1); /* the wait asks the caller whether to go on */
 	return a;
 }
 

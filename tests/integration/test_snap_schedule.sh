@@ -3,7 +3,8 @@
 # hour shortened to 2 s ([defaults] snapshot_schedule_hour = 2s, so a "day" is 48 s): a
 # schedule every second takes snapshots and prunes them by --keep; a protected one stays; a
 # second imgstored of the site does not run them too, and takes over when the first stops; the
-# schedule survives a restart; rm stops it and leaves its snapshots; a group has one too. Bad
+# schedule survives a restart; rm stops it and leaves its snapshots; a group has one too; 12
+# schedules due together all run (a tick runs them 8 at a time). Bad
 # input (unknown image, --every 0, --keep garbage) and a host's token are refused and change
 # nothing.
 set -uo pipefail
@@ -16,8 +17,11 @@ workdir W
 img=ss$$ g=ssg$$ gi=ssgi$$
 A=$IMGSTORE_SANDBOX/site-a
 PID2=
+many=()
 cleanup() {
   on_a snap schedule rm "rbd/$img" >/dev/null 2>&1
+  for m in "${many[@]}"; do on_a snap schedule rm "rbd/$m" >/dev/null 2>&1; done
+  [ ${#many[@]} = 0 ] || forget_images "${many[@]}"
   on_a snap schedule rm --group "rbd/$g" >/dev/null 2>&1
   if [ -n "$PID2" ] && kill -0 "$PID2" 2>/dev/null; then
     kill "$PID2"
@@ -148,6 +152,22 @@ sleep 4
 gn=$(rbd -c "$CEPH_CONF_A" group snap ls "rbd/$g" | grep -c imgstore-sched-)
 check "  pruned to the newest of each of the last hours: at most 2 ($gn)" test "$gn" -le 2
 expect_rc 0 "schedule rm --group" on_a snap schedule rm --group "rbd/$g"
+
+# ---- many due together: a tick runs them several at once (IMS_SNAPSCHED_WORKERS, 8); each
+# takes its snapshots, gets its digests and records its state
+for k in $(seq 1 12); do many+=("$img-m$k"); done
+for m in "${many[@]}"; do on_a image create "rbd/$m" --size 4M >/dev/null 2>&1 || not_ok "create rbd/$m"; done
+for m in "${many[@]}"; do on_a snap schedule add "rbd/$m" --every 2s --keep hourly=2 >/dev/null 2>&1 || not_ok "schedule rbd/$m"; done
+all_took() { local m; for m in "${many[@]}"; do [ "$(count "$m")" -ge 2 ] || return 1; done; }
+check "12 schedules added at once: each took at least 2 snapshots" wait_until 120 0.5 all_took
+all_digested() { local m; for m in "${many[@]}"; do grep -q "digest [0-9]* of 'rbd/$m@imgstore-sched-[0-9]*' (schedule)" "$LOG1" || return 1; done; }
+check "  each got its digests" wait_until 40 0.25 all_digested
+all_recorded() { on_a --format json snap schedule ls | jq -e --arg p "$img-m" '[.[] | select((.name | startswith($p)) and .last_unix_ms > 0 and (.last_error // "") == "")] | length == 12' >/dev/null; }
+check "  and each shows its last snapshot and no error in schedule ls" wait_until 20 0.5 all_recorded
+for m in "${many[@]}"; do on_a snap schedule rm "rbd/$m" >/dev/null 2>&1 || not_ok "schedule rm rbd/$m"; done
+sleep 3
+forget_images "${many[@]}"
+many=()
 
 # ---- rm: no more snapshots, the ones taken stay
 expect_rc 0 "schedule rm" on_a snap schedule rm "rbd/$img"
