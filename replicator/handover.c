@@ -229,9 +229,16 @@ void ims_handover__undo_step(const job *w, const char *what, int (*fn)(void *ctx
 {
 	ims_error_saved keep;
 	ims_error_save(&keep);
+	ims_error_clear();
 	int r = fn(ctx);
 	for (int i = 0; r == -ESHUTDOWN && i < IMS_HANDOVER_UNDO_WAIT_S; i++) {
 		sleep(1);
+		/* still this daemon's failover (its claim taken again on the new client), or
+		 * another daemon may run it now: then nothing more is undone here */
+		ims_error_clear();
+		if (w->claim && (r = ims_repl_sched_claim_held(w->e->repl, w->claim)) < 0)
+			break;
+		ims_error_clear();
 		r = fn(ctx);
 	}
 	if (r < 0)
@@ -239,7 +246,7 @@ void ims_handover__undo_step(const job *w, const char *what, int (*fn)(void *ctx
 			"failover of %s'%s/%s' failed and could not undo %s: %s; run the same "
 			"failover again: it finishes or rolls back what was left",
 			w->q.unit == IMS_REPL_GROUP ? "group " : "", w->q.pool, w->q.name, what,
-			ims_error_last());
+			ims_error_last_code() ? ims_error_last() : ims_strerror(r));
 	ims_error_restore(&keep);
 }
 
@@ -445,10 +452,12 @@ static int close_writers(job *w, unsigned *broken, unsigned *fenced)
 		return undo(w, r, UNDO_JOURNAL, 0);
 	unsigned wait_s = w->q.wait_s ? w->q.wait_s : 30;
 	/* a lease that cannot be read (the site slow, this client blocklisted and replaced) is
-	 * waited for as one held: its host keeps its time */
-	for (unsigned i = 0;
-	     i < wait_s * 4 && e->hooks->leased(e->ctx, pool, image, host, sizeof(host)) != 0;
-	     i++) {
+	 * waited for as one held: its host keeps its time; the wait is by the clock, a slow read
+	 * counting its time */
+	double until = ims_clock_mono_s() + wait_s;
+	while (ims_clock_mono_s() < until &&
+	       e->hooks->leased(e->ctx, pool, image, host, sizeof(host)) != 0) {
+		ims_error_clear(); /* a read that failed says nothing of the failover */
 		if (ims_handover__progress(e, 0, 0) != 0)
 			return undo(w,
 				    ims_error_set(-ECANCELED,

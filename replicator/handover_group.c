@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "replicator/group.h"
@@ -222,13 +223,15 @@ static int group_close_writers(job *w, const ims_group_info *gi, unsigned *broke
 				     ims_error_last());
 	group_set_state(e->site, gi, "failing-over");
 	unsigned wait_s = w->q.wait_s ? w->q.wait_s : 30;
-	for (unsigned i = 0; i < wait_s * 4; i++) {
+	double until = ims_clock_mono_s() + wait_s; /* by the clock: a slow read counts its time */
+	while (ims_clock_mono_s() < until) {
 		bool leased = false;
 		for (size_t k = 0; k < gi->nmembers && !leased; k++)
 			/* a lease that cannot be read (the site slow, this client blocklisted
 			 * and replaced) is waited for as one held: its host keeps its time */
 			leased = e->hooks->leased(e->ctx, gi->members[k].pool, gi->members[k].image,
 						  host, sizeof(host)) != 0;
+		ims_error_clear(); /* a read that failed says nothing of the failover */
 		if (!leased)
 			break;
 		if (ims_handover__progress(e, 0, 0) != 0)

@@ -473,9 +473,14 @@ static int retake_claim(ims_repl_sched *s, cycle_ctx *c)
 		return r;
 	ssize_t n = rados_list_lockers(io, IMS_REPL_LOCK, c->lock_name, &exclusive, tag, &tl,
 				       clients, &cl, cookies, &kl, addrs, &al);
+	/* held by the old client itself (not only under our cookie: two daemons of one host
+	 * without their own instance names share it) */
+	char old_client[64];
+	snprintf(old_client, sizeof(old_client), "client.%" PRIu64,
+		 rados_get_instance_id(rados_ioctx_get_cluster(c->io)));
 	if (n < 0)
 		r = (int)n;
-	else if (n != 1 || strcmp(cookies, s->owner) != 0)
+	else if (n != 1 || strcmp(cookies, s->owner) != 0 || strcmp(clients, old_client) != 0)
 		r = -ENOENT; /* expired, or another's: lost */
 	else if ((r = rados_break_lock(io, IMS_REPL_LOCK, c->lock_name, clients, cookies)) == 0) {
 		struct timeval tv = {(time_t)lock_seconds(s), 0};
@@ -751,7 +756,7 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 					 : lock_pair(s, &c)) == 0) {
 			r = sync_locked(s, p, peer, &c, &res);
 			unlock_pair(s, &c);
-		} else if (r == -EBUSY || r == -ECANCELED || r == -ESHUTDOWN) {
+		} else if (r == -EBUSY || r == -ECANCELED || (r == -ESHUTDOWN && s->stopping)) {
 			/* another daemon's cycle, or the wait for it cancelled or ended by a stop:
 			 * no cycle of this daemon's, nothing of it to record */
 			res.refused = IMS_REPL_REFUSED_CYCLE;

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,8 +257,8 @@ struct ims_snapsched_runner {
 	secondary_seen *seen;
 	size_t nseen, capseen;
 	pthread_mutex_t seen_lock;
-	int64_t held_ms;  /* when the runner's lock was last taken or renewed */
-	atomic_bool halt; /* the tick lost its lock or the daemon stops: no more snapshots */
+	_Atomic int64_t held_ms; /* when the runner's lock was last taken or renewed */
+	atomic_bool halt;	 /* the tick lost its lock or the daemon stops: no more snapshots */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stopping;
@@ -467,7 +468,11 @@ static int run_one(ims_snapsched_runner *rn, ims_snapsched *s, int64_t now_ms)
 		s->last_error[0] = '\0';
 		return 1;
 	}
-	if (!still_there(rn, s) || atomic_load(&rn->halt))
+	/* no snapshot once the tick was halted, or with the runner's lock older than its time
+	 * (a renewal slow to answer: another daemon may run the schedules then) */
+	if (!still_there(rn, s) || atomic_load(&rn->halt) ||
+	    ims_clock_unix_ms() - atomic_load(&rn->held_ms) >=
+		    (int64_t)(rn->o.lock_s ? rn->o.lock_s : 30) * 1000)
 		return 0;
 	char snap[64];
 	snprintf(snap, sizeof(snap), IMS_SNAPSCHED_PREFIX "%" PRId64, now_ms);
@@ -652,9 +657,9 @@ int ims_snapsched_start(ims_snapsched_runner **out, const ims_snapsched_opts *o)
 	ims_snapsched_runner *rn = calloc(1, sizeof(*rn));
 	if (!rn)
 		return -ENOMEM;
-	rn->o = *o;
-	if (o->version < 2) /* no workers field: the default */
-		rn->o.workers = 0;
+	/* a version-1 caller's struct ends before workers (0: the default) */
+	memcpy(&rn->o, o,
+	       o->version < 2 ? offsetof(ims_snapsched_opts, workers) : sizeof(ims_snapsched_opts));
 	rn->b = ims_snapsched_buckets_of(o->hour_s);
 	rn->threads = (ims_threads)IMS_THREADS_INIT;
 	snprintf(rn->owner, sizeof(rn->owner), "%s#%ld.%" PRId64, o->owner ? o->owner : "",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One failover of an image at a time among the imgstored of a site (ims_repl_sched_claim(): a
 # RADOS lock per image or group, held while its failover, failback or resync runs):
-#   - a planned failover of an image runs on site a's daemon, waiting for a host's lease; the
+#   - a planned failover of an image runs on site a's daemon, waiting for a host's lease (up to
+#     60 s: the host releases it once the checks are done); the
 #     same failover asked meanwhile of a second imgstored of site a is refused in one line
 #     naming the lock, and changes nothing; the first ends with site b the primary;
 #   - the same daemon asked twice refuses the second too (its own operations: one line naming
@@ -53,12 +54,13 @@ disown "$PID2"
 healthy2() { curl -sf --max-time 2 --unix-socket "$SOCK2" http://localhost/healthz >/dev/null; }
 check "a second imgstored on site a" wait_until 100 0.2 healthy2
 
-# a host's lease: the failover waits for it (--wait 8s) before it breaks it
+# a host's lease: the failover waits for it (--wait 60s; the host releases it once the checks
+# below are done, so that none of them races the failover's end)
 host=fcl-host-$$
 on_a host register "$host" >/dev/null 2>&1
 lease=$(on_a --format json host lease acquire "rbd/$img" --host "$host" --ttl 5m 2>/dev/null | jq -r '.id // ""')
 check "a host holds a lease on the image ($lease)" test -n "$lease"
-on_a repl failover "rbd/$img" --to b --wait 8s >"$W/fo.out" 2>&1 &
+on_a repl failover "rbd/$img" --to b --wait 60s >"$W/fo.out" 2>&1 &
 FO_PID=$!
 fo_running() { on_a --format json op ls 2>/dev/null | jq -e --arg t "rbd/$img" '[.[] | select(.kind == "failover" and .state == "running" and .target == $t)] | length == 1' >/dev/null; }
 check "the failover runs on site a's daemon (it waits for the lease)" wait_until 50 0.1 fo_running
@@ -76,6 +78,7 @@ check "  saying why, for that image: $(grep -m1 "rbd/$img" "$T_OUT" "$T_ERR" | c
   bash -c "grep -h 'rbd/$img' '$T_OUT' '$T_ERR' | grep -q -e 'already runs a failover, failback or resync of image' -e 'still runs here'"
 check "  and changed nothing: still primary on a, secondary on b" test "$(role_of a)/$(role_of b)" = primary/secondary
 
+expect_rc 0 "the host releases its lease: the failover goes on" on_a host lease release "$lease"
 wait "$FO_PID"
 fo_rc=$?
 FO_PID=""

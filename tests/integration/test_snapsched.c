@@ -33,6 +33,7 @@
 static struct {
 	atomic_int inside, most, taken;
 	char names[NIMG][64];
+	ims_snapsched_runner *rn;
 } seen;
 
 static int setup(void **state)
@@ -75,7 +76,8 @@ static void test_due_together_run_at_once(void **state)
 	(void)state;
 	for (int i = 0; i < NIMG; i++) {
 		snprintf(seen.names[i], sizeof(seen.names[i]), "%s", itest_name("ssx"));
-		itest_create(seen.names[i], 4ull << 20); /* removed, snapshots too, by the teardown */
+		itest_create(seen.names[i],
+			     4ull << 20); /* removed, snapshots too, by the teardown */
 	}
 	/* all added within a few milliseconds: due in the same tick, one interval later */
 	for (int i = 0; i < NIMG; i++) {
@@ -89,18 +91,18 @@ static void test_due_together_run_at_once(void **state)
 		if (ims_snapsched_add(NULL, itest.a, RECORDS, &s) < 0)
 			fail_msg("add the schedule of %s: %s", seen.names[i], ims_error_last());
 	}
-	ims_snapsched_runner *rn = NULL;
 	ims_snapsched_opts o = IMS_SNAPSCHED_OPTS_INIT;
 	o.site = itest.a;
 	o.records_pool = RECORDS;
 	o.owner = "snapsched-itest";
 	o.taken = taken;
-	if (ims_snapsched_start(&rn, &o) < 0)
+	if (ims_snapsched_start(&seen.rn, &o) < 0)
 		fail_msg("start the runner: %s", ims_error_last());
 	/* every schedule's first snapshot, 60 s at most */
 	for (int k = 0; k < 120 && atomic_load(&seen.taken) < NIMG; k++)
 		usleep(500000);
-	ims_snapsched_stop(rn);
+	ims_snapsched_stop(seen.rn);
+	seen.rn = NULL;
 	print_message("%d snapshots taken, at most %d in `taken` at once\n",
 		      atomic_load(&seen.taken), atomic_load(&seen.most));
 	assert_true(atomic_load(&seen.taken) >= NIMG);
@@ -119,11 +121,22 @@ static void test_due_together_run_at_once(void **state)
 				recorded++;
 	free(list);
 	assert_int_equal(recorded, NIMG); /* each wrote its state back, no error */
-	for (int k = 0; k < NIMG; k++) {
+	for (int k = 0; k < NIMG; k++)
 		assert_true(sched_snaps(seen.names[k]) >= 1);
-		ims_snapsched_remove(itest.a, RECORDS, IMS_SNAPSCHED_UNIT_ANY, "rbd",
-				     seen.names[k]);
-	}
+}
+
+/* Whatever the test left, passed or not: the runner stopped, the schedules removed (the images,
+ * with their snapshots, by itest_teardown). */
+static int teardown(void **state)
+{
+	if (seen.rn)
+		ims_snapsched_stop(seen.rn);
+	seen.rn = NULL;
+	for (int k = 0; k < NIMG; k++)
+		if (seen.names[k][0])
+			ims_snapsched_remove(itest.a, RECORDS, IMS_SNAPSCHED_UNIT_ANY, "rbd",
+					     seen.names[k]);
+	return itest_teardown(state);
 }
 
 int main(void)
@@ -131,5 +144,5 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_due_together_run_at_once),
 	};
-	return cmocka_run_group_tests(tests, setup, itest_teardown);
+	return cmocka_run_group_tests(tests, setup, teardown);
 }
