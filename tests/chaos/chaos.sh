@@ -133,8 +133,10 @@ violations() {
     rpo=$(IMGSTORE_SERVER=$(eval echo "\$IMGSTORE_SERVER_$primary") "$CLI" --format json repl status "rbd/$i" 2>/dev/null | jq -r '.[0].rpo_seconds // ""')
     [ "$rpo" = "$RPO" ] || { echo "  violation: rbd/$i replicates from site ${primary,,} with an RPO of ${rpo:-?}s, not the ${RPO}s it was enabled with"; v=$((v + 1)); }
   done
-  if rbd_on a ls 2>/dev/null | grep -q '^\.imgstore-tmp-'; then
-    echo "  violation: temporary images left on site a: $(rbd_on a ls | grep '^\.imgstore-tmp-' | tr '\n' ' ')"
+  local left
+  left=$(tmp_images_for a "$p-*" | tr '\n' ' ')
+  if [ -n "$left" ]; then
+    echo "  violation: temporary images left on site a: $left"
     v=$((v + 1))
   fi
   return $v
@@ -364,7 +366,7 @@ fault_import() {
   start_a
   # the temporary image goes once the dead importer's watch lapses (about 30 s) and the
   # daemon's cleanup runs (every 30 s)
-  for _ in $(seq 1 45); do rbd_on a ls 2>/dev/null | grep -q '^\.imgstore-tmp-' || break; sleep 2; done
+  for _ in $(seq 1 45); do [ -n "$(tmp_images_for a "$p-*")" ] || break; sleep 2; done
   on_a image rm "rbd/$p-imp" >/dev/null 2>&1
 }
 

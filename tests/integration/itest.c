@@ -108,6 +108,24 @@ int itest_rbd_info(const char *name)
 	return itest_sh("rbd -c '%s' info rbd/%s >/dev/null 2>&1", getenv("CEPH_CONF_A"), name);
 }
 
+int itest_tmp_images_for(const char *name)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+		 "bash -c '. \"$IMS_SOURCE_DIR/tests/lib/sandbox.sh\" && tmp_images_for a \"$1\" | "
+		 "wc -l' _ '%s'",
+		 name);
+	FILE *f = popen(cmd, "r");
+	int n = -1;
+	if (!f)
+		return -1;
+	if (fscanf(f, "%d", &n) != 1)
+		n = -1;
+	if (pclose(f) != 0)
+		return -1;
+	return n;
+}
+
 void itest_image_open(itest_image *out, ims_site *site, const char *pool, const char *name,
 		      const char *snap, bool read_only)
 {

@@ -88,6 +88,11 @@ int itest_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * 2 when there is none. */
 int itest_rbd_info(const char *name);
 
+/* How many temporary images of imports into rbd/NAME are on site a (tmp_images_for of
+ * tests/lib/sandbox.sh: by their owner objects, so that the imports of tests running beside
+ * this one are not counted); -1 if that cannot be told. */
+int itest_tmp_images_for(const char *name);
+
 /* Read a whole RBD image or snapshot and compare it with a file; fails the test on a difference. */
 void itest_assert_image_equals_file(ims_site *site, const char *pool, const char *image,
 				    const char *snap, const char *path);

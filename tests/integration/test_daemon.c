@@ -1017,8 +1017,7 @@ static void test_daemon_killed_during_import(void **state)
 	/* the daemon removes the temporary within a minute or so (watch lapse + its 30 s tick) */
 	int left = -1;
 	for (int i = 0; i < 60 && left != 0; i++) {
-		left = itest_sh("rbd -c '%s' ls rbd | grep -q '^\\.imgstore-tmp-'",
-				getenv("CEPH_CONF_A")) == 0;
+		left = itest_tmp_images_for(name);
 		if (left)
 			sleep(2);
 	}

@@ -47,19 +47,6 @@ static bool image_exists(const char *name)
 	return itest_rbd_info(name) == 0;
 }
 
-static int count_tmp_images(void)
-{
-	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "rbd -c '%s' ls rbd | grep -c '^\\.imgstore-tmp-'",
-		 getenv("CEPH_CONF_A"));
-	FILE *f = popen(cmd, "r");
-	int n = -1;
-	assert_non_null(f);
-	assert_int_equal(fscanf(f, "%d", &n), 1);
-	pclose(f);
-	return n;
-}
-
 /* The content hash as documented in common/hash.h, computed here from the raw file. */
 static void file_content_hash(const char *path, char hex[IMS_SHA256_HEX_LEN])
 {
@@ -241,7 +228,7 @@ static void test_import_refusals(void **state)
 	int r = ims_image_import_file(NULL, itest.a, "rbd", name, bad, &o);
 	assert_true(r == -EINVAL || r == -EIO);
 	assert_false(image_exists(name));
-	assert_int_equal(count_tmp_images(), 0);
+	assert_int_equal(itest_tmp_images_for(name), 0);
 
 	/* a path checked resolved, then swapped for a symbolic link: refused with no_follow */
 	char link[600];
@@ -322,7 +309,7 @@ static void test_import_cancelled(void **state)
 	assert_int_equal(ims_image_import_file(NULL, itest.a, "rbd", name, raw_src, &o),
 			 -ECANCELED);
 	assert_false(image_exists(name));
-	assert_int_equal(count_tmp_images(), 0);
+	assert_int_equal(itest_tmp_images_for(name), 0);
 }
 
 /* The temporary image of a running import into rbd/@p name (by its import.target metadata). */

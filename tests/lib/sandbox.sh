@@ -14,6 +14,8 @@
 #   metric SERVER NAME            the value of the sample NAME (with its labels) in SERVER's /metrics
 #   rbd_on SITE ARGS...           rbd against site SITE, bounded to $RBD_TIMEOUT seconds (120)
 #   ceph_site SITE ARGS...        the ceph tool against site SITE, bounded to 60 seconds
+#   tmp_images_for SITE GLOB      the temporary images on SITE of imports into rbd/GLOB (a
+#                                 test's own, "$p-*"), not those of tests running beside it
 #   wait_until TRIES PAUSE CMD... CMD until it succeeds, PAUSE seconds apart; fails after TRIES
 #   wait_for SECS WHAT CMD...     CMD until it succeeds, a second apart, for SECS seconds of wall
 #                                 clock at most (a slow CMD does not stretch it past its own
@@ -77,6 +79,25 @@ role_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$2" imgstore.repl.role 
 metric() { curl -sf --max-time 10 --cacert "$IMGSTORE_CA_FILE" "$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
 rbd_on() { local s=$1; shift; timeout "$RBD_TIMEOUT" rbd -c "$(conf_of "$s")" "$@"; }
 ceph_site() { local s=$1; shift; timeout 60 ceph -c "$(conf_of "$s")" "$@"; }
+# tmp_images_for SITE GLOB: the temporary images on SITE (pool rbd) of imports into rbd/GLOB
+# (rbd/$p-* for a test's own), by the owner object each import writes before its temporary
+# exists, or the temporary's imgstore.import.target. Other tests' imports running beside this
+# one are not listed; a temporary still there whose target cannot be read is.
+tmp_images_for() {
+  local site=$1 glob=$2 t target
+  for t in $(rbd_on "$site" ls rbd 2>/dev/null | grep '^\.imgstore-tmp-'); do
+    target=$(timeout "$RBD_TIMEOUT" rados -c "$(conf_of "$site")" -p rbd get "imgstore.tmp-owner.${t#.imgstore-tmp-}" - 2>/dev/null) ||
+      target=$(rbd_on "$site" image-meta get "rbd/$t" imgstore.import.target 2>/dev/null) ||
+      target=""
+    if [ -z "$target" ]; then
+      rbd_on "$site" info "rbd/$t" >/dev/null 2>&1 && echo "$t"
+    else
+      # shellcheck disable=SC2053
+      [[ $target == rbd/$glob ]] && echo "$t"
+    fi
+  done
+  return 0
+}
 
 wait_until() {
   local tries=$1 pause=$2 i; shift 2
