@@ -20,9 +20,10 @@
 #               (IMGSTORE_CRASH_AT), then the same command again, then a failback
 #   import      kill -9 of site a's imgstored at a random moment of an import
 #   msinject    Ceph's own failure injection: site b's OSD fails 1 in 200 of its socket
-#               operations (ms_inject_socket_failures, set through the monitors) for 20 to
-#               40 s while a sync to it runs and the images take writes and syncs; the round
-#               counts the failures the OSD logged, and fails if there were none
+#               operations (ms_inject_socket_failures, set through the monitors) for
+#               MSINJ_MIN to MSINJ_MAX s (default 20 to 40) while a sync to it runs and the
+#               images take writes and syncs; the round counts the failures the OSD logged,
+#               and fails if there were none
 #   osd         kill -9 of site b's OSD 0 to 1 s into a sync to it, then started again
 #               (needs --store bluestore: a memstore OSD's data dies with it)
 #   tierpush    kill -9 of site a's imgstored at a random moment of a tier push (--after
@@ -45,6 +46,7 @@ cd "$(dirname "$0")/../.."
 ROUNDS=10 FAULTS=kill,blocklist,freeze,partition,failover,import,msinject,tierpush,forced DIR="" BUILD=${BUILD:-build} WRITER_ROUNDS=20
 STORE=memstore
 PART_MIN=${PART_MIN:-30} PART_MAX=${PART_MAX:-120}
+MSINJ_MIN=${MSINJ_MIN:-20} MSINJ_MAX=${MSINJ_MAX:-40}
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) ROUNDS=$2; shift 2 ;;
@@ -251,7 +253,7 @@ fault_failover() {
 }
 
 fault_msinject() {
-  local i=${imgs[$((RANDOM % N))]} cli secs=$((20 + RANDOM % 21)) end x before after n=0 failed=0
+  local i=${imgs[$((RANDOM % N))]} cli secs=$((MSINJ_MIN + RANDOM % (MSINJ_MAX - MSINJ_MIN + 1))) end x before after n=0 failed=0
   local log=$IMGSTORE_SANDBOX/site-b/log/osd.0.log
   before=$(grep -c 'injecting socket failure' "$log" 2>/dev/null)
   INJECTING=1
