@@ -2,10 +2,16 @@
 #include "store/crypt.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libcryptsetup.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -232,6 +238,114 @@ static int data_key(uint8_t *key, rbd_image_t image, const ims_crypt_kek *kek, c
 	return 1;
 }
 
+/*
+ * The LUKS2 header of an image, made here rather than by rbd_encryption_format(), for one
+ * reason: librbd leaves libcryptsetup's default key derivation, Argon2id benchmarked to 2 s
+ * with up to 1 GiB of memory, and that price is paid again by every open of the image
+ * (imgstored's imports, exports and restores, each hypervisor's QEMU at each VM start). It
+ * protects a low-entropy passphrase; ours is a random 256-bit data key, which no derivation
+ * makes harder to guess. So the key slot uses PBKDF2-SHA256 at libcryptsetup's minimum
+ * iterations. The rest is what librbd's own format writes, byte for byte the same layout:
+ * LUKS2, aes-xts-plain64 with a 512-bit key, 4096-byte sectors, the data aligned to the
+ * image's object size; the header made by libcryptsetup on an anonymous file, then written
+ * to the start of the image (rbd_encryption_load() reads it from there).
+ */
+#define LUKS_PBKDF2_ITERATIONS 1000
+#define LUKS_COPY_CHUNK	       (1u << 20)
+
+static int luks2_write_header(rbd_image_t image, const char *pass, size_t pass_len,
+			      const char *what)
+{
+	struct crypt_device *cd = NULL;
+	char path[64], *buf = NULL;
+	rbd_image_info_t info;
+	int r, fd;
+
+	if ((r = rbd_stat(image, &info, sizeof(info))) < 0)
+		return ims_error_set(r, "cannot read the size of image '%s': %s", what,
+				     ims_strerror(r));
+	if ((fd = memfd_create("imgstore-luks2", MFD_CLOEXEC)) < 0)
+		return ims_error_set(-errno, "cannot make the LUKS2 header of '%s': %s", what,
+				     ims_strerror(-errno));
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	/* libcryptsetup wants a device of some size to format */
+	if (ftruncate(fd, 4096) < 0) {
+		r = ims_error_set(-errno, "cannot make the LUKS2 header of '%s': %s", what,
+				  ims_strerror(-errno));
+		goto out;
+	}
+	if ((r = crypt_init(&cd, path)) < 0)
+		goto fail;
+	struct crypt_pbkdf_type pbkdf = {
+		.type = CRYPT_KDF_PBKDF2,
+		.hash = "sha256",
+		.iterations = LUKS_PBKDF2_ITERATIONS,
+		.flags = CRYPT_PBKDF_NO_BENCHMARK,
+	};
+	if ((r = crypt_set_pbkdf_type(cd, &pbkdf)) < 0)
+		goto fail;
+	struct crypt_params_luks2 params = {
+		.data_alignment = info.obj_size / 512,
+		.sector_size = 4096,
+	};
+	if ((r = crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", NULL, NULL, 64, &params)) < 0)
+		goto fail;
+	uint64_t data_off = (uint64_t)crypt_get_data_offset(cd) << 9;
+	if (data_off >= info.size) {
+		r = ims_error_set(
+			-ENOSPC,
+			"image '%s' is too small to encrypt: its LUKS2 header takes %" PRIu64
+			" bytes",
+			what, data_off);
+		goto out;
+	}
+	if ((r = crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, NULL, 0, pass, pass_len)) < 0)
+		goto fail;
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		r = ims_error_set(-errno, "cannot read the LUKS2 header of '%s': %s", what,
+				  ims_strerror(-errno));
+		goto out;
+	}
+	if (!(buf = malloc(LUKS_COPY_CHUNK))) {
+		r = ims_error_set(-ENOMEM, "no memory for the LUKS2 header of '%s'", what);
+		goto out;
+	}
+	for (uint64_t off = 0; off < (uint64_t)st.st_size;) {
+		size_t want = (uint64_t)st.st_size - off < LUKS_COPY_CHUNK
+				      ? (size_t)((uint64_t)st.st_size - off)
+				      : LUKS_COPY_CHUNK;
+		ssize_t got = pread(fd, buf, want, (off_t)off);
+		if (got <= 0) {
+			r = ims_error_set(got < 0 ? -errno : -EIO,
+					  "cannot read the LUKS2 header of '%s': %s", what,
+					  ims_strerror(got < 0 ? -errno : -EIO));
+			goto out;
+		}
+		ssize_t put = rbd_write(image, off, (size_t)got, buf);
+		if (put != got) {
+			r = put < 0 ? (int)put : -EIO;
+			ims_error_set(r, "cannot write the LUKS2 header of '%s': %s", what,
+				      ims_strerror(r));
+			goto out;
+		}
+		off += (uint64_t)got;
+	}
+	if ((r = rbd_flush(image)) < 0)
+		ims_error_set(r, "cannot write the LUKS2 header of '%s': %s", what,
+			      ims_strerror(r));
+	goto out;
+fail:
+	ims_error_set(r, "cannot make the LUKS2 header of '%s': %s (libcryptsetup)", what,
+		      ims_strerror(r));
+out:
+	if (cd)
+		crypt_free(cd);
+	free(buf);
+	close(fd);
+	return r < 0 ? r : 0;
+}
+
 int ims_crypt_format(rbd_image_t image, const ims_crypt_kek *kek, const char *what)
 {
 	uint8_t key[IMS_CRYPT_KEY_LEN];
@@ -254,16 +368,8 @@ int ims_crypt_format(rbd_image_t image, const ims_crypt_kek *kek, const char *wh
 		goto out;
 	}
 	tohex(pass, key, sizeof(key));
-	rbd_encryption_luks2_format_options_t o = {
-		.alg = RBD_ENCRYPTION_ALGORITHM_AES256,
-		.passphrase = pass,
-		.passphrase_size = IMS_CRYPT_PASS_LEN,
-	};
-	r = rbd_encryption_format(image, RBD_ENCRYPTION_FORMAT_LUKS2, &o, sizeof(o));
-	if (r < 0) {
-		ims_error_set(r, "cannot LUKS2-format image '%s': %s", what, ims_strerror(r));
+	if ((r = luks2_write_header(image, pass, IMS_CRYPT_PASS_LEN, what)) < 0)
 		rbd_metadata_remove(image, IMS_CRYPT_META_KEY);
-	}
 out:
 	OPENSSL_cleanse(key, sizeof(key));
 	OPENSSL_cleanse(pass, sizeof(pass));

@@ -68,6 +68,15 @@ check "  no plaintext pattern in any of its $n RADOS objects on site a (found in
 first=$(rbd_on a info "rbd/$img" | awk '/block_name_prefix/ {print $2}').0000000000000000
 rados -c "$(conf_of a)" -p rbd get "$first" "$W/obj0"
 check "  its first object starts with a LUKS header" test "$(head -c 4 "$W/obj0")" = LUKS
+# the header as a hypervisor's librbd reads it: the 16 MiB before the data, ciphertext aside
+rbd_on a export --no-progress "rbd/$img" - 2>/dev/null | head -c 16M >"$W/header"
+cryptsetup luksDump "$W/header" >"$W/dump" 2>&1
+# (the data key is random: no Argon2id, whose 2 s and 1 GiB every open of the image would pay)
+check "  its key slot derives the key with PBKDF2, 1000 iterations, not Argon2id" \
+  bash -c "grep -q 'PBKDF: *pbkdf2' '$W/dump' && ! grep -qi argon '$W/dump' && grep -q 'Iterations: *1000$' '$W/dump'"
+check "  aes-xts-plain64, a 512-bit key, 4096-byte sectors, the data at 16 MiB (librbd's layout)" \
+  bash -c "grep -q 'cipher: *aes-xts-plain64' '$W/dump' && grep -q 'Key: *512 bits' '$W/dump' &&
+    grep -q 'sector: *4096 \[bytes\]' '$W/dump' && grep -q 'offset: *16777216 \[bytes\]' '$W/dump'"
 check "  the wrapped key is in its metadata (v1:KEKID:...)" \
   bash -c "rbd -c '$(conf_of a)' image-meta get 'rbd/$img' imgstore.crypt.key | grep -q '^v1:[0-9a-f]\{16\}:[0-9a-f]\{120\}$'"
 expect_rc 0 "export (raw) on site a" on_a image export "rbd/$img" "$IMGSTORE_EXPORT_DIR/crypt$$.raw"
@@ -150,6 +159,12 @@ IMGSTORE_TOKEN_FILE=$IMGSTORE_HOST_TOKEN_FILE on_b --format json image attach-in
 IMGSTORE_TOKEN_FILE=$IMGSTORE_HOST_TOKEN_FILE on_a --format json image attach-info "rbd/$img" >"$W/ai-a.json" 2>/dev/null
 check "  JSON: the passphrase, and the same secret UUID for the copy on site a" \
   quiet jq -e --slurpfile a "$W/ai-a.json" '(.luks_passphrase | length) == 64 and .luks_secret_uuid == $a[0].luks_secret_uuid' "$W/ai.json"
+# what the hypervisor's QEMU does with it: librbd's LUKS2 under QEMU's rbd driver
+jq -j .luks_passphrase "$W/ai.json" >"$W/pass" 2>/dev/null
+qemu_src="json:{\"driver\":\"raw\",\"file\":{\"driver\":\"rbd\",\"pool\":\"rbd\",\"image\":\"$img\",\"conf\":\"$(conf_of b)\",\"user\":\"admin\",\"encrypt\":{\"format\":\"luks2\",\"key-secret\":\"sec0\"}}}"
+check "  QEMU opens it on site b with that passphrase (qemu-img, rbd driver, encrypt.format=luks2)" \
+  quiet qemu-img convert -f raw --object "secret,id=sec0,file=$W/pass,format=raw" "$qemu_src" -O raw "$W/qemu.raw"
+check "    and reads the plaintext" cmp -s "$src" "$W/qemu.raw"
 
 # ---- crypto-shredding
 expect_rc 0 "create a plain image" on_a image create "rbd/$plain" --size 8M
