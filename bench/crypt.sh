@@ -18,10 +18,13 @@ CLI=${CLI:-$HERE/build/cli/imgstore}
 conf=$CEPH_CONF_A
 W=$(mktemp -d /tmp/imgstore-bench-crypt.XXXXXX)
 p=bcrypt$$
-made=()
+made_ims=() made_rbd=()
 cleanup() {
   local i
-  for i in "${made[@]}"; do timeout 60 rbd -c "$conf" rm --no-progress "rbd/$i" >/dev/null 2>&1 || true; done
+  for i in "${made_ims[@]}"; do
+    IMGSTORE_SERVER=$IMGSTORE_SERVER_A timeout 60 "$CLI" image rm "rbd/$i" >/dev/null 2>&1 || true
+  done
+  for i in "${made_rbd[@]}"; do timeout 60 rbd -c "$conf" rm --no-progress "rbd/$i" >/dev/null 2>&1 || true; done
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -38,7 +41,7 @@ head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$W/rbd.pass"
 declare -a mk_i mk_r op_i op_r mem_i mem_r
 for run in $(seq 1 "$RUNS"); do
   a=$p-i$run b=$p-r$run
-  made+=("$a" "$b")
+  made_ims+=("$a") made_rbd+=("$b")
   t0=$(now)
   IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" image create "rbd/$a" --size 64M --encryption luks2 >/dev/null
   t1=$(now)
@@ -57,7 +60,7 @@ for run in $(seq 1 "$RUNS"); do
     "$run" "${mk_i[-1]}" "${mk_r[-1]}" "$oi" $((mi / 1024)) "$orr" $((mr / 1024))
 done
 # NAME UNIT VALUES_IMGSTORE... -- VALUES_RBD...: median (range) of each, ratio of the medians
-stat() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {printf "%s %s %s\n", v[int((NR+1)/2)], v[1], v[NR]}'; }
+stats() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {printf "%s %s %s\n", v[int((NR+1)/2)], v[1], v[NR]}'; }
 report() {
   local name=$1 unit=$2 im il ih rm rl rh
   shift 2
@@ -65,10 +68,10 @@ report() {
   while [ "$1" != -- ]; do xs+=("$1"); shift; done
   shift
   ys=("$@")
-  read -r im il ih < <(stat "${xs[@]}")
-  read -r rm rl rh < <(stat "${ys[@]}")
+  read -r im il ih < <(stats "${xs[@]}")
+  read -r rm rl rh < <(stats "${ys[@]}")
   printf '%-28s imgstore %8.2f %s (%.2f-%.2f)   rbd/librbd %8.2f %s (%.2f-%.2f)   librbd/imgstore %.1fx\n' \
-    "$name" "$im" "$unit" "$il" "$ih" "$rm" "$unit" "$rl" "$rh" "$(echo "$rm / $im" | bc -l)"
+    "$name" "$im" "$unit" "$il" "$ih" "$rm" "$unit" "$rl" "$rh" "$(echo "$rm / ($im + (0 == $im) * 0.01)" | bc -l)"
 }
 echo "median of $RUNS runs (range):"
 report "make a 64 MiB encrypted" s "${mk_i[@]}" -- "${mk_r[@]}"

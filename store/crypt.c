@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <libcryptsetup.h>
+#include <pthread.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -20,6 +21,7 @@
 #include "common/error.h"
 #include "common/gcm.h"
 #include "common/keyfile.h"
+#include "common/log.h"
 #include "store/store_internal.h" /* ims_crypt__wrapped() */
 
 #define NONCE_LEN 12
@@ -253,10 +255,73 @@ static int data_key(uint8_t *key, rbd_image_t image, const ims_crypt_kek *kek, c
 #define LUKS_PBKDF2_ITERATIONS 1000
 #define LUKS_COPY_CHUNK	       (1u << 20)
 
+/* libcryptsetup promises no thread safety (its backend is set up lazily, unlocked): one header
+ * at a time in this process. Making one takes milliseconds. */
+static pthread_mutex_t luks_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* libcryptsetup's messages: its last error kept for ours (it would print them on stderr and
+ * the rest on stdout), everything at debug level in our log. */
+struct luks_log {
+	char last_error[256];
+};
+
+static void luks_log_cb(int level, const char *msg, void *usrptr)
+{
+	struct luks_log *l = usrptr;
+	int n = (int)strcspn(msg, "\n");
+	if (level == CRYPT_LOG_ERROR)
+		snprintf(l->last_error, sizeof(l->last_error), "%.*s", n, msg);
+	ims_log(IMS_LOG_DEBUG, "libcryptsetup: %.*s", n, msg);
+}
+
+/* Whether librbd can encrypt this image at all, as its own format would have said. */
+static int luks2_refuses(rbd_image_t image, const rbd_image_info_t *info, const char *what)
+{
+	uint64_t features = 0, stripes = 1;
+	int r;
+	if ((r = rbd_get_features(image, &features)) < 0)
+		return ims_error_set(r, "cannot read the features of image '%s': %s", what,
+				     ims_strerror(r));
+	if (features & RBD_FEATURE_JOURNALING)
+		return ims_error_set(-ENOTSUP,
+				     "cannot encrypt image '%s': librbd cannot use encryption with "
+				     "journaling (make it without the journaling feature)",
+				     what);
+	if ((r = rbd_get_stripe_count(image, &stripes)) < 0)
+		return ims_error_set(r, "cannot read the striping of image '%s': %s", what,
+				     ims_strerror(r));
+	if (stripes > 1)
+		return ims_error_set(
+			-ENOTSUP,
+			"cannot encrypt image '%s': it is striped (stripe count %" PRIu64
+			"); encrypted images need the default striping",
+			what, stripes);
+	if (info->obj_size == 0 || IMS_CRYPT_LUKS2_HEADER % info->obj_size != 0)
+		return ims_error_set(-ENOTSUP,
+				     "cannot encrypt image '%s': its objects of %" PRIu64
+				     " bytes do not divide the 16 MiB LUKS2 header (objects of 16 "
+				     "MiB at most)",
+				     what, info->obj_size);
+	return 0;
+}
+
+static int luks2_write_header_locked(rbd_image_t image, const char *pass, size_t pass_len,
+				     const char *what);
+
 static int luks2_write_header(rbd_image_t image, const char *pass, size_t pass_len,
 			      const char *what)
 {
+	pthread_mutex_lock(&luks_lock);
+	int r = luks2_write_header_locked(image, pass, pass_len, what);
+	pthread_mutex_unlock(&luks_lock);
+	return r;
+}
+
+static int luks2_write_header_locked(rbd_image_t image, const char *pass, size_t pass_len,
+				     const char *what)
+{
 	struct crypt_device *cd = NULL;
+	struct luks_log lg = {.last_error = ""};
 	char path[64], *buf = NULL;
 	rbd_image_info_t info;
 	int r, fd;
@@ -264,6 +329,8 @@ static int luks2_write_header(rbd_image_t image, const char *pass, size_t pass_l
 	if ((r = rbd_stat(image, &info, sizeof(info))) < 0)
 		return ims_error_set(r, "cannot read the size of image '%s': %s", what,
 				     ims_strerror(r));
+	if ((r = luks2_refuses(image, &info, what)) < 0)
+		return r;
 	if ((fd = memfd_create("imgstore-luks2", MFD_CLOEXEC)) < 0)
 		return ims_error_set(-errno, "cannot make the LUKS2 header of '%s': %s", what,
 				     ims_strerror(-errno));
@@ -276,6 +343,7 @@ static int luks2_write_header(rbd_image_t image, const char *pass, size_t pass_l
 	}
 	if ((r = crypt_init(&cd, path)) < 0)
 		goto fail;
+	crypt_set_log_callback(cd, luks_log_cb, &lg);
 	struct crypt_pbkdf_type pbkdf = {
 		.type = CRYPT_KDF_PBKDF2,
 		.hash = "sha256",
@@ -291,6 +359,13 @@ static int luks2_write_header(rbd_image_t image, const char *pass, size_t pass_l
 	if ((r = crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", NULL, NULL, 64, &params)) < 0)
 		goto fail;
 	uint64_t data_off = (uint64_t)crypt_get_data_offset(cd) << 9;
+	if (data_off != IMS_CRYPT_LUKS2_HEADER) { /* the usable size counts on it */
+		r = ims_error_set(-ENOTSUP,
+				  "cannot encrypt image '%s': its LUKS2 header would take %" PRIu64
+				  " bytes, not 16 MiB",
+				  what, data_off);
+		goto out;
+	}
 	if (data_off >= info.size) {
 		r = ims_error_set(
 			-ENOSPC,
@@ -336,8 +411,8 @@ static int luks2_write_header(rbd_image_t image, const char *pass, size_t pass_l
 			      ims_strerror(r));
 	goto out;
 fail:
-	ims_error_set(r, "cannot make the LUKS2 header of '%s': %s (libcryptsetup)", what,
-		      ims_strerror(r));
+	ims_error_set(r, "cannot make the LUKS2 header of '%s': %s (libcryptsetup%s%s)", what,
+		      ims_strerror(r), lg.last_error[0] ? ": " : "", lg.last_error);
 out:
 	if (cd)
 		crypt_free(cd);

@@ -112,8 +112,8 @@ int itest_tmp_images_for(const char *name)
 {
 	char cmd[1024];
 	snprintf(cmd, sizeof(cmd),
-		 "bash -c '. \"$IMS_SOURCE_DIR/tests/lib/sandbox.sh\" && tmp_images_for a \"$1\" | "
-		 "wc -l' _ '%s'",
+		 "bash -c 'set -o pipefail; . \"$IMS_SOURCE_DIR/tests/lib/sandbox.sh\" && "
+		 "tmp_images_for a \"$1\" | wc -l' _ '%s'",
 		 name);
 	FILE *f = popen(cmd, "r");
 	int n = -1;

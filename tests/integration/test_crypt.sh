@@ -68,15 +68,19 @@ check "  no plaintext pattern in any of its $n RADOS objects on site a (found in
 first=$(rbd_on a info "rbd/$img" | awk '/block_name_prefix/ {print $2}').0000000000000000
 rados -c "$(conf_of a)" -p rbd get "$first" "$W/obj0"
 check "  its first object starts with a LUKS header" test "$(head -c 4 "$W/obj0")" = LUKS
-# the header as a hypervisor's librbd reads it: the 16 MiB before the data, ciphertext aside
-rbd_on a export --no-progress "rbd/$img" - 2>/dev/null | head -c 16M >"$W/header"
-cryptsetup luksDump "$W/header" >"$W/dump" 2>&1
+# the header as a hypervisor's librbd reads it: the 16 MiB before the data, ciphertext aside.
+# IMAGE: the LUKS2 metadata of its header, as JSON (cryptsetup luksDump)
+luks_of() {
+  rbd_on a export --no-progress "rbd/$1" - 2>/dev/null | head -c 16M >"$W/header.$1"
+  cryptsetup luksDump --dump-json-metadata "$W/header.$1" 2>/dev/null
+}
 # (the data key is random: no Argon2id, whose 2 s and 1 GiB every open of the image would pay)
-check "  its key slot derives the key with PBKDF2, 1000 iterations, not Argon2id" \
-  bash -c "grep -q 'PBKDF: *pbkdf2' '$W/dump' && ! grep -qi argon '$W/dump' && grep -q 'Iterations: *1000$' '$W/dump'"
+slot_ok='[.keyslots[]] | length == 1 and all(.kdf.type == "pbkdf2" and .kdf.iterations == 1000 and .key_size == 64)'
+layout_ok='.segments["0"] | .encryption == "aes-xts-plain64" and .sector_size == 4096 and .offset == "16777216"'
+luks_of "$img" >"$W/luks.json"
+check "  its one key slot derives the key with PBKDF2, 1000 iterations, not Argon2id" quiet jq -e "$slot_ok" "$W/luks.json"
 check "  aes-xts-plain64, a 512-bit key, 4096-byte sectors, the data at 16 MiB (librbd's layout)" \
-  bash -c "grep -q 'cipher: *aes-xts-plain64' '$W/dump' && grep -q 'Key: *512 bits' '$W/dump' &&
-    grep -q 'sector: *4096 \[bytes\]' '$W/dump' && grep -q 'offset: *16777216 \[bytes\]' '$W/dump'"
+  quiet jq -e "$layout_ok" "$W/luks.json"
 check "  the wrapped key is in its metadata (v1:KEKID:...)" \
   bash -c "rbd -c '$(conf_of a)' image-meta get 'rbd/$img' imgstore.crypt.key | grep -q '^v1:[0-9a-f]\{16\}:[0-9a-f]\{120\}$'"
 expect_rc 0 "export (raw) on site a" on_a image export "rbd/$img" "$IMGSTORE_EXPORT_DIR/crypt$$.raw"
@@ -90,11 +94,19 @@ check "  the qcow2 holds the plaintext" cmp -s "$src" "$W/back.raw"
 expect_rc 0 "create --encryption luks2" on_a image create "rbd/$made" --size 8M --encryption luks2
 on_a --format json image info "rbd/$made" >"$W/made.json" 2>/dev/null
 check "  encrypted, 8 MiB usable" quiet jq -e '.encryption == "luks2" and (.size | tonumber) == 8388608' "$W/made.json"
+luks_of "$made" >"$W/luks-made.json"
+check "  the same header: one PBKDF2 key slot, librbd's layout" \
+  quiet jq -e "($slot_ok) and ($layout_ok)" "$W/luks-made.json"
 expect_rc 0 "resize of the encrypted image to 12 MiB" on_a image resize "rbd/$made" --size 12M
 on_a --format json image info "rbd/$made" >"$W/made.json" 2>/dev/null
 check "  12 MiB usable, the LUKS header on top (28 MiB in RBD)" \
   bash -c "jq -e '(.size | tonumber) == 12582912' '$W/made.json' >/dev/null && rbd -c '$(conf_of a)' info 'rbd/$made' | grep -q 'size 28 MiB'"
 expect_rc 2 "--encryption luks1 is a usage error" on_a image create "rbd/$plain" --size 8M --encryption luks1
+check "  that created nothing" bash -c "! rbd -c '$(conf_of a)' info 'rbd/$plain' >/dev/null 2>&1"
+expect_rc 1 "--encryption luks2 with journaling (--features 125) is refused" \
+  on_a image create "rbd/$plain" --size 8M --features 125 --encryption luks2
+check "  in one line saying why" \
+  bash -c "[ \$(grep -c '^imgstore: ' '$T_ERR') = 1 ] && grep -q 'librbd cannot use encryption with journaling' '$T_ERR'"
 check "  that created nothing" bash -c "! rbd -c '$(conf_of a)' info 'rbd/$plain' >/dev/null 2>&1"
 rbd_on a snap create "rbd/$made@s1" >/dev/null 2>&1
 expect_rc 1 "a clone of an encrypted image is refused" on_a image clone "rbd/$made@s1" "rbd/$plain"

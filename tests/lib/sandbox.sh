@@ -82,10 +82,13 @@ ceph_site() { local s=$1; shift; timeout 60 ceph -c "$(conf_of "$s")" "$@"; }
 # tmp_images_for SITE GLOB: the temporary images on SITE (pool rbd) of imports into rbd/GLOB
 # (rbd/$p-* for a test's own), by the owner object each import writes before its temporary
 # exists, or the temporary's imgstore.import.target. Other tests' imports running beside this
-# one are not listed; a temporary still there whose target cannot be read is.
+# one are not listed; a temporary still there whose target cannot be read is. When the pool
+# cannot be listed it prints a placeholder line and fails.
 tmp_images_for() {
-  local site=$1 glob=$2 t target
-  for t in $(rbd_on "$site" ls rbd 2>/dev/null | grep '^\.imgstore-tmp-'); do
+  local site=$1 glob=$2 t target all
+  # a pool that cannot be listed is no proof of nothing left: fail (and list a placeholder)
+  all=$(rbd_on "$site" ls rbd 2>/dev/null) || { echo "(rbd ls of site $site failed)"; return 1; }
+  for t in $(grep '^\.imgstore-tmp-' <<<"$all"); do
     target=$(timeout "$RBD_TIMEOUT" rados -c "$(conf_of "$site")" -p rbd get "imgstore.tmp-owner.${t#.imgstore-tmp-}" - 2>/dev/null) ||
       target=$(rbd_on "$site" image-meta get "rbd/$t" imgstore.import.target 2>/dev/null) ||
       target=""
