@@ -58,12 +58,30 @@ check "a second imgstored on site a" wait_until 100 0.2 healthy2
 # below are done, so that none of them races the failover's end)
 host=fcl-host-$$
 on_a host register "$host" >/dev/null 2>&1
-lease=$(on_a --format json host lease acquire "rbd/$img" --host "$host" --ttl 5m 2>/dev/null | jq -r '.id // ""')
-check "a host holds a lease on the image ($lease)" test -n "$lease"
-on_a repl failover "rbd/$img" --to b --wait 60s >"$W/fo.out" 2>&1 &
-FO_PID=$!
-fo_running() { on_a --format json op ls 2>/dev/null | jq -e --arg t "rbd/$img" '[.[] | select(.kind == "failover" and .state == "running" and .target == $t)] | length == 1' >/dev/null; }
-check "the failover runs on site a's daemon (it waits for the lease)" wait_until 50 0.1 fo_running
+# TARGET: whether site a's daemon runs one failover of TARGET (an operation's target)
+fo_running() { on_a --format json op ls 2>/dev/null | jq -e --arg t "$1" '[.[] | select(.kind == "failover" and .state == "running" and .target == $t)] | length == 1' >/dev/null; }
+# WHAT OUT TARGET ARGS...: a host's lease on rbd/$img, then `repl failover ARGS --wait 60s` on
+# site a's daemon in the background (its output in OUT, its pid in FO_PID), checked running
+# (the operation of TARGET) while it waits for the lease
+leased_failover() {
+  local what=$1 out=$2 target=$3
+  shift 3
+  lease=$(on_a --format json host lease acquire "rbd/$img" --host "$host" --ttl 5m 2>/dev/null | jq -r '.id // ""')
+  check "a host holds a lease on rbd/$img ($lease)" test -n "$lease"
+  on_a repl failover "$@" --wait 60s >"$out" 2>&1 &
+  FO_PID=$!
+  check "$what runs on site a's daemon (it waits for the lease)" wait_until 50 0.1 fo_running "$target"
+}
+# WHAT OUT: the host releases its lease, the failover goes on and succeeds
+released_failover() {
+  local fo_rc
+  expect_rc 0 "the host releases its lease: $1 goes on" on_a host lease release "$lease"
+  wait "$FO_PID"
+  fo_rc=$?
+  FO_PID=""
+  check "$1 succeeded ($(tail -1 "$2" | cut -c1-160))" test "$fo_rc" = 0
+}
+leased_failover "the failover" "$W/fo.out" "rbd/$img" "rbd/$img" --to b
 
 expect_rc 1 "the same failover asked of the second daemon of site a is refused" \
   on_a2 repl failover "rbd/$img" --to b
@@ -78,11 +96,7 @@ check "  saying why, for that image: $(grep -m1 "rbd/$img" "$T_OUT" "$T_ERR" | c
   bash -c "grep -h 'rbd/$img' '$T_OUT' '$T_ERR' | grep -q -e 'already runs a failover, failback or resync of image' -e 'still runs here'"
 check "  and changed nothing: still primary on a, secondary on b" test "$(role_of a)/$(role_of b)" = primary/secondary
 
-expect_rc 0 "the host releases its lease: the failover goes on" on_a host lease release "$lease"
-wait "$FO_PID"
-fo_rc=$?
-FO_PID=""
-check "the first failover succeeded ($(tail -1 "$W/fo.out" | cut -c1-160))" test "$fo_rc" = 0
+released_failover "the first failover" "$W/fo.out"
 check "  site b is the primary, site a the secondary" test "$(role_of b)/$(role_of a)" = primary/secondary
 
 # the lock was let go: after a failback (asked of site b), site a's second daemon runs the next
@@ -98,23 +112,14 @@ expect_rc 0 "failback to site a again, asked of site b" on_b repl failback "rbd/
 img2=${img}-2
 expect_rc 0 "a second image replicated to site b" bash -c "'$CLI' image create rbd/$img2 --size 16M && '$CLI' repl enable rbd/$img2 --to b --rpo 1h && '$CLI' repl sync rbd/$img2"
 role2_of() { local r; r=$(rbd_on "$1" image-meta get "rbd/$img2" imgstore.repl.role 2>/dev/null); echo "${r:-primary}"; }
-lease=$(on_a --format json host lease acquire "rbd/$img" --host "$host" --ttl 5m 2>/dev/null | jq -r '.id // ""')
-check "a host holds a lease on rbd/$img again ($lease)" test -n "$lease"
-on_a repl failover --from a --to b --wait 60s >"$W/sfo.out" 2>&1 &
-FO_PID=$!
-sfo_running() { on_a --format json op ls 2>/dev/null | jq -e '[.[] | select(.kind == "failover" and .state == "running" and .target == "rbd/* of site a")] | length == 1' >/dev/null; }
-check "the failover of site a's images runs on site a's daemon (it waits for the lease)" wait_until 50 0.1 sfo_running
+leased_failover "the failover of site a's images" "$W/sfo.out" "rbd/* of site a" --from a --to b
 expect_rc 1 "the same failover of the site asked of the second daemon is refused" \
   on_a2 repl failover --from a --to b
 check "  in one line naming the site's lock: $(grep -m1 '^imgstore:' "$T_ERR" | cut -c1-200)" \
   bash -c "[ \$(grep -c '^imgstore:' '$T_ERR') = 1 ] && grep -q \"another imgstored of site 'a' runs a failover, failback or resync of site 'a''s images in pool 'rbd' (it holds the RADOS lock 'handover:site:rbd/a'\" '$T_ERR'"
 check "  and ran no image (its output names none)" bash -c "! grep -q 'image rbd/' '$T_OUT' '$T_ERR'"
 check "  the leased image is still primary on a (the first daemon waits for its lease)" test "$(role_of a)/$(role_of b)" = primary/secondary
-expect_rc 0 "the host releases its lease: the first daemon's failover goes on" on_a host lease release "$lease"
-wait "$FO_PID"
-fo_rc=$?
-FO_PID=""
-check "the first daemon's failover of the site succeeded ($(tail -1 "$W/sfo.out" | cut -c1-160))" test "$fo_rc" = 0
+released_failover "the first daemon's failover of the site" "$W/sfo.out"
 check "  site b is the primary of both images" test "$(role_of b)/$(role2_of b)/$(role_of a)/$(role2_of a)" = primary/primary/secondary/secondary
 
 finish
