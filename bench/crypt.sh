@@ -22,7 +22,7 @@ made_ims=() made_rbd=()
 cleanup() {
   local i
   for i in "${made_ims[@]}"; do
-    IMGSTORE_SERVER=$IMGSTORE_SERVER_A timeout 60 "$CLI" image rm "rbd/$i" >/dev/null 2>&1 || true
+    IMGSTORE_SERVER=$IMGSTORE_SERVER_A timeout 60 "$CLI" image rm --purge "rbd/$i" >/dev/null 2>&1 || true
   done
   for i in "${made_rbd[@]}"; do timeout 60 rbd -c "$conf" rm --no-progress "rbd/$i" >/dev/null 2>&1 || true; done
   rm -rf "$W"

@@ -319,14 +319,53 @@ static ims_site *open_site(char letter)
 	return letter == 'A' ? itest.a : letter == 'B' ? itest.b : letter == 'C' ? itest.c : NULL;
 }
 
+static bool later_known(char letter, bool group, const char *name)
+{
+	for (size_t i = 0; i < nlaters; i++)
+		if (laters[i].letter == letter && laters[i].group == group &&
+		    strcmp(laters[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* Every image and group of pool rbd on the open sites whose name carries this process's mark
+ * (itest_name's "-PID-": clones, copies and restores named after them too) joins the removals,
+ * whether or not the test said so: a test that fails half-way, or forgets, leaves nothing in
+ * the shared sandbox (whose memstore OSDs keep every byte in memory). */
+static void sweep_own(void)
+{
+	char mark[32];
+	snprintf(mark, sizeof(mark), "-%d-", (int)getpid());
+	for (const char *c = "ABC"; *c; c++) {
+		if (!open_site(*c))
+			continue;
+		for (int group = 0; group < 2; group++) {
+			char cmd[256], line[256];
+			snprintf(cmd, sizeof(cmd), "rbd -c \"$CEPH_CONF_%c\" %sls rbd 2>/dev/null",
+				 *c, group ? "group " : "");
+			FILE *f = popen(cmd, "r");
+			if (!f)
+				continue;
+			while (fgets(line, sizeof(line), f)) {
+				line[strcspn(line, "\n")] = '\0';
+				if (strstr(line, mark) && !later_known(*c, group, line))
+					itest_remove_later(*c, group, line);
+			}
+			pclose(f);
+		}
+	}
+}
+
 /* Remove the groups, then the images, the tests left to the teardown: through the open sites
- * first; what that leaves (a secondary's image under this process's guard, one with group
- * snapshots), once the sites are closed, quietly through the rbd command. */
+ * first (images in up to three rounds: a clone goes before its parent); what that leaves (a
+ * secondary's image under this process's guard, one with group snapshots), once the sites
+ * are closed, quietly through the rbd command. */
 static void remove_laters_open(void)
 {
 	ims_image_remove_opts ro = IMS_IMAGE_REMOVE_OPTS_INIT;
 	ro.purge = true;
-	for (int pass = 0; pass < 2; pass++)
+	sweep_own();
+	for (int pass = 0; pass < 4; pass++)
 		for (size_t i = 0; i < nlaters; i++) {
 			later *l = &laters[i];
 			ims_site *site = open_site(l->letter);
@@ -339,8 +378,21 @@ static void remove_laters_open(void)
 		}
 }
 
+/* This process's images in the trash (an image rm without --purge moves them there), on every
+ * site, removed for good. */
+static void sweep_own_trash(void)
+{
+	for (const char *c = "ABC"; *c; c++)
+		itest_sh("rbd -c \"$CEPH_CONF_%c\" trash ls rbd 2>/dev/null | "
+			 "awk '$2 ~ /-%d-/ {print $1}' | while read -r id; do "
+			 "rbd -c \"$CEPH_CONF_%c\" trash rm --force --no-progress rbd/$id "
+			 ">/dev/null 2>&1; done",
+			 *c, (int)getpid(), *c);
+}
+
 static void remove_laters_closed(void)
 {
+	sweep_own_trash();
 	for (int pass = 0; pass < 2; pass++)
 		for (size_t i = 0; i < nlaters; i++) {
 			const later *l = &laters[i];

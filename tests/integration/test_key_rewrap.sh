@@ -42,10 +42,7 @@ cleanup() {
   [ -n "$proxy" ] && kill -KILL "$proxy" 2>/dev/null
   timeout 120 s3cmd -c "$W/s3cfg" del "s3://imgstore-cold/manifests/rbd/$cold" >/dev/null 2>&1
   on_a image rm --purge "rbd/$bad" >/dev/null 2>&1
-  forget_images "$img" "$cold" "$back"
-  for id in $(rbd_on a trash ls rbd 2>/dev/null | awk -v n="$trashed" '$2 == n {print $1}'); do
-    rbd_on a trash rm rbd/"$id" >/dev/null 2>&1
-  done
+  forget_images "$img" "$cold" "$back" "$trashed"
   rm -rf "$W" "$src"
 }
 trap cleanup EXIT

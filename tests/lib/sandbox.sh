@@ -46,7 +46,7 @@
 #   config_keep SITE              keep a copy of site SITE's imgstored.conf, to change it
 #   config_restore SITE           put the copy back; the daemon restarted if it had changed
 #   forget_images IMAGE...        on sites a and b: replication disabled, snapshots purged,
-#                                 the image removed; quiet, for cleanups
+#                                 the image removed, from the trash too; quiet, for cleanups
 #   forget_replica IMAGE          for an image of site a replicated to b, through site a's
 #                                 daemon: its replication disabled, it removed with its
 #                                 snapshots; site b's copy removed; quiet, for cleanups
@@ -189,13 +189,21 @@ config_restore() {
 }
 
 forget_images() {
-  local i s
+  local i s id name
   for i in "$@"; do
     for s in a b; do on_$s repl disable "rbd/$i" >/dev/null 2>&1; done
     for s in a b; do
       RBD_TIMEOUT=60 rbd_on $s snap purge "rbd/$i" >/dev/null 2>&1
       RBD_TIMEOUT=60 rbd_on $s rm --no-progress "rbd/$i" >/dev/null 2>&1
     done
+  done
+  # and those an image rm or a tier push moved to the trash (memstore keeps their bytes too)
+  for s in a b; do
+    while read -r id name; do
+      for i in "$@"; do
+        [ "$name" != "$i" ] || RBD_TIMEOUT=60 rbd_on $s trash rm --force --no-progress "rbd/$id" >/dev/null 2>&1
+      done
+    done < <(RBD_TIMEOUT=60 rbd_on $s trash ls rbd 2>/dev/null)
   done
 }
 
