@@ -333,19 +333,27 @@ static bool later_known(char letter, bool group, const char *name)
  * whether or not the test said so: a test that fails half-way, or forgets, leaves nothing in
  * the shared sandbox (whose memstore OSDs keep every byte in memory). Those of sites this
  * process did not open are removed by the rbd command, after. */
+/* The sites whose marked names are swept: site a (every test makes its images there, some
+ * through the daemon alone) and those this process opened; set by sweep_own(). A site
+ * frozen by another test meanwhile bounds each call to 60 s. */
+static char swept[4];
+
 static void sweep_own(void)
 {
 	char mark[32];
+	size_t n = 0;
 	snprintf(mark, sizeof(mark), "-%d-", (int)getpid());
 	for (const char *c = "ABC"; *c; c++) {
 		char var[] = "CEPH_CONF_X";
 		var[sizeof(var) - 2] = *c;
-		if (!getenv(var)) /* a sandbox without that site */
+		if (!getenv(var) || (*c != 'A' && !open_site(*c)))
 			continue;
+		swept[n++] = *c;
 		for (int group = 0; group < 2; group++) {
 			char cmd[256], line[256];
-			snprintf(cmd, sizeof(cmd), "rbd -c \"$CEPH_CONF_%c\" %sls rbd 2>/dev/null",
-				 *c, group ? "group " : "");
+			snprintf(cmd, sizeof(cmd),
+				 "timeout 60 rbd -c \"$CEPH_CONF_%c\" %sls rbd 2>/dev/null", *c,
+				 group ? "group " : "");
 			FILE *f = popen(cmd, "r");
 			if (!f)
 				continue;
@@ -357,6 +365,7 @@ static void sweep_own(void)
 			pclose(f);
 		}
 	}
+	swept[n] = '\0';
 }
 
 /* Remove the groups, then the images, the tests left to the teardown: through the open sites
@@ -385,34 +394,36 @@ static void remove_laters_open(void)
  * site, removed for good. */
 static void sweep_own_trash(void)
 {
-	for (const char *c = "ABC"; *c; c++)
-		itest_sh("rbd -c \"$CEPH_CONF_%c\" trash ls rbd 2>/dev/null | "
+	for (const char *c = swept; *c; c++)
+		itest_sh("timeout 60 rbd -c \"$CEPH_CONF_%c\" trash ls rbd 2>/dev/null | "
 			 "awk '$2 ~ /-%d-/ {print $1}' | while read -r id; do "
-			 "rbd -c \"$CEPH_CONF_%c\" trash rm --force --no-progress rbd/$id "
+			 "timeout 60 rbd -c \"$CEPH_CONF_%c\" trash rm --force --no-progress "
+			 "rbd/$id "
 			 ">/dev/null 2>&1; done",
 			 *c, (int)getpid(), *c);
 }
 
 static void remove_laters_closed(void)
 {
-	sweep_own_trash();
-	for (int pass = 0; pass < 2; pass++)
+	/* groups, then images in up to three rounds (a clone before its parent), then the trash */
+	for (int pass = 0; pass < 4; pass++)
 		for (size_t i = 0; i < nlaters; i++) {
-			const later *l = &laters[i];
+			later *l = &laters[i];
 			if (l->group != (pass == 0) || !l->letter)
 				continue;
-			if (l->group)
-				itest_sh("rbd -c \"$CEPH_CONF_%c\" group rm 'rbd/%s' >/dev/null "
-					 "2>&1",
-					 l->letter, l->name);
-			else
-				itest_sh("rbd -c \"$CEPH_CONF_%c\" snap purge 'rbd/%s' >/dev/null "
-					 "2>&1; "
-					 "rbd -c \"$CEPH_CONF_%c\" rm --no-progress 'rbd/%s' "
-					 ">/dev/null "
-					 "2>&1",
-					 l->letter, l->name, l->letter, l->name);
+			int r = l->group
+					? itest_sh("timeout 60 rbd -c \"$CEPH_CONF_%c\" group rm "
+						   "'rbd/%s' >/dev/null 2>&1",
+						   l->letter, l->name)
+					: itest_sh("timeout 60 rbd -c \"$CEPH_CONF_%c\" snap purge "
+						   "'rbd/%s' >/dev/null 2>&1; "
+						   "timeout 60 rbd -c \"$CEPH_CONF_%c\" rm "
+						   "--no-progress 'rbd/%s' >/dev/null 2>&1",
+						   l->letter, l->name, l->letter, l->name);
+			if (r == 0)
+				l->letter = '\0';
 		}
+	sweep_own_trash();
 	free(laters);
 	laters = NULL;
 	nlaters = caplaters = 0;
