@@ -502,6 +502,8 @@ static int take_cut(group_cycle *gc)
 			ms = m[k].anchors.v[m[k].anchors.n - 1] + 1;
 	anchor_name(from, sizeof(from), ms);
 	cut_name(cut, sizeof(cut), ms);
+	/* the members' anchors and the group snapshot, never beside a schedule's (store/group.h) */
+	ims_group_snap_lock(gc->pool, gc->group);
 	for (; made < gc->nm; made++) {
 		if ((r = snap_create_patient(m[made].img, from)) < 0) {
 			ims_error_set(r, "cannot snapshot member '%s/%s' on site '%s': %s",
@@ -513,6 +515,7 @@ static int take_cut(group_cycle *gc)
 	if (r == 0 && (r = group_snap_create_patient(gc->gio, gc->group, cut)) < 0)
 		ims_error_set(r, "cannot snapshot group '%s/%s' on site '%s': %s", gc->pool,
 			      gc->group, ims_site_name(gc->src), ims_strerror(r));
+	ims_group_snap_unlock(gc->pool, gc->group);
 	if (r < 0) {
 		for (size_t k = 0; k < made; k++)
 			rbd_snap_remove(m[k].img, from);

@@ -1,6 +1,7 @@
 #include "store/group.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,6 +430,31 @@ void ims_group_info_free(ims_group_info *g)
 	free(g);
 }
 
+#define SNAP_LOCKS 64
+static pthread_mutex_t snap_locks[SNAP_LOCKS] = {[0 ... SNAP_LOCKS - 1] =
+							 PTHREAD_MUTEX_INITIALIZER};
+
+static pthread_mutex_t *snap_lock_of(const char *pool, const char *name)
+{
+	uint32_t h = 2166136261u; /* FNV-1a of "pool/name" */
+	for (const char *p = pool; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	h = (h ^ '/') * 16777619u;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return &snap_locks[h % SNAP_LOCKS];
+}
+
+void ims_group_snap_lock(const char *pool, const char *name)
+{
+	pthread_mutex_lock(snap_lock_of(pool, name));
+}
+
+void ims_group_snap_unlock(const char *pool, const char *name)
+{
+	pthread_mutex_unlock(snap_lock_of(pool, name));
+}
+
 int ims_group_snap_create(ims_site *site, const char *pool, const char *name, const char *snap)
 {
 	rados_ioctx_t io = NULL;
@@ -441,7 +467,9 @@ int ims_group_snap_create(ims_site *site, const char *pool, const char *name, co
 		r = ims_error_set(-EINVAL, "group '%s/%s' has no images to snapshot", pool, name);
 		goto out;
 	}
+	ims_group_snap_lock(pool, name);
 	r = rbd_group_snap_create(io, name, snap);
+	ims_group_snap_unlock(pool, name);
 	if (r == -EEXIST)
 		ims_error_set(r, "group snapshot '%s/%s@%s' already exists", pool, name, snap);
 	else if (r < 0)
@@ -460,7 +488,9 @@ int ims_group_snap_remove(ims_site *site, const char *pool, const char *name, co
 		return r;
 	if ((r = group_exists(io, site, pool, name)) < 0)
 		goto out;
+	ims_group_snap_lock(pool, name);
 	r = rbd_group_snap_remove(io, name, snap);
+	ims_group_snap_unlock(pool, name);
 	if (r == -ENOENT)
 		ims_error_set(r, "no group snapshot '%s/%s@%s' on site '%s'", pool, name, snap,
 			      ims_site_name(site));

@@ -4,7 +4,8 @@
 #
 #     . "$(dirname "${BASH_SOURCE[0]}")/../lib/sandbox.sh"
 #
-#   on_a, on_b, on_c CMD...       the CLI ($CLI) against site a's, b's, c's imgstored
+#   on_a, on_b, on_c CMD...       the CLI ($CLI) against site a's, b's, c's imgstored; each
+#                                 call bounded to IMS_CALL_LIMIT s when set (then stacks)
 #   conf_of SITE                  the ceph.conf of site SITE (a, b or c)
 #   server_of SITE                the address of site SITE's imgstored
 #   site_conf SITE, site_log SITE the imgstored.conf, the imgstored.log of site SITE
@@ -66,9 +67,28 @@
 SANDBOX_CMD=${SANDBOX_CMD:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/sandbox}
 RBD_TIMEOUT=${RBD_TIMEOUT:-120}
 
-on_a() { IMGSTORE_SERVER=$IMGSTORE_SERVER_A "$CLI" "$@"; }
-on_b() { IMGSTORE_SERVER=$IMGSTORE_SERVER_B "$CLI" "$@"; }
-on_c() { IMGSTORE_SERVER=$IMGSTORE_SERVER_C "$CLI" "$@"; }
+# With IMS_CALL_LIMIT=SECONDS set, each call of the CLI is bounded by it: one that does not end
+# (an operation the daemon never finishes) fails with 124 and prints, as comments, where each
+# daemon's threads wait (sandbox stacks), instead of holding the test until ctest kills it
+# with its cleanup undone.
+cli_on() {
+  local server=$1 rc
+  shift
+  if [ -z "${IMS_CALL_LIMIT:-}" ]; then
+    IMGSTORE_SERVER=$server "$CLI" "$@"
+    return
+  fi
+  IMGSTORE_SERVER=$server timeout -k 5 "$IMS_CALL_LIMIT" "$CLI" "$@"
+  rc=$?
+  if [ $rc = 124 ] || [ $rc = 137 ]; then
+    echo "# imgstore $* did not end within ${IMS_CALL_LIMIT} s; the daemons' threads:"
+    "$SANDBOX_CMD" stacks "$IMGSTORE_SANDBOX" 2>&1 | sed 's/^/# /'
+  fi >&2
+  return $rc
+}
+on_a() { cli_on "$IMGSTORE_SERVER_A" "$@"; }
+on_b() { cli_on "$IMGSTORE_SERVER_B" "$@"; }
+on_c() { cli_on "$IMGSTORE_SERVER_C" "$@"; }
 conf_of() { local v=CEPH_CONF_${1^^}; echo "${!v}"; }
 server_of() { local v=IMGSTORE_SERVER_${1^^}; echo "${!v}"; }
 site_conf() { echo "$IMGSTORE_SANDBOX/site-$1/imgstored.conf"; }
