@@ -121,11 +121,12 @@ int ims_group_snap_create(ims_site *site, const char *pool, const char *name, co
 /** @returns -ENOENT for an unknown group or group snapshot. */
 int ims_group_snap_remove(ims_site *site, const char *pool, const char *name, const char *snap);
 
-/* Snapshots of one group made and removed one at a time in this process: a schedule's and a
+/* Group snapshots of one group made one at a time in this process: a schedule's and a
  * replication cycle's at the same moment made two librbd group snapshots of the same images
  * concurrently (both quiesce and lock every member). ims_group_snap_create and _remove take it
- * themselves; a caller of librbd's group snapshot calls directly (the replication cut) takes
- * it around them. Striped by pool and group name; never held across another one. */
+ * themselves, and the replication cut (replicator/group.c take_cut) around its anchors and
+ * group snapshot; the cycle's own removals of old cuts and of the secondary's scheduled
+ * snapshots do not. Striped by pool and group name; never held across another one. */
 void ims_group_snap_lock(const char *pool, const char *name);
 void ims_group_snap_unlock(const char *pool, const char *name);
 
