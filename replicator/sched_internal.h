@@ -52,6 +52,12 @@ typedef struct pair {
 	uint64_t verifies, verify_failures;
 	ims_repl_mark mark; /* its last unchanged check, for the next (only the cycle touches it) */
 	uint32_t reverse_rpo; /* the RPO last recorded on the target for the way back; 0: none */
+	/* an image pair's home among the site's daemons (ims_repl_sched__assign()): 0, this
+	 * daemon's; k, members[k - 1]'s, which runs its cycles while it seals it */
+	unsigned home;
+	uint64_t key_hash;   /* ims_repl_sched__hash() of its key; 0: not computed yet */
+	bool orphaned;	     /* its home left the site's daemons: this one runs it now */
+	int64_t deferred_ms; /* never sealed: when this daemon first left it to its home */
 	struct pair *next;
 } pair;
 
@@ -65,6 +71,13 @@ typedef struct paused {
 	struct paused *next;
 } paused;
 
+/* The site's daemons that replicate from it: the set (store/record.h) of shared lock
+ * IMS_REPL_MEMBER_LOCK of object IMS_REPL_MEMBERS in the records' pool, one cookie a daemon. */
+#define IMS_REPL_MEMBERS     "imgstore.repl.members"
+#define IMS_REPL_MEMBER_LOCK "imgstore.repl.member"
+#define IMS_REPL_MEMBERS_MAX 32
+#define IMS_REPL_OWNER_LEN   128
+
 /* The bandwidth of one site pair, shared by every cycle to that target. */
 typedef struct limit {
 	char target[64];
@@ -76,7 +89,7 @@ struct ims_repl_sched {
 	ims_repl_sched_opts o;
 	limit *limits;
 	paused *paused;
-	char owner[128];
+	char owner[IMS_REPL_OWNER_LEN];
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* work queued, a cycle ended, stopping */
 	pair *pairs;
@@ -97,6 +110,14 @@ struct ims_repl_sched {
 	 * expiry: long phases without progress (zeroing, a diff) do not outlive them */
 	pthread_mutex_t held_lock;
 	struct cycle_ctx *held;
+	/* the site's daemons (IMS_REPL_MEMBERS), under lock, looked at by the loop every third of
+	 * the lock expiry; fewer than two, or this one not among them: every pair is this one's */
+	char members[IMS_REPL_MEMBERS_MAX][IMS_REPL_OWNER_LEN];
+	uint64_t member_hash[IMS_REPL_MEMBERS_MAX];
+	size_t nmembers;
+	int self; /* this daemon's index in members; -1: not among them */
+	int64_t members_ms;
+	bool joined; /* this daemon holds its place in the set (to leave at stop) */
 };
 
 /* ---- records and pairs (sched_policy.c) ---- */
@@ -117,6 +138,21 @@ int64_t ims_repl_sched__due_ms(unsigned rpo, double last_secs, unsigned tick_ms)
  * once then does not hold back pairs that come due while it runs.
  */
 size_t ims_repl_sched__next(pair *const *queue, size_t n);
+
+/** A 64-bit hash of @p text (FNV-1a, then mixed), never 0. */
+uint64_t ims_repl_sched__hash(const char *text);
+
+/*
+ * Which of @p m daemons (the hashes of their names, @p members) is the home of each of @p n
+ * pairs (the hashes of their keys, @p keys), into @p home (indexes into @p members): rendezvous
+ * hashing with bounded loads. The pairs are taken in the order of their hashes, and each goes to
+ * the daemon of highest score (a hash of both) that has fewer than ceil(n / m) pairs yet. Every
+ * daemon that knows the same pairs and members finds the same homes; no daemon gets more than
+ * ceil(n / m); a daemon that leaves moves its own pairs and few others.
+ * @returns 0, or -ENOMEM.
+ */
+int ims_repl_sched__assign(unsigned *home, const uint64_t *keys, size_t n, const uint64_t *members,
+			   size_t m);
 
 void ims_repl_sched__pair_key(char *key, size_t len, const pair *p);
 

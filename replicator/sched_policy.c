@@ -52,6 +52,77 @@ size_t ims_repl_sched__next(pair *const *queue, size_t n)
 	return best;
 }
 
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+uint64_t ims_repl_sched__hash(const char *text)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (const unsigned char *c = (const unsigned char *)text; *c; c++)
+		h = (h ^ *c) * 0x100000001b3ULL;
+	h = mix64(h);
+	return h ? h : 1;
+}
+
+typedef struct ranked {
+	uint64_t hash;
+	size_t index;
+} ranked;
+
+static int cmp_ranked(const void *a, const void *b)
+{
+	const ranked *x = a, *y = b;
+	if (x->hash != y->hash)
+		return x->hash < y->hash ? -1 : 1;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+int ims_repl_sched__assign(unsigned *home, const uint64_t *keys, size_t n, const uint64_t *members,
+			   size_t m)
+{
+	if (n == 0)
+		return 0;
+	if (m <= 1) {
+		for (size_t i = 0; i < n; i++)
+			home[i] = 0;
+		return 0;
+	}
+	ranked *order = malloc(n * sizeof(*order));
+	size_t *load = calloc(m, sizeof(*load));
+	if (!order || !load) {
+		free(order);
+		free(load);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		order[i] = (ranked){keys[i], i};
+	qsort(order, n, sizeof(*order), cmp_ranked);
+	size_t cap = (n + m - 1) / m;
+	for (size_t i = 0; i < n; i++) {
+		size_t best = m;
+		uint64_t top = 0;
+		for (size_t k = 0; k < m; k++) {
+			uint64_t score = mix64(order[i].hash ^ mix64(members[k]));
+			if (load[k] < cap && (best == m || score > top)) {
+				best = k;
+				top = score;
+			}
+		}
+		load[best]++; /* some daemon has room: m x cap >= n */
+		home[order[i].index] = (unsigned)best;
+	}
+	free(order);
+	free(load);
+	return 0;
+}
+
 /* A pair's key in the records, and the name of its lock. */
 static void policy_key(char *key, size_t len, const char *pool, const char *name,
 		       ims_repl_unit unit, const char *target)

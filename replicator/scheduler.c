@@ -625,6 +625,7 @@ static void note_cycle_locked(ims_repl_sched *s, pair *p, int r, const ims_repl_
 		p->backoff = 0;
 		p->syncs++;
 		p->next_attempt_ms = 0;
+		p->deferred_ms = 0;
 		if (p->elsewhere)
 			ims_log_info("'%s' is replicated by this daemon now", key);
 		p->elsewhere = false;
@@ -669,6 +670,23 @@ static bool held_maybe_elsewhere(ims_repl_sched *s, int r, const ims_repl_result
 	return true;
 }
 
+/* Under the lock: whether @p p is an image pair whose home is this daemon among two or more
+ * of the site (ims_repl_sched__assign()). */
+static bool shared_home_locked(const ims_repl_sched *s, const pair *p)
+{
+	return p->unit == IMS_REPL_IMAGE && p->home == 0 && s->nmembers >= 2 && s->self >= 0;
+}
+
+/* The lag past a pair's due look at which a daemon that is not its home runs it anyway (its
+ * home seals nothing): the shorter of the lock expiry and a quarter of the RPO, at least 1 s. */
+static int64_t home_grace_ms(const ims_repl_sched *s, uint32_t rpo)
+{
+	int64_t grace = (int64_t)rpo * 250;
+	if (grace > (int64_t)lock_seconds(s) * 1000)
+		grace = (int64_t)lock_seconds(s) * 1000;
+	return grace < 1000 ? 1000 : grace;
+}
+
 /*
  * Under the lock: whether @p p is kept by another daemon: its secondary is held while the
  * shared status shows a seal within the RPO (a secondary held by anything else, a writer that
@@ -700,6 +718,10 @@ static bool elsewhere_locked(const ims_repl_sched *s, pair *p, const pair *share
 	int64_t wait = (int64_t)p->rpo * 250;
 	if (wait > (int64_t)lock_seconds(s) * 1000 / 3)
 		wait = (int64_t)lock_seconds(s) * 1000 / 3;
+	/* the pair's home is this daemon: the holder lets go at its next due look
+	 * (leave_to_home()), so look again soon */
+	if (shared_home_locked(s, p) && wait > 2000)
+		wait = 2000;
 	p->next_attempt_ms = ims_clock_unix_ms() + (wait < 1000	   ? 1000
 						    : wait > 30000 ? 30000
 								   : wait);
@@ -729,6 +751,69 @@ static bool holder_alive(ims_repl_sched *s, pair *p, uint32_t rpo, const char *k
 	return alive;
 }
 
+/*
+ * A scheduled look at an image pair whose home is another daemon of the site, @p home: while
+ * the pair's shared status shows a seal (or an unchanged check) younger than its due lag plus
+ * home_grace_ms(), the home runs it: this daemon takes that status as its view, lets go of the
+ * secondary if it holds it (the home's next cycle needs it), and looks again when the grace
+ * would be over. A pair never sealed is left to its home for the grace once. Past that, the
+ * home seals nothing (it is busy, or cannot reach the target, or died and is still counted):
+ * this daemon runs the cycle. Not under s->lock.
+ */
+static bool leave_to_home(ims_repl_sched *s, pair *p, uint32_t rpo, const char *key,
+			  const char *home)
+{
+	pair shared;
+	load_shared(s, p, &shared);
+	int64_t t = ims_clock_unix_ms();
+	int64_t grace = home_grace_ms(s, rpo);
+	int64_t until;
+	pthread_mutex_lock(&s->lock);
+	if (shared.sealed_ms > 0) {
+		until = shared.sealed_ms +
+			ims_repl_sched__due_ms(rpo, shared.last_secs,
+					       s->o.tick_ms ? s->o.tick_ms : 500) +
+			grace;
+		p->deferred_ms = 0;
+	} else {
+		if (!p->deferred_ms)
+			p->deferred_ms = t;
+		until = p->deferred_ms + grace;
+	}
+	if (t >= until) {
+		pthread_mutex_unlock(&s->lock);
+		ims_log_info("'%s': its home imgstored '%s' of this site sealed nothing in time; "
+			     "this daemon runs its cycle",
+			     key, home);
+		return false;
+	}
+	if (!p->elsewhere)
+		ims_log_info(
+			"'%s' is replicated by imgstored '%s' of this site (its home among the "
+			"site's daemons); this daemon runs it if that one stops",
+			key, home);
+	p->elsewhere = true;
+	if (shared.sealed_ms > p->sealed_ms) {
+		p->sealed_ms = shared.sealed_ms;
+		snprintf(p->last_sealed, sizeof(p->last_sealed), "%s", shared.last_sealed);
+		p->last_bytes = shared.last_bytes;
+		p->last_secs = shared.last_secs;
+	}
+	p->error[0] = '\0';
+	p->backoff = 0;
+	p->next_attempt_ms = until;
+	pthread_mutex_unlock(&s->lock);
+	/* the secondary this daemon held since its last cycle of the pair: the home's now */
+	ims_site *peer = NULL;
+	if (s->o.peer(s->o.peer_ctx, p->target, &peer) == 0 &&
+	    ims_site_guard_drop(peer, p->pool, p->image))
+		ims_log_info("'%s': let go of the secondary on site '%s' for its home imgstored "
+			     "'%s'",
+			     key, p->target, home);
+	ims_error_clear();
+	return true;
+}
+
 /* One cycle of @p p (marked running by the caller). */
 static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void *pctx,
 		     ims_repl_result *out)
@@ -745,9 +830,16 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 		p->mark.valid = false;
 	pthread_mutex_lock(&s->lock);
 	bool elsewhere = !out && p->elsewhere;
+	bool home_here = shared_home_locked(s, p);
+	char home[IMS_REPL_OWNER_LEN] = "";
+	if (!out && p->unit == IMS_REPL_IMAGE && p->home > 0 && p->home <= s->nmembers)
+		memcpy(home, s->members[p->home - 1], sizeof(home));
 	uint32_t rpo = p->rpo;
 	pthread_mutex_unlock(&s->lock);
-	if (elsewhere && holder_alive(s, p, rpo, c.lock_name))
+	if (home[0] && leave_to_home(s, p, rpo, c.lock_name, home))
+		return 0;
+	/* a pair whose home is this daemon is tried at once: its holder lets go at its due look */
+	if (elsewhere && !home_here && holder_alive(s, p, rpo, c.lock_name))
 		return 0;
 	if ((r = s->o.peer(s->o.peer_ctx, p->target, &peer)) == 0) {
 		/* asked for by a caller that can cancel (@p out, @p progress): waits for another
@@ -953,6 +1045,7 @@ static void *worker(void *arg)
 		pthread_mutex_lock(&s->lock);
 		p->running = false;
 		p->waited_target = false;
+		p->orphaned = false;
 		pthread_cond_broadcast(&s->cond);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -976,6 +1069,124 @@ static void enqueue_locked(ims_repl_sched *s, pair *p)
 	pthread_cond_broadcast(&s->cond);
 }
 
+/*
+ * The site's daemons, every third of the lock expiry: this one's place in the set renewed (taken
+ * at its first look), the members read. A member gone since the last look leaves its pairs
+ * orphaned: their new home runs them at once instead of at their due look. Not under s->lock.
+ */
+static void members_look(ims_repl_sched *s, int64_t t)
+{
+	int64_t every = (int64_t)lock_seconds(s) * 1000 / 3;
+	if (t - s->members_ms < (every < 1000 ? 1000 : every))
+		return;
+	s->members_ms = t;
+	char got[IMS_REPL_MEMBERS_MAX][IMS_REPL_OWNER_LEN];
+	ssize_t n = -1;
+	int jr = -1;
+	rados_ioctx_t io;
+	if (ims_repl_sched__io(&io, s) == 0) {
+		jr = ims_record_join(io, IMS_REPL_MEMBERS, IMS_REPL_MEMBER_LOCK, s->owner,
+				     "a replicating imgstored", lock_seconds(s));
+		n = ims_record_members(&got[0][0], IMS_REPL_OWNER_LEN, IMS_REPL_MEMBERS_MAX, io,
+				       IMS_REPL_MEMBERS, IMS_REPL_MEMBER_LOCK);
+		ims_site_ioctx_close(io);
+	}
+	ims_error_clear();
+	pthread_mutex_lock(&s->lock);
+	if (jr == 0 && !s->joined)
+		ims_log_debug("replication: joined the site's replicating daemons as '%s'",
+			      s->owner);
+	s->joined = s->joined || jr == 0;
+	size_t count = n > 0 ? (size_t)n : 0;
+	int self = -1;
+	for (size_t i = 0; i < count; i++)
+		if (strcmp(got[i], s->owner) == 0)
+			self = (int)i;
+	bool changed = count != s->nmembers || self != s->self;
+	for (size_t i = 0; i < count && !changed; i++)
+		changed = strcmp(got[i], s->members[i]) != 0;
+	if (!changed) {
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	/* the pairs of a member that left: run now by their new home */
+	for (pair *p = s->pairs; p; p = p->next) {
+		if (p->home == 0 || p->home > s->nmembers)
+			continue;
+		bool stays = false;
+		for (size_t i = 0; i < count && !stays; i++)
+			stays = strcmp(got[i], s->members[p->home - 1]) == 0;
+		p->orphaned = !stays;
+		if (!stays)
+			p->next_attempt_ms = 0;
+	}
+	for (size_t i = 0; i < count; i++) {
+		memcpy(s->members[i], got[i], IMS_REPL_OWNER_LEN);
+		s->member_hash[i] = ims_repl_sched__hash(got[i]);
+	}
+	s->nmembers = count;
+	s->self = self;
+	char list[IMS_REPL_MEMBERS_MAX * 40] = "";
+	size_t used = 0;
+	for (size_t i = 0; i < count && used < sizeof(list); i++)
+		used += (size_t)snprintf(list + used, sizeof(list) - used, "%s'%s'", i ? ", " : "",
+					 s->members[i]);
+	if (n < 0)
+		ims_log_warning("replication: cannot read the site's replicating daemons (%s); "
+				"this daemon runs every pair it knows",
+				ims_strerror((int)n));
+	else if (count >= 2 && self >= 0)
+		ims_log_info("replication: %zu imgstored of this site share the pairs: %s", count,
+			     list);
+	else
+		ims_log_info("replication: this daemon runs every pair it knows (%zu of the site's "
+			     "daemons seen%s%s)",
+			     count, count ? ": " : "", list);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Under the lock: the home of every image pair among the site's daemons (pair.home). */
+static void assign_locked(ims_repl_sched *s)
+{
+	size_t n = 0;
+	for (pair *p = s->pairs; p; p = p->next)
+		n += p->present && p->unit == IMS_REPL_IMAGE;
+	uint64_t *keys = NULL;
+	unsigned *home = NULL;
+	pair **of = NULL;
+	bool shared = s->nmembers >= 2 && s->self >= 0 && n > 0;
+	if (shared) {
+		keys = malloc(n * sizeof(*keys));
+		home = malloc(n * sizeof(*home));
+		of = malloc(n * sizeof(*of));
+		shared = keys && home && of;
+	}
+	size_t i = 0;
+	for (pair *p = s->pairs; p && shared; p = p->next) {
+		if (!(p->present && p->unit == IMS_REPL_IMAGE))
+			continue;
+		if (!p->key_hash) {
+			char key[700];
+			ims_repl_sched__pair_key(key, sizeof(key), p);
+			p->key_hash = ims_repl_sched__hash(key);
+		}
+		keys[i] = p->key_hash;
+		of[i++] = p;
+	}
+	if (shared && ims_repl_sched__assign(home, keys, n, s->member_hash, s->nmembers) < 0)
+		shared = false;
+	for (pair *p = s->pairs; p; p = p->next)
+		p->home = 0;
+	for (i = 0; shared && i < n; i++)
+		of[i]->home = home[i] == (unsigned)s->self ? 0 : home[i] + 1;
+	for (pair *p = s->pairs; p; p = p->next)
+		if (p->home != 0)
+			p->orphaned = false;
+	free(keys);
+	free(home);
+	free(of);
+}
+
 static void *loop(void *arg)
 {
 	ims_repl_sched *s = arg;
@@ -988,11 +1199,13 @@ static void *loop(void *arg)
 		}
 		if (ims_repl_sched__watch_needed(s, t))
 			ims_repl_sched__watch(s);
+		members_look(s, t);
 		pthread_mutex_lock(&s->lock);
 		if (s->stopping) {
 			pthread_mutex_unlock(&s->lock);
 			break;
 		}
+		assign_locked(s);
 		/* due images, oldest sealed first: the one furthest behind goes first */
 		for (;;) {
 			pair *best = NULL;
@@ -1005,6 +1218,7 @@ static void *loop(void *arg)
 				 * whatever its RPO: it catches up, and a returned old primary that
 				 * wrote is found split-brain now, not an RPO later */
 				if (p->sealed_ms >= 0 && !p->waited_target &&
+				    !(p->orphaned && p->home == 0) &&
 				    lag < ims_repl_sched__due_ms(p->rpo, p->last_secs, tick))
 					continue;
 				if (target_down_locked(s, p, t))
@@ -1040,6 +1254,7 @@ int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *o)
 		return -ENOMEM;
 	s->o = *o;
 	snprintf(s->owner, sizeof(s->owner), "%s", o->owner ? o->owner : "imgstored");
+	s->self = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	pthread_mutex_init(&s->refresh_lock, NULL);
@@ -1070,6 +1285,11 @@ void ims_repl_sched_stop(ims_repl_sched *s)
 		return;
 	ims_threads_stop(&s->threads, &s->lock, &s->cond, &s->stopping);
 	ims_repl_sched__unwatch(s); /* no refresh from a notify after this */
+	rados_ioctx_t io;
+	if (s->joined && ims_repl_sched__io(&io, s) == 0) { /* the others take its pairs now */
+		ims_record_leave(io, IMS_REPL_MEMBERS, IMS_REPL_MEMBER_LOCK, s->owner);
+		ims_site_ioctx_close(io);
+	}
 	while (s->pairs) {
 		pair *n = s->pairs->next;
 		free(s->pairs);

@@ -304,3 +304,73 @@ int ims_record_lock(char *broken, size_t len, rados_ioctx_t io, const char *obj,
 	}
 	return r;
 }
+
+/* ---- sets of daemons: holders of a shared lock ---- */
+
+#define IMS_RECORD_MEMBERS_TAG "imgstore"
+
+int ims_record_join(rados_ioctx_t io, const char *obj, const char *name, const char *owner,
+		    const char *desc, unsigned seconds)
+{
+	struct timeval tv = {(time_t)seconds, 0};
+	return rados_lock_shared(io, obj, name, owner, IMS_RECORD_MEMBERS_TAG, desc, &tv,
+				 LIBRADOS_LOCK_FLAG_RENEW);
+}
+
+void ims_record_leave(rados_ioctx_t io, const char *obj, const char *name, const char *owner)
+{
+	(void)rados_unlock(io, obj, name, owner);
+}
+
+ssize_t ims_record_members(char *out, size_t width, size_t max, rados_ioctx_t io, const char *obj,
+			   const char *name)
+{
+	size_t cap = 4096;
+	char *buf = NULL;
+	ssize_t n = -ERANGE;
+	for (int round = 0; round < 3 && n == -ERANGE; round++) {
+		free(buf);
+		if (!(buf = malloc(4 * cap)))
+			return -ENOMEM;
+		int exclusive = 0;
+		char *tag = buf, *clients = buf + cap, *cookies = buf + 2 * cap,
+		     *addrs = buf + 3 * cap;
+		size_t tl = cap, cl = cap, kl = cap, al = cap;
+		n = rados_list_lockers(io, obj, name, &exclusive, tag, &tl, clients, &cl, cookies,
+				       &kl, addrs, &al);
+		if (n == -ERANGE) { /* the lengths say what they need */
+			size_t need = tl > cl ? tl : cl;
+			need = need > kl ? need : kl;
+			need = need > al ? need : al;
+			cap = need > cap ? need + 256 : 2 * cap;
+			continue;
+		}
+		if (n == -ENOENT)
+			n = 0;
+		if (n < 0)
+			break;
+		size_t count = 0;
+		const char *c = cookies;
+		for (ssize_t i = 0; i < n; i++, c += strlen(c) + 1) {
+			bool seen = false;
+			for (size_t k = 0; k < count && !seen; k++)
+				seen = strncmp(out + k * width, c, width - 1) == 0;
+			if (seen || count == max)
+				continue;
+			snprintf(out + count * width, width, "%s", c);
+			count++;
+		}
+		/* insertion sort: a handful of members */
+		for (size_t i = 1; i < count; i++)
+			for (size_t k = i;
+			     k > 0 && strcmp(out + (k - 1) * width, out + k * width) > 0; k--)
+				for (size_t b = 0; b < width; b++) {
+					char t = out[k * width + b];
+					out[k * width + b] = out[(k - 1) * width + b];
+					out[(k - 1) * width + b] = t;
+				}
+		n = (ssize_t)count;
+	}
+	free(buf);
+	return n;
+}

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <json-c/json.h>
 #include <rados/librados.h>
@@ -164,5 +165,31 @@ void ims_record_decode(void *rec, json_object *o, const ims_record_field *fields
  */
 int ims_record_lock(char *broken, size_t len, rados_ioctx_t io, const char *obj, const char *name,
 		    const char *owner, const char *desc, unsigned seconds, bool renew);
+
+/*
+ * A set of daemons that work on the same records: the holders of shared lock @p name of
+ * object @p obj (created by the first), each under its own cookie, each renewing its hold
+ * within @p seconds. A member that stops renewing (killed, partitioned, blocklisted) drops
+ * out once its hold expires; one that stops cleanly leaves at once.
+ */
+
+/** Join the set under cookie @p owner, or renew this client's hold of it. Returns 0 or
+ *  rados_lock_shared()'s error; sets no message. */
+int ims_record_join(rados_ioctx_t io, const char *obj, const char *name, const char *owner,
+		    const char *desc, unsigned seconds);
+
+/** Leave it (best effort). */
+void ims_record_leave(rados_ioctx_t io, const char *obj, const char *name, const char *owner);
+
+/**
+ * The members of the set: the cookies of the live holds, each once (a cookie held by two
+ * clients, a member's previous run and its new one, counts once), sorted by strcmp(), into
+ * @p out, at most @p max of them, each up to @p width bytes with its NUL (longer ones are cut).
+ *
+ * @returns how many (0: none, or the object does not exist), or a negative errno; sets no
+ *          message.
+ */
+ssize_t ims_record_members(char *out, size_t width, size_t max, rados_ioctx_t io, const char *obj,
+			   const char *name);
 
 #endif

@@ -5,7 +5,7 @@
 #
 #   tests/soak/scale.sh [--images 500] [--minutes 30] [--rpo 60] [--daemons 1|2]
 #                       [--kill-after MIN] [--lock-seconds 60] [--changes K] [--dir DIR]
-#                       [--same-host 0|1] [--object-size SIZE]                   (make scale)
+#                       [--same-host 0|1] [--object-size SIZE] [--join-late 0|1] (make scale)
 #
 # The change rate: every round (about 10 s) K images drawn at random (default N/50, at least 2)
 # each get 256 KiB of 64 KiB random writes (`rbd bench`), so about K x 25.6 KiB/s and 6K images
@@ -28,19 +28,22 @@
 # counts the cycles that daemon sealed). The takeover: the time from the kill until every image
 # the killed daemon had sealed has a snapshot sealed after the kill, against 2 x lock-seconds.
 # --lock-seconds sets `lock_expiry` in both daemons' configs (site a's first daemon is
-# restarted with it).
+# restarted with it). The daemons share the pairs: each image's home is one of them (see
+# docs/REPLICATION.md); --join-late 1 starts the second daemon only once every image is sealed
+# (by the first), which must then let go of the second's share of them.
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-N=500 MINUTES=30 RPO=60 DAEMONS=1 KILL_AFTER=0 LOCK=60 K=0 SAME_HOST=0 OBJECT_SIZE=""
+N=500 MINUTES=30 RPO=60 DAEMONS=1 KILL_AFTER=0 LOCK=60 K=0 SAME_HOST=0 OBJECT_SIZE="" JOIN_LATE=0
 DIR=/tmp/imgstore-scale BUILD=${BUILD:-build}
 . tests/lib/bench.sh
-options "[--images N] [--minutes M] [--rpo S] [--daemons 1|2] [--kill-after MIN] [--lock-seconds S] [--changes K] [--dir DIR] [--same-host 0|1] [--object-size SIZE]" \
+options "[--images N] [--minutes M] [--rpo S] [--daemons 1|2] [--kill-after MIN] [--lock-seconds S] [--changes K] [--dir DIR] [--same-host 0|1] [--object-size SIZE] [--join-late 0|1]" \
   images=N minutes=MINUTES rpo=RPO daemons=DAEMONS kill-after=KILL_AFTER lock-seconds=LOCK \
-  changes=K dir=DIR same-host=SAME_HOST object-size=OBJECT_SIZE -- "$@"
+  changes=K dir=DIR same-host=SAME_HOST object-size=OBJECT_SIZE join-late=JOIN_LATE -- "$@"
 [ "$LOCK" -ge 3 ] 2>/dev/null || { echo "scale: --lock-seconds is 3 or more" >&2; exit 2; }
 [ "$DAEMONS" = 1 ] || [ "$DAEMONS" = 2 ] || { echo "scale: --daemons 1 or 2" >&2; exit 2; }
 [ "$KILL_AFTER" = 0 ] || [ "$DAEMONS" = 2 ] || { echo "scale: --kill-after needs --daemons 2" >&2; exit 2; }
+[ "$JOIN_LATE" = 0 ] || [ "$DAEMONS" = 2 ] || { echo "scale: --join-late needs --daemons 2" >&2; exit 2; }
 [ "$K" -gt 0 ] || K=$((N / 50 > 2 ? N / 50 : 2))
 case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
 CLI=$BUILD/cli/imgstore
@@ -93,7 +96,7 @@ start_second() { # site a's second imgstored: its own port, socket, spool, log a
   done
   return 1
 }
-if [ "$DAEMONS" = 2 ]; then
+if [ "$DAEMONS" = 2 ] && [ "$JOIN_LATE" = 0 ]; then
   start_second || { not_ok "a second imgstored on site a (see $A/log/imgstored-2.log)"; finish; }
   say "two imgstored on site a: pids $PID1 and $PID2"
 fi
@@ -165,7 +168,7 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
       --io-pattern rand "rbd/scale-$j" >/dev/null 2>&1
   done
   note=""
-  if [ "$kill_at" != 0 ] && [ $killed = 0 ] && [ "$(date +%s)" -ge "$kill_at" ]; then
+  if [ "$kill_at" != 0 ] && [ $killed = 0 ] && [ -n "$PID2" ] && [ "$(date +%s)" -ge "$kill_at" ]; then
     metrics "$SOCK2" >"$M/victim" && syncs_of "$M/victim" | awk '{ print $1 }' >"$M/victims"
     victims=$(wc -l <"$M/victims")
     kill -KILL "$PID2"; killed_at=$(date +%s); killed=1
@@ -188,10 +191,16 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
   sample
   now=$(date +%s)
   [ "$sealed_all" = 0 ] && [ "$LAGGED" -ge "$N" ] && { sealed_all=$now; say "every image sealed once, $((now - start))s into the run"; }
+  if [ "$sealed_all" != 0 ] && [ "$DAEMONS" = 2 ] && [ -z "$PID2" ]; then # --join-late 1
+    start_second || { not_ok "a second imgstored on site a (see $A/log/imgstored-2.log)"; finish; }
+    joined_at=$(date +%s)
+    say "a second imgstored on site a joins: pid $PID2, $((joined_at - start))s into the run"
+  fi
   # the steady part: from the first sample with every image sealed and none over its RPO (the
   # first copies go first, oldest sealed first: the images sealed early wait behind them)
   [ "$steady" = 0 ] && [ "$sealed_all" != 0 ] && [ "$OVER" = 0 ] && { steady=$now; say "every image within its RPO, $((now - start))s into the run"; }
   [ -z "$cpu1_start" ] && [ "$steady" != 0 ] && { cpu1_start=$CPU1; cpu2_start=$CPU2; cpu_t0=$now; }
+  [ "$cpu2_start" = - ] && alive "$PID2" && cpu2_start=$(cpu_s "$PID2") # joined late: from its start
   if [ "$steady" != 0 ]; then
     worst=$(awk -v a="$WORST" -v b="$worst" 'BEGIN { print (a > b) ? a : b }')
     [ "$OVER" -gt "$over_max" ] && over_max=$OVER
@@ -258,6 +267,8 @@ if [ "$DAEMONS" = 2 ]; then
   both=$(awk '{ print $1 }' "$M/s1" "$M/s2" | sort | uniq -d | wc -l)
   check "both daemons sealed cycles: daemon 1 $c1 cycles of $n1 images, daemon 2 $c2 of $n2 ($both images by both)" \
     test "$c1" -gt 0 -a "$c2" -gt 0
+  # each image's home is one of the two (ceil(N / 2) at most each): daemon 2 ran about half
+  check "daemon 2 ran its share: $n2 of $N images (at least a third)" test $((3 * n2)) -ge "$N"
   f1=$(failures_of "$M/m.1")
   f2=$(if [ -s "$M/victim" ]; then failures_of "$M/victim"; else failures_of "$M/m.2"; fi)
   busy=$(cat "$A"/log/imgstored*.log | grep -c 'against other writers')
@@ -268,7 +279,7 @@ if [ $killed = 1 ]; then
     test -n "$takeover" -a "${takeover:-999999}" -le $((2 * LOCK))
 fi
 {
-  echo "command: tests/soak/scale.sh --images $N --minutes $MINUTES --rpo $RPO --daemons $DAEMONS --kill-after $KILL_AFTER --lock-seconds $LOCK --changes $K${OBJECT_SIZE:+ --object-size $OBJECT_SIZE}"
+  echo "command: tests/soak/scale.sh --images $N --minutes $MINUTES --rpo $RPO --daemons $DAEMONS --kill-after $KILL_AFTER --lock-seconds $LOCK --changes $K${OBJECT_SIZE:+ --object-size $OBJECT_SIZE}$([ "$JOIN_LATE" = 1 ] && echo " --join-late 1")"
   echo "date: $(date -u +%FT%TZ); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
   echo "change rate: $K images x 256 KiB (64 KiB random writes) a round of ~10 s ($rounds rounds)"
   echo "setup: ${setup_s}s to create and enable $N images; every image sealed $(( sealed_all ? sealed_all - start : -1 ))s into the run, every image within its RPO $(( steady ? steady - start : -1 ))s into it (the steady part from there)"

@@ -4,6 +4,9 @@
  * cycle starts at half its RPO, earlier when its cycles take long, and never sooner than a tenth
  * of the RPO after the last one: a pair whose copying cycle once took longer than its RPO (a
  * large first copy, a slow site) must not be checked in a loop while nothing changes.
+ * And which daemon of a site is a pair's home (ims_repl_sched__assign): every daemon computes
+ * the same, the pairs are shared evenly, and a daemon that leaves moves its own pairs and few
+ * others.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "replicator/sched_internal.h"
@@ -77,6 +81,108 @@ static void first_copies_after_every_sealed_pair_in_order(void **state)
 	assert_int_equal(ims_repl_sched__next(q3, 2), 0);
 }
 
+#define NPAIRS 500
+
+static void keys_and_members(uint64_t *keys, size_t n, uint64_t *members, size_t m)
+{
+	char text[128];
+	for (size_t i = 0; i < n; i++) {
+		snprintf(text, sizeof(text), "rbd/scale-%zu@b", i + 1);
+		keys[i] = ims_repl_sched__hash(text);
+	}
+	for (size_t k = 0; k < m; k++) {
+		snprintf(text, sizeof(text), "host%zu/a/scale-%zu", k, k + 1);
+		members[k] = ims_repl_sched__hash(text);
+	}
+}
+
+static void homes_shared_evenly(void **state)
+{
+	(void)state;
+	static uint64_t keys[NPAIRS];
+	static unsigned home[NPAIRS];
+	uint64_t members[5];
+	for (size_t m = 1; m <= 5; m++) {
+		for (size_t n = 1; n <= NPAIRS; n += n < 20 ? 1 : 97) {
+			keys_and_members(keys, n, members, m);
+			assert_int_equal(ims_repl_sched__assign(home, keys, n, members, m), 0);
+			size_t load[5] = {0};
+			for (size_t i = 0; i < n; i++) {
+				assert_true(home[i] < m);
+				load[home[i]]++;
+			}
+			for (size_t k = 0; k < m; k++)
+				assert_true(load[k] <= (n + m - 1) / m);
+			/* two daemons: the larger share is at most one more than the smaller */
+			if (m == 2)
+				assert_true(load[0] + 1 >= load[1] && load[1] + 1 >= load[0]);
+		}
+	}
+	/* eight pairs and two daemons (make test's scale_takeover): four each */
+	keys_and_members(keys, 8, members, 2);
+	assert_int_equal(ims_repl_sched__assign(home, keys, 8, members, 2), 0);
+	size_t first = 0;
+	for (size_t i = 0; i < 8; i++)
+		first += home[i] == 0;
+	assert_int_equal(first, 4);
+}
+
+static void every_daemon_finds_the_same_homes(void **state)
+{
+	(void)state;
+	static uint64_t keys[NPAIRS], shuffled[NPAIRS];
+	static unsigned home[NPAIRS], home2[NPAIRS];
+	uint64_t members[3], members2[3];
+	keys_and_members(keys, NPAIRS, members, 3);
+	assert_int_equal(ims_repl_sched__assign(home, keys, NPAIRS, members, 3), 0);
+	/* the pairs known in another order (another daemon's list): each pair, the same home */
+	for (size_t i = 0; i < NPAIRS; i++)
+		shuffled[i] = keys[(i * 7 + 3) % NPAIRS];
+	memcpy(members2, members, sizeof(members));
+	assert_int_equal(ims_repl_sched__assign(home2, shuffled, NPAIRS, members2, 3), 0);
+	for (size_t i = 0; i < NPAIRS; i++)
+		assert_int_equal(home2[i], home[(i * 7 + 3) % NPAIRS]);
+}
+
+static void a_daemon_that_leaves_moves_few_others(void **state)
+{
+	(void)state;
+	static uint64_t keys[NPAIRS];
+	static unsigned three[NPAIRS], two[NPAIRS];
+	uint64_t members[3];
+	keys_and_members(keys, NPAIRS, members, 3);
+	assert_int_equal(ims_repl_sched__assign(three, keys, NPAIRS, members, 3), 0);
+	/* daemon 1 leaves: daemons 0 and 2 stay (indexes 0 and 1 of the new list) */
+	uint64_t stay[2] = {members[0], members[2]};
+	assert_int_equal(ims_repl_sched__assign(two, keys, NPAIRS, stay, 2), 0);
+	size_t moved = 0, kept = 0;
+	for (size_t i = 0; i < NPAIRS; i++) {
+		if (three[i] == 1)
+			continue;
+		unsigned now = two[i] == 0 ? 0 : 2;
+		if (now == three[i])
+			kept++;
+		else
+			moved++;
+	}
+	/* of the ~333 pairs of the two that stay, most stay where they were */
+	assert_true(kept + moved >= NPAIRS / 2);
+	assert_true(moved * 5 < kept);
+}
+
+static void one_daemon_or_none_is_home_of_all(void **state)
+{
+	(void)state;
+	uint64_t keys[4] = {1, 2, 3, 4}, members[1] = {9};
+	unsigned home[4] = {7, 7, 7, 7};
+	assert_int_equal(ims_repl_sched__assign(home, keys, 4, members, 1), 0);
+	for (size_t i = 0; i < 4; i++)
+		assert_int_equal(home[i], 0);
+	assert_int_equal(ims_repl_sched__assign(home, keys, 0, members, 1), 0);
+	assert_true(ims_repl_sched__hash("") != 0);
+	assert_true(ims_repl_sched__hash("a") != ims_repl_sched__hash("b"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -85,6 +191,10 @@ int main(void)
 		cmocka_unit_test(never_under_a_tenth_of_the_rpo),
 		cmocka_unit_test(the_pair_nearest_its_rpo_goes_first),
 		cmocka_unit_test(first_copies_after_every_sealed_pair_in_order),
+		cmocka_unit_test(homes_shared_evenly),
+		cmocka_unit_test(every_daemon_finds_the_same_homes),
+		cmocka_unit_test(a_daemon_that_leaves_moves_few_others),
+		cmocka_unit_test(one_daemon_or_none_is_home_of_all),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
