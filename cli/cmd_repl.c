@@ -232,6 +232,7 @@ static const ims_cli_column repl_columns[] = {
 	{"RPO", "rpo_seconds", NULL},
 	{"LAG", "lag_seconds", NULL},
 	{"LAST_SEALED", "last_sealed_snapshot", NULL},
+	{"BY", "replicated_by", NULL},
 	{"ERROR", "error", NULL},
 	{NULL, NULL, NULL},
 };

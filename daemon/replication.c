@@ -57,6 +57,7 @@ Imgstore__V1__ReplicationStatus *ims_daemon_status_msg(ims_rpc_call *call,
 	m->last_verify = DUP(call, st->last_verify);
 	m->verify_failures = st->verify_failures;
 	m->group = st->unit == IMS_REPL_GROUP;
+	m->replicated_by = DUP(call, st->replicated_by);
 	return m;
 }
 

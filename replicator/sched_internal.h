@@ -57,6 +57,8 @@ typedef struct pair {
 	unsigned home;
 	uint64_t key_hash;   /* ims_repl_sched__hash() of its key; 0: not computed yet */
 	bool orphaned;	     /* its home left the site's daemons: this one runs it now */
+	bool moved;	     /* its home became another daemon: let go of it at once */
+	bool overdue_logged; /* said once that its home sealed nothing in time */
 	int64_t deferred_ms; /* never sealed: when this daemon first left it to its home */
 	struct pair *next;
 } pair;
@@ -117,7 +119,8 @@ struct ims_repl_sched {
 	size_t nmembers;
 	int self; /* this daemon's index in members; -1: not among them */
 	int64_t members_ms;
-	bool joined; /* this daemon holds its place in the set (to leave at stop) */
+	int64_t members_ok_ms; /* the last look that read the set */
+	bool joined;	       /* this daemon holds its place in the set (to leave at stop) */
 };
 
 /* ---- records and pairs (sched_policy.c) ---- */
@@ -210,7 +213,12 @@ void ims_repl_sched__event_locked(ims_repl_sched *s, const pair *p, ims_repl_eve
 void ims_repl_sched__record_verify_locked(ims_repl_sched *s, pair *p,
 					  const ims_repl_verify_result *v);
 
-void ims_repl_sched__fill_status(ims_repl_status *st, const pair *p, int64_t t);
+void ims_repl_sched__fill_status(ims_repl_status *st, const ims_repl_sched *s, const pair *p,
+				 int64_t t);
+
+/** Under s->lock: the daemon that runs @p p's cycles (ims_repl_status.replicated_by): this one
+ *  (s->owner), its home among the site's daemons, or "" (another, name unknown). */
+const char *ims_repl_sched__runner_locked(const ims_repl_sched *s, const pair *p);
 
 /** Log and tell each pair's passing over its RPO, or back under it, at @p t; under s->lock. */
 void ims_repl_sched__check_rpo_locked(ims_repl_sched *s, int64_t t);

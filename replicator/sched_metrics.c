@@ -54,7 +54,15 @@ void ims_repl_sched__record_verify_locked(ims_repl_sched *s, pair *p,
 	ims_repl_sched__event_locked(s, p, IMS_REPL_EVENT_VERIFY_MISMATCH, -1.0, p->verify_error);
 }
 
-void ims_repl_sched__fill_status(ims_repl_status *st, const pair *p, int64_t t)
+const char *ims_repl_sched__runner_locked(const ims_repl_sched *s, const pair *p)
+{
+	if (p->home > 0 && p->home <= s->nmembers)
+		return s->members[p->home - 1];
+	return p->elsewhere ? "" : s->owner;
+}
+
+void ims_repl_sched__fill_status(ims_repl_status *st, const ims_repl_sched *s, const pair *p,
+				 int64_t t)
 {
 	memset(st, 0, sizeof(*st));
 	snprintf(st->image, sizeof(st->image), "%s/%s", p->pool, p->image);
@@ -80,6 +88,8 @@ void ims_repl_sched__fill_status(ims_repl_status *st, const pair *p, int64_t t)
 	st->rpo_violated = p->violated;
 	st->syncs = p->syncs;
 	st->failures = p->failures;
+	snprintf(st->replicated_by, sizeof(st->replicated_by), "%s",
+		 ims_repl_sched__runner_locked(s, p));
 }
 
 /* The statuses of every present pair (@p pool NULL), or of @p unit pool/name. */
@@ -102,7 +112,7 @@ static int status_kind(ims_repl_sched *s, const char *pool, const char *name, im
 		if (pool && name &&
 		    (p->unit != unit || strcmp(p->pool, pool) || strcmp(p->image, name)))
 			continue;
-		ims_repl_sched__fill_status(&list[k++], p, t);
+		ims_repl_sched__fill_status(&list[k++], s, p, t);
 	}
 	pthread_mutex_unlock(&s->lock);
 	*out = list;
@@ -147,8 +157,15 @@ void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f)
 		"# TYPE imgstore_replication_verifies_total counter\n"
 		"# HELP imgstore_replication_verify_failures_total Verifies that found the copy "
 		"different.\n"
-		"# TYPE imgstore_replication_verify_failures_total counter\n");
+		"# TYPE imgstore_replication_verify_failures_total counter\n"
+		"# HELP imgstore_replication_runs_here 1 when this daemon runs the pair's cycles "
+		"(its home among the site's daemons), 0 when another imgstored of the site does.\n"
+		"# TYPE imgstore_replication_runs_here gauge\n"
+		"# HELP imgstore_replication_daemons The site's imgstored that share its "
+		"replication pairs, as this daemon last saw them (0: not known).\n"
+		"# TYPE imgstore_replication_daemons gauge\n");
 	pthread_mutex_lock(&s->lock);
+	fprintf(f, "imgstore_replication_daemons %zu\n", s->nmembers);
 	for (pair *p = s->pairs; p; p = p->next) {
 		if (!p->present)
 			continue;
@@ -177,6 +194,8 @@ void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f)
 			p->verifies);
 		fprintf(f, "imgstore_replication_verify_failures_total{%s} %" PRIu64 "\n", labels,
 			p->verify_failures);
+		fprintf(f, "imgstore_replication_runs_here{%s} %d\n", labels,
+			strcmp(ims_repl_sched__runner_locked(s, p), s->owner) == 0);
 	}
 	pthread_mutex_unlock(&s->lock);
 }

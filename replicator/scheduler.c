@@ -626,6 +626,8 @@ static void note_cycle_locked(ims_repl_sched *s, pair *p, int r, const ims_repl_
 		p->syncs++;
 		p->next_attempt_ms = 0;
 		p->deferred_ms = 0;
+		p->orphaned = false;
+		p->overdue_logged = false;
 		if (p->elsewhere)
 			ims_log_info("'%s' is replicated by this daemon now", key);
 		p->elsewhere = false;
@@ -760,6 +762,18 @@ static bool holder_alive(ims_repl_sched *s, pair *p, uint32_t rpo, const char *k
  * home seals nothing (it is busy, or cannot reach the target, or died and is still counted):
  * this daemon runs the cycle. Not under s->lock.
  */
+/* Let go of the secondary of @p p if this daemon holds it: @p home's cycles need it. */
+static void let_go(ims_repl_sched *s, const pair *p, const char *key, const char *home)
+{
+	ims_site *peer = NULL;
+	if (s->o.peer(s->o.peer_ctx, p->target, &peer) == 0 &&
+	    ims_site_guard_let_go(peer, p->pool, p->image))
+		ims_log_info("'%s': let go of the secondary on site '%s' for its home imgstored "
+			     "'%s'",
+			     key, p->target, home);
+	ims_error_clear();
+}
+
 static bool leave_to_home(ims_repl_sched *s, pair *p, uint32_t rpo, const char *key,
 			  const char *home)
 {
@@ -769,6 +783,10 @@ static bool leave_to_home(ims_repl_sched *s, pair *p, uint32_t rpo, const char *
 	int64_t grace = home_grace_ms(s, rpo);
 	int64_t until;
 	pthread_mutex_lock(&s->lock);
+	if (p->home == 0) { /* the set changed meanwhile: its home is this daemon now */
+		pthread_mutex_unlock(&s->lock);
+		return false;
+	}
 	if (shared.sealed_ms > 0) {
 		until = shared.sealed_ms +
 			ims_repl_sched__due_ms(rpo, shared.last_secs,
@@ -781,12 +799,16 @@ static bool leave_to_home(ims_repl_sched *s, pair *p, uint32_t rpo, const char *
 		until = p->deferred_ms + grace;
 	}
 	if (t >= until) {
+		bool said = p->overdue_logged;
+		p->overdue_logged = true;
 		pthread_mutex_unlock(&s->lock);
-		ims_log_info("'%s': its home imgstored '%s' of this site sealed nothing in time; "
-			     "this daemon runs its cycle",
-			     key, home);
+		if (!said)
+			ims_log_info("'%s': its home imgstored '%s' of this site sealed nothing in "
+				     "time; this daemon runs its cycles until it does",
+				     key, home);
 		return false;
 	}
+	p->overdue_logged = false;
 	if (!p->elsewhere)
 		ims_log_info(
 			"'%s' is replicated by imgstored '%s' of this site (its home among the "
@@ -803,14 +825,7 @@ static bool leave_to_home(ims_repl_sched *s, pair *p, uint32_t rpo, const char *
 	p->backoff = 0;
 	p->next_attempt_ms = until;
 	pthread_mutex_unlock(&s->lock);
-	/* the secondary this daemon held since its last cycle of the pair: the home's now */
-	ims_site *peer = NULL;
-	if (s->o.peer(s->o.peer_ctx, p->target, &peer) == 0 &&
-	    ims_site_guard_drop(peer, p->pool, p->image))
-		ims_log_info("'%s': let go of the secondary on site '%s' for its home imgstored "
-			     "'%s'",
-			     key, p->target, home);
-	ims_error_clear();
+	let_go(s, p, key, home); /* held since this daemon's last cycle of the pair */
 	return true;
 }
 
@@ -830,16 +845,19 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 		p->mark.valid = false;
 	pthread_mutex_lock(&s->lock);
 	bool elsewhere = !out && p->elsewhere;
-	bool home_here = shared_home_locked(s, p);
+	/* a pair whose home is this daemon is tried at once (its holder lets go as soon as it
+	 * sees the home), and so is one whose home left the site's daemons */
+	bool try_now = shared_home_locked(s, p) || p->orphaned;
 	char home[IMS_REPL_OWNER_LEN] = "";
-	if (!out && p->unit == IMS_REPL_IMAGE && p->home > 0 && p->home <= s->nmembers)
+	if (p->unit == IMS_REPL_IMAGE && p->home > 0 && p->home <= s->nmembers)
 		memcpy(home, s->members[p->home - 1], sizeof(home));
+	if (!out)
+		p->moved = false;
 	uint32_t rpo = p->rpo;
 	pthread_mutex_unlock(&s->lock);
-	if (home[0] && leave_to_home(s, p, rpo, c.lock_name, home))
+	if (!out && home[0] && leave_to_home(s, p, rpo, c.lock_name, home))
 		return 0;
-	/* a pair whose home is this daemon is tried at once: its holder lets go at its due look */
-	if (elsewhere && !home_here && holder_alive(s, p, rpo, c.lock_name))
+	if (elsewhere && !try_now && holder_alive(s, p, rpo, c.lock_name))
 		return 0;
 	if ((r = s->o.peer(s->o.peer_ctx, p->target, &peer)) == 0) {
 		/* asked for by a caller that can cancel (@p out, @p progress): waits for another
@@ -855,6 +873,10 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 		}
 	}
 	ims_site_ioctx_close(c.io);
+	/* a cycle of a pair whose home is another daemon (asked for here, or its home sealed
+	 * nothing in time): a daemon keeps only its own pairs' secondaries */
+	if (home[0])
+		let_go(s, p, c.lock_name, home);
 
 	if (r == 0 && p->unit == IMS_REPL_IMAGE &&
 	    ((!res.unchanged && res.sealed[0]) || res.nshipped) && s->o.sealed)
@@ -1045,7 +1067,6 @@ static void *worker(void *arg)
 		pthread_mutex_lock(&s->lock);
 		p->running = false;
 		p->waited_target = false;
-		p->orphaned = false;
 		pthread_cond_broadcast(&s->cond);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -1074,6 +1095,8 @@ static void enqueue_locked(ims_repl_sched *s, pair *p)
  * at its first look), the members read. A member gone since the last look leaves its pairs
  * orphaned: their new home runs them at once instead of at their due look. Not under s->lock.
  */
+static void assign_locked(ims_repl_sched *s);
+
 static void members_look(ims_repl_sched *s, int64_t t)
 {
 	int64_t every = (int64_t)lock_seconds(s) * 1000 / 3;
@@ -1097,6 +1120,13 @@ static void members_look(ims_repl_sched *s, int64_t t)
 		ims_log_debug("replication: joined the site's replicating daemons as '%s'",
 			      s->owner);
 	s->joined = s->joined || jr == 0;
+	if (n >= 0) {
+		s->members_ok_ms = t;
+	} else if (t - s->members_ok_ms < (int64_t)lock_seconds(s) * 1000) {
+		/* one failed look is no change: the others' holds outlive it as long as ours */
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
 	size_t count = n > 0 ? (size_t)n : 0;
 	int self = -1;
 	for (size_t i = 0; i < count; i++)
@@ -1116,9 +1146,10 @@ static void members_look(ims_repl_sched *s, int64_t t)
 		bool stays = false;
 		for (size_t i = 0; i < count && !stays; i++)
 			stays = strcmp(got[i], s->members[p->home - 1]) == 0;
-		p->orphaned = !stays;
-		if (!stays)
+		if (!stays) {
+			p->orphaned = true;
 			p->next_attempt_ms = 0;
+		}
 	}
 	for (size_t i = 0; i < count; i++) {
 		memcpy(s->members[i], got[i], IMS_REPL_OWNER_LEN);
@@ -1126,6 +1157,7 @@ static void members_look(ims_repl_sched *s, int64_t t)
 	}
 	s->nmembers = count;
 	s->self = self;
+	assign_locked(s); /* no look between with old homes and new members */
 	char list[IMS_REPL_MEMBERS_MAX * 40] = "";
 	size_t used = 0;
 	for (size_t i = 0; i < count && used < sizeof(list); i++)
@@ -1175,13 +1207,31 @@ static void assign_locked(ims_repl_sched *s)
 	}
 	if (shared && ims_repl_sched__assign(home, keys, n, s->member_hash, s->nmembers) < 0)
 		shared = false;
+	unsigned *was = NULL; /* each pair's home before, to see which became another's */
+	size_t all = 0;
+	for (pair *p = s->pairs; p; p = p->next)
+		all++;
+	if ((was = malloc((all ? all : 1) * sizeof(*was)))) {
+		i = 0;
+		for (pair *p = s->pairs; p; p = p->next)
+			was[i++] = p->home;
+	}
 	for (pair *p = s->pairs; p; p = p->next)
 		p->home = 0;
 	for (i = 0; shared && i < n; i++)
 		of[i]->home = home[i] == (unsigned)s->self ? 0 : home[i] + 1;
-	for (pair *p = s->pairs; p; p = p->next)
+	i = 0;
+	for (pair *p = s->pairs; p; p = p->next, i++) {
 		if (p->home != 0)
 			p->orphaned = false;
+		/* this daemon's before, another's now: let go of it at once, not at its due look
+		 * (the new home tries it every 2 s meanwhile) */
+		if (was && was[i] == 0 && p->home != 0) {
+			p->moved = true;
+			p->next_attempt_ms = 0;
+		}
+	}
+	free(was);
 	free(keys);
 	free(home);
 	free(of);
@@ -1218,7 +1268,7 @@ static void *loop(void *arg)
 				 * whatever its RPO: it catches up, and a returned old primary that
 				 * wrote is found split-brain now, not an RPO later */
 				if (p->sealed_ms >= 0 && !p->waited_target &&
-				    !(p->orphaned && p->home == 0) &&
+				    !(p->orphaned && p->home == 0) && !(p->moved && p->home != 0) &&
 				    lag < ims_repl_sched__due_ms(p->rpo, p->last_secs, tick))
 					continue;
 				if (target_down_locked(s, p, t))
@@ -1342,7 +1392,7 @@ static int enable_pair(ims_repl_sched *s, const pair *tmp, ims_repl_status *out)
 		p->mark.valid = false;
 	enqueue_locked(s, p);
 	if (out)
-		ims_repl_sched__fill_status(out, p, ims_clock_unix_ms());
+		ims_repl_sched__fill_status(out, s, p, ims_clock_unix_ms());
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
@@ -1562,7 +1612,7 @@ static int remove_kind_pair(ims_repl_sched *s, const char *pool, const char *ima
 	while (p->running) /* let a running cycle end: its snapshot is then sealed or not at all */
 		pthread_cond_wait(&s->cond, &s->lock);
 	if (out)
-		ims_repl_sched__fill_status(out, p, ims_clock_unix_ms());
+		ims_repl_sched__fill_status(out, s, p, ims_clock_unix_ms());
 	pair copy = *p;
 	pthread_mutex_unlock(&s->lock);
 	ims_repl_sched__drop_status(io, key);

@@ -123,6 +123,10 @@ typedef struct {
 	char last_verify[16];	/* "", "equal" or "mismatch" */
 	uint64_t verify_failures;
 	ims_repl_unit unit; /* a consistency group's pair: image is "POOL/GROUP" */
+	/* the imgstored of the site that runs its cycles, by its lock cookie (instance name and
+	 * site): this daemon, or the pair's home among the site's daemons; "" when another daemon
+	 * holds its secondary, name unknown */
+	char replicated_by[128];
 } ims_repl_status;
 
 int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *opts);

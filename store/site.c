@@ -649,6 +649,24 @@ void ims_site_guard_put(ims_site *site, const char *pool, const char *image, boo
 		guard_close_unref(site, closing);
 }
 
+bool ims_site_guard_let_go(ims_site *site, const char *pool, const char *image)
+{
+	guard *g, *closing = NULL;
+	pthread_mutex_lock(&site->guard_lock);
+	if ((g = guard_find(site, pool, image, NULL))) {
+		g->drop = true; /* its last user's put closes it */
+		if (!g->opening && g->users == 0) {
+			guard_unlink(site, g);
+			closing = g;
+		}
+	}
+	pthread_cond_broadcast(&site->guard_cond);
+	pthread_mutex_unlock(&site->guard_lock);
+	if (closing)
+		guard_close_unref(site, closing);
+	return g != NULL;
+}
+
 bool ims_site_guard_drop(ims_site *site, const char *pool, const char *image)
 {
 	guard *g;

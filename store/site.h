@@ -203,4 +203,9 @@ void ims_site_guard_put(ims_site *site, const char *pool, const char *image, boo
  *  when replication into it stops. Returns whether there was one. */
 bool ims_site_guard_drop(ims_site *site, const char *pool, const char *image);
 
+/** Release the guard of @p pool/@p image once its users are done, without waiting for them
+ *  (now if it has none): when another daemon is to replicate into it. Returns whether there
+ *  was one. */
+bool ims_site_guard_let_go(ims_site *site, const char *pool, const char *image);
+
 #endif

@@ -170,6 +170,14 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
   note=""
   if [ "$kill_at" != 0 ] && [ $killed = 0 ] && [ -n "$PID2" ] && [ "$(date +%s)" -ge "$kill_at" ]; then
     metrics "$SOCK2" >"$M/victim" && syncs_of "$M/victim" | awk '{ print $1 }' >"$M/victims"
+    metrics "$SOCK1" >"$M/before-kill.1"
+    # each image's home, as each daemon sees it: exactly one of them runs it
+    homes=$(cat "$M/before-kill.1" "$M/victim" | awk '/^imgstore_replication_runs_here\{/ {
+      split($1, a, "\""); n[a[2]] += $2 } END { k = 0; for (i in n) k += (n[i] == 1); print k + 0 }')
+    # daemon 1's `repl status` names daemon 2 (its instance name) for the images daemon 2 runs
+    runs2=$(awk '/^imgstore_replication_runs_here\{/ { s += $2 } END { print s + 0 }' "$M/victim")
+    by2=$(IMGSTORE_SERVER=unix:$SOCK1 "$CLI" --format json repl status 2>/dev/null |
+      jq '[.[] | select(.replicated_by | startswith("scale-2/"))] | length')
     victims=$(wc -l <"$M/victims")
     kill -KILL "$PID2"; killed_at=$(date +%s); killed=1
     note="killed daemon 2 (pid $PID2), which had sealed $victims images"
@@ -194,13 +202,17 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
   if [ "$sealed_all" != 0 ] && [ "$DAEMONS" = 2 ] && [ -z "$PID2" ]; then # --join-late 1
     start_second || { not_ok "a second imgstored on site a (see $A/log/imgstored-2.log)"; finish; }
     joined_at=$(date +%s)
+    if [ "$kill_at" != 0 ]; then # KILL_AFTER of sharing first, and time for the takeover after
+      kill_at=$((joined_at + KILL_AFTER * 60))
+      [ $((kill_at + 3 * LOCK + 10)) -gt "$end" ] && end=$((kill_at + 3 * LOCK + 10))
+    fi
     say "a second imgstored on site a joins: pid $PID2, $((joined_at - start))s into the run"
   fi
   # the steady part: from the first sample with every image sealed and none over its RPO (the
   # first copies go first, oldest sealed first: the images sealed early wait behind them)
   [ "$steady" = 0 ] && [ "$sealed_all" != 0 ] && [ "$OVER" = 0 ] && { steady=$now; say "every image within its RPO, $((now - start))s into the run"; }
   [ -z "$cpu1_start" ] && [ "$steady" != 0 ] && { cpu1_start=$CPU1; cpu2_start=$CPU2; cpu_t0=$now; }
-  [ "$cpu2_start" = - ] && alive "$PID2" && cpu2_start=$(cpu_s "$PID2") # joined late: from its start
+  [ "$cpu2_start" = - ] && alive "$PID2" && { cpu2_start=$(cpu_s "$PID2"); cpu_t2=$now; } # joined late
   if [ "$steady" != 0 ]; then
     worst=$(awk -v a="$WORST" -v b="$worst" 'BEGIN { print (a > b) ? a : b }')
     [ "$OVER" -gt "$over_max" ] && over_max=$OVER
@@ -256,7 +268,7 @@ sample
 t_cpu=$(( $(date +%s) - ${cpu_t0:-$(date +%s)} ))
 [ "$t_cpu" -gt 0 ] || t_cpu=1
 cpu1=$(cpu_min "$cpu1_start" "$CPU1" "$t_cpu")
-t2=$(( ${T2_LAST:-0} - ${cpu_t0:-0} ))
+t2=$(( ${T2_LAST:-0} - ${cpu_t2:-${cpu_t0:-0}} ))
 [ "$t2" -gt 0 ] || t2=1
 cpu2=$(cpu_min "$cpu2_start" "${CPU2_LAST:--}" "$t2")
 if [ "$DAEMONS" = 2 ]; then
@@ -269,6 +281,10 @@ if [ "$DAEMONS" = 2 ]; then
     test "$c1" -gt 0 -a "$c2" -gt 0
   # each image's home is one of the two (ceil(N / 2) at most each): daemon 2 ran about half
   check "daemon 2 ran its share: $n2 of $N images (at least a third)" test $((3 * n2)) -ge "$N"
+  [ $killed = 1 ] && check "before the kill each image ran on exactly one daemon: ${homes:-0} of $N" test "${homes:-0}" = "$N"
+  [ $killed = 1 ] && [ "$SAME_HOST" != 1 ] &&
+    check "daemon 1's repl status named daemon 2 for the ${runs2:-0} images it ran: ${by2:-none}" \
+      test "${runs2:-0}" -gt 0 -a "${by2:-x}" = "${runs2:-0}"
   f1=$(failures_of "$M/m.1")
   f2=$(if [ -s "$M/victim" ]; then failures_of "$M/victim"; else failures_of "$M/m.2"; fi)
   busy=$(cat "$A"/log/imgstored*.log | grep -c 'against other writers')
