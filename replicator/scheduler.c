@@ -724,6 +724,10 @@ static bool elsewhere_locked(const ims_repl_sched *s, pair *p, const pair *share
 	 * (leave_to_home()), so look again soon */
 	if (shared_home_locked(s, p) && wait > 2000)
 		wait = 2000;
+	/* its home left the set (killed): the secondary is free once librbd finds its lock's
+	 * owner dead */
+	if (p->orphaned && wait > 1000)
+		wait = 1000;
 	p->next_attempt_ms = ims_clock_unix_ms() + (wait < 1000	   ? 1000
 						    : wait > 30000 ? 30000
 								   : wait);
@@ -771,7 +775,6 @@ static void let_go(ims_repl_sched *s, const pair *p, const char *key, const char
 		ims_log_info("'%s': let go of the secondary on site '%s' for its home imgstored "
 			     "'%s'",
 			     key, p->target, home);
-	ims_error_clear();
 }
 
 static bool leave_to_home(ims_repl_sched *s, pair *p, uint32_t rpo, const char *key,
@@ -826,6 +829,7 @@ static bool leave_to_home(ims_repl_sched *s, pair *p, uint32_t rpo, const char *
 	p->next_attempt_ms = until;
 	pthread_mutex_unlock(&s->lock);
 	let_go(s, p, key, home); /* held since this daemon's last cycle of the pair */
+	ims_error_clear();
 	return true;
 }
 
@@ -851,8 +855,10 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	char home[IMS_REPL_OWNER_LEN] = "";
 	if (p->unit == IMS_REPL_IMAGE && p->home > 0 && p->home <= s->nmembers)
 		memcpy(home, s->members[p->home - 1], sizeof(home));
-	if (!out)
+	if (!out && p->moved) { /* a full look: its secondary opened (and held, if its own) */
+		p->mark.valid = false;
 		p->moved = false;
+	}
 	uint32_t rpo = p->rpo;
 	pthread_mutex_unlock(&s->lock);
 	if (!out && home[0] && leave_to_home(s, p, rpo, c.lock_name, home))
@@ -875,7 +881,7 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	ims_site_ioctx_close(c.io);
 	/* a cycle of a pair whose home is another daemon (asked for here, or its home sealed
 	 * nothing in time): a daemon keeps only its own pairs' secondaries */
-	if (home[0])
+	if (home[0] && peer) /* (the peer's lookup sets no error once it succeeded) */
 		let_go(s, p, c.lock_name, home);
 
 	if (r == 0 && p->unit == IMS_REPL_IMAGE &&
@@ -1090,16 +1096,26 @@ static void enqueue_locked(ims_repl_sched *s, pair *p)
 	pthread_cond_broadcast(&s->cond);
 }
 
+/* How long a daemon's place among the site's daemons lasts unrenewed: half the lock expiry,
+ * at least 3 s. A daemon killed is out of the set after it, and its pairs are the others' at
+ * their next look (every third of it): a takeover well within two lock expiries. */
+static unsigned member_seconds(const ims_repl_sched *s)
+{
+	return lock_seconds(s) / 2 > 3 ? lock_seconds(s) / 2 : 3;
+}
+
 /*
- * The site's daemons, every third of the lock expiry: this one's place in the set renewed (taken
- * at its first look), the members read. A member gone since the last look leaves its pairs
+ * The site's daemons, every third of member_seconds(): this one's place in the set renewed
+ * (taken at its first look), the members read. A member gone since the last look leaves its pairs
  * orphaned: their new home runs them at once instead of at their due look. Not under s->lock.
  */
 static void assign_locked(ims_repl_sched *s);
 
 static void members_look(ims_repl_sched *s, int64_t t)
 {
-	int64_t every = (int64_t)lock_seconds(s) * 1000 / 3;
+	if (s->o.alone)
+		return;
+	int64_t every = (int64_t)member_seconds(s) * 1000 / 3;
 	if (t - s->members_ms < (every < 1000 ? 1000 : every))
 		return;
 	s->members_ms = t;
@@ -1109,7 +1125,7 @@ static void members_look(ims_repl_sched *s, int64_t t)
 	rados_ioctx_t io;
 	if (ims_repl_sched__io(&io, s) == 0) {
 		jr = ims_record_join(io, IMS_REPL_MEMBERS, IMS_REPL_MEMBER_LOCK, s->owner,
-				     "a replicating imgstored", lock_seconds(s));
+				     "a replicating imgstored", member_seconds(s));
 		n = ims_record_members(&got[0][0], IMS_REPL_OWNER_LEN, IMS_REPL_MEMBERS_MAX, io,
 				       IMS_REPL_MEMBERS, IMS_REPL_MEMBER_LOCK);
 		ims_site_ioctx_close(io);
@@ -1122,7 +1138,7 @@ static void members_look(ims_repl_sched *s, int64_t t)
 	s->joined = s->joined || jr == 0;
 	if (n >= 0) {
 		s->members_ok_ms = t;
-	} else if (t - s->members_ok_ms < (int64_t)lock_seconds(s) * 1000) {
+	} else if (t - s->members_ok_ms < (int64_t)member_seconds(s) * 1000) {
 		/* one failed look is no change: the others' holds outlive it as long as ours */
 		pthread_mutex_unlock(&s->lock);
 		return;
@@ -1158,6 +1174,13 @@ static void members_look(ims_repl_sched *s, int64_t t)
 	s->nmembers = count;
 	s->self = self;
 	assign_locked(s); /* no look between with old homes and new members */
+	/* a set of two or more, changed: this daemon's pairs are looked at once, so that it
+	 * holds the secondaries of those another member lets go of now */
+	for (pair *p = s->pairs; p && count >= 2 && self >= 0; p = p->next)
+		if (p->present && p->unit == IMS_REPL_IMAGE && p->home == 0) {
+			p->moved = true;
+			p->next_attempt_ms = 0;
+		}
 	char list[IMS_REPL_MEMBERS_MAX * 40] = "";
 	size_t used = 0;
 	for (size_t i = 0; i < count && used < sizeof(list); i++)
@@ -1224,9 +1247,10 @@ static void assign_locked(ims_repl_sched *s)
 	for (pair *p = s->pairs; p; p = p->next, i++) {
 		if (p->home != 0)
 			p->orphaned = false;
-		/* this daemon's before, another's now: let go of it at once, not at its due look
-		 * (the new home tries it every 2 s meanwhile) */
-		if (was && was[i] == 0 && p->home != 0) {
+		/* this daemon's before and another's now, or the reverse: looked at once, not at
+		 * its due look: the old home lets go of the secondary, the new one takes it (and
+		 * tries every 2 s while the old one still holds it) */
+		if (was && s->nmembers >= 2 && (was[i] == 0) != (p->home == 0)) {
 			p->moved = true;
 			p->next_attempt_ms = 0;
 		}
@@ -1268,7 +1292,8 @@ static void *loop(void *arg)
 				 * whatever its RPO: it catches up, and a returned old primary that
 				 * wrote is found split-brain now, not an RPO later */
 				if (p->sealed_ms >= 0 && !p->waited_target &&
-				    !(p->orphaned && p->home == 0) && !(p->moved && p->home != 0) &&
+				    !(p->orphaned && p->home == 0) && !p->moved &&
+				    !(p->elsewhere && shared_home_locked(s, p)) &&
 				    lag < ims_repl_sched__due_ms(p->rpo, p->last_secs, tick))
 					continue;
 				if (target_down_locked(s, p, t))

@@ -85,6 +85,10 @@ typedef struct {
 	 * @p target, with sealed_ctx; may be NULL */
 	void (*sealed_group)(void *ctx, const char *target, const char *pool, const char *group,
 			     const char *snap);
+	/* not a member of the site's replicating daemons (IMS_REPL_MEMBERS): runs every pair it
+	 * knows and keeps every secondary it holds, as a daemon alone on its site does; the
+	 * daemons share (false) */
+	bool alone;
 } ims_repl_sched_opts;
 #define IMS_REPL_SCHED_OPTS_INIT                                                                   \
 	{                                                                                          \

@@ -4,8 +4,11 @@
  * nothing for longer than the lock's expiry (here a progress callback that sleeps through
  * three expiries) keeps the lock, and a second scheduler of the same site is refused the pair
  * all along. Failover claims: one daemon of the site at a time, renewed, found lost once
- * broken. The schedulers keep their records in a pool of their own, so that the sandbox's
- * imgstored never sees the pair.
+ * broken. The site's daemons as a set (a shared RADOS lock, store/record.h): sorted, each
+ * once, left at once, gone once a hold expires; two schedulers share the pairs (each pair's
+ * home one of them, both agreeing) and the one left takes them all once the other stops. The
+ * schedulers keep their records in a pool of their own, so that the sandbox's imgstored never
+ * sees the pair.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -28,6 +31,7 @@
 #include "itest.h"
 #include "replicator/scheduler.h"
 #include "store/image.h"
+#include "store/record.h"
 #include "store/site.h"
 
 #define RECORDS	     "imstest-sched"
@@ -60,6 +64,10 @@ static int own_peer(void *ctx, const char *name, ims_site **out)
 
 static unsigned lock_seconds = LOCK_SECONDS; /* of the schedulers started next */
 
+/* the schedulers started next do not share pairs: each runs every pair it knows, as a daemon
+ * alone on its site does (the one-writer tests); test_pairs_shared shares them */
+static bool alone = true;
+
 static ims_repl_sched *start_with(const char *owner, ims_site *b)
 {
 	ims_repl_sched *s = NULL;
@@ -71,6 +79,7 @@ static ims_repl_sched *start_with(const char *owner, ims_site *b)
 	o.owner = owner;
 	o.lock_seconds = lock_seconds;
 	o.workers = 1;
+	o.alone = alone;
 	if (ims_repl_sched_start(&s, &o) < 0)
 		fail_msg("start scheduler %s: %s", owner, ims_error_last());
 	return s;
@@ -444,6 +453,111 @@ static void test_claims(void **state)
 	ims_repl_sched_stop(two);
 }
 
+#define SET_OBJ	 "imstest-members"
+#define SET_LOCK "imstest.member"
+
+static ssize_t members(char (*got)[64], size_t max)
+{
+	rados_ioctx_t io;
+	assert_int_equal(ims_site_ioctx(&io, itest.a, RECORDS), 0);
+	ssize_t n = ims_record_members(&got[0][0], sizeof(got[0]), max, io, SET_OBJ, SET_LOCK);
+	ims_site_ioctx_close(io);
+	return n;
+}
+
+/* The set itself: joined under three cookies (one twice), read sorted and each once; one
+ * leaves; the holds not renewed are gone once they expire (cls_lock trims them on a read). */
+static void test_member_set(void **state)
+{
+	(void)state;
+	rados_ioctx_t io;
+	char got[4][64];
+	assert_int_equal(ims_site_ioctx(&io, itest.a, RECORDS), 0);
+	assert_int_equal(members(got, 4), 0); /* no object yet: nobody */
+	assert_int_equal(ims_record_join(io, SET_OBJ, SET_LOCK, "m-b/a", "test", 2), 0);
+	assert_int_equal(ims_record_join(io, SET_OBJ, SET_LOCK, "m-a/a", "test", 2), 0);
+	assert_int_equal(ims_record_join(io, SET_OBJ, SET_LOCK, "m-c/a", "test", 2), 0);
+	assert_int_equal(ims_record_join(io, SET_OBJ, SET_LOCK, "m-a/a", "test", 2), 0); /* renew */
+	assert_int_equal(members(got, 4), 3);
+	assert_string_equal(got[0], "m-a/a");
+	assert_string_equal(got[1], "m-b/a");
+	assert_string_equal(got[2], "m-c/a");
+	assert_int_equal(members(got, 2), 2); /* at most max */
+	ims_record_leave(io, SET_OBJ, SET_LOCK, "m-b/a");
+	assert_int_equal(members(got, 4), 2);
+	assert_string_equal(got[1], "m-c/a");
+	sleep(3); /* past the 2 s holds, none renewed */
+	assert_int_equal(members(got, 4), 0);
+	ims_site_ioctx_close(io);
+}
+
+static void wait_runner(ims_repl_sched *s, const char *img, const char *want, int seconds)
+{
+	ims_repl_status st = status_of(s, img);
+	for (int i = 0; i < seconds * 5 && strcmp(st.replicated_by, want) != 0; i++) {
+		usleep(200 * 1000);
+		st = status_of(s, img);
+	}
+	print_message("%s runs on '%s'\n", img, st.replicated_by);
+	assert_string_equal(st.replicated_by, want);
+}
+
+/* Two schedulers of site a share four pairs, two each, both saying which runs which; once one
+ * stops (and leaves the set), the other runs all four within a look at the set. */
+static void test_pairs_shared(void **state)
+{
+	(void)state;
+	const char *img[4];
+	ims_image_create_opts co = IMS_IMAGE_CREATE_OPTS_INIT;
+	co.size = 4ull << 20;
+	alone = false;
+	/* the homes are shared over every pair the records hold: none but these four */
+	itest_sh("for o in imgstore.repl.policies imgstore.repl.status; do rados -c "
+		 "\"$CEPH_CONF_A\" -p %s rm $o 2>/dev/null; done; true",
+		 RECORDS);
+	ims_repl_sched *one = start("sched-share-one");
+	ims_site *b2 = itest_site('B');
+	ims_repl_sched *two = start_with("sched-share-two", b2);
+	for (int i = 0; i < 4; i++) {
+		char base[16];
+		snprintf(base, sizeof(base), "share%d", i);
+		img[i] = itest_name(base);
+		assert_int_equal(ims_image_create(itest.a, "rbd", img[i], &co), 0);
+		if (ims_repl_enable(NULL, one, "rbd", img[i], "b", IMS_REPL_ASYNC, 3600) < 0)
+			fail_msg("enable %s: %s", img[i], ims_error_last());
+	}
+	/* both see both (a look every second with a 2 s lock), and agree on every home */
+	int on_one = 0, agreed = 0;
+	for (int round = 0; round < 50 && agreed < 4; round++) {
+		usleep(200 * 1000);
+		on_one = agreed = 0;
+		for (int i = 0; i < 4; i++) {
+			ims_repl_status a = status_of(one, img[i]), b = status_of(two, img[i]);
+			if (ims_repl_sched_has(two, "rbd", img[i], IMS_REPL_IMAGE) &&
+			    strcmp(a.replicated_by, b.replicated_by) == 0 &&
+			    (strcmp(a.replicated_by, "sched-share-one") == 0 ||
+			     strcmp(a.replicated_by, "sched-share-two") == 0)) {
+				agreed++;
+				on_one += strcmp(a.replicated_by, "sched-share-one") == 0;
+			}
+		}
+	}
+	print_message("%d of 4 homes agreed, %d on the first\n", agreed, on_one);
+	assert_int_equal(agreed, 4);
+	assert_int_equal(on_one, 2); /* bounded loads: at most ceil(4 / 2) each */
+
+	/* the second stops (and leaves the set) and its connection goes, as with its process:
+	 * the first runs every pair, the second's held secondaries its own */
+	ims_repl_sched_stop(two);
+	ims_site_close(b2);
+	for (int i = 0; i < 4; i++)
+		wait_runner(one, img[i], "sched-share-one", 8);
+	for (int i = 0; i < 4; i++)
+		ims_repl_disable(NULL, one, "rbd", img[i], "b");
+	ims_repl_sched_stop(one);
+	alone = true;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -451,6 +565,8 @@ int main(void)
 		cmocka_unit_test(test_pair_held_elsewhere),
 		cmocka_unit_test(test_claims),
 		cmocka_unit_test(test_asked_waits_for_other_cycle),
+		cmocka_unit_test(test_member_set),
+		cmocka_unit_test(test_pairs_shared),
 	};
 	return cmocka_run_group_tests(tests, setup, itest_teardown);
 }
