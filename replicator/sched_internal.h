@@ -55,11 +55,12 @@ typedef struct pair {
 	/* an image pair's home among the site's daemons (ims_repl_sched__assign()): 0, this
 	 * daemon's; k, members[k - 1]'s, which runs its cycles while it seals it */
 	unsigned home;
-	uint64_t key_hash;   /* ims_repl_sched__hash() of its key; 0: not computed yet */
-	bool orphaned;	     /* its home left the site's daemons: this one runs it now */
-	bool moved;	     /* its home became another daemon: let go of it at once */
-	bool overdue_logged; /* said once that its home sealed nothing in time */
-	int64_t deferred_ms; /* never sealed: when this daemon first left it to its home */
+	uint64_t key_hash;	 /* ims_repl_sched__hash() of its key; 0: not computed yet */
+	bool orphaned;		 /* its home left the site's daemons: this one runs it now */
+	int64_t orphaned_ms;	 /* when: retried every second for a while only */
+	bool moved;		 /* its home became another daemon: let go of it at once */
+	int64_t overdue_said_ms; /* when it last said its home sealed nothing in time */
+	int64_t deferred_ms;	 /* never sealed: when this daemon first left it to its home */
 	struct pair *next;
 } pair;
 
@@ -120,6 +121,7 @@ struct ims_repl_sched {
 	int self; /* this daemon's index in members; -1: not among them */
 	int64_t members_ms;
 	int64_t members_ok_ms; /* the last look that read the set */
+	bool members_failing;  /* said that the set cannot be read */
 	bool joined;	       /* this daemon holds its place in the set (to leave at stop) */
 };
 

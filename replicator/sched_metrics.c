@@ -165,7 +165,7 @@ void ims_repl_sched_metrics(ims_repl_sched *s, FILE *f)
 		"replication pairs, as this daemon last saw them (0: not known).\n"
 		"# TYPE imgstore_replication_daemons gauge\n");
 	pthread_mutex_lock(&s->lock);
-	fprintf(f, "imgstore_replication_daemons %zu\n", s->nmembers);
+	fprintf(f, "imgstore_replication_daemons %zu\n", s->self >= 0 ? s->nmembers : 0);
 	for (pair *p = s->pairs; p; p = p->next) {
 		if (!p->present)
 			continue;

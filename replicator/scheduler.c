@@ -627,7 +627,6 @@ static void note_cycle_locked(ims_repl_sched *s, pair *p, int r, const ims_repl_
 		p->next_attempt_ms = 0;
 		p->deferred_ms = 0;
 		p->orphaned = false;
-		p->overdue_logged = false;
 		if (p->elsewhere)
 			ims_log_info("'%s' is replicated by this daemon now", key);
 		p->elsewhere = false;
@@ -726,6 +725,8 @@ static bool elsewhere_locked(const ims_repl_sched *s, pair *p, const pair *share
 		wait = 2000;
 	/* its home left the set (killed): the secondary is free once librbd finds its lock's
 	 * owner dead */
+	if (p->orphaned && ims_clock_unix_ms() - p->orphaned_ms > 60000)
+		p->orphaned = false; /* held still: not by the daemon that left, it seems */
 	if (p->orphaned && wait > 1000)
 		wait = 1000;
 	p->next_attempt_ms = ims_clock_unix_ms() + (wait < 1000	   ? 1000
@@ -802,16 +803,18 @@ static bool leave_to_home(ims_repl_sched *s, pair *p, uint32_t rpo, const char *
 		until = p->deferred_ms + grace;
 	}
 	if (t >= until) {
-		bool said = p->overdue_logged;
-		p->overdue_logged = true;
+		/* at most every 10 minutes a pair: the shared status does not say who sealed, so a
+		 * home that seals nothing and this daemon's own cycles alternate */
+		bool say = !p->overdue_said_ms || t - p->overdue_said_ms > 600000;
+		if (say)
+			p->overdue_said_ms = t;
 		pthread_mutex_unlock(&s->lock);
-		if (!said)
+		if (say)
 			ims_log_info("'%s': its home imgstored '%s' of this site sealed nothing in "
 				     "time; this daemon runs its cycles until it does",
 				     key, home);
 		return false;
 	}
-	p->overdue_logged = false;
 	if (!p->elsewhere)
 		ims_log_info(
 			"'%s' is replicated by imgstored '%s' of this site (its home among the "
@@ -1138,6 +1141,7 @@ static void members_look(ims_repl_sched *s, int64_t t)
 	s->joined = s->joined || jr == 0;
 	if (n >= 0) {
 		s->members_ok_ms = t;
+		s->members_failing = false;
 	} else if (t - s->members_ok_ms < (int64_t)member_seconds(s) * 1000) {
 		/* one failed look is no change: the others' holds outlive it as long as ours */
 		pthread_mutex_unlock(&s->lock);
@@ -1148,6 +1152,12 @@ static void members_look(ims_repl_sched *s, int64_t t)
 	for (size_t i = 0; i < count; i++)
 		if (strcmp(got[i], s->owner) == 0)
 			self = (int)i;
+	if (n < 0 && !s->members_failing) {
+		s->members_failing = true;
+		ims_log_warning("replication: cannot read the site's replicating daemons (%s); "
+				"this daemon runs every pair it knows",
+				ims_strerror((int)n));
+	}
 	bool changed = count != s->nmembers || self != s->self;
 	for (size_t i = 0; i < count && !changed; i++)
 		changed = strcmp(got[i], s->members[i]) != 0;
@@ -1162,8 +1172,9 @@ static void members_look(ims_repl_sched *s, int64_t t)
 		bool stays = false;
 		for (size_t i = 0; i < count && !stays; i++)
 			stays = strcmp(got[i], s->members[p->home - 1]) == 0;
-		if (!stays) {
+		if (!stays && n >= 0) { /* (a set that cannot be read says nobody left) */
 			p->orphaned = true;
+			p->orphaned_ms = t;
 			p->next_attempt_ms = 0;
 		}
 	}
@@ -1171,12 +1182,14 @@ static void members_look(ims_repl_sched *s, int64_t t)
 		memcpy(s->members[i], got[i], IMS_REPL_OWNER_LEN);
 		s->member_hash[i] = ims_repl_sched__hash(got[i]);
 	}
+	bool shared_before = s->nmembers >= 2 && s->self >= 0;
 	s->nmembers = count;
 	s->self = self;
 	assign_locked(s); /* no look between with old homes and new members */
-	/* a set of two or more, changed: this daemon's pairs are looked at once, so that it
-	 * holds the secondaries of those another member lets go of now */
-	for (pair *p = s->pairs; p && count >= 2 && self >= 0; p = p->next)
+	/* sharing from now on: this daemon's pairs are looked at once, so that it holds the
+	 * secondaries of those another member lets go of now (a change while sharing: the pairs
+	 * whose home changed are, by assign_locked()) */
+	for (pair *p = s->pairs; p && !shared_before && count >= 2 && self >= 0; p = p->next)
 		if (p->present && p->unit == IMS_REPL_IMAGE && p->home == 0) {
 			p->moved = true;
 			p->next_attempt_ms = 0;
@@ -1186,11 +1199,7 @@ static void members_look(ims_repl_sched *s, int64_t t)
 	for (size_t i = 0; i < count && used < sizeof(list); i++)
 		used += (size_t)snprintf(list + used, sizeof(list) - used, "%s'%s'", i ? ", " : "",
 					 s->members[i]);
-	if (n < 0)
-		ims_log_warning("replication: cannot read the site's replicating daemons (%s); "
-				"this daemon runs every pair it knows",
-				ims_strerror((int)n));
-	else if (count >= 2 && self >= 0)
+	if (n >= 0 && count >= 2 && self >= 0)
 		ims_log_info("replication: %zu imgstored of this site share the pairs: %s", count,
 			     list);
 	else
@@ -1777,6 +1786,15 @@ int ims_repl_seal_snapshot(char *sealed_on, size_t len, ims_repl_sched *s, const
 		r = run_cycle(s, p, NULL, NULL, &res);
 		if (r == 0 && (r = s->o.peer(s->o.peer_ctx, p->target, &peer)) == 0)
 			r = seal_user_snapshot(s, p, peer, snap, res.sealed);
+		char home[IMS_REPL_OWNER_LEN] = "", key[700];
+		pthread_mutex_lock(&s->lock);
+		if (p->home > 0 && p->home <= s->nmembers) /* another's pair: its secondary too */
+			memcpy(home, s->members[p->home - 1], sizeof(home));
+		pthread_mutex_unlock(&s->lock);
+		if (home[0] && peer) {
+			ims_repl_sched__pair_key(key, sizeof(key), p);
+			let_go(s, p, key, home);
+		}
 		release_pair(s, p);
 		if (r == 0 && sealed_on && used < len)
 			used += (size_t)snprintf(sealed_on + used, len - used, "%s%s",

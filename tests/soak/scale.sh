@@ -177,7 +177,7 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
     # daemon 1's `repl status` names daemon 2 (its instance name) for the images daemon 2 runs
     runs2=$(awk '/^imgstore_replication_runs_here\{/ { s += $2 } END { print s + 0 }' "$M/victim")
     by2=$(IMGSTORE_SERVER=unix:$SOCK1 "$CLI" --format json repl status 2>/dev/null |
-      jq '[.[] | select(.replicated_by | startswith("scale-2/"))] | length')
+      jq '[.[] | select((.replicated_by // "") | startswith("scale-2/"))] | length')
     victims=$(wc -l <"$M/victims")
     kill -KILL "$PID2"; killed_at=$(date +%s); killed=1
     note="killed daemon 2 (pid $PID2), which had sealed $victims images"
