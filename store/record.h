@@ -11,7 +11,8 @@
  *
  * A record kept as a C struct of fixed-size fields is described by a table of its fields
  * (ims_record_field) and converted with ims_record_encode()/ims_record_decode(). Work that
- * one daemon of a site does at a time is claimed with ims_record_lock().
+ * one daemon of a site does at a time is claimed with ims_record_lock(); the daemons that share
+ * work are a set, ims_record_join()/ims_record_members().
  *
  * Errors carry a one-line message (ims_error_set()) that names the object and the key;
  * callers with a better word for what a record is set their own. A quiet set leaves the
