@@ -632,30 +632,18 @@ int ims_site_guard_get(rbd_image_t *out, ims_site *site, const char *pool, const
 	return r;
 }
 
-void ims_site_guard_put(ims_site *site, const char *pool, const char *image, bool drop)
+/* The guard of @p pool/@p image: one user fewer (@p put, for a user's handle), marked to be
+ * dropped (@p drop: its last user's put closes it), and closed now if that leaves it no user
+ * and it is to be dropped. Returns whether there was one. */
+static bool guard_done(ims_site *site, const char *pool, const char *image, bool put, bool drop)
 {
 	guard *g, *closing = NULL;
 	pthread_mutex_lock(&site->guard_lock);
-	if ((g = guard_find(site, pool, image, NULL)) && !g->opening && g->users) {
+	if ((g = guard_find(site, pool, image, NULL)) && (!put || (!g->opening && g->users))) {
 		g->drop |= drop;
-		if (--g->users == 0 && g->drop) {
-			guard_unlink(site, g);
-			closing = g;
-		}
-	}
-	pthread_cond_broadcast(&site->guard_cond);
-	pthread_mutex_unlock(&site->guard_lock);
-	if (closing)
-		guard_close_unref(site, closing);
-}
-
-bool ims_site_guard_let_go(ims_site *site, const char *pool, const char *image)
-{
-	guard *g, *closing = NULL;
-	pthread_mutex_lock(&site->guard_lock);
-	if ((g = guard_find(site, pool, image, NULL))) {
-		g->drop = true; /* its last user's put closes it */
-		if (!g->opening && g->users == 0) {
+		if (put)
+			g->users--;
+		if (!g->opening && g->users == 0 && g->drop) {
 			guard_unlink(site, g);
 			closing = g;
 		}
@@ -665,6 +653,16 @@ bool ims_site_guard_let_go(ims_site *site, const char *pool, const char *image)
 	if (closing)
 		guard_close_unref(site, closing);
 	return g != NULL;
+}
+
+void ims_site_guard_put(ims_site *site, const char *pool, const char *image, bool drop)
+{
+	guard_done(site, pool, image, true, drop);
+}
+
+bool ims_site_guard_let_go(ims_site *site, const char *pool, const char *image)
+{
+	return guard_done(site, pool, image, false, true);
 }
 
 bool ims_site_guard_drop(ims_site *site, const char *pool, const char *image)
