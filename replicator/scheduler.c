@@ -886,6 +886,14 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	 * nothing in time): a daemon keeps only its own pairs' secondaries */
 	if (home[0] && peer) /* (the peer's lookup sets no error once it succeeded) */
 		let_go(s, p, c.lock_name, home);
+	/* asked of a daemon that is not the pair's home, while the home holds the secondary: say
+	 * which daemon to ask */
+	if (out && home[0] && r == -EBUSY && res.refused == IMS_REPL_REFUSED_HELD)
+		ims_error_set(
+			-EBUSY,
+			"'%s' is replicated by imgstored '%s' of this site, which holds its "
+			"secondary on site '%s': ask that daemon (`repl status` names it, BY)",
+			c.lock_name, home, p->target);
 
 	if (r == 0 && p->unit == IMS_REPL_IMAGE &&
 	    ((!res.unchanged && res.sealed[0]) || res.nshipped) && s->o.sealed)

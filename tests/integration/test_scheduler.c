@@ -548,6 +548,20 @@ static void test_pairs_shared(void **state)
 	assert_int_equal(agreed, 4);
 	assert_int_equal(on_one, 2); /* bounded loads: at most ceil(4 / 2) each */
 
+	/* a sync asked of the daemon that is not the home, while the home holds the secondary
+	 * (its own sync just ran): refused in one line naming the home */
+	int theirs = 0;
+	while (strcmp(status_of(one, img[theirs]).replicated_by, "sched-share-two") != 0)
+		theirs++;
+	ims_repl_result res;
+	if (ims_repl_sync_now(&res, two, "rbd", img[theirs], "b", NULL, NULL) < 0)
+		fail_msg("the home's sync: %s", ims_error_last());
+	int r = ims_repl_sync_now(&res, one, "rbd", img[theirs], "b", NULL, NULL);
+	print_message("asked of the other: %d %s\n", r, ims_error_last());
+	assert_int_equal(r, -EBUSY);
+	assert_non_null(strstr(ims_error_last(), "is replicated by imgstored 'sched-share-two' of "
+						 "this site, which holds its secondary"));
+
 	/* the second stops (and leaves the set) and its connection goes, as with its process:
 	 * the first runs every pair, the second's held secondaries its own */
 	ims_repl_sched_stop(two);
