@@ -123,6 +123,11 @@ struct ims_repl_sched {
 	int64_t members_ok_ms; /* the last look that read the set */
 	bool members_failing;  /* said that the set cannot be read */
 	bool joined;	       /* this daemon holds its place in the set (to leave at stop) */
+	/* what the pairs' homes were last computed from (assign_locked()): the set's changes
+	 * (bumped by each change of members) and a digest of the present image pairs' keys */
+	unsigned members_gen, homes_members_gen;
+	uint64_t homes_keys;
+	size_t homes_n;
 };
 
 /* ---- records and pairs (sched_policy.c) ---- */
@@ -222,7 +227,11 @@ void ims_repl_sched__fill_status(ims_repl_status *st, const ims_repl_sched *s, c
  *  (s->owner), its home among the site's daemons, or "" (another, name unknown). */
 const char *ims_repl_sched__runner_locked(const ims_repl_sched *s, const pair *p);
 
-/** Log and tell each pair's passing over its RPO, or back under it, at @p t; under s->lock. */
+/** Under s->lock: the name of @p p's home when it is another of the site's daemons, else NULL. */
+const char *ims_repl_sched__home_locked(const ims_repl_sched *s, const pair *p);
+
+/** Log and tell each pair's passing over its RPO, or back under it, at @p t; under s->lock. The
+ *  pairs whose home is another daemon of the site are that one's to tell. */
 void ims_repl_sched__check_rpo_locked(ims_repl_sched *s, int64_t t);
 
 #endif

@@ -54,11 +54,15 @@ void ims_repl_sched__record_verify_locked(ims_repl_sched *s, pair *p,
 	ims_repl_sched__event_locked(s, p, IMS_REPL_EVENT_VERIFY_MISMATCH, -1.0, p->verify_error);
 }
 
+const char *ims_repl_sched__home_locked(const ims_repl_sched *s, const pair *p)
+{
+	return p->home > 0 && p->home <= s->nmembers ? s->members[p->home - 1] : NULL;
+}
+
 const char *ims_repl_sched__runner_locked(const ims_repl_sched *s, const pair *p)
 {
-	if (p->home > 0 && p->home <= s->nmembers)
-		return s->members[p->home - 1];
-	return p->elsewhere ? "" : s->owner;
+	const char *home = ims_repl_sched__home_locked(s, p);
+	return home ? home : p->elsewhere ? "" : s->owner;
 }
 
 void ims_repl_sched__fill_status(ims_repl_status *st, const ims_repl_sched *s, const pair *p,
@@ -205,6 +209,19 @@ void ims_repl_sched__check_rpo_locked(ims_repl_sched *s, int64_t t)
 	for (pair *p = s->pairs; p; p = p->next) {
 		if (!p->present || p->sealed_ms < 0)
 			continue;
+		/* a pair whose home is another daemon of the site: that one says whether it is over
+		 * its RPO. This daemon knows its seals only as of its last look at the pair (every
+		 * due lag plus a grace; later when the look fails, as when this daemon's client was
+		 * blocklisted): an alarm from that view would be about its own stale view. */
+		const char *home = ims_repl_sched__home_locked(s, p);
+		if (home) {
+			if (p->violated)
+				ims_log_info("replication of '%s/%s' to site '%s': its RPO is "
+					     "watched by its home imgstored '%s' now",
+					     p->pool, p->image, p->target, home);
+			p->violated = false;
+			continue;
+		}
 		double lag = (double)(t - p->sealed_ms) / 1000.0;
 		if (!p->violated && lag > p->rpo) {
 			p->violated = true;

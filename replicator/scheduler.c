@@ -856,8 +856,9 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 	 * sees the home), and so is one whose home left the site's daemons */
 	bool try_now = shared_home_locked(s, p) || p->orphaned;
 	char home[IMS_REPL_OWNER_LEN] = "";
-	if (p->unit == IMS_REPL_IMAGE && p->home > 0 && p->home <= s->nmembers)
-		memcpy(home, s->members[p->home - 1], sizeof(home));
+	const char *h = ims_repl_sched__home_locked(s, p);
+	if (h)
+		memcpy(home, h, sizeof(home));
 	if (!out && p->moved) { /* a full look: its secondary opened (and held, if its own) */
 		p->mark.valid = false;
 		p->moved = false;
@@ -1193,6 +1194,7 @@ static void members_look(ims_repl_sched *s, int64_t t)
 	bool shared_before = s->nmembers >= 2 && s->self >= 0;
 	s->nmembers = count;
 	s->self = self;
+	s->members_gen++;
 	assign_locked(s); /* no look between with old homes and new members */
 	/* sharing from now on: this daemon's pairs are looked at once, so that it holds the
 	 * secondaries of those another member lets go of now (a change while sharing: the pairs
@@ -1217,24 +1219,14 @@ static void members_look(ims_repl_sched *s, int64_t t)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Under the lock: the home of every image pair among the site's daemons (pair.home). */
+/* Under the lock: the home of every image pair among the site's daemons (pair.home). Computed
+ * again only when the set or the present image pairs changed since the last time (the homes are
+ * a function of both): the loop calls this every tick. */
 static void assign_locked(ims_repl_sched *s)
 {
 	size_t n = 0;
-	for (pair *p = s->pairs; p; p = p->next)
-		n += p->present && p->unit == IMS_REPL_IMAGE;
-	uint64_t *keys = NULL;
-	unsigned *home = NULL;
-	pair **of = NULL;
-	bool shared = s->nmembers >= 2 && s->self >= 0 && n > 0;
-	if (shared) {
-		keys = malloc(n * sizeof(*keys));
-		home = malloc(n * sizeof(*home));
-		of = malloc(n * sizeof(*of));
-		shared = keys && home && of;
-	}
-	size_t i = 0;
-	for (pair *p = s->pairs; p && shared; p = p->next) {
+	uint64_t digest = 0;
+	for (pair *p = s->pairs; p; p = p->next) {
 		if (!(p->present && p->unit == IMS_REPL_IMAGE))
 			continue;
 		if (!p->key_hash) {
@@ -1242,40 +1234,51 @@ static void assign_locked(ims_repl_sched *s)
 			ims_repl_sched__pair_key(key, sizeof(key), p);
 			p->key_hash = ims_repl_sched__hash(key);
 		}
-		keys[i] = p->key_hash;
-		of[i++] = p;
+		digest += p->key_hash; /* order-free (a pair is one struct per key) */
+		n++;
 	}
+	if (s->homes_members_gen == s->members_gen && s->homes_n == n && s->homes_keys == digest)
+		return;
+	uint64_t *keys = NULL;
+	unsigned *home = NULL;
+	bool shared = s->nmembers >= 2 && s->self >= 0 && n > 0;
+	if (shared) {
+		keys = malloc(n * sizeof(*keys));
+		home = malloc(n * sizeof(*home));
+		shared = keys && home;
+	}
+	size_t i = 0;
+	for (pair *p = s->pairs; p && shared; p = p->next)
+		if (p->present && p->unit == IMS_REPL_IMAGE)
+			keys[i++] = p->key_hash;
 	if (shared && ims_repl_sched__assign(home, keys, n, s->member_hash, s->nmembers) < 0)
 		shared = false;
-	unsigned *was = NULL; /* each pair's home before, to see which became another's */
-	size_t all = 0;
-	for (pair *p = s->pairs; p; p = p->next)
-		all++;
-	if ((was = malloc((all ? all : 1) * sizeof(*was)))) {
-		i = 0;
-		for (pair *p = s->pairs; p; p = p->next)
-			was[i++] = p->home;
-	}
-	for (pair *p = s->pairs; p; p = p->next)
-		p->home = 0;
-	for (i = 0; shared && i < n; i++)
-		of[i]->home = home[i] == (unsigned)s->self ? 0 : home[i] + 1;
 	i = 0;
-	for (pair *p = s->pairs; p; p = p->next, i++) {
-		if (p->home != 0)
-			p->orphaned = false;
+	for (pair *p = s->pairs; p; p = p->next) {
+		unsigned now = 0; /* the same walk as the keys': the i-th image pair has home[i] */
+		if (p->present && p->unit == IMS_REPL_IMAGE && shared) {
+			now = home[i] == (unsigned)s->self ? 0 : home[i] + 1;
+			i++;
+		}
 		/* this daemon's before and another's now, or the reverse: looked at once, not at
 		 * its due look: the old home lets go of the secondary, the new one takes it (and
 		 * tries every 2 s while the old one still holds it) */
-		if (was && s->nmembers >= 2 && (was[i] == 0) != (p->home == 0)) {
+		if (s->nmembers >= 2 && (p->home == 0) != (now == 0)) {
 			p->moved = true;
 			p->next_attempt_ms = 0;
 		}
+		p->home = now;
+		if (now != 0)
+			p->orphaned = false;
 	}
-	free(was);
 	free(keys);
 	free(home);
-	free(of);
+	if (shared ||
+	    !(s->nmembers >= 2 && s->self >= 0 && n > 0)) { /* (not after a failed malloc) */
+		s->homes_members_gen = s->members_gen;
+		s->homes_n = n;
+		s->homes_keys = digest;
+	}
 }
 
 static void *loop(void *arg)
@@ -1796,8 +1799,9 @@ int ims_repl_seal_snapshot(char *sealed_on, size_t len, ims_repl_sched *s, const
 			r = seal_user_snapshot(s, p, peer, snap, res.sealed);
 		char home[IMS_REPL_OWNER_LEN] = "", key[700];
 		pthread_mutex_lock(&s->lock);
-		if (p->home > 0 && p->home <= s->nmembers) /* another's pair: its secondary too */
-			memcpy(home, s->members[p->home - 1], sizeof(home));
+		const char *h = ims_repl_sched__home_locked(s, p);
+		if (h) /* another's pair: its secondary too */
+			memcpy(home, h, sizeof(home));
 		pthread_mutex_unlock(&s->lock);
 		if (home[0] && peer) {
 			ims_repl_sched__pair_key(key, sizeof(key), p);

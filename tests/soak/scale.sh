@@ -5,7 +5,8 @@
 #
 #   tests/soak/scale.sh [--images 500] [--minutes 30] [--rpo 60] [--daemons 1|2]
 #                       [--kill-after MIN] [--lock-seconds 60] [--changes K] [--dir DIR]
-#                       [--same-host 0|1] [--object-size SIZE] [--join-late 0|1] (make scale)
+#                       [--same-host 0|1] [--object-size SIZE] [--join-late 0|1]
+#                       [--blocklist-after S] (make scale)
 #
 # The change rate: every round (about 10 s) K images drawn at random (default N/50, at least 2)
 # each get 256 KiB of 64 KiB random writes (`rbd bench`), so about K x 25.6 KiB/s and 6K images
@@ -31,19 +32,30 @@
 # restarted with it). The daemons share the pairs: each image's home is one of them (see
 # docs/REPLICATION.md); --join-late 1 starts the second daemon only once every image is sealed
 # (by the first), which must then let go of the second's share of them.
+#
+# --blocklist-after S (with --daemons 2): S seconds after both daemons run (after the second
+# joins, with --join-late 1), site a's cluster blocklists daemon 1's clients of site a (their
+# addresses from its log) for an hour, as a cluster does with a client it fences. Daemon 1 must
+# get a new client without a restart (its probe), come back among the site's daemons, and every
+# image must be sealed again within its RPO; with --kill-after, the kill comes after that, and
+# daemon 1 (the one blocklisted) takes daemon 2's images over.
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/tap.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 N=500 MINUTES=30 RPO=60 DAEMONS=1 KILL_AFTER=0 LOCK=60 K=0 SAME_HOST=0 OBJECT_SIZE="" JOIN_LATE=0
+BL_AFTER=0
 DIR=/tmp/imgstore-scale BUILD=${BUILD:-build}
 . tests/lib/bench.sh
-options "[--images N] [--minutes M] [--rpo S] [--daemons 1|2] [--kill-after MIN] [--lock-seconds S] [--changes K] [--dir DIR] [--same-host 0|1] [--object-size SIZE] [--join-late 0|1]" \
+options "[--images N] [--minutes M] [--rpo S] [--daemons 1|2] [--kill-after MIN] [--lock-seconds S] [--changes K] [--dir DIR] [--same-host 0|1] [--object-size SIZE] [--join-late 0|1] [--blocklist-after S]" \
   images=N minutes=MINUTES rpo=RPO daemons=DAEMONS kill-after=KILL_AFTER lock-seconds=LOCK \
-  changes=K dir=DIR same-host=SAME_HOST object-size=OBJECT_SIZE join-late=JOIN_LATE -- "$@"
+  changes=K dir=DIR same-host=SAME_HOST object-size=OBJECT_SIZE join-late=JOIN_LATE \
+  blocklist-after=BL_AFTER -- "$@"
 [ "$LOCK" -ge 3 ] 2>/dev/null || { echo "scale: --lock-seconds is 3 or more" >&2; exit 2; }
 [ "$DAEMONS" = 1 ] || [ "$DAEMONS" = 2 ] || { echo "scale: --daemons 1 or 2" >&2; exit 2; }
 [ "$KILL_AFTER" = 0 ] || [ "$DAEMONS" = 2 ] || { echo "scale: --kill-after needs --daemons 2" >&2; exit 2; }
 [ "$JOIN_LATE" = 0 ] || [ "$DAEMONS" = 2 ] || { echo "scale: --join-late needs --daemons 2" >&2; exit 2; }
+[ "$BL_AFTER" -ge 0 ] 2>/dev/null || { echo "scale: --blocklist-after is seconds (0: none)" >&2; exit 2; }
+[ "$BL_AFTER" = 0 ] || [ "$DAEMONS" = 2 ] || { echo "scale: --blocklist-after needs --daemons 2" >&2; exit 2; }
 [ "$K" -gt 0 ] || K=$((N / 50 > 2 ? N / 50 : 2))
 case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
 CLI=$BUILD/cli/imgstore
@@ -59,6 +71,7 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$PID2" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$PID2" 2>/dev/null
   fi
+  for x in "${BLOCKED[@]}"; do timeout 30 ceph -c "$CEPH_CONF_A" osd blocklist rm "$x" >/dev/null 2>&1; done
   scripts/sandbox down "$DIR" >/dev/null 2>&1
 }
 fresh_sandbox "$DIR"
@@ -96,6 +109,7 @@ start_second() { # site a's second imgstored: its own port, socket, spool, log a
   done
   return 1
 }
+BLOCKED=()
 if [ "$DAEMONS" = 2 ] && [ "$JOIN_LATE" = 0 ]; then
   start_second || { not_ok "a second imgstored on site a (see $A/log/imgstored-2.log)"; finish; }
   say "two imgstored on site a: pids $PID1 and $PID2"
@@ -150,14 +164,57 @@ syncs_of() { # FILE: "image syncs" of the pairs this daemon sealed at least once
   awk '/^imgstore_replication_syncs_total\{/ { split($1, a, "\""); if ($2 > 0) print a[2], $2 }' "$1"
 }
 
+# The blocklist of daemon 1's clients of site a, then every second (the change rate paused) up to
+# 3 x the lock expiry plus the RPO: bl_back, the seconds until daemon 1 has a new client and both
+# daemons see two of the site's daemons again; bl_sealed, until every image has a seal newer than
+# the blocklist (in either daemon's view). The lags seen meanwhile count in the run's worst.
+metric_in() { awk -v m="$2" '$1 == m { v = $2 } END { print v + 0 }' "$1"; }
+blocklist_first() {
+  local rec0 x t0 now rec1 d1 d2 fresh
+  mapfile -t BLOCKED < <(grep -o "site 'a': connected as [^ ]* (client\.[0-9]* at [^)]*)" \
+    "$A/log/imgstored.log" | sed 's/.* at \(.*\))$/\1/' | sort -u)
+  metrics "$SOCK1" >"$M/before-bl.1"
+  rec0=$(metric_in "$M/before-bl.1" 'imgstore_site_reconnects_total{site="a"}')
+  for x in "${BLOCKED[@]}"; do
+    timeout 30 ceph -c "$CEPH_CONF_A" osd blocklist add "$x" 3600 >/dev/null 2>&1 ||
+      not_ok "site a blocklists $x"
+  done
+  t0=$(date +%s); blocked=1
+  say "blocklisted daemon 1's clients of site a: ${BLOCKED[*]}"
+  for _ in $(seq $((3 * LOCK + RPO))); do
+    sleep 1
+    now=$(date +%s)
+    sample
+    [ "$steady" != 0 ] && worst=$(awk -v a="$WORST" -v b="$worst" 'BEGIN { print (a > b) ? a : b }')
+    [ "$steady" != 0 ] && [ "$OVER" -gt "$over_max" ] && over_max=$OVER
+    worst_all=$(awk -v a="$WORST" -v b="$worst_all" 'BEGIN { print (a > b) ? a : b }')
+    if [ -z "$bl_back" ] && [ -s "$M/m.1" ] && [ -s "$M/m.2" ]; then
+      rec1=$(metric_in "$M/m.1" 'imgstore_site_reconnects_total{site="a"}')
+      d1=$(metric_in "$M/m.1" imgstore_replication_daemons)
+      d2=$(metric_in "$M/m.2" imgstore_replication_daemons)
+      [ "$rec1" -gt "$rec0" ] && [ "$d1" = 2 ] && [ "$d2" = 2 ] && bl_back=$((now - t0))
+    fi
+    if [ -z "$bl_sealed" ]; then # images with a seal newer than the blocklist, lags of both views
+      fresh=$(cat "$M"/m.* | awk -v since="$((now - t0))" '/^imgstore_replication_lag_seconds\{/ {
+        split($1, a, "\""); if ($2 + 0 < since) f[a[2]] = 1 } END { print length(f) }')
+      [ "$fresh" -ge "$N" ] && bl_sealed=$((now - t0))
+    fi
+    [ -n "$bl_back" ] && [ -n "$bl_sealed" ] && break
+  done
+  alive "$PID1" && [ "$(cat "$A/run/imgstored.pid")" = "$PID1" ] && bl_pid_kept=1
+  say "after the blocklist: daemon 1 back among the site's daemons in ${bl_back:-(never)}s, every image sealed again in ${bl_sealed:-(never)}s"
+}
+
 CSV=$DIR/scale-samples.csv
 echo "utc,elapsed_s,sealed_images,worst_lag_s,over_rpo,cpu1_s,rss1_mib,cpu2_s,rss2_mib,note" >"$CSV"
 say "$N images, RPO ${RPO}s, $DAEMONS daemon(s); $K images x 256 KiB every ~10 s for $MINUTES minutes"
 start=$(date +%s)
 end=$((start + MINUTES * 60))
 kill_at=$([ "$KILL_AFTER" != 0 ] && echo $((start + KILL_AFTER * 60)) || echo 0)
+bl_at=$([ "$BL_AFTER" != 0 ] && [ "$JOIN_LATE" = 0 ] && echo $((start + BL_AFTER)) || echo 0)
+blocked=0 bl_back="" bl_sealed="" bl_pid_kept=0
 sealed_all=0 steady=0 worst=0 over_max=0 over_all=0 worst_all=0 cpu1_start="" cpu2_start="" rss1_max=0 rss2_max=0
-killed=0 takeover="" victims=""
+killed=0 takeover="" victims="" tk_worst=0 tk_over=0
 rounds=0
 while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
   rounds=$((rounds + 1))
@@ -168,6 +225,12 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
       --io-pattern rand "rbd/scale-$j" >/dev/null 2>&1
   done
   note=""
+  if [ "$bl_at" != 0 ] && [ $blocked = 0 ] && [ "$(date +%s)" -ge "$bl_at" ]; then
+    blocklist_first
+    note="blocklisted daemon 1's ${#BLOCKED[@]} clients of site a"
+    [ -n "$bl_back" ] && note="$note; back among the site's daemons ${bl_back}s after"
+    [ -n "$bl_sealed" ] && note="$note; every image sealed again ${bl_sealed}s after"
+  fi
   if [ "$kill_at" != 0 ] && [ $killed = 0 ] && [ -n "$PID2" ] && [ "$(date +%s)" -ge "$kill_at" ]; then
     metrics "$SOCK2" >"$M/victim" && syncs_of "$M/victim" | awk '{ print $1 }' >"$M/victims"
     metrics "$SOCK1" >"$M/before-kill.1"
@@ -183,9 +246,12 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
     note="killed daemon 2 (pid $PID2), which had sealed $victims images"
     say "$note"
     # the takeover, to the second: the survivor's view every second, up to 3 x the lock expiry
-    # (the change rate pauses meanwhile)
+    # (the change rate pauses meanwhile); its lags are the takeover's worst
     for _ in $(seq $((3 * LOCK))); do
-      metrics "$SOCK1" >"$M/m.1" || continue
+      sample
+      [ -s "$M/m.1" ] || { sleep 1; continue; }
+      tk_worst=$(awk -v a="$WORST" -v b="$tk_worst" 'BEGIN { print (a > b) ? a : b }')
+      [ "$OVER" -gt "$tk_over" ] && tk_over=$OVER
       now=$(date +%s)
       left=$(taken_over_left "$((now - killed_at))")
       [ "$left" = 0 ] && { takeover=$((now - killed_at)); break; }
@@ -206,6 +272,7 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
       kill_at=$((joined_at + KILL_AFTER * 60))
       [ $((kill_at + 3 * LOCK + 10)) -gt "$end" ] && end=$((kill_at + 3 * LOCK + 10))
     fi
+    [ "$BL_AFTER" != 0 ] && bl_at=$((joined_at + BL_AFTER))
     say "a second imgstored on site a joins: pid $PID2, $((joined_at - start))s into the run"
   fi
   # the steady part: from the first sample with every image sealed and none over its RPO (the
@@ -290,12 +357,34 @@ if [ "$DAEMONS" = 2 ]; then
   busy=$(cat "$A"/log/imgstored*.log | grep -c 'against other writers')
   broken=$(cat "$A"/log/imgstored*.log | grep -c 'broke the replication lock')
 fi
+if [ $blocked = 1 ]; then
+  check "daemon 1, blocklisted by its own site, kept running (pid $PID1) and is back among the site's daemons with a new client in ${bl_back:-(never)}s" \
+    test "$bl_pid_kept" = 1 -a -n "$bl_back"
+  check "every image sealed again after the blocklist in ${bl_sealed:-(never)}s, within its RPO of ${RPO}s" \
+    test -n "$bl_sealed" -a "${bl_sealed:-999999}" -le "$RPO"
+elif [ "$BL_AFTER" != 0 ]; then
+  not_ok "the blocklist was never made (the run ended before it)"
+fi
+# what the daemons said: every "over its RPO" line of site a's daemons (a pair's home tells it)
+rpo_said=$(cat "$A"/log/imgstored*.log | grep -c 'behind, over its RPO')
+if [ $killed = 1 ]; then
+  # a victim's lag at the kill is within its RPO (the steady part), then the takeover adds up to
+  # 2 x the lock expiry
+  check "during the takeover the worst lag ${tk_worst}s, within the RPO plus 2 x ${LOCK}s; $tk_over images over the RPO at most" \
+    awk -v w="$tk_worst" -v b="$((RPO + 2 * LOCK))" 'BEGIN { exit !(w <= b) }'
+fi
+# a takeover that fits in half the RPO (the lag at the kill is up to about half): nothing goes
+# over it, and no daemon may say otherwise (a view of another daemon's pairs is no alarm)
+if [ $((4 * LOCK)) -le "$RPO" ]; then
+  check "no daemon said an image went over its RPO ($rpo_said lines)" test "$rpo_said" = 0
+  [ "$rpo_said" = 0 ] || cat "$A"/log/imgstored*.log | grep 'behind, over its RPO' | head -3
+fi
 if [ $killed = 1 ]; then
   check "daemon 2's $victims images taken over in ${takeover:-(never)}s, within 2 x ${LOCK}s" \
     test -n "$takeover" -a "${takeover:-999999}" -le $((2 * LOCK))
 fi
 {
-  echo "command: tests/soak/scale.sh --images $N --minutes $MINUTES --rpo $RPO --daemons $DAEMONS --kill-after $KILL_AFTER --lock-seconds $LOCK --changes $K${OBJECT_SIZE:+ --object-size $OBJECT_SIZE}$([ "$JOIN_LATE" = 1 ] && echo " --join-late 1")"
+  echo "command: tests/soak/scale.sh --images $N --minutes $MINUTES --rpo $RPO --daemons $DAEMONS --kill-after $KILL_AFTER --lock-seconds $LOCK --changes $K${OBJECT_SIZE:+ --object-size $OBJECT_SIZE}$([ "$JOIN_LATE" = 1 ] && echo " --join-late 1")$([ "$BL_AFTER" != 0 ] && echo " --blocklist-after $BL_AFTER")"
   echo "date: $(date -u +%FT%TZ); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
   echo "change rate: $K images x 256 KiB (64 KiB random writes) a round of ~10 s ($rounds rounds)"
   echo "setup: ${setup_s}s to create and enable $N images; every image sealed $(( sealed_all ? sealed_all - start : -1 ))s into the run, every image within its RPO $(( steady ? steady - start : -1 ))s into it (the steady part from there)"
@@ -303,6 +392,8 @@ fi
   echo "cpu: daemon 1 $cpu1 s/min, daemon 2 $cpu2 s/min (steady part, $t_cpu s); max RSS daemon 1 ${rss1_max} MiB, daemon 2 ${rss2_max} MiB"
   [ "$DAEMONS" = 2 ] && echo "work: daemon 1 sealed $c1 cycles of $n1 images, daemon 2 $c2 cycles of $n2 images; failed cycles $f1 and $f2 ($busy log lines 'cannot hold ... against other writers', $broken locks broken as a previous run's)"
   [ "$DAEMONS" = 1 ] && echo "failed cycles: $(failures_of "$M/m.1")"
-  [ $killed = 1 ] && echo "takeover: ${takeover:-never}s for daemon 2's $victims images (2 x lock = $((2 * LOCK))s)"
+  [ $blocked = 1 ] && echo "blocklist of daemon 1's clients of site a: back among the site's daemons in ${bl_back:-never}s, every image sealed again in ${bl_sealed:-never}s"
+  [ $killed = 1 ] && echo "takeover: ${takeover:-never}s for daemon 2's $victims images (2 x lock = $((2 * LOCK))s); worst lag during it ${tk_worst}s, at most $tk_over images over the RPO in a sample of it"
+  echo "lines 'over its RPO' in site a's daemons' logs: $rpo_said"
 } | tee "$DIR/scale-summary.txt"
 finish
