@@ -145,9 +145,11 @@ int64_t ims_repl_sched__due_ms(unsigned rpo, double last_secs, unsigned tick_ms)
  * Which of the @p n queued pairs a free worker runs next: of the pairs sealed before, the one
  * whose RPO runs out first (newest seal plus RPO, earliest); the pairs never sealed (their first
  * copy) after every such pair, in the order they were queued. A first copy of many images at
- * once then does not hold back pairs that come due while it runs.
+ * once then does not hold back pairs that come due while it runs. The orphaned pairs (their home
+ * left the site's daemons) are the takeover workers': with @p orphans, the same among them only,
+ * and @p n when none is queued; without, a worker takes them only when no other pair is queued.
  */
-size_t ims_repl_sched__next(pair *const *queue, size_t n);
+size_t ims_repl_sched__next(pair *const *queue, size_t n, bool orphans);
 
 /** A 64-bit hash of @p text (FNV-1a, then mixed), never 0. */
 uint64_t ims_repl_sched__hash(const char *text);

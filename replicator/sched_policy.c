@@ -38,11 +38,19 @@ int64_t ims_repl_sched__due_ms(unsigned rpo, double last_secs, unsigned tick_ms)
 	return due;
 }
 
-size_t ims_repl_sched__next(pair *const *queue, size_t n)
+/* The most urgent of the queued pairs whose orphaned flag is @p orphaned, or @p n. */
+static size_t most_urgent(pair *const *queue, size_t n, bool orphaned)
 {
-	size_t best = 0;
-	for (size_t i = 1; i < n; i++) {
-		const pair *b = queue[best], *c = queue[i];
+	size_t best = n;
+	for (size_t i = 0; i < n; i++) {
+		const pair *c = queue[i];
+		if (c->orphaned != orphaned)
+			continue;
+		if (best == n) {
+			best = i;
+			continue;
+		}
+		const pair *b = queue[best];
 		if (c->sealed_ms < 0)
 			continue; /* a first copy: after every pair sealed before, in order */
 		if (b->sealed_ms < 0 ||
@@ -50,6 +58,14 @@ size_t ims_repl_sched__next(pair *const *queue, size_t n)
 			best = i;
 	}
 	return best;
+}
+
+size_t ims_repl_sched__next(pair *const *queue, size_t n, bool orphans)
+{
+	if (orphans)
+		return most_urgent(queue, n, true);
+	size_t own = most_urgent(queue, n, false);
+	return own < n ? own : most_urgent(queue, n, true);
 }
 
 static uint64_t mix64(uint64_t x)

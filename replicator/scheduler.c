@@ -1062,16 +1062,26 @@ static bool target_down_locked(ims_repl_sched *s, pair *p, int64_t t)
 	return true;
 }
 
-static void *worker(void *arg)
+/*
+ * A worker runs the queued cycles, the most urgent first. A takeover worker runs only the
+ * orphaned pairs (their home left the site's daemons, killed or blocklisted): a takeover runs a
+ * cycle of each of the gone daemon's pairs at once, each one slower than usual (librbd fences
+ * the dead owner of the secondary's lock through the monitors before it breaks it, about a
+ * second), and the most urgent first would be all of them, while this daemon's own pairs come
+ * due behind them and go over their RPO. The takeover workers (as many as the workers) give the
+ * takeover cycles of its own; the workers take the other pairs first, orphans only when no other
+ * pair is queued. Not started for a scheduler alone (outside the set: no pair is orphaned).
+ */
+static void work(ims_repl_sched *s, bool takeover)
 {
-	ims_repl_sched *s = arg;
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
-		while (!s->stopping && s->nqueue == 0)
+		size_t i;
+		while (!s->stopping &&
+		       (i = ims_repl_sched__next(s->queue, s->nqueue, takeover)) >= s->nqueue)
 			pthread_cond_wait(&s->cond, &s->lock);
 		if (s->stopping)
 			break;
-		size_t i = ims_repl_sched__next(s->queue, s->nqueue);
 		pair *p = s->queue[i];
 		memmove(s->queue + i, s->queue + i + 1, (s->nqueue - i - 1) * sizeof(*s->queue));
 		s->nqueue--;
@@ -1088,6 +1098,17 @@ static void *worker(void *arg)
 		pthread_cond_broadcast(&s->cond);
 	}
 	pthread_mutex_unlock(&s->lock);
+}
+
+static void *worker(void *arg)
+{
+	work(arg, false);
+	return NULL;
+}
+
+static void *takeover_worker(void *arg)
+{
+	work(arg, true);
 	return NULL;
 }
 
@@ -1363,6 +1384,9 @@ int ims_repl_sched_start(ims_repl_sched **out, const ims_repl_sched_opts *o)
 	ims_repl_sched__watch(s);
 	if ((r = ims_threads_start(&s->threads, o->workers ? o->workers : 4, worker, s,
 				   "replication workers")) < 0 ||
+	    (!o->alone &&
+	     (r = ims_threads_start(&s->threads, o->workers ? o->workers : 4, takeover_worker, s,
+				    "replication takeover workers")) < 0) ||
 	    (r = ims_threads_start(&s->threads, 1, renewer, s, "the replication lock renewer")) <
 		    0 ||
 	    (r = ims_threads_start(&s->threads, 1, loop, s, "the replication scheduler")) < 0)

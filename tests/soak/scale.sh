@@ -26,8 +26,9 @@
 # lock held under its own cookie as its own previous run's, so two daemons of a site under one
 # name would break each other's locks (--same-host 1 leaves the name unset and shows it).
 # Which daemon ran each pair's cycles: imgstore_replication_syncs_total of each daemon (it
-# counts the cycles that daemon sealed). The takeover: the time from the kill until every image
-# the killed daemon had sealed has a snapshot sealed after the kill, against 2 x lock-seconds.
+# counts the cycles that daemon sealed). The takeover: the time from the kill until the survivor
+# has sealed a cycle of every image the killed daemon ran (imgstore_replication_runs_here),
+# against 2 x lock-seconds.
 # --lock-seconds sets `lock_expiry` in both daemons' configs (site a's first daemon is
 # restarted with it). The daemons share the pairs: each image's home is one of them (see
 # docs/REPLICATION.md); --join-late 1 starts the second daemon only once every image is sealed
@@ -154,10 +155,15 @@ sample() { # sets LAGGED (images with a sealed snapshot), WORST, OVER, CPU1/2, R
       for (i in lag) { n++; if (lag[i] > w) w = lag[i]; if (lag[i] > rpo) o++ }
       printf "%d %.1f %d\n", n, w, o }')
 }
-taken_over_left() { # SINCE: daemon 2's images without a seal in the last SINCE s, in daemon 1's view
-  awk -v since="$1" 'NR == FNR { v[$1] = 1; next }
-    /^imgstore_replication_lag_seconds\{/ { split($1, a, "\""); if ((a[2] in v) && $2 + 0 < since) delete v[a[2]] }
-    END { print length(v) }' "$M/victims" "$M/m.1"
+# daemon 2's images (it ran them before the kill) that daemon 1 has not sealed since the kill:
+# its count of sealed cycles of each (imgstore_replication_syncs_total) against the count just
+# before the kill. (Not the lag: a cycle daemon 2 began before the kill and daemon 1 resumed
+# seals daemon 2's snapshot, older than the kill.)
+taken_over_left() {
+  awk 'FILENAME == ARGV[1] { v[$1] = 1; next }
+    /^imgstore_replication_syncs_total\{/ { split($1, a, "\"")
+      if (FILENAME == ARGV[2]) b[a[2]] = $2 + 0; else if ((a[2] in v) && $2 + 0 > b[a[2]]) delete v[a[2]] }
+    END { print length(v) }' "$M/victims" "$M/before-kill.1" "$M/m.1"
 }
 failures_of() { awk '/^imgstore_replication_failures_total\{/ { s += $2 } END { print s + 0 }' "$1"; }
 syncs_of() { # FILE: "image syncs" of the pairs this daemon sealed at least once
@@ -232,7 +238,8 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
     [ -n "$bl_sealed" ] && note="$note; every image sealed again ${bl_sealed}s after"
   fi
   if [ "$kill_at" != 0 ] && [ $killed = 0 ] && [ -n "$PID2" ] && [ "$(date +%s)" -ge "$kill_at" ]; then
-    metrics "$SOCK2" >"$M/victim" && syncs_of "$M/victim" | awk '{ print $1 }' >"$M/victims"
+    metrics "$SOCK2" >"$M/victim" && awk '/^imgstore_replication_runs_here\{/ && $2 == 1 {
+      split($1, a, "\""); print a[2] }' "$M/victim" >"$M/victims"
     metrics "$SOCK1" >"$M/before-kill.1"
     # each image's home, as each daemon sees it: exactly one of them runs it
     homes=$(cat "$M/before-kill.1" "$M/victim" | awk '/^imgstore_replication_runs_here\{/ {
@@ -243,7 +250,7 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
       jq '[.[] | select((.replicated_by // "") | startswith("scale-2/"))] | length')
     victims=$(wc -l <"$M/victims")
     kill -KILL "$PID2"; killed_at=$(date +%s); killed=1
-    note="killed daemon 2 (pid $PID2), which had sealed $victims images"
+    note="killed daemon 2 (pid $PID2), which ran $victims images"
     say "$note"
     # the takeover, to the second: the survivor's view every second, up to 3 x the lock expiry
     # (the change rate pauses meanwhile); its lags are the takeover's worst
@@ -253,13 +260,13 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
       tk_worst=$(awk -v a="$WORST" -v b="$tk_worst" 'BEGIN { print (a > b) ? a : b }')
       [ "$OVER" -gt "$tk_over" ] && tk_over=$OVER
       now=$(date +%s)
-      left=$(taken_over_left "$((now - killed_at))")
+      left=$(taken_over_left)
       [ "$left" = 0 ] && { takeover=$((now - killed_at)); break; }
       sleep 1
     done
     if [ -n "$takeover" ]; then
-      note="$note; every image of daemon 2 sealed again ${takeover}s after the kill"
-      say "every image of daemon 2 sealed again ${takeover}s after the kill"
+      note="$note; every image of daemon 2 sealed by daemon 1 ${takeover}s after the kill"
+      say "every image of daemon 2 sealed by daemon 1 ${takeover}s after the kill"
     fi
   fi
   sample
@@ -290,10 +297,10 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
   [ "$RSS2" != - ] && [ "$RSS2" -gt "$rss2_max" ] && rss2_max=$RSS2
   [ "$CPU2" != - ] && CPU2_LAST=$CPU2 T2_LAST=$now
   if [ $killed = 1 ] && [ -z "$takeover" ]; then
-    if [ "$(taken_over_left "$((now - killed_at))")" = 0 ]; then
+    if [ "$(taken_over_left)" = 0 ]; then
       takeover=$((now - killed_at))
-      note="${note:+$note; }every image of daemon 2 sealed again ${takeover}s after the kill"
-      say "every image of daemon 2 sealed again ${takeover}s after the kill"
+      note="${note:+$note; }every image of daemon 2 sealed by daemon 1 ${takeover}s after the kill"
+      say "every image of daemon 2 sealed by daemon 1 ${takeover}s after the kill"
     fi
   fi
   echo "$(date -u +%T),$((now - start)),$LAGGED,$WORST,$OVER,$CPU1,$RSS1,$CPU2,$RSS2,$note" >>"$CSV"

@@ -62,11 +62,11 @@ static void the_pair_nearest_its_rpo_goes_first(void **state)
 	pair a = mk(100000, 60), b = mk(50000, 60), c = mk(80000, 10);
 	pair *q[] = {&a, &b, &c};
 	/* RPO ends: a 160 s, b 110 s, c 90 s */
-	assert_int_equal(ims_repl_sched__next(q, 3), 2);
+	assert_int_equal(ims_repl_sched__next(q, 3, false), 2);
 	pair *q2[] = {&a, &b};
-	assert_int_equal(ims_repl_sched__next(q2, 2), 1);
+	assert_int_equal(ims_repl_sched__next(q2, 2, false), 1);
 	pair *q1[] = {&a};
-	assert_int_equal(ims_repl_sched__next(q1, 1), 0);
+	assert_int_equal(ims_repl_sched__next(q1, 1, false), 0);
 }
 
 static void first_copies_after_every_sealed_pair_in_order(void **state)
@@ -74,11 +74,35 @@ static void first_copies_after_every_sealed_pair_in_order(void **state)
 	(void)state;
 	pair f1 = mk(-1, 60), f2 = mk(-1, 60), s1 = mk(100000, 60);
 	pair *q[] = {&f1, &f2, &s1};
-	assert_int_equal(ims_repl_sched__next(q, 3), 2); /* the sealed one, though queued last */
+	assert_int_equal(ims_repl_sched__next(q, 3, false),
+			 2); /* the sealed one, though queued last */
 	pair *q2[] = {&f1, &f2};
-	assert_int_equal(ims_repl_sched__next(q2, 2), 0); /* then the first copies, in order */
+	assert_int_equal(ims_repl_sched__next(q2, 2, false),
+			 0); /* then the first copies, in order */
 	pair *q3[] = {&f2, &f1};
-	assert_int_equal(ims_repl_sched__next(q3, 2), 0);
+	assert_int_equal(ims_repl_sched__next(q3, 2, false), 0);
+}
+
+static void orphans_go_to_the_takeover_workers(void **state)
+{
+	(void)state;
+	pair a = mk(100000, 60), o1 = mk(90000, 60), b = mk(50000, 60), o2 = mk(60000, 60);
+	o1.orphaned = o2.orphaned = true;
+	pair *q[] = {&a, &o1, &b, &o2};
+	assert_int_equal(ims_repl_sched__next(q, 4, true), 3); /* o2: of the orphans */
+	b.sealed_ms = 95000; /* o1 and o2 more urgent than any other pair: still after them */
+	assert_int_equal(ims_repl_sched__next(q, 4, false), 2);
+	pair *q1[] = {&o1, &o2};
+	assert_int_equal(ims_repl_sched__next(q1, 2, false), 1); /* only orphans: the most urgent */
+	pair *q2[] = {&a, &b};
+	assert_int_equal(ims_repl_sched__next(q2, 2, true), 2); /* none: n */
+	assert_int_equal(ims_repl_sched__next(q2, 0, true), 0);
+	assert_int_equal(ims_repl_sched__next(q2, 0, false), 0);
+	pair f = mk(-1, 60);
+	f.orphaned = true;
+	pair *q3[] = {&f, &o1, &a};
+	assert_int_equal(ims_repl_sched__next(q3, 3, true),
+			 1); /* a sealed orphan before a first copy */
 }
 
 #define NPAIRS 500
@@ -191,6 +215,7 @@ int main(void)
 		cmocka_unit_test(never_under_a_tenth_of_the_rpo),
 		cmocka_unit_test(the_pair_nearest_its_rpo_goes_first),
 		cmocka_unit_test(first_copies_after_every_sealed_pair_in_order),
+		cmocka_unit_test(orphans_go_to_the_takeover_workers),
 		cmocka_unit_test(homes_shared_evenly),
 		cmocka_unit_test(every_daemon_finds_the_same_homes),
 		cmocka_unit_test(a_daemon_that_leaves_moves_few_others),
