@@ -194,7 +194,8 @@ static const config_key keys[] = {
 	{S_DEFAULTS, "op_workers", T_UINT, DF(op_workers), "4", 1, 256, NULL, 0,
 	 "Long-running operations (imports, exports, syncs) run at once."},
 	{S_DEFAULTS, "replication_workers", T_UINT, DF(replication_workers), "4", 1, 256, NULL, 0,
-	 "Replication cycles this daemon runs at once (over all its pairs)."},
+	 "Replication cycles this daemon runs at once (over all its pairs); as many again run a "
+	 "takeover (the pairs of another imgstored of the site that left, REPLICATION.md)."},
 	{S_DEFAULTS, "lock_expiry", T_DURATION, DF(lock_expiry), "60s", 3, 3600, NULL, 0,
 	 "How long the lock of a pair's replication cycle outlives a daemon that stopped renewing "
 	 "it (renewed every third of it): when an imgstored of a site dies, another one of the "

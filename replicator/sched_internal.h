@@ -132,6 +132,11 @@ struct ims_repl_sched {
 
 /* ---- records and pairs (sched_policy.c) ---- */
 
+/** Ask the site's other imgstored to let go of the secondary of the pair @p key (a notify on the
+ *  records; each answers once it did): a cycle asked of this daemon, which holds the pair's lock,
+ *  found it held. @returns whether every daemon answered. */
+bool ims_repl_sched__ask_let_go(ims_repl_sched *s, const char *key);
+
 /** A pair's key in the records, and the name of its lock. */
 /*
  * The lag, in ms, at which a pair whose last copying cycle took @p last_secs is due again: half

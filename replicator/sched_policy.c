@@ -440,16 +440,76 @@ void ims_repl_sched__refresh(ims_repl_sched *s)
 	pthread_mutex_unlock(&s->refresh_lock);
 }
 
+/*
+ * "let-go OWNER\nKEY" (ims_repl_sched__ask_let_go()): another imgstored of the site, OWNER, runs
+ * a cycle of the pair KEY that was asked for (a sync, a failover's last one) and holds its pair
+ * lock: this daemon lets go of the pair's secondary if it holds it (its own cycles wait for the
+ * pair lock meanwhile).
+ */
+static void let_go_asked(ims_repl_sched *s, const char *data, size_t len)
+{
+	char msg[IMS_REPL_OWNER_LEN + 800];
+	if (len < 7 || len >= sizeof(msg) || memcmp(data, "let-go ", 7) != 0)
+		return;
+	memcpy(msg, data, len);
+	msg[len] = '\0';
+	char *key = strchr(msg, '\n');
+	if (!key)
+		return;
+	*key++ = '\0';
+	if (strcmp(msg + 7, s->owner) == 0)
+		return; /* its own question */
+	char pool[sizeof(((pair *)0)->pool)] = "", image[sizeof(((pair *)0)->image)] = "",
+				target[sizeof(((pair *)0)->target)] = "", k[800];
+	pthread_mutex_lock(&s->lock);
+	for (pair *p = s->pairs; p && !pool[0]; p = p->next) {
+		if (p->unit != IMS_REPL_IMAGE)
+			continue;
+		ims_repl_sched__pair_key(k, sizeof(k), p);
+		if (strcmp(k, key) == 0) {
+			memcpy(pool, p->pool, sizeof(pool));
+			memcpy(image, p->image, sizeof(image));
+			memcpy(target, p->target, sizeof(target));
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	ims_site *peer = NULL;
+	if (pool[0] && s->o.peer(s->o.peer_ctx, target, &peer) == 0 &&
+	    ims_site_guard_let_go(peer, pool, image))
+		ims_log_info(
+			"'%s': let go of the secondary on site '%s' for imgstored '%s' of this "
+			"site, asked to run a cycle of it",
+			key, target, msg + 7);
+	ims_error_clear();
+}
+
 static void watch_notified(void *arg, uint64_t notify_id, uint64_t handle, uint64_t notifier_id,
 			   void *data, size_t len)
 {
 	ims_repl_sched *s = arg;
 	(void)notifier_id;
-	(void)data;
-	(void)len;
-	ims_repl_sched__refresh(
-		s); /* before the answer: the notifier's call returns once the pair is known here */
+	if (data && len > 0)
+		let_go_asked(s, data, len);
+	else /* before the answer: the notifier's call returns once the pair is known here */
+		ims_repl_sched__refresh(s);
 	rados_notify_ack(s->watch_io, IMS_REPL_POLICIES, notify_id, handle, NULL, 0);
+}
+
+bool ims_repl_sched__ask_let_go(ims_repl_sched *s, const char *key)
+{
+	char msg[IMS_REPL_OWNER_LEN + 800];
+	int n = snprintf(msg, sizeof(msg), "let-go %s\n%s", s->owner, key);
+	rados_ioctx_t io;
+	if (n < 0 || (size_t)n >= sizeof(msg) || ims_repl_sched__io(&io, s) < 0) {
+		ims_error_clear();
+		return false;
+	}
+	char *reply = NULL;
+	size_t rlen = 0;
+	int r = rados_notify2(io, IMS_REPL_POLICIES, msg, (size_t)n, 3000, &reply, &rlen);
+	rados_buffer_free(reply);
+	ims_site_ioctx_close(io);
+	return r == 0;
 }
 
 static void watch_lost(void *arg, uint64_t cookie, int err)

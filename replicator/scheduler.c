@@ -875,6 +875,17 @@ static int run_cycle(ims_repl_sched *s, pair *p, ims_progress_fn progress, void 
 		if ((r = out && progress ? lock_pair_wait(s, &c, progress, pctx)
 					 : lock_pair(s, &c)) == 0) {
 			r = sync_locked(s, p, peer, &c, &res);
+			/* asked for (a sync, a failover's last one) and the secondary held: by the
+			 * pair's home or the last daemon that ran it, when that is another
+			 * imgstored of this site, which lets go when asked (its cycles wait for the
+			 * pair lock this one holds) */
+			if (out && !s->o.alone && r == -EBUSY &&
+			    res.refused == IMS_REPL_REFUSED_HELD &&
+			    ims_repl_sched__ask_let_go(s, c.lock_name)) {
+				ims_error_clear();
+				memset(&res, 0, sizeof(res));
+				r = sync_locked(s, p, peer, &c, &res);
+			}
 			unlock_pair(s, &c);
 		} else if (r == -EBUSY || r == -ECANCELED || (r == -ESHUTDOWN && s->stopping)) {
 			/* another daemon's cycle, or the wait for it cancelled or ended by a stop:
