@@ -174,6 +174,16 @@ syncs_of() { # FILE: "image syncs" of the pairs this daemon sealed at least once
 # 3 x the lock expiry plus the RPO: bl_back, the seconds until daemon 1 has a new client and both
 # daemons see two of the site's daemons again; bl_sealed, until every image has a seal newer than
 # the blocklist (in either daemon's view). The lags seen meanwhile count in the run's worst.
+max_of() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b) ? a : b }'; }
+# a sample's lag into the run's worst (the steady part's, and the whole run's)
+fold_sample() {
+  if [ "$steady" != 0 ]; then
+    worst=$(max_of "$WORST" "$worst")
+    [ "$OVER" -gt "$over_max" ] && over_max=$OVER
+  fi
+  [ "$OVER" -gt "$over_all" ] && over_all=$OVER
+  worst_all=$(max_of "$WORST" "$worst_all")
+}
 metric_in() { awk -v m="$2" '$1 == m { v = $2 } END { print v + 0 }' "$1"; }
 blocklist_first() {
   local rec0 x t0 now rec1 d1 d2 fresh
@@ -191,9 +201,7 @@ blocklist_first() {
     sleep 1
     now=$(date +%s)
     sample
-    [ "$steady" != 0 ] && worst=$(awk -v a="$WORST" -v b="$worst" 'BEGIN { print (a > b) ? a : b }')
-    [ "$steady" != 0 ] && [ "$OVER" -gt "$over_max" ] && over_max=$OVER
-    worst_all=$(awk -v a="$WORST" -v b="$worst_all" 'BEGIN { print (a > b) ? a : b }')
+    fold_sample
     if [ -z "$bl_back" ] && [ -s "$M/m.1" ] && [ -s "$M/m.2" ]; then
       rec1=$(metric_in "$M/m.1" 'imgstore_site_reconnects_total{site="a"}')
       d1=$(metric_in "$M/m.1" imgstore_replication_daemons)
@@ -257,7 +265,7 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
     for _ in $(seq $((3 * LOCK))); do
       sample
       [ -s "$M/m.1" ] || { sleep 1; continue; }
-      tk_worst=$(awk -v a="$WORST" -v b="$tk_worst" 'BEGIN { print (a > b) ? a : b }')
+      tk_worst=$(max_of "$WORST" "$tk_worst")
       [ "$OVER" -gt "$tk_over" ] && tk_over=$OVER
       now=$(date +%s)
       left=$(taken_over_left)
@@ -287,12 +295,7 @@ while [ "$(date +%s)" -lt "$end" ] && [ $rounds -lt $((MINUTES * 12 + 10)) ]; do
   [ "$steady" = 0 ] && [ "$sealed_all" != 0 ] && [ "$OVER" = 0 ] && { steady=$now; say "every image within its RPO, $((now - start))s into the run"; }
   [ -z "$cpu1_start" ] && [ "$steady" != 0 ] && { cpu1_start=$CPU1; cpu2_start=$CPU2; cpu_t0=$now; }
   [ "$cpu2_start" = - ] && alive "$PID2" && { cpu2_start=$(cpu_s "$PID2"); cpu_t2=$now; } # joined late
-  if [ "$steady" != 0 ]; then
-    worst=$(awk -v a="$WORST" -v b="$worst" 'BEGIN { print (a > b) ? a : b }')
-    [ "$OVER" -gt "$over_max" ] && over_max=$OVER
-  fi
-  [ "$OVER" -gt "$over_all" ] && over_all=$OVER
-  worst_all=$(awk -v a="$WORST" -v b="$worst_all" 'BEGIN { print (a > b) ? a : b }')
+  fold_sample
   [ "$RSS1" != - ] && [ "$RSS1" -gt "$rss1_max" ] && rss1_max=$RSS1
   [ "$RSS2" != - ] && [ "$RSS2" -gt "$rss2_max" ] && rss2_max=$RSS2
   [ "$CPU2" != - ] && CPU2_LAST=$CPU2 T2_LAST=$now
